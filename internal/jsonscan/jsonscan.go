@@ -1,0 +1,493 @@
+// Package jsonscan walks JSON objects in one pass without decoding them.
+//
+// The gateway forwards request bodies it only needs a few fields of; decoding a
+// chat request with a long prompt into Go values costs microseconds and allocations
+// per request, while a validating skip over the same bytes costs a fraction of that.
+package jsonscan
+
+import (
+	"errors"
+	"strconv"
+	"unicode/utf8"
+)
+
+// ErrSyntax reports bytes that are not valid JSON.
+var ErrSyntax = errors.New("invalid JSON")
+
+// ErrDepth reports nesting deeper than MaxDepth.
+var ErrDepth = errors.New("JSON nested too deeply")
+
+// MaxDepth bounds nesting so a hostile body cannot exhaust the stack.
+const MaxDepth = 512
+
+// Iter iterates over the members of one JSON object.
+type Iter struct {
+	b     []byte
+	pos   int
+	first bool
+	err   error
+	vs    int
+}
+
+// Reset points the iterator at the object that starts at the first non-space byte of b.
+func (it *Iter) Reset(b []byte) error {
+	*it = Iter{b: b, first: true}
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		it.err = ErrSyntax
+		return it.err
+	}
+	it.pos = i + 1
+	return nil
+}
+
+// Next returns the next member: its raw key (without quotes, escapes left as they are)
+// and its raw value (strings keep their quotes). ok is false at the end of the object or
+// on error; Err tells which.
+func (it *Iter) Next() (key, value []byte, ok bool) {
+	if it.err != nil {
+		return nil, nil, false
+	}
+	b := it.b
+	i := skipSpace(b, it.pos)
+	if i >= len(b) {
+		it.err = ErrSyntax
+		return nil, nil, false
+	}
+	if b[i] == '}' {
+		it.pos = i + 1
+		it.err = errEnd
+		return nil, nil, false
+	}
+	if !it.first {
+		if b[i] != ',' {
+			it.err = ErrSyntax
+			return nil, nil, false
+		}
+		i = skipSpace(b, i+1)
+	}
+	it.first = false
+	if i >= len(b) || b[i] != '"' {
+		it.err = ErrSyntax
+		return nil, nil, false
+	}
+	ke, err := skipString(b, i)
+	if err != nil {
+		it.err = err
+		return nil, nil, false
+	}
+	key = b[i+1 : ke-1]
+	i = skipSpace(b, ke)
+	if i >= len(b) || b[i] != ':' {
+		it.err = ErrSyntax
+		return nil, nil, false
+	}
+	i = skipSpace(b, i+1)
+	ve, err := Skip(b, i)
+	if err != nil {
+		it.err = err
+		return nil, nil, false
+	}
+	it.vs = i
+	it.pos = ve
+	return key, b[i:ve], true
+}
+
+// ValueOffset is the offset in the scanned bytes of the value Next last returned.
+func (it *Iter) ValueOffset() int { return it.vs }
+
+// End is the offset just past the object once Next has returned false without error.
+func (it *Iter) End() int { return it.pos }
+
+// Err is nil when the object was read to its end, else why it stopped.
+func (it *Iter) Err() error {
+	if it.err == errEnd {
+		return nil
+	}
+	return it.err
+}
+
+var errEnd = errors.New("end")
+
+// Valid reports whether b holds exactly one JSON value, with optional surrounding space.
+func Valid(b []byte) bool {
+	i := skipSpace(b, 0)
+	e, err := Skip(b, i)
+	if err != nil {
+		return false
+	}
+	return skipSpace(b, e) == len(b)
+}
+
+// Skip validates the JSON value starting at b[i] and returns the offset just past it.
+func Skip(b []byte, i int) (int, error) {
+	return skip(b, i, 0)
+}
+
+func skip(b []byte, i, depth int) (int, error) {
+	if i >= len(b) {
+		return i, ErrSyntax
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return skipString(b, i)
+	case c == '{':
+		if depth >= MaxDepth {
+			return i, ErrDepth
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return i, ErrSyntax
+			}
+			var err error
+			if i, err = skipString(b, i); err != nil {
+				return i, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) || b[i] != ':' {
+				return i, ErrSyntax
+			}
+			if i, err = skip(b, skipSpace(b, i+1), depth+1); err != nil {
+				return i, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return i, ErrSyntax
+			}
+			if b[i] == '}' {
+				return i + 1, nil
+			}
+			if b[i] != ',' {
+				return i, ErrSyntax
+			}
+			i = skipSpace(b, i+1)
+		}
+	case c == '[':
+		if depth >= MaxDepth {
+			return i, ErrDepth
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			if i, err = skip(b, i, depth+1); err != nil {
+				return i, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return i, ErrSyntax
+			}
+			if b[i] == ']' {
+				return i + 1, nil
+			}
+			if b[i] != ',' {
+				return i, ErrSyntax
+			}
+			i = skipSpace(b, i+1)
+		}
+	case c == 't':
+		return skipLit(b, i, "true")
+	case c == 'f':
+		return skipLit(b, i, "false")
+	case c == 'n':
+		return skipLit(b, i, "null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		return skipNumber(b, i)
+	}
+	return i, ErrSyntax
+}
+
+func skipLit(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, ErrSyntax
+	}
+	return i + len(lit), nil
+}
+
+func skipNumber(b []byte, i int) (int, error) {
+	if b[i] == '-' {
+		i++
+	}
+	if i >= len(b) {
+		return i, ErrSyntax
+	}
+	switch {
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return i, ErrSyntax
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		s := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == s {
+			return i, ErrSyntax
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		s := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == s {
+			return i, ErrSyntax
+		}
+	}
+	return i, nil
+}
+
+// skipString validates the string whose opening quote is at b[i] and its escapes, and
+// returns the offset after the closing quote. Invalid UTF-8 passes, as it does in
+// encoding/json: the gateway forwards bytes, it does not police their encoding.
+func skipString(b []byte, i int) (int, error) {
+	i++
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, nil
+		case c == '\\':
+			if i+1 >= len(b) {
+				return i, ErrSyntax
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if len(b)-i < 6 || !isHex4(b[i+2:i+6]) {
+					return i, ErrSyntax
+				}
+				i += 6
+			default:
+				return i, ErrSyntax
+			}
+		case c < 0x20:
+			return i, ErrSyntax
+		default:
+			i++
+		}
+	}
+	return i, ErrSyntax
+}
+
+func isHex4(b []byte) bool {
+	for _, c := range b[:4] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// IsString reports whether raw is a JSON string value.
+func IsString(raw []byte) bool { return len(raw) >= 2 && raw[0] == '"' }
+
+// IsNull reports whether raw is the JSON null literal.
+func IsNull(raw []byte) bool { return len(raw) == 4 && string(raw) == "null" }
+
+// Bool reads a raw true or false.
+func Bool(raw []byte) (v, ok bool) {
+	switch string(raw) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+// Int reads a raw JSON number that is a whole number fitting in int64.
+func Int(raw []byte) (int64, bool) {
+	if len(raw) == 0 || len(raw) > 19 {
+		return 0, false
+	}
+	neg := raw[0] == '-'
+	s := raw
+	if neg {
+		s = s[1:]
+	}
+	if len(s) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// Float reads a raw JSON number.
+func Float(raw []byte) (float64, bool) {
+	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	return f, err == nil
+}
+
+// AppendUnquote appends the decoded contents of the raw JSON string to dst. ok is false
+// when raw is not a well-formed string.
+func AppendUnquote(dst, raw []byte) (out []byte, ok bool) {
+	if !IsString(raw) || raw[len(raw)-1] != '"' {
+		return dst, false
+	}
+	s := raw[1 : len(raw)-1]
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		if i+1 >= len(s) {
+			return dst, false
+		}
+		switch s[i+1] {
+		case '"', '\\', '/':
+			dst = append(dst, s[i+1])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			if len(s)-i < 6 || !isHex4(s[i+2:]) {
+				return dst, false
+			}
+			r := rune(hex4(s[i+2:]))
+			i += 6
+			if r >= 0xD800 && r < 0xDC00 && len(s)-i >= 6 && s[i] == '\\' && s[i+1] == 'u' && isHex4(s[i+2:]) {
+				lo := rune(hex4(s[i+2:]))
+				if lo >= 0xDC00 && lo < 0xE000 {
+					r = (r-0xD800)<<10 + (lo - 0xDC00) + 0x10000
+					i += 6
+				}
+			}
+			if r >= 0xD800 && r < 0xE000 {
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default:
+			return dst, false
+		}
+		i += 2
+	}
+	return dst, true
+}
+
+func hex4(b []byte) uint16 {
+	var v uint16
+	for _, c := range b[:4] {
+		v <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			v |= uint16(c - '0')
+		case c >= 'a' && c <= 'f':
+			v |= uint16(c-'a') + 10
+		default:
+			v |= uint16(c-'A') + 10
+		}
+	}
+	return v
+}
+
+// AppendQuote appends s as a JSON string, escaping what JSON requires and the HTML
+// characters, so any bytes can be embedded in a response body safely.
+func AppendQuote(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c < utf8.RuneSelf {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				dst = append(dst, `\ufffd`...)
+			} else if r == '\u2028' || r == '\u2029' {
+				dst = append(dst, `\u202`...)
+				dst = append(dst, "89"[r-'\u2028'])
+			} else {
+				dst = append(dst, s[i:i+n]...)
+			}
+			i += n
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			const hex = "0123456789abcdef"
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		i++
+	}
+	return append(dst, '"')
+}
+
+// Field returns the raw value of the top-level member key of the object in b, scanning
+// only as far as that member.
+func Field(b []byte, key string) ([]byte, bool) {
+	var it Iter
+	if it.Reset(b) != nil {
+		return nil, false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return nil, false
+		}
+		if string(k) == key {
+			return v, true
+		}
+	}
+}

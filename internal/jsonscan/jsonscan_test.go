@@ -1,0 +1,167 @@
+package jsonscan
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+func TestIter(t *testing.T) {
+	cases := []struct {
+		name string
+		in   string
+		want map[string]string
+		err  bool
+	}{
+		{"members", `{"model":"m","stream":true,"n":[1,{"a":2}]}`, map[string]string{"model": `"m"`, "stream": "true", "n": `[1,{"a":2}]`}, false},
+		{"spaces", " { \"a\" : 1 , \"b\" :\n\"x\\\"y\" } ", map[string]string{"a": "1", "b": `"x\"y"`}, false},
+		{"empty", `{}`, map[string]string{}, false},
+		{"trailing comma", `{"a":1,}`, nil, true},
+		{"missing colon", `{"a" 1}`, nil, true},
+		{"not an object", `[1]`, nil, true},
+		{"unterminated", `{"a":"b`, nil, true},
+		{"bad literal", `{"a":tru}`, nil, true},
+		{"bad number", `{"a":01}`, nil, true},
+		{"control char in string", "{\"a\":\"\x01\"}", nil, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var it Iter
+			got := map[string]string{}
+			if it.Reset([]byte(c.in)) == nil {
+				for {
+					k, v, ok := it.Next()
+					if !ok {
+						break
+					}
+					got[string(k)] = string(v)
+				}
+			}
+			if (it.Err() != nil) != c.err {
+				t.Fatalf("err = %v, want error %v", it.Err(), c.err)
+			}
+			if c.err {
+				return
+			}
+			if len(got) != len(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+			for k, v := range c.want {
+				if got[k] != v {
+					t.Fatalf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestUnquote(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`"plain"`, "plain"},
+		{`"a\nb\t\"c\"\\"`, "a\nb\t\"c\"\\"},
+		{`"\u00e9\ud83d\ude00"`, "é😀"},
+		{`"\ud800x"`, "\uFFFDx"},
+	}
+	for _, c := range cases {
+		t.Run(c.want, func(t *testing.T) {
+			got, ok := AppendUnquote(nil, []byte(c.in))
+			if !ok || string(got) != c.want {
+				t.Fatalf("AppendUnquote(%s) = %q %v, want %q", c.in, got, ok, c.want)
+			}
+		})
+	}
+}
+
+func TestQuoteRoundTrip(t *testing.T) {
+	for _, s := range []string{"", "a\"b\\c", "<tag>&", "\x00\x1f", "é😀", "\u2028", "\xff"} {
+		q := AppendQuote(nil, s)
+		var back string
+		if err := json.Unmarshal(q, &back); err != nil {
+			t.Fatalf("AppendQuote(%q) = %s: %v", s, q, err)
+		}
+		if want := string(bytes.ToValidUTF8([]byte(s), []byte("\uFFFD"))); back != want {
+			t.Fatalf("round trip of %q gave %q", s, back)
+		}
+	}
+}
+
+func TestInt(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{{"0", 0, true}, {"-12", -12, true}, {"1.5", 0, false}, {"", 0, false}, {"-", 0, false}, {"12345678901234567890", 0, false}}
+	for _, c := range cases {
+		t.Run(c.in, func(t *testing.T) {
+			got, ok := Int([]byte(c.in))
+			if got != c.want || ok != c.ok {
+				t.Fatalf("Int(%q) = %d %v", c.in, got, ok)
+			}
+		})
+	}
+}
+
+func TestDepthBound(t *testing.T) {
+	deep := bytes.Repeat([]byte("["), MaxDepth+2)
+	if _, err := Skip(deep, 0); err != ErrDepth {
+		t.Fatalf("err = %v, want ErrDepth", err)
+	}
+}
+
+func FuzzValid(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `[1,2,"x"]`, `"\u00e9"`, `-0.5e+3`, `{"a":[{}]}`, `tru`, "\"\xff\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, encoding/json says %v", b, got, want)
+		}
+	})
+}
+
+func FuzzIter(f *testing.F) {
+	for _, s := range []string{`{"model":"x","stream":true}`, `{"a":{"b":[1,2]},"c":null}`, `{}`, `{"a":"\ud83d"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var it Iter
+		if it.Reset(b) != nil {
+			return
+		}
+		n := 0
+		for {
+			k, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			n++
+			if !json.Valid(v) {
+				t.Fatalf("member %q has invalid value %q", k, v)
+			}
+			if _, ok := AppendUnquote(nil, append(append([]byte{'"'}, k...), '"')); !ok {
+				t.Fatalf("key %q does not unquote", k)
+			}
+		}
+		if it.Err() == nil {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(b[:it.End()], &m); err != nil {
+				t.Fatalf("Iter accepted %q but encoding/json rejects it: %v", b[:it.End()], err)
+			}
+		}
+	})
+}
+
+func BenchmarkIter(b *testing.B) {
+	body := []byte(`{"model":"chat","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Tell me a story about a gateway that was very fast and never dropped a request."}],"stream":false,"max_tokens":64,"user":"u-123","temperature":0.7}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		var it Iter
+		it.Reset(body)
+		for {
+			if _, _, ok := it.Next(); !ok {
+				break
+			}
+		}
+	}
+}
