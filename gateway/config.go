@@ -1,0 +1,575 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate/tollgate/providers"
+)
+
+// Config is the whole gateway configuration file.
+type Config struct {
+	Server    ServerConfig                `yaml:"server"`
+	Auth      AuthConfig                  `yaml:"auth"`
+	Backends  map[string]providers.Config `yaml:"backends"`
+	Endpoints []EndpointConfig            `yaml:"endpoints"`
+	Logging   LoggingConfig               `yaml:"logging"`
+
+	// path is the file the config was read from, for error messages.
+	path  string
+	lines map[string]int
+	// scalars lists, per line, the key paths with scalar values there, so a decode error
+	// that names a line and a value can name its key.
+	scalars map[int][]scalarAt
+}
+
+type scalarAt struct{ path, value string }
+
+// ServerConfig is the `server:` section.
+type ServerConfig struct {
+	Listen        string        `yaml:"listen"`
+	AdminListen   string        `yaml:"admin_listen"`
+	MaxBodyBytes  Size          `yaml:"max_body_bytes"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	ReadTimeout   time.Duration `yaml:"read_timeout"`
+	IdleTimeout   time.Duration `yaml:"idle_timeout"`
+	// Concurrency caps requests served at once; above it clients get 503.
+	Concurrency int `yaml:"concurrency"`
+}
+
+// AuthConfig is the `auth:` section.
+type AuthConfig struct {
+	Mode string      `yaml:"mode"`
+	Keys []KeyConfig `yaml:"keys"`
+}
+
+// KeyConfig is one client API key: the key itself (usually `${VAR}`) or its SHA-256.
+type KeyConfig struct {
+	Name      string   `yaml:"name"`
+	Key       string   `yaml:"key"`
+	SHA256    string   `yaml:"sha256"`
+	Endpoints []string `yaml:"endpoints"`
+}
+
+// EndpointConfig is one entry of `endpoints:`: a name clients put in "model".
+type EndpointConfig struct {
+	Name      string        `yaml:"name"`
+	Type      string        `yaml:"type"`
+	Routes    []RouteConfig `yaml:"routes"`
+	Retries   int           `yaml:"retries"`
+	Fallbacks []string      `yaml:"fallbacks"`
+	Timeout   time.Duration `yaml:"timeout"`
+}
+
+// RouteConfig sends a share of an endpoint's traffic to a backend.
+type RouteConfig struct {
+	Backend string `yaml:"backend"`
+	Weight  int    `yaml:"weight"`
+	Variant string `yaml:"variant"`
+}
+
+// LoggingConfig is the `logging:` section.
+type LoggingConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+	// AccessLog writes one line per request (default true).
+	AccessLog *bool `yaml:"access_log"`
+}
+
+// Size is a byte count written as 8MiB, 512KB, 1048576 …
+type Size int64
+
+// UnmarshalYAML reads a size with an optional unit.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return err
+	}
+	*s = Size(v)
+	return nil
+}
+
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1000, "kb": 1000, "m": 1000 * 1000, "mb": 1000 * 1000, "g": 1000 * 1000 * 1000, "gb": 1000 * 1000 * 1000,
+	"ki": 1 << 10, "kib": 1 << 10, "mi": 1 << 20, "mib": 1 << 20, "gi": 1 << 30, "gib": 1 << 30,
+}
+
+// ParseSize reads a byte count such as 8MiB or 512kb.
+func ParseSize(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	i := 0
+	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.') {
+		i++
+	}
+	num, unit := v[:i], strings.ToLower(strings.TrimSpace(v[i:]))
+	f, err := strconv.ParseFloat(num, 64)
+	mult, ok := sizeUnits[unit]
+	if err != nil || !ok || f < 0 {
+		return 0, errors.New("invalid size " + strconv.Quote(v) + " (use e.g. 8MiB, 512KB, 1048576)")
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// ConfigError lists every problem found in a config file, each as FILE:LINE: key: what.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
+
+// LoadConfig reads, expands and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(path, data, os.LookupEnv)
+}
+
+// ParseConfig decodes config bytes; path only names the file in messages.
+func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Config, error) {
+	cfg := &Config{path: path, lines: map[string]int{}, scalars: map[int][]scalarAt{}}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, &ConfigError{Problems: []string{yamlProblem(path, err)}}
+	}
+	if len(doc.Content) == 0 {
+		return nil, &ConfigError{Problems: []string{path + ":1: the file is empty"}}
+	}
+	root := doc.Content[0]
+	var problems []string
+	expandEnv(root, env, func(n *yaml.Node, name string) {
+		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": environment variable "+name+" is not set")
+	})
+	checkKeys(root, reflect.TypeOf(Config{}), "", cfg, func(line int, key, problem string) {
+		problems = append(problems, path+":"+strconv.Itoa(line)+": "+key+": "+problem)
+	})
+	if len(problems) == 0 {
+		if err := root.Decode(cfg); err != nil {
+			problems = append(problems, typeProblems(path, err, cfg.scalars)...)
+		}
+	}
+	if len(problems) == 0 {
+		cfg.applyDefaults()
+		problems = append(problems, cfg.problems()...)
+	}
+	if len(problems) > 0 {
+		return nil, &ConfigError{Problems: problems}
+	}
+	return cfg, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// expandEnv replaces ${VAR} (and ${VAR:-default}) in scalar values. It works on the
+// parsed tree, not the text, so a value holding YAML syntax stays a plain string and
+// line numbers stay those of the file.
+func expandEnv(n *yaml.Node, env func(string) (string, bool), missing func(*yaml.Node, string)) {
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			m := envRef.FindStringSubmatch(ref)
+			if v, ok := env(m[1]); ok {
+				return v
+			}
+			if m[2] != "" {
+				return m[3]
+			}
+			missing(n, m[1])
+			return ""
+		})
+		if n.Tag == "" || n.Tag == "!!null" {
+			n.Tag = ""
+		}
+		n.Style = 0
+	}
+	for _, c := range n.Content {
+		expandEnv(c, env, missing)
+	}
+}
+
+// checkKeys walks the document against the config types, reporting unknown keys with
+// their line and recording the line of every key path.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, cfg *Config, report func(int, string, string)) {
+	lines := cfg.lines
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode {
+		cfg.scalars[n.Line] = append(cfg.scalars[n.Line], scalarAt{path, n.Value})
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode || reflect.PointerTo(t).Implements(unmarshalerType) {
+			return
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := join(path, k.Value)
+			lines[p] = k.Line
+			f, ok := fields[k.Value]
+			if !ok {
+				report(k.Line, p, "unknown key"+suggest(k.Value, fields))
+				continue
+			}
+			checkKeys(v, f, p, cfg, report)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := join(path, k.Value)
+			lines[p] = k.Line
+			checkKeys(v, t.Elem(), p, cfg, report)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, c := range n.Content {
+			p := path + "[" + strconv.Itoa(i) + "]"
+			lines[p] = c.Line
+			checkKeys(c, t.Elem(), p, cfg, report)
+		}
+	}
+}
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			for k, v := range yamlFields(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func suggest(key string, fields map[string]reflect.Type) string {
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(key, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best != "" {
+		return " (did you mean " + best + "?)"
+	}
+	return " (known keys: " + strings.Join(names, ", ") + ")"
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+func yamlProblem(path string, err error) string {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		return path + ":" + m[1] + ": " + m[2]
+	}
+	return path + ": " + strings.TrimPrefix(msg, "yaml: ")
+}
+
+// typeProblems turns yaml.v3's decode errors into FILE:LINE: key: what.
+func typeProblems(path string, err error, scalars map[int][]scalarAt) []string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []string{yamlProblem(path, err)}
+	}
+	out := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		m := yamlLine.FindStringSubmatch(e)
+		if m == nil {
+			out = append(out, path+": "+e)
+			continue
+		}
+		l, _ := strconv.Atoi(m[1])
+		key := ""
+		value := ""
+		if i := strings.IndexByte(m[2], '`'); i >= 0 {
+			if j := strings.IndexByte(m[2][i+1:], '`'); j >= 0 {
+				value = m[2][i+1 : i+1+j]
+			}
+		}
+		for _, sa := range scalars[l] {
+			if key == "" || sa.value == value {
+				key = sa.path
+			}
+		}
+		if key == "" {
+			out = append(out, path+":"+m[1]+": "+m[2])
+			continue
+		}
+		out = append(out, path+":"+m[1]+": "+key+": "+m[2])
+	}
+	return out
+}
+
+func (c *Config) applyDefaults() {
+	s := &c.Server
+	if s.Listen == "" {
+		s.Listen = ":8080"
+	}
+	if s.AdminListen == "" {
+		s.AdminListen = "127.0.0.1:9090"
+	}
+	if s.MaxBodyBytes == 0 {
+		s.MaxBodyBytes = 8 << 20
+	}
+	if s.ShutdownGrace == 0 {
+		s.ShutdownGrace = 30 * time.Second
+	}
+	if s.IdleTimeout == 0 {
+		s.IdleTimeout = 90 * time.Second
+	}
+	if s.ReadTimeout == 0 {
+		s.ReadTimeout = 60 * time.Second
+	}
+	if c.Auth.Mode == "" {
+		c.Auth.Mode = "none"
+	}
+	if c.Logging.Level == "" {
+		c.Logging.Level = "info"
+	}
+	if c.Logging.Format == "" {
+		c.Logging.Format = "json"
+	}
+	for i := range c.Endpoints {
+		for j := range c.Endpoints[i].Routes {
+			r := &c.Endpoints[i].Routes[j]
+			if r.Variant == "" {
+				r.Variant = r.Backend
+			}
+		}
+		if len(c.Endpoints[i].Routes) == 1 && c.Endpoints[i].Routes[0].Weight == 0 {
+			c.Endpoints[i].Routes[0].Weight = 100
+		}
+	}
+}
+
+// keyProblem is a validation problem of one key path.
+type keyProblem interface {
+	Key() string
+	Problem() string
+}
+
+// problems validates every section; each problem names its line.
+func (c *Config) problems() []string {
+	var out []string
+	add := func(key, problem string) {
+		out = append(out, c.path+":"+strconv.Itoa(c.lineOf(key))+": "+key+": "+problem)
+	}
+	addErr := func(prefix string, err error) {
+		for _, e := range flatten(err) {
+			var kp keyProblem
+			if errors.As(e, &kp) {
+				add(join(prefix, kp.Key()), kp.Problem())
+			} else {
+				add(prefix, e.Error())
+			}
+		}
+	}
+	if c.Server.MaxBodyBytes < 0 {
+		add("server.max_body_bytes", "must not be negative")
+	}
+	if c.Server.ShutdownGrace < 0 {
+		add("server.shutdown_grace", "must not be negative")
+	}
+	if c.Server.Concurrency < 0 {
+		add("server.concurrency", "must not be negative")
+	}
+	switch c.Auth.Mode {
+	case "none", "keys":
+	default:
+		add("auth.mode", "must be none or keys")
+	}
+	endpointNames := map[string]bool{}
+	for _, e := range c.Endpoints {
+		endpointNames[e.Name] = true
+	}
+	keyNames := map[string]bool{}
+	for i, k := range c.Auth.Keys {
+		p := "auth.keys[" + strconv.Itoa(i) + "]"
+		if k.Name == "" {
+			add(p+".name", "is required")
+		} else if keyNames[k.Name] {
+			add(p+".name", "duplicate key name "+strconv.Quote(k.Name))
+		}
+		keyNames[k.Name] = true
+		switch {
+		case k.Key == "" && k.SHA256 == "":
+			add(p+".key", "give key or sha256")
+		case k.Key != "" && k.SHA256 != "":
+			add(p+".sha256", "give key or sha256, not both")
+		case k.SHA256 != "":
+			if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != sha256.Size {
+				add(p+".sha256", "must be 64 hex digits")
+			}
+		}
+		for j, e := range k.Endpoints {
+			if !endpointNames[e] && e != "*" {
+				add(p+".endpoints["+strconv.Itoa(j)+"]", "unknown endpoint "+strconv.Quote(e))
+			}
+		}
+	}
+	if c.Auth.Mode == "keys" && len(c.Auth.Keys) == 0 {
+		add("auth.keys", "mode keys needs at least one key")
+	}
+	names := make([]string, 0, len(c.Backends))
+	for name := range c.Backends {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		b := c.Backends[name]
+		addErr("backends."+name, b.Validate())
+	}
+	seen := map[string]bool{}
+	for i, e := range c.Endpoints {
+		p := "endpoints[" + strconv.Itoa(i) + "]"
+		if e.Name == "" {
+			add(p+".name", "is required")
+		} else if seen[e.Name] {
+			add(p+".name", "duplicate endpoint "+strconv.Quote(e.Name))
+		}
+		seen[e.Name] = true
+		if _, ok := kindOf(e.Type); !ok {
+			add(p+".type", "must be chat, completions or embeddings")
+		}
+		if len(e.Routes) == 0 {
+			add(p+".routes", "needs at least one route")
+		}
+		sum := 0
+		for j, r := range e.Routes {
+			rp := p + ".routes[" + strconv.Itoa(j) + "]"
+			if _, ok := c.Backends[r.Backend]; !ok {
+				add(rp+".backend", "unknown backend "+strconv.Quote(r.Backend))
+			}
+			if r.Weight < 0 || r.Weight > 100 {
+				add(rp+".weight", "must be 0..100")
+			}
+			sum += r.Weight
+		}
+		if len(e.Routes) > 0 && sum != 100 {
+			add(p+".routes", "weights add up to "+strconv.Itoa(sum)+", want 100")
+		}
+		if e.Retries < 0 || e.Retries > 10 {
+			add(p+".retries", "must be 0..10")
+		}
+		for j, f := range e.Fallbacks {
+			if _, ok := c.Backends[f]; !ok {
+				add(p+".fallbacks["+strconv.Itoa(j)+"]", "unknown backend "+strconv.Quote(f))
+			}
+		}
+	}
+	switch c.Logging.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("logging.level", "must be debug, info, warn or error")
+	}
+	switch c.Logging.Format {
+	case "json", "text":
+	default:
+		add("logging.format", "must be json or text")
+	}
+	return out
+}
+
+// lineOf finds the line of a key path, or of its nearest parent present in the file.
+func (c *Config) lineOf(key string) int {
+	for key != "" {
+		if l, ok := c.lines[key]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	return 1
+}
+
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func kindOf(t string) (providers.Kind, bool) {
+	switch t {
+	case "chat":
+		return providers.Chat, true
+	case "completions":
+		return providers.Completions, true
+	case "embeddings":
+		return providers.Embeddings, true
+	}
+	return 0, false
+}

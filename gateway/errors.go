@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// apiError is an error answer in OpenAI's shape.
+type apiError struct {
+	status  int
+	typ     string
+	code    string
+	param   string
+	message string
+}
+
+// The errors the gateway itself answers with. Messages never hold keys or prompts.
+var (
+	errMalformed     = apiError{400, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."}
+	errNotObject     = apiError{400, "invalid_request_error", "invalid_json", "", "The request body must be a JSON object."}
+	errNoModel       = apiError{400, "invalid_request_error", "missing_model", "model", "You must provide a model parameter."}
+	errModelType     = apiError{400, "invalid_request_error", "invalid_type", "model", "The model parameter must be a string."}
+	errStreamType    = apiError{400, "invalid_request_error", "invalid_type", "stream", "The stream parameter must be a boolean."}
+	errTooLarge      = apiError{413, "invalid_request_error", "request_too_large", "", "The request body is larger than this gateway accepts."}
+	errNoKey         = apiError{401, "authentication_error", "missing_api_key", "", "You didn't provide an API key. Send it in the Authorization header as Bearer YOUR_KEY."}
+	errBadKey        = apiError{401, "authentication_error", "invalid_api_key", "", "Incorrect API key provided."}
+	errNotFound      = apiError{404, "invalid_request_error", "not_found", "", "Unknown request URL. Please check the URL and method."}
+	errMethod        = apiError{405, "invalid_request_error", "method_not_allowed", "", "This URL does not accept that HTTP method."}
+	errUpstreamDown  = apiError{502, "server_error", "upstream_unreachable", "", "The upstream model server could not be reached."}
+	errUpstreamBad   = apiError{502, "server_error", "upstream_bad_response", "", "The upstream model server sent an invalid response."}
+	errUpstreamSlow  = apiError{504, "server_error", "upstream_timeout", "", "The upstream model server did not answer in time."}
+	errInternal      = apiError{500, "server_error", "internal_error", "", "The gateway failed to handle the request."}
+	errShuttingDown  = apiError{503, "server_error", "shutting_down", "", "The gateway is shutting down; retry on another replica."}
+	errOverloaded    = apiError{503, "server_error", "overloaded", "", "The gateway is serving too many requests at once; retry shortly."}
+	errUnsupportedOp = apiError{400, "invalid_request_error", "unsupported_operation", "model", "This backend does not support the operation."}
+)
+
+// appendError renders {"error":{"message","type","param","code"}}.
+func appendError(dst []byte, e *apiError) []byte {
+	dst = append(dst, `{"error":{"message":`...)
+	dst = jsonscan.AppendQuote(dst, e.message)
+	dst = append(dst, `,"type":`...)
+	dst = jsonscan.AppendQuote(dst, e.typ)
+	dst = append(dst, `,"param":`...)
+	if e.param == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = jsonscan.AppendQuote(dst, e.param)
+	}
+	dst = append(dst, `,"code":`...)
+	if e.code == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = jsonscan.AppendQuote(dst, e.code)
+	}
+	return append(dst, "}}"...)
+}
+
+var strJSON = []byte("application/json")
+
+func writeError(resp *fasthttp.Response, e *apiError) {
+	resp.SetStatusCode(e.status)
+	resp.Header.SetContentTypeBytes(strJSON)
+	resp.SetBodyRaw(nil)
+	resp.SetBodyRaw(appendError(resp.Body()[:0], e))
+}
+
+// modelNotFound is 404 model_not_found naming the model the client sent (its own input,
+// quoted and escaped).
+func modelNotFound(name []byte) apiError {
+	return apiError{404, "invalid_request_error", "model_not_found", "model",
+		"The model `" + string(name) + "` does not exist or you do not have access to it."}
+}
+
+func wrongType(name []byte, want string) apiError {
+	return apiError{400, "invalid_request_error", "model_not_supported", "model",
+		"The model `" + string(name) + "` is not a " + want + " endpoint; call the URL of its type."}
+}

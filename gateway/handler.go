@@ -1,0 +1,478 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/providers"
+)
+
+var (
+	hdrRequestID  = []byte("X-Request-Id")
+	hdrBackend    = []byte("X-Tollgate-Backend")
+	hdrVariant    = []byte("X-Tollgate-Variant")
+	hdrAuthz      = []byte("Authorization")
+	hdrAPIKey     = []byte("Api-Key")
+	hdrXAPIKey    = []byte("X-Api-Key")
+	hdrCacheCtl   = []byte("Cache-Control")
+	hdrRetryAfter = []byte("Retry-After")
+	strNoCache    = []byte("no-cache")
+	strBearer     = []byte("Bearer ")
+	strSSE        = []byte("text/event-stream")
+	strDataPrefix = []byte("data: ")
+	strEventEnd   = []byte("\n\n")
+	strDoneEvent  = []byte("data: [DONE]\n\n")
+	strModelsJSON = []byte("application/json")
+)
+
+// request is the per-request state of the pipeline, pooled and reset on release. For a
+// stream it lives on after the handler returns, as the response body reader.
+type request struct {
+	s     *Server
+	rt    *runtime
+	start time.Time
+	ep    *endpoint
+	key   *clientKey
+	route *route
+
+	f    fields
+	call providers.Call
+	res  providers.Result
+	ev   providers.Event
+
+	reqID     []byte
+	modelName []byte
+	backend   string
+	variant   string
+	status    int
+	attempts  int
+	usage     providers.Usage
+	ttft      time.Duration
+	errKind   string
+
+	// stream state
+	stream   providers.Events
+	pending  []byte
+	out      []byte
+	finished bool
+	hideUse  bool
+}
+
+var requestPool = sync.Pool{New: func() any {
+	return &request{reqID: make([]byte, 0, 64), out: make([]byte, 0, 4096)}
+}}
+
+func (s *Server) acquireRequest() *request {
+	r := requestPool.Get().(*request)
+	r.s = s
+	return r
+}
+
+func (r *request) release() {
+	rt := r.rt
+	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], out: r.out[:0]}
+	requestPool.Put(r)
+	if rt != nil {
+		rt.release()
+	}
+}
+
+// serveAPI is the request path: parse, authenticate, plan, send, answer, record.
+func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
+	var kind providers.Kind
+	switch string(ctx.Path()) {
+	case "/v1/chat/completions":
+		kind = providers.Chat
+	case "/v1/completions":
+		kind = providers.Completions
+	case "/v1/embeddings":
+		kind = providers.Embeddings
+	case "/v1/models":
+		s.serveModels(ctx)
+		return
+	default:
+		writeError(&ctx.Response, &errNotFound)
+		return
+	}
+	if !ctx.IsPost() {
+		writeError(&ctx.Response, &errMethod)
+		return
+	}
+	r := s.acquireRequest()
+	r.start = time.Now()
+	r.setRequestID(ctx)
+	if !s.bind(r) {
+		writeError(&ctx.Response, &errShuttingDown)
+		r.finish(ctx, 503)
+		return
+	}
+	if e := r.run(ctx, kind); e != nil {
+		r.errKind = e.code
+		writeError(&ctx.Response, e)
+		r.finish(ctx, e.status)
+		return
+	}
+	if r.stream != nil {
+		ctx.Response.Header.SetContentTypeBytes(strSSE)
+		ctx.Response.Header.SetBytesKV(hdrCacheCtl, strNoCache)
+		ctx.Response.ImmediateHeaderFlush = true
+		ctx.SetBodyStream(r, -1)
+		return
+	}
+	r.finish(ctx, ctx.Response.StatusCode())
+}
+
+// bind pins the request to the live runtime.
+func (s *Server) bind(r *request) bool {
+	for range 4 {
+		rt := s.rt.Load()
+		if rt == nil || s.draining.Load() {
+			return false
+		}
+		if rt.acquire() {
+			r.rt = rt
+			return true
+		}
+	}
+	return false
+}
+
+func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
+	rt := r.rt
+	body := ctx.Request.Body()
+	if e := scanBody(body, &r.f); e != nil {
+		return e
+	}
+	if rt.authKeys {
+		var e *apiError
+		if r.key, e = authenticate(rt, &ctx.Request.Header); e != nil {
+			return e
+		}
+	}
+	raw := body[r.f.model[0]:r.f.model[1]]
+	var ok bool
+	if r.modelName, ok = jsonscan.AppendUnquote(r.modelName[:0], raw); !ok {
+		return &errModelType
+	}
+	ep := rt.endpoints[string(r.modelName)]
+	if ep == nil || (r.key != nil && !r.key.allowed[ep.idx]) {
+		e := modelNotFound(r.modelName)
+		return &e
+	}
+	r.ep = ep
+	if ep.kind != kind {
+		e := wrongType(r.modelName, ep.kind.String())
+		return &e
+	}
+	r.call = providers.Call{
+		Kind:          kind,
+		Body:          body,
+		Model:         r.f.model,
+		StreamOptions: r.f.streamOptions,
+		Stream:        r.f.stream && kind != providers.Embeddings,
+		IncludeUsage:  r.f.includeUsage,
+		MaxTokens:     r.f.maxTokens,
+		Header:        &ctx.Request.Header,
+	}
+	if ep.timeout > 0 {
+		r.call.Deadline = r.start.Add(ep.timeout)
+	}
+	return r.send(ctx)
+}
+
+// authenticate finds the client key sent as a bearer token (or in api-key or
+// x-api-key, as Azure and Anthropic clients send it).
+func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError) {
+	presented := h.PeekBytes(hdrAuthz)
+	if len(presented) > 0 {
+		if len(presented) < len(strBearer) || !bytes.EqualFold(presented[:len(strBearer)], strBearer) {
+			return nil, &errBadKey
+		}
+		presented = bytes.TrimSpace(presented[len(strBearer):])
+	} else if presented = h.PeekBytes(hdrAPIKey); len(presented) == 0 {
+		presented = h.PeekBytes(hdrXAPIKey)
+	}
+	if len(presented) == 0 {
+		return nil, &errNoKey
+	}
+	k := rt.lookupKey(presented)
+	if k == nil {
+		return nil, &errBadKey
+	}
+	return k, nil
+}
+
+// pick chooses a route by weight.
+func (ep *endpoint) pick() *route {
+	if len(ep.routes) == 1 {
+		return &ep.routes[0]
+	}
+	n := rand.IntN(100)
+	for i := range ep.routes {
+		if n < ep.routes[i].upto {
+			return &ep.routes[i]
+		}
+	}
+	return &ep.routes[len(ep.routes)-1]
+}
+
+// send tries the chosen route, then its retries, then the fallbacks, all before any
+// byte of the answer has gone to the client.
+func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
+	ep := r.ep
+	r.route = ep.pick()
+	r.variant = r.route.variant
+	total := 1 + ep.retries + len(ep.fallbacks)
+	var last error
+	for i := 0; i < total; i++ {
+		b := r.route.backend
+		if i > ep.retries {
+			b = ep.fallbacks[i-1-ep.retries]
+		}
+		if i > 0 {
+			if !r.backoff(i, last) {
+				break
+			}
+			ctx.Response.Reset()
+		}
+		r.backend = b.Name
+		r.attempts++
+		r.res = providers.Result{}
+		err := b.Send(&r.call, &ctx.Response, &r.res)
+		if err == nil {
+			r.usage = r.res.Usage
+			r.stream = r.res.Stream
+			r.hideUse = r.call.Stream && !r.call.IncludeUsage
+			r.setHeaders(ctx)
+			return nil
+		}
+		last = err
+		var ue *providers.UpstreamError
+		if errors.As(err, &ue) {
+			r.errKind = "upstream_" + strconv.Itoa(ue.Status)
+			if !ue.Retryable() || i == total-1 {
+				r.setHeaders(ctx)
+				if ue.RetryAfter > 0 {
+					ctx.Response.Header.SetBytesKV(hdrRetryAfter, appendInt(nil, int64((ue.RetryAfter+time.Second-1)/time.Second)))
+				}
+				return nil
+			}
+			continue
+		}
+		if errors.Is(err, providers.ErrBadResponse) || errors.Is(err, providers.ErrUnsupported) {
+			break
+		}
+	}
+	r.setHeaders(ctx)
+	r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
+		slog.String("request_id", string(r.reqID)), slog.String("endpoint", ep.name),
+		slog.String("backend", r.backend), slog.Int("attempts", r.attempts), slog.String("error", errString(last)))
+	switch {
+	case errors.Is(last, providers.ErrTimeout):
+		return &errUpstreamSlow
+	case errors.Is(last, providers.ErrBadResponse):
+		return &errUpstreamBad
+	case errors.Is(last, providers.ErrUnsupported):
+		return &errUnsupportedOp
+	}
+	return &errUpstreamDown
+}
+
+// backoff waits before attempt i (jittered exponential, honouring an upstream's
+// Retry-After up to a bound). It reports false when waiting would pass the deadline.
+func (r *request) backoff(i int, last error) bool {
+	d := time.Duration(25<<min(i-1, 5)) * time.Millisecond
+	d = d/2 + rand.N(d/2+1)
+	var ue *providers.UpstreamError
+	if errors.As(last, &ue) && ue.RetryAfter > d {
+		if ue.RetryAfter > 5*time.Second {
+			return i > r.ep.retries
+		}
+		d = ue.RetryAfter
+	}
+	if !r.call.Deadline.IsZero() && time.Now().Add(d).After(r.call.Deadline) {
+		return false
+	}
+	if i > r.ep.retries {
+		return true
+	}
+	time.Sleep(d)
+	return true
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func (r *request) setHeaders(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	h.SetBytesKV(hdrRequestID, r.reqID)
+	if r.backend != "" {
+		h.SetBytesK(hdrBackend, r.backend)
+	}
+	if r.variant != "" {
+		h.SetBytesK(hdrVariant, r.variant)
+	}
+}
+
+// setRequestID keeps a sane client-sent x-request-id or makes a random one.
+func (r *request) setRequestID(ctx *fasthttp.RequestCtx) {
+	if id := ctx.Request.Header.PeekBytes(hdrRequestID); len(id) > 0 && len(id) <= 128 && printable(id) {
+		r.reqID = append(r.reqID[:0], id...)
+	} else {
+		const hex = "0123456789abcdef"
+		r.reqID = r.reqID[:0]
+		for _, v := range [2]uint64{rand.Uint64(), rand.Uint64()} {
+			for j := 0; j < 16; j++ {
+				r.reqID = append(r.reqID, hex[v>>60])
+				v <<= 4
+			}
+		}
+	}
+}
+
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) serveModels(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() {
+		writeError(&ctx.Response, &errMethod)
+		return
+	}
+	rt := s.rt.Load()
+	if rt == nil {
+		writeError(&ctx.Response, &errShuttingDown)
+		return
+	}
+	body := rt.models
+	if rt.authKeys {
+		k, e := authenticate(rt, &ctx.Request.Header)
+		if e != nil {
+			writeError(&ctx.Response, e)
+			return
+		}
+		body = k.models
+	}
+	ctx.Response.Header.SetContentTypeBytes(strModelsJSON)
+	ctx.Response.SetBodyRaw(body)
+}
+
+// Read writes the stream to the client one event per call, so that fasthttp flushes
+// each event as its own chunk.
+func (r *request) Read(p []byte) (int, error) {
+	for len(r.pending) == 0 {
+		if r.finished {
+			return 0, io.EOF
+		}
+		r.nextEvent()
+	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
+}
+
+func (r *request) nextEvent() {
+	err := r.stream.Next(&r.ev)
+	if err != nil {
+		r.finished = true
+		r.errKind = "stream_cut"
+		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream stream failed",
+			slog.String("request_id", string(r.reqID)), slog.String("backend", r.backend), slog.String("error", err.Error()))
+		e := errUpstreamDown
+		e.message = "The upstream model server ended the stream early."
+		e.code = "upstream_stream_cut"
+		r.out = append(r.out[:0], strDataPrefix...)
+		r.out = appendError(r.out, &e)
+		r.out = append(r.out, strEventEnd...)
+		r.pending = r.out
+		return
+	}
+	if r.ev.Done {
+		r.finished = true
+		r.pending = strDoneEvent
+		return
+	}
+	if r.ev.HasUsage {
+		r.usage = r.ev.Usage
+	}
+	if r.ev.Content && r.ttft == 0 {
+		r.ttft = time.Since(r.start)
+	}
+	if r.ev.UsageOnly && r.hideUse {
+		return
+	}
+	r.out = append(r.out[:0], strDataPrefix...)
+	r.out = append(r.out, r.ev.Data...)
+	r.out = append(r.out, strEventEnd...)
+	r.pending = r.out
+}
+
+// CloseWithError ends a stream: it is called once fasthttp has written the body, or
+// failed to because the client went away (werr), which aborts the upstream request.
+func (r *request) CloseWithError(werr error) error {
+	err := r.stream.Close()
+	status := 200
+	if werr != nil {
+		r.errKind = "client_gone"
+		status = 499
+	}
+	r.record(status)
+	r.release()
+	return err
+}
+
+// finish records a request answered within the handler and releases it.
+func (r *request) finish(ctx *fasthttp.RequestCtx, status int) {
+	if len(ctx.Response.Header.PeekBytes(hdrRequestID)) == 0 {
+		ctx.Response.Header.SetBytesKV(hdrRequestID, r.reqID)
+	}
+	r.record(status)
+	r.release()
+}
+
+// record writes the access log line.
+func (r *request) record(status int) {
+	r.status = status
+	s := r.s
+	if !s.accessLog.Load() {
+		return
+	}
+	endpoint := ""
+	if r.ep != nil {
+		endpoint = r.ep.name
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("request_id", string(r.reqID)),
+		slog.String("endpoint", endpoint),
+		slog.String("backend", r.backend),
+		slog.String("variant", r.variant),
+		slog.Int("status", status),
+		slog.Int64("input_tokens", r.usage.Input),
+		slog.Int64("output_tokens", r.usage.Output),
+		slog.Duration("ttft", r.ttft),
+		slog.Duration("latency", time.Since(r.start)),
+		slog.Int("attempts", r.attempts),
+		slog.String("error", r.errKind),
+	)
+}
+
+func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }

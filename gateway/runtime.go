@@ -1,0 +1,199 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/providers"
+)
+
+// runtime is one built config: everything a request needs, immutable once built. A
+// reload builds a new one and swaps it in; the old one is retired when the last request
+// that started on it ends.
+type runtime struct {
+	cfg       *Config
+	endpoints map[string]*endpoint
+	backends  map[string]*providers.Backend
+	keys      map[[sha256.Size]byte]*clientKey
+	authKeys  bool
+	maxBody   int
+	// models is the /v1/models body for callers that may use every endpoint.
+	models []byte
+
+	refs      atomic.Int64
+	retired   atomic.Bool
+	closeOnce sync.Once
+	log       *slog.Logger
+}
+
+type endpoint struct {
+	idx       int
+	name      string
+	kind      providers.Kind
+	routes    []route
+	fallbacks []*providers.Backend
+	retries   int
+	timeout   time.Duration
+}
+
+type route struct {
+	backend *providers.Backend
+	variant string
+	// upto is the cumulative weight bound: the route serves draws below it.
+	upto int
+}
+
+type clientKey struct {
+	name    string
+	hash    [sha256.Size]byte
+	all     bool
+	allowed []bool
+	models  []byte
+}
+
+func buildRuntime(cfg *Config, log *slog.Logger) (*runtime, error) {
+	rt := &runtime{
+		cfg:       cfg,
+		endpoints: map[string]*endpoint{},
+		backends:  map[string]*providers.Backend{},
+		keys:      map[[sha256.Size]byte]*clientKey{},
+		authKeys:  cfg.Auth.Mode == "keys",
+		maxBody:   int(cfg.Server.MaxBodyBytes),
+		log:       log,
+	}
+	names := make([]string, 0, len(cfg.Backends))
+	for name := range cfg.Backends {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		b, err := providers.New(name, cfg.Backends[name])
+		if err != nil {
+			rt.close()
+			return nil, err
+		}
+		rt.backends[name] = b
+	}
+	for i, ec := range cfg.Endpoints {
+		kind, _ := kindOf(ec.Type)
+		e := &endpoint{idx: i, name: ec.Name, kind: kind, retries: ec.Retries, timeout: ec.Timeout}
+		cum := 0
+		for _, r := range ec.Routes {
+			cum += r.Weight
+			e.routes = append(e.routes, route{backend: rt.backends[r.Backend], variant: r.Variant, upto: cum})
+		}
+		for _, f := range ec.Fallbacks {
+			e.fallbacks = append(e.fallbacks, rt.backends[f])
+		}
+		rt.endpoints[ec.Name] = e
+	}
+	all := make([]bool, len(cfg.Endpoints))
+	for i := range all {
+		all[i] = true
+	}
+	rt.models = rt.modelsBody(all)
+	for _, kc := range cfg.Auth.Keys {
+		k := &clientKey{name: kc.Name, allowed: make([]bool, len(cfg.Endpoints))}
+		if kc.SHA256 != "" {
+			h, _ := hex.DecodeString(kc.SHA256)
+			copy(k.hash[:], h)
+		} else {
+			k.hash = sha256.Sum256([]byte(kc.Key))
+		}
+		if len(kc.Endpoints) == 0 {
+			k.all = true
+		}
+		for _, name := range kc.Endpoints {
+			if name == "*" {
+				k.all = true
+				continue
+			}
+			k.allowed[rt.endpoints[name].idx] = true
+		}
+		if k.all {
+			copy(k.allowed, all)
+		}
+		k.models = rt.modelsBody(k.allowed)
+		if _, dup := rt.keys[k.hash]; dup {
+			rt.close()
+			return nil, errors.New("auth.keys: two keys are the same (" + kc.Name + ")")
+		}
+		rt.keys[k.hash] = k
+	}
+	return rt, nil
+}
+
+// modelsBody renders OpenAI's model list for the endpoints a caller may use.
+func (rt *runtime) modelsBody(allowed []bool) []byte {
+	created := time.Now().Unix()
+	b := []byte(`{"object":"list","data":[`)
+	n := 0
+	for i, ec := range rt.cfg.Endpoints {
+		if !allowed[i] {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, `{"id":`...)
+		b = jsonscan.AppendQuote(b, ec.Name)
+		b = append(b, `,"object":"model","created":`...)
+		b = appendInt(b, created)
+		b = append(b, `,"owned_by":"tollgate"}`...)
+	}
+	return append(b, "]}"...)
+}
+
+// lookupKey finds the client key whose SHA-256 matches the presented one. The map is
+// keyed by the hash, so lookup time says nothing about the key itself; the final
+// compare is constant-time.
+func (rt *runtime) lookupKey(presented []byte) *clientKey {
+	h := sha256.Sum256(presented)
+	k, ok := rt.keys[h]
+	if !ok || subtle.ConstantTimeCompare(k.hash[:], h[:]) != 1 {
+		return nil
+	}
+	return k
+}
+
+func (rt *runtime) acquire() bool {
+	rt.refs.Add(1)
+	if rt.retired.Load() {
+		rt.release()
+		return false
+	}
+	return true
+}
+
+func (rt *runtime) release() {
+	if rt.refs.Add(-1) == 0 && rt.retired.Load() {
+		rt.close()
+	}
+}
+
+// retire closes the runtime once its last request ends.
+func (rt *runtime) retire() {
+	rt.retired.Store(true)
+	if rt.refs.Load() == 0 {
+		rt.close()
+	}
+}
+
+func (rt *runtime) close() {
+	rt.closeOnce.Do(func() {
+		for name, b := range rt.backends {
+			if err := b.Close(); err != nil && rt.log != nil {
+				rt.log.Warn("closing backend", "backend", name, "error", err.Error())
+			}
+		}
+	})
+}

@@ -1,0 +1,322 @@
+// Package gateway is Tollgate's HTTP face: routes, request parsing, auth, the request
+// pipeline, OpenAI-style errors, config loading and hot reload, and the admin listener.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// Server runs the API and admin listeners over the live runtime.
+type Server struct {
+	path string
+	log  *slog.Logger
+	rt   atomic.Pointer[runtime]
+
+	api   *fasthttp.Server
+	admin *fasthttp.Server
+	apiLn net.Listener
+	admLn net.Listener
+
+	reg       *prometheus.Registry
+	metrics   fasthttp.RequestHandler
+	reloads   *prometheus.CounterVec
+	accessLog atomic.Bool
+	draining  atomic.Bool
+	reloadMu  sync.Mutex
+	lastHash  [sha256.Size]byte
+}
+
+// Options adjust a Server beyond its config file.
+type Options struct {
+	// Logger receives the gateway's logs; nil builds one from logging: in the config.
+	Logger *slog.Logger
+}
+
+// New loads the config at path and builds the gateway without listening yet.
+func New(path string, opt Options) (*Server, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	log := opt.Logger
+	if log == nil {
+		log = NewLogger(cfg.Logging, os.Stderr)
+	}
+	s := &Server{path: path, log: log, reg: prometheus.NewRegistry()}
+	s.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_config_reloads_total", Help: "Config reloads by result.",
+	}, []string{"result"})
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), s.reloads)
+	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	rt, err := buildRuntime(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s.install(rt)
+	s.lastHash = fileHash(path)
+	s.api = &fasthttp.Server{
+		Handler:                       s.serveAPI,
+		Name:                          "tollgate",
+		MaxRequestBodySize:            rt.maxBody,
+		ReadTimeout:                   cfg.Server.ReadTimeout,
+		IdleTimeout:                   cfg.Server.IdleTimeout,
+		CloseOnShutdown:               true,
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 false,
+		DisableHeaderNamesNormalizing: false,
+		ReduceMemoryUsage:             false,
+		ErrorHandler:                  s.serveParseError,
+		ReadBufferSize:                16 << 10,
+		StreamRequestBody:             false,
+		Logger:                        fasthttpLogger{log},
+	}
+	s.admin = &fasthttp.Server{Handler: s.serveAdmin, Name: "tollgate-admin", NoDefaultServerHeader: true, CloseOnShutdown: true, Logger: fasthttpLogger{log}}
+	return s, nil
+}
+
+// Logger is the gateway's logger.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
+func (s *Server) install(rt *runtime) {
+	s.accessLog.Store(rt.cfg.Logging.AccessLog == nil || *rt.cfg.Logging.AccessLog)
+	if s.api != nil {
+		s.api.MaxRequestBodySize = rt.maxBody
+	}
+	if old := s.rt.Swap(rt); old != nil {
+		old.retire()
+	}
+}
+
+// serveParseError answers requests fasthttp could not read, in OpenAI's error shape.
+func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
+	var e *apiError
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = &errTooLarge
+	default:
+		e = &apiError{400, "invalid_request_error", "bad_request", "", "The HTTP request could not be read."}
+	}
+	writeError(&ctx.Response, e)
+	ctx.SetConnectionClose()
+}
+
+// Listen opens both listeners; Addr and AdminAddr are valid after it.
+func (s *Server) Listen() error {
+	cfg := s.rt.Load().cfg
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return err
+	}
+	adm, err := net.Listen("tcp", cfg.Server.AdminListen)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	s.apiLn, s.admLn = ln, adm
+	return nil
+}
+
+// Addr is the API listener's address.
+func (s *Server) Addr() string { return s.apiLn.Addr().String() }
+
+// AdminAddr is the admin listener's address.
+func (s *Server) AdminAddr() string { return s.admLn.Addr().String() }
+
+// Serve serves until ctx is cancelled, then drains in-flight requests and streams for up
+// to server.shutdown_grace. SIGHUP-style reloads come through Reload; file changes are
+// watched here.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.apiLn == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.api.Serve(s.apiLn) }()
+	go func() { errc <- s.admin.Serve(s.admLn) }()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.watch(watchCtx)
+	s.log.Info("serving", "listen", s.Addr(), "admin", s.AdminAddr(), "config", s.path)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	return s.shutdown()
+}
+
+func (s *Server) shutdown() error {
+	rt := s.rt.Load()
+	grace := rt.cfg.Server.ShutdownGrace
+	s.log.Info("shutting down", "grace", grace.String())
+	s.draining.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := s.api.ShutdownWithContext(ctx)
+	if err != nil {
+		s.log.Warn("shutdown grace expired with requests still open", "error", err.Error())
+	}
+	_ = s.admin.ShutdownWithContext(ctx)
+	if old := s.rt.Swap(nil); old != nil {
+		old.retire()
+	}
+	return nil
+}
+
+// Reload reads the config file again and swaps it in when it is valid; otherwise the
+// running config stays and the error is returned (and logged, and counted).
+func (s *Server) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	cur := s.rt.Load()
+	if cur == nil {
+		return errors.New("server is shutting down")
+	}
+	cfg, err := LoadConfig(s.path)
+	if err == nil {
+		if cfg.Server.Listen != cur.cfg.Server.Listen || cfg.Server.AdminListen != cur.cfg.Server.AdminListen {
+			s.log.Warn("server.listen and server.admin_listen changes take effect on restart")
+		}
+		var rt *runtime
+		if rt, err = buildRuntime(cfg, s.log); err == nil {
+			s.install(rt)
+			s.lastHash = fileHash(s.path)
+			s.reloads.WithLabelValues("success").Inc()
+			s.log.Info("config reloaded", "config", s.path, "endpoints", len(cfg.Endpoints), "backends", len(cfg.Backends))
+			return nil
+		}
+	}
+	s.reloads.WithLabelValues("error").Inc()
+	s.log.Error("config reload failed; keeping the running config", "config", s.path, "error", err.Error())
+	return err
+}
+
+// watch reloads when the config file changes. It watches the directory: editors and
+// Kubernetes replace the file (rename, symlink swap) rather than write it.
+func (s *Server) watch(ctx context.Context) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		s.log.Warn("config file watching unavailable", "error", err.Error())
+		return
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(s.path)); err != nil {
+		s.log.Warn("config file watching unavailable", "error", err.Error())
+		return
+	}
+	// Writers emit several events per save; settle for a moment, then compare content
+	// so unrelated files in the directory trigger nothing.
+	var timer *time.Timer
+	fire := make(chan struct{}, 1)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if timer == nil {
+				timer = time.AfterFunc(100*time.Millisecond, func() {
+					select {
+					case fire <- struct{}{}:
+					default:
+					}
+				})
+			} else {
+				timer.Reset(100 * time.Millisecond)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			s.log.Warn("config watch error", "error", err.Error())
+		case <-fire:
+			h := fileHash(s.path)
+			s.reloadMu.Lock()
+			same := bytes.Equal(h[:], s.lastHash[:])
+			s.reloadMu.Unlock()
+			if !same {
+				_ = s.Reload()
+			}
+		}
+	}
+}
+
+func fileHash(path string) [sha256.Size]byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return [sha256.Size]byte{}
+	}
+	return sha256.Sum256(b)
+}
+
+func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
+	switch string(ctx.Path()) {
+	case "/healthz":
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"status":"ok"}`)
+	case "/readyz":
+		ctx.SetContentType("application/json")
+		if s.rt.Load() == nil || s.draining.Load() {
+			ctx.SetStatusCode(503)
+			ctx.SetBodyString(`{"status":"not ready"}`)
+			return
+		}
+		ctx.SetBodyString(`{"status":"ready"}`)
+	case "/metrics":
+		s.metrics(ctx)
+	default:
+		writeError(&ctx.Response, &errNotFound)
+	}
+}
+
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug("http server", "detail", format)
+}
+
+// NewLogger builds the slog logger that logging: asks for.
+func NewLogger(c LoggingConfig, w *os.File) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// Validate loads a config and builds everything a server would, without listening.
+func Validate(path string) error {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	rt, err := buildRuntime(cfg, nil)
+	if err != nil {
+		return err
+	}
+	rt.close()
+	return nil
+}

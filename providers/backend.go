@@ -1,0 +1,91 @@
+package providers
+
+import (
+	"errors"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+)
+
+type netConn = net.Conn
+
+// Provider speaks one upstream API to one target.
+type Provider interface {
+	Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error
+}
+
+// Backend is one configured upstream: its API, its replica targets and their pools.
+type Backend struct {
+	Name    string
+	Model   string
+	Pricing Pricing
+	cfg     Config
+	targets []*Target
+	next    atomic.Uint64
+	p       Provider
+	closers []func() error
+}
+
+// New builds a backend from its validated config.
+func New(name string, c Config) (*Backend, error) {
+	cfg := c.withDefaults()
+	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg}
+	urls := cfg.Targets
+	if cfg.BaseURL != "" {
+		urls = []string{cfg.BaseURL}
+	}
+	switch cfg.Provider {
+	case "openai":
+		b.p = newOpenAI(&cfg)
+	case "mock":
+		t, p, closer, err := newMock(&cfg, name)
+		if err != nil {
+			return nil, err
+		}
+		b.targets, b.p = []*Target{t}, p
+		b.closers = append(b.closers, closer)
+		return b, nil
+	default:
+		return nil, errors.New("backend " + name + ": unknown provider " + cfg.Provider)
+	}
+	for i, u := range urls {
+		t, err := newTarget(u, &cfg, name)
+		if err != nil {
+			return nil, errors.New("backend " + name + ": targets[" + strconv.Itoa(i) + "]: " + err.Error())
+		}
+		b.targets = append(b.targets, t)
+	}
+	return b, nil
+}
+
+// Targets are the backend's replicas.
+func (b *Backend) Targets() []*Target { return b.targets }
+
+// Send makes one attempt on the next target. The upstream's status, content type and
+// body (translated to OpenAI's form where needed) are written into out.
+func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
+	t := b.targets[0]
+	if len(b.targets) > 1 {
+		t = b.targets[b.next.Add(1)%uint64(len(b.targets))]
+	}
+	res.Target = t.URL
+	return b.p.Send(t, call, out, res)
+}
+
+// Close releases the backend's idle connections and in-process upstreams.
+func (b *Backend) Close() error {
+	var errs []error
+	for _, t := range b.targets {
+		t.client.CloseIdleConnections()
+	}
+	for _, c := range b.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+// b2s views b as a string without copying; the string must not outlive b's contents.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

@@ -1,0 +1,177 @@
+package providers
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// openAI speaks the OpenAI HTTP API: vLLM, OpenAI, TGI, Ollama, Together …
+type openAI struct {
+	model       []byte
+	auth        []byte
+	headers     [][2]string
+	streamUsage bool
+	timeout     time.Duration
+	maxBody     int64
+}
+
+func newOpenAI(c *Config) *openAI {
+	o := &openAI{model: quoteModel(c.Model), streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: c.MaxResponseBytes}
+	if c.APIKey != "" {
+		o.auth = []byte("Bearer " + c.APIKey)
+	}
+	for k, v := range c.Headers {
+		o.headers = append(o.headers, [2]string{k, v})
+	}
+	return o
+}
+
+var (
+	strContentType = []byte("Content-Type")
+	strJSON        = []byte("application/json")
+	strPost        = []byte("POST")
+	strAuthz       = []byte("Authorization")
+	strEventStream = []byte("text/event-stream")
+)
+
+// Send implements Provider.
+func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	copyForwardHeaders(&req.Header, call.Header)
+	req.Header.SetMethodBytes(strPost)
+	req.SetRequestURI(t.urls[call.Kind])
+	req.Header.SetContentTypeBytes(strJSON)
+	if o.auth != nil {
+		req.Header.SetBytesKV(strAuthz, o.auth)
+	}
+	for _, h := range o.headers {
+		req.Header.Set(h[0], h[1])
+	}
+	forceUsage := call.Stream && !call.IncludeUsage && o.streamUsage && call.Kind != Embeddings
+	buf := bodyPool.Get().(*[]byte)
+	*buf = appendBody((*buf)[:0], call, o.model, forceUsage)
+	req.SetBodyRaw(*buf)
+
+	up := fasthttp.AcquireResponse()
+	up.StreamBody = call.Stream
+	deadline := call.Deadline
+	if d := time.Now().Add(o.timeout); deadline.IsZero() || d.Before(deadline) {
+		deadline = d
+	}
+	t.inFlight.Add(1)
+	err := t.client.DoDeadline(req, up, deadline)
+	bodyPool.Put(buf)
+	if err != nil {
+		t.inFlight.Add(-1)
+		fasthttp.ReleaseResponse(up)
+		return classify(err)
+	}
+	status := up.StatusCode()
+	if status < 200 || status > 299 {
+		defer t.inFlight.Add(-1)
+		defer fasthttp.ReleaseResponse(up)
+		return passError(up, out, status, o.maxBody)
+	}
+	if call.Stream {
+		if !hasPrefixFold(up.Header.ContentType(), strEventStream) {
+			t.inFlight.Add(-1)
+			fasthttp.ReleaseResponse(up)
+			return errors.Join(ErrBadResponse, errors.New("stream answered with content type "+string(up.Header.ContentType())))
+		}
+		s := acquireSSE()
+		s.reset(up, t, up.BodyStream(), forceUsage)
+		res.Stream = s
+		out.SetStatusCode(status)
+		return nil
+	}
+	defer t.inFlight.Add(-1)
+	defer fasthttp.ReleaseResponse(up)
+	if !scanResponse(up.Body(), &res.Usage) {
+		return ErrBadResponse
+	}
+	out.SetStatusCode(status)
+	out.Header.SetContentTypeBytes(up.Header.ContentType())
+	swapBody(out, up)
+	return nil
+}
+
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// swapBody moves up's body into out without copying, handing out's buffer to up.
+func swapBody(out, up *fasthttp.Response) {
+	out.SwapBody(up.SwapBody(out.SwapBody(nil)))
+}
+
+// passError copies an upstream error answer to out, reading a streamed body in full.
+func passError(up, out *fasthttp.Response, status int, max int64) error {
+	ue := &UpstreamError{Status: status, RetryAfter: retryAfter(up.Header.Peek("Retry-After"))}
+	out.SetStatusCode(status)
+	ct := up.Header.ContentType()
+	if len(ct) == 0 {
+		ct = strJSON
+	}
+	out.Header.SetContentTypeBytes(ct)
+	if up.StreamBody && up.BodyStream() != nil {
+		body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max))
+		_ = up.CloseBodyStream()
+		if err != nil {
+			return classify(err)
+		}
+		out.SetBodyRaw(body)
+		return ue
+	}
+	swapBody(out, up)
+	return ue
+}
+
+func retryAfter(v []byte) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	if n, err := strconv.ParseFloat(string(v), 64); err == nil && n >= 0 {
+		return time.Duration(n * float64(time.Second))
+	}
+	if t, err := time.Parse(time.RFC1123, string(v)); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// classify maps transport errors onto ErrTimeout or ErrConnect, keeping the cause.
+func classify(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, fasthttp.ErrNoFreeConns):
+		return errors.Join(ErrTimeout, err)
+	case errors.As(err, &ne) && ne.Timeout():
+		return errors.Join(ErrTimeout, err)
+	}
+	return errors.Join(ErrConnect, err)
+}
+
+func hasPrefixFold(b, prefix []byte) bool {
+	if len(b) < len(prefix) {
+		return false
+	}
+	for i, c := range prefix {
+		d := b[i]
+		if d >= 'A' && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if d != c {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,222 @@
+// Package providers sends requests to upstream LLM APIs: one type per upstream API,
+// pooled connections per target, and the wire translation between them.
+package providers
+
+import (
+	"errors"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Kind is the API operation a request asks for.
+type Kind uint8
+
+// The operations an endpoint can serve.
+const (
+	Chat Kind = iota + 1
+	Completions
+	Embeddings
+)
+
+// String names the kind as the config spells it.
+func (k Kind) String() string {
+	switch k {
+	case Chat:
+		return "chat"
+	case Completions:
+		return "completions"
+	case Embeddings:
+		return "embeddings"
+	}
+	return "unknown"
+}
+
+// Path is the OpenAI API path of the kind, relative to a base URL ending in /v1.
+func (k Kind) Path() string {
+	switch k {
+	case Chat:
+		return "/chat/completions"
+	case Completions:
+		return "/completions"
+	case Embeddings:
+		return "/embeddings"
+	}
+	return ""
+}
+
+// Errors a Send can return besides *UpstreamError.
+var (
+	// ErrTimeout means the upstream did not answer in time.
+	ErrTimeout = errors.New("upstream timed out")
+	// ErrConnect means no connection to the upstream could be made or kept.
+	ErrConnect = errors.New("upstream unreachable")
+	// ErrBadResponse means the upstream answered with something that is not its API.
+	ErrBadResponse = errors.New("upstream sent an invalid response")
+	// ErrUnsupported means the backend's API has no such operation.
+	ErrUnsupported = errors.New("operation not supported by this backend")
+)
+
+// UpstreamError is a non-2xx answer from the upstream, passed through to the client.
+type UpstreamError struct {
+	Status     int
+	RetryAfter time.Duration
+}
+
+// Error names the status only: the body may hold anything and goes to the client as is.
+func (e *UpstreamError) Error() string {
+	return "upstream answered " + strconv.Itoa(e.Status)
+}
+
+// Retryable reports whether another attempt may succeed: 429, 5xx.
+func (e *UpstreamError) Retryable() bool { return e.Status == 429 || e.Status >= 500 }
+
+// Usage is the token count of one request.
+type Usage struct {
+	Input  int64
+	Output int64
+}
+
+// Call is one upstream attempt's input. The gateway owns it and reuses it; a provider
+// must not keep any of its slices after Send returns (the stream it returns excepted,
+// which may read Body until it is closed).
+type Call struct {
+	Kind Kind
+	// Body is the client's JSON body.
+	Body []byte
+	// Model is the span [start, end) of the "model" value in Body, quotes included.
+	Model [2]int
+	// StreamOptions is the span of the "stream_options" value in Body, or {-1, -1}.
+	StreamOptions [2]int
+	Stream        bool
+	// IncludeUsage is the client's own stream_options.include_usage.
+	IncludeUsage bool
+	// MaxTokens is the client's max_tokens (or max_completion_tokens), 0 when absent.
+	MaxTokens int64
+	// Header is the client's request header; providers copy what they may forward.
+	Header *fasthttp.RequestHeader
+	// Deadline bounds the whole attempt (for streams: the whole stream).
+	Deadline time.Time
+}
+
+// Result is what one attempt produced besides the response body.
+type Result struct {
+	// Stream is set when a streaming request got a 2xx answer; the caller reads it to
+	// the end and closes it.
+	Stream Events
+	Usage  Usage
+	// Target is the upstream URL the attempt went to.
+	Target string
+}
+
+// Events yields the events of a streaming answer in OpenAI's chat.completion.chunk
+// (or text_completion) form.
+type Events interface {
+	// Next returns the next event. The event's slices are valid until the next call.
+	Next(ev *Event) error
+	// Close releases the upstream connection; it aborts the upstream request when the
+	// stream was not read to its end.
+	Close() error
+}
+
+// Event is one server-sent event of a stream.
+type Event struct {
+	// Data is the event's JSON payload; empty for the final [DONE].
+	Data []byte
+	Done bool
+	// UsageOnly marks the usage chunk ("choices":[] with usage) the gateway may have
+	// asked for on the client's behalf.
+	UsageOnly bool
+	// HasUsage is set when Usage holds the chunk's token counts.
+	HasUsage bool
+	Usage    Usage
+	// Content is set when the chunk carries generated text or a tool call.
+	Content bool
+}
+
+// Target is one upstream replica of a backend.
+type Target struct {
+	URL    string
+	client *fasthttp.HostClient
+	// urls holds the full URL of each operation, indexed by Kind.
+	urls     [4]string
+	inFlight atomic.Int64
+}
+
+// InFlight is the number of attempts now open on the target.
+func (t *Target) InFlight() int64 { return t.inFlight.Load() }
+
+func newTarget(raw string, cfg *Config, name string) (*Target, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("not an http(s) URL")
+	}
+	host := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			host += ":443"
+		} else {
+			host += ":80"
+		}
+	}
+	hc := &fasthttp.HostClient{
+		Addr:                          host,
+		Name:                          "tollgate",
+		IsTLS:                         u.Scheme == "https",
+		MaxConns:                      cfg.MaxConnections,
+		MaxIdleConnDuration:           90 * time.Second,
+		MaxConnWaitTimeout:            cfg.ConnectTimeout,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: false,
+		DisablePathNormalizing:        true,
+		MaxResponseBodySize:           int(cfg.MaxResponseBytes),
+		ReadBufferSize:                16 << 10,
+		WriteBufferSize:               16 << 10,
+	}
+	if cfg.ConnectTimeout > 0 {
+		d := &fasthttp.TCPDialer{Concurrency: 0}
+		timeout := cfg.ConnectTimeout
+		hc.Dial = func(addr string) (netConn, error) { return d.DialTimeout(addr, timeout) }
+	}
+	t := &Target{URL: raw, client: hc}
+	base := strings.TrimRight(raw, "/")
+	for _, k := range []Kind{Chat, Completions, Embeddings} {
+		t.urls[k] = base + k.Path()
+	}
+	return t, nil
+}
+
+// hopHeaders are never forwarded: they describe one connection, not the request, or
+// carry the client's own credentials for the gateway.
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Authorization", "Api-Key", "X-Api-Key",
+	"Cookie", "Accept-Encoding", "Content-Length", "Host", "Expect",
+}
+
+// copyForwardHeaders copies the client's headers into up, without hop-by-hop headers or
+// credentials. Accept-Encoding is dropped so usage can be read from the body.
+func copyForwardHeaders(up *fasthttp.RequestHeader, client *fasthttp.RequestHeader) {
+	if client == nil {
+		return
+	}
+	for k, v := range client.All() {
+		if isHopHeader(k) {
+			continue
+		}
+		up.SetBytesKV(k, v)
+	}
+}
+
+func isHopHeader(k []byte) bool {
+	for _, h := range hopHeaders {
+		if len(h) == len(k) && strings.EqualFold(h, b2s(k)) {
+			return true
+		}
+	}
+	return len(k) > 11 && strings.EqualFold("x-tollgate-", b2s(k[:11]))
+}

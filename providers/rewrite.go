@@ -1,0 +1,90 @@
+package providers
+
+import "github.com/tollgate/tollgate/internal/jsonscan"
+
+var includeUsageJSON = []byte(`{"include_usage":true}`)
+
+// appendBody appends the client's body with the model value replaced by model (a JSON
+// string, quotes included) and, when forceUsage is set, stream_options replaced or added
+// so that the upstream reports usage. Every other byte is forwarded untouched.
+func appendBody(dst []byte, call *Call, model []byte, forceUsage bool) []byte {
+	b := call.Body
+	ms, me := call.Model[0], call.Model[1]
+	if !forceUsage {
+		dst = append(dst, b[:ms]...)
+		dst = append(dst, model...)
+		return append(dst, b[me:]...)
+	}
+	ss, se := call.StreamOptions[0], call.StreamOptions[1]
+	if ss < 0 {
+		end := lastBrace(b)
+		dst = append(dst, b[:ms]...)
+		dst = append(dst, model...)
+		dst = append(dst, b[me:end]...)
+		dst = append(dst, `,"stream_options":`...)
+		dst = append(dst, includeUsageJSON...)
+		return append(dst, b[end:]...)
+	}
+	if ss < ms {
+		dst = append(dst, b[:ss]...)
+		dst = append(dst, includeUsageJSON...)
+		dst = append(dst, b[se:ms]...)
+		dst = append(dst, model...)
+		return append(dst, b[me:]...)
+	}
+	dst = append(dst, b[:ms]...)
+	dst = append(dst, model...)
+	dst = append(dst, b[me:ss]...)
+	dst = append(dst, includeUsageJSON...)
+	return append(dst, b[se:]...)
+}
+
+// lastBrace finds the closing brace of the top-level object.
+func lastBrace(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == '}' {
+			return i
+		}
+	}
+	return len(b)
+}
+
+// quoteModel renders a model name as a JSON string once, at config load.
+func quoteModel(name string) []byte { return jsonscan.AppendQuote(nil, name) }
+
+// parseUsage reads OpenAI's usage object.
+func parseUsage(raw []byte, u *Usage) bool {
+	var it jsonscan.Iter
+	if it.Reset(raw) != nil {
+		return false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return it.Err() == nil
+		}
+		switch string(k) {
+		case "prompt_tokens", "input_tokens":
+			u.Input, _ = jsonscan.Int(v)
+		case "completion_tokens", "output_tokens":
+			u.Output, _ = jsonscan.Int(v)
+		}
+	}
+}
+
+// scanResponse checks that an OpenAI answer is one JSON object and reads its usage.
+func scanResponse(body []byte, u *Usage) bool {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return it.Err() == nil
+		}
+		if string(k) == "usage" && !jsonscan.IsNull(v) {
+			parseUsage(v, u)
+		}
+	}
+}

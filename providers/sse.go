@@ -1,0 +1,212 @@
+package providers
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// ErrStreamCut means the upstream's stream ended before its final event.
+var ErrStreamCut = errors.New("upstream stream ended early")
+
+// sseReader reads server-sent events from an upstream response body.
+type sseReader struct {
+	up     *fasthttp.Response
+	t      *Target
+	br     *bufio.Reader
+	data   []byte
+	name   []byte
+	line   []byte
+	done   bool
+	forced bool
+}
+
+var ssePool = sync.Pool{New: func() any {
+	return &sseReader{br: bufio.NewReaderSize(nil, 4096), data: make([]byte, 0, 1024)}
+}}
+
+func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
+
+func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
+	s.up, s.t, s.done, s.forced = up, t, false, forced
+	s.br.Reset(body)
+	s.data = s.data[:0]
+	s.name = s.name[:0]
+}
+
+// readEvent reads one event's name and data (data lines joined by \n), per the
+// server-sent events spec: comments and unknown fields are ignored, a blank line ends
+// the event. It returns io.EOF only at a clean end between events.
+func (s *sseReader) readEvent() error {
+	s.data = s.data[:0]
+	s.name = s.name[:0]
+	seen := false
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			if err == io.EOF && (seen || len(line) > 0) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if len(line) == 0 {
+			if seen {
+				return nil
+			}
+			continue
+		}
+		if line[0] == ':' {
+			continue
+		}
+		field, value := line, []byte(nil)
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			field, value = line[:i], line[i+1:]
+			if len(value) > 0 && value[0] == ' ' {
+				value = value[1:]
+			}
+		}
+		switch string(field) {
+		case "data":
+			if seen && len(s.data) > 0 {
+				s.data = append(s.data, '\n')
+			}
+			s.data = append(s.data, value...)
+			seen = true
+		case "event":
+			s.name = append(s.name[:0], value...)
+			seen = true
+		}
+	}
+}
+
+// readLine returns one line without its ending; the slice is valid until the next call.
+func (s *sseReader) readLine() ([]byte, error) {
+	line, err := s.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		s.line = append(s.line[:0], line...)
+		for err == bufio.ErrBufferFull {
+			line, err = s.br.ReadSlice('\n')
+			s.line = append(s.line, line...)
+		}
+		line = s.line
+	}
+	if err != nil && (err != io.EOF || len(line) == 0) {
+		return nil, err
+	}
+	if err == io.EOF {
+		return line, io.EOF
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+var strDone = []byte("[DONE]")
+
+// Next implements Events for OpenAI-format streams.
+func (s *sseReader) Next(ev *Event) error {
+	*ev = Event{}
+	if s.done {
+		return io.EOF
+	}
+	for {
+		if err := s.readEvent(); err != nil {
+			if err == io.EOF {
+				return ErrStreamCut
+			}
+			return classifyStream(err)
+		}
+		if len(s.data) == 0 {
+			continue
+		}
+		if bytes.Equal(s.data, strDone) {
+			s.done = true
+			ev.Done = true
+			return nil
+		}
+		ev.Data = s.data
+		inspectChunk(s.data, ev)
+		return nil
+	}
+}
+
+func classifyStream(err error) error {
+	if err == io.ErrUnexpectedEOF {
+		return ErrStreamCut
+	}
+	return errors.Join(ErrStreamCut, classify(err))
+}
+
+// inspectChunk reads what the gateway needs of a chunk: usage, and whether it carries
+// generated content. A chunk that is not valid JSON is passed on as it is.
+func inspectChunk(data []byte, ev *Event) {
+	var it jsonscan.Iter
+	if it.Reset(data) != nil {
+		return
+	}
+	emptyChoices := false
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "choices":
+			emptyChoices = isEmptyArray(v)
+			if !emptyChoices {
+				ev.Content = hasContent(v)
+			}
+		case "usage":
+			if !jsonscan.IsNull(v) && parseUsage(v, &ev.Usage) {
+				ev.HasUsage = true
+			}
+		}
+	}
+	ev.UsageOnly = emptyChoices && ev.HasUsage
+}
+
+func isEmptyArray(v []byte) bool {
+	if len(v) < 2 || v[0] != '[' {
+		return false
+	}
+	for _, c := range v[1 : len(v)-1] {
+		if c != ' ' && c != '\n' && c != '\t' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	strContentKey = []byte(`"content":"`)
+	strTextKey    = []byte(`"text":"`)
+	strToolCalls  = []byte(`"tool_calls"`)
+)
+
+// hasContent reports whether a choices array carries generated text or a tool call.
+func hasContent(v []byte) bool {
+	for _, key := range [...][]byte{strContentKey, strTextKey} {
+		if i := bytes.Index(v, key); i >= 0 && i+len(key) < len(v) && v[i+len(key)] != '"' {
+			return true
+		}
+	}
+	return bytes.Contains(v, strToolCalls)
+}
+
+// Close implements Events.
+func (s *sseReader) Close() error {
+	err := s.up.CloseBodyStream()
+	fasthttp.ReleaseResponse(s.up)
+	s.t.inFlight.Add(-1)
+	s.up, s.t = nil, nil
+	s.br.Reset(nil)
+	ssePool.Put(s)
+	return err
+}
