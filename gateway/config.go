@@ -93,7 +93,7 @@ type Size int64
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseSize(n.Value)
 	if err != nil {
-		return err
+		return &yaml.TypeError{Errors: []string{"line " + strconv.Itoa(n.Line) + ": cannot use `" + n.Value + "` as a size (use e.g. 8MiB, 512KB, 1048576)"}}
 	}
 	*s = Size(v)
 	return nil
@@ -153,12 +153,9 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	checkKeys(root, reflect.TypeOf(Config{}), "", cfg, func(line int, key, problem string) {
 		problems = append(problems, path+":"+strconv.Itoa(line)+": "+key+": "+problem)
 	})
-	if len(problems) == 0 {
-		if err := root.Decode(cfg); err != nil {
-			problems = append(problems, typeProblems(path, err, cfg.scalars)...)
-		}
-	}
-	if len(problems) == 0 {
+	if err := root.Decode(cfg); err != nil {
+		problems = append(problems, typeProblems(path, err, cfg.scalars)...)
+	} else {
 		cfg.applyDefaults()
 		problems = append(problems, cfg.problems()...)
 	}

@@ -289,7 +289,6 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-
 type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {

@@ -1,0 +1,26 @@
+//go:build !race
+
+package gateway
+
+import "testing"
+
+// TestProxyAllocs pins the non-streaming request path's allocation budget.
+func TestProxyAllocs(t *testing.T) {
+	s := newTestServer(t, benchConfig(startStaticUpstream(t)))
+	ctx := newProxyCtx(benchChatBody)
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	const budget = 5
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+		t.Fatalf("%.1f allocations per request, budget %d", n, budget)
+	}
+}
+
+func TestScanBodyAllocs(t *testing.T) {
+	var f fields
+	if n := testing.AllocsPerRun(100, func() { scanBody(benchChatBody, &f) }); n != 0 {
+		t.Fatalf("%.1f allocations per scan, want 0", n)
+	}
+}

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestScanBody(t *testing.T) {
+	cases := []struct {
+		name   string
+		body   string
+		err    *apiError
+		model  string
+		stream bool
+		usage  bool
+		max    int64
+		user   string
+	}{
+		{"chat", `{"model":"chat","messages":[{"role":"user","content":"hi"}],"max_tokens":16,"user":"u1"}`, nil, `"chat"`, false, false, 16, "u1"},
+		{"stream with usage", `{"stream":true,"stream_options":{"include_usage":true},"model":"c"}`, nil, `"c"`, true, true, 0, ""},
+		{"max_completion_tokens", ` {"model":"c","max_completion_tokens":9} `, nil, `"c"`, false, false, 9, ""},
+		{"stream null", `{"model":"c","stream":null}`, nil, `"c"`, false, false, 0, ""},
+		{"escaped model", `{"model":"a\"b"}`, nil, `"a\"b"`, false, false, 0, ""},
+		{"malformed", `{"model":"c",}`, &errMalformed, "", false, false, 0, ""},
+		{"trailing garbage", `{"model":"c"} x`, &errMalformed, "", false, false, 0, ""},
+		{"empty", ``, &errMalformed, "", false, false, 0, ""},
+		{"array", `[1]`, &errNotObject, "", false, false, 0, ""},
+		{"no model", `{"messages":[]}`, &errNoModel, "", false, false, 0, ""},
+		{"model not a string", `{"model":5}`, &errModelType, "", false, false, 0, ""},
+		{"stream not a bool", `{"model":"c","stream":"yes"}`, &errStreamType, "", false, false, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var f fields
+			body := []byte(c.body)
+			err := scanBody(body, &f)
+			if err != c.err {
+				t.Fatalf("err = %v, want %v", err, c.err)
+			}
+			if err != nil {
+				return
+			}
+			if got := string(body[f.model[0]:f.model[1]]); got != c.model {
+				t.Errorf("model = %s, want %s", got, c.model)
+			}
+			if f.stream != c.stream || f.includeUsage != c.usage || f.maxTokens != c.max {
+				t.Errorf("fields = %+v", f)
+			}
+			user := ""
+			if f.user[0] >= 0 {
+				user = string(body[f.user[0]:f.user[1]])
+			}
+			if user != c.user {
+				t.Errorf("user = %q, want %q", user, c.user)
+			}
+		})
+	}
+}
+
+func TestErrorBody(t *testing.T) {
+	e := modelNotFound([]byte("gpt-</script>\"x"))
+	var got struct {
+		Error struct {
+			Message, Type, Code string
+			Param               *string
+		}
+	}
+	if err := json.Unmarshal(appendError(nil, &e), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Error.Type != "invalid_request_error" || got.Error.Code != "model_not_found" || got.Error.Param == nil || *got.Error.Param != "model" {
+		t.Fatalf("error body = %+v", got)
+	}
+	if err := json.Unmarshal(appendError(nil, &errNoKey), &got); err != nil || got.Error.Param != nil {
+		t.Fatalf("param should be null: %+v %v", got, err)
+	}
+}
+
+func FuzzScanBody(f *testing.F) {
+	for _, s := range []string{`{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`,
+		`{"model":"m","stream_options":{"include_usage":true},"max_tokens":5,"user":"x"}`, `{"model":1}`, `[]`, `{`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fl fields
+		if e := scanBody(body, &fl); e != nil {
+			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("accepted invalid JSON %q", body)
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatalf("accepted non-object %q", body)
+		}
+		var model string
+		if err := json.Unmarshal(body[fl.model[0]:fl.model[1]], &model); err != nil {
+			t.Fatalf("model span %q is not a string", body[fl.model[0]:fl.model[1]])
+		}
+	})
+}
+
+func BenchmarkScanBody(b *testing.B) {
+	body := []byte(`{"model":"chat","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Tell me a story about a gateway."}],"stream":false,"max_tokens":64,"user":"u-123"}`)
+	var f fields
+	b.ReportAllocs()
+	for b.Loop() {
+		if scanBody(body, &f) != nil {
+			b.Fatal("scan failed")
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package providers
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func readAll(t testing.TB, in string) ([]Event, error) {
+	s := &sseReader{br: bufio.NewReaderSize(strings.NewReader(in), 64)}
+	var out []Event
+	for {
+		var ev Event
+		err := s.Next(&ev)
+		if err != nil {
+			if err == io.EOF {
+				return out, nil
+			}
+			return out, err
+		}
+		ev.Data = append([]byte(nil), ev.Data...)
+		out = append(out, ev)
+	}
+}
+
+func TestSSEReader(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	cases := []struct {
+		name    string
+		in      string
+		content []bool
+		usage   []bool
+		err     error
+	}{
+		{"openai stream", "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n" +
+			"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
+			"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n" +
+			"data: [DONE]\n\n", []bool{false, true, false, false}, []bool{false, false, true, false}, nil},
+		{"crlf and comments", ": keep-alive\r\n\r\ndata: {\"choices\":[{\"text\":\"a\"}]}\r\n\r\ndata: [DONE]\r\n\r\n", []bool{true, false}, []bool{false, false}, nil},
+		{"long line", "data: {\"choices\":[{\"delta\":{\"content\":\"" + long + "\"}}]}\n\ndata: [DONE]\n\n", []bool{true, false}, []bool{false, false}, nil},
+		{"cut mid stream", "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"cho", []bool{true}, []bool{false}, ErrStreamCut},
+		{"ends without done", "data: {\"choices\":[]}\n\n", []bool{false}, []bool{false}, ErrStreamCut},
+		{"tool call", "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0}]}}]}\n\ndata: [DONE]\n\n", []bool{true, false}, []bool{false, false}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			evs, err := readAll(t, c.in)
+			if !errors.Is(err, c.err) || (err == nil) != (c.err == nil) {
+				t.Fatalf("err = %v, want %v", err, c.err)
+			}
+			if len(evs) != len(c.content) {
+				t.Fatalf("got %d events, want %d", len(evs), len(c.content))
+			}
+			for i, ev := range evs {
+				if ev.Content != c.content[i] || ev.HasUsage != c.usage[i] {
+					t.Errorf("event %d %q: content=%v usage=%v", i, ev.Data, ev.Content, ev.HasUsage)
+				}
+			}
+			if last := evs[len(evs)-1]; c.err == nil && !last.Done {
+				t.Errorf("last event is not [DONE]")
+			}
+		})
+	}
+	evs, _ := readAll(t, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":7}}\n\ndata: [DONE]\n\n")
+	if u := evs[0].Usage; !evs[0].UsageOnly || u.Input != 3 || u.Output != 7 {
+		t.Fatalf("usage chunk read as %+v", evs[0])
+	}
+}
+
+func FuzzSSE(f *testing.F) {
+	f.Add("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n")
+	f.Add("event: x\ndata: a\ndata: b\n\n: c\r\n\r\n")
+	f.Add("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		evs, _ := readAll(t, in)
+		for _, ev := range evs {
+			if ev.Done && len(ev.Data) != 0 {
+				t.Fatalf("done event with data")
+			}
+		}
+	})
+}
+
+func BenchmarkSSENext(b *testing.B) {
+	chunk := "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" word\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+	in := strings.Repeat(chunk, 1000)
+	s := &sseReader{br: bufio.NewReaderSize(nil, 4096)}
+	r := strings.NewReader(in)
+	var ev Event
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	n := 0
+	for b.Loop() {
+		if n%1000 == 0 {
+			r.Reset(in)
+			s.br.Reset(r)
+		}
+		n++
+		if err := s.Next(&ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
