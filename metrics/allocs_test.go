@@ -1,0 +1,42 @@
+//go:build !race
+
+package metrics
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestHotPathAllocs(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	r := m.Route("chat", "llama", "stable")
+	a := m.Attempt("llama", "10.0.0.1:8000")
+	e := m.Endpoint("chat")
+	rej := m.Rejection("chat", "api_key:requests:minute")
+	p := Pricing{InputPerMillion: 0.1, OutputPerMillion: 0.2}
+	// The first request of a status code creates its series; later ones
+	// must not allocate.
+	r.Done(200, time.Second, time.Millisecond, time.Millisecond, 1, 1, 1)
+	r.Done(429, time.Second, 0, 0, 0, 0, 0)
+	tests := []struct {
+		name string
+		f    func()
+	}{
+		{"Route.Done", func() {
+			r.Done(200, 1200*time.Millisecond, 150*time.Millisecond, 12*time.Millisecond, 512, 128, p.Cost(512, 128))
+		}},
+		{"Route.Done without tokens", func() { r.Done(429, time.Millisecond, 0, 0, 0, 0, 0) }},
+		{"Attempt.Observe", func() { a.Observe(OutcomeForStatus(503)) }},
+		{"Endpoint.Begin and End", func() { e.Begin(); e.End() }},
+		{"rejection", func() { rej.Inc() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if n := testing.AllocsPerRun(1000, tt.f); n != 0 {
+				t.Errorf("%v allocations per call, want 0", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,361 @@
+// Package metrics holds every Prometheus collector Tollgate exports, registered
+// on one registry that the caller passes in.
+//
+// Label sets are resolved when a configuration is built, not per request: the
+// gateway asks for a *Route per (endpoint, backend, variant), an *Attempt per
+// (backend, target) and an *Endpoint per endpoint, keeps them in its config
+// snapshot, and calls their methods on the request path without allocating.
+// Gauges that mirror state owned elsewhere (route weights, canary states,
+// backend health, limiter mode) are set from snapshots.
+package metrics
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Label values for requests that never reached a backend (rejected by auth,
+// by a limit, or naming no known endpoint). Using fixed words keeps those
+// series bounded and visible in the same queries as routed traffic.
+const (
+	// None is the backend and variant label value of a request answered by
+	// the gateway itself.
+	None = "none"
+	// UnknownEndpoint is the endpoint label value of a request whose model
+	// matched no endpoint; the requested name is never used as a label.
+	UnknownEndpoint = "unknown"
+)
+
+// Buckets of the classic histograms, in seconds. Requests to LLMs last from a
+// few milliseconds (a cached embedding) to minutes (a long generation), so the
+// request buckets span 10 ms to 120 s; time to first token is mostly under a
+// few seconds and gets finer steps there; time per output token lives between
+// 1 ms and 1 s.
+var (
+	DurationBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120}
+	TTFTBuckets     = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 30, 60, 120}
+	TPOTBuckets     = []float64{0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1}
+)
+
+// Native histogram settings shared by the three latency histograms: a growth
+// factor of 1.1 gives under 5 % relative error on quantiles, and 160 buckets
+// cover 10 ms to 120 s at that resolution before the histogram widens itself.
+const (
+	nativeBucketFactor     = 1.1
+	nativeMaxBuckets       = 160
+	nativeMinResetDuration = time.Hour
+)
+
+// CanaryStates are the canary states the router reports; tollgate_canary_state
+// carries one series per endpoint and state, 1 for the current one.
+var CanaryStates = []string{"none", "stepping", "paused", "rolled_back", "promoted"}
+
+// Metrics is the set of Tollgate collectors on one registry. It is safe for
+// concurrent use and meant to live as long as the process: config reloads
+// build new Routes from the same Metrics.
+type Metrics struct {
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	ttft            *prometheus.HistogramVec
+	tpot            *prometheus.HistogramVec
+	tokens          *prometheus.CounterVec
+	cost            *prometheus.CounterVec
+	rejections      *prometheus.CounterVec
+	attempts        *prometheus.CounterVec
+	inFlight        *prometheus.GaugeVec
+	backendUp       *prometheus.GaugeVec
+	reloads         *prometheus.CounterVec
+	limiterDegraded prometheus.Gauge
+	routeWeight     *prometheus.GaugeVec
+	canaryState     *prometheus.GaugeVec
+
+	reloadOK, reloadErr prometheus.Counter
+
+	// The snapshot setters replace whole sets; they remember what they set
+	// last so that series of removed routes and targets disappear.
+	mu          sync.Mutex
+	lastWeights map[[3]string]struct{}
+	lastCanary  map[string]string
+	lastUp      map[[2]string]struct{}
+
+	tracing atomic.Pointer[func() TraceStats]
+}
+
+// New creates the Tollgate collectors and registers them, with the Go runtime
+// and process collectors, on reg. Calling it again with the same registry
+// returns a Metrics sharing the already registered collectors, so tests and
+// restarts within one process do not panic; any other registration error is a
+// programming error and panics, as prometheus.MustRegister does.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		lastWeights: make(map[[3]string]struct{}),
+		lastCanary:  make(map[string]string),
+		lastUp:      make(map[[2]string]struct{}),
+	}
+	m.requests = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_requests_total",
+		Help: "Requests answered, by endpoint, backend, variant and HTTP status code.",
+	}, []string{"endpoint", "backend", "variant", "code"}))
+	m.duration = register(reg, newHistogram("tollgate_request_duration_seconds",
+		"Time from the request's arrival to the last byte of its response.", DurationBuckets))
+	m.ttft = register(reg, newHistogram("tollgate_time_to_first_token_seconds",
+		"Time from the request's arrival to the first generated token sent to the client.", TTFTBuckets))
+	m.tpot = register(reg, newHistogram("tollgate_time_per_output_token_seconds",
+		"Mean time between output tokens after the first, per request.", TPOTBuckets))
+	m.tokens = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_tokens_total",
+		Help: "Tokens processed, by endpoint, backend and type (input or output).",
+	}, []string{"endpoint", "backend", "type"}))
+	m.cost = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_cost_usd_total",
+		Help: "Cost in US dollars from the backends' per-million-token prices.",
+	}, []string{"endpoint", "backend"}))
+	m.rejections = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_ratelimit_rejections_total",
+		Help: "Requests refused with 429 by a limit, by endpoint and limit.",
+	}, []string{"endpoint", "limit"}))
+	m.attempts = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_upstream_attempts_total",
+		Help: "Calls to upstream targets, by backend, target and outcome.",
+	}, []string{"backend", "target", "outcome"}))
+	m.inFlight = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_in_flight_requests",
+		Help: "Requests being served, by endpoint.",
+	}, []string{"endpoint"}))
+	m.backendUp = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_backend_up",
+		Help: "1 when the target passes its health checks, else 0.",
+	}, []string{"backend", "target"}))
+	m.reloads = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_config_reloads_total",
+		Help: "Configuration reloads, by result (success or error).",
+	}, []string{"result"}))
+	m.limiterDegraded = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tollgate_limiter_degraded",
+		Help: "1 while the limiter cannot reach its shared store and applies on_redis_error.",
+	}))
+	m.routeWeight = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_route_weight",
+		Help: "Live weight of a route in percent, by endpoint, backend and variant.",
+	}, []string{"endpoint", "backend", "variant"}))
+	m.canaryState = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_canary_state",
+		Help: "1 for the endpoint's current canary state, 0 for the others.",
+	}, []string{"endpoint", "state"}))
+	register(reg, &traceCollector{m: m})
+
+	// Both results exist from the start so that rate() over them works
+	// before the first failure.
+	m.reloadOK = m.reloads.WithLabelValues("success")
+	m.reloadErr = m.reloads.WithLabelValues("error")
+
+	register(reg, collectors.NewGoCollector())
+	register(reg, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func newHistogram(name, help string, buckets []float64) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:                            name,
+		Help:                            help,
+		Buckets:                         buckets,
+		NativeHistogramBucketFactor:     nativeBucketFactor,
+		NativeHistogramMaxBucketNumber:  nativeMaxBuckets,
+		NativeHistogramMinResetDuration: nativeMinResetDuration,
+	}, []string{"endpoint", "backend", "variant"})
+}
+
+// register registers c on reg, or returns the collector already registered
+// under the same descriptors.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic(err)
+}
+
+// Route holds the pre-resolved series of one (endpoint, backend, variant).
+// Build it with the config; its methods are safe for concurrent use and do
+// not allocate.
+type Route struct {
+	requests *prometheus.CounterVec
+	labels   [3]string
+
+	duration, ttft, tpot prometheus.Observer
+	inTokens, outTokens  prometheus.Counter
+	cost                 prometheus.Counter
+
+	// codes holds the request counter per HTTP status, created on first
+	// use: statuses 100..599 map to 0..499, anything else to the last slot.
+	codes [numCodes]atomic.Pointer[counterRef]
+}
+
+const (
+	minCode  = 100
+	maxCode  = 599
+	numCodes = maxCode - minCode + 2
+)
+
+// invalidCode is the code label of a status outside 100..599.
+const invalidCode = "invalid"
+
+type counterRef struct{ c prometheus.Counter }
+
+// Route returns the series of one route. backend and variant are None for
+// requests the gateway answers itself; endpoint is UnknownEndpoint when the
+// request named no endpoint.
+func (m *Metrics) Route(endpoint, backend, variant string) *Route {
+	return &Route{
+		requests:  m.requests,
+		labels:    [3]string{endpoint, backend, variant},
+		duration:  m.duration.WithLabelValues(endpoint, backend, variant),
+		ttft:      m.ttft.WithLabelValues(endpoint, backend, variant),
+		tpot:      m.tpot.WithLabelValues(endpoint, backend, variant),
+		inTokens:  m.tokens.WithLabelValues(endpoint, backend, "input"),
+		outTokens: m.tokens.WithLabelValues(endpoint, backend, "output"),
+		cost:      m.cost.WithLabelValues(endpoint, backend),
+	}
+}
+
+// Done records one finished request: its status, total duration, time to
+// first token and mean time per output token (a zero or negative value means
+// "not applicable", e.g. for embeddings, and is not observed), its token counts
+// and its cost in USD (see Pricing.Cost).
+func (r *Route) Done(status int, dur, ttft, tpot time.Duration, inTok, outTok int64, costUSD float64) {
+	r.code(status).Inc()
+	r.duration.Observe(dur.Seconds())
+	if ttft > 0 {
+		r.ttft.Observe(ttft.Seconds())
+	}
+	if tpot > 0 {
+		r.tpot.Observe(tpot.Seconds())
+	}
+	if inTok > 0 {
+		r.inTokens.Add(float64(inTok))
+	}
+	if outTok > 0 {
+		r.outTokens.Add(float64(outTok))
+	}
+	if costUSD > 0 {
+		r.cost.Add(costUSD)
+	}
+}
+
+func (r *Route) code(status int) prometheus.Counter {
+	i := numCodes - 1
+	if status >= minCode && status <= maxCode {
+		i = status - minCode
+	}
+	if ref := r.codes[i].Load(); ref != nil {
+		return ref.c
+	}
+	label := invalidCode
+	if i != numCodes-1 {
+		label = strconv.Itoa(status)
+	}
+	// WithLabelValues returns the same child to every caller, so losing the
+	// race below only wastes a small allocation.
+	ref := &counterRef{c: r.requests.WithLabelValues(r.labels[0], r.labels[1], r.labels[2], label)}
+	if r.codes[i].CompareAndSwap(nil, ref) {
+		return ref.c
+	}
+	return r.codes[i].Load().c
+}
+
+// Endpoint holds the per-endpoint series that exist before a route is chosen.
+type Endpoint struct {
+	inFlight prometheus.Gauge
+}
+
+// Endpoint returns the series of one endpoint.
+func (m *Metrics) Endpoint(name string) *Endpoint {
+	return &Endpoint{inFlight: m.inFlight.WithLabelValues(name)}
+}
+
+// Begin counts a request as in flight; pair every Begin with one End.
+func (e *Endpoint) Begin() { e.inFlight.Inc() }
+
+// End counts a request as no longer in flight.
+func (e *Endpoint) End() { e.inFlight.Dec() }
+
+// Rejection returns the counter of 429s from one limit of an endpoint. limit
+// is a name from the config (for example "api_key:tokens:minute"), never a
+// key or a user.
+func (m *Metrics) Rejection(endpoint, limit string) prometheus.Counter {
+	return m.rejections.WithLabelValues(endpoint, limit)
+}
+
+// Outcome classifies one upstream attempt.
+type Outcome uint8
+
+// Outcomes of an upstream attempt, the values of the outcome label.
+const (
+	OutcomeOK        Outcome = iota // a 2xx (or 1xx/3xx) response
+	OutcomeStatus4xx                // the upstream answered 4xx
+	OutcomeStatus5xx                // the upstream answered 5xx
+	OutcomeTimeout                  // no answer in time
+	OutcomeRefused                  // connection refused or reset before a response
+	OutcomeError                    // any other transport or protocol error
+	OutcomeCanceled                 // the client went away first
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"ok", "status_4xx", "status_5xx", "timeout", "refused", "error", "canceled"}
+
+// String returns the outcome's label value.
+func (o Outcome) String() string {
+	if o >= numOutcomes {
+		return "error"
+	}
+	return outcomeNames[o]
+}
+
+// OutcomeForStatus classifies an upstream HTTP status.
+func OutcomeForStatus(status int) Outcome {
+	switch {
+	case status >= 500:
+		return OutcomeStatus5xx
+	case status >= 400:
+		return OutcomeStatus4xx
+	case status >= 100:
+		return OutcomeOK
+	default:
+		return OutcomeError
+	}
+}
+
+// Attempt holds the pre-created outcome series of one (backend, target).
+type Attempt struct {
+	outcomes [numOutcomes]prometheus.Counter
+}
+
+// Attempt returns the attempt counters of one backend target. target should
+// be the replica's host:port, not a URL that could carry credentials.
+func (m *Metrics) Attempt(backend, target string) *Attempt {
+	a := &Attempt{}
+	for o := range numOutcomes {
+		a.outcomes[o] = m.attempts.WithLabelValues(backend, target, o.String())
+	}
+	return a
+}
+
+// Observe counts one attempt with its outcome.
+func (a *Attempt) Observe(o Outcome) {
+	if o >= numOutcomes {
+		o = OutcomeError
+	}
+	a.outcomes[o].Inc()
+}

@@ -1,0 +1,65 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// TraceStats is what the tracing side reports about its tail sampler; the
+// counters only grow for the life of one tracer.
+type TraceStats struct {
+	// Kept, Discarded and Evicted count traces: exported, dropped by the
+	// sampling decision, and dropped unfinished to bound memory.
+	Kept, Discarded, Evicted uint64
+	// SpansDropped counts spans dropped because their trace had too many.
+	SpansDropped uint64
+	// ExportFailures counts batches the exporter failed to send.
+	ExportFailures uint64
+	// Pending is the number of traces waiting for their root span to end.
+	Pending int
+}
+
+// WatchTracing makes the registry export the tail sampler's statistics, read
+// from f at each scrape. Call it again with the new tracer after a reload;
+// the counters then restart from zero, which Prometheus treats as a reset.
+func (m *Metrics) WatchTracing(f func() TraceStats) {
+	if f == nil {
+		m.tracing.Store(nil)
+		return
+	}
+	m.tracing.Store(&f)
+}
+
+var (
+	tracesDesc = prometheus.NewDesc("tollgate_traces_total",
+		"Traces finished by the tail sampler, by decision (kept, discarded, evicted).",
+		[]string{"decision"}, nil)
+	traceSpansDroppedDesc = prometheus.NewDesc("tollgate_trace_spans_dropped_total",
+		"Spans dropped because their trace exceeded the per-trace span limit.", nil, nil)
+	traceExportFailuresDesc = prometheus.NewDesc("tollgate_trace_export_failures_total",
+		"Span batches the trace exporter failed to send.", nil, nil)
+	tracesPendingDesc = prometheus.NewDesc("tollgate_traces_pending",
+		"Traces buffered in memory waiting for their root span to end.", nil, nil)
+)
+
+// traceCollector reads the current tracer's statistics at scrape time, so
+// the tracing package needs no dependency on Prometheus.
+type traceCollector struct{ m *Metrics }
+
+func (c *traceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- tracesDesc
+	ch <- traceSpansDroppedDesc
+	ch <- traceExportFailuresDesc
+	ch <- tracesPendingDesc
+}
+
+func (c *traceCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.m.tracing.Load()
+	if f == nil {
+		return
+	}
+	s := (*f)()
+	ch <- prometheus.MustNewConstMetric(tracesDesc, prometheus.CounterValue, float64(s.Kept), "kept")
+	ch <- prometheus.MustNewConstMetric(tracesDesc, prometheus.CounterValue, float64(s.Discarded), "discarded")
+	ch <- prometheus.MustNewConstMetric(tracesDesc, prometheus.CounterValue, float64(s.Evicted), "evicted")
+	ch <- prometheus.MustNewConstMetric(traceSpansDroppedDesc, prometheus.CounterValue, float64(s.SpansDropped))
+	ch <- prometheus.MustNewConstMetric(traceExportFailuresDesc, prometheus.CounterValue, float64(s.ExportFailures))
+	ch <- prometheus.MustNewConstMetric(tracesPendingDesc, prometheus.GaugeValue, float64(s.Pending))
+}
