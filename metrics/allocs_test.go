@@ -15,7 +15,6 @@ func TestHotPathAllocs(t *testing.T) {
 	a := m.Attempt("llama", "10.0.0.1:8000")
 	e := m.Endpoint("chat")
 	rej := m.Rejection("chat", "api_key:requests:minute")
-	p := Pricing{InputPerMillion: 0.1, OutputPerMillion: 0.2}
 	// The first request of a status code creates its series; later ones
 	// must not allocate.
 	r.Done(200, time.Second, time.Millisecond, time.Millisecond, 1, 1, 1)
@@ -25,7 +24,7 @@ func TestHotPathAllocs(t *testing.T) {
 		f    func()
 	}{
 		{"Route.Done", func() {
-			r.Done(200, 1200*time.Millisecond, 150*time.Millisecond, 12*time.Millisecond, 512, 128, p.Cost(512, 128))
+			r.Done(200, 1200*time.Millisecond, 150*time.Millisecond, 12*time.Millisecond, 512, 128, 0.0001)
 		}},
 		{"Route.Done without tokens", func() { r.Done(429, time.Millisecond, 0, 0, 0, 0, 0) }},
 		{"Attempt.Observe", func() { a.Observe(OutcomeForStatus(503)) }},

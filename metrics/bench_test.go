@@ -9,10 +9,9 @@ import (
 
 func BenchmarkRouteDone(b *testing.B) {
 	r := New(prometheus.NewRegistry()).Route("chat", "llama", "stable")
-	p := Pricing{InputPerMillion: 0.1, OutputPerMillion: 0.2}
 	b.ReportAllocs()
 	for b.Loop() {
-		r.Done(200, 1200*time.Millisecond, 150*time.Millisecond, 12*time.Millisecond, 512, 128, p.Cost(512, 128))
+		r.Done(200, 1200*time.Millisecond, 150*time.Millisecond, 12*time.Millisecond, 512, 128, 0.0001)
 	}
 }
 

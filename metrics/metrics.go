@@ -233,7 +233,8 @@ func (m *Metrics) Route(endpoint, backend, variant string) *Route {
 // Done records one finished request: its status, total duration, time to
 // first token and mean time per output token (a zero or negative value means
 // "not applicable", e.g. for embeddings, and is not observed), its token counts
-// and its cost in USD (see Pricing.Cost).
+// and its cost in USD, which the caller computes from the backend's pricing
+// (providers.Pricing owns the price list and the arithmetic).
 func (r *Route) Done(status int, dur, ttft, tpot time.Duration, inTok, outTok int64, costUSD float64) {
 	r.code(status).Inc()
 	r.duration.Observe(dur.Seconds())

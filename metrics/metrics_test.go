@@ -129,7 +129,7 @@ func TestExposition(t *testing.T) {
 
 	stable := m.Route("chat", "llama", "stable")
 	canary := m.Route("chat", "llama-v2", "canary")
-	stable.Done(200, 1500*time.Millisecond, 200*time.Millisecond, 10*time.Millisecond, 1000, 100, Pricing{InputPerMillion: 0.10, OutputPerMillion: 0.20}.Cost(1000, 100))
+	stable.Done(200, 1500*time.Millisecond, 200*time.Millisecond, 10*time.Millisecond, 1000, 100, 0.00012)
 	stable.Done(200, 500*time.Millisecond, 0, 0, 10, 0, 0)
 	stable.Done(502, 30*time.Millisecond, 0, 0, 0, 0, 0)
 	canary.Done(200, 2*time.Second, 300*time.Millisecond, 20*time.Millisecond, 50, 60, 0.5)
@@ -524,70 +524,6 @@ func TestOutcomeForStatus(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestPricing(t *testing.T) {
-	tests := []struct {
-		name    string
-		p       Pricing
-		in, out int64
-		want    float64
-	}{
-		{"input and output", Pricing{0.10, 0.20}, 1_000_000, 500_000, 0.20},
-		{"free backend", Pricing{}, 1000, 1000, 0},
-		{"negative counts cost nothing", Pricing{1, 1}, -5, -5, 0},
-		{"gpt-4o-mini prices", Pricing{0.15, 0.60}, 1200, 300, 0.00036},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.p.Cost(tt.in, tt.out); math.Abs(got-tt.want) > 1e-12 {
-				t.Errorf("Cost(%d, %d) = %v, want %v", tt.in, tt.out, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestPricingValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		p    Pricing
-		keys []string
-	}{
-		{"valid", Pricing{0.1, 0.2}, nil},
-		{"zero is free", Pricing{}, nil},
-		{"negative input", Pricing{-1, 0}, []string{"input_per_million"}},
-		{"nan output", Pricing{0, math.NaN()}, []string{"output_per_million"}},
-		{"both infinite", Pricing{math.Inf(1), math.Inf(-1)}, []string{"input_per_million", "output_per_million"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.p.Validate()
-			var keys []string
-			for _, e := range unjoin(err) {
-				var fe *FieldError
-				if !errors.As(e, &fe) {
-					t.Fatalf("error %v is not a *FieldError", e)
-				}
-				if fe.Error() != fe.Key()+": "+fe.Problem() {
-					t.Errorf("Error() = %q", fe.Error())
-				}
-				keys = append(keys, fe.Key())
-			}
-			if strings.Join(keys, ",") != strings.Join(tt.keys, ",") {
-				t.Errorf("keys %v, want %v", keys, tt.keys)
-			}
-		})
-	}
-}
-
-func unjoin(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
 
 // registeredNames lists the metric families the package registers, read from
