@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tollgate-cli")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "tollgate")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n")
+	bad := writeFile(t, dir, "bad.yaml", "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m}\nendpoints:\n  - name: chat\n    type: chat\n    routes: [{backend: upp}]\n")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		out  string
+	}{
+		{"good config", []string{"validate", "--config", good}, 0, "good.yaml: ok"},
+		{"bad config names file line and key", []string{"validate", "--config", bad}, 1, bad + ":6: endpoints[0].routes[0].backend: unknown backend \"upp\""},
+		{"missing file", []string{"validate", "--config", filepath.Join(dir, "none.yaml")}, 1, "no such file"},
+		{"version", []string{"version"}, 0, "tollgate "},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			cmd := exec.Command(binary, c.args...)
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != c.code || !strings.Contains(out.String(), c.out) {
+				t.Fatalf("exit %d, output %q; want exit %d containing %q", code, out.String(), c.code, c.out)
+			}
+		})
+	}
+}
+
+// TestSignals runs the binary: SIGHUP reloads the config, SIGTERM exits cleanly.
+func TestSignals(t *testing.T) {
+	dir := t.TempDir()
+	api, admin := freePort(t), freePort(t)
+	cfg := func(endpoints string) string {
+		return "server: {listen: \"" + api + "\", admin_listen: \"" + admin + "\", shutdown_grace: 2s}\n" +
+			"backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m}\nendpoints:\n" + endpoints
+	}
+	path := writeFile(t, dir, "tollgate.yaml", cfg("  - {name: one, type: chat, routes: [{backend: up}]}\n"))
+	var logs bytes.Buffer
+	cmd := exec.Command(binary, "--config", path)
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	models := func() string {
+		resp, err := http.Get("http://" + api + "/v1/models")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		var body struct{ Data []struct{ ID string } }
+		json.NewDecoder(resp.Body).Decode(&body)
+		var ids []string
+		for _, d := range body.Data {
+			ids = append(ids, d.ID)
+		}
+		return strings.Join(ids, ",")
+	}
+	waitUntil(t, func() bool { return models() == "one" })
+	resp, err := http.Get("http://" + admin + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v", err)
+	}
+	// Write in place (no rename) so only SIGHUP, not the watcher's rename handling, is
+	// certain to be what reloads.
+	if err := os.WriteFile(path, []byte(cfg("  - {name: one, type: chat, routes: [{backend: up}]}\n  - {name: two, type: chat, routes: [{backend: up}]}\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, func() bool { return models() == "one,two" })
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, logs.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("did not exit after SIGTERM")
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
