@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
 )
 
@@ -44,6 +45,10 @@ type request struct {
 	ep    *endpoint
 	key   *clientKey
 	route *route
+	be    *providers.Backend
+	// series is the metrics route the request is recorded on once a backend was tried.
+	series *metrics.Route
+	begun  bool
 
 	f    fields
 	call providers.Call
@@ -170,6 +175,8 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 		return &e
 	}
 	r.ep = ep
+	ep.m.Begin()
+	r.begun = true
 	if ep.kind != kind {
 		e := wrongType(r.modelName, ep.kind.String())
 		return &e
@@ -235,10 +242,12 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	total := 1 + ep.retries + len(ep.fallbacks)
 	var last error
 	for i := 0; i < total; i++ {
-		b := r.route.backend
+		b, cand := r.route.backend, 0
 		if i > ep.retries {
-			b = ep.fallbacks[i-1-ep.retries]
+			cand = i - ep.retries
+			b = ep.fallbacks[cand-1]
 		}
+		r.be, r.series = b, r.route.series[cand]
 		if i > 0 {
 			if !r.backoff(i, last) {
 				break
@@ -249,6 +258,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		r.attempts++
 		r.res = providers.Result{}
 		err := b.Send(&r.call, &ctx.Response, &r.res)
+		if a := r.rt.attempt(b, r.res.Target); a != nil {
+			a.Observe(outcomeOf(err, ctx.Response.StatusCode()))
+		}
 		if err == nil {
 			r.usage = r.res.Usage
 			r.stream = r.res.Stream
@@ -308,6 +320,23 @@ func (r *request) backoff(i int, last error) bool {
 	}
 	time.Sleep(d)
 	return true
+}
+
+// outcomeOf classifies an attempt for tollgate_upstream_attempts_total.
+func outcomeOf(err error, status int) metrics.Outcome {
+	if err == nil {
+		return metrics.OutcomeForStatus(status)
+	}
+	var ue *providers.UpstreamError
+	switch {
+	case errors.As(err, &ue):
+		return metrics.OutcomeForStatus(ue.Status)
+	case errors.Is(err, providers.ErrTimeout):
+		return metrics.OutcomeTimeout
+	case errors.Is(err, providers.ErrConnect):
+		return metrics.OutcomeRefused
+	}
+	return metrics.OutcomeError
 }
 
 func errString(err error) string {
@@ -449,16 +478,42 @@ func (r *request) finish(ctx *fasthttp.RequestCtx, status int) {
 	r.release()
 }
 
-// record writes the access log line.
+// record counts the request in the metrics and writes the access log line.
 func (r *request) record(status int) {
 	r.status = status
 	s := r.s
+	latency := time.Since(r.start)
+	var cost float64
+	if r.be != nil {
+		cost = r.be.Pricing.Cost(r.usage)
+	}
+	if rt := r.rt; rt != nil {
+		series := r.series
+		if series == nil {
+			if r.ep != nil {
+				series = r.ep.local
+			} else {
+				series = rt.unrouted
+			}
+		}
+		var tpot time.Duration
+		if r.ttft > 0 && r.usage.Output > 1 {
+			tpot = (latency - r.ttft) / time.Duration(r.usage.Output-1)
+		}
+		series.Done(status, latency, r.ttft, tpot, r.usage.Input, r.usage.Output, cost)
+		if r.begun {
+			r.ep.m.End()
+		}
+	}
 	if !s.accessLog.Load() {
 		return
 	}
-	endpoint := ""
+	endpoint, keyName := "", ""
 	if r.ep != nil {
 		endpoint = r.ep.name
+	}
+	if r.key != nil {
+		keyName = r.key.name
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
 		slog.String("request_id", string(r.reqID)),
@@ -468,8 +523,10 @@ func (r *request) record(status int) {
 		slog.Int("status", status),
 		slog.Int64("input_tokens", r.usage.Input),
 		slog.Int64("output_tokens", r.usage.Output),
+		slog.Float64("cost_usd", cost),
 		slog.Duration("ttft", r.ttft),
-		slog.Duration("latency", time.Since(r.start)),
+		slog.Duration("latency", latency),
+		slog.String("key", keyName),
 		slog.Int("attempts", r.attempts),
 		slog.String("error", r.errKind),
 	)

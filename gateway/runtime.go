@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net/url"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
 )
 
@@ -28,10 +30,19 @@ type runtime struct {
 	// models is the /v1/models body for callers that may use every endpoint.
 	models []byte
 
+	// unrouted is the metrics series of requests that named no endpoint.
+	unrouted *metrics.Route
+	attempts map[*providers.Backend][]targetMetrics
+
 	refs      atomic.Int64
 	retired   atomic.Bool
 	closeOnce sync.Once
 	log       *slog.Logger
+}
+
+type targetMetrics struct {
+	url string
+	a   *metrics.Attempt
 }
 
 type endpoint struct {
@@ -42,6 +53,9 @@ type endpoint struct {
 	fallbacks []*providers.Backend
 	retries   int
 	timeout   time.Duration
+	m         *metrics.Endpoint
+	// local is the series of requests the gateway answered itself.
+	local *metrics.Route
 }
 
 type route struct {
@@ -49,6 +63,9 @@ type route struct {
 	variant string
 	// upto is the cumulative weight bound: the route serves draws below it.
 	upto int
+	// series holds the metrics of this route's variant served by each candidate
+	// backend: [0] the route's own, then one per fallback.
+	series []*metrics.Route
 }
 
 type clientKey struct {
@@ -59,12 +76,13 @@ type clientKey struct {
 	models  []byte
 }
 
-func buildRuntime(cfg *Config, log *slog.Logger) (*runtime, error) {
+func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics) (*runtime, error) {
 	rt := &runtime{
 		cfg:       cfg,
 		endpoints: map[string]*endpoint{},
 		backends:  map[string]*providers.Backend{},
 		keys:      map[[sha256.Size]byte]*clientKey{},
+		attempts:  map[*providers.Backend][]targetMetrics{},
 		authKeys:  cfg.Auth.Mode == "keys",
 		maxBody:   int(cfg.Server.MaxBodyBytes),
 		log:       log,
@@ -81,17 +99,27 @@ func buildRuntime(cfg *Config, log *slog.Logger) (*runtime, error) {
 			return nil, err
 		}
 		rt.backends[name] = b
+		for _, t := range b.Targets() {
+			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: t.URL, a: m.Attempt(name, hostOf(t.URL))})
+		}
 	}
+	rt.unrouted = m.Route(metrics.UnknownEndpoint, metrics.None, metrics.None)
 	for i, ec := range cfg.Endpoints {
 		kind, _ := kindOf(ec.Type)
-		e := &endpoint{idx: i, name: ec.Name, kind: kind, retries: ec.Retries, timeout: ec.Timeout}
+		e := &endpoint{idx: i, name: ec.Name, kind: kind, retries: ec.Retries, timeout: ec.Timeout,
+			m: m.Endpoint(ec.Name), local: m.Route(ec.Name, metrics.None, metrics.None)}
+		for _, f := range ec.Fallbacks {
+			e.fallbacks = append(e.fallbacks, rt.backends[f])
+		}
 		cum := 0
 		for _, r := range ec.Routes {
 			cum += r.Weight
-			e.routes = append(e.routes, route{backend: rt.backends[r.Backend], variant: r.Variant, upto: cum})
-		}
-		for _, f := range ec.Fallbacks {
-			e.fallbacks = append(e.fallbacks, rt.backends[f])
+			rr := route{backend: rt.backends[r.Backend], variant: r.Variant, upto: cum}
+			rr.series = append(rr.series, m.Route(ec.Name, r.Backend, r.Variant))
+			for _, f := range ec.Fallbacks {
+				rr.series = append(rr.series, m.Route(ec.Name, f, r.Variant))
+			}
+			e.routes = append(e.routes, rr)
 		}
 		rt.endpoints[ec.Name] = e
 	}
@@ -129,6 +157,29 @@ func buildRuntime(cfg *Config, log *slog.Logger) (*runtime, error) {
 		rt.keys[k.hash] = k
 	}
 	return rt, nil
+}
+
+// attempt finds the attempt counters of the target an attempt went to.
+func (rt *runtime) attempt(b *providers.Backend, url string) *metrics.Attempt {
+	ts := rt.attempts[b]
+	for i := range ts {
+		if ts[i].url == url {
+			return ts[i].a
+		}
+	}
+	if len(ts) > 0 {
+		return ts[0].a
+	}
+	return nil
+}
+
+// hostOf is the host:port of a target URL: the label value, without path or
+// credentials.
+func hostOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return raw
 }
 
 // modelsBody renders OpenAI's model list for the endpoints a caller may use.

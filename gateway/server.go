@@ -17,10 +17,9 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/tollgate/tollgate/metrics"
 )
 
 // Server runs the API and admin listeners over the live runtime.
@@ -35,8 +34,8 @@ type Server struct {
 	admLn net.Listener
 
 	reg       *prometheus.Registry
+	m         *metrics.Metrics
 	metrics   fasthttp.RequestHandler
-	reloads   *prometheus.CounterVec
 	accessLog atomic.Bool
 	draining  atomic.Bool
 	reloadMu  sync.Mutex
@@ -60,12 +59,9 @@ func New(path string, opt Options) (*Server, error) {
 		log = NewLogger(cfg.Logging, os.Stderr)
 	}
 	s := &Server{path: path, log: log, reg: prometheus.NewRegistry()}
-	s.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tollgate_config_reloads_total", Help: "Config reloads by result.",
-	}, []string{"result"})
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), s.reloads)
-	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	rt, err := buildRuntime(cfg, log)
+	s.m = metrics.New(s.reg)
+	s.metrics = metrics.Handler(s.reg)
+	rt, err := buildRuntime(cfg, log, s.m)
 	if err != nil {
 		return nil, err
 	}
@@ -196,15 +192,15 @@ func (s *Server) Reload() error {
 			s.log.Warn("server.listen and server.admin_listen changes take effect on restart")
 		}
 		var rt *runtime
-		if rt, err = buildRuntime(cfg, s.log); err == nil {
+		if rt, err = buildRuntime(cfg, s.log, s.m); err == nil {
 			s.install(rt)
 			s.lastHash = fileHash(s.path)
-			s.reloads.WithLabelValues("success").Inc()
+			s.m.ConfigReloaded(nil)
 			s.log.Info("config reloaded", "config", s.path, "endpoints", len(cfg.Endpoints), "backends", len(cfg.Backends))
 			return nil
 		}
 	}
-	s.reloads.WithLabelValues("error").Inc()
+	s.m.ConfigReloaded(err)
 	s.log.Error("config reload failed; keeping the running config", "config", s.path, "error", err.Error())
 	return err
 }
@@ -312,7 +308,7 @@ func Validate(path string) error {
 	if err != nil {
 		return err
 	}
-	rt, err := buildRuntime(cfg, nil)
+	rt, err := buildRuntime(cfg, nil, metrics.New(prometheus.NewRegistry()))
 	if err != nil {
 		return err
 	}
