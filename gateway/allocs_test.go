@@ -24,3 +24,17 @@ func TestScanBodyAllocs(t *testing.T) {
 		t.Fatalf("%.1f allocations per scan, want 0", n)
 	}
 }
+
+// TestStreamAllocs pins the streaming path: a whole 35-event stream.
+func TestStreamAllocs(t *testing.T) {
+	s := newTestServer(t, benchConfig(startStaticSSEUpstream(t)))
+	ctx := newProxyCtx([]byte(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	sink := make([]byte, 4096)
+	if n := streamOnce(t, s, ctx, sink); n < 1000 {
+		t.Fatalf("stream relayed only %d bytes", n)
+	}
+	const budget = 5
+	if n := testing.AllocsPerRun(100, func() { streamOnce(t, s, ctx, sink) }); n > budget {
+		t.Fatalf("%.1f allocations per stream, budget %d", n, budget)
+	}
+}

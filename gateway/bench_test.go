@@ -91,3 +91,59 @@ func BenchmarkProxyChat(b *testing.B) {
 		proxyOnce(s, ctx)
 	}
 }
+
+// startStaticSSEUpstream answers every request with the same 32-chunk stream.
+func startStaticSSEUpstream(tb testing.TB) string {
+	tb.Helper()
+	var body []byte
+	body = append(body, `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+	for range 32 {
+		body = append(body, `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" word"},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+	}
+	body = append(body, `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}`+"\n\n"...)
+	body = append(body, `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":20,"completion_tokens":32,"total_tokens":52}}`+"\n\n"...)
+	body = append(body, "data: [DONE]\n\n"...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetContentType("text/event-stream")
+		ctx.Response.SetBodyRaw(body)
+	}}
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Shutdown() })
+	return ln.Addr().String()
+}
+
+// streamOnce runs a streaming request and drains its body as fasthttp's server would.
+func streamOnce(tb testing.TB, s *Server, ctx *fasthttp.RequestCtx, sink []byte) int {
+	ctx.Response.Reset()
+	s.serveAPI(ctx)
+	bs := ctx.Response.BodyStream()
+	if bs == nil {
+		tb.Fatalf("no stream: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	n := 0
+	for {
+		m, err := bs.Read(sink)
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	ctx.Response.CloseBodyStream()
+	return n
+}
+
+// BenchmarkProxyStream relays a 35-event stream; allocations are per stream.
+func BenchmarkProxyStream(b *testing.B) {
+	s := newTestServer(b, benchConfig(startStaticSSEUpstream(b)))
+	ctx := newProxyCtx([]byte(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	sink := make([]byte, 4096)
+	streamOnce(b, s, ctx, sink)
+	b.ReportAllocs()
+	for b.Loop() {
+		streamOnce(b, s, ctx, sink)
+	}
+}
