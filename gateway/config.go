@@ -69,6 +69,9 @@ type EndpointConfig struct {
 	Retries   int           `yaml:"retries"`
 	Fallbacks []string      `yaml:"fallbacks"`
 	Timeout   time.Duration `yaml:"timeout"`
+
+	// mlflow is set for endpoints read from an MLflow AI Gateway config.
+	mlflow *mlflowInfo
 }
 
 // RouteConfig sends a share of an endpoint's traffic to a backend.
@@ -147,12 +150,30 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	}
 	root := doc.Content[0]
 	var problems []string
-	expandEnv(root, env, func(n *yaml.Node, name string) {
+	missingEnv := func(n *yaml.Node, name string) {
 		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": environment variable "+name+" is not set")
-	})
-	checkKeys(root, reflect.TypeOf(Config{}), "", cfg, func(line int, key, problem string) {
+	}
+	report := func(line int, key, problem string) {
+		if key == "" {
+			problems = append(problems, problem)
+			return
+		}
 		problems = append(problems, path+":"+strconv.Itoa(line)+": "+key+": "+problem)
-	})
+	}
+	expandEnv(root, env, missingEnv)
+	if isMLflow(root) {
+		expandMLflowEnv(root, env, missingEnv)
+		fromMLflow(root, cfg, report)
+		if len(problems) == 0 {
+			cfg.applyDefaults()
+			problems = append(problems, cfg.problems()...)
+		}
+		if len(problems) > 0 {
+			return nil, &ConfigError{Problems: problems}
+		}
+		return cfg, nil
+	}
+	checkKeys(root, reflect.TypeOf(Config{}), "", cfg, report)
 	if err := root.Decode(cfg); err != nil {
 		problems = append(problems, typeProblems(path, err, cfg.scalars)...)
 	} else {

@@ -50,8 +50,10 @@ type request struct {
 	series *metrics.Route
 	begun  bool
 
-	f    fields
-	call providers.Call
+	f       fields
+	body    []byte
+	bodyBuf []byte
+	call    providers.Call
 	res  providers.Result
 	ev   providers.Event
 
@@ -85,7 +87,7 @@ func (s *Server) acquireRequest() *request {
 
 func (r *request) release() {
 	rt := r.rt
-	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], out: r.out[:0]}
+	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], out: r.out[:0], bodyBuf: r.bodyBuf[:0]}
 	requestPool.Put(r)
 	if rt != nil {
 		rt.release()
@@ -106,9 +108,15 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 		s.serveModels(ctx)
 		return
 	default:
-		writeError(&ctx.Response, &errNotFound)
+		s.serveOther(ctx)
 		return
 	}
+	s.serveCall(ctx, kind, nil)
+}
+
+// serveCall runs one API call. invocation names the endpoint of an MLflow-style call,
+// whose body has no model (kind is then the endpoint's).
+func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invocation []byte) {
 	if !ctx.IsPost() {
 		writeError(&ctx.Response, &errMethod)
 		return
@@ -120,6 +128,24 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 		writeError(&ctx.Response, &errShuttingDown)
 		r.finish(ctx, 503)
 		return
+	}
+	r.body = ctx.Request.Body()
+	if invocation != nil {
+		ep := r.rt.endpoints[string(invocation)]
+		if ep == nil {
+			e := modelNotFound(invocation)
+			writeError(&ctx.Response, &e)
+			r.finish(ctx, e.status)
+			return
+		}
+		kind = ep.kind
+		var e *apiError
+		if r.bodyBuf, e = invocationBody(r.bodyBuf[:0], invocation, r.body); e != nil {
+			writeError(&ctx.Response, e)
+			r.finish(ctx, e.status)
+			return
+		}
+		r.body = r.bodyBuf
 	}
 	if e := r.run(ctx, kind); e != nil {
 		r.errKind = e.code
@@ -154,7 +180,7 @@ func (s *Server) bind(r *request) bool {
 
 func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 	rt := r.rt
-	body := ctx.Request.Body()
+	body := r.body
 	if e := scanBody(body, &r.f); e != nil {
 		return e
 	}

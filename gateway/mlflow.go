@@ -1,0 +1,364 @@
+package gateway
+
+import (
+	"bytes"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/providers"
+)
+
+// MLflow AI Gateway compatibility: its config file (a top-level `endpoints:` list whose
+// entries have endpoint_type and model) loads as it is, and its routes answer.
+
+type mlflowFile struct {
+	Endpoints []mlflowEndpoint `yaml:"endpoints"`
+	// Routes is the older name of endpoints in MLflow's gateway.
+	Routes []mlflowEndpoint `yaml:"routes"`
+}
+
+type mlflowEndpoint struct {
+	Name         string       `yaml:"name"`
+	EndpointType string       `yaml:"endpoint_type"`
+	RouteType    string       `yaml:"route_type"`
+	Model        mlflowModel  `yaml:"model"`
+	Limit        *mlflowLimit `yaml:"limit"`
+}
+
+type mlflowModel struct {
+	Provider string            `yaml:"provider"`
+	Name     string            `yaml:"name"`
+	Config   map[string]string `yaml:"config"`
+}
+
+// mlflowLimit is MLflow's per-endpoint rate limit: calls per renewal_period.
+type mlflowLimit struct {
+	Calls         int64  `yaml:"calls"`
+	RenewalPeriod string `yaml:"renewal_period"`
+	Key           string `yaml:"key"`
+}
+
+// mlflowInfo is what the MLflow routes report about an endpoint.
+type mlflowInfo struct {
+	EndpointType string
+	Provider     string
+	Model        string
+	Limit        *mlflowLimit
+}
+
+// isMLflow tells an MLflow gateway config from ours by its endpoint entries.
+func isMLflow(root *yaml.Node) bool {
+	if root.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i].Value, root.Content[i+1]
+		if k != "endpoints" && k != "routes" {
+			if k == "server" || k == "backends" || k == "auth" {
+				return false
+			}
+			continue
+		}
+		if v.Kind != yaml.SequenceNode || len(v.Content) == 0 || v.Content[0].Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 0; j+1 < len(v.Content[0].Content); j += 2 {
+			switch v.Content[0].Content[j].Value {
+			case "endpoint_type", "route_type":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var mlflowEnvRef = regexp.MustCompile(`^\$([A-Za-z_][A-Za-z0-9_]*)$`)
+
+// expandMLflowEnv reads `$VAR` values as MLflow does: a whole value naming a variable.
+func expandMLflowEnv(n *yaml.Node, env func(string) (string, bool), missing func(*yaml.Node, string)) {
+	if n.Kind == yaml.ScalarNode {
+		if m := mlflowEnvRef.FindStringSubmatch(n.Value); m != nil {
+			if v, ok := env(m[1]); ok {
+				n.Value = v
+			} else {
+				missing(n, m[1])
+				n.Value = ""
+			}
+			n.Tag, n.Style = "", 0
+		}
+	}
+	for _, c := range n.Content {
+		expandMLflowEnv(c, env, missing)
+	}
+}
+
+var mlflowTypes = map[string]string{
+	"llm/v1/chat": "chat", "llm/v1/completions": "completions", "llm/v1/embeddings": "embeddings",
+}
+
+// mlflowProviders maps MLflow's provider names onto ours, with each one's config keys.
+var mlflowProviders = map[string]struct {
+	provider, keyField, baseField, defaultBase string
+}{
+	"openai":                                {"openai", "openai_api_key", "openai_api_base", "https://api.openai.com/v1"},
+	"azure":                                 {"azure", "openai_api_key", "openai_api_base", ""},
+	"azuread":                               {"azure", "openai_api_key", "openai_api_base", ""},
+	"anthropic":                             {"anthropic", "anthropic_api_key", "anthropic_api_base", "https://api.anthropic.com/v1"},
+	"mistral":                               {"openai", "mistral_api_key", "mistral_api_base", "https://api.mistral.ai/v1"},
+	"togetherai":                            {"openai", "togetherai_api_key", "togetherai_api_base", "https://api.together.xyz/v1"},
+	"huggingface-text-generation-inference": {"openai", "", "hf_server_url", ""},
+	"mlflow-model-serving":                  {"openai", "", "model_server_url", ""},
+	"openai-compatible":                     {"openai", "api_key", "api_base", ""},
+}
+
+// fromMLflow turns an MLflow gateway config into ours: one backend per endpoint, named
+// after it. Problems name the MLflow file's own keys and lines.
+func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem string)) {
+	checkKeys(root, reflect.TypeOf(mlflowFile{}), "", cfg, report)
+	var f mlflowFile
+	if err := root.Decode(&f); err != nil {
+		for _, p := range typeProblems(cfg.path, err, cfg.scalars) {
+			report(0, "", p)
+		}
+		return
+	}
+	list, listKey := f.Endpoints, "endpoints"
+	if len(list) == 0 {
+		list, listKey = f.Routes, "routes"
+	}
+	cfg.Backends = map[string]providers.Config{}
+	for i, e := range list {
+		p := listKey + "[" + strconv.Itoa(i) + "]"
+		line := func(k string) int { return cfg.lineOf(k) }
+		typ := e.EndpointType
+		typKey := p + ".endpoint_type"
+		if typ == "" {
+			typ, typKey = e.RouteType, p+".route_type"
+		}
+		kind, ok := mlflowTypes[typ]
+		if !ok {
+			report(line(typKey), typKey, "must be llm/v1/chat, llm/v1/completions or llm/v1/embeddings")
+		}
+		mp, ok := mlflowProviders[e.Model.Provider]
+		if !ok {
+			names := make([]string, 0, len(mlflowProviders))
+			for n := range mlflowProviders {
+				names = append(names, n)
+			}
+			sortStrings(names)
+			report(line(p+".model.provider"), p+".model.provider", "provider "+strconv.Quote(e.Model.Provider)+" is not supported (supported: "+strings.Join(names, ", ")+")")
+			continue
+		}
+		c := e.Model.Config
+		b := providers.Config{Provider: mp.provider, Model: e.Model.Name, BaseURL: mp.defaultBase}
+		if mp.keyField != "" {
+			b.APIKey = c[mp.keyField]
+		}
+		if v := c[mp.baseField]; v != "" {
+			b.BaseURL = strings.TrimRight(v, "/")
+		}
+		if strings.HasSuffix(e.Model.Provider, "text-generation-inference") && b.BaseURL != "" && !strings.HasSuffix(b.BaseURL, "/v1") {
+			b.BaseURL += "/v1"
+		}
+		if org := c["openai_organization"]; org != "" {
+			b.Headers = map[string]string{"OpenAI-Organization": org}
+		}
+		if t := c["openai_api_type"]; e.Model.Provider == "openai" && (t == "azure" || t == "azuread") {
+			b.Provider = "azure"
+		}
+		if b.Provider == "azure" {
+			setAzure(&b, c["openai_deployment_name"], c["openai_api_version"])
+		}
+		if b.BaseURL == "" {
+			report(line(p+".model.config"), p+".model.config."+mp.baseField, "is required for provider "+e.Model.Provider)
+		}
+		name := e.Name
+		cfg.Backends[name] = b
+		ec := EndpointConfig{Name: name, Type: kind, Routes: []RouteConfig{{Backend: name, Weight: 100, Variant: name}}}
+		ec.mlflow = &mlflowInfo{EndpointType: typ, Provider: e.Model.Provider, Model: e.Model.Name, Limit: e.Limit}
+		if e.Limit != nil {
+			switch e.Limit.RenewalPeriod {
+			case "second", "minute", "hour", "day":
+			default:
+				report(line(p+".limit.renewal_period"), p+".limit.renewal_period", "must be second, minute, hour or day")
+			}
+			if e.Limit.Calls <= 0 {
+				report(line(p+".limit.calls"), p+".limit.calls", "must be a positive number")
+			}
+		}
+		cfg.Endpoints = append(cfg.Endpoints, ec)
+	}
+	for name, b := range cfg.Backends {
+		if err := b.Validate(); err != nil {
+			for _, e := range flatten(err) {
+				report(0, "", cfg.path+": endpoint "+strconv.Quote(name)+": "+e.Error())
+			}
+		}
+	}
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+var errMLflowModel = apiError{400, "invalid_request_error", "invalid_parameter", "model",
+	"The model parameter is not permitted in an endpoint invocation: the endpoint sets it."}
+
+// invocationBody prepends the endpoint's name as "model" to an MLflow invocation body.
+func invocationBody(dst, name, body []byte) ([]byte, *apiError) {
+	i := 0
+	for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
+		i++
+	}
+	if i == len(body) || body[i] != '{' {
+		if jsonscan.Valid(body) {
+			return dst, &errNotObject
+		}
+		return dst, &errMalformed
+	}
+	if _, ok := jsonscan.Field(body, "model"); ok {
+		return dst, &errMLflowModel
+	}
+	dst = append(dst, `{"model":`...)
+	dst = jsonscan.AppendQuote(dst, b2s(name))
+	rest := body[i+1:]
+	j := 0
+	for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t' || rest[j] == '\n' || rest[j] == '\r') {
+		j++
+	}
+	if j < len(rest) && rest[j] != '}' {
+		dst = append(dst, ',')
+	}
+	return append(dst, rest...), nil
+}
+
+var (
+	prefixEndpoints = []byte("/endpoints/")
+	prefixGateway   = []byte("/gateway/")
+	suffixInvoke    = []byte("/invocations")
+	prefixAPIList   = []byte("/api/2.0/endpoints/")
+)
+
+// serveOther answers the routes beside OpenAI's: MLflow's invocations and listings,
+// and the health check MLflow clients call.
+func (s *Server) serveOther(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	for _, prefix := range [][]byte{prefixEndpoints, prefixGateway} {
+		if bytes.HasPrefix(path, prefix) && bytes.HasSuffix(path, suffixInvoke) && len(path) > len(prefix)+len(suffixInvoke) {
+			s.serveCall(ctx, 0, path[len(prefix):len(path)-len(suffixInvoke)])
+			return
+		}
+	}
+	switch {
+	case string(path) == "/health":
+		ctx.Response.Header.SetContentTypeBytes(strJSON)
+		ctx.Response.SetBodyString(`{"status":"OK"}`)
+	case string(path) == "/api/2.0/endpoints" || bytes.HasPrefix(path, prefixAPIList):
+		if !ctx.IsGet() {
+			writeError(&ctx.Response, &errMethod)
+			return
+		}
+		s.serveMLflowEndpoints(ctx, bytes.TrimPrefix(bytes.TrimPrefix(path, []byte("/api/2.0/endpoints")), []byte("/")))
+	default:
+		writeError(&ctx.Response, &errNotFound)
+	}
+}
+
+// serveMLflowEndpoints lists endpoints (or shows one) as MLflow's gateway does.
+func (s *Server) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) {
+	rt := s.rt.Load()
+	if rt == nil {
+		writeError(&ctx.Response, &errShuttingDown)
+		return
+	}
+	var allowed []bool
+	if rt.authKeys {
+		k, e := authenticate(rt, &ctx.Request.Header)
+		if e != nil {
+			writeError(&ctx.Response, e)
+			return
+		}
+		allowed = k.allowed
+	}
+	var b []byte
+	if len(name) > 0 {
+		ep := rt.endpoints[string(name)]
+		if ep == nil || (allowed != nil && !allowed[ep.idx]) {
+			ctx.SetStatusCode(404)
+			ctx.Response.Header.SetContentTypeBytes(strJSON)
+			b = append(b, `{"detail":`...)
+			b = jsonscan.AppendQuote(b, "The endpoint '"+string(name)+"' is not present or active on the server. Please verify the endpoint name.")
+			ctx.SetBody(append(b, '}'))
+			return
+		}
+		b = appendMLflowEndpoint(b, &rt.cfg.Endpoints[ep.idx], rt.cfg)
+	} else {
+		b = append(b, `{"endpoints":[`...)
+		n := 0
+		for i := range rt.cfg.Endpoints {
+			if allowed != nil && !allowed[i] {
+				continue
+			}
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			b = appendMLflowEndpoint(b, &rt.cfg.Endpoints[i], rt.cfg)
+		}
+		b = append(b, "]}"...)
+	}
+	ctx.Response.Header.SetContentTypeBytes(strJSON)
+	ctx.SetBody(b)
+}
+
+func appendMLflowEndpoint(b []byte, ec *EndpointConfig, cfg *Config) []byte {
+	info := ec.mlflow
+	if info == nil {
+		info = &mlflowInfo{EndpointType: "llm/v1/" + ec.Type}
+		if len(ec.Routes) > 0 {
+			bc := cfg.Backends[ec.Routes[0].Backend]
+			info.Provider, info.Model = bc.Provider, bc.Model
+		}
+	}
+	b = append(b, `{"name":`...)
+	b = jsonscan.AppendQuote(b, ec.Name)
+	b = append(b, `,"endpoint_type":`...)
+	b = jsonscan.AppendQuote(b, info.EndpointType)
+	b = append(b, `,"model":{"name":`...)
+	b = jsonscan.AppendQuote(b, info.Model)
+	b = append(b, `,"provider":`...)
+	b = jsonscan.AppendQuote(b, info.Provider)
+	b = append(b, `},"endpoint_url":`...)
+	b = jsonscan.AppendQuote(b, "/endpoints/"+ec.Name+"/invocations")
+	b = append(b, `,"limit":`...)
+	if l := info.Limit; l != nil {
+		b = append(b, `{"calls":`...)
+		b = strconv.AppendInt(b, l.Calls, 10)
+		b = append(b, `,"key":`...)
+		if l.Key == "" {
+			b = append(b, "null"...)
+		} else {
+			b = jsonscan.AppendQuote(b, l.Key)
+		}
+		b = append(b, `,"renewal_period":`...)
+		b = jsonscan.AppendQuote(b, l.RenewalPeriod)
+		b = append(b, '}')
+	} else {
+		b = append(b, "null"...)
+	}
+	return append(b, '}')
+}
+
+// b2s views b as a string without copying, for a call that does not keep it.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestMLflowConfig(t *testing.T) {
+	data, err := os.ReadFile("../configs/examples/mlflow-gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.ReplaceAll(string(data), "provider: anthropic", "provider: openai"))
+	cfg, err := ParseConfig("mlflow-gateway.yaml", data, env(map[string]string{"OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": "sk-a"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Endpoints) != 5 {
+		t.Fatalf("endpoints = %d", len(cfg.Endpoints))
+	}
+	chat := cfg.Backends["chat"]
+	if chat.APIKey != "sk-o" || chat.BaseURL != "https://api.openai.com/v1" || chat.Model != "gpt-4o-mini" {
+		t.Errorf("chat backend = %+v", chat)
+	}
+	if local := cfg.Backends["local-llama"]; local.BaseURL != "http://127.0.0.1:8000/v1" || local.APIKey != "none" {
+		t.Errorf("${VAR:-default} not read: %+v", local)
+	}
+	if e := cfg.Endpoints[2]; e.Type != "embeddings" || e.mlflow.EndpointType != "llm/v1/embeddings" {
+		t.Errorf("embeddings endpoint = %+v", e)
+	}
+	if l := cfg.Endpoints[0].mlflow.Limit; l == nil || l.Calls != 60 || l.RenewalPeriod != "minute" {
+		t.Errorf("limit = %+v", l)
+	}
+}
+
+func TestMLflowConfigErrors(t *testing.T) {
+	data := []byte(`endpoints:
+  - name: a
+    endpoint_type: llm/v1/chat
+    model:
+      provider: cohere
+      name: command
+      config: {cohere_api_key: $COHERE_API_KEY}
+  - name: b
+    endpoint_type: llm/v2/chat
+    model: {provider: openai, name: gpt, config: {openai_api_key: $MISSING}}
+    limit: {calls: 0, renewal_period: fortnight}
+    extra: 1
+`)
+	_, err := ParseConfig("ml.yaml", data, env(map[string]string{"COHERE_API_KEY": "x"}))
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v", err)
+	}
+	want := []string{
+		"ml.yaml:10: environment variable MISSING is not set",
+		"ml.yaml:12: endpoints[1].extra: unknown key",
+		"ml.yaml:5: endpoints[0].model.provider: provider \"cohere\" is not supported",
+		"ml.yaml:9: endpoints[1].endpoint_type: must be llm/v1/chat, llm/v1/completions or llm/v1/embeddings",
+		"ml.yaml:11: endpoints[1].limit.renewal_period: must be second, minute, hour or day",
+		"ml.yaml:11: endpoints[1].limit.calls: must be a positive number",
+	}
+	got := ce.Error()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("missing %q in:\n%s", w, got)
+		}
+	}
+}
+
+func TestInvocationBody(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`{"messages":[{"role":"user","content":"hi"}]}`, `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`},
+		{` { } `, `{"model":"chat" } `},
+		{`{}`, `{"model":"chat"}`},
+	}
+	for _, c := range cases {
+		got, e := invocationBody(nil, []byte("chat"), []byte(c.in))
+		if e != nil || string(got) != c.want {
+			t.Errorf("invocationBody(%s) = %s %v, want %s", c.in, got, e, c.want)
+		}
+	}
+	if _, e := invocationBody(nil, []byte("chat"), []byte(`{"model":"x"}`)); e != &errMLflowModel {
+		t.Errorf("model in an invocation: %v", e)
+	}
+	body, e := invocationBody(nil, []byte("chat"), []byte(`{"a":`))
+	var f fields
+	if e != nil || scanBody(body, &f) != &errMalformed {
+		t.Errorf("malformed invocation not caught by the scan: %v %s", e, body)
+	}
+	if _, e := invocationBody(nil, []byte("chat"), []byte(`[1]`)); e != &errNotObject {
+		t.Errorf("array invocation: %v", e)
+	}
+}
