@@ -1,0 +1,181 @@
+package tracing
+
+import (
+	"errors"
+	"math"
+	"net"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Exporters accepted in tracing.exporter.
+const (
+	ExporterNone     = "none"
+	ExporterStdout   = "stdout"
+	ExporterOTLPGRPC = "otlp-grpc"
+	ExporterOTLPHTTP = "otlp-http"
+)
+
+// Defaults of the optional keys.
+const (
+	DefaultServiceName      = "tollgate"
+	DefaultSampleRatio      = 1.0
+	DefaultMaxPendingTraces = 8192
+)
+
+// Config is the `tracing:` section of the gateway's YAML.
+type Config struct {
+	// Exporter is none (the default), stdout (pretty JSON, for debugging),
+	// otlp-grpc or otlp-http.
+	Exporter string `yaml:"exporter"`
+	// Endpoint is the collector's host:port, or a URL whose scheme picks
+	// TLS. Empty means the OTLP exporters' own default, which honours
+	// OTEL_EXPORTER_OTLP_ENDPOINT and otherwise is localhost:4317 (gRPC) or
+	// localhost:4318 (HTTP). An otlp-http URL without a path gets /v1/traces.
+	Endpoint string `yaml:"endpoint"`
+	// Headers are sent with every export, e.g. a collector's API key.
+	Headers map[string]string `yaml:"headers"`
+	// Insecure disables TLS for a host:port endpoint.
+	Insecure bool `yaml:"insecure"`
+	// SampleRatio is the share of traces kept by trace ID, 0..1 (default 1).
+	// A sampled parent from the client is always honoured.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// KeepErrors keeps every trace with a span in error status (default true).
+	KeepErrors *bool `yaml:"keep_errors"`
+	// KeepSlowerThan keeps every trace whose root span lasted at least this
+	// long; 0 disables the rule.
+	KeepSlowerThan time.Duration `yaml:"keep_slower_than"`
+	// CaptureContent adds prompts and completions as span events. Off by
+	// default: they are user data.
+	CaptureContent bool `yaml:"capture_content"`
+	// ServiceName is the service.name resource attribute (default tollgate).
+	ServiceName string `yaml:"service_name"`
+	// MaxPendingTraces bounds the traces held in memory while their root
+	// span runs (default 8192); beyond it the oldest is dropped.
+	MaxPendingTraces int `yaml:"max_pending_traces"`
+}
+
+func (c Config) exporter() string {
+	if c.Exporter == "" {
+		return ExporterNone
+	}
+	return c.Exporter
+}
+
+func (c Config) sampleRatio() float64 {
+	if c.SampleRatio == nil {
+		return DefaultSampleRatio
+	}
+	return *c.SampleRatio
+}
+
+func (c Config) keepErrors() bool { return c.KeepErrors == nil || *c.KeepErrors }
+
+func (c Config) serviceName() string {
+	if c.ServiceName == "" {
+		return DefaultServiceName
+	}
+	return c.ServiceName
+}
+
+func (c Config) maxPendingTraces() int {
+	if c.MaxPendingTraces <= 0 {
+		return DefaultMaxPendingTraces
+	}
+	return c.MaxPendingTraces
+}
+
+// maxPendingTracesLimit keeps a typo from reserving gigabytes: a pending
+// trace holds a few spans of about a kilobyte each.
+const maxPendingTracesLimit = 1 << 20
+
+// Validate reports every invalid key as a *FieldError, joined.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(key, problem string) { errs = append(errs, &FieldError{key: key, problem: problem}) }
+
+	switch c.exporter() {
+	case ExporterNone, ExporterStdout:
+	case ExporterOTLPGRPC, ExporterOTLPHTTP:
+		if c.Endpoint != "" {
+			if u, isURL, err := parseEndpoint(c.Endpoint); err != nil {
+				add("endpoint", err.Error())
+			} else if isURL && u.Scheme == "https" && c.Insecure {
+				add("insecure", "conflicts with the https endpoint; use an http:// URL for plaintext")
+			}
+		}
+	default:
+		add("exporter", "must be one of none, stdout, otlp-grpc, otlp-http")
+	}
+	keys := make([]string, 0, len(c.Headers))
+	for k := range c.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !validHeaderName(k) {
+			add("headers."+k, "is not a valid HTTP header name")
+		} else if strings.ContainsAny(c.Headers[k], "\r\n\x00") {
+			add("headers."+k, "must not contain line breaks or NUL")
+		}
+	}
+	if r := c.SampleRatio; r != nil && (math.IsNaN(*r) || *r < 0 || *r > 1) {
+		add("sample_ratio", "must be between 0 and 1")
+	}
+	if c.KeepSlowerThan < 0 {
+		add("keep_slower_than", "must not be negative")
+	}
+	if c.MaxPendingTraces < 0 || c.MaxPendingTraces > maxPendingTracesLimit {
+		add("max_pending_traces", "must be between 0 (default) and 1048576")
+	}
+	if strings.ContainsAny(c.ServiceName, "\r\n\x00") {
+		add("service_name", "must not contain line breaks or NUL")
+	}
+	return errors.Join(errs...)
+}
+
+// parseEndpoint accepts host:port or an http(s) URL with a host.
+func parseEndpoint(s string) (u *url.URL, isURL bool, err error) {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, true, errors.New("must be host:port or an http:// or https:// URL")
+		}
+		if u.User != nil {
+			return nil, true, errors.New("must not carry credentials; use headers")
+		}
+		return u, true, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || port == "" {
+		return nil, false, errors.New("must be host:port or an http:// or https:// URL")
+	}
+	return nil, false, nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// FieldError is one invalid configuration key.
+type FieldError struct{ key, problem string }
+
+// Key returns the dotted path of the key relative to Config, e.g. "sample_ratio".
+func (e *FieldError) Key() string { return e.key }
+
+// Problem says what is wrong with the key's value.
+func (e *FieldError) Problem() string { return e.problem }
+
+// Error returns key + ": " + problem.
+func (e *FieldError) Error() string { return e.key + ": " + e.problem }

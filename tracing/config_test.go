@@ -1,0 +1,147 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		keys []string
+	}{
+		{"empty is tracing off", Config{}, nil},
+		{"otlp grpc host port", Config{Exporter: ExporterOTLPGRPC, Endpoint: "127.0.0.1:4317", Insecure: true}, nil},
+		{"otlp http url", Config{Exporter: ExporterOTLPHTTP, Endpoint: "https://otel.example.com/v1/traces"}, nil},
+		{"otlp default endpoint", Config{Exporter: ExporterOTLPGRPC}, nil},
+		{"stdout", Config{Exporter: ExporterStdout, SampleRatio: ptr(0.0), KeepSlowerThan: time.Second}, nil},
+		{"unknown exporter", Config{Exporter: "jaeger"}, []string{"exporter"}},
+		{"endpoint without port", Config{Exporter: ExporterOTLPGRPC, Endpoint: "collector"}, []string{"endpoint"}},
+		{"endpoint with bad scheme", Config{Exporter: ExporterOTLPHTTP, Endpoint: "ftp://collector:21"}, []string{"endpoint"}},
+		{"endpoint with credentials", Config{Exporter: ExporterOTLPHTTP, Endpoint: "https://u:p@collector"}, []string{"endpoint"}},
+		{"insecure with https", Config{Exporter: ExporterOTLPGRPC, Endpoint: "https://collector:4317", Insecure: true}, []string{"insecure"}},
+		{"ratio above one", Config{SampleRatio: ptr(1.5)}, []string{"sample_ratio"}},
+		{"ratio negative", Config{SampleRatio: ptr(-0.1)}, []string{"sample_ratio"}},
+		{"ratio nan", Config{SampleRatio: ptr(math.NaN())}, []string{"sample_ratio"}},
+		{"negative keep_slower_than", Config{KeepSlowerThan: -time.Second}, []string{"keep_slower_than"}},
+		{"negative max_pending_traces", Config{MaxPendingTraces: -1}, []string{"max_pending_traces"}},
+		{"huge max_pending_traces", Config{MaxPendingTraces: 1 << 30}, []string{"max_pending_traces"}},
+		{"bad header name", Config{Headers: map[string]string{"x api key": "v"}}, []string{"headers.x api key"}},
+		{"header value with newline", Config{Headers: map[string]string{"x-api-key": "a\r\nb"}}, []string{"headers.x-api-key"}},
+		{"every problem at once", Config{Exporter: "zipkin", SampleRatio: ptr(2.0), KeepSlowerThan: -1, MaxPendingTraces: -5},
+			[]string{"exporter", "sample_ratio", "keep_slower_than", "max_pending_traces"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var keys []string
+			for _, e := range unjoin(tt.cfg.Validate()) {
+				var fe *FieldError
+				if !errors.As(e, &fe) {
+					t.Fatalf("%v is not a *FieldError", e)
+				}
+				if fe.Error() != fe.Key()+": "+fe.Problem() {
+					t.Errorf("Error() = %q", fe.Error())
+				}
+				keys = append(keys, fe.Key())
+			}
+			if strings.Join(keys, ",") != strings.Join(tt.keys, ",") {
+				t.Errorf("invalid keys %v, want %v", keys, tt.keys)
+			}
+		})
+	}
+}
+
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func TestConfigYAML(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		check func(t *testing.T, c Config)
+	}{
+		{"defaults", `exporter: otlp-grpc`, func(t *testing.T, c Config) {
+			if c.sampleRatio() != 1 || !c.keepErrors() || c.serviceName() != "tollgate" || c.maxPendingTraces() != DefaultMaxPendingTraces || c.CaptureContent {
+				t.Errorf("defaults: ratio %v keepErrors %v service %q pending %d capture %v",
+					c.sampleRatio(), c.keepErrors(), c.serviceName(), c.maxPendingTraces(), c.CaptureContent)
+			}
+		}},
+		{"every key", `
+exporter: otlp-http
+endpoint: "http://127.0.0.1:4318"
+headers: {x-api-key: secret}
+insecure: false
+sample_ratio: 0
+keep_errors: false
+keep_slower_than: 1500ms
+capture_content: true
+service_name: gw
+max_pending_traces: 100
+`, func(t *testing.T, c Config) {
+			if c.sampleRatio() != 0 || c.keepErrors() || c.KeepSlowerThan != 1500*time.Millisecond ||
+				!c.CaptureContent || c.serviceName() != "gw" || c.maxPendingTraces() != 100 || c.Headers["x-api-key"] != "secret" {
+				t.Errorf("decoded %+v", c)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Config
+			dec := yaml.NewDecoder(strings.NewReader(tt.yaml))
+			dec.KnownFields(true)
+			if err := dec.Decode(&c); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	_, err := New(context.Background(), Config{Exporter: "jaeger"}, nil)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Key() != "exporter" {
+		t.Fatalf("New: %v, want a FieldError for exporter", err)
+	}
+}
+
+func TestNewNoneIsNoop(t *testing.T) {
+	tr, err := New(context.Background(), Config{Exporter: ExporterNone, CaptureContent: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Enabled() {
+		t.Error("exporter none is enabled")
+	}
+	ctx := context.Background()
+	got, span := tr.Start(ctx, SpecAuth)
+	if got != ctx || span.IsRecording() {
+		t.Error("Start with tracing off changed the context or recorded")
+	}
+	span.End()
+	if s := tr.Stats(); s != (Stats{}) {
+		t.Errorf("Stats = %+v", s)
+	}
+	if err := tr.Shutdown(ctx); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,366 @@
+package tracing
+
+import (
+	"errors"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	// The Go semconv packages from v1.42.0 on no longer generate the gen_ai
+	// namespace; v1.41.0 is the newest that carries the GenAI names.
+	genai "go.opentelemetry.io/otel/semconv/v1.41.0"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Attribute keys with no semantic convention: Tollgate's own, and
+// gen_ai.system, which the GenAI conventions replaced with
+// gen_ai.provider.name but which trace viewers from before that still read.
+const (
+	KeyEndpoint   = attribute.Key("tollgate.endpoint")
+	KeyBackend    = attribute.Key("tollgate.backend")
+	KeyTarget     = attribute.Key("tollgate.target")
+	KeyVariant    = attribute.Key("tollgate.variant")
+	KeyWeight     = attribute.Key("tollgate.route.weight")
+	KeyStickyHash = attribute.Key("tollgate.sticky.hash")
+	KeyAttempt    = attribute.Key("tollgate.attempt")
+	KeyOutcome    = attribute.Key("tollgate.outcome")
+	KeyLimitStore = attribute.Key("tollgate.limit.store")
+	KeyLimitName  = attribute.Key("tollgate.limit.name")
+	KeyRequestID  = attribute.Key("tollgate.request_id")
+	KeyClient     = attribute.Key("tollgate.client")
+	KeyGenAISys   = attribute.Key("gen_ai.system")
+	// KeyPrompt and KeyCompletion carry captured content on the
+	// EventPrompt and EventCompletion events.
+	KeyPrompt     = attribute.Key("gen_ai.prompt")
+	KeyCompletion = attribute.Key("gen_ai.completion")
+)
+
+// Event names.
+const (
+	// EventFirstToken marks the first generated token of a stream; it
+	// carries gen_ai.response.time_to_first_chunk in seconds.
+	EventFirstToken = "gen_ai.first_token"
+	// EventPrompt and EventCompletion carry the content when
+	// capture_content is on.
+	EventPrompt     = "gen_ai.content.prompt"
+	EventCompletion = "gen_ai.content.completion"
+)
+
+// maxCapturedContent bounds a captured prompt or completion so that one
+// long conversation cannot make a span too large for the collector.
+const maxCapturedContent = 16 << 10
+
+// Spec is a span's name, kind and static attributes, built with the config so
+// that starting a span builds nothing per request.
+type Spec struct {
+	name string
+	opts []trace.SpanStartOption
+}
+
+// NewSpec builds a Spec. attrs are copied.
+func NewSpec(name string, kind trace.SpanKind, attrs ...attribute.KeyValue) *Spec {
+	a := make([]attribute.KeyValue, len(attrs))
+	copy(a, attrs)
+	return &Spec{name: name, opts: []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(a...)}}
+}
+
+// Name returns the span name.
+func (s *Spec) Name() string { return s.name }
+
+// Specs of the gateway's internal steps, children of the server span.
+var (
+	SpecAuth  = NewSpec("tollgate.auth", trace.SpanKindInternal)
+	SpecLimit = NewSpec("tollgate.ratelimit", trace.SpanKindInternal)
+	SpecRoute = NewSpec("tollgate.route", trace.SpanKindInternal)
+)
+
+// ServerSpec is the server span of one API route, named "{method} {route}"
+// as the HTTP conventions ask (route is the template, e.g.
+// "/endpoints/{name}/invocations", never the raw path).
+func ServerSpec(method, route string) *Spec {
+	return NewSpec(method+" "+route, trace.SpanKindServer,
+		semconv.HTTPRequestMethodKey.String(method),
+		semconv.HTTPRoute(route),
+	)
+}
+
+// Operation returns the gen_ai.operation.name of an endpoint type (chat,
+// completions, embeddings).
+func Operation(endpointType string) string {
+	switch endpointType {
+	case "chat":
+		return genai.GenAIOperationNameChat.Value.AsString()
+	case "completions":
+		return genai.GenAIOperationNameTextCompletion.Value.AsString()
+	case "embeddings":
+		return genai.GenAIOperationNameEmbeddings.Value.AsString()
+	}
+	return endpointType
+}
+
+// ProviderName returns the gen_ai.provider.name of a backend's provider type.
+// OpenAI-compatible servers (vLLM, TGI, Ollama) are configured as openai and
+// reported as such: the gateway cannot tell them apart.
+func ProviderName(providerType string) string {
+	switch providerType {
+	case "openai":
+		return genai.GenAIProviderNameOpenAI.Value.AsString()
+	case "azure":
+		return genai.GenAIProviderNameAzureAIOpenAI.Value.AsString()
+	case "anthropic":
+		return genai.GenAIProviderNameAnthropic.Value.AsString()
+	}
+	return providerType
+}
+
+// EndpointAttrs are the attributes an endpoint adds to the server span once
+// the request's model has named it.
+type EndpointAttrs struct{ kv []attribute.KeyValue }
+
+// NewEndpointAttrs builds the attributes of one endpoint.
+func NewEndpointAttrs(name, endpointType string) *EndpointAttrs {
+	return &EndpointAttrs{kv: []attribute.KeyValue{
+		KeyEndpoint.String(name),
+		genai.GenAIOperationNameKey.String(Operation(endpointType)),
+	}}
+}
+
+// Annotate adds the endpoint's attributes to span.
+func (e *EndpointAttrs) Annotate(span trace.Span) {
+	if span.IsRecording() {
+		span.SetAttributes(e.kv...)
+	}
+}
+
+// UpstreamSpec is the client span of a call to one backend target, named
+// "{operation} {model}" as the GenAI conventions ask. target is the target's
+// base URL or host:port; only its host and port are recorded.
+func UpstreamSpec(endpointType, providerType, model, backend, target string) *Spec {
+	op := Operation(endpointType)
+	provider := ProviderName(providerType)
+	attrs := []attribute.KeyValue{
+		genai.GenAIOperationNameKey.String(op),
+		genai.GenAIProviderNameKey.String(provider),
+		KeyGenAISys.String(provider),
+		genai.GenAIRequestModel(model),
+		KeyBackend.String(backend),
+	}
+	host, port := hostPort(target)
+	if host != "" {
+		attrs = append(attrs, semconv.ServerAddress(host), KeyTarget.String(net.JoinHostPort(host, strconv.Itoa(port))))
+		if port > 0 {
+			attrs = append(attrs, semconv.ServerPort(port))
+		}
+	}
+	name := op
+	if model != "" {
+		name += " " + model
+	}
+	return NewSpec(name, trace.SpanKindClient, attrs...)
+}
+
+// hostPort extracts host and port from a URL or host:port, filling the
+// scheme's default port.
+func hostPort(target string) (string, int) {
+	if u, err := url.Parse(target); err == nil && u.Host != "" {
+		port, _ := strconv.Atoi(u.Port())
+		if port == 0 {
+			switch u.Scheme {
+			case "https":
+				port = 443
+			case "http":
+				port = 80
+			}
+		}
+		return u.Hostname(), port
+	}
+	if h, p, err := net.SplitHostPort(target); err == nil {
+		port, _ := strconv.Atoi(p)
+		return h, port
+	}
+	return target, 0
+}
+
+// The setters below do nothing on a span that is not recording, so the
+// request path may call them unconditionally: with tracing off they cost a
+// method call and build no attributes.
+
+// SetRequest records the request's generation parameters on the upstream
+// span. maxTokens <= 0 and a NaN temperature mean "not given".
+func SetRequest(span trace.Span, maxTokens int64, temperature float64, stream bool) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(genai.GenAIRequestStreamKey.Bool(stream))
+	if maxTokens > 0 {
+		span.SetAttributes(genai.GenAIRequestMaxTokensKey.Int64(maxTokens))
+	}
+	if temperature == temperature { // not NaN
+		span.SetAttributes(genai.GenAIRequestTemperature(temperature))
+	}
+}
+
+// SetResponse records what the upstream answered. Empty values are skipped.
+func SetResponse(span trace.Span, model, id, finishReason string) {
+	if !span.IsRecording() {
+		return
+	}
+	if model != "" {
+		span.SetAttributes(genai.GenAIResponseModel(validUTF8(model)))
+	}
+	if id != "" {
+		span.SetAttributes(genai.GenAIResponseID(validUTF8(id)))
+	}
+	if finishReason != "" {
+		span.SetAttributes(genai.GenAIResponseFinishReasons(validUTF8(finishReason)))
+	}
+}
+
+// SetUsage records token counts.
+func SetUsage(span trace.Span, inTok, outTok int64) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(genai.GenAIUsageInputTokensKey.Int64(inTok), genai.GenAIUsageOutputTokensKey.Int64(outTok))
+}
+
+// FirstToken adds the first-token event, ttft after the request arrived.
+func FirstToken(span trace.Span, ttft time.Duration) {
+	if !span.IsRecording() {
+		return
+	}
+	span.AddEvent(EventFirstToken, trace.WithAttributes(genai.GenAIResponseTimeToFirstChunkKey.Float64(ttft.Seconds())))
+}
+
+// SetRequestID records the gateway's request ID and the client key's name
+// (never the key) on the server span.
+func SetRequestID(span trace.Span, requestID []byte, client string) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(KeyRequestID.String(validUTF8(string(requestID))))
+	if client != "" {
+		span.SetAttributes(KeyClient.String(client))
+	}
+}
+
+// SetRoute records the routing decision. The sticky key itself is never
+// recorded: stickyHash is its hash, and hasSticky says there was one.
+func SetRoute(span trace.Span, backend, variant string, weight int, stickyHash uint64, hasSticky bool) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(KeyBackend.String(backend), KeyVariant.String(variant), KeyWeight.Int(weight))
+	if hasSticky {
+		span.SetAttributes(KeyStickyHash.String(strconv.FormatUint(stickyHash, 16)))
+	}
+}
+
+// SetLimit records a limit check: the store (memory or redis), the outcome
+// (allowed, refused, degraded) and, when refused, the limit's name.
+func SetLimit(span trace.Span, store, outcome, limit string) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(KeyLimitStore.String(store), KeyOutcome.String(outcome))
+	if limit != "" {
+		span.SetAttributes(KeyLimitName.String(limit))
+	}
+}
+
+// SetAttempt records an upstream attempt's number (1 for the first) and
+// outcome (the metrics' outcome names: ok, status_5xx, timeout...).
+func SetAttempt(span trace.Span, attempt int, outcome string) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(KeyAttempt.Int(attempt), KeyOutcome.String(outcome))
+}
+
+// SetServerStatus records the response status of the server span; 5xx marks
+// it as an error, 4xx does not (the client's fault, per the HTTP
+// conventions).
+func SetServerStatus(span trace.Span, status int) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+	if status >= 500 {
+		span.SetStatus(codes.Error, "")
+		span.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
+	}
+}
+
+// SetClientStatus records the upstream's status on a client span; any 4xx or
+// 5xx marks it as an error.
+func SetClientStatus(span trace.Span, status int) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+	if status >= 400 {
+		span.SetStatus(codes.Error, "")
+		span.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
+	}
+}
+
+// RecordError marks span as failed with err. errType is a short,
+// low-cardinality class for error.type (e.g. "upstream_timeout").
+func RecordError(span trace.Span, err error, errType string) {
+	if !span.IsRecording() || err == nil {
+		return
+	}
+	if msg := err.Error(); !utf8.ValidString(msg) {
+		err = errors.New(validUTF8(msg))
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, errType)
+	if errType != "" {
+		span.SetAttributes(semconv.ErrorTypeKey.String(errType))
+	}
+}
+
+// CapturePrompt adds the request body as an EventPrompt event when
+// capture_content is on; it is truncated to 16 KiB.
+func (t *Tracing) CapturePrompt(span trace.Span, body []byte) {
+	if !t.capture || !span.IsRecording() {
+		return
+	}
+	span.AddEvent(EventPrompt, trace.WithAttributes(KeyPrompt.String(truncate(body))))
+}
+
+// CaptureCompletion adds the generated text as an EventCompletion event when
+// capture_content is on; it is truncated to 16 KiB.
+func (t *Tracing) CaptureCompletion(span trace.Span, text []byte) {
+	if !t.capture || !span.IsRecording() {
+		return
+	}
+	span.AddEvent(EventCompletion, trace.WithAttributes(KeyCompletion.String(truncate(text))))
+}
+
+func truncate(b []byte) string {
+	if len(b) > maxCapturedContent {
+		n := maxCapturedContent
+		for n > 0 && !utf8.RuneStart(b[n]) {
+			n--
+		}
+		b = b[:n]
+	}
+	return validUTF8(string(b))
+}
+
+// validUTF8 replaces invalid UTF-8 in values that come from clients or
+// upstreams: OTLP carries strings as protobuf strings, and one invalid
+// value makes the exporter reject the whole batch.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}

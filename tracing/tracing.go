@@ -1,0 +1,277 @@
+// Package tracing sets up OpenTelemetry for Tollgate: the tracer provider and
+// its exporter, a tail sampler that keeps errors and slow requests, W3C trace
+// context propagation over fasthttp headers, and the GenAI span names and
+// attributes.
+//
+// Every span is recorded in process; whether a trace is exported is decided
+// when its root span ends: kept if the head decision (a parent-based trace ID
+// ratio that honours a sampled parent from the client) says so, or if any of
+// its spans is in error, or if the root lasted at least keep_slower_than.
+// With exporter none, Tracing hands out no-op spans and the request path pays
+// nothing but a nil check.
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// instrumentationName names the tracer, as OTel's instrumentation scope.
+const instrumentationName = "github.com/tollgate/tollgate"
+
+// Tracing is one configured tracer provider. Build a new one on config
+// reload and Shutdown the old one after its requests end.
+type Tracing struct {
+	provider trace.TracerProvider
+	tracer   trace.Tracer
+	// sdk and tail are nil when tracing is off.
+	sdk     *sdktrace.TracerProvider
+	tail    *tailProcessor
+	exp     *loggingExporter
+	capture bool
+}
+
+// Stats are the tail sampler's counters since New.
+type Stats struct {
+	// Kept, Discarded and Evicted count traces: exported, dropped by the
+	// sampling decision, and dropped unfinished to bound memory.
+	Kept, Discarded, Evicted uint64
+	// SpansDropped counts spans beyond the per-trace limit.
+	SpansDropped uint64
+	// ExportFailures counts batches the exporter failed to send.
+	ExportFailures uint64
+	// Pending is the number of traces waiting for their root span to end.
+	Pending int
+}
+
+// New validates cfg and builds the tracer provider it describes. logger
+// receives exporter failures (rate-limited). ctx bounds the exporter's setup
+// only.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Tracing, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.exporter() == ExporterNone {
+		return Disabled(), nil
+	}
+	exp, err := newExporter(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %s exporter: %w", cfg.exporter(), err)
+	}
+	return newTracing(ctx, cfg, logger, exp)
+}
+
+// Disabled returns a Tracing that records nothing and costs nothing.
+func Disabled() *Tracing {
+	p := noop.NewTracerProvider()
+	return &Tracing{provider: p, tracer: p.Tracer(instrumentationName)}
+}
+
+// newTracing builds the SDK pipeline around exp: tail processor, batch
+// processor, exporter. Tests pass an in-memory exporter.
+func newTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktrace.SpanExporter, bspOpts ...sdktrace.BatchSpanProcessorOption) (*Tracing, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	res, err := resource.New(ctx,
+		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithFromEnv(),
+		resource.WithAttributes(semconv.ServiceName(cfg.serviceName())),
+		resource.WithProcessPID(),
+		resource.WithHost(),
+	)
+	if err != nil {
+		// A failed detector leaves a usable partial resource.
+		logger.Warn("tracing: resource detection incomplete", "error", err)
+	}
+	le := &loggingExporter{SpanExporter: exp, logger: logger}
+	tail := newTailProcessor(sdktrace.NewBatchSpanProcessor(le, bspOpts...),
+		cfg.keepErrors(), cfg.KeepSlowerThan, cfg.maxPendingTraces())
+	sdk := sdktrace.NewTracerProvider(
+		sdktrace.WithResource(res),
+		sdktrace.WithSampler(headSampler{sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.sampleRatio()))}),
+		sdktrace.WithSpanProcessor(tail),
+	)
+	return &Tracing{
+		provider: sdk,
+		tracer:   sdk.Tracer(instrumentationName),
+		sdk:      sdk,
+		tail:     tail,
+		exp:      le,
+		capture:  cfg.CaptureContent,
+	}, nil
+}
+
+func newExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
+	switch cfg.exporter() {
+	case ExporterStdout:
+		return stdouttrace.New(stdouttrace.WithWriter(os.Stdout), stdouttrace.WithPrettyPrint())
+	case ExporterOTLPGRPC:
+		var opts []otlptracegrpc.Option
+		if cfg.Endpoint != "" {
+			if strings.Contains(cfg.Endpoint, "://") {
+				opts = append(opts, otlptracegrpc.WithEndpointURL(cfg.Endpoint))
+			} else {
+				opts = append(opts, otlptracegrpc.WithEndpoint(cfg.Endpoint))
+			}
+		}
+		if cfg.Insecure {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		if len(cfg.Headers) > 0 {
+			opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
+		}
+		return otlptracegrpc.New(ctx, opts...)
+	case ExporterOTLPHTTP:
+		var opts []otlptracehttp.Option
+		if cfg.Endpoint != "" {
+			if u, isURL, _ := parseEndpoint(cfg.Endpoint); isURL {
+				if u.Path == "" || u.Path == "/" {
+					u.Path = "/v1/traces"
+				}
+				opts = append(opts, otlptracehttp.WithEndpointURL(u.String()))
+			} else {
+				opts = append(opts, otlptracehttp.WithEndpoint(cfg.Endpoint))
+			}
+		}
+		if cfg.Insecure {
+			opts = append(opts, otlptracehttp.WithInsecure())
+		}
+		if len(cfg.Headers) > 0 {
+			opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
+		}
+		return otlptracehttp.New(ctx, opts...)
+	}
+	return nil, errors.New("unknown exporter")
+}
+
+// Enabled reports whether spans are recorded at all.
+func (t *Tracing) Enabled() bool { return t.sdk != nil }
+
+// CaptureContent reports whether prompts and completions go into spans.
+func (t *Tracing) CaptureContent() bool { return t.capture }
+
+// TracerProvider returns the provider, for libraries that take one.
+func (t *Tracing) TracerProvider() trace.TracerProvider { return t.provider }
+
+// Tracer returns the gateway's tracer.
+func (t *Tracing) Tracer() trace.Tracer { return t.tracer }
+
+// noopSpan is what Start returns when tracing is off: a zero-size value, so
+// converting it to trace.Span does not allocate.
+var noopSpan trace.Span = noop.Span{}
+
+// Start starts a span from a pre-built Spec as a child of the span in ctx.
+// With tracing off it returns ctx unchanged and a no-op span, so that the
+// request path allocates nothing; a remote parent extracted into ctx still
+// reaches the upstream through Inject.
+func (t *Tracing) Start(ctx context.Context, s *Spec) (context.Context, trace.Span) {
+	if t.sdk == nil {
+		return ctx, noopSpan
+	}
+	return t.tracer.Start(ctx, s.name, s.opts...)
+}
+
+// StartAt is Start with an explicit start time, for the server span that
+// begins when the request arrived rather than when routing began.
+func (t *Tracing) StartAt(ctx context.Context, s *Spec, start time.Time) (context.Context, trace.Span) {
+	if t.sdk == nil {
+		return ctx, noopSpan
+	}
+	opts := make([]trace.SpanStartOption, 0, len(s.opts)+1)
+	opts = append(opts, s.opts...)
+	opts = append(opts, trace.WithTimestamp(start))
+	return t.tracer.Start(ctx, s.name, opts...)
+}
+
+// Stats returns the tail sampler's counters; zero when tracing is off.
+func (t *Tracing) Stats() Stats {
+	if t.tail == nil {
+		return Stats{}
+	}
+	return Stats{
+		Kept:           t.tail.kept.Load(),
+		Discarded:      t.tail.discarded.Load(),
+		Evicted:        t.tail.evicted.Load(),
+		SpansDropped:   t.tail.spansDropped.Load(),
+		ExportFailures: t.exp.failures.Load(),
+		Pending:        t.tail.pending(),
+	}
+}
+
+// ForceFlush exports every kept span now.
+func (t *Tracing) ForceFlush(ctx context.Context) error {
+	if t.sdk == nil {
+		return nil
+	}
+	return t.sdk.ForceFlush(ctx)
+}
+
+// Shutdown exports the kept spans still queued and stops the exporter,
+// within ctx's deadline.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	if t.sdk == nil {
+		return nil
+	}
+	return t.sdk.Shutdown(ctx)
+}
+
+// headSampler is the head decision: a parent-based trace ID ratio, except
+// that a trace not sampled is still recorded (RecordOnly) so that the tail
+// processor can keep it for an error or a slow root. The sampled flag sent
+// upstream in traceparent is the head decision, so vLLM samples the same
+// traces at their start.
+type headSampler struct{ inner sdktrace.Sampler }
+
+func (s headSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	r := s.inner.ShouldSample(p)
+	if r.Decision == sdktrace.Drop {
+		r.Decision = sdktrace.RecordOnly
+	}
+	return r
+}
+
+func (s headSampler) Description() string { return "TailKeep{" + s.inner.Description() + "}" }
+
+// exportLogInterval spaces exporter failure logs: a collector that is down
+// fails every batch.
+const exportLogInterval = 30 * time.Second
+
+// loggingExporter counts and logs failed exports. It reports success to the
+// batch processor, which would otherwise hand the error to OTel's global
+// handler and print it a second time, unthrottled, through the log package.
+type loggingExporter struct {
+	sdktrace.SpanExporter
+	logger   *slog.Logger
+	failures atomic.Uint64
+	lastLog  atomic.Int64
+}
+
+func (e *loggingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	err := e.SpanExporter.ExportSpans(ctx, spans)
+	if err == nil {
+		return nil
+	}
+	n := e.failures.Add(1)
+	now := time.Now().UnixNano()
+	last := e.lastLog.Load()
+	if now-last >= int64(exportLogInterval) && e.lastLog.CompareAndSwap(last, now) {
+		e.logger.Warn("tracing: span export failed", "error", err, "spans", len(spans), "failures", n)
+	}
+	return nil
+}
