@@ -1,0 +1,261 @@
+package router
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// CanaryState is where an endpoint's canary stands.
+type CanaryState uint8
+
+// The canary states, in the order metrics list them.
+const (
+	// StateNone: the endpoint has no canary.
+	StateNone CanaryState = iota
+	// StateStepping: the controller raises the weight after each healthy interval.
+	StateStepping
+	// StatePaused: an operator holds the weight; a breach still rolls back.
+	StatePaused
+	// StateRolledBack: a gate was breached (or an operator rolled back); the
+	// canary is at 0 % until an operator resumes or promotes it.
+	StateRolledBack
+	// StatePromoted: the canary has all the traffic.
+	StatePromoted
+	// NumCanaryStates is the number of canary states.
+	NumCanaryStates = int(StatePromoted) + 1
+)
+
+var stateNames = [NumCanaryStates]string{"none", "stepping", "paused", "rolled_back", "promoted"}
+
+// String is the state's name as metrics and the admin API show it.
+func (s CanaryState) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// MarshalText writes the state's name.
+func (s CanaryState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+func parseState(s string) (CanaryState, bool) {
+	for i, n := range stateNames {
+		if n == s {
+			return CanaryState(i), true
+		}
+	}
+	return 0, false
+}
+
+// Errors of the operator operations.
+var (
+	// ErrUnknownModel says no endpoint has the name a client or operator gave.
+	ErrUnknownModel = errors.New("router: unknown model")
+	// ErrNoCanary says the endpoint has no canary to operate on.
+	ErrNoCanary = errors.New("router: endpoint has no canary")
+	// ErrCanaryState says the operation does not apply in the canary's
+	// current state, such as pausing a promoted canary.
+	ErrCanaryState = errors.New("router: operation does not apply in the canary's state")
+	// ErrInvalidWeights says a weights override was rejected.
+	ErrInvalidWeights = errors.New("router: invalid weights")
+	// ErrUnavailable says the shared state in Redis could not be read or
+	// written; the operation was not applied anywhere.
+	ErrUnavailable = errors.New("router: shared state unavailable")
+)
+
+// canaryCfg is a Canary with defaults filled in and weights in buckets.
+type canaryCfg struct {
+	route       int
+	steps       []int32 // buckets, increasing, last is Buckets
+	interval    time.Duration
+	minRequests uint64
+	hasMaxErr   bool
+	maxErrRate  float64
+	maxP99      time.Duration
+	maxTTFTP99  time.Duration
+	start       int32 // weight a fresh or resumed canary starts at
+}
+
+func newCanaryCfg(c *Canary, route int, home int32) *canaryCfg {
+	cc := &canaryCfg{
+		route:       route,
+		interval:    c.Interval,
+		minRequests: uint64(max(c.MinRequests, 1)),
+		maxP99:      c.MaxP99,
+		maxTTFTP99:  c.MaxTTFTP99,
+	}
+	if cc.interval == 0 {
+		cc.interval = defaultInterval
+	}
+	steps := c.Steps
+	if len(steps) == 0 {
+		steps = defaultSteps[:]
+	}
+	for _, s := range steps {
+		cc.steps = append(cc.steps, int32(s)*Buckets/100)
+	}
+	if c.MaxErrorRate != nil {
+		cc.hasMaxErr = true
+		cc.maxErrRate = *c.MaxErrorRate
+	}
+	// A canary at 0 % sees no traffic and could never earn its first step,
+	// so it starts at the first step instead.
+	cc.start = home
+	if cc.start == 0 {
+		cc.start = cc.steps[0]
+	}
+	return cc
+}
+
+// next is the first step above w, or Buckets.
+func (c *canaryCfg) next(w int32) int32 {
+	for _, s := range c.steps {
+		if s > w {
+			return s
+		}
+	}
+	return Buckets
+}
+
+// stepIndex is the index of the highest step at or below w, -1 below the first.
+func (c *canaryCfg) stepIndex(w int32) int {
+	i := -1
+	for j, s := range c.steps {
+		if s <= w {
+			i = j
+		}
+	}
+	return i
+}
+
+// breach names the first gate the window breaks, or "" when it holds them
+// all or has too few requests to judge.
+func (c *canaryCfg) breach(w *window) string {
+	if w.requests < c.minRequests {
+		return ""
+	}
+	if c.hasMaxErr {
+		if r := w.errorRate(); r > c.maxErrRate {
+			return "error rate " + strconv.FormatFloat(r, 'f', 4, 64) + " above " +
+				strconv.FormatFloat(c.maxErrRate, 'f', -1, 64) + " (" +
+				strconv.FormatUint(w.errors, 10) + " of " + strconv.FormatUint(w.requests, 10) + ")"
+		}
+	}
+	if c.maxP99 > 0 {
+		if p := w.lat.quantile(0.99); p > c.maxP99 {
+			return "p99 " + p.String() + " above " + c.maxP99.String()
+		}
+	}
+	if c.maxTTFTP99 > 0 {
+		if p := w.ttft.quantile(0.99); p > c.maxTTFTP99 {
+			return "ttft p99 " + p.String() + " above " + c.maxTTFTP99.String()
+		}
+	}
+	return ""
+}
+
+// ctlState is the part of an endpoint's routing state that replicas share.
+type ctlState struct {
+	state CanaryState
+	cw    int32 // canary weight in buckets
+	// since is when the current window began; a new step, a resume or a
+	// rollback starts a new one.
+	since time.Time
+	// override holds operator weights in buckets until the next reload;
+	// nil means the weights follow the canary (or the config).
+	override []int32
+	reason   string // why the last change happened, for logs and the admin API
+}
+
+func (s *ctlState) equal(o *ctlState) bool {
+	if s.state != o.state || s.cw != o.cw || !s.since.Equal(o.since) || s.reason != o.reason ||
+		(s.override == nil) != (o.override == nil) || len(s.override) != len(o.override) {
+		return false
+	}
+	for i := range s.override {
+		if s.override[i] != o.override[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Event names, as logged and counted.
+const (
+	evStep     = "step"
+	evPromote  = "promote"
+	evRollback = "rollback"
+	evPause    = "pause"
+	evResume   = "resume"
+	evOverride = "override"
+)
+
+// decide is the controller: given the current window of the canary's
+// traffic it returns the next state and the event, or "" for no change.
+func decide(c *canaryCfg, cur ctlState, w *window, now time.Time) (ctlState, string) {
+	if cur.state != StateStepping && cur.state != StatePaused {
+		return cur, ""
+	}
+	if why := c.breach(w); why != "" {
+		return ctlState{state: StateRolledBack, cw: 0, since: now, reason: why}, evRollback
+	}
+	if cur.state != StateStepping || now.Sub(cur.since) < c.interval || w.requests < c.minRequests {
+		return cur, ""
+	}
+	next := ctlState{state: StateStepping, cw: c.next(cur.cw), since: now, reason: "healthy interval"}
+	if next.cw >= Buckets {
+		next.state = StatePromoted
+		return next, evPromote
+	}
+	return next, evStep
+}
+
+// The operator operations change cur in place or return an error.
+
+func opPause(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
+	if c == nil {
+		return "", ErrNoCanary
+	}
+	switch cur.state {
+	case StatePaused:
+		return "", nil
+	case StateStepping:
+		cur.state, cur.reason = StatePaused, "paused by operator"
+		return evPause, nil
+	}
+	return "", ErrCanaryState
+}
+
+func opResume(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
+	if c == nil {
+		return "", ErrNoCanary
+	}
+	switch cur.state {
+	case StateStepping:
+		return "", nil
+	case StatePaused:
+		cur.state, cur.override, cur.since, cur.reason = StateStepping, nil, now, "resumed by operator"
+		return evResume, nil
+	case StateRolledBack:
+		cur.state, cur.cw, cur.override, cur.since, cur.reason = StateStepping, c.start, nil, now, "resumed by operator"
+		return evResume, nil
+	}
+	return "", ErrCanaryState
+}
+
+func opPromote(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
+	if c == nil {
+		return "", ErrNoCanary
+	}
+	*cur = ctlState{state: StatePromoted, cw: Buckets, since: now, reason: "promoted by operator"}
+	return evPromote, nil
+}
+
+func opRollback(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
+	if c == nil {
+		return "", ErrNoCanary
+	}
+	*cur = ctlState{state: StateRolledBack, cw: 0, since: now, reason: "rolled back by operator"}
+	return evRollback, nil
+}

@@ -1,0 +1,322 @@
+package router
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Target is one backend a request may be sent to.
+type Target struct {
+	// Backend is the backend's index in the names given to NewEndpoint.
+	Backend int
+	// Name is the backend's name.
+	Name string
+	// Variant is the chosen route's variant, also on fallbacks, so that a
+	// request keeps one variant label whoever serves it.
+	Variant string
+	// Route is the index of the route this target is, for Observe; -1 for
+	// a fallback, whose attempts do not count toward any route's gates.
+	Route int
+}
+
+// Plan is the routing decision for one request. The caller owns it and may
+// reuse it; Targets points into the endpoint's immutable tables and must
+// not be modified.
+type Plan struct {
+	// Route is the chosen route's index.
+	Route int
+	// Variant is the chosen route's variant, for x-tollgate-variant.
+	Variant string
+	// Weight is the chosen route's live weight in percent.
+	Weight float64
+	// Sticky is true when the choice came from a sticky key rather than
+	// weighted random.
+	Sticky bool
+	// Retries is how many times a failed attempt may be retried before
+	// the first byte reaches the client.
+	Retries int
+	// Targets are the chosen route's backend, then the fallbacks in order,
+	// without the chosen backend repeated. Replica choice and health are
+	// per backend and happen after the plan, by Target.Backend.
+	Targets []Target
+}
+
+// Endpoint is the routing of one endpoint for one config snapshot. Its
+// configuration is immutable; its live weights and canary state sit in a
+// state shared with the endpoint of the same name in later snapshots for
+// as long as its routes do not change. Plan and Observe are safe for
+// concurrent use and lock-free.
+type Endpoint struct {
+	name    string
+	seed    uint64
+	cfg     Config
+	sig     uint64
+	home    []int32 // configured weights in buckets
+	backend []string
+	variant []string
+	targets [][]Target // per route
+	canary  *canaryCfg // nil without a canary
+	st      atomic.Pointer[state]
+}
+
+// NewEndpoint validates cfg, checks that every backend it names is one of
+// backends, and builds the endpoint's tables. It runs Config.Validate
+// itself: callers need not call both. Errors are an errors.Join of
+// *FieldError with keys relative to cfg. The endpoint routes by its
+// configured weights until Router.Apply attaches the live state.
+func NewEndpoint(name string, cfg Config, backends []string) (*Endpoint, error) {
+	var fe fieldErrors
+	cfg.validate(&fe)
+	index := make(map[string]int, len(backends))
+	for i, b := range backends {
+		index[b] = i
+	}
+	for i, r := range cfg.Routes {
+		if _, ok := index[r.Backend]; !ok && r.Backend != "" {
+			fe.add(idx("routes", i)+".backend", "unknown backend "+strconv.Quote(r.Backend))
+		}
+	}
+	for i, f := range cfg.Fallbacks {
+		if _, ok := index[f]; !ok && f != "" {
+			fe.add(idx("fallbacks", i), "unknown backend "+strconv.Quote(f))
+		}
+	}
+	if len(fe) > 0 {
+		return nil, errors.Join(fe...)
+	}
+	e := &Endpoint{
+		name: name,
+		seed: xxhash.Sum64String(name),
+		cfg:  cfg,
+	}
+	n := len(cfg.Routes)
+	e.home = make([]int32, n)
+	e.backend = make([]string, n)
+	e.variant = make([]string, n)
+	e.targets = make([][]Target, n)
+	canary := -1
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		e.home[i] = int32(r.Weight) * Buckets / 100
+		e.backend[i] = r.Backend
+		e.variant[i] = r.variant()
+		if cfg.Canary != nil && r.Backend == cfg.Canary.Backend {
+			canary = i
+		}
+	}
+	for i := range cfg.Routes {
+		ts := make([]Target, 0, 1+len(cfg.Fallbacks))
+		ts = append(ts, Target{Backend: index[e.backend[i]], Name: e.backend[i], Variant: e.variant[i], Route: i})
+		for _, f := range cfg.Fallbacks {
+			if f != e.backend[i] {
+				ts = append(ts, Target{Backend: index[f], Name: f, Variant: e.variant[i], Route: -1})
+			}
+		}
+		e.targets[i] = ts
+	}
+	if canary >= 0 {
+		e.canary = newCanaryCfg(cfg.Canary, canary, e.home[canary])
+	}
+	e.sig = e.signature()
+	e.st.Store(newState(e))
+	return e, nil
+}
+
+// signature identifies what live state may be carried over from: the
+// same routes (backend, weight, variant, order) and the same canary route.
+func (e *Endpoint) signature() uint64 {
+	d := xxhash.New()
+	var b [8]byte
+	_, _ = d.WriteString(e.name)
+	for i := range e.home {
+		_, _ = d.WriteString("\x00")
+		_, _ = d.WriteString(e.backend[i])
+		_, _ = d.WriteString("\x00")
+		_, _ = d.WriteString(e.variant[i])
+		binary.LittleEndian.PutUint64(b[:], uint64(e.home[i]))
+		_, _ = d.Write(b[:])
+	}
+	c := int64(-1)
+	if e.canary != nil {
+		c = int64(e.canary.route)
+	}
+	binary.LittleEndian.PutUint64(b[:], uint64(c))
+	_, _ = d.Write(b[:])
+	return d.Sum64()
+}
+
+// Name is the endpoint's name.
+func (e *Endpoint) Name() string { return e.name }
+
+// Config is the endpoint's routing configuration as given to NewEndpoint.
+func (e *Endpoint) Config() *Config { return &e.cfg }
+
+// Sticky returns where the endpoint's sticky key comes from, or nil when
+// requests are spread by weighted random.
+func (e *Endpoint) Sticky() *Sticky { return e.cfg.Sticky }
+
+// Plan fills p for a request whose sticky key is key; an empty key picks a
+// route by weighted random. It does not allocate.
+func (e *Endpoint) Plan(key []byte, p *Plan) {
+	t := e.st.Load().table.Load()
+	var b uint32
+	if len(key) > 0 {
+		var d xxhash.Digest
+		d.ResetWithSeed(e.seed)
+		_, _ = d.Write(key)
+		b = bucketOf(d.Sum64())
+		p.Sticky = true
+	} else {
+		// math/rand/v2's top-level source is per-thread and lock-free.
+		b = bucketOf(rand.Uint64())
+		p.Sticky = false
+	}
+	r := int(t.route[b])
+	p.Route = r
+	p.Variant = e.variant[r]
+	p.Weight = t.pct[r]
+	p.Retries = e.cfg.Retries
+	p.Targets = e.targets[r]
+}
+
+// bucketOf maps a 64-bit hash onto [0, Buckets) by multiply-shift, which
+// avoids a division and whose bias (10,000 / 2^32) is far below the 0.01 %
+// a bucket is worth.
+func bucketOf(h uint64) uint32 {
+	return uint32((uint64(uint32(h^(h>>32))) * Buckets) >> 32)
+}
+
+// Observe records one attempt on route (Target.Route): its latency, its
+// time to first token (0 when not streamed) and whether it failed with a
+// 5xx or a timeout. Fallback attempts (route -1) are ignored. It does not
+// allocate or lock.
+func (e *Endpoint) Observe(route int, latency, ttft time.Duration, failed bool) {
+	st := e.st.Load()
+	if route < 0 || route >= len(st.stats) {
+		return
+	}
+	st.stats[route].observe(latency, ttft, failed)
+}
+
+// table is an immutable bucket layout for one set of live weights.
+type table struct {
+	route   [Buckets]uint8
+	weights []int32   // buckets
+	pct     []float64 // percent
+}
+
+func buildTable(l *layout, w []int32) *table {
+	t := &table{weights: append([]int32(nil), w...), pct: make([]float64, len(w))}
+	for i, x := range w {
+		t.pct[i] = float64(x) * 100 / Buckets
+	}
+	l.assign(t.weights, &t.route)
+	return t
+}
+
+// state is the live routing state of an endpoint name; it outlives config
+// snapshots while the routes stay the same.
+type state struct {
+	sig     uint64
+	variant []string
+	lay     layout
+	table   atomic.Pointer[table]
+	stats   []routeStats
+	canary  int // route index, -1 without a canary
+
+	mu  sync.Mutex // guards everything below
+	cfg *canaryCfg
+	ctl ctlState
+	// baseline is the canary route's counters when the current window
+	// began; the local window is the counters now minus it.
+	baseline window
+	// ver is the shared state's version last applied; dirty says local
+	// changes (a reload that cleared an override) await publishing.
+	ver   int64
+	dirty bool
+	// cluster is the last window the leader merged from every replica.
+	cluster    WindowStats
+	hasCluster bool
+
+	// flushed holds the canary's counters as last written to Redis; only
+	// the Run goroutine touches it.
+	flushed window
+}
+
+func newState(e *Endpoint) *state {
+	st := &state{
+		sig:     e.sig,
+		variant: e.variant,
+		lay:     newLayout(e.home),
+		stats:   make([]routeStats, len(e.home)),
+		canary:  -1,
+		cfg:     e.canary,
+	}
+	if e.canary != nil {
+		st.canary = e.canary.route
+		st.ctl = ctlState{state: StateStepping, cw: e.canary.start, reason: "configured"}
+	}
+	st.table.Store(buildTable(&st.lay, st.weightsFor(&st.ctl)))
+	return st
+}
+
+// weightsFor returns the live weights c implies.
+func (st *state) weightsFor(c *ctlState) []int32 {
+	if c.override != nil {
+		return c.override
+	}
+	w := make([]int32, len(st.lay.home))
+	if st.canary < 0 {
+		copy(w, st.lay.home)
+		return w
+	}
+	canaryWeights(st.lay.home, st.canary, c.cw, w)
+	return w
+}
+
+// set makes next the current control state, rebuilding the table when the
+// weights change and starting a new window when next's does. It reports
+// whether anything changed. st.mu must be held.
+func (st *state) set(next ctlState) bool {
+	if st.ctl.equal(&next) {
+		return false
+	}
+	if !st.ctl.since.Equal(next.since) && st.canary >= 0 {
+		st.baseline.copyFrom(&st.stats[st.canary])
+		st.hasCluster = false
+	}
+	w := st.weightsFor(&next)
+	if !equalWeights(w, st.table.Load().weights) {
+		st.table.Store(buildTable(&st.lay, w))
+	}
+	st.ctl = next
+	return true
+}
+
+// localWindow returns the canary's traffic on this replica since the
+// window began. st.mu must be held.
+func (st *state) localWindow() *window {
+	var now, w window
+	now.copyFrom(&st.stats[st.canary])
+	w.sub(&now, &st.baseline)
+	return &w
+}
+
+func equalWeights(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,385 @@
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options configure a Router. The zero value runs every controller locally.
+type Options struct {
+	// Logger receives weight and state changes; nil discards them.
+	Logger *slog.Logger
+	// Redis, when set, shares weights and canary state among replicas: one
+	// replica at a time leads and decides for all.
+	Redis redis.UniversalClient
+	// KeyPrefix starts every Redis key; empty means "tollgate:router:".
+	KeyPrefix string
+	// ID names this replica in the leader lease; empty means host, pid and
+	// a random suffix.
+	ID string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// TickEvery is how often Run checks the canaries and, with Redis,
+	// reads the shared state; 0 means 500ms, so every replica follows a
+	// change within a second.
+	TickEvery time.Duration
+	// NewTicker makes Run's ticker; nil means time.NewTicker. Tests pass
+	// a channel they drive themselves.
+	NewTicker func(time.Duration) (<-chan time.Time, func())
+	// LeaseTTL is how long the leader lease lives without renewal; 0
+	// means 10 × TickEvery.
+	LeaseTTL time.Duration
+}
+
+// Router keeps the routing state that outlives config snapshots — live
+// weights, canary controllers, per-route counters — keyed by endpoint
+// name, and runs the canary controllers.
+type Router struct {
+	log       *slog.Logger
+	now       func() time.Time
+	tickEvery time.Duration
+	newTicker func(time.Duration) (<-chan time.Time, func())
+	shared    *shared // nil without Redis
+
+	mu  sync.Mutex // guards eps
+	eps map[string]*Endpoint
+
+	changes atomic.Uint64
+}
+
+// New returns a Router with no endpoints.
+func New(o Options) *Router {
+	r := &Router{
+		log:       o.Logger,
+		now:       o.Now,
+		tickEvery: o.TickEvery,
+		newTicker: o.NewTicker,
+		eps:       map[string]*Endpoint{},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	// Window starts travel through Redis in milliseconds; keeping every
+	// local one at that precision lets replicas compare them exactly.
+	clock := r.now
+	r.now = func() time.Time { return clock().Truncate(time.Millisecond) }
+	if r.tickEvery <= 0 {
+		r.tickEvery = 500 * time.Millisecond
+	}
+	if r.newTicker == nil {
+		r.newTicker = func(d time.Duration) (<-chan time.Time, func()) {
+			t := time.NewTicker(d)
+			return t.C, t.Stop
+		}
+	}
+	if o.Redis != nil {
+		prefix := o.KeyPrefix
+		if prefix == "" {
+			prefix = "tollgate:router:"
+		}
+		id := o.ID
+		if id == "" {
+			id = defaultID()
+		}
+		ttl := o.LeaseTTL
+		if ttl <= 0 {
+			ttl = 10 * r.tickEvery
+		}
+		r.shared = &shared{rdb: o.Redis, prefix: prefix, id: id, ttl: ttl}
+	}
+	return r
+}
+
+func defaultID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
+}
+
+// Apply makes eps, the complete set of endpoints of a new config snapshot,
+// the live ones. An endpoint whose name and routes match one already live
+// takes over its weights, canary state and counters, with the new canary
+// settings; a weights override ends here. Other endpoints start from their
+// config, and names no longer present are dropped. Call it before the
+// snapshot serves requests.
+func (r *Router) Apply(eps []*Endpoint) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make(map[string]*Endpoint, len(eps))
+	for _, e := range eps {
+		fresh := e.st.Load()
+		if old, ok := r.eps[e.name]; ok && old.st.Load().sig == e.sig {
+			st := old.st.Load()
+			if st != fresh {
+				st.mu.Lock()
+				st.cfg = e.canary
+				if st.ctl.override != nil {
+					c := st.ctl
+					c.override = nil
+					c.reason = "override ended by reload"
+					if c.state == StatePaused && st.canary >= 0 {
+						c.state = StateStepping
+						c.since = now
+					}
+					r.setLocked(e.name, st, c, "reload")
+					st.dirty = true
+				}
+				st.mu.Unlock()
+				e.st.Store(st)
+			}
+		} else {
+			if ok {
+				r.log.LogAttrs(context.Background(), slog.LevelInfo, "routes changed, live weights reset to the config",
+					slog.String("endpoint", e.name))
+			}
+			fresh.mu.Lock()
+			c := fresh.ctl
+			c.since = now
+			fresh.set(c)
+			fresh.mu.Unlock()
+			r.changes.Add(1)
+		}
+		next[e.name] = e
+	}
+	if len(next) != len(r.eps) {
+		r.changes.Add(1)
+	}
+	r.eps = next
+}
+
+// Changes counts weight and state changes; the metrics side polls it and
+// rereads Snapshot when it moves.
+func (r *Router) Changes() uint64 { return r.changes.Load() }
+
+// Leader reports whether this replica leads the canary decisions; always
+// true without Redis.
+func (r *Router) Leader() bool {
+	if r.shared == nil {
+		return true
+	}
+	return r.shared.leader.Load()
+}
+
+// setLocked makes c the state of st and logs the change. st.mu must be held.
+func (r *Router) setLocked(name string, st *state, c ctlState, event string) bool {
+	before := st.table.Load().weights
+	prev := st.ctl.state
+	if !st.set(c) {
+		return false
+	}
+	r.changes.Add(1)
+	level := slog.LevelInfo
+	if event == evRollback {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("endpoint", name),
+		slog.String("event", event),
+		slog.String("weights", formatWeights(st, st.table.Load().weights)),
+		slog.String("previous_weights", formatWeights(st, before)),
+	}
+	if st.canary >= 0 {
+		attrs = append(attrs,
+			slog.String("canary_state", c.state.String()),
+			slog.String("previous_state", prev.String()))
+	}
+	if c.reason != "" {
+		attrs = append(attrs, slog.String("reason", c.reason))
+	}
+	r.log.LogAttrs(context.Background(), level, "route weights changed", attrs...)
+	return true
+}
+
+func formatWeights(st *state, w []int32) string {
+	var b strings.Builder
+	for i, x := range w {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(st.variant[i])
+		b.WriteByte('=')
+		b.WriteString(strconv.FormatFloat(float64(x)*100/Buckets, 'f', -1, 64))
+	}
+	return b.String()
+}
+
+func (r *Router) endpoint(name string) (*Endpoint, *state, error) {
+	r.mu.Lock()
+	e, ok := r.eps[name]
+	r.mu.Unlock()
+	if !ok {
+		return nil, nil, ErrUnknownModel
+	}
+	return e, e.st.Load(), nil
+}
+
+// Pause holds the canary of endpoint name at its weight; the gates still
+// roll it back on a breach.
+func (r *Router) Pause(ctx context.Context, name string) (EndpointSnapshot, error) {
+	return r.operate(ctx, name, opPause)
+}
+
+// Resume lets a paused canary step again, or restarts a rolled-back one
+// from its start weight; a weights override ends.
+func (r *Router) Resume(ctx context.Context, name string) (EndpointSnapshot, error) {
+	return r.operate(ctx, name, opResume)
+}
+
+// Promote gives the canary of endpoint name all the traffic.
+func (r *Router) Promote(ctx context.Context, name string) (EndpointSnapshot, error) {
+	return r.operate(ctx, name, opPromote)
+}
+
+// Rollback sends the canary of endpoint name to 0 % and holds it there.
+func (r *Router) Rollback(ctx context.Context, name string) (EndpointSnapshot, error) {
+	return r.operate(ctx, name, opRollback)
+}
+
+// SetWeights overrides the live weights of endpoint name with weights
+// (backend name → percent, 0..100, adding up to 100; a route left out gets
+// 0) until the next config reload. A canary is paused at the weight given
+// to it. The snapshot returned says the weights are an override.
+func (r *Router) SetWeights(ctx context.Context, name string, weights map[string]int) (EndpointSnapshot, error) {
+	e, _, err := r.endpoint(name)
+	if err != nil {
+		return EndpointSnapshot{}, err
+	}
+	w, err := e.overrideWeights(weights)
+	if err != nil {
+		return EndpointSnapshot{}, err
+	}
+	return r.operate(ctx, name, func(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
+		cur.override = w
+		cur.reason = "weights set by operator"
+		if c != nil {
+			cur.cw = w[c.route]
+			cur.state = StatePaused
+			cur.since = now
+		}
+		return evOverride, nil
+	})
+}
+
+func (e *Endpoint) overrideWeights(weights map[string]int) ([]int32, error) {
+	w := make([]int32, len(e.backend))
+	var problems []string
+	sum := 0
+	for b, x := range weights {
+		i := slices.Index(e.backend, b)
+		switch {
+		case i < 0:
+			problems = append(problems, strconv.Quote(b)+" is not a route of endpoint "+strconv.Quote(e.name))
+		case x < 0 || x > 100:
+			problems = append(problems, strconv.Quote(b)+": weight must be 0..100")
+		default:
+			w[i] = int32(x) * Buckets / 100
+			sum += x
+		}
+	}
+	if len(problems) == 0 && sum != 100 {
+		problems = append(problems, "weights add up to "+strconv.Itoa(sum)+", want 100")
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return nil, fmt.Errorf("%w: %s", ErrInvalidWeights, strings.Join(problems, "; "))
+	}
+	return w, nil
+}
+
+type opFunc func(c *canaryCfg, cur *ctlState, now time.Time) (string, error)
+
+func (r *Router) operate(ctx context.Context, name string, op opFunc) (EndpointSnapshot, error) {
+	e, st, err := r.endpoint(name)
+	if err != nil {
+		return EndpointSnapshot{}, err
+	}
+	if r.shared != nil {
+		if err := r.shared.operate(ctx, r, e, st, op); err != nil {
+			return EndpointSnapshot{}, err
+		}
+		return r.snapshotOf(e), nil
+	}
+	st.mu.Lock()
+	c := st.ctl
+	c.override = slices.Clone(c.override)
+	ev, err := op(st.cfg, &c, r.now())
+	if err == nil && ev != "" {
+		r.setLocked(name, st, c, ev)
+	}
+	st.mu.Unlock()
+	if err != nil {
+		return EndpointSnapshot{}, err
+	}
+	return r.snapshotOf(e), nil
+}
+
+// Run drives the canary controllers and, with Redis, the shared state
+// until ctx ends; then it gives up the leader lease so another replica
+// takes over at once.
+func (r *Router) Run(ctx context.Context) error {
+	c, stop := r.newTicker(r.tickEvery)
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if r.shared != nil {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+				r.shared.release(rctx)
+				cancel()
+			}
+			return nil
+		case <-c:
+			r.tick(ctx)
+		}
+	}
+}
+
+// tick runs one round of the controllers.
+func (r *Router) tick(ctx context.Context) {
+	eps := r.live()
+	if r.shared != nil {
+		r.shared.tick(ctx, r, eps)
+		return
+	}
+	now := r.now()
+	for _, e := range eps {
+		st := e.st.Load()
+		if st.canary < 0 {
+			continue
+		}
+		st.mu.Lock()
+		if next, ev := decide(st.cfg, st.ctl, st.localWindow(), now); ev != "" {
+			r.setLocked(e.name, st, next, ev)
+		}
+		st.mu.Unlock()
+	}
+}
+
+// live returns the applied endpoints sorted by name.
+func (r *Router) live() []*Endpoint {
+	r.mu.Lock()
+	eps := make([]*Endpoint, 0, len(r.eps))
+	for _, e := range r.eps {
+		eps = append(eps, e)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(eps, func(a, b *Endpoint) int { return strings.Compare(a.name, b.name) })
+	return eps
+}

@@ -1,0 +1,413 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Shared state in Redis, per endpoint name N under the key prefix P:
+//
+//	P leader                  string: the leader's ID, with an expiry (the lease)
+//	P ep:{N}                  hash: sig, ver, st, cw, since, ovr, why
+//	P ep:{N}:w:SIG:SINCE      hash: the canary's window, summed over replicas:
+//	                          n (requests), e (errors), lI / tI (latency / TTFT
+//	                          histogram bucket I)
+//
+// Every replica adds what its canary saw to the current window each tick
+// (HINCRBY of the deltas since its last flush) and reads the state hash;
+// the leader alone reads windows and decides. Every write of the state hash
+// goes through a compare-and-set on ver, so a decision, an operator's
+// command and a reload on another replica never overwrite one another
+// unseen. The {N} hash tag keeps an endpoint's keys in one cluster slot.
+//
+// A replica whose routes differ from the hash's sig (mid-rollout of a new
+// config) ignores it; the leader resets it to its own config.
+
+var (
+	renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`)
+	// casScript writes fields ARGV[2..] if the hash's ver is ARGV[1] (a
+	// missing hash has ver 0) and returns the new ver, or 0.
+	casScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], 'ver') or '0'
+if v ~= ARGV[1] then
+  return 0
+end
+local n = tonumber(v) + 1
+redis.call('HSET', KEYS[1], 'ver', tostring(n), unpack(ARGV, 2))
+return n`)
+)
+
+type shared struct {
+	rdb    redis.UniversalClient
+	prefix string
+	id     string
+	ttl    time.Duration
+
+	leader  atomic.Bool
+	failing atomic.Bool
+}
+
+func (s *shared) leaseKey() string            { return s.prefix + "leader" }
+func (s *shared) stateKey(name string) string { return s.prefix + "ep:{" + name + "}" }
+
+func (s *shared) windowKey(name string, sig uint64, since time.Time) string {
+	return s.prefix + "ep:{" + name + "}:w:" + strconv.FormatUint(sig, 16) + ":" + strconv.FormatInt(since.UnixMilli(), 10)
+}
+
+// remoteState is a decoded state hash.
+type remoteState struct {
+	sig uint64
+	ver int64
+	ctl ctlState
+}
+
+// parseRemote decodes a state hash; ok is false for a missing or
+// unreadable one. ver is returned for any hash that has one, so that a
+// replica can overwrite it with a compare-and-set.
+func parseRemote(f map[string]string, routes int) (rs remoteState, ok bool) {
+	ver, err := strconv.ParseInt(f["ver"], 10, 64)
+	if err != nil || ver <= 0 {
+		return rs, false
+	}
+	rs.ver = ver
+	sig, err1 := strconv.ParseUint(f["sig"], 16, 64)
+	state, ok2 := parseState(f["st"])
+	cw, err3 := strconv.ParseInt(f["cw"], 10, 32)
+	since, err4 := strconv.ParseInt(f["since"], 10, 64)
+	if err1 != nil || !ok2 || err3 != nil || err4 != nil || cw < 0 || cw > Buckets {
+		return rs, false
+	}
+	rs.sig = sig
+	rs.ctl = ctlState{state: state, cw: int32(cw), since: time.UnixMilli(since), reason: f["why"]}
+	if o := f["ovr"]; o != "" {
+		parts := strings.Split(o, ",")
+		if len(parts) != routes {
+			return rs, false
+		}
+		w := make([]int32, routes)
+		var sum int64
+		for i, p := range parts {
+			x, err := strconv.ParseInt(p, 10, 32)
+			if err != nil || x < 0 || x > Buckets {
+				return rs, false
+			}
+			w[i] = int32(x)
+			sum += x
+		}
+		if sum != Buckets {
+			return rs, false
+		}
+		rs.ctl.override = w
+	}
+	return rs, true
+}
+
+func encodeState(sig uint64, c *ctlState) []any {
+	var ovr strings.Builder
+	for i, x := range c.override {
+		if i > 0 {
+			ovr.WriteByte(',')
+		}
+		ovr.WriteString(strconv.Itoa(int(x)))
+	}
+	return []any{
+		"sig", strconv.FormatUint(sig, 16),
+		"st", c.state.String(),
+		"cw", strconv.Itoa(int(c.cw)),
+		"since", strconv.FormatInt(c.since.UnixMilli(), 10),
+		"ovr", ovr.String(),
+		"why", c.reason,
+	}
+}
+
+// cas writes c as the endpoint's state if the hash is still at version
+// expect; it returns the new version, or 0 when someone wrote first.
+func (s *shared) cas(ctx context.Context, name string, sig uint64, expect int64, c *ctlState) (int64, error) {
+	args := append([]any{strconv.FormatInt(expect, 10)}, encodeState(sig, c)...)
+	return casScript.Run(ctx, s.rdb, []string{s.stateKey(name)}, args...).Int64()
+}
+
+func (s *shared) release(ctx context.Context) {
+	if s.leader.Swap(false) {
+		_ = releaseScript.Run(ctx, s.rdb, []string{s.leaseKey()}, s.id).Err()
+	}
+}
+
+// operate applies an operator's op to the shared state and then locally.
+func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state, op opFunc) error {
+	for range 3 {
+		f, err := s.rdb.HGetAll(ctx, s.stateKey(e.name)).Result()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		st.mu.Lock()
+		rs, ok := parseRemote(f, len(st.lay.home))
+		cur := st.ctl
+		if ok && rs.sig == st.sig {
+			cur = rs.ctl
+		}
+		cur.override = append([]int32(nil), cur.override...)
+		ev, err := op(st.cfg, &cur, r.now())
+		if err != nil || ev == "" {
+			st.mu.Unlock()
+			return err
+		}
+		ver, err := s.cas(ctx, e.name, st.sig, rs.ver, &cur)
+		if err != nil {
+			st.mu.Unlock()
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if ver > 0 {
+			r.setLocked(e.name, st, cur, ev)
+			st.ver = ver
+			st.mu.Unlock()
+			return nil
+		}
+		st.mu.Unlock()
+	}
+	return fmt.Errorf("%w: the state kept changing under concurrent updates; try again", ErrUnavailable)
+}
+
+// tick is one round with Redis: flush, lease, read, decide.
+func (s *shared) tick(ctx context.Context, r *Router, eps []*Endpoint) {
+	ctx, cancel := context.WithTimeout(ctx, max(2*r.tickEvery, time.Second))
+	defer cancel()
+	err := errors.Join(s.flush(ctx, eps), s.lease(ctx, r))
+	synced, perr := s.poll(ctx, r, eps)
+	err = errors.Join(err, perr)
+	if s.leader.Load() {
+		err = errors.Join(err, s.decide(ctx, r, eps, synced))
+	}
+	if err != nil {
+		if !s.failing.Swap(true) {
+			r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state unavailable; weights held as they are",
+				slog.String("error", err.Error()))
+		}
+	} else if s.failing.Swap(false) {
+		r.log.LogAttrs(ctx, slog.LevelInfo, "router shared state available again")
+	}
+}
+
+// flush adds what each canary saw since the last flush to its window.
+func (s *shared) flush(ctx context.Context, eps []*Endpoint) error {
+	type pending struct {
+		st  *state
+		now *window
+	}
+	var todo []pending
+	pipe := s.rdb.Pipeline()
+	for _, e := range eps {
+		st := e.st.Load()
+		if st.canary < 0 {
+			continue
+		}
+		st.mu.Lock()
+		key := s.windowKey(e.name, st.sig, st.ctl.since)
+		ttl := 2*st.cfg.interval + time.Minute
+		st.mu.Unlock()
+		now := new(window)
+		now.copyFrom(&st.stats[st.canary])
+		var d window
+		d.sub(now, &st.flushed)
+		if d.requests == 0 {
+			continue
+		}
+		pipe.HIncrBy(ctx, key, "n", int64(d.requests))
+		if d.errors > 0 {
+			pipe.HIncrBy(ctx, key, "e", int64(d.errors))
+		}
+		for i := range d.lat {
+			if d.lat[i] > 0 {
+				pipe.HIncrBy(ctx, key, "l"+strconv.Itoa(i), int64(d.lat[i]))
+			}
+			if d.ttft[i] > 0 {
+				pipe.HIncrBy(ctx, key, "t"+strconv.Itoa(i), int64(d.ttft[i]))
+			}
+		}
+		pipe.PExpire(ctx, key, ttl)
+		todo = append(todo, pending{st, now})
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		// The deltas stay unflushed and go out with the next tick.
+		return err
+	}
+	for _, p := range todo {
+		p.st.flushed = *p.now
+	}
+	return nil
+}
+
+// lease renews or takes the leader lease.
+func (s *shared) lease(ctx context.Context, r *Router) error {
+	ms := strconv.FormatInt(s.ttl.Milliseconds(), 10)
+	n, err := renewScript.Run(ctx, s.rdb, []string{s.leaseKey()}, s.id, ms).Int64()
+	ok := err == nil && n == 1
+	if err == nil && !ok {
+		ok, err = s.rdb.SetNX(ctx, s.leaseKey(), s.id, s.ttl).Result()
+	}
+	if err != nil {
+		ok = false
+	}
+	if s.leader.Swap(ok) != ok {
+		r.log.LogAttrs(ctx, slog.LevelInfo, "router leadership changed",
+			slog.String("id", s.id), slog.Bool("leader", ok))
+	}
+	return err
+}
+
+// poll reads every endpoint's shared state and follows it. It returns the
+// states that are in step with Redis, the only ones the leader may decide
+// for.
+func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*state]bool, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(eps))
+	for i, e := range eps {
+		cmds[i] = pipe.HGetAll(ctx, s.stateKey(e.name))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	synced := make(map[*state]bool, len(eps))
+	var errs []error
+	for i, e := range eps {
+		st := e.st.Load()
+		st.mu.Lock()
+		rs, ok := parseRemote(cmds[i].Val(), len(st.lay.home))
+		var err error
+		switch {
+		case ok && rs.sig == st.sig && st.dirty && rs.ctl.override != nil:
+			// A reload here ended the override; end it everywhere.
+			next := rs.ctl
+			next.override = nil
+			next.reason = "override ended by reload"
+			if next.state == StatePaused && st.canary >= 0 {
+				next.state, next.since = StateStepping, r.now()
+			}
+			err = s.publish(ctx, r, e.name, st, rs.ver, next, "reload")
+			if err == nil {
+				st.dirty = false
+			}
+		case ok && rs.sig == st.sig:
+			st.dirty = false
+			if rs.ver != st.ver {
+				r.setLocked(e.name, st, rs.ctl, "sync")
+				st.ver = rs.ver
+			}
+			synced[st] = true
+		case rs.ver == 0 || s.leader.Load():
+			// Nothing shared yet, or another config's state: the leader
+			// replaces it with this config's.
+			err = s.publish(ctx, r, e.name, st, rs.ver, st.ctl, "publish")
+			st.dirty = false
+		}
+		st.mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return synced, errors.Join(errs...)
+}
+
+// publish writes next with a compare-and-set and applies it locally when
+// the write wins; st.mu must be held.
+func (s *shared) publish(ctx context.Context, r *Router, name string, st *state, expect int64, next ctlState, event string) error {
+	ver, err := s.cas(ctx, name, st.sig, expect, &next)
+	if err != nil || ver == 0 {
+		return err
+	}
+	r.setLocked(name, st, next, event)
+	st.ver = ver
+	return nil
+}
+
+// decide runs the controllers of the endpoints in step with Redis on the
+// windows merged from every replica.
+func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced map[*state]bool) error {
+	type job struct {
+		e   *Endpoint
+		st  *state
+		cmd *redis.MapStringStringCmd
+	}
+	var jobs []job
+	pipe := s.rdb.Pipeline()
+	for _, e := range eps {
+		st := e.st.Load()
+		if st.canary < 0 || !synced[st] {
+			continue
+		}
+		st.mu.Lock()
+		active := st.ctl.state == StateStepping || st.ctl.state == StatePaused
+		key := s.windowKey(e.name, st.sig, st.ctl.since)
+		st.mu.Unlock()
+		if active {
+			jobs = append(jobs, job{e, st, pipe.HGetAll(ctx, key)})
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	now := r.now()
+	var errs []error
+	for _, j := range jobs {
+		w := parseWindow(j.cmd.Val())
+		j.st.mu.Lock()
+		j.st.cluster, j.st.hasCluster = w.summary(), true
+		if next, ev := decide(j.st.cfg, j.st.ctl, w, now); ev != "" {
+			if err := s.publish(ctx, r, j.e.name, j.st, j.st.ver, next, ev); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		j.st.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func parseWindow(f map[string]string) *window {
+	w := new(window)
+	for k, v := range f {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || k == "" {
+			continue
+		}
+		switch k[0] {
+		case 'n':
+			w.requests = n
+		case 'e':
+			w.errors = n
+		case 'l', 't':
+			i, err := strconv.Atoi(k[1:])
+			if err != nil || i < 0 || i >= histBuckets {
+				continue
+			}
+			if k[0] == 'l' {
+				w.lat[i] = n
+			} else {
+				w.ttft[i] = n
+			}
+		}
+	}
+	return w
+}

@@ -1,0 +1,161 @@
+package router
+
+import (
+	"slices"
+	"time"
+)
+
+// overrideNote is what an override's snapshot says about its lifetime.
+const overrideNote = "runtime override: lasts until the next config reload (or, without Redis, restart)"
+
+// EndpointSnapshot is an endpoint's routing as the admin API shows it.
+type EndpointSnapshot struct {
+	Name   string          `json:"name"`
+	Routes []RouteSnapshot `json:"routes"`
+	// Override is true while operator weights replace the computed ones.
+	Override bool            `json:"override"`
+	Note     string          `json:"note,omitempty"`
+	Canary   *CanarySnapshot `json:"canary,omitempty"`
+}
+
+// RouteSnapshot is one route's live weight and counters.
+type RouteSnapshot struct {
+	Backend string `json:"backend"`
+	Variant string `json:"variant"`
+	// ConfiguredWeight is the weight in the config, in percent.
+	ConfiguredWeight int `json:"configured_weight"`
+	// Weight is the live weight in percent.
+	Weight float64 `json:"weight"`
+	// Requests and Errors count this replica's attempts on the route since
+	// its routes were last changed.
+	Requests uint64 `json:"requests"`
+	Errors   uint64 `json:"errors"`
+}
+
+// CanarySnapshot is a canary's state and its current window.
+type CanarySnapshot struct {
+	Backend string      `json:"backend"`
+	Variant string      `json:"variant"`
+	State   CanaryState `json:"state"`
+	// Weight is the canary's live weight in percent.
+	Weight float64 `json:"weight"`
+	// Step indexes Steps: the highest step at or below Weight, -1 below the
+	// first.
+	Step  int   `json:"step"`
+	Steps []int `json:"steps"`
+	// Reason says why the state last changed, such as the gate breached.
+	Reason      string    `json:"reason,omitempty"`
+	WindowStart time.Time `json:"window_start"`
+	// Window is this replica's share of the canary's traffic since
+	// WindowStart.
+	Window WindowStats `json:"window"`
+	// Cluster is every replica's traffic in the window as the leader last
+	// merged it; only on the leader with Redis.
+	Cluster *WindowStats `json:"cluster_window,omitempty"`
+}
+
+// Snapshot returns every live endpoint's routing, sorted by name.
+func (r *Router) Snapshot() []EndpointSnapshot {
+	eps := r.live()
+	out := make([]EndpointSnapshot, 0, len(eps))
+	for _, e := range eps {
+		out = append(out, r.snapshotOf(e))
+	}
+	return out
+}
+
+// EndpointSnapshot returns the routing of endpoint name, or ErrUnknownModel.
+func (r *Router) EndpointSnapshot(name string) (EndpointSnapshot, error) {
+	e, _, err := r.endpoint(name)
+	if err != nil {
+		return EndpointSnapshot{}, err
+	}
+	return r.snapshotOf(e), nil
+}
+
+func (r *Router) snapshotOf(e *Endpoint) EndpointSnapshot {
+	st := e.st.Load()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t := st.table.Load()
+	s := EndpointSnapshot{Name: e.name, Routes: make([]RouteSnapshot, len(e.backend))}
+	for i := range e.backend {
+		s.Routes[i] = RouteSnapshot{
+			Backend:          e.backend[i],
+			Variant:          e.variant[i],
+			ConfiguredWeight: e.cfg.Routes[i].Weight,
+			Weight:           t.pct[i],
+			Requests:         st.stats[i].requests.Load(),
+			Errors:           st.stats[i].errors.Load(),
+		}
+	}
+	if st.ctl.override != nil {
+		s.Override = true
+		s.Note = overrideNote
+	}
+	if st.canary >= 0 && st.cfg != nil {
+		c := &CanarySnapshot{
+			Backend:     e.backend[st.canary],
+			Variant:     e.variant[st.canary],
+			State:       st.ctl.state,
+			Weight:      t.pct[st.canary],
+			Step:        st.cfg.stepIndex(t.weights[st.canary]),
+			Reason:      st.ctl.reason,
+			WindowStart: st.ctl.since,
+			Window:      st.localWindow().summary(),
+		}
+		for _, x := range st.cfg.steps {
+			c.Steps = append(c.Steps, int(x)*100/Buckets)
+		}
+		if st.hasCluster {
+			cl := st.cluster
+			c.Cluster = &cl
+		}
+		s.Canary = c
+	}
+	return s
+}
+
+// RouteWeight is one route's live weight, the shape of a
+// tollgate_route_weight sample.
+type RouteWeight struct {
+	Endpoint, Backend, Variant string
+	// Weight is in percent.
+	Weight float64
+}
+
+// Weights returns every live route's weight, sorted by endpoint then route
+// order, for tollgate_route_weight.
+func (r *Router) Weights() []RouteWeight {
+	var out []RouteWeight
+	for _, e := range r.live() {
+		t := e.st.Load().table.Load()
+		for i := range e.backend {
+			out = append(out, RouteWeight{Endpoint: e.name, Backend: e.backend[i], Variant: e.variant[i], Weight: t.pct[i]})
+		}
+	}
+	return out
+}
+
+// EndpointCanaryState is one endpoint's canary state, the shape of the
+// tollgate_canary_state series.
+type EndpointCanaryState struct {
+	Endpoint string
+	State    CanaryState
+}
+
+// CanaryStates returns the canary state of every live endpoint that has a
+// canary, sorted by endpoint, for tollgate_canary_state.
+func (r *Router) CanaryStates() []EndpointCanaryState {
+	var out []EndpointCanaryState
+	for _, e := range r.live() {
+		st := e.st.Load()
+		if st.canary < 0 {
+			continue
+		}
+		st.mu.Lock()
+		out = append(out, EndpointCanaryState{Endpoint: e.name, State: st.ctl.state})
+		st.mu.Unlock()
+	}
+	return slices.Clip(out)
+}

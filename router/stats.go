@@ -1,0 +1,169 @@
+package router
+
+import (
+	"math"
+	"math/bits"
+	"sync/atomic"
+	"time"
+)
+
+// The latency histogram is log-linear over microseconds: exact below 64 µs,
+// then 32 buckets per power of two, so a bucket is at most 1/32 (about 3 %)
+// wide and its midpoint is within 1.6 % of any value in it. That is fine
+// enough to compare a p99 with a gate such as 1s without a false breach,
+// while every bucket stays a plain atomic counter that Observe can bump
+// without a lock.
+const (
+	histSubBits = 5
+	histSub     = 1 << histSubBits
+	// histBuckets reaches 2^34 µs (about 4.8 hours); slower values land in
+	// the last bucket.
+	histBuckets = (34-histSubBits)*histSub + histSub
+)
+
+func histIndex(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	us := uint64(d / time.Microsecond)
+	if us < 2*histSub {
+		return int(us)
+	}
+	shift := bits.Len64(us) - histSubBits - 1
+	i := (shift+1)*histSub + int((us>>uint(shift))&(histSub-1))
+	if i >= histBuckets {
+		return histBuckets - 1
+	}
+	return i
+}
+
+// histBounds returns the bucket's lower and upper bound in microseconds.
+func histBounds(i int) (lo, hi uint64) {
+	if i < 2*histSub {
+		return uint64(i), uint64(i) + 1
+	}
+	shift := uint(i/histSub - 1)
+	low := uint64(i % histSub)
+	return (histSub + low) << shift, (histSub + low + 1) << shift
+}
+
+// histCounts is a plain copy of a histogram, for windows and deltas.
+type histCounts [histBuckets]uint64
+
+func (h *histCounts) total() uint64 {
+	var n uint64
+	for _, c := range h {
+		n += c
+	}
+	return n
+}
+
+// quantile returns the midpoint of the bucket holding the q-th value, or 0
+// for an empty histogram.
+func (h *histCounts) quantile(q float64) time.Duration {
+	n := h.total()
+	if n == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(n)))
+	if rank < 1 {
+		rank = 1
+	}
+	var cum uint64
+	for i, c := range h {
+		cum += c
+		if cum >= rank {
+			lo, hi := histBounds(i)
+			if hi-lo == 1 {
+				return time.Duration(lo) * time.Microsecond
+			}
+			return time.Duration((lo+hi)/2) * time.Microsecond
+		}
+	}
+	return 0
+}
+
+// routeStats are one route's counters since its state was created. They
+// only grow; windows are differences of two copies.
+type routeStats struct {
+	requests atomic.Uint64
+	errors   atomic.Uint64
+	lat      [histBuckets]atomic.Uint64
+	ttft     [histBuckets]atomic.Uint64
+	// The pad keeps the next route's hot counters off this one's last
+	// cache line.
+	_ [64]byte
+}
+
+func (s *routeStats) observe(latency, ttft time.Duration, failed bool) {
+	s.requests.Add(1)
+	if failed {
+		s.errors.Add(1)
+	}
+	s.lat[histIndex(latency)].Add(1)
+	if ttft > 0 {
+		s.ttft[histIndex(ttft)].Add(1)
+	}
+}
+
+// window is a route's traffic over some span: a difference of two copies of
+// its counters, or the sum of every replica's counts read from Redis.
+type window struct {
+	requests, errors uint64
+	lat, ttft        histCounts
+}
+
+// copyFrom takes a copy of s. The counters are read one by one, so a copy
+// taken under traffic may be a few requests out of step between fields;
+// the gates compare ratios over many requests and do not notice.
+func (w *window) copyFrom(s *routeStats) {
+	w.requests = s.requests.Load()
+	w.errors = s.errors.Load()
+	for i := range s.lat {
+		w.lat[i] = s.lat[i].Load()
+		w.ttft[i] = s.ttft[i].Load()
+	}
+}
+
+// sub sets w to a - b, clamping at zero.
+func (w *window) sub(a, b *window) {
+	w.requests = sat(a.requests, b.requests)
+	w.errors = sat(a.errors, b.errors)
+	for i := range a.lat {
+		w.lat[i] = sat(a.lat[i], b.lat[i])
+		w.ttft[i] = sat(a.ttft[i], b.ttft[i])
+	}
+}
+
+func sat(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+func (w *window) errorRate() float64 {
+	if w.requests == 0 {
+		return 0
+	}
+	return float64(w.errors) / float64(w.requests)
+}
+
+// WindowStats summarises a canary's traffic since its current step began.
+type WindowStats struct {
+	Requests  uint64        `json:"requests"`
+	Errors    uint64        `json:"errors"`
+	ErrorRate float64       `json:"error_rate"`
+	P99       time.Duration `json:"p99_ns"`
+	TTFTP99   time.Duration `json:"ttft_p99_ns"`
+}
+
+func (w *window) summary() WindowStats {
+	return WindowStats{
+		Requests:  w.requests,
+		Errors:    w.errors,
+		ErrorRate: w.errorRate(),
+		P99:       w.lat.quantile(0.99),
+		TTFTP99:   w.ttft.quantile(0.99),
+	}
+}
