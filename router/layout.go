@@ -25,9 +25,11 @@ const Buckets = 10000
 //
 // What this guarantees:
 //
-//   - With at most one route above its home weight before and after a
-//     change, users only move from routes that lost weight to routes that
-//     gained it.
+//   - With at most one route (g) above its home weight before and after a
+//     change, every user who moves goes between g and another route, which
+//     only gives users to g when its own weight fell and only takes users
+//     from g when its own weight rose; in particular raising g while the
+//     others fall only moves users onto g.
 //   - The canary controller's weights (canary at any weight, the other
 //     routes sharing the rest in their configured proportion, rounded by
 //     Sainte-Laguë) form a single chain: raising the canary only moves users

@@ -1,0 +1,136 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testLogger(buf *syncBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+var testBackends = []string{"llama", "llama-v2", "gpt", "a", "b", "c", "d"}
+
+func mustEndpoint(t testing.TB, name string, cfg Config) *Endpoint {
+	t.Helper()
+	e, err := NewEndpoint(name, cfg, testBackends)
+	if err != nil {
+		t.Fatalf("NewEndpoint(%s): %v", name, err)
+	}
+	return e
+}
+
+func rate(x float64) *float64 { return &x }
+
+// canaryConfig is stable 95 / canary 5 with the default steps.
+func canaryConfig(c Canary) Config {
+	c.Backend = "llama-v2"
+	return Config{
+		Routes: []Route{
+			{Backend: "llama", Weight: 95, Variant: "stable"},
+			{Backend: "llama-v2", Weight: 5, Variant: "canary"},
+		},
+		Sticky:    &Sticky{From: StickyHeader, Name: "X-User-ID"},
+		Canary:    &c,
+		Fallbacks: []string{"gpt"},
+	}
+}
+
+// userKeys returns n distinct sticky keys.
+func userKeys(n int) [][]byte {
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = strconv.AppendInt([]byte("user-"), int64(i), 10)
+	}
+	return keys
+}
+
+// assignments returns the route each key is planned to.
+func assignments(e *Endpoint, keys [][]byte) []int {
+	out := make([]int, len(keys))
+	var p Plan
+	for i, k := range keys {
+		e.Plan(k, &p)
+		out[i] = p.Route
+	}
+	return out
+}
+
+// setCanary moves an applied endpoint's canary to cw buckets as the
+// controller would.
+func setCanary(t testing.TB, r *Router, e *Endpoint, cw int32) {
+	t.Helper()
+	st := e.st.Load()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	c := st.ctl
+	c.cw = cw
+	r.setLocked(e.name, st, c, evStep)
+}
+
+// feed records n canary attempts, the first errs of them failed, each with
+// the given latency and TTFT.
+func feed(e *Endpoint, route, n, errs int, latency, ttft time.Duration) {
+	for i := 0; i < n; i++ {
+		e.Observe(route, latency, ttft, i < errs)
+	}
+}
+
+func canaryOf(t testing.TB, r *Router, name string) CanarySnapshot {
+	t.Helper()
+	s, err := r.EndpointSnapshot(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Canary == nil {
+		t.Fatalf("endpoint %s has no canary in its snapshot", name)
+	}
+	return *s.Canary
+}
+
+var bg = context.Background()
