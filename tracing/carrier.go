@@ -1,8 +1,10 @@
 package tracing
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"sync"
 
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -53,22 +55,125 @@ func (c HeaderCarrier) Keys() []string {
 // Extract returns ctx with the client's W3C trace context (traceparent,
 // tracestate) as the remote parent of the spans started from it. It works
 // whether tracing is on or off, so that the upstream continues the client's
-// trace either way. Without a traceparent it returns ctx as is.
+// trace either way. Without a valid traceparent it returns ctx as is.
+//
+// It parses traceparent exactly as propagation.TraceContext does (a fuzz
+// test holds them equal) but from the header's bytes, without the string
+// copies and carrier the propagator needs: with tracing off, passing a
+// client's trace through costs only the context that holds it.
 func Extract(ctx context.Context, h Header) context.Context {
-	if len(h.Peek(traceparentHeader)) == 0 {
+	tp := h.Peek(traceparentHeader)
+	if len(tp) == 0 {
 		return ctx
 	}
-	return propagation.TraceContext{}.Extract(ctx, HeaderCarrier{h})
+	scc, ok := parseTraceparent(tp)
+	if !ok {
+		return ctx
+	}
+	if ts := h.Peek(tracestateHeader); len(ts) > 0 {
+		// An invalid tracestate must not invalidate traceparent (W3C).
+		scc.TraceState, _ = trace.ParseTraceState(string(ts))
+	}
+	sc := trace.NewSpanContext(scc)
+	if !sc.IsValid() {
+		return ctx
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc)
+}
+
+// maxTraceparentVersion is the highest version the W3C format allows; ff is
+// invalid.
+const maxTraceparentVersion = 254
+
+// parseTraceparent parses version-traceid-spanid-flags. Version 00 allows
+// nothing after the flags and only the sampled and random flag bits; later
+// versions may append fields.
+func parseTraceparent(h []byte) (trace.SpanContextConfig, bool) {
+	var scc trace.SpanContextConfig
+	var ver, flags [1]byte
+	if !cutHex(ver[:], &h, 2) || int(ver[0]) > maxTraceparentVersion ||
+		!cutHex(scc.TraceID[:], &h, 32) || !cutHex(scc.SpanID[:], &h, 16) || !cutHex(flags[:], &h, 2) {
+		return scc, false
+	}
+	if ver[0] == 0 && (len(h) != 0 || flags[0] > 3) {
+		return scc, false
+	}
+	scc.TraceFlags = trace.TraceFlags(flags[0]) & (trace.FlagsSampled | trace.FlagsRandom)
+	scc.Remote = true
+	return scc, true
+}
+
+// cutHex decodes the next dash-separated field of *h, which must be n
+// lower-case hex digits, into dst.
+func cutHex(dst []byte, h *[]byte, n int) bool {
+	part, rest, _ := bytes.Cut(*h, []byte{'-'})
+	*h = rest
+	if len(part) != n {
+		return false
+	}
+	for i := 0; i < n; i += 2 {
+		hi, ok1 := unhex(part[i])
+		lo, ok2 := unhex(part[i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i/2] = hi<<4 | lo
+	}
+	return true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+const traceparentLen = 55
+
+var traceparentBufs = sync.Pool{New: func() any { return new([traceparentLen]byte) }}
+
+// bytesSetter is fasthttp's way to set a header from bytes without a string
+// copy; Inject uses it when the Header has it.
+type bytesSetter interface {
+	SetBytesV(key string, value []byte)
 }
 
 // Inject sets traceparent (and tracestate when there is one) on the upstream
 // request from the span in ctx. Nothing is set when ctx carries no valid span
-// context.
+// context. The format is propagation.TraceContext's.
 func Inject(ctx context.Context, h Header) {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
 		return
 	}
-	propagation.TraceContext{}.Inject(ctx, HeaderCarrier{h})
+	if bs, ok := h.(bytesSetter); ok {
+		// The buffer escapes through the interface call: pool it.
+		buf := traceparentBufs.Get().(*[traceparentLen]byte)
+		bs.SetBytesV(traceparentHeader, AppendTraceparent(buf[:0], sc))
+		traceparentBufs.Put(buf)
+	} else {
+		var buf [traceparentLen]byte
+		h.Set(traceparentHeader, string(AppendTraceparent(buf[:0], sc)))
+	}
+	if ts := sc.TraceState(); ts.Len() > 0 {
+		h.Set(tracestateHeader, ts.String())
+	}
+}
+
+// AppendTraceparent appends sc as a version 00 traceparent value to dst.
+func AppendTraceparent(dst []byte, sc trace.SpanContext) []byte {
+	tid, sid := sc.TraceID(), sc.SpanID()
+	flags := sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom)
+	dst = append(dst, "00-"...)
+	dst = hex.AppendEncode(dst, tid[:])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, sid[:])
+	dst = append(dst, '-')
+	return hex.AppendEncode(dst, []byte{byte(flags)})
 }
 
 // AppendTraceID appends the hex trace ID of the span in ctx to dst, for the

@@ -1,0 +1,105 @@
+package tracing
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// gatewayRequest makes the spans, attributes, events and header work of one
+// proxied chat request, as the gateway does it.
+type gatewayRequest struct {
+	tr       *Tracing
+	server   *Spec
+	endpoint *EndpointAttrs
+	upstream *Spec
+	in, out  fasthttp.RequestHeader
+	reqID    []byte
+}
+
+func newGatewayRequest(tr *Tracing, traceparent string) *gatewayRequest {
+	g := &gatewayRequest{
+		tr:       tr,
+		server:   ServerSpec("POST", "/v1/chat/completions"),
+		endpoint: NewEndpointAttrs("chat", "chat"),
+		upstream: UpstreamSpec("chat", "openai", "meta-llama/Llama-3.1-8B-Instruct", "llama", "http://10.0.0.1:8000/v1"),
+		reqID:    []byte("0123456789abcdef"),
+	}
+	if traceparent != "" {
+		g.in.Set("traceparent", traceparent)
+	}
+	return g
+}
+
+func (g *gatewayRequest) run(ctx context.Context) {
+	tr := g.tr
+	ctx = Extract(ctx, &g.in)
+	ctx, server := tr.Start(ctx, g.server)
+	g.endpoint.Annotate(server)
+	SetRequestID(server, g.reqID, "team-a")
+	_, auth := tr.Start(ctx, SpecAuth)
+	auth.End()
+	_, lim := tr.Start(ctx, SpecLimit)
+	SetLimit(lim, "memory", "allowed", "")
+	lim.End()
+	_, rt := tr.Start(ctx, SpecRoute)
+	SetRoute(rt, "llama", "stable", 95, 0x1234, true)
+	rt.End()
+	uctx, up := tr.Start(ctx, g.upstream)
+	SetAttempt(up, 1, "ok")
+	SetRequest(up, 256, 0.7, true)
+	Inject(uctx, &g.out)
+	FirstToken(up, 120*time.Millisecond)
+	SetResponse(up, "meta-llama/Llama-3.1-8B-Instruct", "chatcmpl-1", "stop")
+	SetUsage(up, 512, 128)
+	SetClientStatus(up, 200)
+	up.End()
+	SetServerStatus(server, 200)
+	server.End()
+}
+
+func benchmarkRequest(b *testing.B, tr *Tracing, traceparent string) {
+	g := newGatewayRequest(tr, traceparent)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		g.run(ctx)
+	}
+}
+
+func BenchmarkRequestTracingOff(b *testing.B) {
+	benchmarkRequest(b, Disabled(), "")
+}
+
+func BenchmarkRequestTracingOffClientTraceparent(b *testing.B) {
+	benchmarkRequest(b, Disabled(), clientTraceparent)
+}
+
+func benchmarkEnabled(b *testing.B, ratio float64) {
+	tr, err := newTracing(context.Background(), Config{SampleRatio: &ratio}, nil, tracetest.NewNoopExporter())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	benchmarkRequest(b, tr, "")
+}
+
+// BenchmarkRequestTracingDropped is the common case at a low ratio: every
+// span recorded, the trace dropped when its root ends.
+func BenchmarkRequestTracingDropped(b *testing.B) { benchmarkEnabled(b, 0) }
+
+// BenchmarkRequestTracingKept exports every trace to a no-op exporter.
+func BenchmarkRequestTracingKept(b *testing.B) { benchmarkEnabled(b, 1) }
+
+func BenchmarkExtractInject(b *testing.B) {
+	var in, out fasthttp.RequestHeader
+	in.Set("traceparent", clientTraceparent)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		Inject(Extract(ctx, &in), &out)
+	}
+}
