@@ -13,7 +13,7 @@ import (
 type mapHeader map[string]string
 
 func (h mapHeader) Peek(key string) []byte { return []byte(h[key]) }
-func (h mapHeader) Set(key, value string) { h[key] = value }
+func (h mapHeader) Set(key, value string)  { h[key] = value }
 
 // FuzzTraceparent holds Extract and Inject equal to OTel's W3C propagator.
 func FuzzTraceparent(f *testing.F) {
