@@ -85,7 +85,7 @@ func (r *Router) snapshotOf(e *Endpoint) EndpointSnapshot {
 			Variant:          e.variant[i],
 			ConfiguredWeight: e.cfg.Routes[i].Weight,
 			Weight:           t.pct[i],
-			Requests:         st.stats[i].requests.Load(),
+			Requests:         st.stats[i].requests(),
 			Errors:           st.stats[i].errors.Load(),
 		}
 	}

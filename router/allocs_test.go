@@ -1,0 +1,30 @@
+//go:build !race
+
+package router
+
+import (
+	"testing"
+	"time"
+)
+
+func TestHotPathAllocations(t *testing.T) {
+	e := benchEndpoint(t)
+	key := []byte("user-1234567890")
+	var p Plan
+	tests := []struct {
+		name   string
+		budget float64
+		fn     func()
+	}{
+		{"Plan with a sticky key", 0, func() { e.Plan(key, &p) }},
+		{"Plan without a key", 0, func() { e.Plan(nil, &p) }},
+		{"Observe", 0, func() { e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, true) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := testing.AllocsPerRun(1000, tt.fn); got > tt.budget {
+				t.Fatalf("%v allocations per call, budget %v", got, tt.budget)
+			}
+		})
+	}
+}

@@ -1,0 +1,80 @@
+package router
+
+import (
+	"testing"
+	"time"
+)
+
+func benchEndpoint(b testing.TB) *Endpoint {
+	r := New(Options{})
+	e := mustEndpoint(b, "chat", canaryConfig(Canary{}))
+	r.Apply([]*Endpoint{e})
+	setCanary(b, r, e, 2500)
+	return e
+}
+
+// BenchmarkPlan is the routing decision: hash, bucket lookup, plan fill.
+func BenchmarkPlan(b *testing.B) {
+	e := benchEndpoint(b)
+	key := []byte("user-1234567890")
+	var p Plan
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Plan(key, &p)
+	}
+}
+
+// BenchmarkPlanRandom is the routing decision without a sticky key.
+func BenchmarkPlanRandom(b *testing.B) {
+	e := benchEndpoint(b)
+	var p Plan
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Plan(nil, &p)
+	}
+}
+
+// BenchmarkPlanParallel is Plan from every core at once.
+func BenchmarkPlanParallel(b *testing.B) {
+	e := benchEndpoint(b)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		key := []byte("user-1234567890")
+		var p Plan
+		for pb.Next() {
+			e.Plan(key, &p)
+		}
+	})
+}
+
+// BenchmarkObserve records one attempt on the canary route.
+func BenchmarkObserve(b *testing.B) {
+	e := benchEndpoint(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, false)
+	}
+}
+
+// BenchmarkObserveParallel is Observe from every core on one route, the
+// contended case.
+func BenchmarkObserveParallel(b *testing.B) {
+	e := benchEndpoint(b)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, false)
+		}
+	})
+}
+
+// BenchmarkRebuildTable is the cost of one weight change.
+func BenchmarkRebuildTable(b *testing.B) {
+	l := newLayout([]int32{6000, 3500, 500})
+	w := make([]int32, 3)
+	canaryWeights(l.home, 2, 2500, w)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = buildTable(&l, w)
+	}
+}
