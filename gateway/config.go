@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/providers"
+	"github.com/tollgate/tollgate/router"
 )
 
 // Config is the whole gateway configuration file.
@@ -61,24 +62,17 @@ type KeyConfig struct {
 	Endpoints []string `yaml:"endpoints"`
 }
 
-// EndpointConfig is one entry of `endpoints:`: a name clients put in "model".
+// EndpointConfig is one entry of `endpoints:`: a name clients put in "model". Its
+// routing keys (routes, sticky, canary, retries, fallbacks) are the router's.
 type EndpointConfig struct {
-	Name      string        `yaml:"name"`
-	Type      string        `yaml:"type"`
-	Routes    []RouteConfig `yaml:"routes"`
-	Retries   int           `yaml:"retries"`
-	Fallbacks []string      `yaml:"fallbacks"`
-	Timeout   time.Duration `yaml:"timeout"`
+	Name          string `yaml:"name"`
+	Type          string `yaml:"type"`
+	router.Config `yaml:",inline"`
+	// Timeout bounds a request on this endpoint, all attempts included.
+	Timeout time.Duration `yaml:"timeout"`
 
 	// mlflow is set for endpoints read from an MLflow AI Gateway config.
 	mlflow *mlflowInfo
-}
-
-// RouteConfig sends a share of an endpoint's traffic to a backend.
-type RouteConfig struct {
-	Backend string `yaml:"backend"`
-	Weight  int    `yaml:"weight"`
-	Variant string `yaml:"variant"`
 }
 
 // LoggingConfig is the `logging:` section.
@@ -491,12 +485,8 @@ func (c *Config) problems() []string {
 	if c.Auth.Mode == "keys" && len(c.Auth.Keys) == 0 {
 		add("auth.keys", "mode keys needs at least one key")
 	}
-	names := make([]string, 0, len(c.Backends))
-	for name := range c.Backends {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	backendNames := c.backendNames()
+	for _, name := range backendNames {
 		b := c.Backends[name]
 		addErr("backends."+name, b.Validate())
 	}
@@ -512,30 +502,11 @@ func (c *Config) problems() []string {
 		if _, ok := kindOf(e.Type); !ok {
 			add(p+".type", "must be chat, completions or embeddings")
 		}
-		if len(e.Routes) == 0 {
-			add(p+".routes", "needs at least one route")
+		if e.Timeout < 0 {
+			add(p+".timeout", "must not be negative")
 		}
-		sum := 0
-		for j, r := range e.Routes {
-			rp := p + ".routes[" + strconv.Itoa(j) + "]"
-			if _, ok := c.Backends[r.Backend]; !ok {
-				add(rp+".backend", "unknown backend "+strconv.Quote(r.Backend))
-			}
-			if r.Weight < 0 || r.Weight > 100 {
-				add(rp+".weight", "must be 0..100")
-			}
-			sum += r.Weight
-		}
-		if len(e.Routes) > 0 && sum != 100 {
-			add(p+".routes", "weights add up to "+strconv.Itoa(sum)+", want 100")
-		}
-		if e.Retries < 0 || e.Retries > 10 {
-			add(p+".retries", "must be 0..10")
-		}
-		for j, f := range e.Fallbacks {
-			if _, ok := c.Backends[f]; !ok {
-				add(p+".fallbacks["+strconv.Itoa(j)+"]", "unknown backend "+strconv.Quote(f))
-			}
+		if _, err := router.NewEndpoint(e.Name, e.Config, backendNames); err != nil {
+			addErr(p, err)
 		}
 	}
 	switch c.Logging.Level {
@@ -549,6 +520,16 @@ func (c *Config) problems() []string {
 		add("logging.format", "must be json or text")
 	}
 	return out
+}
+
+// backendNames lists the backends in a fixed order: a plan's backend indexes refer to it.
+func (c *Config) backendNames() []string {
+	names := make([]string, 0, len(c.Backends))
+	for name := range c.Backends {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // lineOf finds the line of a key path, or of its nearest parent present in the file.

@@ -10,12 +10,14 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
+	"github.com/tollgate/tollgate/router"
 )
 
 var (
@@ -44,7 +46,7 @@ type request struct {
 	start time.Time
 	ep    *endpoint
 	key   *clientKey
-	route *route
+	plan  router.Plan
 	be    *providers.Backend
 	// series is the metrics route the request is recorded on once a backend was tried.
 	series *metrics.Route
@@ -66,6 +68,9 @@ type request struct {
 	usage     providers.Usage
 	ttft      time.Duration
 	errKind   string
+
+	// obsRoute is the plan route of the last attempt, for the router's gates.
+	obsRoute int
 
 	// stream state
 	stream   providers.Events
@@ -245,35 +250,44 @@ func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError
 	return k, nil
 }
 
-// pick chooses a route by weight.
-func (ep *endpoint) pick() *route {
-	if len(ep.routes) == 1 {
-		return &ep.routes[0]
+// stickyKey is what keeps the caller on one variant: a header, the body's user, or the
+// API key's name.
+func (r *request) stickyKey(ctx *fasthttp.RequestCtx) []byte {
+	st := r.ep.sticky
+	if st == nil {
+		return nil
 	}
-	n := rand.IntN(100)
-	for i := range ep.routes {
-		if n < ep.routes[i].upto {
-			return &ep.routes[i]
+	switch st.From {
+	case router.StickyHeader:
+		return ctx.Request.Header.Peek(st.Name)
+	case router.StickyUser:
+		if r.f.user[0] >= 0 {
+			return r.body[r.f.user[0]:r.f.user[1]]
+		}
+	case router.StickyAPIKey:
+		if r.key != nil {
+			return s2b(r.key.name)
 		}
 	}
-	return &ep.routes[len(ep.routes)-1]
+	return nil
 }
 
-// send tries the chosen route, then its retries, then the fallbacks, all before any
+// send tries the planned route, then its retries, then the fallbacks, all before any
 // byte of the answer has gone to the client.
 func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	ep := r.ep
-	r.route = ep.pick()
-	r.variant = r.route.variant
-	total := 1 + ep.retries + len(ep.fallbacks)
+	ep.routing.Plan(r.stickyKey(ctx), &r.plan)
+	p := &r.plan
+	r.variant = p.Variant
+	total := 1 + p.Retries + len(p.Targets) - 1
 	var last error
 	for i := 0; i < total; i++ {
-		b, cand := r.route.backend, 0
-		if i > ep.retries {
-			cand = i - ep.retries
-			b = ep.fallbacks[cand-1]
+		ti := 0
+		if i > p.Retries {
+			ti = i - p.Retries
 		}
-		r.be, r.series = b, r.route.series[cand]
+		t := &p.Targets[ti]
+		b := r.rt.backendList[t.Backend]
 		if i > 0 {
 			if !r.backoff(i, last) {
 				break
@@ -281,9 +295,15 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			ctx.Response.Reset()
 		}
 		r.backend = b.Name
+		r.be, r.series = b, ep.seriesFor(p.Route, t.Backend)
 		r.attempts++
 		r.res = providers.Result{}
+		began := time.Now()
 		err := b.Send(&r.call, &ctx.Response, &r.res)
+		r.obsRoute = t.Route
+		if err != nil || r.res.Stream == nil {
+			ep.routing.Observe(t.Route, time.Since(began), 0, failed(err))
+		}
 		if a := r.rt.attempt(b, r.res.Target); a != nil {
 			a.Observe(outcomeOf(err, ctx.Response.StatusCode()))
 		}
@@ -326,6 +346,19 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	return &errUpstreamDown
 }
 
+// failed says whether an attempt counts against a canary's error-rate gate: 5xx
+// answers, timeouts and unreachable upstreams do; 4xx are the client's.
+func failed(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ue *providers.UpstreamError
+	if errors.As(err, &ue) {
+		return ue.Status >= 500
+	}
+	return true
+}
+
 // backoff waits before attempt i (jittered exponential, honouring an upstream's
 // Retry-After up to a bound). It reports false when waiting would pass the deadline.
 func (r *request) backoff(i int, last error) bool {
@@ -334,14 +367,14 @@ func (r *request) backoff(i int, last error) bool {
 	var ue *providers.UpstreamError
 	if errors.As(last, &ue) && ue.RetryAfter > d {
 		if ue.RetryAfter > 5*time.Second {
-			return i > r.ep.retries
+			return i > r.plan.Retries
 		}
 		d = ue.RetryAfter
 	}
 	if !r.call.Deadline.IsZero() && time.Now().Add(d).After(r.call.Deadline) {
 		return false
 	}
-	if i > r.ep.retries {
+	if i > r.plan.Retries {
 		return true
 	}
 	time.Sleep(d)
@@ -490,6 +523,9 @@ func (r *request) CloseWithError(werr error) error {
 		r.errKind = "client_gone"
 		status = 499
 	}
+	// A stream's length follows its output, so the canary judges it by time to first
+	// token, and by whether the upstream finished it.
+	r.ep.routing.Observe(r.obsRoute, r.ttft, r.ttft, r.errKind == "stream_cut")
 	r.record(status)
 	r.release()
 	return err
@@ -559,3 +595,6 @@ func (r *request) record(status int) {
 }
 
 func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
+
+// s2b views s as bytes without copying; the bytes must not be written.
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/providers"
+	"github.com/tollgate/tollgate/router"
 )
 
 // MLflow AI Gateway compatibility: its config file (a top-level `endpoints:` list whose
@@ -181,7 +182,8 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		}
 		name := e.Name
 		cfg.Backends[name] = b
-		ec := EndpointConfig{Name: name, Type: kind, Routes: []RouteConfig{{Backend: name, Weight: 100, Variant: name}}}
+		ec := EndpointConfig{Name: name, Type: kind}
+		ec.Routes = []router.Route{{Backend: name, Weight: 100, Variant: name}}
 		ec.mlflow = &mlflowInfo{EndpointType: typ, Provider: e.Model.Provider, Model: e.Model.Name, Limit: e.Limit}
 		if e.Limit != nil {
 			switch e.Limit.RenewalPeriod {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
+	"github.com/tollgate/tollgate/router"
 )
 
 // runtime is one built config: everything a request needs, immutable once built. A
@@ -24,6 +24,9 @@ type runtime struct {
 	cfg       *Config
 	endpoints map[string]*endpoint
 	backends  map[string]*providers.Backend
+	// backendList is indexed like the names router plans refer to.
+	backendList []*providers.Backend
+	routing     []*router.Endpoint
 	keys      map[[sha256.Size]byte]*clientKey
 	authKeys  bool
 	maxBody   int
@@ -46,26 +49,27 @@ type targetMetrics struct {
 }
 
 type endpoint struct {
-	idx       int
-	name      string
-	kind      providers.Kind
-	routes    []route
-	fallbacks []*providers.Backend
-	retries   int
-	timeout   time.Duration
-	m         *metrics.Endpoint
+	idx     int
+	name    string
+	kind    providers.Kind
+	timeout time.Duration
+	routing *router.Endpoint
+	sticky  *router.Sticky
+	m       *metrics.Endpoint
 	// local is the series of requests the gateway answered itself.
 	local *metrics.Route
+	// series holds the metrics of route i served by backend j at [i*backends+j],
+	// built for the backends a route can reach (its own and the fallbacks).
+	series   []*metrics.Route
+	backends int
 }
 
-type route struct {
-	backend *providers.Backend
-	variant string
-	// upto is the cumulative weight bound: the route serves draws below it.
-	upto int
-	// series holds the metrics of this route's variant served by each candidate
-	// backend: [0] the route's own, then one per fallback.
-	series []*metrics.Route
+// seriesFor is the metrics series of an attempt planned on route by backend.
+func (e *endpoint) seriesFor(route, backend int) *metrics.Route {
+	if s := e.series[route*e.backends+backend]; s != nil {
+		return s
+	}
+	return e.local
 }
 
 type clientKey struct {
@@ -87,18 +91,17 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics) (*runtime, 
 		maxBody:   int(cfg.Server.MaxBodyBytes),
 		log:       log,
 	}
-	names := make([]string, 0, len(cfg.Backends))
-	for name := range cfg.Backends {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	names := cfg.backendNames()
+	backendIdx := map[string]int{}
+	for i, name := range names {
+		backendIdx[name] = i
 		b, err := providers.New(name, cfg.Backends[name])
 		if err != nil {
 			rt.close()
 			return nil, err
 		}
 		rt.backends[name] = b
+		rt.backendList = append(rt.backendList, b)
 		for _, t := range b.Targets() {
 			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: t.URL, a: m.Attempt(name, hostOf(t.URL))})
 		}
@@ -106,21 +109,24 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics) (*runtime, 
 	rt.unrouted = m.Route(metrics.UnknownEndpoint, metrics.None, metrics.None)
 	for i, ec := range cfg.Endpoints {
 		kind, _ := kindOf(ec.Type)
-		e := &endpoint{idx: i, name: ec.Name, kind: kind, retries: ec.Retries, timeout: ec.Timeout,
-			m: m.Endpoint(ec.Name), local: m.Route(ec.Name, metrics.None, metrics.None)}
-		for _, f := range ec.Fallbacks {
-			e.fallbacks = append(e.fallbacks, rt.backends[f])
+		re, err := router.NewEndpoint(ec.Name, ec.Config, names)
+		if err != nil {
+			rt.close()
+			return nil, errors.Join(errors.New("endpoint "+ec.Name), err)
 		}
-		cum := 0
-		for _, r := range ec.Routes {
-			cum += r.Weight
-			rr := route{backend: rt.backends[r.Backend], variant: r.Variant, upto: cum}
-			rr.series = append(rr.series, m.Route(ec.Name, r.Backend, r.Variant))
-			for _, f := range ec.Fallbacks {
-				rr.series = append(rr.series, m.Route(ec.Name, f, r.Variant))
+		e := &endpoint{idx: i, name: ec.Name, kind: kind, timeout: ec.Timeout, routing: re, sticky: re.Sticky(),
+			m: m.Endpoint(ec.Name), local: m.Route(ec.Name, metrics.None, metrics.None), backends: len(names)}
+		e.series = make([]*metrics.Route, len(ec.Routes)*len(names))
+		for ri, r := range ec.Routes {
+			variant := r.Variant
+			if variant == "" {
+				variant = r.Backend
 			}
-			e.routes = append(e.routes, rr)
+			for _, b := range append([]string{r.Backend}, ec.Fallbacks...) {
+				e.series[ri*len(names)+backendIdx[b]] = m.Route(ec.Name, b, variant)
+			}
 		}
+		rt.routing = append(rt.routing, re)
 		rt.endpoints[ec.Name] = e
 	}
 	all := make([]bool, len(cfg.Endpoints))

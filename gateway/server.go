@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/tollgate/tollgate/metrics"
+	"github.com/tollgate/tollgate/router"
 )
 
 // Server runs the API and admin listeners over the live runtime.
@@ -35,6 +36,9 @@ type Server struct {
 
 	reg       *prometheus.Registry
 	m         *metrics.Metrics
+	router    *router.Router
+	// routerSeen is the router change count the gauges last reflected.
+	routerSeen atomic.Uint64
 	metrics   fasthttp.RequestHandler
 	accessLog atomic.Bool
 	draining  atomic.Bool
@@ -61,6 +65,7 @@ func New(path string, opt Options) (*Server, error) {
 	s := &Server{path: path, log: log, reg: prometheus.NewRegistry()}
 	s.m = metrics.New(s.reg)
 	s.metrics = metrics.Handler(s.reg)
+	s.router = router.New(router.Options{Logger: log})
 	rt, err := buildRuntime(cfg, log, s.m)
 	if err != nil {
 		return nil, err
@@ -95,6 +100,8 @@ func (s *Server) install(rt *runtime) {
 	if s.api != nil {
 		s.api.MaxRequestBodySize = rt.maxBody
 	}
+	s.router.Apply(rt.routing)
+	s.syncRouterGauges(true)
 	if old := s.rt.Swap(rt); old != nil {
 		old.retire()
 	}
@@ -150,6 +157,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go s.watch(watchCtx)
+	routerDone := make(chan struct{})
+	go func() {
+		defer close(routerDone)
+		if err := s.router.Run(watchCtx); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("router stopped", "error", err.Error())
+		}
+	}()
+	defer func() { stopWatch(); <-routerDone }()
 	s.log.Info("serving", "listen", s.Addr(), "admin", s.AdminAddr(), "config", s.path)
 	select {
 	case err := <-errc:
@@ -279,10 +294,33 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetBodyString(`{"status":"ready"}`)
 	case "/metrics":
+		s.syncRouterGauges(false)
 		s.metrics(ctx)
 	default:
 		writeError(&ctx.Response, &errNotFound)
 	}
+}
+
+// syncRouterGauges copies route weights and canary states into their gauges when the
+// router changed since the last copy (or always, when force is set).
+func (s *Server) syncRouterGauges(force bool) {
+	n := s.router.Changes()
+	if !force && s.routerSeen.Load() == n {
+		return
+	}
+	s.routerSeen.Store(n)
+	ws := s.router.Weights()
+	mw := make([]metrics.RouteWeight, len(ws))
+	for i, w := range ws {
+		mw[i] = metrics.RouteWeight{Endpoint: w.Endpoint, Backend: w.Backend, Variant: w.Variant, Weight: w.Weight}
+	}
+	s.m.SetRouteWeights(mw)
+	cs := s.router.CanaryStates()
+	mc := make([]metrics.CanaryState, len(cs))
+	for i, c := range cs {
+		mc[i] = metrics.CanaryState{Endpoint: c.Endpoint, State: c.State.String()}
+	}
+	s.m.SetCanaryStates(mc)
 }
 
 type fasthttpLogger struct{ log *slog.Logger }

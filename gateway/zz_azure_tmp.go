@@ -1,0 +1,5 @@
+package gateway
+
+import "github.com/tollgate/tollgate/providers"
+
+func setAzure(b *providers.Config, deployment, version string) {}
