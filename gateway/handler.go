@@ -56,8 +56,8 @@ type request struct {
 	body    []byte
 	bodyBuf []byte
 	call    providers.Call
-	res  providers.Result
-	ev   providers.Event
+	res     providers.Result
+	ev      providers.Event
 
 	reqID     []byte
 	modelName []byte

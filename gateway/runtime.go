@@ -27,9 +27,9 @@ type runtime struct {
 	// backendList is indexed like the names router plans refer to.
 	backendList []*providers.Backend
 	routing     []*router.Endpoint
-	keys      map[[sha256.Size]byte]*clientKey
-	authKeys  bool
-	maxBody   int
+	keys        map[[sha256.Size]byte]*clientKey
+	authKeys    bool
+	maxBody     int
 	// models is the /v1/models body for callers that may use every endpoint.
 	models []byte
 

@@ -34,16 +34,16 @@ type Server struct {
 	apiLn net.Listener
 	admLn net.Listener
 
-	reg       *prometheus.Registry
-	m         *metrics.Metrics
-	router    *router.Router
+	reg    *prometheus.Registry
+	m      *metrics.Metrics
+	router *router.Router
 	// routerSeen is the router change count the gauges last reflected.
 	routerSeen atomic.Uint64
-	metrics   fasthttp.RequestHandler
-	accessLog atomic.Bool
-	draining  atomic.Bool
-	reloadMu  sync.Mutex
-	lastHash  [sha256.Size]byte
+	metrics    fasthttp.RequestHandler
+	accessLog  atomic.Bool
+	draining   atomic.Bool
+	reloadMu   sync.Mutex
+	lastHash   [sha256.Size]byte
 }
 
 // Options adjust a Server beyond its config file.
