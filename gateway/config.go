@@ -44,8 +44,8 @@ type ServerConfig struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	ReadTimeout   time.Duration `yaml:"read_timeout"`
 	IdleTimeout   time.Duration `yaml:"idle_timeout"`
-	// Concurrency caps requests served at once; above it clients get 503.
-	Concurrency int `yaml:"concurrency"`
+	// AdminToken, when set, is required as a bearer token on /admin/ routes.
+	AdminToken string `yaml:"admin_token"`
 }
 
 // AuthConfig is the `auth:` section.
@@ -444,9 +444,6 @@ func (c *Config) problems() []string {
 	}
 	if c.Server.ShutdownGrace < 0 {
 		add("server.shutdown_grace", "must not be negative")
-	}
-	if c.Server.Concurrency < 0 {
-		add("server.concurrency", "must not be negative")
 	}
 	switch c.Auth.Mode {
 	case "none", "keys":

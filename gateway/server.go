@@ -297,6 +297,10 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		s.syncRouterGauges(false)
 		s.metrics(ctx)
 	default:
+		if bytes.HasPrefix(ctx.Path(), []byte("/admin/")) {
+			s.serveOperator(ctx)
+			return
+		}
 		writeError(&ctx.Response, &errNotFound)
 	}
 }

@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/router"
+)
+
+// serveOperator answers /admin/...: the routing of every endpoint, canary verbs, weight
+// overrides and reloads. JSON in and out; a configured server.admin_token is required
+// as a bearer token.
+func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
+	rt := s.rt.Load()
+	if rt == nil {
+		writeError(&ctx.Response, &errShuttingDown)
+		return
+	}
+	if tok := rt.cfg.Server.AdminToken; tok != "" {
+		got := bytes.TrimPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))
+		if subtle.ConstantTimeCompare(got, []byte(tok)) != 1 {
+			writeError(&ctx.Response, &apiError{401, "authentication_error", "invalid_admin_token", "", "This admin API needs the admin token as a bearer token."})
+			return
+		}
+	}
+	parts := strings.Split(strings.Trim(string(ctx.Path()), "/"), "/")
+	method := string(ctx.Method())
+	opCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	switch {
+	case len(parts) == 2 && parts[1] == "reload":
+		if method != "POST" {
+			writeError(&ctx.Response, &errMethod)
+			return
+		}
+		if err := s.Reload(); err != nil {
+			var ce *ConfigError
+			problems := []string{err.Error()}
+			if errors.As(err, &ce) {
+				problems = ce.Problems
+			}
+			writeJSON(ctx, 422, map[string]any{"status": "error", "message": "the config was not reloaded; the running one stays", "problems": problems})
+			return
+		}
+		writeJSON(ctx, 200, map[string]any{"status": "reloaded"})
+	case len(parts) == 2 && parts[1] == "endpoints":
+		if method != "GET" {
+			writeError(&ctx.Response, &errMethod)
+			return
+		}
+		writeJSON(ctx, 200, map[string]any{"endpoints": s.endpointViews(rt, s.router.Snapshot()), "leader": s.router.Leader()})
+	case len(parts) == 3 && parts[1] == "endpoints":
+		if method != "GET" {
+			writeError(&ctx.Response, &errMethod)
+			return
+		}
+		snap, err := s.router.EndpointSnapshot(parts[2])
+		s.writeRouting(ctx, rt, snap, err)
+	case len(parts) == 5 && parts[1] == "endpoints" && parts[3] == "canary":
+		if method != "POST" {
+			writeError(&ctx.Response, &errMethod)
+			return
+		}
+		var op func(context.Context, string) (router.EndpointSnapshot, error)
+		switch parts[4] {
+		case "pause":
+			op = s.router.Pause
+		case "resume":
+			op = s.router.Resume
+		case "promote":
+			op = s.router.Promote
+		case "rollback":
+			op = s.router.Rollback
+		default:
+			writeError(&ctx.Response, &apiError{404, "invalid_request_error", "unknown_verb", "", "Canary verbs are pause, resume, promote and rollback."})
+			return
+		}
+		snap, err := op(opCtx, parts[2])
+		if err == nil {
+			s.log.Info("canary operated", "endpoint", parts[2], "verb", parts[4], "state", canaryState(snap))
+		}
+		s.writeRouting(ctx, rt, snap, err)
+	case len(parts) == 4 && parts[1] == "endpoints" && parts[3] == "weights":
+		if method != "PUT" && method != "POST" {
+			writeError(&ctx.Response, &errMethod)
+			return
+		}
+		var weights map[string]int
+		dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&weights); err != nil || len(weights) == 0 {
+			writeError(&ctx.Response, &apiError{400, "invalid_request_error", "invalid_weights", "", `The body must be a JSON object of backend name to weight, e.g. {"stable": 90, "canary": 10}.`})
+			return
+		}
+		snap, err := s.router.SetWeights(opCtx, parts[2], weights)
+		if err == nil {
+			s.log.Info("route weights overridden", "endpoint", parts[2], "weights", weights)
+		}
+		s.writeRouting(ctx, rt, snap, err)
+	default:
+		writeError(&ctx.Response, &errNotFound)
+	}
+	s.syncRouterGauges(false)
+}
+
+func canaryState(s router.EndpointSnapshot) string {
+	if s.Canary == nil {
+		return "none"
+	}
+	return s.Canary.State.String()
+}
+
+// endpointView is one endpoint as the admin API shows it.
+type endpointView struct {
+	router.EndpointSnapshot
+	Type string `json:"type"`
+}
+
+func (s *Server) endpointViews(rt *runtime, snaps []router.EndpointSnapshot) []endpointView {
+	out := make([]endpointView, 0, len(snaps))
+	for _, sn := range snaps {
+		v := endpointView{EndpointSnapshot: sn}
+		if ep := rt.endpoints[sn.Name]; ep != nil {
+			v.Type = ep.kind.String()
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (s *Server) writeRouting(ctx *fasthttp.RequestCtx, rt *runtime, snap router.EndpointSnapshot, err error) {
+	if err != nil {
+		status, code := 500, "internal_error"
+		switch {
+		case errors.Is(err, router.ErrUnknownModel):
+			status, code = 404, "endpoint_not_found"
+		case errors.Is(err, router.ErrNoCanary):
+			status, code = 409, "no_canary"
+		case errors.Is(err, router.ErrCanaryState):
+			status, code = 409, "invalid_canary_state"
+		case errors.Is(err, router.ErrInvalidWeights):
+			status, code = 400, "invalid_weights"
+		case errors.Is(err, router.ErrUnavailable):
+			status, code = 503, "shared_state_unavailable"
+		}
+		writeError(&ctx.Response, &apiError{status, "invalid_request_error", code, "", err.Error()})
+		return
+	}
+	writeJSON(ctx, 200, s.endpointViews(rt, []router.EndpointSnapshot{snap})[0])
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(&ctx.Response, &errInternal)
+		return
+	}
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentTypeBytes(strJSON)
+	ctx.SetBody(b)
+}
