@@ -1,0 +1,328 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+// replica is one gateway process as far as the router is concerned.
+type replica struct {
+	r   *Router
+	e   *Endpoint
+	rdb *redis.Client
+}
+
+type cluster struct {
+	t      *testing.T
+	srv    *redisServer
+	clock  *fakeClock
+	prefix string
+	logs   *syncBuffer
+}
+
+func newCluster(t *testing.T) *cluster {
+	return &cluster{
+		t:      t,
+		srv:    startRedis(t),
+		clock:  newFakeClock(),
+		prefix: "test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":",
+		logs:   &syncBuffer{},
+	}
+}
+
+func (c *cluster) replica(id string, cfg Config) *replica {
+	c.t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: c.srv.Addr(), MaxRetries: -1,
+		DialTimeout: 200 * time.Millisecond, DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
+	c.t.Cleanup(func() { _ = rdb.Close() })
+	r := New(Options{
+		Redis:     rdb,
+		KeyPrefix: c.prefix,
+		ID:        id,
+		Now:       c.clock.Now,
+		TickEvery: 50 * time.Millisecond,
+		LeaseTTL:  300 * time.Millisecond,
+		Logger:    testLogger(c.logs).With("replica", id),
+	})
+	e := mustEndpoint(c.t, "chat", cfg)
+	r.Apply([]*Endpoint{e})
+	return &replica{r: r, e: e, rdb: rdb}
+}
+
+// round ticks the followers, then the leader, then the followers again: a
+// follower's counts reach Redis before the leader decides, and every
+// follower reads the decision, as a few real ticks would.
+func round(rs ...*replica) {
+	for _, x := range rs {
+		if !x.r.Leader() {
+			x.r.tick(bg)
+		}
+	}
+	for _, x := range rs {
+		if x.r.Leader() {
+			x.r.tick(bg)
+		}
+	}
+	for _, x := range rs {
+		if !x.r.Leader() {
+			x.r.tick(bg)
+		}
+	}
+}
+
+func sharedCanary() Config {
+	return canaryConfig(Canary{Interval: time.Minute, MinRequests: 100, MaxErrorRate: rate(0.02), MaxP99: time.Second})
+}
+
+func weightsAgree(t *testing.T, step string, want float64, rs ...*replica) {
+	t.Helper()
+	for i, x := range rs {
+		c := canaryOf(t, x.r, "chat")
+		if c.Weight != want {
+			t.Fatalf("%s: replica %d has the canary at %v %% (%s), want %v", step, i, c.Weight, c.State, want)
+		}
+	}
+}
+
+func TestSharedReplicasAgreeAtEveryStep(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg) // a takes the lease first
+	round(a, b)
+	if !a.r.Leader() || b.r.Leader() {
+		t.Fatalf("leaders: a %v, b %v", a.r.Leader(), b.r.Leader())
+	}
+	weightsAgree(t, "start", 5, a, b)
+	keys := userKeys(20_000)
+	for _, want := range []float64{10, 25, 50, 75, 100} {
+		// 60 requests on each replica: neither alone meets min_requests,
+		// so a step proves the leader merged both.
+		feed(a.e, 1, 60, 0, 100*time.Millisecond, 0)
+		feed(b.e, 1, 60, 1, 100*time.Millisecond, 0)
+		round(a, b)
+		cl := canaryOf(t, a.r, "chat").Cluster
+		if cl == nil || cl.Requests != 120 || cl.Errors != 1 {
+			t.Fatalf("leader's merged window: %+v, want 120 requests, 1 error", cl)
+		}
+		c.clock.Advance(time.Minute)
+		round(a, b)
+		weightsAgree(t, "step", want, a, b)
+		pa, pb := assignments(a.e, keys), assignments(b.e, keys)
+		for i := range keys {
+			if pa[i] != pb[i] {
+				t.Fatalf("canary %v %%: user %s on route %d on a, %d on b", want, keys[i], pa[i], pb[i])
+			}
+		}
+	}
+	if s := canaryOf(t, b.r, "chat"); s.State != StatePromoted {
+		t.Fatalf("follower state %s, want promoted", s.State)
+	}
+}
+
+func TestSharedTooFewRequestsAcrossReplicas(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+	feed(a.e, 1, 40, 0, 100*time.Millisecond, 0)
+	feed(b.e, 1, 40, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(2 * time.Minute)
+	round(a, b)
+	weightsAgree(t, "80 of 100 requests", 5, a, b)
+	feed(b.e, 1, 20, 0, 100*time.Millisecond, 0)
+	round(a, b)
+	weightsAgree(t, "100 of 100 requests", 10, a, b)
+}
+
+func TestSharedBreachOnAFollowerRollsBackEverywhere(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+	feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
+	feed(b.e, 1, 100, 10, 100*time.Millisecond, 0) // 10 of 200: 5 %
+	c.clock.Advance(10 * time.Second)
+	round(a, b)
+	weightsAgree(t, "breach", 0, a, b)
+	for _, x := range []*replica{a, b} {
+		if s := canaryOf(t, x.r, "chat"); s.State != StateRolledBack || !strings.Contains(s.Reason, "error rate") {
+			t.Fatalf("state %s (%s), want rolled_back on the error rate", s.State, s.Reason)
+		}
+	}
+	// It stays at 0 through healthy intervals.
+	for range 3 {
+		c.clock.Advance(time.Minute)
+		round(a, b)
+	}
+	weightsAgree(t, "held", 0, a, b)
+}
+
+func TestSharedOperatorOnFollower(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+
+	if _, err := b.r.Pause(bg, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	feed(a.e, 1, 200, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(a, b)
+	weightsAgree(t, "paused", 5, a, b)
+	if s := canaryOf(t, a.r, "chat"); s.State != StatePaused {
+		t.Fatalf("leader state %s after a pause on the follower", s.State)
+	}
+
+	snap, err := b.r.SetWeights(bg, "chat", map[string]int{"llama": 80, "llama-v2": 20})
+	if err != nil || !snap.Override {
+		t.Fatalf("SetWeights: %v %+v", err, snap)
+	}
+	round(a, b)
+	weightsAgree(t, "override", 20, a, b)
+
+	// A reload on one replica ends the override on all of them.
+	a.r.Apply([]*Endpoint{mustEndpoint(t, "chat", sharedCanary())})
+	round(a, b)
+	round(a, b)
+	for _, x := range []*replica{a, b} {
+		s, _ := x.r.EndpointSnapshot("chat")
+		if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 20 {
+			t.Fatalf("after reload: override %v, canary %+v", s.Override, s.Canary)
+		}
+	}
+
+	if _, err := a.r.Promote(bg, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	round(a, b)
+	weightsAgree(t, "promoted", 100, a, b)
+	if _, err := b.r.Pause(bg, "chat"); !errors.Is(err, ErrCanaryState) {
+		t.Fatalf("pausing a promoted canary: %v", err)
+	}
+}
+
+func TestSharedLeaderHandover(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+
+	// a runs its loop on a ticker the test drives.
+	ticks := make(chan time.Time)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a.r.newTicker = func(time.Duration) (<-chan time.Time, func()) { return ticks, func() {} }
+	done := make(chan error, 1)
+	go func() { done <- a.r.Run(ctx) }()
+	ticks <- c.clock.Now()
+	ticks <- c.clock.Now() // returns once the first tick is done
+	round(b)
+	if !a.r.Leader() || b.r.Leader() {
+		t.Fatalf("leaders: a %v, b %v", a.r.Leader(), b.r.Leader())
+	}
+	feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	ticks <- c.clock.Now()
+	ticks <- c.clock.Now()
+	round(b)
+	weightsAgree(t, "first step", 10, a, b)
+
+	// Stopping a hands the lease over at b's next tick.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	b.r.tick(bg)
+	if !b.r.Leader() {
+		t.Fatal("b did not take over after a stopped")
+	}
+	feed(b.e, 1, 100, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(b)
+	weightsAgree(t, "step under the new leader", 25, b)
+
+	// A leader that dies without a word loses the lease when it expires.
+	d := c.replica("d", sharedCanary())
+	round(b, d)
+	weightsAgree(t, "a fresh replica adopts the shared weight", 25, d)
+	// b stops ticking, as if killed.
+	deadline := time.Now().Add(5 * time.Second)
+	for !d.r.Leader() {
+		if time.Now().After(deadline) {
+			t.Fatal("d never took over from a dead leader")
+		}
+		d.r.tick(bg)
+		time.Sleep(25 * time.Millisecond)
+	}
+	feed(d.e, 1, 100, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(d)
+	weightsAgree(t, "step under the third leader", 50, d)
+}
+
+func TestSharedRedisDown(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+	feed(a.e, 1, 200, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(a, b)
+	weightsAgree(t, "before", 10, a, b)
+
+	c.srv.Kill()
+	if _, err := b.r.Rollback(bg, "chat"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Rollback with Redis down: %v", err)
+	}
+	feed(a.e, 1, 200, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(a, b)
+	weightsAgree(t, "held while Redis is down", 10, a, b)
+	if a.r.Leader() {
+		t.Fatal("a still leads without Redis")
+	}
+	if !strings.Contains(c.logs.String(), "router shared state unavailable") {
+		t.Fatalf("no warning logged:\n%s", c.logs.String())
+	}
+
+	// An empty Redis comes back: the replicas publish what they hold, the
+	// counts held back during the outage reach the window, and the healthy
+	// interval they show earns its step.
+	c.srv.Restart()
+	round(a, b)
+	round(a, b)
+	weightsAgree(t, "after restart", 25, a, b)
+	feed(a.e, 1, 200, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(a, b)
+	weightsAgree(t, "stepping again", 50, a, b)
+}
+
+func TestSharedNewRoutesResetState(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+	feed(a.e, 1, 200, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(a, b)
+	weightsAgree(t, "before", 10, a, b)
+
+	// The leader reloads with new routes: it resets the shared state; b,
+	// still on the old routes, keeps what it had until it reloads too.
+	cfg := sharedCanary()
+	cfg.Routes[0].Weight, cfg.Routes[1].Weight = 98, 2
+	a.r.Apply([]*Endpoint{mustEndpoint(t, "chat", cfg)})
+	round(a, b)
+	weightsAgree(t, "leader reloaded", 2, a)
+	weightsAgree(t, "follower on the old config", 10, b)
+	b.r.Apply([]*Endpoint{mustEndpoint(t, "chat", cfg)})
+	round(a, b)
+	weightsAgree(t, "both reloaded", 2, a, b)
+}
