@@ -88,9 +88,9 @@ func (h *histCounts) quantile(q float64) time.Duration {
 // counter: the latency histogram counts every attempt, and one contended
 // atomic less per attempt is worth summing 960 buckets on the rare read.
 type routeStats struct {
-	errors   atomic.Uint64
-	lat      [histBuckets]atomic.Uint64
-	ttft     [histBuckets]atomic.Uint64
+	errors atomic.Uint64
+	lat    [histBuckets]atomic.Uint64
+	ttft   [histBuckets]atomic.Uint64
 	// The pad keeps the next route's hot counters off this one's last
 	// cache line.
 	_ [64]byte
