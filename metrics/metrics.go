@@ -84,7 +84,7 @@ type Metrics struct {
 	lastCanary  map[string]string
 	lastUp      map[[2]string]struct{}
 
-	tracing atomic.Pointer[func() TraceStats]
+	tracing *traceCollector
 }
 
 // New creates the Tollgate collectors and registers them, with the Go runtime
@@ -148,7 +148,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "tollgate_canary_state",
 		Help: "1 for the endpoint's current canary state, 0 for the others.",
 	}, []string{"endpoint", "state"}))
-	register(reg, &traceCollector{m: m})
+	m.tracing = register(reg, &traceCollector{})
 
 	// Both results exist from the start so that rate() over them works
 	// before the first failure.

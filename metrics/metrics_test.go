@@ -330,10 +330,15 @@ func TestNewTwiceSharesCollectors(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	New(reg).Route("chat", "llama", "stable").Done(200, time.Millisecond, 0, 0, 0, 0, 0)
 	New(reg).Route("chat", "llama", "stable").Done(200, time.Millisecond, 0, 0, 0, 0, 0)
+	second := New(reg)
+	second.WatchTracing(func() TraceStats { return TraceStats{Kept: 1} })
 	fams := scrape(t, reg, "")
 	got := value(series(t, fams, "tollgate_requests_total", map[string]string{"endpoint": "chat", "backend": "llama", "variant": "stable", "code": "200"}))
 	if got != 2 {
 		t.Errorf("requests = %v, want 2 on the shared counter", got)
+	}
+	if got := value(series(t, fams, "tollgate_traces_total", map[string]string{"decision": "kept"})); got != 1 {
+		t.Errorf("traces kept = %v, want 1 from the second Metrics' tracer", got)
 	}
 }
 

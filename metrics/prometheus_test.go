@@ -100,6 +100,7 @@ scrape_configs:
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))
 	var logs bytes.Buffer
+	//nolint:gosec // the test's own prometheus binary and flags
 	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),

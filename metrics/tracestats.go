@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // TraceStats is what the tracing side reports about its tail sampler; the
 // counters only grow for the life of one tracer.
@@ -21,10 +25,10 @@ type TraceStats struct {
 // the counters then restart from zero, which Prometheus treats as a reset.
 func (m *Metrics) WatchTracing(f func() TraceStats) {
 	if f == nil {
-		m.tracing.Store(nil)
+		m.tracing.f.Store(nil)
 		return
 	}
-	m.tracing.Store(&f)
+	m.tracing.f.Store(&f)
 }
 
 var (
@@ -41,7 +45,9 @@ var (
 
 // traceCollector reads the current tracer's statistics at scrape time, so
 // the tracing package needs no dependency on Prometheus.
-type traceCollector struct{ m *Metrics }
+type traceCollector struct {
+	f atomic.Pointer[func() TraceStats]
+}
 
 func (c *traceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tracesDesc
@@ -51,7 +57,7 @@ func (c *traceCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *traceCollector) Collect(ch chan<- prometheus.Metric) {
-	f := c.m.tracing.Load()
+	f := c.f.Load()
 	if f == nil {
 		return
 	}

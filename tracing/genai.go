@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"errors"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -201,7 +202,7 @@ func SetRequest(span trace.Span, maxTokens int64, temperature float64, stream bo
 	if maxTokens > 0 {
 		span.SetAttributes(genai.GenAIRequestMaxTokensKey.Int64(maxTokens))
 	}
-	if temperature == temperature { // not NaN
+	if !math.IsNaN(temperature) {
 		span.SetAttributes(genai.GenAIRequestTemperature(temperature))
 	}
 }
