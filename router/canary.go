@@ -69,6 +69,7 @@ type canaryCfg struct {
 	route       int
 	steps       []int32 // buckets, increasing, last is Buckets
 	interval    time.Duration
+	slotLen     time.Duration // see slot
 	minRequests uint64
 	hasMaxErr   bool
 	maxErrRate  float64
@@ -88,6 +89,7 @@ func newCanaryCfg(c *Canary, route int, home int32) *canaryCfg {
 	if cc.interval == 0 {
 		cc.interval = defaultInterval
 	}
+	cc.slotLen = min(max(cc.interval/5, time.Second), time.Minute)
 	steps := c.Steps
 	if len(steps) == 0 {
 		steps = defaultSteps[:]
@@ -106,6 +108,18 @@ func newCanaryCfg(c *Canary, route int, home int32) *canaryCfg {
 		cc.start = cc.steps[0]
 	}
 	return cc
+}
+
+// slot is the index of the slot of the window starting at since that now
+// falls in. The gates judge two spans: the whole window, which decides a
+// step, and the recent one (the previous slot and the current one), so
+// that a canary turning bad late in a long interval is not hidden by the
+// healthy minutes before it.
+func (c *canaryCfg) slot(since, now time.Time) int64 {
+	if now.Before(since) {
+		return 0
+	}
+	return int64(now.Sub(since) / c.slotLen)
 }
 
 // next is the first step above w, or Buckets.
@@ -191,16 +205,23 @@ const (
 	evOverride = "override"
 )
 
-// decide is the controller: given the current window of the canary's
-// traffic it returns the next state and the event, or "" for no change.
-func decide(c *canaryCfg, cur ctlState, w *window, now time.Time) (ctlState, string) {
+// decide is the controller: given the canary's traffic over the whole
+// window and over its recent part (since from), it returns the next state
+// and the event, or "" for no change.
+func decide(c *canaryCfg, cur ctlState, whole, recent *window, from, now time.Time) (ctlState, string) {
 	if cur.state != StateStepping && cur.state != StatePaused {
 		return cur, ""
 	}
-	if why := c.breach(w); why != "" {
+	why := c.breach(whole)
+	if why == "" && recent.requests < whole.requests {
+		if why = c.breach(recent); why != "" {
+			why += " over the last " + now.Sub(from).Round(time.Second).String()
+		}
+	}
+	if why != "" {
 		return ctlState{state: StateRolledBack, cw: 0, since: now, reason: why}, evRollback
 	}
-	if cur.state != StateStepping || now.Sub(cur.since) < c.interval || w.requests < c.minRequests {
+	if cur.state != StateStepping || now.Sub(cur.since) < c.interval || whole.requests < c.minRequests {
 		return cur, ""
 	}
 	next := ctlState{state: StateStepping, cw: c.next(cur.cw), since: now, reason: "healthy interval"}

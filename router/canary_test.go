@@ -106,6 +106,22 @@ func TestCanaryController(t *testing.T) {
 			state:  StateStepping,
 		},
 		{
+			name: "a breach late in the interval is caught by the recent span",
+			feed: []slice{{n: 500, after: 12 * time.Second}, {n: 500, after: 12 * time.Second},
+				{n: 500, after: 12 * time.Second}, {n: 100, errs: 5, after: 12 * time.Second}},
+			weight: []float64{5, 5, 5, 0},
+			state:  StateRolledBack,
+			reason: "error rate 0.0500 above 0.01 (5 of 100) over the last 12s",
+		},
+		{
+			name: "a slow recent span rolls back",
+			feed: []slice{{n: 2500, after: 12 * time.Second}, {n: 2500, after: 12 * time.Second},
+				{n: 100, slow: 40, slowLatency: 3 * time.Second, after: 12 * time.Second}},
+			weight: []float64{5, 5, 0},
+			state:  StateRolledBack,
+			reason: "above 1s over the last 12s",
+		},
+		{
 			name:   "breach in a later step",
 			feed:   []slice{healthy, healthy, {n: 150, errs: 3, after: 10 * time.Second}},
 			weight: []float64{10, 25, 0},

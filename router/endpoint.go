@@ -234,19 +234,30 @@ type state struct {
 	mu  sync.Mutex // guards everything below
 	cfg *canaryCfg
 	ctl ctlState
-	// baseline is the canary route's counters when the current window
-	// began; the local window is the counters now minus it.
-	baseline window
+	// win tracks the canary's local windows; nil without a canary.
+	win *canaryWindows
 	// ver is the shared state's version last applied; dirty says local
 	// changes (a reload that cleared an override) await publishing.
 	ver   int64
 	dirty bool
-	// cluster is the last window the leader merged from every replica.
-	cluster    WindowStats
-	hasCluster bool
+	// cluster and clusterRecent are the windows the leader last merged
+	// from every replica.
+	cluster, clusterRecent WindowStats
+	hasCluster             bool
+}
 
-	// flushed holds the canary's counters as last written to Redis; only
-	// the Run goroutine touches it.
+// canaryWindows are copies of the canary route's counters taken at the
+// start of the current window and of the last two slots (see
+// canaryCfg.slotLen): the counters now minus a copy is the traffic since.
+type canaryWindows struct {
+	start        window
+	cur, prev    window
+	curAt        time.Time
+	prevAt       time.Time
+	slot         int64
+	slotsStarted bool
+	// flushed holds the counters as last written to Redis; only the Run
+	// goroutine touches it.
 	flushed window
 }
 
@@ -261,6 +272,7 @@ func newState(e *Endpoint) *state {
 	}
 	if e.canary != nil {
 		st.canary = e.canary.route
+		st.win = new(canaryWindows)
 		st.ctl = ctlState{state: StateStepping, cw: e.canary.start, reason: "configured"}
 	}
 	st.table.Store(buildTable(&st.lay, st.weightsFor(&st.ctl)))
@@ -288,8 +300,9 @@ func (st *state) set(next ctlState) bool {
 	if st.ctl.equal(&next) {
 		return false
 	}
-	if !st.ctl.since.Equal(next.since) && st.canary >= 0 {
-		st.baseline.copyFrom(&st.stats[st.canary])
+	if !st.ctl.since.Equal(next.since) && st.win != nil {
+		st.win.start.copyFrom(&st.stats[st.canary])
+		st.win.slotsStarted = false
 		st.hasCluster = false
 	}
 	w := st.weightsFor(&next)
@@ -300,13 +313,32 @@ func (st *state) set(next ctlState) bool {
 	return true
 }
 
-// localWindow returns the canary's traffic on this replica since the
-// window began. st.mu must be held.
-func (st *state) localWindow() *window {
-	var now, w window
-	now.copyFrom(&st.stats[st.canary])
-	w.sub(&now, &st.baseline)
-	return &w
+// localWindows returns the canary's traffic on this replica since the
+// window began (whole) and over the last one to two slots (recent, which
+// began at from). Calls at least once a slot keep recent accurate; Run
+// ticks far more often. st.mu must be held.
+func (st *state) localWindows(now time.Time) (whole, recent *window, from time.Time) {
+	w := st.win
+	var cum window
+	cum.copyFrom(&st.stats[st.canary])
+	k := st.cfg.slot(st.ctl.since, now)
+	switch {
+	case !w.slotsStarted:
+		w.prev, w.cur = w.start, w.start
+		w.prevAt, w.curAt = st.ctl.since, st.ctl.since
+		w.slot, w.slotsStarted = k, true
+	case k == w.slot+1:
+		w.prev, w.prevAt = w.cur, w.curAt
+		w.cur, w.curAt, w.slot = cum, now, k
+	case k != w.slot:
+		// Skipped slots: nothing recent is known before now.
+		w.prev, w.cur = cum, cum
+		w.prevAt, w.curAt, w.slot = now, now, k
+	}
+	whole, recent = new(window), new(window)
+	whole.sub(&cum, &w.start)
+	recent.sub(&cum, &w.prev)
+	return whole, recent, w.prevAt
 }
 
 func equalWeights(a, b []int32) bool {

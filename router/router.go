@@ -365,7 +365,8 @@ func (r *Router) tick(ctx context.Context) {
 			continue
 		}
 		st.mu.Lock()
-		if next, ev := decide(st.cfg, st.ctl, st.localWindow(), now); ev != "" {
+		whole, recent, from := st.localWindows(now)
+		if next, ev := decide(st.cfg, st.ctl, whole, recent, from, now); ev != "" {
 			r.setLocked(e.name, st, next, ev)
 		}
 		st.mu.Unlock()

@@ -20,6 +20,8 @@ import (
 //	P ep:{N}:w:SIG:SINCE      hash: the canary's window, summed over replicas:
 //	                          n (requests), e (errors), lI / tI (latency / TTFT
 //	                          histogram bucket I)
+//	P ep:{N}:w:SIG:SINCE:K    the same for slot K of the window alone; the
+//	                          leader sums the last two for the recent span
 //
 // Every replica adds what its canary saw to the current window each tick
 // (HINCRBY of the deltas since its last flush) and reads the state hash;
@@ -70,6 +72,8 @@ func (s *shared) stateKey(name string) string { return s.prefix + "ep:{" + name 
 func (s *shared) windowKey(name string, sig uint64, since time.Time) string {
 	return s.prefix + "ep:{" + name + "}:w:" + strconv.FormatUint(sig, 16) + ":" + strconv.FormatInt(since.UnixMilli(), 10)
 }
+
+func slotKey(window string, k int64) string { return window + ":" + strconv.FormatInt(k, 10) }
 
 // remoteState is a decoded state hash.
 type remoteState struct {
@@ -189,7 +193,7 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 func (s *shared) tick(ctx context.Context, r *Router, eps []*Endpoint) {
 	ctx, cancel := context.WithTimeout(ctx, max(2*r.tickEvery, time.Second))
 	defer cancel()
-	err := errors.Join(s.flush(ctx, eps), s.lease(ctx, r))
+	err := errors.Join(s.flush(ctx, r, eps), s.lease(ctx, r))
 	synced, perr := s.poll(ctx, r, eps)
 	err = errors.Join(err, perr)
 	if s.leader.Load() {
@@ -205,14 +209,16 @@ func (s *shared) tick(ctx context.Context, r *Router, eps []*Endpoint) {
 	}
 }
 
-// flush adds what each canary saw since the last flush to its window.
-func (s *shared) flush(ctx context.Context, eps []*Endpoint) error {
+// flush adds what each canary saw since the last flush to its window and
+// to the window's current slot.
+func (s *shared) flush(ctx context.Context, r *Router, eps []*Endpoint) error {
 	type pending struct {
 		st  *state
 		now *window
 	}
 	var todo []pending
 	pipe := s.rdb.Pipeline()
+	now := r.now()
 	for _, e := range eps {
 		st := e.st.Load()
 		if st.canary < 0 {
@@ -220,29 +226,32 @@ func (s *shared) flush(ctx context.Context, eps []*Endpoint) error {
 		}
 		st.mu.Lock()
 		key := s.windowKey(e.name, st.sig, st.ctl.since)
+		slot := slotKey(key, st.cfg.slot(st.ctl.since, now))
 		ttl := 2*st.cfg.interval + time.Minute
 		st.mu.Unlock()
-		now := new(window)
-		now.copyFrom(&st.stats[st.canary])
+		cum := new(window)
+		cum.copyFrom(&st.stats[st.canary])
 		var d window
-		d.sub(now, &st.flushed)
+		d.sub(cum, &st.win.flushed)
 		if d.requests == 0 {
 			continue
 		}
-		pipe.HIncrBy(ctx, key, "n", int64(d.requests))
-		if d.errors > 0 {
-			pipe.HIncrBy(ctx, key, "e", int64(d.errors))
-		}
-		for i := range d.lat {
-			if d.lat[i] > 0 {
-				pipe.HIncrBy(ctx, key, "l"+strconv.Itoa(i), int64(d.lat[i]))
+		for _, k := range [2]string{key, slot} {
+			pipe.HIncrBy(ctx, k, "n", int64(d.requests))
+			if d.errors > 0 {
+				pipe.HIncrBy(ctx, k, "e", int64(d.errors))
 			}
-			if d.ttft[i] > 0 {
-				pipe.HIncrBy(ctx, key, "t"+strconv.Itoa(i), int64(d.ttft[i]))
+			for i := range d.lat {
+				if d.lat[i] > 0 {
+					pipe.HIncrBy(ctx, k, "l"+strconv.Itoa(i), int64(d.lat[i]))
+				}
+				if d.ttft[i] > 0 {
+					pipe.HIncrBy(ctx, k, "t"+strconv.Itoa(i), int64(d.ttft[i]))
+				}
 			}
+			pipe.PExpire(ctx, k, ttl)
 		}
-		pipe.PExpire(ctx, key, ttl)
-		todo = append(todo, pending{st, now})
+		todo = append(todo, pending{st, cum})
 	}
 	if len(todo) == 0 {
 		return nil
@@ -252,7 +261,7 @@ func (s *shared) flush(ctx context.Context, eps []*Endpoint) error {
 		return err
 	}
 	for _, p := range todo {
-		p.st.flushed = *p.now
+		p.st.win.flushed = *p.now
 	}
 	return nil
 }
@@ -344,11 +353,13 @@ func (s *shared) publish(ctx context.Context, r *Router, name string, st *state,
 // windows merged from every replica.
 func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced map[*state]bool) error {
 	type job struct {
-		e   *Endpoint
-		st  *state
-		cmd *redis.MapStringStringCmd
+		e                *Endpoint
+		st               *state
+		whole, prev, cur *redis.MapStringStringCmd
+		from             time.Time
 	}
 	var jobs []job
+	now := r.now()
 	pipe := s.rdb.Pipeline()
 	for _, e := range eps {
 		st := e.st.Load()
@@ -358,9 +369,15 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 		st.mu.Lock()
 		active := st.ctl.state == StateStepping || st.ctl.state == StatePaused
 		key := s.windowKey(e.name, st.sig, st.ctl.since)
+		k := st.cfg.slot(st.ctl.since, now)
+		from := st.ctl.since.Add(time.Duration(max(k-1, 0)) * st.cfg.slotLen)
 		st.mu.Unlock()
 		if active {
-			jobs = append(jobs, job{e, st, pipe.HGetAll(ctx, key)})
+			jobs = append(jobs, job{e: e, st: st, from: from,
+				whole: pipe.HGetAll(ctx, key),
+				prev:  pipe.HGetAll(ctx, slotKey(key, k-1)),
+				cur:   pipe.HGetAll(ctx, slotKey(key, k)),
+			})
 		}
 	}
 	if len(jobs) == 0 {
@@ -369,13 +386,13 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 	if _, err := pipe.Exec(ctx); err != nil {
 		return err
 	}
-	now := r.now()
 	var errs []error
 	for _, j := range jobs {
-		w := parseWindow(j.cmd.Val())
+		whole, recent := parseWindow(j.whole.Val()), parseWindow(j.cur.Val())
+		recent.add(parseWindow(j.prev.Val()))
 		j.st.mu.Lock()
-		j.st.cluster, j.st.hasCluster = w.summary(), true
-		if next, ev := decide(j.st.cfg, j.st.ctl, w, now); ev != "" {
+		j.st.cluster, j.st.clusterRecent, j.st.hasCluster = whole.summary(), recent.summary(), true
+		if next, ev := decide(j.st.cfg, j.st.ctl, whole, recent, j.from, now); ev != "" {
 			if err := s.publish(ctx, r, j.e.name, j.st, j.st.ver, next, ev); err != nil {
 				errs = append(errs, err)
 			}

@@ -163,6 +163,32 @@ func TestSharedBreachOnAFollowerRollsBackEverywhere(t *testing.T) {
 	weightsAgree(t, "held", 0, a, b)
 }
 
+func TestSharedLateBreachInTheRecentSpan(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+	// Interval 1m, so 12s slots. Healthy for 24s on both replicas, then
+	// a quiet slot...
+	for _, n := range []int{300, 300, 0} {
+		feed(a.e, 1, n, 0, 100*time.Millisecond, 0)
+		feed(b.e, 1, n, 0, 100*time.Millisecond, 0)
+		c.clock.Advance(12 * time.Second)
+		round(a, b)
+	}
+	weightsAgree(t, "healthy", 5, a, b)
+	// ...then failing on b: 6 of 120 (5 %) over the last two slots, but
+	// 6 of 1320 over the window.
+	feed(a.e, 1, 60, 0, 100*time.Millisecond, 0)
+	feed(b.e, 1, 60, 6, 100*time.Millisecond, 0)
+	c.clock.Advance(12 * time.Second)
+	round(a, b)
+	weightsAgree(t, "late breach", 0, a, b)
+	if s := canaryOf(t, b.r, "chat"); !strings.Contains(s.Reason, "over the last") {
+		t.Fatalf("reason %q does not name the recent span", s.Reason)
+	}
+}
+
 func TestSharedOperatorOnFollower(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())

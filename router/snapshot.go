@@ -49,9 +49,15 @@ type CanarySnapshot struct {
 	// Window is this replica's share of the canary's traffic since
 	// WindowStart.
 	Window WindowStats `json:"window"`
-	// Cluster is every replica's traffic in the window as the leader last
-	// merged it; only on the leader with Redis.
-	Cluster *WindowStats `json:"cluster_window,omitempty"`
+	// Recent is this replica's share since RecentStart, the last one to
+	// two slots of the window, which the gates also judge.
+	Recent      WindowStats `json:"recent"`
+	RecentStart time.Time   `json:"recent_start"`
+	// Cluster and ClusterRecent are every replica's traffic in the window
+	// and its recent part as the leader last merged them; only on the
+	// leader with Redis.
+	Cluster       *WindowStats `json:"cluster_window,omitempty"`
+	ClusterRecent *WindowStats `json:"cluster_recent,omitempty"`
 }
 
 // Snapshot returns every live endpoint's routing, sorted by name.
@@ -102,14 +108,15 @@ func (r *Router) snapshotOf(e *Endpoint) EndpointSnapshot {
 			Step:        st.cfg.stepIndex(t.weights[st.canary]),
 			Reason:      st.ctl.reason,
 			WindowStart: st.ctl.since,
-			Window:      st.localWindow().summary(),
 		}
+		whole, recent, from := st.localWindows(r.now())
+		c.Window, c.Recent, c.RecentStart = whole.summary(), recent.summary(), from
 		for _, x := range st.cfg.steps {
 			c.Steps = append(c.Steps, int(x)*100/Buckets)
 		}
 		if st.hasCluster {
-			cl := st.cluster
-			c.Cluster = &cl
+			cl, rc := st.cluster, st.clusterRecent
+			c.Cluster, c.ClusterRecent = &cl, &rc
 		}
 		s.Canary = c
 	}

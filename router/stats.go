@@ -146,6 +146,16 @@ func (w *window) sub(a, b *window) {
 	}
 }
 
+// add adds o to w.
+func (w *window) add(o *window) {
+	w.requests += o.requests
+	w.errors += o.errors
+	for i := range w.lat {
+		w.lat[i] += o.lat[i]
+		w.ttft[i] += o.ttft[i]
+	}
+}
+
 func sat(a, b uint64) uint64 {
 	if a < b {
 		return 0
