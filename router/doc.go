@@ -1,0 +1,26 @@
+// Package router turns an endpoint and a request's sticky key into a Plan:
+// the backend that serves it, then the fallbacks. It owns the endpoint's
+// routing config (routes and weights, sticky key, canary, retries,
+// fallbacks), the sticky bucket layout, the canary controller and the
+// weights and state that replicas share through Redis.
+//
+// The gateway uses it in three places:
+//
+//   - Config build: NewEndpoint(name, cfg, backendNames) per endpoint; it
+//     validates and reports *FieldError values keyed relative to cfg.
+//   - Config swap: Router.Apply(all endpoints) before the new snapshot
+//     serves; live weights, canary state and counters carry over for every
+//     endpoint whose routes are unchanged. Router.Run runs for the
+//     process's lifetime.
+//   - Per request: Endpoint.Plan(key, &plan), then Endpoint.Observe for
+//     every attempt on a route target (Target.Route >= 0), so the canary's
+//     gates see its own attempts only.
+//
+// Plan and Observe take no lock and do not allocate: the live weights are
+// an immutable bucket table behind an atomic pointer, rebuilt when weights
+// change; counters are atomics. Choosing a replica within a backend and
+// skipping an unhealthy one come after the plan, keyed by Target.Backend.
+//
+// The admin API calls Pause, Resume, Promote, Rollback, SetWeights and
+// Snapshot; metrics read Weights and CanaryStates whenever Changes moves.
+package router
