@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
+	"github.com/tollgate/tollgate/tracing"
 )
 
 // Config is the whole gateway configuration file.
@@ -24,6 +25,7 @@ type Config struct {
 	Auth      AuthConfig                  `yaml:"auth"`
 	Backends  map[string]providers.Config `yaml:"backends"`
 	Endpoints []EndpointConfig            `yaml:"endpoints"`
+	Tracing   tracing.Config              `yaml:"tracing"`
 	Logging   LoggingConfig               `yaml:"logging"`
 
 	// path is the file the config was read from, for error messages.
@@ -506,6 +508,7 @@ func (c *Config) problems() []string {
 			addErr(p, err)
 		}
 	}
+	addErr("tracing", c.Tracing.Validate())
 	switch c.Logging.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -6,18 +6,22 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
 	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
+	"github.com/tollgate/tollgate/tracing"
 )
 
 var (
@@ -71,6 +75,13 @@ type request struct {
 
 	// obsRoute is the plan route of the last attempt, for the router's gates.
 	obsRoute int
+
+	// tctx carries the request's trace; span is the server span and aspan the
+	// upstream attempt's, kept open while a stream runs.
+	tctx     context.Context
+	span     trace.Span
+	aspan    trace.Span
+	traceBuf [32]byte
 
 	// stream state
 	stream   providers.Events
@@ -134,6 +145,12 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		r.finish(ctx, 503)
 		return
 	}
+	spec := kind
+	if invocation != nil {
+		spec = invocationKind
+	}
+	r.tctx = tracing.Extract(context.Background(), &ctx.Request.Header)
+	r.tctx, r.span = r.rt.tr.StartAt(r.tctx, r.rt.serverSpecs[spec], r.start)
 	r.body = ctx.Request.Body()
 	if invocation != nil {
 		ep := r.rt.endpoints[string(invocation)]
@@ -190,8 +207,14 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 		return e
 	}
 	if rt.authKeys {
+		_, as := rt.tr.Start(r.tctx, tracing.SpecAuth)
 		var e *apiError
-		if r.key, e = authenticate(rt, &ctx.Request.Header); e != nil {
+		r.key, e = authenticate(rt, &ctx.Request.Header)
+		if e != nil {
+			tracing.RecordError(as, errors.New(e.message), e.code)
+		}
+		as.End()
+		if e != nil {
 			return e
 		}
 	}
@@ -206,6 +229,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 		return &e
 	}
 	r.ep = ep
+	ep.attrs.Annotate(r.span)
 	ep.m.Begin()
 	r.begun = true
 	if ep.kind != kind {
@@ -276,9 +300,16 @@ func (r *request) stickyKey(ctx *fasthttp.RequestCtx) []byte {
 // byte of the answer has gone to the client.
 func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	ep := r.ep
-	ep.routing.Plan(r.stickyKey(ctx), &r.plan)
+	tr := r.rt.tr
+	_, rs := tr.Start(r.tctx, tracing.SpecRoute)
+	key := r.stickyKey(ctx)
+	ep.routing.Plan(key, &r.plan)
 	p := &r.plan
 	r.variant = p.Variant
+	if rs.IsRecording() {
+		tracing.SetRoute(rs, p.Targets[0].Name, p.Variant, int(p.Weight), xxhash.Sum64(key), p.Sticky)
+	}
+	rs.End()
 	total := 1 + p.Retries + len(p.Targets) - 1
 	var last error
 	for i := 0; i < total; i++ {
@@ -298,22 +329,45 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		r.be, r.series = b, ep.seriesFor(p.Route, t.Backend)
 		r.attempts++
 		r.res = providers.Result{}
+		actx, as := tr.Start(r.tctx, r.rt.upstreamSpecs[b][r.call.Kind])
+		if tr.Enabled() {
+			tracing.Inject(actx, &ctx.Request.Header)
+			if as.IsRecording() {
+				tracing.SetRequest(as, r.call.MaxTokens, r.temperature(), r.call.Stream)
+			}
+		}
 		began := time.Now()
 		err := b.Send(&r.call, &ctx.Response, &r.res)
 		r.obsRoute = t.Route
 		if err != nil || r.res.Stream == nil {
 			ep.routing.Observe(t.Route, time.Since(began), 0, failed(err))
 		}
+		outcome := outcomeOf(err, ctx.Response.StatusCode())
 		if a := r.rt.attempt(b, r.res.Target); a != nil {
-			a.Observe(outcomeOf(err, ctx.Response.StatusCode()))
+			a.Observe(outcome)
+		}
+		if as.IsRecording() {
+			as.SetAttributes(tracing.KeyTarget.String(hostOf(r.res.Target)))
+			tracing.SetAttempt(as, r.attempts, outcome.String())
+			tracing.SetClientStatus(as, ctx.Response.StatusCode())
+			if err != nil {
+				tracing.RecordError(as, err, outcome.String())
+			}
 		}
 		if err == nil {
 			r.usage = r.res.Usage
 			r.stream = r.res.Stream
 			r.hideUse = r.call.Stream && !r.call.IncludeUsage
 			r.setHeaders(ctx)
+			if r.stream != nil {
+				r.aspan = as
+			} else {
+				tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+				as.End()
+			}
 			return nil
 		}
+		as.End()
 		last = err
 		var ue *providers.UpstreamError
 		if errors.As(err, &ue) {
@@ -344,6 +398,24 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		return &errUnsupportedOp
 	}
 	return &errUpstreamDown
+}
+
+// traceID is the request's trace ID in hex, for the access log.
+func (r *request) traceID() string {
+	if r.tctx == nil {
+		return ""
+	}
+	return string(tracing.AppendTraceID(r.tctx, r.traceBuf[:0]))
+}
+
+// temperature is the request's temperature for the span, NaN when absent.
+func (r *request) temperature() float64 {
+	if t := r.f.temperature; t[0] >= 0 {
+		if v, ok := jsonscan.Float(r.body[t[0]:t[1]]); ok {
+			return v
+		}
+	}
+	return math.NaN()
 }
 
 // failed says whether an attempt counts against a canary's error-rate gate: 5xx
@@ -526,6 +598,18 @@ func (r *request) CloseWithError(werr error) error {
 	// A stream's length follows its output, so the canary judges it by time to first
 	// token, and by whether the upstream finished it.
 	r.ep.routing.Observe(r.obsRoute, r.ttft, r.ttft, r.errKind == "stream_cut")
+	if as := r.aspan; as != nil {
+		if as.IsRecording() {
+			if r.ttft > 0 {
+				tracing.FirstToken(as, r.ttft)
+			}
+			tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+			if r.errKind != "" {
+				tracing.RecordError(as, errors.New(r.errKind), r.errKind)
+			}
+		}
+		as.End()
+	}
 	r.record(status)
 	r.release()
 	return err
@@ -567,6 +651,21 @@ func (r *request) record(status int) {
 			r.ep.m.End()
 		}
 	}
+	if sp := r.span; sp != nil {
+		if sp.IsRecording() {
+			keyName := ""
+			if r.key != nil {
+				keyName = r.key.name
+			}
+			tracing.SetRequestID(sp, r.reqID, keyName)
+			tracing.SetUsage(sp, r.usage.Input, r.usage.Output)
+			tracing.SetServerStatus(sp, status)
+			if status >= 500 {
+				tracing.RecordError(sp, errors.New(r.errKind), r.errKind)
+			}
+		}
+		sp.End()
+	}
 	if !s.accessLog.Load() {
 		return
 	}
@@ -579,6 +678,7 @@ func (r *request) record(status int) {
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
 		slog.String("request_id", string(r.reqID)),
+		slog.String("trace_id", r.traceID()),
 		slog.String("endpoint", endpoint),
 		slog.String("backend", r.backend),
 		slog.String("variant", r.variant),

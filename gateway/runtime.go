@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -15,6 +16,7 @@ import (
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
+	"github.com/tollgate/tollgate/tracing"
 )
 
 // runtime is one built config: everything a request needs, immutable once built. A
@@ -36,6 +38,12 @@ type runtime struct {
 	// unrouted is the metrics series of requests that named no endpoint.
 	unrouted *metrics.Route
 	attempts map[*providers.Backend][]targetMetrics
+	// upstreamSpecs holds the client span of each (backend, kind).
+	upstreamSpecs map[*providers.Backend]*[4]*tracing.Spec
+	serverSpecs   [5]*tracing.Spec
+	tr            *tracing.Tracing
+	// ownsTracer is cleared when a reload hands the tracer to the next runtime.
+	ownsTracer atomic.Bool
 
 	refs      atomic.Int64
 	retired   atomic.Bool
@@ -56,6 +64,7 @@ type endpoint struct {
 	routing *router.Endpoint
 	sticky  *router.Sticky
 	m       *metrics.Endpoint
+	attrs   *tracing.EndpointAttrs
 	// local is the series of requests the gateway answered itself.
 	local *metrics.Route
 	// series holds the metrics of route i served by backend j at [i*backends+j],
@@ -80,13 +89,18 @@ type clientKey struct {
 	models  []byte
 }
 
-func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics) (*runtime, error) {
+// invocationKind indexes the server span of MLflow invocations.
+const invocationKind = 4
+
+func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing.Tracing) (*runtime, error) {
 	rt := &runtime{
 		cfg:       cfg,
 		endpoints: map[string]*endpoint{},
 		backends:  map[string]*providers.Backend{},
 		keys:      map[[sha256.Size]byte]*clientKey{},
 		attempts:  map[*providers.Backend][]targetMetrics{},
+		upstreamSpecs: map[*providers.Backend]*[4]*tracing.Spec{},
+		tr:            tr,
 		authKeys:  cfg.Auth.Mode == "keys",
 		maxBody:   int(cfg.Server.MaxBodyBytes),
 		log:       log,
@@ -102,11 +116,21 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics) (*runtime, 
 		}
 		rt.backends[name] = b
 		rt.backendList = append(rt.backendList, b)
+		bc := cfg.Backends[name]
+		specs := &[4]*tracing.Spec{}
+		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings} {
+			specs[k] = tracing.UpstreamSpec(k.String(), bc.Provider, bc.Model, name, "")
+		}
+		rt.upstreamSpecs[b] = specs
 		for _, t := range b.Targets() {
 			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: t.URL, a: m.Attempt(name, hostOf(t.URL))})
 		}
 	}
 	rt.unrouted = m.Route(metrics.UnknownEndpoint, metrics.None, metrics.None)
+	rt.serverSpecs[providers.Chat] = tracing.ServerSpec("POST", "/v1/chat/completions")
+	rt.serverSpecs[providers.Completions] = tracing.ServerSpec("POST", "/v1/completions")
+	rt.serverSpecs[providers.Embeddings] = tracing.ServerSpec("POST", "/v1/embeddings")
+	rt.serverSpecs[invocationKind] = tracing.ServerSpec("POST", "/endpoints/{name}/invocations")
 	for i, ec := range cfg.Endpoints {
 		kind, _ := kindOf(ec.Type)
 		re, err := router.NewEndpoint(ec.Name, ec.Config, names)
@@ -115,7 +139,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics) (*runtime, 
 			return nil, errors.Join(errors.New("endpoint "+ec.Name), err)
 		}
 		e := &endpoint{idx: i, name: ec.Name, kind: kind, timeout: ec.Timeout, routing: re, sticky: re.Sticky(),
-			m: m.Endpoint(ec.Name), local: m.Route(ec.Name, metrics.None, metrics.None), backends: len(names)}
+			m: m.Endpoint(ec.Name), attrs: tracing.NewEndpointAttrs(ec.Name, ec.Type), local: m.Route(ec.Name, metrics.None, metrics.None), backends: len(names)}
 		e.series = make([]*metrics.Route, len(ec.Routes)*len(names))
 		for ri, r := range ec.Routes {
 			variant := r.Variant
@@ -247,6 +271,13 @@ func (rt *runtime) retire() {
 
 func (rt *runtime) close() {
 	rt.closeOnce.Do(func() {
+		if rt.tr != nil && rt.ownsTracer.Load() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := rt.tr.Shutdown(ctx); err != nil && rt.log != nil {
+				rt.log.Warn("tracer shutdown", "error", err.Error())
+			}
+			cancel()
+		}
 		for name, b := range rt.backends {
 			if err := b.Close(); err != nil && rt.log != nil {
 				rt.log.Warn("closing backend", "backend", name, "error", err.Error())

@@ -13,6 +13,7 @@ type fields struct {
 	includeUsage  bool
 	maxTokens     int64
 	user          [2]int
+	temperature   [2]int
 	// promptBytes is the size of messages/prompt/input, for token estimates.
 	promptBytes int
 }
@@ -20,7 +21,7 @@ type fields struct {
 // scanBody reads the fields the pipeline needs in one pass over body. It returns nil or
 // the error to answer with.
 func scanBody(body []byte, f *fields) *apiError {
-	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}}
+	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, temperature: [2]int{-1, -1}}
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		if jsonscan.Valid(body) {
@@ -59,6 +60,8 @@ func scanBody(body []byte, f *fields) *apiError {
 			if jsonscan.IsString(v) {
 				f.user = [2]int{off + 1, off + len(v) - 1}
 			}
+		case "temperature":
+			f.temperature = [2]int{off, off + len(v)}
 		case "messages", "prompt", "input":
 			f.promptBytes += len(v)
 		}

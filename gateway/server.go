@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/router"
+	"github.com/tollgate/tollgate/tracing"
 )
 
 // Server runs the API and admin listeners over the live runtime.
@@ -66,10 +68,17 @@ func New(path string, opt Options) (*Server, error) {
 	s.m = metrics.New(s.reg)
 	s.metrics = metrics.Handler(s.reg)
 	s.router = router.New(router.Options{Logger: log})
-	rt, err := buildRuntime(cfg, log, s.m)
+	tr, err := tracing.New(context.Background(), cfg.Tracing, log)
 	if err != nil {
 		return nil, err
 	}
+	rt, err := buildRuntime(cfg, log, s.m, tr)
+	if err != nil {
+		_ = tr.Shutdown(context.Background())
+		return nil, err
+	}
+	rt.ownsTracer.Store(true)
+	s.m.WatchTracing(s.traceStats)
 	s.install(rt)
 	s.lastHash = fileHash(path)
 	s.api = &fasthttp.Server{
@@ -207,7 +216,22 @@ func (s *Server) Reload() error {
 			s.log.Warn("server.listen and server.admin_listen changes take effect on restart")
 		}
 		var rt *runtime
-		if rt, err = buildRuntime(cfg, s.log, s.m); err == nil {
+		// The tracer survives a reload that leaves tracing: alone, so its exporter
+		// connection and sampler counters go on.
+		tr, sameTracer := cur.tr, reflect.DeepEqual(cfg.Tracing, cur.cfg.Tracing)
+		if !sameTracer {
+			tr, err = tracing.New(context.Background(), cfg.Tracing, s.log)
+		}
+		if err == nil {
+			if rt, err = buildRuntime(cfg, s.log, s.m, tr); err != nil && !sameTracer {
+				_ = tr.Shutdown(context.Background())
+			}
+		}
+		if err == nil {
+			if sameTracer {
+				cur.ownsTracer.Store(false)
+			}
+			rt.ownsTracer.Store(true)
 			s.install(rt)
 			s.lastHash = fileHash(s.path)
 			s.m.ConfigReloaded(nil)
@@ -305,6 +329,17 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// traceStats reads the live tracer's sampler counters for the metrics.
+func (s *Server) traceStats() metrics.TraceStats {
+	rt := s.rt.Load()
+	if rt == nil {
+		return metrics.TraceStats{}
+	}
+	st := rt.tr.Stats()
+	return metrics.TraceStats{Kept: st.Kept, Discarded: st.Discarded, Evicted: st.Evicted,
+		SpansDropped: st.SpansDropped, ExportFailures: st.ExportFailures, Pending: st.Pending}
+}
+
 // syncRouterGauges copies route weights and canary states into their gauges when the
 // router changed since the last copy (or always, when force is set).
 func (s *Server) syncRouterGauges(force bool) {
@@ -350,7 +385,10 @@ func Validate(path string) error {
 	if err != nil {
 		return err
 	}
-	rt, err := buildRuntime(cfg, nil, metrics.New(prometheus.NewRegistry()))
+	if _, err := tracing.New(context.Background(), tracing.Config{Exporter: tracing.ExporterNone}, nil); err != nil {
+		return err
+	}
+	rt, err := buildRuntime(cfg, nil, metrics.New(prometheus.NewRegistry()), tracing.Disabled())
 	if err != nil {
 		return err
 	}
