@@ -94,16 +94,16 @@ const invocationKind = 4
 
 func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing.Tracing) (*runtime, error) {
 	rt := &runtime{
-		cfg:       cfg,
-		endpoints: map[string]*endpoint{},
-		backends:  map[string]*providers.Backend{},
-		keys:      map[[sha256.Size]byte]*clientKey{},
-		attempts:  map[*providers.Backend][]targetMetrics{},
+		cfg:           cfg,
+		endpoints:     map[string]*endpoint{},
+		backends:      map[string]*providers.Backend{},
+		keys:          map[[sha256.Size]byte]*clientKey{},
+		attempts:      map[*providers.Backend][]targetMetrics{},
 		upstreamSpecs: map[*providers.Backend]*[4]*tracing.Spec{},
 		tr:            tr,
-		authKeys:  cfg.Auth.Mode == "keys",
-		maxBody:   int(cfg.Server.MaxBodyBytes),
-		log:       log,
+		authKeys:      cfg.Auth.Mode == "keys",
+		maxBody:       int(cfg.Server.MaxBodyBytes),
+		log:           log,
 	}
 	names := cfg.backendNames()
 	backendIdx := map[string]int{}

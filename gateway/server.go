@@ -19,6 +19,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/router"
@@ -41,6 +42,7 @@ type Server struct {
 	router *router.Router
 	// routerSeen is the router change count the gauges last reflected.
 	routerSeen atomic.Uint64
+	exporter   sdktrace.SpanExporter
 	metrics    fasthttp.RequestHandler
 	accessLog  atomic.Bool
 	draining   atomic.Bool
@@ -52,6 +54,8 @@ type Server struct {
 type Options struct {
 	// Logger receives the gateway's logs; nil builds one from logging: in the config.
 	Logger *slog.Logger
+	// SpanExporter, when set, receives the spans in place of tracing.exporter.
+	SpanExporter sdktrace.SpanExporter
 }
 
 // New loads the config at path and builds the gateway without listening yet.
@@ -68,7 +72,8 @@ func New(path string, opt Options) (*Server, error) {
 	s.m = metrics.New(s.reg)
 	s.metrics = metrics.Handler(s.reg)
 	s.router = router.New(router.Options{Logger: log})
-	tr, err := tracing.New(context.Background(), cfg.Tracing, log)
+	s.exporter = opt.SpanExporter
+	tr, err := s.newTracing(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +225,7 @@ func (s *Server) Reload() error {
 		// connection and sampler counters go on.
 		tr, sameTracer := cur.tr, reflect.DeepEqual(cfg.Tracing, cur.cfg.Tracing)
 		if !sameTracer {
-			tr, err = tracing.New(context.Background(), cfg.Tracing, s.log)
+			tr, err = s.newTracing(cfg)
 		}
 		if err == nil {
 			if rt, err = buildRuntime(cfg, s.log, s.m, tr); err != nil && !sameTracer {
@@ -327,6 +332,13 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		}
 		writeError(&ctx.Response, &errNotFound)
 	}
+}
+
+func (s *Server) newTracing(cfg *Config) (*tracing.Tracing, error) {
+	if s.exporter != nil {
+		return tracing.NewWithExporter(context.Background(), cfg.Tracing, s.log, s.exporter)
+	}
+	return tracing.New(context.Background(), cfg.Tracing, s.log)
 }
 
 // traceStats reads the live tracer's sampler counters for the metrics.

@@ -76,6 +76,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Tracing, error)
 	return newTracing(ctx, cfg, logger, exp)
 }
 
+// NewWithExporter is New with exp in place of the configured exporter, whatever
+// cfg.Exporter says: for tests, and for programs that embed the gateway and ship
+// spans their own way. Sampling and every other setting of cfg apply.
+func NewWithExporter(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktrace.SpanExporter) (*Tracing, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return newTracing(ctx, cfg, logger, exp)
+}
+
 // Disabled returns a Tracing that records nothing and costs nothing.
 func Disabled() *Tracing {
 	p := noop.NewTracerProvider()
