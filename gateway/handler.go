@@ -92,7 +92,7 @@ type request struct {
 }
 
 var requestPool = sync.Pool{New: func() any {
-	return &request{reqID: make([]byte, 0, 64), out: make([]byte, 0, 4096)}
+	return &request{reqID: make([]byte, 0, 64), out: make([]byte, 0, 1024)}
 }}
 
 func (s *Server) acquireRequest() *request {

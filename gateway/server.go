@@ -98,9 +98,11 @@ func New(path string, opt Options) (*Server, error) {
 		DisableHeaderNamesNormalizing: false,
 		ReduceMemoryUsage:             false,
 		ErrorHandler:                  s.serveParseError,
-		ReadBufferSize:                16 << 10,
-		StreamRequestBody:             false,
-		Logger:                        fasthttpLogger{log},
+		// 8 KiB holds the largest request headers clients send (long bearer tokens,
+		// cookies) while keeping each of thousands of idle or streaming connections small.
+		ReadBufferSize:    8 << 10,
+		StreamRequestBody: false,
+		Logger:            fasthttpLogger{log},
 	}
 	s.admin = &fasthttp.Server{Handler: s.serveAdmin, Name: "tollgate-admin", NoDefaultServerHeader: true, CloseOnShutdown: true, Logger: fasthttpLogger{log}}
 	return s, nil

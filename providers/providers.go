@@ -174,8 +174,10 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
 		MaxResponseBodySize:           int(cfg.MaxResponseBytes),
-		ReadBufferSize:                16 << 10,
-		WriteBufferSize:               16 << 10,
+		// Small buffers: every open stream holds one connection, and bodies larger
+		// than a buffer stream through it anyway.
+		ReadBufferSize:  4 << 10,
+		WriteBufferSize: 4 << 10,
 	}
 	if cfg.ConnectTimeout > 0 {
 		d := &fasthttp.TCPDialer{Concurrency: 0}
