@@ -1,0 +1,561 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valyala/fasthttp"
+)
+
+// reqKind is the request a load sends.
+type reqKind int
+
+const (
+	kindChat reqKind = iota
+	kindStream
+	kindEmbeddings
+)
+
+func (k reqKind) String() string {
+	switch k {
+	case kindStream:
+		return "stream"
+	case kindEmbeddings:
+		return "embeddings"
+	default:
+		return "chat"
+	}
+}
+
+// target is one path under test: where to send and which model name that
+// path expects (the gateway's endpoint name, or the upstream's model).
+type target struct {
+	Name  string
+	Addr  string
+	Model string
+	// Pid is the proxy process whose memory the streams scenario reads; 0
+	// when the path has none (direct).
+	Pid int
+	// AdminAddr is the gateway's admin listener, for go_goroutines.
+	AdminAddr string
+
+	client *fasthttp.HostClient
+}
+
+// loadSpec is one open-loop run against one target.
+type loadSpec struct {
+	Kind      reqKind
+	Rate      float64
+	Warmup    time.Duration
+	Duration  time.Duration
+	Conns     int
+	MaxTokens int
+	Timeout   time.Duration
+	// Users > 0 sends X-User-ID: u<index % Users> so sticky routing spreads
+	// the load over that many users.
+	Users int
+	// CountHeader names a response header whose values are tallied (the
+	// gateway's x-tollgate-variant in the ab scenario).
+	CountHeader string
+	// Spin is the busy-wait tail of the pacer (see waiter).
+	Spin time.Duration
+	// ReadBuf is the per-connection read buffer (and the SSE line limit);
+	// 0 means 64 KiB. streams-10k lowers it to keep the client small.
+	ReadBuf int
+	// Active, when set, counts streams between their first content chunk
+	// and their end.
+	Active *atomic.Int64
+}
+
+func (s *loadSpec) readBuf() int {
+	if s.ReadBuf > 0 {
+		return s.ReadBuf
+	}
+	return 64 << 10
+}
+
+// runStats is what one run measured. Latency is from the scheduled send
+// time to the last body byte; TTFT from the scheduled send time to the
+// first content chunk; Gap between consecutive content chunks; Lag from the
+// scheduled to the actual send time (the harness's own delay).
+type runStats struct {
+	Sent     int64 // every request handed to a worker, warm-up included
+	Measured int64 // requests scheduled after the warm-up
+	OK       int64 // measured requests that succeeded
+	Errs     Errors
+	Lat      *hdrhistogram.Histogram
+	TTFT     *hdrhistogram.Histogram
+	Gap      *hdrhistogram.Histogram
+	Lag      *hdrhistogram.Histogram
+	Headers  map[string]int64
+	Duration time.Duration // measured window
+}
+
+func newRunStats() *runStats {
+	return &runStats{
+		Errs: Errors{}, Lat: newHist(), TTFT: newHist(), Gap: newHist(), Lag: newHist(),
+		Headers: map[string]int64{},
+	}
+}
+
+// merge folds o into s; rounds of one path are merged into its total.
+func (s *runStats) merge(o *runStats) {
+	s.Sent += o.Sent
+	s.Measured += o.Measured
+	s.OK += o.OK
+	s.Errs.add(o.Errs)
+	s.Lat.Merge(o.Lat)
+	s.TTFT.Merge(o.TTFT)
+	s.Gap.Merge(o.Gap)
+	s.Lag.Merge(o.Lag)
+	for k, v := range o.Headers {
+		s.Headers[k] += v
+	}
+	s.Duration += o.Duration
+}
+
+// recorder is the shared sink of a run's workers. One mutex is plenty: a
+// lock per request is far below the cost of the request itself.
+type recorder struct {
+	mu sync.Mutex
+	st *runStats
+}
+
+// outcome is one request's result, filled by the worker.
+type outcome struct {
+	measured bool
+	errKind  string
+	lat, lag time.Duration
+	ttft     time.Duration // < 0: none
+	gaps     []time.Duration
+	header   []byte
+}
+
+func (r *recorder) record(o *outcome) {
+	r.mu.Lock()
+	st := r.st
+	st.Sent++
+	switch {
+	case o.errKind != "":
+		st.Errs[o.errKind]++
+		if o.measured {
+			st.Measured++
+		}
+	case o.measured:
+		st.Measured++
+		st.OK++
+		recordDur(st.Lat, o.lat)
+		recordDur(st.Lag, o.lag)
+		if o.ttft >= 0 {
+			recordDur(st.TTFT, o.ttft)
+		}
+		for _, g := range o.gaps {
+			recordDur(st.Gap, g)
+		}
+		if o.header != nil {
+			st.Headers[string(o.header)]++
+		}
+	}
+	r.mu.Unlock()
+}
+
+// newClient builds the connection pool for one path. Every worker owns at
+// most one connection, so MaxConns = workers and no request ever waits for
+// a free connection inside the client.
+func newClient(addr string, conns int, timeout time.Duration, stream bool, readBuf int) *fasthttp.HostClient {
+	if readBuf <= 0 {
+		readBuf = 16 << 10
+	}
+	return &fasthttp.HostClient{
+		Addr:                     addr,
+		MaxConns:                 conns,
+		MaxIdleConnDuration:      5 * time.Minute,
+		ReadTimeout:              timeout,
+		WriteTimeout:             timeout,
+		ReadBufferSize:           readBuf,
+		WriteBufferSize:          4 << 10,
+		StreamResponseBody:       stream,
+		NoDefaultUserAgentHeader: true,
+	}
+}
+
+// requestBody is the body sent to a path; only the model differs between
+// paths, so every path does identical work upstream.
+func requestBody(k reqKind, model string, maxTokens int) []byte {
+	var b []byte
+	switch k {
+	case kindEmbeddings:
+		b = append(b, `{"model":`...)
+		b = strconv.AppendQuote(b, model)
+		b = append(b, `,"input":"The quick brown fox jumps over the lazy dog.","encoding_format":"float"}`...)
+	default:
+		b = append(b, `{"model":`...)
+		b = strconv.AppendQuote(b, model)
+		b = append(b, `,"messages":[{"role":"user","content":"Write a short note about load testing gateways."}],"max_tokens":`...)
+		b = strconv.AppendInt(b, int64(maxTokens), 10)
+		if k == kindStream {
+			b = append(b, `,"stream":true`...)
+		}
+		b = append(b, '}')
+	}
+	return b
+}
+
+func requestPath(k reqKind) string {
+	if k == kindEmbeddings {
+		return "/v1/embeddings"
+	}
+	return "/v1/chat/completions"
+}
+
+// errKind names a transport error for the errors-by-kind table.
+func errKind(err error) string {
+	var op *net.OpError
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return "no free conns"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
+		return "connect"
+	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE):
+		return "conn closed"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "other"
+}
+
+func statusKind(code int) string { return "status " + strconv.Itoa(code) }
+
+var (
+	bodyChoices   = []byte(`"choices"`)
+	bodyEmbedding = []byte(`"embedding"`)
+	headerUserID  = []byte("X-User-ID")
+)
+
+// runLoad drives one open-loop run. Requests are scheduled by the pacer and
+// queued to a fixed pool of workers; a request waiting for a worker is
+// still timed from its scheduled time, so a slow path shows up as latency
+// and never as a lower send rate (no coordinated omission).
+func runLoad(ctx context.Context, t *target, s *loadSpec, prog *progress) *runStats {
+	p := pacer{rate: s.Rate}
+	total := p.count(s.Warmup + s.Duration)
+	st := newRunStats()
+	st.Duration = s.Duration
+	if total == 0 {
+		return st
+	}
+	rec := &recorder{st: st}
+	body := requestBody(s.Kind, t.Model, s.MaxTokens)
+	path := requestPath(s.Kind)
+
+	queue := min(total, 1<<20)
+	jobs := make(chan int64, queue)
+	// Start a little ahead so the workers are parked before the first send.
+	start := time.Now().Add(20 * time.Millisecond)
+	// Requests still queued this long after the last is due are given up:
+	// the run must end even against a path that has stopped answering.
+	hardStop := start.Add(s.Warmup + s.Duration + s.Timeout)
+	prog.begin(t.Name, s, start)
+
+	var wg sync.WaitGroup
+	for w := 0; w < s.Conns; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wk := worker{t: t, s: s, body: body, path: path, rec: rec, prog: prog}
+			wk.init()
+			defer wk.release()
+			for i := range jobs {
+				sched := start.Add(p.at(i))
+				o := outcome{measured: p.at(i) >= s.Warmup, ttft: -1}
+				if time.Now().After(hardStop) {
+					o.errKind = "backlog"
+					rec.record(&o)
+					prog.done(false)
+					continue
+				}
+				wk.do(i, sched, &o)
+				rec.record(&o)
+				prog.done(o.errKind == "")
+			}
+		}()
+	}
+
+	go func() {
+		defer close(jobs)
+		w := waiter{spin: s.Spin}
+		w.lock()
+		defer runtime.UnlockOSThread()
+		for i := int64(0); i < total; i++ {
+			if ctx.Err() != nil {
+				return
+			}
+			w.until(start.Add(p.at(i)))
+			select {
+			case jobs <- i:
+				prog.sent()
+			default:
+				rec.record(&outcome{measured: p.at(i) >= s.Warmup, errKind: "backlog"})
+			}
+		}
+	}()
+	wg.Wait()
+	prog.end()
+	return st
+}
+
+// worker owns one request/response pair and one connection's worth of
+// buffers for the whole run.
+type worker struct {
+	t    *target
+	s    *loadSpec
+	body []byte
+	path string
+	rec  *recorder
+	prog *progress
+
+	req  *fasthttp.Request
+	resp *fasthttp.Response
+	br   *bufio.Reader
+	sse  sseReader
+	uid  []byte
+	gaps []time.Duration
+}
+
+func (w *worker) init() {
+	w.req = fasthttp.AcquireRequest()
+	w.resp = fasthttp.AcquireResponse()
+	w.req.Header.SetMethod(fasthttp.MethodPost)
+	w.req.Header.SetContentType("application/json")
+	w.req.Header.SetHost(w.t.Addr)
+	w.req.SetRequestURI(w.path)
+	w.req.SetBodyRaw(w.body)
+	if w.s.Kind == kindStream {
+		w.br = bufio.NewReaderSize(nil, w.s.readBuf())
+		w.req.Header.Set("Accept", "text/event-stream")
+	}
+}
+
+func (w *worker) release() {
+	fasthttp.ReleaseRequest(w.req)
+	fasthttp.ReleaseResponse(w.resp)
+}
+
+func (w *worker) do(i int64, sched time.Time, o *outcome) {
+	if w.s.Users > 0 {
+		w.uid = append(w.uid[:0], 'u')
+		w.uid = strconv.AppendInt(w.uid, i%int64(w.s.Users), 10)
+		w.req.Header.SetBytesKV(headerUserID, w.uid)
+	}
+	o.lag = time.Since(sched)
+	err := w.t.client.DoTimeout(w.req, w.resp, w.s.Timeout)
+	if err != nil {
+		o.errKind = errKind(err)
+		return
+	}
+	if w.s.CountHeader != "" {
+		o.header = append([]byte(nil), w.resp.Header.Peek(w.s.CountHeader)...)
+	}
+	if code := w.resp.StatusCode(); code != fasthttp.StatusOK {
+		o.errKind = statusKind(code)
+		if w.s.Kind == kindStream {
+			_ = w.resp.CloseBodyStream()
+		}
+		return
+	}
+	if w.s.Kind == kindStream {
+		w.readStream(sched, o)
+		return
+	}
+	want := bodyChoices
+	if w.s.Kind == kindEmbeddings {
+		want = bodyEmbedding
+	}
+	if !bytes.Contains(w.resp.Body(), want) {
+		o.errKind = "bad body"
+		return
+	}
+	o.lat = time.Since(sched)
+}
+
+// readStream consumes an SSE body, timing each content chunk as it
+// arrives at the client.
+func (w *worker) readStream(sched time.Time, o *outcome) {
+	defer func() { _ = w.resp.CloseBodyStream() }()
+	w.br.Reset(w.resp.BodyStream())
+	w.sse.r = w.br
+	o.gaps = w.gaps[:0]
+	counted := false
+	defer func() {
+		w.gaps = o.gaps
+		if counted {
+			w.s.Active.Add(-1)
+		}
+	}()
+	var last time.Time
+	for events := 0; ; events++ {
+		data, err := w.sse.next()
+		now := time.Now()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				// Events and then no [DONE] is a cut stream; no event at
+				// all is a 200 that was never an event stream.
+				o.errKind = "stream cut"
+				if events == 0 {
+					o.errKind = "bad body"
+				}
+			} else if errors.Is(err, errLineTooLong) {
+				o.errKind = "bad body"
+			} else {
+				o.errKind = errKind(err)
+			}
+			return
+		}
+		if bytes.Equal(data, doneData) {
+			if last.IsZero() {
+				o.errKind = "bad body"
+				return
+			}
+			o.lat = now.Sub(sched)
+			return
+		}
+		if !hasContent(data) {
+			continue
+		}
+		if last.IsZero() {
+			o.ttft = now.Sub(sched)
+			if w.s.Active != nil {
+				w.s.Active.Add(1)
+				counted = true
+			}
+		} else {
+			o.gaps = append(o.gaps, now.Sub(last))
+		}
+		last = now
+	}
+}
+
+// progress prints a live status line on stderr. Counters are atomics so the
+// workers never wait for the printer.
+type progress struct {
+	quiet bool
+	tty   bool
+
+	mu      sync.Mutex
+	label   string
+	start   time.Time
+	length  time.Duration
+	stop    chan struct{}
+	stopped chan struct{}
+
+	nSent, nOK, nErr atomic.Int64
+}
+
+func newProgress(quiet bool) *progress {
+	fi, err := os.Stderr.Stat()
+	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return &progress{quiet: quiet, tty: tty}
+}
+
+func (p *progress) sent() { p.nSent.Add(1) }
+
+func (p *progress) done(ok bool) {
+	if ok {
+		p.nOK.Add(1)
+	} else {
+		p.nErr.Add(1)
+	}
+}
+
+func (p *progress) begin(name string, s *loadSpec, start time.Time) {
+	p.nSent.Store(0)
+	p.nOK.Store(0)
+	p.nErr.Store(0)
+	p.mu.Lock()
+	p.label = name + " " + s.Kind.String() + " @ " + strconv.FormatFloat(s.Rate, 'f', 0, 64) + "/s"
+	p.start = start
+	p.length = s.Warmup + s.Duration
+	p.mu.Unlock()
+	if p.quiet || !p.tty {
+		return
+	}
+	p.stop = make(chan struct{})
+	p.stopped = make(chan struct{})
+	go func() {
+		defer close(p.stopped)
+		tk := time.NewTicker(250 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-tk.C:
+				p.print('\r')
+			}
+		}
+	}()
+}
+
+func (p *progress) end() {
+	if p.stop != nil {
+		close(p.stop)
+		<-p.stopped
+		p.stop = nil
+	}
+	if !p.quiet {
+		p.print('\n')
+	}
+}
+
+func (p *progress) print(endc byte) {
+	p.mu.Lock()
+	label, start, length := p.label, p.start, p.length
+	p.mu.Unlock()
+	el := time.Since(start).Truncate(100 * time.Millisecond)
+	if el < 0 {
+		el = 0
+	}
+	if el > length {
+		el = length
+	}
+	b := make([]byte, 0, 128)
+	if endc == '\r' {
+		b = append(b, '\r')
+	}
+	b = append(b, "  "...)
+	b = append(b, label...)
+	b = append(b, "  "...)
+	b = append(b, el.String()...)
+	b = append(b, '/')
+	b = append(b, length.String()...)
+	b = append(b, "  sent "...)
+	b = strconv.AppendInt(b, p.nSent.Load(), 10)
+	b = append(b, "  ok "...)
+	b = strconv.AppendInt(b, p.nOK.Load(), 10)
+	b = append(b, "  err "...)
+	b = strconv.AppendInt(b, p.nErr.Load(), 10)
+	b = append(b, "   "...)
+	if endc == '\n' {
+		b = append(b, '\n')
+	}
+	_, _ = os.Stderr.Write(b)
+}

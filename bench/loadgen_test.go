@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func quietProgress() *progress { return &progress{quiet: true} }
+
+func shortSpec(k reqKind) loadSpec {
+	return loadSpec{Kind: k, Rate: 400, Warmup: 50 * time.Millisecond, Duration: 200 * time.Millisecond,
+		Conns: 8, MaxTokens: 4, Timeout: 5 * time.Second}
+}
+
+func TestRunLoadAgainstStandIn(t *testing.T) {
+	cases := []struct {
+		name  string
+		kind  reqKind
+		fault string
+		want  string // error kind every request should fail with; "" = success
+	}{
+		{"chat succeeds", kindChat, "", ""},
+		{"stream succeeds with ttft and gaps", kindStream, "", ""},
+		{"embeddings succeed", kindEmbeddings, "", ""},
+		{"upstream status counted by code", kindChat, "503", "status 503"},
+		{"non-json chat body", kindChat, "garbage", "bad body"},
+		{"stream without a content chunk", kindStream, "garbage", "bad body"},
+		{"stream cut before [DONE]", kindStream, "cut", "stream cut"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startStandIn(t, tc.fault)
+			spec := shortSpec(tc.kind)
+			tg := &target{Name: "standin", Addr: s.addr(), Model: "m",
+				client: newClient(s.addr(), spec.Conns, spec.Timeout, tc.kind == kindStream, 0)}
+			st := runLoad(context.Background(), tg, &spec, quietProgress())
+			total := pacer{rate: spec.Rate}.count(spec.Warmup + spec.Duration)
+			if st.Sent != total {
+				t.Fatalf("sent %d, want %d", st.Sent, total)
+			}
+			if st.Measured == 0 {
+				t.Fatal("nothing measured")
+			}
+			if tc.want == "" {
+				if st.Errs.Total() != 0 || st.OK != st.Measured {
+					t.Fatalf("ok %d of %d, errors %v", st.OK, st.Measured, st.Errs)
+				}
+				if st.Lat.TotalCount() != st.OK || st.Lag.TotalCount() != st.OK {
+					t.Fatalf("latency samples %d, lag samples %d, want %d", st.Lat.TotalCount(), st.Lag.TotalCount(), st.OK)
+				}
+				if tc.kind == kindStream && (st.TTFT.TotalCount() != st.OK || st.Gap.TotalCount() != 2*st.OK) {
+					t.Fatalf("ttft samples %d, gap samples %d for %d streams of 3 chunks", st.TTFT.TotalCount(), st.Gap.TotalCount(), st.OK)
+				}
+				return
+			}
+			if st.OK != 0 || st.Errs[tc.want] != st.Sent {
+				t.Fatalf("errors %v (ok %d), want %d of %q", st.Errs, st.OK, st.Sent, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunLoadConnectError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	spec := shortSpec(kindChat)
+	tg := &target{Name: "closed", Addr: addr, Model: "m", client: newClient(addr, spec.Conns, spec.Timeout, false, 0)}
+	st := runLoad(context.Background(), tg, &spec, quietProgress())
+	if st.Errs["connect"] != st.Sent || st.Sent == 0 {
+		t.Fatalf("errors %v for %d sent, want all connect", st.Errs, st.Sent)
+	}
+}
+
+func TestRunLoadCountsHeaderAndUsers(t *testing.T) {
+	s := startStandIn(t, "")
+	spec := shortSpec(kindChat)
+	spec.Users = 3
+	spec.CountHeader = "Content-Type"
+	tg := &target{Name: "standin", Addr: s.addr(), Model: "m", client: newClient(s.addr(), spec.Conns, spec.Timeout, false, 0)}
+	st := runLoad(context.Background(), tg, &spec, quietProgress())
+	if st.Headers["application/json"] != st.OK || st.OK == 0 {
+		t.Fatalf("header counts %v, ok %d", st.Headers, st.OK)
+	}
+}
+
+func TestRunLoadActiveStreamsReturnToZero(t *testing.T) {
+	s := startStandIn(t, "")
+	var active atomic.Int64
+	spec := shortSpec(kindStream)
+	spec.Active = &active
+	spec.ReadBuf = 4096
+	tg := &target{Name: "standin", Addr: s.addr(), Model: "m", client: newClient(s.addr(), spec.Conns, spec.Timeout, true, 4096)}
+	st := runLoad(context.Background(), tg, &spec, quietProgress())
+	if st.OK == 0 || active.Load() != 0 {
+		t.Fatalf("ok %d, active after run %d", st.OK, active.Load())
+	}
+}
+
+func TestRunLoadStopsOnCancel(t *testing.T) {
+	s := startStandIn(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	spec := shortSpec(kindChat)
+	spec.Duration = time.Hour
+	tg := &target{Name: "standin", Addr: s.addr(), Model: "m", client: newClient(s.addr(), spec.Conns, spec.Timeout, false, 0)}
+	st := runLoad(ctx, tg, &spec, quietProgress())
+	if st.Sent != 0 {
+		t.Fatalf("sent %d after cancel", st.Sent)
+	}
+}
+
+func TestRequestBody(t *testing.T) {
+	cases := []struct {
+		name string
+		kind reqKind
+		want string
+	}{
+		{"chat", kindChat, `{"model":"chat","messages":[{"role":"user","content":"Write a short note about load testing gateways."}],"max_tokens":7}`},
+		{"stream", kindStream, `{"model":"chat","messages":[{"role":"user","content":"Write a short note about load testing gateways."}],"max_tokens":7,"stream":true}`},
+		{"embeddings", kindEmbeddings, `{"model":"chat","input":"The quick brown fox jumps over the lazy dog.","encoding_format":"float"}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(requestBody(tc.kind, "chat", 7)); got != tc.want {
+				t.Fatalf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestErrKind(t *testing.T) {
+	for i, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&net.OpError{Op: "dial", Err: errString("refused")}, "connect"},
+		{errString("weird"), "other"},
+	} {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			if got := errKind(tc.err); got != tc.want {
+				t.Fatalf("errKind(%v) = %q, want %q", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"image/color"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// plotMax draws p50 (dashed) and p99 (solid) latency against offered load
+// for each path, on a log latency axis, with the p99 bound as a line.
+func plotMax(m *MaxResult, file string) error {
+	p := plot.New()
+	p.Title.Text = "Non-streaming chat: latency against offered load"
+	p.X.Label.Text = "offered load (requests/s)"
+	p.Y.Label.Text = "latency (µs, log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+
+	var order []string
+	series := map[string][2]plotter.XYs{}
+	minX, maxX := 0.0, 0.0
+	for _, s := range m.Steps {
+		if _, ok := series[s.Path]; !ok {
+			order = append(order, s.Path)
+		}
+		xy := series[s.Path]
+		if s.Latency.Count > 0 {
+			xy[0] = append(xy[0], plotter.XY{X: s.Offered, Y: max(s.Latency.P50, 0.1)})
+			xy[1] = append(xy[1], plotter.XY{X: s.Offered, Y: max(s.Latency.P99, 0.1)})
+		}
+		series[s.Path] = xy
+		if minX == 0 || s.Offered < minX {
+			minX = s.Offered
+		}
+		maxX = max(maxX, s.Offered)
+	}
+	for i, name := range order {
+		xy := series[name]
+		for q, label := range []string{" p50", " p99"} {
+			if len(xy[q]) == 0 {
+				continue
+			}
+			l, pts, err := plotter.NewLinePoints(xy[q])
+			if err != nil {
+				return err
+			}
+			c := plotutil.Color(i)
+			l.Color, pts.Color = c, c
+			pts.Shape = draw.CircleGlyph{}
+			pts.Radius = vg.Points(2)
+			if q == 0 {
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			}
+			p.Add(l, pts)
+			p.Legend.Add(name+label, l)
+		}
+	}
+	if maxX > 0 {
+		bound, err := plotter.NewLine(plotter.XYs{{X: minX, Y: m.BoundUS}, {X: maxX, Y: m.BoundUS}})
+		if err != nil {
+			return err
+		}
+		bound.Color = color.RGBA{R: 200, A: 255}
+		bound.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
+		p.Add(bound)
+		p.Legend.Add("p99 bound", bound)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	return p.Save(9*vg.Inch, 5.5*vg.Inch, file)
+}

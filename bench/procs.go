@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// proc is a child process the harness started and must stop.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+// startProc starts bin with args, pinned to cores with taskset when cores
+// is set; its output goes to dir/name.log. taskset execs the program, so
+// the pid is the program's own.
+func startProc(dir, name, cores, bin string, args ...string) (*proc, error) {
+	argv := append([]string{bin}, args...)
+	if cores != "" {
+		argv = append([]string{"taskset", "-c", cores}, argv...)
+	}
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout = f
+	cmd.Stderr = f
+	// Its own process group: a Ctrl-C at the terminal reaches the harness,
+	// which then stops its children in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		_ = f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM, waits up to grace, then SIGKILL.
+func (p *proc) stop(grace time.Duration) {
+	if p == nil || p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// logTail returns the end of the process's output, for error messages.
+func (p *proc) logTail() string {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return ""
+	}
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// freePort asks the kernel for an unused loopback port. Another process can
+// take it before ours binds; on this harness's own machine that is rare
+// and shows as a start failure, never as a wrong measurement.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// waitReady polls url until it answers 200, the process dies or the time
+// is up.
+func waitReady(ctx context.Context, p *proc, url string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for i := 0; ; i++ {
+		code, _, err := fasthttp.GetTimeout(nil, url, time.Second)
+		if err == nil && code == fasthttp.StatusOK {
+			return nil
+		}
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s exited before it was ready: %v\n%s", p.name, p.err, p.logTail())
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			msg := fmt.Sprintf("%s not ready at %s after %s (last: code %d, %v)", nameOf(p), url, limit, code, err)
+			if p != nil {
+				msg += "\n" + p.logTail()
+			}
+			return errors.New(msg)
+		}
+		time.Sleep(min(time.Duration(i+1)*20*time.Millisecond, 200*time.Millisecond))
+	}
+}
+
+func nameOf(p *proc) string {
+	if p == nil {
+		return "server"
+	}
+	return p.name
+}
+
+// moduleRoot finds the directory of Tollgate's go.mod from the working
+// directory up, so `go run ./bench` works from anywhere in the tree.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for range 64 {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/tollgate/tollgate")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "", errors.New("not inside the tollgate module (no go.mod found above the working directory)")
+}
+
+// goBuild builds the package pkg (e.g. ./cmd/mockllm) of the module at root
+// into dir and returns the binary's path.
+func goBuild(root, dir, pkg string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+// hasFlag reports whether bin's -h output lists --name, so optional flags
+// are passed only to binaries that know them.
+func hasFlag(bin, name string) bool {
+	b, _ := exec.Command(bin, "-h").CombinedOutput()
+	return bytes.Contains(b, []byte("-"+name+" ")) || bytes.Contains(b, []byte("-"+name+"\n")) ||
+		bytes.Contains(b, []byte("-"+name+"="))
+}
+
+// rssKB reads VmRSS of pid from /proc, in KiB.
+func rssKB(pid int) (int64, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return parseVmRSS(f)
+}
+
+func parseVmRSS(r interface{ Read([]byte) (int, error) }) (int64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, errors.New("no VmRSS line")
+}
+
+// childPids lists the direct children of pid (nginx's workers) by scanning
+// /proc, which works whether or not the kernel has /proc/PID/task/*/children.
+func childPids(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name is in parentheses and may hold spaces: the
+		// fields after the last ')' are state, ppid, ...
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// treeRSSKB is the RSS of pid and its direct children (nginx master and
+// workers).
+func treeRSSKB(pid int) (int64, error) {
+	total, err := rssKB(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range childPids(pid) {
+		if v, err := rssKB(c); err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}
+
+// goroutines reads go_goroutines from a Prometheus text exposition.
+func goroutines(adminAddr string) (int64, error) {
+	code, body, err := fasthttp.GetTimeout(nil, "http://"+adminAddr+"/metrics", 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	if code != fasthttp.StatusOK {
+		return 0, fmt.Errorf("metrics: status %d", code)
+	}
+	return parseGauge(body, "go_goroutines")
+}
+
+func parseGauge(body []byte, name string) (int64, error) {
+	for line := range bytes.SplitSeq(body, []byte{'\n'}) {
+		rest, ok := bytes.CutPrefix(line, []byte(name))
+		if !ok || len(rest) == 0 || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		if rest[0] == '{' {
+			j := bytes.IndexByte(rest, '}')
+			if j < 0 {
+				continue
+			}
+			rest = rest[j+1:]
+		}
+		f := strings.Fields(string(rest))
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
+		}
+		return int64(v), nil
+	}
+	return 0, fmt.Errorf("%s not in metrics", name)
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE to at least want (hard limit included
+// when running as root). Children inherit it: an explicit Setrlimit also
+// stops os/exec from restoring the original soft limit in them.
+func raiseNoFile(want uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	if lim.Cur >= want {
+		return lim.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	next := lim
+	next.Cur = want
+	if next.Max < want {
+		next.Max = want
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err != nil {
+		// Not root: go as high as the hard limit allows.
+		lim.Cur = lim.Max
+		if err2 := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err2 != nil {
+			return 0, err2
+		}
+		return lim.Cur, nil
+	}
+	return next.Cur, nil
+}

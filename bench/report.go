@@ -1,0 +1,426 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Result is everything one scenario run measured; it is written as JSON
+// and rendered as Markdown.
+type Result struct {
+	Scenario string             `json:"scenario"`
+	Started  time.Time          `json:"started"`
+	Command  string             `json:"command"`
+	Machine  Machine            `json:"machine"`
+	Settings Settings           `json:"settings"`
+	Cores    CoreMap            `json:"cores"`
+	Paths    []PathResult       `json:"paths,omitempty"`
+	Compare  []Comparison       `json:"compare,omitempty"`
+	Max      *MaxResult         `json:"max,omitempty"`
+	Streams  []StreamsResult    `json:"streams,omitempty"`
+	Extra    map[string]float64 `json:"extra,omitempty"`
+	Notes    []string           `json:"notes,omitempty"`
+}
+
+// Machine says where the figures were taken.
+type Machine struct {
+	CPU        string `json:"cpu"`
+	Cores      int    `json:"cores"`
+	MemoryGiB  int    `json:"memory_gib"`
+	Kernel     string `json:"kernel"`
+	GoVersion  string `json:"go"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+}
+
+// Settings are the load parameters of the run.
+type Settings struct {
+	Rate        float64 `json:"rate_rps"`
+	Duration    string  `json:"duration"`
+	Warmup      string  `json:"warmup"`
+	Rounds      int     `json:"rounds"`
+	Connections int     `json:"connections"`
+	MaxTokens   int     `json:"max_tokens"`
+	TTFT        string  `json:"upstream_ttft"`
+	TPOT        string  `json:"upstream_tpot"`
+	Spin        string  `json:"pacer_spin"`
+}
+
+// PathResult is one path's merged rounds.
+type PathResult struct {
+	Path     string           `json:"path"`
+	Offered  float64          `json:"offered_rps"`
+	Achieved float64          `json:"achieved_rps"`
+	Measured int64            `json:"measured"`
+	OK       int64            `json:"ok"`
+	Errors   Errors           `json:"errors"`
+	Latency  Summary          `json:"latency"`
+	TTFT     *Summary         `json:"ttft,omitempty"`
+	Gap      *Summary         `json:"inter_chunk_gap,omitempty"`
+	SendLag  Summary          `json:"send_lag"`
+	Headers  map[string]int64 `json:"header_counts,omitempty"`
+}
+
+// Comparison is one path against another on one measure, at p50 and p99:
+// a difference in microseconds (Kind "diff") or a ratio (Kind "ratio").
+type Comparison struct {
+	Measure string  `json:"measure"`
+	Label   string  `json:"label"`
+	Kind    string  `json:"kind"`
+	P50     float64 `json:"p50"`
+	P99     float64 `json:"p99"`
+}
+
+// MaxResult is the outcome of the max scenario.
+type MaxResult struct {
+	BoundUS  float64            `json:"p99_bound_us"`
+	Steps    []MaxStep          `json:"steps"`
+	Highest  map[string]float64 `json:"highest_sustainable_rps"`
+	HalfRate float64            `json:"half_rate_rps,omitempty"`
+	Plot     string             `json:"plot,omitempty"`
+}
+
+// MaxStep is one path at one offered load.
+type MaxStep struct {
+	Path    string  `json:"path"`
+	Offered float64 `json:"offered_rps"`
+	Latency Summary `json:"latency"`
+	Errors  int64   `json:"errors"`
+	Pass    bool    `json:"pass"`
+}
+
+// StreamsResult is one path of the streams-10k scenario.
+type StreamsResult struct {
+	Path             string  `json:"path"`
+	Process          string  `json:"process"`
+	Streams          int     `json:"streams"`
+	PeakOpen         int64   `json:"peak_open"`
+	Errors           Errors  `json:"errors"`
+	RSSBeforeKB      int64   `json:"rss_before_kb"`
+	RSSPeakKB        int64   `json:"rss_peak_kb"`
+	PerStreamKB      float64 `json:"rss_per_stream_kb"`
+	GoroutinesBefore int64   `json:"goroutines_before,omitempty"`
+	GoroutinesPeak   int64   `json:"goroutines_peak,omitempty"`
+	GoroutinesPer    float64 `json:"goroutines_per_stream,omitempty"`
+	TTFT             Summary `json:"ttft"`
+	Gap              Summary `json:"inter_chunk_gap"`
+}
+
+// pathResult turns merged run stats into a PathResult.
+func pathResult(name string, rate float64, st *runStats, stream bool) PathResult {
+	r := PathResult{
+		Path: name, Offered: rate, Measured: st.Measured, OK: st.OK, Errors: st.Errs,
+		Latency: summarize(st.Lat), SendLag: summarize(st.Lag),
+	}
+	if st.Duration > 0 {
+		r.Achieved = float64(st.OK) / st.Duration.Seconds()
+	}
+	if stream {
+		t, g := summarize(st.TTFT), summarize(st.Gap)
+		r.TTFT, r.Gap = &t, &g
+	}
+	if len(st.Headers) > 0 {
+		r.Headers = st.Headers
+	}
+	return r
+}
+
+// Path names. tollgate-base is the same gateway without the feature a
+// scenario measures, so the feature's own cost is tollgate − tollgate-base.
+const (
+	pathDirect   = "direct"
+	pathTollgate = "tollgate"
+	pathNginx    = "nginx"
+	pathBase     = "tollgate-base"
+)
+
+// compare derives the added-latency figures from the paths present.
+func compare(paths []PathResult) []Comparison {
+	by := map[string]*PathResult{}
+	for i := range paths {
+		by[paths[i].Path] = &paths[i]
+	}
+	type measure struct {
+		name string
+		get  func(*PathResult) *Summary
+	}
+	measures := []measure{{"latency", func(p *PathResult) *Summary { return &p.Latency }}}
+	if p := by[pathTollgate]; p != nil && p.TTFT != nil {
+		measures = append(measures,
+			measure{"ttft", func(p *PathResult) *Summary { return p.TTFT }},
+			measure{"inter-chunk gap", func(p *PathResult) *Summary { return p.Gap }})
+	}
+	var out []Comparison
+	for _, m := range measures {
+		get := func(name string) *Summary {
+			p := by[name]
+			if p == nil {
+				return nil
+			}
+			s := m.get(p)
+			if s == nil || s.Count == 0 {
+				return nil
+			}
+			return s
+		}
+		d, tg, ng, base := get(pathDirect), get(pathTollgate), get(pathNginx), get(pathBase)
+		diff := func(label string, a, b *Summary) {
+			if a != nil && b != nil {
+				out = append(out, Comparison{m.name, label, "diff", a.P50 - b.P50, a.P99 - b.P99})
+			}
+		}
+		diff("tollgate − direct", tg, d)
+		diff("nginx − direct", ng, d)
+		diff("tollgate − tollgate-base", tg, base)
+		if tg != nil && ng != nil {
+			out = append(out, Comparison{m.name, "tollgate / nginx", "ratio", ratio(tg.P50, ng.P50), ratio(tg.P99, ng.P99)})
+			if d != nil {
+				out = append(out, Comparison{m.name, "added: (tollgate − direct) / (nginx − direct)", "ratio",
+					ratio(tg.P50-d.P50, ng.P50-d.P50), ratio(tg.P99-d.P99, ng.P99-d.P99)})
+			}
+		}
+	}
+	return out
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func fus(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+
+func frate(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+
+// markdown renders r as a self-contained Markdown report.
+func (r *Result) markdown() string {
+	var b strings.Builder
+	p := func(s ...string) {
+		for _, x := range s {
+			b.WriteString(x)
+		}
+		b.WriteByte('\n')
+	}
+	p("# bench: ", r.Scenario)
+	p()
+	p("- command: `", r.Command, "`")
+	p("- started: ", r.Started.UTC().Format(time.RFC3339))
+	p("- machine: ", r.Machine.CPU, ", ", strconv.Itoa(r.Machine.Cores), " cores, ",
+		strconv.Itoa(r.Machine.MemoryGiB), " GiB, kernel ", r.Machine.Kernel, ", ", r.Machine.GoVersion)
+	p("- cores: ", r.Cores.String())
+	s := r.Settings
+	p("- load: ", frate(s.Rate), " req/s open loop, ", s.Duration, " per path in ", strconv.Itoa(s.Rounds),
+		" alternating rounds, warm-up ", s.Warmup, ", ", strconv.Itoa(s.Connections), " connections, max_tokens ",
+		strconv.Itoa(s.MaxTokens), ", upstream ttft ", s.TTFT, " tpot ", s.TPOT)
+	p()
+	if len(r.Paths) > 0 {
+		renderPaths(&b, "Latency (µs, from the scheduled send time to the last byte)", r.Paths,
+			func(x *PathResult) *Summary { return &x.Latency }, true)
+		if r.Paths[0].TTFT != nil {
+			renderPaths(&b, "Time to first token (µs, at the client)", r.Paths,
+				func(x *PathResult) *Summary { return x.TTFT }, false)
+			renderPaths(&b, "Inter-chunk gap (µs, at the client)", r.Paths,
+				func(x *PathResult) *Summary { return x.Gap }, false)
+		}
+		renderPaths(&b, "Send lag (µs, harness delay from scheduled to actual send; same for every path)", r.Paths,
+			func(x *PathResult) *Summary { return &x.SendLag }, false)
+		for _, x := range r.Paths {
+			if len(x.Headers) > 0 {
+				p("Response header counts, ", x.Path, ": ", countsString(x.Headers))
+				p()
+			}
+		}
+	}
+	if len(r.Compare) > 0 {
+		p("## Added latency")
+		p()
+		p("| measure | comparison | p50 | p99 |")
+		p("| --- | --- | ---: | ---: |")
+		for _, c := range r.Compare {
+			if c.Kind == "diff" {
+				p("| ", c.Measure, " | ", c.Label, " (µs) | ", fus(c.P50), " | ", fus(c.P99), " |")
+			} else {
+				p("| ", c.Measure, " | ", c.Label, " | ", strconv.FormatFloat(c.P50, 'f', 2, 64), " | ",
+					strconv.FormatFloat(c.P99, 'f', 2, 64), " |")
+			}
+		}
+		p()
+	}
+	if m := r.Max; m != nil {
+		p("## Highest sustainable rate (p99 ≤ ", fus(m.BoundUS), " µs, errors ≤ 0.1 %)")
+		p()
+		p("| path | req/s |")
+		p("| --- | ---: |")
+		for _, k := range sortedKeys(m.Highest) {
+			p("| ", k, " | ", frate(m.Highest[k]), " |")
+		}
+		p()
+		if m.Plot != "" {
+			p("![latency against offered load](", m.Plot, ")")
+			p()
+		}
+		p("### Steps")
+		p()
+		p("| path | offered req/s | p50 | p90 | p99 | p99.9 | max | errors | pass |")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+		for _, st := range m.Steps {
+			l := st.Latency
+			p("| ", st.Path, " | ", frate(st.Offered), " | ", fus(l.P50), " | ", fus(l.P90), " | ", fus(l.P99), " | ",
+				fus(l.P999), " | ", fus(l.Max), " | ", strconv.FormatInt(st.Errors, 10), " | ", strconv.FormatBool(st.Pass), " |")
+		}
+		p()
+		if m.HalfRate > 0 {
+			p("The latency tables above are at half of Tollgate's highest sustainable rate (", frate(m.HalfRate), " req/s).")
+			p()
+		}
+	}
+	if len(r.Streams) > 0 {
+		p("## Concurrent streams")
+		p()
+		p("| path | process | streams | peak open | errors | RSS before KiB | RSS at peak KiB | KiB / stream | goroutines before | at peak | per stream | ttft p99 µs | gap p99 µs |")
+		p("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		for _, x := range r.Streams {
+			gb, gp, gper := "–", "–", "–"
+			if x.GoroutinesPeak > 0 {
+				gb, gp = strconv.FormatInt(x.GoroutinesBefore, 10), strconv.FormatInt(x.GoroutinesPeak, 10)
+				gper = strconv.FormatFloat(x.GoroutinesPer, 'f', 2, 64)
+			}
+			p("| ", x.Path, " | ", x.Process, " | ", strconv.Itoa(x.Streams), " | ", strconv.FormatInt(x.PeakOpen, 10), " | ",
+				x.Errors.String(), " | ", strconv.FormatInt(x.RSSBeforeKB, 10), " | ", strconv.FormatInt(x.RSSPeakKB, 10), " | ",
+				strconv.FormatFloat(x.PerStreamKB, 'f', 1, 64), " | ", gb, " | ", gp, " | ", gper, " | ",
+				fus(x.TTFT.P99), " | ", fus(x.Gap.P99), " |")
+		}
+		p()
+	}
+	if len(r.Extra) > 0 {
+		p("## Other figures")
+		p()
+		for _, k := range sortedKeys(r.Extra) {
+			p("- ", k, ": ", strconv.FormatFloat(r.Extra[k], 'f', -1, 64))
+		}
+		p()
+	}
+	if len(r.Notes) > 0 {
+		p("## Notes")
+		p()
+		for _, n := range r.Notes {
+			p("- ", n)
+		}
+		p()
+	}
+	return b.String()
+}
+
+func renderPaths(b *strings.Builder, title string, paths []PathResult, get func(*PathResult) *Summary, full bool) {
+	b.WriteString("## " + title + "\n\n")
+	if full {
+		b.WriteString("| path | offered req/s | achieved req/s | ok | errors | p50 | p90 | p99 | p99.9 | max |\n")
+		b.WriteString("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n")
+	} else {
+		b.WriteString("| path | count | p50 | p90 | p99 | p99.9 | max |\n")
+		b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	}
+	for i := range paths {
+		x := &paths[i]
+		s := get(x)
+		if s == nil {
+			continue
+		}
+		if full {
+			b.WriteString("| " + x.Path + " | " + frate(x.Offered) + " | " + frate(x.Achieved) + " | " +
+				strconv.FormatInt(x.OK, 10) + " | " + x.Errors.String() + " | ")
+		} else {
+			b.WriteString("| " + x.Path + " | " + strconv.FormatInt(s.Count, 10) + " | ")
+		}
+		b.WriteString(fus(s.P50) + " | " + fus(s.P90) + " | " + fus(s.P99) + " | " + fus(s.P999) + " | " + fus(s.Max) + " |\n")
+	}
+	b.WriteString("\n")
+}
+
+func countsString(m map[string]int64) string {
+	var total int64
+	for _, v := range m {
+		total += v
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		name := k
+		if name == "" {
+			name = "(none)"
+		}
+		parts = append(parts, name+"="+strconv.FormatInt(m[k], 10)+" ("+
+			strconv.FormatFloat(100*float64(m[k])/float64(total), 'f', 1, 64)+" %)")
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// resultFiles names the files of one run: a timestamped pair kept as
+// history, and latest-<scenario> overwritten each run.
+func resultFiles(dir, scenario string, at time.Time) (stamped, latest string) {
+	ts := at.UTC().Format("20060102T150405Z")
+	return filepath.Join(dir, ts+"-"+scenario), filepath.Join(dir, "latest-"+scenario)
+}
+
+// write stores r as .md and .json under dir.
+func (r *Result) write(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	md := []byte(r.markdown())
+	stamped, latest := resultFiles(dir, r.Scenario, r.Started)
+	var written []string
+	for _, base := range []string{stamped, latest} {
+		for ext, data := range map[string][]byte{".md": md, ".json": append(js, '\n')} {
+			if err := os.WriteFile(base+ext, data, 0o644); err != nil {
+				return written, err
+			}
+			written = append(written, base+ext)
+		}
+	}
+	sort.Strings(written)
+	return written, nil
+}
+
+// machine describes this host.
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			m.MemoryGiB = int((kb + 512*1024) >> 20)
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}

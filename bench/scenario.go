@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// scenario is what differs between the fixed-rate scenarios.
+type scenario struct {
+	name    string
+	kind    reqKind
+	redis   bool // two Redis-backed limits on the chat endpoint
+	tracing bool // OTLP export at ratio 0.1 to a local receiver
+	ab      bool // two upstreams, 95/5 sticky split with a canary
+	// baseline adds a tollgate-base path: the same gateway without the
+	// feature, so the feature's own cost is measured in the same run.
+	baseline bool
+}
+
+func lookupScenario(name string) scenario {
+	switch name {
+	case "stream":
+		return scenario{name: name, kind: kindStream}
+	case "embeddings":
+		return scenario{name: name, kind: kindEmbeddings}
+	case "redis-limits":
+		return scenario{name: name, kind: kindChat, redis: true, baseline: true}
+	case "tracing":
+		return scenario{name: name, kind: kindChat, tracing: true, baseline: true}
+	case "ab":
+		return scenario{name: name, kind: kindChat, ab: true}
+	default:
+		return scenario{name: name, kind: kindChat}
+	}
+}
+
+// abUsers is how many distinct X-User-ID values the ab scenario cycles.
+const abUsers = 10000
+
+func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progress, name string) (*Result, error) {
+	switch name {
+	case "max":
+		return runMax(ctx, o, b, cores, prog)
+	case "streams-10k":
+		return runStreams(ctx, o, b, cores, prog)
+	}
+	sc := lookupScenario(name)
+	timing := upstreamTiming{MaxTokens: o.MaxTokens}
+	if sc.kind == kindStream {
+		timing.TTFT, timing.TPOT = o.TTFT, o.TPOT
+	}
+	e, err := newEnv(o, b, cores)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	ts, err := e.setup(ctx, sc, timing)
+	if err != nil {
+		return nil, err
+	}
+	res := newResult(o, cores, name, timing)
+	spec := loadSpec{Kind: sc.kind, Rate: o.Rate, Conns: o.Conns, MaxTokens: o.MaxTokens,
+		Timeout: o.Timeout, Spin: o.Spin}
+	if sc.ab {
+		spec.Users, spec.CountHeader = abUsers, "x-tollgate-variant"
+	}
+	res.Paths = measure(ctx, o, ts, spec, prog)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	res.Compare = compare(res.Paths)
+	if sc.tracing && e.otlp != nil {
+		// Stop the gateways first: their exporters flush on shutdown.
+		for i := len(e.procs) - 1; i >= 0; i-- {
+			if e.procs[i].name == pathTollgate || e.procs[i].name == pathBase {
+				e.procs[i].stop(10 * time.Second)
+			}
+		}
+		var sent int64
+		for _, p := range res.Paths {
+			if p.Path == pathTollgate {
+				sent = p.Measured
+			}
+		}
+		res.Extra = map[string]float64{
+			"otlp_spans_received":        float64(e.otlp.spans.Load()),
+			"otlp_export_calls":          float64(e.otlp.exports.Load()),
+			"tollgate_measured_requests": float64(sent),
+		}
+		if sent > 0 {
+			res.Extra["otlp_spans_per_measured_request"] = float64(e.otlp.spans.Load()) / float64(sent)
+		}
+		res.Notes = append(res.Notes, "spans counted include the warm-up and probe requests; at sample_ratio 0.1 expect about 0.1 × spans per trace per request")
+	}
+	if sc.ab {
+		res.Notes = append(res.Notes, fmt.Sprintf("X-User-ID cycles over %d users; tollgate splits 95/5 sticky with a canary at its first step, nginx with split_clients on the same header", abUsers))
+	}
+	if sc.redis {
+		res.Notes = append(res.Notes, "tollgate checks two Redis buckets (requests and tokens, per endpoint) on every request; tollgate-base is the same gateway with no limits")
+	}
+	return res, nil
+}
+
+func newResult(o *options, cores CoreMap, name string, t upstreamTiming) *Result {
+	return &Result{
+		Scenario: name,
+		Started:  time.Now(),
+		Command:  o.command,
+		Machine:  machine(),
+		Cores:    cores,
+		Settings: Settings{
+			Rate: o.Rate, Duration: o.Duration.String(), Warmup: o.Warmup.String(), Rounds: o.Rounds,
+			Connections: o.Conns, MaxTokens: o.MaxTokens, TTFT: t.TTFT.String(), TPOT: t.TPOT.String(),
+			Spin: o.Spin.String(),
+		},
+	}
+}
+
+// setup starts the upstream(s), the gateway(s) and nginx for sc, probes
+// each path once, and returns the targets in report order.
+func (e *env) setup(ctx context.Context, sc scenario, timing upstreamTiming) ([]*target, error) {
+	o := e.o
+	mock, upAddr, err := e.startMock(ctx, "mockllm", timing)
+	if err != nil {
+		return nil, err
+	}
+	gp := gwParams{Upstream: upAddr}
+	canaryAddr := ""
+	if sc.ab {
+		if _, canaryAddr, err = e.startMock(ctx, "mockllm-canary", timing); err != nil {
+			return nil, err
+		}
+		gp.Canary = canaryAddr
+	}
+	if sc.redis {
+		if gp.RedisURL, err = e.startRedis(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if sc.tracing {
+		if e.otlp, err = startOTLP("127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		gp.OTLPEndpoint = e.otlp.addr()
+	}
+	model := endpointChat
+	if sc.kind == kindEmbeddings {
+		model = endpointEmbed
+	}
+	var ts []*target
+	if o.wantsPath(pathDirect) {
+		ts = append(ts, &target{Name: pathDirect, Addr: upAddr, Model: mockModel, Pid: mock.pid()})
+	}
+	if o.wantsPath(pathTollgate) {
+		_, t, err := e.startGateway(ctx, pathTollgate, gp)
+		if err != nil {
+			return nil, err
+		}
+		t.Model = model
+		ts = append(ts, t)
+	}
+	if o.wantsPath(pathNginx) {
+		_, t, err := e.startNginx(ctx, nginxParams{Upstream: upAddr, Canary: canaryAddr,
+			Stream: sc.kind == kindStream, MaxConns: o.Conns * 4})
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
+	}
+	if sc.baseline && o.wantsPath(pathTollgate) {
+		_, t, err := e.startGateway(ctx, pathBase, gwParams{Upstream: upAddr})
+		if err != nil {
+			return nil, err
+		}
+		t.Model = model
+		ts = append(ts, t)
+	}
+	if len(ts) == 0 {
+		return nil, errors.New("no paths to measure")
+	}
+	for _, t := range ts {
+		if err := probe(t, sc.kind, o.MaxTokens); err != nil {
+			return nil, err
+		}
+	}
+	return ts, nil
+}
+
+// measure runs the same load through every target in alternating rounds
+// (rotating the order each round, so no path always follows the same
+// neighbour) and merges each path's rounds.
+func measure(ctx context.Context, o *options, ts []*target, spec loadSpec, prog *progress) []PathResult {
+	stream := spec.Kind == kindStream
+	for _, t := range ts {
+		t.client = newClient(t.Addr, spec.Conns, spec.Timeout, stream, 0)
+	}
+	total := make([]*runStats, len(ts))
+	for i := range total {
+		total[i] = newRunStats()
+	}
+	per := o.Duration / time.Duration(o.Rounds)
+	for r := 0; r < o.Rounds && ctx.Err() == nil; r++ {
+		for j := range ts {
+			i := (j + r) % len(ts)
+			s := spec
+			s.Duration = per
+			s.Warmup = min(o.Warmup, 100*time.Millisecond)
+			if r == 0 {
+				s.Warmup = o.Warmup
+			}
+			total[i].merge(runLoad(ctx, ts[i], &s, prog))
+		}
+	}
+	out := make([]PathResult, len(ts))
+	for i, t := range ts {
+		out[i] = pathResult(t.Name, spec.Rate, total[i], stream)
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// sseReader splits a text/event-stream body into events and returns the
+// data of each (the "data:" lines joined by '\n', as the SSE spec says).
+// Comments, "event:", "id:" and "retry:" lines are skipped. The returned
+// slice is valid until the next call.
+type sseReader struct {
+	r    *bufio.Reader
+	data []byte
+}
+
+var (
+	prefixData = []byte("data:")
+	doneData   = []byte("[DONE]")
+)
+
+// errLineTooLong is returned for a line over the reader's buffer: no event
+// the upstreams send comes near it, so it means a broken stream.
+var errLineTooLong = errors.New("sse line too long")
+
+// next returns the data of the next event that has any; io.EOF when the body
+// ends. A final event without its blank line is still returned.
+func (s *sseReader) next() ([]byte, error) {
+	s.data = s.data[:0]
+	have := false
+	for {
+		line, err := s.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, errLineTooLong
+		}
+		if err != nil && (!errors.Is(err, io.EOF) || len(line) == 0) {
+			if have && errors.Is(err, io.EOF) {
+				return s.data, nil
+			}
+			return nil, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			if have {
+				return s.data, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if bytes.HasPrefix(line, prefixData) {
+			v := line[len(prefixData):]
+			if len(v) > 0 && v[0] == ' ' {
+				v = v[1:]
+			}
+			if have {
+				s.data = append(s.data, '\n')
+			}
+			s.data = append(s.data, v...)
+			have = true
+		}
+		if err != nil {
+			// io.EOF after a last line with no newline.
+			if have {
+				return s.data, nil
+			}
+			return nil, err
+		}
+	}
+}
+
+// hasContent reports whether a chat chunk carries generated text: a
+// non-empty "content" string (the first chunk's role-only delta has "").
+func hasContent(chunk []byte) bool {
+	for off := 0; ; {
+		i := bytes.Index(chunk[off:], keyContent)
+		if i < 0 {
+			return false
+		}
+		j := off + i + len(keyContent)
+		for j < len(chunk) && (chunk[j] == ' ' || chunk[j] == ':') {
+			j++
+		}
+		if j+1 < len(chunk) && chunk[j] == '"' && chunk[j+1] != '"' {
+			return true
+		}
+		off = j
+	}
+}
+
+var keyContent = []byte(`"content"`)

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// standIn is a tiny OpenAI-shaped upstream for the harness's own tests, so
+// they run without mockllm or the gateway being built. fault picks one
+// misbehaviour for every request: "", "503", "garbage", "cut".
+type standIn struct {
+	ln    net.Listener
+	srv   *fasthttp.Server
+	fault string
+}
+
+func startStandIn(t *testing.T, fault string) *standIn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &standIn{ln: ln, fault: fault}
+	s.srv = &fasthttp.Server{Handler: s.handle}
+	go func() { _ = s.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = s.srv.Shutdown() })
+	return s
+}
+
+func (s *standIn) addr() string { return s.ln.Addr().String() }
+
+var streamChunks = []string{
+	`{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}`,
+	`{"choices":[{"index":0,"delta":{"content":"alpha"}}]}`,
+	`{"choices":[{"index":0,"delta":{"content":" beta"}}]}`,
+	`{"choices":[{"index":0,"delta":{"content":" gamma"}}]}`,
+	`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`,
+}
+
+func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
+	switch string(ctx.Path()) {
+	case "/health":
+		return
+	case "/v1/chat/completions", "/v1/embeddings":
+	default:
+		ctx.SetStatusCode(fasthttp.StatusNotFound)
+		return
+	}
+	switch s.fault {
+	case "503":
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(`{"error":{"message":"busy"}}`)
+		return
+	case "garbage":
+		ctx.SetBodyString("not json")
+		return
+	}
+	if string(ctx.Path()) == "/v1/embeddings" {
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.6,0.8]}]}`)
+		return
+	}
+	if !bytes.Contains(ctx.PostBody(), []byte(`"stream":true`)) {
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"choices":[{"index":0,"message":{"role":"assistant","content":"alpha beta gamma"}}]}`)
+		return
+	}
+	cut := s.fault == "cut"
+	ctx.SetContentType("text/event-stream")
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		for i, c := range streamChunks {
+			if cut && i == 2 {
+				return
+			}
+			_, _ = w.WriteString("data: " + c + "\n\n")
+			if err := w.Flush(); err != nil {
+				return
+			}
+		}
+		_, _ = w.WriteString("data: [DONE]\n\n")
+		_ = w.Flush()
+	})
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Upstream pacing for streams-10k: slow enough that every stream stays
+// open through the ramp and the hold, fast enough that chunks keep flowing
+// through each connection while memory is read.
+const (
+	streamsTTFT = 50 * time.Millisecond
+	streamsTPOT = 500 * time.Millisecond
+)
+
+// streamsTokens is how many tokens each stream must carry to stay open
+// from its start through the ramp, the hold and a margin.
+func streamsTokens(ramp, hold time.Duration) int {
+	return int((ramp+hold+2*time.Second)/streamsTPOT) + 1
+}
+
+// runStreams holds --streams concurrent slow streams through each path in
+// turn and reads the memory of the process in the middle (the gateway,
+// nginx's master and workers, or for the direct path mockllm itself)
+// before and while they are open.
+func runStreams(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progress) (*Result, error) {
+	n := o.Streams
+	// Through a proxy each stream is two sockets in the proxy and one in
+	// the harness and the upstream.
+	want := uint64(3*n + 8192)
+	got, err := raiseNoFile(want)
+	if err != nil {
+		return nil, fmt.Errorf("raising RLIMIT_NOFILE: %w", err)
+	}
+	ramp := time.Duration(float64(n) / o.StreamRate * float64(time.Second))
+	tokens := streamsTokens(ramp, o.Hold)
+	timing := upstreamTiming{TTFT: streamsTTFT, TPOT: streamsTPOT, MaxTokens: tokens, MaxSeqs: 2 * n}
+	e, err := newEnv(o, b, cores)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	ts, err := e.setup(ctx, scenario{name: "streams-10k", kind: kindStream}, timing)
+	if err != nil {
+		return nil, err
+	}
+	res := newResult(o, cores, "streams-10k", timing)
+	res.Settings.Rate = o.StreamRate
+	res.Settings.Duration = (ramp + o.Hold).String()
+	res.Settings.Warmup = "0s"
+	res.Settings.Rounds = 1
+	res.Settings.Connections = n
+	res.Settings.MaxTokens = tokens
+	if got < want {
+		res.Notes = append(res.Notes, "RLIMIT_NOFILE only "+strconv.FormatUint(got, 10)+": expect connect errors")
+	}
+	for _, t := range ts {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		sr, err := holdStreams(ctx, o, t, n, ramp, tokens, prog)
+		if err != nil {
+			return nil, err
+		}
+		res.Streams = append(res.Streams, sr)
+	}
+	res.Notes = append(res.Notes,
+		"KiB per stream = (RSS with all streams open − RSS before) / streams; goroutines likewise, from go_goroutines on the admin /metrics",
+		"direct measures mockllm (the upstream) itself; nginx sums its master and workers")
+	return res, nil
+}
+
+// processRSS reads the RSS of the path's middle process.
+func processRSS(t *target) (int64, error) {
+	if t.Name == pathNginx {
+		return treeRSSKB(t.Pid)
+	}
+	return rssKB(t.Pid)
+}
+
+func holdStreams(ctx context.Context, o *options, t *target, n int, ramp time.Duration, tokens int, prog *progress) (StreamsResult, error) {
+	sr := StreamsResult{Path: t.Name, Streams: n, Process: "mockllm"}
+	switch t.Name {
+	case pathNginx:
+		sr.Process = "nginx"
+	case pathTollgate:
+		sr.Process = "tollgate"
+	}
+	var err error
+	if sr.RSSBeforeKB, err = processRSS(t); err != nil {
+		return sr, err
+	}
+	if t.AdminAddr != "" {
+		if sr.GoroutinesBefore, err = goroutines(t.AdminAddr); err != nil {
+			return sr, err
+		}
+	}
+	var active atomic.Int64
+	timeout := ramp + o.Hold + time.Minute
+	// 4 KiB buffers: 10,000 streams of a few hundred bytes per event need
+	// no more, and the harness's own memory stays far below the proxies'.
+	const buf = 4 << 10
+	t.client = newClient(t.Addr, n+16, timeout, true, buf)
+	defer t.client.CloseIdleConnections()
+	spec := loadSpec{Kind: kindStream, Rate: o.StreamRate, Duration: ramp, Conns: n, MaxTokens: tokens,
+		Timeout: timeout, ReadBuf: buf, Active: &active, Spin: o.Spin}
+	done := make(chan *runStats, 1)
+	go func() { done <- runLoad(ctx, t, &spec, prog) }()
+
+	// Wait for every stream to be open (or the ramp plus a grace), let the
+	// proxy settle, then take the highest of a few readings.
+	deadline := time.Now().Add(ramp + 30*time.Second)
+	tk := time.NewTicker(100 * time.Millisecond)
+	defer tk.Stop()
+	var st *runStats
+wait:
+	for active.Load() < int64(n) && time.Now().Before(deadline) {
+		select {
+		case st = <-done:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-tk.C:
+		}
+	}
+	if st == nil && ctx.Err() == nil {
+		time.Sleep(min(time.Second, o.Hold/2))
+		for range 3 {
+			sr.PeakOpen = max(sr.PeakOpen, active.Load())
+			if v, err := processRSS(t); err == nil {
+				sr.RSSPeakKB = max(sr.RSSPeakKB, v)
+			}
+			if t.AdminAddr != "" {
+				if v, err := goroutines(t.AdminAddr); err == nil {
+					sr.GoroutinesPeak = max(sr.GoroutinesPeak, v)
+				}
+			}
+			time.Sleep(min(300*time.Millisecond, o.Hold/6))
+		}
+		st = <-done
+	}
+	if st == nil {
+		return sr, ctx.Err()
+	}
+	sr.Errors = st.Errs
+	sr.TTFT = summarize(st.TTFT)
+	sr.Gap = summarize(st.Gap)
+	if sr.PeakOpen > 0 {
+		sr.PerStreamKB = float64(sr.RSSPeakKB-sr.RSSBeforeKB) / float64(sr.PeakOpen)
+		if sr.GoroutinesPeak > 0 {
+			sr.GoroutinesPer = float64(sr.GoroutinesPeak-sr.GoroutinesBefore) / float64(sr.PeakOpen)
+		}
+	}
+	return sr, nil
+}
