@@ -1,0 +1,105 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+func TestGatewayConfig(t *testing.T) {
+	base := gwParams{Listen: "127.0.0.1:18080", Admin: "127.0.0.1:19090", Upstream: "127.0.0.1:18001", Model: "mock-1"}
+	withAB := base
+	withAB.Canary = "127.0.0.1:18002"
+	withRedis := base
+	withRedis.RedisURL = "redis://127.0.0.1:16379/0"
+	withTracing := base
+	withTracing.OTLPEndpoint = "127.0.0.1:14317"
+	cases := []struct {
+		name string
+		p    gwParams
+	}{
+		{"chat", base},
+		{"ab", withAB},
+		{"redis-limits", withRedis},
+		{"tracing", withTracing},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			y, err := gatewayConfig(tc.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "gateway-"+tc.name+".yaml", y)
+			// The contract's top-level keys, and nothing else.
+			var top map[string]yaml.Node
+			if err := yaml.Unmarshal(y, &top); err != nil {
+				t.Fatal(err)
+			}
+			for k := range top {
+				switch k {
+				case "server", "auth", "backends", "endpoints", "limiter", "tracing", "logging":
+				default:
+					t.Fatalf("unknown top-level key %q", k)
+				}
+			}
+			var back gwConfig
+			if err := yaml.Unmarshal(y, &back); err != nil {
+				t.Fatal(err)
+			}
+			for _, ep := range back.Endpoints {
+				sum := 0
+				for _, r := range ep.Routes {
+					sum += r.Weight
+					if _, ok := back.Backends[r.Backend]; !ok {
+						t.Fatalf("endpoint %s routes to unknown backend %s", ep.Name, r.Backend)
+					}
+				}
+				if sum != 100 {
+					t.Fatalf("endpoint %s weights sum to %d", ep.Name, sum)
+				}
+			}
+		})
+	}
+}
+
+func TestNginxConfig(t *testing.T) {
+	base := nginxParams{Dir: "/tmp/b", Listen: "127.0.0.1:18081", Upstream: "127.0.0.1:18001"}
+	stream := base
+	stream.Stream, stream.Workers, stream.MaxConns = true, 1, 30000
+	ab := base
+	ab.Canary = "127.0.0.1:18002"
+	cases := []struct {
+		name string
+		p    nginxParams
+		must []string
+		not  []string
+	}{
+		{"chat", base, []string{"worker_processes auto;", "keepalive 256;", "proxy_http_version 1.1;",
+			`proxy_set_header Connection "";`, "access_log off;", "daemon off;", "pid /tmp/b/nginx.pid;",
+			"proxy_pass http://stable;", "worker_connections 4096;"}, []string{"proxy_buffering off;", "split_clients"}},
+		{"stream", stream, []string{"proxy_buffering off;", "worker_processes 1;", "worker_connections 30000;",
+			"worker_rlimit_nofile 61024;"}, nil},
+		{"ab", ab, []string{`split_clients "${http_x_user_id}" $variant`, "95% stable;", "proxy_pass http://$variant;",
+			"server 127.0.0.1:18002;"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := nginxConfig(tc.p)
+			golden(t, "nginx-"+tc.name+".conf", []byte(c))
+			for _, s := range tc.must {
+				if !strings.Contains(c, s) {
+					t.Errorf("missing %q", s)
+				}
+			}
+			for _, s := range tc.not {
+				if strings.Contains(c, s) {
+					t.Errorf("unexpected %q", s)
+				}
+			}
+			if strings.Count(c, "{") != strings.Count(c, "}") {
+				t.Fatal("unbalanced braces")
+			}
+		})
+	}
+}

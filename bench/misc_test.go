@@ -1,0 +1,167 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPlanCores(t *testing.T) {
+	cases := []struct {
+		name string
+		n    int
+		pin  bool
+		gw   int
+		want CoreMap
+	}{
+		{"not asked", 16, false, 1, CoreMap{GatewayCores: 16}},
+		{"two cores are too few", 2, true, 1, CoreMap{GatewayCores: 2,
+			Note: "--pin needs at least 3 cores for upstream, gateway (1) and load generator; this machine has 2"}},
+		{"three cores", 3, true, 1, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2", GatewayCores: 1}},
+		{"sixteen cores, four for the gateway", 16, true, 4, CoreMap{Pinned: true, Upstream: "0", Gateway: "1-4", Loadgen: "5-15", GatewayCores: 4}},
+		{"zero gateway cores means one", 8, true, 0, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2-7", GatewayCores: 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := planCores(tc.n, tc.pin, tc.gw); got != tc.want {
+				t.Fatalf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMaxRates(t *testing.T) {
+	cases := []struct {
+		name                 string
+		start, factor, limit float64
+		want                 []float64
+	}{
+		{"doubling", 100, 2, 1000, []float64{100, 200, 400, 800}},
+		{"limit included", 100, 2, 800, []float64{100, 200, 400, 800}},
+		{"rounded, no repeats", 1, 1.3, 4, []float64{1, 2, 3, 4}},
+		{"start above limit", 500, 2, 100, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := maxRates(tc.start, tc.factor, tc.limit)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestMaxStepOK(t *testing.T) {
+	bound := 5 * time.Millisecond
+	cases := []struct {
+		name           string
+		s              Summary
+		measured, errs int64
+		want           bool
+	}{
+		{"under bound", Summary{Count: 100, P99: 4999}, 1000, 0, true},
+		{"at bound", Summary{Count: 100, P99: 5000}, 1000, 0, true},
+		{"over bound", Summary{Count: 100, P99: 5001}, 1000, 0, false},
+		{"0.1 % errors allowed", Summary{Count: 100, P99: 100}, 1000, 1, true},
+		{"more errors fail", Summary{Count: 100, P99: 100}, 1000, 2, false},
+		{"nothing measured", Summary{}, 0, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := maxStepOK(tc.s, tc.measured, tc.errs, bound); got != tc.want {
+				t.Fatalf("got %v", got)
+			}
+		})
+	}
+}
+
+func TestStreamsTokens(t *testing.T) {
+	// 5 s ramp + 5 s hold + 2 s margin at 500 ms per token.
+	if got := streamsTokens(5*time.Second, 5*time.Second); got != 25 {
+		t.Fatalf("got %d", got)
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	cases := []struct {
+		name, in string
+		want     int64
+		err      bool
+	}{
+		{"status file", "Name:\ttollgate\nVmPeak:\t  99 kB\nVmRSS:\t   12345 kB\nThreads: 9\n", 12345, false},
+		{"missing", "Name:\tx\n", 0, true},
+		{"empty value", "VmRSS:\n", 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseVmRSS(strings.NewReader(tc.in))
+			if (err != nil) != tc.err || got != tc.want {
+				t.Fatalf("got %d, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestParseGauge(t *testing.T) {
+	body := []byte("# HELP go_goroutines Number of goroutines.\n# TYPE go_goroutines gauge\n" +
+		"go_goroutines_extra 5\ngo_goroutines 1234\nx{a=\"b\"} 2\n")
+	cases := []struct {
+		name, gauge string
+		want        int64
+		err         bool
+	}{
+		{"plain", "go_goroutines", 1234, false},
+		{"labelled", "x", 2, false},
+		{"prefix is not a match", "go_gorout", 0, true},
+		{"absent", "nope", 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseGauge(body, tc.gauge)
+			if (err != nil) != tc.err || got != tc.want {
+				t.Fatalf("got %d, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	cases := []struct {
+		name  string
+		args  []string
+		check func(*options) bool
+		err   bool
+	}{
+		{"defaults", nil, func(o *options) bool {
+			return o.Rate == 1000 && o.Out == "bench/results" && len(o.Paths) == 3 && o.Scenarios[0] == "chat"
+		}, false},
+		{"smoke is short and writes nothing", []string{"--smoke"}, func(o *options) bool {
+			return o.Smoke && o.Rate == 50 && o.Duration == time.Second && o.Out == "" &&
+				strings.Join(o.Scenarios, ",") == "chat,stream"
+		}, false},
+		{"smoke keeps explicit flags", []string{"--smoke", "--rate", "10", "--out", "x"}, func(o *options) bool {
+			return o.Rate == 10 && o.Out == "x"
+		}, false},
+		{"all scenarios", []string{"--scenario", "all"}, func(o *options) bool { return len(o.Scenarios) == len(scenarioNames) }, false},
+		{"unknown scenario", []string{"--scenario", "nope"}, nil, true},
+		{"unknown path", []string{"--paths", "direct,envoy"}, nil, true},
+		{"bad rate", []string{"--rate", "0"}, nil, true},
+		{"stray argument", []string{"chat"}, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(tc.args)
+			if (err != nil) != tc.err {
+				t.Fatalf("err %v", err)
+			}
+			if err == nil && !tc.check(o) {
+				t.Fatalf("options %+v", o)
+			}
+		})
+	}
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func sum(p50, p99 float64) Summary {
+	return Summary{Count: 1000, Mean: p50, P50: p50, P90: (p50 + p99) / 2, P99: p99, P999: p99 * 1.5, Max: p99 * 2}
+}
+
+func fixedResult() *Result {
+	return &Result{
+		Scenario: "stream",
+		Started:  time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		Command:  "go run ./bench --scenario stream",
+		Machine:  Machine{CPU: "Test CPU", Cores: 8, MemoryGiB: 16, Kernel: "6.1", GoVersion: "go1.26", GOMAXPROCS: 8},
+		Settings: Settings{Rate: 1000, Duration: "10s", Warmup: "2s", Rounds: 5, Connections: 256, MaxTokens: 16,
+			TTFT: "5ms", TPOT: "1ms", Spin: "0s"},
+		Cores: planCores(8, true, 2),
+		Paths: []PathResult{
+			{Path: pathDirect, Offered: 1000, Achieved: 999.5, Measured: 10000, OK: 10000, Errors: Errors{},
+				Latency: sum(100, 300), TTFT: ptr(sum(5100, 5300)), Gap: ptr(sum(1000, 1100)), SendLag: sum(50, 100)},
+			{Path: pathTollgate, Offered: 1000, Achieved: 999.4, Measured: 10000, OK: 9999, Errors: Errors{"timeout": 1},
+				Latency: sum(160, 700), TTFT: ptr(sum(5160, 5700)), Gap: ptr(sum(1010, 1150)), SendLag: sum(50, 100),
+				Headers: map[string]int64{"stable": 950, "canary": 50}},
+			{Path: pathNginx, Offered: 1000, Achieved: 999.5, Measured: 10000, OK: 10000, Errors: Errors{},
+				Latency: sum(180, 900), TTFT: ptr(sum(5180, 5900)), Gap: ptr(sum(1020, 1200)), SendLag: sum(50, 100)},
+		},
+		Extra: map[string]float64{"otlp_spans_received": 4000},
+		Notes: []string{"a note"},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestCompare(t *testing.T) {
+	r := fixedResult()
+	got := compare(r.Paths)
+	find := func(measure, label string) Comparison {
+		for _, c := range got {
+			if c.Measure == measure && c.Label == label {
+				return c
+			}
+		}
+		t.Fatalf("no %s / %s in %+v", measure, label, got)
+		return Comparison{}
+	}
+	cases := []struct {
+		name, measure, label string
+		p50, p99             float64
+	}{
+		{"latency added by tollgate", "latency", "tollgate − direct", 60, 400},
+		{"latency added by nginx", "latency", "nginx − direct", 80, 600},
+		{"latency ratio", "latency", "tollgate / nginx", 160.0 / 180, 700.0 / 900},
+		{"added ratio", "latency", "added: (tollgate − direct) / (nginx − direct)", 0.75, 400.0 / 600},
+		{"ttft added", "ttft", "tollgate − direct", 60, 400},
+		{"gap added", "inter-chunk gap", "tollgate − direct", 10, 50},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := find(tc.measure, tc.label)
+			if !closeTo(c.P50, tc.p50) || !closeTo(c.P99, tc.p99) {
+				t.Fatalf("got p50 %v p99 %v, want %v %v", c.P50, c.P99, tc.p50, tc.p99)
+			}
+		})
+	}
+}
+
+func TestCompareBaselineAndMissingPaths(t *testing.T) {
+	paths := []PathResult{
+		{Path: pathTollgate, Latency: sum(200, 600)},
+		{Path: pathBase, Latency: sum(150, 500)},
+	}
+	got := compare(paths)
+	if len(got) != 1 || got[0].Label != "tollgate − tollgate-base" || got[0].P50 != 50 || got[0].P99 != 100 {
+		t.Fatalf("got %+v", got)
+	}
+	if len(compare([]PathResult{{Path: pathDirect, Latency: sum(1, 2)}})) != 0 {
+		t.Fatal("a single path has nothing to compare")
+	}
+}
+
+func closeTo(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+func TestMarkdown(t *testing.T) {
+	r := fixedResult()
+	r.Compare = compare(r.Paths)
+	golden(t, "report-stream.md", []byte(r.markdown()))
+}
+
+func TestMarkdownMaxAndStreams(t *testing.T) {
+	r := fixedResult()
+	r.Scenario = "max"
+	r.Paths = nil
+	r.Max = &MaxResult{BoundUS: 5000, HalfRate: 5000, Plot: "20250102T030405Z-max.svg",
+		Highest: map[string]float64{pathDirect: 30000, pathTollgate: 10000, pathNginx: 12000},
+		Steps: []MaxStep{
+			{Path: pathDirect, Offered: 10000, Latency: sum(100, 400), Pass: true},
+			{Path: pathTollgate, Offered: 12500, Latency: sum(900, 7000), Errors: 3, Pass: false},
+		}}
+	r.Streams = []StreamsResult{
+		{Path: pathTollgate, Process: "tollgate", Streams: 10000, PeakOpen: 10000, Errors: Errors{},
+			RSSBeforeKB: 20000, RSSPeakKB: 220000, PerStreamKB: 20, GoroutinesBefore: 20, GoroutinesPeak: 20020,
+			GoroutinesPer: 2, TTFT: sum(60000, 90000), Gap: sum(500000, 510000)},
+		{Path: pathNginx, Process: "nginx", Streams: 10000, PeakOpen: 9990, Errors: Errors{"connect": 10},
+			RSSBeforeKB: 5000, RSSPeakKB: 45000, PerStreamKB: 4, TTFT: sum(60000, 80000), Gap: sum(500000, 505000)},
+	}
+	golden(t, "report-max-streams.md", []byte(r.markdown()))
+}
+
+func TestResultWrite(t *testing.T) {
+	dir := t.TempDir()
+	r := fixedResult()
+	files, err := r.write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"20250102T030405Z-stream.json", "20250102T030405Z-stream.md", "latest-stream.json", "latest-stream.md"}
+	if len(files) != len(want) {
+		t.Fatalf("files %v", files)
+	}
+	for i, f := range files {
+		if filepath.Base(f) != want[i] {
+			t.Fatalf("file %d is %s, want %s", i, filepath.Base(f), want[i])
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "latest-stream.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Result
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Paths[1].Latency.P99 != 700 || back.Paths[1].Errors["timeout"] != 1 || back.Paths[0].TTFT == nil {
+		t.Fatalf("round trip lost data: %+v", back.Paths[1])
+	}
+}
+
+func TestCountsString(t *testing.T) {
+	got := countsString(map[string]int64{"stable": 95, "canary": 5, "": 0})
+	if got != "(none)=0 (0.0 %), canary=5 (5.0 %), stable=95 (95.0 %)" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestPlotMax(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "max.svg")
+	m := &MaxResult{BoundUS: 5000, Steps: []MaxStep{
+		{Path: pathDirect, Offered: 1000, Latency: sum(80, 200)},
+		{Path: pathDirect, Offered: 2000, Latency: sum(90, 250)},
+		{Path: pathTollgate, Offered: 1000, Latency: sum(120, 400)},
+		{Path: pathNginx, Offered: 1000},
+	}}
+	if err := plotMax(m, file); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), "tollgate p99") {
+		t.Fatalf("not the expected SVG: %.200s", b)
+	}
+}
