@@ -1,0 +1,335 @@
+package limiter
+
+import (
+	"errors"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults applied to zero values of Config.
+const (
+	DefaultTimeout          = 50 * time.Millisecond
+	DefaultConcurrencyLease = 10 * time.Minute
+)
+
+// Config is the top-level limiter section of the gateway's YAML.
+type Config struct {
+	// Store is memory (the default: buckets per process) or redis (shared by replicas).
+	Store string `yaml:"store"`
+	// Redis says how to reach Redis when Store is redis.
+	Redis RedisConfig `yaml:"redis"`
+	// OnRedisError is allow (fall back to this replica's share of each limit, the
+	// default) or deny (refuse with ErrUnavailable) while Redis fails or is slow.
+	OnRedisError string `yaml:"on_redis_error"`
+	// Timeout bounds one check against Redis; zero means DefaultTimeout.
+	Timeout time.Duration `yaml:"timeout"`
+	// Replicas is the number of gateway replicas sharing the limits, used to size the
+	// local fallback share; zero counts live replicas from their heartbeats in Redis.
+	Replicas int `yaml:"replicas"`
+	// ConcurrencyLease is how long a concurrency slot taken in Redis is held when its
+	// replica dies before releasing it; zero means DefaultConcurrencyLease.
+	ConcurrencyLease time.Duration `yaml:"concurrency_lease"`
+}
+
+// RedisConfig selects a single server (URL), a Cluster (Addrs) or a Sentinel-managed
+// master (Sentinel); exactly one of them.
+type RedisConfig struct {
+	URL      string         `yaml:"url"`
+	Addrs    []string       `yaml:"addrs"`
+	Sentinel SentinelConfig `yaml:"sentinel"`
+	Password string         `yaml:"password"`
+	DB       int            `yaml:"db"`
+	PoolSize int            `yaml:"pool_size"`
+}
+
+// SentinelConfig names the master and the sentinels that know it.
+type SentinelConfig struct {
+	Master string   `yaml:"master"`
+	Addrs  []string `yaml:"addrs"`
+}
+
+// Limit is one entry of a limits list: a token bucket of Requests or Tokens refilled
+// per Window with capacity Burst, or a cap of Concurrency requests in flight.
+type Limit struct {
+	// Per is what the bucket is counted for: api_key, user, endpoint or ip.
+	Per         string `yaml:"per"`
+	Requests    int64  `yaml:"requests"`
+	Tokens      int64  `yaml:"tokens"`
+	Concurrency int64  `yaml:"concurrency"`
+	// Window is second, minute, hour or day: Requests or Tokens refill per Window.
+	Window string `yaml:"window"`
+	// Burst is the bucket's capacity; zero means the per-window amount.
+	Burst int64 `yaml:"burst"`
+}
+
+// MLflowLimit is the limit block of an MLflow AI Gateway endpoint:
+// calls per renewal_period, for the whole endpoint unless key names a subject.
+type MLflowLimit struct {
+	Calls         int64  `yaml:"calls"`
+	RenewalPeriod string `yaml:"renewal_period"`
+	Key           string `yaml:"key"`
+}
+
+// FieldError is one invalid configuration key.
+type FieldError struct{ key, problem string }
+
+// Key is the dotted path of the key relative to the struct validated, such as
+// "redis.url" or "limits[2].window".
+func (e *FieldError) Key() string { return e.key }
+
+// Problem says what is wrong with the key's value.
+func (e *FieldError) Problem() string { return e.problem }
+
+// Error is Key and Problem together.
+func (e *FieldError) Error() string { return e.key + ": " + e.problem }
+
+func fieldErr(key, problem string) error { return &FieldError{key: key, problem: problem} }
+
+// prefixed moves every FieldError in err under prefix; it keeps validation messages
+// composable the same way the gateway composes them.
+func prefixed(prefix string, err error) []error {
+	if err == nil {
+		return nil
+	}
+	var out []error
+	var fe *FieldError
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = append(out, prefixed(prefix, e)...)
+		}
+		return out
+	}
+	if errors.As(err, &fe) {
+		k := prefix
+		if fe.key != "" {
+			if fe.key[0] == '[' {
+				k += fe.key
+			} else {
+				k += "." + fe.key
+			}
+		}
+		return []error{&FieldError{key: k, problem: fe.problem}}
+	}
+	return []error{fieldErr(prefix, err.Error())}
+}
+
+// Validate reports every invalid key of the limiter section.
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.Store {
+	case "", "memory":
+	case "redis":
+		errs = append(errs, prefixed("redis", c.Redis.Validate())...)
+	default:
+		errs = append(errs, fieldErr("store", "must be memory or redis"))
+	}
+	switch c.OnRedisError {
+	case "", "allow", "deny":
+	default:
+		errs = append(errs, fieldErr("on_redis_error", "must be allow or deny"))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fieldErr("timeout", "must not be negative"))
+	} else if c.Timeout > 10*time.Second {
+		errs = append(errs, fieldErr("timeout", "must be at most 10s: it is added to every request while Redis is slow"))
+	}
+	if c.Replicas < 0 {
+		errs = append(errs, fieldErr("replicas", "must not be negative"))
+	}
+	if c.ConcurrencyLease < 0 {
+		errs = append(errs, fieldErr("concurrency_lease", "must not be negative"))
+	} else if c.ConcurrencyLease > 0 && c.ConcurrencyLease < time.Second {
+		errs = append(errs, fieldErr("concurrency_lease", "must be at least 1s"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every invalid key of the redis block; it is only consulted when
+// the store is redis.
+func (r *RedisConfig) Validate() error {
+	var errs []error
+	n := 0
+	if r.URL != "" {
+		n++
+		if _, err := redis.ParseURL(r.URL); err != nil {
+			errs = append(errs, fieldErr("url", "not a redis:// or rediss:// URL: "+err.Error()))
+		}
+	}
+	if len(r.Addrs) > 0 {
+		n++
+		for i, a := range r.Addrs {
+			if !validHostPort(a) {
+				errs = append(errs, fieldErr("addrs["+strconv.Itoa(i)+"]", "must be host:port"))
+			}
+		}
+	}
+	if r.Sentinel.Master != "" || len(r.Sentinel.Addrs) > 0 {
+		n++
+		if r.Sentinel.Master == "" {
+			errs = append(errs, fieldErr("sentinel.master", "is required with sentinel.addrs"))
+		}
+		if len(r.Sentinel.Addrs) == 0 {
+			errs = append(errs, fieldErr("sentinel.addrs", "is required with sentinel.master"))
+		}
+		for i, a := range r.Sentinel.Addrs {
+			if !validHostPort(a) {
+				errs = append(errs, fieldErr("sentinel.addrs["+strconv.Itoa(i)+"]", "must be host:port"))
+			}
+		}
+	}
+	switch {
+	case n == 0:
+		errs = append(errs, fieldErr("", "needs one of url, addrs (cluster) or sentinel"))
+	case n > 1:
+		errs = append(errs, fieldErr("", "url, addrs and sentinel exclude each other"))
+	}
+	if r.DB < 0 {
+		errs = append(errs, fieldErr("db", "must not be negative"))
+	} else if r.DB > 0 && len(r.Addrs) > 0 {
+		errs = append(errs, fieldErr("db", "Redis Cluster has only database 0"))
+	}
+	if r.PoolSize < 0 {
+		errs = append(errs, fieldErr("pool_size", "must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func validHostPort(a string) bool {
+	h, p, err := net.SplitHostPort(a)
+	if err != nil || h == "" {
+		return false
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n > 0 && n < 65536
+}
+
+// ParseWindow returns the length of a window name: second, minute, hour or day.
+func ParseWindow(s string) (time.Duration, bool) {
+	switch s {
+	case "second":
+		return time.Second, true
+	case "minute":
+		return time.Minute, true
+	case "hour":
+		return time.Hour, true
+	case "day":
+		return 24 * time.Hour, true
+	}
+	return 0, false
+}
+
+// maxAmount keeps every bucket's arithmetic exact in float64 (Lua's only number type):
+// amounts times microseconds per unit stay far below 2^53.
+const maxAmount = 1 << 40
+
+// Validate reports every invalid key of one limit.
+func (l *Limit) Validate() error {
+	var errs []error
+	if _, ok := parsePer(l.Per); !ok {
+		errs = append(errs, fieldErr("per", "must be one of api_key, user, endpoint, ip"))
+	}
+	set := 0
+	for _, f := range [...]struct {
+		key string
+		v   int64
+	}{{"requests", l.Requests}, {"tokens", l.Tokens}, {"concurrency", l.Concurrency}} {
+		switch {
+		case f.v < 0:
+			errs = append(errs, fieldErr(f.key, "must be positive"))
+		case f.v > maxAmount:
+			errs = append(errs, fieldErr(f.key, "must be at most "+strconv.FormatInt(maxAmount, 10)))
+		}
+		if f.v != 0 {
+			set++
+		}
+	}
+	if set != 1 {
+		errs = append(errs, fieldErr("", "needs exactly one of requests, tokens or concurrency"))
+	}
+	if l.Concurrency != 0 {
+		if l.Window != "" {
+			errs = append(errs, fieldErr("window", "is not used with concurrency"))
+		}
+		if l.Burst != 0 {
+			errs = append(errs, fieldErr("burst", "is not used with concurrency"))
+		}
+		return errors.Join(errs...)
+	}
+	if _, ok := ParseWindow(l.Window); !ok {
+		if l.Window == "" {
+			errs = append(errs, fieldErr("window", "is required: second, minute, hour or day"))
+		} else {
+			errs = append(errs, fieldErr("window", "must be one of second, minute, hour, day"))
+		}
+	}
+	switch {
+	case l.Burst < 0:
+		errs = append(errs, fieldErr("burst", "must not be negative"))
+	case l.Burst > maxAmount:
+		errs = append(errs, fieldErr("burst", "must be at most "+strconv.FormatInt(maxAmount, 10)))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateLimits validates a limits list, keys named limits[i].key, and rejects two
+// entries counting the same thing (same per, kind and window), whose buckets would be
+// one and the same.
+func ValidateLimits(limits []Limit) error {
+	var errs []error
+	for i := range limits {
+		p := "limits[" + strconv.Itoa(i) + "]"
+		if err := limits[i].Validate(); err != nil {
+			errs = append(errs, prefixed(p, err)...)
+			continue
+		}
+		for j := range i {
+			if sameBucket(&limits[i], &limits[j]) {
+				errs = append(errs, fieldErr(p, "counts the same as limits["+strconv.Itoa(j)+"] (same per, kind and window)"))
+				break
+			}
+		}
+	}
+	if len(limits) > MaxLimits {
+		errs = append(errs, fieldErr("limits", "at most "+strconv.Itoa(MaxLimits)+" limits apply to one request"))
+	}
+	return errors.Join(errs...)
+}
+
+func sameBucket(a, b *Limit) bool {
+	return a.Per == b.Per && a.Window == b.Window &&
+		(a.Requests != 0) == (b.Requests != 0) &&
+		(a.Tokens != 0) == (b.Tokens != 0) &&
+		(a.Concurrency != 0) == (b.Concurrency != 0)
+}
+
+// Validate reports every invalid key of an MLflow limit block.
+func (m *MLflowLimit) Validate() error {
+	var errs []error
+	if m.Calls <= 0 {
+		errs = append(errs, fieldErr("calls", "must be positive"))
+	} else if m.Calls > maxAmount {
+		errs = append(errs, fieldErr("calls", "must be at most "+strconv.FormatInt(maxAmount, 10)))
+	}
+	if _, ok := ParseWindow(m.RenewalPeriod); !ok {
+		errs = append(errs, fieldErr("renewal_period", "must be one of second, minute, hour, day"))
+	}
+	if m.Key != "" {
+		if _, ok := parsePer(m.Key); !ok {
+			errs = append(errs, fieldErr("key", "must be one of api_key, user, endpoint, ip"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Limit is the equivalent Tollgate limit: Calls requests per RenewalPeriod with a
+// burst of Calls, counted for the whole endpoint unless Key names another subject.
+func (m *MLflowLimit) Limit() Limit {
+	per := m.Key
+	if per == "" {
+		per = "endpoint"
+	}
+	return Limit{Per: per, Requests: m.Calls, Window: m.RenewalPeriod}
+}

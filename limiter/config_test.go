@@ -1,0 +1,279 @@
+package limiter
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// problems flattens a Validate error into "key: problem" strings.
+func problems(t *testing.T, err error) []string {
+	t.Helper()
+	if err == nil {
+		return nil
+	}
+	var out []string
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		var fe *FieldError
+		if !errors.As(e, &fe) {
+			t.Fatalf("not a *FieldError: %T %v", e, e)
+		}
+		out = append(out, fe.Key()+": "+fe.Problem())
+	}
+	walk(err)
+	return out
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{name: "empty means memory", yaml: `{}`},
+		{name: "memory", yaml: `{store: memory}`},
+		{name: "redis url", yaml: `{store: redis, redis: {url: "redis://127.0.0.1:6379/0"}, on_redis_error: deny, timeout: 20ms}`},
+		{name: "redis cluster", yaml: `{store: redis, redis: {addrs: ["127.0.0.1:7000", "127.0.0.1:7001"]}}`},
+		{name: "redis sentinel", yaml: `{store: redis, redis: {sentinel: {master: mymaster, addrs: ["127.0.0.1:26379"]}}}`},
+		{name: "unknown store", yaml: `{store: etcd}`, want: []string{"store: must be memory or redis"}},
+		{name: "redis without address", yaml: `{store: redis}`,
+			want: []string{"redis: needs one of url, addrs (cluster) or sentinel"}},
+		{name: "redis two addresses", yaml: `{store: redis, redis: {url: "redis://127.0.0.1:6379", addrs: ["127.0.0.1:7000"]}}`,
+			want: []string{"redis: url, addrs and sentinel exclude each other"}},
+		{name: "bad url", yaml: `{store: redis, redis: {url: "http://x"}}`,
+			want: []string{"redis.url: not a redis:// or rediss:// URL: redis: invalid URL scheme: http"}},
+		{name: "bad cluster addr", yaml: `{store: redis, redis: {addrs: ["127.0.0.1:7000", "nope"]}}`,
+			want: []string{"redis.addrs[1]: must be host:port"}},
+		{name: "sentinel without master", yaml: `{store: redis, redis: {sentinel: {addrs: ["127.0.0.1:26379"]}}}`,
+			want: []string{"redis.sentinel.master: is required with sentinel.addrs"}},
+		{name: "cluster db", yaml: `{store: redis, redis: {addrs: ["127.0.0.1:7000"], db: 2}}`,
+			want: []string{"redis.db: Redis Cluster has only database 0"}},
+		{name: "on_redis_error", yaml: `{on_redis_error: retry}`, want: []string{"on_redis_error: must be allow or deny"}},
+		{name: "negative timeout", yaml: `{timeout: -1s}`, want: []string{"timeout: must not be negative"}},
+		{name: "huge timeout", yaml: `{timeout: 1m}`,
+			want: []string{"timeout: must be at most 10s: it is added to every request while Redis is slow"}},
+		{name: "replicas", yaml: `{replicas: -2}`, want: []string{"replicas: must not be negative"}},
+		{name: "short lease", yaml: `{concurrency_lease: 10ms}`, want: []string{"concurrency_lease: must be at least 1s"}},
+		{name: "every problem at once", yaml: `{store: x, on_redis_error: y, replicas: -1}`, want: []string{
+			"store: must be memory or redis", "on_redis_error: must be allow or deny", "replicas: must not be negative"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			dec := yaml.NewDecoder(strings.NewReader(tc.yaml))
+			dec.KnownFields(true)
+			if err := dec.Decode(&c); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if got := problems(t, c.Validate()); !slices.Equal(got, tc.want) {
+				t.Errorf("Validate() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLimitValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{name: "requests", yaml: `{per: api_key, requests: 600, window: minute, burst: 60}`},
+		{name: "tokens", yaml: `{per: user, tokens: 100000, window: hour}`},
+		{name: "concurrency", yaml: `{per: ip, concurrency: 4}`},
+		{name: "unknown per", yaml: `{per: model, requests: 1, window: second}`,
+			want: []string{"per: must be one of api_key, user, endpoint, ip"}},
+		{name: "no amount", yaml: `{per: user, window: day}`,
+			want: []string{": needs exactly one of requests, tokens or concurrency"}},
+		{name: "two amounts", yaml: `{per: user, requests: 1, tokens: 5, window: day}`,
+			want: []string{": needs exactly one of requests, tokens or concurrency"}},
+		{name: "negative", yaml: `{per: user, requests: -1, window: day}`,
+			want: []string{"requests: must be positive"}},
+		{name: "missing window", yaml: `{per: user, requests: 5}`,
+			want: []string{"window: is required: second, minute, hour or day"}},
+		{name: "bad window", yaml: `{per: user, requests: 5, window: 1m}`,
+			want: []string{"window: must be one of second, minute, hour, day"}},
+		{name: "window on concurrency", yaml: `{per: user, concurrency: 5, window: minute, burst: 2}`,
+			want: []string{"window: is not used with concurrency", "burst: is not used with concurrency"}},
+		{name: "negative burst", yaml: `{per: user, tokens: 5, window: minute, burst: -5}`,
+			want: []string{"burst: must not be negative"}},
+		{name: "too large", yaml: `{per: user, tokens: 9999999999999999, window: minute}`,
+			want: []string{"tokens: must be at most 1099511627776"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var l Limit
+			dec := yaml.NewDecoder(strings.NewReader(tc.yaml))
+			dec.KnownFields(true)
+			if err := dec.Decode(&l); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if got := problems(t, l.Validate()); !slices.Equal(got, tc.want) {
+				t.Errorf("Validate() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateLimits(t *testing.T) {
+	tests := []struct {
+		name   string
+		limits []Limit
+		want   []string
+	}{
+		{name: "none"},
+		{name: "request and token limits", limits: []Limit{
+			{Per: "api_key", Requests: 600, Window: "minute"},
+			{Per: "api_key", Tokens: 1000, Window: "minute"},
+			{Per: "api_key", Requests: 20, Window: "second"},
+		}},
+		{name: "keys carry the index", limits: []Limit{
+			{Per: "api_key", Requests: 600, Window: "minute"},
+			{Per: "api_key", Requests: 600, Window: "fortnight"},
+		}, want: []string{"limits[1].window: must be one of second, minute, hour, day"}},
+		{name: "entry-level problem", limits: []Limit{{Per: "user", Window: "minute"}},
+			want: []string{"limits[0]: needs exactly one of requests, tokens or concurrency"}},
+		{name: "same bucket twice", limits: []Limit{
+			{Per: "user", Tokens: 10, Window: "minute"},
+			{Per: "user", Tokens: 99, Window: "minute", Burst: 5},
+		}, want: []string{"limits[1]: counts the same as limits[0] (same per, kind and window)"}},
+		{name: "too many", limits: func() []Limit {
+			var ls []Limit
+			for _, per := range []string{"api_key", "user", "endpoint", "ip"} {
+				for _, w := range []string{"second", "minute"} {
+					ls = append(ls, Limit{Per: per, Requests: 10, Window: w})
+				}
+			}
+			return append(ls, Limit{Per: "ip", Concurrency: 1})
+		}(), want: []string{"limits: at most 8 limits apply to one request"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := problems(t, ValidateLimits(tc.limits)); !slices.Equal(got, tc.want) {
+				t.Errorf("ValidateLimits() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMLflowLimit(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want Limit
+		errs []string
+	}{
+		{name: "per endpoint", yaml: `{renewal_period: minute, calls: 10}`,
+			want: Limit{Per: "endpoint", Requests: 10, Window: "minute"}},
+		{name: "per user", yaml: `{renewal_period: day, calls: 1000, key: user}`,
+			want: Limit{Per: "user", Requests: 1000, Window: "day"}},
+		{name: "bad period", yaml: `{renewal_period: month, calls: 10}`,
+			want: Limit{Per: "endpoint", Requests: 10, Window: "month"},
+			errs: []string{"renewal_period: must be one of second, minute, hour, day"}},
+		{name: "no calls", yaml: `{renewal_period: minute}`,
+			want: Limit{Per: "endpoint", Window: "minute"},
+			errs: []string{"calls: must be positive"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var m MLflowLimit
+			dec := yaml.NewDecoder(strings.NewReader(tc.yaml))
+			dec.KnownFields(true)
+			if err := dec.Decode(&m); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if got := problems(t, m.Validate()); !slices.Equal(got, tc.errs) {
+				t.Errorf("Validate() = %q, want %q", got, tc.errs)
+			}
+			got := m.Limit()
+			if got != tc.want {
+				t.Errorf("Limit() = %+v, want %+v", got, tc.want)
+			}
+			if tc.errs == nil {
+				if err := got.Validate(); err != nil {
+					t.Errorf("converted limit invalid: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseWindow(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"second", time.Second, true},
+		{"minute", time.Minute, true},
+		{"hour", time.Hour, true},
+		{"day", 24 * time.Hour, true},
+		{"Minute", 0, false},
+		{"1m", 0, false},
+		{"", 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, ok := ParseWindow(tc.in)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("ParseWindow(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// FuzzLimitValidate checks that any limit Validate accepts compiles into a policy whose
+// buckets have a positive refill interval and capacity, and that Validate never panics.
+func FuzzLimitValidate(f *testing.F) {
+	f.Add([]byte(`{per: api_key, requests: 600, window: minute, burst: 60}`))
+	f.Add([]byte(`{per: user, tokens: 100000, window: day}`))
+	f.Add([]byte(`{per: ip, concurrency: 3}`))
+	f.Add([]byte(`{per: endpoint, requests: 1099511627776, window: second, burst: 1}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var l Limit
+		if yaml.Unmarshal(in, &l) != nil {
+			return
+		}
+		if l.Validate() != nil {
+			return
+		}
+		p, err := NewPolicy("fuzz", []Limit{l})
+		if err != nil {
+			t.Fatalf("valid limit %+v did not compile: %v", l, err)
+		}
+		r := &p.rules[0]
+		if r.burst < 1 || (r.kind != kindConcurrency && !(r.interval > 0)) {
+			t.Fatalf("limit %+v compiled to burst %v interval %v", l, r.burst, r.interval)
+		}
+	})
+}
+
+// FuzzConfigValidate checks that Validate never panics and that every problem it
+// reports is a FieldError with a key.
+func FuzzConfigValidate(f *testing.F) {
+	f.Add([]byte(`{store: redis, redis: {url: "redis://127.0.0.1:6379/0"}, on_redis_error: allow}`))
+	f.Add([]byte(`{store: redis, redis: {addrs: ["127.0.0.1:7000"], db: 1}, timeout: 5s}`))
+	f.Add([]byte(`{store: redis, redis: {sentinel: {master: m, addrs: [":1"]}}, replicas: 3}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var c Config
+		if yaml.Unmarshal(in, &c) != nil {
+			return
+		}
+		for _, p := range problems(t, c.Validate()) {
+			if strings.HasPrefix(p, ": ") {
+				t.Fatalf("problem without a key: %q", p)
+			}
+		}
+	})
+}

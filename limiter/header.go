@@ -1,0 +1,52 @@
+package limiter
+
+import (
+	"strconv"
+	"time"
+)
+
+// AppendRetryAfter appends the retry-after header value for d: whole seconds rounded
+// up, and at least 1 so that a client honouring it never retries at once.
+func AppendRetryAfter(dst []byte, d time.Duration) []byte {
+	s := int64(1)
+	if d > time.Second {
+		s = int64((d + time.Second - 1) / time.Second)
+	}
+	return strconv.AppendInt(dst, s, 10)
+}
+
+// AppendReset appends an x-ratelimit-reset-* header value for d the way OpenAI writes
+// it ("120ms", "1.5s", "6m0s"): Go's duration notation of d rounded up to the
+// millisecond, without allocating.
+func AppendReset(dst []byte, d time.Duration) []byte {
+	if d <= 0 {
+		return append(dst, "0s"...)
+	}
+	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
+	if ms < 1000 {
+		dst = strconv.AppendInt(dst, ms, 10)
+		return append(dst, "ms"...)
+	}
+	h := ms / 3600000
+	ms -= h * 3600000
+	m := ms / 60000
+	ms -= m * 60000
+	s := ms / 1000
+	frac := ms - s*1000
+	if h > 0 {
+		dst = strconv.AppendInt(dst, h, 10)
+		dst = append(dst, 'h')
+	}
+	if h > 0 || m > 0 {
+		dst = strconv.AppendInt(dst, m, 10)
+		dst = append(dst, 'm')
+	}
+	dst = strconv.AppendInt(dst, s, 10)
+	if frac > 0 {
+		dst = append(dst, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+		for dst[len(dst)-1] == '0' {
+			dst = dst[:len(dst)-1]
+		}
+	}
+	return append(dst, 's')
+}

@@ -1,0 +1,390 @@
+// Package limiter enforces request, token and concurrency limits.
+//
+// Limits are token buckets (capacity burst, refilled per window) kept either in this
+// process (store: memory) or in Redis (store: redis), where one Lua script takes all of
+// a request's buckets atomically by Redis's own clock so that every replica shares one
+// global bucket. Checks from concurrent requests travel to Redis together in one script
+// call, so under load a check costs a fraction of a round trip. When Redis fails or is
+// slower than the per-check timeout, a replica answers from a local bucket sized as its
+// share of each limit (or refuses, with on_redis_error: deny) until Redis answers again.
+//
+// The request path is:
+//
+//	err := l.Take(ctx, pol, &subj, estimate, t) // before calling the upstream
+//	...
+//	l.Settle(t, usage) // after the response: true-up tokens, free concurrency slots
+package limiter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrUnavailable is returned by Take when Redis cannot answer within the timeout and
+// on_redis_error is deny; the gateway answers 503.
+var ErrUnavailable = errors.New("limiter: limit store unavailable")
+
+// KeepEstimate passed to Settle as the actual token count leaves the estimate charged,
+// for requests whose usage is unknown.
+const KeepEstimate = -1
+
+// Refused is the error Take returns when a limit has no room for the request; nothing
+// was charged. It lives inside the Ticket, so refusing allocates nothing: it is valid
+// until the Ticket is reused.
+type Refused struct {
+	// Limit is the configured limit that refused.
+	Limit Limit
+	// Policy is the scope name of the policy the limit belongs to.
+	Policy string
+	// RetryAfter is when the limit would admit the request, if nothing else is taken
+	// meanwhile; AppendRetryAfter turns it into the header value.
+	RetryAfter time.Duration
+	msg        string
+}
+
+// Error says which limit refused, without any subject value.
+func (e *Refused) Error() string { return e.msg }
+
+// Quota is one bucket's state for the x-ratelimit-* headers.
+type Quota struct {
+	// Limit is the configured amount per window; zero when no limit of the kind applies.
+	Limit int64
+	// Remaining is what the bucket could still admit now.
+	Remaining int64
+	// Reset is how long until the bucket is full again.
+	Reset time.Duration
+}
+
+type source uint8
+
+const (
+	srcNone source = iota
+	srcMemory
+	srcFallback
+	srcRedis
+)
+
+// Ticket carries one request from Take to Settle and the values of its rate-limit
+// headers. The caller owns it and may pool it: Take overwrites it completely.
+type Ticket struct {
+	// Requests is the tightest requests bucket of the policy after this check.
+	Requests Quota
+	// Tokens is the tightest tokens bucket of the policy after this check.
+	Tokens Quota
+	// RetryAfter is set when Take refused.
+	RetryAfter time.Duration
+
+	refused Refused
+	pol     *Policy
+	src     source
+	n       uint8
+	share   float64
+	bucket  [MaxLimits]uint64
+	tag     [MaxLimits]uint64
+	cost    [MaxLimits]float64
+	lease   [MaxLimits]uint64
+}
+
+func (t *Ticket) clear() {
+	t.Requests, t.Tokens, t.RetryAfter = Quota{}, Quota{}, 0
+	t.pol, t.src, t.n = nil, srcNone, 0
+}
+
+// observe keeps the tightest bucket of each kind for the headers.
+func (t *Ticket) observe(r *rule, remaining float64, reset time.Duration) {
+	var q *Quota
+	switch r.kind {
+	case kindRequests:
+		q = &t.Requests
+	case kindTokens:
+		q = &t.Tokens
+	default:
+		return
+	}
+	rem := int64(math.Floor(math.Max(remaining, 0)))
+	if reset < 0 {
+		reset = 0
+	}
+	if q.Limit == 0 || rem < q.Remaining || (rem == q.Remaining && reset > q.Reset) {
+		*q = Quota{Limit: r.amount, Remaining: rem, Reset: reset}
+	}
+}
+
+func (t *Ticket) refuse(i int, retry time.Duration) error {
+	r := &t.pol.rules[i]
+	t.RetryAfter = retry
+	t.refused = Refused{Limit: r.lim, Policy: r.scope, RetryAfter: retry, msg: r.msg}
+	t.src = srcNone
+	return &t.refused
+}
+
+// Stats are counters for the metrics package; all but Degraded and Replicas only grow.
+type Stats struct {
+	// Degraded is true while Redis is failing and checks are answered locally.
+	Degraded bool
+	// Replicas is the replica count the fallback share is computed from.
+	Replicas int
+	// Refused counts checks refused by a limit.
+	Refused uint64
+	// Fallbacks counts checks answered from a local share bucket because Redis failed.
+	Fallbacks uint64
+	// Unavailable counts checks answered with ErrUnavailable (on_redis_error: deny).
+	Unavailable uint64
+	// RedisChecks counts checks sent to Redis.
+	RedisChecks uint64
+	// RoundTrips counts pipelines sent to Redis; RedisChecks/RoundTrips is the batching.
+	RoundTrips uint64
+	// ScriptCalls counts script invocations (one per pipeline and Cluster slot).
+	ScriptCalls uint64
+	// DroppedSettles counts settlements lost because Redis failed or the queue was full.
+	DroppedSettles uint64
+}
+
+type options struct {
+	now            func() time.Time
+	heartbeatEvery time.Duration
+	probeEvery     time.Duration
+	sweepEvery     time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		now:            time.Now,
+		heartbeatEvery: time.Second,
+		probeEvery:     250 * time.Millisecond,
+		sweepEvery:     time.Minute,
+	}
+}
+
+// Limiter checks requests against policies. It is safe for concurrent use and meant to
+// live across configuration reloads (its buckets do); Close it once.
+type Limiter struct {
+	log   *slog.Logger
+	opt   options
+	epoch time.Time
+	mem   *memStore // the memory store, or the redis store's local fallback
+	rs    *redisStore
+	deny  bool
+	// replicas is the configured replica count; zero means use live.
+	replicas int
+	live     atomic.Int64
+
+	degraded    atomic.Bool
+	refused     atomic.Uint64
+	fallbacks   atomic.Uint64
+	unavailable atomic.Uint64
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New validates cfg and starts a limiter. With the redis store it connects in the
+// background: an unreachable Redis at start is not an error, the limiter starts
+// degraded and recovers when Redis answers.
+func New(cfg Config, logger *slog.Logger) (*Limiter, error) {
+	return newLimiter(cfg, logger, defaultOptions())
+}
+
+func newLimiter(cfg Config, logger *slog.Logger, o options) (*Limiter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Limiter{
+		log:      logger,
+		opt:      o,
+		epoch:    o.now(),
+		mem:      newMemStore(),
+		deny:     cfg.OnRedisError == "deny",
+		replicas: cfg.Replicas,
+		stop:     make(chan struct{}),
+	}
+	l.live.Store(1)
+	if cfg.Store == "redis" {
+		rs, err := newRedisStore(l, &cfg)
+		if err != nil {
+			return nil, err
+		}
+		l.rs = rs
+		// One bounded probe up front, so a limiter whose Redis is down starts degraded
+		// instead of making its first requests wait for the timeout.
+		l.probeOnce()
+		l.wg.Add(2)
+		go rs.run()
+		go l.probe()
+	}
+	l.wg.Add(1)
+	go l.sweep()
+	return l, nil
+}
+
+// Close stops the background work, sends settlements still queued and closes the
+// Redis connections.
+func (l *Limiter) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		l.wg.Wait()
+		if l.rs != nil {
+			err = l.rs.close()
+		}
+	})
+	return err
+}
+
+// Degraded reports whether checks are currently answered without Redis.
+func (l *Limiter) Degraded() bool { return l.degraded.Load() }
+
+// Stats returns the limiter's counters.
+func (l *Limiter) Stats() Stats {
+	s := Stats{
+		Degraded:    l.degraded.Load(),
+		Replicas:    int(l.share()),
+		Refused:     l.refused.Load(),
+		Fallbacks:   l.fallbacks.Load(),
+		Unavailable: l.unavailable.Load(),
+	}
+	if l.rs != nil {
+		s.RedisChecks = l.rs.checks.Load()
+		s.RoundTrips = l.rs.roundTrips.Load()
+		s.ScriptCalls = l.rs.scriptCalls.Load()
+		s.DroppedSettles = l.rs.dropped.Load()
+	}
+	return s
+}
+
+func (l *Limiter) nanotime() int64 { return int64(l.opt.now().Sub(l.epoch)) }
+
+func (l *Limiter) share() float64 {
+	if l.replicas > 0 {
+		return float64(l.replicas)
+	}
+	return float64(max(l.live.Load(), 1))
+}
+
+// Take charges one request to every limit of pol, all or none: one unit of each
+// requests bucket, estTokens of each tokens bucket (at most its burst) and one slot of
+// each concurrency limit. It fills t with the header values and returns nil, a
+// *Refused, ErrUnavailable, or the context's error if ctx ends first. Every admitted
+// Take must be followed by one Settle with the same ticket. A nil or empty policy
+// admits at once.
+func (l *Limiter) Take(ctx context.Context, pol *Policy, subj *Subject, estTokens int64, t *Ticket) error {
+	t.clear()
+	if pol == nil || len(pol.rules) == 0 {
+		return nil
+	}
+	pol.locate(subj, estTokens, t)
+	t.pol = pol
+	var err error
+	switch {
+	case l.rs == nil:
+		t.src, t.share = srcMemory, 1
+		err = l.mem.take(t, 1, l.nanotime())
+	case !l.degraded.Load():
+		var answered bool
+		if err, answered = l.rs.take(ctx, t); answered {
+			break
+		}
+		fallthrough
+	default:
+		if l.deny {
+			l.unavailable.Add(1)
+			return ErrUnavailable
+		}
+		l.fallbacks.Add(1)
+		t.src, t.share = srcFallback, l.share()
+		err = l.mem.take(t, t.share, l.nanotime())
+	}
+	if err == &t.refused {
+		l.refused.Add(1)
+	}
+	return err
+}
+
+// Settle ends a request admitted by Take: token buckets are charged actualTokens
+// instead of the estimate (a refund, or an overdraft the next requests wait for) unless
+// actualTokens is KeepEstimate, and concurrency slots are released. It never blocks on
+// Redis. Settling a refused, empty or already settled ticket does nothing.
+func (l *Limiter) Settle(t *Ticket, actualTokens int64) {
+	src := t.src
+	t.src = srcNone
+	switch src {
+	case srcMemory, srcFallback:
+		l.mem.settle(t, actualTokens, t.share, l.nanotime())
+	case srcRedis:
+		l.rs.settle(t, actualTokens)
+	}
+}
+
+func (l *Limiter) setDegraded(on bool, cause error) {
+	if !l.degraded.CompareAndSwap(!on, on) {
+		return
+	}
+	switch {
+	case !on:
+		l.log.Info("limiter: redis answers again, limits are global again")
+	case l.deny:
+		l.log.Warn("limiter: redis unavailable, refusing limited requests (on_redis_error: deny)", "error", cause.Error())
+	default:
+		l.log.Warn("limiter: redis unavailable, answering from this replica's share of each limit (on_redis_error: allow)",
+			"error", cause.Error(), "replicas", int(l.share()))
+	}
+}
+
+// probe refreshes this replica's heartbeat in Redis, which also counts the live
+// replicas, and is what brings a degraded limiter back.
+func (l *Limiter) probe() {
+	defer l.wg.Done()
+	t := time.NewTimer(l.opt.heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		l.probeOnce()
+		if l.degraded.Load() {
+			t.Reset(l.opt.probeEvery)
+		} else {
+			t.Reset(l.opt.heartbeatEvery)
+		}
+	}
+}
+
+func (l *Limiter) probeOnce() {
+	n, err := l.rs.heartbeat()
+	if err != nil {
+		l.setDegraded(true, err)
+		return
+	}
+	l.live.Store(n)
+	if l.degraded.Load() || !l.rs.loaded {
+		// A Redis that comes back may be a new process without the script; loading it
+		// here spares the first batch a NOSCRIPT round trip.
+		l.rs.loaded = l.rs.load() == nil
+	}
+	l.setDegraded(false, nil)
+}
+
+func (l *Limiter) sweep() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.opt.sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.mem.sweep(l.nanotime())
+		}
+	}
+}

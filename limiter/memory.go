@@ -1,0 +1,212 @@
+package limiter
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// The memory store is GCRA arithmetic rather than golang.org/x/time/rate: settling a
+// token estimate must be able to push a bucket below zero by any amount (so the next
+// request waits for the overdraft), and rate.Limiter can only borrow up to its burst
+// through reservations that must be kept or cancelled one by one. A bucket here is one
+// number, the theoretical arrival time: the instant at which it would be full again. It
+// is the same arithmetic as the Redis script, so both stores answer alike.
+
+const memShardBits = 8
+
+type memStore struct {
+	shards [1 << memShardBits]memShard
+}
+
+type memShard struct {
+	mu sync.Mutex
+	m  map[uint64]*memEntry
+	// Padding keeps neighbouring shards' locks off one cache line.
+	_ [48]byte
+}
+
+type memEntry struct {
+	tat  int64 // nanoseconds on the limiter's clock
+	conc int64
+}
+
+func newMemStore() *memStore {
+	m := &memStore{}
+	for i := range m.shards {
+		m.shards[i].m = make(map[uint64]*memEntry)
+	}
+	return m
+}
+
+func shardOf(bucket uint64) int { return int(bucket >> (64 - memShardBits)) }
+
+// lockAll locks the shards of the ticket's buckets in ascending order, so that two
+// requests sharing buckets cannot deadlock, and returns the distinct shards locked.
+func (m *memStore) lockAll(t *Ticket, order *[MaxLimits]uint16) int {
+	n := 0
+	for i := 0; i < int(t.n); i++ {
+		s := uint16(shardOf(t.bucket[i]))
+		j := n
+		dup := false
+		for j > 0 && order[j-1] >= s {
+			if order[j-1] == s {
+				dup = true
+				break
+			}
+			j--
+		}
+		if dup {
+			continue
+		}
+		copy(order[j+1:n+1], order[j:n])
+		order[j] = s
+		n++
+	}
+	for i := range n {
+		m.shards[order[i]].mu.Lock()
+	}
+	return n
+}
+
+func (m *memStore) unlockAll(order *[MaxLimits]uint16, n int) {
+	for i := range n {
+		m.shards[order[i]].mu.Unlock()
+	}
+}
+
+func (m *memStore) entry(bucket uint64) *memEntry {
+	sh := &m.shards[shardOf(bucket)]
+	e := sh.m[bucket]
+	if e == nil {
+		e = &memEntry{}
+		sh.m[bucket] = e
+	}
+	return e
+}
+
+// shareOf scales a rule down to one replica's share: the refill slows by share and the
+// capacity shrinks by it, never below one unit.
+func shareOf(r *rule, share float64) (interval, burst float64) {
+	return r.interval * share, math.Max(1, math.Floor(r.burst/share))
+}
+
+// take charges all of the ticket's buckets or none; share is 1 for the memory store
+// and the replica count for the fallback of the redis store.
+func (m *memStore) take(t *Ticket, share float64, now int64) error {
+	rules := t.pol.rules
+	var order [MaxLimits]uint16
+	var ents [MaxLimits]*memEntry
+	var next [MaxLimits]int64
+	nl := m.lockAll(t, &order)
+	refuse := -1
+	var retry float64
+	for i := range int(t.n) {
+		r := &rules[i]
+		e := m.entry(t.bucket[i])
+		ents[i] = e
+		iv, burst := shareOf(r, share)
+		if r.kind == kindConcurrency {
+			if float64(e.conc)+1 > burst && retry < float64(time.Second) {
+				refuse, retry = i, float64(time.Second)
+			}
+			continue
+		}
+		tat := max(e.tat, now)
+		next[i] = tat + int64(t.cost[i]*iv)
+		if over := float64(next[i]-now) - burst*iv; over > 0 && over > retry {
+			refuse, retry = i, over
+		}
+	}
+	for i := range int(t.n) {
+		r := &rules[i]
+		e := ents[i]
+		iv, burst := shareOf(r, share)
+		if r.kind == kindConcurrency {
+			if refuse < 0 {
+				e.conc++
+			}
+			continue
+		}
+		tat := max(e.tat, now)
+		if refuse < 0 {
+			tat = next[i]
+			e.tat = tat
+		}
+		t.observe(r, (burst*iv-float64(tat-now))/iv, time.Duration(tat-now))
+	}
+	m.unlockAll(&order, nl)
+	if refuse >= 0 {
+		return t.refuse(refuse, time.Duration(retry))
+	}
+	return nil
+}
+
+// settle trues up token buckets by actual-charged (a refund or an overdraft) and
+// releases concurrency slots; actual < 0 keeps the charge as it was.
+func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
+	rules := t.pol.rules
+	for i := range int(t.n) {
+		r := &rules[i]
+		var delta float64
+		switch r.kind {
+		case kindRequests:
+			continue
+		case kindTokens:
+			if actual < 0 {
+				continue
+			}
+			if delta = float64(actual) - t.cost[i]; delta == 0 {
+				continue
+			}
+		}
+		sh := &m.shards[shardOf(t.bucket[i])]
+		sh.mu.Lock()
+		e := sh.m[t.bucket[i]]
+		switch {
+		case r.kind == kindConcurrency:
+			if e != nil && e.conc > 0 {
+				e.conc--
+			}
+		case e == nil && delta < 0:
+			// Evicted as full: a refund cannot make it fuller.
+		default:
+			if e == nil {
+				e = &memEntry{}
+				sh.m[t.bucket[i]] = e
+			}
+			iv, _ := shareOf(r, share)
+			e.tat = max(max(e.tat, now)+int64(delta*iv), now)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// sweep forgets buckets that are full and hold no slot: such a bucket is exactly what
+// a missing entry means, so eviction loses nothing.
+func (m *memStore) sweep(now int64) int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		for k, e := range sh.m {
+			if e.tat <= now && e.conc <= 0 {
+				delete(sh.m, k)
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (m *memStore) len() int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,261 @@
+package limiter
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// MaxLimits is the most limits that apply to one request (one Policy, combined or not).
+// It sizes the arrays inside a Ticket, which is what keeps Take allocation-free.
+const MaxLimits = 8
+
+type kind uint8
+
+const (
+	kindRequests kind = iota
+	kindTokens
+	kindConcurrency
+)
+
+type subjectKind uint8
+
+const (
+	perAPIKey subjectKind = iota
+	perUser
+	perEndpoint
+	perIP
+	numSubjectKinds
+)
+
+func parsePer(s string) (subjectKind, bool) {
+	switch s {
+	case "api_key":
+		return perAPIKey, true
+	case "user":
+		return perUser, true
+	case "endpoint":
+		return perEndpoint, true
+	case "ip":
+		return perIP, true
+	}
+	return 0, false
+}
+
+// Subject is who a request counts against, one value per kind of limit. The slices
+// are only read during Take and may point into request buffers. An empty value is a
+// value like any other: every request without a user shares the one empty-user bucket,
+// so leaving a field out never escapes a limit.
+type Subject struct {
+	APIKey   []byte // the name of the authenticated key, never the secret
+	User     []byte
+	Endpoint []byte
+	IP       []byte
+}
+
+func (s *Subject) value(k subjectKind) []byte {
+	switch k {
+	case perAPIKey:
+		return s.APIKey
+	case perUser:
+		return s.User
+	case perEndpoint:
+		return s.Endpoint
+	default:
+		return s.IP
+	}
+}
+
+// rule is a validated Limit with everything a check needs precomputed.
+type rule struct {
+	lim   Limit
+	scope string
+	kind  kind
+	per   subjectKind
+	// amount is the configured per-window amount, or the concurrency cap.
+	amount int64
+	// burst is the bucket's capacity in units (requests or tokens).
+	burst float64
+	// interval is the time one unit takes to refill, in nanoseconds.
+	interval float64
+	// id names the bucket family: scope, per, kind and window. Buckets survive config
+	// reloads that keep these, whatever the amounts become.
+	id uint64
+	// scopeHash, alone or mixed with the subject, is the Redis hash tag.
+	scopeHash uint64
+	// tagBySubject is set when every limit of the scope counts the same subject, so the
+	// scope's keys can spread over Cluster slots by subject and still share one slot
+	// per request.
+	tagBySubject bool
+	msg          string
+}
+
+// Policy is the compiled set of limits that applies to a request. It is built when the
+// configuration loads and shared by all requests; it holds no bucket state, so a policy
+// rebuilt by a reload keeps counting in the same buckets.
+type Policy struct {
+	name  string
+	rules []rule
+}
+
+// NewPolicy compiles limits under a scope name (for example "endpoint:chat" or
+// "key:team-a"). Buckets are identified by the name and each limit's per, kind and
+// window, so two policies with different names never share a bucket.
+func NewPolicy(name string, limits []Limit) (*Policy, error) {
+	if err := ValidateLimits(limits); err != nil {
+		return nil, err
+	}
+	p := &Policy{name: name, rules: make([]rule, len(limits))}
+	scopeHash := xxhash.Sum64String("tollgate/scope\x00" + name)
+	samePer := true
+	for i := range limits {
+		if limits[i].Per != limits[0].Per {
+			samePer = false
+		}
+	}
+	for i := range limits {
+		l := limits[i]
+		r := &p.rules[i]
+		r.lim, r.scope, r.scopeHash, r.tagBySubject = l, name, scopeHash, samePer
+		r.per, _ = parsePer(l.Per)
+		window, _ := ParseWindow(l.Window)
+		switch {
+		case l.Requests > 0:
+			r.kind, r.amount = kindRequests, l.Requests
+		case l.Tokens > 0:
+			r.kind, r.amount = kindTokens, l.Tokens
+		default:
+			r.kind, r.amount = kindConcurrency, l.Concurrency
+		}
+		if r.kind != kindConcurrency {
+			r.interval = float64(window) / float64(r.amount)
+			r.burst = float64(r.amount)
+			if l.Burst > 0 {
+				r.burst = float64(l.Burst)
+			}
+		} else {
+			r.burst = float64(r.amount)
+		}
+		r.id = xxhash.Sum64String("tollgate/bucket\x00" + name + "\x00" + l.Per + "\x00" + kindName(r.kind) + "\x00" + l.Window)
+		r.msg = refusalMessage(name, &l, r.kind)
+	}
+	return p, nil
+}
+
+// Combine joins policies into one that applies all their limits at once, all or
+// nothing, each limit still counting in its own policy's buckets. The gateway uses it
+// when both an endpoint and an API key carry limits.
+func Combine(ps ...*Policy) (*Policy, error) {
+	var out Policy
+	for _, p := range ps {
+		if p == nil {
+			continue
+		}
+		if out.name != "" && p.name != "" {
+			out.name += "+"
+		}
+		out.name += p.name
+		out.rules = append(out.rules, p.rules...)
+	}
+	if len(out.rules) > MaxLimits {
+		return nil, errors.New("limiter: combined policy " + strconv.Quote(out.name) + " has " +
+			strconv.Itoa(len(out.rules)) + " limits, at most " + strconv.Itoa(MaxLimits) + " apply to one request")
+	}
+	return &out, nil
+}
+
+// Name is the policy's scope name, or the joined names of a combined policy.
+func (p *Policy) Name() string { return p.name }
+
+// Len is the number of limits in the policy.
+func (p *Policy) Len() int {
+	if p == nil {
+		return 0
+	}
+	return len(p.rules)
+}
+
+func kindName(k kind) string {
+	switch k {
+	case kindRequests:
+		return "requests"
+	case kindTokens:
+		return "tokens"
+	}
+	return "concurrency"
+}
+
+func refusalMessage(scope string, l *Limit, k kind) string {
+	var b []byte
+	b = append(b, "rate limit exceeded: "...)
+	if k == kindConcurrency {
+		b = strconv.AppendInt(b, l.Concurrency, 10)
+		b = append(b, " concurrent requests"...)
+	} else {
+		b = strconv.AppendInt(b, max(l.Requests, l.Tokens), 10)
+		b = append(b, ' ')
+		b = append(b, kindName(k)...)
+		b = append(b, " per "...)
+		b = append(b, l.Window...)
+	}
+	b = append(b, " per "...)
+	b = append(b, l.Per...)
+	if scope != "" {
+		b = append(b, " ("...)
+		b = append(b, scope...)
+		b = append(b, ')')
+	}
+	return string(b)
+}
+
+// mix64 combines two 64-bit hashes into one with full avalanche (the finalizer of
+// MurmurHash3), so bucket keys of different families never line up.
+func mix64(a, b uint64) uint64 {
+	h := a ^ (b * 0x9e3779b97f4a7c15)
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
+
+// locate fills the ticket's bucket identities and costs for subj.
+func (p *Policy) locate(subj *Subject, estTokens int64, t *Ticket) {
+	var seen uint8
+	var sh [numSubjectKinds]uint64
+	for i := range p.rules {
+		r := &p.rules[i]
+		bit := uint8(1) << r.per
+		if seen&bit == 0 {
+			seen |= bit
+			sh[r.per] = xxhash.Sum64(subj.value(r.per))
+		}
+		h := sh[r.per]
+		t.bucket[i] = mix64(r.id, h)
+		if r.tagBySubject {
+			t.tag[i] = mix64(r.scopeHash, h)
+		} else {
+			t.tag[i] = r.scopeHash
+		}
+		switch r.kind {
+		case kindTokens:
+			// An estimate above the burst could never fit; charging the whole burst lets
+			// the request through once the bucket is full and settlement takes the rest.
+			c := float64(max(estTokens, 0))
+			t.cost[i] = math.Min(c, r.burst)
+		default:
+			t.cost[i] = 1
+		}
+	}
+	t.n = uint8(len(p.rules))
+}
+
+// windowOf returns the configured window, for headers and messages.
+func (r *rule) windowOf() time.Duration {
+	w, _ := ParseWindow(r.lim.Window)
+	return w
+}

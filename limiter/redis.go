@@ -1,0 +1,636 @@
+package limiter
+
+import (
+	"context"
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+//go:embed check.lua
+var checkScript string
+
+// heartbeatScript registers one replica until ARGV[2] ms from now (Redis's clock) and
+// returns how many replicas are registered and alive.
+const heartbeatScript = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZCARD', KEYS[1])
+`
+
+const (
+	keyPrefix    = "tg:{"
+	replicasKey  = "tg:{replicas}"
+	opTake       = 1
+	opAdjust     = 2
+	opRelease    = 3
+	bucketRate   = 1
+	bucketConc   = 2
+	takeRecBytes = 10 // B ok, B refusing bucket, d retry
+	bucketBytes  = 16 // d remaining, d reset
+	// maxOpsPerCall bounds one script call: Redis runs a script to the end before
+	// serving anything else, so a huge batch would stall other clients.
+	maxOpsPerCall = 256
+	// maxPendingAdjust bounds settlements queued while Redis is slow; past it they are
+	// dropped (and counted) rather than held without limit.
+	maxPendingAdjust = 1 << 16
+)
+
+const (
+	statePending int32 = iota
+	stateDone
+	stateAbandoned
+)
+
+// waiter is one check in flight. It belongs to the redis store, not to the Ticket,
+// because a check whose request stopped waiting is still finished (and undone) by the
+// flusher after the Ticket has been reused.
+type waiter struct {
+	pol    *Policy
+	n      uint8
+	bucket [MaxLimits]uint64
+	tag    [MaxLimits]uint64
+	cost   [MaxLimits]float64
+	lease  [MaxLimits]uint64
+
+	// Results, written by the flusher before it moves state on.
+	failed    bool
+	refused   bool
+	parts     uint8
+	ref       int
+	retry     float64 // microseconds
+	remaining [MaxLimits]float64
+	reset     [MaxLimits]float64 // microseconds
+	err       error
+
+	state atomic.Int32
+	done  chan struct{}
+	timer *time.Timer
+}
+
+type adjustOp struct {
+	op       uint8
+	bucket   uint64
+	tag      uint64
+	interval float64 // microseconds per unit
+	delta    float64
+	member   uint64
+}
+
+// rec is one take operation inside a script call: some or all buckets of a waiter.
+type rec struct {
+	w   *waiter
+	idx [MaxLimits]uint8
+	nb  uint8
+	ok  bool
+}
+
+// call is one script invocation; on Cluster there is one per hash slot of a round.
+type call struct {
+	slot int
+	args []any
+	blob []byte
+	nops int
+	recs []rec
+	cmd  *redis.Cmd
+}
+
+type redisStore struct {
+	l       *Limiter
+	c       redis.UniversalClient
+	cluster bool
+	sha     string
+	hb      *redis.Script
+	member  string
+	loaded  bool // touched by the prober only
+	timeout time.Duration
+	round   time.Duration
+	leaseUS float64
+	pool    sync.Pool
+
+	mu    sync.Mutex
+	takes []*waiter
+	adjs  []adjustOp
+	kick  chan struct{}
+
+	// Owned by the flusher goroutine.
+	spareTakes []*waiter
+	spareAdjs  []adjustOp
+	calls      []*call
+	ncalls     int
+	bySlot     map[int]*call
+
+	checks      atomic.Uint64
+	roundTrips  atomic.Uint64
+	scriptCalls atomic.Uint64
+	dropped     atomic.Uint64
+}
+
+func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	lease := cfg.ConcurrencyLease
+	if lease == 0 {
+		lease = DefaultConcurrencyLease
+	}
+	// A round trip may outlive the requests that stopped waiting for it; this bounds
+	// how long the flusher itself stays stuck on a Redis that does not answer.
+	round := max(10*timeout, 500*time.Millisecond)
+	c, cluster, err := newClient(&cfg.Redis, round)
+	if err != nil {
+		return nil, err
+	}
+	s := &redisStore{
+		l:       l,
+		c:       c,
+		cluster: cluster,
+		sha:     scriptSHA(checkScript),
+		hb:      redis.NewScript(heartbeatScript),
+		member:  strconv.FormatUint(rand.Uint64(), 36),
+		timeout: timeout,
+		round:   round,
+		leaseUS: float64(lease / time.Microsecond),
+		kick:    make(chan struct{}, 1),
+		bySlot:  make(map[int]*call),
+	}
+	s.pool.New = func() any {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return &waiter{done: make(chan struct{}, 1), timer: t}
+	}
+	return s, nil
+}
+
+func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, bool, error) {
+	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if rc.URL != "" {
+		o, err := redis.ParseURL(rc.URL)
+		if err != nil {
+			return nil, false, err
+		}
+		if rc.Password != "" {
+			o.Password = rc.Password
+		}
+		if rc.DB != 0 {
+			o.DB = rc.DB
+		}
+		if rc.PoolSize != 0 {
+			o.PoolSize = rc.PoolSize
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = round, round, round
+		o.ContextTimeoutEnabled = true
+		o.DisableIdentity = true
+		o.MaintNotificationsConfig = maint
+		return redis.NewClient(o), false, nil
+	}
+	u := &redis.UniversalOptions{
+		Password:                 rc.Password,
+		DB:                       rc.DB,
+		PoolSize:                 rc.PoolSize,
+		DialTimeout:              round,
+		ReadTimeout:              round,
+		WriteTimeout:             round,
+		ContextTimeoutEnabled:    true,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: maint,
+	}
+	if rc.Sentinel.Master != "" {
+		u.MasterName, u.Addrs = rc.Sentinel.Master, rc.Sentinel.Addrs
+		return redis.NewUniversalClient(u), false, nil
+	}
+	u.Addrs, u.IsClusterMode = rc.Addrs, true
+	return redis.NewUniversalClient(u), true, nil
+}
+
+func (s *redisStore) close() error {
+	s.flush(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	_ = s.c.ZRem(ctx, replicasKey, s.member).Err()
+	return s.c.Close()
+}
+
+// heartbeat registers this replica for three heartbeat periods and returns the live
+// replica count.
+func (s *redisStore) heartbeat() (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	ttl := 3 * s.l.opt.heartbeatEvery.Milliseconds()
+	return s.hb.Run(ctx, s.c, []string{replicasKey}, s.member, ttl).Int64()
+}
+
+func (s *redisStore) load() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	return s.c.ScriptLoad(ctx, checkScript).Err()
+}
+
+// take sends the ticket's check to the flusher and waits at most the timeout. answered
+// is false when Redis failed or was too slow, and the caller falls back.
+func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered bool) {
+	w := s.pool.Get().(*waiter)
+	w.pol, w.n = t.pol, t.n
+	w.bucket, w.tag, w.cost = t.bucket, t.tag, t.cost
+	for i := range int(t.n) {
+		if t.pol.rules[i].kind == kindConcurrency {
+			w.lease[i] = rand.Uint64()
+			t.lease[i] = w.lease[i]
+		}
+	}
+	w.failed, w.refused, w.parts, w.ref, w.retry, w.err = false, false, 0, 0, 0, nil
+	w.state.Store(statePending)
+
+	s.mu.Lock()
+	s.takes = append(s.takes, w)
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+
+	w.timer.Reset(s.timeout)
+	select {
+	case <-w.done:
+		w.timer.Stop()
+	case <-w.timer.C:
+		if w.state.CompareAndSwap(statePending, stateAbandoned) {
+			s.l.setDegraded(true, errCheckTimeout)
+			return nil, false
+		}
+		<-w.done
+	case <-ctx.Done():
+		w.timer.Stop()
+		if w.state.CompareAndSwap(statePending, stateAbandoned) {
+			return ctx.Err(), true
+		}
+		<-w.done
+	}
+	defer s.release(w)
+	if w.failed {
+		s.l.setDegraded(true, w.err)
+		return nil, false
+	}
+	rules := t.pol.rules
+	for i := range int(t.n) {
+		t.observe(&rules[i], w.remaining[i], time.Duration(w.reset[i]*float64(time.Microsecond)))
+	}
+	if w.refused {
+		return t.refuse(w.ref, time.Duration(math.Ceil(w.retry))*time.Microsecond), true
+	}
+	t.src = srcRedis
+	return nil, true
+}
+
+var errCheckTimeout = errors.New("limit check exceeded the timeout")
+
+// settle queues the true-up of a ticket admitted through Redis; it never waits.
+func (s *redisStore) settle(t *Ticket, actual int64) {
+	rules := t.pol.rules
+	s.mu.Lock()
+	for i := range int(t.n) {
+		r := &rules[i]
+		switch r.kind {
+		case kindTokens:
+			if actual < 0 || float64(actual) == t.cost[i] {
+				continue
+			}
+			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: t.bucket[i], tag: t.tag[i],
+				interval: r.interval / 1e3, delta: float64(actual) - t.cost[i]})
+		case kindConcurrency:
+			s.queueAdjustLocked(adjustOp{op: opRelease, bucket: t.bucket[i], tag: t.tag[i], member: t.lease[i]})
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *redisStore) queueAdjustLocked(a adjustOp) {
+	if len(s.adjs) >= maxPendingAdjust {
+		s.dropped.Add(1)
+		return
+	}
+	s.adjs = append(s.adjs, a)
+}
+
+// undo queues the reverse of what was taken for buckets idx of w: used when a part of
+// a request was admitted on one Cluster slot and refused on another, or when the
+// request stopped waiting and answered from its local bucket instead.
+func (s *redisStore) undoLocked(w *waiter, idx []uint8) {
+	rules := w.pol.rules
+	for _, i := range idx {
+		r := &rules[i]
+		if r.kind == kindConcurrency {
+			s.queueAdjustLocked(adjustOp{op: opRelease, bucket: w.bucket[i], tag: w.tag[i], member: w.lease[i]})
+		} else if w.cost[i] != 0 {
+			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: w.bucket[i], tag: w.tag[i],
+				interval: r.interval / 1e3, delta: -w.cost[i]})
+		}
+	}
+}
+
+// run is the flusher: whatever is queued goes to Redis as soon as the previous round
+// trip is back, so batches grow with load and a lone check never waits for a timer.
+func (s *redisStore) run() {
+	defer s.l.wg.Done()
+	for {
+		select {
+		case <-s.l.stop:
+			return
+		case <-s.kick:
+		}
+		ctx := context.Background()
+		for s.flushOnce(ctx) {
+		}
+	}
+}
+
+// flush sends what is queued, until nothing is.
+func (s *redisStore) flush(ctx context.Context) {
+	for s.flushOnce(ctx) {
+	}
+}
+
+func (s *redisStore) flushOnce(ctx context.Context) bool {
+	s.mu.Lock()
+	takes, adjs := s.takes, s.adjs
+	s.takes, s.adjs = s.spareTakes[:0], s.spareAdjs[:0]
+	s.mu.Unlock()
+	if len(takes) == 0 && len(adjs) == 0 {
+		s.spareTakes, s.spareAdjs = takes, adjs
+		return false
+	}
+	s.roundTrip(ctx, takes, adjs)
+	clear(takes)
+	s.spareTakes, s.spareAdjs = takes[:0], adjs[:0]
+	return true
+}
+
+func (s *redisStore) newCall(slot int) *call {
+	if s.ncalls == len(s.calls) {
+		s.calls = append(s.calls, &call{})
+	}
+	c := s.calls[s.ncalls]
+	s.ncalls++
+	c.slot, c.nops, c.cmd = slot, 0, nil
+	c.args = append(c.args[:0], "evalsha", s.sha, 0)
+	c.blob = c.blob[:0]
+	clear(c.recs)
+	c.recs = c.recs[:0]
+	return c
+}
+
+// slotOf is the Cluster hash slot of keys tagged with tag; without Cluster every key
+// goes into the same calls.
+func (s *redisStore) slotOf(tag uint64) int {
+	if !s.cluster {
+		return -1
+	}
+	var b [16]byte
+	putHex(b[:], tag)
+	return int(crc16(b[:]) & 16383)
+}
+
+// callFor returns the call that the next operation on slot goes into.
+func (s *redisStore) callFor(slot int) *call {
+	c := s.bySlot[slot]
+	if c == nil || c.nops >= maxOpsPerCall {
+		c = s.newCall(slot)
+		s.bySlot[slot] = c
+	}
+	c.nops++
+	return c
+}
+
+func appendKey(args []any, tag, bucket uint64) []any {
+	var b [4 + 16 + 1 + 16]byte
+	copy(b[:], keyPrefix)
+	putHex(b[4:20], tag)
+	b[20] = '}'
+	putHex(b[21:], bucket)
+	return append(args, string(b[:]))
+}
+
+func putHex(dst []byte, v uint64) {
+	const digits = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		dst[i] = digits[v&15]
+		v >>= 4
+	}
+}
+
+// crc16 is the CRC-16/XMODEM checksum Redis Cluster hashes keys with.
+func crc16(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc ^= uint16(c) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+func appendF64(b []byte, f float64) []byte {
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+}
+
+func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adjustOp) {
+	s.ncalls = 0
+	clear(s.bySlot)
+	// Settlements go first: a Settle followed by a Take from the same request sees the
+	// settlement, whichever rounds they travel in.
+	for i := range adjs {
+		a := &adjs[i]
+		c := s.callFor(s.slotOf(a.tag))
+		c.args = appendKey(c.args, a.tag, a.bucket)
+		c.blob = append(c.blob, a.op)
+		if a.op == opAdjust {
+			c.blob = appendF64(appendF64(c.blob, a.interval), a.delta)
+		} else {
+			c.blob = binary.LittleEndian.AppendUint64(c.blob, a.member)
+		}
+	}
+	for _, w := range takes {
+		rules := w.pol.rules
+		var done uint8 // buckets already placed, one bit each
+		for first := range int(w.n) {
+			if done&(1<<first) != 0 {
+				continue
+			}
+			slot := s.slotOf(w.tag[first])
+			c := s.callFor(slot)
+			c.recs = append(c.recs, rec{w: w})
+			rc := &c.recs[len(c.recs)-1]
+			nbPos := len(c.blob) + 1
+			c.blob = append(c.blob, opTake, 0)
+			for i := first; i < int(w.n); i++ {
+				if done&(1<<i) != 0 || s.slotOf(w.tag[i]) != slot {
+					continue
+				}
+				done |= 1 << i
+				rc.idx[rc.nb] = uint8(i)
+				rc.nb++
+				r := &rules[i]
+				c.args = appendKey(c.args, w.tag[i], w.bucket[i])
+				if r.kind == kindConcurrency {
+					c.blob = append(c.blob, bucketConc)
+					c.blob = appendF64(appendF64(c.blob, r.burst), s.leaseUS)
+					c.blob = binary.LittleEndian.AppendUint64(c.blob, w.lease[i])
+				} else {
+					c.blob = append(c.blob, bucketRate)
+					iv := r.interval / 1e3
+					c.blob = appendF64(appendF64(appendF64(c.blob, iv), r.burst*iv), w.cost[i])
+				}
+			}
+			c.blob[nbPos] = rc.nb
+			w.parts++
+		}
+	}
+	s.checks.Add(uint64(len(takes)))
+	calls := s.calls[:s.ncalls]
+	for _, c := range calls {
+		c.args[2] = len(c.args) - 3
+		c.args = append(c.args, c.blob)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.round)
+	s.exec(ctx, calls, false)
+	// A restarted or failed-over Redis has lost the script; EVAL loads it again.
+	var again []*call
+	for _, c := range calls {
+		if redis.HasErrorPrefix(c.cmd.Err(), "NOSCRIPT") {
+			again = append(again, c)
+		}
+	}
+	if len(again) > 0 {
+		s.exec(ctx, again, true)
+	}
+	cancel()
+
+	for _, c := range calls {
+		s.parse(c)
+	}
+	s.mu.Lock()
+	for _, c := range calls {
+		for i := range c.recs {
+			rc := &c.recs[i]
+			w := rc.w
+			// Only a request split over Cluster slots can be admitted in part.
+			if rc.ok && w.parts > 1 && (w.refused || w.failed) {
+				s.undoLocked(w, rc.idx[:rc.nb])
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, w := range takes {
+		s.deliver(w)
+	}
+}
+
+func (s *redisStore) exec(ctx context.Context, calls []*call, eval bool) {
+	pipe := s.c.Pipeline()
+	for _, c := range calls {
+		if eval {
+			c.args[0], c.args[1] = "eval", checkScript
+		}
+		c.cmd = pipe.Do(ctx, c.args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	s.roundTrips.Add(1)
+	s.scriptCalls.Add(uint64(len(calls)))
+}
+
+func (s *redisStore) parse(c *call) {
+	out, err := c.cmd.Text()
+	if err == nil {
+		need := 0
+		for i := range c.recs {
+			need += takeRecBytes + int(c.recs[i].nb)*bucketBytes
+		}
+		if len(out) != need {
+			err = errors.New("limiter: script reply of " + strconv.Itoa(len(out)) + " bytes, want " + strconv.Itoa(need))
+		}
+	}
+	if err != nil {
+		for i := range c.recs {
+			c.recs[i].w.failed, c.recs[i].w.err = true, err
+		}
+		s.dropped.Add(uint64(c.nops - len(c.recs)))
+		return
+	}
+	p := 0
+	for i := range c.recs {
+		rc := &c.recs[i]
+		w := rc.w
+		rc.ok = out[p] == 1
+		ref := int(out[p+1])
+		retry := math.Float64frombits(leUint64(out[p+2:]))
+		p += takeRecBytes
+		if !rc.ok {
+			w.refused = true
+			if retry > w.retry && ref >= 1 && ref <= int(rc.nb) {
+				w.retry, w.ref = retry, int(rc.idx[ref-1])
+			}
+		}
+		for j := range int(rc.nb) {
+			k := rc.idx[j]
+			w.remaining[k] = math.Float64frombits(leUint64(out[p:]))
+			w.reset[k] = math.Float64frombits(leUint64(out[p+8:]))
+			p += bucketBytes
+		}
+	}
+}
+
+func leUint64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// deliver hands a finished check to its request, or, when the request stopped waiting
+// and answered from its local bucket, takes back what Redis admitted.
+func (s *redisStore) deliver(w *waiter) {
+	if w.state.CompareAndSwap(statePending, stateDone) {
+		w.done <- struct{}{}
+		return
+	}
+	if !w.failed && !w.refused {
+		var all [MaxLimits]uint8
+		for i := range all {
+			all[i] = uint8(i)
+		}
+		s.mu.Lock()
+		s.undoLocked(w, all[:w.n])
+		s.mu.Unlock()
+	}
+	s.release(w)
+}
+
+func (s *redisStore) release(w *waiter) {
+	w.pol, w.err = nil, nil
+	s.pool.Put(w)
+}
+
+func scriptSHA(src string) string {
+	return redis.NewScript(src).Hash()
+}
