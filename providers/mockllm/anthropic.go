@@ -1,0 +1,556 @@
+package mockllm
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// toolCall is the tool_use block of an Anthropic answer, when there is one.
+type toolCall struct {
+	use bool
+	// preamble puts a short text block before the tool_use block, as models do when
+	// they choose a tool themselves (tool_choice auto).
+	preamble bool
+	name     []byte // the tool's name as a JSON string, as the request spelled it
+	input    []byte // the tool input, a JSON object built from its input_schema
+	text     []byte // scratch: the last user message's text
+}
+
+// Tool choice modes.
+const (
+	choiceAuto = iota
+	choiceAny
+	choiceTool
+	choiceNone
+)
+
+// maxPreamble bounds the text before a tool_use block.
+const maxPreamble = 8
+
+// jsonPiece is the size of input_json_delta fragments; the real service sends small,
+// uneven pieces, so clients must join them before parsing.
+const jsonPiece = 12
+
+// parseMessages reads a Messages API request.
+func (st *state) parseMessages(body []byte) *badRequest {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return errJSON
+	}
+	var system, tools, choice []byte
+	hasMax := false
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "model":
+			if !jsonscan.IsString(v) {
+				return errBadModel
+			}
+			st.modelRaw = v
+		case "messages":
+			st.messages = v
+		case "max_tokens":
+			n, ok := jsonscan.Int(v)
+			if !ok {
+				return &badRequest{msg: "max_tokens: Input should be a valid integer"}
+			}
+			if n < 1 {
+				return &badRequest{msg: "max_tokens: must be greater than or equal to 1"}
+			}
+			st.maxTokens, hasMax = n, true
+		case "system":
+			system = v
+		case "stop_sequences":
+			if !st.parseStops(v, true) {
+				return &badRequest{msg: "stop_sequences: Input should be a valid list of strings"}
+			}
+		case "tools":
+			tools = v
+		case "tool_choice":
+			choice = v
+		case "stream":
+			b, ok := jsonscan.Bool(v)
+			if !ok {
+				return errBadStream
+			}
+			st.stream = b
+		}
+	}
+	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
+		return errJSON
+	}
+	switch {
+	case st.modelRaw == nil:
+		return &badRequest{msg: "model: Field required"}
+	case !hasMax:
+		return &badRequest{msg: "max_tokens: Field required"}
+	case st.messages == nil:
+		return &badRequest{msg: "messages: Field required"}
+	}
+	n, ok := messagesBytes(st.messages)
+	if !ok {
+		return &badRequest{msg: "messages: Input should be a valid list"}
+	}
+	if string(bytes.TrimSpace(st.messages)) == "[]" {
+		return &badRequest{msg: "messages: at least one message is required"}
+	}
+	h := promptHash(st.s.opts.Seed, 0, false, st.messages)
+	if system != nil {
+		n += contentBytes(system)
+		h = mix(h ^ xxhash.Sum64(system))
+	}
+	st.items = append(st.items, item{h: h, tokens: promptTokens(n)})
+	st.promptTokens = promptTokens(n)
+	st.setStops()
+	return st.chooseTool(tools, choice, h)
+}
+
+// chooseTool decides whether the answer calls a tool: the one tool_choice names, else
+// the first whose name the last user message mentions; for "any" the first tool when
+// none is mentioned.
+func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
+	var a arrayIter
+	if tools == nil || isNull(tools) {
+		return nil
+	}
+	if !a.reset(tools) {
+		return &badRequest{msg: "tools: Input should be a valid list"}
+	}
+	mode := choiceAuto
+	var want []byte
+	if choice != nil && !isNull(choice) {
+		t, _ := jsonscan.Field(choice, "type")
+		switch string(t) {
+		case `"auto"`:
+		case `"any"`:
+			mode = choiceAny
+		case `"tool"`:
+			mode = choiceTool
+			want, _ = jsonscan.Field(choice, "name")
+		case `"none"`:
+			return nil
+		default:
+			return &badRequest{msg: "tool_choice: Input tag does not match any of the expected tags: 'auto', 'any', 'tool', 'none'"}
+		}
+	}
+	if mode == choiceAuto {
+		st.tool.text = lastUserText(st.tool.text[:0], st.messages)
+	}
+	var firstName, firstSchema, name, schema []byte
+	for {
+		t, ok := a.next()
+		if !ok {
+			break
+		}
+		n, _ := jsonscan.Field(t, "name")
+		if !jsonscan.IsString(n) {
+			return &badRequest{msg: "tools: each tool needs a name"}
+		}
+		sc, _ := jsonscan.Field(t, "input_schema")
+		if firstName == nil {
+			firstName, firstSchema = n, sc
+		}
+		var match bool
+		switch mode {
+		case choiceTool:
+			match = bytes.Equal(n, want)
+		case choiceAuto:
+			dec, _ := appendUnquoted(st.scratch[:0], n)
+			st.scratch = dec
+			match = len(dec) > 0 && bytes.Contains(st.tool.text, dec)
+		}
+		if match {
+			name, schema = n, sc
+			break
+		}
+	}
+	if name == nil && mode == choiceAny {
+		name, schema = firstName, firstSchema
+	}
+	if name == nil {
+		return nil
+	}
+	st.tool.use = true
+	st.tool.preamble = mode == choiceAuto
+	st.tool.name = append(st.tool.name[:0], name...)
+	st.tool.input = appendToolInput(st.tool.input[:0], schema, h, 0)
+	return nil
+}
+
+// lastUserText appends the text of the last user message: its string content or its
+// text blocks. tool_result blocks are not text, so an answer to a tool result is prose.
+func lastUserText(dst, messages []byte) []byte {
+	var a arrayIter
+	a.reset(messages)
+	var content []byte
+	for {
+		m, ok := a.next()
+		if !ok {
+			break
+		}
+		role, _ := jsonscan.Field(m, "role")
+		if string(role) == `"user"` {
+			content, _ = jsonscan.Field(m, "content")
+		}
+	}
+	if jsonscan.IsString(content) {
+		dst, _ = appendUnquoted(dst, content)
+		return dst
+	}
+	if !a.reset(content) {
+		return dst
+	}
+	for {
+		blk, ok := a.next()
+		if !ok {
+			return dst
+		}
+		if t, _ := jsonscan.Field(blk, "type"); string(t) != `"text"` {
+			continue
+		}
+		if txt, ok := jsonscan.Field(blk, "text"); ok {
+			dst, _ = appendUnquoted(dst, txt)
+			dst = append(dst, '\n')
+		}
+	}
+}
+
+// maxSchemaDepth bounds the nesting of generated tool input.
+const maxSchemaDepth = 8
+
+// appendToolInput builds a JSON object with one value per property of a JSON schema,
+// each chosen from the property's enum or type and the prompt hash.
+func appendToolInput(dst, schema []byte, h uint64, depth int) []byte {
+	dst = append(dst, '{')
+	props, ok := jsonscan.Field(schema, "properties")
+	var it jsonscan.Iter
+	if !ok || depth >= maxSchemaDepth || it.Reset(props) != nil {
+		return append(dst, '}')
+	}
+	for i := 0; ; i++ {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '"')
+		dst = append(dst, k...)
+		dst = append(dst, '"', ':')
+		dst = appendSchemaValue(dst, v, mix(h+uint64(i+1)*golden), depth)
+	}
+	return append(dst, '}')
+}
+
+func appendSchemaValue(dst, schema []byte, r uint64, depth int) []byte {
+	if enum, ok := jsonscan.Field(schema, "enum"); ok {
+		var a arrayIter
+		if a.reset(enum) {
+			if v, ok := a.next(); ok {
+				return append(dst, v...)
+			}
+		}
+	}
+	typ, _ := jsonscan.Field(schema, "type")
+	if len(typ) > 0 && typ[0] == '[' {
+		var a arrayIter
+		a.reset(typ)
+		typ, _ = a.next()
+	}
+	switch string(typ) {
+	case `"integer"`:
+		return strconv.AppendInt(dst, int64(r%100), 10)
+	case `"number"`:
+		dst = strconv.AppendInt(dst, int64(r%100), 10)
+		return append(dst, ".5"...)
+	case `"boolean"`:
+		if r&1 == 0 {
+			return append(dst, "false"...)
+		}
+		return append(dst, "true"...)
+	case `"array"`:
+		return append(dst, "[]"...)
+	case `"object"`:
+		return appendToolInput(dst, schema, r, depth+1)
+	case `"null"`:
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '"')
+	dst = append(dst, words[r&63]...)
+	return append(dst, '"')
+}
+
+func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
+	if !st.hdr.version {
+		s.badRequest(ctx, st, &badRequest{msg: "anthropic-version: header is required"})
+		return
+	}
+	if e := st.parseMessages(ctx.PostBody()); e != nil {
+		s.badRequest(ctx, st, e)
+		return
+	}
+	if !s.admit(ctx, st) {
+		return
+	}
+	h := st.items[0].h
+	p := newPlan(h, s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
+	if st.tool.use {
+		if st.tool.preamble {
+			p.natural = min(p.natural, maxPreamble)
+			p.n, p.stop = p.natural, true
+		} else {
+			p.n, p.stop = 0, true
+		}
+	}
+	st.scratch = p.applyStops(st.stops, st.scratch)
+	st.plans = append(st.plans, p)
+	st.idA, st.idB = s.nextID(h)
+	s.promptTok.Add(int64(st.promptTokens))
+	if st.stream {
+		st.kind = kMessages
+		st.ttftD, st.tpotD = st.ttft(), st.tpot()
+		st.cutAfter = st.cutPoint(p.n + st.jsonPieces())
+		s.beginStream(ctx, st)
+		return
+	}
+	out := st.outputTokens()
+	st.done(p.n+st.jsonPieces(), out)
+	b := st.out[:0]
+	b = st.appendMessageHead(b)
+	b = append(b, `"content":[`...)
+	if st.hasText() {
+		b = append(b, `{"type":"text","text":"`...)
+		b = p.appendText(b)
+		b = append(b, `"}`...)
+		if st.tool.use {
+			b = append(b, ',')
+		}
+	}
+	if st.tool.use {
+		b = st.appendToolBlock(b)
+		b = append(b, st.tool.input...)
+		b = append(b, '}')
+	}
+	b = append(b, `],"stop_reason":`...)
+	b = st.appendStopReason(b)
+	b = append(b, `,"usage":{"input_tokens":`...)
+	b = strconv.AppendInt(b, int64(st.promptTokens), 10)
+	b = append(b, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":`...)
+	b = strconv.AppendInt(b, int64(out), 10)
+	b = append(b, "}}"...)
+	st.out = b
+	s.setJSON(ctx, st, fasthttp.StatusOK)
+}
+
+func (st *state) hasText() bool { return !st.tool.use || st.tool.preamble }
+
+// toolTokens is the output-token estimate of the tool input.
+func (st *state) toolTokens() int {
+	if !st.tool.use {
+		return 0
+	}
+	return promptTokens(len(st.tool.input))
+}
+
+func (st *state) outputTokens() int { return st.plans[0].n + st.toolTokens() }
+
+// outputTokensSent counts what a stream has sent: its text tokens, and the tool
+// input once all of it went out.
+func (st *state) outputTokensSent() int {
+	n := min(st.emitted, st.plans[0].n)
+	if st.phase > mToolJSON {
+		n += st.toolTokens()
+	}
+	return n
+}
+
+// jsonPieces is the number of input_json_delta fragments after the first, empty one.
+func (st *state) jsonPieces() int {
+	if !st.tool.use {
+		return 0
+	}
+	return (len(st.tool.input) + jsonPiece - 1) / jsonPiece
+}
+
+// appendMessageHead opens a message: id, type, role, model, then the comma.
+func (st *state) appendMessageHead(b []byte) []byte {
+	b = append(b, `{"id":"msg_01`...)
+	b = appendBase62(b, st.idA, st.idB, 22)
+	b = append(b, `","type":"message","role":"assistant","model":`...)
+	b = append(b, st.s.modelJSON...)
+	return append(b, ',')
+}
+
+// appendToolBlock opens a tool_use block up to its "input": value.
+func (st *state) appendToolBlock(b []byte) []byte {
+	b = append(b, `{"type":"tool_use","id":"toolu_01`...)
+	b = appendBase62(b, st.idB, st.idA, 22)
+	b = append(b, `","name":`...)
+	b = append(b, st.tool.name...)
+	return append(b, `,"input":`...)
+}
+
+func (st *state) appendStopReason(b []byte) []byte {
+	p := &st.plans[0]
+	switch {
+	case st.tool.use:
+		b = append(b, `"tool_use"`...)
+	case p.stopSeq >= 0:
+		b = append(b, `"stop_sequence","stop_sequence":`...)
+		return appendQuoteBytes(b, st.stops[p.stopSeq])
+	case p.stop:
+		b = append(b, `"end_turn"`...)
+	default:
+		b = append(b, `"max_tokens"`...)
+	}
+	return append(b, `,"stop_sequence":null`...)
+}
+
+// Stream phases of the Messages grammar.
+const (
+	mStart = iota
+	mBlockStart
+	mPing
+	mText
+	mTextStop
+	mToolStart
+	mToolFirst
+	mToolJSON
+	mToolStop
+	mDelta
+	mStop
+	mEnd
+)
+
+// toolIndex is the content block index of the tool_use block.
+func (st *state) toolIndex() int64 {
+	if st.hasText() {
+		return 1
+	}
+	return 0
+}
+
+// nextMessages yields Anthropic's event sequence: message_start, content_block_start,
+// ping, content_block_delta (text_delta per token), content_block_stop, then for a
+// tool call its own block with input_json_delta fragments, message_delta with the
+// stop reason and output tokens, message_stop.
+func (st *state) nextMessages() ([]byte, error) {
+	b := st.ev[:0]
+	p := &st.plans[0]
+	switch st.phase {
+	case mStart:
+		b = append(b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"...)
+		b = st.appendMessageHead(b)
+		b = append(b, `"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":`...)
+		b = strconv.AppendInt(b, int64(st.promptTokens), 10)
+		b = append(b, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}`+"\n\n"...)
+		st.phase = mBlockStart
+	case mBlockStart:
+		if st.hasText() {
+			b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"...)
+		} else {
+			b = st.appendToolStart(b)
+		}
+		st.phase = mPing
+	case mPing:
+		b = append(b, "event: ping\ndata: {\"type\":\"ping\"}\n\n"...)
+		st.phase = mText
+		if !st.hasText() {
+			st.phase = mToolFirst
+		}
+	case mText:
+		if st.step >= p.n {
+			st.phase = mTextStop
+			return st.nextMessages()
+		}
+		if st.cutNow() {
+			return nil, errCut
+		}
+		st.waitContent(st.step)
+		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\""...)
+		b = p.appendToken(b, st.step)
+		b = append(b, "\"}}\n\n"...)
+		st.step++
+		st.emitted++
+	case mTextStop:
+		if st.cutNow() {
+			return nil, errCut
+		}
+		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"...)
+		st.phase = mDelta
+		if st.tool.use {
+			st.phase = mToolStart
+		}
+	case mToolStart:
+		b = st.appendToolStart(b)
+		st.phase = mToolFirst
+	case mToolFirst:
+		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
+		b = strconv.AppendInt(b, st.toolIndex(), 10)
+		b = append(b, ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n"...)
+		st.phase = mToolJSON
+	case mToolJSON:
+		in := st.tool.input
+		if st.jsonOff >= len(in) {
+			st.phase = mToolStop
+			return st.nextMessages()
+		}
+		if st.cutNow() {
+			return nil, errCut
+		}
+		st.waitContent(st.step)
+		end := min(st.jsonOff+jsonPiece, len(in))
+		for end < len(in) && !utf8.RuneStart(in[end]) {
+			end++
+		}
+		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
+		b = strconv.AppendInt(b, st.toolIndex(), 10)
+		b = append(b, ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"...)
+		b = appendQuoteBytes(b, in[st.jsonOff:end])
+		b = append(b, "}}\n\n"...)
+		st.jsonOff = end
+		st.step++
+		st.emitted++
+	case mToolStop:
+		if st.cutNow() {
+			return nil, errCut
+		}
+		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":"...)
+		b = strconv.AppendInt(b, st.toolIndex(), 10)
+		b = append(b, "}\n\n"...)
+		st.phase = mDelta
+	case mDelta:
+		b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"...)
+		b = st.appendStopReason(b)
+		b = append(b, `},"usage":{"output_tokens":`...)
+		b = strconv.AppendInt(b, int64(st.outputTokens()), 10)
+		b = append(b, "}}\n\n"...)
+		st.phase = mStop
+	case mStop:
+		b = append(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"...)
+		st.phase = mEnd
+		st.finished = true
+	default:
+		return nil, io.EOF
+	}
+	st.ev = b
+	return b, nil
+}
+
+func (st *state) appendToolStart(b []byte) []byte {
+	b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":"...)
+	b = strconv.AppendInt(b, st.toolIndex(), 10)
+	b = append(b, `,"content_block":`...)
+	b = st.appendToolBlock(b)
+	return append(b, "{}}}\n\n"...)
+}

@@ -1,0 +1,195 @@
+package mockllm
+
+import (
+	"strconv"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// badRequest is a request the API refuses with 400; param names the field.
+type badRequest struct{ msg, param string }
+
+var (
+	errJSON       = &badRequest{msg: "JSON decode error"}
+	errBadModel   = &badRequest{msg: "model: Input should be a valid string", param: "model"}
+	errBadStream  = &badRequest{msg: "stream: Input should be a valid boolean", param: "stream"}
+	errBadSeed    = &badRequest{msg: "seed: Input should be a valid integer", param: "seed"}
+	errBadStop    = &badRequest{msg: "stop: Input should be a valid string or list of strings", param: "stop"}
+	errBadOptions = &badRequest{msg: "Stream options can only be defined when `stream=True`.", param: "stream_options"}
+)
+
+// errBadMax reports an unusable max_tokens the way vLLM words it.
+func errBadMax(param string, raw []byte) *badRequest {
+	if _, ok := jsonscan.Int(raw); !ok {
+		return &badRequest{msg: param + ": Input should be a valid integer", param: param}
+	}
+	return &badRequest{msg: param + " must be at least 1, got " + string(raw) + ".", param: param}
+}
+
+// openAIErrorType names errors as vLLM does, after the OpenAI client's exception classes.
+func openAIErrorType(status int) string {
+	switch status {
+	case 400:
+		return "BadRequestError"
+	case 401:
+		return "AuthenticationError"
+	case 403:
+		return "PermissionDeniedError"
+	case 404:
+		return "NotFoundError"
+	case 408:
+		return "TimeoutError"
+	case 409:
+		return "ConflictError"
+	case 422:
+		return "UnprocessableEntityError"
+	case 429:
+		return "RateLimitError"
+	case 501:
+		return "NotImplementedError"
+	case 503:
+		return "ServiceUnavailableError"
+	}
+	if status >= 500 {
+		return "InternalServerError"
+	}
+	return "BadRequestError"
+}
+
+// anthropicErrorType is the error.type Anthropic documents for each status.
+func anthropicErrorType(status int) string {
+	switch status {
+	case 400:
+		return "invalid_request_error"
+	case 401:
+		return "authentication_error"
+	case 402:
+		return "billing_error"
+	case 403:
+		return "permission_error"
+	case 404:
+		return "not_found_error"
+	case 413:
+		return "request_too_large"
+	case 429:
+		return "rate_limit_error"
+	case 504:
+		return "timeout_error"
+	case 529:
+		return "overloaded_error"
+	}
+	if status >= 500 {
+		return "api_error"
+	}
+	return "invalid_request_error"
+}
+
+// fail writes an error in the server's API shape. vLLM's:
+// {"error":{"message","type","param","code"}}; Anthropic's:
+// {"type":"error","error":{"type","message"},"request_id"}.
+func (s *Server) fail(ctx *fasthttp.RequestCtx, st *state, status int, msg, param string) {
+	b := st.out[:0]
+	if s.anthropic {
+		b = append(b, `{"type":"error","error":{"type":"`...)
+		b = append(b, anthropicErrorType(status)...)
+		b = append(b, `","message":`...)
+		b = jsonscan.AppendQuote(b, msg)
+		b = append(b, `},"request_id":"req_011`...)
+		a, h := s.nextID(0)
+		b = appendBase62(b, a, mix(h^a), 21)
+		b = append(b, `"}`...)
+	} else {
+		b = append(b, `{"error":{"message":`...)
+		b = jsonscan.AppendQuote(b, msg)
+		b = append(b, `,"type":"`...)
+		b = append(b, openAIErrorType(status)...)
+		b = append(b, `","param":`...)
+		if param == "" {
+			b = append(b, "null"...)
+		} else {
+			b = jsonscan.AppendQuote(b, param)
+		}
+		b = append(b, `,"code":`...)
+		b = strconv.AppendInt(b, int64(status), 10)
+		b = append(b, "}}"...)
+	}
+	st.out = b
+	s.setJSON(ctx, st, status)
+}
+
+func (s *Server) badRequest(ctx *fasthttp.RequestCtx, st *state, e *badRequest) {
+	s.fail(ctx, st, fasthttp.StatusBadRequest, e.msg, e.param)
+}
+
+// statusFault answers x-mock-status, with x-mock-retry-after as retry-after.
+func (s *Server) statusFault(ctx *fasthttp.RequestCtx, st *state) {
+	if len(st.hdr.retryAfter) > 0 {
+		ctx.Response.Header.SetBytesKV(strRetryAfter, st.hdr.retryAfter)
+	}
+	s.fail(ctx, st, st.hdr.status, "mockllm: status "+strconv.Itoa(st.hdr.status)+" requested by x-mock-status", "")
+}
+
+// injectedError answers the ErrorRate draw.
+func (s *Server) injectedError(ctx *fasthttp.RequestCtx, st *state) {
+	s.injected.Add(1)
+	s.fail(ctx, st, fasthttp.StatusInternalServerError, "mockllm: injected error (error-rate)", "")
+}
+
+// unavailable answers requests still waiting for a slot when the server shuts down.
+func (s *Server) unavailable(ctx *fasthttp.RequestCtx, st *state) {
+	s.fail(ctx, st, fasthttp.StatusServiceUnavailable, "mockllm: shutting down", "")
+}
+
+// modelNotFound words the 404 as vLLM (and Anthropic) do.
+func (s *Server) modelNotFound(ctx *fasthttp.RequestCtx, st *state, raw []byte) {
+	name, _ := appendUnquoted(nil, raw)
+	if s.anthropic {
+		s.fail(ctx, st, fasthttp.StatusNotFound, "model: "+string(name), "")
+		return
+	}
+	s.fail(ctx, st, fasthttp.StatusNotFound, "The model `"+string(name)+"` does not exist.", "model")
+}
+
+// FastAPI's own bodies, which vLLM answers for unknown paths, wrong methods and (from
+// its auth middleware) a missing or wrong API key.
+var (
+	bodyNotFound     = []byte(`{"detail":"Not Found"}`)
+	bodyNotAllowed   = []byte(`{"detail":"Method Not Allowed"}`)
+	bodyUnauthorized = []byte(`{"error":"Unauthorized"}`)
+)
+
+func (s *Server) unauthorized(ctx *fasthttp.RequestCtx, st *state) {
+	if s.anthropic {
+		msg := "invalid x-api-key"
+		if !st.hdr.sawAuth {
+			msg = "x-api-key header is required"
+		}
+		s.fail(ctx, st, fasthttp.StatusUnauthorized, msg, "")
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusUnauthorized)
+	ctx.Response.Header.SetContentTypeBytes(strJSON)
+	ctx.SetBody(bodyUnauthorized)
+}
+
+func (s *Server) notFound(ctx *fasthttp.RequestCtx, st *state) {
+	if s.anthropic {
+		s.fail(ctx, st, fasthttp.StatusNotFound, "Not Found", "")
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNotFound)
+	ctx.Response.Header.SetContentTypeBytes(strJSON)
+	ctx.SetBody(bodyNotFound)
+}
+
+func (s *Server) methodNotAllowed(ctx *fasthttp.RequestCtx, allow []byte) {
+	ctx.Response.Header.SetBytesKV(strAllow, allow)
+	ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
+	ctx.Response.Header.SetContentTypeBytes(strJSON)
+	if s.anthropic {
+		ctx.SetBodyString(`{"type":"error","error":{"type":"invalid_request_error","message":"Method Not Allowed"}}`)
+		return
+	}
+	ctx.SetBody(bodyNotAllowed)
+}

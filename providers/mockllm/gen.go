@@ -1,0 +1,192 @@
+package mockllm
+
+import (
+	"bytes"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// words is the vocabulary, one token per word. Lower-case ASCII letters only, so token
+// text is appended into JSON strings without escaping.
+var words = [64]string{
+	"the", "model", "answers", "quickly", "while", "tokens", "stream", "through",
+	"a", "gateway", "that", "routes", "every", "request", "to", "one",
+	"healthy", "replica", "and", "keeps", "users", "sticky", "under", "load",
+	"with", "limits", "shared", "across", "nodes", "so", "canary", "weights",
+	"move", "slowly", "as", "errors", "stay", "low", "latency", "remains",
+	"small", "traces", "show", "each", "span", "metrics", "count", "cost",
+	"per", "million", "input", "output", "prompt", "cache", "hits", "often",
+	"when", "prefixes", "match", "batches", "grow", "large", "queues", "drain",
+}
+
+// mix is splitmix64's finalizer: a cheap bijection that spreads every input bit.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+const golden = 0x9e3779b97f4a7c15
+
+// promptHash seeds the generator from the prompt bytes and the server and request
+// seeds, and nothing else: stream, max_tokens and the rest leave the text unchanged.
+func promptHash(serverSeed int64, reqSeed int64, hasReqSeed bool, prompt []byte) uint64 {
+	h := mix(xxhash.Sum64(prompt) ^ mix(uint64(serverSeed)+golden))
+	if hasReqSeed {
+		h = mix(h ^ mix(uint64(reqSeed)^golden+1))
+	}
+	return h
+}
+
+// plan is one generated answer: which tokens, how many, and why it ended.
+type plan struct {
+	h uint64
+	// natural is the length the answer has when nothing cuts it; its last token ends
+	// with a full stop.
+	natural int
+	// n is the number of tokens emitted.
+	n int
+	// lastLen, when >= 0, truncates token n-1 to that many bytes (a stop sequence
+	// began inside it).
+	lastLen int
+	// stop is true for a natural end or a stop sequence, false when max_tokens cut it.
+	stop bool
+	// stopSeq is the index of the matched stop sequence, or -1.
+	stopSeq int
+}
+
+// newPlan chooses the answer's length. forced > 0 (x-mock-tokens) sets the natural
+// length; otherwise it is drawn from [cap/2, cap] so that both a natural stop and a
+// max_tokens cut occur for ordinary max_tokens values.
+func newPlan(h uint64, capTokens int, reqMax int64, forced int) plan {
+	p := plan{h: h, lastLen: -1, stopSeq: -1, stop: true}
+	if forced > 0 {
+		p.natural = forced
+	} else {
+		lo := (capTokens + 1) / 2
+		p.natural = lo + int(mix(h^golden)%uint64(capTokens-lo+1))
+	}
+	p.n = p.natural
+	if reqMax > 0 && reqMax < int64(p.n) {
+		p.n = int(reqMax)
+		p.stop = false
+	}
+	return p
+}
+
+// word returns the vocabulary index of token i.
+func (p *plan) word(i int) string {
+	return words[mix(p.h+uint64(i+1)*golden)&63]
+}
+
+// appendToken appends token i's text: a space before every token but the first, and a
+// full stop after the last token of a natural end.
+func (p *plan) appendToken(dst []byte, i int) []byte {
+	start := len(dst)
+	if i > 0 {
+		dst = append(dst, ' ')
+	}
+	dst = append(dst, p.word(i)...)
+	if i == p.natural-1 {
+		dst = append(dst, '.')
+	}
+	if i == p.n-1 && p.lastLen >= 0 {
+		dst = dst[:start+p.lastLen]
+	}
+	return dst
+}
+
+// tokenLen is len(appendToken(nil, i)) without building it.
+func (p *plan) tokenLen(i int) int {
+	if i == p.n-1 && p.lastLen >= 0 {
+		return p.lastLen
+	}
+	l := len(p.word(i))
+	if i > 0 {
+		l++
+	}
+	if i == p.natural-1 {
+		l++
+	}
+	return l
+}
+
+// appendText appends the whole answer.
+func (p *plan) appendText(dst []byte) []byte {
+	for i := 0; i < p.n; i++ {
+		dst = p.appendToken(dst, i)
+	}
+	return dst
+}
+
+// applyStops ends the answer before the first occurrence of any stop sequence, as vLLM
+// does (the sequence itself is not part of the output). scratch is reused for the text.
+func (p *plan) applyStops(stops [][]byte, scratch []byte) []byte {
+	if len(stops) == 0 {
+		return scratch
+	}
+	text := p.appendText(scratch[:0])
+	at, which := -1, -1
+	for k, s := range stops {
+		if len(s) == 0 {
+			continue
+		}
+		if j := bytes.Index(text, s); j >= 0 && (at < 0 || j < at) {
+			at, which = j, k
+		}
+	}
+	if at < 0 {
+		return text
+	}
+	off := 0
+	for i := 0; i < p.n; i++ {
+		l := p.tokenLen(i)
+		if off+l > at {
+			p.stop, p.stopSeq = true, which
+			if at == off {
+				p.n = i
+			} else {
+				p.n, p.lastLen = i+1, at-off
+			}
+			break
+		}
+		off += l
+	}
+	return text
+}
+
+// promptTokens estimates a token count from content bytes: about four bytes a token,
+// never less than one.
+func promptTokens(contentBytes int) int {
+	if contentBytes <= 0 {
+		return 1
+	}
+	return (contentBytes + 3) / 4
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendHex64 appends v as 16 lower-case hex digits.
+func appendHex64(dst []byte, v uint64) []byte {
+	for s := 60; s >= 0; s -= 4 {
+		dst = append(dst, hexDigits[(v>>uint(s))&0xf])
+	}
+	return dst
+}
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// appendBase62 appends n base-62 digits drawn from a and b, for Anthropic-style ids.
+func appendBase62(dst []byte, a, b uint64, n int) []byte {
+	for i := 0; i < n; i++ {
+		if i == 11 {
+			a = b
+		}
+		dst = append(dst, base62[a%62])
+		a /= 62
+	}
+	return dst
+}

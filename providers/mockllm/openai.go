@@ -1,0 +1,528 @@
+package mockllm
+
+import (
+	"io"
+	"strconv"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// parseCommon reads the members chat and completions share; it reports whether key
+// was one of them, and e when its value is unusable.
+func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
+	switch string(key) {
+	case "model":
+		if !jsonscan.IsString(v) {
+			return true, errBadModel
+		}
+		st.modelRaw = v
+	case "stream":
+		b, ok := jsonscan.Bool(v)
+		if !ok && !isNull(v) {
+			return true, errBadStream
+		}
+		st.stream = b
+	case "stream_options":
+		if isNull(v) {
+			return true, nil
+		}
+		st.streamOpts = true
+		// vLLM's StreamOptions defaults include_usage to true when the object is given.
+		st.includeUsage = true
+		if f, ok := jsonscan.Field(v, "include_usage"); ok {
+			b, ok := jsonscan.Bool(f)
+			if !ok && !isNull(f) {
+				return true, &badRequest{msg: "stream_options.include_usage: Input should be a valid boolean", param: "stream_options"}
+			}
+			st.includeUsage = b || isNull(f)
+		}
+	case "max_tokens", "max_completion_tokens":
+		if isNull(v) {
+			return true, nil
+		}
+		n, ok := jsonscan.Int(v)
+		if !ok || n < 1 {
+			return true, errBadMax(string(key), v)
+		}
+		// max_completion_tokens wins over the deprecated max_tokens, as in vLLM.
+		if st.maxTokens == 0 || string(key) == "max_completion_tokens" {
+			st.maxTokens = n
+		}
+	case "seed":
+		if isNull(v) {
+			return true, nil
+		}
+		n, ok := jsonscan.Int(v)
+		if !ok {
+			return true, errBadSeed
+		}
+		st.seed, st.hasSeed = n, true
+	case "stop":
+		if !st.parseStops(v, false) {
+			return true, errBadStop
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// parseChat reads a chat completions request.
+func (st *state) parseChat(body []byte) *badRequest {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return errJSON
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if known, e := st.parseCommon(k, v); known {
+			if e != nil {
+				return e
+			}
+			continue
+		}
+		if string(k) == "messages" {
+			st.messages = v
+		}
+	}
+	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
+		return errJSON
+	}
+	if st.messages == nil {
+		return &badRequest{msg: "messages: Field required", param: "messages"}
+	}
+	n, ok := messagesBytes(st.messages)
+	if !ok {
+		return &badRequest{msg: "messages: Input should be a valid list of messages", param: "messages"}
+	}
+	if st.streamOpts && !st.stream {
+		return errBadOptions
+	}
+	st.promptTokens = promptTokens(n)
+	st.setStops()
+	return nil
+}
+
+// parseCompletions reads a legacy completions request; each prompt becomes an item.
+func (st *state) parseCompletions(body []byte) *badRequest {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return errJSON
+	}
+	var prompt []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if known, e := st.parseCommon(k, v); known {
+			if e != nil {
+				return e
+			}
+			continue
+		}
+		if string(k) == "prompt" {
+			prompt = v
+		}
+	}
+	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
+		return errJSON
+	}
+	if prompt == nil {
+		return &badRequest{msg: "prompt: Field required", param: "prompt"}
+	}
+	if !st.parseInputs(prompt) {
+		return &badRequest{msg: "prompt: Input should be a string, a list of strings, a list of tokens or a list of token lists", param: "prompt"}
+	}
+	if st.streamOpts && !st.stream {
+		return errBadOptions
+	}
+	st.setStops()
+	return nil
+}
+
+// parseInputs reads OpenAI's prompt/input union: a string, an array of strings, an
+// array of token ids, or an array of token-id arrays. Each input is hashed as its raw
+// bytes, and counted as its tokens (ids) or about four bytes a token (text).
+func (st *state) parseInputs(raw []byte) bool {
+	seed := st.s.opts.Seed
+	if jsonscan.IsString(raw) {
+		st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, raw), tokens: promptTokens(strLen(raw))})
+		return true
+	}
+	var a arrayIter
+	if !a.reset(raw) {
+		return false
+	}
+	first, ok := a.next()
+	if !ok {
+		return false
+	}
+	if isNumber(first) {
+		n, ok := countInts(raw)
+		if !ok {
+			return false
+		}
+		st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, raw), tokens: n})
+		return true
+	}
+	a.reset(raw)
+	for {
+		v, more := a.next()
+		if !more {
+			return true
+		}
+		switch {
+		case jsonscan.IsString(v):
+			st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, v), tokens: promptTokens(strLen(v))})
+		case len(v) > 0 && v[0] == '[':
+			n, ok := countInts(v)
+			if !ok || n == 0 {
+				return false
+			}
+			st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, v), tokens: n})
+		default:
+			return false
+		}
+	}
+}
+
+func isNumber(v []byte) bool { return len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9') }
+
+// countInts counts the elements of an array of integers.
+func countInts(raw []byte) (int, bool) {
+	var a arrayIter
+	if !a.reset(raw) {
+		return 0, false
+	}
+	n := 0
+	for {
+		v, ok := a.next()
+		if !ok {
+			return n, true
+		}
+		if _, ok := jsonscan.Int(v); !ok {
+			return 0, false
+		}
+		n++
+	}
+}
+
+// admit runs the checks every generation request shares after parsing: the model,
+// the error-rate draw and a scheduler slot. false means the answer has been written.
+func (s *Server) admit(ctx *fasthttp.RequestCtx, st *state) bool {
+	if !s.modelOK(st.modelRaw, st.scratch) {
+		s.modelNotFound(ctx, st, st.modelRaw)
+		return false
+	}
+	if s.chance(s.opts.ErrorRate) {
+		s.injectedError(ctx, st)
+		return false
+	}
+	if !s.acquireSeq() {
+		s.unavailable(ctx, st)
+		return false
+	}
+	st.held = true
+	st.created = s.created()
+	return true
+}
+
+// done finishes a non-streamed answer: it waits out the generation time, releases
+// the slot and counts the tokens.
+func (st *state) done(steps, generated int) {
+	s := st.s
+	s.sleep(st.generationDelay(steps))
+	s.releaseSeq()
+	st.held = false
+	s.genTok.Add(int64(generated))
+	st.countFinish()
+}
+
+func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
+	if e := st.parseChat(ctx.PostBody()); e != nil {
+		s.badRequest(ctx, st, e)
+		return
+	}
+	if !s.admit(ctx, st) {
+		return
+	}
+	h := promptHash(s.opts.Seed, st.seed, st.hasSeed, st.messages)
+	p := newPlan(h, s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
+	st.scratch = p.applyStops(st.stops, st.scratch)
+	st.plans = append(st.plans, p)
+	st.idA, st.idB = s.nextID(h)
+	s.promptTok.Add(int64(st.promptTokens))
+	if st.stream {
+		st.kind = kChat
+		s.startOpenAIStream(ctx, st, "chatcmpl-", "chat.completion.chunk")
+		return
+	}
+	st.done(p.n, p.n)
+	b := st.out[:0]
+	b = appendHead(b, s, "chatcmpl-", st.idA, st.idB, "chat.completion", st.created)
+	b = append(b, `,"choices":[{"index":0,"message":{"role":"assistant","content":"`...)
+	b = p.appendText(b)
+	b = append(b, `","refusal":null,"tool_calls":[],"reasoning_content":null},"logprobs":null,"finish_reason":`...)
+	b = appendFinish(b, st, &p)
+	b = append(b, `}],"usage":`...)
+	b = appendUsage(b, st.promptTokens, p.n)
+	b = append(b, `,"prompt_logprobs":null}`...)
+	st.out = b
+	s.setJSON(ctx, st, fasthttp.StatusOK)
+}
+
+func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
+	if e := st.parseCompletions(ctx.PostBody()); e != nil {
+		s.badRequest(ctx, st, e)
+		return
+	}
+	if !s.admit(ctx, st) {
+		return
+	}
+	steps, generated := 0, 0
+	for _, it := range st.items {
+		p := newPlan(it.h, s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
+		st.scratch = p.applyStops(st.stops, st.scratch)
+		st.plans = append(st.plans, p)
+		st.promptTokens += it.tokens
+		steps = max(steps, p.n)
+		generated += p.n
+	}
+	st.idA, st.idB = s.nextID(st.items[0].h)
+	s.promptTok.Add(int64(st.promptTokens))
+	if st.stream {
+		st.kind = kCompletion
+		s.startOpenAIStream(ctx, st, "cmpl-", "text_completion")
+		return
+	}
+	st.done(steps, generated)
+	b := st.out[:0]
+	b = appendHead(b, s, "cmpl-", st.idA, st.idB, "text_completion", st.created)
+	b = append(b, `,"choices":[`...)
+	for i := range st.plans {
+		p := &st.plans[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, `,"text":"`...)
+		b = p.appendText(b)
+		b = append(b, `","logprobs":null,"finish_reason":`...)
+		b = appendFinish(b, st, p)
+		b = append(b, `,"prompt_logprobs":null}`...)
+	}
+	b = append(b, `],"usage":`...)
+	b = appendUsage(b, st.promptTokens, generated)
+	b = append(b, '}')
+	st.out = b
+	s.setJSON(ctx, st, fasthttp.StatusOK)
+}
+
+// appendHead opens a response object: id, object, created, model.
+func appendHead(b []byte, s *Server, idPrefix string, idA, idB uint64, object string, created int64) []byte {
+	b = append(b, `{"id":"`...)
+	b = append(b, idPrefix...)
+	b = appendHex64(b, idA)
+	b = appendHex64(b, idB)
+	b = append(b, `","object":"`...)
+	b = append(b, object...)
+	b = append(b, `","created":`...)
+	b = strconv.AppendInt(b, created, 10)
+	b = append(b, `,"model":`...)
+	return append(b, s.modelJSON...)
+}
+
+// appendFinish appends finish_reason and vLLM's stop_reason (the matched stop string).
+func appendFinish(b []byte, st *state, p *plan) []byte {
+	if p.stop {
+		b = append(b, `"stop"`...)
+	} else {
+		b = append(b, `"length"`...)
+	}
+	b = append(b, `,"stop_reason":`...)
+	if p.stopSeq >= 0 {
+		return appendQuoteBytes(b, st.stops[p.stopSeq])
+	}
+	return append(b, "null"...)
+}
+
+func appendUsage(b []byte, prompt, completion int) []byte {
+	b = append(b, `{"prompt_tokens":`...)
+	b = strconv.AppendInt(b, int64(prompt), 10)
+	b = append(b, `,"total_tokens":`...)
+	b = strconv.AppendInt(b, int64(prompt+completion), 10)
+	b = append(b, `,"completion_tokens":`...)
+	b = strconv.AppendInt(b, int64(completion), 10)
+	return append(b, `,"prompt_tokens_details":null}`...)
+}
+
+// Stream phases of the OpenAI grammar.
+const (
+	oRole = iota
+	oContent
+	oFinal
+	oUsage
+	oDone
+	oEnd
+)
+
+// startOpenAIStream renders the part every event shares ("data: {id, object,
+// created, model, choices:[") once, and hands the state to fasthttp.
+func (s *Server) startOpenAIStream(ctx *fasthttp.RequestCtx, st *state, idPrefix, object string) {
+	b := append(st.prefix[:0], "data: "...)
+	b = appendHead(b, s, idPrefix, st.idA, st.idB, object, st.created)
+	st.prefix = append(b, `,"choices":[`...)
+	st.ttftD, st.tpotD = st.ttft(), st.tpot()
+	total := 0
+	for i := range st.plans {
+		total += st.plans[i].n
+	}
+	st.cutAfter = st.cutPoint(total)
+	if st.kind == kCompletion {
+		st.phase = oContent
+	}
+	s.beginStream(ctx, st)
+}
+
+// nextOpenAI yields chat.completion.chunk or text_completion events: the role delta
+// (chat), one event per token (choices of one step interleaved), one finish event per
+// choice, the usage event when include_usage was asked for, and [DONE].
+func (st *state) nextOpenAI() ([]byte, error) {
+	b := st.ev[:0]
+	switch st.phase {
+	case oRole:
+		st.waitContent(0)
+		b = append(b, st.prefix...)
+		b = append(b, `{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+		st.phase = oContent
+	case oContent:
+		c, ok := st.nextToken()
+		if !ok {
+			st.phase, st.choice = oFinal, 0
+			return st.nextOpenAI()
+		}
+		if st.cutNow() {
+			return nil, errCut
+		}
+		st.waitContent(st.step)
+		p := &st.plans[c]
+		b = append(b, st.prefix...)
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(c), 10)
+		if st.kind == kChat {
+			b = append(b, `,"delta":{"content":"`...)
+			b = p.appendToken(b, st.step)
+			b = append(b, `"},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+		} else {
+			b = append(b, `,"text":"`...)
+			b = p.appendToken(b, st.step)
+			b = append(b, `","logprobs":null,"finish_reason":null,"stop_reason":null}]}`+"\n\n"...)
+		}
+		st.emitted++
+		st.choice = c + 1
+	case oFinal:
+		if st.cutNow() {
+			return nil, errCut
+		}
+		c := st.choice
+		p := &st.plans[c]
+		b = append(b, st.prefix...)
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(c), 10)
+		if st.kind == kChat {
+			b = append(b, `,"delta":{},"logprobs":null,"finish_reason":`...)
+		} else {
+			b = append(b, `,"text":"","logprobs":null,"finish_reason":`...)
+		}
+		b = appendFinish(b, st, p)
+		b = append(b, "}]}\n\n"...)
+		st.choice++
+		if st.choice == len(st.plans) {
+			st.phase = oUsage
+			if !st.includeUsage {
+				st.phase = oDone
+			}
+		}
+	case oUsage:
+		b = append(b, st.prefix...)
+		b = append(b, `],"usage":`...)
+		b = appendUsage(b, st.promptTokens, st.emitted)
+		b = append(b, "}\n\n"...)
+		st.phase = oDone
+	case oDone:
+		b = append(b, "data: [DONE]\n\n"...)
+		st.phase = oEnd
+		st.finished = true
+	default:
+		return nil, io.EOF
+	}
+	st.ev = b
+	return b, nil
+}
+
+// nextToken advances (step, choice) to the next choice that has a token at step.
+func (st *state) nextToken() (int, bool) {
+	for {
+		live := false
+		for c := st.choice; c < len(st.plans); c++ {
+			if st.plans[c].n > st.step {
+				st.choice = c
+				return c, true
+			}
+		}
+		for c := range st.plans {
+			if st.plans[c].n > st.step+1 {
+				live = true
+				break
+			}
+		}
+		if !live {
+			return 0, false
+		}
+		st.step++
+		st.choice = 0
+	}
+}
+
+// models answers GET /v1/models with vLLM's model card (or Anthropic's list).
+func (s *Server) models(ctx *fasthttp.RequestCtx, st *state) {
+	now := s.opts.Now()
+	b := st.out[:0]
+	if s.anthropic {
+		b = append(b, `{"data":[{"type":"model","id":`...)
+		b = append(b, s.modelJSON...)
+		b = append(b, `,"display_name":`...)
+		b = append(b, s.modelJSON...)
+		b = append(b, `,"created_at":"`...)
+		b = now.UTC().AppendFormat(b, "2006-01-02T15:04:05Z")
+		b = append(b, `"}],"has_more":false,"first_id":`...)
+		b = append(b, s.modelJSON...)
+		b = append(b, `,"last_id":`...)
+		b = append(b, s.modelJSON...)
+		b = append(b, '}')
+	} else {
+		created := now.Unix()
+		b = append(b, `{"object":"list","data":[{"id":`...)
+		b = append(b, s.modelJSON...)
+		b = append(b, `,"object":"model","created":`...)
+		b = strconv.AppendInt(b, created, 10)
+		b = append(b, `,"owned_by":"vllm","root":`...)
+		b = append(b, s.modelJSON...)
+		b = append(b, `,"parent":null,"max_model_len":`...)
+		b = strconv.AppendInt(b, int64(s.opts.MaxModelLen), 10)
+		b = append(b, `,"permission":[{"id":"modelperm-`...)
+		b = appendHex64(b, mix(uint64(s.opts.Seed)))
+		b = appendHex64(b, mix(uint64(created)))
+		b = append(b, `","object":"model_permission","created":`...)
+		b = strconv.AppendInt(b, created, 10)
+		b = append(b, `,"allow_create_engine":false,"allow_sampling":true,"allow_logprobs":true,"allow_search_indices":false,"allow_view":true,"allow_fine_tuning":false,"organization":"*","group":null,"is_blocking":false}]}]}`...)
+	}
+	st.out = b
+	s.setJSON(ctx, st, fasthttp.StatusOK)
+}

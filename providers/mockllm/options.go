@@ -1,0 +1,109 @@
+package mockllm
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// API values for Options.API.
+const (
+	APIOpenAI    = "openai"
+	APIAnthropic = "anthropic"
+)
+
+// Options configures a server; cmd/mockllm exposes each field as a flag.
+type Options struct {
+	// Model is the one served model name; requests naming another get vLLM's 404.
+	Model string
+	// API is "openai" (vLLM's OpenAI server, the default) or "anthropic" (the Messages API).
+	API string
+	// TTFT is the time to the first token; TPOT the time between output tokens.
+	TTFT, TPOT time.Duration
+	// MaxTokens caps every answer (default 64); a request's max_tokens cuts it further.
+	MaxTokens int
+	// ErrorRate is the fraction of valid requests answered with a 500.
+	ErrorRate float64
+	// DisconnectRate is the fraction of streams cut half-way, without their end.
+	DisconnectRate float64
+	// Seed makes the generated text, and the fault draws, reproducible.
+	Seed int64
+	// EmbeddingDim is the embedding vector length (default 16).
+	EmbeddingDim int
+	// MaxNumSeqs is how many requests run at once (default 256); the rest wait, as in
+	// vLLM's scheduler, and show in vllm:num_requests_waiting.
+	MaxNumSeqs int
+	// MaxModelLen is reported by /v1/models (default 8192).
+	MaxModelLen int
+	// APIKey, when set, is required as "Authorization: Bearer KEY" (openai) or
+	// "x-api-key: KEY" (anthropic).
+	APIKey string
+	// Now is the clock for the "created" fields; nil means time.Now.
+	Now func() time.Time
+	// Sleep waits out the simulated latencies; nil means a timer that Shutdown cuts
+	// short. Tests pass a recorder to check the schedule without waiting.
+	Sleep func(time.Duration)
+}
+
+// Defaults used for zero Options fields.
+const (
+	DefaultModel        = "mock-1"
+	DefaultMaxTokens    = 64
+	DefaultEmbeddingDim = 16
+	DefaultMaxNumSeqs   = 256
+	DefaultMaxModelLen  = 8192
+)
+
+// maxEmbeddingDim bounds per-request vector work and response size.
+const maxEmbeddingDim = 65536
+
+// withDefaults fills zero fields and reports every invalid value.
+func (o Options) withDefaults() (Options, error) {
+	if o.Model == "" {
+		o.Model = DefaultModel
+	}
+	if o.API == "" {
+		o.API = APIOpenAI
+	}
+	if o.MaxTokens == 0 {
+		o.MaxTokens = DefaultMaxTokens
+	}
+	if o.EmbeddingDim == 0 {
+		o.EmbeddingDim = DefaultEmbeddingDim
+	}
+	if o.MaxNumSeqs == 0 {
+		o.MaxNumSeqs = DefaultMaxNumSeqs
+	}
+	if o.MaxModelLen == 0 {
+		o.MaxModelLen = DefaultMaxModelLen
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	var errs []error
+	if o.API != APIOpenAI && o.API != APIAnthropic {
+		errs = append(errs, errors.New("api: must be openai or anthropic, not "+strconv.Quote(o.API)))
+	}
+	if o.TTFT < 0 || o.TPOT < 0 {
+		errs = append(errs, errors.New("ttft, tpot: must not be negative"))
+	}
+	if o.MaxTokens < 0 {
+		errs = append(errs, errors.New("max-tokens: must be positive"))
+	}
+	if !(o.ErrorRate >= 0 && o.ErrorRate <= 1) {
+		errs = append(errs, errors.New("error-rate: must be between 0 and 1"))
+	}
+	if !(o.DisconnectRate >= 0 && o.DisconnectRate <= 1) {
+		errs = append(errs, errors.New("disconnect-rate: must be between 0 and 1"))
+	}
+	if o.EmbeddingDim < 0 || o.EmbeddingDim > maxEmbeddingDim {
+		errs = append(errs, errors.New("embedding-dim: must be between 1 and "+strconv.Itoa(maxEmbeddingDim)))
+	}
+	if o.MaxNumSeqs < 0 {
+		errs = append(errs, errors.New("max-num-seqs: must be positive"))
+	}
+	if o.MaxModelLen < 0 {
+		errs = append(errs, errors.New("max-model-len: must be positive"))
+	}
+	return o, errors.Join(errs...)
+}

@@ -1,0 +1,171 @@
+package mockllm
+
+import (
+	"unicode/utf8"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
+
+// arrayIter walks the elements of a JSON array. The bytes were validated by
+// jsonscan.Iter when the enclosing object was read, so it only finds boundaries.
+type arrayIter struct {
+	b     []byte
+	pos   int
+	first bool
+}
+
+// reset points the iterator at raw and reports whether raw is an array.
+func (a *arrayIter) reset(raw []byte) bool {
+	if len(raw) < 2 || raw[0] != '[' {
+		return false
+	}
+	*a = arrayIter{b: raw, pos: 1, first: true}
+	return true
+}
+
+// next returns the next element's raw bytes.
+func (a *arrayIter) next() ([]byte, bool) {
+	i := skipSpace(a.b, a.pos)
+	if i >= len(a.b) || a.b[i] == ']' {
+		return nil, false
+	}
+	if !a.first {
+		if a.b[i] != ',' {
+			return nil, false
+		}
+		i = skipSpace(a.b, i+1)
+	}
+	a.first = false
+	e, err := jsonscan.Skip(a.b, i)
+	if err != nil {
+		return nil, false
+	}
+	a.pos = e
+	return a.b[i:e], true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// onlySpaceAfter reports whether b holds nothing but white space from i on.
+func onlySpaceAfter(b []byte, i int) bool { return skipSpace(b, i) == len(b) }
+
+// strLen is the decoded length of a raw JSON string, close enough for token
+// estimates: a \uXXXX escape counts as one byte.
+func strLen(raw []byte) int {
+	if !jsonscan.IsString(raw) {
+		return 0
+	}
+	n := len(raw) - 2
+	for i := 1; i < len(raw)-1; i++ {
+		if raw[i] == '\\' {
+			if raw[i+1] == 'u' {
+				n -= 5
+				i += 5
+			} else {
+				n--
+				i++
+			}
+		}
+	}
+	return n
+}
+
+// contentBytes counts the text of a message content: a string, or an array of parts
+// or blocks whose "text", tool "input" or tool_result "content" is counted.
+func contentBytes(raw []byte) int {
+	if jsonscan.IsString(raw) {
+		return strLen(raw)
+	}
+	var a arrayIter
+	if !a.reset(raw) {
+		return 0
+	}
+	n := 0
+	for {
+		part, ok := a.next()
+		if !ok {
+			return n
+		}
+		var it jsonscan.Iter
+		if it.Reset(part) != nil {
+			n += strLen(part)
+			continue
+		}
+		for {
+			k, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			switch string(k) {
+			case "text":
+				n += strLen(v)
+			case "content":
+				n += contentBytes(v)
+			case "input", "arguments":
+				n += len(v)
+			}
+		}
+	}
+}
+
+// messagesBytes sums contentBytes over a messages array; ok is false when raw is not
+// an array of objects.
+func messagesBytes(raw []byte) (n int, ok bool) {
+	var a arrayIter
+	if !a.reset(raw) {
+		return 0, false
+	}
+	for {
+		m, more := a.next()
+		if !more {
+			return n, true
+		}
+		var it jsonscan.Iter
+		if it.Reset(m) != nil {
+			return 0, false
+		}
+		for {
+			k, v, more := it.Next()
+			if !more {
+				break
+			}
+			if string(k) == "content" {
+				n += contentBytes(v)
+			}
+		}
+	}
+}
+
+// appendUnquoted appends the decoded string raw to dst; ok is false when raw is no
+// JSON string.
+func appendUnquoted(dst, raw []byte) ([]byte, bool) {
+	if !jsonscan.IsString(raw) {
+		return dst, false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c == '\\' {
+			return jsonscan.AppendUnquote(dst, raw)
+		}
+	}
+	return append(dst, body...), true
+}
+
+// appendQuoteBytes appends b as a JSON string. Bytes that need no escaping are copied
+// as they are; the rest goes through jsonscan.AppendQuote so the escaping rules stay in
+// one place.
+func appendQuoteBytes(dst, b []byte) []byte {
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {
+			return jsonscan.AppendQuote(dst, string(b))
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, b...)
+	return append(dst, '"')
+}

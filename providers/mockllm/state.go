@@ -1,0 +1,259 @@
+package mockllm
+
+import (
+	"io"
+	"time"
+)
+
+// kind selects a stream's event grammar.
+type kind uint8
+
+const (
+	kChat kind = iota
+	kCompletion
+	kMessages
+)
+
+// item is one prompt of a completions request or one input of an embeddings request.
+type item struct {
+	h      uint64
+	tokens int
+}
+
+// state is one request, pooled. When the answer streams, it is also the response body
+// (fasthttp calls WriteTo, then Close), so it owns copies of everything the events
+// need: nothing in it points into the request after the handler returns.
+type state struct {
+	s     *Server
+	hdr   overrides
+	owned bool
+
+	// The parsed request. modelRaw and messages point into the request body and are
+	// used only inside the handler.
+	modelRaw     []byte
+	messages     []byte
+	stream       bool
+	streamOpts   bool
+	includeUsage bool
+	maxTokens    int64
+	seed         int64
+	hasSeed      bool
+	promptTokens int
+	items        []item
+	stopOff      []int
+	stops        [][]byte
+	stopBuf      []byte
+	base64       bool
+	dims         int
+
+	// The answer.
+	plans   []plan
+	idA     uint64
+	idB     uint64
+	created int64
+	tool    toolCall
+
+	out     []byte
+	scratch []byte
+	vec     []float32
+
+	recHdr  []byte
+	recBody []byte
+	recPath []byte
+
+	// Stream progress.
+	kind     kind
+	phase    int
+	step     int
+	choice   int
+	lastStep int
+	started  bool
+	emitted  int
+	cutAfter int
+	held     bool
+	finished bool
+	ttftD    time.Duration
+	tpotD    time.Duration
+	prefix   []byte
+	ev       []byte
+	pending  []byte
+	jsonOff  int
+}
+
+// reset clears the request fields and keeps every buffer's capacity.
+func (st *state) reset() {
+	s := st.s
+	*st = state{
+		s:        s,
+		hdr:      overrides{retryAfter: st.hdr.retryAfter[:0], cutAfter: -1},
+		items:    st.items[:0],
+		stopOff:  st.stopOff[:0],
+		stops:    st.stops[:0],
+		stopBuf:  st.stopBuf[:0],
+		plans:    st.plans[:0],
+		tool:     toolCall{name: st.tool.name[:0], input: st.tool.input[:0], text: st.tool.text[:0]},
+		out:      st.out[:0],
+		scratch:  st.scratch[:0],
+		vec:      st.vec[:0],
+		recHdr:   st.recHdr[:0],
+		recBody:  st.recBody[:0],
+		recPath:  st.recPath[:0],
+		prefix:   st.prefix[:0],
+		ev:       st.ev[:0],
+		cutAfter: -1,
+		lastStep: -1,
+	}
+}
+
+// setStops turns the collected stop offsets into slices of stopBuf, once stopBuf has
+// stopped growing.
+func (st *state) setStops() {
+	st.stops = st.stops[:0]
+	for i := 0; i+1 < len(st.stopOff); i += 2 {
+		st.stops = append(st.stops, st.stopBuf[st.stopOff[i]:st.stopOff[i+1]])
+	}
+}
+
+// addStop appends one decoded stop sequence from raw (a JSON string).
+func (st *state) addStop(raw []byte) bool {
+	start := len(st.stopBuf)
+	var ok bool
+	st.stopBuf, ok = appendUnquoted(st.stopBuf, raw)
+	if !ok {
+		return false
+	}
+	st.stopOff = append(st.stopOff, start, len(st.stopBuf))
+	return true
+}
+
+// parseStops reads a string or an array of strings (OpenAI's stop, Anthropic's
+// stop_sequences).
+func (st *state) parseStops(raw []byte, arrayOnly bool) bool {
+	if isNull(raw) {
+		return true
+	}
+	if !arrayOnly && len(raw) > 0 && raw[0] == '"' {
+		return st.addStop(raw)
+	}
+	var a arrayIter
+	if !a.reset(raw) {
+		return false
+	}
+	for {
+		v, ok := a.next()
+		if !ok {
+			return true
+		}
+		if !st.addStop(v) {
+			return false
+		}
+	}
+}
+
+func isNull(raw []byte) bool { return string(raw) == "null" }
+
+// waitContent sleeps before content of generation step step: TTFT before the first,
+// TPOT before each later step (the choices of one step come out together).
+func (st *state) waitContent(step int) {
+	if !st.started {
+		st.started = true
+		st.lastStep = step
+		st.s.sleep(st.ttftD)
+		return
+	}
+	if step != st.lastStep {
+		st.lastStep = step
+		st.s.sleep(st.tpotD)
+	}
+}
+
+// cutNow reports whether the stream must be cut before the next content chunk.
+func (st *state) cutNow() bool { return st.cutAfter >= 0 && st.emitted >= st.cutAfter }
+
+// next produces the next event in st.ev; io.EOF ends the stream, errCut cuts it.
+func (st *state) next() ([]byte, error) {
+	switch st.kind {
+	case kChat, kCompletion:
+		return st.nextOpenAI()
+	default:
+		return st.nextMessages()
+	}
+}
+
+// SupportsBodyWriteTo tells fasthttp to call WriteTo, which frames and flushes each
+// Write as one chunk: one event per flush, with no pipe or goroutine in between.
+func (st *state) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo writes the stream's events to w, one Write each.
+func (st *state) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		ev, err := st.next()
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		n, err := w.Write(ev)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// Read serves readers that do not use WriteTo (fasthttp's Body() in tests).
+func (st *state) Read(p []byte) (int, error) {
+	for len(st.pending) == 0 {
+		ev, err := st.next()
+		if err != nil {
+			return 0, err
+		}
+		st.pending = ev
+	}
+	n := copy(p, st.pending)
+	st.pending = st.pending[n:]
+	return n, nil
+}
+
+// Close settles the stream's accounting and returns the state to the pool.
+func (st *state) Close() error {
+	if !st.owned {
+		return nil
+	}
+	st.owned = false
+	s := st.s
+	s.genTok.Add(int64(st.generated()))
+	switch {
+	case st.finished:
+		st.countFinish()
+	case st.cutAfter >= 0 && st.emitted >= st.cutAfter:
+		s.cut.Add(1)
+	}
+	if st.held {
+		st.held = false
+		s.releaseSeq()
+	}
+	s.states.Put(st)
+	return nil
+}
+
+// generated counts the output tokens the stream has sent so far.
+func (st *state) generated() int {
+	if st.kind == kMessages {
+		return st.outputTokensSent()
+	}
+	return st.emitted
+}
+
+// countFinish adds one success per choice to vllm:request_success_total.
+func (st *state) countFinish() {
+	for i := range st.plans {
+		if st.plans[i].stop {
+			st.s.finished[0].Add(1)
+		} else {
+			st.s.finished[1].Add(1)
+		}
+	}
+}
