@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math"
 	"strconv"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -84,13 +83,12 @@ type rule struct {
 	// id names the bucket family: scope, per, kind and window. Buckets survive config
 	// reloads that keep these, whatever the amounts become.
 	id uint64
-	// scopeHash, alone or mixed with the subject, is the Redis hash tag.
-	scopeHash uint64
-	// tagBySubject is set when every limit of the scope counts the same subject, so the
-	// scope's keys can spread over Cluster slots by subject and still share one slot
-	// per request.
-	tagBySubject bool
-	msg          string
+	// tagSeed mixed with the subject is the Redis hash tag: the limits of one scope
+	// that count the same subject share a Cluster slot, so one script takes them
+	// atomically, while different subjects spread over the slots. A key must depend on
+	// its bucket alone, which is why the tag cannot be chosen per request.
+	tagSeed uint64
+	msg     string
 }
 
 // Policy is the compiled set of limits that applies to a request. It is built when the
@@ -110,17 +108,12 @@ func NewPolicy(name string, limits []Limit) (*Policy, error) {
 	}
 	p := &Policy{name: name, rules: make([]rule, len(limits))}
 	scopeHash := xxhash.Sum64String("tollgate/scope\x00" + name)
-	samePer := true
-	for i := range limits {
-		if limits[i].Per != limits[0].Per {
-			samePer = false
-		}
-	}
 	for i := range limits {
 		l := limits[i]
 		r := &p.rules[i]
-		r.lim, r.scope, r.scopeHash, r.tagBySubject = l, name, scopeHash, samePer
+		r.lim, r.scope = l, name
 		r.per, _ = parsePer(l.Per)
+		r.tagSeed = mix64(scopeHash, uint64(r.per)+1)
 		window, _ := ParseWindow(l.Window)
 		switch {
 		case l.Requests > 0:
@@ -236,11 +229,7 @@ func (p *Policy) locate(subj *Subject, estTokens int64, t *Ticket) {
 		}
 		h := sh[r.per]
 		t.bucket[i] = mix64(r.id, h)
-		if r.tagBySubject {
-			t.tag[i] = mix64(r.scopeHash, h)
-		} else {
-			t.tag[i] = r.scopeHash
-		}
+		t.tag[i] = mix64(r.tagSeed, h)
 		switch r.kind {
 		case kindTokens:
 			// An estimate above the burst could never fit; charging the whole burst lets
@@ -252,10 +241,4 @@ func (p *Policy) locate(subj *Subject, estTokens int64, t *Ticket) {
 		}
 	}
 	t.n = uint8(len(p.rules))
-}
-
-// windowOf returns the configured window, for headers and messages.
-func (r *rule) windowOf() time.Duration {
-	w, _ := ParseWindow(r.lim.Window)
-	return w
 }

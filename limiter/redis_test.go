@@ -1,0 +1,587 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/tollgate/tollgate/internal/redistest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// newRedisLimiter starts a limiter on Redis with fast heartbeats and probes; the
+// timeout defaults to one generous enough for a loaded 2-core machine under -race,
+// since only the fault tests are about the timeout.
+func newRedisLimiter(t testing.TB, cfg Config, mod ...func(*options)) *Limiter {
+	t.Helper()
+	cfg.Store = "redis"
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	o := defaultOptions()
+	o.heartbeatEvery = 100 * time.Millisecond
+	o.probeEvery = 50 * time.Millisecond
+	o.sweepEvery = time.Hour
+	for _, f := range mod {
+		f(&o)
+	}
+	l, err := newLimiter(cfg, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func redisClient(t testing.TB, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func redisNow(t testing.TB, c *redis.Client) time.Time {
+	t.Helper()
+	now, err := c.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return now
+}
+
+// waitFor polls cond until it holds or d passes; used only for background recovery,
+// whose timing is what the fault tests measure.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// barrier returns once everything l queued before it (settlements) has reached Redis:
+// a check travels after them.
+func barrier(t testing.TB, l *Limiter) {
+	t.Helper()
+	var tk Ticket
+	if err := l.Take(bg, barrierPolicy, &Subject{}, 0, &tk); err != nil {
+		t.Fatalf("barrier: %v", err)
+	}
+}
+
+var barrierPolicy, _ = NewPolicy("barrier", []Limit{{Per: "ip", Requests: maxAmount, Window: "second"}})
+
+// bucketKey is the Redis key of rule i of pol for s.
+func bucketKey(pol *Policy, s *Subject, i int) string {
+	var tk Ticket
+	pol.locate(s, 0, &tk)
+	return appendKey(nil, tk.tag[i], tk.bucket[i])[0].(string)
+}
+
+func TestRedisAccuracyRequests(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redisClient(t, srv.Addr())
+	var ls []*Limiter
+	for range 3 {
+		ls = append(ls, newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}}))
+	}
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 600, Window: "minute", Burst: 60})
+
+	const workers, run = 50, 3 * time.Second
+	var admitted, checks atomic.Int64
+	var failed atomic.Value
+	t0 := redisNow(t, rc)
+	stop := time.Now().Add(run)
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := ls[g%len(ls)]
+			var tk Ticket
+			for time.Now().Before(stop) {
+				err := l.Take(bg, pol, alice, 0, &tk)
+				checks.Add(1)
+				var ref *Refused
+				switch {
+				case err == nil:
+					admitted.Add(1)
+					l.Settle(&tk, 0)
+				case errors.As(err, &ref):
+				default:
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t1 := redisNow(t, rc)
+	if err := failed.Load(); err != nil {
+		t.Fatalf("Take: %v", err)
+	}
+	for _, l := range ls {
+		if s := l.Stats(); s.Fallbacks != 0 {
+			t.Fatalf("a limiter fell back (%+v): the count is not Redis's", s)
+		}
+	}
+	// Never more than the bucket allows; less only by 1% and the one request that may
+	// be refilling at the end.
+	allowance := 60 + 10*t1.Sub(t0).Seconds()
+	got := float64(admitted.Load())
+	t.Logf("admitted %v of %d checks in %v, allowance %.2f", got, checks.Load(), t1.Sub(t0), allowance)
+	if low := 0.99*allowance - 1; got > allowance || got < low {
+		t.Errorf("admitted %v, want %.2f..%.2f", got, low, allowance)
+	}
+}
+
+func TestRedisAccuracyTokens(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redisClient(t, srv.Addr())
+	var ls []*Limiter
+	for range 3 {
+		ls = append(ls, newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}}))
+	}
+	const rate, burst = 1000.0, 6000.0 // tokens per second, capacity
+	pol := mustPolicy(t, "chat", Limit{Per: "user", Tokens: 60000, Window: "minute", Burst: 6000})
+
+	const workers, run, estimate = 50, 3 * time.Second, 50
+	var used atomic.Int64
+	var failed atomic.Value
+	t0 := redisNow(t, rc)
+	stop := time.Now().Add(run)
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := ls[g%len(ls)]
+			rnd := rand.New(rand.NewPCG(uint64(g), 1))
+			var tk Ticket
+			for time.Now().Before(stop) {
+				err := l.Take(bg, pol, alice, estimate, &tk)
+				var ref *Refused
+				switch {
+				case err == nil:
+					actual := 10 + rnd.Int64N(81) // 10..90, the estimate is 50
+					used.Add(actual)
+					l.Settle(&tk, actual)
+				case errors.As(err, &ref):
+				default:
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, l := range ls {
+		_ = l.Close() // sends the settlements still queued
+		if s := l.Stats(); s.Fallbacks != 0 || s.DroppedSettles != 0 {
+			t.Fatalf("stats %+v: the count is not Redis's", s)
+		}
+	}
+	if err := failed.Load(); err != nil {
+		t.Fatalf("Take: %v", err)
+	}
+	// What the bucket still holds (negative: overdrawn by settlements) plus what was
+	// used is what it was given: the burst plus the refill since the start.
+	t1 := redisNow(t, rc)
+	balance := burst
+	if v, err := rc.Get(bg, bucketKey(pol, alice, 0)).Float64(); err == nil {
+		tatUS := v - float64(t1.UnixMicro())
+		ivUS := 1e6 / rate
+		balance = (burst*ivUS - math.Max(tatUS, 0)) / ivUS
+	} else if !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	allowance := burst + rate*t1.Sub(t0).Seconds()
+	got := float64(used.Load()) + balance
+	t.Logf("used %d tokens, balance %.1f, allowance %.1f", used.Load(), balance, allowance)
+	if tol := 0.01 * allowance; math.Abs(got-allowance) > tol {
+		t.Errorf("used+balance = %.1f, allowance %.1f ± %.1f", got, allowance, tol)
+	}
+	if balance < -float64(workers)*(90-estimate) {
+		t.Errorf("balance %.1f overdrawn beyond what settlement can explain", balance)
+	}
+}
+
+func TestRedisAtomicity(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	wide := Limit{Per: "endpoint", Requests: 10, Window: "hour"}
+	narrow := Limit{Per: "api_key", Tokens: 300, Window: "hour"}
+	both := mustPolicy(t, "chat", wide, narrow)
+	if got := admitN(t, l, both, alice, 100, 8); got != 3 {
+		t.Fatalf("admitted %d, want 3 (the token limit)", got)
+	}
+	// Five refusals consumed nothing of the endpoint bucket.
+	if got := admitN(t, l, mustPolicy(t, "chat", wide), bob, 0, 10); got != 7 {
+		t.Errorf("endpoint bucket admitted %d more, want 7", got)
+	}
+}
+
+func TestRedisHeaders(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "chat",
+		Limit{Per: "api_key", Requests: 600, Window: "minute", Burst: 60},
+		Limit{Per: "api_key", Requests: 10000, Window: "day"},
+		Limit{Per: "api_key", Tokens: 1000, Window: "minute"})
+	var tk Ticket
+	for range 3 {
+		if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q := tk.Requests; q.Limit != 600 || q.Remaining != 57 || q.Reset > 300*time.Millisecond || q.Reset < 250*time.Millisecond {
+		t.Errorf("Requests = %+v, want the 600/minute bucket with 57 left, reset just under 300ms", q)
+	}
+	if q := tk.Tokens; q.Limit != 1000 || q.Remaining != 700 || q.Reset > 18*time.Second || q.Reset < 17*time.Second {
+		t.Errorf("Tokens = %+v, want 700 left, reset just under 18s", q)
+	}
+	for range 57 {
+		if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := l.Take(bg, pol, alice, 0, &tk)
+	var ref *Refused
+	if !errors.As(err, &ref) || ref.Limit.Requests != 600 {
+		t.Fatalf("Take = %v, want the 600/minute limit to refuse", err)
+	}
+	if tk.RetryAfter <= 50*time.Millisecond || tk.RetryAfter > 100*time.Millisecond {
+		t.Errorf("RetryAfter = %v, want just under 100ms", tk.RetryAfter)
+	}
+	if got := string(AppendRetryAfter(nil, tk.RetryAfter)); got != "1" {
+		t.Errorf("retry-after = %q, want 1", got)
+	}
+}
+
+func TestRedisTokenSettlement(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Tokens: 6000, Window: "hour"})
+	var tk Ticket
+	if err := l.Take(bg, pol, alice, 1000, &tk); err != nil {
+		t.Fatal(err)
+	}
+	l.Settle(&tk, 400)
+	if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
+		t.Fatal(err)
+	}
+	if tk.Tokens.Remaining != 5600 {
+		t.Fatalf("after a refund: remaining %d, want 5600", tk.Tokens.Remaining)
+	}
+	l.Settle(&tk, 7600) // 2000 overdrawn
+	err := l.Take(bg, pol, alice, 1, &tk)
+	var ref *Refused
+	if !errors.As(err, &ref) {
+		t.Fatalf("Take after overdraft = %v, want *Refused", err)
+	}
+	// 2001 tokens at 6000 per hour: 1200.6 seconds.
+	if d := tk.RetryAfter - 1200600*time.Millisecond; d > 0 || d < -time.Second {
+		t.Errorf("RetryAfter = %v, want just under 20m0.6s", tk.RetryAfter)
+	}
+}
+
+func TestRedisConcurrency(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, ConcurrencyLease: time.Second}
+	a, b := newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Concurrency: 2})
+	var t1, t2, t3 Ticket
+	if err := a.Take(bg, pol, alice, 0, &t1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Take(bg, pol, alice, 0, &t2); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Take(bg, pol, alice, 0, &t3); err == nil {
+		t.Fatal("a third request in flight was admitted across replicas")
+	}
+	b.Settle(&t2, 0)
+	barrier(t, b)
+	if err := a.Take(bg, pol, alice, 0, &t3); err != nil {
+		t.Fatalf("after a release on the other replica: %v", err)
+	}
+	// Replica a dies holding both slots: they come back when the lease ends.
+	_ = a.Close()
+	start := time.Now()
+	waitFor(t, 5*time.Second, "leased slots expire", func() bool {
+		err := b.Take(bg, pol, alice, 0, &t2)
+		return err == nil
+	})
+	if time.Since(start) < 500*time.Millisecond {
+		t.Errorf("slots freed after %v, before the 1s lease", time.Since(start))
+	}
+}
+
+func TestRedisClockSkew(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Redis: RedisConfig{URL: srv.URL()}}
+	a := newRedisLimiter(t, cfg)
+	b := newRedisLimiter(t, cfg, func(o *options) {
+		o.now = func() time.Time { return time.Now().Add(7 * time.Minute) }
+	})
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 10, Window: "hour"})
+	var ta, tb Ticket
+	admitted := 0
+	for i := range 16 {
+		l, tk := a, &ta
+		if i%2 == 1 {
+			l, tk = b, &tb
+		}
+		if l.Take(bg, pol, alice, 0, tk) == nil {
+			admitted++
+		}
+	}
+	if admitted != 10 {
+		t.Errorf("admitted %d across skewed replicas, want 10", admitted)
+	}
+	if ta.RetryAfter == 0 || tb.RetryAfter == 0 {
+		t.Fatal("both replicas should be refusing")
+	}
+	// Six minutes per request either way; a replica using its own clock would be 7 minutes off.
+	if d := ta.RetryAfter - tb.RetryAfter; d > time.Second || d < -time.Second {
+		t.Errorf("RetryAfter %v vs %v: the replicas disagree", ta.RetryAfter, tb.RetryAfter)
+	}
+	if d := ta.Requests.Reset - tb.Requests.Reset; d > time.Second || d < -time.Second {
+		t.Errorf("Reset %v vs %v: the replicas disagree", ta.Requests.Reset, tb.Requests.Reset)
+	}
+}
+
+func TestRedisScriptReload(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 5, Window: "hour"})
+	if got := admitN(t, l, pol, alice, 0, 2); got != 2 {
+		t.Fatal(got)
+	}
+	if _, err := redistest.Command(srv.Addr(), "SCRIPT", "FLUSH"); err != nil {
+		t.Fatal(err)
+	}
+	before := l.Stats()
+	if got := admitN(t, l, pol, alice, 0, 5); got != 3 {
+		t.Errorf("admitted %d after SCRIPT FLUSH, want 3", got)
+	}
+	after := l.Stats()
+	if after.Fallbacks != 0 || after.RoundTrips-before.RoundTrips != 6 {
+		t.Errorf("stats %+v -> %+v: want one extra round trip (EVAL) and no fallback", before, after)
+	}
+}
+
+func TestRedisFaults(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	// What a request may wait beyond the timeout on a loaded 2-core machine under -race.
+	const slack = 150 * time.Millisecond
+	tests := []struct {
+		name  string
+		mode  string
+		fault func(*redistest.Server)
+		heal  func(*redistest.Server)
+	}{
+		{name: "killed, allow", mode: "allow", fault: (*redistest.Server).Kill, heal: (*redistest.Server).Restart},
+		{name: "killed, deny", mode: "deny", fault: (*redistest.Server).Kill, heal: (*redistest.Server).Restart},
+		{name: "stopped, allow", mode: "allow", fault: (*redistest.Server).Pause, heal: (*redistest.Server).Resume},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: timeout, OnRedisError: tc.mode})
+			pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 1_000_000, Window: "second"})
+
+			var stop atomic.Bool
+			var worst atomic.Int64
+			var ok, unavailable, other atomic.Int64
+			var wg sync.WaitGroup
+			for range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var tk Ticket
+					for !stop.Load() {
+						start := time.Now()
+						err := l.Take(bg, pol, alice, 0, &tk)
+						if d := int64(time.Since(start)); d > worst.Load() {
+							worst.Store(d)
+						}
+						switch {
+						case err == nil:
+							ok.Add(1)
+							l.Settle(&tk, 0)
+						case errors.Is(err, ErrUnavailable):
+							unavailable.Add(1)
+						default:
+							other.Add(1)
+						}
+						time.Sleep(time.Millisecond)
+					}
+				}()
+			}
+			time.Sleep(200 * time.Millisecond)
+			tc.fault(srv)
+			waitFor(t, 2*time.Second, "degraded after the fault", l.Degraded)
+			time.Sleep(300 * time.Millisecond)
+			tc.heal(srv)
+			took := waitFor(t, 5*time.Second, "recovery", func() bool { return !l.Degraded() })
+			before := l.Stats()
+			time.Sleep(200 * time.Millisecond)
+			stop.Store(true)
+			wg.Wait()
+			after := l.Stats()
+			t.Logf("recovered %v after the heal; worst Take %v; ok %d, unavailable %d; %+v",
+				took, time.Duration(worst.Load()), ok.Load(), unavailable.Load(), after)
+
+			if other.Load() != 0 {
+				t.Errorf("%d errors other than ErrUnavailable", other.Load())
+			}
+			if w := time.Duration(worst.Load()); w > timeout+slack {
+				t.Errorf("a Take waited %v, the timeout is %v", w, timeout)
+			}
+			switch tc.mode {
+			case "allow":
+				if unavailable.Load() != 0 || after.Fallbacks == 0 {
+					t.Errorf("allow: %d unavailable, %d fallbacks; want 0 and some", unavailable.Load(), after.Fallbacks)
+				}
+			case "deny":
+				if unavailable.Load() == 0 || after.Unavailable != uint64(unavailable.Load()) {
+					t.Errorf("deny: %d ErrUnavailable seen, stats say %d", unavailable.Load(), after.Unavailable)
+				}
+			}
+			if after.RedisChecks == before.RedisChecks || after.Degraded {
+				t.Errorf("checks do not go to Redis again after recovery: %+v -> %+v", before, after)
+			}
+		})
+	}
+}
+
+func TestRedisAbandonedCheckIsUndone(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: 50 * time.Millisecond})
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 5, Window: "hour"})
+	srv.Pause()
+	var tk Ticket
+	if err := l.Take(bg, pol, alice, 0, &tk); err != nil || tk.src != srcFallback {
+		t.Fatalf("Take on a stopped Redis = %v from %d, want admitted locally", err, tk.src)
+	}
+	// Resumed before the flusher gives up on its round trip: Redis admits the check
+	// nobody waits for any more, and the flusher must give the unit back.
+	time.Sleep(100 * time.Millisecond)
+	srv.Resume()
+	waitFor(t, 5*time.Second, "recovery", func() bool { return !l.Degraded() })
+	if got := admitN(t, l, pol, alice, 0, 6); got != 5 {
+		t.Errorf("admitted %d after recovery, want 5", got)
+	}
+}
+
+func TestRedisDownAtStart(t *testing.T) {
+	port := func() string {
+		srv := redistest.Start(t)
+		addr := srv.Addr()
+		srv.Kill()
+		return addr
+	}()
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: "redis://" + port}, Replicas: 3, Timeout: 50 * time.Millisecond})
+	if !l.Degraded() {
+		t.Fatal("a limiter whose Redis is down should start degraded")
+	}
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 600, Window: "minute", Burst: 60})
+	if got := admitN(t, l, pol, alice, 0, 30); got != 20 {
+		t.Errorf("local share admitted %d, want 20 (a third of the burst)", got)
+	}
+	if s := l.Stats(); s.Fallbacks != 30 || s.Replicas != 3 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+func TestRedisReplicaCount(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Redis: RedisConfig{URL: srv.URL()}}
+	ls := []*Limiter{newRedisLimiter(t, cfg), newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)}
+	waitFor(t, 3*time.Second, "three replicas counted", func() bool { return ls[0].Stats().Replicas == 3 })
+	_ = ls[2].Close()
+	waitFor(t, 3*time.Second, "a closed replica uncounted", func() bool { return ls[0].Stats().Replicas == 2 })
+}
+
+func TestRedisCluster(t *testing.T) {
+	addrs := redistest.StartCluster(t, 3)
+	cfg := Config{Redis: RedisConfig{Addrs: addrs}}
+	a, b := newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)
+
+	t.Run("per-subject buckets spread over slots", func(t *testing.T) {
+		pol := mustPolicy(t, "chat",
+			Limit{Per: "user", Requests: 5, Window: "hour"},
+			Limit{Per: "user", Tokens: 1000, Window: "hour"})
+		slots := map[int]bool{}
+		for u := range 20 {
+			s := &Subject{User: []byte("user-" + strconv.Itoa(u))}
+			var tk Ticket
+			pol.locate(s, 0, &tk)
+			slots[b.rs.slotOf(tk.tag[0])] = true
+			if got := admitN(t, a, pol, s, 10, 3) + admitN(t, b, pol, s, 10, 4); got != 5 {
+				t.Errorf("user %d admitted %d, want 5", u, got)
+			}
+		}
+		if len(slots) < 10 {
+			t.Errorf("20 users used only %d slots", len(slots))
+		}
+	})
+	t.Run("limits of different slots stay all or nothing", func(t *testing.T) {
+		x := mustPolicy(t, "endpoint:chat", Limit{Per: "endpoint", Requests: 5, Window: "hour"})
+		y := mustPolicy(t, "key:team-a", Limit{Per: "api_key", Requests: 3, Window: "hour"})
+		var tx, ty Ticket
+		x.locate(alice, 0, &tx)
+		y.locate(alice, 0, &ty)
+		if a.rs.slotOf(tx.tag[0]) == a.rs.slotOf(ty.tag[0]) {
+			t.Fatal("the test needs two scopes on different slots")
+		}
+		xy, err := Combine(x, y)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := admitN(t, a, xy, alice, 0, 6); got != 3 {
+			t.Fatalf("combined admitted %d, want 3", got)
+		}
+		// The three refusals were admitted by x's slot and given back.
+		if got := admitN(t, a, x, bob, 0, 5); got != 2 {
+			t.Errorf("x admitted %d more, want 2", got)
+		}
+	})
+	t.Run("concurrency", func(t *testing.T) {
+		pol := mustPolicy(t, "chat", Limit{Per: "ip", Concurrency: 1})
+		var t1, t2 Ticket
+		if err := a.Take(bg, pol, alice, 0, &t1); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Take(bg, pol, alice, 0, &t2); err == nil {
+			t.Fatal("second slot admitted")
+		}
+		a.Settle(&t1, 0)
+		barrier(t, a)
+		if err := b.Take(bg, pol, alice, 0, &t2); err != nil {
+			t.Fatalf("after release: %v", err)
+		}
+	})
+	for _, l := range []*Limiter{a, b} {
+		if s := l.Stats(); s.Fallbacks != 0 || s.Degraded {
+			t.Errorf("stats %+v", s)
+		}
+	}
+}
