@@ -165,3 +165,32 @@ func TestParseFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestTicks125(t *testing.T) {
+	cases := []struct {
+		name   string
+		lo, hi float64
+		labels string
+	}{
+		{"one decade", 400, 2500, "500,1000,2000"},
+		{"latency decades", 80, 12000, "100,200,500,1000,2000,5000,10000"},
+		{"empty range", 5, 5, ""},
+		{"non-positive", 0, 10, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, tk := range (ticks125{}).Ticks(tc.lo, tc.hi) {
+				if tk.Value < tc.lo || tk.Value > tc.hi {
+					t.Fatalf("tick %v outside [%v, %v]", tk.Value, tc.lo, tc.hi)
+				}
+				if tk.Label != "" {
+					got = append(got, tk.Label)
+				}
+			}
+			if strings.Join(got, ",") != tc.labels {
+				t.Fatalf("labels %v, want %s", got, tc.labels)
+			}
+		})
+	}
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -17,17 +19,20 @@ import (
 func plotMax(m *MaxResult, file string) error {
 	p := plot.New()
 	p.Title.Text = "Non-streaming chat: latency against offered load"
-	p.X.Label.Text = "offered load (requests/s)"
+	p.X.Label.Text = "offered load (requests/s, log scale)"
+	// The steps grow geometrically: a log axis spaces them evenly.
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = ticks125{}
 	p.Y.Label.Text = "latency (µs, log scale)"
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = ticks125{}
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
 
 	var order []string
 	series := map[string][2]plotter.XYs{}
-	minX, maxX := 0.0, 0.0
+	minX, maxX, maxY := 0.0, 0.0, m.BoundUS
 	for _, s := range m.Steps {
 		if _, ok := series[s.Path]; !ok {
 			order = append(order, s.Path)
@@ -42,7 +47,11 @@ func plotMax(m *MaxResult, file string) error {
 			minX = s.Offered
 		}
 		maxX = max(maxX, s.Offered)
+		maxY = max(maxY, s.Latency.P99)
 	}
+	// A decade of headroom above the highest point keeps the legend, in
+	// the top-left corner, clear of the lines.
+	p.Y.Max = maxY * 10
 	for i, name := range order {
 		xy := series[name]
 		for q, label := range []string{" p50", " p99"} {
@@ -78,4 +87,32 @@ func plotMax(m *MaxResult, file string) error {
 		return err
 	}
 	return p.Save(9*vg.Inch, 5.5*vg.Inch, file)
+}
+
+// ticks125 marks a log axis at 1, 2 and 5 times each power of ten (minor
+// ticks at the other digits): a decade or two of load or latency then
+// still gets several labels.
+type ticks125 struct{}
+
+// Ticks implements plot.Ticker.
+func (ticks125) Ticks(lo, hi float64) []plot.Tick {
+	if lo <= 0 || hi <= lo {
+		return nil
+	}
+	var out []plot.Tick
+	for e := math.Floor(math.Log10(lo)); e <= math.Ceil(math.Log10(hi)); e++ {
+		base := math.Pow(10, e)
+		for d := 1; d <= 9; d++ {
+			v := float64(d) * base
+			if v < lo || v > hi {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if d == 1 || d == 2 || d == 5 {
+				t.Label = strconv.FormatFloat(v, 'f', -1, 64)
+			}
+			out = append(out, t)
+		}
+	}
+	return out
 }

@@ -69,12 +69,14 @@ type PathResult struct {
 
 // Comparison is one path against another on one measure, at p50 and p99:
 // a difference in microseconds (Kind "diff") or a ratio (Kind "ratio").
+// A ratio whose denominator is not positive (nginx no slower than direct,
+// within noise) means nothing and is left out (null).
 type Comparison struct {
-	Measure string  `json:"measure"`
-	Label   string  `json:"label"`
-	Kind    string  `json:"kind"`
-	P50     float64 `json:"p50"`
-	P99     float64 `json:"p99"`
+	Measure string   `json:"measure"`
+	Label   string   `json:"label"`
+	Kind    string   `json:"kind"`
+	P50     *float64 `json:"p50"`
+	P99     *float64 `json:"p99"`
 }
 
 // MaxResult is the outcome of the max scenario.
@@ -172,7 +174,7 @@ func compare(paths []PathResult) []Comparison {
 		d, tg, ng, base := get(pathDirect), get(pathTollgate), get(pathNginx), get(pathBase)
 		diff := func(label string, a, b *Summary) {
 			if a != nil && b != nil {
-				out = append(out, Comparison{m.name, label, "diff", a.P50 - b.P50, a.P99 - b.P99})
+				out = append(out, Comparison{m.name, label, "diff", ptr(a.P50 - b.P50), ptr(a.P99 - b.P99)})
 			}
 		}
 		diff("tollgate − direct", tg, d)
@@ -189,11 +191,20 @@ func compare(paths []PathResult) []Comparison {
 	return out
 }
 
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
+func ratio(a, b float64) *float64 {
+	if b <= 0 {
+		return nil
 	}
-	return a / b
+	return ptr(a / b)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func fopt(v *float64, prec int) string {
+	if v == nil {
+		return "n/a"
+	}
+	return strconv.FormatFloat(*v, 'f', prec, 64)
 }
 
 func fus(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
@@ -246,10 +257,9 @@ func (r *Result) markdown() string {
 		p("| --- | --- | ---: | ---: |")
 		for _, c := range r.Compare {
 			if c.Kind == "diff" {
-				p("| ", c.Measure, " | ", c.Label, " (µs) | ", fus(c.P50), " | ", fus(c.P99), " |")
+				p("| ", c.Measure, " | ", c.Label, " (µs) | ", fopt(c.P50, 1), " | ", fopt(c.P99, 1), " |")
 			} else {
-				p("| ", c.Measure, " | ", c.Label, " | ", strconv.FormatFloat(c.P50, 'f', 2, 64), " | ",
-					strconv.FormatFloat(c.P99, 'f', 2, 64), " |")
+				p("| ", c.Measure, " | ", c.Label, " | ", fopt(c.P50, 2), " | ", fopt(c.P99, 2), " |")
 			}
 		}
 		p()

@@ -36,8 +36,6 @@ func fixedResult() *Result {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
-
 func TestCompare(t *testing.T) {
 	r := fixedResult()
 	got := compare(r.Paths)
@@ -64,8 +62,8 @@ func TestCompare(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := find(tc.measure, tc.label)
-			if !closeTo(c.P50, tc.p50) || !closeTo(c.P99, tc.p99) {
-				t.Fatalf("got p50 %v p99 %v, want %v %v", c.P50, c.P99, tc.p50, tc.p99)
+			if c.P50 == nil || c.P99 == nil || !closeTo(*c.P50, tc.p50) || !closeTo(*c.P99, tc.p99) {
+				t.Fatalf("got p50 %v p99 %v, want %v %v", fopt(c.P50, 3), fopt(c.P99, 3), tc.p50, tc.p99)
 			}
 		})
 	}
@@ -77,12 +75,29 @@ func TestCompareBaselineAndMissingPaths(t *testing.T) {
 		{Path: pathBase, Latency: sum(150, 500)},
 	}
 	got := compare(paths)
-	if len(got) != 1 || got[0].Label != "tollgate − tollgate-base" || got[0].P50 != 50 || got[0].P99 != 100 {
+	if len(got) != 1 || got[0].Label != "tollgate − tollgate-base" || *got[0].P50 != 50 || *got[0].P99 != 100 {
 		t.Fatalf("got %+v", got)
 	}
 	if len(compare([]PathResult{{Path: pathDirect, Latency: sum(1, 2)}})) != 0 {
 		t.Fatal("a single path has nothing to compare")
 	}
+}
+
+func TestCompareRatioWithoutPositiveBase(t *testing.T) {
+	paths := []PathResult{
+		{Path: pathDirect, Latency: sum(100, 300)},
+		{Path: pathTollgate, Latency: sum(150, 400)},
+		{Path: pathNginx, Latency: sum(100, 290)},
+	}
+	for _, c := range compare(paths) {
+		if c.Label == "added: (tollgate − direct) / (nginx − direct)" {
+			if c.P50 != nil || c.P99 != nil {
+				t.Fatalf("ratio over a non-positive base should be absent: %v %v", fopt(c.P50, 2), fopt(c.P99, 2))
+			}
+			return
+		}
+	}
+	t.Fatal("added ratio row missing")
 }
 
 func closeTo(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
