@@ -394,7 +394,7 @@ func (st *state) appendMessageHead(b []byte) []byte {
 // appendToolBlock opens a tool_use block up to its "input": value.
 func (st *state) appendToolBlock(b []byte) []byte {
 	b = append(b, `{"type":"tool_use","id":"toolu_01`...)
-	b = appendBase62(b, st.idB, st.idA, 22)
+	b = appendBase62(b, mix(st.idA^golden), mix(st.idB+golden), 22)
 	b = append(b, `","name":`...)
 	b = append(b, st.tool.name...)
 	return append(b, `,"input":`...)

@@ -524,10 +524,11 @@ func (st *state) generationDelay(steps int) time.Duration {
 }
 
 // cutPoint decides, before a stream starts, after how many content chunks it is cut:
-// x-mock-cut-after, else half-way for the DisconnectRate draw, else never (-1).
+// x-mock-cut-after (at most all of them: the stream then ends before its finish),
+// else half-way for the DisconnectRate draw, else never (-1).
 func (st *state) cutPoint(content int) int {
 	if st.hdr.cutAfter >= 0 {
-		return st.hdr.cutAfter
+		return min(st.hdr.cutAfter, content)
 	}
 	if st.s.chance(st.s.opts.DisconnectRate) {
 		return content / 2

@@ -1,0 +1,114 @@
+// Command mockllm is a fake LLM server for tests, demos and benchmarks: vLLM's OpenAI
+// routes (or Anthropic's Messages API with --api anthropic) with deterministic
+// answers, configurable latency and injected faults.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+const usageHeader = `Usage: mockllm [flags]
+
+Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, GET /v1/models,
+/health and /metrics like vLLM (or POST /v1/messages like Anthropic with --api
+anthropic). Answers are deterministic for --seed, the request's seed and its prompt.
+
+Per-request headers for tests:
+  x-mock-status: 503        answer that status with an error body
+  x-mock-retry-after: 2     with x-mock-status: send retry-after
+  x-mock-delay: 200ms       wait before the response headers
+  x-mock-ttft, x-mock-tpot  override --ttft and --tpot for this request
+  x-mock-tokens: N          generate N tokens (max_tokens still cuts)
+  x-mock-cut-after: N       stream: close the connection after N content chunks
+  x-mock-garbage: 1         answer 200 with a body that is not JSON
+Every API response carries x-mock-saw-authorization: yes|no.
+
+Flags:
+`
+
+func main() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	os.Exit(run(os.Args[1:], os.Stderr, sig, nil))
+}
+
+// run parses args and serves until a value arrives on stop. ready, when not nil,
+// receives the listening address once the server accepts connections.
+func run(args []string, stderr io.Writer, stop <-chan os.Signal, ready chan<- string) int {
+	fs := flag.NewFlagSet("mockllm", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHeader)
+		fs.PrintDefaults()
+	}
+	var o mockllm.Options
+	listen := fs.String("listen", "127.0.0.1:8001", "address to listen on")
+	fs.StringVar(&o.Model, "model", mockllm.DefaultModel, "served model name")
+	fs.StringVar(&o.API, "api", mockllm.APIOpenAI, "API to speak: openai or anthropic")
+	fs.DurationVar(&o.TTFT, "ttft", 0, "time to first token")
+	fs.DurationVar(&o.TPOT, "tpot", 0, "time per output token")
+	fs.IntVar(&o.MaxTokens, "max-tokens", mockllm.DefaultMaxTokens, "most tokens in an answer")
+	fs.Float64Var(&o.ErrorRate, "error-rate", 0, "fraction of requests answered with a 500")
+	fs.Float64Var(&o.DisconnectRate, "disconnect-rate", 0, "fraction of streams cut half-way")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed of the generated text and of the fault draws")
+	fs.IntVar(&o.EmbeddingDim, "embedding-dim", mockllm.DefaultEmbeddingDim, "embedding vector length")
+	fs.IntVar(&o.MaxNumSeqs, "max-num-seqs", mockllm.DefaultMaxNumSeqs, "requests running at once; more wait")
+	fs.IntVar(&o.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen, "context length reported by /v1/models")
+	fs.StringVar(&o.APIKey, "api-key", "", "required API key (Authorization: Bearer, or x-api-key for anthropic)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mockllm: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	srv, err := mockllm.New(o)
+	if err != nil {
+		log.Error("invalid flags", "err", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Error("listen", "err", err)
+		return 1
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("mockllm listening", "addr", ln.Addr().String(), "api", o.API, "model", o.Model,
+		"ttft", o.TTFT.String(), "tpot", o.TPOT.String(), "max_tokens", o.MaxTokens,
+		"error_rate", o.ErrorRate, "disconnect_rate", o.DisconnectRate, "seed", o.Seed,
+		"auth", o.APIKey != "")
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	select {
+	case s := <-stop:
+		log.Info("shutting down", "signal", s.String())
+	case err := <-served:
+		log.Error("serve", "err", err)
+		return 1
+	}
+	if err := srv.Shutdown(); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	if err := <-served; err != nil {
+		log.Error("serve", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,402 @@
+package mockllm
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestChat(t *testing.T) {
+	h := start(t, Options{MaxTokens: 16, Seed: 7})
+	cases := []struct {
+		name       string
+		body       string
+		wantN      int    // completion tokens; 0: any natural length
+		wantFinish string // "" for either
+	}{
+		{name: "max_tokens cuts the answer", body: chatBody("hello", `"max_tokens":3`), wantN: 3, wantFinish: "length"},
+		{name: "max_completion_tokens wins over max_tokens", body: chatBody("hello", `"max_tokens":9,"max_completion_tokens":2`), wantN: 2, wantFinish: "length"},
+		{name: "without max_tokens the answer ends by itself", body: chatBody("hello", ""), wantFinish: "stop"},
+		{name: "model may be left out", body: `{"messages":[{"role":"user","content":"hi"}],"max_tokens":1}`, wantN: 1, wantFinish: "length"},
+		{name: "content parts count as content", body: `{"model":"mock-1","messages":[{"role":"user","content":[{"type":"text","text":"hello"}]}],"max_tokens":2}`, wantN: 2, wantFinish: "length"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := h.must("POST", "/v1/chat/completions", tc.body)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("status %d type %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+			}
+			r := decode[chatResp](t, b)
+			if !strings.HasPrefix(r.ID, "chatcmpl-") || len(r.ID) != len("chatcmpl-")+32 {
+				t.Errorf("id %q", r.ID)
+			}
+			if r.Object != "chat.completion" || r.Model != "mock-1" || r.Created != fixedNow().Unix() {
+				t.Errorf("head: %+v", r)
+			}
+			if len(r.Choices) != 1 || r.Choices[0].Message == nil || r.Choices[0].Message.Role != "assistant" {
+				t.Fatalf("choices: %s", b)
+			}
+			c := r.Choices[0]
+			if string(c.Logprobs) != "null" {
+				t.Errorf("logprobs %s", c.Logprobs)
+			}
+			n := len(strings.Fields(c.Message.Content))
+			if tc.wantN > 0 && n != tc.wantN {
+				t.Errorf("%d words, want %d: %q", n, tc.wantN, c.Message.Content)
+			}
+			if n < 8 && tc.wantN == 0 {
+				t.Errorf("natural length %d below max-tokens/2", n)
+			}
+			if tc.wantFinish != "" && *c.FinishReason != tc.wantFinish {
+				t.Errorf("finish %q, want %q", *c.FinishReason, tc.wantFinish)
+			}
+			if tc.wantFinish == "stop" && !strings.HasSuffix(c.Message.Content, ".") {
+				t.Errorf("a natural end finishes a sentence: %q", c.Message.Content)
+			}
+			u := r.Usage
+			if u == nil || u.CompletionTokens != n || u.PromptTokens < 1 || u.TotalTokens != u.PromptTokens+u.CompletionTokens {
+				t.Errorf("usage %+v for %d tokens", u, n)
+			}
+		})
+	}
+}
+
+func TestPromptTokens(t *testing.T) {
+	h := start(t, Options{})
+	cases := []struct {
+		name    string
+		content string
+		want    int
+	}{
+		{"empty content counts one", "", 1},
+		{"four bytes a token", strings.Repeat("a", 40), 10},
+		{"rounded up", strings.Repeat("a", 41), 11},
+		{"escapes count decoded", strings.Repeat("\n", 8), 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, b := h.must("POST", "/v1/chat/completions", chatBody(tc.content, `"max_tokens":1`))
+			if got := decode[chatResp](t, b).Usage.PromptTokens; got != tc.want {
+				t.Errorf("prompt_tokens %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStopSequences(t *testing.T) {
+	h := start(t, Options{MaxTokens: 64})
+	_, b := h.must("POST", "/v1/chat/completions", chatBody("stops", ""))
+	full := decode[chatResp](t, b).Choices[0].Message.Content
+	words := strings.Fields(full)
+	stop := words[3]
+	_, b = h.must("POST", "/v1/chat/completions", chatBody("stops", `"stop":["zzz",`+quote(stop)+`]`))
+	r := decode[chatResp](t, b)
+	got := r.Choices[0].Message.Content
+	want := full[:strings.Index(full, stop)]
+	if got != want {
+		t.Errorf("content %q, want %q", got, want)
+	}
+	if *r.Choices[0].FinishReason != "stop" || r.Choices[0].StopReason == nil || *r.Choices[0].StopReason != stop {
+		t.Errorf("finish %v stop_reason %v", *r.Choices[0].FinishReason, r.Choices[0].StopReason)
+	}
+	if n := r.Usage.CompletionTokens; n < 3 || n > 4 {
+		t.Errorf("completion_tokens %d", n)
+	}
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func TestCompletions(t *testing.T) {
+	h := start(t, Options{MaxTokens: 10})
+	cases := []struct {
+		name    string
+		prompt  string
+		choices int
+		prompt0 int
+	}{
+		{"string", `"once upon a time"`, 1, 4},
+		{"array of strings", `["one","two","three"]`, 3, 4},
+		{"token ids", `[1,2,3,4,5]`, 1, 5},
+		{"token id lists", `[[1,2],[3,4,5]]`, 2, 5},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := h.must("POST", "/v1/completions", `{"model":"mock-1","prompt":`+tc.prompt+`,"max_tokens":4}`)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			r := decode[chatResp](t, b)
+			if r.Object != "text_completion" || !strings.HasPrefix(r.ID, "cmpl-") {
+				t.Errorf("head %+v", r)
+			}
+			if len(r.Choices) != tc.choices {
+				t.Fatalf("%d choices, want %d", len(r.Choices), tc.choices)
+			}
+			for i, c := range r.Choices {
+				if c.Index != i || c.Text == nil || len(strings.Fields(*c.Text)) != 4 || *c.FinishReason != "length" {
+					t.Errorf("choice %d: %+v", i, c)
+				}
+			}
+			if r.Usage.PromptTokens != tc.prompt0 || r.Usage.CompletionTokens != 4*tc.choices {
+				t.Errorf("usage %+v", r.Usage)
+			}
+		})
+	}
+}
+
+type embResp struct {
+	ID     string `json:"id"`
+	Object string `json:"object"`
+	Model  string `json:"model"`
+	Data   []struct {
+		Index     int             `json:"index"`
+		Object    string          `json:"object"`
+		Embedding json.RawMessage `json:"embedding"`
+	} `json:"data"`
+	Usage usage `json:"usage"`
+}
+
+// vectors decodes every embedding of a response, float or base64.
+func vectors(t *testing.T, r embResp) [][]float32 {
+	t.Helper()
+	var out [][]float32
+	for _, d := range r.Data {
+		var v []float32
+		if len(d.Embedding) > 0 && d.Embedding[0] == '"' {
+			var s string
+			if err := json.Unmarshal(d.Embedding, &s); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := base64.StdEncoding.DecodeString(s)
+			if err != nil || len(raw)%4 != 0 {
+				t.Fatalf("base64 %q: %v", s, err)
+			}
+			for i := 0; i < len(raw); i += 4 {
+				v = append(v, math.Float32frombits(binary.LittleEndian.Uint32(raw[i:])))
+			}
+		} else if err := json.Unmarshal(d.Embedding, &v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func TestEmbeddings(t *testing.T) {
+	h := start(t, Options{EmbeddingDim: 8})
+	cases := []struct {
+		name   string
+		input  string
+		extra  string
+		n, dim int
+		tokens int
+	}{
+		{"string", `"hello world!"`, "", 1, 8, 3},
+		{"array of strings", `["a","bb","ccc"]`, "", 3, 8, 3},
+		{"token ids", `[5,6,7]`, "", 1, 8, 3},
+		{"token id lists", `[[5,6],[7]]`, "", 2, 8, 3},
+		{"dimensions", `"x"`, `"dimensions":4`, 1, 4, 1},
+		{"base64", `["a","bb"]`, `"encoding_format":"base64"`, 2, 8, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"model":"mock-1","input":` + tc.input
+			if tc.extra != "" {
+				body += "," + tc.extra
+			}
+			resp, b := h.must("POST", "/v1/embeddings", body+"}")
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			r := decode[embResp](t, b)
+			if r.Object != "list" || r.Model != "mock-1" || !strings.HasPrefix(r.ID, "embd-") {
+				t.Errorf("head %+v", r)
+			}
+			vs := vectors(t, r)
+			if len(vs) != tc.n {
+				t.Fatalf("%d vectors, want %d", len(vs), tc.n)
+			}
+			for i, v := range vs {
+				if r.Data[i].Index != i || r.Data[i].Object != "embedding" || len(v) != tc.dim {
+					t.Errorf("data[%d]: index %d object %q dim %d", i, r.Data[i].Index, r.Data[i].Object, len(v))
+				}
+				var sum float64
+				for _, x := range v {
+					sum += float64(x) * float64(x)
+				}
+				if math.Abs(sum-1) > 1e-5 {
+					t.Errorf("vector %d has norm² %v", i, sum)
+				}
+			}
+			if r.Usage.PromptTokens != tc.tokens || r.Usage.TotalTokens != tc.tokens {
+				t.Errorf("usage %+v, want %d", r.Usage, tc.tokens)
+			}
+		})
+	}
+}
+
+func TestEmbeddingEncodingsAgree(t *testing.T) {
+	h := start(t, Options{EmbeddingDim: 32, Seed: 3})
+	_, fb := h.must("POST", "/v1/embeddings", `{"input":["same text","other"],"encoding_format":"float"}`)
+	_, bb := h.must("POST", "/v1/embeddings", `{"input":["same text","other"],"encoding_format":"base64"}`)
+	f, b := vectors(t, decode[embResp](t, fb)), vectors(t, decode[embResp](t, bb))
+	for i := range f {
+		for j := range f[i] {
+			if f[i][j] != b[i][j] {
+				t.Fatalf("vector %d[%d]: float %v, base64 %v", i, j, f[i][j], b[i][j])
+			}
+		}
+	}
+	if f[0][0] == f[1][0] && f[0][1] == f[1][1] {
+		t.Error("different inputs gave the same vector")
+	}
+}
+
+type modelsResp struct {
+	Object string `json:"object"`
+	Data   []struct {
+		ID          string `json:"id"`
+		Object      string `json:"object"`
+		OwnedBy     string `json:"owned_by"`
+		Root        string `json:"root"`
+		MaxModelLen int    `json:"max_model_len"`
+		Created     int64  `json:"created"`
+	} `json:"data"`
+}
+
+func TestModelsAndHealth(t *testing.T) {
+	h := start(t, Options{Model: "meta/llama", MaxModelLen: 4096})
+	t.Run("models lists the served model", func(t *testing.T) {
+		resp, b := h.must("GET", "/v1/models", "")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		r := decode[modelsResp](t, b)
+		if r.Object != "list" || len(r.Data) != 1 {
+			t.Fatalf("%s", b)
+		}
+		d := r.Data[0]
+		if d.ID != "meta/llama" || d.Object != "model" || d.OwnedBy != "vllm" || d.Root != "meta/llama" || d.MaxModelLen != 4096 || d.Created != fixedNow().Unix() {
+			t.Errorf("%+v", d)
+		}
+	})
+	t.Run("health is 200 with an empty body", func(t *testing.T) {
+		resp, b := h.must("GET", "/health", "")
+		if resp.StatusCode != 200 || len(b) != 0 {
+			t.Errorf("status %d body %q", resp.StatusCode, b)
+		}
+	})
+}
+
+func TestOpenAIErrors(t *testing.T) {
+	h := start(t, Options{})
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		want                     string // exact body, or a prefix when it ends in "*"
+	}{
+		{"unknown model", "POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[]}`, 404,
+			`{"error":{"message":"The model ` + "`gpt-9`" + ` does not exist.","type":"NotFoundError","param":"model","code":404}}`},
+		{"unknown model on embeddings", "POST", "/v1/embeddings", `{"model":"e5","input":"x"}`, 404,
+			`{"error":{"message":"The model ` + "`e5`" + ` does not exist.","type":"NotFoundError","param":"model","code":404}}`},
+		{"malformed JSON", "POST", "/v1/chat/completions", `{"model":`, 400,
+			`{"error":{"message":"JSON decode error","type":"BadRequestError","param":null,"code":400}}`},
+		{"trailing garbage", "POST", "/v1/chat/completions", `{"messages":[]} x`, 400, `{"error":{"message":"JSON decode error"*`},
+		{"not an object", "POST", "/v1/completions", `[1]`, 400, `{"error":{"message":"JSON decode error"*`},
+		{"missing messages", "POST", "/v1/chat/completions", `{"model":"mock-1"}`, 400,
+			`{"error":{"message":"messages: Field required","type":"BadRequestError","param":"messages","code":400}}`},
+		{"messages not a list", "POST", "/v1/chat/completions", `{"messages":"hi"}`, 400, `{"error":{"message":"messages: *`},
+		{"zero max_tokens", "POST", "/v1/chat/completions", `{"messages":[],"max_tokens":0}`, 400,
+			`{"error":{"message":"max_tokens must be at least 1, got 0.","type":"BadRequestError","param":"max_tokens","code":400}}`},
+		{"string max_tokens", "POST", "/v1/chat/completions", `{"messages":[],"max_tokens":"5"}`, 400, `{"error":{"message":"max_tokens: Input should be a valid integer"*`},
+		{"stream_options without stream", "POST", "/v1/chat/completions", `{"messages":[],"stream_options":{"include_usage":true}}`, 400,
+			`{"error":{"message":"Stream options can only be defined when ` + "`stream=True`" + `.","type":"BadRequestError","param":"stream_options","code":400}}`},
+		{"stream not a boolean", "POST", "/v1/chat/completions", `{"messages":[],"stream":"yes"}`, 400, `{"error":{"message":"stream: *`},
+		{"missing prompt", "POST", "/v1/completions", `{}`, 400, `{"error":{"message":"prompt: Field required"*`},
+		{"empty prompt list", "POST", "/v1/completions", `{"prompt":[]}`, 400, `{"error":{"message":"prompt: *`},
+		{"missing input", "POST", "/v1/embeddings", `{}`, 400, `{"error":{"message":"input: Field required"*`},
+		{"bad encoding_format", "POST", "/v1/embeddings", `{"input":"x","encoding_format":"hex"}`, 400, `{"error":{"message":"encoding_format: *`},
+		{"wrong method", "GET", "/v1/chat/completions", "", 405, `{"detail":"Method Not Allowed"}`},
+		{"wrong method on models", "POST", "/v1/models", "{}", 405, `{"detail":"Method Not Allowed"}`},
+		{"wrong method on health", "POST", "/health", "{}", 405, `{"detail":"Method Not Allowed"}`},
+		{"unknown path", "POST", "/v1/responses", "{}", 404, `{"detail":"Not Found"}`},
+		{"messages route belongs to the anthropic api", "POST", "/v1/messages", "{}", 404, `{"detail":"Not Found"}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := h.must(tc.method, tc.path, tc.body)
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
+			}
+			if prefix, ok := strings.CutSuffix(tc.want, "*"); ok {
+				if !strings.HasPrefix(string(b), prefix) {
+					t.Errorf("body %s, want prefix %s", b, prefix)
+				}
+			} else if string(b) != tc.want {
+				t.Errorf("body %s\nwant %s", b, tc.want)
+			}
+			if resp.StatusCode != http.StatusMethodNotAllowed && resp.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("content type %q", resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+}
+
+func TestAPIKey(t *testing.T) {
+	h := start(t, Options{APIKey: "sk-test"})
+	cases := []struct {
+		name, path string
+		hdr        []string
+		status     int
+		saw        string
+	}{
+		{"missing key", "/v1/chat/completions", nil, 401, "no"},
+		{"wrong key", "/v1/chat/completions", []string{"Authorization", "Bearer nope"}, 401, "yes"},
+		{"right key", "/v1/chat/completions", []string{"Authorization", "Bearer sk-test"}, 200, "yes"},
+		{"unknown /v1 path needs the key first", "/v1/nothing", nil, 401, "no"},
+		{"health needs no key", "/health", nil, 405, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := h.must("POST", tc.path, chatBody("hi", `"max_tokens":1`), tc.hdr...)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
+			}
+			if tc.status == 401 && string(b) != `{"error":"Unauthorized"}` {
+				t.Errorf("body %s", b)
+			}
+			if got := resp.Header.Get("x-mock-saw-authorization"); got != tc.saw {
+				t.Errorf("x-mock-saw-authorization %q, want %q", got, tc.saw)
+			}
+		})
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	cases := []struct {
+		name string
+		o    Options
+	}{
+		{"unknown api", Options{API: "grpc"}},
+		{"error rate above one", Options{ErrorRate: 1.5}},
+		{"negative disconnect rate", Options{DisconnectRate: -0.1}},
+		{"negative ttft", Options{TTFT: -1}},
+		{"negative max tokens", Options{MaxTokens: -1}},
+		{"huge embedding", Options{EmbeddingDim: 1 << 20}},
+		{"negative max num seqs", Options{MaxNumSeqs: -4}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.o); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+}
