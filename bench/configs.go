@@ -32,6 +32,7 @@ type gwBackend struct {
 	Provider string `yaml:"provider"`
 	BaseURL  string `yaml:"base_url"`
 	Model    string `yaml:"model"`
+	MaxConns int    `yaml:"max_connections,omitempty"`
 }
 
 type gwRoute struct {
@@ -99,6 +100,9 @@ type gwParams struct {
 	Model         string
 	RedisURL      string // redis-limits, or ""
 	OTLPEndpoint  string // tracing, or ""
+	// UpstreamConns raises the backend's connection cap (streams-10k: every
+	// open stream holds one upstream connection); 0 keeps the default.
+	UpstreamConns int
 }
 
 // Endpoint names clients put in "model" when going through the gateway.
@@ -110,9 +114,10 @@ const (
 // gatewayConfig builds the YAML for one scenario's gateway.
 func gatewayConfig(p gwParams) ([]byte, error) {
 	c := gwConfig{
-		Server:   gwServer{Listen: p.Listen, AdminListen: p.Admin},
-		Auth:     gwAuth{Mode: "none"},
-		Backends: map[string]gwBackend{"m": {Provider: "openai", BaseURL: "http://" + p.Upstream + "/v1", Model: p.Model}},
+		Server: gwServer{Listen: p.Listen, AdminListen: p.Admin},
+		Auth:   gwAuth{Mode: "none"},
+		Backends: map[string]gwBackend{"m": {Provider: "openai", BaseURL: "http://" + p.Upstream + "/v1", Model: p.Model,
+			MaxConns: p.UpstreamConns}},
 		Endpoints: []gwEndpoint{
 			{Name: endpointChat, Type: "chat", Routes: []gwRoute{{Backend: "m", Weight: 100}}},
 			{Name: endpointEmbed, Type: "embeddings", Routes: []gwRoute{{Backend: "m", Weight: 100}}},

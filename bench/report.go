@@ -112,6 +112,7 @@ type StreamsResult struct {
 	GoroutinesPer    float64 `json:"goroutines_per_stream,omitempty"`
 	TTFT             Summary `json:"ttft"`
 	Gap              Summary `json:"inter_chunk_gap"`
+	Note             string  `json:"note,omitempty"`
 }
 
 // pathResult turns merged run stats into a PathResult.

@@ -17,6 +17,9 @@ type scenario struct {
 	// baseline adds a tollgate-base path: the same gateway without the
 	// feature, so the feature's own cost is measured in the same run.
 	baseline bool
+	// proxyConns is how many connections nginx must hold at once; 0 means
+	// enough for --connections.
+	proxyConns int
 }
 
 func lookupScenario(name string) scenario {
@@ -126,7 +129,7 @@ func (e *env) setup(ctx context.Context, sc scenario, timing upstreamTiming) ([]
 	if err != nil {
 		return nil, err
 	}
-	gp := gwParams{Upstream: upAddr}
+	gp := gwParams{Upstream: upAddr, UpstreamConns: sc.proxyConns}
 	canaryAddr := ""
 	if sc.ab {
 		if _, canaryAddr, err = e.startMock(ctx, "mockllm-canary", timing); err != nil {
@@ -163,7 +166,7 @@ func (e *env) setup(ctx context.Context, sc scenario, timing upstreamTiming) ([]
 	}
 	if o.wantsPath(pathNginx) {
 		_, t, err := e.startNginx(ctx, nginxParams{Upstream: upAddr, Canary: canaryAddr,
-			Stream: sc.kind == kindStream, MaxConns: o.Conns * 4})
+			Stream: sc.kind == kindStream, MaxConns: max(sc.proxyConns, o.Conns*4)})
 		if err != nil {
 			return nil, err
 		}
