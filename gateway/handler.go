@@ -152,6 +152,12 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	r.tctx = tracing.Extract(context.Background(), &ctx.Request.Header)
 	r.tctx, r.span = r.rt.tr.StartAt(r.tctx, r.rt.serverSpecs[spec], r.start)
 	r.body = ctx.Request.Body()
+	// fasthttp enforces the limit in force at start; a reload may lower it.
+	if len(r.body) > r.rt.maxBody {
+		writeError(&ctx.Response, &errTooLarge)
+		r.finish(ctx, errTooLarge.status)
+		return
+	}
 	if invocation != nil {
 		ep := r.rt.endpoints[string(invocation)]
 		if ep == nil {

@@ -89,7 +89,7 @@ func New(path string, opt Options) (*Server, error) {
 	s.api = &fasthttp.Server{
 		Handler:                       s.serveAPI,
 		Name:                          "tollgate",
-		MaxRequestBodySize:            rt.maxBody,
+		MaxRequestBodySize:            readLimit(rt.maxBody),
 		ReadTimeout:                   cfg.Server.ReadTimeout,
 		IdleTimeout:                   cfg.Server.IdleTimeout,
 		CloseOnShutdown:               true,
@@ -108,14 +108,17 @@ func New(path string, opt Options) (*Server, error) {
 	return s, nil
 }
 
+// readLimit is how much body fasthttp reads before refusing. It is above
+// max_body_bytes so that the handler answers a moderately oversized body with a 413
+// after reading it: refusing early closes the connection with the body unread, and
+// the client's kernel then drops the answer with a reset.
+func readLimit(maxBody int) int { return 2*maxBody + 1<<20 }
+
 // Logger is the gateway's logger.
 func (s *Server) Logger() *slog.Logger { return s.log }
 
 func (s *Server) install(rt *runtime) {
 	s.accessLog.Store(rt.cfg.Logging.AccessLog == nil || *rt.cfg.Logging.AccessLog)
-	if s.api != nil {
-		s.api.MaxRequestBodySize = rt.maxBody
-	}
 	s.router.Apply(rt.routing)
 	s.syncRouterGauges(true)
 	if old := s.rt.Swap(rt); old != nil {
@@ -222,6 +225,9 @@ func (s *Server) Reload() error {
 		if cfg.Server.Listen != cur.cfg.Server.Listen || cfg.Server.AdminListen != cur.cfg.Server.AdminListen {
 			s.log.Warn("server.listen and server.admin_listen changes take effect on restart")
 		}
+		if readLimit(int(cfg.Server.MaxBodyBytes)) > s.api.MaxRequestBodySize {
+			s.log.Warn("server.max_body_bytes can be raised above its value at start only by a restart", "now", cur.maxBody)
+		}
 		var rt *runtime
 		// The tracer survives a reload that leaves tracing: alone, so its exporter
 		// connection and sampler counters go on.
@@ -268,6 +274,8 @@ func (s *Server) watch(ctx context.Context) {
 	// so unrelated files in the directory trigger nothing.
 	var timer *time.Timer
 	fire := make(chan struct{}, 1)
+	// A change made before the watch began raised no event: compare once now.
+	fire <- struct{}{}
 	for {
 		select {
 		case <-ctx.Done():

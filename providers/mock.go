@@ -40,4 +40,3 @@ func newMock(c *Config, name string) (*Target, Provider, func() error, error) {
 	}
 	return t, newOpenAI(c), closer, nil
 }
-
