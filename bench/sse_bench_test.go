@@ -1,0 +1,46 @@
+package main
+
+import (
+	"bufio"
+	"strings"
+	"testing"
+	"time"
+)
+
+var benchStream = strings.Repeat(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"word "}}]}`+"\n\n", 64) +
+	"data: [DONE]\n\n"
+
+// BenchmarkSSEReader is the client's per-event cost while it times chunks:
+// it must stay far below the inter-chunk gaps it measures.
+func BenchmarkSSEReader(b *testing.B) {
+	sr := strings.NewReader(benchStream)
+	br := bufio.NewReaderSize(sr, 64<<10)
+	s := sseReader{r: br}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchStream)))
+	for b.Loop() {
+		sr.Reset(benchStream)
+		br.Reset(sr)
+		for {
+			d, err := s.next()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if string(d) == "[DONE]" {
+				break
+			}
+			if !hasContent(d) {
+				b.Fatal("no content")
+			}
+		}
+	}
+}
+
+func BenchmarkRecord(b *testing.B) {
+	r := &recorder{st: newRunStats()}
+	o := outcome{measured: true, lat: 123456, lag: 789, ttft: 5000, gaps: []time.Duration{1000, 1100, 900}}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.record(&o)
+	}
+}
