@@ -16,4 +16,4 @@ if [ ! -x /usr/sbin/nginx ]; then
   }
 fi
 
-exec go run ./bench --smoke --quiet "$@"
+exec go run ./bench --smoke "$@"
