@@ -29,8 +29,8 @@ func (c CoreMap) String() string {
 		}
 		return "not pinned"
 	}
-	return "upstream (mockllm, redis, OTLP receiver) on " + c.Upstream + ", gateway and nginx on " + c.Gateway +
-		", load generator on " + c.Loadgen
+	return "upstream (mockllm, redis-server) on " + c.Upstream + ", gateway and nginx on " + c.Gateway +
+		", load generator (and the OTLP receiver in it) on " + c.Loadgen
 }
 
 func cpuList(from, to int) string {

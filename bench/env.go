@@ -27,13 +27,14 @@ func prepareBins(o *options, dir string) (*bins, error) {
 		if err != nil {
 			return nil, err
 		}
-		logf("building ./cmd/mockllm and ./cmd/tollgate")
 		if b.mockllm == "" {
+			logf("building ./cmd/mockllm")
 			if b.mockllm, err = goBuild(root, dir, "./cmd/mockllm"); err != nil {
 				return nil, err
 			}
 		}
 		if b.tollgate == "" {
+			logf("building ./cmd/tollgate")
 			if b.tollgate, err = goBuild(root, dir, "./cmd/tollgate"); err != nil {
 				return nil, err
 			}

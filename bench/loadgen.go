@@ -534,7 +534,7 @@ func (p *progress) print(endc byte) {
 	if el < 0 {
 		el = 0
 	}
-	if el > length {
+	if el > length || endc == '\n' {
 		el = length
 	}
 	b := make([]byte, 0, 128)

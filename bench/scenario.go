@@ -197,6 +197,9 @@ func (e *env) setup(ctx context.Context, sc scenario, timing upstreamTiming) ([]
 func measure(ctx context.Context, o *options, ts []*target, spec loadSpec, prog *progress) []PathResult {
 	stream := spec.Kind == kindStream
 	for _, t := range ts {
+		if t.client != nil {
+			t.client.CloseIdleConnections()
+		}
 		t.client = newClient(t.Addr, spec.Conns, spec.Timeout, stream, 0)
 	}
 	total := make([]*runStats, len(ts))
