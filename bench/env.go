@@ -84,6 +84,12 @@ type upstreamTiming struct {
 	MaxSeqs    int // concurrent sequences before mockllm queues; 0 = its default
 }
 
+// upstreamCap is mockllm's --max-tokens for requests asking for n: mockllm
+// picks each answer's natural length in [cap/2, cap], so with cap = 2n every
+// answer runs to the request's max_tokens and is exactly n tokens long, on
+// every path alike.
+func upstreamCap(n int) int { return 2 * n }
+
 // mockModel is the model mockllm serves and the direct and nginx paths ask for.
 const mockModel = "mock-1"
 

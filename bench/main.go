@@ -71,7 +71,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.Rounds, "rounds", 5, "alternating rounds (direct, tollgate, nginx, …) per path")
 	fs.IntVar(&o.Conns, "connections", 256, "connections (and workers) per path")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Second, "per-request timeout")
-	fs.IntVar(&o.MaxTokens, "max-tokens", 16, "completion tokens per request (mockllm --max-tokens and the request's max_tokens)")
+	fs.IntVar(&o.MaxTokens, "max-tokens", 16, "completion tokens per answer: the request's max_tokens (mockllm's cap is twice it, so every answer is this long)")
 	fs.DurationVar(&o.TTFT, "ttft", 5*time.Millisecond, "mockllm time to first token in the stream scenario (0 elsewhere)")
 	fs.DurationVar(&o.TPOT, "tpot", time.Millisecond, "mockllm time per output token in the stream scenario (0 elsewhere)")
 	fs.BoolVar(&o.Smoke, "smoke", false, "a few seconds of chat and stream on all paths at low rate; exit 1 on any error")

@@ -35,7 +35,7 @@ func maxRates(start, factor, limit float64) []float64 {
 // shared machine does not end it. Then it measures all paths at half of
 // Tollgate's highest sustainable rate, where the added latency is read.
 func runMax(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progress) (*Result, error) {
-	timing := upstreamTiming{MaxTokens: o.MaxTokens}
+	timing := upstreamTiming{MaxTokens: upstreamCap(o.MaxTokens)}
 	e, err := newEnv(o, b, cores)
 	if err != nil {
 		return nil, err

@@ -50,7 +50,7 @@ func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *
 		return runStreams(ctx, o, b, cores, prog)
 	}
 	sc := lookupScenario(name)
-	timing := upstreamTiming{MaxTokens: o.MaxTokens}
+	timing := upstreamTiming{MaxTokens: upstreamCap(o.MaxTokens)}
 	if sc.kind == kindStream {
 		timing.TTFT, timing.TPOT = o.TTFT, o.TPOT
 	}

@@ -37,7 +37,7 @@ func runStreams(ctx context.Context, o *options, b *bins, cores CoreMap, prog *p
 	}
 	ramp := time.Duration(float64(n) / o.StreamRate * float64(time.Second))
 	tokens := streamsTokens(ramp, o.Hold)
-	timing := upstreamTiming{TTFT: streamsTTFT, TPOT: streamsTPOT, MaxTokens: tokens, MaxSeqs: 2 * n}
+	timing := upstreamTiming{TTFT: streamsTTFT, TPOT: streamsTPOT, MaxTokens: upstreamCap(tokens), MaxSeqs: 2 * n}
 	e, err := newEnv(o, b, cores)
 	if err != nil {
 		return nil, err
