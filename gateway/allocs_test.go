@@ -38,3 +38,14 @@ func TestStreamAllocs(t *testing.T) {
 		t.Fatalf("%.1f allocations per stream, budget %d", n, budget)
 	}
 }
+
+// TestLimitedProxyAllocs pins the request path with limits in the memory store.
+func TestLimitedProxyAllocs(t *testing.T) {
+	s := newTestServer(t, limitedBenchConfig(startStaticUpstream(t)))
+	ctx := newProxyCtx(benchChatBody)
+	proxyOnce(s, ctx)
+	const budget = 5
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+		t.Fatalf("%.1f allocations per limited request, budget %d", n, budget)
+	}
+}

@@ -147,3 +147,35 @@ func BenchmarkProxyStream(b *testing.B) {
 		streamOnce(b, s, ctx, sink)
 	}
 }
+
+// limitedBenchConfig puts a requests and a tokens limit on the chat endpoint, both far
+// above what a benchmark reaches.
+func limitedBenchConfig(upstream string) string {
+	return `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "http://` + upstream + `/v1", model: up-model}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: up}]
+    limits:
+      - {per: ip, requests: 1000000000, window: second}
+      - {per: endpoint, tokens: 1000000000000, window: minute}
+logging: {level: error, access_log: false}
+`
+}
+
+// BenchmarkProxyChatLimited is BenchmarkProxyChat with two memory-store limits.
+func BenchmarkProxyChatLimited(b *testing.B) {
+	s := newTestServer(b, limitedBenchConfig(startStaticUpstream(b)))
+	ctx := newProxyCtx(benchChatBody)
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 200 || len(ctx.Response.Header.Peek("X-Ratelimit-Limit-Requests")) == 0 {
+		b.Fatalf("status %d, limit headers %q", ctx.Response.StatusCode(), ctx.Response.Header.Peek("X-Ratelimit-Limit-Requests"))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		proxyOnce(s, ctx)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
 	"github.com/tollgate/tollgate/tracing"
@@ -25,6 +26,7 @@ type Config struct {
 	Auth      AuthConfig                  `yaml:"auth"`
 	Backends  map[string]providers.Config `yaml:"backends"`
 	Endpoints []EndpointConfig            `yaml:"endpoints"`
+	Limiter   limiter.Config              `yaml:"limiter"`
 	Tracing   tracing.Config              `yaml:"tracing"`
 	Logging   LoggingConfig               `yaml:"logging"`
 
@@ -62,6 +64,8 @@ type KeyConfig struct {
 	Key       string   `yaml:"key"`
 	SHA256    string   `yaml:"sha256"`
 	Endpoints []string `yaml:"endpoints"`
+	// Limits apply to every request made with this key, besides the endpoint's.
+	Limits []limiter.Limit `yaml:"limits"`
 }
 
 // EndpointConfig is one entry of `endpoints:`: a name clients put in "model". Its
@@ -72,6 +76,11 @@ type EndpointConfig struct {
 	router.Config `yaml:",inline"`
 	// Timeout bounds a request on this endpoint, all attempts included.
 	Timeout time.Duration `yaml:"timeout"`
+	// Limits are the endpoint's rate limits.
+	Limits []limiter.Limit `yaml:"limits"`
+	// DefaultMaxTokens is the output a token limit is charged up front for a request
+	// that names no max_tokens; the true usage settles it afterwards.
+	DefaultMaxTokens int64 `yaml:"default_max_tokens"`
 
 	// mlflow is set for endpoints read from an MLflow AI Gateway config.
 	mlflow *mlflowInfo
@@ -413,6 +422,9 @@ func (c *Config) applyDefaults() {
 				r.Variant = r.Backend
 			}
 		}
+		if c.Endpoints[i].DefaultMaxTokens == 0 {
+			c.Endpoints[i].DefaultMaxTokens = 256
+		}
 		if len(c.Endpoints[i].Routes) == 1 && c.Endpoints[i].Routes[0].Weight == 0 {
 			c.Endpoints[i].Routes[0].Weight = 100
 		}
@@ -475,6 +487,7 @@ func (c *Config) problems() []string {
 				add(p+".sha256", "must be 64 hex digits")
 			}
 		}
+		addErr(p, limiter.ValidateLimits(k.Limits))
 		for j, e := range k.Endpoints {
 			if !endpointNames[e] && e != "*" {
 				add(p+".endpoints["+strconv.Itoa(j)+"]", "unknown endpoint "+strconv.Quote(e))
@@ -504,11 +517,16 @@ func (c *Config) problems() []string {
 		if e.Timeout < 0 {
 			add(p+".timeout", "must not be negative")
 		}
+		if e.DefaultMaxTokens < 0 {
+			add(p+".default_max_tokens", "must not be negative")
+		}
+		addErr(p, limiter.ValidateLimits(e.Limits))
 		if _, err := router.NewEndpoint(e.Name, e.Config, backendNames); err != nil {
 			addErr(p, err)
 		}
 	}
 	addErr("tracing", c.Tracing.Validate())
+	addErr("limiter", c.Limiter.Validate())
 	switch c.Logging.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
@@ -75,6 +76,10 @@ type request struct {
 
 	// obsRoute is the plan route of the last attempt, for the router's gates.
 	obsRoute int
+
+	subj    limiter.Subject
+	ticket  limiter.Ticket
+	limited bool
 
 	// tctx carries the request's trace; span is the server span and aspan the
 	// upstream attempt's, kept open while a stream runs.
@@ -316,6 +321,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		tracing.SetRoute(rs, p.Targets[0].Name, p.Variant, int(p.Weight), xxhash.Sum64(key), p.Sticky)
 	}
 	rs.End()
+	if e := r.takeLimits(ctx); e != nil {
+		return e
+	}
 	total := 1 + p.Retries + len(p.Targets) - 1
 	var last error
 	for i := 0; i < total; i++ {
@@ -424,6 +432,86 @@ func (r *request) temperature() float64 {
 	return math.NaN()
 }
 
+var (
+	hdrLimitReq     = []byte("X-Ratelimit-Limit-Requests")
+	hdrRemainingReq = []byte("X-Ratelimit-Remaining-Requests")
+	hdrResetReq     = []byte("X-Ratelimit-Reset-Requests")
+	hdrLimitTok     = []byte("X-Ratelimit-Limit-Tokens")
+	hdrRemainingTok = []byte("X-Ratelimit-Remaining-Tokens")
+	hdrResetTok     = []byte("X-Ratelimit-Reset-Tokens")
+)
+
+var errLimiterDown = apiError{503, "server_error", "ratelimit_unavailable", "", "The rate limit store is unavailable; retry shortly."}
+
+// takeLimits charges the request to its limits before any upstream is called: one
+// request, and an estimate of its tokens (prompt size plus max_tokens) that Settle
+// trues up with the real usage.
+func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
+	ep := r.ep
+	pol := ep.policyFor(r.key)
+	if pol == nil || pol.Len() == 0 {
+		return nil
+	}
+	_, ls := r.rt.tr.Start(r.tctx, tracing.SpecLimit)
+	r.subj = limiter.Subject{Endpoint: s2b(ep.name), IP: ctx.RemoteIP()}
+	if r.key != nil {
+		r.subj.APIKey = s2b(r.key.name)
+	}
+	if r.f.user[0] >= 0 {
+		r.subj.User = r.body[r.f.user[0]:r.f.user[1]]
+	}
+	est := r.f.maxTokens
+	if est == 0 {
+		est = ep.defaultMaxTokens
+	}
+	est += int64(r.f.promptBytes/4) + 1
+	err := r.rt.lim.Take(context.Background(), pol, &r.subj, est, &r.ticket)
+	if err == nil {
+		r.limited = true
+		if ls.IsRecording() {
+			tracing.SetLimit(ls, r.rt.limitStore, "allowed", "")
+		}
+		ls.End()
+		return nil
+	}
+	var refused *limiter.Refused
+	if errors.As(err, &refused) {
+		name := limitName(refused.Limit)
+		if c := ep.rejections[name]; c != nil {
+			c.Inc()
+		}
+		tracing.SetLimit(ls, r.rt.limitStore, "refused", name)
+		ls.End()
+		r.errKind = "rate_limited"
+		h := &ctx.Response.Header
+		h.SetBytesKV(hdrRetryAfter, limiter.AppendRetryAfter(r.out[:0], refused.RetryAfter))
+		r.setLimitHeaders(ctx)
+		return &apiError{429, "rate_limit_exceeded", "rate_limit_exceeded", "",
+			"Rate limit reached for " + ep.name + " on " + name + ". Please try again in " +
+				string(limiter.AppendRetryAfter(nil, refused.RetryAfter)) + "s."}
+	}
+	tracing.SetLimit(ls, r.rt.limitStore, "unavailable", "")
+	ls.End()
+	r.errKind = "ratelimit_unavailable"
+	return &errLimiterDown
+}
+
+// setLimitHeaders writes OpenAI's x-ratelimit-* headers from the request's tightest
+// buckets.
+func (r *request) setLimitHeaders(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	if q := r.ticket.Requests; q.Limit > 0 {
+		h.SetBytesKV(hdrLimitReq, appendInt(r.out[:0], q.Limit))
+		h.SetBytesKV(hdrRemainingReq, appendInt(r.out[:0], q.Remaining))
+		h.SetBytesKV(hdrResetReq, limiter.AppendReset(r.out[:0], q.Reset))
+	}
+	if q := r.ticket.Tokens; q.Limit > 0 {
+		h.SetBytesKV(hdrLimitTok, appendInt(r.out[:0], q.Limit))
+		h.SetBytesKV(hdrRemainingTok, appendInt(r.out[:0], q.Remaining))
+		h.SetBytesKV(hdrResetTok, limiter.AppendReset(r.out[:0], q.Reset))
+	}
+}
+
 // failed says whether an attempt counts against a canary's error-rate gate: 5xx
 // answers, timeouts and unreachable upstreams do; 4xx are the client's.
 func failed(err error) bool {
@@ -486,6 +574,9 @@ func errString(err error) string {
 func (r *request) setHeaders(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Response.Header
 	h.SetBytesKV(hdrRequestID, r.reqID)
+	if r.limited {
+		r.setLimitHeaders(ctx)
+	}
 	if r.backend != "" {
 		h.SetBytesK(hdrBackend, r.backend)
 	}
@@ -630,10 +721,19 @@ func (r *request) finish(ctx *fasthttp.RequestCtx, status int) {
 	r.release()
 }
 
-// record counts the request in the metrics and writes the access log line.
+// record settles the request's limits, counts it in the metrics and writes the access
+// log line.
 func (r *request) record(status int) {
 	r.status = status
 	s := r.s
+	if r.limited {
+		actual := r.usage.Input + r.usage.Output
+		if actual == 0 && status < 500 && status != 499 && r.attempts > 0 {
+			// Answered without a usage count: the estimate stands.
+			actual = limiter.KeepEstimate
+		}
+		r.rt.lim.Settle(&r.ticket, actual)
+	}
 	latency := time.Since(r.start)
 	var cost float64
 	if r.be != nil {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
 )
@@ -30,7 +32,7 @@ type mlflowEndpoint struct {
 	EndpointType string       `yaml:"endpoint_type"`
 	RouteType    string       `yaml:"route_type"`
 	Model        mlflowModel  `yaml:"model"`
-	Limit        *mlflowLimit `yaml:"limit"`
+	Limit        *limiter.MLflowLimit `yaml:"limit"`
 }
 
 type mlflowModel struct {
@@ -39,19 +41,12 @@ type mlflowModel struct {
 	Config   map[string]string `yaml:"config"`
 }
 
-// mlflowLimit is MLflow's per-endpoint rate limit: calls per renewal_period.
-type mlflowLimit struct {
-	Calls         int64  `yaml:"calls"`
-	RenewalPeriod string `yaml:"renewal_period"`
-	Key           string `yaml:"key"`
-}
-
 // mlflowInfo is what the MLflow routes report about an endpoint.
 type mlflowInfo struct {
 	EndpointType string
 	Provider     string
 	Model        string
-	Limit        *mlflowLimit
+	Limit        *limiter.MLflowLimit
 }
 
 // isMLflow tells an MLflow gateway config from ours by its endpoint entries.
@@ -186,13 +181,16 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		ec.Routes = []router.Route{{Backend: name, Weight: 100, Variant: name}}
 		ec.mlflow = &mlflowInfo{EndpointType: typ, Provider: e.Model.Provider, Model: e.Model.Name, Limit: e.Limit}
 		if e.Limit != nil {
-			switch e.Limit.RenewalPeriod {
-			case "second", "minute", "hour", "day":
-			default:
-				report(line(p+".limit.renewal_period"), p+".limit.renewal_period", "must be second, minute, hour or day")
-			}
-			if e.Limit.Calls <= 0 {
-				report(line(p+".limit.calls"), p+".limit.calls", "must be a positive number")
+			if err := e.Limit.Validate(); err != nil {
+				for _, fe := range flatten(err) {
+					var kp keyProblem
+					if errors.As(fe, &kp) {
+						k := p + ".limit." + kp.Key()
+						report(line(k), k, kp.Problem())
+					}
+				}
+			} else {
+				ec.Limits = []limiter.Limit{e.Limit.Limit()}
 			}
 		}
 		cfg.Endpoints = append(cfg.Endpoints, ec)

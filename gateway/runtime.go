@@ -12,7 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
@@ -42,6 +45,10 @@ type runtime struct {
 	upstreamSpecs map[*providers.Backend]*[4]*tracing.Spec
 	serverSpecs   [5]*tracing.Spec
 	tr            *tracing.Tracing
+	lim           *limiter.Limiter
+	// ownsLimiter is cleared when a reload hands the limiter to the next runtime.
+	ownsLimiter atomic.Bool
+	limitStore  string
 	// ownsTracer is cleared when a reload hands the tracer to the next runtime.
 	ownsTracer atomic.Bool
 
@@ -65,6 +72,13 @@ type endpoint struct {
 	sticky  *router.Sticky
 	m       *metrics.Endpoint
 	attrs   *tracing.EndpointAttrs
+	// policy holds the endpoint's limits; keyPolicies[k] the endpoint's and key k's
+	// together, indexed by the key's position in auth.keys.
+	policy      *limiter.Policy
+	keyPolicies []*limiter.Policy
+	// rejections counts 429s per limit of the policies above, by limit name.
+	rejections       map[string]prometheus.Counter
+	defaultMaxTokens int64
 	// local is the series of requests the gateway answered itself.
 	local *metrics.Route
 	// series holds the metrics of route i served by backend j at [i*backends+j],
@@ -82,6 +96,7 @@ func (e *endpoint) seriesFor(route, backend int) *metrics.Route {
 }
 
 type clientKey struct {
+	idx     int
 	name    string
 	hash    [sha256.Size]byte
 	all     bool
@@ -92,7 +107,7 @@ type clientKey struct {
 // invocationKind indexes the server span of MLflow invocations.
 const invocationKind = 4
 
-func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing.Tracing) (*runtime, error) {
+func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter) (*runtime, error) {
 	rt := &runtime{
 		cfg:           cfg,
 		endpoints:     map[string]*endpoint{},
@@ -101,6 +116,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		attempts:      map[*providers.Backend][]targetMetrics{},
 		upstreamSpecs: map[*providers.Backend]*[4]*tracing.Spec{},
 		tr:            tr,
+		lim:           lim,
+		limitStore:    cfg.Limiter.Store,
 		authKeys:      cfg.Auth.Mode == "keys",
 		maxBody:       int(cfg.Server.MaxBodyBytes),
 		log:           log,
@@ -151,6 +168,32 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 			}
 		}
 		rt.routing = append(rt.routing, re)
+		e.defaultMaxTokens = ec.DefaultMaxTokens
+		e.rejections = map[string]prometheus.Counter{}
+		if e.policy, err = limiter.NewPolicy("endpoint:"+ec.Name, ec.Limits); err != nil {
+			rt.close()
+			return nil, errors.Join(errors.New("endpoint "+ec.Name+": limits"), err)
+		}
+		for _, l := range ec.Limits {
+			e.rejections[limitName(l)] = m.Rejection(ec.Name, limitName(l))
+		}
+		for ki, kc := range cfg.Auth.Keys {
+			kp, err := limiter.NewPolicy("key:"+kc.Name, kc.Limits)
+			if err != nil {
+				rt.close()
+				return nil, errors.Join(errors.New("auth.keys "+kc.Name+": limits"), err)
+			}
+			if e.keyPolicies == nil {
+				e.keyPolicies = make([]*limiter.Policy, len(cfg.Auth.Keys))
+			}
+			if e.keyPolicies[ki], err = limiter.Combine(e.policy, kp); err != nil {
+				rt.close()
+				return nil, errors.Join(errors.New("auth.keys "+kc.Name+" with endpoint "+ec.Name), err)
+			}
+			for _, l := range kc.Limits {
+				e.rejections[limitName(l)] = m.Rejection(ec.Name, limitName(l))
+			}
+		}
 		rt.endpoints[ec.Name] = e
 	}
 	all := make([]bool, len(cfg.Endpoints))
@@ -158,8 +201,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		all[i] = true
 	}
 	rt.models = rt.modelsBody(all)
-	for _, kc := range cfg.Auth.Keys {
-		k := &clientKey{name: kc.Name, allowed: make([]bool, len(cfg.Endpoints))}
+	for ki, kc := range cfg.Auth.Keys {
+		k := &clientKey{idx: ki, name: kc.Name, allowed: make([]bool, len(cfg.Endpoints))}
 		if kc.SHA256 != "" {
 			h, _ := hex.DecodeString(kc.SHA256)
 			copy(k.hash[:], h)
@@ -201,6 +244,25 @@ func (rt *runtime) attempt(b *providers.Backend, url string) *metrics.Attempt {
 		return ts[0].a
 	}
 	return nil
+}
+
+// limitName names a limit in metrics and errors: per, kind and window, never a subject.
+func limitName(l limiter.Limit) string {
+	switch {
+	case l.Concurrency > 0:
+		return l.Per + ":concurrency"
+	case l.Tokens > 0:
+		return l.Per + ":tokens:" + l.Window
+	}
+	return l.Per + ":requests:" + l.Window
+}
+
+// policyFor is the limit policy of a request on e by key k (nil without auth).
+func (e *endpoint) policyFor(k *clientKey) *limiter.Policy {
+	if k != nil && e.keyPolicies != nil {
+		return e.keyPolicies[k.idx]
+	}
+	return e.policy
 }
 
 // hostOf is the host:port of a target URL: the label value, without path or
@@ -271,6 +333,11 @@ func (rt *runtime) retire() {
 
 func (rt *runtime) close() {
 	rt.closeOnce.Do(func() {
+		if rt.lim != nil && rt.ownsLimiter.Load() {
+			if err := rt.lim.Close(); err != nil && rt.log != nil {
+				rt.log.Warn("limiter close", "error", err.Error())
+			}
+		}
 		if rt.tr != nil && rt.ownsTracer.Load() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := rt.tr.Shutdown(ctx); err != nil && rt.log != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/router"
 	"github.com/tollgate/tollgate/tracing"
@@ -77,12 +78,19 @@ func New(path string, opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := buildRuntime(cfg, log, s.m, tr)
+	lim, err := limiter.New(cfg.Limiter, log)
 	if err != nil {
 		_ = tr.Shutdown(context.Background())
 		return nil, err
 	}
+	rt, err := buildRuntime(cfg, log, s.m, tr, lim)
+	if err != nil {
+		_ = tr.Shutdown(context.Background())
+		_ = lim.Close()
+		return nil, err
+	}
 	rt.ownsTracer.Store(true)
+	rt.ownsLimiter.Store(true)
 	s.m.WatchTracing(s.traceStats)
 	s.install(rt)
 	s.lastHash = fileHash(path)
@@ -235,16 +243,31 @@ func (s *Server) Reload() error {
 		if !sameTracer {
 			tr, err = s.newTracing(cfg)
 		}
+		// So does the limiter, and with it the memory store's buckets.
+		lim, sameLimiter := cur.lim, reflect.DeepEqual(cfg.Limiter, cur.cfg.Limiter)
+		if err == nil && !sameLimiter {
+			lim, err = limiter.New(cfg.Limiter, s.log)
+		}
 		if err == nil {
-			if rt, err = buildRuntime(cfg, s.log, s.m, tr); err != nil && !sameTracer {
+			rt, err = buildRuntime(cfg, s.log, s.m, tr, lim)
+		}
+		if err != nil {
+			if !sameTracer && tr != nil {
 				_ = tr.Shutdown(context.Background())
+			}
+			if !sameLimiter && lim != nil {
+				_ = lim.Close()
 			}
 		}
 		if err == nil {
 			if sameTracer {
 				cur.ownsTracer.Store(false)
 			}
+			if sameLimiter {
+				cur.ownsLimiter.Store(false)
+			}
 			rt.ownsTracer.Store(true)
+			rt.ownsLimiter.Store(true)
 			s.install(rt)
 			s.lastHash = fileHash(s.path)
 			s.m.ConfigReloaded(nil)
@@ -334,6 +357,9 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"status":"ready"}`)
 	case "/metrics":
 		s.syncRouterGauges(false)
+		if rt := s.rt.Load(); rt != nil {
+			s.m.SetLimiterDegraded(rt.lim.Degraded())
+		}
 		s.metrics(ctx)
 	default:
 		if bytes.HasPrefix(ctx.Path(), []byte("/admin/")) {
@@ -410,7 +436,12 @@ func Validate(path string) error {
 	if _, err := tracing.New(context.Background(), tracing.Config{Exporter: tracing.ExporterNone}, nil); err != nil {
 		return err
 	}
-	rt, err := buildRuntime(cfg, nil, metrics.New(prometheus.NewRegistry()), tracing.Disabled())
+	lim, err := limiter.New(limiter.Config{}, nil)
+	if err != nil {
+		return err
+	}
+	defer lim.Close()
+	rt, err := buildRuntime(cfg, nil, metrics.New(prometheus.NewRegistry()), tracing.Disabled(), lim)
 	if err != nil {
 		return err
 	}
