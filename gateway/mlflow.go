@@ -28,10 +28,10 @@ type mlflowFile struct {
 }
 
 type mlflowEndpoint struct {
-	Name         string       `yaml:"name"`
-	EndpointType string       `yaml:"endpoint_type"`
-	RouteType    string       `yaml:"route_type"`
-	Model        mlflowModel  `yaml:"model"`
+	Name         string               `yaml:"name"`
+	EndpointType string               `yaml:"endpoint_type"`
+	RouteType    string               `yaml:"route_type"`
+	Model        mlflowModel          `yaml:"model"`
 	Limit        *limiter.MLflowLimit `yaml:"limit"`
 }
 
