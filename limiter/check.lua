@@ -6,13 +6,17 @@
 -- with skewed clocks agree. Concurrency buckets are sorted sets of leases scored by
 -- their expiry, so a replica that dies holding slots leaks them only until then.
 --
--- op 1, take:    B nb, then per bucket B kind and
---                  kind 1 (rate):        d interval_us, d tau_us, d cost
---                  kind 2 (concurrency): d cap, d lease_us, c8 member
+-- op 1, take:    B nb, then per bucket B kind, d, d, d, c8:
+--                  kind 1 (rate):        interval_us, tau_us, cost, (unused)
+--                  kind 2 (concurrency): cap, lease_us, (unused), member
 --                all buckets or none; replies B ok, B refusing bucket (1-based),
 --                d retry_us, then per bucket d remaining, d reset_us.
 -- op 2, adjust:  d interval_us, d delta  (settle a rate bucket; no reply)
 -- op 3, release: c8 member               (free a concurrency slot; no reply)
+--
+-- A batch often touches one bucket many times (a hot API key, a settlement next to
+-- the same key's next check), so rate buckets are read once into a table and written
+-- once at the end: SET with an expiry is the most expensive call here.
 local blob = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -20,22 +24,33 @@ local pos, ki, no = 1, 0, 0
 local out = {}
 local unpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
-
-local function store(key, tat)
-  if tat > now then
-    call('SET', key, string.format('%.17g', tat), 'PX', ceil((tat - now) / 1000) + 1)
-  else
-    call('DEL', key)
-  end
-end
+local tats, dirty, ndirty = {}, {}, 0
 
 local function tat_of(key)
-  local v = tonumber(call('GET', key))
-  if v == nil or v < now then
+  local v = tats[key]
+  if v == nil then
+    v = tonumber(call('GET', key)) or now
+    tats[key] = v
+  end
+  if v < now then
     return now
   end
   return v
 end
+
+local function set_tat(key, tat)
+  if tats[key] ~= tat then
+    tats[key] = tat
+    if not dirty[key] then
+      dirty[key] = true
+      ndirty = ndirty + 1
+      dirty[ndirty] = key
+    end
+  end
+end
+
+-- Scratch per take, reused: a batch holds hundreds of takes.
+local keys, kinds, a, b, c, m, cur = {}, {}, {}, {}, {}, {}, {}
 
 local n = #blob
 while pos <= n do
@@ -44,16 +59,13 @@ while pos <= n do
   if op == 1 then
     local nb
     nb, pos = unpack('<B', blob, pos)
-    local keys, kinds, a, b, c, m, cur = {}, {}, {}, {}, {}, {}, {}
     local ok, ref, retry = 1, 0, 0
     for i = 1, nb do
       ki = ki + 1
       local key = KEYS[ki]
-      local kind
-      kind, pos = unpack('<B', blob, pos)
-      keys[i], kinds[i] = key, kind
-      if kind == 1 then
-        a[i], b[i], c[i], pos = unpack('<ddd', blob, pos)
+      keys[i] = key
+      kinds[i], a[i], b[i], c[i], m[i], pos = unpack('<Bdddc8', blob, pos)
+      if kinds[i] == 1 then
         cur[i] = tat_of(key)
         local over = cur[i] + c[i] * a[i] - now - b[i]
         if over > 0 then
@@ -63,7 +75,6 @@ while pos <= n do
           end
         end
       else
-        a[i], b[i], m[i], pos = unpack('<ddc8', blob, pos)
         call('ZREMRANGEBYSCORE', key, '-inf', now)
         cur[i] = call('ZCARD', key)
         if cur[i] >= a[i] then
@@ -76,17 +87,17 @@ while pos <= n do
         end
       end
     end
-    local rec = {}
+    no = no + 1
+    out[no] = pack('<BBd', ok, ref, retry)
     for i = 1, nb do
+      local rem, reset
       if kinds[i] == 1 then
         local tat = cur[i]
         if ok == 1 then
           tat = tat + c[i] * a[i]
-          store(keys[i], tat)
+          set_tat(keys[i], tat)
         end
-        local rem = floor((b[i] - (tat - now)) / a[i])
-        if rem < 0 then rem = 0 end
-        rec[i] = pack('<dd', rem, tat - now)
+        rem, reset = floor((b[i] - (tat - now)) / a[i]), tat - now
       else
         local used = cur[i]
         if ok == 1 then
@@ -94,13 +105,12 @@ while pos <= n do
           call('PEXPIRE', keys[i], ceil(b[i] / 1000) + 1000)
           used = used + 1
         end
-        local rem = a[i] - used
-        if rem < 0 then rem = 0 end
-        rec[i] = pack('<dd', rem, 0)
+        rem, reset = a[i] - used, 0
       end
+      if rem < 0 then rem = 0 end
+      no = no + 1
+      out[no] = pack('<dd', rem, reset)
     end
-    no = no + 1
-    out[no] = pack('<BBd', ok, ref, retry) .. table.concat(rec)
   elseif op == 2 then
     ki = ki + 1
     local interval, delta
@@ -108,7 +118,7 @@ while pos <= n do
     local key = KEYS[ki]
     local tat = tat_of(key) + delta * interval
     if tat < now then tat = now end
-    store(key, tat)
+    set_tat(key, tat)
   elseif op == 3 then
     ki = ki + 1
     local member
@@ -116,6 +126,16 @@ while pos <= n do
     call('ZREM', KEYS[ki], member)
   else
     return redis.error_reply('tollgate limiter: unknown op ' .. tostring(op))
+  end
+end
+
+for i = 1, ndirty do
+  local key = dirty[i]
+  local tat = tats[key]
+  if tat > now then
+    call('SET', key, string.format('%.17g', tat), 'PX', ceil((tat - now) / 1000) + 1)
+  else
+    call('DEL', key)
   end
 end
 return table.concat(out)

@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,7 +105,10 @@ func (t *Ticket) observe(r *rule, remaining float64, reset time.Duration) {
 	default:
 		return
 	}
-	rem := int64(math.Floor(math.Max(remaining, 0)))
+	var rem int64
+	if remaining > 0 {
+		rem = int64(remaining) // truncation is floor for positive values
+	}
 	if reset < 0 {
 		reset = 0
 	}
@@ -154,7 +156,7 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		now:            time.Now,
+		now:            nil, // time.Now, read as cheaply as possible
 		heartbeatEvery: time.Second,
 		probeEvery:     250 * time.Millisecond,
 		sweepEvery:     time.Minute,
@@ -201,11 +203,14 @@ func newLimiter(cfg Config, logger *slog.Logger, o options) (*Limiter, error) {
 	l := &Limiter{
 		log:      logger,
 		opt:      o,
-		epoch:    o.now(),
+		epoch:    time.Now(),
 		mem:      newMemStore(),
 		deny:     cfg.OnRedisError == "deny",
 		replicas: cfg.Replicas,
 		stop:     make(chan struct{}),
+	}
+	if o.now != nil {
+		l.epoch = o.now()
 	}
 	l.live.Store(1)
 	if cfg.Store == "redis" {
@@ -261,7 +266,14 @@ func (l *Limiter) Stats() Stats {
 	return s
 }
 
-func (l *Limiter) nanotime() int64 { return int64(l.opt.now().Sub(l.epoch)) }
+// nanotime is the limiter's clock for the memory store. time.Since reads only the
+// monotonic clock, half the cost of time.Now, which matters at a 200ns budget.
+func (l *Limiter) nanotime() int64 {
+	if l.opt.now == nil {
+		return int64(time.Since(l.epoch))
+	}
+	return int64(l.opt.now().Sub(l.epoch))
+}
 
 func (l *Limiter) share() float64 {
 	if l.replicas > 0 {

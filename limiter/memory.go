@@ -44,6 +44,11 @@ func shardOf(bucket uint64) int { return int(bucket >> (64 - memShardBits)) }
 // lockAll locks the shards of the ticket's buckets in ascending order, so that two
 // requests sharing buckets cannot deadlock, and returns the distinct shards locked.
 func (m *memStore) lockAll(t *Ticket, order *[MaxLimits]uint16) int {
+	if t.n == 1 {
+		order[0] = uint16(shardOf(t.bucket[0]))
+		m.shards[order[0]].mu.Lock()
+		return 1
+	}
 	n := 0
 	for i := 0; i < int(t.n); i++ {
 		s := uint16(shardOf(t.bucket[i]))
@@ -88,6 +93,9 @@ func (m *memStore) entry(bucket uint64) *memEntry {
 // shareOf scales a rule down to one replica's share: the refill slows by share and the
 // capacity shrinks by it, never below one unit.
 func shareOf(r *rule, share float64) (interval, burst float64) {
+	if share == 1 {
+		return r.interval, r.burst
+	}
 	return r.interval * share, math.Max(1, math.Floor(r.burst/share))
 }
 
@@ -95,13 +103,15 @@ func shareOf(r *rule, share float64) (interval, burst float64) {
 // and the replica count for the fallback of the redis store.
 func (m *memStore) take(t *Ticket, share float64, now int64) error {
 	rules := t.pol.rules
+	n := int(t.n)
 	var order [MaxLimits]uint16
 	var ents [MaxLimits]*memEntry
-	var next [MaxLimits]int64
+	var tats [MaxLimits]int64
+	var ivs, taus [MaxLimits]float64
 	nl := m.lockAll(t, &order)
 	refuse := -1
 	var retry float64
-	for i := range int(t.n) {
+	for i := range n {
 		r := &rules[i]
 		e := m.entry(t.bucket[i])
 		ents[i] = e
@@ -112,28 +122,32 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			}
 			continue
 		}
+		tau := burst * iv
 		tat := max(e.tat, now)
-		next[i] = tat + int64(t.cost[i]*iv)
-		if over := float64(next[i]-now) - burst*iv; over > 0 && over > retry {
+		next := tat + int64(t.cost[i]*iv)
+		if over := float64(next-now) - tau; over > 0 && over > retry {
 			refuse, retry = i, over
 		}
+		tats[i], ivs[i], taus[i] = next, iv, tau
+		if refuse >= 0 {
+			tats[i] = tat
+		}
 	}
-	for i := range int(t.n) {
+	for i := range n {
 		r := &rules[i]
 		e := ents[i]
-		iv, burst := shareOf(r, share)
 		if r.kind == kindConcurrency {
 			if refuse < 0 {
 				e.conc++
 			}
 			continue
 		}
-		tat := max(e.tat, now)
 		if refuse < 0 {
-			tat = next[i]
-			e.tat = tat
+			e.tat = tats[i]
+		} else {
+			tats[i] = max(e.tat, now)
 		}
-		t.observe(r, (burst*iv-float64(tat-now))/iv, time.Duration(tat-now))
+		t.observe(r, (taus[i]-float64(tats[i]-now))/ivs[i], time.Duration(tats[i]-now))
 	}
 	m.unlockAll(&order, nl)
 	if refuse >= 0 {

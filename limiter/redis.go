@@ -101,8 +101,9 @@ type rec struct {
 type call struct {
 	slot int
 	args []any
-	blob []byte
+	blob blobArg
 	nops int
+	keys []*keyArg
 	recs []rec
 	cmd  *redis.Cmd
 }
@@ -111,7 +112,7 @@ type redisStore struct {
 	l       *Limiter
 	c       redis.UniversalClient
 	cluster bool
-	sha     string
+	sha     any // the script's SHA1, boxed once rather than per call
 	hb      *redis.Script
 	member  string
 	loaded  bool // touched by the prober only
@@ -120,12 +121,13 @@ type redisStore struct {
 	leaseUS float64
 	pool    sync.Pool
 
+	busy  atomic.Bool // a round trip is being built, sent or read
 	mu    sync.Mutex
 	takes []*waiter
 	adjs  []adjustOp
 	kick  chan struct{}
 
-	// Owned by the flusher goroutine.
+	// Owned by the holder of busy.
 	spareTakes []*waiter
 	spareAdjs  []adjustOp
 	calls      []*call
@@ -147,8 +149,8 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 	if lease == 0 {
 		lease = DefaultConcurrencyLease
 	}
-	// A round trip may outlive the requests that stopped waiting for it; this bounds
-	// how long the flusher itself stays stuck on a Redis that does not answer.
+	// A flusher's round trip may outlive the requests that stopped waiting for it;
+	// this bounds how long it stays stuck on a Redis that does not answer.
 	round := max(10*timeout, 500*time.Millisecond)
 	c, cluster, err := newClient(&cfg.Redis, round)
 	if err != nil {
@@ -158,7 +160,7 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		l:       l,
 		c:       c,
 		cluster: cluster,
-		sha:     scriptSHA(checkScript),
+		sha:     any(scriptSHA(checkScript)),
 		hb:      redis.NewScript(heartbeatScript),
 		member:  strconv.FormatUint(rand.Uint64(), 36),
 		timeout: timeout,
@@ -257,10 +259,22 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 	s.mu.Lock()
 	s.takes = append(s.takes, w)
 	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
+
+	if s.busy.CompareAndSwap(false, true) {
+		// No round trip in flight: this request sends the queue itself rather than
+		// paying two goroutine hand-offs through the flusher, which at low load cost
+		// more than Redis does. The round's deadline is this request's.
+		rctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		s.flushOnce(rctx)
+		cancel()
+		s.busy.Store(false)
+		s.kickIfQueued()
+		// Whichever round carried w (this one, or one that ended just before) has
+		// delivered it.
+		<-w.done
+		return s.result(t, w)
 	}
+	s.kickNow()
 
 	w.timer.Reset(s.timeout)
 	select {
@@ -279,6 +293,11 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 		}
 		<-w.done
 	}
+	return s.result(t, w)
+}
+
+// result copies a delivered check into the ticket and returns the waiter to the pool.
+func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 	defer s.release(w)
 	if w.failed {
 		s.l.setDegraded(true, w.err)
@@ -315,9 +334,22 @@ func (s *redisStore) settle(t *Ticket, actual int64) {
 		}
 	}
 	s.mu.Unlock()
+	s.kickNow()
+}
+
+func (s *redisStore) kickNow() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
+	}
+}
+
+func (s *redisStore) kickIfQueued() {
+	s.mu.Lock()
+	queued := len(s.takes) + len(s.adjs)
+	s.mu.Unlock()
+	if queued > 0 {
+		s.kickNow()
 	}
 }
 
@@ -347,6 +379,8 @@ func (s *redisStore) undoLocked(w *waiter, idx []uint8) {
 
 // run is the flusher: whatever is queued goes to Redis as soon as the previous round
 // trip is back, so batches grow with load and a lone check never waits for a timer.
+// Only the holder of busy sends a round, the flusher or a request that found none in
+// flight; whoever releases busy with work queued kicks the flusher.
 func (s *redisStore) run() {
 	defer s.l.wg.Done()
 	for {
@@ -355,18 +389,36 @@ func (s *redisStore) run() {
 			return
 		case <-s.kick:
 		}
-		ctx := context.Background()
-		for s.flushOnce(ctx) {
+		for s.busy.CompareAndSwap(false, true) {
+			ctx, cancel := context.WithTimeout(context.Background(), s.round)
+			more := s.flushOnce(ctx)
+			cancel()
+			s.busy.Store(false)
+			if !more {
+				break
+			}
 		}
 	}
 }
 
-// flush sends what is queued, until nothing is.
+// flush sends what is queued, until nothing is; it is for Close, after the flusher
+// has stopped.
 func (s *redisStore) flush(ctx context.Context) {
-	for s.flushOnce(ctx) {
+	for !s.busy.CompareAndSwap(false, true) {
+		time.Sleep(time.Millisecond)
 	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.round)
+		more := s.flushOnce(rctx)
+		cancel()
+		if !more {
+			break
+		}
+	}
+	s.busy.Store(false)
 }
 
+// flushOnce sends one round under ctx's deadline; the caller holds busy.
 func (s *redisStore) flushOnce(ctx context.Context) bool {
 	s.mu.Lock()
 	takes, adjs := s.takes, s.adjs
@@ -418,13 +470,37 @@ func (s *redisStore) callFor(slot int) *call {
 	return c
 }
 
-func appendKey(args []any, tag, bucket uint64) []any {
-	var b [4 + 16 + 1 + 16]byte
-	copy(b[:], keyPrefix)
-	putHex(b[4:20], tag)
-	b[20] = '}'
-	putHex(b[21:], bucket)
-	return append(args, string(b[:]))
+// blobArg is the operations argument of a call, reused from round to round; as a
+// pointer it goes into go-redis's arguments without an allocation.
+type blobArg []byte
+
+// MarshalBinary is how go-redis writes the argument.
+func (b *blobArg) MarshalBinary() ([]byte, error) { return *b, nil }
+
+// keyArg is a key argument go-redis writes without a string being allocated for it:
+// the flusher reuses them from round to round.
+type keyArg struct{ b [4 + 16 + 1 + 16]byte }
+
+// MarshalBinary is how go-redis writes the argument.
+func (k *keyArg) MarshalBinary() ([]byte, error) { return k.b[:], nil }
+
+// String is how go-redis finds a Cluster slot from the first key.
+func (k *keyArg) String() string { return string(k.b[:]) }
+
+func (k *keyArg) set(tag, bucket uint64) {
+	copy(k.b[:], keyPrefix)
+	putHex(k.b[4:20], tag)
+	k.b[20] = '}'
+	putHex(k.b[21:], bucket)
+}
+
+func (s *redisStore) appendKey(c *call, tag, bucket uint64) []any {
+	n := len(c.args) - 3
+	if n == len(c.keys) {
+		c.keys = append(c.keys, &keyArg{})
+	}
+	c.keys[n].set(tag, bucket)
+	return append(c.args, c.keys[n])
 }
 
 func putHex(dst []byte, v uint64) {
@@ -463,7 +539,7 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 	for i := range adjs {
 		a := &adjs[i]
 		c := s.callFor(s.slotOf(a.tag))
-		c.args = appendKey(c.args, a.tag, a.bucket)
+		c.args = s.appendKey(c, a.tag, a.bucket)
 		c.blob = append(c.blob, a.op)
 		if a.op == opAdjust {
 			c.blob = appendF64(appendF64(c.blob, a.interval), a.delta)
@@ -492,16 +568,16 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 				rc.idx[rc.nb] = uint8(i)
 				rc.nb++
 				r := &rules[i]
-				c.args = appendKey(c.args, w.tag[i], w.bucket[i])
+				c.args = s.appendKey(c, w.tag[i], w.bucket[i])
 				if r.kind == kindConcurrency {
 					c.blob = append(c.blob, bucketConc)
-					c.blob = appendF64(appendF64(c.blob, r.burst), s.leaseUS)
-					c.blob = binary.LittleEndian.AppendUint64(c.blob, w.lease[i])
+					c.blob = appendF64(appendF64(appendF64(c.blob, r.burst), s.leaseUS), 0)
 				} else {
 					c.blob = append(c.blob, bucketRate)
 					iv := r.interval / 1e3
 					c.blob = appendF64(appendF64(appendF64(c.blob, iv), r.burst*iv), w.cost[i])
 				}
+				c.blob = binary.LittleEndian.AppendUint64(c.blob, w.lease[i])
 			}
 			c.blob[nbPos] = rc.nb
 			w.parts++
@@ -511,21 +587,19 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 	calls := s.calls[:s.ncalls]
 	for _, c := range calls {
 		c.args[2] = len(c.args) - 3
-		c.args = append(c.args, c.blob)
+		c.args = append(c.args, &c.blob)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.round)
 	s.exec(ctx, calls, false)
 	// A restarted or failed-over Redis has lost the script; EVAL loads it again.
 	var again []*call
 	for _, c := range calls {
-		if redis.HasErrorPrefix(c.cmd.Err(), "NOSCRIPT") {
+		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			again = append(again, c)
 		}
 	}
 	if len(again) > 0 {
 		s.exec(ctx, again, true)
 	}
-	cancel()
 
 	for _, c := range calls {
 		s.parse(c)

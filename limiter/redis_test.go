@@ -91,7 +91,9 @@ var barrierPolicy, _ = NewPolicy("barrier", []Limit{{Per: "ip", Requests: maxAmo
 func bucketKey(pol *Policy, s *Subject, i int) string {
 	var tk Ticket
 	pol.locate(s, 0, &tk)
-	return appendKey(nil, tk.tag[i], tk.bucket[i])[0].(string)
+	var k keyArg
+	k.set(tk.tag[i], tk.bucket[i])
+	return k.String()
 }
 
 func TestRedisAccuracyRequests(t *testing.T) {

@@ -1,0 +1,169 @@
+package limiter
+
+import (
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/tollgate/tollgate/internal/redistest"
+)
+
+// benchPolicy never refuses within a benchmark (the bursts are enormous) yet every
+// check moves its buckets away from full, so Redis stores state as it does under a
+// real limit rather than deleting full buckets.
+func benchPolicy(b *testing.B) *Policy {
+	return mustPolicy(b, "bench",
+		Limit{Per: "api_key", Requests: 1000, Window: "day", Burst: maxAmount},
+		Limit{Per: "api_key", Tokens: 1000, Window: "day", Burst: maxAmount})
+}
+
+func benchSubjects(n int) []*Subject {
+	s := make([]*Subject, n)
+	for i := range s {
+		s[i] = &Subject{APIKey: []byte("key-" + strconv.Itoa(i)), Endpoint: []byte("chat")}
+	}
+	return s
+}
+
+func BenchmarkNilPolicyTake(b *testing.B) {
+	l := newMemLimiter(b, newTestClock())
+	var tk Ticket
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = l.Take(bg, nil, alice, 100, &tk)
+		l.Settle(&tk, 100)
+	}
+}
+
+func BenchmarkMemoryTake(b *testing.B) {
+	o := defaultOptions()
+	l, err := newLimiter(Config{}, nil, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	pol := mustPolicy(b, "bench", Limit{Per: "api_key", Requests: maxAmount, Window: "second"})
+	var tk Ticket
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMemoryTakeSettle(b *testing.B) {
+	l, err := newLimiter(Config{}, nil, defaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	pol := benchPolicy(b)
+	var tk Ticket
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+			b.Fatal(err)
+		}
+		l.Settle(&tk, 80)
+	}
+}
+
+// BenchmarkMemoryTakeParallel is the throughput baseline for BenchmarkRedisTake: 64
+// goroutines over 64 API keys.
+func BenchmarkMemoryTakeParallel(b *testing.B) {
+	l, err := newLimiter(Config{}, nil, defaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	pol := benchPolicy(b)
+	subjects := benchSubjects(64)
+	var next atomic.Int64
+	b.SetParallelism(parallelismFor(64))
+	b.ReportAllocs()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		s := subjects[int(next.Add(1))%len(subjects)]
+		var tk Ticket
+		for pb.Next() {
+			if err := l.Take(bg, pol, s, 100, &tk); err != nil {
+				b.Error(err)
+				return
+			}
+			l.Settle(&tk, 80)
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "checks/s")
+}
+
+func parallelismFor(goroutines int) int {
+	p := runtime.GOMAXPROCS(0)
+	return (goroutines + p - 1) / p
+}
+
+// BenchmarkRedisTake measures Take+Settle against a local redis-server: latency
+// percentiles per check, throughput, and how many checks share a round trip.
+func BenchmarkRedisTake(b *testing.B) {
+	srv := redistest.Start(b)
+	for _, goroutines := range []int{1, 64} {
+		b.Run("goroutines="+strconv.Itoa(goroutines), func(b *testing.B) {
+			l := newRedisLimiter(b, Config{Redis: RedisConfig{URL: srv.URL()}})
+			pol := benchPolicy(b)
+			subjects := benchSubjects(goroutines)
+			var next atomic.Int64
+			var mu sync.Mutex
+			all := hdrhistogram.New(1, int64(10*time.Second/time.Nanosecond), 3)
+			before := l.Stats()
+			if goroutines > 1 {
+				b.SetParallelism(parallelismFor(goroutines))
+			}
+			b.ReportAllocs()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				s := subjects[int(next.Add(1))%len(subjects)]
+				h := hdrhistogram.New(1, int64(10*time.Second/time.Nanosecond), 3)
+				var tk Ticket
+				for pb.Next() {
+					t0 := time.Now()
+					if err := l.Take(bg, pol, s, 100, &tk); err != nil {
+						b.Error(err)
+						return
+					}
+					_ = h.RecordValue(int64(time.Since(t0)))
+					l.Settle(&tk, 80)
+				}
+				mu.Lock()
+				all.Merge(h)
+				mu.Unlock()
+			})
+			elapsed := time.Since(start)
+			after := l.Stats()
+			if after.Fallbacks != before.Fallbacks {
+				b.Fatalf("fell back to local buckets: %+v", after)
+			}
+			checks := after.RedisChecks - before.RedisChecks
+			trips := after.RoundTrips - before.RoundTrips
+			b.ReportMetric(float64(all.ValueAtQuantile(50))/1e3, "p50-µs")
+			b.ReportMetric(float64(all.ValueAtQuantile(99))/1e3, "p99-µs")
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "checks/s")
+			if checks > 0 {
+				b.ReportMetric(1000*float64(trips)/float64(checks), "roundtrips/1000checks")
+			}
+		})
+	}
+}
+
+func BenchmarkAppendHeaders(b *testing.B) {
+	buf := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendReset(buf[:0], 6*time.Minute+1500*time.Millisecond)
+		buf = AppendRetryAfter(buf, 1500*time.Millisecond)
+	}
+}
