@@ -2,7 +2,10 @@
 
 package gateway
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestProxyAllocs pins the non-streaming request path's allocation budget.
 func TestProxyAllocs(t *testing.T) {
@@ -47,5 +50,17 @@ func TestLimitedProxyAllocs(t *testing.T) {
 	const budget = 5
 	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per limited request, budget %d", n, budget)
+	}
+}
+
+// TestAccessLogAllocs pins the access log's cost: metrics, tracing (off) and the log
+// line together add at most 2 allocations to a request.
+func TestAccessLogAllocs(t *testing.T) {
+	s := newTestServer(t, strings.Replace(benchConfig(startStaticUpstream(t)), "access_log: false", "access_log: true", 1))
+	ctx := newProxyCtx(benchChatBody)
+	proxyOnce(s, ctx)
+	const budget = 2
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+		t.Fatalf("%.1f allocations per logged request, budget %d", n, budget)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -174,6 +175,17 @@ func BenchmarkProxyChatLimited(b *testing.B) {
 	if ctx.Response.StatusCode() != 200 || len(ctx.Response.Header.Peek("X-Ratelimit-Limit-Requests")) == 0 {
 		b.Fatalf("status %d, limit headers %q", ctx.Response.StatusCode(), ctx.Response.Header.Peek("X-Ratelimit-Limit-Requests"))
 	}
+	b.ReportAllocs()
+	for b.Loop() {
+		proxyOnce(s, ctx)
+	}
+}
+
+// BenchmarkProxyChatAccessLog is BenchmarkProxyChat with the access log on (written to
+// a discarding JSON handler), to price the log line.
+func BenchmarkProxyChatAccessLog(b *testing.B) {
+	s := newTestServer(b, strings.Replace(benchConfig(startStaticUpstream(b)), "access_log: false", "access_log: true", 1))
+	ctx := newProxyCtx(benchChatBody)
 	b.ReportAllocs()
 	for b.Loop() {
 		proxyOnce(s, ctx)

@@ -414,12 +414,12 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	return &errUpstreamDown
 }
 
-// traceID is the request's trace ID in hex, for the access log.
+// traceID is the request's trace ID in hex, for the access log; it views r.traceBuf.
 func (r *request) traceID() string {
 	if r.tctx == nil {
 		return ""
 	}
-	return string(tracing.AppendTraceID(r.tctx, r.traceBuf[:0]))
+	return b2s(tracing.AppendTraceID(r.tctx, r.traceBuf[:0]))
 }
 
 // temperature is the request's temperature for the span, NaN when absent.
@@ -782,8 +782,10 @@ func (r *request) record(status int) {
 	if r.key != nil {
 		keyName = r.key.name
 	}
+	// The handler formats the line before LogAttrs returns, so the attributes can view
+	// the request's own buffers instead of copying them.
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("request_id", string(r.reqID)),
+		slog.String("request_id", b2s(r.reqID)),
 		slog.String("trace_id", r.traceID()),
 		slog.String("endpoint", endpoint),
 		slog.String("backend", r.backend),
