@@ -40,6 +40,10 @@ func New(name string, c Config) (*Backend, error) {
 	switch cfg.Provider {
 	case "openai":
 		b.p = newOpenAI(&cfg)
+	case "azure":
+		b.p = newAzure(&cfg)
+	case "anthropic":
+		b.p = newAnthropic(&cfg)
 	case "mock":
 		t, p, closer, err := newMock(&cfg, name)
 		if err != nil {
@@ -55,6 +59,12 @@ func New(name string, c Config) (*Backend, error) {
 		t, err := newTarget(u, &cfg, name)
 		if err != nil {
 			return nil, errors.New("backend " + name + ": targets[" + strconv.Itoa(i) + "]: " + err.Error())
+		}
+		switch cfg.Provider {
+		case "azure":
+			azureURLs(t, &cfg)
+		case "anthropic":
+			anthropicURLs(t)
 		}
 		b.targets = append(b.targets, t)
 	}

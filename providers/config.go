@@ -37,6 +37,16 @@ type Config struct {
 	// Mock configures the built-in mock upstream (provider: mock).
 	Mock MockConfig `yaml:"mock"`
 
+	// Deployment is the Azure OpenAI deployment that serves the model (provider: azure).
+	Deployment string `yaml:"deployment"`
+	// APIVersion is Azure OpenAI's api-version query value (provider: azure).
+	APIVersion string `yaml:"api_version"`
+	// AnthropicVersion is the anthropic-version header (provider: anthropic).
+	AnthropicVersion string `yaml:"anthropic_version"`
+	// MaxTokens is the max_tokens sent when the client gives none (provider: anthropic,
+	// whose Messages API requires one).
+	MaxTokens int64 `yaml:"max_tokens"`
+
 	// MaxResponseBytes bounds a buffered upstream answer.
 	MaxResponseBytes int64 `yaml:"-"`
 }
@@ -79,11 +89,9 @@ func fieldErr(key, problem string) error { return &FieldError{key, problem} }
 func (c *Config) Validate() error {
 	var errs []error
 	switch c.Provider {
-	case "openai", "mock":
+	case "openai", "mock", "azure", "anthropic":
 	case "":
 		errs = append(errs, fieldErr("provider", "is required (openai, azure, anthropic or mock)"))
-	case "azure", "anthropic":
-		errs = append(errs, fieldErr("provider", c.Provider+" is not available in this build"))
 	default:
 		errs = append(errs, fieldErr("provider", "must be one of openai, azure, anthropic, mock"))
 	}
@@ -129,6 +137,8 @@ func (c *Config) Validate() error {
 	if c.Mock.MaxTokens < 0 {
 		errs = append(errs, fieldErr("mock.max_tokens", "must not be negative"))
 	}
+	errs = append(errs, c.validateAzure()...)
+	errs = append(errs, c.validateAnthropic()...)
 	return errors.Join(errs...)
 }
 
@@ -162,6 +172,19 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.MaxResponseBytes == 0 {
 		d.MaxResponseBytes = 64 << 20
+	}
+	switch d.Provider {
+	case "azure":
+		if d.APIVersion == "" {
+			d.APIVersion = defaultAzureAPIVersion
+		}
+	case "anthropic":
+		if d.AnthropicVersion == "" {
+			d.AnthropicVersion = defaultAnthropicVersion
+		}
+		if d.MaxTokens == 0 {
+			d.MaxTokens = defaultAnthropicMaxTokens
+		}
 	}
 	return d
 }

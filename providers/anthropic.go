@@ -1,0 +1,309 @@
+package providers
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+const (
+	defaultAnthropicVersion = "2023-06-01"
+	// defaultAnthropicMaxTokens fits every current Claude model's output limit, so a
+	// client that names none is not refused for asking too much.
+	defaultAnthropicMaxTokens = 4096
+)
+
+// anthropic speaks Anthropic's Messages API, translating OpenAI chat completions to it
+// and its answers, errors and event streams back.
+type anthropic struct {
+	model     []byte
+	key       []byte
+	version   []byte
+	headers   [][2]string
+	maxTokens int64
+	timeout   time.Duration
+	maxBody   int64
+	now       func() time.Time
+}
+
+func newAnthropic(c *Config) *anthropic {
+	a := &anthropic{
+		model:     quoteModel(c.Model),
+		version:   []byte(c.AnthropicVersion),
+		maxTokens: c.MaxTokens,
+		timeout:   c.Timeout,
+		maxBody:   c.MaxResponseBytes,
+		now:       time.Now,
+	}
+	if c.APIKey != "" {
+		a.key = []byte(c.APIKey)
+	}
+	for k, v := range c.Headers {
+		a.headers = append(a.headers, [2]string{k, v})
+	}
+	return a
+}
+
+// anthropicURLs points a target's chat operation at {base}/messages; Anthropic has no
+// other operation the gateway serves.
+func anthropicURLs(t *Target) {
+	t.urls = [4]string{}
+	t.urls[Chat] = strings.TrimRight(t.URL, "/") + "/messages"
+}
+
+// UnsupportedError is ErrUnsupported naming the backend's API and the operation, in
+// words a client can act on (errors.Is(err, ErrUnsupported) holds).
+type UnsupportedError struct {
+	API  string
+	Kind Kind
+}
+
+// Error is meant for the client: it says what the backend lacks and what to call instead.
+func (e *UnsupportedError) Error() string {
+	switch e.Kind {
+	case Embeddings:
+		return "The model is served by the " + e.API + " API, which has no embeddings; use a model served by an embeddings backend."
+	case Completions:
+		return "The model is served by the " + e.API + " API, which has no legacy completions; call /v1/chat/completions instead."
+	}
+	return "The model is served by the " + e.API + " API, which does not support this operation."
+}
+
+// Unwrap makes the error match ErrUnsupported.
+func (e *UnsupportedError) Unwrap() error { return ErrUnsupported }
+
+var (
+	errAnthropicEmbeddings  = &UnsupportedError{API: "Anthropic Messages", Kind: Embeddings}
+	errAnthropicCompletions = &UnsupportedError{API: "Anthropic Messages", Kind: Completions}
+)
+
+var (
+	strXAPIKey          = []byte("x-api-key")
+	strAnthropicVersion = []byte("anthropic-version")
+	strInvalidRequest   = []byte("invalid_request_error")
+)
+
+// Send implements Provider.
+func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
+	switch call.Kind {
+	case Chat:
+	case Embeddings:
+		return errAnthropicEmbeddings
+	default:
+		return errAnthropicCompletions
+	}
+	buf := bodyPool.Get().(*[]byte)
+	body, rerr := appendAnthropicRequest((*buf)[:0], call.Body, a.model, a.maxTokens, call.Stream)
+	*buf = body
+	if rerr != nil {
+		bodyPool.Put(buf)
+		writeOpenAIError(out, 400, strInvalidRequest, nil, rerr.param, []byte(rerr.msg))
+		return &UpstreamError{Status: 400}
+	}
+
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	copyForwardHeaders(&req.Header, call.Header)
+	req.Header.SetMethodBytes(strPost)
+	req.SetRequestURI(t.urls[Chat])
+	req.Header.SetContentTypeBytes(strJSON)
+	if a.key != nil {
+		req.Header.SetBytesKV(strXAPIKey, a.key)
+	}
+	req.Header.SetBytesKV(strAnthropicVersion, a.version)
+	for _, h := range a.headers {
+		req.Header.Set(h[0], h[1])
+	}
+	req.SetBodyRaw(body)
+
+	up := fasthttp.AcquireResponse()
+	up.StreamBody = call.Stream
+	deadline := call.Deadline
+	if d := time.Now().Add(a.timeout); deadline.IsZero() || d.Before(deadline) {
+		deadline = d
+	}
+	t.inFlight.Add(1)
+	err := t.client.DoDeadline(req, up, deadline)
+	bodyPool.Put(buf)
+	if err != nil {
+		t.inFlight.Add(-1)
+		fasthttp.ReleaseResponse(up)
+		return classify(err)
+	}
+	status := up.StatusCode()
+	if status < 200 || status > 299 {
+		defer t.inFlight.Add(-1)
+		defer fasthttp.ReleaseResponse(up)
+		return a.passError(up, out, status)
+	}
+	created := a.now().Unix()
+	if call.Stream {
+		if !hasPrefixFold(up.Header.ContentType(), strEventStream) {
+			t.inFlight.Add(-1)
+			ct := string(up.Header.ContentType())
+			fasthttp.ReleaseResponse(up)
+			return errors.Join(ErrBadResponse, errors.New("stream answered with content type "+ct))
+		}
+		s := acquireAnthropicStream()
+		s.r.reset(up, t, up.BodyStream(), false)
+		s.created = created
+		res.Stream = s
+		out.SetStatusCode(status)
+		return nil
+	}
+	defer t.inFlight.Add(-1)
+	defer fasthttp.ReleaseResponse(up)
+	b := out.SwapBody(nil)
+	b, ok := appendChatCompletion(b[:0], up.Body(), created, &res.Usage)
+	if !ok {
+		out.SwapBody(b[:0])
+		return ErrBadResponse
+	}
+	out.SwapBody(b)
+	out.SetStatusCode(status)
+	out.Header.SetContentTypeBytes(strJSON)
+	return nil
+}
+
+// maxErrorBody bounds how much of an error answer is read: Anthropic's are a few hundred
+// bytes, and a proxy's HTML page says nothing the status does not.
+const maxErrorBody = 64 << 10
+
+// passError translates an Anthropic error answer into OpenAI's shape with the matching
+// status, reading a streamed body in full.
+func (a *anthropic) passError(up, out *fasthttp.Response, status int) error {
+	body := up.Body()
+	if up.StreamBody && up.BodyStream() != nil {
+		var err error
+		body, err = io.ReadAll(io.LimitReader(up.BodyStream(), min(a.maxBody, maxErrorBody)))
+		_ = up.CloseBodyStream()
+		if err != nil {
+			return classify(err)
+		}
+	}
+	status = translateAnthropicError(out, body, status, a.key)
+	return &UpstreamError{Status: status, RetryAfter: retryAfter(up.Header.Peek("Retry-After"))}
+}
+
+// anthropicErrors maps Anthropic's error types onto OpenAI's type and code.
+var anthropicErrors = [...]struct{ from, typ, code string }{
+	{"invalid_request_error", "invalid_request_error", ""},
+	{"authentication_error", "authentication_error", "invalid_api_key"},
+	{"permission_error", "permission_error", ""},
+	{"not_found_error", "invalid_request_error", "not_found"},
+	{"request_too_large", "invalid_request_error", "request_too_large"},
+	{"rate_limit_error", "rate_limit_exceeded", "rate_limit_exceeded"},
+	{"billing_error", "insufficient_quota", "insufficient_quota"},
+	{"api_error", "server_error", ""},
+	{"overloaded_error", "server_error", "overloaded"},
+	{"timeout_error", "server_error", "timeout"},
+}
+
+// translateAnthropicError writes OpenAI's error body for Anthropic's
+// {"type":"error","error":{"type","message"}} and returns the status to answer with.
+// 529 (overloaded) becomes 503: OpenAI clients know the one and not the other, and both
+// are retried. The backend's key is masked should a message ever quote it.
+func translateAnthropicError(out *fasthttp.Response, body []byte, status int, key []byte) int {
+	var typ, msg []byte
+	if e, ok := jsonscan.Field(body, "error"); ok {
+		var it jsonscan.Iter
+		if it.Reset(e) == nil {
+			for {
+				k, v, ok := it.Next()
+				if !ok {
+					break
+				}
+				switch string(k) {
+				case "type":
+					if jsonscan.IsString(v) {
+						typ = v[1 : len(v)-1]
+					}
+				case "message":
+					if m, ok := jsonscan.AppendUnquote(nil, v); ok {
+						msg = m
+					}
+				}
+			}
+		}
+	}
+	if status == 529 {
+		status = 503
+	}
+	if len(msg) == 0 {
+		msg = []byte("The upstream model server answered " + strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + ".")
+	}
+	if len(key) > 0 && bytes.Contains(msg, key) {
+		msg = bytes.ReplaceAll(msg, key, []byte("***"))
+	}
+	oaTyp, code := []byte("server_error"), []byte(nil)
+	if status < 500 {
+		oaTyp = strInvalidRequest
+	}
+	found := false
+	for _, m := range anthropicErrors {
+		if string(typ) == m.from {
+			oaTyp = []byte(m.typ)
+			if m.code != "" {
+				code = []byte(m.code)
+			}
+			found = true
+			break
+		}
+	}
+	if !found && len(typ) > 0 {
+		code = typ
+	}
+	writeOpenAIError(out, status, oaTyp, code, "", msg)
+	return status
+}
+
+// writeOpenAIError writes {"error":{"message","type","param","code"}} into out.
+func writeOpenAIError(out *fasthttp.Response, status int, typ, code []byte, param string, msg []byte) {
+	out.SetStatusCode(status)
+	out.Header.SetContentTypeBytes(strJSON)
+	b := out.SwapBody(nil)[:0]
+	b = append(b, `{"error":{"message":`...)
+	b = jsonscan.AppendQuote(b, b2s(msg))
+	b = append(b, `,"type":`...)
+	b = jsonscan.AppendQuote(b, b2s(typ))
+	b = append(b, `,"param":`...)
+	if param == "" {
+		b = append(b, "null"...)
+	} else {
+		b = jsonscan.AppendQuote(b, param)
+	}
+	b = append(b, `,"code":`...)
+	if len(code) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = jsonscan.AppendQuote(b, b2s(code))
+	}
+	b = append(b, "}}"...)
+	out.SwapBody(b)
+}
+
+func (c *Config) validateAnthropic() []error {
+	var errs []error
+	if c.Provider != "anthropic" {
+		if c.AnthropicVersion != "" {
+			errs = append(errs, fieldErr("anthropic_version", "applies only to provider anthropic"))
+		}
+		if c.MaxTokens != 0 {
+			errs = append(errs, fieldErr("max_tokens", "applies only to provider anthropic"))
+		}
+		return errs
+	}
+	if c.AnthropicVersion != "" && !isToken(c.AnthropicVersion) {
+		errs = append(errs, fieldErr("anthropic_version", "may hold only letters, digits, '-', '_' and '.' (for example 2023-06-01)"))
+	}
+	if c.MaxTokens < 0 {
+		errs = append(errs, fieldErr("max_tokens", "must not be negative"))
+	}
+	return errs
+}

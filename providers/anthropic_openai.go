@@ -1,0 +1,675 @@
+package providers
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
+
+// anthropicUsage is the Messages API's usage. Its input_tokens leave out prompt tokens
+// read from or written to the prompt cache, which OpenAI's prompt_tokens include.
+type anthropicUsage struct {
+	input, cacheWrite, cacheRead, output int64
+}
+
+func (u *anthropicUsage) read(raw []byte) {
+	var it jsonscan.Iter
+	if it.Reset(raw) != nil {
+		return
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return
+		}
+		n, ok := jsonscan.Int(v)
+		if !ok {
+			continue
+		}
+		switch string(k) {
+		case "input_tokens":
+			u.input = n
+		case "cache_creation_input_tokens":
+			u.cacheWrite = n
+		case "cache_read_input_tokens":
+			u.cacheRead = n
+		case "output_tokens":
+			u.output = n
+		}
+	}
+}
+
+func (u *anthropicUsage) usage() Usage {
+	return Usage{Input: u.input + u.cacheWrite + u.cacheRead, Output: u.output}
+}
+
+// appendOpenAIUsage appends OpenAI's usage object.
+func appendOpenAIUsage(dst []byte, u *anthropicUsage) []byte {
+	t := u.usage()
+	dst = append(dst, `{"prompt_tokens":`...)
+	dst = strconv.AppendInt(dst, t.Input, 10)
+	dst = append(dst, `,"completion_tokens":`...)
+	dst = strconv.AppendInt(dst, t.Output, 10)
+	dst = append(dst, `,"total_tokens":`...)
+	dst = strconv.AppendInt(dst, t.Input+t.Output, 10)
+	if u.cacheRead > 0 {
+		dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
+		dst = strconv.AppendInt(dst, u.cacheRead, 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+var (
+	strFinishStop    = []byte(`"stop"`)
+	strFinishLength  = []byte(`"length"`)
+	strFinishTools   = []byte(`"tool_calls"`)
+	strFinishFilter  = []byte(`"content_filter"`)
+	strEmptyString   = []byte(`""`)
+	strChatObject    = []byte(`,"object":"chat.completion","created":`)
+	strChunkObject   = []byte(`,"object":"chat.completion.chunk","created":`)
+	strChunkOpen     = []byte(`{"index":0,"delta":{`)
+	strChunkClose    = []byte(`},"logprobs":null,"finish_reason":null}]}`)
+	strToolCallOpen  = []byte(`"tool_calls":[{"index":`)
+	strArgumentsOpen = []byte(`,"function":{"arguments":`)
+)
+
+// finishReason maps a stop_reason (a raw JSON string) onto OpenAI's finish_reason.
+func finishReason(raw []byte) []byte {
+	switch string(raw) {
+	case `"max_tokens"`, `"model_context_window_exceeded"`:
+		return strFinishLength
+	case `"tool_use"`:
+		return strFinishTools
+	case `"refusal"`:
+		return strFinishFilter
+	}
+	// end_turn, stop_sequence, pause_turn, and reasons yet to come.
+	return strFinishStop
+}
+
+// arrayIter walks the elements of a JSON array that jsonscan has already validated.
+type arrayIter struct {
+	b   []byte
+	pos int
+}
+
+func (a *arrayIter) reset(b []byte) bool {
+	*a = arrayIter{b: b, pos: 1}
+	return len(b) >= 2 && b[0] == '['
+}
+
+func (a *arrayIter) next() ([]byte, bool) {
+	b := a.b
+	i := skipWS(b, a.pos)
+	if i < len(b) && b[i] == ',' {
+		i = skipWS(b, i+1)
+	}
+	if i >= len(b) || b[i] == ']' {
+		return nil, false
+	}
+	e, err := jsonscan.Skip(b, i)
+	if err != nil {
+		return nil, false
+	}
+	a.pos = e
+	return b[i:e], true
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// contentBlock is the part of a content block the translation reads; values are raw.
+type contentBlock struct {
+	typ, text, id, name, input []byte
+}
+
+func (c *contentBlock) read(raw []byte) bool {
+	*c = contentBlock{}
+	var it jsonscan.Iter
+	if it.Reset(raw) != nil {
+		return false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return it.Err() == nil
+		}
+		switch string(k) {
+		case "type":
+			c.typ = v
+		case "text":
+			c.text = v
+		case "id":
+			c.id = v
+		case "name":
+			c.name = v
+		case "input":
+			c.input = v
+		}
+	}
+}
+
+// appendChatCompletion appends the chat.completion for a Messages API answer and reads
+// its usage: text blocks joined as the message content, tool_use blocks as tool_calls
+// with the input object as the arguments string. ok is false when body is not a
+// Messages API answer.
+func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bool) {
+	var id, model, content, stop []byte
+	var au anthropicUsage
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return dst, false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			if it.Err() != nil {
+				return dst, false
+			}
+			break
+		}
+		switch string(k) {
+		case "id":
+			id = v
+		case "model":
+			model = v
+		case "content":
+			content = v
+		case "stop_reason":
+			stop = v
+		case "usage":
+			au.read(v)
+		}
+	}
+	var arr arrayIter
+	if !jsonscan.IsString(id) || !jsonscan.IsString(model) || !arr.reset(content) {
+		return dst, false
+	}
+	dst = append(dst, `{"id":`...)
+	dst = append(dst, id...)
+	dst = append(dst, strChatObject...)
+	dst = strconv.AppendInt(dst, created, 10)
+	dst = append(dst, `,"model":`...)
+	dst = append(dst, model...)
+	dst = append(dst, `,"choices":[{"index":0,"message":{"role":"assistant","content":`...)
+
+	var cb contentBlock
+	mark := len(dst)
+	dst = append(dst, '"')
+	texts, tools := 0, 0
+	for {
+		el, ok := arr.next()
+		if !ok {
+			break
+		}
+		if !cb.read(el) {
+			return dst, false
+		}
+		switch string(cb.typ) {
+		case `"text"`:
+			if !jsonscan.IsString(cb.text) {
+				return dst, false
+			}
+			dst = append(dst, cb.text[1:len(cb.text)-1]...)
+			texts++
+		case `"tool_use"`:
+			tools++
+		}
+	}
+	if texts == 0 {
+		dst = append(dst[:mark], "null"...)
+	} else {
+		dst = append(dst, '"')
+	}
+	if tools > 0 {
+		dst = append(dst, `,"tool_calls":[`...)
+		arr.reset(content)
+		n := 0
+		for {
+			el, ok := arr.next()
+			if !ok {
+				break
+			}
+			cb.read(el)
+			if string(cb.typ) != `"tool_use"` {
+				continue
+			}
+			if !jsonscan.IsString(cb.id) || !jsonscan.IsString(cb.name) {
+				return dst, false
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = append(dst, `{"id":`...)
+			dst = append(dst, cb.id...)
+			dst = append(dst, `,"type":"function","function":{"name":`...)
+			dst = append(dst, cb.name...)
+			dst = append(dst, `,"arguments":`...)
+			if len(cb.input) == 0 {
+				cb.input = strEmptyObject
+			}
+			dst = appendQuotedCompact(dst, cb.input)
+			dst = append(dst, "}}"...)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"refusal":null},"logprobs":null,"finish_reason":`...)
+	dst = append(dst, finishReason(stop)...)
+	dst = append(dst, `}],"usage":`...)
+	dst = appendOpenAIUsage(dst, &au)
+	*u = au.usage()
+	return append(dst, '}'), true
+}
+
+// appendQuotedCompact appends raw, a validated JSON value, as a JSON string with the
+// insignificant whitespace left out: tool arguments read the same as OpenAI's own.
+func appendQuotedCompact(dst, raw []byte) []byte {
+	dst = append(dst, '"')
+	in := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case in && c == '\\' && i+1 < len(raw):
+			i++
+			dst = append(dst, '\\', '\\')
+			if e := raw[i]; e == '"' || e == '\\' {
+				dst = append(dst, '\\', e)
+			} else {
+				dst = append(dst, e)
+			}
+		case c == '"':
+			in = !in
+			dst = append(dst, '\\', '"')
+		case !in && (c == ' ' || c == '\n' || c == '\t' || c == '\r'):
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}
+
+// anthropicStream turns the Messages API's event stream into chat.completion.chunk
+// events, one chunk per event that carries something:
+//
+//	message_start                      → the role chunk
+//	content_block_start (tool_use)     → tool_calls delta with id, name, empty arguments
+//	content_block_delta (text_delta)   → content delta
+//	content_block_delta (input_json_delta) → tool_calls arguments delta
+//	message_delta                      → the finish_reason chunk
+//	message_stop                       → the usage chunk (choices: []), then [DONE]
+//	error                              → Next fails with ErrStreamCut
+//
+// ping, content_block_stop and unknown events (the API adds types over time) are
+// skipped. Chunks are written into one reused buffer: no allocation per chunk.
+type anthropicStream struct {
+	r *sseReader
+	// head is every chunk's opening up to and including `"choices":[`.
+	head []byte
+	out  []byte
+	// tools holds, by tool call ordinal, the content block index of each tool_use block.
+	tools   []int64
+	usage   anthropicUsage
+	created int64
+	started bool
+	stopped bool
+	done    bool
+}
+
+var anthropicStreamPool = sync.Pool{New: func() any {
+	return &anthropicStream{head: make([]byte, 0, 256), out: make([]byte, 0, 512)}
+}}
+
+func acquireAnthropicStream() *anthropicStream {
+	s := anthropicStreamPool.Get().(*anthropicStream)
+	s.r = acquireSSE()
+	return s
+}
+
+func (s *anthropicStream) reset() {
+	s.head, s.out, s.tools = s.head[:0], s.out[:0], s.tools[:0]
+	s.usage = anthropicUsage{}
+	s.created = 0
+	s.started, s.stopped, s.done = false, false, false
+}
+
+// Close implements Events.
+func (s *anthropicStream) Close() error {
+	err := s.r.Close()
+	s.r = nil
+	s.reset()
+	anthropicStreamPool.Put(s)
+	return err
+}
+
+// errStreamBad is a stream whose events are not the Messages API's.
+var errStreamBad = errors.Join(ErrStreamCut, ErrBadResponse)
+
+// Next implements Events.
+func (s *anthropicStream) Next(ev *Event) error {
+	*ev = Event{}
+	if s.done {
+		return io.EOF
+	}
+	if s.stopped {
+		s.done = true
+		ev.Done = true
+		return nil
+	}
+	for {
+		if err := s.r.readEvent(); err != nil {
+			if err == io.EOF {
+				return ErrStreamCut
+			}
+			return classifyStream(err)
+		}
+		if len(s.r.data) == 0 {
+			continue
+		}
+		emitted, err := s.translate(s.r.data, ev)
+		if err != nil {
+			return err
+		}
+		if emitted {
+			return nil
+		}
+	}
+}
+
+// streamEvent is the part of an event's data the translation reads; values are raw.
+type streamEvent struct {
+	typ, index, delta, block, message, usage, err []byte
+}
+
+func (e *streamEvent) read(data []byte) bool {
+	*e = streamEvent{}
+	var it jsonscan.Iter
+	if it.Reset(data) != nil {
+		return false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return it.Err() == nil
+		}
+		switch string(k) {
+		case "type":
+			e.typ = v
+		case "index":
+			e.index = v
+		case "delta":
+			e.delta = v
+		case "content_block":
+			e.block = v
+		case "message":
+			e.message = v
+		case "usage":
+			e.usage = v
+		case "error":
+			e.err = v
+		}
+	}
+}
+
+// translate turns one event into at most one chunk; emitted says whether ev holds one.
+func (s *anthropicStream) translate(data []byte, ev *Event) (emitted bool, err error) {
+	var e streamEvent
+	if !e.read(data) {
+		return false, errStreamBad
+	}
+	typ := e.typ
+	if len(typ) == 0 {
+		// The data's type is the spec's; the event line is its copy, used when a proxy
+		// has stripped the other.
+		typ = s.r.name
+	} else if jsonscan.IsString(typ) {
+		typ = typ[1 : len(typ)-1]
+	}
+	switch string(typ) {
+	case "ping", "content_block_stop":
+		return false, nil
+	case "error":
+		return false, streamError(e.err)
+	case "message_start":
+		if s.started {
+			return false, nil
+		}
+		return s.start(e.message, ev)
+	}
+	if !s.started {
+		if isKnownEvent(typ) {
+			return false, errStreamBad
+		}
+		return false, nil
+	}
+	switch string(typ) {
+	case "content_block_start":
+		return s.blockStart(&e, ev)
+	case "content_block_delta":
+		return s.blockDelta(&e, ev)
+	case "message_delta":
+		if len(e.usage) > 0 {
+			s.usage.read(e.usage)
+		}
+		stop, _ := jsonscan.Field(e.delta, "stop_reason")
+		if !jsonscan.IsString(stop) {
+			return false, nil
+		}
+		s.out = append(s.out[:0], s.head...)
+		s.out = append(s.out, `{"index":0,"delta":{},"logprobs":null,"finish_reason":`...)
+		s.out = append(s.out, finishReason(stop)...)
+		s.out = append(s.out, "}]}"...)
+		ev.Data = s.out
+		return true, nil
+	case "message_stop":
+		s.stopped = true
+		s.out = append(s.out[:0], s.head...)
+		s.out = append(s.out, `],"usage":`...)
+		s.out = appendOpenAIUsage(s.out, &s.usage)
+		s.out = append(s.out, '}')
+		ev.Data = s.out
+		ev.UsageOnly, ev.HasUsage, ev.Usage = true, true, s.usage.usage()
+		return true, nil
+	}
+	return false, nil
+}
+
+func isKnownEvent(typ []byte) bool {
+	switch string(typ) {
+	case "content_block_start", "content_block_delta", "message_delta", "message_stop":
+		return true
+	}
+	return false
+}
+
+// start reads message_start: the id and model every chunk repeats, and the prompt's
+// usage, and emits the role chunk.
+func (s *anthropicStream) start(msg []byte, ev *Event) (bool, error) {
+	var id, model []byte
+	var it jsonscan.Iter
+	if it.Reset(msg) != nil {
+		return false, errStreamBad
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "id":
+			id = v
+		case "model":
+			model = v
+		case "usage":
+			s.usage.read(v)
+		}
+	}
+	if !jsonscan.IsString(id) || !jsonscan.IsString(model) {
+		return false, errStreamBad
+	}
+	s.started = true
+	s.head = append(s.head[:0], `{"id":`...)
+	s.head = append(s.head, id...)
+	s.head = append(s.head, strChunkObject...)
+	s.head = strconv.AppendInt(s.head, s.created, 10)
+	s.head = append(s.head, `,"model":`...)
+	s.head = append(s.head, model...)
+	s.head = append(s.head, `,"choices":[`...)
+	s.out = append(s.out[:0], s.head...)
+	s.out = append(s.out, strChunkOpen...)
+	s.out = append(s.out, `"role":"assistant","content":""`...)
+	s.out = append(s.out, strChunkClose...)
+	ev.Data = s.out
+	return true, nil
+}
+
+func (s *anthropicStream) blockStart(e *streamEvent, ev *Event) (bool, error) {
+	var cb contentBlock
+	if !cb.read(e.block) {
+		return false, errStreamBad
+	}
+	switch string(cb.typ) {
+	case `"text"`:
+		if !jsonscan.IsString(cb.text) || len(cb.text) == 2 {
+			return false, nil
+		}
+		s.content(cb.text, ev)
+		return true, nil
+	case `"tool_use"`:
+		idx, ok := jsonscan.Int(e.index)
+		if !ok || !jsonscan.IsString(cb.id) || !jsonscan.IsString(cb.name) {
+			return false, errStreamBad
+		}
+		ord := len(s.tools)
+		s.tools = append(s.tools, idx)
+		s.out = append(s.out[:0], s.head...)
+		s.out = append(s.out, strChunkOpen...)
+		s.out = append(s.out, strToolCallOpen...)
+		s.out = strconv.AppendInt(s.out, int64(ord), 10)
+		s.out = append(s.out, `,"id":`...)
+		s.out = append(s.out, cb.id...)
+		s.out = append(s.out, `,"type":"function","function":{"name":`...)
+		s.out = append(s.out, cb.name...)
+		s.out = append(s.out, `,"arguments":""}}]`...)
+		s.out = append(s.out, strChunkClose...)
+		ev.Data, ev.Content = s.out, true
+		return true, nil
+	}
+	// thinking, redacted_thinking and server-side tool blocks have no OpenAI form.
+	return false, nil
+}
+
+func (s *anthropicStream) blockDelta(e *streamEvent, ev *Event) (bool, error) {
+	var typ, text, partial []byte
+	var it jsonscan.Iter
+	if it.Reset(e.delta) != nil {
+		return false, errStreamBad
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "type":
+			typ = v
+		case "text":
+			text = v
+		case "partial_json":
+			partial = v
+		}
+	}
+	switch string(typ) {
+	case `"text_delta"`:
+		if !jsonscan.IsString(text) {
+			return false, errStreamBad
+		}
+		if len(text) == 2 {
+			return false, nil
+		}
+		s.content(text, ev)
+		return true, nil
+	case `"input_json_delta"`:
+		if !jsonscan.IsString(partial) {
+			return false, errStreamBad
+		}
+		idx, _ := jsonscan.Int(e.index)
+		ord := -1
+		for i, b := range s.tools {
+			if b == idx {
+				ord = i
+				break
+			}
+		}
+		if ord < 0 || len(partial) == 2 {
+			return false, nil
+		}
+		s.out = append(s.out[:0], s.head...)
+		s.out = append(s.out, strChunkOpen...)
+		s.out = append(s.out, strToolCallOpen...)
+		s.out = strconv.AppendInt(s.out, int64(ord), 10)
+		s.out = append(s.out, strArgumentsOpen...)
+		s.out = append(s.out, partial...)
+		s.out = append(s.out, "}}]"...)
+		s.out = append(s.out, strChunkClose...)
+		ev.Data, ev.Content = s.out, true
+		return true, nil
+	}
+	// thinking_delta, signature_delta, citations_delta: nothing OpenAI's chunk can carry.
+	return false, nil
+}
+
+// content emits a content delta holding text, a raw JSON string.
+func (s *anthropicStream) content(text []byte, ev *Event) {
+	s.out = append(s.out[:0], s.head...)
+	s.out = append(s.out, strChunkOpen...)
+	s.out = append(s.out, `"content":`...)
+	s.out = append(s.out, text...)
+	s.out = append(s.out, strChunkClose...)
+	ev.Data, ev.Content = s.out, true
+}
+
+// streamFailure is an error event in the middle of an Anthropic stream, such as
+// overloaded_error; it matches ErrStreamCut.
+type streamFailure struct{ typ, msg string }
+
+func (e *streamFailure) Error() string {
+	return "upstream stream failed: " + e.typ + ": " + e.msg
+}
+
+func (e *streamFailure) Unwrap() error { return ErrStreamCut }
+
+// streamError reads an error event's {"type","message"}.
+func streamError(raw []byte) error {
+	e := &streamFailure{typ: "unknown_error"}
+	var it jsonscan.Iter
+	if it.Reset(raw) == nil {
+		for {
+			k, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			m, ok := jsonscan.AppendUnquote(nil, v)
+			if !ok {
+				continue
+			}
+			switch string(k) {
+			case "type":
+				e.typ = string(m)
+			case "message":
+				e.msg = string(m)
+			}
+		}
+	}
+	return e
+}
+
+var _ Events = (*anthropicStream)(nil)

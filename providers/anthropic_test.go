@@ -1,0 +1,508 @@
+package providers
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// golden compares got with the golden file, or rewrites it under -update.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test -run %s -update rewrites it)\n--- got\n%s\n--- want\n%s", path, t.Name(), got, want)
+	}
+}
+
+// cases lists testdata/anthropic/<prefix>*<ext>, named without prefix and extension.
+func cases(t *testing.T, prefix, ext string) map[string]string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "anthropic", prefix+"*"+ext))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no %s*%s test data: %v", prefix, ext, err)
+	}
+	m := map[string]string{}
+	for _, f := range files {
+		m[strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), prefix), ext)] = f
+	}
+	return m
+}
+
+func indent(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, b)
+	}
+	out.WriteByte('\n')
+	return out.Bytes()
+}
+
+type anthropicMessages struct {
+	Messages []struct {
+		Role    string `json:"role"`
+		Content []struct {
+			Type string  `json:"type"`
+			Text *string `json:"text"`
+		} `json:"content"`
+	} `json:"messages"`
+}
+
+func TestAnthropicRequestGolden(t *testing.T) {
+	for name, in := range cases(t, "request_", ".json") {
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream, _ := jsonscan.Field(body, "stream")
+			out, rerr := appendAnthropicRequest(nil, body, quoteModel("claude-test"), 1024, string(stream) == "true")
+			var got []byte
+			if rerr != nil {
+				if !strings.HasPrefix(name, "err_") {
+					t.Fatalf("refused: %s: %s", rerr.param, rerr.msg)
+				}
+				got = []byte("400 invalid_request_error\nparam: " + rerr.param + "\nmessage: " + rerr.msg + "\n")
+			} else {
+				if strings.HasPrefix(name, "err_") {
+					t.Fatalf("translated a request that should be refused: %s", out)
+				}
+				checkTurns(t, out)
+				got = indent(t, out)
+			}
+			golden(t, strings.TrimSuffix(in, ".json")+".golden", got)
+		})
+	}
+}
+
+// checkTurns asserts what the Messages API requires of any translation: roles that
+// alternate, and no empty text block.
+func checkTurns(t *testing.T, out []byte) {
+	t.Helper()
+	var m anthropicMessages
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("translation is not JSON: %v\n%s", err, out)
+	}
+	for i, msg := range m.Messages {
+		if i > 0 && m.Messages[i-1].Role == msg.Role {
+			t.Errorf("messages[%d] repeats role %s", i, msg.Role)
+		}
+		if len(msg.Content) == 0 {
+			t.Errorf("messages[%d] has no content", i)
+		}
+		for j, b := range msg.Content {
+			if b.Type == "text" && (b.Text == nil || *b.Text == "") {
+				t.Errorf("messages[%d].content[%d] is an empty text block", i, j)
+			}
+		}
+	}
+}
+
+func TestAnthropicResponseGolden(t *testing.T) {
+	for name, in := range cases(t, "response_", ".json") {
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var u Usage
+			out, ok := appendChatCompletion([]byte("junk"), body, 1700000000, &u)
+			var got []byte
+			if !ok {
+				if !strings.HasPrefix(name, "err_") {
+					t.Fatalf("refused the answer")
+				}
+				got = []byte("bad response\n")
+			} else {
+				out = out[len("junk"):]
+				var cc openai.ChatCompletion
+				if err := json.Unmarshal(out, &cc); err != nil {
+					t.Fatalf("the OpenAI SDK cannot read the translation: %v", err)
+				}
+				if cc.Object != "chat.completion" || len(cc.Choices) != 1 || cc.Usage.TotalTokens != u.Input+u.Output {
+					t.Errorf("SDK reads %+v", cc)
+				}
+				for _, tc := range cc.Choices[0].Message.ToolCalls {
+					if !json.Valid([]byte(tc.Function.Arguments)) {
+						t.Errorf("arguments %q are not JSON", tc.Function.Arguments)
+					}
+				}
+				got = append(indent(t, out), "usage: input "+strconv.FormatInt(u.Input, 10)+", output "+strconv.FormatInt(u.Output, 10)+"\n"...)
+			}
+			golden(t, strings.TrimSuffix(in, ".json")+".golden", got)
+		})
+	}
+}
+
+// readStream runs an Anthropic event stream through the translation.
+func readStream(in string, bufSize int) ([]Event, error) {
+	s := &anthropicStream{r: &sseReader{br: bufio.NewReaderSize(strings.NewReader(in), bufSize)}, created: 1700000000}
+	var evs []Event
+	for range 10000 {
+		var ev Event
+		err := s.Next(&ev)
+		if err == io.EOF {
+			return evs, nil
+		}
+		if err != nil {
+			return evs, err
+		}
+		ev.Data = append([]byte(nil), ev.Data...)
+		evs = append(evs, ev)
+	}
+	return evs, errors.New("stream does not end")
+}
+
+func TestAnthropicStreamGolden(t *testing.T) {
+	for name, in := range cases(t, "stream_", ".sse") {
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := readStream(string(raw), 64)
+			var got bytes.Buffer
+			for _, ev := range evs {
+				switch {
+				case ev.Done:
+					got.WriteString("[DONE]\n")
+					continue
+				case ev.UsageOnly:
+					got.WriteString("usage-only ")
+				case ev.Content:
+					got.WriteString("content ")
+				default:
+					got.WriteString("- ")
+				}
+				if ev.HasUsage {
+					got.WriteString("usage=" + strconv.FormatInt(ev.Usage.Input, 10) + "/" + strconv.FormatInt(ev.Usage.Output, 10) + " ")
+				}
+				got.Write(ev.Data)
+				got.WriteByte('\n')
+				var chunk openai.ChatCompletionChunk
+				if err := json.Unmarshal(ev.Data, &chunk); err != nil || chunk.Object != "chat.completion.chunk" {
+					t.Errorf("the OpenAI SDK cannot read chunk %s: %v", ev.Data, err)
+				}
+			}
+			if err != nil {
+				if !errors.Is(err, ErrStreamCut) {
+					t.Errorf("stream error %v is not ErrStreamCut", err)
+				}
+				got.WriteString("error: " + err.Error() + "\n")
+			}
+			golden(t, strings.TrimSuffix(in, ".sse")+".golden", got.Bytes())
+		})
+	}
+}
+
+// TestAnthropicStreamAssembles checks the stream against the SDK's own accumulator: the
+// text and tool calls put together from the chunks are the answer.
+func TestAnthropicStreamAssembles(t *testing.T) {
+	raw, err := os.ReadFile("testdata/anthropic/stream_tool_use.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{16, 64, 4096} {
+		t.Run("buffer "+strconv.Itoa(size), func(t *testing.T) {
+			evs, err := readStream(string(raw), size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var acc openai.ChatCompletionAccumulator
+			for _, ev := range evs {
+				if ev.Done {
+					continue
+				}
+				var chunk openai.ChatCompletionChunk
+				if err := json.Unmarshal(ev.Data, &chunk); err != nil {
+					t.Fatal(err)
+				}
+				if !acc.AddChunk(chunk) {
+					t.Fatalf("accumulator refused %s", ev.Data)
+				}
+			}
+			msg := acc.Choices[0].Message
+			if msg.Content != "Okay, let me check." || acc.Choices[0].FinishReason != "tool_calls" {
+				t.Errorf("assembled %q, finish %q", msg.Content, acc.Choices[0].FinishReason)
+			}
+			if len(msg.ToolCalls) != 2 || msg.ToolCalls[0].Function.Name != "get_weather" ||
+				msg.ToolCalls[0].Function.Arguments != `{"location": "San Francisco, CA"}` ||
+				msg.ToolCalls[1].ID != "toolu_02" || msg.ToolCalls[1].Function.Arguments != "{}" {
+				t.Errorf("tool calls %+v", msg.ToolCalls)
+			}
+			if acc.Usage.PromptTokens != 472 || acc.Usage.CompletionTokens != 89 {
+				t.Errorf("usage %+v", acc.Usage)
+			}
+		})
+	}
+}
+
+func TestAnthropicErrorGolden(t *testing.T) {
+	key := []byte("sk-ant-secret")
+	for name, in := range cases(t, "error_", ".json") {
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			status, err := strconv.Atoi(name[:3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out fasthttp.Response
+			out.SetBodyString("previous body")
+			got := translateAnthropicError(&out, body, status, key)
+			var e struct {
+				Error struct {
+					Message string  `json:"message"`
+					Type    string  `json:"type"`
+					Param   *string `json:"param"`
+					Code    *string `json:"code"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal(out.Body(), &e); err != nil || e.Error.Message == "" || e.Error.Type == "" {
+				t.Fatalf("not OpenAI's error shape: %s", out.Body())
+			}
+			if out.StatusCode() != got || string(out.Header.ContentType()) != "application/json" {
+				t.Errorf("status %d, content type %s", out.StatusCode(), out.Header.ContentType())
+			}
+			golden(t, strings.TrimSuffix(in, ".json")+".golden", append([]byte("status: "+strconv.Itoa(got)+"\n"), indent(t, out.Body())...))
+		})
+	}
+}
+
+func TestAnthropicErrorMasksKey(t *testing.T) {
+	var out fasthttp.Response
+	body := []byte(`{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key sk-ant-secret-123"}}`)
+	translateAnthropicError(&out, body, 401, []byte("sk-ant-secret-123"))
+	if bytes.Contains(out.Body(), []byte("secret")) {
+		t.Fatalf("key echoed: %s", out.Body())
+	}
+}
+
+func TestAnthropicStreamErrors(t *testing.T) {
+	start := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":1}}}\n\n"
+	cases := []struct {
+		name   string
+		in     string
+		events int
+		bad    bool
+	}{
+		{"empty body", "", 0, false},
+		{"only pings", "event: ping\ndata: {\"type\":\"ping\"}\n\n", 0, false},
+		{"not json", start + "data: {oops\n\n", 1, true},
+		{"delta before start", "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}\n\n", 0, true},
+		{"start without id", "data: {\"type\":\"message_start\",\"message\":{\"model\":\"c\"}}\n\n", 0, true},
+		{"text is a number", start + "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":1}}\n\n", 1, true},
+		{"tool without name", start + "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\"}}\n\n", 1, true},
+		{"ends after finish", start + "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n", 2, false},
+		{"error event", start + "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"boom\"}}\n\n", 1, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			evs, err := readStream(c.in, 4096)
+			if !errors.Is(err, ErrStreamCut) {
+				t.Fatalf("err = %v, want ErrStreamCut", err)
+			}
+			if errors.Is(err, ErrBadResponse) != c.bad {
+				t.Errorf("err = %v, bad response %v", err, c.bad)
+			}
+			if len(evs) != c.events {
+				t.Errorf("%d events before the error, want %d", len(evs), c.events)
+			}
+		})
+	}
+	_, err := readStream(start+"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", 4096)
+	if err == nil || !strings.Contains(err.Error(), "overloaded_error") {
+		t.Errorf("error event read as %v", err)
+	}
+}
+
+func TestAnthropicConfig(t *testing.T) {
+	base := func(mod func(*Config)) Config {
+		c := Config{Provider: "anthropic", BaseURL: "https://api.anthropic.com/v1", Model: "claude-x"}
+		mod(&c)
+		return c
+	}
+	cases := []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"anthropic defaults", base(func(*Config) {}), nil},
+		{"anthropic settings", base(func(c *Config) { c.AnthropicVersion = "2023-06-01"; c.MaxTokens = 8192 }), nil},
+		{"negative max_tokens", base(func(c *Config) { c.MaxTokens = -1 }), []string{"max_tokens: must not be negative"}},
+		{"bad version", base(func(c *Config) { c.AnthropicVersion = "2023 06\n01" }), []string{"anthropic_version: may hold only"}},
+		{"anthropic keys on openai", base(func(c *Config) { c.Provider = "openai"; c.MaxTokens = 5; c.AnthropicVersion = "x" }),
+			[]string{"anthropic_version: applies only to provider anthropic", "max_tokens: applies only to provider anthropic"}},
+		{"azure", base(func(c *Config) {
+			c.Provider = "azure"
+			c.Deployment = "gpt-4o.prod_1"
+			c.APIVersion = "2025-01-01-preview"
+		}), nil},
+		{"azure without deployment", base(func(c *Config) { c.Provider = "azure" }), []string{"deployment: is required for provider azure"}},
+		{"azure deployment with a slash", base(func(c *Config) { c.Provider = "azure"; c.Deployment = "a/../b" }), []string{"deployment: may hold only"}},
+		{"azure version with a query", base(func(c *Config) { c.Provider = "azure"; c.Deployment = "d"; c.APIVersion = "1&x=2" }), []string{"api_version: may hold only"}},
+		{"azure base_url with a query", base(func(c *Config) {
+			c.Provider, c.Deployment, c.BaseURL = "azure", "d", ""
+			c.Targets = []string{"https://a.openai.azure.com", "https://b.openai.azure.com?api-version=1"}
+		}), []string{"targets[1]: must have no query"}},
+		{"azure keys on anthropic", base(func(c *Config) { c.Deployment = "d"; c.APIVersion = "v" }),
+			[]string{"deployment: applies only to provider azure", "api_version: applies only to provider azure"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.cfg.Validate()
+			var got []string
+			for _, e := range flattenErrs(err) {
+				var fe *FieldError
+				if !errors.As(e, &fe) {
+					t.Errorf("%v is not a *FieldError", e)
+				}
+				got = append(got, e.Error())
+			}
+			if len(got) != len(c.want) {
+				t.Fatalf("problems %q, want %q", got, c.want)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], c.want[i]) {
+					t.Errorf("problem %q, want %q…", got[i], c.want[i])
+				}
+			}
+		})
+	}
+	c := base(func(*Config) {})
+	c = c.withDefaults()
+	if c.MaxTokens != defaultAnthropicMaxTokens || c.AnthropicVersion != "2023-06-01" {
+		t.Errorf("anthropic defaults %d %q", c.MaxTokens, c.AnthropicVersion)
+	}
+	c = base(func(c *Config) { c.Provider = "azure" })
+	c = c.withDefaults()
+	if c.APIVersion != defaultAzureAPIVersion || c.MaxTokens != 0 {
+		t.Errorf("azure defaults %q %d", c.APIVersion, c.MaxTokens)
+	}
+}
+
+func flattenErrs(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flattenErrs(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func TestUnsupportedError(t *testing.T) {
+	for _, k := range []Kind{Embeddings, Completions} {
+		a := newAnthropic(&Config{Model: "m"})
+		err := a.Send(nil, &Call{Kind: k}, nil, nil)
+		var ue *UnsupportedError
+		if !errors.Is(err, ErrUnsupported) || !errors.As(err, &ue) || ue.Kind != k {
+			t.Fatalf("%s: err = %v", k, err)
+		}
+		if !strings.Contains(err.Error(), "Anthropic") || !strings.Contains(err.Error(), k.String()) {
+			t.Errorf("%s: message %q does not say what is missing", k, err)
+		}
+	}
+}
+
+func FuzzAnthropicStream(f *testing.F) {
+	files, _ := filepath.Glob("testdata/anthropic/stream_*.sse")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		evs, err := readStream(in, 32)
+		if err != nil && !errors.Is(err, ErrStreamCut) {
+			t.Fatalf("error %v does not match ErrStreamCut", err)
+		}
+		for i, ev := range evs {
+			if ev.Done {
+				if len(ev.Data) != 0 || i != len(evs)-1 || err != nil {
+					t.Fatalf("[DONE] with data, or not last")
+				}
+				continue
+			}
+			if !json.Valid(ev.Data) {
+				t.Fatalf("chunk %d is not JSON: %s", i, ev.Data)
+			}
+			if ev.UsageOnly != ev.HasUsage {
+				t.Fatalf("usage flags disagree: %+v", ev)
+			}
+		}
+	})
+}
+
+func FuzzAnthropicRequest(f *testing.F) {
+	files, _ := filepath.Glob("testdata/anthropic/request_*.json")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, rerr := appendAnthropicRequest(nil, body, quoteModel("m"), 16, true)
+		if rerr != nil {
+			if rerr.msg == "" {
+				t.Fatal("refusal without a message")
+			}
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("translation is not JSON:\n%s\n->\n%s", body, out)
+		}
+	})
+}
+
+func FuzzAnthropicResponse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/anthropic/response_*.json")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var u Usage
+		out, ok := appendChatCompletion(nil, body, 1, &u)
+		if ok && !json.Valid(out) {
+			t.Fatalf("translation is not JSON:\n%s\n->\n%s", body, out)
+		}
+	})
+}

@@ -1,0 +1,80 @@
+package providers
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+func TestAzureSend(t *testing.T) {
+	cases := []struct {
+		name    string
+		base    string
+		version string
+		kind    Kind
+		body    string
+		wantURI string
+	}{
+		{"chat", "", "", Chat, `{"model":"chat","messages":[]}`,
+			"/openai/deployments/gpt-4o.prod/chat/completions?api-version=2024-10-21"},
+		{"embeddings with a set version", "", "2025-01-01-preview", Embeddings, `{"model":"embed","input":"x"}`,
+			"/openai/deployments/gpt-4o.prod/embeddings?api-version=2025-01-01-preview"},
+		{"completions, base_url ending in /openai/", "/openai/", "", Completions, `{"model":"chat","prompt":"x"}`,
+			"/openai/deployments/gpt-4o.prod/completions?api-version=2024-10-21"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
+				ctx.SetContentType("application/json")
+				ctx.SetBodyString(`{"object":"list","usage":{"prompt_tokens":3,"total_tokens":3}}`)
+			})
+			b := newTestBackend(t, Config{Provider: "azure", BaseURL: up.URL + c.base, Model: "gpt-4o",
+				Deployment: "gpt-4o.prod", APIVersion: c.version, APIKey: "azure-key"})
+			call := &Call{Kind: c.kind, Body: []byte(c.body), Model: [2]int{9, 15}, StreamOptions: [2]int{-1, -1}, Header: clientHeader()}
+			var out fasthttp.Response
+			var res Result
+			if err := b.Send(call, &out, &res); err != nil {
+				t.Fatal(err)
+			}
+			uri, h, body, _ := up.last()
+			if uri != c.wantURI {
+				t.Errorf("URI %s, want %s", uri, c.wantURI)
+			}
+			if h["api-key"] != "azure-key" {
+				t.Errorf("api-key header %q", h["api-key"])
+			}
+			if a, ok := h["authorization"]; ok {
+				t.Errorf("Authorization %q sent to Azure", a)
+			}
+			if h["x-api-key"] != "" {
+				t.Errorf("client's x-api-key forwarded")
+			}
+			if !bytes.HasPrefix(body, []byte(`{"model":"gpt-4o"`)) {
+				t.Errorf("body %s", body)
+			}
+			if res.Usage.Input != 3 || out.StatusCode() != 200 {
+				t.Errorf("usage %+v status %d", res.Usage, out.StatusCode())
+			}
+		})
+	}
+}
+
+// An Azure answer passes through as OpenAI's does, errors included.
+func TestAzureError(t *testing.T) {
+	up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(401)
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"error":{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint."}}`)
+	})
+	b := newTestBackend(t, Config{Provider: "azure", BaseURL: up.URL, Model: "m", Deployment: "d", APIKey: "k"})
+	var out fasthttp.Response
+	var res Result
+	call := &Call{Kind: Chat, Body: []byte(`{"model":"chat"}`), Model: [2]int{9, 15}, StreamOptions: [2]int{-1, -1}}
+	err := b.Send(call, &out, &res)
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || ue.Status != 401 || out.StatusCode() != 401 {
+		t.Fatalf("err = %v, status %d", err, out.StatusCode())
+	}
+}

@@ -1,0 +1,571 @@
+package providers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
+
+// The OpenAI chat request, as far as the Messages API has a use for it. Pieces that go
+// across unchanged stay raw: their bytes were validated by the decoder, so they can be
+// spliced into the translation without re-encoding.
+type oaRequest struct {
+	Messages            []oaMessage     `json:"messages"`
+	Tools               []oaTool        `json:"tools"`
+	ToolChoice          json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
+	Stop                json.RawMessage `json:"stop"`
+	Temperature         json.RawMessage `json:"temperature"`
+	TopP                json.RawMessage `json:"top_p"`
+	TopK                json.RawMessage `json:"top_k"`
+	MaxTokens           *int64          `json:"max_tokens"`
+	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
+	User                json.RawMessage `json:"user"`
+	N                   *int64          `json:"n"`
+}
+
+type oaMessage struct {
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	ToolCalls  []oaToolCall    `json:"tool_calls"`
+	ToolCallID json.RawMessage `json:"tool_call_id"`
+}
+
+type oaToolCall struct {
+	ID       json.RawMessage `json:"id"`
+	Type     string          `json:"type"`
+	Function struct {
+		Name      json.RawMessage `json:"name"`
+		Arguments string          `json:"arguments"`
+	} `json:"function"`
+}
+
+type oaPart struct {
+	Type     string          `json:"type"`
+	Text     json.RawMessage `json:"text"`
+	Refusal  json.RawMessage `json:"refusal"`
+	ImageURL *struct {
+		URL string `json:"url"`
+	} `json:"image_url"`
+	File *struct {
+		FileData string `json:"file_data"`
+		FileID   string `json:"file_id"`
+	} `json:"file"`
+}
+
+type oaTool struct {
+	Type     string `json:"type"`
+	Function struct {
+		Name        json.RawMessage `json:"name"`
+		Description json.RawMessage `json:"description"`
+		Parameters  json.RawMessage `json:"parameters"`
+	} `json:"function"`
+}
+
+// requestError is a chat request the Messages API cannot express; it becomes a 400 in
+// OpenAI's shape. Messages name fields, never their contents.
+type requestError struct{ param, msg string }
+
+func badRequest(param, msg string) *requestError { return &requestError{param, msg} }
+
+var (
+	strEmptySchema = []byte(`{"type":"object","properties":{}}`)
+	strEmptyObject = []byte(`{}`)
+)
+
+// appendAnthropicRequest appends the Messages API request for an OpenAI chat request:
+// system and developer messages become system, tool messages user tool_result blocks,
+// assistant tool_calls tool_use blocks, and consecutive messages of one role merge into
+// one, as the API wants turns to alternate. maxTokens stands in when the client sets
+// neither max_tokens nor max_completion_tokens, since the API requires one.
+func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream bool) ([]byte, *requestError) {
+	var r oaRequest
+	if err := json.Unmarshal(body, &r); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return dst, badRequest(te.Field, te.Field+" has the wrong type: "+te.Value+" is not accepted there.")
+		}
+		return dst, badRequest("", "We could not parse the JSON body of your request.")
+	}
+	if len(r.Messages) == 0 {
+		return dst, badRequest("messages", "messages must hold at least one message.")
+	}
+	if r.N != nil && *r.N != 1 {
+		return dst, badRequest("n", "n must be 1: this model returns one choice per request.")
+	}
+	switch {
+	case r.MaxCompletionTokens != nil:
+		if *r.MaxCompletionTokens < 1 {
+			return dst, badRequest("max_completion_tokens", "max_completion_tokens must be at least 1.")
+		}
+		maxTokens = *r.MaxCompletionTokens
+	case r.MaxTokens != nil:
+		if *r.MaxTokens < 1 {
+			return dst, badRequest("max_tokens", "max_tokens must be at least 1.")
+		}
+		maxTokens = *r.MaxTokens
+	}
+
+	dst = append(dst, `{"model":`...)
+	dst = append(dst, model...)
+	dst = append(dst, `,"max_tokens":`...)
+	dst = strconv.AppendInt(dst, maxTokens, 10)
+
+	var err *requestError
+	if dst, err = appendSystem(dst, r.Messages); err != nil {
+		return dst, err
+	}
+	if dst, err = appendMessages(dst, r.Messages); err != nil {
+		return dst, err
+	}
+	if len(r.Tools) > 0 {
+		if dst, err = appendTools(dst, r.Tools); err != nil {
+			return dst, err
+		}
+		if dst, err = appendToolChoice(dst, r.ToolChoice, r.ParallelToolCalls); err != nil {
+			return dst, err
+		}
+	}
+	if dst, err = appendStop(dst, r.Stop); err != nil {
+		return dst, err
+	}
+	for _, f := range [...]struct {
+		name string
+		raw  []byte
+	}{{"temperature", r.Temperature}, {"top_p", r.TopP}, {"top_k", r.TopK}} {
+		if len(f.raw) == 0 || jsonscan.IsNull(f.raw) {
+			continue
+		}
+		if _, ok := jsonscan.Float(f.raw); !ok {
+			return dst, badRequest(f.name, f.name+" must be a number.")
+		}
+		dst = append(dst, ',', '"')
+		dst = append(dst, f.name...)
+		dst = append(dst, '"', ':')
+		dst = append(dst, f.raw...)
+	}
+	if len(r.User) > 0 && !jsonscan.IsNull(r.User) {
+		if !jsonscan.IsString(r.User) {
+			return dst, badRequest("user", "user must be a string.")
+		}
+		if len(r.User) > 2 {
+			dst = append(dst, `,"metadata":{"user_id":`...)
+			dst = append(dst, r.User...)
+			dst = append(dst, '}')
+		}
+	}
+	if stream {
+		dst = append(dst, `,"stream":true`...)
+	}
+	return append(dst, '}'), nil
+}
+
+// appendSystem gathers every system and developer message, wherever it stands, into the
+// top-level system blocks: the Messages API has no system role inside messages.
+func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
+	n := 0
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Role != "system" && m.Role != "developer" {
+			continue
+		}
+		param := "messages[" + strconv.Itoa(i) + "].content"
+		var parts []oaPart
+		var single json.RawMessage
+		switch {
+		case len(m.Content) == 0 || jsonscan.IsNull(m.Content):
+			continue
+		case jsonscan.IsString(m.Content):
+			single = m.Content
+		case m.Content[0] == '[':
+			if json.Unmarshal(m.Content, &parts) != nil {
+				return dst, badRequest(param, param+" must be a string or an array of text parts.")
+			}
+		default:
+			return dst, badRequest(param, param+" must be a string or an array of text parts.")
+		}
+		if single != nil {
+			parts = []oaPart{{Type: "text", Text: single}}
+		}
+		for _, p := range parts {
+			if p.Type != "text" || !jsonscan.IsString(p.Text) {
+				return dst, badRequest(param, "System and developer messages may hold only text parts.")
+			}
+			if len(p.Text) == 2 {
+				continue
+			}
+			if n == 0 {
+				dst = append(dst, `,"system":[`...)
+			} else {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = appendTextBlock(dst, p.Text)
+		}
+	}
+	if n > 0 {
+		dst = append(dst, ']')
+	}
+	return dst, nil
+}
+
+// turnWriter writes the messages array, opening a message at its first block so that
+// a message with nothing to say is left out and consecutive ones of a role merge. A flat
+// writer writes one plain array of blocks instead (a tool_result's content).
+type turnWriter struct {
+	dst    []byte
+	role   string
+	open   string
+	flat   bool
+	blocks int
+	turns  int
+}
+
+// block starts the next content block of the current role's message.
+func (w *turnWriter) block() {
+	if w.flat || w.open == w.role {
+		if w.blocks > 0 {
+			w.dst = append(w.dst, ',')
+		}
+		w.blocks++
+		return
+	}
+	if w.open != "" {
+		w.dst = append(w.dst, "]}"...)
+	}
+	if w.turns > 0 {
+		w.dst = append(w.dst, ',')
+	}
+	w.dst = append(w.dst, `{"role":"`...)
+	w.dst = append(w.dst, w.role...)
+	w.dst = append(w.dst, `","content":[`...)
+	w.open = w.role
+	w.turns++
+	w.blocks = 1
+}
+
+func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
+	w := turnWriter{dst: append(dst, `,"messages":[`...)}
+	for i := range msgs {
+		m := &msgs[i]
+		param := "messages[" + strconv.Itoa(i) + "]"
+		var err *requestError
+		switch m.Role {
+		case "system", "developer":
+			continue
+		case "user":
+			w.role = "user"
+			err = w.content(m.Content, param+".content", true)
+		case "assistant":
+			w.role = "assistant"
+			if err = w.content(m.Content, param+".content", false); err == nil {
+				err = w.toolUses(m.ToolCalls, param+".tool_calls")
+			}
+		case "tool":
+			w.role = "user"
+			err = w.toolResult(m, param)
+		case "function":
+			err = badRequest(param+".role", "Function messages are not supported by this model; use tool messages.")
+		default:
+			err = badRequest(param+".role", param+".role must be one of system, developer, user, assistant or tool.")
+		}
+		if err != nil {
+			return w.dst, err
+		}
+	}
+	if w.turns == 0 {
+		return w.dst, badRequest("messages", "messages must hold at least one user or assistant message with content.")
+	}
+	return append(w.dst, "]}]"...), nil
+}
+
+// content writes a message's content, a string or an array of parts, as blocks. Empty
+// text is left out: the API refuses empty text blocks.
+func (w *turnWriter) content(raw json.RawMessage, param string, user bool) *requestError {
+	switch {
+	case len(raw) == 0 || jsonscan.IsNull(raw):
+		return nil
+	case jsonscan.IsString(raw):
+		if len(raw) > 2 {
+			w.block()
+			w.dst = appendTextBlock(w.dst, raw)
+		}
+		return nil
+	case raw[0] != '[':
+		return badRequest(param, param+" must be a string or an array of content parts.")
+	}
+	var parts []oaPart
+	if json.Unmarshal(raw, &parts) != nil {
+		return badRequest(param, param+" must be a string or an array of content parts.")
+	}
+	for j := range parts {
+		p := &parts[j]
+		pp := param + "[" + strconv.Itoa(j) + "]"
+		var err *requestError
+		switch {
+		case p.Type == "text" && jsonscan.IsString(p.Text):
+			if len(p.Text) > 2 {
+				w.block()
+				w.dst = appendTextBlock(w.dst, p.Text)
+			}
+		case p.Type == "refusal" && !user && jsonscan.IsString(p.Refusal):
+			if len(p.Refusal) > 2 {
+				w.block()
+				w.dst = appendTextBlock(w.dst, p.Refusal)
+			}
+		case p.Type == "image_url" && user && p.ImageURL != nil:
+			w.block()
+			w.dst, err = appendImageBlock(w.dst, p.ImageURL.URL, pp+".image_url.url")
+		case p.Type == "file" && user && p.File != nil:
+			if p.File.FileData == "" {
+				return badRequest(pp+".file", "Files must be sent inline as file_data: this model cannot read uploaded file_id references.")
+			}
+			w.block()
+			w.dst, err = appendDocumentBlock(w.dst, p.File.FileData, pp+".file.file_data")
+		default:
+			return badRequest(pp+".type", "Content parts of type "+strconv.Quote(p.Type)+" are not supported here by this model.")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func appendTextBlock(dst, text []byte) []byte {
+	dst = append(dst, `{"type":"text","text":`...)
+	dst = append(dst, text...)
+	return append(dst, '}')
+}
+
+// appendImageBlock turns an image URL into an image block: a data: URL into a base64
+// source, an http(s) URL into a url source the API fetches itself.
+func appendImageBlock(dst []byte, url, param string) ([]byte, *requestError) {
+	if strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://") {
+		dst = append(dst, `{"type":"image","source":{"type":"url","url":`...)
+		dst = jsonscan.AppendQuote(dst, url)
+		return append(dst, "}}"...), nil
+	}
+	media, data, ok := splitDataURL(url)
+	if !ok {
+		return dst, badRequest(param, "Image URLs must be http(s) URLs or base64 data: URLs.")
+	}
+	return appendBase64Source(dst, "image", media, data), nil
+}
+
+// appendDocumentBlock turns a file part's data: URL (a PDF, typically) into a document
+// block.
+func appendDocumentBlock(dst []byte, url, param string) ([]byte, *requestError) {
+	media, data, ok := splitDataURL(url)
+	if !ok {
+		return dst, badRequest(param, "file_data must be a base64 data: URL.")
+	}
+	return appendBase64Source(dst, "document", media, data), nil
+}
+
+func appendBase64Source(dst []byte, typ, media, data string) []byte {
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, typ...)
+	dst = append(dst, `","source":{"type":"base64","media_type":`...)
+	dst = jsonscan.AppendQuote(dst, media)
+	dst = append(dst, `,"data":`...)
+	dst = jsonscan.AppendQuote(dst, data)
+	return append(dst, "}}"...)
+}
+
+// splitDataURL splits data:<media type>[;params];base64,<data>.
+func splitDataURL(u string) (media, data string, ok bool) {
+	rest, ok := strings.CutPrefix(u, "data:")
+	if !ok {
+		return "", "", false
+	}
+	meta, data, ok := strings.Cut(rest, ",")
+	if !ok || !strings.HasSuffix(meta, ";base64") {
+		return "", "", false
+	}
+	media, _, _ = strings.Cut(meta, ";")
+	if media == "" || data == "" {
+		return "", "", false
+	}
+	return media, data, true
+}
+
+// toolUses writes an assistant's tool calls as tool_use blocks; their arguments, a JSON
+// string on OpenAI's side, are the input object itself on Anthropic's.
+func (w *turnWriter) toolUses(calls []oaToolCall, param string) *requestError {
+	for j := range calls {
+		c := &calls[j]
+		pp := param + "[" + strconv.Itoa(j) + "]"
+		if c.Type != "" && c.Type != "function" {
+			return badRequest(pp+".type", "Only function tool calls are supported by this model.")
+		}
+		if !jsonscan.IsString(c.ID) {
+			return badRequest(pp+".id", pp+".id must be a string.")
+		}
+		if !jsonscan.IsString(c.Function.Name) {
+			return badRequest(pp+".function.name", pp+".function.name must be a string.")
+		}
+		args := bytes.TrimSpace([]byte(c.Function.Arguments))
+		switch {
+		case len(args) == 0:
+			args = strEmptyObject
+		case args[0] != '{' || !jsonscan.Valid(args):
+			return badRequest(pp+".function.arguments", pp+".function.arguments must be a JSON object.")
+		}
+		w.block()
+		w.dst = append(w.dst, `{"type":"tool_use","id":`...)
+		w.dst = append(w.dst, c.ID...)
+		w.dst = append(w.dst, `,"name":`...)
+		w.dst = append(w.dst, c.Function.Name...)
+		w.dst = append(w.dst, `,"input":`...)
+		w.dst = append(w.dst, args...)
+		w.dst = append(w.dst, '}')
+	}
+	return nil
+}
+
+// toolResult writes a tool message as a tool_result block of a user turn; consecutive
+// tool messages (parallel calls) share that turn.
+func (w *turnWriter) toolResult(m *oaMessage, param string) *requestError {
+	if !jsonscan.IsString(m.ToolCallID) {
+		return badRequest(param+".tool_call_id", "Tool messages need a tool_call_id string.")
+	}
+	w.block()
+	w.dst = append(w.dst, `{"type":"tool_result","tool_use_id":`...)
+	w.dst = append(w.dst, m.ToolCallID...)
+	c := m.Content
+	switch {
+	case len(c) == 0 || jsonscan.IsNull(c) || string(c) == `""`:
+	case jsonscan.IsString(c):
+		w.dst = append(w.dst, `,"content":`...)
+		w.dst = append(w.dst, c...)
+	case c[0] == '[':
+		inner := turnWriter{dst: append(w.dst, `,"content":[`...), flat: true}
+		if err := inner.content(c, param+".content", true); err != nil {
+			return err
+		}
+		w.dst = append(inner.dst, ']')
+	default:
+		return badRequest(param+".content", param+".content must be a string or an array of content parts.")
+	}
+	w.dst = append(w.dst, '}')
+	return nil
+}
+
+func appendTools(dst []byte, tools []oaTool) ([]byte, *requestError) {
+	dst = append(dst, `,"tools":[`...)
+	for i := range tools {
+		t := &tools[i]
+		param := "tools[" + strconv.Itoa(i) + "]"
+		if t.Type != "function" {
+			return dst, badRequest(param+".type", "Only function tools are supported by this model.")
+		}
+		if !jsonscan.IsString(t.Function.Name) {
+			return dst, badRequest(param+".function.name", param+".function.name must be a string.")
+		}
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"name":`...)
+		dst = append(dst, t.Function.Name...)
+		if jsonscan.IsString(t.Function.Description) {
+			dst = append(dst, `,"description":`...)
+			dst = append(dst, t.Function.Description...)
+		}
+		dst = append(dst, `,"input_schema":`...)
+		switch p := t.Function.Parameters; {
+		case len(p) == 0 || jsonscan.IsNull(p):
+			dst = append(dst, strEmptySchema...)
+		case p[0] == '{':
+			dst = append(dst, p...)
+		default:
+			return dst, badRequest(param+".function.parameters", param+".function.parameters must be a JSON schema object.")
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']'), nil
+}
+
+// appendToolChoice maps auto, none, required and a named function onto auto, none, any
+// and tool; parallel_tool_calls: false becomes disable_parallel_tool_use.
+func appendToolChoice(dst []byte, raw json.RawMessage, parallel *bool) ([]byte, *requestError) {
+	serial := parallel != nil && !*parallel
+	var name json.RawMessage
+	typ := "auto"
+	switch {
+	case len(raw) == 0 || jsonscan.IsNull(raw):
+		if !serial {
+			return dst, nil
+		}
+	case jsonscan.IsString(raw):
+		switch string(raw) {
+		case `"auto"`:
+		case `"none"`:
+			typ = "none"
+		case `"required"`:
+			typ = "any"
+		default:
+			return dst, badRequest("tool_choice", "tool_choice must be auto, none, required or a function.")
+		}
+	case raw[0] == '{':
+		var c struct {
+			Type     string `json:"type"`
+			Function struct {
+				Name json.RawMessage `json:"name"`
+			} `json:"function"`
+		}
+		if json.Unmarshal(raw, &c) != nil || c.Type != "function" || !jsonscan.IsString(c.Function.Name) {
+			return dst, badRequest("tool_choice", "tool_choice must be auto, none, required or {\"type\":\"function\",\"function\":{\"name\":...}}.")
+		}
+		typ, name = "tool", c.Function.Name
+	default:
+		return dst, badRequest("tool_choice", "tool_choice must be auto, none, required or a function.")
+	}
+	dst = append(dst, `,"tool_choice":{"type":"`...)
+	dst = append(dst, typ...)
+	dst = append(dst, '"')
+	if name != nil {
+		dst = append(dst, `,"name":`...)
+		dst = append(dst, name...)
+	}
+	if serial && typ != "none" {
+		dst = append(dst, `,"disable_parallel_tool_use":true`...)
+	}
+	return append(dst, '}'), nil
+}
+
+// appendStop maps stop, a string or a list of them, onto stop_sequences.
+func appendStop(dst []byte, raw json.RawMessage) ([]byte, *requestError) {
+	switch {
+	case len(raw) == 0 || jsonscan.IsNull(raw):
+		return dst, nil
+	case jsonscan.IsString(raw):
+		dst = append(dst, `,"stop_sequences":[`...)
+		dst = append(dst, raw...)
+		return append(dst, ']'), nil
+	case raw[0] == '[':
+		var list []json.RawMessage
+		if json.Unmarshal(raw, &list) != nil {
+			break
+		}
+		if len(list) == 0 {
+			return dst, nil
+		}
+		dst = append(dst, `,"stop_sequences":[`...)
+		for i, s := range list {
+			if !jsonscan.IsString(s) {
+				return dst, badRequest("stop", "stop must be a string or an array of strings.")
+			}
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, s...)
+		}
+		return append(dst, ']'), nil
+	}
+	return dst, badRequest("stop", "stop must be a string or an array of strings.")
+}
