@@ -66,8 +66,12 @@ func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *
 	res := newResult(o, cores, name, timing)
 	spec := loadSpec{Kind: sc.kind, Rate: o.Rate, Conns: o.Conns, MaxTokens: o.MaxTokens,
 		Timeout: o.Timeout, Spin: o.Spin}
-	if sc.ab {
+	switch {
+	case sc.ab:
 		spec.Users, spec.CountHeader = abUsers, "x-tollgate-variant"
+	case sc.redis:
+		// Tallied to show the limits were applied on every request.
+		spec.CountHeader = "x-ratelimit-limit-requests"
 	}
 	res.Paths = measure(ctx, o, ts, spec, prog)
 	if ctx.Err() != nil {

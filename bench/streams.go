@@ -55,7 +55,9 @@ func runStreams(ctx context.Context, o *options, b *bins, cores CoreMap, prog *p
 	res.Settings.Connections = n
 	res.Settings.MaxTokens = tokens
 	if got < want {
-		res.Notes = append(res.Notes, "RLIMIT_NOFILE only "+strconv.FormatUint(got, 10)+": expect connect errors")
+		res.Notes = append(res.Notes, "RLIMIT_NOFILE could only be raised to "+strconv.FormatUint(got, 10)+
+			" (the hard limit; more needs root with CAP_SYS_RESOURCE): a proxy holds two sockets per stream, so expect"+
+			" failures past about "+strconv.FormatUint(got/2, 10)+" streams")
 	}
 	for _, t := range ts {
 		if ctx.Err() != nil {
