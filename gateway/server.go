@@ -44,11 +44,13 @@ type Server struct {
 	// routerSeen is the router change count the gauges last reflected.
 	routerSeen atomic.Uint64
 	exporter   sdktrace.SpanExporter
-	metrics    fasthttp.RequestHandler
-	accessLog  atomic.Bool
-	draining   atomic.Bool
-	reloadMu   sync.Mutex
-	lastHash   [sha256.Size]byte
+	// routerRedis is the router's client, closed at shutdown.
+	routerRedis interface{ Close() error }
+	metrics     fasthttp.RequestHandler
+	accessLog   atomic.Bool
+	draining    atomic.Bool
+	reloadMu    sync.Mutex
+	lastHash    [sha256.Size]byte
 }
 
 // Options adjust a Server beyond its config file.
@@ -72,7 +74,18 @@ func New(path string, opt Options) (*Server, error) {
 	s := &Server{path: path, log: log, reg: prometheus.NewRegistry()}
 	s.m = metrics.New(s.reg)
 	s.metrics = metrics.Handler(s.reg)
-	s.router = router.New(router.Options{Logger: log})
+	ropts := router.Options{Logger: log}
+	if cfg.Limiter.Store == "redis" {
+		// With a shared limiter store the replicas share canary decisions too; the
+		// client is fixed at start (a reload cannot move the router to another Redis).
+		rc, err := cfg.Limiter.Redis.Client(time.Second)
+		if err != nil {
+			return nil, err
+		}
+		ropts.Redis = rc
+		s.routerRedis = rc
+	}
+	s.router = router.New(ropts)
 	s.exporter = opt.SpanExporter
 	tr, err := s.newTracing(cfg)
 	if err != nil {
@@ -191,7 +204,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.log.Error("router stopped", "error", err.Error())
 		}
 	}()
-	defer func() { stopWatch(); <-routerDone }()
+	defer func() {
+		stopWatch()
+		<-routerDone
+		// After Run has given up the leader lease.
+		if s.routerRedis != nil {
+			_ = s.routerRedis.Close()
+		}
+	}()
 	s.log.Info("serving", "listen", s.Addr(), "admin", s.AdminAddr(), "config", s.path)
 	select {
 	case err := <-errc:
