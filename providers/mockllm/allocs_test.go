@@ -1,0 +1,26 @@
+//go:build !race
+
+package mockllm
+
+import "testing"
+
+// TestHandlerAllocs pins the zero-delay paths to their allocation budget: every
+// benchmark behind the gateway measures against this server, so it must not be the
+// one allocating.
+func TestHandlerAllocs(t *testing.T) {
+	for _, bc := range benchCases {
+		t.Run(bc.name, func(t *testing.T) {
+			s, err := New(Options{API: bc.api, MaxTokens: 64})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := requestCtx(bc.path, bc.body, bc.hdr...)
+			for range 3 {
+				serveOnce(s, ctx)
+			}
+			if n := testing.AllocsPerRun(200, func() { serveOnce(s, ctx) }); n > 0 {
+				t.Errorf("%v allocations per request, budget 0", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,112 @@
+package mockllm
+
+import (
+	"io"
+	"net"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+// requestCtx builds a POST to path the way fasthttp hands it to a handler.
+func requestCtx(path, body string, hdr ...string) *fasthttp.RequestCtx {
+	ctx := new(fasthttp.RequestCtx)
+	ctx.Request.Header.SetMethod(fasthttp.MethodPost)
+	ctx.Request.SetRequestURI(path)
+	ctx.Request.Header.SetContentType("application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		ctx.Request.Header.Set(hdr[i], hdr[i+1])
+	}
+	ctx.Request.SetBodyString(body)
+	return ctx
+}
+
+// serveOnce runs the handler and, for a stream, writes the whole stream out.
+func serveOnce(s *Server, ctx *fasthttp.RequestCtx) {
+	s.handle(ctx)
+	if wt, ok := ctx.Response.BodyStream().(io.WriterTo); ok {
+		_, _ = wt.WriteTo(io.Discard)
+	}
+	ctx.Response.Reset()
+}
+
+const benchChat = `{"model":"mock-1","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about load balancers and GPUs, and explain it in one sentence."}],"max_tokens":64,"temperature":0.7}`
+
+const benchEmbed = `{"model":"mock-1","input":["the quick brown fox","jumps over the lazy dog"],"encoding_format":"base64"}`
+
+const benchMessages = `{"model":"mock-1","max_tokens":64,"system":"be brief","messages":[{"role":"user","content":"Write a haiku about load balancers."}]}`
+
+var benchCases = []struct {
+	name, path, body string
+	api              string
+	hdr              []string
+}{
+	{"chat", "/v1/chat/completions", benchChat, APIOpenAI, nil},
+	{"chat-stream", "/v1/chat/completions", benchChat[:len(benchChat)-1] + `,"stream":true,"stream_options":{"include_usage":true}}`, APIOpenAI, nil},
+	{"completions", "/v1/completions", `{"model":"mock-1","prompt":"Once upon a time","max_tokens":64}`, APIOpenAI, nil},
+	{"embeddings-base64", "/v1/embeddings", benchEmbed, APIOpenAI, nil},
+	{"messages", "/v1/messages", benchMessages, APIAnthropic, []string{"anthropic-version", "2023-06-01"}},
+	{"messages-stream", "/v1/messages", benchMessages[:len(benchMessages)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}},
+}
+
+// BenchmarkHandler measures one request through the handler with zero delays: parse,
+// generate, encode (and for streams every event).
+func BenchmarkHandler(b *testing.B) {
+	for _, bc := range benchCases {
+		b.Run(bc.name, func(b *testing.B) {
+			s, err := New(Options{API: bc.api, MaxTokens: 64})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := requestCtx(bc.path, bc.body, bc.hdr...)
+			serveOnce(s, ctx)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.body)))
+			for b.Loop() {
+				serveOnce(s, ctx)
+			}
+		})
+	}
+}
+
+// BenchmarkChatHTTP is the chat path as a client sees it: a fasthttp client over an
+// in-memory connection, so the figure includes HTTP parsing and writing on both ends.
+func BenchmarkChatHTTP(b *testing.B) {
+	s, err := New(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	c := &fasthttp.HostClient{Addr: "mock", Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI("http://mock/v1/chat/completions")
+	req.SetBodyString(benchChat)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.SetRequestURI("http://mock/v1/chat/completions")
+		req.SetBodyString(benchChat)
+		for pb.Next() {
+			if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+				b.Errorf("%v %d", err, resp.StatusCode())
+				return
+			}
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	})
+	b.StopTimer()
+	fasthttp.ReleaseRequest(req)
+	fasthttp.ReleaseResponse(resp)
+	c.CloseIdleConnections()
+	if err := s.Shutdown(); err != nil {
+		b.Error(err)
+	}
+	_ = ln.Close()
+	<-served
+}

@@ -1,0 +1,103 @@
+package mockllm
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+	"go.uber.org/goleak"
+)
+
+// TestShutdownFinishesStreams: a stream waiting out an hour-long TPOT finishes at
+// once when the server shuts down, and nothing is left running afterwards.
+func TestShutdownFinishesStreams(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
+		// fasthttp's idle-worker sweeper notices a stopped pool only after its next
+		// sleep, and its date ticker lives for the process.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
+	s, err := New(Options{TPOT: time.Hour, Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return ln.Dial() }}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Post("http://mock.test/v1/chat/completions", "application/json",
+		strings.NewReader(chatBody("slow", `"stream":true,"max_tokens":5`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for range 2 { // the role chunk and the first token, which need no TPOT
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Shutdown() }()
+	rest, err := io.ReadAll(br)
+	if err != nil || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") || strings.Count(string(rest), `"content":`) != 4 {
+		t.Fatalf("err %v, rest of stream %s", err, rest)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHandlerOnAnotherServer mounts Handler on a fasthttp server of the caller's own,
+// as the gateway's tests may.
+func TestHandlerOnAnotherServer(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: s.Handler()}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	c := &fasthttp.HostClient{Addr: "mock", Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	for _, stream := range []string{"false", "true"} {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("http://mock/v1/chat/completions")
+		req.SetBodyString(chatBody("x", `"max_tokens":2,"stream":`+stream))
+		if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("stream %s: %v %d", stream, err, resp.StatusCode())
+		}
+		if stream == "true" && !strings.HasSuffix(string(resp.Body()), "data: [DONE]\n\n") {
+			t.Errorf("stream body %s", resp.Body())
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	}
+	c.CloseIdleConnections()
+	if err := srv.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	<-served
+	if err := s.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+}
