@@ -362,3 +362,12 @@ func appendMLflowEndpoint(b []byte, ec *EndpointConfig, cfg *Config) []byte {
 
 // b2s views b as a string without copying, for a call that does not keep it.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// setAzure fills an Azure OpenAI backend from MLflow's openai_deployment_name and
+// openai_api_version.
+func setAzure(b *providers.Config, deployment, version string) {
+	b.Deployment, b.APIVersion = deployment, version
+	if b.Deployment == "" {
+		b.Deployment = b.Model
+	}
+}

@@ -94,3 +94,26 @@ func TestInvocationBody(t *testing.T) {
 		t.Errorf("array invocation: %v", e)
 	}
 }
+
+func TestMLflowAzure(t *testing.T) {
+	data := []byte(`endpoints:
+  - name: azure-chat
+    endpoint_type: llm/v1/chat
+    model:
+      provider: azuread
+      name: gpt-35-turbo
+      config:
+        openai_api_key: $AZURE_OPENAI_API_KEY
+        openai_api_base: https://my-resource.openai.azure.com/
+        openai_api_version: "2024-02-01"
+        openai_deployment_name: my-deployment
+`)
+	cfg, err := ParseConfig("az.yaml", data, env(map[string]string{"AZURE_OPENAI_API_KEY": "k"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Backends["azure-chat"]
+	if b.Provider != "azure" || b.Deployment != "my-deployment" || b.APIVersion != "2024-02-01" || b.BaseURL != "https://my-resource.openai.azure.com" || b.APIKey != "k" {
+		t.Fatalf("azure backend = %+v", b)
+	}
+}
