@@ -71,11 +71,16 @@ func pinSelf(c CoreMap) error {
 	if err != nil {
 		return fmt.Errorf("taskset: %w: %s", err, out)
 	}
-	var first, last int
-	if _, err := fmt.Sscanf(c.Loadgen, "%d-%d", &first, &last); err == nil {
-		runtime.GOMAXPROCS(last - first + 1)
-	} else {
-		runtime.GOMAXPROCS(1)
-	}
+	runtime.GOMAXPROCS(cpuCount(c.Loadgen))
 	return nil
+}
+
+// cpuCount is the number of CPUs in a list as cpuList writes it ("3" or
+// "2-15").
+func cpuCount(list string) int {
+	var first, last int
+	if _, err := fmt.Sscanf(list, "%d-%d", &first, &last); err == nil && last >= first {
+		return last - first + 1
+	}
+	return 1
 }

@@ -30,6 +30,20 @@ func TestPlanCores(t *testing.T) {
 	}
 }
 
+func TestCPUCount(t *testing.T) {
+	cases := []struct {
+		list string
+		want int
+	}{{"3", 1}, {"2-15", 14}, {"5-5", 1}, {cpuList(1, 4), 4}}
+	for _, tc := range cases {
+		t.Run(tc.list, func(t *testing.T) {
+			if got := cpuCount(tc.list); got != tc.want {
+				t.Fatalf("cpuCount(%q) = %d, want %d", tc.list, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestMaxRates(t *testing.T) {
 	cases := []struct {
 		name                 string
