@@ -19,7 +19,7 @@
 -- once at the end: SET with an expiry is the most expensive call here.
 local blob = ARGV[1]
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
 local pos, ki, no = 1, 0, 0
 local out = {}
 local unpack, pack, call = struct.unpack, struct.pack, redis.call

@@ -27,7 +27,9 @@ type memShard struct {
 }
 
 type memEntry struct {
-	tat  int64 // nanoseconds on the limiter's clock
+	// tat is in nanoseconds on the limiter's clock, as a float so that charges
+	// smaller than a nanosecond (limits of millions of tokens per second) add up.
+	tat  float64
 	conc int64
 }
 
@@ -106,8 +108,8 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 	n := int(t.n)
 	var order [MaxLimits]uint16
 	var ents [MaxLimits]*memEntry
-	var tats [MaxLimits]int64
-	var ivs, taus [MaxLimits]float64
+	var tats, ivs, taus [MaxLimits]float64
+	nowf := float64(now)
 	nl := m.lockAll(t, &order)
 	refuse := -1
 	var retry float64
@@ -123,15 +125,11 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			continue
 		}
 		tau := burst * iv
-		tat := max(e.tat, now)
-		next := tat + int64(t.cost[i]*iv)
-		if over := float64(next-now) - tau; over > 0 && over > retry {
+		next := max(e.tat, nowf) + t.cost[i]*iv
+		if over := next - nowf - tau; over > 0 && over > retry {
 			refuse, retry = i, over
 		}
 		tats[i], ivs[i], taus[i] = next, iv, tau
-		if refuse >= 0 {
-			tats[i] = tat
-		}
 	}
 	for i := range n {
 		r := &rules[i]
@@ -145,9 +143,9 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 		if refuse < 0 {
 			e.tat = tats[i]
 		} else {
-			tats[i] = max(e.tat, now)
+			tats[i] = max(e.tat, nowf)
 		}
-		t.observe(r, (taus[i]-float64(tats[i]-now))/ivs[i], time.Duration(tats[i]-now))
+		t.observe(r, (taus[i]-(tats[i]-nowf))/ivs[i], time.Duration(tats[i]-nowf))
 	}
 	m.unlockAll(&order, nl)
 	if refuse >= 0 {
@@ -190,7 +188,8 @@ func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
 				sh.m[t.bucket[i]] = e
 			}
 			iv, _ := shareOf(r, share)
-			e.tat = max(max(e.tat, now)+int64(delta*iv), now)
+			nowf := float64(now)
+			e.tat = max(max(e.tat, nowf)+delta*iv, nowf)
 		}
 		sh.mu.Unlock()
 	}
@@ -204,7 +203,7 @@ func (m *memStore) sweep(now int64) int {
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		for k, e := range sh.m {
-			if e.tat <= now && e.conc <= 0 {
+			if e.tat <= float64(now) && e.conc <= 0 {
 				delete(sh.m, k)
 				n++
 			}
