@@ -132,8 +132,6 @@ func (e *env) add(p *proc) *proc {
 	return p
 }
 
-func dur(d time.Duration) string { return d.String() }
-
 // startMock starts one mockllm and waits for its /health.
 func (e *env) startMock(ctx context.Context, name string, t upstreamTiming) (*proc, string, error) {
 	port, err := freePort()
@@ -142,7 +140,7 @@ func (e *env) startMock(ctx context.Context, name string, t upstreamTiming) (*pr
 	}
 	addr := loopback(port)
 	args := []string{"--listen", addr, "--model", mockModel, "--api", "openai",
-		"--ttft", dur(t.TTFT), "--tpot", dur(t.TPOT), "--max-tokens", strconv.Itoa(t.MaxTokens),
+		"--ttft", t.TTFT.String(), "--tpot", t.TPOT.String(), "--max-tokens", strconv.Itoa(t.MaxTokens),
 		"--error-rate", "0", "--seed", "1"}
 	if t.MaxSeqs > 0 && hasFlag(e.bins.mockllm, "max-num-seqs") {
 		args = append(args, "--max-num-seqs", strconv.Itoa(t.MaxSeqs))
