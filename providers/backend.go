@@ -27,10 +27,15 @@ type Backend struct {
 	next    atomic.Uint64
 	p       Provider
 	closers []func() error
+	pool    pool
 }
 
-// New builds a backend from its validated config.
-func New(name string, c Config) (*Backend, error) {
+// New builds a backend from its validated config, keeping its targets' health and load
+// to itself; see NewWith.
+func New(name string, c Config) (*Backend, error) { return NewWith(name, c, nil) }
+
+// build makes the backend's provider and targets, without their pool.
+func build(name string, c Config) (*Backend, error) {
 	cfg := c.withDefaults()
 	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg}
 	urls := cfg.Targets
@@ -74,19 +79,24 @@ func New(name string, c Config) (*Backend, error) {
 // Targets are the backend's replicas.
 func (b *Backend) Targets() []*Target { return b.targets }
 
-// Send makes one attempt on the next target. The upstream's status, content type and
-// body (translated to OpenAI's form where needed) are written into out.
+// Send makes one attempt on a target the balance policy picks among those in service,
+// and tells that target's health how it went. The upstream's status, content type and
+// body (translated to OpenAI's form where needed) are written into out. With no target
+// in service it returns ErrNoHealthyTarget, with every one full ErrOverloaded.
 func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
-	t := b.targets[0]
-	if len(b.targets) > 1 {
-		t = b.targets[b.next.Add(1)%uint64(len(b.targets))]
+	l, err := b.acquire(call)
+	if err != nil {
+		return err
 	}
+	t := b.targets[l.i]
 	res.Target = t.URL
-	return b.p.Send(t, call, out, res)
+	return b.settle(l, b.p.Send(t, call, out, res), res)
 }
 
-// Close releases the backend's idle connections and in-process upstreams.
+// Close stops the backend's background work and releases its idle connections and
+// in-process upstreams. Streams still open keep their connections until closed.
 func (b *Backend) Close() error {
+	b.stop()
 	var errs []error
 	for _, t := range b.targets {
 		t.client.CloseIdleConnections()

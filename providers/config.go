@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -36,6 +37,31 @@ type Config struct {
 	StreamUsage *bool `yaml:"stream_usage"`
 	// Mock configures the built-in mock upstream (provider: mock).
 	Mock MockConfig `yaml:"mock"`
+
+	// Balance picks the target of each request: round_robin (the default), least_loaded
+	// (fewest requests in flight from this gateway) or vllm_queue (the queue each vLLM
+	// target reports on its metrics page, plus what was sent since it was read).
+	Balance string `yaml:"balance"`
+	// Affinity sends requests that share a prompt prefix to the same target.
+	Affinity AffinityConfig `yaml:"affinity"`
+	// Health takes failing targets out of service and brings them back.
+	Health HealthConfig `yaml:"health"`
+	// MaxConcurrency caps the requests in flight on each target; 0 is no cap.
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// Queue holds requests that find their target at MaxConcurrency.
+	Queue QueueConfig `yaml:"queue"`
+	// FirstByteTimeout bounds the wait for the first byte of the answer once the request
+	// is sent; 0 is no bound but Timeout. An answer that does not stream comes whole, so
+	// for it this bounds the whole generation.
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
+	// StreamIdleTimeout bounds the silence between two reads of an answer once its first
+	// byte came: for a stream, the gap between chunks; 0 is no bound but Timeout.
+	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+	// MetricsPath is where balance vllm_queue reads each target's Prometheus metrics, on
+	// the target's host: default /metrics.
+	MetricsPath string `yaml:"metrics_path"`
+	// MetricsInterval is how often balance vllm_queue reads them: default 1s.
+	MetricsInterval time.Duration `yaml:"metrics_interval"`
 
 	// Deployment is the Azure OpenAI deployment that serves the model (provider: azure).
 	Deployment string `yaml:"deployment"`
@@ -139,6 +165,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateAzure()...)
 	errs = append(errs, c.validateAnthropic()...)
+	errs = append(errs, c.validatePool()...)
 	return errors.Join(errs...)
 }
 
@@ -190,3 +217,116 @@ func (c *Config) withDefaults() Config {
 }
 
 func (c *Config) streamUsage() bool { return c.StreamUsage == nil || *c.StreamUsage }
+
+// AffinityConfig keeps requests that share a prompt prefix on one target, so that the
+// target's prefix cache serves them, as long as that target is not overloaded.
+type AffinityConfig struct {
+	// By is what requests are grouped by: prefix (the first Bytes of the prompt).
+	By string `yaml:"by"`
+	// Bytes is how much of the prompt (the JSON of messages, prompt or input) is
+	// hashed: default 1024.
+	Bytes int `yaml:"bytes"`
+	// LoadFactor bounds a target's load to this many times the average before its
+	// requests spill to the next target on the ring: default 1.25.
+	LoadFactor float64 `yaml:"load_factor"`
+}
+
+// HealthConfig configures active health checks and passive ejection of targets.
+type HealthConfig struct {
+	// Path is requested with GET on each target's host (not under its base path); setting
+	// it or Interval turns active checks on. Default /health, as vLLM serves it.
+	Path string `yaml:"path"`
+	// Interval is the time between two checks of a target: default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout bounds one check: default 2s.
+	Timeout time.Duration `yaml:"timeout"`
+	// HealthyThreshold is how many checks in a row must pass to bring a target back:
+	// default 2.
+	HealthyThreshold int `yaml:"healthy_threshold"`
+	// UnhealthyThreshold is how many checks in a row must fail to take a target out:
+	// default 3.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+	// EjectAfter is how many failed requests in a row (unreachable, timed out, 5xx)
+	// eject a target: default 5.
+	EjectAfter int `yaml:"eject_after"`
+	// EjectFor is how long a first ejection lasts: default 30s. It doubles on each
+	// ejection that follows within ten times its length, up to that, and then one
+	// request tries the target again.
+	EjectFor time.Duration `yaml:"eject_for"`
+}
+
+// QueueConfig bounds the requests that wait for a target at max_concurrency.
+type QueueConfig struct {
+	// Size is how many requests may wait per target; 0 answers at once that the
+	// backend is overloaded.
+	Size int `yaml:"size"`
+	// Timeout bounds the wait: default 5s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+func (c *Config) validatePool() []error {
+	var errs []error
+	switch c.Balance {
+	case "", "round_robin", "least_loaded", "vllm_queue":
+	default:
+		errs = append(errs, fieldErr("balance", "must be one of round_robin, least_loaded, vllm_queue"))
+	}
+	a := &c.Affinity
+	switch a.By {
+	case "prefix":
+	case "":
+		if a.Bytes != 0 || a.LoadFactor != 0 {
+			errs = append(errs, fieldErr("affinity.by", "is required (prefix) when affinity is set"))
+		}
+	default:
+		errs = append(errs, fieldErr("affinity.by", "must be prefix"))
+	}
+	if a.Bytes < 0 {
+		errs = append(errs, fieldErr("affinity.bytes", "must not be negative"))
+	}
+	if a.LoadFactor != 0 && !(a.LoadFactor >= 1) {
+		errs = append(errs, fieldErr("affinity.load_factor", "must be at least 1"))
+	}
+	h := &c.Health
+	if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
+		errs = append(errs, fieldErr("health.path", "must start with /"))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"health.interval", h.Interval}, {"health.timeout", h.Timeout}, {"health.eject_for", h.EjectFor},
+		{"queue.timeout", c.Queue.Timeout}, {"first_byte_timeout", c.FirstByteTimeout},
+		{"stream_idle_timeout", c.StreamIdleTimeout}, {"metrics_interval", c.MetricsInterval},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fieldErr(d.key, "must not be negative"))
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{
+		{"health.healthy_threshold", h.HealthyThreshold}, {"health.unhealthy_threshold", h.UnhealthyThreshold},
+		{"health.eject_after", h.EjectAfter}, {"max_concurrency", c.MaxConcurrency}, {"queue.size", c.Queue.Size},
+	} {
+		if n.v < 0 {
+			errs = append(errs, fieldErr(n.key, "must not be negative"))
+		}
+	}
+	if c.MaxConcurrency == 0 && (c.Queue.Size != 0 || c.Queue.Timeout != 0) {
+		errs = append(errs, fieldErr("queue", "needs max_concurrency"))
+	}
+	if c.Balance != "vllm_queue" {
+		if c.MetricsPath != "" {
+			errs = append(errs, fieldErr("metrics_path", "is read only with balance: vllm_queue"))
+		}
+		if c.MetricsInterval != 0 {
+			errs = append(errs, fieldErr("metrics_interval", "is read only with balance: vllm_queue"))
+		}
+	}
+	if c.MetricsPath != "" && !strings.HasPrefix(c.MetricsPath, "/") {
+		errs = append(errs, fieldErr("metrics_path", "must start with /"))
+	}
+	return errs
+}

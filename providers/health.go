@@ -1,0 +1,192 @@
+package providers
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// targetState is what the gateway knows of one target. It lives in Pools, so that the
+// backends a reload builds carry on with it.
+//
+// A target is in service unless passive health ejected it or active checks found it
+// down. An ejection ends with a trial: once it has run out, one request (the probe) is
+// let through, and its outcome brings the target back or ejects it for twice as long.
+type targetState struct {
+	refs int // backends using it, under Pools.mu
+
+	slots slots
+	load  vllmLoad
+
+	ejected atomic.Bool
+	down    atomic.Bool
+	probing atomic.Bool
+	// until is when the ejection runs out, leftAt when the target last went out of
+	// service, both in Unix nanoseconds.
+	until  atomic.Int64
+	leftAt atomic.Int64
+	// fails counts failed requests in a row.
+	fails atomic.Int32
+
+	mu sync.Mutex
+	// ejections counts the ejections that doubled each other's length.
+	ejections int
+	// backAt is when the target last came back from an ejection.
+	backAt time.Time
+	// passed and failed count active checks in a row.
+	passed, failed int
+}
+
+// available reports whether the target takes ordinary requests.
+func (st *targetState) available() bool { return !st.ejected.Load() && !st.down.Load() }
+
+// report tells the target's health how an attempt on it went.
+func (b *Backend) report(l lease, v verdict) {
+	st := b.pool.states[l.i]
+	switch v {
+	case success:
+		if l.probe {
+			st.restore(b.pool.now())
+		} else if st.fails.Load() != 0 {
+			st.fails.Store(0)
+		}
+	case failure:
+		if l.probe || st.fails.Add(1) >= b.pool.set.ejectAfter {
+			st.eject(b.pool.now(), &b.pool.set, l.probe)
+		}
+	default:
+		if l.probe {
+			st.probing.Store(false)
+		}
+	}
+}
+
+// eject takes the target out of service. The length doubles with each ejection that
+// follows the last one before the target has served for the longest length, so that a
+// target that keeps failing is tried less and less often.
+func (st *targetState) eject(now time.Time, set *poolSettings, probe bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ejected.Load() && !probe {
+		// A request sent before the ejection: it is already counted.
+		return
+	}
+	if !st.ejected.Load() && now.Sub(st.backAt) >= set.ejectMax {
+		st.ejections = 0
+	}
+	st.ejections++
+	d := set.ejectMax
+	if st.ejections <= 30 {
+		d = min(set.ejectFor<<(st.ejections-1), set.ejectMax)
+	}
+	st.until.Store(now.Add(d).UnixNano())
+	st.leftAt.Store(now.UnixNano())
+	st.fails.Store(0)
+	st.ejected.Store(true)
+	st.probing.Store(false)
+}
+
+// restore brings an ejected target back after its probe succeeded.
+func (st *targetState) restore(now time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ejected.Load() {
+		st.backAt = now
+		st.ejected.Store(false)
+	}
+	st.fails.Store(0)
+	st.probing.Store(false)
+}
+
+// observe counts one active check.
+func (st *targetState) observe(ok bool, now time.Time, set *poolSettings) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if ok {
+		st.failed = 0
+		if st.passed++; st.passed >= set.healthyAfter && st.down.Load() {
+			st.down.Store(false)
+		}
+		return
+	}
+	st.passed = 0
+	if st.failed++; st.failed >= set.unhealthyAfter && !st.down.Load() {
+		st.leftAt.Store(now.UnixNano())
+		st.down.Store(true)
+	}
+}
+
+// TargetHealth is whether one target of a backend is in service.
+type TargetHealth struct {
+	URL string
+	Up  bool
+}
+
+// Health reports the backend's targets in config order; a target is up unless failed
+// requests ejected it or active checks found it down.
+func (b *Backend) Health() []TargetHealth {
+	h := make([]TargetHealth, len(b.targets))
+	for i, t := range b.targets {
+		h[i] = TargetHealth{URL: t.URL, Up: b.pool.states[i].available()}
+	}
+	return h
+}
+
+// Healthy reports whether any target of the backend is in service.
+func (b *Backend) Healthy() bool {
+	for _, st := range b.pool.states {
+		if st.available() {
+			return true
+		}
+	}
+	return false
+}
+
+var strGet = []byte("GET")
+
+// watch runs a target's active checks and load reads until ctx ends.
+func (b *Backend) watch(ctx context.Context, i int) {
+	p := &b.pool
+	defer p.wg.Done()
+	var checks, reads <-chan time.Time
+	var buf []byte
+	if p.set.active {
+		t := time.NewTicker(p.set.interval)
+		defer t.Stop()
+		checks = t.C
+		b.check(i)
+	}
+	if p.set.balance == vllmQueue {
+		t := time.NewTicker(p.set.metricsInterval)
+		defer t.Stop()
+		reads = t.C
+		buf = b.readLoad(i, buf)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-checks:
+			b.check(i)
+		case <-reads:
+			buf = b.readLoad(i, buf)
+		}
+	}
+}
+
+// check makes one active health check: GET health.path on the target's host, passing
+// on a 2xx answer within health.timeout.
+func (b *Backend) check(i int) {
+	p := &b.pool
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.Header.SetMethodBytes(strGet)
+	req.SetRequestURI(p.healthURLs[i])
+	err := p.checkers[i].DoTimeout(req, resp, p.set.checkTimeout)
+	ok := err == nil && resp.StatusCode() >= 200 && resp.StatusCode() < 300
+	fasthttp.ReleaseRequest(req)
+	fasthttp.ReleaseResponse(resp)
+	p.states[i].observe(ok, p.now(), &p.set)
+}

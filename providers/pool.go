@@ -1,0 +1,820 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// Errors Send returns when it makes no attempt at all. Both come wrapped with the
+// backend's name.
+var (
+	// ErrNoHealthyTarget means every target of the backend is out of service and none
+	// could take the one trial request an ejected target gets at a time.
+	ErrNoHealthyTarget = errors.New("no upstream target in service")
+	// ErrOverloaded means the target was at max_concurrency and its wait queue was full
+	// or the wait ran out.
+	ErrOverloaded = errors.New("upstream targets at max_concurrency")
+)
+
+// backendError names the backend an error came from. It is made once per backend, so
+// that returning it costs nothing.
+type backendError struct {
+	msg string
+	err error
+}
+
+func (e *backendError) Error() string { return e.msg }
+func (e *backendError) Unwrap() error { return e.err }
+
+// Pools keeps what the gateway learns about each target (health, ejections, requests in
+// flight and waiting, the load vLLM reports) across config reloads, keyed by backend
+// name and target URL. The gateway makes one for the process and passes it to every
+// NewWith; a target's state goes when the last backend using it is closed.
+type Pools struct {
+	mu      sync.Mutex
+	targets map[poolKey]*targetState
+	now     func() time.Time
+}
+
+type poolKey struct{ backend, url string }
+
+// NewPools returns an empty registry.
+func NewPools() *Pools { return &Pools{targets: map[poolKey]*targetState{}, now: time.Now} }
+
+func (p *Pools) acquire(backend, url string) *targetState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := poolKey{backend, url}
+	st := p.targets[k]
+	if st == nil {
+		st = &targetState{}
+		p.targets[k] = st
+	}
+	st.refs++
+	return st
+}
+
+func (p *Pools) release(backend, url string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := poolKey{backend, url}
+	if st := p.targets[k]; st != nil {
+		if st.refs--; st.refs <= 0 {
+			delete(p.targets, k)
+		}
+	}
+}
+
+// NewWith builds a backend from its validated config, keeping its targets' state in p,
+// where the backend a reload builds under the same name finds it again. A nil p keeps
+// the state to this backend.
+func NewWith(name string, c Config, p *Pools) (*Backend, error) {
+	b, err := build(name, c)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		p = NewPools()
+	}
+	b.initPool(p)
+	return b, nil
+}
+
+type balance uint8
+
+const (
+	roundRobin balance = iota
+	leastLoaded
+	vllmQueue
+)
+
+// poolSettings is the pool part of a backend's config with its defaults.
+type poolSettings struct {
+	balance         balance
+	prefixBytes     int
+	loadFactor      float64
+	active          bool
+	healthPath      string
+	interval        time.Duration
+	checkTimeout    time.Duration
+	healthyAfter    int
+	unhealthyAfter  int
+	ejectAfter      int32
+	ejectFor        time.Duration
+	ejectMax        time.Duration
+	queueSize       int64
+	queueTimeout    time.Duration
+	metricsPath     string
+	metricsInterval time.Duration
+}
+
+func settingsOf(c *Config) poolSettings {
+	s := poolSettings{
+		prefixBytes: c.Affinity.Bytes, loadFactor: c.Affinity.LoadFactor,
+		active: c.Health.Path != "" || c.Health.Interval > 0, healthPath: c.Health.Path,
+		interval: c.Health.Interval, checkTimeout: c.Health.Timeout,
+		healthyAfter: c.Health.HealthyThreshold, unhealthyAfter: c.Health.UnhealthyThreshold,
+		ejectAfter: int32(min(c.Health.EjectAfter, math.MaxInt32)), ejectFor: c.Health.EjectFor,
+		queueSize: int64(c.Queue.Size), queueTimeout: c.Queue.Timeout,
+		metricsPath: c.MetricsPath, metricsInterval: c.MetricsInterval,
+	}
+	switch c.Balance {
+	case "least_loaded":
+		s.balance = leastLoaded
+	case "vllm_queue":
+		s.balance = vllmQueue
+	}
+	if s.prefixBytes == 0 {
+		s.prefixBytes = 1024
+	}
+	if s.loadFactor == 0 {
+		s.loadFactor = 1.25
+	}
+	if s.healthPath == "" {
+		s.healthPath = "/health"
+	}
+	if s.interval == 0 {
+		s.interval = 5 * time.Second
+	}
+	if s.checkTimeout == 0 {
+		s.checkTimeout = 2 * time.Second
+	}
+	if s.healthyAfter == 0 {
+		s.healthyAfter = 2
+	}
+	if s.unhealthyAfter == 0 {
+		s.unhealthyAfter = 3
+	}
+	if s.ejectAfter == 0 {
+		s.ejectAfter = 5
+	}
+	if s.ejectFor == 0 {
+		s.ejectFor = 30 * time.Second
+	}
+	s.ejectMax = 10 * s.ejectFor
+	if s.queueTimeout == 0 {
+		s.queueTimeout = 5 * time.Second
+	}
+	if s.metricsPath == "" {
+		s.metricsPath = "/metrics"
+	}
+	if s.metricsInterval == 0 {
+		s.metricsInterval = time.Second
+	}
+	return s
+}
+
+// pool is the part of a Backend that spreads requests over its targets.
+type pool struct {
+	set    poolSettings
+	pools  *Pools
+	states []*targetState
+	// ring is the consistent-hash ring of prefix affinity, nil without affinity.
+	ring []ringPoint
+	now  func() time.Time
+
+	errNoTarget, errOverloaded error
+
+	// checkers make the health and metrics requests, one per target, apart from the
+	// request traffic so that a target busy with streams is not failed for having no
+	// free connection.
+	checkers   []*fasthttp.HostClient
+	healthURLs []string
+	loadURLs   []string
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (b *Backend) initPool(ps *Pools) {
+	p := &b.pool
+	p.set = settingsOf(&b.cfg)
+	p.pools, p.now = ps, ps.now
+	p.errNoTarget = &backendError{"backend " + b.Name + ": " + ErrNoHealthyTarget.Error(), ErrNoHealthyTarget}
+	p.errOverloaded = &backendError{"backend " + b.Name + ": " + ErrOverloaded.Error(), ErrOverloaded}
+	background := p.set.active || p.set.balance == vllmQueue
+	for _, t := range b.targets {
+		st := ps.acquire(b.Name, t.URL)
+		st.slots.limit.Store(int64(b.cfg.MaxConcurrency))
+		st.slots.queueSize.Store(p.set.queueSize)
+		p.states = append(p.states, st)
+		dial := t.client.Dial
+		if dial == nil {
+			dial = fasthttp.Dial
+		}
+		if background {
+			root := "http://"
+			if t.client.IsTLS {
+				root = "https://"
+			}
+			if u, err := url.Parse(t.URL); err == nil {
+				root += u.Host
+			}
+			p.healthURLs = append(p.healthURLs, root+p.set.healthPath)
+			p.loadURLs = append(p.loadURLs, root+p.set.metricsPath)
+			p.checkers = append(p.checkers, &fasthttp.HostClient{
+				Addr: t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, Dial: dial,
+				MaxConns: 2, MaxIdleConnDuration: 2*max(p.set.interval, p.set.metricsInterval) + time.Second,
+				NoDefaultUserAgentHeader: true, MaxResponseBodySize: 8 << 20,
+			})
+		}
+		if fb, idle := b.cfg.FirstByteTimeout, b.cfg.StreamIdleTimeout; fb > 0 || idle > 0 {
+			t.client.Dial = func(addr string) (net.Conn, error) {
+				c, err := dial(addr)
+				if err != nil {
+					return nil, err
+				}
+				return &deadlineConn{Conn: c, firstByte: fb, idle: idle}, nil
+			}
+		}
+	}
+	if b.cfg.Affinity.By == "prefix" && len(b.targets) > 1 {
+		p.ring = buildRing(b.targets)
+	}
+}
+
+// Start begins the backend's background work: active health checks when health has a
+// path or interval, and reading each target's load for balance vllm_queue. It returns
+// at once; the work runs until ctx ends or Close. Calling it again does nothing. A
+// backend never started still ejects targets on the outcome of its own requests.
+func (b *Backend) Start(ctx context.Context) {
+	p := &b.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.cancel != nil || len(p.checkers) == 0 {
+		return
+	}
+	ctx, p.cancel = context.WithCancel(ctx)
+	for i := range p.states {
+		p.wg.Add(1)
+		go b.watch(ctx, i)
+	}
+}
+
+// stop ends the background work and gives the targets' state back to the registry.
+func (b *Backend) stop() {
+	p := &b.pool
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	cancel := p.cancel
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	p.wg.Wait()
+	for _, c := range p.checkers {
+		c.CloseIdleConnections()
+	}
+	for _, t := range b.targets {
+		p.pools.release(b.Name, t.URL)
+	}
+}
+
+// lease is one attempt's claim on a target: a slot counted in its in-flight requests,
+// and, for a trial of an ejected target, its one probe.
+type lease struct {
+	i     int
+	probe bool
+}
+
+// acquire picks a target for the call and takes a slot on it.
+func (b *Backend) acquire(call *Call) (lease, error) {
+	p := &b.pool
+	if l, ok := p.trial(); ok {
+		return l, nil
+	}
+	i := b.choose(call)
+	if i < 0 {
+		if l, ok := p.lastResort(); ok {
+			return l, nil
+		}
+		return lease{}, p.errNoTarget
+	}
+	if p.states[i].slots.take() {
+		return lease{i: i}, nil
+	}
+	n := len(p.states)
+	for k := 1; k < n; k++ {
+		j := i + k
+		if j >= n {
+			j -= n
+		}
+		if st := p.states[j]; st.available() && st.slots.take() {
+			return lease{i: j}, nil
+		}
+	}
+	if p.states[i].slots.wait(p.waitFor(call)) {
+		return lease{i: i}, nil
+	}
+	return lease{}, p.errOverloaded
+}
+
+// waitFor is how long a call may wait in a target's queue.
+func (p *pool) waitFor(call *Call) time.Duration {
+	d := p.set.queueTimeout
+	if !call.Deadline.IsZero() {
+		d = min(d, time.Until(call.Deadline))
+	}
+	return d
+}
+
+// trial claims the probe of a target whose ejection has run out: the one request that
+// decides whether it comes back.
+func (p *pool) trial() (lease, bool) {
+	var now int64
+	for i, st := range p.states {
+		if !st.ejected.Load() || st.probing.Load() || st.down.Load() {
+			continue
+		}
+		if now == 0 {
+			now = p.now().UnixNano()
+		}
+		if now < st.until.Load() || !st.probing.CompareAndSwap(false, true) {
+			continue
+		}
+		if st.slots.take() {
+			return lease{i: i, probe: true}, true
+		}
+		st.probing.Store(false)
+	}
+	return lease{}, false
+}
+
+// lastResort claims the probe of the target out of service the longest, so that a pool
+// whose every target is out still tries one rather than failing outright.
+func (p *pool) lastResort() (lease, bool) {
+	best := -1
+	var since int64
+	for i, st := range p.states {
+		if st.probing.Load() {
+			continue
+		}
+		if at := st.leftAt.Load(); best < 0 || at < since {
+			best, since = i, at
+		}
+	}
+	if best < 0 {
+		return lease{}, false
+	}
+	st := p.states[best]
+	if !st.probing.CompareAndSwap(false, true) {
+		return lease{}, false
+	}
+	if st.slots.take() {
+		return lease{i: best, probe: true}, true
+	}
+	st.probing.Store(false)
+	return lease{}, false
+}
+
+// choose applies affinity and the balance policy to the targets in service; -1 when
+// none is.
+func (b *Backend) choose(call *Call) int {
+	p := &b.pool
+	if len(p.states) == 1 {
+		if p.states[0].available() {
+			return 0
+		}
+		return -1
+	}
+	if p.ring != nil {
+		if i := b.affine(call); i >= 0 {
+			return i
+		}
+	}
+	switch p.set.balance {
+	case leastLoaded:
+		return b.leastLoaded()
+	case vllmQueue:
+		return b.leastQueued()
+	}
+	return b.roundRobin()
+}
+
+func (b *Backend) roundRobin() int {
+	n := uint64(len(b.pool.states))
+	start := b.next.Add(1)
+	for k := range n {
+		i := int((start + k) % n)
+		if b.pool.states[i].available() {
+			return i
+		}
+	}
+	return -1
+}
+
+// leastLoaded picks the target with the fewest requests in flight and waiting. The scan
+// starts at a rotating offset so that ties, an idle pool above all, spread evenly.
+func (b *Backend) leastLoaded() int {
+	states := b.pool.states
+	n := len(states)
+	i := int(b.next.Add(1) % uint64(n))
+	best, least := -1, int64(0)
+	for range n {
+		if st := states[i]; st.available() {
+			if l := st.slots.load(); best < 0 || l < least {
+				best, least = i, l
+			}
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+	return best
+}
+
+// leastQueued picks the target whose vLLM reports the shortest queue, counting what was
+// sent since it was read; the lower KV cache usage breaks ties.
+func (b *Backend) leastQueued() int {
+	states := b.pool.states
+	n := len(states)
+	i := int(b.next.Add(1) % uint64(n))
+	best, least, cache := -1, int64(0), 0.0
+	for range n {
+		if st := states[i]; st.available() {
+			s, c := st.load.score(st.slots.load())
+			if best < 0 || s < least || (s == least && c < cache) {
+				best, least, cache = i, s, c
+			}
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+	return best
+}
+
+// ringPoint is one of a target's points on the consistent-hash ring.
+type ringPoint struct {
+	hash uint64
+	i    int
+}
+
+// ringReplicas is the number of points per target: with 128, each target's share of
+// the ring stays within about a tenth of even.
+const ringReplicas = 128
+
+func buildRing(targets []*Target) []ringPoint {
+	ring := make([]ringPoint, 0, len(targets)*ringReplicas)
+	var buf []byte
+	for i, t := range targets {
+		for r := range ringReplicas {
+			buf = strconv.AppendInt(append(append(buf[:0], t.URL...), '#'), int64(r), 10)
+			ring = append(ring, ringPoint{xxhash.Sum64(buf), i})
+		}
+	}
+	sortRing(ring)
+	return ring
+}
+
+func sortRing(ring []ringPoint) {
+	// Insertion into a sorted prefix: built once per config, a few hundred points.
+	for i := 1; i < len(ring); i++ {
+		for j := i; j > 0 && (ring[j].hash < ring[j-1].hash || (ring[j].hash == ring[j-1].hash && ring[j].i < ring[j-1].i)); j-- {
+			ring[j], ring[j-1] = ring[j-1], ring[j]
+		}
+	}
+}
+
+// affine walks the ring from the hash of the call's prompt prefix to the first target
+// in service whose load is under load_factor times the average, so that requests that
+// share a prefix meet the same prefix cache while no target takes more than its bound
+// (consistent hashing with bounded loads, Mirrokni, Thorup and Zadimoghaddam 2018).
+// It returns -1 when the call has no prompt or no target is in service.
+func (b *Backend) affine(call *Call) int {
+	p := &b.pool
+	key := promptPrefix(call, p.set.prefixBytes)
+	if key == nil {
+		return -1
+	}
+	var total int64
+	up := 0
+	for _, st := range p.states {
+		if st.available() {
+			total += st.slots.load()
+			up++
+		}
+	}
+	if up == 0 {
+		return -1
+	}
+	limit := int64(math.Ceil(p.set.loadFactor * float64(total+1) / float64(up)))
+	ring := p.ring
+	h := xxhash.Sum64(key)
+	lo, hi := 0, len(ring)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ring[m].hash < h {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	for k := range len(ring) {
+		j := lo + k
+		if j >= len(ring) {
+			j -= len(ring)
+		}
+		if st := p.states[ring[j].i]; st.available() && st.slots.load() < limit {
+			return ring[j].i
+		}
+	}
+	return -1
+}
+
+// promptPrefix is the start of the call's prompt as the client sent it: the JSON of its
+// messages, prompt or input. Nil when there is none.
+func promptPrefix(call *Call, n int) []byte {
+	key := "messages"
+	switch call.Kind {
+	case Completions:
+		key = "prompt"
+	case Embeddings:
+		key = "input"
+	}
+	v, ok := jsonscan.Field(call.Body, key)
+	if !ok || len(v) == 0 {
+		return nil
+	}
+	return v[:min(len(v), n)]
+}
+
+// settle reports the attempt's outcome to the target's health and frees its slot, or,
+// for a stream, hands both to the stream's Close.
+func (b *Backend) settle(l lease, err error, res *Result) error {
+	if err == nil && res.Stream != nil {
+		if l.probe {
+			// The answer began well: that decides the trial, not the whole generation.
+			b.report(l, success)
+			l.probe = false
+		}
+		s := leasedPool.Get().(*leasedStream)
+		s.Events, s.b, s.l = res.Stream, b, l
+		res.Stream = s
+		return nil
+	}
+	b.report(l, verdictOf(err))
+	b.pool.states[l.i].slots.give()
+	return err
+}
+
+// leasedStream holds a stream's slot until it is closed, and reports how it ended.
+type leasedStream struct {
+	Events
+	b   *Backend
+	l   lease
+	err error
+	end bool
+}
+
+var leasedPool = sync.Pool{New: func() any { return new(leasedStream) }}
+
+// Next implements Events.
+func (s *leasedStream) Next(ev *Event) error {
+	err := s.Events.Next(ev)
+	switch {
+	case err != nil:
+		if s.err == nil {
+			s.err = err
+		}
+	case ev.Done:
+		s.end = true
+	}
+	return err
+}
+
+// Close implements Events.
+func (s *leasedStream) Close() error {
+	err := s.Events.Close()
+	v := neutral
+	switch {
+	case s.end:
+		v = success
+	case s.err != nil && s.err != io.EOF:
+		v = verdictOf(s.err)
+	}
+	b, l := s.b, s.l
+	*s = leasedStream{}
+	leasedPool.Put(s)
+	b.report(l, v)
+	b.pool.states[l.i].slots.give()
+	return err
+}
+
+// verdict is what an attempt says about its target's health.
+type verdict uint8
+
+const (
+	neutral verdict = iota
+	success
+	failure
+)
+
+// verdictOf judges an attempt by its error: an unreachable or silent target, a 5xx or
+// an answer that is not the API count against it; any other answer, 4xx included,
+// shows it serving.
+func verdictOf(err error) verdict {
+	if err == nil {
+		return success
+	}
+	if ue, ok := errors.AsType[*UpstreamError](err); ok {
+		if ue.Status >= 500 {
+			return failure
+		}
+		return success
+	}
+	if errors.Is(err, ErrTimeout) || errors.Is(err, ErrConnect) || errors.Is(err, ErrStreamCut) || errors.Is(err, ErrBadResponse) {
+		return failure
+	}
+	return neutral
+}
+
+// slots counts a target's requests in flight, caps them at max_concurrency and queues
+// the overflow in arrival order. Waiting needs no goroutine: a freed slot is handed to
+// the first waiter directly.
+type slots struct {
+	n         atomic.Int64
+	limit     atomic.Int64 // 0: no cap
+	queueSize atomic.Int64
+	waiting   atomic.Int64
+	mu        sync.Mutex
+	queue     []*waiter
+}
+
+type waiter struct {
+	ch     chan struct{}
+	timer  *time.Timer
+	queued bool
+}
+
+var waiterPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &waiter{ch: make(chan struct{}, 1), timer: t}
+}}
+
+// load is the target's requests in flight and waiting.
+func (s *slots) load() int64 { return s.n.Load() + s.waiting.Load() }
+
+// take claims a slot if one is free and nobody waits for one.
+func (s *slots) take() bool {
+	return s.waiting.Load() == 0 && s.tryTake()
+}
+
+func (s *slots) tryTake() bool {
+	limit := s.limit.Load()
+	if limit <= 0 {
+		s.n.Add(1)
+		return true
+	}
+	for {
+		n := s.n.Load()
+		if n >= limit {
+			return false
+		}
+		if s.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// wait queues for a slot for up to d; false when the queue is full or d runs out.
+func (s *slots) wait(d time.Duration) bool {
+	s.mu.Lock()
+	// Counted before the last try: a slot freed after this sees a waiter and hands its
+	// slot over, one freed before it is found by the try.
+	s.waiting.Add(1)
+	if s.tryTake() {
+		s.waiting.Add(-1)
+		s.mu.Unlock()
+		return true
+	}
+	if d <= 0 || int64(len(s.queue)) >= s.queueSize.Load() {
+		s.waiting.Add(-1)
+		s.mu.Unlock()
+		return false
+	}
+	w := waiterPool.Get().(*waiter)
+	w.queued = true
+	s.queue = append(s.queue, w)
+	s.mu.Unlock()
+	w.timer.Reset(d)
+	select {
+	case <-w.ch:
+		w.timer.Stop()
+		waiterPool.Put(w)
+		return true
+	case <-w.timer.C:
+	}
+	s.mu.Lock()
+	if w.queued {
+		for i, q := range s.queue {
+			if q == w {
+				copy(s.queue[i:], s.queue[i+1:])
+				s.queue[len(s.queue)-1] = nil
+				s.queue = s.queue[:len(s.queue)-1]
+				break
+			}
+		}
+		s.waiting.Add(-1)
+		s.mu.Unlock()
+		waiterPool.Put(w)
+		return false
+	}
+	s.mu.Unlock()
+	// Granted between the timer and the lock.
+	<-w.ch
+	waiterPool.Put(w)
+	return true
+}
+
+// give frees a slot, handing it to the first waiter if any.
+func (s *slots) give() {
+	s.n.Add(-1)
+	if s.waiting.Load() == 0 {
+		return
+	}
+	s.mu.Lock()
+	for len(s.queue) > 0 && s.tryTake() {
+		w := s.queue[0]
+		copy(s.queue, s.queue[1:])
+		s.queue[len(s.queue)-1] = nil
+		s.queue = s.queue[:len(s.queue)-1]
+		w.queued = false
+		s.waiting.Add(-1)
+		w.ch <- struct{}{}
+	}
+	s.mu.Unlock()
+}
+
+// deadlineConn enforces the first-byte and idle timeouts on an upstream connection.
+// fasthttp sets one read deadline per request, which for a stream lasts the whole
+// stream, and hands the caller no connection to change it on; this connection turns
+// that deadline into the nearer of it and the first-byte bound, and once bytes come,
+// moves it along by the idle bound on every read. Read deadlines are the runtime's own
+// timers: no goroutine, and the timeout surfaces as os.ErrDeadlineExceeded, which
+// classify maps to ErrTimeout.
+type deadlineConn struct {
+	net.Conn
+	firstByte, idle time.Duration
+	// end is the deadline fasthttp asked for; armed is set while a response is read.
+	end     time.Time
+	armed   bool
+	waiting bool
+}
+
+// SetDeadline passes through: fasthttp uses it around the TLS handshake only.
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.armed = false
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline is called by fasthttp once per request, after the request is sent.
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.end, c.armed, c.waiting = t, true, true
+	if c.firstByte > 0 {
+		t = nearer(t, time.Now().Add(c.firstByte))
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *deadlineConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.armed && (c.waiting || c.idle > 0) {
+		c.waiting = false
+		d := c.end
+		if c.idle > 0 {
+			d = nearer(d, time.Now().Add(c.idle))
+		}
+		if e := c.Conn.SetReadDeadline(d); e != nil && err == nil {
+			err = e
+		}
+	}
+	return n, err
+}
+
+// nearer is the earlier of two deadlines, the zero time being none.
+func nearer(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,324 @@
+package providers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// replica is a vLLM-like server on a loopback port: chat completions (plain and
+// streamed), /health and /metrics with vLLM's load gauges. A batch of a fixed size runs
+// at once and the rest waits, as in vLLM's scheduler, and the gauges report both.
+type replica struct {
+	tb   testing.TB
+	addr string
+	quit chan struct{}
+
+	mu  sync.Mutex
+	srv *fasthttp.Server
+	ln  net.Listener
+
+	hits    atomic.Int64
+	status  atomic.Int64 // status of chat answers: 200 unless set
+	health  atomic.Int64 // status of /health: 200 unless set
+	delay   atomic.Int64 // nanoseconds before the answer's headers
+	service atomic.Int64 // nanoseconds a request holds its batch slot
+	gap     atomic.Int64 // nanoseconds between stream chunks
+	stall   atomic.Bool  // streams stop after their first chunk
+	// hold, when set, keeps each answer until a value arrives on it.
+	hold atomic.Pointer[chan struct{}]
+
+	batch            chan struct{}
+	waiting, running atomic.Int64
+	// extraWaiting and extraRunning are added to the gauges, as if other clients
+	// were using the server.
+	extraWaiting, extraRunning atomic.Int64
+}
+
+func startReplica(tb testing.TB, batch int) *replica {
+	tb.Helper()
+	u := &replica{tb: tb, quit: make(chan struct{})}
+	if batch > 0 {
+		u.batch = make(chan struct{}, batch)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.addr = ln.Addr().String()
+	u.serve(ln)
+	tb.Cleanup(func() {
+		close(u.quit)
+		u.kill()
+	})
+	return u
+}
+
+func (u *replica) url() string { return "http://" + u.addr + "/v1" }
+
+func (u *replica) serve(ln net.Listener) {
+	srv := &fasthttp.Server{Handler: u.handle, ReadTimeout: 10 * time.Second}
+	u.mu.Lock()
+	u.srv, u.ln = srv, ln
+	u.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+}
+
+// kill stops the server and closes its connections: new requests are refused.
+func (u *replica) kill() {
+	u.mu.Lock()
+	srv, ln := u.srv, u.ln
+	u.srv, u.ln = nil, nil
+	u.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	// Closed here too: Shutdown misses a listener that Serve has not taken up yet.
+	_ = ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.ShutdownWithContext(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
+		u.tb.Error(err)
+	}
+}
+
+// restart serves again on the same port.
+func (u *replica) restart() {
+	ln, err := net.Listen("tcp", u.addr)
+	if err != nil {
+		u.tb.Fatal(err)
+	}
+	u.serve(ln)
+}
+
+func (u *replica) sleep(ns *atomic.Int64) {
+	if d := time.Duration(ns.Load()); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-u.quit:
+		}
+	}
+}
+
+func (u *replica) handle(ctx *fasthttp.RequestCtx) {
+	switch string(ctx.Path()) {
+	case "/health":
+		if s := u.health.Load(); s != 0 {
+			ctx.SetStatusCode(int(s))
+		}
+		return
+	case "/metrics":
+		u.writeMetrics(ctx)
+		return
+	case "/v1/chat/completions":
+	default:
+		ctx.SetStatusCode(fasthttp.StatusNotFound)
+		return
+	}
+	u.hits.Add(1)
+	if h := u.hold.Load(); h != nil {
+		select {
+		case <-*h:
+		case <-u.quit:
+		}
+	}
+	if s := u.status.Load(); s != 0 && s != 200 {
+		ctx.SetStatusCode(int(s))
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"error":{"message":"failing","type":"server_error"}}`)
+		return
+	}
+	u.sleep(&u.delay)
+	if u.batch != nil {
+		u.waiting.Add(1)
+		select {
+		case u.batch <- struct{}{}:
+		case <-u.quit:
+		}
+		u.waiting.Add(-1)
+		u.running.Add(1)
+		u.sleep(&u.service)
+		u.running.Add(-1)
+		<-u.batch
+	} else {
+		u.sleep(&u.service)
+	}
+	if !bytes.Contains(ctx.PostBody(), []byte(`"stream":true`)) {
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}`)
+		return
+	}
+	ctx.SetContentType("text/event-stream")
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		_, _ = w.WriteString("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n")
+		if w.Flush() != nil {
+			return
+		}
+		if u.stall.Load() {
+			<-u.quit
+			return
+		}
+		for range 3 {
+			u.sleep(&u.gap)
+			_, _ = w.WriteString("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\n\n")
+			if w.Flush() != nil {
+				return
+			}
+		}
+		_, _ = w.WriteString("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n")
+		_ = w.Flush()
+	})
+}
+
+func (u *replica) writeMetrics(ctx *fasthttp.RequestCtx) {
+	b := []byte("# HELP vllm:num_requests_running Number of requests in model execution batches.\n# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine=\"0\",model_name=\"up\"} ")
+	b = strconv.AppendInt(b, u.running.Load()+u.extraRunning.Load(), 10)
+	b = append(b, "\n# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine=\"0\",model_name=\"up\"} "...)
+	b = strconv.AppendInt(b, u.waiting.Load()+u.extraWaiting.Load(), 10)
+	b = append(b, "\n# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{engine=\"0\",model_name=\"up\"} 0.25\n"...)
+	ctx.SetContentType("text/plain; version=0.0.4")
+	ctx.SetBody(b)
+}
+
+// holdAnswers makes the upstream keep every answer until release is called once per
+// answer (or the test ends).
+func (u *replica) holdAnswers() (release func()) {
+	ch := make(chan struct{})
+	u.hold.Store(&ch)
+	return func() {
+		select {
+		case ch <- struct{}{}:
+		case <-u.quit:
+		}
+	}
+}
+
+// fakeClock is an injected clock for ejection times.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// poolsWithClock is a registry whose ejections run on clk.
+func poolsWithClock(clk *fakeClock) *Pools {
+	p := NewPools()
+	p.now = clk.Now
+	return p
+}
+
+func newPoolBackend(tb testing.TB, c Config, ps *Pools) *Backend {
+	tb.Helper()
+	if c.Provider == "" {
+		c.Provider = "openai"
+	}
+	if c.Model == "" {
+		c.Model = "up"
+	}
+	if err := c.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	b, err := NewWith("pool", c, ps)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func replicaURLs(us []*replica) []string {
+	var s []string
+	for _, u := range us {
+		s = append(s, u.url())
+	}
+	return s
+}
+
+func startReplicas(tb testing.TB, n, batch int) []*replica {
+	us := make([]*replica, n)
+	for i := range us {
+		us[i] = startReplica(tb, batch)
+	}
+	return us
+}
+
+// promptCall is a chat request with the given prompt.
+func promptCall(prompt string, stream bool) *Call {
+	body := `{"model":"chat","messages":[{"role":"user","content":"` + prompt + `"}]`
+	if stream {
+		body += `,"stream":true`
+	}
+	body += `}`
+	ms := bytes.Index([]byte(body), []byte(`"chat"`))
+	return &Call{Kind: Chat, Body: []byte(body), Model: [2]int{ms, ms + 6}, StreamOptions: [2]int{-1, -1}, Stream: stream}
+}
+
+// send makes one attempt and reads a stream to its end.
+func sendOnce(b *Backend, call *Call) (string, error) {
+	out := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(out)
+	var res Result
+	err := b.Send(call, out, &res)
+	if res.Stream != nil {
+		err = drainStream(res.Stream)
+		if cerr := res.Stream.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return res.Target, err
+}
+
+// open starts a stream and leaves it open, holding its slot.
+func openStream(tb testing.TB, b *Backend, prompt string) (string, Events) {
+	tb.Helper()
+	out := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(out)
+	var res Result
+	if err := b.Send(promptCall(prompt, true), out, &res); err != nil {
+		tb.Fatal(err)
+	}
+	if res.Stream == nil {
+		tb.Fatal("no stream")
+	}
+	return res.Target, res.Stream
+}
+
+func drainStream(s Events) error {
+	var ev Event
+	for {
+		if err := s.Next(&ev); err != nil {
+			return err
+		}
+		if ev.Done {
+			return nil
+		}
+	}
+}
+
+// waitUntil polls cond until it holds, for conditions another goroutine brings about.
+func waitUntil(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for range 5000 {
+		if cond() {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tb.Fatal("never: " + what)
+}
