@@ -16,15 +16,23 @@ import (
 	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
+	"github.com/tollgate/tollgate/tracing"
 )
 
 // MLflow AI Gateway compatibility: its config file (a top-level `endpoints:` list whose
 // entries have endpoint_type and model) loads as it is, and its routes answer.
 
+// mlflowFile is MLflow's format, plus Tollgate's own sections beside the endpoints
+// (listeners, auth, limiter, tracing, logging), which MLflow files do not have.
 type mlflowFile struct {
 	Endpoints []mlflowEndpoint `yaml:"endpoints"`
 	// Routes is the older name of endpoints in MLflow's gateway.
-	Routes []mlflowEndpoint `yaml:"routes"`
+	Routes  []mlflowEndpoint `yaml:"routes"`
+	Server  ServerConfig     `yaml:"server"`
+	Auth    AuthConfig       `yaml:"auth"`
+	Limiter limiter.Config   `yaml:"limiter"`
+	Tracing tracing.Config   `yaml:"tracing"`
+	Logging LoggingConfig    `yaml:"logging"`
 }
 
 type mlflowEndpoint struct {
@@ -57,7 +65,7 @@ func isMLflow(root *yaml.Node) bool {
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i].Value, root.Content[i+1]
 		if k != "endpoints" && k != "routes" {
-			if k == "server" || k == "backends" || k == "auth" {
+			if k == "backends" {
 				return false
 			}
 			continue
@@ -125,6 +133,7 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		}
 		return
 	}
+	cfg.Server, cfg.Auth, cfg.Limiter, cfg.Tracing, cfg.Logging = f.Server, f.Auth, f.Limiter, f.Tracing, f.Logging
 	list, listKey := f.Endpoints, "endpoints"
 	if len(list) == 0 {
 		list, listKey = f.Routes, "routes"
