@@ -587,3 +587,17 @@ func TestRedisCluster(t *testing.T) {
 		}
 	}
 }
+
+func TestRedisSentinel(t *testing.T) {
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "tollgate")
+	cfg := Config{Redis: RedisConfig{Sentinel: SentinelConfig{Master: "tollgate", Addrs: []string{sentinel}}}}
+	a, b := newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 4, Window: "hour"})
+	if got := admitN(t, a, pol, alice, 0, 3) + admitN(t, b, pol, alice, 0, 3); got != 4 {
+		t.Errorf("admitted %d through Sentinel, want 4", got)
+	}
+	if s := a.Stats(); s.Fallbacks != 0 || s.RedisChecks == 0 {
+		t.Errorf("stats %+v: checks did not reach the master", s)
+	}
+}

@@ -32,6 +32,7 @@ type Server struct {
 	dir   string
 	port  int
 	extra []string
+	conf  string // a Sentinel's configuration file; empty for a plain server
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -110,14 +111,19 @@ func (s *Server) start() error {
 }
 
 func (s *Server) startLocked() error {
-	args := []string{
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf, "--sentinel")
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
 		"--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis-"+strconv.Itoa(s.port)+".log"),
 		"--daemonize", "no",
+	)
+	if s.conf == "" {
+		args = append(args, "--save", "", "--appendonly", "no")
 	}
 	args = append(args, s.extra...)
 	cmd := exec.Command(s.bin, args...)
@@ -173,6 +179,35 @@ func (s *Server) logTail() string {
 		b = b[len(b)-2000:]
 	}
 	return string(bytes.TrimSpace(b))
+}
+
+// StartSentinel starts a Sentinel on a free loopback port that monitors master under
+// the given name, and returns its address; clients then find the master through it.
+func StartSentinel(t testing.TB, master *Server, name string) string {
+	t.Helper()
+	bin := lookBinary(t, "redis-server")
+	dir := t.TempDir()
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("redistest: free port: %v", err)
+		}
+		conf := filepath.Join(dir, "sentinel.conf")
+		// Sentinel rewrites its configuration file, so it must be a file of its own.
+		body := "port " + strconv.Itoa(port) + "\nbind 127.0.0.1\ndir " + dir + "\n" +
+			"sentinel monitor " + name + " 127.0.0.1 " + strconv.Itoa(master.port) + " 1\n"
+		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+			t.Fatalf("redistest: %v", err)
+		}
+		s := &Server{t: t, bin: bin, dir: dir, port: port, conf: conf}
+		if lastErr = s.start(); lastErr == nil {
+			t.Cleanup(s.stop)
+			return s.Addr()
+		}
+	}
+	t.Fatalf("redistest: start sentinel: %v", lastErr)
+	return ""
 }
 
 // StartCluster starts masters (at least 3) cluster-enabled servers on loopback ports,
@@ -240,9 +275,10 @@ func StartCluster(t testing.TB, masters int) []string {
 	return addrs
 }
 
-// Command sends one command to addr over a fresh connection and returns a simple,
-// integer or bulk string reply; an error reply comes back as an error. It is enough
-// for setup and assertions in tests, which is all it is for.
+// Command sends one command to addr over a fresh connection and returns its reply: a
+// simple, integer or bulk string, or an array of those one element per line; an error
+// reply comes back as an error. It is enough for setup and assertions in tests, which
+// is all it is for.
 func Command(addr string, args ...string) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -264,7 +300,12 @@ func Command(addr string, args ...string) (string, error) {
 	if _, err := c.Write(b); err != nil {
 		return "", err
 	}
-	r := bufio.NewReader(c)
+	return readReply(bufio.NewReader(c), true)
+}
+
+// readReply reads a simple, integer, bulk or error reply, or (at the top level) an
+// array of those, whose elements come back one per line.
+func readReply(r *bufio.Reader, top bool) (string, error) {
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err
@@ -291,6 +332,20 @@ func Command(addr string, args ...string) (string, error) {
 			return "", err
 		}
 		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || !top {
+			return "", errors.New("redistest: unsupported reply " + strconv.Quote(line))
+		}
+		elems := make([]string, 0, max(n, 0))
+		for range n {
+			e, err := readReply(r, false)
+			if err != nil {
+				return "", err
+			}
+			elems = append(elems, e)
+		}
+		return strings.Join(elems, "\n"), nil
 	default:
 		return "", errors.New("redistest: unsupported reply " + strconv.Quote(line))
 	}

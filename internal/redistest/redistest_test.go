@@ -34,3 +34,12 @@ func TestStartCluster(t *testing.T) {
 		t.Fatalf("CLUSTER INFO = %q, %v", info, err)
 	}
 }
+
+func TestStartSentinel(t *testing.T) {
+	m := Start(t)
+	addr := StartSentinel(t, m, "mymaster")
+	got, err := Command(addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
+	if want := strings.Replace(m.Addr(), ":", "\n", 1); err != nil || got != want {
+		t.Fatalf("master by name = %q, %v; want %q", got, err, want)
+	}
+}
