@@ -230,6 +230,9 @@ var (
 	strV1          = []byte("/v1")
 )
 
+// handle is the whole request path: route, x-mock-* headers (which win over
+// everything, so a test gets the fault it asked for), API key, then the route's
+// parse, model check, error-rate draw, scheduler slot and answer.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	r := s.routeOf(ctx.Path())
 	s.routes[r].Add(1)
