@@ -8,6 +8,13 @@
 // slower than the per-check timeout, a replica answers from a local bucket sized as its
 // share of each limit (or refuses, with on_redis_error: deny) until Redis answers again.
 //
+// On Redis Cluster a key's hash tag is its policy's scope and the subject it counts, so
+// the limits of one scope that count the same subject share a slot and one script call;
+// different subjects spread over the cluster. A request whose limits span slots (say
+// per-key and per-endpoint limits) is checked on each slot in the same round trip and,
+// when one slot refuses, what the others admitted is given back in the next round: all
+// or nothing in effect, though another request may see the brief charge.
+//
 // The request path is:
 //
 //	err := l.Take(ctx, pol, &subj, estimate, t) // before calling the upstream

@@ -99,7 +99,6 @@ type rec struct {
 
 // call is one script invocation; on Cluster there is one per hash slot of a round.
 type call struct {
-	slot int
 	args []any
 	blob blobArg
 	nops int
@@ -434,13 +433,13 @@ func (s *redisStore) flushOnce(ctx context.Context) bool {
 	return true
 }
 
-func (s *redisStore) newCall(slot int) *call {
+func (s *redisStore) newCall() *call {
 	if s.ncalls == len(s.calls) {
 		s.calls = append(s.calls, &call{})
 	}
 	c := s.calls[s.ncalls]
 	s.ncalls++
-	c.slot, c.nops, c.cmd = slot, 0, nil
+	c.nops, c.cmd = 0, nil
 	c.args = append(c.args[:0], "evalsha", s.sha, 0)
 	c.blob = c.blob[:0]
 	clear(c.recs)
@@ -463,7 +462,7 @@ func (s *redisStore) slotOf(tag uint64) int {
 func (s *redisStore) callFor(slot int) *call {
 	c := s.bySlot[slot]
 	if c == nil || c.nops >= maxOpsPerCall {
-		c = s.newCall(slot)
+		c = s.newCall()
 		s.bySlot[slot] = c
 	}
 	c.nops++
