@@ -506,3 +506,29 @@ func FuzzAnthropicResponse(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendQuotedCompact(t *testing.T) {
+	cases := []struct{ name, in string }{
+		{"empty object", `{}`},
+		{"pretty object", "{\n  \"city\" : \"Paris\",\n\t\"days\": [1, 2]\r\n}"},
+		{"escapes kept", `{"q": "say \"hi\" \\ then\n \u00e9 </tag>"}`},
+		{"spaces inside strings kept", `{"a b": " x  y "}`},
+		{"nested", `{"a":{"b":[{"c":null,"d":true,"e":-1.5e3}]}}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := appendQuotedCompact(nil, []byte(c.in))
+			var s string
+			if err := json.Unmarshal(out, &s); err != nil {
+				t.Fatalf("%s is not a JSON string: %v", out, err)
+			}
+			var want bytes.Buffer
+			if err := json.Compact(&want, []byte(c.in)); err != nil {
+				t.Fatal(err)
+			}
+			if s != want.String() {
+				t.Errorf("got %s, want %s", s, want.String())
+			}
+		})
+	}
+}
