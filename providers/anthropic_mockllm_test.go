@@ -197,7 +197,9 @@ func TestAnthropicAgainstMockllm(t *testing.T) {
 			if !errors.As(err, &ue) || ue.Status != c.status || ue.RetryAfter != 2*time.Second {
 				t.Fatalf("%s: err = %v", c.name, err)
 			}
-			var e struct{ Error struct{ Type, Message string } }
+			var e struct {
+				Error struct{ Type, Message string }
+			}
 			if json.Unmarshal(out.Body(), &e) != nil || e.Error.Type != c.typ || e.Error.Message == "" {
 				t.Errorf("%s: %d %s", c.name, out.StatusCode(), out.Body())
 			}
