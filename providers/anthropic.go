@@ -153,6 +153,14 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		s := acquireAnthropicStream()
 		s.r.reset(up, t, up.BodyStream(), false)
 		s.created = created
+		if err := s.prime(); err != nil {
+			_ = s.Close()
+			var f *streamFailure
+			if errors.As(err, &f) {
+				return &UpstreamError{Status: writeAnthropicError(out, 0, []byte(f.typ), []byte(f.msg))}
+			}
+			return err
+		}
 		res.Stream = s
 		out.SetStatusCode(status)
 		return nil
@@ -191,24 +199,27 @@ func (a *anthropic) passError(up, out *fasthttp.Response, status int) error {
 	return &UpstreamError{Status: status, RetryAfter: retryAfter(up.Header.Peek("Retry-After"))}
 }
 
-// anthropicErrors maps Anthropic's error types onto OpenAI's type and code.
-var anthropicErrors = [...]struct{ from, typ, code string }{
-	{"invalid_request_error", "invalid_request_error", ""},
-	{"authentication_error", "authentication_error", "invalid_api_key"},
-	{"permission_error", "permission_error", ""},
-	{"not_found_error", "invalid_request_error", "not_found"},
-	{"request_too_large", "invalid_request_error", "request_too_large"},
-	{"rate_limit_error", "rate_limit_exceeded", "rate_limit_exceeded"},
-	{"billing_error", "insufficient_quota", "insufficient_quota"},
-	{"api_error", "server_error", ""},
-	{"overloaded_error", "server_error", "overloaded"},
-	{"timeout_error", "server_error", "timeout"},
+// anthropicErrors maps Anthropic's error types onto OpenAI's type and code, and the
+// status each comes with (for an error event, which has none of its own).
+var anthropicErrors = [...]struct {
+	from, typ, code string
+	status          int
+}{
+	{"invalid_request_error", "invalid_request_error", "", 400},
+	{"authentication_error", "authentication_error", "invalid_api_key", 401},
+	{"billing_error", "insufficient_quota", "insufficient_quota", 402},
+	{"permission_error", "permission_error", "", 403},
+	{"not_found_error", "invalid_request_error", "not_found", 404},
+	{"request_too_large", "invalid_request_error", "request_too_large", 413},
+	{"rate_limit_error", "rate_limit_exceeded", "rate_limit_exceeded", 429},
+	{"api_error", "server_error", "", 500},
+	{"timeout_error", "server_error", "timeout", 504},
+	{"overloaded_error", "server_error", "overloaded", 529},
 }
 
 // translateAnthropicError writes OpenAI's error body for Anthropic's
 // {"type":"error","error":{"type","message"}} and returns the status to answer with.
-// 529 (overloaded) becomes 503: OpenAI clients know the one and not the other, and both
-// are retried. The backend's key is masked should a message ever quote it.
+// The backend's key is masked should a message ever quote it.
 func translateAnthropicError(out *fasthttp.Response, body []byte, status int, key []byte) int {
 	var typ, msg []byte
 	if e, ok := jsonscan.Field(body, "error"); ok {
@@ -232,32 +243,46 @@ func translateAnthropicError(out *fasthttp.Response, body []byte, status int, ke
 			}
 		}
 	}
-	if status == 529 {
-		status = 503
-	}
-	if len(msg) == 0 {
-		msg = []byte("The upstream model server answered " + strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + ".")
-	}
 	if len(key) > 0 && bytes.Contains(msg, key) {
 		msg = bytes.ReplaceAll(msg, key, []byte("***"))
 	}
-	oaTyp, code := []byte("server_error"), []byte(nil)
-	if status < 500 {
-		oaTyp = strInvalidRequest
-	}
-	found := false
+	return writeAnthropicError(out, status, typ, msg)
+}
+
+// writeAnthropicError writes an Anthropic error of type typ in OpenAI's shape. 529
+// (overloaded) becomes 503: OpenAI clients know the one and not the other, and both are
+// retried. status 0 takes the type's own.
+func writeAnthropicError(out *fasthttp.Response, status int, typ, msg []byte) int {
+	oaTyp, code := []byte(nil), []byte(nil)
 	for _, m := range anthropicErrors {
 		if string(typ) == m.from {
 			oaTyp = []byte(m.typ)
 			if m.code != "" {
 				code = []byte(m.code)
 			}
-			found = true
+			if status == 0 {
+				status = m.status
+			}
 			break
 		}
 	}
-	if !found && len(typ) > 0 {
-		code = typ
+	if status == 0 {
+		status = 500
+	}
+	if status == 529 {
+		status = 503
+	}
+	if oaTyp == nil {
+		oaTyp = []byte("server_error")
+		if status < 500 {
+			oaTyp = strInvalidRequest
+		}
+		if len(typ) > 0 {
+			code = typ
+		}
+	}
+	if len(msg) == 0 {
+		msg = []byte("The upstream model server answered " + strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + ".")
 	}
 	writeOpenAIError(out, status, oaTyp, code, "", msg)
 	return status

@@ -322,6 +322,9 @@ type anthropicStream struct {
 	started bool
 	stopped bool
 	done    bool
+	// first is the chunk prime read, which Next hands out first.
+	first  Event
+	primed bool
 }
 
 var anthropicStreamPool = sync.Pool{New: func() any {
@@ -339,6 +342,18 @@ func (s *anthropicStream) reset() {
 	s.usage = anthropicUsage{}
 	s.created = 0
 	s.started, s.stopped, s.done = false, false, false
+	s.first, s.primed = Event{}, false
+}
+
+// prime reads the stream up to its first chunk. The API may answer 200 and then an
+// error event (overloaded_error, above all) before message_start; read here, that error
+// is Send's, before any byte has gone to the client, while a retry can still help.
+func (s *anthropicStream) prime() error {
+	if err := s.Next(&s.first); err != nil {
+		return err
+	}
+	s.primed = true
+	return nil
 }
 
 // Close implements Events.
@@ -355,6 +370,11 @@ var errStreamBad = errors.Join(ErrStreamCut, ErrBadResponse)
 
 // Next implements Events.
 func (s *anthropicStream) Next(ev *Event) error {
+	if s.primed {
+		s.primed = false
+		*ev = s.first
+		return nil
+	}
 	*ev = Event{}
 	if s.done {
 		return io.EOF

@@ -283,6 +283,55 @@ func TestAnthropicSendBadAnswers(t *testing.T) {
 	}
 }
 
+// An error event before message_start fails Send itself, so the gateway can still retry.
+func TestAnthropicSendStreamErrorFirst(t *testing.T) {
+	cases := []struct {
+		name   string
+		body   string
+		status int
+		want   error
+	}{
+		{"overloaded", "event: ping\ndata: {\"type\":\"ping\"}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", 503, nil},
+		{"rate limited", "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}\n\n", 429, nil},
+		{"unknown type", "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"new_error\",\"message\":\"?\"}}\n\n", 500, nil},
+		{"empty stream", "", 0, ErrStreamCut},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
+				ctx.SetContentType("text/event-stream")
+				ctx.SetBodyString(c.body)
+			})
+			b := newTestBackend(t, anthropicConfig(up.URL))
+			var out fasthttp.Response
+			var res Result
+			err := b.Send(chatCall(chatBody, true), &out, &res)
+			if res.Stream != nil {
+				t.Fatal("stream handed out")
+			}
+			if c.want != nil {
+				if !errors.Is(err, c.want) {
+					t.Fatalf("err = %v", err)
+				}
+			} else {
+				var ue *UpstreamError
+				if !errors.As(err, &ue) || ue.Status != c.status || out.StatusCode() != c.status {
+					t.Fatalf("err = %v, status %d", err, out.StatusCode())
+				}
+				var e struct {
+					Error struct{ Type, Message string }
+				}
+				if json.Unmarshal(out.Body(), &e) != nil || e.Error.Message == "" {
+					t.Errorf("body %s", out.Body())
+				}
+			}
+			if n := b.Targets()[0].InFlight(); n != 0 {
+				t.Errorf("%d in flight", n)
+			}
+		})
+	}
+}
+
 // A request the Messages API cannot express is refused before anything is sent.
 func TestAnthropicSendRefusesUntranslatable(t *testing.T) {
 	up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {})
