@@ -106,7 +106,7 @@ func mockConfig(upstream, backends, endpoints string) string {
 	return `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 64KiB, shutdown_grace: 5s}
 backends:
-  up: {provider: openai, base_url: "http://` + upstream + `/v1", model: up-model, timeout: 2s}
+  up: {provider: openai, base_url: "http://` + upstream + `/v1", model: up-model, timeout: 20s}
 ` + backends + `
 endpoints:
   - {name: chat, type: chat, routes: [{backend: up}]}
@@ -327,10 +327,11 @@ func TestEndToEndErrors(t *testing.T) {
 
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	// Generous: CI runs packages side by side on two cores under the race detector.
+	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+			t.Fatal("condition not met within 20s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
