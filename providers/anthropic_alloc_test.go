@@ -33,7 +33,7 @@ func TestAnthropicAllocs(t *testing.T) {
 	})
 	t.Run("request", func(t *testing.T) {
 		// encoding/json's decoding of the request, the one full decode on this path.
-		const budget = 40
+		const budget = 30
 		model := quoteModel("m")
 		buf := make([]byte, 0, 4096)
 		if n := testing.AllocsPerRun(100, func() { buf, _ = appendAnthropicRequest(buf[:0], benchRequest, model, 16, true) }); n > budget {

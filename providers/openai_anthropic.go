@@ -40,7 +40,7 @@ type oaToolCall struct {
 	Type     string          `json:"type"`
 	Function struct {
 		Name      json.RawMessage `json:"name"`
-		Arguments string          `json:"arguments"`
+		Arguments json.RawMessage `json:"arguments"`
 	} `json:"function"`
 }
 
@@ -71,6 +71,17 @@ type oaTool struct {
 type requestError struct{ param, msg string }
 
 func badRequest(param, msg string) *requestError { return &requestError{param, msg} }
+
+// The names of request fields in refusals are built only when a request is refused:
+// formatting them up front would cost every accepted request allocations.
+
+func msgField(i int, rest string) string { return "messages[" + strconv.Itoa(i) + "]" + rest }
+
+func toolField(i int, rest string) string { return "tools[" + strconv.Itoa(i) + "]" + rest }
+
+func partField(i, j int, rest string) string {
+	return msgField(i, ".content["+strconv.Itoa(j)+"]"+rest)
+}
 
 var (
 	strEmptySchema = []byte(`{"type":"object","properties":{}}`)
@@ -173,44 +184,42 @@ func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 		if m.Role != "system" && m.Role != "developer" {
 			continue
 		}
-		param := "messages[" + strconv.Itoa(i) + "].content"
 		var parts []oaPart
-		var single json.RawMessage
 		switch {
 		case len(m.Content) == 0 || jsonscan.IsNull(m.Content):
 			continue
 		case jsonscan.IsString(m.Content):
-			single = m.Content
-		case m.Content[0] == '[':
-			if json.Unmarshal(m.Content, &parts) != nil {
-				return dst, badRequest(param, param+" must be a string or an array of text parts.")
-			}
-		default:
+			dst, n = appendSystemText(dst, m.Content, n)
+			continue
+		case m.Content[0] != '[' || json.Unmarshal(m.Content, &parts) != nil:
+			param := msgField(i, ".content")
 			return dst, badRequest(param, param+" must be a string or an array of text parts.")
 		}
-		if single != nil {
-			parts = []oaPart{{Type: "text", Text: single}}
-		}
-		for _, p := range parts {
+		for j := range parts {
+			p := &parts[j]
 			if p.Type != "text" || !jsonscan.IsString(p.Text) {
-				return dst, badRequest(param, "System and developer messages may hold only text parts.")
+				return dst, badRequest(partField(i, j, ".type"), "System and developer messages may hold only text parts.")
 			}
-			if len(p.Text) == 2 {
-				continue
-			}
-			if n == 0 {
-				dst = append(dst, `,"system":[`...)
-			} else {
-				dst = append(dst, ',')
-			}
-			n++
-			dst = appendTextBlock(dst, p.Text)
+			dst, n = appendSystemText(dst, p.Text, n)
 		}
 	}
 	if n > 0 {
 		dst = append(dst, ']')
 	}
 	return dst, nil
+}
+
+// appendSystemText appends a non-empty text as the next of n system blocks.
+func appendSystemText(dst, text []byte, n int) ([]byte, int) {
+	if len(text) == 2 {
+		return dst, n
+	}
+	if n == 0 {
+		dst = append(dst, `,"system":[`...)
+	} else {
+		dst = append(dst, ',')
+	}
+	return appendTextBlock(dst, text), n + 1
 }
 
 // turnWriter writes the messages array, opening a message at its first block so that
@@ -252,26 +261,26 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 	w := turnWriter{dst: append(dst, `,"messages":[`...)}
 	for i := range msgs {
 		m := &msgs[i]
-		param := "messages[" + strconv.Itoa(i) + "]"
 		var err *requestError
 		switch m.Role {
 		case "system", "developer":
 			continue
 		case "user":
 			w.role = "user"
-			err = w.content(m.Content, param+".content", true)
+			err = w.content(m.Content, i, true)
 		case "assistant":
 			w.role = "assistant"
-			if err = w.content(m.Content, param+".content", false); err == nil {
-				err = w.toolUses(m.ToolCalls, param+".tool_calls")
+			if err = w.content(m.Content, i, false); err == nil {
+				err = w.toolUses(m.ToolCalls, i)
 			}
 		case "tool":
 			w.role = "user"
-			err = w.toolResult(m, param)
+			err = w.toolResult(m, i)
 		case "function":
-			err = badRequest(param+".role", "Function messages are not supported by this model; use tool messages.")
+			err = badRequest(msgField(i, ".role"), "Function messages are not supported by this model; use tool messages.")
 		default:
-			err = badRequest(param+".role", param+".role must be one of system, developer, user, assistant or tool.")
+			param := msgField(i, ".role")
+			err = badRequest(param, param+" must be one of system, developer, user, assistant or tool.")
 		}
 		if err != nil {
 			return w.dst, err
@@ -285,7 +294,7 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 
 // content writes a message's content, a string or an array of parts, as blocks. Empty
 // text is left out: the API refuses empty text blocks.
-func (w *turnWriter) content(raw json.RawMessage, param string, user bool) *requestError {
+func (w *turnWriter) content(raw json.RawMessage, i int, user bool) *requestError {
 	switch {
 	case len(raw) == 0 || jsonscan.IsNull(raw):
 		return nil
@@ -295,16 +304,14 @@ func (w *turnWriter) content(raw json.RawMessage, param string, user bool) *requ
 			w.dst = appendTextBlock(w.dst, raw)
 		}
 		return nil
-	case raw[0] != '[':
-		return badRequest(param, param+" must be a string or an array of content parts.")
 	}
 	var parts []oaPart
-	if json.Unmarshal(raw, &parts) != nil {
+	if raw[0] != '[' || json.Unmarshal(raw, &parts) != nil {
+		param := msgField(i, ".content")
 		return badRequest(param, param+" must be a string or an array of content parts.")
 	}
 	for j := range parts {
 		p := &parts[j]
-		pp := param + "[" + strconv.Itoa(j) + "]"
 		var err *requestError
 		switch {
 		case p.Type == "text" && jsonscan.IsString(p.Text):
@@ -319,15 +326,19 @@ func (w *turnWriter) content(raw json.RawMessage, param string, user bool) *requ
 			}
 		case p.Type == "image_url" && user && p.ImageURL != nil:
 			w.block()
-			w.dst, err = appendImageBlock(w.dst, p.ImageURL.URL, pp+".image_url.url")
+			if w.dst, err = appendImageBlock(w.dst, p.ImageURL.URL); err != nil {
+				err.param = partField(i, j, ".image_url.url")
+			}
 		case p.Type == "file" && user && p.File != nil:
 			if p.File.FileData == "" {
-				return badRequest(pp+".file", "Files must be sent inline as file_data: this model cannot read uploaded file_id references.")
+				return badRequest(partField(i, j, ".file"), "Files must be sent inline as file_data: this model cannot read uploaded file_id references.")
 			}
 			w.block()
-			w.dst, err = appendDocumentBlock(w.dst, p.File.FileData, pp+".file.file_data")
+			if w.dst, err = appendDocumentBlock(w.dst, p.File.FileData); err != nil {
+				err.param = partField(i, j, ".file.file_data")
+			}
 		default:
-			return badRequest(pp+".type", "Content parts of type "+strconv.Quote(p.Type)+" are not supported here by this model.")
+			return badRequest(partField(i, j, ".type"), "Content parts of type "+strconv.Quote(p.Type)+" are not supported here by this model.")
 		}
 		if err != nil {
 			return err
@@ -344,7 +355,7 @@ func appendTextBlock(dst, text []byte) []byte {
 
 // appendImageBlock turns an image URL into an image block: a data: URL into a base64
 // source, an http(s) URL into a url source the API fetches itself.
-func appendImageBlock(dst []byte, url, param string) ([]byte, *requestError) {
+func appendImageBlock(dst []byte, url string) ([]byte, *requestError) {
 	if strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://") {
 		dst = append(dst, `{"type":"image","source":{"type":"url","url":`...)
 		dst = jsonscan.AppendQuote(dst, url)
@@ -352,17 +363,17 @@ func appendImageBlock(dst []byte, url, param string) ([]byte, *requestError) {
 	}
 	media, data, ok := splitDataURL(url)
 	if !ok {
-		return dst, badRequest(param, "Image URLs must be http(s) URLs or base64 data: URLs.")
+		return dst, badRequest("", "Image URLs must be http(s) URLs or base64 data: URLs.")
 	}
 	return appendBase64Source(dst, "image", media, data), nil
 }
 
 // appendDocumentBlock turns a file part's data: URL (a PDF, typically) into a document
 // block.
-func appendDocumentBlock(dst []byte, url, param string) ([]byte, *requestError) {
+func appendDocumentBlock(dst []byte, url string) ([]byte, *requestError) {
 	media, data, ok := splitDataURL(url)
 	if !ok {
-		return dst, badRequest(param, "file_data must be a base64 data: URL.")
+		return dst, badRequest("", "file_data must be a base64 data: URL.")
 	}
 	return appendBase64Source(dst, "document", media, data), nil
 }
@@ -395,44 +406,65 @@ func splitDataURL(u string) (media, data string, ok bool) {
 }
 
 // toolUses writes an assistant's tool calls as tool_use blocks; their arguments, a JSON
-// string on OpenAI's side, are the input object itself on Anthropic's.
-func (w *turnWriter) toolUses(calls []oaToolCall, param string) *requestError {
+// string on OpenAI's side, are the input object itself on Anthropic's. The arguments are
+// unquoted straight into the output and checked there.
+func (w *turnWriter) toolUses(calls []oaToolCall, i int) *requestError {
 	for j := range calls {
 		c := &calls[j]
-		pp := param + "[" + strconv.Itoa(j) + "]"
-		if c.Type != "" && c.Type != "function" {
-			return badRequest(pp+".type", "Only function tool calls are supported by this model.")
-		}
-		if !jsonscan.IsString(c.ID) {
-			return badRequest(pp+".id", pp+".id must be a string.")
-		}
-		if !jsonscan.IsString(c.Function.Name) {
-			return badRequest(pp+".function.name", pp+".function.name must be a string.")
-		}
-		args := bytes.TrimSpace([]byte(c.Function.Arguments))
+		field, problem := "", ""
 		switch {
-		case len(args) == 0:
-			args = strEmptyObject
-		case args[0] != '{' || !jsonscan.Valid(args):
-			return badRequest(pp+".function.arguments", pp+".function.arguments must be a JSON object.")
+		case c.Type != "" && c.Type != "function":
+			field, problem = ".type", " must be function: only function tool calls are supported by this model."
+		case !jsonscan.IsString(c.ID):
+			field, problem = ".id", " must be a string."
+		case !jsonscan.IsString(c.Function.Name):
+			field, problem = ".function.name", " must be a string."
 		}
-		w.block()
-		w.dst = append(w.dst, `{"type":"tool_use","id":`...)
-		w.dst = append(w.dst, c.ID...)
-		w.dst = append(w.dst, `,"name":`...)
-		w.dst = append(w.dst, c.Function.Name...)
-		w.dst = append(w.dst, `,"input":`...)
-		w.dst = append(w.dst, args...)
-		w.dst = append(w.dst, '}')
+		if field == "" {
+			w.block()
+			w.dst = append(w.dst, `{"type":"tool_use","id":`...)
+			w.dst = append(w.dst, c.ID...)
+			w.dst = append(w.dst, `,"name":`...)
+			w.dst = append(w.dst, c.Function.Name...)
+			w.dst = append(w.dst, `,"input":`...)
+			if !w.arguments(c.Function.Arguments) {
+				field, problem = ".function.arguments", " must be a string holding a JSON object."
+			}
+			w.dst = append(w.dst, '}')
+		}
+		if field != "" {
+			param := msgField(i, ".tool_calls["+strconv.Itoa(j)+"]"+field)
+			return badRequest(param, param+problem)
+		}
 	}
 	return nil
 }
 
+// arguments appends a tool call's arguments, a raw JSON string, as the object it holds;
+// none, null or blank are the empty object.
+func (w *turnWriter) arguments(raw json.RawMessage) bool {
+	if len(raw) == 0 || jsonscan.IsNull(raw) {
+		w.dst = append(w.dst, strEmptyObject...)
+		return true
+	}
+	mark := len(w.dst)
+	var ok bool
+	if w.dst, ok = jsonscan.AppendUnquote(w.dst, raw); !ok {
+		return false
+	}
+	args := bytes.TrimSpace(w.dst[mark:])
+	if len(args) == 0 {
+		w.dst = append(w.dst[:mark], strEmptyObject...)
+		return true
+	}
+	return args[0] == '{' && jsonscan.Valid(args)
+}
+
 // toolResult writes a tool message as a tool_result block of a user turn; consecutive
 // tool messages (parallel calls) share that turn.
-func (w *turnWriter) toolResult(m *oaMessage, param string) *requestError {
+func (w *turnWriter) toolResult(m *oaMessage, i int) *requestError {
 	if !jsonscan.IsString(m.ToolCallID) {
-		return badRequest(param+".tool_call_id", "Tool messages need a tool_call_id string.")
+		return badRequest(msgField(i, ".tool_call_id"), "Tool messages need a tool_call_id string.")
 	}
 	w.block()
 	w.dst = append(w.dst, `{"type":"tool_result","tool_use_id":`...)
@@ -445,12 +477,13 @@ func (w *turnWriter) toolResult(m *oaMessage, param string) *requestError {
 		w.dst = append(w.dst, c...)
 	case c[0] == '[':
 		inner := turnWriter{dst: append(w.dst, `,"content":[`...), flat: true}
-		if err := inner.content(c, param+".content", true); err != nil {
+		if err := inner.content(c, i, true); err != nil {
 			return err
 		}
 		w.dst = append(inner.dst, ']')
 	default:
-		return badRequest(param+".content", param+".content must be a string or an array of content parts.")
+		param := msgField(i, ".content")
+		return badRequest(param, param+" must be a string or an array of content parts.")
 	}
 	w.dst = append(w.dst, '}')
 	return nil
@@ -460,12 +493,12 @@ func appendTools(dst []byte, tools []oaTool) ([]byte, *requestError) {
 	dst = append(dst, `,"tools":[`...)
 	for i := range tools {
 		t := &tools[i]
-		param := "tools[" + strconv.Itoa(i) + "]"
 		if t.Type != "function" {
-			return dst, badRequest(param+".type", "Only function tools are supported by this model.")
+			return dst, badRequest(toolField(i, ".type"), "Only function tools are supported by this model.")
 		}
 		if !jsonscan.IsString(t.Function.Name) {
-			return dst, badRequest(param+".function.name", param+".function.name must be a string.")
+			param := toolField(i, ".function.name")
+			return dst, badRequest(param, param+" must be a string.")
 		}
 		if i > 0 {
 			dst = append(dst, ',')
@@ -483,7 +516,8 @@ func appendTools(dst []byte, tools []oaTool) ([]byte, *requestError) {
 		case p[0] == '{':
 			dst = append(dst, p...)
 		default:
-			return dst, badRequest(param+".function.parameters", param+".function.parameters must be a JSON schema object.")
+			param := toolField(i, ".function.parameters")
+			return dst, badRequest(param, param+" must be a JSON schema object.")
 		}
 		dst = append(dst, '}')
 	}
