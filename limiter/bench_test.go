@@ -111,25 +111,22 @@ func parallelismFor(goroutines int) int {
 // percentiles per check, throughput, and how many checks share a round trip.
 func BenchmarkRedisTake(b *testing.B) {
 	srv := redistest.Start(b)
-	for _, goroutines := range []int{1, 64} {
+	for _, goroutines := range []int{1, 8, 64} {
 		b.Run("goroutines="+strconv.Itoa(goroutines), func(b *testing.B) {
 			l := newRedisLimiter(b, Config{Redis: RedisConfig{URL: srv.URL()}})
 			pol := benchPolicy(b)
 			subjects := benchSubjects(goroutines)
-			var next atomic.Int64
+			var nextSubject atomic.Int64
 			var mu sync.Mutex
 			all := hdrhistogram.New(1, int64(10*time.Second/time.Nanosecond), 3)
 			before := l.Stats()
-			if goroutines > 1 {
-				b.SetParallelism(parallelismFor(goroutines))
-			}
 			b.ReportAllocs()
 			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				s := subjects[int(next.Add(1))%len(subjects)]
+			run := func(next func() bool) {
+				s := subjects[int(nextSubject.Add(1))%len(subjects)]
 				h := hdrhistogram.New(1, int64(10*time.Second/time.Nanosecond), 3)
 				var tk Ticket
-				for pb.Next() {
+				for next() {
 					t0 := time.Now()
 					if err := l.Take(bg, pol, s, 100, &tk); err != nil {
 						b.Error(err)
@@ -141,7 +138,13 @@ func BenchmarkRedisTake(b *testing.B) {
 				mu.Lock()
 				all.Merge(h)
 				mu.Unlock()
-			})
+			}
+			if goroutines == 1 {
+				run(b.Loop)
+			} else {
+				b.SetParallelism(parallelismFor(goroutines))
+				b.RunParallel(func(pb *testing.PB) { run(pb.Next) })
+			}
 			elapsed := time.Since(start)
 			after := l.Stats()
 			if after.Fallbacks != before.Fallbacks {

@@ -43,6 +43,10 @@ const (
 	// maxOpsPerCall bounds one script call: Redis runs a script to the end before
 	// serving anything else, so a huge batch would stall other clients.
 	maxOpsPerCall = 256
+	// settleDelay is how long a settlement may wait for a check to ride along with:
+	// nobody waits on a settlement, and sending it alone would put a round trip in
+	// front of the next check.
+	settleDelay = time.Millisecond
 	// maxPendingAdjust bounds settlements queued while Redis is slow; past it they are
 	// dropped (and counted) rather than held without limit.
 	maxPendingAdjust = 1 << 16
@@ -124,7 +128,8 @@ type redisStore struct {
 	mu    sync.Mutex
 	takes []*waiter
 	adjs  []adjustOp
-	kick  chan struct{}
+	kick  chan struct{} // a check is queued: send now
+	later chan struct{} // only settlements are queued: send within settleDelay
 
 	// Owned by the holder of busy.
 	spareTakes []*waiter
@@ -166,6 +171,7 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		round:   round,
 		leaseUS: float64(lease / time.Microsecond),
 		kick:    make(chan struct{}, 1),
+		later:   make(chan struct{}, 1),
 		bySlot:  make(map[int]*call),
 	}
 	s.pool.New = func() any {
@@ -333,7 +339,7 @@ func (s *redisStore) settle(t *Ticket, actual int64) {
 		}
 	}
 	s.mu.Unlock()
-	s.kickNow()
+	s.kickLater()
 }
 
 func (s *redisStore) kickNow() {
@@ -343,12 +349,22 @@ func (s *redisStore) kickNow() {
 	}
 }
 
+func (s *redisStore) kickLater() {
+	select {
+	case s.later <- struct{}{}:
+	default:
+	}
+}
+
 func (s *redisStore) kickIfQueued() {
 	s.mu.Lock()
-	queued := len(s.takes) + len(s.adjs)
+	takes, adjs := len(s.takes), len(s.adjs)
 	s.mu.Unlock()
-	if queued > 0 {
+	switch {
+	case takes > 0:
 		s.kickNow()
+	case adjs > 0:
+		s.kickLater()
 	}
 }
 
@@ -382,11 +398,26 @@ func (s *redisStore) undoLocked(w *waiter, idx []uint8) {
 // flight; whoever releases busy with work queued kicks the flusher.
 func (s *redisStore) run() {
 	defer s.l.wg.Done()
+	delay := time.NewTimer(time.Hour)
+	delay.Stop()
+	defer delay.Stop()
+	waiting := false
 	for {
 		select {
 		case <-s.l.stop:
 			return
+		case <-s.later:
+			if !waiting {
+				waiting = true
+				delay.Reset(settleDelay)
+			}
+			continue
+		case <-delay.C:
 		case <-s.kick:
+		}
+		if waiting {
+			waiting = false
+			delay.Stop()
 		}
 		for s.busy.CompareAndSwap(false, true) {
 			ctx, cancel := context.WithTimeout(context.Background(), s.round)
