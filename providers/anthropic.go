@@ -60,7 +60,9 @@ func anthropicURLs(t *Target) {
 // UnsupportedError is ErrUnsupported naming the backend's API and the operation, in
 // words a client can act on (errors.Is(err, ErrUnsupported) holds).
 type UnsupportedError struct {
-	API  string
+	// API names the backend's API, such as "Anthropic Messages".
+	API string
+	// Kind is the operation the request asked for.
 	Kind Kind
 }
 
@@ -157,7 +159,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 			_ = s.Close()
 			var f *streamFailure
 			if errors.As(err, &f) {
-				return &UpstreamError{Status: writeAnthropicError(out, 0, []byte(f.typ), []byte(f.msg))}
+				return &UpstreamError{Status: writeAnthropicError(out, 0, []byte(f.typ), maskKey([]byte(f.msg), a.key))}
 			}
 			return err
 		}
@@ -219,7 +221,6 @@ var anthropicErrors = [...]struct {
 
 // translateAnthropicError writes OpenAI's error body for Anthropic's
 // {"type":"error","error":{"type","message"}} and returns the status to answer with.
-// The backend's key is masked should a message ever quote it.
 func translateAnthropicError(out *fasthttp.Response, body []byte, status int, key []byte) int {
 	var typ, msg []byte
 	if e, ok := jsonscan.Field(body, "error"); ok {
@@ -243,10 +244,15 @@ func translateAnthropicError(out *fasthttp.Response, body []byte, status int, ke
 			}
 		}
 	}
+	return writeAnthropicError(out, status, typ, maskKey(msg, key))
+}
+
+// maskKey hides the backend's key should an upstream message ever quote it.
+func maskKey(msg, key []byte) []byte {
 	if len(key) > 0 && bytes.Contains(msg, key) {
-		msg = bytes.ReplaceAll(msg, key, []byte("***"))
+		return bytes.ReplaceAll(msg, key, []byte("***"))
 	}
-	return writeAnthropicError(out, status, typ, msg)
+	return msg
 }
 
 // writeAnthropicError writes an Anthropic error of type typ in OpenAI's shape. 529
