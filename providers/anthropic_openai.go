@@ -68,7 +68,6 @@ var (
 	strFinishLength  = []byte(`"length"`)
 	strFinishTools   = []byte(`"tool_calls"`)
 	strFinishFilter  = []byte(`"content_filter"`)
-	strEmptyString   = []byte(`""`)
 	strChatObject    = []byte(`,"object":"chat.completion","created":`)
 	strChunkObject   = []byte(`,"object":"chat.completion.chunk","created":`)
 	strChunkOpen     = []byte(`{"index":0,"delta":{`)
