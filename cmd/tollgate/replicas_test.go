@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/redistest"
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// replica is one gateway process.
+type replica struct {
+	cmd   *exec.Cmd
+	api   string
+	admin string
+	logs  *bytes.Buffer
+}
+
+func startMockLLM(t *testing.T, opts mockllm.Options) string {
+	t.Helper()
+	srv, err := mockllm.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown() })
+	return ln.Addr().String()
+}
+
+// startReplicas runs n gateway processes on the config body (listeners added here).
+func startReplicas(t *testing.T, n int, body string) []*replica {
+	t.Helper()
+	dir := t.TempDir()
+	var out []*replica
+	for i := range n {
+		r := &replica{api: freePort(t), admin: freePort(t), logs: &bytes.Buffer{}}
+		cfg := "server: {listen: \"" + r.api + "\", admin_listen: \"" + r.admin + "\", shutdown_grace: 2s}\n" + body
+		path := writeFile(t, dir, "r"+strconv.Itoa(i)+".yaml", cfg)
+		r.cmd = exec.Command(binary, "--config", path)
+		r.cmd.Stderr = r.logs
+		if err := r.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
+		out = append(out, r)
+	}
+	for _, r := range out {
+		waitUntil(t, func() bool {
+			resp, err := http.Get("http://" + r.admin + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+	}
+	return out
+}
+
+// TestRedisLimitAcrossReplicas: three gateways share one Redis bucket of 6000
+// requests per minute (100/s) with burst 60; fifty clients spread over them admit what
+// the bucket allows, within 1 %.
+func TestRedisLimitAcrossReplicas(t *testing.T) {
+	rds := redistest.Start(t)
+	up := startMockLLM(t, mockllm.Options{MaxTokens: 2})
+	reps := startReplicas(t, 3, `
+backends:
+  up: {provider: openai, base_url: "http://`+up+`/v1", model: mock-1}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: endpoint, requests: 6000, window: minute, burst: 60}]
+limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
+logging: {level: warn, access_log: false}
+`)
+	body := []byte(`{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
+	var ok, refused, other atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	start := time.Now()
+	for c := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			url := "http://" + reps[c%3].api + "/v1/chat/completions"
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+				if err != nil {
+					other.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case 200:
+					ok.Add(1)
+				case 429:
+					refused.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(8 * time.Second)
+	close(stop)
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	allowed := 60 + 100*elapsed
+	got := float64(ok.Load())
+	t.Logf("admitted %v, refused %d, other %d, allowance %.1f over %.2fs", got, refused.Load(), other.Load(), allowed, elapsed)
+	if other.Load() > 0 {
+		t.Errorf("%d requests failed otherwise than by the limit", other.Load())
+	}
+	if refused.Load() == 0 {
+		t.Fatal("the load never reached the limit")
+	}
+	// 1 % of the allowance, and the requests one client round can have in flight when
+	// the clock is read.
+	if tol := allowed*0.01 + 3; got > allowed+tol || got < allowed-tol {
+		t.Fatalf("admitted %v, want %.1f ± %.1f", got, allowed, tol)
+	}
+}
+
+type endpointState struct {
+	Canary struct {
+		State  string
+		Weight float64
+	}
+}
+
+func adminState(r *replica) (endpointState, bool, error) {
+	var st endpointState
+	resp, err := http.Get("http://" + r.admin + "/admin/endpoints/chat")
+	if err != nil {
+		return st, false, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, false, err
+	}
+	resp2, err := http.Get("http://" + r.admin + "/admin/endpoints")
+	if err != nil {
+		return st, false, err
+	}
+	defer resp2.Body.Close()
+	var all struct{ Leader bool }
+	json.NewDecoder(resp2.Body).Decode(&all)
+	return st, all.Leader, nil
+}
+
+// TestCanaryAcrossReplicas: two gateways sharing Redis follow one canary: the follower
+// reports each step the leader takes within a second, and when the leader dies the
+// other replica takes over and finishes the rollout.
+func TestCanaryAcrossReplicas(t *testing.T) {
+	rds := redistest.Start(t)
+	stable := startMockLLM(t, mockllm.Options{MaxTokens: 2})
+	canary := startMockLLM(t, mockllm.Options{MaxTokens: 2})
+	reps := startReplicas(t, 2, `
+backends:
+  stable: {provider: openai, base_url: "http://`+stable+`/v1", model: mock-1}
+  canary: {provider: openai, base_url: "http://`+canary+`/v1", model: mock-1}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: stable, weight: 95}, {backend: canary, weight: 5}]
+    sticky: {from: header, name: X-User-ID}
+    canary: {backend: canary, steps: [5, 10, 25, 50, 75, 100], interval: 1s, min_requests: 3, max_error_rate: 0.05}
+limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
+logging: {level: warn, access_log: false}
+`)
+	alive := []*replica{reps[0], reps[1]}
+	var aliveMu sync.Mutex
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	body := []byte(`{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				aliveMu.Lock()
+				r := alive[(c+i)%len(alive)]
+				aliveMu.Unlock()
+				req, _ := http.NewRequest("POST", "http://"+r.api+"/v1/chat/completions", bytes.NewReader(body))
+				req.Header.Set("X-User-ID", "u"+strconv.Itoa(c*100000+i))
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	// Every weight the leader reports, the follower reports within a second.
+	killed := false
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		aliveMu.Lock()
+		cur := append([]*replica(nil), alive...)
+		aliveMu.Unlock()
+		var leader, follower *replica
+		var leaderState endpointState
+		for _, r := range cur {
+			st, lead, err := adminState(r)
+			if err != nil {
+				continue
+			}
+			if lead {
+				leader, leaderState = r, st
+			} else {
+				follower = r
+			}
+		}
+		if leader == nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if leaderState.Canary.State == "rolled_back" {
+			t.Fatalf("healthy canary rolled back:\n%s", leader.logs.String())
+		}
+		if follower != nil {
+			want := leaderState.Canary.Weight
+			agreed := false
+			for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+				st, _, err := adminState(follower)
+				if err == nil && st.Canary.Weight >= want {
+					agreed = true
+					break
+				}
+			}
+			if !agreed {
+				t.Fatalf("follower did not reach the leader's weight %v within 1s", want)
+			}
+		}
+		if leaderState.Canary.State == "promoted" {
+			if !killed {
+				t.Fatal("promoted before the leader handover was tested")
+			}
+			return
+		}
+		if !killed && leaderState.Canary.Weight >= 25 && follower != nil {
+			// Kill the leader: the follower must take over and finish the rollout.
+			leader.cmd.Process.Signal(syscall.SIGKILL)
+			leader.cmd.Wait()
+			aliveMu.Lock()
+			alive = []*replica{follower}
+			aliveMu.Unlock()
+			killed = true
+			// A killed leader cannot give its lease up: it expires (10 ticks, 5 s).
+			for end := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				if _, lead, err := adminState(follower); err == nil && lead {
+					break
+				}
+				if time.Now().After(end) {
+					t.Fatal("the surviving replica did not take the lead within 15s")
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the canary was not promoted within 60s (leader killed: %v)", killed)
+}
+
