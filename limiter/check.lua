@@ -22,16 +22,21 @@ local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
 local pos, ki, no = 1, 0, 0
 local out = {}
-local unpack, pack, call = struct.unpack, struct.pack, redis.call
+local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
 local tats, dirty, ndirty = {}, {}, 0
 
+-- One MGET reads every key of the batch (a concurrency key, a sorted set, reads as
+-- nil): a call per bucket costs more than the command itself.
+if #KEYS > 0 then
+  local vals = call('MGET', unpack(KEYS))
+  for i = 1, #KEYS do
+    tats[KEYS[i]] = tonumber(vals[i]) or 0
+  end
+end
+
 local function tat_of(key)
   local v = tats[key]
-  if v == nil then
-    v = tonumber(call('GET', key)) or now
-    tats[key] = v
-  end
   if v < now then
     return now
   end
@@ -55,16 +60,16 @@ local keys, kinds, a, b, c, m, cur = {}, {}, {}, {}, {}, {}, {}
 local n = #blob
 while pos <= n do
   local op
-  op, pos = unpack('<B', blob, pos)
+  op, pos = sunpack('<B', blob, pos)
   if op == 1 then
     local nb
-    nb, pos = unpack('<B', blob, pos)
+    nb, pos = sunpack('<B', blob, pos)
     local ok, ref, retry = 1, 0, 0
     for i = 1, nb do
       ki = ki + 1
       local key = KEYS[ki]
       keys[i] = key
-      kinds[i], a[i], b[i], c[i], m[i], pos = unpack('<Bdddc8', blob, pos)
+      kinds[i], a[i], b[i], c[i], m[i], pos = sunpack('<Bdddc8', blob, pos)
       if kinds[i] == 1 then
         cur[i] = tat_of(key)
         local over = cur[i] + c[i] * a[i] - now - b[i]
@@ -114,7 +119,7 @@ while pos <= n do
   elseif op == 2 then
     ki = ki + 1
     local interval, delta
-    interval, delta, pos = unpack('<dd', blob, pos)
+    interval, delta, pos = sunpack('<dd', blob, pos)
     local key = KEYS[ki]
     local tat = tat_of(key) + delta * interval
     if tat < now then tat = now end
@@ -122,7 +127,7 @@ while pos <= n do
   elseif op == 3 then
     ki = ki + 1
     local member
-    member, pos = unpack('<c8', blob, pos)
+    member, pos = sunpack('<c8', blob, pos)
     call('ZREM', KEYS[ki], member)
   else
     return redis.error_reply('tollgate limiter: unknown op ' .. tostring(op))
