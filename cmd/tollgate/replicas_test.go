@@ -285,4 +285,3 @@ logging: {level: warn, access_log: false}
 	}
 	t.Fatalf("the canary was not promoted within 60s (leader killed: %v)", killed)
 }
-

@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"bytes"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/redistest"
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// TestRedisDown kills Redis under load: with on_redis_error allow no request fails,
+// with deny the limited requests get 503; no request hangs, and both recover when
+// Redis is back.
+func TestRedisDown(t *testing.T) {
+	rds := redistest.Start(t)
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	cfg := func(mode string) string {
+		return mockConfig(up, "", `  - name: limited
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: endpoint, requests: 1000000, window: second}]
+`) + `limiter: {store: redis, redis: {url: "` + rds.URL() + `"}, on_redis_error: ` + mode + `, timeout: 50ms}
+logging: {level: warn, access_log: false}
+`
+	}
+	allow := startGateway(t, cfg("allow"))
+	deny := startGateway(t, cfg("deny"))
+	body := []byte(`{"model":"limited","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
+	client := &http.Client{Timeout: 5 * time.Second}
+	call := func(g *gw) (int, time.Duration) {
+		start := time.Now()
+		resp, err := client.Post(g.url+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+		if err != nil {
+			return 0, time.Since(start)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, time.Since(start)
+	}
+	run := func(g *gw, n int) map[int]int {
+		var mu sync.Mutex
+		codes := map[int]int{}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range n {
+					code, took := call(g)
+					mu.Lock()
+					codes[code]++
+					if took > 2*time.Second {
+						codes[-1]++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return codes
+	}
+	for _, g := range []*gw{allow, deny} {
+		if c := run(g, 10); c[200] != 40 {
+			t.Fatalf("before the outage: %v", c)
+		}
+	}
+	rds.Kill()
+	if c := run(allow, 25); c[200] != 100 || c[-1] > 0 {
+		t.Fatalf("allow during the outage: %v (-1 counts requests over 2s)", c)
+	}
+	if c := run(deny, 25); c[503] == 0 || c[200]+c[503] != 100 || c[-1] > 0 {
+		t.Fatalf("deny during the outage: %v", c)
+	}
+	rds.Restart()
+	for _, g := range []*gw{allow, deny} {
+		waitFor(t, func() bool { code, _ := call(g); return code == 200 && !g.rt.Load().lim.Degraded() })
+	}
+	if c := run(deny, 10); c[200] != 40 {
+		t.Fatalf("deny after recovery: %v", c)
+	}
+	if !bytes.Contains([]byte(allow.logs.String()), []byte("redis")) {
+		t.Errorf("the outage was not logged")
+	}
+}
