@@ -249,9 +249,9 @@ type HealthConfig struct {
 	// EjectAfter is how many failed requests in a row (unreachable, timed out, 5xx)
 	// eject a target: default 5.
 	EjectAfter int `yaml:"eject_after"`
-	// EjectFor is how long a first ejection lasts: default 30s. It doubles on each
-	// ejection that follows within ten times its length, up to that, and then one
-	// request tries the target again.
+	// EjectFor is how long an ejection lasts, after which one request tries the target
+	// again: default 30s. It doubles with each further ejection, up to ten times
+	// EjectFor, until the target stays in service that long.
 	EjectFor time.Duration `yaml:"eject_for"`
 }
 

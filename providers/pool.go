@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -114,6 +115,7 @@ type poolSettings struct {
 	ejectAfter      int32
 	ejectFor        time.Duration
 	ejectMax        time.Duration
+	limit           int64 // max_concurrency, 0 for none
 	queueSize       int64
 	queueTimeout    time.Duration
 	metricsPath     string
@@ -127,7 +129,7 @@ func settingsOf(c *Config) poolSettings {
 		interval: c.Health.Interval, checkTimeout: c.Health.Timeout,
 		healthyAfter: c.Health.HealthyThreshold, unhealthyAfter: c.Health.UnhealthyThreshold,
 		ejectAfter: int32(min(c.Health.EjectAfter, math.MaxInt32)), ejectFor: c.Health.EjectFor,
-		queueSize: int64(c.Queue.Size), queueTimeout: c.Queue.Timeout,
+		limit: int64(c.MaxConcurrency), queueSize: int64(c.Queue.Size), queueTimeout: c.Queue.Timeout,
 		metricsPath: c.MetricsPath, metricsInterval: c.MetricsInterval,
 	}
 	switch c.Balance {
@@ -209,8 +211,6 @@ func (b *Backend) initPool(ps *Pools) {
 	background := p.set.active || p.set.balance == vllmQueue
 	for _, t := range b.targets {
 		st := ps.acquire(b.Name, t.URL)
-		st.slots.limit.Store(int64(b.cfg.MaxConcurrency))
-		st.slots.queueSize.Store(p.set.queueSize)
 		p.states = append(p.states, st)
 		dial := t.client.Dial
 		if dial == nil {
@@ -308,7 +308,8 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		}
 		return lease{}, p.errNoTarget
 	}
-	if p.states[i].slots.take() {
+	limit := p.set.limit
+	if p.states[i].slots.take(limit) {
 		return lease{i: i}, nil
 	}
 	n := len(p.states)
@@ -317,11 +318,11 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		if j >= n {
 			j -= n
 		}
-		if st := p.states[j]; st.available() && st.slots.take() {
+		if st := p.states[j]; st.available() && st.slots.take(limit) {
 			return lease{i: j}, nil
 		}
 	}
-	if p.states[i].slots.wait(p.waitFor(call)) {
+	if p.states[i].slots.wait(limit, p.set.queueSize, p.waitFor(call)) {
 		return lease{i: i}, nil
 	}
 	return lease{}, p.errOverloaded
@@ -350,7 +351,7 @@ func (p *pool) trial() (lease, bool) {
 		if now < st.until.Load() || !st.probing.CompareAndSwap(false, true) {
 			continue
 		}
-		if st.slots.take() {
+		if st.slots.take(p.set.limit) {
 			return lease{i: i, probe: true}, true
 		}
 		st.probing.Store(false)
@@ -378,7 +379,7 @@ func (p *pool) lastResort() (lease, bool) {
 	if !st.probing.CompareAndSwap(false, true) {
 		return lease{}, false
 	}
-	if st.slots.take() {
+	if st.slots.take(p.set.limit) {
 		return lease{i: best, probe: true}, true
 	}
 	st.probing.Store(false)
@@ -540,8 +541,12 @@ func (b *Backend) affine(call *Call) int {
 	return -1
 }
 
-// promptPrefix is the start of the call's prompt as the client sent it: the JSON of its
-// messages, prompt or input. Nil when there is none.
+// promptPrefix is the start, up to n bytes, of the call's prompt as the client sent
+// it: the JSON of its messages, prompt or input. Nil when there is none.
+//
+// Prompts run to hundreds of kilobytes, so the scan reads no further into the prompt
+// than the prefix: the members before it are skipped, and the prompt's own end is
+// looked for only within n bytes. The gateway has checked that the body is JSON.
 func promptPrefix(call *Call, n int) []byte {
 	key := "messages"
 	switch call.Kind {
@@ -550,11 +555,119 @@ func promptPrefix(call *Call, n int) []byte {
 	case Embeddings:
 		key = "input"
 	}
-	v, ok := jsonscan.Field(call.Body, key)
-	if !ok || len(v) == 0 {
+	b := call.Body
+	i := memberStart(b, key)
+	if i < 0 || n <= 0 {
 		return nil
 	}
-	return v[:min(len(v), n)]
+	return b[i:prefixEnd(b, i, n)]
+}
+
+// memberStart is the offset of the value of the top-level member key in the JSON
+// object b, or -1.
+func memberStart(b []byte, key string) int {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return -1
+	}
+	i = skipSpace(b, i+1)
+	for i < len(b) && b[i] == '"' {
+		ke, err := jsonscan.Skip(b, i)
+		if err != nil {
+			return -1
+		}
+		k := b[i+1 : ke-1]
+		if i = skipSpace(b, ke); i >= len(b) || b[i] != ':' {
+			return -1
+		}
+		i = skipSpace(b, i+1)
+		if string(k) == key {
+			if i >= len(b) {
+				return -1
+			}
+			return i
+		}
+		ve, err := jsonscan.Skip(b, i)
+		if err != nil {
+			return -1
+		}
+		if i = skipSpace(b, ve); i >= len(b) || b[i] != ',' {
+			return -1
+		}
+		i = skipSpace(b, i+1)
+	}
+	return -1
+}
+
+// prefixEnd is the end of the JSON value that starts at b[i] if it ends within n
+// bytes, else i+n (or the end of b).
+func prefixEnd(b []byte, i, n int) int {
+	limit := min(len(b), i+n)
+	depth := 0
+	for j := i; j < limit; j++ {
+		switch b[j] {
+		case '"':
+			j = stringEnd(b, j+1, limit)
+			if depth == 0 {
+				return min(j+1, limit)
+			}
+		case '[', '{':
+			depth++
+		case ']', '}':
+			if depth == 0 {
+				return scalarEnd(b, i, j) // the object's end
+			}
+			if depth--; depth == 0 {
+				return j + 1
+			}
+		case ',':
+			if depth == 0 {
+				return scalarEnd(b, i, j)
+			}
+		}
+	}
+	if c := b[i]; c != '[' && c != '{' && c != '"' {
+		return scalarEnd(b, i, limit)
+	}
+	return limit
+}
+
+// stringEnd is the offset of the quote that closes the string whose contents start at
+// b[j], or limit. Prompts are mostly string contents: the quotes are found by the
+// vectorized byte search, and one is escaped when an odd run of backslashes precedes it.
+func stringEnd(b []byte, j, limit int) int {
+	for j < limit {
+		k := bytes.IndexByte(b[j:limit], '"')
+		if k < 0 {
+			return limit
+		}
+		j += k
+		bs := 0
+		for m := j - 1; m >= 0 && b[m] == '\\'; m-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return j
+		}
+		j++
+	}
+	return limit
+}
+
+// scalarEnd backs off the space between a number or literal and the byte at j that
+// ends it.
+func scalarEnd(b []byte, i, j int) int {
+	for j > i && (b[j-1] == ' ' || b[j-1] == '\t' || b[j-1] == '\n' || b[j-1] == '\r') {
+		j--
+	}
+	return j
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 // settle reports the attempt's outcome to the target's health and frees its slot, or,
@@ -572,7 +685,7 @@ func (b *Backend) settle(l lease, err error, res *Result) error {
 		return nil
 	}
 	b.report(l, verdictOf(err))
-	b.pool.states[l.i].slots.give()
+	b.pool.states[l.i].slots.give(b.pool.set.limit)
 	return err
 }
 
@@ -615,7 +728,7 @@ func (s *leasedStream) Close() error {
 	*s = leasedStream{}
 	leasedPool.Put(s)
 	b.report(l, v)
-	b.pool.states[l.i].slots.give()
+	b.pool.states[l.i].slots.give(b.pool.set.limit)
 	return err
 }
 
@@ -647,16 +760,15 @@ func verdictOf(err error) verdict {
 	return neutral
 }
 
-// slots counts a target's requests in flight, caps them at max_concurrency and queues
-// the overflow in arrival order. Waiting needs no goroutine: a freed slot is handed to
-// the first waiter directly.
+// slots counts a target's requests in flight, caps them at a limit (max_concurrency,
+// 0 for none) and queues the overflow in arrival order. Waiting needs no goroutine: a
+// freed slot is handed to the first waiter directly. The limit comes with each call,
+// from the backend's own config: a reload that fails to build leaves it as it was.
 type slots struct {
-	n         atomic.Int64
-	limit     atomic.Int64 // 0: no cap
-	queueSize atomic.Int64
-	waiting   atomic.Int64
-	mu        sync.Mutex
-	queue     []*waiter
+	n       atomic.Int64
+	waiting atomic.Int64
+	mu      sync.Mutex
+	queue   []*waiter
 }
 
 type waiter struct {
@@ -675,12 +787,11 @@ var waiterPool = sync.Pool{New: func() any {
 func (s *slots) load() int64 { return s.n.Load() + s.waiting.Load() }
 
 // take claims a slot if one is free and nobody waits for one.
-func (s *slots) take() bool {
-	return s.waiting.Load() == 0 && s.tryTake()
+func (s *slots) take(limit int64) bool {
+	return s.waiting.Load() == 0 && s.tryTake(limit)
 }
 
-func (s *slots) tryTake() bool {
-	limit := s.limit.Load()
+func (s *slots) tryTake(limit int64) bool {
 	if limit <= 0 {
 		s.n.Add(1)
 		return true
@@ -696,18 +807,19 @@ func (s *slots) tryTake() bool {
 	}
 }
 
-// wait queues for a slot for up to d; false when the queue is full or d runs out.
-func (s *slots) wait(d time.Duration) bool {
+// wait queues for a slot for up to d behind at most size others; false when the queue
+// is full or d runs out.
+func (s *slots) wait(limit, size int64, d time.Duration) bool {
 	s.mu.Lock()
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
 	// slot over, one freed before it is found by the try.
 	s.waiting.Add(1)
-	if s.tryTake() {
+	if s.tryTake(limit) {
 		s.waiting.Add(-1)
 		s.mu.Unlock()
 		return true
 	}
-	if d <= 0 || int64(len(s.queue)) >= s.queueSize.Load() {
+	if d <= 0 || int64(len(s.queue)) >= size {
 		s.waiting.Add(-1)
 		s.mu.Unlock()
 		return false
@@ -747,13 +859,13 @@ func (s *slots) wait(d time.Duration) bool {
 }
 
 // give frees a slot, handing it to the first waiter if any.
-func (s *slots) give() {
+func (s *slots) give(limit int64) {
 	s.n.Add(-1)
 	if s.waiting.Load() == 0 {
 		return
 	}
 	s.mu.Lock()
-	for len(s.queue) > 0 && s.tryTake() {
+	for len(s.queue) > 0 && s.tryTake(limit) {
 		w := s.queue[0]
 		copy(s.queue, s.queue[1:])
 		s.queue[len(s.queue)-1] = nil

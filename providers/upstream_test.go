@@ -34,6 +34,9 @@ type replica struct {
 	service atomic.Int64 // nanoseconds a request holds its batch slot
 	gap     atomic.Int64 // nanoseconds between stream chunks
 	stall   atomic.Bool  // streams stop after their first chunk
+	// static answers at once from fixed bodies, a stream in one piece, so that
+	// allocation counts are the client's alone.
+	static atomic.Bool
 	// hold, when set, keeps each answer until a value arrives on it.
 	hold atomic.Pointer[chan struct{}]
 
@@ -127,6 +130,16 @@ func (u *replica) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	u.hits.Add(1)
+	if u.static.Load() {
+		if bytes.Contains(ctx.PostBody(), strStreamTrue) {
+			ctx.Response.Header.SetContentTypeBytes(strEventStream)
+			ctx.Response.SetBodyRaw(staticStream)
+		} else {
+			ctx.Response.Header.SetContentTypeBytes(strJSON)
+			ctx.Response.SetBodyRaw(staticAnswer)
+		}
+		return
+	}
 	if h := u.hold.Load(); h != nil {
 		select {
 		case <-*h:
@@ -180,6 +193,12 @@ func (u *replica) handle(ctx *fasthttp.RequestCtx) {
 		_ = w.Flush()
 	})
 }
+
+var (
+	strStreamTrue = []byte(`"stream":true`)
+	staticAnswer  = []byte(`{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}`)
+	staticStream  = []byte("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n")
+)
 
 func (u *replica) writeMetrics(ctx *fasthttp.RequestCtx) {
 	b := []byte("# HELP vllm:num_requests_running Number of requests in model execution batches.\n# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine=\"0\",model_name=\"up\"} ")
