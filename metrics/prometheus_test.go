@@ -1,56 +1,18 @@
 package metrics
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"math"
 	"net"
-	"net/http"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/internal/promtest"
 )
-
-// prometheusBinary finds Debian's prometheus; without it the test fails in
-// CI and is skipped elsewhere.
-func prometheusBinary(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"/usr/bin/prometheus"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("prometheus"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("prometheus is not installed (apt-get install prometheus)")
-	}
-	t.Skip("prometheus is not installed (apt-get install prometheus); skipping the real scrape test")
-	return ""
-}
-
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // serveMetrics serves the registry as the admin listener does.
 func serveMetrics(t *testing.T, reg *prometheus.Registry) string {
@@ -78,154 +40,10 @@ func serveMetrics(t *testing.T, reg *prometheus.Registry) string {
 	return ln.Addr().String()
 }
 
-type prometheusServer struct {
-	base   string
-	client *http.Client
-}
-
-func startPrometheus(t *testing.T, bin, target string) *prometheusServer {
-	t.Helper()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 500ms
-  scrape_timeout: 400ms
-scrape_configs:
-  - job_name: tollgate
-    static_configs:
-      - targets: [%q]
-`, target)
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))
-	var logs bytes.Buffer
-	//nolint:gosec // the test's own prometheus binary and flags
-	cmd := exec.Command(bin,
-		"--config.file="+cfgPath,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--log.level=warn",
-	)
-	cmd.Stdout = &logs
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("prometheus output:\n%s", logs.String())
-		}
-	})
-	p := &prometheusServer{base: "http://" + addr, client: &http.Client{Timeout: 5 * time.Second}}
-	waitFor(t, "prometheus ready", func() (bool, error) {
-		select {
-		case err := <-exited:
-			return false, fmt.Errorf("prometheus exited: %v\n%s", err, logs.String())
-		default:
-		}
-		resp, err := p.client.Get(p.base + "/-/ready")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	return p
-}
-
-// waitFor polls cond every 100 ms for up to 30 s: Prometheus scrapes on
-// its own schedule, so the test waits for an outcome, never for a time.
-func waitFor(t *testing.T, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached in 30s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-type sample struct {
-	labels map[string]string
-	value  float64
-}
-
-// query runs an instant query through the HTTP API.
-func (p *prometheusServer) query(ctx context.Context, expr string) ([]sample, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/api/v1/query?query="+url.QueryEscape(expr), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	var r struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string `json:"resultType"`
-			Result     []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", body, err)
-	}
-	if r.Status != "success" {
-		return nil, fmt.Errorf("query %q: %s", expr, r.Error)
-	}
-	if r.Data.ResultType != "vector" {
-		return nil, fmt.Errorf("query %q: result type %s", expr, r.Data.ResultType)
-	}
-	out := make([]sample, 0, len(r.Data.Result))
-	for _, s := range r.Data.Result {
-		str, _ := s.Value[1].(string)
-		v, err := strconv.ParseFloat(str, 64)
-		if err != nil {
-			return nil, fmt.Errorf("value %v: %w", s.Value[1], err)
-		}
-		out = append(out, sample{s.Metric, v})
-	}
-	return out, nil
-}
-
-// grafanaVars stands in for Grafana: All for every variable and a rate
-// window that spans several 500 ms scrapes.
-var grafanaVars = strings.NewReplacer(
-	"$__rate_interval", "1m",
-	"$endpoint", ".*",
-	"$backend", ".*",
-	"$variant", ".*",
-)
+var grafanaVars = promtest.GrafanaVars
 
 func TestPrometheusScrapesDashboardQueries(t *testing.T) {
-	bin := prometheusBinary(t)
+	bin := promtest.Binary(t)
 	d := loadDashboard(t)
 	var p99, errRate string
 	for _, tg := range panelByTitle(t, d, "Request latency").Targets {
@@ -249,11 +67,11 @@ func TestPrometheusScrapesDashboardQueries(t *testing.T) {
 	route.code(502)
 
 	target := serveMetrics(t, reg)
-	prom := startPrometheus(t, bin, target)
+	prom := promtest.Start(t, bin, target)
 	ctx := context.Background()
 
-	waitFor(t, "first scrape", func() (bool, error) {
-		s, err := prom.query(ctx, `tollgate_requests_total{job="tollgate"}`)
+	promtest.WaitFor(t, "first scrape", func() (bool, error) {
+		s, err := prom.Query(ctx, `tollgate_requests_total{job="tollgate"}`)
 		return len(s) == 2, err
 	})
 
@@ -281,7 +99,7 @@ func TestPrometheusScrapesDashboardQueries(t *testing.T) {
 	for _, pn := range allPanels(d.Panels) {
 		for _, tg := range pn.Targets {
 			t.Run("query "+pn.Title+" "+tg.RefID, func(t *testing.T) {
-				if _, err := prom.query(ctx, grafanaVars.Replace(tg.Expr)); err != nil {
+				if _, err := prom.Query(ctx, grafanaVars.Replace(tg.Expr)); err != nil {
 					t.Error(err)
 				}
 			})
@@ -289,13 +107,13 @@ func TestPrometheusScrapesDashboardQueries(t *testing.T) {
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
-			var last []sample
-			waitFor(t, c.expr, func() (bool, error) {
-				s, err := prom.query(ctx, c.expr)
+			var last []promtest.Sample
+			promtest.WaitFor(t, c.expr, func() (bool, error) {
+				s, err := prom.Query(ctx, c.expr)
 				last = s
-				return err == nil && len(s) == 1 && !math.IsNaN(s[0].value) && math.Abs(s[0].value-c.want) < 1e-6, err
+				return err == nil && len(s) == 1 && !math.IsNaN(s[0].Value) && math.Abs(s[0].Value-c.want) < 1e-6, err
 			})
-			t.Logf("%s = %v (%s)", c.name, last[0].value, c.expr)
+			t.Logf("%s = %v (%s)", c.name, last[0].Value, c.expr)
 		})
 	}
 }
