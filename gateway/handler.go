@@ -409,6 +409,12 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	case errors.Is(last, providers.ErrBadResponse):
 		return &errUpstreamBad
 	case errors.Is(last, providers.ErrUnsupported):
+		var ue *providers.UnsupportedError
+		if errors.As(last, &ue) {
+			e := errUnsupportedOp
+			e.message = ue.Error()
+			return &e
+		}
 		return &errUnsupportedOp
 	}
 	return &errUpstreamDown
