@@ -182,6 +182,9 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 	return s, nil
 }
 
+// newClient speaks RESP2: with RESP3 go-redis peeks at the socket for push messages
+// before every command, a system call per round trip for a feature the limiter does
+// not use, as are CLIENT SETINFO and maintenance notifications.
 func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, bool, error) {
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	if rc.URL != "" {
@@ -201,6 +204,7 @@ func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, boo
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = round, round, round
 		o.ContextTimeoutEnabled = true
 		o.DisableIdentity = true
+		o.Protocol = 2
 		o.MaintNotificationsConfig = maint
 		return redis.NewClient(o), false, nil
 	}
@@ -213,6 +217,7 @@ func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, boo
 		WriteTimeout:             round,
 		ContextTimeoutEnabled:    true,
 		DisableIdentity:          true,
+		Protocol:                 2,
 		MaintNotificationsConfig: maint,
 	}
 	if rc.Sentinel.Master != "" {
