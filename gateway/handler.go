@@ -398,12 +398,21 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		if errors.Is(err, providers.ErrBadResponse) || errors.Is(err, providers.ErrUnsupported) {
 			break
 		}
+		if errors.Is(err, providers.ErrNoHealthyTarget) || errors.Is(err, providers.ErrOverloaded) {
+			// Another attempt on the same backend finds the same pool: go to the
+			// next backend of the plan at once.
+			i = max(i, p.Retries)
+		}
 	}
 	r.setHeaders(ctx)
 	r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
 		slog.String("request_id", string(r.reqID)), slog.String("endpoint", ep.name),
 		slog.String("backend", r.backend), slog.Int("attempts", r.attempts), slog.String("error", errString(last)))
 	switch {
+	case errors.Is(last, providers.ErrOverloaded):
+		return &errUpstreamBusy
+	case errors.Is(last, providers.ErrNoHealthyTarget):
+		return &errNoTarget
 	case errors.Is(last, providers.ErrTimeout):
 		return &errUpstreamSlow
 	case errors.Is(last, providers.ErrBadResponse):

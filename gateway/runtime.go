@@ -107,7 +107,7 @@ type clientKey struct {
 // invocationKind indexes the server span of MLflow invocations.
 const invocationKind = 4
 
-func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter) (*runtime, error) {
+func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {
 	rt := &runtime{
 		cfg:           cfg,
 		endpoints:     map[string]*endpoint{},
@@ -126,7 +126,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 	backendIdx := map[string]int{}
 	for i, name := range names {
 		backendIdx[name] = i
-		b, err := providers.New(name, cfg.Backends[name])
+		b, err := providers.NewWith(name, cfg.Backends[name], pools)
 		if err != nil {
 			rt.close()
 			return nil, err
@@ -272,6 +272,25 @@ func hostOf(raw string) string {
 		return u.Host
 	}
 	return raw
+}
+
+// ready reports whether every endpoint can reach at least one healthy target among
+// its routes' backends and fallbacks.
+func (rt *runtime) ready() bool {
+	for i := range rt.cfg.Endpoints {
+		ec := &rt.cfg.Endpoints[i]
+		ok := false
+		for _, r := range ec.Routes {
+			ok = ok || rt.backends[r.Backend].Healthy()
+		}
+		for _, f := range ec.Fallbacks {
+			ok = ok || rt.backends[f].Healthy()
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // modelsBody renders OpenAI's model list for the endpoints a caller may use.

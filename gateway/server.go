@@ -23,6 +23,7 @@ import (
 
 	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/metrics"
+	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
 	"github.com/tollgate/tollgate/tracing"
 )
@@ -44,6 +45,8 @@ type Server struct {
 	// routerSeen is the router change count the gauges last reflected.
 	routerSeen atomic.Uint64
 	exporter   sdktrace.SpanExporter
+	// pools keeps target health and load across reloads.
+	pools *providers.Pools
 	// routerRedis is the router's client, closed at shutdown.
 	routerRedis interface{ Close() error }
 	metrics     fasthttp.RequestHandler
@@ -96,7 +99,8 @@ func New(path string, opt Options) (*Server, error) {
 		_ = tr.Shutdown(context.Background())
 		return nil, err
 	}
-	rt, err := buildRuntime(cfg, log, s.m, tr, lim)
+	s.pools = providers.NewPools()
+	rt, err := buildRuntime(cfg, log, s.m, tr, lim, s.pools)
 	if err != nil {
 		_ = tr.Shutdown(context.Background())
 		_ = lim.Close()
@@ -140,6 +144,9 @@ func (s *Server) Logger() *slog.Logger { return s.log }
 
 func (s *Server) install(rt *runtime) {
 	s.accessLog.Store(rt.cfg.Logging.AccessLog == nil || *rt.cfg.Logging.AccessLog)
+	for _, b := range rt.backendList {
+		b.Start(context.Background())
+	}
 	s.router.Apply(rt.routing)
 	s.syncRouterGauges(true)
 	if old := s.rt.Swap(rt); old != nil {
@@ -269,7 +276,7 @@ func (s *Server) Reload() error {
 			lim, err = limiter.New(cfg.Limiter, s.log)
 		}
 		if err == nil {
-			rt, err = buildRuntime(cfg, s.log, s.m, tr, lim)
+			rt, err = buildRuntime(cfg, s.log, s.m, tr, lim, s.pools)
 		}
 		if err != nil {
 			if !sameTracer && tr != nil {
@@ -369,9 +376,15 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"status":"ok"}`)
 	case "/readyz":
 		ctx.SetContentType("application/json")
-		if s.rt.Load() == nil || s.draining.Load() {
+		rt := s.rt.Load()
+		if rt == nil || s.draining.Load() {
 			ctx.SetStatusCode(503)
 			ctx.SetBodyString(`{"status":"not ready"}`)
+			return
+		}
+		if !rt.ready() {
+			ctx.SetStatusCode(503)
+			ctx.SetBodyString(`{"status":"not ready","reason":"an endpoint has no healthy target"}`)
 			return
 		}
 		ctx.SetBodyString(`{"status":"ready"}`)
@@ -379,6 +392,13 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		s.syncRouterGauges(false)
 		if rt := s.rt.Load(); rt != nil {
 			s.m.SetLimiterDegraded(rt.lim.Degraded())
+			var ups []metrics.TargetHealth
+			for _, b := range rt.backendList {
+				for _, h := range b.Health() {
+					ups = append(ups, metrics.TargetHealth{Backend: b.Name, Target: hostOf(h.URL), Up: h.Up})
+				}
+			}
+			s.m.SetBackendsUp(ups)
 		}
 		s.metrics(ctx)
 	default:
@@ -461,7 +481,7 @@ func Validate(path string) error {
 		return err
 	}
 	defer lim.Close()
-	rt, err := buildRuntime(cfg, nil, metrics.New(prometheus.NewRegistry()), tracing.Disabled(), lim)
+	rt, err := buildRuntime(cfg, nil, metrics.New(prometheus.NewRegistry()), tracing.Disabled(), lim, providers.NewPools())
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,144 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// startMockAt runs a mockllm on a given loopback address (to bring a replica back).
+func startMockAt(t *testing.T, addr string) *mockllm.Server {
+	t.Helper()
+	srv, err := mockllm.New(mockllm.Options{Model: "up-model", MaxTokens: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown() })
+	return srv
+}
+
+func TestPoolBalancingEjectionAndRecovery(t *testing.T) {
+	var mocks []*mockllm.Server
+	var addrs []string
+	for range 3 {
+		m, a := startMock(t, mockllm.Options{MaxTokens: 2})
+		mocks, addrs = append(mocks, m), append(addrs, a)
+	}
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  pool:
+    provider: openai
+    targets: ["http://`+addrs[0]+`/v1", "http://`+addrs[1]+`/v1", "http://`+addrs[2]+`/v1"]
+    model: up-model
+    balance: round_robin
+    connect_timeout: 300ms
+    health: {interval: 100ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 1, eject_after: 1, eject_for: 200ms}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: pool}], retries: 2}
+logging: {level: error, access_log: false}
+`)
+	c := g.client()
+	call := func(n int) int {
+		failed := 0
+		for range n {
+			if _, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")}); err != nil {
+				failed++
+			}
+		}
+		return failed
+	}
+	if f := call(90); f != 0 {
+		t.Fatalf("%d failures with every replica up", f)
+	}
+	for i, m := range mocks {
+		if n := m.Stats().Requests["/v1/chat/completions"]; n < 25 || n > 35 {
+			t.Errorf("replica %d served %d of 90 under round_robin", i, n)
+		}
+	}
+
+	mocks[1].Shutdown()
+	if f := call(60); f != 0 {
+		t.Fatalf("%d requests failed after a replica died; retries should hide it", f)
+	}
+	waitFor(t, func() bool { return strings.Contains(scrape(t, g), `tollgate_backend_up{backend="pool",target="`+addrs[1]+`"} 0`) })
+	before := [3]int64{mocks[0].Stats().Requests["/v1/chat/completions"], 0, mocks[2].Stats().Requests["/v1/chat/completions"]}
+	call(20)
+	if got := mocks[0].Stats().Requests["/v1/chat/completions"] + mocks[2].Stats().Requests["/v1/chat/completions"] - before[0] - before[2]; got != 20 {
+		t.Fatalf("live replicas served %d of 20 while one was ejected", got)
+	}
+
+	back := startMockAt(t, addrs[1])
+	waitFor(t, func() bool {
+		call(3)
+		return back.Stats().Requests["/v1/chat/completions"] > 0
+	})
+}
+
+func scrape(t *testing.T, g *gw) string {
+	t.Helper()
+	resp, err := http.Get("http://" + g.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return b.String()
+}
+
+func TestRetriesThenFallbacksInOrder(t *testing.T) {
+	dead := func() string {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		a := ln.Addr().String()
+		ln.Close()
+		return a
+	}
+	_, alive := startMock(t, mockllm.Options{MaxTokens: 2})
+	failing, failingAddr := startMock(t, mockllm.Options{MaxTokens: 2, ErrorRate: 1})
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  primary: {provider: openai, base_url: "http://`+dead()+`/v1", model: up-model, connect_timeout: 200ms}
+  second: {provider: openai, base_url: "http://`+failingAddr+`/v1", model: up-model}
+  third: {provider: openai, base_url: "http://`+alive+`/v1", model: up-model}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: primary}], retries: 1, fallbacks: [second, third]}
+logging: {level: info}
+`)
+	c := g.client()
+	var resp *http.Response
+	_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")},
+		option.WithResponseInto(&resp))
+	if err != nil {
+		t.Fatalf("the last fallback should have answered: %v", err)
+	}
+	if got := resp.Header.Get("X-Tollgate-Backend"); got != "third" {
+		t.Fatalf("served by %q, want third", got)
+	}
+	if n := failing.Stats().Requests["/v1/chat/completions"]; n != 1 {
+		t.Fatalf("second backend tried %d times, want once", n)
+	}
+	if !strings.Contains(g.logs.String(), `"attempts":4`) {
+		t.Fatalf("want 4 attempts (primary, its retry, second, third) in the access log:\n%s", g.logs.String())
+	}
+}
