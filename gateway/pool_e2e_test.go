@@ -73,7 +73,9 @@ logging: {level: error, access_log: false}
 	if f := call(60); f != 0 {
 		t.Fatalf("%d requests failed after a replica died; retries should hide it", f)
 	}
-	waitFor(t, func() bool { return strings.Contains(scrape(t, g), `tollgate_backend_up{backend="pool",target="`+addrs[1]+`"} 0`) })
+	waitFor(t, func() bool {
+		return strings.Contains(scrape(t, g), `tollgate_backend_up{backend="pool",target="`+addrs[1]+`"} 0`)
+	})
 	before := [3]int64{mocks[0].Stats().Requests["/v1/chat/completions"], 0, mocks[2].Stats().Requests["/v1/chat/completions"]}
 	call(20)
 	if got := mocks[0].Stats().Requests["/v1/chat/completions"] + mocks[2].Stats().Requests["/v1/chat/completions"] - before[0] - before[2]; got != 20 {
