@@ -212,14 +212,3 @@ func (m *memStore) sweep(now int64) int {
 	}
 	return n
 }
-
-func (m *memStore) len() int {
-	n := 0
-	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}

@@ -410,3 +410,14 @@ func TestMemoryConcurrentUse(t *testing.T) {
 		t.Errorf("admitted %d, want 300", total)
 	}
 }
+
+func (m *memStore) len() int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}

@@ -1,11 +1,14 @@
 package limiter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,6 +29,11 @@ func TestMain(m *testing.M) {
 // since only the fault tests are about the timeout.
 func newRedisLimiter(t testing.TB, cfg Config, mod ...func(*options)) *Limiter {
 	t.Helper()
+	return newRedisLimiterLog(t, cfg, nil, mod...)
+}
+
+func newRedisLimiterLog(t testing.TB, cfg Config, log *slog.Logger, mod ...func(*options)) *Limiter {
+	t.Helper()
 	cfg.Store = "redis"
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2 * time.Second
@@ -37,12 +45,36 @@ func newRedisLimiter(t testing.TB, cfg Config, mod ...func(*options)) *Limiter {
 	for _, f := range mod {
 		f(&o)
 	}
-	l, err := newLimiter(cfg, nil, o)
+	l, err := newLimiter(cfg, log, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.Close() })
 	return l
+}
+
+// logBuffer collects a limiter's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (lb *logBuffer) Write(p []byte) (int, error) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.b.Write(p)
+}
+
+func (lb *logBuffer) String() string {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.b.String()
+}
+
+func (lb *logBuffer) count(s string) int {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return strings.Count(lb.b.String(), s)
 }
 
 func redisClient(t testing.TB, addr string) *redis.Client {
@@ -398,15 +430,20 @@ func TestRedisFaults(t *testing.T) {
 		mode  string
 		fault func(*redistest.Server)
 		heal  func(*redistest.Server)
+		// exact is set when one outage must log exactly one transition each way; a
+		// stopped server can answer a late round trip after the timeout and flap once.
+		exact bool
 	}{
-		{name: "killed, allow", mode: "allow", fault: (*redistest.Server).Kill, heal: (*redistest.Server).Restart},
-		{name: "killed, deny", mode: "deny", fault: (*redistest.Server).Kill, heal: (*redistest.Server).Restart},
+		{name: "killed, allow", mode: "allow", fault: (*redistest.Server).Kill, heal: (*redistest.Server).Restart, exact: true},
+		{name: "killed, deny", mode: "deny", fault: (*redistest.Server).Kill, heal: (*redistest.Server).Restart, exact: true},
 		{name: "stopped, allow", mode: "allow", fault: (*redistest.Server).Pause, heal: (*redistest.Server).Resume},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t)
-			l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: timeout, OnRedisError: tc.mode})
+			var logs logBuffer
+			l := newRedisLimiterLog(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: timeout, OnRedisError: tc.mode},
+				slog.New(slog.NewTextHandler(&logs, nil)))
 			pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 1_000_000, Window: "second"})
 
 			var stop atomic.Bool
@@ -469,6 +506,10 @@ func TestRedisFaults(t *testing.T) {
 			}
 			if after.RedisChecks == before.RedisChecks || after.Degraded {
 				t.Errorf("checks do not go to Redis again after recovery: %+v -> %+v", before, after)
+			}
+			down, up := logs.count("redis unavailable"), logs.count("redis answers again")
+			if down < 1 || up != down || (tc.exact && down != 1) {
+				t.Errorf("logged %d outages and %d recoveries for one outage:\n%s", down, up, logs.String())
 			}
 		})
 	}
