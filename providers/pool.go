@@ -2,12 +2,14 @@ package providers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -469,8 +471,8 @@ type ringPoint struct {
 	i    int
 }
 
-// ringReplicas is the number of points per target: with 128, each target's share of
-// the ring stays within about a tenth of even.
+// ringReplicas is the number of points per target. Shares of the ring then differ from
+// an even share by about one over its square root: a tenth.
 const ringReplicas = 128
 
 func buildRing(targets []*Target) []ringPoint {
@@ -482,17 +484,13 @@ func buildRing(targets []*Target) []ringPoint {
 			ring = append(ring, ringPoint{xxhash.Sum64(buf), i})
 		}
 	}
-	sortRing(ring)
-	return ring
-}
-
-func sortRing(ring []ringPoint) {
-	// Insertion into a sorted prefix: built once per config, a few hundred points.
-	for i := 1; i < len(ring); i++ {
-		for j := i; j > 0 && (ring[j].hash < ring[j-1].hash || (ring[j].hash == ring[j-1].hash && ring[j].i < ring[j-1].i)); j-- {
-			ring[j], ring[j-1] = ring[j-1], ring[j]
+	slices.SortFunc(ring, func(a, b ringPoint) int {
+		if c := cmp.Compare(a.hash, b.hash); c != 0 {
+			return c
 		}
-	}
+		return cmp.Compare(a.i, b.i)
+	})
+	return ring
 }
 
 // affine walks the ring from the hash of the call's prompt prefix to the first target

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/providers/mockllm"
 	"github.com/valyala/fasthttp"
 )
 
@@ -168,7 +169,7 @@ func (a *attempt) send(b *Backend) error {
 	return err
 }
 
-// BenchmarkPolicyP99 offers the same open-loop load to four vLLM-like replicas, one of
+// BenchmarkPolicyP99 offers the same open-loop load to four mockllm replicas, one of
 // them five times slower, under each policy and reports the latency percentiles. Each
 // iteration is one whole run of policyRequests requests.
 func BenchmarkPolicyP99(b *testing.B) {
@@ -187,27 +188,37 @@ func BenchmarkPolicyP99(b *testing.B) {
 const (
 	policyRequests = 800
 	policyRate     = 400 // per second: 2 s per run
-	policyBatch    = 4
-	policyService  = 10 * time.Millisecond
+	// A replica runs four requests at once, each 2 ms to the first token and 1 ms per
+	// token after, 8 tokens: about 9 ms, 440 a second. The slow one takes 45 ms, 88 a
+	// second, less than the 100 a second round robin sends it.
+	policySeqs   = 4
+	policyTokens = 8
+	policyTTFT   = 2 * time.Millisecond
+	policyTPOT   = time.Millisecond
 )
 
 // runPolicyLoad sends policyRequests at policyRate and measures each from the moment it
 // was due, so that a stalled sender does not hide queueing.
 func runPolicyLoad(b *testing.B, policy string) (p50, p99 time.Duration) {
-	us := startReplicas(b, 4, policyBatch)
-	for i, u := range us {
-		s := policyService
+	var urls []string
+	for i := range 4 {
+		slow := time.Duration(1)
 		if i == 0 {
-			s *= 5
+			slow = 5
 		}
-		u.service.Store(int64(s))
+		m := startMockReplica(b, mockllm.Options{Model: "up", MaxNumSeqs: policySeqs, MaxTokens: policyTokens,
+			TTFT: slow * policyTTFT, TPOT: slow * policyTPOT})
+		urls = append(urls, m.url())
 	}
-	cfg := Config{Targets: replicaURLs(us), Balance: policy}
+	cfg := Config{Targets: urls, Balance: policy}
 	if policy == "vllm_queue" {
 		cfg.MetricsInterval = 100 * time.Millisecond
 	}
 	be := newPoolBackend(b, cfg, nil)
 	be.Start(b.Context())
+	// Every answer policyTokens long, so that only the replica's speed varies.
+	var hdr fasthttp.RequestHeader
+	hdr.Set("x-mock-tokens", strconv.Itoa(policyTokens))
 	lat := make([]time.Duration, policyRequests)
 	var wg sync.WaitGroup
 	interval := time.Second / policyRate
@@ -220,6 +231,7 @@ func runPolicyLoad(b *testing.B, policy string) (p50, p99 time.Duration) {
 			defer wg.Done()
 			a := newAttempt(promptCall("q", false))
 			defer a.release()
+			a.call.Header = &hdr
 			if err := a.send(be); err != nil {
 				b.Error(err)
 			}
