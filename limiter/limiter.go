@@ -322,7 +322,7 @@ func (l *Limiter) Take(ctx context.Context, pol *Policy, subj *Subject, estToken
 		t.src, t.share = srcFallback, l.share()
 		err = l.mem.take(t, t.share, l.nanotime())
 	}
-	if err == &t.refused {
+	if err != nil && t.RetryAfter > 0 { // only a refusal sets RetryAfter
 		l.refused.Add(1)
 	}
 	return err

@@ -152,6 +152,9 @@ func TestMemoryAtomicity(t *testing.T) {
 	if got := admitN(t, l, both, alice, 0, 8); got != 3 {
 		t.Fatalf("admitted %d, want 3 (the narrow limit)", got)
 	}
+	if s := l.Stats(); s.Refused != 5 || s.Degraded || s.Fallbacks != 0 {
+		t.Errorf("stats %+v, want 5 refused", s)
+	}
 	// The five refusals must not have consumed the endpoint bucket: seven remain.
 	var tk Ticket
 	if err := l.Take(bg, both, bob, 0, &tk); err != nil {

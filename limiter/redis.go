@@ -166,7 +166,7 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		cluster: cluster,
 		sha:     any(scriptSHA(checkScript)),
 		hb:      redis.NewScript(heartbeatScript),
-		member:  strconv.FormatUint(rand.Uint64(), 36),
+		member:  strconv.FormatUint(rand.Uint64(), 36), //nolint:gosec // unique, not secret
 		timeout: timeout,
 		round:   round,
 		leaseUS: float64(lease / time.Microsecond),
@@ -259,7 +259,7 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 	w.bucket, w.tag, w.cost = t.bucket, t.tag, t.cost
 	for i := range int(t.n) {
 		if t.pol.rules[i].kind == kindConcurrency {
-			w.lease[i] = rand.Uint64()
+			w.lease[i] = rand.Uint64() //nolint:gosec // a lease ID must be unique, not secret
 			t.lease[i] = w.lease[i]
 		}
 	}

@@ -265,6 +265,9 @@ func TestRedisAtomicity(t *testing.T) {
 	if got := admitN(t, l, both, alice, 100, 8); got != 3 {
 		t.Fatalf("admitted %d, want 3 (the token limit)", got)
 	}
+	if s := l.Stats(); s.Refused != 5 || s.RedisChecks != 8 {
+		t.Errorf("stats %+v, want 8 checks sent and 5 refused", s)
+	}
 	// Five refusals consumed nothing of the endpoint bucket.
 	if got := admitN(t, l, mustPolicy(t, "chat", wide), bob, 0, 10); got != 7 {
 		t.Errorf("endpoint bucket admitted %d more, want 7", got)
