@@ -14,7 +14,7 @@ import (
 
 func TestKilledTargetIsEjectedAndComesBack(t *testing.T) {
 	clk := newFakeClock()
-	us := startReplicas(t, 3, 0)
+	us := startReplicas(t, 3)
 	b := newPoolBackend(t, Config{Targets: replicaURLs(us), Health: HealthConfig{EjectAfter: 2, EjectFor: 10 * time.Second}}, poolsWithClock(clk))
 	dead := us[1].url()
 	us[1].kill()
@@ -111,7 +111,7 @@ func TestEjectionLength(t *testing.T) {
 
 func TestEveryTargetOutTriesOneAtATime(t *testing.T) {
 	clk := newFakeClock()
-	u := startReplica(t, 0)
+	u := startReplica(t)
 	b := newPoolBackend(t, Config{BaseURL: u.url(), Health: HealthConfig{EjectAfter: 2}}, poolsWithClock(clk))
 	u.status.Store(503)
 	for range 2 {
@@ -145,7 +145,7 @@ func TestEveryTargetOutTriesOneAtATime(t *testing.T) {
 
 func TestStreamOutcomeCounts(t *testing.T) {
 	clk := newFakeClock()
-	u := startReplica(t, 0)
+	u := startReplica(t)
 	u.stall.Store(true)
 	b := newPoolBackend(t, Config{BaseURL: u.url(), StreamIdleTimeout: 20 * time.Millisecond, Health: HealthConfig{EjectAfter: 2}}, poolsWithClock(clk))
 	for range 2 {
@@ -162,7 +162,7 @@ func TestStreamOutcomeCounts(t *testing.T) {
 }
 
 func TestActiveChecks(t *testing.T) {
-	u := startReplica(t, 0)
+	u := startReplica(t)
 	b := newPoolBackend(t, Config{BaseURL: u.url(), Health: HealthConfig{Path: "/health", HealthyThreshold: 2, UnhealthyThreshold: 3}}, nil)
 	steps := []struct {
 		status int
@@ -213,7 +213,7 @@ func TestVerdictOf(t *testing.T) {
 }
 
 func TestStartCloseLeavesNoGoroutine(t *testing.T) {
-	us := startReplicas(t, 2, 0)
+	us := startReplicas(t, 2)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
 		// fasthttp's housekeeping ends by itself once idle: the client's reapers of
 		// idle connections and cached addresses, the test servers' idle workers.

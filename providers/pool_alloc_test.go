@@ -41,7 +41,7 @@ func TestPoolAllocations(t *testing.T) {
 		{"send stream", true, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			us := startReplicas(t, 2, 0)
+			us := startReplicas(t, 2)
 			for _, u := range us {
 				u.static.Store(true)
 			}

@@ -122,7 +122,7 @@ func BenchmarkPromptPrefix(b *testing.B) {
 func BenchmarkSend(b *testing.B) {
 	for _, stream := range []bool{false, true} {
 		b.Run("stream="+strconv.FormatBool(stream), func(b *testing.B) {
-			us := startReplicas(b, 2, 0)
+			us := startReplicas(b, 2)
 			for _, u := range us {
 				u.static.Store(true)
 			}

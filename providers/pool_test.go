@@ -14,7 +14,7 @@ import (
 )
 
 func TestRoundRobinSpreadsEvenly(t *testing.T) {
-	us := startReplicas(t, 4, 0)
+	us := startReplicas(t, 4)
 	b := newPoolBackend(t, Config{Targets: replicaURLs(us)}, nil)
 	for i := range 200 {
 		if _, err := sendOnce(b, promptCall("q"+strconv.Itoa(i), i%2 == 0)); err != nil {
@@ -29,7 +29,7 @@ func TestRoundRobinSpreadsEvenly(t *testing.T) {
 }
 
 func TestLeastLoadedFillsTheEmptiest(t *testing.T) {
-	us := startReplicas(t, 3, 0)
+	us := startReplicas(t, 3)
 	b := newPoolBackend(t, Config{Targets: replicaURLs(us), Balance: "least_loaded"}, nil)
 	streams := map[string][]Events{}
 	for range 6 {
@@ -66,9 +66,9 @@ func TestLeastLoadedFillsTheEmptiest(t *testing.T) {
 }
 
 func TestVLLMQueuePrefersTheShortestQueue(t *testing.T) {
-	us := startReplicas(t, 3, 0)
-	us[0].extraWaiting.Store(5) // score 20
-	us[1].extraRunning.Store(3) // score 3
+	us := startReplicas(t, 3)
+	us[0].waiting.Store(5) // score 20
+	us[1].running.Store(3) // score 3
 	b := newPoolBackend(t, Config{Targets: replicaURLs(us), Balance: "vllm_queue"}, nil)
 	for i := range us {
 		b.readLoad(i, nil)
@@ -103,7 +103,7 @@ func TestVLLMQueuePrefersTheShortestQueue(t *testing.T) {
 }
 
 func TestAffinityKeepsAPrefixOnOneTarget(t *testing.T) {
-	us := startReplicas(t, 4, 0)
+	us := startReplicas(t, 4)
 	b := newPoolBackend(t, Config{Targets: replicaURLs(us), Affinity: AffinityConfig{By: "prefix", Bytes: 64}}, nil)
 	system := strings.Repeat("You are a careful assistant. ", 4)
 	home := ""
@@ -145,7 +145,7 @@ func TestAffinityBoundsTheLoad(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			us := startReplicas(t, 4, 0)
+			us := startReplicas(t, 4)
 			b := newPoolBackend(t, Config{Targets: replicaURLs(us), Affinity: AffinityConfig{By: "prefix", LoadFactor: tc.factor}}, nil)
 			var streams []Events
 			defer func() {
@@ -178,7 +178,7 @@ func TestAffinityBoundsTheLoad(t *testing.T) {
 
 func TestConcurrencyCapAndQueue(t *testing.T) {
 	t.Run("full with no queue is overloaded at once", func(t *testing.T) {
-		u := startReplica(t, 0)
+		u := startReplica(t)
 		b := newPoolBackend(t, Config{BaseURL: u.url(), MaxConcurrency: 2}, nil)
 		_, s1 := openStream(t, b, "a")
 		_, s2 := openStream(t, b, "b")
@@ -193,7 +193,7 @@ func TestConcurrencyCapAndQueue(t *testing.T) {
 		}
 	})
 	t.Run("queue wait times out", func(t *testing.T) {
-		u := startReplica(t, 0)
+		u := startReplica(t)
 		b := newPoolBackend(t, Config{BaseURL: u.url(), MaxConcurrency: 1, Queue: QueueConfig{Size: 4, Timeout: 30 * time.Millisecond}}, nil)
 		_, s := openStream(t, b, "a")
 		defer s.Close()
@@ -206,7 +206,7 @@ func TestConcurrencyCapAndQueue(t *testing.T) {
 		}
 	})
 	t.Run("a freed slot goes to the waiter", func(t *testing.T) {
-		u := startReplica(t, 0)
+		u := startReplica(t)
 		b := newPoolBackend(t, Config{BaseURL: u.url(), MaxConcurrency: 1, Queue: QueueConfig{Size: 1, Timeout: time.Minute}}, nil)
 		_, s := openStream(t, b, "a")
 		done := make(chan error, 1)
@@ -230,7 +230,7 @@ func TestConcurrencyCapAndQueue(t *testing.T) {
 		}
 	})
 	t.Run("a full target spills to one with room", func(t *testing.T) {
-		us := startReplicas(t, 2, 0)
+		us := startReplicas(t, 2)
 		b := newPoolBackend(t, Config{Targets: replicaURLs(us), MaxConcurrency: 1, Affinity: AffinityConfig{By: "prefix", LoadFactor: 100}}, nil)
 		u1, s1 := openStream(t, b, "same")
 		defer s1.Close()
@@ -244,7 +244,7 @@ func TestConcurrencyCapAndQueue(t *testing.T) {
 
 func TestTimeouts(t *testing.T) {
 	t.Run("first byte", func(t *testing.T) {
-		u := startReplica(t, 0)
+		u := startReplica(t)
 		u.delay.Store(int64(time.Minute))
 		b := newPoolBackend(t, Config{BaseURL: u.url(), FirstByteTimeout: 50 * time.Millisecond}, nil)
 		for _, stream := range []bool{false, true} {
@@ -259,7 +259,7 @@ func TestTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("stream idle", func(t *testing.T) {
-		u := startReplica(t, 0)
+		u := startReplica(t)
 		u.stall.Store(true)
 		b := newPoolBackend(t, Config{BaseURL: u.url(), StreamIdleTimeout: 50 * time.Millisecond}, nil)
 		_, err := sendOnce(b, promptCall("x", true))
@@ -268,7 +268,7 @@ func TestTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("a steady stream outlives both bounds", func(t *testing.T) {
-		u := startReplica(t, 0)
+		u := startReplica(t)
 		u.gap.Store(int64(40 * time.Millisecond))
 		b := newPoolBackend(t, Config{BaseURL: u.url(), FirstByteTimeout: 100 * time.Millisecond, StreamIdleTimeout: 100 * time.Millisecond}, nil)
 		for range 2 { // the second reuses the connection
@@ -282,7 +282,7 @@ func TestTimeouts(t *testing.T) {
 func TestStateSurvivesReload(t *testing.T) {
 	clk := newFakeClock()
 	ps := poolsWithClock(clk)
-	us := startReplicas(t, 2, 0)
+	us := startReplicas(t, 2)
 	cfg := Config{Targets: replicaURLs(us), Balance: "least_loaded", Health: HealthConfig{EjectAfter: 1}}
 	old := newPoolBackend(t, cfg, ps)
 	url, s := openStream(t, old, "x")

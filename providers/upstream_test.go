@@ -15,9 +15,9 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// replica is a vLLM-like server on a loopback port: chat completions (plain and
-// streamed), /health and /metrics with vLLM's load gauges. A batch of a fixed size runs
-// at once and the rest waits, as in vLLM's scheduler, and the gauges report both.
+// replica is an OpenAI-compatible server on a loopback port whose faults tests set:
+// chat completions (plain and streamed), /health, and /metrics with the vLLM load
+// gauges the test sets. (mockllm plays vLLM's scheduler where that matters.)
 type replica struct {
 	tb   testing.TB
 	addr string
@@ -27,32 +27,25 @@ type replica struct {
 	srv *fasthttp.Server
 	ln  net.Listener
 
-	hits    atomic.Int64
-	status  atomic.Int64 // status of chat answers: 200 unless set
-	health  atomic.Int64 // status of /health: 200 unless set
-	delay   atomic.Int64 // nanoseconds before the answer's headers
-	service atomic.Int64 // nanoseconds a request holds its batch slot
-	gap     atomic.Int64 // nanoseconds between stream chunks
-	stall   atomic.Bool  // streams stop after their first chunk
+	hits   atomic.Int64
+	status atomic.Int64 // status of chat answers: 200 unless set
+	health atomic.Int64 // status of /health: 200 unless set
+	delay  atomic.Int64 // nanoseconds before the answer's headers
+	gap    atomic.Int64 // nanoseconds between stream chunks
+	stall  atomic.Bool  // streams stop after their first chunk
 	// static answers at once from fixed bodies, a stream in one piece, so that
 	// allocation counts are the client's alone.
 	static atomic.Bool
 	// hold, when set, keeps each answer until a value arrives on it.
 	hold atomic.Pointer[chan struct{}]
 
-	batch            chan struct{}
+	// waiting and running are what /metrics reports.
 	waiting, running atomic.Int64
-	// extraWaiting and extraRunning are added to the gauges, as if other clients
-	// were using the server.
-	extraWaiting, extraRunning atomic.Int64
 }
 
-func startReplica(tb testing.TB, batch int) *replica {
+func startReplica(tb testing.TB) *replica {
 	tb.Helper()
 	u := &replica{tb: tb, quit: make(chan struct{})}
-	if batch > 0 {
-		u.batch = make(chan struct{}, batch)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -153,20 +146,6 @@ func (u *replica) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	u.sleep(&u.delay)
-	if u.batch != nil {
-		u.waiting.Add(1)
-		select {
-		case u.batch <- struct{}{}:
-		case <-u.quit:
-		}
-		u.waiting.Add(-1)
-		u.running.Add(1)
-		u.sleep(&u.service)
-		u.running.Add(-1)
-		<-u.batch
-	} else {
-		u.sleep(&u.service)
-	}
 	if !bytes.Contains(ctx.PostBody(), []byte(`"stream":true`)) {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}`)
@@ -202,9 +181,9 @@ var (
 
 func (u *replica) writeMetrics(ctx *fasthttp.RequestCtx) {
 	b := []byte("# HELP vllm:num_requests_running Number of requests in model execution batches.\n# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine=\"0\",model_name=\"up\"} ")
-	b = strconv.AppendInt(b, u.running.Load()+u.extraRunning.Load(), 10)
+	b = strconv.AppendInt(b, u.running.Load(), 10)
 	b = append(b, "\n# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine=\"0\",model_name=\"up\"} "...)
-	b = strconv.AppendInt(b, u.waiting.Load()+u.extraWaiting.Load(), 10)
+	b = strconv.AppendInt(b, u.waiting.Load(), 10)
 	b = append(b, "\n# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{engine=\"0\",model_name=\"up\"} 0.25\n"...)
 	ctx.SetContentType("text/plain; version=0.0.4")
 	ctx.SetBody(b)
@@ -269,10 +248,10 @@ func replicaURLs(us []*replica) []string {
 	return s
 }
 
-func startReplicas(tb testing.TB, n, batch int) []*replica {
+func startReplicas(tb testing.TB, n int) []*replica {
 	us := make([]*replica, n)
 	for i := range us {
-		us[i] = startReplica(tb, batch)
+		us[i] = startReplica(tb)
 	}
 	return us
 }
