@@ -515,7 +515,8 @@ func (b *Backend) affine(call *Call) int {
 	if up == 0 {
 		return -1
 	}
-	limit := int64(math.Ceil(p.set.loadFactor * float64(total+1) / float64(up)))
+	// The bound counts the new request: ceil(c * (m+1) / n) in the paper's terms.
+	limit := math.Ceil(p.set.loadFactor * float64(total+1) / float64(up))
 	ring := p.ring
 	h := xxhash.Sum64(key)
 	lo, hi := 0, len(ring)
@@ -532,7 +533,7 @@ func (b *Backend) affine(call *Call) int {
 		if j >= len(ring) {
 			j -= len(ring)
 		}
-		if st := p.states[ring[j].i]; st.available() && st.slots.load() < limit {
+		if st := p.states[ring[j].i]; st.available() && float64(st.slots.load()) < limit {
 			return ring[j].i
 		}
 	}
