@@ -32,7 +32,7 @@ type targetState struct {
 	fails atomic.Int32
 
 	mu sync.Mutex
-	// ejections counts the ejections that doubled each other's length.
+	// ejections counts the ejections in a row; each doubles the length of the next.
 	ejections int
 	// backAt is when the target last came back from an ejection.
 	backAt time.Time
