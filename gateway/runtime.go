@@ -234,6 +234,10 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 
 // attempt finds the attempt counters of the target an attempt went to.
 func (rt *runtime) attempt(b *providers.Backend, url string) *metrics.Attempt {
+	if url == "" {
+		// No target was tried (the pool was ejected or full): nothing to count.
+		return nil
+	}
 	ts := rt.attempts[b]
 	for i := range ts {
 		if ts[i].url == url {
