@@ -144,3 +144,35 @@ logging: {level: info}
 		t.Fatalf("want 4 attempts (primary, its retry, second, third) in the access log:\n%s", g.logs.String())
 	}
 }
+
+// TestReadyzFollowsHealth: /readyz fails only while an endpoint has no healthy target.
+func TestReadyzFollowsHealth(t *testing.T) {
+	m, addr := startMock(t, mockllm.Options{MaxTokens: 2})
+	_, other := startMock(t, mockllm.Options{MaxTokens: 2})
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  solo: {provider: openai, base_url: "http://`+addr+`/v1", model: up-model, connect_timeout: 200ms,
+         health: {interval: 100ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 1}}
+  spare: {provider: openai, base_url: "http://`+other+`/v1", model: up-model}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: solo}]}
+  - {name: other, type: chat, routes: [{backend: spare}]}
+logging: {level: error}
+`)
+	ready := func() int {
+		resp, err := http.Get("http://" + g.AdminAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ready(); code != 200 {
+		t.Fatalf("readyz %d with every target up", code)
+	}
+	m.Shutdown()
+	waitFor(t, func() bool { return ready() == 503 })
+	startMockAt(t, addr)
+	waitFor(t, func() bool { return ready() == 200 })
+}
