@@ -224,3 +224,54 @@ func keys(m map[string][]tracetest.SpanStub) []string {
 	}
 	return out
 }
+
+func TestSpansRefusedRequest(t *testing.T) {
+	_, addr := startFlakyUpstream(t, 0)
+	exp := tracetest.NewInMemoryExporter()
+	yaml := `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "http://` + addr + `/v1", model: up-model}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: endpoint, requests: 1, window: hour}]
+tracing: {exporter: otlp-grpc, sample_ratio: 1}
+logging: {level: error}
+`
+	path := filepath.Join(t.TempDir(), "tollgate.yaml")
+	os.WriteFile(path, []byte(yaml), 0o644)
+	s, err := New(path, Options{Logger: discardLogger(), SpanExporter: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.rt.Swap(nil).retire() })
+	proxyOnce(s, newProxyCtx(benchChatBody))
+	flush(t, s)
+	exp.Reset()
+	ctx := newProxyCtx(benchChatBody)
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 429 {
+		t.Fatalf("status %d", ctx.Response.StatusCode())
+	}
+	flush(t, s)
+	spans := byName(exp.GetSpans())
+	limit := spans["tollgate.ratelimit"]
+	if len(limit) != 1 || len(spans["chat up-model"]) != 0 || len(spans["POST /v1/chat/completions"]) != 1 {
+		t.Fatalf("refused request spans: %v", keys(spans))
+	}
+	if limit[0].Parent.SpanID() != spans["POST /v1/chat/completions"][0].SpanContext.SpanID() {
+		t.Errorf("the limit span is not a child of the server span")
+	}
+	ro := limit[0].Snapshot()
+	if v, _ := attr(ro, "tollgate.outcome"); v.AsString() != "refused" {
+		t.Errorf("limit outcome = %v", v.Emit())
+	}
+	if v, _ := attr(ro, "tollgate.limit.name"); v.AsString() != "endpoint:requests:hour" {
+		t.Errorf("limit name = %v", v.Emit())
+	}
+	if v, _ := attr(spans["POST /v1/chat/completions"][0].Snapshot(), "http.response.status_code"); v.AsInt64() != 429 {
+		t.Errorf("server span status = %v", v.Emit())
+	}
+}
