@@ -124,19 +124,10 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	}
 	req.SetBodyRaw(body)
 
-	up := fasthttp.AcquireResponse()
-	up.StreamBody = call.Stream
-	deadline := call.Deadline
-	if d := time.Now().Add(a.timeout); deadline.IsZero() || d.Before(deadline) {
-		deadline = d
-	}
-	t.inFlight.Add(1)
-	err := t.client.DoDeadline(req, up, deadline)
+	up, err := roundTrip(t, req, call, a.timeout)
 	bodyPool.Put(buf)
 	if err != nil {
-		t.inFlight.Add(-1)
-		fasthttp.ReleaseResponse(up)
-		return classify(err)
+		return err
 	}
 	status := up.StatusCode()
 	if status < 200 || status > 299 {

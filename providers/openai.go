@@ -60,19 +60,10 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	*buf = appendBody((*buf)[:0], call, o.model, forceUsage)
 	req.SetBodyRaw(*buf)
 
-	up := fasthttp.AcquireResponse()
-	up.StreamBody = call.Stream
-	deadline := call.Deadline
-	if d := time.Now().Add(o.timeout); deadline.IsZero() || d.Before(deadline) {
-		deadline = d
-	}
-	t.inFlight.Add(1)
-	err := t.client.DoDeadline(req, up, deadline)
+	up, err := roundTrip(t, req, call, o.timeout)
 	bodyPool.Put(buf)
 	if err != nil {
-		t.inFlight.Add(-1)
-		fasthttp.ReleaseResponse(up)
-		return classify(err)
+		return err
 	}
 	status := up.StatusCode()
 	if status < 200 || status > 299 {
@@ -101,6 +92,25 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	out.Header.SetContentTypeBytes(up.Header.ContentType())
 	swapBody(out, up)
 	return nil
+}
+
+// roundTrip sends req to t within the call's deadline and the backend's timeout. On
+// success the attempt stays counted in flight on t until the caller releases the
+// response (and decrements the count): for a stream, when the stream closes.
+func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Duration) (*fasthttp.Response, error) {
+	up := fasthttp.AcquireResponse()
+	up.StreamBody = call.Stream
+	deadline := call.Deadline
+	if d := time.Now().Add(timeout); deadline.IsZero() || d.Before(deadline) {
+		deadline = d
+	}
+	t.inFlight.Add(1)
+	if err := t.client.DoDeadline(req, up, deadline); err != nil {
+		t.inFlight.Add(-1)
+		fasthttp.ReleaseResponse(up)
+		return nil, classify(err)
+	}
+	return up, nil
 }
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
