@@ -4,10 +4,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/internal/redistest"
 )
 
 var (
@@ -190,4 +193,33 @@ func BenchmarkProxyChatAccessLog(b *testing.B) {
 	for b.Loop() {
 		proxyOnce(s, ctx)
 	}
+}
+
+// benchmarkLimitedParallel runs the limited proxy path from 64 goroutines at once
+// (32 per core on two cores), the concurrency at which issue figures compare the redis
+// store's throughput with the memory store's.
+func benchmarkLimitedParallel(b *testing.B, limiterYAML string) {
+	cfg := strings.Replace(limitedBenchConfig(startStaticUpstream(b)), "logging:", limiterYAML+"\nlogging:", 1)
+	s := newTestServer(b, cfg)
+	b.SetParallelism(64 / max(1, goruntime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := newProxyCtx(benchChatBody)
+		for pb.Next() {
+			proxyOnce(s, ctx)
+			if ctx.Response.StatusCode() != 200 {
+				b.Errorf("status %d", ctx.Response.StatusCode())
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkLimitedParallelMemory(b *testing.B) {
+	benchmarkLimitedParallel(b, "limiter: {store: memory}")
+}
+
+func BenchmarkLimitedParallelRedis(b *testing.B) {
+	rds := redistest.Start(b)
+	benchmarkLimitedParallel(b, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}`)
 }
