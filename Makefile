@@ -21,6 +21,7 @@ fuzz:
 	go test ./internal/jsonscan -run '^$$' -fuzz '^FuzzIter$$' -fuzztime $(FUZZTIME)
 	go test ./gateway -run '^$$' -fuzz '^FuzzScanBody$$' -fuzztime $(FUZZTIME)
 	go test ./gateway -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
+	go test ./gateway -run '^$$' -fuzz '^FuzzAccessLine$$' -fuzztime $(FUZZTIME)
 	go test ./providers -run '^$$' -fuzz '^FuzzSSE$$' -fuzztime $(FUZZTIME)
 	go test ./providers -run '^$$' -fuzz '^FuzzAnthropicRequest$$' -fuzztime $(FUZZTIME)
 	go test ./providers -run '^$$' -fuzz '^FuzzAnthropicResponse$$' -fuzztime $(FUZZTIME)

@@ -790,31 +790,29 @@ func (r *request) record(status int) {
 	if !s.accessLog.Load() {
 		return
 	}
-	endpoint, keyName := "", ""
+	e := accessEntry{
+		requestID:    b2s(r.reqID),
+		traceID:      r.traceID(),
+		backend:      r.backend,
+		variant:      r.variant,
+		status:       status,
+		inputTokens:  r.usage.Input,
+		outputTokens: r.usage.Output,
+		cost:         cost,
+		ttftMS:       float64(r.ttft) / 1e6,
+		latencyMS:    float64(latency) / 1e6,
+		attempts:     r.attempts,
+		errKind:      r.errKind,
+	}
 	if r.ep != nil {
-		endpoint = r.ep.name
+		e.endpoint = r.ep.name
 	}
 	if r.key != nil {
-		keyName = r.key.name
+		e.key = r.key.name
 	}
-	// The handler formats the line before LogAttrs returns, so the attributes can view
-	// the request's own buffers instead of copying them.
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("request_id", b2s(r.reqID)),
-		slog.String("trace_id", r.traceID()),
-		slog.String("endpoint", endpoint),
-		slog.String("backend", r.backend),
-		slog.String("variant", r.variant),
-		slog.Int("status", status),
-		slog.Int64("input_tokens", r.usage.Input),
-		slog.Int64("output_tokens", r.usage.Output),
-		slog.Float64("cost_usd", cost),
-		slog.Float64("ttft_ms", float64(r.ttft)/1e6),
-		slog.Float64("latency_ms", float64(latency)/1e6),
-		slog.String("key", keyName),
-		slog.Int("attempts", r.attempts),
-		slog.String("error", r.errKind),
-	)
+	// The line is formatted before logAccess returns, so the entry can view the
+	// request's own buffers instead of copying them.
+	logAccess(s.log, &e)
 }
 
 func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }

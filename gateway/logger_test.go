@@ -5,6 +5,6 @@ import (
 	"log/slog"
 )
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+func discardLogger() *slog.Logger { return slog.New(NewJSONLogHandler(io.Discard, nil)) }
 
-func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
+func slogTo(w io.Writer) *slog.Logger { return slog.New(NewJSONLogHandler(w, nil)) }

@@ -464,7 +464,7 @@ func NewLogger(c LoggingConfig, w *os.File) *slog.Logger {
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(NewJSONLogHandler(w, opts))
 }
 
 // Validate loads a config and builds everything a server would, without listening.

@@ -1,0 +1,210 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// accessEntry is one access log line.
+type accessEntry struct {
+	requestID, traceID, endpoint, backend, variant, key, errKind string
+	status, attempts                                             int
+	inputTokens, outputTokens                                    int64
+	cost, ttftMS, latencyMS                                      float64
+}
+
+// logAccess writes e as the "request" line: straight into a pooled buffer when the
+// logger is the gateway's own JSON handler, through slog's attributes otherwise (the
+// text format, or a logger handed in through Options).
+func logAccess(log *slog.Logger, e *accessEntry) {
+	if h, ok := log.Handler().(*jsonLogHandler); ok {
+		if h.Enabled(context.Background(), slog.LevelInfo) {
+			h.writeAccess(time.Now(), e)
+		}
+		return
+	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("request_id", e.requestID),
+		slog.String("trace_id", e.traceID),
+		slog.String("endpoint", e.endpoint),
+		slog.String("backend", e.backend),
+		slog.String("variant", e.variant),
+		slog.Int("status", e.status),
+		slog.Int64("input_tokens", e.inputTokens),
+		slog.Int64("output_tokens", e.outputTokens),
+		slog.Float64("cost_usd", e.cost),
+		slog.Float64("ttft_ms", e.ttftMS),
+		slog.Float64("latency_ms", e.latencyMS),
+		slog.String("key", e.key),
+		slog.Int("attempts", e.attempts),
+		slog.String("error", e.errKind),
+	)
+}
+
+// jsonLogHandler is slog's JSON handler with a direct encoder for the access log line.
+// Both write whole lines through one locked writer, so lines never interleave. The
+// access line is byte for byte what slog's JSON handler writes for the same attributes
+// (a test holds the two together), at a fraction of the cost: no Record, no
+// per-attribute dispatch, and floats without encoding/json.
+type jsonLogHandler struct {
+	slog.Handler
+	out   *lockedWriter
+	level slog.Leveler
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// NewJSONLogHandler returns the handler behind logging.format json.
+func NewJSONLogHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
+	if opts == nil {
+		opts = &slog.HandlerOptions{}
+	}
+	lw := &lockedWriter{w: w}
+	level := opts.Level
+	if level == nil {
+		level = slog.LevelInfo
+	}
+	return &jsonLogHandler{Handler: slog.NewJSONHandler(lw, opts), out: lw, level: level}
+}
+
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func (h *jsonLogHandler) writeAccess(now time.Time, e *accessEntry) {
+	bp := lineBufs.Get().(*[]byte)
+	b := appendAccessLine((*bp)[:0], now, e)
+	_, _ = h.out.Write(b)
+	if cap(b) <= 4096 {
+		*bp = b
+		lineBufs.Put(bp)
+	}
+}
+
+func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
+	b = append(b, `{"time":"`...)
+	b = now.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
+	b = appendJSONString(b, e.requestID)
+	b = append(b, `,"trace_id":`...)
+	b = appendJSONString(b, e.traceID)
+	b = append(b, `,"endpoint":`...)
+	b = appendJSONString(b, e.endpoint)
+	b = append(b, `,"backend":`...)
+	b = appendJSONString(b, e.backend)
+	b = append(b, `,"variant":`...)
+	b = appendJSONString(b, e.variant)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, `,"input_tokens":`...)
+	b = strconv.AppendInt(b, e.inputTokens, 10)
+	b = append(b, `,"output_tokens":`...)
+	b = strconv.AppendInt(b, e.outputTokens, 10)
+	b = append(b, `,"cost_usd":`...)
+	b = appendJSONFloat(b, e.cost)
+	b = append(b, `,"ttft_ms":`...)
+	b = appendJSONFloat(b, e.ttftMS)
+	b = append(b, `,"latency_ms":`...)
+	b = appendJSONFloat(b, e.latencyMS)
+	b = append(b, `,"key":`...)
+	b = appendJSONString(b, e.key)
+	b = append(b, `,"attempts":`...)
+	b = strconv.AppendInt(b, int64(e.attempts), 10)
+	b = append(b, `,"error":`...)
+	b = appendJSONString(b, e.errKind)
+	return append(b, "}\n"...)
+}
+
+// appendJSONFloat writes f as encoding/json does (and so slog's JSON handler): plain
+// decimals, exponent form below 1e-6 and from 1e21 on. NaN and infinities, which JSON
+// cannot carry, are written as null.
+func appendJSONFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 becomes e-9, as encoding/json writes it.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString writes s as a JSON string with slog's escaping: quote, backslash and
+// control characters escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// Enabled reports whether lines at l are written. WithAttrs and WithGroup come from the
+// embedded slog handler: a derived logger is a plain slog JSON logger on the same locked
+// writer (the access line is written through the root logger only).
+func (h *jsonLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level.Level()
+}
