@@ -335,6 +335,13 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		b := r.rt.backendList[t.Backend]
 		if i > 0 {
 			if !r.backoff(i, last) {
+				var ue *providers.UpstreamError
+				if errors.As(last, &ue) {
+					// No time left for another attempt (the upstream's Retry-After
+					// is too long, or the deadline is near): its answer stands.
+					r.passUpstreamError(ctx, ue)
+					return nil
+				}
 				break
 			}
 			ctx.Response.Reset()
@@ -386,11 +393,13 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		var ue *providers.UpstreamError
 		if errors.As(err, &ue) {
 			r.errKind = "upstream_" + strconv.Itoa(ue.Status)
+			if ue.RetryAfter > maxRetryAfterWait {
+				// The backend asks for a longer pause than the gateway waits: skip
+				// its retries and go to the next backend of the plan, if any.
+				i = max(i, p.Retries)
+			}
 			if !ue.Retryable() || i == total-1 {
-				r.setHeaders(ctx)
-				if ue.RetryAfter > 0 {
-					ctx.Response.Header.SetBytesKV(hdrRetryAfter, appendInt(nil, int64((ue.RetryAfter+time.Second-1)/time.Second)))
-				}
+				r.passUpstreamError(ctx, ue)
 				return nil
 			}
 			continue
@@ -540,23 +549,34 @@ func failed(err error) bool {
 	return true
 }
 
-// backoff waits before attempt i (jittered exponential, honouring an upstream's
-// Retry-After up to a bound). It reports false when waiting would pass the deadline.
+// passUpstreamError answers with the upstream's own error response, already in
+// ctx.Response, and its Retry-After in whole seconds.
+func (r *request) passUpstreamError(ctx *fasthttp.RequestCtx, ue *providers.UpstreamError) {
+	r.setHeaders(ctx)
+	if ue.RetryAfter > 0 {
+		ctx.Response.Header.SetBytesKV(hdrRetryAfter, appendInt(r.out[:0], int64((ue.RetryAfter+time.Second-1)/time.Second)))
+	}
+}
+
+// maxRetryAfterWait is the longest upstream Retry-After the gateway waits out before
+// retrying the same backend; a longer one goes to the fallbacks or back to the client.
+const maxRetryAfterWait = 5 * time.Second
+
+// backoff waits before attempt i: a jittered exponential pause, or the upstream's
+// Retry-After when longer, before a retry on the same backend; none before a fallback to
+// another backend. It reports false when waiting would pass the deadline.
 func (r *request) backoff(i int, last error) bool {
+	if i > r.plan.Retries {
+		return true
+	}
 	d := time.Duration(25<<min(i-1, 5)) * time.Millisecond
 	d = d/2 + rand.N(d/2+1)
 	var ue *providers.UpstreamError
 	if errors.As(last, &ue) && ue.RetryAfter > d {
-		if ue.RetryAfter > 5*time.Second {
-			return i > r.plan.Retries
-		}
 		d = ue.RetryAfter
 	}
 	if !r.call.Deadline.IsZero() && time.Now().Add(d).After(r.call.Deadline) {
 		return false
-	}
-	if i > r.plan.Retries {
-		return true
 	}
 	time.Sleep(d)
 	return true
