@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -70,34 +71,27 @@ func startReplicas(t *testing.T, n int, body string) []*replica {
 	return out
 }
 
-// TestRedisLimitAcrossReplicas: three gateways share one Redis bucket of 6000
-// requests per minute (100/s) with burst 60; fifty clients spread over them admit what
-// the bucket allows, within 1 %.
-func TestRedisLimitAcrossReplicas(t *testing.T) {
-	rds := redistest.Start(t)
-	up := startMockLLM(t, mockllm.Options{MaxTokens: 2})
-	reps := startReplicas(t, 3, `
-backends:
-  up: {provider: openai, base_url: "http://`+up+`/v1", model: mock-1}
-endpoints:
-  - name: chat
-    type: chat
-    routes: [{backend: up}]
-    limits: [{per: endpoint, requests: 6000, window: minute, burst: 60}]
-limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
-logging: {level: warn, access_log: false}
-`)
-	body := []byte(`{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
-	var ok, refused, other atomic.Int64
+// limitLoad is what a closed-loop load through several replicas got.
+type limitLoad struct {
+	ok, refused, other int64
+	tokens             int64 // usage.total_tokens summed over the admitted answers
+	elapsed            float64
+}
+
+// runLimitLoad runs `clients` closed-loop clients spread over the replicas for d,
+// posting body, and counts what they get.
+func runLimitLoad(t *testing.T, reps []*replica, clients int, d time.Duration, body []byte) limitLoad {
+	t.Helper()
+	var ok, refused, other, tokens atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	start := time.Now()
-	for c := range 50 {
+	for c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			url := "http://" + reps[c%3].api + "/v1/chat/completions"
+			url := "http://" + reps[c%len(reps)].api + "/v1/chat/completions"
 			for {
 				select {
 				case <-stop:
@@ -109,11 +103,18 @@ logging: {level: warn, access_log: false}
 					other.Add(1)
 					continue
 				}
+				var answer struct {
+					Usage struct {
+						TotalTokens int64 `json:"total_tokens"`
+					}
+				}
+				derr := json.NewDecoder(resp.Body).Decode(&answer)
 				resp.Body.Close()
-				switch resp.StatusCode {
-				case 200:
+				switch {
+				case resp.StatusCode == 200 && derr == nil:
 					ok.Add(1)
-				case 429:
+					tokens.Add(answer.Usage.TotalTokens)
+				case resp.StatusCode == 429:
 					refused.Add(1)
 				default:
 					other.Add(1)
@@ -121,24 +122,78 @@ logging: {level: warn, access_log: false}
 			}
 		}()
 	}
-	time.Sleep(8 * time.Second)
+	time.Sleep(d)
 	close(stop)
 	wg.Wait()
-	elapsed := time.Since(start).Seconds()
-	allowed := 60 + 100*elapsed
-	got := float64(ok.Load())
-	t.Logf("admitted %v, refused %d, other %d, allowance %.1f over %.2fs", got, refused.Load(), other.Load(), allowed, elapsed)
-	if other.Load() > 0 {
-		t.Errorf("%d requests failed otherwise than by the limit", other.Load())
+	l := limitLoad{ok: ok.Load(), refused: refused.Load(), other: other.Load(), tokens: tokens.Load(), elapsed: time.Since(start).Seconds()}
+	t.Logf("admitted %d (%d tokens), refused %d, other %d over %.2fs", l.ok, l.tokens, l.refused, l.other, l.elapsed)
+	if l.other > 0 {
+		t.Errorf("%d requests failed otherwise than by the limit", l.other)
 	}
-	if refused.Load() == 0 {
+	if l.refused == 0 {
 		t.Fatal("the load never reached the limit")
 	}
-	// 1 % of the allowance, and the requests one client round can have in flight when
-	// the clock is read.
-	if tol := allowed*0.01 + 3; got > allowed+tol || got < allowed-tol {
-		t.Fatalf("admitted %v, want %.1f ± %.1f", got, allowed, tol)
+	return l
+}
+
+// within fails the test unless got is within 1 % of want.
+func within(t *testing.T, what string, got, want float64) {
+	t.Helper()
+	if tol := want * 0.01; got > want+tol || got < want-tol {
+		t.Fatalf("%s: %.0f, want %.1f ± %.1f (1 %%)", what, got, want, tol)
 	}
+	t.Logf("%s: %.0f, allowance %.1f (%+.2f %%)", what, got, want, 100*(got-want)/want)
+}
+
+// TestRedisLimitAcrossReplicas: three gateways share one Redis bucket of 600 requests
+// per minute with burst 60; fifty clients spread over them for 30 s admit what the
+// bucket allows (60 + 10/s), within 1 %.
+func TestRedisLimitAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	rds := redistest.Start(t)
+	up := startMockLLM(t, mockllm.Options{MaxTokens: 2})
+	reps := startReplicas(t, 3, `
+backends:
+  up: {provider: openai, base_url: "http://`+up+`/v1", model: mock-1}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: endpoint, requests: 600, window: minute, burst: 60}]
+limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
+logging: {level: warn, access_log: false}
+`)
+	body := []byte(`{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
+	l := runLimitLoad(t, reps, 50, 30*time.Second, body)
+	within(t, "admitted requests", float64(l.ok), 60+10*l.elapsed)
+}
+
+// TestRedisTokenLimitAcrossReplicas: the same three-gateway load on a token limit of
+// 60,000 per minute with burst 6,000, charged with mockllm's real usage (each answer
+// 50 completion tokens plus its prompt): the tokens the admitted answers used stay
+// within 1 % of what the bucket allows (6,000 + 1,000/s).
+func TestRedisTokenLimitAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	rds := redistest.Start(t)
+	up := startMockLLM(t, mockllm.Options{MaxTokens: 64})
+	reps := startReplicas(t, 3, `
+backends:
+  up: {provider: openai, base_url: "http://`+up+`/v1", model: mock-1}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: endpoint, tokens: 60000, window: minute, burst: 6000}]
+limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
+logging: {level: warn, access_log: false}
+`)
+	prompt := strings.Repeat("tell me about token buckets ", 8)
+	body := []byte(`{"model":"chat","max_tokens":50,"messages":[{"role":"user","content":"` + prompt + `"}]}`)
+	l := runLimitLoad(t, reps, 50, 30*time.Second, body)
+	if l.ok > 0 && l.tokens/l.ok < 100 {
+		t.Fatalf("answers used %d tokens each; the test wants ~110", l.tokens/l.ok)
+	}
+	within(t, "tokens used by admitted requests", float64(l.tokens), 6000+1000*l.elapsed)
 }
 
 type endpointState struct {
