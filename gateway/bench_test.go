@@ -203,6 +203,7 @@ func benchmarkLimitedParallel(b *testing.B, limiterYAML string) {
 	s := newTestServer(b, cfg)
 	b.SetParallelism(64 / max(1, goruntime.GOMAXPROCS(0)))
 	b.ReportAllocs()
+	before := s.rt.Load().lim.Stats()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := newProxyCtx(benchChatBody)
 		for pb.Next() {
@@ -213,6 +214,9 @@ func benchmarkLimitedParallel(b *testing.B, limiterYAML string) {
 			}
 		}
 	})
+	if st := s.rt.Load().lim.Stats(); st.RedisChecks > before.RedisChecks {
+		b.ReportMetric(1000*float64(st.RoundTrips-before.RoundTrips)/float64(st.RedisChecks-before.RedisChecks), "roundtrips/1000req")
+	}
 }
 
 func BenchmarkLimitedParallelMemory(b *testing.B) {
