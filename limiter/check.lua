@@ -1,18 +1,19 @@
 -- Tollgate limiter: a batch of operations from one gateway replica, run atomically.
 --
--- ARGV[1] is a little-endian binary blob of operations; KEYS are their keys in the
--- order the operations use them. Rate buckets are GCRA: the key holds the
+-- ARGV[1] is a little-endian binary blob of operations; KEYS are the distinct keys
+-- they use, each named once however many operations touch it, and every operation
+-- names its key by a 1-based index H into KEYS. Rate buckets are GCRA: the key holds the
 -- theoretical arrival time (TAT) in microseconds of Redis's own clock, so replicas
 -- with skewed clocks agree. Concurrency buckets are sorted sets of leases scored by
 -- their expiry, so a replica that dies holding slots leaks them only until then.
 --
--- op 1, take:    B nb, then per bucket B kind, d, d, d, c8:
+-- op 1, take:    B nb, then per bucket B kind, H key, d, d, d, c8:
 --                  kind 1 (rate):        interval_us, tau_us, cost, (unused)
 --                  kind 2 (concurrency): cap, lease_us, (unused), member
 --                all buckets or none; replies B ok, B refusing bucket (1-based),
 --                d retry_us, then per bucket d remaining, d reset_us.
--- op 2, adjust:  d interval_us, d delta  (settle a rate bucket; no reply)
--- op 3, release: c8 member               (free a concurrency slot; no reply)
+-- op 2, adjust:  H key, d interval_us, d delta  (settle a rate bucket; no reply)
+-- op 3, release: H key, c8 member               (free a concurrency slot; no reply)
 --
 -- A batch often touches one bucket many times (a hot API key, a settlement next to
 -- the same key's next check), so rate buckets are read once into a table and written
@@ -20,7 +21,7 @@
 local blob = ARGV[1]
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
-local pos, ki, no = 1, 0, 0
+local pos, ki, no = 1, 1, 0
 local out = {}
 local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
@@ -66,10 +67,9 @@ while pos <= n do
     nb, pos = sunpack('<B', blob, pos)
     local ok, ref, retry = 1, 0, 0
     for i = 1, nb do
-      ki = ki + 1
+      kinds[i], ki, a[i], b[i], c[i], m[i], pos = sunpack('<BHdddc8', blob, pos)
       local key = KEYS[ki]
       keys[i] = key
-      kinds[i], a[i], b[i], c[i], m[i], pos = sunpack('<Bdddc8', blob, pos)
       if kinds[i] == 1 then
         cur[i] = tat_of(key)
         local over = cur[i] + c[i] * a[i] - now - b[i]
@@ -117,17 +117,15 @@ while pos <= n do
       out[no] = pack('<dd', rem, reset)
     end
   elseif op == 2 then
-    ki = ki + 1
     local interval, delta
-    interval, delta, pos = sunpack('<dd', blob, pos)
+    ki, interval, delta, pos = sunpack('<Hdd', blob, pos)
     local key = KEYS[ki]
     local tat = tat_of(key) + delta * interval
     if tat < now then tat = now end
     set_tat(key, tat)
   elseif op == 3 then
-    ki = ki + 1
     local member
-    member, pos = sunpack('<c8', blob, pos)
+    ki, member, pos = sunpack('<Hc8', blob, pos)
     call('ZREM', KEYS[ki], member)
   else
     return redis.error_reply('tollgate limiter: unknown op ' .. tostring(op))

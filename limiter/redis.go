@@ -107,6 +107,8 @@ type call struct {
 	blob blobArg
 	nops int
 	keys []*keyArg
+	// index maps a bucket already among keys to its 1-based position in KEYS.
+	index map[keyID]uint16
 	recs []rec
 	cmd  *redis.Cmd
 }
@@ -479,6 +481,7 @@ func (s *redisStore) newCall() *call {
 	c.args = append(c.args[:0], "evalsha", s.sha, 0)
 	c.blob = c.blob[:0]
 	clear(c.recs)
+	clear(c.index)
 	c.recs = c.recs[:0]
 	return c
 }
@@ -529,13 +532,28 @@ func (k *keyArg) set(tag, bucket uint64) {
 	putHex(k.b[21:], bucket)
 }
 
-func (s *redisStore) appendKey(c *call, tag, bucket uint64) []any {
-	n := len(c.args) - 3
-	if n == len(c.keys) {
-		c.keys = append(c.keys, &keyArg{})
+type keyID struct{ tag, bucket uint64 }
+
+// appendKey appends the KEYS index of the bucket's key to c's blob, adding the key to
+// c's arguments the first time the call names it: a hot bucket checked a hundred
+// times in a batch is one key for Redis to parse and read.
+func (s *redisStore) appendKey(c *call, tag, bucket uint64) {
+	id := keyID{tag, bucket}
+	i, ok := c.index[id]
+	if !ok {
+		n := len(c.args) - 3
+		if n == len(c.keys) {
+			c.keys = append(c.keys, &keyArg{})
+		}
+		c.keys[n].set(tag, bucket)
+		c.args = append(c.args, c.keys[n])
+		i = uint16(n + 1)
+		if c.index == nil {
+			c.index = make(map[keyID]uint16)
+		}
+		c.index[id] = i
 	}
-	c.keys[n].set(tag, bucket)
-	return append(c.args, c.keys[n])
+	c.blob = binary.LittleEndian.AppendUint16(c.blob, i)
 }
 
 func putHex(dst []byte, v uint64) {
@@ -574,8 +592,8 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 	for i := range adjs {
 		a := &adjs[i]
 		c := s.callFor(s.slotOf(a.tag))
-		c.args = s.appendKey(c, a.tag, a.bucket)
 		c.blob = append(c.blob, a.op)
+		s.appendKey(c, a.tag, a.bucket)
 		if a.op == opAdjust {
 			c.blob = appendF64(appendF64(c.blob, a.interval), a.delta)
 		} else {
@@ -603,12 +621,13 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 				rc.idx[rc.nb] = uint8(i)
 				rc.nb++
 				r := &rules[i]
-				c.args = s.appendKey(c, w.tag[i], w.bucket[i])
 				if r.kind == kindConcurrency {
 					c.blob = append(c.blob, bucketConc)
+					s.appendKey(c, w.tag[i], w.bucket[i])
 					c.blob = appendF64(appendF64(appendF64(c.blob, r.burst), s.leaseUS), 0)
 				} else {
 					c.blob = append(c.blob, bucketRate)
+					s.appendKey(c, w.tag[i], w.bucket[i])
 					iv := r.interval / 1e3
 					c.blob = appendF64(appendF64(appendF64(c.blob, iv), r.burst*iv), w.cost[i])
 				}
