@@ -63,9 +63,11 @@ type loadSpec struct {
 	Conns     int
 	MaxTokens int
 	Timeout   time.Duration
-	// Users > 0 sends X-User-ID: u<index % Users> so sticky routing spreads
-	// the load over that many users.
-	Users int
+	// Users > 0 sends X-User-ID: u<(FirstUser + index) % Users> so sticky
+	// routing spreads the load over that many users; a path's later rounds
+	// start where its earlier ones stopped, so every user is named.
+	Users     int
+	FirstUser int64
 	// CountHeader names a response header whose values are tallied (the
 	// gateway's x-tollgate-variant in the ab scenario).
 	CountHeader string
@@ -363,7 +365,7 @@ func (w *worker) release() {
 func (w *worker) do(i int64, sched time.Time, o *outcome) {
 	if w.s.Users > 0 {
 		w.uid = append(w.uid[:0], 'u')
-		w.uid = strconv.AppendInt(w.uid, i%int64(w.s.Users), 10)
+		w.uid = strconv.AppendInt(w.uid, (w.s.FirstUser+i)%int64(w.s.Users), 10)
 		w.req.Header.SetBytesKV(headerUserID, w.uid)
 	}
 	o.lag = time.Since(sched)

@@ -91,6 +91,35 @@ func TestRunLoadCountsHeaderAndUsers(t *testing.T) {
 	}
 }
 
+// A round that starts at FirstUser names the users after it, so rounds that follow one
+// another cover every user instead of the first ones again and again.
+func TestRunLoadUsersStartAtFirstUser(t *testing.T) {
+	s := startStandIn(t, "")
+	spec := shortSpec(kindChat)
+	spec.Users, spec.FirstUser = 1000, 900
+	tg := &target{Name: "standin", Addr: s.addr(), Model: "m", client: newClient(s.addr(), spec.Conns, spec.Timeout, false, 0)}
+	st := runLoad(context.Background(), tg, &spec, quietProgress())
+	n := pacer{rate: spec.Rate}.count(spec.Warmup + spec.Duration)
+	if st.OK == 0 || n < 100 {
+		t.Fatalf("ok %d of %d", st.OK, n)
+	}
+	want := map[string]bool{}
+	for i := range n {
+		want["u"+strconv.FormatInt((900+i)%1000, 10)] = true
+	}
+	seen := 0
+	s.users.Range(func(k, _ any) bool {
+		seen++
+		if !want[k.(string)] {
+			t.Errorf("user %s outside u900… (%d requests)", k, n)
+		}
+		return true
+	})
+	if seen != len(want) {
+		t.Fatalf("%d users named, want %d", seen, len(want))
+	}
+}
+
 func TestRunLoadActiveStreamsReturnToZero(t *testing.T) {
 	s := startStandIn(t, "")
 	var active atomic.Int64

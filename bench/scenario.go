@@ -211,6 +211,7 @@ func measure(ctx context.Context, o *options, ts []*target, spec loadSpec, prog 
 		total[i] = newRunStats()
 	}
 	per := o.Duration / time.Duration(o.Rounds)
+	nextUser := make([]int64, len(ts))
 	for r := 0; r < o.Rounds && ctx.Err() == nil; r++ {
 		for j := range ts {
 			i := (j + r) % len(ts)
@@ -220,6 +221,8 @@ func measure(ctx context.Context, o *options, ts []*target, spec loadSpec, prog 
 			if r == 0 {
 				s.Warmup = o.Warmup
 			}
+			s.FirstUser = nextUser[i]
+			nextUser[i] += pacer{rate: s.Rate}.count(s.Warmup + s.Duration)
 			total[i].merge(runLoad(ctx, ts[i], &s, prog))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -16,6 +17,7 @@ type standIn struct {
 	ln    net.Listener
 	srv   *fasthttp.Server
 	fault string
+	users sync.Map // X-User-ID values seen
 }
 
 func startStandIn(t *testing.T, fault string) *standIn {
@@ -42,6 +44,9 @@ var streamChunks = []string{
 }
 
 func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
+	if u := ctx.Request.Header.Peek("X-User-ID"); len(u) > 0 {
+		s.users.Store(string(u), true)
+	}
 	switch string(ctx.Path()) {
 	case "/health":
 		return
