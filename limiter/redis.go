@@ -109,8 +109,8 @@ type call struct {
 	keys []*keyArg
 	// index maps a bucket already among keys to its 1-based position in KEYS.
 	index map[keyID]uint16
-	recs []rec
-	cmd  *redis.Cmd
+	recs  []rec
+	cmd   *redis.Cmd
 }
 
 type redisStore struct {
@@ -139,6 +139,7 @@ type redisStore struct {
 	calls      []*call
 	ncalls     int
 	bySlot     map[int]*call
+	adjIndex   map[keyID]int
 
 	checks      atomic.Uint64
 	roundTrips  atomic.Uint64
@@ -163,18 +164,19 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		return nil, err
 	}
 	s := &redisStore{
-		l:       l,
-		c:       c,
-		cluster: cluster,
-		sha:     any(scriptSHA(checkScript)),
-		hb:      redis.NewScript(heartbeatScript),
-		member:  strconv.FormatUint(rand.Uint64(), 36), //nolint:gosec // unique, not secret
-		timeout: timeout,
-		round:   round,
-		leaseUS: float64(lease / time.Microsecond),
-		kick:    make(chan struct{}, 1),
-		later:   make(chan struct{}, 1),
-		bySlot:  make(map[int]*call),
+		l:        l,
+		c:        c,
+		cluster:  cluster,
+		sha:      any(scriptSHA(checkScript)),
+		hb:       redis.NewScript(heartbeatScript),
+		member:   strconv.FormatUint(rand.Uint64(), 36), //nolint:gosec // unique, not secret
+		timeout:  timeout,
+		round:    round,
+		leaseUS:  float64(lease / time.Microsecond),
+		kick:     make(chan struct{}, 1),
+		later:    make(chan struct{}, 1),
+		bySlot:   make(map[int]*call),
+		adjIndex: make(map[keyID]int),
 	}
 	s.pool.New = func() any {
 		t := time.NewTimer(time.Hour)
@@ -587,6 +589,7 @@ func appendF64(b []byte, f float64) []byte {
 func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adjustOp) {
 	s.ncalls = 0
 	clear(s.bySlot)
+	adjs = s.mergeAdjusts(adjs)
 	// Settlements go first: a Settle followed by a Take from the same request sees the
 	// settlement, whichever rounds they travel in.
 	for i := range adjs {
@@ -673,6 +676,30 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 	for _, w := range takes {
 		s.deliver(w)
 	}
+}
+
+// mergeAdjusts folds the settlements of one bucket in a round into one (in place): a hot
+// key settles once per round instead of once per request. The sum lands where the
+// settlements would one by one with the charges first and the refunds after, an order
+// they could as well have arrived in.
+func (s *redisStore) mergeAdjusts(adjs []adjustOp) []adjustOp {
+	if len(adjs) < 2 {
+		return adjs
+	}
+	clear(s.adjIndex)
+	out := adjs[:0]
+	for _, a := range adjs {
+		if a.op == opAdjust {
+			k := keyID{a.tag, a.bucket}
+			if j, ok := s.adjIndex[k]; ok && out[j].interval == a.interval {
+				out[j].delta += a.delta
+				continue
+			}
+			s.adjIndex[k] = len(out)
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 func (s *redisStore) exec(ctx context.Context, calls []*call, eval bool) {

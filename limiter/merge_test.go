@@ -1,0 +1,32 @@
+package limiter
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestMergeAdjusts(t *testing.T) {
+	s := &redisStore{adjIndex: make(map[keyID]int)}
+	in := []adjustOp{
+		{op: opAdjust, tag: 1, bucket: 10, interval: 2, delta: 5},
+		{op: opRelease, tag: 1, bucket: 11, member: 7},
+		{op: opAdjust, tag: 2, bucket: 10, interval: 2, delta: -3},
+		{op: opAdjust, tag: 1, bucket: 10, interval: 2, delta: -8},
+		{op: opRelease, tag: 1, bucket: 11, member: 8},
+		{op: opAdjust, tag: 1, bucket: 10, interval: 2, delta: 1},
+	}
+	want := []adjustOp{
+		{op: opAdjust, tag: 1, bucket: 10, interval: 2, delta: -2},
+		{op: opRelease, tag: 1, bucket: 11, member: 7},
+		{op: opAdjust, tag: 2, bucket: 10, interval: 2, delta: -3},
+		{op: opRelease, tag: 1, bucket: 11, member: 8},
+	}
+	if got := s.mergeAdjusts(in); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	// A second round starts from an empty index.
+	again := []adjustOp{{op: opAdjust, tag: 2, bucket: 10, interval: 2, delta: 4}, {op: opAdjust, tag: 1, bucket: 10, interval: 2, delta: 1}}
+	if got := s.mergeAdjusts(again); len(got) != 2 || got[0].delta != 4 || got[1].delta != 1 {
+		t.Fatalf("second round %+v", got)
+	}
+}
