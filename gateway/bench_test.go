@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"path/filepath"
@@ -226,4 +227,42 @@ func BenchmarkLimitedParallelMemory(b *testing.B) {
 func BenchmarkLimitedParallelRedis(b *testing.B) {
 	rds := redistest.Start(b)
 	benchmarkLimitedParallel(b, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}`)
+}
+
+// benchmarkServeParallel posts chat requests to addr from 64 goroutines over real
+// connections, as a load generator would: with the gateway in between, it prices the
+// whole server (connection handling, parsing, the proxy path) against the upstream
+// alone.
+func benchmarkServeParallel(b *testing.B, addr, model string) {
+	c := &fasthttp.HostClient{Addr: addr, MaxConns: 64}
+	body := bytes.Replace(benchChatBody, []byte(`"model":"chat"`), []byte(`"model":"`+model+`"`), 1)
+	b.SetParallelism(64 / max(1, goruntime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("http://" + addr + "/v1/chat/completions")
+		req.Header.SetContentType("application/json")
+		req.SetBody(body)
+		for pb.Next() {
+			if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+				b.Errorf("status %d, %v: %s", resp.StatusCode(), err, resp.Body())
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkServeDirectParallel is the upstream alone, the baseline of
+// BenchmarkServeChatParallel.
+func BenchmarkServeDirectParallel(b *testing.B) {
+	benchmarkServeParallel(b, startStaticUpstream(b), "up-model")
+}
+
+// BenchmarkServeChatParallel is the gateway's whole server under 64 concurrent clients.
+func BenchmarkServeChatParallel(b *testing.B) {
+	g := startGateway(b, benchConfig(startStaticUpstream(b)))
+	benchmarkServeParallel(b, g.Addr(), "chat")
 }
