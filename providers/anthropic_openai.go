@@ -357,6 +357,8 @@ func (s *anthropicStream) prime() error {
 
 // Close implements Events.
 func (s *anthropicStream) Close() error {
+	// message_stop is the Messages API's last event: what follows is the body's end.
+	s.r.done = s.stopped
 	err := s.r.Close()
 	s.r = nil
 	s.reset()

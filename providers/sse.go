@@ -200,8 +200,23 @@ func hasContent(v []byte) bool {
 	return bytes.Contains(v, strToolCalls)
 }
 
+// maxDrain bounds what Close reads after a stream's clean end to reach the end of the
+// body; normally that is only the chunked terminator, a few bytes.
+const maxDrain = 4 << 10
+
+// drain reads to the end of the body after the stream's last event, so that fasthttp
+// sees the body fully read and puts the connection back in the pool: a body closed
+// before its terminator costs the next request a new connection. It reads at most
+// maxDrain bytes, under the connection's read deadline.
+func (s *sseReader) drain() {
+	_, _ = s.br.Discard(maxDrain)
+}
+
 // Close implements Events.
 func (s *sseReader) Close() error {
+	if s.done {
+		s.drain()
+	}
 	err := s.up.CloseBodyStream()
 	fasthttp.ReleaseResponse(s.up)
 	s.t.inFlight.Add(-1)

@@ -1,0 +1,58 @@
+package providers
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// countingListener counts the connections a server accepts.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
+}
+
+// A stream read to its end leaves the upstream connection in the pool: the next
+// request, streamed or not, goes over the same connection instead of paying a new
+// one (a TCP handshake and the upstream's accept, on the path to the first token).
+func TestStreamsReuseUpstreamConnections(t *testing.T) {
+	for _, api := range []string{mockllm.APIOpenAI, mockllm.APIAnthropic} {
+		t.Run(api, func(t *testing.T) {
+			srv, err := mockllm.New(mockllm.Options{API: api, Model: "m", APIKey: "k", MaxTokens: 8, Sleep: func(time.Duration) {}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			inner, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := &countingListener{Listener: inner}
+			done := make(chan struct{})
+			go func() { _ = srv.Serve(ln); close(done) }()
+			t.Cleanup(func() { _ = srv.Shutdown(); _ = ln.Close(); <-done })
+			b := newTestBackend(t, Config{Provider: map[string]string{mockllm.APIOpenAI: "openai", mockllm.APIAnthropic: "anthropic"}[api],
+				BaseURL: "http://" + ln.Addr().String() + "/v1", Model: "m", APIKey: "k"})
+			body := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"max_tokens":8%s}`
+			for range 5 {
+				if _, _, n := streamChat(t, b, withStream(body, true)); n == 0 {
+					t.Fatal("stream without content")
+				}
+				sendChat(t, b, withStream(body, false))
+			}
+			if n := ln.accepted.Load(); n != 1 {
+				t.Fatalf("10 sequential requests (5 streamed) opened %d upstream connections, want 1", n)
+			}
+		})
+	}
+}
