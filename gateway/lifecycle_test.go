@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -99,6 +101,72 @@ func TestReloadOnFileChange(t *testing.T) {
 		_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "added", Messages: userMsg("hi")})
 		return err == nil
 	})
+}
+
+// TestReloadOnConfigMapSwap mounts the config the way Kubernetes mounts a ConfigMap:
+// tollgate.yaml is a link through the "..data" symlink, and an update swaps "..data"
+// to a new directory. The gateway must see that change and reload.
+func TestReloadOnConfigMapSwap(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
+	dir := t.TempDir()
+	write := func(version, yaml string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(dir, version), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, version, "tollgate.yaml"), []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(version, filepath.Join(dir, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("..2026_11_23_v1", mockConfig(addr, "", ""))
+	path := filepath.Join(dir, "tollgate.yaml")
+	if err := os.Symlink(filepath.Join("..data", "tollgate.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(path, Options{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c := openai.NewClient(option.WithBaseURL("http://"+s.Addr()+"/v1"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+
+	// A log written beside the config is not a config change.
+	if err := os.WriteFile(filepath.Join(dir, "gateway.log"), []byte("line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write("..2026_11_23_v2", mockConfig(addr, "", "  - {name: added, type: chat, routes: [{backend: up}]}\n"))
+	waitFor(t, func() bool {
+		_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "added", Messages: userMsg("hi")})
+		return err == nil
+	})
+}
+
+func TestConfigEvent(t *testing.T) {
+	for name, want := range map[string]bool{
+		"/etc/tollgate/tollgate.yaml":      true,
+		"/etc/tollgate/..data":             true,
+		"/etc/tollgate/..data_tmp":         true,
+		"/etc/tollgate/..2026_11_23_v2":    true,
+		"/etc/tollgate/tollgate.yaml.tmp":  false,
+		"/etc/tollgate/.tollgate.yaml.swp": false,
+		"/etc/tollgate/access.log":         false,
+	} {
+		if got := configEvent(name, "tollgate.yaml"); got != want {
+			t.Errorf("configEvent(%q) = %v, want %v", name, got, want)
+		}
+	}
 }
 
 // TestShutdownDrainsStream stops the gateway while a stream runs: the stream must end

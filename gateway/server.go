@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,7 +322,10 @@ func (s *Server) watch(ctx context.Context) {
 		return
 	}
 	// Writers emit several events per save; settle for a moment, then compare content
-	// so unrelated files in the directory trigger nothing.
+	// so that a save without a change triggers nothing. Events on other files (a log
+	// written next to the config) are dropped at once: they would wake this loop for
+	// every line.
+	base := filepath.Base(s.path)
 	var timer *time.Timer
 	fire := make(chan struct{}, 1)
 	// A change made before the watch began raised no event: compare once now.
@@ -330,9 +334,12 @@ func (s *Server) watch(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-w.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				return
+			}
+			if !configEvent(ev.Name, base) {
+				continue
 			}
 			if timer == nil {
 				timer = time.AfterFunc(100*time.Millisecond, func() {
@@ -359,6 +366,14 @@ func (s *Server) watch(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// configEvent reports whether an event on name in the config's directory may have
+// changed the config file base: the file itself, or Kubernetes' atomic writer swapping
+// its "..data" symlink (a ConfigMap's files are links through it).
+func configEvent(name, base string) bool {
+	b := filepath.Base(name)
+	return b == base || strings.HasPrefix(b, "..")
 }
 
 func fileHash(path string) [sha256.Size]byte {

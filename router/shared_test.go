@@ -9,6 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/tollgate/tollgate/internal/redistest"
 )
 
 // replica is one gateway process as far as the router is concerned.
@@ -20,7 +22,7 @@ type replica struct {
 
 type cluster struct {
 	t      *testing.T
-	srv    *redisServer
+	srv    *redistest.Server
 	clock  *fakeClock
 	prefix string
 	logs   *syncBuffer
@@ -29,7 +31,7 @@ type cluster struct {
 func newCluster(t *testing.T) *cluster {
 	return &cluster{
 		t:      t,
-		srv:    startRedis(t),
+		srv:    redistest.Start(t),
 		clock:  newFakeClock(),
 		prefix: "test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":",
 		logs:   &syncBuffer{},
@@ -235,7 +237,10 @@ func TestSharedOperatorOnFollower(t *testing.T) {
 }
 
 func TestSharedLeaderHandover(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	// The redis-server started below is waited on by a redistest goroutine until the
+	// test's cleanup stops it, after this check.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
+		goleak.IgnoreAnyFunction("github.com/tollgate/tollgate/internal/redistest.(*Server).startLocked.func1"))
 	c := newCluster(t)
 	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
 
