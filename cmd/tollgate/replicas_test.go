@@ -145,24 +145,31 @@ func within(t *testing.T, what string, got, want float64) {
 	t.Logf("%s: %.0f, allowance %.1f (%+.2f %%)", what, got, want, 100*(got-want)/want)
 }
 
-// TestRedisLimitAcrossReplicas: three gateways share one Redis bucket of 600 requests
-// per minute with burst 60; fifty clients spread over them for 30 s admit what the
-// bucket allows (60 + 10/s), within 1 %.
-func TestRedisLimitAcrossReplicas(t *testing.T) {
-	t.Parallel()
+// startLimitedReplicas runs three gateways in front of one mockllm (answers capped at
+// maxTokens), sharing one Redis, with limit on their chat endpoint.
+func startLimitedReplicas(t *testing.T, maxTokens int, limit string) []*replica {
+	t.Helper()
 	rds := redistest.Start(t)
-	up := startMockLLM(t, mockllm.Options{MaxTokens: 2})
-	reps := startReplicas(t, 3, `
+	up := startMockLLM(t, mockllm.Options{MaxTokens: maxTokens})
+	return startReplicas(t, 3, `
 backends:
   up: {provider: openai, base_url: "http://`+up+`/v1", model: mock-1}
 endpoints:
   - name: chat
     type: chat
     routes: [{backend: up}]
-    limits: [{per: endpoint, requests: 600, window: minute, burst: 60}]
+    limits: [`+limit+`]
 limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
 logging: {level: warn, access_log: false}
 `)
+}
+
+// TestRedisLimitAcrossReplicas: three gateways share one Redis bucket of 600 requests
+// per minute with burst 60; fifty clients spread over them for 30 s admit what the
+// bucket allows (60 + 10/s), within 1 %.
+func TestRedisLimitAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	reps := startLimitedReplicas(t, 2, "{per: endpoint, requests: 600, window: minute, burst: 60}")
 	body := []byte(`{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
 	l := runLimitLoad(t, reps, 50, 30*time.Second, body)
 	within(t, "admitted requests", float64(l.ok), 60+10*l.elapsed)
@@ -174,19 +181,7 @@ logging: {level: warn, access_log: false}
 // within 1 % of what the bucket allows (6,000 + 1,000/s).
 func TestRedisTokenLimitAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	rds := redistest.Start(t)
-	up := startMockLLM(t, mockllm.Options{MaxTokens: 64})
-	reps := startReplicas(t, 3, `
-backends:
-  up: {provider: openai, base_url: "http://`+up+`/v1", model: mock-1}
-endpoints:
-  - name: chat
-    type: chat
-    routes: [{backend: up}]
-    limits: [{per: endpoint, tokens: 60000, window: minute, burst: 6000}]
-limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
-logging: {level: warn, access_log: false}
-`)
+	reps := startLimitedReplicas(t, 64, "{per: endpoint, tokens: 60000, window: minute, burst: 6000}")
 	prompt := strings.Repeat("tell me about token buckets ", 8)
 	body := []byte(`{"model":"chat","max_tokens":50,"messages":[{"role":"user","content":"` + prompt + `"}]}`)
 	l := runLimitLoad(t, reps, 50, 30*time.Second, body)
