@@ -14,7 +14,8 @@ import (
 	"time"
 )
 
-var binary string
+// binary and mockBinary are the tollgate and mockllm programs, built once for the package.
+var binary, mockBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "tollgate-cli")
@@ -23,6 +24,10 @@ func TestMain(m *testing.M) {
 	}
 	binary = filepath.Join(dir, "tollgate")
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	mockBinary = filepath.Join(dir, "mockllm")
+	if out, err := exec.Command("go", "build", "-o", mockBinary, "../mockllm").CombinedOutput(); err != nil {
 		panic(string(out))
 	}
 	code := m.Run()

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// mockProcess is one mockllm program on addr.
+type mockProcess struct {
+	t    *testing.T
+	addr string
+	cmd  *exec.Cmd
+}
+
+func startMockProcess(t *testing.T, addr string) *mockProcess {
+	t.Helper()
+	m := &mockProcess{t: t, addr: addr}
+	m.cmd = exec.Command(mockBinary, "--listen", addr, "--model", "up-model", "--max-tokens", "4", "--ttft", "20ms")
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.kill)
+	waitUntil(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return m
+}
+
+// kill ends the process with SIGKILL, as a crashed replica ends.
+func (m *mockProcess) kill() {
+	if m.cmd.ProcessState == nil {
+		_ = m.cmd.Process.Signal(syscall.SIGKILL)
+		_ = m.cmd.Wait()
+	}
+}
+
+// served is how many chat completions the replica has answered, from its own /metrics.
+func (m *mockProcess) served(t *testing.T) int {
+	t.Helper()
+	resp, err := http.Get("http://" + m.addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	total, found := 0.0, false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "vllm:request_success_total{") {
+			f := strings.Fields(line)
+			n, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			total, found = total+n, true
+		}
+	}
+	if !found {
+		return 0
+	}
+	return int(total)
+}
+
+// TestPoolSurvivesAKilledReplica runs a gateway in front of three mockllm processes
+// under concurrent load, kills one with SIGKILL mid-load, and brings it back: no
+// request fails (every one was retried on a live replica before anything was sent to
+// its client), the dead replica is marked down, and the restarted one serves again.
+func TestPoolSurvivesAKilledReplica(t *testing.T) {
+	addrs := []string{freePort(t), freePort(t), freePort(t)}
+	var mocks []*mockProcess
+	for _, a := range addrs {
+		mocks = append(mocks, startMockProcess(t, a))
+	}
+	reps := startReplicas(t, 1, `
+backends:
+  pool:
+    provider: openai
+    targets: ["http://`+addrs[0]+`/v1", "http://`+addrs[1]+`/v1", "http://`+addrs[2]+`/v1"]
+    model: up-model
+    balance: least_loaded
+    connect_timeout: 300ms
+    health: {interval: 100ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 1, eject_after: 1, eject_for: 300ms}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: pool}], retries: 2}
+logging: {level: error, access_log: false}
+`)
+	gw := reps[0]
+	body := []byte(`{"model":"chat","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}`)
+	var ok, failed atomic.Int64
+	var lastErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Post("http://"+gw.api+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+				if err != nil {
+					failed.Add(1)
+					lastErr.Store(err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+					lastErr.Store(resp.Status + ": " + string(b))
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	mocks[1].kill()
+	killedAt := ok.Load()
+	time.Sleep(2 * time.Second)
+	waitUntil(t, func() bool {
+		return strings.Contains(scrapeAdmin(t, gw), `tollgate_backend_up{backend="pool",target="`+addrs[1]+`"} 0`)
+	})
+	// The kill must have hit requests: attempts on the dead replica that failed (cut
+	// mid-answer, or refused before it was marked down) and were retried elsewhere.
+	lost := 0.0
+	for _, l := range strings.Split(scrapeAdmin(t, gw), "\n") {
+		if strings.HasPrefix(l, "tollgate_upstream_attempts_total{") && strings.Contains(l, `target="`+addrs[1]+`"`) &&
+			!strings.Contains(l, `outcome="ok"`) {
+			f := strings.Fields(l)
+			n, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			lost += n
+			if n > 0 {
+				t.Log(l)
+			}
+		}
+	}
+	if lost == 0 {
+		t.Fatal("no attempt on the killed replica failed: the test did not exercise the retry")
+	}
+	back := startMockProcess(t, addrs[1])
+	waitUntil(t, func() bool { return back.served(t) > 0 })
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests answered (%d after the kill), %d failed", ok.Load(), ok.Load()-killedAt, failed.Load())
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d requests failed when a replica died; last: %v", n, lastErr.Load())
+	}
+	if ok.Load()-killedAt < 50 {
+		t.Fatalf("only %d requests answered after the kill", ok.Load()-killedAt)
+	}
+}
+
+func scrapeAdmin(t *testing.T, r *replica) string {
+	t.Helper()
+	resp, err := http.Get("http://" + r.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
