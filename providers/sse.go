@@ -26,8 +26,13 @@ type sseReader struct {
 	forced bool
 }
 
+// sseBufferSize is the line reader's buffer. It sits on top of the upstream
+// connection's own 4 KiB read buffer and every open stream holds one, so it is small:
+// an event line longer than it still reads whole, through readLine's slow path.
+const sseBufferSize = 1 << 10
+
 var ssePool = sync.Pool{New: func() any {
-	return &sseReader{br: bufio.NewReaderSize(nil, 4096), data: make([]byte, 0, 1024)}
+	return &sseReader{br: bufio.NewReaderSize(nil, sseBufferSize), data: make([]byte, 0, 1024)}
 }}
 
 func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
