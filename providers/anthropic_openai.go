@@ -357,8 +357,6 @@ func (s *anthropicStream) prime() error {
 
 // Close implements Events.
 func (s *anthropicStream) Close() error {
-	// message_stop is the Messages API's last event: what follows is the body's end.
-	s.r.done = s.stopped
 	err := s.r.Close()
 	s.r = nil
 	s.reset()
@@ -491,7 +489,9 @@ func (s *anthropicStream) translate(data []byte, ev *Event) (emitted bool, err e
 		ev.Data = s.out
 		return true, nil
 	case "message_stop":
-		s.stopped = true
+		// The Messages API's last event: what follows is the body's end, which the
+		// reader's Close drains as after OpenAI's [DONE].
+		s.stopped, s.r.done = true, true
 		s.out = append(s.out[:0], s.head...)
 		s.out = append(s.out, `],"usage":`...)
 		s.out = appendOpenAIUsage(s.out, &s.usage)

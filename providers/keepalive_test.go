@@ -1,10 +1,14 @@
 package providers
 
 import (
+	"io"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -54,5 +58,52 @@ func TestStreamsReuseUpstreamConnections(t *testing.T) {
 				t.Fatalf("10 sequential requests (5 streamed) opened %d upstream connections, want 1", n)
 			}
 		})
+	}
+}
+
+// An upstream that sends [DONE] and then holds its body open must not hold the stream's
+// close: the wait for the body's end is bounded, and the connection is dropped instead.
+func TestStreamCloseAfterDoneIsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				_, _ = c.Read(buf)
+				ev := "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+				_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+					strconv.FormatInt(int64(len(ev)), 16) + "\r\n" + ev + "\r\n"))
+				time.Sleep(5 * time.Second) // no terminating chunk
+			}()
+		}
+	}()
+	b := newTestBackend(t, Config{Provider: "openai", BaseURL: "http://" + ln.Addr().String() + "/v1", Model: "m"})
+	var out fasthttp.Response
+	var res Result
+	if err := b.Send(chatCall(`{"model":"chat","messages":[],"stream":true}`, true), &out, &res); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var ev Event
+		if err := res.Stream.Next(&ev); err != nil {
+			if err != io.EOF {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	start := time.Now()
+	_ = res.Stream.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close waited %v for a body that never ends", d)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/valyala/fasthttp"
@@ -24,7 +25,16 @@ type sseReader struct {
 	line   []byte
 	done   bool
 	forced bool
+
+	// The bound on drain: cut holds the body being drained while the timer is armed.
+	cutMu    sync.Mutex
+	cut      bodyCloser
+	cutTimer *time.Timer
 }
+
+// bodyCloser is fasthttp's streamed response body: closing it with an error interrupts
+// a Read in flight and drops the connection.
+type bodyCloser interface{ CloseWithError(error) error }
 
 // sseBufferSize is the line reader's buffer. It sits on top of the upstream
 // connection's own 4 KiB read buffer and every open stream holds one, so it is small:
@@ -205,16 +215,50 @@ func hasContent(v []byte) bool {
 	return bytes.Contains(v, strToolCalls)
 }
 
-// maxDrain bounds what Close reads after a stream's clean end to reach the end of the
-// body; normally that is only the chunked terminator, a few bytes.
-const maxDrain = 4 << 10
+// maxDrain and drainWait bound what Close reads after a stream's clean end to reach the
+// end of the body: normally only the chunked terminator, a few bytes already on their
+// way.
+const (
+	maxDrain  = 4 << 10
+	drainWait = 50 * time.Millisecond
+)
+
+var errDrainTimeout = errors.New("upstream body did not end after its last event")
 
 // drain reads to the end of the body after the stream's last event, so that fasthttp
 // sees the body fully read and puts the connection back in the pool: a body closed
-// before its terminator costs the next request a new connection. It reads at most
-// maxDrain bytes, under the connection's read deadline.
+// before its terminator costs the next request a new connection. The client's response
+// is not complete until Close returns, so an upstream that holds its body open after
+// the last event is cut after drainWait and its connection dropped.
 func (s *sseReader) drain() {
+	c, ok := s.up.BodyStream().(bodyCloser)
+	if !ok {
+		return
+	}
+	s.cutMu.Lock()
+	s.cut = c
+	s.cutMu.Unlock()
+	if s.cutTimer == nil {
+		s.cutTimer = time.AfterFunc(drainWait, s.cutDrain)
+	} else {
+		s.cutTimer.Reset(drainWait)
+	}
 	_, _ = s.br.Discard(maxDrain)
+	s.cutTimer.Stop()
+	s.cutMu.Lock()
+	s.cut = nil
+	s.cutMu.Unlock()
+}
+
+// cutDrain ends a drain that outlasted drainWait.
+func (s *sseReader) cutDrain() {
+	s.cutMu.Lock()
+	c := s.cut
+	s.cut = nil
+	s.cutMu.Unlock()
+	if c != nil {
+		_ = c.CloseWithError(errDrainTimeout)
+	}
 }
 
 // Close implements Events.
