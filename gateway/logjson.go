@@ -23,7 +23,7 @@ type accessEntry struct {
 // logger is the gateway's own JSON handler, through slog's attributes otherwise (the
 // text format, or a logger handed in through Options).
 func logAccess(log *slog.Logger, e *accessEntry) {
-	if h, ok := log.Handler().(*jsonLogHandler); ok {
+	if h, ok := log.Handler().(*jsonLogHandler); ok && h.direct {
 		if h.Enabled(context.Background(), slog.LevelInfo) {
 			h.writeAccess(time.Now(), e)
 		}
@@ -54,8 +54,10 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 // per-attribute dispatch, and floats without encoding/json.
 type jsonLogHandler struct {
 	slog.Handler
-	out   *lockedWriter
-	level slog.Leveler
+	out *lockedWriter
+	// direct is false when the options change what slog writes (ReplaceAttr,
+	// AddSource): the access line then goes through slog like any other.
+	direct bool
 }
 
 type lockedWriter struct {
@@ -71,15 +73,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 // NewJSONLogHandler returns the handler behind logging.format json.
 func NewJSONLogHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
-	if opts == nil {
-		opts = &slog.HandlerOptions{}
-	}
 	lw := &lockedWriter{w: w}
-	level := opts.Level
-	if level == nil {
-		level = slog.LevelInfo
-	}
-	return &jsonLogHandler{Handler: slog.NewJSONHandler(lw, opts), out: lw, level: level}
+	direct := opts == nil || (opts.ReplaceAttr == nil && !opts.AddSource)
+	return &jsonLogHandler{Handler: slog.NewJSONHandler(lw, opts), out: lw, direct: direct}
 }
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -200,11 +196,4 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
-}
-
-// Enabled reports whether lines at l are written. WithAttrs and WithGroup come from the
-// embedded slog handler: a derived logger is a plain slog JSON logger on the same locked
-// writer (the access line is written through the root logger only).
-func (h *jsonLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.level.Level()
 }

@@ -174,3 +174,19 @@ func BenchmarkAccessLineSlog(b *testing.B) {
 		logAccess(log, &benchEntry)
 	}
 }
+
+// Options that change slog's output apply to the access line too: it then goes
+// through slog instead of the direct encoder.
+func TestAccessLineHonoursReplaceAttr(t *testing.T) {
+	var buf bytes.Buffer
+	drop := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == "key" {
+			return slog.Attr{}
+		}
+		return a
+	}
+	logAccess(slog.New(NewJSONLogHandler(&buf, &slog.HandlerOptions{ReplaceAttr: drop})), &accessEntry{key: "team-a", status: 200})
+	if strings.Contains(buf.String(), `"key"`) || !strings.Contains(buf.String(), `"status":200`) {
+		t.Fatalf("ReplaceAttr not applied to the access line: %s", buf.String())
+	}
+}
