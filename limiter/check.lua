@@ -21,7 +21,7 @@
 local blob = ARGV[1]
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
-local pos, ki, no = 1, 1, 0
+local pos, no = 1, 0
 local out = {}
 local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
@@ -67,6 +67,7 @@ while pos <= n do
     nb, pos = sunpack('<B', blob, pos)
     local ok, ref, retry = 1, 0, 0
     for i = 1, nb do
+      local ki
       kinds[i], ki, a[i], b[i], c[i], m[i], pos = sunpack('<BHdddc8', blob, pos)
       local key = KEYS[ki]
       keys[i] = key
@@ -117,14 +118,14 @@ while pos <= n do
       out[no] = pack('<dd', rem, reset)
     end
   elseif op == 2 then
-    local interval, delta
+    local ki, interval, delta
     ki, interval, delta, pos = sunpack('<Hdd', blob, pos)
     local key = KEYS[ki]
     local tat = tat_of(key) + delta * interval
     if tat < now then tat = now end
     set_tat(key, tat)
   elseif op == 3 then
-    local member
+    local ki, member
     ki, member, pos = sunpack('<Hc8', blob, pos)
     call('ZREM', KEYS[ki], member)
   else

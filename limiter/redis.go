@@ -536,10 +536,10 @@ func (k *keyArg) set(tag, bucket uint64) {
 
 type keyID struct{ tag, bucket uint64 }
 
-// appendKey appends the KEYS index of the bucket's key to c's blob, adding the key to
-// c's arguments the first time the call names it: a hot bucket checked a hundred
+// appendKey appends the KEYS index of the bucket's key to the blob, adding the key to
+// the arguments the first time the call names it: a hot bucket checked a hundred
 // times in a batch is one key for Redis to parse and read.
-func (s *redisStore) appendKey(c *call, tag, bucket uint64) {
+func (c *call) appendKey(tag, bucket uint64) {
 	id := keyID{tag, bucket}
 	i, ok := c.index[id]
 	if !ok {
@@ -596,7 +596,7 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 		a := &adjs[i]
 		c := s.callFor(s.slotOf(a.tag))
 		c.blob = append(c.blob, a.op)
-		s.appendKey(c, a.tag, a.bucket)
+		c.appendKey(a.tag, a.bucket)
 		if a.op == opAdjust {
 			c.blob = appendF64(appendF64(c.blob, a.interval), a.delta)
 		} else {
@@ -626,11 +626,11 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 				r := &rules[i]
 				if r.kind == kindConcurrency {
 					c.blob = append(c.blob, bucketConc)
-					s.appendKey(c, w.tag[i], w.bucket[i])
+					c.appendKey(w.tag[i], w.bucket[i])
 					c.blob = appendF64(appendF64(appendF64(c.blob, r.burst), s.leaseUS), 0)
 				} else {
 					c.blob = append(c.blob, bucketRate)
-					s.appendKey(c, w.tag[i], w.bucket[i])
+					c.appendKey(w.tag[i], w.bucket[i])
 					iv := r.interval / 1e3
 					c.blob = appendF64(appendF64(appendF64(c.blob, iv), r.burst*iv), w.cost[i])
 				}
