@@ -19,21 +19,27 @@ var (
 	benchChatResp = []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"up-model","choices":[{"index":0,"message":{"role":"assistant","content":"Once upon a time there was a gateway."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":20,"completion_tokens":9,"total_tokens":29}}`)
 )
 
-// startStaticUpstream serves a fixed chat completion with an allocation-free handler,
-// so that benchmarks count the gateway's own allocations.
-func startStaticUpstream(tb testing.TB) string {
+// serveUpstream serves h on a free loopback port until the test ends and returns the
+// address.
+func serveUpstream(tb testing.TB, h fasthttp.RequestHandler) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.Response.Header.SetContentTypeBytes(strJSON)
-		ctx.Response.SetBodyRaw(benchChatResp)
-	}}
+	srv := &fasthttp.Server{Handler: h}
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Shutdown() })
 	return ln.Addr().String()
+}
+
+// startStaticUpstream serves a fixed chat completion with an allocation-free handler,
+// so that benchmarks count the gateway's own allocations.
+func startStaticUpstream(tb testing.TB) string {
+	return serveUpstream(tb, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetContentTypeBytes(strJSON)
+		ctx.Response.SetBodyRaw(benchChatResp)
+	})
 }
 
 // newTestServer builds a gateway on a config file written from yaml.
@@ -108,17 +114,10 @@ func startStaticSSEUpstream(tb testing.TB) string {
 	body = append(body, `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}`+"\n\n"...)
 	body = append(body, `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":20,"completion_tokens":32,"total_tokens":52}}`+"\n\n"...)
 	body = append(body, "data: [DONE]\n\n"...)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	return serveUpstream(tb, func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentType("text/event-stream")
 		ctx.Response.SetBodyRaw(body)
-	}}
-	go srv.Serve(ln)
-	tb.Cleanup(func() { srv.Shutdown() })
-	return ln.Addr().String()
+	})
 }
 
 // streamOnce runs a streaming request and drains its body as fasthttp's server would.

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -22,11 +21,7 @@ type throttlingUpstream struct {
 func startThrottlingUpstream(t *testing.T, throttle int, retryAfter string) (*throttlingUpstream, string) {
 	t.Helper()
 	u := &throttlingUpstream{throttle: throttle, after: retryAfter}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	addr := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
 		u.mu.Lock()
 		u.arrivals = append(u.arrivals, time.Now())
 		n := len(u.arrivals)
@@ -40,10 +35,8 @@ func startThrottlingUpstream(t *testing.T, throttle int, retryAfter string) (*th
 		}
 		ctx.Response.Header.SetContentTypeBytes(strJSON)
 		ctx.Response.SetBodyRaw(benchChatResp)
-	}}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown() })
-	return u, ln.Addr().String()
+	})
+	return u, addr
 }
 
 func (u *throttlingUpstream) gaps() []time.Duration {
@@ -56,14 +49,20 @@ func (u *throttlingUpstream) gaps() []time.Duration {
 	return out
 }
 
-func retryConfig(upstream, extra string) string {
+// retryConfig routes chat to upstream with two retries, and to spare as a fallback
+// when spare is an address.
+func retryConfig(upstream, spare string) string {
+	backends, fallbacks := "", ""
+	if spare != "" {
+		backends = `  spare: {provider: openai, base_url: "http://` + spare + `/v1", model: up-model}` + "\n"
+		fallbacks = ", fallbacks: [spare]"
+	}
 	return `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   up: {provider: openai, base_url: "http://` + upstream + `/v1", model: up-model}
-` + extra + `
-endpoints:
-  - {name: chat, type: chat, routes: [{backend: up}], retries: 2` + map[bool]string{true: ", fallbacks: [spare]", false: ""}[strings.Contains(extra, "spare")] + `}
+` + backends + `endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}], retries: 2` + fallbacks + `}
 logging: {level: error, access_log: false}
 `
 }
@@ -116,7 +115,7 @@ func TestUpstreamLongRetryAfterIsPassedOn(t *testing.T) {
 func TestUpstreamLongRetryAfterGoesToFallback(t *testing.T) {
 	_, addr := startThrottlingUpstream(t, 10, "30")
 	spare, spareAddr := startThrottlingUpstream(t, 0, "0")
-	s := newTestServer(t, retryConfig(addr, "  spare: {provider: openai, base_url: \"http://"+spareAddr+"/v1\", model: up-model}"))
+	s := newTestServer(t, retryConfig(addr, spareAddr))
 	ctx := newProxyCtx(benchChatBody)
 	start := time.Now()
 	proxyOnce(s, ctx)

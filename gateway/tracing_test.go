@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,11 +29,7 @@ func startFlakyUpstream(t *testing.T, fail int64) (*flakyUpstream, string) {
 	u.fail.Store(fail)
 	sse := startStaticSSEUpstream(t)
 	sseClient := &fasthttp.HostClient{Addr: sse}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	addr := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
 		u.mu.Lock()
 		u.traceparents = append(u.traceparents, string(ctx.Request.Header.Peek("traceparent")))
 		u.mu.Unlock()
@@ -52,10 +47,8 @@ func startFlakyUpstream(t *testing.T, fail int64) (*flakyUpstream, string) {
 		}
 		ctx.Response.Header.SetContentTypeBytes(strJSON)
 		ctx.Response.SetBodyRaw(benchChatResp)
-	}}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown() })
-	return u, ln.Addr().String()
+	})
+	return u, addr
 }
 
 func newTracedServer(t *testing.T, upstream, tracingYAML string) (*Server, *tracetest.InMemoryExporter) {
