@@ -103,9 +103,9 @@ func (a *arrayIter) reset(b []byte) bool {
 
 func (a *arrayIter) next() ([]byte, bool) {
 	b := a.b
-	i := skipWS(b, a.pos)
+	i := jsonscan.SkipSpace(b, a.pos)
 	if i < len(b) && b[i] == ',' {
-		i = skipWS(b, i+1)
+		i = jsonscan.SkipSpace(b, i+1)
 	}
 	if i >= len(b) || b[i] == ']' {
 		return nil, false
@@ -116,13 +116,6 @@ func (a *arrayIter) next() ([]byte, bool) {
 	}
 	a.pos = e
 	return b[i:e], true
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
-		i++
-	}
-	return i
 }
 
 // contentBlock is the part of a content block the translation reads; values are raw.

@@ -565,21 +565,21 @@ func promptPrefix(call *Call, n int) []byte {
 // memberStart is the offset of the value of the top-level member key in the JSON
 // object b, or -1.
 func memberStart(b []byte, key string) int {
-	i := skipSpace(b, 0)
+	i := jsonscan.SkipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return -1
 	}
-	i = skipSpace(b, i+1)
+	i = jsonscan.SkipSpace(b, i+1)
 	for i < len(b) && b[i] == '"' {
 		ke, err := jsonscan.Skip(b, i)
 		if err != nil {
 			return -1
 		}
 		k := b[i+1 : ke-1]
-		if i = skipSpace(b, ke); i >= len(b) || b[i] != ':' {
+		if i = jsonscan.SkipSpace(b, ke); i >= len(b) || b[i] != ':' {
 			return -1
 		}
-		i = skipSpace(b, i+1)
+		i = jsonscan.SkipSpace(b, i+1)
 		if string(k) == key {
 			if i >= len(b) {
 				return -1
@@ -590,10 +590,10 @@ func memberStart(b []byte, key string) int {
 		if err != nil {
 			return -1
 		}
-		if i = skipSpace(b, ve); i >= len(b) || b[i] != ',' {
+		if i = jsonscan.SkipSpace(b, ve); i >= len(b) || b[i] != ',' {
 			return -1
 		}
-		i = skipSpace(b, i+1)
+		i = jsonscan.SkipSpace(b, i+1)
 	}
 	return -1
 }
@@ -660,13 +660,6 @@ func scalarEnd(b []byte, i, j int) int {
 		j--
 	}
 	return j
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
 }
 
 // settle reports the attempt's outcome to the target's health and frees its slot, or,

@@ -32,7 +32,7 @@ type Iter struct {
 // Reset points the iterator at the object that starts at the first non-space byte of b.
 func (it *Iter) Reset(b []byte) error {
 	*it = Iter{b: b, first: true}
-	i := skipSpace(b, 0)
+	i := SkipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		it.err = ErrSyntax
 		return it.err
@@ -49,7 +49,7 @@ func (it *Iter) Next() (key, value []byte, ok bool) {
 		return nil, nil, false
 	}
 	b := it.b
-	i := skipSpace(b, it.pos)
+	i := SkipSpace(b, it.pos)
 	if i >= len(b) {
 		it.err = ErrSyntax
 		return nil, nil, false
@@ -64,7 +64,7 @@ func (it *Iter) Next() (key, value []byte, ok bool) {
 			it.err = ErrSyntax
 			return nil, nil, false
 		}
-		i = skipSpace(b, i+1)
+		i = SkipSpace(b, i+1)
 	}
 	it.first = false
 	if i >= len(b) || b[i] != '"' {
@@ -77,12 +77,12 @@ func (it *Iter) Next() (key, value []byte, ok bool) {
 		return nil, nil, false
 	}
 	key = b[i+1 : ke-1]
-	i = skipSpace(b, ke)
+	i = SkipSpace(b, ke)
 	if i >= len(b) || b[i] != ':' {
 		it.err = ErrSyntax
 		return nil, nil, false
 	}
-	i = skipSpace(b, i+1)
+	i = SkipSpace(b, i+1)
 	ve, err := Skip(b, i)
 	if err != nil {
 		it.err = err
@@ -111,12 +111,12 @@ var errEnd = errors.New("end")
 
 // Valid reports whether b holds exactly one JSON value, with optional surrounding space.
 func Valid(b []byte) bool {
-	i := skipSpace(b, 0)
+	i := SkipSpace(b, 0)
 	e, err := Skip(b, i)
 	if err != nil {
 		return false
 	}
-	return skipSpace(b, e) == len(b)
+	return SkipSpace(b, e) == len(b)
 }
 
 // Skip validates the JSON value starting at b[i] and returns the offset just past it.
@@ -135,7 +135,7 @@ func skip(b []byte, i, depth int) (int, error) {
 		if depth >= MaxDepth {
 			return i, ErrDepth
 		}
-		i = skipSpace(b, i+1)
+		i = SkipSpace(b, i+1)
 		if i < len(b) && b[i] == '}' {
 			return i + 1, nil
 		}
@@ -147,14 +147,14 @@ func skip(b []byte, i, depth int) (int, error) {
 			if i, err = skipString(b, i); err != nil {
 				return i, err
 			}
-			i = skipSpace(b, i)
+			i = SkipSpace(b, i)
 			if i >= len(b) || b[i] != ':' {
 				return i, ErrSyntax
 			}
-			if i, err = skip(b, skipSpace(b, i+1), depth+1); err != nil {
+			if i, err = skip(b, SkipSpace(b, i+1), depth+1); err != nil {
 				return i, err
 			}
-			i = skipSpace(b, i)
+			i = SkipSpace(b, i)
 			if i >= len(b) {
 				return i, ErrSyntax
 			}
@@ -164,13 +164,13 @@ func skip(b []byte, i, depth int) (int, error) {
 			if b[i] != ',' {
 				return i, ErrSyntax
 			}
-			i = skipSpace(b, i+1)
+			i = SkipSpace(b, i+1)
 		}
 	case c == '[':
 		if depth >= MaxDepth {
 			return i, ErrDepth
 		}
-		i = skipSpace(b, i+1)
+		i = SkipSpace(b, i+1)
 		if i < len(b) && b[i] == ']' {
 			return i + 1, nil
 		}
@@ -179,7 +179,7 @@ func skip(b []byte, i, depth int) (int, error) {
 			if i, err = skip(b, i, depth+1); err != nil {
 				return i, err
 			}
-			i = skipSpace(b, i)
+			i = SkipSpace(b, i)
 			if i >= len(b) {
 				return i, ErrSyntax
 			}
@@ -189,7 +189,7 @@ func skip(b []byte, i, depth int) (int, error) {
 			if b[i] != ',' {
 				return i, ErrSyntax
 			}
-			i = skipSpace(b, i+1)
+			i = SkipSpace(b, i+1)
 		}
 	case c == 't':
 		return skipLit(b, i, "true")
@@ -296,7 +296,9 @@ func isHex4(b []byte) bool {
 	return true
 }
 
-func skipSpace(b []byte, i int) int {
+// SkipSpace returns the index of the first byte at or after i that is not JSON
+// whitespace.
+func SkipSpace(b []byte, i int) int {
 	for i < len(b) {
 		switch b[i] {
 		case ' ', '\t', '\n', '\r':
