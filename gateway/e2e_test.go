@@ -73,6 +73,12 @@ func startGateway(t testing.TB, yaml string) *gw {
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return serveConfig(t, path)
+}
+
+// serveConfig serves the config file at path until the test ends.
+func serveConfig(t testing.TB, path string) *gw {
+	t.Helper()
 	logs := &syncBuffer{}
 	s, err := New(path, Options{Logger: slogTo(logs)})
 	if err != nil {

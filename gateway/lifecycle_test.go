@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -129,18 +128,7 @@ func TestReloadOnConfigMapSwap(t *testing.T) {
 	if err := os.Symlink(filepath.Join("..data", "tollgate.yaml"), path); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(path, Options{Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	c := openai.NewClient(option.WithBaseURL("http://"+s.Addr()+"/v1"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	c := serveConfig(t, path).client()
 
 	// A log written beside the config is not a config change.
 	if err := os.WriteFile(filepath.Join(dir, "gateway.log"), []byte("line\n"), 0o644); err != nil {
