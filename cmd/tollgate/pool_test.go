@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -99,41 +96,10 @@ logging: {level: error, access_log: false}
 `)
 	gw := reps[0]
 	body := []byte(`{"model":"chat","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}`)
-	var ok, failed atomic.Int64
-	var lastErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 10 * time.Second}
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Post("http://"+gw.api+"/v1/chat/completions", "application/json", bytes.NewReader(body))
-				if err != nil {
-					failed.Add(1)
-					lastErr.Store(err.Error())
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					lastErr.Store(resp.Status + ": " + string(b))
-					continue
-				}
-				ok.Add(1)
-			}
-		}()
-	}
+	l := startLoad(reps, 8, body)
 	time.Sleep(time.Second)
 	mocks[1].kill()
-	killedAt := ok.Load()
+	killedAt := l.ok.Load()
 	time.Sleep(2 * time.Second)
 	waitUntil(t, func() bool {
 		return strings.Contains(scrapeAdmin(t, gw), `tollgate_backend_up{backend="pool",target="`+addrs[1]+`"} 0`)
@@ -157,14 +123,14 @@ logging: {level: error, access_log: false}
 	}
 	back := startMockProcess(t, addrs[1])
 	waitUntil(t, func() bool { return back.served(t) > 0 })
-	close(stop)
-	wg.Wait()
-	t.Logf("%d requests answered (%d after the kill), %d failed", ok.Load(), ok.Load()-killedAt, failed.Load())
-	if n := failed.Load(); n > 0 {
-		t.Fatalf("%d requests failed when a replica died; last: %v", n, lastErr.Load())
+	l.finish()
+	ok, failed := l.ok.Load(), l.refused.Load()+l.other.Load()
+	t.Logf("%d requests answered (%d after the kill), %d failed", ok, ok-killedAt, failed)
+	if failed > 0 {
+		t.Fatalf("%d requests failed when a replica died; last: %v", failed, l.lastErr.Load())
 	}
-	if ok.Load()-killedAt < 50 {
-		t.Fatalf("only %d requests answered after the kill", ok.Load()-killedAt)
+	if ok-killedAt < 50 {
+		t.Fatalf("only %d requests answered after the kill", ok-killedAt)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -71,66 +72,85 @@ func startReplicas(t *testing.T, n int, body string) []*replica {
 	return out
 }
 
-// limitLoad is what a closed-loop load through several replicas got.
-type limitLoad struct {
-	ok, refused, other int64
-	tokens             int64 // usage.total_tokens summed over the admitted answers
+// load is closed-loop clients posting one body to the replicas' chat endpoint until
+// stopped, and what they got.
+type load struct {
+	ok, refused, other atomic.Int64
+	tokens             atomic.Int64 // usage.total_tokens summed over the answered requests
+	lastErr            atomic.Value // the last failure other than a 429, as text
+	stop               chan struct{}
+	wg                 sync.WaitGroup
+	start              time.Time
 	elapsed            float64
 }
 
-// runLimitLoad runs `clients` closed-loop clients spread over the replicas for d,
-// posting body, and counts what they get.
-func runLimitLoad(t *testing.T, reps []*replica, clients int, d time.Duration, body []byte) limitLoad {
-	t.Helper()
-	var ok, refused, other, tokens atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
-	start := time.Now()
+// startLoad starts `clients` closed-loop clients spread over the replicas.
+func startLoad(reps []*replica, clients int, body []byte) *load {
+	l := &load{stop: make(chan struct{}), start: time.Now()}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	for c := range clients {
-		wg.Add(1)
+		l.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer l.wg.Done()
 			url := "http://" + reps[c%len(reps)].api + "/v1/chat/completions"
 			for {
 				select {
-				case <-stop:
+				case <-l.stop:
 					return
 				default:
 				}
-				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
-				if err != nil {
-					other.Add(1)
-					continue
-				}
-				var answer struct {
-					Usage struct {
-						TotalTokens int64 `json:"total_tokens"`
-					}
-				}
-				derr := json.NewDecoder(resp.Body).Decode(&answer)
-				resp.Body.Close()
-				switch {
-				case resp.StatusCode == 200 && derr == nil:
-					ok.Add(1)
-					tokens.Add(answer.Usage.TotalTokens)
-				case resp.StatusCode == 429:
-					refused.Add(1)
-				default:
-					other.Add(1)
-				}
+				l.post(client, url, body)
 			}
 		}()
 	}
-	time.Sleep(d)
-	close(stop)
-	wg.Wait()
-	l := limitLoad{ok: ok.Load(), refused: refused.Load(), other: other.Load(), tokens: tokens.Load(), elapsed: time.Since(start).Seconds()}
-	t.Logf("admitted %d (%d tokens), refused %d, other %d over %.2fs", l.ok, l.tokens, l.refused, l.other, l.elapsed)
-	if l.other > 0 {
-		t.Errorf("%d requests failed otherwise than by the limit", l.other)
+	return l
+}
+
+func (l *load) post(client *http.Client, url string, body []byte) {
+	resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		l.other.Add(1)
+		l.lastErr.Store(err.Error())
+		return
 	}
-	if l.refused == 0 {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var answer struct {
+		Usage struct {
+			TotalTokens int64 `json:"total_tokens"`
+		}
+	}
+	switch derr := json.Unmarshal(b, &answer); {
+	case resp.StatusCode == 200 && derr == nil:
+		l.ok.Add(1)
+		l.tokens.Add(answer.Usage.TotalTokens)
+	case resp.StatusCode == 429:
+		l.refused.Add(1)
+	default:
+		l.other.Add(1)
+		l.lastErr.Store(resp.Status + ": " + string(b))
+	}
+}
+
+// finish stops the clients and waits for their last requests.
+func (l *load) finish() {
+	close(l.stop)
+	l.wg.Wait()
+	l.elapsed = time.Since(l.start).Seconds()
+}
+
+// runLimitLoad runs `clients` closed-loop clients spread over the replicas for d and
+// checks that the limit, and nothing else, refused some of them.
+func runLimitLoad(t *testing.T, reps []*replica, clients int, d time.Duration, body []byte) *load {
+	t.Helper()
+	l := startLoad(reps, clients, body)
+	time.Sleep(d)
+	l.finish()
+	t.Logf("admitted %d (%d tokens), refused %d, other %d over %.2fs", l.ok.Load(), l.tokens.Load(), l.refused.Load(), l.other.Load(), l.elapsed)
+	if n := l.other.Load(); n > 0 {
+		t.Errorf("%d requests failed otherwise than by the limit; last: %v", n, l.lastErr.Load())
+	}
+	if l.refused.Load() == 0 {
 		t.Fatal("the load never reached the limit")
 	}
 	return l
@@ -172,7 +192,7 @@ func TestRedisLimitAcrossReplicas(t *testing.T) {
 	reps := startLimitedReplicas(t, 2, "{per: endpoint, requests: 600, window: minute, burst: 60}")
 	body := []byte(`{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
 	l := runLimitLoad(t, reps, 50, 30*time.Second, body)
-	within(t, "admitted requests", float64(l.ok), 60+10*l.elapsed)
+	within(t, "admitted requests", float64(l.ok.Load()), 60+10*l.elapsed)
 }
 
 // TestRedisTokenLimitAcrossReplicas: the same three-gateway load on a token limit of
@@ -185,10 +205,10 @@ func TestRedisTokenLimitAcrossReplicas(t *testing.T) {
 	prompt := strings.Repeat("tell me about token buckets ", 8)
 	body := []byte(`{"model":"chat","max_tokens":50,"messages":[{"role":"user","content":"` + prompt + `"}]}`)
 	l := runLimitLoad(t, reps, 50, 30*time.Second, body)
-	if l.ok > 0 && l.tokens/l.ok < 100 {
-		t.Fatalf("answers used %d tokens each; the test wants ~110", l.tokens/l.ok)
+	if ok, tokens := l.ok.Load(), l.tokens.Load(); ok > 0 && tokens/ok < 100 {
+		t.Fatalf("answers used %d tokens each; the test wants ~110", tokens/ok)
 	}
-	within(t, "tokens used by admitted requests", float64(l.tokens), 6000+1000*l.elapsed)
+	within(t, "tokens used by admitted requests", float64(l.tokens.Load()), 6000+1000*l.elapsed)
 }
 
 type endpointState struct {
