@@ -25,11 +25,6 @@ type sseReader struct {
 	line   []byte
 	done   bool
 	forced bool
-
-	// The bound on drain: cut holds the body being drained while the timer is armed.
-	cutMu    sync.Mutex
-	cut      bodyCloser
-	cutTimer *time.Timer
 }
 
 // bodyCloser is fasthttp's streamed response body: closing it with an error interrupts
@@ -229,35 +224,66 @@ var errDrainTimeout = errors.New("upstream body did not end after its last event
 // sees the body fully read and puts the connection back in the pool: a body closed
 // before its terminator costs the next request a new connection. The client's response
 // is not complete until Close returns, so an upstream that holds its body open after
-// the last event is cut after drainWait and its connection dropped.
+// the last event is cut by drains and its connection dropped.
 func (s *sseReader) drain() {
 	c, ok := s.up.BodyStream().(bodyCloser)
 	if !ok {
 		return
 	}
-	s.cutMu.Lock()
-	s.cut = c
-	s.cutMu.Unlock()
-	if s.cutTimer == nil {
-		s.cutTimer = time.AfterFunc(drainWait, s.cutDrain)
-	} else {
-		s.cutTimer.Reset(drainWait)
-	}
+	drains.add(s, c)
 	_, _ = s.br.Discard(maxDrain)
-	s.cutTimer.Stop()
-	s.cutMu.Lock()
-	s.cut = nil
-	s.cutMu.Unlock()
+	drains.remove(s)
 }
 
-// cutDrain ends a drain that outlasted drainWait.
-func (s *sseReader) cutDrain() {
-	s.cutMu.Lock()
-	c := s.cut
-	s.cut = nil
-	s.cutMu.Unlock()
-	if c != nil {
-		_ = c.CloseWithError(errDrainTimeout)
+// drainWatch bounds drains without a timer per stream (arming one wakes the runtime's
+// poller, several µs a stream): a drain registers itself, and one goroutine for the
+// process, started by the first drain, cuts those older than drainWait every
+// drainWait/2.
+type drainWatch struct {
+	once   sync.Once
+	mu     sync.Mutex
+	active map[*sseReader]drainEntry
+}
+
+type drainEntry struct {
+	body  bodyCloser
+	start time.Time
+}
+
+var drains drainWatch
+
+func (w *drainWatch) add(s *sseReader, c bodyCloser) {
+	w.once.Do(func() {
+		w.active = make(map[*sseReader]drainEntry)
+		go w.run()
+	})
+	w.mu.Lock()
+	w.active[s] = drainEntry{body: c, start: time.Now()}
+	w.mu.Unlock()
+}
+
+func (w *drainWatch) remove(s *sseReader) {
+	w.mu.Lock()
+	delete(w.active, s)
+	w.mu.Unlock()
+}
+
+func (w *drainWatch) run() {
+	var cut []bodyCloser
+	for now := range time.Tick(drainWait / 2) {
+		w.mu.Lock()
+		for s, e := range w.active {
+			if now.Sub(e.start) >= drainWait {
+				delete(w.active, s)
+				cut = append(cut, e.body)
+			}
+		}
+		w.mu.Unlock()
+		for i, c := range cut {
+			_ = c.CloseWithError(errDrainTimeout)
+			cut[i] = nil
+		}
+		cut = cut[:0]
 	}
 }
 
