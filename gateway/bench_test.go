@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -184,6 +186,27 @@ func BenchmarkProxyChatLimited(b *testing.B) {
 	}
 }
 
+// processCPU is the CPU time this process has used, user and system, in seconds: the
+// clients, the gateway and its upstream together.
+func processCPU(b *testing.B) float64 {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// redisCPU is the CPU time rds has used, in seconds.
+func redisCPU(b *testing.B, rds *redistest.Server) float64 {
+	b.Helper()
+	cpu, err := rds.CPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpu
+}
+
 // BenchmarkProxyChatAccessLog is BenchmarkProxyChat with the access log on (written to
 // a discarding JSON handler), to price the log line.
 func BenchmarkProxyChatAccessLog(b *testing.B) {
@@ -198,12 +221,17 @@ func BenchmarkProxyChatAccessLog(b *testing.B) {
 // benchmarkLimitedParallel runs the limited proxy path from 64 goroutines at once
 // (32 per core on two cores), the concurrency at which issue figures compare the redis
 // store's throughput with the memory store's.
-func benchmarkLimitedParallel(b *testing.B, limiterYAML string) {
+func benchmarkLimitedParallel(b *testing.B, limiterYAML string, rds *redistest.Server) {
 	cfg := strings.Replace(limitedBenchConfig(startStaticUpstream(b)), "logging:", limiterYAML+"\nlogging:", 1)
 	s := newTestServer(b, cfg)
 	b.SetParallelism(64 / max(1, goruntime.GOMAXPROCS(0)))
 	b.ReportAllocs()
 	before := s.rt.Load().lim.Stats()
+	var cpu0 float64
+	if rds != nil {
+		cpu0 = redisCPU(b, rds)
+	}
+	self0 := processCPU(b)
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := newProxyCtx(benchChatBody)
 		for pb.Next() {
@@ -214,18 +242,23 @@ func benchmarkLimitedParallel(b *testing.B, limiterYAML string) {
 			}
 		}
 	})
+	self := processCPU(b) - self0
 	if st := s.rt.Load().lim.Stats(); st.RedisChecks > before.RedisChecks {
 		b.ReportMetric(1000*float64(st.RoundTrips-before.RoundTrips)/float64(st.RedisChecks-before.RedisChecks), "roundtrips/1000req")
+		red := redisCPU(b, rds) - cpu0
+		b.ReportMetric(red*1e6/float64(b.N), "redis-cpu-µs/req")
+		self += red
 	}
+	b.ReportMetric(self*1e6/float64(b.N), "cpu-µs/req")
 }
 
 func BenchmarkLimitedParallelMemory(b *testing.B) {
-	benchmarkLimitedParallel(b, "limiter: {store: memory}")
+	benchmarkLimitedParallel(b, "limiter: {store: memory}", nil)
 }
 
 func BenchmarkLimitedParallelRedis(b *testing.B) {
 	rds := redistest.Start(b)
-	benchmarkLimitedParallel(b, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}`)
+	benchmarkLimitedParallel(b, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}`, rds)
 }
 
 // benchmarkServeParallel posts chat requests to addr from 64 goroutines over real

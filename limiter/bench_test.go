@@ -3,14 +3,12 @@ package limiter
 import (
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/redistest"
 )
@@ -122,8 +120,7 @@ func BenchmarkRedisTake(b *testing.B) {
 			var mu sync.Mutex
 			all := hdrhistogram.New(1, int64(10*time.Second/time.Nanosecond), 3)
 			before := l.Stats()
-			rc := redisClient(b, srv.Addr())
-			cpu0 := redisCPU(b, rc)
+			cpu0 := redisCPU(b, srv)
 			b.ReportAllocs()
 			start := time.Now()
 			run := func(next func() bool) {
@@ -161,31 +158,20 @@ func BenchmarkRedisTake(b *testing.B) {
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "checks/s")
 			if checks > 0 {
 				b.ReportMetric(1000*float64(trips)/float64(checks), "roundtrips/1000checks")
-				b.ReportMetric((redisCPU(b, rc)-cpu0)*1e6/float64(checks), "redis-cpu-µs/check")
+				b.ReportMetric((redisCPU(b, srv)-cpu0)*1e6/float64(checks), "redis-cpu-µs/check")
 			}
 		})
 	}
 }
 
-// redisCPU is the CPU time redis-server has used, in seconds (INFO cpu).
-func redisCPU(tb testing.TB, rc *redis.Client) float64 {
+// redisCPU is the CPU time srv has used, in seconds.
+func redisCPU(tb testing.TB, srv *redistest.Server) float64 {
 	tb.Helper()
-	info, err := rc.Info(bg, "cpu").Result()
+	cpu, err := srv.CPU()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var total float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				tb.Fatalf("INFO cpu %s: %v", line, err)
-			}
-			total += f
-		}
-	}
-	return total
+	return cpu
 }
 
 func BenchmarkAppendHeaders(b *testing.B) {

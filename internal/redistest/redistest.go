@@ -67,6 +67,27 @@ func Start(t testing.TB) *Server {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
+// CPU is the processor time the server has used so far, user and system, in seconds
+// (INFO cpu): benchmarks divide its growth by the work done to price Redis's share.
+func (s *Server) CPU() (float64, error) {
+	info, err := Command(s.Addr(), "INFO", "cpu")
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, errors.New("redistest: INFO cpu line " + line)
+			}
+			total += f
+		}
+	}
+	return total, nil
+}
+
 // URL is a redis:// URL for database 0 of the server.
 func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 
