@@ -253,16 +253,30 @@ func treeRSSKB(pid int) (int64, error) {
 	return total, nil
 }
 
-// goroutines reads go_goroutines from a Prometheus text exposition.
-func goroutines(adminAddr string) (int64, error) {
+// goStats is what a Go process's admin /metrics says of its goroutines and memory.
+type goStats struct {
+	Goroutines int64
+	HeapInuse  int64 // bytes in in-use heap spans, garbage not yet swept included
+	StackInuse int64 // bytes of goroutine stacks
+}
+
+func readGoStats(adminAddr string) (goStats, error) {
+	var st goStats
 	code, body, err := fasthttp.GetTimeout(nil, "http://"+adminAddr+"/metrics", 5*time.Second)
 	if err != nil {
-		return 0, err
+		return st, err
 	}
 	if code != fasthttp.StatusOK {
-		return 0, fmt.Errorf("metrics: status %d", code)
+		return st, fmt.Errorf("metrics: status %d", code)
 	}
-	return parseGauge(body, "go_goroutines")
+	if st.Goroutines, err = parseGauge(body, "go_goroutines"); err != nil {
+		return st, err
+	}
+	if st.HeapInuse, err = parseGauge(body, "go_memstats_heap_inuse_bytes"); err != nil {
+		return st, err
+	}
+	st.StackInuse, err = parseGauge(body, "go_memstats_stack_inuse_bytes")
+	return st, err
 }
 
 func parseGauge(body []byte, name string) (int64, error) {

@@ -110,6 +110,9 @@ type StreamsResult struct {
 	GoroutinesBefore int64   `json:"goroutines_before,omitempty"`
 	GoroutinesPeak   int64   `json:"goroutines_peak,omitempty"`
 	GoroutinesPer    float64 `json:"goroutines_per_stream,omitempty"`
+	// Go heap and stacks per stream at the peak, from the admin /metrics.
+	HeapPerStreamKB  float64 `json:"heap_per_stream_kb,omitempty"`
+	StackPerStreamKB float64 `json:"stack_per_stream_kb,omitempty"`
 	TTFT             Summary `json:"ttft"`
 	Gap              Summary `json:"inter_chunk_gap"`
 	Note             string  `json:"note,omitempty"`
@@ -296,17 +299,21 @@ func (r *Result) markdown() string {
 	if len(r.Streams) > 0 {
 		p("## Concurrent streams")
 		p()
-		p("| path | process | streams | peak open | errors | RSS before KiB | RSS at peak KiB | KiB / stream | goroutines before | at peak | per stream | ttft p99 µs | gap p99 µs |")
-		p("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		p("| path | process | streams | peak open | errors | RSS before KiB | RSS at peak KiB | KiB / stream | heap KiB / stream | stack KiB / stream | goroutines before | at peak | per stream | ttft p99 µs | gap p99 µs |")
+		p("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, x := range r.Streams {
-			gb, gp, gper := "–", "–", "–"
+			gb, gp, gper, heap, stack := "–", "–", "–", "–", "–"
+			if x.HeapPerStreamKB > 0 {
+				heap = strconv.FormatFloat(x.HeapPerStreamKB, 'f', 1, 64)
+				stack = strconv.FormatFloat(x.StackPerStreamKB, 'f', 1, 64)
+			}
 			if x.GoroutinesPeak > 0 {
 				gb, gp = strconv.FormatInt(x.GoroutinesBefore, 10), strconv.FormatInt(x.GoroutinesPeak, 10)
 				gper = strconv.FormatFloat(x.GoroutinesPer, 'f', 2, 64)
 			}
 			p("| ", x.Path, " | ", x.Process, " | ", strconv.Itoa(x.Streams), " | ", strconv.FormatInt(x.PeakOpen, 10), " | ",
 				x.Errors.String(), " | ", strconv.FormatInt(x.RSSBeforeKB, 10), " | ", strconv.FormatInt(x.RSSPeakKB, 10), " | ",
-				strconv.FormatFloat(x.PerStreamKB, 'f', 1, 64), " | ", gb, " | ", gp, " | ", gper, " | ",
+				strconv.FormatFloat(x.PerStreamKB, 'f', 1, 64), " | ", heap, " | ", stack, " | ", gb, " | ", gp, " | ", gper, " | ",
 				fus(x.TTFT.P99), " | ", fus(x.Gap.P99), " |")
 		}
 		p()

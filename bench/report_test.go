@@ -120,7 +120,8 @@ func TestMarkdownMaxAndStreams(t *testing.T) {
 		}}
 	r.Streams = []StreamsResult{
 		{Path: pathTollgate, Process: "tollgate", Streams: 10000, PeakOpen: 10000, Errors: Errors{},
-			RSSBeforeKB: 20000, RSSPeakKB: 220000, PerStreamKB: 20, GoroutinesBefore: 20, GoroutinesPeak: 20020,
+			RSSBeforeKB: 20000, RSSPeakKB: 220000, PerStreamKB: 20, HeapPerStreamKB: 12.5, StackPerStreamKB: 8,
+			GoroutinesBefore: 20, GoroutinesPeak: 20020,
 			GoroutinesPer: 2, TTFT: sum(60000, 90000), Gap: sum(500000, 510000)},
 		{Path: pathNginx, Process: "nginx", Streams: 10000, PeakOpen: 9990, Errors: Errors{"connect": 10},
 			RSSBeforeKB: 5000, RSSPeakKB: 45000, PerStreamKB: 4, TTFT: sum(60000, 80000), Gap: sum(500000, 505000)},

@@ -101,10 +101,12 @@ func holdStreams(ctx context.Context, o *options, t *target, n int, ramp time.Du
 	if sr.RSSBeforeKB, err = processRSS(t); err != nil {
 		return sr, err
 	}
+	var before, peak goStats
 	if t.AdminAddr != "" {
-		if sr.GoroutinesBefore, err = goroutines(t.AdminAddr); err != nil {
+		if before, err = readGoStats(t.AdminAddr); err != nil {
 			return sr, err
 		}
+		sr.GoroutinesBefore = before.Goroutines
 	}
 	var active atomic.Int64
 	timeout := ramp + o.Hold + time.Minute
@@ -131,8 +133,10 @@ func holdStreams(ctx context.Context, o *options, t *target, n int, ramp time.Du
 			sr.RSSPeakKB = max(sr.RSSPeakKB, v)
 		}
 		if t.AdminAddr != "" {
-			if v, err := goroutines(t.AdminAddr); err == nil {
-				sr.GoroutinesPeak = max(sr.GoroutinesPeak, v)
+			if v, err := readGoStats(t.AdminAddr); err == nil {
+				sr.GoroutinesPeak = max(sr.GoroutinesPeak, v.Goroutines)
+				peak.HeapInuse = max(peak.HeapInuse, v.HeapInuse)
+				peak.StackInuse = max(peak.StackInuse, v.StackInuse)
 			}
 		}
 	}
@@ -154,6 +158,10 @@ func holdStreams(ctx context.Context, o *options, t *target, n int, ramp time.Du
 	}
 	if sr.PeakOpen > 0 {
 		sr.PerStreamKB = float64(sr.RSSPeakKB-sr.RSSBeforeKB) / float64(sr.PeakOpen)
+		if peak.HeapInuse > 0 {
+			sr.HeapPerStreamKB = float64(peak.HeapInuse-before.HeapInuse) / 1024 / float64(sr.PeakOpen)
+			sr.StackPerStreamKB = float64(peak.StackInuse-before.StackInuse) / 1024 / float64(sr.PeakOpen)
+		}
 		if sr.GoroutinesPeak > 0 {
 			sr.GoroutinesPer = float64(sr.GoroutinesPeak-sr.GoroutinesBefore) / float64(sr.PeakOpen)
 		}
