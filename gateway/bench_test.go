@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,8 +88,50 @@ func newProxyCtx(body []byte) *fasthttp.RequestCtx {
 	req.Header.SetContentType("application/json")
 	req.SetBody(body)
 	ctx := &fasthttp.RequestCtx{}
-	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
+	ctx.Init2(&sinkConn{}, nopLogger{}, true)
+	req.CopyTo(&ctx.Request)
 	return ctx
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...any) {}
+
+// sinkConn is the client end of a RequestCtx driven without a server: it counts what
+// a hijacked stream writes and has nothing to read.
+type sinkConn struct {
+	net.Conn
+	n int
+}
+
+func (c *sinkConn) Write(p []byte) (int, error)      { c.n += len(p); return len(p), nil }
+func (c *sinkConn) Read([]byte) (int, error)         { return 0, io.EOF }
+func (c *sinkConn) Close() error                     { return nil }
+func (c *sinkConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080} }
+func (c *sinkConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (c *sinkConn) SetDeadline(time.Time) error      { return nil }
+func (c *sinkConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *sinkConn) SetWriteDeadline(time.Time) error { return nil }
+
+// hijacked holds the hijack handler of each RequestCtx that no server runs, for
+// streamOnce; a server's connections still get theirs.
+var hijacked struct {
+	sync.Mutex
+	m map[*fasthttp.RequestCtx]fasthttp.HijackHandler
+}
+
+func init() {
+	hijacked.m = map[*fasthttp.RequestCtx]fasthttp.HijackHandler{}
+	serverHijack := hijack
+	hijack = func(ctx *fasthttp.RequestCtx, h fasthttp.HijackHandler) {
+		if _, ok := ctx.Conn().(*sinkConn); ok {
+			hijacked.Lock()
+			hijacked.m[ctx] = h
+			hijacked.Unlock()
+			return
+		}
+		serverHijack(ctx, h)
+	}
 }
 
 // BenchmarkProxyChat is the non-streaming request path end to end: scan, route, send
@@ -122,24 +166,22 @@ func startStaticSSEUpstream(tb testing.TB) string {
 	})
 }
 
-// streamOnce runs a streaming request and drains its body as fasthttp's server would.
+// streamOnce runs a streaming request and writes its response as fasthttp's server
+// would, returning how many bytes that was.
 func streamOnce(tb testing.TB, s *Server, ctx *fasthttp.RequestCtx, sink []byte) int {
 	ctx.Response.Reset()
 	s.serveAPI(ctx)
-	bs := ctx.Response.BodyStream()
-	if bs == nil {
+	hijacked.Lock()
+	h := hijacked.m[ctx]
+	delete(hijacked.m, ctx)
+	hijacked.Unlock()
+	if h == nil {
 		tb.Fatalf("no stream: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	n := 0
-	for {
-		m, err := bs.Read(sink)
-		n += m
-		if err != nil {
-			break
-		}
-	}
-	ctx.Response.CloseBodyStream()
-	return n
+	c := ctx.Conn().(*sinkConn)
+	c.n = 0
+	h(c)
+	return c.n
 }
 
 // BenchmarkProxyStream relays a 35-event stream; allocations are per stream.

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -94,6 +94,13 @@ type request struct {
 	out      []byte
 	finished bool
 	hideUse  bool
+
+	// a hijacked stream's connection (stream.go); hijackFn is serveHijacked, bound
+	// once per pooled request.
+	conn     net.Conn
+	keepConn bool
+	chunked  bool
+	hijackFn fasthttp.HijackHandler
 }
 
 var requestPool = sync.Pool{New: func() any {
@@ -103,12 +110,16 @@ var requestPool = sync.Pool{New: func() any {
 func (s *Server) acquireRequest() *request {
 	r := requestPool.Get().(*request)
 	r.s = s
+	if r.hijackFn == nil {
+		r.hijackFn = r.serveHijacked
+	}
 	return r
 }
 
 func (r *request) release() {
 	rt := r.rt
-	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], out: r.out[:0], bodyBuf: r.bodyBuf[:0]}
+	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], out: r.out[:0], bodyBuf: r.bodyBuf[:0],
+		hijackFn: r.hijackFn}
 	requestPool.Put(r)
 	if rt != nil {
 		rt.release()
@@ -189,8 +200,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	if r.stream != nil {
 		ctx.Response.Header.SetContentTypeBytes(strSSE)
 		ctx.Response.Header.SetBytesKV(hdrCacheCtl, strNoCache)
-		ctx.Response.ImmediateHeaderFlush = true
-		ctx.SetBodyStream(r, -1)
+		r.hijackStream(ctx)
 		return
 	}
 	r.finish(ctx, ctx.Response.StatusCode())
@@ -668,46 +678,6 @@ func (s *Server) serveModels(ctx *fasthttp.RequestCtx) {
 	ctx.Response.SetBodyRaw(body)
 }
 
-var _ fasthttp.BodyWriterTo = (*request)(nil)
-
-// WriteTo relays the stream to w, one event per Write: fasthttp frames each Write as
-// a chunk and flushes it. Writing the events where they are formatted spares the
-// 4 KiB copy buffer a Read loop holds for a stream's whole life.
-func (r *request) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	for {
-		for len(r.pending) == 0 {
-			if r.finished {
-				return total, nil
-			}
-			r.nextEvent()
-		}
-		n, err := w.Write(r.pending)
-		total += int64(n)
-		r.pending = r.pending[n:]
-		if err != nil {
-			return total, err
-		}
-	}
-}
-
-// SupportsBodyWriteTo tells fasthttp that WriteTo does what Read does.
-func (r *request) SupportsBodyWriteTo() bool { return true }
-
-// Read hands the stream out one event per call; fasthttp uses WriteTo instead, Read
-// serves any other reader of the body.
-func (r *request) Read(p []byte) (int, error) {
-	for len(r.pending) == 0 {
-		if r.finished {
-			return 0, io.EOF
-		}
-		r.nextEvent()
-	}
-	n := copy(p, r.pending)
-	r.pending = r.pending[n:]
-	return n, nil
-}
-
 func (r *request) nextEvent() {
 	err := r.stream.Next(&r.ev)
 	if err != nil {
@@ -718,15 +688,16 @@ func (r *request) nextEvent() {
 		e := errUpstreamDown
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"
-		r.out = append(r.out[:0], strDataPrefix...)
+		r.out = append(append(r.out[:0], chunkSpace[:]...), strDataPrefix...)
 		r.out = appendError(r.out, &e)
 		r.out = append(r.out, strEventEnd...)
-		r.pending = r.out
+		r.pending = r.out[chunkRoom:]
 		return
 	}
 	if r.ev.Done {
 		r.finished = true
-		r.pending = strDoneEvent
+		r.out = append(append(r.out[:0], chunkSpace[:]...), strDoneEvent...)
+		r.pending = r.out[chunkRoom:]
 		return
 	}
 	if r.ev.HasUsage {
@@ -738,15 +709,15 @@ func (r *request) nextEvent() {
 	if r.ev.UsageOnly && r.hideUse {
 		return
 	}
-	r.out = append(r.out[:0], strDataPrefix...)
+	r.out = append(append(r.out[:0], chunkSpace[:]...), strDataPrefix...)
 	r.out = append(r.out, r.ev.Data...)
 	r.out = append(r.out, strEventEnd...)
-	r.pending = r.out
+	r.pending = r.out[chunkRoom:]
 }
 
-// CloseWithError ends a stream: it is called once fasthttp has written the body, or
-// failed to because the client went away (werr), which aborts the upstream request.
-func (r *request) CloseWithError(werr error) error {
+// endStream ends a stream once it is written, or failed to be because the client
+// went away (werr), which aborts the upstream request; it releases r.
+func (r *request) endStream(werr error) error {
 	err := r.stream.Close()
 	status := 200
 	if werr != nil {

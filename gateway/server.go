@@ -53,8 +53,11 @@ type Server struct {
 	metrics     fasthttp.RequestHandler
 	accessLog   atomic.Bool
 	draining    atomic.Bool
-	reloadMu    sync.Mutex
-	lastHash    [sha256.Size]byte
+	// hijacked counts streams written on hijacked connections, which fasthttp's
+	// shutdown does not wait for (stream.go).
+	hijacked atomic.Int64
+	reloadMu sync.Mutex
+	lastHash [sha256.Size]byte
 }
 
 // Options adjust a Server beyond its config file.
@@ -124,6 +127,8 @@ func New(path string, opt Options) (*Server, error) {
 		DisableHeaderNamesNormalizing: false,
 		ReduceMemoryUsage:             false,
 		ErrorHandler:                  s.serveParseError,
+		// Streams hijack their connection and give it back with ServeConn.
+		KeepHijackedConns: true,
 		// 8 KiB holds the largest request headers clients send (long bearer tokens,
 		// cookies) while keeping each of thousands of idle or streaming connections small.
 		ReadBufferSize:    8 << 10,
@@ -237,12 +242,29 @@ func (s *Server) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := s.api.ShutdownWithContext(ctx)
+	if err == nil {
+		err = s.waitHijacked(ctx)
+	}
 	if err != nil {
 		s.log.Warn("shutdown grace expired with requests still open", "error", err.Error())
 	}
 	_ = s.admin.ShutdownWithContext(ctx)
 	if old := s.rt.Swap(nil); old != nil {
 		old.retire()
+	}
+	return nil
+}
+
+// waitHijacked waits for the streams on hijacked connections to end, or for ctx.
+func (s *Server) waitHijacked(ctx context.Context) error {
+	tk := time.NewTicker(10 * time.Millisecond)
+	defer tk.Stop()
+	for s.hijacked.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tk.C:
+		}
 	}
 	return nil
 }

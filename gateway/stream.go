@@ -1,0 +1,178 @@
+package gateway
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// A stream can last minutes and a gateway holds thousands, so what each one keeps
+// alive matters more than a few instructions per event. Through fasthttp's body
+// stream a stream holds the connection's worker goroutine, whose stack has grown to
+// 16 KiB on the way through the handler and the upstream dial and stays there (the
+// stream's steady depth is just too deep for the GC to halve it), and the 4 KiB
+// response writer. An HTTP/1.1 stream therefore hijacks its connection once its
+// response is decided: a fresh goroutine with a small stack writes the header and
+// then each event as one chunk straight to the socket from the request's own event
+// buffer. When the stream ends the connection goes back to fasthttp (ServeConn) for
+// the client's next request, as keep-alive would have had it.
+
+// chunkRoom is the space kept in front of each event in request.out for its chunk
+// header: up to 8 hex digits and CRLF.
+const chunkRoom = 10
+
+var (
+	strCRLF      = []byte("\r\n")
+	strLastChunk = []byte("0\r\n\r\n")
+	chunkSpace   [chunkRoom]byte
+)
+
+// hijackStream hands the response to serveHijacked. The header is serialized now,
+// while the RequestCtx is the handler's; the caller has set what it carries.
+func (r *request) hijackStream(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	if len(h.PeekBytes(hdrRequestID)) == 0 {
+		h.SetBytesKV(hdrRequestID, r.reqID)
+	}
+	// HTTP/1.0 has no chunks: such a client reads the events to the end of the
+	// connection.
+	r.chunked = ctx.Request.Header.IsHTTP11()
+	if r.chunked {
+		h.SetContentLength(-1)
+	} else {
+		h.SetContentLength(-2)
+	}
+	r.keepConn = r.chunked && !ctx.Request.Header.ConnectionClose() && !r.s.draining.Load()
+	if !r.keepConn {
+		h.SetConnectionClose()
+	}
+	// out is free until the first event: relay writes the header from it.
+	r.out = h.AppendBytes(r.out[:0])
+	r.conn = ctx.Conn()
+	r.s.hijacked.Add(1)
+	ctx.HijackSetNoResponse(true)
+	hijack(ctx, r.hijackFn)
+}
+
+// hijack has h run on ctx's connection once the handler returns. Tests that drive
+// the handler without a server wrap it to run h themselves.
+var hijack = (*fasthttp.RequestCtx).Hijack
+
+// serveHijacked writes the stream on the connection fasthttp handed over (hc reads
+// through fasthttp's buffered reader; writes go straight to the socket), then
+// gives the connection back for its next request or closes it.
+func (r *request) serveHijacked(hc net.Conn) {
+	s, conn := r.s, r.conn
+	r.conn = nil
+	defer s.hijacked.Add(-1)
+	err := r.relay(conn)
+	var next net.Conn
+	if err == nil && r.keepConn && !s.draining.Load() {
+		// A request the client sent behind this one (pipelining) is already in
+		// fasthttp's reader; it must not be lost by serving the bare socket.
+		next = pipelined(conn, hc, r.out[:1])
+	}
+	_ = r.endStream(err) // releases r
+	if next == nil {
+		_ = conn.Close()
+		return
+	}
+	// ServeConn runs on a goroutine of its own so that this one, which fasthttp's
+	// hijack keeps pinned to the old reader and RequestCtx, can end.
+	go func() { _ = s.api.ServeConn(next) }()
+}
+
+// pipelined returns the connection to serve next: the bare socket, or when hc had
+// bytes buffered, a connection that reads those first; nil if conn failed. scratch
+// is one byte to read into.
+func pipelined(conn, hc net.Conn, scratch []byte) net.Conn {
+	// A deadline in the past makes a read of the socket fail at once without
+	// consuming anything, so the read below returns only what is buffered.
+	if conn.SetReadDeadline(time.Unix(1, 0)) != nil {
+		return nil
+	}
+	n, _ := hc.Read(scratch)
+	if conn.SetReadDeadline(time.Time{}) != nil {
+		return nil
+	}
+	if n == 0 {
+		return conn
+	}
+	return &prefixConn{Conn: hc, r: io.MultiReader(bytes.NewReader([]byte{scratch[0]}), hc)}
+}
+
+// prefixConn is a connection whose first bytes were read ahead.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// relay writes the response header, then every event in one write: as one chunk, the
+// last with the terminating chunk, or bare to an HTTP/1.0 client.
+func (r *request) relay(c net.Conn) error {
+	if _, err := c.Write(r.out); err != nil {
+		return err
+	}
+	for {
+		for len(r.pending) == 0 {
+			if r.finished {
+				// Only a stream that ended without an event (cut before it began)
+				// gets here; any other ends with its last event's write.
+				if !r.chunked {
+					return nil
+				}
+				_, err := c.Write(strLastChunk)
+				return err
+			}
+			r.nextEvent()
+		}
+		if !r.chunked {
+			_, err := c.Write(r.pending)
+			r.pending = nil
+			if err != nil || r.finished {
+				return err
+			}
+			continue
+		}
+		n := len(r.pending)
+		// pending is the tail of out, with chunkRoom bytes in front of it.
+		start := chunkRoom - hexLen(n) - 2
+		putHex(r.out[start:chunkRoom-2], n)
+		r.out[chunkRoom-2], r.out[chunkRoom-1] = '\r', '\n'
+		r.out = append(r.out[:chunkRoom+n], strCRLF...)
+		if r.finished {
+			r.out = append(r.out, strLastChunk...)
+		}
+		r.pending = nil
+		if _, err := c.Write(r.out[start:]); err != nil {
+			return err
+		}
+		if r.finished {
+			return nil
+		}
+	}
+}
+
+// hexLen is the number of hex digits of n > 0.
+func hexLen(n int) int {
+	d := 1
+	for n >= 16 {
+		n >>= 4
+		d++
+	}
+	return d
+}
+
+// putHex writes n in hex into dst, which is exactly hexLen(n) bytes long.
+func putHex(dst []byte, n int) {
+	const digits = "0123456789abcdef"
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = digits[n&15]
+		n >>= 4
+	}
+}

@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+const (
+	streamBody = `{"model":"chat","stream":true,"max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`
+	chatBody   = `{"model":"chat","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`
+)
+
+func rawRequest(t *testing.T, g *gw, body string, header ...string) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("POST /v1/chat/completions HTTP/1.1\r\nHost: " + g.Addr() + "\r\nContent-Type: application/json\r\n")
+	for _, h := range header {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("Content-Length: " + itoa(len(body)) + "\r\n\r\n" + body)
+	return b.String()
+}
+
+func itoa(n int) string { return string(appendInt(nil, int64(n))) }
+
+// readStream reads one streamed response and checks its framing and its events.
+func readStream(t *testing.T, br *bufio.Reader) *http.Response {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" ||
+		len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("status %d, header %v, transfer encoding %v", resp.StatusCode, resp.Header, resp.TransferEncoding)
+	}
+	if resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("X-Tollgate-Backend") != "up" {
+		t.Fatalf("header %v", resp.Header)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the stream: %v", err)
+	}
+	events := strings.Split(strings.TrimSuffix(string(body), "\n\n"), "\n\n")
+	if len(events) < 3 || events[len(events)-1] != "data: [DONE]" || !strings.Contains(events[0], `"chat.completion.chunk"`) {
+		t.Fatalf("stream body %q", body)
+	}
+	return resp
+}
+
+func readChat(t *testing.T, br *bufio.Reader) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), `"chat.completion"`) {
+		t.Fatalf("status %d, %v: %s", resp.StatusCode, err, body)
+	}
+}
+
+func dialGateway(t *testing.T, g *gw) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", g.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn, bufio.NewReader(conn)
+}
+
+// TestStreamKeepsConnection: after a stream the connection serves the client's next
+// requests, streamed or not.
+func TestStreamKeepsConnection(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	conn, br := dialGateway(t, g)
+	for _, body := range []string{streamBody, chatBody, streamBody, streamBody, chatBody} {
+		if _, err := io.WriteString(conn, rawRequest(t, g, body)); err != nil {
+			t.Fatal(err)
+		}
+		if body == streamBody {
+			readStream(t, br)
+		} else {
+			readChat(t, br)
+		}
+	}
+}
+
+// TestStreamPipelined: requests the client sends behind a stream before it ends are
+// answered in order on the same connection, none lost.
+func TestStreamPipelined(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{TPOT: 5 * time.Millisecond})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	conn, br := dialGateway(t, g)
+	all := rawRequest(t, g, streamBody) + rawRequest(t, g, chatBody) + rawRequest(t, g, streamBody) + rawRequest(t, g, chatBody)
+	if _, err := io.WriteString(conn, all); err != nil {
+		t.Fatal(err)
+	}
+	readStream(t, br)
+	readChat(t, br)
+	readStream(t, br)
+	readChat(t, br)
+}
+
+// TestStreamConnectionClose: a client that asks for Connection: close gets it said
+// in the header and the connection closed after the stream.
+func TestStreamConnectionClose(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	conn, br := dialGateway(t, g)
+	if _, err := io.WriteString(conn, rawRequest(t, g, streamBody, "Connection: close")); err != nil {
+		t.Fatal(err)
+	}
+	if resp := readStream(t, br); !resp.Close {
+		t.Fatalf("no Connection: close in %v", resp.Header)
+	}
+	if n, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection still open after the stream: %v %v", n, err)
+	}
+}
+
+// TestStreamHTTP10: an HTTP/1.0 client, which cannot read chunks, gets the events
+// unframed and the connection closed at the end.
+func TestStreamHTTP10(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	conn, br := dialGateway(t, g)
+	req := strings.Replace(rawRequest(t, g, streamBody), "HTTP/1.1", "HTTP/1.0", 1)
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || len(resp.TransferEncoding) != 0 ||
+		!strings.HasSuffix(string(body), "data: [DONE]\n\n") {
+		t.Fatalf("status %d, transfer encoding %v, %v: %q", resp.StatusCode, resp.TransferEncoding, err, body)
+	}
+}
