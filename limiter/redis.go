@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -126,12 +127,15 @@ type redisStore struct {
 	leaseUS float64
 	pool    sync.Pool
 
-	busy  atomic.Bool // a round trip is being built, sent or read
-	mu    sync.Mutex
-	takes []*waiter
-	adjs  []adjustOp
-	kick  chan struct{} // a check is queued: send now
-	later chan struct{} // only settlements are queued: send within settleDelay
+	busy atomic.Bool // a round trip is being built, sent or read
+	// lastTakes is how many checks the last round with any carried: above one, a
+	// request that sends a round gathers first.
+	lastTakes atomic.Int32
+	mu        sync.Mutex
+	takes     []*waiter
+	adjs      []adjustOp
+	kick      chan struct{} // a check is queued: send now
+	later     chan struct{} // only settlements are queued: send within settleDelay
 
 	// Owned by the holder of busy.
 	spareTakes []*waiter
@@ -277,7 +281,13 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 	if s.busy.CompareAndSwap(false, true) {
 		// No round trip in flight: this request sends the queue itself rather than
 		// paying two goroutine hand-offs through the flusher, which at low load cost
-		// more than Redis does. The round's deadline is this request's.
+		// more than Redis does. When the last round carried more than one check
+		// (load), it first lets the goroutines ready to run go ahead, as the
+		// flusher does (run), so that they queue theirs into this round. The
+		// round's deadline is this request's.
+		if s.lastTakes.Load() > 1 {
+			runtime.Gosched()
+		}
 		rctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 		s.flushOnce(rctx)
 		cancel()
@@ -429,6 +439,11 @@ func (s *redisStore) run() {
 			delay.Stop()
 		}
 		for s.busy.CompareAndSwap(false, true) {
+			// Let the goroutines that are ready to run go first: under load they
+			// are requests about to queue their checks, which then share this round
+			// instead of each paying for the next one. With nothing else to run
+			// this returns at once, so a lone check does not wait.
+			runtime.Gosched()
 			ctx, cancel := context.WithTimeout(context.Background(), s.round)
 			more := s.flushOnce(ctx)
 			cancel()
@@ -466,6 +481,9 @@ func (s *redisStore) flushOnce(ctx context.Context) bool {
 	if len(takes) == 0 && len(adjs) == 0 {
 		s.spareTakes, s.spareAdjs = takes, adjs
 		return false
+	}
+	if len(takes) > 0 {
+		s.lastTakes.Store(int32(min(len(takes), math.MaxInt32)))
 	}
 	s.roundTrip(ctx, takes, adjs)
 	clear(takes)
