@@ -2,8 +2,13 @@ package gateway
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -23,6 +28,8 @@ import (
 // chunkRoom is the space kept in front of each event in request.out for its chunk
 // header: up to 8 hex digits and CRLF.
 const chunkRoom = 10
+
+var errRelayPanic = errors.New("stream relay panicked")
 
 var (
 	strCRLF      = []byte("\r\n")
@@ -68,6 +75,20 @@ func (r *request) serveHijacked(hc net.Conn) {
 	s, conn := r.s, r.conn
 	r.conn = nil
 	defer s.hijacked.Add(-1)
+	released := false
+	// A panic while relaying (a bug) ends this stream and its connection, not the
+	// process, as fasthttp's own body stream writer would have had it.
+	defer func() {
+		if p := recover(); p != nil {
+			_ = conn.Close()
+			s.log.LogAttrs(context.Background(), slog.LevelError, "stream relay panicked",
+				slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+			if !released {
+				released = true
+				_ = r.endStream(errRelayPanic)
+			}
+		}
+	}()
 	err := r.relay(conn)
 	var next net.Conn
 	if err == nil && r.keepConn && !s.draining.Load() {
@@ -75,6 +96,7 @@ func (r *request) serveHijacked(hc net.Conn) {
 		// fasthttp's reader; it must not be lost by serving the bare socket.
 		next = pipelined(conn, hc, r.out[:1])
 	}
+	released = true
 	_ = r.endStream(err) // releases r
 	if next == nil {
 		_ = conn.Close()
