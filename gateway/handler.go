@@ -97,10 +97,11 @@ type request struct {
 
 	// a hijacked stream's connection (stream.go); hijackFn is serveHijacked, bound
 	// once per pooled request.
-	conn     net.Conn
-	keepConn bool
-	chunked  bool
-	hijackFn fasthttp.HijackHandler
+	conn        net.Conn
+	keepConn    bool
+	chunked     bool
+	deadlineSet time.Time // when relay last moved conn's write deadline
+	hijackFn    fasthttp.HijackHandler
 }
 
 var requestPool = sync.Pool{New: func() any {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -91,7 +92,7 @@ func (r *request) serveHijacked(hc net.Conn) {
 	}()
 	err := r.relay(conn)
 	var next net.Conn
-	if err == nil && r.keepConn && !s.draining.Load() {
+	if err == nil && r.keepConn && !s.draining.Load() && conn.SetWriteDeadline(time.Time{}) == nil {
 		// A request the client sent behind this one (pipelining) is already in
 		// fasthttp's reader; it must not be lost by serving the bare socket.
 		next = pipelined(conn, hc, r.out[:1])
@@ -137,7 +138,7 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // relay writes the response header, then every event in one write: as one chunk, the
 // last with the terminating chunk, or bare to an HTTP/1.0 client.
 func (r *request) relay(c net.Conn) error {
-	if _, err := c.Write(r.out); err != nil {
+	if err := r.writeClient(c, r.out); err != nil {
 		return err
 	}
 	for {
@@ -148,13 +149,12 @@ func (r *request) relay(c net.Conn) error {
 				if !r.chunked {
 					return nil
 				}
-				_, err := c.Write(strLastChunk)
-				return err
+				return r.writeClient(c, strLastChunk)
 			}
 			r.nextEvent()
 		}
 		if !r.chunked {
-			_, err := c.Write(r.pending)
+			err := r.writeClient(c, r.pending)
 			r.pending = nil
 			if err != nil || r.finished {
 				return err
@@ -171,13 +171,36 @@ func (r *request) relay(c net.Conn) error {
 			r.out = append(r.out, strLastChunk...)
 		}
 		r.pending = nil
-		if _, err := c.Write(r.out[start:]); err != nil {
+		if err := r.writeClient(c, r.out[start:]); err != nil {
 			return err
 		}
 		if r.finished {
 			return nil
 		}
 	}
+}
+
+// sendTimeout bounds how long a write to a stream's client may block: a client that
+// takes nothing for that long loses the stream and its connection, and the upstream
+// request is aborted (nginx's send_timeout, with the same default).
+var sendTimeout atomic.Int64 // a time.Duration; tests shorten it
+
+func init() { sendTimeout.Store(int64(60 * time.Second)) }
+
+// writeClient writes p to the stream's client. The write deadline is moved on only
+// when half of sendTimeout has gone by since it was last set, so that a stream of
+// many small events does not re-arm a timer per event; any one write may block
+// between half of sendTimeout and all of it.
+func (r *request) writeClient(c net.Conn, p []byte) error {
+	timeout := time.Duration(sendTimeout.Load())
+	if now := time.Now(); now.Sub(r.deadlineSet) > timeout/2 {
+		if err := c.SetWriteDeadline(now.Add(timeout)); err != nil {
+			return err
+		}
+		r.deadlineSet = now
+	}
+	_, err := c.Write(p)
+	return err
 }
 
 // hexLen is the number of hex digits of n > 0.

@@ -149,3 +149,27 @@ func TestStreamHTTP10(t *testing.T) {
 		t.Fatalf("status %d, transfer encoding %v, %v: %q", resp.StatusCode, resp.TransferEncoding, err, body)
 	}
 }
+
+// TestStreamSendTimeout: a client that stops reading loses its stream once a write
+// has blocked for the send timeout, and the upstream request is aborted, rather than
+// both being held for as long as the connection lives.
+func TestStreamSendTimeout(t *testing.T) {
+	old := sendTimeout.Swap(int64(300 * time.Millisecond))
+	t.Cleanup(func() { sendTimeout.Store(old) })
+	mock, addr := startMock(t, mockllm.Options{MaxTokens: 1 << 20, MaxModelLen: 1 << 21, TPOT: time.Microsecond})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	conn, br := dialGateway(t, g)
+	body := `{"model":"chat","stream":true,"max_tokens":1000000,"messages":[{"role":"user","content":"go on"}]}`
+	if _, err := io.WriteString(conn, rawRequest(t, g, body)); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream did not start: %v", err)
+	}
+	// Read nothing more: the socket buffers fill, the gateway's write blocks.
+	waitFor(t, func() bool { return mock.Stats().Running == 1 })
+	waitFor(t, func() bool { return g.hijacked.Load() == 0 && mock.Stats().Running == 0 })
+	if !strings.Contains(g.logs.String(), `"status":499`) {
+		t.Errorf("no access log line with status 499:\n%s", g.logs.String())
+	}
+}
