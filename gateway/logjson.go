@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
 // accessEntry is one access log line.
@@ -94,15 +95,15 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 	b = append(b, `{"time":"`...)
 	b = now.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
-	b = appendJSONString(b, e.requestID)
+	b = jsonscan.AppendQuoteNoHTML(b, e.requestID)
 	b = append(b, `,"trace_id":`...)
-	b = appendJSONString(b, e.traceID)
+	b = jsonscan.AppendQuoteNoHTML(b, e.traceID)
 	b = append(b, `,"endpoint":`...)
-	b = appendJSONString(b, e.endpoint)
+	b = jsonscan.AppendQuoteNoHTML(b, e.endpoint)
 	b = append(b, `,"backend":`...)
-	b = appendJSONString(b, e.backend)
+	b = jsonscan.AppendQuoteNoHTML(b, e.backend)
 	b = append(b, `,"variant":`...)
-	b = appendJSONString(b, e.variant)
+	b = jsonscan.AppendQuoteNoHTML(b, e.variant)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
 	b = append(b, `,"input_tokens":`...)
@@ -116,11 +117,11 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 	b = append(b, `,"latency_ms":`...)
 	b = appendJSONFloat(b, e.latencyMS)
 	b = append(b, `,"key":`...)
-	b = appendJSONString(b, e.key)
+	b = jsonscan.AppendQuoteNoHTML(b, e.key)
 	b = append(b, `,"attempts":`...)
 	b = strconv.AppendInt(b, int64(e.attempts), 10)
 	b = append(b, `,"error":`...)
-	b = appendJSONString(b, e.errKind)
+	b = jsonscan.AppendQuoteNoHTML(b, e.errKind)
 	return append(b, "}\n"...)
 }
 
@@ -144,56 +145,4 @@ func appendJSONFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString writes s as a JSON string with slog's escaping: quote, backslash and
-// control characters escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -436,43 +436,58 @@ func hex4(b []byte) uint16 {
 
 // AppendQuote appends s as a JSON string, escaping what JSON requires and the HTML
 // characters, so any bytes can be embedded in a response body safely.
-func AppendQuote(dst []byte, s string) []byte {
+func AppendQuote(dst []byte, s string) []byte { return appendQuote(dst, s, true) }
+
+// AppendQuoteNoHTML is AppendQuote leaving <, > and & as they are, as encoding/json
+// does with SetEscapeHTML(false) and slog's JSON handler always does.
+func AppendQuoteNoHTML(dst []byte, s string) []byte { return appendQuote(dst, s, false) }
+
+// appendQuote escapes quote, backslash and control characters, writes invalid UTF-8
+// as U+FFFD, escapes U+2028 and U+2029 (and with html <, > and &), and copies every
+// run of bytes that needs nothing at once.
+func appendQuote(dst []byte, s string, html bool) []byte {
+	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
+	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c < utf8.RuneSelf {
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && n == 1 {
-				dst = append(dst, `\ufffd`...)
-			} else if r == '\u2028' || r == '\u2029' {
-				dst = append(dst, `\u202`...)
-				dst = append(dst, "89"[r-'\u2028'])
-			} else {
-				dst = append(dst, s[i:i+n]...)
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && (!html || (c != '<' && c != '>' && c != '&')) {
+				i++
+				continue
 			}
-			i += n
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
 			continue
 		}
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			const hex = "0123456789abcdef"
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			start = i + n
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\u202`...)
+			dst = append(dst, "89"[r-'\u2028'])
+			start = i + n
 		}
-		i++
+		i += n
 	}
+	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
 

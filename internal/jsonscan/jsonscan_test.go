@@ -3,6 +3,7 @@ package jsonscan
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -73,14 +74,19 @@ func TestUnquote(t *testing.T) {
 }
 
 func TestQuoteRoundTrip(t *testing.T) {
-	for _, s := range []string{"", "a\"b\\c", "<tag>&", "\x00\x1f", "é😀", "\u2028", "\xff"} {
-		q := AppendQuote(nil, s)
-		var back string
-		if err := json.Unmarshal(q, &back); err != nil {
-			t.Fatalf("AppendQuote(%q) = %s: %v", s, q, err)
-		}
-		if want := string(bytes.ToValidUTF8([]byte(s), []byte("\uFFFD"))); back != want {
-			t.Fatalf("round trip of %q gave %q", s, back)
+	for _, s := range []string{"", "a\"b\\c", "<tag>&", "\x00\x1f", "é😀", "\u2028", "\xff", "long run before a \n and after"} {
+		for name, quote := range map[string]func([]byte, string) []byte{"AppendQuote": AppendQuote, "AppendQuoteNoHTML": AppendQuoteNoHTML} {
+			q := quote(nil, s)
+			var back string
+			if err := json.Unmarshal(q, &back); err != nil {
+				t.Fatalf("%s(%q) = %s: %v", name, s, q, err)
+			}
+			if want := string(bytes.ToValidUTF8([]byte(s), []byte("\uFFFD"))); back != want {
+				t.Fatalf("%s: round trip of %q gave %q", name, s, back)
+			}
+			if html := bytes.ContainsAny(q, "<>&"); html != (name == "AppendQuoteNoHTML" && strings.ContainsAny(s, "<>&")) {
+				t.Fatalf("%s(%q) = %s: HTML characters", name, s, q)
+			}
 		}
 	}
 }
