@@ -49,11 +49,18 @@ func startStaticUpstream(tb testing.TB) string {
 // newTestServer builds a gateway on a config file written from yaml.
 func newTestServer(tb testing.TB, yaml string) *Server {
 	tb.Helper()
+	return newServerWith(tb, yaml, Options{Logger: discardLogger()})
+}
+
+// newServerWith builds a Server from yaml with opt, without listening, and retires its
+// runtime when the test ends.
+func newServerWith(tb testing.TB, yaml string, opt Options) *Server {
+	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "tollgate.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	s, err := New(path, Options{Logger: discardLogger()})
+	s, err := New(path, opt)
 	if err != nil {
 		tb.Fatal(err)
 	}

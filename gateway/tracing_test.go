@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,18 +62,7 @@ endpoints:
 tracing: ` + tracingYAML + `
 logging: {level: error}
 `
-	path := filepath.Join(t.TempDir(), "tollgate.yaml")
-	os.WriteFile(path, []byte(yaml), 0o644)
-	s, err := New(path, Options{Logger: discardLogger(), SpanExporter: exp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if rt := s.rt.Swap(nil); rt != nil {
-			rt.retire()
-		}
-	})
-	return s, exp
+	return newServerWith(t, yaml, Options{Logger: discardLogger(), SpanExporter: exp}), exp
 }
 
 func flush(t *testing.T, s *Server) {
@@ -233,13 +220,7 @@ endpoints:
 tracing: {exporter: otlp-grpc, sample_ratio: 1}
 logging: {level: error}
 `
-	path := filepath.Join(t.TempDir(), "tollgate.yaml")
-	os.WriteFile(path, []byte(yaml), 0o644)
-	s, err := New(path, Options{Logger: discardLogger(), SpanExporter: exp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.rt.Swap(nil).retire() })
+	s := newServerWith(t, yaml, Options{Logger: discardLogger(), SpanExporter: exp})
 	proxyOnce(s, newProxyCtx(benchChatBody))
 	flush(t, s)
 	exp.Reset()
