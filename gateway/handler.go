@@ -689,7 +689,7 @@ func (r *request) nextEvent() {
 		e := errUpstreamDown
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"
-		r.out = append(append(r.out[:0], chunkSpace[:]...), strDataPrefix...)
+		r.out = append(r.eventBuf(), strDataPrefix...)
 		r.out = appendError(r.out, &e)
 		r.out = append(r.out, strEventEnd...)
 		r.pending = r.out[chunkRoom:]
@@ -697,7 +697,7 @@ func (r *request) nextEvent() {
 	}
 	if r.ev.Done {
 		r.finished = true
-		r.out = append(append(r.out[:0], chunkSpace[:]...), strDoneEvent...)
+		r.out = append(r.eventBuf(), strDoneEvent...)
 		r.pending = r.out[chunkRoom:]
 		return
 	}
@@ -710,7 +710,7 @@ func (r *request) nextEvent() {
 	if r.ev.UsageOnly && r.hideUse {
 		return
 	}
-	r.out = append(append(r.out[:0], chunkSpace[:]...), strDataPrefix...)
+	r.out = append(r.eventBuf(), strDataPrefix...)
 	r.out = append(r.out, r.ev.Data...)
 	r.out = append(r.out, strEventEnd...)
 	r.pending = r.out[chunkRoom:]
@@ -747,11 +747,16 @@ func (r *request) endStream(werr error) error {
 
 // finish records a request answered within the handler and releases it.
 func (r *request) finish(ctx *fasthttp.RequestCtx, status int) {
-	if len(ctx.Response.Header.PeekBytes(hdrRequestID)) == 0 {
-		ctx.Response.Header.SetBytesKV(hdrRequestID, r.reqID)
-	}
+	r.setRequestIDHeader(&ctx.Response.Header)
 	r.record(status)
 	r.release()
+}
+
+// setRequestIDHeader puts the request's ID on a response that does not carry one yet.
+func (r *request) setRequestIDHeader(h *fasthttp.ResponseHeader) {
+	if len(h.PeekBytes(hdrRequestID)) == 0 {
+		h.SetBytesKV(hdrRequestID, r.reqID)
+	}
 }
 
 // record settles the request's limits, counts it in the metrics and writes the access

@@ -38,13 +38,14 @@ var (
 	chunkSpace   [chunkRoom]byte
 )
 
+// eventBuf is out emptied down to the room relay fills with an event's chunk header.
+func (r *request) eventBuf() []byte { return append(r.out[:0], chunkSpace[:]...) }
+
 // hijackStream hands the response to serveHijacked. The header is serialized now,
 // while the RequestCtx is the handler's; the caller has set what it carries.
 func (r *request) hijackStream(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Response.Header
-	if len(h.PeekBytes(hdrRequestID)) == 0 {
-		h.SetBytesKV(hdrRequestID, r.reqID)
-	}
+	r.setRequestIDHeader(h)
 	// HTTP/1.0 has no chunks: such a client reads the events to the end of the
 	// connection.
 	r.chunked = ctx.Request.Header.IsHTTP11()

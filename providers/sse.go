@@ -222,9 +222,10 @@ var errDrainTimeout = errors.New("upstream body did not end after its last event
 
 // drain reads to the end of the body after the stream's last event, so that fasthttp
 // sees the body fully read and puts the connection back in the pool: a body closed
-// before its terminator costs the next request a new connection. The client's response
-// is not complete until Close returns, so an upstream that holds its body open after
-// the last event is cut by drains and its connection dropped.
+// before its terminator costs the next request a new connection. The caller waits for
+// Close to settle the stream (and the gateway to serve the client's next request on
+// that connection), so an upstream that holds its body open after the last event is
+// cut by drains and its connection dropped.
 func (s *sseReader) drain() {
 	c, ok := s.up.BodyStream().(bodyCloser)
 	if !ok {
