@@ -108,10 +108,17 @@ func (nopLogger) Printf(string, ...any) {}
 // a hijacked stream writes and has nothing to read.
 type sinkConn struct {
 	net.Conn
-	n int
+	n      int
+	panics bool // Write panics, as a bug in the relay would
 }
 
-func (c *sinkConn) Write(p []byte) (int, error)      { c.n += len(p); return len(p), nil }
+func (c *sinkConn) Write(p []byte) (int, error) {
+	if c.panics {
+		panic("sinkConn: write panics on purpose")
+	}
+	c.n += len(p)
+	return len(p), nil
+}
 func (c *sinkConn) Read([]byte) (int, error)         { return 0, io.EOF }
 func (c *sinkConn) Close() error                     { return nil }
 func (c *sinkConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080} }

@@ -173,3 +173,28 @@ func TestStreamSendTimeout(t *testing.T) {
 		t.Errorf("no access log line with status 499:\n%s", g.logs.String())
 	}
 }
+
+// TestStreamRelayPanic: a panic while a stream is relayed ends that stream with an
+// error log and frees what it held; the process goes on.
+func TestStreamRelayPanic(t *testing.T) {
+	logs := &syncBuffer{}
+	s := newServerWith(t, benchConfig(startStaticSSEUpstream(t)), Options{Logger: slogTo(logs)})
+	ctx := newProxyCtx([]byte(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	ctx.Conn().(*sinkConn).panics = true
+	streamOnce(t, s, ctx, nil)
+	if !strings.Contains(logs.String(), "stream relay panicked") {
+		t.Fatalf("no log line for the panic:\n%s", logs.String())
+	}
+	if n := s.hijacked.Load(); n != 0 {
+		t.Fatalf("%d hijacked streams still counted", n)
+	}
+	if n := s.rt.Load().refs.Load(); n != 0 {
+		t.Fatalf("the stream still holds the runtime (%d references)", n)
+	}
+	// The next stream is served as usual.
+	ctx = newProxyCtx([]byte(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	ctx.Request.Header.SetConnectionClose()
+	if n := streamOnce(t, s, ctx, nil); n < 1000 {
+		t.Fatalf("the next stream wrote %d bytes", n)
+	}
+}
