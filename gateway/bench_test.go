@@ -253,16 +253,6 @@ func processCPU(b *testing.B) float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// redisCPU is the CPU time rds has used, in seconds.
-func redisCPU(b *testing.B, rds *redistest.Server) float64 {
-	b.Helper()
-	cpu, err := rds.CPU()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return cpu
-}
-
 // BenchmarkProxyChatAccessLog is BenchmarkProxyChat with the access log on (written to
 // a discarding JSON handler), to price the log line.
 func BenchmarkProxyChatAccessLog(b *testing.B) {
@@ -285,7 +275,7 @@ func benchmarkLimitedParallel(b *testing.B, limiterYAML string, rds *redistest.S
 	before := s.rt.Load().lim.Stats()
 	var cpu0 float64
 	if rds != nil {
-		cpu0 = redisCPU(b, rds)
+		cpu0 = rds.CPU(b)
 	}
 	self0 := processCPU(b)
 	b.RunParallel(func(pb *testing.PB) {
@@ -301,7 +291,7 @@ func benchmarkLimitedParallel(b *testing.B, limiterYAML string, rds *redistest.S
 	self := processCPU(b) - self0
 	if st := s.rt.Load().lim.Stats(); st.RedisChecks > before.RedisChecks {
 		b.ReportMetric(1000*float64(st.RoundTrips-before.RoundTrips)/float64(st.RedisChecks-before.RedisChecks), "roundtrips/1000req")
-		red := redisCPU(b, rds) - cpu0
+		red := rds.CPU(b) - cpu0
 		b.ReportMetric(red*1e6/float64(b.N), "redis-cpu-µs/req")
 		self += red
 	}

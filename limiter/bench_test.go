@@ -120,7 +120,7 @@ func BenchmarkRedisTake(b *testing.B) {
 			var mu sync.Mutex
 			all := hdrhistogram.New(1, int64(10*time.Second/time.Nanosecond), 3)
 			before := l.Stats()
-			cpu0 := redisCPU(b, srv)
+			cpu0 := srv.CPU(b)
 			b.ReportAllocs()
 			start := time.Now()
 			run := func(next func() bool) {
@@ -158,20 +158,10 @@ func BenchmarkRedisTake(b *testing.B) {
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "checks/s")
 			if checks > 0 {
 				b.ReportMetric(1000*float64(trips)/float64(checks), "roundtrips/1000checks")
-				b.ReportMetric((redisCPU(b, srv)-cpu0)*1e6/float64(checks), "redis-cpu-µs/check")
+				b.ReportMetric((srv.CPU(b)-cpu0)*1e6/float64(checks), "redis-cpu-µs/check")
 			}
 		})
 	}
-}
-
-// redisCPU is the CPU time srv has used, in seconds.
-func redisCPU(tb testing.TB, srv *redistest.Server) float64 {
-	tb.Helper()
-	cpu, err := srv.CPU()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return cpu
 }
 
 func BenchmarkAppendHeaders(b *testing.B) {

@@ -68,11 +68,13 @@ func Start(t testing.TB) *Server {
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
 // CPU is the processor time the server has used so far, user and system, in seconds
-// (INFO cpu): benchmarks divide its growth by the work done to price Redis's share.
-func (s *Server) CPU() (float64, error) {
+// (INFO cpu): benchmarks divide its growth by the work done to price Redis's share. A
+// failed reading fails tb.
+func (s *Server) CPU(tb testing.TB) float64 {
+	tb.Helper()
 	info, err := Command(s.Addr(), "INFO", "cpu")
 	if err != nil {
-		return 0, err
+		tb.Fatalf("redistest: INFO cpu: %v", err)
 	}
 	var total float64
 	for _, line := range strings.Split(info, "\n") {
@@ -80,12 +82,12 @@ func (s *Server) CPU() (float64, error) {
 		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				return 0, errors.New("redistest: INFO cpu line " + line)
+				tb.Fatalf("redistest: INFO cpu line %q", line)
 			}
 			total += f
 		}
 	}
-	return total, nil
+	return total
 }
 
 // URL is a redis:// URL for database 0 of the server.
