@@ -10,6 +10,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -74,7 +75,14 @@ logging: {level: error, access_log: false}
 		t.Fatalf("%d requests failed after a replica died; retries should hide it", f)
 	}
 	waitFor(t, func() bool {
-		return strings.Contains(scrape(t, g), `tollgate_backend_up{backend="pool",target="`+addrs[1]+`"} 0`)
+		fams, err := promtest.Scrape("http://" + g.AdminAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		up, ok := promtest.Sum(fams, "tollgate_backend_up", func(l map[string]string) bool {
+			return l["backend"] == "pool" && l["target"] == addrs[1]
+		})
+		return ok && up == 0
 	})
 	before := [3]int64{mocks[0].Stats().Requests["/v1/chat/completions"], 0, mocks[2].Stats().Requests["/v1/chat/completions"]}
 	call(20)
@@ -87,25 +95,6 @@ logging: {level: error, access_log: false}
 		call(3)
 		return back.Stats().Requests["/v1/chat/completions"] > 0
 	})
-}
-
-func scrape(t *testing.T, g *gw) string {
-	t.Helper()
-	resp, err := http.Get("http://" + g.AdminAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return b.String()
 }
 
 func TestRetriesThenFallbacksInOrder(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,11 +25,9 @@ func rawRequest(t *testing.T, g *gw, body string, header ...string) string {
 	for _, h := range header {
 		b.WriteString(h + "\r\n")
 	}
-	b.WriteString("Content-Length: " + itoa(len(body)) + "\r\n\r\n" + body)
+	b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 	return b.String()
 }
-
-func itoa(n int) string { return string(appendInt(nil, int64(n))) }
 
 // readStream reads one streamed response and checks its framing and its events.
 func readStream(t *testing.T, br *bufio.Reader) *http.Response {

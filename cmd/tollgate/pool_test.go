@@ -1,14 +1,15 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tollgate/tollgate/internal/promtest"
 )
 
 // mockProcess is one mockllm program on addr.
@@ -45,30 +46,15 @@ func (m *mockProcess) kill() {
 	}
 }
 
-// served is how many chat completions the replica has answered, from its own /metrics.
-func (m *mockProcess) served(t *testing.T) int {
-	t.Helper()
-	resp, err := http.Get("http://" + m.addr + "/metrics")
+// served is how many chat completions the replica has answered, from its own
+// /metrics; -1 while it cannot be read.
+func (m *mockProcess) served() int {
+	fams, err := promtest.Scrape("http://" + m.addr + "/metrics")
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	total, found := 0.0, false
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "vllm:request_success_total{") {
-			f := strings.Fields(line)
-			n, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			total, found = total+n, true
-		}
-	}
-	if !found {
-		return 0
-	}
-	return int(total)
+	n, _ := promtest.Sum(fams, "vllm:request_success_total", nil)
+	return int(n)
 }
 
 // TestPoolSurvivesAKilledReplica runs a gateway in front of three mockllm processes
@@ -101,28 +87,21 @@ logging: {level: error, access_log: false}
 	mocks[1].kill()
 	killedAt := l.ok.Load()
 	time.Sleep(2 * time.Second)
+	dead := func(l map[string]string) bool { return l["backend"] == "pool" && l["target"] == addrs[1] }
 	waitUntil(t, func() bool {
-		return strings.Contains(scrapeAdmin(t, gw), `tollgate_backend_up{backend="pool",target="`+addrs[1]+`"} 0`)
+		up, ok := promtest.Sum(scrapeAdmin(t, gw), "tollgate_backend_up", dead)
+		return ok && up == 0
 	})
 	// The kill must have hit requests: attempts on the dead replica that failed (cut
 	// mid-answer, or refused before it was marked down) and were retried elsewhere.
-	lost := 0.0
-	for _, l := range strings.Split(scrapeAdmin(t, gw), "\n") {
-		if strings.HasPrefix(l, "tollgate_upstream_attempts_total{") && strings.Contains(l, `target="`+addrs[1]+`"`) &&
-			!strings.Contains(l, `outcome="ok"`) {
-			f := strings.Fields(l)
-			n, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			lost += n
-			if n > 0 {
-				t.Log(l)
-			}
-		}
-	}
+	lost, _ := promtest.Sum(scrapeAdmin(t, gw), "tollgate_upstream_attempts_total", func(l map[string]string) bool {
+		return dead(l) && l["outcome"] != "ok"
+	})
 	if lost == 0 {
 		t.Fatal("no attempt on the killed replica failed: the test did not exercise the retry")
 	}
 	back := startMockProcess(t, addrs[1])
-	waitUntil(t, func() bool { return back.served(t) > 0 })
+	waitUntil(t, func() bool { return back.served() > 0 })
 	l.finish()
 	ok, failed := l.ok.Load(), l.refused.Load()+l.other.Load()
 	t.Logf("%d requests answered (%d after the kill), %d failed", ok, ok-killedAt, failed)
@@ -134,13 +113,11 @@ logging: {level: error, access_log: false}
 	}
 }
 
-func scrapeAdmin(t *testing.T, r *replica) string {
+func scrapeAdmin(t *testing.T, r *replica) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get("http://" + r.admin + "/metrics")
+	fams, err := promtest.Scrape("http://" + r.admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return fams
 }
