@@ -179,6 +179,13 @@ func TestShutdownDrainsStream(t *testing.T) {
 	for stream.Next() {
 		acc.AddChunk(stream.Current())
 		chunks++
+		if chunks == 5 {
+			select {
+			case <-stopped:
+				t.Fatal("shutdown finished while a stream was still being written")
+			default:
+			}
+		}
 	}
 	if err := stream.Err(); err != nil {
 		t.Fatalf("stream broken by shutdown after %d chunks: %v", chunks, err)
