@@ -399,6 +399,9 @@ func (w *worker) do(i int64, sched time.Time, o *outcome) {
 	o.lat = time.Since(sched)
 }
 
+// maxTrailing bounds what readStream reads past [DONE] to reach the body's end.
+const maxTrailing = 64 << 10
+
 // readStream consumes an SSE body, timing each content chunk as it
 // arrives at the client.
 func (w *worker) readStream(sched time.Time, o *outcome) {
@@ -438,6 +441,10 @@ func (w *worker) readStream(sched time.Time, o *outcome) {
 				return
 			}
 			o.lat = now.Sub(sched)
+			// Read the body's end too (the chunked terminator behind [DONE]),
+			// as the official SDKs do, so that the connection is kept for
+			// the next request rather than closed with unread bytes.
+			_, _ = io.Copy(io.Discard, io.LimitReader(w.br, maxTrailing))
 			return
 		}
 		if !hasContent(data) {

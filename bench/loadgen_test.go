@@ -133,6 +133,22 @@ func TestRunLoadActiveStreamsReturnToZero(t *testing.T) {
 	}
 }
 
+// TestRunLoadStreamsKeepConnections: a stream is read to the body's end, so its
+// connection serves the next request instead of being closed with the chunked
+// terminator unread.
+func TestRunLoadStreamsKeepConnections(t *testing.T) {
+	s := startStandIn(t, "")
+	spec := shortSpec(kindStream)
+	tg := &target{Name: "standin", Addr: s.addr(), Model: "m", client: newClient(s.addr(), spec.Conns, spec.Timeout, true, 0)}
+	st := runLoad(context.Background(), tg, &spec, quietProgress())
+	if st.OK == 0 || st.Errs.Total() != 0 {
+		t.Fatalf("ok %d, errors %v", st.OK, st.Errs)
+	}
+	if n := s.conns.Load(); n > int64(spec.Conns) {
+		t.Fatalf("%d streams opened %d connections, want at most %d (one per worker)", st.Sent, n, spec.Conns)
+	}
+}
+
 func TestRunLoadStopsOnCancel(t *testing.T) {
 	s := startStandIn(t, "")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -17,7 +18,8 @@ type standIn struct {
 	ln    net.Listener
 	srv   *fasthttp.Server
 	fault string
-	users sync.Map // X-User-ID values seen
+	users sync.Map     // X-User-ID values seen
+	conns atomic.Int64 // connections accepted
 }
 
 func startStandIn(t *testing.T, fault string) *standIn {
@@ -27,7 +29,11 @@ func startStandIn(t *testing.T, fault string) *standIn {
 		t.Fatal(err)
 	}
 	s := &standIn{ln: ln, fault: fault}
-	s.srv = &fasthttp.Server{Handler: s.handle}
+	s.srv = &fasthttp.Server{Handler: s.handle, ConnState: func(_ net.Conn, st fasthttp.ConnState) {
+		if st == fasthttp.StateNew {
+			s.conns.Add(1)
+		}
+	}}
 	go func() { _ = s.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = s.srv.Shutdown() })
 	return s
