@@ -22,6 +22,9 @@ import (
 var version = "dev"
 
 func main() {
+	if servesAPI(os.Args[1:]) {
+		reexecTuned()
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
