@@ -59,8 +59,10 @@ func startReplicas(t *testing.T, n int, body string) []*replica {
 		t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
 		out = append(out, r)
 	}
+	// Three processes starting beside the rest of the suite on two cores can take
+	// more than the usual 5 s to answer.
 	for _, r := range out {
-		waitUntil(t, func() bool {
+		waitUntilWithin(t, 20*time.Second, func() bool {
 			resp, err := http.Get("http://" + r.admin + "/readyz")
 			if err != nil {
 				return false
