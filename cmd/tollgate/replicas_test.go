@@ -56,7 +56,13 @@ func startReplicas(t *testing.T, n int, body string) []*replica {
 		if err := r.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
+		t.Cleanup(func() {
+			r.cmd.Process.Kill()
+			r.cmd.Wait()
+			if t.Failed() {
+				t.Logf("replica %d (%s) logs:\n%s", i, r.api, r.logs.String())
+			}
+		})
 		out = append(out, r)
 	}
 	// Three processes starting beside the rest of the suite on two cores can take
