@@ -104,6 +104,13 @@ type nopLogger struct{}
 
 func (nopLogger) Printf(string, ...any) {}
 
+// The addresses are made once, as a real connection's are: a per-call allocation
+// here would be charged to the request path.
+var (
+	sinkLocal  net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
+	sinkRemote net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+)
+
 // sinkConn is the client end of a RequestCtx driven without a server: it counts what
 // a hijacked stream writes and has nothing to read.
 type sinkConn struct {
@@ -121,8 +128,8 @@ func (c *sinkConn) Write(p []byte) (int, error) {
 }
 func (c *sinkConn) Read([]byte) (int, error)         { return 0, io.EOF }
 func (c *sinkConn) Close() error                     { return nil }
-func (c *sinkConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080} }
-func (c *sinkConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (c *sinkConn) LocalAddr() net.Addr              { return sinkLocal }
+func (c *sinkConn) RemoteAddr() net.Addr             { return sinkRemote }
 func (c *sinkConn) SetDeadline(time.Time) error      { return nil }
 func (c *sinkConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *sinkConn) SetWriteDeadline(time.Time) error { return nil }
