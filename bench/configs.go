@@ -76,8 +76,8 @@ type gwRedis struct {
 }
 
 type gwLimiter struct {
-	Store string  `yaml:"store"`
-	Redis gwRedis `yaml:"redis"`
+	Store string   `yaml:"store"`
+	Redis *gwRedis `yaml:"redis,omitempty"`
 }
 
 type gwTracing struct {
@@ -99,6 +99,7 @@ type gwParams struct {
 	Canary        string // host:port of the canary mockllm (ab), or ""
 	Model         string
 	RedisURL      string // redis-limits, or ""
+	MemoryLimits  bool   // the limits RedisURL would carry, in the memory store
 	OTLPEndpoint  string // tracing, or ""
 	// UpstreamConns raises the backend's connection cap (streams-10k: every
 	// open stream holds one upstream connection); 0 keeps the default.
@@ -137,8 +138,11 @@ func gatewayConfig(p gwParams) ([]byte, error) {
 		chat.Canary = &gwCanary{Backend: "m2", Steps: []int{5, 10, 25, 50, 75, 100},
 			Interval: "24h", MaxErrorRate: 0.5, MaxP99: "10s"}
 	}
-	if p.RedisURL != "" {
-		c.Limiter = &gwLimiter{Store: "redis", Redis: gwRedis{URL: p.RedisURL}}
+	if p.RedisURL != "" || p.MemoryLimits {
+		c.Limiter = &gwLimiter{Store: "memory"}
+		if p.RedisURL != "" {
+			c.Limiter = &gwLimiter{Store: "redis", Redis: &gwRedis{URL: p.RedisURL}}
+		}
 		// Two buckets every request must pass, sized never to refuse: the
 		// scenario measures the check, not the rejection.
 		c.Endpoints[0].Limits = []gwLimit{

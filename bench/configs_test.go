@@ -1,9 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/tollgate/tollgate/gateway"
 	"gopkg.in/yaml.v3"
 )
 
@@ -15,6 +18,8 @@ func TestGatewayConfig(t *testing.T) {
 	withRedis.RedisURL = "redis://127.0.0.1:16379/0"
 	withTracing := base
 	withTracing.OTLPEndpoint = "127.0.0.1:14317"
+	withMemory := base
+	withMemory.MemoryLimits = true
 	cases := []struct {
 		name string
 		p    gwParams
@@ -22,6 +27,7 @@ func TestGatewayConfig(t *testing.T) {
 		{"chat", base},
 		{"ab", withAB},
 		{"redis-limits", withRedis},
+		{"memory-limits", withMemory},
 		{"tracing", withTracing},
 	}
 	for _, tc := range cases {
@@ -31,6 +37,14 @@ func TestGatewayConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden(t, "gateway-"+tc.name+".yaml", y)
+			// The gateway itself accepts it.
+			path := filepath.Join(t.TempDir(), "tollgate.yaml")
+			if err := os.WriteFile(path, y, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := gateway.Validate(path); err != nil {
+				t.Fatalf("tollgate validate: %v\n%s", err, y)
+			}
 			// The contract's top-level keys, and nothing else.
 			var top map[string]yaml.Node
 			if err := yaml.Unmarshal(y, &top); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -102,6 +103,8 @@ type env struct {
 	cores CoreMap
 	procs []*proc
 	otlp  *otlpReceiver
+	// redisPort is the scenario's redis-server, 0 when it has none.
+	redisPort int
 }
 
 func newEnv(o *options, b *bins, cores CoreMap) (*env, error) {
@@ -240,7 +243,42 @@ func (e *env) startRedis(ctx context.Context) (string, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	e.redisPort = port
 	return "redis://" + loopback(port) + "/0", nil
+}
+
+// redisScriptCalls is how many script calls (EVALSHA and EVAL) the scenario's
+// redis-server has run, from INFO commandstats; 0 without one or on error.
+func (e *env) redisScriptCalls(ctx context.Context) int64 {
+	if e.redisPort == 0 {
+		return 0
+	}
+	out, err := exec.CommandContext(ctx, "redis-cli", "-p", strconv.Itoa(e.redisPort), "info", "commandstats").Output()
+	if err != nil {
+		return 0
+	}
+	return scriptCalls(string(out))
+}
+
+// scriptCalls sums the calls= of the evalsha and eval lines of INFO commandstats.
+func scriptCalls(info string) int64 {
+	var n int64
+	for line := range strings.Lines(info) {
+		line = strings.TrimSpace(line)
+		for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
+			v, ok := strings.CutPrefix(line, cmd)
+			if !ok {
+				continue
+			}
+			if i := strings.IndexByte(v, ','); i >= 0 {
+				v = v[:i]
+			}
+			if c, err := strconv.ParseInt(v, 10, 64); err == nil {
+				n += c
+			}
+		}
+	}
+	return n
 }
 
 // probe sends one request through t and reports what went wrong, so a

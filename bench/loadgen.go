@@ -79,6 +79,10 @@ type loadSpec struct {
 	// Active, when set, counts streams between their first content chunk
 	// and their end.
 	Active *atomic.Int64
+	// Closed runs the load closed-loop: every worker sends its next request
+	// as soon as its last is answered, and Rate is ignored. It measures the
+	// highest rate a path sustains at Conns concurrent clients.
+	Closed bool
 }
 
 func (s *loadSpec) readBuf() int {
@@ -258,6 +262,9 @@ var (
 // still timed from its scheduled time, so a slow path shows up as latency
 // and never as a lower send rate (no coordinated omission).
 func runLoad(ctx context.Context, t *target, s *loadSpec, prog *progress) *runStats {
+	if s.Closed {
+		return runClosed(ctx, t, s, prog)
+	}
 	p := pacer{rate: s.Rate}
 	total := p.count(s.Warmup + s.Duration)
 	st := newRunStats()
@@ -320,6 +327,45 @@ func runLoad(ctx context.Context, t *target, s *loadSpec, prog *progress) *runSt
 			}
 		}
 	}()
+	wg.Wait()
+	prog.end()
+	return st
+}
+
+// runClosed drives one closed-loop run for s.Warmup+s.Duration. Latency counts
+// from each request's own send (there is no schedule to fall behind); what a
+// closed-loop run measures is its achieved rate.
+func runClosed(ctx context.Context, t *target, s *loadSpec, prog *progress) *runStats {
+	st := newRunStats()
+	st.Duration = s.Duration
+	rec := &recorder{st: st}
+	body := requestBody(s.Kind, t.Model, s.MaxTokens)
+	path := requestPath(s.Kind)
+	start := time.Now()
+	from, end := start.Add(s.Warmup), start.Add(s.Warmup+s.Duration)
+	prog.begin(t.Name, s, start)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < s.Conns; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wk := worker{t: t, s: s, body: body, path: path, rec: rec, prog: prog}
+			wk.init()
+			defer wk.release()
+			for ctx.Err() == nil {
+				now := time.Now()
+				if !now.Before(end) {
+					return
+				}
+				o := outcome{measured: !now.Before(from), ttft: -1}
+				prog.sent()
+				wk.do(next.Add(1)-1, now, &o)
+				rec.record(&o)
+				prog.done(o.errKind == "")
+			}
+		}()
+	}
 	wg.Wait()
 	prog.end()
 	return st
@@ -501,6 +547,9 @@ func (p *progress) begin(name string, s *loadSpec, start time.Time) {
 	p.nErr.Store(0)
 	p.mu.Lock()
 	p.label = name + " " + s.Kind.String() + " @ " + strconv.FormatFloat(s.Rate, 'f', 0, 64) + "/s"
+	if s.Closed {
+		p.label = name + " " + s.Kind.String() + " closed-loop × " + strconv.Itoa(s.Conns)
+	}
 	p.start = start
 	p.length = s.Warmup + s.Duration
 	p.mu.Unlock()

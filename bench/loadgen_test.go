@@ -149,6 +149,30 @@ func TestRunLoadStreamsKeepConnections(t *testing.T) {
 	}
 }
 
+// TestRunClosedLoop: closed-loop workers send back to back for warm-up plus
+// duration, and only what was sent after the warm-up is measured.
+func TestRunClosedLoop(t *testing.T) {
+	s := startStandIn(t, "")
+	spec := shortSpec(kindChat)
+	spec.Closed, spec.Conns, spec.Rate = true, 4, 0
+	tg := &target{Name: "standin", Addr: s.addr(), Model: "m", client: newClient(s.addr(), spec.Conns, spec.Timeout, false, 0)}
+	start := time.Now()
+	st := runLoad(context.Background(), tg, &spec, quietProgress())
+	took := time.Since(start)
+	if st.Errs.Total() != 0 || st.OK == 0 || st.OK != st.Measured || st.Sent <= st.Measured {
+		t.Fatalf("sent %d, measured %d, ok %d, errors %v", st.Sent, st.Measured, st.OK, st.Errs)
+	}
+	if st.Lat.TotalCount() != st.OK {
+		t.Fatalf("latency samples %d for %d answers", st.Lat.TotalCount(), st.OK)
+	}
+	if took < spec.Warmup+spec.Duration || took > spec.Warmup+spec.Duration+2*time.Second {
+		t.Fatalf("the run took %v for %v of warm-up and load", took, spec.Warmup+spec.Duration)
+	}
+	if s.conns.Load() > int64(spec.Conns) {
+		t.Fatalf("%d connections for %d clients", s.conns.Load(), spec.Conns)
+	}
+}
+
 func TestRunLoadStopsOnCancel(t *testing.T) {
 	s := startStandIn(t, "")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -30,6 +30,7 @@ type options struct {
 	Warmup      time.Duration
 	Rounds      int
 	Conns       int
+	Clients     int
 	Timeout     time.Duration
 	MaxTokens   int
 	TTFT, TPOT  time.Duration
@@ -57,7 +58,7 @@ type options struct {
 	command string
 }
 
-var scenarioNames = []string{"chat", "stream", "embeddings", "redis-limits", "tracing", "ab", "max", "streams-10k"}
+var scenarioNames = []string{"chat", "stream", "embeddings", "redis-limits", "limits-throughput", "tracing", "ab", "max", "streams-10k"}
 
 func (o *options) wantsPath(p string) bool { return slices.Contains(o.Paths, p) }
 
@@ -70,6 +71,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured load before each path's first round")
 	fs.IntVar(&o.Rounds, "rounds", 5, "alternating rounds (direct, tollgate, nginx, …) per path")
 	fs.IntVar(&o.Conns, "connections", 256, "connections (and workers) per path")
+	fs.IntVar(&o.Clients, "clients", 64, "limits-throughput: closed-loop clients (and connections) per path")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.IntVar(&o.MaxTokens, "max-tokens", 16, "completion tokens per answer: the request's max_tokens (mockllm's cap is twice it, so every answer is this long)")
 	fs.DurationVar(&o.TTFT, "ttft", 5*time.Millisecond, "mockllm time to first token in the stream scenario (0 elsewhere)")
@@ -154,8 +156,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("--duration must be > 0")
 	case o.Rounds < 1:
 		return nil, errors.New("--rounds must be >= 1")
-	case o.Conns < 1:
-		return nil, errors.New("--connections must be >= 1")
+	case o.Conns < 1 || o.Clients < 1:
+		return nil, errors.New("--connections and --clients must be >= 1")
 	case o.MaxFactor <= 1:
 		return nil, errors.New("--max-factor must be > 1")
 	case o.Streams < 1 || o.StreamRate <= 0:

@@ -208,3 +208,16 @@ func TestTicks125(t *testing.T) {
 		})
 	}
 }
+
+func TestScriptCalls(t *testing.T) {
+	info := "# Commandstats\r\ncmdstat_ping:calls=3,usec=4,usec_per_call=1.33,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_evalsha:calls=9015,usec=366225,usec_per_call=40.62,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_eval:calls=2,usec=100,usec_per_call=50.00,rejected_calls=0,failed_calls=1\r\n" +
+		"cmdstat_evalsha_ro:calls=7,usec=1\r\n"
+	if got := scriptCalls(info); got != 9017 {
+		t.Fatalf("scriptCalls = %d, want 9017", got)
+	}
+	if got := scriptCalls(""); got != 0 {
+		t.Fatalf("scriptCalls of nothing = %d", got)
+	}
+}

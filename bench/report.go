@@ -42,6 +42,7 @@ type Machine struct {
 // Settings are the load parameters of the run.
 type Settings struct {
 	Rate        float64 `json:"rate_rps"`
+	Closed      bool    `json:"closed_loop,omitempty"`
 	Duration    string  `json:"duration"`
 	Warmup      string  `json:"warmup"`
 	Rounds      int     `json:"rounds"`
@@ -57,6 +58,7 @@ type PathResult struct {
 	Path     string           `json:"path"`
 	Offered  float64          `json:"offered_rps"`
 	Achieved float64          `json:"achieved_rps"`
+	Sent     int64            `json:"sent"` // warm-up included
 	Measured int64            `json:"measured"`
 	OK       int64            `json:"ok"`
 	Errors   Errors           `json:"errors"`
@@ -121,7 +123,7 @@ type StreamsResult struct {
 // pathResult turns merged run stats into a PathResult.
 func pathResult(name string, rate float64, st *runStats, stream bool) PathResult {
 	r := PathResult{
-		Path: name, Offered: rate, Measured: st.Measured, OK: st.OK, Errors: st.Errs,
+		Path: name, Offered: rate, Sent: st.Sent, Measured: st.Measured, OK: st.OK, Errors: st.Errs,
 		Latency: summarize(st.Lat), SendLag: summarize(st.Lag),
 	}
 	if st.Duration > 0 {
@@ -232,12 +234,19 @@ func (r *Result) markdown() string {
 		strconv.Itoa(r.Machine.MemoryGiB), " GiB, kernel ", r.Machine.Kernel, ", ", r.Machine.GoVersion)
 	p("- cores: ", r.Cores.String())
 	s := r.Settings
-	p("- load: ", frate(s.Rate), " req/s open loop, ", s.Duration, " per path in ", strconv.Itoa(s.Rounds),
+	load := frate(s.Rate) + " req/s open loop"
+	latency := "Latency (µs, from the scheduled send time to the last byte)"
+	if s.Closed {
+		// No schedule: each client sends as soon as it has its answer.
+		load = "closed loop"
+		latency = "Latency (µs, from each request's send to its last byte; closed loop: the figure is the achieved rate)"
+	}
+	p("- load: ", load, ", ", s.Duration, " per path in ", strconv.Itoa(s.Rounds),
 		" alternating rounds, warm-up ", s.Warmup, ", ", strconv.Itoa(s.Connections), " connections, max_tokens ",
 		strconv.Itoa(s.MaxTokens), ", upstream ttft ", s.TTFT, " tpot ", s.TPOT)
 	p()
 	if len(r.Paths) > 0 {
-		renderPaths(&b, "Latency (µs, from the scheduled send time to the last byte)", r.Paths,
+		renderPaths(&b, latency, r.Paths,
 			func(x *PathResult) *Summary { return &x.Latency }, true)
 		if r.Paths[0].TTFT != nil {
 			renderPaths(&b, "Time to first token (µs, at the client)", r.Paths,
@@ -245,8 +254,10 @@ func (r *Result) markdown() string {
 			renderPaths(&b, "Inter-chunk gap (µs, at the client)", r.Paths,
 				func(x *PathResult) *Summary { return x.Gap }, false)
 		}
-		renderPaths(&b, "Send lag (µs, harness delay from scheduled to actual send; same for every path)", r.Paths,
-			func(x *PathResult) *Summary { return &x.SendLag }, false)
+		if !s.Closed {
+			renderPaths(&b, "Send lag (µs, harness delay from scheduled to actual send; same for every path)", r.Paths,
+				func(x *PathResult) *Summary { return &x.SendLag }, false)
+		}
 		for _, x := range r.Paths {
 			if len(x.Headers) > 0 {
 				p("Response header counts, ", x.Path, ": ", countsString(x.Headers))
@@ -353,7 +364,11 @@ func renderPaths(b *strings.Builder, title string, paths []PathResult, get func(
 			continue
 		}
 		if full {
-			b.WriteString("| " + x.Path + " | " + frate(x.Offered) + " | " + frate(x.Achieved) + " | " +
+			offered := frate(x.Offered)
+			if x.Offered == 0 {
+				offered = "closed loop"
+			}
+			b.WriteString("| " + x.Path + " | " + offered + " | " + frate(x.Achieved) + " | " +
 				strconv.FormatInt(x.OK, 10) + " | " + x.Errors.String() + " | ")
 		} else {
 			b.WriteString("| " + x.Path + " | " + strconv.FormatInt(s.Count, 10) + " | ")

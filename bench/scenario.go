@@ -20,6 +20,12 @@ type scenario struct {
 	// proxyConns is how many connections nginx must hold at once; 0 means
 	// enough for --connections.
 	proxyConns int
+	// memoryBase gives tollgate-base the same limits in the memory store, so
+	// that tollgate (redis store) is compared with it.
+	memoryBase bool
+	// closed runs --clients closed-loop clients per path instead of the
+	// fixed rate: the figure is each path's achieved rate.
+	closed bool
 }
 
 func lookupScenario(name string) scenario {
@@ -30,6 +36,8 @@ func lookupScenario(name string) scenario {
 		return scenario{name: name, kind: kindEmbeddings}
 	case "redis-limits":
 		return scenario{name: name, kind: kindChat, redis: true, baseline: true}
+	case "limits-throughput":
+		return scenario{name: name, kind: kindChat, redis: true, baseline: true, memoryBase: true, closed: true}
 	case "tracing":
 		return scenario{name: name, kind: kindChat, tracing: true, baseline: true}
 	case "ab":
@@ -66,6 +74,11 @@ func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *
 	res := newResult(o, cores, name, timing)
 	spec := loadSpec{Kind: sc.kind, Rate: o.Rate, Conns: o.Conns, MaxTokens: o.MaxTokens,
 		Timeout: o.Timeout, Spin: o.Spin}
+	if sc.closed {
+		spec.Closed, spec.Conns, spec.Rate = true, o.Clients, 0
+		res.Settings.Rate, res.Settings.Connections, res.Settings.Closed = 0, o.Clients, true
+	}
+	calls0 := e.redisScriptCalls(ctx)
 	switch {
 	case sc.ab:
 		spec.Users, spec.CountHeader = abUsers, "x-tollgate-variant"
@@ -104,8 +117,30 @@ func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *
 	if sc.ab {
 		res.Notes = append(res.Notes, fmt.Sprintf("X-User-ID cycles over %d users; tollgate splits 95/5 sticky with a canary at its first step, nginx with split_clients on the same header", abUsers))
 	}
-	if sc.redis {
+	if sc.redis && !sc.memoryBase {
 		res.Notes = append(res.Notes, "tollgate checks two Redis buckets (requests and tokens, per endpoint) on every request; tollgate-base is the same gateway with no limits")
+	}
+	if sc.memoryBase {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d closed-loop clients per path; tollgate checks two buckets (requests and tokens, per endpoint) in the redis store on every request, tollgate-base the same two in the memory store", o.Clients))
+		res.Extra = map[string]float64{}
+		var tg, base *PathResult
+		for i := range res.Paths {
+			switch res.Paths[i].Path {
+			case pathTollgate:
+				tg = &res.Paths[i]
+			case pathBase:
+				base = &res.Paths[i]
+			}
+		}
+		if tg != nil && base != nil && base.Achieved > 0 {
+			res.Extra["redis_store_rps"] = tg.Achieved
+			res.Extra["memory_store_rps"] = base.Achieved
+			res.Extra["redis_over_memory_throughput"] = tg.Achieved / base.Achieved
+		}
+		if calls := e.redisScriptCalls(ctx); tg != nil && calls > calls0 && tg.OK > 0 {
+			// Every request of the tollgate path is counted (warm-up too).
+			res.Extra["redis_script_calls_per_1000_requests"] = 1000 * float64(calls-calls0) / float64(tg.Sent)
+		}
 	}
 	return res, nil
 }
@@ -177,7 +212,7 @@ func (e *env) setup(ctx context.Context, sc scenario, timing upstreamTiming) ([]
 		ts = append(ts, t)
 	}
 	if sc.baseline && o.wantsPath(pathTollgate) {
-		_, t, err := e.startGateway(ctx, pathBase, gwParams{Upstream: upAddr})
+		_, t, err := e.startGateway(ctx, pathBase, gwParams{Upstream: upAddr, MemoryLimits: sc.memoryBase})
 		if err != nil {
 			return nil, err
 		}

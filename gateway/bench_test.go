@@ -279,22 +279,31 @@ func benchmarkLimitedParallel(b *testing.B, limiterYAML string, rds *redistest.S
 	s := newTestServer(b, cfg)
 	b.SetParallelism(64 / max(1, goruntime.GOMAXPROCS(0)))
 	b.ReportAllocs()
+	measureLimited(b, s, rds, func() {
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := newProxyCtx(benchChatBody)
+			for pb.Next() {
+				proxyOnce(s, ctx)
+				if ctx.Response.StatusCode() != 200 {
+					b.Errorf("status %d", ctx.Response.StatusCode())
+					return
+				}
+			}
+		})
+	})
+}
+
+// measureLimited runs load and reports with ns/op the CPU per request of this process
+// and, with rds, of Redis (added into cpu-µs/req) and the Redis round trips per 1,000
+// requests.
+func measureLimited(b *testing.B, s *Server, rds *redistest.Server, load func()) {
 	before := s.rt.Load().lim.Stats()
 	var cpu0 float64
 	if rds != nil {
 		cpu0 = rds.CPU(b)
 	}
 	self0 := processCPU(b)
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := newProxyCtx(benchChatBody)
-		for pb.Next() {
-			proxyOnce(s, ctx)
-			if ctx.Response.StatusCode() != 200 {
-				b.Errorf("status %d", ctx.Response.StatusCode())
-				return
-			}
-		}
-	})
+	load()
 	self := processCPU(b) - self0
 	if st := s.rt.Load().lim.Stats(); st.RedisChecks > before.RedisChecks {
 		b.ReportMetric(1000*float64(st.RoundTrips-before.RoundTrips)/float64(st.RedisChecks-before.RedisChecks), "roundtrips/1000req")
@@ -350,4 +359,23 @@ func BenchmarkServeDirectParallel(b *testing.B) {
 func BenchmarkServeChatParallel(b *testing.B) {
 	g := startGateway(b, benchConfig(startStaticUpstream(b)))
 	benchmarkServeParallel(b, g.Addr(), "chat")
+}
+
+// benchmarkServeLimitedParallel is BenchmarkServeChatParallel with the two limits of
+// limitedBenchConfig in the store limiterYAML names: the issue's throughput comparison
+// of the stores with each request paying for its client and upstream connections, as
+// it does in production.
+func benchmarkServeLimitedParallel(b *testing.B, limiterYAML string, rds *redistest.Server) {
+	cfg := strings.Replace(limitedBenchConfig(startStaticUpstream(b)), "logging:", limiterYAML+"\nlogging:", 1)
+	g := startGateway(b, cfg)
+	measureLimited(b, g.Server, rds, func() { benchmarkServeParallel(b, g.Addr(), "chat") })
+}
+
+func BenchmarkServeLimitedParallelMemory(b *testing.B) {
+	benchmarkServeLimitedParallel(b, "limiter: {store: memory}", nil)
+}
+
+func BenchmarkServeLimitedParallelRedis(b *testing.B) {
+	rds := redistest.Start(b)
+	benchmarkServeLimitedParallel(b, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}`, rds)
 }
