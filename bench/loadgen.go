@@ -273,8 +273,6 @@ func runLoad(ctx context.Context, t *target, s *loadSpec, prog *progress) *runSt
 		return st
 	}
 	rec := &recorder{st: st}
-	body := requestBody(s.Kind, t.Model, s.MaxTokens)
-	path := requestPath(s.Kind)
 
 	queue := min(total, 1<<20)
 	jobs := make(chan int64, queue)
@@ -284,30 +282,6 @@ func runLoad(ctx context.Context, t *target, s *loadSpec, prog *progress) *runSt
 	// the run must end even against a path that has stopped answering.
 	hardStop := start.Add(s.Warmup + s.Duration + s.Timeout)
 	prog.begin(t.Name, s, start)
-
-	var wg sync.WaitGroup
-	for w := 0; w < s.Conns; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wk := worker{t: t, s: s, body: body, path: path, rec: rec, prog: prog}
-			wk.init()
-			defer wk.release()
-			for i := range jobs {
-				sched := start.Add(p.at(i))
-				o := outcome{measured: p.at(i) >= s.Warmup, ttft: -1}
-				if time.Now().After(hardStop) {
-					o.errKind = "backlog"
-					rec.record(&o)
-					prog.done(false)
-					continue
-				}
-				wk.do(i, sched, &o)
-				rec.record(&o)
-				prog.done(o.errKind == "")
-			}
-		}()
-	}
 
 	go func() {
 		defer close(jobs)
@@ -327,9 +301,42 @@ func runLoad(ctx context.Context, t *target, s *loadSpec, prog *progress) *runSt
 			}
 		}
 	}()
-	wg.Wait()
+	runWorkers(t, s, rec, prog, func(wk *worker) {
+		for i := range jobs {
+			sched := start.Add(p.at(i))
+			o := outcome{measured: p.at(i) >= s.Warmup, ttft: -1}
+			if time.Now().After(hardStop) {
+				o.errKind = "backlog"
+				rec.record(&o)
+				prog.done(false)
+				continue
+			}
+			wk.do(i, sched, &o)
+			rec.record(&o)
+			prog.done(o.errKind == "")
+		}
+	})
 	prog.end()
 	return st
+}
+
+// runWorkers runs s.Conns workers, each with its own request, response and
+// buffers, calling each on its own goroutine, and returns when all have.
+func runWorkers(t *target, s *loadSpec, rec *recorder, prog *progress, each func(wk *worker)) {
+	body := requestBody(s.Kind, t.Model, s.MaxTokens)
+	path := requestPath(s.Kind)
+	var wg sync.WaitGroup
+	for range s.Conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wk := worker{t: t, s: s, body: body, path: path, rec: rec, prog: prog}
+			wk.init()
+			defer wk.release()
+			each(&wk)
+		}()
+	}
+	wg.Wait()
 }
 
 // runClosed drives one closed-loop run for s.Warmup+s.Duration. Latency counts
@@ -339,34 +346,23 @@ func runClosed(ctx context.Context, t *target, s *loadSpec, prog *progress) *run
 	st := newRunStats()
 	st.Duration = s.Duration
 	rec := &recorder{st: st}
-	body := requestBody(s.Kind, t.Model, s.MaxTokens)
-	path := requestPath(s.Kind)
 	start := time.Now()
 	from, end := start.Add(s.Warmup), start.Add(s.Warmup+s.Duration)
 	prog.begin(t.Name, s, start)
 	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < s.Conns; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wk := worker{t: t, s: s, body: body, path: path, rec: rec, prog: prog}
-			wk.init()
-			defer wk.release()
-			for ctx.Err() == nil {
-				now := time.Now()
-				if !now.Before(end) {
-					return
-				}
-				o := outcome{measured: !now.Before(from), ttft: -1}
-				prog.sent()
-				wk.do(next.Add(1)-1, now, &o)
-				rec.record(&o)
-				prog.done(o.errKind == "")
+	runWorkers(t, s, rec, prog, func(wk *worker) {
+		for ctx.Err() == nil {
+			now := time.Now()
+			if !now.Before(end) {
+				return
 			}
-		}()
-	}
-	wg.Wait()
+			o := outcome{measured: !now.Before(from), ttft: -1}
+			prog.sent()
+			wk.do(next.Add(1)-1, now, &o)
+			rec.record(&o)
+			prog.done(o.errKind == "")
+		}
+	})
 	prog.end()
 	return st
 }

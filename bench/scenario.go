@@ -78,7 +78,10 @@ func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *
 		spec.Closed, spec.Conns, spec.Rate = true, o.Clients, 0
 		res.Settings.Rate, res.Settings.Connections, res.Settings.Closed = 0, o.Clients, true
 	}
-	calls0 := e.redisScriptCalls(ctx)
+	var calls0 int64
+	if sc.memoryBase {
+		calls0 = e.redisScriptCalls(ctx)
+	}
 	switch {
 	case sc.ab:
 		spec.Users, spec.CountHeader = abUsers, "x-tollgate-variant"
