@@ -76,8 +76,9 @@ type gwRedis struct {
 }
 
 type gwLimiter struct {
-	Store string   `yaml:"store"`
-	Redis *gwRedis `yaml:"redis,omitempty"`
+	Store    string   `yaml:"store"`
+	Redis    *gwRedis `yaml:"redis,omitempty"`
+	Prefetch string   `yaml:"prefetch,omitempty"`
 }
 
 type gwTracing struct {
@@ -99,6 +100,7 @@ type gwParams struct {
 	Canary        string // host:port of the canary mockllm (ab), or ""
 	Model         string
 	RedisURL      string // redis-limits, or ""
+	Prefetch      string // limiter.prefetch with RedisURL, or "" for the default
 	MemoryLimits  bool   // the limits RedisURL would carry, in the memory store
 	OTLPEndpoint  string // tracing, or ""
 	// UpstreamConns raises the backend's connection cap (streams-10k: every
@@ -141,7 +143,7 @@ func gatewayConfig(p gwParams) ([]byte, error) {
 	if p.RedisURL != "" || p.MemoryLimits {
 		c.Limiter = &gwLimiter{Store: "memory"}
 		if p.RedisURL != "" {
-			c.Limiter = &gwLimiter{Store: "redis", Redis: &gwRedis{URL: p.RedisURL}}
+			c.Limiter = &gwLimiter{Store: "redis", Redis: &gwRedis{URL: p.RedisURL}, Prefetch: p.Prefetch}
 		}
 		// Two buckets every request must pass, sized never to refuse: the
 		// scenario measures the check, not the rejection.

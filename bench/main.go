@@ -54,6 +54,7 @@ type options struct {
 	Hold       time.Duration
 
 	MockllmBin, TollgateBin, NginxBin string
+	Prefetch                          string
 
 	command string
 }
@@ -94,6 +95,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.Hold, "hold", 5*time.Second, "streams-10k: how long all streams stay open after the ramp")
 	fs.StringVar(&o.MockllmBin, "mockllm-bin", "", "use this mockllm instead of building ./cmd/mockllm")
 	fs.StringVar(&o.TollgateBin, "tollgate-bin", "", "use this tollgate instead of building ./cmd/tollgate")
+	fs.StringVar(&o.Prefetch, "prefetch", "", "redis-limits, limits-throughput: the gateway's limiter.prefetch (0s: every check goes to Redis); empty keeps the default")
 	fs.StringVar(&o.NginxBin, "nginx-bin", "/usr/sbin/nginx", "nginx binary (installed with apt-get when missing)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

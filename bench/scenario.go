@@ -79,7 +79,7 @@ func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *
 		res.Settings.Rate, res.Settings.Connections, res.Settings.Closed = 0, o.Clients, true
 	}
 	var calls0 int64
-	if sc.memoryBase {
+	if sc.redis {
 		calls0 = e.redisScriptCalls(ctx)
 	}
 	switch {
@@ -120,18 +120,33 @@ func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *
 	if sc.ab {
 		res.Notes = append(res.Notes, fmt.Sprintf("X-User-ID cycles over %d users; tollgate splits 95/5 sticky with a canary at its first step, nginx with split_clients on the same header", abUsers))
 	}
+	prefetch := "limiter.prefetch " + o.Prefetch
+	if o.Prefetch == "" {
+		prefetch = "limiter.prefetch at its default (checks far from the limit are answered from units prefetched from Redis)"
+	}
 	if sc.redis && !sc.memoryBase {
-		res.Notes = append(res.Notes, "tollgate checks two Redis buckets (requests and tokens, per endpoint) on every request; tollgate-base is the same gateway with no limits")
+		res.Notes = append(res.Notes, "tollgate checks two buckets (requests and tokens, per endpoint) in the redis store on every request, "+prefetch+"; tollgate-base is the same gateway with no limits")
+	}
+	var tg *PathResult
+	for i := range res.Paths {
+		if res.Paths[i].Path == pathTollgate {
+			tg = &res.Paths[i]
+		}
+	}
+	if sc.redis {
+		if calls := e.redisScriptCalls(ctx); tg != nil && calls > calls0 && tg.Sent > 0 {
+			// Every request of the tollgate path is counted (warm-up too).
+			res.Extra = map[string]float64{"redis_script_calls_per_1000_requests": 1000 * float64(calls-calls0) / float64(tg.Sent)}
+		}
 	}
 	if sc.memoryBase {
-		res.Notes = append(res.Notes, fmt.Sprintf("%d closed-loop clients per path; tollgate checks two buckets (requests and tokens, per endpoint) in the redis store on every request, tollgate-base the same two in the memory store", o.Clients))
-		res.Extra = map[string]float64{}
-		var tg, base *PathResult
+		res.Notes = append(res.Notes, fmt.Sprintf("%d closed-loop clients per path; tollgate checks two buckets (requests and tokens, per endpoint) in the redis store on every request, %s; tollgate-base the same two in the memory store", o.Clients, prefetch))
+		if res.Extra == nil {
+			res.Extra = map[string]float64{}
+		}
+		var base *PathResult
 		for i := range res.Paths {
-			switch res.Paths[i].Path {
-			case pathTollgate:
-				tg = &res.Paths[i]
-			case pathBase:
+			if res.Paths[i].Path == pathBase {
 				base = &res.Paths[i]
 			}
 		}
@@ -139,10 +154,6 @@ func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *
 			res.Extra["redis_store_rps"] = tg.Achieved
 			res.Extra["memory_store_rps"] = base.Achieved
 			res.Extra["redis_over_memory_throughput"] = tg.Achieved / base.Achieved
-		}
-		if calls := e.redisScriptCalls(ctx); tg != nil && calls > calls0 && tg.OK > 0 {
-			// Every request of the tollgate path is counted (warm-up too).
-			res.Extra["redis_script_calls_per_1000_requests"] = 1000 * float64(calls-calls0) / float64(tg.Sent)
 		}
 	}
 	return res, nil
@@ -183,6 +194,7 @@ func (e *env) setup(ctx context.Context, sc scenario, timing upstreamTiming) ([]
 		if gp.RedisURL, err = e.startRedis(ctx); err != nil {
 			return nil, err
 		}
+		gp.Prefetch = o.Prefetch
 	}
 	if sc.tracing {
 		if e.otlp, err = startOTLP("127.0.0.1:0"); err != nil {

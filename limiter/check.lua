@@ -8,10 +8,14 @@
 -- their expiry, so a replica that dies holding slots leaks them only until then.
 --
 -- op 1, take:    B nb, then per bucket B kind, H key, d, d, d, c8:
---                  kind 1 (rate):        interval_us, tau_us, cost, (unused)
+--                  kind 1 (rate):        interval_us, tau_us, cost, d prefetch
 --                  kind 2 (concurrency): cap, lease_us, (unused), member
 --                all buckets or none; replies B ok, B refusing bucket (1-based),
---                d retry_us, then per bucket d remaining, d reset_us.
+--                d retry_us, then per bucket d remaining, d reset_us, d granted.
+--                An admitted take also grants up to prefetch units of each rate
+--                bucket for the replica to answer later requests from, but only out
+--                of the upper half of the bucket: near its limit every request is
+--                decided here, one by one.
 -- op 2, adjust:  H key, d interval_us, d delta  (settle a rate bucket; no reply)
 -- op 3, release: H key, c8 member               (free a concurrency slot; no reply)
 --
@@ -97,10 +101,20 @@ while pos <= n do
     out[no] = pack('<BBd', ok, ref, retry)
     for i = 1, nb do
       local rem, reset
+      local granted = 0
       if kinds[i] == 1 then
         local tat = cur[i]
         if ok == 1 then
           tat = tat + c[i] * a[i]
+          local want = sunpack('<d', m[i])
+          if want > 0 then
+            local free = floor((b[i] / 2 - (tat - now)) / a[i])
+            if free > 0 then
+              granted = want
+              if free < granted then granted = free end
+              tat = tat + granted * a[i]
+            end
+          end
           set_tat(keys[i], tat)
         end
         rem, reset = floor((b[i] - (tat - now)) / a[i]), tat - now
@@ -115,7 +129,7 @@ while pos <= n do
       end
       if rem < 0 then rem = 0 end
       no = no + 1
-      out[no] = pack('<dd', rem, reset)
+      out[no] = pack('<ddd', rem, reset, granted)
     end
   elseif op == 2 then
     local ki, interval, delta

@@ -32,6 +32,18 @@ type Config struct {
 	// ConcurrencyLease is how long a concurrency slot taken in Redis is held when its
 	// replica dies before releasing it; zero means DefaultConcurrencyLease.
 	ConcurrencyLease time.Duration `yaml:"concurrency_lease"`
+	// Prefetch is how much of a limit's rate, in time, a replica may take from Redis
+	// ahead of its requests and answer them from without a round trip (redis store,
+	// rate limits far from their limit only); nil means DefaultPrefetch, 0s turns it
+	// off.
+	Prefetch *time.Duration `yaml:"prefetch"`
+}
+
+func (c *Config) prefetch() time.Duration {
+	if c.Prefetch == nil {
+		return DefaultPrefetch
+	}
+	return *c.Prefetch
 }
 
 // RedisConfig selects a single server (URL), a Cluster (Addrs) or a Sentinel-managed
@@ -138,6 +150,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Replicas < 0 {
 		errs = append(errs, fieldErr("replicas", "must not be negative"))
+	}
+	if c.Prefetch != nil && (*c.Prefetch < 0 || *c.Prefetch > 10*time.Second) {
+		errs = append(errs, fieldErr("prefetch", "must be between 0s (off) and 10s"))
 	}
 	if c.ConcurrencyLease < 0 {
 		errs = append(errs, fieldErr("concurrency_lease", "must not be negative"))

@@ -65,6 +65,9 @@ func TestConfigValidate(t *testing.T) {
 			want: []string{"timeout: must be at most 10s: it is added to every request while Redis is slow"}},
 		{name: "replicas", yaml: `{replicas: -2}`, want: []string{"replicas: must not be negative"}},
 		{name: "short lease", yaml: `{concurrency_lease: 10ms}`, want: []string{"concurrency_lease: must be at least 1s"}},
+		{name: "prefetch off", yaml: `{store: redis, redis: {url: "redis://127.0.0.1:6379/0"}, prefetch: 0s}`},
+		{name: "negative prefetch", yaml: `{prefetch: -1s}`, want: []string{"prefetch: must be between 0s (off) and 10s"}},
+		{name: "huge prefetch", yaml: `{prefetch: 1m}`, want: []string{"prefetch: must be between 0s (off) and 10s"}},
 		{name: "every problem at once", yaml: `{store: x, on_redis_error: y, replicas: -1}`, want: []string{
 			"store: must be memory or redis", "on_redis_error: must be allow or deny", "replicas: must not be negative"}},
 	}
@@ -276,4 +279,23 @@ func FuzzConfigValidate(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestPrefetchSetting(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{`{}`, DefaultPrefetch},
+		{`{prefetch: 0s}`, 0},
+		{`{prefetch: 250ms}`, 250 * time.Millisecond},
+	} {
+		var c Config
+		if err := yaml.Unmarshal([]byte(tc.yaml), &c); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.prefetch(); got != tc.want {
+			t.Errorf("%s: prefetch %v, want %v", tc.yaml, got, tc.want)
+		}
+	}
 }

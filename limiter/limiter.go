@@ -152,6 +152,10 @@ type Stats struct {
 	ScriptCalls uint64
 	// DroppedSettles counts settlements lost because Redis failed or the queue was full.
 	DroppedSettles uint64
+	// LocalChecks counts checks answered from units prefetched from Redis (prefetch).
+	LocalChecks uint64
+	// ReturnedUnits counts prefetched units given back to Redis unspent.
+	ReturnedUnits uint64
 }
 
 type options struct {
@@ -269,6 +273,8 @@ func (l *Limiter) Stats() Stats {
 		s.RoundTrips = l.rs.roundTrips.Load()
 		s.ScriptCalls = l.rs.scriptCalls.Load()
 		s.DroppedSettles = l.rs.dropped.Load()
+		s.LocalChecks = l.rs.local.Load()
+		s.ReturnedUnits = l.rs.back.Load()
 	}
 	return s
 }
@@ -371,6 +377,7 @@ func (l *Limiter) probe() {
 		case <-t.C:
 		}
 		l.probeOnce()
+		l.rs.giveBack(false)
 		if l.degraded.Load() {
 			t.Reset(l.opt.probeEvery)
 		} else {

@@ -40,7 +40,7 @@ const (
 	bucketRate   = 1
 	bucketConc   = 2
 	takeRecBytes = 10 // B ok, B refusing bucket, d retry
-	bucketBytes  = 16 // d remaining, d reset
+	bucketBytes  = 24 // d remaining, d reset, d granted
 	// maxOpsPerCall bounds one script call: Redis runs a script to the end before
 	// serving anything else, so a huge batch would stall other clients.
 	maxOpsPerCall = 256
@@ -69,6 +69,10 @@ type waiter struct {
 	tag    [MaxLimits]uint64
 	cost   [MaxLimits]float64
 	lease  [MaxLimits]uint64
+	// want is how many units of each rate bucket the check asks for ahead (prefetch);
+	// refill marks a check no request waits for, sent only to prefetch.
+	want   [MaxLimits]float64
+	refill bool
 
 	// Results, written by the flusher before it moves state on.
 	failed    bool
@@ -78,6 +82,7 @@ type waiter struct {
 	retry     float64 // microseconds
 	remaining [MaxLimits]float64
 	reset     [MaxLimits]float64 // microseconds
+	granted   [MaxLimits]float64
 	err       error
 
 	state atomic.Int32
@@ -149,6 +154,8 @@ type redisStore struct {
 	roundTrips  atomic.Uint64
 	scriptCalls atomic.Uint64
 	dropped     atomic.Uint64
+
+	prefetch
 }
 
 func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
@@ -177,6 +184,7 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		timeout:  timeout,
 		round:    round,
 		leaseUS:  float64(lease / time.Microsecond),
+		prefetch: newPrefetch(cfg.prefetch()),
 		kick:     make(chan struct{}, 1),
 		later:    make(chan struct{}, 1),
 		bySlot:   make(map[int]*call),
@@ -237,6 +245,7 @@ func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, boo
 }
 
 func (s *redisStore) close() error {
+	s.giveBack(true)
 	s.flush(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
@@ -262,8 +271,11 @@ func (s *redisStore) load() error {
 // take sends the ticket's check to the flusher and waits at most the timeout. answered
 // is false when Redis failed or was too slow, and the caller falls back.
 func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered bool) {
+	if s.every > 0 && s.takeLocal(t) {
+		return nil, true
+	}
 	w := s.pool.Get().(*waiter)
-	w.pol, w.n = t.pol, t.n
+	w.pol, w.n, w.refill = t.pol, t.n, false
 	w.bucket, w.tag, w.cost = t.bucket, t.tag, t.cost
 	for i := range int(t.n) {
 		if t.pol.rules[i].kind == kindConcurrency {
@@ -271,6 +283,7 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 			t.lease[i] = w.lease[i]
 		}
 	}
+	s.askAhead(w)
 	w.failed, w.refused, w.parts, w.ref, w.retry, w.err = false, false, 0, 0, 0, nil
 	w.state.Store(statePending)
 
@@ -329,7 +342,12 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 	}
 	rules := t.pol.rules
 	for i := range int(t.n) {
-		t.observe(&rules[i], w.remaining[i], time.Duration(w.reset[i]*float64(time.Microsecond)))
+		rem := w.remaining[i]
+		if s.every > 0 && rules[i].kind != kindConcurrency {
+			// What this replica holds ahead is still the callers' to spend.
+			rem += s.heldAvail(keyID{t.tag[i], t.bucket[i]})
+		}
+		t.observe(&rules[i], rem, time.Duration(w.reset[i]*float64(time.Microsecond)))
 	}
 	if w.refused {
 		return t.refuse(w.ref, time.Duration(math.Ceil(w.retry))*time.Microsecond), true
@@ -343,22 +361,38 @@ var errCheckTimeout = errors.New("limit check exceeded the timeout")
 // settle queues the true-up of a ticket admitted through Redis; it never waits.
 func (s *redisStore) settle(t *Ticket, actual int64) {
 	rules := t.pol.rules
+	// Token true-ups settle against units this replica holds when it can (prefetch):
+	// those units are already charged in Redis, so moving some between the request
+	// and the replica changes nothing there.
+	var local uint8
+	for i := range int(t.n) {
+		r := &rules[i]
+		if r.kind == kindTokens && actual >= 0 && float64(actual) != t.cost[i] &&
+			s.settleLocal(keyID{t.tag[i], t.bucket[i]}, float64(actual)-t.cost[i]) {
+			local |= 1 << i
+		}
+	}
+	queued := false
 	s.mu.Lock()
 	for i := range int(t.n) {
 		r := &rules[i]
 		switch r.kind {
 		case kindTokens:
-			if actual < 0 || float64(actual) == t.cost[i] {
+			if actual < 0 || float64(actual) == t.cost[i] || local&(1<<i) != 0 {
 				continue
 			}
 			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: t.bucket[i], tag: t.tag[i],
 				interval: r.interval / 1e3, delta: float64(actual) - t.cost[i]})
+			queued = true
 		case kindConcurrency:
 			s.queueAdjustLocked(adjustOp{op: opRelease, bucket: t.bucket[i], tag: t.tag[i], member: t.lease[i]})
+			queued = true
 		}
 	}
 	s.mu.Unlock()
-	s.kickLater()
+	if queued {
+		s.kickLater()
+	}
 }
 
 func (s *redisStore) kickNow() {
@@ -445,10 +479,19 @@ func (s *redisStore) run() {
 			// this returns at once, so a lone check does not wait.
 			runtime.Gosched()
 			ctx, cancel := context.WithTimeout(context.Background(), s.round)
-			more := s.flushOnce(ctx)
+			s.flushOnce(ctx)
 			cancel()
 			s.busy.Store(false)
-			if !more {
+			// Checks queued meanwhile go at once; settlements alone wait for the
+			// next check or settleDelay, or back-to-back rounds of them would keep
+			// Redis busy while prefetched units answer the checks.
+			s.mu.Lock()
+			takes, adjs := len(s.takes), len(s.adjs)
+			s.mu.Unlock()
+			if takes == 0 {
+				if adjs > 0 {
+					s.kickLater()
+				}
 				break
 			}
 		}
@@ -652,7 +695,11 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 					iv := r.interval / 1e3
 					c.blob = appendF64(appendF64(appendF64(c.blob, iv), r.burst*iv), w.cost[i])
 				}
-				c.blob = binary.LittleEndian.AppendUint64(c.blob, w.lease[i])
+				if r.kind == kindConcurrency {
+					c.blob = binary.LittleEndian.AppendUint64(c.blob, w.lease[i])
+				} else {
+					c.blob = appendF64(c.blob, w.want[i])
+				}
 			}
 			c.blob[nbPos] = rc.nb
 			w.parts++
@@ -678,6 +725,9 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 
 	for _, c := range calls {
 		s.parse(c)
+	}
+	if s.every > 0 {
+		s.granted(takes)
 	}
 	s.mu.Lock()
 	for _, c := range calls {
@@ -769,6 +819,7 @@ func (s *redisStore) parse(c *call) {
 			k := rc.idx[j]
 			w.remaining[k] = math.Float64frombits(leUint64(out[p:]))
 			w.reset[k] = math.Float64frombits(leUint64(out[p+8:]))
+			w.granted[k] = math.Float64frombits(leUint64(out[p+16:]))
 			p += bucketBytes
 		}
 	}
@@ -783,6 +834,10 @@ func leUint64(s string) uint64 {
 // deliver hands a finished check to its request, or, when the request stopped waiting
 // and answered from its local bucket, takes back what Redis admitted.
 func (s *redisStore) deliver(w *waiter) {
+	if w.refill {
+		s.release(w)
+		return
+	}
 	if w.state.CompareAndSwap(statePending, stateDone) {
 		w.done <- struct{}{}
 		return

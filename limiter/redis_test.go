@@ -108,16 +108,18 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) time.
 }
 
 // barrier returns once everything l queued before it (settlements) has reached Redis:
-// a check travels after them.
+// a check travels after them. A concurrency limit is never prefetched, so the check
+// always goes to Redis.
 func barrier(t testing.TB, l *Limiter) {
 	t.Helper()
 	var tk Ticket
 	if err := l.Take(bg, barrierPolicy, &Subject{}, 0, &tk); err != nil {
 		t.Fatalf("barrier: %v", err)
 	}
+	l.Settle(&tk, 0)
 }
 
-var barrierPolicy, _ = NewPolicy("barrier", []Limit{{Per: "ip", Requests: maxAmount, Window: "second"}})
+var barrierPolicy, _ = NewPolicy("barrier", []Limit{{Per: "ip", Concurrency: maxAmount}})
 
 // bucketKey is the Redis key of rule i of pol for s.
 func bucketKey(pol *Policy, s *Subject, i int) string {
@@ -446,80 +448,94 @@ func TestRedisFaults(t *testing.T) {
 		{name: "killed, deny", mode: "deny", fault: (*redistest.Server).Kill, heal: (*redistest.Server).Restart, exact: true},
 		{name: "stopped, allow", mode: "allow", fault: (*redistest.Server).Pause, heal: (*redistest.Server).Resume},
 	}
+	off := time.Duration(0)
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := redistest.Start(t)
-			var logs logBuffer
-			l := newRedisLimiterLog(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: timeout, OnRedisError: tc.mode},
-				slog.New(slog.NewTextHandler(&logs, nil)))
-			pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 1_000_000, Window: "second"})
+		for _, prefetch := range []*time.Duration{nil, &off} {
+			name := tc.name + ", prefetch"
+			if prefetch != nil {
+				name += " off"
+			}
+			t.Run(name, func(t *testing.T) {
+				srv := redistest.Start(t)
+				var logs logBuffer
+				l := newRedisLimiterLog(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: timeout, OnRedisError: tc.mode, Prefetch: prefetch},
+					slog.New(slog.NewTextHandler(&logs, nil)))
+				pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 1_000_000, Window: "second"})
 
-			var stop atomic.Bool
-			var worst atomic.Int64
-			var ok, unavailable, other atomic.Int64
-			var wg sync.WaitGroup
-			for range 16 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var tk Ticket
-					for !stop.Load() {
-						start := time.Now()
-						err := l.Take(bg, pol, alice, 0, &tk)
-						if d := int64(time.Since(start)); d > worst.Load() {
-							worst.Store(d)
+				var stop atomic.Bool
+				var worst atomic.Int64
+				var ok, unavailable, other atomic.Int64
+				var wg sync.WaitGroup
+				for range 16 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var tk Ticket
+						for !stop.Load() {
+							start := time.Now()
+							err := l.Take(bg, pol, alice, 0, &tk)
+							if d := int64(time.Since(start)); d > worst.Load() {
+								worst.Store(d)
+							}
+							switch {
+							case err == nil:
+								ok.Add(1)
+								l.Settle(&tk, 0)
+							case errors.Is(err, ErrUnavailable):
+								unavailable.Add(1)
+							default:
+								other.Add(1)
+							}
+							time.Sleep(time.Millisecond)
 						}
-						switch {
-						case err == nil:
-							ok.Add(1)
-							l.Settle(&tk, 0)
-						case errors.Is(err, ErrUnavailable):
-							unavailable.Add(1)
-						default:
-							other.Add(1)
-						}
-						time.Sleep(time.Millisecond)
+					}()
+				}
+				time.Sleep(200 * time.Millisecond)
+				tc.fault(srv)
+				waitFor(t, 2*time.Second, "degraded after the fault", l.Degraded)
+				time.Sleep(300 * time.Millisecond)
+				tc.heal(srv)
+				took := waitFor(t, 5*time.Second, "recovery", func() bool { return !l.Degraded() })
+				before := l.Stats()
+				time.Sleep(200 * time.Millisecond)
+				stop.Store(true)
+				wg.Wait()
+				after := l.Stats()
+				t.Logf("recovered %v after the heal; worst Take %v; ok %d, unavailable %d; %+v",
+					took, time.Duration(worst.Load()), ok.Load(), unavailable.Load(), after)
+
+				if other.Load() != 0 {
+					t.Errorf("%d errors other than ErrUnavailable", other.Load())
+				}
+				if w := time.Duration(worst.Load()); w > timeout+slack {
+					t.Errorf("a Take waited %v, the timeout is %v", w, timeout)
+				}
+				switch tc.mode {
+				case "allow":
+					if unavailable.Load() != 0 || after.Fallbacks == 0 {
+						t.Errorf("allow: %d unavailable, %d fallbacks; want 0 and some", unavailable.Load(), after.Fallbacks)
 					}
-				}()
-			}
-			time.Sleep(200 * time.Millisecond)
-			tc.fault(srv)
-			waitFor(t, 2*time.Second, "degraded after the fault", l.Degraded)
-			time.Sleep(300 * time.Millisecond)
-			tc.heal(srv)
-			took := waitFor(t, 5*time.Second, "recovery", func() bool { return !l.Degraded() })
-			before := l.Stats()
-			time.Sleep(200 * time.Millisecond)
-			stop.Store(true)
-			wg.Wait()
-			after := l.Stats()
-			t.Logf("recovered %v after the heal; worst Take %v; ok %d, unavailable %d; %+v",
-				took, time.Duration(worst.Load()), ok.Load(), unavailable.Load(), after)
-
-			if other.Load() != 0 {
-				t.Errorf("%d errors other than ErrUnavailable", other.Load())
-			}
-			if w := time.Duration(worst.Load()); w > timeout+slack {
-				t.Errorf("a Take waited %v, the timeout is %v", w, timeout)
-			}
-			switch tc.mode {
-			case "allow":
-				if unavailable.Load() != 0 || after.Fallbacks == 0 {
-					t.Errorf("allow: %d unavailable, %d fallbacks; want 0 and some", unavailable.Load(), after.Fallbacks)
+				case "deny":
+					if unavailable.Load() == 0 || after.Unavailable != uint64(unavailable.Load()) {
+						t.Errorf("deny: %d ErrUnavailable seen, stats say %d", unavailable.Load(), after.Unavailable)
+					}
 				}
-			case "deny":
-				if unavailable.Load() == 0 || after.Unavailable != uint64(unavailable.Load()) {
-					t.Errorf("deny: %d ErrUnavailable seen, stats say %d", unavailable.Load(), after.Unavailable)
+				// After recovery checks are global again: answered by Redis, or from units
+				// it granted ahead (prefetch), and no longer from the local fallback.
+				global := func(s Stats) uint64 { return s.RedisChecks + s.LocalChecks }
+				if global(after) == global(before) || after.Fallbacks != before.Fallbacks ||
+					after.Unavailable != before.Unavailable || after.Degraded {
+					t.Errorf("checks do not go to Redis again after recovery: %+v -> %+v", before, after)
 				}
-			}
-			if after.RedisChecks == before.RedisChecks || after.Degraded {
-				t.Errorf("checks do not go to Redis again after recovery: %+v -> %+v", before, after)
-			}
-			down, up := logs.count("redis unavailable"), logs.count("redis answers again")
-			if down < 1 || up != down || (tc.exact && down != 1) {
-				t.Errorf("logged %d outages and %d recoveries for one outage:\n%s", down, up, logs.String())
-			}
-		})
+				if prefetch != nil && after.LocalChecks != 0 {
+					t.Errorf("prefetch off, yet %d checks were answered from prefetched units", after.LocalChecks)
+				}
+				down, up := logs.count("redis unavailable"), logs.count("redis answers again")
+				if down < 1 || up != down || (tc.exact && down != 1) {
+					t.Errorf("logged %d outages and %d recoveries for one outage:\n%s", down, up, logs.String())
+				}
+			})
+		}
 	}
 }
 

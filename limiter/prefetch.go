@@ -1,0 +1,263 @@
+package limiter
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Prefetch: with the redis store, a check that Redis admits may also take a few units
+// of each rate bucket ahead, which this replica then spends on its next requests
+// without a round trip. It is safe for the global limit because
+//   - the units are taken out of the bucket in Redis when they are granted, so every
+//     replica together never admits more than the bucket allows;
+//   - Redis grants them only out of the upper half of a bucket: near its limit there
+//     is nothing to prefetch and every request is decided in Redis, one by one, which
+//     is where exactness matters;
+//   - a replica asks for at most Prefetch's worth of the bucket's rate and an eighth
+//     of its burst, and only when that covers at least two requests like the one
+//     asking, so small limits never prefetch;
+//   - units of a bucket this replica has not used for prefetchHold go back to it.
+// Units held by a replica that dies are lost to the bucket once, like that many
+// requests. Concurrency limits are never prefetched: a policy with one always asks
+// Redis.
+
+// DefaultPrefetch is the share of a limit's rate, in time, that a replica may hold.
+const DefaultPrefetch = 100 * time.Millisecond
+
+const (
+	// prefetchHold is how long prefetched units stay with a replica that does not use
+	// them.
+	prefetchHold = time.Second
+	// prefetchBurstShare bounds what one replica holds to this fraction of the burst.
+	prefetchBurstShare = 8
+)
+
+// held is what this replica holds of one bucket.
+type held struct {
+	avail      float64 // units granted and not spent
+	target     float64 // units the replica asks for
+	idleUntil  int64   // limiter nanotime after which, unused, the rest goes back
+	remaining  float64 // the bucket's remaining in Redis at its last answer
+	seenAt     int64   // nanotime of that answer
+	resetAt    int64   // nanotime the bucket is full again, as of that answer
+	intervalUS float64 // microseconds per unit, to give the rest back
+	asking     bool    // a check asking for more is on its way
+}
+
+type prefetch struct {
+	every time.Duration // zero: off
+	pmu   sync.Mutex
+	held  map[keyID]*held
+	local atomic.Uint64 // checks answered from held units
+	back  atomic.Uint64 // units given back unspent
+}
+
+func newPrefetch(every time.Duration) prefetch {
+	return prefetch{every: every, held: make(map[keyID]*held)}
+}
+
+// units is how many units of r a replica asks for ahead, or zero when prefetching
+// would not cover two requests of this cost.
+func (p *prefetch) units(r *rule, cost float64) float64 {
+	if r.kind == kindConcurrency || r.interval <= 0 {
+		return 0
+	}
+	u := math.Floor(min(float64(p.every)/r.interval, r.burst/prefetchBurstShare))
+	if u < 2 || u < 2*cost {
+		return 0
+	}
+	return u
+}
+
+// takeLocal admits t from held units when every bucket of it has enough, all or none.
+func (s *redisStore) takeLocal(t *Ticket) bool {
+	rules := t.pol.rules
+	n := int(t.n)
+	var hs [MaxLimits]*held
+	now := s.l.nanotime()
+	s.pmu.Lock()
+	for i := range n {
+		h := s.held[keyID{t.tag[i], t.bucket[i]}]
+		if h == nil || h.avail < t.cost[i] || rules[i].kind == kindConcurrency {
+			s.pmu.Unlock()
+			return false
+		}
+		hs[i] = h
+	}
+	var refill uint8
+	var rem [MaxLimits]float64
+	var reset [MaxLimits]int64
+	for i := range n {
+		h := hs[i]
+		h.avail -= t.cost[i]
+		h.idleUntil = now + int64(prefetchHold)
+		if !h.asking && h.avail < h.target/2 {
+			h.asking = true
+			refill |= 1 << i
+		}
+		// What Redis said last, refilled since, and what this replica holds.
+		r := &rules[i]
+		rem[i] = min(h.remaining+float64(now-h.seenAt)/r.interval+h.avail, r.burst)
+		reset[i] = h.resetAt - now
+	}
+	s.pmu.Unlock()
+	for i := range n {
+		t.observe(&rules[i], rem[i], time.Duration(reset[i]))
+	}
+	t.src = srcRedis
+	s.local.Add(1)
+	if refill != 0 {
+		s.refill(t, refill)
+	}
+	return true
+}
+
+// askAhead sets what w asks for ahead: every bucket of its policy must qualify,
+// because held units only answer a request when all its buckets have them.
+func (s *redisStore) askAhead(w *waiter) {
+	w.want, w.granted = [MaxLimits]float64{}, [MaxLimits]float64{}
+	if s.every == 0 {
+		return
+	}
+	rules := w.pol.rules
+	n := int(w.n)
+	var want [MaxLimits]float64
+	for i := range n {
+		if want[i] = s.units(&rules[i], w.cost[i]); want[i] == 0 {
+			return
+		}
+	}
+	s.pmu.Lock()
+	for i := range n {
+		k := keyID{w.tag[i], w.bucket[i]}
+		h := s.held[k]
+		if h == nil {
+			h = &held{}
+			s.held[k] = h
+		} else if h.asking || h.avail >= want[i]/2 {
+			continue
+		}
+		h.asking, h.target = true, want[i]
+		w.want[i] = want[i]
+	}
+	s.pmu.Unlock()
+}
+
+// refill queues a check no request waits for, asking for more of the buckets in mask.
+func (s *redisStore) refill(t *Ticket, mask uint8) {
+	w := s.pool.Get().(*waiter)
+	w.pol, w.n, w.refill = t.pol, t.n, true
+	w.bucket, w.tag = t.bucket, t.tag
+	w.cost, w.lease = [MaxLimits]float64{}, [MaxLimits]uint64{}
+	w.want, w.granted = [MaxLimits]float64{}, [MaxLimits]float64{}
+	rules := t.pol.rules
+	for i := range int(t.n) {
+		if mask&(1<<i) != 0 {
+			w.want[i] = s.units(&rules[i], t.cost[i])
+		}
+	}
+	w.failed, w.refused, w.parts, w.ref, w.retry, w.err = false, false, 0, 0, 0, nil
+	w.state.Store(statePending)
+	s.mu.Lock()
+	s.takes = append(s.takes, w)
+	s.mu.Unlock()
+	s.kickNow()
+}
+
+// granted books the units a round's checks were granted; a check that failed or was
+// refused was granted none, and whatever it asked may be asked again. Every answer
+// from Redis also refreshes what the held buckets report as remaining.
+func (s *redisStore) granted(takes []*waiter) {
+	now := s.l.nanotime()
+	s.pmu.Lock()
+	for _, w := range takes {
+		for i := range int(w.n) {
+			k := keyID{w.tag[i], w.bucket[i]}
+			h := s.held[k]
+			if w.want[i] == 0 {
+				if h != nil && !w.failed && w.pol.rules[i].kind != kindConcurrency {
+					h.remaining = max(w.remaining[i], 0)
+					h.seenAt, h.resetAt = now, now+int64(w.reset[i]*float64(time.Microsecond))
+				}
+				continue
+			}
+			if h == nil {
+				h = &held{target: w.want[i]}
+				s.held[k] = h
+			}
+			h.asking = false
+			if w.failed {
+				continue
+			}
+			h.remaining = max(w.remaining[i], 0)
+			h.seenAt, h.resetAt = now, now+int64(w.reset[i]*float64(time.Microsecond))
+			if g := w.granted[i]; g > 0 {
+				h.avail += g
+				h.idleUntil = now + int64(prefetchHold)
+				h.intervalUS = w.pol.rules[i].interval / 1e3
+			}
+		}
+	}
+	s.pmu.Unlock()
+}
+
+// settleLocal charges delta more units (a refund when negative) of a bucket to what
+// this replica holds, if it holds the bucket and, for a charge, enough of it. Refunds
+// beyond twice the units asked for go to Redis instead.
+func (s *redisStore) settleLocal(k keyID, delta float64) bool {
+	if s.every == 0 {
+		return false
+	}
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	h := s.held[k]
+	if h == nil {
+		return false
+	}
+	if after := h.avail - delta; after >= 0 && after <= 2*h.target {
+		h.avail = after
+		return true
+	}
+	return false
+}
+
+// heldAvail is how many units of a bucket this replica holds.
+func (s *redisStore) heldAvail(k keyID) float64 {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if h := s.held[k]; h != nil {
+		return h.avail
+	}
+	return 0
+}
+
+// giveBack queues the unspent units of held buckets for return to Redis: those not
+// used for prefetchHold, or all of them when the store closes.
+func (s *redisStore) giveBack(all bool) {
+	if s.every == 0 {
+		return
+	}
+	now := s.l.nanotime()
+	queued := false
+	s.pmu.Lock()
+	for k, h := range s.held {
+		if !all && (h.asking || now < h.idleUntil) {
+			continue
+		}
+		if h.avail > 0 && h.intervalUS > 0 {
+			s.mu.Lock()
+			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: k.bucket, tag: k.tag,
+				interval: h.intervalUS, delta: -h.avail})
+			s.mu.Unlock()
+			s.back.Add(uint64(h.avail))
+			queued = true
+		}
+		delete(s.held, k)
+	}
+	s.pmu.Unlock()
+	if queued {
+		s.kickLater()
+	}
+}

@@ -1,0 +1,347 @@
+package limiter
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/redistest"
+)
+
+func durationPtr(d time.Duration) *time.Duration { return &d }
+
+// A limit far from its limit is answered from units granted ahead: a round trip per
+// refill, not per request, and the headers still count every request.
+func TestPrefetchAnswersLocally(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "chat",
+		Limit{Per: "endpoint", Requests: 1_000_000, Window: "hour"},
+		Limit{Per: "endpoint", Tokens: 1_000_000_000, Window: "hour"})
+	const n = 500
+	var tk Ticket
+	start := time.Now()
+	for i := range n {
+		if err := l.Take(bg, pol, alice, 10, &tk); err != nil {
+			t.Fatal(err)
+		}
+		l.Settle(&tk, 10)
+		// Every request counts, whoever answered it; 1,000,000 an hour refills one
+		// request every 3.6ms meanwhile.
+		want := int64(1_000_000 - i - 1)
+		refilled := int64(time.Since(start)/(3600*time.Microsecond)) + 1
+		if q := tk.Requests; q.Remaining < want || q.Remaining > want+refilled {
+			t.Fatalf("request %d: Requests = %+v, want %d..%d left", i, q, want, want+refilled)
+		}
+	}
+	st := l.Stats()
+	t.Logf("%+v", st)
+	if st.LocalChecks < n*9/10 || st.RedisChecks > n/10 {
+		t.Errorf("%d of %d checks answered locally, %d sent to Redis: want most answered locally", st.LocalChecks, n, st.RedisChecks)
+	}
+	if st.Fallbacks != 0 || st.Refused != 0 {
+		t.Errorf("stats %+v: want no fallback and no refusal", st)
+	}
+}
+
+// Replicas that prefetch admit what the bucket allows, no more, at saturation.
+func TestPrefetchAcrossReplicasIsExact(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redisClient(t, srv.Addr())
+	// 10 a second with a burst of 400; ten seconds of prefetch asks for 50 at a time
+	// (an eighth of the burst), granted only while the bucket is above half full.
+	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)}
+	ls := []*Limiter{newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)}
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 36_000, Window: "hour", Burst: 400})
+
+	var admitted atomic.Int64
+	var failed atomic.Value
+	t0 := redisNow(t, rc)
+	stop := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := ls[g%len(ls)]
+			var tk Ticket
+			for time.Now().Before(stop) {
+				err := l.Take(bg, pol, alice, 0, &tk)
+				var ref *Refused
+				switch {
+				case err == nil:
+					admitted.Add(1)
+					l.Settle(&tk, 0)
+				case errors.As(err, &ref):
+				default:
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t1 := redisNow(t, rc)
+	if err := failed.Load(); err != nil {
+		t.Fatalf("Take: %v", err)
+	}
+	var local uint64
+	for _, l := range ls {
+		s := l.Stats()
+		if s.Fallbacks != 0 {
+			t.Fatalf("a limiter fell back (%+v): the count is not Redis's", s)
+		}
+		local += s.LocalChecks
+	}
+	allowance := 400 + 10*t1.Sub(t0).Seconds()
+	got := float64(admitted.Load())
+	t.Logf("admitted %v, allowance %.2f, %d answered from prefetched units", got, allowance, local)
+	if local == 0 {
+		t.Error("no check was answered from prefetched units")
+	}
+	if low := 0.99*allowance - 1; got > allowance || got < low {
+		t.Errorf("admitted %v, want %.2f..%.2f", got, low, allowance)
+	}
+}
+
+// Units not spent go back to the bucket when the limiter closes and when they expire.
+func TestPrefetchGivesBack(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)}
+	// 10 a second: ten seconds of prefetch is 100 units.
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 36_000, Window: "hour"})
+	off := Config{Redis: cfg.Redis, Prefetch: durationPtr(0)}
+	check := newRedisLimiter(t, off)
+
+	t.Run("close", func(t *testing.T) {
+		a := newRedisLimiter(t, cfg)
+		if got := admitN(t, a, pol, alice, 0, 2); got != 2 {
+			t.Fatalf("admitted %d of 2", got)
+		}
+		if s := a.Stats(); s.LocalChecks != 1 {
+			t.Fatalf("stats %+v: want the second check answered from the 100 prefetched units", s)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if s := a.Stats(); s.ReturnedUnits != 99 {
+			t.Fatalf("stats %+v: want 99 units given back", s)
+		}
+		var tk Ticket
+		if err := check.Take(bg, pol, alice, 0, &tk); err != nil {
+			t.Fatal(err)
+		}
+		// Three requests taken; without the give-back 99 more would be missing.
+		if q := tk.Requests; q.Remaining < 36_000-3 {
+			t.Errorf("Requests = %+v after 3 requests, want %d left", q, 36_000-3)
+		}
+	})
+
+	t.Run("expiry", func(t *testing.T) {
+		clk := newTestClock()
+		a := newRedisLimiter(t, cfg, func(o *options) { o.now = clk.now })
+		if got := admitN(t, a, pol, bob, 0, 1); got != 1 {
+			t.Fatal("not admitted")
+		}
+		clk.advance(prefetchHold + time.Millisecond)
+		waitFor(t, 2*time.Second, "expired units given back", func() bool { return a.Stats().ReturnedUnits == 100 })
+		before := a.Stats()
+		if got := admitN(t, a, pol, bob, 0, 1); got != 1 {
+			t.Fatal("not admitted")
+		}
+		if s := a.Stats(); s.LocalChecks != before.LocalChecks || s.RedisChecks != before.RedisChecks+1 {
+			t.Errorf("stats %+v -> %+v: want the check after expiry sent to Redis", before, s)
+		}
+		barrier(t, a)
+		var tk Ticket
+		if err := check.Take(bg, pol, bob, 0, &tk); err != nil {
+			t.Fatal(err)
+		}
+		// bob: two requests, 100 units given back, 100 held again, and this one.
+		if q := tk.Requests; q.Remaining < 36_000-3-100 || q.Remaining > 36_000-3-100+2 {
+			t.Errorf("Requests = %+v, want %d left", q, 36_000-3-100)
+		}
+	})
+}
+
+// Small limits, limits near their end and concurrency limits are decided in Redis for
+// every request.
+func TestPrefetchOnlyFarFromTheLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	tests := []struct {
+		name string
+		pol  *Policy
+	}{
+		// 10 a second: 100ms of it is one request, not worth holding.
+		{"small", mustPolicy(t, "small", Limit{Per: "api_key", Requests: 600, Window: "minute", Burst: 60})},
+		{"concurrency", mustPolicy(t, "conc",
+			Limit{Per: "api_key", Requests: 1_000_000, Window: "minute"},
+			Limit{Per: "api_key", Concurrency: 1000})},
+		// 100ms of the tokens bucket cannot cover two requests of 10,000 tokens.
+		{"tokens", mustPolicy(t, "tok",
+			Limit{Per: "api_key", Requests: 1_000_000, Window: "minute"},
+			Limit{Per: "api_key", Tokens: 1_000_000, Window: "minute"})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := l.Stats()
+			var tk Ticket
+			for range 20 {
+				if err := l.Take(bg, tc.pol, alice, 10_000, &tk); err != nil {
+					t.Fatal(err)
+				}
+				l.Settle(&tk, KeepEstimate)
+			}
+			if s := l.Stats(); s.LocalChecks != before.LocalChecks || s.RedisChecks-before.RedisChecks != 20 {
+				t.Errorf("stats %+v -> %+v: want all 20 checks sent to Redis", before, s)
+			}
+		})
+	}
+
+	// Prefetching stops in the lower half of the bucket: from there every check is a
+	// round trip, and the bucket refuses exactly when it is empty.
+	t.Run("lower half", func(t *testing.T) {
+		cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)}
+		l := newRedisLimiter(t, cfg)
+		// 36,000 an hour, burst 80: an eighth of the burst (10) at a time.
+		pol := mustPolicy(t, "half", Limit{Per: "api_key", Requests: 36_000, Window: "hour", Burst: 80})
+		var tk Ticket
+		admitted := 0
+		for range 50 {
+			if l.Take(bg, pol, alice, 0, &tk) == nil {
+				admitted++
+			}
+		}
+		mid := l.Stats()
+		// Grants stop once fewer than 40 are left in Redis; whatever was held is spent.
+		if mid.LocalChecks == 0 || mid.LocalChecks > 40 {
+			t.Errorf("stats %+v: want some but at most 40 checks answered locally", mid)
+		}
+		for range 60 {
+			if l.Take(bg, pol, alice, 0, &tk) == nil {
+				admitted++
+			}
+		}
+		end := l.Stats()
+		// 80 in the bucket plus what 10 a second refills while this runs.
+		if admitted < 80 || admitted > 85 {
+			t.Errorf("admitted %d of 110 from a bucket of 80", admitted)
+		}
+		if end.LocalChecks != mid.LocalChecks {
+			t.Errorf("stats %+v -> %+v: checks in the lower half answered locally", mid, end)
+		}
+	})
+}
+
+// A request that one held bucket cannot cover goes to Redis and spends none of what
+// the other buckets hold.
+func TestPrefetchAllOrNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)}
+	l := newRedisLimiter(t, cfg)
+	// 10 requests a second (100 held) and 1,000 tokens a second (10,000 held).
+	pol := mustPolicy(t, "chat",
+		Limit{Per: "api_key", Requests: 36_000, Window: "hour"},
+		Limit{Per: "api_key", Tokens: 3_600_000, Window: "hour"})
+	var tk Ticket
+	take := func(est int64) Quota {
+		t.Helper()
+		if err := l.Take(bg, pol, alice, est, &tk); err != nil {
+			t.Fatal(err)
+		}
+		l.Settle(&tk, KeepEstimate)
+		return tk.Requests
+	}
+	first := take(100)
+	local := l.Stats().LocalChecks
+	take(100)
+	if l.Stats().LocalChecks != local+1 {
+		t.Fatalf("stats %+v: want the second check answered locally", l.Stats())
+	}
+	// 20,000 tokens is more than the 10,000 held: Redis decides, and grants nothing
+	// ahead for a request that large.
+	big := take(20_000)
+	if l.Stats().LocalChecks != local+1 {
+		t.Fatalf("stats %+v: a request over what is held was answered locally", l.Stats())
+	}
+	after := take(100)
+	if l.Stats().LocalChecks != local+2 {
+		t.Fatalf("stats %+v: want the check after it answered locally again", l.Stats())
+	}
+	// Every admitted request counts once: the big one took one request in Redis and
+	// none of the held ones.
+	if first.Remaining-big.Remaining != 2 || big.Remaining-after.Remaining != 1 {
+		t.Errorf("Remaining %d, %d, %d: want one less per request", first.Remaining, big.Remaining, after.Remaining)
+	}
+}
+
+// Token true-ups of a held bucket stay local: no settlement round to Redis, and the
+// next request sees the refund.
+func TestPrefetchSettlesLocally(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)}
+	l := newRedisLimiter(t, cfg)
+	// 1,000 tokens a second: 10,000 held.
+	pol := mustPolicy(t, "chat",
+		Limit{Per: "api_key", Requests: 36_000, Window: "hour"},
+		Limit{Per: "api_key", Tokens: 3_600_000, Window: "hour"})
+	var tk Ticket
+	if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+		t.Fatal(err)
+	}
+	first := tk.Tokens.Remaining
+	before := l.Stats()
+	l.Settle(&tk, 40)
+	time.Sleep(20 * time.Millisecond) // a settlement sent to Redis would go within 1ms
+	if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+		t.Fatal(err)
+	}
+	l.Settle(&tk, 130)
+	time.Sleep(20 * time.Millisecond)
+	after := l.Stats()
+	if after.RoundTrips != before.RoundTrips || after.LocalChecks != before.LocalChecks+1 {
+		t.Errorf("stats %+v -> %+v: want the check and both settlements answered locally", before, after)
+	}
+	// 60 refunded, then 100 charged; the refill of 1 a millisecond may add a few.
+	if got := tk.Tokens.Remaining; got < first-40 || got > first-40+100 {
+		t.Errorf("Tokens.Remaining %d after %d, want %d", got, first, first-40)
+	}
+	if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
+		t.Fatal(err)
+	}
+	// The second request used 130: 30 more than its estimate.
+	if got := tk.Tokens.Remaining; got < first-40-30 || got > first-40-30+100 {
+		t.Errorf("Tokens.Remaining %d, want %d", got, first-70)
+	}
+}
+
+// At a steady load far below the limits nothing goes to Redis once the units are
+// held, settlements included.
+func TestPrefetchSteadyLoadNeedsNoRoundTrips(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "chat",
+		Limit{Per: "endpoint", Requests: 1_000_000_000, Window: "minute"},
+		Limit{Per: "endpoint", Tokens: 1_000_000_000_000, Window: "minute"})
+	var tk Ticket
+	run := func(d time.Duration) {
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			if err := l.Take(bg, pol, alice, 30, &tk); err != nil {
+				t.Fatal(err)
+			}
+			l.Settle(&tk, 40)
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Longer than prefetchHold: units in use are never handed back.
+	run(prefetchHold + 200*time.Millisecond)
+	before := l.Stats()
+	run(500 * time.Millisecond)
+	after := l.Stats()
+	if after.RoundTrips != before.RoundTrips || after.RedisChecks != before.RedisChecks || after.ReturnedUnits != 0 {
+		t.Errorf("stats %+v -> %+v: want no round trip and nothing given back", before, after)
+	}
+}
