@@ -245,6 +245,9 @@ func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, boo
 }
 
 func (s *redisStore) close() error {
+	// Checks still queued may be granted units ahead: they go first, then everything
+	// held goes back.
+	s.flush(context.Background())
 	s.giveBack(true)
 	s.flush(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
