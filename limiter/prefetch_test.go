@@ -1,9 +1,6 @@
 package limiter
 
 import (
-	"errors"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,54 +46,18 @@ func TestPrefetchAnswersLocally(t *testing.T) {
 // Replicas that prefetch admit what the bucket allows, no more, at saturation.
 func TestPrefetchAcrossReplicasIsExact(t *testing.T) {
 	srv := redistest.Start(t)
-	rc := redisClient(t, srv.Addr())
 	// 10 a second with a burst of 400; ten seconds of prefetch asks for 50 at a time
 	// (an eighth of the burst), granted only while the bucket is above half full.
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)}
 	ls := []*Limiter{newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)}
 	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 36_000, Window: "hour", Burst: 400})
-
-	var admitted atomic.Int64
-	var failed atomic.Value
-	t0 := redisNow(t, rc)
-	stop := time.Now().Add(2 * time.Second)
-	var wg sync.WaitGroup
-	for g := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l := ls[g%len(ls)]
-			var tk Ticket
-			for time.Now().Before(stop) {
-				err := l.Take(bg, pol, alice, 0, &tk)
-				var ref *Refused
-				switch {
-				case err == nil:
-					admitted.Add(1)
-					l.Settle(&tk, 0)
-				case errors.As(err, &ref):
-				default:
-					failed.Store(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	t1 := redisNow(t, rc)
-	if err := failed.Load(); err != nil {
-		t.Fatalf("Take: %v", err)
-	}
+	admitted, _, elapsed := saturate(t, srv, ls, pol, 16, 2*time.Second)
 	var local uint64
 	for _, l := range ls {
-		s := l.Stats()
-		if s.Fallbacks != 0 {
-			t.Fatalf("a limiter fell back (%+v): the count is not Redis's", s)
-		}
-		local += s.LocalChecks
+		local += l.Stats().LocalChecks
 	}
-	allowance := 400 + 10*t1.Sub(t0).Seconds()
-	got := float64(admitted.Load())
+	allowance := 400 + 10*elapsed.Seconds()
+	got := float64(admitted)
 	t.Logf("admitted %v, allowance %.2f, %d answered from prefetched units", got, allowance, local)
 	if local == 0 {
 		t.Error("no check was answered from prefetched units")
@@ -239,13 +200,7 @@ func TestPrefetchOnlyFarFromTheLimit(t *testing.T) {
 // A request that one held bucket cannot cover goes to Redis and spends none of what
 // the other buckets hold.
 func TestPrefetchAllOrNothing(t *testing.T) {
-	srv := redistest.Start(t)
-	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)}
-	l := newRedisLimiter(t, cfg)
-	// 10 requests a second (100 held) and 1,000 tokens a second (10,000 held).
-	pol := mustPolicy(t, "chat",
-		Limit{Per: "api_key", Requests: 36_000, Window: "hour"},
-		Limit{Per: "api_key", Tokens: 3_600_000, Window: "hour"})
+	l, pol := slowPrefetchLimiter(t)
 	var tk Ticket
 	take := func(est int64) Quota {
 		t.Helper()
@@ -281,13 +236,7 @@ func TestPrefetchAllOrNothing(t *testing.T) {
 // Token true-ups of a held bucket stay local: no settlement round to Redis, and the
 // next request sees the refund.
 func TestPrefetchSettlesLocally(t *testing.T) {
-	srv := redistest.Start(t)
-	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)}
-	l := newRedisLimiter(t, cfg)
-	// 1,000 tokens a second: 10,000 held.
-	pol := mustPolicy(t, "chat",
-		Limit{Per: "api_key", Requests: 36_000, Window: "hour"},
-		Limit{Per: "api_key", Tokens: 3_600_000, Window: "hour"})
+	l, pol := slowPrefetchLimiter(t)
 	var tk Ticket
 	if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
 		t.Fatal(err)
@@ -344,4 +293,14 @@ func TestPrefetchSteadyLoadNeedsNoRoundTrips(t *testing.T) {
 	if after.RoundTrips != before.RoundTrips || after.RedisChecks != before.RedisChecks || after.ReturnedUnits != 0 {
 		t.Errorf("stats %+v -> %+v: want no round trip and nothing given back", before, after)
 	}
+}
+
+// slowPrefetchLimiter prefetches ten seconds of a policy of 10 requests (100 held) and
+// 1,000 tokens a second (10,000 held), so that refill during a test stays small.
+func slowPrefetchLimiter(t *testing.T) (*Limiter, *Policy) {
+	srv := redistest.Start(t)
+	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)}
+	return newRedisLimiter(t, cfg), mustPolicy(t, "chat",
+		Limit{Per: "api_key", Requests: 36_000, Window: "hour"},
+		Limit{Per: "api_key", Tokens: 3_600_000, Window: "hour"})
 }
