@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -92,5 +93,26 @@ logging: {level: warn, access_log: false}
 	}
 	if !bytes.Contains([]byte(allow.logs.String()), []byte("redis")) {
 		t.Errorf("the outage was not logged")
+	}
+	// The metrics say who answered: Redis or units prefetched from it before and after
+	// the outage, the local share (allow) or a refusal (deny) during it.
+	for _, tc := range []struct {
+		g      *gw
+		during string
+	}{{allow, "fallback"}, {deny, "unavailable"}} {
+		fams, err := promtest.Scrape("http://" + tc.g.AdminAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checks := func(answered string) float64 {
+			v, _ := promtest.Sum(fams, "tollgate_limiter_checks_total", func(l map[string]string) bool { return l["answered"] == answered })
+			return v
+		}
+		if checks("redis") == 0 || checks("redis")+checks("prefetched") < 80 || checks(tc.during) == 0 {
+			t.Errorf("tollgate_limiter_checks_total: redis %v, prefetched %v, %s %v", checks("redis"), checks("prefetched"), tc.during, checks(tc.during))
+		}
+		if trips, _ := promtest.Sum(fams, "tollgate_limiter_redis_round_trips_total", nil); trips == 0 {
+			t.Error("tollgate_limiter_redis_round_trips_total is 0")
+		}
 	}
 }

@@ -113,6 +113,7 @@ func New(path string, opt Options) (*Server, error) {
 	rt.ownsTracer.Store(true)
 	rt.ownsLimiter.Store(true)
 	s.m.WatchTracing(s.traceStats)
+	s.m.WatchLimiter(s.limiterStats)
 	s.install(rt)
 	s.lastHash = fileHash(path)
 	s.api = &fasthttp.Server{
@@ -463,6 +464,17 @@ func (s *Server) traceStats() metrics.TraceStats {
 	st := rt.tr.Stats()
 	return metrics.TraceStats{Kept: st.Kept, Discarded: st.Discarded, Evicted: st.Evicted,
 		SpansDropped: st.SpansDropped, ExportFailures: st.ExportFailures, Pending: st.Pending}
+}
+
+// limiterStats reads the live limiter's counters for the metrics.
+func (s *Server) limiterStats() metrics.LimiterStats {
+	rt := s.rt.Load()
+	if rt == nil {
+		return metrics.LimiterStats{}
+	}
+	st := rt.lim.Stats()
+	return metrics.LimiterStats{Redis: st.RedisAnswered, Prefetched: st.LocalChecks, Fallback: st.Fallbacks,
+		Unavailable: st.Unavailable, RoundTrips: st.RoundTrips, DroppedSettlements: st.DroppedSettles}
 }
 
 // syncRouterGauges copies route weights and canary states into their gauges when the

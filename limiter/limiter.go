@@ -144,8 +144,10 @@ type Stats struct {
 	Fallbacks uint64
 	// Unavailable counts checks answered with ErrUnavailable (on_redis_error: deny).
 	Unavailable uint64
-	// RedisChecks counts checks sent to Redis.
+	// RedisChecks counts checks sent to Redis, prefetch refills included.
 	RedisChecks uint64
+	// RedisAnswered counts requests' checks that Redis answered (admitted or refused).
+	RedisAnswered uint64
 	// RoundTrips counts pipelines sent to Redis; RedisChecks/RoundTrips is the batching.
 	RoundTrips uint64
 	// ScriptCalls counts script invocations (one per pipeline and Cluster slot).
@@ -270,6 +272,7 @@ func (l *Limiter) Stats() Stats {
 	}
 	if l.rs != nil {
 		s.RedisChecks = l.rs.checks.Load()
+		s.RedisAnswered = l.rs.answered.Load()
 		s.RoundTrips = l.rs.roundTrips.Load()
 		s.ScriptCalls = l.rs.scriptCalls.Load()
 		s.DroppedSettles = l.rs.dropped.Load()

@@ -151,6 +151,7 @@ type redisStore struct {
 	adjIndex   map[keyID]int
 
 	checks      atomic.Uint64
+	answered    atomic.Uint64 // requests' checks answered by Redis
 	roundTrips  atomic.Uint64
 	scriptCalls atomic.Uint64
 	dropped     atomic.Uint64
@@ -343,6 +344,7 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 		s.l.setDegraded(true, w.err)
 		return nil, false
 	}
+	s.answered.Add(1)
 	rules := t.pol.rules
 	for i := range int(t.n) {
 		rem := w.remaining[i]

@@ -236,6 +236,7 @@ func populate(m *Metrics) {
 	m.SetLimiterDegraded(false)
 	m.ConfigReloaded(nil)
 	m.WatchTracing(func() TraceStats { return TraceStats{} })
+	m.WatchLimiter(func() LimiterStats { return LimiterStats{} })
 }
 
 // exportedFamilies returns every family the gateway exports, with its type.

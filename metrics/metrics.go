@@ -85,6 +85,7 @@ type Metrics struct {
 	lastUp      map[[2]string]struct{}
 
 	tracing *traceCollector
+	limiter *limiterCollector
 }
 
 // New creates the Tollgate collectors and registers them, with the Go runtime
@@ -149,6 +150,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help: "1 for the endpoint's current canary state, 0 for the others.",
 	}, []string{"endpoint", "state"}))
 	m.tracing = register(reg, &traceCollector{})
+	m.limiter = register(reg, &limiterCollector{})
 
 	// Both results exist from the start so that rate() over them works
 	// before the first failure.

@@ -505,6 +505,41 @@ func TestWatchTracing(t *testing.T) {
 	}
 }
 
+func TestWatchLimiter(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	if _, ok := scrape(t, reg, "")["tollgate_limiter_checks_total"]; ok {
+		t.Fatal("limiter statistics exported before WatchLimiter")
+	}
+	m.WatchLimiter(func() LimiterStats {
+		return LimiterStats{Redis: 3, Prefetched: 7, Fallback: 1, Unavailable: 2, RoundTrips: 4, DroppedSettlements: 5}
+	})
+	fams := scrape(t, reg, "")
+	tests := []struct {
+		family string
+		labels map[string]string
+		want   float64
+	}{
+		{"tollgate_limiter_checks_total", map[string]string{"answered": "redis"}, 3},
+		{"tollgate_limiter_checks_total", map[string]string{"answered": "prefetched"}, 7},
+		{"tollgate_limiter_checks_total", map[string]string{"answered": "fallback"}, 1},
+		{"tollgate_limiter_checks_total", map[string]string{"answered": "unavailable"}, 2},
+		{"tollgate_limiter_redis_round_trips_total", map[string]string{}, 4},
+		{"tollgate_limiter_settlements_dropped_total", map[string]string{}, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.family+describeLabels(tt.labels), func(t *testing.T) {
+			if got := value(series(t, fams, tt.family, tt.labels)); got != tt.want {
+				t.Errorf("= %v, want %v", got, tt.want)
+			}
+		})
+	}
+	m.WatchLimiter(nil)
+	if _, ok := scrape(t, reg, "")["tollgate_limiter_checks_total"]; ok {
+		t.Error("limiter statistics still exported after WatchLimiter(nil)")
+	}
+}
+
 func describeLabels(l map[string]string) string {
 	var s []string
 	for k, v := range l {
@@ -574,6 +609,8 @@ func TestRegisteredNames(t *testing.T) {
 		"tollgate_ratelimit_rejections_total", "tollgate_upstream_attempts_total", "tollgate_in_flight_requests",
 		"tollgate_backend_up", "tollgate_config_reloads_total", "tollgate_limiter_degraded",
 		"tollgate_route_weight", "tollgate_canary_state", "go_goroutines", "process_resident_memory_bytes",
+		"tollgate_limiter_checks_total", "tollgate_limiter_redis_round_trips_total",
+		"tollgate_limiter_settlements_dropped_total",
 	}
 	for _, n := range want {
 		t.Run(n, func(t *testing.T) {

@@ -1,0 +1,66 @@
+package metrics
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// LimiterStats is what the limiter reports about how its checks were answered; the
+// counters only grow for the life of one limiter.
+type LimiterStats struct {
+	// Checks answered by Redis, from units prefetched from Redis, from this replica's
+	// local share while Redis failed, and refused as unavailable (on_redis_error: deny).
+	Redis, Prefetched, Fallback, Unavailable uint64
+	// RoundTrips counts pipelines sent to Redis (checks, refills and settlements).
+	RoundTrips uint64
+	// DroppedSettlements counts token settlements and releases lost to Redis failures.
+	DroppedSettlements uint64
+}
+
+// WatchLimiter makes the registry export the limiter's statistics, read from f at each
+// scrape. Call it again when the limiter is replaced; the counters then restart from
+// zero, which Prometheus treats as a reset.
+func (m *Metrics) WatchLimiter(f func() LimiterStats) {
+	if f == nil {
+		m.limiter.f.Store(nil)
+		return
+	}
+	m.limiter.f.Store(&f)
+}
+
+var (
+	limiterChecksDesc = prometheus.NewDesc("tollgate_limiter_checks_total",
+		"Limit checks by what answered them: redis, prefetched (units taken from Redis ahead), fallback (local share while Redis fails), unavailable (refused, on_redis_error: deny).",
+		[]string{"answered"}, nil)
+	limiterRoundTripsDesc = prometheus.NewDesc("tollgate_limiter_redis_round_trips_total",
+		"Pipelines sent to Redis by the limiter: checks of concurrent requests share one.", nil, nil)
+	limiterDroppedDesc = prometheus.NewDesc("tollgate_limiter_settlements_dropped_total",
+		"Token settlements and concurrency releases lost because Redis failed.", nil, nil)
+)
+
+// limiterCollector reads the current limiter's statistics at scrape time, so the
+// limiter package needs no dependency on Prometheus.
+type limiterCollector struct {
+	f atomic.Pointer[func() LimiterStats]
+}
+
+func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- limiterChecksDesc
+	ch <- limiterRoundTripsDesc
+	ch <- limiterDroppedDesc
+}
+
+func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.f.Load()
+	if f == nil {
+		return
+	}
+	s := (*f)()
+	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Redis), "redis")
+	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Prefetched), "prefetched")
+	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Fallback), "fallback")
+	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Unavailable), "unavailable")
+	ch <- prometheus.MustNewConstMetric(limiterRoundTripsDesc, prometheus.CounterValue, float64(s.RoundTrips))
+	ch <- prometheus.MustNewConstMetric(limiterDroppedDesc, prometheus.CounterValue, float64(s.DroppedSettlements))
+}
