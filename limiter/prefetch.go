@@ -80,7 +80,7 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 	s.pmu.Lock()
 	for i := range n {
 		h := s.held[keyID{t.tag[i], t.bucket[i]}]
-		if h == nil || h.avail < t.cost[i] || rules[i].kind == kindConcurrency {
+		if h == nil || h.avail <= 0 || h.avail < t.cost[i] || rules[i].kind == kindConcurrency {
 			s.pmu.Unlock()
 			return false
 		}
@@ -115,7 +115,9 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 }
 
 // askAhead sets what w asks for ahead: every bucket of its policy must qualify,
-// because held units only answer a request when all its buckets have them.
+// because held units only answer a request when all its buckets have them, and every
+// bucket must have been checked within prefetchHold before: a bucket checked less often
+// than that (a quiet API key) would have its units handed back unused every time.
 func (s *redisStore) askAhead(w *waiter) {
 	w.want, w.granted = [MaxLimits]float64{}, [MaxLimits]float64{}
 	if s.every == 0 {
@@ -129,20 +131,30 @@ func (s *redisStore) askAhead(w *waiter) {
 			return
 		}
 	}
+	now := s.l.nanotime()
 	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	fresh := false
 	for i := range n {
 		k := keyID{w.tag[i], w.bucket[i]}
-		h := s.held[k]
-		if h == nil {
-			h = &held{}
-			s.held[k] = h
-		} else if h.asking || h.avail >= want[i]/2 {
+		if h := s.held[k]; h == nil {
+			s.held[k] = &held{idleUntil: now + int64(prefetchHold)}
+			fresh = true
+		} else {
+			h.idleUntil = now + int64(prefetchHold)
+		}
+	}
+	if fresh {
+		return
+	}
+	for i := range n {
+		h := s.held[keyID{w.tag[i], w.bucket[i]}]
+		if h.asking || h.avail >= want[i]/2 {
 			continue
 		}
 		h.asking, h.target = true, want[i]
 		w.want[i] = want[i]
 	}
-	s.pmu.Unlock()
 }
 
 // refill queues a check no request waits for, asking for more of the buckets in mask.

@@ -78,11 +78,13 @@ func TestPrefetchGivesBack(t *testing.T) {
 
 	t.Run("close", func(t *testing.T) {
 		a := newRedisLimiter(t, cfg)
-		if got := admitN(t, a, pol, alice, 0, 2); got != 2 {
-			t.Fatalf("admitted %d of 2", got)
+		// The first check of a bucket asks for nothing ahead, the second for 100 units,
+		// the third spends one of them.
+		if got := admitN(t, a, pol, alice, 0, 3); got != 3 {
+			t.Fatalf("admitted %d of 3", got)
 		}
-		if s := a.Stats(); s.LocalChecks != 1 {
-			t.Fatalf("stats %+v: want the second check answered from the 100 prefetched units", s)
+		if s := a.Stats(); s.LocalChecks != 1 || s.RedisAnswered != 2 {
+			t.Fatalf("stats %+v: want the third check answered from the 100 prefetched units", s)
 		}
 		if err := a.Close(); err != nil {
 			t.Fatal(err)
@@ -94,16 +96,16 @@ func TestPrefetchGivesBack(t *testing.T) {
 		if err := check.Take(bg, pol, alice, 0, &tk); err != nil {
 			t.Fatal(err)
 		}
-		// Three requests taken; without the give-back 99 more would be missing.
-		if q := tk.Requests; q.Remaining < 36_000-3 {
-			t.Errorf("Requests = %+v after 3 requests, want %d left", q, 36_000-3)
+		// Four requests taken; without the give-back 99 more would be missing.
+		if q := tk.Requests; q.Remaining < 36_000-4 {
+			t.Errorf("Requests = %+v after 4 requests, want %d left", q, 36_000-4)
 		}
 	})
 
 	t.Run("expiry", func(t *testing.T) {
 		clk := newTestClock()
 		a := newRedisLimiter(t, cfg, func(o *options) { o.now = clk.now })
-		if got := admitN(t, a, pol, bob, 0, 1); got != 1 {
+		if got := admitN(t, a, pol, bob, 0, 2); got != 2 {
 			t.Fatal("not admitted")
 		}
 		clk.advance(prefetchHold + time.Millisecond)
@@ -120,9 +122,10 @@ func TestPrefetchGivesBack(t *testing.T) {
 		if err := check.Take(bg, pol, bob, 0, &tk); err != nil {
 			t.Fatal(err)
 		}
-		// bob: two requests, 100 units given back, 100 held again, and this one.
-		if q := tk.Requests; q.Remaining < 36_000-3-100 || q.Remaining > 36_000-3-100+2 {
-			t.Errorf("Requests = %+v, want %d left", q, 36_000-3-100)
+		// bob: three requests and this one; the 100 units went back, and the check
+		// after the pause asked for none (a bucket new to the replica again).
+		if q := tk.Requests; q.Remaining < 36_000-4 || q.Remaining > 36_000-4+2 {
+			t.Errorf("Requests = %+v, want %d left", q, 36_000-4)
 		}
 	})
 }
@@ -210,11 +213,12 @@ func TestPrefetchAllOrNothing(t *testing.T) {
 		l.Settle(&tk, KeepEstimate)
 		return tk.Requests
 	}
+	take(100) // a bucket new to the replica: nothing asked ahead
 	first := take(100)
 	local := l.Stats().LocalChecks
 	take(100)
 	if l.Stats().LocalChecks != local+1 {
-		t.Fatalf("stats %+v: want the second check answered locally", l.Stats())
+		t.Fatalf("stats %+v: want the third check answered locally", l.Stats())
 	}
 	// 20,000 tokens is more than the 10,000 held: Redis decides, and grants nothing
 	// ahead for a request that large.
@@ -238,6 +242,12 @@ func TestPrefetchAllOrNothing(t *testing.T) {
 func TestPrefetchSettlesLocally(t *testing.T) {
 	l, pol := slowPrefetchLimiter(t)
 	var tk Ticket
+	for range 2 { // the second check of a bucket asks ahead
+		if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+			t.Fatal(err)
+		}
+		l.Settle(&tk, KeepEstimate)
+	}
 	if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
 		t.Fatal(err)
 	}
@@ -303,4 +313,23 @@ func slowPrefetchLimiter(t *testing.T) (*Limiter, *Policy) {
 	return newRedisLimiter(t, cfg), mustPolicy(t, "chat",
 		Limit{Per: "api_key", Requests: 36_000, Window: "hour"},
 		Limit{Per: "api_key", Tokens: 3_600_000, Window: "hour"})
+}
+
+// A bucket checked less often than prefetchHold (a quiet API key) never prefetches: its
+// units would go back unused every time, a second Redis operation per request.
+func TestPrefetchNotForQuietBuckets(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := newTestClock()
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}}, func(o *options) { o.now = clk.now })
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 1_000_000, Window: "minute"})
+	for range 5 {
+		if got := admitN(t, l, pol, alice, 0, 1); got != 1 {
+			t.Fatal("not admitted")
+		}
+		clk.advance(prefetchHold + time.Millisecond)
+		l.rs.giveBack(false)
+	}
+	if s := l.Stats(); s.LocalChecks != 0 || s.ReturnedUnits != 0 || s.RedisAnswered != 5 {
+		t.Errorf("stats %+v: want five checks answered by Redis and nothing prefetched", s)
+	}
 }
