@@ -32,6 +32,9 @@ const (
 	prefetchHold = time.Second
 	// prefetchBurstShare bounds what one replica holds to this fraction of the burst.
 	prefetchBurstShare = 8
+	// maxHeld bounds the buckets a replica tracks for prefetch (per-ip limits see many
+	// subjects); past it, new buckets are checked in Redis one request at a time.
+	maxHeld = 1 << 16
 )
 
 // held is what this replica holds of one bucket.
@@ -138,7 +141,9 @@ func (s *redisStore) askAhead(w *waiter) {
 	for i := range n {
 		k := keyID{w.tag[i], w.bucket[i]}
 		if h := s.held[k]; h == nil {
-			s.held[k] = &held{idleUntil: now + int64(prefetchHold)}
+			if len(s.held) < maxHeld {
+				s.held[k] = &held{idleUntil: now + int64(prefetchHold)}
+			}
 			fresh = true
 		} else {
 			h.idleUntil = now + int64(prefetchHold)

@@ -333,3 +333,25 @@ func TestPrefetchNotForQuietBuckets(t *testing.T) {
 		t.Errorf("stats %+v: want five checks answered by Redis and nothing prefetched", s)
 	}
 }
+
+// The buckets tracked for prefetch are bounded; past the bound new buckets are checked
+// in Redis request by request.
+func TestPrefetchTracksBoundedBuckets(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 1_000_000, Window: "minute"})
+	l.rs.pmu.Lock()
+	for i := range maxHeld {
+		l.rs.held[keyID{tag: uint64(i), bucket: 1}] = &held{idleUntil: 1 << 62}
+	}
+	l.rs.pmu.Unlock()
+	if got := admitN(t, l, pol, alice, 0, 5); got != 5 {
+		t.Fatalf("admitted %d of 5", got)
+	}
+	l.rs.pmu.Lock()
+	n := len(l.rs.held)
+	l.rs.pmu.Unlock()
+	if s := l.Stats(); n != maxHeld || s.LocalChecks != 0 || s.RedisAnswered != 5 {
+		t.Errorf("%d buckets tracked, stats %+v: want %d and every check answered by Redis", n, s, maxHeld)
+	}
+}
