@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -177,6 +178,13 @@ func within(t *testing.T, what string, got, want float64) {
 // maxTokens), sharing one Redis, with limit on their chat endpoint.
 func startLimitedReplicas(t *testing.T, maxTokens int, limit string) []*replica {
 	t.Helper()
+	return startLimitedReplicasWith(t, maxTokens, limit, "")
+}
+
+// startLimitedReplicasWith adds limiterExtra (", key: value" pairs) to the limiter
+// section.
+func startLimitedReplicasWith(t *testing.T, maxTokens int, limit, limiterExtra string) []*replica {
+	t.Helper()
 	rds := redistest.Start(t)
 	up := startMockLLM(t, mockllm.Options{MaxTokens: maxTokens})
 	return startReplicas(t, 3, `
@@ -187,7 +195,7 @@ endpoints:
     type: chat
     routes: [{backend: up}]
     limits: [`+limit+`]
-limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
+limiter: {store: redis, redis: {url: "`+rds.URL()+`"}`+limiterExtra+`}
 logging: {level: warn, access_log: false}
 `)
 }
@@ -207,6 +215,31 @@ func TestRedisLimitAcrossReplicas(t *testing.T) {
 // 60,000 per minute with burst 6,000, charged with mockllm's real usage (each answer
 // 50 completion tokens plus its prompt): the tokens the admitted answers used stay
 // within 1 % of what the bucket allows (6,000 + 1,000/s).
+// TestRedisPrefetchLimitAcrossReplicas: the same three-gateway load on a limit large
+// enough to prefetch (60 a second, burst 600, a second of prefetch: 60 units at a time
+// while the bucket is above half full): the replicas answer part of it locally and
+// still admit what the bucket allows, within 1 %.
+func TestRedisPrefetchLimitAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	reps := startLimitedReplicasWith(t, 2, "{per: endpoint, requests: 3600, window: minute, burst: 600}", ", prefetch: 1s")
+	body := []byte(`{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
+	l := runLimitLoad(t, reps, 50, 10*time.Second, body)
+	within(t, "admitted requests", float64(l.ok.Load()), 600+60*l.elapsed)
+	var prefetched float64
+	for _, r := range reps {
+		fams, err := promtest.Scrape("http://" + r.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := promtest.Sum(fams, "tollgate_limiter_checks_total", func(l map[string]string) bool { return l["answered"] == "prefetched" })
+		prefetched += v
+	}
+	t.Logf("%.0f checks answered from prefetched units", prefetched)
+	if prefetched == 0 {
+		t.Error("no check was answered from prefetched units")
+	}
+}
+
 func TestRedisTokenLimitAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	reps := startLimitedReplicas(t, 64, "{per: endpoint, tokens: 60000, window: minute, burst: 6000}")
