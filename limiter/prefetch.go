@@ -17,7 +17,8 @@ import (
 //     is where exactness matters;
 //   - a replica asks for at most Prefetch's worth of the bucket's rate and an eighth
 //     of its burst, and only when that covers at least two requests like the one
-//     asking, so small limits never prefetch;
+//     asking, so small limits never prefetch, and only for a bucket it checked within
+//     prefetchHold before, so quiet subjects never do;
 //   - units of a bucket this replica has not used for prefetchHold go back to it.
 // Units held by a replica that dies are lost to the bucket once, like that many
 // requests. Concurrency limits are never prefetched: a policy with one always asks
