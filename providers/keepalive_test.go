@@ -106,4 +106,19 @@ func TestStreamCloseAfterDoneIsBounded(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("Close waited %v for a body that never ends", d)
 	}
+	// With no drain left the watcher's timer stops: an idle gateway has no wake-ups
+	// for it.
+	deadline := time.Now().Add(time.Second)
+	for {
+		drains.mu.Lock()
+		armed, left := drains.armed, len(drains.active)
+		drains.mu.Unlock()
+		if !armed && left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drain watcher still armed (%d drains) a second after the last one ended", left)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

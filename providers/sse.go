@@ -237,13 +237,15 @@ func (s *sseReader) drain() {
 }
 
 // drainWatch bounds drains without a timer per stream (arming one wakes the runtime's
-// poller, several µs a stream): a drain registers itself, and one goroutine for the
-// process, started by the first drain, cuts those older than drainWait every
-// drainWait/2.
+// poller, several µs a stream): a drain registers itself, and one process-wide timer
+// cuts those older than drainWait every drainWait/2. The timer is armed by a drain
+// that finds it idle and stops when a tick finds no drain left, so under load it is
+// armed about once per tick and an idle gateway has no wake-ups for it.
 type drainWatch struct {
-	once   sync.Once
 	mu     sync.Mutex
 	active map[*sseReader]drainEntry
+	timer  *time.Timer
+	armed  bool
 }
 
 type drainEntry struct {
@@ -254,12 +256,17 @@ type drainEntry struct {
 var drains drainWatch
 
 func (w *drainWatch) add(s *sseReader, c bodyCloser) {
-	w.once.Do(func() {
-		w.active = make(map[*sseReader]drainEntry)
-		go w.run()
-	})
 	w.mu.Lock()
+	if w.active == nil {
+		w.active = make(map[*sseReader]drainEntry)
+		w.timer = time.AfterFunc(time.Hour, w.tick)
+		w.timer.Stop()
+	}
 	w.active[s] = drainEntry{body: c, start: time.Now()}
+	if !w.armed {
+		w.armed = true
+		w.timer.Reset(drainWait / 2)
+	}
 	w.mu.Unlock()
 }
 
@@ -269,22 +276,24 @@ func (w *drainWatch) remove(s *sseReader) {
 	w.mu.Unlock()
 }
 
-func (w *drainWatch) run() {
+func (w *drainWatch) tick() {
 	var cut []bodyCloser
-	for now := range time.Tick(drainWait / 2) {
-		w.mu.Lock()
-		for s, e := range w.active {
-			if now.Sub(e.start) >= drainWait {
-				delete(w.active, s)
-				cut = append(cut, e.body)
-			}
+	now := time.Now()
+	w.mu.Lock()
+	for s, e := range w.active {
+		if now.Sub(e.start) >= drainWait {
+			delete(w.active, s)
+			cut = append(cut, e.body)
 		}
-		w.mu.Unlock()
-		for i, c := range cut {
-			_ = c.CloseWithError(errDrainTimeout)
-			cut[i] = nil
-		}
-		cut = cut[:0]
+	}
+	if len(w.active) > 0 {
+		w.timer.Reset(drainWait / 2)
+	} else {
+		w.armed = false
+	}
+	w.mu.Unlock()
+	for _, c := range cut {
+		_ = c.CloseWithError(errDrainTimeout)
 	}
 }
 
