@@ -244,6 +244,10 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, cfg *Config, report fu
 			lines[p] = k.Line
 			f, ok := fields[k.Value]
 			if !ok {
+				if k.Value == "" {
+					// An empty key (a bare anchor or "":) still gets its file and line.
+					p = join(path, `""`)
+				}
 				report(k.Line, p, "unknown key"+suggest(k.Value, fields))
 				continue
 			}
