@@ -473,7 +473,7 @@ func (s *Server) limiterStats() metrics.LimiterStats {
 		return metrics.LimiterStats{}
 	}
 	st := rt.lim.Stats()
-	return metrics.LimiterStats{Redis: st.RedisAnswered, Prefetched: st.LocalChecks, Fallback: st.Fallbacks,
+	return metrics.LimiterStats{Redis: st.RedisAnswered, Prefetched: st.LocalChecks, RefusedLocally: st.RefusedLocally, Fallback: st.Fallbacks,
 		Unavailable: st.Unavailable, RoundTrips: st.RoundTrips, DroppedSettlements: st.DroppedSettles}
 }
 

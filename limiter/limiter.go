@@ -156,6 +156,9 @@ type Stats struct {
 	DroppedSettles uint64
 	// LocalChecks counts checks answered from units prefetched from Redis (prefetch).
 	LocalChecks uint64
+	// RefusedLocally counts requests refused without a round trip because Redis had
+	// refused their requests bucket until a retry time not yet come.
+	RefusedLocally uint64
 	// ReturnedUnits counts prefetched units given back to Redis unspent.
 	ReturnedUnits uint64
 }
@@ -276,7 +279,8 @@ func (l *Limiter) Stats() Stats {
 		s.RoundTrips = l.rs.roundTrips.Load()
 		s.ScriptCalls = l.rs.scriptCalls.Load()
 		s.DroppedSettles = l.rs.dropped.Load()
-		s.LocalChecks = l.rs.local.Load()
+		s.LocalChecks = l.rs.prefetch.local.Load()
+		s.RefusedLocally = l.rs.refusals.local.Load()
 		s.ReturnedUnits = l.rs.back.Load()
 	}
 	return s
@@ -381,6 +385,7 @@ func (l *Limiter) probe() {
 		}
 		l.probeOnce()
 		l.rs.giveBack(false)
+		l.rs.sweepRefusals()
 		if l.degraded.Load() {
 			t.Reset(l.opt.probeEvery)
 		} else {

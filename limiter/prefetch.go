@@ -111,7 +111,7 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 		t.observe(&rules[i], rem[i], time.Duration(reset[i]))
 	}
 	t.src = srcRedis
-	s.local.Add(1)
+	s.prefetch.local.Add(1)
 	if refill != 0 {
 		s.refill(t, refill)
 	}

@@ -157,6 +157,7 @@ type redisStore struct {
 	dropped     atomic.Uint64
 
 	prefetch
+	refusals
 }
 
 func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
@@ -278,6 +279,9 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 	if s.every > 0 && s.takeLocal(t) {
 		return nil, true
 	}
+	if err, ok := s.refusedLocally(t); ok {
+		return err, true
+	}
 	w := s.pool.Get().(*waiter)
 	w.pol, w.n, w.refill = t.pol, t.n, false
 	w.bucket, w.tag, w.cost = t.bucket, t.tag, t.cost
@@ -355,7 +359,9 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 		t.observe(&rules[i], rem, time.Duration(w.reset[i]*float64(time.Microsecond)))
 	}
 	if w.refused {
-		return t.refuse(w.ref, time.Duration(math.Ceil(w.retry))*time.Microsecond), true
+		retry := time.Duration(math.Ceil(w.retry)) * time.Microsecond
+		s.rememberRefusal(w, w.ref, retry, time.Duration(w.reset[w.ref]*float64(time.Microsecond)))
+		return t.refuse(w.ref, retry), true
 	}
 	t.src = srcRedis
 	return nil, true

@@ -9,9 +9,10 @@ import (
 // LimiterStats is what the limiter reports about how its checks were answered; the
 // counters only grow for the life of one limiter.
 type LimiterStats struct {
-	// Checks answered by Redis, from units prefetched from Redis, from this replica's
-	// local share while Redis failed, and refused as unavailable (on_redis_error: deny).
-	Redis, Prefetched, Fallback, Unavailable uint64
+	// Checks answered by Redis, from units prefetched from Redis, refused from a
+	// refusal Redis gave until its retry time, from this replica's local share while
+	// Redis failed, and refused as unavailable (on_redis_error: deny).
+	Redis, Prefetched, RefusedLocally, Fallback, Unavailable uint64
 	// RoundTrips counts pipelines sent to Redis (checks, refills and settlements).
 	RoundTrips uint64
 	// DroppedSettlements counts token settlements and releases lost to Redis failures.
@@ -31,7 +32,7 @@ func (m *Metrics) WatchLimiter(f func() LimiterStats) {
 
 var (
 	limiterChecksDesc = prometheus.NewDesc("tollgate_limiter_checks_total",
-		"Limit checks by what answered them: redis, prefetched (units taken from Redis ahead), fallback (local share while Redis fails), unavailable (refused, on_redis_error: deny).",
+		"Limit checks by what answered them: redis, prefetched (units taken from Redis ahead), refused_locally (a requests bucket Redis refused until its retry time), fallback (local share while Redis fails), unavailable (refused, on_redis_error: deny).",
 		[]string{"answered"}, nil)
 	limiterRoundTripsDesc = prometheus.NewDesc("tollgate_limiter_redis_round_trips_total",
 		"Pipelines sent to Redis by the limiter: checks of concurrent requests share one.", nil, nil)
@@ -59,6 +60,7 @@ func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
 	s := (*f)()
 	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Redis), "redis")
 	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Prefetched), "prefetched")
+	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.RefusedLocally), "refused_locally")
 	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Fallback), "fallback")
 	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Unavailable), "unavailable")
 	ch <- prometheus.MustNewConstMetric(limiterRoundTripsDesc, prometheus.CounterValue, float64(s.RoundTrips))

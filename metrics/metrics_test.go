@@ -512,7 +512,7 @@ func TestWatchLimiter(t *testing.T) {
 		t.Fatal("limiter statistics exported before WatchLimiter")
 	}
 	m.WatchLimiter(func() LimiterStats {
-		return LimiterStats{Redis: 3, Prefetched: 7, Fallback: 1, Unavailable: 2, RoundTrips: 4, DroppedSettlements: 5}
+		return LimiterStats{Redis: 3, Prefetched: 7, RefusedLocally: 6, Fallback: 1, Unavailable: 2, RoundTrips: 4, DroppedSettlements: 5}
 	})
 	fams := scrape(t, reg, "")
 	tests := []struct {
@@ -522,6 +522,7 @@ func TestWatchLimiter(t *testing.T) {
 	}{
 		{"tollgate_limiter_checks_total", map[string]string{"answered": "redis"}, 3},
 		{"tollgate_limiter_checks_total", map[string]string{"answered": "prefetched"}, 7},
+		{"tollgate_limiter_checks_total", map[string]string{"answered": "refused_locally"}, 6},
 		{"tollgate_limiter_checks_total", map[string]string{"answered": "fallback"}, 1},
 		{"tollgate_limiter_checks_total", map[string]string{"answered": "unavailable"}, 2},
 		{"tollgate_limiter_redis_round_trips_total", map[string]string{}, 4},

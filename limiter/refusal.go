@@ -1,0 +1,95 @@
+package limiter
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Cached refusals: when Redis refuses a request because a requests bucket is empty, it
+// says when the next request fits (retry). Until then every request on that bucket
+// would be refused too (a requests bucket only refills with time), so this replica
+// answers them without a round trip. A client hammering past its limit then costs
+// Redis one check per refill instead of one per request. Token buckets are not
+// cached: a smaller request, or a settlement's refund, may fit sooner.
+
+// maxRefusalCache bounds how long a refusal is answered locally: an undone check (a
+// request that gave up waiting for Redis) can return capacity earlier than retry.
+const maxRefusalCache = 10 * time.Second
+
+type refusal struct {
+	until, resetAt int64 // limiter nanotime
+	// The rule's parameters when Redis refused: a reload that changes them makes the
+	// entry void.
+	interval, burst float64
+}
+
+type refusals struct {
+	rmu     sync.Mutex
+	refused map[keyID]refusal
+	n       atomic.Int32  // len(refused), read without the lock
+	local   atomic.Uint64 // requests refused from the cache
+}
+
+// refusedLocally refuses t when one of its requests buckets was refused by Redis and
+// its retry time has not come.
+func (s *redisStore) refusedLocally(t *Ticket) (error, bool) {
+	if s.refusals.n.Load() == 0 {
+		return nil, false
+	}
+	rules := t.pol.rules
+	now := s.l.nanotime()
+	s.rmu.Lock()
+	for i := range int(t.n) {
+		r := &rules[i]
+		if r.kind != kindRequests {
+			continue
+		}
+		e, ok := s.refused[keyID{t.tag[i], t.bucket[i]}]
+		if !ok || now >= e.until || e.interval != r.interval || e.burst != r.burst {
+			continue
+		}
+		s.rmu.Unlock()
+		t.observe(r, 0, time.Duration(e.resetAt-now))
+		s.refusals.local.Add(1)
+		return t.refuse(i, time.Duration(e.until-now)), true
+	}
+	s.rmu.Unlock()
+	return nil, false
+}
+
+// rememberRefusal caches a refusal by Redis of rule i of w's policy.
+func (s *redisStore) rememberRefusal(w *waiter, i int, retry, reset time.Duration) {
+	r := &w.pol.rules[i]
+	if r.kind != kindRequests || retry <= 0 {
+		return
+	}
+	now := s.l.nanotime()
+	e := refusal{until: now + int64(min(retry, maxRefusalCache)), resetAt: now + int64(reset),
+		interval: r.interval, burst: r.burst}
+	s.rmu.Lock()
+	if s.refused == nil {
+		s.refused = make(map[keyID]refusal)
+	}
+	if len(s.refused) < maxHeld {
+		s.refused[keyID{w.tag[i], w.bucket[i]}] = e
+		s.refusals.n.Store(int32(len(s.refused)))
+	}
+	s.rmu.Unlock()
+}
+
+// sweepRefusals forgets refusals whose retry time has come.
+func (s *redisStore) sweepRefusals() {
+	if s.refusals.n.Load() == 0 {
+		return
+	}
+	now := s.l.nanotime()
+	s.rmu.Lock()
+	for k, e := range s.refused {
+		if now >= e.until {
+			delete(s.refused, k)
+		}
+	}
+	s.refusals.n.Store(int32(len(s.refused)))
+	s.rmu.Unlock()
+}

@@ -1,0 +1,91 @@
+package limiter
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/redistest"
+)
+
+// After Redis refuses an empty requests bucket, the requests that follow before its
+// retry time are refused without a round trip, with the retry time counting down, and
+// the first one after it goes to Redis again.
+func TestRefusalCached(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	// 10 a second, 2 at once: one request every 100ms once the burst is spent.
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 600, Window: "minute", Burst: 2})
+	if got := admitN(t, l, pol, alice, 0, 2); got != 2 {
+		t.Fatalf("admitted %d of the burst of 2", got)
+	}
+	var tk Ticket
+	var ref *Refused
+	if err := l.Take(bg, pol, alice, 0, &tk); !errors.As(err, &ref) {
+		t.Fatalf("Take = %v, want a refusal", err)
+	}
+	first := tk.RetryAfter
+	before := l.Stats()
+	for range 20 {
+		err := l.Take(bg, pol, alice, 0, &tk)
+		if !errors.As(err, &ref) || ref.Limit.Requests != 600 {
+			t.Fatalf("Take = %v, want the 600/minute limit to refuse", err)
+		}
+		if tk.RetryAfter <= 0 || tk.RetryAfter > first || tk.Requests.Remaining != 0 || tk.Requests.Limit != 600 {
+			t.Fatalf("RetryAfter %v (first %v), Requests %+v", tk.RetryAfter, first, tk.Requests)
+		}
+	}
+	after := l.Stats()
+	if after.RoundTrips != before.RoundTrips || after.RefusedLocally-before.RefusedLocally != 20 || after.Refused-before.Refused != 20 {
+		t.Errorf("stats %+v -> %+v: want 20 refusals without a round trip", before, after)
+	}
+	time.Sleep(first + 10*time.Millisecond)
+	if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
+		t.Fatalf("Take after the retry time = %v", err)
+	}
+	if s := l.Stats(); s.RoundTrips == after.RoundTrips {
+		t.Error("the check after the retry time did not go to Redis")
+	}
+}
+
+// A cached refusal is void once a reload changes the limit, and token buckets are
+// never cached (a smaller request may fit sooner).
+func TestRefusalCacheLimits(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	var tk Ticket
+	var ref *Refused
+
+	t.Run("reload", func(t *testing.T) {
+		// 6 an hour: a refusal would be cached for its 10-minute retry time.
+		pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 6, Window: "hour", Burst: 1})
+		if got := admitN(t, l, pol, bob, 0, 2); got != 1 {
+			t.Fatalf("admitted %d of 2, want 1", got)
+		}
+		// The same bucket (same scope, per and window) with a larger burst.
+		raised := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 6, Window: "hour", Burst: 5})
+		before := l.Stats()
+		if err := l.Take(bg, raised, bob, 0, &tk); err != nil {
+			t.Fatalf("Take under the raised limit = %v", err)
+		}
+		if s := l.Stats(); s.RoundTrips == before.RoundTrips || s.RefusedLocally != before.RefusedLocally {
+			t.Errorf("stats %+v -> %+v: want the check under the new limit sent to Redis", before, s)
+		}
+	})
+
+	t.Run("tokens", func(t *testing.T) {
+		pol := mustPolicy(t, "tok", Limit{Per: "api_key", Tokens: 600, Window: "minute", Burst: 100})
+		if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+			t.Fatal(err)
+		}
+		before := l.Stats()
+		for range 3 {
+			if err := l.Take(bg, pol, alice, 100, &tk); !errors.As(err, &ref) {
+				t.Fatalf("Take = %v, want a refusal", err)
+			}
+		}
+		if s := l.Stats(); s.RoundTrips-before.RoundTrips != 3 || s.RefusedLocally != before.RefusedLocally {
+			t.Errorf("stats %+v -> %+v: want every token refusal decided in Redis", before, s)
+		}
+	})
+}
