@@ -9,6 +9,8 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/tollgate/tollgate/internal/promtest"
+	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -30,10 +32,21 @@ auth:
 }
 
 // TestRateLimitAndSDKRetry: the second request in the same second is refused with
-// OpenAI's body and headers; the official SDK waits out retry-after and succeeds.
+// OpenAI's body and headers; the official SDK waits out retry-after and succeeds. With
+// the redis store the SDK's first attempt is refused from the refusal Redis gave the
+// request before it (cached until its retry time), and its retry reaches Redis.
 func TestRateLimitAndSDKRetry(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testRateLimitAndSDKRetry(t, "") })
+	t.Run("redis", func(t *testing.T) {
+		rds := redistest.Start(t)
+		testRateLimitAndSDKRetry(t, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
+`)
+	})
+}
+
+func testRateLimitAndSDKRetry(t *testing.T, limiterYAML string) {
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
-	g := startGateway(t, limitsConfig(addr))
+	g := startGateway(t, limitsConfig(addr)+limiterYAML)
 	noRetry := g.client(option.WithAPIKey("sk-team-a"))
 	ctx := context.Background()
 	params := openai.ChatCompletionNewParams{Model: "limited", Messages: userMsg("hi")}
@@ -73,5 +86,20 @@ func TestRateLimitAndSDKRetry(t *testing.T) {
 	logs := g.logs.String()
 	if strings.Count(logs, `"status":429`) < 2 {
 		t.Fatalf("the SDK's retry was not preceded by a 429:\n%s", logs)
+	}
+	if limiterYAML == "" {
+		return
+	}
+	fams, err := promtest.Scrape("http://" + g.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := func(by string) float64 {
+		v, _ := promtest.Sum(fams, "tollgate_limiter_checks_total", func(l map[string]string) bool { return l["answered"] == by })
+		return v
+	}
+	if answered("refused_locally") < 1 || answered("redis") < 4 {
+		t.Errorf("tollgate_limiter_checks_total: redis %v, refused_locally %v; want the SDK's first attempt refused locally",
+			answered("redis"), answered("refused_locally"))
 	}
 }
