@@ -381,11 +381,15 @@ func typeProblems(path string, err error, scalars map[int][]scalarAt) []string {
 				key = sa.path
 			}
 		}
+		problem := m[2]
+		if strings.HasSuffix(problem, "into time.Duration") && value != "" {
+			problem = "cannot use `" + value + "` as a duration (use e.g. 100ms, 30s, 5m, 1h)"
+		}
 		if key == "" {
-			out = append(out, path+":"+m[1]+": "+m[2])
+			out = append(out, path+":"+m[1]+": "+problem)
 			continue
 		}
-		out = append(out, path+":"+m[1]+": "+key+": "+m[2])
+		out = append(out, path+":"+m[1]+": "+key+": "+problem)
 	}
 	return out
 }
