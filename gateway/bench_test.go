@@ -305,7 +305,8 @@ func measureLimited(b *testing.B, s *Server, rds *redistest.Server, load func())
 	self0 := processCPU(b)
 	load()
 	self := processCPU(b) - self0
-	if st := s.rt.Load().lim.Stats(); rds != nil {
+	if rds != nil {
+		st := s.rt.Load().lim.Stats()
 		// Requests answered from prefetched units count too: b.N, not the checks.
 		b.ReportMetric(1000*float64(st.RoundTrips-before.RoundTrips)/float64(b.N), "roundtrips/1000req")
 		red := rds.CPU(b) - cpu0
@@ -322,15 +323,22 @@ func BenchmarkLimitedParallelMemory(b *testing.B) {
 // BenchmarkLimitedParallelRedis runs with the default prefetch: limits this far from
 // their end are answered from units held ahead.
 func BenchmarkLimitedParallelRedis(b *testing.B) {
-	rds := redistest.Start(b)
-	benchmarkLimitedParallel(b, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}`, rds)
+	cfg, rds := redisLimiterYAML(b, "")
+	benchmarkLimitedParallel(b, cfg, rds)
 }
 
 // BenchmarkLimitedParallelRedisPerCheck sends every check to Redis (prefetch off), as
 // happens near a limit.
 func BenchmarkLimitedParallelRedisPerCheck(b *testing.B) {
+	cfg, rds := redisLimiterYAML(b, ", prefetch: 0s")
+	benchmarkLimitedParallel(b, cfg, rds)
+}
+
+// redisLimiterYAML starts a redis-server and returns the limiter section that uses it,
+// with extra (", key: value" pairs) added.
+func redisLimiterYAML(b *testing.B, extra string) (string, *redistest.Server) {
 	rds := redistest.Start(b)
-	benchmarkLimitedParallel(b, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}, prefetch: 0s}`, rds)
+	return `limiter: {store: redis, redis: {url: "` + rds.URL() + `"}` + extra + `}`, rds
 }
 
 // benchmarkServeParallel posts chat requests to addr from 64 goroutines over real
@@ -386,11 +394,11 @@ func BenchmarkServeLimitedParallelMemory(b *testing.B) {
 }
 
 func BenchmarkServeLimitedParallelRedis(b *testing.B) {
-	rds := redistest.Start(b)
-	benchmarkServeLimitedParallel(b, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}`, rds)
+	cfg, rds := redisLimiterYAML(b, "")
+	benchmarkServeLimitedParallel(b, cfg, rds)
 }
 
 func BenchmarkServeLimitedParallelRedisPerCheck(b *testing.B) {
-	rds := redistest.Start(b)
-	benchmarkServeLimitedParallel(b, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}, prefetch: 0s}`, rds)
+	cfg, rds := redisLimiterYAML(b, ", prefetch: 0s")
+	benchmarkServeLimitedParallel(b, cfg, rds)
 }

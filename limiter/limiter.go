@@ -279,8 +279,8 @@ func (l *Limiter) Stats() Stats {
 		s.RoundTrips = l.rs.roundTrips.Load()
 		s.ScriptCalls = l.rs.scriptCalls.Load()
 		s.DroppedSettles = l.rs.dropped.Load()
-		s.LocalChecks = l.rs.prefetch.local.Load()
-		s.RefusedLocally = l.rs.refusals.local.Load()
+		s.LocalChecks = l.rs.prefetch.hits.Load()
+		s.RefusedLocally = l.rs.refusals.hits.Load()
 		s.ReturnedUnits = l.rs.back.Load()
 	}
 	return s

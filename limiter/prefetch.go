@@ -54,7 +54,7 @@ type prefetch struct {
 	every time.Duration // zero: off
 	pmu   sync.Mutex
 	held  map[keyID]*held
-	local atomic.Uint64 // checks answered from held units
+	hits  atomic.Uint64 // checks answered from held units
 	back  atomic.Uint64 // units given back unspent
 }
 
@@ -84,7 +84,8 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 	s.pmu.Lock()
 	for i := range n {
 		h := s.held[keyID{t.tag[i], t.bucket[i]}]
-		if h == nil || h.avail <= 0 || h.avail < t.cost[i] || rules[i].kind == kindConcurrency {
+		// Concurrency buckets are never held, so a policy with one never gets here.
+		if h == nil || h.avail <= 0 || h.avail < t.cost[i] {
 			s.pmu.Unlock()
 			return false
 		}
@@ -111,7 +112,7 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 		t.observe(&rules[i], rem[i], time.Duration(reset[i]))
 	}
 	t.src = srcRedis
-	s.prefetch.local.Add(1)
+	s.prefetch.hits.Add(1)
 	if refill != 0 {
 		s.refill(t, refill)
 	}
@@ -123,7 +124,6 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 // bucket must have been checked within prefetchHold before: a bucket checked less often
 // than that (a quiet API key) would have its units handed back unused every time.
 func (s *redisStore) askAhead(w *waiter) {
-	w.want, w.granted = [MaxLimits]float64{}, [MaxLimits]float64{}
 	if s.every == 0 {
 		return
 	}
@@ -165,48 +165,40 @@ func (s *redisStore) askAhead(w *waiter) {
 
 // refill queues a check no request waits for, asking for more of the buckets in mask.
 func (s *redisStore) refill(t *Ticket, mask uint8) {
-	w := s.pool.Get().(*waiter)
-	w.pol, w.n, w.refill = t.pol, t.n, true
-	w.bucket, w.tag = t.bucket, t.tag
-	w.cost, w.lease = [MaxLimits]float64{}, [MaxLimits]uint64{}
-	w.want, w.granted = [MaxLimits]float64{}, [MaxLimits]float64{}
+	w := s.newWaiter(t)
+	w.refill, w.cost = true, [MaxLimits]float64{}
 	rules := t.pol.rules
 	for i := range int(t.n) {
 		if mask&(1<<i) != 0 {
 			w.want[i] = s.units(&rules[i], t.cost[i])
 		}
 	}
-	w.failed, w.refused, w.parts, w.ref, w.retry, w.err = false, false, 0, 0, 0, nil
-	w.state.Store(statePending)
-	s.mu.Lock()
-	s.takes = append(s.takes, w)
-	s.mu.Unlock()
+	s.enqueue(w)
 	s.kickNow()
 }
 
 // granted books the units a round's checks were granted; a check that failed or was
 // refused was granted none, and whatever it asked may be asked again. Every answer
-// from Redis also refreshes what the held buckets report as remaining.
+// from Redis also refreshes what a held bucket reports as remaining, and the
+// remaining its request sees counts what this replica holds, still the callers' to
+// spend.
 func (s *redisStore) granted(takes []*waiter) {
 	now := s.l.nanotime()
 	s.pmu.Lock()
+	defer s.pmu.Unlock()
 	for _, w := range takes {
 		for i := range int(w.n) {
 			k := keyID{w.tag[i], w.bucket[i]}
 			h := s.held[k]
-			if w.want[i] == 0 {
-				if h != nil && !w.failed && w.pol.rules[i].kind != kindConcurrency {
-					h.remaining = max(w.remaining[i], 0)
-					h.seenAt, h.resetAt = now, now+int64(w.reset[i]*float64(time.Microsecond))
+			if w.want[i] > 0 {
+				if h == nil {
+					h = &held{target: w.want[i]}
+					s.held[k] = h
 				}
-				continue
+				h.asking = false
 			}
-			if h == nil {
-				h = &held{target: w.want[i]}
-				s.held[k] = h
-			}
-			h.asking = false
-			if w.failed {
+			// Concurrency buckets are never held.
+			if h == nil || w.failed {
 				continue
 			}
 			h.remaining = max(w.remaining[i], 0)
@@ -216,9 +208,9 @@ func (s *redisStore) granted(takes []*waiter) {
 				h.idleUntil = now + int64(prefetchHold)
 				h.intervalUS = w.pol.rules[i].interval / 1e3
 			}
+			w.remaining[i] = h.remaining + h.avail
 		}
 	}
-	s.pmu.Unlock()
 }
 
 // settleLocal charges delta more units (a refund when negative) of a bucket to what
@@ -241,16 +233,6 @@ func (s *redisStore) settleLocal(k keyID, delta float64) bool {
 	return false
 }
 
-// heldAvail is how many units of a bucket this replica holds.
-func (s *redisStore) heldAvail(k keyID) float64 {
-	s.pmu.Lock()
-	defer s.pmu.Unlock()
-	if h := s.held[k]; h != nil {
-		return h.avail
-	}
-	return 0
-}
-
 // giveBack queues the unspent units of held buckets for return to Redis: those not
 // used for prefetchHold, or all of them when the store closes.
 func (s *redisStore) giveBack(all bool) {
@@ -260,20 +242,20 @@ func (s *redisStore) giveBack(all bool) {
 	now := s.l.nanotime()
 	queued := false
 	s.pmu.Lock()
+	s.mu.Lock()
 	for k, h := range s.held {
 		if !all && (h.asking || now < h.idleUntil) {
 			continue
 		}
 		if h.avail > 0 && h.intervalUS > 0 {
-			s.mu.Lock()
 			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: k.bucket, tag: k.tag,
 				interval: h.intervalUS, delta: -h.avail})
-			s.mu.Unlock()
 			s.back.Add(uint64(h.avail))
 			queued = true
 		}
 		delete(s.held, k)
 	}
+	s.mu.Unlock()
 	s.pmu.Unlock()
 	if queued {
 		s.kickLater()

@@ -282,9 +282,7 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 	if err, ok := s.refusedLocally(t); ok {
 		return err, true
 	}
-	w := s.pool.Get().(*waiter)
-	w.pol, w.n, w.refill = t.pol, t.n, false
-	w.bucket, w.tag, w.cost = t.bucket, t.tag, t.cost
+	w := s.newWaiter(t)
 	for i := range int(t.n) {
 		if t.pol.rules[i].kind == kindConcurrency {
 			w.lease[i] = rand.Uint64() //nolint:gosec // a lease ID must be unique, not secret
@@ -292,12 +290,7 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 		}
 	}
 	s.askAhead(w)
-	w.failed, w.refused, w.parts, w.ref, w.retry, w.err = false, false, 0, 0, 0, nil
-	w.state.Store(statePending)
-
-	s.mu.Lock()
-	s.takes = append(s.takes, w)
-	s.mu.Unlock()
+	s.enqueue(w)
 
 	if s.busy.CompareAndSwap(false, true) {
 		// No round trip in flight: this request sends the queue itself rather than
@@ -341,6 +334,25 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 	return s.result(t, w)
 }
 
+// newWaiter takes a waiter from the pool for t's buckets and costs, asking nothing
+// ahead, its results cleared.
+func (s *redisStore) newWaiter(t *Ticket) *waiter {
+	w := s.pool.Get().(*waiter)
+	w.pol, w.n, w.refill = t.pol, t.n, false
+	w.bucket, w.tag, w.cost = t.bucket, t.tag, t.cost
+	w.want, w.granted = [MaxLimits]float64{}, [MaxLimits]float64{}
+	w.failed, w.refused, w.parts, w.ref, w.retry, w.err = false, false, 0, 0, 0, nil
+	w.state.Store(statePending)
+	return w
+}
+
+// enqueue queues w for the next round.
+func (s *redisStore) enqueue(w *waiter) {
+	s.mu.Lock()
+	s.takes = append(s.takes, w)
+	s.mu.Unlock()
+}
+
 // result copies a delivered check into the ticket and returns the waiter to the pool.
 func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 	defer s.release(w)
@@ -351,12 +363,7 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 	s.answered.Add(1)
 	rules := t.pol.rules
 	for i := range int(t.n) {
-		rem := w.remaining[i]
-		if s.every > 0 && rules[i].kind != kindConcurrency {
-			// What this replica holds ahead is still the callers' to spend.
-			rem += s.heldAvail(keyID{t.tag[i], t.bucket[i]})
-		}
-		t.observe(&rules[i], rem, time.Duration(w.reset[i]*float64(time.Microsecond)))
+		t.observe(&rules[i], w.remaining[i], time.Duration(w.reset[i]*float64(time.Microsecond)))
 	}
 	if w.refused {
 		retry := time.Duration(math.Ceil(w.retry)) * time.Microsecond
@@ -372,30 +379,27 @@ var errCheckTimeout = errors.New("limit check exceeded the timeout")
 // settle queues the true-up of a ticket admitted through Redis; it never waits.
 func (s *redisStore) settle(t *Ticket, actual int64) {
 	rules := t.pol.rules
-	// Token true-ups settle against units this replica holds when it can (prefetch):
-	// those units are already charged in Redis, so moving some between the request
-	// and the replica changes nothing there.
-	var local uint8
+	// The token buckets to true up in Redis: those whose charge was not the true count
+	// and that units this replica holds (prefetch) cannot absorb. Held units are
+	// already charged in Redis, so moving some between the request and the replica
+	// changes nothing there.
+	var adjust uint8
 	for i := range int(t.n) {
-		r := &rules[i]
-		if r.kind == kindTokens && actual >= 0 && float64(actual) != t.cost[i] &&
-			s.settleLocal(keyID{t.tag[i], t.bucket[i]}, float64(actual)-t.cost[i]) {
-			local |= 1 << i
+		if rules[i].kind == kindTokens && actual >= 0 && float64(actual) != t.cost[i] &&
+			!s.settleLocal(keyID{t.tag[i], t.bucket[i]}, float64(actual)-t.cost[i]) {
+			adjust |= 1 << i
 		}
 	}
 	queued := false
 	s.mu.Lock()
 	for i := range int(t.n) {
 		r := &rules[i]
-		switch r.kind {
-		case kindTokens:
-			if actual < 0 || float64(actual) == t.cost[i] || local&(1<<i) != 0 {
-				continue
-			}
+		switch {
+		case adjust&(1<<i) != 0:
 			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: t.bucket[i], tag: t.tag[i],
 				interval: r.interval / 1e3, delta: float64(actual) - t.cost[i]})
 			queued = true
-		case kindConcurrency:
+		case r.kind == kindConcurrency:
 			s.queueAdjustLocked(adjustOp{op: opRelease, bucket: t.bucket[i], tag: t.tag[i], member: t.lease[i]})
 			queued = true
 		}
@@ -420,11 +424,15 @@ func (s *redisStore) kickLater() {
 	}
 }
 
-func (s *redisStore) kickIfQueued() {
+// queued is how many checks and settlements wait for the next round.
+func (s *redisStore) queued() (takes, adjs int) {
 	s.mu.Lock()
-	takes, adjs := len(s.takes), len(s.adjs)
-	s.mu.Unlock()
-	switch {
+	defer s.mu.Unlock()
+	return len(s.takes), len(s.adjs)
+}
+
+func (s *redisStore) kickIfQueued() {
+	switch takes, adjs := s.queued(); {
 	case takes > 0:
 		s.kickNow()
 	case adjs > 0:
@@ -496,10 +504,7 @@ func (s *redisStore) run() {
 			// Checks queued meanwhile go at once; settlements alone wait for the
 			// next check or settleDelay, or back-to-back rounds of them would keep
 			// Redis busy while prefetched units answer the checks.
-			s.mu.Lock()
-			takes, adjs := len(s.takes), len(s.adjs)
-			s.mu.Unlock()
-			if takes == 0 {
+			if takes, adjs := s.queued(); takes == 0 {
 				if adjs > 0 {
 					s.kickLater()
 				}

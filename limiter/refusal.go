@@ -28,7 +28,7 @@ type refusals struct {
 	rmu     sync.Mutex
 	refused map[keyID]refusal
 	n       atomic.Int32  // len(refused), read without the lock
-	local   atomic.Uint64 // requests refused from the cache
+	hits    atomic.Uint64 // requests refused from the cache
 }
 
 // refusedLocally refuses t when one of its requests buckets was refused by Redis and
@@ -51,7 +51,7 @@ func (s *redisStore) refusedLocally(t *Ticket) (error, bool) {
 		}
 		s.rmu.Unlock()
 		t.observe(r, 0, time.Duration(e.resetAt-now))
-		s.refusals.local.Add(1)
+		s.refusals.hits.Add(1)
 		return t.refuse(i, time.Duration(e.until-now)), true
 	}
 	s.rmu.Unlock()

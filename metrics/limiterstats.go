@@ -1,10 +1,6 @@
 package metrics
 
-import (
-	"sync/atomic"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // LimiterStats is what the limiter reports about how its checks were answered; the
 // counters only grow for the life of one limiter.
@@ -22,13 +18,7 @@ type LimiterStats struct {
 // WatchLimiter makes the registry export the limiter's statistics, read from f at each
 // scrape. Call it again when the limiter is replaced; the counters then restart from
 // zero, which Prometheus treats as a reset.
-func (m *Metrics) WatchLimiter(f func() LimiterStats) {
-	if f == nil {
-		m.limiter.f.Store(nil)
-		return
-	}
-	m.limiter.f.Store(&f)
-}
+func (m *Metrics) WatchLimiter(f func() LimiterStats) { m.limiter.watch(f) }
 
 var (
 	limiterChecksDesc = prometheus.NewDesc("tollgate_limiter_checks_total",
@@ -42,9 +32,7 @@ var (
 
 // limiterCollector reads the current limiter's statistics at scrape time, so the
 // limiter package needs no dependency on Prometheus.
-type limiterCollector struct {
-	f atomic.Pointer[func() LimiterStats]
-}
+type limiterCollector struct{ watched[LimiterStats] }
 
 func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- limiterChecksDesc
@@ -53,11 +41,10 @@ func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
-	f := c.f.Load()
-	if f == nil {
+	s, ok := c.read()
+	if !ok {
 		return
 	}
-	s := (*f)()
 	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Redis), "redis")
 	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.Prefetched), "prefetched")
 	ch <- prometheus.MustNewConstMetric(limiterChecksDesc, prometheus.CounterValue, float64(s.RefusedLocally), "refused_locally")

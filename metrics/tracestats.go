@@ -23,12 +23,28 @@ type TraceStats struct {
 // WatchTracing makes the registry export the tail sampler's statistics, read
 // from f at each scrape. Call it again with the new tracer after a reload;
 // the counters then restart from zero, which Prometheus treats as a reset.
-func (m *Metrics) WatchTracing(f func() TraceStats) {
+func (m *Metrics) WatchTracing(f func() TraceStats) { m.tracing.watch(f) }
+
+// watched is the function a collector reads its statistics from at each scrape; nil
+// until set, and a nil function stops the export.
+type watched[T any] struct{ f atomic.Pointer[func() T] }
+
+func (w *watched[T]) watch(f func() T) {
 	if f == nil {
-		m.tracing.f.Store(nil)
+		w.f.Store(nil)
 		return
 	}
-	m.tracing.f.Store(&f)
+	w.f.Store(&f)
+}
+
+// read returns the statistics, or false when nothing is watched.
+func (w *watched[T]) read() (T, bool) {
+	f := w.f.Load()
+	if f == nil {
+		var zero T
+		return zero, false
+	}
+	return (*f)(), true
 }
 
 var (
@@ -45,9 +61,7 @@ var (
 
 // traceCollector reads the current tracer's statistics at scrape time, so
 // the tracing package needs no dependency on Prometheus.
-type traceCollector struct {
-	f atomic.Pointer[func() TraceStats]
-}
+type traceCollector struct{ watched[TraceStats] }
 
 func (c *traceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tracesDesc
@@ -57,11 +71,10 @@ func (c *traceCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *traceCollector) Collect(ch chan<- prometheus.Metric) {
-	f := c.f.Load()
-	if f == nil {
+	s, ok := c.read()
+	if !ok {
 		return
 	}
-	s := (*f)()
 	ch <- prometheus.MustNewConstMetric(tracesDesc, prometheus.CounterValue, float64(s.Kept), "kept")
 	ch <- prometheus.MustNewConstMetric(tracesDesc, prometheus.CounterValue, float64(s.Discarded), "discarded")
 	ch <- prometheus.MustNewConstMetric(tracesDesc, prometheus.CounterValue, float64(s.Evicted), "evicted")
