@@ -116,8 +116,15 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Durati
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // swapBody moves up's body into out without copying, handing out's buffer to up.
+// The buffer goes back with its full capacity as its length: fasthttp's body pool
+// sizes what it keeps by the length of what it is given, and a gateway's server
+// responses arrive empty (fasthttp resets them before the handler runs), so
+// handing back an empty slice would teach the pool that bodies are under 64
+// bytes; past its calibration it would then drop every buffer handed back and
+// allocate (and grow) one for each upstream answer.
 func swapBody(out, up *fasthttp.Response) {
-	out.SwapBody(up.SwapBody(out.SwapBody(nil)))
+	b := out.SwapBody(nil)
+	out.SwapBody(up.SwapBody(b[:cap(b)]))
 }
 
 // passError copies an upstream error answer to out, reading a streamed body in full.
