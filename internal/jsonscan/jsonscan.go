@@ -6,7 +6,9 @@
 package jsonscan
 
 import (
+	"encoding/binary"
 	"errors"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -259,6 +261,19 @@ func skipNumber(b []byte, i int) (int, error) {
 func skipString(b []byte, i int) (int, error) {
 	i++
 	for i < len(b) {
+		// Eight bytes at a time over the plain run of the string: prompts and
+		// answers are mostly text between the bytes that need a look.
+		for i+8 <= len(b) {
+			m := stringStops(binary.LittleEndian.Uint64(b[i:]))
+			if m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':
@@ -285,6 +300,21 @@ func skipString(b []byte, i int) (int, error) {
 		}
 	}
 	return i, ErrSyntax
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// stringStops flags, in the high bit of each byte of the little-endian word x, the
+// bytes a string scan must stop at: '"', '\\' and control bytes. Bytes above the
+// lowest flagged one may be flagged wrongly (a borrow carries upward), so only the
+// lowest flag is exact, which is the one the scan uses.
+func stringStops(x uint64) uint64 {
+	q := x ^ (ones * '"')
+	s := x ^ (ones * '\\')
+	return ((q-ones)&^q | (s-ones)&^s | (x-ones*0x20)&^x) & highs
 }
 
 func isHex4(b []byte) bool {

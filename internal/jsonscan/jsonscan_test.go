@@ -2,7 +2,10 @@ package jsonscan
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -115,7 +118,8 @@ func TestDepthBound(t *testing.T) {
 }
 
 func FuzzValid(f *testing.F) {
-	for _, s := range []string{`{"a":1}`, `[1,2,"x"]`, `"\u00e9"`, `-0.5e+3`, `{"a":[{}]}`, `tru`, "\"\xff\""} {
+	for _, s := range []string{`{"a":1}`, `[1,2,"x"]`, `"\u00e9"`, `-0.5e+3`, `{"a":[{}]}`, `tru`, "\"\xff\"",
+		`"seven b\"eight by\\u00e9tes and then a longer run of plain text\n"`, "\"plain text then a control\x01 byte\""} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -168,6 +172,49 @@ func BenchmarkIter(b *testing.B) {
 			if _, _, ok := it.Next(); !ok {
 				break
 			}
+		}
+	}
+}
+
+// TestStringStops checks the word-at-a-time scan against a byte loop: the lowest
+// flagged byte of every word is the first '"', '\\' or control byte in it.
+func TestStringStops(t *testing.T) {
+	stop := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 }
+	r := rand.New(rand.NewPCG(1, 2))
+	interesting := []byte{0, 0x1f, 0x20, 0x21, '"', '\\', 0x5b, 0x5d, 0x7f, 0x80, 0x9f, 0xa0, 0xdc, 0xe2, 0xff}
+	var w [8]byte
+	for n := 0; n < 1_000_000; n++ {
+		for i := range w {
+			if r.IntN(2) == 0 {
+				w[i] = interesting[r.IntN(len(interesting))]
+			} else {
+				w[i] = byte(r.Uint32())
+			}
+		}
+		want := 8
+		for i, c := range w {
+			if stop(c) {
+				want = i
+				break
+			}
+		}
+		got := 8
+		if m := stringStops(binary.LittleEndian.Uint64(w[:])); m != 0 {
+			got = bits.TrailingZeros64(m) >> 3
+		}
+		if got != want {
+			t.Fatalf("word % x: first stop at %d, want %d", w, got, want)
+		}
+	}
+}
+
+func BenchmarkSkipString(b *testing.B) {
+	s := []byte(`"` + strings.Repeat(`Once upon a time, a gateway relayed every token as it came. `, 8) + `"`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		if _, err := Skip(s, 0); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
