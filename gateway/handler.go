@@ -536,14 +536,14 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 func (r *request) setLimitHeaders(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Response.Header
 	if q := r.ticket.Requests; q.Limit > 0 {
-		h.SetBytesKV(hdrLimitReq, appendInt(r.out[:0], q.Limit))
-		h.SetBytesKV(hdrRemainingReq, appendInt(r.out[:0], q.Remaining))
-		h.SetBytesKV(hdrResetReq, limiter.AppendReset(r.out[:0], q.Reset))
+		h.SetCanonical(hdrLimitReq, appendInt(r.out[:0], q.Limit))
+		h.SetCanonical(hdrRemainingReq, appendInt(r.out[:0], q.Remaining))
+		h.SetCanonical(hdrResetReq, limiter.AppendReset(r.out[:0], q.Reset))
 	}
 	if q := r.ticket.Tokens; q.Limit > 0 {
-		h.SetBytesKV(hdrLimitTok, appendInt(r.out[:0], q.Limit))
-		h.SetBytesKV(hdrRemainingTok, appendInt(r.out[:0], q.Remaining))
-		h.SetBytesKV(hdrResetTok, limiter.AppendReset(r.out[:0], q.Reset))
+		h.SetCanonical(hdrLimitTok, appendInt(r.out[:0], q.Limit))
+		h.SetCanonical(hdrRemainingTok, appendInt(r.out[:0], q.Remaining))
+		h.SetCanonical(hdrResetTok, limiter.AppendReset(r.out[:0], q.Reset))
 	}
 }
 
@@ -618,16 +618,18 @@ func errString(err error) string {
 }
 
 func (r *request) setHeaders(ctx *fasthttp.RequestCtx) {
+	// The names are canonical already; SetCanonical skips normalising them again
+	// and copies the value.
 	h := &ctx.Response.Header
-	h.SetBytesKV(hdrRequestID, r.reqID)
+	h.SetCanonical(hdrRequestID, r.reqID)
 	if r.limited {
 		r.setLimitHeaders(ctx)
 	}
 	if r.backend != "" {
-		h.SetBytesK(hdrBackend, r.backend)
+		h.SetCanonical(hdrBackend, s2b(r.backend))
 	}
 	if r.variant != "" {
-		h.SetBytesK(hdrVariant, r.variant)
+		h.SetCanonical(hdrVariant, s2b(r.variant))
 	}
 }
 

@@ -53,8 +53,10 @@ func newAnthropic(c *Config) *anthropic {
 // anthropicURLs points a target's chat operation at {base}/messages; Anthropic has no
 // other operation the gateway serves.
 func anthropicURLs(t *Target) {
-	t.urls = [4]string{}
-	t.urls[Chat] = strings.TrimRight(t.URL, "/") + "/messages"
+	for k := range t.urls {
+		t.setURL(Kind(k), "")
+	}
+	t.setURL(Chat, strings.TrimRight(t.URL, "/")+"/messages")
 }
 
 // UnsupportedError is ErrUnsupported naming the backend's API and the operation, in
@@ -113,7 +115,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	defer fasthttp.ReleaseRequest(req)
 	copyForwardHeaders(&req.Header, call.Header)
 	req.Header.SetMethodBytes(strPost)
-	req.SetRequestURI(t.urls[Chat])
+	t.setRequestURL(req, Chat)
 	req.Header.SetContentTypeBytes(strJSON)
 	if a.key != nil {
 		req.Header.SetBytesKV(strXAPIKey, a.key)

@@ -31,7 +31,7 @@ func azureURLs(t *Target, c *Config) {
 	prefix := base + "/openai/deployments/" + url.PathEscape(c.Deployment)
 	query := "?api-version=" + url.QueryEscape(c.APIVersion)
 	for _, k := range []Kind{Chat, Completions, Embeddings} {
-		t.urls[k] = prefix + k.Path() + query
+		t.setURL(k, prefix+k.Path()+query)
 	}
 }
 

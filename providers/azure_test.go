@@ -13,16 +13,20 @@ func TestAzureSend(t *testing.T) {
 		name    string
 		base    string
 		version string
+		deploy  string
 		kind    Kind
 		body    string
 		wantURI string
 	}{
-		{"chat", "", "", Chat, `{"model":"chat","messages":[]}`,
+		{"chat", "", "", "", Chat, `{"model":"chat","messages":[]}`,
 			"/openai/deployments/gpt-4o.prod/chat/completions?api-version=2024-10-21"},
-		{"embeddings with a set version", "", "2025-01-01-preview", Embeddings, `{"model":"embed","input":"x"}`,
+		{"embeddings with a set version", "", "2025-01-01-preview", "", Embeddings, `{"model":"embed","input":"x"}`,
 			"/openai/deployments/gpt-4o.prod/embeddings?api-version=2025-01-01-preview"},
-		{"completions, base_url ending in /openai/", "/openai/", "", Completions, `{"model":"chat","prompt":"x"}`,
+		{"completions, base_url ending in /openai/", "/openai/", "", "", Completions, `{"model":"chat","prompt":"x"}`,
 			"/openai/deployments/gpt-4o.prod/completions?api-version=2024-10-21"},
+		// The path goes out as configured: escapes kept, never normalised.
+		{"escaped deployment behind a path prefix", "/eu%2Fwest/./proxy", "", "gpt-4o_eu.1", Chat, `{"model":"chat","messages":[]}`,
+			"/eu%2Fwest/./proxy/openai/deployments/gpt-4o_eu.1/chat/completions?api-version=2024-10-21"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -30,8 +34,12 @@ func TestAzureSend(t *testing.T) {
 				ctx.SetContentType("application/json")
 				ctx.SetBodyString(`{"object":"list","usage":{"prompt_tokens":3,"total_tokens":3}}`)
 			})
+			deploy := c.deploy
+			if deploy == "" {
+				deploy = "gpt-4o.prod"
+			}
 			b := newTestBackend(t, Config{Provider: "azure", BaseURL: up.URL + c.base, Model: "gpt-4o",
-				Deployment: "gpt-4o.prod", APIVersion: c.version, APIKey: "azure-key"})
+				Deployment: deploy, APIVersion: c.version, APIKey: "azure-key"})
 			call := &Call{Kind: c.kind, Body: []byte(c.body), Model: [2]int{9, 15}, StreamOptions: [2]int{-1, -1}, Header: clientHeader()}
 			var out fasthttp.Response
 			var res Result

@@ -47,7 +47,7 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	defer fasthttp.ReleaseRequest(req)
 	copyForwardHeaders(&req.Header, call.Header)
 	req.Header.SetMethodBytes(strPost)
-	req.SetRequestURI(t.urls[call.Kind])
+	t.setRequestURL(req, call.Kind)
 	req.Header.SetContentTypeBytes(strJSON)
 	if o.auth != nil {
 		req.Header.SetBytesKV(strAuthz, o.auth)

@@ -142,9 +142,27 @@ type Event struct {
 type Target struct {
 	URL    string
 	client *fasthttp.HostClient
-	// urls holds the full URL of each operation, indexed by Kind.
+	// urls holds the full URL of each operation, indexed by Kind, and uris the same
+	// parsed once: a request copies its operation's URI instead of parsing the URL.
 	urls     [4]string
+	uris     [4]fasthttp.URI
 	inFlight atomic.Int64
+}
+
+// setURL points operation k at u.
+func (t *Target) setURL(k Kind, u string) {
+	t.urls[k] = u
+	t.uris[k].Reset()
+	if u != "" {
+		// DisablePathNormalizing as the client sets it: the path goes out as given.
+		t.uris[k].DisablePathNormalizing = true
+		_ = t.uris[k].Parse(nil, []byte(u))
+	}
+}
+
+// setRequestURL sets req's URL to operation k's.
+func (t *Target) setRequestURL(req *fasthttp.Request, k Kind) {
+	req.SetURI(&t.uris[k])
 }
 
 // InFlight is the number of attempts now open on the target.
@@ -187,7 +205,7 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 	t := &Target{URL: raw, client: hc}
 	base := strings.TrimRight(raw, "/")
 	for _, k := range []Kind{Chat, Completions, Embeddings} {
-		t.urls[k] = base + k.Path()
+		t.setURL(k, base+k.Path())
 	}
 	return t, nil
 }
@@ -206,11 +224,13 @@ func copyForwardHeaders(up *fasthttp.RequestHeader, client *fasthttp.RequestHead
 	if client == nil {
 		return
 	}
+	// The gateway's server hands over header names in canonical form already
+	// (it normalises them as it parses), so they need not be normalised again.
 	for k, v := range client.All() {
 		if isHopHeader(k) {
 			continue
 		}
-		up.SetBytesKV(k, v)
+		up.SetCanonical(k, v)
 	}
 }
 
