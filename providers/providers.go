@@ -197,11 +197,13 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		ReadBufferSize:  4 << 10,
 		WriteBufferSize: 4 << 10,
 	}
+	dial := fasthttp.DialFunc(fasthttp.Dial)
 	if cfg.ConnectTimeout > 0 {
 		d := &fasthttp.TCPDialer{Concurrency: 0}
 		timeout := cfg.ConnectTimeout
-		hc.Dial = func(addr string) (netConn, error) { return d.DialTimeout(addr, timeout) }
+		dial = func(addr string) (netConn, error) { return d.DialTimeout(addr, timeout) }
 	}
+	hc.Dial = coarseDial(dial)
 	t := &Target{URL: raw, client: hc}
 	base := strings.TrimRight(raw, "/")
 	for _, k := range []Kind{Chat, Completions, Embeddings} {
