@@ -22,6 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/tollgate/tollgate/internal/deadline"
 	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
@@ -186,7 +187,9 @@ func (s *Server) Listen() error {
 		ln.Close()
 		return err
 	}
-	s.apiLn, s.admLn = ln, adm
+	// Requests on the API listener move their connection's deadlines later twice
+	// each; deadline.Listener makes that free.
+	s.apiLn, s.admLn = deadline.Listener{Listener: ln}, adm
 	return nil
 }
 

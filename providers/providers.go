@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/internal/deadline"
 )
 
 // Kind is the API operation a request asks for.
@@ -203,7 +205,15 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		timeout := cfg.ConnectTimeout
 		dial = func(addr string) (netConn, error) { return d.DialTimeout(addr, timeout) }
 	}
-	hc.Dial = coarseDial(dial)
+	// fasthttp moves the read and write deadlines of the connection later for every
+	// request; deadline.Conn makes that free.
+	hc.Dial = func(addr string) (netConn, error) {
+		c, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		return deadline.Wrap(c), nil
+	}
 	t := &Target{URL: raw, client: hc}
 	base := strings.TrimRight(raw, "/")
 	for _, k := range []Kind{Chat, Completions, Embeddings} {

@@ -1,0 +1,160 @@
+// Package deadline wraps connections so that moving a deadline later costs nothing.
+//
+// HTTP servers and clients set a read or write deadline for every request, each
+// from a fresh clock reading: fasthttp's server sets two per request (the idle wait,
+// then the read), its client two more upstream. Every call moves a runtime timer.
+// Almost all of these calls push a deadline further out, and almost no deadline
+// ever fires. A Conn applies a deadline at once only when it comes sooner than the
+// one in force; a later one is recorded, and only if the deadline in force fires
+// does the Conn arm the recorded one and carry on with the read or write. Timeouts
+// therefore fire exactly when the last deadline asked for says, and a steady
+// stream of requests on a connection makes no deadline calls at all.
+package deadline
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Conn is a net.Conn whose deadlines are applied lazily when they move later.
+type Conn struct {
+	net.Conn
+	mu sync.Mutex
+	// want is the deadline last asked for, set the one in force on the socket, each
+	// for reading and writing, in Unix nanoseconds; 0 is none.
+	wantR, setR int64
+	wantW, setW int64
+}
+
+// Wrap returns c as a Conn.
+func Wrap(c net.Conn) *Conn { return &Conn{Conn: c} }
+
+const (
+	read = iota
+	write
+)
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if n := t.UnixNano(); n > 0 {
+		return n
+	}
+	return 1 // before 1970: already passed, and not "none"
+}
+
+func toTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// later reports whether deadline a is later than b (0, none, is the latest).
+func later(a, b int64) bool {
+	return a == 0 && b != 0 || a != 0 && b != 0 && a > b
+}
+
+// SetDeadline sets both deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline records t, applying it now only if it comes sooner than the
+// deadline in force.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.set(read, unixNano(t)) }
+
+// SetWriteDeadline records t, applying it now only if it comes sooner than the
+// deadline in force.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.set(write, unixNano(t)) }
+
+func (c *Conn) set(dir int, n int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want, set := &c.wantR, &c.setR
+	if dir == write {
+		want, set = &c.wantW, &c.setW
+	}
+	*want = n
+	if n == *set || later(n, *set) {
+		// The deadline in force comes first; if it fires, rearm arms n.
+		return nil
+	}
+	return c.apply(dir, set, n)
+}
+
+func (c *Conn) apply(dir int, set *int64, n int64) error {
+	var err error
+	if dir == read {
+		err = c.Conn.SetReadDeadline(toTime(n))
+	} else {
+		err = c.Conn.SetWriteDeadline(toTime(n))
+	}
+	if err != nil {
+		// Unknown state: make the next set apply whatever it is given.
+		*set = -1
+		return err
+	}
+	*set = n
+	return nil
+}
+
+// rearm is called after err ended a read or write: when err is the deadline in
+// force and a later one was asked for since, it arms that one and reports true,
+// and the operation goes on.
+func (c *Conn) rearm(dir int, err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want, set := c.wantR, &c.setR
+	if dir == write {
+		want, set = c.wantW, &c.setW
+	}
+	if want == *set || want != 0 && want <= time.Now().UnixNano() {
+		return false // the deadline asked for has passed: a real timeout
+	}
+	return c.apply(dir, set, want) == nil
+}
+
+// Read reads from the connection under the deadline last asked for.
+func (c *Conn) Read(b []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(b)
+		if err == nil || n > 0 || !c.rearm(read, err) {
+			return n, err
+		}
+	}
+}
+
+// Write writes to the connection under the deadline last asked for.
+func (c *Conn) Write(b []byte) (int, error) {
+	done := 0
+	for {
+		n, err := c.Conn.Write(b[done:])
+		done += n
+		if err == nil || !c.rearm(write, err) {
+			return done, err
+		}
+	}
+}
+
+// Listener wraps every connection it accepts in a Conn.
+type Listener struct{ net.Listener }
+
+// Accept waits for the next connection and wraps it.
+func (l Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(c), nil
+}
