@@ -107,6 +107,14 @@ type runStats struct {
 	Lag      *hdrhistogram.Histogram
 	Headers  map[string]int64
 	Duration time.Duration // measured window
+	// The path's own process over its rounds, warm-up included (Sent's window):
+	// CPU time, and garbage collections for a Go process with an admin listener.
+	// CPUOK and GCOK say whether they could be read for every round.
+	User, Sys                   time.Duration
+	CPUOK                       bool
+	GCCycles                    int64
+	GCOK                        bool
+	rounds, cpuRounds, gcRounds int
 }
 
 func newRunStats() *runStats {
@@ -130,6 +138,14 @@ func (s *runStats) merge(o *runStats) {
 		s.Headers[k] += v
 	}
 	s.Duration += o.Duration
+	s.User += o.User
+	s.Sys += o.Sys
+	s.GCCycles += o.GCCycles
+	s.rounds += o.rounds
+	s.cpuRounds += o.cpuRounds
+	s.gcRounds += o.gcRounds
+	s.CPUOK = s.rounds > 0 && s.cpuRounds == s.rounds
+	s.GCOK = s.rounds > 0 && s.gcRounds == s.rounds
 }
 
 // recorder is the shared sink of a run's workers. One mutex is plenty: a

@@ -331,3 +331,58 @@ func raiseNoFile(want uint64) (uint64, error) {
 	}
 	return next.Cur, nil
 }
+
+// userHZ is the unit of the CPU times in /proc/PID/stat: 100 on every Linux
+// architecture Go runs on (the kernel's USER_HZ, fixed by its ABI).
+const userHZ = 100
+
+// procCPU is the user and system CPU time pid has used, its exited threads
+// included, from /proc/PID/stat.
+func procCPU(pid int) (user, sys time.Duration, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, errors.New("no command name in /proc/PID/stat")
+	}
+	// After the name: state(3) ppid(4) … utime(14) stime(15), numbered from 1.
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, 0, errors.New("short /proc/PID/stat")
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	k, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, err
+	}
+	return time.Duration(u) * time.Second / userHZ, time.Duration(k) * time.Second / userHZ, nil
+}
+
+// treeCPU is procCPU of pid and its direct children (nginx master and workers).
+func treeCPU(pid int) (user, sys time.Duration, err error) {
+	user, sys, err = procCPU(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, c := range childPids(pid) {
+		if u, k, err := procCPU(c); err == nil {
+			user += u
+			sys += k
+		}
+	}
+	return user, sys, nil
+}
+
+// readGCCycles is go_gc_duration_seconds_count from a Go process's admin /metrics.
+func readGCCycles(adminAddr string) (int64, error) {
+	code, body, err := fasthttp.GetTimeout(nil, "http://"+adminAddr+"/metrics", 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	if code != fasthttp.StatusOK {
+		return 0, fmt.Errorf("metrics: status %d", code)
+	}
+	return parseGauge(body, "go_gc_duration_seconds_count")
+}

@@ -67,6 +67,17 @@ type PathResult struct {
 	Gap      *Summary         `json:"inter_chunk_gap,omitempty"`
 	SendLag  Summary          `json:"send_lag"`
 	Headers  map[string]int64 `json:"header_counts,omitempty"`
+	// CPU is the path's own process (mockllm for direct, the gateway, nginx's
+	// master and workers) over its rounds, per request sent.
+	CPU *ProcCPU `json:"process_cpu,omitempty"`
+}
+
+// ProcCPU is a path's process CPU per request sent (warm-up included) and, for a
+// Go process, its garbage collections over the same rounds.
+type ProcCPU struct {
+	UserUS   float64 `json:"user_us_per_request"`
+	SystemUS float64 `json:"system_us_per_request"`
+	GCCycles *int64  `json:"gc_cycles,omitempty"`
 }
 
 // Comparison is one path against another on one measure, at p50 and p99:
@@ -135,6 +146,14 @@ func pathResult(name string, rate float64, st *runStats, stream bool) PathResult
 	}
 	if len(st.Headers) > 0 {
 		r.Headers = st.Headers
+	}
+	if st.CPUOK && st.Sent > 0 {
+		n := float64(st.Sent)
+		r.CPU = &ProcCPU{UserUS: float64(st.User.Microseconds()) / n, SystemUS: float64(st.Sys.Microseconds()) / n}
+		if st.GCOK {
+			gc := st.GCCycles
+			r.CPU.GCCycles = &gc
+		}
 	}
 	return r
 }
@@ -258,6 +277,7 @@ func (r *Result) markdown() string {
 			renderPaths(&b, "Send lag (µs, harness delay from scheduled to actual send; same for every path)", r.Paths,
 				func(x *PathResult) *Summary { return &x.SendLag }, false)
 		}
+		renderCPU(&b, r.Paths)
 		for _, x := range r.Paths {
 			if len(x.Headers) > 0 {
 				p("Response header counts, ", x.Path, ": ", countsString(x.Headers))
@@ -374,6 +394,33 @@ func renderPaths(b *strings.Builder, title string, paths []PathResult, get func(
 			b.WriteString("| " + x.Path + " | " + strconv.FormatInt(s.Count, 10) + " | ")
 		}
 		b.WriteString(fus(s.P50) + " | " + fus(s.P90) + " | " + fus(s.P99) + " | " + fus(s.P999) + " | " + fus(s.Max) + " |\n")
+	}
+	b.WriteString("\n")
+}
+
+// renderCPU writes each path's process CPU per request, when it was read.
+func renderCPU(b *strings.Builder, paths []PathResult) {
+	have := false
+	for i := range paths {
+		have = have || paths[i].CPU != nil
+	}
+	if !have {
+		return
+	}
+	b.WriteString("## Process CPU per request (µs; the path's own process: mockllm for direct, the gateway, nginx's master and workers; warm-up included; 10 ms clock ticks)\n\n")
+	b.WriteString("| path | requests | user | system | total | GC cycles |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for i := range paths {
+		x := &paths[i]
+		if x.CPU == nil {
+			continue
+		}
+		gc := "n/a"
+		if x.CPU.GCCycles != nil {
+			gc = strconv.FormatInt(*x.CPU.GCCycles, 10)
+		}
+		b.WriteString("| " + x.Path + " | " + strconv.FormatInt(x.Sent, 10) + " | " + fus(x.CPU.UserUS) + " | " +
+			fus(x.CPU.SystemUS) + " | " + fus(x.CPU.UserUS+x.CPU.SystemUS) + " | " + gc + " |\n")
 	}
 	b.WriteString("\n")
 }

@@ -24,10 +24,12 @@ func fixedResult() *Result {
 		Cores: planCores(8, true, 2),
 		Paths: []PathResult{
 			{Path: pathDirect, Offered: 1000, Achieved: 999.5, Measured: 10000, OK: 10000, Errors: Errors{},
-				Latency: sum(100, 300), TTFT: ptr(sum(5100, 5300)), Gap: ptr(sum(1000, 1100)), SendLag: sum(50, 100)},
+				Latency: sum(100, 300), TTFT: ptr(sum(5100, 5300)), Gap: ptr(sum(1000, 1100)), SendLag: sum(50, 100),
+				Sent: 12000, CPU: &ProcCPU{UserUS: 20.5, SystemUS: 10.25}},
 			{Path: pathTollgate, Offered: 1000, Achieved: 999.4, Measured: 10000, OK: 9999, Errors: Errors{"timeout": 1},
 				Latency: sum(160, 700), TTFT: ptr(sum(5160, 5700)), Gap: ptr(sum(1010, 1150)), SendLag: sum(50, 100),
-				Headers: map[string]int64{"stable": 950, "canary": 50}},
+				Headers: map[string]int64{"stable": 950, "canary": 50},
+				Sent: 12000, CPU: &ProcCPU{UserUS: 19, SystemUS: 22, GCCycles: ptr(int64(3))}},
 			{Path: pathNginx, Offered: 1000, Achieved: 999.5, Measured: 10000, OK: 10000, Errors: Errors{},
 				Latency: sum(180, 900), TTFT: ptr(sum(5180, 5900)), Gap: ptr(sum(1020, 1200)), SendLag: sum(50, 100)},
 		},
@@ -182,5 +184,53 @@ func TestPlotMax(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), "tollgate p99") {
 		t.Fatalf("not the expected SVG: %.200s", b)
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	u0, s0, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Burn 300 ms of CPU on this goroutine.
+	x := 0
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+		for i := range 1000 {
+			x += i
+		}
+	}
+	u1, s1, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := (u1 - u0) + (s1 - s0); used < 150*time.Millisecond || used > 10*time.Second {
+		t.Errorf("procCPU counted %v for 300 ms of spinning (x=%d)", used, x)
+	}
+	if _, _, err := procCPU(1 << 30); err == nil {
+		t.Error("procCPU of a process that does not exist: no error")
+	}
+}
+
+func TestPathResultCPU(t *testing.T) {
+	st := newRunStats()
+	for range 2 {
+		r := newRunStats()
+		r.Sent = 1000
+		(procSample{user: 30 * time.Millisecond, sys: 12 * time.Millisecond, gc: 7, cpuOK: true, gcOK: true}).
+			since(procSample{user: 10 * time.Millisecond, sys: 2 * time.Millisecond, gc: 5, cpuOK: true, gcOK: true}, r)
+		st.merge(r)
+	}
+	p := pathResult(pathTollgate, 1000, st, false)
+	if p.CPU == nil || p.CPU.UserUS != 20 || p.CPU.SystemUS != 10 || p.CPU.GCCycles == nil || *p.CPU.GCCycles != 4 {
+		t.Fatalf("CPU %+v", p.CPU)
+	}
+	// A round whose process could not be read leaves the figure out rather than
+	// dividing part of the CPU by all of the requests.
+	r := newRunStats()
+	r.Sent = 1000
+	(procSample{}).since(procSample{}, r)
+	st.merge(r)
+	if p := pathResult(pathTollgate, 1000, st, false); p.CPU != nil {
+		t.Fatalf("CPU %+v with a round unread", p.CPU)
 	}
 }

@@ -273,7 +273,10 @@ func measure(ctx context.Context, o *options, ts []*target, spec loadSpec, prog 
 			}
 			s.FirstUser = nextUser[i]
 			nextUser[i] += pacer{rate: s.Rate}.count(s.Warmup + s.Duration)
-			total[i].merge(runLoad(ctx, ts[i], &s, prog))
+			before := sampleProc(ts[i])
+			st := runLoad(ctx, ts[i], &s, prog)
+			sampleProc(ts[i]).since(before, st)
+			total[i].merge(st)
 		}
 	}
 	out := make([]PathResult, len(ts))
@@ -281,4 +284,40 @@ func measure(ctx context.Context, o *options, ts []*target, spec loadSpec, prog 
 		out[i] = pathResult(t.Name, spec.Rate, total[i], stream)
 	}
 	return out
+}
+
+// procSample is a path's own process at one moment: its CPU time and, for a Go
+// process with an admin listener, its garbage collections so far.
+type procSample struct {
+	user, sys   time.Duration
+	gc          int64
+	cpuOK, gcOK bool
+}
+
+func sampleProc(t *target) procSample {
+	var p procSample
+	if t.Pid > 0 {
+		var err error
+		p.user, p.sys, err = treeCPU(t.Pid)
+		p.cpuOK = err == nil
+	}
+	if t.AdminAddr != "" {
+		var err error
+		p.gc, err = readGCCycles(t.AdminAddr)
+		p.gcOK = err == nil
+	}
+	return p
+}
+
+// since records in st what the process used from before to p.
+func (p procSample) since(before procSample, st *runStats) {
+	st.rounds = 1
+	if p.cpuOK && before.cpuOK {
+		st.User, st.Sys = p.user-before.user, p.sys-before.sys
+		st.cpuRounds = 1
+	}
+	if p.gcOK && before.gcOK {
+		st.GCCycles = p.gc - before.gc
+		st.gcRounds = 1
+	}
 }
