@@ -29,7 +29,7 @@ func fixedResult() *Result {
 			{Path: pathTollgate, Offered: 1000, Achieved: 999.4, Measured: 10000, OK: 9999, Errors: Errors{"timeout": 1},
 				Latency: sum(160, 700), TTFT: ptr(sum(5160, 5700)), Gap: ptr(sum(1010, 1150)), SendLag: sum(50, 100),
 				Headers: map[string]int64{"stable": 950, "canary": 50},
-				Sent: 12000, CPU: &ProcCPU{UserUS: 19, SystemUS: 22, GCCycles: ptr(int64(3))}},
+				Sent:    12000, CPU: &ProcCPU{UserUS: 19, SystemUS: 22, GCCycles: ptr(int64(3))}},
 			{Path: pathNginx, Offered: 1000, Achieved: 999.5, Measured: 10000, OK: 10000, Errors: Errors{},
 				Latency: sum(180, 900), TTFT: ptr(sum(5180, 5900)), Gap: ptr(sum(1020, 1200)), SendLag: sum(50, 100)},
 		},
