@@ -108,6 +108,9 @@ type MaxStep struct {
 	Latency Summary `json:"latency"`
 	Errors  int64   `json:"errors"`
 	Pass    bool    `json:"pass"`
+	// CPUUS is the path's own process CPU per request sent in the step (see
+	// ProcCPU); near the top of the steps, the path's cost at saturation.
+	CPUUS *float64 `json:"cpu_us_per_request,omitempty"`
 }
 
 // StreamsResult is one path of the streams-10k scenario.
@@ -314,12 +317,16 @@ func (r *Result) markdown() string {
 		}
 		p("### Steps")
 		p()
-		p("| path | offered req/s | p50 | p90 | p99 | p99.9 | max | errors | pass |")
-		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+		p("| path | offered req/s | p50 | p90 | p99 | p99.9 | max | errors | pass | process CPU µs/req |")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
 		for _, st := range m.Steps {
 			l := st.Latency
+			cpu := "n/a"
+			if st.CPUUS != nil {
+				cpu = fus(*st.CPUUS)
+			}
 			p("| ", st.Path, " | ", frate(st.Offered), " | ", fus(l.P50), " | ", fus(l.P90), " | ", fus(l.P99), " | ",
-				fus(l.P999), " | ", fus(l.Max), " | ", strconv.FormatInt(st.Errors, 10), " | ", strconv.FormatBool(st.Pass), " |")
+				fus(l.P999), " | ", fus(l.Max), " | ", strconv.FormatInt(st.Errors, 10), " | ", strconv.FormatBool(st.Pass), " | ", cpu, " |")
 		}
 		p()
 		if m.HalfRate > 0 {

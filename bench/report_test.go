@@ -118,7 +118,7 @@ func TestMarkdownMaxAndStreams(t *testing.T) {
 		Highest: map[string]float64{pathDirect: 30000, pathTollgate: 10000, pathNginx: 12000},
 		Steps: []MaxStep{
 			{Path: pathDirect, Offered: 10000, Latency: sum(100, 400), Pass: true},
-			{Path: pathTollgate, Offered: 12500, Latency: sum(900, 7000), Errors: 3, Pass: false},
+			{Path: pathTollgate, Offered: 12500, Latency: sum(900, 7000), Errors: 3, Pass: false, CPUUS: ptr(41.5)},
 		}}
 	r.Streams = []StreamsResult{
 		{Path: pathTollgate, Process: "tollgate", Streams: 10000, PeakOpen: 10000, Errors: Errors{},
