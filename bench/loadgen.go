@@ -108,12 +108,10 @@ type runStats struct {
 	Headers  map[string]int64
 	Duration time.Duration // measured window
 	// The path's own process over its rounds, warm-up included (Sent's window):
-	// CPU time, and garbage collections for a Go process with an admin listener.
-	// CPUOK and GCOK say whether they could be read for every round.
+	// CPU time, and garbage collections for a Go process with an admin listener;
+	// cpuRounds and gcRounds count the rounds in which each could be read.
 	User, Sys                   time.Duration
-	CPUOK                       bool
 	GCCycles                    int64
-	GCOK                        bool
 	rounds, cpuRounds, gcRounds int
 }
 
@@ -144,8 +142,6 @@ func (s *runStats) merge(o *runStats) {
 	s.rounds += o.rounds
 	s.cpuRounds += o.cpuRounds
 	s.gcRounds += o.gcRounds
-	s.CPUOK = s.rounds > 0 && s.cpuRounds == s.rounds
-	s.GCOK = s.rounds > 0 && s.gcRounds == s.rounds
 }
 
 // recorder is the shared sink of a run's workers. One mutex is plenty: a
