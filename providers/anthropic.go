@@ -191,7 +191,7 @@ func (a *anthropic) passError(up, out *fasthttp.Response, status int) error {
 		}
 	}
 	status = translateAnthropicError(out, body, status, a.key)
-	return &UpstreamError{Status: status, RetryAfter: retryAfter(up.Header.Peek("Retry-After"))}
+	return &UpstreamError{Status: status, RetryAfter: retryAfter(peekFold(&up.Header, "Retry-After"))}
 }
 
 // anthropicErrors maps Anthropic's error types onto OpenAI's type and code, and the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -84,5 +85,33 @@ func TestAzureError(t *testing.T) {
 	var ue *UpstreamError
 	if !errors.As(err, &ue) || ue.Status != 401 || out.StatusCode() != 401 {
 		t.Fatalf("err = %v, status %d", err, out.StatusCode())
+	}
+}
+
+// Answer header names reach the gateway as the upstream wrote them (vLLM writes
+// lower case); Retry-After is found in any case.
+func TestRetryAfterAnyCase(t *testing.T) {
+	for _, name := range []string{"retry-after", "Retry-After", "RETRY-AFTER"} {
+		t.Run(name, func(t *testing.T) {
+			up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
+				ctx.Response.Header.DisableNormalizing()
+				ctx.Response.Header.Set(name, "3")
+				ctx.SetStatusCode(429)
+				ctx.SetContentType("application/json")
+				ctx.SetBodyString(`{"error":{"message":"slow down","type":"rate_limit"}}`)
+			})
+			b := newTestBackend(t, Config{Provider: "openai", BaseURL: up.URL, Model: "m"})
+			var out fasthttp.Response
+			var res Result
+			call := &Call{Kind: Chat, Body: []byte(`{"model":"chat"}`), Model: [2]int{9, 15}, StreamOptions: [2]int{-1, -1}}
+			err := b.Send(call, &out, &res)
+			var ue *UpstreamError
+			if !errors.As(err, &ue) || ue.Status != 429 {
+				t.Fatalf("err = %v", err)
+			}
+			if ue.RetryAfter != 3*time.Second {
+				t.Errorf("retry after %v, want 3s", ue.RetryAfter)
+			}
+		})
 	}
 }

@@ -129,7 +129,7 @@ func swapBody(out, up *fasthttp.Response) {
 
 // passError copies an upstream error answer to out, reading a streamed body in full.
 func passError(up, out *fasthttp.Response, status int, max int64) error {
-	ue := &UpstreamError{Status: status, RetryAfter: retryAfter(up.Header.Peek("Retry-After"))}
+	ue := &UpstreamError{Status: status, RetryAfter: retryAfter(peekFold(&up.Header, "Retry-After"))}
 	out.SetStatusCode(status)
 	ct := up.Header.ContentType()
 	if len(ct) == 0 {

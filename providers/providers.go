@@ -184,14 +184,18 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		}
 	}
 	hc := &fasthttp.HostClient{
-		Addr:                          host,
-		Name:                          "tollgate",
-		IsTLS:                         u.Scheme == "https",
-		MaxConns:                      cfg.MaxConnections,
-		MaxIdleConnDuration:           90 * time.Second,
-		MaxConnWaitTimeout:            cfg.ConnectTimeout,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: false,
+		Addr:                     host,
+		Name:                     "tollgate",
+		IsTLS:                    u.Scheme == "https",
+		MaxConns:                 cfg.MaxConnections,
+		MaxIdleConnDuration:      90 * time.Second,
+		MaxConnWaitTimeout:       cfg.ConnectTimeout,
+		NoDefaultUserAgentHeader: true,
+		// Answer header names stay as the upstream wrote them: the gateway reads the
+		// content type (which fasthttp matches in any case) and, on errors only,
+		// Retry-After through peekFold; normalising every name of every answer is
+		// work for nothing.
+		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		MaxResponseBodySize:           int(cfg.MaxResponseBytes),
 		// Small buffers: every open stream holds one connection, and bodies larger
@@ -253,4 +257,15 @@ func isHopHeader(k []byte) bool {
 		}
 	}
 	return len(k) > 11 && strings.EqualFold("x-tollgate-", b2s(k[:11]))
+}
+
+// peekFold is the value of the answer header named name in any letter case (the
+// upstream client keeps names as sent), or nil.
+func peekFold(h *fasthttp.ResponseHeader, name string) []byte {
+	for k, v := range h.All() {
+		if len(k) == len(name) && strings.EqualFold(b2s(k), name) {
+			return v
+		}
+	}
+	return nil
 }
