@@ -37,6 +37,9 @@ const (
 	write
 )
 
+// unknown marks a deadline in force that a failed call left unknown.
+const unknown = -1
+
 func unixNano(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
@@ -83,7 +86,7 @@ func (c *Conn) set(dir int, n int64) error {
 		want, set = &c.wantW, &c.setW
 	}
 	*want = n
-	if n == *set || later(n, *set) {
+	if *set != unknown && (n == *set || later(n, *set)) {
 		// The deadline in force comes first; if it fires, rearm arms n.
 		return nil
 	}
@@ -98,8 +101,9 @@ func (c *Conn) apply(dir int, set *int64, n int64) error {
 		err = c.Conn.SetWriteDeadline(toTime(n))
 	}
 	if err != nil {
-		// Unknown state: make the next set apply whatever it is given.
-		*set = -1
+		// The socket's deadline is not known now: the next set applies what it is
+		// given.
+		*set = unknown
 		return err
 	}
 	*set = n

@@ -238,3 +238,33 @@ func BenchmarkSetReadDeadline(b *testing.B) {
 		})
 	}
 }
+
+// failOnce fails its first read deadline call.
+type failOnce struct {
+	countConn
+	failed bool
+}
+
+func (c *failOnce) SetReadDeadline(t time.Time) error {
+	if !c.failed {
+		c.failed = true
+		return errors.New("no deadline")
+	}
+	return c.countConn.SetReadDeadline(t)
+}
+
+// After a deadline call fails, the deadline in force is unknown: the next one asked
+// for is applied, sooner or later.
+func TestFailedSetIsRetried(t *testing.T) {
+	fc := &failOnce{}
+	c := Wrap(fc)
+	if err := c.SetReadDeadline(time.Now().Add(time.Second)); err == nil {
+		t.Fatal("the failure was not reported")
+	}
+	if err := c.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if fc.rd != 1 {
+		t.Errorf("%d read deadline calls reached the socket after the failure, want 1", fc.rd)
+	}
+}
