@@ -53,8 +53,8 @@ func newAnthropic(c *Config) *anthropic {
 // anthropicURLs points a target's chat operation at {base}/messages; Anthropic has no
 // other operation the gateway serves.
 func anthropicURLs(t *Target) {
-	for k := range t.urls {
-		t.setURL(Kind(k), "")
+	for k := range t.uris {
+		t.uris[k].Reset()
 	}
 	t.setURL(Chat, strings.TrimRight(t.URL, "/")+"/messages")
 }

@@ -144,22 +144,18 @@ type Event struct {
 type Target struct {
 	URL    string
 	client *fasthttp.HostClient
-	// urls holds the full URL of each operation, indexed by Kind, and uris the same
-	// parsed once: a request copies its operation's URI instead of parsing the URL.
-	urls     [4]string
+	// uris holds the URL of each operation, indexed by Kind, parsed once: a request
+	// copies its operation's URI instead of parsing a URL.
 	uris     [4]fasthttp.URI
 	inFlight atomic.Int64
 }
 
 // setURL points operation k at u.
 func (t *Target) setURL(k Kind, u string) {
-	t.urls[k] = u
 	t.uris[k].Reset()
-	if u != "" {
-		// DisablePathNormalizing as the client sets it: the path goes out as given.
-		t.uris[k].DisablePathNormalizing = true
-		_ = t.uris[k].Parse(nil, []byte(u))
-	}
+	// DisablePathNormalizing as the client sets it: the path goes out as given.
+	t.uris[k].DisablePathNormalizing = true
+	_ = t.uris[k].Parse(nil, []byte(u))
 }
 
 // setRequestURL sets req's URL to operation k's.
