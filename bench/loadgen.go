@@ -144,6 +144,17 @@ func (s *runStats) merge(o *runStats) {
 	s.gcRounds += o.gcRounds
 }
 
+// cpuPerRequest is the process CPU per request sent, user and system, in µs; ok only
+// when every round could be read (part of the CPU over all of the requests would
+// understate it).
+func (s *runStats) cpuPerRequest() (user, sys float64, ok bool) {
+	if s.rounds == 0 || s.cpuRounds != s.rounds || s.Sent == 0 {
+		return 0, 0, false
+	}
+	n := float64(s.Sent)
+	return float64(s.User.Microseconds()) / n, float64(s.Sys.Microseconds()) / n, true
+}
+
 // recorder is the shared sink of a run's workers. One mutex is plenty: a
 // lock per request is far below the cost of the request itself.
 type recorder struct {

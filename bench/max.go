@@ -66,15 +66,13 @@ func runMax(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progr
 			for try := 0; try < 2; try++ {
 				spec := loadSpec{Kind: kindChat, Rate: rate, Warmup: min(o.Warmup, 500*time.Millisecond),
 					Duration: o.Step, Conns: o.Conns, MaxTokens: o.MaxTokens, Timeout: o.Timeout, Spin: o.Spin}
-				before := sampleProc(ts[i])
-				st := runLoad(ctx, ts[i], &spec, prog)
-				sampleProc(ts[i]).since(before, st)
+				st := runLoadSampled(ctx, ts[i], &spec, prog)
 				sum := summarize(st.Lat)
 				errs := st.Errs.Total()
 				ms = MaxStep{Path: ts[i].Name, Offered: rate, Latency: sum, Errors: errs,
 					Pass: maxStepOK(sum, st.Measured, errs, o.P99Bound)}
-				if st.cpuRounds == 1 && st.Sent > 0 {
-					ms.CPUUS = ptr(float64((st.User + st.Sys).Microseconds()) / float64(st.Sent))
+				if u, k, ok := st.cpuPerRequest(); ok {
+					ms.CPUUS = ptr(u + k)
 				}
 				if ms.Pass || ctx.Err() != nil {
 					break

@@ -260,14 +260,23 @@ type goStats struct {
 	StackInuse int64 // bytes of goroutine stacks
 }
 
-func readGoStats(adminAddr string) (goStats, error) {
-	var st goStats
+// adminMetrics is a Go process's admin /metrics page.
+func adminMetrics(adminAddr string) ([]byte, error) {
 	code, body, err := fasthttp.GetTimeout(nil, "http://"+adminAddr+"/metrics", 5*time.Second)
 	if err != nil {
-		return st, err
+		return nil, err
 	}
 	if code != fasthttp.StatusOK {
-		return st, fmt.Errorf("metrics: status %d", code)
+		return nil, fmt.Errorf("metrics: status %d", code)
+	}
+	return body, nil
+}
+
+func readGoStats(adminAddr string) (goStats, error) {
+	var st goStats
+	body, err := adminMetrics(adminAddr)
+	if err != nil {
+		return st, err
 	}
 	if st.Goroutines, err = parseGauge(body, "go_goroutines"); err != nil {
 		return st, err
@@ -377,12 +386,9 @@ func treeCPU(pid int) (user, sys time.Duration, err error) {
 
 // readGCCycles is go_gc_duration_seconds_count from a Go process's admin /metrics.
 func readGCCycles(adminAddr string) (int64, error) {
-	code, body, err := fasthttp.GetTimeout(nil, "http://"+adminAddr+"/metrics", 5*time.Second)
+	body, err := adminMetrics(adminAddr)
 	if err != nil {
 		return 0, err
-	}
-	if code != fasthttp.StatusOK {
-		return 0, fmt.Errorf("metrics: status %d", code)
 	}
 	return parseGauge(body, "go_gc_duration_seconds_count")
 }

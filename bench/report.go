@@ -150,11 +150,8 @@ func pathResult(name string, rate float64, st *runStats, stream bool) PathResult
 	if len(st.Headers) > 0 {
 		r.Headers = st.Headers
 	}
-	// Only when every round could be read: part of the CPU over all of the
-	// requests would understate it.
-	if st.rounds > 0 && st.cpuRounds == st.rounds && st.Sent > 0 {
-		n := float64(st.Sent)
-		r.CPU = &ProcCPU{UserUS: float64(st.User.Microseconds()) / n, SystemUS: float64(st.Sys.Microseconds()) / n}
+	if u, k, ok := st.cpuPerRequest(); ok {
+		r.CPU = &ProcCPU{UserUS: u, SystemUS: k}
 		if st.gcRounds == st.rounds {
 			gc := st.GCCycles
 			r.CPU.GCCycles = &gc

@@ -273,10 +273,7 @@ func measure(ctx context.Context, o *options, ts []*target, spec loadSpec, prog 
 			}
 			s.FirstUser = nextUser[i]
 			nextUser[i] += pacer{rate: s.Rate}.count(s.Warmup + s.Duration)
-			before := sampleProc(ts[i])
-			st := runLoad(ctx, ts[i], &s, prog)
-			sampleProc(ts[i]).since(before, st)
-			total[i].merge(st)
+			total[i].merge(runLoadSampled(ctx, ts[i], &s, prog))
 		}
 	}
 	out := make([]PathResult, len(ts))
@@ -284,6 +281,14 @@ func measure(ctx context.Context, o *options, ts []*target, spec loadSpec, prog 
 		out[i] = pathResult(t.Name, spec.Rate, total[i], stream)
 	}
 	return out
+}
+
+// runLoadSampled is runLoad with what the target's own process used meanwhile.
+func runLoadSampled(ctx context.Context, t *target, spec *loadSpec, prog *progress) *runStats {
+	before := sampleProc(t)
+	st := runLoad(ctx, t, spec, prog)
+	sampleProc(t).since(before, st)
+	return st
 }
 
 // procSample is a path's own process at one moment: its CPU time and, for a Go
