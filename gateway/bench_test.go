@@ -153,6 +153,14 @@ func init() {
 		}
 		serverHijack(ctx, h)
 	}
+	serverDetach := detach
+	detach = func(c net.Conn, f func()) {
+		if _, ok := c.(*sinkConn); ok {
+			f()
+			return
+		}
+		serverDetach(c, f)
+	}
 }
 
 // BenchmarkProxyChat is the non-streaming request path end to end: scan, route, send

@@ -102,6 +102,7 @@ type request struct {
 	chunked     bool
 	deadlineSet time.Time // when relay last moved conn's write deadline
 	hijackFn    fasthttp.HijackHandler
+	peek        [1]byte // the first byte buffered behind a stream's request, if any
 }
 
 var requestPool = sync.Pool{New: func() any {

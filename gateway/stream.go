@@ -25,12 +25,22 @@ import (
 // then each event as one chunk straight to the socket from the request's own event
 // buffer. When the stream ends the connection goes back to fasthttp (ServeConn) for
 // the client's next request, as keep-alive would have had it.
+//
+// fasthttp keeps its hijack goroutine's connection reader (8 KiB) and the RequestCtx
+// until the hijack handler returns. Unless the client has already sent more bytes
+// behind the stream's request (pipelining), which only that reader holds, the handler
+// therefore hands the stream to a goroutine of its own and returns: the reader goes
+// to the collector and the RequestCtx back to fasthttp's pool while the stream runs,
+// and the stream's goroutine serves the connection's next request itself.
 
 // chunkRoom is the space kept in front of each event in request.out for its chunk
 // header: up to 8 hex digits and CRLF.
 const chunkRoom = 10
 
-var errRelayPanic = errors.New("stream relay panicked")
+var (
+	errRelayPanic = errors.New("stream relay panicked")
+	errConnFailed = errors.New("client connection failed")
+)
 
 var (
 	strCRLF      = []byte("\r\n")
@@ -61,6 +71,8 @@ func (r *request) hijackStream(ctx *fasthttp.RequestCtx) {
 	// out is free until the first event: relay writes the header from it.
 	r.out = h.AppendBytes(r.out[:0])
 	r.conn = ctx.Conn()
+	// The stream may outlive the RequestCtx: drop the request's views of its buffers.
+	r.body, r.call.Body, r.call.Header, r.subj.User = nil, nil, nil, nil
 	r.s.hijacked.Add(1)
 	ctx.HijackSetNoResponse(true)
 	hijack(ctx, r.hijackFn)
@@ -70,11 +82,31 @@ func (r *request) hijackStream(ctx *fasthttp.RequestCtx) {
 // the handler without a server wrap it to run h themselves.
 var hijack = (*fasthttp.RequestCtx).Hijack
 
-// serveHijacked writes the stream on the connection fasthttp handed over (hc reads
-// through fasthttp's buffered reader; writes go straight to the socket), then
-// gives the connection back for its next request or closes it.
+// detach runs a stream on a goroutine of its own. Tests that drive the handler
+// without a server replace it to run the stream before the hijack handler returns.
+var detach = func(_ net.Conn, f func()) { go f() }
+
+// serveHijacked takes the connection fasthttp handed over (hc reads through
+// fasthttp's buffered reader; writes go straight to the socket) and runs the stream
+// on it: on a goroutine of its own when nothing is buffered behind the request, so
+// that fasthttp can take back its reader and the RequestCtx, and here otherwise.
 func (r *request) serveHijacked(hc net.Conn) {
-	s, conn := r.s, r.conn
+	conn := r.conn
+	next := pipelined(conn, hc, r.peek[:])
+	if next == conn {
+		detach(conn, func() { r.runStream(conn, conn, true) })
+		return
+	}
+	r.runStream(conn, next, false)
+}
+
+// runStream relays the stream to conn, then gives the connection back for its next
+// request (next reads it, with whatever was buffered first) or closes it. own says
+// whether this goroutine is the stream's own, free to serve the next request
+// itself; fasthttp's hijack goroutine is kept pinned to the old reader and
+// RequestCtx until it returns, so from there the next request gets a new one.
+func (r *request) runStream(conn, next net.Conn, own bool) {
+	s := r.s
 	r.conn = nil
 	defer s.hijacked.Add(-1)
 	released := false
@@ -91,21 +123,24 @@ func (r *request) serveHijacked(hc net.Conn) {
 			}
 		}
 	}()
-	err := r.relay(conn)
-	var next net.Conn
-	if err == nil && r.keepConn && !s.draining.Load() && conn.SetWriteDeadline(time.Time{}) == nil {
-		// A request the client sent behind this one (pipelining) is already in
-		// fasthttp's reader; it must not be lost by serving the bare socket.
-		next = pipelined(conn, hc, r.out[:1])
+	var err error
+	if next == nil {
+		// The connection failed its deadline calls before the first write.
+		err = errConnFailed
+	} else {
+		err = r.relay(conn)
 	}
+	keep := err == nil && r.keepConn && !s.draining.Load() && conn.SetWriteDeadline(time.Time{}) == nil
 	released = true
 	_ = r.endStream(err) // releases r
-	if next == nil {
+	if !keep {
 		_ = conn.Close()
 		return
 	}
-	// ServeConn runs on a goroutine of its own so that this one, which fasthttp's
-	// hijack keeps pinned to the old reader and RequestCtx, can end.
+	if own {
+		_ = s.api.ServeConn(next)
+		return
+	}
 	go func() { _ = s.api.ServeConn(next) }()
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,6 +110,50 @@ func TestStreamPipelined(t *testing.T) {
 	readChat(t, br)
 	readStream(t, br)
 	readChat(t, br)
+}
+
+// TestStreamDetaches: a stream with nothing sent behind its request runs on a
+// goroutine of its own, so that fasthttp takes back the connection's reader and the
+// RequestCtx while it runs; one with a request pipelined behind it stays on
+// fasthttp's hijack goroutine, whose reader holds that request. Either way the
+// connection goes on serving.
+func TestStreamDetaches(t *testing.T) {
+	var detached atomic.Int32
+	serverDetach := detach
+	detach = func(c net.Conn, f func()) { detached.Add(1); serverDetach(c, f) }
+	t.Cleanup(func() { detach = serverDetach })
+	_, addr := startMock(t, mockllm.Options{TPOT: time.Millisecond})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	conn, br := dialGateway(t, g)
+	steps := []struct {
+		send     []string
+		detached int32
+	}{
+		{[]string{streamBody}, 1},
+		{[]string{streamBody, chatBody}, 1},
+		{[]string{streamBody}, 2},
+		{[]string{chatBody}, 2},
+		{[]string{streamBody}, 3},
+	}
+	for i, st := range steps {
+		var all string
+		for _, b := range st.send {
+			all += rawRequest(t, g, b)
+		}
+		if _, err := io.WriteString(conn, all); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range st.send {
+			if b == streamBody {
+				readStream(t, br)
+			} else {
+				readChat(t, br)
+			}
+		}
+		if n := detached.Load(); n != st.detached {
+			t.Fatalf("step %d: %d streams detached, want %d", i, n, st.detached)
+		}
+	}
 }
 
 // TestStreamConnectionClose: a client that asks for Connection: close gets it said
