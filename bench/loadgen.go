@@ -113,6 +113,9 @@ type runStats struct {
 	User, Sys                   time.Duration
 	GCCycles                    int64
 	rounds, cpuRounds, gcRounds int
+	// roundP99 holds each merged round's own p99 of Lat, TTFT and Gap (ns; a
+	// round without samples of one adds nothing to its list).
+	roundP99 [3][]int64
 }
 
 func newRunStats() *runStats {
@@ -142,6 +145,20 @@ func (s *runStats) merge(o *runStats) {
 	s.rounds += o.rounds
 	s.cpuRounds += o.cpuRounds
 	s.gcRounds += o.gcRounds
+	for i := range s.roundP99 {
+		s.roundP99[i] = append(s.roundP99[i], o.roundP99[i]...)
+	}
+}
+
+// markRound makes s one round of its path: its own p99s are kept apart when
+// merged, for the median over rounds.
+func (s *runStats) markRound() {
+	for i, h := range [...]*hdrhistogram.Histogram{s.Lat, s.TTFT, s.Gap} {
+		s.roundP99[i] = nil
+		if h.TotalCount() > 0 {
+			s.roundP99[i] = []int64{h.ValueAtQuantile(99)}
+		}
+	}
 }
 
 // cpuPerRequest is the process CPU per request sent, user and system, in µs; ok only

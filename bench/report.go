@@ -90,6 +90,8 @@ type Comparison struct {
 	Kind    string   `json:"kind"`
 	P50     *float64 `json:"p50"`
 	P99     *float64 `json:"p99"`
+	// P99Rounds compares the paths' medians of per-round p99s (Summary.RoundP99).
+	P99Rounds *float64 `json:"p99_round_median,omitempty"`
 }
 
 // MaxResult is the outcome of the max scenario.
@@ -140,11 +142,13 @@ func pathResult(name string, rate float64, st *runStats, stream bool) PathResult
 		Path: name, Offered: rate, Sent: st.Sent, Measured: st.Measured, OK: st.OK, Errors: st.Errs,
 		Latency: summarize(st.Lat), SendLag: summarize(st.Lag),
 	}
+	r.Latency.RoundP99 = medianRoundP99(st.roundP99[0])
 	if st.Duration > 0 {
 		r.Achieved = float64(st.OK) / st.Duration.Seconds()
 	}
 	if stream {
 		t, g := summarize(st.TTFT), summarize(st.Gap)
+		t.RoundP99, g.RoundP99 = medianRoundP99(st.roundP99[1]), medianRoundP99(st.roundP99[2])
 		r.TTFT, r.Gap = &t, &g
 	}
 	if len(st.Headers) > 0 {
@@ -201,17 +205,38 @@ func compare(paths []PathResult) []Comparison {
 		d, tg, ng, base := get(pathDirect), get(pathTollgate), get(pathNginx), get(pathBase)
 		diff := func(label string, a, b *Summary) {
 			if a != nil && b != nil {
-				out = append(out, Comparison{m.name, label, "diff", ptr(a.P50 - b.P50), ptr(a.P99 - b.P99)})
+				c := Comparison{m.name, label, "diff", ptr(a.P50 - b.P50), ptr(a.P99 - b.P99), nil}
+				if a.RoundP99 != nil && b.RoundP99 != nil {
+					c.P99Rounds = ptr(*a.RoundP99 - *b.RoundP99)
+				}
+				out = append(out, c)
 			}
+		}
+		// roundRatio is ratio over the medians of per-round p99s, or nil.
+		roundRatio := func(a, b, c, d *Summary) *float64 {
+			for _, s := range []*Summary{a, b, c, d} {
+				if s != nil && s.RoundP99 == nil {
+					return nil
+				}
+			}
+			x, y := *a.RoundP99, *b.RoundP99
+			if c != nil {
+				x -= *c.RoundP99
+			}
+			if d != nil {
+				y -= *d.RoundP99
+			}
+			return ratio(x, y)
 		}
 		diff("tollgate − direct", tg, d)
 		diff("nginx − direct", ng, d)
 		diff("tollgate − tollgate-base", tg, base)
 		if tg != nil && ng != nil {
-			out = append(out, Comparison{m.name, "tollgate / nginx", "ratio", ratio(tg.P50, ng.P50), ratio(tg.P99, ng.P99)})
+			out = append(out, Comparison{m.name, "tollgate / nginx", "ratio", ratio(tg.P50, ng.P50), ratio(tg.P99, ng.P99),
+				roundRatio(tg, ng, nil, nil)})
 			if d != nil {
 				out = append(out, Comparison{m.name, "added: (tollgate − direct) / (nginx − direct)", "ratio",
-					ratio(tg.P50-d.P50, ng.P50-d.P50), ratio(tg.P99-d.P99, ng.P99-d.P99)})
+					ratio(tg.P50-d.P50, ng.P50-d.P50), ratio(tg.P99-d.P99, ng.P99-d.P99), roundRatio(tg, ng, d, d)})
 			}
 		}
 	}
@@ -290,15 +315,17 @@ func (r *Result) markdown() string {
 	if len(r.Compare) > 0 {
 		p("## Added latency")
 		p()
-		p("| measure | comparison | p50 | p99 |")
-		p("| --- | --- | ---: | ---: |")
+		p("| measure | comparison | p50 | p99 | p99, median of rounds |")
+		p("| --- | --- | ---: | ---: | ---: |")
 		for _, c := range r.Compare {
 			if c.Kind == "diff" {
-				p("| ", c.Measure, " | ", c.Label, " (µs) | ", fopt(c.P50, 1), " | ", fopt(c.P99, 1), " |")
+				p("| ", c.Measure, " | ", c.Label, " (µs) | ", fopt(c.P50, 1), " | ", fopt(c.P99, 1), " | ", fopt(c.P99Rounds, 1), " |")
 			} else {
-				p("| ", c.Measure, " | ", c.Label, " | ", fopt(c.P50, 2), " | ", fopt(c.P99, 2), " |")
+				p("| ", c.Measure, " | ", c.Label, " | ", fopt(c.P50, 2), " | ", fopt(c.P99, 2), " | ", fopt(c.P99Rounds, 2), " |")
 			}
 		}
+		p()
+		p("p99, median of rounds: each path's p99 in each of its alternating rounds, the median of those (three rounds or more), compared as the p99 column is; a disturbance of the machine that hits one round moves it less than the p99 of all rounds merged.")
 		p()
 	}
 	if m := r.Max; m != nil {

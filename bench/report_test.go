@@ -14,7 +14,7 @@ func sum(p50, p99 float64) Summary {
 }
 
 func fixedResult() *Result {
-	return &Result{
+	r := &Result{
 		Scenario: "stream",
 		Started:  time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 		Command:  "go run ./bench --scenario stream",
@@ -36,6 +36,10 @@ func fixedResult() *Result {
 		Extra: map[string]float64{"otlp_spans_received": 4000},
 		Notes: []string{"a note"},
 	}
+	// The latency medians of round p99s; TTFT and gap have them for two paths only.
+	r.Paths[0].Latency.RoundP99, r.Paths[1].Latency.RoundP99, r.Paths[2].Latency.RoundP99 = ptr(280.0), ptr(520.0), ptr(580.0)
+	r.Paths[0].TTFT.RoundP99, r.Paths[1].TTFT.RoundP99 = ptr(5250.0), ptr(5500.0)
+	return r
 }
 
 func TestCompare(t *testing.T) {
@@ -233,4 +237,71 @@ func TestPathResultCPU(t *testing.T) {
 	if p := pathResult(pathTollgate, 1000, st, false); p.CPU != nil {
 		t.Fatalf("CPU %+v with a round unread", p.CPU)
 	}
+}
+
+func TestMedianRoundP99(t *testing.T) {
+	cases := []struct {
+		name string
+		ns   []int64
+		want *float64
+	}{
+		{"no rounds", nil, nil},
+		{"two rounds are too few", []int64{1000, 9000}, nil},
+		{"odd", []int64{9000, 1000, 3000}, ptr(3.0)},
+		{"even: mean of the middle two", []int64{4000, 1000, 90000, 2000}, ptr(3.0)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := medianRoundP99(tc.ns)
+			if (got == nil) != (tc.want == nil) || (got != nil && !closeTo(*got, *tc.want)) {
+				t.Fatalf("got %v, want %v", fopt(got, 3), fopt(tc.want, 3))
+			}
+		})
+	}
+}
+
+// TestRoundP99 merges five rounds, one of them disturbed: the p99 of the merged
+// rounds follows the disturbance, the median of the rounds' own p99s does not, and
+// the comparison carries the difference of the medians.
+func TestRoundP99(t *testing.T) {
+	path := func(base int64, disturbed int) *runStats {
+		st := newRunStats()
+		for i := range 5 {
+			r := newRunStats()
+			for j := range int64(100) {
+				v := base + j*1000
+				if i == disturbed && j >= 90 {
+					v = 50_000_000 // 50 ms
+				}
+				_ = r.Lat.RecordValue(v)
+				_ = r.TTFT.RecordValue(v)
+			}
+			r.markRound()
+			st.merge(r)
+		}
+		return st
+	}
+	d := pathResult(pathDirect, 1000, path(100_000, -1), true)
+	tg := pathResult(pathTollgate, 1000, path(150_000, 2), true)
+	if d.Latency.RoundP99 == nil || tg.Latency.RoundP99 == nil || tg.TTFT.RoundP99 == nil {
+		t.Fatalf("no round medians: %+v %+v", d.Latency, tg.Latency)
+	}
+	if tg.Latency.P99 < 40_000 {
+		t.Fatalf("merged p99 %.1f µs: the disturbed round should show", tg.Latency.P99)
+	}
+	if got := *tg.Latency.RoundP99 - *d.Latency.RoundP99; got < 49 || got > 51 {
+		t.Fatalf("round medians %.1f and %.1f µs, difference %.1f, want ~50", *tg.Latency.RoundP99, *d.Latency.RoundP99, got)
+	}
+	if tg.Gap.RoundP99 != nil {
+		t.Fatalf("gap median %v from rounds without gaps", *tg.Gap.RoundP99)
+	}
+	for _, c := range compare([]PathResult{d, tg}) {
+		if c.Measure == "latency" && c.Label == "tollgate − direct" {
+			if c.P99Rounds == nil || *c.P99Rounds < 49 || *c.P99Rounds > 51 {
+				t.Fatalf("comparison %v", fopt(c.P99Rounds, 1))
+			}
+			return
+		}
+	}
+	t.Fatal("latency comparison missing")
 }

@@ -288,6 +288,7 @@ func runLoadSampled(ctx context.Context, t *target, spec *loadSpec, prog *progre
 	before := sampleProc(t)
 	st := runLoad(ctx, t, spec, prog)
 	sampleProc(t).since(before, st)
+	st.markRound()
 	return st
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -43,6 +44,25 @@ type Summary struct {
 	P99   float64 `json:"p99_us"`
 	P999  float64 `json:"p99_9_us"`
 	Max   float64 `json:"max_us"`
+	// RoundP99 is the median over the path's alternating rounds of each
+	// round's own p99 (three rounds or more): a disturbance of the machine that
+	// hits one round moves it less than it moves the p99 of all rounds merged.
+	RoundP99 *float64 `json:"round_median_p99_us,omitempty"`
+}
+
+// medianRoundP99 is the median of per-round p99s in ns, in µs; nil for fewer
+// than three rounds.
+func medianRoundP99(ns []int64) *float64 {
+	if len(ns) < 3 {
+		return nil
+	}
+	v := slices.Clone(ns)
+	slices.Sort(v)
+	m := micros(v[len(v)/2])
+	if len(v)%2 == 0 {
+		m = (micros(v[len(v)/2-1]) + m) / 2
+	}
+	return &m
 }
 
 func micros(ns int64) float64 { return float64(ns) / 1e3 }
