@@ -107,6 +107,22 @@ func (r *request) serveHijacked(hc net.Conn) {
 // RequestCtx until it returns, so from there the next request gets a new one.
 func (r *request) runStream(conn, next net.Conn, own bool) {
 	s := r.s
+	if !r.streamTo(conn, next) {
+		_ = conn.Close()
+		return
+	}
+	if own {
+		_ = s.api.ServeConn(next)
+		return
+	}
+	go func() { _ = s.api.ServeConn(next) }()
+}
+
+// streamTo relays the stream to conn and ends it (which releases r). It reports
+// whether the connection may go on to the client's next request. The stream stops
+// counting as hijacked when it returns, before the connection serves anything else.
+func (r *request) streamTo(conn, next net.Conn) (keep bool) {
+	s := r.s
 	r.conn = nil
 	defer s.hijacked.Add(-1)
 	released := false
@@ -114,7 +130,7 @@ func (r *request) runStream(conn, next net.Conn, own bool) {
 	// process, as fasthttp's own body stream writer would have had it.
 	defer func() {
 		if p := recover(); p != nil {
-			_ = conn.Close()
+			keep = false
 			s.log.LogAttrs(context.Background(), slog.LevelError, "stream relay panicked",
 				slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
 			if !released {
@@ -130,18 +146,10 @@ func (r *request) runStream(conn, next net.Conn, own bool) {
 	} else {
 		err = r.relay(conn)
 	}
-	keep := err == nil && r.keepConn && !s.draining.Load() && conn.SetWriteDeadline(time.Time{}) == nil
+	keep = err == nil && r.keepConn && !s.draining.Load() && conn.SetWriteDeadline(time.Time{}) == nil
 	released = true
-	_ = r.endStream(err) // releases r
-	if !keep {
-		_ = conn.Close()
-		return
-	}
-	if own {
-		_ = s.api.ServeConn(next)
-		return
-	}
-	go func() { _ = s.api.ServeConn(next) }()
+	_ = r.endStream(err)
+	return keep
 }
 
 // pipelined returns the connection to serve next: the bare socket, or when hc had

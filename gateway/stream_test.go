@@ -154,6 +154,9 @@ func TestStreamDetaches(t *testing.T) {
 			t.Fatalf("step %d: %d streams detached, want %d", i, n, st.detached)
 		}
 	}
+	// The streams are over while the connection stays open for more: none may still
+	// count as hijacked (shutdown waits for those).
+	waitFor(t, func() bool { return g.hijacked.Load() == 0 })
 }
 
 // TestStreamConnectionClose: a client that asks for Connection: close gets it said
