@@ -212,19 +212,15 @@ func compare(paths []PathResult) []Comparison {
 				out = append(out, c)
 			}
 		}
-		// roundRatio is ratio over the medians of per-round p99s, or nil.
-		roundRatio := func(a, b, c, d *Summary) *float64 {
-			for _, s := range []*Summary{a, b, c, d} {
-				if s != nil && s.RoundP99 == nil {
-					return nil
-				}
+		// roundRatio is (a − base) / (b − base) over the medians of round p99s (base
+		// optional), or nil when one is missing.
+		roundRatio := func(a, b, base *Summary) *float64 {
+			if a.RoundP99 == nil || b.RoundP99 == nil || (base != nil && base.RoundP99 == nil) {
+				return nil
 			}
 			x, y := *a.RoundP99, *b.RoundP99
-			if c != nil {
-				x -= *c.RoundP99
-			}
-			if d != nil {
-				y -= *d.RoundP99
+			if base != nil {
+				x, y = x-*base.RoundP99, y-*base.RoundP99
 			}
 			return ratio(x, y)
 		}
@@ -233,10 +229,10 @@ func compare(paths []PathResult) []Comparison {
 		diff("tollgate − tollgate-base", tg, base)
 		if tg != nil && ng != nil {
 			out = append(out, Comparison{m.name, "tollgate / nginx", "ratio", ratio(tg.P50, ng.P50), ratio(tg.P99, ng.P99),
-				roundRatio(tg, ng, nil, nil)})
+				roundRatio(tg, ng, nil)})
 			if d != nil {
 				out = append(out, Comparison{m.name, "added: (tollgate − direct) / (nginx − direct)", "ratio",
-					ratio(tg.P50-d.P50, ng.P50-d.P50), ratio(tg.P99-d.P99, ng.P99-d.P99), roundRatio(tg, ng, d, d)})
+					ratio(tg.P50-d.P50, ng.P50-d.P50), ratio(tg.P99-d.P99, ng.P99-d.P99), roundRatio(tg, ng, d)})
 			}
 		}
 	}

@@ -154,12 +154,12 @@ func init() {
 		serverHijack(ctx, h)
 	}
 	serverDetach := detach
-	detach = func(c net.Conn, f func()) {
+	detach = func(r *request, c net.Conn) {
 		if _, ok := c.(*sinkConn); ok {
-			f()
+			r.streamDetached(c)
 			return
 		}
-		serverDetach(c, f)
+		serverDetach(r, c)
 	}
 }
 

@@ -82,45 +82,46 @@ func (r *request) hijackStream(ctx *fasthttp.RequestCtx) {
 // the handler without a server wrap it to run h themselves.
 var hijack = (*fasthttp.RequestCtx).Hijack
 
-// detach runs a stream on a goroutine of its own. Tests that drive the handler
-// without a server replace it to run the stream before the hijack handler returns.
-var detach = func(_ net.Conn, f func()) { go f() }
+// detach runs r's stream on conn on a goroutine of its own. Tests that drive the
+// handler without a server replace it to run the stream before the hijack handler
+// returns.
+var detach = func(r *request, conn net.Conn) { go r.streamDetached(conn) }
 
 // serveHijacked takes the connection fasthttp handed over (hc reads through
 // fasthttp's buffered reader; writes go straight to the socket) and runs the stream
 // on it: on a goroutine of its own when nothing is buffered behind the request, so
 // that fasthttp can take back its reader and the RequestCtx, and here otherwise.
+// fasthttp keeps this goroutine pinned to the old reader and RequestCtx until it
+// returns, so from here the connection's next request gets a goroutine of its own.
 func (r *request) serveHijacked(hc net.Conn) {
-	conn := r.conn
+	conn, s := r.conn, r.s
 	next := pipelined(conn, hc, r.peek[:])
 	if next == conn {
-		detach(conn, func() { r.runStream(conn, conn, true) })
+		detach(r, conn)
 		return
 	}
-	r.runStream(conn, next, false)
-}
-
-// runStream relays the stream to conn, then gives the connection back for its next
-// request (next reads it, with whatever was buffered first) or closes it. own says
-// whether this goroutine is the stream's own, free to serve the next request
-// itself; fasthttp's hijack goroutine is kept pinned to the old reader and
-// RequestCtx until it returns, so from there the next request gets a new one.
-func (r *request) runStream(conn, next net.Conn, own bool) {
-	s := r.s
 	if !r.streamTo(conn, next) {
 		_ = conn.Close()
-		return
-	}
-	if own {
-		_ = s.api.ServeConn(next)
 		return
 	}
 	go func() { _ = s.api.ServeConn(next) }()
 }
 
-// streamTo relays the stream to conn and ends it (which releases r). It reports
-// whether the connection may go on to the client's next request. The stream stops
-// counting as hijacked when it returns, before the connection serves anything else.
+// streamDetached runs the stream on the stream's own goroutine, which then serves the
+// connection's next request itself.
+func (r *request) streamDetached(conn net.Conn) {
+	s := r.s
+	if !r.streamTo(conn, conn) {
+		_ = conn.Close()
+		return
+	}
+	_ = s.api.ServeConn(conn)
+}
+
+// streamTo relays the stream to conn and ends it (which releases r); next is the
+// connection's reader from here on, nil when it already failed. It reports whether
+// the connection may go on to the client's next request. The stream stops counting
+// as hijacked when it returns, before the connection serves anything else.
 func (r *request) streamTo(conn, next net.Conn) (keep bool) {
 	s := r.s
 	r.conn = nil

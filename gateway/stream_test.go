@@ -120,7 +120,7 @@ func TestStreamPipelined(t *testing.T) {
 func TestStreamDetaches(t *testing.T) {
 	var detached atomic.Int32
 	serverDetach := detach
-	detach = func(c net.Conn, f func()) { detached.Add(1); serverDetach(c, f) }
+	detach = func(r *request, c net.Conn) { detached.Add(1); serverDetach(r, c) }
 	t.Cleanup(func() { detach = serverDetach })
 	_, addr := startMock(t, mockllm.Options{TPOT: time.Millisecond})
 	g := startGateway(t, mockConfig(addr, "", ""))
