@@ -48,6 +48,7 @@ type options struct {
 	MaxFactor float64
 	MaxLimit  float64
 	Step      time.Duration
+	MaxRounds int
 
 	Streams    int
 	StreamRate float64
@@ -89,7 +90,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.MaxStart, "max-start", 500, "max: first offered load, req/s")
 	fs.Float64Var(&o.MaxFactor, "max-factor", 1.25, "max: each step multiplies the load by this")
 	fs.Float64Var(&o.MaxLimit, "max-limit", 200000, "max: stop stepping here, req/s")
-	fs.DurationVar(&o.Step, "step", 2*time.Second, "max: measured time per path per step")
+	fs.DurationVar(&o.Step, "step", 2*time.Second, "max: measured time per path per step (per round with --max-rounds)")
+	fs.IntVar(&o.MaxRounds, "max-rounds", 1, "max: alternating rounds per path per step, judged by the median of their p99s (1, or 3 and more)")
 	fs.IntVar(&o.Streams, "streams", 10000, "streams-10k: concurrent streams")
 	fs.Float64Var(&o.StreamRate, "stream-rate", 2000, "streams-10k: new streams per second while ramping up")
 	fs.DurationVar(&o.Hold, "hold", 5*time.Second, "streams-10k: how long all streams stay open after the ramp")
@@ -162,6 +164,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("--connections and --clients must be >= 1")
 	case o.MaxFactor <= 1:
 		return nil, errors.New("--max-factor must be > 1")
+	case o.MaxRounds < 1 || o.MaxRounds == 2:
+		return nil, errors.New("--max-rounds must be 1, or 3 or more (a median needs three rounds)")
 	case o.Streams < 1 || o.StreamRate <= 0:
 		return nil, errors.New("--streams and --stream-rate must be > 0")
 	}

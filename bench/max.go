@@ -8,12 +8,18 @@ import (
 )
 
 // maxStepOK is the sustainability rule of the max scenario: p99 within the
-// bound and at most 0.1 % failed requests.
+// bound and at most 0.1 % failed requests. A step run in rounds (--max-rounds)
+// is judged by the median of its rounds' p99s, so a stall of the machine that
+// lands in one round does not decide it.
 func maxStepOK(s Summary, measured, errs int64, bound time.Duration) bool {
 	if s.Count == 0 || measured == 0 {
 		return false
 	}
-	return s.P99 <= float64(bound)/1e3 && errs*1000 <= measured
+	p99 := s.P99
+	if s.RoundP99 != nil {
+		p99 = *s.RoundP99
+	}
+	return p99 <= float64(bound)/1e3 && errs*1000 <= measured
 }
 
 // maxRates is the ladder of offered loads: start, start×factor, … up to
@@ -29,11 +35,9 @@ func maxRates(start, factor, limit float64) []float64 {
 	return out
 }
 
-// runMax steps the offered load of non-streaming chat up, path by path in
-// alternation, until each path's p99 crosses the bound; a path that fails a
-// step gets one second try at the same load so a single noisy step on a
-// shared machine does not end it. Then it measures all paths at half of
-// Tollgate's highest sustainable rate, where the added latency is read.
+// runMax measures the ladder of offered loads over every path (maxLadder),
+// then all paths at half of Tollgate's highest sustainable rate, where the
+// added latency is read.
 func runMax(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progress) (*Result, error) {
 	timing := upstreamTiming{MaxTokens: upstreamCap(o.MaxTokens)}
 	e, err := newEnv(o, b, cores)
@@ -49,49 +53,7 @@ func runMax(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progr
 	for _, t := range ts {
 		t.client = newClient(t.Addr, o.Conns, o.Timeout, false, 0)
 	}
-	mr := &MaxResult{BoundUS: float64(o.P99Bound) / 1e3, Highest: map[string]float64{}}
-	alive := make([]bool, len(ts))
-	for i := range alive {
-		alive[i] = true
-	}
-	for step, rate := range maxRates(o.MaxStart, o.MaxFactor, o.MaxLimit) {
-		ran := false
-		for j := range ts {
-			i := (j + step) % len(ts)
-			if !alive[i] || ctx.Err() != nil {
-				continue
-			}
-			ran = true
-			var ms MaxStep
-			for try := 0; try < 2; try++ {
-				spec := loadSpec{Kind: kindChat, Rate: rate, Warmup: min(o.Warmup, 500*time.Millisecond),
-					Duration: o.Step, Conns: o.Conns, MaxTokens: o.MaxTokens, Timeout: o.Timeout, Spin: o.Spin}
-				st := runLoadSampled(ctx, ts[i], &spec, prog)
-				sum := summarize(st.Lat)
-				errs := st.Errs.Total()
-				ms = MaxStep{Path: ts[i].Name, Offered: rate, Latency: sum, Errors: errs,
-					Pass: maxStepOK(sum, st.Measured, errs, o.P99Bound)}
-				if u, k, ok := st.cpuPerRequest(); ok {
-					ms.CPUUS = ptr(u + k)
-				}
-				if ms.Pass || ctx.Err() != nil {
-					break
-				}
-			}
-			mr.Steps = append(mr.Steps, ms)
-			if ms.Pass {
-				mr.Highest[ts[i].Name] = rate
-			} else {
-				alive[i] = false
-				if _, ok := mr.Highest[ts[i].Name]; !ok {
-					mr.Highest[ts[i].Name] = 0
-				}
-			}
-		}
-		if !ran || ctx.Err() != nil {
-			break
-		}
-	}
+	mr, alive := maxLadder(ctx, o, ts, prog)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -119,4 +81,112 @@ func runMax(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progr
 		mr.Plot = filepath.Base(stamped) + ".svg"
 	}
 	return res, nil
+}
+
+// maxLadder steps the offered load of non-streaming chat up, path by path in
+// alternation, until each path fails a step; alive tells which paths still
+// passed at the top of the ladder. A step is either one measurement per path,
+// tried once more when it fails so that a single noisy step on a shared
+// machine does not end the path, or with --max-rounds N (3 or more) N
+// alternating rounds per path, judged by the median of their p99s.
+func maxLadder(ctx context.Context, o *options, ts []*target, prog *progress) (mr *MaxResult, alive []bool) {
+	mr = &MaxResult{BoundUS: float64(o.P99Bound) / 1e3, Highest: map[string]float64{}}
+	if o.MaxRounds >= 3 {
+		mr.Rounds = o.MaxRounds
+	}
+	alive = make([]bool, len(ts))
+	for i := range alive {
+		alive[i] = true
+	}
+	for step, rate := range maxRates(o.MaxStart, o.MaxFactor, o.MaxLimit) {
+		var idx []int
+		for j := range ts {
+			if i := (j + step) % len(ts); alive[i] {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 || ctx.Err() != nil {
+			break
+		}
+		spec := loadSpec{Kind: kindChat, Rate: rate, Duration: o.Step, Conns: o.Conns,
+			MaxTokens: o.MaxTokens, Timeout: o.Timeout, Spin: o.Spin}
+		var steps []MaxStep
+		if mr.Rounds > 0 {
+			steps = maxStepRounds(ctx, o, ts, idx, spec, prog)
+		} else {
+			steps = maxStepTries(ctx, o, ts, idx, spec, prog)
+		}
+		for k, ms := range steps {
+			i := idx[k]
+			mr.Steps = append(mr.Steps, ms)
+			if ms.Pass {
+				mr.Highest[ts[i].Name] = rate
+				continue
+			}
+			alive[i] = false
+			if _, ok := mr.Highest[ts[i].Name]; !ok {
+				mr.Highest[ts[i].Name] = 0
+			}
+		}
+	}
+	return mr, alive
+}
+
+// maxStepTries measures each path in idx once at spec's rate, and once more
+// when that fails.
+func maxStepTries(ctx context.Context, o *options, ts []*target, idx []int, spec loadSpec, prog *progress) []MaxStep {
+	spec.Warmup = min(o.Warmup, 500*time.Millisecond)
+	out := make([]MaxStep, 0, len(idx))
+	for _, i := range idx {
+		var ms MaxStep
+		for try := 0; try < 2; try++ {
+			s := spec
+			ms = maxStep(ts[i].Name, spec.Rate, runLoadSampled(ctx, ts[i], &s, prog), o.P99Bound)
+			if ms.Pass || ctx.Err() != nil {
+				break
+			}
+		}
+		out = append(out, ms)
+	}
+	return out
+}
+
+// maxStepRounds measures the paths in idx in o.MaxRounds alternating rounds of
+// spec's duration each, rotating the order every round as measure does, and
+// judges each path by the median of its rounds' p99s.
+func maxStepRounds(ctx context.Context, o *options, ts []*target, idx []int, spec loadSpec, prog *progress) []MaxStep {
+	total := make([]*runStats, len(idx))
+	for k := range total {
+		total[k] = newRunStats()
+	}
+	for r := 0; r < o.MaxRounds && ctx.Err() == nil; r++ {
+		for j := range idx {
+			k := (j + r) % len(idx)
+			s := spec
+			s.Warmup = min(o.Warmup, 100*time.Millisecond)
+			if r == 0 {
+				s.Warmup = min(o.Warmup, 500*time.Millisecond)
+			}
+			total[k].merge(runLoadSampled(ctx, ts[idx[k]], &s, prog))
+		}
+	}
+	out := make([]MaxStep, len(idx))
+	for k, i := range idx {
+		out[k] = maxStep(ts[i].Name, spec.Rate, total[k], o.P99Bound)
+	}
+	return out
+}
+
+// maxStep is one path's result at one offered load; the median of round p99s
+// is there when st holds three rounds or more.
+func maxStep(path string, rate float64, st *runStats, bound time.Duration) MaxStep {
+	sum := summarize(st.Lat)
+	sum.RoundP99 = medianRoundP99(st.roundP99[0])
+	errs := st.Errs.Total()
+	ms := MaxStep{Path: path, Offered: rate, Latency: sum, Errors: errs,
+		Pass: maxStepOK(sum, st.Measured, errs, bound)}
+	if u, k, ok := st.cpuPerRequest(); ok {
+		ms.CPUUS = ptr(u + k)
+	}
+	return ms
 }

@@ -84,6 +84,9 @@ func TestMaxStepOK(t *testing.T) {
 		{"0.1 % errors allowed", Summary{Count: 100, P99: 100}, 1000, 1, true},
 		{"more errors fail", Summary{Count: 100, P99: 100}, 1000, 2, false},
 		{"nothing measured", Summary{}, 0, 0, false},
+		{"median of rounds under bound, merged p99 over", Summary{Count: 100, P99: 9000, RoundP99: ptr(4000.0)}, 1000, 0, true},
+		{"median of rounds over bound, merged p99 under", Summary{Count: 100, P99: 4000, RoundP99: ptr(5001.0)}, 1000, 0, false},
+		{"median of rounds does not excuse errors", Summary{Count: 100, P99: 100, RoundP99: ptr(100.0)}, 1000, 2, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,6 +168,10 @@ func TestParseFlags(t *testing.T) {
 		{"unknown scenario", []string{"--scenario", "nope"}, nil, true},
 		{"unknown path", []string{"--paths", "direct,envoy"}, nil, true},
 		{"bad rate", []string{"--rate", "0"}, nil, true},
+		{"max in rounds", []string{"--scenario", "max", "--max-rounds", "5"}, func(o *options) bool { return o.MaxRounds == 5 }, false},
+		{"max rounds default to one", nil, func(o *options) bool { return o.MaxRounds == 1 }, false},
+		{"two rounds have no median", []string{"--max-rounds", "2"}, nil, true},
+		{"zero rounds", []string{"--max-rounds", "0"}, nil, true},
 		{"stray argument", []string{"chat"}, nil, true},
 	}
 	for _, tc := range cases {

@@ -133,6 +133,13 @@ func TestMarkdownMaxAndStreams(t *testing.T) {
 			RSSBeforeKB: 5000, RSSPeakKB: 45000, PerStreamKB: 4, TTFT: sum(60000, 80000), Gap: sum(500000, 505000)},
 	}
 	golden(t, "report-max-streams.md", []byte(r.markdown()))
+
+	r.Streams = nil
+	r.Max.Rounds = 5
+	for i := range r.Max.Steps {
+		r.Max.Steps[i].Latency.RoundP99 = ptr(r.Max.Steps[i].Latency.P99 / 2)
+	}
+	golden(t, "report-max-rounds.md", []byte(r.markdown()))
 }
 
 func TestResultWrite(t *testing.T) {
@@ -188,6 +195,17 @@ func TestPlotMax(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), "tollgate p99") {
 		t.Fatalf("not the expected SVG: %.200s", b)
+	}
+	m.Rounds = 3
+	m.Steps[0].Latency.RoundP99 = ptr(150.0)
+	if err := plotMax(m, file); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = os.ReadFile(file); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "p99 (median of rounds)") {
+		t.Fatalf("the p99 lines of a ladder in rounds are not labelled as medians: %.200s", b)
 	}
 }
 

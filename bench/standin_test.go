@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -20,6 +21,10 @@ type standIn struct {
 	fault string
 	users sync.Map     // X-User-ID values seen
 	conns atomic.Int64 // connections accepted
+	calls atomic.Int64 // chat and embeddings requests received
+	// delay, when set, holds the n-th call (from 0) that long before it is
+	// answered.
+	delay func(n int64) time.Duration
 }
 
 func startStandIn(t *testing.T, fault string) *standIn {
@@ -60,6 +65,9 @@ func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
 	default:
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 		return
+	}
+	if n := s.calls.Add(1) - 1; s.delay != nil {
+		time.Sleep(s.delay(n))
 	}
 	switch s.fault {
 	case "503":

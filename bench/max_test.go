@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ladderOptions is a short max ladder for stand-ins: 10 ms of warm-up and
+// 200 ms steps.
+func ladderOptions(start, limit float64, rounds int) *options {
+	return &options{P99Bound: 5 * time.Millisecond, MaxStart: start, MaxFactor: 2, MaxLimit: limit,
+		Step: 200 * time.Millisecond, Warmup: 10 * time.Millisecond, MaxRounds: rounds,
+		Conns: 8, MaxTokens: 4, Timeout: 5 * time.Second}
+}
+
+func standInTarget(name string, s *standIn) *target {
+	return &target{Name: name, Addr: s.addr(), Model: "m", client: newClient(s.addr(), 8, 5*time.Second, false, 0)}
+}
+
+func TestMaxLadderSaturatesAndReachesLimit(t *testing.T) {
+	for _, rounds := range []int{1, 3} {
+		t.Run("rounds "+strconv.Itoa(rounds), func(t *testing.T) {
+			ok, busy := startStandIn(t, ""), startStandIn(t, "503")
+			o := ladderOptions(100, 200, rounds)
+			ts := []*target{standInTarget("ok", ok), standInTarget("busy", busy)}
+			mr, alive := maxLadder(context.Background(), o, ts, quietProgress())
+			if !alive[0] || alive[1] {
+				t.Fatalf("alive %v, want the healthy path only", alive)
+			}
+			if mr.Highest["ok"] != 200 || mr.Highest["busy"] != 0 {
+				t.Fatalf("highest %v", mr.Highest)
+			}
+			// Step one: both paths, the healthy first; step two: the healthy
+			// path alone, since the other is out.
+			var got []string
+			for _, s := range mr.Steps {
+				got = append(got, s.Path+"@"+frate(s.Offered)+"="+map[bool]string{true: "pass", false: "fail"}[s.Pass])
+			}
+			if want := "ok@100=pass busy@100=fail ok@200=pass"; strings.Join(got, " ") != want {
+				t.Fatalf("steps %q, want %q", strings.Join(got, " "), want)
+			}
+			per := pacer{rate: 100}.count(o.Warmup + o.Step)
+			wantBusy := 2 * per // tried once more
+			if rounds == 3 {
+				wantBusy = 3 * per // three rounds, no second try
+			}
+			if mr.Rounds != map[bool]int{true: 3}[rounds == 3] {
+				t.Fatalf("rounds per step %d", mr.Rounds)
+			}
+			if n := busy.calls.Load(); n != wantBusy {
+				t.Fatalf("busy path got %d requests, want %d", n, wantBusy)
+			}
+			if mr.Steps[1].Errors == 0 || mr.Steps[0].Errors != 0 {
+				t.Fatalf("errors %d and %d", mr.Steps[0].Errors, mr.Steps[1].Errors)
+			}
+			if (mr.Steps[0].Latency.RoundP99 != nil) != (rounds == 3) {
+				t.Fatalf("median of rounds %v with %d rounds", mr.Steps[0].Latency.RoundP99, rounds)
+			}
+		})
+	}
+}
+
+// A stall that holds every request of one round past the bound: judged by the
+// median of three rounds' p99s, the step passes although the p99 of all its
+// requests is over the bound; judged on one measurement, it fails.
+func TestMaxLadderRoundsOutlastAStall(t *testing.T) {
+	const rate = 200
+	cases := []struct {
+		rounds int
+		pass   bool
+	}{{3, true}, {1, false}}
+	for _, tc := range cases {
+		s := startStandIn(t, "")
+		o := ladderOptions(rate, rate, tc.rounds)
+		first := pacer{rate: rate}.count(o.Warmup + o.Step)
+		// Rounds after the first have the same warm-up (10 ms < 100 ms), so
+		// the second round is calls [first, 2·first). With one round, the
+		// stall hits both tries.
+		s.delay = func(n int64) time.Duration {
+			if tc.rounds == 1 || (n >= first && n < 2*first) {
+				return 20 * time.Millisecond
+			}
+			return 0
+		}
+		mr, _ := maxLadder(context.Background(), o, []*target{standInTarget("p", s)}, quietProgress())
+		if len(mr.Steps) != 1 {
+			t.Fatalf("%d rounds: steps %+v", tc.rounds, mr.Steps)
+		}
+		st := mr.Steps[0]
+		if st.Pass != tc.pass {
+			t.Fatalf("%d rounds: pass %v, p99 %.0f µs, median of rounds %v", tc.rounds, st.Pass, st.Latency.P99, fopt(st.Latency.RoundP99, 0))
+		}
+		if st.Latency.P99 < 20000 {
+			t.Fatalf("%d rounds: p99 of all requests %.0f µs, want the stall's 20 ms in it", tc.rounds, st.Latency.P99)
+		}
+		if tc.rounds == 3 && *st.Latency.RoundP99 > 5000 {
+			t.Fatalf("median of rounds %.0f µs", *st.Latency.RoundP99)
+		}
+	}
+}
