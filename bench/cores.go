@@ -17,8 +17,11 @@ type CoreMap struct {
 	Gateway  string `json:"gateway,omitempty"`
 	Loadgen  string `json:"loadgen,omitempty"`
 	// GatewayCores is how many cores the gateway (and nginx) may use.
-	GatewayCores int    `json:"gateway_cores"`
-	Note         string `json:"note,omitempty"`
+	GatewayCores int `json:"gateway_cores"`
+	// UpstreamCores is how many cores mockllm (and redis-server) may use when
+	// pinned.
+	UpstreamCores int    `json:"upstream_cores,omitempty"`
+	Note          string `json:"note,omitempty"`
 }
 
 // String is the core map as printed at start and in the report.
@@ -40,23 +43,31 @@ func cpuList(from, to int) string {
 	return strconv.Itoa(from) + "-" + strconv.Itoa(to)
 }
 
-// planCores splits n cores: core 0 for the upstream, the next gw cores for
-// the gateway (and nginx), the rest for the load generator, which needs at
-// least one of its own. With fewer cores nothing is pinned.
-func planCores(n int, pin bool, gw int) CoreMap {
+// planCores splits n cores: the first up for the upstream (mockllm, and
+// redis-server), the next gw for the gateway (and nginx), the rest for the
+// load generator, which needs at least one of its own. up ≤ 0 picks the
+// default: twice the gateway's cores, so that mockllm, which spends about
+// what a proxy does per request, does not cap the proxies' rate, but no more
+// than half of the cores the gateway leaves, so that the load generator keeps
+// as many. With too few cores nothing is pinned.
+func planCores(n int, pin bool, gw, up int) CoreMap {
 	gw = max(gw, 1)
 	if !pin {
 		return CoreMap{GatewayCores: n}
 	}
-	if n < gw+2 {
-		return CoreMap{GatewayCores: n, Note: fmt.Sprintf("--pin needs at least %d cores for upstream, gateway (%d) and load generator; this machine has %d", gw+2, gw, n)}
+	if up <= 0 {
+		up = max(1, min(2*gw, (n-gw)/2))
+	}
+	if n < up+gw+1 {
+		return CoreMap{GatewayCores: n, Note: fmt.Sprintf("--pin needs at least %d cores for upstream (%d), gateway (%d) and load generator; this machine has %d", up+gw+1, up, gw, n)}
 	}
 	return CoreMap{
-		Pinned:       true,
-		Upstream:     "0",
-		Gateway:      cpuList(1, gw),
-		Loadgen:      cpuList(gw+1, n-1),
-		GatewayCores: gw,
+		Pinned:        true,
+		Upstream:      cpuList(0, up-1),
+		Gateway:       cpuList(up, up+gw-1),
+		Loadgen:       cpuList(up+gw, n-1),
+		GatewayCores:  gw,
+		UpstreamCores: up,
 	}
 }
 

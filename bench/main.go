@@ -24,24 +24,25 @@ import (
 
 // options are the command-line flags.
 type options struct {
-	Scenarios   []string
-	Rate        float64
-	Duration    time.Duration
-	Warmup      time.Duration
-	Rounds      int
-	Conns       int
-	Clients     int
-	Timeout     time.Duration
-	MaxTokens   int
-	TTFT, TPOT  time.Duration
-	Smoke       bool
-	Out         string
-	Pin         bool
-	GatewayCore int
-	Spin        time.Duration
-	Paths       []string
-	Quiet       bool
-	Keep        bool
+	Scenarios    []string
+	Rate         float64
+	Duration     time.Duration
+	Warmup       time.Duration
+	Rounds       int
+	Conns        int
+	Clients      int
+	Timeout      time.Duration
+	MaxTokens    int
+	TTFT, TPOT   time.Duration
+	Smoke        bool
+	Out          string
+	Pin          bool
+	GatewayCore  int
+	UpstreamCore int
+	Spin         time.Duration
+	Paths        []string
+	Quiet        bool
+	Keep         bool
 
 	P99Bound  time.Duration
 	MaxStart  float64
@@ -82,6 +83,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.Out, "out", "bench/results", "directory for the Markdown, JSON and SVG results")
 	fs.BoolVar(&o.Pin, "pin", false, "pin upstream, gateway/nginx and load generator to separate cores (taskset)")
 	fs.IntVar(&o.GatewayCore, "gateway-cores", 1, "cores given to the gateway (and to nginx) with --pin")
+	fs.IntVar(&o.UpstreamCore, "upstream-cores", 0, "cores given to mockllm (and redis-server) with --pin; 0: twice --gateway-cores, at most half of the cores the gateway leaves")
 	fs.DurationVar(&o.Spin, "spin", 0, "busy-wait this long before each send for µs pacing precision (costs a core)")
 	paths := fs.String("paths", "direct,tollgate,nginx", "paths to measure")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
@@ -203,7 +205,7 @@ func run(args []string) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 
-	cores := planCores(runtime.NumCPU(), o.Pin, o.GatewayCore)
+	cores := planCores(runtime.NumCPU(), o.Pin, o.GatewayCore, o.UpstreamCore)
 	if cores.Note != "" {
 		logf("%s", cores.Note)
 	}

@@ -62,6 +62,7 @@ func runMax(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progr
 			res.Notes = append(res.Notes, t.Name+" still met the bound at --max-limit; its highest rate is a lower bound")
 		}
 	}
+	res.Notes = append(res.Notes, cappedNotes(mr)...)
 	res.Max = mr
 	if half := mr.Highest[pathTollgate] / 2; half > 0 {
 		mr.HalfRate = math.Round(half)
@@ -189,4 +190,21 @@ func maxStep(path string, rate float64, st *runStats, bound time.Duration) MaxSt
 		ms.CPUUS = ptr(u + k)
 	}
 	return ms
+}
+
+// cappedNotes flags each proxy whose highest rate reached direct's: mockllm or
+// the load generator then limited that path as much as the proxy did, and the
+// proxies' comparison says little.
+func cappedNotes(mr *MaxResult) []string {
+	d, ok := mr.Highest[pathDirect]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, p := range []string{pathTollgate, pathNginx} {
+		if h, ok := mr.Highest[p]; ok && h > 0 && h >= d {
+			out = append(out, p+" sustained as much as direct ("+frate(h)+" req/s): mockllm or the load generator may have limited it as much as the proxy did; with --pin, give them more cores (--upstream-cores, or a smaller --gateway-cores)")
+		}
+	}
+	return out
 }

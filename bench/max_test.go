@@ -9,15 +9,21 @@ import (
 )
 
 // ladderOptions is a short max ladder for stand-ins: 10 ms of warm-up and
-// 200 ms steps.
+// 200 ms steps. The bound is far above what a loaded test machine adds to a
+// stand-in's answer, and far below the stalls the tests plant.
 func ladderOptions(start, limit float64, rounds int) *options {
-	return &options{P99Bound: 5 * time.Millisecond, MaxStart: start, MaxFactor: 2, MaxLimit: limit,
+	return &options{P99Bound: testBound, MaxStart: start, MaxFactor: 2, MaxLimit: limit,
 		Step: 200 * time.Millisecond, Warmup: 10 * time.Millisecond, MaxRounds: rounds,
-		Conns: 8, MaxTokens: 4, Timeout: 5 * time.Second}
+		Conns: 64, MaxTokens: 4, Timeout: 5 * time.Second}
 }
 
+const (
+	testBound = 100 * time.Millisecond
+	testStall = 300 * time.Millisecond
+)
+
 func standInTarget(name string, s *standIn) *target {
-	return &target{Name: name, Addr: s.addr(), Model: "m", client: newClient(s.addr(), 8, 5*time.Second, false, 0)}
+	return &target{Name: name, Addr: s.addr(), Model: "m", client: newClient(s.addr(), 64, 5*time.Second, false, 0)}
 }
 
 func TestMaxLadderSaturatesAndReachesLimit(t *testing.T) {
@@ -65,7 +71,8 @@ func TestMaxLadderSaturatesAndReachesLimit(t *testing.T) {
 
 // A stall that holds every request of one round past the bound: judged by the
 // median of three rounds' p99s, the step passes although the p99 of all its
-// requests is over the bound; judged on one measurement, it fails.
+// requests is over the bound; judged on one measurement, it fails. 200 req/s
+// with 300 ms answers needs 60 of the 64 connections.
 func TestMaxLadderRoundsOutlastAStall(t *testing.T) {
 	const rate = 200
 	cases := []struct {
@@ -81,7 +88,7 @@ func TestMaxLadderRoundsOutlastAStall(t *testing.T) {
 		// stall hits both tries.
 		s.delay = func(n int64) time.Duration {
 			if tc.rounds == 1 || (n >= first && n < 2*first) {
-				return 20 * time.Millisecond
+				return testStall
 			}
 			return 0
 		}
@@ -93,11 +100,31 @@ func TestMaxLadderRoundsOutlastAStall(t *testing.T) {
 		if st.Pass != tc.pass {
 			t.Fatalf("%d rounds: pass %v, p99 %.0f µs, median of rounds %v", tc.rounds, st.Pass, st.Latency.P99, fopt(st.Latency.RoundP99, 0))
 		}
-		if st.Latency.P99 < 20000 {
-			t.Fatalf("%d rounds: p99 of all requests %.0f µs, want the stall's 20 ms in it", tc.rounds, st.Latency.P99)
+		if st.Latency.P99 < float64(testStall.Microseconds()) {
+			t.Fatalf("%d rounds: p99 of all requests %.0f µs, want the stall in it", tc.rounds, st.Latency.P99)
 		}
-		if tc.rounds == 3 && *st.Latency.RoundP99 > 5000 {
+		if tc.rounds == 3 && *st.Latency.RoundP99 > float64(testBound.Microseconds()) {
 			t.Fatalf("median of rounds %.0f µs", *st.Latency.RoundP99)
 		}
+	}
+}
+
+func TestCappedNotes(t *testing.T) {
+	mr := &MaxResult{Highest: map[string]float64{pathDirect: 20000, pathTollgate: 20000, pathNginx: 16000}}
+	notes := cappedNotes(mr)
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "tollgate sustained as much as direct (20000 req/s)") {
+		t.Fatalf("notes %q", notes)
+	}
+	mr.Highest[pathTollgate] = 12500
+	if notes := cappedNotes(mr); len(notes) != 0 {
+		t.Fatalf("a proxy below direct flagged: %q", notes)
+	}
+	delete(mr.Highest, pathDirect)
+	if notes := cappedNotes(mr); len(notes) != 0 {
+		t.Fatalf("flagged without a direct path: %q", notes)
+	}
+	mr.Highest = map[string]float64{pathDirect: 0, pathNginx: 0}
+	if notes := cappedNotes(mr); len(notes) != 0 {
+		t.Fatalf("a path that sustained nothing flagged: %q", notes)
 	}
 }

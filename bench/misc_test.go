@@ -8,22 +8,29 @@ import (
 
 func TestPlanCores(t *testing.T) {
 	cases := []struct {
-		name string
-		n    int
-		pin  bool
-		gw   int
-		want CoreMap
+		name   string
+		n      int
+		pin    bool
+		gw, up int
+		want   CoreMap
 	}{
-		{"not asked", 16, false, 1, CoreMap{GatewayCores: 16}},
-		{"two cores are too few", 2, true, 1, CoreMap{GatewayCores: 2,
-			Note: "--pin needs at least 3 cores for upstream, gateway (1) and load generator; this machine has 2"}},
-		{"three cores", 3, true, 1, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2", GatewayCores: 1}},
-		{"sixteen cores, four for the gateway", 16, true, 4, CoreMap{Pinned: true, Upstream: "0", Gateway: "1-4", Loadgen: "5-15", GatewayCores: 4}},
-		{"zero gateway cores means one", 8, true, 0, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2-7", GatewayCores: 1}},
+		{"not asked", 16, false, 1, 0, CoreMap{GatewayCores: 16}},
+		{"two cores are too few", 2, true, 1, 0, CoreMap{GatewayCores: 2,
+			Note: "--pin needs at least 3 cores for upstream (1), gateway (1) and load generator; this machine has 2"}},
+		{"three cores", 3, true, 1, 0, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2", GatewayCores: 1, UpstreamCores: 1}},
+		{"four cores: the upstream gets one of the three left", 4, true, 1, 0, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2-3", GatewayCores: 1, UpstreamCores: 1}},
+		{"sixteen cores, two for the gateway: the upstream gets twice that", 16, true, 2, 0,
+			CoreMap{Pinned: true, Upstream: "0-3", Gateway: "4-5", Loadgen: "6-15", GatewayCores: 2, UpstreamCores: 4}},
+		{"sixteen cores, four for the gateway: the upstream gets half of the twelve left", 16, true, 4, 0,
+			CoreMap{Pinned: true, Upstream: "0-5", Gateway: "6-9", Loadgen: "10-15", GatewayCores: 4, UpstreamCores: 6}},
+		{"upstream cores given", 16, true, 4, 1, CoreMap{Pinned: true, Upstream: "0", Gateway: "1-4", Loadgen: "5-15", GatewayCores: 4, UpstreamCores: 1}},
+		{"upstream cores given leave none for the load generator", 8, true, 2, 6, CoreMap{GatewayCores: 8,
+			Note: "--pin needs at least 9 cores for upstream (6), gateway (2) and load generator; this machine has 8"}},
+		{"zero gateway cores means one", 8, true, 0, 0, CoreMap{Pinned: true, Upstream: "0-1", Gateway: "2", Loadgen: "3-7", GatewayCores: 1, UpstreamCores: 2}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := planCores(tc.n, tc.pin, tc.gw); got != tc.want {
+			if got := planCores(tc.n, tc.pin, tc.gw, tc.up); got != tc.want {
 				t.Fatalf("got %+v\nwant %+v", got, tc.want)
 			}
 		})

@@ -21,7 +21,7 @@ func fixedResult() *Result {
 		Machine:  Machine{CPU: "Test CPU", Cores: 8, MemoryGiB: 16, Kernel: "6.1", GoVersion: "go1.26", GOMAXPROCS: 8},
 		Settings: Settings{Rate: 1000, Duration: "10s", Warmup: "2s", Rounds: 5, Connections: 256, MaxTokens: 16,
 			TTFT: "5ms", TPOT: "1ms", Spin: "0s"},
-		Cores: planCores(8, true, 2),
+		Cores: planCores(8, true, 2, 1),
 		Paths: []PathResult{
 			{Path: pathDirect, Offered: 1000, Achieved: 999.5, Measured: 10000, OK: 10000, Errors: Errors{},
 				Latency: sum(100, 300), TTFT: ptr(sum(5100, 5300)), Gap: ptr(sum(1000, 1100)), SendLag: sum(50, 100),
