@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The bench figures to take on a machine with cores to pin (8 or more): max in rounds,
+# chat at 2,000 req/s and stream at 500 streams/s, each with mockllm, the gateway or
+# nginx, and the load generator on cores of their own. About 8 minutes on 16 cores.
+#
+#   scripts/bench-pinned.sh [OUT_DIR] [harness flags...]
+#
+# OUT_DIR defaults to bench/results. GATEWAY_CORES (default 2) is the gateway's and
+# nginx's share; mockllm gets twice that. Uses bin/bench-bundle/ when it is there,
+# unpacking bin/bench-bundle.tgz first when only that is (scripts/bench-bundle.sh
+# builds both, for a machine without Go or nginx), else `go run ./bench`. Extra flags
+# go to every run and override the ones below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench/results
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+  out=$1
+  shift
+fi
+gw=${GATEWAY_CORES:-2}
+
+b=bin/bench-bundle
+if [ ! -x "$b/bench" ] && [ -f "$b.tgz" ]; then
+  tar -C bin -xzf "$b.tgz"
+fi
+if [ -x "$b/bench" ]; then
+  export LD_LIBRARY_PATH="$PWD/$b/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  run=("$b/bench" --tollgate-bin "$b/tollgate" --mockllm-bin "$b/mockllm" --nginx-bin "$b/nginx")
+else
+  run=(go run ./bench)
+fi
+if [ "$(nproc)" -lt $((3 * gw + 2)) ]; then
+  echo "bench-pinned: $(nproc) cores are too few to pin with GATEWAY_CORES=$gw (want $((3 * gw + 2)) or more); the runs go on unpinned" >&2
+fi
+# Descriptors for 256 connections per path and nginx's workers.
+ulimit -n 65536 2>/dev/null || true
+
+common=(--pin --gateway-cores "$gw" --out "$out" --quiet)
+set -x
+"${run[@]}" "${common[@]}" --scenario max --max-rounds 5 --step 1s --max-start 2000 "$@"
+"${run[@]}" "${common[@]}" --scenario chat --rate 2000 --duration 10s "$@"
+"${run[@]}" "${common[@]}" --scenario stream --rate 500 --duration 20s "$@"
