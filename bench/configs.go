@@ -198,8 +198,12 @@ func nginxConfig(p nginxParams) string {
 	w("}")
 	w("http {")
 	w("    access_log off;")
-	w("    client_body_temp_path ", p.Dir, "/client_body;")
-	w("    proxy_temp_path ", p.Dir, "/proxy;")
+	// Every temp path in the run's dir: nginx creates each at start, and the
+	// compiled-in defaults (/var/lib/nginx/...) exist only where the package
+	// was installed, not where the bench bundle runs it.
+	for _, t := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		w("    ", t, "_temp_path ", p.Dir, "/", t, ";")
+	}
 	w("    keepalive_requests 1000000;")
 	w("    keepalive_timeout 300s;")
 	w("    upstream stable {")

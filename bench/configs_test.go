@@ -91,7 +91,8 @@ func TestNginxConfig(t *testing.T) {
 	}{
 		{"chat", base, []string{"worker_processes auto;", "keepalive 256;", "proxy_http_version 1.1;",
 			`proxy_set_header Connection "";`, "access_log off;", "daemon off;", "pid /tmp/b/nginx.pid;",
-			"proxy_pass http://stable;", "worker_connections 4096;"}, []string{"proxy_buffering off;", "split_clients"}},
+			"proxy_pass http://stable;", "worker_connections 4096;",
+			"fastcgi_temp_path /tmp/b/fastcgi;", "uwsgi_temp_path /tmp/b/uwsgi;", "scgi_temp_path /tmp/b/scgi;"}, []string{"proxy_buffering off;", "split_clients"}},
 		{"stream", stream, []string{"proxy_buffering off;", "worker_processes 1;", "worker_connections 30000;",
 			"worker_rlimit_nofile 61024;"}, nil},
 		{"ab", ab, []string{`split_clients "${http_x_user_id}" $variant`, "95% stable;", "proxy_pass http://$variant;",
