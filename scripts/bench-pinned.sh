@@ -6,10 +6,10 @@
 #   scripts/bench-pinned.sh [OUT_DIR] [harness flags...]
 #
 # OUT_DIR defaults to bench/results. GATEWAY_CORES (default 2) is the gateway's and
-# nginx's share; mockllm gets twice that. Uses bin/bench-bundle/ when it is there,
-# unpacking bin/bench-bundle.tgz first when only that is (scripts/bench-bundle.sh
-# builds both, for a machine without Go or nginx), else `go run ./bench`. Extra flags
-# go to every run and override the ones below.
+# nginx's share; mockllm gets twice that. Runs `go run ./bench` where Go is installed;
+# elsewhere (or with BENCH_BUNDLE=1) it unpacks bin/bench-bundle.tgz, which
+# scripts/bench-bundle.sh builds for a machine without Go or nginx, and runs that.
+# Extra flags go to every run and override the ones below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/results
@@ -20,14 +20,19 @@ fi
 gw=${GATEWAY_CORES:-2}
 
 b=bin/bench-bundle
-if [ ! -x "$b/bench" ] && [ -f "$b.tgz" ]; then
-  tar -C bin -xzf "$b.tgz"
-fi
-if [ -x "$b/bench" ]; then
+if command -v go >/dev/null && [ "${BENCH_BUNDLE:-0}" != 1 ]; then
+  run=(go run ./bench) # builds from this checkout: never a stale bundle
+else
+  if [ -f "$b.tgz" ]; then
+    rm -rf "$b"
+    tar -C bin -xzf "$b.tgz"
+  fi
+  if [ ! -x "$b/bench" ]; then
+    echo "bench-pinned: no Go here and no $b.tgz (build it with scripts/bench-bundle.sh)" >&2
+    exit 1
+  fi
   export LD_LIBRARY_PATH="$PWD/$b/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   run=("$b/bench" --tollgate-bin "$b/tollgate" --mockllm-bin "$b/mockllm" --nginx-bin "$b/nginx")
-else
-  run=(go run ./bench)
 fi
 if [ "$(nproc)" -lt $((3 * gw + 2)) ]; then
   echo "bench-pinned: $(nproc) cores are too few to pin with GATEWAY_CORES=$gw (want $((3 * gw + 2)) or more); the runs go on unpinned" >&2
