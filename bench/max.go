@@ -15,11 +15,7 @@ func maxStepOK(s Summary, measured, errs int64, bound time.Duration) bool {
 	if s.Count == 0 || measured == 0 {
 		return false
 	}
-	p99 := s.P99
-	if s.RoundP99 != nil {
-		p99 = *s.RoundP99
-	}
-	return p99 <= float64(bound)/1e3 && errs*1000 <= measured
+	return s.judgedP99() <= float64(bound)/1e3 && errs*1000 <= measured
 }
 
 // maxRates is the ladder of offered loads: start, start×factor, … up to
@@ -153,27 +149,24 @@ func maxStepTries(ctx context.Context, o *options, ts []*target, idx []int, spec
 }
 
 // maxStepRounds measures the paths in idx in o.MaxRounds alternating rounds of
-// spec's duration each, rotating the order every round as measure does, and
-// judges each path by the median of its rounds' p99s.
+// spec's duration each (as measure does) and judges each path by the median of
+// its rounds' p99s.
 func maxStepRounds(ctx context.Context, o *options, ts []*target, idx []int, spec loadSpec, prog *progress) []MaxStep {
-	total := make([]*runStats, len(idx))
-	for k := range total {
-		total[k] = newRunStats()
-	}
-	for r := 0; r < o.MaxRounds && ctx.Err() == nil; r++ {
-		for j := range idx {
-			k := (j + r) % len(idx)
-			s := spec
-			s.Warmup = min(o.Warmup, 100*time.Millisecond)
-			if r == 0 {
-				s.Warmup = min(o.Warmup, 500*time.Millisecond)
-			}
-			total[k].merge(runLoadSampled(ctx, ts[idx[k]], &s, prog))
-		}
-	}
-	out := make([]MaxStep, len(idx))
+	paths := make([]*target, len(idx))
 	for k, i := range idx {
-		out[k] = maxStep(ts[i].Name, spec.Rate, total[k], o.P99Bound)
+		paths[k] = ts[i]
+	}
+	total := alternate(ctx, paths, o.MaxRounds, func(_, r int) loadSpec {
+		s := spec
+		s.Warmup = min(o.Warmup, 100*time.Millisecond)
+		if r == 0 {
+			s.Warmup = min(o.Warmup, 500*time.Millisecond)
+		}
+		return s
+	}, prog)
+	out := make([]MaxStep, len(paths))
+	for k, t := range paths {
+		out[k] = maxStep(t.Name, spec.Rate, total[k], o.P99Bound)
 	}
 	return out
 }

@@ -40,10 +40,7 @@ func plotMax(m *MaxResult, file string) error {
 			order = append(order, s.Path)
 		}
 		xy := series[s.Path]
-		p99 := s.Latency.P99
-		if s.Latency.RoundP99 != nil {
-			p99 = *s.Latency.RoundP99
-		}
+		p99 := s.Latency.judgedP99()
 		if s.Latency.Count > 0 {
 			xy[0] = append(xy[0], plotter.XY{X: s.Offered, Y: max(s.Latency.P50, 0.1)})
 			xy[1] = append(xy[1], plotter.XY{X: s.Offered, Y: max(p99, 0.1)})

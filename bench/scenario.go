@@ -256,31 +256,42 @@ func measure(ctx context.Context, o *options, ts []*target, spec loadSpec, prog 
 		}
 		t.client = newClient(t.Addr, spec.Conns, spec.Timeout, stream, 0)
 	}
-	total := make([]*runStats, len(ts))
-	for i := range total {
-		total[i] = newRunStats()
-	}
 	per := o.Duration / time.Duration(o.Rounds)
 	nextUser := make([]int64, len(ts))
-	for r := 0; r < o.Rounds && ctx.Err() == nil; r++ {
-		for j := range ts {
-			i := (j + r) % len(ts)
-			s := spec
-			s.Duration = per
-			s.Warmup = min(o.Warmup, 100*time.Millisecond)
-			if r == 0 {
-				s.Warmup = o.Warmup
-			}
-			s.FirstUser = nextUser[i]
-			nextUser[i] += pacer{rate: s.Rate}.count(s.Warmup + s.Duration)
-			total[i].merge(runLoadSampled(ctx, ts[i], &s, prog))
+	total := alternate(ctx, ts, o.Rounds, func(i, r int) loadSpec {
+		s := spec
+		s.Duration = per
+		s.Warmup = min(o.Warmup, 100*time.Millisecond)
+		if r == 0 {
+			s.Warmup = o.Warmup
 		}
-	}
+		s.FirstUser = nextUser[i]
+		nextUser[i] += pacer{rate: s.Rate}.count(s.Warmup + s.Duration)
+		return s
+	}, prog)
 	out := make([]PathResult, len(ts))
 	for i, t := range ts {
 		out[i] = pathResult(t.Name, spec.Rate, total[i], stream)
 	}
 	return out
+}
+
+// alternate runs rounds of load through ts, every path once per round, rotating
+// the order each round so that no path always follows the same neighbour, and
+// merges each path's rounds. spec is path i's load in round r.
+func alternate(ctx context.Context, ts []*target, rounds int, spec func(i, r int) loadSpec, prog *progress) []*runStats {
+	total := make([]*runStats, len(ts))
+	for i := range total {
+		total[i] = newRunStats()
+	}
+	for r := 0; r < rounds && ctx.Err() == nil; r++ {
+		for j := range ts {
+			i := (j + r) % len(ts)
+			s := spec(i, r)
+			total[i].merge(runLoadSampled(ctx, ts[i], &s, prog))
+		}
+	}
+	return total
 }
 
 // runLoadSampled is runLoad with what the target's own process used meanwhile.

@@ -50,6 +50,15 @@ type Summary struct {
 	RoundP99 *float64 `json:"round_median_p99_us,omitempty"`
 }
 
+// judgedP99 is the p99 a max step is judged by: the median of its rounds'
+// p99s when it ran in rounds, else the p99 of all its requests.
+func (s Summary) judgedP99() float64 {
+	if s.RoundP99 != nil {
+		return *s.RoundP99
+	}
+	return s.P99
+}
+
 // medianRoundP99 is the median of per-round p99s in ns, in µs; nil for fewer
 // than three rounds.
 func medianRoundP99(ns []int64) *float64 {

@@ -100,7 +100,12 @@ func (r *request) serveHijacked(hc net.Conn) {
 		detach(r, conn)
 		return
 	}
-	if !r.streamTo(conn, next) {
+	var failed error
+	if next == nil {
+		// The connection failed its deadline calls before the first write.
+		failed = errConnFailed
+	}
+	if !r.streamTo(conn, failed) {
 		_ = conn.Close()
 		return
 	}
@@ -111,18 +116,18 @@ func (r *request) serveHijacked(hc net.Conn) {
 // connection's next request itself.
 func (r *request) streamDetached(conn net.Conn) {
 	s := r.s
-	if !r.streamTo(conn, conn) {
+	if !r.streamTo(conn, nil) {
 		_ = conn.Close()
 		return
 	}
 	_ = s.api.ServeConn(conn)
 }
 
-// streamTo relays the stream to conn and ends it (which releases r); next is the
-// connection's reader from here on, nil when it already failed. It reports whether
-// the connection may go on to the client's next request. The stream stops counting
-// as hijacked when it returns, before the connection serves anything else.
-func (r *request) streamTo(conn, next net.Conn) (keep bool) {
+// streamTo relays the stream to conn and ends it (which releases r); a non-nil
+// failed ends it with that error before anything is written. It reports whether the
+// connection may go on to the client's next request. The stream stops counting as
+// hijacked when it returns, before the connection serves anything else.
+func (r *request) streamTo(conn net.Conn, failed error) (keep bool) {
 	s := r.s
 	r.conn = nil
 	defer s.hijacked.Add(-1)
@@ -140,11 +145,8 @@ func (r *request) streamTo(conn, next net.Conn) (keep bool) {
 			}
 		}
 	}()
-	var err error
-	if next == nil {
-		// The connection failed its deadline calls before the first write.
-		err = errConnFailed
-	} else {
+	err := failed
+	if err == nil {
 		err = r.relay(conn)
 	}
 	keep = err == nil && r.keepConn && !s.draining.Load() && conn.SetWriteDeadline(time.Time{}) == nil
