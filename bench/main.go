@@ -172,6 +172,10 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("--streams and --stream-rate must be > 0")
 	}
 	o.command = "go run ./bench " + strings.Join(args, " ")
+	// bench/baseline, run as --tollgate-bin, picks its stack from the environment.
+	if mode := os.Getenv("TOLLGATE_BASELINE"); mode != "" && o.TollgateBin != "" {
+		o.command = "TOLLGATE_BASELINE=" + mode + " " + o.command
+	}
 	return o, nil
 }
 

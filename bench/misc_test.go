@@ -194,6 +194,22 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+func TestCommandNamesTheBaselineStack(t *testing.T) {
+	t.Setenv("TOLLGATE_BASELINE", "fasthttp")
+	o, err := parseFlags([]string{"--scenario", "max", "--tollgate-bin", "/tmp/baseline"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "TOLLGATE_BASELINE=fasthttp go run ./bench --scenario max --tollgate-bin /tmp/baseline"; o.command != want {
+		t.Fatalf("command %q, want %q", o.command, want)
+	}
+	// Without --tollgate-bin the gateway is built from the checkout and the variable
+	// means nothing.
+	if o, err = parseFlags([]string{"--scenario", "max"}); err != nil || o.command != "go run ./bench --scenario max" {
+		t.Fatalf("command %q, %v", o.command, err)
+	}
+}
+
 func TestTicks125(t *testing.T) {
 	cases := []struct {
 		name   string
