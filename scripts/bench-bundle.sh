@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds into bin/bench-bundle/ everything a pinned bench run needs on a Linux x86-64
-# machine that has no Go, no nginx and no network: the harness, mockllm and tollgate
-# (static, stripped) and Debian's nginx with the libraries it loads beyond glibc
+# machine that has no Go, no nginx and no network: the harness, mockllm, tollgate and
+# bench/baseline (static, stripped) and Debian's nginx with the libraries it loads beyond glibc
 # (2.34 or newer there), and bin/bench-bundle.tgz of it (about 25 MB, 61 MB unpacked)
 # to copy there. scripts/bench-pinned.sh uses the bundle, or unpacks the archive,
 # when it finds either.
@@ -12,7 +12,7 @@ rm -rf "$out"
 mkdir -p "$out/lib"
 
 export CGO_ENABLED=0
-for p in ./cmd/tollgate ./cmd/mockllm ./bench; do
+for p in ./cmd/tollgate ./cmd/mockllm ./bench ./bench/baseline; do
   go build -trimpath -ldflags "-s -w" -o "$out/$(basename "$p")" "$p"
 done
 
