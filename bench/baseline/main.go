@@ -18,8 +18,9 @@
 // server.listen, server.admin_listen (which answers /readyz, /health and the Go
 // runtime's /metrics) and the first backend's base_url and model, which replaces the
 // name of any endpoint in a request's "model". Nothing else of Tollgate is there:
-// no auth, limits, routing, retries, metrics or tracing, and no error answers (a bad
-// request or a failed upstream closes the connection).
+// no auth, limits, routing, retries, metrics or tracing, and no error bodies (on a
+// failed upstream the fasthttp stack answers a bare 502, the event loop closes the
+// connection; the event loop also closes it on a request it cannot frame).
 package main
 
 import (
