@@ -46,31 +46,11 @@ go build -o "$DIR/mockllm" ./cmd/mockllm
 go build -o "$DIR/tollgate" ./cmd/tollgate
 go build -o "$DIR/baseline" ./bench/baseline
 
-gateway_config() { # listen admin
-  cat <<EOF
-server:
-  listen: 127.0.0.1:$1
-  admin_listen: 127.0.0.1:$2
-auth:
-  mode: none
-backends:
-  m:
-    provider: openai
-    base_url: http://127.0.0.1:$UP/v1
-    model: mock-1
-endpoints:
-  - name: chat
-    type: chat
-    routes:
-      - backend: m
-        weight: 100
-logging:
-  level: warn
-  format: json
-EOF
-}
-for p in tollgate fasthttp epoll; do gateway_config "${PORT[$p]}" "${ADMIN[$p]}" > "$DIR/$p.yaml"; done
-# The bench's own nginx config for the chat scenario, moved to this run's dir and ports.
+# The bench's own configs for the chat scenario, moved to this run's dir and ports.
+for p in tollgate fasthttp epoll; do
+  sed -e "s#127.0.0.1:18080#127.0.0.1:${PORT[$p]}#" -e "s#127.0.0.1:19090#127.0.0.1:${ADMIN[$p]}#" \
+    -e "s#127.0.0.1:18001#127.0.0.1:$UP#" bench/testdata/gateway-chat.yaml > "$DIR/$p.yaml"
+done
 sed -e "s#/tmp/b#$DIR#g" -e "s#127.0.0.1:18001#127.0.0.1:$UP#" -e "s#127.0.0.1:18081#127.0.0.1:${PORT[nginx]}#" \
   bench/testdata/nginx-chat.conf > "$DIR/nginx.conf"
 

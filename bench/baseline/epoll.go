@@ -25,14 +25,15 @@ type epollProxy struct {
 }
 
 type loop struct {
-	s       settings
-	ep      int
-	lfd     int
-	stop    int // eventfd: Close writes to it
-	up      unix.Sockaddr
-	conns   []*conn // by fd
-	scratch []byte
-	events  []unix.EpollEvent
+	s      settings
+	ep     int
+	lfd    int
+	stop   int // eventfd: Close writes to it
+	up     unix.Sockaddr
+	conns  []*conn // by fd
+	rbuf   []byte  // an upstream's answer, read and passed on at once
+	out    []byte  // a rewritten request
+	events []unix.EpollEvent
 }
 
 type conn struct {
@@ -91,7 +92,8 @@ func startEpoll(s settings, n int) (*epollProxy, error) {
 	for i := range max(n, 1) {
 		// Each loop has its own upstream address: Connect writes into it.
 		upCopy := *up
-		l := &loop{s: s, up: &upCopy, lfd: -1, stop: -1, events: make([]unix.EpollEvent, 256)}
+		l := &loop{s: s, up: &upCopy, ep: -1, lfd: -1, stop: -1,
+			rbuf: make([]byte, 16<<10), events: make([]unix.EpollEvent, 256)}
 		p.loops = append(p.loops, l)
 		if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 			break
@@ -144,13 +146,10 @@ func (p *epollProxy) Close() {
 }
 
 // serveEpoll runs the event-loop stack until a loop fails.
-func serveEpoll(s settings, n int, started chan<- *epollProxy) error {
+func serveEpoll(s settings, n int) error {
 	p, err := startEpoll(s, n)
 	if err != nil {
 		return err
-	}
-	if started != nil {
-		started <- p
 	}
 	p.wg.Wait()
 	return errors.New("event loops stopped")
@@ -168,7 +167,7 @@ func (l *loop) closeAll() {
 	}
 	l.conns = nil
 	for _, fd := range []int{l.lfd, l.stop, l.ep} {
-		if fd > 0 {
+		if fd >= 0 {
 			_ = unix.Close(fd)
 		}
 	}
@@ -274,11 +273,7 @@ func (l *loop) drop(c *conn) {
 // readable reads once (a level-triggered event comes back if more is there): a
 // client's bytes are framed into requests, an upstream's go straight to its client.
 func (l *loop) readable(c *conn) {
-	buf := l.scratch[:cap(l.scratch)]
-	if len(buf) < 16<<10 {
-		buf = make([]byte, 16<<10)
-		l.scratch = buf[:0]
-	}
+	buf := l.rbuf
 	if c.client {
 		if len(c.in) == cap(c.in) {
 			if len(c.in) >= maxMessage {
@@ -413,17 +408,15 @@ func hasPrefixFold(b, prefix []byte) bool {
 }
 
 // rewrite returns msg with its model rewritten and Content-Length set to match, in
-// the loop's scratch buffer, or msg itself when the model is not an endpoint's name.
+// the loop's out buffer, or msg itself when the model is not an endpoint's name.
 func (l *loop) rewrite(msg []byte) []byte {
 	end := bytes.Index(msg, headEnd)
 	body := msg[end+4:]
-	out := l.scratch[:0]
-	var ok bool
-	// The new body goes at the end of scratch first, to know its length.
-	if out, ok = rewriteModel(out, body, l.s.rewrites); !ok {
+	i, j, to, ok := modelSpan(body, l.s.rewrites)
+	if !ok {
 		return msg
 	}
-	nb := len(out)
+	out := l.out[:0]
 	for h := msg[:end+2]; len(h) > 0; {
 		i := bytes.Index(h, crlf)
 		line := h[:i+2]
@@ -433,9 +426,11 @@ func (l *loop) rewrite(msg []byte) []byte {
 		}
 	}
 	out = append(out, "Content-Length: "...)
-	out = strconv.AppendInt(out, int64(nb), 10)
+	out = strconv.AppendInt(out, int64(len(body)-(j-i)+len(to)), 10)
 	out = append(out, headEnd...)
-	out = append(out, out[:nb]...)
-	l.scratch = out[:0]
-	return out[nb:]
+	out = append(out, body[:i]...)
+	out = append(out, to...)
+	out = append(out, body[j:]...)
+	l.out = out
+	return out
 }

@@ -33,7 +33,6 @@ import (
 	"os"
 	"runtime"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -135,14 +134,14 @@ func main() {
 	var err error
 	switch mode := os.Getenv("TOLLGATE_BASELINE"); mode {
 	case "", "epoll":
-		err = serveEpoll(s, runtime.GOMAXPROCS(0), nil)
+		err = serveEpoll(s, runtime.GOMAXPROCS(0))
 	case "fasthttp":
 		var ln net.Listener
 		if ln, err = net.Listen("tcp", s.listen); err == nil {
 			err = serveFasthttp(ln, s)
 		}
 	default:
-		err = errors.New("TOLLGATE_BASELINE is epoll or fasthttp, not " + strings.TrimSpace(mode))
+		err = errors.New("TOLLGATE_BASELINE is epoll or fasthttp, not " + mode)
 	}
 	fmt.Fprintln(os.Stderr, "baseline:", err)
 	os.Exit(1)
