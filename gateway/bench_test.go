@@ -116,7 +116,9 @@ var (
 type sinkConn struct {
 	net.Conn
 	n      int
-	panics bool // Write panics, as a bug in the relay would
+	writes int
+	keep   *bytes.Buffer // when set, what is written is kept here
+	panics bool          // Write panics, as a bug in the relay would
 }
 
 func (c *sinkConn) Write(p []byte) (int, error) {
@@ -124,6 +126,10 @@ func (c *sinkConn) Write(p []byte) (int, error) {
 		panic("sinkConn: write panics on purpose")
 	}
 	c.n += len(p)
+	c.writes++
+	if c.keep != nil {
+		c.keep.Write(p)
+	}
 	return len(p), nil
 }
 func (c *sinkConn) Read([]byte) (int, error)         { return 0, io.EOF }
@@ -208,7 +214,7 @@ func streamOnce(tb testing.TB, s *Server, ctx *fasthttp.RequestCtx, sink []byte)
 		tb.Fatalf("no stream: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
 	c := ctx.Conn().(*sinkConn)
-	c.n = 0
+	c.n, c.writes = 0, 0
 	h(c)
 	return c.n
 }

@@ -49,10 +49,12 @@ type request struct {
 	s     *Server
 	rt    *runtime
 	start time.Time
-	ep    *endpoint
-	key   *clientKey
-	plan  router.Plan
-	be    *providers.Backend
+	// answered is when a non-streamed answer was complete; zero until then.
+	answered time.Time
+	ep       *endpoint
+	key      *clientKey
+	plan     router.Plan
+	be       *providers.Backend
 	// series is the metrics route the request is recorded on once a backend was tried.
 	series *metrics.Route
 	begun  bool
@@ -88,12 +90,19 @@ type request struct {
 	aspan    trace.Span
 	traceBuf [32]byte
 
-	// stream state
+	// stream state: out holds what the relay has not written yet: the response
+	// header (its first outHead bytes) until the first write, then chunkRoom bytes
+	// of room for a chunk header, then the events.
 	stream   providers.Events
-	pending  []byte
 	out      []byte
+	outHead  int
 	finished bool
 	hideUse  bool
+	// client is the stream's connection while the relay runs, and werr the error a
+	// write to it from waitFn (upstreamWait, bound once per pooled request) met.
+	client net.Conn
+	werr   error
+	waitFn func() error
 
 	// a hijacked stream's connection (stream.go); hijackFn is serveHijacked, bound
 	// once per pooled request.
@@ -114,6 +123,7 @@ func (s *Server) acquireRequest() *request {
 	r.s = s
 	if r.hijackFn == nil {
 		r.hijackFn = r.serveHijacked
+		r.waitFn = r.upstreamWait
 	}
 	return r
 }
@@ -121,7 +131,7 @@ func (s *Server) acquireRequest() *request {
 func (r *request) release() {
 	rt := r.rt
 	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], out: r.out[:0], bodyBuf: r.bodyBuf[:0],
-		hijackFn: r.hijackFn}
+		hijackFn: r.hijackFn, waitFn: r.waitFn}
 	requestPool.Put(r)
 	if rt != nil {
 		rt.release()
@@ -373,7 +383,13 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		err := b.Send(&r.call, &ctx.Response, &r.res)
 		r.obsRoute = t.Route
 		if err != nil || r.res.Stream == nil {
-			ep.routing.Observe(t.Route, time.Since(began), 0, failed(err))
+			now := time.Now()
+			ep.routing.Observe(t.Route, now.Sub(began), 0, failed(err))
+			if err == nil {
+				// The answer is complete: what is left is bookkeeping, so its
+				// latency ends here and record need not read the clock again.
+				r.answered = now
+			}
 		}
 		outcome := outcomeOf(err, ctx.Response.StatusCode())
 		if a := r.rt.attempt(b, r.res.Target); a != nil {
@@ -686,6 +702,11 @@ func (r *request) nextEvent() {
 	err := r.stream.Next(&r.ev)
 	if err != nil {
 		r.finished = true
+		if r.werr != nil {
+			// Writing to the client failed while the stream waited: the relay
+			// ends with that error.
+			return
+		}
 		r.errKind = "stream_cut"
 		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream stream failed",
 			slog.String("request_id", string(r.reqID)), slog.String("backend", r.backend), slog.String("error", err.Error()))
@@ -695,13 +716,11 @@ func (r *request) nextEvent() {
 		r.out = append(r.eventBuf(), strDataPrefix...)
 		r.out = appendError(r.out, &e)
 		r.out = append(r.out, strEventEnd...)
-		r.pending = r.out[chunkRoom:]
 		return
 	}
 	if r.ev.Done {
 		r.finished = true
 		r.out = append(r.eventBuf(), strDoneEvent...)
-		r.pending = r.out[chunkRoom:]
 		return
 	}
 	if r.ev.HasUsage {
@@ -716,7 +735,6 @@ func (r *request) nextEvent() {
 	r.out = append(r.eventBuf(), strDataPrefix...)
 	r.out = append(r.out, r.ev.Data...)
 	r.out = append(r.out, strEventEnd...)
-	r.pending = r.out[chunkRoom:]
 }
 
 // endStream ends a stream once it is written, or failed to be because the client
@@ -775,7 +793,11 @@ func (r *request) record(status int) {
 		}
 		r.rt.lim.Settle(&r.ticket, actual)
 	}
-	latency := time.Since(r.start)
+	end := r.answered
+	if end.IsZero() {
+		end = time.Now()
+	}
+	latency := end.Sub(r.start)
 	var cost float64
 	if r.be != nil {
 		cost = r.be.Pricing.Cost(r.usage)

@@ -128,7 +128,10 @@ func New(path string, opt Options) (*Server, error) {
 		NoDefaultDate:                 false,
 		DisableHeaderNamesNormalizing: false,
 		ReduceMemoryUsage:             false,
-		ErrorHandler:                  s.serveParseError,
+		// The handler reads the clock itself; fasthttp's own reading per request
+		// would go unused.
+		LazyRequestTime: true,
+		ErrorHandler:    s.serveParseError,
 		// Streams hijack their connection and give it back with ServeConn.
 		KeepHijackedConns: true,
 		// 8 KiB holds the largest request headers clients send (long bearer tokens,

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/providers"
 )
 
 // A stream can last minutes and a gateway holds thousands, so what each one keeps
@@ -48,8 +50,14 @@ var (
 	chunkSpace   [chunkRoom]byte
 )
 
-// eventBuf is out emptied down to the room relay fills with an event's chunk header.
-func (r *request) eventBuf() []byte { return append(r.out[:0], chunkSpace[:]...) }
+// eventBuf is out ready for one more event: behind the response header if it is
+// still held, with chunkRoom bytes of room in front of the first event.
+func (r *request) eventBuf() []byte {
+	if len(r.out) == r.outHead {
+		return append(r.out, chunkSpace[:]...)
+	}
+	return r.out
+}
 
 // hijackStream hands the response to serveHijacked. The header is serialized now,
 // while the RequestCtx is the handler's; the caller has set what it carries.
@@ -68,8 +76,9 @@ func (r *request) hijackStream(ctx *fasthttp.RequestCtx) {
 	if !r.keepConn {
 		h.SetConnectionClose()
 	}
-	// out is free until the first event: relay writes the header from it.
+	// The header waits in out to go out with the first events.
 	r.out = h.AppendBytes(r.out[:0])
+	r.outHead = len(r.out)
 	r.conn = ctx.Conn()
 	// The stream may outlive the RequestCtx: drop the request's views of its buffers.
 	r.body, r.call.Body, r.call.Header, r.subj.User = nil, nil, nil, nil
@@ -182,49 +191,97 @@ type prefixConn struct {
 
 func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// relay writes the response header, then every event in one write: as one chunk, the
-// last with the terminating chunk, or bare to an HTTP/1.0 client.
+// maxHeld is how many bytes of events the relay holds before it writes them even
+// though the upstream has more ready: about one read of the upstream connection.
+const maxHeld = 4 << 10
+
+// relay writes the response header and the events to the client. When the stream can
+// say when it is about to wait for its upstream (providers.Waiter), events are held
+// until then and go out together, one write per upstream read, as nginx passes them
+// on: a role chunk and the first content chunk that came in one read take one write,
+// not two, and so do the last content chunk, the finish chunk and [DONE]. Otherwise
+// each event is written as it comes. Events go out as one chunk per write, the last
+// with the terminating chunk, or bare to an HTTP/1.0 client.
 func (r *request) relay(c net.Conn) error {
-	if err := r.writeClient(c, r.out); err != nil {
-		return err
+	held := false
+	if w, ok := r.stream.(providers.Waiter); ok {
+		r.client = c
+		held = w.NotifyWait(r.waitFn)
 	}
-	for {
-		for len(r.pending) == 0 {
-			if r.finished {
-				// Only a stream that ended without an event (cut before it began)
-				// gets here; any other ends with its last event's write.
-				if !r.chunked {
-					return nil
-				}
-				return r.writeClient(c, strLastChunk)
-			}
-			r.nextEvent()
-		}
-		if !r.chunked {
-			err := r.writeClient(c, r.pending)
-			r.pending = nil
-			if err != nil || r.finished {
-				return err
-			}
-			continue
-		}
-		n := len(r.pending)
-		// pending is the tail of out, with chunkRoom bytes in front of it.
-		start := chunkRoom - hexLen(n) - 2
-		putHex(r.out[start:chunkRoom-2], n)
-		r.out[chunkRoom-2], r.out[chunkRoom-1] = '\r', '\n'
-		r.out = append(r.out[:chunkRoom+n], strCRLF...)
-		if r.finished {
-			r.out = append(r.out, strLastChunk...)
-		}
-		r.pending = nil
-		if err := r.writeClient(c, r.out[start:]); err != nil {
+	if !held {
+		// The header goes out at once, not with the first event, however long
+		// that takes.
+		if err := r.flush(c, false); err != nil {
 			return err
 		}
+	}
+	for {
+		r.nextEvent()
+		if r.werr != nil {
+			return r.werr
+		}
 		if r.finished {
-			return nil
+			break
+		}
+		if !held || len(r.out) >= maxHeld {
+			if err := r.flush(c, false); err != nil {
+				return err
+			}
 		}
 	}
+	return r.flush(c, true)
+}
+
+// upstreamWait is the stream's wait hook (providers.Waiter): the upstream has nothing
+// more ready, so what is held goes to the client now. It runs inside stream.Next.
+func (r *request) upstreamWait() error {
+	if r.werr == nil {
+		r.werr = r.flush(r.client, false)
+	}
+	return r.werr
+}
+
+// flush writes what out holds in one write: the response header if it has not gone
+// yet, and the events held as one chunk; last adds the terminating chunk.
+func (r *request) flush(c net.Conn, last bool) error {
+	out, h := r.out, r.outHead
+	start := 0
+	if n := len(out) - h - chunkRoom; n > 0 {
+		switch {
+		case !r.chunked:
+			// Bare events: close the room up behind the header.
+			copy(out[h:], out[h+chunkRoom:])
+			out = out[:h+n]
+		case h == 0:
+			// The chunk header fills the end of the room.
+			start = chunkRoom - hexLen(n) - 2
+			putChunkHeader(out[start:chunkRoom], n)
+			out = append(out, strCRLF...)
+		default:
+			// Behind the response header: the chunk header goes right after it,
+			// and the events move up to meet it.
+			hl := hexLen(n) + 2
+			putChunkHeader(out[h:h+hl], n)
+			copy(out[h+hl:], out[h+chunkRoom:])
+			out = append(out[:h+hl+n], strCRLF...)
+		}
+	} else {
+		out = out[:h]
+	}
+	if last && r.chunked {
+		out = append(out, strLastChunk...)
+	}
+	r.out, r.outHead = out[:0], 0
+	if len(out) == start {
+		return nil
+	}
+	return r.writeClient(c, out[start:])
+}
+
+// putChunkHeader writes n in hex and CRLF into dst, exactly hexLen(n)+2 bytes long.
+func putChunkHeader(dst []byte, n int) {
+	putHex(dst[:len(dst)-2], n)
+	dst[len(dst)-2], dst[len(dst)-1] = '\r', '\n'
 }
 
 // sendTimeout bounds how long a write to a stream's client may block: a client that

@@ -348,6 +348,9 @@ func (s *anthropicStream) prime() error {
 	return nil
 }
 
+// NotifyWait implements Waiter.
+func (s *anthropicStream) NotifyWait(fn func() error) bool { return s.r.NotifyWait(fn) }
+
 // Close implements Events.
 func (s *anthropicStream) Close() error {
 	err := s.r.Close()

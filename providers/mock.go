@@ -30,7 +30,13 @@ func newMock(c *Config, name string) (*Target, Provider, func() error, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	t.client.Dial = func(string) (netConn, error) { return ln.Dial() }
+	t.client.Dial = func(string) (netConn, error) {
+		c, err := ln.Dial()
+		if err != nil {
+			return nil, err
+		}
+		return wrapUpstream(c), nil
+	}
 	t.client.MaxIdleConnDuration = time.Minute
 	closer := func() error {
 		t.client.CloseIdleConnections()

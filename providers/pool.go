@@ -706,6 +706,12 @@ func (s *leasedStream) Next(ev *Event) error {
 	return err
 }
 
+// NotifyWait implements Waiter.
+func (s *leasedStream) NotifyWait(fn func() error) bool {
+	w, ok := s.Events.(Waiter)
+	return ok && w.NotifyWait(fn)
+}
+
 // Close implements Events.
 func (s *leasedStream) Close() error {
 	err := s.Events.Close()

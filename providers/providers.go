@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/tollgate/tollgate/internal/deadline"
 )
 
 // Kind is the API operation a request asks for.
@@ -206,13 +204,14 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		dial = func(addr string) (netConn, error) { return d.DialTimeout(addr, timeout) }
 	}
 	// fasthttp moves the read and write deadlines of the connection later for every
-	// request; deadline.Conn makes that free.
+	// request; deadline.Conn makes that free. upstreamConn lets a stream hear of
+	// its reads (Waiter).
 	hc.Dial = func(addr string) (netConn, error) {
 		c, err := dial(addr)
 		if err != nil {
 			return nil, err
 		}
-		return deadline.Wrap(c), nil
+		return wrapUpstream(c), nil
 	}
 	t := &Target{URL: raw, client: hc}
 	base := strings.TrimRight(raw, "/")

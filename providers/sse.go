@@ -25,6 +25,8 @@ type sseReader struct {
 	line   []byte
 	done   bool
 	forced bool
+	// conn is the upstream connection while NotifyWait's hook is on it.
+	conn *upstreamConn
 }
 
 // bodyCloser is fasthttp's streamed response body: closing it with an error interrupts
@@ -148,6 +150,9 @@ func (s *sseReader) Next(ev *Event) error {
 }
 
 func classifyStream(err error) error {
+	if we, ok := errors.AsType[*waitError](err); ok {
+		return we.err
+	}
 	if err == io.ErrUnexpectedEOF {
 		return ErrStreamCut
 	}
@@ -297,8 +302,21 @@ func (w *drainWatch) tick() {
 	}
 }
 
+// NotifyWait implements Waiter.
+func (s *sseReader) NotifyWait(fn func() error) bool {
+	c := upstreamOf(s.up.LocalAddr())
+	if c == nil {
+		return false
+	}
+	s.conn, c.wait = c, fn
+	return true
+}
+
 // Close implements Events.
 func (s *sseReader) Close() error {
+	if c := s.conn; c != nil {
+		c.wait, s.conn = nil, nil
+	}
 	if s.done {
 		s.drain()
 	}
