@@ -416,3 +416,29 @@ func BenchmarkServeLimitedParallelRedisPerCheck(b *testing.B) {
 	cfg, rds := redisLimiterYAML(b, ", prefetch: 0s")
 	benchmarkServeLimitedParallel(b, cfg, rds)
 }
+
+// BenchmarkServeStreamParallel is BenchmarkServeChatParallel for streams: the whole
+// server, hijack and relay included, under 64 concurrent clients over real
+// connections, each stream 35 events from an upstream that sends them at once.
+func BenchmarkServeStreamParallel(b *testing.B) {
+	g := startGateway(b, benchConfig(startStaticSSEUpstream(b)))
+	c := &fasthttp.HostClient{Addr: g.Addr(), MaxConns: 64}
+	body := []byte(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	b.SetParallelism(64 / max(1, goruntime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("http://" + g.Addr() + "/v1/chat/completions")
+		req.Header.SetContentType("application/json")
+		req.SetBody(body)
+		for pb.Next() {
+			if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 || !bytes.HasSuffix(resp.Body(), strDoneEvent) {
+				b.Errorf("status %d, %v: %s", resp.StatusCode(), err, resp.Body())
+				return
+			}
+		}
+	})
+}
