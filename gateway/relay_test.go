@@ -74,7 +74,11 @@ func (c *writesConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-const relayHead = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+// The response headers relay finds in out: chunked, and for an HTTP/1.0 client bare.
+const (
+	relayHead     = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	relayHeadBare = "HTTP/1.0 200 OK\r\nConnection: close\r\n\r\n"
+)
 
 func relayScript(t *testing.T, st *scriptStream, chunked bool, c *writesConn) error {
 	t.Helper()
@@ -82,7 +86,11 @@ func relayScript(t *testing.T, st *scriptStream, chunked bool, c *writesConn) er
 	r := s.acquireRequest()
 	defer func() { *r = request{hijackFn: r.hijackFn, waitFn: r.waitFn}; requestPool.Put(r) }()
 	r.start, r.stream, r.chunked = time.Now(), st, chunked
-	r.out = append(r.out[:0], relayHead...)
+	head := relayHead
+	if !chunked {
+		head = relayHeadBare
+	}
+	r.out = append(r.out[:0], head...)
 	r.outHead = len(r.out)
 	return r.relay(c)
 }
@@ -110,7 +118,7 @@ func TestRelayWrites(t *testing.T) {
 			chunkOf("D"), chunkOf("[DONE]") + "0\r\n\r\n"}},
 		{"per upstream read", true, true, []string{relayHead + chunkOf("A", "B"), chunkOf("C"),
 			chunkOf("D", "[DONE]") + "0\r\n\r\n"}},
-		{"HTTP/1.0 per upstream read", true, false, []string{relayHead + "data: A\n\ndata: B\n\n", "data: C\n\n",
+		{"HTTP/1.0 per upstream read", true, false, []string{relayHeadBare + "data: A\n\ndata: B\n\n", "data: C\n\n",
 			"data: D\n\n" + done}},
 	}
 	for _, tc := range cases {
