@@ -246,13 +246,24 @@ func copyForwardHeaders(up *fasthttp.RequestHeader, client *fasthttp.RequestHead
 }
 
 func isHopHeader(k []byte) bool {
-	for _, h := range hopHeaders {
-		if len(h) == len(k) && strings.EqualFold(h, b2s(k)) {
-			return true
+	if n := len(k); n < len(hopByLen) {
+		for _, h := range hopByLen[n] {
+			if strings.EqualFold(h, b2s(k)) {
+				return true
+			}
 		}
 	}
-	return len(k) > 11 && strings.EqualFold("x-tollgate-", b2s(k[:11]))
+	return len(k) > 11 && k[0]|0x20 == 'x' && strings.EqualFold("x-tollgate-", b2s(k[:11]))
 }
+
+// hopByLen is hopHeaders by name length: a client's header is compared with the
+// names of its own length only.
+var hopByLen = func() (t [20][]string) {
+	for _, h := range hopHeaders {
+		t[len(h)] = append(t[len(h)], h)
+	}
+	return t
+}()
 
 // peekFold is the value of the answer header named name in any letter case (the
 // upstream client keeps names as sent), or nil.
