@@ -98,9 +98,8 @@ type request struct {
 	outHead  int
 	finished bool
 	hideUse  bool
-	// client is the stream's connection while the relay runs, and werr the error a
-	// write to it from waitFn (upstreamWait, bound once per pooled request) met.
-	client net.Conn
+	// werr is the error a write to the client from waitFn (upstreamWait, bound once
+	// per pooled request) met.
 	werr   error
 	waitFn func() error
 

@@ -84,15 +84,15 @@ func relayScript(t *testing.T, st *scriptStream, chunked bool, c *writesConn) er
 	t.Helper()
 	s := &Server{log: discardLogger()}
 	r := s.acquireRequest()
-	defer func() { *r = request{hijackFn: r.hijackFn, waitFn: r.waitFn}; requestPool.Put(r) }()
-	r.start, r.stream, r.chunked = time.Now(), st, chunked
+	defer r.release()
+	r.start, r.stream, r.chunked, r.conn = time.Now(), st, chunked, c
 	head := relayHead
 	if !chunked {
 		head = relayHeadBare
 	}
 	r.out = append(r.out[:0], head...)
 	r.outHead = len(r.out)
-	return r.relay(c)
+	return r.relay()
 }
 
 func chunkOf(events ...string) string {

@@ -114,7 +114,7 @@ func (r *request) serveHijacked(hc net.Conn) {
 		// The connection failed its deadline calls before the first write.
 		failed = errConnFailed
 	}
-	if !r.streamTo(conn, failed) {
+	if !r.streamTo(failed) {
 		_ = conn.Close()
 		return
 	}
@@ -125,20 +125,19 @@ func (r *request) serveHijacked(hc net.Conn) {
 // connection's next request itself.
 func (r *request) streamDetached(conn net.Conn) {
 	s := r.s
-	if !r.streamTo(conn, nil) {
+	if !r.streamTo(nil) {
 		_ = conn.Close()
 		return
 	}
 	_ = s.api.ServeConn(conn)
 }
 
-// streamTo relays the stream to conn and ends it (which releases r); a non-nil
-// failed ends it with that error before anything is written. It reports whether the
-// connection may go on to the client's next request. The stream stops counting as
-// hijacked when it returns, before the connection serves anything else.
-func (r *request) streamTo(conn net.Conn, failed error) (keep bool) {
-	s := r.s
-	r.conn = nil
+// streamTo relays the stream to its connection (r.conn) and ends it (which releases
+// r); a non-nil failed ends it with that error before anything is written. It reports
+// whether the connection may go on to the client's next request. The stream stops
+// counting as hijacked when it returns, before the connection serves anything else.
+func (r *request) streamTo(failed error) (keep bool) {
+	s, conn := r.s, r.conn
 	defer s.hijacked.Add(-1)
 	released := false
 	// A panic while relaying (a bug) ends this stream and its connection, not the
@@ -156,7 +155,7 @@ func (r *request) streamTo(conn net.Conn, failed error) (keep bool) {
 	}()
 	err := failed
 	if err == nil {
-		err = r.relay(conn)
+		err = r.relay()
 	}
 	keep = err == nil && r.keepConn && !s.draining.Load() && conn.SetWriteDeadline(time.Time{}) == nil
 	released = true
@@ -195,17 +194,17 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // though the upstream has more ready: about one read of the upstream connection.
 const maxHeld = 4 << 10
 
-// relay writes the response header and the events to the client. When the stream can
-// say when it is about to wait for its upstream (providers.Waiter), events are held
-// until then and go out together, one write per upstream read, as nginx passes them
-// on: a role chunk and the first content chunk that came in one read take one write,
-// not two, and so do the last content chunk, the finish chunk and [DONE]. Otherwise
-// each event is written as it comes. Events go out as one chunk per write, the last
-// with the terminating chunk, or bare to an HTTP/1.0 client.
-func (r *request) relay(c net.Conn) error {
+// relay writes the response header and the events to the client (r.conn). When the
+// stream can say when it is about to wait for its upstream (providers.Waiter), events
+// are held until then and go out together, one write per upstream read, as nginx
+// passes them on: a role chunk and the first content chunk that came in one read take
+// one write, not two, and so do the last content chunk, the finish chunk and [DONE].
+// Otherwise each event is written as it comes. Events go out as one chunk per write,
+// the last with the terminating chunk, or bare to an HTTP/1.0 client.
+func (r *request) relay() error {
+	c := r.conn
 	held := false
 	if w, ok := r.stream.(providers.Waiter); ok {
-		r.client = c
 		held = w.NotifyWait(r.waitFn)
 	}
 	if !held {
@@ -236,7 +235,7 @@ func (r *request) relay(c net.Conn) error {
 // more ready, so what is held goes to the client now. It runs inside stream.Next.
 func (r *request) upstreamWait() error {
 	if r.werr == nil {
-		r.werr = r.flush(r.client, false)
+		r.werr = r.flush(r.conn, false)
 	}
 	return r.werr
 }

@@ -63,11 +63,11 @@ for p in tollgate base fasthttp epoll; do
   sed -e "s#127.0.0.1:18080#127.0.0.1:${PORT[$p]}#" -e "s#127.0.0.1:19090#127.0.0.1:${ADMIN[$p]}#" \
     -e "s#127.0.0.1:18001#127.0.0.1:$UP#" bench/testdata/gateway-chat.yaml > "$DIR/$p.yaml"
 done
+nginx_sed=(-e "s#/tmp/b#$DIR#g" -e "s#127.0.0.1:18001#127.0.0.1:$UP#" -e "s#127.0.0.1:18081#127.0.0.1:${PORT[nginx]}#")
 # Streams pass through nginx as they come, as the bench's stream scenario has it.
-unbuffered='s#^##'
-[ "$STREAM" = true ] && unbuffered='s#proxy_read_timeout 300s;#proxy_read_timeout 300s; proxy_buffering off; proxy_request_buffering off;#'
-sed -e "s#/tmp/b#$DIR#g" -e "s#127.0.0.1:18001#127.0.0.1:$UP#" -e "s#127.0.0.1:18081#127.0.0.1:${PORT[nginx]}#" \
-  -e "$unbuffered" bench/testdata/nginx-chat.conf > "$DIR/nginx.conf"
+[ "$STREAM" = true ] &&
+  nginx_sed+=(-e 's#proxy_read_timeout 300s;#proxy_read_timeout 300s; proxy_buffering off; proxy_request_buffering off;#')
+sed "${nginx_sed[@]}" bench/testdata/nginx-chat.conf > "$DIR/nginx.conf"
 
 "$DIR/mockllm" --listen "127.0.0.1:$UP" --max-tokens 32 > "$DIR/mockllm.log" 2>&1 & PIDS+=($!)
 declare -A PROCS
