@@ -54,8 +54,10 @@ type Config struct {
 	// is sent; 0 is no bound but Timeout. An answer that does not stream comes whole, so
 	// for it this bounds the whole generation.
 	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
-	// StreamIdleTimeout bounds the silence between two reads of an answer once its first
-	// byte came: for a stream, the gap between chunks; 0 is no bound but Timeout.
+	// StreamIdleTimeout bounds the upstream's silence between two reads of an answer
+	// once its first byte came: for a stream, the gap between chunks, timed from when
+	// the gateway waits for the next one, so that time spent writing to a slow client
+	// does not count; 0 is no bound but Timeout.
 	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
 	// MetricsPath is where balance vllm_queue reads each target's Prometheus metrics, on
 	// the target's host: default /metrics.

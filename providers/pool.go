@@ -240,7 +240,12 @@ func (b *Backend) initPool(ps *Pools) {
 				if err != nil {
 					return nil, err
 				}
-				return &deadlineConn{Conn: c, firstByte: fb, idle: idle}, nil
+				u, ok := c.(*upstreamConn)
+				if !ok {
+					u = wrapUpstream(c)
+				}
+				u.firstByte, u.idle = fb, idle
+				return u, nil
 			}
 		}
 	}
@@ -873,58 +878,4 @@ func (s *slots) give(limit int64) {
 		w.ch <- struct{}{}
 	}
 	s.mu.Unlock()
-}
-
-// deadlineConn enforces the first-byte and idle timeouts on an upstream connection.
-// fasthttp sets one read deadline per request, which for a stream lasts the whole
-// stream, and hands the caller no connection to change it on; this connection turns
-// that deadline into the nearer of it and the first-byte bound, and once bytes come,
-// moves it along by the idle bound on every read. Read deadlines are the runtime's own
-// timers: no goroutine, and the timeout surfaces as os.ErrDeadlineExceeded, which
-// classify maps to ErrTimeout.
-type deadlineConn struct {
-	net.Conn
-	firstByte, idle time.Duration
-	// end is the deadline fasthttp asked for; armed is set while a response is read.
-	end     time.Time
-	armed   bool
-	waiting bool
-}
-
-// SetDeadline passes through: fasthttp uses it around the TLS handshake only.
-func (c *deadlineConn) SetDeadline(t time.Time) error {
-	c.armed = false
-	return c.Conn.SetDeadline(t)
-}
-
-// SetReadDeadline is called by fasthttp once per request, after the request is sent.
-func (c *deadlineConn) SetReadDeadline(t time.Time) error {
-	c.end, c.armed, c.waiting = t, true, true
-	if c.firstByte > 0 {
-		t = nearer(t, time.Now().Add(c.firstByte))
-	}
-	return c.Conn.SetReadDeadline(t)
-}
-
-func (c *deadlineConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 && c.armed && (c.waiting || c.idle > 0) {
-		c.waiting = false
-		d := c.end
-		if c.idle > 0 {
-			d = nearer(d, time.Now().Add(c.idle))
-		}
-		if e := c.Conn.SetReadDeadline(d); e != nil && err == nil {
-			err = e
-		}
-	}
-	return n, err
-}
-
-// nearer is the earlier of two deadlines, the zero time being none.
-func nearer(a, b time.Time) time.Time {
-	if a.IsZero() || b.Before(a) {
-		return b
-	}
-	return a
 }

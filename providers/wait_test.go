@@ -186,3 +186,47 @@ func TestStreamWithoutUpstreamConnCannotTell(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// stream_idle_timeout bounds the upstream's silence, not the reader's: a reader that
+// spends longer than the bound elsewhere between two reads, writing to a slow client
+// in its wait hook or between calls to Next, still gets what the upstream sent
+// meanwhile, and the stream does not end as the upstream's idle timeout.
+func TestStreamIdleTimeoutIsTheUpstreamsSilence(t *testing.T) {
+	const idle = 100 * time.Millisecond
+	for _, where := range []string{"in the wait hook", "between reads"} {
+		t.Run(where, func(t *testing.T) {
+			more := make(chan struct{}, 1)
+			url, _ := twoPartUpstream(t, more)
+			b := newTestBackend(t, Config{Provider: "openai", BaseURL: url, Model: "m", StreamIdleTimeout: idle})
+			var out fasthttp.Response
+			var res Result
+			if err := b.Send(chatCall(`{"model":"chat","messages":[],"stream":true}`, true), &out, &res); err != nil {
+				t.Fatal(err)
+			}
+			defer res.Stream.Close()
+			slow := func() {
+				more <- struct{}{}
+				time.Sleep(3 * idle)
+			}
+			if where == "in the wait hook" {
+				waited := false
+				res.Stream.(Waiter).NotifyWait(func() error {
+					if !waited {
+						waited = true
+						slow()
+					}
+					return nil
+				})
+			}
+			var ev Event
+			for i := 0; !ev.Done; i++ {
+				if i == 2 && where == "between reads" {
+					slow()
+				}
+				if err := res.Stream.Next(&ev); err != nil {
+					t.Fatalf("event %d: %v", i+1, err)
+				}
+			}
+		})
+	}
+}
