@@ -214,6 +214,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		r.hijackStream(ctx)
 		return
 	}
+	sendDeadline(ctx, len(ctx.Response.Body()))
 	r.finish(ctx, ctx.Response.StatusCode())
 }
 

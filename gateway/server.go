@@ -139,8 +139,15 @@ func New(path string, opt Options) (*Server, error) {
 		ReadBufferSize:    8 << 10,
 		StreamRequestBody: false,
 		Logger:            fasthttpLogger{log},
+		// A client that does not take its answer loses the connection, instead of
+		// holding it and its goroutine for as long as it likes (sendDeadline).
+		WriteTimeout: time.Duration(sendTimeout.Load()),
 	}
-	s.admin = &fasthttp.Server{Handler: s.serveAdmin, Name: "tollgate-admin", NoDefaultServerHeader: true, CloseOnShutdown: true, Logger: fasthttpLogger{log}}
+	s.admin = &fasthttp.Server{
+		Handler: s.serveAdmin, Name: "tollgate-admin", NoDefaultServerHeader: true, CloseOnShutdown: true,
+		ReadTimeout: cfg.Server.ReadTimeout, IdleTimeout: cfg.Server.IdleTimeout, WriteTimeout: time.Duration(sendTimeout.Load()),
+		Logger: fasthttpLogger{log},
+	}
 	return s, nil
 }
 

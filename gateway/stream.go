@@ -285,10 +285,24 @@ func putChunkHeader(dst []byte, n int) {
 
 // sendTimeout bounds how long a write to a stream's client may block: a client that
 // takes nothing for that long loses the stream and its connection, and the upstream
-// request is aborted (nginx's send_timeout, with the same default).
+// request is aborted (nginx's send_timeout, with the same default). A non-streamed
+// answer must be taken within it, or within one more for every sendQuantum bytes of a
+// larger one (the API server's write timeout and sendDeadline).
 var sendTimeout atomic.Int64 // a time.Duration; tests shorten it
 
+// sendQuantum is how much of a non-streamed answer a client is given each sendTimeout
+// to take: 4 MiB a minute, about 70 KB/s.
+var sendQuantum = 4 << 20 // tests shorten it
+
 func init() { sendTimeout.Store(int64(60 * time.Second)) }
+
+// sendDeadline gives a non-streamed answer of n bytes one sendTimeout for every
+// sendQuantum bytes begun, from now; the server's write timeout gives one to all.
+func sendDeadline(ctx *fasthttp.RequestCtx, n int) {
+	if n > sendQuantum {
+		_ = ctx.SetWriteDeadline(time.Now().Add(time.Duration(sendTimeout.Load()) * time.Duration((n+sendQuantum-1)/sendQuantum)))
+	}
+}
 
 // writeClient writes p to the stream's client. The write deadline is moved on only
 // when half of sendTimeout has gone by since it was last set, so that a stream of

@@ -9,10 +9,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tollgate/tollgate/providers/mockllm"
+	"github.com/valyala/fasthttp"
 )
 
 // closedWithin reads c until the server closes it and returns how long that took
@@ -77,6 +79,16 @@ func TestServerTimeouts(t *testing.T) {
 	t.Run("slow first request", func(t *testing.T) {
 		slowRequest(t, dial(t))
 	})
+	t.Run("admin listener", func(t *testing.T) {
+		// The admin listener has the same bounds: a slow scraper or a half-open
+		// connection does not hold it forever.
+		c, err := net.Dial("tcp", g.AdminAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		slowRequest(t, c)
+	})
 	t.Run("idle keep-alive", func(t *testing.T) {
 		c := dial(t)
 		br := bufio.NewReader(c)
@@ -102,6 +114,93 @@ func TestServerTimeouts(t *testing.T) {
 		for time.Now().Before(end) {
 			roundTrip(t, c, br)
 			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}
+
+// A client must take a non-streamed answer within the send timeout, and one more for
+// every sendQuantum bytes of a larger one: one that takes nothing loses its
+// connection (and the goroutine and buffers serving it) instead of holding them for
+// as long as it stays connected, while one that takes a large answer at a steady
+// pace gets all of it.
+func TestAnswerSendTimeout(t *testing.T) {
+	oldTimeout := sendTimeout.Swap(int64(300 * time.Millisecond))
+	oldQuantum := sendQuantum
+	t.Cleanup(func() { sendTimeout.Store(oldTimeout); sendQuantum = oldQuantum })
+
+	size := make(chan int, 1)
+	upstream := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		n := <-size
+		body := make([]byte, 0, n+256)
+		body = append(body, `{"id":"x","object":"chat.completion","created":1,"model":"up-model","choices":[{"index":0,"message":{"role":"assistant","content":"`...)
+		for len(body) < n {
+			body = append(body, "0123456789abcdef"...)
+		}
+		body = append(body, `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`...)
+		ctx.Response.Header.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(body)
+	})
+	g := startGateway(t, benchConfig(upstream))
+	// A small receive buffer keeps the kernel from taking the answer in the client's
+	// place.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if e := c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); e != nil {
+			return e
+		}
+		return err
+	}}
+	const body = `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
+	ask := func(t *testing.T, n int) (*http.Response, time.Time) {
+		c, err := d.Dial("tcp", g.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		size <- n
+		if _, err := io.WriteString(c, rawRequest(t, g, body)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReaderSize(c, 4096), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("status %v, %v", resp, err)
+		}
+		return resp, time.Now()
+	}
+
+	t.Run("a client that takes nothing", func(t *testing.T) {
+		// More than the kernel's buffers take, within one quantum: the send timeout
+		// alone (300 ms) bounds it.
+		sendQuantum = 8 << 20
+		resp, began := ask(t, 6<<20)
+		time.Sleep(time.Second)
+		got, err := io.Copy(io.Discard, resp.Body)
+		if err == nil {
+			t.Fatalf("the whole answer (%d bytes) came after %v without reading", got, time.Since(began))
+		}
+	})
+	t.Run("a large answer taken at a steady pace", func(t *testing.T) {
+		// 8 MiB: sixteen quanta of 512 KiB, 4.8 s to take it. Taken at 512 KiB per
+		// 100 ms, the half the kernel does not buffer takes about 0.8 s, well past
+		// the one send timeout of a small answer.
+		sendQuantum = 512 << 10
+		resp, _ := ask(t, 8<<20)
+		buf := make([]byte, 512<<10)
+		total := 0
+		for {
+			n, err := io.ReadFull(resp.Body, buf)
+			total += n
+			if err == io.EOF || err == io.ErrUnexpectedEOF && total == int(resp.ContentLength) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("after %d of %d bytes: %v", total, resp.ContentLength, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if total != int(resp.ContentLength) {
+			t.Fatalf("%d of %d bytes", total, resp.ContentLength)
 		}
 	})
 }
