@@ -252,7 +252,7 @@ func maskKey(msg, key []byte) []byte {
 // (overloaded) becomes 503: OpenAI clients know the one and not the other, and both are
 // retried. status 0 takes the type's own.
 func writeAnthropicError(out *fasthttp.Response, status int, typ, msg []byte) int {
-	oaTyp, code := []byte(nil), []byte(nil)
+	oaTyp, code, param := []byte(nil), []byte(nil), ""
 	for _, m := range anthropicErrors {
 		if string(typ) == m.from {
 			oaTyp = []byte(m.typ)
@@ -271,6 +271,10 @@ func writeAnthropicError(out *fasthttp.Response, status int, typ, msg []byte) in
 	if status == 529 {
 		status = 503
 	}
+	if code == nil && string(typ) == "invalid_request_error" && contextTooLong(msg) {
+		// OpenAI's own answer names messages as the param.
+		code, param = strContextLengthExceeded, "messages"
+	}
 	if oaTyp == nil {
 		oaTyp = []byte("server_error")
 		if status < 500 {
@@ -283,8 +287,23 @@ func writeAnthropicError(out *fasthttp.Response, status int, typ, msg []byte) in
 	if len(msg) == 0 {
 		msg = []byte("The upstream model server answered " + strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + ".")
 	}
-	writeOpenAIError(out, status, oaTyp, code, "", msg)
+	writeOpenAIError(out, status, oaTyp, code, param, msg)
 	return status
+}
+
+var (
+	strContextLengthExceeded = []byte("context_length_exceeded")
+	strPromptTooLong         = []byte("prompt is too long")
+	strExceedContextLimit    = []byte("exceed context limit")
+)
+
+// contextTooLong reports whether an invalid_request_error's message says the prompt
+// does not fit the model's context window: "prompt is too long: 209353 tokens >
+// 200000 maximum", or, with max_tokens counted, "input length and `max_tokens` exceed
+// context limit: 188240 + 21333 > 200000, ...". OpenAI's clients (and frameworks that
+// trim history on it) recognise that error by its code, context_length_exceeded.
+func contextTooLong(msg []byte) bool {
+	return bytes.HasPrefix(msg, strPromptTooLong) || bytes.Contains(msg, strExceedContextLimit)
 }
 
 // writeOpenAIError writes {"error":{"message","type","param","code"}} into out.

@@ -296,19 +296,20 @@ func appendQuotedCompact(dst, raw []byte) []byte {
 //	content_block_start (tool_use)     → tool_calls delta with id, name, empty arguments
 //	content_block_delta (text_delta)   → content delta
 //	content_block_delta (input_json_delta) → tool_calls arguments delta
+//	content_block_stop (tool_use)      → arguments "{}" when none came before
 //	message_delta                      → the finish_reason chunk
 //	message_stop                       → the usage chunk (choices: []), then [DONE]
 //	error                              → Next fails with ErrStreamCut
 //
-// ping, content_block_stop and unknown events (the API adds types over time) are
-// skipped. Chunks are written into one reused buffer: no allocation per chunk.
+// ping, other content_block_stop events and unknown events (the API adds types over
+// time) are skipped. Chunks are written into one reused buffer: no allocation per chunk.
 type anthropicStream struct {
 	r *sseReader
 	// head is every chunk's opening up to and including `"choices":[`.
 	head []byte
 	out  []byte
-	// tools holds, by tool call ordinal, the content block index of each tool_use block.
-	tools   []int64
+	// tools holds, by tool call ordinal, each tool_use block.
+	tools   []toolBlock
 	usage   anthropicUsage
 	created int64
 	started bool
@@ -317,6 +318,15 @@ type anthropicStream struct {
 	// first is the chunk prime read, which Next hands out first.
 	first  Event
 	primed bool
+}
+
+// toolBlock is a tool_use block of the stream: its content block index, and whether
+// any of its arguments went out. A tool called with no arguments streams as input {}
+// and one input_json_delta with an empty partial_json; OpenAI's clients parse the
+// arguments they put together, so such a call must still end up with "{}".
+type toolBlock struct {
+	index int64
+	args  bool
 }
 
 var anthropicStreamPool = sync.Pool{New: func() any {
@@ -449,7 +459,7 @@ func (s *anthropicStream) translate(data []byte, ev *Event) (emitted bool, err e
 		typ = typ[1 : len(typ)-1]
 	}
 	switch string(typ) {
-	case "ping", "content_block_stop":
+	case "ping":
 		return false, nil
 	case "error":
 		return false, streamError(e.err)
@@ -468,6 +478,8 @@ func (s *anthropicStream) translate(data []byte, ev *Event) (emitted bool, err e
 	switch string(typ) {
 	case "content_block_start":
 		return s.blockStart(&e, ev)
+	case "content_block_stop":
+		return s.blockStop(&e, ev)
 	case "content_block_delta":
 		return s.blockDelta(&e, ev)
 	case "message_delta":
@@ -566,7 +578,7 @@ func (s *anthropicStream) blockStart(e *streamEvent, ev *Event) (bool, error) {
 			return false, errStreamBad
 		}
 		ord := len(s.tools)
-		s.tools = append(s.tools, idx)
+		s.tools = append(s.tools, toolBlock{index: idx})
 		s.out = append(s.out[:0], s.head...)
 		s.out = append(s.out, strChunkOpen...)
 		s.out = append(s.out, strToolCallOpen...)
@@ -618,30 +630,58 @@ func (s *anthropicStream) blockDelta(e *streamEvent, ev *Event) (bool, error) {
 		if !jsonscan.IsString(partial) {
 			return false, errStreamBad
 		}
-		idx, _ := jsonscan.Int(e.index)
-		ord := -1
-		for i, b := range s.tools {
-			if b == idx {
-				ord = i
-				break
-			}
-		}
+		ord := s.tool(e.index)
 		if ord < 0 || len(partial) == 2 {
 			return false, nil
 		}
-		s.out = append(s.out[:0], s.head...)
-		s.out = append(s.out, strChunkOpen...)
-		s.out = append(s.out, strToolCallOpen...)
-		s.out = strconv.AppendInt(s.out, int64(ord), 10)
-		s.out = append(s.out, strArgumentsOpen...)
-		s.out = append(s.out, partial...)
-		s.out = append(s.out, "}}]"...)
-		s.out = append(s.out, strChunkClose...)
-		ev.Data, ev.Content = s.out, true
+		s.tools[ord].args = true
+		s.arguments(ord, partial, ev)
 		return true, nil
 	}
 	// thinking_delta, signature_delta, citations_delta: nothing OpenAI's chunk can carry.
 	return false, nil
+}
+
+// blockStop ends a content block: a tool_use block none of whose arguments went out
+// gets "{}", as the non-streamed answer has for the same call.
+func (s *anthropicStream) blockStop(e *streamEvent, ev *Event) (bool, error) {
+	ord := s.tool(e.index)
+	if ord < 0 || s.tools[ord].args {
+		return false, nil
+	}
+	s.tools[ord].args = true
+	s.arguments(ord, strQuotedEmptyObject, ev)
+	return true, nil
+}
+
+// tool returns the ordinal of the tool_use block at content block index raw, or -1.
+func (s *anthropicStream) tool(raw []byte) int {
+	idx, ok := jsonscan.Int(raw)
+	if !ok {
+		return -1
+	}
+	for i := range s.tools {
+		if s.tools[i].index == idx {
+			return i
+		}
+	}
+	return -1
+}
+
+var strQuotedEmptyObject = []byte(`"{}"`)
+
+// arguments emits a tool_calls delta adding args, a raw JSON string, to the arguments
+// of tool call ord.
+func (s *anthropicStream) arguments(ord int, args []byte, ev *Event) {
+	s.out = append(s.out[:0], s.head...)
+	s.out = append(s.out, strChunkOpen...)
+	s.out = append(s.out, strToolCallOpen...)
+	s.out = strconv.AppendInt(s.out, int64(ord), 10)
+	s.out = append(s.out, strArgumentsOpen...)
+	s.out = append(s.out, args...)
+	s.out = append(s.out, "}}]"...)
+	s.out = append(s.out, strChunkClose...)
+	ev.Data, ev.Content = s.out, true
 }
 
 // content emits a content delta holding text, a raw JSON string.

@@ -261,6 +261,48 @@ func TestAnthropicStreamAssembles(t *testing.T) {
 	}
 }
 
+// A tool called with no arguments streams as input {} and an input_json_delta whose
+// partial_json is "" (or none at all); the non-streamed answer for the same call has
+// arguments "{}", and so must the streamed one, or the client's json.loads(arguments)
+// fails.
+func TestAnthropicStreamToolCallWithoutArguments(t *testing.T) {
+	raw, err := os.ReadFile("testdata/anthropic/stream_tool_no_arguments.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{16, 4096} {
+		t.Run("buffer "+strconv.Itoa(size), func(t *testing.T) {
+			evs, err := readStream(string(raw), size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var acc openai.ChatCompletionAccumulator
+			for _, ev := range evs {
+				if ev.Done {
+					continue
+				}
+				var chunk openai.ChatCompletionChunk
+				if err := json.Unmarshal(ev.Data, &chunk); err != nil {
+					t.Fatal(err)
+				}
+				if !acc.AddChunk(chunk) {
+					t.Fatalf("accumulator refused %s", ev.Data)
+				}
+			}
+			want := []string{`{}`, `{"city": "Paris"}`, `{}`}
+			calls := acc.Choices[0].Message.ToolCalls
+			if len(calls) != len(want) {
+				t.Fatalf("tool calls %+v", calls)
+			}
+			for i, c := range calls {
+				if c.Function.Arguments != want[i] {
+					t.Errorf("tool call %d (%s) has arguments %q, want %q", i, c.Function.Name, c.Function.Arguments, want[i])
+				}
+			}
+		})
+	}
+}
+
 func TestAnthropicErrorGolden(t *testing.T) {
 	key := []byte("sk-ant-secret")
 	for name, in := range cases(t, "error_", ".json") {
@@ -291,6 +333,46 @@ func TestAnthropicErrorGolden(t *testing.T) {
 				t.Errorf("status %d, content type %s", out.StatusCode(), out.Header.ContentType())
 			}
 			golden(t, strings.TrimSuffix(in, ".json")+".golden", append([]byte("status: "+strconv.Itoa(got)+"\n"), indent(t, out.Body())...))
+		})
+	}
+}
+
+// Anthropic says a prompt does not fit the context window with an
+// invalid_request_error; OpenAI's clients and frameworks (which trim history on it)
+// know that error by its code, context_length_exceeded.
+func TestAnthropicErrorContextLength(t *testing.T) {
+	cases := []struct {
+		name, typ, msg, code string
+	}{
+		{"prompt too long", "invalid_request_error", "prompt is too long: 209353 tokens > 199999 maximum", "context_length_exceeded"},
+		{"input and max_tokens past the limit", "invalid_request_error",
+			"input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000, decrease input length or `max_tokens` and try again", "context_length_exceeded"},
+		{"max_tokens past the model's output limit", "invalid_request_error",
+			"max_tokens: 100000 > 64000, which is the maximum allowed number of output tokens for claude-sonnet-4-5", ""},
+		{"request too large", "request_too_large", "Request exceeds the maximum allowed number of bytes.", "request_too_large"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body, _ := json.Marshal(map[string]any{"type": "error", "error": map[string]string{"type": c.typ, "message": c.msg}})
+			var out fasthttp.Response
+			translateAnthropicError(&out, body, 400, nil)
+			var e struct {
+				Error struct {
+					Message string  `json:"message"`
+					Type    string  `json:"type"`
+					Code    *string `json:"code"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal(out.Body(), &e); err != nil {
+				t.Fatal(err)
+			}
+			code := ""
+			if e.Error.Code != nil {
+				code = *e.Error.Code
+			}
+			if code != c.code || e.Error.Type != "invalid_request_error" || e.Error.Message != c.msg {
+				t.Errorf("translated to %s, want code %q", out.Body(), c.code)
+			}
 		})
 	}
 }
@@ -339,6 +421,108 @@ func TestAnthropicStreamErrors(t *testing.T) {
 	_, err := readStream(start+"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", 4096)
 	if err == nil || !strings.Contains(err.Error(), "overloaded_error") {
 		t.Errorf("error event read as %v", err)
+	}
+}
+
+// anthropicRequest translates an OpenAI chat request that must be accepted.
+func anthropicRequest(t *testing.T, body string) []byte {
+	t.Helper()
+	out, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, false)
+	if rerr != nil {
+		t.Fatalf("refused: %s: %s", rerr.param, rerr.msg)
+	}
+	if !json.Valid(out) {
+		t.Fatalf("translation is not JSON: %s", out)
+	}
+	return out
+}
+
+// OpenAI's temperature runs 0..2, the Messages API's 0..1: above 1 is capped at 1, as
+// Anthropic's own OpenAI compatibility layer does, rather than refused with a 400.
+func TestAnthropicRequestTemperature(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"0", "0"}, {"0.7", "0.7"}, {"1", "1"}, {"1.0", "1.0"}, {"1.5", "1"}, {"2", "1"}, {"null", ""},
+	} {
+		t.Run(c.in, func(t *testing.T) {
+			out := anthropicRequest(t, `{"model":"chat","messages":[{"role":"user","content":"Hi"}],"temperature":`+c.in+`,"top_p":1.5}`)
+			got, _ := jsonscan.Field(out, "temperature")
+			if string(got) != c.want {
+				t.Errorf("temperature %s sent as %q, want %q: %s", c.in, got, c.want, out)
+			}
+			if topP, _ := jsonscan.Field(out, "top_p"); string(topP) != "1.5" {
+				t.Errorf("top_p sent as %s", topP)
+			}
+		})
+	}
+}
+
+// The Messages API requires a tool's input_schema to say "type" (it answers 400
+// "tools.0.custom.input_schema.type: Field required" otherwise); OpenAI accepts
+// "parameters": {}, and schemas without a type.
+func TestAnthropicToolInputSchema(t *testing.T) {
+	cases := []struct{ name, params, want string }{
+		{"none", ``, `{"type":"object","properties":{}}`},
+		{"null", `,"parameters":null`, `{"type":"object","properties":{}}`},
+		{"empty object", `,"parameters":{}`, `{"type":"object","properties":{}}`},
+		{"empty object with spaces", `,"parameters":{ }`, `{"type":"object","properties":{}}`},
+		{"properties without type", `,"parameters":{"properties":{"city":{"type":"string"}},"required":["city"]}`,
+			`{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}`},
+		{"with type", `,"parameters":{"properties":{},"type":"object"}`, `{"properties":{},"type":"object"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := anthropicRequest(t, `{"model":"chat","messages":[{"role":"user","content":"Hi"}],`+
+				`"tools":[{"type":"function","function":{"name":"now"`+c.params+`}}]}`)
+			var sent struct {
+				Tools []struct {
+					InputSchema json.RawMessage `json:"input_schema"`
+				} `json:"tools"`
+			}
+			if err := json.Unmarshal(out, &sent); err != nil || len(sent.Tools) != 1 {
+				t.Fatalf("translation %s: %v", out, err)
+			}
+			if got := string(sent.Tools[0].InputSchema); got != c.want {
+				t.Errorf("input_schema %s, want %s", got, c.want)
+			}
+		})
+	}
+}
+
+// The Messages API refuses an empty or whitespace-only stop sequence with a 400
+// ("each stop sequence must contain non-whitespace"), where OpenAI takes stop: ["\n"]:
+// such sequences are left out, and stop_sequences with them when none is left.
+func TestAnthropicStopSequences(t *testing.T) {
+	cases := []struct {
+		stop string
+		want []string
+	}{
+		{`"END"`, []string{"END"}},
+		{`"\n"`, nil},
+		{`""`, nil},
+		{`[]`, nil},
+		{`[""]`, nil},
+		{`["\n\n","END"," \t\r\n","\u00a0"]`, []string{"END"}},
+		{`["\n\nHuman:"," x "]`, []string{"\n\nHuman:", " x "}},
+	}
+	for _, c := range cases {
+		t.Run(c.stop, func(t *testing.T) {
+			out := anthropicRequest(t, `{"model":"chat","messages":[{"role":"user","content":"Hi"}],"stop":`+c.stop+`}`)
+			var sent struct {
+				Stop *[]string `json:"stop_sequences"`
+			}
+			if err := json.Unmarshal(out, &sent); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case c.want == nil && sent.Stop != nil:
+				t.Errorf("stop_sequences %q sent: %s", *sent.Stop, out)
+			case c.want != nil && (sent.Stop == nil || strings.Join(*sent.Stop, "|") != strings.Join(c.want, "|")):
+				t.Errorf("stop_sequences in %s, want %q", out, c.want)
+			}
+		})
+	}
+	if _, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],"stop":["\n",1]}`), quoteModel("m"), 16, false); rerr == nil || rerr.param != "stop" {
+		t.Errorf("a stop list holding a number is accepted: %v", rerr)
 	}
 }
 

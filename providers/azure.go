@@ -10,11 +10,24 @@ import (
 // version that accepts stream_options, which the gateway relies on for stream usage.
 const defaultAzureAPIVersion = "2024-10-21"
 
+// azureStreamOptionsSince is the first Azure OpenAI api-version that accepts
+// stream_options (2024-09-01-preview); older ones answer it with a 400
+// "Unrecognized request argument supplied: stream_options". Versions are dates, so
+// they compare as text.
+const azureStreamOptionsSince = "2024-09-01"
+
 // newAzure speaks Azure OpenAI: the OpenAI wire format, with the deployment in the URL
-// (see azureURLs) and the key in an api-key header instead of a bearer token.
+// (see azureURLs) and the key in an api-key header instead of a bearer token. Stream
+// usage is on by default only for api-versions that accept stream_options; an older
+// one streams without usage, as a backend with stream_usage: false does, unless
+// stream_usage is set.
 func newAzure(c *Config) *openAI {
 	cc := *c
 	cc.APIKey = ""
+	if cc.StreamUsage == nil && cc.APIVersion < azureStreamOptionsSince {
+		off := false
+		cc.StreamUsage = &off
+	}
 	o := newOpenAI(&cc)
 	if c.APIKey != "" {
 		o.headers = append(o.headers, [2]string{"api-key", c.APIKey})

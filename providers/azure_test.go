@@ -115,3 +115,48 @@ func TestRetryAfterAnyCase(t *testing.T) {
 		})
 	}
 }
+
+// Azure api-versions before 2024-09-01-preview refuse stream_options with a 400
+// ("Unrecognized request argument supplied: stream_options"): a backend naming one gets
+// no stream_options added to a stream whose client asked no usage (and streams without
+// usage, as with stream_usage: false), unless stream_usage says otherwise.
+func TestAzureStreamOptionsByAPIVersion(t *testing.T) {
+	on, off := true, false
+	cases := []struct {
+		name    string
+		version string
+		usage   *bool
+		want    bool
+	}{
+		{"default version", "", nil, true},
+		{"GA version before stream_options", "2023-05-15", nil, false},
+		{"last preview before stream_options", "2024-08-01-preview", nil, false},
+		{"first preview with stream_options", "2024-09-01-preview", nil, true},
+		{"later GA version", "2024-10-21", nil, true},
+		{"old version, stream_usage on", "2023-05-15", &on, true},
+		{"new version, stream_usage off", "2024-10-21", &off, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
+				ctx.SetContentType("text/event-stream")
+				ctx.SetBodyString("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n")
+			})
+			b := newTestBackend(t, Config{Provider: "azure", BaseURL: up.URL, Model: "gpt-35-turbo",
+				Deployment: "gpt35", APIVersion: c.version, APIKey: "azure-key", StreamUsage: c.usage})
+			call := chatCall(`{"model":"chat","messages":[{"role":"user","content":"Hi"}],"stream":true}`, true)
+			var out fasthttp.Response
+			var res Result
+			if err := b.Send(call, &out, &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.Stream != nil {
+				_ = res.Stream.Close()
+			}
+			_, _, sent, _ := up.last()
+			if got := bytes.Contains(sent, []byte(`"stream_options":{"include_usage":true}`)); got != c.want {
+				t.Errorf("stream_options sent %v, want %v: %s", got, c.want, sent)
+			}
+		})
+	}
+}

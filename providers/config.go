@@ -32,8 +32,9 @@ type Config struct {
 	// MaxConnections caps open connections per target.
 	MaxConnections int `yaml:"max_connections"`
 	// StreamUsage asks the upstream for a usage chunk on streams the client did not ask
-	// one for (stream_options.include_usage), and hides it from the client. Default true;
-	// turn off for servers that reject stream_options.
+	// one for (stream_options.include_usage), and hides it from the client. Default true
+	// (for provider azure, only with api_version 2024-09-01-preview or later); turn off
+	// for servers that reject stream_options.
 	StreamUsage *bool `yaml:"stream_usage"`
 	// Mock configures the built-in mock upstream (provider: mock).
 	Mock MockConfig `yaml:"mock"`

@@ -151,12 +151,19 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 		if len(f.raw) == 0 || jsonscan.IsNull(f.raw) {
 			continue
 		}
-		if _, ok := jsonscan.Float(f.raw); !ok {
+		v, ok := jsonscan.Float(f.raw)
+		if !ok {
 			return dst, badRequest(f.name, f.name+" must be a number.")
 		}
 		dst = append(dst, ',', '"')
 		dst = append(dst, f.name...)
 		dst = append(dst, '"', ':')
+		if f.name == "temperature" && v > 1 {
+			// OpenAI's temperature runs 0..2, the Messages API's 0..1 (it refuses more
+			// with a 400); Anthropic's own OpenAI compatibility layer caps it at 1 too.
+			dst = append(dst, '1')
+			continue
+		}
 		dst = append(dst, f.raw...)
 	}
 	if len(r.User) > 0 && !jsonscan.IsNull(r.User) {
@@ -514,7 +521,7 @@ func appendTools(dst []byte, tools []oaTool) ([]byte, *requestError) {
 		case len(p) == 0 || jsonscan.IsNull(p):
 			dst = append(dst, strEmptySchema...)
 		case p[0] == '{':
-			dst = append(dst, p...)
+			dst = appendInputSchema(dst, p)
 		default:
 			param := toolField(i, ".function.parameters")
 			return dst, badRequest(param, param+" must be a JSON schema object.")
@@ -522,6 +529,39 @@ func appendTools(dst []byte, tools []oaTool) ([]byte, *requestError) {
 		dst = append(dst, '}')
 	}
 	return append(dst, ']'), nil
+}
+
+// appendInputSchema appends a tool's parameters, a JSON object, as its input_schema.
+// The Messages API requires the schema's "type" ("object") where OpenAI lets it out:
+// many clients declare a function without arguments as "parameters": {}. An empty
+// object becomes the empty-object schema, and a schema without a type gets
+// "type":"object".
+func appendInputSchema(dst, p []byte) []byte {
+	var it jsonscan.Iter
+	if it.Reset(p) != nil {
+		return append(dst, p...)
+	}
+	members := 0
+	for {
+		k, _, ok := it.Next()
+		if !ok {
+			break
+		}
+		if string(k) == "type" {
+			return append(dst, p...)
+		}
+		members++
+	}
+	switch {
+	case it.Err() != nil:
+		// Nested past what the scanner reads: the decoder has validated it, so it
+		// goes as it is.
+		return append(dst, p...)
+	case members == 0:
+		return append(dst, strEmptySchema...)
+	}
+	dst = append(dst, `{"type":"object",`...)
+	return append(dst, p[1:]...)
 }
 
 // appendToolChoice maps auto, none, required and a named function onto auto, none, any
@@ -572,34 +612,54 @@ func appendToolChoice(dst []byte, raw json.RawMessage, parallel *bool) ([]byte, 
 	return append(dst, '}'), nil
 }
 
-// appendStop maps stop, a string or a list of them, onto stop_sequences.
+// appendStop maps stop, a string or a list of them, onto stop_sequences. The Messages
+// API refuses an empty or whitespace-only sequence with a 400 ("each stop sequence must
+// contain non-whitespace") where OpenAI honours it, so such sequences are left out, and
+// stop_sequences with them when none is left: the answer may then run past where an
+// OpenAI model would have stopped, rather than fail.
 func appendStop(dst []byte, raw json.RawMessage) ([]byte, *requestError) {
+	var one [1]json.RawMessage
+	var list []json.RawMessage
 	switch {
 	case len(raw) == 0 || jsonscan.IsNull(raw):
 		return dst, nil
 	case jsonscan.IsString(raw):
-		dst = append(dst, `,"stop_sequences":[`...)
-		dst = append(dst, raw...)
-		return append(dst, ']'), nil
+		one[0] = raw
+		list = one[:]
 	case raw[0] == '[':
-		var list []json.RawMessage
 		if json.Unmarshal(raw, &list) != nil {
-			break
+			return dst, badRequest("stop", "stop must be a string or an array of strings.")
 		}
-		if len(list) == 0 {
-			return dst, nil
-		}
-		dst = append(dst, `,"stop_sequences":[`...)
-		for i, s := range list {
-			if !jsonscan.IsString(s) {
-				return dst, badRequest("stop", "stop must be a string or an array of strings.")
-			}
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, s...)
-		}
-		return append(dst, ']'), nil
+	default:
+		return dst, badRequest("stop", "stop must be a string or an array of strings.")
 	}
-	return dst, badRequest("stop", "stop must be a string or an array of strings.")
+	n := 0
+	for _, s := range list {
+		if !jsonscan.IsString(s) {
+			return dst, badRequest("stop", "stop must be a string or an array of strings.")
+		}
+		if isBlankString(dst, s) {
+			continue
+		}
+		if n == 0 {
+			dst = append(dst, `,"stop_sequences":[`...)
+		} else {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, s...)
+		n++
+	}
+	if n > 0 {
+		dst = append(dst, ']')
+	}
+	return dst, nil
+}
+
+// isBlankString reports whether the raw JSON string s holds only whitespace once
+// unquoted. It unquotes into the spare capacity of scratch, leaving its contents as
+// they are.
+func isBlankString(scratch, s []byte) bool {
+	mark := len(scratch)
+	u, ok := jsonscan.AppendUnquote(scratch, s)
+	return ok && len(bytes.TrimSpace(u[mark:])) == 0
 }

@@ -25,6 +25,8 @@ type sseReader struct {
 	line   []byte
 	done   bool
 	forced bool
+	// max bounds one event's bytes; 0 is maxEventBytes.
+	max int
 	// conn is the upstream connection while NotifyWait's hook is on it.
 	conn *upstreamConn
 }
@@ -38,6 +40,19 @@ type bodyCloser interface{ CloseWithError(error) error }
 // an event line longer than it still reads whole, through readLine's slow path.
 const sseBufferSize = 1 << 10
 
+// maxEventBytes bounds one event (a line, and the data lines joined): chat chunks are
+// at most a few KiB, and without a bound an upstream that sends a line and never its
+// newline makes the reader buffer it until the backend's timeout.
+const maxEventBytes = 16 << 20
+
+// maxPooledBuffer is the largest line or data buffer a reader keeps when it goes back
+// to the pool: one long event should not pin its memory to every later stream.
+const maxPooledBuffer = 64 << 10
+
+// errEventTooLarge is an event past the reader's bound: the upstream's fault, like
+// bytes that are not its API.
+var errEventTooLarge = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstream stream event too large"))
+
 var ssePool = sync.Pool{New: func() any {
 	return &sseReader{br: bufio.NewReaderSize(nil, sseBufferSize), data: make([]byte, 0, 1024)}
 }}
@@ -46,6 +61,10 @@ func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
 	s.up, s.t, s.done, s.forced = up, t, false, forced
+	s.max = maxEventBytes
+	if t != nil && t.client != nil && t.client.MaxResponseBodySize > 0 {
+		s.max = min(s.max, t.client.MaxResponseBodySize)
+	}
 	s.br.Reset(body)
 	s.data = s.data[:0]
 	s.name = s.name[:0]
@@ -84,6 +103,9 @@ func (s *sseReader) readEvent() error {
 		}
 		switch string(field) {
 		case "data":
+			if len(s.data)+len(value) > s.limit() {
+				return errEventTooLarge
+			}
 			if seen && len(s.data) > 0 {
 				s.data = append(s.data, '\n')
 			}
@@ -96,12 +118,22 @@ func (s *sseReader) readEvent() error {
 	}
 }
 
+func (s *sseReader) limit() int {
+	if s.max > 0 {
+		return s.max
+	}
+	return maxEventBytes
+}
+
 // readLine returns one line without its ending; the slice is valid until the next call.
 func (s *sseReader) readLine() ([]byte, error) {
 	line, err := s.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
 		s.line = append(s.line[:0], line...)
 		for err == bufio.ErrBufferFull {
+			if len(s.line) > s.limit() {
+				return nil, errEventTooLarge
+			}
 			line, err = s.br.ReadSlice('\n')
 			s.line = append(s.line, line...)
 		}
@@ -153,6 +185,9 @@ func classifyStream(err error) error {
 	if we, ok := errors.AsType[*waitError](err); ok {
 		return we.err
 	}
+	if err == errEventTooLarge {
+		return err
+	}
 	if err == io.ErrUnexpectedEOF {
 		return ErrStreamCut
 	}
@@ -200,19 +235,34 @@ func isEmptyArray(v []byte) bool {
 }
 
 var (
-	strContentKey = []byte(`"content":"`)
-	strTextKey    = []byte(`"text":"`)
+	strContentKey = []byte(`"content"`)
+	strTextKey    = []byte(`"text"`)
 	strToolCalls  = []byte(`"tool_calls"`)
 )
 
 // hasContent reports whether a choices array carries generated text or a tool call.
 func hasContent(v []byte) bool {
-	for _, key := range [...][]byte{strContentKey, strTextKey} {
-		if i := bytes.Index(v, key); i >= 0 && i+len(key) < len(v) && v[i+len(key)] != '"' {
-			return true
+	return hasText(v, strContentKey) || hasText(v, strTextKey) || bytes.Contains(v, strToolCalls)
+}
+
+// hasText reports whether v holds key, a quoted member name, with a non-empty string
+// for its value. Whitespace may stand around the colon: Python's json.dumps writes
+// `"content": "Hi"`, and so do the servers built on it.
+func hasText(v, key []byte) bool {
+	for {
+		i := bytes.Index(v, key)
+		if i < 0 {
+			return false
+		}
+		v = v[i+len(key):]
+		j := jsonscan.SkipSpace(v, 0)
+		if j < len(v) && v[j] == ':' {
+			j = jsonscan.SkipSpace(v, j+1)
+			if j+1 < len(v) && v[j] == '"' && v[j+1] != '"' {
+				return true
+			}
 		}
 	}
-	return bytes.Contains(v, strToolCalls)
 }
 
 // maxDrain and drainWait bound what Close reads after a stream's clean end to reach the
@@ -325,6 +375,12 @@ func (s *sseReader) Close() error {
 	s.t.inFlight.Add(-1)
 	s.up, s.t = nil, nil
 	s.br.Reset(nil)
+	if cap(s.line) > maxPooledBuffer {
+		s.line = nil
+	}
+	if cap(s.data) > maxPooledBuffer {
+		s.data = make([]byte, 0, 1024)
+	}
 	ssePool.Put(s)
 	return err
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 func readAll(t testing.TB, in string) ([]Event, error) {
@@ -43,6 +45,15 @@ func TestSSEReader(t *testing.T) {
 		{"cut mid stream", "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"cho", []bool{true}, []bool{false}, ErrStreamCut},
 		{"ends without done", "data: {\"choices\":[]}\n\n", []bool{false}, []bool{false}, ErrStreamCut},
 		{"tool call", "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0}]}}]}\n\ndata: [DONE]\n\n", []bool{true, false}, []bool{false, false}, nil},
+		// Python's json.dumps puts a space after each colon (LiteLLM's proxy, FastAPI
+		// servers); such chunks carry content all the same.
+		{"spaced json", "data: {\"choices\": [{\"index\": 0, \"delta\": {\"role\": \"assistant\", \"content\": \"\"}}]}\n\n" +
+			"data: {\"id\": \"c1\", \"choices\": [{\"index\": 0, \"delta\": {\"content\" :\t\"Hello\"}, \"finish_reason\": null}]}\n\n" +
+			"data: {\"choices\": [{\"index\": 0, \"text\": \"a\"}]}\n\n" +
+			"data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": null}, \"finish_reason\": \"stop\"}]}\n\n" +
+			"data: [DONE]\n\n", []bool{false, true, true, false, false}, []bool{false, false, false, false, false}, nil},
+		{"content only in a later choice", "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"}},{\"index\":1,\"delta\":{\"content\":\"b\"}}]}\n\ndata: [DONE]\n\n",
+			[]bool{true, false}, []bool{false, false}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,10 +80,67 @@ func TestSSEReader(t *testing.T) {
 	}
 }
 
+// endless is an upstream body that never sends a newline.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+	}
+	return len(p), nil
+}
+
+// An upstream that sends a line without its end, or data lines without the blank line
+// that ends the event, fails the stream once the event passes its bound, as the
+// upstream's fault, instead of having the reader buffer it until the backend's timeout.
+func TestSSEEventTooLarge(t *testing.T) {
+	const limit = 1 << 20
+	dataLine := "data: " + strings.Repeat("y", 1000) + "\n"
+	cases := []struct {
+		name string
+		body io.Reader
+	}{
+		{"line without end", io.MultiReader(strings.NewReader("data: "), io.LimitReader(endless{}, 4*limit))},
+		{"event without end", strings.NewReader(strings.Repeat(dataLine, 4*limit/len(dataLine)))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := &sseReader{br: bufio.NewReaderSize(c.body, sseBufferSize), max: limit}
+			var ev Event
+			err := s.Next(&ev)
+			if !errors.Is(err, ErrStreamCut) || !errors.Is(err, ErrBadResponse) || errors.Is(err, ErrConnect) {
+				t.Fatalf("err = %v, want ErrStreamCut and ErrBadResponse", err)
+			}
+			if n := max(cap(s.line), cap(s.data)); n > 4*limit {
+				t.Errorf("buffered %d bytes for a bound of %d", n, limit)
+			}
+		})
+	}
+	t.Run("event at the bound", func(t *testing.T) {
+		data := strings.Repeat("z", limit)
+		s := &sseReader{br: bufio.NewReaderSize(strings.NewReader("data: "+data+"\n\ndata: [DONE]\n\n"), sseBufferSize), max: limit}
+		var ev Event
+		if err := s.Next(&ev); err != nil || len(ev.Data) != limit {
+			t.Fatalf("err = %v, %d bytes of data", err, len(ev.Data))
+		}
+	})
+	s := &sseReader{br: bufio.NewReader(nil)}
+	s.reset(nil, &Target{client: &fasthttp.HostClient{MaxResponseBodySize: 4096}}, strings.NewReader(""), false)
+	if s.max != 4096 {
+		t.Errorf("bound %d under a backend's 4096-byte answer size", s.max)
+	}
+	s.reset(nil, &Target{client: &fasthttp.HostClient{}}, strings.NewReader(""), false)
+	if s.max != maxEventBytes {
+		t.Errorf("bound %d, want %d", s.max, maxEventBytes)
+	}
+}
+
 func FuzzSSE(f *testing.F) {
 	f.Add("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n")
 	f.Add("event: x\ndata: a\ndata: b\n\n: c\r\n\r\n")
 	f.Add("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n")
+	f.Add("data: {\"choices\": [{\"delta\": {\"content\" : \"Hi\", \"text\":\n\"\"}}]}\n\ndata: [DONE]\n\n")
+	f.Add("data: {\"choices\":[{\"delta\":{\"content\":")
 	f.Fuzz(func(t *testing.T, in string) {
 		evs, _ := readAll(t, in)
 		for _, ev := range evs {

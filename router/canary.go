@@ -82,12 +82,15 @@ func newCanaryCfg(c *Canary, route int, home int32) *canaryCfg {
 	cc := &canaryCfg{
 		route:       route,
 		interval:    c.Interval,
-		minRequests: uint64(max(c.MinRequests, 1)),
+		minRequests: uint64(c.MinRequests),
 		maxP99:      c.MaxP99,
 		maxTTFTP99:  c.MaxTTFTP99,
 	}
 	if cc.interval == 0 {
 		cc.interval = defaultInterval
+	}
+	if cc.minRequests == 0 {
+		cc.minRequests = defaultMinRequests
 	}
 	cc.slotLen = min(max(cc.interval/5, time.Second), time.Minute)
 	steps := c.Steps
@@ -132,6 +135,16 @@ func (c *canaryCfg) next(w int32) int32 {
 	return Buckets
 }
 
+// resumeAt is the weight a canary held at w steps on from: w itself, or
+// the start weight when w is 0, where it would see no traffic and so never
+// earn a step (nor breach a gate).
+func (c *canaryCfg) resumeAt(w int32) int32 {
+	if w == 0 {
+		return c.start
+	}
+	return w
+}
+
 // stepIndex is the index of the highest step at or below w, -1 below the first.
 func (c *canaryCfg) stepIndex(w int32) int {
 	i := -1
@@ -144,7 +157,9 @@ func (c *canaryCfg) stepIndex(w int32) int {
 }
 
 // breach names the first gate the window breaks, or "" when it holds them
-// all or has too few requests to judge.
+// all or has too few requests to judge. The TTFT gate counts only streamed
+// attempts, so it needs min_requests of those: with mostly non-streamed
+// traffic a handful of streams would otherwise make the whole p99.
 func (c *canaryCfg) breach(w *window) string {
 	if w.requests < c.minRequests {
 		return ""
@@ -161,7 +176,7 @@ func (c *canaryCfg) breach(w *window) string {
 			return "p99 " + p.String() + " above " + c.maxP99.String()
 		}
 	}
-	if c.maxTTFTP99 > 0 {
+	if c.maxTTFTP99 > 0 && w.ttft.total() >= c.minRequests {
 		if p := w.ttft.quantile(0.99); p > c.maxTTFTP99 {
 			return "ttft p99 " + p.String() + " above " + c.maxTTFTP99.String()
 		}
@@ -256,13 +271,27 @@ func opResume(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 	case StateStepping:
 		return "", nil
 	case StatePaused:
-		cur.state, cur.override, cur.since, cur.reason = StateStepping, nil, now, "resumed by operator"
+		// A weights override may have paused the canary at 0 %.
+		cur.state, cur.cw, cur.override = StateStepping, c.resumeAt(cur.cw), nil
+		cur.since, cur.reason = now, "resumed by operator"
 		return evResume, nil
 	case StateRolledBack:
 		cur.state, cur.cw, cur.override, cur.since, cur.reason = StateStepping, c.start, nil, now, "resumed by operator"
 		return evResume, nil
 	}
 	return "", ErrCanaryState
+}
+
+// endOverride ends an operator's weights override, as a reload does: the
+// weights follow the canary again, and the canary the override paused
+// steps on from its weight, or from its start weight if the override held
+// it at 0 %.
+func endOverride(c *canaryCfg, cur *ctlState, now time.Time) {
+	cur.override = nil
+	cur.reason = "override ended by reload"
+	if c != nil && cur.state == StatePaused {
+		cur.state, cur.cw, cur.since = StateStepping, c.resumeAt(cur.cw), now
+	}
 }
 
 func opPromote(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {

@@ -221,6 +221,22 @@ func TestCanaryOperatorOperations(t *testing.T) {
 			{do: "resume", weight: 30, state: StateStepping},
 			{do: "tick", feed: healthy, weight: 50, state: StateStepping},
 		}},
+		{"resume after a 0 % override steps on from the start weight", []op{
+			{do: "weights 100/0", weight: 0, state: StatePaused},
+			{do: "tick", weight: 0, state: StatePaused},
+			{do: "resume", weight: 5, state: StateStepping},
+			{do: "tick", feed: healthy, weight: 10, state: StateStepping},
+		}},
+		{"resume after an override leaving the canary out steps on from the start weight", []op{
+			{do: "weights stable only", weight: 0, state: StatePaused},
+			{do: "resume", weight: 5, state: StateStepping},
+		}},
+		{"a rolled-back canary held at 0 % by an override resumes from the start weight", []op{
+			{do: "rollback", weight: 0, state: StateRolledBack},
+			{do: "weights 100/0", weight: 0, state: StatePaused},
+			{do: "resume", weight: 5, state: StateStepping},
+			{do: "tick", feed: healthy, weight: 10, state: StateStepping},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,6 +263,10 @@ func TestCanaryOperatorOperations(t *testing.T) {
 					_, err = r.Rollback(bg, "chat")
 				case "weights 70/30":
 					_, err = r.SetWeights(bg, "chat", map[string]int{"llama": 70, "llama-v2": 30})
+				case "weights 100/0":
+					_, err = r.SetWeights(bg, "chat", map[string]int{"llama": 100, "llama-v2": 0})
+				case "weights stable only":
+					_, err = r.SetWeights(bg, "chat", map[string]int{"llama": 100})
 				default:
 					t.Fatalf("unknown op %q", o.do)
 				}
@@ -368,6 +388,137 @@ func TestReloadKeepsOrResetsState(t *testing.T) {
 	if _, err := r.EndpointSnapshot("chat"); !errors.Is(err, ErrUnknownModel) {
 		t.Fatalf("removed endpoint: %v", err)
 	}
+}
+
+func TestReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
+	tests := []struct {
+		name    string
+		before  func(r *Router) error
+		weights map[string]int
+	}{
+		{"canary at 0 %", nil, map[string]int{"llama": 100, "llama-v2": 0}},
+		{"canary left out", nil, map[string]int{"llama": 100}},
+		{"canary rolled back, then at 0 %", func(r *Router) error {
+			_, err := r.Rollback(bg, "chat")
+			return err
+		}, map[string]int{"llama": 100, "llama-v2": 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			r := New(Options{Now: clock.Now})
+			r.Apply([]*Endpoint{mustEndpoint(t, "chat", canaryConfig(gatedCanary()))})
+			if tt.before != nil {
+				if err := tt.before(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := r.SetWeights(bg, "chat", tt.weights); err != nil {
+				t.Fatal(err)
+			}
+			// A reload with the same routes ends the override.
+			e := mustEndpoint(t, "chat", canaryConfig(gatedCanary()))
+			r.Apply([]*Endpoint{e})
+			s, _ := r.EndpointSnapshot("chat")
+			if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 5 {
+				t.Fatalf("after the reload: override %v, canary %v %% %s, want stepping at 5 %%",
+					s.Override, s.Canary.Weight, s.Canary.State)
+			}
+			// The canary gets its share of real traffic and earns its steps.
+			for _, want := range []float64{10, 25} {
+				serveTraffic(e, 5000, 100*time.Millisecond)
+				clock.Advance(time.Minute)
+				r.tick(bg)
+				if c := canaryOf(t, r, "chat"); c.Weight != want || c.State != StateStepping {
+					t.Fatalf("canary %v %% %s (%s), want stepping at %v %%", c.Weight, c.State, c.Reason, want)
+				}
+			}
+		})
+	}
+}
+
+func TestTTFTGateNeedsMinRequestsStreams(t *testing.T) {
+	tests := []struct {
+		name    string
+		streams int // streamed attempts with a 900ms first token
+		state   CanaryState
+	}{
+		{"one slow stream among unstreamed attempts holds", 1, StateStepping},
+		{"slow streams short of min_requests hold", 99, StateStepping},
+		{"min_requests slow streams roll back", 100, StateRolledBack},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			r := New(Options{Now: clock.Now})
+			e := mustEndpoint(t, "chat", canaryConfig(gatedCanary())) // min_requests 100, max_ttft_p99 500ms
+			r.Apply([]*Endpoint{e})
+			feed(e, 1, 300, 0, 200*time.Millisecond, 0)
+			feed(e, 1, tt.streams, 0, 900*time.Millisecond, 900*time.Millisecond)
+			clock.Advance(10 * time.Second)
+			r.tick(bg)
+			c := canaryOf(t, r, "chat")
+			if c.State != tt.state {
+				t.Fatalf("state %s (%q), want %s", c.State, c.Reason, tt.state)
+			}
+			if tt.state == StateRolledBack && !strings.Contains(c.Reason, "ttft p99") {
+				t.Fatalf("reason %q, want the TTFT gate", c.Reason)
+			}
+		})
+	}
+}
+
+func TestMinRequests(t *testing.T) {
+	// The README's canary without min_requests: 1 % error rate, 1s p99.
+	readme := Canary{Interval: 5 * time.Minute, MaxErrorRate: rate(0.01), MaxP99: time.Second}
+	explicit := readme
+	explicit.MinRequests = 1
+	tests := []struct {
+		name   string
+		canary Canary
+		weight float64
+		state  CanaryState
+	}{
+		// 1 failure in 1000 (0.1 %), the failure first and alone in the
+		// window when the controller first looks.
+		{"by default one early failure neither rolls back nor stops the step", readme, 10, StateStepping},
+		{"an explicit min_requests is kept", explicit, 0, StateRolledBack},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			r := New(Options{Now: clock.Now})
+			e := mustEndpoint(t, "chat", canaryConfig(tt.canary))
+			r.Apply([]*Endpoint{e})
+			feed(e, 1, 1, 1, 200*time.Millisecond, 0)
+			clock.Advance(500 * time.Millisecond)
+			r.tick(bg)
+			feed(e, 1, 999, 0, 200*time.Millisecond, 0)
+			clock.Advance(5 * time.Minute)
+			r.tick(bg)
+			if c := canaryOf(t, r, "chat"); c.Weight != tt.weight || c.State != tt.state {
+				t.Fatalf("canary %v %% %s (%q), want %v %% %s", c.Weight, c.State, c.Reason, tt.weight, tt.state)
+			}
+		})
+	}
+
+	t.Run("by default a step needs 100 attempts", func(t *testing.T) {
+		clock := newFakeClock()
+		r := New(Options{Now: clock.Now})
+		e := mustEndpoint(t, "chat", canaryConfig(readme))
+		r.Apply([]*Endpoint{e})
+		feed(e, 1, 99, 0, 200*time.Millisecond, 0)
+		clock.Advance(5 * time.Minute)
+		r.tick(bg)
+		if w := canaryOf(t, r, "chat").Weight; w != 5 {
+			t.Fatalf("stepped to %v %% on 99 attempts", w)
+		}
+		feed(e, 1, 1, 0, 200*time.Millisecond, 0)
+		r.tick(bg)
+		if w := canaryOf(t, r, "chat").Weight; w != 10 {
+			t.Fatalf("canary at %v %% after 100 healthy attempts, want 10", w)
+		}
+	})
 }
 
 func TestEventsLoggedAndCounted(t *testing.T) {

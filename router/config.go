@@ -56,8 +56,9 @@ type Canary struct {
 	Steps []int `yaml:"steps"`
 	// Interval is how long each step is watched before the next; 0 means 5m.
 	Interval time.Duration `yaml:"interval"`
-	// MinRequests is how many canary requests a step needs before it is
-	// judged; at least one is always needed.
+	// MinRequests is how many canary attempts a window needs before its
+	// gates are judged or it earns a step, and how many streamed attempts
+	// the TTFT gate needs; 0 means 100.
 	MinRequests int64 `yaml:"min_requests"`
 	// MaxErrorRate is the highest share (0..1) of the canary's attempts that
 	// may fail with a 5xx or a timeout. A pointer because 0 is a real gate:
@@ -84,6 +85,12 @@ const (
 var defaultSteps = [...]int{5, 10, 25, 50, 75, 100}
 
 const defaultInterval = 5 * time.Minute
+
+// defaultMinRequests keeps a window's first few attempts from deciding for
+// it: the controller ticks every 500ms and each step starts a new window,
+// so with a minimum of one a single early failure would read as a 100 %
+// error rate.
+const defaultMinRequests = 100
 
 // FieldError is one invalid configuration key.
 type FieldError struct{ key, problem string }

@@ -10,8 +10,10 @@
 //     validates and reports *FieldError values keyed relative to cfg.
 //   - Config swap: Router.Apply(all endpoints) before the new snapshot
 //     serves; live weights, canary state and counters carry over for every
-//     endpoint whose routes are unchanged. Router.Run runs for the
-//     process's lifetime.
+//     endpoint whose routes are unchanged. At start, Router.Sync after the
+//     first Apply and before listening, so that a new replica routes as
+//     the others do (with Redis) from its first request. Router.Run runs
+//     for the process's lifetime.
 //   - Per request: Endpoint.Plan(key, &plan), then Endpoint.Observe for
 //     every attempt on a route target (Target.Route >= 0), so the canary's
 //     gates see its own attempts only.

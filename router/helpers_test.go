@@ -101,6 +101,17 @@ func assignments(e *Endpoint, keys [][]byte) []int {
 	return out
 }
 
+// serveTraffic plans n requests from distinct users and observes each
+// attempt on the route it was planned to, as the gateway does: a route at
+// weight 0 sees nothing.
+func serveTraffic(e *Endpoint, n int, latency time.Duration) {
+	var p Plan
+	for i := 0; i < n; i++ {
+		e.Plan(strconv.AppendInt([]byte("served-"), int64(i), 10), &p)
+		e.Observe(p.Route, latency, 0, false)
+	}
+}
+
 // setCanary moves an applied endpoint's canary to cw buckets as the
 // controller would.
 func setCanary(t testing.TB, r *Router, e *Endpoint, cw int32) {

@@ -115,9 +115,10 @@ func defaultID() string {
 // Apply makes eps, the complete set of endpoints of a new config snapshot,
 // the live ones. An endpoint whose name and routes match one already live
 // takes over its weights, canary state and counters, with the new canary
-// settings; a weights override ends here. Other endpoints start from their
-// config, and names no longer present are dropped. Call it before the
-// snapshot serves requests.
+// settings; a weights override ends here, and the canary it paused steps
+// on (from its start weight if the override held it at 0 %). Other
+// endpoints start from their config, and names no longer present are
+// dropped. Call it before the snapshot serves requests.
 func (r *Router) Apply(eps []*Endpoint) {
 	now := r.now()
 	r.mu.Lock()
@@ -132,12 +133,7 @@ func (r *Router) Apply(eps []*Endpoint) {
 				st.cfg = e.canary
 				if st.ctl.override != nil {
 					c := st.ctl
-					c.override = nil
-					c.reason = "override ended by reload"
-					if c.state == StatePaused && st.canary >= 0 {
-						c.state = StateStepping
-						c.since = now
-					}
+					endOverride(st.cfg, &c, now)
 					r.setLocked(e.name, st, c, "reload")
 					st.dirty = true
 				}
@@ -237,7 +233,9 @@ func (r *Router) Pause(ctx context.Context, name string) (EndpointSnapshot, erro
 }
 
 // Resume lets a paused canary step again, or restarts a rolled-back one
-// from its start weight; a weights override ends.
+// from its start weight; a weights override ends. A canary a weights
+// override paused at 0 % restarts from its start weight too, since at 0 %
+// it would get no traffic to earn a step with.
 func (r *Router) Resume(ctx context.Context, name string) (EndpointSnapshot, error) {
 	return r.operate(ctx, name, opResume)
 }
@@ -330,10 +328,33 @@ func (r *Router) operate(ctx context.Context, name string, op opFunc) (EndpointS
 	return r.snapshotOf(e), nil
 }
 
+// syncTimeout bounds Sync, which holds up a replica's start.
+const syncTimeout = time.Second
+
+// Sync reads the shared state in Redis once and follows it, so that a
+// replica routes as the others do from its first request instead of by
+// its config until Run first reaches Redis: a replica started after the
+// cluster rolled a canary back would otherwise send users to it. It gives
+// up after a second. An error wraps ErrUnavailable; the replica then
+// routes by its config until Run reads the shared state. Without Redis it
+// does nothing. Call it after Apply and before serving requests.
+func (r *Router) Sync(ctx context.Context) error {
+	if r.shared == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if _, err := r.shared.poll(ctx, r, r.live()); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
 // Run drives the canary controllers and, with Redis, the shared state
 // until ctx ends; then it gives up the leader lease so another replica
-// takes over at once.
+// takes over at once. It ticks once at the start, then every TickEvery.
 func (r *Router) Run(ctx context.Context) error {
+	r.tick(ctx)
 	c, stop := r.newTicker(r.tickEvery)
 	defer stop()
 	for {

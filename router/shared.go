@@ -24,7 +24,8 @@ import (
 //	                          leader sums the last two for the recent span
 //
 // Every replica adds what its canary saw to the current window each tick
-// (HINCRBY of the deltas since its last flush) and reads the state hash;
+// (HINCRBY of the deltas since its last flush; a replica not yet in step
+// with the hash holds them until it is) and reads the state hash;
 // the leader alone reads windows and decides. Every write of the state hash
 // goes through a compare-and-set on ver, so a decision, an operator's
 // command and a reload on another replica never overwrite one another
@@ -225,10 +226,18 @@ func (s *shared) flush(ctx context.Context, r *Router, eps []*Endpoint) error {
 			continue
 		}
 		st.mu.Lock()
+		// A state not yet in step with Redis (a replica just started, or
+		// its routes just changed) has a window of its own that no leader
+		// reads; its counts wait and go to the shared window once poll
+		// has adopted or published one.
+		synced := st.ver != 0
 		key := s.windowKey(e.name, st.sig, st.ctl.since)
 		slot := slotKey(key, st.cfg.slot(st.ctl.since, now))
 		ttl := 2*st.cfg.interval + time.Minute
 		st.mu.Unlock()
+		if !synced {
+			continue
+		}
 		cum := new(window)
 		cum.copyFrom(&st.stats[st.canary])
 		var d window
@@ -307,11 +316,7 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 		case ok && rs.sig == st.sig && st.dirty && rs.ctl.override != nil:
 			// A reload here ended the override; end it everywhere.
 			next := rs.ctl
-			next.override = nil
-			next.reason = "override ended by reload"
-			if next.state == StatePaused && st.canary >= 0 {
-				next.state, next.since = StateStepping, r.now()
-			}
+			endOverride(st.cfg, &next, r.now())
 			err = s.publish(ctx, r, e.name, st, rs.ver, next, "reload")
 			if err == nil {
 				st.dirty = false

@@ -236,6 +236,140 @@ func TestSharedOperatorOnFollower(t *testing.T) {
 	}
 }
 
+func TestSharedReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+	if _, err := b.r.SetWeights(bg, "chat", map[string]int{"llama": 100, "llama-v2": 0}); err != nil {
+		t.Fatal(err)
+	}
+	round(a, b)
+	weightsAgree(t, "override", 0, a, b)
+
+	// A reload with the same routes on a ends the override everywhere; the
+	// canary the override held at 0 % steps on from its start weight.
+	a.e = mustEndpoint(t, "chat", sharedCanary())
+	a.r.Apply([]*Endpoint{a.e})
+	round(a, b)
+	round(a, b)
+	for _, x := range []*replica{a, b} {
+		s, _ := x.r.EndpointSnapshot("chat")
+		if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 5 {
+			t.Fatalf("after reload: override %v, canary %v %% %s, want stepping at 5 %%",
+				s.Override, s.Canary.Weight, s.Canary.State)
+		}
+	}
+	feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(a, b)
+	weightsAgree(t, "first step after the reload", 10, a, b)
+}
+
+func TestSharedSyncFollowsTheClusterBeforeServing(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+	if _, err := a.r.Rollback(bg, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	round(a, b)
+	weightsAgree(t, "rolled back", 0, a, b)
+
+	// A replica starting now (scale-up, restart) has the config's 5 %
+	// until it reads the shared state; the gateway syncs before it serves.
+	d := c.replica("d", sharedCanary())
+	if err := d.r.Sync(bg); err != nil {
+		t.Fatal(err)
+	}
+	if s := canaryOf(t, d.r, "chat"); s.State != StateRolledBack {
+		t.Fatalf("synced replica: canary %s at %v %%, want rolled_back", s.State, s.Weight)
+	}
+	for i, route := range assignments(d.e, userKeys(10_000)) {
+		if route == 1 {
+			t.Fatalf("user %d goes to the rolled-back canary on a freshly synced replica", i)
+		}
+	}
+	if d.r.Leader() {
+		t.Fatal("Sync took the leader lease")
+	}
+}
+
+func TestSharedSyncWithRedisDown(t *testing.T) {
+	c := newCluster(t)
+	c.srv.Kill()
+	d := c.replica("d", sharedCanary())
+	if err := d.r.Sync(bg); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Sync with Redis down: %v, want ErrUnavailable", err)
+	}
+	weightsAgree(t, "config weights kept", 5, d)
+}
+
+func TestSharedRunReadsTheSharedStateAtStart(t *testing.T) {
+	c := newCluster(t)
+	a := c.replica("a", sharedCanary())
+	a.r.tick(bg)
+	if _, err := a.r.Rollback(bg, "chat"); err != nil {
+		t.Fatal(err)
+	}
+
+	// d's ticker never fires: all it reads comes from Run's first tick,
+	// which precedes the ticker.
+	d := c.replica("d", sharedCanary())
+	started := make(chan struct{})
+	d.r.newTicker = func(time.Duration) (<-chan time.Time, func()) {
+		close(started)
+		return nil, func() {}
+	}
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() { done <- d.r.Run(ctx) }()
+	<-started
+	weightsAgree(t, "after Run's first tick", 0, d)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSharedFreshReplicaCountsGoToTheClusterWindow(t *testing.T) {
+	tests := []struct {
+		name string
+		sync bool
+	}{
+		{"synced before serving", true},
+		{"serving before its first tick", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t)
+			a := c.replica("a", sharedCanary())
+			a.r.tick(bg)
+			feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
+			c.clock.Advance(time.Minute)
+			a.r.tick(bg)
+			weightsAgree(t, "first step", 10, a)
+			// d starts later, so a window of its own would start later
+			// than the cluster's.
+			c.clock.Advance(10 * time.Second)
+			d := c.replica("d", sharedCanary())
+			if tt.sync {
+				if err := d.r.Sync(bg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			feed(d.e, 1, 50, 2, 100*time.Millisecond, 0)
+			round(a, d)
+			round(a, d)
+			cl := canaryOf(t, a.r, "chat").Cluster
+			if cl == nil || cl.Requests != 50 || cl.Errors != 2 {
+				t.Fatalf("leader's merged window: %+v, want d's 50 requests and 2 errors", cl)
+			}
+		})
+	}
+}
+
 func TestSharedLeaderHandover(t *testing.T) {
 	// The redis-server started below is waited on by a redistest goroutine until the
 	// test's cleanup stops it, after this check.
