@@ -3,7 +3,9 @@ package limiter
 import (
 	"errors"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -170,7 +172,7 @@ func (r *RedisConfig) Validate() error {
 	if r.URL != "" {
 		n++
 		if _, err := redis.ParseURL(r.URL); err != nil {
-			errs = append(errs, fieldErr("url", "not a redis:// or rediss:// URL: "+err.Error()))
+			errs = append(errs, fieldErr("url", "not a redis:// or rediss:// URL: "+redisURLProblem(err)))
 		}
 	}
 	if len(r.Addrs) > 0 {
@@ -210,6 +212,46 @@ func (r *RedisConfig) Validate() error {
 		errs = append(errs, fieldErr("pool_size", "must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// redisURLProblem says what is wrong with a Redis URL without quoting any of it: the
+// message reaches `tollgate validate`, the reload log and the admin API, and the URL
+// usually carries the password. url.Parse's error repeats the whole URL, and the
+// pieces that it and go-redis quote (a port, a path, a query parameter) hold part of
+// the password when the password has an unescaped '/', '?' or '#' (base64 ones do),
+// since the URL then splits inside it.
+func redisURLProblem(err error) string {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return "does not parse (" + withoutQuoted(ue.Err.Error()) +
+			"); a password must percent-encode characters such as / ? # @ %"
+	}
+	msg := strings.TrimPrefix(err.Error(), "redis: ")
+	if !strings.HasPrefix(msg, "invalid URL scheme") { // a scheme is only letters
+		msg, _, _ = strings.Cut(msg, ": ")
+	}
+	return msg
+}
+
+// withoutQuoted removes the Go-quoted values from an error message, with the space
+// before each: `invalid port ":pw" after host` becomes `invalid port after host`.
+func withoutQuoted(msg string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			b.WriteString(msg)
+			return b.String()
+		}
+		b.WriteString(strings.TrimSuffix(msg[:i], " "))
+		j := i + 1
+		for j < len(msg) && msg[j] != '"' {
+			if msg[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		msg = msg[min(j+1, len(msg)):]
+	}
 }
 
 func validHostPort(a string) bool {

@@ -52,7 +52,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "redis two addresses", yaml: `{store: redis, redis: {url: "redis://127.0.0.1:6379", addrs: ["127.0.0.1:7000"]}}`,
 			want: []string{"redis: url, addrs and sentinel exclude each other"}},
 		{name: "bad url", yaml: `{store: redis, redis: {url: "http://x"}}`,
-			want: []string{"redis.url: not a redis:// or rediss:// URL: redis: invalid URL scheme: http"}},
+			want: []string{"redis.url: not a redis:// or rediss:// URL: invalid URL scheme: http"}},
 		{name: "bad cluster addr", yaml: `{store: redis, redis: {addrs: ["127.0.0.1:7000", "nope"]}}`,
 			want: []string{"redis.addrs[1]: must be host:port"}},
 		{name: "sentinel without master", yaml: `{store: redis, redis: {sentinel: {addrs: ["127.0.0.1:26379"]}}}`,
@@ -297,5 +297,51 @@ func TestPrefetchSetting(t *testing.T) {
 		if got := c.prefetch(); got != tc.want {
 			t.Errorf("%s: prefetch %v, want %v", tc.yaml, got, tc.want)
 		}
+	}
+}
+
+// A redis.url usually carries the password (often from ${REDIS_URL}), and a problem
+// with it is printed by `tollgate validate`, the reload log and the admin API: the
+// message says what is wrong without quoting the URL or any piece of it, also when an
+// unescaped '/', '?' or '#' in the password splits the URL inside it.
+func TestRedisURLProblemHidesPassword(t *testing.T) {
+	const hint = "; a password must percent-encode characters such as / ? # @ %"
+	tests := []struct {
+		name, url, secret, want string
+	}{
+		{name: "bad port", url: "redis://:s3cret-pw@redis.internal:port/0", secret: "s3cret-pw",
+			want: "does not parse (invalid port after host)" + hint},
+		{name: "space in host", url: "rediss://default:s3cret-pw@redis internal:6379/0", secret: "s3cret-pw",
+			want: "does not parse (invalid character in host name)" + hint},
+		{name: "bad escape", url: "redis://:s3%zzcret@redis.internal:6379/0", secret: "%zz",
+			want: "does not parse (invalid URL escape)" + hint},
+		{name: "slash in password", url: "redis://:Zm9v/YmFy@redis.internal:6379/0", secret: "Zm9v",
+			want: "does not parse (invalid port after host)" + hint},
+		{name: "slash after digits", url: "redis://:123/YmFy@redis.internal:6379/0", secret: "YmFy",
+			want: "invalid URL path"},
+		{name: "slash in database", url: "redis://:123/YmFy@redis.internal:6379", secret: "YmFy",
+			want: "invalid database number"},
+		{name: "question mark", url: "redis://:123?YmFy@redis.internal:6379/0", secret: "YmFy",
+			want: "unexpected option"},
+		{name: "bad option value", url: "redis://:s3cret-pw@redis.internal:6379/0?pool_size=s3cret-pw", secret: "s3cret-pw",
+			want: "invalid pool_size number"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Config{Store: "redis", Redis: RedisConfig{URL: tc.url}}
+			got := problems(t, c.Validate())
+			want := []string{"redis.url: not a redis:// or rediss:// URL: " + tc.want}
+			if !slices.Equal(got, want) {
+				t.Errorf("Validate() = %q, want %q", got, want)
+			}
+			// Client is called without Validate by other packages.
+			_, err := c.Redis.Client(time.Second)
+			if err == nil {
+				t.Fatal("Client accepted the URL")
+			}
+			if msg := err.Error(); strings.Contains(msg, tc.secret) || !strings.HasSuffix(msg, tc.want) {
+				t.Errorf("Client error %q, want it to end %q and not show the password", msg, tc.want)
+			}
+		})
 	}
 }

@@ -152,7 +152,10 @@ type Stats struct {
 	RoundTrips uint64
 	// ScriptCalls counts script invocations (one per pipeline and Cluster slot).
 	ScriptCalls uint64
-	// DroppedSettles counts settlements lost because Redis failed or the queue was full.
+	// DroppedSettles counts settlements lost: token adjustments whose call failed in a
+	// way that may have applied them (a timeout), and any past the queue's bound.
+	// Releases, and adjustments Redis surely did not run, are sent again once it
+	// answers.
 	DroppedSettles uint64
 	// LocalChecks counts checks answered from units prefetched from Redis (prefetch).
 	LocalChecks uint64
@@ -303,7 +306,8 @@ func (l *Limiter) share() float64 {
 }
 
 // Take charges one request to every limit of pol, all or none: one unit of each
-// requests bucket, estTokens of each tokens bucket (at most its burst) and one slot of
+// requests bucket, estTokens of each tokens bucket (at most its burst, or this
+// replica's share of it while Redis fails; Settle charges the rest) and one slot of
 // each concurrency limit. It fills t with the header values and returns nil, a
 // *Refused, ErrUnavailable, or the context's error if ctx ends first. Every admitted
 // Take must be followed by one Settle with the same ticket. A nil or empty policy
@@ -406,6 +410,9 @@ func (l *Limiter) probeOnce() {
 		// here spares the first batch a NOSCRIPT round trip.
 		l.rs.loaded = l.rs.load() == nil
 	}
+	// Before the limiter counts as recovered, so that a check it then sends travels
+	// after them.
+	l.rs.resend()
 	l.setDegraded(false, nil)
 }
 

@@ -124,6 +124,14 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			}
 			continue
 		}
+		if r.kind == kindTokens && t.cost[i] > burst {
+			// locate caps an estimate at the full burst, but a replica's share
+			// holds only burst/share: a larger charge could never fit and would be
+			// refused for as long as Redis is down. Charging the share's whole
+			// burst admits it once the share is full, and settle, which trues up by
+			// actual minus t.cost, takes the rest.
+			t.cost[i] = burst
+		}
 		tau := burst * iv
 		next := max(e.tat, nowf) + t.cost[i]*iv
 		if over := next - nowf - tau; over > 0 && over > retry {

@@ -46,7 +46,7 @@ type held struct {
 	remaining  float64 // the bucket's remaining in Redis at its last answer
 	seenAt     int64   // nanotime of that answer
 	resetAt    int64   // nanotime the bucket is full again, as of that answer
-	intervalUS float64 // microseconds per unit, to give the rest back
+	intervalUS float64 // microseconds per unit, to give the rest back; set with target
 	asking     bool    // a check asking for more is on its way
 }
 
@@ -158,7 +158,10 @@ func (s *redisStore) askAhead(w *waiter) {
 		if h.asking || h.avail >= want[i]/2 {
 			continue
 		}
+		// The interval goes with the target: a refund settled into the entry
+		// (settleLocal) before Redis grants it anything must be given back too.
 		h.asking, h.target = true, want[i]
+		h.intervalUS = rules[i].interval / 1e3
 		w.want[i] = want[i]
 	}
 }
@@ -192,7 +195,7 @@ func (s *redisStore) granted(takes []*waiter) {
 			h := s.held[k]
 			if w.want[i] > 0 {
 				if h == nil {
-					h = &held{target: w.want[i]}
+					h = &held{target: w.want[i], intervalUS: w.pol.rules[i].interval / 1e3}
 					s.held[k] = h
 				}
 				h.asking = false
@@ -223,7 +226,8 @@ func (s *redisStore) settleLocal(k keyID, delta float64) bool {
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	h := s.held[k]
-	if h == nil {
+	// Without an interval giveBack could not return what the entry keeps.
+	if h == nil || h.intervalUS == 0 {
 		return false
 	}
 	if after := h.avail - delta; after >= 0 && after <= 2*h.target {

@@ -130,6 +130,56 @@ func TestPrefetchGivesBack(t *testing.T) {
 	})
 }
 
+// A refund settled into a held bucket that Redis granted nothing ahead (it was below
+// half full) goes back to Redis with the held units when the key goes quiet, instead
+// of being forgotten with the entry.
+func TestPrefetchGivesBackRefundOfUngrantedBucket(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := newTestClock()
+	a := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(10 * time.Second)},
+		func(o *options) { o.now = clk.now })
+	check := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(0)})
+	// 1000 tokens a second; ten seconds of prefetch asks for 10,000 units.
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Tokens: 3_600_000, Window: "hour"})
+	var tk Ticket
+	// Another replica drains the bucket below half: nothing is granted ahead any more.
+	if err := check.Take(bg, pol, alice, 2_000_000, &tk); err != nil {
+		t.Fatal(err)
+	}
+	check.Settle(&tk, KeepEstimate)
+	if err := check.Take(bg, pol, alice, 0, &tk); err != nil {
+		t.Fatal(err)
+	}
+	before := tk.Tokens.Remaining
+
+	// The first check creates the held entry, the second asks ahead and gets nothing.
+	if err := a.Take(bg, pol, alice, 4000, &tk); err != nil {
+		t.Fatal(err)
+	}
+	a.Settle(&tk, KeepEstimate)
+	if err := a.Take(bg, pol, alice, 4000, &tk); err != nil {
+		t.Fatal(err)
+	}
+	a.Settle(&tk, 0) // the upstream failed: 4000 to refund
+	barrier(t, a)
+
+	// The key goes quiet: what the replica holds goes back.
+	clk.advance(prefetchHold + time.Millisecond)
+	a.rs.giveBack(false)
+	barrier(t, a)
+
+	if err := check.Take(bg, pol, alice, 0, &tk); err != nil {
+		t.Fatal(err)
+	}
+	// 4000 used since; the refill of one a millisecond only adds.
+	if got := tk.Tokens.Remaining; got < before-4000 {
+		t.Errorf("Tokens.Remaining %d, want at least %d: the refund of 4000 was lost (stats %+v)", got, before-4000, a.Stats())
+	}
+	if s := a.Stats(); s.ReturnedUnits != 4000 {
+		t.Errorf("stats %+v: want the 4000 refunded units returned", s)
+	}
+}
+
 // Small limits, limits near their end and concurrency limits are decided in Redis for
 // every request.
 func TestPrefetchOnlyFarFromTheLimit(t *testing.T) {

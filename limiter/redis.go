@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"strconv"
 	"sync"
@@ -48,8 +49,9 @@ const (
 	// nobody waits on a settlement, and sending it alone would put a round trip in
 	// front of the next check.
 	settleDelay = time.Millisecond
-	// maxPendingAdjust bounds settlements queued while Redis is slow; past it they are
-	// dropped (and counted) rather than held without limit.
+	// maxPendingAdjust bounds settlements queued while Redis is slow, and again those
+	// kept to send again after a failed call; past it they are dropped (and counted)
+	// rather than held without limit.
 	maxPendingAdjust = 1 << 16
 )
 
@@ -116,7 +118,9 @@ type call struct {
 	// index maps a bucket already among keys to its 1-based position in KEYS.
 	index map[keyID]uint16
 	recs  []rec
-	cmd   *redis.Cmd
+	// ops are the settlements the call carries, kept to send again if it fails.
+	ops []adjustOp
+	cmd *redis.Cmd
 }
 
 type redisStore struct {
@@ -141,6 +145,9 @@ type redisStore struct {
 	adjs      []adjustOp
 	kick      chan struct{} // a check is queued: send now
 	later     chan struct{} // only settlements are queued: send within settleDelay
+	// retry holds settlements whose call failed until Redis answers a heartbeat;
+	// guarded by mu.
+	retry []adjustOp
 
 	// Owned by the holder of busy.
 	spareTakes []*waiter
@@ -208,7 +215,7 @@ func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, boo
 	if rc.URL != "" {
 		o, err := redis.ParseURL(rc.URL)
 		if err != nil {
-			return nil, false, err
+			return nil, false, errors.New("limiter: redis.url: " + redisURLProblem(err))
 		}
 		if rc.Password != "" {
 			o.Password = rc.Password
@@ -251,6 +258,7 @@ func (s *redisStore) close() error {
 	// held goes back.
 	s.flush(context.Background())
 	s.giveBack(true)
+	s.resend()
 	s.flush(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
@@ -367,7 +375,7 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 	}
 	if w.refused {
 		retry := time.Duration(math.Ceil(w.retry)) * time.Microsecond
-		s.rememberRefusal(w, w.ref, retry, time.Duration(w.reset[w.ref]*float64(time.Microsecond)))
+		s.rememberRefusal(t, w, w.ref, retry, time.Duration(w.reset[w.ref]*float64(time.Microsecond)))
 		return t.refuse(w.ref, retry), true
 	}
 	t.src = srcRedis
@@ -562,6 +570,7 @@ func (s *redisStore) newCall() *call {
 	clear(c.recs)
 	clear(c.index)
 	c.recs = c.recs[:0]
+	c.ops = c.ops[:0]
 	return c
 }
 
@@ -672,6 +681,7 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 	for i := range adjs {
 		a := &adjs[i]
 		c := s.callFor(s.slotOf(a.tag))
+		c.ops = append(c.ops, *a)
 		c.blob = append(c.blob, a.op)
 		c.appendKey(a.tag, a.bucket)
 		if a.op == opAdjust {
@@ -801,12 +811,16 @@ func (s *redisStore) exec(ctx context.Context, calls []*call, eval bool) {
 
 func (s *redisStore) parse(c *call) {
 	out, err := c.cmd.Text()
-	if err == nil {
+	if err != nil {
+		s.sendAgain(c.ops, err)
+	} else {
 		need := 0
 		for i := range c.recs {
 			need += takeRecBytes + int(c.recs[i].nb)*bucketBytes
 		}
 		if len(out) != need {
+			// The script ran, settlements included; only the checks' answers are
+			// unreadable.
 			err = errors.New("limiter: script reply of " + strconv.Itoa(len(out)) + " bytes, want " + strconv.Itoa(need))
 		}
 	}
@@ -814,7 +828,6 @@ func (s *redisStore) parse(c *call) {
 		for i := range c.recs {
 			c.recs[i].w.failed, c.recs[i].w.err = true, err
 		}
-		s.dropped.Add(uint64(c.nops - len(c.recs)))
 		return
 	}
 	p := 0
@@ -839,6 +852,79 @@ func (s *redisStore) parse(c *call) {
 			p += bucketBytes
 		}
 	}
+}
+
+// sendAgain keeps the settlements of a failed call to be sent once Redis answers a
+// heartbeat again (resend): a concurrency slot released during a blip would
+// otherwise stay taken until its lease ends, minutes after the request. A release is
+// a ZREM of a unique lease, harmless twice, so it is always kept. A token adjustment
+// applied twice would refund or charge twice, so it is kept only when the call surely
+// did not run (scriptNotRun) and dropped, and counted, otherwise.
+func (s *redisStore) sendAgain(ops []adjustOp, err error) {
+	if len(ops) == 0 {
+		return
+	}
+	notRun := scriptNotRun(err)
+	s.mu.Lock()
+	for _, a := range ops {
+		if (a.op == opAdjust && !notRun) || len(s.retry) >= maxPendingAdjust {
+			s.dropped.Add(1)
+			continue
+		}
+		s.retry = append(s.retry, a)
+	}
+	s.mu.Unlock()
+}
+
+// resend queues the settlements kept by sendAgain; the prober calls it when Redis
+// answers a heartbeat, so that while Redis fails they are tried once per probe rather
+// than in a loop.
+func (s *redisStore) resend() {
+	s.mu.Lock()
+	n := len(s.retry)
+	for _, a := range s.retry {
+		s.queueAdjustLocked(a)
+	}
+	s.retry = s.retry[:0]
+	s.mu.Unlock()
+	if n > 0 {
+		s.kickLater()
+	}
+}
+
+// notRunPrefixes are the Redis errors with which it refuses a script call before
+// running it (authentication, ACL, loading, another script running, cluster or
+// replication state, missing script), or with which a script's first write fails
+// (READONLY, OOM, MISCONF, NOREPLICAS): the script writes nothing before that one,
+// and Redis 7 passes these codes through from inside a script. The space keeps BUSY
+// from matching BUSYKEY and the like.
+var notRunPrefixes = [...]string{
+	"NOAUTH ", "WRONGPASS ", "NOPERM ", "LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ",
+	"TRYAGAIN ", "MOVED ", "ASK ", "CROSSSLOT ", "NOSCRIPT ", "READONLY ", "OOM ", "MISCONF ",
+	"NOREPLICAS ",
+}
+
+// scriptNotRun reports whether a failed script call surely did not run: it never
+// left this process (no connection could be dialed or had from the pool, the client
+// was closed) or Redis refused it (notRunPrefixes). Any other failure, a timeout
+// above all, or a connection cut while the reply was awaited, or an error raised
+// inside the script, may come after Redis ran it. go-redis resends a pipeline whose
+// connection broke before the reply; a dial error after such a resend would hide that
+// the first try ran, which takes a Redis that died right after running the script
+// and kept its writes.
+func scriptNotRun(err error) bool {
+	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
+		return true
+	}
+	if errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) {
+		return true
+	}
+	for _, p := range notRunPrefixes {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func leUint64(s string) uint64 {

@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -388,6 +394,140 @@ func TestRedisConcurrency(t *testing.T) {
 	}
 }
 
+// Settlements whose script call fails are sent again once Redis answers a heartbeat:
+// a concurrency slot released during an error would otherwise stay taken until its
+// lease ends, long after the request. A release is sent again whatever the error; a
+// token adjustment only when Redis surely did not run the call (here it refuses it
+// with NOAUTH), never after a timeout, when Redis may have run it and sending it again
+// would refund twice.
+func TestRedisSettlementsAfterErrors(t *testing.T) {
+	tests := []struct {
+		name        string
+		fault, heal func(t *testing.T, srv *redistest.Server)
+		// kept is how many of the request's two settlements are kept to send again.
+		kept int
+		// remaining is what the tokens bucket may show after recovery: 700 with the
+		// refund applied once, 400 without it; 1000 would be the refund applied twice.
+		remaining []int64
+	}{
+		{
+			name: "refused",
+			// Redis starts requiring a password and drops the open connections, so
+			// that reconnecting fails with NOAUTH.
+			fault: func(t *testing.T, srv *redistest.Server) {
+				if _, err := redistest.Command(srv.Addr(), "CONFIG", "SET", "requirepass", "pw"); err != nil {
+					t.Fatal(err)
+				}
+				admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: "pw", DisableIdentity: true, Protocol: 2})
+				defer admin.Close()
+				if err := admin.ClientKillByFilter(bg, "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			heal: func(t *testing.T, srv *redistest.Server) {
+				admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: "pw", DisableIdentity: true, Protocol: 2})
+				defer admin.Close()
+				if err := admin.ConfigSet(bg, "requirepass", "").Err(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			kept:      2,
+			remaining: []int64{700},
+		},
+		{
+			// Redis stops answering: the call times out, and Redis runs it once it
+			// resumes (or not, if it drops the closed connection's input).
+			name:      "timed out",
+			fault:     func(_ *testing.T, srv *redistest.Server) { srv.Pause() },
+			heal:      func(_ *testing.T, srv *redistest.Server) { srv.Resume() },
+			kept:      1,
+			remaining: []int64{400, 700},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: 200 * time.Millisecond, Prefetch: durationPtr(0)})
+			// One request at a time, and 1000 tokens a day: no refill within the test.
+			pol := mustPolicy(t, "chat", Limit{Per: "api_key", Concurrency: 1}, Limit{Per: "api_key", Tokens: 1000, Window: "day"})
+			var tk Ticket
+			if err := l.Take(bg, pol, alice, 600, &tk); err != nil || tk.src != srcRedis {
+				t.Fatalf("Take = %v from %d, want admitted by Redis", err, tk.src)
+			}
+			tc.fault(t, srv)
+			before := l.Stats().DroppedSettles
+			l.Settle(&tk, 300) // the slot's release and a refund of 300
+			waitFor(t, 10*time.Second, "the settlements fail", func() bool {
+				return l.rs.kept() == tc.kept && l.Stats().DroppedSettles-before == uint64(2-tc.kept)
+			})
+			waitFor(t, 5*time.Second, "degraded", l.Degraded)
+			tc.heal(t, srv)
+			waitFor(t, 5*time.Second, "recovery", func() bool { return !l.Degraded() })
+			if err := l.Take(bg, pol, alice, 0, &tk); err != nil || tk.src != srcRedis {
+				t.Fatalf("no request in flight, yet Take = %v from %d: the release was lost", err, tk.src)
+			}
+			if got := tk.Tokens.Remaining; !slices.Contains(tc.remaining, got) {
+				t.Errorf("Tokens.Remaining %d, want one of %v", got, tc.remaining)
+			}
+			l.Settle(&tk, 0)
+			barrier(t, l)
+			if s := l.Stats(); l.rs.kept() != 0 || s.DroppedSettles-before != uint64(2-tc.kept) {
+				t.Errorf("%d settlements still kept, %d dropped; want 0 and %d", l.rs.kept(), s.DroppedSettles-before, 2-tc.kept)
+			}
+		})
+	}
+}
+
+// kept is how many settlements wait to be sent again after a failed call.
+func (s *redisStore) kept() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.retry)
+}
+
+// Only failures that prove the script call did not run let a token adjustment be
+// sent again.
+func TestScriptNotRun(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{"dial timeout", fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}), true},
+		{"pool timeout", redis.ErrPoolTimeout, true},
+		{"client closed", redis.ErrClosed, true},
+		{"NOAUTH", replyError("NOAUTH Authentication required."), true},
+		{"WRONGPASS", replyError("WRONGPASS invalid username-password pair or user is disabled."), true},
+		{"LOADING", replyError("LOADING Redis is loading the dataset in memory"), true},
+		{"BUSY", replyError("BUSY Redis is busy running a script."), true},
+		{"READONLY", replyError("READONLY You can't write against a read only replica."), true},
+		{"OOM", replyError("OOM command not allowed when used memory > 'maxmemory'."), true},
+		{"NOSCRIPT", redis.ErrNoScript, true},
+		{"BUSYKEY is not BUSY", replyError("BUSYKEY Target key name already exists."), false},
+		{"error inside the script", replyError("ERR user_script:12: attempt to compare nil with number"), false},
+		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, false},
+		{"deadline", context.DeadlineExceeded, false},
+		{"connection cut", io.EOF, false},
+		{"reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := scriptNotRun(tc.err); got != tc.want {
+				t.Errorf("scriptNotRun(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// replyError is an error reply from Redis, as go-redis reports one.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+
+// RedisError marks replyError as a Redis reply for go-redis.
+func (replyError) RedisError() {}
+
 func TestRedisClockSkew(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}}
@@ -588,6 +728,42 @@ func TestRedisDownAtStart(t *testing.T) {
 	}
 	if s := l.Stats(); s.Fallbacks != 30 || s.Replicas != 3 {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// While Redis is down each replica answers from burst/replicas of a tokens limit. An
+// estimate above that share, though within the burst, is charged the share's whole
+// burst once the share is full, rather than refused for as long as Redis is down, and
+// the settlement charges the rest.
+func TestRedisDownTokenEstimateAboveShare(t *testing.T) {
+	port := func() string {
+		srv := redistest.Start(t)
+		addr := srv.Addr()
+		srv.Kill()
+		return addr
+	}()
+	clk := newTestClock()
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: "redis://" + port}, Replicas: 4, Timeout: 50 * time.Millisecond},
+		func(o *options) { o.now = clk.now })
+	if !l.Degraded() {
+		t.Fatal("a limiter whose Redis is down should start degraded")
+	}
+	// 1000 tokens a minute: a quarter share holds 250 and refills one per 240ms.
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Tokens: 1000, Window: "minute"})
+	var tk Ticket
+	if err := l.Take(bg, pol, alice, 400, &tk); err != nil || tk.src != srcFallback {
+		t.Fatalf("Take of 400 tokens on a full share of 250 = %v from %d, want admitted locally", err, tk.src)
+	}
+	l.Settle(&tk, 400)
+	// 400 used out of a share of 250: the next token is 151 tokens of refill away.
+	var ref *Refused
+	const wait = 151 * 240 * time.Millisecond
+	if err := l.Take(bg, pol, alice, 1, &tk); !errors.As(err, &ref) || ref.RetryAfter != wait {
+		t.Fatalf("Take after the overdraft = %v (%+v), want refused for %v", err, ref, wait)
+	}
+	clk.advance(wait)
+	if err := l.Take(bg, pol, alice, 1, &tk); err != nil {
+		t.Errorf("Take after retry-after = %v", err)
 	}
 }
 

@@ -18,10 +18,19 @@ import (
 const maxRefusalCache = 10 * time.Second
 
 type refusal struct {
-	until, resetAt int64 // limiter nanotime
+	// until is when the entry stops answering, retryAt when Redis said the bucket
+	// admits a request again: a requests bucket refused for six minutes is still
+	// refused for six minutes when the entry says so ten seconds before it expires.
+	until, retryAt, resetAt int64 // limiter nanotime
 	// The rule's parameters when Redis refused: a reload that changes them makes the
 	// entry void.
 	interval, burst float64
+	// The refusal's header values as of seenAt, given to the requests of the same
+	// policy the entry refuses, so that they carry the x-ratelimit-*-tokens headers
+	// too; other policies sharing the bucket get this bucket's values alone.
+	pol              *Policy
+	requests, tokens Quota
+	seenAt           int64
 }
 
 type refusals struct {
@@ -50,23 +59,32 @@ func (s *redisStore) refusedLocally(t *Ticket) (error, bool) {
 			continue
 		}
 		s.rmu.Unlock()
-		t.observe(r, 0, time.Duration(e.resetAt-now))
+		if e.pol == t.pol {
+			since := time.Duration(now - e.seenAt)
+			t.Requests, t.Tokens = e.requests, e.tokens
+			t.Requests.Reset = max(t.Requests.Reset-since, 0)
+			t.Tokens.Reset = max(t.Tokens.Reset-since, 0)
+		} else {
+			t.observe(r, 0, time.Duration(e.resetAt-now))
+		}
 		s.refusals.hits.Add(1)
-		return t.refuse(i, time.Duration(e.until-now)), true
+		return t.refuse(i, time.Duration(e.retryAt-now)), true
 	}
 	s.rmu.Unlock()
 	return nil, false
 }
 
-// rememberRefusal caches a refusal by Redis of rule i of w's policy.
-func (s *redisStore) rememberRefusal(w *waiter, i int, retry, reset time.Duration) {
+// rememberRefusal caches a refusal by Redis of rule i of w's policy, t holding the
+// refusal's header values.
+func (s *redisStore) rememberRefusal(t *Ticket, w *waiter, i int, retry, reset time.Duration) {
 	r := &w.pol.rules[i]
 	if r.kind != kindRequests || retry <= 0 {
 		return
 	}
 	now := s.l.nanotime()
-	e := refusal{until: now + int64(min(retry, maxRefusalCache)), resetAt: now + int64(reset),
-		interval: r.interval, burst: r.burst}
+	e := refusal{until: now + int64(min(retry, maxRefusalCache)), retryAt: now + int64(retry),
+		resetAt: now + int64(reset), interval: r.interval, burst: r.burst,
+		pol: w.pol, requests: t.Requests, tokens: t.Tokens, seenAt: now}
 	s.rmu.Lock()
 	if s.refused == nil {
 		s.refused = make(map[keyID]refusal)

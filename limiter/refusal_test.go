@@ -48,6 +48,48 @@ func TestRefusalCached(t *testing.T) {
 	}
 }
 
+// A refusal answered from the cache says what Redis said: the time until the bucket
+// admits a request again, however much longer than the cache's own 10 seconds, and
+// the same x-ratelimit-* values, the tokens limit's included, counting down.
+func TestRefusalCacheKeepsRetryAfterAndHeaders(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	// One request every six minutes, and a tokens limit beside it.
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 10, Window: "hour", Burst: 1},
+		Limit{Per: "api_key", Tokens: 100_000, Window: "day"})
+	var tk Ticket
+	if err := l.Take(bg, pol, alice, 500, &tk); err != nil {
+		t.Fatal(err)
+	}
+	var ref *Refused
+	if err := l.Take(bg, pol, alice, 500, &tk); !errors.As(err, &ref) {
+		t.Fatalf("second Take = %v, want refused", err)
+	}
+	first := tk
+	if first.RetryAfter < 5*time.Minute || first.Tokens.Limit != 100_000 {
+		t.Fatalf("refused by Redis with RetryAfter %v, Tokens %+v", first.RetryAfter, first.Tokens)
+	}
+	before := l.Stats()
+	if err := l.Take(bg, pol, alice, 500, &tk); !errors.As(err, &ref) {
+		t.Fatalf("third Take = %v, want refused", err)
+	}
+	if s := l.Stats(); s.RefusedLocally != before.RefusedLocally+1 || s.RoundTrips != before.RoundTrips {
+		t.Fatalf("stats %+v -> %+v: want the third refusal answered from the cache", before, s)
+	}
+	if ref.RetryAfter != tk.RetryAfter || tk.RetryAfter > first.RetryAfter || tk.RetryAfter < first.RetryAfter-time.Second {
+		t.Errorf("RetryAfter %v (Refused %v) from the cache, %v from Redis", tk.RetryAfter, ref.RetryAfter, first.RetryAfter)
+	}
+	for _, q := range []struct {
+		name       string
+		got, redis Quota
+	}{{"Requests", tk.Requests, first.Requests}, {"Tokens", tk.Tokens, first.Tokens}} {
+		if q.got.Limit != q.redis.Limit || q.got.Remaining != q.redis.Remaining ||
+			q.got.Reset > q.redis.Reset || q.got.Reset < q.redis.Reset-time.Second {
+			t.Errorf("%s %+v from the cache, %+v from Redis", q.name, q.got, q.redis)
+		}
+	}
+}
+
 // A cached refusal is void once a reload changes the limit, and token buckets are
 // never cached (a smaller request may fit sooner).
 func TestRefusalCacheLimits(t *testing.T) {
