@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -124,5 +127,44 @@ func TestCanaryRolledBackWhenFaulty(t *testing.T) {
 	wg.Wait()
 	if c := readCanary(t, g.AdminAddr()); c.State != "rolled_back" || c.Weight != 0 {
 		t.Fatalf("after rollback: %s at %v%%", c.State, c.Weight)
+	}
+}
+
+// A replica that starts after the cluster rolled its canary back routes no user to the
+// canary from its first request: it reads the shared state before it serves.
+func TestCanaryStateReadBeforeServing(t *testing.T) {
+	rds := redistest.Start(t)
+	_, stable := startMock(t, mockllm.Options{MaxTokens: 2})
+	_, canary := startMock(t, mockllm.Options{MaxTokens: 2})
+	cfg := strings.Replace(canaryConfig(stable, canary), "logging:",
+		`limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
+logging:`, 1)
+	a := startGateway(t, cfg)
+	resp, err := http.Post("http://"+a.AdminAddr()+"/admin/endpoints/chat/canary/rollback", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("rollback: status %d", resp.StatusCode)
+	}
+	// The rollback reaches Redis with a's next tick.
+	time.Sleep(time.Second)
+
+	b := startGateway(t, cfg)
+	if c := readCanary(t, b.AdminAddr()); c.State != "rolled_back" || c.Weight != 0 {
+		t.Fatalf("new replica at start: %s at %v%%", c.State, c.Weight)
+	}
+	client := b.client()
+	for i := range 200 {
+		var raw *http.Response
+		_, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")},
+			option.WithHeader("X-User-ID", "user-"+strconv.Itoa(i)), option.WithResponseInto(&raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := raw.Header.Get("x-tollgate-backend"); got != "stable" {
+			t.Fatalf("user %d went to %q on the new replica", i, got)
+		}
 	}
 }

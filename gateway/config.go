@@ -34,11 +34,13 @@ type Config struct {
 	path  string
 	lines map[string]int
 	// scalars lists, per line, the key paths with scalar values there, so a decode error
-	// that names a line and a value can name its key.
+	// that names a line, a value and a type can name its key.
 	scalars map[int][]scalarAt
 }
 
-type scalarAt struct{ path, value string }
+// scalarAt is a scalar value at a key path, decoded into a Go type (as yaml.v3's
+// errors name it).
+type scalarAt struct{ path, value, typ string }
 
 // ServerConfig is the `server:` section.
 type ServerConfig struct {
@@ -136,11 +138,8 @@ func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
 
 // LoadConfig reads, expands and validates a config file.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return ParseConfig(path, data, os.LookupEnv)
+	cfg, _, err := readConfig(path, os.LookupEnv)
+	return cfg, err
 }
 
 // ParseConfig decodes config bytes; path only names the file in messages.
@@ -155,8 +154,11 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	}
 	root := doc.Content[0]
 	var problems []string
+	envProblem := func(n *yaml.Node, problem string) {
+		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": "+problem)
+	}
 	missingEnv := func(n *yaml.Node, name string) {
-		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": environment variable "+name+" is not set")
+		envProblem(n, "environment variable "+name+" is not set")
 	}
 	report := func(line int, key, problem string) {
 		if key == "" {
@@ -167,7 +169,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	}
 	expandEnv(root, env, missingEnv)
 	if isMLflow(root) {
-		expandMLflowEnv(root, env, missingEnv)
+		expandMLflowEnv(root, env, envProblem)
 		fromMLflow(root, cfg, report)
 		if len(problems) == 0 {
 			cfg.applyDefaults()
@@ -222,7 +224,27 @@ func expandEnv(n *yaml.Node, env func(string) (string, bool), missing func(*yaml
 // checkKeys walks the document against the config types, reporting unknown keys with
 // their line and recording the line of every key path.
 func checkKeys(n *yaml.Node, t reflect.Type, path string, cfg *Config, report func(int, string, string)) {
-	lines := cfg.lines
+	kc := keyChecker{cfg: cfg, report: report, merged: map[mergeAt]bool{}}
+	kc.check(n, t, path)
+}
+
+type keyChecker struct {
+	cfg    *Config
+	report func(int, string, string)
+	// merged holds the mappings already merged in at a path. Each is checked there
+	// once: an anchor that merges itself (`a: &a {<<: *a}`, which the parser accepts)
+	// would recurse forever, and a chain of anchors each merging the one before
+	// several times would take exponential time.
+	merged map[mergeAt]bool
+}
+
+type mergeAt struct {
+	n    *yaml.Node
+	path string
+}
+
+func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
+	lines := kc.cfg.lines
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -230,16 +252,20 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, cfg *Config, report fu
 		n = n.Alias
 	}
 	if n.Kind == yaml.ScalarNode {
-		cfg.scalars[n.Line] = append(cfg.scalars[n.Line], scalarAt{path, n.Value})
+		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, n.Value, t.String()})
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode || reflect.PointerTo(t).Implements(unmarshalerType) {
 			return
 		}
+		kc.merges(n, t, path)
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if isMergeKey(k) {
+				continue
+			}
 			p := join(path, k.Value)
 			lines[p] = k.Line
 			f, ok := fields[k.Value]
@@ -248,20 +274,24 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, cfg *Config, report fu
 					// An empty key (a bare anchor or "":) still gets its file and line.
 					p = join(path, `""`)
 				}
-				report(k.Line, p, "unknown key"+suggest(k.Value, fields))
+				kc.report(k.Line, p, "unknown key"+suggest(k.Value, fields))
 				continue
 			}
-			checkKeys(v, f, p, cfg, report)
+			kc.check(v, f, p)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			return
 		}
+		kc.merges(n, t, path)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if isMergeKey(k) {
+				continue
+			}
 			p := join(path, k.Value)
 			lines[p] = k.Line
-			checkKeys(v, t.Elem(), p, cfg, report)
+			kc.check(v, t.Elem(), p)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -270,9 +300,58 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, cfg *Config, report fu
 		for i, c := range n.Content {
 			p := path + "[" + strconv.Itoa(i) + "]"
 			lines[p] = c.Line
-			checkKeys(c, t.Elem(), p, cfg, report)
+			kc.check(c, t.Elem(), p)
 		}
 	}
+}
+
+// merges checks the mappings that a merge key (`<<: *base`, `<<: [*a, *b]`) brings
+// into mapping n against n's own type and path, as yaml.v3 decodes them. They are
+// checked before n's own keys and the list from its end, so the line recorded for a
+// key is that of the value the decoder keeps: n's own keys win, then the earlier
+// mapping of a list.
+func (kc keyChecker) merges(n *yaml.Node, t reflect.Type, path string) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !isMergeKey(k) {
+			continue
+		}
+		var list []*yaml.Node
+		switch deref(v).Kind {
+		case yaml.MappingNode:
+			list = []*yaml.Node{v}
+		case yaml.SequenceNode:
+			list = deref(v).Content
+		}
+		ok := len(list) > 0
+		for _, m := range list {
+			ok = ok && deref(m).Kind == yaml.MappingNode
+		}
+		if !ok {
+			kc.report(k.Line, join(path, k.Value), "must be a mapping, an alias of one, or a list of them")
+			continue
+		}
+		for j := len(list) - 1; j >= 0; j-- {
+			at := mergeAt{deref(list[j]), path}
+			if kc.merged[at] {
+				continue
+			}
+			kc.merged[at] = true
+			kc.check(at.n, t, path)
+		}
+	}
+}
+
+// isMergeKey tells a YAML merge key from a key spelled "<<" in quotes, as yaml.v3 does.
+func isMergeKey(k *yaml.Node) bool {
+	return k.Kind == yaml.ScalarNode && k.Value == "<<" && (k.Tag == "" || k.Tag == "!" || k.ShortTag() == "!!merge")
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
 }
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
@@ -362,6 +441,9 @@ func typeProblems(path string, err error, scalars map[int][]scalarAt) []string {
 		return []string{yamlProblem(path, err)}
 	}
 	out := make([]string, 0, len(te.Errors))
+	// used marks the scalars already named, so two bad values alike on one line name
+	// their own keys in turn: yaml.v3 reports them in document order, as recorded.
+	used := map[scalarAt]bool{}
 	for _, e := range te.Errors {
 		m := yamlLine.FindStringSubmatch(e)
 		if m == nil {
@@ -376,10 +458,29 @@ func typeProblems(path string, err error, scalars map[int][]scalarAt) []string {
 				value = m[2][i+1 : i+1+j]
 			}
 		}
-		for _, sa := range scalars[l] {
-			if key == "" || sa.value == value {
+		// The type the value was decoded into tells apart values that look alike in
+		// the message ("unlimit..." may be a model name and a connection count).
+		into := ""
+		if i := strings.LastIndex(m[2], " into "); i >= 0 {
+			into = m[2][i+len(" into "):]
+		}
+		for _, typed := range []bool{true, false} {
+			for _, sa := range scalars[l] {
+				if !quotes(value, sa.value) || typed && sa.typ != into {
+					continue
+				}
 				key = sa.path
+				if !used[sa] {
+					used[sa] = true
+					break
+				}
 			}
+			if key != "" {
+				break
+			}
+		}
+		if key == "" && len(scalars[l]) > 0 {
+			key = scalars[l][0].path
 		}
 		problem := m[2]
 		if strings.HasSuffix(problem, "into time.Duration") && value != "" {
@@ -392,6 +493,16 @@ func typeProblems(path string, err error, scalars map[int][]scalarAt) []string {
 		out = append(out, path+":"+m[1]+": "+key+": "+problem)
 	}
 	return out
+}
+
+// quotes tells whether quoted, a value as a yaml.v3 decode error shows it, is value:
+// the decoder shortens a value over 10 bytes to its first 7 and "...".
+func quotes(quoted, value string) bool {
+	if quoted == value {
+		return true
+	}
+	short, ok := strings.CutSuffix(quoted, "...")
+	return ok && len(short) == 7 && len(value) > 10 && strings.HasPrefix(value, short)
 }
 
 func (c *Config) applyDefaults() {
@@ -477,6 +588,16 @@ func (c *Config) problems() []string {
 		endpointNames[e.Name] = true
 	}
 	keyNames := map[string]bool{}
+	// keyHashes finds two entries with the same key, whether each gives the key or its
+	// SHA-256: requests are matched by hash, so only one of them could ever be used.
+	keyHashes := map[[sha256.Size]byte]int{}
+	sameKey := func(p, field string, h [sha256.Size]byte, i int) {
+		if j, ok := keyHashes[h]; ok {
+			add(p+"."+field, "same key as auth.keys["+strconv.Itoa(j)+"]")
+			return
+		}
+		keyHashes[h] = i
+	}
 	for i, k := range c.Auth.Keys {
 		p := "auth.keys[" + strconv.Itoa(i) + "]"
 		if k.Name == "" {
@@ -491,9 +612,14 @@ func (c *Config) problems() []string {
 		case k.Key != "" && k.SHA256 != "":
 			add(p+".sha256", "give key or sha256, not both")
 		case k.SHA256 != "":
-			if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != sha256.Size {
+			b, err := hex.DecodeString(k.SHA256)
+			if err != nil || len(b) != sha256.Size {
 				add(p+".sha256", "must be 64 hex digits")
+				break
 			}
+			sameKey(p, "sha256", [sha256.Size]byte(b), i)
+		default:
+			sameKey(p, "key", sha256.Sum256([]byte(k.Key)), i)
 		}
 		addErr(p, limiter.ValidateLimits(k.Limits))
 		for j, e := range k.Endpoints {

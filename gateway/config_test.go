@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"os"
@@ -123,4 +125,138 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConfigYAMLMergeKey loads backends that share settings through `<<: *anchor`
+// and `<<: [mapping, *anchor]`, as yaml.v3 decodes them: a key of the mapping itself
+// wins over a merged one, and an earlier mapping of a list over a later one.
+func TestConfigYAMLMergeKey(t *testing.T) {
+	data, err := os.ReadFile("testdata/config/merge-keys.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig("merge-keys.yaml", data, env(nil))
+	if err != nil {
+		t.Fatalf("config with YAML merge keys rejected: %v", err)
+	}
+	cases := []struct {
+		backend, model string
+		timeout        time.Duration
+	}{{"a", "m", 20 * time.Second}, {"b", "m2", 20 * time.Second}, {"c", "m3", 5 * time.Second}}
+	for _, c := range cases {
+		t.Run(c.backend, func(t *testing.T) {
+			b := cfg.Backends[c.backend]
+			if b.Provider != "openai" || b.BaseURL != "http://127.0.0.1:1/v1" || b.Model != c.model || b.Timeout != c.timeout {
+				t.Fatalf("backend %s = %+v", c.backend, b)
+			}
+		})
+	}
+	if l := cfg.lineOf("backends.b.model"); l != 5 {
+		t.Errorf("backends.b.model is on line %d, want 5 (the key that wins)", l)
+	}
+	if l := cfg.lineOf("backends.b.base_url"); l != 2 {
+		t.Errorf("backends.b.base_url is on line %d, want 2 (the merged anchor)", l)
+	}
+}
+
+// TestConfigBadMergeKey checks merge keys whose value is not a mapping to merge, and
+// an anchor that merges itself, which the parser accepts.
+func TestConfigBadMergeKey(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"scalar", "backends:\n  b: {<<: 3, provider: mock, model: m}\n", "t.yaml:2: backends.b.<<: must be a mapping, an alias of one, or a list of them"},
+		{"list of scalars", "backends:\n  b: {<<: [x], provider: mock, model: m}\n", "t.yaml:2: backends.b.<<: must be a mapping"},
+		{"merges itself", "backends:\n  b: &b {<<: *b, provider: mock, model: m}\n", "t.yaml: anchor 'b' value contains itself"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig("t.yaml", []byte(c.yaml), env(nil))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestConfigTypeErrorNamesKey checks that a decode error names the key of the bad
+// value when several keys share its line, as in a one-line flow mapping. yaml.v3
+// shortens a value over 10 bytes in its message ("unlimit..."), so the value seen
+// there is matched by its prefix.
+func TestConfigTypeErrorNamesKey(t *testing.T) {
+	cases := []struct{ name, backend, want string }{
+		{"long value", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, max_connections: unlimited-ish}`,
+			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str `unlimit...` into int"},
+		{"long value sharing a prefix", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: unlimited-model, max_connections: unlimited-ish}`,
+			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str `unlimit...` into int"},
+		{"ten bytes ending in dots", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, max_connections: "seven.c..."}`,
+			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str `seven.c...` into int"},
+		{"duration", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, timeout: thirty-seconds}`,
+			"t.yaml:2: backends.up.timeout: cannot use `thirty-...` as a duration"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			yaml := "backends:\n  up: " + c.backend + "\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+			_, err := ParseConfig("t.yaml", []byte(yaml), env(nil))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestConfigDuplicateClientKey checks that two auth.keys entries with the same key,
+// given as key or as its sha256, are refused by validation with the file, line and
+// key path of the second one, and without the key itself.
+func TestConfigDuplicateClientKey(t *testing.T) {
+	sum := sha256.Sum256([]byte("same-secret-value"))
+	hash := hex.EncodeToString(sum[:])
+	cases := []struct{ name, first, second, want string }{
+		{"key twice", `key: "same-secret-value"`, `key: "same-secret-value"`, ":5: auth.keys[1].key: same key as auth.keys[0]"},
+		{"key then its sha256", `key: "same-secret-value"`, `sha256: "` + hash + `"`, ":5: auth.keys[1].sha256: same key as auth.keys[0]"},
+		{"sha256 then its key", `sha256: "` + strings.ToUpper(hash) + `"`, `key: "same-secret-value"`, ":5: auth.keys[1].key: same key as auth.keys[0]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "prod.yaml")
+			yaml := "auth:\n  mode: keys\n  keys:\n" +
+				"    - {name: team-a, " + c.first + "}\n" +
+				"    - {name: team-b, " + c.second + "}\n" +
+				"backends:\n  demo: {provider: mock, model: mock-1}\n" +
+				"endpoints:\n  - {name: chat, type: chat, routes: [{backend: demo}]}\n"
+			if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := Validate(path)
+			if err == nil {
+				t.Fatal("two identical client keys accepted")
+			}
+			if strings.Contains(err.Error(), "same-secret-value") || strings.Contains(strings.ToLower(err.Error()), hash) {
+				t.Fatalf("error shows the key: %v", err)
+			}
+			if err.Error() != path+c.want {
+				t.Fatalf("err = %q, want %q", err, path+c.want)
+			}
+		})
+	}
+}
+
+// TestConfigErrorHidesRedisPassword checks that a malformed limiter.redis.url (here a
+// bad port) is reported without its password: config errors go to `tollgate
+// validate`'s output, the reload-failure log line and the /admin/reload response.
+func TestConfigErrorHidesRedisPassword(t *testing.T) {
+	yaml := `limiter: {store: redis, redis: {url: "redis://:Sup3rSecretPw@redis.internal:63790x/0"}}
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: demo}]}
+`
+	_, err := ParseConfig("t.yaml", []byte(yaml), env(nil))
+	if err == nil {
+		t.Fatal("bad redis url accepted")
+	}
+	if !strings.HasPrefix(err.Error(), "t.yaml:1: limiter.redis.url: ") {
+		t.Errorf("error does not name file, line and key: %v", err)
+	}
+	if strings.Contains(err.Error(), "Sup3rSecretPw") {
+		t.Fatalf("config error shows the redis password: %v", err)
+	}
 }

@@ -3,10 +3,12 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 
+	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -223,4 +226,241 @@ func TestClientGoneAbortsUpstream(t *testing.T) {
 	waitFor(t, func() bool { return mock.Stats().Running == 1 })
 	conn.Close()
 	waitFor(t, func() bool { return mock.Stats().Running == 0 })
+}
+
+// TestReloadKeepsSaveMadeDuringReload saves the file a second time while the reload of
+// the first save is building: the watcher must load the second save too, not take it
+// for the config that is running.
+func TestReloadKeepsSaveMadeDuringReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tollgate.yaml")
+	if err := os.WriteFile(path, []byte(reviewCfg("127.0.0.1:0", "a")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	// Reload logs the restart warning after it has read the file and before it swaps
+	// the new config in: the second save happens there.
+	h := hookHandler{Handler: slog.NewJSONHandler(&logs, nil), match: "take effect on restart", once: &sync.Once{},
+		hook: func() { writeAtomic(t, path, reviewCfg("localhost:0", "c")) }}
+	s := newWatched(t, path, Options{Logger: slog.New(h)})
+	writeAtomic(t, path, reviewCfg("localhost:0", "b"))
+	waitFor(t, func() bool { return hasEndpoint(s, "c") })
+}
+
+// TestReloadOnSymlinkTargetSave names the config by a symlink into another directory
+// (stow, Nix, /etc/alternatives): a save of the file it points to reloads, and so does
+// a save of a new target after the link is repointed to a third directory.
+func TestReloadOnSymlinkTargetSave(t *testing.T) {
+	realDir, linkDir, nextDir := t.TempDir(), t.TempDir(), t.TempDir()
+	real := filepath.Join(realDir, "prod.yaml")
+	if err := os.WriteFile(real, []byte(reviewCfg("127.0.0.1:0", "a")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(linkDir, "tollgate.yaml")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	s := newWatched(t, link, Options{Logger: discardLogger()})
+
+	writeAtomic(t, real, reviewCfg("127.0.0.1:0", "b"))
+	waitFor(t, func() bool { return hasEndpoint(s, "b") })
+
+	next := filepath.Join(nextDir, "next.yaml")
+	if err := os.WriteFile(next, []byte(reviewCfg("127.0.0.1:0", "c")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(next, link+".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(link+".new", link); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return hasEndpoint(s, "c") })
+	writeAtomic(t, next, reviewCfg("127.0.0.1:0", "d"))
+	waitFor(t, func() bool { return hasEndpoint(s, "d") })
+}
+
+// newWatched builds a server on path and watches its file until the test ends,
+// without listening.
+func newWatched(t *testing.T, path string, opt Options) *Server {
+	t.Helper()
+	s, err := New(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.watch(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if rt := s.rt.Swap(nil); rt != nil {
+			rt.retire()
+		}
+	})
+	return s
+}
+
+// TestReloadAppliesLoggingLevel raises logging.level to debug on a running gateway, as
+// one does to troubleshoot it, and lowers it again.
+func TestReloadAppliesLoggingLevel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tollgate.yaml")
+	cfg := func(level string) string {
+		return reviewCfg("127.0.0.1:0", "a") + "logging: {level: " + level + ", access_log: false}\n"
+	}
+	if err := os.WriteFile(path, []byte(cfg("warn")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if rt := s.rt.Swap(nil); rt != nil {
+			rt.retire()
+		}
+	})
+	ctx := context.Background()
+	if s.Logger().Enabled(ctx, slog.LevelInfo) {
+		t.Fatal("logging.level: warn writes info logs")
+	}
+	for _, c := range []struct {
+		level string
+		want  slog.Level
+	}{{"debug", slog.LevelDebug}, {"error", slog.LevelError}} {
+		if err := os.WriteFile(path, []byte(cfg(c.level)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if !s.Logger().Enabled(ctx, c.want) || s.Logger().Enabled(ctx, c.want-1) {
+			t.Fatalf("after reloading logging.level: %s the logger does not write from %v on", c.level, c.want)
+		}
+	}
+}
+
+// TestRestartOnlyChanges lists the keys a reload cannot apply, which it warns about.
+func TestRestartOnlyChanges(t *testing.T) {
+	boot, err := ParseConfig("t.yaml", []byte(reviewCfg("127.0.0.1:0", "a")), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		edit func(c *Config)
+		// handedIn builds the server with a logger from Options.
+		handedIn bool
+		want     []string
+	}{
+		{"nothing changed", func(c *Config) {}, false, nil},
+		{"log level applies on reload", func(c *Config) { c.Logging.Level = "debug" }, false, nil},
+		{"log format", func(c *Config) { c.Logging.Format = "text" }, false, []string{"logging.format"}},
+		{"log format with a logger handed in", func(c *Config) { c.Logging.Format = "text" }, true, nil},
+		{"listeners and timeouts", func(c *Config) {
+			c.Server.Listen, c.Server.AdminListen = ":1", ":2"
+			c.Server.ReadTimeout, c.Server.IdleTimeout = time.Second, time.Minute
+		}, false, []string{"server.listen", "server.admin_listen", "server.read_timeout", "server.idle_timeout"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Server{boot: boot}
+			if !c.handedIn {
+				s.level = new(slog.LevelVar)
+			}
+			next := *boot
+			c.edit(&next)
+			if got := s.restartOnly(&next); !slices.Equal(got, c.want) {
+				t.Fatalf("restartOnly = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestFailedReloadKeepsRunningLimiter reloads a config whose limiter section changed
+// and whose tracer cannot be built: the reload fails, and the running limiter, which
+// the failed reload did not build, must go on answering from Redis.
+func TestFailedReloadKeepsRunningLimiter(t *testing.T) {
+	rds := redistest.Start(t)
+	cfg := func(limiter, tracing string) string {
+		return `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: demo}], limits: [{per: endpoint, requests: 1000000, window: second}]}
+limiter: {store: redis, redis: {url: "` + rds.URL() + `"}, on_redis_error: deny` + limiter + `}
+tracing: ` + tracing + `
+logging: {level: error, access_log: false}
+`
+	}
+	g := startGateway(t, cfg("", "{exporter: none}"))
+	chat := func() int {
+		resp, err := http.Post(g.url+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := chat(); code != 200 {
+		t.Fatalf("before the reload: status %d", code)
+	}
+	// The endpoint passes validation, but gRPC cannot parse it as a target: building
+	// the tracer fails, after the config has been accepted.
+	next := cfg(", timeout: 80ms", `{exporter: otlp-grpc, endpoint: "bad%zz:4317", insecure: true}`)
+	if err := os.WriteFile(g.path, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(); err == nil || !strings.Contains(err.Error(), "otlp-grpc exporter") {
+		t.Fatalf("reload with an unbuildable tracer: err = %v, want the tracer's error", err)
+	}
+	if code := chat(); code != 200 {
+		t.Fatalf("after the failed reload: status %d, want 200 from the running limiter\n%s", code, g.logs.String())
+	}
+}
+
+// hookHandler is a slog handler that runs hook (once) on the first record whose
+// message contains match: it lets a test act at a fixed point inside Reload.
+type hookHandler struct {
+	slog.Handler
+	match string
+	once  *sync.Once
+	hook  func()
+}
+
+func (h hookHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.match) {
+		h.once.Do(h.hook)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// writeAtomic replaces the file at path with body by rename, as editors save.
+func writeAtomic(t *testing.T, path, body string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		t.Error(err)
+		return
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Error(err)
+	}
+}
+
+// reviewCfg is a config listening on listen with one chat endpoint on the mock
+// provider.
+func reviewCfg(listen, endpoint string) string {
+	return `server: {listen: "` + listen + `", admin_listen: "127.0.0.1:0"}
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: ` + endpoint + `, type: chat, routes: [{backend: demo}]}
+`
+}
+
+// hasEndpoint reports whether the running config of s defines the endpoint name.
+func hasEndpoint(s *Server, name string) bool {
+	rt := s.rt.Load()
+	return rt != nil && rt.endpoints[name] != nil
 }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"io/fs"
+	"os"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -85,22 +87,52 @@ func isMLflow(root *yaml.Node) bool {
 
 var mlflowEnvRef = regexp.MustCompile(`^\$([A-Za-z_][A-Za-z0-9_]*)$`)
 
-// expandMLflowEnv reads `$VAR` values as MLflow does: a whole value naming a variable.
-func expandMLflowEnv(n *yaml.Node, env func(string) (string, bool), missing func(*yaml.Node, string)) {
+// expandMLflowEnv reads `$VAR` values as MLflow does: a whole value naming a variable,
+// which must be set and not empty.
+func expandMLflowEnv(n *yaml.Node, env func(string) (string, bool), problem func(*yaml.Node, string)) {
 	if n.Kind == yaml.ScalarNode {
 		if m := mlflowEnvRef.FindStringSubmatch(n.Value); m != nil {
-			if v, ok := env(m[1]); ok {
-				n.Value = v
-			} else {
-				missing(n, m[1])
-				n.Value = ""
+			v, ok := env(m[1])
+			switch {
+			case !ok:
+				problem(n, "environment variable "+m[1]+" is not set")
+			case v == "":
+				problem(n, "environment variable "+m[1]+" is empty")
 			}
+			n.Value = v
 			n.Tag, n.Style = "", 0
 		}
 	}
 	for _, c := range n.Content {
-		expandMLflowEnv(c, env, missing)
+		expandMLflowEnv(c, env, problem)
 	}
+}
+
+// mlflowKey reads an API key as MLflow's gateway does: a value naming a regular file
+// (a mounted Docker or Kubernetes secret) is read from that file, a relative path from
+// the working directory; any other value is the key itself. The trailing newline a
+// secret file usually has is not part of the key. Errors never quote the content.
+func mlflowKey(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	fi, err := os.Stat(v)
+	if err != nil || !fi.Mode().IsRegular() {
+		return v, nil
+	}
+	b, err := os.ReadFile(v)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", errors.New("cannot read the key file: " + err.Error())
+	}
+	key := strings.TrimRight(string(b), "\r\n")
+	if key == "" {
+		return "", errors.New("the key file is empty")
+	}
+	return key, nil
 }
 
 var mlflowTypes = map[string]string{
@@ -164,7 +196,12 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		c := e.Model.Config
 		b := providers.Config{Provider: mp.provider, Model: e.Model.Name, BaseURL: mp.defaultBase}
 		if mp.keyField != "" {
-			b.APIKey = c[mp.keyField]
+			key, err := mlflowKey(c[mp.keyField])
+			if err != nil {
+				k := p + ".model.config." + mp.keyField
+				report(line(k), k, err.Error())
+			}
+			b.APIKey = key
 		}
 		if v := c[mp.baseField]; v != "" {
 			b.BaseURL = strings.TrimRight(v, "/")
@@ -175,8 +212,20 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		if org := c["openai_organization"]; org != "" {
 			b.Headers = map[string]string{"OpenAI-Organization": org}
 		}
-		if t := c["openai_api_type"]; e.Model.Provider == "openai" && (t == "azure" || t == "azuread") {
+		apiType := strings.ToLower(c["openai_api_type"])
+		if e.Model.Provider == "openai" && (apiType == "azure" || apiType == "azuread") {
 			b.Provider = "azure"
+		}
+		if e.Model.Provider == "azuread" || e.Model.Provider == "openai" && apiType == "azuread" {
+			// An Azure AD (Entra ID) token goes in a bearer header, as MLflow sends
+			// it, not in Azure's api-key header.
+			if b.APIKey != "" {
+				if b.Headers == nil {
+					b.Headers = map[string]string{}
+				}
+				b.Headers["Authorization"] = "Bearer " + b.APIKey
+				b.APIKey = ""
+			}
 		}
 		if b.Provider == "azure" {
 			setAzure(&b, c["openai_deployment_name"], c["openai_api_version"])

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -113,7 +114,92 @@ func TestMLflowAzure(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := cfg.Backends["azure-chat"]
-	if b.Provider != "azure" || b.Deployment != "my-deployment" || b.APIVersion != "2024-02-01" || b.BaseURL != "https://my-resource.openai.azure.com" || b.APIKey != "k" {
+	if b.Provider != "azure" || b.Deployment != "my-deployment" || b.APIVersion != "2024-02-01" || b.BaseURL != "https://my-resource.openai.azure.com" {
 		t.Fatalf("azure backend = %+v", b)
 	}
+	// azuread's key is an Azure AD token: a bearer header, not api-key.
+	if b.APIKey != "" || b.Headers["Authorization"] != "Bearer k" {
+		t.Fatalf("azuread key: api-key %q, headers %v", b.APIKey, b.Headers)
+	}
+	for _, tc := range []struct{ provider, apiType, apiKey, authz string }{
+		{"azure", "", "k", ""},
+		{"openai", "azure", "k", ""},
+		{"openai", "AzureAD", "", "Bearer k"},
+	} {
+		y := strings.Replace(strings.Replace(string(data), "provider: azuread", "provider: "+tc.provider, 1),
+			"        openai_deployment_name", "        openai_api_type: \""+tc.apiType+"\"\n        openai_deployment_name", 1)
+		cfg, err := ParseConfig("az.yaml", []byte(y), env(map[string]string{"AZURE_OPENAI_API_KEY": "k"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := cfg.Backends["azure-chat"]
+		if b.Provider != "azure" || b.APIKey != tc.apiKey || b.Headers["Authorization"] != tc.authz {
+			t.Errorf("provider %s, openai_api_type %q: api-key %q, Authorization %q; want %q, %q",
+				tc.provider, tc.apiType, b.APIKey, b.Headers["Authorization"], tc.apiKey, tc.authz)
+		}
+	}
+}
+
+// TestMLflowAPIKeyFromFile checks that an API key given as the path of a file (a
+// mounted Docker or Kubernetes secret) is read from it, as MLflow's gateway does,
+// without the file's trailing newline; other values are the key itself.
+func TestMLflowAPIKeyFromFile(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "openai-key")
+	if err := os.WriteFile(keyFile, []byte("sk-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, value, want string }{
+		{"file", keyFile, "sk-from-file"},
+		{"variable naming a file", "$KEY_FILE", "sk-from-file"},
+		{"literal key", "sk-literal", "sk-literal"},
+		{"directory", dir, dir},
+		{"name too long for a file", strings.Repeat("k", 300), strings.Repeat("k", 300)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := ParseConfig("ml.yaml", mlflowKeyConfig(c.value), env(map[string]string{"KEY_FILE": keyFile}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Backends["chat"].APIKey; got != c.want {
+				t.Fatalf("api key = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestMLflowAPIKeyErrors checks the keys MLflow's gateway refuses: a `$VAR` that is
+// unset or empty, and (ours) an empty key file. Each problem names file, line and key
+// and never shows a key.
+func TestMLflowAPIKeyErrors(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty-key")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, value, want string }{
+		{"unset variable", "$OPENAI_API_KEY", "ml.yaml:8: environment variable OPENAI_API_KEY is not set"},
+		{"empty variable", "$EMPTY", "ml.yaml:8: environment variable EMPTY is empty"},
+		{"empty file", empty, "ml.yaml:8: endpoints[0].model.config.openai_api_key: the key file is empty"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig("ml.yaml", mlflowKeyConfig(c.value), env(map[string]string{"EMPTY": ""}))
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+func mlflowKeyConfig(key string) []byte {
+	return []byte(`endpoints:
+  - name: chat
+    endpoint_type: llm/v1/chat
+    model:
+      provider: openai
+      name: gpt-4o-mini
+      config:
+        openai_api_key: "` + key + `"
+`)
 }

@@ -34,6 +34,12 @@ import (
 type Server struct {
 	path string
 	log  *slog.Logger
+	// level is the level of the logger New built from logging:, set again by every
+	// reload; nil when the logger came in through Options.
+	level *slog.LevelVar
+	// boot is the config the server started with: the one its listeners, server
+	// timeouts, log format and the router's Redis client were built from.
+	boot *Config
 	rt   atomic.Pointer[runtime]
 
 	api   *fasthttp.Server
@@ -58,6 +64,7 @@ type Server struct {
 	// shutdown does not wait for (stream.go).
 	hijacked atomic.Int64
 	reloadMu sync.Mutex
+	// lastHash is the SHA-256 of the file content the running config was parsed from.
 	lastHash [sha256.Size]byte
 }
 
@@ -71,15 +78,16 @@ type Options struct {
 
 // New loads the config at path and builds the gateway without listening yet.
 func New(path string, opt Options) (*Server, error) {
-	cfg, err := LoadConfig(path)
+	cfg, hash, err := readConfig(path, os.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
-	log := opt.Logger
-	if log == nil {
-		log = NewLogger(cfg.Logging, os.Stderr)
+	s := &Server{path: path, log: opt.Logger, boot: cfg, lastHash: hash, reg: prometheus.NewRegistry()}
+	if s.log == nil {
+		s.level = new(slog.LevelVar)
+		s.log = newLogger(cfg.Logging, os.Stderr, s.level)
 	}
-	s := &Server{path: path, log: log, reg: prometheus.NewRegistry()}
+	log := s.log
 	s.m = metrics.New(s.reg)
 	s.metrics = metrics.Handler(s.reg)
 	ropts := router.Options{Logger: log}
@@ -116,7 +124,11 @@ func New(path string, opt Options) (*Server, error) {
 	s.m.WatchTracing(s.traceStats)
 	s.m.WatchLimiter(s.limiterStats)
 	s.install(rt)
-	s.lastHash = fileHash(path)
+	// Route as the other replicas do from the first request: a canary the cluster
+	// rolled back stays out.
+	if err := s.router.Sync(context.Background()); err != nil {
+		s.log.Warn("canary state not read from Redis; routing by the config until it answers", "error", err.Error())
+	}
 	s.api = &fasthttp.Server{
 		Handler:                       s.serveAPI,
 		Name:                          "tollgate",
@@ -161,6 +173,9 @@ func readLimit(maxBody int) int { return 2*maxBody + 1<<20 }
 func (s *Server) Logger() *slog.Logger { return s.log }
 
 func (s *Server) install(rt *runtime) {
+	if s.level != nil {
+		s.level.Set(logLevel(rt.cfg.Logging.Level))
+	}
 	s.accessLog.Store(rt.cfg.Logging.AccessLog == nil || *rt.cfg.Logging.AccessLog)
 	for _, b := range rt.backendList {
 		b.Start(context.Background())
@@ -292,60 +307,107 @@ func (s *Server) Reload() error {
 	if cur == nil {
 		return errors.New("server is shutting down")
 	}
-	cfg, err := LoadConfig(s.path)
-	if err == nil {
-		if cfg.Server.Listen != cur.cfg.Server.Listen || cfg.Server.AdminListen != cur.cfg.Server.AdminListen {
-			s.log.Warn("server.listen and server.admin_listen changes take effect on restart")
-		}
-		if readLimit(int(cfg.Server.MaxBodyBytes)) > s.api.MaxRequestBodySize {
-			s.log.Warn("server.max_body_bytes can be raised above its value at start only by a restart", "now", cur.maxBody)
-		}
-		var rt *runtime
-		// The tracer survives a reload that leaves tracing: alone, so its exporter
-		// connection and sampler counters go on.
-		tr, sameTracer := cur.tr, reflect.DeepEqual(cfg.Tracing, cur.cfg.Tracing)
-		if !sameTracer {
-			tr, err = s.newTracing(cfg)
-		}
-		// So does the limiter, and with it the memory store's buckets.
-		lim, sameLimiter := cur.lim, reflect.DeepEqual(cfg.Limiter, cur.cfg.Limiter)
-		if err == nil && !sameLimiter {
-			lim, err = limiter.New(cfg.Limiter, s.log)
-		}
-		if err == nil {
-			rt, err = buildRuntime(cfg, s.log, s.m, tr, lim, s.pools)
-		}
-		if err != nil {
-			if !sameTracer && tr != nil {
-				_ = tr.Shutdown(context.Background())
-			}
-			if !sameLimiter && lim != nil {
-				_ = lim.Close()
-			}
-		}
-		if err == nil {
-			if sameTracer {
-				cur.ownsTracer.Store(false)
-			}
-			if sameLimiter {
-				cur.ownsLimiter.Store(false)
-			}
-			rt.ownsTracer.Store(true)
-			rt.ownsLimiter.Store(true)
-			s.install(rt)
-			s.lastHash = fileHash(s.path)
-			s.m.ConfigReloaded(nil)
-			s.log.Info("config reloaded", "config", s.path, "endpoints", len(cfg.Endpoints), "backends", len(cfg.Backends))
-			return nil
-		}
+	// hash is that of the bytes parsed, not of the file after the build: a save made
+	// while this reload runs must still differ from lastHash, or the watcher would take
+	// it for the running config and never load it.
+	cfg, hash, err := readConfig(s.path, os.LookupEnv)
+	if err != nil {
+		return s.reloadFailed(err)
 	}
+	if keys := s.restartOnly(cfg); len(keys) > 0 {
+		s.log.Warn("config changes that take effect on restart", "keys", strings.Join(keys, ", "))
+	}
+	if bootRedis := s.boot.Limiter.Store == "redis"; bootRedis != (cfg.Limiter.Store == "redis") ||
+		bootRedis && !reflect.DeepEqual(cfg.Limiter.Redis, s.boot.Limiter.Redis) {
+		s.log.Warn("limiter.redis changed: limits use it now, but canary state stays shared through the Redis the gateway started with until a restart")
+	}
+	if readLimit(int(cfg.Server.MaxBodyBytes)) > s.api.MaxRequestBodySize {
+		s.log.Warn("server.max_body_bytes can be raised above its value at start only by a restart", "now", cur.maxBody)
+	}
+	// The tracer survives a reload that leaves tracing: alone, so its exporter
+	// connection and sampler counters go on; so does the limiter, and with it the
+	// memory store's buckets. newTr and newLim are set only when this reload built
+	// them: on failure they, and never the running ones, are closed.
+	var newTr *tracing.Tracing
+	var newLim *limiter.Limiter
+	tr, lim := cur.tr, cur.lim
+	if !reflect.DeepEqual(cfg.Tracing, cur.cfg.Tracing) {
+		if newTr, err = s.newTracing(cfg); err != nil {
+			return s.reloadFailed(err)
+		}
+		tr = newTr
+	}
+	if !reflect.DeepEqual(cfg.Limiter, cur.cfg.Limiter) {
+		if newLim, err = limiter.New(cfg.Limiter, s.log); err != nil {
+			s.closeUnused(newTr, nil)
+			return s.reloadFailed(err)
+		}
+		lim = newLim
+	}
+	rt, err := buildRuntime(cfg, s.log, s.m, tr, lim, s.pools)
+	if err != nil {
+		s.closeUnused(newTr, newLim)
+		return s.reloadFailed(err)
+	}
+	if newTr == nil {
+		cur.ownsTracer.Store(false)
+	}
+	if newLim == nil {
+		cur.ownsLimiter.Store(false)
+	}
+	rt.ownsTracer.Store(true)
+	rt.ownsLimiter.Store(true)
+	s.install(rt)
+	s.lastHash = hash
+	s.m.ConfigReloaded(nil)
+	s.log.Info("config reloaded", "config", s.path, "endpoints", len(cfg.Endpoints), "backends", len(cfg.Backends))
+	return nil
+}
+
+// reloadFailed counts and logs a failed reload and returns its error.
+func (s *Server) reloadFailed(err error) error {
 	s.m.ConfigReloaded(err)
 	s.log.Error("config reload failed; keeping the running config", "config", s.path, "error", err.Error())
 	return err
 }
 
-// watch reloads when the config file changes. It watches the directory: editors and
-// Kubernetes replace the file (rename, symlink swap) rather than write it.
+// closeUnused closes a tracer and a limiter that a failed reload built; nil ones are
+// skipped.
+func (s *Server) closeUnused(tr *tracing.Tracing, lim *limiter.Limiter) {
+	if tr != nil {
+		_ = tr.Shutdown(context.Background())
+	}
+	if lim != nil {
+		_ = lim.Close()
+	}
+}
+
+// restartOnly lists the keys of cfg that differ from the config the server started
+// with and that only a restart applies: the listeners, the servers' timeouts and the
+// log format.
+func (s *Server) restartOnly(cfg *Config) []string {
+	var keys []string
+	add := func(changed bool, key string) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	b := s.boot
+	add(cfg.Server.Listen != b.Server.Listen, "server.listen")
+	add(cfg.Server.AdminListen != b.Server.AdminListen, "server.admin_listen")
+	add(cfg.Server.ReadTimeout != b.Server.ReadTimeout, "server.read_timeout")
+	add(cfg.Server.IdleTimeout != b.Server.IdleTimeout, "server.idle_timeout")
+	// A logger handed in through Options follows neither key of logging:.
+	add(s.level != nil && cfg.Logging.Format != b.Logging.Format, "logging.format")
+	return keys
+}
+
+// watch reloads when the config file changes. It watches directories, not the file:
+// editors and Kubernetes replace the file (rename, symlink swap) rather than write it.
+// When the path is a symlink into another directory (stow, Nix, /etc/alternatives, a
+// config-management checkout), the directory of the file it resolves to is watched as
+// well, or a save of that file would go unseen; the link is resolved again after every
+// change and that watch follows it when it is repointed.
 func (s *Server) watch(ctx context.Context) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -353,15 +415,21 @@ func (s *Server) watch(ctx context.Context) {
 		return
 	}
 	defer w.Close()
-	if err := w.Add(filepath.Dir(s.path)); err != nil {
+	path := s.path
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	if err := w.Add(dir); err != nil {
 		s.log.Warn("config file watching unavailable", "error", err.Error())
 		return
 	}
+	t := linkTarget{dir: dir}
+	t.follow(w, path, s.log)
 	// Writers emit several events per save; settle for a moment, then compare content
 	// so that a save without a change triggers nothing. Events on other files (a log
 	// written next to the config) are dropped at once: they would wake this loop for
 	// every line.
-	base := filepath.Base(s.path)
 	var timer *time.Timer
 	fire := make(chan struct{}, 1)
 	// A change made before the watch began raised no event: compare once now.
@@ -374,7 +442,7 @@ func (s *Server) watch(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if !configEvent(ev.Name, base) {
+			if !(filepath.Dir(ev.Name) == dir && configEvent(ev.Name, base)) && !t.is(ev.Name) {
 				continue
 			}
 			if timer == nil {
@@ -393,6 +461,9 @@ func (s *Server) watch(ctx context.Context) {
 			}
 			s.log.Warn("config watch error", "error", err.Error())
 		case <-fire:
+			// Follow a repointed link before reading: a save of the new target made
+			// from here on raises an event, and one made before is in this read.
+			t.follow(w, path, s.log)
 			h := fileHash(s.path)
 			s.reloadMu.Lock()
 			same := bytes.Equal(h[:], s.lastHash[:])
@@ -404,12 +475,72 @@ func (s *Server) watch(ctx context.Context) {
 	}
 }
 
+// linkTarget is the file a symlinked config resolves to, when it lies outside the
+// config's own directory, and whether its directory is watched.
+type linkTarget struct {
+	// dir is the config's own directory, always watched.
+	dir string
+	// file is the resolved file; watched says its directory was added to the watcher.
+	file    string
+	watched bool
+}
+
+// follow resolves path again and, when the target is now in another directory, moves
+// the watch on the target's directory there. A path that does not resolve (a link
+// swapped at this very moment) keeps the current watch: the change that follows
+// raises the next event.
+func (t *linkTarget) follow(w *fsnotify.Watcher, path string, log *slog.Logger) {
+	resolved, err := filepath.EvalSymlinks(path)
+	if err == nil {
+		resolved, err = filepath.Abs(resolved)
+	}
+	if err != nil {
+		return
+	}
+	file := resolved
+	if filepath.Dir(file) == t.dir {
+		file = ""
+	}
+	if t.watched && (file == "" || filepath.Dir(file) != filepath.Dir(t.file)) {
+		// The directory may be gone already (Kubernetes deletes an old version's).
+		_ = w.Remove(filepath.Dir(t.file))
+		t.watched = false
+	}
+	t.file = file
+	if file == "" || t.watched {
+		return
+	}
+	if err := w.Add(filepath.Dir(file)); err != nil {
+		log.Warn("config file watching: the symlink target's directory cannot be watched; saves there go unseen",
+			"target", file, "error", err.Error())
+		return
+	}
+	t.watched = true
+}
+
+// is reports whether an event on name is about the resolved target file.
+func (t *linkTarget) is(name string) bool {
+	return t.watched && name == t.file
+}
+
 // configEvent reports whether an event on name in the config's directory may have
 // changed the config file base: the file itself, or Kubernetes' atomic writer swapping
 // its "..data" symlink (a ConfigMap's files are links through it).
 func configEvent(name, base string) bool {
 	b := filepath.Base(name)
 	return b == base || strings.HasPrefix(b, "..")
+}
+
+// readConfig reads and parses the config file at path, expanding ${VAR} through env,
+// and returns the SHA-256 of the bytes it parsed: the watcher compares the file with it
+// to tell whether the running config is still what the file holds.
+func readConfig(path string, env func(string) (string, bool)) (*Config, [sha256.Size]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, [sha256.Size]byte{}, err
+	}
+	cfg, err := ParseConfig(path, data, env)
+	return cfg, sha256.Sum256(data), err
 }
 
 func fileHash(path string) [sha256.Size]byte {
@@ -520,13 +651,25 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 
 // NewLogger builds the slog logger that logging: asks for.
 func NewLogger(c LoggingConfig, w *os.File) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
+	return newLogger(c, w, new(slog.LevelVar))
+}
+
+// newLogger builds the logger of logging: over level, which it sets to logging.level;
+// setting level later changes what the logger writes.
+func newLogger(c LoggingConfig, w *os.File, level *slog.LevelVar) *slog.Logger {
+	level.Set(logLevel(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(NewJSONLogHandler(w, opts))
+}
+
+// logLevel reads logging.level; anything else (the config has rejected it) is info.
+func logLevel(name string) slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(name))
+	return level
 }
 
 // Validate loads a config and builds everything a server would, without listening.

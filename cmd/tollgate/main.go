@@ -3,6 +3,8 @@
 //	tollgate [serve] [--config FILE]    serve the API and admin listeners
 //	tollgate validate --config FILE     check a config; exit 1 listing FILE:LINE: key: problem
 //	tollgate version                    print the version
+//
+// The command comes first; an argument left after the flags exits 2.
 package main
 
 import (
@@ -13,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/tollgate/tollgate/gateway"
@@ -28,15 +32,38 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// commands are the subcommands; the command line is COMMAND [FLAGS], serve when the
+// command is left out.
+var commands = []string{"serve", "validate", "version"}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	}
+	if !slices.Contains(commands, cmd) {
+		fmt.Fprintf(stderr, "tollgate: unknown command %q (serve, validate, version)\n", cmd)
+		return 2
 	}
 	fs := flag.NewFlagSet("tollgate "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "configs/tollgate.yaml", "config file")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	// An argument left after the flags is refused rather than ignored: ignored, a file
+	// named without --config would leave the default file checked or served, and a
+	// command written after the flags would serve.
+	if fs.NArg() > 0 {
+		stray := fs.Arg(0)
+		switch {
+		case slices.Contains(commands, stray):
+			fmt.Fprintf(stderr, "tollgate: unexpected argument %q: the command comes first (tollgate %s --config %s)\n", stray, stray, *config)
+		case cmd == "version":
+			fmt.Fprintf(stderr, "tollgate version: unexpected argument %q\n", stray)
+		default:
+			fmt.Fprintf(stderr, "tollgate %s: unexpected argument %q: name the config file with --config %s\n", cmd, stray, stray)
+		}
 		return 2
 	}
 	switch cmd {
@@ -45,11 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "validate":
 		return validate(*config, stdout, stderr)
-	case "serve":
-		return serve(*config, stderr)
 	}
-	fmt.Fprintf(stderr, "tollgate: unknown command %q (serve, validate, version)\n", cmd)
-	return 2
+	return serve(*config, stderr)
 }
 
 func validate(path string, stdout, stderr io.Writer) int {

@@ -69,6 +69,9 @@ func TestValidate(t *testing.T) {
 		{"missing file", []string{"validate", "--config", filepath.Join(dir, "none.yaml")}, 1, "no such file"},
 		{"version", []string{"version"}, 0, "tollgate "},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"file without --config refused", []string{"validate", bad}, 2, "unexpected argument \"" + bad + "\": name the config file with --config"},
+		{"command after the flags refused", []string{"--config", bad, "validate"}, 2, "the command comes first (tollgate validate --config " + bad + ")"},
+		{"argument after serve refused", []string{"serve", "--config", good, "extra"}, 2, "unexpected argument \"extra\""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
