@@ -148,6 +148,13 @@ func (e *env) startMock(ctx context.Context, name string, t upstreamTiming) (*pr
 	if t.MaxSeqs > 0 && hasFlag(e.bins.mockllm, "max-num-seqs") {
 		args = append(args, "--max-num-seqs", strconv.Itoa(t.MaxSeqs))
 	}
+	if hasFlag(e.bins.mockllm, "keep-alive-timeout") {
+		// Paths take turns, so each path's connections sit idle for whole rounds:
+		// mockllm would close them after vLLM's 5 s and the next round would pay for
+		// reconnecting (the direct path on its first requests), which is not what
+		// the rounds compare.
+		args = append(args, "--keep-alive-timeout", "1h")
+	}
 	p, err := startProc(e.dir, name, e.cores.Upstream, e.bins.mockllm, args...)
 	if err != nil {
 		return nil, "", err

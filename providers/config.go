@@ -31,6 +31,11 @@ type Config struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// MaxConnections caps open connections per target.
 	MaxConnections int `yaml:"max_connections"`
+	// IdleConnTimeout is how long a connection to a target is kept idle for the next
+	// request: default 4s. It must stay under the upstream's own keep-alive timeout
+	// (vLLM's uvicorn closes a connection idle for 5s), or a request may go out on a
+	// connection the upstream has just closed.
+	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout"`
 	// StreamUsage asks the upstream for a usage chunk on streams the client did not ask
 	// one for (stream_options.include_usage), and hides it from the client. Default true
 	// (for provider azure, only with api_version 2024-09-01-preview or later); turn off
@@ -160,6 +165,9 @@ func (c *Config) Validate() error {
 	if c.MaxConnections < 0 {
 		errs = append(errs, fieldErr("max_connections", "must not be negative"))
 	}
+	if c.IdleConnTimeout < 0 {
+		errs = append(errs, fieldErr("idle_conn_timeout", "must not be negative"))
+	}
 	if c.Mock.ErrorRate < 0 || c.Mock.ErrorRate > 1 {
 		errs = append(errs, fieldErr("mock.error_rate", "must be between 0 and 1"))
 	}
@@ -200,6 +208,9 @@ func (c *Config) withDefaults() Config {
 	if d.MaxConnections == 0 {
 		d.MaxConnections = 1024
 	}
+	if d.IdleConnTimeout == 0 {
+		d.IdleConnTimeout = DefaultIdleConnTimeout
+	}
 	if d.MaxResponseBytes == 0 {
 		d.MaxResponseBytes = 64 << 20
 	}
@@ -218,6 +229,10 @@ func (c *Config) withDefaults() Config {
 	}
 	return d
 }
+
+// DefaultIdleConnTimeout is IdleConnTimeout's default: under the 5s keep-alive
+// timeout of uvicorn, which serves vLLM's API.
+const DefaultIdleConnTimeout = 4 * time.Second
 
 func (c *Config) streamUsage() bool { return c.StreamUsage == nil || *c.StreamUsage }
 

@@ -1,15 +1,23 @@
 package providers
 
 import (
+	"errors"
+	"io"
 	"net"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/tollgate/tollgate/internal/deadline"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // upstreamConn is a connection the provider dialled to an upstream. A stream can hear
 // of its reads of the socket before they happen (Waiter), and it enforces the
-// backend's first-byte and idle timeouts.
+// backend's first-byte and idle timeouts. It also keeps where its request stands
+// (being written, awaiting its answer, answered before), which upstreamTransport
+// reads to tell whether a failed attempt may be sent again.
 //
 // fasthttp sets one read deadline per request, which for a stream lasts the whole
 // stream, and hands the caller no connection to change it on. With timeouts set, the
@@ -27,10 +35,16 @@ type upstreamConn struct {
 	// firstByte and idle are the backend's first_byte_timeout and
 	// stream_idle_timeout; 0 is none.
 	firstByte, idle time.Duration
-	// end is the read deadline fasthttp last asked for. armed is set once it has
-	// asked, while an answer is read; waiting until that answer's first byte.
+	// end is the read deadline fasthttp last asked for: the attempt's own deadline.
+	// armed is set once it has asked, while an answer is read; waiting until that
+	// answer's first byte.
 	end            time.Time
 	armed, waiting bool
+	// sending is set while a request is written: from its write deadline to its
+	// read deadline.
+	sending bool
+	// served is set once an answer has begun to arrive on the connection.
+	served bool
 }
 
 // connAddr is an upstreamConn's local address, carrying the connection: fasthttp
@@ -69,12 +83,16 @@ func (c *upstreamConn) SetDeadline(t time.Time) error {
 	return c.Conn.SetDeadline(t)
 }
 
+// SetWriteDeadline is called by fasthttp once per request, before the request is
+// written.
+func (c *upstreamConn) SetWriteDeadline(t time.Time) error {
+	c.sending = true
+	return c.Conn.SetWriteDeadline(t)
+}
+
 // SetReadDeadline is called by fasthttp once per request, after the request is sent.
 func (c *upstreamConn) SetReadDeadline(t time.Time) error {
-	if c.firstByte == 0 && c.idle == 0 {
-		return c.Conn.SetReadDeadline(t)
-	}
-	c.end, c.armed, c.waiting = t, true, true
+	c.end, c.armed, c.waiting, c.sending = t, true, true, false
 	if c.firstByte > 0 {
 		t = nearer(t, time.Now().Add(c.firstByte))
 	}
@@ -94,15 +112,83 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.waiting {
-		c.waiting = false
-		if c.idle == 0 {
+		c.waiting, c.served = false, true
+		if c.idle == 0 && c.firstByte > 0 {
 			// The first byte came: from here the answer has fasthttp's deadline.
 			if e := c.Conn.SetReadDeadline(c.end); e != nil && err == nil {
 				err = e
 			}
 		}
 	}
+	if err != nil && !c.waiting && c.pastEnd(err) {
+		err = errAttemptDeadline
+	}
 	return n, err
+}
+
+// pastEnd reports whether err is the attempt's own deadline running out rather
+// than the first-byte or idle bound: the deadline in force fired at or after end.
+func (c *upstreamConn) pastEnd(err error) bool {
+	return !c.end.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(c.end)
+}
+
+// errAttemptDeadline is a read of an answer already under way that the attempt's own
+// deadline cut: the call's deadline (the endpoint's timeout) or the backend's
+// timeout. That is the gateway's limit on the whole answer, not a sign the target
+// went silent, so a stream it cuts does not count against the target's health
+// (verdictOf); it is still a timeout for the client.
+var errAttemptDeadline error = attemptDeadline{}
+
+type attemptDeadline struct{}
+
+func (attemptDeadline) Error() string   { return "upstream answer cut by the attempt's deadline" }
+func (attemptDeadline) Timeout() bool   { return true }
+func (attemptDeadline) Temporary() bool { return true }
+
+// Is makes it match os.ErrDeadlineExceeded, as the read error it replaces did.
+func (attemptDeadline) Is(target error) bool { return target == os.ErrDeadlineExceeded }
+
+// upstreamTransport is fasthttp's transport, except that it lets fasthttp retry a
+// failed attempt only when the connection was taken from the pool, having served an
+// answer before, and the failure came while the request was written or before the
+// first byte of its answer. A connection that never served may have failed because
+// the upstream took the request and died on it; one whose answer had begun has done
+// work that a retry would do again.
+type upstreamTransport struct{}
+
+func (upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
+	retry, err := fasthttp.DefaultTransport.RoundTrip(hc, req, resp)
+	if err == nil {
+		return false, nil
+	}
+	addr := resp.LocalAddr()
+	if addr == nil && err == fasthttp.ErrTimeout {
+		// No connection was had: the attempt's deadline came before connect_timeout
+		// while it waited for one of the max_connections to free up, which is the
+		// gateway's own limit, as ErrNoFreeConns is.
+		return false, fasthttp.ErrNoFreeConns
+	}
+	c := upstreamOf(addr)
+	return retry && c != nil && c.served && (c.sending || c.waiting), err
+}
+
+// retryClosed is the client's RetryIfErr, for attempts upstreamTransport let through:
+// it retries when err says the upstream closed the connection (an end of file, a
+// reset, a broken pipe), never a timeout or a request whose body is a stream that
+// was consumed. The connections left idle with the one that failed may have been
+// closed the same way: they are dropped, so that the retry dials a new one.
+func retryClosed(hc *fasthttp.HostClient, req *fasthttp.Request, err error) bool {
+	if req.IsBodyStream() || !closedByUpstream(err) {
+		return false
+	}
+	hc.CloseIdleConnections()
+	return true
+}
+
+func closedByUpstream(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, fasthttputil.ErrConnectionClosed)
 }
 
 // nearer is the earlier of two deadlines, the zero time being none.

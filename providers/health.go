@@ -16,7 +16,9 @@ import (
 // down. An ejection ends with a trial: once it has run out, one request (the probe) is
 // let through, and its outcome brings the target back or ejects it for twice as long.
 type targetState struct {
-	refs int // backends using it, under Pools.mu
+	// refs counts the backends using it, checkers those of them that run active
+	// checks, under Pools.mu.
+	refs, checkers int
 
 	slots slots
 	load  vllmLoad
@@ -32,7 +34,8 @@ type targetState struct {
 	fails atomic.Int32
 
 	mu sync.Mutex
-	// ejections counts the ejections in a row; each doubles the length of the next.
+	// ejections counts the ejections in a row, each doubling the length of the next,
+	// up to the first that reaches the longest length.
 	ejections int
 	// backAt is when the target last came back from an ejection.
 	backAt time.Time
@@ -77,10 +80,15 @@ func (st *targetState) eject(now time.Time, set *poolSettings, probe bool) {
 	if !st.ejected.Load() && now.Sub(st.backAt) >= set.ejectMax {
 		st.ejections = 0
 	}
-	st.ejections++
+	// The count stops growing once the length reaches the longest: a target that
+	// stays dead is ejected again and again, and a count that kept growing would
+	// shift ejectFor past the top of a Duration.
 	d := set.ejectMax
-	if st.ejections <= 30 {
-		d = min(set.ejectFor<<(st.ejections-1), set.ejectMax)
+	if n := st.ejections; n < 63 && set.ejectFor <= set.ejectMax>>n {
+		d = set.ejectFor << n
+	}
+	if d < set.ejectMax {
+		st.ejections++
 	}
 	st.until.Store(now.Add(d).UnixNano())
 	st.leftAt.Store(now.UnixNano())
@@ -117,6 +125,14 @@ func (st *targetState) observe(ok bool, now time.Time, set *poolSettings) {
 		st.leftAt.Store(now.UnixNano())
 		st.down.Store(true)
 	}
+}
+
+// forgetChecks clears what active checks found.
+func (st *targetState) forgetChecks() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.passed, st.failed = 0, 0
+	st.down.Store(false)
 }
 
 // TargetHealth is whether one target of a backend is in service.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 )
 
@@ -109,6 +110,28 @@ func TestEjectionLength(t *testing.T) {
 	}
 }
 
+// A target that keeps failing its trials is ejected again and again. The length
+// doubles up to ten times eject_for and stays there: it never overflows to a negative
+// length that would try the dead target again at once.
+func TestEjectionLengthStopsAtTheCap(t *testing.T) {
+	for _, ejectFor := range []time.Duration{30 * time.Second, 10 * time.Minute} {
+		t.Run(ejectFor.String(), func(t *testing.T) {
+			set := settingsOf(&Config{Health: HealthConfig{EjectFor: ejectFor}})
+			clk := newFakeClock()
+			st := &targetState{}
+			for n := 1; n <= 100; n++ {
+				st.eject(clk.Now(), &set, n > 1)
+				got := time.Duration(st.until.Load() - clk.Now().UnixNano())
+				want := min(ejectFor<<min(n-1, 10), 10*ejectFor)
+				if got != want {
+					t.Fatalf("ejection %d lasts %v, want %v", n, got, want)
+				}
+				clk.Advance(got)
+			}
+		})
+	}
+}
+
 func TestEveryTargetOutTriesOneAtATime(t *testing.T) {
 	clk := newFakeClock()
 	u := startReplica(t)
@@ -186,6 +209,60 @@ func TestActiveChecks(t *testing.T) {
 	}
 }
 
+// What active checks found survives a reload that keeps them, but not one that turns
+// them off: only a check brings back a target that checks took down, so once the last
+// backend running them is closed, the target is back in service.
+func TestReloadTurningActiveChecksOffForgetsDown(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run("checks kept "+strconv.FormatBool(keep), func(t *testing.T) {
+			clk := newFakeClock()
+			ps := poolsWithClock(clk)
+			us := startReplicas(t, 2)
+			checks := HealthConfig{Path: "/health", UnhealthyThreshold: 1}
+			old := newPoolBackend(t, Config{Targets: replicaURLs(us), Health: checks}, ps)
+			us[0].health.Store(503)
+			old.check(0)
+			if old.Health()[0].Up {
+				t.Fatal("active check did not take the target down")
+			}
+			us[0].health.Store(200) // it recovers
+
+			cfg := Config{Targets: replicaURLs(us)}
+			if keep {
+				cfg.Health = checks
+			}
+			reloaded := newPoolBackend(t, cfg, ps)
+			if reloaded.Health()[0].Up {
+				t.Fatal("the reload lost what the running backend's checks found")
+			}
+			_ = old.Close() // retired once its requests end
+			clk.Advance(time.Hour)
+			before := us[0].hits.Load()
+			for i := range 20 {
+				if _, err := sendOnce(reloaded, promptCall("q"+strconv.Itoa(i), false)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := us[0].hits.Load() - before
+			if keep {
+				if got != 0 || reloaded.Health()[0].Up {
+					t.Errorf("with checks kept, the target its checks took down got %d of 20 requests", got)
+				}
+				reloaded.check(0)
+				reloaded.check(0)
+				if !reloaded.Health()[0].Up {
+					t.Error("passing checks did not bring the target back")
+				}
+				return
+			}
+			if got != 10 || !reloaded.Health()[0].Up {
+				t.Errorf("after the reload turned active checks off, the recovered target got %d of 20 requests (want its half) and is up=%v",
+					got, reloaded.Health()[0].Up)
+			}
+		})
+	}
+}
+
 func TestVerdictOf(t *testing.T) {
 	cases := []struct {
 		name string
@@ -199,6 +276,11 @@ func TestVerdictOf(t *testing.T) {
 		{"timeout", classify(os.ErrDeadlineExceeded), failure},
 		{"refused", classify(errors.New("connection refused")), failure},
 		{"cut stream", ErrStreamCut, failure},
+		{"stream gone silent", errors.Join(ErrStreamCut, classify(os.ErrDeadlineExceeded)), failure},
+		{"stream cut by the attempt's deadline", errors.Join(ErrStreamCut, classify(errAttemptDeadline)), neutral},
+		{"answer not begun by the attempt's deadline", classify(errAttemptDeadline), failure},
+		{"max_connections busy", classify(fasthttp.ErrNoFreeConns), neutral},
+		{"max_concurrency full", ErrOverloaded, neutral},
 		{"not the API", ErrBadResponse, failure},
 		{"unsupported", ErrUnsupported, neutral},
 		{"client went away", io.ErrClosedPipe, neutral},

@@ -1,9 +1,14 @@
 package providers
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,4 +126,193 @@ func TestStreamCloseAfterDoneIsBounded(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// upstreamStep is what scriptedUpstream does with one request.
+type upstreamStep int
+
+const (
+	// answerKeep answers in full and keeps the connection for the next request.
+	answerKeep upstreamStep = iota
+	// answerThenClose answers in full, without "Connection: close", and then closes
+	// the connection, as an upstream does when its keep-alive timeout runs out
+	// between two requests.
+	answerThenClose
+	// answerPartly sends the start of the status line and closes the connection.
+	answerPartly
+	// closeUnanswered closes the connection without a byte of answer.
+	closeUnanswered
+)
+
+// scriptedUpstream is an OpenAI-compatible upstream on raw TCP whose every request
+// takes the next step of its script (the last step repeating), so that a test decides
+// what becomes of the connection. A request asking for a stream gets an SSE answer.
+type scriptedUpstream struct {
+	addr     string
+	steps    []upstreamStep
+	requests atomic.Int64
+	accepted atomic.Int64
+}
+
+func startScripted(t *testing.T, steps ...upstreamStep) *scriptedUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &scriptedUpstream{addr: ln.Addr().String(), steps: steps}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u.accepted.Add(1)
+			go u.serve(c)
+		}
+	}()
+	return u
+}
+
+func (u *scriptedUpstream) url() string { return "http://" + u.addr + "/v1" }
+
+func (u *scriptedUpstream) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		n := int(u.requests.Add(1)) - 1
+		switch u.steps[min(n, len(u.steps)-1)] {
+		case answerPartly:
+			_, _ = io.WriteString(c, "HTTP/1.1 200")
+			return
+		case closeUnanswered:
+			return
+		}
+		ct, answer := "application/json", `{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}`
+		if bytes.Contains(body, strStreamTrue) {
+			ct, answer = "text/event-stream", "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n"
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: "+ct+"\r\nContent-Length: "+strconv.Itoa(len(answer))+"\r\n\r\n"+answer)
+		if u.steps[min(n, len(u.steps)-1)] == answerThenClose {
+			return
+		}
+	}
+}
+
+// vLLM's uvicorn closes a keep-alive connection after 5s idle, and fasthttp neither
+// checks a pooled connection before using it nor retries a POST by itself. A request
+// that finds its connection closed by the upstream before any byte of the answer is
+// sent again once, over a new connection, and the target's health hears nothing of
+// it; a request whose answer had begun, or that went over a new connection, is not
+// sent again, since the upstream may have worked on it.
+func TestRequestOnUpstreamClosedConnection(t *testing.T) {
+	cases := []struct {
+		name  string
+		steps []upstreamStep
+		// ok is whether the second request succeeds; requests and conns are the
+		// requests the upstream reads and the connections it accepts in all.
+		ok              bool
+		requests, conns int64
+	}{
+		// The second request goes out on the closed connection, unread, and again
+		// on a new one.
+		{"closed while idle: sent again", []upstreamStep{answerThenClose, answerKeep}, true, 2, 2},
+		// Sent again once only: the retry's new connection is closed the same way.
+		{"closed unanswered: sent again once", []upstreamStep{answerKeep, closeUnanswered}, false, 3, 2},
+		{"closed after part of the answer: not sent again", []upstreamStep{answerKeep, answerPartly}, false, 2, 1},
+		{"new connection closed unanswered: not sent again", []upstreamStep{closeUnanswered}, false, 1, 1},
+	}
+	for _, tc := range cases {
+		for _, stream := range []bool{false, true} {
+			t.Run(tc.name+"/stream="+strconv.FormatBool(stream), func(t *testing.T) {
+				u := startScripted(t, tc.steps...)
+				b := newPoolBackend(t, Config{BaseURL: u.url(), Health: HealthConfig{EjectAfter: 1}}, nil)
+				_, err := sendOnce(b, promptCall("first", stream))
+				if tc.steps[0] == closeUnanswered {
+					if err == nil || !errors.Is(err, ErrConnect) {
+						t.Fatalf("got %v, want ErrConnect", err)
+					}
+				} else {
+					if err != nil {
+						t.Fatalf("first request: %v", err)
+					}
+					_, err = sendOnce(b, promptCall("second", stream))
+					if tc.ok != (err == nil) {
+						t.Fatalf("second request on the kept-alive connection: %v, want success %v", err, tc.ok)
+					}
+				}
+				if n := u.requests.Load(); n != tc.requests {
+					t.Errorf("the upstream read %d requests, want %d", n, tc.requests)
+				}
+				if n := u.accepted.Load(); n != tc.conns {
+					t.Errorf("the upstream accepted %d connections, want %d", n, tc.conns)
+				}
+				if tc.ok && !b.Healthy() {
+					t.Error("an upstream closing idle connections was ejected")
+				}
+			})
+		}
+	}
+}
+
+// A connection idle for idle_conn_timeout is closed by the gateway itself, before an
+// upstream whose keep-alive timeout is longer does so.
+func TestIdleConnTimeout(t *testing.T) {
+	inner, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &closeCountingListener{Listener: inner}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(staticAnswer)
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	b := newPoolBackend(t, Config{BaseURL: "http://" + ln.Addr().String() + "/v1", IdleConnTimeout: 50 * time.Millisecond}, nil)
+	if d := b.targets[0].client.MaxIdleConnDuration; d != 50*time.Millisecond {
+		t.Fatalf("idle connections kept %v, want idle_conn_timeout", d)
+	}
+	if _, err := sendOnce(b, promptCall("x", false)); err != nil {
+		t.Fatal(err)
+	}
+	// The upstream sees the connection closed (its read ends) once the gateway
+	// dropped it.
+	waitUntil(t, "the gateway closes its idle connection", func() bool { return ln.closed.Load() == 1 })
+
+	def := newPoolBackend(t, Config{BaseURL: "http://" + ln.Addr().String() + "/v1"}, nil)
+	if d := def.targets[0].client.MaxIdleConnDuration; d != DefaultIdleConnTimeout || d >= 5*time.Second {
+		t.Errorf("idle connections kept %v by default, want %v: under uvicorn's 5s", d, DefaultIdleConnTimeout)
+	}
+}
+
+// closeCountingListener counts the accepted connections closed.
+type closeCountingListener struct {
+	net.Listener
+	closed atomic.Int64
+}
+
+func (l *closeCountingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &closeCountingConn{Conn: c, l: l}, nil
+}
+
+type closeCountingConn struct {
+	net.Conn
+	l    *closeCountingListener
+	once sync.Once
+}
+
+func (c *closeCountingConn) Close() error {
+	c.once.Do(func() { c.l.closed.Add(1) })
+	return c.Conn.Close()
 }

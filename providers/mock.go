@@ -1,8 +1,6 @@
 package providers
 
 import (
-	"time"
-
 	"github.com/tollgate/tollgate/providers/mockllm"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
@@ -37,7 +35,6 @@ func newMock(c *Config, name string) (*Target, Provider, func() error, error) {
 		}
 		return wrapUpstream(c), nil
 	}
-	t.client.MaxIdleConnDuration = time.Minute
 	closer := func() error {
 		t.client.CloseIdleConnections()
 		err := srv.Shutdown()

@@ -165,11 +165,15 @@ func retryAfter(v []byte) time.Duration {
 }
 
 // classify maps transport errors onto ErrTimeout or ErrConnect, keeping the cause.
+// Every connection max_connections allows being busy is the gateway's own limit:
+// ErrOverloaded, which says nothing against the target.
 func classify(err error) error {
 	var ne net.Error
 	switch {
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return errors.Join(errConnsBusy, err)
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
-		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, fasthttp.ErrNoFreeConns):
+		errors.Is(err, os.ErrDeadlineExceeded):
 		return errors.Join(ErrTimeout, err)
 	case errors.As(err, &ne) && ne.Timeout():
 		return errors.Join(ErrTimeout, err)

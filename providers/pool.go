@@ -27,12 +27,19 @@ var (
 	// could take the one trial request an ejected target gets at a time.
 	ErrNoHealthyTarget = errors.New("no upstream target in service")
 	// ErrOverloaded means the target was at max_concurrency and its wait queue was full
-	// or the wait ran out.
+	// or the wait ran out, or every connection max_connections allows to it stayed
+	// busy for connect_timeout.
 	ErrOverloaded = errors.New("upstream targets at max_concurrency")
 )
 
-// backendError names the backend an error came from. It is made once per backend, so
-// that returning it costs nothing.
+// errConnsBusy is ErrOverloaded for a target whose connections, all that
+// max_connections allows, stayed busy: the gateway's own cap was reached, not a fault
+// of the target, so it does not count against the target's health.
+var errConnsBusy = &backendError{"upstream target at max_connections", ErrOverloaded}
+
+// backendError is an error with its own message that matches one of the package's
+// errors; the ones that name a backend are made once per backend, so that returning
+// them costs nothing.
 type backendError struct {
 	msg string
 	err error
@@ -56,7 +63,9 @@ type poolKey struct{ backend, url string }
 // NewPools returns an empty registry.
 func NewPools() *Pools { return &Pools{targets: map[poolKey]*targetState{}, now: time.Now} }
 
-func (p *Pools) acquire(backend, url string) *targetState {
+// acquire returns the target's state for a backend using it; checks says whether
+// that backend runs active health checks.
+func (p *Pools) acquire(backend, url string, checks bool) *targetState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := poolKey{backend, url}
@@ -66,17 +75,31 @@ func (p *Pools) acquire(backend, url string) *targetState {
 		p.targets[k] = st
 	}
 	st.refs++
+	if checks {
+		st.checkers++
+	}
 	return st
 }
 
-func (p *Pools) release(backend, url string) {
+// release gives back what acquire took. When the last backend that checked the
+// target goes, say because a reload turned active checks off, what the checks found
+// goes with it: only a check brings a target they took down back, and none is left
+// to run.
+func (p *Pools) release(backend, url string, checks bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := poolKey{backend, url}
-	if st := p.targets[k]; st != nil {
-		if st.refs--; st.refs <= 0 {
-			delete(p.targets, k)
+	st := p.targets[k]
+	if st == nil {
+		return
+	}
+	if checks {
+		if st.checkers--; st.checkers == 0 {
+			st.forgetChecks()
 		}
+	}
+	if st.refs--; st.refs <= 0 {
+		delete(p.targets, k)
 	}
 }
 
@@ -212,12 +235,9 @@ func (b *Backend) initPool(ps *Pools) {
 	p.errOverloaded = &backendError{"backend " + b.Name + ": " + ErrOverloaded.Error(), ErrOverloaded}
 	background := p.set.active || p.set.balance == vllmQueue
 	for _, t := range b.targets {
-		st := ps.acquire(b.Name, t.URL)
+		st := ps.acquire(b.Name, t.URL, p.set.active)
 		p.states = append(p.states, st)
-		dial := t.client.Dial
-		if dial == nil {
-			dial = fasthttp.Dial
-		}
+		dial := t.client.DialTimeout
 		if background {
 			root := "http://"
 			if t.client.IsTLS {
@@ -229,14 +249,14 @@ func (b *Backend) initPool(ps *Pools) {
 			p.healthURLs = append(p.healthURLs, root+p.set.healthPath)
 			p.loadURLs = append(p.loadURLs, root+p.set.metricsPath)
 			p.checkers = append(p.checkers, &fasthttp.HostClient{
-				Addr: t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, Dial: dial,
-				MaxConns: 2, MaxIdleConnDuration: 2*max(p.set.interval, p.set.metricsInterval) + time.Second,
+				Addr: t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, DialTimeout: dial,
+				MaxConns: 2, MaxIdleConnDuration: t.client.MaxIdleConnDuration,
 				NoDefaultUserAgentHeader: true, MaxResponseBodySize: 8 << 20,
 			})
 		}
 		if fb, idle := b.cfg.FirstByteTimeout, b.cfg.StreamIdleTimeout; fb > 0 || idle > 0 {
-			t.client.Dial = func(addr string) (net.Conn, error) {
-				c, err := dial(addr)
+			t.client.DialTimeout = func(addr string, timeout time.Duration) (net.Conn, error) {
+				c, err := dial(addr, timeout)
 				if err != nil {
 					return nil, err
 				}
@@ -291,7 +311,7 @@ func (b *Backend) stop() {
 		c.CloseIdleConnections()
 	}
 	for _, t := range b.targets {
-		p.pools.release(b.Name, t.URL)
+		p.pools.release(b.Name, t.URL, p.set.active)
 	}
 }
 
@@ -746,7 +766,8 @@ const (
 
 // verdictOf judges an attempt by its error: an unreachable or silent target, a 5xx or
 // an answer that is not the API count against it; any other answer, 4xx included,
-// shows it serving.
+// shows it serving. The gateway's own limits (max_concurrency, max_connections, the
+// attempt's deadline on a stream under way) say nothing either way.
 func verdictOf(err error) verdict {
 	if err == nil {
 		return success
@@ -756,6 +777,10 @@ func verdictOf(err error) verdict {
 			return failure
 		}
 		return success
+	}
+	if errors.Is(err, ErrStreamCut) && errors.Is(err, errAttemptDeadline) {
+		// The gateway's own deadline ended an answer that was arriving.
+		return neutral
 	}
 	if errors.Is(err, ErrTimeout) || errors.Is(err, ErrConnect) || errors.Is(err, ErrStreamCut) || errors.Is(err, ErrBadResponse) {
 		return failure

@@ -267,6 +267,32 @@ func TestTimeouts(t *testing.T) {
 			t.Fatalf("got %v, want ErrTimeout", err)
 		}
 	})
+	// The attempt's own deadline (the endpoint's timeout, or the backend's) bounds
+	// the whole stream. Cutting a stream that was arriving steadily is the gateway's
+	// limit, not the target's failure: the client gets the timeout, the target's
+	// health hears nothing, with first_byte_timeout and stream_idle_timeout set or
+	// not.
+	t.Run("the attempt's deadline on a steady stream is no failure", func(t *testing.T) {
+		u := startReplica(t)
+		u.gap.Store(int64(time.Second)) // a chunk every second, three seconds in all
+		for _, cfg := range []Config{
+			{BaseURL: u.url(), Health: HealthConfig{EjectAfter: 2}},
+			{BaseURL: u.url(), FirstByteTimeout: 10 * time.Second, StreamIdleTimeout: 10 * time.Second, Health: HealthConfig{EjectAfter: 2}},
+		} {
+			b := newPoolBackend(t, cfg, nil)
+			for i := range 2 {
+				call := promptCall("long answer "+strconv.Itoa(i), true)
+				call.Deadline = time.Now().Add(300 * time.Millisecond)
+				_, err := sendOnce(b, call)
+				if !errors.Is(err, ErrTimeout) || !errors.Is(err, ErrStreamCut) {
+					t.Fatalf("stream %d: got %v, want a stream cut by a timeout", i, err)
+				}
+			}
+			if !b.Healthy() {
+				t.Errorf("first_byte_timeout %v: streams cut by the attempt's deadline ejected the target", cfg.FirstByteTimeout)
+			}
+		}
+	})
 	t.Run("a steady stream outlives both bounds", func(t *testing.T) {
 		u := startReplica(t)
 		u.gap.Store(int64(40 * time.Millisecond))
@@ -277,6 +303,48 @@ func TestTimeouts(t *testing.T) {
 			}
 		}
 	})
+}
+
+// max_connections is the gateway's own cap on connections to a target. When every
+// one is busy (each open stream holds one) past connect_timeout, or past the call's
+// deadline when that comes first, the request fails as overloaded (503 to the client)
+// and the target, serving all it was given, is not counted as failing.
+func TestConnectionCapIsOverloadNotFailure(t *testing.T) {
+	cases := []struct {
+		name     string
+		connect  time.Duration
+		deadline time.Duration
+	}{
+		{"connect_timeout runs out", 30 * time.Millisecond, time.Minute},
+		{"the call's deadline comes first", time.Minute, 50 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := startReplica(t)
+			b := newPoolBackend(t, Config{BaseURL: u.url(), MaxConnections: 1, ConnectTimeout: tc.connect,
+				Health: HealthConfig{EjectAfter: 2}}, nil)
+			_, s := openStream(t, b, "holds the only connection")
+			for i := range 2 {
+				call := promptCall("q"+strconv.Itoa(i), false)
+				call.Deadline = time.Now().Add(tc.deadline)
+				_, err := sendOnce(b, call)
+				if !errors.Is(err, ErrOverloaded) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrConnect) {
+					t.Fatalf("request %d with the connection busy: got %v, want ErrOverloaded", i, err)
+				}
+			}
+			healthy := b.Healthy()
+			if err := drainStream(s); err != nil {
+				t.Fatal(err)
+			}
+			_ = s.Close()
+			if !healthy {
+				t.Error("the gateway's own max_connections being reached ejected the target")
+			}
+			if _, err := sendOnce(b, promptCall("after", false)); err != nil {
+				t.Errorf("with the connection free again: %v", err)
+			}
+		})
+	}
 }
 
 func TestStateSurvivesReload(t *testing.T) {
@@ -331,6 +399,7 @@ func TestValidatePool(t *testing.T) {
 			c.Health = HealthConfig{Path: "/health", Interval: time.Second, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 2, EjectAfter: 3, EjectFor: time.Second}
 			c.MaxConcurrency, c.Queue = 8, QueueConfig{Size: 16, Timeout: time.Second}
 			c.FirstByteTimeout, c.StreamIdleTimeout, c.MetricsPath, c.MetricsInterval = time.Second, time.Second, "/metrics", time.Second
+			c.IdleConnTimeout = 2 * time.Second
 		}, nil},
 		{"unknown balance", func(c *Config) { c.Balance = "random" }, []string{"balance: must be one of round_robin, least_loaded, vllm_queue"}},
 		{"affinity by", func(c *Config) { c.Affinity.By = "user" }, []string{"affinity.by: must be prefix"}},
@@ -345,6 +414,7 @@ func TestValidatePool(t *testing.T) {
 		{"negative counts", func(c *Config) {
 			c.Health.HealthyThreshold, c.Health.UnhealthyThreshold, c.Health.EjectAfter, c.MaxConcurrency = -1, -1, -1, -1
 		}, []string{"health.healthy_threshold: must not be negative", "health.unhealthy_threshold: must not be negative", "health.eject_after: must not be negative", "max_concurrency: must not be negative"}},
+		{"negative idle_conn_timeout", func(c *Config) { c.IdleConnTimeout = -1 }, []string{"idle_conn_timeout: must not be negative"}},
 		{"queue without cap", func(c *Config) { c.Queue.Size = 4 }, []string{"queue: needs max_concurrency"}},
 		{"metrics without vllm_queue", func(c *Config) { c.MetricsPath, c.MetricsInterval = "/m", time.Second }, []string{"metrics_path: is read only with balance: vllm_queue", "metrics_interval: is read only with balance: vllm_queue"}},
 		{"metrics path", func(c *Config) { c.Balance, c.MetricsPath = "vllm_queue", "metrics" }, []string{"metrics_path: must start with /"}},

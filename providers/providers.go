@@ -178,11 +178,13 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		}
 	}
 	hc := &fasthttp.HostClient{
-		Addr:                     host,
-		Name:                     "tollgate",
-		IsTLS:                    u.Scheme == "https",
-		MaxConns:                 cfg.MaxConnections,
-		MaxIdleConnDuration:      90 * time.Second,
+		Addr:     host,
+		Name:     "tollgate",
+		IsTLS:    u.Scheme == "https",
+		MaxConns: cfg.MaxConnections,
+		// Below the upstream's own keep-alive timeout, so that the client drops an
+		// idle connection before the upstream does (see IdleConnTimeout).
+		MaxIdleConnDuration:      cfg.IdleConnTimeout,
 		MaxConnWaitTimeout:       cfg.ConnectTimeout,
 		NoDefaultUserAgentHeader: true,
 		// Answer header names stay as the upstream wrote them: the gateway reads the
@@ -196,18 +198,40 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		// than a buffer stream through it anyway.
 		ReadBufferSize:  4 << 10,
 		WriteBufferSize: 4 << 10,
+		// An upstream may close a kept-alive connection just as the gateway sends
+		// on it, and fasthttp does not look at a pooled connection before using it
+		// nor retry a POST by itself. One retry is allowed, and upstreamTransport
+		// and retryClosed let it happen only when the upstream closed a connection
+		// that had served before, without a byte of the answer.
+		MaxIdemponentCallAttempts: 2,
+		Transport:                 upstreamTransport{},
 	}
-	dial := fasthttp.DialFunc(fasthttp.Dial)
-	if cfg.ConnectTimeout > 0 {
-		d := &fasthttp.TCPDialer{Concurrency: 0}
-		timeout := cfg.ConnectTimeout
-		dial = func(addr string) (netConn, error) { return d.DialTimeout(addr, timeout) }
+	hc.RetryIfErr = func(req *fasthttp.Request, _ int, err error) (bool, bool) {
+		return false, retryClosed(hc, req, err)
 	}
+	// The dial is bounded by connect_timeout and by what is left of the attempt's
+	// deadline (fasthttp passes that as timeout), a retry's dial included.
 	// fasthttp moves the read and write deadlines of the connection later for every
 	// request; deadline.Conn makes that free. upstreamConn lets a stream hear of
-	// its reads (Waiter).
-	hc.Dial = func(addr string) (netConn, error) {
-		c, err := dial(addr)
+	// its reads (Waiter) and tells a retry whether the connection had served.
+	d := &fasthttp.TCPDialer{Concurrency: 0}
+	connect := cfg.ConnectTimeout
+	hc.DialTimeout = func(addr string, timeout time.Duration) (netConn, error) {
+		if dial := hc.Dial; dial != nil {
+			// A Dial set on the client after it was built (the in-process mock's
+			// in-memory pipe) takes the place of the TCP dial.
+			return dial(addr)
+		}
+		if connect > 0 && (timeout <= 0 || connect < timeout) {
+			timeout = connect
+		}
+		var c netConn
+		var err error
+		if timeout > 0 {
+			c, err = d.DialTimeout(addr, timeout)
+		} else {
+			c, err = d.Dial(addr)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -64,6 +64,8 @@ func run(args []string, stderr io.Writer, stop <-chan os.Signal, ready chan<- st
 	fs.IntVar(&o.EmbeddingDim, "embedding-dim", mockllm.DefaultEmbeddingDim, "embedding vector length")
 	fs.IntVar(&o.MaxNumSeqs, "max-num-seqs", mockllm.DefaultMaxNumSeqs, "requests running at once; more wait")
 	fs.IntVar(&o.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen, "context length reported by /v1/models")
+	fs.DurationVar(&o.KeepAliveTimeout, "keep-alive-timeout", mockllm.DefaultKeepAliveTimeout,
+		"close keep-alive connections idle this long, as vLLM (uvicorn) does")
 	fs.StringVar(&o.APIKey, "api-key", "", "required API key (Authorization: Bearer, or x-api-key for anthropic)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -91,7 +93,7 @@ func run(args []string, stderr io.Writer, stop <-chan os.Signal, ready chan<- st
 	log.Info("mockllm listening", "addr", ln.Addr().String(), "api", o.API, "model", o.Model,
 		"ttft", o.TTFT.String(), "tpot", o.TPOT.String(), "max_tokens", o.MaxTokens,
 		"error_rate", o.ErrorRate, "disconnect_rate", o.DisconnectRate, "seed", o.Seed,
-		"auth", o.APIKey != "")
+		"keep_alive_timeout", o.KeepAliveTimeout.String(), "auth", o.APIKey != "")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -37,7 +37,7 @@ func TestServeAndStop(t *testing.T) {
 	ready := make(chan string, 1)
 	code := make(chan int, 1)
 	go func() {
-		code <- run([]string{"--listen", "127.0.0.1:0", "--model", "m1", "--api-key", "k", "--max-tokens", "4"}, &logs, stop, ready)
+		code <- run([]string{"--listen", "127.0.0.1:0", "--model", "m1", "--api-key", "k", "--max-tokens", "4", "--keep-alive-timeout", "2s"}, &logs, stop, ready)
 	}()
 	var addr string
 	select {
@@ -71,7 +71,8 @@ func TestServeAndStop(t *testing.T) {
 		t.Fatal("did not stop")
 	}
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], `"msg":"mockllm listening"`) || !strings.Contains(lines[0], `"model":"m1"`) || strings.Contains(lines[0], `"k"`) {
+	if len(lines) != 2 || !strings.Contains(lines[0], `"msg":"mockllm listening"`) || !strings.Contains(lines[0], `"model":"m1"`) ||
+		!strings.Contains(lines[0], `"keep_alive_timeout":"2s"`) || strings.Contains(lines[0], `"k"`) {
 		t.Errorf("logs:\n%s", logs.String())
 	}
 }
@@ -85,6 +86,7 @@ func TestBadFlags(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, 2},
 		{"unknown api", []string{"--api", "grpc"}, 2},
 		{"error rate out of range", []string{"--error-rate", "2"}, 2},
+		{"negative keep-alive timeout", []string{"--keep-alive-timeout", "-1s"}, 2},
 		{"stray argument", []string{"serve"}, 2},
 		{"help", []string{"--help"}, 0},
 	}

@@ -101,3 +101,53 @@ func TestHandlerOnAnotherServer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClosesIdleKeepAliveConnections: like vLLM's uvicorn, the server closes a
+// keep-alive connection left idle for KeepAliveTimeout, so that clients meet
+// upstream-closed connections as they do in production; the default is uvicorn's 5s.
+func TestClosesIdleKeepAliveConnections(t *testing.T) {
+	if s, err := New(Options{}); err != nil || s.opts.KeepAliveTimeout != 5*time.Second {
+		t.Fatalf("default keep-alive timeout: %v, %v; want 5s", s.opts.KeepAliveTimeout, err)
+	}
+	if _, err := New(Options{KeepAliveTimeout: -time.Second}); err == nil {
+		t.Error("a negative keep-alive timeout was accepted")
+	}
+	s, err := New(Options{KeepAliveTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() { _ = s.Shutdown(); <-served })
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	// Two requests on the connection: it is kept alive between answers.
+	for range 2 {
+		if _, err := io.WriteString(c, "GET /health HTTP/1.1\r\nHost: mock\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("status %d, close %v: want a kept-alive 200", resp.StatusCode, resp.Close)
+		}
+	}
+	// Then it stays idle: the server closes it. The read deadline only bounds the
+	// test should it not.
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: read %q, %v; want the server to close it (EOF)", n, err)
+	}
+}

@@ -35,6 +35,10 @@ type Options struct {
 	MaxNumSeqs int
 	// MaxModelLen is reported by /v1/models (default 8192).
 	MaxModelLen int
+	// KeepAliveTimeout is how long a keep-alive connection may stay idle between two
+	// requests before the server closes it (default 5s, uvicorn's
+	// timeout_keep_alive, which vLLM's API server runs with).
+	KeepAliveTimeout time.Duration
 	// APIKey, when set, is required as "Authorization: Bearer KEY" (openai) or
 	// "x-api-key: KEY" (anthropic).
 	APIKey string
@@ -52,6 +56,8 @@ const (
 	DefaultEmbeddingDim = 16
 	DefaultMaxNumSeqs   = 256
 	DefaultMaxModelLen  = 8192
+	// DefaultKeepAliveTimeout is uvicorn's timeout_keep_alive default.
+	DefaultKeepAliveTimeout = 5 * time.Second
 )
 
 // maxEmbeddingDim bounds per-request vector work and response size.
@@ -77,6 +83,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxModelLen == 0 {
 		o.MaxModelLen = DefaultMaxModelLen
 	}
+	if o.KeepAliveTimeout == 0 {
+		o.KeepAliveTimeout = DefaultKeepAliveTimeout
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -101,6 +110,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxNumSeqs < 0 {
 		errs = append(errs, errors.New("max-num-seqs: must be positive"))
+	}
+	if o.KeepAliveTimeout < 0 {
+		errs = append(errs, errors.New("keep-alive-timeout: must not be negative"))
 	}
 	if o.MaxModelLen < 0 {
 		errs = append(errs, errors.New("max-model-len: must be positive"))

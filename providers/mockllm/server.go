@@ -113,6 +113,10 @@ func New(opts Options) (*Server, error) {
 		MaxRequestBodySize: 64 << 20,
 		ReadBufferSize:     16 << 10,
 		CloseOnShutdown:    true,
+		// Idle keep-alive connections are closed as vLLM's uvicorn closes them, so
+		// that clients meet connections the upstream has closed, as they do in
+		// production.
+		IdleTimeout: o.KeepAliveTimeout,
 	}
 	return s, nil
 }
