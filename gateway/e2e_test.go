@@ -247,6 +247,14 @@ func TestEndToEndEmbeddingsAndModels(t *testing.T) {
 	if strings.Join(ids, ",") != "chat,legacy,embed" {
 		t.Fatalf("models = %v", ids)
 	}
+	// The SDK's retrieve call gets the same object as the list has.
+	m, err := c.Models.Get(ctx, "embed")
+	if err != nil || m.ID != "embed" || m.Object != "model" || m.OwnedBy != "tollgate" || m.Created != page.Data[2].Created {
+		t.Fatalf("models.retrieve: %+v %v", m, err)
+	}
+	if _, err := c.Models.Get(ctx, "nope"); apiErr(t, err).StatusCode != 404 || apiErr(t, err).Code != "model_not_found" {
+		t.Fatalf("models.retrieve of an unknown model: %v", err)
+	}
 	comp, err := c.Completions.New(ctx, openai.CompletionNewParams{Model: "legacy", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("Once")}})
 	if err != nil || len(comp.Choices) != 1 || comp.Choices[0].Text == "" {
 		t.Fatalf("completions: %+v %v", comp, err)

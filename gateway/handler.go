@@ -84,10 +84,13 @@ type request struct {
 	limited bool
 
 	// tctx carries the request's trace; span is the server span and aspan the
-	// upstream attempt's, kept open while a stream runs.
+	// upstream attempt's, kept open while a stream runs, with sent, when that
+	// attempt was sent, and ans, what its chunks say of the answer.
 	tctx     context.Context
 	span     trace.Span
 	aspan    trace.Span
+	sent     time.Time
+	ans      tracing.Answer
 	traceBuf [32]byte
 
 	// stream state: out holds what the relay has not written yet: the response
@@ -151,6 +154,10 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 		s.serveModels(ctx)
 		return
 	default:
+		if id, ok := bytes.CutPrefix(ctx.Path(), prefixModels); ok && len(id) > 0 {
+			s.serveModel(ctx, id)
+			return
+		}
 		s.serveOther(ctx)
 		return
 	}
@@ -161,6 +168,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 // whose body has no model (kind is then the endpoint's).
 func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invocation []byte) {
 	if !ctx.IsPost() {
+		stampRequestID(ctx)
 		writeError(&ctx.Response, &errMethod)
 		return
 	}
@@ -188,6 +196,15 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	if invocation != nil {
 		ep := r.rt.endpoints[string(invocation)]
 		if ep == nil {
+			// Without a valid key, an unknown name answers as a known one does, so
+			// that endpoint names cannot be listed by probing.
+			if r.rt.authKeys {
+				if _, e := authenticate(r.rt, &ctx.Request.Header); e != nil {
+					writeError(&ctx.Response, e)
+					r.finish(ctx, e.status)
+					return
+				}
+			}
 			e := modelNotFound(invocation)
 			writeError(&ctx.Response, &e)
 			r.finish(ctx, e.status)
@@ -377,6 +394,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			tracing.Inject(actx, &ctx.Request.Header)
 			if as.IsRecording() {
 				tracing.SetRequest(as, r.call.MaxTokens, r.temperature(), r.call.Stream)
+				tr.CapturePrompt(as, r.call.Body)
 			}
 		}
 		began := time.Now()
@@ -396,9 +414,16 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			a.Observe(outcome)
 		}
 		if as.IsRecording() {
-			as.SetAttributes(tracing.KeyTarget.String(hostOf(r.res.Target)))
+			tracing.SetTarget(as, r.res.Target)
 			tracing.SetAttempt(as, r.attempts, outcome.String())
-			tracing.SetClientStatus(as, ctx.Response.StatusCode())
+			// Only an answer has a status: fasthttp reports 200 for a response
+			// that never came (a timeout, a refused connection).
+			var ue *providers.UpstreamError
+			if err == nil {
+				tracing.SetClientStatus(as, ctx.Response.StatusCode())
+			} else if errors.As(err, &ue) && ue.Status > 0 {
+				tracing.SetClientStatus(as, ue.Status)
+			}
 			if err != nil {
 				tracing.RecordError(as, err, outcome.String())
 			}
@@ -409,9 +434,15 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			r.hideUse = r.call.Stream && !r.call.IncludeUsage
 			r.setHeaders(ctx)
 			if r.stream != nil {
-				r.aspan = as
+				r.aspan, r.sent = as, began
+				r.ans.Start(tr, as)
 			} else {
 				tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+				if as.IsRecording() {
+					r.ans.Start(tr, as)
+					r.ans.Body(ctx.Response.Body())
+					r.ans.End(as)
+				}
 				as.End()
 			}
 			return nil
@@ -652,18 +683,29 @@ func (r *request) setHeaders(ctx *fasthttp.RequestCtx) {
 
 // setRequestID keeps a sane client-sent x-request-id or makes a random one.
 func (r *request) setRequestID(ctx *fasthttp.RequestCtx) {
-	if id := ctx.Request.Header.PeekBytes(hdrRequestID); len(id) > 0 && len(id) <= 128 && printable(id) {
-		r.reqID = append(r.reqID[:0], id...)
-	} else {
-		const hex = "0123456789abcdef"
-		r.reqID = r.reqID[:0]
-		for _, v := range [2]uint64{rand.Uint64(), rand.Uint64()} {
-			for j := 0; j < 16; j++ {
-				r.reqID = append(r.reqID, hex[v>>60])
-				v <<= 4
-			}
+	r.reqID = appendRequestID(r.reqID[:0], &ctx.Request.Header)
+}
+
+// appendRequestID appends a sane client-sent x-request-id, or a random one, to dst.
+func appendRequestID(dst []byte, h *fasthttp.RequestHeader) []byte {
+	if id := h.PeekBytes(hdrRequestID); len(id) > 0 && len(id) <= 128 && printable(id) {
+		return append(dst, id...)
+	}
+	const hex = "0123456789abcdef"
+	for _, v := range [2]uint64{rand.Uint64(), rand.Uint64()} {
+		for j := 0; j < 16; j++ {
+			dst = append(dst, hex[v>>60])
+			v <<= 4
 		}
 	}
+	return dst
+}
+
+// stampRequestID gives an answer the gateway makes without a request pipeline (the
+// model list, a 404, a 405) its x-request-id, as every answer has.
+func stampRequestID(ctx *fasthttp.RequestCtx) {
+	var buf [128]byte
+	ctx.Response.Header.SetBytesKV(hdrRequestID, appendRequestID(buf[:0], &ctx.Request.Header))
 }
 
 func printable(b []byte) bool {
@@ -675,7 +717,42 @@ func printable(b []byte) bool {
 	return true
 }
 
+var prefixModels = []byte("/v1/models/")
+
+// serveModel answers GET /v1/models/{id}: the endpoint as OpenAI's model object, or
+// 404 when there is none or the caller's key may not use it.
+func (s *Server) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
+	stampRequestID(ctx)
+	if !ctx.IsGet() {
+		writeError(&ctx.Response, &errMethod)
+		return
+	}
+	rt := s.rt.Load()
+	if rt == nil {
+		writeError(&ctx.Response, &errShuttingDown)
+		return
+	}
+	var key *clientKey
+	if rt.authKeys {
+		k, e := authenticate(rt, &ctx.Request.Header)
+		if e != nil {
+			writeError(&ctx.Response, e)
+			return
+		}
+		key = k
+	}
+	ep := rt.endpoints[string(id)]
+	if ep == nil || key != nil && !key.allowed[ep.idx] {
+		e := modelNotFound(id)
+		writeError(&ctx.Response, &e)
+		return
+	}
+	ctx.Response.Header.SetContentTypeBytes(strModelsJSON)
+	ctx.Response.SetBodyRaw(rt.appendModel(nil, ep.name))
+}
+
 func (s *Server) serveModels(ctx *fasthttp.RequestCtx) {
+	stampRequestID(ctx)
 	if !ctx.IsGet() {
 		writeError(&ctx.Response, &errMethod)
 		return
@@ -726,6 +803,7 @@ func (r *request) nextEvent() {
 	if r.ev.HasUsage {
 		r.usage = r.ev.Usage
 	}
+	r.ans.Chunk(r.ev.Data)
 	if r.ev.Content && r.ttft == 0 {
 		r.ttft = time.Since(r.start)
 	}
@@ -752,8 +830,12 @@ func (r *request) endStream(werr error) error {
 	if as := r.aspan; as != nil {
 		if as.IsRecording() {
 			if r.ttft > 0 {
-				tracing.FirstToken(as, r.ttft)
+				// ttft counts from the request's arrival, as the metric does;
+				// the span's time to first chunk counts from the attempt.
+				at := r.start.Add(r.ttft)
+				tracing.FirstToken(as, at, at.Sub(r.sent))
 			}
+			r.ans.End(as)
 			tracing.SetUsage(as, r.usage.Input, r.usage.Output)
 			if r.errKind != "" {
 				tracing.RecordError(as, errors.New(r.errKind), r.errKind)
@@ -787,8 +869,10 @@ func (r *request) record(status int) {
 	s := r.s
 	if r.limited {
 		actual := r.usage.Input + r.usage.Output
-		if actual == 0 && status < 500 && status != 499 && r.attempts > 0 {
-			// Answered without a usage count: the estimate stands.
+		if actual == 0 && r.attempts > 0 && (status < 400 || status == 499 && r.ttft > 0) {
+			// Answered without a usage count, or a client that hung up on a stream
+			// after its first tokens (the usage comes last): the estimate stands.
+			// An error answer generated nothing and is refunded.
 			actual = limiter.KeepEstimate
 		}
 		r.rt.lim.Settle(&r.ticket, actual)

@@ -318,6 +318,7 @@ func (s *Server) serveOther(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
+	stampRequestID(ctx)
 	switch {
 	case string(path) == "/health":
 		ctx.Response.Header.SetContentTypeBytes(strJSON)

@@ -37,6 +37,8 @@ type runtime struct {
 	maxBody     int
 	// models is the /v1/models body for callers that may use every endpoint.
 	models []byte
+	// created is the models' "created" time: when this config was built.
+	created int64
 
 	// unrouted is the metrics series of requests that named no endpoint.
 	unrouted *metrics.Route
@@ -134,6 +136,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		rt.backends[name] = b
 		rt.backendList = append(rt.backendList, b)
 		bc := cfg.Backends[name]
+		// A backend's replica is picked per attempt, so the spec names none:
+		// send records the target each attempt went to.
 		specs := &[4]*tracing.Spec{}
 		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings} {
 			specs[k] = tracing.UpstreamSpec(k.String(), bc.Provider, bc.Model, name, "")
@@ -299,7 +303,9 @@ func (rt *runtime) ready() bool {
 
 // modelsBody renders OpenAI's model list for the endpoints a caller may use.
 func (rt *runtime) modelsBody(allowed []bool) []byte {
-	created := time.Now().Unix()
+	if rt.created == 0 {
+		rt.created = time.Now().Unix()
+	}
 	b := []byte(`{"object":"list","data":[`)
 	n := 0
 	for i, ec := range rt.cfg.Endpoints {
@@ -310,13 +316,18 @@ func (rt *runtime) modelsBody(allowed []bool) []byte {
 			b = append(b, ',')
 		}
 		n++
-		b = append(b, `{"id":`...)
-		b = jsonscan.AppendQuote(b, ec.Name)
-		b = append(b, `,"object":"model","created":`...)
-		b = appendInt(b, created)
-		b = append(b, `,"owned_by":"tollgate"}`...)
+		b = rt.appendModel(b, ec.Name)
 	}
 	return append(b, "]}"...)
+}
+
+// appendModel appends OpenAI's model object for the endpoint name.
+func (rt *runtime) appendModel(b []byte, name string) []byte {
+	b = append(b, `{"id":`...)
+	b = jsonscan.AppendQuote(b, name)
+	b = append(b, `,"object":"model","created":`...)
+	b = appendInt(b, rt.created)
+	return append(b, `,"owned_by":"tollgate"}`...)
 }
 
 // lookupKey finds the client key whose SHA-256 matches the presented one. The map is

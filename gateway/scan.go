@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
@@ -29,16 +31,27 @@ func scanBody(body []byte, f *fields) *apiError {
 		}
 		return &errMalformed
 	}
+	var keyBuf [32]byte
 	for {
 		k, v, ok := it.Next()
 		if !ok {
 			break
 		}
 		off := it.ValueOffset()
+		if bytes.IndexByte(k, '\\') >= 0 {
+			// Upstreams decode "mod\u0065l" as "model": so must the gateway, or a
+			// client could set a field it rewrites or reads behind its back.
+			k = unescapeKey(keyBuf[:0], k)
+		}
 		switch string(k) {
 		case "model":
 			if !jsonscan.IsString(v) {
 				return &errModelType
+			}
+			if f.model[0] >= 0 {
+				// The gateway rewrites one "model"; a parser that keeps the first of
+				// two would see the client's.
+				return &errModelTwice
 			}
 			f.model = [2]int{off, off + len(v)}
 		case "stream":
@@ -54,7 +67,9 @@ func scanBody(body []byte, f *fields) *apiError {
 			}
 		case "max_tokens", "max_completion_tokens":
 			if n, ok := jsonscan.Int(v); ok && n > 0 {
-				f.maxTokens = n
+				// Far above any model's context, and low enough that the token
+				// estimate built on it cannot overflow.
+				f.maxTokens = min(n, 1<<40)
 			}
 		case "user":
 			if jsonscan.IsString(v) {
@@ -64,6 +79,13 @@ func scanBody(body []byte, f *fields) *apiError {
 			f.temperature = [2]int{off, off + len(v)}
 		case "messages", "prompt", "input":
 			f.promptBytes += len(v)
+		default:
+			if len(k) == len("model") && bytes.EqualFold(k, strModel) {
+				// Go's encoding/json, behind some upstreams, reads "Model" as
+				// "model": the gateway would rewrite one and the upstream use the
+				// other.
+				return &errModelCase
+			}
 		}
 	}
 	if it.Err() != nil {
@@ -78,4 +100,18 @@ func scanBody(body []byte, f *fields) *apiError {
 		return &errNoModel
 	}
 	return nil
+}
+
+var strModel = []byte("model")
+
+// unescapeKey decodes a member name that holds escapes (k is the name between its
+// quotes) into dst; one that does not decode is returned as it is, and the iterator
+// reports the body malformed.
+func unescapeKey(dst, k []byte) []byte {
+	q := make([]byte, 0, len(k)+2)
+	q = append(append(append(q, '"'), k...), '"')
+	if out, ok := jsonscan.AppendUnquote(dst, q); ok {
+		return out
+	}
+	return k
 }

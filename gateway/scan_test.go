@@ -78,7 +78,8 @@ func TestErrorBody(t *testing.T) {
 
 func FuzzScanBody(f *testing.F) {
 	for _, s := range []string{`{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`,
-		`{"model":"m","stream_options":{"include_usage":true},"max_tokens":5,"user":"x"}`, `{"model":1}`, `[]`, `{`} {
+		`{"model":"m","stream_options":{"include_usage":true},"max_tokens":5,"user":"x"}`, `{"model":1}`, `[]`, `{`,
+		`{"mod\u0065l":"chat","\u0073tream":true}`, `{"model":"a","model":"b"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -96,6 +97,11 @@ func FuzzScanBody(f *testing.F) {
 		var model string
 		if err := json.Unmarshal(body[fl.model[0]:fl.model[1]], &model); err != nil {
 			t.Fatalf("model span %q is not a string", body[fl.model[0]:fl.model[1]])
+		}
+		// The span the gateway rewrites is the model every parser upstream reads,
+		// however its key is spelled.
+		if got := body[fl.model[0]:fl.model[1]]; string(m["model"]) != string(got) {
+			t.Fatalf("rewrites model %s, a JSON parser reads %s in %q", got, m["model"], body)
 		}
 	})
 }

@@ -196,6 +196,7 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		e = &apiError{400, "invalid_request_error", "bad_request", "", "The HTTP request could not be read."}
 	}
+	stampRequestID(ctx)
 	writeError(&ctx.Response, e)
 	ctx.SetConnectionClose()
 }

@@ -1,16 +1,23 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/tollgate/tollgate/tracing"
 )
 
 // flakyUpstream fails the first `fail` requests with 503, then answers like
@@ -247,5 +254,218 @@ logging: {level: error}
 	}
 	if v, _ := attr(spans["POST /v1/chat/completions"][0].Snapshot(), "http.response.status_code"); v.AsInt64() != 429 {
 		t.Errorf("server span status = %v", v.Emit())
+	}
+}
+
+// upstreamSpan returns the one client span of an exported request.
+func upstreamSpan(t *testing.T, exp *tracetest.InMemoryExporter) tracetest.SpanStub {
+	t.Helper()
+	client := byName(exp.GetSpans())["chat up-model"]
+	if len(client) != 1 {
+		t.Fatalf("%d client spans, want 1 (spans %v)", len(client), keys(byName(exp.GetSpans())))
+	}
+	return client[0]
+}
+
+func events(s tracetest.SpanStub) map[string]attribute.Value {
+	out := map[string]attribute.Value{}
+	for _, ev := range s.Events {
+		for _, kv := range ev.Attributes {
+			if kv.Key == tracing.KeyPrompt || kv.Key == tracing.KeyCompletion {
+				out[ev.Name] = kv.Value
+			}
+		}
+		if _, ok := out[ev.Name]; !ok {
+			out[ev.Name] = attribute.Value{}
+		}
+	}
+	return out
+}
+
+func TestSpansResponseAndContent(t *testing.T) {
+	_, addr := startFlakyUpstream(t, 0)
+	const (
+		plainBody  = `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
+		streamBody = `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	)
+	tests := []struct {
+		name       string
+		capture    bool
+		stream     bool
+		model, id  string
+		completion string
+	}{
+		{"answer, content captured", true, false, "up-model", "chatcmpl-1", "Once upon a time there was a gateway."},
+		{"answer, content not captured", false, false, "up-model", "chatcmpl-1", ""},
+		{"stream, content captured", true, true, "m", "c", strings.Repeat(" word", 32)},
+		{"stream, content not captured", false, true, "m", "c", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := `{exporter: otlp-grpc, sample_ratio: 1}`
+			if tt.capture {
+				cfg = `{exporter: otlp-grpc, sample_ratio: 1, capture_content: true}`
+			}
+			s, exp := newTracedServer(t, addr, cfg)
+			if tt.stream {
+				streamOnce(t, s, newProxyCtx([]byte(streamBody)), make([]byte, 4096))
+			} else {
+				ctx := newProxyCtx([]byte(plainBody))
+				proxyOnce(s, ctx)
+				if ctx.Response.StatusCode() != 200 {
+					t.Fatalf("status %d", ctx.Response.StatusCode())
+				}
+			}
+			flush(t, s)
+			up := upstreamSpan(t, exp)
+			ro := up.Snapshot()
+			for key, want := range map[string]string{"gen_ai.response.model": tt.model, "gen_ai.response.id": tt.id} {
+				if v, _ := attr(ro, key); v.AsString() != want {
+					t.Errorf("%s = %q, want %q", key, v.AsString(), want)
+				}
+			}
+			if v, _ := attr(ro, "gen_ai.response.finish_reasons"); strings.Join(v.AsStringSlice(), ",") != "stop" {
+				t.Errorf("finish reasons %v, want [stop]", v.AsStringSlice())
+			}
+			evs := events(up)
+			prompt, hasPrompt := evs[tracing.EventPrompt]
+			completion, hasCompletion := evs[tracing.EventCompletion]
+			if !tt.capture {
+				if hasPrompt || hasCompletion {
+					t.Errorf("content captured with capture_content off: events %v", evs)
+				}
+				return
+			}
+			want := plainBody
+			if tt.stream {
+				want = streamBody
+			}
+			// The prompt is the request as the client sent it.
+			if prompt.AsString() != want {
+				t.Errorf("prompt %q, want %q", prompt.AsString(), want)
+			}
+			if completion.AsString() != tt.completion {
+				t.Errorf("completion %q, want %q", completion.AsString(), tt.completion)
+			}
+		})
+	}
+}
+
+// startPausingSSEUpstream streams a role chunk and the first token, waits
+// pause, then sends the rest of the answer.
+func startPausingSSEUpstream(t *testing.T, pause time.Duration) string {
+	t.Helper()
+	chunk := func(delta, finish string) string {
+		return `data: {"id":"p","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":` + delta +
+			`,"logprobs":null,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	return serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetContentType("text/event-stream")
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			w.WriteString(chunk(`{"role":"assistant","content":""}`, "null"))
+			w.WriteString(chunk(`{"content":"first"}`, "null"))
+			w.Flush()
+			time.Sleep(pause)
+			w.WriteString(chunk(`{"content":" second"}`, "null"))
+			w.WriteString(chunk(`{}`, `"stop"`))
+			w.WriteString("data: [DONE]\n\n")
+		})
+	})
+}
+
+// The first-token event is added when the stream ends but carries the
+// instant the token came, and its time to first chunk counts from the
+// upstream attempt, not from the client's request.
+func TestSpanFirstTokenOfStream(t *testing.T) {
+	const pause = 200 * time.Millisecond
+	s, exp := newTracedServer(t, startPausingSSEUpstream(t, pause), `{exporter: otlp-grpc, sample_ratio: 1}`)
+	streamOnce(t, s, newProxyCtx([]byte(`{"model":"once","stream":true,"messages":[]}`)), make([]byte, 4096))
+	flush(t, s)
+	up := upstreamSpan(t, exp)
+	server := byName(exp.GetSpans())["POST /v1/chat/completions"][0]
+	var first *sdktrace.Event
+	for i := range up.Events {
+		if up.Events[i].Name == tracing.EventFirstToken {
+			first = &up.Events[i]
+		}
+	}
+	if first == nil {
+		t.Fatalf("no first-token event among %+v", up.Events)
+	}
+	// The token came before the upstream paused; the stream ended after.
+	if first.Time.Before(up.StartTime) || up.EndTime.Sub(first.Time) < pause {
+		t.Errorf("first token at %v of a %v attempt, want before the %v pause", first.Time.Sub(up.StartTime), up.EndTime.Sub(up.StartTime), pause)
+	}
+	var ttfc float64
+	for _, kv := range first.Attributes {
+		if kv.Key == "gen_ai.response.time_to_first_chunk" {
+			ttfc = kv.Value.AsFloat64()
+		}
+	}
+	sinceAttempt := first.Time.Sub(up.StartTime).Seconds()
+	if ttfc <= 0 || ttfc > sinceAttempt {
+		t.Errorf("time to first chunk %vs, want at most the %vs since the attempt's span began (%vs since the request's)",
+			ttfc, sinceAttempt, first.Time.Sub(server.StartTime).Seconds())
+	}
+	if v, _ := attr(up.Snapshot(), "gen_ai.response.time_to_first_chunk"); v.AsFloat64() != ttfc {
+		t.Errorf("span's time to first chunk %v, event's %v", v.AsFloat64(), ttfc)
+	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestSpansAttemptStatusAndTarget(t *testing.T) {
+	_, flaky := startFlakyUpstream(t, 1<<40) // always 503
+	tests := []struct {
+		name   string
+		addr   string
+		status int64 // 0: no http.response.status_code
+	}{
+		{"upstream answered 503", flaky, 503},
+		{"upstream unreachable", closedPort(t), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, exp := newTracedServer(t, tt.addr, `{exporter: otlp-grpc, sample_ratio: 1}`)
+			ctx := newProxyCtx([]byte(`{"model":"once","messages":[]}`))
+			proxyOnce(s, ctx)
+			if ctx.Response.StatusCode() < 500 {
+				t.Fatalf("status %d, want the failure passed on", ctx.Response.StatusCode())
+			}
+			flush(t, s)
+			up := upstreamSpan(t, exp)
+			ro := up.Snapshot()
+			v, ok := attr(ro, "http.response.status_code")
+			if tt.status == 0 && ok {
+				t.Errorf("http.response.status_code = %d on an attempt that got no answer", v.AsInt64())
+			}
+			if tt.status != 0 && v.AsInt64() != tt.status {
+				t.Errorf("http.response.status_code = %v, want %d", v.Emit(), tt.status)
+			}
+			if up.Status.Code != codes.Error {
+				t.Errorf("span status %v, want error", up.Status.Code)
+			}
+			host, port, _ := net.SplitHostPort(tt.addr)
+			wantPort, _ := strconv.Atoi(port)
+			if v, _ := attr(ro, "server.address"); v.AsString() != host {
+				t.Errorf("server.address = %q, want %q", v.AsString(), host)
+			}
+			if v, _ := attr(ro, "server.port"); v.AsInt64() != int64(wantPort) {
+				t.Errorf("server.port = %v, want %d", v.Emit(), wantPort)
+			}
+			if v, _ := attr(ro, "tollgate.target"); v.AsString() != tt.addr {
+				t.Errorf("tollgate.target = %q, want %q", v.AsString(), tt.addr)
+			}
+		})
 	}
 }

@@ -33,12 +33,13 @@ const (
 )
 
 // Buckets of the classic histograms, in seconds. Requests to LLMs last from a
-// few milliseconds (a cached embedding) to minutes (a long generation), so the
-// request buckets span 10 ms to 120 s; time to first token is mostly under a
+// few milliseconds (a cached embedding) to minutes (a long generation, which
+// backends allow up to 10 minutes by default), so the request buckets span
+// 10 ms to 600 s; time to first token is mostly under a
 // few seconds and gets finer steps there; time per output token lives between
 // 1 ms and 1 s.
 var (
-	DurationBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120}
+	DurationBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600}
 	TTFTBuckets     = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 30, 60, 120}
 	TPOTBuckets     = []float64{0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1}
 )

@@ -265,6 +265,40 @@ func TestNativeHistograms(t *testing.T) {
 	}
 }
 
+// A generation may run for minutes (a backend's default timeout is 10
+// minutes): the classic buckets tell a 4-minute request from a 9-minute one
+// instead of putting both past the last bucket.
+func TestDurationBucketsCoverLongGenerations(t *testing.T) {
+	tests := []struct {
+		name     string
+		latency  time.Duration
+		firstLE  float64 // the smallest bucket that counts it
+		beforeLE float64 // the bucket just below, which does not
+	}{
+		{"two and a half minutes", 150 * time.Second, 180, 120},
+		{"four minutes", 4 * time.Minute, 300, 180},
+		{"nine minutes", 9 * time.Minute, 600, 300},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			New(reg).Route("chat", "llama", "stable").Done(200, tt.latency, 0, 0, 0, 0, 0)
+			fams := scrape(t, reg, "")
+			h := series(t, fams, "tollgate_request_duration_seconds", map[string]string{"endpoint": "chat", "backend": "llama", "variant": "stable"}).GetHistogram()
+			counts := map[float64]uint64{}
+			for _, b := range h.GetBucket() {
+				counts[b.GetUpperBound()] = b.GetCumulativeCount()
+			}
+			if c, ok := counts[tt.firstLE]; !ok || c != 1 {
+				t.Errorf("le=%v counts %d (present %v), want 1", tt.firstLE, c, ok)
+			}
+			if c, ok := counts[tt.beforeLE]; !ok || c != 0 {
+				t.Errorf("le=%v counts %d (present %v), want 0", tt.beforeLE, c, ok)
+			}
+		})
+	}
+}
+
 func TestRouteStatusCodes(t *testing.T) {
 	tests := []struct {
 		name   string

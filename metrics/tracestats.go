@@ -49,7 +49,7 @@ func (w *watched[T]) read() (T, bool) {
 
 var (
 	tracesDesc = prometheus.NewDesc("tollgate_traces_total",
-		"Traces finished by the tail sampler, by decision (kept, discarded, evicted).",
+		"Requests (a server span and its children) finished by the tail sampler, by decision (kept, discarded, evicted).",
 		[]string{"decision"}, nil)
 	traceSpansDroppedDesc = prometheus.NewDesc("tollgate_trace_spans_dropped_total",
 		"Spans dropped because their trace exceeded the per-trace span limit.", nil, nil)

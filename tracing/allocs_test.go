@@ -29,3 +29,18 @@ func TestTracingOffAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswerOffAllocs pins a stream's per-chunk cost with tracing off.
+func TestAnswerOffAllocs(t *testing.T) {
+	tr := Disabled()
+	_, span := tr.Start(context.Background(), upstream)
+	var a Answer
+	chunk := []byte(streamChunks[1])
+	if n := testing.AllocsPerRun(1000, func() {
+		a.Start(tr, span)
+		a.Chunk(chunk)
+		a.End(span)
+	}); n != 0 {
+		t.Errorf("%v allocations per stream, want 0", n)
+	}
+}

@@ -18,15 +18,18 @@ type gatewayRequest struct {
 	upstream *Spec
 	in, out  fasthttp.RequestHeader
 	reqID    []byte
+	// firstToken is when the stream's first token came.
+	firstToken time.Time
 }
 
 func newGatewayRequest(tr *Tracing, traceparent string) *gatewayRequest {
 	g := &gatewayRequest{
-		tr:       tr,
-		server:   ServerSpec("POST", "/v1/chat/completions"),
-		endpoint: NewEndpointAttrs("chat", "chat"),
-		upstream: UpstreamSpec("chat", "openai", "meta-llama/Llama-3.1-8B-Instruct", "llama", "http://10.0.0.1:8000/v1"),
-		reqID:    []byte("0123456789abcdef"),
+		tr:         tr,
+		server:     ServerSpec("POST", "/v1/chat/completions"),
+		endpoint:   NewEndpointAttrs("chat", "chat"),
+		upstream:   UpstreamSpec("chat", "openai", "meta-llama/Llama-3.1-8B-Instruct", "llama", "http://10.0.0.1:8000/v1"),
+		reqID:      []byte("0123456789abcdef"),
+		firstToken: time.Now(),
 	}
 	if traceparent != "" {
 		g.in.Set("traceparent", traceparent)
@@ -52,7 +55,7 @@ func (g *gatewayRequest) run(ctx context.Context) {
 	SetAttempt(up, 1, "ok")
 	SetRequest(up, 256, 0.7, true)
 	Inject(uctx, &g.out)
-	FirstToken(up, 120*time.Millisecond)
+	FirstToken(up, g.firstToken, 120*time.Millisecond)
 	SetResponse(up, "meta-llama/Llama-3.1-8B-Instruct", "chatcmpl-1", "stop")
 	SetUsage(up, 512, 128)
 	SetClientStatus(up, 200)
@@ -101,5 +104,34 @@ func BenchmarkExtractInject(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Inject(Extract(ctx, &in), &out)
+	}
+}
+
+// BenchmarkAnswerChunk is the per-chunk cost of a traced stream, with
+// capture_content off (ID, model and finish reason only) and on.
+func BenchmarkAnswerChunk(b *testing.B) {
+	for _, capture := range []bool{false, true} {
+		name := "capture off"
+		if capture {
+			name = "capture on"
+		}
+		b.Run(name, func(b *testing.B) {
+			tr, err := newTracing(context.Background(), Config{CaptureContent: capture}, nil, tracetest.NewNoopExporter())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tr.Shutdown(context.Background())
+			_, span := tr.Start(context.Background(), upstream)
+			defer span.End()
+			chunk := []byte(streamChunks[1])
+			var a Answer
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if i%256 == 0 {
+					a.Start(tr, span)
+				}
+				a.Chunk(chunk)
+			}
+		})
 	}
 }

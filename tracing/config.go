@@ -52,8 +52,9 @@ type Config struct {
 	CaptureContent bool `yaml:"capture_content"`
 	// ServiceName is the service.name resource attribute (default tollgate).
 	ServiceName string `yaml:"service_name"`
-	// MaxPendingTraces bounds the traces held in memory while their root
-	// span runs (default 8192); beyond it the oldest is dropped.
+	// MaxPendingTraces bounds the requests whose spans are held in memory
+	// while their root span runs (default 8192); beyond it the oldest is
+	// dropped. Requests that share a client's trace ID count one each.
 	MaxPendingTraces int `yaml:"max_pending_traces"`
 }
 

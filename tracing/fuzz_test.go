@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"testing"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -49,6 +50,49 @@ func FuzzTraceparent(f *testing.F) {
 		propagation.TraceContext{}.Inject(sctx, ref)
 		if out["traceparent"] != ref["traceparent"] || out["tracestate"] != ref["tracestate"] {
 			t.Fatalf("Inject wrote %v, propagator writes %v", out, ref)
+		}
+	})
+}
+
+// FuzzAnswer feeds any bytes to Answer, as a whole body and as one chunk of
+// a stream: it must not panic, must keep its text within the capture bound,
+// and must record only valid UTF-8, which OTLP requires.
+func FuzzAnswer(f *testing.F) {
+	f.Add([]byte(chatAnswer))
+	f.Add([]byte(completionAnswer))
+	f.Add([]byte(embeddingAnswer))
+	for _, c := range streamChunks {
+		f.Add([]byte(c))
+	}
+	f.Add([]byte(`{"id":"\ud800","model":"\xff","choices":[{"index":0,"delta":{"content":"\u00e9\ud83d\ude00"},"finish_reason":"st\u0000op"}]}`))
+	f.Add([]byte(`{"choices":[{"finish_reason" : "stop"},{"finish_reason":null},1,"x",[]]}`))
+	tr, exp := newTestTracing(f, Config{CaptureContent: true})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		exp.Reset()
+		_, span := tr.Start(context.Background(), upstream)
+		var a Answer
+		a.Start(tr, span)
+		a.Body(data)
+		a.Chunk(data)
+		a.Chunk(data)
+		if len(a.text) > maxCapturedContent+utf8.UTFMax {
+			t.Fatalf("holding %d bytes of text", len(a.text))
+		}
+		a.End(span)
+		span.End()
+		for _, s := range exported(t, tr, exp) {
+			for _, kv := range s.Attributes {
+				if !utf8.ValidString(kv.Value.Emit()) {
+					t.Fatalf("%s = %q is not valid UTF-8", kv.Key, kv.Value.Emit())
+				}
+			}
+			for _, e := range s.Events {
+				for _, kv := range e.Attributes {
+					if !utf8.ValidString(kv.Value.Emit()) {
+						t.Fatalf("event %s: %s is not valid UTF-8", e.Name, kv.Key)
+					}
+				}
+			}
 		}
 	})
 }

@@ -44,8 +44,9 @@ const (
 
 // Event names.
 const (
-	// EventFirstToken marks the first generated token of a stream; it
-	// carries gen_ai.response.time_to_first_chunk in seconds.
+	// EventFirstToken marks the first generated token of a stream, at the
+	// instant it arrived; it carries gen_ai.response.time_to_first_chunk,
+	// in seconds since the upstream attempt was sent.
 	EventFirstToken = "gen_ai.first_token"
 	// EventPrompt and EventCompletion carry the content when
 	// capture_content is on.
@@ -152,7 +153,7 @@ func UpstreamSpec(endpointType, providerType, model, backend, target string) *Sp
 		genai.GenAIRequestModel(model),
 		KeyBackend.String(backend),
 	}
-	host, port := hostPort(target)
+	host, port, _ := hostPort(target)
 	if host != "" {
 		attrs = append(attrs, semconv.ServerAddress(host), KeyTarget.String(net.JoinHostPort(host, strconv.Itoa(port))))
 		if port > 0 {
@@ -167,8 +168,8 @@ func UpstreamSpec(endpointType, providerType, model, backend, target string) *Sp
 }
 
 // hostPort extracts host and port from a URL or host:port, filling the
-// scheme's default port.
-func hostPort(target string) (string, int) {
+// scheme's default port; hostport is the URL's host and port as written.
+func hostPort(target string) (host string, port int, hostport string) {
 	if u, err := url.Parse(target); err == nil && u.Host != "" {
 		port, _ := strconv.Atoi(u.Port())
 		if port == 0 {
@@ -179,13 +180,13 @@ func hostPort(target string) (string, int) {
 				port = 80
 			}
 		}
-		return u.Hostname(), port
+		return u.Hostname(), port, u.Host
 	}
 	if h, p, err := net.SplitHostPort(target); err == nil {
 		port, _ := strconv.Atoi(p)
-		return h, port
+		return h, port, target
 	}
-	return target, 0
+	return target, 0, target
 }
 
 // The setters below do nothing on a span that is not recording, so the
@@ -207,8 +208,10 @@ func SetRequest(span trace.Span, maxTokens int64, temperature float64, stream bo
 	}
 }
 
-// SetResponse records what the upstream answered. Empty values are skipped.
-func SetResponse(span trace.Span, model, id, finishReason string) {
+// SetResponse records what the upstream answered: the model that answered,
+// the response's ID and the finish reason of each choice. Empty values are
+// skipped.
+func SetResponse(span trace.Span, model, id string, finishReasons ...string) {
 	if !span.IsRecording() {
 		return
 	}
@@ -218,8 +221,32 @@ func SetResponse(span trace.Span, model, id, finishReason string) {
 	if id != "" {
 		span.SetAttributes(genai.GenAIResponseID(validUTF8(id)))
 	}
-	if finishReason != "" {
-		span.SetAttributes(genai.GenAIResponseFinishReasons(validUTF8(finishReason)))
+	// A copy: the attribute may keep the slice it is given, and the caller's
+	// must not escape, lest a call with tracing off allocate it.
+	reasons := make([]string, 0, len(finishReasons))
+	for _, r := range finishReasons {
+		if r != "" {
+			reasons = append(reasons, validUTF8(r))
+		}
+	}
+	if len(reasons) > 0 {
+		span.SetAttributes(genai.GenAIResponseFinishReasons(reasons...))
+	}
+}
+
+// SetTarget records the target an attempt went to, a base URL (or
+// host:port): server.address and server.port, the scheme's default port when
+// the URL names none, and tollgate.target, its host:port as written, which is
+// also the target label of the upstream metrics. An empty target (no replica
+// was tried) records nothing.
+func SetTarget(span trace.Span, target string) {
+	if !span.IsRecording() || target == "" {
+		return
+	}
+	host, port, hostport := hostPort(target)
+	span.SetAttributes(KeyTarget.String(hostport), semconv.ServerAddress(host))
+	if port > 0 {
+		span.SetAttributes(semconv.ServerPort(port))
 	}
 }
 
@@ -231,12 +258,20 @@ func SetUsage(span trace.Span, inTok, outTok int64) {
 	span.SetAttributes(genai.GenAIUsageInputTokensKey.Int64(inTok), genai.GenAIUsageOutputTokensKey.Int64(outTok))
 }
 
-// FirstToken adds the first-token event, ttft after the request arrived.
-func FirstToken(span trace.Span, ttft time.Duration) {
+// FirstToken records the first generated token of a stream, which arrived
+// at at, ttft after the upstream attempt was sent: the GenAI conventions
+// measure gen_ai.response.time_to_first_chunk from the issuing of the
+// generation request, which for an upstream span is the attempt, not the
+// client's request to the gateway. The event is stamped at, since it is
+// added only when the stream ends; the span carries the attribute too, where
+// trace viewers can filter on it.
+func FirstToken(span trace.Span, at time.Time, ttft time.Duration) {
 	if !span.IsRecording() {
 		return
 	}
-	span.AddEvent(EventFirstToken, trace.WithAttributes(genai.GenAIResponseTimeToFirstChunkKey.Float64(ttft.Seconds())))
+	kv := genai.GenAIResponseTimeToFirstChunkKey.Float64(ttft.Seconds())
+	span.SetAttributes(kv)
+	span.AddEvent(EventFirstToken, trace.WithTimestamp(at), trace.WithAttributes(kv))
 }
 
 // SetRequestID records the gateway's request ID and the client key's name
@@ -342,6 +377,10 @@ func (t *Tracing) CaptureCompletion(span trace.Span, text []byte) {
 	if !t.capture || !span.IsRecording() {
 		return
 	}
+	addCompletion(span, text)
+}
+
+func addCompletion(span trace.Span, text []byte) {
 	span.AddEvent(EventCompletion, trace.WithAttributes(KeyCompletion.String(truncate(text))))
 }
 

@@ -108,7 +108,7 @@ func TestSetters(t *testing.T) {
 	_, up := tr.Start(ctx, upstream)
 	SetAttempt(up, 2, "ok")
 	SetRequest(up, 256, 0.7, true)
-	FirstToken(up, 150*time.Millisecond)
+	FirstToken(up, time.Now(), 150*time.Millisecond)
 	SetResponse(up, "llama-3.1-8b-instruct", "chatcmpl-123", "stop")
 	SetUsage(up, 42, 17)
 	SetClientStatus(up, 200)
@@ -256,7 +256,8 @@ func TestSettersOnNonRecordingSpan(t *testing.T) {
 	SetRequest(span, 1, 1, true)
 	SetResponse(span, "m", "id", "stop")
 	SetUsage(span, 1, 1)
-	FirstToken(span, time.Second)
+	FirstToken(span, time.Now(), time.Second)
+	SetTarget(span, "http://10.0.0.1:8000/v1")
 	SetRequestID(span, []byte("r"), "c")
 	SetRoute(span, "b", "v", 1, 1, true)
 	SetLimit(span, "memory", "allowed", "")
@@ -288,6 +289,97 @@ func TestOperationAndProviderNames(t *testing.T) {
 			}
 			if got := ProviderName(tt.in); got != tt.provider {
 				t.Errorf("ProviderName(%q) = %q, want %q", tt.in, got, tt.provider)
+			}
+		})
+	}
+}
+
+// The first-token event is added when the stream ends; it must still sit at
+// the instant the token came, and its time to first chunk counts from the
+// attempt's start.
+func TestFirstTokenEventStampedAtFirstToken(t *testing.T) {
+	tr, exp := newTestTracing(t, Config{})
+	start := time.Now().Add(-30 * time.Second) // a 30 s stream
+	_, up := tr.tracer.Start(context.Background(), "chat llama", trace.WithTimestamp(start))
+	const ttft = 200 * time.Millisecond
+	FirstToken(up, start.Add(ttft), ttft)
+	up.End()
+	spans := exported(t, tr, exp)
+	if len(spans) != 1 || len(spans[0].Events) != 1 {
+		t.Fatalf("%d spans, events %+v", len(spans), spans[0].Events)
+	}
+	ev := spans[0].Events[0]
+	if !ev.Time.Equal(start.Add(ttft)) {
+		t.Errorf("first-token event at span start + %v, want + %v", ev.Time.Sub(start), ttft)
+	}
+	if v := attrs(ev.Attributes)["gen_ai.response.time_to_first_chunk"].AsFloat64(); v != ttft.Seconds() {
+		t.Errorf("event time to first chunk %v, want %v", v, ttft.Seconds())
+	}
+	if v := attrs(spans[0].Attributes)["gen_ai.response.time_to_first_chunk"].AsFloat64(); v != ttft.Seconds() {
+		t.Errorf("span time to first chunk %v, want %v", v, ttft.Seconds())
+	}
+}
+
+func TestSetTarget(t *testing.T) {
+	tests := []struct {
+		name   string
+		target string
+		want   map[string]any
+	}{
+		{"url with port", "http://10.0.0.1:8000/v1", map[string]any{
+			"server.address": "10.0.0.1", "server.port": int64(8000), "tollgate.target": "10.0.0.1:8000"}},
+		{"https default port", "https://api.openai.com/v1", map[string]any{
+			"server.address": "api.openai.com", "server.port": int64(443), "tollgate.target": "api.openai.com"}},
+		{"ipv6", "http://[::1]:8001/v1", map[string]any{
+			"server.address": "::1", "server.port": int64(8001), "tollgate.target": "[::1]:8001"}},
+		{"credentials are not recorded", "http://user:pw@10.0.0.9:8000/v1", map[string]any{
+			"server.address": "10.0.0.9", "tollgate.target": "10.0.0.9:8000"}},
+		{"no target tried", "", map[string]any{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, exp := newTestTracing(t, Config{})
+			_, span := tr.Start(context.Background(), UpstreamSpec("chat", "openai", "m", "b", ""))
+			SetTarget(span, tt.target)
+			span.End()
+			got := attrs(exported(t, tr, exp)[0].Attributes)
+			for k, want := range tt.want {
+				if v, ok := got[k]; !ok || v.AsInterface() != want {
+					t.Errorf("%s = %v, want %v", k, v.AsInterface(), want)
+				}
+			}
+			for k, v := range got {
+				if strings.Contains(v.Emit(), "pw") {
+					t.Errorf("%s leaks credentials: %s", k, v.Emit())
+				}
+			}
+			if _, ok := got["server.address"]; ok != (len(tt.want) > 0) {
+				t.Errorf("server.address present %v", ok)
+			}
+		})
+	}
+}
+
+func TestSetResponseFinishReasons(t *testing.T) {
+	tests := []struct {
+		name    string
+		reasons []string
+		want    []string
+	}{
+		{"one", []string{"stop"}, []string{"stop"}},
+		{"one per choice", []string{"stop", "length"}, []string{"stop", "length"}},
+		{"empty ones skipped", []string{"", "stop"}, []string{"stop"}},
+		{"none", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, exp := newTestTracing(t, Config{})
+			_, span := tr.Start(context.Background(), upstream)
+			SetResponse(span, "m", "id", tt.reasons...)
+			span.End()
+			v, ok := attrs(exported(t, tr, exp)[0].Attributes)["gen_ai.response.finish_reasons"]
+			if got := v.AsStringSlice(); ok != (tt.want != nil) || strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("finish reasons %v (present %v), want %v", got, ok, tt.want)
 			}
 		})
 	}

@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// maxSpansPerTrace bounds one pending trace; a request makes a handful of
+// maxSpansPerTrace bounds one pending request; a request makes a handful of
 // spans (server, auth, limit, route, one per attempt), so hitting it means a
 // runaway loop, not a real request.
 const maxSpansPerTrace = 256
@@ -21,11 +21,22 @@ const maxSpansPerTrace = 256
 // waiting in memory for a root that will never end again.
 const decidedPerShard = 256
 
-// tailProcessor records every span and decides per trace when the trace's
-// local root span ends: traces already sampled at their start pass straight
-// through; the others wait in memory and are exported only when the root is
-// in error (or any of its spans is), or lasted at least keepSlow. It hands
-// kept spans to next, a BatchSpanProcessor, marked as sampled.
+// openPerPending bounds a shard's map of open spans to their roots, relative
+// to its pending bound: a request has one or two spans open at a time, so
+// only spans that never end (a bug elsewhere) fill it.
+const openPerPending = 8
+
+// tailProcessor records every span and decides per local root span (one
+// gateway request) when that root ends: spans sampled at their start pass
+// straight through; the others wait in memory and are exported only when
+// the root is in error (or any of its descendants is), or lasted at least
+// keepSlow. It hands kept spans to next, a BatchSpanProcessor, marked as
+// sampled.
+//
+// The decision is keyed by trace ID and root span ID, not by trace ID alone:
+// a client that makes several LLM calls within one trace of its own sends
+// the same trace ID on each, and each call is a request of its own, kept or
+// dropped by its own outcome.
 type tailProcessor struct {
 	next       sdktrace.SpanProcessor
 	keepErrors bool
@@ -34,20 +45,32 @@ type tailProcessor struct {
 	shards      []shard
 	shardMask   uint64
 	maxPerShard int
+	maxOpen     int
 	closed      atomic.Bool
 
 	kept, discarded, evicted, spansDropped atomic.Uint64
 }
 
+// treeKey names one local span tree: the trace and the span ID of its
+// local root.
+type treeKey struct {
+	trace trace.TraceID
+	root  trace.SpanID
+}
+
 type shard struct {
 	mu      sync.Mutex
-	pending map[trace.TraceID]*pendingTrace
-	// oldest and newest link the pending traces in arrival order, for
+	pending map[treeKey]*pendingTrace
+	// oldest and newest link the pending trees in arrival order, for
 	// eviction.
 	oldest, newest *pendingTrace
 
-	decided map[trace.TraceID]bool
-	ring    [decidedPerShard]trace.TraceID
+	// roots maps each open, unsampled, non-root span to its local root,
+	// so that its descendants and its own end find their tree.
+	roots map[trace.SpanID]trace.SpanID
+
+	decided map[treeKey]bool
+	ring    [decidedPerShard]treeKey
 	ringLen int
 	ringPos int
 
@@ -57,7 +80,7 @@ type shard struct {
 }
 
 type pendingTrace struct {
-	id         trace.TraceID
+	key        treeKey
 	spans      []sdktrace.ReadOnlySpan
 	hasError   bool
 	prev, next *pendingTrace
@@ -80,21 +103,57 @@ func newTailProcessor(next sdktrace.SpanProcessor, keepErrors bool, keepSlow tim
 		shardMask:   uint64(n - 1),
 		maxPerShard: (maxPending + n - 1) / n,
 	}
+	p.maxOpen = openPerPending * p.maxPerShard
 	for i := range p.shards {
-		p.shards[i].pending = make(map[trace.TraceID]*pendingTrace)
-		p.shards[i].decided = make(map[trace.TraceID]bool, decidedPerShard)
+		p.shards[i].pending = make(map[treeKey]*pendingTrace)
+		p.shards[i].roots = make(map[trace.SpanID]trace.SpanID)
+		p.shards[i].decided = make(map[treeKey]bool, decidedPerShard)
 	}
 	return p
 }
 
 func (p *tailProcessor) shard(id trace.TraceID) *shard {
-	// Trace IDs are random, so their last byte spreads evenly.
+	// Trace IDs are random, so their last byte spreads evenly. All spans of
+	// a trace share a shard, so a span's parent is always found in it.
 	return &p.shards[uint64(id[15])&p.shardMask]
 }
 
-// OnStart implements sdktrace.SpanProcessor.
+// isLocalRoot says whether a span with this parent is the root of a local
+// tree: it has no parent, or its parent is in another process.
+func isLocalRoot(parent trace.SpanContext) bool {
+	return !parent.IsValid() || parent.IsRemote()
+}
+
+// OnStart implements sdktrace.SpanProcessor. It records which local root an
+// unsampled child belongs to; sampled spans and roots need no record.
 func (p *tailProcessor) OnStart(parent context.Context, s sdktrace.ReadWriteSpan) {
 	p.next.OnStart(parent, s)
+	sc := s.SpanContext()
+	ps := s.Parent()
+	if sc.IsSampled() || isLocalRoot(ps) || p.closed.Load() {
+		return
+	}
+	sh := p.shard(sc.TraceID())
+	sh.mu.Lock()
+	if len(sh.roots) >= p.maxOpen {
+		// Only spans that never end get here; forgetting one costs its
+		// descendants their tree, not memory.
+		for k := range sh.roots {
+			delete(sh.roots, k)
+			break
+		}
+	}
+	sh.roots[sc.SpanID()] = sh.rootOf(ps.SpanID())
+	sh.mu.Unlock()
+}
+
+// rootOf returns the local root of the span parentID, which is the root
+// itself when it has no entry. The caller holds sh.mu.
+func (sh *shard) rootOf(parentID trace.SpanID) trace.SpanID {
+	if r, ok := sh.roots[parentID]; ok {
+		return r
+	}
+	return parentID
 }
 
 // OnEnd implements sdktrace.SpanProcessor.
@@ -104,27 +163,38 @@ func (p *tailProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 	sc := s.SpanContext()
 	parent := s.Parent()
-	isRoot := !parent.IsValid() || parent.IsRemote()
-	if sc.IsSampled() && !isRoot {
+	isRoot := isLocalRoot(parent)
+	if sc.IsSampled() {
+		// The head sampler kept the tree: a sampled root's children are
+		// sampled too and never wait.
+		if isRoot {
+			p.kept.Add(1)
+		}
 		p.next.OnEnd(s)
 		return
 	}
-	id := sc.TraceID()
+	key := treeKey{trace: sc.TraceID(), root: sc.SpanID()}
 	isErr := s.Status().Code == codes.Error
-	sh := p.shard(id)
+	sh := p.shard(key.trace)
 
 	sh.mu.Lock()
 	if !isRoot {
-		if keep, ok := sh.decided[id]; ok {
+		if r, ok := sh.roots[key.root]; ok {
+			key.root = r
+			delete(sh.roots, sc.SpanID())
+		} else {
+			key.root = sh.rootOf(parent.SpanID())
+		}
+		if keep, ok := sh.decided[key]; ok {
 			sh.mu.Unlock()
 			if keep {
 				p.next.OnEnd(sampledSpan{s})
 			}
 			return
 		}
-		pt := sh.pending[id]
+		pt := sh.pending[key]
 		if pt == nil {
-			pt = sh.add(id)
+			pt = sh.add(key)
 			for len(sh.pending) > p.maxPerShard {
 				p.evictOldest(sh)
 			}
@@ -138,14 +208,13 @@ func (p *tailProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 		sh.mu.Unlock()
 		return
 	}
-	pt := sh.pending[id]
+	pt := sh.pending[key]
 	if pt != nil {
 		sh.remove(pt)
 	}
-	keep := sc.IsSampled() ||
-		(p.keepErrors && (isErr || (pt != nil && pt.hasError))) ||
+	keep := (p.keepErrors && (isErr || (pt != nil && pt.hasError))) ||
 		(p.keepSlow > 0 && s.EndTime().Sub(s.StartTime()) >= p.keepSlow)
-	sh.remember(id, keep)
+	sh.remember(key, keep)
 	sh.mu.Unlock()
 
 	if keep {
@@ -155,11 +224,7 @@ func (p *tailProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 				p.next.OnEnd(sampledSpan{c})
 			}
 		}
-		if sc.IsSampled() {
-			p.next.OnEnd(s)
-		} else {
-			p.next.OnEnd(sampledSpan{s})
-		}
+		p.next.OnEnd(sampledSpan{s})
 	} else {
 		p.discarded.Add(1)
 	}
@@ -168,7 +233,8 @@ func (p *tailProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 }
 
-// evictOldest drops the trace that has waited longest. The caller holds sh.mu.
+// evictOldest drops the request whose spans have waited longest. The caller
+// holds sh.mu.
 func (p *tailProcessor) evictOldest(sh *shard) {
 	pt := sh.oldest
 	sh.remove(pt)
@@ -176,9 +242,9 @@ func (p *tailProcessor) evictOldest(sh *shard) {
 	release(pt)
 }
 
-func (sh *shard) add(id trace.TraceID) *pendingTrace {
+func (sh *shard) add(key treeKey) *pendingTrace {
 	pt := pendingPool.Get().(*pendingTrace)
-	pt.id = id
+	pt.key = key
 	pt.prev = sh.newest
 	if sh.newest != nil {
 		sh.newest.next = pt
@@ -186,7 +252,7 @@ func (sh *shard) add(id trace.TraceID) *pendingTrace {
 		sh.oldest = pt
 	}
 	sh.newest = pt
-	sh.pending[id] = pt
+	sh.pending[key] = pt
 	return pt
 }
 
@@ -202,20 +268,20 @@ func (sh *shard) remove(pt *pendingTrace) {
 		sh.newest = pt.prev
 	}
 	pt.prev, pt.next = nil, nil
-	delete(sh.pending, pt.id)
+	delete(sh.pending, pt.key)
 }
 
-func (sh *shard) remember(id trace.TraceID, keep bool) {
-	if _, ok := sh.decided[id]; !ok {
+func (sh *shard) remember(key treeKey, keep bool) {
+	if _, ok := sh.decided[key]; !ok {
 		if sh.ringLen == decidedPerShard {
 			delete(sh.decided, sh.ring[sh.ringPos])
 		} else {
 			sh.ringLen++
 		}
-		sh.ring[sh.ringPos] = id
+		sh.ring[sh.ringPos] = key
 		sh.ringPos = (sh.ringPos + 1) % decidedPerShard
 	}
-	sh.decided[id] = keep
+	sh.decided[key] = keep
 }
 
 func release(pt *pendingTrace) {
@@ -227,7 +293,7 @@ func release(pt *pendingTrace) {
 	pendingPool.Put(pt)
 }
 
-// Shutdown implements sdktrace.SpanProcessor. Traces still waiting for their
+// Shutdown implements sdktrace.SpanProcessor. Spans still waiting for their
 // root are dropped: their requests did not finish.
 func (p *tailProcessor) Shutdown(ctx context.Context) error {
 	if p.closed.Swap(true) {
@@ -241,12 +307,14 @@ func (p *tailProcessor) Shutdown(ctx context.Context) error {
 			sh.remove(pt)
 			release(pt)
 		}
+		clear(sh.roots)
 		sh.mu.Unlock()
 	}
 	return p.next.Shutdown(ctx)
 }
 
-// ForceFlush implements sdktrace.SpanProcessor; undecided traces stay pending.
+// ForceFlush implements sdktrace.SpanProcessor; undecided requests stay
+// pending.
 func (p *tailProcessor) ForceFlush(ctx context.Context) error {
 	return p.next.ForceFlush(ctx)
 }

@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -352,4 +353,144 @@ func TestHeadSamplerRecordsEverything(t *testing.T) {
 	if d := s.Description(); d == "" {
 		t.Error("empty description")
 	}
+}
+
+// A client that wraps several LLM calls in one trace of its own sends the
+// same trace ID on every request; each request's server span is a local root
+// of its own and is kept or dropped by its own outcome alone.
+func TestTailDecisionPerRequestInSharedTrace(t *testing.T) {
+	tid := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	// The client's own sampler dropped the trace (flags 00): only the
+	// gateway's keep_errors rule can keep a request.
+	client := func(sid byte) context.Context {
+		return trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: tid, SpanID: trace.SpanID{0, 0, 0, 0, 0, 0, 0, sid}, Remote: true,
+		}))
+	}
+	spanNames := func(spans tracetest.SpanStubs) []string {
+		var names []string
+		for _, s := range spans {
+			names = append(names, s.Name)
+		}
+		return names
+	}
+
+	t.Run("failed request after a dropped one keeps its children", func(t *testing.T) {
+		tr, exp := newTestTracing(t, Config{SampleRatio: ptr(1.0)})
+		request(tr, client(1), shape{dur: 10 * time.Millisecond})
+		b := request(tr, client(2), shape{rootStatus: 502, childStatus: 503, dur: 10 * time.Millisecond})
+		spans := exported(t, tr, exp)
+		if len(spans) != spansPerRequest {
+			t.Fatalf("exported %d spans %v, want the failed request's %d", len(spans), spanNames(spans), spansPerRequest)
+		}
+		for _, s := range spans {
+			if s.SpanContext.SpanID() != b.SpanID() && s.Parent.SpanID() != b.SpanID() {
+				t.Errorf("span %q is not of the failed request", s.Name)
+			}
+		}
+	})
+
+	t.Run("dropped request after a kept one loses its children too", func(t *testing.T) {
+		tr, exp := newTestTracing(t, Config{SampleRatio: ptr(1.0)})
+		request(tr, client(1), shape{rootStatus: 502, dur: 10 * time.Millisecond})
+		request(tr, client(2), shape{dur: 10 * time.Millisecond})
+		if spans := exported(t, tr, exp); len(spans) != spansPerRequest {
+			t.Fatalf("exported %d spans %v, want the failed request's %d and no orphans", len(spans), spanNames(spans), spansPerRequest)
+		}
+	})
+
+	t.Run("healthy request overlapping a failed one is not kept", func(t *testing.T) {
+		tr, exp := newTestTracing(t, Config{SampleRatio: ptr(1.0)})
+		// B is in flight: its failed upstream attempt has ended.
+		bctx, broot := tr.Start(client(2), ServerSpec("POST", "/v1/chat/completions"))
+		_, bup := tr.Start(bctx, upstream)
+		SetClientStatus(bup, 503)
+		bup.End()
+		// A, healthy, finishes meanwhile.
+		a := request(tr, client(1), shape{dur: 10 * time.Millisecond})
+		SetServerStatus(broot, 502)
+		broot.End()
+		spans := exported(t, tr, exp)
+		for _, s := range spans {
+			if s.SpanContext.SpanID() == a.SpanID() || s.Parent.SpanID() == a.SpanID() {
+				t.Errorf("healthy request's span %q was kept for another request's failure", s.Name)
+			}
+		}
+		if len(spans) != 2 {
+			t.Errorf("exported %d spans %v, want the failed request's server and upstream spans", len(spans), spanNames(spans))
+		}
+		st := tr.Stats()
+		if st.Kept != 1 || st.Discarded != 1 || st.Pending != 0 {
+			t.Errorf("stats %+v, want 1 kept, 1 discarded, none pending", st)
+		}
+	})
+
+	t.Run("concurrent requests do not share a span budget", func(t *testing.T) {
+		tr, exp := newTestTracing(t, Config{SampleRatio: ptr(1.0)})
+		const n = 100
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { request(tr, client(byte(i)), shape{childStatus: 503, dur: time.Millisecond}) })
+		}
+		wg.Wait()
+		if got := len(exported(t, tr, exp)); got != n*spansPerRequest {
+			t.Errorf("exported %d spans, want %d", got, n*spansPerRequest)
+		}
+		if st := tr.Stats(); st.Kept != n || st.SpansDropped != 0 || st.Pending != 0 {
+			t.Errorf("stats %+v, want %d kept, none dropped or pending", st, n)
+		}
+	})
+}
+
+// A span below a child of the server span (a library's span under the
+// upstream call) belongs to the same request: its error keeps the request,
+// and it waits and goes with the request's decision.
+func TestTailDecisionCoversNestedSpans(t *testing.T) {
+	tests := []struct {
+		name     string
+		innerErr bool
+		want     int
+	}{
+		{"error two levels down keeps the request", true, 3},
+		{"healthy request drops every level", false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, exp := newTestTracing(t, Config{SampleRatio: ptr(0.0)})
+			ctx, root := tr.Start(context.Background(), ServerSpec("POST", "/v1/chat/completions"))
+			uctx, up := tr.Start(ctx, upstream)
+			_, inner := tr.Start(uctx, SpecRoute)
+			if tt.innerErr {
+				inner.SetStatus(codes.Error, "")
+			}
+			inner.End()
+			up.End()
+			root.End()
+			if got := len(exported(t, tr, exp)); got != tt.want {
+				t.Errorf("exported %d spans, want %d", got, tt.want)
+			}
+			if st := tr.Stats(); st.Pending != 0 {
+				t.Errorf("%d requests pending", st.Pending)
+			}
+			for i := range tr.tail.shards {
+				if n := len(tr.tail.shards[i].roots); n != 0 {
+					t.Errorf("shard %d remembers %d open spans after every span ended", i, n)
+				}
+			}
+		})
+	}
+}
+
+func TestOpenSpanRootsAreBounded(t *testing.T) {
+	const limit = 4
+	tr, _ := newTestTracing(t, Config{SampleRatio: ptr(0.0), MaxPendingTraces: limit})
+	ctx, root := tr.Start(context.Background(), ServerSpec("POST", "/v1/chat/completions"))
+	// Children that never end: only their bound keeps the map from growing.
+	for range 10 * openPerPending * limit {
+		tr.Start(ctx, SpecAuth)
+	}
+	if n := len(tr.tail.shards[0].roots); n > openPerPending*limit {
+		t.Errorf("%d open spans remembered, bound %d", n, openPerPending*limit)
+	}
+	root.End()
 }

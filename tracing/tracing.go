@@ -3,10 +3,12 @@
 // context propagation over fasthttp headers, and the GenAI span names and
 // attributes.
 //
-// Every span is recorded in process; whether a trace is exported is decided
-// when its root span ends: kept if the head decision (a parent-based trace ID
-// ratio that honours a sampled parent from the client) says so, or if any of
-// its spans is in error, or if the root lasted at least keep_slower_than.
+// Every span is recorded in process; whether a request's spans are exported
+// is decided when its local root (the server span) ends: kept if the head
+// decision (a parent-based trace ID ratio that honours a sampled parent from
+// the client) says so, or if any of its spans is in error, or if the root
+// lasted at least keep_slower_than. Requests that share a client's trace ID
+// are decided each on its own.
 // With exporter none, Tracing hands out no-op spans and the request path pays
 // nothing but a nil check.
 package tracing
@@ -48,14 +50,16 @@ type Tracing struct {
 
 // Stats are the tail sampler's counters since New.
 type Stats struct {
-	// Kept, Discarded and Evicted count traces: exported, dropped by the
-	// sampling decision, and dropped unfinished to bound memory.
+	// Kept, Discarded and Evicted count requests (local root spans and
+	// their descendants): exported, dropped by the sampling decision, and
+	// dropped unfinished to bound memory.
 	Kept, Discarded, Evicted uint64
-	// SpansDropped counts spans beyond the per-trace limit.
+	// SpansDropped counts spans beyond the per-request limit.
 	SpansDropped uint64
 	// ExportFailures counts batches the exporter failed to send.
 	ExportFailures uint64
-	// Pending is the number of traces waiting for their root span to end.
+	// Pending is the number of requests whose spans wait for their root
+	// span to end.
 	Pending int
 }
 

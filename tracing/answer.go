@@ -1,0 +1,198 @@
+package tracing
+
+import (
+	"bytes"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
+
+// maxFinishReasons bounds the finish reasons kept from one answer: one per
+// choice, and a request asking for more choices than this is not worth a
+// larger span.
+const maxFinishReasons = 16
+
+// Answer gathers what an upstream answered, from a whole body or from the
+// chunks of a stream, in OpenAI's chat.completion, text_completion or
+// embedding list form: the model that answered, the response's ID, each
+// choice's finish reason and, with capture_content on, the first choice's
+// text. Its zero value reads nothing; Start arms it for one upstream span.
+type Answer struct {
+	on, capture bool
+	model, id   []byte
+	reasons     []string
+	text        []byte
+}
+
+// Start prepares a to read the answer to span's attempt. a reads nothing
+// when span is not recording, so that a stream with tracing off pays no
+// more than a flag test per chunk, and keeps the text only when
+// capture_content is on.
+func (a *Answer) Start(t *Tracing, span trace.Span) {
+	a.on = span.IsRecording()
+	a.capture = a.on && t.capture
+	a.model, a.id, a.reasons, a.text = a.model[:0], a.id[:0], a.reasons[:0], a.text[:0]
+}
+
+// Chunk reads one event of a stream. Its data is not kept.
+func (a *Answer) Chunk(data []byte) {
+	if a.on {
+		a.chunk(data)
+	}
+}
+
+// strFinishReason finds the finish_reason member; in a chunk's JSON it can
+// only be a key, because a string value would escape its quotes.
+var strFinishReason = []byte(`"finish_reason"`)
+
+func (a *Answer) chunk(data []byte) {
+	// Every chunk repeats the ID and model and carries finish_reason, null
+	// until the choice's last chunk: a chunk is walked only until the ID or
+	// model was found, for a finish reason that is not null, and for text
+	// to capture.
+	if (len(a.model) > 0 || len(a.id) > 0) && !a.capture && !hasFinishReason(data) {
+		return
+	}
+	a.read(data)
+}
+
+// hasFinishReason reports whether data holds a finish_reason that is not
+// null.
+func hasFinishReason(data []byte) bool {
+	for {
+		i := bytes.Index(data, strFinishReason)
+		if i < 0 {
+			return false
+		}
+		data = data[i+len(strFinishReason):]
+		j := jsonscan.SkipSpace(data, 0)
+		if j < len(data) && data[j] == ':' {
+			j = jsonscan.SkipSpace(data, j+1)
+			if j < len(data) && data[j] != 'n' {
+				return true
+			}
+		}
+	}
+}
+
+// Body reads a whole answer.
+func (a *Answer) Body(body []byte) {
+	if a.on {
+		a.read(body)
+	}
+}
+
+// read takes the ID, model, finish reasons and text from one answer or
+// chunk. A body that is not JSON (an upstream's compressed answer, say)
+// yields nothing.
+func (a *Answer) read(b []byte) {
+	var it jsonscan.Iter
+	if it.Reset(b) != nil {
+		return
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return
+		}
+		switch string(k) {
+		case "id":
+			if len(a.id) == 0 {
+				a.id, _ = jsonscan.AppendUnquote(a.id[:0], v)
+			}
+		case "model":
+			if len(a.model) == 0 {
+				a.model, _ = jsonscan.AppendUnquote(a.model[:0], v)
+			}
+		case "choices":
+			a.choices(v)
+		}
+	}
+}
+
+// choices reads the elements of a choices array.
+func (a *Answer) choices(v []byte) {
+	if len(v) == 0 || v[0] != '[' {
+		return
+	}
+	i := 1
+	for {
+		i = jsonscan.SkipSpace(v, i)
+		if i >= len(v) || v[i] == ']' {
+			return
+		}
+		end, err := jsonscan.Skip(v, i)
+		if err != nil {
+			return
+		}
+		a.choice(v[i:end])
+		i = jsonscan.SkipSpace(v, end)
+		if i < len(v) && v[i] == ',' {
+			i++
+		}
+	}
+}
+
+// choice reads one choice: its finish reason, and its text (message or
+// delta content for chat, text for completions) when it is the first.
+func (a *Answer) choice(c []byte) {
+	var it jsonscan.Iter
+	if it.Reset(c) != nil {
+		return
+	}
+	first := true
+	var text []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "index":
+			n, ok := jsonscan.Int(v)
+			first = ok && n == 0
+		case "finish_reason":
+			if jsonscan.IsString(v) && len(a.reasons) < maxFinishReasons {
+				if r, ok := jsonscan.AppendUnquote(nil, v); ok {
+					a.reasons = append(a.reasons, string(r))
+				}
+			}
+		case "text":
+			text = v
+		case "message", "delta":
+			if a.capture {
+				text, _ = jsonscan.Field(v, "content")
+			}
+		}
+	}
+	if !a.capture || !first || !jsonscan.IsString(text) {
+		return
+	}
+	// The text is kept to the capture bound and a few bytes more, so that
+	// truncating it later can cut at a character boundary.
+	if len(a.text) < maxCapturedContent+utf8.UTFMax {
+		a.text, _ = jsonscan.AppendUnquote(a.text, text)
+		if len(a.text) > maxCapturedContent+utf8.UTFMax {
+			a.text = a.text[:maxCapturedContent+utf8.UTFMax]
+		}
+	}
+}
+
+// End records what a read on span (gen_ai.response.model, gen_ai.response.id,
+// gen_ai.response.finish_reasons) and, with capture_content on, the text,
+// if there was any, as an EventCompletion event, then disarms a.
+func (a *Answer) End(span trace.Span) {
+	if !a.on {
+		return
+	}
+	a.on = false
+	if !span.IsRecording() {
+		return
+	}
+	SetResponse(span, string(a.model), string(a.id), a.reasons...)
+	if a.capture && len(a.text) > 0 {
+		addCompletion(span, a.text)
+	}
+}
