@@ -722,24 +722,9 @@ var prefixModels = []byte("/v1/models/")
 // serveModel answers GET /v1/models/{id}: the endpoint as OpenAI's model object, or
 // 404 when there is none or the caller's key may not use it.
 func (s *Server) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
-	stampRequestID(ctx)
-	if !ctx.IsGet() {
-		writeError(&ctx.Response, &errMethod)
+	rt, key, ok := s.modelsCaller(ctx)
+	if !ok {
 		return
-	}
-	rt := s.rt.Load()
-	if rt == nil {
-		writeError(&ctx.Response, &errShuttingDown)
-		return
-	}
-	var key *clientKey
-	if rt.authKeys {
-		k, e := authenticate(rt, &ctx.Request.Header)
-		if e != nil {
-			writeError(&ctx.Response, e)
-			return
-		}
-		key = k
 	}
 	ep := rt.endpoints[string(id)]
 	if ep == nil || key != nil && !key.allowed[ep.idx] {
@@ -751,28 +736,41 @@ func (s *Server) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
 	ctx.Response.SetBodyRaw(rt.appendModel(nil, ep.name))
 }
 
+// serveModels answers GET /v1/models: the endpoints the caller's key may use.
 func (s *Server) serveModels(ctx *fasthttp.RequestCtx) {
-	stampRequestID(ctx)
-	if !ctx.IsGet() {
-		writeError(&ctx.Response, &errMethod)
-		return
-	}
-	rt := s.rt.Load()
-	if rt == nil {
-		writeError(&ctx.Response, &errShuttingDown)
+	rt, key, ok := s.modelsCaller(ctx)
+	if !ok {
 		return
 	}
 	body := rt.models
+	if key != nil {
+		body = key.models
+	}
+	ctx.Response.Header.SetContentTypeBytes(strModelsJSON)
+	ctx.Response.SetBodyRaw(body)
+}
+
+// modelsCaller checks a models request (method, the running config, the client's key
+// when keys are on) and answers it itself when it fails; key is nil without keys.
+func (s *Server) modelsCaller(ctx *fasthttp.RequestCtx) (rt *runtime, key *clientKey, ok bool) {
+	stampRequestID(ctx)
+	if !ctx.IsGet() {
+		writeError(&ctx.Response, &errMethod)
+		return nil, nil, false
+	}
+	if rt = s.rt.Load(); rt == nil {
+		writeError(&ctx.Response, &errShuttingDown)
+		return nil, nil, false
+	}
 	if rt.authKeys {
 		k, e := authenticate(rt, &ctx.Request.Header)
 		if e != nil {
 			writeError(&ctx.Response, e)
-			return
+			return nil, nil, false
 		}
-		body = k.models
+		key = k
 	}
-	ctx.Response.Header.SetContentTypeBytes(strModelsJSON)
-	ctx.Response.SetBodyRaw(body)
+	return rt, key, true
 }
 
 func (r *request) nextEvent() {

@@ -232,19 +232,7 @@ func TestAnthropicStreamAssembles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var acc openai.ChatCompletionAccumulator
-			for _, ev := range evs {
-				if ev.Done {
-					continue
-				}
-				var chunk openai.ChatCompletionChunk
-				if err := json.Unmarshal(ev.Data, &chunk); err != nil {
-					t.Fatal(err)
-				}
-				if !acc.AddChunk(chunk) {
-					t.Fatalf("accumulator refused %s", ev.Data)
-				}
-			}
+			acc := accumulate(t, evs)
 			msg := acc.Choices[0].Message
 			if msg.Content != "Okay, let me check." || acc.Choices[0].FinishReason != "tool_calls" {
 				t.Errorf("assembled %q, finish %q", msg.Content, acc.Choices[0].FinishReason)
@@ -276,19 +264,7 @@ func TestAnthropicStreamToolCallWithoutArguments(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var acc openai.ChatCompletionAccumulator
-			for _, ev := range evs {
-				if ev.Done {
-					continue
-				}
-				var chunk openai.ChatCompletionChunk
-				if err := json.Unmarshal(ev.Data, &chunk); err != nil {
-					t.Fatal(err)
-				}
-				if !acc.AddChunk(chunk) {
-					t.Fatalf("accumulator refused %s", ev.Data)
-				}
-			}
+			acc := accumulate(t, evs)
 			want := []string{`{}`, `{"city": "Paris"}`, `{}`}
 			calls := acc.Choices[0].Message.ToolCalls
 			if len(calls) != len(want) {
@@ -715,4 +691,24 @@ func TestAppendQuotedCompact(t *testing.T) {
 			}
 		})
 	}
+}
+
+// accumulate puts a translated stream's chunks together with the OpenAI SDK's
+// accumulator, as a client would.
+func accumulate(t *testing.T, evs []Event) openai.ChatCompletionAccumulator {
+	t.Helper()
+	var acc openai.ChatCompletionAccumulator
+	for _, ev := range evs {
+		if ev.Done {
+			continue
+		}
+		var chunk openai.ChatCompletionChunk
+		if err := json.Unmarshal(ev.Data, &chunk); err != nil {
+			t.Fatal(err)
+		}
+		if !acc.AddChunk(chunk) {
+			t.Fatalf("accumulator refused %s", ev.Data)
+		}
+	}
+	return acc
 }
