@@ -168,7 +168,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 // whose body has no model (kind is then the endpoint's).
 func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invocation []byte) {
 	if !ctx.IsPost() {
-		stampRequestID(ctx)
+		ownAnswer(ctx)
 		writeError(&ctx.Response, &errMethod)
 		return
 	}
@@ -231,7 +231,6 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		r.hijackStream(ctx)
 		return
 	}
-	sendDeadline(ctx, len(ctx.Response.Body()))
 	r.finish(ctx, ctx.Response.StatusCode())
 }
 
@@ -701,9 +700,10 @@ func appendRequestID(dst []byte, h *fasthttp.RequestHeader) []byte {
 	return dst
 }
 
-// stampRequestID gives an answer the gateway makes without a request pipeline (the
-// model list, a 404, a 405) its x-request-id, as every answer has.
-func stampRequestID(ctx *fasthttp.RequestCtx) {
+// ownAnswer gives an answer the gateway makes without a request pipeline (the model
+// list, a 404, a 405) its send deadline and its x-request-id, as every answer has.
+func ownAnswer(ctx *fasthttp.RequestCtx) {
+	sendDeadline(ctx, time.Now(), 0)
 	var buf [128]byte
 	ctx.Response.Header.SetBytesKV(hdrRequestID, appendRequestID(buf[:0], &ctx.Request.Header))
 }
@@ -753,7 +753,7 @@ func (s *Server) serveModels(ctx *fasthttp.RequestCtx) {
 // modelsCaller checks a models request (method, the running config, the client's key
 // when keys are on) and answers it itself when it fails; key is nil without keys.
 func (s *Server) modelsCaller(ctx *fasthttp.RequestCtx) (rt *runtime, key *clientKey, ok bool) {
-	stampRequestID(ctx)
+	ownAnswer(ctx)
 	if !ctx.IsGet() {
 		writeError(&ctx.Response, &errMethod)
 		return nil, nil, false
@@ -848,6 +848,11 @@ func (r *request) endStream(werr error) error {
 
 // finish records a request answered within the handler and releases it.
 func (r *request) finish(ctx *fasthttp.RequestCtx, status int) {
+	now := r.answered
+	if now.IsZero() {
+		now = time.Now()
+	}
+	sendDeadline(ctx, now, len(ctx.Response.Body()))
 	r.setRequestIDHeader(&ctx.Response.Header)
 	r.record(status)
 	r.release()

@@ -464,3 +464,61 @@ func hasEndpoint(s *Server, name string) bool {
 	rt := s.rt.Load()
 	return rt != nil && rt.endpoints[name] != nil
 }
+
+// A config named by a symlink to another file of the same directory
+// (tollgate.yaml -> tollgate.prod.yaml) reloads when that file is saved, as a target in
+// another directory does.
+func TestReloadOnSymlinkTargetInSameDir(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "tollgate.prod.yaml")
+	if err := os.WriteFile(real, []byte(reviewCfg("127.0.0.1:0", "a")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "tollgate.yaml")
+	if err := os.Symlink("tollgate.prod.yaml", link); err != nil {
+		t.Fatal(err)
+	}
+	s := newWatched(t, link, Options{Logger: discardLogger()})
+	// Let the watcher's first comparison run.
+	time.Sleep(200 * time.Millisecond)
+
+	// An in-place write (what `echo >>`, sed -i's rename aside, or most config tools do).
+	if err := os.WriteFile(real, []byte(reviewCfg("127.0.0.1:0", "b")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return hasEndpoint(s, "b") })
+}
+
+// The /etc/alternatives layout: the config is a link to a link in a third directory
+// (/etc/tollgate.yaml -> /etc/alternatives/tollgate.yaml -> /opt/v1/tollgate.yaml), and
+// `update-alternatives --set` repoints the middle link: the new file is loaded.
+func TestReloadOnSymlinkChainRepoint(t *testing.T) {
+	etc, alt, v1, v2 := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	f1 := filepath.Join(v1, "tollgate.yaml")
+	f2 := filepath.Join(v2, "tollgate.yaml")
+	if err := os.WriteFile(f1, []byte(reviewCfg("127.0.0.1:0", "a")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f2, []byte(reviewCfg("127.0.0.1:0", "b")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mid := filepath.Join(alt, "tollgate.yaml")
+	if err := os.Symlink(f1, mid); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(etc, "tollgate.yaml")
+	if err := os.Symlink(mid, link); err != nil {
+		t.Fatal(err)
+	}
+	s := newWatched(t, link, Options{Logger: discardLogger()})
+	time.Sleep(200 * time.Millisecond)
+
+	// update-alternatives: a new link renamed over the old one.
+	if err := os.Symlink(f2, mid+".dpkg-tmp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(mid+".dpkg-tmp", mid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return hasEndpoint(s, "b") })
+}

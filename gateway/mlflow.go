@@ -318,7 +318,7 @@ func (s *Server) serveOther(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	stampRequestID(ctx)
+	ownAnswer(ctx)
 	switch {
 	case string(path) == "/health":
 		ctx.Response.Header.SetContentTypeBytes(strJSON)

@@ -151,13 +151,10 @@ func New(path string, opt Options) (*Server, error) {
 		ReadBufferSize:    8 << 10,
 		StreamRequestBody: false,
 		Logger:            fasthttpLogger{log},
-		// A client that does not take its answer loses the connection, instead of
-		// holding it and its goroutine for as long as it likes (sendDeadline).
-		WriteTimeout: time.Duration(sendTimeout.Load()),
 	}
 	s.admin = &fasthttp.Server{
 		Handler: s.serveAdmin, Name: "tollgate-admin", NoDefaultServerHeader: true, CloseOnShutdown: true,
-		ReadTimeout: cfg.Server.ReadTimeout, IdleTimeout: cfg.Server.IdleTimeout, WriteTimeout: time.Duration(sendTimeout.Load()),
+		ReadTimeout: cfg.Server.ReadTimeout, IdleTimeout: cfg.Server.IdleTimeout,
 		Logger: fasthttpLogger{log},
 	}
 	return s, nil
@@ -196,7 +193,7 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		e = &apiError{400, "invalid_request_error", "bad_request", "", "The HTTP request could not be read."}
 	}
-	stampRequestID(ctx)
+	ownAnswer(ctx)
 	writeError(&ctx.Response, e)
 	ctx.SetConnectionClose()
 }
@@ -425,7 +422,7 @@ func (s *Server) watch(ctx context.Context) {
 		s.log.Warn("config file watching unavailable", "error", err.Error())
 		return
 	}
-	t := linkTarget{dir: dir}
+	t := newConfigFiles(dir)
 	t.follow(w, path, s.log)
 	// Writers emit several events per save; settle for a moment, then compare content
 	// so that a save without a change triggers nothing. Events on other files (a log
@@ -476,52 +473,87 @@ func (s *Server) watch(ctx context.Context) {
 	}
 }
 
-// linkTarget is the file a symlinked config resolves to, when it lies outside the
-// config's own directory, and whether its directory is watched.
-type linkTarget struct {
-	// dir is the config's own directory, always watched.
-	dir string
-	// file is the resolved file; watched says its directory was added to the watcher.
-	file    string
-	watched bool
+// configFiles are the files a change of which may change the config, when its path
+// is a symlink: each link on the way from the path to the file it resolves to (a link
+// to a link, as /etc/alternatives has it), and that file. The directories holding them
+// are watched besides the config's own, by their resolved names, since that is how
+// the watcher names their events.
+type configFiles struct {
+	// dir is the config's own directory, always watched, and real its resolved name.
+	dir, real string
+	names     map[string]bool
+	dirs      map[string]bool
 }
 
-// follow resolves path again and, when the target is now in another directory, moves
-// the watch on the target's directory there. A path that does not resolve (a link
-// swapped at this very moment) keeps the current watch: the change that follows
-// raises the next event.
-func (t *linkTarget) follow(w *fsnotify.Watcher, path string, log *slog.Logger) {
-	resolved, err := filepath.EvalSymlinks(path)
-	if err == nil {
-		resolved, err = filepath.Abs(resolved)
-	}
+func newConfigFiles(dir string) *configFiles {
+	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		return
+		real = dir
 	}
-	file := resolved
-	if filepath.Dir(file) == t.dir {
-		file = ""
-	}
-	if t.watched && (file == "" || filepath.Dir(file) != filepath.Dir(t.file)) {
-		// The directory may be gone already (Kubernetes deletes an old version's).
-		_ = w.Remove(filepath.Dir(t.file))
-		t.watched = false
-	}
-	t.file = file
-	if file == "" || t.watched {
-		return
-	}
-	if err := w.Add(filepath.Dir(file)); err != nil {
-		log.Warn("config file watching: the symlink target's directory cannot be watched; saves there go unseen",
-			"target", file, "error", err.Error())
-		return
-	}
-	t.watched = true
+	return &configFiles{dir: dir, real: real}
 }
 
-// is reports whether an event on name is about the resolved target file.
-func (t *linkTarget) is(name string) bool {
-	return t.watched && name == t.file
+// maxLinks bounds the links followed from the config's path, as the kernel bounds a
+// path's.
+const maxLinks = 40
+
+// follow walks path's links again and moves the watches to the directories of the
+// links and file it finds now: a link repointed anywhere in the chain is seen. A link
+// that does not resolve (swapped at this very moment) ends the walk there; the change
+// that follows raises the next event.
+func (c *configFiles) follow(w *fsnotify.Watcher, path string, log *slog.Logger) {
+	names, dirs := make(map[string]bool), make(map[string]bool)
+	add := func(p string) {
+		d, err := filepath.EvalSymlinks(filepath.Dir(p))
+		if err != nil {
+			return
+		}
+		names[filepath.Join(d, filepath.Base(p))] = true
+		if d != c.real {
+			dirs[d] = true
+		}
+	}
+	p := path
+	for range maxLinks {
+		add(p)
+		target, err := os.Readlink(p)
+		if err != nil {
+			break // not a link, or gone
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(p), target)
+		}
+		p = target
+	}
+	if resolved, err := filepath.EvalSymlinks(path); err == nil {
+		add(resolved)
+	}
+	for d := range c.dirs {
+		if !dirs[d] {
+			// The directory may be gone already (Kubernetes deletes an old version's).
+			_ = w.Remove(d)
+		}
+	}
+	for d := range dirs {
+		if c.dirs[d] {
+			continue
+		}
+		if err := w.Add(d); err != nil {
+			log.Warn("config file watching: a directory on the config's symlinks cannot be watched; changes there go unseen",
+				"dir", d, "error", err.Error())
+			delete(dirs, d)
+		}
+	}
+	c.names, c.dirs = names, dirs
+}
+
+// is reports whether an event on name is about one of the config's links or the file
+// they resolve to.
+func (c *configFiles) is(name string) bool {
+	if filepath.Dir(name) == c.dir {
+		name = filepath.Join(c.real, filepath.Base(name))
+	}
+	return c.names[name]
 }
 
 // configEvent reports whether an event on name in the config's directory may have
@@ -553,6 +585,9 @@ func fileHash(path string) [sha256.Size]byte {
 }
 
 func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
+	// A client that does not take its answer loses the connection, instead of
+	// holding it for as long as it likes.
+	sendDeadline(ctx, time.Now(), 0)
 	switch string(ctx.Path()) {
 	case "/healthz":
 		ctx.SetContentType("application/json")

@@ -287,7 +287,7 @@ func putChunkHeader(dst []byte, n int) {
 // takes nothing for that long loses the stream and its connection, and the upstream
 // request is aborted (nginx's send_timeout, with the same default). A non-streamed
 // answer must be taken within it, or within one more for every sendQuantum bytes of a
-// larger one (the API server's write timeout and sendDeadline).
+// larger one (sendDeadline).
 var sendTimeout atomic.Int64 // a time.Duration; tests shorten it
 
 // sendQuantum is how much of a non-streamed answer a client is given each sendTimeout
@@ -296,12 +296,15 @@ var sendQuantum = 4 << 20 // tests shorten it
 
 func init() { sendTimeout.Store(int64(60 * time.Second)) }
 
-// sendDeadline gives a non-streamed answer of n bytes one sendTimeout for every
-// sendQuantum bytes begun, from now; the server's write timeout gives one to all.
-func sendDeadline(ctx *fasthttp.RequestCtx, n int) {
-	if n > sendQuantum {
-		_ = ctx.SetWriteDeadline(time.Now().Add(time.Duration(sendTimeout.Load()) * time.Duration((n+sendQuantum-1)/sendQuantum)))
-	}
+// sendDeadline gives a non-streamed answer of n bytes, written from now, one
+// sendTimeout for every sendQuantum bytes begun (at least one). It is set by the
+// handler, not as the server's WriteTimeout: fasthttp clears a handler's deadline
+// once the answer is written, while a server's stays on a kept-alive connection and
+// would fail what fasthttp writes before the next answer's (a 100 Continue, the
+// answer to a request it cannot read) once the connection has idled past it.
+func sendDeadline(ctx *fasthttp.RequestCtx, now time.Time, n int) {
+	q := max((n+sendQuantum-1)/sendQuantum, 1)
+	_ = ctx.SetWriteDeadline(now.Add(time.Duration(sendTimeout.Load()) * time.Duration(q)))
 }
 
 // writeClient writes p to the stream's client. The write deadline is moved on only

@@ -204,3 +204,66 @@ func TestAnswerSendTimeout(t *testing.T) {
 		}
 	})
 }
+
+// A kept-alive connection idle for longer than the send timeout (idle_timeout, 90 s by
+// default, is longer than its 60 s) still gets what fasthttp writes before the next
+// answer's deadline is set: the answer to a request whose body is over the limit, and
+// "100 Continue". The send deadline is the handler's, which fasthttp clears once the
+// answer is written, not a server WriteTimeout left on the connection.
+func TestSendDeadlineClearedOnKeptAliveConnection(t *testing.T) {
+	old := sendTimeout.Swap(int64(300 * time.Millisecond))
+	t.Cleanup(func() { sendTimeout.Store(old) })
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 2})
+	cfg := strings.Replace(mockConfig(addr, "", ""), "shutdown_grace: 5s}",
+		"shutdown_grace: 5s, read_timeout: 5s, idle_timeout: 5s}", 1)
+	g := startGateway(t, cfg)
+	const body = `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
+
+	idleConn := func(t *testing.T) (net.Conn, *bufio.Reader) {
+		c, br := dialGateway(t, g)
+		if _, err := io.WriteString(c, rawRequest(t, g, body)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("first request: status %d", resp.StatusCode)
+		}
+		// Idle for longer than the write timeout, well within idle_timeout.
+		time.Sleep(600 * time.Millisecond)
+		return c, br
+	}
+
+	t.Run("body over the limit gets its 413", func(t *testing.T) {
+		c, br := idleConn(t)
+		// 64 KiB max_body_bytes: fasthttp's own limit is 2*64 KiB + 1 MiB.
+		req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no answer to an oversized request on a connection idle past the write timeout: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 413 {
+			t.Fatalf("status %d, want 413", resp.StatusCode)
+		}
+	})
+	t.Run("Expect 100-continue gets its 100", func(t *testing.T) {
+		c, br := idleConn(t)
+		req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
+			strconv.Itoa(len(body)) + "\r\n\r\n"
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		line, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+			t.Fatalf("no 100 Continue on a connection idle past the write timeout: %q, %v", line, err)
+		}
+	})
+}

@@ -25,10 +25,12 @@ type refusal struct {
 	// The rule's parameters when Redis refused: a reload that changes them makes the
 	// entry void.
 	interval, burst float64
-	// The refusal's header values as of seenAt, given to the requests of the same
-	// policy the entry refuses, so that they carry the x-ratelimit-*-tokens headers
-	// too; other policies sharing the bucket get this bucket's values alone.
+	// The refusal's header values as of seenAt, given to the requests the entry
+	// refuses that have the same policy and the same buckets (tag, bucket), so that
+	// they carry the x-ratelimit-*-tokens headers too; others sharing the requests
+	// bucket (the same API key, another user's tokens bucket) get its values alone.
 	pol              *Policy
+	tag, bucket      [MaxLimits]uint64
 	requests, tokens Quota
 	seenAt           int64
 }
@@ -59,7 +61,7 @@ func (s *redisStore) refusedLocally(t *Ticket) (error, bool) {
 			continue
 		}
 		s.rmu.Unlock()
-		if e.pol == t.pol {
+		if e.pol == t.pol && e.tag == t.tag && e.bucket == t.bucket {
 			since := time.Duration(now - e.seenAt)
 			t.Requests, t.Tokens = e.requests, e.tokens
 			t.Requests.Reset = max(t.Requests.Reset-since, 0)
@@ -84,7 +86,7 @@ func (s *redisStore) rememberRefusal(t *Ticket, w *waiter, i int, retry, reset t
 	now := s.l.nanotime()
 	e := refusal{until: now + int64(min(retry, maxRefusalCache)), retryAt: now + int64(retry),
 		resetAt: now + int64(reset), interval: r.interval, burst: r.burst,
-		pol: w.pol, requests: t.Requests, tokens: t.Tokens, seenAt: now}
+		pol: w.pol, tag: t.tag, bucket: t.bucket, requests: t.Requests, tokens: t.Tokens, seenAt: now}
 	s.rmu.Lock()
 	if s.refused == nil {
 		s.refused = make(map[keyID]refusal)

@@ -131,3 +131,45 @@ func TestRefusalCacheLimits(t *testing.T) {
 		}
 	})
 }
+
+// A cached refusal of a requests bucket shared by several token buckets (requests per
+// API key, tokens per user) does not hand one user's x-ratelimit-*-tokens values to
+// another: carol, refused from the cache after alice's refusal, gets the requests
+// bucket's values and no tokens values, not alice's 95,000 remaining.
+func TestRefusalCacheTokensHeadersPerBucket(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 10, Window: "hour", Burst: 1},
+		Limit{Per: "user", Tokens: 100_000, Window: "day"})
+	var tk Ticket
+	if err := l.Take(bg, pol, alice, 5000, &tk); err != nil {
+		t.Fatal(err)
+	}
+	var ref *Refused
+	if err := l.Take(bg, pol, alice, 5000, &tk); !errors.As(err, &ref) {
+		t.Fatalf("alice's second Take = %v, want refused", err)
+	}
+	if tk.Tokens.Remaining != 95_000 {
+		t.Fatalf("alice's tokens %+v, want 95000 remaining", tk.Tokens)
+	}
+	carol := &Subject{APIKey: alice.APIKey, User: []byte("carol"), Endpoint: alice.Endpoint, IP: alice.IP}
+	before := l.Stats()
+	var ct Ticket
+	if err := l.Take(bg, pol, carol, 5000, &ct); !errors.As(err, &ref) {
+		t.Fatalf("carol's Take = %v, want refused (same API key)", err)
+	}
+	if l.Stats().RefusedLocally == before.RefusedLocally {
+		t.Fatal("carol's refusal did not come from the cache")
+	}
+	if ct.Tokens.Limit != 0 {
+		t.Errorf("carol refused from the cache with tokens %+v, which are alice's", ct.Tokens)
+	}
+	if ct.Requests.Limit != 10 || ct.Requests.Remaining != 0 {
+		t.Errorf("carol's requests quota %+v, want the shared bucket's (limit 10, none left)", ct.Requests)
+	}
+	// Alice, refused again from the cache, keeps her own tokens values.
+	var at Ticket
+	if err := l.Take(bg, pol, alice, 5000, &at); !errors.As(err, &ref) || at.Tokens.Remaining != 95_000 {
+		t.Errorf("alice refused again: %v, tokens %+v, want 95000 remaining", err, at.Tokens)
+	}
+}

@@ -324,6 +324,13 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 		case ok && rs.sig == st.sig:
 			st.dirty = false
 			if rs.ver != st.ver {
+				if st.ver == 0 && st.win != nil && rs.ctl.since.After(st.ctl.since) {
+					// The counts this replica held while out of step began
+					// before the cluster's window did, some in windows the
+					// cluster has closed, at other weights: they cannot be
+					// told apart, so none go to the window being judged.
+					st.win.flushed.copyFrom(&st.stats[st.canary])
+				}
 				r.setLocked(e.name, st, rs.ctl, "sync")
 				st.ver = rs.ver
 			}

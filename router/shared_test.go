@@ -491,3 +491,42 @@ func TestSharedNewRoutesResetState(t *testing.T) {
 	round(a, b)
 	weightsAgree(t, "both reloaded", 2, a, b)
 }
+
+// A replica out of step with Redis (Sync failed, Redis or the network was
+// down for it) holds its canary counts until it is in step. Counts it saw
+// during a window the cluster has since left must not land in the window
+// the cluster is judging now: here d's 100 failed attempts happened while
+// the cluster was at 10 %, before it stepped to 25 %, yet once d catches up
+// they are flushed into the 25 % window and roll a healthy canary back.
+func TestSharedHeldCountsDoNotLandInALaterWindow(t *testing.T) {
+	c := newCluster(t)
+	a := c.replica("a", sharedCanary())
+	a.r.tick(bg)
+	feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	a.r.tick(bg)
+	weightsAgree(t, "first step", 10, a)
+
+	// d starts and serves without reaching Redis (no Sync, no tick): its
+	// canary attempts fail during the 10 % window.
+	d := c.replica("d", sharedCanary())
+	feed(d.e, 1, 100, 100, 100*time.Millisecond, 0)
+
+	// The cluster moves on: a healthy 10 % window earns the next step.
+	feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	a.r.tick(bg)
+	weightsAgree(t, "second step", 25, a)
+
+	// d reaches Redis again; the 25 % window so far saw only a's traffic.
+	feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
+	round(a, d)
+	round(a, d)
+	s := canaryOf(t, a.r, "chat")
+	if s.State == StateRolledBack {
+		t.Fatalf("canary rolled back (%s) by attempts d saw before the 25 %% window began", s.Reason)
+	}
+	if cl := s.Cluster; cl != nil && cl.Errors != 0 {
+		t.Fatalf("the 25 %% window holds %d errors, all from before it began: %+v", cl.Errors, cl)
+	}
+}
