@@ -160,3 +160,19 @@ func TestAzureStreamOptionsByAPIVersion(t *testing.T) {
 		})
 	}
 }
+
+// A Retry-After of seconds too many for a Duration is a long wait, not a negative one
+// (which would retry at once an upstream that asked to be left alone).
+func TestRetryAfterBounded(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+	}{
+		{"3", 3 * time.Second}, {"0.5", 500 * time.Millisecond}, {"", 0}, {"-1", 0}, {"NaN", 0},
+		{"inf", maxRetryAfter}, {"1e30", maxRetryAfter}, {"9223372037", maxRetryAfter},
+	} {
+		if got := retryAfter([]byte(tc.v)); got != tc.want {
+			t.Errorf("Retry-After %q: %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}

@@ -149,12 +149,17 @@ func passError(up, out *fasthttp.Response, status int, max int64) error {
 	return ue
 }
 
+// maxRetryAfter bounds the wait an upstream's Retry-After asks for.
+const maxRetryAfter = 24 * time.Hour
+
 func retryAfter(v []byte) time.Duration {
 	if len(v) == 0 {
 		return 0
 	}
 	if n, err := strconv.ParseFloat(string(v), 64); err == nil && n >= 0 {
-		return time.Duration(n * float64(time.Second))
+		// "inf" or 1e30 seconds would overflow a Duration into a negative wait:
+		// a day is as good as forever to a request.
+		return time.Duration(min(n, maxRetryAfter.Seconds()) * float64(time.Second))
 	}
 	if t, err := time.Parse(time.RFC1123, string(v)); err == nil {
 		if d := time.Until(t); d > 0 {

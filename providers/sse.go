@@ -72,18 +72,33 @@ func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forc
 
 // readEvent reads one event's name and data (data lines joined by \n), per the
 // server-sent events spec: comments and unknown fields are ignored, a blank line ends
-// the event. It returns io.EOF only at a clean end between events.
+// the event. It returns io.EOF only at a clean end between events, or, leniently, after
+// a last "data: [DONE]" the upstream closed on without its blank line: [DONE] says the
+// stream is whole.
 func (s *sseReader) readEvent() error {
 	s.data = s.data[:0]
 	s.name = s.name[:0]
 	seen := false
 	for {
 		line, err := s.readLine()
-		if err != nil {
-			if err == io.EOF && (seen || len(line) > 0) {
-				return io.ErrUnexpectedEOF
-			}
+		if err != nil && err != io.EOF {
 			return err
+		}
+		if err == io.EOF {
+			if len(line) > 0 {
+				ok, ferr := s.field(line)
+				if ferr != nil {
+					return ferr
+				}
+				seen = seen || ok
+			}
+			switch {
+			case seen && bytes.Equal(s.data, strDone):
+				return nil
+			case !seen && len(line) == 0:
+				return io.EOF
+			}
+			return io.ErrUnexpectedEOF
 		}
 		if len(line) == 0 {
 			if seen {
@@ -91,31 +106,42 @@ func (s *sseReader) readEvent() error {
 			}
 			continue
 		}
-		if line[0] == ':' {
-			continue
+		ok, err := s.field(line)
+		if err != nil {
+			return err
 		}
-		field, value := line, []byte(nil)
-		if i := bytes.IndexByte(line, ':'); i >= 0 {
-			field, value = line[:i], line[i+1:]
-			if len(value) > 0 && value[0] == ' ' {
-				value = value[1:]
-			}
-		}
-		switch string(field) {
-		case "data":
-			if len(s.data)+len(value) > s.limit() {
-				return errEventTooLarge
-			}
-			if seen && len(s.data) > 0 {
-				s.data = append(s.data, '\n')
-			}
-			s.data = append(s.data, value...)
-			seen = true
-		case "event":
-			s.name = append(s.name[:0], value...)
-			seen = true
+		seen = seen || ok
+	}
+}
+
+// field reads one non-empty line of an event into its data or name; it reports
+// whether the line was a data or event field.
+func (s *sseReader) field(line []byte) (bool, error) {
+	if line[0] == ':' {
+		return false, nil
+	}
+	field, value := line, []byte(nil)
+	if i := bytes.IndexByte(line, ':'); i >= 0 {
+		field, value = line[:i], line[i+1:]
+		if len(value) > 0 && value[0] == ' ' {
+			value = value[1:]
 		}
 	}
+	switch string(field) {
+	case "data":
+		if len(s.data)+len(value) > s.limit() {
+			return false, errEventTooLarge
+		}
+		if len(s.data) > 0 {
+			s.data = append(s.data, '\n')
+		}
+		s.data = append(s.data, value...)
+		return true, nil
+	case "event":
+		s.name = append(s.name[:0], value...)
+		return true, nil
+	}
+	return false, nil
 }
 
 func (s *sseReader) limit() int {

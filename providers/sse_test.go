@@ -52,6 +52,11 @@ func TestSSEReader(t *testing.T) {
 			"data: {\"choices\": [{\"index\": 0, \"text\": \"a\"}]}\n\n" +
 			"data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": null}, \"finish_reason\": \"stop\"}]}\n\n" +
 			"data: [DONE]\n\n", []bool{false, true, true, false, false}, []bool{false, false, false, false, false}, nil},
+		// An upstream that closes right after [DONE], without the blank line that ends
+		// the event: [DONE] says the stream is whole.
+		{"done without its blank line", "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n", []bool{true, false}, []bool{false, false}, nil},
+		{"done without a newline", "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]", []bool{true, false}, []bool{false, false}, nil},
+		{"last chunk without its blank line", "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[]}\n", []bool{true}, []bool{false}, ErrStreamCut},
 		{"content only in a later choice", "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"}},{\"index\":1,\"delta\":{\"content\":\"b\"}}]}\n\ndata: [DONE]\n\n",
 			[]bool{true, false}, []bool{false, false}, nil},
 	}
