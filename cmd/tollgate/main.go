@@ -86,15 +86,24 @@ func validate(path string, stdout, stderr io.Writer) int {
 }
 
 func serve(path string, stderr io.Writer) int {
+	// Signals are caught from the start: a SIGHUP while the gateway starts would
+	// otherwise end the process, and a SIGTERM then ends it once it has started.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	s, err := gateway.New(path, gateway.Options{})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		<-ctx.Done()
+		// The first SIGTERM or SIGINT drains; a second one while it drains ends the
+		// process at once, as the signal does by default.
+		stop()
+	}()
 	go func() {
 		for range hup {
 			_ = s.Reload()

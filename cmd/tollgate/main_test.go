@@ -145,6 +145,54 @@ func TestSignals(t *testing.T) {
 	}
 }
 
+// A second SIGTERM while the gateway drains a request ends it at once, instead of
+// after shutdown_grace.
+func TestSecondSignalStopsDraining(t *testing.T) {
+	dir := t.TempDir()
+	api, admin := freePort(t), freePort(t)
+	path := writeFile(t, dir, "tollgate.yaml", "server: {listen: \""+api+"\", admin_listen: \""+admin+"\", shutdown_grace: 60s}\n"+
+		"backends:\n  slow: {provider: mock, model: m, mock: {ttft: 60s}}\n"+
+		"endpoints:\n  - {name: chat, type: chat, routes: [{backend: slow}]}\n")
+	var logs bytes.Buffer
+	cmd := exec.Command(binary, "--config", path)
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitUntil(t, func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	// A request the drain waits for: its first token is a minute away.
+	go func() {
+		resp, err := http.Post("http://"+api+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		t.Fatalf("exited (%v) while a request was in flight, before shutdown_grace:\n%s", err, logs.String())
+	case <-time.After(time.Second):
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a second SIGTERM did not end the drain:\n%s", logs.String())
+	}
+}
+
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
 	waitUntilWithin(t, 5*time.Second, cond)
