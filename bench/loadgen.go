@@ -97,16 +97,19 @@ func (s *loadSpec) readBuf() int {
 // first content chunk; Gap between consecutive content chunks; Lag from the
 // scheduled to the actual send time (the harness's own delay).
 type runStats struct {
-	Sent     int64 // every request handed to a worker, warm-up included
-	Measured int64 // requests scheduled after the warm-up
-	OK       int64 // measured requests that succeeded
-	Errs     Errors
-	Lat      *hdrhistogram.Histogram
-	TTFT     *hdrhistogram.Histogram
-	Gap      *hdrhistogram.Histogram
-	Lag      *hdrhistogram.Histogram
-	Headers  map[string]int64
-	Duration time.Duration // measured window
+	Sent     int64  // every request handed to a worker, warm-up included
+	Measured int64  // requests scheduled after the warm-up
+	OK       int64  // measured requests that succeeded
+	Errs     Errors // measured requests that failed, by kind
+	// WarmupErrs are the warm-up's failures: not part of any figure, but a run
+	// that has any is not clean (--smoke fails on them).
+	WarmupErrs Errors
+	Lat        *hdrhistogram.Histogram
+	TTFT       *hdrhistogram.Histogram
+	Gap        *hdrhistogram.Histogram
+	Lag        *hdrhistogram.Histogram
+	Headers    map[string]int64
+	Duration   time.Duration // measured window
 	// The path's own process over its rounds, warm-up included (Sent's window):
 	// CPU time, and garbage collections for a Go process with an admin listener;
 	// cpuRounds and gcRounds count the rounds in which each could be read.
@@ -120,7 +123,7 @@ type runStats struct {
 
 func newRunStats() *runStats {
 	return &runStats{
-		Errs: Errors{}, Lat: newHist(), TTFT: newHist(), Gap: newHist(), Lag: newHist(),
+		Errs: Errors{}, WarmupErrs: Errors{}, Lat: newHist(), TTFT: newHist(), Gap: newHist(), Lag: newHist(),
 		Headers: map[string]int64{},
 	}
 }
@@ -131,6 +134,7 @@ func (s *runStats) merge(o *runStats) {
 	s.Measured += o.Measured
 	s.OK += o.OK
 	s.Errs.add(o.Errs)
+	s.WarmupErrs.add(o.WarmupErrs)
 	s.Lat.Merge(o.Lat)
 	s.TTFT.Merge(o.TTFT)
 	s.Gap.Merge(o.Gap)
@@ -195,9 +199,11 @@ func (r *recorder) record(o *outcome) {
 	st.Sent++
 	switch {
 	case o.errKind != "":
-		st.Errs[o.errKind]++
 		if o.measured {
 			st.Measured++
+			st.Errs[o.errKind]++
+		} else {
+			st.WarmupErrs[o.errKind]++
 		}
 	case o.measured:
 		st.Measured++

@@ -57,8 +57,8 @@ func TestRunLoadAgainstStandIn(t *testing.T) {
 				}
 				return
 			}
-			if st.OK != 0 || st.Errs[tc.want] != st.Sent {
-				t.Fatalf("errors %v (ok %d), want %d of %q", st.Errs, st.OK, st.Sent, tc.want)
+			if st.OK != 0 || st.Errs[tc.want] != st.Measured || st.Errs[tc.want]+st.WarmupErrs[tc.want] != st.Sent {
+				t.Fatalf("errors %v, in warm-up %v (ok %d), want %d of %q, %d measured", st.Errs, st.WarmupErrs, st.OK, st.Sent, tc.want, st.Measured)
 			}
 		})
 	}
@@ -74,8 +74,8 @@ func TestRunLoadConnectError(t *testing.T) {
 	spec := shortSpec(kindChat)
 	tg := &target{Name: "closed", Addr: addr, Model: "m", client: newClient(addr, spec.Conns, spec.Timeout, false, 0)}
 	st := runLoad(context.Background(), tg, &spec, quietProgress())
-	if st.Errs["connect"] != st.Sent || st.Sent == 0 {
-		t.Fatalf("errors %v for %d sent, want all connect", st.Errs, st.Sent)
+	if st.Errs["connect"]+st.WarmupErrs["connect"] != st.Sent || st.Errs["connect"] != st.Measured || st.Sent == 0 {
+		t.Fatalf("errors %v, in warm-up %v, for %d sent, want all connect", st.Errs, st.WarmupErrs, st.Sent)
 	}
 }
 

@@ -276,7 +276,7 @@ func run(args []string) int {
 func (r *Result) errorCount() int64 {
 	var n int64
 	for _, p := range r.Paths {
-		n += p.Errors.Total()
+		n += p.Errors.Total() + p.WarmupErrors.Total()
 	}
 	for _, s := range r.Streams {
 		n += s.Errors.Total()

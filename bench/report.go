@@ -55,18 +55,20 @@ type Settings struct {
 
 // PathResult is one path's merged rounds.
 type PathResult struct {
-	Path     string           `json:"path"`
-	Offered  float64          `json:"offered_rps"`
-	Achieved float64          `json:"achieved_rps"`
-	Sent     int64            `json:"sent"` // warm-up included
-	Measured int64            `json:"measured"`
-	OK       int64            `json:"ok"`
-	Errors   Errors           `json:"errors"`
-	Latency  Summary          `json:"latency"`
-	TTFT     *Summary         `json:"ttft,omitempty"`
-	Gap      *Summary         `json:"inter_chunk_gap,omitempty"`
-	SendLag  Summary          `json:"send_lag"`
-	Headers  map[string]int64 `json:"header_counts,omitempty"`
+	Path     string  `json:"path"`
+	Offered  float64 `json:"offered_rps"`
+	Achieved float64 `json:"achieved_rps"`
+	Sent     int64   `json:"sent"` // warm-up included
+	Measured int64   `json:"measured"`
+	OK       int64   `json:"ok"`
+	Errors   Errors  `json:"errors"` // of the measured requests
+	// WarmupErrors failed during the warm-up: in no figure, but not a clean run.
+	WarmupErrors Errors           `json:"warmup_errors,omitempty"`
+	Latency      Summary          `json:"latency"`
+	TTFT         *Summary         `json:"ttft,omitempty"`
+	Gap          *Summary         `json:"inter_chunk_gap,omitempty"`
+	SendLag      Summary          `json:"send_lag"`
+	Headers      map[string]int64 `json:"header_counts,omitempty"`
 	// CPU is the path's own process (mockllm for direct, the gateway, nginx's
 	// master and workers) over its rounds, per request sent.
 	CPU *ProcCPU `json:"process_cpu,omitempty"`
@@ -142,7 +144,7 @@ type StreamsResult struct {
 // pathResult turns merged run stats into a PathResult.
 func pathResult(name string, rate float64, st *runStats, stream bool) PathResult {
 	r := PathResult{
-		Path: name, Offered: rate, Sent: st.Sent, Measured: st.Measured, OK: st.OK, Errors: st.Errs,
+		Path: name, Offered: rate, Sent: st.Sent, Measured: st.Measured, OK: st.OK, Errors: st.Errs, WarmupErrors: st.WarmupErrs,
 		Latency: summarize(st.Lat), SendLag: summarize(st.Lag),
 	}
 	r.Latency.RoundP99 = medianRoundP99(st.roundP99[0])
@@ -438,7 +440,7 @@ func renderPaths(b *strings.Builder, title string, paths []PathResult, get func(
 				offered = "closed loop"
 			}
 			b.WriteString("| " + x.Path + " | " + offered + " | " + frate(x.Achieved) + " | " +
-				strconv.FormatInt(x.OK, 10) + " | " + x.Errors.String() + " | ")
+				strconv.FormatInt(x.OK, 10) + " | " + x.Errors.String() + warmupErrs(x) + " | ")
 		} else {
 			b.WriteString("| " + x.Path + " | " + strconv.FormatInt(s.Count, 10) + " | ")
 		}
@@ -552,4 +554,12 @@ func machine() Machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+// warmupErrs notes a path's warm-up failures next to its measured ones.
+func warmupErrs(p *PathResult) string {
+	if n := p.WarmupErrors.Total(); n > 0 {
+		return " (+" + strconv.FormatInt(n, 10) + " in warm-up: " + p.WarmupErrors.String() + ")"
+	}
+	return ""
 }

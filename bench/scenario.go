@@ -101,21 +101,24 @@ func runScenario(ctx context.Context, o *options, b *bins, cores CoreMap, prog *
 				e.procs[i].stop(10 * time.Second)
 			}
 		}
-		var sent int64
+		var measured, sent int64
 		for _, p := range res.Paths {
 			if p.Path == pathTollgate {
-				sent = p.Measured
+				measured, sent = p.Measured, p.Sent
 			}
 		}
 		res.Extra = map[string]float64{
 			"otlp_spans_received":        float64(e.otlp.spans.Load()),
 			"otlp_export_calls":          float64(e.otlp.exports.Load()),
-			"tollgate_measured_requests": float64(sent),
+			"tollgate_measured_requests": float64(measured),
+			"tollgate_sent_requests":     float64(sent),
 		}
 		if sent > 0 {
-			res.Extra["otlp_spans_per_measured_request"] = float64(e.otlp.spans.Load()) / float64(sent)
+			// Every request the gateway served exported its spans, the warm-up's
+			// and the probe's too.
+			res.Extra["otlp_spans_per_request"] = float64(e.otlp.spans.Load()) / float64(sent+1)
 		}
-		res.Notes = append(res.Notes, "spans counted include the warm-up and probe requests; at sample_ratio 0.1 expect about 0.1 × spans per trace per request")
+		res.Notes = append(res.Notes, "otlp_spans_per_request divides the spans received by every request the gateway served (warm-up and the probe included); at sample_ratio 0.1 expect about 0.1 × spans per trace")
 	}
 	if sc.ab {
 		res.Notes = append(res.Notes, fmt.Sprintf("X-User-ID cycles over %d users; tollgate splits 95/5 sticky with a canary at its first step, nginx with split_clients on the same header", abUsers))
@@ -296,9 +299,9 @@ func alternate(ctx context.Context, ts []*target, rounds int, spec func(i, r int
 
 // runLoadSampled is runLoad with what the target's own process used meanwhile.
 func runLoadSampled(ctx context.Context, t *target, spec *loadSpec, prog *progress) *runStats {
-	before := sampleProc(t)
+	before := sampleProc(t, false)
 	st := runLoad(ctx, t, spec, prog)
-	sampleProc(t).since(before, st)
+	sampleProc(t, true).since(before, st)
 	st.markRound()
 	return st
 }
@@ -311,17 +314,29 @@ type procSample struct {
 	cpuOK, gcOK bool
 }
 
-func sampleProc(t *target) procSample {
+// sampleProc samples t's process before (after false) or after a round. The admin
+// scrape for the GC count costs the gateway CPU of its own (about 2 ms), so it is
+// taken outside the CPU window: before the CPU reading that opens it, after the one
+// that closes it.
+func sampleProc(t *target, after bool) procSample {
 	var p procSample
-	if t.Pid > 0 {
-		var err error
-		p.user, p.sys, err = treeCPU(t.Pid)
-		p.cpuOK = err == nil
+	cpu := func() {
+		if t.Pid > 0 {
+			var err error
+			p.user, p.sys, err = treeCPU(t.Pid)
+			p.cpuOK = err == nil
+		}
+	}
+	if after {
+		cpu()
 	}
 	if t.AdminAddr != "" {
 		var err error
 		p.gc, err = readGCCycles(t.AdminAddr)
 		p.gcOK = err == nil
+	}
+	if !after {
+		cpu()
 	}
 	return p
 }
