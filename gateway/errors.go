@@ -20,8 +20,6 @@ var (
 	errNotObject     = apiError{400, "invalid_request_error", "invalid_json", "", "The request body must be a JSON object."}
 	errNoModel       = apiError{400, "invalid_request_error", "missing_model", "model", "You must provide a model parameter."}
 	errModelType     = apiError{400, "invalid_request_error", "invalid_type", "model", "The model parameter must be a string."}
-	errModelTwice    = apiError{400, "invalid_request_error", "invalid_value", "model", "The model parameter is given more than once."}
-	errModelCase     = apiError{400, "invalid_request_error", "unknown_parameter", "model", "Unrecognized request argument supplied: a key that differs from model only in case."}
 	errStreamType    = apiError{400, "invalid_request_error", "invalid_type", "stream", "The stream parameter must be a boolean."}
 	errTooLarge      = apiError{413, "invalid_request_error", "request_too_large", "", "The request body is larger than this gateway accepts."}
 	errNoKey         = apiError{401, "authentication_error", "missing_api_key", "", "You didn't provide an API key. Send it in the Authorization header as Bearer YOUR_KEY."}

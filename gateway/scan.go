@@ -20,6 +20,35 @@ type fields struct {
 	promptBytes int
 }
 
+// readKeys are the body members whose values the gateway acts on: it rewrites
+// "model", streams by "stream", forces or hides usage by "stream_options", and charges
+// limits by the token bounds. The upstream must read what the gateway read, whatever
+// its parser: one of these given twice, or a key a parser could take for one (escapes
+// are decoded here; Go's encoding/json, behind Ollama and others, matches struct
+// fields case-insensitively, with Unicode folding), is refused.
+var readKeys = [...]string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "stream_options.include_usage"}
+
+const (
+	keyModel = iota
+	keyStream
+	keyStreamOptions
+	keyMaxTokens
+	keyMaxCompletionTokens
+	keyIncludeUsage
+)
+
+// errTwice and errFolded are the answers to a read key given twice, and to a key that
+// differs from one only in case.
+var errTwice, errFolded [len(readKeys)]apiError
+
+func init() {
+	for i, k := range readKeys {
+		errTwice[i] = apiError{400, "invalid_request_error", "invalid_value", k, "The " + k + " parameter is given more than once."}
+		errFolded[i] = apiError{400, "invalid_request_error", "unknown_parameter", k,
+			"Unrecognized request argument supplied: a key that differs from " + k + " only in case."}
+	}
+}
+
 // scanBody reads the fields the pipeline needs in one pass over body. It returns nil or
 // the error to answer with.
 func scanBody(body []byte, f *fields) *apiError {
@@ -32,6 +61,14 @@ func scanBody(body []byte, f *fields) *apiError {
 		return &errMalformed
 	}
 	var keyBuf [32]byte
+	var seen uint8 // bit i: readKeys[i] met
+	once := func(i int) bool {
+		if seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		return true
+	}
 	for {
 		k, v, ok := it.Next()
 		if !ok {
@@ -48,10 +85,8 @@ func scanBody(body []byte, f *fields) *apiError {
 			if !jsonscan.IsString(v) {
 				return &errModelType
 			}
-			if f.model[0] >= 0 {
-				// The gateway rewrites one "model"; a parser that keeps the first of
-				// two would see the client's.
-				return &errModelTwice
+			if !once(keyModel) {
+				return &errTwice[keyModel]
 			}
 			f.model = [2]int{off, off + len(v)}
 		case "stream":
@@ -59,17 +94,33 @@ func scanBody(body []byte, f *fields) *apiError {
 			if !ok && !jsonscan.IsNull(v) {
 				return &errStreamType
 			}
+			if !once(keyStream) {
+				return &errTwice[keyStream]
+			}
 			f.stream = b
 		case "stream_options":
+			if !once(keyStreamOptions) {
+				return &errTwice[keyStreamOptions]
+			}
 			f.streamOptions = [2]int{off, off + len(v)}
-			if raw, ok := jsonscan.Field(v, "include_usage"); ok {
-				f.includeUsage, _ = jsonscan.Bool(raw)
+			var e *apiError
+			if f.includeUsage, e = includeUsage(v); e != nil {
+				return e
 			}
 		case "max_tokens", "max_completion_tokens":
+			i := keyMaxTokens
+			if len(k) != len("max_tokens") {
+				i = keyMaxCompletionTokens
+			}
+			if !once(i) {
+				return &errTwice[i]
+			}
 			if n, ok := jsonscan.Int(v); ok && n > 0 {
-				// Far above any model's context, and low enough that the token
-				// estimate built on it cannot overflow.
-				f.maxTokens = min(n, 1<<40)
+				// Upstreams take one bound or the other (vLLM and OpenAI prefer
+				// max_completion_tokens); the estimate takes the larger. 2^40 is far
+				// above any model's context, and low enough that the estimate built
+				// on it cannot overflow.
+				f.maxTokens = max(f.maxTokens, min(n, 1<<40))
 			}
 		case "user":
 			if jsonscan.IsString(v) {
@@ -80,11 +131,8 @@ func scanBody(body []byte, f *fields) *apiError {
 		case "messages", "prompt", "input":
 			f.promptBytes += len(v)
 		default:
-			if len(k) == len("model") && bytes.EqualFold(k, strModel) {
-				// Go's encoding/json, behind some upstreams, reads "Model" as
-				// "model": the gateway would rewrite one and the upstream use the
-				// other.
-				return &errModelCase
+			if i := foldedKey(k); i >= 0 {
+				return &errFolded[i]
 			}
 		}
 	}
@@ -102,7 +150,55 @@ func scanBody(body []byte, f *fields) *apiError {
 	return nil
 }
 
-var strModel = []byte("model")
+// foldedKey returns the index in readKeys of the key k differs from only in case, or
+// -1. Only keys that begin with a letter some read key folds to, or outside ASCII,
+// are compared.
+func foldedKey(k []byte) int {
+	if len(k) == 0 {
+		return -1
+	}
+	if c := k[0]; c < 0x80 && c|0x20 != 'm' && c|0x20 != 's' {
+		return -1
+	}
+	for i, rk := range readKeys[:keyIncludeUsage] {
+		if bytes.EqualFold(k, []byte(rk)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// includeUsage reads stream_options.include_usage as every parser would: refused when
+// given twice or in another case.
+func includeUsage(v []byte) (bool, *apiError) {
+	var it jsonscan.Iter
+	if it.Reset(v) != nil {
+		return false, nil // null, or not an object the upstream would take
+	}
+	var keyBuf [32]byte
+	usage, seen := false, false
+	for {
+		k, val, ok := it.Next()
+		if !ok {
+			return usage, nil
+		}
+		if bytes.IndexByte(k, '\\') >= 0 {
+			k = unescapeKey(keyBuf[:0], k)
+		}
+		switch {
+		case string(k) == "include_usage":
+			if seen {
+				return false, &errTwice[keyIncludeUsage]
+			}
+			seen = true
+			usage, _ = jsonscan.Bool(val)
+		case bytes.EqualFold(k, strIncludeUsage):
+			return false, &errFolded[keyIncludeUsage]
+		}
+	}
+}
+
+var strIncludeUsage = []byte("include_usage")
 
 // unescapeKey decodes a member name that holds escapes (k is the name between its
 // quotes) into dst; one that does not decode is returned as it is, and the iterator

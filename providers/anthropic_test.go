@@ -712,3 +712,23 @@ func accumulate(t *testing.T, evs []Event) openai.ChatCompletionAccumulator {
 	}
 	return acc
 }
+
+// Tool-call arguments with Unicode space around the object (\v, \f, U+0085, U+00A0),
+// which is not JSON whitespace, are refused or sent as valid JSON, never copied into an
+// invalid Messages request.
+func TestToolArgumentsSpaceStaysValid(t *testing.T) {
+	for _, args := range []string{`\u000b{}`, `\f{}`, `\u00a0{}`, `{}\u0085`} {
+		t.Run(args, func(t *testing.T) {
+			body := []byte(`{"model":"c","messages":[{"role":"user","content":"hi"},` +
+				`{"role":"assistant","tool_calls":[{"id":"t1","type":"function","function":{"name":"f","arguments":"` + args + `"}}]},` +
+				`{"role":"tool","tool_call_id":"t1","content":"ok"}]}`)
+			out, rerr := appendAnthropicRequest(nil, body, quoteModel("claude-test"), 1024, false)
+			if rerr != nil {
+				return
+			}
+			if !json.Valid(out) {
+				t.Fatalf("translation is not JSON: %q", out)
+			}
+		})
+	}
+}

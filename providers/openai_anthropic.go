@@ -459,7 +459,9 @@ func (w *turnWriter) arguments(raw json.RawMessage) bool {
 	if w.dst, ok = jsonscan.AppendUnquote(w.dst, raw); !ok {
 		return false
 	}
-	args := bytes.TrimSpace(w.dst[mark:])
+	// JSON's own whitespace only: what is written is w.dst as it is, and \v, \f or
+	// U+00A0 around the object would make it invalid.
+	args := bytes.Trim(w.dst[mark:], " \t\r\n")
 	if len(args) == 0 {
 		w.dst = append(w.dst[:mark], strEmptyObject...)
 		return true

@@ -8,6 +8,7 @@ package jsonscan
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"math/bits"
 	"strconv"
 	"unicode/utf8"
@@ -370,14 +371,23 @@ func Int(raw []byte) (int64, bool) {
 	if len(s) == 0 {
 		return 0, false
 	}
+	// Accumulated as a negative number, whose range reaches MinInt64; a step past it
+	// is an overflow.
 	var n int64
 	for _, c := range s {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(c-'0')
+		d := int64(c - '0')
+		if n < (math.MinInt64+d)/10 {
+			return 0, false
+		}
+		n = n*10 - d
 	}
-	if neg {
+	if !neg {
+		if n == math.MinInt64 {
+			return 0, false
+		}
 		n = -n
 	}
 	return n, true
