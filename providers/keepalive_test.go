@@ -316,3 +316,32 @@ func (c *closeCountingConn) Close() error {
 	c.once.Do(func() { c.l.closed.Add(1) })
 	return c.Conn.Close()
 }
+
+// A connection in constant use is replaced once it is maxConnAge old, after the answer
+// in flight: the next request dials again, and so picks up a changed DNS name.
+func TestBusyConnectionReplacedWhenOld(t *testing.T) {
+	old := maxConnAge
+	maxConnAge = 300 * time.Millisecond
+	t.Cleanup(func() { maxConnAge = old })
+	inner, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &countingListener{Listener: inner}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(staticAnswer)
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	b := newPoolBackend(t, Config{BaseURL: "http://" + ln.Addr().String() + "/v1"}, nil)
+	// Requests every 50 ms: never idle, past the age by the end.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if _, err := sendOnce(b, promptCall("x", false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := ln.accepted.Load(); n < 2 {
+		t.Fatalf("one connection served a second of steady requests; want it replaced after %v", maxConnAge)
+	}
+}

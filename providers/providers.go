@@ -164,6 +164,9 @@ func (t *Target) setRequestURL(req *fasthttp.Request, k Kind) {
 // InFlight is the number of attempts now open on the target.
 func (t *Target) InFlight() int64 { return t.inFlight.Load() }
 
+// maxConnAge is how long an upstream connection is used before it is replaced.
+var maxConnAge = time.Hour // tests shorten it
+
 func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -184,7 +187,11 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		MaxConns: cfg.MaxConnections,
 		// Below the upstream's own keep-alive timeout, so that the client drops an
 		// idle connection before the upstream does (see IdleConnTimeout).
-		MaxIdleConnDuration:      cfg.IdleConnTimeout,
+		MaxIdleConnDuration: cfg.IdleConnTimeout,
+		// A busy connection is also closed once it is this old, after the answer in
+		// flight: a gateway that is never idle would otherwise keep the addresses
+		// its upstream's name had at the first dial forever (nginx's keepalive_time).
+		MaxConnDuration:          maxConnAge,
 		MaxConnWaitTimeout:       cfg.ConnectTimeout,
 		NoDefaultUserAgentHeader: true,
 		// Answer header names stay as the upstream wrote them: the gateway reads the
