@@ -79,7 +79,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.MaxTokens, "max-tokens", 16, "completion tokens per answer: the request's max_tokens (mockllm's cap is twice it, so every answer is this long)")
 	fs.DurationVar(&o.TTFT, "ttft", 5*time.Millisecond, "mockllm time to first token in the stream scenario (0 elsewhere)")
 	fs.DurationVar(&o.TPOT, "tpot", time.Millisecond, "mockllm time per output token in the stream scenario (0 elsewhere)")
-	fs.BoolVar(&o.Smoke, "smoke", false, "a few seconds of chat and stream on all paths at low rate; exit 1 on any error")
+	fs.BoolVar(&o.Smoke, "smoke", false, "every scenario briefly on all paths at a low rate (about a minute); exit 1 on any error")
 	fs.StringVar(&o.Out, "out", "bench/results", "directory for the Markdown, JSON and SVG results")
 	fs.BoolVar(&o.Pin, "pin", false, "pin upstream, gateway/nginx and load generator to separate cores (taskset)")
 	fs.IntVar(&o.GatewayCore, "gateway-cores", 1, "cores given to the gateway (and to nginx) with --pin")
@@ -121,9 +121,19 @@ func parseFlags(args []string) (*options, error) {
 		o.Scenarios = splitList(*scen)
 	}
 	if o.Smoke {
-		// A few seconds in all, but every path and both response kinds.
+		// Every scenario and path, each for a few seconds, so that none rots
+		// unrun; the max ladder climbs two low steps.
 		if !set["scenario"] {
-			o.Scenarios = []string{"chat", "stream"}
+			o.Scenarios = slices.Clone(scenarioNames)
+		}
+		if !set["max-start"] {
+			o.MaxStart = 50
+		}
+		if !set["max-limit"] {
+			o.MaxLimit = 100
+		}
+		if !set["step"] {
+			o.Step = 500 * time.Millisecond
 		}
 		if !set["rate"] {
 			o.Rate = 50

@@ -166,7 +166,8 @@ func TestParseFlags(t *testing.T) {
 		}, false},
 		{"smoke is short and writes nothing", []string{"--smoke"}, func(o *options) bool {
 			return o.Smoke && o.Rate == 50 && o.Duration == time.Second && o.Out == "" &&
-				strings.Join(o.Scenarios, ",") == "chat,stream"
+				strings.Join(o.Scenarios, ",") == strings.Join(scenarioNames, ",") &&
+				o.MaxStart == 50 && o.MaxLimit == 100 && o.Step == 500*time.Millisecond
 		}, false},
 		{"smoke keeps explicit flags", []string{"--smoke", "--rate", "10", "--out", "x"}, func(o *options) bool {
 			return o.Rate == 10 && o.Out == "x"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Keeps the load harness working: a few seconds of chat and streaming chat at a low
-# rate through all three paths (mockllm directly, Tollgate, nginx), failing on any
-# failed request. Figures from it mean nothing; see bench/README.md for real runs.
+# Keeps the load harness working: every scenario for a few seconds at a low rate
+# through all three paths (mockllm directly, Tollgate, nginx), failing on any failed
+# request. Figures from it mean nothing; see bench/README.md for real runs.
 # Extra arguments go to the harness, e.g. scripts/bench-smoke.sh --keep
 set -euo pipefail
 cd "$(dirname "$0")/.."
