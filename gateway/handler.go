@@ -49,7 +49,7 @@ type request struct {
 	s     *Server
 	rt    *runtime
 	start time.Time
-	// answered is when a non-streamed answer was complete; zero until then.
+	// answered is when the answer was complete; zero until then (answeredAt).
 	answered time.Time
 	ep       *endpoint
 	key      *clientKey
@@ -848,14 +848,19 @@ func (r *request) endStream(werr error) error {
 
 // finish records a request answered within the handler and releases it.
 func (r *request) finish(ctx *fasthttp.RequestCtx, status int) {
-	now := r.answered
-	if now.IsZero() {
-		now = time.Now()
-	}
-	sendDeadline(ctx, now, len(ctx.Response.Body()))
+	sendDeadline(ctx, r.answeredAt(), len(ctx.Response.Body()))
 	r.setRequestIDHeader(&ctx.Response.Header)
 	r.record(status)
 	r.release()
+}
+
+// answeredAt is when the answer was complete: when the attempt that gave it ended, or,
+// for an answer the gateway made or a stream, the first time this is asked.
+func (r *request) answeredAt() time.Time {
+	if r.answered.IsZero() {
+		r.answered = time.Now()
+	}
+	return r.answered
 }
 
 // setRequestIDHeader puts the request's ID on a response that does not carry one yet.
@@ -880,11 +885,7 @@ func (r *request) record(status int) {
 		}
 		r.rt.lim.Settle(&r.ticket, actual)
 	}
-	end := r.answered
-	if end.IsZero() {
-		end = time.Now()
-	}
-	latency := end.Sub(r.start)
+	latency := r.answeredAt().Sub(r.start)
 	var cost float64
 	if r.be != nil {
 		cost = r.be.Pricing.Cost(r.usage)

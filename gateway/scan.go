@@ -204,9 +204,7 @@ var strIncludeUsage = []byte("include_usage")
 // quotes) into dst; one that does not decode is returned as it is, and the iterator
 // reports the body malformed.
 func unescapeKey(dst, k []byte) []byte {
-	q := make([]byte, 0, len(k)+2)
-	q = append(append(append(q, '"'), k...), '"')
-	if out, ok := jsonscan.AppendUnquote(dst, q); ok {
+	if out, ok := jsonscan.AppendUnescape(dst, k); ok {
 		return out
 	}
 	return k

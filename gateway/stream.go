@@ -202,7 +202,6 @@ const maxHeld = 4 << 10
 // Otherwise each event is written as it comes. Events go out as one chunk per write,
 // the last with the terminating chunk, or bare to an HTTP/1.0 client.
 func (r *request) relay() error {
-	c := r.conn
 	held := false
 	if w, ok := r.stream.(providers.Waiter); ok {
 		held = w.NotifyWait(r.waitFn)
@@ -210,7 +209,7 @@ func (r *request) relay() error {
 	if !held {
 		// The header goes out at once, not with the first event, however long
 		// that takes.
-		if err := r.flush(c, false); err != nil {
+		if err := r.flush(false); err != nil {
 			return err
 		}
 	}
@@ -223,26 +222,26 @@ func (r *request) relay() error {
 			break
 		}
 		if !held || len(r.out) >= maxHeld {
-			if err := r.flush(c, false); err != nil {
+			if err := r.flush(false); err != nil {
 				return err
 			}
 		}
 	}
-	return r.flush(c, true)
+	return r.flush(true)
 }
 
 // upstreamWait is the stream's wait hook (providers.Waiter): the upstream has nothing
 // more ready, so what is held goes to the client now. It runs inside stream.Next.
 func (r *request) upstreamWait() error {
 	if r.werr == nil {
-		r.werr = r.flush(r.conn, false)
+		r.werr = r.flush(false)
 	}
 	return r.werr
 }
 
 // flush writes what out holds in one write: the response header if it has not gone
 // yet, and the events held as one chunk; last adds the terminating chunk.
-func (r *request) flush(c net.Conn, last bool) error {
+func (r *request) flush(last bool) error {
 	out, h := r.out, r.outHead
 	start := 0
 	if n := len(out) - h - chunkRoom; n > 0 {
@@ -274,7 +273,7 @@ func (r *request) flush(c net.Conn, last bool) error {
 	if len(out) == start {
 		return nil
 	}
-	return r.writeClient(c, out[start:])
+	return r.writeClient(r.conn, out[start:])
 }
 
 // putChunkHeader writes n in hex and CRLF into dst, exactly hexLen(n)+2 bytes long.

@@ -51,20 +51,7 @@ func TestServerTimeouts(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	roundTrip := func(t *testing.T, c net.Conn, br *bufio.Reader) {
-		if _, err := io.WriteString(c, req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("status %d", resp.StatusCode)
-		}
-	}
+	roundTrip := func(t *testing.T, c net.Conn, br *bufio.Reader) { roundTripOK(t, c, br, req) }
 
 	// slowRequest sends half a request's headers and checks that read_timeout closes
 	// the connection 300 ms later.
@@ -221,18 +208,7 @@ func TestSendDeadlineClearedOnKeptAliveConnection(t *testing.T) {
 
 	idleConn := func(t *testing.T) (net.Conn, *bufio.Reader) {
 		c, br := dialGateway(t, g)
-		if _, err := io.WriteString(c, rawRequest(t, g, body)); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("first request: status %d", resp.StatusCode)
-		}
+		roundTripOK(t, c, br, rawRequest(t, g, body))
 		// Idle for longer than the write timeout, well within idle_timeout.
 		time.Sleep(600 * time.Millisecond)
 		return c, br
@@ -266,4 +242,22 @@ func TestSendDeadlineClearedOnKeptAliveConnection(t *testing.T) {
 			t.Fatalf("no 100 Continue on a connection idle past the write timeout: %q, %v", line, err)
 		}
 	})
+}
+
+// roundTripOK sends the raw request req on c and reads its answer whole from br; the
+// answer must be a 200.
+func roundTripOK(t *testing.T, c net.Conn, br *bufio.Reader, req string) {
+	t.Helper()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
 }

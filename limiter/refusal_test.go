@@ -52,20 +52,9 @@ func TestRefusalCached(t *testing.T) {
 // admits a request again, however much longer than the cache's own 10 seconds, and
 // the same x-ratelimit-* values, the tokens limit's included, counting down.
 func TestRefusalCacheKeepsRetryAfterAndHeaders(t *testing.T) {
-	srv := redistest.Start(t)
-	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
-	// One request every six minutes, and a tokens limit beside it.
-	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 10, Window: "hour", Burst: 1},
-		Limit{Per: "api_key", Tokens: 100_000, Window: "day"})
+	l, pol, first := refusedByRedis(t, "api_key", 500)
 	var tk Ticket
-	if err := l.Take(bg, pol, alice, 500, &tk); err != nil {
-		t.Fatal(err)
-	}
 	var ref *Refused
-	if err := l.Take(bg, pol, alice, 500, &tk); !errors.As(err, &ref) {
-		t.Fatalf("second Take = %v, want refused", err)
-	}
-	first := tk
 	if first.RetryAfter < 5*time.Minute || first.Tokens.Limit != 100_000 {
 		t.Fatalf("refused by Redis with RetryAfter %v, Tokens %+v", first.RetryAfter, first.Tokens)
 	}
@@ -137,18 +126,8 @@ func TestRefusalCacheLimits(t *testing.T) {
 // another: carol, refused from the cache after alice's refusal, gets the requests
 // bucket's values and no tokens values, not alice's 95,000 remaining.
 func TestRefusalCacheTokensHeadersPerBucket(t *testing.T) {
-	srv := redistest.Start(t)
-	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
-	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 10, Window: "hour", Burst: 1},
-		Limit{Per: "user", Tokens: 100_000, Window: "day"})
-	var tk Ticket
-	if err := l.Take(bg, pol, alice, 5000, &tk); err != nil {
-		t.Fatal(err)
-	}
+	l, pol, tk := refusedByRedis(t, "user", 5000)
 	var ref *Refused
-	if err := l.Take(bg, pol, alice, 5000, &tk); !errors.As(err, &ref) {
-		t.Fatalf("alice's second Take = %v, want refused", err)
-	}
 	if tk.Tokens.Remaining != 95_000 {
 		t.Fatalf("alice's tokens %+v, want 95000 remaining", tk.Tokens)
 	}
@@ -172,4 +151,25 @@ func TestRefusalCacheTokensHeadersPerBucket(t *testing.T) {
 	if err := l.Take(bg, pol, alice, 5000, &at); !errors.As(err, &ref) || at.Tokens.Remaining != 95_000 {
 		t.Errorf("alice refused again: %v, tokens %+v, want 95000 remaining", err, at.Tokens)
 	}
+}
+
+// refusedByRedis sets up a Redis limiter with a policy of one request every six minutes
+// per API key (burst 1) and 100,000 tokens a day per tokensPer, has alice take her one
+// request with a token estimate of est, and returns the ticket of her second, which
+// Redis refuses.
+func refusedByRedis(t *testing.T, tokensPer string, est int64) (*Limiter, *Policy, Ticket) {
+	t.Helper()
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 10, Window: "hour", Burst: 1},
+		Limit{Per: tokensPer, Tokens: 100_000, Window: "day"})
+	var tk Ticket
+	if err := l.Take(bg, pol, alice, est, &tk); err != nil {
+		t.Fatal(err)
+	}
+	var ref *Refused
+	if err := l.Take(bg, pol, alice, est, &tk); !errors.As(err, &ref) {
+		t.Fatalf("second Take = %v, want refused", err)
+	}
+	return l, pol, tk
 }

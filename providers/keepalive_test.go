@@ -18,18 +18,48 @@ import (
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
-// countingListener counts the connections a server accepts.
+// countingListener counts the connections a server accepts, and those closed.
 type countingListener struct {
 	net.Listener
-	accepted atomic.Int64
+	accepted, closed atomic.Int64
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.accepted.Add(1)
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	l.accepted.Add(1)
+	return &closeCountingConn{Conn: c, l: l}, nil
+}
+
+type closeCountingConn struct {
+	net.Conn
+	l    *countingListener
+	once sync.Once
+}
+
+func (c *closeCountingConn) Close() error {
+	c.once.Do(func() { c.l.closed.Add(1) })
+	return c.Conn.Close()
+}
+
+// staticUpstream serves staticAnswer to every request on a counting loopback
+// listener until the test ends.
+func staticUpstream(t *testing.T) *countingListener {
+	t.Helper()
+	inner, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &countingListener{Listener: inner}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(staticAnswer)
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return ln
 }
 
 // A stream read to its end leaves the upstream connection in the pool: the next
@@ -264,17 +294,7 @@ func TestRequestOnUpstreamClosedConnection(t *testing.T) {
 // A connection idle for idle_conn_timeout is closed by the gateway itself, before an
 // upstream whose keep-alive timeout is longer does so.
 func TestIdleConnTimeout(t *testing.T) {
-	inner, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := &closeCountingListener{Listener: inner}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(staticAnswer)
-	}}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	ln := staticUpstream(t)
 	b := newPoolBackend(t, Config{BaseURL: "http://" + ln.Addr().String() + "/v1", IdleConnTimeout: 50 * time.Millisecond}, nil)
 	if d := b.targets[0].client.MaxIdleConnDuration; d != 50*time.Millisecond {
 		t.Fatalf("idle connections kept %v, want idle_conn_timeout", d)
@@ -292,48 +312,13 @@ func TestIdleConnTimeout(t *testing.T) {
 	}
 }
 
-// closeCountingListener counts the accepted connections closed.
-type closeCountingListener struct {
-	net.Listener
-	closed atomic.Int64
-}
-
-func (l *closeCountingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &closeCountingConn{Conn: c, l: l}, nil
-}
-
-type closeCountingConn struct {
-	net.Conn
-	l    *closeCountingListener
-	once sync.Once
-}
-
-func (c *closeCountingConn) Close() error {
-	c.once.Do(func() { c.l.closed.Add(1) })
-	return c.Conn.Close()
-}
-
 // A connection in constant use is replaced once it is maxConnAge old, after the answer
 // in flight: the next request dials again, and so picks up a changed DNS name.
 func TestBusyConnectionReplacedWhenOld(t *testing.T) {
 	old := maxConnAge
 	maxConnAge = 300 * time.Millisecond
 	t.Cleanup(func() { maxConnAge = old })
-	inner, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := &countingListener{Listener: inner}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(staticAnswer)
-	}}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	ln := staticUpstream(t)
 	b := newPoolBackend(t, Config{BaseURL: "http://" + ln.Addr().String() + "/v1"}, nil)
 	// Requests every 50 ms: never idle, past the age by the end.
 	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {

@@ -114,24 +114,12 @@ func (a *Answer) read(b []byte) {
 
 // choices reads the elements of a choices array.
 func (a *Answer) choices(v []byte) {
-	if len(v) == 0 || v[0] != '[' {
+	var arr jsonscan.Array
+	if !arr.Reset(v) {
 		return
 	}
-	i := 1
-	for {
-		i = jsonscan.SkipSpace(v, i)
-		if i >= len(v) || v[i] == ']' {
-			return
-		}
-		end, err := jsonscan.Skip(v, i)
-		if err != nil {
-			return
-		}
-		a.choice(v[i:end])
-		i = jsonscan.SkipSpace(v, end)
-		if i < len(v) && v[i] == ',' {
-			i++
-		}
+	for c, ok := arr.Next(); ok; c, ok = arr.Next() {
+		a.choice(c)
 	}
 }
 

@@ -99,13 +99,7 @@ func TestSignals(t *testing.T) {
 			"backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m}\nendpoints:\n" + endpoints
 	}
 	path := writeFile(t, dir, "tollgate.yaml", cfg("  - {name: one, type: chat, routes: [{backend: up}]}\n"))
-	var logs bytes.Buffer
-	cmd := exec.Command(binary, "--config", path)
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd, logs := startServe(t, path)
 	models := func() string {
 		resp, err := http.Get("http://" + api + "/v1/models")
 		if err != nil {
@@ -153,13 +147,7 @@ func TestSecondSignalStopsDraining(t *testing.T) {
 	path := writeFile(t, dir, "tollgate.yaml", "server: {listen: \""+api+"\", admin_listen: \""+admin+"\", shutdown_grace: 60s}\n"+
 		"backends:\n  slow: {provider: mock, model: m, mock: {ttft: 60s}}\n"+
 		"endpoints:\n  - {name: chat, type: chat, routes: [{backend: slow}]}\n")
-	var logs bytes.Buffer
-	cmd := exec.Command(binary, "--config", path)
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd, logs := startServe(t, path)
 	waitUntil(t, func() bool {
 		resp, err := http.Get("http://" + admin + "/readyz")
 		if err != nil {
@@ -191,6 +179,20 @@ func TestSecondSignalStopsDraining(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("a second SIGTERM did not end the drain:\n%s", logs.String())
 	}
+}
+
+// startServe runs the binary on the config at path until the test ends; logs gathers
+// its stderr.
+func startServe(t *testing.T, path string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	cmd := exec.Command(binary, "--config", path)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, logs
 }
 
 func waitUntil(t *testing.T, cond func() bool) {

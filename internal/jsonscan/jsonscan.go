@@ -328,6 +328,44 @@ func isHex4(b []byte) bool {
 }
 
 // SkipSpace returns the index of the first byte at or after i that is not JSON
+// Array walks the elements of a JSON array whose bytes were validated already (the
+// value of a member Iter returned): it only finds the boundaries.
+type Array struct {
+	b     []byte
+	pos   int
+	first bool
+}
+
+// Reset points a at raw and reports whether raw is an array.
+func (a *Array) Reset(raw []byte) bool {
+	if len(raw) < 2 || raw[0] != '[' {
+		return false
+	}
+	*a = Array{b: raw, pos: 1, first: true}
+	return true
+}
+
+// Next returns the next element's raw bytes; ok is false after the last.
+func (a *Array) Next() (elem []byte, ok bool) {
+	i := SkipSpace(a.b, a.pos)
+	if i >= len(a.b) || a.b[i] == ']' {
+		return nil, false
+	}
+	if !a.first {
+		if a.b[i] != ',' {
+			return nil, false
+		}
+		i = SkipSpace(a.b, i+1)
+	}
+	a.first = false
+	e, err := Skip(a.b, i)
+	if err != nil {
+		return nil, false
+	}
+	a.pos = e
+	return a.b[i:e], true
+}
+
 // whitespace.
 func SkipSpace(b []byte, i int) int {
 	for i < len(b) {
@@ -408,7 +446,13 @@ func AppendUnquote(dst, raw []byte) (out []byte, ok bool) {
 	if !IsString(raw) || raw[len(raw)-1] != '"' {
 		return dst, false
 	}
-	s := raw[1 : len(raw)-1]
+	return AppendUnescape(dst, raw[1:len(raw)-1])
+}
+
+// AppendUnescape appends the decoded contents of a JSON string, s being what stands
+// between its quotes (a member name as Iter.Next returns it), to dst. ok is false when
+// s has a malformed escape.
+func AppendUnescape(dst, s []byte) (out []byte, ok bool) {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c != '\\' {

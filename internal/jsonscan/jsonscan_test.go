@@ -218,3 +218,29 @@ func BenchmarkSkipString(b *testing.B) {
 		}
 	}
 }
+
+func TestArray(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want []string
+		ok   bool
+	}{
+		{`[]`, nil, true},
+		{`[ 1 , "a,b" ,{"x":[2]} ]`, []string{`1`, `"a,b"`, `{"x":[2]}`}, true},
+		{"[\n\ttrue]", []string{`true`}, true},
+		{`{"a":1}`, nil, false},
+		{`"["`, nil, false},
+	} {
+		var a Array
+		if ok := a.Reset([]byte(tc.raw)); ok != tc.ok {
+			t.Fatalf("Reset(%s) = %v", tc.raw, ok)
+		}
+		var got []string
+		for e, ok := a.Next(); tc.ok && ok; e, ok = a.Next() {
+			got = append(got, string(e))
+		}
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("elements of %s: %q, want %q", tc.raw, got, tc.want)
+		}
+	}
+}

@@ -118,11 +118,11 @@ func (st *state) parseMessages(body []byte) *badRequest {
 // the first whose name the last user message mentions; for "any" the first tool when
 // none is mentioned.
 func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
-	var a arrayIter
+	var a jsonscan.Array
 	if tools == nil || isNull(tools) {
 		return nil
 	}
-	if !a.reset(tools) {
+	if !a.Reset(tools) {
 		return &badRequest{msg: "tools: Input should be a valid list"}
 	}
 	mode := choiceAuto
@@ -147,7 +147,7 @@ func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
 	}
 	var firstName, firstSchema, name, schema []byte
 	for {
-		t, ok := a.next()
+		t, ok := a.Next()
 		if !ok {
 			break
 		}
@@ -189,11 +189,11 @@ func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
 // lastUserText appends the text of the last user message: its string content or its
 // text blocks. tool_result blocks are not text, so an answer to a tool result is prose.
 func lastUserText(dst, messages []byte) []byte {
-	var a arrayIter
-	a.reset(messages)
+	var a jsonscan.Array
+	a.Reset(messages)
 	var content []byte
 	for {
-		m, ok := a.next()
+		m, ok := a.Next()
 		if !ok {
 			break
 		}
@@ -206,11 +206,11 @@ func lastUserText(dst, messages []byte) []byte {
 		dst, _ = appendUnquoted(dst, content)
 		return dst
 	}
-	if !a.reset(content) {
+	if !a.Reset(content) {
 		return dst
 	}
 	for {
-		blk, ok := a.next()
+		blk, ok := a.Next()
 		if !ok {
 			return dst
 		}
@@ -254,18 +254,18 @@ func appendToolInput(dst, schema []byte, h uint64, depth int) []byte {
 
 func appendSchemaValue(dst, schema []byte, r uint64, depth int) []byte {
 	if enum, ok := jsonscan.Field(schema, "enum"); ok {
-		var a arrayIter
-		if a.reset(enum) {
-			if v, ok := a.next(); ok {
+		var a jsonscan.Array
+		if a.Reset(enum) {
+			if v, ok := a.Next(); ok {
 				return append(dst, v...)
 			}
 		}
 	}
 	typ, _ := jsonscan.Field(schema, "type")
 	if len(typ) > 0 && typ[0] == '[' {
-		var a arrayIter
-		a.reset(typ)
-		typ, _ = a.next()
+		var a jsonscan.Array
+		a.Reset(typ)
+		typ, _ = a.Next()
 	}
 	switch string(typ) {
 	case `"integer"`:

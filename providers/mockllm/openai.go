@@ -154,11 +154,11 @@ func (st *state) parseInputs(raw []byte) bool {
 		st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, raw), tokens: promptTokens(strLen(raw))})
 		return true
 	}
-	var a arrayIter
-	if !a.reset(raw) {
+	var a jsonscan.Array
+	if !a.Reset(raw) {
 		return false
 	}
-	first, ok := a.next()
+	first, ok := a.Next()
 	if !ok {
 		return false
 	}
@@ -170,9 +170,9 @@ func (st *state) parseInputs(raw []byte) bool {
 		st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, raw), tokens: n})
 		return true
 	}
-	a.reset(raw)
+	a.Reset(raw)
 	for {
-		v, more := a.next()
+		v, more := a.Next()
 		if !more {
 			return true
 		}
@@ -195,13 +195,13 @@ func isNumber(v []byte) bool { return len(v) > 0 && (v[0] == '-' || v[0] >= '0' 
 
 // countInts counts the elements of an array of integers.
 func countInts(raw []byte) (int, bool) {
-	var a arrayIter
-	if !a.reset(raw) {
+	var a jsonscan.Array
+	if !a.Reset(raw) {
 		return 0, false
 	}
 	n := 0
 	for {
-		v, ok := a.next()
+		v, ok := a.Next()
 		if !ok {
 			return n, true
 		}

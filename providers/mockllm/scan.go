@@ -6,53 +6,8 @@ import (
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
-// arrayIter walks the elements of a JSON array. The bytes were validated by
-// jsonscan.Iter when the enclosing object was read, so it only finds boundaries.
-type arrayIter struct {
-	b     []byte
-	pos   int
-	first bool
-}
-
-// reset points the iterator at raw and reports whether raw is an array.
-func (a *arrayIter) reset(raw []byte) bool {
-	if len(raw) < 2 || raw[0] != '[' {
-		return false
-	}
-	*a = arrayIter{b: raw, pos: 1, first: true}
-	return true
-}
-
-// next returns the next element's raw bytes.
-func (a *arrayIter) next() ([]byte, bool) {
-	i := skipSpace(a.b, a.pos)
-	if i >= len(a.b) || a.b[i] == ']' {
-		return nil, false
-	}
-	if !a.first {
-		if a.b[i] != ',' {
-			return nil, false
-		}
-		i = skipSpace(a.b, i+1)
-	}
-	a.first = false
-	e, err := jsonscan.Skip(a.b, i)
-	if err != nil {
-		return nil, false
-	}
-	a.pos = e
-	return a.b[i:e], true
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
 // onlySpaceAfter reports whether b holds nothing but white space from i on.
-func onlySpaceAfter(b []byte, i int) bool { return skipSpace(b, i) == len(b) }
+func onlySpaceAfter(b []byte, i int) bool { return jsonscan.SkipSpace(b, i) == len(b) }
 
 // strLen is the decoded length of a raw JSON string, close enough for token
 // estimates: a \uXXXX escape counts as one byte.
@@ -81,13 +36,13 @@ func contentBytes(raw []byte) int {
 	if jsonscan.IsString(raw) {
 		return strLen(raw)
 	}
-	var a arrayIter
-	if !a.reset(raw) {
+	var a jsonscan.Array
+	if !a.Reset(raw) {
 		return 0
 	}
 	n := 0
 	for {
-		part, ok := a.next()
+		part, ok := a.Next()
 		if !ok {
 			return n
 		}
@@ -116,12 +71,12 @@ func contentBytes(raw []byte) int {
 // messagesBytes sums contentBytes over a messages array; ok is false when raw is not
 // an array of objects.
 func messagesBytes(raw []byte) (n int, ok bool) {
-	var a arrayIter
-	if !a.reset(raw) {
+	var a jsonscan.Array
+	if !a.Reset(raw) {
 		return 0, false
 	}
 	for {
-		m, more := a.next()
+		m, more := a.Next()
 		if !more {
 			return n, true
 		}

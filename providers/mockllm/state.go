@@ -3,6 +3,8 @@ package mockllm
 import (
 	"io"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
 // kind selects a stream's event grammar.
@@ -135,12 +137,12 @@ func (st *state) parseStops(raw []byte, arrayOnly bool) bool {
 	if !arrayOnly && len(raw) > 0 && raw[0] == '"' {
 		return st.addStop(raw)
 	}
-	var a arrayIter
-	if !a.reset(raw) {
+	var a jsonscan.Array
+	if !a.Reset(raw) {
 		return false
 	}
 	for {
-		v, ok := a.next()
+		v, ok := a.Next()
 		if !ok {
 			return true
 		}
