@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -405,9 +406,11 @@ logging: {level: error, access_log: false}
 	if code := chat(); code != 200 {
 		t.Fatalf("before the reload: status %d", code)
 	}
-	// The endpoint passes validation, but gRPC cannot parse it as a target: building
-	// the tracer fails, after the config has been accepted.
-	next := cfg(", timeout: 80ms", `{exporter: otlp-grpc, endpoint: "bad%zz:4317", insecure: true}`)
+	// Building the tracer fails after the config has been accepted (no valid config
+	// makes it fail, so the test makes it).
+	refused := errors.New("tracing: otlp-grpc exporter: refused")
+	g.failTracer.Store(&refused)
+	next := cfg(", timeout: 80ms", `{exporter: otlp-grpc, endpoint: "127.0.0.1:4317", insecure: true}`)
 	if err := os.WriteFile(g.path, []byte(next), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,9 @@ type Server struct {
 	// routerSeen is the router change count the gauges last reflected.
 	routerSeen atomic.Uint64
 	exporter   sdktrace.SpanExporter
+	// failTracer, when set, is the error every tracer build returns: tests use it
+	// to fail a reload after its config was accepted, which no valid config does.
+	failTracer atomic.Pointer[error]
 	// pools keeps target health and load across reloads.
 	pools *providers.Pools
 	// routerRedis is the router's client, closed at shutdown.
@@ -629,6 +632,9 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) newTracing(cfg *Config) (*tracing.Tracing, error) {
+	if err := s.failTracer.Load(); err != nil {
+		return nil, *err
+	}
 	if s.exporter != nil {
 		return tracing.NewWithExporter(context.Background(), cfg.Tracing, s.log, s.exporter)
 	}

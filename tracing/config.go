@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -147,13 +148,44 @@ func parseEndpoint(s string) (u *url.URL, isURL bool, err error) {
 		if u.User != nil {
 			return nil, true, errors.New("must not carry credentials; use headers")
 		}
+		if !validHost(u.Hostname()) || (u.Port() != "" && !validPort(u.Port())) {
+			return nil, true, errors.New("has no valid host and port (a DNS name or IP address, a port 1-65535)")
+		}
 		return u, true, nil
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil || host == "" || port == "" {
 		return nil, false, errors.New("must be host:port or an http:// or https:// URL")
 	}
+	if !validHost(host) || !validPort(port) {
+		return nil, false, errors.New("has no valid host and port (a DNS name or IP address, a port 1-65535)")
+	}
 	return nil, false, nil
+}
+
+// validHost accepts an IP address or a DNS name (letters, digits, '-', '.',
+// and '_' as container names use): what the exporters' dialers can resolve,
+// so that a name gRPC cannot parse as a target fails validation instead of
+// the start or reload that builds the exporter.
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && p[0] != '+'
 }
 
 func validHeaderName(s string) bool {

@@ -28,6 +28,13 @@ func TestConfigValidate(t *testing.T) {
 		{"endpoint without port", Config{Exporter: ExporterOTLPGRPC, Endpoint: "collector"}, []string{"endpoint"}},
 		{"endpoint with bad scheme", Config{Exporter: ExporterOTLPHTTP, Endpoint: "ftp://collector:21"}, []string{"endpoint"}},
 		{"endpoint with credentials", Config{Exporter: ExporterOTLPHTTP, Endpoint: "https://u:p@collector"}, []string{"endpoint"}},
+		{"endpoint host gRPC cannot parse", Config{Exporter: ExporterOTLPGRPC, Endpoint: "bad%zz:4317"}, []string{"endpoint"}},
+		{"endpoint host with a space", Config{Exporter: ExporterOTLPGRPC, Endpoint: "otel collector:4317"}, []string{"endpoint"}},
+		{"endpoint port out of range", Config{Exporter: ExporterOTLPGRPC, Endpoint: "collector:65536"}, []string{"endpoint"}},
+		{"endpoint port not a number", Config{Exporter: ExporterOTLPGRPC, Endpoint: "collector:otlp"}, []string{"endpoint"}},
+		{"endpoint url port out of range", Config{Exporter: ExporterOTLPHTTP, Endpoint: "http://collector:0/v1/traces"}, []string{"endpoint"}},
+		{"endpoint ipv6 and container name", Config{Exporter: ExporterOTLPGRPC, Endpoint: "[::1]:4317"}, nil},
+		{"endpoint with underscore", Config{Exporter: ExporterOTLPHTTP, Endpoint: "http://otel_collector:4318"}, nil},
 		{"insecure with https", Config{Exporter: ExporterOTLPGRPC, Endpoint: "https://collector:4317", Insecure: true}, []string{"insecure"}},
 		{"ratio above one", Config{SampleRatio: ptr(1.5)}, []string{"sample_ratio"}},
 		{"ratio negative", Config{SampleRatio: ptr(-0.1)}, []string{"sample_ratio"}},
@@ -145,4 +152,29 @@ func TestNewNoneIsNoop(t *testing.T) {
 	if err := tr.Shutdown(ctx); err != nil {
 		t.Error(err)
 	}
+}
+
+// FuzzValidEndpointBuilds checks that an endpoint Validate accepts builds both
+// OTLP exporters, so that `tollgate validate` passing means the tracer starts.
+func FuzzValidEndpointBuilds(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:4317", "[::1]:4317", "collector:4317", "otel_collector:4317",
+		"bad%zz:4317", "http://collector:4318", "https://otel.example.com/v1/traces", "http://[fe80::1%25eth0]:4318",
+		"collector:0", "a:b:c", "http://collector:4318/%zz", "[::1%eth0]:4317"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, endpoint string) {
+		for _, exp := range []string{ExporterOTLPGRPC, ExporterOTLPHTTP} {
+			cfg := Config{Exporter: exp, Endpoint: endpoint, Insecure: !strings.HasPrefix(endpoint, "https://")}
+			if cfg.Validate() != nil {
+				continue
+			}
+			tr, err := New(context.Background(), cfg, nil)
+			if err != nil {
+				t.Fatalf("%s endpoint %q passes validation but the exporter fails: %v", exp, endpoint, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			_ = tr.Shutdown(ctx)
+			cancel()
+		}
+	})
 }
