@@ -149,10 +149,13 @@ func (s *shared) cas(ctx context.Context, name string, sig uint64, expect int64,
 	return casScript.Run(ctx, s.rdb, []string{s.stateKey(name)}, args...).Int64()
 }
 
+// release gives up the leader lease if Redis says this replica holds it, whatever
+// the replica last believed: a tick cut short by the cancellation that stops the
+// router fails its renewal and drops the flag while the lease it renewed before
+// still stands. The script deletes the lease only when it holds this replica's ID.
 func (s *shared) release(ctx context.Context) {
-	if s.leader.Swap(false) {
-		_ = releaseScript.Run(ctx, s.rdb, []string{s.leaseKey()}, s.id).Err()
-	}
+	s.leader.Store(false)
+	_ = releaseScript.Run(ctx, s.rdb, []string{s.leaseKey()}, s.id).Err()
 }
 
 // operate applies an operator's op to the shared state and then locally.

@@ -370,6 +370,32 @@ func TestSharedFreshReplicaCountsGoToTheClusterWindow(t *testing.T) {
 	}
 }
 
+// TestStopReleasesLeaseAfterCutTick stops a leader whose last tick the same
+// cancellation cut short: the tick's renewal fails, so the replica no longer counts
+// itself leader, yet its lease is still in Redis. Stopping must release it all the
+// same, or the others wait out the lease's TTL before one of them drives the canary.
+func TestStopReleasesLeaseAfterCutTick(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	round(a, b)
+	if !a.r.Leader() || b.r.Leader() {
+		t.Fatalf("leaders: a %v, b %v", a.r.Leader(), b.r.Leader())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	// Run ticks once under the cancelled context (the cut tick), then stops.
+	if err := a.r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.r.Leader() {
+		t.Fatal("a still leads after it stopped")
+	}
+	b.r.tick(bg)
+	if !b.r.Leader() {
+		t.Fatal("b did not take over after a stopped: a's lease was left to expire")
+	}
+}
+
 func TestSharedLeaderHandover(t *testing.T) {
 	// The redis-server started below is waited on by a redistest goroutine until the
 	// test's cleanup stops it, after this check.
