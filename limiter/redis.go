@@ -825,6 +825,9 @@ func (s *redisStore) parse(c *call) {
 		}
 	}
 	if err != nil {
+		if !scriptNotRun(err) {
+			s.keepReleases(c.recs)
+		}
 		for i := range c.recs {
 			c.recs[i].w.failed, c.recs[i].w.err = true, err
 		}
@@ -874,6 +877,29 @@ func (s *redisStore) sendAgain(ops []adjustOp, err error) {
 		s.retry = append(s.retry, a)
 	}
 	s.mu.Unlock()
+}
+
+// keepReleases keeps, to be sent with the settlements of sendAgain, a release of each
+// concurrency slot the checks of a failed call asked for. The call may have run, or
+// may run yet: a stalled Redis runs what it already received when it resumes. Its
+// requests were answered without Redis, and settle without it, so nothing else would
+// free such a slot before its lease ends. A release of a slot never taken is harmless.
+func (s *redisStore) keepReleases(recs []rec) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range recs {
+		w := recs[i].w
+		for _, k := range recs[i].idx[:recs[i].nb] {
+			if w.pol.rules[k].kind != kindConcurrency {
+				continue
+			}
+			if len(s.retry) >= maxPendingAdjust {
+				s.dropped.Add(1)
+				continue
+			}
+			s.retry = append(s.retry, adjustOp{op: opRelease, bucket: w.bucket[k], tag: w.tag[k], member: w.lease[k]})
+		}
+	}
 }
 
 // resend queues the settlements kept by sendAgain; the prober calls it when Redis

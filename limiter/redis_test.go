@@ -478,6 +478,52 @@ func TestRedisSettlementsAfterErrors(t *testing.T) {
 	}
 }
 
+// TestRedisStalledCheckReleasesItsSlot stops Redis while a check with a concurrency
+// limit is on its way: the check times out and is answered without Redis, and Redis
+// runs the script once it resumes, taking a slot that no request holds. That slot must
+// be released once Redis answers again, not held for the whole lease.
+func TestRedisStalledCheckReleasesItsSlot(t *testing.T) {
+	for _, mode := range []string{"allow", "deny"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := redistest.Start(t)
+			l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: 100 * time.Millisecond,
+				OnRedisError: mode, ConcurrencyLease: time.Hour})
+			pol := mustPolicy(t, "chat", Limit{Per: "api_key", Concurrency: 1})
+			// A request before the stall leaves a connection in the pool, as traffic
+			// does: the check then goes out on it at once.
+			var tk Ticket
+			if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
+				t.Fatal(err)
+			}
+			l.Settle(&tk, 0)
+			barrier(t, l)
+			srv.Pause()
+			err := l.Take(bg, pol, alice, 0, &tk)
+			if mode == "allow" && (err != nil || tk.src != srcFallback) {
+				t.Fatalf("Take = %v from %d, want admitted from this replica's share", err, tk.src)
+			}
+			if mode == "deny" && !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Take = %v, want ErrUnavailable", err)
+			}
+			l.Settle(&tk, 0)
+			// The stall outlasts the longest round the limiter waits on (10 × timeout,
+			// at least 500ms), so that the round carrying the check fails too.
+			time.Sleep(time.Second)
+			srv.Resume()
+			waitFor(t, 5*time.Second, "recovery", func() bool { return !l.Degraded() })
+			barrier(t, l)
+			if err := l.Take(bg, pol, alice, 0, &tk); err != nil || tk.src != srcRedis {
+				t.Fatalf("no request in flight, yet Take = %v from %d: the stalled check's slot is still taken", err, tk.src)
+			}
+			l.Settle(&tk, 0)
+			barrier(t, l)
+			if l.rs.kept() != 0 {
+				t.Errorf("%d settlements still kept after recovery", l.rs.kept())
+			}
+		})
+	}
+}
+
 // kept is how many settlements wait to be sent again after a failed call.
 func (s *redisStore) kept() int {
 	s.mu.Lock()
