@@ -788,6 +788,10 @@ func (r *request) nextEvent() {
 		e := errUpstreamDown
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"
+		if errors.Is(err, providers.ErrBadResponse) {
+			e.message = "The upstream model server sent an invalid stream event."
+			e.code = "upstream_bad_response"
+		}
 		r.out = append(r.eventBuf(), strDataPrefix...)
 		r.out = appendError(r.out, &e)
 		r.out = append(r.out, strEventEnd...)

@@ -53,6 +53,11 @@ const maxPooledBuffer = 64 << 10
 // bytes that are not its API.
 var errEventTooLarge = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstream stream event too large"))
 
+// errEventNotJSON is a data event that is not a JSON object (an HTML error page, a
+// proxy's message, a truncated line): the stream ends there as the upstream's fault,
+// rather than the client's SDK failing on the bytes.
+var errEventNotJSON = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstream stream event is not a JSON object"))
+
 var ssePool = sync.Pool{New: func() any {
 	return &sseReader{br: bufio.NewReaderSize(nil, sseBufferSize), data: make([]byte, 0, 1024)}
 }}
@@ -202,7 +207,9 @@ func (s *sseReader) Next(ev *Event) error {
 			return nil
 		}
 		ev.Data = s.data
-		inspectChunk(s.data, ev)
+		if !inspectChunk(s.data, ev) {
+			return errEventNotJSON
+		}
 		return nil
 	}
 }
@@ -221,11 +228,12 @@ func classifyStream(err error) error {
 }
 
 // inspectChunk reads what the gateway needs of a chunk: usage, and whether it carries
-// generated content. A chunk that is not valid JSON is passed on as it is.
-func inspectChunk(data []byte, ev *Event) {
+// generated content. It reports whether the chunk is one JSON object, as every chunk
+// of an OpenAI-format stream is: reading it validates it as it goes.
+func inspectChunk(data []byte, ev *Event) bool {
 	var it jsonscan.Iter
 	if it.Reset(data) != nil {
-		return
+		return false
 	}
 	emptyChoices := false
 	for {
@@ -245,7 +253,12 @@ func inspectChunk(data []byte, ev *Event) {
 			}
 		}
 	}
+	if it.Err() != nil || jsonscan.SkipSpace(data, it.End()) != len(data) {
+		*ev = Event{}
+		return false
+	}
 	ev.UsageOnly = emptyChoices && ev.HasUsage
+	return true
 }
 
 func isEmptyArray(v []byte) bool {

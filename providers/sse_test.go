@@ -2,6 +2,8 @@ package providers
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -57,6 +59,13 @@ func TestSSEReader(t *testing.T) {
 		{"done without its blank line", "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n", []bool{true, false}, []bool{false, false}, nil},
 		{"done without a newline", "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]", []bool{true, false}, []bool{false, false}, nil},
 		{"last chunk without its blank line", "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[]}\n", []bool{true}, []bool{false}, ErrStreamCut},
+		// An event that is not one JSON object ends the stream as a bad answer: passed
+		// on, it would fail the client's SDK on bytes it cannot parse.
+		{"event not json", "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"id\": this is not json\n\ndata: [DONE]\n\n", []bool{true}, []bool{false}, ErrBadResponse},
+		{"html page", "data: <html><body>502 Bad Gateway</body></html>\n\ndata: [DONE]\n\n", nil, nil, ErrBadResponse},
+		{"bytes after the object", "data: {\"choices\":[]} {}\n\ndata: [DONE]\n\n", nil, nil, ErrBadResponse},
+		{"array", "data: [{\"choices\":[]}]\n\ndata: [DONE]\n\n", nil, nil, ErrBadResponse},
+		{"space after the object", "data: {\"choices\":[{\"text\":\"a\"}]}  \n\ndata: [DONE]\n\n", []bool{true, false}, []bool{false, false}, nil},
 		{"content only in a later choice", "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"}},{\"index\":1,\"delta\":{\"content\":\"b\"}}]}\n\ndata: [DONE]\n\n",
 			[]bool{true, false}, []bool{false, false}, nil},
 	}
@@ -74,7 +83,7 @@ func TestSSEReader(t *testing.T) {
 					t.Errorf("event %d %q: content=%v usage=%v", i, ev.Data, ev.Content, ev.HasUsage)
 				}
 			}
-			if last := evs[len(evs)-1]; c.err == nil && !last.Done {
+			if c.err == nil && !evs[len(evs)-1].Done {
 				t.Errorf("last event is not [DONE]")
 			}
 		})
@@ -122,7 +131,7 @@ func TestSSEEventTooLarge(t *testing.T) {
 		})
 	}
 	t.Run("event at the bound", func(t *testing.T) {
-		data := strings.Repeat("z", limit)
+		data := `{"x":"` + strings.Repeat("z", limit-8) + `"}`
 		s := &sseReader{br: bufio.NewReaderSize(strings.NewReader("data: "+data+"\n\ndata: [DONE]\n\n"), sseBufferSize), max: limit}
 		var ev Event
 		if err := s.Next(&ev); err != nil || len(ev.Data) != limit {
@@ -151,6 +160,10 @@ func FuzzSSE(f *testing.F) {
 		for _, ev := range evs {
 			if ev.Done && len(ev.Data) != 0 {
 				t.Fatalf("done event with data")
+			}
+			// What reaches the client is a JSON object, as encoding/json reads one.
+			if obj := bytes.TrimLeft(ev.Data, " \t\r\n"); !ev.Done && (!json.Valid(ev.Data) || len(obj) == 0 || obj[0] != '{') {
+				t.Fatalf("event passed on that is not a JSON object: %q", ev.Data)
 			}
 		}
 	})
