@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,6 +200,55 @@ func TestShutdownDrainsStream(t *testing.T) {
 		t.Fatalf("stream ended without a finish reason after %d chunks", chunks)
 	}
 	<-stopped
+}
+
+// TestShutdownClosesConnectionIdleAfterStream stops the gateway while a client keeps
+// its connection open after a finished stream, as HTTP clients keep connections for
+// the next request: that connection is idle, and shutdown must close it at once
+// rather than wait (fasthttp counts a connection handed back to it as new, not idle,
+// for its first 5 s). The connection must still serve a next request before that.
+func TestShutdownClosesConnectionIdleAfterStream(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 3})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	conn, err := net.Dial("tcp", g.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	call := func(stream bool) {
+		t.Helper()
+		body := `{"model":"chat","stream":` + strconv.FormatBool(stream) + `,"messages":[{"role":"user","content":"hi"}]}`
+		req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if err := req.Write(conn); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("stream %v: %v", stream, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.Close {
+			t.Fatalf("stream %v: %v (close %v) %q", stream, err, resp.Close, b)
+		}
+	}
+	call(true)
+	call(false) // the connection goes on after a stream
+	call(true)
+	call(true)
+	// The stream is over and the client idles on its connection.
+	start := time.Now()
+	g.cancel()
+	<-g.done
+	g.done <- nil
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("shutdown took %v with one connection idle after a stream", d)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := br.ReadByte(); err == nil {
+		t.Errorf("idle connection still open after shutdown: read %q", n)
+	}
 }
 
 // TestClientGoneAbortsUpstream closes the client connection mid-stream; the upstream

@@ -66,7 +66,11 @@ type Server struct {
 	// hijacked counts streams written on hijacked connections, which fasthttp's
 	// shutdown does not wait for (stream.go).
 	hijacked atomic.Int64
-	reloadMu sync.Mutex
+	// afterStream holds the connections that wait for their next request after a
+	// stream (awaitNext), closed when the server drains.
+	afterStreamMu sync.Mutex
+	afterStream   map[net.Conn]struct{}
+	reloadMu      sync.Mutex
 	// lastHash is the SHA-256 of the file content the running config was parsed from.
 	lastHash [sha256.Size]byte
 }
@@ -269,6 +273,7 @@ func (s *Server) shutdown() error {
 	grace := rt.cfg.Server.ShutdownGrace
 	s.log.Info("shutting down", "grace", grace.String())
 	s.draining.Store(true)
+	s.closeAfterStream()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := s.api.ShutdownWithContext(ctx)

@@ -129,7 +129,84 @@ func (r *request) streamDetached(conn net.Conn) {
 		_ = conn.Close()
 		return
 	}
-	_ = s.api.ServeConn(conn)
+	if next := s.awaitNext(conn); next != nil {
+		_ = s.api.ServeConn(next)
+	}
+}
+
+// awaitNext waits, as fasthttp does on a kept-alive connection, for the first byte of
+// the connection's next request, and returns the connection to serve it with; nil,
+// the connection closed, when the client closed it, it idled past the server's idle
+// timeout, or the server drains. fasthttp counts a connection just handed to
+// ServeConn as new, not idle, for its first 5 s, so its shutdown would wait that long
+// for a connection that sits idle between requests; waiting here, the server knows
+// the connection idle and closes it as soon as it drains.
+func (s *Server) awaitNext(conn net.Conn) net.Conn {
+	s.afterStreamMu.Lock()
+	if s.draining.Load() {
+		s.afterStreamMu.Unlock()
+		_ = conn.Close()
+		return nil
+	}
+	if s.afterStream == nil {
+		s.afterStream = make(map[net.Conn]struct{})
+	}
+	s.afterStream[conn] = struct{}{}
+	s.afterStreamMu.Unlock()
+
+	idle := s.api.IdleTimeout
+	if idle <= 0 {
+		idle = s.api.ReadTimeout
+	}
+	var deadline time.Time
+	if idle > 0 {
+		deadline = time.Now().Add(idle)
+	}
+	// A connection that came back here before is reused, not wrapped again: one
+	// wrapper per stream would pile up on a connection that carries many.
+	next, ok := conn.(*firstByteConn)
+	if !ok || next.has {
+		next = &firstByteConn{Conn: conn}
+	}
+	var n int
+	if conn.SetReadDeadline(deadline) == nil {
+		n, _ = next.Conn.Read(next.b[:])
+	}
+
+	s.afterStreamMu.Lock()
+	delete(s.afterStream, conn)
+	s.afterStreamMu.Unlock()
+	if n == 0 || conn.SetReadDeadline(time.Time{}) != nil {
+		_ = conn.Close()
+		return nil
+	}
+	next.has = true
+	return next
+}
+
+// closeAfterStream closes the connections waiting in awaitNext: idle, so nothing is
+// cut. awaitNext closes any that arrives after this, draining being set.
+func (s *Server) closeAfterStream() {
+	s.afterStreamMu.Lock()
+	defer s.afterStreamMu.Unlock()
+	for c := range s.afterStream {
+		_ = c.Close()
+	}
+}
+
+// firstByteConn is a connection whose first byte was read ahead into b.
+type firstByteConn struct {
+	net.Conn
+	b   [1]byte
+	has bool
+}
+
+func (c *firstByteConn) Read(p []byte) (int, error) {
+	if c.has && len(p) > 0 {
+		p[0], c.has = c.b[0], false
+		return 1, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // streamTo relays the stream to its connection (r.conn) and ends it (which releases

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -243,5 +245,41 @@ func TestStreamRelayPanic(t *testing.T) {
 	ctx.Request.Header.SetConnectionClose()
 	if n := streamOnce(t, s, ctx, nil); n < 1000 {
 		t.Fatalf("the next stream wrote %d bytes", n)
+	}
+}
+
+// TestAwaitNextReusesItsWrapper hands the same connection back after each of two
+// streams: the second wait must reuse the first one's wrapper, so that a connection
+// carrying many streams does not read through one wrapper per stream.
+func TestAwaitNextReusesItsWrapper(t *testing.T) {
+	s := &Server{api: &fasthttp.Server{IdleTimeout: 5 * time.Second}}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() {
+		_, _ = b.Write([]byte("x"))
+		_, _ = b.Write([]byte("y"))
+	}()
+	read := func(c net.Conn) byte {
+		t.Helper()
+		var p [1]byte
+		if n, err := c.Read(p[:]); n != 1 || err != nil {
+			t.Fatalf("read %d: %v", n, err)
+		}
+		return p[0]
+	}
+	first := s.awaitNext(a)
+	if first == nil || read(first) != 'x' {
+		t.Fatal("first request's byte lost")
+	}
+	second := s.awaitNext(first)
+	if second != first {
+		t.Fatalf("second wait wrapped the connection again: %T inside %T", second.(*firstByteConn).Conn, second)
+	}
+	if read(second) != 'y' {
+		t.Fatal("second request's byte lost")
+	}
+	if len(s.afterStream) != 0 {
+		t.Errorf("%d connections still listed as waiting", len(s.afterStream))
 	}
 }
