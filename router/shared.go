@@ -174,6 +174,11 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 		cur.override = append([]int32(nil), cur.override...)
 		ev, err := op(st.cfg, &cur, r.now())
 		if err != nil || ev == "" {
+			if err == nil && ok && rs.sig == st.sig {
+				// Nothing to do: another replica made the change first. This
+				// replica follows it now, so that the answer shows it.
+				s.adoptLocked(r, e.name, st, rs)
+			}
 			st.mu.Unlock()
 			return err
 		}
@@ -326,17 +331,7 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 			}
 		case ok && rs.sig == st.sig:
 			st.dirty = false
-			if rs.ver != st.ver {
-				if st.ver == 0 && st.win != nil && rs.ctl.since.After(st.ctl.since) {
-					// The counts this replica held while out of step began
-					// before the cluster's window did, some in windows the
-					// cluster has closed, at other weights: they cannot be
-					// told apart, so none go to the window being judged.
-					st.win.flushed.copyFrom(&st.stats[st.canary])
-				}
-				r.setLocked(e.name, st, rs.ctl, "sync")
-				st.ver = rs.ver
-			}
+			s.adoptLocked(r, e.name, st, rs)
 			synced[st] = true
 		case rs.ver == 0 || s.leader.Load():
 			// Nothing shared yet, or another config's state: the leader
@@ -350,6 +345,23 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 		}
 	}
 	return synced, errors.Join(errs...)
+}
+
+// adoptLocked makes the shared state rs, read for this config, the local one when
+// it is newer; st.mu must be held.
+func (s *shared) adoptLocked(r *Router, name string, st *state, rs remoteState) {
+	if rs.ver == st.ver {
+		return
+	}
+	if st.ver == 0 && st.win != nil && rs.ctl.since.After(st.ctl.since) {
+		// The counts this replica held while out of step began before the
+		// cluster's window did, some in windows the cluster has closed, at
+		// other weights: they cannot be told apart, so none go to the window
+		// being judged.
+		st.win.flushed.copyFrom(&st.stats[st.canary])
+	}
+	r.setLocked(name, st, rs.ctl, "sync")
+	st.ver = rs.ver
 }
 
 // publish writes next with a compare-and-set and applies it locally when

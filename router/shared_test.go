@@ -370,6 +370,41 @@ func TestSharedFreshReplicaCountsGoToTheClusterWindow(t *testing.T) {
 	}
 }
 
+// TestSharedRepeatedOperationAnswersSharedState sends one operation to a replica
+// right after another replica made it, before a tick: the second finds nothing to do,
+// and its answer must show the state it found in Redis, not its own stale one.
+func TestSharedRepeatedOperationAnswersSharedState(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	round(a, b)
+	if _, err := a.r.Rollback(bg, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	round(a, b)
+	for _, op := range []struct {
+		name string
+		do   func(*Router) (EndpointSnapshot, error)
+		want CanaryState
+	}{
+		{"resume", func(r *Router) (EndpointSnapshot, error) { return r.Resume(bg, "chat") }, StateStepping},
+		{"pause", func(r *Router) (EndpointSnapshot, error) { return r.Pause(bg, "chat") }, StatePaused},
+	} {
+		if _, err := op.do(a.r); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := op.do(b.r)
+		if err != nil {
+			t.Fatalf("%s on b after a: %v", op.name, err)
+		}
+		if snap.Canary == nil || snap.Canary.State != op.want {
+			t.Fatalf("%s on b right after a: answered %+v, want %s", op.name, snap.Canary, op.want)
+		}
+		if got := canaryOf(t, b.r, "chat"); got.State != op.want {
+			t.Fatalf("%s on b right after a: b routes as %s, want %s", op.name, got.State, op.want)
+		}
+	}
+}
+
 // TestStopReleasesLeaseAfterCutTick stops a leader whose last tick the same
 // cancellation cut short: the tick's renewal fails, so the replica no longer counts
 // itself leader, yet its lease is still in Redis. Stopping must release it all the
