@@ -52,6 +52,7 @@ type Server struct {
 	router *router.Router
 	// routerSeen is the router change count the gauges last reflected.
 	routerSeen atomic.Uint64
+	gaugesMu   sync.Mutex
 	exporter   sdktrace.SpanExporter
 	// failTracer, when set, is the error every tracer build returns: tests use it
 	// to fail a reload after its config was accepted, which no valid config does.
@@ -671,6 +672,11 @@ func (s *Server) limiterStats() metrics.LimiterStats {
 // syncRouterGauges copies route weights and canary states into their gauges when the
 // router changed since the last copy (or always, when force is set).
 func (s *Server) syncRouterGauges(force bool) {
+	// One caller at a time: a scrape and an admin request that interleaved could
+	// have the one that read the older weights write them last, and the gauges stay
+	// stale until the next change.
+	s.gaugesMu.Lock()
+	defer s.gaugesMu.Unlock()
 	n := s.router.Changes()
 	if !force && s.routerSeen.Load() == n {
 		return
