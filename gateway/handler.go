@@ -399,6 +399,14 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		began := time.Now()
 		err := b.Send(&r.call, &ctx.Response, &r.res)
 		r.obsRoute = t.Route
+		if refusedLocally(err) {
+			// The provider refused the request before sending it: no attempt
+			// reached the upstream, so none is observed or counted.
+			as.End()
+			r.errKind = "invalid_request"
+			r.setHeaders(ctx)
+			return nil
+		}
 		if err != nil || r.res.Stream == nil {
 			now := time.Now()
 			ep.routing.Observe(t.Route, now.Sub(began), 0, failed(err))
@@ -605,6 +613,13 @@ func failed(err error) bool {
 		return ue.Status >= 500
 	}
 	return true
+}
+
+// refusedLocally reports whether a provider refused the request before sending it;
+// its answer is already written.
+func refusedLocally(err error) bool {
+	var ue *providers.UpstreamError
+	return err != nil && errors.As(err, &ue) && ue.Refused
 }
 
 // passUpstreamError answers with the upstream's own error response, already in

@@ -87,6 +87,10 @@ var (
 	errAnthropicCompletions = &UnsupportedError{API: "Anthropic Messages", Kind: Completions}
 )
 
+// errRefusedRequest is a chat request the Messages API cannot express, refused
+// before sending; its 400 is written to the answer.
+var errRefusedRequest = &UpstreamError{Status: 400, Refused: true}
+
 var (
 	strXAPIKey          = []byte("x-api-key")
 	strAnthropicVersion = []byte("anthropic-version")
@@ -108,7 +112,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	if rerr != nil {
 		bodyPool.Put(buf)
 		writeOpenAIError(out, 400, strInvalidRequest, nil, rerr.param, []byte(rerr.msg))
-		return &UpstreamError{Status: 400}
+		return errRefusedRequest
 	}
 
 	req := fasthttp.AcquireRequest()

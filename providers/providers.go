@@ -65,6 +65,10 @@ var (
 type UpstreamError struct {
 	Status     int
 	RetryAfter time.Duration
+	// Refused marks a request the provider refused before sending it (its
+	// translation cannot express it): the answer is the gateway's own, and no
+	// upstream saw the request, so it says nothing of the target's health.
+	Refused bool
 }
 
 // Error names the status only: the body may hold anything and goes to the client as is.
