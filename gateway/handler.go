@@ -492,6 +492,10 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		return &errUpstreamSlow
 	case errors.Is(last, providers.ErrBadResponse):
 		return &errUpstreamBad
+	case errors.Is(last, providers.ErrStreamCut) && !errors.Is(last, providers.ErrConnect):
+		// The upstream answered, then ended its stream before a byte of it could
+		// reach the client (an empty stream): a bad answer, not an unreachable one.
+		return &errUpstreamBad
 	case errors.Is(last, providers.ErrUnsupported):
 		var ue *providers.UnsupportedError
 		if errors.As(last, &ue) {
@@ -618,8 +622,11 @@ func failed(err error) bool {
 // refusedLocally reports whether a provider refused the request before sending it;
 // its answer is already written.
 func refusedLocally(err error) bool {
-	var ue *providers.UpstreamError
-	return err != nil && errors.As(err, &ue) && ue.Refused
+	if err == nil {
+		return false
+	}
+	ue, ok := errors.AsType[*providers.UpstreamError](err)
+	return ok && ue.Refused
 }
 
 // passUpstreamError answers with the upstream's own error response, already in
