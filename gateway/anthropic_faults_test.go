@@ -485,8 +485,8 @@ func afStreamErrorCode(t *testing.T, err error) string {
 
 // afCheckStream checks a raw streamed answer: 200, an event stream with the
 // x-request-id sent, events as chaosCheckStream wants them, and the outcome wanted:
-// "done" (finish, [DONE]), "cut" or "bad" (an error event of code upstream_stream_cut
-// or upstream_bad_response, and no [DONE]).
+// "done" (finish, [DONE]), "cut", "bad" or "timeout" (an error event of code
+// upstream_stream_cut, upstream_bad_response or upstream_timeout, and no [DONE]).
 func afCheckStream(t *testing.T, resp *http.Response, body []byte, includeUsage bool, want, reqID string) {
 	t.Helper()
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
@@ -1160,7 +1160,7 @@ func TestAnthropicFaultsSlowFirstToken(t *testing.T) {
 			}
 			if resp.StatusCode == 200 && tc.stream {
 				// The stream had begun (message_start comes before the first token).
-				afCheckStream(t, resp, b, false, "cut", id)
+				afCheckStream(t, resp, b, false, "timeout", id)
 				if afContentChunks(b) != 0 {
 					t.Errorf("content from a stream whose first token never came:\n%s", b)
 				}
@@ -1184,7 +1184,7 @@ func TestAnthropicFaultsSlowFirstToken(t *testing.T) {
 				t.Fatalf("SDK error %d %q", ae.StatusCode, ae.Code)
 			}
 		default:
-			if code := afStreamErrorCode(t, err); code != "upstream_stream_cut" || len(finishes) != 0 {
+			if code := afStreamErrorCode(t, err); code != "upstream_timeout" || len(finishes) != 0 {
 				t.Fatalf("error event %q, finishes %v", code, finishes)
 			}
 		}

@@ -352,6 +352,8 @@ func chaosCheckStream(body []byte, includeUsage bool) (string, string) {
 				return "cut", ""
 			case code == "upstream_bad_response":
 				return "bad", ""
+			case code == "upstream_timeout":
+				return "timeout", ""
 			}
 			return "", fmt.Sprintf("stream error event with code %q", code)
 		}

@@ -810,9 +810,13 @@ func (r *request) nextEvent() {
 		e := errUpstreamDown
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"
-		if errors.Is(err, providers.ErrBadResponse) {
+		switch {
+		case errors.Is(err, providers.ErrBadResponse):
 			e.message = "The upstream model server sent an invalid stream event."
 			e.code = "upstream_bad_response"
+		case errors.Is(err, providers.ErrTimeout):
+			e.message = "The upstream model server was too slow: the stream was ended at the timeout."
+			e.code = "upstream_timeout"
 		}
 		r.out = append(r.eventBuf(), strDataPrefix...)
 		r.out = appendError(r.out, &e)
