@@ -92,24 +92,7 @@ func (e *afEnv) sdk() *openai.Client {
 // post sends a raw API call and reads its whole answer.
 func (e *afEnv) post(t *testing.T, path, body string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest("POST", e.g.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := e.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("answer %d cut short: %v", resp.StatusCode, err)
-	}
-	return resp, b
+	return postRaw(t, e.http, e.g.url+path, body, hdr)
 }
 
 // messages counts the Messages API calls the claude mock has answered.
@@ -1225,6 +1208,22 @@ func TestAnthropicFaultsToolCalls(t *testing.T) {
 		}
 	}
 
+	// bothWays asks p plain and streamed and checks both answers.
+	bothWays := func(t *testing.T, p openai.ChatCompletionNewParams) (*openai.ChatCompletion, openai.ChatCompletionAccumulator) {
+		t.Helper()
+		plain, err := c.Chat.Completions.New(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, *plain, nil, false)
+		acc, finishes, _, err := afStream(t, c, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, acc.ChatCompletion, finishes, true)
+		return plain, acc
+	}
+
 	t.Run("required", func(t *testing.T) {
 		p := openai.ChatCompletionNewParams{Model: "claude", Messages: userMsg("Weather in Paris?"), Tools: tools,
 			ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}}
@@ -1255,16 +1254,7 @@ func TestAnthropicFaultsToolCalls(t *testing.T) {
 	t.Run("named tool without arguments", func(t *testing.T) {
 		p := openai.ChatCompletionNewParams{Model: "claude", Messages: userMsg("What time is it?"), Tools: tools,
 			ToolChoice: openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_time"})}
-		plain, err := c.Chat.Completions.New(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, *plain, nil, false)
-		acc, finishes, _, err := afStream(t, c, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, acc.ChatCompletion, finishes, true)
+		plain, acc := bothWays(t, p)
 		for _, calls := range [][]openai.ChatCompletionMessageToolCallUnion{plain.Choices[0].Message.ToolCalls, acc.Choices[0].Message.ToolCalls} {
 			if len(calls) != 1 || calls[0].Function.Name != "get_time" || calls[0].Function.Arguments != "{}" {
 				t.Fatalf("tool calls %+v, want get_time with {}", calls)
@@ -1274,16 +1264,7 @@ func TestAnthropicFaultsToolCalls(t *testing.T) {
 
 	t.Run("text before the call", func(t *testing.T) {
 		p := openai.ChatCompletionNewParams{Model: "claude", Messages: userMsg("Please use get_weather for Oslo."), Tools: tools}
-		plain, err := c.Chat.Completions.New(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, *plain, nil, false)
-		acc, finishes, _, err := afStream(t, c, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, acc.ChatCompletion, finishes, true)
+		plain, acc := bothWays(t, p)
 		pm, sm := plain.Choices[0].Message, acc.Choices[0].Message
 		if pm.Content == "" || pm.Content != sm.Content || len(sm.ToolCalls) != 1 || len(pm.ToolCalls) != 1 ||
 			sm.ToolCalls[0].Function.Arguments != pm.ToolCalls[0].Function.Arguments {
@@ -1331,16 +1312,7 @@ func TestAnthropicFaultsToolCalls(t *testing.T) {
 				anthToolStart(2, "toolu_B", "get_time"), anthJSON(2, ""), anthBlockStop(2),
 				anthDelta("tool_use", 30), anthStop))
 		p := openai.ChatCompletionNewParams{Model: "fake", Messages: userMsg("Weather and time?"), Tools: tools}
-		plain, err := c.Chat.Completions.New(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, *plain, nil, false)
-		acc, finishes, _, err := afStream(t, c, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, acc.ChatCompletion, finishes, true)
+		plain, acc := bothWays(t, p)
 		for _, m := range []openai.ChatCompletionMessage{plain.Choices[0].Message, acc.Choices[0].Message} {
 			calls := m.ToolCalls
 			if m.Content != "Checking." || len(calls) != 2 || calls[0].ID != "toolu_A" || calls[1].ID != "toolu_B" ||

@@ -1069,7 +1069,13 @@ func chaosClient(t *testing.T) *http.Client {
 // chaosPost sends a raw chat call to g and reads its answer.
 func chaosPost(t *testing.T, c *http.Client, g *gw, body string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(body))
+	return postRaw(t, c, g.url+"/v1/chat/completions", body, hdr)
+}
+
+// postRaw sends a JSON POST to url and reads its whole answer.
+func postRaw(t *testing.T, c *http.Client, url, body string, hdr map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
