@@ -521,6 +521,18 @@ func TestChaosLosesNothing(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		return resp, b, err
 	}
+	// errorAnswer checks and counts an answer of kind that is not a 200; it reports
+	// whether the answer was one.
+	errorAnswer := func(kind, what string, resp *http.Response, b []byte) bool {
+		if resp.StatusCode == 200 {
+			return false
+		}
+		if p := chaosCheckError(resp, b); p != "" {
+			rep.bad("%s: %s", what, p)
+		}
+		rep.count(kind + " " + strconv.Itoa(resp.StatusCode))
+		return true
+	}
 	// checkHeaders checks what every raw answer carries; id is the x-request-id sent.
 	checkHeaders := func(what string, resp *http.Response, id string) {
 		got := resp.Header.Get("X-Request-Id")
@@ -561,11 +573,7 @@ func TestChaosLosesNothing(t *testing.T) {
 		}
 		rep.took("chat "+fault, time.Since(start), resp.Header.Get("X-Request-Id"))
 		checkHeaders(what, resp, id)
-		if resp.StatusCode != 200 {
-			if p := chaosCheckError(resp, b); p != "" {
-				rep.bad("%s: %s", what, p)
-			}
-			rep.count("chat " + strconv.Itoa(resp.StatusCode))
+		if errorAnswer("chat", what, resp, b) {
 			return resp.StatusCode
 		}
 		var c struct {
@@ -620,11 +628,7 @@ func TestChaosLosesNothing(t *testing.T) {
 		}
 		rep.took("stream", time.Since(start), resp.Header.Get("X-Request-Id"))
 		checkHeaders(what, resp, id)
-		if resp.StatusCode != 200 {
-			if p := chaosCheckError(resp, b); p != "" {
-				rep.bad("%s: %s", what, p)
-			}
-			rep.count("stream " + strconv.Itoa(resp.StatusCode))
+		if errorAnswer("stream", what, resp, b) {
 			return resp.StatusCode
 		}
 		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
@@ -797,11 +801,7 @@ func TestChaosLosesNothing(t *testing.T) {
 			return 0
 		}
 		checkHeaders(what, resp, id)
-		if resp.StatusCode != 200 {
-			if p := chaosCheckError(resp, b); p != "" {
-				rep.bad("%s: %s", what, p)
-			}
-			rep.count("embed " + strconv.Itoa(resp.StatusCode))
+		if errorAnswer("embed", what, resp, b) {
 			return resp.StatusCode
 		}
 		var e struct {
