@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -164,9 +165,12 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 	}
 	// A connection that came back here before is reused, not wrapped again: one
 	// wrapper per stream would pile up on a connection that carries many.
-	next, ok := conn.(*firstByteConn)
-	if !ok || next.has {
-		next = &firstByteConn{Conn: conn}
+	next, reused := conn.(*firstByteConn)
+	if !reused || next.has {
+		// From a pool: most connections that end here close, and then the
+		// wrapper goes back instead of costing each stream an allocation.
+		next, reused = firstBytePool.Get().(*firstByteConn), false
+		next.Conn = conn
 	}
 	var n int
 	if conn.SetReadDeadline(deadline) == nil {
@@ -178,11 +182,17 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 	s.afterStreamMu.Unlock()
 	if n == 0 || conn.SetReadDeadline(time.Time{}) != nil {
 		_ = conn.Close()
+		if !reused {
+			next.Conn = nil
+			firstBytePool.Put(next)
+		}
 		return nil
 	}
 	next.has = true
 	return next
 }
+
+var firstBytePool = sync.Pool{New: func() any { return new(firstByteConn) }}
 
 // closeAfterStream closes the connections waiting in awaitNext: idle, so nothing is
 // cut. awaitNext closes any that arrives after this, draining being set.
