@@ -50,9 +50,10 @@ type Server struct {
 	reg    *prometheus.Registry
 	m      *metrics.Metrics
 	router *router.Router
-	// routerSeen is the router change count the gauges last reflected.
-	routerSeen atomic.Uint64
+	// gaugesMu serializes syncRouterGauges; routerSeen, the router change count the
+	// gauges last reflected, is read and written under it.
 	gaugesMu   sync.Mutex
+	routerSeen uint64
 	exporter   sdktrace.SpanExporter
 	// failTracer, when set, is the error every tracer build returns: tests use it
 	// to fail a reload after its config was accepted, which no valid config does.
@@ -678,10 +679,10 @@ func (s *Server) syncRouterGauges(force bool) {
 	s.gaugesMu.Lock()
 	defer s.gaugesMu.Unlock()
 	n := s.router.Changes()
-	if !force && s.routerSeen.Load() == n {
+	if !force && s.routerSeen == n {
 		return
 	}
-	s.routerSeen.Store(n)
+	s.routerSeen = n
 	ws := s.router.Weights()
 	mw := make([]metrics.RouteWeight, len(ws))
 	for i, w := range ws {

@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -266,16 +264,8 @@ func pipelined(conn, hc net.Conn, scratch []byte) net.Conn {
 	if n == 0 {
 		return conn
 	}
-	return &prefixConn{Conn: hc, r: io.MultiReader(bytes.NewReader([]byte{scratch[0]}), hc)}
+	return &firstByteConn{Conn: hc, b: [1]byte{scratch[0]}, has: true}
 }
-
-// prefixConn is a connection whose first bytes were read ahead.
-type prefixConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // maxHeld is how many bytes of events the relay holds before it writes them even
 // though the upstream has more ready: about one read of the upstream connection.

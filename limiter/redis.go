@@ -870,13 +870,23 @@ func (s *redisStore) sendAgain(ops []adjustOp, err error) {
 	notRun := scriptNotRun(err)
 	s.mu.Lock()
 	for _, a := range ops {
-		if (a.op == opAdjust && !notRun) || len(s.retry) >= maxPendingAdjust {
+		if a.op == opAdjust && !notRun {
 			s.dropped.Add(1)
 			continue
 		}
-		s.retry = append(s.retry, a)
+		s.keepLocked(a)
 	}
 	s.mu.Unlock()
+}
+
+// keepLocked keeps a to be sent again (resend), or drops and counts it when
+// maxPendingAdjust are kept already; s.mu must be held.
+func (s *redisStore) keepLocked(a adjustOp) {
+	if len(s.retry) >= maxPendingAdjust {
+		s.dropped.Add(1)
+		return
+	}
+	s.retry = append(s.retry, a)
 }
 
 // keepReleases keeps, to be sent with the settlements of sendAgain, a release of each
@@ -890,14 +900,9 @@ func (s *redisStore) keepReleases(recs []rec) {
 	for i := range recs {
 		w := recs[i].w
 		for _, k := range recs[i].idx[:recs[i].nb] {
-			if w.pol.rules[k].kind != kindConcurrency {
-				continue
+			if w.pol.rules[k].kind == kindConcurrency {
+				s.keepLocked(adjustOp{op: opRelease, bucket: w.bucket[k], tag: w.tag[k], member: w.lease[k]})
 			}
-			if len(s.retry) >= maxPendingAdjust {
-				s.dropped.Add(1)
-				continue
-			}
-			s.retry = append(s.retry, adjustOp{op: opRelease, bucket: w.bucket[k], tag: w.tag[k], member: w.lease[k]})
 		}
 	}
 }

@@ -254,7 +254,6 @@ func inspectChunk(data []byte, ev *Event) bool {
 		}
 	}
 	if it.Err() != nil || jsonscan.SkipSpace(data, it.End()) != len(data) {
-		*ev = Event{}
 		return false
 	}
 	ev.UsageOnly = emptyChoices && ev.HasUsage

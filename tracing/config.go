@@ -149,7 +149,7 @@ func parseEndpoint(s string) (u *url.URL, isURL bool, err error) {
 			return nil, true, errors.New("must not carry credentials; use headers")
 		}
 		if !validHost(u.Hostname()) || (u.Port() != "" && !validPort(u.Port())) {
-			return nil, true, errors.New("has no valid host and port (a DNS name or IP address, a port 1-65535)")
+			return nil, true, errHostPort
 		}
 		return u, true, nil
 	}
@@ -158,10 +158,12 @@ func parseEndpoint(s string) (u *url.URL, isURL bool, err error) {
 		return nil, false, errors.New("must be host:port or an http:// or https:// URL")
 	}
 	if !validHost(host) || !validPort(port) {
-		return nil, false, errors.New("has no valid host and port (a DNS name or IP address, a port 1-65535)")
+		return nil, false, errHostPort
 	}
 	return nil, false, nil
 }
+
+var errHostPort = errors.New("has no valid host and port (a DNS name or IP address, a port 1-65535)")
 
 // validHost accepts an IP address or a DNS name (letters, digits, '-', '.',
 // and '_' as container names use): what the exporters' dialers can resolve,
