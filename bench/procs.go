@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/freeport"
 	"github.com/valyala/fasthttp"
 )
 
@@ -96,17 +96,10 @@ func (p *proc) logTail() string {
 	return string(bytes.TrimSpace(b))
 }
 
-// freePort asks the kernel for an unused loopback port. Another process can
-// take it before ours binds; on this harness's own machine that is rare
-// and shows as a start failure, never as a wrong measurement.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is an unused loopback port (internal/freeport). Another process can take
+// it before ours binds; on this harness's own machine that is rare and shows as a
+// start failure, never as a wrong measurement.
+func freePort() (int, error) { return freeport.Get() }
 
 func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 

@@ -3,15 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/freeport"
 )
 
 // binary and mockBinary are the tollgate and mockllm programs, built once for the package.
@@ -35,14 +37,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort is a loopback address on a port no other caller in this test binary was
+// given (internal/freeport). Another process can still take it before ours binds;
+// startReplicas retries such a start.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(p)
 }
 
 func writeFile(t *testing.T, dir, name, body string) string {

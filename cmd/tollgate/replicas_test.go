@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -22,12 +23,20 @@ import (
 
 // replica is one gateway process.
 type replica struct {
-	cmd   *exec.Cmd
-	api   string
-	admin string
-	logs  *bytes.Buffer
+	cmd    *exec.Cmd
+	api    string
+	admin  string
+	logs   *bytes.Buffer // read only once exited is closed, or for a failure report
+	exited chan struct{} // closed when the process has ended and logs are complete
 }
 
+// kill ends the process with SIGKILL and waits for it.
+func (r *replica) kill() {
+	_ = r.cmd.Process.Signal(syscall.SIGKILL)
+	<-r.exited
+}
+
+// startMockLLM serves a mockllm in this process on a port of its own.
 func startMockLLM(t *testing.T, opts mockllm.Options) string {
 	t.Helper()
 	srv, err := mockllm.New(opts)
@@ -43,42 +52,84 @@ func startMockLLM(t *testing.T, opts mockllm.Options) string {
 	return ln.Addr().String()
 }
 
+// errPortTaken is a replica that could not bind a port it was given: another process
+// took it between freePort and the bind.
+var errPortTaken = errors.New("a listen port was taken")
+
 // startReplicas runs n gateway processes on the config body (listeners added here).
 func startReplicas(t *testing.T, n int, body string) []*replica {
 	t.Helper()
 	dir := t.TempDir()
-	var out []*replica
-	for i := range n {
-		r := &replica{api: freePort(t), admin: freePort(t), logs: &bytes.Buffer{}}
-		cfg := "server: {listen: \"" + r.api + "\", admin_listen: \"" + r.admin + "\", shutdown_grace: 2s}\n" + body
-		path := writeFile(t, dir, "r"+strconv.Itoa(i)+".yaml", cfg)
-		r.cmd = exec.Command(binary, "--config", path)
-		r.cmd.Stderr = r.logs
-		if err := r.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			r.cmd.Process.Kill()
-			r.cmd.Wait()
-			if t.Failed() {
-				t.Logf("replica %d (%s) logs:\n%s", i, r.api, r.logs.String())
-			}
-		})
-		out = append(out, r)
+	out := make([]*replica, n)
+	for i := range out {
+		out[i] = startReplica(t, dir, i, body)
 	}
 	// Three processes starting beside the rest of the suite on two cores can take
 	// more than the usual 5 s to answer.
-	for _, r := range out {
-		waitUntilWithin(t, 20*time.Second, func() bool {
-			resp, err := http.Get("http://" + r.admin + "/readyz")
-			if err != nil {
-				return false
+	for i := range out {
+		for attempt := 1; ; attempt++ {
+			err := out[i].awaitReady(20 * time.Second)
+			if err == nil {
+				break
 			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
+			if !errors.Is(err, errPortTaken) || attempt == 5 {
+				t.Fatalf("replica %d: %v (its logs follow)", i, err)
+			}
+			out[i] = startReplica(t, dir, i, body)
+		}
 	}
 	return out
+}
+
+// startReplica starts gateway process i on fresh ports; it is killed when the test
+// ends.
+func startReplica(t *testing.T, dir string, i int, body string) *replica {
+	t.Helper()
+	r := &replica{api: freePort(t), admin: freePort(t), logs: &bytes.Buffer{}, exited: make(chan struct{})}
+	cfg := "server: {listen: \"" + r.api + "\", admin_listen: \"" + r.admin + "\", shutdown_grace: 2s}\n" + body
+	path := writeFile(t, dir, "r"+strconv.Itoa(i)+".yaml", cfg)
+	r.cmd = exec.Command(binary, "--config", path)
+	r.cmd.Stderr = r.logs
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = r.cmd.Wait()
+		close(r.exited)
+	}()
+	t.Cleanup(func() {
+		r.kill()
+		if t.Failed() {
+			t.Logf("replica %d (%s) logs:\n%s", i, r.api, r.logs.String())
+		}
+	})
+	return r
+}
+
+// awaitReady waits until the replica's /readyz answers 200. A process that exits
+// first is an error: errPortTaken when it could not bind.
+func (r *replica) awaitReady(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		resp, err := http.Get("http://" + r.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-r.exited:
+			if strings.Contains(r.logs.String(), "address already in use") {
+				return errPortTaken
+			}
+			return errors.New("exited before it was ready")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("not ready within " + d.String())
+		}
+	}
 }
 
 // load is closed-loop clients posting one body to the replicas' chat endpoint until
@@ -367,7 +418,7 @@ logging: {level: warn, access_log: false}
 			continue
 		}
 		if leaderState.Canary.State == "rolled_back" {
-			t.Fatalf("healthy canary rolled back:\n%s", leader.logs.String())
+			t.Fatal("healthy canary rolled back (the replicas' logs follow)")
 		}
 		if follower != nil {
 			want := leaderState.Canary.Weight
@@ -391,8 +442,7 @@ logging: {level: warn, access_log: false}
 		}
 		if !killed && leaderState.Canary.Weight >= 25 && follower != nil {
 			// Kill the leader: the follower must take over and finish the rollout.
-			leader.cmd.Process.Signal(syscall.SIGKILL)
-			leader.cmd.Wait()
+			leader.kill()
 			aliveMu.Lock()
 			alive = []*replica{follower}
 			aliveMu.Unlock()
