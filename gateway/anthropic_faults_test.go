@@ -1630,3 +1630,43 @@ endpoints:
 		t.Errorf("the broken replica got %d of the next 4 requests, want the one trial at most", n)
 	}
 }
+
+// TestAnthropicFaultsRefusedRequestTakesNoTarget: a request the Messages API cannot
+// express is refused before a target is leased, so what the pool is doing does not
+// change its answer: with every replica at max_concurrency it gets its 400 at once
+// instead of waiting in the queue for a 503 that would send the client to retry it.
+func TestAnthropicFaultsRefusedRequestTakesNoTarget(t *testing.T) {
+	_, caddr := startMock(t, mockllm.Options{Model: afModel, API: mockllm.APIAnthropic, APIKey: afAnthropicKey, MaxTokens: 400})
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  busy: {provider: anthropic, base_url: "http://`+caddr+`/v1", model: `+afModel+`, api_key: `+afAnthropicKey+`,
+         max_concurrency: 1, queue: {size: 4, timeout: 3s}}
+endpoints:
+  - {name: busy, type: chat, routes: [{backend: busy}]}
+`)
+	e := &afEnv{g: g, http: chaosClient(t)}
+	req, err := http.NewRequest("POST", g.url+"/v1/chat/completions",
+		strings.NewReader(`{"model":"busy","stream":true,"messages":[{"role":"user","content":"A long story, please."}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-mock-tokens", "200")
+	req.Header.Set("x-mock-tpot", "25ms")
+	resp, err := e.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("the stream holding the only slot: status %d", resp.StatusCode)
+	}
+	began := time.Now()
+	resp2, b := e.post(t, "/v1/chat/completions", `{"model":"busy","n":2,"messages":[{"role":"user","content":"hi"}]}`, map[string]string{"X-Request-Id": "af-full"})
+	afCheckError(t, resp2, b, afWant{400, "invalid_request_error", "", "n"}, "af-full")
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("the refusal took %v: it waited for a slot it never needed", took)
+	}
+	resp.Body.Close()
+	afSettled(t, g)
+}

@@ -400,8 +400,8 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		err := b.Send(&r.call, &ctx.Response, &r.res)
 		r.obsRoute = t.Route
 		if refusedLocally(err) {
-			// The provider refused the request before sending it: no attempt
-			// reached the upstream, so none is observed or counted.
+			// The backend refused the request before leasing a target: no
+			// attempt reached an upstream, so none is observed or counted.
 			as.End()
 			r.errKind = "invalid_request"
 			r.setHeaders(ctx)
@@ -619,14 +619,14 @@ func failed(err error) bool {
 	return true
 }
 
-// refusedLocally reports whether a provider refused the request before sending it;
-// its answer is already written.
+// refusedLocally reports whether the backend refused the request before leasing a
+// target (its API cannot express it); its answer is already written.
 func refusedLocally(err error) bool {
 	if err == nil {
 		return false
 	}
-	ue, ok := errors.AsType[*providers.UpstreamError](err)
-	return ok && ue.Refused
+	_, ok := errors.AsType[*providers.RequestError](err)
+	return ok
 }
 
 // passUpstreamError answers with the upstream's own error response, already in

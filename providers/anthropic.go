@@ -88,8 +88,8 @@ var (
 )
 
 // errRefusedRequest is a chat request the Messages API cannot express, refused
-// before sending; its 400 is written to the answer.
-var errRefusedRequest = &UpstreamError{Status: 400, Refused: true}
+// before a target is leased; its 400 is written to the answer.
+var errRefusedRequest = &RequestError{Status: 400}
 
 var (
 	strXAPIKey          = []byte("x-api-key")
@@ -97,24 +97,25 @@ var (
 	strInvalidRequest   = []byte("invalid_request_error")
 )
 
-// Send implements Provider.
-func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
+// prepare implements preparer: the chat call in the Messages API's form.
+func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]byte, error) {
 	switch call.Kind {
 	case Chat:
 	case Embeddings:
-		return errAnthropicEmbeddings
+		return dst, errAnthropicEmbeddings
 	default:
-		return errAnthropicCompletions
+		return dst, errAnthropicCompletions
 	}
-	buf := bodyPool.Get().(*[]byte)
-	body, rerr := appendAnthropicRequest((*buf)[:0], call.Body, a.model, a.maxTokens, call.Stream)
-	*buf = body
+	body, rerr := appendAnthropicRequest(dst, call.Body, a.model, a.maxTokens, call.Stream)
 	if rerr != nil {
-		bodyPool.Put(buf)
 		writeOpenAIError(out, 400, strInvalidRequest, nil, rerr.param, []byte(rerr.msg))
-		return errRefusedRequest
+		return body, errRefusedRequest
 	}
+	return body, nil
+}
 
+// Send implements Provider; the body is call.prepared, which prepare wrote.
+func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	copyForwardHeaders(&req.Header, call.Header)
@@ -128,10 +129,9 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	for _, h := range a.headers {
 		req.Header.Set(h[0], h[1])
 	}
-	req.SetBodyRaw(body)
+	req.SetBodyRaw(call.prepared)
 
 	up, err := roundTrip(t, req, call, a.timeout)
-	bodyPool.Put(buf)
 	if err != nil {
 		return err
 	}

@@ -332,16 +332,19 @@ func TestAnthropicSendStreamErrorFirst(t *testing.T) {
 	}
 }
 
-// A request the Messages API cannot express is refused before anything is sent.
+// A request the Messages API cannot express is refused before a target is leased, so
+// before anything is sent.
 func TestAnthropicSendRefusesUntranslatable(t *testing.T) {
 	up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {})
 	b := newTestBackend(t, anthropicConfig(up.URL))
 	var out fasthttp.Response
 	var res Result
 	err := b.Send(chatCall(`{"model":"chat","messages":[{"role":"user","content":"x"}],"n":3}`, false), &out, &res)
-	var ue *UpstreamError
-	if !errors.As(err, &ue) || ue.Status != 400 || ue.Retryable() {
+	if re, ok := errors.AsType[*RequestError](err); !ok || re.Status != 400 {
 		t.Fatalf("err = %v", err)
+	}
+	if res.Target != "" {
+		t.Errorf("target %q leased for a refused request", res.Target)
 	}
 	if _, _, _, calls := up.last(); calls != 0 {
 		t.Errorf("upstream called %d times", calls)

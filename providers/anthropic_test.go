@@ -584,7 +584,7 @@ func flattenErrs(err error) []error {
 func TestUnsupportedError(t *testing.T) {
 	for _, k := range []Kind{Embeddings, Completions} {
 		a := newAnthropic(&Config{Model: "m"})
-		err := a.Send(nil, &Call{Kind: k}, nil, nil)
+		_, err := a.prepare(nil, &Call{Kind: k}, nil)
 		var ue *UnsupportedError
 		if !errors.Is(err, ErrUnsupported) || !errors.As(err, &ue) || ue.Kind != k {
 			t.Fatalf("%s: err = %v", k, err)

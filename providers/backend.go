@@ -17,6 +17,17 @@ type Provider interface {
 	Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error
 }
 
+// preparer is a Provider that writes the upstream's request body before a target is
+// leased, so that a call its API cannot express is refused without taking one: no
+// slot, no place in the queue, no trial, and nothing said about a target's health. Its
+// Send reads the body from call.prepared.
+type preparer interface {
+	// prepare appends the upstream request body for call to dst. A call the API
+	// cannot express gets its answer written to out and a *RequestError; an
+	// operation the API lacks, an *UnsupportedError.
+	prepare(dst []byte, call *Call, out *fasthttp.Response) ([]byte, error)
+}
+
 // Backend is one configured upstream: its API, its replica targets and their pools.
 type Backend struct {
 	Name    string
@@ -26,6 +37,7 @@ type Backend struct {
 	targets []*Target
 	next    atomic.Uint64
 	p       Provider
+	pp      preparer // p when it translates calls before a target is leased
 	closers []func() error
 	pool    pool
 }
@@ -48,7 +60,8 @@ func build(name string, c Config) (*Backend, error) {
 	case "azure":
 		b.p = newAzure(&cfg)
 	case "anthropic":
-		b.p = newAnthropic(&cfg)
+		a := newAnthropic(&cfg)
+		b.p, b.pp = a, a
 	case "mock":
 		t, p, closer, err := newMock(&cfg, name)
 		if err != nil {
@@ -84,6 +97,9 @@ func (b *Backend) Targets() []*Target { return b.targets }
 // body (translated to OpenAI's form where needed) are written into out. With no target
 // in service it returns ErrNoHealthyTarget, with every one full ErrOverloaded.
 func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
+	if b.pp != nil {
+		return b.sendPrepared(b.pp, call, out, res)
+	}
 	l, err := b.acquire(call)
 	if err != nil {
 		return err
@@ -91,6 +107,28 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	t := b.targets[l.i]
 	res.Target = t.URL
 	return b.settle(l, b.p.Send(t, call, out, res), res)
+}
+
+// sendPrepared is Send for a provider that translates the call first: the translation,
+// or its refusal, comes before a target is leased.
+func (b *Backend) sendPrepared(pp preparer, call *Call, out *fasthttp.Response, res *Result) error {
+	buf := bodyPool.Get().(*[]byte)
+	defer bodyPool.Put(buf)
+	body, err := pp.prepare((*buf)[:0], call, out)
+	*buf = body
+	if err != nil {
+		return err
+	}
+	l, err := b.acquire(call)
+	if err != nil {
+		return err
+	}
+	t := b.targets[l.i]
+	res.Target = t.URL
+	call.prepared = body
+	err = b.p.Send(t, call, out, res)
+	call.prepared = nil
+	return b.settle(l, err, res)
 }
 
 // Close stops the backend's background work and releases its idle connections and

@@ -773,9 +773,6 @@ func verdictOf(err error) verdict {
 		return success
 	}
 	if ue, ok := errors.AsType[*UpstreamError](err); ok {
-		if ue.Refused {
-			return neutral
-		}
 		if ue.Status >= 500 {
 			return failure
 		}

@@ -65,15 +65,23 @@ var (
 type UpstreamError struct {
 	Status     int
 	RetryAfter time.Duration
-	// Refused marks a request the provider refused before sending it (its
-	// translation cannot express it): the answer is the gateway's own, and no
-	// upstream saw the request, so it says nothing of the target's health.
-	Refused bool
 }
 
 // Error names the status only: the body may hold anything and goes to the client as is.
 func (e *UpstreamError) Error() string {
 	return "upstream answered " + strconv.Itoa(e.Status)
+}
+
+// RequestError is a call the backend's API cannot express (an Anthropic backend asked
+// for n: 2), refused before any target was leased: its answer, OpenAI's error body with
+// the parameter at fault, is already written, and no upstream saw the request.
+type RequestError struct {
+	Status int
+}
+
+// Error names the status only; the answer written says what is wrong.
+func (e *RequestError) Error() string {
+	return "request refused by the backend's translation: " + strconv.Itoa(e.Status)
 }
 
 // Retryable reports whether another attempt may succeed: 429, 5xx.
@@ -105,6 +113,8 @@ type Call struct {
 	Header *fasthttp.RequestHeader
 	// Deadline bounds the whole attempt (for streams: the whole stream).
 	Deadline time.Time
+	// prepared is the upstream request body a preparer wrote for this attempt.
+	prepared []byte
 }
 
 // Result is what one attempt produced besides the response body.
