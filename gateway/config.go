@@ -526,7 +526,12 @@ func (c *Config) applyDefaults() {
 		s.ReadTimeout = 60 * time.Second
 	}
 	if c.Auth.Mode == "" {
+		// Keys listed turn authentication on: a config that names its clients' keys
+		// must not serve without them because the mode was left out.
 		c.Auth.Mode = "none"
+		if len(c.Auth.Keys) > 0 {
+			c.Auth.Mode = "keys"
+		}
 	}
 	if c.Logging.Level == "" {
 		c.Logging.Level = "info"
@@ -630,6 +635,9 @@ func (c *Config) problems() []string {
 	}
 	if c.Auth.Mode == "keys" && len(c.Auth.Keys) == 0 {
 		add("auth.keys", "mode keys needs at least one key")
+	}
+	if c.Auth.Mode == "none" && len(c.Auth.Keys) > 0 {
+		add("auth.mode", "is none, so the keys listed would never be asked for: set mode: keys, or remove the keys")
 	}
 	backendNames := c.backendNames()
 	for _, name := range backendNames {

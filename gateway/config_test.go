@@ -260,3 +260,34 @@ endpoints:
 		t.Fatalf("config error shows the redis password: %v", err)
 	}
 }
+
+// Keys listed without a mode turn authentication on: a config that names its clients'
+// keys never serves without them because mode was left out.
+func TestConfigKeysImplyAuth(t *testing.T) {
+	cfg, err := ParseConfig("keys.yaml", []byte(`
+auth:
+  keys: [{name: team-a, key: sk-a}]
+backends:
+  up: {provider: openai, base_url: "http://127.0.0.1:8001/v1", model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Auth.Mode != "keys" {
+		t.Fatalf("auth.mode = %q with keys listed, want keys", cfg.Auth.Mode)
+	}
+	cfg, err = ParseConfig("none.yaml", []byte(`
+backends:
+  up: {provider: openai, base_url: "http://127.0.0.1:8001/v1", model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Auth.Mode != "none" {
+		t.Fatalf("auth.mode = %q without keys, want none", cfg.Auth.Mode)
+	}
+}

@@ -308,6 +308,17 @@ func TestEndToEndErrors(t *testing.T) {
 		})
 	}
 
+	t.Run("wrong endpoint type names the right URL", func(t *testing.T) {
+		_, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "embed", Messages: userMsg("hi")})
+		if e := apiErr(t, err); !strings.Contains(e.Message, "`embed` is an embeddings endpoint") || !strings.Contains(e.Message, "/v1/embeddings") {
+			t.Errorf("message %q does not say what embed is and where to call it", e.Message)
+		}
+		_, err = c.Embeddings.New(ctx, openai.EmbeddingNewParams{Model: "chat", Input: openai.EmbeddingNewParamsInputUnion{OfString: openai.String("hi")}})
+		if e := apiErr(t, err); e.StatusCode != 400 || !strings.Contains(e.Message, "`chat` is a chat endpoint") || !strings.Contains(e.Message, "/v1/chat/completions") {
+			t.Errorf("%d %q does not say what chat is and where to call it", e.StatusCode, e.Message)
+		}
+	})
+
 	raw := []struct {
 		name   string
 		body   string

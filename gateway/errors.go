@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/providers"
 	"github.com/valyala/fasthttp"
 )
 
@@ -74,7 +75,13 @@ func modelNotFound(name []byte) apiError {
 		"The model `" + string(name) + "` does not exist or you do not have access to it."}
 }
 
-func wrongType(name []byte, want string) apiError {
+// wrongType is 400 model_not_supported for a model called on another type's URL: it says
+// what the model is and which URL serves it.
+func wrongType(name []byte, is providers.Kind) apiError {
+	article := "a "
+	if is == providers.Embeddings {
+		article = "an "
+	}
 	return apiError{400, "invalid_request_error", "model_not_supported", "model",
-		"The model `" + string(name) + "` is not a " + want + " endpoint; call the URL of its type."}
+		"The model `" + string(name) + "` is " + article + is.String() + " endpoint; call /v1" + is.Path() + "."}
 }

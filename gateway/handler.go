@@ -282,7 +282,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 	ep.m.Begin()
 	r.begun = true
 	if ep.kind != kind {
-		e := wrongType(r.modelName, ep.kind.String())
+		e := wrongType(r.modelName, ep.kind)
 		return &e
 	}
 	r.call = providers.Call{
