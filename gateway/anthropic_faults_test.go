@@ -73,8 +73,6 @@ endpoints:
   - {name: fake-fb, type: chat, routes: [{backend: fake}], retries: 1, fallbacks: [azure]}
   - {name: azure, type: chat, routes: [{backend: azure}]}
   - {name: azure-old, type: chat, routes: [{backend: azure-old}]}
-  - {name: claude-embed, type: embeddings, routes: [{backend: claude}]}
-  - {name: claude-legacy, type: completions, routes: [{backend: claude}]}
   - name: claude-limited
     type: chat
     routes: [{backend: claude}]
@@ -1454,8 +1452,8 @@ func TestAnthropicFaultsUsage(t *testing.T) {
 
 // TestAnthropicFaultsRefusedParams: a request the Messages API cannot express is
 // refused by the gateway with 400, OpenAI's error body and the param at fault, streamed
-// or not, and never reaches the upstream; embeddings and legacy completions on an
-// Anthropic backend are refused too.
+// or not, and never reaches the upstream. (Embeddings and legacy completions on an
+// Anthropic backend are a config error: testdata/config/bad-provider-keys.yaml.)
 func TestAnthropicFaultsRefusedParams(t *testing.T) {
 	e := startAnthropicFaults(t)
 	const user = `[{"role":"user","content":"hi"}]`
@@ -1519,12 +1517,6 @@ func TestAnthropicFaultsRefusedParams(t *testing.T) {
 		afCheckCompletion(t, cc, cc.Choices[0].FinishReason)
 	})
 
-	t.Run("embeddings and legacy completions", func(t *testing.T) {
-		resp, b := e.post(t, "/v1/embeddings", `{"model":"claude-embed","input":"hi"}`, map[string]string{"X-Request-Id": "af-embed"})
-		afCheckError(t, resp, b, afWant{400, "invalid_request_error", "unsupported_operation", "model"}, "af-embed")
-		resp, b = e.post(t, "/v1/completions", `{"model":"claude-legacy","prompt":"Once"}`, map[string]string{"X-Request-Id": "af-legacy"})
-		afCheckError(t, resp, b, afWant{400, "invalid_request_error", "unsupported_operation", "model"}, "af-legacy")
-	})
 	afSettled(t, e.g)
 }
 

@@ -662,6 +662,19 @@ func (c *Config) problems() []string {
 		if e.DefaultMaxTokens < 0 {
 			add(p+".default_max_tokens", "must not be negative")
 		}
+		if kind, ok := kindOf(e.Type); ok && kind != providers.Chat {
+			// The Messages API has chat only: every such request would be refused.
+			for j, r := range e.Routes {
+				if b, ok := c.Backends[r.Backend]; ok && b.Provider == "anthropic" {
+					add(p+".routes["+strconv.Itoa(j)+"].backend", "backend "+strconv.Quote(r.Backend)+" is provider anthropic, which has no "+kind.String())
+				}
+			}
+			for j, f := range e.Fallbacks {
+				if b, ok := c.Backends[f]; ok && b.Provider == "anthropic" {
+					add(p+".fallbacks["+strconv.Itoa(j)+"]", "backend "+strconv.Quote(f)+" is provider anthropic, which has no "+kind.String())
+				}
+			}
+		}
 		addErr(p, limiter.ValidateLimits(e.Limits))
 		if _, err := router.NewEndpoint(e.Name, e.Config, backendNames); err != nil {
 			addErr(p, err)

@@ -168,6 +168,21 @@ func (c *Config) Validate() error {
 	if c.IdleConnTimeout < 0 {
 		errs = append(errs, fieldErr("idle_conn_timeout", "must not be negative"))
 	}
+	switch {
+	case c.Provider == "mock":
+		// The mock answers in process: a URL given to it would never be called.
+		if c.BaseURL != "" {
+			errs = append(errs, fieldErr("base_url", "does not apply to provider mock, which answers in process"))
+		}
+		if len(c.Targets) > 0 {
+			errs = append(errs, fieldErr("targets", "do not apply to provider mock, which answers in process"))
+		}
+	case c.Mock != (MockConfig{}):
+		errs = append(errs, fieldErr("mock", "applies only to provider mock"))
+	}
+	if c.StreamUsage != nil && c.Provider != "openai" && c.Provider != "azure" {
+		errs = append(errs, fieldErr("stream_usage", "applies only to providers openai and azure"))
+	}
 	if c.Mock.ErrorRate < 0 || c.Mock.ErrorRate > 1 {
 		errs = append(errs, fieldErr("mock.error_rate", "must be between 0 and 1"))
 	}
@@ -285,7 +300,11 @@ type QueueConfig struct {
 func (c *Config) validatePool() []error {
 	var errs []error
 	switch c.Balance {
-	case "", "round_robin", "least_loaded", "vllm_queue":
+	case "", "round_robin", "least_loaded":
+	case "vllm_queue":
+		if c.Provider != "openai" {
+			errs = append(errs, fieldErr("balance", "vllm_queue reads vLLM's /metrics, so it applies only to provider openai"))
+		}
 	default:
 		errs = append(errs, fieldErr("balance", "must be one of round_robin, least_loaded, vllm_queue"))
 	}
