@@ -525,6 +525,11 @@ func (c *Config) applyDefaults() {
 	if s.ReadTimeout == 0 {
 		s.ReadTimeout = 60 * time.Second
 	}
+	if c.Limiter.Store == "" && c.Limiter.Redis.Given() {
+		// A redis block without a store makes it redis: limits pointed at a shared
+		// Redis must never be kept per process instead.
+		c.Limiter.Store = "redis"
+	}
 	if c.Auth.Mode == "" {
 		// Keys listed turn authentication on: a config that names its clients' keys
 		// must not serve without them because the mode was left out.

@@ -291,3 +291,34 @@ endpoints:
 		t.Fatalf("auth.mode = %q without keys, want none", cfg.Auth.Mode)
 	}
 }
+
+// A redis block without a store makes the store redis: limits the operator pointed at a
+// shared Redis are never kept per process instead.
+func TestConfigRedisImpliesStore(t *testing.T) {
+	cfg, err := ParseConfig("redis.yaml", []byte(`
+limiter:
+  redis: {addrs: ["127.0.0.1:7000", "127.0.0.1:7001"]}
+backends:
+  up: {provider: openai, base_url: "http://127.0.0.1:8001/v1", model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Limiter.Store != "redis" {
+		t.Fatalf("limiter.store = %q with a redis block, want redis", cfg.Limiter.Store)
+	}
+	cfg, err = ParseConfig("memory.yaml", []byte(`
+backends:
+  up: {provider: openai, base_url: "http://127.0.0.1:8001/v1", model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Limiter.Store != "" && cfg.Limiter.Store != "memory" {
+		t.Fatalf("limiter.store = %q without a redis block, want memory", cfg.Limiter.Store)
+	}
+}

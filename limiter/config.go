@@ -135,6 +135,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	switch c.Store {
 	case "", "memory":
+		if c.Redis.Given() {
+			errs = append(errs, fieldErr("redis", "is set but store is memory, so no replica would use it: set store: redis, or remove it"))
+		}
 	case "redis":
 		errs = append(errs, prefixed("redis", c.Redis.Validate())...)
 	default:
@@ -162,6 +165,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, fieldErr("concurrency_lease", "must be at least 1s"))
 	}
 	return errors.Join(errs...)
+}
+
+// Given reports whether the redis block names a server (url, addrs or sentinel).
+func (r *RedisConfig) Given() bool {
+	return r.URL != "" || len(r.Addrs) > 0 || r.Sentinel.Master != "" || len(r.Sentinel.Addrs) > 0
 }
 
 // Validate reports every invalid key of the redis block; it is only consulted when
