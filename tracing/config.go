@@ -100,6 +100,18 @@ func (c Config) Validate() error {
 
 	switch c.exporter() {
 	case ExporterNone, ExporterStdout:
+		// Collector settings without an OTLP exporter would be silently unused:
+		// an endpoint given with no exporter means tracing was meant to be on.
+		why := "applies only to exporter otlp-grpc or otlp-http (exporter is " + c.exporter() + ")"
+		if c.Endpoint != "" {
+			add("endpoint", why)
+		}
+		if len(c.Headers) > 0 {
+			add("headers", why)
+		}
+		if c.Insecure {
+			add("insecure", why)
+		}
 	case ExporterOTLPGRPC, ExporterOTLPHTTP:
 		if c.Endpoint != "" {
 			if u, isURL, err := parseEndpoint(c.Endpoint); err != nil {

@@ -42,8 +42,11 @@ func TestConfigValidate(t *testing.T) {
 		{"negative keep_slower_than", Config{KeepSlowerThan: -time.Second}, []string{"keep_slower_than"}},
 		{"negative max_pending_traces", Config{MaxPendingTraces: -1}, []string{"max_pending_traces"}},
 		{"huge max_pending_traces", Config{MaxPendingTraces: 1 << 30}, []string{"max_pending_traces"}},
-		{"bad header name", Config{Headers: map[string]string{"x api key": "v"}}, []string{"headers.x api key"}},
-		{"header value with newline", Config{Headers: map[string]string{"x-api-key": "a\r\nb"}}, []string{"headers.x-api-key"}},
+		{"bad header name", Config{Exporter: ExporterOTLPGRPC, Headers: map[string]string{"x api key": "v"}}, []string{"headers.x api key"}},
+		{"header value with newline", Config{Exporter: ExporterOTLPHTTP, Headers: map[string]string{"x-api-key": "a\r\nb"}}, []string{"headers.x-api-key"}},
+		{"collector settings without an exporter", Config{Endpoint: "collector:4317", Headers: map[string]string{"x-api-key": "k"}, Insecure: true},
+			[]string{"endpoint", "headers", "insecure"}},
+		{"collector settings with stdout", Config{Exporter: ExporterStdout, Endpoint: "collector:4317"}, []string{"endpoint"}},
 		{"every problem at once", Config{Exporter: "zipkin", SampleRatio: ptr(2.0), KeepSlowerThan: -1, MaxPendingTraces: -5},
 			[]string{"exporter", "sample_ratio", "keep_slower_than", "max_pending_traces"}},
 	}
