@@ -178,3 +178,31 @@ func fuzzCheckCanaryState(t *testing.T, addr string) {
 		}
 	}
 }
+
+// TestAdminOpenWithoutTokenWarns: an admin listener beyond loopback without an admin
+// token is said at start-up as a warning, before the "serving" line; on loopback, or
+// with a token, nothing is.
+func TestAdminOpenWithoutTokenWarns(t *testing.T) {
+	const warning = "the admin API listens beyond loopback without server.admin_token"
+	for _, c := range []struct {
+		name, server string
+		warn         bool
+	}{
+		{"all interfaces, no token", `{listen: "127.0.0.1:0", admin_listen: "0.0.0.0:0"}`, true},
+		{"all interfaces, token", `{listen: "127.0.0.1:0", admin_listen: "0.0.0.0:0", admin_token: t0k}`, false},
+		{"loopback, no token", `{listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}`, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := startGateway(t, "server: "+c.server+`
+backends:
+  up: {provider: mock, model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+			waitFor(t, func() bool { return strings.Contains(g.logs.String(), `"msg":"serving"`) })
+			if got := strings.Contains(g.logs.String(), warning); got != c.warn {
+				t.Fatalf("warning logged %v, want %v:\n%s", got, c.warn, g.logs.String())
+			}
+		})
+	}
+}

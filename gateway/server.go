@@ -261,6 +261,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			_ = s.routerRedis.Close()
 		}
 	}()
+	if rt := s.rt.Load(); rt != nil && rt.cfg.Server.AdminToken == "" && !loopback(s.admLn.Addr()) {
+		s.log.Warn("the admin API listens beyond loopback without server.admin_token: whoever reaches it can reload the config, override weights and operate canaries",
+			"admin", s.AdminAddr())
+	}
 	s.log.Info("serving", "listen", s.Addr(), "admin", s.AdminAddr(), "config", s.path)
 	select {
 	case err := <-errc:
@@ -746,4 +750,10 @@ func Validate(path string) error {
 	}
 	rt.close()
 	return nil
+}
+
+// loopback reports whether a listener's address is on the loopback interface only.
+func loopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
