@@ -1520,25 +1520,33 @@ func TestAnthropicFaultsRefusedParams(t *testing.T) {
 	afSettled(t, e.g)
 }
 
+// longStream opens a 200-token stream on endpoint model, tokens tpot apart, with request
+// ID id, and returns it unread.
+func (e *afEnv) longStream(t *testing.T, model, id, tpot string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest("POST", e.g.url+"/v1/chat/completions",
+		strings.NewReader(`{"model":"`+model+`","stream":true,"messages":[{"role":"user","content":"A long story, please."}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", id)
+	req.Header.Set("x-mock-tokens", "200")
+	req.Header.Set("x-mock-tpot", tpot)
+	resp, err := e.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // TestAnthropicFaultsClientHangUp: a client that hangs up on an Anthropic stream
 // aborts the upstream request at once, and the request is logged as the client's
 // (499, client_gone).
 func TestAnthropicFaultsClientHangUp(t *testing.T) {
 	e := startAnthropicFaults(t)
-	req, err := http.NewRequest("POST", e.g.url+"/v1/chat/completions",
-		strings.NewReader(`{"model":"claude","stream":true,"messages":[{"role":"user","content":"A long story, please."}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Request-Id", "af-hangup")
 	// 200 tokens, 50ms apart: ten seconds of stream.
-	req.Header.Set("x-mock-tokens", "200")
-	req.Header.Set("x-mock-tpot", "50ms")
-	resp, err := e.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := e.longStream(t, "claude", "af-hangup", "50ms")
 	buf := make([]byte, 4096)
 	var got []byte
 	for afContentChunks(got) == 0 {
@@ -1638,18 +1646,7 @@ endpoints:
   - {name: busy, type: chat, routes: [{backend: busy}]}
 `)
 	e := &afEnv{g: g, http: chaosClient(t)}
-	req, err := http.NewRequest("POST", g.url+"/v1/chat/completions",
-		strings.NewReader(`{"model":"busy","stream":true,"messages":[{"role":"user","content":"A long story, please."}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("x-mock-tokens", "200")
-	req.Header.Set("x-mock-tpot", "25ms")
-	resp, err := e.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := e.longStream(t, "busy", "af-slot", "25ms")
 	if resp.StatusCode != 200 {
 		t.Fatalf("the stream holding the only slot: status %d", resp.StatusCode)
 	}

@@ -260,25 +260,35 @@ func fuzzCheckAnswer(t *testing.T, req []byte, resp *http.Response, got []byte, 
 			fail("error answer with content type %q", ct)
 		}
 	case strings.HasPrefix(ct, "text/event-stream"):
-		done := false
-		for line := range strings.SplitSeq(string(got), "\n") {
-			data, ok := strings.CutPrefix(line, "data: ")
-			if !ok {
-				continue
-			}
-			if data == "[DONE]" {
-				done = true
-				continue
-			}
-			if done || !json.Valid([]byte(data)) || data[0] != '{' {
-				fail("stream event %q", data)
-			}
+		if _, _, bad := sseCheck(got); bad != "" {
+			fail("stream event %q", bad)
 		}
 	default:
 		if !json.Valid(got) {
 			fail("a %d answer that is not JSON", resp.StatusCode)
 		}
 	}
+}
+
+// sseCheck reads an event stream's data lines: whether it ended with [DONE], whether
+// it carried an error event, and the first event that is not a JSON object or that came
+// after [DONE] ("" when none).
+func sseCheck(body []byte) (done, errEvent bool, bad string) {
+	for line := range strings.SplitSeq(string(body), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		if data == "[DONE]" && !done {
+			done = true
+			continue
+		}
+		if done || !json.Valid([]byte(data)) || data[0] != '{' {
+			return done, errEvent, data
+		}
+		errEvent = errEvent || strings.HasPrefix(data, `{"error"`)
+	}
+	return done, errEvent, ""
 }
 
 // drain returns what was written so far and forgets it.

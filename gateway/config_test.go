@@ -261,64 +261,31 @@ endpoints:
 	}
 }
 
-// Keys listed without a mode turn authentication on: a config that names its clients'
-// keys never serves without them because mode was left out.
-func TestConfigKeysImplyAuth(t *testing.T) {
-	cfg, err := ParseConfig("keys.yaml", []byte(`
-auth:
-  keys: [{name: team-a, key: sk-a}]
+// TestConfigImpliedModes: settings that only make sense in one mode select it when the
+// mode is left out. Keys listed turn authentication on, so a config that names its
+// clients' keys never serves without them; a redis block makes the limiter's store
+// redis, so limits pointed at a shared Redis are never kept per process instead.
+func TestConfigImpliedModes(t *testing.T) {
+	const rest = `
 backends:
   up: {provider: openai, base_url: "http://127.0.0.1:8001/v1", model: m}
 endpoints:
   - {name: chat, type: chat, routes: [{backend: up}]}
-`), env(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Auth.Mode != "keys" {
-		t.Fatalf("auth.mode = %q with keys listed, want keys", cfg.Auth.Mode)
-	}
-	cfg, err = ParseConfig("none.yaml", []byte(`
-backends:
-  up: {provider: openai, base_url: "http://127.0.0.1:8001/v1", model: m}
-endpoints:
-  - {name: chat, type: chat, routes: [{backend: up}]}
-`), env(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Auth.Mode != "none" {
-		t.Fatalf("auth.mode = %q without keys, want none", cfg.Auth.Mode)
-	}
-}
-
-// A redis block without a store makes the store redis: limits the operator pointed at a
-// shared Redis are never kept per process instead.
-func TestConfigRedisImpliesStore(t *testing.T) {
-	cfg, err := ParseConfig("redis.yaml", []byte(`
-limiter:
-  redis: {addrs: ["127.0.0.1:7000", "127.0.0.1:7001"]}
-backends:
-  up: {provider: openai, base_url: "http://127.0.0.1:8001/v1", model: m}
-endpoints:
-  - {name: chat, type: chat, routes: [{backend: up}]}
-`), env(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Limiter.Store != "redis" {
-		t.Fatalf("limiter.store = %q with a redis block, want redis", cfg.Limiter.Store)
-	}
-	cfg, err = ParseConfig("memory.yaml", []byte(`
-backends:
-  up: {provider: openai, base_url: "http://127.0.0.1:8001/v1", model: m}
-endpoints:
-  - {name: chat, type: chat, routes: [{backend: up}]}
-`), env(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Limiter.Store != "" && cfg.Limiter.Store != "memory" {
-		t.Fatalf("limiter.store = %q without a redis block, want memory", cfg.Limiter.Store)
+`
+	for _, c := range []struct {
+		name, yaml  string
+		auth, store string
+	}{
+		{"nothing", rest, "none", ""},
+		{"keys", "auth:\n  keys: [{name: team-a, key: sk-a}]\n" + rest, "keys", ""},
+		{"redis block", "limiter:\n  redis: {addrs: [\"127.0.0.1:7000\", \"127.0.0.1:7001\"]}\n" + rest, "none", "redis"},
+	} {
+		cfg, err := ParseConfig(c.name+".yaml", []byte(c.yaml), env(nil))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if cfg.Auth.Mode != c.auth || cfg.Limiter.Store != c.store {
+			t.Errorf("%s: auth.mode %q, limiter.store %q; want %q, %q", c.name, cfg.Auth.Mode, cfg.Limiter.Store, c.auth, c.store)
+		}
 	}
 }

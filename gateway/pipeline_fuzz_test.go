@@ -171,22 +171,9 @@ func pipeCheck(t *testing.T, br *bufio.Reader, st pipeStep, i int, seq []byte) {
 		}
 		return
 	}
-	done, errEvent := false, false
-	for line := range strings.SplitSeq(string(body), "\n") {
-		data, ok := strings.CutPrefix(line, "data: ")
-		if !ok {
-			continue
-		}
-		if data == "[DONE]" {
-			done = true
-			continue
-		}
-		if done || !json.Valid([]byte(data)) {
-			fail("event %q", data)
-		}
-		if strings.HasPrefix(data, `{"error"`) {
-			errEvent = true
-		}
+	done, errEvent, bad := sseCheck(body)
+	if bad != "" {
+		fail("event %q", bad)
 	}
 	if done != st.done || errEvent == st.done {
 		fail("stream ended with [DONE] %v, error event %v", done, errEvent)
