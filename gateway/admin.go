@@ -30,12 +30,12 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	parts := strings.Split(strings.Trim(string(ctx.Path()), "/"), "/")
+	op, name, verb := adminRoute(string(ctx.Path()), func(n string) bool { return rt.endpoints[n] != nil })
 	method := string(ctx.Method())
 	opCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	switch {
-	case len(parts) == 2 && parts[1] == "reload":
+	case op == adminReload:
 		if method != "POST" {
 			writeError(&ctx.Response, &errMethod)
 			return
@@ -50,44 +50,44 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		writeJSON(ctx, 200, map[string]any{"status": "reloaded"})
-	case len(parts) == 2 && parts[1] == "endpoints":
+	case op == adminList:
 		if method != "GET" {
 			writeError(&ctx.Response, &errMethod)
 			return
 		}
 		writeJSON(ctx, 200, map[string]any{"endpoints": s.endpointViews(rt, s.router.Snapshot()), "leader": s.router.Leader()})
-	case len(parts) == 3 && parts[1] == "endpoints":
+	case op == adminView:
 		if method != "GET" {
 			writeError(&ctx.Response, &errMethod)
 			return
 		}
-		snap, err := s.router.EndpointSnapshot(parts[2])
+		snap, err := s.router.EndpointSnapshot(name)
 		s.writeRouting(ctx, rt, snap, err)
-	case len(parts) == 5 && parts[1] == "endpoints" && parts[3] == "canary":
+	case op == adminCanary:
 		if method != "POST" {
 			writeError(&ctx.Response, &errMethod)
 			return
 		}
-		var op func(context.Context, string) (router.EndpointSnapshot, error)
-		switch parts[4] {
+		var do func(context.Context, string) (router.EndpointSnapshot, error)
+		switch verb {
 		case "pause":
-			op = s.router.Pause
+			do = s.router.Pause
 		case "resume":
-			op = s.router.Resume
+			do = s.router.Resume
 		case "promote":
-			op = s.router.Promote
+			do = s.router.Promote
 		case "rollback":
-			op = s.router.Rollback
+			do = s.router.Rollback
 		default:
 			writeError(&ctx.Response, &apiError{404, "invalid_request_error", "unknown_verb", "", "Canary verbs are pause, resume, promote and rollback."})
 			return
 		}
-		snap, err := op(opCtx, parts[2])
+		snap, err := do(opCtx, name)
 		if err == nil {
-			s.log.Info("canary operated", "endpoint", parts[2], "verb", parts[4], "state", canaryState(snap))
+			s.log.Info("canary operated", "endpoint", name, "verb", verb, "state", canaryState(snap))
 		}
 		s.writeRouting(ctx, rt, snap, err)
-	case len(parts) == 4 && parts[1] == "endpoints" && parts[3] == "weights":
+	case op == adminWeights:
 		if method != "PUT" && method != "POST" {
 			writeError(&ctx.Response, &errMethod)
 			return
@@ -99,15 +99,54 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 			writeError(&ctx.Response, &apiError{400, "invalid_request_error", "invalid_weights", "", `The body must be a JSON object of backend name to weight, e.g. {"stable": 90, "canary": 10}.`})
 			return
 		}
-		snap, err := s.router.SetWeights(opCtx, parts[2], weights)
+		snap, err := s.router.SetWeights(opCtx, name, weights)
 		if err == nil {
-			s.log.Info("route weights overridden", "endpoint", parts[2], "weights", weights)
+			s.log.Info("route weights overridden", "endpoint", name, "weights", weights)
 		}
 		s.writeRouting(ctx, rt, snap, err)
 	default:
 		writeError(&ctx.Response, &errNotFound)
 	}
 	s.syncRouterGauges(false)
+}
+
+// What an /admin/ path asks for.
+const (
+	adminNotFound = iota
+	adminReload
+	adminList
+	adminView
+	adminCanary
+	adminWeights
+)
+
+// adminRoute reads an /admin/ path (percent-decoded). Endpoint names may hold slashes,
+// as a model's Hugging Face ID does (meta-llama/Llama-3.1-8B-Instruct), written as they
+// are or as %2F, so the operation is read from the end of the path: a path that is an
+// endpoint's whole name shows that endpoint; one ending in /weights or /canary/{verb}
+// operates on the name before it; any other is shown as a name (404 if none has it).
+func adminRoute(path string, isEndpoint func(string) bool) (op int, name, verb string) {
+	path = strings.Trim(path, "/")
+	switch path {
+	case "admin/reload":
+		return adminReload, "", ""
+	case "admin/endpoints":
+		return adminList, "", ""
+	}
+	rest, ok := strings.CutPrefix(path, "admin/endpoints/")
+	if !ok {
+		return adminNotFound, "", ""
+	}
+	if isEndpoint(rest) {
+		return adminView, rest, ""
+	}
+	if n, ok := strings.CutSuffix(rest, "/weights"); ok && n != "" {
+		return adminWeights, n, ""
+	}
+	if i := strings.LastIndex(rest, "/canary/"); i > 0 && !strings.Contains(rest[i+len("/canary/"):], "/") {
+		return adminCanary, rest[:i], rest[i+len("/canary/"):]
+	}
+	return adminView, rest, ""
 }
 
 func canaryState(s router.EndpointSnapshot) string {

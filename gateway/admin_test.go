@@ -145,3 +145,51 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("reload: %d %v", code, body)
 	}
 }
+
+// TestAdminEndpointNamesWithSlashes: endpoints are often named as the model's
+// Hugging Face ID (meta-llama/Llama-3.1-8B-Instruct); the admin API reaches them with
+// the slash written as it is or as %2F, for every operation.
+func TestAdminEndpointNamesWithSlashes(t *testing.T) {
+	const name = "meta-llama/Llama-3.1-8B-Instruct"
+	s := newTestServer(t, strings.NewReplacer("name: chat", "name: "+name, "{name: plain,", "{name: org/plain,").Replace(adminConfig(startStaticUpstream(t))))
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	base := "http://" + s.AdminAddr() + "/admin/endpoints/"
+	for _, path := range []string{name, "meta-llama%2FLlama-3.1-8B-Instruct"} {
+		t.Run(path, func(t *testing.T) {
+			status, body := adminCall(t, "GET", base+path, "tok", "")
+			if status != 200 || body["name"] != name {
+				t.Fatalf("view: %d %v", status, body)
+			}
+			status, body = adminCall(t, "POST", base+path+"/canary/pause", "tok", "")
+			if st, _ := canaryOf(t, body); status != 200 || st != "paused" {
+				t.Fatalf("pause: %d %v", status, body)
+			}
+			status, body = adminCall(t, "POST", base+path+"/canary/resume", "tok", "")
+			if st, _ := canaryOf(t, body); status != 200 || st != "stepping" {
+				t.Fatalf("resume: %d %v", status, body)
+			}
+			status, body = adminCall(t, "PUT", base+path+"/weights", "tok", `{"stable": 80, "canary": 20}`)
+			if status != 200 || body["override"] != true {
+				t.Fatalf("weights: %d %v", status, body)
+			}
+			status, body = adminCall(t, "POST", base+path+"/canary/explode", "tok", "")
+			if e, _ := body["error"].(map[string]any); status != 404 || e["code"] != "unknown_verb" {
+				t.Fatalf("unknown verb: %d %v", status, body)
+			}
+		})
+	}
+	status, body := adminCall(t, "POST", base+"org/plain/canary/pause", "tok", "")
+	if e, _ := body["error"].(map[string]any); status != 409 || e["code"] != "no_canary" {
+		t.Fatalf("pause on an endpoint without a canary: %d %v", status, body)
+	}
+	status, body = adminCall(t, "GET", base+"org/nothing", "tok", "")
+	if e, _ := body["error"].(map[string]any); status != 404 || e["code"] != "endpoint_not_found" {
+		t.Fatalf("unknown endpoint: %d %v", status, body)
+	}
+}
