@@ -654,6 +654,8 @@ func (c *Config) problems() []string {
 		p := "endpoints[" + strconv.Itoa(i) + "]"
 		if e.Name == "" {
 			add(p+".name", "is required")
+		} else if !validEndpointName(e.Name) {
+			add(p+".name", "must not hold spaces, control characters or braces (clients send it as \"model\"; it also keys shared state in Redis)")
 		} else if seen[e.Name] {
 			add(p+".name", "duplicate endpoint "+strconv.Quote(e.Name))
 		}
@@ -698,6 +700,19 @@ func (c *Config) problems() []string {
 		add("logging.format", "must be json or text")
 	}
 	return out
+}
+
+// validEndpointName reports whether name can be a model name clients send, a path
+// segment of the admin API and a Redis hash tag: no spaces, control characters or
+// braces. Slashes, colons and @ (meta-llama/Llama-3.1-8B-Instruct, ft:gpt-4o-mini:org:x,
+// claude-3-5-sonnet@20240620) are fine.
+func validEndpointName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c == 0x7f || c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
 }
 
 // backendNames lists the backends in a fixed order: a plan's backend indexes refer to it.
