@@ -73,11 +73,16 @@ func build(name string, c Config) (*Backend, error) {
 	default:
 		return nil, errors.New("backend " + name + ": unknown provider " + cfg.Provider)
 	}
+	tlsCfg, err := cfg.clientTLS()
+	if err != nil {
+		return nil, errors.New("backend " + name + ": " + err.Error())
+	}
 	for i, u := range urls {
 		t, err := newTarget(u, &cfg, name)
 		if err != nil {
 			return nil, errors.New("backend " + name + ": targets[" + strconv.Itoa(i) + "]: " + err.Error())
 		}
+		t.client.TLSConfig = tlsCfg
 		switch cfg.Provider {
 		case "azure":
 			azureURLs(t, &cfg)

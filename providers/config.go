@@ -71,6 +71,10 @@ type Config struct {
 	// MetricsInterval is how often balance vllm_queue reads them: default 1s.
 	MetricsInterval time.Duration `yaml:"metrics_interval"`
 
+	// TLS verifies https targets against a private CA, names their certificates must
+	// carry, and holds the gateway's client certificate for mutual TLS.
+	TLS TLSConfig `yaml:"tls"`
+
 	// Deployment is the Azure OpenAI deployment that serves the model (provider: azure).
 	Deployment string `yaml:"deployment"`
 	// APIVersion is Azure OpenAI's api-version query value (provider: azure).
@@ -189,6 +193,7 @@ func (c *Config) Validate() error {
 	if c.Mock.MaxTokens < 0 {
 		errs = append(errs, fieldErr("mock.max_tokens", "must not be negative"))
 	}
+	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateAzure()...)
 	errs = append(errs, c.validateAnthropic()...)
 	errs = append(errs, c.validatePool()...)

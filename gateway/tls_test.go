@@ -1,0 +1,222 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/tollgate/tollgate/internal/promtest"
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// testPKI is a private CA with a server certificate for 127.0.0.1 and upstream.test, and
+// a client certificate, written as PEM files.
+type testPKI struct {
+	caFile, serverCert, serverKey, clientCert, clientKey string
+	pool                                                 *x509.CertPool
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey := key()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tollgate test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leaf := func(serial int64, usage x509.ExtKeyUsage, name string) (string, string) {
+		k := key()
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		}
+		if usage == x509.ExtKeyUsageServerAuth {
+			tmpl.DNSNames = []string{"upstream.test"}
+			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", kder)
+	}
+	p := &testPKI{caFile: write("ca.pem", "CERTIFICATE", caDER), pool: x509.NewCertPool()}
+	p.pool.AddCert(ca)
+	p.serverCert, p.serverKey = leaf(2, x509.ExtKeyUsageServerAuth, "server")
+	p.clientCert, p.clientKey = leaf(3, x509.ExtKeyUsageClientAuth, "client")
+	return p
+}
+
+// startTLSMock serves a mockllm over TLS with the PKI's server certificate; with
+// clientAuth it requires a client certificate the CA signed.
+func startTLSMock(t *testing.T, p *testPKI, clientAuth bool) string {
+	t.Helper()
+	srv, err := mockllm.New(mockllm.Options{Model: "up-model", MaxTokens: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(p.serverCert, p.serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if clientAuth {
+		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, p.pool
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(tls.NewListener(ln, cfg))
+	t.Cleanup(func() { srv.Shutdown() })
+	return ln.Addr().String()
+}
+
+// TestUpstreamTLS: https targets are verified against a private CA (ca_file), by the
+// name the certificate must carry (server_name, for targets addressed by IP or by
+// another name), with the gateway's client certificate when the target asks for one,
+// for chat, streams and active health checks alike; a target whose certificate does
+// not verify is unreachable, never silently trusted.
+func TestUpstreamTLS(t *testing.T) {
+	p := newTestPKI(t)
+	plain := startTLSMock(t, p, false)
+	mutual := startTLSMock(t, p, true)
+	_, port, _ := net.SplitHostPort(plain)
+	health := `health: {interval: 100ms, timeout: 1s}`
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  private: {provider: openai, base_url: "https://`+plain+`/v1", model: up-model, tls: {ca_file: "`+p.caFile+`"}, `+health+`}
+  named: {provider: openai, base_url: "https://localhost:`+port+`/v1", model: up-model,
+          tls: {ca_file: "`+p.caFile+`", server_name: upstream.test}}
+  mutual: {provider: openai, base_url: "https://`+mutual+`/v1", model: up-model,
+           tls: {ca_file: "`+p.caFile+`", cert_file: "`+p.clientCert+`", key_file: "`+p.clientKey+`"}}
+  no-client-cert: {provider: openai, base_url: "https://`+mutual+`/v1", model: up-model, tls: {ca_file: "`+p.caFile+`"}}
+  system-roots: {provider: openai, base_url: "https://`+plain+`/v1", model: up-model, connect_timeout: 2s}
+  wrong-name: {provider: openai, base_url: "https://`+plain+`/v1", model: up-model, tls: {ca_file: "`+p.caFile+`", server_name: other.test}}
+  skip-verify: {provider: openai, base_url: "https://`+plain+`/v1", model: up-model, tls: {insecure_skip_verify: true}}
+  untrusted: {provider: openai, base_url: "https://`+plain+`/v1", model: up-model, `+health+`}
+endpoints:
+  - {name: private, type: chat, routes: [{backend: private}]}
+  - {name: named, type: chat, routes: [{backend: named}]}
+  - {name: mutual, type: chat, routes: [{backend: mutual}]}
+  - {name: no-client-cert, type: chat, routes: [{backend: no-client-cert}]}
+  - {name: system-roots, type: chat, routes: [{backend: system-roots}]}
+  - {name: wrong-name, type: chat, routes: [{backend: wrong-name}]}
+  - {name: skip-verify, type: chat, routes: [{backend: skip-verify}]}
+  - {name: untrusted, type: chat, routes: [{backend: untrusted}]}
+`)
+	c := g.client()
+	ctx := context.Background()
+	for _, name := range []string{"private", "named", "mutual", "skip-verify"} {
+		t.Run(name, func(t *testing.T) {
+			res, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: name, Messages: userMsg("hi")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Usage.CompletionTokens == 0 || res.Choices[0].Message.Content == "" {
+				t.Fatalf("answer %+v", res)
+			}
+			stream := c.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: name, Messages: userMsg("hi")})
+			chunks := 0
+			for stream.Next() {
+				chunks++
+			}
+			if err := stream.Err(); err != nil || chunks < 2 {
+				t.Fatalf("stream: %d chunks, %v", chunks, err)
+			}
+		})
+	}
+	for _, name := range []string{"no-client-cert", "system-roots", "wrong-name"} {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: name, Messages: userMsg("hi")})
+			if e := apiErr(t, err); e.StatusCode != 502 || e.Code != "upstream_unreachable" {
+				t.Fatalf("got %d %q (%s), want 502 upstream_unreachable", e.StatusCode, e.Code, e.Message)
+			}
+		})
+	}
+	// The active health checks go over TLS with the backend's settings: the untrusted
+	// target fails them and is marked down, while the one verified by its CA stays up.
+	up := func(backend string) float64 {
+		fams, err := promtest.Scrape("http://" + g.AdminAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := promtest.Sum(fams, "tollgate_backend_up", func(l map[string]string) bool { return l["backend"] == backend })
+		if !ok {
+			t.Fatalf("no tollgate_backend_up for %s", backend)
+		}
+		return v
+	}
+	waitFor(t, func() bool { return up("untrusted") == 0 })
+	time.Sleep(300 * time.Millisecond)
+	if v := up("private"); v != 1 {
+		t.Fatalf("tollgate_backend_up{backend=private} = %v: its health checks failed over TLS", v)
+	}
+	if logs := g.logs.String(); strings.Contains(logs, "PRIVATE KEY") {
+		t.Fatal("the client key reached the logs")
+	}
+}
+
+// TestUpstreamTLSConfigErrors: a tls block that cannot work is refused when the config
+// loads, naming the key.
+func TestUpstreamTLSConfigErrors(t *testing.T) {
+	p := newTestPKI(t)
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, backend, want string }{
+		{"http target", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, tls: {ca_file: "` + p.caFile + `"}}`, "backends.up.tls: applies only to https targets"},
+		{"missing CA file", `{provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {ca_file: /nonexistent/ca.pem}}`, "backends.up.tls.ca_file: cannot be read: /nonexistent/ca.pem: no such file or directory"},
+		{"CA file not PEM", `{provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {ca_file: "` + notPEM + `"}}`, "backends.up.tls.ca_file: holds no PEM certificate"},
+		{"cert without key", `{provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {cert_file: "` + p.clientCert + `"}}`, "backends.up.tls.cert_file: and tls.key_file go together"},
+		{"key of another cert", `{provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {cert_file: "` + p.clientCert + `", key_file: "` + p.serverKey + `"}}`, "backends.up.tls.cert_file: with tls.key_file: private key does not match public key"},
+		{"mock", `{provider: mock, model: m, tls: {insecure_skip_verify: true}}`, "backends.up.tls: applies only to https targets"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig("tls.yaml", []byte("backends:\n  up: "+c.backend+"\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"), env(nil))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}
