@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -52,6 +53,35 @@ type ServerConfig struct {
 	IdleTimeout   time.Duration `yaml:"idle_timeout"`
 	// AdminToken, when set, is required as a bearer token on /admin/ routes.
 	AdminToken string `yaml:"admin_token"`
+	// TLS, when set, serves the API listener over HTTPS.
+	TLS ServerTLS `yaml:"tls"`
+}
+
+// ServerTLS is the API listener's certificate and key, in PEM (a chain: the leaf
+// first). Every reload reads them again, so a renewed certificate is served after a
+// SIGHUP, POST /admin/reload or a change of the config file.
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// load reads the certificate and key; nil when TLS is off.
+func (t *ServerTLS) load() (*tls.Certificate, error) {
+	if t.CertFile == "" && t.KeyFile == "" {
+		return nil, nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		return nil, errors.New("cert_file and key_file go together")
+	}
+	pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, errors.New("cannot be read: " + pe.Path + ": " + pe.Err.Error())
+		}
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "tls: "))
+	}
+	return &pair, nil
 }
 
 // AuthConfig is the `auth:` section.
@@ -587,6 +617,9 @@ func (c *Config) problems() []string {
 	}
 	if c.Server.ShutdownGrace < 0 {
 		add("server.shutdown_grace", "must not be negative")
+	}
+	if _, err := c.Server.TLS.load(); err != nil {
+		add("server.tls", err.Error())
 	}
 	switch c.Auth.Mode {
 	case "none", "keys":

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -41,6 +42,9 @@ type Server struct {
 	// timeouts, log format and the router's Redis client were built from.
 	boot *Config
 	rt   atomic.Pointer[runtime]
+	// cert is the API listener's certificate when server.tls is set at start; every
+	// reload replaces it with what the files hold then.
+	cert atomic.Pointer[tls.Certificate]
 
 	api   *fasthttp.Server
 	admin *fasthttp.Server
@@ -92,6 +96,11 @@ func New(path string, opt Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{path: path, log: opt.Logger, boot: cfg, lastHash: hash, reg: prometheus.NewRegistry()}
+	cert, err := cfg.Server.TLS.load()
+	if err != nil {
+		return nil, errors.New("server.tls: " + err.Error())
+	}
+	s.cert.Store(cert)
 	if s.log == nil {
 		s.level = new(slog.LevelVar)
 		s.log = newLogger(cfg.Logging, os.Stderr, s.level)
@@ -222,6 +231,15 @@ func (s *Server) Listen() error {
 	// Requests on the API listener move their connection's deadlines later twice
 	// each; deadline.Listener makes that free.
 	s.apiLn, s.admLn = deadline.Listener{Listener: ln}, adm
+	if s.cert.Load() != nil {
+		s.apiLn = tls.NewListener(s.apiLn, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return s.cert.Load(), nil
+			},
+		})
+	}
 	return nil
 }
 
@@ -326,6 +344,10 @@ func (s *Server) Reload() error {
 	if err != nil {
 		return s.reloadFailed(err)
 	}
+	cert, err := cfg.Server.TLS.load()
+	if err != nil {
+		return s.reloadFailed(errors.New("server.tls: " + err.Error()))
+	}
 	if keys := s.restartOnly(cfg); len(keys) > 0 {
 		s.log.Warn("config changes that take effect on restart", "keys", strings.Join(keys, ", "))
 	}
@@ -370,6 +392,11 @@ func (s *Server) Reload() error {
 	rt.ownsTracer.Store(true)
 	rt.ownsLimiter.Store(true)
 	s.install(rt)
+	if cert != nil && s.cert.Load() != nil {
+		// Connections from now on get the certificate the files hold now (a
+		// renewal); turning TLS on or off waits for a restart.
+		s.cert.Store(cert)
+	}
 	s.lastHash = hash
 	s.m.ConfigReloaded(nil)
 	s.log.Info("config reloaded", "config", s.path, "endpoints", len(cfg.Endpoints), "backends", len(cfg.Backends))
@@ -409,6 +436,7 @@ func (s *Server) restartOnly(cfg *Config) []string {
 	add(cfg.Server.AdminListen != b.Server.AdminListen, "server.admin_listen")
 	add(cfg.Server.ReadTimeout != b.Server.ReadTimeout, "server.read_timeout")
 	add(cfg.Server.IdleTimeout != b.Server.IdleTimeout, "server.idle_timeout")
+	add((cfg.Server.TLS == ServerTLS{}) != (b.Server.TLS == ServerTLS{}), "server.tls (turning TLS on or off)")
 	// A logger handed in through Options follows neither key of logging:.
 	add(s.level != nil && cfg.Logging.Format != b.Logging.Format, "logging.format")
 	return keys

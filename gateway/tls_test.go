@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +12,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -218,5 +221,125 @@ func TestUpstreamTLSConfigErrors(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestServeTLS: with server.tls the API is served over HTTPS, streams included (a
+// stream hands its TLS connection back and forth like a plain one); a reload serves
+// the certificate the files hold then, and a reload whose files do not load keeps the
+// running one.
+func TestServeTLS(t *testing.T) {
+	p1, p2 := newTestPKI(t), newTestPKI(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	install := func(p *testPKI) {
+		t.Helper()
+		for from, to := range map[string]string{p.serverCert: certFile, p.serverKey: keyFile} {
+			b, err := os.ReadFile(from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(to, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install(p1)
+	_, up := startMock(t, mockllm.Options{MaxTokens: 4})
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", tls: {cert_file: "`+certFile+`", key_file: "`+keyFile+`"}}
+backends:
+  up: {provider: openai, base_url: "http://`+up+`/v1", model: up-model}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(mustRead(t, p1.caFile))
+	roots.AppendCertsFromPEM(mustRead(t, p2.caFile))
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	base := "https://" + g.Addr() + "/v1"
+	c := openai.NewClient(option.WithBaseURL(base), option.WithHTTPClient(hc), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	ctx := context.Background()
+	for range 2 {
+		// A stream, then a request on the same kept-alive TLS connection.
+		stream := c.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")})
+		chunks := 0
+		for stream.Next() {
+			chunks++
+		}
+		if err := stream.Err(); err != nil || chunks < 2 {
+			t.Fatalf("stream over TLS: %d chunks, %v", chunks, err)
+		}
+		if _, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")}); err != nil {
+			t.Fatalf("chat over TLS: %v", err)
+		}
+	}
+	served := func() []byte {
+		t.Helper()
+		hc.CloseIdleConnections()
+		resp, err := hc.Get(base + "/models")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.TLS == nil || resp.StatusCode != 200 {
+			t.Fatalf("models: %d, TLS %v", resp.StatusCode, resp.TLS)
+		}
+		return resp.TLS.PeerCertificates[0].Raw
+	}
+	leaf := func(p *testPKI) []byte {
+		blk, _ := pem.Decode(mustRead(t, p.serverCert))
+		return blk.Bytes
+	}
+	if !bytes.Equal(served(), leaf(p1)) {
+		t.Fatal("not serving the configured certificate")
+	}
+	if resp, err := http.Get("http://" + g.Addr() + "/v1/models"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP answered 200 on the TLS listener")
+		}
+	}
+
+	install(p2)
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(served(), leaf(p2)) {
+		t.Fatal("a reload did not serve the renewed certificate")
+	}
+	// A key that does not match: the reload fails and the running certificate stays.
+	if err := os.WriteFile(keyFile, mustRead(t, p1.serverKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(); err == nil || !strings.Contains(err.Error(), "server.tls") {
+		t.Fatalf("reload with a mismatched key: %v", err)
+	}
+	if !bytes.Equal(served(), leaf(p2)) {
+		t.Fatal("a failed reload changed the certificate")
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestServeTLSConfigErrors: a server.tls that cannot load is refused with the config.
+func TestServeTLSConfigErrors(t *testing.T) {
+	p := newTestPKI(t)
+	for _, c := range []struct{ tls, want string }{
+		{`{cert_file: "` + p.serverCert + `"}`, "server.tls: cert_file and key_file go together"},
+		{`{cert_file: /nonexistent/cert.pem, key_file: "` + p.serverKey + `"}`, "server.tls: cannot be read: /nonexistent/cert.pem: no such file or directory"},
+		{`{cert_file: "` + p.serverCert + `", key_file: "` + p.clientKey + `"}`, "server.tls: private key does not match public key"},
+	} {
+		_, err := ParseConfig("tls.yaml", []byte("server: {tls: "+c.tls+"}\nbackends:\n  up: {provider: mock, model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"), env(nil))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("err = %v, want %q", err, c.want)
+		}
 	}
 }
