@@ -442,6 +442,52 @@ func (s *Server) restartOnly(cfg *Config) []string {
 	return keys
 }
 
+// watchCert adds the directories of server.tls's files to w when the API listener
+// serves TLS, and returns them.
+func (s *Server) watchCert(w *fsnotify.Watcher) map[string]bool {
+	if s.cert.Load() == nil {
+		return nil
+	}
+	dirs := map[string]bool{}
+	for _, f := range []string{s.boot.Server.TLS.CertFile, s.boot.Server.TLS.KeyFile} {
+		if abs, err := filepath.Abs(f); err == nil {
+			f = abs
+		}
+		d := filepath.Dir(f)
+		if dirs[d] {
+			continue
+		}
+		if err := w.Add(d); err != nil {
+			s.log.Warn("certificate file watching unavailable: a renewed certificate is served after the next reload", "error", err.Error())
+			continue
+		}
+		dirs[d] = true
+	}
+	return dirs
+}
+
+// refreshCert serves what the running config's certificate files hold now, if that
+// loads and differs; a pair that does not load (a renewal half written) leaves the
+// served one.
+func (s *Server) refreshCert() {
+	rt := s.rt.Load()
+	if rt == nil {
+		return
+	}
+	cert, err := rt.cfg.Server.TLS.load()
+	if err != nil || cert == nil {
+		if err != nil {
+			s.log.Warn("server.tls files changed but do not load; the served certificate stays", "error", err.Error())
+		}
+		return
+	}
+	if cur := s.cert.Load(); cur != nil && bytes.Equal(cur.Certificate[0], cert.Certificate[0]) {
+		return
+	}
+	s.cert.Store(cert)
+	s.log.Info("server certificate reloaded", "cert_file", rt.cfg.Server.TLS.CertFile)
+}
+
 // watch reloads when the config file changes. It watches directories, not the file:
 // editors and Kubernetes replace the file (rename, symlink swap) rather than write it.
 // When the path is a symlink into another directory (stow, Nix, /etc/alternatives, a
@@ -466,12 +512,13 @@ func (s *Server) watch(ctx context.Context) {
 	}
 	t := newConfigFiles(dir)
 	t.follow(w, path, s.log)
+	certDirs := s.watchCert(w)
 	// Writers emit several events per save; settle for a moment, then compare content
 	// so that a save without a change triggers nothing. Events on other files (a log
 	// written next to the config) are dropped at once: they would wake this loop for
 	// every line.
-	var timer *time.Timer
-	fire := make(chan struct{}, 1)
+	var timer, certTimer *time.Timer
+	fire, certFire := make(chan struct{}, 1), make(chan struct{}, 1)
 	// A change made before the watch began raised no event: compare once now.
 	fire <- struct{}{}
 	for {
@@ -481,6 +528,20 @@ func (s *Server) watch(ctx context.Context) {
 		case ev, ok := <-w.Events:
 			if !ok {
 				return
+			}
+			if certDirs[filepath.Dir(ev.Name)] {
+				// A renewed certificate (a save, or Kubernetes swapping a secret's
+				// ..data link): served from the next connection, without a reload.
+				if certTimer == nil {
+					certTimer = time.AfterFunc(100*time.Millisecond, func() {
+						select {
+						case certFire <- struct{}{}:
+						default:
+						}
+					})
+				} else {
+					certTimer.Reset(100 * time.Millisecond)
+				}
 			}
 			if !(filepath.Dir(ev.Name) == dir && configEvent(ev.Name, base)) && !t.is(ev.Name) {
 				continue
@@ -500,6 +561,8 @@ func (s *Server) watch(ctx context.Context) {
 				return
 			}
 			s.log.Warn("config watch error", "error", err.Error())
+		case <-certFire:
+			s.refreshCert()
 		case <-fire:
 			// Follow a repointed link before reading: a save of the new target made
 			// from here on raises an event, and one made before is in this read.

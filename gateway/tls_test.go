@@ -226,8 +226,8 @@ func TestUpstreamTLSConfigErrors(t *testing.T) {
 
 // TestServeTLS: with server.tls the API is served over HTTPS, streams included (a
 // stream hands its TLS connection back and forth like a plain one); a reload serves
-// the certificate the files hold then, and a reload whose files do not load keeps the
-// running one.
+// the certificate the files hold then, a reload whose files do not load keeps the
+// running one, and files renewed in place are served without any reload.
 func TestServeTLS(t *testing.T) {
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dir := t.TempDir()
@@ -317,6 +317,12 @@ endpoints:
 	}
 	if !bytes.Equal(served(), leaf(p2)) {
 		t.Fatal("a failed reload changed the certificate")
+	}
+	// Renewed files are served without a reload: the gateway watches their directory.
+	install(p1)
+	waitFor(t, func() bool { return bytes.Equal(served(), leaf(p1)) })
+	if !strings.Contains(g.logs.String(), "server certificate reloaded") {
+		t.Error("the renewal was not logged")
 	}
 }
 
