@@ -349,3 +349,61 @@ func TestServeTLSConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestServeTLSSecretVolume: a Kubernetes secret volume renews its files by pointing its
+// ..data link at a new directory (the files are links through it); the new certificate
+// is served without a reload.
+func TestServeTLSSecretVolume(t *testing.T) {
+	p1, p2 := newTestPKI(t), newTestPKI(t)
+	vol := t.TempDir()
+	version := func(name string, p *testPKI) {
+		t.Helper()
+		d := filepath.Join(vol, name)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "tls.crt"), mustRead(t, p.serverCert), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "tls.key"), mustRead(t, p.serverKey), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..v1", p1)
+	for _, l := range [][2]string{{"..v1", "..data"}, {"..data/tls.crt", "tls.crt"}, {"..data/tls.key", "tls.key"}} {
+		if err := os.Symlink(l[0], filepath.Join(vol, l[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", tls: {cert_file: "`+vol+`/tls.crt", key_file: "`+vol+`/tls.key"}}
+backends:
+  up: {provider: mock, model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+	served := func() []byte {
+		c, err := tls.Dial("tcp", g.Addr(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	leaf := func(p *testPKI) []byte {
+		blk, _ := pem.Decode(mustRead(t, p.serverCert))
+		return blk.Bytes
+	}
+	if !bytes.Equal(served(), leaf(p1)) {
+		t.Fatal("not serving the volume's certificate")
+	}
+	// The kubelet's update: a new version directory, a new link, renamed over ..data.
+	version("..v2", p2)
+	if err := os.Symlink("..v2", filepath.Join(vol, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(vol, "..data_tmp"), filepath.Join(vol, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return bytes.Equal(served(), leaf(p2)) })
+}
