@@ -192,6 +192,11 @@ func (s *Server) install(rt *runtime) {
 		s.level.Set(logLevel(rt.cfg.Logging.Level))
 	}
 	s.accessLog.Store(rt.cfg.Logging.AccessLog == nil || *rt.cfg.Logging.AccessLog)
+	for _, name := range rt.cfg.backendNames() {
+		if rt.cfg.Backends[name].TLS.InsecureSkipVerify {
+			s.log.Warn("tls.insecure_skip_verify accepts any certificate from this backend's targets: tests only", "backend", name)
+		}
+	}
 	for _, b := range rt.backendList {
 		b.Start(context.Background())
 	}

@@ -194,8 +194,12 @@ endpoints:
 	if v := up("private"); v != 1 {
 		t.Fatalf("tollgate_backend_up{backend=private} = %v: its health checks failed over TLS", v)
 	}
-	if logs := g.logs.String(); strings.Contains(logs, "PRIVATE KEY") {
+	logs := g.logs.String()
+	if strings.Contains(logs, "PRIVATE KEY") {
 		t.Fatal("the client key reached the logs")
+	}
+	if !strings.Contains(logs, "tls.insecure_skip_verify accepts any certificate from this backend's targets: tests only\",\"backend\":\"skip-verify\"") {
+		t.Errorf("no warning for the backend that skips verification:\n%s", logs)
 	}
 }
 
