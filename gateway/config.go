@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tollgate/tollgate/internal/pemfile"
 	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
@@ -73,13 +74,9 @@ func (t *ServerTLS) load() (*tls.Certificate, error) {
 	if t.CertFile == "" || t.KeyFile == "" {
 		return nil, errors.New("cert_file and key_file go together")
 	}
-	pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	pair, err := pemfile.KeyPair(t.CertFile, t.KeyFile)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return nil, errors.New("cannot be read: " + pe.Path + ": " + pe.Err.Error())
-		}
-		return nil, errors.New(strings.TrimPrefix(err.Error(), "tls: "))
+		return nil, err
 	}
 	return &pair, nil
 }

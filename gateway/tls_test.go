@@ -214,6 +214,7 @@ func TestUpstreamTLSConfigErrors(t *testing.T) {
 	for _, c := range []struct{ name, backend, want string }{
 		{"http target", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, tls: {ca_file: "` + p.caFile + `"}}`, "backends.up.tls: applies only to https targets"},
 		{"missing CA file", `{provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {ca_file: /nonexistent/ca.pem}}`, "backends.up.tls.ca_file: cannot be read: /nonexistent/ca.pem: no such file or directory"},
+		{"CA file a device", `{provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {ca_file: /dev/zero}}`, "backends.up.tls.ca_file: cannot be read: /dev/zero is not a regular file"},
 		{"CA file not PEM", `{provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {ca_file: "` + notPEM + `"}}`, "backends.up.tls.ca_file: holds no PEM certificate"},
 		{"cert without key", `{provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {cert_file: "` + p.clientCert + `"}}`, "backends.up.tls.cert_file: and tls.key_file go together"},
 		{"key of another cert", `{provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {cert_file: "` + p.clientCert + `", key_file: "` + p.serverKey + `"}}`, "backends.up.tls.cert_file: with tls.key_file: private key does not match public key"},

@@ -2,10 +2,10 @@ package providers
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"os"
 	"strings"
+
+	"github.com/tollgate/tollgate/internal/pemfile"
 )
 
 // TLSConfig is how a backend's https targets are verified, and the certificate it
@@ -40,7 +40,7 @@ func (c *Config) validateTLS() []error {
 		errs = append(errs, fieldErr("tls", "applies only to https targets"))
 	}
 	if t.CAFile != "" {
-		if _, err := loadCAs(t.CAFile); err != nil {
+		if _, err := pemfile.CertPool(t.CAFile); err != nil {
 			errs = append(errs, fieldErr("tls.ca_file", err.Error()))
 		}
 	}
@@ -48,8 +48,8 @@ func (c *Config) validateTLS() []error {
 	case (t.CertFile == "") != (t.KeyFile == ""):
 		errs = append(errs, fieldErr("tls.cert_file", "and tls.key_file go together"))
 	case t.CertFile != "":
-		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-			errs = append(errs, fieldErr("tls.cert_file", "with tls.key_file: "+pairProblem(err)))
+		if _, err := pemfile.KeyPair(t.CertFile, t.KeyFile); err != nil {
+			errs = append(errs, fieldErr("tls.cert_file", "with tls.key_file: "+err.Error()))
 		}
 	}
 	if strings.ContainsAny(t.ServerName, " \t\r\n/:") {
@@ -75,50 +75,18 @@ func (c *Config) clientTLS() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
-		pool, err := loadCAs(t.CAFile)
+		pool, err := pemfile.CertPool(t.CAFile)
 		if err != nil {
 			return nil, errors.New("tls.ca_file: " + err.Error())
 		}
 		cfg.RootCAs = pool
 	}
 	if t.CertFile != "" {
-		pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		pair, err := pemfile.KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, errors.New("tls.cert_file: " + pairProblem(err))
+			return nil, errors.New("tls.cert_file: " + err.Error())
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
 	return cfg, nil
-}
-
-// loadCAs reads a PEM bundle of CA certificates.
-func loadCAs(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, errors.New("cannot be read: " + fileProblem(err))
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, errors.New("holds no PEM certificate")
-	}
-	return pool, nil
-}
-
-// fileProblem says why a file could not be read, without Go's operation prefix.
-func fileProblem(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Path + ": " + pe.Err.Error()
-	}
-	return err.Error()
-}
-
-// pairProblem says why a certificate and key do not load. crypto/tls's messages
-// never quote the key itself.
-func pairProblem(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return "cannot be read: " + pe.Path + ": " + pe.Err.Error()
-	}
-	return strings.TrimPrefix(err.Error(), "tls: ")
 }

@@ -1,0 +1,81 @@
+// Package pemfile reads the PEM files a config names (CA bundles, certificates and their
+// keys) with errors an operator can act on, and never reads more than a PEM file holds.
+package pemfile
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// MaxSize bounds one file: a CA bundle of every public root is about 250 KB.
+const MaxSize = 4 << 20
+
+// Read returns the contents of the regular file at path, at most MaxSize bytes. A
+// device, FIFO or directory (ca_file: /dev/stdin) is refused instead of read forever.
+func Read(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, problem(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, problem(err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, errors.New(path + " is not a regular file")
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, problem(err)
+	}
+	if len(b) > MaxSize {
+		return nil, errors.New(path + " is larger than " + strconv.Itoa(MaxSize>>20) + " MiB")
+	}
+	return b, nil
+}
+
+// CertPool reads a PEM bundle of CA certificates.
+func CertPool(path string) (*x509.CertPool, error) {
+	b, err := Read(path)
+	if err != nil {
+		return nil, errors.New("cannot be read: " + err.Error())
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("holds no PEM certificate")
+	}
+	return pool, nil
+}
+
+// KeyPair reads a certificate (chain) and its private key. Its errors name the files
+// and never quote the key.
+func KeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	c, err := Read(certFile)
+	if err != nil {
+		return tls.Certificate{}, errors.New("cannot be read: " + err.Error())
+	}
+	k, err := Read(keyFile)
+	if err != nil {
+		return tls.Certificate{}, errors.New("cannot be read: " + err.Error())
+	}
+	pair, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		return tls.Certificate{}, errors.New(strings.TrimPrefix(err.Error(), "tls: "))
+	}
+	return pair, nil
+}
+
+// problem says what went wrong with a file without Go's operation prefix ("open").
+func problem(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return errors.New(pe.Path + ": " + pe.Err.Error())
+	}
+	return err
+}
