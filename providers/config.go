@@ -71,6 +71,10 @@ type Config struct {
 	// MetricsInterval is how often balance vllm_queue reads them: default 1s.
 	MetricsInterval time.Duration `yaml:"metrics_interval"`
 
+	// Proxy sends the backend's connections through an egress proxy: http://host:port
+	// (a CONNECT tunnel, for https and http targets alike) or socks5://host:port, with
+	// user:password@ for proxies that ask for it. Empty: direct.
+	Proxy string `yaml:"proxy"`
 	// TLS verifies https targets against a private CA, names their certificates must
 	// carry, and holds the gateway's client certificate for mutual TLS.
 	TLS TLSConfig `yaml:"tls"`
@@ -194,6 +198,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fieldErr("mock.max_tokens", "must not be negative"))
 	}
 	errs = append(errs, c.validateTLS()...)
+	errs = append(errs, c.validateProxy()...)
 	errs = append(errs, c.validateAzure()...)
 	errs = append(errs, c.validateAnthropic()...)
 	errs = append(errs, c.validatePool()...)

@@ -237,6 +237,10 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 	// its reads (Waiter) and tells a retry whether the connection had served.
 	d := &fasthttp.TCPDialer{Concurrency: 0}
 	connect := cfg.ConnectTimeout
+	viaProxy, err := proxyDial(cfg.Proxy, hc.IsTLS, connect)
+	if err != nil {
+		return nil, err
+	}
 	hc.DialTimeout = func(addr string, timeout time.Duration) (netConn, error) {
 		if dial := hc.Dial; dial != nil {
 			// A Dial set on the client after it was built (the in-process mock's
@@ -248,7 +252,9 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		}
 		var c netConn
 		var err error
-		if timeout > 0 {
+		if viaProxy != nil {
+			c, err = viaProxy(addr)
+		} else if timeout > 0 {
 			c, err = d.DialTimeout(addr, timeout)
 		} else {
 			c, err = d.Dial(addr)
