@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,5 +164,97 @@ func TestUpstreamProxyConfigErrors(t *testing.T) {
 		} else if strings.Contains(err.Error(), "pa55") || strings.Contains(err.Error(), "pa%zz55") {
 			t.Errorf("the error quotes the proxy's password: %v", err)
 		}
+	}
+}
+
+// startSocks5 is a SOCKS5 proxy without authentication that serves CONNECT, and counts
+// its tunnels.
+func startSocks5(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				b := make([]byte, 262)
+				// Greeting: version, methods; choose "no authentication".
+				if _, err := io.ReadFull(c, b[:2]); err != nil || b[0] != 5 {
+					return
+				}
+				if _, err := io.ReadFull(c, b[:b[1]]); err != nil {
+					return
+				}
+				c.Write([]byte{5, 0})
+				// Request: version, CONNECT, reserved, address type, address, port.
+				if _, err := io.ReadFull(c, b[:4]); err != nil || b[1] != 1 {
+					return
+				}
+				var host string
+				switch b[3] {
+				case 1:
+					io.ReadFull(c, b[:4])
+					host = net.IP(b[:4]).String()
+				case 3:
+					io.ReadFull(c, b[:1])
+					l := int(b[0])
+					io.ReadFull(c, b[:l])
+					host = string(b[:l])
+				default:
+					return
+				}
+				io.ReadFull(c, b[:2])
+				port := int(b[0])<<8 | int(b[1])
+				up, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+				if err != nil {
+					c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+					return
+				}
+				defer up.Close()
+				n.Add(1)
+				c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+				done := make(chan struct{})
+				go func() {
+					io.Copy(up, c)
+					up.(*net.TCPConn).CloseWrite()
+					close(done)
+				}()
+				io.Copy(c, up)
+				<-done
+			}()
+		}
+	}()
+	return ln.Addr().String(), &n
+}
+
+// TestUpstreamSocks5Proxy: a socks5:// proxy carries the backend's connections.
+func TestUpstreamSocks5Proxy(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 4})
+	socks, tunnels := startSocks5(t)
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "http://`+up+`/v1", model: up-model, proxy: "socks5://`+socks+`"}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+	c := g.client()
+	res, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")})
+	if err != nil || res.Usage.CompletionTokens == 0 {
+		t.Fatalf("through the SOCKS5 proxy: %v", err)
+	}
+	if tunnels.Load() == 0 {
+		t.Fatal("the backend went around its SOCKS5 proxy")
 	}
 }
