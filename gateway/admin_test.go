@@ -28,7 +28,13 @@ logging: {level: error}
 
 func startAdminGateway(t *testing.T) (*Server, string) {
 	t.Helper()
-	s := newTestServer(t, adminConfig(startStaticUpstream(t)))
+	return startAdminGatewayOn(t, adminConfig(startStaticUpstream(t)))
+}
+
+// startAdminGatewayOn serves yaml until the test ends; it returns the admin base URL.
+func startAdminGatewayOn(t *testing.T, yaml string) (*Server, string) {
+	t.Helper()
+	s := newTestServer(t, yaml)
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -151,15 +157,8 @@ func TestAdminAPI(t *testing.T) {
 // the slash written as it is or as %2F, for every operation.
 func TestAdminEndpointNamesWithSlashes(t *testing.T) {
 	const name = "meta-llama/Llama-3.1-8B-Instruct"
-	s := newTestServer(t, strings.NewReplacer("name: chat", "name: "+name, "{name: plain,", "{name: org/plain,").Replace(adminConfig(startStaticUpstream(t))))
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	base := "http://" + s.AdminAddr() + "/admin/endpoints/"
+	_, admin := startAdminGatewayOn(t, strings.NewReplacer("name: chat", "name: "+name, "{name: plain,", "{name: org/plain,").Replace(adminConfig(startStaticUpstream(t))))
+	base := admin + "/admin/endpoints/"
 	for _, path := range []string{name, "meta-llama%2FLlama-3.1-8B-Instruct"} {
 		t.Run(path, func(t *testing.T) {
 			status, body := adminCall(t, "GET", base+path, "tok", "")

@@ -29,13 +29,21 @@ type connectProxy struct {
 
 func startConnectProxy(t *testing.T, user, password string) *connectProxy {
 	t.Helper()
+	p := &connectProxy{}
+	if user != "" {
+		p.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+	}
+	p.addr = serveTCP(t, p.serve)
+	return p
+}
+
+// serveTCP accepts loopback connections and hands each to serve on a goroutine of its
+// own until the test ends; it returns the address.
+func serveTCP(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
-	}
-	p := &connectProxy{addr: ln.Addr().String()}
-	if user != "" {
-		p.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
 	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
@@ -48,15 +56,27 @@ func startConnectProxy(t *testing.T, user, password string) *connectProxy {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				p.serve(c)
+				defer c.Close()
+				serve(c)
 			}()
 		}
 	}()
-	return p
+	return ln.Addr().String()
+}
+
+// splice copies between the client (read through r) and up until both are done.
+func splice(c net.Conn, r io.Reader, up net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		io.Copy(up, r)
+		up.(*net.TCPConn).CloseWrite()
+		close(done)
+	}()
+	io.Copy(c, up)
+	<-done
 }
 
 func (p *connectProxy) serve(c net.Conn) {
-	defer c.Close()
 	br := bufio.NewReader(c)
 	req, err := http.ReadRequest(br)
 	if err != nil {
@@ -81,14 +101,7 @@ func (p *connectProxy) serve(c net.Conn) {
 	p.targets = append(p.targets, req.Host)
 	p.mu.Unlock()
 	io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-	done := make(chan struct{})
-	go func() {
-		io.Copy(up, br)
-		up.(*net.TCPConn).CloseWrite()
-		close(done)
-	}()
-	io.Copy(c, up)
-	<-done
+	splice(c, br, up)
 }
 
 // TestUpstreamProxy: a backend with proxy reaches its targets through the egress
@@ -171,71 +184,46 @@ func TestUpstreamProxyConfigErrors(t *testing.T) {
 // its tunnels.
 func startSocks5(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var n atomic.Int64
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				b := make([]byte, 262)
-				// Greeting: version, methods; choose "no authentication".
-				if _, err := io.ReadFull(c, b[:2]); err != nil || b[0] != 5 {
-					return
-				}
-				if _, err := io.ReadFull(c, b[:b[1]]); err != nil {
-					return
-				}
-				c.Write([]byte{5, 0})
-				// Request: version, CONNECT, reserved, address type, address, port.
-				if _, err := io.ReadFull(c, b[:4]); err != nil || b[1] != 1 {
-					return
-				}
-				var host string
-				switch b[3] {
-				case 1:
-					io.ReadFull(c, b[:4])
-					host = net.IP(b[:4]).String()
-				case 3:
-					io.ReadFull(c, b[:1])
-					l := int(b[0])
-					io.ReadFull(c, b[:l])
-					host = string(b[:l])
-				default:
-					return
-				}
-				io.ReadFull(c, b[:2])
-				port := int(b[0])<<8 | int(b[1])
-				up, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-				if err != nil {
-					c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
-					return
-				}
-				defer up.Close()
-				n.Add(1)
-				c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
-				done := make(chan struct{})
-				go func() {
-					io.Copy(up, c)
-					up.(*net.TCPConn).CloseWrite()
-					close(done)
-				}()
-				io.Copy(c, up)
-				<-done
-			}()
+	addr := serveTCP(t, func(c net.Conn) {
+		b := make([]byte, 262)
+		// Greeting: version, methods; choose "no authentication".
+		if _, err := io.ReadFull(c, b[:2]); err != nil || b[0] != 5 {
+			return
 		}
-	}()
-	return ln.Addr().String(), &n
+		if _, err := io.ReadFull(c, b[:b[1]]); err != nil {
+			return
+		}
+		c.Write([]byte{5, 0})
+		// Request: version, CONNECT, reserved, address type, address, port.
+		if _, err := io.ReadFull(c, b[:4]); err != nil || b[1] != 1 {
+			return
+		}
+		var host string
+		switch b[3] {
+		case 1:
+			io.ReadFull(c, b[:4])
+			host = net.IP(b[:4]).String()
+		case 3:
+			io.ReadFull(c, b[:1])
+			l := int(b[0])
+			io.ReadFull(c, b[:l])
+			host = string(b[:l])
+		default:
+			return
+		}
+		io.ReadFull(c, b[:2])
+		up, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(int(b[0])<<8|int(b[1]))))
+		if err != nil {
+			c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+			return
+		}
+		defer up.Close()
+		n.Add(1)
+		c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+		splice(c, c, up)
+	})
+	return addr, &n
 }
 
 // TestUpstreamSocks5Proxy: a socks5:// proxy carries the backend's connections.

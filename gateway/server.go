@@ -447,6 +447,21 @@ func (s *Server) restartOnly(cfg *Config) []string {
 	return keys
 }
 
+// settle signals fire 100 ms after the last of a burst of events: *timer is (re)armed
+// by each one.
+func settle(timer **time.Timer, fire chan struct{}) {
+	if *timer != nil {
+		(*timer).Reset(100 * time.Millisecond)
+		return
+	}
+	*timer = time.AfterFunc(100*time.Millisecond, func() {
+		select {
+		case fire <- struct{}{}:
+		default:
+		}
+	})
+}
+
 // watchCert adds the directories of server.tls's files to w when the API listener
 // serves TLS, and returns them.
 func (s *Server) watchCert(w *fsnotify.Watcher) map[string]bool {
@@ -537,30 +552,12 @@ func (s *Server) watch(ctx context.Context) {
 			if certDirs[filepath.Dir(ev.Name)] {
 				// A renewed certificate (a save, or Kubernetes swapping a secret's
 				// ..data link): served from the next connection, without a reload.
-				if certTimer == nil {
-					certTimer = time.AfterFunc(100*time.Millisecond, func() {
-						select {
-						case certFire <- struct{}{}:
-						default:
-						}
-					})
-				} else {
-					certTimer.Reset(100 * time.Millisecond)
-				}
+				settle(&certTimer, certFire)
 			}
 			if !(filepath.Dir(ev.Name) == dir && configEvent(ev.Name, base)) && !t.is(ev.Name) {
 				continue
 			}
-			if timer == nil {
-				timer = time.AfterFunc(100*time.Millisecond, func() {
-					select {
-					case fire <- struct{}{}:
-					default:
-					}
-				})
-			} else {
-				timer.Reset(100 * time.Millisecond)
-			}
+			settle(&timer, fire)
 		case err, ok := <-w.Errors:
 			if !ok {
 				return
