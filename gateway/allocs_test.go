@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"net"
 	"strings"
 	"testing"
 )
@@ -68,5 +69,16 @@ func TestAccessLogAllocs(t *testing.T) {
 	const budget = 0
 	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per logged request, budget %d", n, budget)
+	}
+}
+
+// TestClientIPAllocs: the client address behind trusted proxies costs no allocation.
+func TestClientIPAllocs(t *testing.T) {
+	trusted, _ := parseTrustedProxies([]string{"10.0.0.0/8"})
+	peer := net.ParseIP("10.1.2.3")
+	xff := []byte("198.51.100.1, 2001:db8::7, 10.0.0.4")
+	var buf [16]byte
+	if n := testing.AllocsPerRun(100, func() { clientIP(peer, xff, trusted, &buf) }); n != 0 {
+		t.Fatalf("%.1f allocations per request", n)
 	}
 }

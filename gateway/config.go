@@ -56,6 +56,10 @@ type ServerConfig struct {
 	AdminToken string `yaml:"admin_token"`
 	// TLS, when set, serves the API listener over HTTPS.
 	TLS ServerTLS `yaml:"tls"`
+	// TrustedProxies are the load balancers in front of the gateway (CIDRs or
+	// addresses): from their connections, per: ip limits count the client address
+	// X-Forwarded-For names.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // ServerTLS is the API listener's certificate and key, in PEM (a chain: the leaf
@@ -617,6 +621,9 @@ func (c *Config) problems() []string {
 	}
 	if _, err := c.Server.TLS.load(); err != nil {
 		add("server.tls", err.Error())
+	}
+	if _, bad := parseTrustedProxies(c.Server.TrustedProxies); bad != "" {
+		add("server.trusted_proxies", strconv.Quote(bad)+" is not an address or a CIDR range")
 	}
 	switch c.Auth.Mode {
 	case "none", "keys":

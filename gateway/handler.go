@@ -46,7 +46,9 @@ var (
 // request is the per-request state of the pipeline, pooled and reset on release. For a
 // stream it lives on after the handler returns, as the response body reader.
 type request struct {
-	s     *Server
+	s *Server
+	// ipBuf holds the client address limits count when it came from X-Forwarded-For.
+	ipBuf [16]byte
 	rt    *runtime
 	start time.Time
 	// answered is when the answer was complete; zero until then (answeredAt).
@@ -547,7 +549,11 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		return nil
 	}
 	_, ls := r.rt.tr.Start(r.tctx, tracing.SpecLimit)
-	r.subj = limiter.Subject{Endpoint: s2b(ep.name), IP: ctx.RemoteIP()}
+	var xff []byte
+	if len(r.rt.trusted) > 0 {
+		xff = ctx.Request.Header.PeekBytes(hdrForwardedFor)
+	}
+	r.subj = limiter.Subject{Endpoint: s2b(ep.name), IP: clientIP(ctx.RemoteIP(), xff, r.rt.trusted, &r.ipBuf)}
 	if r.key != nil {
 		r.subj.APIKey = s2b(r.key.name)
 	}

@@ -26,7 +26,9 @@ import (
 // reload builds a new one and swaps it in; the old one is retired when the last request
 // that started on it ends.
 type runtime struct {
-	cfg       *Config
+	cfg *Config
+	// trusted are server.trusted_proxies, parsed.
+	trusted   trustedProxies
 	endpoints map[string]*endpoint
 	backends  map[string]*providers.Backend
 	// backendList is indexed like the names router plans refer to.
@@ -124,6 +126,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		maxBody:       int(cfg.Server.MaxBodyBytes),
 		log:           log,
 	}
+	rt.trusted, _ = parseTrustedProxies(cfg.Server.TrustedProxies)
 	names := cfg.backendNames()
 	backendIdx := map[string]int{}
 	for i, name := range names {

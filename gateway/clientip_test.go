@@ -1,0 +1,105 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+func TestClientIP(t *testing.T) {
+	trusted, bad := parseTrustedProxies([]string{"10.0.0.0/8", "192.168.1.5", "fd00::/8"})
+	if bad != "" {
+		t.Fatal(bad)
+	}
+	cases := []struct {
+		name, peer, xff string
+		trusted         trustedProxies
+		want            string
+	}{
+		{"no trusted proxies: the peer", "10.1.2.3", "203.0.113.5", nil, "10.1.2.3"},
+		{"an untrusted peer's header is ignored", "198.51.100.7", "203.0.113.5", trusted, "198.51.100.7"},
+		{"a trusted peer: the client it names", "10.1.2.3", "203.0.113.5", trusted, "203.0.113.5"},
+		{"the rightmost untrusted hop", "10.1.2.3", "1.1.1.1, 203.0.113.5, 10.9.9.9", trusted, "203.0.113.5"},
+		{"a spoofed left part does not count", "10.1.2.3", "6.6.6.6, 198.51.100.20", trusted, "198.51.100.20"},
+		{"all hops trusted: the leftmost", "10.1.2.3", "192.168.1.5, 10.0.0.1", trusted, "192.168.1.5"},
+		{"garbage ends the walk at the last trusted hop", "10.1.2.3", "203.0.113.5, unknown, 10.0.0.9", trusted, "10.0.0.9"},
+		{"garbage next to the proxy: the proxy", "10.1.2.3", "203.0.113.5:4711", trusted, "10.1.2.3"},
+		{"no header: the proxy", "10.1.2.3", "", trusted, "10.1.2.3"},
+		{"IPv6 client", "fd00::1", "2001:db8::7", trusted, "2001:db8::7"},
+		{"v4-mapped peer is trusted as IPv4", "::ffff:10.1.2.3", "203.0.113.5", trusted, "203.0.113.5"},
+		{"v4-mapped hop in the header", "10.1.2.3", "::ffff:203.0.113.5", trusted, "203.0.113.5"},
+		{"spaces and empty elements", "10.1.2.3", " 203.0.113.5 ,", trusted, "10.1.2.3"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var buf [16]byte
+			got := net.IP(clientIP(net.ParseIP(c.peer), []byte(c.xff), c.trusted, &buf))
+			want := net.ParseIP(c.want)
+			if !got.Equal(want) {
+				t.Fatalf("clientIP = %v, want %v", got, want)
+			}
+			if want.To4() != nil && len(got) != 4 {
+				t.Fatalf("IPv4 %v in %d bytes, want 4", got, len(got))
+			}
+		})
+	}
+	if _, bad := parseTrustedProxies([]string{"10.0.0.0/8", "not-an-ip"}); bad != "not-an-ip" {
+		t.Errorf("bad entry reported as %q", bad)
+	}
+}
+
+func BenchmarkClientIP(b *testing.B) {
+	trusted, _ := parseTrustedProxies([]string{"10.0.0.0/8", "172.16.0.0/12"})
+	peer := net.ParseIP("10.1.2.3")
+	xff := []byte("198.51.100.1, 10.0.0.4")
+	var buf [16]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		clientIP(peer, xff, trusted, &buf)
+	}
+}
+
+// TestPerIPLimitBehindProxy: behind a trusted load balancer, per: ip limits count the
+// client X-Forwarded-For names, each client in its own bucket; without trusted_proxies
+// (or from a peer not in them) the header is ignored, so it cannot be used to escape a
+// limit.
+func TestPerIPLimitBehindProxy(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	limits := `
+  - name: limited
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: ip, requests: 2, window: minute}]
+`
+	behind := startGateway(t, strings.Replace(mockConfig(up, "", limits), "max_body_bytes: 64KiB,", `max_body_bytes: 64KiB, trusted_proxies: ["127.0.0.0/8"],`, 1))
+	direct := startGateway(t, mockConfig(up, "", limits))
+	post := func(g *gw, xff string) int {
+		t.Helper()
+		resp, _ := postRaw(t, http.DefaultClient, g.url+"/v1/chat/completions",
+			`{"model":"limited","messages":[{"role":"user","content":"hi"}]}`, map[string]string{"X-Forwarded-For": xff})
+		return resp.StatusCode
+	}
+	for i, want := range []int{200, 200, 429} {
+		if got := post(behind, "203.0.113.5"); got != want {
+			t.Fatalf("behind a proxy, client A request %d: %d, want %d", i+1, got, want)
+		}
+	}
+	if got := post(behind, "203.0.113.6"); got != 200 {
+		t.Fatalf("behind a proxy, client B: %d, want 200 (a bucket of its own)", got)
+	}
+	if got := post(behind, "6.6.6.6, 203.0.113.5"); got != 429 {
+		t.Fatalf("client A with a spoofed address on the left: %d, want 429", got)
+	}
+	for i, xff := range []string{"203.0.113.5", "203.0.113.6", "203.0.113.7"} {
+		want := 200
+		if i == 2 {
+			want = 429
+		}
+		if got := post(direct, xff); got != want {
+			t.Fatalf("without trusted_proxies, request %d naming %s: %d, want %d (one bucket: the peer's)", i+1, xff, got, want)
+		}
+	}
+}
