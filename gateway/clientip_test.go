@@ -63,9 +63,9 @@ func BenchmarkClientIP(b *testing.B) {
 }
 
 // TestPerIPLimitBehindProxy: behind a trusted load balancer, per: ip limits count the
-// client X-Forwarded-For names, each client in its own bucket; without trusted_proxies
-// (or from a peer not in them) the header is ignored, so it cannot be used to escape a
-// limit.
+// client X-Forwarded-For names, each client in its own bucket, and the access log's
+// client_ip is that client; without trusted_proxies (or from a peer not in them) the
+// header is ignored, so it cannot be used to escape a limit.
 func TestPerIPLimitBehindProxy(t *testing.T) {
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	limits := `
@@ -101,5 +101,12 @@ func TestPerIPLimitBehindProxy(t *testing.T) {
 		if got := post(direct, xff); got != want {
 			t.Fatalf("without trusted_proxies, request %d naming %s: %d, want %d (one bucket: the peer's)", i+1, xff, got, want)
 		}
+	}
+	// The access log shows the same address the limits counted.
+	if logs := behind.logs.String(); !strings.Contains(logs, `"client_ip":"203.0.113.6"`) || strings.Contains(logs, `"client_ip":"6.6.6.6"`) {
+		t.Errorf("access log behind the proxy:\n%s", logs)
+	}
+	if logs := direct.logs.String(); !strings.Contains(logs, `"client_ip":"127.0.0.1"`) || strings.Contains(logs, `"client_ip":"203.0.113`) {
+		t.Errorf("access log without trusted proxies:\n%s", logs)
 	}
 }

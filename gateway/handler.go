@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -47,10 +48,13 @@ var (
 // stream it lives on after the handler returns, as the response body reader.
 type request struct {
 	s *Server
-	// ipBuf holds the client address limits count when it came from X-Forwarded-For.
-	ipBuf [16]byte
-	rt    *runtime
-	start time.Time
+	// client is the address per: ip limits count and the access log shows (the peer,
+	// or behind trusted proxies the client X-Forwarded-For names); it views ipBuf.
+	client []byte
+	ipBuf  [16]byte
+	ipText [48]byte
+	rt     *runtime
+	start  time.Time
 	// answered is when the answer was complete; zero until then (answeredAt).
 	answered time.Time
 	ep       *endpoint
@@ -182,6 +186,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		r.finish(ctx, 503)
 		return
 	}
+	r.setClient(ctx)
 	spec := kind
 	if invocation != nil {
 		spec = invocationKind
@@ -549,11 +554,7 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		return nil
 	}
 	_, ls := r.rt.tr.Start(r.tctx, tracing.SpecLimit)
-	var xff []byte
-	if len(r.rt.trusted) > 0 {
-		xff = ctx.Request.Header.PeekBytes(hdrForwardedFor)
-	}
-	r.subj = limiter.Subject{Endpoint: s2b(ep.name), IP: clientIP(ctx.RemoteIP(), xff, r.rt.trusted, &r.ipBuf)}
+	r.subj = limiter.Subject{Endpoint: s2b(ep.name), IP: r.client}
 	if r.key != nil {
 		r.subj.APIKey = s2b(r.key.name)
 	}
@@ -711,6 +712,26 @@ func (r *request) setHeaders(ctx *fasthttp.RequestCtx) {
 // setRequestID keeps a sane client-sent x-request-id or makes a random one.
 func (r *request) setRequestID(ctx *fasthttp.RequestCtx) {
 	r.reqID = appendRequestID(r.reqID[:0], &ctx.Request.Header)
+}
+
+// setClient notes the client's address: the peer, or behind the runtime's trusted
+// proxies the one X-Forwarded-For names.
+func (r *request) setClient(ctx *fasthttp.RequestCtx) {
+	var xff []byte
+	if len(r.rt.trusted) > 0 {
+		xff = ctx.Request.Header.PeekBytes(hdrForwardedFor)
+	}
+	ip := clientIP(ctx.RemoteIP(), xff, r.rt.trusted, &r.ipBuf)
+	r.client = r.ipBuf[:copy(r.ipBuf[:], ip)]
+}
+
+// clientText is the client's address as text for the access log; it views r.ipText.
+func (r *request) clientText() string {
+	a, ok := netip.AddrFromSlice(r.client)
+	if !ok {
+		return ""
+	}
+	return b2s(a.AppendTo(r.ipText[:0]))
 }
 
 // appendRequestID appends a sane client-sent x-request-id, or a random one, to dst.
@@ -982,6 +1003,7 @@ func (r *request) record(status int) {
 	if r.key != nil {
 		e.key = r.key.name
 	}
+	e.clientIP = r.clientText()
 	// The line is formatted before logAccess returns, so the entry can view the
 	// request's own buffers instead of copying them.
 	logAccess(s.log, &e)

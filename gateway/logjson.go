@@ -15,6 +15,7 @@ import (
 // accessEntry is one access log line.
 type accessEntry struct {
 	requestID, traceID, endpoint, backend, variant, key, errKind string
+	clientIP                                                     string
 	status, attempts                                             int
 	inputTokens, outputTokens                                    int64
 	cost, ttftMS, latencyMS                                      float64
@@ -43,6 +44,7 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.Float64("ttft_ms", e.ttftMS),
 		slog.Float64("latency_ms", e.latencyMS),
 		slog.String("key", e.key),
+		slog.String("client_ip", e.clientIP),
 		slog.Int("attempts", e.attempts),
 		slog.String("error", e.errKind),
 	)
@@ -118,6 +120,8 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 	b = appendJSONFloat(b, e.latencyMS)
 	b = append(b, `,"key":`...)
 	b = jsonscan.AppendQuoteNoHTML(b, e.key)
+	b = append(b, `,"client_ip":`...)
+	b = jsonscan.AppendQuoteNoHTML(b, e.clientIP)
 	b = append(b, `,"attempts":`...)
 	b = strconv.AppendInt(b, int64(e.attempts), 10)
 	b = append(b, `,"error":`...)
