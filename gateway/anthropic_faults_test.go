@@ -336,35 +336,6 @@ type afWant struct {
 	typ, code, param string // "" wants null for code and param
 }
 
-// afErrorBody parses OpenAI's error body, {"error":{"message","type","param","code"}},
-// every member present; a null code or param reads "", a number as its digits.
-func afErrorBody(b []byte) (typ, code, param, msg string, err error) {
-	var e struct {
-		Error *struct {
-			Message *string         `json:"message"`
-			Type    *string         `json:"type"`
-			Param   json.RawMessage `json:"param"`
-			Code    json.RawMessage `json:"code"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(b, &e); err != nil {
-		return "", "", "", "", fmt.Errorf("error body is not JSON: %v: %.300q", err, b)
-	}
-	if e.Error == nil || e.Error.Message == nil || e.Error.Type == nil || e.Error.Param == nil || e.Error.Code == nil {
-		return "", "", "", "", fmt.Errorf("error body is not OpenAI's shape: %.300q", b)
-	}
-	str := func(raw json.RawMessage) string {
-		if string(raw) == "null" {
-			return ""
-		}
-		if s, err := strconv.Unquote(string(raw)); err == nil {
-			return s
-		}
-		return string(raw)
-	}
-	return *e.Error.Type, str(e.Error.Code), str(e.Error.Param), *e.Error.Message, nil
-}
-
 // afCheckError checks an error answer read with net/http: status, JSON content type,
 // OpenAI's body with the type, code and param wanted, and the x-request-id sent.
 func afCheckError(t *testing.T, resp *http.Response, body []byte, want afWant, reqID string) {
@@ -378,7 +349,7 @@ func afCheckError(t *testing.T, resp *http.Response, body []byte, want afWant, r
 	if got := resp.Header.Get("X-Request-Id"); got != reqID {
 		t.Errorf("x-request-id %q, want %q", got, reqID)
 	}
-	typ, code, param, msg, err := afErrorBody(body)
+	typ, code, param, msg, err := openAIErrorBody(body)
 	if err != nil {
 		t.Error(err)
 		return
@@ -457,7 +428,7 @@ func afStreamErrorCode(t *testing.T, err error) string {
 	if !errors.As(err, &se) {
 		t.Fatalf("stream error %v, want the gateway's error event", err)
 	}
-	_, code, _, _, perr := afErrorBody(se.Event.Data)
+	_, code, _, _, perr := openAIErrorBody(se.Event.Data)
 	if perr != nil {
 		t.Fatal(perr)
 	}
@@ -1057,7 +1028,7 @@ func TestAnthropicFaultsScriptedStreams(t *testing.T) {
 		if resp.StatusCode != 502 {
 			t.Fatalf("status %d: %s", resp.StatusCode, b)
 		}
-		_, code, _, _, err := afErrorBody(b)
+		_, code, _, _, err := openAIErrorBody(b)
 		// The upstream was reached and answered: its answer is bad, not missing.
 		if err != nil || code != "upstream_bad_response" {
 			t.Fatalf("a 200 stream without a single event: code %q (%v): %s", code, err, b)

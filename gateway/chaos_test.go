@@ -258,10 +258,10 @@ func chaosDocumentedError(status int, typ, code, message, retryAfter string) str
 	return ""
 }
 
-// chaosErrorBody parses an OpenAI-style error body,
-// {"error":{"message","type","param","code"}}; code may be a string, a number (vLLM's)
-// or null.
-func chaosErrorBody(body []byte) (typ, code, message string, err error) {
+// openAIErrorBody parses OpenAI's error body, {"error":{"message","type","param","code"}},
+// every member present; a null code or param reads "", a number (vLLM's code) as its
+// digits.
+func openAIErrorBody(b []byte) (typ, code, param, msg string, err error) {
 	var e struct {
 		Error *struct {
 			Message *string         `json:"message"`
@@ -270,17 +270,22 @@ func chaosErrorBody(body []byte) (typ, code, message string, err error) {
 			Code    json.RawMessage `json:"code"`
 		} `json:"error"`
 	}
-	if err := json.Unmarshal(body, &e); err != nil {
-		return "", "", "", fmt.Errorf("error body is not JSON: %v: %.200q", err, body)
+	if err := json.Unmarshal(b, &e); err != nil {
+		return "", "", "", "", fmt.Errorf("error body is not JSON: %v: %.300q", err, b)
 	}
 	if e.Error == nil || e.Error.Message == nil || e.Error.Type == nil || e.Error.Param == nil || e.Error.Code == nil {
-		return "", "", "", fmt.Errorf("error body is not OpenAI's shape: %.200q", body)
+		return "", "", "", "", fmt.Errorf("error body is not OpenAI's shape: %.300q", b)
 	}
-	code = string(e.Error.Code)
-	if s, err := strconv.Unquote(code); err == nil {
-		code = s
+	str := func(raw json.RawMessage) string {
+		if string(raw) == "null" {
+			return ""
+		}
+		if s, err := strconv.Unquote(string(raw)); err == nil {
+			return s
+		}
+		return string(raw)
 	}
-	return *e.Error.Type, code, *e.Error.Message, nil
+	return *e.Error.Type, str(e.Error.Code), str(e.Error.Param), *e.Error.Message, nil
 }
 
 // chaosCheckError checks a non-200 answer read with net/http.
@@ -288,7 +293,7 @@ func chaosCheckError(resp *http.Response, body []byte) string {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		return fmt.Sprintf("error %d with content type %q: %.200q", resp.StatusCode, ct, body)
 	}
-	typ, code, msg, err := chaosErrorBody(body)
+	typ, code, _, msg, err := openAIErrorBody(body)
 	if err != nil {
 		return fmt.Sprintf("status %d: %v", resp.StatusCode, err)
 	}
@@ -341,7 +346,7 @@ func chaosCheckStream(body []byte, includeUsage bool) (string, string) {
 			if !last {
 				return "", fmt.Sprintf("error event %d is not the last of %d", i, len(events))
 			}
-			typ, code, msg, err := chaosErrorBody([]byte(data))
+			typ, code, _, msg, err := openAIErrorBody([]byte(data))
 			if err != nil {
 				return "", err.Error()
 			}
@@ -501,11 +506,11 @@ func TestChaosLosesNothing(t *testing.T) {
 			return resp, err
 		}))
 
-	// post sends one raw API call and reads its whole answer.
-	post := func(ctx context.Context, path, body string, hdr map[string]string) (*http.Response, []byte, error) {
+	// send sends one raw API call and returns its answer unread.
+	send := func(ctx context.Context, path, body string, hdr map[string]string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, "POST", g.url+path, strings.NewReader(body))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer sk-chaos")
@@ -513,7 +518,11 @@ func TestChaosLosesNothing(t *testing.T) {
 			req.Header.Set(k, v)
 		}
 		rep.sent.Add(1)
-		resp, err := httpc.Do(req)
+		return httpc.Do(req)
+	}
+	// post sends one raw API call and reads its whole answer.
+	post := func(ctx context.Context, path, body string, hdr map[string]string) (*http.Response, []byte, error) {
+		resp, err := send(ctx, path, body, hdr)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -661,14 +670,7 @@ func TestChaosLosesNothing(t *testing.T) {
 			hdr = map[string]string{"x-mock-delay": "400ms"}
 			time.AfterFunc(100*time.Millisecond, cancel)
 		}
-		req, _ := http.NewRequestWithContext(ctx, "POST", g.url+"/v1/chat/completions", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer sk-chaos")
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		rep.sent.Add(1)
-		resp, err := httpc.Do(req)
+		resp, err := send(ctx, "/v1/chat/completions", body, hdr)
 		if err != nil {
 			if !stream && errors.Is(err, context.Canceled) {
 				rep.count("hang-up")
@@ -770,7 +772,7 @@ func TestChaosLosesNothing(t *testing.T) {
 			}
 			rep.count("stream done")
 		case errors.As(err, &se):
-			if _, code, _, perr := chaosErrorBody(se.Event.Data); perr != nil || code != "upstream_stream_cut" {
+			if _, code, _, _, perr := openAIErrorBody(se.Event.Data); perr != nil || code != "upstream_stream_cut" {
 				rep.bad("SDK stream: error event %q (%v)", se.Event.Data, perr)
 			}
 			rep.count("stream cut")

@@ -323,11 +323,30 @@ endpoints:
 	if !bytes.Equal(served(), leaf(p2)) {
 		t.Fatal("a failed reload changed the certificate")
 	}
+	// The watch saw the mismatched pair too: it warns and keeps serving the old one.
+	waitFor(t, func() bool { return strings.Contains(g.logs.String(), "server.tls files changed but do not load") })
+	if !bytes.Equal(served(), leaf(p2)) {
+		t.Fatal("the watch served a pair that does not load")
+	}
 	// Renewed files are served without a reload: the gateway watches their directory.
 	install(p1)
 	waitFor(t, func() bool { return bytes.Equal(served(), leaf(p1)) })
 	if !strings.Contains(g.logs.String(), "server certificate reloaded") {
 		t.Error("the renewal was not logged")
+	}
+	// Turning TLS off takes a restart: the reload says so and TLS goes on.
+	cfg := strings.Replace(string(mustRead(t, g.path)), `, tls: {cert_file: "`+certFile+`", key_file: "`+keyFile+`"}`, "", 1)
+	if err := os.WriteFile(g.path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(g.logs.String(), "server.tls (turning TLS on or off)") {
+		t.Error("the reload that turns TLS off did not warn that it takes a restart")
+	}
+	if !bytes.Equal(served(), leaf(p1)) {
+		t.Fatal("TLS stopped before a restart")
 	}
 }
 

@@ -103,7 +103,16 @@ func (b *Backend) Targets() []*Target { return b.targets }
 // in service it returns ErrNoHealthyTarget, with every one full ErrOverloaded.
 func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if b.pp != nil {
-		return b.sendPrepared(b.pp, call, out, res)
+		// The translation, or its refusal, comes before a target is leased.
+		buf := bodyPool.Get().(*[]byte)
+		defer bodyPool.Put(buf)
+		body, err := b.pp.prepare((*buf)[:0], call, out)
+		*buf = body
+		if err != nil {
+			return err
+		}
+		call.prepared = body
+		defer func() { call.prepared = nil }()
 	}
 	l, err := b.acquire(call)
 	if err != nil {
@@ -112,28 +121,6 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	t := b.targets[l.i]
 	res.Target = t.URL
 	return b.settle(l, b.p.Send(t, call, out, res), res)
-}
-
-// sendPrepared is Send for a provider that translates the call first: the translation,
-// or its refusal, comes before a target is leased.
-func (b *Backend) sendPrepared(pp preparer, call *Call, out *fasthttp.Response, res *Result) error {
-	buf := bodyPool.Get().(*[]byte)
-	defer bodyPool.Put(buf)
-	body, err := pp.prepare((*buf)[:0], call, out)
-	*buf = body
-	if err != nil {
-		return err
-	}
-	l, err := b.acquire(call)
-	if err != nil {
-		return err
-	}
-	t := b.targets[l.i]
-	res.Target = t.URL
-	call.prepared = body
-	err = b.p.Send(t, call, out, res)
-	call.prepared = nil
-	return b.settle(l, err, res)
 }
 
 // Close stops the backend's background work and releases its idle connections and
