@@ -96,7 +96,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&weights); err != nil || len(weights) == 0 {
-			writeError(&ctx.Response, &apiError{400, "invalid_request_error", "invalid_weights", "", `The body must be a JSON object of backend name to weight, e.g. {"stable": 90, "canary": 10}.`})
+			writeError(&ctx.Response, &apiError{400, "invalid_request_error", "invalid_weights", "", `The body must be a JSON object of route (its backend or variant name) to weight, e.g. {"stable": 90, "canary": 10}.`})
 			return
 		}
 		snap, err := s.router.SetWeights(opCtx, name, weights)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -26,5 +27,40 @@ func TestExampleConfigs(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// The whole config README.md shows under "Configuration" validates, once its file
+// paths point at real PEM files and its sha256 placeholder is a digest.
+func TestReadmeConfig(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "\n## Configuration\n")
+	if !ok {
+		t.Fatal(`README.md has no "## Configuration" section`)
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	if !ok {
+		t.Fatal("no yaml block under Configuration")
+	}
+	block, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("the yaml block under Configuration does not end")
+	}
+	p := newTestPKI(t)
+	block = strings.NewReplacer(
+		"<hex sha256 of the key>", strings.Repeat("ab", 32),
+		"/etc/tollgate/vllm-ca.pem", p.caFile,
+		"/etc/tollgate/client.pem", p.clientCert,
+		"/etc/tollgate/client-key.pem", p.clientKey,
+	).Replace(block)
+	vars := env(map[string]string{
+		"TEAM_A_KEY": "key-a", "VLLM_KEY": "k", "OPENAI_API_KEY": "sk-o",
+		"ANTHROPIC_API_KEY": "sk-a", "AZURE_OPENAI_API_KEY": "sk-z",
+	})
+	if _, err := ParseConfig("README.md", []byte(block), vars); err != nil {
+		t.Fatal(err)
 	}
 }

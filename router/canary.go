@@ -172,13 +172,13 @@ func (c *canaryCfg) breach(w *window) string {
 		}
 	}
 	if c.maxP99 > 0 {
-		if p := w.lat.quantile(0.99); p > c.maxP99 {
-			return "p99 " + p.String() + " above " + c.maxP99.String()
+		if p := w.lat.quantileFloor(0.99); p > c.maxP99 {
+			return "p99 " + p.String() + " or more, above " + c.maxP99.String()
 		}
 	}
 	if c.maxTTFTP99 > 0 && w.ttft.total() >= c.minRequests {
-		if p := w.ttft.quantile(0.99); p > c.maxTTFTP99 {
-			return "ttft p99 " + p.String() + " above " + c.maxTTFTP99.String()
+		if p := w.ttft.quantileFloor(0.99); p > c.maxTTFTP99 {
+			return "ttft p99 " + p.String() + " or more, above " + c.maxTTFTP99.String()
 		}
 	}
 	return ""
@@ -195,10 +195,16 @@ type ctlState struct {
 	// nil means the weights follow the canary (or the config).
 	override []int32
 	reason   string // why the last change happened, for logs and the admin API
+	// prior and priorCW are the state and canary weight an override interrupted
+	// (StateNone when no override holds the canary); the end of the override
+	// by a reload brings them back.
+	prior   CanaryState
+	priorCW int32
 }
 
 func (s *ctlState) equal(o *ctlState) bool {
 	if s.state != o.state || s.cw != o.cw || !s.since.Equal(o.since) || s.reason != o.reason ||
+		s.prior != o.prior || s.priorCW != o.priorCW ||
 		(s.override == nil) != (o.override == nil) || len(s.override) != len(o.override) {
 		return false
 	}
@@ -273,25 +279,46 @@ func opResume(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 	case StatePaused:
 		// A weights override may have paused the canary at 0 %.
 		cur.state, cur.cw, cur.override = StateStepping, c.resumeAt(cur.cw), nil
-		cur.since, cur.reason = now, "resumed by operator"
+		cur.since, cur.reason, cur.prior, cur.priorCW = now, "resumed by operator", StateNone, 0
 		return evResume, nil
 	case StateRolledBack:
 		cur.state, cur.cw, cur.override, cur.since, cur.reason = StateStepping, c.start, nil, now, "resumed by operator"
+		cur.prior, cur.priorCW = StateNone, 0
 		return evResume, nil
 	}
 	return "", ErrCanaryState
 }
 
+// holdForOverride pauses the canary at the weight w an operator's override gives
+// it, remembering the state the first override interrupted.
+func holdForOverride(cur *ctlState, w int32, now time.Time) {
+	if cur.prior == StateNone {
+		cur.prior, cur.priorCW = cur.state, cur.cw
+	}
+	cur.state, cur.cw, cur.since = StatePaused, w, now
+}
+
 // endOverride ends an operator's weights override, as a reload does: the
-// weights follow the canary again, and the canary the override paused
-// steps on from its weight, or from its start weight if the override held
-// it at 0 %.
+// weights follow the canary again, and the canary goes back to the state the
+// override interrupted. One that was stepping steps on from the override's
+// weight, or from its start weight if the override held it at 0 %; one that an
+// operator had paused, or that was rolled back or promoted, is so again, at the
+// weight it had. A canary a gate rolled back during the override stays rolled
+// back.
 func endOverride(c *canaryCfg, cur *ctlState, now time.Time) {
 	cur.override = nil
 	cur.reason = "override ended by reload"
 	if c != nil && cur.state == StatePaused {
-		cur.state, cur.cw, cur.since = StateStepping, c.resumeAt(cur.cw), now
+		switch cur.prior {
+		case StatePaused, StateRolledBack, StatePromoted:
+			cur.state, cur.cw = cur.prior, cur.priorCW
+		default:
+			// Stepping, or a state written by a version that kept no prior.
+			cur.state, cur.cw = StateStepping, c.resumeAt(cur.cw)
+		}
+		cur.since = now
 	}
+	cur.prior, cur.priorCW = StateNone, 0
 }
 
 func opPromote(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {

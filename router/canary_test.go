@@ -398,8 +398,8 @@ func TestReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
 	}{
 		{"canary at 0 %", nil, map[string]int{"llama": 100, "llama-v2": 0}},
 		{"canary left out", nil, map[string]int{"llama": 100}},
-		{"canary rolled back, then at 0 %", func(r *Router) error {
-			_, err := r.Rollback(bg, "chat")
+		{"canary paused by the override of an override", func(r *Router) error {
+			_, err := r.SetWeights(bg, "chat", map[string]int{"llama": 80, "llama-v2": 20})
 			return err
 		}, map[string]int{"llama": 100, "llama-v2": 0}},
 	}
@@ -434,6 +434,78 @@ func TestReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A reload that ends an override brings back the state the override interrupted:
+// a canary an operator or a gate stopped is not restarted by an unrelated reload.
+func TestReloadAfterOverrideRestoresState(t *testing.T) {
+	tests := []struct {
+		name   string
+		before func(r *Router) error
+		state  CanaryState
+		weight float64
+	}{
+		{"stepping steps on", nil, StateStepping, 20},
+		{"paused stays paused where the operator paused it", func(r *Router) error {
+			_, err := r.Pause(bg, "chat")
+			return err
+		}, StatePaused, 5},
+		{"rolled back stays rolled back", func(r *Router) error {
+			_, err := r.Rollback(bg, "chat")
+			return err
+		}, StateRolledBack, 0},
+		{"promoted stays promoted", func(r *Router) error {
+			_, err := r.Promote(bg, "chat")
+			return err
+		}, StatePromoted, 100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			r := New(Options{Now: clock.Now})
+			r.Apply([]*Endpoint{mustEndpoint(t, "chat", canaryConfig(gatedCanary()))})
+			if tt.before != nil {
+				if err := tt.before(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, w := range []map[string]int{{"llama": 90, "llama-v2": 10}, {"stable": 80, "canary": 20}} {
+				if _, err := r.SetWeights(bg, "chat", w); err != nil {
+					t.Fatal(err)
+				}
+				if c := canaryOf(t, r, "chat"); c.State != StatePaused {
+					t.Fatalf("during the override: %s, want paused", c.State)
+				}
+			}
+			clock.Advance(time.Hour)
+			r.Apply([]*Endpoint{mustEndpoint(t, "chat", canaryConfig(gatedCanary()))})
+			s, _ := r.EndpointSnapshot("chat")
+			if s.Override || s.Canary.State != tt.state || s.Canary.Weight != tt.weight {
+				t.Fatalf("after the reload: override %v, canary %s at %v %% (%s), want %s at %v %%",
+					s.Override, s.Canary.State, s.Canary.Weight, s.Canary.Reason, tt.state, tt.weight)
+			}
+		})
+	}
+}
+
+// Weights name routes by backend or by variant, not both ways at once.
+func TestSetWeightsByVariant(t *testing.T) {
+	r := New(Options{})
+	r.Apply([]*Endpoint{mustEndpoint(t, "chat", canaryConfig(gatedCanary()))})
+	s, err := r.SetWeights(bg, "chat", map[string]int{"stable": 70, "canary": 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Routes[0].Weight != 70 || s.Routes[1].Weight != 30 {
+		t.Fatalf("weights %v / %v, want 70 / 30", s.Routes[0].Weight, s.Routes[1].Weight)
+	}
+	if _, err := r.SetWeights(bg, "chat", map[string]int{"llama": 70, "canary": 30}); err != nil {
+		t.Fatalf("backend and variant of two routes: %v", err)
+	}
+	_, err = r.SetWeights(bg, "chat", map[string]int{"llama": 70, "stable": 30})
+	if !errors.Is(err, ErrInvalidWeights) || !strings.Contains(err.Error(), `"llama" and "stable" name the same route`) {
+		t.Fatalf("one route twice: %v", err)
 	}
 }
 
@@ -583,4 +655,19 @@ func TestRunDrivenByTicker(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-stopped
+}
+
+// Every attempt is under max_p99 but in the same histogram bucket as the gate: no
+// breach (the gate compares with the bucket's lower end, not its midpoint).
+func TestP99GateNoFalseBreach(t *testing.T) {
+	clock := newFakeClock()
+	r := New(Options{Now: clock.Now})
+	e := mustEndpoint(t, "chat", canaryConfig(Canary{Interval: time.Minute, MinRequests: 100, MaxP99: 990 * time.Millisecond}))
+	r.Apply([]*Endpoint{e})
+	feed(e, 1, 200, 0, 985*time.Millisecond, 0)
+	clock.Advance(time.Minute)
+	r.tick(bg)
+	if c := canaryOf(t, r, "chat"); c.State != StateStepping || c.Weight != 10 {
+		t.Fatalf("every attempt took 985ms under max_p99 990ms: canary %s at %v %% (%s), want stepping at 10 %%", c.State, c.Weight, c.Reason)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -164,8 +165,8 @@ func (r *Router) Apply(eps []*Endpoint) {
 // rereads Snapshot when it moves.
 func (r *Router) Changes() uint64 { return r.changes.Load() }
 
-// Leader reports whether this replica leads the canary decisions; always
-// true without Redis.
+// Leader reports whether this replica leads the canary decisions of any
+// endpoint; always true without Redis.
 func (r *Router) Leader() bool {
 	if r.shared == nil {
 		return true
@@ -267,28 +268,50 @@ func (r *Router) SetWeights(ctx context.Context, name string, weights map[string
 		cur.override = w
 		cur.reason = "weights set by operator"
 		if c != nil {
-			cur.cw = w[c.route]
-			cur.state = StatePaused
-			cur.since = now
+			holdForOverride(cur, w[c.route], now)
 		}
 		return evOverride, nil
 	})
+}
+
+// routeNamed returns the index of the route whose backend or variant is name, -1
+// when there is none, and -2 when name is one route's backend and another's
+// variant.
+func (e *Endpoint) routeNamed(name string) int {
+	b, v := slices.Index(e.backend, name), slices.Index(e.variant, name)
+	switch {
+	case b >= 0 && v >= 0 && b != v:
+		return -2
+	case b >= 0:
+		return b
+	default:
+		return v
+	}
 }
 
 func (e *Endpoint) overrideWeights(weights map[string]int) ([]int32, error) {
 	w := make([]int32, len(e.backend))
 	var problems []string
 	sum := 0
-	for b, x := range weights {
-		i := slices.Index(e.backend, b)
+	given := make([]string, len(e.backend))
+	for _, b := range slices.Sorted(maps.Keys(weights)) {
+		x := weights[b]
+		i := e.routeNamed(b)
 		switch {
+		case i == -2:
+			problems = append(problems, strconv.Quote(b)+" names one route's backend and another route's variant")
 		case i < 0:
 			problems = append(problems, strconv.Quote(b)+" is not a route of endpoint "+strconv.Quote(e.name))
+		case given[i] != "":
+			problems = append(problems, strconv.Quote(given[i])+" and "+strconv.Quote(b)+" name the same route")
 		case x < 0 || x > 100:
 			problems = append(problems, strconv.Quote(b)+": weight must be 0..100")
 		default:
 			w[i] = int32(x) * Buckets / 100
 			sum += x
+		}
+		if i >= 0 && given[i] == "" {
+			given[i] = b
 		}
 	}
 	if len(problems) == 0 && sum != 100 {
@@ -362,7 +385,7 @@ func (r *Router) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			if r.shared != nil {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-				r.shared.release(rctx)
+				r.shared.release(rctx, r.live())
 				cancel()
 			}
 			return nil

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,8 +17,10 @@ import (
 
 // Shared state in Redis, per endpoint name N under the key prefix P:
 //
-//	P leader                  string: the leader's ID, with an expiry (the lease)
-//	P ep:{N}                  hash: sig, ver, st, cw, since, ovr, why
+//	P ep:{N}:leader           string: the ID of the replica that leads N, with an
+//	                          expiry (the lease)
+//	P ep:{N}                  hash: sig, ver, st, cw, since, ovr, why, and pst,
+//	                          pcw (the state an override interrupted)
 //	P ep:{N}:w:SIG:SINCE      hash: the canary's window, summed over replicas:
 //	                          n (requests), e (errors), lI / tI (latency / TTFT
 //	                          histogram bucket I)
@@ -26,7 +30,10 @@ import (
 // Every replica adds what its canary saw to the current window each tick
 // (HINCRBY of the deltas since its last flush; a replica not yet in step
 // with the hash holds them until it is) and reads the state hash;
-// the leader alone reads windows and decides. Every write of the state hash
+// the endpoint's leader alone reads windows and decides. Each endpoint has a
+// lease of its own, so gateways with other endpoints on the same Redis, or a
+// replica whose config lacks an endpoint, never keep an endpoint's canary from
+// being decided. Every write of the state hash
 // goes through a compare-and-set on ver, so a decision, an operator's
 // command and a reload on another replica never overwrite one another
 // unseen. The {N} hash tag keeps an endpoint's keys in one cluster slot.
@@ -45,15 +52,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0`)
-	// casScript writes fields ARGV[2..] if the hash's ver is ARGV[1] (a
-	// missing hash has ver 0) and returns the new ver, or 0.
+	// casScript writes fields ARGV[3..] if the hash's ver is ARGV[1] (a
+	// missing hash has ver 0) and returns the new ver, or 0. The new ver is
+	// one more than the old, or ARGV[2] if that is more.
 	casScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], 'ver') or '0'
 if v ~= ARGV[1] then
   return 0
 end
-local n = tonumber(v) + 1
-redis.call('HSET', KEYS[1], 'ver', tostring(n), unpack(ARGV, 2))
+local n = math.max(tonumber(v) + 1, tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'ver', string.format('%d', n), unpack(ARGV, 3))
 return n`)
 )
 
@@ -63,11 +71,20 @@ type shared struct {
 	id     string
 	ttl    time.Duration
 
+	// leader is whether this replica leads any endpoint; leading, which ones.
 	leader  atomic.Bool
+	mu      sync.Mutex
+	leading map[string]bool
 	failing atomic.Bool
 }
 
-func (s *shared) leaseKey() string            { return s.prefix + "leader" }
+func (s *shared) leads(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leading[name]
+}
+
+func (s *shared) leaseKey(name string) string { return s.prefix + "ep:{" + name + "}:leader" }
 func (s *shared) stateKey(name string) string { return s.prefix + "ep:{" + name + "}" }
 
 func (s *shared) windowKey(name string, sig uint64, since time.Time) string {
@@ -101,6 +118,14 @@ func parseRemote(f map[string]string, routes int) (rs remoteState, ok bool) {
 	}
 	rs.sig = sig
 	rs.ctl = ctlState{state: state, cw: int32(cw), since: time.UnixMilli(since), reason: f["why"]}
+	if p := f["pst"]; p != "" {
+		prior, ok := parseState(p)
+		pcw, err := strconv.ParseInt(f["pcw"], 10, 32)
+		if !ok || prior == StateNone || err != nil || pcw < 0 || pcw > Buckets {
+			return rs, false
+		}
+		rs.ctl.prior, rs.ctl.priorCW = prior, int32(pcw)
+	}
 	if o := f["ovr"]; o != "" {
 		parts := strings.Split(o, ",")
 		if len(parts) != routes {
@@ -139,13 +164,23 @@ func encodeState(sig uint64, c *ctlState) []any {
 		"since", strconv.FormatInt(c.since.UnixMilli(), 10),
 		"ovr", ovr.String(),
 		"why", c.reason,
+		"pst", priorName(c.prior),
+		"pcw", strconv.Itoa(int(c.priorCW)),
 	}
 }
 
+func priorName(s CanaryState) string {
+	if s == StateNone {
+		return ""
+	}
+	return s.String()
+}
+
 // cas writes c as the endpoint's state if the hash is still at version
-// expect; it returns the new version, or 0 when someone wrote first.
-func (s *shared) cas(ctx context.Context, name string, sig uint64, expect int64, c *ctlState) (int64, error) {
-	args := append([]any{strconv.FormatInt(expect, 10)}, encodeState(sig, c)...)
+// expect; it returns the new version (at least floor), or 0 when someone
+// wrote first.
+func (s *shared) cas(ctx context.Context, name string, sig uint64, expect, floor int64, c *ctlState) (int64, error) {
+	args := append([]any{strconv.FormatInt(expect, 10), strconv.FormatInt(floor, 10)}, encodeState(sig, c)...)
 	return casScript.Run(ctx, s.rdb, []string{s.stateKey(name)}, args...).Int64()
 }
 
@@ -153,9 +188,16 @@ func (s *shared) cas(ctx context.Context, name string, sig uint64, expect int64,
 // the replica last believed: a tick cut short by the cancellation that stops the
 // router fails its renewal and drops the flag while the lease it renewed before
 // still stands. The script deletes the lease only when it holds this replica's ID.
-func (s *shared) release(ctx context.Context) {
+func (s *shared) release(ctx context.Context, eps []*Endpoint) {
+	s.mu.Lock()
+	clear(s.leading)
 	s.leader.Store(false)
-	_ = releaseScript.Run(ctx, s.rdb, []string{s.leaseKey()}, s.id).Err()
+	s.mu.Unlock()
+	pipe := s.rdb.Pipeline()
+	for _, e := range eps {
+		releaseScript.Eval(ctx, pipe, []string{s.leaseKey(e.name)}, s.id)
+	}
+	_, _ = pipe.Exec(ctx)
 }
 
 // operate applies an operator's op to the shared state and then locally.
@@ -182,7 +224,7 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 			st.mu.Unlock()
 			return err
 		}
-		ver, err := s.cas(ctx, e.name, st.sig, rs.ver, &cur)
+		ver, err := s.cas(ctx, e.name, st.sig, rs.ver, 0, &cur)
 		if err != nil {
 			st.mu.Unlock()
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -202,12 +244,9 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 func (s *shared) tick(ctx context.Context, r *Router, eps []*Endpoint) {
 	ctx, cancel := context.WithTimeout(ctx, max(2*r.tickEvery, time.Second))
 	defer cancel()
-	err := errors.Join(s.flush(ctx, r, eps), s.lease(ctx, r))
+	err := errors.Join(s.flush(ctx, r, eps), s.lease(ctx, r, eps))
 	synced, perr := s.poll(ctx, r, eps)
-	err = errors.Join(err, perr)
-	if s.leader.Load() {
-		err = errors.Join(err, s.decide(ctx, r, eps, synced))
-	}
+	err = errors.Join(err, perr, s.decide(ctx, r, eps, synced))
 	if err != nil {
 		if !s.failing.Swap(true) {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state unavailable; weights held as they are",
@@ -283,20 +322,62 @@ func (s *shared) flush(ctx context.Context, r *Router, eps []*Endpoint) error {
 	return nil
 }
 
-// lease renews or takes the leader lease.
-func (s *shared) lease(ctx context.Context, r *Router) error {
+// lease renews or takes the lease of every endpoint: one round trip for the
+// renewals, and one more for the leases that lapsed.
+func (s *shared) lease(ctx context.Context, r *Router, eps []*Endpoint) error {
 	ms := strconv.FormatInt(s.ttl.Milliseconds(), 10)
-	n, err := renewScript.Run(ctx, s.rdb, []string{s.leaseKey()}, s.id, ms).Int64()
-	ok := err == nil && n == 1
-	if err == nil && !ok {
-		ok, err = s.rdb.SetNX(ctx, s.leaseKey(), s.id, s.ttl).Result()
+	now := make(map[string]bool, len(eps))
+	pipe := s.rdb.Pipeline()
+	renew := make([]*redis.Cmd, len(eps))
+	for i, e := range eps {
+		renew[i] = renewScript.Eval(ctx, pipe, []string{s.leaseKey(e.name)}, s.id, ms)
+	}
+	_, err := pipe.Exec(ctx)
+	if err == nil {
+		var take []string
+		var taken []*redis.BoolCmd
+		pipe = s.rdb.Pipeline()
+		for i, e := range eps {
+			if n, _ := renew[i].Int64(); n == 1 {
+				now[e.name] = true
+			} else {
+				take = append(take, e.name)
+				taken = append(taken, pipe.SetNX(ctx, s.leaseKey(e.name), s.id, s.ttl))
+			}
+		}
+		if len(take) > 0 {
+			if _, err = pipe.Exec(ctx); err == nil {
+				for i, name := range take {
+					if taken[i].Val() {
+						now[name] = true
+					}
+				}
+			}
+		}
 	}
 	if err != nil {
-		ok = false
+		clear(now)
 	}
-	if s.leader.Swap(ok) != ok {
-		r.log.LogAttrs(ctx, slog.LevelInfo, "router leadership changed",
-			slog.String("id", s.id), slog.Bool("leader", ok))
+	s.mu.Lock()
+	var gained, lost []string
+	for name := range now {
+		if !s.leading[name] {
+			gained = append(gained, name)
+		}
+	}
+	for name := range s.leading {
+		if !now[name] {
+			lost = append(lost, name)
+		}
+	}
+	s.leading = now
+	s.leader.Store(len(now) > 0)
+	s.mu.Unlock()
+	if len(gained) > 0 || len(lost) > 0 {
+		slices.Sort(gained)
+		slices.Sort(lost)
+		r.log.LogAttrs(ctx, slog.LevelInfo, "router leadership changed", slog.String("id", s.id),
+			slog.Any("leads", gained), slog.Any("no_longer_leads", lost), slog.Int("endpoints_led", len(now)))
 	}
 	return err
 }
@@ -321,6 +402,17 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 		rs, ok := parseRemote(cmds[i].Val(), len(st.lay.home))
 		var err error
 		switch {
+		case ok && rs.sig == st.sig && rs.ver < st.ver:
+			// Redis went back to an older state (restarted from a snapshot, or
+			// failed over to a replica that lagged): the decisions and operations
+			// made since would be undone. This replica writes back the state it
+			// has, above every version it has seen, and the others follow it.
+			var ver int64
+			if ver, err = s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &st.ctl); err == nil && ver > 0 {
+				st.ver = ver
+				r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state in Redis was older than this replica's; wrote it back",
+					slog.String("endpoint", e.name), slog.Int64("redis_version", rs.ver), slog.Int64("version", ver))
+			}
 		case ok && rs.sig == st.sig && st.dirty && rs.ctl.override != nil:
 			// A reload here ended the override; end it everywhere.
 			next := rs.ctl
@@ -333,7 +425,7 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 			st.dirty = false
 			s.adoptLocked(r, e.name, st, rs)
 			synced[st] = true
-		case rs.ver == 0 || s.leader.Load():
+		case rs.ver == 0 || s.leads(e.name):
 			// Nothing shared yet, or another config's state: the leader
 			// replaces it with this config's.
 			err = s.publish(ctx, r, e.name, st, rs.ver, st.ctl, "publish")
@@ -367,7 +459,7 @@ func (s *shared) adoptLocked(r *Router, name string, st *state, rs remoteState) 
 // publish writes next with a compare-and-set and applies it locally when
 // the write wins; st.mu must be held.
 func (s *shared) publish(ctx context.Context, r *Router, name string, st *state, expect int64, next ctlState, event string) error {
-	ver, err := s.cas(ctx, name, st.sig, expect, &next)
+	ver, err := s.cas(ctx, name, st.sig, expect, 0, &next)
 	if err != nil || ver == 0 {
 		return err
 	}
@@ -390,7 +482,7 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 	pipe := s.rdb.Pipeline()
 	for _, e := range eps {
 		st := e.st.Load()
-		if st.canary < 0 || !synced[st] {
+		if st.canary < 0 || !synced[st] || !s.leads(e.name) {
 			continue
 		}
 		st.mu.Lock()

@@ -215,13 +215,14 @@ func TestSharedOperatorOnFollower(t *testing.T) {
 	round(a, b)
 	weightsAgree(t, "override", 20, a, b)
 
-	// A reload on one replica ends the override on all of them.
+	// A reload on one replica ends the override on all of them, and the canary is
+	// paused where the operator paused it before the override.
 	a.r.Apply([]*Endpoint{mustEndpoint(t, "chat", sharedCanary())})
 	round(a, b)
 	round(a, b)
 	for _, x := range []*replica{a, b} {
 		s, _ := x.r.EndpointSnapshot("chat")
-		if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 20 {
+		if s.Override || s.Canary.State != StatePaused || s.Canary.Weight != 5 {
 			t.Fatalf("after reload: override %v, canary %+v", s.Override, s.Canary)
 		}
 	}
@@ -589,5 +590,79 @@ func TestSharedHeldCountsDoNotLandInALaterWindow(t *testing.T) {
 	}
 	if cl := s.Cluster; cl != nil && cl.Errors != 0 {
 		t.Fatalf("the 25 %% window holds %d errors, all from before it began: %+v", cl.Errors, cl)
+	}
+}
+
+// Two gateways with different endpoints on one Redis: each endpoint has its own
+// lease, so the second gateway's failing canary is rolled back although the first
+// gateway leads its own endpoint.
+func TestSharedLeasePerEndpoint(t *testing.T) {
+	c := newCluster(t)
+	a := c.replica("gw1-a", sharedCanary()) // endpoint "chat"
+	a.r.tick(bg)
+	if !a.r.Leader() {
+		t.Fatal("a does not lead")
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: c.srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	b := New(Options{Redis: rdb, KeyPrefix: c.prefix, ID: "gw2-a", Now: c.clock.Now,
+		TickEvery: 50 * time.Millisecond, LeaseTTL: 300 * time.Millisecond})
+	be := mustEndpoint(t, "search", sharedCanary())
+	b.Apply([]*Endpoint{be})
+	for range 3 {
+		a.r.tick(bg)
+		b.tick(bg)
+	}
+	feed(be, 1, 200, 200, 100*time.Millisecond, 0) // every canary attempt fails
+	for range 5 {
+		c.clock.Advance(15 * time.Second)
+		a.r.tick(bg)
+		b.tick(bg)
+	}
+	if s := canaryOf(t, b, "search"); s.State != StateRolledBack {
+		t.Fatalf("gateway 2's canary with 100 %% errors: %s at %v %%, want rolled_back (leader is %v / %v)", s.State, s.Weight, a.r.Leader(), b.Leader())
+	}
+}
+
+// Redis comes back from an older snapshot (a restart from an RDB file, or a
+// failover to a replica that lagged): the state hash goes back to a version from
+// before the rollback. The replicas write their newer state back instead of
+// following the older one, and the canary stays rolled back.
+func TestSharedStateRegressionWrittenBack(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+	feed(a.e, 1, 200, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(a, b)
+	weightsAgree(t, "stepped", 10, a, b)
+	key := a.r.shared.stateKey("chat")
+	before, err := a.rdb.HGetAll(bg, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.r.Rollback(bg, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	round(a, b)
+	weightsAgree(t, "rolled back", 0, a, b)
+
+	// Redis restarts from the snapshot it took before the rollback.
+	if err := a.rdb.Del(bg, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	args := []any{}
+	for k, v := range before {
+		args = append(args, k, v)
+	}
+	if err := a.rdb.HSet(bg, key, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	round(a, b)
+	for i, x := range []*replica{a, b} {
+		if s := canaryOf(t, x.r, "chat"); s.State != StateRolledBack || s.Weight != 0 {
+			t.Fatalf("replica %d after Redis lost the rollback: canary %s at %v %%, want rolled_back at 0 %%", i, s.State, s.Weight)
+		}
 	}
 }

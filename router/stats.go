@@ -9,10 +9,11 @@ import (
 
 // The latency histogram is log-linear over microseconds: exact below 64 µs,
 // then 32 buckets per power of two, so a bucket is at most 1/32 (about 3 %)
-// wide and its midpoint is within 1.6 % of any value in it. That is fine
-// enough to compare a p99 with a gate such as 1s without a false breach,
-// while every bucket stays a plain atomic counter that Observe can bump
-// without a lock.
+// wide and its midpoint is within 1.6 % of any value in it, while every bucket
+// stays a plain atomic counter that Observe can bump without a lock. A gate
+// compares its bound with the lower end of the p99's bucket (quantileFloor), so
+// it never reports a breach that did not happen; a p99 at most 3 % above the
+// gate can go unseen.
 const (
 	histSubBits = 5
 	histSub     = 1 << histSubBits
@@ -61,9 +62,34 @@ func (h *histCounts) total() uint64 {
 // quantile returns the midpoint of the bucket holding the q-th value, or 0
 // for an empty histogram.
 func (h *histCounts) quantile(q float64) time.Duration {
+	i := h.quantileBucket(q)
+	if i < 0 {
+		return 0
+	}
+	lo, hi := histBounds(i)
+	if hi-lo == 1 {
+		return time.Duration(lo) * time.Microsecond
+	}
+	return time.Duration((lo+hi)/2) * time.Microsecond
+}
+
+// quantileFloor returns the lower bound of the bucket holding the q-th value:
+// the q-th value is at least this. It is 0 for an empty histogram.
+func (h *histCounts) quantileFloor(q float64) time.Duration {
+	i := h.quantileBucket(q)
+	if i < 0 {
+		return 0
+	}
+	lo, _ := histBounds(i)
+	return time.Duration(lo) * time.Microsecond
+}
+
+// quantileBucket returns the index of the bucket holding the q-th value, or -1
+// for an empty histogram.
+func (h *histCounts) quantileBucket(q float64) int {
 	n := h.total()
 	if n == 0 {
-		return 0
+		return -1
 	}
 	rank := uint64(math.Ceil(q * float64(n)))
 	if rank < 1 {
@@ -73,14 +99,10 @@ func (h *histCounts) quantile(q float64) time.Duration {
 	for i, c := range h {
 		cum += c
 		if cum >= rank {
-			lo, hi := histBounds(i)
-			if hi-lo == 1 {
-				return time.Duration(lo) * time.Microsecond
-			}
-			return time.Duration((lo+hi)/2) * time.Microsecond
+			return i
 		}
 	}
-	return 0
+	return -1
 }
 
 // routeStats are one route's counters since its state was created. They
