@@ -829,8 +829,10 @@ func TestCanaryChaosReplicasAgree(t *testing.T) {
 		tr.mark.Store(&ccMark{name: what + " settled", weights: map[string]float64{"stable": prev.weight("stable"), "canary": prev.weight("canary")}})
 	}
 
-	// An override at 0 % ended by a reload on another replica: the canary steps again
-	// from its start weight, everywhere.
+	// An override at 0 % ended by a reload on another replica: the canary goes back,
+	// everywhere, to the state the override interrupted. A stepping one steps again
+	// from its start weight; a paused, rolled-back or promoted one is so again.
+	held := fleet.agree("before the override", ccFollow, func(ccView) string { return "" })
 	nodes := fleet.nodes()
 	tr.mark.Store(&ccMark{name: "override"})
 	if ans := nodes[0].operate(ccOp{verb: "weights", stable: 100}); ans.err != nil || ans.status != 200 || !ans.op.expect(ans.view) {
@@ -848,8 +850,15 @@ func TestCanaryChaosReplicasAgree(t *testing.T) {
 	}
 	// The reloaded replica publishes the end of the override at its next tick.
 	fleet.agree("override ended by reload", ccFollow+500*time.Millisecond, func(v ccView) string {
-		if v.Override || v.state() != "stepping" && v.state() != "promoted" || v.Canary.Weight < 5 {
-			return "want stepping again from 5%"
+		switch st := held.state(); {
+		case v.Override:
+			return "want the override ended"
+		case st == "stepping":
+			if v.state() != "stepping" && v.state() != "promoted" || v.Canary.Weight < 5 {
+				return "want stepping again from 5%"
+			}
+		case v.state() != st || v.Canary.Weight != held.Canary.Weight:
+			return "want " + st + " at " + strconv.FormatFloat(held.Canary.Weight, 'f', -1, 64) + "% as before the override"
 		}
 		return ""
 	})
