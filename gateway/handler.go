@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -81,6 +82,17 @@ type request struct {
 	usage     providers.Usage
 	ttft      time.Duration
 	errKind   string
+	// streamAttempt counts a stream's attempt when the stream ends, by how it
+	// ended; streamErr is how the upstream failed it, when it did.
+	streamAttempt *metrics.Attempt
+	streamErr     metrics.StreamError
+	// upFailed is set when the upstream failed the stream; failStatus is the
+	// error status answered instead of the stream when that happened before its
+	// header went out.
+	upFailed   bool
+	failStatus int
+	// gotEvent is set once the stream has given an event.
+	gotEvent bool
 
 	// obsRoute is the plan route of the last attempt, for the router's gates.
 	obsRoute int
@@ -424,7 +436,10 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			}
 		}
 		outcome := outcomeOf(err, ctx.Response.StatusCode())
-		if a := r.rt.attempt(b, r.res.Target); a != nil {
+		if a := r.rt.attempt(b, r.res.Target); err == nil && r.res.Stream != nil {
+			// A stream's attempt is counted when it ends, by how it ended.
+			r.streamAttempt = a
+		} else if a != nil {
 			a.Observe(outcome)
 		}
 		if as.IsRecording() {
@@ -654,7 +669,10 @@ const maxRetryAfterWait = 5 * time.Second
 // another backend. It reports false when waiting would pass the deadline.
 func (r *request) backoff(i int, last error) bool {
 	if i > r.plan.Retries {
-		return true
+		// A fallback gets no pause, but no attempt either once the deadline has
+		// passed: it could only time out at once, and be counted against a
+		// backend that never saw the request.
+		return r.call.Deadline.IsZero() || time.Now().Before(r.call.Deadline)
 	}
 	d := time.Duration(25<<min(i-1, 5)) * time.Millisecond
 	d = d/2 + rand.N(d/2+1)
@@ -837,19 +855,27 @@ func (r *request) nextEvent() {
 		e := errUpstreamDown
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"
+		r.streamErr = metrics.StreamCut
 		switch {
 		case errors.Is(err, providers.ErrBadResponse):
 			e.message = "The upstream model server sent an invalid stream event."
 			e.code = "upstream_bad_response"
+			r.streamErr = metrics.StreamBadResponse
 		case errors.Is(err, providers.ErrTimeout):
 			e.message = "The upstream model server was too slow: the stream was ended at the timeout."
 			e.code = "upstream_timeout"
+			r.streamErr = metrics.StreamTimeout
+		}
+		r.upFailed = true
+		if !r.gotEvent && r.outHead > 0 && r.answerInstead(&e) {
+			return
 		}
 		r.out = append(r.eventBuf(), strDataPrefix...)
 		r.out = appendError(r.out, &e)
 		r.out = append(r.out, strEventEnd...)
 		return
 	}
+	r.gotEvent = true
 	if r.ev.Done {
 		r.finished = true
 		r.out = append(r.eventBuf(), strDoneEvent...)
@@ -870,6 +896,27 @@ func (r *request) nextEvent() {
 	r.out = append(r.out, strEventEnd...)
 }
 
+// answerInstead replaces a stream that failed before its first event, while its
+// header has not gone out yet (nothing of it reached the client: an empty stream, or
+// one cut at once), with the error answer e, as a request that failed before its stream began gets. It
+// reports false, leaving out as it was, if the held header cannot be read back.
+func (r *request) answerInstead(e *apiError) bool {
+	var h fasthttp.ResponseHeader
+	if h.Read(bufio.NewReader(bytes.NewReader(r.out[:r.outHead]))) != nil {
+		return false
+	}
+	r.errKind = e.code
+	r.failStatus = e.status
+	h.SetStatusCode(e.status)
+	h.SetContentTypeBytes(strJSON)
+	h.DelBytes(hdrCacheCtl)
+	body := appendError(nil, e)
+	h.SetContentLength(len(body))
+	r.out = append(h.AppendBytes(r.out[:0]), body...)
+	r.outHead = len(r.out)
+	return true
+}
+
 // endStream ends a stream once it is written, or failed to be because the client
 // went away (werr), which aborts the upstream request; it releases r.
 func (r *request) endStream(werr error) error {
@@ -881,7 +928,25 @@ func (r *request) endStream(werr error) error {
 	}
 	// A stream's length follows its output, so the canary judges it by time to first
 	// token, and by whether the upstream finished it.
-	r.ep.routing.Observe(r.obsRoute, r.ttft, r.ttft, r.errKind == "stream_cut")
+	cut := r.upFailed && werr == nil
+	r.ep.routing.Observe(r.obsRoute, r.ttft, r.ttft, cut)
+	if r.failStatus != 0 && werr == nil {
+		status = r.failStatus
+	} else if cut {
+		r.series.StreamFailed(r.streamErr)
+	}
+	if a := r.streamAttempt; a != nil {
+		switch {
+		case werr != nil:
+			a.Observe(metrics.OutcomeCanceled)
+		case cut && r.streamErr == metrics.StreamTimeout:
+			a.Observe(metrics.OutcomeTimeout)
+		case cut:
+			a.Observe(metrics.OutcomeError)
+		default:
+			a.Observe(metrics.OutcomeOK)
+		}
+	}
 	if as := r.aspan; as != nil {
 		if as.IsRecording() {
 			if r.ttft > 0 {
@@ -974,7 +1039,7 @@ func (r *request) record(status int) {
 			tracing.SetRequestID(sp, r.reqID, keyName)
 			tracing.SetUsage(sp, r.usage.Input, r.usage.Output)
 			tracing.SetServerStatus(sp, status)
-			if status >= 500 {
+			if status >= 500 || r.errKind == "stream_cut" {
 				tracing.RecordError(sp, errors.New(r.errKind), r.errKind)
 			}
 		}

@@ -304,6 +304,13 @@ func (r *request) relay() error {
 			}
 		}
 	}
+	if r.failStatus != 0 {
+		// The stream failed before its header went out: out holds a whole error
+		// answer instead (answerInstead).
+		out := r.out
+		r.out, r.outHead = out[:0], 0
+		return r.writeClient(r.conn, out)
+	}
 	return r.flush(true)
 }
 

@@ -75,6 +75,7 @@ type Metrics struct {
 	limiterDegraded prometheus.Gauge
 	routeWeight     *prometheus.GaugeVec
 	canaryState     *prometheus.GaugeVec
+	streamErrors    *prometheus.CounterVec
 
 	reloadOK, reloadErr prometheus.Counter
 
@@ -150,6 +151,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "tollgate_canary_state",
 		Help: "1 for the endpoint's current canary state, 0 for the others.",
 	}, []string{"endpoint", "state"}))
+	m.streamErrors = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_stream_errors_total",
+		Help: "Streams answered 200 that the upstream then failed (the stream ended with an error event), by endpoint, backend, variant and error code.",
+	}, []string{"endpoint", "backend", "variant", "code"}))
 	m.tracing = register(reg, &traceCollector{})
 	m.limiter = register(reg, &limiterCollector{})
 
@@ -200,6 +205,7 @@ type Route struct {
 	duration, ttft, tpot prometheus.Observer
 	inTokens, outTokens  prometheus.Counter
 	cost                 prometheus.Counter
+	streamErrors         [numStreamErrors]prometheus.Counter
 
 	// codes holds the request counter per HTTP status, created on first
 	// use: statuses 100..599 map to 0..499, anything else to the last slot.
@@ -217,11 +223,33 @@ const invalidCode = "invalid"
 
 type counterRef struct{ c prometheus.Counter }
 
+// StreamError is how an upstream failed a stream after its 200 went out: the code
+// of the error event that ended it.
+type StreamError uint8
+
+// The stream errors, the values of tollgate_stream_errors_total's code label.
+const (
+	StreamCut         StreamError = iota // upstream_stream_cut: the stream ended early
+	StreamTimeout                        // upstream_timeout: a timeout ended it
+	StreamBadResponse                    // upstream_bad_response: an event was not valid
+	numStreamErrors
+)
+
+var streamErrorNames = [numStreamErrors]string{"upstream_stream_cut", "upstream_timeout", "upstream_bad_response"}
+
+// String is the error code.
+func (e StreamError) String() string {
+	if e >= numStreamErrors {
+		return streamErrorNames[StreamCut]
+	}
+	return streamErrorNames[e]
+}
+
 // Route returns the series of one route. backend and variant are None for
 // requests the gateway answers itself; endpoint is UnknownEndpoint when the
 // request named no endpoint.
 func (m *Metrics) Route(endpoint, backend, variant string) *Route {
-	return &Route{
+	r := &Route{
 		requests:  m.requests,
 		labels:    [3]string{endpoint, backend, variant},
 		duration:  m.duration.WithLabelValues(endpoint, backend, variant),
@@ -231,6 +259,18 @@ func (m *Metrics) Route(endpoint, backend, variant string) *Route {
 		outTokens: m.tokens.WithLabelValues(endpoint, backend, "output"),
 		cost:      m.cost.WithLabelValues(endpoint, backend),
 	}
+	for e := range numStreamErrors {
+		r.streamErrors[e] = m.streamErrors.WithLabelValues(endpoint, backend, variant, e.String())
+	}
+	return r
+}
+
+// StreamFailed counts a stream the upstream failed after its 200 went out.
+func (r *Route) StreamFailed(e StreamError) {
+	if e >= numStreamErrors {
+		e = StreamCut
+	}
+	r.streamErrors[e].Inc()
 }
 
 // Done records one finished request: its status, total duration, time to

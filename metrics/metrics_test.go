@@ -332,6 +332,27 @@ func TestRouteStatusCodes(t *testing.T) {
 	}
 }
 
+// Every stream error code has its series from the start (rate() works before the
+// first failure), and each failure counts on its own code.
+func TestRouteStreamFailed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := New(reg).Route("chat", "llama", "stable")
+	r.StreamFailed(StreamCut)
+	r.StreamFailed(StreamTimeout)
+	r.StreamFailed(StreamTimeout)
+	r.StreamFailed(StreamError(200)) // out of range: counted as a cut
+	fams := scrape(t, reg, "")
+	for code, want := range map[string]float64{"upstream_stream_cut": 2, "upstream_timeout": 2, "upstream_bad_response": 0} {
+		got := value(series(t, fams, "tollgate_stream_errors_total", map[string]string{"endpoint": "chat", "backend": "llama", "variant": "stable", "code": code}))
+		if got != want {
+			t.Errorf("code=%s: %v, want %v", code, got, want)
+		}
+	}
+	if allocs := testing.AllocsPerRun(100, func() { r.StreamFailed(StreamBadResponse) }); allocs != 0 {
+		t.Errorf("StreamFailed allocates %v times", allocs)
+	}
+}
+
 func TestRouteDoneConcurrent(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
@@ -645,7 +666,7 @@ func TestRegisteredNames(t *testing.T) {
 		"tollgate_backend_up", "tollgate_config_reloads_total", "tollgate_limiter_degraded",
 		"tollgate_route_weight", "tollgate_canary_state", "go_goroutines", "process_resident_memory_bytes",
 		"tollgate_limiter_checks_total", "tollgate_limiter_redis_round_trips_total",
-		"tollgate_limiter_settlements_dropped_total",
+		"tollgate_limiter_settlements_dropped_total", "tollgate_stream_errors_total",
 	}
 	for _, n := range want {
 		t.Run(n, func(t *testing.T) {

@@ -163,7 +163,7 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 	for {
 		k, v, ok := it.Next()
 		if !ok {
-			if it.Err() != nil {
+			if it.Err() != nil || jsonscan.SkipSpace(body, it.End()) != len(body) {
 				return dst, false
 			}
 			break
@@ -394,7 +394,7 @@ func (s *anthropicStream) Next(ev *Event) error {
 			if err == io.EOF {
 				return ErrStreamCut
 			}
-			return classifyStream(err)
+			return classifyStream(s.r.readErr(err))
 		}
 		if len(s.r.data) == 0 {
 			continue

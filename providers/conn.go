@@ -45,6 +45,8 @@ type upstreamConn struct {
 	sending bool
 	// served is set once an answer has begun to arrive on the connection.
 	served bool
+	// readErr is the last error Read returned during the answer being read.
+	readErr error
 }
 
 // connAddr is an upstreamConn's local address, carrying the connection: fasthttp
@@ -92,7 +94,7 @@ func (c *upstreamConn) SetWriteDeadline(t time.Time) error {
 
 // SetReadDeadline is called by fasthttp once per request, after the request is sent.
 func (c *upstreamConn) SetReadDeadline(t time.Time) error {
-	c.end, c.armed, c.waiting, c.sending = t, true, true, false
+	c.end, c.armed, c.waiting, c.sending, c.readErr = t, true, true, false, nil
 	if c.firstByte > 0 {
 		t = nearer(t, time.Now().Add(c.firstByte))
 	}
@@ -102,7 +104,8 @@ func (c *upstreamConn) SetReadDeadline(t time.Time) error {
 func (c *upstreamConn) Read(p []byte) (int, error) {
 	if w := c.wait; w != nil {
 		if err := w(); err != nil {
-			return 0, &waitError{err}
+			c.readErr = &waitError{err}
+			return 0, c.readErr
 		}
 	}
 	if c.idle > 0 && c.armed && !c.waiting {
@@ -122,6 +125,9 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 	}
 	if err != nil && !c.waiting && c.pastEnd(err) {
 		err = errAttemptDeadline
+	}
+	if err != nil {
+		c.readErr = err
 	}
 	return n, err
 }

@@ -104,6 +104,12 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Durati
 	if d := time.Now().Add(timeout); deadline.IsZero() || d.Before(deadline) {
 		deadline = d
 	}
+	if !time.Now().Before(deadline) {
+		// The deadline ran out while the attempt waited for a slot: nothing was
+		// sent, so nothing counts against the target.
+		fasthttp.ReleaseResponse(up)
+		return nil, errDeadlineSpent
+	}
 	t.inFlight.Add(1)
 	if err := t.client.DoDeadline(req, up, deadline); err != nil {
 		t.inFlight.Add(-1)

@@ -37,6 +37,11 @@ var (
 // of the target, so it does not count against the target's health.
 var errConnsBusy = &backendError{"upstream target at max_connections", ErrOverloaded}
 
+// errDeadlineSpent is ErrTimeout for an attempt whose deadline ran out before it was
+// sent (while it waited for a slot): the target never saw it, so it does not count
+// against the target's health.
+var errDeadlineSpent = &backendError{"the request's deadline passed before the attempt was sent", ErrTimeout}
+
 // backendError is an error with its own message that matches one of the package's
 // errors; the ones that name a backend are made once per backend, so that returning
 // them costs nothing.
@@ -777,6 +782,9 @@ func verdictOf(err error) verdict {
 			return failure
 		}
 		return success
+	}
+	if err == errDeadlineSpent {
+		return neutral
 	}
 	if errors.Is(err, ErrStreamCut) && errors.Is(err, errAttemptDeadline) {
 		// The gateway's own deadline ended an answer that was arriving.

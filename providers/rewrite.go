@@ -72,7 +72,8 @@ func parseUsage(raw []byte, u *Usage) bool {
 	}
 }
 
-// scanResponse checks that an OpenAI answer is one JSON object and reads its usage.
+// scanResponse checks that an OpenAI answer is one JSON object, with nothing but
+// space after it, and reads its usage.
 func scanResponse(body []byte, u *Usage) bool {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
@@ -81,7 +82,7 @@ func scanResponse(body []byte, u *Usage) bool {
 	for {
 		k, v, ok := it.Next()
 		if !ok {
-			return it.Err() == nil
+			return it.Err() == nil && jsonscan.SkipSpace(body, it.End()) == len(body)
 		}
 		if string(k) == "usage" && !jsonscan.IsNull(v) {
 			parseUsage(v, u)

@@ -196,7 +196,7 @@ func (s *sseReader) Next(ev *Event) error {
 			if err == io.EOF {
 				return ErrStreamCut
 			}
-			return classifyStream(err)
+			return classifyStream(s.readErr(err))
 		}
 		if len(s.data) == 0 {
 			continue
@@ -388,6 +388,20 @@ func (w *drainWatch) tick() {
 	for _, c := range cut {
 		_ = c.CloseWithError(errDrainTimeout)
 	}
+}
+
+// readErr returns the connection's own read error for a read that failed inside a
+// chunk's size line (the upstream's packet ended there): fasthttp wraps it in an
+// ErrBrokenChunk, which has no Unwrap, and the timeout, the client's hang-up or the
+// attempt's deadline it carries decide how the failure counts. A malformed chunk,
+// with no read error behind it, stays as it is.
+func (s *sseReader) readErr(err error) error {
+	if _, ok := errors.AsType[fasthttp.ErrBrokenChunk](err); ok {
+		if c := upstreamOf(s.up.LocalAddr()); c != nil && c.readErr != nil {
+			return c.readErr
+		}
+	}
+	return err
 }
 
 // NotifyWait implements Waiter.

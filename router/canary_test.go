@@ -474,8 +474,8 @@ func TestReloadAfterOverrideRestoresState(t *testing.T) {
 				if _, err := r.SetWeights(bg, "chat", w); err != nil {
 					t.Fatal(err)
 				}
-				if c := canaryOf(t, r, "chat"); c.State != StatePaused {
-					t.Fatalf("during the override: %s, want paused", c.State)
+				if c := canaryOf(t, r, "chat"); c.State != StatePaused || c.AfterOverride != tt.state {
+					t.Fatalf("during the override: %s (after it: %s), want paused (after it: %s)", c.State, c.AfterOverride, tt.state)
 				}
 			}
 			clock.Advance(time.Hour)

@@ -37,6 +37,9 @@ type CanarySnapshot struct {
 	Backend string      `json:"backend"`
 	Variant string      `json:"variant"`
 	State   CanaryState `json:"state"`
+	// AfterOverride is, while an operator's weights override holds the canary
+	// paused, the state the reload that ends the override brings back.
+	AfterOverride CanaryState `json:"after_override,omitempty"`
 	// Weight is the canary's live weight in percent.
 	Weight float64 `json:"weight"`
 	// Step indexes Steps: the highest step at or below Weight, -1 below the
@@ -108,6 +111,9 @@ func (r *Router) snapshotOf(e *Endpoint) EndpointSnapshot {
 			Step:        st.cfg.stepIndex(t.weights[st.canary]),
 			Reason:      st.ctl.reason,
 			WindowStart: st.ctl.since,
+		}
+		if st.ctl.override != nil {
+			c.AfterOverride = st.ctl.prior
 		}
 		whole, recent, from := st.localWindows(r.now())
 		c.Window, c.Recent, c.RecentStart = whole.summary(), recent.summary(), from
