@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -101,5 +102,42 @@ func testRateLimitAndSDKRetry(t *testing.T, limiterYAML string) {
 	if answered("refused_locally") < 1 || answered("redis") < 4 {
 		t.Errorf("tollgate_limiter_checks_total: redis %v, refused_locally %v; want the SDK's first attempt refused locally",
 			answered("redis"), answered("refused_locally"))
+	}
+}
+
+// A reload that changes the limiter section (here only limiter.timeout) builds a new
+// Limiter, which takes over the buckets: a client refused a moment ago is refused
+// after it too.
+func TestBucketsSurviveLimiterReload(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	cfg := func(limiterYAML string) string {
+		return mockConfig(up, "", `  - name: limited
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: endpoint, requests: 1, window: hour}]
+`) + limiterYAML + `logging: {level: error, access_log: false}
+`
+	}
+	g := startGateway(t, cfg(""))
+	chat := func() int {
+		resp, err := http.Post(g.url+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"limited","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c1, c2 := chat(), chat(); c1 != 200 || c2 != 429 {
+		t.Fatalf("before the reload: %d %d, want 200 429", c1, c2)
+	}
+	if err := os.WriteFile(g.path, []byte(cfg("limiter: {store: memory, timeout: 80ms}\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if c := chat(); c != 429 {
+		t.Fatalf("after a reload that changed only limiter.timeout: status %d, want 429 (1 request an hour, already spent)", c)
 	}
 }

@@ -377,7 +377,7 @@ func (s *Server) Reload() error {
 		tr = newTr
 	}
 	if !reflect.DeepEqual(cfg.Limiter, cur.cfg.Limiter) {
-		if newLim, err = limiter.New(cfg.Limiter, s.log); err != nil {
+		if newLim, err = limiter.NewFrom(cfg.Limiter, s.log, cur.lim); err != nil {
 			s.closeUnused(newTr, nil)
 			return s.reloadFailed(err)
 		}

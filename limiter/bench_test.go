@@ -42,7 +42,7 @@ func BenchmarkNilPolicyTake(b *testing.B) {
 
 func BenchmarkMemoryTake(b *testing.B) {
 	o := defaultOptions()
-	l, err := newLimiter(Config{}, nil, o)
+	l, err := newLimiter(Config{}, nil, o, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func BenchmarkMemoryTake(b *testing.B) {
 }
 
 func BenchmarkMemoryTakeSettle(b *testing.B) {
-	l, err := newLimiter(Config{}, nil, defaultOptions())
+	l, err := newLimiter(Config{}, nil, defaultOptions(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func BenchmarkMemoryTakeSettle(b *testing.B) {
 // BenchmarkMemoryTakeParallel is the throughput baseline for BenchmarkRedisTake: 64
 // goroutines over 64 API keys.
 func BenchmarkMemoryTakeParallel(b *testing.B) {
-	l, err := newLimiter(Config{}, nil, defaultOptions())
+	l, err := newLimiter(Config{}, nil, defaultOptions(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,7 +5,8 @@
 -- names its key by a 1-based index H into KEYS. Rate buckets are GCRA: the key holds the
 -- theoretical arrival time (TAT) in microseconds of Redis's own clock, so replicas
 -- with skewed clocks agree. Concurrency buckets are sorted sets of leases scored by
--- their expiry, so a replica that dies holding slots leaks them only until then.
+-- their expiry, so a replica that dies holding slots leaks them only until then; a
+-- live replica's heartbeat renews the leases of its requests in flight (lease.go).
 --
 -- op 1, take:    B nb, then per bucket B kind, H key, d, d, d, c8:
 --                  kind 1 (rate):        interval_us, tau_us, cost, d prefetch
@@ -22,6 +23,13 @@
 -- A batch often touches one bucket many times (a hot API key, a settlement next to
 -- the same key's next check), so rate buckets are read once into a table and written
 -- once at the end: SET with an expiry is the most expensive call here.
+--
+-- The table holds each bucket's debt, TAT - now, not its TAT: now is ~6e13 us, where
+-- doubles step by 2^-7 us, so (TAT + cost * interval) - now would round on every
+-- charge and a bucket filled to exactly its burst would come out a few steps over
+-- it. The debt is small, exact when read (TAT and now are close) and rounded once,
+-- when written back. slack covers that rounding and the debt's own: a charge over
+-- the bucket by no more than slack is admitted, and counts as fitting.
 local blob = ARGV[1]
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
@@ -29,28 +37,27 @@ local pos, no = 1, 0
 local out = {}
 local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
-local tats, dirty, ndirty = {}, {}, 0
+local debts, dirty, ndirty = {}, {}, 0
+-- Two rounding steps of now and 2^8 of a bucket's span (256 operations fit in a call).
+local slack_now, slack_span = now * 2 ^ -49, 2 ^ -44
 
 -- One MGET reads every key of the batch (a concurrency key, a sorted set, reads as
 -- nil): a call per bucket costs more than the command itself.
 if #KEYS > 0 then
   local vals = call('MGET', unpack(KEYS))
   for i = 1, #KEYS do
-    tats[KEYS[i]] = tonumber(vals[i]) or 0
+    local tat = tonumber(vals[i])
+    if tat and tat > now then
+      debts[KEYS[i]] = tat - now
+    else
+      debts[KEYS[i]] = 0
+    end
   end
 end
 
-local function tat_of(key)
-  local v = tats[key]
-  if v < now then
-    return now
-  end
-  return v
-end
-
-local function set_tat(key, tat)
-  if tats[key] ~= tat then
-    tats[key] = tat
+local function set_debt(key, debt)
+  if debts[key] ~= debt then
+    debts[key] = debt
     if not dirty[key] then
       dirty[key] = true
       ndirty = ndirty + 1
@@ -76,9 +83,9 @@ while pos <= n do
       local key = KEYS[ki]
       keys[i] = key
       if kinds[i] == 1 then
-        cur[i] = tat_of(key)
-        local over = cur[i] + c[i] * a[i] - now - b[i]
-        if over > 0 then
+        cur[i] = debts[key]
+        local over = cur[i] + c[i] * a[i] - b[i]
+        if over > slack_now + b[i] * slack_span then
           ok = 0
           if over > retry then
             retry, ref = over, i
@@ -103,21 +110,22 @@ while pos <= n do
       local rem, reset
       local granted = 0
       if kinds[i] == 1 then
-        local tat = cur[i]
+        local debt = cur[i]
+        local slack = slack_now + b[i] * slack_span
         if ok == 1 then
-          tat = tat + c[i] * a[i]
+          debt = debt + c[i] * a[i]
           local want = sunpack('<d', m[i])
           if want > 0 then
-            local free = floor((b[i] / 2 - (tat - now)) / a[i])
+            local free = floor((b[i] / 2 - debt + slack) / a[i])
             if free > 0 then
               granted = want
               if free < granted then granted = free end
-              tat = tat + granted * a[i]
+              debt = debt + granted * a[i]
             end
           end
-          set_tat(keys[i], tat)
+          set_debt(keys[i], debt)
         end
-        rem, reset = floor((b[i] - (tat - now)) / a[i]), tat - now
+        rem, reset = floor((b[i] - debt + slack) / a[i]), debt
       else
         local used = cur[i]
         if ok == 1 then
@@ -135,9 +143,9 @@ while pos <= n do
     local ki, interval, delta
     ki, interval, delta, pos = sunpack('<Hdd', blob, pos)
     local key = KEYS[ki]
-    local tat = tat_of(key) + delta * interval
-    if tat < now then tat = now end
-    set_tat(key, tat)
+    local debt = debts[key] + delta * interval
+    if debt < 0 then debt = 0 end
+    set_debt(key, debt)
   elseif op == 3 then
     local ki, member
     ki, member, pos = sunpack('<Hc8', blob, pos)
@@ -149,9 +157,9 @@ end
 
 for i = 1, ndirty do
   local key = dirty[i]
-  local tat = tats[key]
-  if tat > now then
-    call('SET', key, string.format('%.17g', tat), 'PX', ceil((tat - now) / 1000) + 1)
+  local debt = debts[key]
+  if debt > 0 then
+    call('SET', key, string.format('%.17g', now + debt), 'PX', ceil(debt / 1000) + 1)
   else
     call('DEL', key)
   end

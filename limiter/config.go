@@ -31,8 +31,12 @@ type Config struct {
 	// Replicas is the number of gateway replicas sharing the limits, used to size the
 	// local fallback share; zero counts live replicas from their heartbeats in Redis.
 	Replicas int `yaml:"replicas"`
-	// ConcurrencyLease is how long a concurrency slot taken in Redis is held when its
-	// replica dies before releasing it; zero means DefaultConcurrencyLease.
+	// ConcurrencyLease is how long a concurrency slot taken in Redis outlives its
+	// replica's last heartbeat: the replica renews the slots of its requests in flight
+	// with every heartbeat (each second), so a request may run longer than the lease,
+	// and the slots of a replica that dies or loses Redis free this long after. It is
+	// at least three heartbeats (3s) whatever is set; zero means
+	// DefaultConcurrencyLease.
 	ConcurrencyLease time.Duration `yaml:"concurrency_lease"`
 	// Prefetch is how much of a limit's rate, in time, a replica may take from Redis
 	// ahead of its requests and answer them from without a round trip (redis store,

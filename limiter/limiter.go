@@ -94,6 +94,7 @@ type Ticket struct {
 	tag     [MaxLimits]uint64
 	cost    [MaxLimits]float64
 	lease   [MaxLimits]uint64
+	slot    [MaxLimits]int32 // where the redis store keeps each lease to renew it
 }
 
 func (t *Ticket) clear() {
@@ -209,10 +210,20 @@ type Limiter struct {
 // background: an unreachable Redis at start is not an error, the limiter starts
 // degraded and recovers when Redis answers.
 func New(cfg Config, logger *slog.Logger) (*Limiter, error) {
-	return newLimiter(cfg, logger, defaultOptions())
+	return newLimiter(cfg, logger, defaultOptions(), nil)
 }
 
-func newLimiter(cfg Config, logger *slog.Logger, o options) (*Limiter, error) {
+// NewFrom is New for a config that replaces prev's (a reload): the new limiter takes
+// over prev's in-process buckets, the memory store's and the redis store's fallback
+// ones, with their clock, so that a reload that touches the limiter section does not
+// refill every bucket and forget the requests in flight. prev goes on settling its
+// own tickets into the same buckets until it is closed; closing it leaves them to the
+// new limiter.
+func NewFrom(cfg Config, logger *slog.Logger, prev *Limiter) (*Limiter, error) {
+	return newLimiter(cfg, logger, defaultOptions(), prev)
+}
+
+func newLimiter(cfg Config, logger *slog.Logger, o options, prev *Limiter) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -230,6 +241,10 @@ func newLimiter(cfg Config, logger *slog.Logger, o options) (*Limiter, error) {
 	}
 	if o.now != nil {
 		l.epoch = o.now()
+	}
+	if prev != nil {
+		// The buckets hold times on prev's clock.
+		l.mem, l.epoch = prev.mem, prev.epoch
 	}
 	l.live.Store(1)
 	if cfg.Store == "redis" {

@@ -92,6 +92,14 @@ func (m *memStore) entry(bucket uint64) *memEntry {
 	return e
 }
 
+// slack is how far over its bucket a charge may come out and still be admitted, and
+// how much a bucket's remaining is rounded up by: the rounding of float arithmetic on
+// a TAT of magnitude now and a bucket spanning tau (both in the clock's unit), two
+// rounding steps of now and 2^8 of tau. Without it a bucket filled to exactly its
+// burst comes out a rounding step over it and refuses what it should admit. check.lua
+// allows the same.
+func slack(now, tau float64) float64 { return now*0x1p-49 + tau*0x1p-44 }
+
 // shareOf scales a rule down to one replica's share: the refill slows by share and the
 // capacity shrinks by it, never below one unit.
 func shareOf(r *rule, share float64) (interval, burst float64) {
@@ -108,7 +116,9 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 	n := int(t.n)
 	var order [MaxLimits]uint16
 	var ents [MaxLimits]*memEntry
-	var tats, ivs, taus [MaxLimits]float64
+	// debts are TAT - now, what each bucket owes: computed from now rather than
+	// summed onto the TAT, they round once, when stored (see check.lua).
+	var debts, ivs, taus, slacks [MaxLimits]float64
 	nowf := float64(now)
 	nl := m.lockAll(t, &order)
 	refuse := -1
@@ -133,11 +143,12 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			t.cost[i] = burst
 		}
 		tau := burst * iv
-		next := max(e.tat, nowf) + t.cost[i]*iv
-		if over := next - nowf - tau; over > 0 && over > retry {
+		sl := slack(nowf, tau)
+		next := max(e.tat-nowf, 0) + t.cost[i]*iv
+		if over := next - tau; over > sl && over > retry {
 			refuse, retry = i, over
 		}
-		tats[i], ivs[i], taus[i] = next, iv, tau
+		debts[i], ivs[i], taus[i], slacks[i] = next, iv, tau, sl
 	}
 	for i := range n {
 		r := &rules[i]
@@ -149,15 +160,17 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			continue
 		}
 		if refuse < 0 {
-			e.tat = tats[i]
+			e.tat = nowf + debts[i]
 		} else {
-			tats[i] = max(e.tat, nowf)
+			debts[i] = max(e.tat-nowf, 0)
 		}
-		t.observe(r, (taus[i]-(tats[i]-nowf))/ivs[i], time.Duration(tats[i]-nowf))
+		t.observe(r, (taus[i]-debts[i]+slacks[i])/ivs[i], time.Duration(debts[i]))
 	}
 	m.unlockAll(&order, nl)
 	if refuse >= 0 {
-		return t.refuse(refuse, time.Duration(retry))
+		// Up: a refusal says to wait, however little (and only a refusal sets
+		// RetryAfter, which is how Take counts it).
+		return t.refuse(refuse, time.Duration(math.Ceil(retry)))
 	}
 	return nil
 }

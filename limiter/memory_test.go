@@ -3,6 +3,7 @@ package limiter
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func newMemLimiter(t testing.TB, clk *testClock) *Limiter {
 	o := defaultOptions()
 	o.now = clk.now
 	o.sweepEvery = time.Hour
-	l, err := newLimiter(Config{}, nil, o)
+	l, err := newLimiter(Config{}, nil, o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +236,56 @@ func TestMemoryTokenSettlement(t *testing.T) {
 	})
 }
 
+// A full bucket admits what fits it exactly, at any instant: an estimate above a token
+// limit's burst (charged the whole burst), and N requests of N a second at one instant.
+// Summed onto the TAT, such a charge came out a rounding step over the burst and was
+// refused, with a RetryAfter of 0 that Stats did not count as a refusal either. The
+// request that does not fit is refused with a RetryAfter above 0, and counted.
+func TestMemoryFullBucketAdmitsWhatFits(t *testing.T) {
+	clk := newTestClock()
+	l := newMemLimiter(t, clk)
+	clk.advance(time.Hour)
+	n := 0
+	next := func() string { n++; return "rounding" + strconv.Itoa(n) }
+	var tk Ticket
+	refused := func(what string, pol *Policy, est int64) {
+		t.Helper()
+		before := l.Stats().Refused
+		var ref *Refused
+		if err := l.Take(bg, pol, alice, est, &tk); !errors.As(err, &ref) {
+			t.Errorf("%s: %v, want refused", what, err)
+		} else if ref.RetryAfter <= 0 || l.Stats().Refused != before+1 {
+			t.Errorf("%s: refused with RetryAfter %v, Stats.Refused %d -> %d: want a wait above 0, counted",
+				what, ref.RetryAfter, before, l.Stats().Refused)
+		}
+	}
+	t.Run("estimate above burst", func(t *testing.T) {
+		for _, amount := range []int64{90_000, 70_000, 13, 11, 7} {
+			for _, burst := range []int64{0, 1000, 3000, 10_000, 12_345, 17, 5} {
+				pol := mustPolicy(t, next(), Limit{Per: "endpoint", Tokens: amount, Window: "minute", Burst: burst})
+				what := "tokens " + strconv.FormatInt(amount, 10) + "/minute burst " + strconv.FormatInt(burst, 10)
+				if err := l.Take(bg, pol, alice, 1<<40, &tk); err != nil {
+					t.Errorf("%s, full bucket: %v, retry %v", what, err, tk.RetryAfter)
+					continue
+				}
+				if tk.Tokens.Remaining != 0 {
+					t.Errorf("%s: Tokens = %+v after the whole burst, want 0 left", what, tk.Tokens)
+				}
+				refused(what+", empty bucket", pol, 1)
+			}
+		}
+	})
+	t.Run("burst at one instant", func(t *testing.T) {
+		for amount := 2; amount <= 24; amount++ {
+			pol := mustPolicy(t, next(), Limit{Per: "endpoint", Requests: int64(amount), Window: "second"})
+			if got := admitN(t, l, pol, alice, 0, amount); got != amount {
+				t.Errorf("%d/second, full bucket: %d of %d admitted at one instant", amount, got, amount)
+			}
+			refused(strconv.Itoa(amount)+"/second, empty bucket", pol, 0)
+		}
+	})
+}
+
 func TestMemoryConcurrency(t *testing.T) {
 	l := newMemLimiter(t, newTestClock())
 	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Concurrency: 2})
@@ -423,4 +474,52 @@ func (m *memStore) len() int {
 		sh.mu.Unlock()
 	}
 	return n
+}
+
+// A limiter built for a reload (NewFrom) takes over the buckets and the requests in
+// flight of the one it replaces: a spent bucket stays spent, and a slot taken through
+// the old limiter is held until the old limiter's ticket settles.
+func TestNewFromKeepsBuckets(t *testing.T) {
+	clk := newTestClock()
+	prev := newMemLimiter(t, clk)
+	rate := mustPolicy(t, "rate", Limit{Per: "api_key", Requests: 2, Window: "hour"})
+	conc := mustPolicy(t, "conc", Limit{Per: "api_key", Concurrency: 1})
+	if n := admitN(t, prev, rate, alice, 0, 3); n != 2 {
+		t.Fatalf("before the reload: %d admitted, want 2", n)
+	}
+	var inFlight Ticket
+	if err := prev.Take(bg, conc, alice, 0, &inFlight); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Minute)
+	o := defaultOptions()
+	o.now = clk.now
+	o.sweepEvery = time.Hour
+	next, err := newLimiter(Config{Timeout: 80 * time.Millisecond}, nil, o, prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = next.Close() })
+	if n := admitN(t, next, rate, alice, 0, 1); n != 0 {
+		t.Errorf("after the reload: the spent bucket admitted %d", n)
+	}
+	if n := admitN(t, next, rate, bob, 0, 1); n != 1 {
+		t.Errorf("after the reload: another key's bucket admitted %d, want 1", n)
+	}
+	var tk Ticket
+	if err := next.Take(bg, conc, alice, 0, &tk); err == nil {
+		t.Fatal("a second request in flight admitted under concurrency: 1 after the reload")
+	}
+	prev.Settle(&inFlight, 0)
+	if err := prev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Take(bg, conc, alice, 0, &tk); err != nil {
+		t.Fatalf("the slot the old limiter's request released: %v", err)
+	}
+	next.Settle(&tk, 0)
+	clk.advance(time.Hour)
+	if n := admitN(t, next, rate, alice, 0, 3); n != 2 {
+		t.Errorf("an hour later: %d admitted, want 2 (the bucket refills on the old limiter's clock)", n)
+	}
 }

@@ -19,7 +19,10 @@ import (
 //     of its burst, and only when that covers at least two requests like the one
 //     asking, so small limits never prefetch, and only for a bucket it checked within
 //     prefetchHold before, so quiet subjects never do;
-//   - units of a bucket this replica has not used for prefetchHold go back to it.
+//   - units of a bucket this replica has not used for prefetchHold go back to it;
+//   - units are spent only under the rule (interval and burst) they were granted
+//     under: a reload that lowers a limit keeps the bucket, but what a replica took
+//     at the old, faster rate goes back rather than being spent at the new one.
 // Units held by a replica that dies are lost to the bucket once, like that many
 // requests. Concurrency limits are never prefetched: a policy with one always asks
 // Redis.
@@ -40,15 +43,24 @@ const (
 
 // held is what this replica holds of one bucket.
 type held struct {
-	avail      float64 // units granted and not spent
-	target     float64 // units the replica asks for
-	idleUntil  int64   // limiter nanotime after which, unused, the rest goes back
-	remaining  float64 // the bucket's remaining in Redis at its last answer
-	seenAt     int64   // nanotime of that answer
-	resetAt    int64   // nanotime the bucket is full again, as of that answer
-	intervalUS float64 // microseconds per unit, to give the rest back; set with target
-	asking     bool    // a check asking for more is on its way
+	avail     float64 // units granted and not spent
+	target    float64 // units the replica asks for
+	idleUntil int64   // limiter nanotime after which, unused, the rest goes back
+	remaining float64 // the bucket's remaining in Redis at its last answer
+	seenAt    int64   // nanotime of that answer
+	resetAt   int64   // nanotime the bucket is full again, as of that answer
+	// interval (nanoseconds per unit) and burst are the rule's when the entry was
+	// given its target: the units go back at that interval, and a rule that differs
+	// (a reload changed the limit) voids the entry (voidLocked). Set with target.
+	interval float64
+	burst    float64
+	// asking is set, only together with a check's want > 0, while that check is on
+	// its way; granted clears it whatever the answer.
+	asking bool
 }
+
+// of reports whether h's units were taken under r.
+func (h *held) of(r *rule) bool { return h.interval == r.interval && h.burst == r.burst }
 
 type prefetch struct {
 	every time.Duration // zero: off
@@ -83,7 +95,16 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 	now := s.l.nanotime()
 	s.pmu.Lock()
 	for i := range n {
-		h := s.held[keyID{t.tag[i], t.bucket[i]}]
+		k := keyID{t.tag[i], t.bucket[i]}
+		h := s.held[k]
+		if h != nil && h.avail > 0 && !h.of(&rules[i]) {
+			// A reload changed the limit: the units were taken at the old rate, and a
+			// lowered limit would otherwise admit them all at the new one.
+			s.voidLocked(k, h)
+			s.pmu.Unlock()
+			s.kickLater()
+			return false
+		}
 		// Concurrency buckets are never held, so a policy with one never gets here.
 		if h == nil || h.avail <= 0 || h.avail < t.cost[i] {
 			s.pmu.Unlock()
@@ -91,19 +112,22 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 		}
 		hs[i] = h
 	}
-	var refill uint8
-	var rem [MaxLimits]float64
+	refill := false
+	var want, rem [MaxLimits]float64
 	var reset [MaxLimits]int64
 	for i := range n {
 		h := hs[i]
+		r := &rules[i]
 		h.avail -= t.cost[i]
 		h.idleUntil = now + int64(prefetchHold)
+		// A request too large to prefetch for asks for nothing, and leaves asking to
+		// the next one that is not.
 		if !h.asking && h.avail < h.target/2 {
-			h.asking = true
-			refill |= 1 << i
+			if want[i] = s.units(r, t.cost[i]); want[i] > 0 {
+				h.asking, refill = true, true
+			}
 		}
 		// What Redis said last, refilled since, and what this replica holds.
-		r := &rules[i]
 		rem[i] = min(h.remaining+float64(now-h.seenAt)/r.interval+h.avail, r.burst)
 		reset[i] = h.resetAt - now
 	}
@@ -113,9 +137,35 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 	}
 	t.src = srcRedis
 	s.prefetch.hits.Add(1)
-	if refill != 0 {
-		s.refill(t, refill)
+	if refill {
+		s.refill(t, &want)
 	}
+	return true
+}
+
+// voidLocked queues what h holds for return to Redis, at the interval it was taken
+// at, and empties h of it and of its rule, as a reload voids a cached refusal
+// (refusedLocally). s.pmu must be held.
+func (s *redisStore) voidLocked(k keyID, h *held) {
+	if h.avail > 0 {
+		s.mu.Lock()
+		s.giveBackLocked(k, h)
+		s.mu.Unlock()
+	}
+	h.avail, h.target, h.interval, h.burst = 0, 0, 0, 0
+	h.remaining, h.seenAt, h.resetAt = 0, 0, 0
+}
+
+// giveBackLocked queues h's unspent units for return to Redis and reports whether
+// there were any; s.pmu and s.mu must be held.
+func (s *redisStore) giveBackLocked(k keyID, h *held) bool {
+	// An entry without a rule holds nothing: units and refunds come only with one.
+	if h.avail <= 0 || h.interval <= 0 {
+		return false
+	}
+	s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: k.bucket, tag: k.tag,
+		interval: h.interval / 1e3, delta: -h.avail})
+	s.back.Add(uint64(h.avail))
 	return true
 }
 
@@ -154,37 +204,40 @@ func (s *redisStore) askAhead(w *waiter) {
 		return
 	}
 	for i := range n {
-		h := s.held[keyID{w.tag[i], w.bucket[i]}]
-		if h.asking || h.avail >= want[i]/2 {
+		k := keyID{w.tag[i], w.bucket[i]}
+		h := s.held[k]
+		r := &rules[i]
+		if h.asking {
 			continue
 		}
-		// The interval goes with the target: a refund settled into the entry
+		if !h.of(r) {
+			// Units taken under the rule before a reload go back ahead of w, which
+			// travels after them (settlements go first).
+			s.voidLocked(k, h)
+		} else if h.avail >= want[i]/2 {
+			continue
+		}
+		// The rule goes with the target: a refund settled into the entry
 		// (settleLocal) before Redis grants it anything must be given back too.
 		h.asking, h.target = true, want[i]
-		h.intervalUS = rules[i].interval / 1e3
+		h.interval, h.burst = r.interval, r.burst
 		w.want[i] = want[i]
 	}
 }
 
-// refill queues a check no request waits for, asking for more of the buckets in mask.
-func (s *redisStore) refill(t *Ticket, mask uint8) {
+// refill queues a check no request waits for, asking for want more of t's buckets.
+func (s *redisStore) refill(t *Ticket, want *[MaxLimits]float64) {
 	w := s.newWaiter(t)
-	w.refill, w.cost = true, [MaxLimits]float64{}
-	rules := t.pol.rules
-	for i := range int(t.n) {
-		if mask&(1<<i) != 0 {
-			w.want[i] = s.units(&rules[i], t.cost[i])
-		}
-	}
+	w.refill, w.cost, w.want = true, [MaxLimits]float64{}, *want
 	s.enqueue(w)
 	s.kickNow()
 }
 
 // granted books the units a round's checks were granted; a check that failed or was
-// refused was granted none, and whatever it asked may be asked again. Every answer
-// from Redis also refreshes what a held bucket reports as remaining, and the
-// remaining its request sees counts what this replica holds, still the callers' to
-// spend.
+// refused was granted none, and whatever it asked may be asked again: every bucket a
+// check asked for stops asking, whatever the answer. Every answer from Redis also
+// refreshes what a held bucket reports as remaining, and the remaining its request
+// sees counts what this replica holds, still the callers' to spend.
 func (s *redisStore) granted(takes []*waiter) {
 	now := s.l.nanotime()
 	s.pmu.Lock()
@@ -193,9 +246,10 @@ func (s *redisStore) granted(takes []*waiter) {
 		for i := range int(w.n) {
 			k := keyID{w.tag[i], w.bucket[i]}
 			h := s.held[k]
+			r := &w.pol.rules[i]
 			if w.want[i] > 0 {
 				if h == nil {
-					h = &held{target: w.want[i], intervalUS: w.pol.rules[i].interval / 1e3}
+					h = &held{target: w.want[i], interval: r.interval, burst: r.burst}
 					s.held[k] = h
 				}
 				h.asking = false
@@ -204,30 +258,38 @@ func (s *redisStore) granted(takes []*waiter) {
 			if h == nil || w.failed {
 				continue
 			}
+			g := w.granted[i]
+			if g > 0 && !h.of(r) {
+				// Asked for before a reload that changed the rule, or the entry
+				// holds units from before it: one entry holds units of one rule.
+				s.voidLocked(k, h)
+				h.target, h.interval, h.burst = w.want[i], r.interval, r.burst
+			}
 			h.remaining = max(w.remaining[i], 0)
 			h.seenAt, h.resetAt = now, now+int64(w.reset[i]*float64(time.Microsecond))
-			if g := w.granted[i]; g > 0 {
+			if g > 0 {
 				h.avail += g
 				h.idleUntil = now + int64(prefetchHold)
-				h.intervalUS = w.pol.rules[i].interval / 1e3
 			}
 			w.remaining[i] = h.remaining + h.avail
 		}
 	}
 }
 
-// settleLocal charges delta more units (a refund when negative) of a bucket to what
-// this replica holds, if it holds the bucket and, for a charge, enough of it. Refunds
-// beyond twice the units asked for go to Redis instead.
-func (s *redisStore) settleLocal(k keyID, delta float64) bool {
+// settleLocal charges delta more units (a refund when negative) of a bucket of rule r
+// to what this replica holds, if it holds the bucket under r and, for a charge, enough
+// of it. Refunds beyond twice the units asked for go to Redis instead.
+func (s *redisStore) settleLocal(k keyID, r *rule, delta float64) bool {
 	if s.every == 0 {
 		return false
 	}
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	h := s.held[k]
-	// Without an interval giveBack could not return what the entry keeps.
-	if h == nil || h.intervalUS == 0 {
+	// An entry without a rule could not give back what it keeps; one under another
+	// rule (a reload came between the request's check and its settlement) would give
+	// it back at the wrong interval.
+	if h == nil || !h.of(r) {
 		return false
 	}
 	if after := h.avail - delta; after >= 0 && after <= 2*h.target {
@@ -251,10 +313,7 @@ func (s *redisStore) giveBack(all bool) {
 		if !all && (h.asking || now < h.idleUntil) {
 			continue
 		}
-		if h.avail > 0 && h.intervalUS > 0 {
-			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: k.bucket, tag: k.tag,
-				interval: h.intervalUS, delta: -h.avail})
-			s.back.Add(uint64(h.avail))
+		if s.giveBackLocked(k, h) {
 			queued = true
 		}
 		delete(s.held, k)

@@ -405,3 +405,64 @@ func TestPrefetchTracksBoundedBuckets(t *testing.T) {
 		t.Errorf("%d buckets tracked, stats %+v: want %d and every check answered by Redis", n, s, maxHeld)
 	}
 }
+
+// A reload that lowers a limit keeps its bucket (same scope, per, kind and window),
+// but the units a replica took ahead under the old limit were taken at its faster
+// rate: they go back, and the new limit alone decides from then on.
+func TestPrefetchLoweredLimitGivesBackHeldUnits(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	old := mustPolicy(t, "chat", Limit{Per: "endpoint", Requests: 10_000, Window: "second"})
+	// The first check registers the bucket, the second asks 1000 units ahead.
+	if got := admitN(t, l, old, alice, 0, 5); got != 5 {
+		t.Fatalf("admitted %d of 5 under the old limit", got)
+	}
+	if l.Stats().LocalChecks == 0 {
+		t.Fatal("no units were prefetched under the old limit")
+	}
+	lowered := mustPolicy(t, "chat", Limit{Per: "endpoint", Requests: 10, Window: "second"})
+	// 10 in the bucket and at most one refilled while the checks run.
+	if got := admitN(t, l, lowered, alice, 0, 200); got > 11 {
+		t.Errorf("admitted %d of 200 right after lowering the limit to 10/second (burst 10); stats %+v", got, l.Stats())
+	}
+	if s := l.Stats(); s.ReturnedUnits < 990 {
+		t.Errorf("stats %+v: want the ~997 units held under the old limit given back", s)
+	}
+}
+
+// A request answered from held units but too large to prefetch for (two of it exceed
+// what the replica asks ahead) asks Redis for nothing, and leaves the units to go back
+// once the bucket goes quiet, as any others.
+func TestPrefetchGivesBackAfterRequestTooLargeToPrefetch(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := newTestClock()
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}}, func(o *options) { o.now = clk.now })
+	// 1,000,000 tokens a minute: 100ms of prefetch is 1666 units.
+	pol := mustPolicy(t, "tok", Limit{Per: "endpoint", Tokens: 1_000_000, Window: "minute"})
+	var tk Ticket
+	take := func(est int64) {
+		t.Helper()
+		if err := l.Take(bg, pol, alice, est, &tk); err != nil {
+			t.Fatal(err)
+		}
+		l.Settle(&tk, est)
+	}
+	for range 3 { // the second check asks ahead, the third spends from what it got
+		take(10)
+	}
+	take(900) // 756 left: below half of 1666, yet 1800 is more than a refill asks
+	if s := l.Stats(); s.LocalChecks != 2 {
+		t.Fatalf("stats %+v: want the last two checks answered from held units", s)
+	}
+	barrier(t, l)
+	clk.advance(prefetchHold + time.Millisecond)
+	l.rs.giveBack(false)
+	barrier(t, l)
+	k := keyID{tk.tag[0], tk.bucket[0]}
+	l.rs.pmu.Lock()
+	h := l.rs.held[k]
+	l.rs.pmu.Unlock()
+	if s := l.Stats(); h != nil || s.ReturnedUnits != 1666-10-900 {
+		t.Errorf("held entry %+v, stats %+v: want the %d unused units given back", h, s, 1666-10-900)
+	}
+}

@@ -22,14 +22,16 @@ import (
 var checkScript string
 
 // heartbeatScript registers one replica until ARGV[2] ms from now (Redis's clock) and
-// returns how many replicas are registered and alive.
+// returns how many replicas are registered and alive, and Redis's clock as check.lua
+// counts it (microseconds since 1700000000), which the replica's concurrency leases
+// are renewed from.
 const heartbeatScript = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return redis.call('ZCARD', KEYS[1])
+return {redis.call('ZCARD', KEYS[1]), (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])}
 `
 
 const (
@@ -165,6 +167,7 @@ type redisStore struct {
 
 	prefetch
 	refusals
+	leases
 }
 
 func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
@@ -176,6 +179,9 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 	if lease == 0 {
 		lease = DefaultConcurrencyLease
 	}
+	// Heartbeats renew the leases: a lease shorter than a few of them would lapse
+	// between two under a live request.
+	lease = max(lease, minLeaseBeats*l.opt.heartbeatEvery)
 	// A flusher's round trip may outlive the requests that stopped waiting for it;
 	// this bounds how long it stays stuck on a Redis that does not answer.
 	round := max(10*timeout, 500*time.Millisecond)
@@ -266,13 +272,26 @@ func (s *redisStore) close() error {
 	return s.c.Close()
 }
 
-// heartbeat registers this replica for three heartbeat periods and returns the live
-// replica count.
+// heartbeat registers this replica for three heartbeat periods, renews the leases of
+// the concurrency slots it holds, and returns the live replica count.
 func (s *redisStore) heartbeat() (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	ttl := 3 * s.l.opt.heartbeatEvery.Milliseconds()
-	return s.hb.Run(ctx, s.c, []string{replicasKey}, s.member, ttl).Int64()
+	r, err := s.hb.Run(ctx, s.c, []string{replicasKey}, s.member, ttl).Int64Slice()
+	if err != nil {
+		return 0, err
+	}
+	if len(r) != 2 {
+		return 0, errors.New("limiter: heartbeat reply of " + strconv.Itoa(len(r)) + " values, want 2")
+	}
+	// Redis answered, so a failed renewal is left to the next heartbeat: the lease
+	// outlasts a few of them (minLeaseBeats), and degrading every check for it
+	// would cost more than it saves.
+	rctx, rcancel := context.WithTimeout(context.Background(), s.timeout)
+	_ = s.renewLeases(rctx, r[1])
+	rcancel()
+	return r[0], nil
 }
 
 func (s *redisStore) load() error {
@@ -378,6 +397,11 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 		s.rememberRefusal(t, w, w.ref, retry, time.Duration(w.reset[w.ref]*float64(time.Microsecond)))
 		return t.refuse(w.ref, retry), true
 	}
+	for i := range int(t.n) {
+		if rules[i].kind == kindConcurrency {
+			t.slot[i] = s.hold(t.tag[i], t.bucket[i], t.lease[i])
+		}
+	}
 	t.src = srcRedis
 	return nil, true
 }
@@ -393,8 +417,11 @@ func (s *redisStore) settle(t *Ticket, actual int64) {
 	// changes nothing there.
 	var adjust uint8
 	for i := range int(t.n) {
+		if rules[i].kind == kindConcurrency {
+			s.unhold(t.slot[i], t.lease[i])
+		}
 		if rules[i].kind == kindTokens && actual >= 0 && float64(actual) != t.cost[i] &&
-			!s.settleLocal(keyID{t.tag[i], t.bucket[i]}, float64(actual)-t.cost[i]) {
+			!s.settleLocal(keyID{t.tag[i], t.bucket[i]}, &rules[i], float64(actual)-t.cost[i]) {
 			adjust |= 1 << i
 		}
 	}

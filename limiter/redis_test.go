@@ -51,7 +51,7 @@ func newRedisLimiterLog(t testing.TB, cfg Config, log *slog.Logger, mod ...func(
 	for _, f := range mod {
 		f(&o)
 	}
-	l, err := newLimiter(cfg, log, o)
+	l, err := newLimiter(cfg, log, o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,6 +362,73 @@ func TestRedisTokenSettlement(t *testing.T) {
 	}
 }
 
+// An estimate above a token limit's burst is charged the whole burst and admitted once
+// the bucket is full, whatever the amounts: the script computes from now rather than
+// adding charges onto a TAT of ~6e13 us, where a bucket filled to exactly its burst
+// came out a rounding step over it and was refused for ever.
+func TestRedisFullBucketAdmitsEstimateAboveBurst(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(0)})
+	n := 0
+	for _, amount := range []int64{90_000, 70_000, 13, 11, 7} {
+		for _, burst := range []int64{0, 1000, 3000, 10_000, 12_345, 17, 5} {
+			n++
+			pol := mustPolicy(t, "rounding"+strconv.Itoa(n), Limit{Per: "endpoint", Tokens: amount, Window: "minute", Burst: burst})
+			var tk Ticket
+			if err := l.Take(bg, pol, alice, 1<<40, &tk); err != nil {
+				t.Errorf("tokens %d/minute burst %d, full bucket: %v, retry %v", amount, burst, err, tk.RetryAfter)
+			} else if tk.Tokens.Remaining != 0 {
+				t.Errorf("tokens %d/minute burst %d: Tokens = %+v after the whole burst, want 0 left", amount, burst, tk.Tokens)
+			}
+		}
+	}
+}
+
+// A full bucket of N a second admits all N requests of one batch (they share the
+// script's now) and refuses the next, for every N: summed onto the TAT, the N-th
+// charge came out a rounding step over the burst for many N.
+func TestRedisBatchAdmitsFullBurst(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(0)})
+	s := l.rs
+	for amount := 2; amount <= 24; amount++ {
+		pol := mustPolicy(t, "batch"+strconv.Itoa(amount), Limit{Per: "endpoint", Requests: int64(amount), Window: "second"})
+		tks := make([]Ticket, amount+1)
+		ws := make([]*waiter, amount+1)
+		for i := range tks {
+			tks[i].clear()
+			pol.locate(alice, 0, &tks[i])
+			tks[i].pol = pol
+			ws[i] = s.newWaiter(&tks[i])
+		}
+		// One round, sent here rather than by the flusher, carries them all.
+		for !s.busy.CompareAndSwap(false, true) {
+			time.Sleep(time.Millisecond)
+		}
+		s.mu.Lock()
+		s.takes = append(s.takes, ws...)
+		s.mu.Unlock()
+		s.flushOnce(bg)
+		s.busy.Store(false)
+		admitted := 0
+		for i, w := range ws {
+			<-w.done
+			switch {
+			case w.failed:
+				t.Fatalf("%d/second: check %d failed: %v", amount, i, w.err)
+			case !w.refused:
+				admitted++
+			case w.retry < 1:
+				t.Errorf("%d/second: check %d refused with retry %vus, want at least 1us", amount, i, w.retry)
+			}
+			s.release(w)
+		}
+		if admitted != amount {
+			t.Errorf("%d/second, full bucket: %d of %d requests of one batch admitted, want %d", amount, admitted, amount+1, amount)
+		}
+	}
+}
+
 func TestRedisConcurrency(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, ConcurrencyLease: time.Second}
@@ -392,6 +459,36 @@ func TestRedisConcurrency(t *testing.T) {
 	if time.Since(start) < 500*time.Millisecond {
 		t.Errorf("slots freed after %v, before the 1s lease", time.Since(start))
 	}
+}
+
+// A live replica renews the leases of its requests in flight with its heartbeat: a
+// request running longer than concurrency_lease keeps its slot, and the cap holds. A
+// released slot is not renewed back.
+func TestRedisConcurrencyLeaseRenewedWhileInFlight(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, ConcurrencyLease: time.Second})
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Concurrency: 1})
+	var inFlight, next Ticket
+	if err := l.Take(bg, pol, alice, 0, &inFlight); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // a long stream, past its first lease
+	var ref *Refused
+	if err := l.Take(bg, pol, alice, 0, &next); !errors.As(err, &ref) {
+		t.Fatalf("a second request under concurrency: 1 while the first is still in flight on a live replica: %v, want refused", err)
+	}
+	l.Settle(&inFlight, 0)
+	barrier(t, l) // the release has reached Redis
+	if _, err := l.rs.heartbeat(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := redisClient(t, srv.Addr()).ZCard(bg, bucketKey(pol, alice, 0)).Result(); err != nil || n != 0 {
+		t.Fatalf("ZCARD = %d, %v after the release and a heartbeat, want 0", n, err)
+	}
+	if err := l.Take(bg, pol, alice, 0, &next); err != nil {
+		t.Fatalf("after the release: %v", err)
+	}
+	l.Settle(&next, 0)
 }
 
 // Settlements whose script call fails are sent again once Redis answers a heartbeat:
