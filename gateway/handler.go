@@ -927,9 +927,14 @@ func (r *request) endStream(werr error) error {
 		status = 499
 	}
 	// A stream's length follows its output, so the canary judges it by time to first
-	// token, and by whether the upstream finished it.
+	// token, and by whether the upstream finished it; one that never had a token, by
+	// how long it took to end.
 	cut := r.upFailed && werr == nil
-	r.ep.routing.Observe(r.obsRoute, r.ttft, r.ttft, cut)
+	lat := r.ttft
+	if lat == 0 {
+		lat = time.Since(r.start)
+	}
+	r.ep.routing.Observe(r.obsRoute, lat, r.ttft, cut)
 	if r.failStatus != 0 && werr == nil {
 		status = r.failStatus
 	} else if cut {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -322,5 +323,58 @@ func TestStreamCutInMetrics(t *testing.T) {
 		if v, _ := promtest.Sum(fams, c.name, c.match); v != c.want {
 			t.Errorf("%s: %v, want %v", c.name, v, c.want)
 		}
+	}
+}
+
+// A stream that never had a token is judged by the canary by how long it took to end,
+// not as instant (its time to first token is zero).
+func TestCanaryJudgesTokenlessStreamByDuration(t *testing.T) {
+	_, stable := startMock(t, mockllm.Options{MaxTokens: 4})
+	canary, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+		writeStreamHead(c)
+		time.Sleep(150 * time.Millisecond)
+		writeChunk(c, `data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\n")
+		writeChunk(c, "data: [DONE]\n\n")
+		_, _ = io.WriteString(c, "0\r\n\r\n")
+	})
+	cfg := strings.Replace(canaryConfig(stable, canary), "interval: 400ms", "interval: 1h", 1)
+	g := startGateway(t, cfg)
+	c := &http.Client{Timeout: 10 * time.Second}
+	served := 0
+	for u := 0; u < 400 && served == 0; u++ {
+		req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(streamBody))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-User-ID", "user-"+strconv.Itoa(u))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.Header.Get("X-Tollgate-Backend") == "canary" {
+			served++
+		}
+	}
+	if served == 0 {
+		t.Fatal("no user of 400 landed on the canary")
+	}
+	resp, err := c.Get("http://" + g.AdminAddr() + "/admin/endpoints/chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var view struct {
+		Canary struct {
+			Window struct {
+				Requests uint64        `json:"requests"`
+				P99      time.Duration `json:"p99_ns"`
+			} `json:"window"`
+		} `json:"canary"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
+		t.Fatal(err)
+	}
+	if w := view.Canary.Window; w.Requests != 1 || w.P99 < 140*time.Millisecond {
+		t.Errorf("canary window %+v, want 1 request with a p99 of about 150ms", w)
 	}
 }

@@ -167,6 +167,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, fieldErr("concurrency_lease", "must not be negative"))
 	} else if c.ConcurrencyLease > 0 && c.ConcurrencyLease < time.Second {
 		errs = append(errs, fieldErr("concurrency_lease", "must be at least 1s"))
+	} else if c.ConcurrencyLease > 24*time.Hour {
+		// Leases are renewed while their requests run: a longer one only keeps a dead
+		// replica's slots taken longer (and overflows Redis's millisecond expiries).
+		errs = append(errs, fieldErr("concurrency_lease", "must be at most 24h"))
 	}
 	return errors.Join(errs...)
 }

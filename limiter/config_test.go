@@ -65,6 +65,7 @@ func TestConfigValidate(t *testing.T) {
 			want: []string{"timeout: must be at most 10s: it is added to every request while Redis is slow"}},
 		{name: "replicas", yaml: `{replicas: -2}`, want: []string{"replicas: must not be negative"}},
 		{name: "short lease", yaml: `{concurrency_lease: 10ms}`, want: []string{"concurrency_lease: must be at least 1s"}},
+		{name: "long lease", yaml: `{concurrency_lease: 25h}`, want: []string{"concurrency_lease: must be at most 24h"}},
 		{name: "prefetch off", yaml: `{store: redis, redis: {url: "redis://127.0.0.1:6379/0"}, prefetch: 0s}`},
 		{name: "negative prefetch", yaml: `{prefetch: -1s}`, want: []string{"prefetch: must be between 0s (off) and 10s"}},
 		{name: "huge prefetch", yaml: `{prefetch: 1m}`, want: []string{"prefetch: must be between 0s (off) and 10s"}},

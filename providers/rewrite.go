@@ -1,6 +1,10 @@
 package providers
 
-import "github.com/tollgate/tollgate/internal/jsonscan"
+import (
+	"bytes"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
 
 var includeUsageJSON = []byte(`{"include_usage":true}`)
 
@@ -27,7 +31,7 @@ func appendBody(dst []byte, call *Call, model []byte, forceUsage bool) []byte {
 	}
 	if ss < ms {
 		dst = append(dst, b[:ss]...)
-		dst = append(dst, includeUsageJSON...)
+		dst = appendStreamOptions(dst, b[ss:se])
 		dst = append(dst, b[se:ms]...)
 		dst = append(dst, model...)
 		return append(dst, b[me:]...)
@@ -35,8 +39,51 @@ func appendBody(dst []byte, call *Call, model []byte, forceUsage bool) []byte {
 	dst = append(dst, b[:ms]...)
 	dst = append(dst, model...)
 	dst = append(dst, b[me:ss]...)
-	dst = append(dst, includeUsageJSON...)
+	dst = appendStreamOptions(dst, b[ss:se])
 	return append(dst, b[se:]...)
+}
+
+// appendStreamOptions appends the client's stream_options object opts with
+// include_usage set to true and its other members kept as they are (vLLM's
+// continuous_usage_stats, say); anything but an object becomes
+// {"include_usage":true}.
+func appendStreamOptions(dst, opts []byte) []byte {
+	var it jsonscan.Iter
+	if it.Reset(opts) != nil {
+		return append(dst, includeUsageJSON...)
+	}
+	start := len(dst)
+	dst = append(dst, includeUsageJSON[:len(includeUsageJSON)-1]...)
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			if it.Err() != nil {
+				return append(dst[:start], includeUsageJSON...)
+			}
+			return append(dst, '}')
+		}
+		if isIncludeUsage(k) {
+			continue
+		}
+		dst = append(dst, ',', '"')
+		dst = append(dst, k...)
+		dst = append(dst, '"', ':')
+		dst = append(dst, v...)
+	}
+}
+
+// isIncludeUsage reports whether the raw (still escaped) key k is include_usage.
+func isIncludeUsage(k []byte) bool {
+	const name = "include_usage"
+	if string(k) == name {
+		return true
+	}
+	if len(k) <= len(name) || bytes.IndexByte(k, '\\') < 0 {
+		return false
+	}
+	var buf [64]byte
+	u, ok := jsonscan.AppendUnescape(buf[:0], k)
+	return ok && string(u) == name
 }
 
 // lastBrace finds the closing brace of the top-level object.

@@ -39,6 +39,12 @@ func TestAppendBody(t *testing.T) {
 			map[string]string{"model": `"up/model"`, "stream_options": `{"include_usage":true}`}},
 		{"usage replaced before model", `{"stream_options":{},"stream":true, "model" : "chat" }`, true,
 			map[string]string{"model": `"up/model"`, "stream_options": `{"include_usage":true}`}},
+		{"other stream options kept", `{"model":"chat","stream":true,"stream_options":{"continuous_usage_stats":true,"include_usage":false}}`, true,
+			map[string]string{"model": `"up/model"`, "stream_options": `{"include_usage":true,"continuous_usage_stats":true}`}},
+		{"escaped include_usage replaced", `{"model":"chat","stream":true,"stream_options":{"include\u005fusage":false,"x":[1,{"y":2}]}}`, true,
+			map[string]string{"stream_options": `{"include_usage":true,"x":[1,{"y":2}]}`}},
+		{"stream_options null", `{"model":"chat","stream":true,"stream_options":null}`, true,
+			map[string]string{"stream_options": `{"include_usage":true}`}},
 		{"logprobs and response_format untouched", `{"model":"x","logprobs":true,"top_logprobs":2,"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object"}}}}`, false,
 			map[string]string{"logprobs": "true", "top_logprobs": "2", "response_format": `{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object"}}}`}},
 	}

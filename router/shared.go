@@ -280,7 +280,11 @@ func (s *shared) flush(ctx context.Context, r *Router, eps []*Endpoint) error {
 		synced := st.ver != 0
 		key := s.windowKey(e.name, st.sig, st.ctl.since)
 		slot := slotKey(key, st.cfg.slot(st.ctl.since, now))
-		ttl := 2*st.cfg.interval + time.Minute
+		// The slots matter for two slot lengths; the whole window for as long as
+		// the canary may wait for min_requests in it, so a quiet canary's counts
+		// outlive long gaps in its traffic.
+		slotTTL := 2*st.cfg.interval + time.Minute
+		ttl := slotTTL + 24*time.Hour
 		st.mu.Unlock()
 		if !synced {
 			continue
@@ -292,7 +296,7 @@ func (s *shared) flush(ctx context.Context, r *Router, eps []*Endpoint) error {
 		if d.requests == 0 {
 			continue
 		}
-		for _, k := range [2]string{key, slot} {
+		for j, k := range [2]string{key, slot} {
 			pipe.HIncrBy(ctx, k, "n", int64(d.requests))
 			if d.errors > 0 {
 				pipe.HIncrBy(ctx, k, "e", int64(d.errors))
@@ -305,7 +309,11 @@ func (s *shared) flush(ctx context.Context, r *Router, eps []*Endpoint) error {
 					pipe.HIncrBy(ctx, k, "t"+strconv.Itoa(i), int64(d.ttft[i]))
 				}
 			}
-			pipe.PExpire(ctx, k, ttl)
+			if j == 0 {
+				pipe.PExpire(ctx, k, ttl)
+			} else {
+				pipe.PExpire(ctx, k, slotTTL)
+			}
 		}
 		todo = append(todo, pending{st, cum})
 	}

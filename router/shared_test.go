@@ -666,3 +666,30 @@ func TestSharedStateRegressionWrittenBack(t *testing.T) {
 		}
 	}
 }
+
+// The whole window's counts outlive a day without canary traffic, so a quiet canary
+// still reaches min_requests; its slots, which only the recent span reads, expire soon.
+func TestSharedWindowOutlivesQuietSpells(t *testing.T) {
+	c := newCluster(t)
+	a := c.replica("a", sharedCanary())
+	round(a)
+	feed(a.e, 1, 10, 0, 100*time.Millisecond, 0)
+	round(a)
+	keys, err := a.rdb.Keys(bg, c.prefix+"ep:{chat}:w:*").Result()
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("window keys %v (%v), want the window and one slot", keys, err)
+	}
+	for _, k := range keys {
+		ttl, err := a.rdb.PTTL(bg, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slot := strings.Count(k[strings.Index(k, ":w:"):], ":") == 4
+		switch {
+		case slot && (ttl < 2*time.Minute || ttl > 3*time.Minute+time.Second):
+			t.Errorf("slot %s expires in %v, want 2 intervals and a minute", k, ttl)
+		case !slot && ttl < 24*time.Hour:
+			t.Errorf("window %s expires in %v, want over a day", k, ttl)
+		}
+	}
+}
