@@ -279,7 +279,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 		var e *apiError
 		r.key, e = authenticate(rt, &ctx.Request.Header)
 		if e != nil {
-			tracing.RecordError(as, errors.New(e.message), e.code)
+			tracing.RecordRefusal(as, e.code)
 		}
 		as.End()
 		if e != nil {
@@ -962,7 +962,9 @@ func (r *request) endStream(werr error) error {
 			}
 			r.ans.End(as)
 			tracing.SetUsage(as, r.usage.Input, r.usage.Output)
-			if r.errKind != "" {
+			if r.errKind == "client_gone" {
+				tracing.RecordRefusal(as, r.errKind)
+			} else if r.errKind != "" {
 				tracing.RecordError(as, errors.New(r.errKind), r.errKind)
 			}
 		}

@@ -50,11 +50,11 @@ type runtime struct {
 	serverSpecs   [5]*tracing.Spec
 	tr            *tracing.Tracing
 	lim           *limiter.Limiter
-	// ownsLimiter is cleared when a reload hands the limiter to the next runtime.
-	ownsLimiter atomic.Bool
-	limitStore  string
-	// ownsTracer is cleared when a reload hands the tracer to the next runtime.
-	ownsTracer atomic.Bool
+	// trRef and limRef count the runtimes using tr and lim: a reload that leaves
+	// their section alone shares them with the next runtime, and the last runtime
+	// to close closes them.
+	trRef, limRef *sharedRef
+	limitStore    string
 
 	refs      atomic.Int64
 	retired   atomic.Bool
@@ -368,20 +368,48 @@ func (rt *runtime) retire() {
 	}
 }
 
+// sharedRef counts the runtimes that use a tracer or a limiter; the last one to drop
+// it closes it.
+type sharedRef struct {
+	users atomic.Int32
+	close func()
+}
+
+func (r *sharedRef) hold() *sharedRef {
+	r.users.Add(1)
+	return r
+}
+
+func (r *sharedRef) drop() {
+	if r != nil && r.users.Add(-1) == 0 {
+		r.close()
+	}
+}
+
+// tracerRef is the shared reference of a tracer: closing it exports what is queued.
+func tracerRef(tr *tracing.Tracing, log *slog.Logger) *sharedRef {
+	return &sharedRef{close: func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(ctx); err != nil && log != nil {
+			log.Warn("tracer shutdown", "error", err.Error())
+		}
+	}}
+}
+
+// limiterRef is the shared reference of a limiter.
+func limiterRef(lim *limiter.Limiter, log *slog.Logger) *sharedRef {
+	return &sharedRef{close: func() {
+		if err := lim.Close(); err != nil && log != nil {
+			log.Warn("limiter close", "error", err.Error())
+		}
+	}}
+}
+
 func (rt *runtime) close() {
 	rt.closeOnce.Do(func() {
-		if rt.lim != nil && rt.ownsLimiter.Load() {
-			if err := rt.lim.Close(); err != nil && rt.log != nil {
-				rt.log.Warn("limiter close", "error", err.Error())
-			}
-		}
-		if rt.tr != nil && rt.ownsTracer.Load() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := rt.tr.Shutdown(ctx); err != nil && rt.log != nil {
-				rt.log.Warn("tracer shutdown", "error", err.Error())
-			}
-			cancel()
-		}
+		rt.limRef.drop()
+		rt.trRef.drop()
 		for name, b := range rt.backends {
 			if err := b.Close(); err != nil && rt.log != nil {
 				rt.log.Warn("closing backend", "backend", name, "error", err.Error())

@@ -137,8 +137,7 @@ func New(path string, opt Options) (*Server, error) {
 		_ = lim.Close()
 		return nil, err
 	}
-	rt.ownsTracer.Store(true)
-	rt.ownsLimiter.Store(true)
+	rt.trRef, rt.limRef = tracerRef(tr, log).hold(), limiterRef(lim, log).hold()
 	s.m.WatchTracing(s.traceStats)
 	s.m.WatchLimiter(s.limiterStats)
 	s.install(rt)
@@ -315,6 +314,14 @@ func (s *Server) shutdown() error {
 	_ = s.admin.ShutdownWithContext(ctx)
 	if old := s.rt.Swap(nil); old != nil {
 		old.retire()
+		if err != nil && old.tr != nil {
+			// Requests still open keep the runtime, and with it the tracer, from
+			// closing before the process exits: export what the finished ones left
+			// queued now.
+			fctx, fcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = old.tr.ForceFlush(fctx)
+			fcancel()
+		}
 	}
 	return nil
 }
@@ -388,14 +395,15 @@ func (s *Server) Reload() error {
 		s.closeUnused(newTr, newLim)
 		return s.reloadFailed(err)
 	}
-	if newTr == nil {
-		cur.ownsTracer.Store(false)
+	rt.trRef, rt.limRef = cur.trRef, cur.limRef
+	if newTr != nil {
+		rt.trRef = tracerRef(newTr, s.log)
 	}
-	if newLim == nil {
-		cur.ownsLimiter.Store(false)
+	if newLim != nil {
+		rt.limRef = limiterRef(newLim, s.log)
 	}
-	rt.ownsTracer.Store(true)
-	rt.ownsLimiter.Store(true)
+	rt.trRef.hold()
+	rt.limRef.hold()
 	s.install(rt)
 	if cert != nil && s.cert.Load() != nil {
 		// Connections from now on get the certificate the files hold now (a

@@ -75,6 +75,8 @@ func (c Config) sampleRatio() float64 {
 
 func (c Config) keepErrors() bool { return c.KeepErrors == nil || *c.KeepErrors }
 
+// serviceName is the name the config gives, or DefaultServiceName; the resource
+// lets OTEL_SERVICE_NAME override the default only.
 func (c Config) serviceName() string {
 	if c.ServiceName == "" {
 		return DefaultServiceName

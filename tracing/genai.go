@@ -362,6 +362,16 @@ func RecordError(span trace.Span, err error, errType string) {
 	}
 }
 
+// RecordRefusal marks span with the error.type of a failure the client caused (a
+// bad key, a hang-up) without setting its status to Error: keep_errors keeps the
+// gateway's and the upstreams' failures, and a flood of bad keys would otherwise
+// bypass sampling.
+func RecordRefusal(span trace.Span, errType string) {
+	if span.IsRecording() && errType != "" {
+		span.SetAttributes(semconv.ErrorTypeKey.String(errType))
+	}
+}
+
 // CapturePrompt adds the request body as an EventPrompt event when
 // capture_content is on; it is truncated to 16 KiB.
 func (t *Tracing) CapturePrompt(span trace.Span, body []byte) {

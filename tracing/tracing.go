@@ -102,13 +102,19 @@ func newTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktra
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	res, err := resource.New(ctx,
+	// Later options win: the config's service_name over OTEL_SERVICE_NAME and
+	// OTEL_RESOURCE_ATTRIBUTES, and those over the default name.
+	opts := []resource.Option{
 		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithAttributes(semconv.ServiceName(DefaultServiceName)),
 		resource.WithFromEnv(),
-		resource.WithAttributes(semconv.ServiceName(cfg.serviceName())),
 		resource.WithProcessPID(),
 		resource.WithHost(),
-	)
+	}
+	if cfg.ServiceName != "" {
+		opts = append(opts, resource.WithAttributes(semconv.ServiceName(cfg.ServiceName)))
+	}
+	res, err := resource.New(ctx, opts...)
 	if err != nil {
 		// A failed detector leaves a usable partial resource.
 		logger.Warn("tracing: resource detection incomplete", "error", err)
