@@ -3,6 +3,8 @@ package providers
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -100,7 +102,7 @@ func TestAnthropicRequestGolden(t *testing.T) {
 }
 
 // checkTurns asserts what the Messages API requires of any translation: roles that
-// alternate, and no empty text block.
+// alternate, and no text block of only whitespace.
 func checkTurns(t *testing.T, out []byte) {
 	t.Helper()
 	var m anthropicMessages
@@ -115,8 +117,8 @@ func checkTurns(t *testing.T, out []byte) {
 			t.Errorf("messages[%d] has no content", i)
 		}
 		for j, b := range msg.Content {
-			if b.Type == "text" && (b.Text == nil || *b.Text == "") {
-				t.Errorf("messages[%d].content[%d] is an empty text block", i, j)
+			if b.Type == "text" && (b.Text == nil || strings.TrimSpace(*b.Text) == "") {
+				t.Errorf("messages[%d].content[%d] is a blank text block", i, j)
 			}
 		}
 	}
@@ -415,9 +417,13 @@ func anthropicRequest(t *testing.T, body string) []byte {
 
 // OpenAI's temperature runs 0..2, the Messages API's 0..1: above 1 is capped at 1, as
 // Anthropic's own OpenAI compatibility layer does, rather than refused with a 400.
+// Current Claude models refuse temperature and top_p together ("`temperature` and
+// `top_p` cannot both be specified for this model"), which OpenAI clients commonly send
+// (top_p: 1): top_p goes only without a temperature.
 func TestAnthropicRequestTemperature(t *testing.T) {
-	for _, c := range []struct{ in, want string }{
-		{"0", "0"}, {"0.7", "0.7"}, {"1", "1"}, {"1.0", "1.0"}, {"1.5", "1"}, {"2", "1"}, {"null", ""},
+	for _, c := range []struct{ in, want, topP string }{
+		{"0", "0", ""}, {"0.7", "0.7", ""}, {"1", "1", ""}, {"1.0", "1.0", ""}, {"1.5", "1", ""}, {"2", "1", ""},
+		{"null", "", "1.5"},
 	} {
 		t.Run(c.in, func(t *testing.T) {
 			out := anthropicRequest(t, `{"model":"chat","messages":[{"role":"user","content":"Hi"}],"temperature":`+c.in+`,"top_p":1.5}`)
@@ -425,8 +431,204 @@ func TestAnthropicRequestTemperature(t *testing.T) {
 			if string(got) != c.want {
 				t.Errorf("temperature %s sent as %q, want %q: %s", c.in, got, c.want, out)
 			}
-			if topP, _ := jsonscan.Field(out, "top_p"); string(topP) != "1.5" {
-				t.Errorf("top_p sent as %s", topP)
+			if topP, _ := jsonscan.Field(out, "top_p"); string(topP) != c.topP {
+				t.Errorf("top_p sent as %q, want %q: %s", topP, c.topP, out)
+			}
+		})
+	}
+	t.Run("top_p alone", func(t *testing.T) {
+		out := anthropicRequest(t, `{"model":"chat","messages":[{"role":"user","content":"Hi"}],"top_p":0.9}`)
+		if topP, _ := jsonscan.Field(out, "top_p"); string(topP) != "0.9" {
+			t.Errorf("top_p sent as %q, want 0.9: %s", topP, out)
+		}
+	})
+	t.Run("top_p malformed beside temperature", func(t *testing.T) {
+		_, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],"temperature":0.5,"top_p":"x"}`), quoteModel("m"), 16, false)
+		if rerr == nil || rerr.param != "top_p" {
+			t.Errorf("top_p \"x\" accepted: %v", rerr)
+		}
+	})
+}
+
+// vLLM's clients send top_k -1 (or 0) for no top-k cut, a value the Messages API has
+// no use for: it is left out, and a real cut goes across.
+func TestAnthropicTopKOff(t *testing.T) {
+	for _, c := range []struct{ in, want string }{{"-1", ""}, {"0", ""}, {"1", "1"}, {"40", "40"}, {"null", ""}} {
+		t.Run(c.in, func(t *testing.T) {
+			out := anthropicRequest(t, `{"model":"chat","messages":[{"role":"user","content":"Hi"}],"top_k":`+c.in+`}`)
+			if got, _ := jsonscan.Field(out, "top_k"); string(got) != c.want {
+				t.Errorf("top_k %s sent as %q, want %q: %s", c.in, got, c.want, out)
+			}
+		})
+	}
+}
+
+// OpenAI's user is a free string, often an e-mail address, which the Messages API
+// refuses in metadata.user_id ("user_id appears to contain an email address"): it goes
+// as an opaque, stable id, the hex of the first 16 bytes of its SHA-256.
+func TestAnthropicUserID(t *testing.T) {
+	userID := func(t *testing.T, user string) string {
+		t.Helper()
+		out := anthropicRequest(t, `{"model":"chat","messages":[{"role":"user","content":"Hi"}],"user":`+user+`}`)
+		var sent struct {
+			Metadata *struct {
+				UserID string `json:"user_id"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(out, &sent); err != nil {
+			t.Fatal(err)
+		}
+		if sent.Metadata == nil {
+			return ""
+		}
+		return sent.Metadata.UserID
+	}
+	sum := sha256.Sum256([]byte("alice@example.com"))
+	want := hex.EncodeToString(sum[:16])
+	for _, c := range []struct{ name, user, want string }{
+		{"e-mail address", `"alice@example.com"`, want},
+		{"escaped spelling of the same", `"alice\u0040example.com"`, want},
+		{"empty", `""`, ""},
+		{"null", `null`, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := userID(t, c.user); got != c.want {
+				t.Errorf("user %s sent as user_id %q, want %q", c.user, got, c.want)
+			}
+		})
+	}
+	t.Run("another user another id", func(t *testing.T) {
+		if got := userID(t, `"bob@example.com"`); got == want || len(got) != 32 {
+			t.Errorf("user_id %q for bob, alice's is %q", got, want)
+		}
+	})
+	if _, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],"user":7}`), quoteModel("m"), 16, false); rerr == nil || rerr.param != "user" {
+		t.Errorf("a numeric user is accepted: %v", rerr)
+	}
+}
+
+// The Messages API refuses text blocks of only whitespace ("text content blocks must
+// contain non-whitespace text"), where OpenAI takes them: several models answer "\n\n"
+// before their tool calls, a turn every later request of the conversation replays.
+// Blank text is left out wherever it stands.
+func TestAnthropicBlankTextLeftOut(t *testing.T) {
+	const call = `"tool_calls":[{"id":"call_1","type":"function","function":{"name":"w","arguments":"{}"}}]`
+	cases := []struct{ name, messages, system, want string }{
+		{"assistant newline before tool calls",
+			`{"role":"user","content":"Weather?"},{"role":"assistant","content":"\n\n",` + call + `},{"role":"tool","tool_call_id":"call_1","content":"sunny"}`,
+			``,
+			`[{"role":"user","content":[{"type":"text","text":"Weather?"}]},` +
+				`{"role":"assistant","content":[{"type":"tool_use","id":"call_1","name":"w","input":{}}]},` +
+				`{"role":"user","content":[{"type":"tool_result","tool_use_id":"call_1","content":"sunny"}]}]`},
+		{"assistant blank parts and refusal",
+			`{"role":"user","content":"Hi"},{"role":"assistant","content":[{"type":"text","text":" "},{"type":"text","text":"Hello"},{"type":"refusal","refusal":"\t"}]},{"role":"user","content":"Bye"}`,
+			``,
+			`[{"role":"user","content":[{"type":"text","text":"Hi"}]},{"role":"assistant","content":[{"type":"text","text":"Hello"}]},{"role":"user","content":[{"type":"text","text":"Bye"}]}]`},
+		{"assistant turn of only whitespace",
+			`{"role":"user","content":"Hi"},{"role":"assistant","content":"\u00a0\r\n"},{"role":"user","content":"Again"}`,
+			``,
+			`[{"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":"Again"}]}]`},
+		{"user blank part beside an image",
+			`{"role":"user","content":[{"type":"text","text":"\n"},{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}`,
+			``,
+			`[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"https://example.com/a.png"}}]}]`},
+		{"tool result blank",
+			`{"role":"user","content":"Run"},{"role":"assistant",` + call + `},{"role":"tool","tool_call_id":"call_1","content":"  "}`,
+			``,
+			`[{"role":"user","content":[{"type":"text","text":"Run"}]},` +
+				`{"role":"assistant","content":[{"type":"tool_use","id":"call_1","name":"w","input":{}}]},` +
+				`{"role":"user","content":[{"type":"tool_result","tool_use_id":"call_1"}]}]`},
+		{"tool result blank part",
+			`{"role":"user","content":"Run"},{"role":"assistant",` + call + `},{"role":"tool","tool_call_id":"call_1","content":[{"type":"text","text":"\n"},{"type":"text","text":"ok"}]}`,
+			``,
+			`[{"role":"user","content":[{"type":"text","text":"Run"}]},` +
+				`{"role":"assistant","content":[{"type":"tool_use","id":"call_1","name":"w","input":{}}]},` +
+				`{"role":"user","content":[{"type":"tool_result","tool_use_id":"call_1","content":[{"type":"text","text":"ok"}]}]}]`},
+		{"system blank",
+			`{"role":"system","content":" \n"},{"role":"developer","content":[{"type":"text","text":"\t"},{"type":"text","text":"Be brief."}]},{"role":"user","content":"Hi"}`,
+			`[{"type":"text","text":"Be brief."}]`,
+			`[{"role":"user","content":[{"type":"text","text":"Hi"}]}]`},
+		{"system only blank",
+			`{"role":"system","content":"\n\n"},{"role":"user","content":"Hi"}`,
+			``,
+			`[{"role":"user","content":[{"type":"text","text":"Hi"}]}]`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := anthropicRequest(t, `{"model":"chat","messages":[`+c.messages+`]}`)
+			checkTurns(t, out)
+			if got, _ := jsonscan.Field(out, "messages"); string(got) != c.want {
+				t.Errorf("messages\n got %s\nwant %s", got, c.want)
+			}
+			if got, _ := jsonscan.Field(out, "system"); string(got) != c.system {
+				t.Errorf("system\n got %s\nwant %s", got, c.system)
+			}
+		})
+	}
+}
+
+// A user message with nothing but whitespace is refused here, as the Messages API
+// would: left out, it could end the request on an assistant turn, which the model
+// continues instead of answering.
+func TestAnthropicBlankUserMessageRefused(t *testing.T) {
+	for _, c := range []struct{ name, content string }{
+		{"space", `" "`},
+		{"newlines", `"\n\n"`},
+		{"empty", `""`},
+		{"null", `null`},
+		{"blank parts", `[{"type":"text","text":" "},{"type":"text","text":"\u2003"}]`},
+		{"no parts", `[]`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := `{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"},{"role":"user","content":` + c.content + `}]}`
+			out, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("m"), 16, false)
+			if rerr == nil {
+				t.Fatalf("translated: %s", out)
+			}
+			if rerr.param != "messages[2].content" || !strings.Contains(rerr.msg, rerr.param) {
+				t.Errorf("refused with param %q: %s", rerr.param, rerr.msg)
+			}
+		})
+	}
+}
+
+// isBlankString reads the raw JSON string in place; it must agree with unquoting it and
+// trimming Unicode whitespace.
+func TestAnthropicIsBlankString(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want bool
+	}{
+		{`""`, true}, {`" "`, true}, {`"\n\n"`, true}, {`" \t\r\n\f"`, true},
+		{`"\u0020\u00a0\u00A0\u2028\u3000"`, true}, {"\" \u00a0\u3000 \"", true},
+		{`"a"`, false}, {`" \n a"`, false}, {`"\n\n\u0041"`, false}, {`"\""`, false}, {`"\\"`, false},
+		{`"\b"`, false}, {`"\/"`, false}, {`"\ud83d\ude00"`, false}, {`"\u200b"`, false},
+		{`"\u00e9"`, false}, {"\"\u00e9\"", false}, {"\" \xff\"", false},
+		{`"\u00"`, false}, {`"\u00zz"`, false}, {`"\`, false}, {`"\"`, false}, {`x`, false},
+	} {
+		t.Run(c.raw, func(t *testing.T) {
+			if got := isBlankString([]byte(c.raw)); got != c.want {
+				t.Errorf("isBlankString(%s) = %v, want %v", c.raw, got, c.want)
+			}
+			u, ok := jsonscan.AppendUnquote(nil, []byte(c.raw))
+			if ref := ok && len(bytes.TrimSpace(u)) == 0; ref != c.want {
+				t.Errorf("unquoted and trimmed, %s is blank: %v", c.raw, ref)
+			}
+		})
+	}
+}
+
+// A data URL of image/jpg, a common misspelling, goes as image/jpeg, the one the
+// Messages API takes.
+func TestAnthropicImageJPG(t *testing.T) {
+	for _, c := range []struct{ media, want string }{
+		{"image/jpg", "image/jpeg"}, {"IMAGE/JPG", "image/jpeg"}, {"image/jpeg", "image/jpeg"}, {"image/png", "image/png"},
+	} {
+		t.Run(c.media, func(t *testing.T) {
+			out := anthropicRequest(t, `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:`+c.media+`;base64,AAAA"}}]}]}`)
+			want := `"source":{"type":"base64","media_type":"` + c.want + `","data":"AAAA"}`
+			if !bytes.Contains(out, []byte(want)) {
+				t.Errorf("sent %s, want %s", out, want)
 			}
 		})
 	}

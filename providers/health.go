@@ -15,6 +15,7 @@ import (
 // A target is in service unless passive health ejected it or active checks found it
 // down. An ejection ends with a trial: once it has run out, one request (the probe) is
 // let through, and its outcome brings the target back or ejects it for twice as long.
+// A passing active check after the ejection has run out brings it back as well.
 type targetState struct {
 	// refs counts the backends using it, checkers those of them that run active
 	// checks, under Pools.mu.
@@ -46,6 +47,15 @@ type targetState struct {
 // available reports whether the target takes ordinary requests.
 func (st *targetState) available() bool { return !st.ejected.Load() && !st.down.Load() }
 
+// up reports whether the target counts as healthy: in service, or ejected with the
+// ejection run out (now in Unix nanoseconds) and not found down by active checks. Such
+// a target gets the next request as its trial; counted down until then, a backend
+// whose readiness took the gateway out of its load balancer (/readyz) would get no
+// request to try it with, and stay out for good.
+func (st *targetState) up(now int64) bool {
+	return !st.down.Load() && (!st.ejected.Load() || now >= st.until.Load())
+}
+
 // report tells the target's health how an attempt on it went.
 func (b *Backend) report(l lease, v verdict) {
 	st := b.pool.states[l.i]
@@ -53,6 +63,7 @@ func (b *Backend) report(l lease, v verdict) {
 	case success:
 		if l.probe {
 			st.restore(b.pool.now())
+			b.pool.kick(l.i)
 		} else if st.fails.Load() != 0 {
 			st.fails.Store(0)
 		}
@@ -109,7 +120,9 @@ func (st *targetState) restore(now time.Time) {
 	st.probing.Store(false)
 }
 
-// observe counts one active check.
+// observe counts one active check. A check that passes once an ejection has run out
+// ends it, as a successful trial would: without traffic (a gateway out of its load
+// balancer until ready) no trial comes.
 func (st *targetState) observe(ok bool, now time.Time, set *poolSettings) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -117,6 +130,12 @@ func (st *targetState) observe(ok bool, now time.Time, set *poolSettings) {
 		st.failed = 0
 		if st.passed++; st.passed >= set.healthyAfter && st.down.Load() {
 			st.down.Store(false)
+		}
+		if st.ejected.Load() && !st.down.Load() && now.UnixNano() >= st.until.Load() {
+			// A trial under way keeps its probe: its outcome still counts.
+			st.backAt = now
+			st.fails.Store(0)
+			st.ejected.Store(false)
 		}
 		return
 	}
@@ -142,19 +161,22 @@ type TargetHealth struct {
 }
 
 // Health reports the backend's targets in config order; a target is up unless failed
-// requests ejected it or active checks found it down.
+// requests ejected it, for an ejection that has not run out, or active checks found it
+// down.
 func (b *Backend) Health() []TargetHealth {
+	now := b.pool.now().UnixNano()
 	h := make([]TargetHealth, len(b.targets))
 	for i, t := range b.targets {
-		h[i] = TargetHealth{URL: t.URL, Up: b.pool.states[i].available()}
+		h[i] = TargetHealth{URL: t.URL, Up: b.pool.states[i].up(now)}
 	}
 	return h
 }
 
-// Healthy reports whether any target of the backend is in service.
+// Healthy reports whether any target of the backend is up, as Health counts it.
 func (b *Backend) Healthy() bool {
+	now := b.pool.now().UnixNano()
 	for _, st := range b.pool.states {
-		if st.available() {
+		if st.up(now) {
 			return true
 		}
 	}
@@ -204,5 +226,10 @@ func (b *Backend) check(i int) {
 	ok := err == nil && resp.StatusCode() >= 200 && resp.StatusCode() < 300
 	fasthttp.ReleaseRequest(req)
 	fasthttp.ReleaseResponse(resp)
-	p.states[i].observe(ok, p.now(), &p.set)
+	st := p.states[i]
+	was := st.available()
+	st.observe(ok, p.now(), &p.set)
+	if !was && st.available() {
+		p.kick(i)
+	}
 }

@@ -166,6 +166,75 @@ func TestEveryTargetOutTriesOneAtATime(t *testing.T) {
 	}
 }
 
+// An ejection that has run out counts as up for Health and Healthy (so /readyz and
+// tollgate_backend_up) before any request tries the target: a gateway taken out of
+// its load balancer while unready gets no request to try it with. Routing stays
+// half-open: one trial at a time until one succeeds, unless a passing active check
+// ends the ejection first.
+func TestExpiredEjectionCountsUp(t *testing.T) {
+	cases := []struct {
+		name string
+		// health is what /health answers; 0 runs no active checks.
+		health int
+		// after is how long after the ejection the checks run.
+		after         time.Duration
+		wantUp        bool
+		wantInService bool
+	}{
+		{"no checks, run out", 0, time.Hour, true, false},
+		{"no checks, not run out", 0, time.Second / 2, false, false},
+		{"a check passes once it has run out", 200, time.Hour, true, true},
+		{"a check passes before it has run out", 200, time.Second / 2, false, false},
+		{"checks find it down", 503, time.Hour, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock()
+			u := startReplica(t)
+			cfg := Config{BaseURL: u.url(), Health: HealthConfig{EjectAfter: 1, EjectFor: time.Second, UnhealthyThreshold: 1}}
+			if tc.health != 0 {
+				cfg.Health.Path = "/health"
+			}
+			b := newPoolBackend(t, cfg, poolsWithClock(clk))
+			u.status.Store(500)
+			if _, err := sendOnce(b, promptCall("x", false)); err == nil {
+				t.Fatal("want the 500")
+			}
+			if b.Healthy() || b.Health()[0].Up {
+				t.Fatal("not ejected")
+			}
+			u.status.Store(200) // it recovers
+			clk.Advance(tc.after)
+			if tc.health != 0 {
+				u.health.Store(int64(tc.health))
+				b.check(0)
+			}
+			if up := b.Healthy(); up != tc.wantUp || b.Health()[0].Up != up {
+				t.Errorf("Healthy %v, Health %+v: want up %v", up, b.Health(), tc.wantUp)
+			}
+			if got := b.pool.states[0].available(); got != tc.wantInService {
+				t.Fatalf("in service %v, want %v", got, tc.wantInService)
+			}
+			if !tc.wantUp || tc.wantInService {
+				return
+			}
+			// Up but not back in service: the next request is its one trial, and
+			// another meanwhile finds no target.
+			l, err := b.acquire(promptCall("trial", false))
+			if err != nil || !l.probe {
+				t.Fatalf("got %+v %v, want the trial", l, err)
+			}
+			if _, err := b.acquire(promptCall("meanwhile", false)); !errors.Is(err, ErrNoHealthyTarget) {
+				t.Errorf("during the trial: got %v, want ErrNoHealthyTarget", err)
+			}
+			_ = b.settle(l, nil, &Result{})
+			if !b.pool.states[0].available() {
+				t.Error("a successful trial did not bring it back")
+			}
+		})
+	}
+}
+
 func TestStreamOutcomeCounts(t *testing.T) {
 	clk := newFakeClock()
 	u := startReplica(t)

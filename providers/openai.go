@@ -100,9 +100,9 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Duration) (*fasthttp.Response, error) {
 	up := fasthttp.AcquireResponse()
 	up.StreamBody = call.Stream
-	deadline := call.Deadline
+	deadline, callBound := call.Deadline, true
 	if d := time.Now().Add(timeout); deadline.IsZero() || d.Before(deadline) {
-		deadline = d
+		deadline, callBound = d, false
 	}
 	if !time.Now().Before(deadline) {
 		// The deadline ran out while the attempt waited for a slot: nothing was
@@ -114,7 +114,13 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Durati
 	if err := t.client.DoDeadline(req, up, deadline); err != nil {
 		t.inFlight.Add(-1)
 		fasthttp.ReleaseResponse(up)
-		return nil, classify(err)
+		err = classify(err)
+		if callBound && errors.Is(err, ErrTimeout) && !time.Now().Before(deadline) {
+			// It ran to the call's own deadline: a first-byte bound that fired would
+			// have ended it sooner. See callDeadlineError.
+			err = callDeadlineError{err}
+		}
+		return nil, err
 	}
 	return up, nil
 }

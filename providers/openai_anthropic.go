@@ -2,10 +2,14 @@ package providers
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
@@ -144,6 +148,7 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 	if dst, err = appendStop(dst, r.Stop); err != nil {
 		return dst, err
 	}
+	temperature := len(r.Temperature) > 0 && !jsonscan.IsNull(r.Temperature)
 	for _, f := range [...]struct {
 		name string
 		raw  []byte
@@ -154,6 +159,17 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 		v, ok := jsonscan.Float(f.raw)
 		if !ok {
 			return dst, badRequest(f.name, f.name+" must be a number.")
+		}
+		switch {
+		case f.name == "top_p" && temperature:
+			// Claude models from Sonnet 4.5, Haiku 4.5 and Opus 4.1 on refuse both
+			// ("`temperature` and `top_p` cannot both be specified for this model"),
+			// and OpenAI clients commonly send both (top_p: 1).
+			continue
+		case f.name == "top_k" && v < 1:
+			// vLLM's clients send -1 (or 0) for no top-k cut; the Messages API has no
+			// such value, and leaving top_k out means the same.
+			continue
 		}
 		dst = append(dst, ',', '"')
 		dst = append(dst, f.name...)
@@ -171,9 +187,7 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 			return dst, badRequest("user", "user must be a string.")
 		}
 		if len(r.User) > 2 {
-			dst = append(dst, `,"metadata":{"user_id":`...)
-			dst = append(dst, r.User...)
-			dst = append(dst, '}')
+			dst = appendUserID(dst, r.User)
 		}
 	}
 	if stream {
@@ -216,9 +230,26 @@ func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 	return dst, nil
 }
 
-// appendSystemText appends a non-empty text as the next of n system blocks.
+// appendUserID appends metadata.user_id for OpenAI's user, a raw JSON string, as the
+// hex of the first 16 bytes of its SHA-256: user is often an e-mail address, which the
+// Messages API refuses there (reportedly any id outside [a-zA-Z0-9_-]), and an opaque
+// id still lets Anthropic tell one end user's abuse from another's without learning
+// who they are. The string is hashed unquoted, so escaped spellings of one user agree.
+func appendUserID(dst, user []byte) []byte {
+	mark := len(dst)
+	// Unquoted into dst's spare room: a buffer grown here is the one the id then goes
+	// into, so the scratch space costs no allocation of its own.
+	u, _ := jsonscan.AppendUnquote(dst, user)
+	sum := sha256.Sum256(u[mark:])
+	dst = append(u[:mark], `,"metadata":{"user_id":"`...)
+	dst = hex.AppendEncode(dst, sum[:16])
+	return append(dst, `"}`...)
+}
+
+// appendSystemText appends a text holding more than whitespace as the next of n
+// system blocks: the API refuses blank ones.
 func appendSystemText(dst, text []byte, n int) ([]byte, int) {
-	if len(text) == 2 {
+	if isBlankString(text) {
 		return dst, n
 	}
 	if n == 0 {
@@ -274,7 +305,13 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 			continue
 		case "user":
 			w.role = "user"
-			err = w.content(m.Content, i, true)
+			mark := len(w.dst)
+			if err = w.content(m.Content, i, true); err == nil && len(w.dst) == mark {
+				// The API refuses it too, and leaving it out could end the request on
+				// the assistant's turn, which the model would continue, not answer.
+				param := msgField(i, ".content")
+				err = badRequest(param, param+" must hold more than whitespace: this model refuses user messages without content.")
+			}
 		case "assistant":
 			w.role = "assistant"
 			if err = w.content(m.Content, i, false); err == nil {
@@ -299,14 +336,16 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 	return append(w.dst, "]}]"...), nil
 }
 
-// content writes a message's content, a string or an array of parts, as blocks. Empty
-// text is left out: the API refuses empty text blocks.
+// content writes a message's content, a string or an array of parts, as blocks. Blank
+// text is left out: the API refuses text blocks of only whitespace ("text content
+// blocks must contain non-whitespace text"), where OpenAI takes them, and several
+// models answer "\n\n" before their tool calls, a turn replayed in every later request.
 func (w *turnWriter) content(raw json.RawMessage, i int, user bool) *requestError {
 	switch {
 	case len(raw) == 0 || jsonscan.IsNull(raw):
 		return nil
 	case jsonscan.IsString(raw):
-		if len(raw) > 2 {
+		if !isBlankString(raw) {
 			w.block()
 			w.dst = appendTextBlock(w.dst, raw)
 		}
@@ -322,12 +361,12 @@ func (w *turnWriter) content(raw json.RawMessage, i int, user bool) *requestErro
 		var err *requestError
 		switch {
 		case p.Type == "text" && jsonscan.IsString(p.Text):
-			if len(p.Text) > 2 {
+			if !isBlankString(p.Text) {
 				w.block()
 				w.dst = appendTextBlock(w.dst, p.Text)
 			}
 		case p.Type == "refusal" && !user && jsonscan.IsString(p.Refusal):
-			if len(p.Refusal) > 2 {
+			if !isBlankString(p.Refusal) {
 				w.block()
 				w.dst = appendTextBlock(w.dst, p.Refusal)
 			}
@@ -371,6 +410,11 @@ func appendImageBlock(dst []byte, url string) ([]byte, *requestError) {
 	media, data, ok := splitDataURL(url)
 	if !ok {
 		return dst, badRequest("", "Image URLs must be http(s) URLs or base64 data: URLs.")
+	}
+	if strings.EqualFold(media, "image/jpg") {
+		// A common misspelling (browsers and PIL accept it); the API takes only
+		// image/jpeg, image/png, image/gif and image/webp.
+		media = "image/jpeg"
 	}
 	return appendBase64Source(dst, "image", media, data), nil
 }
@@ -480,7 +524,9 @@ func (w *turnWriter) toolResult(m *oaMessage, i int) *requestError {
 	w.dst = append(w.dst, m.ToolCallID...)
 	c := m.Content
 	switch {
-	case len(c) == 0 || jsonscan.IsNull(c) || string(c) == `""`:
+	case len(c) == 0 || jsonscan.IsNull(c) || isBlankString(c):
+		// Blank goes as no content: the string is shorthand for a text block, and the
+		// API refuses blank ones.
 	case jsonscan.IsString(c):
 		w.dst = append(w.dst, `,"content":`...)
 		w.dst = append(w.dst, c...)
@@ -640,7 +686,7 @@ func appendStop(dst []byte, raw json.RawMessage) ([]byte, *requestError) {
 		if !jsonscan.IsString(s) {
 			return dst, badRequest("stop", "stop must be a string or an array of strings.")
 		}
-		if isBlankString(dst, s) {
+		if isBlankString(s) {
 			continue
 		}
 		if n == 0 {
@@ -657,11 +703,55 @@ func appendStop(dst []byte, raw json.RawMessage) ([]byte, *requestError) {
 	return dst, nil
 }
 
-// isBlankString reports whether the raw JSON string s holds only whitespace once
-// unquoted. It unquotes into the spare capacity of scratch, leaving its contents as
-// they are.
-func isBlankString(scratch, s []byte) bool {
-	mark := len(scratch)
-	u, ok := jsonscan.AppendUnquote(scratch, s)
-	return ok && len(bytes.TrimSpace(u[mark:])) == 0
+// isBlankString reports whether the raw JSON string s holds only whitespace (as
+// unicode.IsSpace has it) once unquoted; a malformed one is not blank. It reads s in
+// place and stops at the first other character, so a long prompt costs a byte or two.
+func isBlankString(s []byte) bool {
+	if !jsonscan.IsString(s) || s[len(s)-1] != '"' {
+		return false
+	}
+	for i := 1; i < len(s)-1; {
+		var r rune
+		size := 1
+		switch c := s[i]; {
+		case c == '\\' && i+2 < len(s):
+			size = 2
+			switch s[i+1] {
+			case 'n':
+				r = '\n'
+			case 'r':
+				r = '\r'
+			case 't':
+				r = '\t'
+			case 'f':
+				r = '\f'
+			case 'u':
+				if i+6 >= len(s) {
+					return false
+				}
+				size = 6
+				for _, h := range s[i+2 : i+6] {
+					switch {
+					case h >= '0' && h <= '9':
+						r = r<<4 | rune(h-'0')
+					case h|0x20 >= 'a' && h|0x20 <= 'f':
+						r = r<<4 | rune(h|0x20-'a'+10)
+					default:
+						return false
+					}
+				}
+			default:
+				return false
+			}
+		case c < utf8.RuneSelf:
+			r = rune(c)
+		default:
+			r, size = utf8.DecodeRune(s[i:])
+		}
+		if !unicode.IsSpace(r) {
+			return false
+		}
+		i += size
+	}
+	return true
 }

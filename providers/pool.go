@@ -42,6 +42,16 @@ var errConnsBusy = &backendError{"upstream target at max_connections", ErrOverlo
 // against the target's health.
 var errDeadlineSpent = &backendError{"the request's deadline passed before the attempt was sent", ErrTimeout}
 
+// callDeadlineError is a timeout that came when the call's own deadline (the
+// endpoint's timeout) ran out, that deadline being nearer than the backend's timeout
+// and the first-byte bound. For an attempt that waited in the queue the gateway spent
+// part of that deadline, so such a timeout does not count against the target (judge):
+// a healthy target that was merely busy would otherwise be ejected for the gateway's
+// own wait.
+type callDeadlineError struct{ error }
+
+func (e callDeadlineError) Unwrap() error { return e.error }
+
 // backendError is an error with its own message that matches one of the package's
 // errors; the ones that name a backend are made once per backend, so that returning
 // them costs nothing.
@@ -60,13 +70,16 @@ func (e *backendError) Unwrap() error { return e.err }
 type Pools struct {
 	mu      sync.Mutex
 	targets map[poolKey]*targetState
+	queues  map[string]*queue
 	now     func() time.Time
 }
 
 type poolKey struct{ backend, url string }
 
 // NewPools returns an empty registry.
-func NewPools() *Pools { return &Pools{targets: map[poolKey]*targetState{}, now: time.Now} }
+func NewPools() *Pools {
+	return &Pools{targets: map[poolKey]*targetState{}, queues: map[string]*queue{}, now: time.Now}
+}
 
 // acquire returns the target's state for a backend using it; checks says whether
 // that backend runs active health checks.
@@ -105,6 +118,32 @@ func (p *Pools) release(backend, url string, checks bool) {
 	}
 	if st.refs--; st.refs <= 0 {
 		delete(p.targets, k)
+	}
+}
+
+// acquireQueue returns the wait queue of the backend named name. It is kept here, by
+// name, as the targets' state is: a slot freed by a stream of a backend a reload
+// replaced must go to a request the new backend queued.
+func (p *Pools) acquireQueue(name string) *queue {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.queues[name]
+	if q == nil {
+		q = &queue{}
+		p.queues[name] = q
+	}
+	q.refs++
+	return q
+}
+
+// releaseQueue gives back what acquireQueue took.
+func (p *Pools) releaseQueue(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if q := p.queues[name]; q != nil {
+		if q.refs--; q.refs <= 0 {
+			delete(p.queues, name)
+		}
 	}
 }
 
@@ -150,6 +189,8 @@ type poolSettings struct {
 	queueTimeout    time.Duration
 	metricsPath     string
 	metricsInterval time.Duration
+	// metricsStale is the age past which a load read no longer ranks a target.
+	metricsStale time.Duration
 }
 
 func settingsOf(c *Config) poolSettings {
@@ -205,6 +246,10 @@ func settingsOf(c *Config) poolSettings {
 	if s.metricsInterval == 0 {
 		s.metricsInterval = time.Second
 	}
+	// A read may take up to a second whatever the interval (readLoad), and the ticker
+	// drops the ticks a slow read overruns: a few of those periods without a read means
+	// the reads stopped, not that one was late.
+	s.metricsStale = staleReads * max(s.metricsInterval, time.Second)
 	return s
 }
 
@@ -213,6 +258,7 @@ type pool struct {
 	set    poolSettings
 	pools  *Pools
 	states []*targetState
+	queue  *queue
 	// ring is the consistent-hash ring of prefix affinity, nil without affinity.
 	ring []ringPoint
 	now  func() time.Time
@@ -238,6 +284,7 @@ func (b *Backend) initPool(ps *Pools) {
 	p.pools, p.now = ps, ps.now
 	p.errNoTarget = &backendError{"backend " + b.Name + ": " + ErrNoHealthyTarget.Error(), ErrNoHealthyTarget}
 	p.errOverloaded = &backendError{"backend " + b.Name + ": " + ErrOverloaded.Error(), ErrOverloaded}
+	p.queue = ps.acquireQueue(b.Name)
 	background := p.set.active || p.set.balance == vllmQueue
 	for _, t := range b.targets {
 		st := ps.acquire(b.Name, t.URL, p.set.active)
@@ -318,16 +365,20 @@ func (b *Backend) stop() {
 	for _, t := range b.targets {
 		p.pools.release(b.Name, t.URL, p.set.active)
 	}
+	p.pools.releaseQueue(b.Name)
 }
 
 // lease is one attempt's claim on a target: a slot counted in its in-flight requests,
-// and, for a trial of an ejected target, its one probe.
+// and, for a trial of an ejected target, its one probe. queued is set when the attempt
+// waited in the queue for its slot.
 type lease struct {
-	i     int
-	probe bool
+	i      int
+	probe  bool
+	queued bool
 }
 
-// acquire picks a target for the call and takes a slot on it.
+// acquire picks a target for the call and takes a slot on it, or failing that, on any
+// other target in service with room; when every one is full it queues the call.
 func (b *Backend) acquire(call *Call) (lease, error) {
 	p := &b.pool
 	if l, ok := p.trial(); ok {
@@ -340,33 +391,90 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		}
 		return lease{}, p.errNoTarget
 	}
-	limit := p.set.limit
-	if p.states[i].slots.take(limit) {
-		return lease{i: i}, nil
+	if p.queue.waiting.Load() == 0 {
+		// With requests waiting, a free slot is theirs: the call queues behind them.
+		if j := p.takeAny(i); j >= 0 {
+			return lease{i: j}, nil
+		}
 	}
+	if l, ok := p.wait(i, p.waitFor(call)); ok {
+		return l, nil
+	}
+	return lease{}, p.errOverloaded
+}
+
+// takeAny takes a slot on target i, else on the first target in service after it with
+// one free; -1 when none has.
+func (p *pool) takeAny(i int) int {
+	limit := p.set.limit
 	n := len(p.states)
-	for k := 1; k < n; k++ {
+	for k := range n {
 		j := i + k
 		if j >= n {
 			j -= n
 		}
 		if st := p.states[j]; st.available() && st.slots.take(limit) {
-			return lease{i: j}, nil
+			return j
 		}
 	}
-	if p.states[i].slots.wait(limit, p.set.queueSize, p.waitFor(call)) {
-		return lease{i: i}, nil
-	}
-	return lease{}, p.errOverloaded
+	return -1
 }
 
-// waitFor is how long a call may wait in a target's queue.
+// waitFor is how long a call may wait in the queue.
 func (p *pool) waitFor(call *Call) time.Duration {
 	d := p.set.queueTimeout
 	if !call.Deadline.IsZero() {
 		d = min(d, time.Until(call.Deadline))
 	}
 	return d
+}
+
+// wait queues the call for d at most, for a slot on any target of the backend in
+// service, i first; false when the queue is full or d runs out.
+func (p *pool) wait(i int, d time.Duration) (lease, bool) {
+	end := time.Now().Add(d)
+	for front := false; ; front = true {
+		j, queued := p.queue.wait(p, i, d, front)
+		if j < 0 {
+			return lease{}, false
+		}
+		if !queued || p.states[j].available() {
+			return lease{i: j, queued: queued}, true
+		}
+		// The target was ejected or found down between handing the slot over and
+		// now: the slot goes back and the call waits on, first in line, for one on a
+		// target in service.
+		p.free(j)
+		d = time.Until(end)
+	}
+}
+
+// free gives back a slot on target i, handing it to the oldest waiter that can use it.
+func (p *pool) free(i int) {
+	st, q := p.states[i], p.queue
+	if q.waiting.Load() != 0 {
+		// Freed under the queue's lock, so that a request arriving meanwhile, whose
+		// last try runs under it too, cannot take the slot ahead of those waiting.
+		q.mu.Lock()
+		st.slots.n.Add(-1)
+		q.serveLocked(st, p.set.limit)
+		q.mu.Unlock()
+		return
+	}
+	st.slots.n.Add(-1)
+	// A waiter counted after the check above has made its last try before this
+	// decrement, or makes it after: in the first case it is served here.
+	if q.waiting.Load() != 0 {
+		q.serve(st, p.set.limit)
+	}
+}
+
+// kick hands the free slots of target i, back in service, to the waiters: no slot
+// freed on it announces that it can take them.
+func (p *pool) kick(i int) {
+	if p.queue.waiting.Load() != 0 {
+		p.queue.serve(p.states[i], p.set.limit)
+	}
 }
 
 // trial claims the probe of a target whose ejection has run out: the one request that
@@ -454,7 +562,7 @@ func (b *Backend) roundRobin() int {
 	return -1
 }
 
-// leastLoaded picks the target with the fewest requests in flight and waiting. The scan
+// leastLoaded picks the target with the fewest requests in flight. The scan
 // starts at a rotating offset so that ties, an idle pool above all, spread evenly.
 func (b *Backend) leastLoaded() int {
 	states := b.pool.states
@@ -476,21 +584,39 @@ func (b *Backend) leastLoaded() int {
 
 // leastQueued picks the target whose vLLM reports the shortest queue, counting what was
 // sent since it was read; the lower KV cache usage breaks ties.
+//
+// A target without a fresh read (its /metrics failed, is not vLLM's, or was last read
+// more than staleReads periods ago) has only this gateway's in-flight count, which
+// leaves out other clients and the weight of vLLM's waiting queue: scored by it alone
+// it would look the idlest and draw the traffic. It counts instead as the worst fresh
+// score plus its own in-flight count, ties going to the targets read, which ranks it
+// after every target with a fresh read; with none of those in service, the targets
+// without go by their in-flight count, as in least_loaded.
 func (b *Backend) leastQueued() int {
-	states := b.pool.states
+	p := &b.pool
+	states := p.states
 	n := len(states)
 	i := int(b.next.Add(1) % uint64(n))
+	since := p.now().UnixNano() - int64(p.set.metricsStale)
 	best, least, cache := -1, int64(0), 0.0
+	blind, fewest := -1, int64(0)
 	for range n {
 		if st := states[i]; st.available() {
-			s, c := st.load.score(st.slots.load())
-			if best < 0 || s < least || (s == least && c < cache) {
-				best, least, cache = i, s, c
+			inflight := st.slots.load()
+			if s, c, ok := st.load.score(inflight, since); ok {
+				if best < 0 || s < least || (s == least && c < cache) {
+					best, least, cache = i, s, c
+				}
+			} else if blind < 0 || inflight < fewest {
+				blind, fewest = i, inflight
 			}
 		}
 		if i++; i == n {
 			i = 0
 		}
+	}
+	if best < 0 {
+		return blind
 	}
 	return best
 }
@@ -706,8 +832,8 @@ func (b *Backend) settle(l lease, err error, res *Result) error {
 		res.Stream = s
 		return nil
 	}
-	b.report(l, verdictOf(err))
-	b.pool.states[l.i].slots.give(b.pool.set.limit)
+	b.report(l, judge(l, err))
+	b.pool.free(l.i)
 	return err
 }
 
@@ -756,7 +882,7 @@ func (s *leasedStream) Close() error {
 	*s = leasedStream{}
 	leasedPool.Put(s)
 	b.report(l, v)
-	b.pool.states[l.i].slots.give(b.pool.set.limit)
+	b.pool.free(l.i)
 	return err
 }
 
@@ -796,38 +922,30 @@ func verdictOf(err error) verdict {
 	return neutral
 }
 
-// slots counts a target's requests in flight, caps them at a limit (max_concurrency,
-// 0 for none) and queues the overflow in arrival order. Waiting needs no goroutine: a
-// freed slot is handed to the first waiter directly. The limit comes with each call,
-// from the backend's own config: a reload that fails to build leaves it as it was.
+// judge is verdictOf for the attempt made under lease l: an attempt that waited in the
+// queue and timed out at the call's own deadline ran out of time the gateway spent.
+func judge(l lease, err error) verdict {
+	v := verdictOf(err)
+	if v == failure && l.queued {
+		if _, ok := errors.AsType[callDeadlineError](err); ok {
+			return neutral
+		}
+	}
+	return v
+}
+
+// slots counts a target's requests in flight and caps them at a limit
+// (max_concurrency, 0 for none). The limit comes with each call, from the backend's
+// own config: a reload that fails to build leaves it as it was.
 type slots struct {
-	n       atomic.Int64
-	waiting atomic.Int64
-	mu      sync.Mutex
-	queue   []*waiter
+	n atomic.Int64
 }
 
-type waiter struct {
-	ch     chan struct{}
-	timer  *time.Timer
-	queued bool
-}
+// load is the target's requests in flight.
+func (s *slots) load() int64 { return s.n.Load() }
 
-var waiterPool = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &waiter{ch: make(chan struct{}, 1), timer: t}
-}}
-
-// load is the target's requests in flight and waiting.
-func (s *slots) load() int64 { return s.n.Load() + s.waiting.Load() }
-
-// take claims a slot if one is free and nobody waits for one.
+// take claims a slot if one is free.
 func (s *slots) take(limit int64) bool {
-	return s.waiting.Load() == 0 && s.tryTake(limit)
-}
-
-func (s *slots) tryTake(limit int64) bool {
 	if limit <= 0 {
 		s.n.Add(1)
 		return true
@@ -843,72 +961,125 @@ func (s *slots) tryTake(limit int64) bool {
 	}
 }
 
-// wait queues for a slot for up to d behind at most size others; false when the queue
-// is full or d runs out.
-func (s *slots) wait(limit, size int64, d time.Duration) bool {
-	s.mu.Lock()
+// queue holds a backend's requests that wait for a slot, in arrival order. It is the
+// backend's, not a target's: a waiter takes the first slot freed on any target of its
+// backend in service, so that it neither waits on a target that was ejected meanwhile
+// nor times out while another target had room. Waiting needs no goroutine: a freed
+// slot is handed to the waiter directly. Backends built under one name (a reload)
+// share it, and their target lists may differ: each waiter carries its own.
+type queue struct {
+	waiting atomic.Int64
+	mu      sync.Mutex
+	list    []*waiter
+	// refs counts the backends using it, under Pools.mu.
+	refs int
+}
+
+type waiter struct {
+	ch     chan struct{}
+	timer  *time.Timer
+	queued bool
+	// states are the targets of the waiter's backend; i is the one whose slot it
+	// was handed.
+	states []*targetState
+	i      int
+}
+
+var waiterPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &waiter{ch: make(chan struct{}, 1), timer: t}
+}}
+
+// wait queues for a slot on a target of p for up to d, behind at most queue.size per
+// target others, or, when front is set (a waiter put back), ahead of them all. It
+// returns the target, and whether the call waited for it: -1 when the queue is full
+// or d runs out.
+func (q *queue) wait(p *pool, first int, d time.Duration, front bool) (int, bool) {
+	q.mu.Lock()
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
 	// slot over, one freed before it is found by the try.
-	s.waiting.Add(1)
-	if s.tryTake(limit) {
-		s.waiting.Add(-1)
-		s.mu.Unlock()
-		return true
+	q.waiting.Add(1)
+	if j := p.takeAny(first); j >= 0 {
+		q.waiting.Add(-1)
+		q.mu.Unlock()
+		return j, false
 	}
-	if d <= 0 || int64(len(s.queue)) >= size {
-		s.waiting.Add(-1)
-		s.mu.Unlock()
-		return false
+	if d <= 0 || (!front && int64(len(q.list)) >= p.set.queueSize*int64(len(p.states))) {
+		q.waiting.Add(-1)
+		q.mu.Unlock()
+		return -1, false
 	}
 	w := waiterPool.Get().(*waiter)
-	w.queued = true
-	s.queue = append(s.queue, w)
-	s.mu.Unlock()
+	w.queued, w.states = true, p.states
+	if front {
+		q.list = slices.Insert(q.list, 0, w)
+	} else {
+		q.list = append(q.list, w)
+	}
+	q.mu.Unlock()
 	w.timer.Reset(d)
 	select {
 	case <-w.ch:
 		w.timer.Stop()
-		waiterPool.Put(w)
-		return true
+		return w.done(), true
 	case <-w.timer.C:
 	}
-	s.mu.Lock()
+	q.mu.Lock()
 	if w.queued {
-		for i, q := range s.queue {
-			if q == w {
-				copy(s.queue[i:], s.queue[i+1:])
-				s.queue[len(s.queue)-1] = nil
-				s.queue = s.queue[:len(s.queue)-1]
-				break
-			}
-		}
-		s.waiting.Add(-1)
-		s.mu.Unlock()
-		waiterPool.Put(w)
-		return false
+		k := slices.Index(q.list, w)
+		q.list = slices.Delete(q.list, k, k+1)
+		q.waiting.Add(-1)
+		q.mu.Unlock()
+		w.done()
+		return -1, false
 	}
-	s.mu.Unlock()
+	q.mu.Unlock()
 	// Granted between the timer and the lock.
 	<-w.ch
-	waiterPool.Put(w)
-	return true
+	return w.done(), true
 }
 
-// give frees a slot, handing it to the first waiter if any.
-func (s *slots) give(limit int64) {
-	s.n.Add(-1)
-	if s.waiting.Load() == 0 {
+// done returns the waiter to its pool, and the target it was handed.
+func (w *waiter) done() int {
+	i := w.i
+	w.states = nil
+	waiterPool.Put(w)
+	return i
+}
+
+// serve hands the free slots of target st to the waiters that can use it, oldest
+// first.
+func (q *queue) serve(st *targetState, limit int64) {
+	q.mu.Lock()
+	q.serveLocked(st, limit)
+	q.mu.Unlock()
+}
+
+func (q *queue) serveLocked(st *targetState, limit int64) {
+	if !st.available() {
 		return
 	}
-	s.mu.Lock()
-	for len(s.queue) > 0 && s.tryTake(limit) {
-		w := s.queue[0]
-		copy(s.queue, s.queue[1:])
-		s.queue[len(s.queue)-1] = nil
-		s.queue = s.queue[:len(s.queue)-1]
-		w.queued = false
-		s.waiting.Add(-1)
-		w.ch <- struct{}{}
+	for k := 0; k < len(q.list); {
+		w := q.list[k]
+		i := slices.Index(w.states, st)
+		if i < 0 {
+			// A backend before or after a reload that dropped the target.
+			k++
+			continue
+		}
+		if !st.slots.take(limit) {
+			return
+		}
+		q.hand(k, i)
 	}
-	s.mu.Unlock()
+}
+
+// hand gives the k-th waiter the slot taken for it on its backend's target i.
+func (q *queue) hand(k, i int) {
+	w := q.list[k]
+	q.list = slices.Delete(q.list, k, k+1)
+	w.queued, w.i = false, i
+	q.waiting.Add(-1)
+	w.ch <- struct{}{}
 }

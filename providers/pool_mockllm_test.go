@@ -147,7 +147,7 @@ func TestVLLMQueueReadsMockllm(t *testing.T) {
 	}
 	waitUntil(t, "one running, two waiting", func() bool {
 		b.readLoad(0, nil)
-		s, _ := b.pool.states[0].load.score(0)
+		s, _, _ := b.pool.states[0].load.score(0, 0)
 		return s == 2*waitingWeight+1
 	})
 	b.readLoad(1, nil)

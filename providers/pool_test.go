@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -94,7 +95,7 @@ func TestVLLMQueuePrefersTheShortestQueue(t *testing.T) {
 	if a, c := us[1].hits.Load(), us[2].hits.Load(); a < 3 || c < 5 || a+c != 10 {
 		t.Errorf("running/idle targets got %d/%d, want them to share 10 after the idle one's lead", a, c)
 	}
-	// A failed read falls back to this gateway's own count.
+	// A failed read leaves the target unread.
 	us[0].kill()
 	b.readLoad(0, nil)
 	if b.pool.states[0].load.ok.Load() {
@@ -201,7 +202,7 @@ func TestConcurrencyCapAndQueue(t *testing.T) {
 		if !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("got %v, want ErrOverloaded", err)
 		}
-		if w := b.pool.states[0].slots.waiting.Load(); w != 0 {
+		if w := b.pool.queue.waiting.Load(); w != 0 {
 			t.Errorf("%d still counted waiting", w)
 		}
 	})
@@ -215,7 +216,7 @@ func TestConcurrencyCapAndQueue(t *testing.T) {
 			done <- err
 		}()
 		st := b.pool.states[0]
-		waitUntil(t, "the second request waits", func() bool { return st.slots.waiting.Load() == 1 })
+		waitUntil(t, "the second request waits", func() bool { return b.pool.queue.waiting.Load() == 1 })
 		// The queue holds one: a third request is turned away without waiting.
 		if _, err := sendOnce(b, promptCall("c", false)); !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("third request: got %v, want ErrOverloaded", err)
@@ -511,4 +512,301 @@ func FuzzPromptPrefix(f *testing.F) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
 	})
+}
+
+// sent is what an attempt made in the background came to.
+type sent struct {
+	url string
+	err error
+}
+
+// sendAsync makes one attempt in the background.
+func sendAsync(b *Backend, call *Call) <-chan sent {
+	done := make(chan sent, 1)
+	go func() {
+		url, err := sendOnce(b, call)
+		done <- sent{url, err}
+	}()
+	return done
+}
+
+// acquireAsync takes a lease in the background, for tests of the queue alone.
+func acquireAsync(b *Backend) <-chan lease {
+	done := make(chan lease, 1)
+	go func() {
+		l, err := b.acquire(promptCall("queued", false))
+		if err != nil {
+			l.i = -1
+		}
+		done <- l
+	}()
+	return done
+}
+
+// The queue is the backend's: a waiting request takes the first slot freed on any of
+// its targets in service, oldest request first, and never one on a target out of
+// service. Bound to one target, it would be sent to that target once ejected, or time
+// out with 503 upstream_overloaded while another target had room.
+func TestQueueServesTheWholeBackend(t *testing.T) {
+	t.Run("a slot freed on any target goes to the waiter", func(t *testing.T) {
+		us := startReplicas(t, 2)
+		b := newPoolBackend(t, Config{Targets: replicaURLs(us), MaxConcurrency: 1,
+			Queue: QueueConfig{Size: 4, Timeout: 10 * time.Second}}, nil)
+		streams := map[string]Events{}
+		for _, p := range []string{"a", "b"} {
+			url, s := openStream(t, b, p)
+			streams[url] = s
+		}
+		defer func() {
+			for _, s := range streams {
+				_ = s.Close()
+			}
+		}()
+		done := sendAsync(b, promptCall("queued", false))
+		waitUntil(t, "the request queues", func() bool { return b.pool.queue.waiting.Load() == 1 })
+		for k, u := range us {
+			// Each target in turn finishes its stream: the first to do so serves
+			// the waiter, whichever target it was chosen for.
+			free := u.url()
+			_ = drainStream(streams[free])
+			_ = streams[free].Close()
+			delete(streams, free)
+			r := <-done
+			if r.err != nil || r.url != free {
+				t.Fatalf("queued request went to %q (%v), want the freed %s", r.url, r.err, free)
+			}
+			if k < len(us)-1 {
+				_, s := openStream(t, b, "again")
+				streams[free] = s
+				done = sendAsync(b, promptCall("queued", false))
+				waitUntil(t, "the request queues", func() bool { return b.pool.queue.waiting.Load() == 1 })
+			}
+		}
+	})
+	t.Run("a target ejected meanwhile gets no waiter", func(t *testing.T) {
+		us := startReplicas(t, 2)
+		for _, u := range us {
+			u.stall.Store(true)
+		}
+		b := newPoolBackend(t, Config{Targets: replicaURLs(us), MaxConcurrency: 1,
+			Queue:             QueueConfig{Size: 4, Timeout: time.Minute},
+			StreamIdleTimeout: 100 * time.Millisecond,
+			Health:            HealthConfig{EjectAfter: 1, EjectFor: time.Hour}}, nil)
+		urlA, sA := openStream(t, b, "a")
+		urlB, sB := openStream(t, b, "b")
+		done := sendAsync(b, promptCall("queued", false))
+		waitUntil(t, "the request queues", func() bool { return b.pool.queue.waiting.Load() == 1 })
+		// A's stream goes silent, which ejects A and frees its slot.
+		if err := drainStream(sA); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("stream on %s: %v", urlA, err)
+		}
+		_ = sA.Close()
+		if b.pool.states[slices.Index(replicaURLs(us), urlA)].available() {
+			t.Fatal("the silent target was not ejected")
+		}
+		if w := b.pool.queue.waiting.Load(); w != 1 {
+			t.Fatalf("%d waiting once the ejected target freed its slot, want the request still waiting", w)
+		}
+		_ = sB.Close()
+		if r := <-done; r.err != nil || r.url != urlB {
+			t.Errorf("queued request went to %q (%v), want %s, in service", r.url, r.err, urlB)
+		}
+	})
+	t.Run("waiters are served in arrival order across targets", func(t *testing.T) {
+		b := newPoolBackend(t, Config{Targets: benchTargets(2), MaxConcurrency: 1,
+			Queue: QueueConfig{Size: 1, Timeout: time.Minute}}, nil)
+		b.pool.states[0].slots.n.Store(1)
+		b.pool.states[1].slots.n.Store(1)
+		var waiters []<-chan lease
+		for k := range 2 {
+			waiters = append(waiters, acquireAsync(b))
+			waitUntil(t, "the request queues", func() bool { return b.pool.queue.waiting.Load() == int64(k+1) })
+		}
+		// Size 1 per target: two targets queue two.
+		if _, err := b.acquire(promptCall("third", false)); !errors.Is(err, ErrOverloaded) {
+			t.Fatalf("third waiter: got %v, want ErrOverloaded", err)
+		}
+		for k, i := range []int{1, 0} {
+			b.pool.free(i)
+			if l := <-waiters[k]; l.i != i || !l.queued {
+				t.Fatalf("waiter %d got %+v, want the slot freed on target %d", k, l, i)
+			}
+		}
+		if n0, n1 := b.pool.states[0].slots.n.Load(), b.pool.states[1].slots.n.Load(); n0 != 1 || n1 != 1 {
+			t.Errorf("slots taken %d/%d, want one on each", n0, n1)
+		}
+	})
+	t.Run("a slot handed over as its target leaves service goes back", func(t *testing.T) {
+		b := newPoolBackend(t, Config{Targets: benchTargets(2), MaxConcurrency: 1,
+			Queue: QueueConfig{Size: 1, Timeout: time.Minute}}, nil)
+		st0, st1, q := b.pool.states[0], b.pool.states[1], b.pool.queue
+		st0.slots.n.Store(1)
+		st1.slots.n.Store(1)
+		first := acquireAsync(b)
+		waitUntil(t, "the first request queues", func() bool { return q.waiting.Load() == 1 })
+		second := acquireAsync(b)
+		waitUntil(t, "the second request queues", func() bool { return q.waiting.Load() == 2 })
+		// Target 0 is ejected just as its slot goes to the first waiter: serve looked
+		// before the ejection, the waiter wakes after it.
+		st0.eject(time.Now(), &b.pool.set, false)
+		q.mu.Lock()
+		q.hand(0, 0)
+		q.mu.Unlock()
+		waitUntil(t, "the slot goes back and the waiter waits again", func() bool {
+			return st0.slots.n.Load() == 0 && q.waiting.Load() == 2
+		})
+		// It waits first in line still.
+		b.pool.free(1)
+		if l := <-first; l.i != 1 || !l.queued {
+			t.Fatalf("first waiter got %+v, want target 1", l)
+		}
+		b.pool.free(1)
+		if l := <-second; l.i != 1 || !l.queued {
+			t.Fatalf("second waiter got %+v, want target 1", l)
+		}
+	})
+	for _, back := range []string{"a passing check", "a successful trial"} {
+		t.Run("a target back in service after "+back+" takes the waiters", func(t *testing.T) {
+			clk := newFakeClock()
+			b := newPoolBackend(t, Config{Targets: benchTargets(2), MaxConcurrency: 2,
+				Queue:  QueueConfig{Size: 4, Timeout: time.Minute},
+				Health: HealthConfig{Path: "/health", EjectFor: time.Second}}, poolsWithClock(clk))
+			b.pool.states[0].eject(clk.Now(), &b.pool.set, false)
+			b.pool.states[1].slots.n.Store(2)
+			w := acquireAsync(b)
+			waitUntil(t, "the request queues", func() bool { return b.pool.queue.waiting.Load() == 1 })
+			clk.Advance(time.Hour)
+			if back == "a passing check" {
+				h := startReplica(t) // answers /health
+				b.pool.checkers[0].Addr = h.addr
+				b.pool.healthURLs[0] = "http://" + h.addr + "/health"
+				b.check(0)
+			} else {
+				l, err := b.acquire(promptCall("trial", false))
+				if err != nil || !l.probe || l.i != 0 {
+					t.Fatalf("got %+v %v, want the trial of target 0", l, err)
+				}
+				b.report(l, success)
+				defer b.pool.free(l.i)
+			}
+			if l := <-w; l.i != 0 {
+				t.Errorf("waiter got %+v, want target 0, back in service", l)
+			}
+		})
+	}
+	t.Run("a slot freed by the backend a reload replaced goes to the new one's waiter", func(t *testing.T) {
+		u := startReplica(t)
+		ps := NewPools()
+		cfg := Config{BaseURL: u.url(), MaxConcurrency: 1, Queue: QueueConfig{Size: 1, Timeout: 10 * time.Second}}
+		old := newPoolBackend(t, cfg, ps)
+		_, s := openStream(t, old, "a")
+		reloaded := newPoolBackend(t, cfg, ps)
+		done := sendAsync(reloaded, promptCall("queued", false))
+		waitUntil(t, "the request queues", func() bool { return reloaded.pool.queue.waiting.Load() == 1 })
+		_ = old.Close()
+		_ = drainStream(s)
+		_ = s.Close()
+		if r := <-done; r.err != nil {
+			t.Errorf("queued request: %v", r.err)
+		}
+	})
+}
+
+// A target whose load cannot be read has only this gateway's in-flight count, on a
+// smaller scale than vLLM's score (a waiting request counts four times, other clients
+// not at all): it ranks after every target with a fresh read, and not as the idlest.
+func TestVLLMQueueRanksUnreadTargetsLast(t *testing.T) {
+	cases := []struct {
+		name string
+		// setup reads the targets' load, or not.
+		setup func(b *Backend, clk *fakeClock)
+		want  [2]int // of 4 new requests
+	}{
+		{"metrics not found", func(b *Backend, clk *fakeClock) {
+			b.pool.loadURLs[1] += "-not-here"
+			b.readLoad(0, nil)
+			b.readLoad(1, nil)
+		}, [2]int{4, 0}},
+		{"read gone stale", func(b *Backend, clk *fakeClock) {
+			b.readLoad(1, nil)
+			clk.Advance(staleReads*time.Second + time.Millisecond)
+			b.readLoad(0, nil)
+		}, [2]int{4, 0}},
+		{"read just in time", func(b *Backend, clk *fakeClock) {
+			b.readLoad(1, nil)
+			clk.Advance(staleReads * time.Second)
+			b.readLoad(0, nil)
+		}, [2]int{0, 4}},
+		{"none read: by in-flight count", func(b *Backend, clk *fakeClock) {
+			b.pool.states[1].slots.n.Store(2)
+		}, [2]int{0, 4}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock()
+			us := startReplicas(t, 2)
+			// Target 0 runs 4 and queues 2: the 6 this gateway sent it. Target 1
+			// reports itself idle.
+			us[0].running.Store(4)
+			us[0].waiting.Store(2)
+			b := newPoolBackend(t, Config{Targets: replicaURLs(us), Balance: "vllm_queue"}, poolsWithClock(clk))
+			b.pool.states[0].slots.n.Store(6)
+			b.pool.states[1].slots.n.Store(7)
+			tc.setup(b, clk)
+			var got [2]int
+			for range 4 {
+				i := b.leastQueued()
+				got[i]++
+				b.pool.states[i].slots.n.Add(1)
+			}
+			b.pool.states[0].slots.n.Store(0)
+			b.pool.states[1].slots.n.Store(0)
+			if got != tc.want {
+				t.Errorf("4 new requests went %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Time the gateway's own queue took is not the target's: an attempt that waited for
+// its slot and then reached the call's deadline before the answer came does not count
+// against the target. Without the wait, or when first_byte_timeout fired first, it
+// does.
+func TestQueueSpentDeadlineIsNoFailure(t *testing.T) {
+	cases := []struct {
+		name      string
+		queued    bool
+		firstByte time.Duration
+		deadline  time.Duration
+		wantUp    bool
+	}{
+		{"queued, the call's deadline runs out", true, 0, 300 * time.Millisecond, true},
+		{"not queued, the call's deadline runs out", false, 0, 300 * time.Millisecond, false},
+		{"queued, first_byte_timeout fires first", true, 50 * time.Millisecond, 5 * time.Second, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := startReplica(t)
+			u.delay.Store(int64(time.Minute)) // healthy, but busy
+			b := newPoolBackend(t, Config{BaseURL: u.url(), MaxConcurrency: 1, FirstByteTimeout: tc.firstByte,
+				Queue:  QueueConfig{Size: 4, Timeout: 5 * time.Second},
+				Health: HealthConfig{EjectAfter: 1, EjectFor: time.Hour}}, nil)
+			if tc.queued {
+				b.pool.states[0].slots.n.Store(1) // an answer in flight holds the only slot
+			}
+			call := promptCall("x", false)
+			call.Deadline = time.Now().Add(tc.deadline)
+			done := sendAsync(b, call)
+			if tc.queued {
+				waitUntil(t, "the request queues", func() bool { return b.pool.queue.waiting.Load() == 1 })
+				b.pool.free(0) // the answer in flight ends
+			}
+			if r := <-done; !errors.Is(r.err, ErrTimeout) {
+				t.Fatalf("got %v, want ErrTimeout", r.err)
+			}
+			if up := b.Healthy(); up != tc.wantUp {
+				t.Errorf("up %v, want %v", up, tc.wantUp)
+			}
+		})
+	}
 }

@@ -26,6 +26,10 @@ const (
 // behind all of them instead of joining the batch.
 const waitingWeight = 4
 
+// staleReads is how many read periods a target's load read ranks it for; past that
+// the target counts as unread (leastQueued).
+const staleReads = 3
+
 // vllmLoad is a target's load as its vLLM server last reported it.
 type vllmLoad struct {
 	// ok is set while the last read succeeded.
@@ -37,22 +41,26 @@ type vllmLoad struct {
 	base atomic.Int64
 	// cache is the KV cache usage, 0..1, as float64 bits.
 	cache atomic.Uint64
+	// at is when the read was made, in Unix nanoseconds.
+	at atomic.Int64
 }
 
-// score is the target's expected queue for a new request, and its KV cache usage.
-// Without a recent read it is the gateway's own count of requests in flight.
-func (l *vllmLoad) score(inflight int64) (int64, float64) {
-	if !l.ok.Load() {
-		return inflight, 0
+// score is the target's expected queue for a new request, and its KV cache usage,
+// given the gateway's requests in flight on it; fresh is false, and the score
+// meaningless, without a read made at or after since (Unix nanoseconds).
+func (l *vllmLoad) score(inflight, since int64) (s int64, cache float64, fresh bool) {
+	if !l.ok.Load() || l.at.Load() < since {
+		return 0, 0, false
 	}
-	s := l.queued.Load() + inflight - l.base.Load()
-	return max(s, 0), math.Float64frombits(l.cache.Load())
+	s = l.queued.Load() + inflight - l.base.Load()
+	return max(s, 0), math.Float64frombits(l.cache.Load()), true
 }
 
-func (l *vllmLoad) set(g vllmGauges, inflight int64) {
+func (l *vllmLoad) set(g vllmGauges, inflight, at int64) {
 	l.queued.Store(int64(g.waiting)*waitingWeight + int64(g.running))
 	l.base.Store(inflight)
 	l.cache.Store(math.Float64bits(g.cache))
+	l.at.Store(at)
 	l.ok.Store(true)
 }
 
@@ -87,7 +95,7 @@ func (b *Backend) readLoad(i int, buf []byte) []byte {
 		st.load.ok.Store(false)
 		return buf
 	}
-	st.load.set(g, st.slots.n.Load())
+	st.load.set(g, st.slots.n.Load(), p.now().UnixNano())
 	return buf
 }
 

@@ -87,10 +87,10 @@ func TestParseVLLM(t *testing.T) {
 
 func TestVLLMScore(t *testing.T) {
 	var l vllmLoad
-	if s, _ := l.score(3); s != 3 {
-		t.Errorf("unread load scores %d, want the in-flight count 3", s)
+	if _, _, fresh := l.score(3, 0); fresh {
+		t.Error("unread load scores as fresh")
 	}
-	l.set(vllmGauges{waiting: 2, running: 5, cache: 0.5}, 4)
+	l.set(vllmGauges{waiting: 2, running: 5, cache: 0.5}, 4, 100)
 	cases := []struct {
 		inflight int64
 		want     int64
@@ -100,12 +100,15 @@ func TestVLLMScore(t *testing.T) {
 		{0, 2*waitingWeight + 5 - 4},
 	}
 	for _, tc := range cases {
-		if s, c := l.score(tc.inflight); s != tc.want || c != 0.5 {
-			t.Errorf("in flight %d: score %d cache %v, want %d 0.5", tc.inflight, s, c, tc.want)
+		if s, c, fresh := l.score(tc.inflight, 100); s != tc.want || c != 0.5 || !fresh {
+			t.Errorf("in flight %d: score %d cache %v fresh %v, want %d 0.5 true", tc.inflight, s, c, fresh, tc.want)
 		}
 	}
-	l.set(vllmGauges{}, 9)
-	if s, _ := l.score(0); s != 0 {
+	if _, _, fresh := l.score(4, 101); fresh {
+		t.Error("a read older than wanted scores as fresh")
+	}
+	l.set(vllmGauges{}, 9, 200)
+	if s, _, _ := l.score(0, 0); s != 0 {
 		t.Errorf("score %d, want it floored at 0", s)
 	}
 }
