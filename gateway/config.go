@@ -38,11 +38,20 @@ type Config struct {
 	// scalars lists, per line, the key paths with scalar values there, so a decode error
 	// that names a line, a value and a type can name its key.
 	scalars map[int][]scalarAt
+	// dups lists the mapping keys given twice, so the decoder's "mapping key already
+	// defined" can name the key path rather than another key on its line.
+	dups []dupKey
 }
 
 // scalarAt is a scalar value at a key path, decoded into a Go type (as yaml.v3's
 // errors name it).
 type scalarAt struct{ path, value, typ string }
+
+// dupKey is a mapping key given a second time, at line, in the mapping at path.
+type dupKey struct {
+	line      int
+	key, path string
+}
 
 // ServerConfig is the `server:` section.
 type ServerConfig struct {
@@ -198,7 +207,14 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 		}
 		problems = append(problems, path+":"+strconv.Itoa(line)+": "+key+": "+problem)
 	}
-	expandEnv(root, env, missingEnv)
+	malformedEnv := func(n *yaml.Node, key, problem string) {
+		if key == "" {
+			envProblem(n, problem)
+			return
+		}
+		report(n.Line, key, problem)
+	}
+	expandEnv(root, "", env, missingEnv, malformedEnv)
 	if isMLflow(root) {
 		expandMLflowEnv(root, env, envProblem)
 		fromMLflow(root, cfg, report)
@@ -213,7 +229,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	}
 	checkKeys(root, reflect.TypeOf(Config{}), "", cfg, report)
 	if err := root.Decode(cfg); err != nil {
-		problems = append(problems, typeProblems(path, err, cfg.scalars)...)
+		problems = append(problems, typeProblems(cfg, err)...)
 	} else {
 		cfg.applyDefaults()
 		problems = append(problems, cfg.problems()...)
@@ -224,39 +240,148 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	return cfg, nil
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+// envRefHelp ends every message about a malformed reference.
+const envRefHelp = "; write ${NAME} or ${NAME:-default}, and $${ for a literal ${"
 
-// expandEnv replaces ${VAR} (and ${VAR:-default}) in scalar values. It works on the
-// parsed tree, not the text, so a value holding YAML syntax stays a plain string and
-// line numbers stay those of the file.
-func expandEnv(n *yaml.Node, env func(string) (string, bool), missing func(*yaml.Node, string)) {
+// expandEnv replaces ${VAR} (and ${VAR:-default}) in scalar values, and $${ with a
+// literal ${. It works on the parsed tree, not the text, so a value holding YAML syntax
+// stays a plain string and line numbers stay those of the file. path is n's key path,
+// for the messages: a malformed reference (${VAR without its brace, ${VAR-x}, ${ VAR })
+// is an error rather than text kept as it is, which would end up an API key or a URL.
+func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missing func(*yaml.Node, string), malformed func(n *yaml.Node, key, problem string)) {
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
-		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
-			m := envRef.FindStringSubmatch(ref)
-			if v, ok := env(m[1]); ok {
-				return v
-			}
-			if m[2] != "" {
-				return m[3]
-			}
-			missing(n, m[1])
-			return ""
-		})
+		v, unset, bad := expandValue(n.Value, env)
+		for _, name := range unset {
+			missing(n, name)
+		}
+		if bad != "" {
+			malformed(n, path, bad)
+		}
+		n.Value = v
 		if n.Tag == "" || n.Tag == "!!null" {
 			n.Tag = ""
 		}
 		n.Style = 0
 	}
-	for _, c := range n.Content {
-		expandEnv(c, env, missing)
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			expandEnv(k, path, env, missing, malformed)
+			p := path
+			if !isMergeKey(k) {
+				// A merge key's mapping holds keys of this one.
+				p = join(path, k.Value)
+			}
+			expandEnv(v, p, env, missing, malformed)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			expandEnv(c, path+"["+strconv.Itoa(i)+"]", env, missing, malformed)
+		}
+	default:
+		for _, c := range n.Content {
+			expandEnv(c, path, env, missing, malformed)
+		}
+	}
+}
+
+// expandValue expands the references in one value. It returns the value, the variables
+// that are unset with no default, and what is wrong with the first malformed reference
+// ("" when none). A variable set but empty takes the default, as in the shell, docker
+// compose and envsubst (Kubernetes often sets `value: ""`). The problem never quotes
+// the value: it may be a secret (an API key, a header, a URL with a password), and the
+// key path and line place it.
+func expandValue(s string, env func(string) (string, bool)) (string, []string, string) {
+	var b strings.Builder
+	var unset []string
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), unset, ""
+		}
+		if i > 0 && s[i-1] == '$' {
+			b.WriteString(s[:i-1])
+			b.WriteString("${")
+			s = s[i+2:]
+			continue
+		}
+		b.WriteString(s[:i])
+		s = s[i+2:]
+		j := 0
+		for j < len(s) && (s[j] == '_' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= 'a' && s[j] <= 'z' || j > 0 && s[j] >= '0' && s[j] <= '9') {
+			j++
+		}
+		name, rest := s[:j], s[j:]
+		if name == "" {
+			return "", nil, "${ is not followed by a variable name" + envRefHelp
+		}
+		def, hasDef := "", false
+		switch {
+		case strings.HasPrefix(rest, "}"):
+			rest = rest[1:]
+		case strings.HasPrefix(rest, ":-"):
+			end := strings.IndexByte(rest, '}')
+			if end < 0 {
+				return "", nil, "${ is not closed by }" + envRefHelp
+			}
+			def, hasDef, rest = rest[2:end], true, rest[end+1:]
+			if strings.Contains(def, "${") {
+				return "", nil, "a default must not hold ${ (references do not nest)" + envRefHelp
+			}
+		case rest == "":
+			return "", nil, "${ is not closed by }" + envRefHelp
+		default:
+			return "", nil, "a variable name in ${...} must be followed by } or :-default" + envRefHelp
+		}
+		v, ok := env(name)
+		switch {
+		case ok && (v != "" || !hasDef):
+			b.WriteString(v)
+		case hasDef:
+			b.WriteString(def)
+		default:
+			unset = append(unset, name)
+		}
+		s = rest
 	}
 }
 
 // checkKeys walks the document against the config types, reporting unknown keys with
-// their line and recording the line of every key path.
+// their line and recording the line of every key path and the keys given twice.
 func checkKeys(n *yaml.Node, t reflect.Type, path string, cfg *Config, report func(int, string, string)) {
 	kc := keyChecker{cfg: cfg, report: report, merged: map[mergeAt]bool{}}
 	kc.check(n, t, path)
+	recordDuplicates(n, path, cfg)
+}
+
+// recordDuplicates finds the scalar keys that a mapping gives twice, as yaml.v3's
+// decoder does (it compares each mapping's own keys, not those merged in). An anchored
+// mapping is walked where it is written, not at each alias: its keys' lines are there.
+func recordDuplicates(n *yaml.Node, path string, cfg *Config) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := path
+			if !isMergeKey(k) {
+				p = join(path, k.Value)
+			}
+			if k.Kind == yaml.ScalarNode {
+				if seen[k.Value] {
+					cfg.dups = append(cfg.dups, dupKey{k.Line, k.Value, join(path, k.Value)})
+				}
+				seen[k.Value] = true
+			}
+			recordDuplicates(v, p, cfg)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			recordDuplicates(c, path+"["+strconv.Itoa(i)+"]", cfg)
+		}
+	}
 }
 
 type keyChecker struct {
@@ -410,9 +535,11 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	return out
 }
 
-func suggest(key string, fields map[string]reflect.Type) string {
-	names := make([]string, 0, len(fields))
-	for k := range fields {
+// suggest is the hint after "unknown key": the known key within two edits of key, or
+// the list of known keys.
+func suggest[V any](key string, known map[string]V) string {
+	names := make([]string, 0, len(known))
+	for k := range known {
 		names = append(names, k)
 	}
 	sort.Strings(names)
@@ -465,8 +592,11 @@ func yamlProblem(path string, err error) string {
 	return path + ": " + strings.TrimPrefix(msg, "yaml: ")
 }
 
+var yamlDuplicate = regexp.MustCompile(`^mapping key ("(?:[^"\\]|\\.)*") already defined at line \d+$`)
+
 // typeProblems turns yaml.v3's decode errors into FILE:LINE: key: what.
-func typeProblems(path string, err error, scalars map[int][]scalarAt) []string {
+func typeProblems(cfg *Config, err error) []string {
+	path, scalars := cfg.path, cfg.scalars
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return []string{yamlProblem(path, err)}
@@ -475,6 +605,7 @@ func typeProblems(path string, err error, scalars map[int][]scalarAt) []string {
 	// used marks the scalars already named, so two bad values alike on one line name
 	// their own keys in turn: yaml.v3 reports them in document order, as recorded.
 	used := map[scalarAt]bool{}
+	usedDups := map[int]bool{}
 	for _, e := range te.Errors {
 		m := yamlLine.FindStringSubmatch(e)
 		if m == nil {
@@ -482,6 +613,10 @@ func typeProblems(path string, err error, scalars map[int][]scalarAt) []string {
 			continue
 		}
 		l, _ := strconv.Atoi(m[1])
+		if d := yamlDuplicate.FindStringSubmatch(m[2]); d != nil {
+			out = append(out, duplicateProblem(cfg, l, d[1], m[2], usedDups))
+			continue
+		}
 		key := ""
 		value := ""
 		if i := strings.IndexByte(m[2], '`'); i >= 0 {
@@ -524,6 +659,35 @@ func typeProblems(path string, err error, scalars map[int][]scalarAt) []string {
 		out = append(out, path+":"+m[1]+": "+key+": "+problem)
 	}
 	return out
+}
+
+// duplicateProblem is the decoder's message that a mapping key (quoted in Go syntax, as
+// the message has it) is given again at line, with the key path it was given at. used
+// marks the keys already named: two mappings on one line may repeat the same key, and
+// the decoder reports them in document order, as they were recorded.
+func duplicateProblem(cfg *Config, line int, quoted, problem string, used map[int]bool) string {
+	at := cfg.path + ":" + strconv.Itoa(line) + ": "
+	key, err := strconv.Unquote(quoted)
+	if err != nil {
+		return at + problem
+	}
+	found := -1
+	for i, d := range cfg.dups {
+		if d.line == line && d.key == key {
+			if found < 0 {
+				found = i
+			}
+			if !used[i] {
+				found = i
+				break
+			}
+		}
+	}
+	if found < 0 {
+		return at + problem
+	}
+	used[found] = true
+	return at + cfg.dups[found].path + ": " + problem
 }
 
 // quotes tells whether quoted, a value as a yaml.v3 decode error shows it, is value:
@@ -616,8 +780,23 @@ func (c *Config) problems() []string {
 	if c.Server.MaxBodyBytes < 0 {
 		add("server.max_body_bytes", "must not be negative")
 	}
-	if c.Server.ShutdownGrace < 0 {
-		add("server.shutdown_grace", "must not be negative")
+	// A negative timeout would mean none at all: connections held open by slow or idle
+	// clients (slowloris).
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"server.shutdown_grace", c.Server.ShutdownGrace},
+		{"server.read_timeout", c.Server.ReadTimeout},
+		{"server.idle_timeout", c.Server.IdleTimeout},
+	} {
+		if d.v < 0 {
+			add(d.key, "must not be negative")
+		}
+	}
+	if strings.TrimSpace(c.Server.AdminToken) != c.Server.AdminToken {
+		// No header value can end in whitespace: the admin API would refuse every call.
+		add("server.admin_token", wsProblem)
 	}
 	if _, err := c.Server.TLS.load(); err != nil {
 		add("server.tls", err.Error())
@@ -658,6 +837,12 @@ func (c *Config) problems() []string {
 			add(p+".key", "give key or sha256")
 		case k.Key != "" && k.SHA256 != "":
 			add(p+".sha256", "give key or sha256, not both")
+		case strings.TrimSpace(k.Key) != k.Key:
+			// Clients' keys are trimmed (a header value cannot end in whitespace), so
+			// this one could never match.
+			add(p+".key", wsProblem)
+		case strings.TrimSpace(k.SHA256) != k.SHA256:
+			add(p+".sha256", wsProblem)
 		case k.SHA256 != "":
 			b, err := hex.DecodeString(k.SHA256)
 			if err != nil || len(b) != sha256.Size {
@@ -738,6 +923,10 @@ func (c *Config) problems() []string {
 	}
 	return out
 }
+
+// wsProblem is the problem of a key (a client's, its sha256, the admin token) with
+// surrounding whitespace. It does not quote the key.
+const wsProblem = "has leading or trailing whitespace (a trailing newline from a secret file?)"
 
 // validEndpointName reports whether name can be a model name clients send, a path
 // segment of the admin API and a Redis hash tag: no spaces, control characters or

@@ -289,3 +289,154 @@ endpoints:
 		}
 	}
 }
+
+// TestConfigEnvDefault checks ${VAR:-default} as the shell, docker compose and envsubst
+// read it: the default for a variable unset or set but empty (Kubernetes often sets
+// `value: ""`), while a plain ${VAR} set to "" stays "".
+func TestConfigEnvDefault(t *testing.T) {
+	cases := []struct {
+		name, value string
+		vars        map[string]string
+		want        string
+	}{
+		{"default, variable unset", "${V:-dflt}", nil, "dflt"},
+		{"default, variable empty", "${V:-dflt}", map[string]string{"V": ""}, "dflt"},
+		{"default, variable set", "${V:-dflt}", map[string]string{"V": "set"}, "set"},
+		{"empty default, variable empty", "${V:-}", map[string]string{"V": ""}, ""},
+		{"no default, variable empty", "${V}", map[string]string{"V": ""}, ""},
+		{"within text", "a-${V:-b}-c", map[string]string{"V": ""}, "a-b-c"},
+		{"two references", "${V}${W:-w}", map[string]string{"V": "v"}, "vw"},
+		{"a value is not expanded again", "${V}", map[string]string{"V": "${W}", "W": "w"}, "${W}"},
+		{"escaped", "$${V}", map[string]string{"V": "v"}, "${V}"},
+		{"escaped then expanded", "$${V}-${V}", map[string]string{"V": "v"}, "${V}-v"},
+		{"a lone dollar stays", "pa$$word$", nil, "pa$$word$"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			y := "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:8001/v1\", model: m, api_key: \"" + c.value + "\"}\n" +
+				"endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+			cfg, err := ParseConfig("t.yaml", []byte(y), env(c.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Backends["up"].APIKey; got != c.want {
+				t.Fatalf("api_key = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestConfigMalformedEnvReference checks that a reference that is not ${NAME} or
+// ${NAME:-default} is an error naming file, line and key, not text kept as it is (which
+// would become the API key or the URL), and that the message never shows the value.
+func TestConfigMalformedEnvReference(t *testing.T) {
+	const help = "; write ${NAME} or ${NAME:-default}, and $${ for a literal ${"
+	cases := []struct{ name, value, want string }{
+		{"not closed", "${OPENAI_API_KEY", "${ is not closed by }"},
+		{"default not closed", "${OPENAI_API_KEY:-sk-x", "${ is not closed by }"},
+		{"shell's unset-only default", "${OPENAI_API_KEY-sk-x}", "a variable name in ${...} must be followed by } or :-default"},
+		{"spaces", "${ OPENAI_API_KEY }", "${ is not followed by a variable name"},
+		{"empty", "sk-${}", "${ is not followed by a variable name"},
+		{"at the end", "sk-secret${", "${ is not followed by a variable name"},
+		{"nested default", "${OPENAI_API_KEY:-${OTHER}}", "a default must not hold ${ (references do not nest)"},
+		{"after a good one", "${OPENAI_API_KEY}${OTHER", "${ is not closed by }"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			y := "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:8001/v1\", model: m, api_key: \"" + c.value + "\"}\n" +
+				"endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+			_, err := ParseConfig("t.yaml", []byte(y), env(map[string]string{"OPENAI_API_KEY": "sk-real"}))
+			want := "t.yaml:2: backends.up.api_key: " + c.want + help
+			if err == nil || err.Error() != want {
+				t.Fatalf("err = %v, want %q", err, want)
+			}
+			if strings.Contains(err.Error(), "sk-") {
+				t.Fatalf("the message shows the value: %v", err)
+			}
+		})
+	}
+	t.Run("in a list", func(t *testing.T) {
+		y := "backends:\n  up:\n    provider: openai\n    model: m\n    targets:\n      - \"http://127.0.0.1:8001/v1\"\n      - \"${URL\"\n" +
+			"endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+		_, err := ParseConfig("t.yaml", []byte(y), env(nil))
+		if err == nil || !strings.HasPrefix(err.Error(), "t.yaml:7: backends.up.targets[1]: ${ is not closed by }") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+// TestConfigDuplicateKeyNamesKey checks that a key given twice in one mapping, which
+// yaml.v3 refuses, is reported with the key path of the duplicate, not of another key
+// on its line.
+func TestConfigDuplicateKeyNamesKey(t *testing.T) {
+	const rest = "endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+	const up = "  up: {provider: openai, base_url: \"http://127.0.0.1:8001/v1\", model: m}\n"
+	cases := []struct{ name, yaml, want string }{
+		{"top level", "server: {listen: \":8080\"}\nserver: {listen: \":9090\"}\nbackends:\n" + up + rest,
+			"t.yaml:2: server: mapping key \"server\" already defined at line 1"},
+		{"backend name", "backends:\n" + up + "  up: {provider: mock, model: m}\n" + rest,
+			"t.yaml:3: backends.up: mapping key \"up\" already defined at line 2"},
+		{"flow mapping", "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:8001/v1\", model: m, model: n}\n" + rest,
+			"t.yaml:2: backends.up.model: mapping key \"model\" already defined at line 2"},
+		{"nested mapping on one line", "backends:\n  up: {provider: openai, model: m, base_url: \"http://127.0.0.1:8001/v1\", pricing: {input_per_million: 1, input_per_million: 2}}\n" + rest,
+			"t.yaml:2: backends.up.pricing.input_per_million: mapping key \"input_per_million\" already defined at line 2"},
+		{"in a list", "backends:\n" + up + "endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}], type: embeddings}\n",
+			"t.yaml:4: endpoints[0].type: mapping key \"type\" already defined at line 4"},
+		{"two mappings on one line", "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:8001/v1\", model: m}\n  a: {provider: mock, model: m, model: n}\n  b: {provider: mock, model: m, model: n}\n" + rest,
+			"t.yaml:3: backends.a.model: mapping key \"model\" already defined at line 3\nt.yaml:4: backends.b.model: mapping key \"model\" already defined at line 4"},
+		{"quoted key", "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:8001/v1\", model: m, \"model\": n}\n" + rest,
+			"t.yaml:2: backends.up.model: mapping key \"model\" already defined at line 2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig("t.yaml", []byte(c.yaml), env(nil))
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestConfigNegativeServerDurations checks that a negative server timeout, which would
+// mean no timeout at all (connections held by slow clients), is refused.
+func TestConfigNegativeServerDurations(t *testing.T) {
+	const rest = "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:8001/v1\", model: m}\n" +
+		"endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+	for _, k := range []string{"read_timeout", "idle_timeout", "shutdown_grace"} {
+		t.Run(k, func(t *testing.T) {
+			_, err := ParseConfig("t.yaml", []byte("server:\n  listen: \":8080\"\n  "+k+": -5s\n"+rest), env(nil))
+			want := "t.yaml:3: server." + k + ": must not be negative"
+			if err == nil || err.Error() != want {
+				t.Fatalf("err = %v, want %q", err, want)
+			}
+		})
+	}
+}
+
+// TestConfigKeyWhitespace checks that a client key, its sha256 or the admin token with
+// surrounding whitespace (a secret file's trailing newline, through ${VAR}) is refused
+// without showing it: presented keys are trimmed, so it could never match.
+func TestConfigKeyWhitespace(t *testing.T) {
+	const rest = "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:8001/v1\", model: m}\n" +
+		"endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+	const problem = "has leading or trailing whitespace (a trailing newline from a secret file?)"
+	hash := strings.Repeat("ab", 32)
+	cases := []struct{ name, yaml, value, want string }{
+		{"trailing newline", "auth:\n  keys: [{name: a, key: \"${K}\"}]\n", "sk-team-a\n", "t.yaml:2: auth.keys[0].key: " + problem},
+		{"leading space", "auth:\n  keys: [{name: a, key: \"${K}\"}]\n", " sk-team-a", "t.yaml:2: auth.keys[0].key: " + problem},
+		{"whitespace only", "auth:\n  keys: [{name: a, key: \"${K}\"}]\n", "\n", "t.yaml:2: auth.keys[0].key: " + problem},
+		{"sha256", "auth:\n  keys:\n    - name: a\n      sha256: \"${K}\"\n", hash + "\n", "t.yaml:4: auth.keys[0].sha256: " + problem},
+		{"admin token", "server:\n  admin_token: \"${K}\"\n", "adm-token\r\n", "t.yaml:2: server.admin_token: " + problem},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig("t.yaml", []byte(c.yaml+rest), env(map[string]string{"K": c.value}))
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+			if v := strings.TrimSpace(c.value); v != "" && strings.Contains(err.Error(), v) {
+				t.Fatalf("the message shows the key: %v", err)
+			}
+		})
+	}
+}

@@ -139,19 +139,45 @@ var mlflowTypes = map[string]string{
 	"llm/v1/chat": "chat", "llm/v1/completions": "completions", "llm/v1/embeddings": "embeddings",
 }
 
-// mlflowProviders maps MLflow's provider names onto ours, with each one's config keys.
-var mlflowProviders = map[string]struct {
+// mlflowProvider is how one of MLflow's providers maps onto ours: its config keys, the
+// one holding the API key (required where MLflow requires it) and the one holding the
+// upstream's URL.
+type mlflowProvider struct {
 	provider, keyField, baseField, defaultBase string
-}{
-	"openai":                                {"openai", "openai_api_key", "openai_api_base", "https://api.openai.com/v1"},
-	"azure":                                 {"azure", "openai_api_key", "openai_api_base", ""},
-	"azuread":                               {"azure", "openai_api_key", "openai_api_base", ""},
-	"anthropic":                             {"anthropic", "anthropic_api_key", "anthropic_api_base", "https://api.anthropic.com/v1"},
-	"mistral":                               {"openai", "mistral_api_key", "mistral_api_base", "https://api.mistral.ai/v1"},
-	"togetherai":                            {"openai", "togetherai_api_key", "togetherai_api_base", "https://api.together.xyz/v1"},
-	"huggingface-text-generation-inference": {"openai", "", "hf_server_url", ""},
-	"mlflow-model-serving":                  {"openai", "", "model_server_url", ""},
-	"openai-compatible":                     {"openai", "api_key", "api_base", ""},
+	keyRequired                                bool
+	// more are its other config keys.
+	more []string
+}
+
+// known is the set of config keys the provider takes: any other is an error, not a
+// key silently ignored (a misspelled openai_api_key would leave the backend keyless).
+func (mp mlflowProvider) known() map[string]bool {
+	k := map[string]bool{mp.baseField: true}
+	if mp.keyField != "" {
+		k[mp.keyField] = true
+	}
+	for _, m := range mp.more {
+		k[m] = true
+	}
+	return k
+}
+
+// openaiMore are the config keys of MLflow's OpenAIConfig besides key and base, which
+// its azure and azuread providers share.
+var openaiMore = []string{"openai_api_type", "openai_api_version", "openai_deployment_name", "openai_organization"}
+
+// mlflowProviders maps MLflow's provider names onto ours. The *_api_base keys of
+// mistral and togetherai, and the openai-compatible provider, are ours.
+var mlflowProviders = map[string]mlflowProvider{
+	"openai":                                {"openai", "openai_api_key", "openai_api_base", "https://api.openai.com/v1", true, openaiMore},
+	"azure":                                 {"azure", "openai_api_key", "openai_api_base", "", true, openaiMore},
+	"azuread":                               {"azure", "openai_api_key", "openai_api_base", "", true, openaiMore},
+	"anthropic":                             {"anthropic", "anthropic_api_key", "anthropic_api_base", "https://api.anthropic.com/v1", true, []string{"anthropic_version"}},
+	"mistral":                               {"openai", "mistral_api_key", "mistral_api_base", "https://api.mistral.ai/v1", true, nil},
+	"togetherai":                            {"openai", "togetherai_api_key", "togetherai_api_base", "https://api.together.xyz/v1", true, nil},
+	"huggingface-text-generation-inference": {"openai", "", "hf_server_url", "", false, nil},
+	"mlflow-model-serving":                  {"openai", "", "model_server_url", "", false, nil},
+	"openai-compatible":                     {"openai", "api_key", "api_base", "", false, nil},
 }
 
 // fromMLflow turns an MLflow gateway config into ours: one backend per endpoint, named
@@ -160,7 +186,7 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 	checkKeys(root, reflect.TypeOf(mlflowFile{}), "", cfg, report)
 	var f mlflowFile
 	if err := root.Decode(&f); err != nil {
-		for _, p := range typeProblems(cfg.path, err, cfg.scalars) {
+		for _, p := range typeProblems(cfg, err) {
 			report(0, "", p)
 		}
 		return
@@ -194,6 +220,21 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 			continue
 		}
 		c := e.Model.Config
+		cp := p + ".model.config"
+		known := mp.known()
+		keys := make([]string, 0, len(c))
+		for k := range c {
+			keys = append(keys, k)
+		}
+		sortStrings(keys)
+		for _, k := range keys {
+			if !known[k] {
+				report(line(cp+"."+k), cp+"."+k, "unknown key for provider "+e.Model.Provider+suggest(k, known))
+			}
+		}
+		if _, ok := c[mp.keyField]; mp.keyRequired && !ok {
+			report(line(cp), cp+"."+mp.keyField, "is required for provider "+e.Model.Provider)
+		}
 		b := providers.Config{Provider: mp.provider, Model: e.Model.Name, BaseURL: mp.defaultBase}
 		if mp.keyField != "" {
 			key, err := mlflowKey(c[mp.keyField])
@@ -213,6 +254,14 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 			b.Headers = map[string]string{"OpenAI-Organization": org}
 		}
 		apiType := strings.ToLower(c["openai_api_type"])
+		switch apiType {
+		case "", "openai", "azure", "azuread":
+		default:
+			if !known["openai_api_type"] {
+				break // reported as an unknown key
+			}
+			report(line(cp+".openai_api_type"), cp+".openai_api_type", "must be openai, azure or azuread")
+		}
 		if e.Model.Provider == "openai" && (apiType == "azure" || apiType == "azuread") {
 			b.Provider = "azure"
 		}
@@ -230,8 +279,23 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		if b.Provider == "azure" {
 			setAzure(&b, c["openai_deployment_name"], c["openai_api_version"])
 		}
+		if v := c["anthropic_version"]; v != "" {
+			b.AnthropicVersion = v
+		}
 		if b.BaseURL == "" {
-			report(line(p+".model.config"), p+".model.config."+mp.baseField, "is required for provider "+e.Model.Provider)
+			report(line(cp), cp+"."+mp.baseField, "is required for provider "+e.Model.Provider)
+		}
+		for _, fe := range flatten(b.Validate()) {
+			var kp keyProblem
+			if !errors.As(fe, &kp) {
+				report(line(p+".model"), p+".model", fe.Error())
+				continue
+			}
+			if kp.Key() == "base_url" && b.BaseURL == "" {
+				continue // reported above, with the MLflow key to set
+			}
+			k := mlflowKeyPath(p, mp, c, kp.Key())
+			report(line(k), k, kp.Problem())
 		}
 		name := e.Name
 		cfg.Backends[name] = b
@@ -253,13 +317,32 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		}
 		cfg.Endpoints = append(cfg.Endpoints, ec)
 	}
-	for name, b := range cfg.Backends {
-		if err := b.Validate(); err != nil {
-			for _, e := range flatten(err) {
-				report(0, "", cfg.path+": endpoint "+strconv.Quote(name)+": "+e.Error())
-			}
+}
+
+// mlflowKeyPath is the key path in the MLflow file of what sets key, a key of the
+// backend built from the endpoint at p: a problem of the backend names the key to fix.
+func mlflowKeyPath(p string, mp mlflowProvider, c map[string]string, key string) string {
+	cp := p + ".model.config"
+	switch key {
+	case "base_url":
+		return cp + "." + mp.baseField
+	case "api_key":
+		return cp + "." + mp.keyField
+	case "model":
+		return p + ".model.name"
+	case "provider":
+		return p + ".model.provider"
+	case "deployment":
+		if c["openai_deployment_name"] == "" {
+			return p + ".model.name" // the deployment defaults to the model's name
 		}
+		return cp + ".openai_deployment_name"
+	case "api_version":
+		return cp + ".openai_api_version"
+	case "anthropic_version":
+		return cp + ".anthropic_version"
 	}
+	return p + ".model"
 }
 
 func sortStrings(s []string) {

@@ -13,7 +13,6 @@ func TestMLflowConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data = []byte(strings.ReplaceAll(string(data), "provider: anthropic", "provider: openai"))
 	cfg, err := ParseConfig("mlflow-gateway.yaml", data, env(map[string]string{"OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": "sk-a"}))
 	if err != nil {
 		t.Fatal(err)
@@ -202,4 +201,73 @@ func mlflowKeyConfig(key string) []byte {
       config:
         openai_api_key: "` + key + `"
 `)
+}
+
+// TestMLflowConfigKeys checks model.config against each provider's keys: a misspelled
+// key is an error with a hint rather than ignored (leaving a backend without its API
+// key), and the API key is required where MLflow requires it.
+func TestMLflowConfigKeys(t *testing.T) {
+	cases := []struct{ name, provider, config, want string }{
+		{"misspelled key", "openai", "openai_api_kye: $OPENAI_API_KEY",
+			"ml.yaml:8: endpoints[0].model.config.openai_api_kye: unknown key for provider openai (did you mean openai_api_key?)\n" +
+				"ml.yaml:7: endpoints[0].model.config.openai_api_key: is required for provider openai"},
+		{"another provider's key", "mistral", "mistral_api_key: k\n        openai_organization: org",
+			"ml.yaml:9: endpoints[0].model.config.openai_organization: unknown key for provider mistral (known keys: mistral_api_base, mistral_api_key)"},
+		{"bad api type", "openai", "openai_api_key: k\n        openai_api_type: azure-ad",
+			"ml.yaml:9: endpoints[0].model.config.openai_api_type: must be openai, azure or azuread"},
+		{"openai without key", "openai", "openai_api_base: https://api.openai.com/v1",
+			"ml.yaml:7: endpoints[0].model.config.openai_api_key: is required for provider openai"},
+		{"anthropic without config", "anthropic", "",
+			"ml.yaml:4: endpoints[0].model.config.anthropic_api_key: is required for provider anthropic"},
+		{"azure without key", "azure", "openai_api_base: https://r.openai.azure.com\n        openai_deployment_name: d",
+			"ml.yaml:7: endpoints[0].model.config.openai_api_key: is required for provider azure"},
+		{"togetherai without key", "togetherai", "togetherai_api_base: https://api.together.xyz/v1",
+			"ml.yaml:7: endpoints[0].model.config.togetherai_api_key: is required for provider togetherai"},
+		{"openai-compatible needs no key", "openai-compatible", "api_base: http://127.0.0.1:8000/v1", ""},
+		{"tgi needs no key", "huggingface-text-generation-inference", "hf_server_url: http://127.0.0.1:8080", ""},
+		{"every openai key", "openai", "openai_api_key: k\n        openai_api_base: https://api.openai.com/v1\n        openai_api_type: openai\n        openai_api_version: v\n        openai_organization: org", ""},
+		{"anthropic_version", "anthropic", "anthropic_api_key: k\n        anthropic_version: \"2023-06-01\"", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			y := "endpoints:\n  - name: chat\n    endpoint_type: llm/v1/chat\n    model:\n      provider: " + c.provider + "\n      name: m\n"
+			if c.config != "" {
+				y += "      config:\n        " + c.config + "\n"
+			}
+			_, err := ParseConfig("ml.yaml", []byte(y), env(map[string]string{"OPENAI_API_KEY": "sk-x"}))
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestMLflowBackendErrors checks that a problem of the backend an MLflow endpoint
+// becomes names the line and key of the MLflow file that sets it.
+func TestMLflowBackendErrors(t *testing.T) {
+	cases := []struct{ name, model, want string }{
+		{"base URL", "provider: openai-compatible\n      name: m\n      config:\n        api_base: ftp://x",
+			"ml.yaml:8: endpoints[0].model.config.api_base: must start with http:// or https://"},
+		{"base URL with credentials", "provider: openai\n      name: m\n      config:\n        openai_api_key: k\n        openai_api_base: https://u:p@x/v1",
+			"ml.yaml:9: endpoints[0].model.config.openai_api_base: must not hold credentials (use api_key)"},
+		{"model name", "provider: openai\n      config:\n        openai_api_key: k",
+			"ml.yaml:4: endpoints[0].model.name: is required"},
+		{"anthropic version", "provider: anthropic\n      name: m\n      config:\n        anthropic_api_key: k\n        anthropic_version: \"2023 06 01\"",
+			"ml.yaml:9: endpoints[0].model.config.anthropic_version: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			y := "endpoints:\n  - name: chat\n    endpoint_type: llm/v1/chat\n    model:\n      " + c.model + "\n"
+			_, err := ParseConfig("ml.yaml", []byte(y), env(nil))
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
 }

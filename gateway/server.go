@@ -79,6 +79,9 @@ type Server struct {
 	reloadMu      sync.Mutex
 	// lastHash is the SHA-256 of the file content the running config was parsed from.
 	lastHash [sha256.Size]byte
+	// reloaded is signalled after each reload that installed a config, for the file
+	// watch to follow server.tls's paths.
+	reloaded chan struct{}
 }
 
 // Options adjust a Server beyond its config file.
@@ -95,7 +98,8 @@ func New(path string, opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{path: path, log: opt.Logger, boot: cfg, lastHash: hash, reg: prometheus.NewRegistry()}
+	s := &Server{path: path, log: opt.Logger, boot: cfg, lastHash: hash, reg: prometheus.NewRegistry(),
+		reloaded: make(chan struct{}, 1)}
 	cert, err := cfg.Server.TLS.load()
 	if err != nil {
 		return nil, errors.New("server.tls: " + err.Error())
@@ -312,7 +316,12 @@ func (s *Server) shutdown() error {
 		s.log.Warn("shutdown grace expired with requests still open", "error", err.Error())
 	}
 	_ = s.admin.ShutdownWithContext(ctx)
-	if old := s.rt.Swap(nil); old != nil {
+	// Under reloadMu: a reload under way finishes (and is retired here) or sees the
+	// server gone, rather than installing a config after Serve has returned.
+	s.reloadMu.Lock()
+	old := s.rt.Swap(nil)
+	s.reloadMu.Unlock()
+	if old != nil {
 		old.retire()
 		if err != nil && old.tr != nil {
 			// Requests still open keep the runtime, and with it the tracer, from
@@ -395,6 +404,13 @@ func (s *Server) Reload() error {
 		s.closeUnused(newTr, newLim)
 		return s.reloadFailed(err)
 	}
+	if s.rt.Load() == nil {
+		// Shutdown took the running config while this one was built: it is not
+		// served.
+		s.closeUnused(newTr, newLim)
+		rt.close()
+		return errors.New("server is shutting down")
+	}
 	rt.trRef, rt.limRef = cur.trRef, cur.limRef
 	if newTr != nil {
 		rt.trRef = tracerRef(newTr, s.log)
@@ -411,6 +427,10 @@ func (s *Server) Reload() error {
 		s.cert.Store(cert)
 	}
 	s.lastHash = hash
+	select {
+	case s.reloaded <- struct{}{}:
+	default:
+	}
 	s.m.ConfigReloaded(nil)
 	s.log.Info("config reloaded", "config", s.path, "endpoints", len(cfg.Endpoints), "backends", len(cfg.Backends))
 	return nil
@@ -470,14 +490,17 @@ func settle(timer **time.Timer, fire chan struct{}) {
 	})
 }
 
-// watchCert adds the directories of server.tls's files to w when the API listener
-// serves TLS, and returns them.
+// watchCert adds the directories of the running config's server.tls files to w when
+// the API listener serves TLS, and returns them. It runs again after every reload, so
+// files a reload moved are followed; a directory no longer named keeps its watch
+// (the config's own may be among them), and its events are ignored.
 func (s *Server) watchCert(w *fsnotify.Watcher) map[string]bool {
-	if s.cert.Load() == nil {
+	rt := s.rt.Load()
+	if s.cert.Load() == nil || rt == nil {
 		return nil
 	}
 	dirs := map[string]bool{}
-	for _, f := range []string{s.boot.Server.TLS.CertFile, s.boot.Server.TLS.KeyFile} {
+	for _, f := range []string{rt.cfg.Server.TLS.CertFile, rt.cfg.Server.TLS.KeyFile} {
 		if abs, err := filepath.Abs(f); err == nil {
 			f = abs
 		}
@@ -573,6 +596,8 @@ func (s *Server) watch(ctx context.Context) {
 			s.log.Warn("config watch error", "error", err.Error())
 		case <-certFire:
 			s.refreshCert()
+		case <-s.reloaded:
+			certDirs = s.watchCert(w)
 		case <-fire:
 			// Follow a repointed link before reading: a save of the new target made
 			// from here on raises an event, and one made before is in this read.
@@ -589,8 +614,9 @@ func (s *Server) watch(ctx context.Context) {
 }
 
 // configFiles are the files a change of which may change the config, when its path
-// is a symlink: each link on the way from the path to the file it resolves to (a link
-// to a link, as /etc/alternatives has it), and that file. The directories holding them
+// is a symlink or runs through one: each link on the way from the path to the file it
+// resolves to (a link to a link, as /etc/alternatives has it, and a linked directory
+// on any of their paths), and that file. The directories holding them
 // are watched besides the config's own, by their resolved names, since that is how
 // the watcher names their events.
 type configFiles struct {
@@ -628,9 +654,25 @@ func (c *configFiles) follow(w *fsnotify.Watcher, path string, log *slog.Logger)
 			dirs[d] = true
 		}
 	}
+	// A directory on the way may be a link too (a deploy's current -> releases/vN,
+	// NixOS's /etc/static): repointing it changes the file as much as repointing the
+	// file's own link does.
+	dirLinks := func(p string) {
+		cur := string(filepath.Separator)
+		for _, part := range strings.Split(filepath.Dir(p), string(filepath.Separator)) {
+			if part == "" {
+				continue
+			}
+			cur = filepath.Join(cur, part)
+			if fi, err := os.Lstat(cur); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				add(cur)
+			}
+		}
+	}
 	p := path
 	for range maxLinks {
 		add(p)
+		dirLinks(p)
 		target, err := os.Readlink(p)
 		if err != nil {
 			break // not a link, or gone
