@@ -192,3 +192,26 @@ func TestAdminEndpointNamesWithSlashes(t *testing.T) {
 		t.Fatalf("unknown endpoint: %d %v", status, body)
 	}
 }
+
+// The admin token is taken only as a bearer token, the scheme in any case.
+func TestAdminTokenOK(t *testing.T) {
+	const tok = "adm-0123456789"
+	for _, tt := range []struct {
+		authz string
+		ok    bool
+	}{
+		{"Bearer " + tok, true},
+		{"bearer " + tok, true},
+		{"BEARER  " + tok + " ", true},
+		{tok, false},
+		{"Bearer " + tok + "x", false},
+		{"Bearer " + tok[:5], false},
+		{"Bearer ", false},
+		{"", false},
+		{"Basic " + tok, false},
+	} {
+		if got := adminTokenOK([]byte(tt.authz), tok); got != tt.ok {
+			t.Errorf("%q: %v, want %v", tt.authz, got, tt.ok)
+		}
+	}
+}
