@@ -854,6 +854,11 @@ func (c *Config) problems() []string {
 			sameKey(p, "key", sha256.Sum256([]byte(k.Key)), i)
 		}
 		addErr(p, limiter.ValidateLimits(k.Limits))
+		if k.Endpoints != nil && len(k.Endpoints) == 0 {
+			// Leaving endpoints out allows every one; an empty list reads as "none",
+			// which would make the key useless, so it is not taken either way.
+			add(p+".endpoints", `lists no endpoint: leave it out (or write ["*"]) for all of them`)
+		}
 		for j, e := range k.Endpoints {
 			if !endpointNames[e] && e != "*" {
 				add(p+".endpoints["+strconv.Itoa(j)+"]", "unknown endpoint "+strconv.Quote(e))

@@ -440,3 +440,26 @@ func TestConfigKeyWhitespace(t *testing.T) {
 		})
 	}
 }
+
+// A key whose endpoints list is empty is refused: it would read as "none" and be
+// taken as "all".
+func TestConfigKeyEmptyEndpoints(t *testing.T) {
+	cfg := `
+backends:
+  up: {provider: mock, model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+auth:
+  keys:
+    - {name: a, key: sk-a, endpoints: []}
+    - {name: b, key: sk-b}
+    - {name: c, key: sk-c, endpoints: ["*"]}
+`
+	_, err := ParseConfig("t.yaml", []byte(cfg), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:8: auth.keys[0].endpoints: lists no endpoint") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "keys[1]") || strings.Contains(err.Error(), "keys[2]") {
+		t.Fatalf("other keys refused: %v", err)
+	}
+}
