@@ -3,6 +3,7 @@ package main
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -29,11 +30,20 @@ type gwAuth struct {
 }
 
 type gwBackend struct {
-	Provider string `yaml:"provider"`
-	BaseURL  string `yaml:"base_url"`
-	Model    string `yaml:"model"`
-	MaxConns int    `yaml:"max_connections,omitempty"`
+	Provider string        `yaml:"provider"`
+	BaseURL  string        `yaml:"base_url"`
+	Model    string        `yaml:"model"`
+	MaxConns int           `yaml:"max_connections,omitempty"`
+	IdleConn time.Duration `yaml:"idle_conn_timeout,omitempty"`
 }
+
+// upstreamKeepAlive is how long mockllm (--keep-alive-timeout) and the gateway's
+// backends (idle_conn_timeout) keep an idle connection. Paths take turns, so each
+// path's connections sit idle while the others run their rounds (4.2 s between a
+// path's rounds by default): the gateway's own default of 4 s would have every
+// Tollgate round start by redialling mockllm, while nginx keeps its upstream
+// connections 300 s.
+const upstreamKeepAlive = time.Hour
 
 type gwRoute struct {
 	Backend string `yaml:"backend"`
@@ -120,7 +130,7 @@ func gatewayConfig(p gwParams) ([]byte, error) {
 		Server: gwServer{Listen: p.Listen, AdminListen: p.Admin},
 		Auth:   gwAuth{Mode: "none"},
 		Backends: map[string]gwBackend{"m": {Provider: "openai", BaseURL: "http://" + p.Upstream + "/v1", Model: p.Model,
-			MaxConns: p.UpstreamConns}},
+			MaxConns: p.UpstreamConns, IdleConn: upstreamKeepAlive}},
 		Endpoints: []gwEndpoint{
 			{Name: endpointChat, Type: "chat", Routes: []gwRoute{{Backend: "m", Weight: 100}}},
 			{Name: endpointEmbed, Type: "embeddings", Routes: []gwRoute{{Backend: "m", Weight: 100}}},
@@ -128,7 +138,8 @@ func gatewayConfig(p gwParams) ([]byte, error) {
 		Logging: gwLogging{Level: "warn", Format: "json"},
 	}
 	if p.Canary != "" {
-		c.Backends["m2"] = gwBackend{Provider: "openai", BaseURL: "http://" + p.Canary + "/v1", Model: p.Model}
+		c.Backends["m2"] = gwBackend{Provider: "openai", BaseURL: "http://" + p.Canary + "/v1", Model: p.Model,
+			IdleConn: upstreamKeepAlive}
 		chat := &c.Endpoints[0]
 		chat.Routes = []gwRoute{
 			{Backend: "m", Weight: 95, Variant: "stable"},

@@ -5,8 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate/gateway"
+	"github.com/tollgate/tollgate/providers"
 	"gopkg.in/yaml.v3"
 )
 
@@ -71,6 +73,46 @@ func TestGatewayConfig(t *testing.T) {
 				}
 				if sum != 100 {
 					t.Fatalf("endpoint %s weights sum to %d", ep.Name, sum)
+				}
+			}
+		})
+	}
+}
+
+// A path sits idle while the others take their rounds: the gateway's upstream
+// connections must outlast that gap, as nginx's (300 s) and mockllm's do, or
+// every Tollgate round starts by redialling and the rounds compare that.
+func TestGatewayUpstreamIdleOutlastsRounds(t *testing.T) {
+	o, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := o.Duration / time.Duration(o.Rounds)
+	gap := time.Duration(len(o.Paths)-1) * (per + min(o.Warmup, 100*time.Millisecond))
+	base := gwParams{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Upstream: "127.0.0.1:3", Model: mockModel}
+	withAB := base
+	withAB.Canary = "127.0.0.1:4"
+	for name, p := range map[string]gwParams{"chat": base, "ab": withAB} {
+		t.Run(name, func(t *testing.T) {
+			y, err := gatewayConfig(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Decoded as the gateway decodes it, its default applied where unset.
+			var c struct {
+				Backends map[string]providers.Config `yaml:"backends"`
+			}
+			if err := yaml.Unmarshal(y, &c); err != nil {
+				t.Fatal(err)
+			}
+			for bn, b := range c.Backends {
+				idle := b.IdleConnTimeout
+				if idle == 0 {
+					idle = providers.DefaultIdleConnTimeout
+				}
+				if idle < gap || idle > upstreamKeepAlive {
+					t.Errorf("backend %s keeps idle upstream connections %v; a path sits idle %v between its rounds"+
+						" and mockllm keeps them %v", bn, idle, gap, upstreamKeepAlive)
 				}
 			}
 		})

@@ -153,7 +153,7 @@ func (e *env) startMock(ctx context.Context, name string, t upstreamTiming) (*pr
 		// mockllm would close them after vLLM's 5 s and the next round would pay for
 		// reconnecting (the direct path on its first requests), which is not what
 		// the rounds compare.
-		args = append(args, "--keep-alive-timeout", "1h")
+		args = append(args, "--keep-alive-timeout", upstreamKeepAlive.String())
 	}
 	p, err := startProc(e.dir, name, e.cores.Upstream, e.bins.mockllm, args...)
 	if err != nil {

@@ -95,7 +95,9 @@ func (s *loadSpec) readBuf() int {
 // runStats is what one run measured. Latency is from the scheduled send
 // time to the last body byte; TTFT from the scheduled send time to the
 // first content chunk; Gap between consecutive content chunks; Lag from the
-// scheduled to the actual send time (the harness's own delay).
+// scheduled time to when the pacer queued the request (the load generator's
+// own lateness); Wait from then to when a worker took the request up (the
+// path's: above a few µs only when all of its workers were busy).
 type runStats struct {
 	Sent     int64  // every request handed to a worker, warm-up included
 	Measured int64  // requests scheduled after the warm-up
@@ -104,12 +106,20 @@ type runStats struct {
 	// WarmupErrs are the warm-up's failures: not part of any figure, but a run
 	// that has any is not clean (--smoke fails on them).
 	WarmupErrs Errors
-	Lat        *hdrhistogram.Histogram
-	TTFT       *hdrhistogram.Histogram
-	Gap        *hdrhistogram.Histogram
-	Lag        *hdrhistogram.Histogram
-	Headers    map[string]int64
-	Duration   time.Duration // measured window
+	// NoFreeWorker counts the measured requests that found every worker busy
+	// when the pacer queued them (open loop).
+	NoFreeWorker int64
+	// Completed counts the answers that succeeded within the measured window,
+	// warm-up requests answered in it included: what the path achieved there,
+	// however far behind the schedule.
+	Completed int64
+	Lat       *hdrhistogram.Histogram
+	TTFT      *hdrhistogram.Histogram
+	Gap       *hdrhistogram.Histogram
+	Lag       *hdrhistogram.Histogram
+	Wait      *hdrhistogram.Histogram
+	Headers   map[string]int64
+	Duration  time.Duration // measured window
 	// The path's own process over its rounds, warm-up included (Sent's window):
 	// CPU time, and garbage collections for a Go process with an admin listener;
 	// cpuRounds and gcRounds count the rounds in which each could be read.
@@ -124,7 +134,7 @@ type runStats struct {
 func newRunStats() *runStats {
 	return &runStats{
 		Errs: Errors{}, WarmupErrs: Errors{}, Lat: newHist(), TTFT: newHist(), Gap: newHist(), Lag: newHist(),
-		Headers: map[string]int64{},
+		Wait: newHist(), Headers: map[string]int64{},
 	}
 }
 
@@ -135,10 +145,13 @@ func (s *runStats) merge(o *runStats) {
 	s.OK += o.OK
 	s.Errs.add(o.Errs)
 	s.WarmupErrs.add(o.WarmupErrs)
+	s.NoFreeWorker += o.NoFreeWorker
+	s.Completed += o.Completed
 	s.Lat.Merge(o.Lat)
 	s.TTFT.Merge(o.TTFT)
 	s.Gap.Merge(o.Gap)
 	s.Lag.Merge(o.Lag)
+	s.Wait.Merge(o.Wait)
 	for k, v := range o.Headers {
 		s.Headers[k] += v
 	}
@@ -181,22 +194,35 @@ func (s *runStats) cpuPerRequest() (user, sys float64, ok bool) {
 type recorder struct {
 	mu sync.Mutex
 	st *runStats
+	// from and to are the measured window, for runStats.Completed.
+	from, to time.Time
 }
 
 // outcome is one request's result, filled by the worker.
 type outcome struct {
 	measured bool
 	errKind  string
-	lat, lag time.Duration
-	ttft     time.Duration // < 0: none
-	gaps     []time.Duration
-	header   []byte
+	lat      time.Duration
+	// paced: lag and wait were measured (open loop); busy: every worker was busy
+	// when the request was queued.
+	paced, busy bool
+	lag, wait   time.Duration
+	ttft        time.Duration // < 0: none
+	gaps        []time.Duration
+	header      []byte
 }
 
 func (r *recorder) record(o *outcome) {
+	now := time.Now()
 	r.mu.Lock()
 	st := r.st
 	st.Sent++
+	if o.errKind == "" && !now.Before(r.from) && now.Before(r.to) {
+		st.Completed++
+	}
+	if o.measured && o.busy {
+		st.NoFreeWorker++
+	}
 	switch {
 	case o.errKind != "":
 		if o.measured {
@@ -209,7 +235,10 @@ func (r *recorder) record(o *outcome) {
 		st.Measured++
 		st.OK++
 		recordDur(st.Lat, o.lat)
-		recordDur(st.Lag, o.lag)
+		if o.paced {
+			recordDur(st.Lag, o.lag)
+			recordDur(st.Wait, o.wait)
+		}
 		if o.ttft >= 0 {
 			recordDur(st.TTFT, o.ttft)
 		}
@@ -303,10 +332,20 @@ var (
 	headerUserID  = []byte("X-User-ID")
 )
 
+// job is one request queued by the pacer: its index, when it was queued (from
+// the start) and whether every worker was busy then.
+type job struct {
+	i      int64
+	queued time.Duration
+	busy   bool
+}
+
 // runLoad drives one open-loop run. Requests are scheduled by the pacer and
 // queued to a fixed pool of workers; a request waiting for a worker is
 // still timed from its scheduled time, so a slow path shows up as latency
-// and never as a lower send rate (no coordinated omission).
+// and never as a lower send rate (no coordinated omission). The pacer's own
+// lateness (send lag) and the wait for a worker are recorded apart: the first
+// is the load generator's, the second the path's.
 func runLoad(ctx context.Context, t *target, s *loadSpec, prog *progress) *runStats {
 	if s.Closed {
 		return runClosed(ctx, t, s, prog)
@@ -318,12 +357,15 @@ func runLoad(ctx context.Context, t *target, s *loadSpec, prog *progress) *runSt
 	if total == 0 {
 		return st
 	}
-	rec := &recorder{st: st}
-
-	queue := min(total, 1<<20)
-	jobs := make(chan int64, queue)
 	// Start a little ahead so the workers are parked before the first send.
 	start := time.Now().Add(20 * time.Millisecond)
+	rec := &recorder{st: st, from: start.Add(s.Warmup), to: start.Add(s.Warmup + s.Duration)}
+
+	queue := min(total, 1<<20)
+	jobs := make(chan job, queue)
+	// inflight is the requests queued or being answered: more than s.Conns
+	// means the newest found no free worker.
+	var inflight atomic.Int64
 	// Requests still queued this long after the last is due are given up:
 	// the run must end even against a path that has stopped answering.
 	hardStop := start.Add(s.Warmup + s.Duration + s.Timeout)
@@ -339,25 +381,30 @@ func runLoad(ctx context.Context, t *target, s *loadSpec, prog *progress) *runSt
 				return
 			}
 			w.until(start.Add(p.at(i)))
+			j := job{i: i, queued: time.Since(start), busy: inflight.Add(1) > int64(s.Conns)}
 			select {
-			case jobs <- i:
+			case jobs <- j:
 				prog.sent()
 			default:
+				inflight.Add(-1)
 				rec.record(&outcome{measured: p.at(i) >= s.Warmup, errKind: "backlog"})
 			}
 		}
 	}()
 	runWorkers(t, s, rec, prog, func(wk *worker) {
-		for i := range jobs {
-			sched := start.Add(p.at(i))
-			o := outcome{measured: p.at(i) >= s.Warmup, ttft: -1}
+		for j := range jobs {
+			at := p.at(j.i)
+			o := outcome{measured: at >= s.Warmup, ttft: -1, paced: true, busy: j.busy,
+				lag: j.queued - at, wait: time.Since(start) - j.queued}
 			if time.Now().After(hardStop) {
+				inflight.Add(-1)
 				o.errKind = "backlog"
 				rec.record(&o)
 				prog.done(false)
 				continue
 			}
-			wk.do(i, sched, &o)
+			wk.do(j.i, start.Add(at), &o)
+			inflight.Add(-1)
 			rec.record(&o)
 			prog.done(o.errKind == "")
 		}
@@ -391,9 +438,9 @@ func runWorkers(t *target, s *loadSpec, rec *recorder, prog *progress, each func
 func runClosed(ctx context.Context, t *target, s *loadSpec, prog *progress) *runStats {
 	st := newRunStats()
 	st.Duration = s.Duration
-	rec := &recorder{st: st}
 	start := time.Now()
 	from, end := start.Add(s.Warmup), start.Add(s.Warmup+s.Duration)
+	rec := &recorder{st: st, from: from, to: end}
 	prog.begin(t.Name, s, start)
 	var next atomic.Int64
 	runWorkers(t, s, rec, prog, func(wk *worker) {
@@ -456,7 +503,6 @@ func (w *worker) do(i int64, sched time.Time, o *outcome) {
 		w.uid = strconv.AppendInt(w.uid, (w.s.FirstUser+i)%int64(w.s.Users), 10)
 		w.req.Header.SetBytesKV(headerUserID, w.uid)
 	}
-	o.lag = time.Since(sched)
 	err := w.t.client.DoTimeout(w.req, w.resp, w.s.Timeout)
 	if err != nil {
 		o.errKind = errKind(err)

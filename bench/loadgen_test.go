@@ -173,6 +173,42 @@ func TestRunClosedLoop(t *testing.T) {
 	}
 }
 
+// The same pacer drives a path that keeps up and one whose 2 workers cannot
+// (20 ms answers at 200 req/s): the send lag is the pacer's own and stays alike,
+// the slow path's shortfall shows as its wait for a worker, as requests that
+// found no free worker, and as an achieved rate below the offered one.
+func TestRunLoadSendLagExcludesWorkerWait(t *testing.T) {
+	fast, slow := startStandIn(t, ""), startStandIn(t, "")
+	slow.delay = func(int64) time.Duration { return 20 * time.Millisecond }
+	run := func(s *standIn) PathResult {
+		spec := loadSpec{Kind: kindChat, Rate: 200, Warmup: 20 * time.Millisecond, Duration: 400 * time.Millisecond,
+			Conns: 2, MaxTokens: 4, Timeout: 5 * time.Second}
+		tg := &target{Name: "p", Addr: s.addr(), Model: "m", client: newClient(s.addr(), spec.Conns, spec.Timeout, false, 0)}
+		return pathResult("p", spec.Rate, runLoad(context.Background(), tg, &spec, quietProgress()), false)
+	}
+	f, sl := run(fast), run(slow)
+	if f.OK == 0 || sl.OK == 0 || sl.OK != sl.Measured {
+		t.Fatalf("setup: ok %d, and %d of %d", f.OK, sl.OK, sl.Measured)
+	}
+	if sl.SendLag.P99 > 10*f.SendLag.P99+10_000 {
+		t.Errorf("send lag p99 %.0f µs on the slow path against %.0f µs on the fast one: the wait for a worker is in it",
+			sl.SendLag.P99, f.SendLag.P99)
+	}
+	if sl.SendLag.Count != sl.OK || sl.WorkerWait.Count != sl.OK {
+		t.Errorf("send lag %d and worker wait %d samples for %d answers", sl.SendLag.Count, sl.WorkerWait.Count, sl.OK)
+	}
+	// Two workers answer at most 100 of the 200 req/s; the rest queue.
+	if sl.NoFreeWorker < sl.Measured/4 || sl.WorkerWait.P99 < 20_000 {
+		t.Errorf("%d of %d requests found no free worker, worker wait p99 %.0f µs", sl.NoFreeWorker, sl.Measured, sl.WorkerWait.P99)
+	}
+	if sl.Achieved > 0.75*sl.Offered {
+		t.Errorf("achieved %.0f of %.0f req/s offered with two workers answering in 20 ms", sl.Achieved, sl.Offered)
+	}
+	if sl.Achieved == 0 || f.Achieved < sl.Achieved {
+		t.Errorf("achieved %.0f on the fast path, %.0f on the slow one", f.Achieved, sl.Achieved)
+	}
+}
+
 func TestRunLoadStopsOnCancel(t *testing.T) {
 	s := startStandIn(t, "")
 	ctx, cancel := context.WithCancel(context.Background())

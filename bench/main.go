@@ -282,11 +282,17 @@ func run(args []string) int {
 	return 0
 }
 
-// errorCount is every failed request of the run, on every path.
+// errorCount is every failed request of the run, on every path: warm-ups
+// included, and every step of the max ladder, a first try included.
 func (r *Result) errorCount() int64 {
 	var n int64
 	for _, p := range r.Paths {
 		n += p.Errors.Total() + p.WarmupErrors.Total()
+	}
+	if r.Max != nil {
+		for _, s := range r.Max.Steps {
+			n += s.Errors + s.WarmupErrors + s.RetriedErrors
+		}
 	}
 	for _, s := range r.Streams {
 		n += s.Errors.Total()

@@ -136,13 +136,18 @@ func maxStepTries(ctx context.Context, o *options, ts []*target, idx []int, spec
 	out := make([]MaxStep, 0, len(idx))
 	for _, i := range idx {
 		var ms MaxStep
+		var retried int64
 		for try := 0; try < 2; try++ {
+			if try > 0 {
+				retried += ms.Errors + ms.WarmupErrors
+			}
 			s := spec
 			ms = maxStep(ts[i].Name, spec.Rate, runLoadSampled(ctx, ts[i], &s, prog), o.P99Bound)
 			if ms.Pass || ctx.Err() != nil {
 				break
 			}
 		}
+		ms.RetriedErrors = retried
 		out = append(out, ms)
 	}
 	return out
@@ -177,7 +182,7 @@ func maxStep(path string, rate float64, st *runStats, bound time.Duration) MaxSt
 	sum := summarize(st.Lat)
 	sum.RoundP99 = medianRoundP99(st.roundP99[0])
 	errs := st.Errs.Total()
-	ms := MaxStep{Path: path, Offered: rate, Latency: sum, Errors: errs,
+	ms := MaxStep{Path: path, Offered: rate, Latency: sum, Errors: errs, WarmupErrors: st.WarmupErrs.Total(),
 		Pass: maxStepOK(sum, st.Measured, errs, bound)}
 	if u, k, ok := st.cpuPerRequest(); ok {
 		ms.CPUUS = ptr(u + k)

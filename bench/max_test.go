@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -106,6 +107,47 @@ func TestMaxLadderRoundsOutlastAStall(t *testing.T) {
 		if tc.rounds == 3 && *st.Latency.RoundP99 > float64(testBound.Microseconds()) {
 			t.Fatalf("median of rounds %.0f µs", *st.Latency.RoundP99)
 		}
+	}
+}
+
+// --smoke fails on any failed request, warm-up included, and a max run's
+// requests are mostly the ladder's: errorCount holds every failure of every
+// step, a first try's and the warm-ups' included, also when Tollgate sustained
+// nothing and so there is no half-rate run at all.
+func TestMaxErrorCountHoldsEveryLadderFailure(t *testing.T) {
+	cases := []struct {
+		name   string
+		rounds int
+		fail   func(n int64) bool
+		pass   bool
+	}{
+		// 100 req/s with 10 ms of warm-up: call 0 is the warm-up's only request.
+		{"every request of both tries", 1, func(int64) bool { return true }, false},
+		{"every request of every round", 3, func(int64) bool { return true }, false},
+		{"the warm-up's only, the step passing", 1, func(n int64) bool { return n == 0 }, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startStandIn(t, "")
+			var failed atomic.Int64
+			s.fail = func(n int64) bool {
+				f := tc.fail(n)
+				if f {
+					failed.Add(1)
+				}
+				return f
+			}
+			o := ladderOptions(100, 100, tc.rounds)
+			mr, _ := maxLadder(context.Background(), o, []*target{standInTarget(pathTollgate, s)}, quietProgress())
+			if len(mr.Steps) != 1 || mr.Steps[0].Pass != tc.pass {
+				t.Fatalf("steps %+v, want one that passes: %v", mr.Steps, tc.pass)
+			}
+			// What runMax builds when Tollgate sustained nothing: no half-rate run.
+			res := &Result{Scenario: "max", Max: mr}
+			if n := res.errorCount(); n != failed.Load() || n == 0 {
+				t.Fatalf("errorCount %d, want the %d requests the stand-in failed (step %+v)", n, failed.Load(), mr.Steps[0])
+			}
+		})
 	}
 }
 

@@ -55,19 +55,28 @@ type Settings struct {
 
 // PathResult is one path's merged rounds.
 type PathResult struct {
-	Path     string  `json:"path"`
-	Offered  float64 `json:"offered_rps"`
+	Path    string  `json:"path"`
+	Offered float64 `json:"offered_rps"`
+	// Achieved is the answers that succeeded within the measured windows per
+	// measured second: below Offered when the path fell behind the schedule.
 	Achieved float64 `json:"achieved_rps"`
 	Sent     int64   `json:"sent"` // warm-up included
 	Measured int64   `json:"measured"`
 	OK       int64   `json:"ok"`
 	Errors   Errors  `json:"errors"` // of the measured requests
 	// WarmupErrors failed during the warm-up: in no figure, but not a clean run.
-	WarmupErrors Errors           `json:"warmup_errors,omitempty"`
-	Latency      Summary          `json:"latency"`
-	TTFT         *Summary         `json:"ttft,omitempty"`
-	Gap          *Summary         `json:"inter_chunk_gap,omitempty"`
-	SendLag      Summary          `json:"send_lag"`
+	WarmupErrors Errors   `json:"warmup_errors,omitempty"`
+	Latency      Summary  `json:"latency"`
+	TTFT         *Summary `json:"ttft,omitempty"`
+	Gap          *Summary `json:"inter_chunk_gap,omitempty"`
+	// SendLag is the load generator's own lateness: from each request's scheduled
+	// time to when the pacer queued it (open loop).
+	SendLag Summary `json:"send_lag"`
+	// WorkerWait is from when the pacer queued a request to when one of the path's
+	// --connections workers took it up, and NoFreeWorker the measured requests that
+	// found every worker busy (open loop): the path's shortfall, in its latency.
+	WorkerWait   Summary          `json:"worker_wait"`
+	NoFreeWorker int64            `json:"no_free_worker"`
 	Headers      map[string]int64 `json:"header_counts,omitempty"`
 	// CPU is the path's own process (mockllm for direct, the gateway, nginx's
 	// master and workers) over its rounds, per request sent.
@@ -114,7 +123,12 @@ type MaxStep struct {
 	Offered float64 `json:"offered_rps"`
 	Latency Summary `json:"latency"`
 	Errors  int64   `json:"errors"`
-	Pass    bool    `json:"pass"`
+	// WarmupErrors failed in the step's warm-ups, and RetriedErrors in a first try
+	// the step was tried again after (warm-up included): they judge no step, but a
+	// run that has any is not clean (--smoke fails on them).
+	WarmupErrors  int64 `json:"warmup_errors,omitempty"`
+	RetriedErrors int64 `json:"retried_errors,omitempty"`
+	Pass          bool  `json:"pass"`
 	// CPUUS is the path's own process CPU per request sent in the step (see
 	// ProcCPU); near the top of the steps, the path's cost at saturation.
 	CPUUS *float64 `json:"cpu_us_per_request,omitempty"`
@@ -145,11 +159,11 @@ type StreamsResult struct {
 func pathResult(name string, rate float64, st *runStats, stream bool) PathResult {
 	r := PathResult{
 		Path: name, Offered: rate, Sent: st.Sent, Measured: st.Measured, OK: st.OK, Errors: st.Errs, WarmupErrors: st.WarmupErrs,
-		Latency: summarize(st.Lat), SendLag: summarize(st.Lag),
+		Latency: summarize(st.Lat), SendLag: summarize(st.Lag), WorkerWait: summarize(st.Wait), NoFreeWorker: st.NoFreeWorker,
 	}
 	r.Latency.RoundP99 = medianRoundP99(st.roundP99[0])
 	if st.Duration > 0 {
-		r.Achieved = float64(st.OK) / st.Duration.Seconds()
+		r.Achieved = float64(st.Completed) / st.Duration.Seconds()
 	}
 	if stream {
 		t, g := summarize(st.TTFT), summarize(st.Gap)
@@ -302,8 +316,9 @@ func (r *Result) markdown() string {
 				func(x *PathResult) *Summary { return x.Gap }, false)
 		}
 		if !s.Closed {
-			renderPaths(&b, "Send lag (µs, harness delay from scheduled to actual send; same for every path)", r.Paths,
+			renderPaths(&b, "Send lag (µs, the load generator's own lateness: from the scheduled time to queueing the request for a worker)", r.Paths,
 				func(x *PathResult) *Summary { return &x.SendLag }, false)
+			renderWorkerWait(&b, r.Paths, s.Connections)
 		}
 		renderCPU(&b, r.Paths)
 		for _, x := range r.Paths {
@@ -366,7 +381,7 @@ func (r *Result) markdown() string {
 				p99 += " | " + fopt(l.RoundP99, 1)
 			}
 			p("| ", st.Path, " | ", frate(st.Offered), " | ", fus(l.P50), " | ", fus(l.P90), " | ", p99, " | ",
-				fus(l.P999), " | ", fus(l.Max), " | ", strconv.FormatInt(st.Errors, 10), " | ", strconv.FormatBool(st.Pass), " | ", cpu, " |")
+				fus(l.P999), " | ", fus(l.Max), " | ", stepErrors(&st), " | ", strconv.FormatBool(st.Pass), " | ", cpu, " |")
 		}
 		p()
 		if m.Rounds > 0 {
@@ -447,6 +462,51 @@ func renderPaths(b *strings.Builder, title string, paths []PathResult, get func(
 		b.WriteString(fus(s.P50) + " | " + fus(s.P90) + " | " + fus(s.P99) + " | " + fus(s.P999) + " | " + fus(s.Max) + " |\n")
 	}
 	b.WriteString("\n")
+}
+
+// renderWorkerWait writes the wait for a free worker, and flags each path on
+// which some requests found every worker busy: the path, not the load
+// generator, fell behind, and its latency holds that wait.
+func renderWorkerWait(b *strings.Builder, paths []PathResult, conns int) {
+	b.WriteString("## Wait for a free worker (µs, from queueing to a worker taking the request up; the path's own, in its latency)\n\n")
+	b.WriteString("| path | count | found no free worker | p50 | p90 | p99 | p99.9 | max |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	var flagged []*PathResult
+	for i := range paths {
+		x := &paths[i]
+		s := x.WorkerWait
+		n := strconv.FormatInt(x.NoFreeWorker, 10)
+		if x.NoFreeWorker > 0 {
+			n = "**" + n + "** ⚠"
+			flagged = append(flagged, x)
+		}
+		b.WriteString("| " + x.Path + " | " + strconv.FormatInt(s.Count, 10) + " | " + n + " | " +
+			fus(s.P50) + " | " + fus(s.P90) + " | " + fus(s.P99) + " | " + fus(s.P999) + " | " + fus(s.Max) + " |\n")
+	}
+	b.WriteString("\n")
+	for _, x := range flagged {
+		b.WriteString("⚠ " + x.Path + ": " + strconv.FormatInt(x.NoFreeWorker, 10) + " of " + strconv.FormatInt(x.Measured, 10) +
+			" measured requests found all " + strconv.Itoa(conns) + " workers busy: the path did not keep up with the offered load" +
+			" at --connections " + strconv.Itoa(conns) + " (achieved " + frate(x.Achieved) + " of " + frate(x.Offered) +
+			" req/s); its latency includes the wait.\n\n")
+	}
+}
+
+// stepErrors is a max step's failed measured requests, with the warm-ups' and a
+// first try's noted apart.
+func stepErrors(s *MaxStep) string {
+	var apart []string
+	if s.WarmupErrors > 0 {
+		apart = append(apart, "+"+strconv.FormatInt(s.WarmupErrors, 10)+" in warm-up")
+	}
+	if s.RetriedErrors > 0 {
+		apart = append(apart, "+"+strconv.FormatInt(s.RetriedErrors, 10)+" in the first try")
+	}
+	out := strconv.FormatInt(s.Errors, 10)
+	if len(apart) > 0 {
+		out += " (" + strings.Join(apart, ", ") + ")"
+	}
+	return out
 }
 
 // renderCPU writes each path's process CPU per request, when it was read.

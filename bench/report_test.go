@@ -26,13 +26,15 @@ func fixedResult() *Result {
 		Paths: []PathResult{
 			{Path: pathDirect, Offered: 1000, Achieved: 999.5, Measured: 10000, OK: 10000, Errors: Errors{},
 				Latency: sum(100, 300), TTFT: ptr(sum(5100, 5300)), Gap: ptr(sum(1000, 1100)), SendLag: sum(50, 100),
-				Sent: 12000, CPU: &ProcCPU{UserUS: 20.5, SystemUS: 10.25}},
+				WorkerWait: sum(5, 10), Sent: 12000, CPU: &ProcCPU{UserUS: 20.5, SystemUS: 10.25}},
 			{Path: pathTollgate, Offered: 1000, Achieved: 999.4, Measured: 10000, OK: 9999, Errors: Errors{"timeout": 1},
 				Latency: sum(160, 700), TTFT: ptr(sum(5160, 5700)), Gap: ptr(sum(1010, 1150)), SendLag: sum(50, 100),
+				WorkerWait: sum(5, 400), NoFreeWorker: 120,
 				Headers: map[string]int64{"stable": 950, "canary": 50},
 				Sent:    12000, CPU: &ProcCPU{UserUS: 19, SystemUS: 22, GCCycles: ptr(int64(3))}},
 			{Path: pathNginx, Offered: 1000, Achieved: 999.5, Measured: 10000, OK: 10000, Errors: Errors{},
-				Latency: sum(180, 900), TTFT: ptr(sum(5180, 5900)), Gap: ptr(sum(1020, 1200)), SendLag: sum(50, 100)},
+				Latency: sum(180, 900), TTFT: ptr(sum(5180, 5900)), Gap: ptr(sum(1020, 1200)), SendLag: sum(50, 100),
+				WorkerWait: sum(5, 10)},
 		},
 		Extra: map[string]float64{"otlp_spans_received": 4000},
 		Notes: []string{"a note"},
@@ -123,7 +125,8 @@ func TestMarkdownMaxAndStreams(t *testing.T) {
 		Highest: map[string]float64{pathDirect: 30000, pathTollgate: 10000, pathNginx: 12000},
 		Steps: []MaxStep{
 			{Path: pathDirect, Offered: 10000, Latency: sum(100, 400), Pass: true},
-			{Path: pathTollgate, Offered: 12500, Latency: sum(900, 7000), Errors: 3, Pass: false, CPUUS: ptr(41.5)},
+			{Path: pathTollgate, Offered: 12500, Latency: sum(900, 7000), Errors: 3, WarmupErrors: 2, RetriedErrors: 7,
+				Pass: false, CPUUS: ptr(41.5)},
 		}}
 	r.Streams = []StreamsResult{
 		{Path: pathTollgate, Process: "tollgate", Streams: 10000, PeakOpen: 10000, Errors: Errors{},

@@ -25,6 +25,8 @@ type standIn struct {
 	// delay, when set, holds the n-th call (from 0) that long before it is
 	// answered.
 	delay func(n int64) time.Duration
+	// fail, when set, answers the n-th call (from 0) 503 when it returns true.
+	fail func(n int64) bool
 }
 
 func startStandIn(t *testing.T, fault string) *standIn {
@@ -66,10 +68,15 @@ func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 		return
 	}
-	if n := s.calls.Add(1) - 1; s.delay != nil {
+	n := s.calls.Add(1) - 1
+	if s.delay != nil {
 		time.Sleep(s.delay(n))
 	}
-	switch s.fault {
+	fault := s.fault
+	if s.fail != nil && s.fail(n) {
+		fault = "503"
+	}
+	switch fault {
 	case "503":
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.SetBodyString(`{"error":{"message":"busy"}}`)
@@ -88,7 +95,7 @@ func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"choices":[{"index":0,"message":{"role":"assistant","content":"alpha beta gamma"}}]}`)
 		return
 	}
-	cut := s.fault == "cut"
+	cut := fault == "cut"
 	ctx.SetContentType("text/event-stream")
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		for i, c := range streamChunks {
