@@ -197,8 +197,12 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	envProblem := func(n *yaml.Node, problem string) {
 		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": "+problem)
 	}
-	missingEnv := func(n *yaml.Node, name string) {
-		envProblem(n, "environment variable "+name+" is not set")
+	missingEnv := func(n *yaml.Node, key, name string) {
+		if key == "" {
+			envProblem(n, "environment variable "+name+" is not set")
+			return
+		}
+		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": "+key+": environment variable "+name+" is not set")
 	}
 	report := func(line int, key, problem string) {
 		if key == "" {
@@ -248,11 +252,11 @@ const envRefHelp = "; write ${NAME} or ${NAME:-default}, and $${ for a literal $
 // stays a plain string and line numbers stay those of the file. path is n's key path,
 // for the messages: a malformed reference (${VAR without its brace, ${VAR-x}, ${ VAR })
 // is an error rather than text kept as it is, which would end up an API key or a URL.
-func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missing func(*yaml.Node, string), malformed func(n *yaml.Node, key, problem string)) {
+func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missing func(n *yaml.Node, key, name string), malformed func(n *yaml.Node, key, problem string)) {
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
 		v, unset, bad := expandValue(n.Value, env)
 		for _, name := range unset {
-			missing(n, name)
+			missing(n, path, name)
 		}
 		if bad != "" {
 			malformed(n, path, bad)
