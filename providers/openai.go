@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -187,6 +188,8 @@ func retryAfter(v []byte) time.Duration {
 func classify(err error) error {
 	var ne net.Error
 	switch {
+	case notHTTP(err):
+		return errors.Join(ErrBadResponse, err)
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return errors.Join(errConnsBusy, err)
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
@@ -196,6 +199,18 @@ func classify(err error) error {
 		return errors.Join(ErrTimeout, err)
 	}
 	return errors.Join(ErrConnect, err)
+}
+
+// notHTTP reports whether err is fasthttp failing to parse what the upstream sent as
+// a response header (a status line that is not HTTP's: another protocol on the port,
+// an HTML page with no header): an invalid answer, not an unreachable upstream. A
+// header cut short by the connection closing (EOF) or a timeout stays a transport
+// error.
+func notHTTP(err error) bool {
+	var ne net.Error
+	return strings.HasPrefix(err.Error(), "error when reading response headers: ") &&
+		!errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &ne) &&
+		!errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, fasthttp.ErrTimeout)
 }
 
 func hasPrefixFold(b, prefix []byte) bool {

@@ -1,0 +1,67 @@
+package providers
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// An upstream that answers with something other than HTTP (another protocol on the
+// port, a bare HTML page) sent an invalid answer; one that closes the connection, or
+// sends half a header and closes, stays unreachable.
+func TestClassifyNotHTTP(t *testing.T) {
+	for _, tt := range []struct {
+		name, answer string
+		want         error
+	}{
+		{"not a status line", "garbage garbage\r\n\r\n", ErrBadResponse},
+		{"status code not a number", "HTTP/1.1 abc OK\r\n\r\n", ErrBadResponse},
+		{"another protocol", "SSH-2.0-OpenSSH_9.6\r\n", ErrBadResponse},
+		{"page without a header, then closed", "<html>hi</html>", ErrConnect},
+		{"closed at once", "", ErrConnect},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						buf := make([]byte, 4096)
+						_, _ = c.Read(buf)
+						_, _ = c.Write([]byte(tt.answer))
+						time.Sleep(50 * time.Millisecond)
+					}()
+				}
+			}()
+			hc := &fasthttp.HostClient{Addr: ln.Addr().String()}
+			req := fasthttp.AcquireRequest()
+			defer fasthttp.ReleaseRequest(req)
+			req.Header.SetMethod("POST")
+			req.SetRequestURI("http://" + ln.Addr().String() + "/v1/chat/completions")
+			req.SetBodyString("{}")
+			var resp fasthttp.Response
+			err = hc.DoTimeout(req, &resp, 2*time.Second)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			got := classify(err)
+			if !errors.Is(got, tt.want) {
+				t.Fatalf("classify(%v) = %v, want %v", err, got, tt.want)
+			}
+			if tt.want == ErrBadResponse && errors.Is(got, ErrConnect) {
+				t.Fatalf("classify(%v) is both", err)
+			}
+		})
+	}
+}
