@@ -141,6 +141,7 @@ func TestVLLMQueueReadsMockllm(t *testing.T) {
 			defer fasthttp.ReleaseResponse(resp)
 			req.Header.SetMethod("POST")
 			req.SetRequestURI("http://" + busy.addr + "/v1/chat/completions")
+			req.Header.SetContentType("application/json")
 			req.SetBodyString(`{"model":"up","messages":[{"role":"user","content":"x"}]}`)
 			_ = hc.Do(req, resp)
 		}()

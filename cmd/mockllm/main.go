@@ -33,6 +33,11 @@ Per-request headers for tests:
   x-mock-garbage: 1         answer 200 with a body that is not JSON
 Every API response carries x-mock-saw-authorization: yes|no.
 
+As vLLM: generation routes require Content-Type: application/json; /v1/completions
+defaults max_tokens to 16; n gives n choices; a stream's finish_reason rides on the
+chunk of its last token; stream_options.continuous_usage_stats puts usage on every
+chunk; a request whose client disconnects is aborted and frees its slot at once.
+
 Flags:
 `
 
@@ -62,8 +67,9 @@ func run(args []string, stderr io.Writer, stop <-chan os.Signal, ready chan<- st
 	fs.Float64Var(&o.DisconnectRate, "disconnect-rate", 0, "fraction of streams cut half-way")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the generated text and of the fault draws")
 	fs.IntVar(&o.EmbeddingDim, "embedding-dim", mockllm.DefaultEmbeddingDim, "embedding vector length")
-	fs.IntVar(&o.MaxNumSeqs, "max-num-seqs", mockllm.DefaultMaxNumSeqs, "requests running at once; more wait")
-	fs.IntVar(&o.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen, "context length reported by /v1/models")
+	fs.IntVar(&o.MaxNumSeqs, "max-num-seqs", mockllm.DefaultMaxNumSeqs, "requests running at once; more wait (a waiting stream has its headers at once)")
+	fs.IntVar(&o.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen,
+		"context length: reported by /v1/models; a prompt plus max_tokens beyond it is refused with 400")
 	fs.DurationVar(&o.KeepAliveTimeout, "keep-alive-timeout", mockllm.DefaultKeepAliveTimeout,
 		"close keep-alive connections idle this long, as vLLM (uvicorn) does")
 	fs.StringVar(&o.APIKey, "api-key", "", "required API key (Authorization: Bearer, or x-api-key for anthropic)")

@@ -324,7 +324,9 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 		return
 	}
 	out := st.outputTokens()
-	st.done(p.n+st.jsonPieces(), out)
+	if !st.done(ctx, p.n+st.jsonPieces(), out) {
+		return
+	}
 	b := st.out[:0]
 	b = st.appendMessageHead(b)
 	b = append(b, `"content":[`...)
@@ -476,7 +478,9 @@ func (st *state) nextMessages() ([]byte, error) {
 		if st.cutNow() {
 			return nil, errCut
 		}
-		st.waitContent(st.step)
+		if err := st.waitContent(st.step); err != nil {
+			return nil, err
+		}
 		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\""...)
 		b = p.appendToken(b, st.step)
 		b = append(b, "\"}}\n\n"...)
@@ -508,7 +512,9 @@ func (st *state) nextMessages() ([]byte, error) {
 		if st.cutNow() {
 			return nil, errCut
 		}
-		st.waitContent(st.step)
+		if err := st.waitContent(st.step); err != nil {
+			return nil, err
+		}
 		end := min(st.jsonOff+jsonPiece, len(in))
 		for end < len(in) && !utf8.RuneStart(in[end]) {
 			end++

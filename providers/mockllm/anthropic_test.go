@@ -128,7 +128,7 @@ func TestMessagesStopSequence(t *testing.T) {
 func anthStream(t *testing.T, h *harness, body string) anthMessage {
 	t.Helper()
 	resp, b := h.must("POST", "/v1/messages", body, anthHeaders...)
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
 		t.Fatalf("status %d %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	}
 	evs := parseSSE(t, b)

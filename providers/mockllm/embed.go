@@ -44,7 +44,7 @@ func (st *state) parseEmbeddings(body []byte) *badRequest {
 			}
 			n, ok := jsonscan.Int(v)
 			if !ok || n < 1 || n > maxEmbeddingDim {
-				return &badRequest{msg: "dimensions: must be between 1 and " + strconv.Itoa(maxEmbeddingDim), param: "dimensions"}
+				return &badRequest{msg: "dimensions: must be between 1 and " + strconv.Itoa(maxEmbeddingDim), param: "dimensions", serving: true}
 			}
 			st.dims = int(n)
 		}
@@ -73,9 +73,13 @@ func (s *Server) embeddings(ctx *fasthttp.RequestCtx, st *state) {
 		st.promptTokens += it.tokens
 	}
 	s.promptTok.Add(int64(st.promptTokens))
-	s.sleep(st.ttft())
+	alive := st.wait(st.ttft())
 	s.releaseSeq()
 	st.held = false
+	if !alive {
+		ctx.SetConnectionClose()
+		return
+	}
 
 	dim := s.opts.EmbeddingDim
 	if st.dims > 0 {

@@ -1,14 +1,22 @@
 package mockllm
 
 import (
+	"bytes"
 	"strconv"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/valyala/fasthttp"
 )
 
-// badRequest is a request the API refuses with 400; param names the field.
-type badRequest struct{ msg, param string }
+// badRequest is a request the API refuses with 400; param names the field. vLLM
+// answers a body that fails its pydantic model (bad JSON, a missing or mistyped field)
+// from its RequestValidationError handler, with type "Bad Request" and no param; serving
+// marks the errors raised later, while serving (create_error_response), which keep
+// "BadRequestError" and their param.
+type badRequest struct {
+	msg, param string
+	serving    bool
+}
 
 var (
 	errJSON       = &badRequest{msg: "JSON decode error"}
@@ -24,7 +32,7 @@ func errBadMax(param string, raw []byte) *badRequest {
 	if _, ok := jsonscan.Int(raw); !ok {
 		return &badRequest{msg: param + ": Input should be a valid integer", param: param}
 	}
-	return &badRequest{msg: param + " must be at least 1, got " + string(raw) + ".", param: param}
+	return &badRequest{msg: param + " must be at least 1, got " + string(raw) + ".", param: param, serving: true}
 }
 
 // openAIErrorType names errors as vLLM does, after the OpenAI client's exception classes.
@@ -89,6 +97,11 @@ func anthropicErrorType(status int) string {
 // {"error":{"message","type","param","code"}}; Anthropic's:
 // {"type":"error","error":{"type","message"},"request_id"}.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, st *state, status int, msg, param string) {
+	s.failTyped(ctx, st, status, openAIErrorType(status), msg, param)
+}
+
+// failTyped is fail with the OpenAI error type given.
+func (s *Server) failTyped(ctx *fasthttp.RequestCtx, st *state, status int, typ, msg, param string) {
 	b := st.out[:0]
 	if s.anthropic {
 		b = append(b, `{"type":"error","error":{"type":"`...)
@@ -103,7 +116,7 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, st *state, status int, msg, para
 		b = append(b, `{"error":{"message":`...)
 		b = jsonscan.AppendQuote(b, msg)
 		b = append(b, `,"type":"`...)
-		b = append(b, openAIErrorType(status)...)
+		b = append(b, typ...)
 		b = append(b, `","param":`...)
 		if param == "" {
 			b = append(b, "null"...)
@@ -119,7 +132,43 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, st *state, status int, msg, para
 }
 
 func (s *Server) badRequest(ctx *fasthttp.RequestCtx, st *state, e *badRequest) {
-	s.fail(ctx, st, fasthttp.StatusBadRequest, e.msg, e.param)
+	if e.serving || s.anthropic {
+		s.fail(ctx, st, fasthttp.StatusBadRequest, e.msg, e.param)
+		return
+	}
+	s.failTyped(ctx, st, fasthttp.StatusBadRequest, "Bad Request", e.msg, "")
+}
+
+// errContentType is vLLM's validate_json_request refusal, which its generation routes
+// run before reading the body.
+var errContentType = &badRequest{msg: "Unsupported Media Type: Only 'application/json' is allowed"}
+
+// jsonRequest reports whether the request's media type is application/json, as vLLM's
+// validate_json_request requires (a missing Content-Type is refused too).
+func jsonRequest(ctx *fasthttp.RequestCtx) bool {
+	ct := ctx.Request.Header.ContentType()
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return bytes.EqualFold(bytes.TrimSpace(ct), strJSON)
+}
+
+// contextTooLong checks a prompt of prompt tokens and a request for maxTokens more
+// (0: none asked) against MaxModelLen, in vLLM's words; nil when it fits.
+func (s *Server) contextTooLong(prompt int, maxTokens int64) *badRequest {
+	m := s.opts.MaxModelLen
+	if prompt >= m {
+		return &badRequest{serving: true, msg: "This model's maximum context length is " + strconv.Itoa(m) +
+			" tokens. However, your request has " + strconv.Itoa(prompt) +
+			" input tokens. Please reduce the length of the input messages."}
+	}
+	if maxTokens > int64(m-prompt) {
+		n := strconv.FormatInt(maxTokens, 10)
+		return &badRequest{serving: true, msg: "'max_tokens' or 'max_completion_tokens' is too large: " + n +
+			". This model's maximum context length is " + strconv.Itoa(m) + " tokens and your request has " +
+			strconv.Itoa(prompt) + " input tokens (" + n + " > " + strconv.Itoa(m) + " - " + strconv.Itoa(prompt) + ")."}
+	}
+	return nil
 }
 
 // statusFault answers x-mock-status, with x-mock-retry-after as retry-after.

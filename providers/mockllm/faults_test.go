@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +78,7 @@ func TestFaultHeaders(t *testing.T) {
 		{"x-mock-garbage on a stream sends an event that is not JSON", stream, []string{"x-mock-garbage", "1"}, 200,
 			func(t *testing.T, hdr map[string]string, b []byte, _ error) {
 				evs := parseSSE(t, b)
-				if hdr["Content-Type"] != "text/event-stream" || json.Valid([]byte(evs[0].data)) {
+				if hdr["Content-Type"] != "text/event-stream; charset=utf-8" || json.Valid([]byte(evs[0].data)) {
 					t.Errorf("%s %s", hdr["Content-Type"], b)
 				}
 			}},
@@ -248,7 +249,8 @@ func TestMetrics(t *testing.T) {
 	h.must("POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"1234"}]}`, "x-mock-tokens", "4")
 	h.must("POST", "/v1/embeddings", `{"input":"12345678"}`)
 	fams := scrape(t, h)
-	m := map[string]string{"model_name": `a"model`}
+	// vLLM V1 labels every series with the engine index too.
+	m := map[string]string{"model_name": `a"model`, "engine": "0"}
 	cases := []struct {
 		name   string
 		labels map[string]string
@@ -259,8 +261,8 @@ func TestMetrics(t *testing.T) {
 		{"vllm:gpu_cache_usage_perc", m, 0},
 		{"vllm:prompt_tokens_total", m, 2 + 1 + 1 + 2},
 		{"vllm:generation_tokens_total", m, 3 + 2 + 4},
-		{"vllm:request_success_total", map[string]string{"model_name": `a"model`, "finished_reason": "length"}, 2},
-		{"vllm:request_success_total", map[string]string{"model_name": `a"model`, "finished_reason": "stop"}, 1},
+		{"vllm:request_success_total", map[string]string{"model_name": `a"model`, "engine": "0", "finished_reason": "length"}, 2},
+		{"vllm:request_success_total", map[string]string{"model_name": `a"model`, "engine": "0", "finished_reason": "stop"}, 1},
 		{"mockllm_requests_total", map[string]string{"route": "/v1/chat/completions"}, 3},
 		{"mockllm_requests_total", map[string]string{"route": "/v1/embeddings"}, 1},
 		{"mockllm_requests_total", map[string]string{"route": "/metrics"}, 1},
@@ -322,5 +324,57 @@ func TestMaxNumSeqs(t *testing.T) {
 	wg.Wait()
 	if statuses[0] != 200 || statuses[1] != 200 {
 		t.Errorf("statuses %v", statuses)
+	}
+}
+
+// TestQueuedStreamGetsHeadersAtOnce: vLLM returns its StreamingResponse as soon as the
+// request is queued, so a stream waiting behind --max-num-seqs has its 200 and
+// headers at once, and its first chunk once a slot frees.
+func TestQueuedStreamGetsHeadersAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	h := start(t, Options{MaxNumSeqs: 1, TTFT: time.Second, Sleep: func(time.Duration) { <-release }})
+	defer once.Do(func() { close(release) })
+	plain := make(chan int, 1)
+	go func() {
+		resp, _, err := h.do("POST", "/v1/chat/completions", chatBody("first", `"max_tokens":1`))
+		if err != nil {
+			plain <- 0
+			return
+		}
+		plain <- resp.StatusCode
+	}()
+	waitStats(t, h, func(s Stats) bool { return s.Running == 1 })
+	req, _ := http.NewRequest("POST", "http://mock.test/v1/chat/completions",
+		strings.NewReader(chatBody("second", `"max_tokens":1,"stream":true`)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client.Do(req) // returns with the headers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
+		t.Fatalf("status %d, type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	waitStats(t, h, func(s Stats) bool { return s.Running == 1 && s.Waiting == 1 })
+	once.Do(func() { close(release) })
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.HasSuffix(string(b), "data: [DONE]\n\n") {
+		t.Errorf("stream after the wait: %v %s", err, b)
+	}
+	if st := <-plain; st != 200 {
+		t.Errorf("plain request: %d", st)
+	}
+}
+
+// waitStats polls Stats until ok, for states other goroutines reach.
+func waitStats(t *testing.T, h *harness, ok func(Stats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok(h.s.Stats()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never reached: %+v", h.s.Stats())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -82,6 +82,7 @@ func TestHandlerOnAnotherServer(t *testing.T) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		req.Header.SetMethod("POST")
 		req.SetRequestURI("http://mock/v1/chat/completions")
+		req.Header.SetContentType("application/json")
 		req.SetBodyString(chatBody("x", `"max_tokens":2,"stream":`+stream))
 		if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 			t.Fatalf("stream %s: %v %d", stream, err, resp.StatusCode())
@@ -149,5 +150,61 @@ func TestClosesIdleKeepAliveConnections(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("idle connection: read %q, %v; want the server to close it (EOF)", n, err)
+	}
+}
+
+// TestDisconnectFreesSlot: vLLM aborts a request whose client left (Starlette listens
+// for http.disconnect; @with_cancellation wraps the plain routes), so its slot frees
+// at once rather than after the TTFT or TPOT wait under way.
+func TestDisconnectFreesSlot(t *testing.T) {
+	cases := []struct {
+		name string
+		o    Options
+		body string
+		path string
+		read int // SSE data lines read before leaving
+	}{
+		{"mid-stream, in a TPOT wait", Options{TPOT: time.Hour, MaxTokens: 8}, chatBody("q", `"stream":true,"max_tokens":5`), "/v1/chat/completions", 2},
+		{"stream, in the TTFT wait", Options{TTFT: time.Hour}, chatBody("q", `"stream":true,"max_tokens":5`), "/v1/chat/completions", 0},
+		{"plain chat", Options{TTFT: time.Hour}, chatBody("q", `"max_tokens":1`), "/v1/chat/completions", -1},
+		{"plain completions", Options{TTFT: time.Hour}, `{"prompt":"q","max_tokens":1}`, "/v1/completions", -1},
+		{"embeddings", Options{TTFT: time.Hour}, `{"input":"q"}`, "/v1/embeddings", -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, tc.o)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "POST", "http://mock.test"+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			done := make(chan error, 1)
+			leave := make(chan struct{})
+			go func() {
+				resp, err := h.client.Do(req)
+				if err == nil {
+					<-leave
+					br := bufio.NewReader(resp.Body)
+					for n := 0; n < tc.read; {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							break
+						}
+						if strings.HasPrefix(line, "data: ") {
+							n++
+						}
+					}
+					resp.Body.Close()
+				}
+				done <- err
+			}()
+			waitStats(t, h, func(s Stats) bool { return s.Running == 1 })
+			if tc.read >= 0 {
+				close(leave) // the stream's body is closed unread, and its connection with it
+			} else {
+				cancel()
+			}
+			<-done
+			waitStats(t, h, func(s Stats) bool { return s.Running == 0 })
+		})
 	}
 }

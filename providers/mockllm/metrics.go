@@ -10,7 +10,8 @@ var strTextPlain = []byte("text/plain; version=0.0.4; charset=utf-8")
 
 // writeMetrics answers GET /metrics in Prometheus' text format with the vLLM series a
 // load-aware balancer reads, and mockllm_requests_total for tests that check how
-// load was spread.
+// load was spread. As vLLM V1 (v1/metrics/loggers.py), the vllm: series are labelled
+// model_name and engine (the engine index; mockllm is one engine, "0").
 func (s *Server) writeMetrics(ctx *fasthttp.RequestCtx) {
 	b := make([]byte, 0, 2048)
 	label := appendLabelValue(nil, s.opts.Model)
@@ -27,10 +28,10 @@ func (s *Server) writeMetrics(ctx *fasthttp.RequestCtx) {
 
 	b = appendHelpType(b, "vllm:request_success_total", "Count of successfully processed requests.", "counter")
 	for i, reason := range [2]string{"stop", "length"} {
-		b = append(b, `vllm:request_success_total{finished_reason="`...)
-		b = append(b, reason...)
-		b = append(b, `",model_name="`...)
+		b = append(b, `vllm:request_success_total{model_name="`...)
 		b = append(b, label...)
+		b = append(b, `",engine="0",finished_reason="`...)
+		b = append(b, reason...)
 		b = append(b, `"} `...)
 		b = strconv.AppendFloat(b, float64(s.finished[i].Load()), 'f', 1, 64)
 		b = append(b, '\n')
@@ -69,7 +70,7 @@ func appendSample(b []byte, name string, label []byte) []byte {
 	if label != nil {
 		b = append(b, `{model_name="`...)
 		b = append(b, label...)
-		b = append(b, `"}`...)
+		b = append(b, `",engine="0"}`...)
 	}
 	return append(b, ' ')
 }

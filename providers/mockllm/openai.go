@@ -28,14 +28,24 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 			return true, nil
 		}
 		st.streamOpts = true
-		// vLLM's StreamOptions defaults include_usage to true when the object is given.
+		// vLLM's StreamOptions defaults include_usage to true when the object is given;
+		// an explicit null is falsy (should_include_usage reads it with bool()).
 		st.includeUsage = true
 		if f, ok := jsonscan.Field(v, "include_usage"); ok {
 			b, ok := jsonscan.Bool(f)
 			if !ok && !isNull(f) {
 				return true, &badRequest{msg: "stream_options.include_usage: Input should be a valid boolean", param: "stream_options"}
 			}
-			st.includeUsage = b || isNull(f)
+			st.includeUsage = b
+		}
+		// continuous_usage_stats (vLLM's extension) puts usage on every chunk, when
+		// include_usage holds too.
+		if f, ok := jsonscan.Field(v, "continuous_usage_stats"); ok {
+			b, ok := jsonscan.Bool(f)
+			if !ok && !isNull(f) {
+				return true, &badRequest{msg: "stream_options.continuous_usage_stats: Input should be a valid boolean", param: "stream_options"}
+			}
+			st.contUsage = b
 		}
 	case "max_tokens", "max_completion_tokens":
 		if isNull(v) {
@@ -49,6 +59,20 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 		if st.maxTokens == 0 || string(key) == "max_completion_tokens" {
 			st.maxTokens = n
 		}
+	case "n":
+		if isNull(v) {
+			return true, nil
+		}
+		n, ok := jsonscan.Int(v)
+		switch {
+		case !ok:
+			return true, &badRequest{msg: "n: Input should be a valid integer", param: "n"}
+		case n < 1:
+			return true, &badRequest{msg: "n must be at least 1, got " + string(v) + ".", param: "n", serving: true}
+		case n > maxN:
+			return true, &badRequest{msg: "n must be at most " + strconv.Itoa(maxN) + ", got " + string(v) + ".", param: "n", serving: true}
+		}
+		st.n = int(n)
 	case "seed":
 		if isNull(v) {
 			return true, nil
@@ -66,6 +90,18 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 		return false, nil
 	}
 	return true, nil
+}
+
+// maxN bounds the choices of one request, so that a fuzzed n cannot exhaust memory.
+const maxN = 128
+
+// choiceHash seeds choice i of n: the first is the prompt's own answer, so n leaves
+// it unchanged, and the others differ from it and from each other.
+func choiceHash(h uint64, i int) uint64 {
+	if i == 0 {
+		return h
+	}
+	return mix(h ^ uint64(i)*golden)
 }
 
 // parseChat reads a chat completions request.
@@ -114,10 +150,18 @@ func (st *state) parseCompletions(body []byte) *badRequest {
 		return errJSON
 	}
 	var prompt []byte
+	sawMax := false
 	for {
 		k, v, ok := it.Next()
 		if !ok {
 			break
+		}
+		switch string(k) {
+		case "max_completion_tokens":
+			// Not a member of vLLM's CompletionRequest: ignored, as extra fields are.
+			continue
+		case "max_tokens":
+			sawMax = true
 		}
 		if known, e := st.parseCommon(k, v); known {
 			if e != nil {
@@ -141,9 +185,16 @@ func (st *state) parseCompletions(body []byte) *badRequest {
 	if st.streamOpts && !st.stream {
 		return errBadOptions
 	}
+	if !sawMax {
+		st.maxTokens = defaultCompletionMaxTokens
+	}
 	st.setStops()
 	return nil
 }
+
+// defaultCompletionMaxTokens is vLLM's CompletionRequest default for max_tokens (and
+// OpenAI's legacy API's); an explicit null lifts it.
+const defaultCompletionMaxTokens = 16
 
 // parseInputs reads OpenAI's prompt/input union: a string, an array of strings, an
 // array of token ids, or an array of token-id arrays. Each input is hashed as its raw
@@ -219,28 +270,58 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, st *state) bool {
 		s.modelNotFound(ctx, st, st.modelRaw)
 		return false
 	}
+	if e := st.checkContext(); e != nil {
+		s.badRequest(ctx, st, e)
+		return false
+	}
 	if s.chance(s.opts.ErrorRate) {
 		s.injectedError(ctx, st)
 		return false
+	}
+	st.created = s.created()
+	if st.stream {
+		st.queued = true
+		return true
 	}
 	if !s.acquireSeq() {
 		s.unavailable(ctx, st)
 		return false
 	}
 	st.held = true
-	st.created = s.created()
 	return true
 }
 
+// checkContext refuses a chat or completions request that does not fit MaxModelLen,
+// as vLLM does before it queues the request: each completions prompt is checked.
+func (st *state) checkContext() *badRequest {
+	switch st.route {
+	case rChat:
+		return st.s.contextTooLong(st.promptTokens, st.maxTokens)
+	case rCompletions:
+		for _, it := range st.items {
+			if e := st.s.contextTooLong(it.tokens, st.maxTokens); e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
 // done finishes a non-streamed answer: it waits out the generation time, releases
-// the slot and counts the tokens.
-func (st *state) done(steps, generated int) {
+// the slot and counts the tokens. false means the client left meanwhile: as vLLM
+// (@with_cancellation) the request is aborted, and nothing is to be written.
+func (st *state) done(ctx *fasthttp.RequestCtx, steps, generated int) bool {
 	s := st.s
-	s.sleep(st.generationDelay(steps))
+	alive := st.wait(st.generationDelay(steps))
 	s.releaseSeq()
 	st.held = false
+	if !alive {
+		ctx.SetConnectionClose()
+		return false
+	}
 	s.genTok.Add(int64(generated))
 	st.countFinish()
+	return true
 }
 
 func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
@@ -252,9 +333,14 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		return
 	}
 	h := promptHash(s.opts.Seed, st.seed, st.hasSeed, st.messages)
-	p := newPlan(h, s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
-	st.scratch = p.applyStops(st.stops, st.scratch)
-	st.plans = append(st.plans, p)
+	steps, generated := 0, 0
+	for i := range max(st.n, 1) {
+		p := newPlan(choiceHash(h, i), s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
+		st.scratch = p.applyStops(st.stops, st.scratch)
+		st.plans = append(st.plans, p)
+		steps = max(steps, p.n)
+		generated += p.n
+	}
 	st.idA, st.idB = s.nextID(h)
 	s.promptTok.Add(int64(st.promptTokens))
 	if st.stream {
@@ -262,15 +348,27 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		s.startOpenAIStream(ctx, st, "chatcmpl-", "chat.completion.chunk")
 		return
 	}
-	st.done(p.n, p.n)
+	if !st.done(ctx, steps, generated) {
+		return
+	}
 	b := st.out[:0]
 	b = appendHead(b, s, "chatcmpl-", st.idA, st.idB, "chat.completion", st.created)
-	b = append(b, `,"choices":[{"index":0,"message":{"role":"assistant","content":"`...)
-	b = p.appendText(b)
-	b = append(b, `","refusal":null,"tool_calls":[],"reasoning_content":null},"logprobs":null,"finish_reason":`...)
-	b = appendFinish(b, st, &p)
-	b = append(b, `}],"usage":`...)
-	b = appendUsage(b, st.promptTokens, p.n)
+	b = append(b, `,"choices":[`...)
+	for i := range st.plans {
+		p := &st.plans[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, `,"message":{"role":"assistant","content":"`...)
+		b = p.appendText(b)
+		b = append(b, `","refusal":null,"tool_calls":[],"reasoning_content":null},"logprobs":null,"finish_reason":`...)
+		b = appendFinish(b, st, p)
+		b = append(b, '}')
+	}
+	b = append(b, `],"usage":`...)
+	b = appendUsage(b, st.promptTokens, generated)
 	b = append(b, `,"prompt_logprobs":null}`...)
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
@@ -285,13 +383,16 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 		return
 	}
 	steps, generated := 0, 0
+	// vLLM numbers the choices prompt by prompt: prompt i's choice j is i*n + j.
 	for _, it := range st.items {
-		p := newPlan(it.h, s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
-		st.scratch = p.applyStops(st.stops, st.scratch)
-		st.plans = append(st.plans, p)
+		for j := range max(st.n, 1) {
+			p := newPlan(choiceHash(it.h, j), s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
+			st.scratch = p.applyStops(st.stops, st.scratch)
+			st.plans = append(st.plans, p)
+			steps = max(steps, p.n)
+			generated += p.n
+		}
 		st.promptTokens += it.tokens
-		steps = max(steps, p.n)
-		generated += p.n
 	}
 	st.idA, st.idB = s.nextID(st.items[0].h)
 	s.promptTok.Add(int64(st.promptTokens))
@@ -300,7 +401,9 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 		s.startOpenAIStream(ctx, st, "cmpl-", "text_completion")
 		return
 	}
-	st.done(steps, generated)
+	if !st.done(ctx, steps, generated) {
+		return
+	}
 	b := st.out[:0]
 	b = appendHead(b, s, "cmpl-", st.idA, st.idB, "text_completion", st.created)
 	b = append(b, `,"choices":[`...)
@@ -391,16 +494,26 @@ func (s *Server) startOpenAIStream(ctx *fasthttp.RequestCtx, st *state, idPrefix
 }
 
 // nextOpenAI yields chat.completion.chunk or text_completion events: the role delta
-// (chat), one event per token (choices of one step interleaved), one finish event per
-// choice, the usage event when include_usage was asked for, and [DONE].
+// (chat), one event per token (choices of one step interleaved; a choice's last token
+// carries its finish_reason), a finish event for a choice without tokens, the usage
+// event when include_usage was asked for, and [DONE].
 func (st *state) nextOpenAI() ([]byte, error) {
 	b := st.ev[:0]
 	switch st.phase {
 	case oRole:
-		st.waitContent(0)
+		// One role chunk per choice, as vLLM sends them.
+		if err := st.waitContent(0); err != nil {
+			return nil, err
+		}
 		b = append(b, st.prefix...)
-		b = append(b, `{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
-		st.phase = oContent
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(st.choice), 10)
+		b = append(b, `,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}`...)
+		b = st.endChunk(b, 0)
+		st.choice++
+		if st.choice == len(st.plans) {
+			st.phase, st.choice = oContent, 0
+		}
 	case oContent:
 		c, ok := st.nextToken()
 		if !ok {
@@ -410,7 +523,9 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		if st.cutNow() {
 			return nil, errCut
 		}
-		st.waitContent(st.step)
+		if err := st.waitContent(st.step); err != nil {
+			return nil, err
+		}
 		p := &st.plans[c]
 		b = append(b, st.prefix...)
 		b = append(b, `{"index":`...)
@@ -418,17 +533,40 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		if st.kind == kChat {
 			b = append(b, `,"delta":{"content":"`...)
 			b = p.appendToken(b, st.step)
-			b = append(b, `"},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+			b = append(b, `"},"logprobs":null,"finish_reason":`...)
 		} else {
 			b = append(b, `,"text":"`...)
 			b = p.appendToken(b, st.step)
-			b = append(b, `","logprobs":null,"finish_reason":null,"stop_reason":null}]}`+"\n\n"...)
+			b = append(b, `","logprobs":null,"finish_reason":`...)
 		}
+		// vLLM puts finish_reason on the chunk of a choice's last token; there is no
+		// separate empty-delta finish chunk.
+		switch {
+		case st.step == p.n-1:
+			b = appendFinish(b, st, p)
+		case st.kind == kChat:
+			b = append(b, "null"...)
+		default:
+			b = append(b, `null,"stop_reason":null`...)
+		}
+		b = append(b, '}')
 		st.emitted++
+		b = st.endChunk(b, st.emitted)
 		st.choice = c + 1
 	case oFinal:
 		if st.cutNow() {
 			return nil, errCut
+		}
+		// Only a choice that generated nothing still needs its finish chunk.
+		for st.choice < len(st.plans) && st.plans[st.choice].n > 0 {
+			st.choice++
+		}
+		if st.choice == len(st.plans) {
+			st.phase = oUsage
+			if !st.includeUsage {
+				st.phase = oDone
+			}
+			return st.nextOpenAI()
 		}
 		c := st.choice
 		p := &st.plans[c]
@@ -441,14 +579,9 @@ func (st *state) nextOpenAI() ([]byte, error) {
 			b = append(b, `,"text":"","logprobs":null,"finish_reason":`...)
 		}
 		b = appendFinish(b, st, p)
-		b = append(b, "}]}\n\n"...)
+		b = append(b, '}')
+		b = st.endChunk(b, st.emitted)
 		st.choice++
-		if st.choice == len(st.plans) {
-			st.phase = oUsage
-			if !st.includeUsage {
-				st.phase = oDone
-			}
-		}
 	case oUsage:
 		b = append(b, st.prefix...)
 		b = append(b, `],"usage":`...)
@@ -464,6 +597,17 @@ func (st *state) nextOpenAI() ([]byte, error) {
 	}
 	st.ev = b
 	return b, nil
+}
+
+// endChunk closes a chunk's choices and the chunk; with continuous_usage_stats it
+// adds the usage so far, as vLLM does on every chunk.
+func (st *state) endChunk(b []byte, completion int) []byte {
+	if !st.contUsage || !st.includeUsage {
+		return append(b, "]}\n\n"...)
+	}
+	b = append(b, `],"usage":`...)
+	b = appendUsage(b, st.promptTokens, completion)
+	return append(b, "}\n\n"...)
 }
 
 // nextToken advances (step, choice) to the next choice that has a token at step.

@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -307,17 +309,21 @@ func TestOpenAIErrors(t *testing.T) {
 		{"unknown model on embeddings", "POST", "/v1/embeddings", `{"model":"e5","input":"x"}`, 404,
 			`{"error":{"message":"The model ` + "`e5`" + ` does not exist.","type":"NotFoundError","param":"model","code":404}}`},
 		{"malformed JSON", "POST", "/v1/chat/completions", `{"model":`, 400,
-			`{"error":{"message":"JSON decode error","type":"BadRequestError","param":null,"code":400}}`},
+			`{"error":{"message":"JSON decode error","type":"Bad Request","param":null,"code":400}}`},
 		{"trailing garbage", "POST", "/v1/chat/completions", `{"messages":[]} x`, 400, `{"error":{"message":"JSON decode error"*`},
 		{"not an object", "POST", "/v1/completions", `[1]`, 400, `{"error":{"message":"JSON decode error"*`},
 		{"missing messages", "POST", "/v1/chat/completions", `{"model":"mock-1"}`, 400,
-			`{"error":{"message":"messages: Field required","type":"BadRequestError","param":"messages","code":400}}`},
+			`{"error":{"message":"messages: Field required","type":"Bad Request","param":null,"code":400}}`},
 		{"messages not a list", "POST", "/v1/chat/completions", `{"messages":"hi"}`, 400, `{"error":{"message":"messages: *`},
 		{"zero max_tokens", "POST", "/v1/chat/completions", `{"messages":[],"max_tokens":0}`, 400,
 			`{"error":{"message":"max_tokens must be at least 1, got 0.","type":"BadRequestError","param":"max_tokens","code":400}}`},
 		{"string max_tokens", "POST", "/v1/chat/completions", `{"messages":[],"max_tokens":"5"}`, 400, `{"error":{"message":"max_tokens: Input should be a valid integer"*`},
 		{"stream_options without stream", "POST", "/v1/chat/completions", `{"messages":[],"stream_options":{"include_usage":true}}`, 400,
-			`{"error":{"message":"Stream options can only be defined when ` + "`stream=True`" + `.","type":"BadRequestError","param":"stream_options","code":400}}`},
+			`{"error":{"message":"Stream options can only be defined when ` + "`stream=True`" + `.","type":"Bad Request","param":null,"code":400}}`},
+		{"zero n", "POST", "/v1/chat/completions", `{"messages":[],"n":0}`, 400,
+			`{"error":{"message":"n must be at least 1, got 0.","type":"BadRequestError","param":"n","code":400}}`},
+		{"string n", "POST", "/v1/chat/completions", `{"messages":[],"n":"2"}`, 400,
+			`{"error":{"message":"n: Input should be a valid integer","type":"Bad Request","param":null,"code":400}}`},
 		{"stream not a boolean", "POST", "/v1/chat/completions", `{"messages":[],"stream":"yes"}`, 400, `{"error":{"message":"stream: *`},
 		{"missing prompt", "POST", "/v1/completions", `{}`, 400, `{"error":{"message":"prompt: Field required"*`},
 		{"empty prompt list", "POST", "/v1/completions", `{"prompt":[]}`, 400, `{"error":{"message":"prompt: *`},
@@ -399,4 +405,165 @@ func TestInvalidOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestContextLength: like vLLM, a request whose prompt, or prompt plus max_tokens (or
+// max_completion_tokens), does not fit max_model_len is refused with 400 in vLLM's
+// words; one that fits exactly is served.
+func TestContextLength(t *testing.T) {
+	h := start(t, Options{MaxModelLen: 100})
+	long := strings.Repeat("word ", 200) // 250 tokens at four bytes a token
+	cases := []struct {
+		name, path, body string
+		status           int
+		want             string
+	}{
+		{"max_tokens beyond the context", "/v1/chat/completions", chatBody("hello", `"max_tokens":1000`), 400,
+			`{"error":{"message":"'max_tokens' or 'max_completion_tokens' is too large: 1000. This model's maximum context length is 100 tokens and your request has 2 input tokens (1000 \u003e 100 - 2).","type":"BadRequestError","param":null,"code":400}}`},
+		{"max_completion_tokens beyond the context", "/v1/chat/completions", chatBody("hello", `"max_completion_tokens":99`), 400,
+			`{"error":{"message":"'max_tokens' or 'max_completion_tokens' is too large: 99. *`},
+		{"prompt alone beyond the context", "/v1/chat/completions", chatBody(long, `"max_tokens":5`), 400,
+			`{"error":{"message":"This model's maximum context length is 100 tokens. However, your request has 250 input tokens. Please reduce the length of the input messages.","type":"BadRequestError","param":null,"code":400}}`},
+		{"prompt alone beyond the context without max_tokens", "/v1/chat/completions", chatBody(long, ""), 400,
+			`{"error":{"message":"This model's maximum context length is 100 tokens. *`},
+		{"prompt plus max_tokens that fit exactly", "/v1/chat/completions", chatBody("hello", `"max_tokens":98`), 200, `{"id":"chatcmpl-*`},
+		{"completions max_tokens beyond the context", "/v1/completions", `{"prompt":"hi","max_tokens":1000}`, 400,
+			`{"error":{"message":"'max_tokens' or 'max_completion_tokens' is too large: 1000. *`},
+		{"completions checks every prompt", "/v1/completions", `{"prompt":["hi",` + strconv.Quote(long) + `],"max_tokens":5}`, 400,
+			`{"error":{"message":"This model's maximum context length is 100 tokens. *`},
+		{"completions default max_tokens counts", "/v1/completions", `{"prompt":` + strconv.Quote(strings.Repeat("a", 4*90)) + `}`, 400,
+			`{"error":{"message":"'max_tokens' or 'max_completion_tokens' is too large: 16. *`},
+		{"stream refused before it starts", "/v1/chat/completions", chatBody("hello", `"max_tokens":1000,"stream":true`), 400, `{"error":*`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := h.must("POST", tc.path, tc.body)
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
+			}
+			if prefix, ok := strings.CutSuffix(tc.want, "*"); ok {
+				if !strings.HasPrefix(string(b), prefix) {
+					t.Errorf("body %s, want prefix %s", b, prefix)
+				}
+			} else if string(b) != tc.want {
+				t.Errorf("body %s\nwant %s", b, tc.want)
+			}
+		})
+	}
+}
+
+// TestCompletionsMaxTokens: vLLM's CompletionRequest defaults max_tokens to 16 (an
+// explicit null lifts it) and has no max_completion_tokens, which it ignores.
+func TestCompletionsMaxTokens(t *testing.T) {
+	h := start(t, Options{MaxTokens: 64, MaxModelLen: 1000})
+	cases := []struct {
+		name, extra string
+		check       func(n int, finish string) bool
+	}{
+		{"16 without max_tokens", "", func(n int, f string) bool { return n == 16 && f == "length" }},
+		{"max_completion_tokens is ignored", `,"max_completion_tokens":2`, func(n int, f string) bool { return n == 16 && f == "length" }},
+		{"max_tokens", `,"max_tokens":3`, func(n int, f string) bool { return n == 3 && f == "length" }},
+		{"null max_tokens lifts the default", `,"max_tokens":null`, func(n int, _ string) bool { return n > 16 }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, b := h.must("POST", "/v1/completions", `{"prompt":"tell me a story"`+tc.extra+`}`)
+			r := decode[chatResp](t, b)
+			if r.Usage == nil || len(r.Choices) != 1 || !tc.check(r.Usage.CompletionTokens, *r.Choices[0].FinishReason) {
+				t.Errorf("%s", b)
+			}
+		})
+	}
+}
+
+// TestRequestContentType: vLLM's generation routes run validate_json_request, which
+// refuses any media type but application/json (a missing one too) with 400.
+func TestRequestContentType(t *testing.T) {
+	h := start(t, Options{})
+	cases := []struct {
+		name, path, body, ct string
+		status               int
+	}{
+		{"text/plain", "/v1/chat/completions", chatBody("q", `"max_tokens":1`), "text/plain", 400},
+		{"form", "/v1/completions", `{"prompt":"q"}`, "application/x-www-form-urlencoded", 400},
+		{"missing", "/v1/embeddings", `{"input":"q"}`, "", 400},
+		{"json with a charset", "/v1/chat/completions", chatBody("q", `"max_tokens":1`), "Application/JSON; charset=utf-8", 200},
+		{"json", "/v1/embeddings", `{"input":"q"}`, "application/json", 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", "http://mock.test"+tc.path, strings.NewReader(tc.body))
+			if tc.ct != "" {
+				req.Header.Set("Content-Type", tc.ct)
+			}
+			resp, err := h.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
+			}
+			if tc.status == 400 && string(b) != `{"error":{"message":"Unsupported Media Type: Only 'application/json' is allowed","type":"Bad Request","param":null,"code":400}}` {
+				t.Errorf("body %s", b)
+			}
+		})
+	}
+}
+
+// TestChoicesN: vLLM honours n: n choices (0..n-1) in a plain answer, usage summed
+// over them, a role chunk per choice at the start of a chat stream, and for legacy
+// completions n choices per prompt, numbered prompt by prompt.
+func TestChoicesN(t *testing.T) {
+	h := start(t, Options{MaxTokens: 8})
+	t.Run("chat", func(t *testing.T) {
+		_, b := h.must("POST", "/v1/chat/completions", chatBody("q", `"n":2,"max_tokens":4`))
+		r := decode[chatResp](t, b)
+		if len(r.Choices) != 2 || r.Usage == nil || r.Usage.CompletionTokens != 8 || r.Choices[1].Index != 1 {
+			t.Fatalf("%s", b)
+		}
+		if r.Choices[0].Message.Content == r.Choices[1].Message.Content {
+			t.Errorf("both choices say %q", r.Choices[0].Message.Content)
+		}
+		_, one := h.must("POST", "/v1/chat/completions", chatBody("q", `"max_tokens":4`))
+		if c := decode[chatResp](t, one).Choices[0].Message.Content; c != r.Choices[0].Message.Content {
+			t.Errorf("choice 0 %q differs from the n=1 answer %q", r.Choices[0].Message.Content, c)
+		}
+	})
+	t.Run("chat stream", func(t *testing.T) {
+		_, b := h.must("POST", "/v1/chat/completions", chatBody("q", `"n":2,"max_tokens":4,"stream":true,"stream_options":{"include_usage":true}`))
+		roles, tokens, finishes := map[int]int{}, map[int]int{}, map[int]int{}
+		var u *usage
+		for _, ev := range parseSSE(t, b) {
+			if ev.data == "[DONE]" {
+				continue
+			}
+			c := decode[chatResp](t, []byte(ev.data))
+			if c.Usage != nil {
+				u = c.Usage
+			}
+			for _, ch := range c.Choices {
+				switch {
+				case ch.Delta.Role != nil:
+					roles[ch.Index]++
+				case ch.Delta.Content != nil && *ch.Delta.Content != "":
+					tokens[ch.Index]++
+				}
+				if ch.FinishReason != nil {
+					finishes[ch.Index]++
+				}
+			}
+		}
+		if roles[0] != 1 || roles[1] != 1 || tokens[0] != 4 || tokens[1] != 4 || finishes[0] != 1 || finishes[1] != 1 || u == nil || u.CompletionTokens != 8 {
+			t.Errorf("roles %v tokens %v finishes %v usage %+v", roles, tokens, finishes, u)
+		}
+	})
+	t.Run("completions", func(t *testing.T) {
+		_, b := h.must("POST", "/v1/completions", `{"prompt":["a","b"],"n":3,"max_tokens":2}`)
+		r := decode[chatResp](t, b)
+		if len(r.Choices) != 6 || r.Choices[5].Index != 5 || r.Usage.CompletionTokens != 12 || r.Usage.PromptTokens != 2 {
+			t.Errorf("%s", b)
+		}
+	})
 }

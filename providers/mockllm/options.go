@@ -31,9 +31,12 @@ type Options struct {
 	// EmbeddingDim is the embedding vector length (default 16).
 	EmbeddingDim int
 	// MaxNumSeqs is how many requests run at once (default 256); the rest wait, as in
-	// vLLM's scheduler, and show in vllm:num_requests_waiting.
+	// vLLM's scheduler, and show in vllm:num_requests_waiting. A waiting stream has
+	// its 200 and headers at once, as from vLLM.
 	MaxNumSeqs int
-	// MaxModelLen is reported by /v1/models (default 8192).
+	// MaxModelLen is the context length (default 8192): reported by /v1/models, and,
+	// as in vLLM, a chat or completions request whose prompt plus max_tokens exceeds
+	// it is refused with 400. Prompts count about four bytes a token.
 	MaxModelLen int
 	// KeepAliveTimeout is how long a keep-alive connection may stay idle between two
 	// requests before the server closes it (default 5s, uvicorn's

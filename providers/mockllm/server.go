@@ -65,6 +65,8 @@ type Server struct {
 	done     chan struct{}
 	doneOnce sync.Once
 	states   sync.Pool
+	connMu   sync.Mutex
+	conns    map[*watchConn]struct{}
 
 	rng atomic.Uint64 // fault draws
 	ids atomic.Uint64 // response ids
@@ -98,6 +100,7 @@ func New(opts Options) (*Server, error) {
 		modelJSON: jsonscan.AppendQuote(nil, o.Model),
 		sem:       make(chan struct{}, o.MaxNumSeqs),
 		done:      make(chan struct{}),
+		conns:     make(map[*watchConn]struct{}),
 	}
 	if o.APIKey != "" {
 		s.apiKey = []byte(o.APIKey)
@@ -131,12 +134,13 @@ func (quietLogger) Printf(string, ...any) {}
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 // Serve answers connections from ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(watchListener{ln, s}) }
 
 // Shutdown stops listening, cuts the simulated delays short so running streams finish
 // at once, and waits for open connections to go idle.
 func (s *Server) Shutdown() error {
 	s.doneOnce.Do(func() { close(s.done) })
+	s.wakeConns()
 	return s.srv.Shutdown()
 }
 
@@ -221,7 +225,7 @@ func (s *Server) routeOf(path []byte) route {
 
 var (
 	strJSON        = []byte("application/json")
-	strEventStream = []byte("text/event-stream")
+	strEventStream = []byte("text/event-stream; charset=utf-8") // Starlette adds the charset to text/* types
 	strNoCache     = []byte("no-cache")
 	strCacheCtl    = []byte("Cache-Control")
 	strSawAuth     = []byte("x-mock-saw-authorization")
@@ -257,6 +261,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	st := s.states.Get().(*state)
 	st.reset()
+	st.conn, _ = ctx.Conn().(*watchConn)
+	st.route = r
 	post := ctx.IsPost()
 	st.scanHeaders(&ctx.Request.Header, post)
 	if post {
@@ -288,6 +294,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case !post:
 		s.methodNotAllowed(ctx, strPOST)
+	case (r == rChat || r == rCompletions || r == rEmbeddings) && !jsonRequest(ctx):
+		s.badRequest(ctx, st, errContentType)
 	case r == rChat:
 		s.chat(ctx, st)
 	case r == rCompletions:
@@ -408,7 +416,9 @@ func (s *Server) setJSON(ctx *fasthttp.RequestCtx, st *state, status int) {
 }
 
 // beginStream hands the state to fasthttp as the response body; it is released by
-// Close once the body has been written.
+// Close once the body has been written. The status and headers go out at once, before
+// the stream takes a scheduler slot, as vLLM returns its StreamingResponse as soon as
+// the request is queued in the engine.
 func (s *Server) beginStream(ctx *fasthttp.RequestCtx, st *state) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.Response.Header.SetContentTypeBytes(strEventStream)
@@ -531,7 +541,8 @@ func (st *state) generationDelay(steps int) time.Duration {
 }
 
 // cutPoint decides, before a stream starts, after how many content chunks it is cut:
-// x-mock-cut-after (at most all of them: the stream then ends before its finish),
+// x-mock-cut-after (at most all of them: the stream then ends before its usage and
+// [DONE]),
 // else half-way for the DisconnectRate draw, else never (-1).
 func (st *state) cutPoint(content int) int {
 	if st.hdr.cutAfter >= 0 {

@@ -27,8 +27,10 @@ type item struct {
 // need: nothing in it points into the request after the handler returns.
 type state struct {
 	s     *Server
+	conn  *watchConn // nil when the handler runs on a server of another's
 	hdr   overrides
 	owned bool
+	route route
 
 	// The parsed request. modelRaw and messages point into the request body and are
 	// used only inside the handler.
@@ -37,7 +39,9 @@ type state struct {
 	stream       bool
 	streamOpts   bool
 	includeUsage bool
+	contUsage    bool
 	maxTokens    int64
+	n            int
 	seed         int64
 	hasSeed      bool
 	promptTokens int
@@ -73,6 +77,7 @@ type state struct {
 	emitted  int
 	cutAfter int
 	held     bool
+	queued   bool // a stream that has yet to take its slot
 	finished bool
 	ttftD    time.Duration
 	tpotD    time.Duration
@@ -155,25 +160,37 @@ func (st *state) parseStops(raw []byte, arrayOnly bool) bool {
 func isNull(raw []byte) bool { return string(raw) == "null" }
 
 // waitContent sleeps before content of generation step step: TTFT before the first,
-// TPOT before each later step (the choices of one step come out together).
-func (st *state) waitContent(step int) {
+// TPOT before each later step (the choices of one step come out together). It
+// returns errGone when the client left meanwhile.
+func (st *state) waitContent(step int) error {
+	d := time.Duration(0)
 	if !st.started {
 		st.started = true
 		st.lastStep = step
-		st.s.sleep(st.ttftD)
-		return
-	}
-	if step != st.lastStep {
+		d = st.ttftD
+	} else if step != st.lastStep {
 		st.lastStep = step
-		st.s.sleep(st.tpotD)
+		d = st.tpotD
 	}
+	if !st.wait(d) {
+		return errGone
+	}
+	return nil
 }
 
 // cutNow reports whether the stream must be cut before the next content chunk.
 func (st *state) cutNow() bool { return st.cutAfter >= 0 && st.emitted >= st.cutAfter }
 
 // next produces the next event in st.ev; io.EOF ends the stream, errCut cuts it.
+// The stream's first call takes its scheduler slot, waiting as vLLM's queue does.
 func (st *state) next() ([]byte, error) {
+	if st.queued {
+		st.queued = false
+		if !st.s.acquireSeq() {
+			return nil, errShutdown
+		}
+		st.held = true
+	}
 	switch st.kind {
 	case kChat, kCompletion:
 		return st.nextOpenAI()

@@ -7,12 +7,13 @@ import (
 )
 
 // chatStream reads a chat stream and checks its grammar: a role delta first, content
-// deltas, one finish chunk with an empty delta, the usage chunk when asked for, then
-// [DONE]. It returns the assembled content, the finish reason and the usage.
+// deltas, the last of which carries finish_reason (as in vLLM: no empty-delta finish
+// chunk), the usage chunk when asked for, then [DONE]. It returns the assembled
+// content, the finish reason and the usage.
 func chatStream(t *testing.T, h *harness, body string, includeUsage bool) (string, string, *usage) {
 	t.Helper()
 	resp, b := h.must("POST", "/v1/chat/completions", body)
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
 		t.Fatalf("status %d type %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	}
 	evs := parseSSE(t, b)
@@ -49,10 +50,11 @@ func chatStream(t *testing.T, h *harness, body string, includeUsage bool) (strin
 				t.Fatalf("first chunk is not the role delta: %s", ev.data)
 			}
 		case i == len(evs)-1:
-			if d == nil || d.Role != nil || d.Content != nil || c.Choices[0].FinishReason == nil {
+			if d == nil || d.Role != nil || d.Content == nil || *d.Content == "" || c.Choices[0].FinishReason == nil {
 				t.Fatalf("last chunk: %s", ev.data)
 			}
 			finish = *c.Choices[0].FinishReason
+			content.WriteString(*d.Content)
 		default:
 			if d == nil || d.Content == nil || c.Choices[0].FinishReason != nil {
 				t.Fatalf("content chunk %d: %s", i, ev.data)
@@ -75,6 +77,9 @@ func TestChatStream(t *testing.T) {
 		{"include_usage true", `"stream":true,"stream_options":{"include_usage":true}`, true},
 		{"stream_options defaults to usage as in vLLM", `"stream":true,"stream_options":{}`, true},
 		{"max_tokens", `"stream":true,"max_tokens":3,"stream_options":{"include_usage":true}`, true},
+		// vLLM reads include_usage with bool(): an explicit null is false.
+		{"include_usage null sends no usage", `"stream":true,"stream_options":{"include_usage":null}`, false},
+		{"continuous_usage_stats without include_usage", `"stream":true,"stream_options":{"include_usage":false,"continuous_usage_stats":true}`, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,7 +161,9 @@ func TestCompletionsStream(t *testing.T) {
 		ch := c.Choices[0]
 		if ch.FinishReason != nil {
 			finishes++
-			continue
+			if *ch.Text == "" {
+				t.Errorf("finish on a chunk without the last token: %s", ev.data)
+			}
 		}
 		texts[ch.Index] += *ch.Text
 	}
@@ -211,6 +218,43 @@ func TestLatencySchedule(t *testing.T) {
 				if got[i] != tc.want[i] {
 					t.Fatalf("slept %v, want %v", got, tc.want)
 				}
+			}
+		})
+	}
+}
+
+// TestContinuousUsageStats: with stream_options.continuous_usage_stats (vLLM's
+// extension) every chunk carries usage, the role chunk included, counting the
+// tokens sent so far; the usage chunk still ends the stream.
+func TestContinuousUsageStats(t *testing.T) {
+	h := start(t, Options{MaxTokens: 8})
+	cases := []struct{ name, path, body string }{
+		{"chat", "/v1/chat/completions", chatBody("q", `"stream":true,"max_tokens":3,"stream_options":{"include_usage":true,"continuous_usage_stats":true}`)},
+		{"include_usage defaults to true", "/v1/chat/completions", chatBody("q", `"stream":true,"max_tokens":3,"stream_options":{"continuous_usage_stats":true}`)},
+		{"completions", "/v1/completions", `{"prompt":"q","stream":true,"max_tokens":3,"stream_options":{"continuous_usage_stats":true}}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, b := h.must("POST", tc.path, tc.body)
+			evs := parseSSE(t, b)
+			sent, last := 0, -1
+			for _, ev := range evs[:len(evs)-1] {
+				c := decode[chatResp](t, []byte(ev.data))
+				if c.Usage == nil {
+					t.Fatalf("chunk without usage: %s", ev.data)
+				}
+				for _, ch := range c.Choices {
+					if ch.Delta != nil && ch.Delta.Content != nil && *ch.Delta.Content != "" || ch.Text != nil && *ch.Text != "" {
+						sent++
+					}
+				}
+				if c.Usage.CompletionTokens != sent || c.Usage.CompletionTokens < last || c.Usage.TotalTokens != c.Usage.PromptTokens+sent {
+					t.Errorf("usage %+v after %d tokens: %s", c.Usage, sent, ev.data)
+				}
+				last = c.Usage.CompletionTokens
+			}
+			if sent != 3 {
+				t.Errorf("%d tokens", sent)
 			}
 		})
 	}
