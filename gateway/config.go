@@ -271,7 +271,11 @@ func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missi
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			expandEnv(k, path, env, missing, malformed)
+			if k.Kind == yaml.ScalarNode && strings.Contains(k.Value, "${") {
+				// A key filled from the environment would be quoted by every message
+				// about it (an unknown key, a bad header name): not expanded, and said.
+				malformed(k, path, "a key holds ${: references are read in values only, not in keys")
+			}
 			p := path
 			if !isMergeKey(k) {
 				// A merge key's mapping holds keys of this one.
@@ -655,6 +659,10 @@ func typeProblems(cfg *Config, err error) []string {
 		problem := m[2]
 		if strings.HasSuffix(problem, "into time.Duration") && value != "" {
 			problem = "cannot use `" + value + "` as a duration (use e.g. 100ms, 30s, 5m, 1h)"
+		} else if value != "" && strings.HasPrefix(problem, "cannot unmarshal ") {
+			// The value may be a secret ${VAR} filled in (a key written where a
+			// mapping belongs): the key path and line say where, the value is left out.
+			problem = strings.Replace(problem, " `"+value+"`", "", 1)
 		}
 		if key == "" {
 			out = append(out, path+":"+m[1]+": "+problem)

@@ -180,15 +180,16 @@ func TestConfigBadMergeKey(t *testing.T) {
 // TestConfigTypeErrorNamesKey checks that a decode error names the key of the bad
 // value when several keys share its line, as in a one-line flow mapping. yaml.v3
 // shortens a value over 10 bytes in its message ("unlimit..."), so the value seen
-// there is matched by its prefix.
+// there is matched by its prefix; the message then leaves the value out (it may be a
+// secret), except for durations.
 func TestConfigTypeErrorNamesKey(t *testing.T) {
 	cases := []struct{ name, backend, want string }{
 		{"long value", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, max_connections: unlimited-ish}`,
-			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str `unlimit...` into int"},
+			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str into int"},
 		{"long value sharing a prefix", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: unlimited-model, max_connections: unlimited-ish}`,
-			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str `unlimit...` into int"},
+			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str into int"},
 		{"ten bytes ending in dots", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, max_connections: "seven.c..."}`,
-			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str `seven.c...` into int"},
+			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str into int"},
 		{"duration", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, timeout: thirty-seconds}`,
 			"t.yaml:2: backends.up.timeout: cannot use `thirty-...` as a duration"},
 	}
@@ -461,5 +462,38 @@ auth:
 	}
 	if strings.Contains(err.Error(), "keys[1]") || strings.Contains(err.Error(), "keys[2]") {
 		t.Fatalf("other keys refused: %v", err)
+	}
+}
+
+// A secret filled in from the environment is quoted by no config error: not a value
+// decoded into the wrong type (a key written where a mapping belongs), nor a mapping
+// key (references are read in values only).
+func TestConfigErrorsQuoteNoSecret(t *testing.T) {
+	const secret = "Tk9vQ2xZmWsecret"
+	vars := env(map[string]string{"TEAM_A_KEY": secret, "OTLP_TOKEN": secret})
+	for _, cfg := range []string{`
+backends:
+  up: {provider: mock, model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+auth:
+  keys: ["${TEAM_A_KEY}"]
+`, `
+backends:
+  up: {provider: mock, model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+auth:
+  keys:
+    - {name: a, "${TEAM_A_KEY}": x}
+tracing: {exporter: otlp-http, endpoint: "http://127.0.0.1:4318", headers: {"authorization=Bearer ${OTLP_TOKEN}": x}}
+`} {
+		_, err := ParseConfig("t.yaml", []byte(cfg), vars)
+		if err == nil {
+			t.Fatalf("accepted:\n%s", cfg)
+		}
+		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret[7:]) {
+			t.Errorf("the error quotes the secret: %v", err)
+		}
 	}
 }

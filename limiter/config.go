@@ -242,9 +242,12 @@ func redisURLProblem(err error) string {
 			"); a password must percent-encode characters such as / ? # @ %"
 	}
 	msg := strings.TrimPrefix(err.Error(), "redis: ")
-	if !strings.HasPrefix(msg, "invalid URL scheme") { // a scheme is only letters
-		msg, _, _ = strings.Cut(msg, ": ")
+	if strings.HasPrefix(msg, "invalid URL scheme") {
+		// Without its scheme, a URL whose password holds a colon parses with the
+		// password's start as the scheme: go-redis would quote it.
+		return "its scheme is not redis or rediss"
 	}
+	msg, _, _ = strings.Cut(msg, ": ")
 	return msg
 }
 

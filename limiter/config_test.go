@@ -52,7 +52,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "redis two addresses", yaml: `{store: redis, redis: {url: "redis://127.0.0.1:6379", addrs: ["127.0.0.1:7000"]}}`,
 			want: []string{"redis: url, addrs and sentinel exclude each other"}},
 		{name: "bad url", yaml: `{store: redis, redis: {url: "http://x"}}`,
-			want: []string{"redis.url: not a redis:// or rediss:// URL: invalid URL scheme: http"}},
+			want: []string{"redis.url: not a redis:// or rediss:// URL: its scheme is not redis or rediss"}},
 		{name: "bad cluster addr", yaml: `{store: redis, redis: {addrs: ["127.0.0.1:7000", "nope"]}}`,
 			want: []string{"redis.addrs[1]: must be host:port"}},
 		{name: "sentinel without master", yaml: `{store: redis, redis: {sentinel: {addrs: ["127.0.0.1:26379"]}}}`,

@@ -151,7 +151,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		}
 		s := acquireAnthropicStream()
 		s.r.reset(up, t, up.BodyStream(), false)
-		s.created = created
+		s.created, s.key = created, a.key
 		if err := s.prime(); err != nil {
 			_ = s.Close()
 			var f *streamFailure

@@ -304,7 +304,9 @@ func appendQuotedCompact(dst, raw []byte) []byte {
 // ping, other content_block_stop events and unknown events (the API adds types over
 // time) are skipped. Chunks are written into one reused buffer: no allocation per chunk.
 type anthropicStream struct {
-	r *sseReader
+	// key is the backend's API key, masked in the messages of error events.
+	key []byte
+	r   *sseReader
 	// head is every chunk's opening up to and including `"choices":[`.
 	head []byte
 	out  []byte
@@ -345,6 +347,7 @@ func (s *anthropicStream) reset() {
 	s.created = 0
 	s.started, s.stopped, s.done = false, false, false
 	s.first, s.primed = Event{}, false
+	s.key = nil
 }
 
 // prime reads the stream up to its first chunk. The API may answer 200 and then an
@@ -462,7 +465,7 @@ func (s *anthropicStream) translate(data []byte, ev *Event) (emitted bool, err e
 	case "ping":
 		return false, nil
 	case "error":
-		return false, streamError(e.err)
+		return false, streamError(e.err, s.key)
 	case "message_start":
 		if s.started {
 			return false, nil
@@ -705,7 +708,7 @@ func (e *streamFailure) Error() string {
 func (e *streamFailure) Unwrap() error { return ErrStreamCut }
 
 // streamError reads an error event's {"type","message"}.
-func streamError(raw []byte) error {
+func streamError(raw, key []byte) error {
 	e := &streamFailure{typ: "unknown_error"}
 	var it jsonscan.Iter
 	if it.Reset(raw) == nil {
@@ -722,7 +725,8 @@ func streamError(raw []byte) error {
 			case "type":
 				e.typ = string(m)
 			case "message":
-				e.msg = string(m)
+				// Logged by the gateway: the backend's key never goes with it.
+				e.msg = string(maskKey(m, key))
 			}
 		}
 	}

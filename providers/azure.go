@@ -31,6 +31,7 @@ func newAzure(c *Config) *openAI {
 	o := newOpenAI(&cc)
 	if c.APIKey != "" {
 		o.headers = append(o.headers, [2]string{"api-key", c.APIKey})
+		o.addSecret(c.APIKey)
 	}
 	return o
 }

@@ -3,6 +3,7 @@ package providers
 import (
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func TestClassifyNotHTTP(t *testing.T) {
 					}()
 				}
 			}()
-			hc := &fasthttp.HostClient{Addr: ln.Addr().String()}
+			hc := &fasthttp.HostClient{Addr: ln.Addr().String(), SecureErrorLogMessage: true}
 			req := fasthttp.AcquireRequest()
 			defer fasthttp.ReleaseRequest(req)
 			req.Header.SetMethod("POST")
@@ -61,6 +62,9 @@ func TestClassifyNotHTTP(t *testing.T) {
 			}
 			if tt.want == ErrBadResponse && errors.Is(got, ErrConnect) {
 				t.Fatalf("classify(%v) is both", err)
+			}
+			if tt.answer != "" && strings.Contains(got.Error(), tt.answer[:5]) {
+				t.Fatalf("the error quotes what the upstream sent: %v", got)
 			}
 		})
 	}

@@ -21,15 +21,28 @@ type openAI struct {
 	streamUsage bool
 	timeout     time.Duration
 	maxBody     int64
+	// secrets are the key and header values sent upstream: an error answer that
+	// quotes one ("Incorrect API key provided: sk-...") reaches the client masked.
+	secrets [][]byte
+}
+
+// addSecret records v as a value no error answer may pass on; values too short to be
+// credentials are not masked.
+func (o *openAI) addSecret(v string) {
+	if len(v) >= 8 {
+		o.secrets = append(o.secrets, []byte(v))
+	}
 }
 
 func newOpenAI(c *Config) *openAI {
 	o := &openAI{model: quoteModel(c.Model), streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: c.MaxResponseBytes}
 	if c.APIKey != "" {
 		o.auth = []byte("Bearer " + c.APIKey)
+		o.addSecret(c.APIKey)
 	}
 	for k, v := range c.Headers {
 		o.headers = append(o.headers, [2]string{k, v})
+		o.addSecret(v)
 	}
 	return o
 }
@@ -70,7 +83,7 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	if status < 200 || status > 299 {
 		defer t.inFlight.Add(-1)
 		defer fasthttp.ReleaseResponse(up)
-		return passError(up, out, status, o.maxBody)
+		return passError(up, out, status, o.maxBody, o.secrets)
 	}
 	if call.Stream {
 		if !hasPrefixFold(up.Header.ContentType(), strEventStream) {
@@ -140,8 +153,9 @@ func swapBody(out, up *fasthttp.Response) {
 	out.SwapBody(up.SwapBody(b[:cap(b)]))
 }
 
-// passError copies an upstream error answer to out, reading a streamed body in full.
-func passError(up, out *fasthttp.Response, status int, max int64) error {
+// passError copies an upstream error answer to out, reading a streamed body in full,
+// with any of secrets it quotes masked.
+func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]byte) error {
 	ue := &UpstreamError{Status: status, RetryAfter: retryAfter(peekFold(&up.Header, "Retry-After"))}
 	out.SetStatusCode(status)
 	ct := up.Header.ContentType()
@@ -155,11 +169,25 @@ func passError(up, out *fasthttp.Response, status int, max int64) error {
 		if err != nil {
 			return classify(err)
 		}
-		out.SetBodyRaw(body)
+		out.SetBodyRaw(maskAll(body, secrets))
 		return ue
 	}
 	swapBody(out, up)
+	if b := out.Body(); len(secrets) > 0 && len(b) > 0 {
+		if m := maskAll(b, secrets); len(m) != len(b) || &m[0] != &b[0] {
+			out.SetBodyRaw(m)
+		}
+	}
 	return ue
+}
+
+// maskAll hides every one of secrets that msg quotes; it returns msg itself when it
+// quotes none.
+func maskAll(msg []byte, secrets [][]byte) []byte {
+	for _, s := range secrets {
+		msg = maskKey(msg, s)
+	}
+	return msg
 }
 
 // maxRetryAfter bounds the wait an upstream's Retry-After asks for.

@@ -301,7 +301,8 @@ func (b *Backend) initPool(ps *Pools) {
 			p.healthURLs = append(p.healthURLs, root+p.set.healthPath)
 			p.loadURLs = append(p.loadURLs, root+p.set.metricsPath)
 			p.checkers = append(p.checkers, &fasthttp.HostClient{
-				Addr: t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, TLSConfig: t.client.TLSConfig, DialTimeout: dial,
+				SecureErrorLogMessage: true,
+				Addr:                  t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, TLSConfig: t.client.TLSConfig, DialTimeout: dial,
 				MaxConns: 2, MaxIdleConnDuration: t.client.MaxIdleConnDuration,
 				NoDefaultUserAgentHeader: true, MaxResponseBodySize: 8 << 20,
 			})

@@ -208,6 +208,10 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		MaxConnDuration:          maxConnAge,
 		MaxConnWaitTimeout:       cfg.ConnectTimeout,
 		NoDefaultUserAgentHeader: true,
+		// fasthttp's parse errors would otherwise quote what it read, and an upstream
+		// that echoes what it got (a wrong port, a debugging echo) sends back the
+		// request's Authorization header: the error reaches logs and spans.
+		SecureErrorLogMessage: true,
 		// Answer header names stay as the upstream wrote them: the gateway reads the
 		// content type (which fasthttp matches in any case) and, on errors only,
 		// Retry-After through peekFold; normalising every name of every answer is

@@ -1,0 +1,361 @@
+package gateway
+
+// Secrets must never reach logs, error answers, config errors, metrics, spans or the
+// admin API. Each test configures a recognisable secret, drives one path and
+// asserts the secret (or a part of it long enough to matter) is absent from the sink.
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// secretsPost sends a chat request to the gateway and returns status and body.
+func secretsPost(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// A client key written as a plain list entry (keys: ["${TEAM_A_KEY}"], a common slip
+// for keys: [{name: .., key: ..}]) is a type error, which yaml.v3 words with the value
+// in it: the gateway's message leaves it out, in `tollgate validate`, the reload log
+// and POST /admin/reload's answer alike.
+func TestSecretsConfigTypeErrorQuotesKey(t *testing.T) {
+	const short = "Tk9vQ2xZmW"         // 10 bytes: quoted whole
+	const long = "Zx7Qp3KvN8mWb2LrTy5" // longer: its first 7 bytes are quoted
+	env := func(name string) (string, bool) {
+		switch name {
+		case "TEAM_A_KEY":
+			return short, true
+		case "TEAM_B_KEY":
+			return long, true
+		}
+		return "", false
+	}
+	yaml := `
+auth:
+  mode: keys
+  keys: ["${TEAM_A_KEY}", "${TEAM_B_KEY}"]
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: demo}]}
+`
+	_, err := ParseConfig("tollgate.yaml", []byte(yaml), env)
+	if err == nil {
+		t.Fatal("config accepted")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, short) || strings.Contains(msg, long[:7]) {
+		t.Errorf("config error quotes a client key:\n%s", msg)
+	}
+
+	// The same message through a reload: the admin API's answer and the log.
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: demo}]}
+`)
+	t.Setenv("TEAM_A_KEY", short)
+	t.Setenv("TEAM_B_KEY", long)
+	if err := os.WriteFile(g.path, []byte(`
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+`+yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+g.AdminAddr()+"/admin/reload", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), short) || strings.Contains(string(body), long[:7]) {
+		t.Errorf("POST /admin/reload answer quotes a client key:\n%s", body)
+	}
+	if logs := g.logs.String(); strings.Contains(logs, short) || strings.Contains(logs, long[:7]) {
+		t.Errorf("reload log quotes a client key:\n%s", logs)
+	}
+}
+
+// An OpenAI-compatible upstream whose error answer quotes the key it was sent: the
+// body goes to the client with the key masked, as the Anthropic provider does.
+func TestSecretsOpenAIUpstreamErrorEchoesKey(t *testing.T) {
+	const key = "sk-review-openai-7f3c9a1e"
+	for _, prov := range []string{"openai", "azure"} {
+		t.Run(prov, func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+				if got == "" {
+					got = r.Header.Get("Api-Key")
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(401)
+				io.WriteString(w, `{"error":{"message":"Incorrect API key provided: `+got+`","type":"invalid_request_error","code":"invalid_api_key"}}`)
+			}))
+			defer up.Close()
+			extra := ""
+			if prov == "azure" {
+				extra = ", deployment: d1"
+			}
+			g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: `+prov+`, base_url: "`+up.URL+`/v1", model: m, api_key: `+key+extra+`}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+			status, body := secretsPost(t, g.url, `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+			if strings.Contains(body, key) {
+				t.Errorf("error answer to the client (%d) carries the provider key:\n%s", status, body)
+			}
+		})
+	}
+}
+
+// An upstream that answers with what it was sent (a wrong port, a debugging echo, a
+// non-HTTP service): fasthttp's response-header parse error would quote its read
+// buffer, which holds the request's Authorization header, in the "upstream failed" log
+// and on the upstream span; the clients are built with SecureErrorLogMessage.
+func TestSecretsFasthttpParseErrorQuotesKey(t *testing.T) {
+	const key = "sk-review-echo-4b8d2e6f"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				var head []byte
+				for {
+					line, err := r.ReadBytes('\n')
+					head = append(head, line...)
+					if err != nil || len(line) <= 2 {
+						break
+					}
+				}
+				c.Write(head)
+			}(c)
+		}
+	}()
+	path := filepath.Join(t.TempDir(), "tollgate.yaml")
+	if err := os.WriteFile(path, []byte(`
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "http://`+ln.Addr().String()+`/v1", model: m, api_key: `+key+`}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	exp := tracetest.NewInMemoryExporter()
+	s, err := New(path, Options{Logger: slogTo(logs), SpanExporter: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	status, body := secretsPost(t, "http://"+s.Addr(), `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+	if strings.Contains(body, key) {
+		t.Errorf("answer (%d) carries the provider key:\n%s", status, body)
+	}
+	if l := logs.String(); strings.Contains(l, key) {
+		t.Errorf("log carries the provider key:\n%s", l)
+	}
+	// Spans are exported in batches: flush through the runtime's tracer.
+	if rt := s.rt.Load(); rt != nil && rt.tr != nil {
+		fctx, fcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = rt.tr.ForceFlush(fctx)
+		fcancel()
+	}
+	for _, sp := range exp.GetSpans() {
+		for _, ev := range sp.Events {
+			for _, a := range ev.Attributes {
+				if strings.Contains(a.Value.Emit(), key) {
+					t.Errorf("span %q event %q attribute %s carries the provider key", sp.Name, ev.Name, a.Key)
+				}
+			}
+		}
+		for _, a := range sp.Attributes {
+			if strings.Contains(a.Value.Emit(), key) {
+				t.Errorf("span %q attribute %s carries the provider key", sp.Name, a.Key)
+			}
+		}
+	}
+}
+
+// An Anthropic stream that fails with an error event after its first event: the
+// message goes into the "upstream stream failed" log with the key masked, as it is
+// when it comes before the first event or in an error answer.
+func TestSecretsAnthropicStreamErrorLogsKey(t *testing.T) {
+	const key = "sk-ant-review-9e1d3c5b"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("X-Api-Key")
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		io.WriteString(w, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":3,\"output_tokens\":0}}}\n\n")
+		io.WriteString(w, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n")
+		io.WriteString(w, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"key "+got+" was revoked\"}}\n\n")
+	}))
+	defer up.Close()
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  claude: {provider: anthropic, base_url: "`+up.URL+`/v1", model: claude-x, api_key: `+key+`}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: claude}]}
+`)
+	status, body := secretsPost(t, g.url, `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if strings.Contains(body, key) {
+		t.Errorf("answer (%d) carries the provider key:\n%s", status, body)
+	}
+	// The log line is written as the stream ends.
+	time.Sleep(100 * time.Millisecond)
+	if l := g.logs.String(); strings.Contains(l, key) {
+		t.Errorf("log carries the provider key:\n%s", l)
+	}
+}
+
+// A ${VAR} written where a key goes ("key:" or "api_key:" forgotten in a flow mapping,
+// or a collector header pasted in OTEL_EXPORTER_OTLP_HEADERS' name=value form) is not
+// expanded (references are read in values only) and said so, so no message names a
+// key path that holds the secret.
+func TestSecretsConfigKeyPathQuotesExpandedSecret(t *testing.T) {
+	const secret = "Qm4rT8vWz2Kp6Ls1"
+	env := func(name string) (string, bool) {
+		if name == "SECRET" {
+			return secret, true
+		}
+		return "", false
+	}
+	for name, yaml := range map[string]string{
+		"auth key without key:": `
+auth:
+  keys: [{name: team-a, "${SECRET}"}]
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: demo}]}
+`,
+		"backend key without api_key:": `
+backends:
+  gpt: {provider: openai, base_url: "https://api.openai.com/v1", model: gpt-4o-mini, "${SECRET}"}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: gpt}]}
+`,
+		"otlp header as name=value": `
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: demo}]}
+tracing:
+  exporter: otlp-http
+  endpoint: "http://127.0.0.1:4318"
+  headers: {"authorization=Bearer ${SECRET}"}
+`,
+	} {
+		_, err := ParseConfig("tollgate.yaml", []byte(yaml), env)
+		if err == nil {
+			t.Errorf("%s: config accepted", name)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: config error quotes the secret:\n%s", name, err)
+		}
+	}
+}
+
+// A proxy with user:password@ that refuses (407) or cannot be reached: neither the
+// answer nor the log may carry the password.
+func TestSecretsProxyPassword(t *testing.T) {
+	const pw = "ProxyPw-3e7a91c2"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadBytes('\n')
+					if err != nil || len(line) <= 2 {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+			}(c)
+		}
+	}()
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	for _, proxy := range []string{"http://user:" + pw + "@" + ln.Addr().String(), "http://user:" + pw + "@" + deadAddr, "socks5://user:" + pw + "@" + deadAddr} {
+		g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "http://10.255.255.1:8000/v1", model: m, proxy: "`+proxy+`", connect_timeout: 1s}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+		status, body := secretsPost(t, g.url, `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+		if strings.Contains(body, pw) {
+			t.Errorf("%s: answer (%d) carries the proxy password:\n%s", proxy, status, body)
+		}
+		resp, err := http.Get("http://" + g.AdminAddr() + "/metrics")
+		if err == nil {
+			m, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(m), pw) {
+				t.Errorf("%s: metrics carry the proxy password", proxy)
+			}
+		}
+		if os.Getenv("REVIEW_DEBUG") != "" {
+			t.Log(g.logs.String())
+		}
+		if l := g.logs.String(); strings.Contains(l, pw) {
+			t.Errorf("%s: log carries the proxy password:\n%s", proxy, l)
+		}
+	}
+}
