@@ -26,10 +26,12 @@ func TestPrefetchAnswersLocally(t *testing.T) {
 		}
 		l.Settle(&tk, 10)
 		// Every request counts, whoever answered it; 1,000,000 an hour refills one
-		// request every 3.6ms meanwhile.
+		// request every 3.6ms meanwhile. Redis reports its remaining in whole units
+		// and the replica adds the refill since: the fraction Redis dropped can make
+		// the figure one short.
 		want := int64(1_000_000 - i - 1)
 		refilled := int64(time.Since(start)/(3600*time.Microsecond)) + 1
-		if q := tk.Requests; q.Remaining < want || q.Remaining > want+refilled {
+		if q := tk.Requests; q.Remaining < want-1 || q.Remaining > want+refilled {
 			t.Fatalf("request %d: Requests = %+v, want %d..%d left", i, q, want, want+refilled)
 		}
 	}
