@@ -90,6 +90,7 @@ func BenchmarkChatHTTP(b *testing.B) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		req.Header.SetMethod(fasthttp.MethodPost)
 		req.SetRequestURI("http://mock/v1/chat/completions")
+		req.Header.SetContentType("application/json")
 		req.SetBodyString(benchChat)
 		for pb.Next() {
 			if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
