@@ -359,3 +359,30 @@ endpoints:
 		}
 	}
 }
+
+// An OpenAI-compatible upstream that fails mid-stream with an error event quoting the
+// key: the event reaches the client with the key masked.
+func TestSecretsOpenAIStreamErrorEventMasked(t *testing.T) {
+	const key = "sk-review-stream-3e5a7c91"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, `data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}`+"\n\n")
+		io.WriteString(w, `data: {"error":{"message":"key `+got+` revoked mid-stream","type":"invalid_request_error","code":"invalid_api_key"}}`+"\n\n")
+	}))
+	defer up.Close()
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "`+up.URL+`/v1", model: m, api_key: `+key+`}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+	status, body := secretsPost(t, g.url, `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if !strings.Contains(body, "revoked mid-stream") {
+		t.Fatalf("%d: the error event did not reach the client:\n%s", status, body)
+	}
+	if strings.Contains(body, key) {
+		t.Errorf("the error event carries the provider key:\n%s", body)
+	}
+}

@@ -93,6 +93,7 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 		}
 		s := acquireSSE()
 		s.reset(up, t, up.BodyStream(), forceUsage)
+		s.secrets = o.secrets
 		res.Stream = s
 		out.SetStatusCode(status)
 		return nil

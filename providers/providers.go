@@ -150,6 +150,9 @@ type Event struct {
 	Usage    Usage
 	// Content is set when the chunk carries generated text or a tool call.
 	Content bool
+	// Error is set when the chunk is an error object (an upstream failing mid-stream
+	// sends one in place of a chunk).
+	Error bool
 }
 
 // Target is one upstream replica of a backend.

@@ -29,6 +29,8 @@ type sseReader struct {
 	max int
 	// conn is the upstream connection while NotifyWait's hook is on it.
 	conn *upstreamConn
+	// secrets are the backend's key and header values, masked in error events.
+	secrets [][]byte
 }
 
 // bodyCloser is fasthttp's streamed response body: closing it with an error interrupts
@@ -65,7 +67,7 @@ var ssePool = sync.Pool{New: func() any {
 func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
-	s.up, s.t, s.done, s.forced = up, t, false, forced
+	s.up, s.t, s.done, s.forced, s.secrets = up, t, false, forced, nil
 	s.max = maxEventBytes
 	if t != nil && t.client != nil && t.client.MaxResponseBodySize > 0 {
 		s.max = min(s.max, t.client.MaxResponseBodySize)
@@ -210,6 +212,10 @@ func (s *sseReader) Next(ev *Event) error {
 		if !inspectChunk(s.data, ev) {
 			return errEventNotJSON
 		}
+		if ev.Error && len(s.secrets) > 0 {
+			// An error event goes to the client as it came: never with the key.
+			ev.Data = maskAll(ev.Data, s.secrets)
+		}
 		return nil
 	}
 }
@@ -251,6 +257,8 @@ func inspectChunk(data []byte, ev *Event) bool {
 			if !jsonscan.IsNull(v) && parseUsage(v, &ev.Usage) {
 				ev.HasUsage = true
 			}
+		case "error":
+			ev.Error = true
 		}
 	}
 	if it.Err() != nil || jsonscan.SkipSpace(data, it.End()) != len(data) {
