@@ -5,14 +5,12 @@ package gateway
 // asserts the secret (or a part of it long enough to matter) is absent from the sink.
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -138,48 +136,21 @@ endpoints:
 // and on the upstream span; the clients are built with SecureErrorLogMessage.
 func TestSecretsFasthttpParseErrorQuotesKey(t *testing.T) {
 	const key = "sk-review-echo-4b8d2e6f"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				var head []byte
-				for {
-					line, err := r.ReadBytes('\n')
-					head = append(head, line...)
-					if err != nil || len(line) <= 2 {
-						break
-					}
-				}
-				c.Write(head)
-			}(c)
-		}
-	}()
-	path := filepath.Join(t.TempDir(), "tollgate.yaml")
-	if err := os.WriteFile(path, []byte(`
+	// The request line and Authorization header sent back as the "status line".
+	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, req *http.Request) {
+		_, _ = io.WriteString(c, req.Method+" "+req.URL.Path+" HTTP/1.1\r\nAuthorization: "+req.Header.Get("Authorization")+"\r\n\r\n")
+		c.Close()
+	})
+	yaml := `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
-  up: {provider: openai, base_url: "http://`+ln.Addr().String()+`/v1", model: m, api_key: `+key+`}
+  up: {provider: openai, base_url: "http://` + addr + `/v1", model: m, api_key: ` + key + `}
 endpoints:
   - {name: chat, type: chat, routes: [{backend: up}]}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`
 	logs := &syncBuffer{}
 	exp := tracetest.NewInMemoryExporter()
-	s, err := New(path, Options{Logger: slogTo(logs), SpanExporter: exp})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newServerWith(t, yaml, Options{Logger: slogTo(logs), SpanExporter: exp})
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -304,34 +275,13 @@ tracing:
 // answer nor the log may carry the password.
 func TestSecretsProxyPassword(t *testing.T) {
 	const pw = "ProxyPw-3e7a91c2"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadBytes('\n')
-					if err != nil || len(line) <= 2 {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
-			}(c)
-		}
-	}()
+	refusing, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+		_, _ = io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+	})
 	dead, _ := net.Listen("tcp", "127.0.0.1:0")
 	deadAddr := dead.Addr().String()
 	dead.Close()
-	for _, proxy := range []string{"http://user:" + pw + "@" + ln.Addr().String(), "http://user:" + pw + "@" + deadAddr, "socks5://user:" + pw + "@" + deadAddr} {
+	for _, proxy := range []string{"http://user:" + pw + "@" + refusing, "http://user:" + pw + "@" + deadAddr, "socks5://user:" + pw + "@" + deadAddr} {
 		g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
@@ -350,9 +300,6 @@ endpoints:
 			if strings.Contains(string(m), pw) {
 				t.Errorf("%s: metrics carry the proxy password", proxy)
 			}
-		}
-		if os.Getenv("REVIEW_DEBUG") != "" {
-			t.Log(g.logs.String())
 		}
 		if l := g.logs.String(); strings.Contains(l, pw) {
 			t.Errorf("%s: log carries the proxy password:\n%s", proxy, l)

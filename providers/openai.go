@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -174,12 +175,20 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 		return ue
 	}
 	swapBody(out, up)
-	if b := out.Body(); len(secrets) > 0 && len(b) > 0 {
-		if m := maskAll(b, secrets); len(m) != len(b) || &m[0] != &b[0] {
-			out.SetBodyRaw(m)
-		}
+	if b := out.Body(); quotesAny(b, secrets) {
+		out.SetBodyRaw(maskAll(b, secrets))
 	}
 	return ue
+}
+
+// quotesAny reports whether msg holds one of secrets.
+func quotesAny(msg []byte, secrets [][]byte) bool {
+	for _, s := range secrets {
+		if bytes.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // maskAll hides every one of secrets that msg quotes; it returns msg itself when it
