@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/freeport"
 )
 
 func quietProgress() *progress { return &progress{quiet: true} }
@@ -65,12 +67,12 @@ func TestRunLoadAgainstStandIn(t *testing.T) {
 }
 
 func TestRunLoadConnectError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	held, err := freeport.Hold() // refuses connections, and no other test can take it
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	defer held.Close()
+	addr := held.Addr()
 	spec := shortSpec(kindChat)
 	tg := &target{Name: "closed", Addr: addr, Model: "m", client: newClient(addr, spec.Conns, spec.Timeout, false, 0)}
 	st := runLoad(context.Background(), tg, &spec, quietProgress())

@@ -23,6 +23,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/packages/ssestream"
 
+	"github.com/tollgate/tollgate/internal/freeport"
 	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/providers/mockllm"
@@ -35,6 +36,7 @@ type chaosUpstream struct {
 	t    *testing.T
 	opts mockllm.Options
 	addr string
+	held *freeport.Held
 
 	mu  sync.Mutex
 	srv *mockllm.Server
@@ -43,33 +45,28 @@ type chaosUpstream struct {
 
 func startChaosUpstream(t *testing.T, opts mockllm.Options) *chaosUpstream {
 	t.Helper()
-	u := &chaosUpstream{t: t, opts: opts}
-	u.start("127.0.0.1:0")
+	u := &chaosUpstream{t: t, opts: opts, held: holdPort(t)}
+	u.addr = u.held.Addr()
+	u.start()
 	t.Cleanup(u.kill)
 	return u
 }
 
-// start serves a fresh replica on addr; a killed replica's port may take a moment to
-// be free again.
-func (u *chaosUpstream) start(addr string) {
+// start serves a fresh replica on the upstream's port, which stays held while the
+// replica is killed (refusing connections, and not handed to anyone else).
+func (u *chaosUpstream) start() {
 	u.t.Helper()
 	srv, err := mockllm.New(u.opts)
 	if err != nil {
 		u.t.Fatal(err)
 	}
-	var ln net.Listener
-	for i := 0; ; i++ {
-		if ln, err = net.Listen("tcp", addr); err == nil || i == 100 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ln, err := u.held.Listen()
 	if err != nil {
 		u.t.Fatal(err)
 	}
 	cl := &chaosListener{Listener: ln, conns: make(map[net.Conn]struct{})}
 	u.mu.Lock()
-	u.srv, u.ln, u.addr = srv, cl, ln.Addr().String()
+	u.srv, u.ln = srv, cl
 	u.mu.Unlock()
 	go srv.Serve(cl)
 }
@@ -918,7 +915,7 @@ func TestChaosLosesNothing(t *testing.T) {
 	progress(100)
 
 	// The replica comes back on its address and gets traffic again.
-	ups[2].start(ups[2].addr)
+	ups[2].start()
 	back := ups[2].current()
 	chaosEventually(t, 10*time.Second, func() (bool, string) {
 		return back.Stats().Requests["/v1/chat/completions"] > 0, "the restarted replica got no chat request"

@@ -272,9 +272,7 @@ func apiErr(t *testing.T, err error) *openai.Error {
 
 func TestEndToEndErrors(t *testing.T) {
 	_, addr := startMock(t, mockllm.Options{})
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := holdPort(t).Addr()
 	g := startGateway(t, mockConfig(addr, `
   dead: {provider: openai, base_url: "http://`+deadAddr+`/v1", model: m, connect_timeout: 500ms}
   slow: {provider: openai, base_url: "http://`+addr+`/v1", model: up-model, timeout: 300ms}

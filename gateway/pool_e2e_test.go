@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,18 +9,32 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/tollgate/tollgate/internal/freeport"
 	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
-// startMockAt runs a mockllm on a given loopback address (to bring a replica back).
-func startMockAt(t *testing.T, addr string) *mockllm.Server {
+// holdPort keeps a loopback port for the whole test: connections to it are refused
+// while nothing listens on it, and no other test's server or connection can take it
+// meanwhile (a closed port can be handed to the next Listen at once).
+func holdPort(t testing.TB) *freeport.Held {
+	t.Helper()
+	h, err := freeport.Hold()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// startMockOn runs a mockllm on a held port (a replica that is stopped and brought back).
+func startMockOn(t *testing.T, h *freeport.Held) *mockllm.Server {
 	t.Helper()
 	srv, err := mockllm.New(mockllm.Options{Model: "up-model", MaxTokens: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := h.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +46,12 @@ func startMockAt(t *testing.T, addr string) *mockllm.Server {
 func TestPoolBalancingEjectionAndRecovery(t *testing.T) {
 	var mocks []*mockllm.Server
 	var addrs []string
-	for range 3 {
+	held := holdPort(t) // the replica that goes and comes back
+	for i := range 3 {
+		if i == 1 {
+			mocks, addrs = append(mocks, startMockOn(t, held)), append(addrs, held.Addr())
+			continue
+		}
 		m, a := startMock(t, mockllm.Options{MaxTokens: 2})
 		mocks, addrs = append(mocks, m), append(addrs, a)
 	}
@@ -90,7 +108,7 @@ logging: {level: error, access_log: false}
 		t.Fatalf("live replicas served %d of 20 while one was ejected", got)
 	}
 
-	back := startMockAt(t, addrs[1])
+	back := startMockOn(t, held)
 	waitFor(t, func() bool {
 		call(3)
 		return back.Stats().Requests["/v1/chat/completions"] > 0
@@ -98,12 +116,7 @@ logging: {level: error, access_log: false}
 }
 
 func TestRetriesThenFallbacksInOrder(t *testing.T) {
-	dead := func() string {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		a := ln.Addr().String()
-		ln.Close()
-		return a
-	}
+	dead := func() string { return holdPort(t).Addr() }
 	_, alive := startMock(t, mockllm.Options{MaxTokens: 2})
 	failing, failingAddr := startMock(t, mockllm.Options{MaxTokens: 2, ErrorRate: 1})
 	g := startGateway(t, `
@@ -136,7 +149,8 @@ logging: {level: info}
 
 // TestReadyzFollowsHealth: /readyz fails only while an endpoint has no healthy target.
 func TestReadyzFollowsHealth(t *testing.T) {
-	m, addr := startMock(t, mockllm.Options{MaxTokens: 2})
+	held := holdPort(t)
+	m, addr := startMockOn(t, held), held.Addr()
 	_, other := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
@@ -162,6 +176,6 @@ logging: {level: error}
 	}
 	m.Shutdown()
 	waitFor(t, func() bool { return ready() == 503 })
-	startMockAt(t, addr)
+	startMockOn(t, held)
 	waitFor(t, func() bool { return ready() == 200 })
 }

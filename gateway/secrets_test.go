@@ -278,9 +278,7 @@ func TestSecretsProxyPassword(t *testing.T) {
 	refusing, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 		_, _ = io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
 	})
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := holdPort(t).Addr()
 	for _, proxy := range []string{"http://user:" + pw + "@" + refusing, "http://user:" + pw + "@" + deadAddr, "socks5://user:" + pw + "@" + deadAddr} {
 		g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}

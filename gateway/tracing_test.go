@@ -415,13 +415,7 @@ func TestSpanFirstTokenOfStream(t *testing.T) {
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return holdPort(t).Addr()
 }
 
 func TestSpansAttemptStatusAndTarget(t *testing.T) {

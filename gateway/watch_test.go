@@ -175,7 +175,8 @@ func TestReloadDuringShutdownNotInstalled(t *testing.T) {
 // readiness, so a gateway an orchestrator stopped sending traffic to (after /readyz
 // failed) becomes ready again without a trial request.
 func TestReadyzRecoversWithoutTraffic(t *testing.T) {
-	m, addr := startMock(t, mockllm.Options{MaxTokens: 2})
+	held := holdPort(t)
+	m, addr := startMockOn(t, held), held.Addr()
 	_, other := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
@@ -206,7 +207,7 @@ logging: {level: error}
 	if code := ready(); code != 503 {
 		t.Fatalf("readyz %d after the only target was ejected", code)
 	}
-	startMockAt(t, addr) // the upstream is back
+	startMockOn(t, held) // the upstream is back
 	if !waitWithin(3*time.Second, func() bool { return ready() == 200 }) {
 		t.Fatal("upstream back and ejection (200ms) long over, but /readyz stays 503 with no traffic: an unready pod gets none, so it never recovers")
 	}

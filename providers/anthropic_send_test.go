@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/internal/freeport"
 )
 
 // upstream is a fasthttp server on a loopback port that records what it was sent.
@@ -355,12 +357,12 @@ func TestAnthropicSendRefusesUntranslatable(t *testing.T) {
 }
 
 func TestAnthropicSendUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	held, err := freeport.Hold() // refuses connections, and no other test can take it
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	defer held.Close()
+	addr := held.Addr()
 	b := newTestBackend(t, anthropicConfig("http://"+addr))
 	var out fasthttp.Response
 	var res Result

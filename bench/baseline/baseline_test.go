@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/freeport"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -91,14 +92,14 @@ func startMock(t *testing.T) string {
 }
 
 // closedPort is a loopback address nothing listens on.
+// The port stays held for the test, so no other test's server can take it meanwhile.
 func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	h, err := freeport.Hold()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	t.Cleanup(func() { h.Close() })
+	return h.Addr()
 }
 
 func settingsFor(upstream string) settings {
