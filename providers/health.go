@@ -229,7 +229,10 @@ func (b *Backend) check(i int) {
 	st := p.states[i]
 	was := st.available()
 	st.observe(ok, p.now(), &p.set)
-	if !was && st.available() {
+	switch now := st.available(); {
+	case !was && now:
 		p.kick(i)
+	case was && !now && p.queue.waiting.Load() != 0:
+		p.queue.strand()
 	}
 }

@@ -398,10 +398,7 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 			return lease{i: j}, nil
 		}
 	}
-	if l, ok := p.wait(i, p.waitFor(call)); ok {
-		return l, nil
-	}
-	return lease{}, p.errOverloaded
+	return p.wait(i, p.waitFor(call))
 }
 
 // takeAny takes a slot on target i, else on the first target in service after it with
@@ -431,16 +428,27 @@ func (p *pool) waitFor(call *Call) time.Duration {
 }
 
 // wait queues the call for d at most, for a slot on any target of the backend in
-// service, i first; false when the queue is full or d runs out.
-func (p *pool) wait(i int, d time.Duration) (lease, bool) {
+// service, i first. It fails with errOverloaded when the queue is full or d runs out.
+// A waiter whose backend has no target left in service is let go at once and goes the
+// way of a call arriving then: a trial, the last resort, or errNoTarget.
+func (p *pool) wait(i int, d time.Duration) (lease, error) {
 	end := time.Now().Add(d)
 	for front := false; ; front = true {
 		j, queued := p.queue.wait(p, i, d, front)
 		if j < 0 {
-			return lease{}, false
+			if !queued {
+				return lease{}, p.errOverloaded
+			}
+			if l, ok := p.trial(); ok {
+				return l, nil
+			}
+			if l, ok := p.lastResort(); ok {
+				return l, nil
+			}
+			return lease{}, p.errNoTarget
 		}
 		if !queued || p.states[j].available() {
-			return lease{i: j, queued: queued}, true
+			return lease{i: j, queued: queued}, nil
 		}
 		// The target was ejected or found down between handing the slot over and
 		// now: the slot goes back and the call waits on, first in line, for one on a
@@ -451,6 +459,8 @@ func (p *pool) wait(i int, d time.Duration) (lease, bool) {
 }
 
 // free gives back a slot on target i, handing it to the oldest waiter that can use it.
+// A slot freed on a target out of service (the attempt that ejected it) may leave
+// waiters whose backend has none in service: they are let go.
 func (p *pool) free(i int) {
 	st, q := p.states[i], p.queue
 	if q.waiting.Load() != 0 {
@@ -458,15 +468,23 @@ func (p *pool) free(i int) {
 		// last try runs under it too, cannot take the slot ahead of those waiting.
 		q.mu.Lock()
 		st.slots.n.Add(-1)
-		q.serveLocked(st, p.set.limit)
+		if st.available() {
+			q.serveLocked(st, p.set.limit)
+		} else {
+			q.strandLocked()
+		}
 		q.mu.Unlock()
 		return
 	}
 	st.slots.n.Add(-1)
 	// A waiter counted after the check above has made its last try before this
-	// decrement, or makes it after: in the first case it is served here.
+	// decrement, or makes it after: in the first case it is served (or let go) here.
 	if q.waiting.Load() != 0 {
-		q.serve(st, p.set.limit)
+		if st.available() {
+			q.serve(st, p.set.limit)
+		} else {
+			q.strand()
+		}
 	}
 }
 
@@ -994,8 +1012,9 @@ var waiterPool = sync.Pool{New: func() any {
 
 // wait queues for a slot on a target of p for up to d, behind at most queue.size per
 // target others, or, when front is set (a waiter put back), ahead of them all. It
-// returns the target, and whether the call waited for it: -1 when the queue is full
-// or d runs out.
+// returns the target, and whether the call waited for it: -1 and false when the queue
+// is full or d runs out, -1 and true when no target of p is in service (now, or later
+// while it waits).
 func (q *queue) wait(p *pool, first int, d time.Duration, front bool) (int, bool) {
 	q.mu.Lock()
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
@@ -1005,6 +1024,13 @@ func (q *queue) wait(p *pool, first int, d time.Duration, front bool) (int, bool
 		q.waiting.Add(-1)
 		q.mu.Unlock()
 		return j, false
+	}
+	if !slices.ContainsFunc(p.states, (*targetState).available) {
+		// Every target left service since the call chose one: it would wait for
+		// nothing. Whoever takes one out after this check lets the waiter go.
+		q.waiting.Add(-1)
+		q.mu.Unlock()
+		return -1, true
 	}
 	if d <= 0 || (!front && int64(len(q.list)) >= p.set.queueSize*int64(len(p.states))) {
 		q.waiting.Add(-1)
@@ -1076,7 +1102,27 @@ func (q *queue) serveLocked(st *targetState, limit int64) {
 	}
 }
 
-// hand gives the k-th waiter the slot taken for it on its backend's target i.
+// strand lets go the waiters none of whose backend's targets is in service: no slot
+// would be handed to them before their queue timeout, which would turn a backend
+// that is down into 503 upstream_overloaded after the whole wait.
+func (q *queue) strand() {
+	q.mu.Lock()
+	q.strandLocked()
+	q.mu.Unlock()
+}
+
+func (q *queue) strandLocked() {
+	for k := 0; k < len(q.list); {
+		if slices.ContainsFunc(q.list[k].states, (*targetState).available) {
+			k++
+			continue
+		}
+		q.hand(k, -1)
+	}
+}
+
+// hand gives the k-th waiter the slot taken for it on its backend's target i, or, with
+// i -1, lets it go without one.
 func (q *queue) hand(k, i int) {
 	w := q.list[k]
 	q.list = slices.Delete(q.list, k, k+1)

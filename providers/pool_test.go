@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/freeport"
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/valyala/fasthttp"
 )
@@ -543,6 +544,20 @@ func acquireAsync(b *Backend) <-chan lease {
 	return done
 }
 
+type acquired struct {
+	l   lease
+	err error
+}
+
+func acquireErrAsync(b *Backend) <-chan acquired {
+	done := make(chan acquired, 1)
+	go func() {
+		l, err := b.acquire(promptCall("queued", false))
+		done <- acquired{l, err}
+	}()
+	return done
+}
+
 // The queue is the backend's: a waiting request takes the first slot freed on any of
 // its targets in service, oldest request first, and never one on a target out of
 // service. Bound to one target, it would be sent to that target once ejected, or time
@@ -663,6 +678,73 @@ func TestQueueServesTheWholeBackend(t *testing.T) {
 		b.pool.free(1)
 		if l := <-second; l.i != 1 || !l.queued {
 			t.Fatalf("second waiter got %+v, want target 1", l)
+		}
+	})
+	t.Run("waiters are let go once no target is in service", func(t *testing.T) {
+		for _, how := range []string{"ejected", "found down"} {
+			t.Run(how, func(t *testing.T) {
+				b := newPoolBackend(t, Config{Targets: benchTargets(2), MaxConcurrency: 1,
+					Queue:  QueueConfig{Size: 2, Timeout: time.Hour},
+					Health: HealthConfig{Path: "/health", EjectAfter: 1, EjectFor: time.Hour, UnhealthyThreshold: 1}}, nil)
+				st0, st1, q := b.pool.states[0], b.pool.states[1], b.pool.queue
+				st0.slots.n.Store(1)
+				st1.slots.n.Store(1)
+				var waiters []<-chan acquired
+				for k := range 3 {
+					waiters = append(waiters, acquireErrAsync(b))
+					waitUntil(t, "the request queues", func() bool { return q.waiting.Load() == int64(k+1) })
+				}
+				out := func(i int) {
+					if how == "ejected" {
+						b.report(lease{i: i}, failure)
+						b.pool.free(i)
+						return
+					}
+					refusing, err := freeport.Hold()
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer refusing.Close()
+					b.pool.checkers[i].Addr = refusing.Addr()
+					b.pool.healthURLs[i] = "http://" + refusing.Addr() + "/health"
+					b.check(i)
+					if b.pool.states[i].available() {
+						t.Fatal("a failed check did not take the target out")
+					}
+				}
+				out(0)
+				if st0.available() || q.waiting.Load() != 3 {
+					t.Fatalf("target 0 available %v, %d waiting: want it out and all still waiting for target 1", st0.available(), q.waiting.Load())
+				}
+				out(1)
+				// Each goes on as a call arriving now would: a target out of service
+				// with a free slot takes one as its last resort, once; the rest find
+				// no target. Ejected, both slots were freed by the failed attempts;
+				// found down, both stay held by requests in flight.
+				wantProbes := 2
+				if how == "found down" {
+					wantProbes = 0
+				}
+				var probes, none int
+				for k, w := range waiters {
+					select {
+					case r := <-w:
+						switch {
+						case r.err == nil && r.l.probe:
+							probes++
+						case errors.Is(r.err, ErrNoHealthyTarget):
+							none++
+						default:
+							t.Errorf("waiter %d: %+v %v", k, r.l, r.err)
+						}
+					case <-time.After(10 * time.Second):
+						t.Fatalf("waiter %d still waiting with no target in service", k)
+					}
+				}
+				if probes != wantProbes || none != 3-wantProbes || q.waiting.Load() != 0 {
+					t.Errorf("%d probes, %d with no target, %d waiting; want %d, %d, 0", probes, none, q.waiting.Load(), wantProbes, 3-wantProbes)
+				}
+			})
 		}
 	})
 	for _, back := range []string{"a passing check", "a successful trial"} {
