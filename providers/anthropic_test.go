@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -567,6 +569,37 @@ func TestAnthropicBlankTextLeftOut(t *testing.T) {
 	}
 }
 
+// A request that ends on the assistant's turn (a prefill) loses the trailing whitespace
+// of its last text block, which the Messages API refuses ("final assistant content
+// cannot end with trailing whitespace"); earlier turns, and a last turn ending in a
+// tool call, keep theirs.
+func TestAnthropicPrefillTrailingWhitespace(t *testing.T) {
+	const user = `{"role":"user","content":"Write a list. "}`
+	const userOut = `{"role":"user","content":[{"type":"text","text":"Write a list. "}]}`
+	cases := []struct{ name, messages, want string }{
+		{"space", user + `,{"role":"assistant","content":"Answer: "}`,
+			`[` + userOut + `,{"role":"assistant","content":[{"type":"text","text":"Answer:"}]}]`},
+		{"code fence and newline", user + `,{"role":"assistant","content":"` + "```" + `json\n"}`,
+			`[` + userOut + `,{"role":"assistant","content":[{"type":"text","text":"` + "```" + `json"}]}]`},
+		{"escaped unicode space", user + `,{"role":"assistant","content":"1.\u00a0\t\r\n"}`,
+			`[` + userOut + `,{"role":"assistant","content":[{"type":"text","text":"1."}]}]`},
+		{"last of several parts, escapes kept", user + `,{"role":"assistant","content":[{"type":"text","text":"a "},{"type":"text","text":"\"<b>\" é \n"}]}`,
+			`[` + userOut + `,{"role":"assistant","content":[{"type":"text","text":"a "},{"type":"text","text":"\"<b>\" é"}]}]`},
+		{"nothing to trim", user + `,{"role":"assistant","content":"- \u0041"}`,
+			`[` + userOut + `,{"role":"assistant","content":[{"type":"text","text":"- \u0041"}]}]`},
+		{"not the last turn", `{"role":"assistant","content":"Hi! "},` + user,
+			`[{"role":"assistant","content":[{"type":"text","text":"Hi! "}]},` + userOut + `]`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := anthropicRequest(t, `{"model":"chat","messages":[`+c.messages+`]}`)
+			if got, _ := jsonscan.Field(out, "messages"); string(got) != c.want {
+				t.Errorf("messages\n got %s\nwant %s", got, c.want)
+			}
+		})
+	}
+}
+
 // A user message with nothing but whitespace is refused here, as the Messages API
 // would: left out, it could end the request on an assistant turn, which the model
 // continues instead of answering.
@@ -847,6 +880,24 @@ func FuzzAnthropicRequest(f *testing.F) {
 		}
 		if !json.Valid(out) {
 			t.Fatalf("translation is not JSON:\n%s\n->\n%s", body, out)
+		}
+		var req struct {
+			Messages []struct {
+				Role    string `json:"role"`
+				Content []struct {
+					Type string `json:"type"`
+					Text string `json:"text"`
+				} `json:"content"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal(out, &req); err != nil || len(req.Messages) == 0 {
+			return
+		}
+		if last := req.Messages[len(req.Messages)-1]; last.Role == "assistant" && len(last.Content) > 0 {
+			b := last.Content[len(last.Content)-1]
+			if r, _ := utf8.DecodeLastRuneInString(b.Text); b.Type == "text" && unicode.IsSpace(r) {
+				t.Fatalf("final assistant text ends in whitespace:\n%s\n->\n%s", body, out)
+			}
 		}
 	})
 }

@@ -270,10 +270,13 @@ type turnWriter struct {
 	flat   bool
 	blocks int
 	turns  int
+	// text is where the last block starts in dst when it is a text block, else -1.
+	text int
 }
 
 // block starts the next content block of the current role's message.
 func (w *turnWriter) block() {
+	w.text = -1
 	if w.flat || w.open == w.role {
 		if w.blocks > 0 {
 			w.dst = append(w.dst, ',')
@@ -333,7 +336,30 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 	if w.turns == 0 {
 		return w.dst, badRequest("messages", "messages must hold at least one user or assistant message with content.")
 	}
+	if w.open == "assistant" && w.text >= 0 {
+		w.dst = trimPrefill(w.dst, w.text)
+	}
 	return append(w.dst, "]}]"...), nil
+}
+
+// trimPrefill drops the trailing whitespace of the text block at dst[at:], the last
+// block of a request that ends on the assistant's turn (a prefill the model continues):
+// the API refuses such a request ("final assistant content cannot end with trailing
+// whitespace"). OpenAI-compatible servers take it, and clients build prefills such as
+// "Answer: " or a code fence and newline.
+func trimPrefill(dst []byte, at int) []byte {
+	raw := dst[at+len(`{"type":"text","text":`) : len(dst)-1]
+	s, ok := jsonscan.AppendUnquote(nil, raw)
+	if !ok {
+		return dst
+	}
+	t := bytes.TrimRightFunc(s, unicode.IsSpace)
+	if len(t) == len(s) {
+		return dst
+	}
+	dst = append(dst[:at], `{"type":"text","text":`...)
+	dst = jsonscan.AppendQuoteNoHTML(dst, b2s(t))
+	return append(dst, '}')
 }
 
 // content writes a message's content, a string or an array of parts, as blocks. Blank
@@ -347,6 +373,7 @@ func (w *turnWriter) content(raw json.RawMessage, i int, user bool) *requestErro
 	case jsonscan.IsString(raw):
 		if !isBlankString(raw) {
 			w.block()
+			w.text = len(w.dst)
 			w.dst = appendTextBlock(w.dst, raw)
 		}
 		return nil
@@ -363,11 +390,13 @@ func (w *turnWriter) content(raw json.RawMessage, i int, user bool) *requestErro
 		case p.Type == "text" && jsonscan.IsString(p.Text):
 			if !isBlankString(p.Text) {
 				w.block()
+				w.text = len(w.dst)
 				w.dst = appendTextBlock(w.dst, p.Text)
 			}
 		case p.Type == "refusal" && !user && jsonscan.IsString(p.Refusal):
 			if !isBlankString(p.Refusal) {
 				w.block()
+				w.text = len(w.dst)
 				w.dst = appendTextBlock(w.dst, p.Refusal)
 			}
 		case p.Type == "image_url" && user && p.ImageURL != nil:
