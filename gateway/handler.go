@@ -75,13 +75,15 @@ type request struct {
 
 	reqID     []byte
 	modelName []byte
-	backend   string
-	variant   string
-	status    int
-	attempts  int
-	usage     providers.Usage
-	ttft      time.Duration
-	errKind   string
+	// userBuf holds the "user" member unescaped, when it has escapes (user).
+	userBuf  []byte
+	backend  string
+	variant  string
+	status   int
+	attempts int
+	usage    providers.Usage
+	ttft     time.Duration
+	errKind  string
 	// streamAttempt counts a stream's attempt when the stream ends, by how it
 	// ended; streamErr is how the upstream failed it, when it did.
 	streamAttempt *metrics.Attempt
@@ -150,8 +152,8 @@ func (s *Server) acquireRequest() *request {
 
 func (r *request) release() {
 	rt := r.rt
-	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], out: r.out[:0], bodyBuf: r.bodyBuf[:0],
-		hijackFn: r.hijackFn, waitFn: r.waitFn}
+	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], userBuf: r.userBuf[:0], out: r.out[:0],
+		bodyBuf: r.bodyBuf[:0], hijackFn: r.hijackFn, waitFn: r.waitFn}
 	requestPool.Put(r)
 	if rt != nil {
 		rt.release()
@@ -353,15 +355,32 @@ func (r *request) stickyKey(ctx *fasthttp.RequestCtx) []byte {
 	case router.StickyHeader:
 		return ctx.Request.Header.Peek(st.Name)
 	case router.StickyUser:
-		if r.f.user[0] >= 0 {
-			return r.body[r.f.user[0]:r.f.user[1]]
-		}
+		return r.user()
 	case router.StickyAPIKey:
 		if r.key != nil {
 			return s2b(r.key.name)
 		}
 	}
 	return nil
+}
+
+// user is the body's "user" member as a string, nil without one: a user written with
+// escapes ("jos\u00e9", as Python's json.dumps writes it) or without is one sticky key
+// and one per: user bucket.
+func (r *request) user() []byte {
+	if r.f.user[0] < 0 {
+		return nil
+	}
+	raw := r.body[r.f.user[0]:r.f.user[1]]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw
+	}
+	u, ok := jsonscan.AppendUnescape(r.userBuf[:0], raw)
+	if !ok {
+		return raw
+	}
+	r.userBuf = u
+	return u
 }
 
 // send tries the planned route, then its retries, then the fallbacks, all before any
@@ -573,9 +592,7 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	if r.key != nil {
 		r.subj.APIKey = s2b(r.key.name)
 	}
-	if r.f.user[0] >= 0 {
-		r.subj.User = r.body[r.f.user[0]:r.f.user[1]]
-	}
+	r.subj.User = r.user()
 	est := r.f.maxTokens
 	if est == 0 {
 		est = ep.defaultMaxTokens

@@ -122,6 +122,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	req.Header.SetMethodBytes(strPost)
 	t.setRequestURL(req, Chat)
 	req.Header.SetContentTypeBytes(strJSON)
+	req.Header.SetBytesKV(strAcceptEncoding, strIdentity)
 	if a.key != nil {
 		req.Header.SetBytesKV(strXAPIKey, a.key)
 	}

@@ -54,6 +54,11 @@ var (
 	strPost        = []byte("POST")
 	strAuthz       = []byte("Authorization")
 	strEventStream = []byte("text/event-stream")
+	// Sent with every request: without an Accept-Encoding the upstream (or a proxy
+	// in front of it) may code the answer as it likes (RFC 9110, 12.5.3), and the
+	// gateway reads usage from the body and passes it on uncoded.
+	strAcceptEncoding = []byte("Accept-Encoding")
+	strIdentity       = []byte("identity")
 )
 
 // Send implements Provider.
@@ -64,6 +69,7 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	req.Header.SetMethodBytes(strPost)
 	t.setRequestURL(req, call.Kind)
 	req.Header.SetContentTypeBytes(strJSON)
+	req.Header.SetBytesKV(strAcceptEncoding, strIdentity)
 	if o.auth != nil {
 		req.Header.SetBytesKV(strAuthz, o.auth)
 	}

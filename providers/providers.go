@@ -288,7 +288,8 @@ var hopHeaders = []string{
 }
 
 // copyForwardHeaders copies the client's headers into up, without hop-by-hop headers or
-// credentials. Accept-Encoding is dropped so usage can be read from the body.
+// credentials. The client's Accept-Encoding is dropped: the gateway asks for an uncoded
+// answer, to read usage from it.
 func copyForwardHeaders(up *fasthttp.RequestHeader, client *fasthttp.RequestHeader) {
 	if client == nil {
 		return

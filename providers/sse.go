@@ -140,7 +140,11 @@ func (s *sseReader) field(line []byte) (bool, error) {
 			return false, errEventTooLarge
 		}
 		if len(s.data) > 0 {
-			s.data = append(s.data, '\n')
+			// The spec joins data lines with a newline. Every event passed on is a
+			// JSON object, where a line break can only stand between tokens, so a
+			// space joins them the same; a newline would end the data: line the
+			// relay writes, and the client would read half an object.
+			s.data = append(s.data, ' ')
 		}
 		s.data = append(s.data, value...)
 		return true, nil
