@@ -47,7 +47,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 	switch {
 	case op == adminReload:
 		if method != "POST" {
-			writeError(&ctx.Response, &errMethod)
+			writeError(&ctx.Response, methodNotAllowed(ctx, strPost))
 			return
 		}
 		if err := s.Reload(); err != nil {
@@ -62,20 +62,20 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		writeJSON(ctx, 200, map[string]any{"status": "reloaded"})
 	case op == adminList:
 		if method != "GET" {
-			writeError(&ctx.Response, &errMethod)
+			writeError(&ctx.Response, methodNotAllowed(ctx, strGet))
 			return
 		}
 		writeJSON(ctx, 200, map[string]any{"endpoints": s.endpointViews(rt, s.router.Snapshot()), "leader": s.router.Leader()})
 	case op == adminView:
 		if method != "GET" {
-			writeError(&ctx.Response, &errMethod)
+			writeError(&ctx.Response, methodNotAllowed(ctx, strGet))
 			return
 		}
 		snap, err := s.router.EndpointSnapshot(name)
 		s.writeRouting(ctx, rt, snap, err)
 	case op == adminCanary:
 		if method != "POST" {
-			writeError(&ctx.Response, &errMethod)
+			writeError(&ctx.Response, methodNotAllowed(ctx, strPost))
 			return
 		}
 		var do func(context.Context, string) (router.EndpointSnapshot, error)
@@ -99,7 +99,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		s.writeRouting(ctx, rt, snap, err)
 	case op == adminWeights:
 		if method != "PUT" && method != "POST" {
-			writeError(&ctx.Response, &errMethod)
+			writeError(&ctx.Response, methodNotAllowed(ctx, strPutPost))
 			return
 		}
 		var weights map[string]int

@@ -76,7 +76,7 @@ func TestAccessLogAllocs(t *testing.T) {
 func TestClientIPAllocs(t *testing.T) {
 	trusted, _ := parseTrustedProxies([]string{"10.0.0.0/8"})
 	peer := net.ParseIP("10.1.2.3")
-	xff := []byte("198.51.100.1, 2001:db8::7, 10.0.0.4")
+	xff := [][]byte{[]byte("198.51.100.1, 2001:db8::7"), []byte("10.0.0.4")}
 	var buf [16]byte
 	if n := testing.AllocsPerRun(100, func() { clientIP(peer, xff, trusted, &buf) }); n != 0 {
 		t.Fatalf("%.1f allocations per request", n)

@@ -39,15 +39,17 @@ func (t trustedProxies) has(a netip.Addr) bool {
 	return false
 }
 
-var hdrForwardedFor = []byte("X-Forwarded-For")
+const hdrForwardedFor = "X-Forwarded-For"
 
 // clientIP is the address a request counts against for per: ip limits: the
 // connection's peer, or, when that peer is a trusted proxy, the rightmost address of
 // X-Forwarded-For that is not itself a trusted proxy (addresses a client put on the
-// left cannot move it). An element that is not an address ends the walk at the last
-// trusted hop. IPv4 is always in its 4-byte form, so one client has one bucket however
-// it connects. The result may view buf.
-func clientIP(peer net.IP, xff []byte, trusted trustedProxies, buf *[16]byte) []byte {
+// left cannot move it). xff holds the header's lines in order: several lines are one
+// list joined by commas (RFC 9110, 5.3), and a proxy that adds a line of its own after
+// the client's (HAProxy's option forwardfor) has the rightmost say. An element that is
+// not an address ends the walk at the last trusted hop. IPv4 is always in its 4-byte
+// form, so one client has one bucket however it connects. The result may view buf.
+func clientIP(peer net.IP, xff [][]byte, trusted trustedProxies, buf *[16]byte) []byte {
 	if ip4 := peer.To4(); ip4 != nil {
 		peer = ip4
 	}
@@ -59,21 +61,25 @@ func clientIP(peer net.IP, xff []byte, trusted trustedProxies, buf *[16]byte) []
 		return peer
 	}
 	client := a.Unmap()
-	for len(xff) > 0 {
-		var elem []byte
-		if i := bytes.LastIndexByte(xff, ','); i >= 0 {
-			elem, xff = xff[i+1:], xff[:i]
-		} else {
-			elem, xff = xff, nil
-		}
-		elem = bytes.TrimSpace(elem)
-		hop, err := netip.ParseAddr(b2s(elem))
-		if err != nil || hop.Zone() != "" {
-			break
-		}
-		client = hop.Unmap()
-		if !trusted.has(client) {
-			break
+walk:
+	for n := len(xff) - 1; n >= 0; n-- {
+		line := xff[n]
+		for len(line) > 0 {
+			var elem []byte
+			if i := bytes.LastIndexByte(line, ','); i >= 0 {
+				elem, line = line[i+1:], line[:i]
+			} else {
+				elem, line = line, nil
+			}
+			elem = bytes.TrimSpace(elem)
+			hop, err := netip.ParseAddr(b2s(elem))
+			if err != nil || hop.Zone() != "" {
+				break walk
+			}
+			client = hop.Unmap()
+			if !trusted.has(client) {
+				break walk
+			}
 		}
 	}
 	if client.Is4() {

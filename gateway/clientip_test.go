@@ -32,11 +32,19 @@ func TestClientIP(t *testing.T) {
 		{"v4-mapped peer is trusted as IPv4", "::ffff:10.1.2.3", "203.0.113.5", trusted, "203.0.113.5"},
 		{"v4-mapped hop in the header", "10.1.2.3", "::ffff:203.0.113.5", trusted, "203.0.113.5"},
 		{"spaces and empty elements", "10.1.2.3", " 203.0.113.5 ,", trusted, "10.1.2.3"},
+		// Several header lines (here split by \n) are one list.
+		{"a proxy's own line after the client's", "10.1.2.3", "6.6.6.1\n203.0.113.5", trusted, "203.0.113.5"},
+		{"trusted hops across lines", "10.1.2.3", "6.6.6.1, 203.0.113.5\n10.0.0.7\n10.0.0.8, 10.0.0.9", trusted, "203.0.113.5"},
+		{"garbage in a later line ends the walk", "10.1.2.3", "203.0.113.5\nunknown", trusted, "10.1.2.3"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var buf [16]byte
-			got := net.IP(clientIP(net.ParseIP(c.peer), []byte(c.xff), c.trusted, &buf))
+			var xff [][]byte
+			for line := range strings.SplitSeq(c.xff, "\n") {
+				xff = append(xff, []byte(line))
+			}
+			got := net.IP(clientIP(net.ParseIP(c.peer), xff, c.trusted, &buf))
 			want := net.ParseIP(c.want)
 			if !got.Equal(want) {
 				t.Fatalf("clientIP = %v, want %v", got, want)
@@ -54,7 +62,7 @@ func TestClientIP(t *testing.T) {
 func BenchmarkClientIP(b *testing.B) {
 	trusted, _ := parseTrustedProxies([]string{"10.0.0.0/8", "172.16.0.0/12"})
 	peer := net.ParseIP("10.1.2.3")
-	xff := []byte("198.51.100.1, 10.0.0.4")
+	xff := [][]byte{[]byte("198.51.100.1, 10.0.0.4")}
 	var buf [16]byte
 	b.ReportAllocs()
 	for b.Loop() {

@@ -17,25 +17,29 @@ type apiError struct {
 
 // The errors the gateway itself answers with. Messages never hold keys or prompts.
 var (
-	errMalformed     = apiError{400, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."}
-	errNotObject     = apiError{400, "invalid_request_error", "invalid_json", "", "The request body must be a JSON object."}
-	errNoModel       = apiError{400, "invalid_request_error", "missing_model", "model", "You must provide a model parameter."}
-	errModelType     = apiError{400, "invalid_request_error", "invalid_type", "model", "The model parameter must be a string."}
-	errStreamType    = apiError{400, "invalid_request_error", "invalid_type", "stream", "The stream parameter must be a boolean."}
-	errTooLarge      = apiError{413, "invalid_request_error", "request_too_large", "", "The request body is larger than this gateway accepts."}
-	errNoKey         = apiError{401, "authentication_error", "missing_api_key", "", "You didn't provide an API key. Send it in the Authorization header as Bearer YOUR_KEY."}
-	errBadKey        = apiError{401, "authentication_error", "invalid_api_key", "", "Incorrect API key provided."}
-	errNotFound      = apiError{404, "invalid_request_error", "not_found", "", "Unknown request URL. Please check the URL and method."}
-	errMethod        = apiError{405, "invalid_request_error", "method_not_allowed", "", "This URL does not accept that HTTP method."}
-	errUpstreamDown  = apiError{502, "server_error", "upstream_unreachable", "", "The upstream model server could not be reached."}
-	errUpstreamBad   = apiError{502, "server_error", "upstream_bad_response", "", "The upstream model server sent an invalid response."}
-	errUpstreamSlow  = apiError{504, "server_error", "upstream_timeout", "", "The upstream model server did not answer in time."}
-	errInternal      = apiError{500, "server_error", "internal_error", "", "The gateway failed to handle the request."}
-	errShuttingDown  = apiError{503, "server_error", "shutting_down", "", "The gateway is shutting down; retry on another replica."}
-	errOverloaded    = apiError{503, "server_error", "overloaded", "", "The gateway is serving too many requests at once; retry shortly."}
-	errUpstreamBusy  = apiError{503, "server_error", "upstream_overloaded", "", "Every upstream replica is at its concurrency limit; retry shortly."}
-	errNoTarget      = apiError{503, "server_error", "no_healthy_upstream", "", "No upstream replica is in service for this model."}
-	errUnsupportedOp = apiError{400, "invalid_request_error", "unsupported_operation", "model", "This backend does not support the operation."}
+	errMalformed  = apiError{400, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."}
+	errNotObject  = apiError{400, "invalid_request_error", "invalid_json", "", "The request body must be a JSON object."}
+	errNoModel    = apiError{400, "invalid_request_error", "missing_model", "model", "You must provide a model parameter."}
+	errModelType  = apiError{400, "invalid_request_error", "invalid_type", "model", "The model parameter must be a string."}
+	errStreamType = apiError{400, "invalid_request_error", "invalid_type", "stream", "The stream parameter must be a boolean."}
+	errTooLarge   = apiError{413, "invalid_request_error", "request_too_large", "", "The request body is larger than this gateway accepts."}
+	errNoKey      = apiError{401, "authentication_error", "missing_api_key", "", "You didn't provide an API key. Send it in the Authorization header as Bearer YOUR_KEY."}
+	errBadKey     = apiError{401, "authentication_error", "invalid_api_key", "", "Incorrect API key provided."}
+	errNotFound   = apiError{404, "invalid_request_error", "not_found", "", "Unknown request URL. Please check the URL and method."}
+	errMethod     = apiError{405, "invalid_request_error", "method_not_allowed", "", "This URL does not accept that HTTP method."}
+	errUnreadable = apiError{400, "invalid_request_error", "bad_request", "", "The HTTP request could not be read."}
+	// fasthttp reads the request line and headers into server.go's ReadBufferSize.
+	errHeaderTooLarge = apiError{431, "invalid_request_error", "request_header_too_large", "", "The request's headers are over 8 KiB."}
+	errReadTimeout    = apiError{408, "invalid_request_error", "request_timeout", "", "The request was not read in full within the server's read_timeout."}
+	errUpstreamDown   = apiError{502, "server_error", "upstream_unreachable", "", "The upstream model server could not be reached."}
+	errUpstreamBad    = apiError{502, "server_error", "upstream_bad_response", "", "The upstream model server sent an invalid response."}
+	errUpstreamSlow   = apiError{504, "server_error", "upstream_timeout", "", "The upstream model server did not answer in time."}
+	errInternal       = apiError{500, "server_error", "internal_error", "", "The gateway failed to handle the request."}
+	errShuttingDown   = apiError{503, "server_error", "shutting_down", "", "The gateway is shutting down; retry on another replica."}
+	errOverloaded     = apiError{503, "server_error", "overloaded", "", "The gateway is serving too many requests at once; retry shortly."}
+	errUpstreamBusy   = apiError{503, "server_error", "upstream_overloaded", "", "Every upstream replica is at its concurrency limit; retry shortly."}
+	errNoTarget       = apiError{503, "server_error", "no_healthy_upstream", "", "No upstream replica is in service for this model."}
+	errUnsupportedOp  = apiError{400, "invalid_request_error", "unsupported_operation", "model", "This backend does not support the operation."}
 )
 
 // appendError renders {"error":{"message","type","param","code"}}.

@@ -188,16 +188,15 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 // whose body has no model (kind is then the endpoint's).
 func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invocation []byte) {
 	if !ctx.IsPost() {
-		ownAnswer(ctx)
-		writeError(&ctx.Response, &errMethod)
+		s.ownRequest(ctx).fail(ctx, methodNotAllowed(ctx, strPost))
 		return
 	}
 	r := s.acquireRequest()
 	r.start = time.Now()
 	r.setRequestID(ctx)
 	if !s.bind(r) {
-		writeError(&ctx.Response, &errShuttingDown)
-		r.finish(ctx, 503)
+		r.setClient(ctx)
+		r.fail(ctx, &errShuttingDown)
 		return
 	}
 	r.setClient(ctx)
@@ -210,8 +209,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	r.body = ctx.Request.Body()
 	// fasthttp enforces the limit in force at start; a reload may lower it.
 	if len(r.body) > r.rt.maxBody {
-		writeError(&ctx.Response, &errTooLarge)
-		r.finish(ctx, errTooLarge.status)
+		r.fail(ctx, &errTooLarge)
 		return
 	}
 	if invocation != nil {
@@ -221,29 +219,24 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 			// that endpoint names cannot be listed by probing.
 			if r.rt.authKeys {
 				if _, e := authenticate(r.rt, &ctx.Request.Header); e != nil {
-					writeError(&ctx.Response, e)
-					r.finish(ctx, e.status)
+					r.fail(ctx, e)
 					return
 				}
 			}
 			e := modelNotFound(invocation)
-			writeError(&ctx.Response, &e)
-			r.finish(ctx, e.status)
+			r.fail(ctx, &e)
 			return
 		}
 		kind = ep.kind
 		var e *apiError
 		if r.bodyBuf, e = invocationBody(r.bodyBuf[:0], invocation, r.body); e != nil {
-			writeError(&ctx.Response, e)
-			r.finish(ctx, e.status)
+			r.fail(ctx, e)
 			return
 		}
 		r.body = r.bodyBuf
 	}
 	if e := r.run(ctx, kind); e != nil {
-		r.errKind = e.code
-		writeError(&ctx.Response, e)
-		r.finish(ctx, e.status)
+		r.fail(ctx, e)
 		return
 	}
 	if r.stream != nil {
@@ -254,6 +247,42 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	}
 	r.finish(ctx, ctx.Response.StatusCode())
 }
+
+// fail answers the request with e and records it.
+func (r *request) fail(ctx *fasthttp.RequestCtx, e *apiError) {
+	r.errKind = e.code
+	writeError(&ctx.Response, e)
+	r.finish(ctx, e.status)
+}
+
+// ownRequest starts a request the gateway answers itself, outside the API pipeline (a
+// model listing, an unknown path, a wrong method, a request it could not read), with
+// the pipeline's bookkeeping: its request ID and client address now, and, once it is
+// answered (fail, or finish with the status set), its metrics (endpoint "unknown") and
+// access log line. Its runtime is nil while the gateway shuts down.
+func (s *Server) ownRequest(ctx *fasthttp.RequestCtx) *request {
+	r := s.acquireRequest()
+	r.start = time.Now()
+	r.setRequestID(ctx)
+	s.bind(r)
+	r.setClient(ctx)
+	return r
+}
+
+// methodNotAllowed is the 405 answer, with the Allow header naming the methods the
+// path takes.
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow []byte) *apiError {
+	ctx.Response.Header.SetBytesKV(hdrAllow, allow)
+	return &errMethod
+}
+
+var (
+	hdrAllow   = []byte("Allow")
+	strPost    = []byte("POST")
+	strGetHead = []byte("GET, HEAD")
+	strGet     = []byte("GET")
+	strPutPost = []byte("PUT, POST")
+)
 
 // bind pins the request to the live runtime.
 func (s *Server) bind(r *request) bool {
@@ -752,11 +781,15 @@ func (r *request) setRequestID(ctx *fasthttp.RequestCtx) {
 // setClient notes the client's address: the peer, or behind the runtime's trusted
 // proxies the one X-Forwarded-For names.
 func (r *request) setClient(ctx *fasthttp.RequestCtx) {
-	var xff []byte
-	if len(r.rt.trusted) > 0 {
-		xff = ctx.Request.Header.PeekBytes(hdrForwardedFor)
+	var xff [][]byte
+	var trusted trustedProxies
+	if r.rt != nil {
+		trusted = r.rt.trusted
 	}
-	ip := clientIP(ctx.RemoteIP(), xff, r.rt.trusted, &r.ipBuf)
+	if len(trusted) > 0 {
+		xff = ctx.Request.Header.PeekAll(hdrForwardedFor)
+	}
+	ip := clientIP(ctx.RemoteIP(), xff, trusted, &r.ipBuf)
 	r.client = r.ipBuf[:copy(r.ipBuf[:], ip)]
 }
 
@@ -806,55 +839,58 @@ var prefixModels = []byte("/v1/models/")
 // serveModel answers GET /v1/models/{id}: the endpoint as OpenAI's model object, or
 // 404 when there is none or the caller's key may not use it.
 func (s *Server) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
-	rt, key, ok := s.modelsCaller(ctx)
-	if !ok {
+	r := s.ownRequest(ctx)
+	key, e := r.modelsCaller(ctx)
+	if e != nil {
+		r.fail(ctx, e)
 		return
 	}
-	ep := rt.endpoints[string(id)]
+	ep := r.rt.endpoints[string(id)]
 	if ep == nil || key != nil && !key.allowed[ep.idx] {
 		e := modelNotFound(id)
-		writeError(&ctx.Response, &e)
+		r.fail(ctx, &e)
 		return
 	}
 	ctx.Response.Header.SetContentTypeBytes(strModelsJSON)
-	ctx.Response.SetBodyRaw(rt.appendModel(nil, ep.name))
+	ctx.Response.SetBodyRaw(r.rt.appendModel(nil, ep.name))
+	r.finish(ctx, 200)
 }
 
 // serveModels answers GET /v1/models: the endpoints the caller's key may use.
 func (s *Server) serveModels(ctx *fasthttp.RequestCtx) {
-	rt, key, ok := s.modelsCaller(ctx)
-	if !ok {
+	r := s.ownRequest(ctx)
+	key, e := r.modelsCaller(ctx)
+	if e != nil {
+		r.fail(ctx, e)
 		return
 	}
-	body := rt.models
+	body := r.rt.models
 	if key != nil {
 		body = key.models
 	}
 	ctx.Response.Header.SetContentTypeBytes(strModelsJSON)
 	ctx.Response.SetBodyRaw(body)
+	r.finish(ctx, 200)
 }
 
 // modelsCaller checks a models request (method, the running config, the client's key
-// when keys are on) and answers it itself when it fails; key is nil without keys.
-func (s *Server) modelsCaller(ctx *fasthttp.RequestCtx) (rt *runtime, key *clientKey, ok bool) {
-	ownAnswer(ctx)
-	if !ctx.IsGet() {
-		writeError(&ctx.Response, &errMethod)
-		return nil, nil, false
+// when keys are on); key is nil without keys.
+func (r *request) modelsCaller(ctx *fasthttp.RequestCtx) (key *clientKey, e *apiError) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		return nil, methodNotAllowed(ctx, strGetHead)
 	}
-	if rt = s.rt.Load(); rt == nil {
-		writeError(&ctx.Response, &errShuttingDown)
-		return nil, nil, false
+	if r.rt == nil {
+		return nil, &errShuttingDown
 	}
-	if rt.authKeys {
-		k, e := authenticate(rt, &ctx.Request.Header)
+	if r.rt.authKeys {
+		k, e := authenticate(r.rt, &ctx.Request.Header)
 		if e != nil {
-			writeError(&ctx.Response, e)
-			return nil, nil, false
+			return nil, e
 		}
+		r.key = k
 		key = k
 	}
-	return rt, key, true
+	return key, nil
 }
 
 func (r *request) nextEvent() {

@@ -401,36 +401,43 @@ func (s *Server) serveOther(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	ownAnswer(ctx)
-	switch {
-	case string(path) == "/health":
+	if string(path) == "/health" {
+		// A probe: answered, not counted as a request.
+		ownAnswer(ctx)
 		ctx.Response.Header.SetContentTypeBytes(strJSON)
 		ctx.Response.SetBodyString(`{"status":"OK"}`)
+		return
+	}
+	r := s.ownRequest(ctx)
+	switch {
 	case string(path) == "/api/2.0/endpoints" || bytes.HasPrefix(path, prefixAPIList):
-		if !ctx.IsGet() {
-			writeError(&ctx.Response, &errMethod)
+		if !ctx.IsGet() && !ctx.IsHead() {
+			r.fail(ctx, methodNotAllowed(ctx, strGetHead))
 			return
 		}
-		s.serveMLflowEndpoints(ctx, bytes.TrimPrefix(bytes.TrimPrefix(path, []byte("/api/2.0/endpoints")), []byte("/")))
+		if e := r.serveMLflowEndpoints(ctx, bytes.TrimPrefix(bytes.TrimPrefix(path, []byte("/api/2.0/endpoints")), []byte("/"))); e != nil {
+			r.fail(ctx, e)
+			return
+		}
+		r.finish(ctx, ctx.Response.StatusCode())
 	default:
-		writeError(&ctx.Response, &errNotFound)
+		r.fail(ctx, &errNotFound)
 	}
 }
 
 // serveMLflowEndpoints lists endpoints (or shows one) as MLflow's gateway does.
-func (s *Server) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) {
-	rt := s.rt.Load()
+func (r *request) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) *apiError {
+	rt := r.rt
 	if rt == nil {
-		writeError(&ctx.Response, &errShuttingDown)
-		return
+		return &errShuttingDown
 	}
 	var allowed []bool
 	if rt.authKeys {
 		k, e := authenticate(rt, &ctx.Request.Header)
 		if e != nil {
-			writeError(&ctx.Response, e)
-			return
+			return e
 		}
+		r.key = k
 		allowed = k.allowed
 	}
 	var b []byte
@@ -442,7 +449,8 @@ func (s *Server) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) {
 			b = append(b, `{"detail":`...)
 			b = jsonscan.AppendQuote(b, "The endpoint '"+string(name)+"' is not present or active on the server. Please verify the endpoint name.")
 			ctx.SetBody(append(b, '}'))
-			return
+			r.errKind = "model_not_found"
+			return nil
 		}
 		b = appendMLflowEndpoint(b, &rt.cfg.Endpoints[ep.idx], rt.cfg)
 	} else {
@@ -462,6 +470,7 @@ func (s *Server) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) {
 	}
 	ctx.Response.Header.SetContentTypeBytes(strJSON)
 	ctx.SetBody(b)
+	return nil
 }
 
 func appendMLflowEndpoint(b []byte, ec *EndpointConfig, cfg *Config) []byte {

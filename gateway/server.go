@@ -212,16 +212,19 @@ func (s *Server) install(rt *runtime) {
 
 // serveParseError answers requests fasthttp could not read, in OpenAI's error shape.
 func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
-	var e *apiError
+	e := &errUnreadable
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = &errTooLarge
-	default:
-		e = &apiError{400, "invalid_request_error", "bad_request", "", "The HTTP request could not be read."}
+	case errors.As(err, &small):
+		e = &errHeaderTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		e = &errReadTimeout
 	}
-	ownAnswer(ctx)
-	writeError(&ctx.Response, e)
 	ctx.SetConnectionClose()
+	s.ownRequest(ctx).fail(ctx, e)
 }
 
 // Listen opens both listeners; Addr and AdminAddr are valid after it.

@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/promtest"
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// exchange writes raw on a fresh connection to addr and reads one response.
+func exchange(t *testing.T, addr, raw string) (*http.Response, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// TestMethodNotAllowedNamesAllow: a 405 carries the Allow header naming the methods
+// the path takes (RFC 9110 §15.5.6), on the API and the admin listener.
+func TestMethodNotAllowedNamesAllow(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	g := startGateway(t, mockConfig(up, "", ""))
+	tests := []struct {
+		name, method, url, allow string
+	}{
+		{"GET chat", "GET", g.url + "/v1/chat/completions", "POST"},
+		{"HEAD chat", "HEAD", g.url + "/v1/chat/completions", "POST"},
+		{"OPTIONS chat", "OPTIONS", g.url + "/v1/chat/completions", "POST"},
+		{"GET embeddings", "GET", g.url + "/v1/embeddings", "POST"},
+		{"POST models", "POST", g.url + "/v1/models", "GET"},
+		{"GET admin reload", "GET", "http://" + g.AdminAddr() + "/admin/reload", "POST"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, tc.url, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 405 {
+				t.Fatalf("status %d, want 405", resp.StatusCode)
+			}
+			if allow := resp.Header.Get("Allow"); !strings.Contains(allow, tc.allow) {
+				t.Errorf("405 with Allow %q, want it to list %s (RFC 9110 §15.5.6); header %v", allow, tc.allow, resp.Header)
+			}
+		})
+	}
+}
+
+// TestPerIPLimitForwardedForLines: HTTP allows a list header to come as several
+// lines, which mean the same as one comma-joined line in order (RFC 9110 §5.3);
+// HAProxy's `option forwardfor`, among others, adds its own X-Forwarded-For line
+// after the one the client sent. Read from the first line only, the one the client
+// wrote, any client behind such a proxy would pick its own per: ip bucket and its
+// access-log client_ip.
+func TestPerIPLimitForwardedForLines(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	limits := `
+  - name: limited
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: ip, requests: 2, window: minute}]
+`
+	g := startGateway(t, strings.Replace(mockConfig(up, "", limits), "max_body_bytes: 64KiB,",
+		`max_body_bytes: 64KiB, trusted_proxies: ["127.0.0.0/8"],`, 1))
+	body := `{"model":"limited","messages":[{"role":"user","content":"hi"}]}`
+	var got []int
+	for i := 1; i <= 3; i++ {
+		// The client 203.0.113.5 sends a forged line; the trusted proxy (loopback)
+		// adds the line naming the real client after it.
+		raw := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+			"X-Request-Id: xff-" + strconv.Itoa(i) + "\r\n" +
+			"X-Forwarded-For: 6.6.6." + strconv.Itoa(i) + "\r\n" +
+			"X-Forwarded-For: 203.0.113.5\r\n" +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+		resp, _ := exchange(t, g.Addr(), raw)
+		got = append(got, resp.StatusCode)
+	}
+	if got[2] != 429 {
+		t.Errorf("one client (203.0.113.5) behind the trusted proxy made 3 requests against a limit of 2/minute: statuses %v, want the third refused with 429", got)
+	}
+	if logs := g.logs.String(); strings.Contains(logs, `"client_ip":"6.6.6.`) || !strings.Contains(logs, `"client_ip":"203.0.113.5"`) {
+		t.Errorf("access log shows the client-forged address, want 203.0.113.5 (the proxy's line):\n%s", logs)
+	}
+}
+
+// TestUnreadableRequestStatus: a request that cannot be read gets the status that says
+// why: 431 for request headers over the 8 KiB read buffer (RFC 6585) and 408 for a
+// request not read within server.read_timeout (RFC 9110 §15.5.9; the official OpenAI
+// SDKs retry 408, never 400).
+func TestUnreadableRequestStatus(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	g := startGateway(t, strings.Replace(mockConfig(up, "", ""), "shutdown_grace: 5s}",
+		"shutdown_grace: 5s, read_timeout: 300ms}", 1))
+	body := `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
+	t.Run("headers too large", func(t *testing.T) {
+		raw := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nCookie: " +
+			strings.Repeat("a", 9000) + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+		resp, b := exchange(t, g.Addr(), raw)
+		if resp.StatusCode != 431 {
+			t.Errorf("status %d, want 431 Request Header Fields Too Large: %s", resp.StatusCode, b)
+		}
+	})
+	t.Run("body stalls past read_timeout", func(t *testing.T) {
+		raw := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+			strconv.Itoa(len(body)) + "\r\n\r\n" + body[:10]
+		resp, b := exchange(t, g.Addr(), raw)
+		if resp.StatusCode != 408 {
+			t.Errorf("status %d, want 408 Request Timeout: %s", resp.StatusCode, b)
+		}
+	})
+}
+
+// requestsTotal is the sum of tollgate_requests_total over every series.
+func requestsTotal(t *testing.T, g *gw) float64 {
+	t.Helper()
+	fams, err := promtest.Scrape("http://" + g.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := promtest.Sum(fams, "tollgate_requests_total", nil)
+	return v
+}
+
+// TestEveryRequestCounted: every request is counted in tollgate_requests_total and
+// has an access log line, the answers the gateway makes outside the API pipeline too
+// (fasthttp's read errors, such as a body over the read limit, the unknown-URL 404,
+// the 405, the model list).
+func TestEveryRequestCounted(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	// 4 KiB: the read limit (2*max_body_bytes + 1 MiB) is then about 1 MiB.
+	g := startGateway(t, strings.Replace(mockConfig(up, "", ""), "max_body_bytes: 64KiB,", "max_body_bytes: 4KiB,", 1))
+	tests := []struct {
+		name string
+		raw  string
+		want int
+	}{
+		{"413 body over the read limit",
+			"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-Id: rm-413\r\nContent-Length: 3000000\r\n\r\n",
+			413},
+		{"404 unknown URL",
+			"POST /v1/chat/completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-Id: rm-404\r\nContent-Length: 2\r\n\r\n{}",
+			404},
+		{"405 wrong method",
+			"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-Id: rm-405\r\n\r\n",
+			405},
+		{"200 model list",
+			"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Request-Id: rm-models\r\n\r\n",
+			200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := requestsTotal(t, g)
+			resp, b := exchange(t, g.Addr(), tc.raw)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, b)
+			}
+			id := resp.Header.Get("X-Request-Id")
+			if after := requestsTotal(t, g); after != before+1 {
+				t.Errorf("tollgate_requests_total went from %v to %v, want one more", before, after)
+			}
+			if !strings.Contains(g.logs.String(), `"msg":"request","request_id":"`+id+`"`) {
+				t.Errorf("no access-log line for request %s", id)
+			}
+		})
+	}
+}
+
+// TestAccessLogErrorOfEarlyRefusals: the refusals answered before the pipeline runs
+// carry their error code in the access log too: a body over max_body_bytes (413
+// request_too_large) and an MLflow invocation of an unknown endpoint (404
+// model_not_found).
+func TestAccessLogErrorOfEarlyRefusals(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	g := startGateway(t, strings.Replace(mockConfig(up, "", ""), "max_body_bytes: 64KiB,", "max_body_bytes: 4KiB,", 1))
+	tests := []struct {
+		name, path, body string
+		status           int
+		code             string
+	}{
+		{"413 body over max_body_bytes", "/v1/chat/completions", `{"model":"chat","x":"` + strings.Repeat("a", 5000) + `"}`, 413, "request_too_large"},
+		{"404 unknown MLflow endpoint", "/endpoints/nosuch/invocations", `{"messages":[{"role":"user","content":"hi"}]}`, 404, "model_not_found"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "rm-err-" + strconv.Itoa(i)
+			resp, b := postRaw(t, http.DefaultClient, g.url+tc.path, tc.body, map[string]string{"X-Request-Id": id})
+			if resp.StatusCode != tc.status || !strings.Contains(string(b), `"code":"`+tc.code+`"`) {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			var line string
+			for _, l := range strings.Split(g.logs.String(), "\n") {
+				if strings.Contains(l, `"request_id":"`+id+`"`) {
+					line = l
+				}
+			}
+			if !strings.Contains(line, `"error":"`+tc.code+`"`) {
+				t.Errorf("access-log line of a %d %s, want error %q:\n%s", tc.status, tc.code, tc.code, line)
+			}
+		})
+	}
+}
