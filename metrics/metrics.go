@@ -72,6 +72,7 @@ type Metrics struct {
 	inFlight        *prometheus.GaugeVec
 	backendUp       *prometheus.GaugeVec
 	reloads         *prometheus.CounterVec
+	reloadOKGauge   prometheus.Gauge
 	limiterDegraded prometheus.Gauge
 	routeWeight     *prometheus.GaugeVec
 	canaryState     *prometheus.GaugeVec
@@ -139,6 +140,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "tollgate_config_reloads_total",
 		Help: "Configuration reloads, by result (success or error).",
 	}, []string{"result"}))
+	m.reloadOKGauge = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tollgate_config_last_reload_successful",
+		Help: "1 when the last configuration reload was applied (or none failed since start), 0 when it was refused and the previous configuration still runs.",
+	}))
+	m.reloadOKGauge.Set(1)
 	m.limiterDegraded = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tollgate_limiter_degraded",
 		Help: "1 while the limiter cannot reach its shared store and applies on_redis_error.",

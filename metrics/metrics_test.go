@@ -179,6 +179,7 @@ func TestExposition(t *testing.T) {
 		{"backend down", "tollgate_backend_up", map[string]string{"backend": "llama", "target": "10.0.0.2:8000"}, 0},
 		{"reloads ok", "tollgate_config_reloads_total", map[string]string{"result": "success"}, 2},
 		{"reloads failed", "tollgate_config_reloads_total", map[string]string{"result": "error"}, 1},
+		{"last reload applied", "tollgate_config_last_reload_successful", map[string]string{}, 1},
 		{"limiter degraded", "tollgate_limiter_degraded", map[string]string{}, 1},
 		{"stable weight", "tollgate_route_weight", map[string]string{"endpoint": "chat", "backend": "llama", "variant": "stable"}, 90},
 		{"canary weight", "tollgate_route_weight", map[string]string{"endpoint": "chat", "backend": "llama-v2", "variant": "canary"}, 10},

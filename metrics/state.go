@@ -120,13 +120,16 @@ func (m *Metrics) SetLimiterDegraded(degraded bool) {
 }
 
 // ConfigReloaded counts one configuration reload: result="error" when err is
-// not nil, else result="success".
+// not nil, else result="success"; the last one's result is kept in
+// tollgate_config_last_reload_successful.
 func (m *Metrics) ConfigReloaded(err error) {
 	if err != nil {
 		m.reloadErr.Inc()
+		m.reloadOKGauge.Set(0)
 		return
 	}
 	m.reloadOK.Inc()
+	m.reloadOKGauge.Set(1)
 }
 
 func boolValue(b bool) float64 {
