@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -220,7 +222,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	}
 	expandEnv(root, "", env, missingEnv, malformedEnv)
 	if isMLflow(root) {
-		expandMLflowEnv(root, env, envProblem)
+		expandMLflowEnv(root, "", env, malformedEnv)
 		fromMLflow(root, cfg, report)
 		if len(problems) == 0 {
 			cfg.applyDefaults()
@@ -777,18 +779,12 @@ type keyProblem interface {
 func (c *Config) problems() []string {
 	var out []string
 	add := func(key, problem string) {
-		out = append(out, c.path+":"+strconv.Itoa(c.lineOf(key))+": "+key+": "+problem)
+		out = append(out, c.problemAt(key, problem))
 	}
 	addErr := func(prefix string, err error) {
-		for _, e := range flatten(err) {
-			var kp keyProblem
-			if errors.As(e, &kp) {
-				add(join(prefix, kp.Key()), kp.Problem())
-			} else {
-				add(prefix, e.Error())
-			}
-		}
+		out = append(out, c.errProblems(prefix, err)...)
 	}
+	c.listenProblems(add)
 	if c.Server.MaxBodyBytes < 0 {
 		add("server.max_body_bytes", "must not be negative")
 	}
@@ -877,6 +873,7 @@ func (c *Config) problems() []string {
 			}
 		}
 	}
+	c.combinedLimitProblems(add)
 	if c.Auth.Mode == "keys" && len(c.Auth.Keys) == 0 {
 		add("auth.keys", "mode keys needs at least one key")
 	}
@@ -939,6 +936,97 @@ func (c *Config) problems() []string {
 		add("logging.format", "must be json or text")
 	}
 	return out
+}
+
+// problemAt is one problem of a key path, as FILE:LINE: key: what.
+func (c *Config) problemAt(key, problem string) string {
+	return c.path + ":" + strconv.Itoa(c.lineOf(key)) + ": " + key + ": " + problem
+}
+
+// errProblems lists the problems an error joins, each under prefix and, for a
+// keyProblem, its own key below it.
+func (c *Config) errProblems(prefix string, err error) []string {
+	var out []string
+	for _, e := range flatten(err) {
+		var kp keyProblem
+		if errors.As(e, &kp) {
+			out = append(out, c.problemAt(join(prefix, kp.Key()), kp.Problem()))
+		} else {
+			out = append(out, c.problemAt(prefix, e.Error()))
+		}
+	}
+	return out
+}
+
+// listenProblems checks server.listen and server.admin_listen as the listeners will
+// take them, so that validate refuses what serve could not listen on. The port must
+// be a number: a service name (:http) depends on the services database of the machine
+// that serves.
+func (c *Config) listenProblems(add func(key, problem string)) {
+	type addr struct {
+		key, host string
+		port      int
+	}
+	var ok []addr
+	for _, a := range []struct{ key, v string }{
+		{"server.listen", c.Server.Listen},
+		{"server.admin_listen", c.Server.AdminListen},
+	} {
+		host, port, err := net.SplitHostPort(a.v)
+		if err != nil {
+			var ae *net.AddrError
+			if errors.As(err, &ae) {
+				err = errors.New(ae.Err)
+			}
+			add(a.key, strconv.Quote(a.v)+" is not host:port ("+err.Error()+"; e.g. \":8080\" or \"127.0.0.1:9090\")")
+			continue
+		}
+		if port == "" {
+			add(a.key, strconv.Quote(a.v)+" has no port after the colon (0 picks a free port)")
+			continue
+		}
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			add(a.key, "port "+strconv.Quote(port)+" must be a number from 0 to 65535 (0 picks a free port)")
+			continue
+		}
+		ok = append(ok, addr{a.key, host, int(n)})
+	}
+	if len(ok) == 2 && ok[0].port == ok[1].port && ok[0].port != 0 && sameHost(ok[0].host, ok[1].host) {
+		add("server.admin_listen", "is on the same address and port as server.listen; give the admin listener its own port")
+	}
+}
+
+// sameHost reports whether two listen hosts may take the same address: equal, or
+// either one all addresses (empty, 0.0.0.0 or ::). Names are not resolved.
+func sameHost(a, b string) bool {
+	all := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return a == b || all(a) || all(b)
+}
+
+// combinedLimitProblems finds the keys whose limits, with those of an endpoint the
+// key may call, are more than apply to one request: both sets are checked on each of
+// the key's requests there.
+func (c *Config) combinedLimitProblems(add func(key, problem string)) {
+	for i, k := range c.Auth.Keys {
+		if len(k.Limits) == 0 || len(k.Limits) > limiter.MaxLimits {
+			continue
+		}
+		for _, e := range c.Endpoints {
+			n := len(k.Limits) + len(e.Limits)
+			if n <= limiter.MaxLimits || len(e.Limits) > limiter.MaxLimits || !k.mayCall(e.Name) {
+				continue
+			}
+			add("auth.keys["+strconv.Itoa(i)+"].limits", strconv.Itoa(len(k.Limits))+" limits here and "+
+				strconv.Itoa(len(e.Limits))+" of endpoint "+strconv.Quote(e.Name)+" make "+strconv.Itoa(n)+
+				" for one request; at most "+strconv.Itoa(limiter.MaxLimits)+" apply")
+		}
+	}
+}
+
+// mayCall reports whether the key may call the endpoint named name.
+func (k *KeyConfig) mayCall(name string) bool {
+	return len(k.Endpoints) == 0 || slices.Contains(k.Endpoints, "*") || slices.Contains(k.Endpoints, name)
 }
 
 // wsProblem is the problem of a key (a client's, its sha256, the admin token) with

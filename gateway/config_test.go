@@ -3,8 +3,11 @@ package gateway
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -495,5 +498,96 @@ tracing: {exporter: otlp-http, endpoint: "http://127.0.0.1:4318", headers: {"aut
 		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret[7:]) {
 			t.Errorf("the error quotes the secret: %v", err)
 		}
+	}
+}
+
+// POST /admin/reload on a config whose problem the runtime build would meet (a mock
+// option out of mockllm's bounds) answers 422 with problems that name file, line and
+// key, under the YAML key rather than mockllm's flag name.
+func TestAdminReloadProblemsNameFileLineKey(t *testing.T) {
+	good := `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: embed, type: embeddings, routes: [{backend: demo}]}
+logging: {level: error}
+`
+	g := startGateway(t, good)
+	bad := strings.Replace(good, "model: mock-1}", "model: mock-1, mock: {embedding_dim: 100000}}", 1)
+	if err := os.WriteFile(g.path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+g.AdminAddr()+"/admin/reload", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Problems []string `json:"problems"`
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &body); err != nil || resp.StatusCode != 422 || len(body.Problems) == 0 {
+		t.Fatalf("reload: %d %s; want 422 with problems", resp.StatusCode, raw)
+	}
+	for _, p := range body.Problems {
+		if !strings.HasPrefix(p, g.path+":") || !strings.Contains(p, "backends.demo.mock.embedding_dim") {
+			t.Errorf("problem %q does not name %s:LINE: backends.demo.mock.embedding_dim", p, g.path)
+		}
+	}
+}
+
+// A key's limits are combined only with those of the endpoints the key may call: a
+// key kept off an endpoint may carry limits that, with that endpoint's, would be more
+// than one request takes.
+func TestValidateKeyLimitsMeetOnlyAllowedEndpoints(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tollgate.yaml")
+	cfg := `
+auth:
+  keys:
+    - name: team-a
+      key: abc
+      endpoints: [embed]
+      limits:
+        - {per: api_key, requests: 10, window: second}
+        - {per: api_key, requests: 100, window: minute}
+        - {per: api_key, requests: 1000, window: hour}
+        - {per: api_key, requests: 10000, window: day}
+        - {per: api_key, tokens: 1000, window: minute}
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: demo}]
+    limits:
+      - {per: endpoint, requests: 10, window: second}
+      - {per: endpoint, requests: 100, window: minute}
+      - {per: endpoint, requests: 1000, window: hour}
+      - {per: endpoint, requests: 10000, window: day}
+  - {name: embed, type: embeddings, routes: [{backend: demo}]}
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A build error that names no key still names the config file, one problem a line.
+func TestBuildErrorNamesConfigFile(t *testing.T) {
+	err := inFile("tollgate.yaml", errors.New("first\nsecond"))
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a ConfigError", err)
+	}
+	want := []string{"tollgate.yaml: first", "tollgate.yaml: second"}
+	if strings.Join(ce.Problems, "|") != strings.Join(want, "|") {
+		t.Errorf("problems = %q, want %q", ce.Problems, want)
+	}
+	keyed := &ConfigError{Problems: []string{"tollgate.yaml:3: backends.x: what"}}
+	if got := inFile("tollgate.yaml", keyed); got != error(keyed) {
+		t.Errorf("a ConfigError was rewritten: %v", got)
 	}
 }

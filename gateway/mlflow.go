@@ -88,23 +88,40 @@ func isMLflow(root *yaml.Node) bool {
 var mlflowEnvRef = regexp.MustCompile(`^\$([A-Za-z_][A-Za-z0-9_]*)$`)
 
 // expandMLflowEnv reads `$VAR` values as MLflow does: a whole value naming a variable,
-// which must be set and not empty.
-func expandMLflowEnv(n *yaml.Node, env func(string) (string, bool), problem func(*yaml.Node, string)) {
+// which must be set and not empty. path is n's key path, for the messages, walked as
+// expandEnv walks it.
+func expandMLflowEnv(n *yaml.Node, path string, env func(string) (string, bool), problem func(n *yaml.Node, key, problem string)) {
 	if n.Kind == yaml.ScalarNode {
 		if m := mlflowEnvRef.FindStringSubmatch(n.Value); m != nil {
 			v, ok := env(m[1])
 			switch {
 			case !ok:
-				problem(n, "environment variable "+m[1]+" is not set")
+				problem(n, path, "environment variable "+m[1]+" is not set")
 			case v == "":
-				problem(n, "environment variable "+m[1]+" is empty")
+				problem(n, path, "environment variable "+m[1]+" is empty")
 			}
 			n.Value = v
 			n.Tag, n.Style = "", 0
 		}
 	}
-	for _, c := range n.Content {
-		expandMLflowEnv(c, env, problem)
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := path
+			if !isMergeKey(k) {
+				p = join(path, k.Value)
+			}
+			expandMLflowEnv(v, p, env, problem)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			expandMLflowEnv(c, path+"["+strconv.Itoa(i)+"]", env, problem)
+		}
+	default:
+		for _, c := range n.Content {
+			expandMLflowEnv(c, path, env, problem)
+		}
 	}
 }
 

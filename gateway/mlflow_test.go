@@ -55,7 +55,7 @@ func TestMLflowConfigErrors(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	want := []string{
-		"ml.yaml:10: environment variable MISSING is not set",
+		"ml.yaml:10: endpoints[1].model.config.openai_api_key: environment variable MISSING is not set",
 		"ml.yaml:12: endpoints[1].extra: unknown key",
 		"ml.yaml:5: endpoints[0].model.provider: provider \"cohere\" is not supported",
 		"ml.yaml:9: endpoints[1].endpoint_type: must be llm/v1/chat, llm/v1/completions or llm/v1/embeddings",
@@ -177,8 +177,8 @@ func TestMLflowAPIKeyErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct{ name, value, want string }{
-		{"unset variable", "$OPENAI_API_KEY", "ml.yaml:8: environment variable OPENAI_API_KEY is not set"},
-		{"empty variable", "$EMPTY", "ml.yaml:8: environment variable EMPTY is empty"},
+		{"unset variable", "$OPENAI_API_KEY", "ml.yaml:8: endpoints[0].model.config.openai_api_key: environment variable OPENAI_API_KEY is not set"},
+		{"empty variable", "$EMPTY", "ml.yaml:8: endpoints[0].model.config.openai_api_key: environment variable EMPTY is empty"},
 		{"empty file", empty, "ml.yaml:8: endpoints[0].model.config.openai_api_key: the key file is empty"},
 	}
 	for _, c := range cases {

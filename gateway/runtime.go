@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,7 +135,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		b, err := providers.NewWith(name, cfg.Backends[name], pools)
 		if err != nil {
 			rt.close()
-			return nil, err
+			return nil, cfg.buildError("backends."+name, err)
 		}
 		rt.backends[name] = b
 		rt.backendList = append(rt.backendList, b)
@@ -157,10 +158,11 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 	rt.serverSpecs[invocationKind] = tracing.ServerSpec("POST", "/endpoints/{name}/invocations")
 	for i, ec := range cfg.Endpoints {
 		kind, _ := kindOf(ec.Type)
+		ep := "endpoints[" + strconv.Itoa(i) + "]"
 		re, err := router.NewEndpoint(ec.Name, ec.Config, names)
 		if err != nil {
 			rt.close()
-			return nil, errors.Join(errors.New("endpoint "+ec.Name), err)
+			return nil, cfg.buildError(ep, err)
 		}
 		e := &endpoint{idx: i, name: ec.Name, kind: kind, timeout: ec.Timeout, routing: re, sticky: re.Sticky(),
 			m: m.Endpoint(ec.Name), attrs: tracing.NewEndpointAttrs(ec.Name, ec.Type), local: m.Route(ec.Name, metrics.None, metrics.None), backends: len(names)}
@@ -179,23 +181,30 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		e.rejections = map[string]prometheus.Counter{}
 		if e.policy, err = limiter.NewPolicy("endpoint:"+ec.Name, ec.Limits); err != nil {
 			rt.close()
-			return nil, errors.Join(errors.New("endpoint "+ec.Name+": limits"), err)
+			return nil, cfg.buildError(ep, err)
 		}
 		for _, l := range ec.Limits {
 			e.rejections[limitName(l)] = m.Rejection(ec.Name, limitName(l))
 		}
 		for ki, kc := range cfg.Auth.Keys {
+			key := "auth.keys[" + strconv.Itoa(ki) + "]"
 			kp, err := limiter.NewPolicy("key:"+kc.Name, kc.Limits)
 			if err != nil {
 				rt.close()
-				return nil, errors.Join(errors.New("auth.keys "+kc.Name+": limits"), err)
+				return nil, cfg.buildError(key, err)
 			}
 			if e.keyPolicies == nil {
 				e.keyPolicies = make([]*limiter.Policy, len(cfg.Auth.Keys))
 			}
-			if e.keyPolicies[ki], err = limiter.Combine(e.policy, kp); err != nil {
-				rt.close()
-				return nil, errors.Join(errors.New("auth.keys "+kc.Name+" with endpoint "+ec.Name), err)
+			// A key not allowed here is refused before any limit is taken: its
+			// limits are not combined, so they do not count against the most that
+			// apply to one request.
+			e.keyPolicies[ki] = e.policy
+			if kc.mayCall(ec.Name) {
+				if e.keyPolicies[ki], err = limiter.Combine(e.policy, kp); err != nil {
+					rt.close()
+					return nil, cfg.buildError(key+".limits", errors.New("with endpoint "+strconv.Quote(ec.Name)+": "+err.Error()))
+				}
 			}
 			for _, l := range kc.Limits {
 				e.rejections[limitName(l)] = m.Rejection(ec.Name, limitName(l))
@@ -232,11 +241,21 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		k.models = rt.modelsBody(k.allowed)
 		if _, dup := rt.keys[k.hash]; dup {
 			rt.close()
-			return nil, errors.New("auth.keys: two keys are the same (" + kc.Name + ")")
+			return nil, cfg.buildError("auth.keys["+strconv.Itoa(ki)+"]", errors.New("same key as another entry"))
 		}
 		rt.keys[k.hash] = k
 	}
 	return rt, nil
+}
+
+// buildError is err, from building the runtime, as a ConfigError naming the key path
+// it is about: config checks that the build finds first still name file, line and key.
+func (c *Config) buildError(key string, err error) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return err
+	}
+	return &ConfigError{Problems: c.errProblems(key, err)}
 }
 
 // attempt finds the attempt counters of the target an attempt went to.

@@ -139,7 +139,7 @@ func New(path string, opt Options) (*Server, error) {
 	if err != nil {
 		_ = tr.Shutdown(context.Background())
 		_ = lim.Close()
-		return nil, err
+		return nil, inFile(cfg.path, err)
 	}
 	rt.trRef, rt.limRef = tracerRef(tr, log).hold(), limiterRef(lim, log).hold()
 	s.m.WatchTracing(s.traceStats)
@@ -405,7 +405,7 @@ func (s *Server) Reload() error {
 	rt, err := buildRuntime(cfg, s.log, s.m, tr, lim, s.pools)
 	if err != nil {
 		s.closeUnused(newTr, newLim)
-		return s.reloadFailed(err)
+		return s.reloadFailed(inFile(s.path, err))
 	}
 	if s.rt.Load() == nil {
 		// Shutdown took the running config while this one was built: it is not
@@ -892,10 +892,25 @@ func Validate(path string) error {
 	defer lim.Close()
 	rt, err := buildRuntime(cfg, nil, metrics.New(prometheus.NewRegistry()), tracing.Disabled(), lim, providers.NewPools())
 	if err != nil {
-		return err
+		return inFile(path, err)
 	}
 	rt.close()
 	return nil
+}
+
+// inFile is a failed build's err as a ConfigError: buildRuntime names the key of what
+// it refuses, and anything it does not name at least names the config file, one
+// problem a line.
+func inFile(path string, err error) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return err
+	}
+	var problems []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		problems = append(problems, path+": "+line)
+	}
+	return &ConfigError{Problems: problems}
 }
 
 // loopback reports whether a listener's address is on the loopback interface only.

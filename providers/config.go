@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
 // Config is one entry of the top-level `backends:` map: one upstream API, served by one
@@ -114,6 +116,30 @@ type MockConfig struct {
 	EmbeddingDim int           `yaml:"embedding_dim"`
 }
 
+// validate checks every option against the bounds the mockllm engine applies when the
+// backend is built, so that a bad value is reported under its key rather than as a
+// failed build under mockllm's flag names.
+func (m *MockConfig) validate() []error {
+	var errs []error
+	if m.TTFT < 0 {
+		errs = append(errs, fieldErr("mock.ttft", "must not be negative"))
+	}
+	if m.TPOT < 0 {
+		errs = append(errs, fieldErr("mock.tpot", "must not be negative"))
+	}
+	if m.MaxTokens < 0 {
+		errs = append(errs, fieldErr("mock.max_tokens", "must not be negative"))
+	}
+	// Written so that NaN (.nan in YAML) fails too.
+	if !(m.ErrorRate >= 0 && m.ErrorRate <= 1) {
+		errs = append(errs, fieldErr("mock.error_rate", "must be between 0 and 1"))
+	}
+	if m.EmbeddingDim < 0 || m.EmbeddingDim > mockllm.MaxEmbeddingDim {
+		errs = append(errs, fieldErr("mock.embedding_dim", "must be between 1 and "+strconv.Itoa(mockllm.MaxEmbeddingDim)))
+	}
+	return errs
+}
+
 // FieldError is one invalid configuration key.
 type FieldError struct{ key, problem string }
 
@@ -191,12 +217,7 @@ func (c *Config) Validate() error {
 	if c.StreamUsage != nil && c.Provider != "openai" && c.Provider != "azure" {
 		errs = append(errs, fieldErr("stream_usage", "applies only to providers openai and azure"))
 	}
-	if c.Mock.ErrorRate < 0 || c.Mock.ErrorRate > 1 {
-		errs = append(errs, fieldErr("mock.error_rate", "must be between 0 and 1"))
-	}
-	if c.Mock.MaxTokens < 0 {
-		errs = append(errs, fieldErr("mock.max_tokens", "must not be negative"))
-	}
+	errs = append(errs, c.Mock.validate()...)
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateProxy()...)
 	errs = append(errs, c.validateAzure()...)

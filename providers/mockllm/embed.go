@@ -43,8 +43,8 @@ func (st *state) parseEmbeddings(body []byte) *badRequest {
 				continue
 			}
 			n, ok := jsonscan.Int(v)
-			if !ok || n < 1 || n > maxEmbeddingDim {
-				return &badRequest{msg: "dimensions: must be between 1 and " + strconv.Itoa(maxEmbeddingDim), param: "dimensions", serving: true}
+			if !ok || n < 1 || n > MaxEmbeddingDim {
+				return &badRequest{msg: "dimensions: must be between 1 and " + strconv.Itoa(MaxEmbeddingDim), param: "dimensions", serving: true}
 			}
 			st.dims = int(n)
 		}

@@ -63,8 +63,9 @@ const (
 	DefaultKeepAliveTimeout = 5 * time.Second
 )
 
-// maxEmbeddingDim bounds per-request vector work and response size.
-const maxEmbeddingDim = 65536
+// MaxEmbeddingDim is the largest EmbeddingDim: it bounds per-request vector work and
+// response size.
+const MaxEmbeddingDim = 65536
 
 // withDefaults fills zero fields and reports every invalid value.
 func (o Options) withDefaults() (Options, error) {
@@ -108,8 +109,8 @@ func (o Options) withDefaults() (Options, error) {
 	if !(o.DisconnectRate >= 0 && o.DisconnectRate <= 1) {
 		errs = append(errs, errors.New("disconnect-rate: must be between 0 and 1"))
 	}
-	if o.EmbeddingDim < 0 || o.EmbeddingDim > maxEmbeddingDim {
-		errs = append(errs, errors.New("embedding-dim: must be between 1 and "+strconv.Itoa(maxEmbeddingDim)))
+	if o.EmbeddingDim < 0 || o.EmbeddingDim > MaxEmbeddingDim {
+		errs = append(errs, errors.New("embedding-dim: must be between 1 and "+strconv.Itoa(MaxEmbeddingDim)))
 	}
 	if o.MaxNumSeqs < 0 {
 		errs = append(errs, errors.New("max-num-seqs: must be positive"))

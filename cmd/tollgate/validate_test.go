@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runBinary runs the tollgate binary with args and env added to the environment, and
+// returns its exit status, stdout and stderr.
+func runBinary(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	// A serve that does start is ended rather than left running.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(cmd.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("tollgate %v still running after 60s", args)
+	}
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+// `tollgate validate` reports the problems the runtime build would meet (mock options
+// out of mockllm's bounds, a key's limits and an endpoint's together over the most one
+// request takes) as FILE:LINE: key.path: what, under the YAML keys.
+func TestValidateBuildProblemsNameFileLineKey(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, yaml, key string
+	}{
+		{"mock options", "backends:\n  demo: {provider: mock, model: mock-1, mock: {embedding_dim: 100000}}\n" +
+			"endpoints:\n  - {name: embed, type: embeddings, routes: [{backend: demo}]}\n", "backends.demo.mock.embedding_dim"},
+		{"mock negative ttft", "backends:\n  demo: {provider: mock, model: mock-1, mock: {ttft: -1s}}\n" +
+			"endpoints:\n  - {name: chat, type: chat, routes: [{backend: demo}]}\n", "backends.demo.mock.ttft"},
+		{"key and endpoint limits together", `auth:
+  mode: keys
+  keys:
+    - name: team-a
+      key: abc
+      limits:
+        - {per: api_key, requests: 10, window: second}
+        - {per: api_key, requests: 100, window: minute}
+        - {per: api_key, requests: 1000, window: hour}
+        - {per: api_key, requests: 10000, window: day}
+        - {per: api_key, tokens: 1000, window: minute}
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: demo}]
+    limits:
+      - {per: endpoint, requests: 10, window: second}
+      - {per: endpoint, requests: 100, window: minute}
+      - {per: endpoint, requests: 1000, window: hour}
+      - {per: endpoint, requests: 10000, window: day}
+`, "auth.keys[0].limits"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, dir, strings.ReplaceAll(c.name, " ", "-")+".yaml", c.yaml)
+			code, _, stderr := runBinary(t, nil, "validate", "--config", path)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1; stderr %q", code, stderr)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+				if !strings.HasPrefix(line, path+":") || !strings.Contains(line, c.key) {
+					t.Errorf("problem line %q is not %s:LINE: <key containing %q>: what", line, path, c.key)
+				}
+			}
+		})
+	}
+}
+
+// `tollgate validate` refuses a server.listen or admin_listen that `tollgate serve`
+// cannot listen on, so that a deploy gated on validate does not ship a gateway that
+// exits at start.
+func TestValidateRejectsBadListenAddress(t *testing.T) {
+	dir := t.TempDir()
+	same := freePort(t)
+	for _, c := range []struct{ name, server, key string }{
+		{"listen without port", `{listen: "gateway-host", admin_listen: "127.0.0.1:0"}`, "server.listen"},
+		{"listen port out of range", `{listen: ":99999", admin_listen: "127.0.0.1:0"}`, "server.listen"},
+		{"admin_listen without port", `{listen: "127.0.0.1:0", admin_listen: "localhost"}`, "server.admin_listen"},
+		{"admin_listen same as listen", `{listen: "` + same + `", admin_listen: "` + same + `"}`, "server.admin_listen"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, dir, "listen.yaml", "server: "+c.server+"\n"+
+				"backends:\n  demo: {provider: mock, model: mock-1}\n"+
+				"endpoints:\n  - {name: chat, type: chat, routes: [{backend: demo}]}\n")
+			scode, _, serr := runBinary(t, []string{"TOLLGATE_RUNTIME_TUNING=off"}, "serve", "--config", path)
+			if scode == 0 {
+				t.Fatalf("serve accepted it: %s", serr)
+			}
+			code, stdout, stderr := runBinary(t, nil, "validate", "--config", path)
+			if code != 1 || !strings.Contains(stderr, path+":1: "+c.key) {
+				t.Fatalf("validate: exit %d, stdout %q, stderr %q; want exit 1 naming %s:1: %s (serve exits %d: %s)",
+					code, stdout, stderr, path, c.key, scode, strings.TrimSpace(serr))
+			}
+		})
+	}
+}
+
+// In an MLflow AI Gateway config, a `$VAR` that is unset or empty is reported with the
+// line and key path of the value, as a `${VAR}` is.
+func TestValidateMLflowEnvProblemNamesKey(t *testing.T) {
+	dir := t.TempDir()
+	const key = "endpoints[0].model.config.openai_api_key"
+	for _, c := range []struct {
+		name string
+		env  []string
+	}{
+		{"unset", nil},
+		{"empty", []string{"TOLLGATE_TEST_MLFLOW_KEY="}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, dir, "mlflow.yaml", `endpoints:
+  - name: chat
+    endpoint_type: llm/v1/chat
+    model:
+      provider: openai
+      name: gpt-4o-mini
+      config:
+        openai_api_key: $TOLLGATE_TEST_MLFLOW_KEY
+`)
+			code, _, stderr := runBinary(t, c.env, "validate", "--config", path)
+			if code != 1 || !strings.Contains(stderr, path+":8: "+key+": ") {
+				t.Fatalf("exit %d, stderr %q; want exit 1 with %s:8: %s: ...", code, stderr, path, key)
+			}
+		})
+	}
+}
