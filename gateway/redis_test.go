@@ -1,8 +1,14 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
+	"io"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +119,125 @@ logging: {level: warn, access_log: false}
 		}
 		if trips, _ := promtest.Sum(fams, "tollgate_limiter_redis_round_trips_total", nil); trips == 0 {
 			t.Error("tollgate_limiter_redis_round_trips_total is 0")
+		}
+	}
+}
+
+// A reload that changes the limiter section during a Redis blip replaces the limiter
+// while a concurrency release that failed in the blip waits to be sent again: the new
+// limiter sends it once Redis answers its heartbeat, so the slot frees then rather
+// than when its lease ends.
+func TestRedisReloadDuringBlipFreesConcurrencySlot(t *testing.T) {
+	rds := redistest.Start(t)
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	cfg := func(timeout string) string {
+		return mockConfig(up, "", `  - name: one
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: endpoint, concurrency: 1}]
+`) + `limiter: {store: redis, redis: {url: "` + rds.URL() + `"}, on_redis_error: allow, timeout: ` + timeout + `, concurrency_lease: 60s}
+logging: {level: warn, access_log: false}
+`
+	}
+	g := startGateway(t, cfg("50ms"))
+	client := &http.Client{Timeout: 10 * time.Second}
+	call := func(delay string) int {
+		req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions",
+			strings.NewReader(`{"model":"one","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		if delay != "" {
+			req.Header.Set("x-mock-delay", delay)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor(t, func() bool { return !g.rt.Load().lim.Degraded() })
+	// A request takes the slot in Redis; Redis starts refusing while it runs, so its
+	// release fails and is kept to be sent again.
+	done := make(chan int, 1)
+	go func() { done <- call("1500ms") }()
+	time.Sleep(500 * time.Millisecond)
+	leases := chaosRedisLeases(rds.Addr())
+	// Redis refuses every command from now on (NOAUTH): a blip in which nothing
+	// it is sent runs.
+	redisCommands(t, rds.Addr(), []string{"CONFIG", "SET", "requirepass", "blip-pw"},
+		[]string{"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"})
+	resumed := false
+	resume := func() {
+		redisCommands(t, rds.Addr(), []string{"AUTH", "blip-pw"}, []string{"CONFIG", "SET", "requirepass", ""})
+		resumed = true
+	}
+	defer func() {
+		if !resumed {
+			resume()
+		}
+	}()
+	if code := <-done; code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+	// Let the release's round fail and the heartbeat notice.
+	waitFor(t, func() bool { return g.rt.Load().lim.Degraded() })
+	time.Sleep(time.Second)
+	// A reload that touches limiter: replaces the limiter.
+	if err := os.WriteFile(g.path, []byte(cfg("60ms")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	resume()
+	waitFor(t, func() bool { return !g.rt.Load().lim.Degraded() })
+	// No request is in flight: the one slot must be free.
+	codes := map[int]int{}
+	for deadline := time.Now().Add(6 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c := call("")
+		codes[c]++
+		if c == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Redis came back, a request on a concurrency: 1 endpoint with nothing in flight got %v (status: count) for 6s; leases in Redis: %v (while the first ran: %v)",
+				codes, chaosRedisLeases(rds.Addr()), leases)
+		}
+	}
+}
+
+// redisCommands sends cmds on one connection to addr and reads their replies: an AUTH
+// holds for the commands after it.
+func redisCommands(t *testing.T, addr string, cmds ...[]string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	var b []byte
+	for _, args := range cmds {
+		b = append(b, '*')
+		b = strconv.AppendInt(b, int64(len(args)), 10)
+		b = append(b, "\r\n"...)
+		for _, a := range args {
+			b = append(b, '$')
+			b = strconv.AppendInt(b, int64(len(a)), 10)
+			b = append(b, "\r\n"...)
+			b = append(b, a...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for range cmds {
+		line, err := br.ReadString('\n')
+		if err != nil || strings.HasPrefix(line, "-") {
+			t.Fatalf("redis %v: %q %v", cmds, line, err)
 		}
 	}
 }

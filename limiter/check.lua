@@ -6,7 +6,8 @@
 -- theoretical arrival time (TAT) in microseconds of Redis's own clock, so replicas
 -- with skewed clocks agree. Concurrency buckets are sorted sets of leases scored by
 -- their expiry, so a replica that dies holding slots leaks them only until then; a
--- live replica's heartbeat renews the leases of its requests in flight (lease.go).
+-- live replica's heartbeat renews the leases of its requests in flight, and adds back
+-- those Redis lost (lease.go).
 --
 -- op 1, take:    B nb, then per bucket B kind, H key, d, d, d, c8:
 --                  kind 1 (rate):        interval_us, tau_us, cost, d prefetch

@@ -17,7 +17,8 @@ import (
 // the slots of its requests in flight with every heartbeat: a slot lapses only once
 // its replica has not renewed it for the lease, because it died or cannot reach
 // Redis. The lease is at least three heartbeats, so one slow or failed heartbeat
-// does not lose a live request's slot.
+// does not lose a live request's slot; a slot Redis itself lost (a restart, a
+// failover) is added back by the next heartbeat (renewLeases).
 
 // minLeaseBeats is the shortest lease, in heartbeat periods.
 const minLeaseBeats = 3
@@ -62,47 +63,152 @@ func (ls *leases) unhold(i int32, member uint64) {
 	ls.lmu.Unlock()
 }
 
+// heldSlot is a copy of a slot this replica holds, with its index in slots.
+type heldSlot struct {
+	leaseSlot
+	i int32
+}
+
 // renewLeases extends every slot this replica holds to nowUS (Redis's clock, as
-// check.lua counts it) plus the lease, and its key's expiry with it. ZADD XX leaves
-// alone a slot whose release has already reached Redis, so a renewal racing a
-// release never takes the slot again.
+// check.lua counts it) plus the lease, and its key's expiry with it.
+//
+// The renewal is ZADD XX: a slot whose release reached Redis after the copy of the
+// held slots below was taken must not be added back. XX also leaves out a slot that
+// Redis lost while its request still runs (a Redis restarted empty, a failover to a
+// replica that lagged, a Cluster shard's failover, or a lease that lapsed while this
+// replica could not reach Redis); the cap would then admit more requests than it
+// allows, so ZADD CH counts what it renewed, and a key that renewed fewer members than
+// it was sent has lost some, or had some released. Those this replica still holds
+// after the reply were lost and are added back with a plain ZADD (addBack). Redis
+// counts a lost slot again only from that heartbeat on: a check on a restarted Redis
+// before it, one heartbeat at most after Redis answers again, can admit past the
+// cap, because Redis has forgotten the slots and only their holders can tell it.
+// Counting per key, rather than noticing that this replica's entry in the replicas
+// set is gone, also catches a Cluster shard that failed over alone; and it costs a
+// release nothing, where a tombstone for the renewal to check would cost each one a
+// write.
 func (s *redisStore) renewLeases(ctx context.Context, nowUS int64) error {
-	// A copy, so that requests do not wait on the round trip; once a second, its
-	// allocation does not matter.
-	var held []leaseSlot
-	s.lmu.Lock()
-	for _, sl := range s.slots {
-		if sl.used {
-			held = append(held, sl)
-		}
-	}
-	s.lmu.Unlock()
+	held := s.heldSlots(nil)
 	if len(held) == 0 {
 		return nil
 	}
-	// One ZADD per key, however many of the key's slots this replica holds.
-	slices.SortFunc(held, func(a, b leaseSlot) int {
+	cmds, err := s.addLeases(ctx, held, nowUS, true)
+	if err != nil {
+		return err
+	}
+	var gone []heldSlot
+	for i := 0; i < len(held); {
+		j := sameKey(held, i)
+		if cmds[0].Val() < int64(j-i) {
+			gone = append(gone, held[i:j]...)
+		}
+		cmds = cmds[1:]
+		i = j
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	return s.addBack(ctx, gone, nowUS)
+}
+
+// addBack adds back the slots of gone that this replica still holds. A request may
+// end while they travel, its release reach Redis first and the ZADD undo it:
+// releaseAgain sends such a slot's release once more, after the ZADD. Releases are
+// ZREMs of a unique member, harmless twice; only the slots a renewal missed take this
+// path, so an ordinary release racing a renewal costs nothing more. A member the
+// renewal found already at its new score is not counted by CH; adding it back changes
+// nothing.
+func (s *redisStore) addBack(ctx context.Context, gone []heldSlot, nowUS int64) error {
+	if gone = s.heldSlots(gone); len(gone) == 0 {
+		return nil
+	}
+	_, err := s.addLeases(ctx, gone, nowUS, false)
+	// Whatever the error: the ZADD may have run.
+	s.releaseAgain(gone)
+	return err
+}
+
+// releaseAgain queues a release of each slot of added that is no longer held, once
+// the call that added them back has returned.
+func (s *redisStore) releaseAgain(added []heldSlot) {
+	var again []adjustOp
+	s.lmu.Lock()
+	for _, h := range added {
+		if sl := s.slots[h.i]; !sl.used || sl.member != h.member {
+			again = append(again, adjustOp{op: opRelease, bucket: h.bucket, tag: h.tag, member: h.member})
+		}
+	}
+	s.lmu.Unlock()
+	if len(again) > 0 {
+		s.mu.Lock()
+		for _, a := range again {
+			s.queueAdjustLocked(a)
+		}
+		s.mu.Unlock()
+		s.kickLater()
+	}
+}
+
+// heldSlots returns a copy of the slots held now, sorted by key; with only, those of
+// only that are still held. The copy keeps requests from waiting on a round trip;
+// once a heartbeat, its allocation does not matter.
+func (s *redisStore) heldSlots(only []heldSlot) []heldSlot {
+	var held []heldSlot
+	s.lmu.Lock()
+	if only == nil {
+		for i, sl := range s.slots {
+			if sl.used {
+				held = append(held, heldSlot{sl, int32(i)})
+			}
+		}
+	} else {
+		for _, h := range only {
+			if sl := s.slots[h.i]; sl.used && sl.member == h.member {
+				held = append(held, h)
+			}
+		}
+	}
+	s.lmu.Unlock()
+	slices.SortFunc(held, func(a, b heldSlot) int {
 		return cmp.Or(cmp.Compare(a.tag, b.tag), cmp.Compare(a.bucket, b.bucket))
 	})
+	return held
+}
+
+// sameKey returns the end of the run of held, sorted by key, that starts at i.
+func sameKey(held []heldSlot, i int) int {
+	j := i + 1
+	for j < len(held) && held[j].tag == held[i].tag && held[j].bucket == held[i].bucket {
+		j++
+	}
+	return j
+}
+
+// addLeases sets the slots of held, sorted by key, to expire at nowUS plus the lease,
+// and their keys with them, in one round trip with one ZADD per key; renew (XX) only
+// updates members that are there. It returns the ZADDs, which with renew count the
+// members renewed (CH).
+func (s *redisStore) addLeases(ctx context.Context, held []heldSlot, nowUS int64, renew bool) ([]*redis.IntCmd, error) {
 	expiry := float64(nowUS) + s.leaseUS
 	keyTTL := time.Duration(s.leaseUS)*time.Microsecond + time.Second // as check.lua
 	pipe := s.c.Pipeline()
+	var cmds []*redis.IntCmd
 	var k keyArg
 	var member [8]byte
 	for i := 0; i < len(held); {
-		j := i
-		zs := make([]redis.Z, 0, 1)
-		for ; j < len(held) && held[j].tag == held[i].tag && held[j].bucket == held[i].bucket; j++ {
+		j := sameKey(held, i)
+		zs := make([]redis.Z, 0, j-i)
+		for _, h := range held[i:j] {
 			// The member as check.lua takes it from the blob: the lease's 8 bytes.
-			binary.LittleEndian.PutUint64(member[:], held[j].member)
+			binary.LittleEndian.PutUint64(member[:], h.member)
 			zs = append(zs, redis.Z{Score: expiry, Member: string(member[:])})
 		}
 		k.set(held[i].tag, held[i].bucket)
 		key := k.String()
-		pipe.ZAddXX(ctx, key, zs...)
+		cmds = append(cmds, pipe.ZAddArgs(ctx, key, redis.ZAddArgs{XX: renew, Ch: renew, Members: zs}))
 		pipe.PExpire(ctx, key, keyTTL)
 		i = j
 	}
 	_, err := pipe.Exec(ctx)
-	return err
+	return cmds, err
 }

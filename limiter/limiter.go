@@ -216,9 +216,11 @@ func New(cfg Config, logger *slog.Logger) (*Limiter, error) {
 // NewFrom is New for a config that replaces prev's (a reload): the new limiter takes
 // over prev's in-process buckets, the memory store's and the redis store's fallback
 // ones, with their clock, so that a reload that touches the limiter section does not
-// refill every bucket and forget the requests in flight. prev goes on settling its
-// own tickets into the same buckets until it is closed; closing it leaves them to the
-// new limiter.
+// refill every bucket and forget the requests in flight. On the same Redis it also
+// shares prev's settlements kept to send again after a failed call (a release during
+// a Redis blip). prev goes on settling its own tickets into the same buckets and list
+// until it is closed; closing it leaves them to the new limiter, which sends what is
+// kept once Redis answers its heartbeat.
 func NewFrom(cfg Config, logger *slog.Logger, prev *Limiter) (*Limiter, error) {
 	return newLimiter(cfg, logger, defaultOptions(), prev)
 }
@@ -253,6 +255,9 @@ func newLimiter(cfg Config, logger *slog.Logger, o options, prev *Limiter) (*Lim
 			return nil, err
 		}
 		l.rs = rs
+		if prev != nil && prev.rs != nil && prev.rs.target == rs.target {
+			rs.retry = prev.rs.retry
+		}
 		// One bounded probe up front, so a limiter whose Redis is down starts degraded
 		// instead of making its first requests wait for the timeout.
 		l.probeOnce()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,9 +148,11 @@ type redisStore struct {
 	adjs      []adjustOp
 	kick      chan struct{} // a check is queued: send now
 	later     chan struct{} // only settlements are queued: send within settleDelay
-	// retry holds settlements whose call failed until Redis answers a heartbeat;
-	// guarded by mu.
-	retry []adjustOp
+	// retry holds settlements whose call failed until Redis answers a heartbeat; a
+	// limiter built by NewFrom on the same Redis shares its predecessor's.
+	retry *retryList
+	// target names the Redis the store talks to, credentials and pool aside.
+	target string
 
 	// Owned by the holder of busy.
 	spareTakes []*waiter
@@ -204,6 +207,8 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		later:    make(chan struct{}, 1),
 		bySlot:   make(map[int]*call),
 		adjIndex: make(map[keyID]int),
+		retry:    &retryList{},
+		target:   redisTarget(&cfg.Redis),
 	}
 	s.pool.New = func() any {
 		t := time.NewTimer(time.Hour)
@@ -259,6 +264,31 @@ func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, boo
 	return redis.NewUniversalClient(u), true, nil
 }
 
+// redisTarget names the Redis rc points at, leaving out what a reload may change on
+// the same Redis: the password (rotated, say, while Redis refuses the old one) and
+// the pool. Stores share kept settlements only with the same target: sent to another
+// Redis they would free nothing, and be lost to theirs.
+func redisTarget(rc *RedisConfig) string {
+	db := rc.DB
+	if rc.URL != "" {
+		o, err := redis.ParseURL(rc.URL)
+		if err != nil {
+			return ""
+		}
+		if db == 0 {
+			db = o.DB
+		}
+		return "url " + o.Addr + " " + strconv.Itoa(db)
+	}
+	if rc.Sentinel.Master != "" {
+		return "sentinel " + rc.Sentinel.Master + " " + strings.Join(rc.Sentinel.Addrs, ",") + " " + strconv.Itoa(db)
+	}
+	return "cluster " + strings.Join(rc.Addrs, ",")
+}
+
+// close sends what is queued and what was kept to send again. What still fails stays
+// kept, and a successor built by NewFrom on the same Redis (which shares the list)
+// sends it once its heartbeat is answered.
 func (s *redisStore) close() error {
 	// Checks still queued may be granted units ahead: they go first, then everything
 	// held goes back.
@@ -273,7 +303,8 @@ func (s *redisStore) close() error {
 }
 
 // heartbeat registers this replica for three heartbeat periods, renews the leases of
-// the concurrency slots it holds, and returns the live replica count.
+// the concurrency slots it holds (adding back those Redis lost), and returns the live
+// replica count.
 func (s *redisStore) heartbeat() (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
@@ -895,7 +926,7 @@ func (s *redisStore) sendAgain(ops []adjustOp, err error) {
 		return
 	}
 	notRun := scriptNotRun(err)
-	s.mu.Lock()
+	s.retry.mu.Lock()
 	for _, a := range ops {
 		if a.op == opAdjust && !notRun {
 			s.dropped.Add(1)
@@ -903,17 +934,27 @@ func (s *redisStore) sendAgain(ops []adjustOp, err error) {
 		}
 		s.keepLocked(a)
 	}
-	s.mu.Unlock()
+	s.retry.mu.Unlock()
+}
+
+// retryList is the settlements kept to be sent again. Stores share one across a
+// reload (NewFrom): what the old store could not send, whether from before the reload
+// or from its requests that end after it, is sent by whichever store's heartbeat Redis
+// answers first, the new one's once the old one has closed, rather than dropped with
+// the old store. Its lock is taken after a store's mu, never before.
+type retryList struct {
+	mu  sync.Mutex
+	ops []adjustOp
 }
 
 // keepLocked keeps a to be sent again (resend), or drops and counts it when
-// maxPendingAdjust are kept already; s.mu must be held.
+// maxPendingAdjust are kept already; s.retry.mu must be held.
 func (s *redisStore) keepLocked(a adjustOp) {
-	if len(s.retry) >= maxPendingAdjust {
+	if len(s.retry.ops) >= maxPendingAdjust {
 		s.dropped.Add(1)
 		return
 	}
-	s.retry = append(s.retry, a)
+	s.retry.ops = append(s.retry.ops, a)
 }
 
 // keepReleases keeps, to be sent with the settlements of sendAgain, a release of each
@@ -922,8 +963,8 @@ func (s *redisStore) keepLocked(a adjustOp) {
 // requests were answered without Redis, and settle without it, so nothing else would
 // free such a slot before its lease ends. A release of a slot never taken is harmless.
 func (s *redisStore) keepReleases(recs []rec) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.retry.mu.Lock()
+	defer s.retry.mu.Unlock()
 	for i := range recs {
 		w := recs[i].w
 		for _, k := range recs[i].idx[:recs[i].nb] {
@@ -939,11 +980,13 @@ func (s *redisStore) keepReleases(recs []rec) {
 // than in a loop.
 func (s *redisStore) resend() {
 	s.mu.Lock()
-	n := len(s.retry)
-	for _, a := range s.retry {
+	s.retry.mu.Lock()
+	n := len(s.retry.ops)
+	for _, a := range s.retry.ops {
 		s.queueAdjustLocked(a)
 	}
-	s.retry = s.retry[:0]
+	s.retry.ops = s.retry.ops[:0]
+	s.retry.mu.Unlock()
 	s.mu.Unlock()
 	if n > 0 {
 		s.kickLater()

@@ -623,9 +623,9 @@ func TestRedisStalledCheckReleasesItsSlot(t *testing.T) {
 
 // kept is how many settlements wait to be sent again after a failed call.
 func (s *redisStore) kept() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.retry)
+	s.retry.mu.Lock()
+	defer s.retry.mu.Unlock()
+	return len(s.retry.ops)
 }
 
 // Only failures that prove the script call did not run let a token adjustment be
