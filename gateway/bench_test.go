@@ -95,7 +95,7 @@ func newProxyCtx(body []byte) *fasthttp.RequestCtx {
 	req.Header.SetContentType("application/json")
 	req.SetBody(body)
 	ctx := &fasthttp.RequestCtx{}
-	ctx.Init2(&sinkConn{}, nopLogger{}, true)
+	ctx.Init2(&sinkConn{wake: make(chan bool, 1)}, nopLogger{}, true)
 	req.CopyTo(&ctx.Request)
 	return ctx
 }
@@ -113,10 +113,16 @@ var (
 
 // sinkConn is the client end of a RequestCtx driven without a server: it counts what
 // a hijacked stream writes and has nothing to read.
+// sinkConn is a client that sends nothing more and takes everything written to it. A
+// read waits for a read deadline to be set, as a read of an idle connection would: one
+// already passed ends it with a timeout (what a stream's client watch and the
+// pipelining check see of a connection that is still there), a later one with EOF (the
+// client closes the connection after its stream, instead of idling until then).
 type sinkConn struct {
 	net.Conn
 	n      int
 	panics bool // Write panics, as a bug in the relay would
+	wake   chan bool
 }
 
 func (c *sinkConn) Write(p []byte) (int, error) {
@@ -126,12 +132,25 @@ func (c *sinkConn) Write(p []byte) (int, error) {
 	c.n += len(p)
 	return len(p), nil
 }
-func (c *sinkConn) Read([]byte) (int, error)         { return 0, io.EOF }
-func (c *sinkConn) Close() error                     { return nil }
-func (c *sinkConn) LocalAddr() net.Addr              { return sinkLocal }
-func (c *sinkConn) RemoteAddr() net.Addr             { return sinkRemote }
-func (c *sinkConn) SetDeadline(time.Time) error      { return nil }
-func (c *sinkConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *sinkConn) Read([]byte) (int, error) {
+	if passed := <-c.wake; passed {
+		return 0, os.ErrDeadlineExceeded
+	}
+	return 0, io.EOF
+}
+func (c *sinkConn) Close() error                  { return nil }
+func (c *sinkConn) LocalAddr() net.Addr           { return sinkLocal }
+func (c *sinkConn) RemoteAddr() net.Addr          { return sinkRemote }
+func (c *sinkConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
+func (c *sinkConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() {
+		select {
+		case c.wake <- t.Before(time.Now()):
+		default:
+		}
+	}
+	return nil
+}
 func (c *sinkConn) SetWriteDeadline(time.Time) error { return nil }
 
 // hijacked holds the hijack handler of each RequestCtx that no server runs, for

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -134,6 +135,16 @@ type request struct {
 	deadlineSet time.Time // when relay last moved conn's write deadline
 	hijackFn    fasthttp.HijackHandler
 	peek        [1]byte // the first byte buffered behind a stream's request, if any
+
+	// The client watch of a detached stream (stream.go): watchFn is watchClient and
+	// watchDone its end, both made once per pooled request; gone is set when it saw
+	// the client leave, watchN is the bytes it read (the next request's first byte
+	// in peek).
+	watchFn   func()
+	watchDone chan struct{}
+	watchStop atomic.Bool
+	gone      atomic.Bool
+	watchN    int
 }
 
 var requestPool = sync.Pool{New: func() any {
@@ -146,6 +157,8 @@ func (s *Server) acquireRequest() *request {
 	if r.hijackFn == nil {
 		r.hijackFn = r.serveHijacked
 		r.waitFn = r.upstreamWait
+		r.watchFn = r.watchClient
+		r.watchDone = make(chan struct{}, 1)
 	}
 	return r
 }
@@ -153,7 +166,7 @@ func (s *Server) acquireRequest() *request {
 func (r *request) release() {
 	rt := r.rt
 	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], userBuf: r.userBuf[:0], out: r.out[:0],
-		bodyBuf: r.bodyBuf[:0], hijackFn: r.hijackFn, waitFn: r.waitFn}
+		bodyBuf: r.bodyBuf[:0], hijackFn: r.hijackFn, waitFn: r.waitFn, watchFn: r.watchFn, watchDone: r.watchDone}
 	requestPool.Put(r)
 	if rt != nil {
 		rt.release()
@@ -900,6 +913,11 @@ func (r *request) nextEvent() {
 		if r.werr != nil {
 			// Writing to the client failed while the stream waited: the relay
 			// ends with that error.
+			return
+		}
+		if r.gone.Load() {
+			// The client hung up and the watch aborted the stream.
+			r.werr = errClientGone
 			return
 		}
 		r.errKind = "stream_cut"

@@ -113,7 +113,7 @@ func (r *request) serveHijacked(hc net.Conn) {
 		// The connection failed its deadline calls before the first write.
 		failed = errConnFailed
 	}
-	if !r.streamTo(failed) {
+	if keep, _ := r.streamTo(failed, false); !keep {
 		_ = conn.Close()
 		return
 	}
@@ -121,16 +121,60 @@ func (r *request) serveHijacked(hc net.Conn) {
 }
 
 // streamDetached runs the stream on the stream's own goroutine, which then serves the
-// connection's next request itself.
+// connection's next request itself. The client's connection is watched meanwhile.
 func (r *request) streamDetached(conn net.Conn) {
 	s := r.s
-	if !r.streamTo(nil) {
+	keep, first := r.streamTo(nil, true)
+	if !keep {
 		_ = conn.Close()
+		return
+	}
+	if first >= 0 {
+		// The client sent its next request while the stream ran.
+		_ = s.api.ServeConn(&firstByteConn{Conn: conn, b: [1]byte{byte(first)}, has: true})
 		return
 	}
 	if next := s.awaitNext(conn); next != nil {
 		_ = s.api.ServeConn(next)
 	}
+}
+
+// errClientGone ends a stream whose client closed its connection.
+var errClientGone = errors.New("client closed the connection")
+
+// watchClient reads the client's connection while its stream runs, as nothing else
+// does until the stream is over: a client that hangs up while the upstream is silent
+// (its request queued behind others, a long prompt's prefill, a reasoning pause) would
+// otherwise be found only by the write of the next event, minutes later, while the
+// upstream request, its pool slot and its limits stay taken. When the client has
+// gone, the stream is aborted (providers.Aborter) and ends as a client hang-up. A
+// byte that arrives is the client's next request (pipelined behind the stream): it is
+// kept for it, and the watch ends.
+func (r *request) watchClient() {
+	n, _ := r.conn.Read(r.peek[:])
+	r.watchN = n
+	if n == 0 && !r.watchStop.Load() {
+		r.gone.Store(true)
+		if a, ok := r.stream.(providers.Aborter); ok {
+			a.Abort()
+		}
+	}
+	r.watchDone <- struct{}{}
+}
+
+// stopWatch ends the watch and returns the byte of the client's next request it
+// read, or -1: a read deadline in the past ends the read at once.
+func (r *request) stopWatch() int {
+	r.watchStop.Store(true)
+	failed := r.conn.SetReadDeadline(time.Unix(1, 0)) != nil
+	<-r.watchDone
+	if failed || r.conn.SetReadDeadline(time.Time{}) != nil {
+		r.keepConn = false
+	}
+	if r.watchN == 0 {
+		return -1
+	}
+	return int(r.peek[0])
 }
 
 // awaitNext waits, as fasthttp does on a kept-alive connection, for the first byte of
@@ -218,13 +262,17 @@ func (c *firstByteConn) Read(p []byte) (int, error) {
 }
 
 // streamTo relays the stream to its connection (r.conn) and ends it (which releases
-// r); a non-nil failed ends it with that error before anything is written. It reports
-// whether the connection may go on to the client's next request. The stream stops
-// counting as hijacked when it returns, before the connection serves anything else.
-func (r *request) streamTo(failed error) (keep bool) {
+// r); a non-nil failed ends it with that error before anything is written. With watch,
+// the client's connection is read meanwhile (watchClient), and first is the byte of
+// the client's next request that read, or -1. keep reports whether the connection may
+// go on to the client's next request. The stream stops counting as hijacked when it
+// returns, before the connection serves anything else.
+func (r *request) streamTo(failed error, watch bool) (keep bool, first int) {
 	s, conn := r.s, r.conn
 	defer s.hijacked.Add(-1)
+	first = -1
 	released := false
+	watching := false
 	// A panic while relaying (a bug) ends this stream and its connection, not the
 	// process, as fasthttp's own body stream writer would have had it.
 	defer func() {
@@ -234,18 +282,29 @@ func (r *request) streamTo(failed error) (keep bool) {
 				slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
 			if !released {
 				released = true
+				if watching {
+					r.stopWatch()
+				}
 				_ = r.endStream(errRelayPanic)
 			}
 		}
 	}()
 	err := failed
 	if err == nil {
+		if watch {
+			watching = true
+			go r.watchFn()
+		}
 		err = r.relay()
+		if watching {
+			watching = false
+			first = r.stopWatch()
+		}
 	}
 	keep = err == nil && r.keepConn && !s.draining.Load() && conn.SetWriteDeadline(time.Time{}) == nil
 	released = true
 	_ = r.endStream(err)
-	return keep
+	return keep, first
 }
 
 // pipelined returns the connection to serve next: the bare socket, or when hc had

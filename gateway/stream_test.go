@@ -114,6 +114,34 @@ func TestStreamPipelined(t *testing.T) {
 	readChat(t, br)
 }
 
+// TestStreamRequestSentWhileStreaming: a request the client sends while its stream
+// runs (the stream detached, its connection watched for a hang-up) is read by the
+// watch, kept, and served once the stream has ended; so is one after that.
+func TestStreamRequestSentWhileStreaming(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{TTFT: 50 * time.Millisecond, TPOT: 20 * time.Millisecond})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	for _, next := range []string{chatBody, streamBody} {
+		conn, br := dialGateway(t, g)
+		if _, err := io.WriteString(conn, rawRequest(t, g, streamBody)); err != nil {
+			t.Fatal(err)
+		}
+		// The stream has begun (its header came) when the next request goes out.
+		if _, err := br.Peek(1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(conn, rawRequest(t, g, next)+rawRequest(t, g, chatBody)); err != nil {
+			t.Fatal(err)
+		}
+		readStream(t, br)
+		if next == streamBody {
+			readStream(t, br)
+		} else {
+			readChat(t, br)
+		}
+		readChat(t, br)
+	}
+}
+
 // TestStreamDetaches: a stream with nothing sent behind its request runs on a
 // goroutine of its own, so that fasthttp takes back the connection's reader and the
 // RequestCtx while it runs; one with a request pipelined behind it stays on

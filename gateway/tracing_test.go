@@ -392,8 +392,10 @@ func TestSpanFirstTokenOfStream(t *testing.T) {
 	if first == nil {
 		t.Fatalf("no first-token event among %+v", up.Events)
 	}
-	// The token came before the upstream paused; the stream ended after.
-	if first.Time.Before(up.StartTime) || up.EndTime.Sub(first.Time) < pause {
+	// The token came before the upstream paused; the stream ended after. (The token
+	// is stamped when the relay reads it, which a loaded machine may delay by some
+	// milliseconds: half the pause still tells before from after.)
+	if first.Time.Before(up.StartTime) || up.EndTime.Sub(first.Time) < pause/2 {
 		t.Errorf("first token at %v of a %v attempt, want before the %v pause", first.Time.Sub(up.StartTime), up.EndTime.Sub(up.StartTime), pause)
 	}
 	var ttfc float64

@@ -386,3 +386,96 @@ func TestCanaryJudgesTokenlessStreamByDuration(t *testing.T) {
 		t.Errorf("canary window %+v, want 1 request with a p99 of about 150ms", w)
 	}
 }
+
+// A client that hangs up on a stream while the upstream is between two events (a
+// request queued behind others, a long reasoning pause) aborts the upstream request at
+// once: the upstream connection closes, the target's slot and the stream are given
+// back, and the request ends as client_gone (499) without counting against the target.
+func TestClientGoneWhileUpstreamSilentAbortsUpstream(t *testing.T) {
+	var upstreamClosed atomic.Bool
+	release := make(chan struct{})
+	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+		writeStreamHead(c)
+		writeChunk(c, sseChunk("Hel"))
+		// Silent now; a read sees the gateway closing the connection.
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, c)
+			upstreamClosed.Store(true)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-release:
+			c.Close()
+		}
+	})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	// Runs before the gateway stops, so that its shutdown does not wait on the stream.
+	t.Cleanup(func() { close(release) })
+	conn, err := net.Dial("tcp", g.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	if _, err := io.WriteString(conn, rawRequest(t, g, streamBody)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream did not start: %v", err)
+	}
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.(*net.TCPConn).SetLinger(0)
+	_ = conn.Close()
+	gone := time.Now()
+	ok := pollFor(8*time.Second, func() bool {
+		return upstreamClosed.Load() && targetsInFlight(g) == 0 && g.hijacked.Load() == 0
+	})
+	if !ok {
+		t.Fatalf("%v after the client hung up: upstream connection closed %v, %d upstream requests in flight, %d streams open; want closed, 0, 0",
+			time.Since(gone).Round(time.Second), upstreamClosed.Load(), targetsInFlight(g), g.hijacked.Load())
+	}
+	if logs := g.logs.String(); !strings.Contains(logs, `"status":499`) || !strings.Contains(logs, `"error":"client_gone"`) {
+		t.Errorf("want the stream logged as 499 client_gone:\n%s", logs)
+	}
+	fams, err := promtest.Scrape("http://" + g.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := promtest.Sum(fams, "tollgate_upstream_attempts_total", func(l map[string]string) bool { return l["outcome"] == "canceled" }); n != 1 {
+		t.Errorf("%v attempts counted as canceled, want the stream's one (a hang-up says nothing of the target)", n)
+	}
+}
+
+// pollFor polls cond every 20 ms for up to limit.
+func pollFor(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// targetsInFlight is the sum of every target's requests in flight.
+func targetsInFlight(g *gw) int64 {
+	var n int64
+	rt := g.rt.Load()
+	if rt == nil {
+		return -1
+	}
+	for _, b := range rt.backendList {
+		for _, tg := range b.Targets() {
+			n += tg.InFlight()
+		}
+	}
+	return n
+}

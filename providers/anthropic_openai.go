@@ -364,6 +364,9 @@ func (s *anthropicStream) prime() error {
 // NotifyWait implements Waiter.
 func (s *anthropicStream) NotifyWait(fn func() error) bool { return s.r.NotifyWait(fn) }
 
+// Abort implements Aborter.
+func (s *anthropicStream) Abort() { s.r.Abort() }
+
 // Close implements Events.
 func (s *anthropicStream) Close() error {
 	err := s.r.Close()
@@ -394,10 +397,7 @@ func (s *anthropicStream) Next(ev *Event) error {
 	}
 	for {
 		if err := s.r.readEvent(); err != nil {
-			if err == io.EOF {
-				return ErrStreamCut
-			}
-			return classifyStream(s.r.readErr(err))
+			return s.r.streamErr(err)
 		}
 		if len(s.r.data) == 0 {
 			continue

@@ -887,6 +887,13 @@ func (s *leasedStream) NotifyWait(fn func() error) bool {
 	return ok && w.NotifyWait(fn)
 }
 
+// Abort implements Aborter.
+func (s *leasedStream) Abort() {
+	if a, ok := s.Events.(Aborter); ok {
+		a.Abort()
+	}
+}
+
 // Close implements Events.
 func (s *leasedStream) Close() error {
 	err := s.Events.Close()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -31,6 +32,8 @@ type sseReader struct {
 	conn *upstreamConn
 	// secrets are the backend's key and header values, masked in error events.
 	secrets [][]byte
+	// aborted is set by Abort, from another goroutine.
+	aborted atomic.Bool
 }
 
 // bodyCloser is fasthttp's streamed response body: closing it with an error interrupts
@@ -68,6 +71,7 @@ func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
 	s.up, s.t, s.done, s.forced, s.secrets = up, t, false, forced, nil
+	s.aborted.Store(false)
 	s.max = maxEventBytes
 	if t != nil && t.client != nil && t.client.MaxResponseBodySize > 0 {
 		s.max = min(s.max, t.client.MaxResponseBodySize)
@@ -199,10 +203,7 @@ func (s *sseReader) Next(ev *Event) error {
 	}
 	for {
 		if err := s.readEvent(); err != nil {
-			if err == io.EOF {
-				return ErrStreamCut
-			}
-			return classifyStream(s.readErr(err))
+			return s.streamErr(err)
 		}
 		if len(s.data) == 0 {
 			continue
@@ -414,6 +415,26 @@ func (s *sseReader) readErr(err error) error {
 		}
 	}
 	return err
+}
+
+// streamErr is how a stream ends whose event could not be read for err.
+func (s *sseReader) streamErr(err error) error {
+	switch {
+	case s.aborted.Load():
+		return ErrAborted
+	case err == io.EOF:
+		return ErrStreamCut
+	}
+	return classifyStream(s.readErr(err))
+}
+
+// Abort implements Aborter: closing the body stream fails the read in flight and drops
+// the upstream connection, which aborts the upstream request.
+func (s *sseReader) Abort() {
+	s.aborted.Store(true)
+	if c, ok := s.up.BodyStream().(bodyCloser); ok {
+		_ = c.CloseWithError(ErrAborted)
+	}
 }
 
 // NotifyWait implements Waiter.

@@ -320,3 +320,38 @@ func waitUntil(tb testing.TB, what string, cond func() bool) {
 	}
 	tb.Fatal("never: " + what)
 }
+
+// A stream aborted while Next waits on a silent upstream (its client went away) ends
+// at once with ErrAborted, and says nothing against the target: an abort is not the
+// upstream's failure, however many come.
+func TestStreamAbortWhileUpstreamSilent(t *testing.T) {
+	us := startReplicas(t, 1)
+	us[0].stall.Store(true)
+	b := newPoolBackend(t, Config{Targets: replicaURLs(us), Health: HealthConfig{EjectAfter: 1, EjectFor: time.Hour}}, nil)
+	for range 3 {
+		_, s := openStream(t, b, "a")
+		var ev Event
+		if err := s.Next(&ev); err != nil {
+			t.Fatalf("first chunk: %v", err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Next(&ev) }()
+		time.Sleep(50 * time.Millisecond) // Next is waiting on the silent upstream
+		s.(Aborter).Abort()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrAborted) {
+				t.Fatalf("Next after Abort: %v, want ErrAborted", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Next still waiting after Abort")
+		}
+		_ = s.Close()
+	}
+	if st := b.pool.states[0]; !st.available() || st.fails.Load() != 0 {
+		t.Errorf("target available %v with %d failures after three aborted streams, want in service with none", st.available(), st.fails.Load())
+	}
+	if n := b.Targets()[0].InFlight(); n != 0 {
+		t.Errorf("%d in flight after the streams closed", n)
+	}
+}

@@ -1,5 +1,7 @@
 package providers
 
+import "errors"
+
 // Waiter is implemented by a stream that can say when it is about to wait for its
 // upstream: every byte received so far has been read, and the next read goes to the
 // socket. A relay holds the events it has and passes them on in one write at that
@@ -11,3 +13,16 @@ type Waiter interface {
 	// and never calls fn, when the stream cannot tell.
 	NotifyWait(fn func() error) bool
 }
+
+// Aborter is implemented by a stream that can be cut from another goroutine while
+// Next waits for its upstream: the client went away, and nothing else would notice
+// before the upstream's next bytes, which a queued request, a long prefill or a
+// reasoning pause may hold back for minutes. Next then fails with ErrAborted, which
+// says nothing about the upstream's health. Abort must not be called once Close has
+// begun.
+type Aborter interface {
+	Abort()
+}
+
+// ErrAborted is the error of a stream cut by Abort.
+var ErrAborted = errors.New("stream aborted: the client went away")
