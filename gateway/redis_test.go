@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,5 +240,68 @@ func redisCommands(t *testing.T, addr string, cmds ...[]string) {
 		if err != nil || strings.HasPrefix(line, "-") {
 			t.Fatalf("redis %v: %q %v", cmds, line, err)
 		}
+	}
+}
+
+// A stream still open when the shutdown grace runs out is cut, and ends as a request
+// does before the process exits: its concurrency slot in Redis is released (other
+// replicas would otherwise refuse that key for the whole concurrency_lease) and its
+// upstream request aborted.
+func TestShutdownGraceExpiryReleasesStreamLeases(t *testing.T) {
+	rds := redistest.Start(t)
+	var upstreamClosed atomic.Bool
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+		writeStreamHead(c)
+		writeChunk(c, sseChunk("Hel"))
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, c)
+			upstreamClosed.Store(true)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-release:
+		}
+	})
+	g := startGateway(t, strings.Replace(mockConfig(addr, "", `  - name: one
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: endpoint, concurrency: 5}]
+`), "shutdown_grace: 5s", "shutdown_grace: 300ms", 1)+`limiter: {store: redis, redis: {url: "`+rds.URL()+`"}, concurrency_lease: 60s}
+`)
+	conn, br := dialGateway(t, g)
+	if _, err := io.WriteString(conn, rawRequest(t, g, `{"model":"one","stream":true,"messages":[{"role":"user","content":"hi"}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream did not start: %v %v", resp, err)
+	}
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	held := func() int {
+		n := 0
+		for _, v := range chaosRedisLeases(rds.Addr()) {
+			c, _ := strconv.Atoi(v)
+			n += c
+		}
+		return n
+	}
+	if n := held(); n != 1 {
+		t.Fatalf("%d leases in Redis while the stream runs, want 1", n)
+	}
+	g.cancel()
+	select {
+	case <-g.done:
+		g.done <- nil
+	case <-time.After(15 * time.Second):
+		t.Fatal("the gateway did not stop")
+	}
+	if !pollFor(5*time.Second, func() bool { return held() == 0 && upstreamClosed.Load() }) {
+		t.Errorf("after the shutdown: %d leases in Redis, upstream connection closed %v; want 0 and closed", held(), upstreamClosed.Load())
 	}
 }

@@ -76,7 +76,10 @@ type Server struct {
 	// stream (awaitNext), closed when the server drains.
 	afterStreamMu sync.Mutex
 	afterStream   map[net.Conn]struct{}
-	reloadMu      sync.Mutex
+	// streaming holds the connections of the streams running, cut when the
+	// shutdown grace runs out; under afterStreamMu.
+	streaming map[net.Conn]struct{}
+	reloadMu  sync.Mutex
 	// lastHash is the SHA-256 of the file content the running config was parsed from.
 	lastHash [sha256.Size]byte
 	// reloaded is signalled after each reload that installed a config, for the file
@@ -317,6 +320,14 @@ func (s *Server) shutdown() error {
 	}
 	if err != nil {
 		s.log.Warn("shutdown grace expired with requests still open", "error", err.Error())
+		// The process is about to end them anyway: cut the streams now, so that
+		// they end as requests do (their slots, limits and Redis leases given back,
+		// their spans ended) before the runtime retires below and closes the limiter
+		// once the last of them is done.
+		s.cutStreams()
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.waitHijacked(cctx)
+		ccancel()
 	}
 	_ = s.admin.ShutdownWithContext(ctx)
 	// Under reloadMu: a reload under way finishes (and is retired here) or sees the

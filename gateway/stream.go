@@ -236,6 +236,32 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 
 var firstBytePool = sync.Pool{New: func() any { return new(firstByteConn) }}
 
+// trackStream adds (or with on false, removes) a running stream's connection to those
+// cutStreams closes.
+func (s *Server) trackStream(conn net.Conn, on bool) {
+	s.afterStreamMu.Lock()
+	if on {
+		if s.streaming == nil {
+			s.streaming = make(map[net.Conn]struct{})
+		}
+		s.streaming[conn] = struct{}{}
+	} else {
+		delete(s.streaming, conn)
+	}
+	s.afterStreamMu.Unlock()
+}
+
+// cutStreams closes the connections of the streams still running: the relay's next
+// write fails, the client watch sees the connection gone and aborts the upstream, and
+// the stream ends as a client hang-up.
+func (s *Server) cutStreams() {
+	s.afterStreamMu.Lock()
+	defer s.afterStreamMu.Unlock()
+	for c := range s.streaming {
+		_ = c.Close()
+	}
+}
+
 // closeAfterStream closes the connections waiting in awaitNext: idle, so nothing is
 // cut. awaitNext closes any that arrives after this, draining being set.
 func (s *Server) closeAfterStream() {
@@ -270,6 +296,8 @@ func (c *firstByteConn) Read(p []byte) (int, error) {
 func (r *request) streamTo(failed error, watch bool) (keep bool, first int) {
 	s, conn := r.s, r.conn
 	defer s.hijacked.Add(-1)
+	s.trackStream(conn, true)
+	defer s.trackStream(conn, false)
 	first = -1
 	released := false
 	watching := false
