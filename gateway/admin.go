@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"time"
 
@@ -102,10 +103,8 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 			writeError(&ctx.Response, methodNotAllowed(ctx, strPutPost))
 			return
 		}
-		var weights map[string]int
-		dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&weights); err != nil || len(weights) == 0 {
+		weights, ok := parseWeights(ctx.PostBody())
+		if !ok {
 			writeError(&ctx.Response, &apiError{400, "invalid_request_error", "invalid_weights", "", `The body must be a JSON object of route (its backend or variant name) to weight, e.g. {"stable": 90, "canary": 10}.`})
 			return
 		}
@@ -214,4 +213,38 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetStatusCode(status)
 	ctx.Response.Header.SetContentTypeBytes(strJSON)
 	ctx.SetBody(b)
+}
+
+// parseWeights reads a weights override: one JSON object of route name to integer
+// weight, each name once, and nothing after it. A decoder alone would take the first
+// of two objects, ignore trailing bytes and keep the last of a repeated name, any of
+// which could move traffic the operator did not ask to move.
+func parseWeights(body []byte) (map[string]int, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	weights := map[string]int{}
+	for dec.More() {
+		t, err := dec.Token()
+		name, isName := t.(string)
+		if err != nil || !isName {
+			return nil, false
+		}
+		if _, dup := weights[name]; dup {
+			return nil, false
+		}
+		var w int
+		if err := dec.Decode(&w); err != nil {
+			return nil, false
+		}
+		weights[name] = w
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	return weights, len(weights) > 0
 }

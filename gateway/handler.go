@@ -489,7 +489,11 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		if err != nil || r.res.Stream == nil {
 			now := time.Now()
-			ep.routing.Observe(t.Route, now.Sub(began), 0, failed(err))
+			if providers.Judged(err) {
+				// The gateway's own refusals (a full queue, say) are not the
+				// route's: a canary is judged by what its upstream did.
+				ep.routing.Observe(t.Route, now.Sub(began), 0, failed(err))
+			}
 			if err == nil {
 				// The answer is complete: what is left is bookkeeping, so its
 				// latency ends here and record need not read the clock again.
@@ -1001,11 +1005,17 @@ func (r *request) endStream(werr error) error {
 	// token, and by whether the upstream finished it; one that never had a token, by
 	// how long it took to end.
 	cut := r.upFailed && werr == nil
-	lat := r.ttft
-	if lat == 0 {
-		lat = time.Since(r.start)
+	// Timed from the attempt's start, not the request's: the retries and
+	// Retry-After waits before it are not this route's latency.
+	var ttft time.Duration
+	if r.ttft > 0 {
+		ttft = max(r.start.Add(r.ttft).Sub(r.sent), 1)
 	}
-	r.ep.routing.Observe(r.obsRoute, lat, r.ttft, cut)
+	lat := ttft
+	if lat == 0 {
+		lat = time.Since(r.sent)
+	}
+	r.ep.routing.Observe(r.obsRoute, lat, ttft, cut)
 	if r.failStatus != 0 && werr == nil {
 		status = r.failStatus
 	} else if cut {

@@ -240,7 +240,14 @@ func decide(c *canaryCfg, cur ctlState, whole, recent *window, from, now time.Ti
 		}
 	}
 	if why != "" {
-		return ctlState{state: StateRolledBack, cw: 0, since: now, reason: why}, evRollback
+		next := ctlState{state: StateRolledBack, cw: 0, since: now, reason: why}
+		if cur.override != nil {
+			// An operator's override holds until the next reload: the rollback
+			// takes the canary's share away from it, not the operator's
+			// weights of the other routes (a route drained stays drained).
+			next.override = overrideWithout(cur.override, c.route)
+		}
+		return next, evRollback
 	}
 	if cur.state != StateStepping || now.Sub(cur.since) < c.interval || whole.requests < c.minRequests {
 		return cur, ""
@@ -251,6 +258,24 @@ func decide(c *canaryCfg, cur ctlState, whole, recent *window, from, now time.Ti
 		return next, evPromote
 	}
 	return next, evStep
+}
+
+// overrideWithout is override with route c's share given to the other routes in
+// proportion to their own weights there; nil when they have none (the override gave
+// the canary everything), and the configured weights apply again.
+func overrideWithout(override []int32, c int) []int32 {
+	var rest int32
+	for i, w := range override {
+		if i != c {
+			rest += w
+		}
+	}
+	if rest == 0 {
+		return nil
+	}
+	out := make([]int32, len(override))
+	canaryWeights(override, c, 0, out)
+	return out
 }
 
 // The operator operations change cur in place or return an error.
