@@ -483,7 +483,7 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 		e                *Endpoint
 		st               *state
 		whole, prev, cur *redis.MapStringStringCmd
-		from             time.Time
+		from, since      time.Time
 	}
 	var jobs []job
 	now := r.now()
@@ -498,9 +498,10 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 		key := s.windowKey(e.name, st.sig, st.ctl.since)
 		k := st.cfg.slot(st.ctl.since, now)
 		from := st.ctl.since.Add(time.Duration(max(k-1, 0)) * st.cfg.slotLen)
+		since := st.ctl.since
 		st.mu.Unlock()
 		if active {
-			jobs = append(jobs, job{e: e, st: st, from: from,
+			jobs = append(jobs, job{e: e, st: st, from: from, since: since,
 				whole: pipe.HGetAll(ctx, key),
 				prev:  pipe.HGetAll(ctx, slotKey(key, k-1)),
 				cur:   pipe.HGetAll(ctx, slotKey(key, k)),
@@ -513,11 +514,18 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 	if _, err := pipe.Exec(ctx); err != nil {
 		return err
 	}
+	windowsRead()
 	var errs []error
 	for _, j := range jobs {
 		whole, recent := parseWindow(j.whole.Val()), parseWindow(j.cur.Val())
 		recent.add(parseWindow(j.prev.Val()))
 		j.st.mu.Lock()
+		if !j.st.ctl.since.Equal(j.since) {
+			// A new window began while this one was read (an operator's resume, a
+			// step another replica published): its counts judge nothing now.
+			j.st.mu.Unlock()
+			continue
+		}
 		j.st.cluster, j.st.clusterRecent, j.st.hasCluster = whole.summary(), recent.summary(), true
 		if next, ev := decide(j.st.cfg, j.st.ctl, whole, recent, j.from, now); ev != "" {
 			if err := s.publish(ctx, r, j.e.name, j.st, j.st.ver, next, ev); err != nil {
@@ -528,6 +536,10 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 	}
 	return errors.Join(errs...)
 }
+
+// windowsRead runs in decide between reading the windows and judging them; tests
+// change state there.
+var windowsRead = func() {}
 
 func parseWindow(f map[string]string) *window {
 	w := new(window)

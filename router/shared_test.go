@@ -693,3 +693,34 @@ func TestSharedWindowOutlivesQuietSpells(t *testing.T) {
 		}
 	}
 }
+
+// A window read just before an operator's resume (or a step another replica
+// published) does not judge the canary after it: the resume began a new window, and
+// the leader's decision on the old one's counts is dropped for this tick.
+func TestSharedDecisionSkipsAWindowReplacedMeanwhile(t *testing.T) {
+	c := newCluster(t)
+	a := c.replica("a", sharedCanary())
+	a.r.tick(bg)
+	if _, err := a.r.Pause(bg, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	feed(a.e, 1, 100, 50, 100*time.Millisecond, 0) // a breach, counted while paused
+	c.clock.Advance(10 * time.Second)
+	resumed := false
+	windowsRead = func() {
+		if !resumed {
+			resumed = true
+			if _, err := a.r.Resume(bg, "chat"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(func() { windowsRead = func() {} })
+	a.r.tick(bg)
+	if !resumed {
+		t.Fatal("the tick read no window")
+	}
+	if s := canaryOf(t, a.r, "chat"); s.State != StateStepping {
+		t.Fatalf("state %s (%s) after a resume that came while the old window was judged, want stepping", s.State, s.Reason)
+	}
+}
