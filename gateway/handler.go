@@ -1021,17 +1021,18 @@ func (r *request) endStream(werr error) error {
 	} else if cut {
 		r.series.StreamFailed(r.streamErr)
 	}
+	// The attempt's outcome, for the metric and its span alike.
+	outcome := metrics.OutcomeOK
+	switch {
+	case werr != nil:
+		outcome = metrics.OutcomeCanceled
+	case cut && r.streamErr == metrics.StreamTimeout:
+		outcome = metrics.OutcomeTimeout
+	case cut:
+		outcome = metrics.OutcomeError
+	}
 	if a := r.streamAttempt; a != nil {
-		switch {
-		case werr != nil:
-			a.Observe(metrics.OutcomeCanceled)
-		case cut && r.streamErr == metrics.StreamTimeout:
-			a.Observe(metrics.OutcomeTimeout)
-		case cut:
-			a.Observe(metrics.OutcomeError)
-		default:
-			a.Observe(metrics.OutcomeOK)
-		}
+		a.Observe(outcome)
 	}
 	if as := r.aspan; as != nil {
 		if as.IsRecording() {
@@ -1043,6 +1044,7 @@ func (r *request) endStream(werr error) error {
 			}
 			r.ans.End(as)
 			tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+			tracing.SetAttempt(as, r.attempts, outcome.String())
 			if r.errKind == "client_gone" {
 				tracing.RecordRefusal(as, r.errKind)
 			} else if r.errKind != "" {

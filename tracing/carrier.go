@@ -22,6 +22,13 @@ const (
 	tracestateHeader  = "tracestate"
 )
 
+// multiHeader is a Header that can hold a field several times, as fasthttp's do:
+// Extract reads every traceparent and tracestate field, Inject deletes them all.
+type multiHeader interface {
+	PeekAll(key string) [][]byte
+	Del(key string)
+}
+
 // HeaderCarrier adapts a Header to propagation.TextMapCarrier, with no map
 // in between.
 type HeaderCarrier struct{ H Header }
@@ -66,13 +73,31 @@ func Extract(ctx context.Context, h Header) context.Context {
 	if len(tp) == 0 {
 		return ctx
 	}
+	mh, multi := h.(multiHeader)
+	if multi && len(mh.PeekAll(traceparentHeader)) > 1 {
+		// Two traceparents name two parents: neither is taken (W3C).
+		return ctx
+	}
 	scc, ok := parseTraceparent(tp)
 	if !ok {
 		return ctx
 	}
-	if ts := h.Peek(tracestateHeader); len(ts) > 0 {
+	var ts string
+	if multi {
+		// tracestate may come as several fields: one list, in order (W3C, RFC
+		// 9110 5.3).
+		for i, f := range mh.PeekAll(tracestateHeader) {
+			if i > 0 {
+				ts += ","
+			}
+			ts += string(f)
+		}
+	} else {
+		ts = string(h.Peek(tracestateHeader))
+	}
+	if ts != "" {
 		// An invalid tracestate must not invalidate traceparent (W3C).
-		scc.TraceState, _ = trace.ParseTraceState(string(ts))
+		scc.TraceState, _ = trace.ParseTraceState(ts)
 	}
 	sc := trace.NewSpanContext(scc)
 	if !sc.IsValid() {
@@ -143,12 +168,19 @@ type bytesSetter interface {
 }
 
 // Inject sets traceparent (and tracestate when there is one) on the upstream
-// request from the span in ctx. Nothing is set when ctx carries no valid span
-// context. The format is propagation.TraceContext's.
+// request from the span in ctx, in place of every traceparent and tracestate field
+// the client sent: a second traceparent of the client's, or the tracestate of a
+// trace the gateway did not continue, must not reach the upstream beside the
+// gateway's. Nothing is set when ctx carries no valid span context. The format is
+// propagation.TraceContext's.
 func Inject(ctx context.Context, h Header) {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
 		return
+	}
+	if mh, ok := h.(multiHeader); ok {
+		mh.Del(traceparentHeader)
+		mh.Del(tracestateHeader)
 	}
 	if bs, ok := h.(bytesSetter); ok {
 		// The buffer escapes through the interface call: pool it.
