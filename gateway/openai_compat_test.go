@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -118,5 +120,62 @@ func TestStickyUserReadAsString(t *testing.T) {
 	}
 	if len(split) > 0 {
 		t.Fatalf("one user on two variants, by how its JSON spelled the name: %v", split)
+	}
+}
+
+// compatAnswer is a whole chat completion as an upstream writes it.
+const compatAnswer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`
+
+// Headers the client names in its Connection header are hop-by-hop (RFC 9110
+// §7.6.1), meant for the gateway alone: they are not forwarded upstream.
+func TestConnectionNamedHeadersNotForwarded(t *testing.T) {
+	var mu sync.Mutex
+	var got http.Header
+	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, req *http.Request) {
+		mu.Lock()
+		got = req.Header.Clone()
+		mu.Unlock()
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(compatAnswer), compatAnswer)
+	})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(chatBody))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Connection", "keep-alive, X-Hop-Secret")
+	req.Header.Set("X-Hop-Secret", "for-the-gateway-only")
+	req.Header.Set("X-Kept", "for-the-upstream")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if v := got.Get("X-Hop-Secret"); v != "" {
+		t.Fatalf("a header named in the client's Connection header was forwarded upstream: X-Hop-Secret: %q", v)
+	}
+	if v := got.Get("X-Kept"); v != "for-the-upstream" {
+		t.Fatalf("X-Kept upstream: %q", v)
+	}
+}
+
+// An upstream answer without a Content-Type reaches the official SDK as the JSON it
+// is: labelled application/json, not fasthttp's default text/plain, which the SDK
+// refuses for a success.
+func TestAnswerWithoutContentTypeReachesSDK(t *testing.T) {
+	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(compatAnswer), compatAnswer)
+	})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	c := g.client()
+	res, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")})
+	if err != nil {
+		t.Fatalf("an answer without a Content-Type: %v", err)
+	}
+	if len(res.Choices) != 1 || res.Choices[0].Message.Content != "hi" {
+		t.Fatalf("answer %s", res.RawJSON())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,5 +245,51 @@ endpoints:
 	}
 	if tunnels.Load() == 0 {
 		t.Fatal("the backend went around its SOCKS5 proxy")
+	}
+}
+
+// listen6 listens on IPv6 loopback. A host without it skips the test, but CI must
+// have it: there the test fails rather than hide the missing dependency.
+func listen6(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no IPv6 loopback (::1), which CI must have: %v", err)
+		}
+		t.Skipf("skipped: this host has no IPv6 loopback (::1): %v", err)
+	}
+	return ln
+}
+
+// An egress proxy at an IPv6 address (proxy: "http://[fd00::3128]:3128", or a name
+// with only an AAAA record) carries the backend's connections: the dial to the proxy
+// is dual-stack.
+func TestUpstreamProxyOverIPv6(t *testing.T) {
+	ln := listen6(t)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	p := &connectProxy{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); defer c.Close(); p.serve(c) }()
+		}
+	}()
+	_, up := startMock(t, mockllm.Options{MaxTokens: 4})
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "http://`+up+`/v1", model: up-model, proxy: "http://`+ln.Addr().String()+`"}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+	resp, body := postChat(t, g, chatBody)
+	if resp.StatusCode != 200 || p.tunnels.Load() != 1 {
+		t.Fatalf("through the proxy at %s: %d %s, %d tunnels", ln.Addr(), resp.StatusCode, body, p.tunnels.Load())
 	}
 }

@@ -479,3 +479,44 @@ func targetsInFlight(g *gw) int64 {
 	}
 	return n
 }
+
+// An upstream answer over the buffered-answer bound (64 MiB) is an invalid answer,
+// 502 upstream_bad_response, and is not retried: each retry would re-run the
+// generation for the same answer.
+func TestAnswerOverLimitNotRetried(t *testing.T) {
+	addr, hits := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+		// The header alone announces an answer over the bound.
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 83886080\r\n\r\n{")
+		c.Close()
+	})
+	g := startGateway(t, mockConfig(addr, "", `
+  - {name: r, type: chat, routes: [{backend: up}], retries: 2}
+`))
+	resp, body := postChat(t, g, `{"model":"r","messages":[{"role":"user","content":"hi"}]}`)
+	if n := hits.Load(); n != 1 || resp.StatusCode != 502 || !strings.Contains(body, "upstream_bad_response") {
+		t.Fatalf("an 80 MiB answer: upstream asked %d times, client got %d %s; want 1 request and 502 upstream_bad_response", n, resp.StatusCode, body)
+	}
+}
+
+// An upstream answer that is neither a success nor an error (a redirect, a 304 to a
+// POST) is not the API's answer: 502 upstream_bad_response, and the client is not
+// sent around the gateway (no Location).
+func TestUpstreamRedirectIs502(t *testing.T) {
+	for _, tc := range []struct{ name, resp string }{
+		{"307", "HTTP/1.1 307 Temporary Redirect\r\nLocation: https://elsewhere.example/v1/chat/completions\r\nContent-Length: 0\r\n\r\n"},
+		{"301 with body", "HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere.example/v1/\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<a>moved</a>\n"},
+		{"304", "HTTP/1.1 304 Not Modified\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+				_, _ = io.WriteString(c, tc.resp)
+			})
+			g := startGateway(t, mockConfig(addr, "", ""))
+			resp, body := postChat(t, g, chatBody)
+			if resp.StatusCode != 502 || !strings.Contains(body, "upstream_bad_response") || resp.Header.Get("Location") != "" {
+				t.Fatalf("upstream answered %q; client got %d (Location %q) %q; want 502 upstream_bad_response",
+					strings.SplitN(tc.resp, "\r\n", 2)[0], resp.StatusCode, resp.Header.Get("Location"), body)
+			}
+		})
+	}
+}

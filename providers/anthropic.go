@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -56,7 +55,7 @@ func anthropicURLs(t *Target) {
 	for k := range t.uris {
 		t.uris[k].Reset()
 	}
-	t.setURL(Chat, strings.TrimRight(t.URL, "/")+"/messages")
+	t.setURL(Chat, operationURL(t.URL, "/messages"))
 }
 
 // UnsupportedError is ErrUnsupported naming the backend's API and the operation, in
@@ -140,15 +139,18 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	if status < 200 || status > 299 {
 		defer t.inFlight.Add(-1)
 		defer fasthttp.ReleaseResponse(up)
+		if !isErrorStatus(status) {
+			return notAnswer(status)
+		}
 		return a.passError(up, out, status)
 	}
 	created := a.now().Unix()
 	if call.Stream {
 		if !hasPrefixFold(up.Header.ContentType(), strEventStream) {
 			t.inFlight.Add(-1)
-			ct := string(up.Header.ContentType())
+			err := badStreamType(up.Header.ContentType())
 			fasthttp.ReleaseResponse(up)
-			return errors.Join(ErrBadResponse, errors.New("stream answered with content type "+ct))
+			return err
 		}
 		s := acquireAnthropicStream()
 		s.r.reset(up, t, up.BodyStream(), false)

@@ -3,6 +3,8 @@ package providers
 import (
 	"errors"
 	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +67,40 @@ func TestClassifyNotHTTP(t *testing.T) {
 			}
 			if tt.answer != "" && strings.Contains(got.Error(), tt.answer[:5]) {
 				t.Fatalf("the error quotes what the upstream sent: %v", got)
+			}
+		})
+	}
+}
+
+// An answer larger than the buffered-answer bound (MaxResponseBytes) is the
+// upstream's invalid answer (ErrBadResponse), not an unreachable upstream: it is not
+// retried, since each attempt re-runs the generation for the same answer. An error
+// body read from a stream is not cut to the bound and passed on either.
+func TestAnswerOverLimitIsBadResponse(t *testing.T) {
+	big := `{"pad":"` + strings.Repeat("x", 8<<10) + `","usage":{"prompt_tokens":1,"completion_tokens":1}}`
+	for _, tc := range []struct {
+		name, status string
+		stream       bool
+	}{
+		{"200", "200 OK", false},
+		{"500", "500 Internal Server Error", false},
+		{"500 to a stream", "500 Internal Server Error", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawUpstream(t, listen4(t), func(*http.Request) string {
+				return "HTTP/1.1 " + tc.status + "\r\nContent-Type: application/json\r\nContent-Length: " +
+					strconv.Itoa(len(big)) + "\r\n\r\n" + big
+			})
+			b := newTestBackend(t, Config{Provider: "openai", BaseURL: "http://" + addr + "/v1", Model: "m", MaxResponseBytes: 1 << 10})
+			var out fasthttp.Response
+			var res Result
+			err := b.Send(chatCall(chatBody, tc.stream), &out, &res)
+			var ue *UpstreamError
+			if errors.Is(err, ErrConnect) || !errors.Is(err, ErrBadResponse) || errors.As(err, &ue) {
+				t.Fatalf("an 8 KiB answer over a 1 KiB bound: err = %v; want ErrBadResponse only", err)
+			}
+			if !strings.Contains(err.Error(), "too large") {
+				t.Fatalf("err = %v, want it to say the answer was too large", err)
 			}
 		})
 	}

@@ -1,6 +1,8 @@
 package providers
 
 import (
+	"bufio"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,5 +71,51 @@ func TestCopyForwardHeaders(t *testing.T) {
 		if v == "hop" {
 			t.Errorf("%s forwarded", k)
 		}
+	}
+}
+
+// parseHeader reads a request header as the gateway's server does, from raw lines.
+func parseHeader(t testing.TB, lines string) *fasthttp.RequestHeader {
+	t.Helper()
+	var h fasthttp.RequestHeader
+	raw := "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n" + lines + "\r\n"
+	if err := h.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+		t.Fatal(err)
+	}
+	return &h
+}
+
+// Headers the client names in its Connection header are hop-by-hop too (RFC 9110,
+// 7.6.1) and stay behind, in any letter case, from every Connection header line; a
+// Connection of keep-alive or close names none.
+func TestCopyForwardHeadersConnectionNamed(t *testing.T) {
+	const others = "X-Hop-Secret: s\r\nX-A: a\r\nX-B: b\r\nX-Keep: k\r\n"
+	for _, tc := range []struct {
+		name, connection string
+		dropped          []string
+	}{
+		{"keep-alive", "Connection: keep-alive\r\n", nil},
+		{"close", "Connection: close\r\n", nil},
+		{"none", "", nil},
+		{"one named", "Connection: keep-alive, X-Hop-Secret\r\n", []string{"X-Hop-Secret"}},
+		{"named in lower case", "Connection: x-hop-secret\r\n", []string{"X-Hop-Secret"}},
+		{"with close", "Connection: close, X-Hop-Secret\r\n", []string{"X-Hop-Secret"}},
+		{"spaces and empty items", "Connection: ,X-A ,\t X-B,,\r\n", []string{"X-A", "X-B"}},
+		{"two lines", "Connection: keep-alive\r\nConnection: X-A, X-B\r\n", []string{"X-A", "X-B"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := parseHeader(t, tc.connection+others)
+			var up fasthttp.RequestHeader
+			copyForwardHeaders(&up, client)
+			for _, k := range []string{"X-Hop-Secret", "X-A", "X-B", "X-Keep"} {
+				dropped := slices.Contains(tc.dropped, k)
+				if got := up.Peek(k); dropped != (got == nil) {
+					t.Errorf("%s: %q upstream, dropped %v", k, got, dropped)
+				}
+			}
+			if v := up.Peek("Connection"); v != nil {
+				t.Errorf("Connection forwarded: %q", v)
+			}
+		})
 	}
 }

@@ -90,13 +90,17 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	if status < 200 || status > 299 {
 		defer t.inFlight.Add(-1)
 		defer fasthttp.ReleaseResponse(up)
+		if !isErrorStatus(status) {
+			return notAnswer(status)
+		}
 		return passError(up, out, status, o.maxBody, o.secrets)
 	}
 	if call.Stream {
 		if !hasPrefixFold(up.Header.ContentType(), strEventStream) {
 			t.inFlight.Add(-1)
+			err := badStreamType(up.Header.ContentType())
 			fasthttp.ReleaseResponse(up)
-			return errors.Join(ErrBadResponse, errors.New("stream answered with content type "+string(up.Header.ContentType())))
+			return err
 		}
 		s := acquireSSE()
 		s.reset(up, t, up.BodyStream(), forceUsage)
@@ -111,9 +115,40 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 		return ErrBadResponse
 	}
 	out.SetStatusCode(status)
-	out.Header.SetContentTypeBytes(up.Header.ContentType())
+	out.Header.SetContentTypeBytes(jsonIfNone(up.Header.ContentType()))
 	swapBody(out, up)
 	return nil
+}
+
+// isErrorStatus reports whether status is an API error (4xx, 5xx), whose body goes to
+// the client as the upstream's answer.
+func isErrorStatus(status int) bool { return status >= 400 && status <= 599 }
+
+// notAnswer is the error for an upstream status that is neither a success nor an
+// error: a redirect, a 304 to a POST, an interim 1xx where the final answer belongs.
+// It is not the API's answer, so it is an invalid one: passed on, a redirect would
+// send the client around the gateway (and following it, the backend's key elsewhere).
+func notAnswer(status int) error {
+	return errors.Join(ErrBadResponse, errors.New("upstream answered "+strconv.Itoa(status)+", neither a success nor an error"))
+}
+
+// badStreamType is the error for a stream answered with another content type.
+func badStreamType(ct []byte) error {
+	if len(ct) == 0 {
+		return errors.Join(ErrBadResponse, errors.New("stream answered without a content type"))
+	}
+	return errors.Join(ErrBadResponse, errors.New("stream answered with content type "+string(ct)))
+}
+
+// jsonIfNone is ct, or application/json when the upstream sent no Content-Type: the
+// body was checked to be JSON (a success) or is passed on as the upstream's JSON error,
+// and the official SDKs refuse an answer labelled otherwise. roundTrip keeps fasthttp
+// from filling in its own default, text/plain.
+func jsonIfNone(ct []byte) []byte {
+	if len(ct) == 0 {
+		return strJSON
+	}
+	return ct
 }
 
 // roundTrip sends req to t within the call's deadline and the backend's timeout. On
@@ -122,6 +157,9 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Duration) (*fasthttp.Response, error) {
 	up := fasthttp.AcquireResponse()
 	up.StreamBody = call.Stream
+	// An answer without a Content-Type then reads as one (ContentType() empty)
+	// instead of fasthttp's default text/plain; see jsonIfNone.
+	up.Header.SetNoDefaultContentType(true)
 	deadline, callBound := call.Deadline, true
 	if d := time.Now().Add(timeout); deadline.IsZero() || d.Before(deadline) {
 		deadline, callBound = d, false
@@ -162,24 +200,27 @@ func swapBody(out, up *fasthttp.Response) {
 }
 
 // passError copies an upstream error answer to out, reading a streamed body in full,
-// with any of secrets it quotes masked.
+// with any of secrets it quotes masked. A streamed body over max is not cut to fit
+// (the client would get a truncated body as the upstream's error): the answer is
+// invalid, errAnswerTooLarge, as a buffered one over the limit is.
 func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]byte) error {
 	ue := &UpstreamError{Status: status, RetryAfter: retryAfter(peekFold(&up.Header, "Retry-After"))}
-	out.SetStatusCode(status)
-	ct := up.Header.ContentType()
-	if len(ct) == 0 {
-		ct = strJSON
-	}
-	out.Header.SetContentTypeBytes(ct)
 	if up.StreamBody && up.BodyStream() != nil {
-		body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max))
+		body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max+1))
 		_ = up.CloseBodyStream()
 		if err != nil {
 			return classify(err)
 		}
+		if int64(len(body)) > max {
+			return errAnswerTooLarge
+		}
+		out.SetStatusCode(status)
+		out.Header.SetContentTypeBytes(jsonIfNone(up.Header.ContentType()))
 		out.SetBodyRaw(maskAll(body, secrets))
 		return ue
 	}
+	out.SetStatusCode(status)
+	out.Header.SetContentTypeBytes(jsonIfNone(up.Header.ContentType()))
 	swapBody(out, up)
 	if b := out.Body(); quotesAny(b, secrets) {
 		out.SetBodyRaw(maskAll(b, secrets))
@@ -226,12 +267,20 @@ func retryAfter(v []byte) time.Duration {
 	return 0
 }
 
-// classify maps transport errors onto ErrTimeout or ErrConnect, keeping the cause.
-// Every connection max_connections allows being busy is the gateway's own limit:
+// errAnswerTooLarge is an upstream answer over the buffered-answer limit
+// (MaxResponseBytes): the upstream's invalid answer, not a connection failure. It is
+// not retried, since another attempt re-runs the whole generation for the same answer.
+var errAnswerTooLarge = errors.Join(ErrBadResponse, errors.New("upstream answer too large: over the gateway's buffered-answer limit"))
+
+// classify maps transport errors onto ErrTimeout or ErrConnect, keeping the cause, and
+// an answer that is not HTTP or is over the limit onto ErrBadResponse. Every
+// connection max_connections allows being busy is the gateway's own limit:
 // ErrOverloaded, which says nothing against the target.
 func classify(err error) error {
 	var ne net.Error
 	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return errAnswerTooLarge
 	case notHTTP(err):
 		return errors.Join(ErrBadResponse, err)
 	case errors.Is(err, fasthttp.ErrNoFreeConns):

@@ -3,6 +3,7 @@
 package providers
 
 import (
+	"bytes"
 	"errors"
 	"net/url"
 	"strconv"
@@ -242,6 +243,9 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 	// fasthttp moves the read and write deadlines of the connection later for every
 	// request; deadline.Conn makes that free. upstreamConn lets a stream hear of
 	// its reads (Waiter) and tells a retry whether the connection had served.
+	// The dial is dual-stack: TCPDialer's Dial and DialTimeout resolve IPv4 only,
+	// so an IPv6 literal ([fd00::5]) or a name with only AAAA records would be
+	// unreachable. Health checks and /metrics reads reuse this dial.
 	d := &fasthttp.TCPDialer{Concurrency: 0}
 	connect := cfg.ConnectTimeout
 	viaProxy, err := proxyDial(cfg.Proxy, hc.IsTLS, connect)
@@ -262,9 +266,9 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		if viaProxy != nil {
 			c, err = viaProxy(addr)
 		} else if timeout > 0 {
-			c, err = d.DialTimeout(addr, timeout)
+			c, err = d.DialDualStackTimeout(addr, timeout)
 		} else {
-			c, err = d.Dial(addr)
+			c, err = d.DialDualStack(addr)
 		}
 		if err != nil {
 			return nil, err
@@ -272,11 +276,20 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		return wrapUpstream(c), nil
 	}
 	t := &Target{URL: raw, client: hc}
-	base := strings.TrimRight(raw, "/")
 	for _, k := range []Kind{Chat, Completions, Embeddings} {
-		t.setURL(k, base+k.Path())
+		t.setURL(k, operationURL(raw, k.Path()))
 	}
 	return t, nil
+}
+
+// operationURL is base with op appended to its path, base's query kept after it: an
+// OpenAI-compatible host may take its version in the query (?api-version=...).
+func operationURL(base, op string) string {
+	path, query := base, ""
+	if i := strings.IndexAny(base, "?#"); i >= 0 {
+		path, query = base[:i], base[i:]
+	}
+	return strings.TrimRight(path, "/") + op + query
 }
 
 // hopHeaders are never forwarded: they describe one connection, not the request, or
@@ -289,18 +302,55 @@ var hopHeaders = []string{
 
 // copyForwardHeaders copies the client's headers into up, without hop-by-hop headers or
 // credentials. The client's Accept-Encoding is dropped: the gateway asks for an uncoded
-// answer, to read usage from it.
+// answer, to read usage from it. It must run before the provider sets its own headers
+// on up, which the clean-up of Connection-named headers would otherwise remove.
 func copyForwardHeaders(up *fasthttp.RequestHeader, client *fasthttp.RequestHeader) {
 	if client == nil {
 		return
 	}
+	named := false
 	// The gateway's server hands over header names in canonical form already
 	// (it normalises them as it parses), so they need not be normalised again.
 	for k, v := range client.All() {
 		if isHopHeader(k) {
+			if !named && len(k) == len("Connection") && strings.EqualFold(b2s(k), "Connection") {
+				named = namesHeaders(v)
+			}
 			continue
 		}
 		up.SetCanonical(k, v)
+	}
+	if named {
+		dropConnectionNamed(up, client)
+	}
+}
+
+// namesHeaders reports whether a Connection header value names a header other than
+// Keep-Alive: the usual "keep-alive" (or "close") costs one comparison.
+func namesHeaders(v []byte) bool {
+	return !strings.EqualFold(b2s(v), "keep-alive") && !strings.EqualFold(b2s(v), "close")
+}
+
+// dropConnectionNamed removes from up the headers the client's Connection headers name:
+// they are hop-by-hop too, for this connection only (RFC 9110, 7.6.1). The names are
+// removed after the copy rather than skipped during it, so that the usual request,
+// whose Connection names nothing, pays for no second pass over its headers.
+func dropConnectionNamed(up, client *fasthttp.RequestHeader) {
+	for k, v := range client.All() {
+		if len(k) != len("Connection") || !strings.EqualFold(b2s(k), "Connection") {
+			continue
+		}
+		for len(v) > 0 {
+			name := v
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				name, v = v[:i], v[i+1:]
+			} else {
+				v = nil
+			}
+			if name = bytes.Trim(name, " \t"); len(name) > 0 {
+				up.DelBytes(name)
+			}
+		}
 	}
 }
 

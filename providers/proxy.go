@@ -39,7 +39,10 @@ func proxyDial(proxy string, isTLS bool, connect time.Duration) (fasthttp.DialFu
 		return nil, nil
 	}
 	d := &fasthttpproxy.Dialer{
-		Config:         httpproxy.Config{HTTPProxy: proxy, HTTPSProxy: proxy},
+		Config: httpproxy.Config{HTTPProxy: proxy, HTTPSProxy: proxy},
+		// Without it the dial to the proxy is IPv4 only: a proxy at an IPv6
+		// address, or named with only AAAA records, would be unreachable.
+		DialDualStack:  true,
 		Timeout:        connect,
 		ConnectTimeout: connect,
 	}

@@ -5,8 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -353,5 +357,211 @@ func TestStreamAbortWhileUpstreamSilent(t *testing.T) {
 	}
 	if n := b.Targets()[0].InFlight(); n != 0 {
 		t.Errorf("%d in flight after the streams closed", n)
+	}
+}
+
+// rawUpstream accepts loopback connections on network and addr, reads each request and
+// writes what resp returns, byte for byte: answers fasthttp's server would not send
+// (no Content-Type, a redirect to a POST).
+func rawUpstream(t *testing.T, ln net.Listener, resp func(req *http.Request) string) string {
+	t.Helper()
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if _, err := io.WriteString(c, resp(req)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func listen4(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// listen6 listens on IPv6 loopback. A host without it skips the test, but CI must
+// have it: there the test fails rather than hide the missing dependency.
+func listen6(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no IPv6 loopback (::1), which CI must have: %v", err)
+		}
+		t.Skipf("skipped: this host has no IPv6 loopback (::1): %v", err)
+	}
+	return ln
+}
+
+// jsonAnswer is a 200 chat completion with its Content-Type.
+func jsonAnswer(*http.Request) string {
+	return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(rawAnswer)) + "\r\n\r\n" + rawAnswer
+}
+
+const rawAnswer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`
+
+// A target named by an IPv6 literal (http://[::1]:8000/v1) is reached: the target's
+// dial is dual-stack.
+func TestTargetIPv6Literal(t *testing.T) {
+	addr := rawUpstream(t, listen6(t), jsonAnswer)
+	b := newTestBackend(t, Config{Provider: "openai", BaseURL: "http://" + addr + "/v1", Model: "m"})
+	var out fasthttp.Response
+	var res Result
+	if err := b.Send(chatCall(chatBody, false), &out, &res); err != nil {
+		t.Fatalf("send to IPv6 target %s: %v", addr, err)
+	}
+	if out.StatusCode() != 200 || res.Usage.Input != 3 {
+		t.Fatalf("status %d usage %+v", out.StatusCode(), res.Usage)
+	}
+}
+
+// An upstream answer without a Content-Type goes out as application/json, not as
+// fasthttp's default text/plain (the official SDKs refuse a success labelled
+// otherwise): a 200 was checked to be one JSON object, and an error body is passed on
+// as the upstream's JSON error, buffered or read from a stream.
+func TestAnswerWithoutContentTypeIsJSON(t *testing.T) {
+	for _, tc := range []struct {
+		name, status, body string
+		stream             bool
+	}{
+		{"200", "200 OK", rawAnswer, false},
+		{"400", "400 Bad Request", `{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":null}}`, false},
+		{"400 to a stream", "400 Bad Request", `{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":null}}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawUpstream(t, listen4(t), func(*http.Request) string {
+				return "HTTP/1.1 " + tc.status + "\r\nContent-Length: " + strconv.Itoa(len(tc.body)) + "\r\n\r\n" + tc.body
+			})
+			b := newTestBackend(t, Config{Provider: "openai", BaseURL: "http://" + addr + "/v1", Model: "m"})
+			var out fasthttp.Response
+			var res Result
+			_ = b.Send(chatCall(chatBody, tc.stream), &out, &res)
+			if ct := string(out.Header.ContentType()); ct != "application/json" {
+				t.Fatalf("status %d answered with Content-Type %q; want application/json", out.StatusCode(), ct)
+			}
+			if string(out.Body()) != tc.body {
+				t.Fatalf("body %q, want the upstream's %q", out.Body(), tc.body)
+			}
+		})
+	}
+}
+
+// A stream answered without a Content-Type is not an event stream: an invalid answer
+// that says so.
+func TestStreamWithoutContentTypeIsBadResponse(t *testing.T) {
+	addr := rawUpstream(t, listen4(t), func(*http.Request) string {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	})
+	b := newTestBackend(t, Config{Provider: "openai", BaseURL: "http://" + addr + "/v1", Model: "m"})
+	var out fasthttp.Response
+	var res Result
+	err := b.Send(chatCall(chatBody, true), &out, &res)
+	if !errors.Is(err, ErrBadResponse) || !strings.Contains(err.Error(), "without a content type") {
+		t.Fatalf("err = %v, want ErrBadResponse naming the missing content type", err)
+	}
+}
+
+// A base_url with a query (an OpenAI-compatible host that takes its version in the
+// query) keeps it as the query of every operation's URL, the operation going onto
+// the path.
+func TestBaseURLQueryKept(t *testing.T) {
+	for _, tc := range []struct {
+		name, provider, base, want string
+	}{
+		{"openai", "openai", "/v1?api-version=2024-10-21", "/v1/chat/completions?api-version=2024-10-21"},
+		{"openai, slash before the query", "openai", "/v1/?api-version=2024-10-21", "/v1/chat/completions?api-version=2024-10-21"},
+		{"anthropic", "anthropic", "/v1?beta=true", "/v1/messages?beta=true"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var uri string
+			addr := rawUpstream(t, listen4(t), func(req *http.Request) string {
+				mu.Lock()
+				uri = req.RequestURI
+				mu.Unlock()
+				return jsonAnswer(req)
+			})
+			cfg := Config{Provider: tc.provider, BaseURL: "http://" + addr + tc.base, Model: "m"}
+			b := newTestBackend(t, cfg)
+			var out fasthttp.Response
+			var res Result
+			_ = b.Send(chatCall(chatBody, false), &out, &res)
+			mu.Lock()
+			defer mu.Unlock()
+			if uri != tc.want {
+				t.Fatalf("base_url %s: the upstream was asked for %q, want %q", tc.base, uri, tc.want)
+			}
+		})
+	}
+}
+
+// operationURL puts the operation at the end of the base URL's path, before its query;
+// a fragment, which is never sent, stays after it.
+func TestOperationURL(t *testing.T) {
+	for _, tc := range []struct{ base, want string }{
+		{"http://h/v1", "http://h/v1/chat/completions"},
+		{"http://h/v1/", "http://h/v1/chat/completions"},
+		{"http://h/v1?api-version=1", "http://h/v1/chat/completions?api-version=1"},
+		{"http://h/v1/?a=1&b=/x", "http://h/v1/chat/completions?a=1&b=/x"},
+		{"http://h/v1#frag", "http://h/v1/chat/completions#frag"},
+		{"http://[::1]:8000/v1", "http://[::1]:8000/v1/chat/completions"},
+	} {
+		t.Run(tc.base, func(t *testing.T) {
+			if got := operationURL(tc.base, Chat.Path()); got != tc.want {
+				t.Fatalf("operationURL(%q) = %q, want %q", tc.base, got, tc.want)
+			}
+		})
+	}
+}
+
+// An upstream status that is neither a success nor an error (a redirect, a 304 to a
+// POST) is not the API's answer: ErrBadResponse, never passed on (nor followed), for
+// every provider, streamed or not; the attempt leaves nothing in flight.
+func TestNotAnswerStatusIsBadResponse(t *testing.T) {
+	for _, provider := range []string{"openai", "anthropic"} {
+		for _, tc := range []struct{ name, resp string }{
+			{"307", "HTTP/1.1 307 Temporary Redirect\r\nLocation: https://elsewhere.example/v1/chat/completions\r\nContent-Length: 0\r\n\r\n"},
+			{"301 with body", "HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere.example/v1/\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<a>moved</a>\n"},
+			{"304", "HTTP/1.1 304 Not Modified\r\n\r\n"},
+		} {
+			for _, stream := range []bool{false, true} {
+				t.Run(provider+"/"+tc.name+"/stream="+strconv.FormatBool(stream), func(t *testing.T) {
+					addr := rawUpstream(t, listen4(t), func(*http.Request) string { return tc.resp })
+					b := newTestBackend(t, Config{Provider: provider, BaseURL: "http://" + addr + "/v1", Model: "m"})
+					var out fasthttp.Response
+					var res Result
+					err := b.Send(chatCall(chatBody, stream), &out, &res)
+					var ue *UpstreamError
+					if !errors.Is(err, ErrBadResponse) || errors.As(err, &ue) || res.Stream != nil {
+						t.Fatalf("err = %v, stream %v; want ErrBadResponse and no upstream error", err, res.Stream != nil)
+					}
+					if n := b.Targets()[0].InFlight(); n != 0 {
+						t.Fatalf("%d attempts left in flight", n)
+					}
+				})
+			}
+		}
 	}
 }

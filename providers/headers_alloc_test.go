@@ -1,0 +1,31 @@
+//go:build !race
+
+package providers
+
+import (
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// copyForwardHeaders allocates nothing, whether the client's Connection header names
+// other headers or not (the usual keep-alive).
+func TestCopyForwardHeadersAllocs(t *testing.T) {
+	for name, connection := range map[string]string{
+		"keep-alive": "Connection: keep-alive\r\n",
+		"named":      "Connection: keep-alive, X-Hop-Secret\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			client := parseHeader(t, connection+"X-Hop-Secret: s\r\nX-Stainless-Lang: go\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n")
+			var up fasthttp.RequestHeader
+			run := func() {
+				up.Reset()
+				copyForwardHeaders(&up, client)
+			}
+			run()
+			if n := testing.AllocsPerRun(1000, run); n != 0 {
+				t.Errorf("%v allocations per copy, want 0", n)
+			}
+		})
+	}
+}
