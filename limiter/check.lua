@@ -56,7 +56,12 @@ if #KEYS > 0 then
   end
 end
 
+-- A debt is held to ten years (in microseconds): a bucket that far behind takes
+-- nothing for as long as matters, and a longer one would overflow the key's PX and
+-- the Retry-After computed from it.
+local MAX_DEBT = 315576000000000
 local function set_debt(key, debt)
+  if debt > MAX_DEBT then debt = MAX_DEBT end
   if debts[key] ~= debt then
     debts[key] = debt
     if not dirty[key] then

@@ -160,6 +160,7 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			continue
 		}
 		if refuse < 0 {
+			debts[i] = min(debts[i], maxDebt)
 			e.tat = nowf + debts[i]
 		} else {
 			debts[i] = max(e.tat-nowf, 0)
@@ -170,10 +171,15 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 	if refuse >= 0 {
 		// Up: a refusal says to wait, however little (and only a refusal sets
 		// RetryAfter, which is how Take counts it).
-		return t.refuse(refuse, time.Duration(math.Ceil(retry)))
+		return t.refuse(refuse, time.Duration(math.Ceil(min(retry, maxDebt))))
 	}
 	return nil
 }
+
+// maxDebt is the longest a bucket is held behind, in nanoseconds (ten years), as
+// check.lua holds it: one so far behind takes nothing for as long as matters, and a
+// longer one would overflow the durations of its Retry-After and reset.
+const maxDebt = float64(10 * 365.25 * 24 * float64(time.Hour))
 
 // settle trues up token buckets by actual-charged (a refund or an overdraft) and
 // releases concurrency slots; actual < 0 keeps the charge as it was.
@@ -210,7 +216,7 @@ func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
 			}
 			iv, _ := shareOf(r, share)
 			nowf := float64(now)
-			e.tat = max(max(e.tat, nowf)+delta*iv, nowf)
+			e.tat = min(max(max(e.tat, nowf)+delta*iv, nowf), nowf+maxDebt)
 		}
 		sh.mu.Unlock()
 	}

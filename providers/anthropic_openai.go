@@ -13,6 +13,8 @@ import (
 // read from or written to the prompt cache, which OpenAI's prompt_tokens include.
 type anthropicUsage struct {
 	input, cacheWrite, cacheRead, output int64
+	// bad is set once a count was not one (negative, huge, not an integer).
+	bad bool
 }
 
 func (u *anthropicUsage) read(raw []byte) {
@@ -25,24 +27,38 @@ func (u *anthropicUsage) read(raw []byte) {
 		if !ok {
 			return
 		}
-		n, ok := jsonscan.Int(v)
-		if !ok {
-			continue
-		}
+		var dst *int64
 		switch string(k) {
 		case "input_tokens":
-			u.input = n
+			dst = &u.input
 		case "cache_creation_input_tokens":
-			u.cacheWrite = n
+			dst = &u.cacheWrite
 		case "cache_read_input_tokens":
-			u.cacheRead = n
+			dst = &u.cacheRead
 		case "output_tokens":
-			u.output = n
+			dst = &u.output
+		default:
+			continue
 		}
+		if jsonscan.IsNull(v) {
+			// message_delta may name a count it does not give: the one
+			// message_start gave stands.
+			continue
+		}
+		n, ok := tokenCount(v)
+		if !ok {
+			// Garbage: the whole usage is unknown, as parseUsage has it.
+			u.bad = true
+			continue
+		}
+		*dst = n
 	}
 }
 
 func (u *anthropicUsage) usage() Usage {
+	if u.bad {
+		return Usage{}
+	}
 	return Usage{Input: u.input + u.cacheWrite + u.cacheRead, Output: u.output}
 }
 

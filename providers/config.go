@@ -2,6 +2,7 @@ package providers
 
 import (
 	"errors"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -184,11 +185,13 @@ func (c *Config) Validate() error {
 	if c.Model == "" {
 		errs = append(errs, fieldErr("model", "is required"))
 	}
-	if c.Pricing.InputPerMillion < 0 {
-		errs = append(errs, fieldErr("pricing.input_per_million", "must not be negative"))
+	// Written so that NaN (.nan in YAML) fails too; +Inf would make the cost
+	// counter infinite for good.
+	if p := c.Pricing.InputPerMillion; !(p >= 0 && p <= math.MaxFloat64) {
+		errs = append(errs, fieldErr("pricing.input_per_million", "must be a finite number, 0 or more"))
 	}
-	if c.Pricing.OutputPerMillion < 0 {
-		errs = append(errs, fieldErr("pricing.output_per_million", "must not be negative"))
+	if p := c.Pricing.OutputPerMillion; !(p >= 0 && p <= math.MaxFloat64) {
+		errs = append(errs, fieldErr("pricing.output_per_million", "must be a finite number, 0 or more"))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fieldErr("timeout", "must not be negative"))

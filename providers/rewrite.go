@@ -105,18 +105,46 @@ func parseUsage(raw []byte, u *Usage) bool {
 	if it.Reset(raw) != nil {
 		return false
 	}
+	bad := false
 	for {
 		k, v, ok := it.Next()
 		if !ok {
+			if bad {
+				// One count the gateway cannot believe makes the whole usage
+				// unknown: counted alone, the other would settle a tokens limit
+				// for less than the answer cost.
+				u.Input, u.Output = 0, 0
+			}
 			return it.Err() == nil
 		}
 		switch string(k) {
 		case "prompt_tokens", "input_tokens":
-			u.Input, _ = jsonscan.Int(v)
+			u.Input, ok = tokenCount(v)
+			bad = bad || !ok
 		case "completion_tokens", "output_tokens":
-			u.Output, _ = jsonscan.Int(v)
+			u.Output, ok = tokenCount(v)
+			bad = bad || !ok
 		}
 	}
+}
+
+// maxTokenCount is the most tokens one answer is believed to have counted, the bound
+// the gateway's own estimates have: an upstream's count above it (or below 0, or not
+// an integer) is garbage, and would put metrics, cost and a limit's debt out of
+// reach of any real traffic.
+const maxTokenCount = 1 << 40
+
+// tokenCount reads an upstream's token count; ok is false for null, a negative or
+// huge number, or anything else that is not a count (0 is then returned).
+func tokenCount(v []byte) (int64, bool) {
+	if jsonscan.IsNull(v) {
+		return 0, true
+	}
+	n, ok := jsonscan.Int(v)
+	if !ok || n < 0 || n > maxTokenCount {
+		return 0, false
+	}
+	return n, true
 }
 
 // scanResponse checks that an OpenAI answer is one JSON object, with nothing but

@@ -75,3 +75,39 @@ func BenchmarkAppendBody(b *testing.B) {
 		buf = appendBody(buf[:0], call, model, false)
 	}
 }
+
+// Token counts an upstream reports are believed from 0 to 2^40; one outside that (or
+// not an integer) makes the whole usage unknown, so that the other is not settled
+// alone. null is no count.
+func TestParseUsageBounds(t *testing.T) {
+	for _, c := range []struct {
+		raw       string
+		in, out   int64
+		wellBuilt bool
+	}{
+		{`{"prompt_tokens":12,"completion_tokens":3}`, 12, 3, true},
+		{`{"prompt_tokens":null,"completion_tokens":3}`, 0, 3, true},
+		{`{"prompt_tokens":-5,"completion_tokens":10}`, 0, 0, true},
+		{`{"prompt_tokens":1099511627776,"completion_tokens":1}`, 1 << 40, 1, true},
+		{`{"prompt_tokens":1099511627777,"completion_tokens":1}`, 0, 0, true},
+		{`{"prompt_tokens":12.5,"completion_tokens":1}`, 0, 0, true},
+		{`{"prompt_tokens":"12","completion_tokens":1}`, 0, 0, true},
+		{`{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":-1}}`, 12, 3, true},
+	} {
+		var u Usage
+		if ok := parseUsage([]byte(c.raw), &u); ok != c.wellBuilt || u.Input != c.in || u.Output != c.out {
+			t.Errorf("%s: %+v %v, want %d/%d", c.raw, u, ok, c.in, c.out)
+		}
+	}
+	// Anthropic's message_delta may name a count as null: message_start's stands.
+	var a anthropicUsage
+	a.read([]byte(`{"input_tokens":40,"cache_read_input_tokens":60,"output_tokens":1}`))
+	a.read([]byte(`{"input_tokens":null,"cache_read_input_tokens":null,"output_tokens":7,"service_tier":"standard"}`))
+	if u := a.usage(); u.Input != 100 || u.Output != 7 {
+		t.Errorf("anthropic usage %+v, want 100 in, 7 out", u)
+	}
+	a.read([]byte(`{"output_tokens":-3}`))
+	if u := a.usage(); u != (Usage{}) {
+		t.Errorf("anthropic usage after a negative count %+v, want unknown", u)
+	}
+}
