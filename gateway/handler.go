@@ -523,6 +523,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			}
 		}
 		if err == nil {
+			// An attempt that answered: a failed one before it is not the
+			// request's error.
+			r.errKind = ""
 			r.usage = r.res.Usage
 			r.stream = r.res.Stream
 			r.hideUse = r.call.Stream && !r.call.IncludeUsage

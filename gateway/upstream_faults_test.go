@@ -520,3 +520,19 @@ func TestUpstreamRedirectIs502(t *testing.T) {
 		})
 	}
 }
+
+// A request whose retry answered logs no error: the 503 of the attempt before it is
+// not the request's (its line says 200 with two attempts).
+func TestRetriedSuccessLogsNoError(t *testing.T) {
+	_, addr := startFlakyUpstream(t, 1)
+	g := startGateway(t, strings.Replace(mockConfig(addr, "", ""), "routes: [{backend: up}]", "routes: [{backend: up}], retries: 1", 1))
+	resp, body := postRaw(t, http.DefaultClient, g.url+"/v1/chat/completions",
+		`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, map[string]string{"X-Request-Id": "retried-ok"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	line := afAccess(t, g, "retried-ok")
+	if line["status"] != float64(200) || line["attempts"] != float64(2) || line["error"] != "" {
+		t.Errorf("access log status %v, attempts %v, error %q; want 200, 2 and no error", line["status"], line["attempts"], line["error"])
+	}
+}
