@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -39,6 +41,10 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 	}
 	if tok := rt.cfg.Server.AdminToken; tok != "" && !adminTokenOK(ctx.Request.Header.Peek("Authorization"), tok) {
 		writeError(&ctx.Response, &apiError{401, "authentication_error", "invalid_admin_token", "", "This admin API needs the admin token as a bearer token."})
+		return
+	}
+	if e := s.adminOrigin(ctx, rt.cfg.Server.AdminToken == ""); e != nil {
+		writeError(&ctx.Response, e)
 		return
 	}
 	op, name, verb := adminRoute(string(ctx.Path()), func(n string) bool { return rt.endpoints[n] != nil })
@@ -247,4 +253,47 @@ func parseWeights(body []byte) (map[string]int, bool) {
 		return nil, false
 	}
 	return weights, len(weights) > 0
+}
+
+var errCrossSite = apiError{403, "permission_error", "cross_site_request", "", "The admin API takes no requests from web pages of other sites."}
+
+// adminOrigin refuses what a web page could make a browser send to the admin API: a
+// page of another site can POST a form or text/plain body without a preflight, and
+// without admin_token nothing else would stop it (a browser cannot add the token's
+// Authorization header). A change sent from another origin (Origin, or Sec-Fetch-Site
+// other than same-origin or none) is refused; and without a token, on a loopback
+// listener, so is any request whose Host is not a loopback name, which a page that
+// rebinds its own domain to 127.0.0.1 would send. curl, scripts and Prometheus send
+// neither header and a loopback Host.
+func (s *Server) adminOrigin(ctx *fasthttp.RequestCtx, noToken bool) *apiError {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		if site := ctx.Request.Header.Peek("Sec-Fetch-Site"); len(site) > 0 &&
+			string(site) != "same-origin" && string(site) != "none" {
+			return &errCrossSite
+		}
+		if o := ctx.Request.Header.Peek("Origin"); len(o) > 0 {
+			u, err := url.Parse(string(o))
+			if err != nil || !strings.EqualFold(u.Host, string(ctx.Host())) {
+				return &errCrossSite
+			}
+		}
+	}
+	if noToken && loopback(s.admLn.Addr()) && !loopbackHost(string(ctx.Host())) {
+		return &errCrossSite
+	}
+	return nil
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback: localhost
+// or a loopback address, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

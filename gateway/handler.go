@@ -226,16 +226,15 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		return
 	}
 	if invocation != nil {
+		// The key first, then the name, then the body: a name that exists answers
+		// as one that does not, to a client without a key and to a key that may
+		// not use it, so that endpoint names cannot be listed by probing.
+		if e := r.auth(ctx); e != nil {
+			r.fail(ctx, e)
+			return
+		}
 		ep := r.rt.endpoints[string(invocation)]
-		if ep == nil {
-			// Without a valid key, an unknown name answers as a known one does, so
-			// that endpoint names cannot be listed by probing.
-			if r.rt.authKeys {
-				if _, e := authenticate(r.rt, &ctx.Request.Header); e != nil {
-					r.fail(ctx, e)
-					return
-				}
-			}
+		if ep == nil || r.key != nil && !r.key.allowed[ep.idx] {
 			e := modelNotFound(invocation)
 			r.fail(ctx, &e)
 			return
@@ -297,6 +296,22 @@ var (
 	strPutPost = []byte("PUT, POST")
 )
 
+// auth checks the client's key when keys are on, and notes it in r.key.
+func (r *request) auth(ctx *fasthttp.RequestCtx) *apiError {
+	rt := r.rt
+	if !rt.authKeys {
+		return nil
+	}
+	_, as := rt.tr.Start(r.tctx, tracing.SpecAuth)
+	var e *apiError
+	r.key, e = authenticate(rt, &ctx.Request.Header)
+	if e != nil {
+		tracing.RecordRefusal(as, e.code)
+	}
+	as.End()
+	return e
+}
+
 // bind pins the request to the live runtime.
 func (s *Server) bind(r *request) bool {
 	for range 4 {
@@ -318,15 +333,8 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 	if e := scanBody(body, &r.f); e != nil {
 		return e
 	}
-	if rt.authKeys {
-		_, as := rt.tr.Start(r.tctx, tracing.SpecAuth)
-		var e *apiError
-		r.key, e = authenticate(rt, &ctx.Request.Header)
-		if e != nil {
-			tracing.RecordRefusal(as, e.code)
-		}
-		as.End()
-		if e != nil {
+	if r.key == nil {
+		if e := r.auth(ctx); e != nil {
 			return e
 		}
 	}

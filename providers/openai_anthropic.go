@@ -503,7 +503,7 @@ func (w *turnWriter) toolUses(calls []oaToolCall, i int) *requestError {
 		if field == "" {
 			w.block()
 			w.dst = append(w.dst, `{"type":"tool_use","id":`...)
-			w.dst = append(w.dst, c.ID...)
+			w.dst = appendToolID(w.dst, c.ID)
 			w.dst = append(w.dst, `,"name":`...)
 			w.dst = append(w.dst, c.Function.Name...)
 			w.dst = append(w.dst, `,"input":`...)
@@ -550,7 +550,7 @@ func (w *turnWriter) toolResult(m *oaMessage, i int) *requestError {
 	}
 	w.block()
 	w.dst = append(w.dst, `{"type":"tool_result","tool_use_id":`...)
-	w.dst = append(w.dst, m.ToolCallID...)
+	w.dst = appendToolID(w.dst, m.ToolCallID)
 	c := m.Content
 	switch {
 	case len(c) == 0 || jsonscan.IsNull(c) || isBlankString(c):
@@ -783,4 +783,48 @@ func isBlankString(s []byte) bool {
 		i += size
 	}
 	return true
+}
+
+// appendToolID appends a tool call's id, a raw JSON string, as Anthropic takes ids:
+// ^[a-zA-Z0-9_-]+$. OpenAI sets no such bound, and clients and other servers make ids
+// such as "functions.get_weather:0" (vLLM's Kimi and GLM tool parsers) or with "/" and
+// ".": such an id, or an empty one, has every other character replaced by "_" and the
+// hex of its SHA-256's first 6 bytes added, so that a tool_use and its tool_result
+// still match and two ids that differ only there do not collide.
+func appendToolID(dst, raw []byte) []byte {
+	if fitsToolID(raw[1 : len(raw)-1]) {
+		return append(dst, raw...)
+	}
+	id, ok := jsonscan.AppendUnquote(nil, raw)
+	if !ok {
+		id = raw
+	}
+	dst = append(dst, '"')
+	for _, c := range id {
+		if isToolIDByte(c) {
+			dst = append(dst, c)
+		} else {
+			dst = append(dst, '_')
+		}
+	}
+	sum := sha256.Sum256(id)
+	dst = append(dst, '_')
+	dst = hex.AppendEncode(dst, sum[:6])
+	return append(dst, '"')
+}
+
+func fitsToolID(s []byte) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for _, c := range s {
+		if !isToolIDByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isToolIDByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
