@@ -51,7 +51,7 @@ func TestCopyForwardHeaders(t *testing.T) {
 	}
 	// Names of a hop header's length, and names that contain one, are not hop headers.
 	keep := map[string]string{"X-Api-Kez": "1", "Te2": "2", "Cookies": "3", "X-Tollgate": "4",
-		"Traceparent": "5", "X-Stainless-Lang": "6", "Openai-Organization": "7"}
+		"Traceparent": "5", "X-Stainless-Lang": "6", "Openai-Beta": "7"}
 	for k, v := range keep {
 		client.Set(k, v)
 	}

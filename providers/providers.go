@@ -293,11 +293,15 @@ func operationURL(base, op string) string {
 }
 
 // hopHeaders are never forwarded: they describe one connection, not the request, or
-// carry the client's own credentials for the gateway.
+// carry the client's own credentials for the gateway. OpenAI-Organization and
+// OpenAI-Project choose which organization and project the upstream key bills: the
+// key is the operator's (a client's credentials never go upstream), so the choice is
+// the operator's too, made with the backend's `headers:`.
 var hopHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Authorization", "Api-Key", "X-Api-Key",
 	"Cookie", "Accept-Encoding", "Content-Length", "Host", "Expect",
+	"Openai-Organization", "Openai-Project",
 }
 
 // copyForwardHeaders copies the client's headers into up, without hop-by-hop headers or
