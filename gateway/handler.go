@@ -654,6 +654,10 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	if est == 0 {
 		est = ep.defaultMaxTokens
 	}
+	if r.f.choices > 1 {
+		// max_tokens bounds each of the n completions.
+		est *= r.f.choices
+	}
 	est += int64(r.f.promptBytes/4) + 1
 	err := r.rt.lim.Take(context.Background(), pol, &r.subj, est, &r.ticket)
 	if err == nil {
@@ -1123,8 +1127,14 @@ func (r *request) record(status int) {
 			}
 		}
 		var tpot time.Duration
-		if r.ttft > 0 && r.usage.Output > 1 {
-			tpot = (latency - r.ttft) / time.Duration(r.usage.Output-1)
+		// n completions are generated side by side: the time per token is that of
+		// one of them.
+		perChoice := r.usage.Output
+		if r.f.choices > 1 {
+			perChoice /= r.f.choices
+		}
+		if r.ttft > 0 && perChoice > 1 {
+			tpot = (latency - r.ttft) / time.Duration(perChoice-1)
 		}
 		series.Done(status, latency, r.ttft, tpot, r.usage.Input, r.usage.Output, cost)
 		if r.begun {

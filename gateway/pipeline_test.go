@@ -14,6 +14,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/valyala/fasthttp"
 
+	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -260,5 +261,76 @@ auth:
 	anon := g.client()
 	if _, err := anon.Models.Get(ctx, "chat"); apiErr(t, err).StatusCode != 401 {
 		t.Fatalf("retrieve without a key: %v", err)
+	}
+}
+
+// max_tokens bounds each of the n completions a request asks for: the tokens limit is
+// charged n times it up front (the answer's usage then trues it up).
+func TestTokenEstimateCountsChoices(t *testing.T) {
+	for _, c := range []struct {
+		n        string
+		atLeast  int
+		atMost   int
+		describe string
+	}{
+		{`"n":1,`, 100, 199, "one completion"},
+		{`"n":3,`, 300, 399, "three completions"},
+	} {
+		t.Run(c.describe, func(t *testing.T) {
+			// The limit headers say what admission left, before the answer's usage
+			// trues the bucket up.
+			_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
+			g := startGateway(t, tokenLimitConfig(addr))
+			body := `{"model":"limited",` + c.n + `"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`
+			resp, err := http.Post(g.url+"/v1/chat/completions", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			rem, err := strconv.Atoi(resp.Header.Get("X-Ratelimit-Remaining-Tokens"))
+			if err != nil {
+				t.Fatalf("status %d, remaining %q", resp.StatusCode, resp.Header.Get("X-Ratelimit-Remaining-Tokens"))
+			}
+			if est := 1000 - rem; est < c.atLeast || est > c.atMost {
+				t.Errorf("estimate %d tokens for max_tokens 100 and %s, want %d to %d", est, c.n, c.atLeast, c.atMost)
+			}
+		})
+	}
+}
+
+// n completions stream side by side: the time per output token is that of one of
+// them, not the stream's time divided by every choice's tokens together.
+func TestTimePerOutputTokenOfChoices(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{TPOT: 20 * time.Millisecond})
+	g := startGateway(t, mockConfig(addr, "", ""))
+	body := `{"model":"chat","stream":true,"n":3,"max_tokens":6,"messages":[{"role":"user","content":"hi"}]}`
+	resp, err := http.Post(g.url+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	var sum, count float64
+	waitFor(t, func() bool {
+		fams, err := promtest.Scrape("http://" + g.AdminAddr() + "/metrics")
+		if err != nil {
+			return false
+		}
+		f := fams["tollgate_time_per_output_token_seconds"]
+		if f == nil {
+			return false
+		}
+		sum, count = 0, 0
+		for _, m := range f.GetMetric() {
+			sum += m.GetHistogram().GetSampleSum()
+			count += float64(m.GetHistogram().GetSampleCount())
+		}
+		return count == 1
+	})
+	// 20 ms per token of each choice; a machine under load makes it longer, never
+	// shorter. Divided by all 18 tokens it would be about a third of that.
+	if tpot := sum / count; tpot < 0.015 {
+		t.Errorf("time per output token %.1f ms, want about 20 (the upstream's per choice)", tpot*1000)
 	}
 }

@@ -18,6 +18,9 @@ type fields struct {
 	temperature   [2]int
 	// promptBytes is the size of messages/prompt/input, for token estimates.
 	promptBytes int
+	// choices is n, the completions asked for (0 when not given): max_tokens bounds
+	// each one.
+	choices int64
 }
 
 // readKeys are the body members whose values the gateway acts on: it rewrites
@@ -121,6 +124,11 @@ func scanBody(body []byte, f *fields) *apiError {
 				// above any model's context, and low enough that the estimate built
 				// on it cannot overflow.
 				f.maxTokens = max(f.maxTokens, min(n, 1<<40))
+			}
+		case "n":
+			if n, ok := jsonscan.Int(v); ok && n > 1 {
+				// OpenAI allows up to 128; more is the upstream's to refuse.
+				f.choices = min(n, 128)
 			}
 		case "user":
 			if jsonscan.IsString(v) {
