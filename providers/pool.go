@@ -518,32 +518,40 @@ func (p *pool) trial() (lease, bool) {
 	return lease{}, false
 }
 
-// lastResort claims the probe of the target out of service the longest, so that a pool
-// whose every target is out still tries one rather than failing outright.
+// lastResort claims the probe of the target out of service the longest that can take
+// one (no trial under way, a slot free), so that a pool whose every target is out
+// still tries one rather than failing outright.
 func (p *pool) lastResort() (lease, bool) {
-	best := -1
-	var since int64
-	for i, st := range p.states {
-		if st.probing.Load() {
+	var tried [maxLastResort]bool
+	for range min(len(p.states), maxLastResort) {
+		best := -1
+		var since int64
+		for i, st := range p.states {
+			if i >= maxLastResort || tried[i] || st.probing.Load() || p.set.limit > 0 && st.slots.load() >= p.set.limit {
+				continue
+			}
+			if at := st.leftAt.Load(); best < 0 || at < since {
+				best, since = i, at
+			}
+		}
+		if best < 0 {
+			return lease{}, false
+		}
+		tried[best] = true
+		st := p.states[best]
+		if !st.probing.CompareAndSwap(false, true) {
 			continue
 		}
-		if at := st.leftAt.Load(); best < 0 || at < since {
-			best, since = i, at
+		if st.slots.take(p.set.limit) {
+			return lease{i: best, probe: true}, true
 		}
+		st.probing.Store(false)
 	}
-	if best < 0 {
-		return lease{}, false
-	}
-	st := p.states[best]
-	if !st.probing.CompareAndSwap(false, true) {
-		return lease{}, false
-	}
-	if st.slots.take(p.set.limit) {
-		return lease{i: best, probe: true}, true
-	}
-	st.probing.Store(false)
 	return lease{}, false
 }
+
+// maxLastResort bounds the targets lastResort goes through, in a pool of many.
+const maxLastResort = 64
 
 // choose applies affinity and the balance policy to the targets in service; -1 when
 // none is.
@@ -570,12 +578,34 @@ func (b *Backend) choose(call *Call) int {
 }
 
 func (b *Backend) roundRobin() int {
-	n := uint64(len(b.pool.states))
-	start := b.next.Add(1)
-	for k := range n {
-		i := int((start + k) % n)
-		if b.pool.states[i].available() {
-			return i
+	return b.pool.rotate(b.next.Add(1))
+}
+
+// rotate returns the k-th target in service, counting round from the first (k taken
+// modulo their number); -1 when none is. Rotating over the targets in service, not
+// over all of them from k on, keeps an ejected target's turns from all going to the
+// one after it, which would carry twice the others' load.
+func (p *pool) rotate(k uint64) int {
+	states := p.states
+	up := 0
+	for _, st := range states {
+		if st.available() {
+			up++
+		}
+	}
+	if up == 0 {
+		return -1
+	}
+	if up == len(states) {
+		return int(k % uint64(up))
+	}
+	m := int(k % uint64(up))
+	for i, st := range states {
+		if st.available() {
+			if m == 0 {
+				return i
+			}
+			m--
 		}
 	}
 	return -1
@@ -586,7 +616,10 @@ func (b *Backend) roundRobin() int {
 func (b *Backend) leastLoaded() int {
 	states := b.pool.states
 	n := len(states)
-	i := int(b.next.Add(1) % uint64(n))
+	i := b.pool.rotate(b.next.Add(1))
+	if i < 0 {
+		return -1
+	}
 	best, least := -1, int64(0)
 	for range n {
 		if st := states[i]; st.available() {
@@ -615,7 +648,10 @@ func (b *Backend) leastQueued() int {
 	p := &b.pool
 	states := p.states
 	n := len(states)
-	i := int(b.next.Add(1) % uint64(n))
+	i := p.rotate(b.next.Add(1))
+	if i < 0 {
+		return -1
+	}
 	since := p.now().UnixNano() - int64(p.set.metricsStale)
 	best, least, cache := -1, int64(0), 0.0
 	blind, fewest := -1, int64(0)
@@ -935,7 +971,9 @@ func verdictOf(err error) verdict {
 		}
 		return success
 	}
-	if err == errDeadlineSpent {
+	if err == errDeadlineSpent || errors.Is(err, errAnswerTooLarge) {
+		// Nothing was sent; or the answer was over the gateway's own buffered-answer
+		// limit, as it would be from any target.
 		return neutral
 	}
 	if errors.Is(err, ErrStreamCut) && errors.Is(err, errAttemptDeadline) {
