@@ -28,17 +28,7 @@ logging: {level: error, access_log: false}
 
 func probePost(t *testing.T, url, body string, hdr map[string]string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := postRaw(t, http.DefaultClient, url, body, hdr)
 	return resp.StatusCode, string(b)
 }
 

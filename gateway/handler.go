@@ -497,10 +497,10 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		if err != nil || r.res.Stream == nil {
 			now := time.Now()
-			if providers.Judged(err) {
+			if judged, failed := providers.Judge(err); judged {
 				// The gateway's own refusals (a full queue, say) are not the
 				// route's: a canary is judged by what its upstream did.
-				ep.routing.Observe(t.Route, now.Sub(began), 0, failed(err))
+				ep.routing.Observe(t.Route, now.Sub(began), 0, failed)
 			}
 			if err == nil {
 				// The answer is complete: what is left is bookkeeping, so its
@@ -704,19 +704,6 @@ func (r *request) setLimitHeaders(ctx *fasthttp.RequestCtx) {
 		h.SetCanonical(hdrRemainingTok, appendInt(r.out[:0], q.Remaining))
 		h.SetCanonical(hdrResetTok, limiter.AppendReset(r.out[:0], q.Reset))
 	}
-}
-
-// failed says whether an attempt counts against a canary's error-rate gate: 5xx
-// answers, timeouts and unreachable upstreams do; 4xx are the client's.
-func failed(err error) bool {
-	if err == nil {
-		return false
-	}
-	var ue *providers.UpstreamError
-	if errors.As(err, &ue) {
-		return ue.Status >= 500
-	}
-	return true
 }
 
 // refusedLocally reports whether the backend refused the request before leasing a

@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,38 +206,12 @@ logging: {level: warn, access_log: false}
 	}
 }
 
-// redisCommands sends cmds on one connection to addr and reads their replies: an AUTH
-// holds for the commands after it.
+// redisCommands sends cmds on one connection to addr (an AUTH holds for the commands
+// after it), failing the test on any error.
 func redisCommands(t *testing.T, addr string, cmds ...[]string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	var b []byte
-	for _, args := range cmds {
-		b = append(b, '*')
-		b = strconv.AppendInt(b, int64(len(args)), 10)
-		b = append(b, "\r\n"...)
-		for _, a := range args {
-			b = append(b, '$')
-			b = strconv.AppendInt(b, int64(len(a)), 10)
-			b = append(b, "\r\n"...)
-			b = append(b, a...)
-			b = append(b, "\r\n"...)
-		}
-	}
-	if _, err := c.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	for range cmds {
-		line, err := br.ReadString('\n')
-		if err != nil || strings.HasPrefix(line, "-") {
-			t.Fatalf("redis %v: %q %v", cmds, line, err)
-		}
+	if _, err := redistest.Commands(addr, cmds...); err != nil {
+		t.Fatalf("redis %v: %v", cmds, err)
 	}
 }
 
@@ -249,23 +221,8 @@ func redisCommands(t *testing.T, addr string, cmds ...[]string) {
 // upstream request aborted.
 func TestShutdownGraceExpiryReleasesStreamLeases(t *testing.T) {
 	rds := redistest.Start(t)
-	var upstreamClosed atomic.Bool
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
-		writeStreamHead(c)
-		writeChunk(c, sseChunk("Hel"))
-		done := make(chan struct{})
-		go func() {
-			_, _ = io.Copy(io.Discard, c)
-			upstreamClosed.Store(true)
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-release:
-		}
-	})
+	addr, upstreamClosed, release := silentStreamUpstream(t)
+	t.Cleanup(release)
 	g := startGateway(t, strings.Replace(mockConfig(addr, "", `  - name: one
     type: chat
     routes: [{backend: up}]

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -392,27 +393,10 @@ func TestCanaryJudgesTokenlessStreamByDuration(t *testing.T) {
 // once: the upstream connection closes, the target's slot and the stream are given
 // back, and the request ends as client_gone (499) without counting against the target.
 func TestClientGoneWhileUpstreamSilentAbortsUpstream(t *testing.T) {
-	var upstreamClosed atomic.Bool
-	release := make(chan struct{})
-	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
-		writeStreamHead(c)
-		writeChunk(c, sseChunk("Hel"))
-		// Silent now; a read sees the gateway closing the connection.
-		done := make(chan struct{})
-		go func() {
-			_, _ = io.Copy(io.Discard, c)
-			upstreamClosed.Store(true)
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-release:
-			c.Close()
-		}
-	})
+	addr, upstreamClosed, release := silentStreamUpstream(t)
 	g := startGateway(t, mockConfig(addr, "", ""))
 	// Runs before the gateway stops, so that its shutdown does not wait on the stream.
-	t.Cleanup(func() { close(release) })
+	t.Cleanup(release)
 	conn, err := net.Dial("tcp", g.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -535,4 +519,30 @@ func TestRetriedSuccessLogsNoError(t *testing.T) {
 	if line["status"] != float64(200) || line["attempts"] != float64(2) || line["error"] != "" {
 		t.Errorf("access log status %v, attempts %v, error %q; want 200, 2 and no error", line["status"], line["attempts"], line["error"])
 	}
+}
+
+// silentStreamUpstream answers every request with a stream's header and one chunk, then
+// stays silent until the gateway closes the connection (closed is set then) or release
+// is called.
+func silentStreamUpstream(t *testing.T) (addr string, closed *atomic.Bool, release func()) {
+	t.Helper()
+	closed = new(atomic.Bool)
+	released := make(chan struct{})
+	addr, _ = scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+		writeStreamHead(c)
+		writeChunk(c, sseChunk("Hel"))
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, c)
+			closed.Store(true)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-released:
+			c.Close()
+		}
+	})
+	var once sync.Once
+	return addr, closed, func() { once.Do(func() { close(released) }) }
 }

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,16 +41,8 @@ endpoints:
 
 func usagePost(t *testing.T, g *gw, id, body string) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Request-Id", id)
-	c := &http.Client{Timeout: 20 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := postRaw(t, &http.Client{Timeout: 20 * time.Second}, g.url+"/v1/chat/completions", body,
+		map[string]string{"X-Request-Id": id})
 	return resp, string(b)
 }
 

@@ -1,9 +1,14 @@
 package providers
 
-// Judged reports whether an attempt that ended with err says anything about its
-// upstream: true for an answer (any status) and for the upstream's own failures
-// (unreachable, silent, cut, not its API); false where no upstream was asked or the
-// gateway itself ended the attempt: a full queue or max_connections, a deadline spent
-// before sending, a pool with no target in service, a stream aborted for a client
-// that went away. A canary is judged by the attempts its upstream saw.
-func Judged(err error) bool { return verdictOf(err) != neutral }
+// Judge says what an attempt that ended with err tells of its upstream. judged is true
+// for an answer (any status) and for the upstream's own failures (unreachable, silent,
+// cut, not its API), false where no upstream was asked or the gateway itself ended the
+// attempt: a full queue or max_connections, a deadline spent before sending, a pool
+// with no target in service, an answer over the gateway's buffered-answer limit, a
+// stream aborted for a client that went away. failed is true for the upstream's
+// failures, 5xx answers included; a 4xx is the client's. It is the verdict the pool's
+// health takes: a canary is judged by the same attempts, the same way.
+func Judge(err error) (judged, failed bool) {
+	v := verdictOf(err)
+	return v != neutral, v == failure
+}

@@ -12,14 +12,7 @@ import (
 // operator's override of the other routes; an override that gave the canary
 // everything gives way to the configured weights.
 func TestGateRollbackKeepsOverride(t *testing.T) {
-	clock := newFakeClock()
-	r := New(Options{Now: clock.Now})
-	e := mustEndpoint(t, "chat", Config{
-		Routes: []Route{{Backend: "a", Weight: 60}, {Backend: "b", Weight: 35}, {Backend: "c", Weight: 5}},
-		Sticky: &Sticky{From: StickyUser},
-		Canary: &Canary{Backend: "c", Interval: time.Minute, MinRequests: 100, MaxErrorRate: rate(0.01)},
-	})
-	r.Apply([]*Endpoint{e})
+	clock, r, e := threeRouteCanary(t)
 	snap, err := r.SetWeights(bg, "chat", map[string]int{"a": 80, "b": 0, "c": 20})
 	if err != nil {
 		t.Fatal(err)
@@ -53,14 +46,7 @@ func TestGateRollbackKeepsOverride(t *testing.T) {
 // An override that gave the canary everything leaves no weights to keep once a gate
 // rolls it back: the configured weights apply, with the canary at 0.
 func TestGateRollbackOfAllCanaryOverride(t *testing.T) {
-	clock := newFakeClock()
-	r := New(Options{Now: clock.Now})
-	e := mustEndpoint(t, "chat", Config{
-		Routes: []Route{{Backend: "a", Weight: 60}, {Backend: "b", Weight: 35}, {Backend: "c", Weight: 5}},
-		Sticky: &Sticky{From: StickyUser},
-		Canary: &Canary{Backend: "c", Interval: time.Minute, MinRequests: 100, MaxErrorRate: rate(0.01)},
-	})
-	r.Apply([]*Endpoint{e})
+	clock, r, e := threeRouteCanary(t)
 	if _, err := r.SetWeights(bg, "chat", map[string]int{"c": 100}); err != nil {
 		t.Fatal(err)
 	}
@@ -77,4 +63,19 @@ func TestGateRollbackOfAllCanaryOverride(t *testing.T) {
 	if a, b, c := snap.Routes[0].Weight, snap.Routes[1].Weight, snap.Routes[2].Weight; c != 0 || a < 60 || b < 35 || a+b < 99.99 {
 		t.Errorf("weights %v/%v/%v, want the configured 60/35 spread over all of it and the canary at 0", a, b, c)
 	}
+}
+
+// threeRouteCanary is a router, on a fake clock, with one endpoint of three routes a
+// 60, b 35 and canary c 5.
+func threeRouteCanary(t *testing.T) (*fakeClock, *Router, *Endpoint) {
+	t.Helper()
+	clock := newFakeClock()
+	r := New(Options{Now: clock.Now})
+	e := mustEndpoint(t, "chat", Config{
+		Routes: []Route{{Backend: "a", Weight: 60}, {Backend: "b", Weight: 35}, {Backend: "c", Weight: 5}},
+		Sticky: &Sticky{From: StickyUser},
+		Canary: &Canary{Backend: "c", Interval: time.Minute, MinRequests: 100, MaxErrorRate: rate(0.01)},
+	})
+	r.Apply([]*Endpoint{e})
+	return clock, r, e
 }

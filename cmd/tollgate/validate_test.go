@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,41 +40,13 @@ func runBinary(t *testing.T, env []string, args ...string) (int, string, string)
 // out of mockllm's bounds, a key's limits and an endpoint's together over the most one
 // request takes) as FILE:LINE: key.path: what, under the YAML keys.
 func TestValidateBuildProblemsNameFileLineKey(t *testing.T) {
-	dir := t.TempDir()
-	cases := []struct {
-		name, yaml, key string
-	}{
-		{"mock options", "backends:\n  demo: {provider: mock, model: mock-1, mock: {embedding_dim: 100000}}\n" +
-			"endpoints:\n  - {name: embed, type: embeddings, routes: [{backend: demo}]}\n", "backends.demo.mock.embedding_dim"},
-		{"mock negative ttft", "backends:\n  demo: {provider: mock, model: mock-1, mock: {ttft: -1s}}\n" +
-			"endpoints:\n  - {name: chat, type: chat, routes: [{backend: demo}]}\n", "backends.demo.mock.ttft"},
-		{"key and endpoint limits together", `auth:
-  mode: keys
-  keys:
-    - name: team-a
-      key: abc
-      limits:
-        - {per: api_key, requests: 10, window: second}
-        - {per: api_key, requests: 100, window: minute}
-        - {per: api_key, requests: 1000, window: hour}
-        - {per: api_key, requests: 10000, window: day}
-        - {per: api_key, tokens: 1000, window: minute}
-backends:
-  demo: {provider: mock, model: mock-1}
-endpoints:
-  - name: chat
-    type: chat
-    routes: [{backend: demo}]
-    limits:
-      - {per: endpoint, requests: 10, window: second}
-      - {per: endpoint, requests: 100, window: minute}
-      - {per: endpoint, requests: 1000, window: hour}
-      - {per: endpoint, requests: 10000, window: day}
-`, "auth.keys[0].limits"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			path := writeFile(t, dir, strings.ReplaceAll(c.name, " ", "-")+".yaml", c.yaml)
+	// The gateway's golden config cases, through the CLI.
+	for _, c := range []struct{ file, key string }{
+		{"bad-mock-options.yaml", "backends.demo.mock."},
+		{"bad-combined-limits.yaml", "auth.keys["},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			path := filepath.Join("..", "..", "gateway", "testdata", "config", c.file)
 			code, _, stderr := runBinary(t, nil, "validate", "--config", path)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1; stderr %q", code, stderr)

@@ -305,27 +305,49 @@ func StartCluster(t testing.TB, masters int) []string {
 // reply comes back as an error. It is enough for setup and assertions in tests, which
 // is all it is for.
 func Command(addr string, args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	replies, err := Commands(addr, args)
 	if err != nil {
 		return "", err
+	}
+	return replies[0], nil
+}
+
+// Commands sends cmds on one fresh connection to addr, so that one holds for the
+// next (an AUTH, a SELECT), and returns their replies as Command does; the first
+// error reply ends it.
+func Commands(addr string, cmds ...[]string) ([]string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return nil, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	var b []byte
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
-	b = append(b, "\r\n"...)
-	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
+	for _, args := range cmds {
+		b = append(b, '*')
+		b = strconv.AppendInt(b, int64(len(args)), 10)
 		b = append(b, "\r\n"...)
-		b = append(b, a...)
-		b = append(b, "\r\n"...)
+		for _, a := range args {
+			b = append(b, '$')
+			b = strconv.AppendInt(b, int64(len(a)), 10)
+			b = append(b, "\r\n"...)
+			b = append(b, a...)
+			b = append(b, "\r\n"...)
+		}
 	}
 	if _, err := c.Write(b); err != nil {
-		return "", err
+		return nil, err
 	}
-	return readReply(bufio.NewReader(c), true)
+	br := bufio.NewReader(c)
+	replies := make([]string, 0, len(cmds))
+	for range cmds {
+		r, err := readReply(br, true)
+		if err != nil {
+			return replies, err
+		}
+		replies = append(replies, r)
+	}
+	return replies, nil
 }
 
 // readReply reads a simple, integer, bulk or error reply, or (at the top level) an
