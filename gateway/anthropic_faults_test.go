@@ -461,7 +461,7 @@ func afCheckStream(t *testing.T, resp *http.Response, body []byte, includeUsage 
 	var acc openai.ChatCompletionAccumulator
 	for _, ev := range strings.Split(strings.TrimSpace(string(body)), "\n\n") {
 		data := strings.TrimPrefix(ev, "data: ")
-		if data == "[DONE]" || strings.HasPrefix(data, `{"error"`) {
+		if data == "[DONE]" || strings.HasPrefix(data, `{"error"`) || ev == ": keep-alive" {
 			continue
 		}
 		var ch openai.ChatCompletionChunk

@@ -310,7 +310,7 @@ type chaosChunk struct {
 	} `json:"usage"`
 }
 
-// chaosCheckStream checks a streamed chat answer's body: events of one data line each,
+// chaosCheckStream checks a streamed chat answer's body: keep-alive comments and events of one data line each,
 // every one a chat.completion.chunk but the last, which is [DONE] after a finish
 // reason (and the usage chunk exactly when the client asked for it), or an
 // OpenAI-style error event for a stream the upstream cut. It returns the outcome,
@@ -319,7 +319,13 @@ func chaosCheckStream(body []byte, includeUsage bool) (string, string) {
 	if !bytes.HasSuffix(body, []byte("\n\n")) {
 		return "", fmt.Sprintf("stream does not end with a complete event: ...%q", chaosTail(body))
 	}
-	events := strings.Split(strings.TrimSuffix(string(body), "\n\n"), "\n\n")
+	var events []string
+	for _, ev := range strings.Split(strings.TrimSuffix(string(body), "\n\n"), "\n\n") {
+		// The upstream's keep-alives, passed on.
+		if ev != ": keep-alive" {
+			events = append(events, ev)
+		}
+	}
 	var finished bool
 	usage := 0
 	for i, ev := range events {

@@ -43,6 +43,7 @@ var (
 	strDataPrefix = []byte("data: ")
 	strEventEnd   = []byte("\n\n")
 	strDoneEvent  = []byte("data: [DONE]\n\n")
+	strKeepAlive  = []byte(": keep-alive\n\n")
 	strModelsJSON = []byte("application/json")
 )
 
@@ -163,10 +164,22 @@ func (s *Server) acquireRequest() *request {
 	return r
 }
 
+// maxPooledBuffer is the largest buffer a request keeps when it goes back to the pool:
+// one big event or body should not pin its memory to every later request.
+const maxPooledBuffer = 64 << 10
+
+// pooled returns b emptied, or nil when it is over maxPooledBuffer.
+func pooled(b []byte) []byte {
+	if cap(b) > maxPooledBuffer {
+		return nil
+	}
+	return b[:0]
+}
+
 func (r *request) release() {
 	rt := r.rt
-	*r = request{reqID: r.reqID[:0], modelName: r.modelName[:0], userBuf: r.userBuf[:0], out: r.out[:0],
-		bodyBuf: r.bodyBuf[:0], hijackFn: r.hijackFn, waitFn: r.waitFn, watchFn: r.watchFn, watchDone: r.watchDone}
+	*r = request{reqID: pooled(r.reqID), modelName: pooled(r.modelName), userBuf: pooled(r.userBuf), out: pooled(r.out),
+		bodyBuf: pooled(r.bodyBuf), hijackFn: r.hijackFn, waitFn: r.waitFn, watchFn: r.watchFn, watchDone: r.watchDone}
 	requestPool.Put(r)
 	if rt != nil {
 		rt.release()
@@ -952,6 +965,10 @@ func (r *request) nextEvent() {
 		r.out = append(r.out, strEventEnd...)
 		return
 	}
+	if r.ev.KeepAlive {
+		r.out = append(r.eventBuf(), strKeepAlive...)
+		return
+	}
 	r.gotEvent = true
 	if r.ev.Done {
 		r.finished = true
@@ -960,6 +977,14 @@ func (r *request) nextEvent() {
 	}
 	if r.ev.HasUsage {
 		r.usage = r.ev.Usage
+	}
+	if r.ev.Error && !r.upFailed {
+		// The upstream's own error event (vLLM's engine failing mid-stream) goes to
+		// the client as it came, and the stream counts as failed even if [DONE]
+		// follows: the client got an error, not a completion.
+		r.upFailed = true
+		r.streamErr = metrics.StreamUpstreamError
+		r.errKind = "upstream_error"
 	}
 	r.ans.Chunk(r.ev.Data)
 	if r.ev.Content && r.ttft == 0 {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -306,10 +308,16 @@ func TestStreamCutInMetrics(t *testing.T) {
 			t.Fatalf("status %d body %q", resp.StatusCode, body)
 		}
 	}
-	fams, err := promtest.Scrape("http://" + g.AdminAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A stream is recorded just after its last bytes went to the client.
+	var fams map[string]*dto.MetricFamily
+	waitWithin(5*time.Second, func() bool {
+		var err error
+		if fams, err = promtest.Scrape("http://" + g.AdminAddr() + "/metrics"); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := promtest.Sum(fams, "tollgate_requests_total", func(map[string]string) bool { return true })
+		return n == 3
+	})
 	for _, c := range []struct {
 		name  string
 		match func(map[string]string) bool

@@ -235,13 +235,14 @@ type StreamError uint8
 
 // The stream errors, the values of tollgate_stream_errors_total's code label.
 const (
-	StreamCut         StreamError = iota // upstream_stream_cut: the stream ended early
-	StreamTimeout                        // upstream_timeout: a timeout ended it
-	StreamBadResponse                    // upstream_bad_response: an event was not valid
+	StreamCut           StreamError = iota // upstream_stream_cut: the stream ended early
+	StreamTimeout                          // upstream_timeout: a timeout ended it
+	StreamBadResponse                      // upstream_bad_response: an event was not valid
+	StreamUpstreamError                    // upstream_error: the upstream sent an error event
 	numStreamErrors
 )
 
-var streamErrorNames = [numStreamErrors]string{"upstream_stream_cut", "upstream_timeout", "upstream_bad_response"}
+var streamErrorNames = [numStreamErrors]string{"upstream_stream_cut", "upstream_timeout", "upstream_bad_response", "upstream_error"}
 
 // String is the error code.
 func (e StreamError) String() string {

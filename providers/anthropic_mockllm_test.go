@@ -92,6 +92,9 @@ func streamChat(t *testing.T, b *Backend, body string) (openai.ChatCompletionAcc
 		if done {
 			t.Fatal("event after [DONE]")
 		}
+		if ev.KeepAlive {
+			continue
+		}
 		if ev.Done {
 			done = true
 			continue

@@ -416,6 +416,10 @@ func (s *anthropicStream) Next(ev *Event) error {
 			return s.r.streamErr(err)
 		}
 		if len(s.r.data) == 0 {
+			if s.r.ping && s.started {
+				ev.KeepAlive = true
+				return nil
+			}
 			continue
 		}
 		emitted, err := s.translate(s.r.data, ev)
@@ -479,7 +483,10 @@ func (s *anthropicStream) translate(data []byte, ev *Event) (emitted bool, err e
 	}
 	switch string(typ) {
 	case "ping":
-		return false, nil
+		// Passed on as a keep-alive once the stream has begun; before that, the
+		// stream is being primed (an error event there can still be retried).
+		ev.KeepAlive = s.started
+		return s.started, nil
 	case "error":
 		return false, streamError(e.err, s.key)
 	case "message_start":

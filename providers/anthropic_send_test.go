@@ -163,7 +163,7 @@ func TestAnthropicSendStream(t *testing.T) {
 	}
 	var text strings.Builder
 	var usage Usage
-	n := 0
+	n, pings := 0, 0
 	for {
 		var ev Event
 		err := res.Stream.Next(&ev)
@@ -173,6 +173,11 @@ func TestAnthropicSendStream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if ev.KeepAlive {
+			// The API's ping, passed on as a keep-alive.
+			pings++
+			continue
+		}
 		n++
 		if ev.HasUsage {
 			usage = ev.Usage
@@ -181,6 +186,9 @@ func TestAnthropicSendStream(t *testing.T) {
 	}
 	if err := res.Stream.Close(); err != nil {
 		t.Error(err)
+	}
+	if pings != 1 {
+		t.Errorf("%d keep-alives, want the stream's one ping", pings)
 	}
 	if n != 10 || usage != (Usage{472, 89}) || !strings.Contains(text.String(), `"arguments":" \"San Francisco, CA\"}"`) {
 		t.Errorf("%d events, usage %+v:\n%s", n, usage, text.String())

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,7 +163,8 @@ func TestAnthropicResponseGolden(t *testing.T) {
 	}
 }
 
-// readStream runs an Anthropic event stream through the translation.
+// readStream runs an Anthropic event stream through the translation; keep-alives
+// are left out.
 func readStream(in string, bufSize int) ([]Event, error) {
 	s := &anthropicStream{r: &sseReader{br: bufio.NewReaderSize(strings.NewReader(in), bufSize)}, created: 1700000000}
 	var evs []Event
@@ -174,6 +176,9 @@ func readStream(in string, bufSize int) ([]Event, error) {
 		}
 		if err != nil {
 			return evs, err
+		}
+		if ev.KeepAlive {
+			continue
 		}
 		ev.Data = append([]byte(nil), ev.Data...)
 		evs = append(evs, ev)
@@ -983,5 +988,38 @@ func TestToolArgumentsSpaceStaysValid(t *testing.T) {
 				t.Fatalf("translation is not JSON: %q", out)
 			}
 		})
+	}
+}
+
+// The Messages API's ping is a keep-alive once the message has begun; one before
+// message_start is not passed on (the stream is being primed there, and its first
+// chunk is what a retry decision waits for).
+func TestAnthropicPingKeepAlive(t *testing.T) {
+	in := "event: ping\ndata: {\"type\": \"ping\"}\n\n" +
+		"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n" +
+		"event: ping\ndata: {\"type\": \"ping\"}\n\n" +
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+	s := &anthropicStream{r: &sseReader{br: bufio.NewReaderSize(strings.NewReader(in), 64)}, created: 1700000000}
+	var kinds []string
+	for range 100 {
+		var ev Event
+		err := s.Next(&ev)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case ev.KeepAlive:
+			kinds = append(kinds, "keep-alive")
+		case ev.Done:
+			kinds = append(kinds, "done")
+		default:
+			kinds = append(kinds, "chunk")
+		}
+	}
+	if len(kinds) < 3 || kinds[0] != "chunk" || kinds[1] != "keep-alive" || slices.Index(kinds[2:], "keep-alive") >= 0 || kinds[len(kinds)-1] != "done" {
+		t.Fatalf("events %v, want the first chunk, one keep-alive, then chunks and done", kinds)
 	}
 }

@@ -154,6 +154,10 @@ type Event struct {
 	// Error is set when the chunk is an error object (an upstream failing mid-stream
 	// sends one in place of a chunk).
 	Error bool
+	// KeepAlive marks an upstream's keep-alive with no data (an SSE comment such as
+	// ": ping", Anthropic's ping event): the gateway passes one on, so that the
+	// client's side of a stream the upstream keeps alive is not silent either.
+	KeepAlive bool
 }
 
 // Target is one upstream replica of a backend.

@@ -26,6 +26,12 @@ type sseReader struct {
 	line   []byte
 	done   bool
 	forced bool
+	// begun is set once the stream's first line is read; skipLF when the last line
+	// ended with a CR that may be half of a CRLF.
+	begun, skipLF bool
+	// ping is set when the last event read was a keep-alive: comments and a blank
+	// line, no field.
+	ping bool
 	// max bounds one event's bytes; 0 is maxEventBytes.
 	max int
 	// conn is the upstream connection while NotifyWait's hook is on it.
@@ -71,6 +77,7 @@ func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
 	s.up, s.t, s.done, s.forced, s.secrets = up, t, false, forced, nil
+	s.begun, s.skipLF = false, false
 	s.aborted.Store(false)
 	s.max = maxEventBytes
 	if t != nil && t.client != nil && t.client.MaxResponseBodySize > 0 {
@@ -89,6 +96,7 @@ func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forc
 func (s *sseReader) readEvent() error {
 	s.data = s.data[:0]
 	s.name = s.name[:0]
+	s.ping = false
 	seen := false
 	for {
 		line, err := s.readLine()
@@ -112,9 +120,13 @@ func (s *sseReader) readEvent() error {
 			return io.ErrUnexpectedEOF
 		}
 		if len(line) == 0 {
-			if seen {
+			if seen || s.ping {
 				return nil
 			}
+			continue
+		}
+		if line[0] == ':' && !seen {
+			s.ping = true
 			continue
 		}
 		ok, err := s.field(line)
@@ -166,31 +178,95 @@ func (s *sseReader) limit() int {
 	return maxEventBytes
 }
 
+// strBOM is the byte order mark the SSE spec lets a stream begin with.
+var strBOM = []byte("\ufeff")
+
 // readLine returns one line without its ending; the slice is valid until the next call.
+// A line ends, as the SSE spec has it, at CRLF, LF or a lone CR; a stream's leading
+// byte order mark is dropped.
 func (s *sseReader) readLine() ([]byte, error) {
-	line, err := s.br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		s.line = append(s.line[:0], line...)
-		for err == bufio.ErrBufferFull {
-			if len(s.line) > s.limit() {
+	line, err := s.nextLine()
+	if !s.begun && (err == nil || len(line) > 0) {
+		s.begun = true
+		line = bytes.TrimPrefix(line, strBOM)
+	}
+	return line, err
+}
+
+// nextLine reads one line from the buffered reader: the ending is found in what is
+// buffered (two vectorised scans, one for LF and one for a CR before it), and a line
+// longer than the buffer is gathered in s.line.
+func (s *sseReader) nextLine() ([]byte, error) {
+	long := false
+	for {
+		n := s.br.Buffered()
+		if n == 0 {
+			if _, err := s.br.Peek(1); err != nil {
+				switch {
+				case err != io.EOF:
+					return nil, err
+				case long:
+					return s.line, io.EOF
+				}
+				return nil, io.EOF
+			}
+			n = s.br.Buffered()
+		}
+		buf, _ := s.br.Peek(n)
+		if s.skipLF {
+			// The last line ended with a CR at the end of a read: an LF that
+			// follows belongs to it.
+			s.skipLF = false
+			if buf[0] == '\n' {
+				_, _ = s.br.Discard(1)
+				continue
+			}
+		}
+		end, used := lineEnd(buf)
+		if end < 0 {
+			if len(s.line)+n > s.limit() {
 				return nil, errEventTooLarge
 			}
-			line, err = s.br.ReadSlice('\n')
-			s.line = append(s.line, line...)
+			if !long {
+				s.line, long = s.line[:0], true
+			}
+			s.line = append(s.line, buf...)
+			_, _ = s.br.Discard(n)
+			continue
 		}
-		line = s.line
+		line := buf[:end]
+		if long {
+			s.line = append(s.line, line...)
+			line = s.line
+		}
+		if used == end+1 && buf[end] == '\r' && used == n {
+			s.skipLF = true
+		}
+		// Discard only moves past buffered bytes, so line stays valid until the
+		// next read.
+		_, _ = s.br.Discard(used)
+		return line, nil
 	}
-	if err != nil && (err != io.EOF || len(line) == 0) {
-		return nil, err
+}
+
+// lineEnd finds the first line ending in buf: end is where the line stops and used how
+// many bytes the line and its ending take; end is -1 when buf holds no ending.
+func lineEnd(buf []byte) (end, used int) {
+	lf := bytes.IndexByte(buf, '\n')
+	scan := buf
+	if lf >= 0 {
+		scan = buf[:lf]
 	}
-	if err == io.EOF {
-		return line, io.EOF
+	cr := bytes.IndexByte(scan, '\r')
+	switch {
+	case cr >= 0 && cr == lf-1:
+		return cr, lf + 1
+	case cr >= 0:
+		return cr, cr + 1
+	case lf >= 0:
+		return lf, lf + 1
 	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, nil
+	return -1, 0
 }
 
 var strDone = []byte("[DONE]")
@@ -206,6 +282,10 @@ func (s *sseReader) Next(ev *Event) error {
 			return s.streamErr(err)
 		}
 		if len(s.data) == 0 {
+			if s.ping {
+				ev.KeepAlive = true
+				return nil
+			}
 			continue
 		}
 		if bytes.Equal(s.data, strDone) {

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/valyala/fasthttp"
 )
 
+// readAll reads a stream's events, keep-alives left out.
 func readAll(t testing.TB, in string) ([]Event, error) {
 	s := &sseReader{br: bufio.NewReaderSize(strings.NewReader(in), 64)}
 	var out []Event
@@ -23,6 +26,9 @@ func readAll(t testing.TB, in string) ([]Event, error) {
 				return out, nil
 			}
 			return out, err
+		}
+		if ev.KeepAlive {
+			continue
 		}
 		ev.Data = append([]byte(nil), ev.Data...)
 		out = append(out, ev)
@@ -187,5 +193,79 @@ func BenchmarkSSENext(b *testing.B) {
 		if err := s.Next(&ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The SSE spec ends a line with CRLF, LF or a lone CR, and lets a stream begin with a
+// byte order mark: the same events come out of each, however the bytes are split
+// into reads (one byte a read puts a CRLF's two halves in two reads).
+func TestSSELineEndings(t *testing.T) {
+	events := []string{`: open`, ``, `data: {"choices":[{"delta":{"role":"assistant"}}]}`, ``,
+		`event: x`, `data: {"choices":[{"delta":{"content":"Hi"}}]}`, ``, `data: [DONE]`, ``}
+	for _, end := range []string{"\n", "\r\n", "\r"} {
+		for _, bom := range []string{"", "\ufeff"} {
+			in := bom + strings.Join(events, end) + end
+			for name, r := range map[string]func() io.Reader{
+				"whole":    func() io.Reader { return strings.NewReader(in) },
+				"one byte": func() io.Reader { return iotest.OneByteReader(strings.NewReader(in)) },
+				"halves":   func() io.Reader { return iotest.HalfReader(strings.NewReader(in)) },
+			} {
+				s := &sseReader{br: bufio.NewReaderSize(r(), 16)}
+				var got []string
+				for {
+					var ev Event
+					err := s.Next(&ev)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatalf("%q %s: %v", in, name, err)
+					}
+					switch {
+					case ev.KeepAlive:
+						got = append(got, "keep-alive")
+					case ev.Done:
+						got = append(got, "[DONE]")
+					default:
+						got = append(got, string(ev.Data))
+					}
+				}
+				want := []string{"keep-alive", events[2][6:], events[5][6:], "[DONE]"}
+				if !slices.Equal(got, want) {
+					t.Errorf("%q read %s: %q, want %q", in, name, got, want)
+				}
+			}
+		}
+	}
+}
+
+// A comment block on its own (sse-starlette's ": ping", sent during a long prefill) is
+// a keep-alive; a comment inside an event is not.
+func TestSSEKeepAlive(t *testing.T) {
+	in := ": ping - 2026-12-02 21:00:00\r\n\r\n" +
+		"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n: inside\n\n" +
+		":\n:\n\n" +
+		"data: [DONE]\n\n"
+	s := &sseReader{br: bufio.NewReaderSize(strings.NewReader(in), 64)}
+	var kinds []string
+	for {
+		var ev Event
+		if err := s.Next(&ev); err != nil {
+			if err != io.EOF {
+				t.Fatal(err)
+			}
+			break
+		}
+		switch {
+		case ev.KeepAlive:
+			kinds = append(kinds, "keep-alive")
+		case ev.Done:
+			kinds = append(kinds, "done")
+		default:
+			kinds = append(kinds, "data")
+		}
+	}
+	if want := []string{"keep-alive", "data", "keep-alive", "done"}; !slices.Equal(kinds, want) {
+		t.Fatalf("events %v, want %v", kinds, want)
 	}
 }
