@@ -66,7 +66,7 @@ func newServerWith(tb testing.TB, yaml string, opt Options) *Server {
 	}
 	tb.Cleanup(func() {
 		if rt := s.rt.Swap(nil); rt != nil {
-			rt.retire()
+			rt.retireNow()
 		}
 	})
 	return s

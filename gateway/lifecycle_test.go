@@ -346,7 +346,7 @@ func newWatched(t *testing.T, path string, opt Options) *Server {
 		cancel()
 		<-done
 		if rt := s.rt.Swap(nil); rt != nil {
-			rt.retire()
+			rt.retireNow()
 		}
 	})
 	return s
@@ -368,7 +368,7 @@ func TestReloadAppliesLoggingLevel(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if rt := s.rt.Swap(nil); rt != nil {
-			rt.retire()
+			rt.retireNow()
 		}
 	})
 	ctx := context.Background()

@@ -375,12 +375,25 @@ func (rt *runtime) acquire() bool {
 
 func (rt *runtime) release() {
 	if rt.refs.Add(-1) == 0 && rt.retired.Load() {
-		rt.close()
+		// Closing may take seconds (a tracer exports what it queued, to a
+		// collector that may be down): not in the last request's handler, before
+		// its answer goes out.
+		go rt.close()
 	}
 }
 
-// retire closes the runtime once its last request ends.
+// retire closes the runtime once its last request ends; closing runs on its own, so
+// a reload does not wait for it either.
 func (rt *runtime) retire() {
+	rt.retired.Store(true)
+	if rt.refs.Load() == 0 {
+		go rt.close()
+	}
+}
+
+// retireNow is retire for a process about to exit: with no request left on the
+// runtime it closes it before returning, so what its tracer queued is exported.
+func (rt *runtime) retireNow() {
 	rt.retired.Store(true)
 	if rt.refs.Load() == 0 {
 		rt.close()

@@ -82,6 +82,8 @@ type Server struct {
 	reloadMu  sync.Mutex
 	// lastHash is the SHA-256 of the file content the running config was parsed from.
 	lastHash [sha256.Size]byte
+	// reloadFailing is set while the last reload failed; under reloadMu.
+	reloadFailing bool
 	// reloaded is signalled after each reload that installed a config, for the file
 	// watch to follow server.tls's paths.
 	reloaded chan struct{}
@@ -168,6 +170,7 @@ func New(path string, opt Options) (*Server, error) {
 		// would go unused.
 		LazyRequestTime: true,
 		ErrorHandler:    s.serveParseError,
+		ExpectHandler:   s.expectContinue,
 		// Streams hijack their connection and give it back with ServeConn.
 		KeepHijackedConns: true,
 		// 8 KiB holds the largest request headers clients send (long bearer tokens,
@@ -336,7 +339,7 @@ func (s *Server) shutdown() error {
 	old := s.rt.Swap(nil)
 	s.reloadMu.Unlock()
 	if old != nil {
-		old.retire()
+		old.retireNow()
 		if err != nil && old.tr != nil {
 			// Requests still open keep the runtime, and with it the tracer, from
 			// closing before the process exits: export what the finished ones left
@@ -440,7 +443,7 @@ func (s *Server) Reload() error {
 		// renewal); turning TLS on or off waits for a restart.
 		s.cert.Store(cert)
 	}
-	s.lastHash = hash
+	s.lastHash, s.reloadFailing = hash, false
 	select {
 	case s.reloaded <- struct{}{}:
 	default:
@@ -452,6 +455,7 @@ func (s *Server) Reload() error {
 
 // reloadFailed counts and logs a failed reload and returns its error.
 func (s *Server) reloadFailed(err error) error {
+	s.reloadFailing = true
 	s.m.ConfigReloaded(err)
 	s.log.Error("config reload failed; keeping the running config", "config", s.path, "error", err.Error())
 	return err
@@ -491,12 +495,24 @@ func (s *Server) restartOnly(cfg *Config) []string {
 
 // settle signals fire 100 ms after the last of a burst of events: *timer is (re)armed
 // by each one.
-func settle(timer **time.Timer, fire chan struct{}) {
+func settle(timer **time.Timer, fire chan struct{}) { settleFor(timer, fire, settleTime) }
+
+// settleTime is how long the watch waits after a file event for more; inPlaceQuiet is
+// how long a file written in place must stay unwritten before it is read: a writer
+// that truncates and writes (curl -o, a shell's >, a config agent) may pause between
+// writes, and the part written so far may itself be a valid config (one without its
+// auth: section yet).
+const (
+	settleTime   = 100 * time.Millisecond
+	inPlaceQuiet = time.Second
+)
+
+func settleFor(timer **time.Timer, fire chan struct{}, d time.Duration) {
 	if *timer != nil {
-		(*timer).Reset(100 * time.Millisecond)
+		(*timer).Reset(d)
 		return
 	}
-	*timer = time.AfterFunc(100*time.Millisecond, func() {
+	*timer = time.AfterFunc(d, func() {
 		select {
 		case fire <- struct{}{}:
 		default:
@@ -504,31 +520,95 @@ func settle(timer **time.Timer, fire chan struct{}) {
 	})
 }
 
-// watchCert adds the directories of the running config's server.tls files to w when
-// the API listener serves TLS, and returns them. It runs again after every reload, so
-// files a reload moved are followed; a directory no longer named keeps its watch
-// (the config's own may be among them), and its events are ignored.
-func (s *Server) watchCert(w *fsnotify.Watcher) map[string]bool {
+// dirWatch counts the users of each watched directory: the config's files and the
+// certificate's may share directories, and one of them moving on must not end the
+// other's watch.
+type dirWatch struct {
+	w *fsnotify.Watcher
+	n map[string]int
+}
+
+func (d *dirWatch) add(dir string) error {
+	if d.n[dir] == 0 {
+		if err := d.w.Add(dir); err != nil {
+			return err
+		}
+	}
+	d.n[dir]++
+	return nil
+}
+
+func (d *dirWatch) remove(dir string) {
+	switch d.n[dir] {
+	case 0:
+		return
+	case 1:
+		delete(d.n, dir)
+		// The directory may be gone already (Kubernetes deletes an old version's).
+		_ = d.w.Remove(dir)
+		return
+	}
+	d.n[dir]--
+}
+
+// certWatch follows the running config's server.tls files as the config file is
+// followed (configFiles): each file's directory, the links on its way and the
+// directories they resolve to, so that a renewal is seen however it lands: a save, a
+// rename over the file, or Kubernetes swapping a Secret's ..data link, every time.
+type certWatch struct {
+	files []*configFiles
+	paths []string
+	bases []string
+}
+
+// watchCert replaces cw's watches with those of the running config's certificate
+// files when the API listener serves TLS. It runs again after every reload, so files a
+// reload moved are followed.
+func (s *Server) watchCert(dw *dirWatch, cw *certWatch) {
+	old := cw.files
+	// The old watches go once the new ones are in: a directory both name keeps
+	// its watch throughout.
+	defer func() {
+		for _, f := range old {
+			f.unwatch(dw)
+		}
+	}()
+	*cw = certWatch{}
 	rt := s.rt.Load()
 	if s.cert.Load() == nil || rt == nil {
-		return nil
+		return
 	}
-	dirs := map[string]bool{}
 	for _, f := range []string{rt.cfg.Server.TLS.CertFile, rt.cfg.Server.TLS.KeyFile} {
 		if abs, err := filepath.Abs(f); err == nil {
 			f = abs
 		}
-		d := filepath.Dir(f)
-		if dirs[d] {
-			continue
-		}
-		if err := w.Add(d); err != nil {
+		dir := filepath.Dir(f)
+		if err := dw.add(dir); err != nil {
 			s.log.Warn("certificate file watching unavailable: a renewed certificate is served after the next reload", "error", err.Error())
 			continue
 		}
-		dirs[d] = true
+		cf := newConfigFiles(dir)
+		cf.own = true
+		cf.follow(dw, f, s.log)
+		cw.files, cw.paths, cw.bases = append(cw.files, cf), append(cw.paths, f), append(cw.bases, filepath.Base(f))
 	}
-	return dirs
+}
+
+// is reports whether an event on name may have changed a certificate file.
+func (cw *certWatch) is(name string) bool {
+	for i, f := range cw.files {
+		if filepath.Dir(name) == f.dir && configEvent(name, cw.bases[i]) || f.is(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// follow walks the certificate files' links again, as configFiles.follow does.
+func (cw *certWatch) follow(dw *dirWatch, log *slog.Logger) {
+	for i, f := range cw.files {
+		f.follow(dw, cw.paths[i], log)
+	}
 }
 
 // refreshCert serves what the running config's certificate files hold now, if that
@@ -566,23 +646,27 @@ func (s *Server) watch(ctx context.Context) {
 		return
 	}
 	defer w.Close()
+	dw := &dirWatch{w: w, n: map[string]int{}}
 	path := s.path
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
 	dir, base := filepath.Dir(path), filepath.Base(path)
-	if err := w.Add(dir); err != nil {
+	if err := dw.add(dir); err != nil {
 		s.log.Warn("config file watching unavailable", "error", err.Error())
 		return
 	}
 	t := newConfigFiles(dir)
-	t.follow(w, path, s.log)
-	certDirs := s.watchCert(w)
+	t.follow(dw, path, s.log)
+	var certs certWatch
+	s.watchCert(dw, &certs)
 	// Writers emit several events per save; settle for a moment, then compare content
-	// so that a save without a change triggers nothing. Events on other files (a log
-	// written next to the config) are dropped at once: they would wake this loop for
-	// every line.
+	// so that a save without a change triggers nothing. A file written in place is
+	// read only once it has not been written for inPlaceQuiet. Events on other files
+	// (a log written next to the config) are dropped at once: they would wake this
+	// loop for every line.
 	var timer, certTimer *time.Timer
+	var lastWrite time.Time
 	fire, certFire := make(chan struct{}, 1), make(chan struct{}, 1)
 	// A change made before the watch began raised no event: compare once now.
 	fire <- struct{}{}
@@ -594,13 +678,16 @@ func (s *Server) watch(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if certDirs[filepath.Dir(ev.Name)] {
+			if certs.is(ev.Name) {
 				// A renewed certificate (a save, or Kubernetes swapping a secret's
 				// ..data link): served from the next connection, without a reload.
 				settle(&certTimer, certFire)
 			}
 			if !(filepath.Dir(ev.Name) == dir && configEvent(ev.Name, base)) && !t.is(ev.Name) {
 				continue
+			}
+			if ev.Has(fsnotify.Write) {
+				lastWrite = time.Now()
 			}
 			settle(&timer, fire)
 		case err, ok := <-w.Errors:
@@ -609,16 +696,25 @@ func (s *Server) watch(ctx context.Context) {
 			}
 			s.log.Warn("config watch error", "error", err.Error())
 		case <-certFire:
+			certs.follow(dw, s.log)
 			s.refreshCert()
 		case <-s.reloaded:
-			certDirs = s.watchCert(w)
+			s.watchCert(dw, &certs)
 		case <-fire:
+			if d := time.Since(lastWrite); d < inPlaceQuiet {
+				// Written in place: the writer may not be done.
+				settleFor(&timer, fire, inPlaceQuiet-d)
+				continue
+			}
 			// Follow a repointed link before reading: a save of the new target made
 			// from here on raises an event, and one made before is in this read.
-			t.follow(w, path, s.log)
+			t.follow(dw, path, s.log)
 			h := fileHash(s.path)
 			s.reloadMu.Lock()
-			same := bytes.Equal(h[:], s.lastHash[:])
+			// After a failed reload the file is read again even if it holds the
+			// running config: an operator reverting a broken save gets a successful
+			// reload, and the failure's gauge and alert clear.
+			same := bytes.Equal(h[:], s.lastHash[:]) && !s.reloadFailing
 			s.reloadMu.Unlock()
 			if !same {
 				_ = s.Reload()
@@ -638,6 +734,8 @@ type configFiles struct {
 	dir, real string
 	names     map[string]bool
 	dirs      map[string]bool
+	// own is set when dir's watch is this set's to drop (unwatch).
+	own bool
 }
 
 func newConfigFiles(dir string) *configFiles {
@@ -656,7 +754,7 @@ const maxLinks = 40
 // links and file it finds now: a link repointed anywhere in the chain is seen. A link
 // that does not resolve (swapped at this very moment) ends the walk there; the change
 // that follows raises the next event.
-func (c *configFiles) follow(w *fsnotify.Watcher, path string, log *slog.Logger) {
+func (c *configFiles) follow(w *dirWatch, path string, log *slog.Logger) {
 	names, dirs := make(map[string]bool), make(map[string]bool)
 	add := func(p string) {
 		d, err := filepath.EvalSymlinks(filepath.Dir(p))
@@ -701,21 +799,31 @@ func (c *configFiles) follow(w *fsnotify.Watcher, path string, log *slog.Logger)
 	}
 	for d := range c.dirs {
 		if !dirs[d] {
-			// The directory may be gone already (Kubernetes deletes an old version's).
-			_ = w.Remove(d)
+			w.remove(d)
 		}
 	}
 	for d := range dirs {
 		if c.dirs[d] {
 			continue
 		}
-		if err := w.Add(d); err != nil {
+		if err := w.add(d); err != nil {
 			log.Warn("config file watching: a directory on the config's symlinks cannot be watched; changes there go unseen",
 				"dir", d, "error", err.Error())
 			delete(dirs, d)
 		}
 	}
 	c.names, c.dirs = names, dirs
+}
+
+// unwatch drops the set's watches.
+func (c *configFiles) unwatch(w *dirWatch) {
+	for d := range c.dirs {
+		w.remove(d)
+	}
+	if c.own {
+		w.remove(c.dir)
+	}
+	c.dirs = nil
 }
 
 // is reports whether an event on name is about one of the config's links or the file

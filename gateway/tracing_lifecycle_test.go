@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -95,9 +96,11 @@ func TestStreamSpansSurviveTwoReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The stream runs and ends now.
+	// The stream runs and ends now; the retired tracer's shutdown, which exports
+	// its spans, runs on its own once it has.
 	h(ctx.Conn().(*sinkConn))
 	flush(t, s)
+	waitWithin(5*time.Second, func() bool { return exp.count("chat up-model") > 0 })
 
 	if n := exp.count("POST /v1/chat/completions"); n != 1 {
 		t.Errorf("server span of the stream exported %d times, want 1 (tracer shutdowns: %d)", n, exp.shutdown)

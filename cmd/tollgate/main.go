@@ -91,6 +91,10 @@ func serve(path string, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// A log reader that goes away (a log shipper restarting, `| logger` killed)
+	// would otherwise end the process with SIGPIPE on the next log line, and every
+	// request in flight with it: the write fails instead and the line is lost.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	s, err := gateway.New(path, gateway.Options{})
