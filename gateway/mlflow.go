@@ -358,6 +358,10 @@ func mlflowKeyPath(p string, mp mlflowProvider, c map[string]string, key string)
 		return cp + ".openai_api_version"
 	case "anthropic_version":
 		return cp + ".anthropic_version"
+	case "headers.Authorization":
+		return cp + "." + mp.keyField // azuread's token goes in a bearer header
+	case "headers.OpenAI-Organization":
+		return cp + ".openai_organization"
 	}
 	return p + ".model"
 }

@@ -5,12 +5,15 @@ package gateway
 // asserts the secret (or a part of it long enough to matter) is absent from the sink.
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -329,5 +332,177 @@ endpoints:
 	}
 	if strings.Contains(body, key) {
 		t.Errorf("the error event carries the provider key:\n%s", body)
+	}
+}
+
+// An Anthropic backend reached through an API gateway that wants its own credential in
+// a header (headers: {x-gateway-token: ${TOKEN}}, as Cloudflare's cf-aig-authorization
+// or a corporate egress gateway asks): an error answer quoting it reaches the client
+// masked, as the key is.
+func TestAnthropicHeaderValueMaskedInErrorAnswer(t *testing.T) {
+	const tok = "gw-token-5c2e81f4"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("X-Gateway-Token")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(403)
+		io.WriteString(w, `{"type":"error","error":{"type":"permission_error","message":"gateway token `+got+` is not allowed to use this model"}}`)
+	}))
+	defer up.Close()
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  claude: {provider: anthropic, base_url: "`+up.URL+`/v1", model: claude-x, api_key: sk-ant-1234567890,
+           headers: {x-gateway-token: `+tok+`}}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: claude}]}
+`)
+	status, body := secretsPost(t, g.url, `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+	if !strings.Contains(body, "not allowed") {
+		t.Fatalf("%d: the upstream's error did not reach the client:\n%s", status, body)
+	}
+	if strings.Contains(body, tok) {
+		t.Errorf("error answer (%d) carries the backend's header value:\n%s", status, body)
+	}
+}
+
+// An MLflow config with provider azuread (an Entra ID token) sends the token as
+// "Authorization: Bearer <token>": an upstream error quoting the token alone (as token
+// validation errors do) reaches the client masked, as provider azure's api-key is.
+func TestMLflowAzureADTokenMaskedInErrorAnswer(t *testing.T) {
+	const tok = "eyJ0eXAiOiJKV1QiLCJhbGciOi-7d3f"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(401)
+		io.WriteString(w, `{"error":{"code":"401","message":"Access token `+got+` is missing or invalid, audience is incorrect."}}`)
+	}))
+	defer up.Close()
+	path := filepath.Join(t.TempDir(), "mlflow.yaml")
+	t.Setenv("SECRETS_AZURE_AD_TOKEN", tok)
+	if err := os.WriteFile(path, []byte(`
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+endpoints:
+  - name: chat
+    endpoint_type: llm/v1/chat
+    model:
+      provider: azuread
+      name: gpt-4o
+      config:
+        openai_api_key: $SECRETS_AZURE_AD_TOKEN
+        openai_api_base: `+up.URL+`
+        openai_deployment_name: gpt-4o
+        openai_api_version: "2024-10-21"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := serveConfig(t, path)
+	status, body := secretsPost(t, g.url, `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+	if !strings.Contains(body, "missing or invalid") {
+		t.Fatalf("%d: the upstream's error did not reach the client:\n%s", status, body)
+	}
+	if strings.Contains(body, tok) {
+		t.Errorf("error answer (%d) carries the Azure AD token:\n%s", status, body)
+	}
+}
+
+// proxyEchoServer accepts connections and sends back the first request head it reads
+// (up to the blank line), then closes: a wrong port, a debugging echo, a non-HTTP
+// service where a proxy was meant to be.
+func proxyEchoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				var head []byte
+				buf := make([]byte, 4096)
+				for !bytes.Contains(head, []byte("\r\n\r\n")) {
+					n, err := c.Read(buf)
+					head = append(head, buf[:n]...)
+					if err != nil {
+						break
+					}
+				}
+				_, _ = c.Write(head)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A backend's egress proxy (proxy: http://user:password@host:port) that is no HTTP
+// proxy and answers with what it was sent, the CONNECT request's Proxy-Authorization
+// header included: the "upstream failed" log line names the proxy, never what it
+// sent back.
+func TestProxyEchoLeavesCredentialsOutOfLogs(t *testing.T) {
+	const pw = "ProxyPw-echo-8d41c7"
+	auth := base64.StdEncoding.EncodeToString([]byte("user:" + pw))
+	proxy := proxyEchoServer(t)
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "http://10.255.255.1:8000/v1", model: m, api_key: sk-proxyecho-1234,
+       proxy: "http://user:`+pw+`@`+proxy+`", connect_timeout: 2s}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+	status, body := secretsPost(t, g.url, `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+	if strings.Contains(body, pw) || strings.Contains(body, auth[:16]) {
+		t.Errorf("answer (%d) carries the proxy credentials:\n%s", status, body)
+	}
+	waitFor(t, func() bool { return strings.Contains(g.logs.String(), "proxy "+proxy) })
+	if l := g.logs.String(); strings.Contains(l, pw) || strings.Contains(l, auth[:16]) {
+		t.Errorf("log carries the proxy credentials (Proxy-Authorization: Basic %s):\n%s", auth, l)
+	}
+}
+
+// A backend key or header value with surrounding whitespace (a secret file read into
+// ${VAR} with its trailing newline) is refused, as client keys are, naming file, line
+// and key but not the value: sent, it works, and an upstream quoting the trimmed value
+// it read would quote one that masking does not know. MLflow configs' keys too.
+func TestBackendSecretWhitespaceRefused(t *testing.T) {
+	const key = "sk-nl-0b7e4d29c1"
+	const problem = "has leading or trailing whitespace (a trailing newline from a secret file?)"
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte(key+" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const rest = "endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+	mlflow := func(provider, config string) string {
+		return "endpoints:\n  - name: chat\n    endpoint_type: llm/v1/chat\n    model:\n      provider: " + provider +
+			"\n      name: m\n      config:\n" + config
+	}
+	cases := []struct{ name, yaml, want string }{
+		{"api_key", "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m,\n       api_key: \"${K}\"}\n" + rest,
+			"t.yaml:3: backends.up.api_key: " + problem},
+		{"header value", "backends:\n  up:\n    provider: anthropic\n    base_url: \"http://127.0.0.1:1/v1\"\n    model: m\n    headers:\n      x-gateway-token: \"${K}\"\n" + rest,
+			"t.yaml:7: backends.up.headers.x-gateway-token: " + problem},
+		{"mlflow key", mlflow("openai", "        openai_api_key: $K\n"),
+			"t.yaml:8: endpoints[0].model.config.openai_api_key: " + problem},
+		{"mlflow azuread token", mlflow("azuread", "        openai_api_key: $K\n        openai_api_base: https://example.openai.azure.com\n"),
+			"t.yaml:8: endpoints[0].model.config.openai_api_key: " + problem},
+		{"mlflow key file", mlflow("anthropic", "        anthropic_api_key: "+keyFile+"\n"),
+			"t.yaml:8: endpoints[0].model.config.anthropic_api_key: " + problem},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig("t.yaml", []byte(c.yaml), env(map[string]string{"K": key + "\n"}))
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), key) {
+				t.Errorf("the message shows the key: %v", err)
+			}
+		})
 	}
 }

@@ -29,6 +29,9 @@ type anthropic struct {
 	timeout   time.Duration
 	maxBody   int64
 	now       func() time.Time
+	// secrets are the key and header values sent upstream, as openAI's: masked in
+	// error answers and error events.
+	secrets [][]byte
 }
 
 func newAnthropic(c *Config) *anthropic {
@@ -42,9 +45,11 @@ func newAnthropic(c *Config) *anthropic {
 	}
 	if c.APIKey != "" {
 		a.key = []byte(c.APIKey)
+		a.secrets = appendSecret(a.secrets, c.APIKey)
 	}
 	for k, v := range c.Headers {
 		a.headers = append(a.headers, [2]string{k, v})
+		a.secrets = appendHeaderSecrets(a.secrets, k, v)
 	}
 	return a
 }
@@ -154,12 +159,12 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		}
 		s := acquireAnthropicStream()
 		s.r.reset(up, t, up.BodyStream(), false)
-		s.created, s.key = created, a.key
+		s.created, s.secrets = created, a.secrets
 		if err := s.prime(); err != nil {
 			_ = s.Close()
 			var f *streamFailure
 			if errors.As(err, &f) {
-				return &UpstreamError{Status: writeAnthropicError(out, 0, []byte(f.typ), maskKey([]byte(f.msg), a.key))}
+				return &UpstreamError{Status: writeAnthropicError(out, 0, []byte(f.typ), maskAll([]byte(f.msg), a.secrets))}
 			}
 			return err
 		}
@@ -197,7 +202,7 @@ func (a *anthropic) passError(up, out *fasthttp.Response, status int) error {
 			return classify(err)
 		}
 	}
-	status = translateAnthropicError(out, body, status, a.key)
+	status = translateAnthropicError(out, body, status, a.secrets)
 	return &UpstreamError{Status: status, RetryAfter: retryAfter(peekFold(&up.Header, "Retry-After"))}
 }
 
@@ -220,8 +225,9 @@ var anthropicErrors = [...]struct {
 }
 
 // translateAnthropicError writes OpenAI's error body for Anthropic's
-// {"type":"error","error":{"type","message"}} and returns the status to answer with.
-func translateAnthropicError(out *fasthttp.Response, body []byte, status int, key []byte) int {
+// {"type":"error","error":{"type","message"}}, with any of secrets the message quotes
+// masked, and returns the status to answer with.
+func translateAnthropicError(out *fasthttp.Response, body []byte, status int, secrets [][]byte) int {
 	var typ, msg []byte
 	if e, ok := jsonscan.Field(body, "error"); ok {
 		var it jsonscan.Iter
@@ -244,10 +250,10 @@ func translateAnthropicError(out *fasthttp.Response, body []byte, status int, ke
 			}
 		}
 	}
-	return writeAnthropicError(out, status, typ, maskKey(msg, key))
+	return writeAnthropicError(out, status, typ, maskAll(msg, secrets))
 }
 
-// maskKey hides the backend's key should an upstream message ever quote it.
+// maskKey hides key (a backend's key or header value) should msg quote it.
 func maskKey(msg, key []byte) []byte {
 	if len(key) > 0 && bytes.Contains(msg, key) {
 		return bytes.ReplaceAll(msg, key, []byte("***"))

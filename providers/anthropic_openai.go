@@ -320,9 +320,10 @@ func appendQuotedCompact(dst, raw []byte) []byte {
 // ping, other content_block_stop events and unknown events (the API adds types over
 // time) are skipped. Chunks are written into one reused buffer: no allocation per chunk.
 type anthropicStream struct {
-	// key is the backend's API key, masked in the messages of error events.
-	key []byte
-	r   *sseReader
+	// secrets are the backend's key and header values, masked in the messages of
+	// error events.
+	secrets [][]byte
+	r       *sseReader
 	// head is every chunk's opening up to and including `"choices":[`.
 	head []byte
 	out  []byte
@@ -363,7 +364,7 @@ func (s *anthropicStream) reset() {
 	s.created = 0
 	s.started, s.stopped, s.done = false, false, false
 	s.first, s.primed = Event{}, false
-	s.key = nil
+	s.secrets = nil
 }
 
 // prime reads the stream up to its first chunk. The API may answer 200 and then an
@@ -488,7 +489,7 @@ func (s *anthropicStream) translate(data []byte, ev *Event) (emitted bool, err e
 		ev.KeepAlive = s.started
 		return s.started, nil
 	case "error":
-		return false, streamError(e.err, s.key)
+		return false, streamError(e.err, s.secrets)
 	case "message_start":
 		if s.started {
 			return false, nil
@@ -730,8 +731,8 @@ func (e *streamFailure) Error() string {
 
 func (e *streamFailure) Unwrap() error { return ErrStreamCut }
 
-// streamError reads an error event's {"type","message"}.
-func streamError(raw, key []byte) error {
+// streamError reads an error event's {"type","message"}, masking any of secrets.
+func streamError(raw []byte, secrets [][]byte) error {
 	e := &streamFailure{typ: "unknown_error"}
 	var it jsonscan.Iter
 	if it.Reset(raw) == nil {
@@ -748,8 +749,9 @@ func streamError(raw, key []byte) error {
 			case "type":
 				e.typ = string(m)
 			case "message":
-				// Logged by the gateway: the backend's key never goes with it.
-				e.msg = string(maskKey(m, key))
+				// Logged by the gateway: the backend's key and header values never go
+				// with it.
+				e.msg = string(maskAll(m, secrets))
 			}
 		}
 	}

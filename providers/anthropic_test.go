@@ -302,7 +302,7 @@ func TestAnthropicErrorGolden(t *testing.T) {
 			}
 			var out fasthttp.Response
 			out.SetBodyString("previous body")
-			got := translateAnthropicError(&out, body, status, key)
+			got := translateAnthropicError(&out, body, status, [][]byte{key})
 			var e struct {
 				Error struct {
 					Message string  `json:"message"`
@@ -365,7 +365,7 @@ func TestAnthropicErrorContextLength(t *testing.T) {
 func TestAnthropicErrorMasksKey(t *testing.T) {
 	var out fasthttp.Response
 	body := []byte(`{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key sk-ant-secret-123"}}`)
-	translateAnthropicError(&out, body, 401, []byte("sk-ant-secret-123"))
+	translateAnthropicError(&out, body, 401, [][]byte{[]byte("sk-ant-secret-123")})
 	if bytes.Contains(out.Body(), []byte("secret")) {
 		t.Fatalf("key echoed: %s", out.Body())
 	}

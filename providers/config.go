@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -223,10 +224,38 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Mock.validate()...)
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateProxy()...)
+	errs = append(errs, c.validateSecrets()...)
 	errs = append(errs, c.validateAzure()...)
 	errs = append(errs, c.validateAnthropic()...)
 	errs = append(errs, c.validatePool()...)
 	return errors.Join(errs...)
+}
+
+// wsProblem is the problem of a key or header value with surrounding whitespace. It
+// does not quote the value.
+const wsProblem = "has leading or trailing whitespace (a trailing newline from a secret file?)"
+
+// validateSecrets refuses an api_key or header value with surrounding whitespace, as
+// the gateway refuses a client key: sent, it works (the newline of a secret file read
+// through ${VAR} goes out as a space, which the upstream strips), but an upstream
+// error quoting the value it read quotes the trimmed one, which is not the secret
+// recorded for masking, and would reach the client as it is.
+func (c *Config) validateSecrets() []error {
+	var errs []error
+	if strings.TrimSpace(c.APIKey) != c.APIKey {
+		errs = append(errs, fieldErr("api_key", wsProblem))
+	}
+	names := make([]string, 0, len(c.Headers))
+	for k, v := range c.Headers {
+		if strings.TrimSpace(v) != v {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		errs = append(errs, fieldErr("headers."+k, wsProblem))
+	}
+	return errs
 }
 
 func checkURL(raw string) error {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,17 +23,75 @@ type openAI struct {
 	streamUsage bool
 	timeout     time.Duration
 	maxBody     int64
-	// secrets are the key and header values sent upstream: an error answer that
-	// quotes one ("Incorrect API key provided: sk-...") reaches the client masked.
+	// secrets are the key and header values sent upstream (and the credentials of an
+	// Authorization-like header without its scheme): an error answer that quotes one
+	// ("Incorrect API key provided: sk-...") reaches the client masked.
 	secrets [][]byte
 }
 
-// addSecret records v as a value no error answer may pass on; values too short to be
-// credentials are not masked.
-func (o *openAI) addSecret(v string) {
-	if len(v) >= 8 {
-		o.secrets = append(o.secrets, []byte(v))
+// addSecret records v as a value no error answer may pass on; see appendSecret.
+func (o *openAI) addSecret(v string) { o.secrets = appendSecret(o.secrets, v) }
+
+// appendSecret adds v to secrets, longest first and once: masking a key that is part
+// of a longer one first would leave the rest of the longer one showing. Values too
+// short to be credentials are not masked (every "abc" in a message would go).
+func appendSecret(secrets [][]byte, v string) [][]byte {
+	if len(v) < 8 {
+		return secrets
 	}
+	i := 0
+	for ; i < len(secrets) && len(secrets[i]) >= len(v); i++ {
+		if string(secrets[i]) == v {
+			return secrets
+		}
+	}
+	return slices.Insert(secrets, i, []byte(v))
+}
+
+// appendHeaderSecrets adds the value of header name to secrets and, where the value
+// is "scheme credentials" (Authorization: Bearer <token>), the credentials alone too:
+// an upstream that quotes what it received quotes the token, not the header
+// ("Access token eyJ0... is missing or invalid"). Any scheme counts in a header named
+// like Authorization (Proxy-Authorization, cf-aig-authorization); Bearer and Basic in
+// any header.
+func appendHeaderSecrets(secrets [][]byte, name, v string) [][]byte {
+	secrets = appendSecret(secrets, v)
+	if cred, ok := authCredentials(name, v); ok {
+		secrets = appendSecret(secrets, cred)
+	}
+	return secrets
+}
+
+// authCredentials splits a header value of the form auth-scheme 1*SP credentials
+// (RFC 9110, 11.4) and returns the credentials, if the header carries them.
+func authCredentials(name, v string) (string, bool) {
+	v = strings.TrimSpace(v)
+	sp := strings.IndexByte(v, ' ')
+	if sp <= 0 {
+		return "", false
+	}
+	scheme, cred := v[:sp], strings.TrimLeft(v[sp+1:], " ")
+	if cred == "" || !isHTTPToken(scheme) {
+		return "", false
+	}
+	if !strings.Contains(strings.ToLower(name), "authorization") &&
+		!strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, "Basic") {
+		return "", false
+	}
+	return cred, true
+}
+
+// isHTTPToken reports whether s is an RFC 9110 token, as an auth-scheme is.
+func isHTTPToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return s != ""
 }
 
 func newOpenAI(c *Config) *openAI {
@@ -43,7 +102,7 @@ func newOpenAI(c *Config) *openAI {
 	}
 	for k, v := range c.Headers {
 		o.headers = append(o.headers, [2]string{k, v})
-		o.addSecret(v)
+		o.secrets = appendHeaderSecrets(o.secrets, k, v)
 	}
 	return o
 }
