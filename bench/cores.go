@@ -6,6 +6,9 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // CoreMap is where each process runs: taskset CPU lists, empty when not
@@ -36,21 +39,60 @@ func (c CoreMap) String() string {
 		", load generator (and the OTLP receiver in it) on " + c.Loadgen
 }
 
-func cpuList(from, to int) string {
-	if from == to {
-		return strconv.Itoa(from)
+// cpuList writes CPU numbers, ascending, as taskset -c reads them: runs of
+// consecutive numbers as ranges ("0-3,6,8-9").
+func cpuList(cpus []int) string {
+	var b strings.Builder
+	for i := 0; i < len(cpus); {
+		j := i
+		for j+1 < len(cpus) && cpus[j+1] == cpus[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(cpus[i]))
+		if j > i {
+			b.WriteString("-" + strconv.Itoa(cpus[j]))
+		}
+		i = j + 1
 	}
-	return strconv.Itoa(from) + "-" + strconv.Itoa(to)
+	return b.String()
 }
 
-// planCores splits n cores: the first up for the upstream (mockllm, and
-// redis-server), the next gw for the gateway (and nginx), the rest for the
-// load generator, which needs at least one of its own. up ≤ 0 picks the
-// default: twice the gateway's cores, so that mockllm, which spends about
-// what a proxy does per request, does not cap the proxies' rate, but no more
-// than half of the cores the gateway leaves, so that the load generator keeps
-// as many. With too few cores nothing is pinned.
-func planCores(n int, pin bool, gw, up int) CoreMap {
+// allowedCPUs is the CPUs this process may run on, ascending: its affinity
+// mask, which in a container limited to a CPU set (cpuset 4-7) is not
+// 0..NumCPU-1, so taskset -c 0 would fail there. Where the mask cannot be
+// read, the first runtime.NumCPU.
+func allowedCPUs() []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err == nil {
+		var out []int
+		for c := 0; c < len(set)*64; c++ {
+			if set.IsSet(c) {
+				out = append(out, c)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	out := make([]int, runtime.NumCPU())
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// planCores splits the CPUs this process may use (allowedCPUs), in order: the
+// first up for the upstream (mockllm, and redis-server), the next gw for the
+// gateway (and nginx), the rest for the load generator, which needs at least
+// one of its own. up ≤ 0 picks the default: twice the gateway's cores, so that
+// mockllm, which spends about what a proxy does per request, does not cap the
+// proxies' rate, but no more than half of the cores the gateway leaves, so
+// that the load generator keeps as many. With too few cores nothing is pinned.
+func planCores(cpus []int, pin bool, gw, up int) CoreMap {
+	n := len(cpus)
 	gw = max(gw, 1)
 	if !pin {
 		return CoreMap{GatewayCores: n}
@@ -59,13 +101,13 @@ func planCores(n int, pin bool, gw, up int) CoreMap {
 		up = max(1, min(2*gw, (n-gw)/2))
 	}
 	if n < up+gw+1 {
-		return CoreMap{GatewayCores: n, Note: fmt.Sprintf("--pin needs at least %d cores for upstream (%d), gateway (%d) and load generator; this machine has %d", up+gw+1, up, gw, n)}
+		return CoreMap{GatewayCores: n, Note: fmt.Sprintf("--pin needs at least %d cores for upstream (%d), gateway (%d) and load generator; this process may run on %d", up+gw+1, up, gw, n)}
 	}
 	return CoreMap{
 		Pinned:        true,
-		Upstream:      cpuList(0, up-1),
-		Gateway:       cpuList(up, up+gw-1),
-		Loadgen:       cpuList(up+gw, n-1),
+		Upstream:      cpuList(cpus[:up]),
+		Gateway:       cpuList(cpus[up : up+gw]),
+		Loadgen:       cpuList(cpus[up+gw:]),
 		GatewayCores:  gw,
 		UpstreamCores: up,
 	}
@@ -86,12 +128,20 @@ func pinSelf(c CoreMap) error {
 	return nil
 }
 
-// cpuCount is the number of CPUs in a list as cpuList writes it ("3" or
-// "2-15").
+// cpuCount is the number of CPUs in a list as cpuList writes it ("3",
+// "2-15", "0-3,6"); at least 1, the least any list pins to.
 func cpuCount(list string) int {
-	var first, last int
-	if _, err := fmt.Sscanf(list, "%d-%d", &first, &last); err == nil && last >= first {
-		return last - first + 1
+	n := 0
+	for part := range strings.SplitSeq(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		first, err1 := strconv.Atoi(lo)
+		last, err2 := first, error(nil)
+		if isRange {
+			last, err2 = strconv.Atoi(hi)
+		}
+		if err1 == nil && err2 == nil && last >= first {
+			n += last - first + 1
+		}
 	}
-	return 1
+	return max(n, 1)
 }

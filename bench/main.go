@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -174,8 +173,12 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("--rounds must be >= 1")
 	case o.Conns < 1 || o.Clients < 1:
 		return nil, errors.New("--connections and --clients must be >= 1")
+	case o.MaxStart <= 0:
+		return nil, errors.New("--max-start must be > 0")
 	case o.MaxFactor <= 1:
 		return nil, errors.New("--max-factor must be > 1")
+	case o.MaxStart > o.MaxLimit:
+		return nil, fmt.Errorf("--max-start (%s) must be <= --max-limit (%s): the max ladder would have no step", frate(o.MaxStart), frate(o.MaxLimit))
 	case o.MaxRounds < 1 || o.MaxRounds == 2:
 		return nil, errors.New("--max-rounds must be 1, or 3 or more (a median needs three rounds)")
 	case o.Streams < 1 || o.StreamRate <= 0:
@@ -219,7 +222,7 @@ func run(args []string) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 
-	cores := planCores(runtime.NumCPU(), o.Pin, o.GatewayCore, o.UpstreamCore)
+	cores := planCores(allowedCPUs(), o.Pin, o.GatewayCore, o.UpstreamCore)
 	if cores.Note != "" {
 		logf("%s", cores.Note)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"math"
 	"path/filepath"
 	"time"
@@ -19,17 +20,31 @@ func maxStepOK(s Summary, measured, errs int64, bound time.Duration) bool {
 }
 
 // maxRates is the ladder of offered loads: start, start×factor, … up to
-// limit, rounded to whole requests per second.
+// limit, rounded to whole requests per second, at most maxLadderSteps of
+// them. The loop is bounded by its iterations, not by the steps it keeps:
+// rounding drops a repeated rate, and a start of 0 never grows.
 func maxRates(start, factor, limit float64) []float64 {
+	if start <= 0 || factor <= 1 {
+		return nil
+	}
 	var out []float64
-	for r := start; r <= limit && len(out) < 200; r *= factor {
+	r := start
+	for i := 0; i < maxLadderIterations && r <= limit && len(out) < maxLadderSteps; i++ {
 		v := math.Round(r)
 		if len(out) == 0 || v > out[len(out)-1] {
 			out = append(out, v)
 		}
+		r *= factor
 	}
 	return out
 }
+
+const (
+	maxLadderSteps = 200
+	// maxLadderIterations allows a factor barely above 1 to repeat rounded
+	// rates for a while, and still ends.
+	maxLadderIterations = 10 * maxLadderSteps
+)
 
 // runMax measures the ladder of offered loads over every path (maxLadder),
 // then all paths at half of Tollgate's highest sustainable rate, where the
@@ -59,6 +74,14 @@ func runMax(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progr
 		}
 	}
 	res.Notes = append(res.Notes, cappedNotes(mr)...)
+	for _, st := range mr.Steps {
+		if st.LoadgenLimited {
+			res.Notes = append(res.Notes, st.Path+" ended at "+frate(st.Offered)+" req/s limited by the load generator: "+loadgenLimitedNote(st))
+		}
+	}
+	if len(mr.Steps) == 0 {
+		res.Notes = append(res.Notes, "the ladder ran no step: --max-start is above --max-limit")
+	}
 	res.Max = mr
 	if half := mr.Highest[pathTollgate] / 2; half > 0 {
 		mr.HalfRate = math.Round(half)
@@ -70,12 +93,17 @@ func runMax(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progr
 	}
 	if o.Out != "" {
 		stamped, latest := resultFiles(o.Out, "max", res.Started)
+		mr.Plot = filepath.Base(stamped) + ".svg"
 		for _, f := range []string{stamped + ".svg", latest + ".svg"} {
-			if err := plotMax(mr, f); err != nil {
+			if err := plotMax(mr, f); errors.Is(err, errNoPlotPoints) {
+				// The report, with its steps and notes, still says what happened.
+				mr.Plot = ""
+				res.Notes = append(res.Notes, "no plot: no step of the ladder has a latency to draw")
+				break
+			} else if err != nil {
 				return nil, err
 			}
 		}
-		mr.Plot = filepath.Base(stamped) + ".svg"
 	}
 	return res, nil
 }
@@ -182,8 +210,10 @@ func maxStep(path string, rate float64, st *runStats, bound time.Duration) MaxSt
 	sum := summarize(st.Lat)
 	sum.RoundP99 = medianRoundP99(st.roundP99[0])
 	errs := st.Errs.Total()
+	lag := summarize(st.Lag)
 	ms := MaxStep{Path: path, Offered: rate, Latency: sum, Errors: errs, WarmupErrors: st.WarmupErrs.Total(),
-		Pass: maxStepOK(sum, st.Measured, errs, bound)}
+		Pass: maxStepOK(sum, st.Measured, errs, bound), SendLagP99US: lag.P99}
+	ms.LoadgenLimited = !ms.Pass && loadgenBehind(lag, sum)
 	if u, k, ok := st.cpuPerRequest(); ok {
 		ms.CPUUS = ptr(u + k)
 	}

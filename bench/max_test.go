@@ -170,3 +170,37 @@ func TestCappedNotes(t *testing.T) {
 		t.Fatalf("a path that sustained nothing flagged: %q", notes)
 	}
 }
+
+// A step that fails because the load generator sent late (its send lag is most
+// of the latency p99) is marked as the load generator's, not the path's; one
+// that fails with a punctual load generator is the path's.
+func TestMaxStepLimitedByLoadgen(t *testing.T) {
+	cases := []struct {
+		name       string
+		latNS      int64
+		lagNS      int64
+		pass       bool
+		loadgenLim bool
+	}{
+		{"late load generator", 20_000_000, 18_000_000, false, true},
+		{"slow path", 20_000_000, 50_000, false, false},
+		{"passing step with lag", 1_000_000, 900_000, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newRunStats()
+			for range 100 {
+				_ = st.Lat.RecordValue(tc.latNS)
+				_ = st.Lag.RecordValue(tc.lagNS)
+			}
+			st.Measured = 100
+			ms := maxStep(pathTollgate, 1000, st, 5*time.Millisecond)
+			if ms.Pass != tc.pass || ms.LoadgenLimited != tc.loadgenLim {
+				t.Fatalf("pass %v, load generator limited %v; want %v, %v", ms.Pass, ms.LoadgenLimited, tc.pass, tc.loadgenLim)
+			}
+			if want := float64(tc.lagNS) / 1e3; ms.SendLagP99US < want*0.99 || ms.SendLagP99US > want*1.01 {
+				t.Fatalf("send lag p99 %.1f µs, want %.1f", ms.SendLagP99US, want)
+			}
+		})
+	}
+}

@@ -1,39 +1,72 @@
 package main
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
 
+// firstCPUs is CPUs 0..n-1, the affinity of a process free to run anywhere.
+func firstCPUs(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
 func TestPlanCores(t *testing.T) {
 	cases := []struct {
 		name   string
-		n      int
+		cpus   []int
 		pin    bool
 		gw, up int
 		want   CoreMap
 	}{
-		{"not asked", 16, false, 1, 0, CoreMap{GatewayCores: 16}},
-		{"two cores are too few", 2, true, 1, 0, CoreMap{GatewayCores: 2,
-			Note: "--pin needs at least 3 cores for upstream (1), gateway (1) and load generator; this machine has 2"}},
-		{"three cores", 3, true, 1, 0, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2", GatewayCores: 1, UpstreamCores: 1}},
-		{"four cores: the upstream gets one of the three left", 4, true, 1, 0, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2-3", GatewayCores: 1, UpstreamCores: 1}},
-		{"sixteen cores, two for the gateway: the upstream gets twice that", 16, true, 2, 0,
+		{"not asked", firstCPUs(16), false, 1, 0, CoreMap{GatewayCores: 16}},
+		{"two cores are too few", firstCPUs(2), true, 1, 0, CoreMap{GatewayCores: 2,
+			Note: "--pin needs at least 3 cores for upstream (1), gateway (1) and load generator; this process may run on 2"}},
+		{"three cores", firstCPUs(3), true, 1, 0, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2", GatewayCores: 1, UpstreamCores: 1}},
+		{"four cores: the upstream gets one of the three left", firstCPUs(4), true, 1, 0, CoreMap{Pinned: true, Upstream: "0", Gateway: "1", Loadgen: "2-3", GatewayCores: 1, UpstreamCores: 1}},
+		{"sixteen cores, two for the gateway: the upstream gets twice that", firstCPUs(16), true, 2, 0,
 			CoreMap{Pinned: true, Upstream: "0-3", Gateway: "4-5", Loadgen: "6-15", GatewayCores: 2, UpstreamCores: 4}},
-		{"sixteen cores, four for the gateway: the upstream gets half of the twelve left", 16, true, 4, 0,
+		{"sixteen cores, four for the gateway: the upstream gets half of the twelve left", firstCPUs(16), true, 4, 0,
 			CoreMap{Pinned: true, Upstream: "0-5", Gateway: "6-9", Loadgen: "10-15", GatewayCores: 4, UpstreamCores: 6}},
-		{"upstream cores given", 16, true, 4, 1, CoreMap{Pinned: true, Upstream: "0", Gateway: "1-4", Loadgen: "5-15", GatewayCores: 4, UpstreamCores: 1}},
-		{"upstream cores given leave none for the load generator", 8, true, 2, 6, CoreMap{GatewayCores: 8,
-			Note: "--pin needs at least 9 cores for upstream (6), gateway (2) and load generator; this machine has 8"}},
-		{"zero gateway cores means one", 8, true, 0, 0, CoreMap{Pinned: true, Upstream: "0-1", Gateway: "2", Loadgen: "3-7", GatewayCores: 1, UpstreamCores: 2}},
+		{"upstream cores given", firstCPUs(16), true, 4, 1, CoreMap{Pinned: true, Upstream: "0", Gateway: "1-4", Loadgen: "5-15", GatewayCores: 4, UpstreamCores: 1}},
+		{"upstream cores given leave none for the load generator", firstCPUs(8), true, 2, 6, CoreMap{GatewayCores: 8,
+			Note: "--pin needs at least 9 cores for upstream (6), gateway (2) and load generator; this process may run on 8"}},
+		{"zero gateway cores means one", firstCPUs(8), true, 0, 0, CoreMap{Pinned: true, Upstream: "0-1", Gateway: "2", Loadgen: "3-7", GatewayCores: 1, UpstreamCores: 2}},
+		// A container limited to cpuset 4-7: CPU 0 is not this process's to give.
+		{"cpuset 4-7: the cores are the allowed ones", []int{4, 5, 6, 7}, true, 1, 0,
+			CoreMap{Pinned: true, Upstream: "4", Gateway: "5", Loadgen: "6-7", GatewayCores: 1, UpstreamCores: 1}},
+		{"cpuset with holes: lists, not ranges across them", []int{1, 3, 4, 5, 8, 9, 12}, true, 2, 0,
+			CoreMap{Pinned: true, Upstream: "1,3", Gateway: "4-5", Loadgen: "8-9,12", GatewayCores: 2, UpstreamCores: 2}},
+		{"cpuset 4-7 unpinned counts its cores", []int{4, 5, 6, 7}, false, 1, 0, CoreMap{GatewayCores: 4}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := planCores(tc.n, tc.pin, tc.gw, tc.up); got != tc.want {
+			if got := planCores(tc.cpus, tc.pin, tc.gw, tc.up); got != tc.want {
 				t.Fatalf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// allowedCPUs is this process's affinity: every CPU in it is one taskset may
+// pin to, and there are as many as Go counts (runtime.NumCPU reads the same mask).
+func TestAllowedCPUsIsTheAffinityMask(t *testing.T) {
+	cpus := allowedCPUs()
+	if len(cpus) != runtime.NumCPU() {
+		t.Fatalf("allowedCPUs %v: %d CPUs, runtime.NumCPU %d", cpus, len(cpus), runtime.NumCPU())
+	}
+	for i := 1; i < len(cpus); i++ {
+		if cpus[i] <= cpus[i-1] {
+			t.Fatalf("allowedCPUs %v not ascending", cpus)
+		}
+	}
+	if cpuCount(cpuList(cpus)) != len(cpus) {
+		t.Fatalf("cpuList(%v) = %q counts %d", cpus, cpuList(cpus), cpuCount(cpuList(cpus)))
 	}
 }
 
@@ -41,7 +74,7 @@ func TestCPUCount(t *testing.T) {
 	cases := []struct {
 		list string
 		want int
-	}{{"3", 1}, {"2-15", 14}, {"5-5", 1}, {cpuList(1, 4), 4}}
+	}{{"3", 1}, {"2-15", 14}, {"5-5", 1}, {cpuList([]int{1, 2, 3, 4}), 4}, {"0-3,6,8-9", 7}, {cpuList([]int{0, 2, 4, 5}), 4}}
 	for _, tc := range cases {
 		t.Run(tc.list, func(t *testing.T) {
 			if got := cpuCount(tc.list); got != tc.want {
@@ -61,6 +94,12 @@ func TestMaxRates(t *testing.T) {
 		{"limit included", 100, 2, 800, []float64{100, 200, 400, 800}},
 		{"rounded, no repeats", 1, 1.3, 4, []float64{1, 2, 3, 4}},
 		{"start above limit", 500, 2, 100, nil},
+		// Neither grows: the loop must end all the same (it used to spin forever
+		// on a start of 0, counting only the rates it kept).
+		{"zero start", 0, 2, 1000, nil},
+		{"negative start", -100, 2, 1000, nil},
+		{"factor of one", 100, 1, 1000, nil},
+		{"factor barely above one ends on its iterations", 100, 1.0000001, 1000, []float64{100}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -190,6 +229,35 @@ func TestParseFlags(t *testing.T) {
 			}
 			if err == nil && !tc.check(o) {
 				t.Fatalf("options %+v", o)
+			}
+		})
+	}
+}
+
+// A --max-start of 0 or less never grows (maxRates used to spin forever on it,
+// after every process was started), and one above --max-limit leaves the ladder
+// without a step (and plotMax used to panic on the empty plot): parseFlags
+// refuses both.
+func TestParseFlagsRefusesMaxLadderWithoutSteps(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"zero start", []string{"--max-start", "0"}, false},
+		{"negative start", []string{"--max-start", "-100"}, false},
+		{"start above limit", []string{"--max-start", "1000", "--max-limit", "100"}, false},
+		{"smoke with a start above its limit", []string{"--smoke", "--max-start", "500"}, false},
+		{"start equal to limit: one step", []string{"--max-start", "100", "--max-limit", "100"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(append([]string{"--scenario", "max"}, tc.args...))
+			if tc.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tc.ok && err == nil {
+				t.Fatalf("accepted (max-start %v, max-limit %v), want an error", o.MaxStart, o.MaxLimit)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"image/color"
 	"math"
 	"os"
@@ -17,8 +18,13 @@ import (
 // plotMax draws p50 (dashed) and p99 (solid; the median of the rounds' p99s
 // when steps ran in rounds, the figure they were judged by) latency against
 // offered load for each path, on a log latency axis, with the p99 bound as a
-// line.
+// line. A ladder without a measured step (none run, or none answered) has
+// nothing to draw on log axes, which gonum would panic on: that is
+// errNoPlotPoints, and no file is written.
 func plotMax(m *MaxResult, file string) error {
+	if !hasPlotPoint(m) {
+		return errNoPlotPoints
+	}
 	p := plot.New()
 	p.Title.Text = "Non-streaming chat: latency against offered load"
 	p.X.Label.Text = "offered load (requests/s, log scale)"
@@ -41,12 +47,12 @@ func plotMax(m *MaxResult, file string) error {
 		}
 		xy := series[s.Path]
 		p99 := s.Latency.judgedP99()
-		if s.Latency.Count > 0 {
+		if plotPoint(s) {
 			xy[0] = append(xy[0], plotter.XY{X: s.Offered, Y: max(s.Latency.P50, 0.1)})
 			xy[1] = append(xy[1], plotter.XY{X: s.Offered, Y: max(p99, 0.1)})
 		}
 		series[s.Path] = xy
-		if minX == 0 || s.Offered < minX {
+		if s.Offered > 0 && (minX == 0 || s.Offered < minX) {
 			minX = s.Offered
 		}
 		maxX = max(maxX, s.Offered)
@@ -80,7 +86,7 @@ func plotMax(m *MaxResult, file string) error {
 			p.Legend.Add(name+label, l)
 		}
 	}
-	if maxX > 0 {
+	if maxX > 0 && m.BoundUS > 0 {
 		bound, err := plotter.NewLine(plotter.XYs{{X: minX, Y: m.BoundUS}, {X: maxX, Y: m.BoundUS}})
 		if err != nil {
 			return err
@@ -94,6 +100,21 @@ func plotMax(m *MaxResult, file string) error {
 		return err
 	}
 	return p.Save(9*vg.Inch, 5.5*vg.Inch, file)
+}
+
+// errNoPlotPoints is plotMax's answer to a ladder without a step to draw.
+var errNoPlotPoints = errors.New("no max step has a latency to plot")
+
+// plotPoint reports whether step s has a point on the log-log plot.
+func plotPoint(s MaxStep) bool { return s.Latency.Count > 0 && s.Offered > 0 }
+
+func hasPlotPoint(m *MaxResult) bool {
+	for _, s := range m.Steps {
+		if plotPoint(s) {
+			return true
+		}
+	}
+	return false
 }
 
 // ticks125 marks a log axis at 1, 2 and 5 times each power of ten (minor

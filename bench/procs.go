@@ -70,18 +70,87 @@ func (p *proc) exited() bool {
 	}
 }
 
-// stop sends SIGTERM, waits up to grace, then SIGKILL.
+// stop sends SIGTERM to the process's whole group, waits up to grace for
+// every member to end, then SIGKILLs the group and waits for it to go. The
+// group, not the leader alone: nginx's workers outlive a master killed after
+// the grace, and a wrapper's children outlive the wrapper; left running, they
+// keep their ports and cores through the next scenario's measurement.
+// startProc made the child a group leader, so its pid is the group's id.
 func (p *proc) stop(grace time.Duration) {
-	if p == nil || p.exited() {
+	if p == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	pgid := p.pid()
+	if p.exited() && !groupAlive(pgid) {
+		return
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	if !p.waitGone(pgid, grace) {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		// SIGKILL cannot be caught: the bound only covers a member stuck in
+		// an uninterruptible sleep, which no signal would end sooner.
+		p.waitGone(pgid, 5*time.Second)
+	}
+	<-p.done
+}
+
+// waitGone waits up to limit for the leader to be reaped and every other
+// member of group pgid to end, and reports whether they did.
+func (p *proc) waitGone(pgid int, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
 	select {
 	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	case <-time.After(limit):
+		return false
 	}
+	for groupAlive(pgid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// groupAlive reports whether process group pgid has a member that is not a
+// zombie. Members that outlived the leader are reparented to init, or to
+// whatever is PID 1 in a container, which may never reap them: kill(-pgid, 0)
+// alone would count such zombies as running forever.
+func groupAlive(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return true
+	}
+	want := strconv.Itoa(pgid)
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		f := procStatFields(e.Name())
+		// After the name: state, ppid, pgrp.
+		if len(f) > 2 && f[2] == want && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
+}
+
+// procStatFields are the fields of /proc/PID/stat after the command name,
+// which is in parentheses and may hold spaces: state, ppid, pgrp, …; nil when
+// the process is gone.
+func procStatFields(pid string) []string {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
 }
 
 // logTail returns the end of the process's output, for error messages.
@@ -213,18 +282,7 @@ func childPids(pid int) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command name is in parentheses and may hold spaces: the
-		// fields after the last ')' are state, ppid, ...
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+		if f := procStatFields(e.Name()); len(f) > 1 && f[1] == strconv.Itoa(pid) {
 			out = append(out, n)
 		}
 	}

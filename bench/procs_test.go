@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"os"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,4 +91,46 @@ func TestCPUWindowExcludesAdminScrape(t *testing.T) {
 	if used := st.User + st.Sys; used >= 100*time.Millisecond {
 		t.Errorf("one request charged %v of process CPU: the admin scrape's 150 ms falls inside the measured window", used)
 	}
+}
+
+// stop ends the whole process group startProc made, not only its leader: a
+// child that outlives its parent (nginx's workers when the master is killed
+// after the grace, a wrapper's children) would keep its ports and cores through
+// the next scenario. Here the leader ignores SIGTERM, as a stuck nginx master
+// would, and its child inherits that, so only the group's SIGKILL ends them.
+func TestProcStopEndsWholeGroup(t *testing.T) {
+	dir := t.TempDir()
+	p, err := startProc(dir, "group", "", "/bin/sh", "-c", "trap '' TERM; sleep 30 & wait")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if kids = childPids(p.pid()); len(kids) > 0 {
+			break
+		}
+	}
+	if len(kids) == 0 {
+		p.stop(time.Second)
+		t.Fatal("setup: the shell started no child")
+	}
+	child := kids[0]
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) }) // only the process this test started
+	p.stop(200 * time.Millisecond)
+	// stop returns once the group is gone: no polling here.
+	if running(child) {
+		t.Fatalf("after stop, group member %d of %s (pid %d) is still running", child, p.name, p.pid())
+	}
+	if groupAlive(p.pid()) {
+		t.Fatalf("after stop, group %d still has a running member", p.pid())
+	}
+	// A second stop (env.close after the tracing scenario stopped the gateways)
+	// finds nothing to do.
+	p.stop(200 * time.Millisecond)
+}
+
+// running reports whether pid exists and is not a zombie.
+func running(pid int) bool {
+	f := procStatFields(strconv.Itoa(pid))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
 }

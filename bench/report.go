@@ -72,6 +72,10 @@ type PathResult struct {
 	// SendLag is the load generator's own lateness: from each request's scheduled
 	// time to when the pacer queued it (open loop).
 	SendLag Summary `json:"send_lag"`
+	// LoadgenBehind is set when SendLag's p99 is more than half of Latency's
+	// (loadgenBehind): the load generator, short of CPU, fell behind its
+	// schedule, and the path's latency is mostly the harness's own lateness.
+	LoadgenBehind bool `json:"load_generator_behind,omitempty"`
 	// WorkerWait is from when the pacer queued a request to when one of the path's
 	// --connections workers took it up, and NoFreeWorker the measured requests that
 	// found every worker busy (open loop): the path's shortfall, in its latency.
@@ -129,6 +133,12 @@ type MaxStep struct {
 	WarmupErrors  int64 `json:"warmup_errors,omitempty"`
 	RetriedErrors int64 `json:"retried_errors,omitempty"`
 	Pass          bool  `json:"pass"`
+	// SendLagP99US is the load generator's own lateness at this step (see
+	// PathResult.SendLag), and LoadgenLimited marks a failed step where it was
+	// more than half of the latency p99 (loadgenBehind): the load generator,
+	// not the path, fell behind, so the path's highest rate is a lower bound.
+	SendLagP99US   float64 `json:"send_lag_p99_us"`
+	LoadgenLimited bool    `json:"load_generator_limited,omitempty"`
 	// CPUUS is the path's own process CPU per request sent in the step (see
 	// ProcCPU); near the top of the steps, the path's cost at saturation.
 	CPUUS *float64 `json:"cpu_us_per_request,omitempty"`
@@ -162,6 +172,7 @@ func pathResult(name string, rate float64, st *runStats, stream bool) PathResult
 		Latency: summarize(st.Lat), SendLag: summarize(st.Lag), WorkerWait: summarize(st.Wait), NoFreeWorker: st.NoFreeWorker,
 	}
 	r.Latency.RoundP99 = medianRoundP99(st.roundP99[0])
+	r.LoadgenBehind = loadgenBehind(r.SendLag, r.Latency)
 	if st.Duration > 0 {
 		r.Achieved = float64(st.Completed) / st.Duration.Seconds()
 	}
@@ -181,6 +192,14 @@ func pathResult(name string, rate float64, st *runStats, stream bool) PathResult
 		}
 	}
 	return r
+}
+
+// loadgenBehind reports whether the load generator's send lag p99 is more than
+// half of the latency p99 it is part of: the rate offered in the window was then
+// below the one asked for, and every path's latency is mostly the harness's own
+// lateness. A closed loop has no schedule and no send lag.
+func loadgenBehind(lag, lat Summary) bool {
+	return lag.Count > 0 && lat.P99 > 0 && lag.P99 > lat.P99/2
 }
 
 // Path names. tollgate-base is the same gateway without the feature a
@@ -246,6 +265,10 @@ func compare(paths []PathResult) []Comparison {
 		diff("tollgate − direct", tg, d)
 		diff("nginx − direct", ng, d)
 		diff("tollgate − tollgate-base", tg, base)
+		if tg != nil && d != nil {
+			out = append(out, Comparison{m.name, "tollgate / direct", "ratio", ratio(tg.P50, d.P50), ratio(tg.P99, d.P99),
+				roundRatio(tg, d, nil)})
+		}
 		if tg != nil && ng != nil {
 			out = append(out, Comparison{m.name, "tollgate / nginx", "ratio", ratio(tg.P50, ng.P50), ratio(tg.P99, ng.P99),
 				roundRatio(tg, ng, nil)})
@@ -316,8 +339,7 @@ func (r *Result) markdown() string {
 				func(x *PathResult) *Summary { return x.Gap }, false)
 		}
 		if !s.Closed {
-			renderPaths(&b, "Send lag (µs, the load generator's own lateness: from the scheduled time to queueing the request for a worker)", r.Paths,
-				func(x *PathResult) *Summary { return &x.SendLag }, false)
+			renderSendLag(&b, r.Paths)
 			renderWorkerWait(&b, r.Paths, s.Connections)
 		}
 		renderCPU(&b, r.Paths)
@@ -364,12 +386,13 @@ func (r *Result) markdown() string {
 		p("### Steps")
 		p()
 		if m.Rounds > 0 {
-			p("| path | offered req/s | p50 | p90 | p99 | p99, median of rounds | p99.9 | max | errors | pass | process CPU µs/req |")
-			p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+			p("| path | offered req/s | p50 | p90 | p99 | p99, median of rounds | p99.9 | max | send lag p99 | errors | pass | process CPU µs/req |")
+			p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
 		} else {
-			p("| path | offered req/s | p50 | p90 | p99 | p99.9 | max | errors | pass | process CPU µs/req |")
-			p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+			p("| path | offered req/s | p50 | p90 | p99 | p99.9 | max | send lag p99 | errors | pass | process CPU µs/req |")
+			p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
 		}
+		var limited []MaxStep
 		for _, st := range m.Steps {
 			l := st.Latency
 			cpu := "n/a"
@@ -380,10 +403,19 @@ func (r *Result) markdown() string {
 			if m.Rounds > 0 {
 				p99 += " | " + fopt(l.RoundP99, 1)
 			}
+			pass := strconv.FormatBool(st.Pass)
+			if st.LoadgenLimited {
+				pass = "load generator ⚠"
+				limited = append(limited, st)
+			}
 			p("| ", st.Path, " | ", frate(st.Offered), " | ", fus(l.P50), " | ", fus(l.P90), " | ", p99, " | ",
-				fus(l.P999), " | ", fus(l.Max), " | ", stepErrors(&st), " | ", strconv.FormatBool(st.Pass), " | ", cpu, " |")
+				fus(l.P999), " | ", fus(l.Max), " | ", fus(st.SendLagP99US), " | ", stepErrors(&st), " | ", pass, " | ", cpu, " |")
 		}
 		p()
+		for _, st := range limited {
+			p("⚠ ", st.Path, " at ", frate(st.Offered), " req/s: ", loadgenLimitedNote(st))
+			p()
+		}
 		if m.Rounds > 0 {
 			p("Each step ran ", strconv.Itoa(m.Rounds), " alternating rounds per path; p99 is over all of them, and a step passes on the median of the rounds' own p99s.")
 			p()
@@ -462,6 +494,40 @@ func renderPaths(b *strings.Builder, title string, paths []PathResult, get func(
 		b.WriteString(fus(s.P50) + " | " + fus(s.P90) + " | " + fus(s.P99) + " | " + fus(s.P999) + " | " + fus(s.Max) + " |\n")
 	}
 	b.WriteString("\n")
+}
+
+// renderSendLag writes the load generator's send lag per path, and flags each
+// path whose latency p99 it was more than half of (loadgenBehind): the run
+// measured the harness's shortage of CPU there, not the path.
+func renderSendLag(b *strings.Builder, paths []PathResult) {
+	b.WriteString("## Send lag (µs, the load generator's own lateness: from the scheduled time to queueing the request for a worker)\n\n")
+	b.WriteString("| path | count | p50 | p90 | p99 | p99.9 | max |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	var flagged []*PathResult
+	for i := range paths {
+		x := &paths[i]
+		s := x.SendLag
+		p99 := fus(s.P99)
+		if loadgenBehind(x.SendLag, x.Latency) {
+			p99 = "**" + p99 + "** ⚠"
+			flagged = append(flagged, x)
+		}
+		b.WriteString("| " + x.Path + " | " + strconv.FormatInt(s.Count, 10) + " | " + fus(s.P50) + " | " + fus(s.P90) + " | " +
+			p99 + " | " + fus(s.P999) + " | " + fus(s.Max) + " |\n")
+	}
+	b.WriteString("\n")
+	for _, x := range flagged {
+		b.WriteString("⚠ " + x.Path + ": send lag p99 " + fus(x.SendLag.P99) + " µs of a latency p99 of " + fus(x.Latency.P99) +
+			" µs: the load generator was behind its schedule (short of CPU), so less than the offered " + frate(x.Offered) +
+			" req/s was sent on time and the path's latency is mostly the harness's own lateness. Repeat the run with fewer other processes, or with --pin.\n\n")
+	}
+}
+
+// loadgenLimitedNote says why a failed max step is the load generator's, not
+// the path's.
+func loadgenLimitedNote(st MaxStep) string {
+	return "send lag p99 " + fus(st.SendLagP99US) + " µs of a latency p99 of " + fus(st.Latency.P99) +
+		" µs: the load generator fell behind its schedule, not the path; the path's highest rate is a lower bound."
 }
 
 // renderWorkerWait writes the wait for a free worker, and flags each path on

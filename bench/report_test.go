@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,7 @@ func fixedResult() *Result {
 		Machine:  Machine{CPU: "Test CPU", Cores: 8, MemoryGiB: 16, Kernel: "6.1", GoVersion: "go1.26", GOMAXPROCS: 8},
 		Settings: Settings{Rate: 1000, Duration: "10s", Warmup: "2s", Rounds: 5, Connections: 256, MaxTokens: 16,
 			TTFT: "5ms", TPOT: "1ms", Spin: "0s"},
-		Cores: planCores(8, true, 2, 1),
+		Cores: planCores(firstCPUs(8), true, 2, 1),
 		Paths: []PathResult{
 			{Path: pathDirect, Offered: 1000, Achieved: 999.5, Measured: 10000, OK: 10000, Errors: Errors{},
 				Latency: sum(100, 300), TTFT: ptr(sum(5100, 5300)), Gap: ptr(sum(1000, 1100)), SendLag: sum(50, 100),
@@ -78,6 +79,38 @@ func TestCompare(t *testing.T) {
 	}
 }
 
+// The issue asks for both ratios, tollgate / direct and tollgate / nginx, on
+// every measure, the medians of rounds included.
+func TestCompareTollgateOverDirect(t *testing.T) {
+	r := fixedResult()
+	cases := []struct {
+		measure            string
+		p50, p99, p99Round *float64
+	}{
+		{"latency", ptr(160.0 / 100), ptr(700.0 / 300), ptr(520.0 / 280)},
+		{"ttft", ptr(5160.0 / 5100), ptr(5700.0 / 5300), ptr(5500.0 / 5250)},
+		{"inter-chunk gap", ptr(1010.0 / 1000), ptr(1150.0 / 1100), nil},
+	}
+	got := compare(r.Paths)
+	for _, tc := range cases {
+		t.Run(tc.measure, func(t *testing.T) {
+			for _, c := range got {
+				if c.Measure != tc.measure || c.Label != "tollgate / direct" {
+					continue
+				}
+				if c.Kind != "ratio" || !sameOpt(c.P50, tc.p50) || !sameOpt(c.P99, tc.p99) || !sameOpt(c.P99Rounds, tc.p99Round) {
+					t.Fatalf("%s: p50 %s p99 %s rounds %s, want %s %s %s", c.Kind, fopt(c.P50, 3), fopt(c.P99, 3), fopt(c.P99Rounds, 3),
+						fopt(tc.p50, 3), fopt(tc.p99, 3), fopt(tc.p99Round, 3))
+				}
+				return
+			}
+			t.Fatalf("no tollgate / direct ratio among %+v", got)
+		})
+	}
+}
+
+func sameOpt(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || closeTo(*a, *b)) }
+
 func TestCompareBaselineAndMissingPaths(t *testing.T) {
 	paths := []PathResult{
 		{Path: pathTollgate, Latency: sum(200, 600)},
@@ -126,7 +159,8 @@ func TestMarkdownMaxAndStreams(t *testing.T) {
 		Steps: []MaxStep{
 			{Path: pathDirect, Offered: 10000, Latency: sum(100, 400), Pass: true},
 			{Path: pathTollgate, Offered: 12500, Latency: sum(900, 7000), Errors: 3, WarmupErrors: 2, RetriedErrors: 7,
-				Pass: false, CPUUS: ptr(41.5)},
+				Pass: false, CPUUS: ptr(41.5), SendLagP99US: 120},
+			{Path: pathNginx, Offered: 12500, Latency: sum(3000, 8000), SendLagP99US: 6000, LoadgenLimited: true},
 		}}
 	r.Streams = []StreamsResult{
 		{Path: pathTollgate, Process: "tollgate", Streams: 10000, PeakOpen: 10000, Errors: Errors{},
@@ -144,6 +178,46 @@ func TestMarkdownMaxAndStreams(t *testing.T) {
 		r.Max.Steps[i].Latency.RoundP99 = ptr(r.Max.Steps[i].Latency.P99 / 2)
 	}
 	golden(t, "report-max-rounds.md", []byte(r.markdown()))
+}
+
+// When the load generator's send lag is most of the latency p99, every path's
+// latency is the harness's own lateness: the report flags it (⚠ and a note in
+// the send lag section), as it flags a path's own shortfall, and the JSON says
+// so per path.
+func TestMarkdownFlagsLoadgenBehind(t *testing.T) {
+	r := fixedResult()
+	for i := range r.Paths {
+		r.Paths[i].NoFreeWorker = 0
+		r.Paths[i].Latency = sum(40_100, 60_000)
+	}
+	r.Paths[1].SendLag = sum(40_000, 59_000) // 98 % of the latency p99
+	md := r.markdown()
+	lag := md[strings.Index(md, "## Send lag"):]
+	lag = lag[:strings.Index(lag, "## Wait for a free worker")]
+	if !strings.Contains(lag, "| tollgate | 1000 | 40000.0 | 49500.0 | **59000.0** ⚠ |") ||
+		!strings.Contains(lag, "⚠ tollgate: send lag p99 59000.0 µs of a latency p99 of 60000.0 µs: the load generator was behind its schedule") {
+		t.Fatalf("send lag of 98 %% of the latency p99 not flagged:\n%s", lag)
+	}
+	if strings.Count(lag, "⚠") != 2 {
+		t.Fatalf("paths with a send lag of 100 µs flagged too:\n%s", lag)
+	}
+
+	st := newRunStats()
+	for range 100 {
+		_ = st.Lat.RecordValue(60_000_000)
+		_ = st.Lag.RecordValue(59_000_000)
+	}
+	if p := pathResult(pathTollgate, 1000, st, false); !p.LoadgenBehind {
+		t.Fatalf("pathResult: load_generator_behind unset with send lag p99 %.0f of latency p99 %.0f µs", p.SendLag.P99, p.Latency.P99)
+	}
+	st = newRunStats()
+	for range 100 {
+		_ = st.Lat.RecordValue(60_000_000)
+		_ = st.Lag.RecordValue(100_000)
+	}
+	if p := pathResult(pathTollgate, 1000, st, false); p.LoadgenBehind {
+		t.Fatal("pathResult: load_generator_behind set with a send lag of 100 µs")
+	}
 }
 
 func TestResultWrite(t *testing.T) {
@@ -210,6 +284,31 @@ func TestPlotMax(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "p99 (median of rounds)") {
 		t.Fatalf("the p99 lines of a ladder in rounds are not labelled as medians: %.200s", b)
+	}
+}
+
+// A ladder with no measured step (none run, or none answered) has no point for
+// gonum's log axes, which panic on one: plotMax says so instead, and writes no
+// file, so runMax still writes its report.
+func TestPlotMaxWithoutPointsIsAnError(t *testing.T) {
+	cases := []struct {
+		name  string
+		steps []MaxStep
+	}{
+		{"no step", nil},
+		{"no step answered", []MaxStep{{Path: pathTollgate, Offered: 1000, Errors: 3000}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "max.svg")
+			err := plotMax(&MaxResult{BoundUS: 5000, Highest: map[string]float64{}, Steps: tc.steps}, file)
+			if !errors.Is(err, errNoPlotPoints) {
+				t.Fatalf("err %v, want errNoPlotPoints", err)
+			}
+			if _, err := os.Stat(file); err == nil {
+				t.Fatal("a plot was written")
+			}
+		})
 	}
 }
 
