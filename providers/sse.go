@@ -27,8 +27,8 @@ type sseReader struct {
 	done   bool
 	forced bool
 	// begun is set once the stream's first line is read; skipLF when the last line
-	// ended with a CR that may be half of a CRLF.
-	begun, skipLF bool
+	// ended with a CR that may be half of a CRLF; lfOnly once a line ended in LF.
+	begun, skipLF, lfOnly bool
 	// ping is set when the last event read was a keep-alive: comments and a blank
 	// line, no field.
 	ping bool
@@ -77,7 +77,7 @@ func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
 	s.up, s.t, s.done, s.forced, s.secrets = up, t, false, forced, nil
-	s.begun, s.skipLF = false, false
+	s.begun, s.skipLF, s.lfOnly = false, false, false
 	s.aborted.Store(false)
 	s.max = maxEventBytes
 	if t != nil && t.client != nil && t.client.MaxResponseBodySize > 0 {
@@ -182,8 +182,9 @@ func (s *sseReader) limit() int {
 var strBOM = []byte("\ufeff")
 
 // readLine returns one line without its ending; the slice is valid until the next call.
-// A line ends, as the SSE spec has it, at CRLF, LF or a lone CR; a stream's leading
-// byte order mark is dropped.
+// A line ends, as the SSE spec has it, at CRLF, LF or a lone CR (though once a line
+// has ended in LF, a CR is only taken as half of a CRLF: servers do not mix them, and
+// one scan a line is cheaper than two); a stream's leading byte order mark is dropped.
 func (s *sseReader) readLine() ([]byte, error) {
 	line, err := s.nextLine()
 	if !s.begun && (err == nil || len(line) > 0) {
@@ -222,7 +223,18 @@ func (s *sseReader) nextLine() ([]byte, error) {
 				continue
 			}
 		}
-		end, used := lineEnd(buf)
+		end, used := -1, 0
+		lf := s.lfOnly
+		if lf {
+			if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+				end, used = i, i+1
+			}
+		} else {
+			end, used = lineEnd(buf)
+			// A stream whose first line ends in LF or CRLF ends every line so:
+			// from then on only LF is looked for, one scan a line.
+			s.lfOnly = end >= 0 && buf[used-1] == '\n'
+		}
 		if end < 0 {
 			if len(s.line)+n > s.limit() {
 				return nil, errEventTooLarge
@@ -238,6 +250,9 @@ func (s *sseReader) nextLine() ([]byte, error) {
 		if long {
 			s.line = append(s.line, line...)
 			line = s.line
+		}
+		if n := len(line); lf && n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
 		}
 		if used == end+1 && buf[end] == '\r' && used == n {
 			s.skipLF = true

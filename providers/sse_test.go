@@ -269,3 +269,44 @@ func TestSSEKeepAlive(t *testing.T) {
 		t.Fatalf("events %v, want %v", kinds, want)
 	}
 }
+
+// BenchmarkSSERead reads a typical chat stream: a role chunk, 64 content chunks, the
+// finish and usage chunks and [DONE], arriving in reads of about one TCP segment.
+func BenchmarkSSERead(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n")
+	for range 64 {
+		sb.WriteString("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" token\"},\"finish_reason\":null}]}\n\n")
+	}
+	sb.WriteString("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
+	sb.WriteString("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":64,\"total_tokens\":74}}\n\n")
+	sb.WriteString("data: [DONE]\n\n")
+	in := sb.String()
+	rd := strings.NewReader(in)
+	seg := &segmentReader{r: rd, n: 1448}
+	s := &sseReader{br: bufio.NewReaderSize(seg, sseBufferSize)}
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Reset(in)
+		s.br.Reset(seg)
+		s.done, s.begun, s.lfOnly = false, false, false
+		var ev Event
+		for {
+			if err := s.Next(&ev); err != nil {
+				b.Fatal(err)
+			}
+			if ev.Done {
+				break
+			}
+		}
+	}
+}
+
+// segmentReader returns at most n bytes a read, as a socket does one segment at a time.
+type segmentReader struct {
+	r io.Reader
+	n int
+}
+
+func (s *segmentReader) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), s.n)]) }
