@@ -23,9 +23,11 @@ func TestProxyAllocs(t *testing.T) {
 }
 
 func TestScanBodyAllocs(t *testing.T) {
-	var f fields
-	if n := testing.AllocsPerRun(100, func() { scanBody(benchChatBody, &f) }); n != 0 {
-		t.Fatalf("%.1f allocations per scan, want 0", n)
+	for _, body := range [][]byte{benchChatBody, benchPromptsBody} {
+		var f fields
+		if n := testing.AllocsPerRun(100, func() { scanBody(body, &f) }); n != 0 {
+			t.Fatalf("%.1f allocations per scan of %s, want 0", n, body)
+		}
 	}
 }
 

@@ -40,6 +40,10 @@ var (
 	errUpstreamBusy   = apiError{503, "server_error", "upstream_overloaded", "", "Every upstream replica is at its concurrency limit; retry shortly."}
 	errNoTarget       = apiError{503, "server_error", "no_healthy_upstream", "", "No upstream replica is in service for this model."}
 	errUnsupportedOp  = apiError{400, "invalid_request_error", "unsupported_operation", "model", "This backend does not support the operation."}
+
+	// A coded body (gzip, …) would be scanned as JSON and fail as invalid_json,
+	// which sends its developer looking for a JSON bug; 415 as RFC 9110 §15.5.16.
+	errContentEncoding = apiError{415, "invalid_request_error", "unsupported_content_encoding", "", "The request's Content-Encoding is not supported: send the body uncoded, without a Content-Encoding header."}
 )
 
 // appendError renders {"error":{"message","type","param","code"}}.

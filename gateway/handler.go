@@ -238,6 +238,10 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		r.fail(ctx, &errTooLarge)
 		return
 	}
+	if !identityCoded(&ctx.Request.Header) {
+		r.fail(ctx, &errContentEncoding)
+		return
+	}
 	if invocation != nil {
 		// The key first, then the name, then the body: a name that exists answers
 		// as one that does not, to a client without a key and to a key that may
@@ -272,6 +276,31 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	}
 	r.finish(ctx, ctx.Response.StatusCode())
 }
+
+// identityCoded reports whether the request body comes without a content coding: no
+// Content-Encoding, or only "identity". The gateway scans and splices the body as JSON
+// and does not decode gzip and the like.
+func identityCoded(h *fasthttp.RequestHeader) bool {
+	if len(h.ContentEncoding()) == 0 {
+		return true
+	}
+	for _, v := range h.PeekAll(fasthttp.HeaderContentEncoding) {
+		for len(v) > 0 {
+			c := v
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				c, v = v[:i], v[i+1:]
+			} else {
+				v = nil
+			}
+			if c = bytes.Trim(c, " \t"); len(c) > 0 && !bytes.EqualFold(c, strIdentity) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+var strIdentity = []byte("identity")
 
 // fail answers the request with e and records it.
 func (r *request) fail(ctx *fasthttp.RequestCtx, e *apiError) {
@@ -649,8 +678,8 @@ var (
 var errLimiterDown = apiError{503, "server_error", "ratelimit_unavailable", "", "The rate limit store is unavailable; retry shortly."}
 
 // takeLimits charges the request to its limits before any upstream is called: one
-// request, and an estimate of its tokens (prompt size plus max_tokens) that Settle
-// trues up with the real usage.
+// request, and an estimate of its tokens (prompt size plus max_tokens per completion)
+// that Settle trues up with the real usage.
 func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	ep := r.ep
 	pol := ep.policyFor(r.key)
@@ -663,13 +692,15 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		r.subj.APIKey = s2b(r.key.name)
 	}
 	r.subj.User = r.user()
-	est := r.f.maxTokens
-	if est == 0 {
-		est = ep.defaultMaxTokens
-	}
-	if r.f.choices > 1 {
-		// max_tokens bounds each of the n completions.
-		est *= r.f.choices
+	// max_tokens bounds each completion; an embeddings call generates none, so only
+	// its input is charged.
+	var est int64
+	if c := r.f.completions(r.call.Kind); c > 0 {
+		est = r.f.maxTokens
+		if est == 0 {
+			est = ep.defaultMaxTokens
+		}
+		est *= c
 	}
 	est += int64(r.f.promptBytes/4) + 1
 	err := r.rt.lim.Take(context.Background(), pol, &r.subj, est, &r.ticket)
@@ -1139,11 +1170,11 @@ func (r *request) record(status int) {
 			}
 		}
 		var tpot time.Duration
-		// n completions are generated side by side: the time per token is that of
-		// one of them.
+		// The completions (n, or a legacy completion's prompts times n or best_of)
+		// are generated side by side: the time per token is that of one of them.
 		perChoice := r.usage.Output
-		if r.f.choices > 1 {
-			perChoice /= r.f.choices
+		if c := r.f.completions(r.call.Kind); c > 1 {
+			perChoice /= c
 		}
 		if r.ttft > 0 && perChoice > 1 {
 			tpot = (latency - r.ttft) / time.Duration(perChoice-1)

@@ -2,13 +2,19 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/providers/mockllm"
@@ -219,5 +225,94 @@ func TestAccessLogErrorOfEarlyRefusals(t *testing.T) {
 				t.Errorf("access-log line of a %d %s, want error %q:\n%s", tc.status, tc.code, tc.code, line)
 			}
 		})
+	}
+}
+
+// TestContentEncodedBodyRefused: a request body sent with a Content-Encoding other
+// than identity (gzip, which some HTTP clients and proxies apply to large prompts) is
+// refused with 415 unsupported_content_encoding, a message naming the header, on every
+// API path, not 400 invalid_json, which sends a developer looking for a JSON bug. An
+// identity coding is an uncoded body and is served, and the client's Content-Encoding
+// never goes upstream, where it would describe the body the gateway re-spliced.
+func TestContentEncodedBodyRefused(t *testing.T) {
+	var mu sync.Mutex
+	var upstreamCoding []string
+	up := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		mu.Lock()
+		upstreamCoding = append(upstreamCoding, string(ctx.Request.Header.Peek("Content-Encoding")))
+		mu.Unlock()
+		ctx.Response.Header.SetContentTypeBytes(strJSON)
+		ctx.Response.SetBodyRaw(benchChatResp)
+	})
+	g := startGateway(t, mockConfig(up, "", ""))
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	_, _ = zw.Write([]byte(chatBody))
+	_ = zw.Close()
+	for _, c := range []struct {
+		name, path, coding, body string
+	}{
+		{"gzip chat", "/v1/chat/completions", "gzip", zb.String()},
+		{"gzip completions", "/v1/completions", "gzip", zb.String()},
+		{"gzip embeddings", "/v1/embeddings", "gzip", zb.String()},
+		{"gzip MLflow invocation", "/endpoints/chat/invocations", "gzip", zb.String()},
+		{"br", "/v1/chat/completions", "br", chatBody},
+		{"gzip after identity", "/v1/chat/completions", "identity, gzip", chatBody},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, b := postRaw(t, http.DefaultClient, g.url+c.path, c.body, map[string]string{"Content-Encoding": c.coding})
+			if resp.StatusCode != 415 || !strings.Contains(string(b), `"code":"unsupported_content_encoding"`) || !strings.Contains(string(b), "Content-Encoding") {
+				t.Errorf("body with Content-Encoding %s: %d %s; want 415 unsupported_content_encoding naming Content-Encoding", c.coding, resp.StatusCode, b)
+			}
+		})
+	}
+	for _, coding := range []string{"identity", "IDENTITY", "identity, identity"} {
+		t.Run(coding, func(t *testing.T) {
+			resp, b := postRaw(t, http.DefaultClient, g.url+"/v1/chat/completions", chatBody, map[string]string{"Content-Encoding": coding})
+			if resp.StatusCode != 200 {
+				t.Fatalf("body with Content-Encoding %s: %d %s, want 200", coding, resp.StatusCode, b)
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(upstreamCoding) != 3 {
+		t.Fatalf("%d upstream requests, want the 3 identity-coded ones", len(upstreamCoding))
+	}
+	for _, ce := range upstreamCoding {
+		if ce != "" {
+			t.Errorf("client's Content-Encoding %q forwarded upstream", ce)
+		}
+	}
+}
+
+// TestChunkedRequestBody: a request body sent with Transfer-Encoding: chunked (Node's
+// fetch and Python's httpx send streamed uploads that way, and proxies re-chunk) is
+// read whole, routed by its model and answered, on chat and embeddings alike, and the
+// kept-alive connection serves the next request.
+func TestChunkedRequestBody(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2, EmbeddingDim: 4})
+	g := startGateway(t, mockConfig(up, "", ""))
+	conn, br := dialGateway(t, g)
+	for _, c := range []struct{ path, body, want string }{
+		{"/v1/chat/completions", chatBody, `"chat.completion"`},
+		{"/v1/embeddings", `{"model":"embed","input":["a","b"]}`, `"embedding"`},
+	} {
+		// Two chunks, split inside the model's value.
+		i := strings.Index(c.body, `"model":"`) + 10
+		raw := "POST " + c.path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			fmt.Sprintf("%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", i, c.body[:i], len(c.body)-i, c.body[i:])
+		if _, err := io.WriteString(conn, raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: no answer to a chunked body: %v", c.path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), c.want) || resp.Close {
+			t.Fatalf("%s with a chunked body: status %d, close %v: %s; want 200 with %s on a kept connection", c.path, resp.StatusCode, resp.Close, b, c.want)
+		}
 	}
 }

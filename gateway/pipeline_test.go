@@ -299,6 +299,69 @@ func TestTokenEstimateCountsChoices(t *testing.T) {
 	}
 }
 
+// remainingTokensAfter posts body to path and returns x-ratelimit-remaining-tokens,
+// what admission left before the answer's usage trued the bucket up.
+func remainingTokensAfter(t *testing.T, g *gw, path, body string) int {
+	t.Helper()
+	resp, b := postRaw(t, http.DefaultClient, g.url+path, body, nil)
+	rem, err := strconv.Atoi(resp.Header.Get("X-Ratelimit-Remaining-Tokens"))
+	if resp.StatusCode != 200 || err != nil {
+		t.Fatalf("status %d, remaining %q: %s", resp.StatusCode, resp.Header.Get("X-Ratelimit-Remaining-Tokens"), b)
+	}
+	return rem
+}
+
+// A legacy completion's "prompt" array of strings (or of token arrays) is one
+// completion of up to max_tokens per prompt, times n or best_of: one request with 5
+// prompts and max_tokens 100 is charged 500 tokens up front, not the 100 of one
+// completion; a flat array of token IDs is one prompt.
+func TestTokenEstimateCountsPrompts(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	for _, c := range []struct {
+		name            string
+		fields          string
+		atLeast, atMost int
+	}{
+		{"one string", `"prompt":"a"`, 100, 199},
+		{"five strings", `"prompt":["a","b","c","d","e"]`, 500, 599},
+		{"token IDs", `"prompt":[1,2,3]`, 100, 199},
+		{"two token arrays", `"prompt":[[1,2],[3]]`, 200, 299},
+		{"two strings, best_of 3", `"prompt":["a","b"],"best_of":3`, 600, 699},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := startGateway(t, mockConfig(up, "", `
+  - name: legacyl
+    type: completions
+    routes: [{backend: up}]
+    limits: [{per: endpoint, tokens: 1000, window: minute}]
+`))
+			rem := remainingTokensAfter(t, g, "/v1/completions", `{"model":"legacyl","max_tokens":100,`+c.fields+`}`)
+			if est := 1000 - rem; est < c.atLeast || est > c.atMost {
+				t.Errorf("%s with max_tokens 100 charged %d tokens up front, want %d to %d", c.fields, est, c.atLeast, c.atMost)
+			}
+		})
+	}
+}
+
+// An embeddings request generates no output tokens: a tokens limit is charged its
+// input only, not default_max_tokens (256) of output as well, which refused a 3-token
+// request against a 200-token limit with 197 tokens left.
+func TestEmbeddingsTokenEstimateIsInputOnly(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2, EmbeddingDim: 8})
+	g := startGateway(t, mockConfig(up, "", `
+  - name: embl
+    type: embeddings
+    routes: [{backend: up}]
+    limits: [{per: endpoint, tokens: 200, window: minute}]
+`))
+	for i := 0; i < 5; i++ {
+		rem := remainingTokensAfter(t, g, "/v1/embeddings", `{"model":"embl","input":"hello there","max_tokens":100}`)
+		if rem < 180 {
+			t.Fatalf("request %d: %d of 200 tokens left, want the input only charged (a few tokens each)", i+1, rem)
+		}
+	}
+}
+
 // n completions stream side by side: the time per output token is that of one of
 // them, not the stream's time divided by every choice's tokens together.
 func TestTimePerOutputTokenOfChoices(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/providers"
 )
 
 // fields are what the gateway reads of a request body; everything else is forwarded
@@ -18,9 +19,27 @@ type fields struct {
 	temperature   [2]int
 	// promptBytes is the size of messages/prompt/input, for token estimates.
 	promptBytes int
-	// choices is n, the completions asked for (0 when not given): max_tokens bounds
-	// each one.
+	// choices is n, the completions asked for (0 when not given), and bestOf is
+	// best_of, the completions a legacy completion generates to return the best n of:
+	// max_tokens bounds each one (completions).
 	choices int64
+	bestOf  int64
+	// prompts is how many prompts "prompt" holds (0 when not given): a legacy
+	// completion answers each one.
+	prompts int64
+}
+
+// completions is how many completions of up to max_tokens a request of kind asks the
+// upstream to generate: none for embeddings; n for chat; for a legacy completion the
+// larger of n and best_of (all best_of are generated, and billed) for each prompt.
+func (f *fields) completions(kind providers.Kind) int64 {
+	switch kind {
+	case providers.Embeddings:
+		return 0
+	case providers.Completions:
+		return max(f.choices, f.bestOf, 1) * max(f.prompts, 1)
+	}
+	return max(f.choices, 1)
 }
 
 // readKeys are the body members whose values the gateway acts on: it rewrites
@@ -130,14 +149,21 @@ func scanBody(body []byte, f *fields) *apiError {
 				// OpenAI allows up to 128; more is the upstream's to refuse.
 				f.choices = min(n, 128)
 			}
+		case "best_of":
+			if n, ok := jsonscan.Int(v); ok && n > 1 {
+				f.bestOf = min(n, 128)
+			}
 		case "user":
 			if jsonscan.IsString(v) {
 				f.user = [2]int{off + 1, off + len(v) - 1}
 			}
 		case "temperature":
 			f.temperature = [2]int{off, off + len(v)}
-		case "messages", "prompt", "input":
+		case "messages", "input":
 			f.promptBytes += len(v)
+		case "prompt":
+			f.promptBytes += len(v)
+			f.prompts = countPrompts(v)
 		default:
 			if i := foldedKey(k); i >= 0 {
 				return &errFolded[i]
@@ -156,6 +182,33 @@ func scanBody(body []byte, f *fields) *apiError {
 		return &errNoModel
 	}
 	return nil
+}
+
+// maxPrompts bounds the prompts counted: far more than an upstream takes in one
+// request, and low enough that an estimate of max_tokens (up to 2^40) times 128
+// choices times this cannot overflow.
+const maxPrompts = 1 << 15
+
+// countPrompts is how many prompts a "prompt" value holds, as OpenAI's legacy
+// completions read it: a string, or an array of token IDs, is one prompt; an array of
+// strings, or of token-ID arrays, is one per element.
+func countPrompts(v []byte) int64 {
+	var a jsonscan.Array
+	if !a.Reset(v) {
+		return 1
+	}
+	var n int64
+	for n < maxPrompts {
+		e, ok := a.Next()
+		if !ok {
+			break
+		}
+		if len(e) == 0 || e[0] != '"' && e[0] != '[' {
+			return 1 // token IDs
+		}
+		n++
+	}
+	return max(n, 1)
 }
 
 // foldedKey returns the index in readKeys of the key k differs from only in case, or

@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/providers"
 )
 
 func TestScanBody(t *testing.T) {
@@ -57,6 +60,45 @@ func TestScanBody(t *testing.T) {
 	}
 }
 
+// The completions a request asks for, each bounded by max_tokens: the token estimate
+// multiplies max_tokens by them and the time per output token divides by them. An
+// embeddings call has none; chat has n; a legacy completion has the larger of n and
+// best_of for each of its prompts, where an array of strings or of token arrays is
+// several prompts and a flat array of token IDs is one.
+func TestCompletionsAskedFor(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		kind providers.Kind
+		body string
+		want int64
+	}{
+		{"chat", providers.Chat, `{"model":"m"}`, 1},
+		{"chat with n", providers.Chat, `{"model":"m","n":3}`, 3},
+		{"chat ignores best_of and prompt", providers.Chat, `{"model":"m","best_of":4,"prompt":["a","b"]}`, 1},
+		{"embeddings", providers.Embeddings, `{"model":"m","input":["a","b"],"n":2}`, 0},
+		{"prompt string", providers.Completions, `{"model":"m","prompt":"a, b"}`, 1},
+		{"prompt strings", providers.Completions, `{"model":"m","prompt":["a","b","c"]}`, 3},
+		{"prompt token IDs", providers.Completions, `{"model":"m","prompt":[1, 2, 3]}`, 1},
+		{"prompt token arrays", providers.Completions, `{"model":"m","prompt":[[1,2],[3],[4]]}`, 3},
+		{"prompt empty array", providers.Completions, `{"model":"m","prompt":[]}`, 1},
+		{"prompt escaped key", providers.Completions, `{"model":"m","pr\u006fmpt":["a","b"]}`, 2},
+		{"prompts times n", providers.Completions, `{"model":"m","prompt":["a","b"],"n":3}`, 6},
+		{"best_of over n", providers.Completions, `{"model":"m","prompt":["a","b"],"n":2,"best_of":5}`, 10},
+		{"n over best_of", providers.Completions, `{"model":"m","n":4,"best_of":2}`, 4},
+		{"prompts bounded", providers.Completions, `{"model":"m","prompt":["a"` + strings.Repeat(`,"a"`, maxPrompts) + `]}`, maxPrompts},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var f fields
+			if e := scanBody([]byte(c.body), &f); e != nil {
+				t.Fatal(e.message)
+			}
+			if got := f.completions(c.kind); got != c.want {
+				t.Errorf("%s on %s: %d completions, want %d", c.body[:min(len(c.body), 80)], c.kind, got, c.want)
+			}
+		})
+	}
+}
+
 func TestErrorBody(t *testing.T) {
 	e := modelNotFound([]byte("gpt-</script>\"x"))
 	var got struct {
@@ -79,7 +121,7 @@ func TestErrorBody(t *testing.T) {
 func FuzzScanBody(f *testing.F) {
 	for _, s := range []string{`{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`,
 		`{"model":"m","stream_options":{"include_usage":true},"max_tokens":5,"user":"x"}`, `{"model":1}`, `[]`, `{`,
-		`{"mod\u0065l":"chat","\u0073tream":true}`, `{"model":"a","model":"b"}`} {
+		`{"mod\u0065l":"chat","\u0073tream":true}`, `{"model":"a","model":"b"}`, `{"model":"m","prompt":[[1],"a",2]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -120,6 +162,20 @@ func BenchmarkScanBody(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if scanBody(body, &f) != nil {
+			b.Fatal("scan failed")
+		}
+	}
+}
+
+// benchPromptsBody is a legacy completion with several prompts, whose count the scan
+// reads.
+var benchPromptsBody = []byte(`{"model":"legacy","prompt":["Once upon a time","A gateway is",[1,2,3]],"max_tokens":64,"n":2,"best_of":3}`)
+
+func BenchmarkScanBodyPrompts(b *testing.B) {
+	var f fields
+	b.ReportAllocs()
+	for b.Loop() {
+		if scanBody(benchPromptsBody, &f) != nil {
 			b.Fatal("scan failed")
 		}
 	}

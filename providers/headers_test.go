@@ -119,3 +119,24 @@ func TestCopyForwardHeadersConnectionNamed(t *testing.T) {
 		})
 	}
 }
+
+// The client's Content-Encoding and Content-Length describe the body it sent, not the
+// one the gateway sends upstream (model rewritten, stream_options added): neither goes
+// upstream, whatever coding it names.
+func TestCopyForwardHeadersDropsBodyFraming(t *testing.T) {
+	for _, coding := range []string{"gzip", "identity", "br, gzip"} {
+		t.Run(coding, func(t *testing.T) {
+			client := parseHeader(t, "Content-Type: application/json\r\nContent-Encoding: "+coding+"\r\ncontent-encoding: "+coding+"\r\nContent-Length: 12\r\n")
+			var up fasthttp.RequestHeader
+			copyForwardHeaders(&up, client)
+			for k, v := range up.All() {
+				if strings.EqualFold(string(k), "Content-Encoding") || strings.EqualFold(string(k), "Content-Length") {
+					t.Errorf("%s: %q forwarded", k, v)
+				}
+			}
+			if got := string(up.ContentType()); got != "application/json" {
+				t.Errorf("Content-Type %q upstream, want application/json", got)
+			}
+		})
+	}
+}

@@ -300,11 +300,13 @@ func operationURL(base, op string) string {
 // carry the client's own credentials for the gateway. OpenAI-Organization and
 // OpenAI-Project choose which organization and project the upstream key bills: the
 // key is the operator's (a client's credentials never go upstream), so the choice is
-// the operator's too, made with the backend's `headers:`.
+// the operator's too, made with the backend's `headers:`. Content-Length and
+// Content-Encoding describe the client's body, not the one the gateway sends (the
+// model rewritten, stream_options added; the gateway takes uncoded bodies only).
 var hopHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Authorization", "Api-Key", "X-Api-Key",
-	"Cookie", "Accept-Encoding", "Content-Length", "Host", "Expect",
+	"Cookie", "Accept-Encoding", "Content-Length", "Content-Encoding", "Host", "Expect",
 	"Openai-Organization", "Openai-Project",
 }
 
