@@ -19,24 +19,30 @@ import (
 
 const usageHeader = `Usage: mockllm [flags]
 
-Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, GET /v1/models,
-/health and /metrics like vLLM (or POST /v1/messages like Anthropic with --api
-anthropic). Answers are deterministic for --seed, the request's seed and its prompt.
+Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /tokenize,
+/detokenize, GET /v1/models, /version, /health and /metrics like vLLM (or POST
+/v1/messages like Anthropic with --api anthropic). Answers are deterministic for
+--seed, the request's seed and its prompt.
 
 Per-request headers for tests:
   x-mock-status: 503        answer that status with an error body
   x-mock-retry-after: 2     with x-mock-status: send retry-after
   x-mock-delay: 200ms       wait before the response headers
   x-mock-ttft, x-mock-tpot  override --ttft and --tpot for this request
-  x-mock-tokens: N          generate N tokens (max_tokens still cuts)
+  x-mock-tokens: N          generate N tokens (max_tokens and --max-tokens still cut)
   x-mock-cut-after: N       stream: close the connection after N content chunks
   x-mock-garbage: 1         answer 200 with a body that is not JSON
 Every API response carries x-mock-saw-authorization: yes|no.
 
-As vLLM: generation routes require Content-Type: application/json; /v1/completions
-defaults max_tokens to 16; n gives n choices; a stream's finish_reason rides on the
-chunk of its last token; stream_options.continuous_usage_stats puts usage on every
-chunk; a request whose client disconnects is aborted and frees its slot at once.
+As vLLM: POST routes require Content-Type: application/json; /v1/completions
+defaults max_tokens to 16, and without max_tokens an answer stops where
+--max-model-len ends; n gives n choices; a stream's finish_reason rides on the
+chunk of its last token; stream_options.continuous_usage_stats puts each choice's
+usage on its chunks; logprobs (chat: logprobs, top_logprobs; completions: logprobs)
+come with deterministic values; temperature, top_p, min_tokens and top_logprobs
+are validated; a request whose client disconnects is aborted, and leaves the queue
+or frees its slot, at once. /metrics has vLLM's gauges, counters and the
+time_to_first_token, inter_token_latency and e2e_request_latency histograms.
 
 Flags:
 `
@@ -62,14 +68,14 @@ func run(args []string, stderr io.Writer, stop <-chan os.Signal, ready chan<- st
 	fs.StringVar(&o.API, "api", mockllm.APIOpenAI, "API to speak: openai or anthropic")
 	fs.DurationVar(&o.TTFT, "ttft", 0, "time to first token")
 	fs.DurationVar(&o.TPOT, "tpot", 0, "time per output token")
-	fs.IntVar(&o.MaxTokens, "max-tokens", mockllm.DefaultMaxTokens, "most tokens in an answer")
+	fs.IntVar(&o.MaxTokens, "max-tokens", mockllm.DefaultMaxTokens, "most tokens in an answer, x-mock-tokens included")
 	fs.Float64Var(&o.ErrorRate, "error-rate", 0, "fraction of requests answered with a 500")
 	fs.Float64Var(&o.DisconnectRate, "disconnect-rate", 0, "fraction of streams cut half-way")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the generated text and of the fault draws")
 	fs.IntVar(&o.EmbeddingDim, "embedding-dim", mockllm.DefaultEmbeddingDim, "embedding vector length")
 	fs.IntVar(&o.MaxNumSeqs, "max-num-seqs", mockllm.DefaultMaxNumSeqs, "requests running at once; more wait (a waiting stream has its headers at once)")
 	fs.IntVar(&o.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen,
-		"context length: reported by /v1/models; a prompt plus max_tokens beyond it is refused with 400")
+		"context length: reported by /v1/models; a prompt plus max_tokens beyond it is refused with 400; without max_tokens an answer stops there")
 	fs.DurationVar(&o.KeepAliveTimeout, "keep-alive-timeout", mockllm.DefaultKeepAliveTimeout,
 		"close keep-alive connections idle this long, as vLLM (uvicorn) does")
 	fs.StringVar(&o.APIKey, "api-key", "", "required API key (Authorization: Bearer, or x-api-key for anthropic)")

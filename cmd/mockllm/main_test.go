@@ -61,6 +61,16 @@ func TestServeAndStop(t *testing.T) {
 	if resp.StatusCode != 200 || !json.Valid(body) || !strings.Contains(string(body), `"model":"m1"`) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
+	// vLLM's /version, like /health, needs no API key.
+	resp, err = client.Get("http://" + addr + "/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"version":`) {
+		t.Fatalf("GET /version: %d %s", resp.StatusCode, body)
+	}
 
 	stop <- syscall.SIGTERM
 	select {

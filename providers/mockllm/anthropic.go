@@ -303,7 +303,7 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 		return
 	}
 	h := st.items[0].h
-	p := newPlan(h, s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
+	p := newPlan(h, s.opts.MaxTokens, st.maxTokens, st.hdr.tokens, 0)
 	if st.tool.use {
 		if st.tool.preamble {
 			p.natural = min(p.natural, maxPreamble)
@@ -319,7 +319,8 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	if st.stream {
 		st.kind = kMessages
 		st.ttftD, st.tpotD = st.ttft(), st.tpot()
-		st.cutAfter = st.cutPoint(p.n + st.jsonPieces())
+		st.steps = p.n + st.jsonPieces()
+		st.cutAfter = st.cutPoint(st.steps)
 		s.beginStream(ctx, st)
 		return
 	}

@@ -90,8 +90,12 @@ func (c *watchConn) wait(until time.Time) bool {
 		c.s.sleep(time.Until(until))
 		return true
 	}
-	// fasthttputil's in-memory pipe times out with an error that has Timeout but is
-	// no net.Error.
+	return isTimeout(err)
+}
+
+// isTimeout reports whether a Read failed at its deadline. fasthttputil's in-memory
+// pipe times out with an error that has Timeout but is no net.Error.
+func isTimeout(err error) bool {
 	var te interface{ Timeout() bool }
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &te) && te.Timeout()
 }

@@ -24,6 +24,9 @@ func (st *state) parseEmbeddings(body []byte) *badRequest {
 		}
 		switch string(k) {
 		case "model":
+			if isNull(v) {
+				continue
+			}
 			if !jsonscan.IsString(v) {
 				return errBadModel
 			}

@@ -171,6 +171,45 @@ func (s *Server) contextTooLong(prompt int, maxTokens int64) *badRequest {
 	return nil
 }
 
+// embeddingTooLong checks an embeddings input of prompt tokens against MaxModelLen, in
+// vLLM's words (serving_engine.py _validate_input: an input may fill the context,
+// since nothing is generated); nil when it fits.
+func (s *Server) embeddingTooLong(prompt int) *badRequest {
+	m := s.opts.MaxModelLen
+	if prompt <= m {
+		return nil
+	}
+	return &badRequest{serving: true, msg: "This model's maximum context length is " + strconv.Itoa(m) +
+		" tokens. However, you requested " + strconv.Itoa(prompt) +
+		" tokens in the input for embedding generation. Please reduce the length of the input."}
+}
+
+// checkSampling is vLLM's SamplingParams._verify_args for the parameters mockllm
+// reads, maxTokens being the request's max_tokens after defaults, then the engine's
+// max_logprobs check.
+func (st *state) checkSampling(maxTokens int64) *badRequest {
+	switch {
+	case st.temperature < 0:
+		return &badRequest{serving: true, param: "temperature",
+			msg: "temperature must be non-negative, got " + string(appendPyFloat(nil, st.temperature)) + "."}
+	case !(st.topP > 0 && st.topP <= 1):
+		return &badRequest{serving: true, param: "top_p",
+			msg: "top_p must be in (0, 1], got " + string(appendPyFloat(nil, st.topP)) + "."}
+	case st.minTokens < 0:
+		return &badRequest{serving: true, param: "min_tokens",
+			msg: "min_tokens must be greater than or equal to 0, got " + strconv.FormatInt(st.minTokens, 10) + "."}
+	case st.minTokens > maxTokens:
+		return &badRequest{serving: true, param: "min_tokens",
+			msg: "min_tokens must be less than or equal to max_tokens=" + strconv.FormatInt(maxTokens, 10) +
+				", got " + strconv.FormatInt(st.minTokens, 10) + "."}
+	}
+	if n := st.topCandidates(); st.logprobs && n > maxLogprobs {
+		return &badRequest{serving: true,
+			msg: "Requested sample logprobs of " + strconv.Itoa(n) + ", which is greater than max allowed: " + strconv.Itoa(maxLogprobs)}
+	}
+	return nil
+}
+
 // statusFault answers x-mock-status, with x-mock-retry-after as retry-after.
 func (s *Server) statusFault(ctx *fasthttp.RequestCtx, st *state) {
 	if len(st.hdr.retryAfter) > 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -49,6 +50,12 @@ func TestFaultHeaders(t *testing.T) {
 			func(t *testing.T, _ map[string]string, b []byte, _ error) {
 				if r := decode[chatResp](t, b); r.Usage.CompletionTokens != 2 || *r.Choices[0].FinishReason != "length" {
 					t.Errorf("%s", b)
+				}
+			}},
+		{"Options.MaxTokens caps x-mock-tokens", chatBody("x", ""), []string{"x-mock-tokens", "50"}, 200,
+			func(t *testing.T, _ map[string]string, b []byte, _ error) {
+				if r := decode[chatResp](t, b); r.Usage.CompletionTokens != 20 || *r.Choices[0].FinishReason != "length" {
+					t.Errorf("MaxTokens 20, x-mock-tokens 50: %s; want 20 tokens, finish_reason \"length\"", b)
 				}
 			}},
 		{"x-mock-cut-after closes the stream after N content chunks", stream, []string{"x-mock-cut-after", "2"}, 200,
@@ -278,6 +285,103 @@ func TestMetrics(t *testing.T) {
 		if fams[name].GetType() != dto.MetricType_GAUGE {
 			t.Errorf("%s is %v", name, fams[name].GetType())
 		}
+	}
+}
+
+// steppingClock is an Options.Now that moves step forward at every reading.
+type steppingClock struct {
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+func (c *steppingClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(c.step)
+	return c.now
+}
+
+// TestLatencyHistograms: vLLM's /metrics (v1/metrics/loggers.py) has the histograms
+// vllm:time_to_first_token_seconds, vllm:inter_token_latency_seconds and
+// vllm:e2e_request_latency_seconds, labelled model_name and engine, with vLLM's
+// buckets; dashboards and latency-aware balancers read them. They count the time a
+// request queued for a slot (here 100ms of a clock that steps at every reading), then
+// its TTFT and TPOTs.
+func TestLatencyHistograms(t *testing.T) {
+	clock := &steppingClock{now: fixedNow(), step: 100 * time.Millisecond}
+	release := make(chan struct{})
+	var once sync.Once
+	h := start(t, Options{MaxTokens: 8, MaxNumSeqs: 1, TTFT: 40 * time.Millisecond, TPOT: 20 * time.Millisecond,
+		Now: clock.Now, Sleep: func(time.Duration) { <-release }})
+	defer once.Do(func() { close(release) })
+	plain := make(chan struct{})
+	go func() {
+		defer close(plain)
+		h.must("POST", "/v1/chat/completions", chatBody("first", `"max_tokens":3`))
+	}()
+	waitStats(t, h, func(s Stats) bool { return s.Running == 1 })
+	req, _ := http.NewRequest("POST", "http://mock.test/v1/chat/completions", strings.NewReader(chatBody("queued", `"max_tokens":3,"stream":true`)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	waitStats(t, h, func(s Stats) bool { return s.Waiting == 1 })
+	once.Do(func() { close(release) })
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	<-plain
+	h.must("POST", "/v1/embeddings", `{"input":"not a generation"}`)
+	fams := scrape(t, h)
+	cases := []struct {
+		name       string
+		count      uint64
+		sum        float64
+		bucket     float64 // an upper bound, and
+		cumulative uint64  // the observations at or below it
+		buckets    int     // vLLM's bounds and +Inf
+	}{
+		// plain 40ms; stream queued 100ms, then 40ms
+		{"vllm:time_to_first_token_seconds", 2, 0.18, 0.04, 1, 23},
+		// two gaps each of 20ms
+		{"vllm:inter_token_latency_seconds", 4, 0.08, 0.025, 4, 20},
+		// plain 40+2*20ms; stream 100ms more
+		{"vllm:e2e_request_latency_seconds", 2, 0.26, 0.3, 2, 22},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fam, ok := fams[tc.name]
+			if !ok || fam.GetType() != dto.MetricType_HISTOGRAM || len(fam.Metric) != 1 {
+				t.Fatalf("no histogram %s: %v", tc.name, fam)
+			}
+			m := fam.Metric[0]
+			labels := map[string]string{}
+			for _, l := range m.Label {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["model_name"] != "mock-1" || labels["engine"] != "0" || len(labels) != 2 {
+				t.Errorf("labels %v, want model_name and engine", labels)
+			}
+			hist := m.Histogram
+			if hist.GetSampleCount() != tc.count || math.Abs(hist.GetSampleSum()-tc.sum) > 1e-9 || len(hist.Bucket) != tc.buckets {
+				t.Errorf("count %d sum %v buckets %d, want %d, %v, %d", hist.GetSampleCount(), hist.GetSampleSum(), len(hist.Bucket), tc.count, tc.sum, tc.buckets)
+			}
+			found := false
+			for _, b := range hist.Bucket {
+				if b.GetUpperBound() == tc.bucket {
+					found = true
+					if b.GetCumulativeCount() != tc.cumulative {
+						t.Errorf("bucket le=%v: %d, want %d", tc.bucket, b.GetCumulativeCount(), tc.cumulative)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no bucket le=%v", tc.bucket)
+			}
+		})
 	}
 }
 

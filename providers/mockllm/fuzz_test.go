@@ -15,9 +15,11 @@ var fuzzRoutes = []struct {
 	{"/v1/completions", APIOpenAI},
 	{"/v1/embeddings", APIOpenAI},
 	{"/v1/messages", APIAnthropic},
+	{"/tokenize", APIOpenAI},
+	{"/detokenize", APIOpenAI},
 }
 
-// FuzzRequest feeds arbitrary bodies to every generation route: the server must not
+// FuzzRequest feeds arbitrary bodies to every POST route: the server must not
 // panic, must answer 200, 400 or 404, and everything it sends must be JSON (or, for a
 // stream, SSE events whose data is JSON or [DONE]).
 func FuzzRequest(f *testing.F) {
@@ -34,6 +36,17 @@ func FuzzRequest(f *testing.F) {
 	}
 	for i, s := range seeds {
 		f.Add([]byte(s), uint8(i))
+	}
+	for _, s := range []struct {
+		body  string
+		route uint8 // index in fuzzRoutes
+	}{
+		{chatBody("lp", `"logprobs":true,"top_logprobs":3,"n":2,"stream":true,"stream_options":{"continuous_usage_stats":true},"min_tokens":2,"temperature":0.5,"top_p":0.9`), 0},
+		{`{"prompt":["a","bb"],"logprobs":2,"n":2,"max_tokens":null,"stream":true,"stream_options":{"continuous_usage_stats":true}}`, 1},
+		{`{"model":null,"prompt":"caf\u00e9","return_token_strs":true}`, 4},
+		{`{"model":"mock-1","tokens":[0,63,64,9007199254740993]}`, 5},
+	} {
+		f.Add([]byte(s.body), s.route)
 	}
 	servers := map[string]*Server{}
 	for _, api := range []string{APIOpenAI, APIAnthropic} {

@@ -8,7 +8,7 @@ import (
 
 // words is the vocabulary, one token per word. Lower-case ASCII letters only, so token
 // text is appended into JSON strings without escaping.
-var words = [64]string{
+var words = [vocabSize]string{
 	"the", "model", "answers", "quickly", "while", "tokens", "stream", "through",
 	"a", "gateway", "that", "routes", "every", "request", "to", "one",
 	"healthy", "replica", "and", "keeps", "users", "sticky", "under", "load",
@@ -18,6 +18,10 @@ var words = [64]string{
 	"per", "million", "input", "output", "prompt", "cache", "hits", "often",
 	"when", "prefixes", "match", "batches", "grow", "large", "queues", "drain",
 }
+
+// vocabSize is the vocabulary's size, a power of two: token ids run from 0 to
+// vocabSize-1, and /tokenize hands them out.
+const vocabSize = 64
 
 // mix is splitmix64's finalizer: a cheap bijection that spreads every input bit.
 func mix(x uint64) uint64 {
@@ -56,12 +60,17 @@ type plan struct {
 	stop bool
 	// stopSeq is the index of the matched stop sequence, or -1.
 	stopSeq int
+	// off is the text offset of the next token a stream sends, for logprobs.
+	off int
 }
 
 // newPlan chooses the answer's length. forced > 0 (x-mock-tokens) sets the natural
 // length; otherwise it is drawn from [cap/2, cap] so that both a natural stop and a
-// max_tokens cut occur for ordinary max_tokens values.
-func newPlan(h uint64, capTokens int, reqMax int64, forced int) plan {
+// max_tokens cut occur for ordinary max_tokens values. minTokens (vLLM's min_tokens)
+// holds off the natural end. The answer is cut, with finish_reason "length", at
+// reqMax (the request's max_tokens, 0 for none) and at capTokens (Options.MaxTokens),
+// which bounds forced lengths too.
+func newPlan(h uint64, capTokens int, reqMax int64, forced, minTokens int) plan {
 	p := plan{h: h, lastLen: -1, stopSeq: -1, stop: true}
 	if forced > 0 {
 		p.natural = forced
@@ -69,17 +78,27 @@ func newPlan(h uint64, capTokens int, reqMax int64, forced int) plan {
 		lo := (capTokens + 1) / 2
 		p.natural = lo + int(mix(h^golden)%uint64(capTokens-lo+1))
 	}
+	p.natural = max(p.natural, minTokens)
 	p.n = p.natural
-	if reqMax > 0 && reqMax < int64(p.n) {
-		p.n = int(reqMax)
+	limit := capTokens
+	if reqMax > 0 && reqMax < int64(limit) {
+		limit = int(reqMax)
+	}
+	if p.n > limit {
+		p.n = limit
 		p.stop = false
 	}
 	return p
 }
 
-// word returns the vocabulary index of token i.
+// wordIndex returns the vocabulary index of token i.
+func (p *plan) wordIndex(i int) int {
+	return int(mix(p.h+uint64(i+1)*golden) & (vocabSize - 1))
+}
+
+// word returns the text of token i without its space or full stop.
 func (p *plan) word(i int) string {
-	return words[mix(p.h+uint64(i+1)*golden)&63]
+	return words[p.wordIndex(i)]
 }
 
 // appendToken appends token i's text: a space before every token but the first, and a

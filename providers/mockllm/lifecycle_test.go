@@ -208,3 +208,49 @@ func TestDisconnectFreesSlot(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitingRequestLeavesQueueOnDisconnect: vLLM aborts a request whose client
+// disconnects while it waits in the scheduler's queue (non-streamed:
+// @with_cancellation; streamed: Starlette's disconnect listener): it leaves the queue,
+// so vllm:num_requests_waiting drops at once, and never takes a slot. Otherwise a
+// gateway that cancels queued upstream requests (first_byte_timeout, client gone)
+// looks, through vllm_queue balancing, like it leaks load.
+func TestWaitingRequestLeavesQueueOnDisconnect(t *testing.T) {
+	cases := []struct{ name, body string }{
+		{"plain", chatBody("second", `"max_tokens":1`)},
+		{"stream", chatBody("second", `"max_tokens":1,"stream":true`)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, Options{MaxNumSeqs: 1, TTFT: time.Hour})
+			send := func(ctx context.Context, body string, done chan<- struct{}) {
+				defer close(done)
+				req, _ := http.NewRequestWithContext(ctx, "POST", "http://mock.test/v1/chat/completions", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				if resp, err := h.client.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body) // until canceled
+					resp.Body.Close()
+				}
+			}
+			ctx1, cancel1 := context.WithCancel(context.Background())
+			defer cancel1()
+			first := make(chan struct{})
+			go send(ctx1, chatBody("first", `"max_tokens":1`), first)
+			waitStats(t, h, func(s Stats) bool { return s.Running == 1 })
+
+			ctx2, cancel2 := context.WithCancel(context.Background())
+			second := make(chan struct{})
+			go send(ctx2, tc.body, second)
+			waitStats(t, h, func(s Stats) bool { return s.Waiting == 1 })
+			cancel2()
+			<-second
+			waitStats(t, h, func(s Stats) bool { return s.Waiting == 0 && s.Running == 1 })
+
+			// Had the second request kept its place, it would take the freed slot and
+			// hold it through its hour-long TTFT.
+			cancel1()
+			<-first
+			waitStats(t, h, func(s Stats) bool { return s.Running == 0 && s.Waiting == 0 })
+		})
+	}
+}

@@ -1,7 +1,11 @@
 package mockllm
 
 import (
+	"bytes"
+	"math"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -9,8 +13,8 @@ import (
 var strTextPlain = []byte("text/plain; version=0.0.4; charset=utf-8")
 
 // writeMetrics answers GET /metrics in Prometheus' text format with the vLLM series a
-// load-aware balancer reads, and mockllm_requests_total for tests that check how
-// load was spread. As vLLM V1 (v1/metrics/loggers.py), the vllm: series are labelled
+// load-aware balancer or a latency dashboard reads, and mockllm_requests_total for
+// tests that check how load was spread. As vLLM V1 (v1/metrics/loggers.py), the vllm: series are labelled
 // model_name and engine (the engine index; mockllm is one engine, "0").
 func (s *Server) writeMetrics(ctx *fasthttp.RequestCtx) {
 	b := make([]byte, 0, 2048)
@@ -36,6 +40,10 @@ func (s *Server) writeMetrics(ctx *fasthttp.RequestCtx) {
 		b = strconv.AppendFloat(b, float64(s.finished[i].Load()), 'f', 1, 64)
 		b = append(b, '\n')
 	}
+
+	b = appendHistogram(b, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", label, &s.ttftHist)
+	b = appendHistogram(b, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", label, &s.itlHist)
+	b = appendHistogram(b, "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", label, &s.e2eHist)
 
 	b = appendHelpType(b, "mockllm_requests_total", "Requests received, by route.", "counter")
 	for r := route(0); r < numRoutes; r++ {
@@ -102,6 +110,88 @@ func appendLabelValue(b []byte, v string) []byte {
 		default:
 			b = append(b, c)
 		}
+	}
+	return b
+}
+
+// The bucket bounds, in seconds, of vLLM V1's histograms (v1/metrics/loggers.py).
+var (
+	ttftBuckets = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+		1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0}
+	itlBuckets = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
+		1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0}
+	e2eBuckets = []float64{0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
+		40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0}
+)
+
+// histogram is a Prometheus histogram observed without locks: one counter per bucket
+// (not cumulative; the last is +Inf) and the sum in nanoseconds.
+type histogram struct {
+	bounds []float64
+	limits []time.Duration // bounds, for observe
+	counts []atomic.Uint64
+	sumNs  atomic.Int64
+}
+
+func (h *histogram) init(bounds []float64) {
+	h.bounds = bounds
+	h.counts = make([]atomic.Uint64, len(bounds)+1)
+	for _, b := range bounds {
+		h.limits = append(h.limits, time.Duration(math.Round(b*float64(time.Second))))
+	}
+}
+
+// observe records n observations of d; a negative d (a clock that did not move
+// forward) counts as 0.
+func (h *histogram) observe(d time.Duration, n int) {
+	if n <= 0 {
+		return
+	}
+	d = max(d, 0)
+	// A linear scan: observations cluster in the first buckets.
+	i := 0
+	for i < len(h.limits) && d > h.limits[i] {
+		i++
+	}
+	h.counts[i].Add(uint64(n))
+	h.sumNs.Add(int64(d) * int64(n))
+}
+
+// appendHistogram writes h as prometheus_client does: cumulative buckets with le
+// last among the labels, then _count and _sum.
+func appendHistogram(b []byte, name, help string, label []byte, h *histogram) []byte {
+	b = appendHelpType(b, name, help, "histogram")
+	var cum uint64
+	for i := range h.counts {
+		cum += h.counts[i].Load()
+		b = append(b, name...)
+		b = append(b, `_bucket{model_name="`...)
+		b = append(b, label...)
+		b = append(b, `",engine="0",le="`...)
+		if i < len(h.bounds) {
+			b = appendPyFloat(b, h.bounds[i])
+		} else {
+			b = append(b, "+Inf"...)
+		}
+		b = append(b, `"} `...)
+		b = strconv.AppendFloat(b, float64(cum), 'f', 1, 64)
+		b = append(b, '\n')
+	}
+	b = appendSample(b, name+"_count", label)
+	b = strconv.AppendFloat(b, float64(cum), 'f', 1, 64)
+	b = append(b, '\n')
+	b = appendSample(b, name+"_sum", label)
+	b = appendPyFloat(b, time.Duration(h.sumNs.Load()).Seconds())
+	return append(b, '\n')
+}
+
+// appendPyFloat appends f as Python's repr does for ordinary values: the shortest
+// digits, with ".0" on a whole number.
+func appendPyFloat(b []byte, f float64) []byte {
+	start := len(b)
+	b = strconv.AppendFloat(b, f, 'f', -1, 64)
+	if !bytes.ContainsAny(b[start:], ".nN") {
+		b = append(b, ".0"...)
 	}
 	return b
 }

@@ -13,6 +13,9 @@ import (
 func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 	switch string(key) {
 	case "model":
+		if isNull(v) {
+			return true, nil
+		}
 		if !jsonscan.IsString(v) {
 			return true, errBadModel
 		}
@@ -86,10 +89,89 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 		if !st.parseStops(v, false) {
 			return true, errBadStop
 		}
+	case "logprobs":
+		return true, st.parseLogprobs(v)
+	case "top_logprobs":
+		// Chat's; the legacy completions API has none, and ignores it as an extra.
+		if st.route != rChat {
+			return false, nil
+		}
+		if isNull(v) {
+			st.topNull = true
+			return true, nil
+		}
+		n, ok := jsonscan.Int(v)
+		if !ok {
+			return true, &badRequest{msg: "top_logprobs: Input should be a valid integer", param: "top_logprobs"}
+		}
+		st.topLogprobs = n
+	case "temperature", "top_p":
+		// An unsigned JSON number is a valid temperature: the common case needs no
+		// ParseFloat.
+		if isNull(v) || string(key) == "temperature" && v[0] >= '0' && v[0] <= '9' {
+			return true, nil
+		}
+		f, ok := jsonscan.Float(v)
+		if !ok {
+			return true, &badRequest{msg: string(key) + ": Input should be a valid number", param: string(key)}
+		}
+		if string(key) == "temperature" {
+			st.temperature = f
+		} else {
+			st.topP = f
+		}
+	case "min_tokens":
+		if isNull(v) {
+			return true, nil
+		}
+		n, ok := jsonscan.Int(v)
+		if !ok {
+			return true, &badRequest{msg: "min_tokens: Input should be a valid integer", param: "min_tokens"}
+		}
+		st.minTokens = n
 	default:
 		return false, nil
 	}
 	return true, nil
+}
+
+// parseLogprobs reads logprobs: chat's flag, or the legacy completions' count of top
+// candidates per token.
+func (st *state) parseLogprobs(v []byte) *badRequest {
+	if isNull(v) {
+		return nil
+	}
+	if st.route == rChat {
+		b, ok := jsonscan.Bool(v)
+		if !ok {
+			return &badRequest{msg: "logprobs: Input should be a valid boolean", param: "logprobs"}
+		}
+		st.logprobs = b
+		return nil
+	}
+	n, ok := jsonscan.Int(v)
+	if !ok {
+		return &badRequest{msg: "logprobs: Input should be a valid integer", param: "logprobs"}
+	}
+	// vLLM's CompletionRequest.check_logprobs.
+	if n < 0 && n != -1 {
+		return &badRequest{msg: "Value error, `logprobs` must be a positive value or -1."}
+	}
+	st.logprobs, st.topLogprobs = true, n
+	return nil
+}
+
+// checkTopLogprobs is vLLM's ChatCompletionRequest.check_logprobs, which runs as the
+// body is validated.
+func (st *state) checkTopLogprobs() *badRequest {
+	n := st.topLogprobs
+	if n < 0 && n != -1 {
+		return &badRequest{msg: "Value error, `top_logprobs` must be a positive value or -1."}
+	}
+	if n != 0 && !st.logprobs {
+		return &badRequest{msg: "Value error, when using `top_logprobs`, `logprobs` must be set to true."}
+	}
+	return nil
 }
 
 // maxN bounds the choices of one request, so that a fuzzed n cannot exhaust memory.
@@ -138,6 +220,12 @@ func (st *state) parseChat(body []byte) *badRequest {
 	if st.streamOpts && !st.stream {
 		return errBadOptions
 	}
+	if e := st.checkTopLogprobs(); e != nil {
+		return e
+	}
+	// vLLM's chat answers logprobs only when top_logprobs is not None, and an
+	// explicit null is.
+	st.logprobs = st.logprobs && !st.topNull
 	st.promptTokens = promptTokens(n)
 	st.setStops()
 	return nil
@@ -264,7 +352,8 @@ func countInts(raw []byte) (int, bool) {
 }
 
 // admit runs the checks every generation request shares after parsing: the model,
-// the error-rate draw and a scheduler slot. false means the answer has been written.
+// the context length and sampling parameters, the error-rate draw and a scheduler
+// slot. false means the answer has been written, or the client is gone.
 func (s *Server) admit(ctx *fasthttp.RequestCtx, st *state) bool {
 	if !s.modelOK(st.modelRaw, st.scratch) {
 		s.modelNotFound(ctx, st, st.modelRaw)
@@ -278,12 +367,17 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, st *state) bool {
 		s.injectedError(ctx, st)
 		return false
 	}
-	st.created = s.created()
+	st.created = s.opts.Now().Unix()
 	if st.stream {
 		st.queued = true
 		return true
 	}
-	if !s.acquireSeq() {
+	switch s.acquireSeq(st) {
+	case nil:
+	case errGone:
+		ctx.SetConnectionClose()
+		return false
+	default:
 		s.unavailable(ctx, st)
 		return false
 	}
@@ -291,15 +385,30 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, st *state) bool {
 	return true
 }
 
-// checkContext refuses a chat or completions request that does not fit MaxModelLen,
-// as vLLM does before it queues the request: each completions prompt is checked.
+// checkContext refuses a request that does not fit MaxModelLen, as vLLM does before
+// it queues the request (each completions prompt and embeddings input is checked),
+// then checks the sampling parameters as vLLM's SamplingParams does, against the
+// max_tokens the context leaves.
 func (st *state) checkContext() *badRequest {
+	s := st.s
 	switch st.route {
 	case rChat:
-		return st.s.contextTooLong(st.promptTokens, st.maxTokens)
+		if e := s.contextTooLong(st.promptTokens, st.maxTokens); e != nil {
+			return e
+		}
+		return st.checkSampling(st.maxTokensFor(st.promptTokens))
 	case rCompletions:
 		for _, it := range st.items {
-			if e := st.s.contextTooLong(it.tokens, st.maxTokens); e != nil {
+			if e := s.contextTooLong(it.tokens, st.maxTokens); e != nil {
+				return e
+			}
+			if e := st.checkSampling(st.maxTokensFor(it.tokens)); e != nil {
+				return e
+			}
+		}
+	case rEmbeddings:
+		for _, it := range st.items {
+			if e := s.embeddingTooLong(it.tokens); e != nil {
 				return e
 			}
 		}
@@ -307,11 +416,21 @@ func (st *state) checkContext() *badRequest {
 	return nil
 }
 
+// maxTokensFor is the max_tokens of a prompt of prompt tokens: the request's, else
+// what the context leaves (vLLM's get_max_tokens).
+func (st *state) maxTokensFor(prompt int) int64 {
+	if st.maxTokens > 0 {
+		return st.maxTokens
+	}
+	return int64(st.s.opts.MaxModelLen - prompt)
+}
+
 // done finishes a non-streamed answer: it waits out the generation time, releases
 // the slot and counts the tokens. false means the client left meanwhile: as vLLM
 // (@with_cancellation) the request is aborted, and nothing is to be written.
 func (st *state) done(ctx *fasthttp.RequestCtx, steps, generated int) bool {
 	s := st.s
+	st.steps = steps
 	alive := st.wait(st.generationDelay(steps))
 	s.releaseSeq()
 	st.held = false
@@ -321,6 +440,8 @@ func (st *state) done(ctx *fasthttp.RequestCtx, steps, generated int) bool {
 	}
 	s.genTok.Add(int64(generated))
 	st.countFinish()
+	st.observeTTFT()
+	st.observeEnd()
 	return true
 }
 
@@ -334,8 +455,9 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 	}
 	h := promptHash(s.opts.Seed, st.seed, st.hasSeed, st.messages)
 	steps, generated := 0, 0
+	maxTokens := st.maxTokensFor(st.promptTokens)
 	for i := range max(st.n, 1) {
-		p := newPlan(choiceHash(h, i), s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
+		p := newPlan(choiceHash(h, i), s.opts.MaxTokens, maxTokens, st.hdr.tokens, int(st.minTokens))
 		st.scratch = p.applyStops(st.stops, st.scratch)
 		st.plans = append(st.plans, p)
 		steps = max(steps, p.n)
@@ -363,7 +485,9 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		b = strconv.AppendInt(b, int64(i), 10)
 		b = append(b, `,"message":{"role":"assistant","content":"`...)
 		b = p.appendText(b)
-		b = append(b, `","refusal":null,"tool_calls":[],"reasoning_content":null},"logprobs":null,"finish_reason":`...)
+		b = append(b, `","refusal":null,"tool_calls":[],"reasoning_content":null},"logprobs":`...)
+		b = st.appendLogprobs(b, p, 0, p.n, 0)
+		b = append(b, `,"finish_reason":`...)
 		b = appendFinish(b, st, p)
 		b = append(b, '}')
 	}
@@ -385,8 +509,9 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 	steps, generated := 0, 0
 	// vLLM numbers the choices prompt by prompt: prompt i's choice j is i*n + j.
 	for _, it := range st.items {
+		maxTokens := st.maxTokensFor(it.tokens)
 		for j := range max(st.n, 1) {
-			p := newPlan(choiceHash(it.h, j), s.opts.MaxTokens, st.maxTokens, st.hdr.tokens)
+			p := newPlan(choiceHash(it.h, j), s.opts.MaxTokens, maxTokens, st.hdr.tokens, int(st.minTokens))
 			st.scratch = p.applyStops(st.stops, st.scratch)
 			st.plans = append(st.plans, p)
 			steps = max(steps, p.n)
@@ -416,7 +541,9 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 		b = strconv.AppendInt(b, int64(i), 10)
 		b = append(b, `,"text":"`...)
 		b = p.appendText(b)
-		b = append(b, `","logprobs":null,"finish_reason":`...)
+		b = append(b, `","logprobs":`...)
+		b = st.appendLogprobs(b, p, 0, p.n, 0)
+		b = append(b, `,"finish_reason":`...)
 		b = appendFinish(b, st, p)
 		b = append(b, `,"prompt_logprobs":null}`...)
 	}
@@ -485,6 +612,7 @@ func (s *Server) startOpenAIStream(ctx *fasthttp.RequestCtx, st *state, idPrefix
 	total := 0
 	for i := range st.plans {
 		total += st.plans[i].n
+		st.steps = max(st.steps, st.plans[i].n)
 	}
 	st.cutAfter = st.cutPoint(total)
 	if st.kind == kCompletion {
@@ -509,7 +637,7 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		b = append(b, `{"index":`...)
 		b = strconv.AppendInt(b, int64(st.choice), 10)
 		b = append(b, `,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}`...)
-		b = st.endChunk(b, 0)
+		b = st.endChunk(b, st.choice, 0)
 		st.choice++
 		if st.choice == len(st.plans) {
 			st.phase, st.choice = oContent, 0
@@ -533,12 +661,19 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		if st.kind == kChat {
 			b = append(b, `,"delta":{"content":"`...)
 			b = p.appendToken(b, st.step)
-			b = append(b, `"},"logprobs":null,"finish_reason":`...)
+			b = append(b, `"},"logprobs":`...)
 		} else {
 			b = append(b, `,"text":"`...)
 			b = p.appendToken(b, st.step)
-			b = append(b, `","logprobs":null,"finish_reason":`...)
+			b = append(b, `","logprobs":`...)
 		}
+		if st.logprobs {
+			b = st.appendLogprobs(b, p, st.step, st.step+1, p.off)
+			p.off += p.tokenLen(st.step)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, `,"finish_reason":`...)
 		// vLLM puts finish_reason on the chunk of a choice's last token; there is no
 		// separate empty-delta finish chunk.
 		switch {
@@ -551,7 +686,7 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		}
 		b = append(b, '}')
 		st.emitted++
-		b = st.endChunk(b, st.emitted)
+		b = st.endChunk(b, c, st.step+1)
 		st.choice = c + 1
 	case oFinal:
 		if st.cutNow() {
@@ -580,7 +715,7 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		}
 		b = appendFinish(b, st, p)
 		b = append(b, '}')
-		b = st.endChunk(b, st.emitted)
+		b = st.endChunk(b, c, 0)
 		st.choice++
 	case oUsage:
 		b = append(b, st.prefix...)
@@ -599,14 +734,20 @@ func (st *state) nextOpenAI() ([]byte, error) {
 	return b, nil
 }
 
-// endChunk closes a chunk's choices and the chunk; with continuous_usage_stats it
-// adds the usage so far, as vLLM does on every chunk.
-func (st *state) endChunk(b []byte, completion int) []byte {
+// endChunk closes the choices of a chunk about choice c, and the chunk. With
+// continuous_usage_stats it adds choice c's usage so far, completion being its tokens
+// sent, as vLLM does on every chunk (serving_chat.py: completion_tokens =
+// previous_num_tokens[i]); a completions choice counts its own prompt's tokens.
+func (st *state) endChunk(b []byte, c, completion int) []byte {
 	if !st.contUsage || !st.includeUsage {
 		return append(b, "]}\n\n"...)
 	}
+	prompt := st.promptTokens
+	if st.kind == kCompletion {
+		prompt = st.items[c/max(st.n, 1)].tokens
+	}
 	b = append(b, `],"usage":`...)
-	b = appendUsage(b, st.promptTokens, completion)
+	b = appendUsage(b, prompt, completion)
 	return append(b, "}\n\n"...)
 }
 

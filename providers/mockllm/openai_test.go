@@ -409,7 +409,8 @@ func TestInvalidOptions(t *testing.T) {
 
 // TestContextLength: like vLLM, a request whose prompt, or prompt plus max_tokens (or
 // max_completion_tokens), does not fit max_model_len is refused with 400 in vLLM's
-// words; one that fits exactly is served.
+// words, and so is an embeddings input longer than max_model_len; one that fits
+// exactly is served.
 func TestContextLength(t *testing.T) {
 	h := start(t, Options{MaxModelLen: 100})
 	long := strings.Repeat("word ", 200) // 250 tokens at four bytes a token
@@ -434,6 +435,11 @@ func TestContextLength(t *testing.T) {
 		{"completions default max_tokens counts", "/v1/completions", `{"prompt":` + strconv.Quote(strings.Repeat("a", 4*90)) + `}`, 400,
 			`{"error":{"message":"'max_tokens' or 'max_completion_tokens' is too large: 16. *`},
 		{"stream refused before it starts", "/v1/chat/completions", chatBody("hello", `"max_tokens":1000,"stream":true`), 400, `{"error":*`},
+		// vLLM's _validate_input: an embeddings input may fill the context, since
+		// nothing is generated, and each input of a batch is checked.
+		{"embeddings input beyond the context", "/v1/embeddings", `{"input":["hi",` + strconv.Quote(strings.Repeat("abcd", 101)) + `]}`, 400,
+			`{"error":{"message":"This model's maximum context length is 100 tokens. However, you requested 101 tokens in the input for embedding generation. Please reduce the length of the input.","type":"BadRequestError","param":null,"code":400}}`},
+		{"embeddings input filling the context", "/v1/embeddings", `{"input":` + strconv.Quote(strings.Repeat("abcd", 100)) + `}`, 200, `{"id":"embd-*`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -566,4 +572,136 @@ func TestChoicesN(t *testing.T) {
 			t.Errorf("%s", b)
 		}
 	})
+}
+
+// TestAnswerStopsAtContextEnd: in vLLM a request without max_tokens may generate at
+// most max_model_len minus its prompt (serving_engine.py get_max_tokens), ending with
+// finish_reason "length", so usage.total_tokens never exceeds max_model_len.
+func TestAnswerStopsAtContextEnd(t *testing.T) {
+	h := start(t, Options{MaxModelLen: 50, MaxTokens: 64})
+	long := strings.Repeat("abcd", 40) // 40 prompt tokens, 10 left in the context
+	cases := []struct{ name, path, body string }{
+		{"chat", "/v1/chat/completions", chatBody(long, "")},
+		{"chat stream", "/v1/chat/completions", chatBody(long, `"stream":true,"stream_options":{"include_usage":true}`)},
+		{"completions with max_tokens null", "/v1/completions", `{"prompt":"` + long + `","max_tokens":null}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := h.must("POST", tc.path, tc.body)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			var u *usage
+			finish := ""
+			if strings.HasPrefix(string(b), "data: ") {
+				for _, ev := range parseSSE(t, b) {
+					if ev.data == "[DONE]" {
+						continue
+					}
+					c := decode[chatResp](t, []byte(ev.data))
+					if c.Usage != nil {
+						u = c.Usage
+					}
+					if len(c.Choices) > 0 && c.Choices[0].FinishReason != nil {
+						finish = *c.Choices[0].FinishReason
+					}
+				}
+			} else {
+				r := decode[chatResp](t, b)
+				u, finish = r.Usage, *r.Choices[0].FinishReason
+			}
+			if u == nil || u.PromptTokens != 40 || u.CompletionTokens != 10 || u.TotalTokens != 50 || finish != "length" {
+				t.Errorf("max_model_len 50, prompt 40 tokens, no max_tokens: usage %+v, finish %q; want 10 completion tokens, 50 in all, finish_reason \"length\"", u, finish)
+			}
+		})
+	}
+}
+
+// TestModelNull: vLLM's requests have model: Optional[str] = None, and _check_model
+// serves the default model when it is missing or null.
+func TestModelNull(t *testing.T) {
+	h := start(t, Options{})
+	cases := []struct{ name, path, body string }{
+		{"chat", "/v1/chat/completions", `{"model":null,"messages":[{"role":"user","content":"hi"}],"max_tokens":1}`},
+		{"completions", "/v1/completions", `{"model":null,"prompt":"hi","max_tokens":1}`},
+		{"embeddings", "/v1/embeddings", `{"model":null,"input":"hi"}`},
+		{"tokenize", "/tokenize", `{"model":null,"prompt":"hi"}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if resp, b := h.must("POST", tc.path, tc.body); resp.StatusCode != 200 {
+				t.Errorf("\"model\": null: %d %s; want 200", resp.StatusCode, b)
+			}
+		})
+	}
+}
+
+// TestSamplingParams: vLLM checks sampling parameters (sampling_params.py
+// _verify_args) once it knows max_tokens, and refuses bad ones with 400
+// BadRequestError naming the parameter; the request validators refuse top_logprobs
+// without logprobs, and the engine more logprobs than --max-logprobs (20).
+func TestSamplingParams(t *testing.T) {
+	h := start(t, Options{MaxModelLen: 100})
+	cases := []struct {
+		name, path, extra string
+		want              string // "": served
+	}{
+		{"negative temperature", "", `"temperature":-1`,
+			`{"error":{"message":"temperature must be non-negative, got -1.0.","type":"BadRequestError","param":"temperature","code":400}}`},
+		{"zero temperature", "", `"temperature":0`, ""},
+		{"top_p above 1", "", `"top_p":1.5`,
+			`{"error":{"message":"top_p must be in (0, 1], got 1.5.","type":"BadRequestError","param":"top_p","code":400}}`},
+		{"top_p 0", "", `"top_p":0`, `{"error":{"message":"top_p must be in (0, 1], got 0.0.*`},
+		{"top_p 1 and null temperature", "", `"top_p":1,"temperature":null`, ""},
+		{"temperature not a number", "", `"temperature":"hot"`,
+			`{"error":{"message":"temperature: Input should be a valid number","type":"Bad Request","param":null,"code":400}}`},
+		{"negative min_tokens", "", `"min_tokens":-1`, `{"error":{"message":"min_tokens must be greater than or equal to 0, got -1.*`},
+		{"min_tokens over max_tokens", "", `"min_tokens":5,"max_tokens":4`,
+			`{"error":{"message":"min_tokens must be less than or equal to max_tokens=4, got 5.","type":"BadRequestError","param":"min_tokens","code":400}}`},
+		{"min_tokens over what the context leaves", "", `"min_tokens":100`,
+			`{"error":{"message":"min_tokens must be less than or equal to max_tokens=99, got 100.*`},
+		{"min_tokens within max_tokens", "", `"min_tokens":4,"max_tokens":4`, ""},
+		{"top_logprobs without logprobs", "", `"top_logprobs":2`,
+			`{"error":{"message":"Value error, when using ` + "`top_logprobs`, `logprobs`" + ` must be set to true.","type":"Bad Request","param":null,"code":400}}`},
+		{"negative top_logprobs", "", `"logprobs":true,"top_logprobs":-2`, `{"error":{"message":"Value error, ` + "`top_logprobs`" + ` must be a positive value or -1.*`},
+		{"top_logprobs over max_logprobs", "", `"logprobs":true,"top_logprobs":21`,
+			`{"error":{"message":"Requested sample logprobs of 21, which is greater than max allowed: 20","type":"BadRequestError","param":null,"code":400}}`},
+		{"top_logprobs -1 asks for the vocabulary", "", `"logprobs":true,"top_logprobs":-1`, `{"error":{"message":"Requested sample logprobs of 64,*`},
+		{"completions temperature", "/v1/completions", `"temperature":-0.5`, `{"error":{"message":"temperature must be non-negative, got -0.5.*`},
+		{"completions logprobs over max_logprobs", "/v1/completions", `"logprobs":25`, `{"error":{"message":"Requested sample logprobs of 25,*`},
+		{"completions negative logprobs", "/v1/completions", `"logprobs":-3`, `{"error":{"message":"Value error, ` + "`logprobs`" + ` must be a positive value or -1.*`},
+		{"completions ignore top_logprobs", "/v1/completions", `"top_logprobs":3`, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path, body := tc.path, chatBody("hi", tc.extra)
+			if path == "" {
+				path = "/v1/chat/completions"
+			} else {
+				body = `{"prompt":"hi",` + tc.extra + `}`
+			}
+			resp, b := h.must("POST", path, body)
+			switch prefix, ok := strings.CutSuffix(tc.want, "*"); {
+			case tc.want == "":
+				if resp.StatusCode != 200 {
+					t.Errorf("%s: %d %s; want 200", tc.extra, resp.StatusCode, b)
+				}
+			case resp.StatusCode != 400:
+				t.Errorf("%s: %d %s; want 400", tc.extra, resp.StatusCode, b)
+			case ok && !strings.HasPrefix(string(b), prefix), !ok && string(b) != tc.want:
+				t.Errorf("%s: body %s\nwant %s", tc.extra, b, tc.want)
+			}
+		})
+	}
+}
+
+// TestMinTokens: vLLM's min_tokens holds off the end of an answer until that many
+// tokens are out.
+func TestMinTokens(t *testing.T) {
+	h := start(t, Options{MaxTokens: 64})
+	_, b := h.must("POST", "/v1/chat/completions", chatBody("hi", `"min_tokens":6`), "x-mock-tokens", "2")
+	r := decode[chatResp](t, b)
+	if r.Usage.CompletionTokens != 6 || *r.Choices[0].FinishReason != "stop" {
+		t.Errorf("min_tokens 6, a natural end after 2: usage %+v, finish %q; want 6 tokens, \"stop\"", r.Usage, *r.Choices[0].FinishReason)
+	}
 }

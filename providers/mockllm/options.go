@@ -20,7 +20,8 @@ type Options struct {
 	API string
 	// TTFT is the time to the first token; TPOT the time between output tokens.
 	TTFT, TPOT time.Duration
-	// MaxTokens caps every answer (default 64); a request's max_tokens cuts it further.
+	// MaxTokens caps every answer (default 64), x-mock-tokens included; a request's
+	// max_tokens cuts it further. An answer it cuts ends with finish_reason "length".
 	MaxTokens int
 	// ErrorRate is the fraction of valid requests answered with a 500.
 	ErrorRate float64
@@ -34,9 +35,11 @@ type Options struct {
 	// vLLM's scheduler, and show in vllm:num_requests_waiting. A waiting stream has
 	// its 200 and headers at once, as from vLLM.
 	MaxNumSeqs int
-	// MaxModelLen is the context length (default 8192): reported by /v1/models, and,
-	// as in vLLM, a chat or completions request whose prompt plus max_tokens exceeds
-	// it is refused with 400. Prompts count about four bytes a token.
+	// MaxModelLen is the context length (default 8192): reported by /v1/models and
+	// /tokenize, and, as in vLLM, a chat or completions request whose prompt plus
+	// max_tokens exceeds it, or an embeddings input longer than it, is refused with
+	// 400; without max_tokens an answer stops where the context ends. Prompts count
+	// about four bytes a token.
 	MaxModelLen int
 	// KeepAliveTimeout is how long a keep-alive connection may stay idle between two
 	// requests before the server closes it (default 5s, uvicorn's
@@ -45,7 +48,9 @@ type Options struct {
 	// APIKey, when set, is required as "Authorization: Bearer KEY" (openai) or
 	// "x-api-key: KEY" (anthropic).
 	APIKey string
-	// Now is the clock for the "created" fields; nil means time.Now.
+	// Now is the clock for the "created" fields and for the time a request waits for
+	// a MaxNumSeqs slot, which the latency histograms of /metrics count; nil means
+	// time.Now.
 	Now func() time.Time
 	// Sleep waits out the simulated latencies; nil means a timer that Shutdown cuts
 	// short. Tests pass a recorder to check the schedule without waiting.

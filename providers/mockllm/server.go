@@ -1,8 +1,9 @@
 // Package mockllm is a fake LLM inference server that behaves like vLLM's OpenAI
-// server (chat, legacy completions, embeddings, models, /health, /metrics with vLLM's
-// gauges) or like Anthropic's Messages API. Its answers are deterministic for a seed
-// and a prompt, its latency (time to first token, time per output token) and its
-// faults (error rate, cut streams, per-request x-mock-* headers) are configurable.
+// server (chat, legacy completions, embeddings, models, /tokenize, /detokenize,
+// /version, /health, /metrics with vLLM's gauges and latency histograms) or like
+// Anthropic's Messages API. Its answers are deterministic for a seed and a prompt,
+// its latency (time to first token, time per output token) and its faults (error
+// rate, cut streams, per-request x-mock-* headers) are configurable.
 //
 // cmd/mockllm serves it over TCP; the gateway's mock provider runs it in process on an
 // in-memory listener. It is also the upstream of every benchmark, so its zero-delay
@@ -36,6 +37,9 @@ const (
 	rMessages
 	rHealth
 	rMetrics
+	rTokenize
+	rDetokenize
+	rVersion
 	rOther
 	numRoutes
 )
@@ -48,6 +52,9 @@ var routeNames = [numRoutes]string{
 	rMessages:    "/v1/messages",
 	rHealth:      "/health",
 	rMetrics:     "/metrics",
+	rTokenize:    "/tokenize",
+	rDetokenize:  "/detokenize",
+	rVersion:     "/version",
 	rOther:       "other",
 }
 
@@ -61,7 +68,6 @@ type Server struct {
 	bearer    []byte // "Bearer " + APIKey
 
 	srv      *fasthttp.Server
-	sem      chan struct{}
 	done     chan struct{}
 	doneOnce sync.Once
 	states   sync.Pool
@@ -78,6 +84,16 @@ type Server struct {
 	injected         atomic.Int64
 	cut              atomic.Int64
 	routes           [numRoutes]atomic.Int64
+	ttftHist         histogram
+	itlHist          histogram
+	e2eHist          histogram
+
+	// The scheduler: free MaxNumSeqs slots and the requests waiting for one, oldest
+	// first, linked through their states.
+	schedMu sync.Mutex
+	free    int
+	qHead   *state
+	qTail   *state
 
 	lastMu   sync.Mutex
 	lastPath []byte
@@ -98,10 +114,13 @@ func New(opts Options) (*Server, error) {
 		anthropic: o.API == APIAnthropic,
 		model:     []byte(o.Model),
 		modelJSON: jsonscan.AppendQuote(nil, o.Model),
-		sem:       make(chan struct{}, o.MaxNumSeqs),
 		done:      make(chan struct{}),
 		conns:     make(map[*watchConn]struct{}),
+		free:      o.MaxNumSeqs,
 	}
+	s.ttftHist.init(ttftBuckets)
+	s.itlHist.init(itlBuckets)
+	s.e2eHist.init(e2eBuckets)
 	if o.APIKey != "" {
 		s.apiKey = []byte(o.APIKey)
 		s.bearer = []byte("Bearer " + o.APIKey)
@@ -147,7 +166,8 @@ func (s *Server) Shutdown() error {
 // Stats is a snapshot of what the server has seen, for tests.
 type Stats struct {
 	// Requests counts requests by route: "/v1/chat/completions", "/v1/completions",
-	// "/v1/embeddings", "/v1/models", "/v1/messages", "/health", "/metrics", "other".
+	// "/v1/embeddings", "/v1/models", "/v1/messages", "/health", "/metrics",
+	// "/tokenize", "/detokenize", "/version", "other".
 	Requests map[string]int64
 	// Running and Waiting are the requests holding and awaiting a MaxNumSeqs slot.
 	Running, Waiting int64
@@ -219,6 +239,12 @@ func (s *Server) routeOf(path []byte) route {
 		return rCompletions
 	case "/v1/embeddings":
 		return rEmbeddings
+	case "/tokenize":
+		return rTokenize
+	case "/detokenize":
+		return rDetokenize
+	case "/version":
+		return rVersion
 	}
 	return rOther
 }
@@ -257,6 +283,15 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		s.writeMetrics(ctx)
 		return
+	case rVersion:
+		// vLLM serves /version, like /health, outside its API key check.
+		if !ctx.IsGet() {
+			s.methodNotAllowed(ctx, strGET)
+			return
+		}
+		ctx.Response.Header.SetContentTypeBytes(strJSON)
+		ctx.SetBody(bodyVersion)
+		return
 	}
 
 	st := s.states.Get().(*state)
@@ -294,7 +329,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case !post:
 		s.methodNotAllowed(ctx, strPOST)
-	case (r == rChat || r == rCompletions || r == rEmbeddings) && !jsonRequest(ctx):
+	case r != rMessages && !jsonRequest(ctx):
 		s.badRequest(ctx, st, errContentType)
 	case r == rChat:
 		s.chat(ctx, st)
@@ -304,6 +339,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.embeddings(ctx, st)
 	case r == rMessages:
 		s.messages(ctx, st)
+	case r == rTokenize:
+		s.tokenize(ctx, st)
+	case r == rDetokenize:
+		s.detokenize(ctx, st)
 	}
 	if !st.owned {
 		s.states.Put(st)
@@ -355,40 +394,14 @@ func (s *Server) chance(p float64) bool {
 	return float64(x>>11)/(1<<53) < p
 }
 
-// acquireSeq takes one of the MaxNumSeqs slots, waiting (and counted as waiting) while
-// none is free. It fails only when the server shuts down.
-func (s *Server) acquireSeq() bool {
-	select {
-	case s.sem <- struct{}{}:
-		s.running.Add(1)
-		return true
-	default:
-	}
-	s.waiting.Add(1)
-	defer s.waiting.Add(-1)
-	select {
-	case s.sem <- struct{}{}:
-		s.running.Add(1)
-		return true
-	case <-s.done:
-		return false
-	}
-}
-
-func (s *Server) releaseSeq() {
-	s.running.Add(-1)
-	<-s.sem
-}
-
 // nextID returns two words for a response id: a per-server counter and the prompt.
 func (s *Server) nextID(h uint64) (uint64, uint64) {
 	return mix(s.ids.Add(1)), h
 }
 
-func (s *Server) created() int64 { return s.opts.Now().Unix() }
-
-// modelOK reports whether raw (a JSON string, or nil when the request named none)
-// names the served model. vLLM serves its default model when "model" is absent.
+// modelOK reports whether raw (a JSON string, or nil when the request named none or
+// null) names the served model. vLLM serves its default model when "model" is absent
+// or null (model: Optional[str] = None).
 func (s *Server) modelOK(raw []byte, scratch []byte) bool {
 	if raw == nil {
 		return true

@@ -51,6 +51,12 @@ type state struct {
 	stopBuf      []byte
 	base64       bool
 	dims         int
+	logprobs     bool
+	topLogprobs  int64 // chat: top_logprobs; completions: logprobs
+	topNull      bool  // chat: "top_logprobs": null
+	minTokens    int64
+	temperature  float64
+	topP         float64
 
 	// The answer.
 	plans   []plan
@@ -58,6 +64,17 @@ type state struct {
 	idB     uint64
 	created int64
 	tool    toolCall
+	steps   int // generation steps: the longest choice, or Anthropic's content events
+
+	queueD time.Duration // how long the request waited for a slot
+
+	// The scheduler: a waiting request's links in the queue, and how its grant comes
+	// (wake when its connection is not watched).
+	qPrev    *state
+	qNext    *state
+	granted  bool
+	watching bool
+	wake     chan struct{}
 
 	out     []byte
 	scratch []byte
@@ -107,8 +124,10 @@ func (st *state) reset() {
 		recPath:  st.recPath[:0],
 		prefix:   st.prefix[:0],
 		ev:       st.ev[:0],
+		wake:     st.wake,
 		cutAfter: -1,
 		lastStep: -1,
+		topP:     1,
 	}
 }
 
@@ -163,12 +182,17 @@ func isNull(raw []byte) bool { return string(raw) == "null" }
 // TPOT before each later step (the choices of one step come out together). It
 // returns errGone when the client left meanwhile.
 func (st *state) waitContent(step int) error {
-	d := time.Duration(0)
 	if !st.started {
 		st.started = true
 		st.lastStep = step
-		d = st.ttftD
-	} else if step != st.lastStep {
+		if !st.wait(st.ttftD) {
+			return errGone
+		}
+		st.observeTTFT()
+		return nil
+	}
+	d := time.Duration(0)
+	if step != st.lastStep {
 		st.lastStep = step
 		d = st.tpotD
 	}
@@ -176,6 +200,32 @@ func (st *state) waitContent(step int) error {
 		return errGone
 	}
 	return nil
+}
+
+// The latency histograms observe what the request was meant to take, as vLLM's engine
+// measures it whatever the client's reading speed: the real time it queued for a
+// slot, then its TTFT and TPOTs (options or x-mock-* headers). A test that records
+// Sleep sees them too, and no clock is read per token.
+
+// observeTTFT records the time to first token, once per choice: vLLM runs each of n
+// choices as a request of its own.
+func (st *state) observeTTFT() {
+	st.s.ttftHist.observe(st.queueD+st.ttft(), len(st.plans))
+}
+
+// observeEnd records a finished request's end-to-end latency, per choice, and TPOT as
+// its inter-token latency, once per gap between two tokens of a choice.
+func (st *state) observeEnd() {
+	s := st.s
+	s.e2eHist.observe(st.queueD+st.generationDelay(st.steps), len(st.plans))
+	gaps := max(st.steps-1, 0)
+	if st.route != rMessages {
+		gaps = 0
+		for i := range st.plans {
+			gaps += max(st.plans[i].n-1, 0)
+		}
+	}
+	s.itlHist.observe(st.tpot(), gaps)
 }
 
 // cutNow reports whether the stream must be cut before the next content chunk.
@@ -186,8 +236,8 @@ func (st *state) cutNow() bool { return st.cutAfter >= 0 && st.emitted >= st.cut
 func (st *state) next() ([]byte, error) {
 	if st.queued {
 		st.queued = false
-		if !st.s.acquireSeq() {
-			return nil, errShutdown
+		if err := st.s.acquireSeq(st); err != nil {
+			return nil, err
 		}
 		st.held = true
 	}
@@ -247,6 +297,7 @@ func (st *state) Close() error {
 	switch {
 	case st.finished:
 		st.countFinish()
+		st.observeEnd()
 	case st.cutAfter >= 0 && st.emitted >= st.cutAfter:
 		s.cut.Add(1)
 	}

@@ -259,3 +259,52 @@ func TestContinuousUsageStats(t *testing.T) {
 		})
 	}
 }
+
+// TestContinuousUsagePerChoice: vLLM's continuous_usage_stats
+// (serving_chat.py chat_completion_stream_generator: "completion_tokens =
+// previous_num_tokens[i]") puts on each chunk the usage of that chunk's choice; the
+// legacy completions do the same, with the prompt tokens of the choice's own prompt.
+// A gateway that settles a stream by the last continuous usage it saw under-counts
+// n > 1 streams, against vLLM and so against mockllm.
+func TestContinuousUsagePerChoice(t *testing.T) {
+	h := start(t, Options{MaxTokens: 6})
+	opts := `"stream":true,"n":2,"max_tokens":3,"stream_options":{"include_usage":true,"continuous_usage_stats":true}`
+	cases := []struct {
+		name, path, body string
+		prompt           []int // prompt tokens of choice i's prompt
+	}{
+		{"chat", "/v1/chat/completions", chatBody("hi", opts), []int{1, 1}},
+		{"completions, two prompts", "/v1/completions", `{"prompt":["hi","a longer prompt"],` + opts + `}`, []int{1, 1, 4, 4}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := h.must("POST", tc.path, tc.body)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			seen := map[int]int{} // content chunks per choice so far
+			total := 0
+			evs := parseSSE(t, b)
+			for _, ev := range evs[:len(evs)-2] { // the usage chunk and [DONE] end it
+				c := decode[chatResp](t, []byte(ev.data))
+				if len(c.Choices) != 1 || c.Usage == nil {
+					t.Fatalf("chunk without one choice and usage: %s", ev.data)
+				}
+				ch := c.Choices[0]
+				if ch.Delta != nil && ch.Delta.Content != nil && *ch.Delta.Content != "" || ch.Text != nil && *ch.Text != "" {
+					seen[ch.Index]++
+					total++
+				}
+				u := c.Usage
+				if u.CompletionTokens != seen[ch.Index] || u.PromptTokens != tc.prompt[ch.Index] || u.TotalTokens != u.PromptTokens+u.CompletionTokens {
+					t.Errorf("chunk of choice %d after %d of its tokens: usage %+v; want completion_tokens %d, prompt_tokens %d\n%s",
+						ch.Index, seen[ch.Index], u, seen[ch.Index], tc.prompt[ch.Index], ev.data)
+				}
+			}
+			last := decode[chatResp](t, []byte(evs[len(evs)-2].data))
+			if last.Usage == nil || last.Usage.CompletionTokens != total || len(seen) != len(tc.prompt) {
+				t.Errorf("final usage %s; want %d completion tokens over %d choices", evs[len(evs)-2].data, total, len(tc.prompt))
+			}
+		})
+	}
+}

@@ -1,0 +1,186 @@
+package mockllm
+
+import (
+	"strconv"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// VLLMVersion is what GET /version reports: the vLLM release mockllm is modelled on.
+const VLLMVersion = "0.11.0"
+
+var bodyVersion = []byte(`{"version":"` + VLLMVersion + `"}`)
+
+// tokenize answers vLLM's POST /tokenize: {"model","prompt"} or {"model","messages"}
+// gives {"count","max_model_len","tokens","token_strs"}. The count is the estimate
+// usage charges the same prompt (about four bytes a token), and the ids are
+// deterministic picks from the mock's vocabulary, so detokenize spells them as words
+// rather than giving the prompt back.
+func (s *Server) tokenize(ctx *fasthttp.RequestCtx, st *state) {
+	body := ctx.PostBody()
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		s.badRequest(ctx, st, errJSON)
+		return
+	}
+	var prompt, messages []byte
+	strs := false
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "model":
+			if isNull(v) {
+				continue
+			}
+			if !jsonscan.IsString(v) {
+				s.badRequest(ctx, st, errBadModel)
+				return
+			}
+			st.modelRaw = v
+		case "prompt":
+			prompt = v
+		case "messages":
+			messages = v
+		case "return_token_strs":
+			b, ok := jsonscan.Bool(v)
+			if !ok && !isNull(v) {
+				s.badRequest(ctx, st, &badRequest{msg: "return_token_strs: Input should be a valid boolean", param: "return_token_strs"})
+				return
+			}
+			strs = b
+		}
+	}
+	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
+		s.badRequest(ctx, st, errJSON)
+		return
+	}
+	var raw []byte
+	var count int
+	switch {
+	case messages != nil:
+		n, ok := messagesBytes(messages)
+		if !ok {
+			s.badRequest(ctx, st, &badRequest{msg: "messages: Input should be a valid list of messages", param: "messages"})
+			return
+		}
+		raw, count = messages, promptTokens(n)
+	case prompt != nil:
+		if !jsonscan.IsString(prompt) {
+			s.badRequest(ctx, st, &badRequest{msg: "prompt: Input should be a valid string", param: "prompt"})
+			return
+		}
+		raw, count = prompt, promptTokens(strLen(prompt))
+	default:
+		s.badRequest(ctx, st, &badRequest{msg: "prompt: Field required", param: "prompt"})
+		return
+	}
+	if !s.modelOK(st.modelRaw, st.scratch) {
+		s.modelNotFound(ctx, st, st.modelRaw)
+		return
+	}
+	p := plan{h: promptHash(s.opts.Seed, 0, false, raw)}
+	b := st.out[:0]
+	b = append(b, `{"count":`...)
+	b = strconv.AppendInt(b, int64(count), 10)
+	b = append(b, `,"max_model_len":`...)
+	b = strconv.AppendInt(b, int64(s.opts.MaxModelLen), 10)
+	b = append(b, `,"tokens":[`...)
+	for i := range count {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(p.wordIndex(i)), 10)
+	}
+	b = append(b, `],"token_strs":`...)
+	if strs {
+		b = append(b, '[')
+		for i := range count {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, p.word(i)...)
+			b = append(b, '"')
+		}
+		b = append(b, ']')
+	} else {
+		b = append(b, "null"...)
+	}
+	st.out = append(b, '}')
+	s.setJSON(ctx, st, fasthttp.StatusOK)
+}
+
+// detokenize answers vLLM's POST /detokenize: {"model","tokens"} gives {"prompt"},
+// the ids spelled with the mock's vocabulary (an id past its end wraps around).
+func (s *Server) detokenize(ctx *fasthttp.RequestCtx, st *state) {
+	body := ctx.PostBody()
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		s.badRequest(ctx, st, errJSON)
+		return
+	}
+	var tokens []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "model":
+			if isNull(v) {
+				continue
+			}
+			if !jsonscan.IsString(v) {
+				s.badRequest(ctx, st, errBadModel)
+				return
+			}
+			st.modelRaw = v
+		case "tokens":
+			tokens = v
+		}
+	}
+	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
+		s.badRequest(ctx, st, errJSON)
+		return
+	}
+	if tokens == nil {
+		s.badRequest(ctx, st, &badRequest{msg: "tokens: Field required", param: "tokens"})
+		return
+	}
+	errTokens := &badRequest{msg: "tokens: Input should be a valid list of integers", param: "tokens"}
+	var a jsonscan.Array
+	if !a.Reset(tokens) {
+		s.badRequest(ctx, st, errTokens)
+		return
+	}
+	if !s.modelOK(st.modelRaw, st.scratch) {
+		s.modelNotFound(ctx, st, st.modelRaw)
+		return
+	}
+	b := append(st.out[:0], `{"prompt":"`...)
+	for i := 0; ; i++ {
+		v, ok := a.Next()
+		if !ok {
+			break
+		}
+		id, ok := jsonscan.Int(v)
+		if !ok {
+			s.badRequest(ctx, st, errTokens)
+			return
+		}
+		if id < 0 {
+			s.badRequest(ctx, st, &badRequest{serving: true, msg: "Token id " + strconv.FormatInt(id, 10) + " is out of vocabulary"})
+			return
+		}
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, words[id%vocabSize]...)
+	}
+	st.out = append(b, `"}`...)
+	s.setJSON(ctx, st, fasthttp.StatusOK)
+}
