@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,11 +32,9 @@ func TestStreamUpstreamKeepAlivePassedOn(t *testing.T) {
 		writeChunk(c, sseChunk("hi")+"data: [DONE]\n\n")
 		writeChunk(c, "")
 	})
-	t.Cleanup(func() {
-		if stop != nil {
-			close(stop)
-		}
-	})
+	var once sync.Once
+	stopUpstream := func() { once.Do(func() { close(stop) }) }
+	t.Cleanup(stopUpstream)
 	g := startGateway(t, mockConfig(addr, "", ""))
 	conn, br := dialGateway(t, g)
 	if _, err := io.WriteString(conn, rawRequest(t, g, streamBody)); err != nil {
@@ -62,8 +61,7 @@ func TestStreamUpstreamKeepAlivePassedOn(t *testing.T) {
 	if got := string(buf[:n]); !strings.HasPrefix(got, ": keep-alive\n\n") {
 		t.Fatalf("client received %q, want keep-alive comments", got)
 	}
-	close(stop)
-	stop = nil
+	stopUpstream()
 	// The official SDK skips the comments.
 	addr2, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"+

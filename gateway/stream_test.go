@@ -311,3 +311,27 @@ func TestAwaitNextReusesItsWrapper(t *testing.T) {
 		t.Errorf("%d connections still listed as waiting", len(s.afterStream))
 	}
 }
+
+// A client that sends its next request on the connection the moment its stream has
+// ended finds the stream's concurrency slot free: the stream is over (its slot and
+// limits given back) before the connection serves anything else, though the wait for
+// that request began while the stream ran.
+func TestStreamEndsBeforeConnectionServesNext(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 3})
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "http://`+addr+`/v1", model: up-model}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}], limits: [{per: ip, concurrency: 1}]}
+`)
+	conn, br := dialGateway(t, g)
+	for i := range 40 {
+		if _, err := io.WriteString(conn, rawRequest(t, g, streamBody)); err != nil {
+			t.Fatal(err)
+		}
+		if resp := readStream(t, br); resp.StatusCode != 200 {
+			t.Fatalf("stream %d on the connection: status %d, want 200 (the last stream's slot still taken)", i, resp.StatusCode)
+		}
+	}
+}
