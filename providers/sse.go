@@ -198,6 +198,9 @@ func (s *sseReader) readLine() ([]byte, error) {
 // buffered (two vectorised scans, one for LF and one for a CR before it), and a line
 // longer than the buffer is gathered in s.line.
 func (s *sseReader) nextLine() ([]byte, error) {
+	if s.lfOnly {
+		return s.lfLine()
+	}
 	long := false
 	for {
 		n := s.br.Buffered()
@@ -223,18 +226,10 @@ func (s *sseReader) nextLine() ([]byte, error) {
 				continue
 			}
 		}
-		end, used := -1, 0
-		lf := s.lfOnly
-		if lf {
-			if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-				end, used = i, i+1
-			}
-		} else {
-			end, used = lineEnd(buf)
-			// A stream whose first line ends in LF or CRLF ends every line so:
-			// from then on only LF is looked for, one scan a line.
-			s.lfOnly = end >= 0 && buf[used-1] == '\n'
-		}
+		end, used := lineEnd(buf)
+		// A stream whose first line ends in LF or CRLF ends every line so: from
+		// then on only LF is looked for (lfLine), one scan a line.
+		s.lfOnly = end >= 0 && buf[used-1] == '\n'
 		if end < 0 {
 			if len(s.line)+n > s.limit() {
 				return nil, errEventTooLarge
@@ -251,9 +246,6 @@ func (s *sseReader) nextLine() ([]byte, error) {
 			s.line = append(s.line, line...)
 			line = s.line
 		}
-		if n := len(line); lf && n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
 		if used == end+1 && buf[end] == '\r' && used == n {
 			s.skipLF = true
 		}
@@ -262,6 +254,33 @@ func (s *sseReader) nextLine() ([]byte, error) {
 		_, _ = s.br.Discard(used)
 		return line, nil
 	}
+}
+
+// lfLine reads a line that ends in LF or CRLF, for a stream whose lines do.
+func (s *sseReader) lfLine() ([]byte, error) {
+	line, err := s.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		s.line = append(s.line[:0], line...)
+		for err == bufio.ErrBufferFull {
+			if len(s.line) > s.limit() {
+				return nil, errEventTooLarge
+			}
+			line, err = s.br.ReadSlice('\n')
+			s.line = append(s.line, line...)
+		}
+		line = s.line
+	}
+	if err != nil && (err != io.EOF || len(line) == 0) {
+		return nil, err
+	}
+	if err == io.EOF {
+		return line, io.EOF
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
 }
 
 // lineEnd finds the first line ending in buf: end is where the line stops and used how
