@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"io"
+	"math"
 	"net"
 	"os"
 	"reflect"
@@ -143,6 +146,9 @@ type Size int64
 
 // UnmarshalYAML reads a size with an optional unit.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		return &yaml.TypeError{Errors: []string{"line " + strconv.Itoa(n.Line) + ": cannot unmarshal " + n.ShortTag() + " into gateway.Size"}}
+	}
 	v, err := ParseSize(n.Value)
 	if err != nil {
 		return &yaml.TypeError{Errors: []string{"line " + strconv.Itoa(n.Line) + ": cannot use `" + n.Value + "` as a size (use e.g. 8MiB, 512KB, 1048576)"}}
@@ -170,6 +176,10 @@ func ParseSize(v string) (int64, error) {
 	if err != nil || !ok || f < 0 {
 		return 0, errors.New("invalid size " + strconv.Quote(v) + " (use e.g. 8MiB, 512KB, 1048576)")
 	}
+	if b := f * float64(mult); b >= math.MaxInt64 {
+		// Converted, it would wrap (or saturate, by CPU).
+		return 0, errors.New("size " + strconv.Quote(v) + " is too large")
+	}
 	return int64(f * float64(mult)), nil
 }
 
@@ -188,11 +198,25 @@ func LoadConfig(path string) (*Config, error) {
 func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Config, error) {
 	cfg := &Config{path: path, lines: map[string]int{}, scalars: map[int][]scalarAt{}}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return nil, &ConfigError{Problems: []string{yamlProblem(path, err)}}
 	}
-	if len(doc.Content) == 0 {
+	if len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].ShortTag() == "!!null" {
+		// Nothing, comments, or a document start alone: what a half-written file
+		// may hold.
 		return nil, &ConfigError{Problems: []string{path + ":1: the file is empty"}}
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); err != io.EOF {
+		line := 1
+		if err == nil && len(more.Content) > 0 {
+			line = more.Content[0].Line
+		}
+		if err != nil {
+			return nil, &ConfigError{Problems: []string{yamlProblem(path, err)}}
+		}
+		return nil, &ConfigError{Problems: []string{path + ":" + strconv.Itoa(line) + ": a second YAML document (after ---) is not read: one config per file"}}
 	}
 	root := doc.Content[0]
 	var problems []string
@@ -263,8 +287,19 @@ func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missi
 		if bad != "" {
 			malformed(n, path, bad)
 		}
+		plain := n.Style == 0
 		n.Value = v
-		if n.Tag == "" || n.Tag == "!!null" {
+		switch {
+		case plain && !readsAsNull(v):
+			// An unquoted, untagged value is typed by what it holds now, as if the
+			// file had held it: `retries: ${RETRIES:-2}` is a number,
+			// `access_log: ${LOG}` a boolean. A string key still takes it as text.
+			n.Tag = ""
+		case plain:
+			// One that now reads as null (empty, ~) stays text: the key is not
+			// dropped to its default without a word.
+			n.Tag = "!!str"
+		case n.Tag == "" || n.Tag == "!!null":
 			n.Tag = ""
 		}
 		n.Style = 0
@@ -294,6 +329,15 @@ func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missi
 			expandEnv(c, path, env, missing, malformed)
 		}
 	}
+}
+
+// readsAsNull reports whether a plain YAML scalar holding v is null.
+func readsAsNull(v string) bool {
+	switch v {
+	case "", "~", "null", "Null", "NULL":
+		return true
+	}
+	return false
 }
 
 // expandValue expands the references in one value. It returns the value, the variables
@@ -417,8 +461,12 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	if n.Kind == yaml.ScalarNode {
+	switch {
+	case n.Kind == yaml.ScalarNode:
 		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, n.Value, t.String()})
+	case (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && scalarType(t):
+		// A mapping or list where one value belongs: its error names this key.
+		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, collectionValue, t.String()})
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -604,6 +652,36 @@ func yamlProblem(path string, err error) string {
 
 var yamlDuplicate = regexp.MustCompile(`^mapping key ("(?:[^"\\]|\\.)*") already defined at line \d+$`)
 
+// collectionValue stands for the value of a mapping or list recorded in Config.scalars.
+const collectionValue = "\x00collection"
+
+// scalarType reports whether t takes one value, not a mapping or a list.
+func scalarType(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+var yamlCollection = regexp.MustCompile(`^cannot unmarshal !!(map|seq) into (\S+)$`)
+
+// singleValue says what a key of Go type typ takes, for a message.
+func singleValue(typ string) string {
+	switch typ {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "time.Duration":
+		return "a duration (e.g. 100ms, 30s, 5m)"
+	case "gateway.Size":
+		return "a size (e.g. 8MiB, 512KB, 1048576)"
+	}
+	return "a number"
+}
+
 // typeProblems turns yaml.v3's decode errors into FILE:LINE: key: what.
 func typeProblems(cfg *Config, err error) []string {
 	path, scalars := cfg.path, cfg.scalars
@@ -625,6 +703,23 @@ func typeProblems(cfg *Config, err error) []string {
 		l, _ := strconv.Atoi(m[1])
 		if d := yamlDuplicate.FindStringSubmatch(m[2]); d != nil {
 			out = append(out, duplicateProblem(cfg, l, d[1], m[2], usedDups))
+			continue
+		}
+		if c := yamlCollection.FindStringSubmatch(m[2]); c != nil {
+			what := map[string]string{"map": "a mapping", "seq": "a list"}[c[1]]
+			problem := "must be " + singleValue(c[2]) + ", not " + what
+			key := ""
+			for _, sa := range scalars[l] {
+				if sa.value == collectionValue && sa.typ == c[2] && !used[sa] {
+					used[sa], key = true, sa.path
+					break
+				}
+			}
+			if key == "" {
+				out = append(out, path+":"+m[1]+": "+problem)
+			} else {
+				out = append(out, path+":"+m[1]+": "+key+": "+problem)
+			}
 			continue
 		}
 		key := ""

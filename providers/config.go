@@ -235,7 +235,8 @@ func (c *Config) Validate() error {
 // does not quote the value.
 const wsProblem = "has leading or trailing whitespace (a trailing newline from a secret file?)"
 
-// validateSecrets refuses an api_key or header value with surrounding whitespace, as
+// validateSecrets refuses a header whose name is not a token or whose value holds a
+// line break, and an api_key or header value with surrounding whitespace, as
 // the gateway refuses a client key: sent, it works (the newline of a secret file read
 // through ${VAR} goes out as a space, which the upstream strips), but an upstream
 // error quoting the value it read quotes the trimmed one, which is not the secret
@@ -246,14 +247,23 @@ func (c *Config) validateSecrets() []error {
 		errs = append(errs, fieldErr("api_key", wsProblem))
 	}
 	names := make([]string, 0, len(c.Headers))
-	for k, v := range c.Headers {
-		if strings.TrimSpace(v) != v {
-			names = append(names, k)
-		}
+	for k := range c.Headers {
+		names = append(names, k)
 	}
 	slices.Sort(names)
 	for _, k := range names {
-		errs = append(errs, fieldErr("headers."+k, wsProblem))
+		v := c.Headers[k]
+		switch {
+		case !isHTTPToken(k):
+			// Sent, it makes every request malformed, refused by the upstream.
+			errs = append(errs, fieldErr("headers."+k, "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"))
+		case strings.TrimSpace(v) != v:
+			errs = append(errs, fieldErr("headers."+k, wsProblem))
+		case strings.ContainsAny(v, "\r\n\x00"):
+			// Sent as spaces, it reaches the upstream as another value than the one
+			// masked in its errors.
+			errs = append(errs, fieldErr("headers."+k, "holds a line break or NUL"))
+		}
 	}
 	return errs
 }
