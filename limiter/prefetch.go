@@ -57,6 +57,11 @@ type held struct {
 	// asking is set, only together with a check's want > 0, while that check is on
 	// its way; granted clears it whatever the answer.
 	asking bool
+	// overdrawn is set when a settlement overdrew the entry (settleLocal) while a check
+	// asking for it was on its way: what that check is granted may have been taken
+	// before the debt reached Redis, and goes back rather than admit requests the debt
+	// should make wait.
+	overdrawn bool
 }
 
 // of reports whether h's units were taken under r.
@@ -253,6 +258,18 @@ func (s *redisStore) granted(takes []*waiter) {
 					s.held[k] = h
 				}
 				h.asking = false
+				if h.overdrawn {
+					h.overdrawn = false
+					if g := w.granted[i]; g > 0 && !w.failed {
+						s.mu.Lock()
+						s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: k.bucket, tag: k.tag,
+							interval: r.interval / 1e3, delta: -g})
+						s.mu.Unlock()
+						s.back.Add(uint64(g))
+						w.granted[i] = 0
+						s.kickLater()
+					}
+				}
 			}
 			// Concurrency buckets are never held.
 			if h == nil || w.failed {
@@ -277,11 +294,16 @@ func (s *redisStore) granted(takes []*waiter) {
 }
 
 // settleLocal charges delta more units (a refund when negative) of a bucket of rule r
-// to what this replica holds, if it holds the bucket under r and, for a charge, enough
-// of it. Refunds beyond twice the units asked for go to Redis instead.
-func (s *redisStore) settleLocal(k keyID, r *rule, delta float64) bool {
+// to what this replica holds, and returns what is left to charge in Redis: nothing
+// when the held units absorb it; all of delta when the replica does not hold the
+// bucket under r, or for a refund that would leave it holding more than twice the
+// units asked for. A charge beyond the held units spends them and leaves the rest for
+// Redis, and voids the entry: its units would admit the next requests without Redis,
+// and its remaining is from before the debt, which they must wait for (README: a
+// request that overdraws makes the next ones wait).
+func (s *redisStore) settleLocal(k keyID, r *rule, delta float64) float64 {
 	if s.every == 0 {
-		return false
+		return delta
 	}
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
@@ -290,13 +312,20 @@ func (s *redisStore) settleLocal(k keyID, r *rule, delta float64) bool {
 	// rule (a reload came between the request's check and its settlement) would give
 	// it back at the wrong interval.
 	if h == nil || !h.of(r) {
-		return false
+		return delta
 	}
-	if after := h.avail - delta; after >= 0 && after <= 2*h.target {
+	after := h.avail - delta
+	if after < 0 {
+		h.avail = 0
+		s.voidLocked(k, h)
+		h.overdrawn = h.asking
+		return -after
+	}
+	if after <= 2*h.target {
 		h.avail = after
-		return true
+		return 0
 	}
-	return false
+	return delta
 }
 
 // giveBack queues the unspent units of held buckets for return to Redis: those not

@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -466,5 +467,105 @@ func TestPrefetchGivesBackAfterRequestTooLargeToPrefetch(t *testing.T) {
 	l.rs.pmu.Unlock()
 	if s := l.Stats(); h != nil || s.ReturnedUnits != 1666-10-900 {
 		t.Errorf("held entry %+v, stats %+v: want the %d unused units given back", h, s, 1666-10-900)
+	}
+}
+
+// tokensHeld returns the prefetch entry of the tokens bucket of tk (rule 1 of
+// slowPrefetchLimiter's policy) and what it holds, read under the lock.
+func tokensHeld(t *testing.T, l *Limiter, tk *Ticket) (*held, float64) {
+	t.Helper()
+	l.rs.pmu.Lock()
+	defer l.rs.pmu.Unlock()
+	h := l.rs.held[keyID{tk.tag[1], tk.bucket[1]}]
+	if h == nil {
+		t.Fatal("the tokens bucket has no prefetch entry")
+	}
+	return h, h.avail
+}
+
+// A settlement that charges more than the replica holds spends the held units, sends
+// only the rest to Redis, and voids the entry: the next request is decided by Redis,
+// which refuses it until the debt is paid (README: a request that overdraws makes the
+// next ones wait), instead of being admitted from held units with the remaining from
+// before the debt.
+func TestPrefetchOverdraftVoidsHeldUnits(t *testing.T) {
+	l, pol := slowPrefetchLimiter(t)
+	var tk Ticket
+	for range 3 { // the second check asks ahead, the third is answered locally
+		if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+			t.Fatal(err)
+		}
+		l.Settle(&tk, KeepEstimate)
+	}
+	if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+		t.Fatal(err)
+	}
+	if _, avail := tokensHeld(t, l, &tk); avail < 1000 {
+		t.Fatalf("%v tokens held, want the ~10,000 prefetched", avail)
+	}
+	before := l.Stats()
+	// Twice the burst of 3,600,000: an hour of the bucket owed once it is spent.
+	l.Settle(&tk, 7_200_000)
+	h, avail := tokensHeld(t, l, &tk)
+	if avail != 0 || h.remaining != 0 || h.resetAt != 0 || h.interval != 0 {
+		t.Fatalf("entry %+v after the overdraft, want it void", *h)
+	}
+	err := l.Take(bg, pol, alice, 100, &tk)
+	var ref *Refused
+	if !errors.As(err, &ref) {
+		t.Fatalf("Take after the overdraft: %v, want refused", err)
+	}
+	after := l.Stats()
+	if after.LocalChecks != before.LocalChecks || after.RedisAnswered != before.RedisAnswered+1 {
+		t.Errorf("stats %+v -> %+v: want the check after the overdraft answered by Redis", before, after)
+	}
+	if after.ReturnedUnits != 0 {
+		t.Errorf("%d units given back: the held units pay for the overdraft", after.ReturnedUnits)
+	}
+	// ~3,600,000 owed at 1,000 a second; the held units spent on it shorten it by ~10s.
+	if ref.RetryAfter < 3500*time.Second || ref.RetryAfter > 3700*time.Second {
+		t.Errorf("RetryAfter %v, want about an hour", ref.RetryAfter)
+	}
+	if tk.Tokens.Remaining != 0 {
+		t.Errorf("Tokens %+v, want none remaining", tk.Tokens)
+	}
+}
+
+// Units granted to a check that was on its way when a settlement overdrew the entry
+// may predate the debt in Redis: they go back instead of admitting the next requests.
+func TestPrefetchOverdraftGivesBackGrantInFlight(t *testing.T) {
+	l, pol := slowPrefetchLimiter(t)
+	var tk Ticket
+	for range 3 {
+		if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+			t.Fatal(err)
+		}
+		l.Settle(&tk, KeepEstimate)
+	}
+	if err := l.Take(bg, pol, alice, 100, &tk); err != nil {
+		t.Fatal(err)
+	}
+	// A refill on its way, as takeLocal and askAhead mark one.
+	h, _ := tokensHeld(t, l, &tk)
+	l.rs.pmu.Lock()
+	h.asking = true
+	l.rs.pmu.Unlock()
+	l.Settle(&tk, 7_200_000)
+	// The refill's answer, granted before the debt reached Redis.
+	w := &waiter{pol: pol, n: tk.n, tag: tk.tag, bucket: tk.bucket}
+	w.want[1], w.granted[1], w.remaining[1] = 10_000, 10_000, 3_000_000
+	w.remaining[0] = 30_000
+	l.rs.granted([]*waiter{w})
+	l.rs.pmu.Lock()
+	avail, asking, overdrawn := h.avail, h.asking, h.overdrawn
+	l.rs.pmu.Unlock()
+	if avail != 0 || asking || overdrawn {
+		t.Errorf("entry holds %v (asking %v, overdrawn %v) after the grant, want nothing held", avail, asking, overdrawn)
+	}
+	if got := l.Stats().ReturnedUnits; got != 10_000 {
+		t.Errorf("%d units given back, want the 10,000 granted", got)
+	}
+	if err := l.Take(bg, pol, alice, 100, &tk); err == nil {
+		t.Error("Take after the overdraft admitted, want refused")
 	}
 }

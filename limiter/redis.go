@@ -442,18 +442,17 @@ var errCheckTimeout = errors.New("limit check exceeded the timeout")
 // settle queues the true-up of a ticket admitted through Redis; it never waits.
 func (s *redisStore) settle(t *Ticket, actual int64) {
 	rules := t.pol.rules
-	// The token buckets to true up in Redis: those whose charge was not the true count
-	// and that units this replica holds (prefetch) cannot absorb. Held units are
+	// What to true up in Redis of each token bucket whose charge was not the true
+	// count: what units this replica holds (prefetch) cannot absorb. Held units are
 	// already charged in Redis, so moving some between the request and the replica
 	// changes nothing there.
-	var adjust uint8
+	var rest [MaxLimits]float64
 	for i := range int(t.n) {
 		if rules[i].kind == kindConcurrency {
 			s.unhold(t.slot[i], t.lease[i])
 		}
-		if rules[i].kind == kindTokens && actual >= 0 && float64(actual) != t.cost[i] &&
-			!s.settleLocal(keyID{t.tag[i], t.bucket[i]}, &rules[i], float64(actual)-t.cost[i]) {
-			adjust |= 1 << i
+		if rules[i].kind == kindTokens && actual >= 0 && float64(actual) != t.cost[i] {
+			rest[i] = s.settleLocal(keyID{t.tag[i], t.bucket[i]}, &rules[i], float64(actual)-t.cost[i])
 		}
 	}
 	queued := false
@@ -461,9 +460,9 @@ func (s *redisStore) settle(t *Ticket, actual int64) {
 	for i := range int(t.n) {
 		r := &rules[i]
 		switch {
-		case adjust&(1<<i) != 0:
+		case rest[i] != 0:
 			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: t.bucket[i], tag: t.tag[i],
-				interval: r.interval / 1e3, delta: float64(actual) - t.cost[i]})
+				interval: r.interval / 1e3, delta: rest[i]})
 			queued = true
 		case r.kind == kindConcurrency:
 			s.queueAdjustLocked(adjustOp{op: opRelease, bucket: t.bucket[i], tag: t.tag[i], member: t.lease[i]})
