@@ -100,6 +100,9 @@ type request struct {
 
 	// obsRoute is the plan route of the last attempt, for the router's gates.
 	obsRoute int
+	// kept is the last upstream error answer while a fallback is tried (keepAnswer);
+	// nil until a request needs one.
+	kept *fasthttp.Response
 
 	subj    limiter.Subject
 	ticket  limiter.Ticket
@@ -178,6 +181,9 @@ func pooled(b []byte) []byte {
 
 func (r *request) release() {
 	rt := r.rt
+	if r.kept != nil {
+		fasthttp.ReleaseResponse(r.kept)
+	}
 	*r = request{reqID: pooled(r.reqID), modelName: pooled(r.modelName), userBuf: pooled(r.userBuf), out: pooled(r.out),
 		bodyBuf: pooled(r.bodyBuf), hijackFn: r.hijackFn, waitFn: r.waitFn, watchFn: r.watchFn, watchDone: r.watchDone}
 	requestPool.Put(r)
@@ -495,25 +501,38 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	total := 1 + p.Retries + len(p.Targets) - 1
 	var last error
 	for i := 0; i < total; i++ {
+		if i > 0 {
+			ok := r.backoff(i, last)
+			if !ok && i <= p.Retries && total > p.Retries+1 {
+				// The retry's wait would pass the deadline, but the first fallback
+				// needs none: go to it, as after a Retry-After over the longest wait.
+				i = p.Retries + 1
+				ok = r.backoff(i, last)
+			}
+			var ue *providers.UpstreamError
+			if !ok {
+				if errors.As(last, &ue) {
+					// No time left for another attempt (the deadline is near or has
+					// passed): the upstream's answer stands.
+					r.passUpstreamError(ctx, ue)
+					return nil
+				}
+				break
+			}
+			if i > p.Retries && errors.As(last, &ue) {
+				// A fallback that cannot take the call refuses it locally; the
+				// upstream's answer must then still be there to pass on.
+				r.keepAnswer(&ctx.Response)
+			}
+			ctx.Response.Reset()
+		}
 		ti := 0
 		if i > p.Retries {
 			ti = i - p.Retries
 		}
 		t := &p.Targets[ti]
 		b := r.rt.backendList[t.Backend]
-		if i > 0 {
-			if !r.backoff(i, last) {
-				var ue *providers.UpstreamError
-				if errors.As(last, &ue) {
-					// No time left for another attempt (the upstream's Retry-After
-					// is too long, or the deadline is near): its answer stands.
-					r.passUpstreamError(ctx, ue)
-					return nil
-				}
-				break
-			}
-			ctx.Response.Reset()
-		}
+		prevBackend, prevBe, prevSeries, prevRoute := r.backend, r.be, r.series, r.obsRoute
 		r.backend = b.Name
 		r.be, r.series = b, ep.seriesFor(p.Route, t.Backend)
 		r.attempts++
@@ -533,9 +552,26 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			// The backend refused the request before leasing a target: no
 			// attempt reached an upstream, so none is observed or counted.
 			as.End()
-			r.errKind = "invalid_request"
-			r.setHeaders(ctx)
-			return nil
+			if i == 0 {
+				r.errKind = "invalid_request"
+				r.setHeaders(ctx)
+				return nil
+			}
+			// A fallback that cannot take the call (an Anthropic one asked for
+			// n=2) is skipped: the request is valid, and a 400 in place of the
+			// last upstream's error would tell the client not to retry it.
+			r.backend, r.be, r.series, r.obsRoute = prevBackend, prevBe, prevSeries, prevRoute
+			r.attempts--
+			ctx.Response.Reset()
+			var ue *providers.UpstreamError
+			if errors.As(last, &ue) {
+				r.kept.CopyTo(&ctx.Response)
+				if i == total-1 {
+					r.passUpstreamError(ctx, ue)
+					return nil
+				}
+			}
+			continue
 		}
 		if err != nil || r.res.Stream == nil {
 			now := time.Now()
@@ -767,6 +803,15 @@ func (r *request) passUpstreamError(ctx *fasthttp.RequestCtx, ue *providers.Upst
 	if ue.RetryAfter > 0 {
 		ctx.Response.Header.SetBytesKV(hdrRetryAfter, appendInt(r.out[:0], int64((ue.RetryAfter+time.Second-1)/time.Second)))
 	}
+}
+
+// keepAnswer keeps a copy of the upstream's error answer in resp before a fallback is
+// tried, for the send loop to put back should the fallback refuse the call locally.
+func (r *request) keepAnswer(resp *fasthttp.Response) {
+	if r.kept == nil {
+		r.kept = fasthttp.AcquireResponse()
+	}
+	resp.CopyTo(r.kept)
 }
 
 // maxRetryAfterWait is the longest upstream Retry-After the gateway waits out before
@@ -1193,7 +1238,9 @@ func (r *request) record(status int) {
 			tracing.SetRequestID(sp, r.reqID, keyName)
 			tracing.SetUsage(sp, r.usage.Input, r.usage.Output)
 			tracing.SetServerStatus(sp, status)
-			if status >= 500 || r.errKind == "stream_cut" {
+			// A stream the upstream failed after its 200 (cut, or its own error
+			// event) is an error of the request too, as its attempt's span is.
+			if status >= 500 || r.upFailed && r.errKind != "" {
 				tracing.RecordError(sp, errors.New(r.errKind), r.errKind)
 			}
 		}

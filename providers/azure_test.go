@@ -3,6 +3,8 @@ package providers
 import (
 	"bytes"
 	"errors"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,5 +176,100 @@ func TestRetryAfterBounded(t *testing.T) {
 		if got := retryAfter([]byte(tc.v)); got != tc.want {
 			t.Errorf("Retry-After %q: %v, want %v", tc.v, got, tc.want)
 		}
+	}
+}
+
+// throttledError sends one chat call to a backend of cfg whose upstream answers 429 with
+// hdrs, and returns its UpstreamError. cfg.BaseURL is a path under the upstream's URL.
+func throttledError(t *testing.T, cfg Config, hdrs map[string]string) *UpstreamError {
+	t.Helper()
+	up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		for k, v := range hdrs {
+			ctx.Response.Header.Set(k, v)
+		}
+		ctx.SetStatusCode(429)
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"error":{"code":"429","message":"Requests to the ChatCompletions_Create Operation have exceeded call rate limit."}}`)
+	})
+	cfg.BaseURL = up.URL + cfg.BaseURL
+	b := newTestBackend(t, cfg)
+	var out fasthttp.Response
+	var res Result
+	err := b.Send(chatCall(chatBody, false), &out, &res)
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || ue.Status != 429 {
+		t.Fatalf("err = %v, want an upstream 429", err)
+	}
+	return ue
+}
+
+// Azure OpenAI throttles with 429 and says how long to wait in retry-after-ms, at times
+// with no Retry-After; the OpenAI SDKs read it before Retry-After, and so does the
+// gateway, so that it neither retries a throttled deployment at once nor leaves the
+// client without a Retry-After.
+func TestRetryAfterMsReadFirst(t *testing.T) {
+	azure := Config{Provider: "azure", Model: "gpt-4o", Deployment: "gpt-4o", APIKey: "k"}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		hdrs map[string]string
+		want time.Duration
+	}{
+		{"azure retry-after-ms alone", azure, map[string]string{"retry-after-ms": "2500"}, 2500 * time.Millisecond},
+		{"retry-after-ms before Retry-After", azure, map[string]string{"retry-after-ms": "2500", "Retry-After": "3"}, 2500 * time.Millisecond},
+		{"fractional milliseconds", azure, map[string]string{"retry-after-ms": "0.5"}, 500 * time.Microsecond},
+		{"invalid retry-after-ms leaves Retry-After", azure, map[string]string{"retry-after-ms": "soon", "Retry-After": "3"}, 3 * time.Second},
+		{"negative retry-after-ms leaves Retry-After", azure, map[string]string{"retry-after-ms": "-1", "Retry-After": "3"}, 3 * time.Second},
+		{"retry-after-ms bounded", azure, map[string]string{"retry-after-ms": "1e30"}, maxRetryAfter},
+		{"openai", Config{Provider: "openai", BaseURL: "/v1", Model: "m"}, map[string]string{"retry-after-ms": "1200"}, 1200 * time.Millisecond},
+		{"anthropic", Config{Provider: "anthropic", BaseURL: "/v1", Model: "claude-x", APIKey: "k"}, map[string]string{"retry-after-ms": "1200"}, 1200 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if ue := throttledError(t, tc.cfg, tc.hdrs); ue.RetryAfter != tc.want {
+				t.Fatalf("RetryAfter %v, want %v", ue.RetryAfter, tc.want)
+			}
+		})
+	}
+}
+
+// RFC 9110 §5.6.7: a recipient of an HTTP-date must accept all three of its forms, the
+// obsolete RFC 850 and asctime ones included.
+func TestRetryAfterDateForms(t *testing.T) {
+	at := time.Now().Add(4 * time.Second).UTC()
+	for _, tc := range []struct{ name, v string }{
+		{"IMF-fixdate", at.Format(http.TimeFormat)},
+		{"RFC 850", strings.Replace(at.Format(time.RFC850), "UTC", "GMT", 1)},
+		{"asctime", at.Format(time.ANSIC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := retryAfter([]byte(tc.v)); got < 2*time.Second || got > 5*time.Second {
+				t.Fatalf("Retry-After %q: %v, want about 3-4s", tc.v, got)
+			}
+		})
+	}
+}
+
+// Azure's content-filter 400 (with innererror) reaches the client as it came and says
+// nothing against the target's health.
+func TestAzureContentFilterPassedOn(t *testing.T) {
+	const cf = `{"error":{"message":"The response was filtered due to the prompt triggering Azure OpenAI's content management policy.","type":null,"param":"prompt","code":"content_filter","status":400,"innererror":{"code":"ResponsibleAIPolicyViolation","content_filter_result":{"hate":{"filtered":true,"severity":"high"}}}}}`
+	up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(400)
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(cf)
+	})
+	b := newTestBackend(t, Config{Provider: "azure", BaseURL: up.URL, Model: "gpt-4o", Deployment: "d", APIKey: "k"})
+	var out fasthttp.Response
+	var res Result
+	err := b.Send(chatCall(chatBody, false), &out, &res)
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || ue.Status != 400 || ue.Retryable() {
+		t.Fatalf("err = %v; want a non-retryable upstream 400", err)
+	}
+	if judged, failed := Judge(err); !judged || failed {
+		t.Fatalf("Judge = %v,%v; want a judged, non-failed answer", judged, failed)
+	}
+	if out.StatusCode() != 400 || string(out.Body()) != cf || !strings.HasPrefix(string(out.Header.ContentType()), "application/json") {
+		t.Fatalf("%d %s; want Azure's body untouched", out.StatusCode(), out.Body())
 	}
 }

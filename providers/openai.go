@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -263,7 +264,7 @@ func swapBody(out, up *fasthttp.Response) {
 // (the client would get a truncated body as the upstream's error): the answer is
 // invalid, errAnswerTooLarge, as a buffered one over the limit is.
 func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]byte) error {
-	ue := &UpstreamError{Status: status, RetryAfter: retryAfter(peekFold(&up.Header, "Retry-After"))}
+	ue := &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header)}
 	if up.StreamBody && up.BodyStream() != nil {
 		body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max+1))
 		_ = up.CloseBodyStream()
@@ -309,6 +310,20 @@ func maskAll(msg []byte, secrets [][]byte) []byte {
 // maxRetryAfter bounds the wait an upstream's Retry-After asks for.
 const maxRetryAfter = 24 * time.Hour
 
+// upstreamRetryAfter is the wait an upstream's error answer asks for. Its
+// retry-after-ms (milliseconds) is read before Retry-After, as the OpenAI SDKs do:
+// Azure OpenAI throttles with it, at times with no Retry-After at all.
+func upstreamRetryAfter(h *fasthttp.ResponseHeader) time.Duration {
+	if v := peekFold(h, "Retry-After-Ms"); len(v) > 0 {
+		if n, err := strconv.ParseFloat(string(v), 64); err == nil && n >= 0 {
+			return time.Duration(min(n, float64(maxRetryAfter.Milliseconds())) * float64(time.Millisecond))
+		}
+	}
+	return retryAfter(peekFold(h, "Retry-After"))
+}
+
+// retryAfter reads a Retry-After value: delay-seconds or an HTTP-date in any of the
+// three forms RFC 9110 §5.6.7 has a recipient accept (IMF-fixdate, RFC 850, asctime).
 func retryAfter(v []byte) time.Duration {
 	if len(v) == 0 {
 		return 0
@@ -318,9 +333,9 @@ func retryAfter(v []byte) time.Duration {
 		// a day is as good as forever to a request.
 		return time.Duration(min(n, maxRetryAfter.Seconds()) * float64(time.Second))
 	}
-	if t, err := time.Parse(time.RFC1123, string(v)); err == nil {
+	if t, err := http.ParseTime(string(v)); err == nil {
 		if d := time.Until(t); d > 0 {
-			return d
+			return min(d, maxRetryAfter)
 		}
 	}
 	return 0
