@@ -24,13 +24,9 @@ func (st *state) parseEmbeddings(body []byte) *badRequest {
 		}
 		switch string(k) {
 		case "model":
-			if isNull(v) {
-				continue
+			if e := st.setModel(v); e != nil {
+				return e
 			}
-			if !jsonscan.IsString(v) {
-				return errBadModel
-			}
-			st.modelRaw = v
 		case "input":
 			input = v
 		case "encoding_format":

@@ -10,16 +10,23 @@ import (
 
 // parseCommon reads the members chat and completions share; it reports whether key
 // was one of them, and e when its value is unusable.
+// setModel reads the body's model, a string; null (as vLLM's Optional[str]) means the
+// served model.
+func (st *state) setModel(v []byte) *badRequest {
+	switch {
+	case isNull(v):
+	case !jsonscan.IsString(v):
+		return errBadModel
+	default:
+		st.modelRaw = v
+	}
+	return nil
+}
+
 func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 	switch string(key) {
 	case "model":
-		if isNull(v) {
-			return true, nil
-		}
-		if !jsonscan.IsString(v) {
-			return true, errBadModel
-		}
-		st.modelRaw = v
+		return true, st.setModel(v)
 	case "stream":
 		b, ok := jsonscan.Bool(v)
 		if !ok && !isNull(v) {

@@ -33,14 +33,10 @@ func (s *Server) tokenize(ctx *fasthttp.RequestCtx, st *state) {
 		}
 		switch string(k) {
 		case "model":
-			if isNull(v) {
-				continue
-			}
-			if !jsonscan.IsString(v) {
-				s.badRequest(ctx, st, errBadModel)
+			if e := st.setModel(v); e != nil {
+				s.badRequest(ctx, st, e)
 				return
 			}
-			st.modelRaw = v
 		case "prompt":
 			prompt = v
 		case "messages":
@@ -131,14 +127,10 @@ func (s *Server) detokenize(ctx *fasthttp.RequestCtx, st *state) {
 		}
 		switch string(k) {
 		case "model":
-			if isNull(v) {
-				continue
-			}
-			if !jsonscan.IsString(v) {
-				s.badRequest(ctx, st, errBadModel)
+			if e := st.setModel(v); e != nil {
+				s.badRequest(ctx, st, e)
 				return
 			}
-			st.modelRaw = v
 		case "tokens":
 			tokens = v
 		}
