@@ -324,3 +324,36 @@ func TestClientErrorNotRetried(t *testing.T) {
 		t.Fatalf("%d, %d primary and %d fallback attempts; want 400 after one attempt", ctx.Response.StatusCode(), up.count(), spare.count())
 	}
 }
+
+// A pool with affinity sends every attempt of a prompt to its ring target: a retry
+// must go to another target in service when that one refused the attempt, or the
+// client gets a 502 while a healthy replica sits idle (until the refusing one is
+// ejected, which takes failures of many requests).
+func TestRetryAvoidsTargetThatFailedIt(t *testing.T) {
+	dead := holdPort(t)
+	for _, c := range []struct{ name, balance string }{
+		{"round_robin", ""}, {"least_loaded", "balance: least_loaded, "}, {"affinity", "affinity: {by: prefix}, "},
+	} {
+		balance := c.balance
+		t.Run(c.name, func(t *testing.T) {
+			live, addr := startCountingUpstream(t, answerChat)
+			g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, model: m, `+balance+`targets: ["http://`+dead.Addr()+`/v1", "http://`+addr+`/v1"],
+       health: {eject_after: 1000}}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}], retries: 1}
+`)
+			for i := range 20 {
+				body := `{"model":"chat","messages":[{"role":"user","content":"prompt ` + strconv.Itoa(i) + `"}]}`
+				if resp, b := postChat(t, g, body); resp.StatusCode != 200 {
+					t.Fatalf("request %d: %d %s; want the retry served by the live replica", i, resp.StatusCode, b)
+				}
+			}
+			if n := live.count(); n != 20 {
+				t.Fatalf("live replica served %d of 20", n)
+			}
+		})
+	}
+}

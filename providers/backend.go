@@ -120,7 +120,14 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	}
 	t := b.targets[l.i]
 	res.Target = t.URL
-	return b.settle(l, b.p.Send(t, call, out, res), res)
+	err = b.settle(l, b.p.Send(t, call, out, res), res)
+	if err != nil && l.i < 64 {
+		if call.failedOn != b {
+			call.failedOn, call.failed = b, 0
+		}
+		call.failed |= 1 << l.i
+	}
+	return err
 }
 
 // Close stops the backend's background work and releases its idle connections and

@@ -554,7 +554,9 @@ func (p *pool) lastResort() (lease, bool) {
 const maxLastResort = 64
 
 // choose applies affinity and the balance policy to the targets in service; -1 when
-// none is.
+// none is. A retry of a call avoids the targets that failed it while another is in
+// service: affinity (and a least-loaded pick, the failed target's slot just freed)
+// would send it back to the target that just refused it.
 func (b *Backend) choose(call *Call) int {
 	p := &b.pool
 	if len(p.states) == 1 {
@@ -563,6 +565,11 @@ func (b *Backend) choose(call *Call) int {
 		}
 		return -1
 	}
+	return b.avoidFailed(call, b.pick(call))
+}
+
+func (b *Backend) pick(call *Call) int {
+	p := &b.pool
 	if p.ring != nil {
 		if i := b.affine(call); i >= 0 {
 			return i
@@ -575,6 +582,26 @@ func (b *Backend) choose(call *Call) int {
 		return b.leastQueued()
 	}
 	return b.roundRobin()
+}
+
+// avoidFailed returns i, or when the call already failed on target i, the next target
+// in service it has not failed on; i when there is none.
+func (b *Backend) avoidFailed(call *Call, i int) int {
+	if i < 0 || call.failedOn != b || i >= 64 || call.failed&(1<<i) == 0 {
+		return i
+	}
+	states := b.pool.states
+	n := len(states)
+	for k := 1; k < n; k++ {
+		j := i + k
+		if j >= n {
+			j -= n
+		}
+		if (j >= 64 || call.failed&(1<<j) == 0) && states[j].available() {
+			return j
+		}
+	}
+	return i
 }
 
 func (b *Backend) roundRobin() int {

@@ -116,6 +116,10 @@ type Call struct {
 	Deadline time.Time
 	// prepared is the upstream request body a preparer wrote for this attempt.
 	prepared []byte
+	// failed marks the targets (by index, the first 64) of backend failedOn whose
+	// attempt of this call failed: a retry goes to another target in service.
+	failed   uint64
+	failedOn *Backend
 }
 
 // Result is what one attempt produced besides the response body.
