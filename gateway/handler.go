@@ -126,10 +126,11 @@ type request struct {
 	outHead  int
 	finished bool
 	hideUse  bool
-	// werr is the error a write to the client from waitFn (upstreamWait, bound once
-	// per pooled request) met.
-	werr   error
-	waitFn func() error
+	// werr is the error a write to the client from waitFn or silentFn (upstreamWait
+	// and upstreamSilent, bound once per pooled request) met.
+	werr     error
+	waitFn   func() error
+	silentFn func() error
 
 	// a hijacked stream's connection (stream.go); hijackFn is serveHijacked, bound
 	// once per pooled request.
@@ -161,6 +162,7 @@ func (s *Server) acquireRequest() *request {
 	if r.hijackFn == nil {
 		r.hijackFn = r.serveHijacked
 		r.waitFn = r.upstreamWait
+		r.silentFn = r.upstreamSilent
 		r.watchFn = r.watchClient
 		r.watchDone = make(chan struct{}, 1)
 	}
@@ -185,7 +187,7 @@ func (r *request) release() {
 		fasthttp.ReleaseResponse(r.kept)
 	}
 	*r = request{reqID: pooled(r.reqID), modelName: pooled(r.modelName), userBuf: pooled(r.userBuf), out: pooled(r.out),
-		bodyBuf: pooled(r.bodyBuf), hijackFn: r.hijackFn, waitFn: r.waitFn, watchFn: r.watchFn, watchDone: r.watchDone}
+		bodyBuf: pooled(r.bodyBuf), hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone}
 	requestPool.Put(r)
 	if rt != nil {
 		rt.release()

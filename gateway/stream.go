@@ -370,6 +370,9 @@ func (r *request) relay() error {
 	if w, ok := r.stream.(providers.Waiter); ok {
 		held = w.NotifyWait(r.waitFn)
 	}
+	if n, ok := r.stream.(providers.SilenceNotifier); ok {
+		n.NotifySilence(streamKeepAlive, r.silentFn)
+	}
 	if !held {
 		// The header goes out at once, not with the first event, however long
 		// that takes.
@@ -399,6 +402,23 @@ func (r *request) relay() error {
 		return r.writeClient(r.conn, out)
 	}
 	return r.flush(true)
+}
+
+// streamKeepAlive is how long a stream's upstream may stay silent (queued, prefilling,
+// thinking) before the client is sent a keep-alive comment of the gateway's own, and
+// again after each such interval: a proxy or load balancer in front of the client
+// (60 s idle timeouts are common) would otherwise cut the stream.
+var streamKeepAlive = 15 * time.Second
+
+// upstreamSilent is the stream's silence hook (providers.SilenceNotifier): the
+// upstream has said nothing for streamKeepAlive, so the client gets a keep-alive
+// comment. It runs inside stream.Next.
+func (r *request) upstreamSilent() error {
+	if r.werr == nil {
+		r.out = append(r.eventBuf(), strKeepAlive...)
+		r.werr = r.flush(false)
+	}
+	return r.werr
 }
 
 // upstreamWait is the stream's wait hook (providers.Waiter): the upstream has nothing

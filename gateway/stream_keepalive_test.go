@@ -131,3 +131,52 @@ func TestReleaseDropsBigBuffers(t *testing.T) {
 		t.Fatalf("released to the pool with a %d-byte out buffer", n)
 	}
 }
+
+// An upstream that says nothing for a while (vLLM while the request is queued or its
+// prompt prefills sends no keep-alive of its own) gets the gateway's own keep-alive
+// comments to the client every streamKeepAlive, so that a proxy in front of the client
+// does not cut the stream; the upstream's stream_idle_timeout is not moved by them,
+// and the stream's content arrives whole.
+func TestStreamSilentUpstreamKeptAlive(t *testing.T) {
+	old := streamKeepAlive
+	streamKeepAlive = 100 * time.Millisecond
+	t.Cleanup(func() { streamKeepAlive = old })
+	t.Run("silence then content", func(t *testing.T) {
+		addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+			writeStreamHead(c)
+			writeChunk(c, sseChunk(""))
+			time.Sleep(700 * time.Millisecond)
+			writeChunk(c, sseChunk("hi")+"data: [DONE]\n\n")
+			writeChunk(c, "")
+		})
+		g := startGateway(t, mockConfig(addr, "", ""))
+		resp, body := postChat(t, g, streamBody)
+		if resp.StatusCode != 200 || !strings.Contains(body, `"content":"hi"`) || !strings.HasSuffix(body, "data: [DONE]\n\n") {
+			t.Fatalf("status %d body %q", resp.StatusCode, body)
+		}
+		if n := strings.Count(body, ": keep-alive\n\n"); n < 3 {
+			t.Fatalf("%d keep-alives during 700 ms of upstream silence at one every 100 ms, want at least 3:\n%s", n, body)
+		}
+	})
+	t.Run("idle timeout still fires", func(t *testing.T) {
+		addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+			writeStreamHead(c)
+			writeChunk(c, sseChunk("a"))
+			time.Sleep(3 * time.Second)
+		})
+		cfg := strings.Replace(mockConfig(addr, "", ""), "timeout: 20s}", "timeout: 20s, stream_idle_timeout: 400ms}", 1)
+		g := startGateway(t, cfg)
+		t0 := time.Now()
+		resp, body := postChat(t, g, streamBody)
+		took := time.Since(t0)
+		if resp.StatusCode != 200 || !strings.Contains(body, "upstream_timeout") {
+			t.Fatalf("status %d body %q, want the stream ended with upstream_timeout", resp.StatusCode, body)
+		}
+		if took > 2*time.Second {
+			t.Fatalf("stream ended after %v: keep-alives moved the 400ms stream_idle_timeout", took)
+		}
+		if !strings.Contains(body, ": keep-alive") {
+			t.Fatalf("no keep-alive before the idle timeout:\n%s", body)
+		}
+	})
+}

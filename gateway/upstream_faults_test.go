@@ -298,7 +298,10 @@ func TestStreamCutInMetrics(t *testing.T) {
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 		writeStreamHead(c)
 		writeChunk(c, sseChunk("Hel"))
-		time.Sleep(20 * time.Millisecond)
+		// Time for the gateway to read the chunk: a reset that arrives first drops
+		// it from the receive queue, and the stream fails before its first event
+		// (a 502, not a cut stream).
+		time.Sleep(300 * time.Millisecond)
 		_ = c.(*net.TCPConn).SetLinger(0)
 		c.Close()
 	})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
@@ -380,6 +381,11 @@ func (s *anthropicStream) prime() error {
 
 // NotifyWait implements Waiter.
 func (s *anthropicStream) NotifyWait(fn func() error) bool { return s.r.NotifyWait(fn) }
+
+// NotifySilence implements SilenceNotifier.
+func (s *anthropicStream) NotifySilence(every time.Duration, fn func() error) bool {
+	return s.r.NotifySilence(every, fn)
+}
 
 // Abort implements Aborter.
 func (s *anthropicStream) Abort() { s.r.Abort() }

@@ -32,6 +32,12 @@ type upstreamConn struct {
 	*deadline.Conn
 	addr connAddr
 	wait func() error
+	// silent, while set, is called every `every` the upstream stays silent during a
+	// read (NotifySilence); inForce is the read deadline the timeouts put in force
+	// (zero: none), which the ticks never pass.
+	silent  func() error
+	every   time.Duration
+	inForce time.Time
 	// firstByte and idle are the backend's first_byte_timeout and
 	// stream_idle_timeout; 0 is none.
 	firstByte, idle time.Duration
@@ -98,6 +104,7 @@ func (c *upstreamConn) SetReadDeadline(t time.Time) error {
 	if c.firstByte > 0 {
 		t = nearer(t, time.Now().Add(c.firstByte))
 	}
+	c.inForce = t
 	return c.Conn.SetReadDeadline(t)
 }
 
@@ -109,15 +116,19 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 		}
 	}
 	if c.idle > 0 && c.armed && !c.waiting {
-		if err := c.Conn.SetReadDeadline(nearer(c.end, time.Now().Add(c.idle))); err != nil {
-			return 0, err
+		c.inForce = nearer(c.end, time.Now().Add(c.idle))
+		if c.silent == nil {
+			if err := c.Conn.SetReadDeadline(c.inForce); err != nil {
+				return 0, err
+			}
 		}
 	}
-	n, err := c.Conn.Read(p)
+	n, err := c.read(p)
 	if n > 0 && c.waiting {
 		c.waiting, c.served = false, true
 		if c.idle == 0 && c.firstByte > 0 {
 			// The first byte came: from here the answer has fasthttp's deadline.
+			c.inForce = c.end
 			if e := c.Conn.SetReadDeadline(c.end); e != nil && err == nil {
 				err = e
 			}
@@ -130,6 +141,28 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 		c.readErr = err
 	}
 	return n, err
+}
+
+// read reads the socket; with a silence hook, the read wakes every `every` the upstream
+// stays silent (never past the deadline in force) and calls it, until bytes come, the
+// deadline in force runs out, or the hook fails the read.
+func (c *upstreamConn) read(p []byte) (int, error) {
+	if c.silent == nil || !c.armed {
+		return c.Conn.Read(p)
+	}
+	for {
+		tick := time.Now().Add(c.every)
+		if err := c.Conn.SetReadDeadline(nearer(c.inForce, tick)); err != nil {
+			return 0, err
+		}
+		n, err := c.Conn.Read(p)
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) || !c.inForce.IsZero() && !time.Now().Before(c.inForce) {
+			return n, err
+		}
+		if err := c.silent(); err != nil {
+			return 0, &waitError{err}
+		}
+	}
 }
 
 // pastEnd reports whether err is the attempt's own deadline running out rather

@@ -944,6 +944,12 @@ func (s *leasedStream) Next(ev *Event) error {
 	return err
 }
 
+// NotifySilence implements SilenceNotifier.
+func (s *leasedStream) NotifySilence(every time.Duration, fn func() error) bool {
+	n, ok := s.Events.(SilenceNotifier)
+	return ok && n.NotifySilence(every, fn)
+}
+
 // NotifyWait implements Waiter.
 func (s *leasedStream) NotifyWait(fn func() error) bool {
 	w, ok := s.Events.(Waiter)

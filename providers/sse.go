@@ -561,10 +561,20 @@ func (s *sseReader) NotifyWait(fn func() error) bool {
 	return true
 }
 
+// NotifySilence implements SilenceNotifier.
+func (s *sseReader) NotifySilence(every time.Duration, fn func() error) bool {
+	c := upstreamOf(s.up.LocalAddr())
+	if c == nil || every <= 0 {
+		return false
+	}
+	s.conn, c.silent, c.every = c, fn, every
+	return true
+}
+
 // Close implements Events.
 func (s *sseReader) Close() error {
 	if c := s.conn; c != nil {
-		c.wait, s.conn = nil, nil
+		c.wait, c.silent, s.conn = nil, nil, nil
 	}
 	if s.done {
 		s.drain()

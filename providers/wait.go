@@ -1,6 +1,9 @@
 package providers
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Waiter is implemented by a stream that can say when it is about to wait for its
 // upstream: every byte received so far has been read, and the next read goes to the
@@ -12,6 +15,16 @@ type Waiter interface {
 	// Next with it (and the stream's connection is not reused). It reports false,
 	// and never calls fn, when the stream cannot tell.
 	NotifyWait(fn func() error) bool
+}
+
+// SilenceNotifier is implemented by a stream that can tell when its upstream stays
+// silent while Next waits for it (queued, prefilling): NotifySilence has fn called,
+// from inside Next on its goroutine, every `every` of that silence, so that the caller
+// can keep its own client's side alive; an error from fn fails that Next with it. The
+// upstream's timeouts are not moved by it. It reports false, and never calls fn, when
+// the stream cannot tell.
+type SilenceNotifier interface {
+	NotifySilence(every time.Duration, fn func() error) bool
 }
 
 // Aborter is implemented by a stream that can be cut from another goroutine while
