@@ -61,6 +61,9 @@ type runtime struct {
 	retired   atomic.Bool
 	closeOnce sync.Once
 	log       *slog.Logger
+	// closing counts the server's runtimes closing in the background, for shutdown
+	// to wait for; nil for a runtime no server installed.
+	closing *atomic.Int64
 }
 
 type targetMetrics struct {
@@ -378,7 +381,23 @@ func (rt *runtime) release() {
 		// Closing may take seconds (a tracer exports what it queued, to a
 		// collector that may be down): not in the last request's handler, before
 		// its answer goes out.
-		go rt.close()
+		rt.closeInBackground()
+	}
+}
+
+// closeInBackground closes the runtime on a goroutine of its own, counted in closing
+// until it is done.
+func (rt *runtime) closeInBackground() {
+	if rt.closing != nil {
+		rt.closing.Add(1)
+	}
+	go rt.closeCounted()
+}
+
+func (rt *runtime) closeCounted() {
+	rt.close()
+	if rt.closing != nil {
+		rt.closing.Add(-1)
 	}
 }
 
@@ -387,7 +406,7 @@ func (rt *runtime) release() {
 func (rt *runtime) retire() {
 	rt.retired.Store(true)
 	if rt.refs.Load() == 0 {
-		go rt.close()
+		rt.closeInBackground()
 	}
 }
 

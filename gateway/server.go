@@ -82,6 +82,8 @@ type Server struct {
 	reloadMu  sync.Mutex
 	// lastHash is the SHA-256 of the file content the running config was parsed from.
 	lastHash [sha256.Size]byte
+	// closing counts retired runtimes closing in the background (runtime.closing).
+	closing atomic.Int64
 	// reloadFailing is set while the last reload failed; under reloadMu.
 	reloadFailing bool
 	// reloaded is signalled after each reload that installed a config, for the file
@@ -211,6 +213,7 @@ func (s *Server) install(rt *runtime) {
 	}
 	s.router.Apply(rt.routing)
 	s.syncRouterGauges(true)
+	rt.closing = &s.closing
 	if old := s.rt.Swap(rt); old != nil {
 		old.retire()
 	}
@@ -348,6 +351,12 @@ func (s *Server) shutdown() error {
 			_ = old.tr.ForceFlush(fctx)
 			fcancel()
 		}
+	}
+	// Configs retired by reloads close in the background, their tracers exporting
+	// the spans of the requests that ended on them: the process waits for that too,
+	// as long as a tracer's shutdown may take.
+	for t0 := time.Now(); s.closing.Load() > 0 && time.Since(t0) < 6*time.Second; {
+		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
 }

@@ -131,10 +131,17 @@ func (c Config) Validate() error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if !validHeaderName(k) {
+		switch {
+		case !validHeaderName(k):
 			add("headers."+k, "is not a valid HTTP header name")
-		} else if strings.ContainsAny(c.Headers[k], "\r\n\x00") {
+		case strings.ContainsAny(c.Headers[k], "\r\n\x00"):
 			add("headers."+k, "must not contain line breaks or NUL")
+		case c.Exporter == ExporterOTLPGRPC:
+			// gRPC refuses such metadata in the process, on every export: no span
+			// would ever reach the collector.
+			if p := grpcMetadataProblem(k, c.Headers[k]); p != "" {
+				add("headers."+k, p)
+			}
 		}
 	}
 	if r := c.SampleRatio; r != nil && (math.IsNaN(*r) || *r < 0 || *r > 1) {
@@ -202,6 +209,31 @@ func validHost(h string) bool {
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= 1 && n <= 65535 && p[0] != '+'
+}
+
+// grpcMetadataProblem says what gRPC would refuse in a header sent as metadata: a key
+// of other than letters, digits, '-', '_' and '.', or one starting "grpc-" (reserved),
+// and a value of other than printable ASCII unless its key ends "-bin".
+func grpcMetadataProblem(k, v string) string {
+	lk := strings.ToLower(k)
+	if strings.HasPrefix(lk, "grpc-") {
+		return "is reserved by gRPC (otlp-grpc)"
+	}
+	for i := 0; i < len(lk); i++ {
+		c := lk[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return "is not a valid gRPC metadata key (otlp-grpc: letters, digits, '-', '_' and '.' only)"
+		}
+	}
+	if strings.HasSuffix(lk, "-bin") {
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return "must be printable ASCII for otlp-grpc (or the key must end in -bin)"
+		}
+	}
+	return ""
 }
 
 func validHeaderName(s string) bool {
