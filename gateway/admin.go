@@ -240,11 +240,12 @@ func parseWeights(body []byte) (map[string]int, bool) {
 		if _, dup := weights[name]; dup {
 			return nil, false
 		}
-		var w int
-		if err := dec.Decode(&w); err != nil {
+		// A pointer, so that null is told from 0: an int takes null as 0 without an error.
+		var w *int
+		if err := dec.Decode(&w); err != nil || w == nil {
 			return nil, false
 		}
-		weights[name] = w
+		weights[name] = *w
 	}
 	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
 		return nil, false

@@ -354,10 +354,22 @@ func opPromote(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 	return evPromote, nil
 }
 
+// opRollback sends the canary to 0 %. A canary already rolled back is left as it is,
+// keeping the reason (the gate that fired) and window of the first rollback. During an
+// operator's weights override the rollback keeps the override, as a gate's does: the
+// canary's share goes to the other routes by their override weights (a drained route
+// stays drained), and the reload that ends the override leaves the canary rolled back.
 func opRollback(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 	if c == nil {
 		return "", ErrNoCanary
 	}
-	*cur = ctlState{state: StateRolledBack, cw: 0, since: now, reason: "rolled back by operator"}
+	if cur.state == StateRolledBack && (cur.override == nil || cur.override[c.route] == 0) {
+		return "", nil
+	}
+	next := ctlState{state: StateRolledBack, cw: 0, since: now, reason: "rolled back by operator"}
+	if cur.override != nil {
+		next.override = overrideWithout(cur.override, c.route)
+	}
+	*cur = next
 	return evRollback, nil
 }
