@@ -1125,8 +1125,8 @@ func (k *KeyConfig) mayCall(name string) bool {
 }
 
 // wsProblem is the problem of a key (a client's, its sha256, the admin token) with
-// surrounding whitespace. It does not quote the key.
-const wsProblem = "has leading or trailing whitespace (a trailing newline from a secret file?)"
+// surrounding whitespace, as of a backend's secrets. It does not quote the key.
+const wsProblem = providers.WhitespaceProblem
 
 // validEndpointName reports whether name can be a model name clients send, a path
 // segment of the admin API and a Redis hash tag: no spaces, control characters or

@@ -564,17 +564,13 @@ func (d *dirWatch) remove(dir string) {
 // followed (configFiles): each file's directory, the links on its way and the
 // directories they resolve to, so that a renewal is seen however it lands: a save, a
 // rename over the file, or Kubernetes swapping a Secret's ..data link, every time.
-type certWatch struct {
-	files []*configFiles
-	paths []string
-	bases []string
-}
+type certWatch []*configFiles
 
 // watchCert replaces cw's watches with those of the running config's certificate
 // files when the API listener serves TLS. It runs again after every reload, so files a
 // reload moved are followed.
 func (s *Server) watchCert(dw *dirWatch, cw *certWatch) {
-	old := cw.files
+	old := *cw
 	// The old watches go once the new ones are in: a directory both name keeps
 	// its watch throughout.
 	defer func() {
@@ -582,31 +578,25 @@ func (s *Server) watchCert(dw *dirWatch, cw *certWatch) {
 			f.unwatch(dw)
 		}
 	}()
-	*cw = certWatch{}
+	*cw = nil
 	rt := s.rt.Load()
 	if s.cert.Load() == nil || rt == nil {
 		return
 	}
 	for _, f := range []string{rt.cfg.Server.TLS.CertFile, rt.cfg.Server.TLS.KeyFile} {
-		if abs, err := filepath.Abs(f); err == nil {
-			f = abs
-		}
-		dir := filepath.Dir(f)
-		if err := dw.add(dir); err != nil {
+		cf, err := watchFiles(dw, f, s.log)
+		if err != nil {
 			s.log.Warn("certificate file watching unavailable: a renewed certificate is served after the next reload", "error", err.Error())
 			continue
 		}
-		cf := newConfigFiles(dir)
-		cf.own = true
-		cf.follow(dw, f, s.log)
-		cw.files, cw.paths, cw.bases = append(cw.files, cf), append(cw.paths, f), append(cw.bases, filepath.Base(f))
+		*cw = append(*cw, cf)
 	}
 }
 
-// is reports whether an event on name may have changed a certificate file.
-func (cw *certWatch) is(name string) bool {
-	for i, f := range cw.files {
-		if filepath.Dir(name) == f.dir && configEvent(name, cw.bases[i]) || f.is(name) {
+// changed reports whether an event on name may have changed a certificate file.
+func (cw certWatch) changed(name string) bool {
+	for _, f := range cw {
+		if f.changed(name) {
 			return true
 		}
 	}
@@ -614,9 +604,9 @@ func (cw *certWatch) is(name string) bool {
 }
 
 // follow walks the certificate files' links again, as configFiles.follow does.
-func (cw *certWatch) follow(dw *dirWatch, log *slog.Logger) {
-	for i, f := range cw.files {
-		f.follow(dw, cw.paths[i], log)
+func (cw certWatch) follow(dw *dirWatch, log *slog.Logger) {
+	for _, f := range cw {
+		f.follow(dw, log)
 	}
 }
 
@@ -656,17 +646,11 @@ func (s *Server) watch(ctx context.Context) {
 	}
 	defer w.Close()
 	dw := &dirWatch{w: w, n: map[string]int{}}
-	path := s.path
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	dir, base := filepath.Dir(path), filepath.Base(path)
-	if err := dw.add(dir); err != nil {
+	t, err := watchFiles(dw, s.path, s.log)
+	if err != nil {
 		s.log.Warn("config file watching unavailable", "error", err.Error())
 		return
 	}
-	t := newConfigFiles(dir)
-	t.follow(dw, path, s.log)
 	var certs certWatch
 	s.watchCert(dw, &certs)
 	// Writers emit several events per save; settle for a moment, then compare content
@@ -687,12 +671,12 @@ func (s *Server) watch(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if certs.is(ev.Name) {
+			if certs.changed(ev.Name) {
 				// A renewed certificate (a save, or Kubernetes swapping a secret's
 				// ..data link): served from the next connection, without a reload.
 				settle(&certTimer, certFire)
 			}
-			if !(filepath.Dir(ev.Name) == dir && configEvent(ev.Name, base)) && !t.is(ev.Name) {
+			if !t.changed(ev.Name) {
 				continue
 			}
 			if ev.Has(fsnotify.Write) {
@@ -717,7 +701,7 @@ func (s *Server) watch(ctx context.Context) {
 			}
 			// Follow a repointed link before reading: a save of the new target made
 			// from here on raises an event, and one made before is in this read.
-			t.follow(dw, path, s.log)
+			t.follow(dw, s.log)
 			h := fileHash(s.path)
 			s.reloadMu.Lock()
 			// After a failed reload the file is read again even if it holds the
@@ -739,20 +723,30 @@ func (s *Server) watch(ctx context.Context) {
 // are watched besides the config's own, by their resolved names, since that is how
 // the watcher names their events.
 type configFiles struct {
-	// dir is the config's own directory, always watched, and real its resolved name.
-	dir, real string
-	names     map[string]bool
-	dirs      map[string]bool
-	// own is set when dir's watch is this set's to drop (unwatch).
-	own bool
+	// path is the file's absolute path; dir its directory, always watched, and real
+	// its resolved name.
+	path, dir, real string
+	names           map[string]bool
+	dirs            map[string]bool
 }
 
-func newConfigFiles(dir string) *configFiles {
+// watchFiles watches the file at path (a config or a certificate file) through its
+// directory and its links (follow).
+func watchFiles(w *dirWatch, path string, log *slog.Logger) (*configFiles, error) {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	dir := filepath.Dir(path)
+	if err := w.add(dir); err != nil {
+		return nil, err
+	}
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		real = dir
 	}
-	return &configFiles{dir: dir, real: real}
+	c := &configFiles{path: path, dir: dir, real: real}
+	c.follow(w, log)
+	return c, nil
 }
 
 // maxLinks bounds the links followed from the config's path, as the kernel bounds a
@@ -763,7 +757,8 @@ const maxLinks = 40
 // links and file it finds now: a link repointed anywhere in the chain is seen. A link
 // that does not resolve (swapped at this very moment) ends the walk there; the change
 // that follows raises the next event.
-func (c *configFiles) follow(w *dirWatch, path string, log *slog.Logger) {
+func (c *configFiles) follow(w *dirWatch, log *slog.Logger) {
+	path := c.path
 	names, dirs := make(map[string]bool), make(map[string]bool)
 	add := func(p string) {
 		d, err := filepath.EvalSymlinks(filepath.Dir(p))
@@ -829,16 +824,18 @@ func (c *configFiles) unwatch(w *dirWatch) {
 	for d := range c.dirs {
 		w.remove(d)
 	}
-	if c.own {
-		w.remove(c.dir)
-	}
+	w.remove(c.dir)
 	c.dirs = nil
 }
 
-// is reports whether an event on name is about one of the config's links or the file
-// they resolve to.
-func (c *configFiles) is(name string) bool {
+// changed reports whether an event on name may have changed the file: one in its own
+// directory on the file or a "..data" swap (configEvent), or one on a link on its way
+// or the file they resolve to.
+func (c *configFiles) changed(name string) bool {
 	if filepath.Dir(name) == c.dir {
+		if configEvent(name, filepath.Base(c.path)) {
+			return true
+		}
 		name = filepath.Join(c.real, filepath.Base(name))
 	}
 	return c.names[name]

@@ -80,16 +80,20 @@ func leafCert(t *testing.T, p *testPKI) []byte {
 // Operator: the TLS Secret is mounted with items in a sub-directory (a projected volume
 // holding tls/tls.crt and tls/tls.key beside other sources). Every renewal must be
 // served.
-func TestWatchTLSSecretItemPathRepeatedRotation(t *testing.T) {
+func TestWatchTLSSecretItemPathRepeatedRotation(t *testing.T) { rotateTLSSecret(t, "tls/") }
+
+// rotateTLSSecret mounts a TLS Secret with its files under sub in the volume, renews
+// it three times as the kubelet does, and checks each renewal is served.
+func rotateTLSSecret(t *testing.T, sub string) {
 	pkis := []*testPKI{newTestPKI(t), newTestPKI(t), newTestPKI(t), newTestPKI(t)}
 	vol := t.TempDir()
 	k := &kubelet{t: t, vol: vol}
 	put := func(p *testPKI) {
-		k.update(map[string][]byte{"tls/tls.crt": mustRead(t, p.serverCert), "tls/tls.key": mustRead(t, p.serverKey)})
+		k.update(map[string][]byte{sub + "tls.crt": mustRead(t, p.serverCert), sub + "tls.key": mustRead(t, p.serverKey)})
 	}
 	put(pkis[0])
 	g := startGateway(t, `
-server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", tls: {cert_file: "`+vol+`/tls/tls.crt", key_file: "`+vol+`/tls/tls.key"}}
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", tls: {cert_file: "`+vol+"/"+sub+`tls.crt", key_file: "`+vol+"/"+sub+`tls.key"}}
 backends:
   up: {provider: mock, model: m}
 endpoints:
@@ -99,7 +103,7 @@ endpoints:
 		time.Sleep(250 * time.Millisecond)
 		put(p)
 		if !waitWithin(3*time.Second, func() bool { return bytes.Equal(servedLeaf(t, g.Addr()), leafCert(t, p)) }) {
-			t.Fatalf("secret rotation %d (items path tls/tls.crt): renewed certificate not served within 3s (observed: the previous one; expected: the renewed one)", i+1)
+			t.Fatalf("secret rotation %d (files at %q): renewed certificate not served within 3s (still the old one)", i+1, sub+"tls.crt")
 		}
 	}
 }

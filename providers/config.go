@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -231,9 +233,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// wsProblem is the problem of a key or header value with surrounding whitespace. It
-// does not quote the value.
-const wsProblem = "has leading or trailing whitespace (a trailing newline from a secret file?)"
+// WhitespaceProblem is the problem of a secret (a key, a header value, a token) with
+// surrounding whitespace. It does not quote the value.
+const WhitespaceProblem = "has leading or trailing whitespace (a trailing newline from a secret file?)"
 
 // validateSecrets refuses a header whose name is not a token or whose value holds a
 // line break, and an api_key or header value with surrounding whitespace, as
@@ -244,7 +246,7 @@ const wsProblem = "has leading or trailing whitespace (a trailing newline from a
 func (c *Config) validateSecrets() []error {
 	var errs []error
 	if strings.TrimSpace(c.APIKey) != c.APIKey {
-		errs = append(errs, fieldErr("api_key", wsProblem))
+		errs = append(errs, fieldErr("api_key", WhitespaceProblem))
 	}
 	names := make([]string, 0, len(c.Headers))
 	for k := range c.Headers {
@@ -254,11 +256,11 @@ func (c *Config) validateSecrets() []error {
 	for _, k := range names {
 		v := c.Headers[k]
 		switch {
-		case !isHTTPToken(k):
+		case !httpguts.ValidHeaderFieldName(k):
 			// Sent, it makes every request malformed, refused by the upstream.
 			errs = append(errs, fieldErr("headers."+k, "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"))
 		case strings.TrimSpace(v) != v:
-			errs = append(errs, fieldErr("headers."+k, wsProblem))
+			errs = append(errs, fieldErr("headers."+k, WhitespaceProblem))
 		case strings.ContainsAny(v, "\r\n\x00"):
 			// Sent as spaces, it reaches the upstream as another value than the one
 			// masked in its errors.

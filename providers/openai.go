@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http/httpguts"
 )
 
 // openAI speaks the OpenAI HTTP API: vLLM, OpenAI, TGI, Ollama, Together …
@@ -72,7 +73,7 @@ func authCredentials(name, v string) (string, bool) {
 		return "", false
 	}
 	scheme, cred := v[:sp], strings.TrimLeft(v[sp+1:], " ")
-	if cred == "" || !isHTTPToken(scheme) {
+	if cred == "" || !httpguts.ValidHeaderFieldName(scheme) {
 		return "", false
 	}
 	if !strings.Contains(strings.ToLower(name), "authorization") &&
@@ -80,19 +81,6 @@ func authCredentials(name, v string) (string, bool) {
 		return "", false
 	}
 	return cred, true
-}
-
-// isHTTPToken reports whether s is an RFC 9110 token, as an auth-scheme is.
-func isHTTPToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return s != ""
 }
 
 func newOpenAI(c *Config) *openAI {

@@ -283,7 +283,7 @@ func TestSecretValueWhitespaceRefused(t *testing.T) {
 				if strings.Contains(fe.Error(), key) {
 					t.Errorf("problem quotes the value: %v", fe)
 				}
-				if fe.Problem() != wsProblem {
+				if fe.Problem() != WhitespaceProblem {
 					t.Errorf("problem %q", fe.Problem())
 				}
 				got = append(got, fe.Key())
