@@ -90,6 +90,9 @@ func runMax(ctx context.Context, o *options, b *bins, cores CoreMap, prog *progr
 		res.Paths = measure(ctx, o, ts, spec, prog)
 		res.Compare = compare(res.Paths)
 		res.Settings.Rate = mr.HalfRate
+	} else {
+		// No rate ran at a constant load: --rate was never offered.
+		res.Settings.Rate = 0
 	}
 	if o.Out != "" {
 		stamped, latest := resultFiles(o.Out, "max", res.Started)

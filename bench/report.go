@@ -199,8 +199,13 @@ func pathResult(name string, rate float64, st *runStats, stream bool) PathResult
 // below the one asked for, and every path's latency is mostly the harness's own
 // lateness. A closed loop has no schedule and no send lag.
 func loadgenBehind(lag, lat Summary) bool {
-	return lag.Count > 0 && lat.P99 > 0 && lag.P99 > lat.P99/2
+	return lag.Count >= minLagSamples && lat.P99 > 0 && lag.P99 > lat.P99/2
 }
+
+// minLagSamples is the fewest send-lag samples whose p99 says more than the
+// single slowest send: below it (a --smoke run's 50 requests a path) one late
+// wake-up of the pacer would flag the path.
+const minLagSamples = 100
 
 // Path names. tollgate-base is the same gateway without the feature a
 // scenario measures, so the feature's own cost is tollgate − tollgate-base.
@@ -319,6 +324,10 @@ func (r *Result) markdown() string {
 	p("- cores: ", r.Cores.String())
 	s := r.Settings
 	load := frate(s.Rate) + " req/s open loop"
+	if r.Max != nil && r.Max.HalfRate == 0 {
+		// The ladder is the whole run: no half-rate measurement followed it.
+		load = "the ladder below only (Tollgate sustained no step, so no half-rate run)"
+	}
 	latency := "Latency (µs, from the scheduled send time to the last byte)"
 	if s.Closed {
 		// No schedule: each client sends as soon as it has its answer.

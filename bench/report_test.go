@@ -438,3 +438,37 @@ func rusageCPU(t *testing.T) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// A max run whose Tollgate path sustained no step has no half-rate run, so its
+// report does not claim the --rate it never offered as its load.
+func TestMarkdownMaxWithoutHalfRate(t *testing.T) {
+	r := fixedResult()
+	r.Scenario = "max"
+	r.Paths = nil
+	r.Settings.Rate = 0
+	r.Max = &MaxResult{BoundUS: 5000, Highest: map[string]float64{pathNginx: 500},
+		Steps: []MaxStep{
+			{Path: pathTollgate, Offered: 500, Latency: sum(900, 7000), Pass: false},
+			{Path: pathNginx, Offered: 500, Latency: sum(300, 900), Pass: true},
+		}}
+	md := r.markdown()
+	if !strings.Contains(md, "- load: the ladder below only (Tollgate sustained no step, so no half-rate run)") ||
+		strings.Contains(md, "req/s open loop") {
+		t.Fatalf("load line of a max run without its half-rate run:\n%s", md[:strings.Index(md, "\n\n")])
+	}
+}
+
+// A send-lag p99 over fewer than 100 samples is the single slowest send; it
+// flags nothing, as in a --smoke run's 50 requests a path.
+func TestLoadgenBehindNeedsSamples(t *testing.T) {
+	lat := sum(40_000, 60_000)
+	lag := sum(40_000, 59_000)
+	lag.Count = 50
+	if loadgenBehind(lag, lat) {
+		t.Fatal("50 samples flagged the load generator behind")
+	}
+	lag.Count = 100
+	if !loadgenBehind(lag, lat) {
+		t.Fatal("100 samples with a send lag of 98 % of the latency p99 not flagged")
+	}
+}
