@@ -29,8 +29,8 @@ type anthropic struct {
 	timeout   time.Duration
 	maxBody   int64
 	now       func() time.Time
-	// secrets are the key and header values sent upstream, as openAI's: masked in
-	// error answers and error events.
+	// secrets are the key, header and URL query values sent upstream, as openAI's:
+	// masked in error answers and error events.
 	secrets [][]byte
 }
 
@@ -51,6 +51,7 @@ func newAnthropic(c *Config) *anthropic {
 		a.headers = append(a.headers, [2]string{k, v})
 		a.secrets = appendHeaderSecrets(a.secrets, k, v)
 	}
+	a.secrets = appendQuerySecrets(a.secrets, c)
 	return a
 }
 

@@ -3,6 +3,7 @@ package providers
 import (
 	"errors"
 	"math"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -97,6 +98,10 @@ type Config struct {
 
 	// MaxResponseBytes bounds a buffered upstream answer.
 	MaxResponseBytes int64 `yaml:"-"`
+
+	// resolver looks up targets' host names in place of the system's resolver;
+	// nil is the system's. Tests set it to answer names they control.
+	resolver *net.Resolver
 }
 
 // Pricing is the backend's price per million tokens, in US dollars.
@@ -349,10 +354,10 @@ type HealthConfig struct {
 	// Timeout bounds one check: default 2s.
 	Timeout time.Duration `yaml:"timeout"`
 	// HealthyThreshold is how many checks in a row must pass to bring a target back:
-	// default 2.
+	// default 2, counted from the second check (the first decides at once).
 	HealthyThreshold int `yaml:"healthy_threshold"`
 	// UnhealthyThreshold is how many checks in a row must fail to take a target out:
-	// default 3.
+	// default 3, counted from the second check (the first decides at once).
 	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
 	// EjectAfter is how many failed requests in a row (unreachable, timed out, 5xx)
 	// eject a target: default 5.

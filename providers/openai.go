@@ -2,10 +2,12 @@ package providers
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -26,8 +28,9 @@ type openAI struct {
 	timeout     time.Duration
 	maxBody     int64
 	// secrets are the key and header values sent upstream (and the credentials of an
-	// Authorization-like header without its scheme): an error answer that quotes one
-	// ("Incorrect API key provided: sk-...") reaches the client masked.
+	// Authorization-like header without its scheme), and the values of the targets'
+	// URL query: an error answer that quotes one ("Incorrect API key provided:
+	// sk-...") reaches the client masked.
 	secrets [][]byte
 }
 
@@ -55,13 +58,40 @@ func appendSecret(secrets [][]byte, v string) [][]byte {
 // an upstream that quotes what it received quotes the token, not the header
 // ("Access token eyJ0... is missing or invalid"). Any scheme counts in a header named
 // like Authorization (Proxy-Authorization, cf-aig-authorization); Bearer and Basic in
-// any header.
+// any header. Basic credentials are user:password in base64 (RFC 7617), which an
+// upstream decodes before it quotes them ("user gateway:s3cret refused"): the decoded
+// user:password and the password alone are added too. A password under appendSecret's
+// length floor is masked only within user:password, as it could not be told from
+// ordinary words of the message.
 func appendHeaderSecrets(secrets [][]byte, name, v string) [][]byte {
 	secrets = appendSecret(secrets, v)
-	if cred, ok := authCredentials(name, v); ok {
-		secrets = appendSecret(secrets, cred)
+	cred, ok := authCredentials(name, v)
+	if !ok {
+		return secrets
+	}
+	secrets = appendSecret(secrets, cred)
+	if scheme, _, _ := strings.Cut(strings.TrimSpace(v), " "); strings.EqualFold(scheme, "Basic") {
+		if userPass, pass, ok := basicCredentials(cred); ok {
+			secrets = appendSecret(secrets, userPass)
+			secrets = appendSecret(secrets, pass)
+		}
 	}
 	return secrets
+}
+
+// basicCredentials decodes Basic credentials into user:password and the password
+// (what follows the first colon, RFC 7617, 2), if cred is base64 of such a pair. The
+// padding may be left out, as some clients do and servers accept.
+func basicCredentials(cred string) (userPass, pass string, ok bool) {
+	dec, err := base64.StdEncoding.DecodeString(cred)
+	if err != nil {
+		if dec, err = base64.RawStdEncoding.DecodeString(cred); err != nil {
+			return "", "", false
+		}
+	}
+	userPass = string(dec)
+	_, pass, ok = strings.Cut(userPass, ":")
+	return userPass, pass, ok
 }
 
 // authCredentials splits a header value of the form auth-scheme 1*SP credentials
@@ -93,7 +123,34 @@ func newOpenAI(c *Config) *openAI {
 		o.headers = append(o.headers, [2]string{k, v})
 		o.secrets = appendHeaderSecrets(o.secrets, k, v)
 	}
+	o.secrets = appendQuerySecrets(o.secrets, c)
 	return o
+}
+
+// appendQuerySecrets adds the values of the query of the backend's URLs to secrets, as
+// written and decoded: every request carries that query (operationURL), and it may
+// hold a credential (a signed token, the key of a gateway in front of the upstream)
+// that an upstream refusing it quotes ("signature sv=... expired"). api-version is
+// left out: it names the API version, which an error about it had better show.
+func appendQuerySecrets(secrets [][]byte, c *Config) [][]byte {
+	for _, raw := range append([]string{c.BaseURL}, c.Targets...) {
+		_, q, ok := strings.Cut(raw, "?")
+		if !ok {
+			continue
+		}
+		q, _, _ = strings.Cut(q, "#")
+		for part := range strings.SplitSeq(q, "&") {
+			k, v, _ := strings.Cut(part, "=")
+			if name, err := url.QueryUnescape(k); err == nil && strings.EqualFold(name, "api-version") {
+				continue
+			}
+			secrets = appendSecret(secrets, v)
+			if dec, err := url.QueryUnescape(v); err == nil {
+				secrets = appendSecret(secrets, dec)
+			}
+		}
+	}
+	return secrets
 }
 
 var (

@@ -5,6 +5,7 @@ package providers
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -166,6 +167,9 @@ type Event struct {
 
 // Target is one upstream replica of a backend.
 type Target struct {
+	// URL is the target's URL as configured. Its query goes with every request and
+	// may hold a credential: what is shown of a target (labels, spans, logs) is its
+	// host.
 	URL    string
 	client *fasthttp.HostClient
 	// uris holds the URL of each operation, indexed by Kind, parsed once: a request
@@ -251,10 +255,16 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 	// fasthttp moves the read and write deadlines of the connection later for every
 	// request; deadline.Conn makes that free. upstreamConn lets a stream hear of
 	// its reads (Waiter) and tells a retry whether the connection had served.
-	// The dial is dual-stack: TCPDialer's Dial and DialTimeout resolve IPv4 only,
-	// so an IPv6 literal ([fd00::5]) or a name with only AAAA records would be
-	// unreachable. Health checks and /metrics reads reuse this dial.
-	d := &fasthttp.TCPDialer{Concurrency: 0}
+	// The dial is dual-stack, and races the families of a name that has both (RFC
+	// 8305, Happy Eyeballs): net.Dialer tries the addresses of the family sorted first
+	// and, should none have connected within its FallbackDelay (300 ms), those of the
+	// other family alongside; the first to connect wins. fasthttp's TCPDialer tries one
+	// address after another, rotating through them from one dial to the next, so an
+	// address that black-holes (an IPv6 route that drops SYNs) takes the whole timeout
+	// and fails every other new connection. The name is looked up at each dial: for a
+	// new connection only, never for a request on a kept-alive one. Health checks and
+	// /metrics reads reuse this dial.
+	dialer := net.Dialer{Resolver: cfg.resolver}
 	connect := cfg.ConnectTimeout
 	viaProxy, err := proxyDial(cfg.Proxy, hc.IsTLS, connect)
 	if err != nil {
@@ -273,10 +283,10 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		var err error
 		if viaProxy != nil {
 			c, err = viaProxy(addr)
-		} else if timeout > 0 {
-			c, err = d.DialDualStackTimeout(addr, timeout)
 		} else {
-			c, err = d.DialDualStack(addr)
+			d := dialer
+			d.Timeout = timeout
+			c, err = d.Dial("tcp", addr)
 		}
 		if err != nil {
 			return nil, err

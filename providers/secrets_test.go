@@ -104,7 +104,7 @@ func TestAuthHeaderCredentialsMasked(t *testing.T) {
 		want                []string
 	}{
 		{"bearer", "Authorization", "Bearer eyJ0eXAiOiJKV1Q", []string{"Bearer eyJ0eXAiOiJKV1Q", "eyJ0eXAiOiJKV1Q"}},
-		{"basic", "Proxy-Authorization", "Basic dXNlcjpwYXNzd29yZA==", []string{"Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="}},
+		{"basic", "Proxy-Authorization", "Basic dXNlcjpwYXNzd29yZA==", []string{"Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA==", "user:password", "password"}},
 		{"other scheme in an authorization header", "cf-aig-authorization", "Token  tk-0123456789", []string{"Token  tk-0123456789", "tk-0123456789"}},
 		{"bearer in any header", "X-Upstream-Auth", "bearer tk-0123456789", []string{"bearer tk-0123456789", "tk-0123456789"}},
 		{"not a scheme elsewhere", "X-Note", "hello wonderful-world", []string{"hello wonderful-world"}},
