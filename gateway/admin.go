@@ -79,7 +79,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		snap, err := s.router.EndpointSnapshot(name)
-		s.writeRouting(ctx, rt, snap, err)
+		s.writeRouting(ctx, rt, name, "", snap, err)
 	case op == adminCanary:
 		if method != "POST" {
 			writeError(&ctx.Response, methodNotAllowed(ctx, strPost))
@@ -103,7 +103,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		if err == nil {
 			s.log.Info("canary operated", "endpoint", name, "verb", verb, "state", canaryState(snap))
 		}
-		s.writeRouting(ctx, rt, snap, err)
+		s.writeRouting(ctx, rt, name, verb, snap, err)
 	case op == adminWeights:
 		if method != "PUT" && method != "POST" {
 			writeError(&ctx.Response, methodNotAllowed(ctx, strPutPost))
@@ -118,7 +118,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		if err == nil {
 			s.log.Info("route weights overridden", "endpoint", name, "weights", weights)
 		}
-		s.writeRouting(ctx, rt, snap, err)
+		s.writeRouting(ctx, rt, name, "", snap, err)
 	default:
 		writeError(&ctx.Response, &errNotFound)
 	}
@@ -189,25 +189,50 @@ func (s *Server) endpointViews(rt *runtime, snaps []router.EndpointSnapshot) []e
 	return out
 }
 
-func (s *Server) writeRouting(ctx *fasthttp.RequestCtx, rt *runtime, snap router.EndpointSnapshot, err error) {
+// writeRouting answers with endpoint name's view, or with the error an operation on it
+// (verb, for a canary verb) met.
+func (s *Server) writeRouting(ctx *fasthttp.RequestCtx, rt *runtime, name, verb string, snap router.EndpointSnapshot, err error) {
 	if err != nil {
-		status, code := 500, "internal_error"
-		switch {
-		case errors.Is(err, router.ErrUnknownModel):
-			status, code = 404, "endpoint_not_found"
-		case errors.Is(err, router.ErrNoCanary):
-			status, code = 409, "no_canary"
-		case errors.Is(err, router.ErrCanaryState):
-			status, code = 409, "invalid_canary_state"
-		case errors.Is(err, router.ErrInvalidWeights):
-			status, code = 400, "invalid_weights"
-		case errors.Is(err, router.ErrUnavailable):
-			status, code = 503, "shared_state_unavailable"
-		}
-		writeError(&ctx.Response, &apiError{status, "invalid_request_error", code, "", err.Error()})
+		writeError(&ctx.Response, s.routingError(name, verb, err))
 		return
 	}
 	writeJSON(ctx, 200, s.endpointViews(rt, []router.EndpointSnapshot{snap})[0])
+}
+
+// routingError maps a router error to the admin API's status and code, with a message in
+// the operator's terms: the endpoint, the verb and the canary state it does not fit, or
+// what is wrong with the weights. Redis's own error (its address, a dial failure) and
+// any unmapped error go to the log, not the answer.
+func (s *Server) routingError(name, verb string, err error) *apiError {
+	q := "`" + name + "`"
+	switch {
+	case errors.Is(err, router.ErrUnknownModel):
+		return &apiError{404, "invalid_request_error", "endpoint_not_found", "", "No endpoint is named " + q + "."}
+	case errors.Is(err, router.ErrNoCanary):
+		return &apiError{409, "invalid_request_error", "no_canary", "", "Endpoint " + q + " has no canary."}
+	case errors.Is(err, router.ErrCanaryState):
+		state := router.StateNone
+		if snap, e := s.router.EndpointSnapshot(name); e == nil && snap.Canary != nil {
+			state = snap.Canary.State
+		}
+		msg := "The canary of " + q + " is " + state.String() + ": " + verb + " does not apply to it."
+		switch state {
+		case router.StateRolledBack:
+			msg += " Resume it to step again from its first step, or promote it."
+		case router.StatePromoted:
+			msg += " It has all the traffic; roll it back to start over."
+		}
+		return &apiError{409, "invalid_request_error", "invalid_canary_state", "", msg}
+	case errors.Is(err, router.ErrInvalidWeights):
+		return &apiError{400, "invalid_request_error", "invalid_weights", "",
+			"Invalid weights: " + strings.TrimPrefix(err.Error(), router.ErrInvalidWeights.Error()+": ")}
+	case errors.Is(err, router.ErrUnavailable):
+		s.log.Warn("admin operation not applied: shared routing state unavailable", "endpoint", name, "error", err.Error())
+		return &apiError{503, "invalid_request_error", "shared_state_unavailable", "",
+			"The shared routing state in Redis could not be read or written, so nothing was changed; try again."}
+	}
+	s.log.Error("admin operation failed", "endpoint", name, "error", err.Error())
+	return &apiError{500, "server_error", "internal_error", "", "The operation failed; the gateway's log has the detail."}
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

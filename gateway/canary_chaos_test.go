@@ -183,7 +183,8 @@ func parseCCView(hdr http.Header, body []byte) (ccView, error) {
 		return v, fmt.Errorf("window or steps: %s", body)
 	case v.Override != (v.Note != ""):
 		return v, fmt.Errorf("override %v with note %q", v.Override, v.Note)
-	case v.Override && v.Canary.State != "paused":
+	case v.Override && v.Canary.State != "paused" && v.Canary.State != "rolled_back":
+		// A rollback during an override keeps the override (README, "Admin API").
 		return v, fmt.Errorf("override with the canary %s: %s", v.Canary.State, body)
 	case v.Canary.State == "rolled_back" && v.Canary.Weight != 0, v.Canary.State == "promoted" && v.Canary.Weight != 100:
 		return v, fmt.Errorf("%s at %v%%: %s", v.Canary.State, v.Canary.Weight, body)

@@ -346,9 +346,15 @@ func endOverride(c *canaryCfg, cur *ctlState, now time.Time) {
 	cur.prior, cur.priorCW = StateNone, 0
 }
 
+// opPromote gives the canary all the traffic. A canary already promoted is left as it
+// is, keeping the reason and window of the promotion (the controller's last healthy
+// interval, or the first operator's), as a rollback of a rolled-back canary does.
 func opPromote(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 	if c == nil {
 		return "", ErrNoCanary
+	}
+	if cur.state == StatePromoted && cur.cw == Buckets && cur.override == nil {
+		return "", nil
 	}
 	*cur = ctlState{state: StatePromoted, cw: Buckets, since: now, reason: "promoted by operator"}
 	return evPromote, nil

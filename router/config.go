@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Config is the routing part of one endpoint's configuration. The gateway
@@ -188,7 +190,7 @@ func (s *Sticky) validate(fe *fieldErrors) {
 	case StickyHeader:
 		if s.Name == "" {
 			fe.add("sticky.name", "is required with from: header")
-		} else if !validHeaderName(s.Name) {
+		} else if !httpguts.ValidHeaderFieldName(s.Name) {
 			fe.add("sticky.name", "is not a valid header name")
 		}
 	case StickyUser, StickyAPIKey:
@@ -263,24 +265,6 @@ func validLabel(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderName accepts RFC 9110 token characters.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' ||
-			c == '+' || c == '-' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~':
-		default:
 			return false
 		}
 	}

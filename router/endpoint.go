@@ -18,8 +18,8 @@ type Target struct {
 	Backend int
 	// Name is the backend's name.
 	Name string
-	// Variant is the chosen route's variant, also on fallbacks, so that a
-	// request keeps one variant label whoever serves it.
+	// Variant is the chosen route's variant, also on fallbacks (Route -1),
+	// where the gateway labels nothing with it: a fallback serves no route.
 	Variant string
 	// Route is the index of the route this target is, for Observe; -1 for
 	// a fallback, whose attempts do not count toward any route's gates.

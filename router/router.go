@@ -230,7 +230,7 @@ func (r *Router) endpoint(name string) (*Endpoint, *state, error) {
 // Pause holds the canary of endpoint name at its weight; the gates still
 // roll it back on a breach.
 func (r *Router) Pause(ctx context.Context, name string) (EndpointSnapshot, error) {
-	return r.operate(ctx, name, opPause)
+	return r.operateCanary(ctx, name, opPause)
 }
 
 // Resume lets a paused canary step again, or restarts a rolled-back one
@@ -238,17 +238,19 @@ func (r *Router) Pause(ctx context.Context, name string) (EndpointSnapshot, erro
 // override paused at 0 % restarts from its start weight too, since at 0 %
 // it would get no traffic to earn a step with.
 func (r *Router) Resume(ctx context.Context, name string) (EndpointSnapshot, error) {
-	return r.operate(ctx, name, opResume)
+	return r.operateCanary(ctx, name, opResume)
 }
 
-// Promote gives the canary of endpoint name all the traffic.
+// Promote gives the canary of endpoint name all the traffic; a canary already promoted
+// is left as it is.
 func (r *Router) Promote(ctx context.Context, name string) (EndpointSnapshot, error) {
-	return r.operate(ctx, name, opPromote)
+	return r.operateCanary(ctx, name, opPromote)
 }
 
-// Rollback sends the canary of endpoint name to 0 % and holds it there.
+// Rollback sends the canary of endpoint name to 0 % and holds it there; a canary already
+// rolled back is left as it is.
 func (r *Router) Rollback(ctx context.Context, name string) (EndpointSnapshot, error) {
-	return r.operate(ctx, name, opRollback)
+	return r.operateCanary(ctx, name, opRollback)
 }
 
 // SetWeights overrides the live weights of endpoint name with weights
@@ -325,6 +327,20 @@ func (e *Endpoint) overrideWeights(weights map[string]int) ([]int32, error) {
 }
 
 type opFunc func(c *canaryCfg, cur *ctlState, now time.Time) (string, error)
+
+// operateCanary applies a canary verb. An endpoint without a canary has nothing shared
+// to read or write, so it is refused before Redis is asked: the answer is ErrNoCanary
+// whether or not Redis is up.
+func (r *Router) operateCanary(ctx context.Context, name string, op opFunc) (EndpointSnapshot, error) {
+	e, _, err := r.endpoint(name)
+	if err != nil {
+		return EndpointSnapshot{}, err
+	}
+	if e.canary == nil {
+		return EndpointSnapshot{}, ErrNoCanary
+	}
+	return r.operate(ctx, name, op)
+}
 
 func (r *Router) operate(ctx context.Context, name string, op opFunc) (EndpointSnapshot, error) {
 	e, st, err := r.endpoint(name)
