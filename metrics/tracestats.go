@@ -14,6 +14,10 @@ type TraceStats struct {
 	Kept, Discarded, Evicted uint64
 	// SpansDropped counts spans dropped because their trace had too many.
 	SpansDropped uint64
+	// SpansQueueDropped counts spans of kept traces dropped because the
+	// export queue was full (the collector slower than the gateway, or not
+	// answering).
+	SpansQueueDropped uint64
 	// ExportFailures counts batches the exporter failed to send.
 	ExportFailures uint64
 	// Pending is the number of traces waiting for their root span to end.
@@ -53,6 +57,8 @@ var (
 		[]string{"decision"}, nil)
 	traceSpansDroppedDesc = prometheus.NewDesc("tollgate_trace_spans_dropped_total",
 		"Spans dropped because their trace exceeded the per-trace span limit.", nil, nil)
+	traceSpansQueueDroppedDesc = prometheus.NewDesc("tollgate_trace_spans_queue_dropped_total",
+		"Spans of kept traces dropped because the export queue was full.", nil, nil)
 	traceExportFailuresDesc = prometheus.NewDesc("tollgate_trace_export_failures_total",
 		"Span batches the trace exporter failed to send.", nil, nil)
 	tracesPendingDesc = prometheus.NewDesc("tollgate_traces_pending",
@@ -66,6 +72,7 @@ type traceCollector struct{ watched[TraceStats] }
 func (c *traceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tracesDesc
 	ch <- traceSpansDroppedDesc
+	ch <- traceSpansQueueDroppedDesc
 	ch <- traceExportFailuresDesc
 	ch <- tracesPendingDesc
 }
@@ -79,6 +86,7 @@ func (c *traceCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(tracesDesc, prometheus.CounterValue, float64(s.Discarded), "discarded")
 	ch <- prometheus.MustNewConstMetric(tracesDesc, prometheus.CounterValue, float64(s.Evicted), "evicted")
 	ch <- prometheus.MustNewConstMetric(traceSpansDroppedDesc, prometheus.CounterValue, float64(s.SpansDropped))
+	ch <- prometheus.MustNewConstMetric(traceSpansQueueDroppedDesc, prometheus.CounterValue, float64(s.SpansQueueDropped))
 	ch <- prometheus.MustNewConstMetric(traceExportFailuresDesc, prometheus.CounterValue, float64(s.ExportFailures))
 	ch <- prometheus.MustNewConstMetric(tracesPendingDesc, prometheus.GaugeValue, float64(s.Pending))
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Exporters accepted in tracing.exporter.
@@ -132,7 +134,7 @@ func (c Config) Validate() error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		switch {
-		case !validHeaderName(k):
+		case !httpguts.ValidHeaderFieldName(k):
 			add("headers."+k, "is not a valid HTTP header name")
 		case strings.ContainsAny(c.Headers[k], "\r\n\x00"):
 			add("headers."+k, "must not contain line breaks or NUL")
@@ -234,19 +236,6 @@ func grpcMetadataProblem(k, v string) string {
 		}
 	}
 	return ""
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // FieldError is one invalid configuration key.

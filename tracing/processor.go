@@ -339,3 +339,35 @@ func (s sampledSpan) SpanContext() trace.SpanContext {
 	sc := s.ReadOnlySpan.SpanContext()
 	return sc.WithTraceFlags(sc.TraceFlags().WithSampled(true))
 }
+
+// flushSlack is room in the batch processor's queue beyond what exportGate
+// admits, for the markers ForceFlush puts into it: a marker takes a slot no
+// admission counted, and a flush that times out behind a hung export leaves
+// its marker queued. A slot costs 16 bytes.
+const flushSlack = 64
+
+// exportGate bounds the spans waiting for export (handed on to the batch
+// processor and not yet given to the exporter) and counts the ones it turns
+// away. The batch processor drops a span silently when its queue is full, so
+// the gate admits no more than that queue holds (loggingExporter releases the
+// spans as the exporter takes them), and every drop happens here, where it is
+// counted.
+type exportGate struct {
+	sdktrace.SpanProcessor
+	limit   int64
+	queued  atomic.Int64
+	dropped atomic.Uint64
+}
+
+// OnEnd implements sdktrace.SpanProcessor.
+func (g *exportGate) OnEnd(s sdktrace.ReadOnlySpan) {
+	if g.queued.Add(1) > g.limit {
+		g.queued.Add(-1)
+		g.dropped.Add(1)
+		return
+	}
+	g.SpanProcessor.OnEnd(s)
+}
+
+// taken releases n spans that the exporter has been given.
+func (g *exportGate) taken(n int) { g.queued.Add(-int64(n)) }

@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(hungCollectorEnv) != "" {
+		os.Exit(serveHungCollector())
+	}
 	goleak.VerifyTestMain(m)
 }
 

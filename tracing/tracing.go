@@ -19,7 +19,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +46,7 @@ type Tracing struct {
 	// sdk and tail are nil when tracing is off.
 	sdk     *sdktrace.TracerProvider
 	tail    *tailProcessor
+	gate    *exportGate
 	exp     *loggingExporter
 	capture bool
 }
@@ -56,6 +59,9 @@ type Stats struct {
 	Kept, Discarded, Evicted uint64
 	// SpansDropped counts spans beyond the per-request limit.
 	SpansDropped uint64
+	// SpansQueueDropped counts kept spans dropped because the export queue
+	// was full: the collector is slower than the gateway, or not answering.
+	SpansQueueDropped uint64
 	// ExportFailures counts batches the exporter failed to send.
 	ExportFailures uint64
 	// Pending is the number of requests whose spans wait for their root
@@ -119,9 +125,15 @@ func newTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktra
 		// A failed detector leaves a usable partial resource.
 		logger.Warn("tracing: resource detection incomplete", "error", err)
 	}
-	le := &loggingExporter{SpanExporter: exp, logger: logger}
-	tail := newTailProcessor(sdktrace.NewBatchSpanProcessor(le, bspOpts...),
-		cfg.keepErrors(), cfg.KeepSlowerThan, cfg.maxPendingTraces())
+	queue := exportQueueSize(bspOpts)
+	gate := &exportGate{limit: int64(queue)}
+	le := &loggingExporter{SpanExporter: exp, logger: logger, gate: gate}
+	le.abortCtx, le.abort = context.WithCancel(context.Background())
+	// The gate admits queue spans; the processor's own queue has room for
+	// them and for ForceFlush's markers, so that it never drops one itself.
+	bspOpts = append(bspOpts[:len(bspOpts):len(bspOpts)], sdktrace.WithMaxQueueSize(queue+flushSlack))
+	gate.SpanProcessor = sdktrace.NewBatchSpanProcessor(le, bspOpts...)
+	tail := newTailProcessor(gate, cfg.keepErrors(), cfg.KeepSlowerThan, cfg.maxPendingTraces())
 	sdk := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(headSampler{sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.sampleRatio()))}),
@@ -132,9 +144,24 @@ func newTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktra
 		tracer:   sdk.Tracer(instrumentationName),
 		sdk:      sdk,
 		tail:     tail,
+		gate:     gate,
 		exp:      le,
 		capture:  cfg.CaptureContent,
 	}, nil
+}
+
+// exportQueueSize is the queue size the batch processor would take from opts:
+// OTEL_BSP_MAX_QUEUE_SIZE as the SDK reads it, else the SDK's default, and
+// then opts.
+func exportQueueSize(opts []sdktrace.BatchSpanProcessorOption) int {
+	o := sdktrace.BatchSpanProcessorOptions{MaxQueueSize: sdktrace.DefaultMaxQueueSize}
+	if n, err := strconv.Atoi(os.Getenv("OTEL_BSP_MAX_QUEUE_SIZE")); err == nil {
+		o.MaxQueueSize = n
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return max(o.MaxQueueSize, 0)
 }
 
 func newExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
@@ -225,12 +252,13 @@ func (t *Tracing) Stats() Stats {
 		return Stats{}
 	}
 	return Stats{
-		Kept:           t.tail.kept.Load(),
-		Discarded:      t.tail.discarded.Load(),
-		Evicted:        t.tail.evicted.Load(),
-		SpansDropped:   t.tail.spansDropped.Load(),
-		ExportFailures: t.exp.failures.Load(),
-		Pending:        t.tail.pending(),
+		Kept:              t.tail.kept.Load(),
+		Discarded:         t.tail.discarded.Load(),
+		Evicted:           t.tail.evicted.Load(),
+		SpansDropped:      t.tail.spansDropped.Load(),
+		SpansQueueDropped: t.gate.dropped.Load(),
+		ExportFailures:    t.exp.failures.Load(),
+		Pending:           t.tail.pending(),
 	}
 }
 
@@ -243,12 +271,24 @@ func (t *Tracing) ForceFlush(ctx context.Context) error {
 }
 
 // Shutdown exports the kept spans still queued and stops the exporter,
-// within ctx's deadline.
+// within ctx's deadline. When the deadline passes first, the exports still
+// running are cancelled and the exporter is closed (for OTLP, its
+// connection), so that nothing of this tracer outlives Shutdown; the spans
+// not yet sent are lost and counted as export failures.
 func (t *Tracing) Shutdown(ctx context.Context) error {
 	if t.sdk == nil {
 		return nil
 	}
-	return t.sdk.Shutdown(ctx)
+	err := t.sdk.Shutdown(ctx)
+	if ctx.Err() != nil {
+		// The batch processor stops waiting at the deadline but leaves its
+		// export running in the background, bounded only by the exporter's
+		// own timeout (10 s for OTLP, more with retries) against a collector
+		// that accepts the request and never answers.
+		t.exp.abort()
+		_ = t.exp.Shutdown(ctx)
+	}
+	return err
 }
 
 // headSampler is the head decision: a parent-based trace ID ratio, except
@@ -275,15 +315,31 @@ const exportLogInterval = 30 * time.Second
 // loggingExporter counts and logs failed exports. It reports success to the
 // batch processor, which would otherwise hand the error to OTel's global
 // handler and print it a second time, unthrottled, through the log package.
+//
+// It also releases the spans it is given from the export gate, and cancels
+// every export once abort is called.
 type loggingExporter struct {
 	sdktrace.SpanExporter
-	logger   *slog.Logger
-	failures atomic.Uint64
-	lastLog  atomic.Int64
+	logger *slog.Logger
+	gate   *exportGate
+	// abortCtx ends every export, running or to come, once abort is called.
+	abortCtx context.Context
+	abort    context.CancelFunc
+	// shutdown runs the exporter's Shutdown once: Tracing.Shutdown calls it
+	// after a deadline passed while the batch processor still will.
+	shutdown    sync.Once
+	shutdownErr error
+	failures    atomic.Uint64
+	lastLog     atomic.Int64
 }
 
 func (e *loggingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	e.gate.taken(len(spans))
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(e.abortCtx, cancel)
 	err := e.SpanExporter.ExportSpans(ctx, spans)
+	stop()
+	cancel()
 	if err == nil {
 		return nil
 	}
@@ -294,4 +350,11 @@ func (e *loggingExporter) ExportSpans(ctx context.Context, spans []sdktrace.Read
 		e.logger.Warn("tracing: span export failed", "error", err, "spans", len(spans), "failures", n)
 	}
 	return nil
+}
+
+// Shutdown implements sdktrace.SpanExporter; only the first call reaches the
+// exporter.
+func (e *loggingExporter) Shutdown(ctx context.Context) error {
+	e.shutdown.Do(func() { e.shutdownErr = e.SpanExporter.Shutdown(ctx) })
+	return e.shutdownErr
 }
