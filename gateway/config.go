@@ -46,6 +46,15 @@ type Config struct {
 	// dups lists the mapping keys given twice, so the decoder's "mapping key already
 	// defined" can name the key path rather than another key on its line.
 	dups []dupKey
+	// keyFiles are the files API keys were read from (MLflow's *_api_key naming a
+	// file): the watch reloads when one of them changes.
+	keyFiles []keyFile
+}
+
+// keyFile is a file an API key was read from, with the SHA-256 of what it held then.
+type keyFile struct {
+	path string
+	sum  [sha256.Size]byte
 }
 
 // scalarAt is a scalar value at a key path, decoded into a Go type (as yaml.v3's

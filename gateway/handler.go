@@ -287,11 +287,10 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 
 // identityCoded reports whether the request body comes without a content coding: no
 // Content-Encoding, or only "identity". The gateway scans and splices the body as JSON
-// and does not decode gzip and the like.
+// and does not decode gzip and the like. Every Content-Encoding line is read, as one
+// list (RFC 9110): an empty first line, which ContentEncoding alone would report as
+// none, may come before a gzip one.
 func identityCoded(h *fasthttp.RequestHeader) bool {
-	if len(h.ContentEncoding()) == 0 {
-		return true
-	}
 	for _, v := range h.PeekAll(fasthttp.HeaderContentEncoding) {
 		for len(v) > 0 {
 			c := v
@@ -492,7 +491,8 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	key := r.stickyKey(ctx)
 	ep.routing.Plan(key, &r.plan)
 	p := &r.plan
-	r.variant = p.Variant
+	// The routing span keeps the decision; r.variant is set by the attempt that
+	// serves, since a request refused or served by a fallback has no variant.
 	if rs.IsRecording() {
 		tracing.SetRoute(rs, p.Targets[0].Name, p.Variant, int(p.Weight), xxhash.Sum64(key), p.Sticky)
 	}
@@ -534,8 +534,15 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		t := &p.Targets[ti]
 		b := r.rt.backendList[t.Backend]
-		prevBackend, prevBe, prevSeries, prevRoute := r.backend, r.be, r.series, r.obsRoute
+		prevBackend, prevVariant, prevBe, prevSeries, prevRoute := r.backend, r.variant, r.be, r.series, r.obsRoute
 		r.backend = b.Name
+		// A fallback serves no route, so it has no variant: the canary's gates
+		// count none of its attempts, and a variant's header, series, log line
+		// and spans hold only what that route's own backend answered.
+		r.variant = ""
+		if t.Route >= 0 {
+			r.variant = t.Variant
+		}
 		r.be, r.series = b, ep.seriesFor(p.Route, t.Backend)
 		r.attempts++
 		r.res = providers.Result{}
@@ -543,6 +550,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		if tr.Enabled() {
 			tracing.Inject(actx, &ctx.Request.Header)
 			if as.IsRecording() {
+				if r.variant != "" {
+					as.SetAttributes(tracing.KeyVariant.String(r.variant))
+				}
 				tracing.SetRequest(as, r.call.MaxTokens, r.temperature(), r.call.Stream)
 				tr.CapturePrompt(as, r.call.Body)
 			}
@@ -562,7 +572,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			// A fallback that cannot take the call (an Anthropic one asked for
 			// n=2) is skipped: the request is valid, and a 400 in place of the
 			// last upstream's error would tell the client not to retry it.
-			r.backend, r.be, r.series, r.obsRoute = prevBackend, prevBe, prevSeries, prevRoute
+			r.backend, r.variant, r.be, r.series, r.obsRoute = prevBackend, prevVariant, prevBe, prevSeries, prevRoute
 			r.attempts--
 			ctx.Response.Reset()
 			var ue *providers.UpstreamError
@@ -622,7 +632,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				r.aspan, r.sent = as, began
 				r.ans.Start(tr, as)
 			} else {
-				tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+				if r.usageKnown() {
+					tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+				}
 				if as.IsRecording() {
 					r.ans.Start(tr, as)
 					r.ans.Body(ctx.Response.Body())
@@ -1148,7 +1160,9 @@ func (r *request) endStream(werr error) error {
 				tracing.FirstToken(as, at, at.Sub(r.sent))
 			}
 			r.ans.End(as)
-			tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+			if r.usageKnown() {
+				tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+			}
 			tracing.SetAttempt(as, r.attempts, outcome.String())
 			if r.errKind == "client_gone" {
 				tracing.RecordRefusal(as, r.errKind)
@@ -1186,6 +1200,13 @@ func (r *request) setRequestIDHeader(h *fasthttp.ResponseHeader) {
 		h.SetBytesKV(hdrRequestID, r.reqID)
 	}
 }
+
+// usageKnown reports whether the upstream gave the request's token counts. Providers
+// leave the usage at zero when none came (a stream without its usage chunk, an answer
+// without "usage") or when a count in it could not be believed, the zero that makes
+// record keep the limits' estimate; the GenAI conventions then leave gen_ai.usage.* out
+// of the spans rather than report 0 tokens.
+func (r *request) usageKnown() bool { return r.usage != (providers.Usage{}) }
 
 // record settles the request's limits, counts it in the metrics and writes the access
 // log line.
@@ -1238,7 +1259,17 @@ func (r *request) record(status int) {
 				keyName = r.key.name
 			}
 			tracing.SetRequestID(sp, r.reqID, keyName)
-			tracing.SetUsage(sp, r.usage.Input, r.usage.Output)
+			// What served the request, as its metrics and access log name it; the
+			// routing span keeps the route chosen before any attempt.
+			if r.backend != "" {
+				sp.SetAttributes(tracing.KeyBackend.String(r.backend))
+			}
+			if r.variant != "" {
+				sp.SetAttributes(tracing.KeyVariant.String(r.variant))
+			}
+			if r.usageKnown() {
+				tracing.SetUsage(sp, r.usage.Input, r.usage.Output)
+			}
 			tracing.SetServerStatus(sp, status)
 			// A stream the upstream failed after its 200 (cut, or its own error
 			// event) is an error of the request too, as its attempt's span is.

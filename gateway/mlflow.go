@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"io/fs"
 	"os"
@@ -128,14 +129,15 @@ func expandMLflowEnv(n *yaml.Node, path string, env func(string) (string, bool),
 // mlflowKey reads an API key as MLflow's gateway does: a value naming a regular file
 // (a mounted Docker or Kubernetes secret) is read from that file, a relative path from
 // the working directory; any other value is the key itself. The trailing newline a
-// secret file usually has is not part of the key. Errors never quote the content.
-func mlflowKey(v string) (string, error) {
+// secret file usually has is not part of the key. A key read from a file comes with
+// the file, for the watch to follow. Errors never quote the content.
+func mlflowKey(v string) (string, *keyFile, error) {
 	if v == "" {
-		return "", nil
+		return "", nil, nil
 	}
 	fi, err := os.Stat(v)
 	if err != nil || !fi.Mode().IsRegular() {
-		return v, nil
+		return v, nil, nil
 	}
 	b, err := os.ReadFile(v)
 	if err != nil {
@@ -143,13 +145,14 @@ func mlflowKey(v string) (string, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return "", errors.New("cannot read the key file: " + err.Error())
+		return "", nil, errors.New("cannot read the key file: " + err.Error())
 	}
+	kf := &keyFile{path: v, sum: sha256.Sum256(b)}
 	key := strings.TrimRight(string(b), "\r\n")
 	if key == "" {
-		return "", errors.New("the key file is empty")
+		return "", kf, errors.New("the key file is empty")
 	}
-	return key, nil
+	return key, kf, nil
 }
 
 var mlflowTypes = map[string]string{
@@ -254,7 +257,10 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		}
 		b := providers.Config{Provider: mp.provider, Model: e.Model.Name, BaseURL: mp.defaultBase}
 		if mp.keyField != "" {
-			key, err := mlflowKey(c[mp.keyField])
+			key, kf, err := mlflowKey(c[mp.keyField])
+			if kf != nil {
+				cfg.keyFiles = append(cfg.keyFiles, *kf)
+			}
 			if err != nil {
 				k := p + ".model.config." + mp.keyField
 				report(line(k), k, err.Error())
@@ -262,11 +268,9 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 			b.APIKey = key
 		}
 		if v := c[mp.baseField]; v != "" {
-			b.BaseURL = strings.TrimRight(v, "/")
+			b.BaseURL = v
 		}
-		if strings.HasSuffix(e.Model.Provider, "text-generation-inference") && b.BaseURL != "" && !strings.HasSuffix(b.BaseURL, "/v1") {
-			b.BaseURL += "/v1"
-		}
+		b.BaseURL = mlflowBaseURL(b.BaseURL, strings.HasSuffix(e.Model.Provider, "text-generation-inference"))
 		if org := c["openai_organization"]; org != "" {
 			b.Headers = map[string]string{"OpenAI-Organization": org}
 		}
@@ -542,4 +546,22 @@ func setAzure(b *providers.Config, deployment, version string) {
 	if b.Deployment == "" {
 		b.Deployment = b.Model
 	}
+}
+
+// mlflowBaseURL drops the trailing slashes of a base URL's path, and with v1
+// ends the path in /v1 (a text-generation-inference server's OpenAI routes);
+// a query or fragment stays as written, after the path.
+func mlflowBaseURL(u string, v1 bool) string {
+	if u == "" {
+		return u
+	}
+	path, rest := u, ""
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		path, rest = u[:i], u[i:]
+	}
+	path = strings.TrimRight(path, "/")
+	if v1 && !strings.HasSuffix(path, "/v1") {
+		path += "/v1"
+	}
+	return path + rest
 }

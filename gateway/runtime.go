@@ -66,9 +66,12 @@ type runtime struct {
 	closing *atomic.Int64
 }
 
+// targetMetrics are the series of one target, in the backend's config order.
 type targetMetrics struct {
 	url string
-	a   *metrics.Attempt
+	// label is the target's label value (targetLabels).
+	label string
+	a     *metrics.Attempt
 }
 
 type endpoint struct {
@@ -150,8 +153,13 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 			specs[k] = tracing.UpstreamSpec(k.String(), bc.Provider, bc.Model, name, "")
 		}
 		rt.upstreamSpecs[b] = specs
-		for _, t := range b.Targets() {
-			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: t.URL, a: m.Attempt(name, hostOf(t.URL))})
+		targets := b.Targets()
+		urls := make([]string, len(targets))
+		for i, t := range targets {
+			urls[i] = t.URL
+		}
+		for i, label := range targetLabels(urls) {
+			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label)})
 		}
 	}
 	rt.unrouted = m.Route(metrics.UnknownEndpoint, metrics.None, metrics.None)
@@ -175,9 +183,13 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 			if variant == "" {
 				variant = r.Backend
 			}
-			for _, b := range append([]string{r.Backend}, ec.Fallbacks...) {
-				e.series[ri*len(names)+backendIdx[b]] = m.Route(ec.Name, b, variant)
+			// A fallback serves no route: its series have no variant, as its
+			// attempts count toward no route's canary gates. The route's own
+			// backend keeps the variant when it is also a fallback.
+			for _, b := range ec.Fallbacks {
+				e.series[ri*len(names)+backendIdx[b]] = m.Route(ec.Name, b, metrics.None)
 			}
+			e.series[ri*len(names)+backendIdx[r.Backend]] = m.Route(ec.Name, r.Backend, variant)
 		}
 		rt.routing = append(rt.routing, re)
 		e.defaultMaxTokens = ec.DefaultMaxTokens
@@ -298,13 +310,44 @@ func (e *endpoint) policyFor(k *clientKey) *limiter.Policy {
 	return e.policy
 }
 
-// hostOf is the host:port of a target URL: the label value, without path or
-// credentials.
-func hostOf(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.Host != "" {
-		return u.Host
+// targetLabels are the target label values of a backend's targets, given by URL in
+// config order: each one's host:port, followed by its path where a target with
+// another URL shares the host:port (two deployments behind one ingress), and by its
+// place in targets where that target shares the path too (only the query differs).
+// Labels alike would be one series showing whichever target was written last. A label
+// never holds credentials (which target URLs may not carry) or a query string (which
+// may carry a signature); the same URL given twice is one target, with one label.
+func targetLabels(urls []string) []string {
+	hosts := make([]string, len(urls))
+	withPath := make([]string, len(urls))
+	for i, raw := range urls {
+		hosts[i], withPath[i] = raw, raw
+		if u, err := url.Parse(raw); err == nil && u.Host != "" {
+			hosts[i], withPath[i] = u.Host, u.Host+u.EscapedPath()
+		}
 	}
-	return raw
+	// shared reports whether a target with another URL than target i's has its value
+	// in vals.
+	shared := func(vals []string, i int) bool {
+		for j := range urls {
+			if vals[j] == vals[i] && urls[j] != urls[i] {
+				return true
+			}
+		}
+		return false
+	}
+	labels := make([]string, len(urls))
+	for i := range urls {
+		switch {
+		case !shared(hosts, i):
+			labels[i] = hosts[i]
+		case !shared(withPath, i):
+			labels[i] = withPath[i]
+		default:
+			labels[i] = withPath[i] + " (targets[" + strconv.Itoa(i) + "])"
+		}
+	}
+	return labels
 }
 
 // ready reports whether every endpoint can reach at least one healthy target among
@@ -320,6 +363,19 @@ func (rt *runtime) ready() bool {
 			ok = ok || rt.backends[f].Healthy()
 		}
 		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// awaitChecks waits up to d for every target of the runtime's backends to have had
+// its first active health check, and reports whether they all had.
+func (rt *runtime) awaitChecks(d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for _, b := range rt.backendList {
+		if !b.AwaitChecks(ctx) {
 			return false
 		}
 	}

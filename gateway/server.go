@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,9 @@ type Server struct {
 	metrics     fasthttp.RequestHandler
 	accessLog   atomic.Bool
 	draining    atomic.Bool
+	// checked is set once the backends served have had the first round of their
+	// active health checks; /readyz fails until then.
+	checked atomic.Bool
 	// hijacked counts streams written on hijacked connections, which fasthttp's
 	// shutdown does not wait for (stream.go).
 	hijacked atomic.Int64
@@ -560,42 +564,76 @@ func (d *dirWatch) remove(dir string) {
 	d.n[dir]--
 }
 
-// certWatch follows the running config's server.tls files as the config file is
-// followed (configFiles): each file's directory, the links on its way and the
-// directories they resolve to, so that a renewal is seen however it lands: a save, a
-// rename over the file, or Kubernetes swapping a Secret's ..data link, every time.
-type certWatch []*configFiles
+// fileWatch follows files the running config reads besides its own (server.tls's
+// certificate and key, API key files) as the config file is followed (configFiles):
+// each file's directory, the links on its way and the directories they resolve to,
+// so that a change is seen however it lands: a save, a rename over the file, or
+// Kubernetes swapping a Secret's ..data link, every time.
+type fileWatch []*configFiles
 
-// watchCert replaces cw's watches with those of the running config's certificate
-// files when the API listener serves TLS. It runs again after every reload, so files a
-// reload moved are followed.
-func (s *Server) watchCert(dw *dirWatch, cw *certWatch) {
-	old := *cw
-	// The old watches go once the new ones are in: a directory both name keeps
-	// its watch throughout.
-	defer func() {
-		for _, f := range old {
-			f.unwatch(dw)
+// set replaces fw's watches with those of paths; what says what the files are, in
+// the warning logged when one cannot be watched. It runs again after every reload, so
+// files a reload moved are followed. A path watched already keeps its watch, links
+// followed so far included: one rebuilt from scratch would count on the watch of its
+// directory by name, and a directory reached through Kubernetes' ..data link (a
+// Secret's items under a sub-directory) is another one after each update.
+func (fw *fileWatch) set(dw *dirWatch, paths []string, what string, log *slog.Logger) {
+	old := *fw
+	kept := make([]bool, len(old))
+	var next fileWatch
+	for _, p := range paths {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
 		}
-	}()
-	*cw = nil
-	rt := s.rt.Load()
-	if s.cert.Load() == nil || rt == nil {
-		return
-	}
-	for _, f := range []string{rt.cfg.Server.TLS.CertFile, rt.cfg.Server.TLS.KeyFile} {
-		cf, err := watchFiles(dw, f, s.log)
-		if err != nil {
-			s.log.Warn("certificate file watching unavailable: a renewed certificate is served after the next reload", "error", err.Error())
+		if slices.ContainsFunc(next, func(f *configFiles) bool { return f.path == p }) {
 			continue
 		}
-		*cw = append(*cw, cf)
+		if i := slices.IndexFunc(old, func(f *configFiles) bool { return f.path == p }); i >= 0 {
+			kept[i] = true
+			next = append(next, old[i])
+			continue
+		}
+		cf, err := watchFiles(dw, p, log)
+		if err != nil {
+			log.Warn(what+" file watching unavailable: a changed file is read at the next reload", "error", err.Error())
+			continue
+		}
+		next = append(next, cf)
 	}
+	// The old watches go once the new ones are in: a directory both name keeps
+	// its watch throughout.
+	for i, f := range old {
+		if !kept[i] {
+			f.unwatch(dw)
+		}
+	}
+	*fw = next
 }
 
-// changed reports whether an event on name may have changed a certificate file.
-func (cw certWatch) changed(name string) bool {
-	for _, f := range cw {
+// watchCert follows the running config's certificate files when the API listener
+// serves TLS.
+func (s *Server) watchCert(dw *dirWatch, cw *fileWatch) {
+	var paths []string
+	if rt := s.rt.Load(); s.cert.Load() != nil && rt != nil {
+		paths = []string{rt.cfg.Server.TLS.CertFile, rt.cfg.Server.TLS.KeyFile}
+	}
+	cw.set(dw, paths, "certificate", s.log)
+}
+
+// watchKeys follows the running config's API key files.
+func (s *Server) watchKeys(dw *dirWatch, kw *fileWatch) {
+	var paths []string
+	if rt := s.rt.Load(); rt != nil {
+		for _, f := range rt.cfg.keyFiles {
+			paths = append(paths, f.path)
+		}
+	}
+	kw.set(dw, paths, "API key", s.log)
+}
+
+// changed reports whether an event on name may have changed one of the files.
+func (fw fileWatch) changed(name string) bool {
+	for _, f := range fw {
 		if f.changed(name) {
 			return true
 		}
@@ -603,11 +641,36 @@ func (cw certWatch) changed(name string) bool {
 	return false
 }
 
-// follow walks the certificate files' links again, as configFiles.follow does.
-func (cw certWatch) follow(dw *dirWatch, log *slog.Logger) {
-	for _, f := range cw {
+// follow walks the files' links again, as configFiles.follow does.
+func (fw fileWatch) follow(dw *dirWatch, log *slog.Logger) {
+	for _, f := range fw {
 		f.follow(dw, log)
 	}
+}
+
+// changedKeyFile is the first API key file of the running config that holds other
+// bytes than it was read with, or "". A file that is not there, or not a regular
+// file, counts as unchanged: read now, its path would be taken for the key itself (as
+// MLflow takes a value that names no file), so the reload waits for the file to be
+// back.
+func (s *Server) changedKeyFile() string {
+	rt := s.rt.Load()
+	if rt == nil {
+		return ""
+	}
+	for _, f := range rt.cfg.keyFiles {
+		if fi, err := os.Stat(f.path); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			continue
+		}
+		if sha256.Sum256(b) != f.sum {
+			return f.path
+		}
+	}
+	return ""
 }
 
 // refreshCert serves what the running config's certificate files hold now, if that
@@ -651,8 +714,9 @@ func (s *Server) watch(ctx context.Context) {
 		s.log.Warn("config file watching unavailable", "error", err.Error())
 		return
 	}
-	var certs certWatch
+	var certs, keys fileWatch
 	s.watchCert(dw, &certs)
+	s.watchKeys(dw, &keys)
 	// Writers emit several events per save; settle for a moment, then compare content
 	// so that a save without a change triggers nothing. A file written in place is
 	// read only once it has not been written for inPlaceQuiet. Events on other files
@@ -676,7 +740,9 @@ func (s *Server) watch(ctx context.Context) {
 				// ..data link): served from the next connection, without a reload.
 				settle(&certTimer, certFire)
 			}
-			if !t.changed(ev.Name) {
+			// A changed API key file reloads the config, which reads it: it is
+			// settled and compared as the config file is.
+			if !t.changed(ev.Name) && !keys.changed(ev.Name) {
 				continue
 			}
 			if ev.Has(fsnotify.Write) {
@@ -693,6 +759,7 @@ func (s *Server) watch(ctx context.Context) {
 			s.refreshCert()
 		case <-s.reloaded:
 			s.watchCert(dw, &certs)
+			s.watchKeys(dw, &keys)
 		case <-fire:
 			if d := time.Since(lastWrite); d < inPlaceQuiet {
 				// Written in place: the writer may not be done.
@@ -702,6 +769,7 @@ func (s *Server) watch(ctx context.Context) {
 			// Follow a repointed link before reading: a save of the new target made
 			// from here on raises an event, and one made before is in this read.
 			t.follow(dw, s.log)
+			keys.follow(dw, s.log)
 			h := fileHash(s.path)
 			s.reloadMu.Lock()
 			// After a failed reload the file is read again even if it holds the
@@ -709,6 +777,12 @@ func (s *Server) watch(ctx context.Context) {
 			// reload, and the failure's gauge and alert clear.
 			same := bytes.Equal(h[:], s.lastHash[:]) && !s.reloadFailing
 			s.reloadMu.Unlock()
+			if same {
+				if f := s.changedKeyFile(); f != "" {
+					s.log.Info("API key file changed; reloading", "file", f)
+					same = false
+				}
+			}
 			if !same {
 				_ = s.Reload()
 			}
@@ -861,6 +935,11 @@ func readConfig(path string, env func(string) (string, bool)) (*Config, [sha256.
 	return cfg, sha256.Sum256(data), err
 }
 
+// firstChecksWait bounds how long /readyz waits for the first round of active health
+// checks before answering that it is under way: under the 1s in which Kubernetes
+// probes time out by default.
+const firstChecksWait = 500 * time.Millisecond
+
 func fileHash(path string) [sha256.Size]byte {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -885,6 +964,21 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			ctx.SetBodyString(`{"status":"not ready"}`)
 			return
 		}
+		if !s.checked.Load() {
+			// Until every target has had its first check, an endpoint whose
+			// targets are all down would read as healthy. The wait is short: a
+			// probe right after start gets the checks' answer rather than a 503
+			// that only says they are under way.
+			if !rt.awaitChecks(firstChecksWait) {
+				ctx.SetStatusCode(503)
+				ctx.SetBodyString(`{"status":"not ready","reason":"the first health checks have not ended"}`)
+				return
+			}
+			// Once ready, targets a reload adds count as healthy until their first
+			// check, so that the reload does not take the gateway out of its load
+			// balancer meanwhile.
+			s.checked.Store(true)
+		}
 		if !rt.ready() {
 			ctx.SetStatusCode(503)
 			ctx.SetBodyString(`{"status":"not ready","reason":"an endpoint has no healthy target"}`)
@@ -897,8 +991,12 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			s.m.SetLimiterDegraded(rt.lim.Degraded())
 			var ups []metrics.TargetHealth
 			for _, b := range rt.backendList {
-				for _, h := range b.Health() {
-					ups = append(ups, metrics.TargetHealth{Backend: b.Name, Target: hostOf(h.URL), Up: h.Up})
+				// Health and the attempt series are both in the backend's config order.
+				ts := rt.attempts[b]
+				for i, h := range b.Health() {
+					if i < len(ts) {
+						ups = append(ups, metrics.TargetHealth{Backend: b.Name, Target: ts[i].label, Up: h.Up})
+					}
 				}
 			}
 			s.m.SetBackendsUp(ups)
@@ -931,7 +1029,8 @@ func (s *Server) traceStats() metrics.TraceStats {
 	}
 	st := rt.tr.Stats()
 	return metrics.TraceStats{Kept: st.Kept, Discarded: st.Discarded, Evicted: st.Evicted,
-		SpansDropped: st.SpansDropped, ExportFailures: st.ExportFailures, Pending: st.Pending}
+		SpansDropped: st.SpansDropped, SpansQueueDropped: st.SpansQueueDropped, ExportFailures: st.ExportFailures,
+		Pending: st.Pending}
 }
 
 // limiterStats reads the live limiter's counters for the metrics.

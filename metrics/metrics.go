@@ -393,8 +393,9 @@ type Attempt struct {
 	outcomes [numOutcomes]prometheus.Counter
 }
 
-// Attempt returns the attempt counters of one backend target. target should
-// be the replica's host:port, not a URL that could carry credentials.
+// Attempt returns the attempt counters of one backend target. target is the
+// target's label value (host:port, with its path where targets share it),
+// never credentials or a query.
 func (m *Metrics) Attempt(backend, target string) *Attempt {
 	a := &Attempt{}
 	for o := range numOutcomes {

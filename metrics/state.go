@@ -80,14 +80,18 @@ func isCanaryState(s string) bool {
 	return false
 }
 
-// TargetHealth is the health of one backend target.
+// TargetHealth is the health of one backend target. Target is its label value: the
+// target's host:port, with its path where another target of the backend shares the
+// host:port, never credentials or a query string.
 type TargetHealth struct {
 	Backend, Target string
 	Up              bool
 }
 
 // SetBackendsUp replaces tollgate_backend_up with ts, the complete set of
-// targets; series of targets no longer present are removed.
+// targets; series of targets no longer present are removed. Two entries with the
+// same backend and target are one series, holding the later one's value: each
+// target needs a label of its own.
 func (m *Metrics) SetBackendsUp(ts []TargetHealth) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -42,6 +42,11 @@ type targetState struct {
 	backAt time.Time
 	// passed and failed count active checks in a row.
 	passed, failed int
+	// checked is set by the first active check of the target since checks began on
+	// it (they begin again after forgetChecks); firstCheck, made on demand, is closed
+	// then.
+	checked    bool
+	firstCheck chan struct{}
 }
 
 // available reports whether the target takes ordinary requests.
@@ -123,12 +128,27 @@ func (st *targetState) restore(now time.Time) {
 // observe counts one active check. A check that passes once an ejection has run out
 // ends it, as a successful trial would: without traffic (a gateway out of its load
 // balancer until ready) no trial comes.
+//
+// The first check of a target decides at once, whatever the thresholds: a gateway
+// that starts while a backend is down would otherwise count its targets healthy, and
+// be ready behind its load balancer, for unhealthy_threshold intervals. Envoy and
+// nginx's mandatory checks start hosts the same way.
 func (st *targetState) observe(ok bool, now time.Time, set *poolSettings) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	healthyAfter, unhealthyAfter := set.healthyAfter, set.unhealthyAfter
+	if !st.checked {
+		healthyAfter, unhealthyAfter = 1, 1
+		st.checked = true
+		if st.firstCheck != nil {
+			// Closed once the outcome is stored: whoever sees it closed reads the
+			// outcome.
+			defer close(st.firstCheck)
+		}
+	}
 	if ok {
 		st.failed = 0
-		if st.passed++; st.passed >= set.healthyAfter && st.down.Load() {
+		if st.passed++; st.passed >= healthyAfter && st.down.Load() {
 			st.down.Store(false)
 		}
 		if st.ejected.Load() && !st.down.Load() && now.UnixNano() >= st.until.Load() {
@@ -140,18 +160,64 @@ func (st *targetState) observe(ok bool, now time.Time, set *poolSettings) {
 		return
 	}
 	st.passed = 0
-	if st.failed++; st.failed >= set.unhealthyAfter && !st.down.Load() {
+	if st.failed++; st.failed >= unhealthyAfter && !st.down.Load() {
 		st.leftAt.Store(now.UnixNano())
 		st.down.Store(true)
 	}
 }
 
-// forgetChecks clears what active checks found.
+// forgetChecks clears what active checks found, their first check included.
 func (st *targetState) forgetChecks() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.passed, st.failed = 0, 0
 	st.down.Store(false)
+	if st.checked {
+		// Closed: the next first check gets a channel of its own. An open one is
+		// kept for whoever waits on it.
+		st.firstCheck = nil
+	}
+	st.checked = false
+}
+
+// firstChecked returns a channel closed once the target has had its first active
+// check.
+func (st *targetState) firstChecked() <-chan struct{} {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.firstCheck == nil {
+		st.firstCheck = make(chan struct{})
+		if st.checked {
+			close(st.firstCheck)
+		}
+	}
+	return st.firstCheck
+}
+
+// AwaitChecks waits until each target of the backend has had its first active check,
+// and reports whether they all had before ctx ended. A backend without active checks
+// has none to wait for. Start runs each target's first check at once and a check
+// ends within health.timeout, so a started backend waits no longer than that; a
+// target whose checks an earlier backend of the same name already ran (a reload) has
+// had its first.
+func (b *Backend) AwaitChecks(ctx context.Context) bool {
+	if !b.pool.set.active {
+		return true
+	}
+	for _, st := range b.pool.states {
+		ch := st.firstChecked()
+		select {
+		case <-ch:
+			continue
+		default:
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // TargetHealth is whether one target of a backend is in service.

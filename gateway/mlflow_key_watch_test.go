@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// mlflowKeyConfig is an MLflow gateway config whose chat endpoint reads its OpenAI
+// key from keyPath, in front of the upstream at addr.
+func mlflowKeyFileConfig(addr, keyPath string) string {
+	return `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+logging: {level: error, access_log: false}
+endpoints:
+  - name: chat
+    endpoint_type: llm/v1/chat
+    model: {provider: openai, name: up-model, config: {openai_api_key: "` + keyPath + `", openai_api_base: "http://` + addr + `/v1"}}
+`
+}
+
+// runningKey is the API key the running config sends upstream for backend.
+func runningKey(s *Server, backend string) string {
+	rt := s.rt.Load()
+	if rt == nil {
+		return ""
+	}
+	return rt.cfg.Backends[backend].APIKey
+}
+
+// Operator: the provider key is a Kubernetes Secret mounted as a volume and named by
+// openai_api_key, as MLflow's gateway takes it. The Secret is rotated three times (the
+// kubelet swapping ..data each time); each rotation must reach the running config
+// without anyone reloading, as a renewed certificate does, or the gateway goes on
+// sending a revoked key.
+func TestWatchMLflowKeySecretRotation(t *testing.T) {
+	for _, sub := range []string{"", "keys/"} {
+		t.Run("files at "+sub+"openai", func(t *testing.T) { rotateKeySecret(t, sub) })
+	}
+}
+
+func rotateKeySecret(t *testing.T, sub string) {
+	keys := []string{"sk-rot-1", "sk-rot-2", "sk-rot-3", "sk-rot-4"}
+	// The upstream takes only the last key: requests succeed once it is served.
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 2, APIKey: keys[len(keys)-1]})
+	vol := t.TempDir()
+	k := &kubelet{t: t, vol: vol}
+	k.update(map[string][]byte{sub + "openai": []byte(keys[0] + "\n"), sub + "other": []byte("x\n")})
+	g := startGateway(t, mlflowKeyFileConfig(addr, vol+"/"+sub+"openai"))
+	if got := runningKey(g.Server, "chat"); got != keys[0] {
+		t.Fatalf("key at start %q, want the file's", got)
+	}
+	if resp, body := postChat(t, g, `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); resp.StatusCode != 401 {
+		t.Fatalf("with the old key: %d %s, want the upstream's 401", resp.StatusCode, body)
+	}
+	for i, key := range keys[1:] {
+		time.Sleep(250 * time.Millisecond)
+		k.update(map[string][]byte{sub + "openai": []byte(key + "\n"), sub + "other": []byte("x\n")})
+		if !waitWithin(10*time.Second, func() bool { return runningKey(g.Server, "chat") == key }) {
+			t.Fatalf("secret rotation %d (files at %q): the running config still sends the old key after 10s", i+1, sub+"openai")
+		}
+	}
+	if resp, body := postChat(t, g, `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); resp.StatusCode != 200 {
+		t.Fatalf("after the rotations: %d %s, want 200 with the rotated key", resp.StatusCode, body)
+	}
+}
+
+// Operator: the key file is a plain file beside the config (a Docker secret, a file a
+// vault agent renders): replacing it by a rename, or writing it in place, reloads.
+func TestWatchMLflowKeyFileSaved(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 2})
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "openai.key")
+	if err := os.WriteFile(keyPath, []byte("sk-file-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, mlflowKeyFileConfig(addr, keyPath))
+	time.Sleep(250 * time.Millisecond)
+	writeAtomic(t, keyPath, "sk-file-2\n")
+	if !waitWithin(10*time.Second, func() bool { return runningKey(g.Server, "chat") == "sk-file-2" }) {
+		t.Fatalf("key file replaced by a rename: running key %q after 10s", runningKey(g.Server, "chat"))
+	}
+	if err := os.WriteFile(keyPath, []byte("sk-file-3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !waitWithin(10*time.Second, func() bool { return runningKey(g.Server, "chat") == "sk-file-3" }) {
+		t.Fatalf("key file written in place: running key %q after 10s", runningKey(g.Server, "chat"))
+	}
+}
