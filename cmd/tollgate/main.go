@@ -36,6 +36,15 @@ func main() {
 // command is left out.
 var commands = []string{"serve", "validate", "version"}
 
+// usage is the help text's head; the flags follow it.
+const usage = `Usage:
+  tollgate [serve] [--config FILE]    serve the API and admin listeners
+  tollgate validate --config FILE     check a config; exit 1 listing FILE:LINE: key: problem
+  tollgate version                    print the version
+
+Flags:
+`
+
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -48,7 +57,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tollgate "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "configs/tollgate.yaml", "config file")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			// Help asked for is an answer, not a usage error.
+			return 0
+		}
 		return 2
 	}
 	// An argument left after the flags is refused rather than ignored: ignored, a file
