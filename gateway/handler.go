@@ -1065,7 +1065,11 @@ func (r *request) nextEvent() {
 		r.out = append(r.eventBuf(), strDoneEvent...)
 		return
 	}
-	if r.ev.HasUsage {
+	if r.ev.HasUsage && (r.ev.UsageOnly || r.f.completions(r.call.Kind) <= 1) {
+		// With several completions and vLLM's continuous_usage_stats, a chunk that
+		// carries choices carries the usage of its own choice only: the request's
+		// total comes in the usage-only chunk, and a stream cut before it keeps the
+		// estimate rather than count one choice's tokens.
 		r.usage = r.ev.Usage
 	}
 	if r.ev.Error && !r.upFailed {
@@ -1228,8 +1232,8 @@ func (r *request) record(status int) {
 	if r.be != nil {
 		cost = r.be.Pricing.Cost(r.usage)
 	}
+	series := r.series
 	if rt := r.rt; rt != nil {
-		series := r.series
 		if series == nil {
 			if r.ep != nil {
 				series = r.ep.local
@@ -1237,6 +1241,13 @@ func (r *request) record(status int) {
 				series = rt.unrouted
 			}
 		}
+	} else if live := s.rt.Load(); live != nil {
+		// A request refused while the gateway drains holds no runtime; the live one,
+		// still set until the gateway stops, counts it under endpoint "unknown", so
+		// that every request with an access log line is counted.
+		series = live.unrouted
+	}
+	if series != nil {
 		var tpot time.Duration
 		// The completions (n, or a legacy completion's prompts times n or best_of)
 		// are generated side by side: the time per token is that of one of them.

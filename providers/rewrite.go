@@ -44,9 +44,11 @@ func appendBody(dst []byte, call *Call, model []byte, forceUsage bool) []byte {
 }
 
 // appendStreamOptions appends the client's stream_options object opts with
-// include_usage set to true and its other members kept as they are (vLLM's
-// continuous_usage_stats, say); anything but an object becomes
-// {"include_usage":true}.
+// include_usage set to true, continuous_usage_stats set to false and its other members
+// kept as they are; anything but an object becomes {"include_usage":true}. It is used
+// only when the client did not ask for usage: vLLM puts per-chunk usage
+// (continuous_usage_stats) only where include_usage holds, so a client that refused
+// include_usage gets none, and forcing include_usage must not turn it on.
 func appendStreamOptions(dst, opts []byte) []byte {
 	var it jsonscan.Iter
 	if it.Reset(opts) != nil {
@@ -62,19 +64,22 @@ func appendStreamOptions(dst, opts []byte) []byte {
 			}
 			return append(dst, '}')
 		}
-		if isIncludeUsage(k) {
+		if isKey(k, "include_usage") {
 			continue
 		}
 		dst = append(dst, ',', '"')
 		dst = append(dst, k...)
 		dst = append(dst, '"', ':')
+		if isKey(k, "continuous_usage_stats") {
+			dst = append(dst, "false"...)
+			continue
+		}
 		dst = append(dst, v...)
 	}
 }
 
-// isIncludeUsage reports whether the raw (still escaped) key k is include_usage.
-func isIncludeUsage(k []byte) bool {
-	const name = "include_usage"
+// isKey reports whether the raw (still escaped) key k is name.
+func isKey(k []byte, name string) bool {
 	if string(k) == name {
 		return true
 	}

@@ -400,14 +400,23 @@ func isEmptyArray(v []byte) bool {
 }
 
 var (
-	strContentKey = []byte(`"content"`)
-	strTextKey    = []byte(`"text"`)
-	strToolCalls  = []byte(`"tool_calls"`)
+	strContentKey   = []byte(`"content"`)
+	strTextKey      = []byte(`"text"`)
+	strToolCalls    = []byte(`"tool_calls"`)
+	strReasoningKey = []byte(`"reasoning_content"`)
+	strReasoningAlt = []byte(`"reasoning"`)
+	strRefusalKey   = []byte(`"refusal"`)
 )
 
-// hasContent reports whether a choices array carries generated text or a tool call.
+// hasContent reports whether a choices array carries generated tokens: text, a tool
+// call, a refusal, or a reasoning model's thinking (delta.reasoning_content, as vLLM's
+// reasoning parsers and DeepSeek stream it, or delta.reasoning, as OpenRouter and
+// newer vLLM do). Thinking tokens are generated and billed like any other, so they
+// mark the first token for TTFT and the limits' rule that a stream hung up on after
+// its first tokens keeps its estimate.
 func hasContent(v []byte) bool {
-	return hasText(v, strContentKey) || hasText(v, strTextKey) || bytes.Contains(v, strToolCalls)
+	return hasText(v, strContentKey) || hasText(v, strTextKey) || bytes.Contains(v, strToolCalls) ||
+		hasText(v, strReasoningKey) || hasText(v, strReasoningAlt) || hasText(v, strRefusalKey)
 }
 
 // hasText reports whether v holds key, a quoted member name, with a non-empty string

@@ -1,0 +1,189 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// thinkingUpstream streams deltas whose member is named by X-Test-Upstream
+// ("content", or "reasoning_content" as vLLM's reasoning parsers and DeepSeek send,
+// "reasoning", "refusal") until the gateway hangs up on it; X-Test-Upstream: plain
+// answers a five-token chat completion.
+func thinkingUpstream(t *testing.T) string {
+	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, req *http.Request) {
+		mode := req.Header.Get("X-Test-Upstream")
+		if mode == "plain" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(fiveTokenAnswer))+"\r\n\r\n"+fiveTokenAnswer)
+			return
+		}
+		key := mode
+		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"+
+			`data: {"id":"r","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}`+"\n\n"); err != nil {
+			return
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			ev := `data: {"id":"r","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"` + key + `":"hmm "},"finish_reason":null}]}` + "\n\n"
+			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			if _, err := io.WriteString(c, ev); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.Close()
+	})
+	return addr
+}
+
+// hangUpAfter streams body, reads until a data line holding want has arrived, and
+// hangs up.
+func hangUpAfter(t *testing.T, g *gw, id, mode, body, want string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", id)
+	req.Header.Set("X-Test-Upstream", mode)
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("%s: status %d %s", id, resp.StatusCode, b)
+	}
+	br := bufio.NewReader(resp.Body)
+	seen := 0
+	for seen < 3 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			resp.Body.Close()
+			t.Fatalf("%s: stream ended before %q came: %v", id, want, err)
+		}
+		if strings.HasPrefix(line, "data: ") && strings.Contains(line, want) {
+			seen++
+		}
+	}
+	resp.Body.Close()
+}
+
+// TestReasoningStreamHangUpKeepsEstimate: a client that hangs up on a stream after
+// its first tokens keeps the estimate charged (README, Limits), whether those tokens
+// came as delta.content or as a reasoning model's delta.reasoning_content or
+// delta.reasoning, or as a refusal: each is generated and billed, and marks the first
+// token.
+func TestReasoningStreamHangUpKeepsEstimate(t *testing.T) {
+	up := thinkingUpstream(t)
+	g := startGateway(t, mockConfig(up, "", `  - name: lim
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: user, tokens: 1000, window: day}]
+`))
+	for _, tc := range []struct{ mode, user, want string }{
+		{"content", "u-content", `"content":"hmm `},
+		{"reasoning_content", "u-reasoning-content", `"reasoning_content":"hmm `},
+		{"reasoning", "u-reasoning", `"reasoning":"hmm `},
+		{"refusal", "u-refusal", `"refusal":"hmm `},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			id := "hang-" + tc.mode
+			body := `{"model":"lim","user":"` + tc.user + `","stream":true,"max_tokens":300,"messages":[{"role":"user","content":"think"}]}`
+			hangUpAfter(t, g, id, tc.mode, body, tc.want)
+			if line := afAccess(t, g, id); afNum(line, "status") != 499 {
+				t.Fatalf("access log %v, want status 499", line)
+			}
+			// What admission leaves for the next request of this user: 1000 less
+			// its own estimate (~300), less the hung-up stream's (~300) if it was
+			// kept.
+			rem := remainingTokensPlain(t, g, `{"model":"lim","user":"`+tc.user+`","max_tokens":300,"messages":[{"role":"user","content":"think"}]}`)
+			if rem > 1000-2*300 {
+				t.Errorf("after a %s stream the client hung up on once %q deltas had reached it, the next request was left %d of 1000 tokens: "+
+					"the hung-up stream's ~300-token estimate was refunded, not kept", tc.mode, tc.want, rem)
+			}
+		})
+	}
+}
+
+// remainingTokensPlain posts a plain chat and returns x-ratelimit-remaining-tokens.
+func remainingTokensPlain(t *testing.T, g *gw, body string) int {
+	t.Helper()
+	resp, b := postRaw(t, &http.Client{Timeout: 20 * time.Second}, g.url+"/v1/chat/completions", body, map[string]string{"X-Test-Upstream": "plain"})
+	rem, err := strconv.Atoi(resp.Header.Get("X-Ratelimit-Remaining-Tokens"))
+	if resp.StatusCode != 200 || err != nil {
+		t.Fatalf("status %d, remaining %q: %s", resp.StatusCode, resp.Header.Get("X-Ratelimit-Remaining-Tokens"), b)
+	}
+	return rem
+}
+
+// TestForcedUsageKeepsContinuousUsageOff: a vLLM client that says include_usage:
+// false next to continuous_usage_stats: true gets no usage from vLLM at all (per-chunk
+// usage comes only where include_usage holds). The gateway, which forces include_usage
+// to count tokens, turns continuous_usage_stats off with it, so that no chunk carries
+// a usage the client refused, and still counts the stream's tokens.
+func TestForcedUsageKeepsContinuousUsageOff(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 6, Seed: 3})
+	g := startGateway(t, mockConfig(up, "", ""))
+	const body = `{"model":"%s","stream":true,"stream_options":{"include_usage":false,"continuous_usage_stats":true},"messages":[{"role":"user","content":"hi"}]}`
+	count := func(b []byte) (chunks, withUsage int) {
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(l, "data: {") {
+				continue
+			}
+			chunks++
+			if strings.Contains(l, `"usage":{`) {
+				withUsage++
+			}
+		}
+		return
+	}
+	c := &http.Client{Timeout: 20 * time.Second}
+	// The upstream itself, asked directly: no usage anywhere.
+	resp, b := postRaw(t, c, "http://"+up+"/v1/chat/completions", strings.Replace(body, "%s", "up-model", 1), nil)
+	if n, u := count(b); resp.StatusCode != 200 || n == 0 || u != 0 {
+		t.Fatalf("mockllm directly: status %d, %d chunks, %d with usage (want none):\n%s", resp.StatusCode, n, u, b)
+	}
+	resp, b = postRaw(t, c, g.url+"/v1/chat/completions", strings.Replace(body, "%s", "chat", 1), map[string]string{"X-Request-Id": "forced-cont"})
+	if n, u := count(b); resp.StatusCode != 200 || n == 0 || u != 0 {
+		t.Errorf("through the gateway, include_usage:false with continuous_usage_stats:true: status %d, %d chunks, %d carrying a usage object (want 0):\n%s",
+			resp.StatusCode, n, u, b)
+	}
+	if line := afAccess(t, g, "forced-cont"); afNum(line, "output_tokens") == 0 {
+		t.Errorf("access log %v: the gateway should still count the stream's tokens", line)
+	}
+}
+
+// TestContinuousUsageCutStreamKeepsEstimate: with continuous_usage_stats and n > 1,
+// each chunk's usage is that of its own choice (vLLM's serving_chat.py; mockllm
+// likewise). A stream cut before its final usage-only chunk must not be counted by the
+// last chunk's usage, one choice's tokens: it has no total, and keeps the estimate.
+func TestContinuousUsageCutStreamKeepsEstimate(t *testing.T) {
+	_, up := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 3})
+	g := startGateway(t, mockConfig(up, "", ""))
+	const body = `{"model":"chat","stream":true,"n":2,"max_tokens":16,"stream_options":{"include_usage":true,"continuous_usage_stats":true},"messages":[{"role":"user","content":"hi"}]}`
+	resp, b := postRaw(t, &http.Client{Timeout: 20 * time.Second}, g.url+"/v1/chat/completions", body,
+		map[string]string{"X-Request-Id": "cont-cut", "x-mock-tokens": "10", "x-mock-cut-after": "12"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d %s", resp.StatusCode, b)
+	}
+	relayed := len(afContentRE.FindAll(b, -1))
+	if !strings.Contains(string(b), "upstream_stream_cut") || relayed < 4 {
+		t.Fatalf("want a stream cut after several tokens of both choices; got %d content chunks:\n%s", relayed, b)
+	}
+	line := afAccess(t, g, "cont-cut")
+	if out := afNum(line, "output_tokens"); out != 0 && out < int64(relayed) {
+		t.Errorf("a cut n=2 stream that relayed %d content chunks (one token each) is counted as %d output tokens (access log %v): "+
+			"the last chunk's per-choice usage taken for the request's", relayed, out, line)
+	}
+}
