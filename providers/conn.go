@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -22,7 +23,10 @@ import (
 // fasthttp sets one read deadline per request, which for a stream lasts the whole
 // stream, and hands the caller no connection to change it on. With timeouts set, the
 // connection turns that deadline into the nearer of it and the first-byte bound, and
-// once bytes came, sets the nearer of it and the idle bound before every read of the
+// keeps that bound until the answer's header is complete (on a plaintext connection;
+// through TLS it sees ciphertext and lifts the bound at the first byte). It bounds
+// the write of the request the same way: an upstream that never reads the request
+// gives no header either. Once the header came, it sets the nearer of it and the idle bound before every read of the
 // socket: the idle bound times the upstream's silence from the moment the reader
 // waits for it, so the time a reader spends between reads (writing to a slow client,
 // say) is never counted against the upstream. Read deadlines are the runtime's own
@@ -46,6 +50,14 @@ type upstreamConn struct {
 	// answer's first byte.
 	end            time.Time
 	armed, waiting bool
+	// heading is set, with a first-byte bound, until the answer's header is complete:
+	// bound is the first-byte deadline, which stays in force meanwhile. nl, status
+	// and hseen follow the header across reads (headerDone).
+	heading bool
+	bound   time.Time
+	nl      uint8
+	status  byte
+	hseen   int
 	// sending is set while a request is written: from its write deadline to its
 	// read deadline.
 	sending bool
@@ -92,17 +104,25 @@ func (c *upstreamConn) SetDeadline(t time.Time) error {
 }
 
 // SetWriteDeadline is called by fasthttp once per request, before the request is
-// written.
+// written. The answer has not begun, so the first-byte bound applies to the write
+// too: an upstream that never reads a large request would otherwise hold the write
+// until the attempt's deadline. fasthttp reports a write timeout as ErrTimeout, which
+// the caller tells from the attempt's deadline by the time it came.
 func (c *upstreamConn) SetWriteDeadline(t time.Time) error {
 	c.sending = true
+	if c.firstByte > 0 {
+		t = nearer(t, time.Now().Add(c.firstByte))
+	}
 	return c.Conn.SetWriteDeadline(t)
 }
 
 // SetReadDeadline is called by fasthttp once per request, after the request is sent.
 func (c *upstreamConn) SetReadDeadline(t time.Time) error {
 	c.end, c.armed, c.waiting, c.sending, c.readErr = t, true, true, false, nil
+	c.heading = false
 	if c.firstByte > 0 {
 		t = nearer(t, time.Now().Add(c.firstByte))
+		c.heading, c.bound, c.nl, c.status, c.hseen = true, t, 0, 0, 0
 	}
 	c.inForce = t
 	return c.Conn.SetReadDeadline(t)
@@ -117,6 +137,9 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 	}
 	if c.idle > 0 && c.armed && !c.waiting {
 		c.inForce = nearer(c.end, time.Now().Add(c.idle))
+		if c.heading {
+			c.inForce = nearer(c.inForce, c.bound)
+		}
 		if c.silent == nil {
 			if err := c.Conn.SetReadDeadline(c.inForce); err != nil {
 				return 0, err
@@ -126,13 +149,19 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 	n, err := c.read(p)
 	if n > 0 && c.waiting {
 		c.waiting, c.served = false, true
-		if c.idle == 0 && c.firstByte > 0 {
-			// The first byte came: from here the answer has fasthttp's deadline.
-			c.inForce = c.end
-			if e := c.Conn.SetReadDeadline(c.end); e != nil && err == nil {
-				err = e
-			}
+		if p[0] != 'H' {
+			// Not an HTTP status line: TLS records, whose header the connection
+			// cannot see, or no HTTP at all, which fasthttp rejects. The bound
+			// ends at the first byte.
+			c.heading = false
+			err = c.lift(err)
 		}
+	}
+	if n > 0 && c.heading && c.headerDone(p[:n]) {
+		// The header is complete: from here the answer has fasthttp's deadline
+		// (with stream_idle_timeout, the next read sets the idle bound).
+		c.heading = false
+		err = c.lift(err)
 	}
 	if err != nil && !c.waiting && c.pastEnd(err) {
 		err = errAttemptDeadline
@@ -141,6 +170,67 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 		c.readErr = err
 	}
 	return n, err
+}
+
+// lift puts the attempt's own deadline back in force once the first-byte bound is
+// over, unless stream_idle_timeout sets a deadline before each read; it returns err,
+// or the error of setting the deadline when err is nil.
+func (c *upstreamConn) lift(err error) error {
+	if c.idle > 0 {
+		return err
+	}
+	c.inForce = c.end
+	if e := c.Conn.SetReadDeadline(c.end); e != nil && err == nil {
+		return e
+	}
+	return err
+}
+
+// headerDone scans p, the next bytes of the answer's header, and reports whether
+// they complete it: a blank line ends it, its lines ending in CRLF or a bare LF (as
+// fasthttp accepts). The header of an interim 1xx answer, which fasthttp skips, does
+// not: the bound waits for the final answer's. nl is how much of a line end was last
+// seen (1: LF, 2: LF CR), status the digit that begins the status code (byte 9 of
+// "HTTP/1.1 200"), hseen how many bytes of the current header came before p. It
+// jumps from one LF to the next with bytes.IndexByte and allocates nothing.
+func (c *upstreamConn) headerDone(p []byte) bool {
+	hs := -c.hseen
+	if k := hs + 9; k >= 0 && k < len(p) {
+		c.status = p[k]
+	}
+	for i := 0; i < len(p); i++ {
+		if c.nl == 0 {
+			j := bytes.IndexByte(p[i:], '\n')
+			if j < 0 {
+				break
+			}
+			i += j
+			c.nl = 1
+			continue
+		}
+		switch p[i] {
+		case '\r':
+			if c.nl == 1 {
+				c.nl = 2
+				continue
+			}
+			c.nl = 0
+		case '\n':
+			c.nl = 0
+			if c.status != '1' {
+				return true
+			}
+			// An interim answer: the next header begins after it.
+			hs, c.status = i+1, 0
+			if k := hs + 9; k < len(p) {
+				c.status = p[k]
+			}
+		default:
+			c.nl = 0
+		}
+	}
+	c.hseen = len(p) - hs
+	return false
 }
 
 // read reads the socket; with a silence hook, the read wakes every `every` the upstream
