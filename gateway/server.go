@@ -231,6 +231,15 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = &errTooLarge
+		// The client may still be sending the body: the connection closes
+		// lingering, so that the 413 is read rather than lost to a reset.
+		c := ctx.Conn()
+		if tc, ok := c.(*tls.Conn); ok {
+			c = tc.NetConn()
+		}
+		if lc, ok := c.(interface{ Linger() }); ok {
+			lc.Linger()
+		}
 	case errors.As(err, &small):
 		e = &errHeaderTooLarge
 	case errors.As(err, &ne) && ne.Timeout():

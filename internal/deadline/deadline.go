@@ -13,16 +13,20 @@ package deadline
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Conn is a net.Conn whose deadlines are applied lazily when they move later.
 type Conn struct {
 	net.Conn
-	mu sync.Mutex
+	// linger makes Close read and drop what the peer still sends before closing.
+	linger atomic.Bool
+	mu     sync.Mutex
 	// want is the deadline last asked for, set the one in force on the socket, each
 	// for reading and writing, in Unix nanoseconds; 0 is none.
 	wantR, setR int64
@@ -149,6 +153,35 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return done, err
 		}
 	}
+}
+
+// Bounds of a lingering close: what is read and dropped, and for how long.
+const (
+	lingerBytes = 64 << 20
+	lingerWait  = 2 * time.Second
+)
+
+// Linger makes the next Close a lingering one: the connection's sending side is shut
+// and what the peer still sends is read and dropped, up to lingerBytes for up to
+// lingerWait, before the socket is closed. Closing over unread bytes sends a reset,
+// which also discards the answer the peer has not read yet: a client still sending a
+// body refused for its size would lose its 413 to the reset.
+func (c *Conn) Linger() { c.linger.Store(true) }
+
+// Close closes the connection, after a lingering wait when Linger was called.
+func (c *Conn) Close() error {
+	if !c.linger.Load() {
+		return c.Conn.Close()
+	}
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	go func() {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(lingerWait))
+		_, _ = io.CopyN(io.Discard, c.Conn, lingerBytes)
+		_ = c.Conn.Close()
+	}()
+	return nil
 }
 
 // Listener wraps every connection it accepts in a Conn.
