@@ -50,7 +50,14 @@ type afEnv struct {
 
 func startAnthropicFaults(t *testing.T) *afEnv {
 	t.Helper()
-	claude, caddr := startMock(t, mockllm.Options{Model: afModel, API: mockllm.APIAnthropic, APIKey: afAnthropicKey, MaxTokens: 8, Seed: 5})
+	return startAnthropicFaultsCapped(t, 8)
+}
+
+// startAnthropicFaultsCapped is startAnthropicFaults with mockllm's --max-tokens at
+// maxTokens: as on Anthropic, a tool call needs room for its whole input.
+func startAnthropicFaultsCapped(t *testing.T, maxTokens int) *afEnv {
+	t.Helper()
+	claude, caddr := startMock(t, mockllm.Options{Model: afModel, API: mockllm.APIAnthropic, APIKey: afAnthropicKey, MaxTokens: maxTokens, Seed: 5})
 	az := startAzureUpstream(t)
 	fake := startScriptedAnthropic(t)
 	g := startGateway(t, `
@@ -1149,7 +1156,7 @@ func TestAnthropicFaultsSlowFirstToken(t *testing.T) {
 // tool calls in one answer, arguments with escapes, a call without arguments ("{}"),
 // text before a call, and the tool result sent back.
 func TestAnthropicFaultsToolCalls(t *testing.T) {
-	e := startAnthropicFaults(t)
+	e := startAnthropicFaultsCapped(t, 64)
 	c := e.sdk()
 	ctx := context.Background()
 	weather := openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strconv"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
@@ -18,7 +19,7 @@ type toolCall struct {
 	// they choose a tool themselves (tool_choice auto).
 	preamble bool
 	name     []byte // the tool's name as a JSON string, as the request spelled it
-	input    []byte // the tool input, a JSON object built from its input_schema
+	input    []byte // the tool input, a JSON object built from its input_schema; cut short when max_tokens ends it
 	text     []byte // scratch: the last user message's text
 }
 
@@ -69,6 +70,10 @@ func (st *state) parseMessages(body []byte) *badRequest {
 			st.maxTokens, hasMax = n, true
 		case "system":
 			system = v
+		case "temperature", "top_p":
+			if e := checkUnit(k, v); e != nil {
+				return e
+			}
 		case "stop_sequences":
 			if !st.parseStops(v, true) {
 				return &badRequest{msg: "stop_sequences: Input should be a valid list of strings"}
@@ -103,6 +108,14 @@ func (st *state) parseMessages(body []byte) *badRequest {
 	if string(bytes.TrimSpace(st.messages)) == "[]" {
 		return &badRequest{msg: "messages: at least one message is required"}
 	}
+	if e := st.checkMessages(); e != nil {
+		return e
+	}
+	if system != nil && !jsonscan.IsString(system) {
+		if e := st.checkText("system", system); e != nil {
+			return e
+		}
+	}
 	h := promptHash(st.s.opts.Seed, 0, false, st.messages)
 	if system != nil {
 		n += contentBytes(system)
@@ -111,7 +124,192 @@ func (st *state) parseMessages(body []byte) *badRequest {
 	st.items = append(st.items, item{h: h, tokens: promptTokens(n)})
 	st.promptTokens = promptTokens(n)
 	st.setStops()
+	for _, stop := range st.stops {
+		switch {
+		case len(stop) == 0:
+			return errEmptyStop
+		case len(bytes.TrimSpace(stop)) == 0:
+			return errBlankStop
+		}
+	}
 	return st.chooseTool(tools, choice, h)
+}
+
+// The Messages API's refusals of what parseMessages reads, in its words.
+var (
+	errSystemRole = &badRequest{msg: `messages: Unexpected role "system". The Messages API accepts a top-level ` +
+		"`system`" + ` parameter, not "system" as an input message role.`}
+	errEmptyStop      = &badRequest{msg: "stop_sequences: each stop sequence must be non-empty"}
+	errBlankStop      = &badRequest{msg: "stop_sequences: each stop sequence must contain non-whitespace"}
+	errEmptyText      = &badRequest{msg: "messages: text content blocks must be non-empty"}
+	errBlankText      = &badRequest{msg: "messages: text content blocks must contain non-whitespace text"}
+	errTrailingSpace  = &badRequest{msg: "messages: final assistant content cannot end with trailing whitespace"}
+	errEmptySystem    = &badRequest{msg: "system: text content blocks must be non-empty"}
+	errBlankSystem    = &badRequest{msg: "system: text content blocks must contain non-whitespace text"}
+	errBadTemperature = &badRequest{msg: "temperature: Input should be a valid number"}
+	errBadTopP        = &badRequest{msg: "top_p: Input should be a valid number"}
+	errTemperature    = &badRequest{msg: "temperature: range: 0..1"}
+	errTopP           = &badRequest{msg: "top_p: range: 0..1"}
+)
+
+// checkUnit refuses a temperature or top_p outside Anthropic's range, 0 to 1 (OpenAI's
+// temperature goes up to 2). The usual spellings (0, 1, 0.7, 1.0) need no ParseFloat.
+func checkUnit(key, v []byte) *badRequest {
+	if isNull(v) {
+		return nil
+	}
+	if len(v) > 0 && (v[0] == '0' || v[0] == '1') {
+		frac, ok := bytes.CutPrefix(v[1:], []byte{'.'})
+		if len(v) == 1 || ok && len(frac) > 0 && onlyDigits(frac, v[0] == '1') {
+			return nil
+		}
+	}
+	f, ok := jsonscan.Float(v)
+	switch {
+	case !ok && string(key) == "temperature":
+		return errBadTemperature
+	case !ok:
+		return errBadTopP
+	case f >= 0 && f <= 1:
+		return nil
+	case string(key) == "temperature":
+		return errTemperature
+	}
+	return errTopP
+}
+
+// onlyDigits reports whether b is all digits, or all zeros when zeros is true.
+func onlyDigits(b []byte, zeros bool) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' || zeros && c != '0' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkMessages refuses what the Messages API refuses in messages: a role but user and
+// assistant (a system prompt goes in the top-level system), content that is empty or
+// only whitespace, and a final assistant turn (a prefill) that ends in whitespace. The
+// final assistant message alone may be empty.
+func (st *state) checkMessages() *badRequest {
+	var a jsonscan.Array
+	a.Reset(st.messages)
+	empty := -1 // an assistant message with empty content, allowed if it is the last
+	var last []byte
+	assistant := false
+	for i := 0; ; i++ {
+		m, ok := a.Next()
+		if !ok {
+			break
+		}
+		if empty >= 0 {
+			return errEmptyContent(empty)
+		}
+		role, _ := jsonscan.Field(m, "role")
+		switch string(role) {
+		case `"user"`:
+			assistant = false
+		case `"assistant"`:
+			assistant = true
+		case `"system"`:
+			return errSystemRole
+		default:
+			return &badRequest{msg: "messages." + strconv.Itoa(i) + ".role: Input should be 'user' or 'assistant'"}
+		}
+		content, ok := jsonscan.Field(m, "content")
+		switch {
+		case !ok:
+			return &badRequest{msg: "messages." + strconv.Itoa(i) + ".content: Field required"}
+		case string(content) == `""` || string(bytes.TrimSpace(content)) == "[]":
+			if !assistant {
+				return errEmptyContent(i)
+			}
+			empty = i
+			continue
+		}
+		if e := st.checkText("messages", content); e != nil {
+			return e
+		}
+		last = content
+	}
+	if assistant && empty < 0 && st.endsInSpace(last) {
+		return errTrailingSpace
+	}
+	return nil
+}
+
+func errEmptyContent(i int) *badRequest {
+	return &badRequest{msg: "messages." + strconv.Itoa(i) + ": all messages must have non-empty content except for the optional final assistant message"}
+}
+
+// checkText refuses an empty or whitespace-only text: content that is a string, or a
+// text block of content that is an array of blocks. where is the field the error names.
+func (st *state) checkText(where string, content []byte) *badRequest {
+	if jsonscan.IsString(content) {
+		return st.blank(where, content)
+	}
+	var a jsonscan.Array
+	if !a.Reset(content) {
+		return nil
+	}
+	for {
+		blk, ok := a.Next()
+		if !ok {
+			return nil
+		}
+		if t, _ := jsonscan.Field(blk, "type"); string(t) != `"text"` {
+			continue
+		}
+		if txt, ok := jsonscan.Field(blk, "text"); ok {
+			if e := st.blank(where, txt); e != nil {
+				return e
+			}
+		}
+	}
+}
+
+// blank refuses the JSON string raw when it is empty or only whitespace.
+func (st *state) blank(where string, raw []byte) *badRequest {
+	dec, _ := appendUnquoted(st.scratch[:0], raw)
+	st.scratch = dec
+	switch {
+	case len(dec) == 0 && where == "system":
+		return errEmptySystem
+	case len(dec) == 0:
+		return errEmptyText
+	case len(bytes.TrimSpace(dec)) > 0:
+		return nil
+	case where == "system":
+		return errBlankSystem
+	}
+	return errBlankText
+}
+
+// endsInSpace reports whether content, a string or an array of blocks, ends with a
+// text that ends in whitespace.
+func (st *state) endsInSpace(content []byte) bool {
+	if !jsonscan.IsString(content) {
+		var a jsonscan.Array
+		if !a.Reset(content) {
+			return false
+		}
+		var blk []byte
+		for {
+			b, ok := a.Next()
+			if !ok {
+				break
+			}
+			blk = b
+		}
+		if t, _ := jsonscan.Field(blk, "type"); string(t) != `"text"` {
+			return false
+		}
+		content, _ = jsonscan.Field(blk, "text")
+	}
+	dec, _ := appendUnquoted(st.scratch[:0], content)
+	st.scratch = dec
+	return len(dec) > 0 && len(bytes.TrimRightFunc(dec, unicode.IsSpace)) < len(dec)
 }
 
 // chooseTool decides whether the answer calls a tool: the one tool_choice names, else
@@ -307,12 +505,13 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	if st.tool.use {
 		if st.tool.preamble {
 			p.natural = min(p.natural, maxPreamble)
-			p.n, p.stop = p.natural, true
+			p.n, p.stop = min(p.n, p.natural), p.n >= p.natural
 		} else {
 			p.n, p.stop = 0, true
 		}
 	}
 	st.scratch = p.applyStops(st.stops, st.scratch)
+	st.fitTool(&p, int(min(int64(s.opts.MaxTokens), st.maxTokens)))
 	st.plans = append(st.plans, p)
 	st.idA, st.idB = s.nextID(h)
 	s.promptTok.Add(int64(st.promptTokens))
@@ -341,7 +540,7 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	}
 	if st.tool.use {
 		b = st.appendToolBlock(b)
-		b = append(b, st.tool.input...)
+		b = st.appendToolInput(b)
 		b = append(b, '}')
 	}
 	b = append(b, `],"stop_reason":`...)
@@ -356,6 +555,64 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 }
 
 func (st *state) hasText() bool { return !st.tool.use || st.tool.preamble }
+
+// fitTool gives the tool input what is left of limit (max_tokens, or --max-tokens when
+// lower) after the text, as the Messages API never generates past max_tokens: a call
+// without room for its input is cut short, p.stop false for stop_reason "max_tokens";
+// one that has no token left, or whose preamble a stop sequence or the limit ended,
+// is never begun.
+func (st *state) fitTool(p *plan, limit int) {
+	if !st.tool.use {
+		return
+	}
+	left := limit - p.n
+	switch {
+	case p.stopSeq >= 0:
+		st.tool.use = false
+		return
+	case !p.stop || left <= 0:
+		st.tool.use, p.stop = false, false
+		return
+	}
+	if st.toolTokens() <= left {
+		return
+	}
+	// toolTokens counts four bytes a token: keep at most that many, ending on a rune
+	// start so that the cut-off input stays valid UTF-8.
+	end := left * 4
+	for end > 0 && !utf8.RuneStart(st.tool.input[end]) {
+		end--
+	}
+	st.tool.input = st.tool.input[:end]
+	p.stop = false
+}
+
+// appendToolInput appends the tool_use block's input. A cut-off input holds the members
+// that were generated whole, as the API parses what it generated; a stream sends the
+// generated bytes as they are.
+func (st *state) appendToolInput(b []byte) []byte {
+	if st.plans[0].stop {
+		return append(b, st.tool.input...)
+	}
+	var it jsonscan.Iter
+	end := 0
+	if it.Reset(st.tool.input) == nil {
+		for {
+			if _, _, ok := it.Next(); !ok {
+				break
+			}
+			// A value that reaches the end of the cut may be cut itself: 4 of 42.
+			if it.End() < len(st.tool.input) {
+				end = it.End()
+			}
+		}
+	}
+	if end == 0 {
+		return append(b, "{}"...)
+	}
+	b = append(b, st.tool.input[:end]...)
+	return append(b, '}')
+}
 
 // toolTokens is the output-token estimate of the tool input.
 func (st *state) toolTokens() int {
@@ -406,7 +663,7 @@ func (st *state) appendToolBlock(b []byte) []byte {
 func (st *state) appendStopReason(b []byte) []byte {
 	p := &st.plans[0]
 	switch {
-	case st.tool.use:
+	case st.tool.use && p.stop:
 		b = append(b, `"tool_use"`...)
 	case p.stopSeq >= 0:
 		b = append(b, `"stop_sequence","stop_sequence":`...)

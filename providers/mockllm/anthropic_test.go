@@ -30,8 +30,11 @@ type anthBlock struct {
 
 var anthHeaders = []string{"x-api-key", "key", "anthropic-version", "2023-06-01"}
 
+// startAnthropic serves the Messages API with room for a preamble and a whole
+// weatherTool call under --max-tokens, and text answers that end by themselves under
+// messagesBody's max_tokens.
 func startAnthropic(t *testing.T) *harness {
-	return start(t, Options{API: APIAnthropic, Model: "claude-mock", APIKey: "key", MaxTokens: 20})
+	return start(t, Options{API: APIAnthropic, Model: "claude-mock", APIKey: "key", MaxTokens: 32})
 }
 
 func messagesBody(content string, extra string) string {
@@ -61,6 +64,9 @@ func TestMessages(t *testing.T) {
 		{"tool_choice any picks the first tool", messagesBody("hello", weatherTool+`,"tool_choice":{"type":"any"}`), "tool_use", []string{"tool_use"}, "get_weather"},
 		{"tool_choice none answers in text", messagesBody("use get_weather", weatherTool+`,"tool_choice":{"type":"none"}`), "end_turn", []string{"text"}, ""},
 		{"no mention, no tool", messagesBody("hello", weatherTool), "end_turn", []string{"text"}, ""},
+		{"temperature and top_p at 1, a padded stop sequence", messagesBody("hi", `"temperature":1,"top_p":1.0,"stop_sequences":[" END "]`), "end_turn", []string{"text"}, ""},
+		{"a prefill is continued", `{"model":"claude-mock","max_tokens":50,"messages":[{"role":"user","content":" hi "},{"role":"assistant","content":[{"type":"text","text":"The answer:"}]}]}`, "end_turn", []string{"text"}, ""},
+		{"an empty final assistant turn is allowed", `{"model":"claude-mock","max_tokens":50,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":""}]}`, "end_turn", []string{"text"}, ""},
 		{"a tool result is answered in text", `{"model":"claude-mock","max_tokens":50,` + weatherTool + `,"messages":[{"role":"user","content":"get_weather for Oslo"},{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Oslo"}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"12C"}]}]}`, "end_turn", []string{"text"}, ""},
 	}
 	for _, tc := range cases {
@@ -194,9 +200,6 @@ func anthStream(t *testing.T, h *harness, body string) anthMessage {
 				t.Fatalf("stop %s", ev.data)
 			}
 			if m.Content[open].Type == "tool_use" {
-				if !json.Valid([]byte(partial[open])) {
-					t.Fatalf("joined partial_json %q is not JSON", partial[open])
-				}
 				m.Content[open].Input = json.RawMessage(partial[open])
 			}
 			open = -1
@@ -225,7 +228,83 @@ func anthStream(t *testing.T, h *harness, body string) anthMessage {
 	if !strings.HasPrefix(got, "message_start,content_block_start,ping,") || !strings.HasSuffix(got, ",message_delta,message_stop") {
 		t.Errorf("event order %s", got)
 	}
+	// Only max_tokens leaves a tool input unfinished, as the API does.
+	for _, blk := range m.Content {
+		if blk.Type == "tool_use" && (m.StopReason == nil || *m.StopReason != "max_tokens") && !json.Valid(blk.Input) {
+			t.Errorf("joined partial_json %q is not JSON", blk.Input)
+		}
+	}
 	return m
+}
+
+// TestMessagesMaxTokensCutsToolCalls: the Messages API never generates past
+// max_tokens, nor mockllm past --max-tokens, tool calls included: a call without room
+// for its input stops with stop_reason "max_tokens" and the input cut short (the
+// members generated whole in the answer, the bytes generated in the stream), and one
+// whose preamble used up max_tokens is never begun.
+func TestMessagesMaxTokensCutsToolCalls(t *testing.T) {
+	body := func(maxTokens, content, extra string) string {
+		return `{"model":"claude-mock","max_tokens":` + maxTokens + `,"messages":[{"role":"user","content":` +
+			quote(content) + `}],` + weatherTool + extra + `}`
+	}
+	// The whole input the calls below cut: the prompt alone decides it.
+	_, b := startAnthropic(t).must("POST", "/v1/messages", body("50", "hello", `,"tool_choice":{"type":"any"}`), anthHeaders...)
+	full := decode[anthMessage](t, b)
+	if len(full.Content) != 1 || *full.StopReason != "tool_use" || *full.Usage.OutputTokens <= 5 {
+		t.Fatalf("uncut call %s", b)
+	}
+	cases := []struct {
+		name   string
+		cap    int // --max-tokens
+		body   string
+		limit  int
+		blocks []string
+	}{
+		{"max_tokens ends the preamble before the call", 64, body("2", "call get_weather now", ""), 2, []string{"text"}},
+		{"max_tokens cuts the tool input", 64, body("5", "hello", `,"tool_choice":{"type":"any"}`), 5, []string{"tool_use"}},
+		{"--max-tokens cuts the tool input", 5, body("1000", "hello", `,"tool_choice":{"type":"any"}`), 5, []string{"tool_use"}},
+		{"max_tokens of one leaves the input an empty object", 64, body("1", "hello", `,"tool_choice":{"type":"any"}`), 1, []string{"tool_use"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, Options{API: APIAnthropic, Model: "claude-mock", APIKey: "key", MaxTokens: tc.cap})
+			_, b := h.must("POST", "/v1/messages", tc.body, anthHeaders...)
+			plain := decode[anthMessage](t, b)
+			streamed := anthStream(t, h, strings.Replace(tc.body, "{", `{"stream":true,`, 1))
+			for _, m := range []anthMessage{plain, streamed} {
+				var types []string
+				for _, blk := range m.Content {
+					types = append(types, blk.Type)
+				}
+				if *m.StopReason != "max_tokens" || *m.Usage.OutputTokens != tc.limit || strings.Join(types, ",") != strings.Join(tc.blocks, ",") {
+					t.Errorf("stop_reason %s, output_tokens %d, blocks %v; want max_tokens, %d, %v", *m.StopReason, *m.Usage.OutputTokens, types, tc.limit, tc.blocks)
+				}
+			}
+			if len(plain.Content) != len(streamed.Content) || plain.Content[0].Text != streamed.Content[0].Text {
+				t.Fatalf("plain %+v, stream %+v", plain.Content, streamed.Content)
+			}
+			last := len(plain.Content) - 1
+			if plain.Content[last].Type != "tool_use" {
+				return
+			}
+			var got, whole map[string]json.RawMessage
+			if err := json.Unmarshal(plain.Content[last].Input, &got); err != nil {
+				t.Fatalf("input %s: %v", plain.Content[last].Input, err)
+			}
+			if err := json.Unmarshal(full.Content[0].Input, &whole); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range got {
+				if string(whole[k]) != string(v) {
+					t.Errorf("input %s is not part of %s", plain.Content[last].Input, full.Content[0].Input)
+				}
+			}
+			in := string(streamed.Content[last].Input)
+			if len(in) > 4*tc.limit || len(in) >= len(full.Content[0].Input) || !strings.HasPrefix(string(full.Content[0].Input), in) {
+				t.Errorf("streamed input %q is not the start of %s", in, full.Content[0].Input)
+			}
+		})
+	}
 }
 
 func TestMessagesStream(t *testing.T) {
@@ -288,6 +367,22 @@ func TestMessagesErrors(t *testing.T) {
 		{"malformed JSON", "POST", "/v1/messages", `{"model"`, anthHeaders, 400, "invalid_request_error", "JSON decode error"},
 		{"unknown model", "POST", "/v1/messages", `{"model":"claude-9","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`, anthHeaders, 404, "not_found_error", "model: claude-9"},
 		{"bad tool_choice", "POST", "/v1/messages", messagesBody("x", weatherTool+`,"tool_choice":{"type":"maybe"}`), anthHeaders, 400, "invalid_request_error", ""},
+		{"system role in messages", "POST", "/v1/messages", `{"model":"claude-mock","max_tokens":5,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}]}`, anthHeaders, 400, "invalid_request_error", "messages: Unexpected role \"system\". The Messages API accepts a top-level `system` parameter, not \"system\" as an input message role."},
+		{"tool role in messages", "POST", "/v1/messages", `{"model":"claude-mock","max_tokens":5,"messages":[{"role":"user","content":"hi"},{"role":"tool","content":"12C"}]}`, anthHeaders, 400, "invalid_request_error", "messages.1.role: Input should be 'user' or 'assistant'"},
+		{"message without content", "POST", "/v1/messages", `{"model":"claude-mock","max_tokens":5,"messages":[{"role":"user"}]}`, anthHeaders, 400, "invalid_request_error", "messages.0.content: Field required"},
+		{"empty user content", "POST", "/v1/messages", `{"model":"claude-mock","max_tokens":5,"messages":[{"role":"user","content":""}]}`, anthHeaders, 400, "invalid_request_error", "messages.0: all messages must have non-empty content except for the optional final assistant message"},
+		{"empty assistant content before the last turn", "POST", "/v1/messages", `{"model":"claude-mock","max_tokens":5,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[]},{"role":"user","content":"hi"}]}`, anthHeaders, 400, "invalid_request_error", "messages.1: all messages must have non-empty content except for the optional final assistant message"},
+		{"whitespace-only text block", "POST", "/v1/messages", `{"model":"claude-mock","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"text","text":" \n"}]}]}`, anthHeaders, 400, "invalid_request_error", "messages: text content blocks must contain non-whitespace text"},
+		{"whitespace-only string content", "POST", "/v1/messages", messagesBody("\t", ""), anthHeaders, 400, "invalid_request_error", "messages: text content blocks must contain non-whitespace text"},
+		{"empty text block", "POST", "/v1/messages", `{"model":"claude-mock","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":""}]}]}`, anthHeaders, 400, "invalid_request_error", "messages: text content blocks must be non-empty"},
+		{"whitespace-only system block", "POST", "/v1/messages", messagesBody("hi", `"system":[{"type":"text","text":"  "}]`), anthHeaders, 400, "invalid_request_error", "system: text content blocks must contain non-whitespace text"},
+		{"prefill ending in whitespace", "POST", "/v1/messages", `{"model":"claude-mock","max_tokens":5,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"` + "```json\\n" + `"}]}`, anthHeaders, 400, "invalid_request_error", "messages: final assistant content cannot end with trailing whitespace"},
+		{"empty stop sequence", "POST", "/v1/messages", messagesBody("hi", `"stop_sequences":["END",""]`), anthHeaders, 400, "invalid_request_error", "stop_sequences: each stop sequence must be non-empty"},
+		{"whitespace-only stop sequence", "POST", "/v1/messages", messagesBody("hi", `"stop_sequences":["\n"]`), anthHeaders, 400, "invalid_request_error", "stop_sequences: each stop sequence must contain non-whitespace"},
+		{"temperature above 1", "POST", "/v1/messages", messagesBody("hi", `"temperature":1.5`), anthHeaders, 400, "invalid_request_error", "temperature: range: 0..1"},
+		{"temperature below 0", "POST", "/v1/messages", messagesBody("hi", `"temperature":-0.1`), anthHeaders, 400, "invalid_request_error", "temperature: range: 0..1"},
+		{"temperature as a string", "POST", "/v1/messages", messagesBody("hi", `"temperature":"0.5"`), anthHeaders, 400, "invalid_request_error", "temperature: Input should be a valid number"},
+		{"top_p above 1", "POST", "/v1/messages", messagesBody("hi", `"top_p":1e1`), anthHeaders, 400, "invalid_request_error", "top_p: range: 0..1"},
 		{"x-mock-status overloaded", "POST", "/v1/messages", messagesBody("x", ""), append([]string{"x-mock-status", "529"}, anthHeaders...), 529, "overloaded_error", ""},
 		{"openai route is not served", "POST", "/v1/chat/completions", "{}", anthHeaders, 404, "not_found_error", "Not Found"},
 		{"wrong method", "GET", "/v1/messages", "", anthHeaders, 405, "invalid_request_error", "Method Not Allowed"},
