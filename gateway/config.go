@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -49,6 +51,9 @@ type Config struct {
 	// keyFiles are the files API keys were read from (MLflow's *_api_key naming a
 	// file): the watch reloads when one of them changes.
 	keyFiles []keyFile
+	// mlflowKeys, for a config read from an MLflow file, names the file's keys in
+	// place of those of the config built from it.
+	mlflowKeys *mlflowKeys
 }
 
 // keyFile is a file an API key was read from, with the SHA-256 of what it held then.
@@ -58,8 +63,9 @@ type keyFile struct {
 }
 
 // scalarAt is a scalar value at a key path, decoded into a Go type (as yaml.v3's
-// errors name it).
-type scalarAt struct{ path, value, typ string }
+// errors name it). For a mapping or list where the type takes another kind of value,
+// value is collectionValue and want says what the key takes.
+type scalarAt struct{ path, value, typ, want string }
 
 // dupKey is a mapping key given a second time, at line, in the mapping at path.
 type dupKey struct {
@@ -160,7 +166,11 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := ParseSize(n.Value)
 	if err != nil {
-		return &yaml.TypeError{Errors: []string{"line " + strconv.Itoa(n.Line) + ": cannot use `" + n.Value + "` as a size (use e.g. 8MiB, 512KB, 1048576)"}}
+		why := "use e.g. 8MiB, 512KB, 1048576"
+		if errors.Is(err, errSizeTooLarge) {
+			why = "too large: " + errSizeTooLarge.Error()
+		}
+		return &yaml.TypeError{Errors: []string{"line " + strconv.Itoa(n.Line) + ": cannot use `" + n.Value + "` as a size (" + why + ")"}}
 	}
 	*s = Size(v)
 	return nil
@@ -180,17 +190,41 @@ func ParseSize(v string) (int64, error) {
 		i++
 	}
 	num, unit := v[:i], strings.ToLower(strings.TrimSpace(v[i:]))
-	f, err := strconv.ParseFloat(num, 64)
 	mult, ok := sizeUnits[unit]
-	if err != nil || !ok || f < 0 {
+	var n int64
+	var err error
+	switch {
+	case !ok:
+		err = strconv.ErrSyntax
+	case !strings.Contains(num, "."):
+		// A whole number is read exactly: as a float64 (53 bits) 2^63 − 1 would round
+		// up to 2^63, over the limit.
+		n, err = strconv.ParseInt(num, 10, 64)
+		if err == nil && n > math.MaxInt64/mult {
+			err = strconv.ErrRange
+		}
+		n *= mult
+	default:
+		var f float64
+		f, err = strconv.ParseFloat(num, 64)
+		// float64(math.MaxInt64) is 2^63: converted, a product at or over it would
+		// wrap (or saturate, by CPU).
+		if b := f * float64(mult); err == nil && b >= math.MaxInt64 {
+			err = strconv.ErrRange
+		}
+		n = int64(f * float64(mult))
+	}
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("size %q: %w", v, errSizeTooLarge)
+	case err != nil:
 		return 0, errors.New("invalid size " + strconv.Quote(v) + " (use e.g. 8MiB, 512KB, 1048576)")
 	}
-	if b := f * float64(mult); b >= math.MaxInt64 {
-		// Converted, it would wrap (or saturate, by CPU).
-		return 0, errors.New("size " + strconv.Quote(v) + " is too large")
-	}
-	return int64(f * float64(mult)), nil
+	return n, nil
 }
+
+// errSizeTooLarge is ParseSize's error for a size that int64 does not hold.
+var errSizeTooLarge = errors.New("at most 2^63 − 1 bytes")
 
 // ConfigError lists every problem found in a config file, each as FILE:LINE: key: what.
 type ConfigError struct{ Problems []string }
@@ -209,7 +243,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
-		return nil, &ConfigError{Problems: []string{yamlProblem(path, err)}}
+		return nil, &ConfigError{Problems: []string{yamlProblem(path, data, err)}}
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].ShortTag() == "!!null" {
 		// Nothing, comments, or a document start alone: what a half-written file
@@ -223,7 +257,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 			line = more.Content[0].Line
 		}
 		if err != nil {
-			return nil, &ConfigError{Problems: []string{yamlProblem(path, err)}}
+			return nil, &ConfigError{Problems: []string{yamlProblem(path, data, err)}}
 		}
 		return nil, &ConfigError{Problems: []string{path + ":" + strconv.Itoa(line) + ": a second YAML document (after ---) is not read: one config per file"}}
 	}
@@ -253,9 +287,15 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 		}
 		report(n.Line, key, problem)
 	}
-	expandEnv(root, "", env, missingEnv, malformedEnv)
-	if isMLflow(root) {
-		expandMLflowEnv(root, "", env, malformedEnv)
+	mlflow := isMLflow(root)
+	var mlflowRef func(n *yaml.Node, key string)
+	if mlflow {
+		// MLflow's $VAR, read in the same pass as ${VAR}: a value either gives is
+		// not read again (a secret that begins with '$' stays the secret).
+		mlflowRef = func(n *yaml.Node, key string) { expandMLflowRef(n, key, env, malformedEnv) }
+	}
+	expandEnv(root, "", env, missingEnv, malformedEnv, mlflowRef)
+	if mlflow {
 		fromMLflow(root, cfg, report)
 		if len(problems) == 0 {
 			cfg.applyDefaults()
@@ -287,7 +327,9 @@ const envRefHelp = "; write ${NAME} or ${NAME:-default}, and $${ for a literal $
 // stays a plain string and line numbers stay those of the file. path is n's key path,
 // for the messages: a malformed reference (${VAR without its brace, ${VAR-x}, ${ VAR })
 // is an error rather than text kept as it is, which would end up an API key or a URL.
-func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missing func(n *yaml.Node, key, name string), malformed func(n *yaml.Node, key, problem string)) {
+// other, when set, is given every other scalar value (to read MLflow's $VAR), so that
+// each value is expanded once.
+func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missing func(n *yaml.Node, key, name string), malformed func(n *yaml.Node, key, problem string), other func(n *yaml.Node, key string)) {
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
 		v, unset, bad := expandValue(n.Value, env)
 		for _, name := range unset {
@@ -312,6 +354,8 @@ func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missi
 			n.Tag = ""
 		}
 		n.Style = 0
+	} else if n.Kind == yaml.ScalarNode && other != nil {
+		other(n, path)
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -327,15 +371,15 @@ func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missi
 				// A merge key's mapping holds keys of this one.
 				p = join(path, k.Value)
 			}
-			expandEnv(v, p, env, missing, malformed)
+			expandEnv(v, p, env, missing, malformed, other)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			expandEnv(c, path+"["+strconv.Itoa(i)+"]", env, missing, malformed)
+			expandEnv(c, path+"["+strconv.Itoa(i)+"]", env, missing, malformed, other)
 		}
 	default:
 		for _, c := range n.Content {
-			expandEnv(c, path, env, missing, malformed)
+			expandEnv(c, path, env, missing, malformed, other)
 		}
 	}
 }
@@ -472,10 +516,12 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	}
 	switch {
 	case n.Kind == yaml.ScalarNode:
-		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, n.Value, t.String()})
-	case (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && scalarType(t):
-		// A mapping or list where one value belongs: its error names this key.
-		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, collectionValue, t.String()})
+		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path: path, value: n.Value, typ: t.String()})
+	case (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && wrongCollection(n, t):
+		// A mapping or list where one value, a list or a section belongs (endpoints
+		// written as a mapping of names, auth.keys without dashes): its error names
+		// this key.
+		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, collectionValue, t.String(), takes(t)})
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -651,12 +697,114 @@ func join(path, key string) string {
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
-func yamlProblem(path string, err error) string {
+// yamlProblem turns a yaml.v3 error into FILE:LINE: what. data is the file's text,
+// to place the errors that carry no line (nil when there is none to read).
+func yamlProblem(path string, data []byte, err error) string {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		return path + ":" + m[1] + ": " + m[2]
 	}
+	if m := yamlUnknownAnchor.FindStringSubmatch(msg); m != nil && data != nil {
+		return anchorProblem(path, data, m[1])
+	}
 	return path + ": " + strings.TrimPrefix(msg, "yaml: ")
+}
+
+// yaml.v3's anchor names are letters, digits, '_' and '-'.
+var yamlUnknownAnchor = regexp.MustCompile(`^(?:yaml: )?unknown anchor '([0-9A-Za-z_-]+)' referenced$`)
+
+// anchorProblem places an alias of an anchor not defined before it (`<<: *defualts`,
+// a misspelling), which yaml.v3 reports with no line. Each `*name` of the text is
+// read as a null instead; the first that then parses as a value (not text in a
+// string or a comment) is the alias, and the walk to it gives its key path.
+func anchorProblem(path string, data []byte, name string) string {
+	alias := "*" + name
+	text := bytes.Clone(data)
+	type mark struct{ line, col int }
+	marks := map[mark]bool{}
+	first := mark{}
+	line, lineStart := 1, 0 // the line of data[off:] and where it starts
+	for off := 0; ; {
+		i := bytes.Index(text[off:], []byte(alias))
+		if i < 0 {
+			break
+		}
+		i += off
+		line += bytes.Count(data[off:i], []byte{'\n'})
+		if nl := bytes.LastIndexByte(data[off:i], '\n'); nl >= 0 {
+			lineStart = off + nl + 1
+		}
+		off = i + len(alias)
+		if i > 0 && !strings.ContainsRune(" \t\r\n[{,", rune(data[i-1])) ||
+			off < len(text) && isAnchorChar(text[off]) {
+			continue
+		}
+		text[i] = '~'
+		for j := i + 1; j < off; j++ {
+			text[j] = ' '
+		}
+		m := mark{line, 1 + utf8.RuneCount(data[lineStart:i])}
+		if len(marks) == 0 {
+			first = m
+		}
+		marks[m] = true
+	}
+	problem := alias + " refers to no anchor &" + name + " defined before it"
+	if len(marks) == 0 {
+		return path + ": " + problem
+	}
+	anchors := map[string]bool{}
+	key, line := "", first.line
+	found := false
+	var walk func(n *yaml.Node, p string)
+	walk = func(n *yaml.Node, p string) {
+		if n.Anchor != "" {
+			anchors[n.Anchor] = true
+		}
+		if !found && n.Kind == yaml.ScalarNode && n.Value == "~" && marks[mark{n.Line, n.Column}] {
+			found, key, line = true, p, n.Line
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				walk(k, p)
+				if !isMergeKey(k) {
+					walk(v, join(p, k.Value))
+				} else {
+					walk(v, p)
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, p+"["+strconv.Itoa(i)+"]")
+			}
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, p)
+			}
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	for {
+		var doc yaml.Node
+		if dec.Decode(&doc) != nil {
+			break
+		}
+		walk(&doc, "")
+	}
+	if hint := suggest(name, anchors); len(anchors) > 0 && strings.HasPrefix(hint, " (did you mean ") {
+		problem += hint
+	}
+	at := path + ":" + strconv.Itoa(line) + ": "
+	if key == "" {
+		return at + problem
+	}
+	return at + key + ": " + problem
+}
+
+func isAnchorChar(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '_' || c == '-'
 }
 
 var yamlDuplicate = regexp.MustCompile(`^mapping key ("(?:[^"\\]|\\.)*") already defined at line \d+$`)
@@ -674,19 +822,47 @@ func scalarType(t reflect.Type) bool {
 	return false
 }
 
+// wrongCollection reports whether the mapping or list n is not what type t decodes
+// from.
+func wrongCollection(n *yaml.Node, t reflect.Type) bool {
+	switch {
+	case scalarType(t):
+		return true
+	case t.Kind() == reflect.Struct, t.Kind() == reflect.Map:
+		return n.Kind != yaml.MappingNode
+	case t.Kind() == reflect.Slice, t.Kind() == reflect.Array:
+		return n.Kind != yaml.SequenceNode
+	}
+	return false
+}
+
 var yamlCollection = regexp.MustCompile(`^cannot unmarshal !!(map|seq) into (\S+)$`)
 
-// singleValue says what a key of Go type typ takes, for a message.
-func singleValue(typ string) string {
-	switch typ {
-	case "string":
-		return "a string"
-	case "bool":
-		return "true or false"
-	case "time.Duration":
+var (
+	durationType = reflect.TypeOf(time.Duration(0))
+	sizeType     = reflect.TypeOf(Size(0))
+	configType   = reflect.TypeOf(Config{})
+)
+
+// takes says what a key of Go type t takes, for a message.
+func takes(t reflect.Type) string {
+	switch t {
+	case durationType:
 		return "a duration (e.g. 100ms, 30s, 5m)"
-	case "gateway.Size":
+	case sizeType:
 		return "a size (e.g. 8MiB, 512KB, 1048576)"
+	case configType:
+		return "a mapping of sections (server, auth, backends, endpoints, limiter, tracing, logging)"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "a mapping"
 	}
 	return "a number"
 }
@@ -696,7 +872,7 @@ func typeProblems(cfg *Config, err error) []string {
 	path, scalars := cfg.path, cfg.scalars
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return []string{yamlProblem(path, err)}
+		return []string{yamlProblem(path, nil, err)}
 	}
 	out := make([]string, 0, len(te.Errors))
 	// used marks the scalars already named, so two bad values alike on one line name
@@ -716,18 +892,22 @@ func typeProblems(cfg *Config, err error) []string {
 		}
 		if c := yamlCollection.FindStringSubmatch(m[2]); c != nil {
 			what := map[string]string{"map": "a mapping", "seq": "a list"}[c[1]]
-			problem := "must be " + singleValue(c[2]) + ", not " + what
-			key := ""
-			for _, sa := range scalars[l] {
+			problem := "must not be " + what
+			var at *scalarAt
+			for i, sa := range scalars[l] {
 				if sa.value == collectionValue && sa.typ == c[2] && !used[sa] {
-					used[sa], key = true, sa.path
+					used[sa], at = true, &scalars[l][i]
 					break
 				}
 			}
-			if key == "" {
+			switch {
+			case at == nil:
 				out = append(out, path+":"+m[1]+": "+problem)
-			} else {
-				out = append(out, path+":"+m[1]+": "+key+": "+problem)
+			case at.path == "":
+				// The whole document.
+				out = append(out, path+":"+m[1]+": the file must be "+at.want+", not "+what)
+			default:
+				out = append(out, path+":"+m[1]+": "+at.path+": must be "+at.want+", not "+what)
 			}
 			continue
 		}
@@ -860,7 +1040,10 @@ func (c *Config) applyDefaults() {
 	for i := range c.Endpoints {
 		for j := range c.Endpoints[i].Routes {
 			r := &c.Endpoints[i].Routes[j]
-			if r.Variant == "" {
+			// An MLflow endpoint's one route is left without: its backend's name is
+			// the endpoint's, which MLflow lets be of any length and letters, and a
+			// variant must be a label. The router names it after the backend still.
+			if r.Variant == "" && c.Endpoints[i].mlflow == nil {
 				r.Variant = r.Backend
 			}
 		}
@@ -1044,6 +1227,9 @@ func (c *Config) problems() []string {
 
 // problemAt is one problem of a key path, as FILE:LINE: key: what.
 func (c *Config) problemAt(key, problem string) string {
+	if c.mlflowKeys != nil {
+		key = c.mlflowKeys.key(key)
+	}
 	return c.path + ":" + strconv.Itoa(c.lineOf(key)) + ": " + key + ": " + problem
 }
 

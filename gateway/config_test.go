@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -95,7 +96,10 @@ func TestParseSize(t *testing.T) {
 		in   string
 		want int64
 		ok   bool
-	}{{"8MiB", 8 << 20, true}, {"512KB", 512000, true}, {"1048576", 1 << 20, true}, {"1.5 GiB", 3 << 29, true}, {"8 parsecs", 0, false}, {"-1", 0, false}, {"", 0, false}}
+	}{{"8MiB", 8 << 20, true}, {"512KB", 512000, true}, {"1048576", 1 << 20, true}, {"1.5 GiB", 3 << 29, true}, {"8 parsecs", 0, false}, {"-1", 0, false}, {"", 0, false},
+		// Whole numbers are read exactly, up to 2^63 − 1 (README).
+		{"9223372036854775807", math.MaxInt64, true}, {"9223372036854775808", 0, false},
+		{"8589934591GiB", 8589934591 << 30, true}, {"8589934592GiB", 0, false}, {"8589934592.5GiB", 0, false}}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
 			got, err := ParseSize(c.in)

@@ -71,6 +71,8 @@ type request struct {
 	f       fields
 	body    []byte
 	bodyBuf []byte
+	// invoked is set for an MLflow invocation (POST /endpoints/{name}/invocations).
+	invoked bool
 	call    providers.Call
 	res     providers.Result
 	ev      providers.Event
@@ -265,6 +267,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 			return
 		}
 		kind = ep.kind
+		r.invoked = true
 		var e *apiError
 		if r.bodyBuf, e = invocationBody(r.bodyBuf[:0], invocation, r.body); e != nil {
 			r.fail(ctx, e)
@@ -414,6 +417,8 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 		IncludeUsage:  r.f.includeUsage,
 		MaxTokens:     r.f.maxTokens,
 		Header:        &ctx.Request.Header,
+		// MLflow streams completions in its own chunk form.
+		DeltaText: r.invoked,
 	}
 	if ep.timeout > 0 {
 		r.call.Deadline = r.start.Add(ep.timeout)

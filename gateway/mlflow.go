@@ -60,7 +60,11 @@ type mlflowInfo struct {
 	Limit        *limiter.MLflowLimit
 }
 
-// isMLflow tells an MLflow gateway config from ours by its endpoint entries.
+// isMLflow tells an MLflow gateway config from ours by its endpoint entries: one with
+// endpoint_type or route_type, or with a model block naming a provider, is MLflow's
+// (ours have type and routes). Every entry is looked at, so that a file whose first
+// entry lacks its endpoint_type is still read as MLflow's and the missing key
+// reported, rather than each MLflow key as unknown to ours.
 func isMLflow(root *yaml.Node) bool {
 	if root.Kind != yaml.MappingNode {
 		return false
@@ -73,13 +77,41 @@ func isMLflow(root *yaml.Node) bool {
 			}
 			continue
 		}
-		if v.Kind != yaml.SequenceNode || len(v.Content) == 0 || v.Content[0].Kind != yaml.MappingNode {
+		if v.Kind != yaml.SequenceNode {
 			continue
 		}
-		for j := 0; j+1 < len(v.Content[0].Content); j += 2 {
-			switch v.Content[0].Content[j].Value {
-			case "endpoint_type", "route_type":
+		for _, e := range v.Content {
+			if mlflowEntry(e) {
 				return true
+			}
+		}
+	}
+	return false
+}
+
+// mlflowEntry reports whether an endpoints entry has MLflow's keys.
+func mlflowEntry(e *yaml.Node) bool {
+	if e.Kind == yaml.AliasNode && e.Alias != nil {
+		e = e.Alias
+	}
+	if e.Kind != yaml.MappingNode {
+		return false
+	}
+	for j := 0; j+1 < len(e.Content); j += 2 {
+		switch k, v := e.Content[j].Value, e.Content[j+1]; k {
+		case "endpoint_type", "route_type":
+			return true
+		case "model":
+			if v.Kind == yaml.AliasNode && v.Alias != nil {
+				v = v.Alias
+			}
+			if v.Kind != yaml.MappingNode {
+				continue
+			}
+			for m := 0; m+1 < len(v.Content); m += 2 {
+				if v.Content[m].Value == "provider" {
+					return true
+				}
 			}
 		}
 	}
@@ -88,42 +120,24 @@ func isMLflow(root *yaml.Node) bool {
 
 var mlflowEnvRef = regexp.MustCompile(`^\$([A-Za-z_][A-Za-z0-9_]*)$`)
 
-// expandMLflowEnv reads `$VAR` values as MLflow does: a whole value naming a variable,
-// which must be set and not empty. path is n's key path, for the messages, walked as
-// expandEnv walks it.
-func expandMLflowEnv(n *yaml.Node, path string, env func(string) (string, bool), problem func(n *yaml.Node, key, problem string)) {
-	if n.Kind == yaml.ScalarNode {
-		if m := mlflowEnvRef.FindStringSubmatch(n.Value); m != nil {
-			v, ok := env(m[1])
-			switch {
-			case !ok:
-				problem(n, path, "environment variable "+m[1]+" is not set")
-			case v == "":
-				problem(n, path, "environment variable "+m[1]+" is empty")
-			}
-			n.Value = v
-			n.Tag, n.Style = "", 0
-		}
+// expandMLflowRef reads a `$VAR` value as MLflow does: a whole value naming a
+// variable, which must be set and not empty. key is n's key path, for the messages.
+// expandEnv calls it for each value that holds no ${VAR}, so that no value is read
+// twice.
+func expandMLflowRef(n *yaml.Node, key string, env func(string) (string, bool), problem func(n *yaml.Node, key, problem string)) {
+	m := mlflowEnvRef.FindStringSubmatch(n.Value)
+	if m == nil {
+		return
 	}
-	switch n.Kind {
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := path
-			if !isMergeKey(k) {
-				p = join(path, k.Value)
-			}
-			expandMLflowEnv(v, p, env, problem)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			expandMLflowEnv(c, path+"["+strconv.Itoa(i)+"]", env, problem)
-		}
-	default:
-		for _, c := range n.Content {
-			expandMLflowEnv(c, path, env, problem)
-		}
+	v, ok := env(m[1])
+	switch {
+	case !ok:
+		problem(n, key, "environment variable "+m[1]+" is not set")
+	case v == "":
+		problem(n, key, "environment variable "+m[1]+" is empty")
 	}
+	n.Value = v
+	n.Tag, n.Style = "", 0
 }
 
 // mlflowKey reads an API key as MLflow's gateway does: a value naming a regular file
@@ -167,6 +181,11 @@ type mlflowProvider struct {
 	keyRequired                                bool
 	// more are its other config keys.
 	more []string
+	// viaChat: its llm/v1/completions go to the upstream's chat completions API, as
+	// MLflow's openai and mistral providers send them; temperatureScale multiplies
+	// their temperature on the way (0: as sent).
+	viaChat          bool
+	temperatureScale float64
 }
 
 // known is the set of config keys the provider takes: any other is an error, not a
@@ -189,19 +208,21 @@ var openaiMore = []string{"openai_api_type", "openai_api_version", "openai_deplo
 // mlflowProviders maps MLflow's provider names onto ours. The *_api_base keys of
 // mistral and togetherai, and the openai-compatible provider, are ours.
 var mlflowProviders = map[string]mlflowProvider{
-	"openai":                                {"openai", "openai_api_key", "openai_api_base", "https://api.openai.com/v1", true, openaiMore},
-	"azure":                                 {"azure", "openai_api_key", "openai_api_base", "", true, openaiMore},
-	"azuread":                               {"azure", "openai_api_key", "openai_api_base", "", true, openaiMore},
-	"anthropic":                             {"anthropic", "anthropic_api_key", "anthropic_api_base", "https://api.anthropic.com/v1", true, []string{"anthropic_version"}},
-	"mistral":                               {"openai", "mistral_api_key", "mistral_api_base", "https://api.mistral.ai/v1", true, nil},
-	"togetherai":                            {"openai", "togetherai_api_key", "togetherai_api_base", "https://api.together.xyz/v1", true, nil},
-	"huggingface-text-generation-inference": {"openai", "", "hf_server_url", "", false, nil},
-	"mlflow-model-serving":                  {"openai", "", "model_server_url", "", false, nil},
-	"openai-compatible":                     {"openai", "api_key", "api_base", "", false, nil},
+	"openai":    {"openai", "openai_api_key", "openai_api_base", "https://api.openai.com/v1", true, openaiMore, true, 0},
+	"azure":     {"azure", "openai_api_key", "openai_api_base", "", true, openaiMore, true, 0},
+	"azuread":   {"azure", "openai_api_key", "openai_api_base", "", true, openaiMore, true, 0},
+	"anthropic": {"anthropic", "anthropic_api_key", "anthropic_api_base", "https://api.anthropic.com/v1", true, []string{"anthropic_version"}, false, 0},
+	// MLflow's temperature runs from 0 to 2, Mistral's from 0 to 1: MLflow halves it.
+	"mistral":                               {"openai", "mistral_api_key", "mistral_api_base", "https://api.mistral.ai/v1", true, nil, true, 0.5},
+	"togetherai":                            {"openai", "togetherai_api_key", "togetherai_api_base", "https://api.together.xyz/v1", true, nil, false, 0},
+	"huggingface-text-generation-inference": {"openai", "", "hf_server_url", "", false, nil, false, 0},
+	"mlflow-model-serving":                  {"openai", "", "model_server_url", "", false, nil, false, 0},
+	"openai-compatible":                     {"openai", "api_key", "api_base", "", false, nil, false, 0},
 }
 
 // fromMLflow turns an MLflow gateway config into ours: one backend per endpoint, named
-// after it. Problems name the MLflow file's own keys and lines.
+// after it. Problems name the MLflow file's own keys and lines, those found later in
+// the config built from it too (cfg.mlflowKeys).
 func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem string)) {
 	checkKeys(root, reflect.TypeOf(mlflowFile{}), "", cfg, report)
 	var f mlflowFile
@@ -217,16 +238,23 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		list, listKey = f.Routes, "routes"
 	}
 	cfg.Backends = map[string]providers.Config{}
+	keys := &mlflowKeys{list: listKey}
+	cfg.mlflowKeys = keys
+	line := func(k string) int { return cfg.lineOf(k) }
 	for i, e := range list {
 		p := listKey + "[" + strconv.Itoa(i) + "]"
-		line := func(k string) int { return cfg.lineOf(k) }
-		typ := e.EndpointType
-		typKey := p + ".endpoint_type"
-		if typ == "" {
+		typ, typKey := e.EndpointType, p+".endpoint_type"
+		if typ == "" && e.RouteType != "" {
 			typ, typKey = e.RouteType, p+".route_type"
+		} else if typ == "" && listKey == "routes" {
+			// The older routes: list names the type route_type (either key is taken).
+			typKey = p + ".route_type"
 		}
 		kind, ok := mlflowTypes[typ]
-		if !ok {
+		switch {
+		case typ == "":
+			report(line(typKey), typKey, "is required: llm/v1/chat, llm/v1/completions or llm/v1/embeddings")
+		case !ok:
 			report(line(typKey), typKey, "must be llm/v1/chat, llm/v1/completions or llm/v1/embeddings")
 		}
 		mp, ok := mlflowProviders[e.Model.Provider]
@@ -239,15 +267,18 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 			report(line(p+".model.provider"), p+".model.provider", "provider "+strconv.Quote(e.Model.Provider)+" is not supported (supported: "+strings.Join(names, ", ")+")")
 			continue
 		}
+		if mp.provider == "anthropic" && kind != "" && kind != "chat" {
+			report(line(typKey), typKey, typ+" is not served by provider anthropic: Tollgate reaches Anthropic through its Messages API, which serves llm/v1/chat only")
+		}
 		c := e.Model.Config
 		cp := p + ".model.config"
 		known := mp.known()
-		keys := make([]string, 0, len(c))
+		names := make([]string, 0, len(c))
 		for k := range c {
-			keys = append(keys, k)
+			names = append(names, k)
 		}
-		sortStrings(keys)
-		for _, k := range keys {
+		sortStrings(names)
+		for _, k := range names {
 			if !known[k] {
 				report(line(cp+"."+k), cp+"."+k, "unknown key for provider "+e.Model.Provider+suggest(k, known))
 			}
@@ -255,7 +286,7 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		if _, ok := c[mp.keyField]; mp.keyRequired && !ok {
 			report(line(cp), cp+"."+mp.keyField, "is required for provider "+e.Model.Provider)
 		}
-		b := providers.Config{Provider: mp.provider, Model: e.Model.Name, BaseURL: mp.defaultBase}
+		b := providers.Config{Provider: mp.provider, Model: e.Model.Name, BaseURL: c[mp.baseField]}
 		if mp.keyField != "" {
 			key, kf, err := mlflowKey(c[mp.keyField])
 			if kf != nil {
@@ -267,43 +298,64 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 			}
 			b.APIKey = key
 		}
-		if v := c[mp.baseField]; v != "" {
-			b.BaseURL = v
-		}
-		b.BaseURL = mlflowBaseURL(b.BaseURL, strings.HasSuffix(e.Model.Provider, "text-generation-inference"))
 		if org := c["openai_organization"]; org != "" {
 			b.Headers = map[string]string{"OpenAI-Organization": org}
 		}
-		apiType := strings.ToLower(c["openai_api_type"])
-		switch apiType {
-		case "", "openai", "azure", "azuread":
-		default:
-			if !known["openai_api_type"] {
-				break // reported as an unknown key
+		apiType := ""
+		if known["openai_api_type"] {
+			// openai_api_type decides, as in MLflow; without it, the provider's name.
+			if apiType = strings.ToLower(c["openai_api_type"]); apiType == "" {
+				apiType = e.Model.Provider
 			}
+		}
+		// azureTyped: MLflow's OpenAIConfig needs all three keys for an Azure type; the
+		// defaults of provider azure stand in for none of them (without a base, the
+		// openai provider's would send the key to OpenAI).
+		azureTyped := false
+		switch apiType {
+		case "":
+		case "openai":
+			b.Provider = "openai"
+		case "azure", "azuread":
+			b.Provider = "azure"
+			azureTyped = c["openai_api_type"] != ""
+			for _, k := range []string{"openai_api_base", "openai_deployment_name", "openai_api_version"} {
+				if azureTyped && c[k] == "" {
+					report(line(cp), cp+"."+k, "is required when openai_api_type is "+apiType)
+				}
+			}
+		default:
 			report(line(cp+".openai_api_type"), cp+".openai_api_type", "must be openai, azure or azuread")
 		}
-		if e.Model.Provider == "openai" && (apiType == "azure" || apiType == "azuread") {
-			b.Provider = "azure"
-		}
-		if e.Model.Provider == "azuread" || e.Model.Provider == "openai" && apiType == "azuread" {
+		if apiType == "azuread" && b.APIKey != "" {
 			// An Azure AD (Entra ID) token goes in a bearer header, as MLflow sends
 			// it, not in Azure's api-key header.
-			if b.APIKey != "" {
-				if b.Headers == nil {
-					b.Headers = map[string]string{}
-				}
-				b.Headers["Authorization"] = "Bearer " + b.APIKey
-				b.APIKey = ""
+			if b.Headers == nil {
+				b.Headers = map[string]string{}
+			}
+			b.Headers["Authorization"] = "Bearer " + b.APIKey
+			b.APIKey = ""
+		}
+		if b.BaseURL == "" && b.Provider != "azure" {
+			b.BaseURL = mp.defaultBase
+			if apiType == "openai" {
+				// Provider azure of the OpenAI type, too: OpenAI's own base.
+				b.BaseURL = mlflowProviders["openai"].defaultBase
 			}
 		}
+		b.BaseURL = mlflowBaseURL(b.BaseURL, strings.HasSuffix(e.Model.Provider, "text-generation-inference"))
 		if b.Provider == "azure" {
 			setAzure(&b, c["openai_deployment_name"], c["openai_api_version"])
 		}
 		if v := c["anthropic_version"]; v != "" {
 			b.AnthropicVersion = v
 		}
-		if b.BaseURL == "" {
+		if kind == "completions" && mp.viaChat {
+			// MLflow's openai and mistral providers send completions to chat models.
+			b.CompletionsViaChat = true
+			b.CompletionsTemperatureScale = mp.temperatureScale
+		}
+		if b.BaseURL == "" && !azureTyped {
 			report(line(cp), cp+"."+mp.baseField, "is required for provider "+e.Model.Provider)
 		}
 		for _, fe := range flatten(b.Validate()) {
@@ -312,7 +364,7 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 				report(line(p+".model"), p+".model", fe.Error())
 				continue
 			}
-			if kp.Key() == "base_url" && b.BaseURL == "" {
+			if kp.Key() == "base_url" && b.BaseURL == "" || kp.Key() == "deployment" && azureTyped && c["openai_deployment_name"] == "" {
 				continue // reported above, with the MLflow key to set
 			}
 			k := mlflowKeyPath(p, mp, c, kp.Key())
@@ -321,7 +373,10 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		name := e.Name
 		cfg.Backends[name] = b
 		ec := EndpointConfig{Name: name, Type: kind}
-		ec.Routes = []router.Route{{Backend: name, Weight: 100, Variant: name}}
+		// No variant: one route has no other to be told from. The header, metrics
+		// and log show the backend's name, which is the endpoint's, and MLflow's
+		// names (any length, any letter) need not be labels.
+		ec.Routes = []router.Route{{Backend: name, Weight: 100}}
 		ec.mlflow = &mlflowInfo{EndpointType: typ, Provider: e.Model.Provider, Model: e.Model.Name, Limit: e.Limit}
 		if e.Limit != nil {
 			if err := e.Limit.Validate(); err != nil {
@@ -337,7 +392,84 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 			}
 		}
 		cfg.Endpoints = append(cfg.Endpoints, ec)
+		keys.entries = append(keys.entries, mlflowSource{index: i, name: name, typKey: typKey, mp: mp, config: c})
 	}
+}
+
+// mlflowKeys maps the keys of a config built from an MLflow file back onto the
+// file's: the checks run on the built config (and the build itself) report keys of
+// it, which the file does not have.
+type mlflowKeys struct {
+	// list is the file's list of endpoints: endpoints, or routes in older files.
+	list string
+	// entries are the entries the built config's endpoints came from, in its order.
+	entries []mlflowSource
+}
+
+// mlflowSource is the MLflow entry an endpoint (and its backend) was built from.
+type mlflowSource struct {
+	index        int
+	name, typKey string
+	mp           mlflowProvider
+	config       map[string]string
+}
+
+// key is the MLflow file's key for key, a key of the built config; keys of the
+// sections beside MLflow's (server, auth …) are the same in both.
+func (m *mlflowKeys) key(key string) string {
+	if rest, ok := strings.CutPrefix(key, "backends."); ok {
+		// The backend is named after its endpoint, whose name may hold dots: the
+		// longest name that prefixes the rest is the backend's.
+		var src *mlflowSource
+		for i := range m.entries {
+			e := &m.entries[i]
+			if (rest == e.name || strings.HasPrefix(rest, e.name+".")) && (src == nil || len(e.name) > len(src.name)) {
+				src = e
+			}
+		}
+		if src == nil {
+			return key
+		}
+		p := m.list + "[" + strconv.Itoa(src.index) + "]"
+		field := strings.TrimPrefix(rest[len(src.name):], ".")
+		if field == "" {
+			return p + ".model"
+		}
+		return mlflowKeyPath(p, src.mp, src.config, field)
+	}
+	rest, ok := strings.CutPrefix(key, "endpoints[")
+	if !ok {
+		return key
+	}
+	end := strings.IndexByte(rest, ']')
+	i, err := strconv.Atoi(rest[:max(end, 0)])
+	if end < 0 || err != nil || i < 0 || i >= len(m.entries) {
+		return key
+	}
+	src, rest := &m.entries[i], rest[end+1:]
+	p := m.list + "[" + strconv.Itoa(src.index) + "]"
+	switch {
+	case rest == "" || rest == ".name":
+		return p + rest
+	case rest == ".type":
+		return src.typKey
+	case strings.HasPrefix(rest, ".limits"):
+		// The one limit an MLflow endpoint has: calls per renewal_period, for key.
+		_, field, _ := strings.Cut(rest, "].")
+		switch field {
+		case "per":
+			return p + ".limit.key"
+		case "requests", "burst":
+			return p + ".limit.calls"
+		case "window":
+			return p + ".limit.renewal_period"
+		}
+		return p + ".limit"
+	case strings.HasPrefix(rest, ".routes"), strings.HasPrefix(rest, ".fallbacks"):
+		// The one route goes to the backend the model block makes.
+		return p + ".model"
+	}
+	return p
 }
 
 // mlflowKeyPath is the key path in the MLflow file of what sets key, a key of the

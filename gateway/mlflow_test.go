@@ -59,7 +59,7 @@ func TestMLflowConfigErrors(t *testing.T) {
 		"ml.yaml:12: endpoints[1].extra: unknown key",
 		"ml.yaml:5: endpoints[0].model.provider: provider \"cohere\" is not supported",
 		"ml.yaml:9: endpoints[1].endpoint_type: must be llm/v1/chat, llm/v1/completions or llm/v1/embeddings",
-		"ml.yaml:11: endpoints[1].limit.renewal_period: must be one of second, minute, hour, day",
+		"ml.yaml:11: endpoints[1].limit.renewal_period: must be second, minute, hour, day, month or year",
 		"ml.yaml:11: endpoints[1].limit.calls: must be positive",
 	}
 	got := ce.Error()

@@ -493,23 +493,27 @@ func (r *sharedRef) drop() {
 	}
 }
 
-// tracerRef is the shared reference of a tracer: closing it exports what is queued.
-func tracerRef(tr *tracing.Tracing, log *slog.Logger) *sharedRef {
+// tracerRef is the shared reference of a tracer: closing it exports what is queued,
+// then calls closed (which folds the tracer's final counts into the metrics).
+func tracerRef(tr *tracing.Tracing, log *slog.Logger, closed func()) *sharedRef {
 	return &sharedRef{close: func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := tr.Shutdown(ctx); err != nil && log != nil {
 			log.Warn("tracer shutdown", "error", err.Error())
 		}
+		closed()
 	}}
 }
 
-// limiterRef is the shared reference of a limiter.
-func limiterRef(lim *limiter.Limiter, log *slog.Logger) *sharedRef {
+// limiterRef is the shared reference of a limiter: closing it closes the limiter,
+// then calls closed.
+func limiterRef(lim *limiter.Limiter, log *slog.Logger, closed func()) *sharedRef {
 	return &sharedRef{close: func() {
 		if err := lim.Close(); err != nil && log != nil {
 			log.Warn("limiter close", "error", err.Error())
 		}
+		closed()
 	}}
 }
 

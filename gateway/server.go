@@ -88,6 +88,9 @@ type Server struct {
 	lastHash [sha256.Size]byte
 	// closing counts retired runtimes closing in the background (runtime.closing).
 	closing atomic.Int64
+	// limiters are the limiters of the configs installed, kept while a runtime uses
+	// them, for a shutdown whose grace runs out to close; under reloadMu past New.
+	limiters []liveLimiter
 	// reloadFailing is set while the last reload failed; under reloadMu.
 	reloadFailing bool
 	// reloaded is signalled after each reload that installed a config, for the file
@@ -152,9 +155,8 @@ func New(path string, opt Options) (*Server, error) {
 		_ = lim.Close()
 		return nil, inFile(cfg.path, err)
 	}
-	rt.trRef, rt.limRef = tracerRef(tr, log).hold(), limiterRef(lim, log).hold()
-	s.m.WatchTracing(s.traceStats)
-	s.m.WatchLimiter(s.limiterStats)
+	rt.trRef = tracerRef(tr, log, s.watchTracer(tr)).hold()
+	rt.limRef = limiterRef(lim, log, s.watchLimiter(lim)).hold()
 	s.install(rt)
 	// Route as the other replicas do from the first request: a canary the cluster
 	// rolled back stays out.
@@ -196,8 +198,16 @@ func New(path string, opt Options) (*Server, error) {
 // readLimit is how much body fasthttp reads before refusing. It is above
 // max_body_bytes so that the handler answers a moderately oversized body with a 413
 // after reading it: refusing early closes the connection with the body unread, and
-// the client's kernel then drops the answer with a reset.
-func readLimit(maxBody int) int { return 2*maxBody + 1<<20 }
+// the client's kernel then drops the answer with a reset. It saturates: from
+// max_body_bytes 2^62 the sum would wrap negative, and fasthttp would then apply its
+// own 4 MiB default. The ceiling leaves fasthttp room for its own +1 and sums.
+func readLimit(maxBody int) int {
+	const ceiling = int(^uint(0) >> 2)
+	if maxBody >= (ceiling-1<<20)/2 {
+		return ceiling
+	}
+	return 2*maxBody + 1<<20
+}
 
 // Logger is the gateway's logger.
 func (s *Server) Logger() *slog.Logger { return s.log }
@@ -214,10 +224,17 @@ func (s *Server) install(rt *runtime) {
 	}
 	for _, b := range rt.backendList {
 		b.Start(context.Background())
+		// A raised max_concurrency admits the requests already waiting, those of
+		// the replaced config included, rather than leaving them to its timeout.
+		b.Activate()
 	}
 	s.router.Apply(rt.routing)
 	s.syncRouterGauges(true)
 	rt.closing = &s.closing
+	s.limiters = slices.DeleteFunc(s.limiters, func(l liveLimiter) bool { return l.ref.users.Load() == 0 })
+	if rt.lim != nil && !slices.ContainsFunc(s.limiters, func(l liveLimiter) bool { return l.lim == rt.lim }) {
+		s.limiters = append(s.limiters, liveLimiter{rt.lim, rt.limRef})
+	}
 	if old := s.rt.Swap(rt); old != nil {
 		old.retire()
 	}
@@ -353,6 +370,8 @@ func (s *Server) shutdown() error {
 	// server gone, rather than installing a config after Serve has returned.
 	s.reloadMu.Lock()
 	old := s.rt.Swap(nil)
+	lims := s.limiters
+	s.limiters = nil
 	s.reloadMu.Unlock()
 	if old != nil {
 		old.retireNow()
@@ -365,6 +384,21 @@ func (s *Server) shutdown() error {
 			fcancel()
 		}
 	}
+	if err != nil {
+		// Requests still open keep their limiters from closing too, and a limiter
+		// renews the Redis concurrency leases of its requests until it closes: at
+		// exit those would stay taken for concurrency_lease, their keys refused on
+		// every other replica. Closed now, a limiter gives them back, whether their
+		// request is a stream the cut has not ended yet or an answer still awaited;
+		// the requests, ending later, settle on it harmlessly.
+		for _, l := range lims {
+			if l.ref.users.Load() > 0 {
+				if cerr := l.lim.Close(); cerr != nil {
+					s.log.Warn("limiter close", "error", cerr.Error())
+				}
+			}
+		}
+	}
 	// Configs retired by reloads close in the background, their tracers exporting
 	// the spans of the requests that ended on them: the process waits for that too,
 	// as long as a tracer's shutdown may take.
@@ -372,6 +406,13 @@ func (s *Server) shutdown() error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
+}
+
+// liveLimiter is a limiter the server installed, with the count of the runtimes using
+// it.
+type liveLimiter struct {
+	lim *limiter.Limiter
+	ref *sharedRef
 }
 
 // waitHijacked waits for the streams on hijacked connections to end, or for ctx.
@@ -415,8 +456,12 @@ func (s *Server) Reload() error {
 		bootRedis && !reflect.DeepEqual(cfg.Limiter.Redis, s.boot.Limiter.Redis) {
 		s.log.Warn("limiter.redis changed: limits use it now, but canary state stays shared through the Redis the gateway started with until a restart")
 	}
-	if readLimit(int(cfg.Server.MaxBodyBytes)) > s.api.MaxRequestBodySize {
-		s.log.Warn("server.max_body_bytes can be raised above its value at start only by a restart", "now", cur.maxBody)
+	// The listener's read limit is made from the value at start: a raise waits for
+	// the restart, the value at start staying in force (the new one, checked under a
+	// read limit made for the old, would enforce neither).
+	bootMaxBody := s.boot.Server.MaxBodyBytes
+	if cfg.Server.MaxBodyBytes > bootMaxBody {
+		s.log.Warn("server.max_body_bytes can be raised above its value at start only by a restart", "in_force", int64(bootMaxBody))
 	}
 	// The tracer survives a reload that leaves tracing: alone, so its exporter
 	// connection and sampler counters go on; so does the limiter, and with it the
@@ -443,6 +488,7 @@ func (s *Server) Reload() error {
 		s.closeUnused(newTr, newLim)
 		return s.reloadFailed(inFile(s.path, err))
 	}
+	rt.maxBody = min(rt.maxBody, int(bootMaxBody))
 	if s.rt.Load() == nil {
 		// Shutdown took the running config while this one was built: it is not
 		// served.
@@ -451,11 +497,13 @@ func (s *Server) Reload() error {
 		return errors.New("server is shutting down")
 	}
 	rt.trRef, rt.limRef = cur.trRef, cur.limRef
+	// The metrics count a new tracer or limiter from here (no request used it yet)
+	// until it is closed, and the one it replaces until that one is.
 	if newTr != nil {
-		rt.trRef = tracerRef(newTr, s.log)
+		rt.trRef = tracerRef(newTr, s.log, s.watchTracer(newTr))
 	}
 	if newLim != nil {
-		rt.limRef = limiterRef(newLim, s.log)
+		rt.limRef = limiterRef(newLim, s.log, s.watchLimiter(newLim))
 	}
 	rt.trRef.hold()
 	rt.limRef.hold()
@@ -1030,27 +1078,25 @@ func (s *Server) newTracing(cfg *Config) (*tracing.Tracing, error) {
 	return tracing.New(context.Background(), cfg.Tracing, s.log)
 }
 
-// traceStats reads the live tracer's sampler counters for the metrics.
-func (s *Server) traceStats() metrics.TraceStats {
-	rt := s.rt.Load()
-	if rt == nil {
-		return metrics.TraceStats{}
-	}
-	st := rt.tr.Stats()
-	return metrics.TraceStats{Kept: st.Kept, Discarded: st.Discarded, Evicted: st.Evicted,
-		SpansDropped: st.SpansDropped, SpansQueueDropped: st.SpansQueueDropped, ExportFailures: st.ExportFailures,
-		Pending: st.Pending}
+// watchTracer makes the trace metrics count tr's statistics; retire, called once tr
+// is shut down, keeps its final counts in the totals.
+func (s *Server) watchTracer(tr *tracing.Tracing) (retire func()) {
+	return s.m.WatchTracing(func() metrics.TraceStats {
+		st := tr.Stats()
+		return metrics.TraceStats{Kept: st.Kept, Discarded: st.Discarded, Evicted: st.Evicted,
+			SpansDropped: st.SpansDropped, SpansQueueDropped: st.SpansQueueDropped, ExportFailures: st.ExportFailures,
+			Pending: st.Pending}
+	})
 }
 
-// limiterStats reads the live limiter's counters for the metrics.
-func (s *Server) limiterStats() metrics.LimiterStats {
-	rt := s.rt.Load()
-	if rt == nil {
-		return metrics.LimiterStats{}
-	}
-	st := rt.lim.Stats()
-	return metrics.LimiterStats{Redis: st.RedisAnswered, Prefetched: st.LocalChecks, RefusedLocally: st.RefusedLocally, Fallback: st.Fallbacks,
-		Unavailable: st.Unavailable, RoundTrips: st.RoundTrips, DroppedSettlements: st.DroppedSettles}
+// watchLimiter makes the limiter metrics count lim's statistics; retire, called once
+// lim is closed, keeps its final counts in the totals.
+func (s *Server) watchLimiter(lim *limiter.Limiter) (retire func()) {
+	return s.m.WatchLimiter(func() metrics.LimiterStats {
+		st := lim.Stats()
+		return metrics.LimiterStats{Redis: st.RedisAnswered, Prefetched: st.LocalChecks, RefusedLocally: st.RefusedLocally, Fallback: st.Fallbacks,
+			Unavailable: st.Unavailable, RoundTrips: st.RoundTrips, DroppedSettlements: st.DroppedSettles}
+	})
 }
 
 // syncRouterGauges copies route weights and canary states into their gauges when the

@@ -20,6 +20,21 @@
 --                decided here, one by one.
 -- op 2, adjust:  H key, d interval_us, d delta  (settle a rate bucket; no reply)
 -- op 3, release: H key, c8 member               (free a concurrency slot; no reply)
+-- op 4, if ran:  H marker, H at, H key, d interval_us, d delta
+--                adjust, as op 2, only if byte at of the marker is 1 (the failed call
+--                ran and admitted that bucket's check), and set it to 2: applied once
+-- op 5, fence:   H marker
+--
+-- Markers: a call that carries takes names its marker as its last key, the marker's
+-- lifetime in ms as ARGV[2] and as ARGV[3] the time after which its answer may come
+-- too late for the gateway (half way to its deadline, on this clock). It refuses to
+-- run if the marker exists; run after ARGV[3] (a stalled or overloaded Redis), it
+-- sets the marker to a byte per bucket it checked ('1' admitted, '0' refused). A call
+-- run in time leaves none: a key per call would cost more than the rest of it. The
+-- gateway reads nothing of it unless the call's answer is lost (a timeout): then,
+-- once Redis answers again, it fences the marker (ops 4 and 5 set an absent one to
+-- '-', so a call still on its way never runs, and keep a present one FENCE_MS) and
+-- takes back or trues up what the call charged (op 4).
 --
 -- A batch often touches one bucket many times (a hot API key, a settlement next to
 -- the same key's next check), so rate buckets are read once into a table and written
@@ -39,6 +54,12 @@ local out = {}
 local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
 local debts, dirty, ndirty = {}, {}, 0
+local mark = ARGV[2] and KEYS[#KEYS]
+local marking = mark and now >= tonumber(ARGV[3])
+local oks, nok = {}, 0
+-- How long a fenced marker stays: longer than a call can take to reach Redis, and
+-- than a request answered without Redis takes to settle its true-up.
+local FENCE_MS = 900000
 -- Two rounding steps of now and 2^8 of a bucket's span (256 operations fit in a call).
 local slack_now, slack_span = now * 2 ^ -49, 2 ^ -44
 
@@ -53,6 +74,9 @@ if #KEYS > 0 then
     else
       debts[KEYS[i]] = 0
     end
+  end
+  if mark and vals[#KEYS] then
+    return redis.error_reply('TGFENCED this call ran already or was given up on')
   end
 end
 
@@ -112,6 +136,13 @@ while pos <= n do
     end
     no = no + 1
     out[no] = pack('<BBd', ok, ref, retry)
+    if marking then
+      local ch = ok == 1 and '1' or '0'
+      for _ = 1, nb do
+        nok = nok + 1
+        oks[nok] = ch
+      end
+    end
     for i = 1, nb do
       local rem, reset
       local granted = 0
@@ -156,6 +187,27 @@ while pos <= n do
     local ki, member
     ki, member, pos = sunpack('<Hc8', blob, pos)
     call('ZREM', KEYS[ki], member)
+  elseif op == 4 or op == 5 then
+    local mi
+    mi, pos = sunpack('<H', blob, pos)
+    local mk = KEYS[mi]
+    local v = call('GET', mk)
+    if v then
+      call('PEXPIRE', mk, FENCE_MS)
+    else
+      call('SET', mk, '-', 'PX', FENCE_MS)
+    end
+    if op == 4 then
+      local at, ki, interval, delta
+      at, ki, interval, delta, pos = sunpack('<HHdd', blob, pos)
+      if v and string.byte(v, at) == 49 then
+        call('SETRANGE', mk, at - 1, '2')
+        local key = KEYS[ki]
+        local debt = debts[key] + delta * interval
+        if debt < 0 then debt = 0 end
+        set_debt(key, debt)
+      end
+    end
   else
     return redis.error_reply('tollgate limiter: unknown op ' .. tostring(op))
   end
@@ -169,5 +221,8 @@ for i = 1, ndirty do
   else
     call('DEL', key)
   end
+end
+if marking then
+  call('SET', mark, table.concat(oks), 'PX', ARGV[2])
 end
 return table.concat(out)

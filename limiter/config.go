@@ -81,6 +81,18 @@ type Limit struct {
 	Window string `yaml:"window"`
 	// Burst is the bucket's capacity; zero means the per-window amount.
 	Burst int64 `yaml:"burst"`
+
+	// period is the window's length when an MLflow renewal_period gives one the
+	// window names do not (month, 5 minutes); Window then only names it.
+	period time.Duration
+}
+
+// windowLength is the length of the limit's window.
+func (l *Limit) windowLength() (time.Duration, bool) {
+	if l.period > 0 {
+		return l.period, true
+	}
+	return ParseWindow(l.Window)
 }
 
 // MLflowLimit is the limit block of an MLflow AI Gateway endpoint:
@@ -334,7 +346,7 @@ func (l *Limit) Validate() error {
 		}
 		return errors.Join(errs...)
 	}
-	if _, ok := ParseWindow(l.Window); !ok {
+	if _, ok := l.windowLength(); !ok {
 		if l.Window == "" {
 			errs = append(errs, fieldErr("window", "is required: second, minute, hour or day"))
 		} else {
@@ -389,23 +401,82 @@ func (m *MLflowLimit) Validate() error {
 	} else if m.Calls > maxAmount {
 		errs = append(errs, fieldErr("calls", "must be at most "+strconv.FormatInt(maxAmount, 10)))
 	}
-	if _, ok := ParseWindow(m.RenewalPeriod); !ok {
-		errs = append(errs, fieldErr("renewal_period", "must be one of second, minute, hour, day"))
+	if d, _, ok := parseRenewalPeriod(m.RenewalPeriod); !ok {
+		errs = append(errs, fieldErr("renewal_period", "must be second, minute, hour, day, month or year (in any case, plural too, or with a count: 5 minutes)"))
+	} else if d > maxRenewalPeriod {
+		errs = append(errs, fieldErr("renewal_period", "must be at most 10 years"))
 	}
-	if m.Key != "" {
-		if _, ok := parsePer(m.Key); !ok {
-			errs = append(errs, fieldErr("key", "must be one of api_key, user, endpoint, ip"))
-		}
+	if _, ok := mlflowPer(m.Key); !ok {
+		errs = append(errs, fieldErr("key", "must be route or user, or left out (the whole endpoint); api_key, endpoint and ip are taken too"))
 	}
 	return errors.Join(errs...)
 }
 
 // Limit is the equivalent Tollgate limit: Calls requests per RenewalPeriod with a
 // burst of Calls, counted for the whole endpoint unless Key names another subject.
+// A period no window name holds (month, 5 minutes) keeps its length, and its
+// canonical name as the window.
 func (m *MLflowLimit) Limit() Limit {
-	per := m.Key
-	if per == "" {
-		per = "endpoint"
+	per, _ := mlflowPer(m.Key)
+	d, window, _ := parseRenewalPeriod(m.RenewalPeriod)
+	l := Limit{Per: per, Requests: m.Calls, Window: window}
+	if _, named := ParseWindow(window); !named {
+		l.period = d
 	}
-	return Limit{Per: per, Requests: m.Calls, Window: m.RenewalPeriod}
+	return l
+}
+
+// mlflowPer is what an MLflow limit's key counts per: MLflow's client documents
+// "route" (the endpoint, as a limit without a key) and "user"; Tollgate's own per
+// values are taken too.
+func mlflowPer(key string) (string, bool) {
+	switch key {
+	case "", "route":
+		return "endpoint", true
+	}
+	_, ok := parsePer(key)
+	return key, ok
+}
+
+// maxRenewalPeriod bounds an MLflow limit's period, so that a bucket's times stay
+// exact in Lua's float64 microseconds.
+const maxRenewalPeriod = 10 * 360 * 24 * time.Hour
+
+// parseRenewalPeriod reads an MLflow limit's renewal_period as MLflow does (the limits
+// library's parse of "calls/renewal_period"): an optional count, then second, minute,
+// hour, day, month (30 days) or year (360 days), in any case, with or without a
+// plural s. window is its canonical name: the unit alone, lower case, for a count of
+// 1 ("Minutes" is minute), else count and unit ("5 minutes").
+func parseRenewalPeriod(s string) (d time.Duration, window string, ok bool) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	unit := strings.TrimSuffix(strings.TrimSpace(s[i:]), "s")
+	var u time.Duration
+	switch unit {
+	case "second", "minute", "hour", "day":
+		u, _ = ParseWindow(unit)
+	case "month":
+		u = 30 * 24 * time.Hour
+	case "year":
+		u = 12 * 30 * 24 * time.Hour
+	default:
+		return 0, "", false
+	}
+	n := int64(1)
+	if i > 0 {
+		v, err := strconv.ParseInt(s[:i], 10, 64)
+		if err != nil || v > int64(maxRenewalPeriod/u) {
+			// Too long a period to be taken (and to fit a Duration).
+			return maxRenewalPeriod + 1, s, true
+		}
+		// limits takes a count of 0 as 1.
+		n = max(v, 1)
+	}
+	if n == 1 {
+		return u, unit, true
+	}
+	return time.Duration(n) * u, strconv.FormatInt(n, 10) + " " + unit + "s", true
 }

@@ -182,9 +182,29 @@ func TestMLflowLimit(t *testing.T) {
 			want: Limit{Per: "endpoint", Requests: 10, Window: "minute"}},
 		{name: "per user", yaml: `{renewal_period: day, calls: 1000, key: user}`,
 			want: Limit{Per: "user", Requests: 1000, Window: "day"}},
-		{name: "bad period", yaml: `{renewal_period: month, calls: 10}`,
-			want: Limit{Per: "endpoint", Requests: 10, Window: "month"},
-			errs: []string{"renewal_period: must be one of second, minute, hour, day"}},
+		// MLflow reads the period as the limits library does: any case, singular or
+		// plural, an optional count, month and year too.
+		{name: "plural", yaml: `{renewal_period: minutes, calls: 10}`,
+			want: Limit{Per: "endpoint", Requests: 10, Window: "minute"}},
+		{name: "capitalised", yaml: `{renewal_period: Hour, calls: 10}`,
+			want: Limit{Per: "endpoint", Requests: 10, Window: "hour"}},
+		{name: "month", yaml: `{renewal_period: month, calls: 1000}`,
+			want: Limit{Per: "endpoint", Requests: 1000, Window: "month", period: 30 * 24 * time.Hour}},
+		{name: "years", yaml: `{renewal_period: YEARS, calls: 1000}`,
+			want: Limit{Per: "endpoint", Requests: 1000, Window: "year", period: 360 * 24 * time.Hour}},
+		{name: "with a count", yaml: `{renewal_period: 5 minutes, calls: 10}`,
+			want: Limit{Per: "endpoint", Requests: 10, Window: "5 minutes", period: 5 * time.Minute}},
+		{name: "key route", yaml: `{renewal_period: minute, calls: 10, key: route}`,
+			want: Limit{Per: "endpoint", Requests: 10, Window: "minute"}},
+		{name: "bad period", yaml: `{renewal_period: fortnight, calls: 10}`,
+			want: Limit{Per: "endpoint", Requests: 10},
+			errs: []string{"renewal_period: must be second, minute, hour, day, month or year (in any case, plural too, or with a count: 5 minutes)"}},
+		{name: "period too long", yaml: `{renewal_period: 11 years, calls: 10}`,
+			want: Limit{Per: "endpoint", Requests: 10, Window: "11 years", period: maxRenewalPeriod + 1},
+			errs: []string{"renewal_period: must be at most 10 years"}},
+		{name: "unknown key", yaml: `{renewal_period: minute, calls: 10, key: team}`,
+			want: Limit{Per: "team", Requests: 10, Window: "minute"},
+			errs: []string{"key: must be route or user, or left out (the whole endpoint); api_key, endpoint and ip are taken too"}},
 		{name: "no calls", yaml: `{renewal_period: minute}`,
 			want: Limit{Per: "endpoint", Window: "minute"},
 			errs: []string{"calls: must be positive"}},
@@ -210,6 +230,23 @@ func TestMLflowLimit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMLflowLimitPeriod checks that a limit whose MLflow period no window name holds
+// refills over that period: 1000 calls a month are one call each 43.2 minutes.
+func TestMLflowLimitPeriod(t *testing.T) {
+	m := MLflowLimit{Calls: 1000, RenewalPeriod: "month"}
+	p, err := NewPolicy("endpoint:chat", []Limit{m.Limit()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.rules[0]
+	if want := float64(30*24*time.Hour) / 1000; r.interval != want || r.burst != 1000 {
+		t.Fatalf("interval %v ns, burst %v; want %v ns, 1000", r.interval, r.burst, want)
+	}
+	if want := "rate limit exceeded: 1000 requests per month per endpoint (endpoint:chat)"; r.msg != want {
+		t.Fatalf("refusal message %q, want %q", r.msg, want)
 	}
 }
 

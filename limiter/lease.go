@@ -63,6 +63,33 @@ func (ls *leases) unhold(i int32, member uint64) {
 	ls.lmu.Unlock()
 }
 
+// releaseHeld queues the release of every slot still held and forgets them. A limiter
+// is closed with slots held only when their requests outlive it, as those a shutdown
+// whose grace ran out leaves open do until the process exits: no heartbeat renews
+// them once it is closed, and left in Redis they would refuse their keys on every
+// replica for the whole lease. A request that settles afterwards finds its slot
+// forgotten (unhold); the release it queues, sent or not, is a ZREM of a member gone.
+func (s *redisStore) releaseHeld() {
+	s.mu.Lock()
+	s.lmu.Lock()
+	n := 0
+	for i := range s.slots {
+		sl := &s.slots[i]
+		if !sl.used {
+			continue
+		}
+		s.queueAdjustLocked(adjustOp{op: opRelease, bucket: sl.bucket, tag: sl.tag, member: sl.member})
+		sl.used = false
+		s.free = append(s.free, int32(i))
+		n++
+	}
+	s.lmu.Unlock()
+	s.mu.Unlock()
+	if n > 0 {
+		s.kickLater()
+	}
+}
+
 // heldSlot is a copy of a slot this replica holds, with its index in slots.
 type heldSlot struct {
 	leaseSlot

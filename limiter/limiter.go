@@ -95,11 +95,19 @@ type Ticket struct {
 	cost    [MaxLimits]float64
 	lease   [MaxLimits]uint64
 	slot    [MaxLimits]int32 // where the redis store keeps each lease to renew it
+	// unsure are the charges in Redis of a check whose call failed in a way that may
+	// have run it, one per bit of unsureMask; the request answered without Redis
+	// settles them there too (Limiter.Take, Limiter.Settle).
+	unsure     [MaxLimits]unsure
+	unsureMask uint8
+	// late is a check the request stopped waiting for, still on its way: how the
+	// request is answered is handed over to settle it in Redis (Limiter.compensate).
+	late *waiter
 }
 
 func (t *Ticket) clear() {
 	t.Requests, t.Tokens, t.RetryAfter = Quota{}, Quota{}, 0
-	t.pol, t.src, t.n = nil, srcNone, 0
+	t.pol, t.src, t.n, t.unsureMask, t.late = nil, srcNone, 0, 0, nil
 }
 
 // observe keeps the tightest bucket of each kind for the headers.
@@ -244,11 +252,14 @@ func newLimiter(cfg Config, logger *slog.Logger, o options, prev *Limiter) (*Lim
 	if o.now != nil {
 		l.epoch = o.now()
 	}
+	l.live.Store(1)
 	if prev != nil {
 		// The buckets hold times on prev's clock.
 		l.mem, l.epoch = prev.mem, prev.epoch
+		// The replicas Redis last reported: this process has reached it, and a reload
+		// during an outage must not make it answer from the whole of every limit.
+		l.live.Store(prev.live.Load())
 	}
-	l.live.Store(1)
 	if cfg.Store == "redis" {
 		rs, err := newRedisStore(l, &cfg)
 		if err != nil {
@@ -270,8 +281,10 @@ func newLimiter(cfg Config, logger *slog.Logger, o options, prev *Limiter) (*Lim
 	return l, nil
 }
 
-// Close stops the background work, sends settlements still queued and closes the
-// Redis connections.
+// Close stops the background work (the heartbeat that renews leases with it), sends
+// settlements still queued, gives back the Redis concurrency slots of requests still
+// in flight and closes the Redis connections. Those requests may still Settle after
+// it, harmlessly.
 func (l *Limiter) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
@@ -352,12 +365,17 @@ func (l *Limiter) Take(ctx context.Context, pol *Policy, subj *Subject, estToken
 		fallthrough
 	default:
 		if l.deny {
+			// What the check charged in Redis, or may have before it failed, goes
+			// back there: the request is not served.
+			l.compensate(t, false, 0)
 			l.unavailable.Add(1)
 			return ErrUnavailable
 		}
 		l.fallbacks.Add(1)
 		t.src, t.share = srcFallback, l.share()
-		err = l.mem.take(t, t.share, l.nanotime())
+		if err = l.mem.take(t, t.share, l.nanotime()); err != nil {
+			l.compensate(t, false, 0)
+		}
 	}
 	if err != nil && t.RetryAfter > 0 { // only a refusal sets RetryAfter
 		l.refused.Add(1)
@@ -375,8 +393,26 @@ func (l *Limiter) Settle(t *Ticket, actualTokens int64) {
 	switch src {
 	case srcMemory, srcFallback:
 		l.mem.settle(t, actualTokens, t.share, l.nanotime())
+		l.compensate(t, true, actualTokens)
 	case srcRedis:
 		l.rs.settle(t, actualTokens)
+	}
+}
+
+// compensate settles in Redis what t's check charged there although the request was
+// answered without Redis: all of it for a request not served; for one served from this
+// replica's share (served, with its actual tokens) the token true-up, which keeps its
+// request counted. A check still on its way (t.late) is settled once Redis answers it;
+// what a failed call may have charged (t.unsure), once Redis answers again and only if
+// the call ran.
+func (l *Limiter) compensate(t *Ticket, served bool, actual int64) {
+	if t.unsureMask != 0 {
+		l.rs.compensate(t.pol, &t.tag, &t.bucket, &t.unsure, t.unsureMask, served, actual)
+		t.unsureMask = 0
+	}
+	if t.late != nil {
+		l.rs.handOver(t.late, served, actual)
+		t.late = nil
 	}
 }
 

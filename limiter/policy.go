@@ -114,7 +114,7 @@ func NewPolicy(name string, limits []Limit) (*Policy, error) {
 		r.lim, r.scope = l, name
 		r.per, _ = parsePer(l.Per)
 		r.tagSeed = mix64(scopeHash, uint64(r.per)+1)
-		window, _ := ParseWindow(l.Window)
+		window, _ := l.windowLength()
 		switch {
 		case l.Requests > 0:
 			r.kind, r.amount = kindRequests, l.Requests

@@ -170,6 +170,7 @@ func (s *redisStore) giveBackLocked(k keyID, h *held) bool {
 	}
 	s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: k.bucket, tag: k.tag,
 		interval: h.interval / 1e3, delta: -h.avail})
+	s.returningLocked(k)
 	s.back.Add(uint64(h.avail))
 	return true
 }
@@ -264,6 +265,7 @@ func (s *redisStore) granted(takes []*waiter) {
 						s.mu.Lock()
 						s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: k.bucket, tag: k.tag,
 							interval: r.interval / 1e3, delta: -g})
+						s.returningLocked(k)
 						s.mu.Unlock()
 						s.back.Add(uint64(g))
 						w.granted[i] = 0

@@ -41,6 +41,8 @@ const (
 	opTake       = 1
 	opAdjust     = 2
 	opRelease    = 3
+	opIfAdjust   = 4 // an adjustment applied only if a failed call ran (compensate)
+	opFence      = 5 // a failed call's marker, fenced so that it never runs later
 	bucketRate   = 1
 	bucketConc   = 2
 	takeRecBytes = 10 // B ok, B refusing bucket, d retry
@@ -56,6 +58,10 @@ const (
 	// kept to send again after a failed call; past it they are dropped (and counted)
 	// rather than held without limit.
 	maxPendingAdjust = 1 << 16
+	// minMarkTTL is how long, at least, the marker of a call that carried checks
+	// outlives it (markTTL): what a failed call charged is compensated only if its
+	// marker is still there when Redis answers again (compensate).
+	minMarkTTL = 5 * time.Second
 )
 
 const (
@@ -89,6 +95,19 @@ type waiter struct {
 	reset     [MaxLimits]float64 // microseconds
 	granted   [MaxLimits]float64
 	err       error
+	// unsure are the charges of the check's failed calls that may have run
+	// (markUnsure), one per bit of unsureMask.
+	unsure     [MaxLimits]unsure
+	unsureMask uint8
+	// void is set when a bucket the check was refused by was given capacity back
+	// during its round (voidRefusals): the refusal is not cached.
+	void bool
+	// A check whose request stopped waiting is settled by whichever comes last of
+	// its round and its request (handOver), which says whether it served the
+	// request and with how many tokens; hand counts them.
+	hand   atomic.Int32
+	served bool
+	actual int64
 
 	state atomic.Int32
 	done  chan struct{}
@@ -96,12 +115,27 @@ type waiter struct {
 }
 
 type adjustOp struct {
-	op       uint8
+	op uint8
+	// at is, for opIfAdjust, the bucket's position among those the failed call
+	// checked, its byte in the call's marker.
+	at       uint16
 	bucket   uint64
 	tag      uint64
 	interval float64 // microseconds per unit
 	delta    float64
-	member   uint64
+	// member is a release's lease ID, or the failed call's ID (opIfAdjust, opFence).
+	member uint64
+	// mtag is the hash tag of the failed call's marker (opIfAdjust, opFence).
+	mtag uint64
+}
+
+// unsure is one bucket's charge by a check whose call failed in a way that may have
+// run it (a timeout): id and mtag name the call's marker in Redis, at the bucket's
+// byte in it, and cost is what the check charged.
+type unsure struct {
+	id, mtag uint64
+	at       uint16
+	cost     float64
 }
 
 // rec is one take operation inside a script call: some or all buckets of a waiter.
@@ -124,6 +158,14 @@ type call struct {
 	// ops are the settlements the call carries, kept to send again if it fails.
 	ops []adjustOp
 	cmd *redis.Cmd
+	// id names a call that carries checks, and its marker: the key, tagged mtag, that
+	// the script sets when it runs past after (markAfter), holding a byte per bucket
+	// checked ('1': admitted, '0': refused), so that what the call charged can be
+	// taken back if its answer is lost.
+	id     uint64
+	mtag   uint64
+	marked bool
+	after  numArg
 }
 
 type redisStore struct {
@@ -153,6 +195,14 @@ type redisStore struct {
 	retry *retryList
 	// target names the Redis the store talks to, credentials and pool aside.
 	target string
+	// markTTL is the lifetime in milliseconds of a call's marker, boxed once.
+	markTTL any
+	// clockOff is Redis's clock (as check.lua counts it) minus clockBase's, both in
+	// microseconds, as of the last heartbeat; zero until one is answered.
+	clockBase time.Time
+	clockOff  atomic.Int64
+	// rounds counts the rounds taken out of the queue (flushOnce); under mu.
+	rounds uint64
 
 	// Owned by the holder of busy.
 	spareTakes []*waiter
@@ -161,6 +211,9 @@ type redisStore struct {
 	ncalls     int
 	bySlot     map[int]*call
 	adjIndex   map[keyID]int
+	// callID is the ID of the last call sent, from a random start: calls of other
+	// replicas, and of this one before a reload, name other markers.
+	callID uint64
 
 	checks      atomic.Uint64
 	answered    atomic.Uint64 // requests' checks answered by Redis
@@ -209,6 +262,11 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		adjIndex: make(map[keyID]int),
 		retry:    &retryList{},
 		target:   redisTarget(&cfg.Redis),
+		// A failed call's marker must outlive the wait for Redis to answer a
+		// heartbeat again and the round that then carries its compensation.
+		markTTL:   any((minMarkTTL + 2*round).Milliseconds()),
+		callID:    rand.Uint64(), //nolint:gosec // unique, not secret
+		clockBase: time.Now(),
 	}
 	s.pool.New = func() any {
 		t := time.NewTimer(time.Hour)
@@ -288,12 +346,14 @@ func redisTarget(rc *RedisConfig) string {
 
 // close sends what is queued and what was kept to send again. What still fails stays
 // kept, and a successor built by NewFrom on the same Redis (which shares the list)
-// sends it once its heartbeat is answered.
+// sends it once its heartbeat is answered. Concurrency slots still held go back too
+// (releaseHeld).
 func (s *redisStore) close() error {
 	// Checks still queued may be granted units ahead: they go first, then everything
 	// held goes back.
 	s.flush(context.Background())
 	s.giveBack(true)
+	s.releaseHeld()
 	s.resend()
 	s.flush(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
@@ -316,6 +376,9 @@ func (s *redisStore) heartbeat() (int64, error) {
 	if len(r) != 2 {
 		return 0, errors.New("limiter: heartbeat reply of " + strconv.Itoa(len(r)) + " values, want 2")
 	}
+	// Redis read its clock before the reply came: the offset is low by at most the
+	// round trip, which makes markAfter early, the safe side.
+	s.clockOff.Store(r[1] - time.Since(s.clockBase).Microseconds())
 	// Redis answered, so a failed renewal is left to the next heartbeat: the lease
 	// outlasts a few of them (minLeaseBeats), and degrading every check for it
 	// would cost more than it saves.
@@ -378,6 +441,9 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 		w.timer.Stop()
 	case <-w.timer.C:
 		if w.state.CompareAndSwap(statePending, stateAbandoned) {
+			// The request is answered without Redis, and hands w over with how
+			// (Limiter.compensate, handOver) once that is known.
+			t.late = w
 			s.l.setDegraded(true, errCheckTimeout)
 			return nil, false
 		}
@@ -385,6 +451,7 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 	case <-ctx.Done():
 		w.timer.Stop()
 		if w.state.CompareAndSwap(statePending, stateAbandoned) {
+			s.handOver(w, false, 0)
 			return ctx.Err(), true
 		}
 		<-w.done
@@ -400,6 +467,8 @@ func (s *redisStore) newWaiter(t *Ticket) *waiter {
 	w.bucket, w.tag, w.cost = t.bucket, t.tag, t.cost
 	w.want, w.granted = [MaxLimits]float64{}, [MaxLimits]float64{}
 	w.failed, w.refused, w.parts, w.ref, w.retry, w.err = false, false, 0, 0, 0, nil
+	w.unsureMask, w.void, w.served, w.actual = 0, false, false, 0
+	w.hand.Store(0)
 	w.state.Store(statePending)
 	return w
 }
@@ -415,6 +484,8 @@ func (s *redisStore) enqueue(w *waiter) {
 func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 	defer s.release(w)
 	if w.failed {
+		// The caller answers without Redis, and settles these there accordingly.
+		t.unsure, t.unsureMask = w.unsure, w.unsureMask
 		s.l.setDegraded(true, w.err)
 		return nil, false
 	}
@@ -425,7 +496,9 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 	}
 	if w.refused {
 		retry := time.Duration(math.Ceil(w.retry)) * time.Microsecond
-		s.rememberRefusal(t, w, w.ref, retry, time.Duration(w.reset[w.ref]*float64(time.Microsecond)))
+		if !w.void {
+			s.rememberRefusal(t, w, w.ref, retry, time.Duration(w.reset[w.ref]*float64(time.Microsecond)))
+		}
 		return t.refuse(w.ref, retry), true
 	}
 	for i := range int(t.n) {
@@ -525,6 +598,7 @@ func (s *redisStore) undoLocked(w *waiter, idx []uint8) {
 		} else if w.cost[i] != 0 {
 			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: w.bucket[i], tag: w.tag[i],
 				interval: r.interval / 1e3, delta: -w.cost[i]})
+			s.returningLocked(keyID{w.tag[i], w.bucket[i]})
 		}
 	}
 }
@@ -601,6 +675,8 @@ func (s *redisStore) flushOnce(ctx context.Context) bool {
 	s.mu.Lock()
 	takes, adjs := s.takes, s.adjs
 	s.takes, s.adjs = s.spareTakes[:0], s.spareAdjs[:0]
+	s.rounds++
+	round := s.rounds
 	s.mu.Unlock()
 	if len(takes) == 0 && len(adjs) == 0 {
 		s.spareTakes, s.spareAdjs = takes, adjs
@@ -609,7 +685,7 @@ func (s *redisStore) flushOnce(ctx context.Context) bool {
 	if len(takes) > 0 {
 		s.lastTakes.Store(int32(min(len(takes), math.MaxInt32)))
 	}
-	s.roundTrip(ctx, takes, adjs)
+	s.roundTrip(ctx, round, takes, adjs)
 	clear(takes)
 	s.spareTakes, s.spareAdjs = takes[:0], adjs[:0]
 	return true
@@ -621,7 +697,9 @@ func (s *redisStore) newCall() *call {
 	}
 	c := s.calls[s.ncalls]
 	s.ncalls++
-	c.nops, c.cmd = 0, nil
+	c.nops, c.cmd, c.marked = 0, nil, false
+	s.callID++
+	c.id = s.callID
 	c.args = append(c.args[:0], "evalsha", s.sha, 0)
 	c.blob = c.blob[:0]
 	clear(c.recs)
@@ -660,24 +738,73 @@ type blobArg []byte
 // MarshalBinary is how go-redis writes the argument.
 func (b *blobArg) MarshalBinary() ([]byte, error) { return *b, nil }
 
-// keyArg is a key argument go-redis writes without a string being allocated for it:
-// the flusher reuses them from round to round.
-type keyArg struct{ b [4 + 16 + 1 + 16]byte }
+// markAfter is when, on Redis's clock as check.lua counts it, a call of a round sent
+// now under ctx starts setting its marker: half way to ctx's deadline. Run before then,
+// a call is answered in time unless its answer is itself held up for that long (a
+// gateway stalled for half the timeout), and leaves nothing behind; run later (a
+// stalled or overloaded Redis) it may not be, and leaves what it did to be found. Zero
+// (always) until a heartbeat has read Redis's clock.
+func (s *redisStore) markAfter(ctx context.Context) int64 {
+	off := s.clockOff.Load()
+	dl, ok := ctx.Deadline()
+	if off == 0 || !ok {
+		return 0
+	}
+	now := time.Now()
+	return off + now.Add(dl.Sub(now)/2).Sub(s.clockBase).Microseconds()
+}
+
+// numArg is an integer argument go-redis writes without an allocation.
+type numArg struct {
+	b [20]byte
+	n uint8
+}
+
+func (a *numArg) set(v int64) { a.n = uint8(len(strconv.AppendInt(a.b[:0], v, 10))) }
 
 // MarshalBinary is how go-redis writes the argument.
-func (k *keyArg) MarshalBinary() ([]byte, error) { return k.b[:], nil }
+func (a *numArg) MarshalBinary() ([]byte, error) { return a.b[:a.n], nil }
+
+// keyArg is a key argument go-redis writes without a string being allocated for it:
+// the flusher reuses them from round to round. A bucket's key is tg:{TAG}BUCKET, a
+// call's marker tg:{TAG}~ID, sixteen hex digits each.
+type keyArg struct {
+	b [4 + 16 + 1 + 1 + 16]byte
+	n uint8
+}
+
+// MarshalBinary is how go-redis writes the argument.
+func (k *keyArg) MarshalBinary() ([]byte, error) { return k.b[:k.n], nil }
 
 // String is how go-redis finds a Cluster slot from the first key.
-func (k *keyArg) String() string { return string(k.b[:]) }
+func (k *keyArg) String() string { return string(k.b[:k.n]) }
 
 func (k *keyArg) set(tag, bucket uint64) {
 	copy(k.b[:], keyPrefix)
 	putHex(k.b[4:20], tag)
 	k.b[20] = '}'
-	putHex(k.b[21:], bucket)
+	putHex(k.b[21:37], bucket)
+	k.n = 37
+}
+
+func (k *keyArg) setMarker(tag, id uint64) {
+	k.set(tag, 0)
+	k.b[21] = '~'
+	putHex(k.b[22:38], id)
+	k.n = 38
 }
 
 type keyID struct{ tag, bucket uint64 }
+
+// newKey appends a key argument to the call and returns it, to be set.
+func (c *call) newKey() *keyArg {
+	n := len(c.args) - 3
+	if n == len(c.keys) {
+		c.keys = append(c.keys, &keyArg{})
+	}
+	c.args = append(c.args, c.keys[n])
+	return c.keys[n]
+}
 
 // appendKey appends the KEYS index of the bucket's key to the blob, adding the key to
 // the arguments the first time the call names it: a hot bucket checked a hundred
@@ -686,19 +813,20 @@ func (c *call) appendKey(tag, bucket uint64) {
 	id := keyID{tag, bucket}
 	i, ok := c.index[id]
 	if !ok {
-		n := len(c.args) - 3
-		if n == len(c.keys) {
-			c.keys = append(c.keys, &keyArg{})
-		}
-		c.keys[n].set(tag, bucket)
-		c.args = append(c.args, c.keys[n])
-		i = uint16(n + 1)
+		c.newKey().set(tag, bucket)
+		i = uint16(len(c.args) - 3)
 		if c.index == nil {
 			c.index = make(map[keyID]uint16)
 		}
 		c.index[id] = i
 	}
 	c.blob = binary.LittleEndian.AppendUint16(c.blob, i)
+}
+
+// appendMarker appends the KEYS index of a failed call's marker to the blob.
+func (c *call) appendMarker(tag, id uint64) {
+	c.newKey().setMarker(tag, id)
+	c.blob = binary.LittleEndian.AppendUint16(c.blob, uint16(len(c.args)-3))
 }
 
 func putHex(dst []byte, v uint64) {
@@ -729,7 +857,7 @@ func appendF64(b []byte, f float64) []byte {
 	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
 }
 
-func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adjustOp) {
+func (s *redisStore) roundTrip(ctx context.Context, round uint64, takes []*waiter, adjs []adjustOp) {
 	s.ncalls = 0
 	clear(s.bySlot)
 	adjs = s.mergeAdjusts(adjs)
@@ -740,11 +868,20 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 		c := s.callFor(s.slotOf(a.tag))
 		c.ops = append(c.ops, *a)
 		c.blob = append(c.blob, a.op)
-		c.appendKey(a.tag, a.bucket)
-		if a.op == opAdjust {
+		switch a.op {
+		case opAdjust:
+			c.appendKey(a.tag, a.bucket)
 			c.blob = appendF64(appendF64(c.blob, a.interval), a.delta)
-		} else {
+		case opRelease:
+			c.appendKey(a.tag, a.bucket)
 			c.blob = binary.LittleEndian.AppendUint64(c.blob, a.member)
+		case opIfAdjust:
+			c.appendMarker(a.mtag, a.member)
+			c.blob = binary.LittleEndian.AppendUint16(c.blob, a.at)
+			c.appendKey(a.tag, a.bucket)
+			c.blob = appendF64(appendF64(c.blob, a.interval), a.delta)
+		case opFence:
+			c.appendMarker(a.mtag, a.member)
 		}
 	}
 	for _, w := range takes {
@@ -756,6 +893,9 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 			}
 			slot := s.slotOf(w.tag[first])
 			c := s.callFor(slot)
+			if !c.marked {
+				c.marked, c.mtag = true, w.tag[first]
+			}
 			c.recs = append(c.recs, rec{w: w})
 			rc := &c.recs[len(c.recs)-1]
 			nbPos := len(c.blob) + 1
@@ -790,9 +930,19 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 	}
 	s.checks.Add(uint64(len(takes)))
 	calls := s.calls[:s.ncalls]
+	after := s.markAfter(ctx)
 	for _, c := range calls {
+		if c.marked {
+			// The marker is the last key; its lifetime and when to set it follow
+			// the operations.
+			c.newKey().setMarker(c.mtag, c.id)
+		}
 		c.args[2] = len(c.args) - 3
 		c.args = append(c.args, &c.blob)
+		if c.marked {
+			c.after.set(after)
+			c.args = append(c.args, s.markTTL, &c.after)
+		}
 	}
 	s.exec(ctx, calls, false)
 	// A restarted or failed-over Redis has lost the script; EVAL loads it again.
@@ -824,8 +974,24 @@ func (s *redisStore) roundTrip(ctx context.Context, takes []*waiter, adjs []adju
 		}
 	}
 	s.mu.Unlock()
+	// Checks nobody waits for any more are handed over before any check of the round
+	// is delivered: what they give back goes before a refusal their charge caused is
+	// cached.
+	for i, w := range takes {
+		if !w.refill && !w.state.CompareAndSwap(statePending, stateDone) {
+			s.abandoned(w)
+			takes[i] = nil
+		}
+	}
+	s.voidRefusals(round, takes)
 	for _, w := range takes {
-		s.deliver(w)
+		switch {
+		case w == nil:
+		case w.refill:
+			s.release(w)
+		default:
+			w.done <- struct{}{}
+		}
 	}
 }
 
@@ -884,6 +1050,9 @@ func (s *redisStore) parse(c *call) {
 	if err != nil {
 		if !scriptNotRun(err) {
 			s.keepReleases(c.recs)
+			if c.marked {
+				s.markUnsure(c)
+			}
 		}
 		for i := range c.recs {
 			c.recs[i].w.failed, c.recs[i].w.err = true, err
@@ -917,9 +1086,10 @@ func (s *redisStore) parse(c *call) {
 // sendAgain keeps the settlements of a failed call to be sent once Redis answers a
 // heartbeat again (resend): a concurrency slot released during a blip would
 // otherwise stay taken until its lease ends, minutes after the request. A release is
-// a ZREM of a unique lease, harmless twice, so it is always kept. A token adjustment
-// applied twice would refund or charge twice, so it is kept only when the call surely
-// did not run (scriptNotRun) and dropped, and counted, otherwise.
+// a ZREM of a unique lease, harmless twice, so it is always kept, and so are a failed
+// call's fence and compensations, which Redis applies once however often they come. A
+// token adjustment applied twice would refund or charge twice, so it is kept only when
+// the call surely did not run (scriptNotRun) and dropped, and counted, otherwise.
 func (s *redisStore) sendAgain(ops []adjustOp, err error) {
 	if len(ops) == 0 {
 		return
@@ -974,6 +1144,59 @@ func (s *redisStore) keepReleases(recs []rec) {
 	}
 }
 
+// markUnsure records what each check of c, a call that failed in a way that may have
+// run it, may have charged (waiter.unsure), to be compensated according to how its
+// request is answered (compensate), and keeps a fence of c's marker to send once Redis
+// answers: a call that has not run by then, still on its way or in a stalled Redis's
+// input, then never runs (check.lua).
+func (s *redisStore) markUnsure(c *call) {
+	var at uint16
+	for i := range c.recs {
+		rc := &c.recs[i]
+		w := rc.w
+		for _, k := range rc.idx[:rc.nb] {
+			at++ // the bucket's byte in the marker, as check.lua writes them
+			if w.pol.rules[k].kind != kindConcurrency {
+				w.unsure[k] = unsure{id: c.id, mtag: c.mtag, at: at, cost: w.cost[k]}
+				w.unsureMask |= 1 << k
+			}
+		}
+	}
+	s.retry.mu.Lock()
+	s.keepLocked(adjustOp{op: opFence, tag: c.mtag, mtag: c.mtag, member: c.id})
+	s.retry.mu.Unlock()
+}
+
+// compensate keeps, to be sent once Redis answers a heartbeat, an adjustment of each
+// charge in mask that a check on buckets (tag, bucket) of pol may have made before its
+// call failed (u): Redis applies it only if the call ran and admitted the check, and
+// only once, however often it is sent (check.lua, op 4), so it is kept again whenever
+// its own call fails. A request that was not served gives back all it was charged; a
+// served one (answered from this replica's share) keeps its request counted and has
+// its tokens trued up to actual, unless actual is KeepEstimate.
+func (s *redisStore) compensate(pol *Policy, tag, bucket *[MaxLimits]uint64, u *[MaxLimits]unsure, mask uint8, served bool, actual int64) {
+	rules := pol.rules
+	s.retry.mu.Lock()
+	defer s.retry.mu.Unlock()
+	for i := range u {
+		if mask&(1<<i) == 0 {
+			continue
+		}
+		r := &rules[i]
+		delta := -u[i].cost
+		if served {
+			if r.kind != kindTokens || actual < 0 {
+				continue
+			}
+			delta = float64(actual) - u[i].cost
+		}
+		if delta != 0 {
+			s.keepLocked(adjustOp{op: opIfAdjust, at: u[i].at, bucket: bucket[i], tag: tag[i],
+				interval: r.interval / 1e3, delta: delta, member: u[i].id, mtag: u[i].mtag})
+		}
+	}
+}
+
 // resend queues the settlements kept by sendAgain; the prober calls it when Redis
 // answers a heartbeat, so that while Redis fails they are tried once per probe rather
 // than in a loop.
@@ -983,6 +1206,9 @@ func (s *redisStore) resend() {
 	n := len(s.retry.ops)
 	for _, a := range s.retry.ops {
 		s.queueAdjustLocked(a)
+		if a.op == opIfAdjust && a.delta < 0 {
+			s.returningLocked(keyID{a.tag, a.bucket})
+		}
 	}
 	s.retry.ops = s.retry.ops[:0]
 	s.retry.mu.Unlock()
@@ -1033,27 +1259,86 @@ func leUint64(s string) uint64 {
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
-// deliver hands a finished check to its request, or, when the request stopped waiting
-// and answered from its local bucket, takes back what Redis admitted.
-func (s *redisStore) deliver(w *waiter) {
-	if w.refill {
-		s.release(w)
-		return
-	}
-	if w.state.CompareAndSwap(statePending, stateDone) {
-		w.done <- struct{}{}
-		return
-	}
+// abandoned frees the concurrency slots Redis gave a check whose request stopped
+// waiting (the request counts its own slot in its local bucket), and hands the check
+// over to be settled (handOver). A failed call's slots are released already
+// (keepReleases).
+func (s *redisStore) abandoned(w *waiter) {
 	if !w.failed && !w.refused {
-		var all [MaxLimits]uint8
-		for i := range all {
-			all[i] = uint8(i)
-		}
+		rules := w.pol.rules
 		s.mu.Lock()
-		s.undoLocked(w, all[:w.n])
+		for i := range int(w.n) {
+			if rules[i].kind == kindConcurrency {
+				s.queueAdjustLocked(adjustOp{op: opRelease, bucket: w.bucket[i], tag: w.tag[i], member: w.lease[i]})
+			}
+		}
 		s.mu.Unlock()
 	}
+	s.arrive(w)
+}
+
+// handOver is the request's side of a check it stopped waiting for: served says
+// whether it was answered (from this replica's share), with actual tokens.
+func (s *redisStore) handOver(w *waiter, served bool, actual int64) {
+	w.served, w.actual = served, actual
+	s.arrive(w)
+}
+
+// arrive counts one of the two sides of a check whose request stopped waiting, the
+// round that carried it (abandoned) and the request (handOver); the second settles
+// what Redis admitted of it as the request was answered (settleLate) and returns it
+// to the pool.
+func (s *redisStore) arrive(w *waiter) {
+	if w.hand.Add(1) < 2 {
+		return
+	}
+	s.settleLate(w)
 	s.release(w)
+}
+
+// settleLate settles in Redis a check whose request was answered without it: a
+// request served from this replica's share stays counted there and has its tokens
+// trued up, as any other; one not served (a 503 with on_redis_error: deny, refused by
+// the share, or its client gone) gives back all it was charged. What a failed call may
+// have charged is settled alike, if the call ran (compensate).
+func (s *redisStore) settleLate(w *waiter) {
+	rules := w.pol.rules
+	switch {
+	case w.failed:
+		if w.unsureMask != 0 {
+			s.compensate(w.pol, &w.tag, &w.bucket, &w.unsure, w.unsureMask, w.served, w.actual)
+		}
+		return
+	case w.refused:
+		return
+	}
+	queued := false
+	s.mu.Lock()
+	for i := range int(w.n) {
+		r := &rules[i]
+		if r.kind == kindConcurrency {
+			continue
+		}
+		delta := -w.cost[i]
+		if w.served {
+			if r.kind != kindTokens || w.actual < 0 {
+				continue
+			}
+			delta = float64(w.actual) - w.cost[i]
+		}
+		if delta != 0 {
+			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: w.bucket[i], tag: w.tag[i],
+				interval: r.interval / 1e3, delta: delta})
+			if delta < 0 {
+				s.returningLocked(keyID{w.tag[i], w.bucket[i]})
+			}
+			queued = true
+		}
+	}
+	s.mu.Unlock()
+	if queued {
+		s.kickLater()
+	}
 }
 
 func (s *redisStore) release(w *waiter) {

@@ -40,6 +40,12 @@ type refusals struct {
 	refused map[keyID]refusal
 	n       atomic.Int32  // len(refused), read without the lock
 	hits    atomic.Uint64 // requests refused from the cache
+	// returned maps a bucket that capacity is on its way back to (an undo, a give-back
+	// of prefetched units, a compensation) to the last round taken out of the queue
+	// when that was queued: a check of that round or an earlier one may have been
+	// refused for want of what comes back, and is not cached (voidRefusals).
+	returned map[keyID]uint64
+	nret     atomic.Int32 // len(returned), read without the lock
 }
 
 // refusedLocally refuses t when one of its requests buckets was refused by Redis and
@@ -96,6 +102,52 @@ func (s *redisStore) rememberRefusal(t *Ticket, w *waiter, i int, retry, reset t
 		s.refusals.n.Store(int32(len(s.refused)))
 	}
 	s.rmu.Unlock()
+}
+
+// returningLocked notes that capacity is on its way back to bucket k, queued for the
+// next round: what was cached of a refusal by k is void, and so is a refusal by k
+// answered in a round that left before it (a Cluster request's brief charge on one
+// slot, given back because another slot refused it, is seen by the other requests of
+// its round). s.mu must be held.
+func (s *redisStore) returningLocked(k keyID) {
+	s.rmu.Lock()
+	if _, ok := s.refused[k]; ok {
+		delete(s.refused, k)
+		s.refusals.n.Store(int32(len(s.refused)))
+	}
+	if s.returned == nil {
+		s.returned = make(map[keyID]uint64)
+	}
+	s.returned[k] = s.rounds
+	s.nret.Store(int32(len(s.returned)))
+	s.rmu.Unlock()
+}
+
+// voidRefusals marks the refused checks of round (takes, nil for those handed over
+// already) whose refusing bucket has had capacity queued back since round left
+// (returningLocked), so that result does not cache them, and forgets what no later
+// round needs.
+func (s *redisStore) voidRefusals(round uint64, takes []*waiter) {
+	if s.nret.Load() == 0 {
+		return
+	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for _, w := range takes {
+		if w != nil && w.refused && !w.failed {
+			if r, ok := s.returned[keyID{w.tag[w.ref], w.bucket[w.ref]}]; ok && r >= round {
+				w.void = true
+			}
+		}
+	}
+	// What was queued before this round left travelled in it, ahead of its checks:
+	// later rounds' refusals count it.
+	for k, r := range s.returned {
+		if r < round {
+			delete(s.returned, k)
+		}
+	}
+	s.nret.Store(int32(len(s.returned)))
 }
 
 // sweepRefusals forgets refusals whose retry time has come.

@@ -15,10 +15,28 @@ type LimiterStats struct {
 	DroppedSettlements uint64
 }
 
-// WatchLimiter makes the registry export the limiter's statistics, read from f at each
-// scrape. Call it again when the limiter is replaced; the counters then restart from
-// zero, which Prometheus treats as a reset.
-func (m *Metrics) WatchLimiter(f func() LimiterStats) { m.limiter.watch(f) }
+// WatchLimiter adds a limiter to the exported limiter statistics, read from f at
+// each scrape, and returns the function to call once that limiter is closed: f
+// is read a last time and its counts stay in the totals. The counters sum every
+// limiter of the process's life, so a reload that replaces the limiter does not
+// set them back (Prometheus would take it for a restart), and one retired while
+// requests still use it counts them until it is closed.
+func (m *Metrics) WatchLimiter(f func() LimiterStats) (retire func()) { return m.limiter.watch(f) }
+
+// plus adds o's statistics to s's.
+func (s LimiterStats) plus(o LimiterStats) LimiterStats {
+	s.Redis += o.Redis
+	s.Prefetched += o.Prefetched
+	s.RefusedLocally += o.RefusedLocally
+	s.Fallback += o.Fallback
+	s.Unavailable += o.Unavailable
+	s.RoundTrips += o.RoundTrips
+	s.DroppedSettlements += o.DroppedSettlements
+	return s
+}
+
+// counts is s: every field is a counter.
+func (s LimiterStats) counts() LimiterStats { return s }
 
 var (
 	limiterChecksDesc = prometheus.NewDesc("tollgate_limiter_checks_total",
@@ -30,9 +48,9 @@ var (
 		"Token settlements and concurrency releases lost because Redis failed.", nil, nil)
 )
 
-// limiterCollector reads the current limiter's statistics at scrape time, so the
-// limiter package needs no dependency on Prometheus.
-type limiterCollector struct{ watched[LimiterStats] }
+// limiterCollector reads the limiters' statistics at scrape time, so the limiter
+// package needs no dependency on Prometheus.
+type limiterCollector struct{ totals[LimiterStats] }
 
 func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- limiterChecksDesc

@@ -45,12 +45,20 @@ var (
 )
 
 // Native histogram settings shared by the three latency histograms: a growth
-// factor of 1.1 gives under 5 % relative error on quantiles, and 160 buckets
-// cover 10 ms to 120 s at that resolution before the histogram widens itself.
+// factor of 1.1 (schema 3, 8 buckets per doubling) gives under 5 % relative
+// error on quantiles, and 160 buckets cover 2^20 (1 ms to 17 min). Past 160,
+// client_golang first widens the zero bucket, up to nativeMaxZeroThreshold
+// (2^-10 s, about 1 ms: fast refusals, which need no finer split), then halves
+// the resolution. NativeHistogramMinResetDuration stays 0, so that it never
+// resets the histogram instead: with a duration set, a histogram past its limit
+// that long after its last reset is reset whole, classic buckets, _sum and
+// _count included, and the dashboards and alerts, which read the classic
+// buckets, would see every series drop to zero and lose what was observed since
+// the last scrape.
 const (
 	nativeBucketFactor     = 1.1
 	nativeMaxBuckets       = 160
-	nativeMinResetDuration = time.Hour
+	nativeMaxZeroThreshold = 0x1p-10
 )
 
 // CanaryStates are the canary states the router reports; tollgate_canary_state
@@ -175,14 +183,20 @@ func New(reg prometheus.Registerer) *Metrics {
 }
 
 func newHistogram(name, help string, buckets []float64) *prometheus.HistogramVec {
-	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	return prometheus.NewHistogramVec(histogramOpts(name, help, buckets), []string{"endpoint", "backend", "variant"})
+}
+
+// histogramOpts are the options of a latency histogram: classic buckets and a
+// native histogram bounded as the native settings above say.
+func histogramOpts(name, help string, buckets []float64) prometheus.HistogramOpts {
+	return prometheus.HistogramOpts{
 		Name:                            name,
 		Help:                            help,
 		Buckets:                         buckets,
 		NativeHistogramBucketFactor:     nativeBucketFactor,
 		NativeHistogramMaxBucketNumber:  nativeMaxBuckets,
-		NativeHistogramMinResetDuration: nativeMinResetDuration,
-	}, []string{"endpoint", "backend", "variant"})
+		NativeHistogramMaxZeroThreshold: nativeMaxZeroThreshold,
+	}
 }
 
 // register registers c on reg, or returns the collector already registered

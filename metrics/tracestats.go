@@ -1,7 +1,8 @@
 package metrics
 
 import (
-	"sync/atomic"
+	"slices"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,31 +25,80 @@ type TraceStats struct {
 	Pending int
 }
 
-// WatchTracing makes the registry export the tail sampler's statistics, read
-// from f at each scrape. Call it again with the new tracer after a reload;
-// the counters then restart from zero, which Prometheus treats as a reset.
-func (m *Metrics) WatchTracing(f func() TraceStats) { m.tracing.watch(f) }
+// WatchTracing adds a tracer to the exported trace statistics, read from f at
+// each scrape, and returns the function to call once that tracer is shut down:
+// f is read a last time and its counts stay in the totals. The counters sum
+// every tracer of the process's life, so a reload that replaces the tracer
+// does not set them back (Prometheus would take it for a restart), and a
+// retired tracer still counts its last requests and its final export failures.
+// tollgate_traces_pending is that of the tracers not yet shut down.
+func (m *Metrics) WatchTracing(f func() TraceStats) (retire func()) { return m.tracing.watch(f) }
 
-// watched is the function a collector reads its statistics from at each scrape; nil
-// until set, and a nil function stops the export.
-type watched[T any] struct{ f atomic.Pointer[func() T] }
-
-func (w *watched[T]) watch(f func() T) {
-	if f == nil {
-		w.f.Store(nil)
-		return
-	}
-	w.f.Store(&f)
+// plus adds o's statistics to s's.
+func (s TraceStats) plus(o TraceStats) TraceStats {
+	s.Kept += o.Kept
+	s.Discarded += o.Discarded
+	s.Evicted += o.Evicted
+	s.SpansDropped += o.SpansDropped
+	s.SpansQueueDropped += o.SpansQueueDropped
+	s.ExportFailures += o.ExportFailures
+	s.Pending += o.Pending
+	return s
 }
 
-// read returns the statistics, or false when nothing is watched.
-func (w *watched[T]) read() (T, bool) {
-	f := w.f.Load()
-	if f == nil {
-		var zero T
-		return zero, false
+// counts is s without its gauge: what a shut down tracer leaves in the totals.
+func (s TraceStats) counts() TraceStats {
+	s.Pending = 0
+	return s
+}
+
+// stats are the statistics types a totals sums.
+type stats[T any] interface {
+	plus(T) T
+	counts() T
+}
+
+// totals sums the statistics of the sources watched: those still open, read at
+// each scrape, and the final counts of those retired.
+type totals[T stats[T]] struct {
+	mu      sync.Mutex
+	watched bool
+	retired T
+	live    []*func() T
+}
+
+func (t *totals[T]) watch(f func() T) (retire func()) {
+	p := &f
+	t.mu.Lock()
+	t.live = append(t.live, p)
+	t.watched = true
+	t.mu.Unlock()
+	return func() { t.retire(p) }
+}
+
+// retire moves the source p from the live ones to the retired counts; a second
+// call does nothing.
+func (t *totals[T]) retire(p *func() T) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// The last read and the move happen under mu, as the scrapes' reads do: a
+	// scrape sees the source either live or in retired, never in both or
+	// neither, and its counts never lower than a scrape before saw them.
+	if i := slices.Index(t.live, p); i >= 0 {
+		t.retired = t.retired.plus((*p)().counts())
+		t.live = slices.Delete(t.live, i, i+1)
 	}
-	return (*f)(), true
+}
+
+// read returns the totals, or false when nothing was ever watched.
+func (t *totals[T]) read() (T, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.retired
+	for _, f := range t.live {
+		s = s.plus((*f)())
+	}
+	return s, t.watched
 }
 
 var (
@@ -65,9 +115,9 @@ var (
 		"Traces buffered in memory waiting for their root span to end.", nil, nil)
 )
 
-// traceCollector reads the current tracer's statistics at scrape time, so
-// the tracing package needs no dependency on Prometheus.
-type traceCollector struct{ watched[TraceStats] }
+// traceCollector reads the tracers' statistics at scrape time, so the tracing
+// package needs no dependency on Prometheus.
+type traceCollector struct{ totals[TraceStats] }
 
 func (c *traceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tracesDesc

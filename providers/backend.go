@@ -56,9 +56,9 @@ func build(name string, c Config) (*Backend, error) {
 	}
 	switch cfg.Provider {
 	case "openai":
-		b.p = newOpenAI(&cfg)
+		b.p, b.pp = openAIProvider(newOpenAI(&cfg), &cfg)
 	case "azure":
-		b.p = newAzure(&cfg)
+		b.p, b.pp = openAIProvider(newAzure(&cfg), &cfg)
 	case "anthropic":
 		a := newAnthropic(&cfg)
 		b.p, b.pp = a, a

@@ -98,6 +98,16 @@ type Config struct {
 
 	// MaxResponseBytes bounds a buffered upstream answer.
 	MaxResponseBytes int64 `yaml:"-"`
+	// CompletionsViaChat serves completions calls (provider openai or azure) through
+	// the upstream's chat completions API: the prompt goes as one user message and the
+	// answer comes back as a text_completion. MLflow AI Gateway's openai, azure and
+	// mistral providers serve llm/v1/completions so, on chat models that have no
+	// legacy completions; the MLflow config loader sets it, it is no YAML key.
+	CompletionsViaChat bool `yaml:"-"`
+	// CompletionsTemperatureScale multiplies the temperature of a completions call sent
+	// through chat; 0 sends it as it came. MLflow's mistral provider halves it: MLflow's
+	// temperature runs from 0 to 2, Mistral's from 0 to 1.
+	CompletionsTemperatureScale float64 `yaml:"-"`
 
 	// resolver looks up targets' host names in place of the system's resolver;
 	// nil is the system's. Tests set it to answer names they control.

@@ -168,19 +168,8 @@ var (
 
 // Send implements Provider.
 func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
-	req := fasthttp.AcquireRequest()
+	req := o.request(t, call, call.Kind)
 	defer fasthttp.ReleaseRequest(req)
-	copyForwardHeaders(&req.Header, call.Header)
-	req.Header.SetMethodBytes(strPost)
-	t.setRequestURL(req, call.Kind)
-	req.Header.SetContentTypeBytes(strJSON)
-	req.Header.SetBytesKV(strAcceptEncoding, strIdentity)
-	if o.auth != nil {
-		req.Header.SetBytesKV(strAuthz, o.auth)
-	}
-	for _, h := range o.headers {
-		req.Header.Set(h[0], h[1])
-	}
 	forceUsage := call.Stream && !call.IncludeUsage && o.streamUsage && call.Kind != Embeddings
 	buf := bodyPool.Get().(*[]byte)
 	*buf = appendBody((*buf)[:0], call, o.model, forceUsage)
@@ -223,6 +212,24 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	out.Header.SetContentTypeBytes(jsonIfNone(up.Header.ContentType()))
 	swapBody(out, up)
 	return nil
+}
+
+// request is a request for operation op on t with the client's forwarded headers and
+// the backend's own, without its body; the caller releases it.
+func (o *openAI) request(t *Target, call *Call, op Kind) *fasthttp.Request {
+	req := fasthttp.AcquireRequest()
+	copyForwardHeaders(&req.Header, call.Header)
+	req.Header.SetMethodBytes(strPost)
+	t.setRequestURL(req, op)
+	req.Header.SetContentTypeBytes(strJSON)
+	req.Header.SetBytesKV(strAcceptEncoding, strIdentity)
+	if o.auth != nil {
+		req.Header.SetBytesKV(strAuthz, o.auth)
+	}
+	for _, h := range o.headers {
+		req.Header.Set(h[0], h[1])
+	}
+	return req
 }
 
 // isErrorStatus reports whether status is an API error (4xx, 5xx), whose body goes to

@@ -123,13 +123,15 @@ func (p *Pools) release(backend, url string, checks bool) {
 
 // acquireQueue returns the wait queue of the backend named name. It is kept here, by
 // name, as the targets' state is: a slot freed by a stream of a backend a reload
-// replaced must go to a request the new backend queued.
-func (p *Pools) acquireQueue(name string) *queue {
+// replaced must go to a request the new backend queued. A queue made here caps the
+// targets' slots at limit until a backend is activated under the name.
+func (p *Pools) acquireQueue(name string, limit int64) *queue {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	q := p.queues[name]
 	if q == nil {
 		q = &queue{}
+		q.limit.Store(limit)
 		p.queues[name] = q
 	}
 	q.refs++
@@ -284,7 +286,7 @@ func (b *Backend) initPool(ps *Pools) {
 	p.pools, p.now = ps, ps.now
 	p.errNoTarget = &backendError{"backend " + b.Name + ": " + ErrNoHealthyTarget.Error(), ErrNoHealthyTarget}
 	p.errOverloaded = &backendError{"backend " + b.Name + ": " + ErrOverloaded.Error(), ErrOverloaded}
-	p.queue = ps.acquireQueue(b.Name)
+	p.queue = ps.acquireQueue(b.Name, p.set.limit)
 	background := p.set.active || p.set.balance == vllmQueue
 	for _, t := range b.targets {
 		st := ps.acquire(b.Name, t.URL, p.set.active)
@@ -345,6 +347,24 @@ func (b *Backend) Start(ctx context.Context) {
 	}
 }
 
+// Activate puts b in service in place of the backend built before it under its name
+// (a reload installing it): b's max_concurrency becomes the cap of their targets, for
+// the requests of both, and the slots a raised cap opens go at once to the requests
+// waiting, oldest first. A request queued under the replaced backend can take a slot
+// on the targets that backend shares with b, not on one b added. A backend built
+// while another is in service under its name leaves that one's cap in force until it
+// is activated, so that a reload that fails to build changes nothing.
+func (b *Backend) Activate() {
+	p := &b.pool
+	p.queue.limit.Store(p.set.limit)
+	for i := range p.states {
+		p.kick(i)
+	}
+}
+
+// limit is the cap on each target's requests in flight, 0 for none.
+func (p *pool) limit() int64 { return p.queue.limit.Load() }
+
 // stop ends the background work and gives the targets' state back to the registry.
 func (b *Backend) stop() {
 	p := &b.pool
@@ -404,7 +424,7 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 // takeAny takes a slot on target i, else on the first target in service after it with
 // one free; -1 when none has.
 func (p *pool) takeAny(i int) int {
-	limit := p.set.limit
+	limit := p.limit()
 	n := len(p.states)
 	for k := range n {
 		j := i + k
@@ -469,7 +489,7 @@ func (p *pool) free(i int) {
 		q.mu.Lock()
 		st.slots.n.Add(-1)
 		if st.available() {
-			q.serveLocked(st, p.set.limit)
+			q.serveLocked(st, p.limit())
 		} else {
 			q.strandLocked()
 		}
@@ -481,7 +501,7 @@ func (p *pool) free(i int) {
 	// decrement, or makes it after: in the first case it is served (or let go) here.
 	if q.waiting.Load() != 0 {
 		if st.available() {
-			q.serve(st, p.set.limit)
+			q.serve(st, p.limit())
 		} else {
 			q.strand()
 		}
@@ -492,7 +512,7 @@ func (p *pool) free(i int) {
 // freed on it announces that it can take them.
 func (p *pool) kick(i int) {
 	if p.queue.waiting.Load() != 0 {
-		p.queue.serve(p.states[i], p.set.limit)
+		p.queue.serve(p.states[i], p.limit())
 	}
 }
 
@@ -510,7 +530,7 @@ func (p *pool) trial() (lease, bool) {
 		if now < st.until.Load() || !st.probing.CompareAndSwap(false, true) {
 			continue
 		}
-		if st.slots.take(p.set.limit) {
+		if st.slots.take(p.limit()) {
 			return lease{i: i, probe: true}, true
 		}
 		st.probing.Store(false)
@@ -523,11 +543,12 @@ func (p *pool) trial() (lease, bool) {
 // still tries one rather than failing outright.
 func (p *pool) lastResort() (lease, bool) {
 	var tried [maxLastResort]bool
+	limit := p.limit()
 	for range min(len(p.states), maxLastResort) {
 		best := -1
 		var since int64
 		for i, st := range p.states {
-			if i >= maxLastResort || tried[i] || st.probing.Load() || p.set.limit > 0 && st.slots.load() >= p.set.limit {
+			if i >= maxLastResort || tried[i] || st.probing.Load() || limit > 0 && st.slots.load() >= limit {
 				continue
 			}
 			if at := st.leftAt.Load(); best < 0 || at < since {
@@ -542,7 +563,7 @@ func (p *pool) lastResort() (lease, bool) {
 		if !st.probing.CompareAndSwap(false, true) {
 			continue
 		}
-		if st.slots.take(p.set.limit) {
+		if st.slots.take(limit) {
 			return lease{i: best, probe: true}, true
 		}
 		st.probing.Store(false)
@@ -1032,8 +1053,9 @@ func judge(l lease, err error) verdict {
 }
 
 // slots counts a target's requests in flight and caps them at a limit
-// (max_concurrency, 0 for none). The limit comes with each call, from the backend's
-// own config: a reload that fails to build leaves it as it was.
+// (max_concurrency, 0 for none). The limit comes with each call, from the queue the
+// backends built under one name share (Activate): a reload that fails to build leaves
+// it as it was.
 type slots struct {
 	n atomic.Int64
 }
@@ -1066,8 +1088,12 @@ func (s *slots) take(limit int64) bool {
 // share it, and their target lists may differ: each waiter carries its own.
 type queue struct {
 	waiting atomic.Int64
-	mu      sync.Mutex
-	list    []*waiter
+	// limit is the max_concurrency in force on the backend's targets: that of the
+	// backend last activated under the name. A slot freed by a request of the backend
+	// a reload replaced is handed on, or not, by the new cap.
+	limit atomic.Int64
+	mu    sync.Mutex
+	list  []*waiter
 	// refs counts the backends using it, under Pools.mu.
 	refs int
 }
