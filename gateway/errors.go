@@ -40,6 +40,9 @@ var (
 	errUpstreamBusy   = apiError{503, "server_error", "upstream_overloaded", "", "Every upstream replica is at its concurrency limit; retry shortly."}
 	errNoTarget       = apiError{503, "server_error", "no_healthy_upstream", "", "No upstream replica is in service for this model."}
 	errUnsupportedOp  = apiError{400, "invalid_request_error", "unsupported_operation", "model", "This backend does not support the operation."}
+	// errClientHungUp ends a request whose client hung up while it waited (queued,
+	// or before a retry): nobody reads an answer, so none is written (hangUp).
+	errClientHungUp = apiError{499, "invalid_request_error", "client_gone", "", "The client closed the connection before the answer."}
 
 	// A coded body (gzip, …) would be scanned as JSON and fail as invalid_json,
 	// which sends its developer looking for a JSON bug; 415 as RFC 9110 §15.5.16.

@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tollgate/tollgate/internal/hangup"
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/metrics"
@@ -110,6 +111,10 @@ type request struct {
 	ticket  limiter.Ticket
 	limited bool
 
+	// hang watches the client's connection while the request waits: in a backend's
+	// queue (the call's Client) and before a retry (pause).
+	hang clientWatch
+
 	// tctx carries the request's trace; span is the server span and aspan the
 	// upstream attempt's, kept open while a stream runs, with sent, when that
 	// attempt was sent, and ans, what its chunks say of the answer.
@@ -189,7 +194,8 @@ func (r *request) release() {
 		fasthttp.ReleaseResponse(r.kept)
 	}
 	*r = request{reqID: pooled(r.reqID), modelName: pooled(r.modelName), userBuf: pooled(r.userBuf), out: pooled(r.out),
-		bodyBuf: pooled(r.bodyBuf), hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone}
+		bodyBuf: pooled(r.bodyBuf), hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone,
+		hang: clientWatch{w: r.hang.w}}
 	requestPool.Put(r)
 	if rt != nil {
 		rt.release()
@@ -276,6 +282,10 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		r.body = r.bodyBuf
 	}
 	if e := r.run(ctx, kind); e != nil {
+		if e == &errClientHungUp {
+			r.hangUp(ctx)
+			return
+		}
 		r.fail(ctx, e)
 		return
 	}
@@ -318,6 +328,34 @@ func (r *request) fail(ctx *fasthttp.RequestCtx, e *apiError) {
 	writeError(&ctx.Response, e)
 	r.finish(ctx, e.status)
 }
+
+// hangUp ends a request whose client hung up while it waited, before any answer
+// began: as client_gone (499) in the metrics, the span and the access log, and with
+// no answer, since nobody reads it; the connection closes.
+func (r *request) hangUp(ctx *fasthttp.RequestCtx) {
+	r.errKind = errClientHungUp.code
+	tracing.RecordRefusal(r.span, r.errKind)
+	ctx.HijackSetNoResponse(true)
+	hijack(ctx, closeConn)
+	r.finish(ctx, errClientHungUp.status)
+}
+
+func closeConn(c net.Conn) { _ = c.Close() }
+
+// clientWatch is the watch of a request's client connection for a hang-up
+// (providers.ClientWatch). It costs nothing until the request has to wait: then the
+// connection's socket joins the process's one epoll set (internal/hangup) until the
+// wait ends.
+type clientWatch struct {
+	conn net.Conn
+	w    hangup.Watch
+}
+
+// Watch implements providers.ClientWatch.
+func (c *clientWatch) Watch() <-chan struct{} { return c.w.Start(c.conn) }
+
+// Unwatch implements providers.ClientWatch.
+func (c *clientWatch) Unwatch() { c.w.Stop() }
 
 // ownRequest starts a request the gateway answers itself, outside the API pipeline (a
 // model listing, an unknown path, a wrong method, a request it could not read), with
@@ -417,9 +455,11 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 		IncludeUsage:  r.f.includeUsage,
 		MaxTokens:     r.f.maxTokens,
 		Header:        &ctx.Request.Header,
+		Client:        &r.hang,
 		// MLflow streams completions in its own chunk form.
 		DeltaText: r.invoked,
 	}
+	r.hang.conn = ctx.Conn()
 	if ep.timeout > 0 {
 		r.call.Deadline = r.start.Add(ep.timeout)
 	}
@@ -509,12 +549,15 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	var last error
 	for i := 0; i < total; i++ {
 		if i > 0 {
-			ok := r.backoff(i, last)
+			ok, gone := r.backoff(i, last)
+			if gone {
+				return &errClientHungUp
+			}
 			if !ok && i <= p.Retries && total > p.Retries+1 {
 				// The retry's wait would pass the deadline, but the first fallback
 				// needs none: go to it, as after a Retry-After over the longest wait.
 				i = p.Retries + 1
-				ok = r.backoff(i, last)
+				ok, _ = r.backoff(i, last)
 			}
 			var ue *providers.UpstreamError
 			if !ok {
@@ -621,7 +664,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			} else if errors.As(err, &ue) && ue.Status > 0 {
 				tracing.SetClientStatus(as, ue.Status)
 			}
-			if err != nil {
+			if errors.Is(err, providers.ErrClientGone) {
+				tracing.RecordRefusal(as, errClientHungUp.code)
+			} else if err != nil {
 				tracing.RecordError(as, err, outcome.String())
 			}
 		}
@@ -651,6 +696,11 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		as.End()
 		last = err
+		if errors.Is(err, providers.ErrClientGone) {
+			// Its client hung up while the request was queued: nothing went
+			// upstream, and nobody waits for a retry or a fallback.
+			return &errClientHungUp
+		}
 		var ue *providers.UpstreamError
 		if errors.As(err, &ue) {
 			r.errKind = "upstream_" + strconv.Itoa(ue.Status)
@@ -839,13 +889,14 @@ const maxRetryAfterWait = 5 * time.Second
 
 // backoff waits before attempt i: a jittered exponential pause, or the upstream's
 // Retry-After when longer, before a retry on the same backend; none before a fallback to
-// another backend. It reports false when waiting would pass the deadline.
-func (r *request) backoff(i int, last error) bool {
+// another backend. ok is false when waiting would pass the deadline; gone is set when
+// the client hung up during the wait, which then ends at once.
+func (r *request) backoff(i int, last error) (ok, gone bool) {
 	if i > r.plan.Retries {
 		// A fallback gets no pause, but no attempt either once the deadline has
 		// passed: it could only time out at once, and be counted against a
 		// backend that never saw the request.
-		return r.call.Deadline.IsZero() || time.Now().Before(r.call.Deadline)
+		return r.call.Deadline.IsZero() || time.Now().Before(r.call.Deadline), false
 	}
 	d := time.Duration(25<<min(i-1, 5)) * time.Millisecond
 	d = d/2 + rand.N(d/2+1)
@@ -854,10 +905,29 @@ func (r *request) backoff(i int, last error) bool {
 		d = ue.RetryAfter
 	}
 	if !r.call.Deadline.IsZero() && time.Now().Add(d).After(r.call.Deadline) {
+		return false, false
+	}
+	return true, r.pause(d)
+}
+
+// pause waits d, or until the client hangs up, which it reports: a Retry-After may
+// hold the request for seconds, and a retry for a client that left is work for
+// nobody. Retries are rare, so the watch and the timer are not worth pooling.
+func (r *request) pause(d time.Duration) (gone bool) {
+	left := r.hang.Watch()
+	if left == nil {
+		time.Sleep(d)
 		return false
 	}
-	time.Sleep(d)
-	return true
+	defer r.hang.Unwatch()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return false
+	case <-left:
+		return true
+	}
 }
 
 // outcomeOf classifies an attempt for tollgate_upstream_attempts_total.
@@ -873,6 +943,8 @@ func outcomeOf(err error, status int) metrics.Outcome {
 		return metrics.OutcomeTimeout
 	case errors.Is(err, providers.ErrConnect):
 		return metrics.OutcomeRefused
+	case errors.Is(err, providers.ErrClientGone):
+		return metrics.OutcomeCanceled
 	}
 	return metrics.OutcomeError
 }

@@ -279,6 +279,10 @@ type firstByteConn struct {
 	has bool
 }
 
+// NetConn returns the connection c reads from, for the hang-up watch to find its
+// socket.
+func (c *firstByteConn) NetConn() net.Conn { return c.Conn }
+
 func (c *firstByteConn) Read(p []byte) (int, error) {
 	if c.has && len(p) > 0 {
 		p[0], c.has = c.b[0], false

@@ -30,6 +30,9 @@ var (
 	// or the wait ran out, or every connection max_connections allows to it stayed
 	// busy for connect_timeout.
 	ErrOverloaded = errors.New("upstream targets at max_concurrency")
+	// ErrClientGone means the call's client hung up while the call waited in the
+	// queue: it left the queue and was sent nowhere. It says nothing of the upstream.
+	ErrClientGone = errors.New("client went away while the request was queued")
 )
 
 // errConnsBusy is ErrOverloaded for a target whose connections, all that
@@ -418,7 +421,7 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 			return lease{i: j}, nil
 		}
 	}
-	return p.wait(i, p.waitFor(call))
+	return p.wait(i, p.waitFor(call), call.Client)
 }
 
 // takeAny takes a slot on target i, else on the first target in service after it with
@@ -448,13 +451,17 @@ func (p *pool) waitFor(call *Call) time.Duration {
 }
 
 // wait queues the call for d at most, for a slot on any target of the backend in
-// service, i first. It fails with errOverloaded when the queue is full or d runs out.
-// A waiter whose backend has no target left in service is let go at once and goes the
-// way of a call arriving then: a trial, the last resort, or errNoTarget.
-func (p *pool) wait(i int, d time.Duration) (lease, error) {
+// service, i first. It fails with errOverloaded when the queue is full or d runs out,
+// with ErrClientGone when client, watched while the call waits, hangs up. A waiter
+// whose backend has no target left in service is let go at once and goes the way of a
+// call arriving then: a trial, the last resort, or errNoTarget.
+func (p *pool) wait(i int, d time.Duration, client ClientWatch) (lease, error) {
 	end := time.Now().Add(d)
 	for front := false; ; front = true {
-		j, queued := p.queue.wait(p, i, d, front)
+		j, queued, gone := p.queue.wait(p, i, d, front, client)
+		if gone {
+			return lease{}, ErrClientGone
+		}
 		if j < 0 {
 			if !queued {
 				return lease{}, p.errOverloaded
@@ -1118,8 +1125,10 @@ var waiterPool = sync.Pool{New: func() any {
 // target others, or, when front is set (a waiter put back), ahead of them all. It
 // returns the target, and whether the call waited for it: -1 and false when the queue
 // is full or d runs out, -1 and true when no target of p is in service (now, or later
-// while it waits).
-func (q *queue) wait(p *pool, first int, d time.Duration, front bool) (int, bool) {
+// while it waits). gone is set when client (nil: none) hung up while the call waited:
+// the call left the queue, and a slot handed to it meanwhile went on to the next
+// waiter.
+func (q *queue) wait(p *pool, first int, d time.Duration, front bool, client ClientWatch) (target int, queued, gone bool) {
 	q.mu.Lock()
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
 	// slot over, one freed before it is found by the try.
@@ -1127,19 +1136,19 @@ func (q *queue) wait(p *pool, first int, d time.Duration, front bool) (int, bool
 	if j := p.takeAny(first); j >= 0 {
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return j, false
+		return j, false, false
 	}
 	if !slices.ContainsFunc(p.states, (*targetState).available) {
 		// Every target left service since the call chose one: it would wait for
 		// nothing. Whoever takes one out after this check lets the waiter go.
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return -1, true
+		return -1, true, false
 	}
 	if d <= 0 || (!front && int64(len(q.list)) >= p.set.queueSize*int64(len(p.states))) {
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return -1, false
+		return -1, false, false
 	}
 	w := waiterPool.Get().(*waiter)
 	w.queued, w.states = true, p.states
@@ -1149,12 +1158,27 @@ func (q *queue) wait(p *pool, first int, d time.Duration, front bool) (int, bool
 		q.list = append(q.list, w)
 	}
 	q.mu.Unlock()
+	// Watched only now that the call waits: a call served at once costs nothing. A
+	// slot handed over before the watch begins is found by the select all the same.
+	var hangup <-chan struct{}
+	if client != nil {
+		hangup = client.Watch()
+	}
 	w.timer.Reset(d)
 	select {
 	case <-w.ch:
 		w.timer.Stop()
-		return w.done(), true
+		if client != nil {
+			client.Unwatch()
+		}
+		return w.done(), true, false
 	case <-w.timer.C:
+	case <-hangup:
+		w.timer.Stop()
+		gone = true
+	}
+	if client != nil {
+		client.Unwatch()
 	}
 	q.mu.Lock()
 	if w.queued {
@@ -1163,12 +1187,20 @@ func (q *queue) wait(p *pool, first int, d time.Duration, front bool) (int, bool
 		q.waiting.Add(-1)
 		q.mu.Unlock()
 		w.done()
-		return -1, false
+		return -1, false, gone
 	}
 	q.mu.Unlock()
-	// Granted between the timer and the lock.
+	// Granted between the timer or the hang-up and the lock.
 	<-w.ch
-	return w.done(), true
+	j := w.done()
+	if !gone {
+		return j, true, false
+	}
+	if j >= 0 {
+		// The slot goes to the next waiter, or back to the target.
+		p.free(j)
+	}
+	return -1, false, true
 }
 
 // done returns the waiter to its pool, and the target it was handed.

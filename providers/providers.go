@@ -120,12 +120,26 @@ type Call struct {
 	Header *fasthttp.RequestHeader
 	// Deadline bounds the whole attempt (for streams: the whole stream).
 	Deadline time.Time
+	// Client, when set, tells when the call's client hangs up. It is asked only
+	// while the call waits in a backend's queue, which it then leaves
+	// (ErrClientGone).
+	Client ClientWatch
 	// prepared is the upstream request body a preparer wrote for this attempt.
 	prepared []byte
 	// failed marks the targets (by index, the first 64) of backend failedOn whose
 	// attempt of this call failed: a retry goes to another target in service.
 	failed   uint64
 	failedOn *Backend
+}
+
+// ClientWatch watches the client a call is made for. The gateway's client connection
+// implements it.
+type ClientWatch interface {
+	// Watch starts watching and returns a channel that receives when the client hangs
+	// up; nil when the client cannot be watched.
+	Watch() <-chan struct{}
+	// Unwatch ends the watch Watch started.
+	Unwatch()
 }
 
 // Result is what one attempt produced besides the response body.

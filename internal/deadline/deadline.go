@@ -36,6 +36,10 @@ type Conn struct {
 // Wrap returns c as a Conn.
 func Wrap(c net.Conn) *Conn { return &Conn{Conn: c} }
 
+// NetConn returns the connection c wraps, as tls.Conn's NetConn does: what reaches
+// the socket under it (internal/hangup) looks for either.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 const (
 	read = iota
 	write
