@@ -460,6 +460,16 @@ func chaosRedisLeases(addr string) map[string]string {
 	return leases
 }
 
+// leasesHeld is how many concurrency leases Redis at addr holds, all keys together.
+func leasesHeld(addr string) int {
+	n := 0
+	for _, v := range chaosRedisLeases(addr) {
+		c, _ := strconv.Atoi(v)
+		n += c
+	}
+	return n
+}
+
 // TestChaosLosesNothing runs chat (plain and streamed, raw and through the official
 // SDK) and embeddings through a pool of replicas with Redis-backed limits while the
 // config is reloaded (good and broken), a replica is killed mid-answer and brought

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -240,14 +239,7 @@ func TestShutdownGraceExpiryReleasesStreamLeases(t *testing.T) {
 	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	held := func() int {
-		n := 0
-		for _, v := range chaosRedisLeases(rds.Addr()) {
-			c, _ := strconv.Atoi(v)
-			n += c
-		}
-		return n
-	}
+	held := func() int { return leasesHeld(rds.Addr()) }
 	if n := held(); n != 1 {
 		t.Fatalf("%d leases in Redis while the stream runs, want 1", n)
 	}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"strconv"
 	"testing"
 	"time"
 
@@ -35,14 +34,7 @@ logging: {level: error, access_log: false}
 		done <- code
 	}()
 	waitFor(t, func() bool { return arrived.Load() == 1 })
-	held := func() int {
-		n := 0
-		for _, v := range chaosRedisLeases(rds.Addr()) {
-			c, _ := strconv.Atoi(v)
-			n += c
-		}
-		return n
-	}
+	held := func() int { return leasesHeld(rds.Addr()) }
 	if n := held(); n != 1 {
 		t.Fatalf("%d leases in Redis while the request runs, want 1", n)
 	}

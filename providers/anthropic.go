@@ -143,8 +143,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	}
 	status := up.StatusCode()
 	if status < 200 || status > 299 {
-		defer t.inFlight.Add(-1)
-		defer fasthttp.ReleaseResponse(up)
+		defer endAttempt(t, up)
 		if !isErrorStatus(status) {
 			return notAnswer(status)
 		}
@@ -152,10 +151,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	}
 	created := a.now().Unix()
 	if call.Stream {
-		if !hasPrefixFold(up.Header.ContentType(), strEventStream) {
-			t.inFlight.Add(-1)
-			err := badStreamType(up.Header.ContentType())
-			fasthttp.ReleaseResponse(up)
+		if err := notStreamed(t, up); err != nil {
 			return err
 		}
 		s := acquireAnthropicStream()

@@ -70,18 +70,10 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 	}
 	status := up.StatusCode()
 	if status < 200 || status > 299 {
-		defer t.inFlight.Add(-1)
-		defer fasthttp.ReleaseResponse(up)
-		if !isErrorStatus(status) {
-			return notAnswer(status)
-		}
-		return passError(up, out, status, c.maxBody, c.secrets)
+		return c.failed(t, up, out, status)
 	}
 	if call.Stream {
-		if !hasPrefixFold(up.Header.ContentType(), strEventStream) {
-			t.inFlight.Add(-1)
-			err := badStreamType(up.Header.ContentType())
-			fasthttp.ReleaseResponse(up)
+		if err := notStreamed(t, up); err != nil {
 			return err
 		}
 		r := acquireSSE()

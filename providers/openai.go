@@ -182,18 +182,10 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	}
 	status := up.StatusCode()
 	if status < 200 || status > 299 {
-		defer t.inFlight.Add(-1)
-		defer fasthttp.ReleaseResponse(up)
-		if !isErrorStatus(status) {
-			return notAnswer(status)
-		}
-		return passError(up, out, status, o.maxBody, o.secrets)
+		return o.failed(t, up, out, status)
 	}
 	if call.Stream {
-		if !hasPrefixFold(up.Header.ContentType(), strEventStream) {
-			t.inFlight.Add(-1)
-			err := badStreamType(up.Header.ContentType())
-			fasthttp.ReleaseResponse(up)
+		if err := notStreamed(t, up); err != nil {
 			return err
 		}
 		s := acquireSSE()
@@ -230,6 +222,36 @@ func (o *openAI) request(t *Target, call *Call, op Kind) *fasthttp.Request {
 		req.Header.Set(h[0], h[1])
 	}
 	return req
+}
+
+// failed is the error of an attempt on t whose answer up has status, not a 2xx: an API
+// error goes to out as the upstream's answer (passError), anything else is notAnswer.
+// up is released (endAttempt).
+func (o *openAI) failed(t *Target, up, out *fasthttp.Response, status int) error {
+	defer endAttempt(t, up)
+	if !isErrorStatus(status) {
+		return notAnswer(status)
+	}
+	return passError(up, out, status, o.maxBody, o.secrets)
+}
+
+// notStreamed is the error of a stream answered with a content type other than
+// text/event-stream, nil for an event stream; with an error, up is released
+// (endAttempt).
+func notStreamed(t *Target, up *fasthttp.Response) error {
+	if hasPrefixFold(up.Header.ContentType(), strEventStream) {
+		return nil
+	}
+	err := badStreamType(up.Header.ContentType())
+	endAttempt(t, up)
+	return err
+}
+
+// endAttempt ends an attempt on t whose answer up gives no result: up goes back to
+// fasthttp and the attempt no longer counts in flight on t.
+func endAttempt(t *Target, up *fasthttp.Response) {
+	t.inFlight.Add(-1)
+	fasthttp.ReleaseResponse(up)
 }
 
 // isErrorStatus reports whether status is an API error (4xx, 5xx), whose body goes to
