@@ -127,7 +127,7 @@ func newTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktra
 	}
 	queue := exportQueueSize(bspOpts)
 	gate := &exportGate{limit: int64(queue)}
-	le := &loggingExporter{SpanExporter: exp, logger: logger, gate: gate}
+	le := &loggingExporter{SpanExporter: exp, logger: logger, gate: gate, drained: make(chan struct{})}
 	le.abortCtx, le.abort = context.WithCancel(context.Background())
 	// The gate admits queue spans; the processor's own queue has room for
 	// them and for ForceFlush's markers, so that it never drops one itself.
@@ -270,11 +270,18 @@ func (t *Tracing) ForceFlush(ctx context.Context) error {
 	return t.sdk.ForceFlush(ctx)
 }
 
+// abortWait bounds how long Shutdown waits, once its deadline has passed,
+// for the exports it cancelled to return, so that their failures are counted
+// before it returns.
+const abortWait = time.Second
+
 // Shutdown exports the kept spans still queued and stops the exporter,
 // within ctx's deadline. When the deadline passes first, the exports still
 // running are cancelled and the exporter is closed (for OTLP, its
 // connection), so that nothing of this tracer outlives Shutdown; the spans
-// not yet sent are lost and counted as export failures.
+// not yet sent are lost and counted as export failures, in Stats by the
+// time Shutdown returns (it waits up to abortWait more for the cancelled
+// exports to return).
 func (t *Tracing) Shutdown(ctx context.Context) error {
 	if t.sdk == nil {
 		return nil
@@ -286,7 +293,15 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 		// own timeout (10 s for OTLP, more with retries) against a collector
 		// that accepts the request and never answers.
 		t.exp.abort()
-		_ = t.exp.Shutdown(ctx)
+		_ = t.exp.closeExporter(ctx)
+		// The batch processor's worker, once its exports have returned,
+		// shuts the exporter down: that is when every failure is counted.
+		timer := time.NewTimer(abortWait)
+		select {
+		case <-t.exp.drained:
+		case <-timer.C:
+		}
+		timer.Stop()
 	}
 	return err
 }
@@ -325,6 +340,10 @@ type loggingExporter struct {
 	// abortCtx ends every export, running or to come, once abort is called.
 	abortCtx context.Context
 	abort    context.CancelFunc
+	// drained is closed when the batch processor calls Shutdown, which it
+	// does only after its last export has returned.
+	drained   chan struct{}
+	drainOnce sync.Once
 	// shutdown runs the exporter's Shutdown once: Tracing.Shutdown calls it
 	// after a deadline passed while the batch processor still will.
 	shutdown    sync.Once
@@ -352,9 +371,15 @@ func (e *loggingExporter) ExportSpans(ctx context.Context, spans []sdktrace.Read
 	return nil
 }
 
-// Shutdown implements sdktrace.SpanExporter; only the first call reaches the
-// exporter.
+// Shutdown implements sdktrace.SpanExporter, for the batch processor: its
+// exports have all returned, and their failures are counted.
 func (e *loggingExporter) Shutdown(ctx context.Context) error {
+	e.drainOnce.Do(func() { close(e.drained) })
+	return e.closeExporter(ctx)
+}
+
+// closeExporter shuts the exporter down; only the first call reaches it.
+func (e *loggingExporter) closeExporter(ctx context.Context) error {
 	e.shutdown.Do(func() { e.shutdownErr = e.SpanExporter.Shutdown(ctx) })
 	return e.shutdownErr
 }
