@@ -63,8 +63,8 @@ type keyFile struct {
 }
 
 // scalarAt is a scalar value at a key path, decoded into a Go type (as yaml.v3's
-// errors name it). For a mapping or list where the type takes another kind of value,
-// value is collectionValue and want says what the key takes.
+// errors name it); want says what the key takes, for a message. For a mapping or list
+// where the type takes another kind of value, value is collectionValue.
 type scalarAt struct{ path, value, typ, want string }
 
 // dupKey is a mapping key given a second time, at line, in the mapping at path.
@@ -516,7 +516,7 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	}
 	switch {
 	case n.Kind == yaml.ScalarNode:
-		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path: path, value: n.Value, typ: t.String()})
+		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, n.Value, t.String(), takes(t)})
 	case (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && wrongCollection(n, t):
 		// A mapping or list where one value, a list or a section belongs (endpoints
 		// written as a mapping of names, auth.keys without dashes): its error names
@@ -836,7 +836,15 @@ func wrongCollection(n *yaml.Node, t reflect.Type) bool {
 	return false
 }
 
-var yamlCollection = regexp.MustCompile(`^cannot unmarshal !!(map|seq) into (\S+)$`)
+// yamlUnmarshal matches yaml.v3's message for a value of the wrong kind: its tag, the
+// value if one value, and the Go type it was decoded into.
+var yamlUnmarshal = regexp.MustCompile("^cannot unmarshal (!\\S*)(?: `(.*)`)? into (\\S+)$")
+
+// yamlTags says in words what a value of a tag yaml.v3 resolved is.
+var yamlTags = map[string]string{
+	"!!str": "a string", "!!int": "a number", "!!float": "a number", "!!bool": "a boolean",
+	"!!timestamp": "a date", "!!binary": "binary data", "!!map": "a mapping", "!!seq": "a list",
+}
 
 var (
 	durationType = reflect.TypeOf(time.Duration(0))
@@ -890,28 +898,6 @@ func typeProblems(cfg *Config, err error) []string {
 			out = append(out, duplicateProblem(cfg, l, d[1], m[2], usedDups))
 			continue
 		}
-		if c := yamlCollection.FindStringSubmatch(m[2]); c != nil {
-			what := map[string]string{"map": "a mapping", "seq": "a list"}[c[1]]
-			problem := "must not be " + what
-			var at *scalarAt
-			for i, sa := range scalars[l] {
-				if sa.value == collectionValue && sa.typ == c[2] && !used[sa] {
-					used[sa], at = true, &scalars[l][i]
-					break
-				}
-			}
-			switch {
-			case at == nil:
-				out = append(out, path+":"+m[1]+": "+problem)
-			case at.path == "":
-				// The whole document.
-				out = append(out, path+":"+m[1]+": the file must be "+at.want+", not "+what)
-			default:
-				out = append(out, path+":"+m[1]+": "+at.path+": must be "+at.want+", not "+what)
-			}
-			continue
-		}
-		key := ""
 		value := ""
 		if i := strings.IndexByte(m[2], '`'); i >= 0 {
 			if j := strings.IndexByte(m[2][i+1:], '`'); j >= 0 {
@@ -924,37 +910,69 @@ func typeProblems(cfg *Config, err error) []string {
 		if i := strings.LastIndex(m[2], " into "); i >= 0 {
 			into = m[2][i+len(" into "):]
 		}
-		for _, typed := range []bool{true, false} {
-			for _, sa := range scalars[l] {
-				if !quotes(value, sa.value) || typed && sa.typ != into {
-					continue
-				}
-				key = sa.path
-				if !used[sa] {
-					used[sa] = true
+		u := yamlUnmarshal.FindStringSubmatch(m[2])
+		var at *scalarAt
+		if u != nil && (u[1] == "!!map" || u[1] == "!!seq") {
+			// A mapping or list where one value, a list or a section belongs.
+			for i, sa := range scalars[l] {
+				if sa.value == collectionValue && sa.typ == into && !used[sa] {
+					used[sa], at = true, &scalars[l][i]
 					break
 				}
 			}
-			if key != "" {
-				break
+		} else {
+			for _, typed := range []bool{true, false} {
+				for i, sa := range scalars[l] {
+					if sa.value == collectionValue || !quotes(value, sa.value) || typed && sa.typ != into {
+						continue
+					}
+					at = &scalars[l][i]
+					if !used[sa] {
+						used[sa] = true
+						break
+					}
+				}
+				if at != nil {
+					break
+				}
+			}
+			if at == nil && len(scalars[l]) > 0 {
+				at = &scalars[l][0]
 			}
 		}
-		if key == "" && len(scalars[l]) > 0 {
-			key = scalars[l][0].path
-		}
 		problem := m[2]
-		if strings.HasSuffix(problem, "into time.Duration") && value != "" {
+		switch {
+		case into == "time.Duration" && value != "":
 			problem = "cannot use `" + value + "` as a duration (use e.g. 100ms, 30s, 5m, 1h)"
-		} else if value != "" && strings.HasPrefix(problem, "cannot unmarshal ") {
-			// The value may be a secret ${VAR} filled in (a key written where a
-			// mapping belongs): the key path and line say where, the value is left out.
+		case u != nil:
+			// A value of the wrong kind is said in words, as what the key takes: the
+			// message names Go types. The value itself is left out: it may be a
+			// secret ${VAR} filled in (a key written where a mapping belongs).
+			what := yamlTags[u[1]]
+			if what == "" {
+				what = "a value tagged " + u[1]
+			}
+			switch {
+			case at == nil || at.typ != into:
+				problem = "must not be " + what
+			case at.want == what:
+				// A number where a whole number belongs: 1e30, .inf.
+				problem = "must be a whole number between -2^63 and 2^63 − 1"
+			default:
+				problem = "must be " + at.want + ", not " + what
+			}
+		case value != "" && strings.HasPrefix(problem, "cannot unmarshal "):
 			problem = strings.Replace(problem, " `"+value+"`", "", 1)
 		}
-		if key == "" {
+		switch {
+		case at == nil:
 			out = append(out, path+":"+m[1]+": "+problem)
-			continue
+		case at.path == "":
+			// The whole document.
+			out = append(out, path+":"+m[1]+": the file "+problem)
+		default:
+			out = append(out, path+":"+m[1]+": "+at.path+": "+problem)
 		}
-		out = append(out, path+":"+m[1]+": "+key+": "+problem)
 	}
 	return out
 }

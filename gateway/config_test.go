@@ -192,11 +192,11 @@ func TestConfigBadMergeKey(t *testing.T) {
 func TestConfigTypeErrorNamesKey(t *testing.T) {
 	cases := []struct{ name, backend, want string }{
 		{"long value", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, max_connections: unlimited-ish}`,
-			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str into int"},
+			"t.yaml:2: backends.up.max_connections: must be a number, not a string"},
 		{"long value sharing a prefix", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: unlimited-model, max_connections: unlimited-ish}`,
-			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str into int"},
+			"t.yaml:2: backends.up.max_connections: must be a number, not a string"},
 		{"ten bytes ending in dots", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, max_connections: "seven.c..."}`,
-			"t.yaml:2: backends.up.max_connections: cannot unmarshal !!str into int"},
+			"t.yaml:2: backends.up.max_connections: must be a number, not a string"},
 		{"duration", `{provider: openai, base_url: "http://127.0.0.1:1/v1", model: m, timeout: thirty-seconds}`,
 			"t.yaml:2: backends.up.timeout: cannot use `thirty-...` as a duration"},
 	}

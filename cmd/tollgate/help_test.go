@@ -10,16 +10,44 @@ import (
 // and exit 0, as Go's own flag handling (flag.ExitOnError) and the project's other
 // binary (`mockllm --help`, README "See `go run ./cmd/mockllm --help`") do; scripts and
 // package smoke tests run `tool --help` and read a non-zero status as a broken binary.
-// The top-level help names the commands of README's Commands table.
+// The top-level help names the commands of README's Commands table. A help asked for
+// goes to stdout, as Go's own tools print it (`tollgate --help | less` shows it).
 func TestHelpExitsZeroAndNamesCommands(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"validate", "--help"}} {
 		code, stdout, stderr := runBinary(t, []string{"TOLLGATE_RUNTIME_TUNING=off"}, args...)
-		out := stdout + stderr
 		if code != 0 {
-			t.Errorf("tollgate %s: exit %d, want 0 (help asked for); output %q", strings.Join(args, " "), code, out)
+			t.Errorf("tollgate %s: exit %d, want 0 (help asked for); stdout %q, stderr %q", strings.Join(args, " "), code, stdout, stderr)
 		}
-		if args[0] != "validate" && (!strings.Contains(out, "validate") || !strings.Contains(out, "version")) {
-			t.Errorf("tollgate %s does not name the commands validate and version: %q", strings.Join(args, " "), out)
+		if !strings.Contains(stdout, "Usage:") || !strings.Contains(stdout, "-config") || stderr != "" {
+			t.Errorf("tollgate %s: stdout %q, stderr %q; want the usage on stdout and nothing on stderr", strings.Join(args, " "), stdout, stderr)
+		}
+		if args[0] != "validate" && (!strings.Contains(stdout, "validate") || !strings.Contains(stdout, "version")) {
+			t.Errorf("tollgate %s does not name the commands validate and version: %q", strings.Join(args, " "), stdout)
+		}
+	}
+}
+
+// A usage error is not help: the error and the usage after it go to stderr, with exit
+// 2, and stdout stays empty for whatever reads it.
+func TestUsageErrorGoesToStderr(t *testing.T) {
+	for _, c := range []struct {
+		args  []string
+		usage bool
+	}{
+		{[]string{"--bogus"}, true},
+		{[]string{"validate", "--bogus"}, true},
+		{[]string{"frobnicate"}, false},
+	} {
+		code, stdout, stderr := runBinary(t, []string{"TOLLGATE_RUNTIME_TUNING=off"}, c.args...)
+		name := strings.Join(c.args, " ")
+		if code != 2 || stdout != "" {
+			t.Errorf("tollgate %s: exit %d, stdout %q; want exit 2 and nothing on stdout", name, code, stdout)
+		}
+		if c.usage && (!strings.Contains(stderr, "-bogus") || !strings.Contains(stderr, "Usage:")) {
+			t.Errorf("tollgate %s: stderr %q; want the error and the usage", name, stderr)
+		}
+		if !c.usage && !strings.Contains(stderr, "unknown command") {
+			t.Errorf("tollgate %s: stderr %q; want it to name the unknown command", name, stderr)
 		}
 	}
 }

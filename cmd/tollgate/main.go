@@ -57,16 +57,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tollgate "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "configs/tollgate.yaml", "config file")
-	fs.Usage = func() {
+	// The usage is printed below, once Parse has said whether it was asked for.
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		// Help asked for is an answer, not a usage error: it goes to stdout and exits
+		// 0. After a usage error (an unknown flag, which Parse has printed) it goes to
+		// stderr and exits 2.
+		code := 2
+		if errors.Is(err, flag.ErrHelp) {
+			code = 0
+			fs.SetOutput(stdout)
+		}
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			// Help asked for is an answer, not a usage error.
-			return 0
-		}
-		return 2
+		return code
 	}
 	// An argument left after the flags is refused rather than ignored: ignored, a file
 	// named without --config would leave the default file checked or served, and a

@@ -62,6 +62,7 @@ func TestValidate(t *testing.T) {
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.yaml", "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n")
 	bad := writeFile(t, dir, "bad.yaml", "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m}\nendpoints:\n  - name: chat\n    type: chat\n    routes: [{backend: upp}]\n")
+	shape := writeFile(t, dir, "shape.yaml", "backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m}\nendpoints: chat\n")
 	cases := []struct {
 		name string
 		args []string
@@ -70,6 +71,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{"good config", []string{"validate", "--config", good}, 0, "good.yaml: ok"},
 		{"bad config names file line and key", []string{"validate", "--config", bad}, 1, bad + ":6: endpoints[0].routes[0].backend: unknown backend \"upp\""},
+		{"one value where a list belongs", []string{"validate", "--config", shape}, 1, shape + ":3: endpoints: must be a list, not a string\n"},
 		{"missing file", []string{"validate", "--config", filepath.Join(dir, "none.yaml")}, 1, "no such file"},
 		{"version", []string{"version"}, 0, "tollgate "},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
