@@ -72,8 +72,6 @@ type request struct {
 	f       fields
 	body    []byte
 	bodyBuf []byte
-	// invoked is set for an MLflow invocation (POST /endpoints/{name}/invocations).
-	invoked bool
 	call    providers.Call
 	res     providers.Result
 	ev      providers.Event
@@ -273,7 +271,6 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 			return
 		}
 		kind = ep.kind
-		r.invoked = true
 		var e *apiError
 		if r.bodyBuf, e = invocationBody(r.bodyBuf[:0], invocation, r.body); e != nil {
 			r.fail(ctx, e)
@@ -281,7 +278,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		}
 		r.body = r.bodyBuf
 	}
-	if e := r.run(ctx, kind); e != nil {
+	if e := r.run(ctx, kind, invocation != nil); e != nil {
 		if e == &errClientHungUp {
 			r.hangUp(ctx)
 			return
@@ -417,7 +414,9 @@ func (s *Server) bind(r *request) bool {
 	return false
 }
 
-func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
+// run serves the call; invoked is set for an MLflow invocation (POST
+// /endpoints/{name}/invocations).
+func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked bool) *apiError {
 	rt := r.rt
 	body := r.body
 	if e := scanBody(body, &r.f); e != nil {
@@ -457,7 +456,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind) *apiError {
 		Header:        &ctx.Request.Header,
 		Client:        &r.hang,
 		// MLflow streams completions in its own chunk form.
-		DeltaText: r.invoked,
+		DeltaText: invoked,
 	}
 	r.hang.conn = ctx.Conn()
 	if ep.timeout > 0 {
@@ -912,7 +911,7 @@ func (r *request) backoff(i int, last error) (ok, gone bool) {
 
 // pause waits d, or until the client hangs up, which it reports: a Retry-After may
 // hold the request for seconds, and a retry for a client that left is work for
-// nobody. Retries are rare, so the watch and the timer are not worth pooling.
+// nobody. Retries are rare, so the timer is not worth pooling.
 func (r *request) pause(d time.Duration) (gone bool) {
 	left := r.hang.Watch()
 	if left == nil {

@@ -91,10 +91,7 @@ func isMLflow(root *yaml.Node) bool {
 
 // mlflowEntry reports whether an endpoints entry has MLflow's keys.
 func mlflowEntry(e *yaml.Node) bool {
-	if e.Kind == yaml.AliasNode && e.Alias != nil {
-		e = e.Alias
-	}
-	if e.Kind != yaml.MappingNode {
+	if e = deref(e); e.Kind != yaml.MappingNode {
 		return false
 	}
 	for j := 0; j+1 < len(e.Content); j += 2 {
@@ -102,10 +99,7 @@ func mlflowEntry(e *yaml.Node) bool {
 		case "endpoint_type", "route_type":
 			return true
 		case "model":
-			if v.Kind == yaml.AliasNode && v.Alias != nil {
-				v = v.Alias
-			}
-			if v.Kind != yaml.MappingNode {
+			if v = deref(v); v.Kind != yaml.MappingNode {
 				continue
 			}
 			for m := 0; m+1 < len(v.Content); m += 2 {
@@ -240,7 +234,7 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 	cfg.Backends = map[string]providers.Config{}
 	keys := &mlflowKeys{list: listKey}
 	cfg.mlflowKeys = keys
-	line := func(k string) int { return cfg.lineOf(k) }
+	line := cfg.lineOf
 	for i, e := range list {
 		p := listKey + "[" + strconv.Itoa(i) + "]"
 		typ, typKey := e.EndpointType, p+".endpoint_type"

@@ -243,13 +243,7 @@ func TestShutdownGraceExpiryReleasesStreamLeases(t *testing.T) {
 	if n := held(); n != 1 {
 		t.Fatalf("%d leases in Redis while the stream runs, want 1", n)
 	}
-	g.cancel()
-	select {
-	case <-g.done:
-		g.done <- nil
-	case <-time.After(15 * time.Second):
-		t.Fatal("the gateway did not stop")
-	}
+	g.stopWithin(t, 15*time.Second)
 	if !pollFor(5*time.Second, func() bool { return held() == 0 && upstreamClosed.Load() }) {
 		t.Errorf("after the shutdown: %d leases in Redis, upstream connection closed %v; want 0 and closed", held(), upstreamClosed.Load())
 	}

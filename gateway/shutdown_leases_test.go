@@ -38,13 +38,7 @@ logging: {level: error, access_log: false}
 	if n := held(); n != 1 {
 		t.Fatalf("%d leases in Redis while the request runs, want 1", n)
 	}
-	g.cancel()
-	select {
-	case <-g.done:
-		g.done <- nil
-	case <-time.After(15 * time.Second):
-		t.Fatal("the gateway did not stop")
-	}
+	g.stopWithin(t, 15*time.Second)
 	if n := held(); n != 0 {
 		t.Errorf("Serve returned (shutdown_grace 300ms ran out) with an answer still awaited: %d concurrency lease(s) left in Redis (concurrency_lease 60s), want 0 as for a cut stream", n)
 	}
@@ -57,5 +51,18 @@ logging: {level: error, access_log: false}
 	}
 	if n := held(); n != 0 {
 		t.Errorf("%d leases in Redis after the request ended", n)
+	}
+}
+
+// stopWithin cancels g and waits up to d for Serve to return, which the test's
+// cleanup (gw.stop) then finds done.
+func (g *gw) stopWithin(t *testing.T, d time.Duration) {
+	t.Helper()
+	g.cancel()
+	select {
+	case <-g.done:
+		g.done <- nil
+	case <-time.After(d):
+		t.Fatal("the gateway did not stop")
 	}
 }

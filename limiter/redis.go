@@ -158,14 +158,12 @@ type call struct {
 	// ops are the settlements the call carries, kept to send again if it fails.
 	ops []adjustOp
 	cmd *redis.Cmd
-	// id names a call that carries checks, and its marker: the key, tagged mtag, that
-	// the script sets when it runs past after (markAfter), holding a byte per bucket
-	// checked ('1': admitted, '0': refused), so that what the call charged can be
-	// taken back if its answer is lost.
-	id     uint64
-	mtag   uint64
-	marked bool
-	after  numArg
+	// id names a call that carries checks (recs), and its marker: the key, tagged
+	// mtag, that the script sets when it runs past the round's markAfter, holding a
+	// byte per bucket checked ('1': admitted, '0': refused), so that what the call
+	// charged can be taken back if its answer is lost.
+	id   uint64
+	mtag uint64
 }
 
 type redisStore struct {
@@ -211,6 +209,8 @@ type redisStore struct {
 	ncalls     int
 	bySlot     map[int]*call
 	adjIndex   map[keyID]int
+	// after is the round's markAfter, one argument shared by its calls that carry checks.
+	after numArg
 	// callID is the ID of the last call sent, from a random start: calls of other
 	// replicas, and of this one before a reload, name other markers.
 	callID uint64
@@ -697,7 +697,7 @@ func (s *redisStore) newCall() *call {
 	}
 	c := s.calls[s.ncalls]
 	s.ncalls++
-	c.nops, c.cmd, c.marked = 0, nil, false
+	c.nops, c.cmd = 0, nil
 	s.callID++
 	c.id = s.callID
 	c.args = append(c.args[:0], "evalsha", s.sha, 0)
@@ -893,9 +893,6 @@ func (s *redisStore) roundTrip(ctx context.Context, round uint64, takes []*waite
 			}
 			slot := s.slotOf(w.tag[first])
 			c := s.callFor(slot)
-			if !c.marked {
-				c.marked, c.mtag = true, w.tag[first]
-			}
 			c.recs = append(c.recs, rec{w: w})
 			rc := &c.recs[len(c.recs)-1]
 			nbPos := len(c.blob) + 1
@@ -930,18 +927,20 @@ func (s *redisStore) roundTrip(ctx context.Context, round uint64, takes []*waite
 	}
 	s.checks.Add(uint64(len(takes)))
 	calls := s.calls[:s.ncalls]
-	after := s.markAfter(ctx)
+	s.after.set(s.markAfter(ctx))
 	for _, c := range calls {
-		if c.marked {
-			// The marker is the last key; its lifetime and when to set it follow
-			// the operations.
+		marked := len(c.recs) > 0
+		if marked {
+			// The marker is the last key, tagged as the call's first bucket; its
+			// lifetime and when to set it follow the operations.
+			rc := &c.recs[0]
+			c.mtag = rc.w.tag[rc.idx[0]]
 			c.newKey().setMarker(c.mtag, c.id)
 		}
 		c.args[2] = len(c.args) - 3
 		c.args = append(c.args, &c.blob)
-		if c.marked {
-			c.after.set(after)
-			c.args = append(c.args, s.markTTL, &c.after)
+		if marked {
+			c.args = append(c.args, s.markTTL, &s.after)
 		}
 	}
 	s.exec(ctx, calls, false)
@@ -1050,7 +1049,7 @@ func (s *redisStore) parse(c *call) {
 	if err != nil {
 		if !scriptNotRun(err) {
 			s.keepReleases(c.recs)
-			if c.marked {
+			if len(c.recs) > 0 {
 				s.markUnsure(c)
 			}
 		}
@@ -1183,18 +1182,25 @@ func (s *redisStore) compensate(pol *Policy, tag, bucket *[MaxLimits]uint64, u *
 			continue
 		}
 		r := &rules[i]
-		delta := -u[i].cost
-		if served {
-			if r.kind != kindTokens || actual < 0 {
-				continue
-			}
-			delta = float64(actual) - u[i].cost
-		}
-		if delta != 0 {
+		if delta := answeredDelta(r, u[i].cost, served, actual); delta != 0 {
 			s.keepLocked(adjustOp{op: opIfAdjust, at: u[i].at, bucket: bucket[i], tag: tag[i],
 				interval: r.interval / 1e3, delta: delta, member: u[i].id, mtag: u[i].mtag})
 		}
 	}
+}
+
+// answeredDelta is the adjustment that settles a charge of cost to bucket r in Redis
+// once its request was answered without Redis: all of it back for a request not
+// served; for a served one the tokens trued up to actual (none for KeepEstimate), the
+// request staying counted. Zero is nothing to send.
+func answeredDelta(r *rule, cost float64, served bool, actual int64) float64 {
+	switch {
+	case !served:
+		return -cost
+	case r.kind != kindTokens || actual < 0:
+		return 0
+	}
+	return float64(actual) - cost
 }
 
 // resend queues the settlements kept by sendAgain; the prober calls it when Redis
@@ -1319,14 +1325,7 @@ func (s *redisStore) settleLate(w *waiter) {
 		if r.kind == kindConcurrency {
 			continue
 		}
-		delta := -w.cost[i]
-		if w.served {
-			if r.kind != kindTokens || w.actual < 0 {
-				continue
-			}
-			delta = float64(w.actual) - w.cost[i]
-		}
-		if delta != 0 {
+		if delta := answeredDelta(r, w.cost[i], w.served, w.actual); delta != 0 {
 			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: w.bucket[i], tag: w.tag[i],
 				interval: r.interval / 1e3, delta: delta})
 			if delta < 0 {

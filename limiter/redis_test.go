@@ -136,6 +136,26 @@ func bucketKey(pol *Policy, s *Subject, i int) string {
 	return k.String()
 }
 
+// splitSlots returns an endpoint's limit of nx requests an hour and team-a's key's
+// of ny, whose buckets for alice hash to different Cluster slots of l, and the two
+// combined.
+func splitSlots(t *testing.T, l *Limiter, nx, ny int64) (x, y, xy *Policy) {
+	t.Helper()
+	x = mustPolicy(t, "endpoint:chat", Limit{Per: "endpoint", Requests: nx, Window: "hour"})
+	y = mustPolicy(t, "key:team-a", Limit{Per: "api_key", Requests: ny, Window: "hour"})
+	var tx, ty Ticket
+	x.locate(alice, 0, &tx)
+	y.locate(alice, 0, &ty)
+	if l.rs.slotOf(tx.tag[0]) == l.rs.slotOf(ty.tag[0]) {
+		t.Fatal("the test needs two scopes on different slots")
+	}
+	xy, err := Combine(x, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x, y, xy
+}
+
 func TestRedisAccuracyRequests(t *testing.T) {
 	srv := redistest.Start(t)
 	var ls []*Limiter
@@ -933,18 +953,7 @@ func TestRedisCluster(t *testing.T) {
 		}
 	})
 	t.Run("limits of different slots stay all or nothing", func(t *testing.T) {
-		x := mustPolicy(t, "endpoint:chat", Limit{Per: "endpoint", Requests: 5, Window: "hour"})
-		y := mustPolicy(t, "key:team-a", Limit{Per: "api_key", Requests: 3, Window: "hour"})
-		var tx, ty Ticket
-		x.locate(alice, 0, &tx)
-		y.locate(alice, 0, &ty)
-		if a.rs.slotOf(tx.tag[0]) == a.rs.slotOf(ty.tag[0]) {
-			t.Fatal("the test needs two scopes on different slots")
-		}
-		xy, err := Combine(x, y)
-		if err != nil {
-			t.Fatal(err)
-		}
+		x, _, xy := splitSlots(t, a, 5, 3)
 		if got := admitN(t, a, xy, alice, 0, 6); got != 3 {
 			t.Fatalf("combined admitted %d, want 3", got)
 		}

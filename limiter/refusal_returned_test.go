@@ -20,18 +20,7 @@ import (
 func TestRefusalNotCachedForBriefClusterCharge(t *testing.T) {
 	addrs := redistest.StartCluster(t, 3)
 	l := newRedisLimiter(t, Config{Redis: RedisConfig{Addrs: addrs}, Prefetch: durationPtr(0)})
-	x := mustPolicy(t, "endpoint:chat", Limit{Per: "endpoint", Requests: 1, Window: "hour"})
-	y := mustPolicy(t, "key:team-a", Limit{Per: "api_key", Requests: 1, Window: "hour"})
-	var tx, ty Ticket
-	x.locate(alice, 0, &tx)
-	y.locate(alice, 0, &ty)
-	if l.rs.slotOf(tx.tag[0]) == l.rs.slotOf(ty.tag[0]) {
-		t.Fatal("the test needs two scopes on different slots")
-	}
-	xy, err := Combine(x, y)
-	if err != nil {
-		t.Fatal(err)
-	}
+	x, y, xy := splitSlots(t, l, 1, 1)
 	// team-a has spent its one request an hour.
 	var tk Ticket
 	if err := l.Take(bg, y, alice, 0, &tk); err != nil {

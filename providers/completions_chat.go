@@ -35,12 +35,6 @@ var (
 	errNoPrompt     = &requestError{"prompt", "A prompt is required."}
 )
 
-// forceUsage reports whether the call's chat stream asks for usage on the client's
-// behalf, as openAI.Send does for its own streams.
-func (c *completionsChat) forceUsage(call *Call) bool {
-	return call.Stream && !call.IncludeUsage && c.streamUsage
-}
-
 // prepare implements preparer: a completions call becomes a chat completions request;
 // a prompt that is not one string is refused before a target is leased. Other calls
 // are sent by openAI.Send, which writes their body itself.
@@ -64,29 +58,17 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 	req := c.request(t, call, Chat)
 	defer fasthttp.ReleaseRequest(req)
 	req.SetBodyRaw(call.prepared)
-	up, err := roundTrip(t, req, call, c.timeout)
+	up, err := c.answer(t, req, call, out)
 	if err != nil {
 		return err
 	}
-	status := up.StatusCode()
-	if status < 200 || status > 299 {
-		return c.failed(t, up, out, status)
-	}
 	if call.Stream {
-		if err := notStreamed(t, up); err != nil {
-			return err
-		}
-		r := acquireSSE()
-		r.reset(up, t, up.BodyStream(), c.forceUsage(call))
-		r.secrets = c.secrets
 		s := textStreamPool.Get().(*textStream)
-		s.r, s.delta = r, call.DeltaText
+		s.r, s.delta = c.events(t, up, out, c.forceUsage(call)), call.DeltaText
 		res.Stream = s
-		out.SetStatusCode(status)
 		return nil
 	}
-	defer t.inFlight.Add(-1)
-	defer fasthttp.ReleaseResponse(up)
+	defer endAttempt(t, up)
 	if !scanResponse(up.Body(), &res.Usage) {
 		return ErrBadResponse
 	}
@@ -97,7 +79,7 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 		out.ResetBody()
 		return ErrBadResponse
 	}
-	out.SetStatusCode(status)
+	out.SetStatusCode(up.StatusCode())
 	out.Header.SetContentTypeBytes(strJSON)
 	return nil
 }

@@ -170,40 +170,34 @@ var (
 func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
 	req := o.request(t, call, call.Kind)
 	defer fasthttp.ReleaseRequest(req)
-	forceUsage := call.Stream && !call.IncludeUsage && o.streamUsage && call.Kind != Embeddings
+	forceUsage := o.forceUsage(call)
 	buf := bodyPool.Get().(*[]byte)
 	*buf = appendBody((*buf)[:0], call, o.model, forceUsage)
 	req.SetBodyRaw(*buf)
 
-	up, err := roundTrip(t, req, call, o.timeout)
+	up, err := o.answer(t, req, call, out)
 	bodyPool.Put(buf)
 	if err != nil {
 		return err
 	}
-	status := up.StatusCode()
-	if status < 200 || status > 299 {
-		return o.failed(t, up, out, status)
-	}
 	if call.Stream {
-		if err := notStreamed(t, up); err != nil {
-			return err
-		}
-		s := acquireSSE()
-		s.reset(up, t, up.BodyStream(), forceUsage)
-		s.secrets = o.secrets
-		res.Stream = s
-		out.SetStatusCode(status)
+		res.Stream = o.events(t, up, out, forceUsage)
 		return nil
 	}
-	defer t.inFlight.Add(-1)
-	defer fasthttp.ReleaseResponse(up)
+	defer endAttempt(t, up)
 	if !scanResponse(up.Body(), &res.Usage) {
 		return ErrBadResponse
 	}
-	out.SetStatusCode(status)
+	out.SetStatusCode(up.StatusCode())
 	out.Header.SetContentTypeBytes(jsonIfNone(up.Header.ContentType()))
 	swapBody(out, up)
 	return nil
+}
+
+// forceUsage reports whether the call's stream asks the upstream for usage on the
+// client's behalf.
+func (o *openAI) forceUsage(call *Call) bool {
+	return call.Stream && !call.IncludeUsage && o.streamUsage && call.Kind != Embeddings
 }
 
 // request is a request for operation op on t with the client's forwarded headers and
@@ -224,15 +218,38 @@ func (o *openAI) request(t *Target, call *Call, op Kind) *fasthttp.Request {
 	return req
 }
 
-// failed is the error of an attempt on t whose answer up has status, not a 2xx: an API
-// error goes to out as the upstream's answer (passError), anything else is notAnswer.
-// up is released (endAttempt).
-func (o *openAI) failed(t *Target, up, out *fasthttp.Response, status int) error {
-	defer endAttempt(t, up)
-	if !isErrorStatus(status) {
-		return notAnswer(status)
+// answer sends req to t and returns the upstream's 2xx answer, an event stream for a
+// stream call; the attempt stays in flight on t until it is released (endAttempt).
+// Another answer is released here: an API error goes to out as the upstream's answer
+// (passError), anything else is notAnswer or notStreamed's error.
+func (o *openAI) answer(t *Target, req *fasthttp.Request, call *Call, out *fasthttp.Response) (*fasthttp.Response, error) {
+	up, err := roundTrip(t, req, call, o.timeout)
+	if err != nil {
+		return nil, err
 	}
-	return passError(up, out, status, o.maxBody, o.secrets)
+	if status := up.StatusCode(); status < 200 || status > 299 {
+		defer endAttempt(t, up)
+		if !isErrorStatus(status) {
+			return nil, notAnswer(status)
+		}
+		return nil, passError(up, out, status, o.maxBody, o.secrets)
+	}
+	if call.Stream {
+		if err := notStreamed(t, up); err != nil {
+			return nil, err
+		}
+	}
+	return up, nil
+}
+
+// events reads up, a 2xx event stream answer on t, as the call's stream, and gives out
+// its status; forced is forceUsage's.
+func (o *openAI) events(t *Target, up, out *fasthttp.Response, forced bool) *sseReader {
+	out.SetStatusCode(up.StatusCode())
+	s := acquireSSE()
+	s.reset(up, t, up.BodyStream(), forced)
+	s.secrets = o.secrets
+	return s
 }
 
 // notStreamed is the error of a stream answered with a content type other than

@@ -1165,20 +1165,20 @@ func (q *queue) wait(p *pool, first int, d time.Duration, front bool, client Cli
 		hangup = client.Watch()
 	}
 	w.timer.Reset(d)
+	granted := false
 	select {
 	case <-w.ch:
-		w.timer.Stop()
-		if client != nil {
-			client.Unwatch()
-		}
-		return w.done(), true, false
+		granted = true
 	case <-w.timer.C:
 	case <-hangup:
-		w.timer.Stop()
 		gone = true
 	}
+	w.timer.Stop()
 	if client != nil {
 		client.Unwatch()
+	}
+	if granted {
+		return w.done(), true, false
 	}
 	q.mu.Lock()
 	if w.queued {

@@ -76,30 +76,34 @@ func TestReloadedMaxConcurrencyAppliesToWaiters(t *testing.T) {
 		}
 		reloaded.pool.states[0].slots.n.Store(0)
 	})
-	t.Run("lowered: no new slot until the requests in flight fit", func(t *testing.T) {
-		ps := NewPools()
-		b := newPoolBackend(t, cfg(3), ps)
-		b.Activate()
-		b.pool.states[0].slots.n.Store(2)
-		reloaded := newPoolBackend(t, cfg(1), ps)
-		reloaded.Activate()
-		if _, err := b.acquire(promptCallDeadline("over", time.Millisecond)); err == nil {
-			t.Fatal("the replaced backend admitted a third request under the new cap of 1")
-		}
-		b.pool.states[0].slots.n.Store(0)
-	})
-	t.Run("built, never activated: the cap stays", func(t *testing.T) {
-		ps := NewPools()
-		b := newPoolBackend(t, cfg(1), ps)
-		b.Activate()
-		b.pool.states[0].slots.n.Store(1)
-		failed := newPoolBackend(t, cfg(4), ps)
-		_ = failed.Close()
-		if _, err := b.acquire(promptCallDeadline("over", time.Millisecond)); err == nil {
-			t.Fatal("a reload that never installed its backend raised max_concurrency 1 -> 4")
-		}
-		b.pool.states[0].slots.n.Store(0)
-	})
+	for _, c := range []struct {
+		name               string
+		from, inFlight, to int
+		activate           bool
+		admitted           string
+	}{
+		{"lowered: no new slot until the requests in flight fit", 3, 2, 1, true,
+			"the replaced backend admitted a third request under the new cap of 1"},
+		{"built, never activated: the cap stays", 1, 1, 4, false,
+			"a reload that never installed its backend raised max_concurrency 1 -> 4"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ps := NewPools()
+			b := newPoolBackend(t, cfg(c.from), ps)
+			b.Activate()
+			b.pool.states[0].slots.n.Store(int64(c.inFlight))
+			reloaded := newPoolBackend(t, cfg(c.to), ps)
+			if c.activate {
+				reloaded.Activate()
+			} else {
+				_ = reloaded.Close()
+			}
+			if _, err := b.acquire(promptCallDeadline("over", time.Millisecond)); err == nil {
+				t.Fatal(c.admitted)
+			}
+			b.pool.states[0].slots.n.Store(0)
+		})
+	}
 }
 
 // promptCallDeadline is promptCall with a deadline d from now, the most it may queue.
