@@ -1207,8 +1207,13 @@ func (c *Config) problems() []string {
 		if e.Timeout < 0 {
 			add(p+".timeout", "must not be negative")
 		}
-		if e.DefaultMaxTokens < 0 {
+		switch {
+		case e.DefaultMaxTokens < 0:
 			add(p+".default_max_tokens", "must not be negative")
+		case e.DefaultMaxTokens > 1<<40:
+			// The bound max_tokens is counted up to (scan.go): the estimate multiplies
+			// it by the completions asked for, and a larger default could overflow.
+			add(p+".default_max_tokens", "must be at most 1099511627776 (2^40), as max_tokens is counted")
 		}
 		if kind, ok := kindOf(e.Type); ok && kind != providers.Chat {
 			// The Messages API has chat only: every such request would be refused.
@@ -1226,6 +1231,11 @@ func (c *Config) problems() []string {
 		addErr(p, limiter.ValidateLimits(e.Limits))
 		if _, err := router.NewEndpoint(e.Name, e.Config, backendNames); err != nil {
 			addErr(p, err)
+		}
+		if e.Sticky != nil && e.Sticky.From == router.StickyAPIKey && c.Auth.Mode == "none" {
+			// Without authentication no request has a key name to hash: every caller
+			// would be drawn by weight on every call, flipping between variants.
+			add(p+".sticky.from", "is api_key, but auth.mode is none, so no request has a key to stick by: set auth.mode: keys, or stick from header or user")
 		}
 	}
 	addErr("tracing", c.Tracing.Validate())

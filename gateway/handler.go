@@ -244,8 +244,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	if invocation != nil {
 		spec = invocationKind
 	}
-	r.tctx = tracing.Extract(context.Background(), &ctx.Request.Header)
-	r.tctx, r.span = r.rt.tr.StartAt(r.tctx, r.rt.serverSpecs[spec], r.start)
+	r.startSpan(ctx, r.rt.serverSpecs[spec])
 	r.body = ctx.Request.Body()
 	// fasthttp enforces the limit in force at start; a reload may lower it.
 	if len(r.body) > r.rt.maxBody {
@@ -356,16 +355,110 @@ func (c *clientWatch) Unwatch() { c.w.Stop() }
 
 // ownRequest starts a request the gateway answers itself, outside the API pipeline (a
 // model listing, an unknown path, a wrong method, a request it could not read), with
-// the pipeline's bookkeeping: its request ID and client address now, and, once it is
-// answered (fail, or finish with the status set), its metrics (endpoint "unknown") and
-// access log line. Its runtime is nil while the gateway shuts down.
+// the pipeline's bookkeeping: its request ID, client address and server span now, and,
+// once it is answered (fail, or finish with the status set), its metrics (endpoint
+// "unknown"), span end and access log line. Its runtime is nil, and it has no span,
+// while the gateway shuts down.
 func (s *Server) ownRequest(ctx *fasthttp.RequestCtx) *request {
 	r := s.acquireRequest()
 	r.start = time.Now()
 	r.setRequestID(ctx)
-	s.bind(r)
+	if s.bind(r) {
+		r.startSpan(ctx, ownSpecs[ownMethod(ctx.Method())][ownRoute(ctx.Path())])
+	}
 	r.setClient(ctx)
 	return r
+}
+
+// startSpan starts the request's server span at its arrival, continuing the client's
+// trace.
+func (r *request) startSpan(ctx *fasthttp.RequestCtx, spec *tracing.Spec) {
+	r.tctx = tracing.Extract(context.Background(), &ctx.Request.Header)
+	r.tctx, r.span = r.rt.tr.StartAt(r.tctx, spec, r.start)
+	if r.span.IsRecording() {
+		tracing.SetServerRequest(r.span, ctx.IsTLS(), ctx.Method(), ctx.Path())
+	}
+}
+
+// Routes of the requests the gateway answers itself, as their server spans name them
+// (http.route, the template); routeNone is a path the gateway has no route for, whose
+// span the HTTP conventions name by its method alone. MLflow's /gateway/{name}/
+// invocations is named as the route it is an alias of, as its POST spans are.
+const (
+	routeNone = iota
+	routeModels
+	routeModel
+	routeChat
+	routeCompletions
+	routeEmbeddings
+	routeInvocations
+	routeMLflowList
+	routeMLflowOne
+	nRoutes
+)
+
+var ownRoutes = [nRoutes]string{
+	routeModels:      "/v1/models",
+	routeModel:       "/v1/models/{model}",
+	routeChat:        "/v1/chat/completions",
+	routeCompletions: "/v1/completions",
+	routeEmbeddings:  "/v1/embeddings",
+	routeInvocations: "/endpoints/{name}/invocations",
+	routeMLflowList:  "/api/2.0/endpoints/",
+	routeMLflowOne:   "/api/2.0/endpoints/{name}",
+}
+
+// ownMethods are the methods the HTTP conventions know; the last, empty, is any
+// other (_OTHER).
+var ownMethods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "QUERY", ""}
+
+// ownSpecs are the server spans of the requests the gateway answers itself, by method
+// and route, built once so that starting one builds nothing.
+var ownSpecs = func() (t [len(ownMethods)][nRoutes]*tracing.Spec) {
+	for m, method := range ownMethods {
+		for rt, route := range ownRoutes {
+			t[m][rt] = tracing.ServerSpec(method, route)
+		}
+	}
+	return t
+}()
+
+// ownMethod is the index of method in ownMethods.
+func ownMethod(method []byte) int {
+	for i, m := range ownMethods[:len(ownMethods)-1] {
+		if string(method) == m {
+			return i
+		}
+	}
+	return len(ownMethods) - 1
+}
+
+// ownRoute is the route of path, as serveAPI and serveOther match it.
+func ownRoute(path []byte) int {
+	switch string(path) {
+	case "/v1/models":
+		return routeModels
+	case "/v1/chat/completions":
+		return routeChat
+	case "/v1/completions":
+		return routeCompletions
+	case "/v1/embeddings":
+		return routeEmbeddings
+	case "/api/2.0/endpoints", "/api/2.0/endpoints/":
+		return routeMLflowList
+	}
+	if id, ok := bytes.CutPrefix(path, prefixModels); ok && len(id) > 0 {
+		return routeModel
+	}
+	if bytes.HasPrefix(path, prefixAPIList) {
+		return routeMLflowOne
+	}
+	for _, prefix := range [...][]byte{prefixEndpoints, prefixGateway} {
+		if bytes.HasPrefix(path, prefix) && bytes.HasSuffix(path, suffixInvoke) && len(path) > len(prefix)+len(suffixInvoke) {
+			return routeInvocations
+		}
+	}
+	return routeNone
 }
 
 // methodNotAllowed is the 405 answer, with the Allow header naming the methods the
@@ -445,6 +538,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		e := wrongType(r.modelName, ep.kind)
 		return &e
 	}
+	r.forwardRequestID(&ctx.Request.Header)
 	r.call = providers.Call{
 		Kind:          kind,
 		Body:          body,
@@ -600,11 +694,10 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				if r.variant != "" {
 					as.SetAttributes(tracing.KeyVariant.String(r.variant))
 				}
-				tracing.SetRequest(as, r.call.MaxTokens, r.temperature(), r.call.Stream)
+				tracing.SetRequest(as, r.spanRequest())
 				tr.CapturePrompt(as, r.call.Body)
 			}
 		}
-		began := time.Now()
 		err := b.Send(&r.call, &ctx.Response, &r.res)
 		r.obsRoute = t.Route
 		if refusedLocally(err) {
@@ -634,10 +727,12 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		if err != nil || r.res.Stream == nil {
 			now := time.Now()
-			if judged, failed := providers.Judge(err); judged {
-				// The gateway's own refusals (a full queue, say) are not the
-				// route's: a canary is judged by what its upstream did.
-				ep.routing.Observe(t.Route, now.Sub(began), 0, failed)
+			if r.res.Judged {
+				// The pool's own verdict: the gateway's refusals (a full queue, a
+				// deadline spent waiting in it) are not the route's, and the
+				// attempt is timed from when it went upstream, not from its wait
+				// in the backend's queue: a canary is judged by what its upstream did.
+				ep.routing.Observe(t.Route, now.Sub(r.res.Sent), 0, r.res.Failed)
 			}
 			if err == nil {
 				// The answer is complete: what is left is bookkeeping, so its
@@ -678,7 +773,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			r.hideUse = r.call.Stream && !r.call.IncludeUsage
 			r.setHeaders(ctx)
 			if r.stream != nil {
-				r.aspan, r.sent = as, began
+				r.aspan, r.sent = as, r.res.Sent
 				r.ans.Start(tr, as)
 			} else {
 				if r.usageKnown() {
@@ -760,14 +855,21 @@ func (r *request) traceID() string {
 	return b2s(tracing.AppendTraceID(r.tctx, r.traceBuf[:0]))
 }
 
-// temperature is the request's temperature for the span, NaN when absent.
-func (r *request) temperature() float64 {
+// spanRequest is the request's generation parameters for its upstream span.
+func (r *request) spanRequest() tracing.Request {
+	req := tracing.Request{MaxTokens: r.call.MaxTokens, Temperature: math.NaN(), Stream: r.call.Stream, Choices: r.f.choices}
 	if t := r.f.temperature; t[0] >= 0 {
 		if v, ok := jsonscan.Float(r.body[t[0]:t[1]]); ok {
-			return v
+			req.Temperature = v
 		}
 	}
-	return math.NaN()
+	if t := r.f.seed; t[0] >= 0 {
+		req.Seed, req.HasSeed = jsonscan.Int(r.body[t[0]:t[1]])
+	}
+	if t := r.f.responseFormat; t[0] >= 0 {
+		req.OutputType = outputType(r.body[t[0]:t[1]])
+	}
+	return req
 }
 
 var (
@@ -974,6 +1076,18 @@ func (r *request) setHeaders(ctx *fasthttp.RequestCtx) {
 // setRequestID keeps a sane client-sent x-request-id or makes a random one.
 func (r *request) setRequestID(ctx *fasthttp.RequestCtx) {
 	r.reqID = appendRequestID(r.reqID[:0], &ctx.Request.Header)
+}
+
+// forwardRequestID makes the request ID the upstreams get the one the client is
+// answered with and the access log names, so that a line can be found in an
+// upstream's logs (vLLM's --enable-request-id-headers takes it as its own): a client's
+// ID the gateway refused, or none, is replaced. A sane ID, sent once, stays as it is.
+func (r *request) forwardRequestID(h *fasthttp.RequestHeader) {
+	if ids := h.PeekAll(b2s(hdrRequestID)); len(ids) == 1 && bytes.Equal(ids[0], r.reqID) {
+		return
+	}
+	h.DelBytes(hdrRequestID)
+	h.SetCanonical(hdrRequestID, r.reqID)
 }
 
 // setClient notes the client's address: the peer, or behind the runtime's trusted
@@ -1202,8 +1316,9 @@ func (r *request) endStream(werr error) error {
 	// token, and by whether the upstream finished it; one that never had a token, by
 	// how long it took to end.
 	cut := r.upFailed && werr == nil
-	// Timed from the attempt's start, not the request's: the retries and
-	// Retry-After waits before it are not this route's latency.
+	// Timed from when the attempt went upstream, not from the request's arrival: the
+	// retries, Retry-After waits and the backend's queue before it are not this
+	// route's latency.
 	var ttft time.Duration
 	if r.ttft > 0 {
 		ttft = max(r.start.Add(r.ttft).Sub(r.sent), 1)
@@ -1212,7 +1327,16 @@ func (r *request) endStream(werr error) error {
 	if lat == 0 {
 		lat = time.Since(r.sent)
 	}
-	r.ep.routing.Observe(r.obsRoute, lat, ttft, cut)
+	switch {
+	case werr == nil || r.ev.Done:
+		// The upstream ended the stream ([DONE] too when the client went away
+		// only after it, which the target's health counts as well).
+		r.ep.routing.Observe(r.obsRoute, lat, ttft, r.upFailed)
+	case ttft > 0:
+		// The client went away: a stream it abandoned has no verdict, as the
+		// target's health takes none, but how long its first token took is known.
+		r.ep.routing.ObserveTTFT(r.obsRoute, ttft)
+	}
 	if r.failStatus != 0 && werr == nil {
 		status = r.failStatus
 	} else if cut {

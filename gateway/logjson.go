@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,9 +32,12 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		}
 		return
 	}
+	// The request ID, trace ID and client address view the pooled request's buffers,
+	// which the next request reuses; a handler may keep the record (slog.Handler
+	// allows it after Record.Clone, which keeps the strings), so they are copied.
 	log.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("request_id", e.requestID),
-		slog.String("trace_id", e.traceID),
+		slog.String("request_id", strings.Clone(e.requestID)),
+		slog.String("trace_id", strings.Clone(e.traceID)),
 		slog.String("endpoint", e.endpoint),
 		slog.String("backend", e.backend),
 		slog.String("variant", e.variant),
@@ -44,7 +48,7 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.Float64("ttft_ms", e.ttftMS),
 		slog.Float64("latency_ms", e.latencyMS),
 		slog.String("key", e.key),
-		slog.String("client_ip", e.clientIP),
+		slog.String("client_ip", strings.Clone(e.clientIP)),
 		slog.Int("attempts", e.attempts),
 		slog.String("error", e.errKind),
 	)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/providers"
+	"github.com/tollgate/tollgate/tracing"
 )
 
 // fields are what the gateway reads of a request body; everything else is forwarded
@@ -16,12 +17,16 @@ type fields struct {
 	includeUsage  bool
 	maxTokens     int64
 	user          [2]int
-	temperature   [2]int
+	// temperature, seed and responseFormat are where those members' values are, for
+	// the upstream span: read only when it records.
+	temperature    [2]int
+	seed           [2]int
+	responseFormat [2]int
 	// promptBytes is the size of messages/prompt/input, for token estimates.
 	promptBytes int
-	// choices is n, the completions asked for (0 when not given), and bestOf is
-	// best_of, the completions a legacy completion generates to return the best n of:
-	// max_tokens bounds each one (completions).
+	// choices is n, the completions asked for (0 when not given or 1; kept as sent,
+	// for the span), and bestOf is best_of, the completions a legacy completion
+	// generates to return the best n of: max_tokens bounds each one (completions).
 	choices int64
 	bestOf  int64
 	// prompts is how many prompts "prompt" holds (0 when not given): a legacy
@@ -37,10 +42,14 @@ func (f *fields) completions(kind providers.Kind) int64 {
 	case providers.Embeddings:
 		return 0
 	case providers.Completions:
-		return max(f.choices, f.bestOf, 1) * max(f.prompts, 1)
+		return max(f.nBounded(), f.bestOf, 1) * max(f.prompts, 1)
 	}
-	return max(f.choices, 1)
+	return max(f.nBounded(), 1)
 }
+
+// nBounded is n as the estimates count it: OpenAI allows up to 128, more is the
+// upstream's to refuse.
+func (f *fields) nBounded() int64 { return min(f.choices, 128) }
 
 // readKeys are the body members whose values the gateway acts on: it rewrites
 // "model", streams by "stream", forces or hides usage by "stream_options", and charges
@@ -74,7 +83,8 @@ func init() {
 // scanBody reads the fields the pipeline needs in one pass over body. It returns nil or
 // the error to answer with.
 func scanBody(body []byte, f *fields) *apiError {
-	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, temperature: [2]int{-1, -1}}
+	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, temperature: [2]int{-1, -1},
+		seed: [2]int{-1, -1}, responseFormat: [2]int{-1, -1}}
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		if jsonscan.Valid(body) {
@@ -146,8 +156,7 @@ func scanBody(body []byte, f *fields) *apiError {
 			}
 		case "n":
 			if n, ok := jsonscan.Int(v); ok && n > 1 {
-				// OpenAI allows up to 128; more is the upstream's to refuse.
-				f.choices = min(n, 128)
+				f.choices = n
 			}
 		case "best_of":
 			if n, ok := jsonscan.Int(v); ok && n > 1 {
@@ -159,6 +168,10 @@ func scanBody(body []byte, f *fields) *apiError {
 			}
 		case "temperature":
 			f.temperature = [2]int{off, off + len(v)}
+		case "seed":
+			f.seed = [2]int{off, off + len(v)}
+		case "response_format":
+			f.responseFormat = [2]int{off, off + len(v)}
 		case "messages", "input":
 			f.promptBytes += len(v)
 		case "prompt":
@@ -269,4 +282,17 @@ func unescapeKey(dst, k []byte) []byte {
 		return out
 	}
 	return k
+}
+
+// outputType is the gen_ai.output.type a response_format value asks for: json for a
+// json_object or json_schema, text for text, none for anything else.
+func outputType(v []byte) string {
+	t, _ := jsonscan.Field(v, "type")
+	switch string(t) {
+	case `"json_object"`, `"json_schema"`:
+		return tracing.OutputJSON
+	case `"text"`:
+		return tracing.OutputText
+	}
+	return ""
 }

@@ -4,10 +4,11 @@
 -- they use, each named once however many operations touch it, and every operation
 -- names its key by a 1-based index H into KEYS. Rate buckets are GCRA: the key holds the
 -- theoretical arrival time (TAT) in microseconds of Redis's own clock, so replicas
--- with skewed clocks agree. Concurrency buckets are sorted sets of leases scored by
--- their expiry, so a replica that dies holding slots leaks them only until then; a
--- live replica's heartbeat renews the leases of its requests in flight, and adds back
--- those Redis lost (lease.go).
+-- with skewed clocks agree, and the interval it was charged at (see below).
+-- Concurrency buckets are sorted sets of leases scored by their expiry, so a replica
+-- that dies holding slots leaks them only until then; a live replica's heartbeat
+-- renews the leases of its requests in flight, and adds back those Redis lost
+-- (lease.go).
 --
 -- op 1, take:    B nb, then per bucket B kind, H key, d, d, d, c8:
 --                  kind 1 (rate):        interval_us, tau_us, cost, d prefetch
@@ -46,6 +47,19 @@
 -- it. The debt is small, exact when read (TAT and now are close) and rounded once,
 -- when written back. slack covers that rounding and the debt's own: a charge over
 -- the bucket by no more than slack is admitted, and counts as fitting.
+--
+-- A rate key's value is the TAT (%.17g) followed by a NUL and the interval its debt
+-- was charged at (a little-endian double): a reload that changes a limit's amount
+-- keeps the bucket (its key leaves amounts out), and its debt is converted to the new
+-- interval keeping the units owed (rescale). Read in time at the new rate, a spent
+-- bucket would be refilled by a lowered limit, and a client held back longer by a
+-- raised one than either limit would. Redis's Lua (5.1) reads a number only up to a
+-- NUL, so tonumber reads the TAT of such a value, here and in the previous version of
+-- this script, which wrote the TAT alone; a value without the interval reads as
+-- charged at the interval of the rule that reads it, as it did. Replicas of both
+-- versions thus share the keys through a rolling upgrade. The interval is binary,
+-- packed once per interval in a call (tails): parsing and formatting it as text cost
+-- a call about a sixth more.
 local blob = ARGV[1]
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
@@ -53,7 +67,8 @@ local pos, no = 1, 0
 local out = {}
 local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
-local debts, dirty, ndirty = {}, {}, 0
+local byte, fmt = string.byte, string.format
+local debts, scales, tails, dirty, ndirty = {}, {}, {}, {}, 0
 local mark = ARGV[2] and KEYS[#KEYS]
 local marking = mark and now >= tonumber(ARGV[3])
 local oks, nok = {}, 0
@@ -68,9 +83,13 @@ local slack_now, slack_span = now * 2 ^ -49, 2 ^ -44
 if #KEYS > 0 then
   local vals = call('MGET', unpack(KEYS))
   for i = 1, #KEYS do
-    local tat = tonumber(vals[i])
+    local v = vals[i]
+    local tat = tonumber(v)
     if tat and tat > now then
       debts[KEYS[i]] = tat - now
+      if byte(v, -9) == 0 then
+        scales[KEYS[i]] = sunpack('<d', v, #v - 7)
+      end
     else
       debts[KEYS[i]] = 0
     end
@@ -96,6 +115,18 @@ local function set_debt(key, debt)
   end
 end
 
+-- rescale converts key's debt to interval iv, keeping the units it owes; a debt read
+-- without its interval (written by the previous version) is taken as charged at iv.
+local function rescale(key, iv)
+  local sc = scales[key]
+  if sc then
+    local debt = debts[key] * (iv / sc)
+    if debt > MAX_DEBT then debt = MAX_DEBT end
+    debts[key] = debt
+  end
+  scales[key] = iv
+end
+
 -- Scratch per take, reused: a batch holds hundreds of takes.
 local keys, kinds, a, b, c, m, cur = {}, {}, {}, {}, {}, {}, {}
 
@@ -113,6 +144,9 @@ while pos <= n do
       local key = KEYS[ki]
       keys[i] = key
       if kinds[i] == 1 then
+        if scales[key] ~= a[i] then
+          rescale(key, a[i])
+        end
         cur[i] = debts[key]
         local over = cur[i] + c[i] * a[i] - b[i]
         if over > slack_now + b[i] * slack_span then
@@ -180,6 +214,9 @@ while pos <= n do
     local ki, interval, delta
     ki, interval, delta, pos = sunpack('<Hdd', blob, pos)
     local key = KEYS[ki]
+    if scales[key] ~= interval then
+      rescale(key, interval)
+    end
     local debt = debts[key] + delta * interval
     if debt < 0 then debt = 0 end
     set_debt(key, debt)
@@ -203,6 +240,9 @@ while pos <= n do
       if v and string.byte(v, at) == 49 then
         call('SETRANGE', mk, at - 1, '2')
         local key = KEYS[ki]
+        if scales[key] ~= interval then
+          rescale(key, interval)
+        end
         local debt = debts[key] + delta * interval
         if debt < 0 then debt = 0 end
         set_debt(key, debt)
@@ -217,7 +257,13 @@ for i = 1, ndirty do
   local key = dirty[i]
   local debt = debts[key]
   if debt > 0 then
-    call('SET', key, string.format('%.17g', now + debt), 'PX', ceil(debt / 1000) + 1)
+    local iv = scales[key]
+    local tail = tails[iv]
+    if not tail then
+      tail = pack('<Bd', 0, iv)
+      tails[iv] = tail
+    end
+    call('SET', key, fmt('%.17g', now + debt) .. tail, 'PX', ceil(debt / 1000) + 1)
   else
     call('DEL', key)
   end

@@ -58,7 +58,8 @@ func (e *Refused) Error() string { return e.msg }
 
 // Quota is one bucket's state for the x-ratelimit-* headers.
 type Quota struct {
-	// Limit is the configured amount per window; zero when no limit of the kind applies.
+	// Limit is the bucket's capacity, the larger of the per-window amount and the
+	// burst, so that Remaining never exceeds it; zero when no limit of the kind applies.
 	Limit int64
 	// Remaining is what the bucket could still admit now.
 	Remaining int64
@@ -129,7 +130,7 @@ func (t *Ticket) observe(r *rule, remaining float64, reset time.Duration) {
 		reset = 0
 	}
 	if q.Limit == 0 || rem < q.Remaining || (rem == q.Remaining && reset > q.Reset) {
-		*q = Quota{Limit: r.amount, Remaining: rem, Reset: reset}
+		*q = Quota{Limit: max(r.amount, int64(r.burst)), Remaining: rem, Reset: reset}
 	}
 }
 

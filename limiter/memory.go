@@ -29,8 +29,27 @@ type memShard struct {
 type memEntry struct {
 	// tat is in nanoseconds on the limiter's clock, as a float so that charges
 	// smaller than a nanosecond (limits of millions of tokens per second) add up.
-	tat  float64
+	tat float64
+	// iv is the rule's interval (nanoseconds per unit, before any share) that the
+	// debt tat - now was charged at; zero until a rule first charges it (see at).
+	iv   float64
 	conc int64
+}
+
+// at converts e's debt to interval iv, keeping the units owed: a reload that changes
+// a limit's amount keeps its bucket (policy.go), and a debt read in time at the new
+// rate would refill a spent bucket when the rate is lowered (6 s owed at 100 ms a
+// request is 60 requests, at 1 s only 6) and hold a client back for longer than
+// either limit would when it is raised. The fallback's share scales the debt and its
+// bucket's span alike, so a change of share keeps the debt in time, as before.
+func (e *memEntry) at(iv, now float64) {
+	if e.iv == iv {
+		return
+	}
+	if e.iv > 0 && e.tat > now {
+		e.tat = now + min((e.tat-now)*(iv/e.iv), maxDebt)
+	}
+	e.iv = iv
 }
 
 func newMemStore() *memStore {
@@ -134,6 +153,7 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			}
 			continue
 		}
+		e.at(r.interval, nowf)
 		if r.kind == kindTokens && t.cost[i] > burst {
 			// locate caps an estimate at the full burst, but a replica's share
 			// holds only burst/share: a larger charge could never fit and would be
@@ -216,6 +236,8 @@ func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
 			}
 			iv, _ := shareOf(r, share)
 			nowf := float64(now)
+			// A request admitted before a reload settles under its own rule.
+			e.at(r.interval, nowf)
 			e.tat = min(max(max(e.tat, nowf)+delta*iv, nowf), nowf+maxDebt)
 		}
 		sh.mu.Unlock()

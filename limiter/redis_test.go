@@ -127,6 +127,18 @@ func barrier(t testing.TB, l *Limiter) {
 
 var barrierPolicy, _ = NewPolicy("barrier", []Limit{{Per: "ip", Concurrency: maxAmount}})
 
+// storedTAT is the TAT of a rate bucket's value in Redis: the TAT, then a NUL and the
+// interval its debt was charged at (check.lua).
+func storedTAT(t testing.TB, v string) float64 {
+	t.Helper()
+	tat, _, _ := strings.Cut(v, "\x00")
+	f, err := strconv.ParseFloat(tat, 64)
+	if err != nil {
+		t.Fatalf("bucket value %q: %v", v, err)
+	}
+	return f
+}
+
 // bucketKey is the Redis key of rule i of pol for s.
 func bucketKey(pol *Policy, s *Subject, i int) string {
 	var tk Ticket
@@ -277,8 +289,8 @@ func TestRedisAccuracyTokens(t *testing.T) {
 	// used is what it was given: the burst plus the refill since the start.
 	t1 := redisNow(t, rc)
 	balance := burst
-	if v, err := rc.Get(bg, bucketKey(pol, alice, 0)).Float64(); err == nil {
-		tatUS := v - float64(t1.UnixMicro()-1_700_000_000_000_000) // the script counts from this epoch
+	if v, err := rc.Get(bg, bucketKey(pol, alice, 0)).Result(); err == nil {
+		tatUS := storedTAT(t, v) - float64(t1.UnixMicro()-1_700_000_000_000_000) // the script counts from this epoch
 		ivUS := 1e6 / rate
 		balance = (burst*ivUS - math.Max(tatUS, 0)) / ivUS
 	} else if !errors.Is(err, redis.Nil) {

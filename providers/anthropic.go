@@ -131,9 +131,11 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	if a.key != nil {
 		req.Header.SetBytesKV(strXAPIKey, a.key)
 	}
+	// In place of every anthropic-version line the client sent (see setHeader).
+	req.Header.DelBytes(strAnthropicVersion)
 	req.Header.SetBytesKV(strAnthropicVersion, a.version)
 	for _, h := range a.headers {
-		req.Header.Set(h[0], h[1])
+		setHeader(&req.Header, h[0], h[1])
 	}
 	req.SetBodyRaw(call.prepared)
 

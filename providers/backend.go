@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
@@ -98,9 +99,10 @@ func build(name string, c Config) (*Backend, error) {
 func (b *Backend) Targets() []*Target { return b.targets }
 
 // Send makes one attempt on a target the balance policy picks among those in service,
-// and tells that target's health how it went. The upstream's status, content type and
-// body (translated to OpenAI's form where needed) are written into out. With no target
-// in service it returns ErrNoHealthyTarget, with every one full ErrOverloaded.
+// and tells that target's health how it went, as res's verdict says too. The
+// upstream's status, content type and body (translated to OpenAI's form where needed)
+// are written into out. With no target in service it returns ErrNoHealthyTarget, with
+// every one full ErrOverloaded.
 func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if b.pp != nil {
 		// The translation, or its refusal, comes before a target is leased.
@@ -119,7 +121,7 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 		return err
 	}
 	t := b.targets[l.i]
-	res.Target = t.URL
+	res.Target, res.Sent = t.URL, time.Now()
 	err = b.settle(l, b.p.Send(t, call, out, res), res)
 	if err != nil && l.i < 64 {
 		if call.failedOn != b {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -136,6 +137,98 @@ func TestCopyForwardHeadersDropsBodyFraming(t *testing.T) {
 			}
 			if got := string(up.ContentType()); got != "application/json" {
 				t.Errorf("Content-Type %q upstream, want application/json", got)
+			}
+		})
+	}
+}
+
+// A header the client sent on several lines (one list, RFC 9110 5.3: W3C baggage and
+// tracestate are often split so) goes upstream as sent, every line in its order; two
+// names that share a nameBit go up one line each.
+func TestCopyForwardHeadersRepeatedLines(t *testing.T) {
+	const pkg, rt = "X-Stainless-Package-Version", "X-Stainless-Runtime-Version"
+	if nameBit([]byte(pkg)) != nameBit([]byte(rt)) {
+		t.Fatalf("%s and %s no longer share a nameBit: pick two names that do", pkg, rt)
+	}
+	client := parseHeader(t, "Baggage: userId=alice\r\nX-Team-Tag: one\r\nBaggage: tenant=acme\r\n"+
+		"Tracestate: rojo=00f067aa0ba902b7\r\nTracestate: congo=t61rcWkgMzE\r\nX-Team-Tag: two\r\n"+
+		pkg+": 3.8.1\r\n"+rt+": go1.26.8\r\n")
+	var up fasthttp.RequestHeader
+	copyForwardHeaders(&up, client)
+	for name, want := range map[string][]string{
+		"Baggage":    {"userId=alice", "tenant=acme"},
+		"Tracestate": {"rojo=00f067aa0ba902b7", "congo=t61rcWkgMzE"},
+		"X-Team-Tag": {"one", "two"},
+		pkg:          {"3.8.1"},
+		rt:           {"go1.26.8"},
+	} {
+		var got []string
+		for _, v := range up.PeekAll(name) {
+			got = append(got, string(v))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %q upstream, want %q", name, got, want)
+		}
+	}
+}
+
+// A header the provider sets (the backend's headers:, Anthropic's anthropic-version)
+// reaches the upstream once, with the provider's value, however many lines of it the
+// client sent.
+func TestProviderHeadersReplaceEveryClientLine(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  func(base string) Config
+		want map[string]string
+	}{
+		{"openai", func(base string) Config {
+			return Config{Provider: "openai", BaseURL: base, Model: "m", Headers: map[string]string{"X-Team-Tag": "operator"}}
+		}, map[string]string{"X-Team-Tag": "operator"}},
+		{"azure", func(base string) Config {
+			return Config{Provider: "azure", BaseURL: base, Model: "m", Deployment: "d", APIKey: "k",
+				Headers: map[string]string{"X-Team-Tag": "operator"}}
+		}, map[string]string{"X-Team-Tag": "operator", "Api-Key": "k"}},
+		{"anthropic", func(base string) Config {
+			c := anthropicConfig(base)
+			c.Headers = map[string]string{"X-Team-Tag": "operator"}
+			return c
+		}, map[string]string{"X-Team-Tag": "operator", "Anthropic-Version": "2023-06-01"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			lines := map[string][]string{}
+			answer := answerFile(t, 200, "application/json", "testdata/anthropic/response_tool_use.json")
+			if tc.name != "anthropic" {
+				answer = func(ctx *fasthttp.RequestCtx) {
+					ctx.SetContentType("application/json")
+					ctx.SetBodyString(rawAnswer)
+				}
+			}
+			up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
+				mu.Lock()
+				for k := range tc.want {
+					for _, v := range ctx.Request.Header.PeekAll(k) {
+						lines[k] = append(lines[k], string(v))
+					}
+				}
+				mu.Unlock()
+				answer(ctx)
+			})
+			b := newTestBackend(t, tc.cfg(up.URL+"/v1"))
+			call := chatCall(chatBody, false)
+			call.Header = parseHeader(t, "X-Team-Tag: one\r\nX-Team-Tag: two\r\nAnthropic-Version: 1999-01-01\r\n"+
+				"Anthropic-Version: 2000-01-01\r\nApi-Key: client\r\n")
+			var out fasthttp.Response
+			var res Result
+			if err := b.Send(call, &out, &res); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for k, v := range tc.want {
+				if got := lines[k]; len(got) != 1 || got[0] != v {
+					t.Errorf("%s: %q upstream, want only %q", k, got, v)
+				}
 			}
 		})
 	}

@@ -213,7 +213,7 @@ func (o *openAI) request(t *Target, call *Call, op Kind) *fasthttp.Request {
 		req.Header.SetBytesKV(strAuthz, o.auth)
 	}
 	for _, h := range o.headers {
-		req.Header.Set(h[0], h[1])
+		setHeader(&req.Header, h[0], h[1])
 	}
 	return req
 }

@@ -928,8 +928,8 @@ func scalarEnd(b []byte, i, j int) int {
 	return j
 }
 
-// settle reports the attempt's outcome to the target's health and frees its slot, or,
-// for a stream, hands both to the stream's Close.
+// settle reports the attempt's outcome to the target's health, and to res, and frees
+// its slot, or, for a stream, hands both to the stream's Close.
 func (b *Backend) settle(l lease, err error, res *Result) error {
 	if err == nil && res.Stream != nil {
 		if l.probe {
@@ -942,7 +942,9 @@ func (b *Backend) settle(l lease, err error, res *Result) error {
 		res.Stream = s
 		return nil
 	}
-	b.report(l, judge(l, err))
+	v := judge(l, err)
+	res.Judged, res.Failed = v != neutral, v == failure
+	b.report(l, v)
 	b.pool.free(l.i)
 	return err
 }

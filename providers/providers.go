@@ -150,6 +150,15 @@ type Result struct {
 	Usage  Usage
 	// Target is the upstream URL the attempt went to.
 	Target string
+	// Sent is when the attempt went upstream: once it held a target and a slot, after
+	// any wait in the backend's queue, which is the gateway's time, not the
+	// upstream's. Zero when it never went.
+	Sent time.Time
+	// Judged and Failed are the verdict the target's health took of an attempt that
+	// ended without a stream to read (Judge's, knowing also whether the attempt
+	// waited in the queue: a deadline spent there is no verdict). A stream's verdict
+	// is taken when it closes.
+	Judged, Failed bool
 }
 
 // Events yields the events of a streaming answer in OpenAI's chat.completion.chunk
@@ -344,16 +353,27 @@ var hopHeaders = []string{
 }
 
 // copyForwardHeaders copies the client's headers into up, without hop-by-hop headers or
-// credentials. The client's Accept-Encoding is dropped: the gateway asks for an uncoded
-// answer, to read usage from it. It must run before the provider sets its own headers
-// on up, which the clean-up of Connection-named headers would otherwise remove.
+// credentials. A header sent on several lines goes on as sent, every line in its order
+// (RFC 9110 5.3: one list; W3C baggage and tracestate are often split so). The client's
+// Accept-Encoding is dropped: the gateway asks for an uncoded answer, to read usage
+// from it. It must run before the provider sets its own headers on up, which the
+// clean-up of Connection-named headers would otherwise remove; a header the provider
+// sets that a client may send too goes through setHeader.
 func copyForwardHeaders(up *fasthttp.RequestHeader, client *fasthttp.RequestHeader) {
 	if client == nil {
 		return
 	}
 	named := false
-	// The gateway's server hands over header names in canonical form already
-	// (it normalises them as it parses), so they need not be normalised again.
+	// Every line must go up, but Add costs more than Set, which appends a name's
+	// first line just as well (up has none yet): Add checks and copies the name once
+	// more, 30 % more time for the whole copy were every line added. So seen has bit
+	// nameBit(k) set once a line named k went up, and only a line whose bit is set,
+	// which may repeat a name, is added. Normalising is off meanwhile: the gateway's
+	// server hands over names in canonical form already (it normalises them as it
+	// parses), and Add normalising them again would double the copy's time; names
+	// looked up later (Del, Set) are normalised again.
+	var seen uint64
+	wasRaw := up.DisableNormalizing()
 	for k, v := range client.All() {
 		if isHopHeader(k) {
 			if !named && len(k) == len("Connection") && strings.EqualFold(b2s(k), "Connection") {
@@ -361,11 +381,37 @@ func copyForwardHeaders(up *fasthttp.RequestHeader, client *fasthttp.RequestHead
 			}
 			continue
 		}
-		up.SetCanonical(k, v)
+		if bit := nameBit(k); seen&bit == 0 {
+			seen |= bit
+			up.SetCanonical(k, v)
+		} else {
+			up.AddBytesKV(k, v)
+		}
+	}
+	if !wasRaw {
+		up.EnableNormalizing()
 	}
 	if named {
 		dropConnectionNamed(up, client)
 	}
+}
+
+// nameBit is a bit for header name k, the same for every line of a name. Two names
+// may share one: the second name's lines are then added as repeated lines are, which
+// is as right, only slower.
+func nameBit(k []byte) uint64 {
+	if len(k) == 0 {
+		return 1
+	}
+	return 1 << ((uint(len(k)) + uint(k[len(k)-1])) & 63)
+}
+
+// setHeader sets the provider's header k on up in place of every line of that name
+// the client sent: fasthttp's Set replaces only the first of several lines, and a
+// client's second line would reach the upstream beside the provider's value.
+func setHeader(up *fasthttp.RequestHeader, k, v string) {
+	up.Del(k)
+	up.Set(k, v)
 }
 
 // namesHeaders reports whether a Connection header value names a header other than

@@ -19,6 +19,7 @@ func TestHotPathAllocations(t *testing.T) {
 		{"Plan with a sticky key", 0, func() { e.Plan(key, &p) }},
 		{"Plan without a key", 0, func() { e.Plan(nil, &p) }},
 		{"Observe", 0, func() { e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, true) }},
+		{"ObserveTTFT", 0, func() { e.ObserveTTFT(1, 40*time.Millisecond) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

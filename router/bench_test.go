@@ -56,6 +56,15 @@ func BenchmarkObserve(b *testing.B) {
 	}
 }
 
+// BenchmarkObserveTTFT records a first token of a canary stream with no verdict.
+func BenchmarkObserveTTFT(b *testing.B) {
+	e := benchEndpoint(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.ObserveTTFT(1, 40*time.Millisecond)
+	}
+}
+
 // BenchmarkObserveParallel is Observe from every core on one route, the
 // contended case.
 func BenchmarkObserveParallel(b *testing.B) {

@@ -75,7 +75,7 @@ type canaryCfg struct {
 	maxErrRate  float64
 	maxP99      time.Duration
 	maxTTFTP99  time.Duration
-	start       int32 // weight a fresh or resumed canary starts at
+	start       int32 // weight a fresh canary starts at
 }
 
 func newCanaryCfg(c *Canary, route int, home int32) *canaryCfg {
@@ -136,11 +136,14 @@ func (c *canaryCfg) next(w int32) int32 {
 }
 
 // resumeAt is the weight a canary held at w steps on from: w itself, or
-// the start weight when w is 0, where it would see no traffic and so never
-// earn a step (nor breach a gate).
+// its first step when w is 0, where it would see no traffic and so never
+// earn a step (nor breach a gate). A canary drained to 0 % comes back at the
+// least traffic its steps give, not at its configured weight: that may be
+// well above the first step, and the operator who drained it expects it to
+// start over.
 func (c *canaryCfg) resumeAt(w int32) int32 {
 	if w == 0 {
-		return c.start
+		return c.steps[0]
 	}
 	return w
 }
@@ -307,7 +310,7 @@ func opResume(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 		cur.since, cur.reason, cur.prior, cur.priorCW = now, "resumed by operator", StateNone, 0
 		return evResume, nil
 	case StateRolledBack:
-		cur.state, cur.cw, cur.override, cur.since, cur.reason = StateStepping, c.start, nil, now, "resumed by operator"
+		cur.state, cur.cw, cur.override, cur.since, cur.reason = StateStepping, c.resumeAt(0), nil, now, "resumed by operator"
 		cur.prior, cur.priorCW = StateNone, 0
 		return evResume, nil
 	}
@@ -326,7 +329,7 @@ func holdForOverride(cur *ctlState, w int32, now time.Time) {
 // endOverride ends an operator's weights override, as a reload does: the
 // weights follow the canary again, and the canary goes back to the state the
 // override interrupted. One that was stepping steps on from the override's
-// weight, or from its start weight if the override held it at 0 %; one that an
+// weight, or from its first step if the override held it at 0 %; one that an
 // operator had paused, or that was rolled back or promoted, is so again, at the
 // weight it had. A canary a gate rolled back during the override stays rolled
 // back.

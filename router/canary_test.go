@@ -201,7 +201,7 @@ func TestCanaryOperatorOperations(t *testing.T) {
 			{do: "resume", wantErr: ErrCanaryState, weight: 100, state: StatePromoted},
 			{do: "rollback", weight: 0, state: StateRolledBack},
 		}},
-		{"rollback holds at 0 until resumed from the start weight", []op{
+		{"rollback holds at 0 until resumed from the first step", []op{
 			{do: "tick", feed: healthy, weight: 10, state: StateStepping},
 			{do: "rollback", weight: 0, state: StateRolledBack},
 			{do: "tick", feed: healthy, weight: 0, state: StateRolledBack},
@@ -221,17 +221,17 @@ func TestCanaryOperatorOperations(t *testing.T) {
 			{do: "resume", weight: 30, state: StateStepping},
 			{do: "tick", feed: healthy, weight: 50, state: StateStepping},
 		}},
-		{"resume after a 0 % override steps on from the start weight", []op{
+		{"resume after a 0 % override steps on from the first step", []op{
 			{do: "weights 100/0", weight: 0, state: StatePaused},
 			{do: "tick", weight: 0, state: StatePaused},
 			{do: "resume", weight: 5, state: StateStepping},
 			{do: "tick", feed: healthy, weight: 10, state: StateStepping},
 		}},
-		{"resume after an override leaving the canary out steps on from the start weight", []op{
+		{"resume after an override leaving the canary out steps on from the first step", []op{
 			{do: "weights stable only", weight: 0, state: StatePaused},
 			{do: "resume", weight: 5, state: StateStepping},
 		}},
-		{"a rolled-back canary held at 0 % by an override resumes from the start weight", []op{
+		{"a rolled-back canary held at 0 % by an override resumes from the first step", []op{
 			{do: "rollback", weight: 0, state: StateRolledBack},
 			{do: "weights 100/0", weight: 0, state: StatePaused},
 			{do: "resume", weight: 5, state: StateStepping},

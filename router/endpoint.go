@@ -205,6 +205,20 @@ func (e *Endpoint) Observe(route int, latency, ttft time.Duration, failed bool) 
 	st.stats[route].observe(latency, ttft, failed)
 }
 
+// ObserveTTFT records the time to first token of a streamed attempt on route that has
+// no verdict: its client went away after the first token, so whether the upstream
+// would have finished well is unknown, while how long the first token took is the
+// upstream's. It feeds the TTFT gate only and counts as no attempt (neither error nor
+// success), as the target's health takes no verdict of such a stream either. Fallback
+// attempts (route -1) are ignored. It does not allocate or lock.
+func (e *Endpoint) ObserveTTFT(route int, ttft time.Duration) {
+	st := e.st.Load()
+	if route < 0 || route >= len(st.stats) || ttft <= 0 {
+		return
+	}
+	st.stats[route].ttft[histIndex(ttft)].Add(1)
+}
+
 // table is an immutable bucket layout for one set of live weights.
 type table struct {
 	route   [Buckets]uint8

@@ -117,7 +117,7 @@ func defaultID() string {
 // the live ones. An endpoint whose name and routes match one already live
 // takes over its weights, canary state and counters, with the new canary
 // settings; a weights override ends here, and the canary it paused steps
-// on (from its start weight if the override held it at 0 %). Other
+// on (from its first step if the override held it at 0 %). Other
 // endpoints start from their config, and names no longer present are
 // dropped. Call it before the snapshot serves requests.
 func (r *Router) Apply(eps []*Endpoint) {
@@ -234,8 +234,8 @@ func (r *Router) Pause(ctx context.Context, name string) (EndpointSnapshot, erro
 }
 
 // Resume lets a paused canary step again, or restarts a rolled-back one
-// from its start weight; a weights override ends. A canary a weights
-// override paused at 0 % restarts from its start weight too, since at 0 %
+// from its first step; a weights override ends. A canary a weights
+// override paused at 0 % restarts from its first step too, since at 0 %
 // it would get no traffic to earn a step with.
 func (r *Router) Resume(ctx context.Context, name string) (EndpointSnapshot, error) {
 	return r.operateCanary(ctx, name, opResume)

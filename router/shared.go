@@ -293,7 +293,9 @@ func (s *shared) flush(ctx context.Context, r *Router, eps []*Endpoint) error {
 		cum.copyFrom(&st.stats[st.canary])
 		var d window
 		d.sub(cum, &st.win.flushed)
-		if d.requests == 0 {
+		if d.requests == 0 && d.ttft.total() == 0 {
+			// Nothing new; a first token whose attempt had no verdict
+			// (ObserveTTFT) is new too.
 			continue
 		}
 		for j, k := range [2]string{key, slot} {

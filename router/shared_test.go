@@ -249,7 +249,7 @@ func TestSharedReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
 	weightsAgree(t, "override", 0, a, b)
 
 	// A reload with the same routes on a ends the override everywhere; the
-	// canary the override held at 0 % steps on from its start weight.
+	// canary the override held at 0 % steps on from its first step.
 	a.e = mustEndpoint(t, "chat", sharedCanary())
 	a.r.Apply([]*Endpoint{a.e})
 	round(a, b)

@@ -18,6 +18,8 @@ type gatewayRequest struct {
 	upstream *Spec
 	in, out  fasthttp.RequestHeader
 	reqID    []byte
+	method   []byte
+	path     []byte
 	// firstToken is when the stream's first token came.
 	firstToken time.Time
 }
@@ -29,6 +31,8 @@ func newGatewayRequest(tr *Tracing, traceparent string) *gatewayRequest {
 		endpoint:   NewEndpointAttrs("chat", "chat"),
 		upstream:   UpstreamSpec("chat", "openai", "meta-llama/Llama-3.1-8B-Instruct", "llama", "http://10.0.0.1:8000/v1"),
 		reqID:      []byte("0123456789abcdef"),
+		method:     []byte("POST"),
+		path:       []byte("/v1/chat/completions"),
 		firstToken: time.Now(),
 	}
 	if traceparent != "" {
@@ -41,6 +45,7 @@ func (g *gatewayRequest) run(ctx context.Context) {
 	tr := g.tr
 	ctx = Extract(ctx, &g.in)
 	ctx, server := tr.Start(ctx, g.server)
+	SetServerRequest(server, false, g.method, g.path)
 	g.endpoint.Annotate(server)
 	SetRequestID(server, g.reqID, "team-a")
 	_, auth := tr.Start(ctx, SpecAuth)
@@ -53,7 +58,7 @@ func (g *gatewayRequest) run(ctx context.Context) {
 	rt.End()
 	uctx, up := tr.Start(ctx, g.upstream)
 	SetAttempt(up, 1, "ok")
-	SetRequest(up, 256, 0.7, true)
+	SetRequest(up, Request{MaxTokens: 256, Temperature: 0.7, Stream: true, Choices: 2, Seed: 42, HasSeed: true, OutputType: OutputJSON})
 	Inject(uctx, &g.out)
 	FirstToken(up, g.firstToken, 120*time.Millisecond)
 	SetResponse(up, "meta-llama/Llama-3.1-8B-Instruct", "chatcmpl-1", "stop")

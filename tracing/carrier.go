@@ -60,14 +60,15 @@ func (c HeaderCarrier) Keys() []string {
 }
 
 // Extract returns ctx with the client's W3C trace context (traceparent,
-// tracestate) as the remote parent of the spans started from it. It works
-// whether tracing is on or off, so that the upstream continues the client's
-// trace either way. Without a valid traceparent it returns ctx as is.
+// tracestate) as the remote parent of the spans started from it. Without a
+// valid traceparent it returns ctx as is. The gateway extracts with tracing
+// off too, for the trace ID of its access log; the upstream then gets the
+// client's trace headers as the client sent them, not through Inject.
 //
 // It parses traceparent exactly as propagation.TraceContext does (a fuzz
 // test holds them equal) but from the header's bytes, without the string
-// copies and carrier the propagator needs: with tracing off, passing a
-// client's trace through costs only the context that holds it.
+// copies and carrier the propagator needs: with tracing off, naming a
+// client's trace in the access log costs only the context that holds it.
 func Extract(ctx context.Context, h Header) context.Context {
 	tp := h.Peek(traceparentHeader)
 	if len(tp) == 0 {
@@ -172,7 +173,9 @@ type bytesSetter interface {
 // the client sent: a second traceparent of the client's, or the tracestate of a
 // trace the gateway did not continue, must not reach the upstream beside the
 // gateway's. Nothing is set when ctx carries no valid span context. The format is
-// propagation.TraceContext's.
+// propagation.TraceContext's. The gateway injects with tracing on only: with it
+// off the gateway is no participant in the trace, and the client's fields pass
+// as sent.
 func Inject(ctx context.Context, h Header) {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {

@@ -82,14 +82,51 @@ var (
 	SpecRoute = NewSpec("tollgate.route", trace.SpanKindInternal)
 )
 
-// ServerSpec is the server span of one API route, named "{method} {route}"
-// as the HTTP conventions ask (route is the template, e.g.
-// "/endpoints/{name}/invocations", never the raw path).
+// ServerSpec is the server span of one route, named "{method} {route}" as the
+// HTTP conventions ask (route is the template, e.g.
+// "/endpoints/{name}/invocations", never the raw path). An empty route (a path
+// the gateway has no route for) names the span by its method alone, and a
+// method the conventions do not know is recorded as _OTHER, in a span named
+// "HTTP": SetServerRequest records the method as sent.
 func ServerSpec(method, route string) *Spec {
-	return NewSpec(method+" "+route, trace.SpanKindServer,
-		semconv.HTTPRequestMethodKey.String(method),
-		semconv.HTTPRoute(route),
-	)
+	name := method
+	if !KnownMethod(method) {
+		method, name = semconv.HTTPRequestMethodOther.Value.AsString(), "HTTP"
+	}
+	attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(method)}
+	if route != "" {
+		name += " " + route
+		attrs = append(attrs, semconv.HTTPRoute(route))
+	}
+	return NewSpec(name, trace.SpanKindServer, attrs...)
+}
+
+// KnownMethod reports whether method is one of the HTTP methods the HTTP
+// conventions name (http.request.method); any other is _OTHER.
+func KnownMethod(method string) bool {
+	switch method {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY":
+		return true
+	}
+	return false
+}
+
+// SetServerRequest records on the server span what its spec cannot hold: the
+// url.scheme (https when the request came over TLS) and url.path the HTTP
+// conventions require, and the method as sent
+// (http.request.method_original) when it is not one they know.
+func SetServerRequest(span trace.Span, tls bool, method, path []byte) {
+	if !span.IsRecording() {
+		return
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	span.SetAttributes(semconv.URLScheme(scheme), semconv.URLPath(validUTF8(string(path))))
+	if !KnownMethod(string(method)) {
+		span.SetAttributes(semconv.HTTPRequestMethodOriginal(validUTF8(string(method))))
+	}
 }
 
 // Operation returns the gen_ai.operation.name of an endpoint type (chat,
@@ -193,18 +230,51 @@ func hostPort(target string) (host string, port int, hostport string) {
 // request path may call them unconditionally: with tracing off they cost a
 // method call and build no attributes.
 
+// Request is what SetRequest records of a request's generation parameters.
+type Request struct {
+	// MaxTokens <= 0 and a NaN Temperature mean "not given".
+	MaxTokens   int64
+	Temperature float64
+	Stream      bool
+	// Choices is the completions asked for (n); 0 or 1 records none, as the
+	// GenAI conventions ask for gen_ai.request.choice.count only when it is not 1.
+	Choices int64
+	// Seed is recorded when HasSeed is set.
+	Seed    int64
+	HasSeed bool
+	// OutputType is the gen_ai.output.type the request asks for (OutputText,
+	// OutputJSON); empty when it names none.
+	OutputType string
+}
+
+// OutputText and OutputJSON are values of gen_ai.output.type (genai.GenAIOutputTypeText
+// and genai.GenAIOutputTypeJSON, whose values are not constants).
+const (
+	OutputText = "text"
+	OutputJSON = "json"
+)
+
 // SetRequest records the request's generation parameters on the upstream
-// span. maxTokens <= 0 and a NaN temperature mean "not given".
-func SetRequest(span trace.Span, maxTokens int64, temperature float64, stream bool) {
+// span.
+func SetRequest(span trace.Span, req Request) {
 	if !span.IsRecording() {
 		return
 	}
-	span.SetAttributes(genai.GenAIRequestStreamKey.Bool(stream))
-	if maxTokens > 0 {
-		span.SetAttributes(genai.GenAIRequestMaxTokensKey.Int64(maxTokens))
+	span.SetAttributes(genai.GenAIRequestStreamKey.Bool(req.Stream))
+	if req.MaxTokens > 0 {
+		span.SetAttributes(genai.GenAIRequestMaxTokensKey.Int64(req.MaxTokens))
 	}
-	if !math.IsNaN(temperature) {
-		span.SetAttributes(genai.GenAIRequestTemperature(temperature))
+	if !math.IsNaN(req.Temperature) {
+		span.SetAttributes(genai.GenAIRequestTemperature(req.Temperature))
+	}
+	if req.Choices > 1 {
+		span.SetAttributes(genai.GenAIRequestChoiceCountKey.Int64(req.Choices))
+	}
+	if req.HasSeed {
+		span.SetAttributes(genai.GenAIRequestSeedKey.Int64(req.Seed))
+	}
+	if req.OutputType != "" {
+		span.SetAttributes(genai.GenAIOutputTypeKey.String(req.OutputType))
 	}
 }
 

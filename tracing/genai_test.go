@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	genai "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -96,6 +98,7 @@ func TestSetters(t *testing.T) {
 	tr, exp := newTestTracing(t, Config{})
 	ep := NewEndpointAttrs("chat", "chat")
 	ctx, server := tr.Start(context.Background(), ServerSpec("POST", "/v1/chat/completions"))
+	SetServerRequest(server, true, []byte("POST"), []byte("/v1/chat/completions"))
 	ep.Annotate(server)
 	SetRequestID(server, []byte("req-1"), "team-a")
 	tr.CapturePrompt(server, []byte("secret prompt"))
@@ -107,7 +110,7 @@ func TestSetters(t *testing.T) {
 	lim.End()
 	_, up := tr.Start(ctx, upstream)
 	SetAttempt(up, 2, "ok")
-	SetRequest(up, 256, 0.7, true)
+	SetRequest(up, Request{MaxTokens: 256, Temperature: 0.7, Stream: true, Choices: 2, Seed: 42, HasSeed: true, OutputType: OutputJSON})
 	FirstToken(up, time.Now(), 150*time.Millisecond)
 	SetResponse(up, "llama-3.1-8b-instruct", "chatcmpl-123", "stop")
 	SetUsage(up, 42, 17)
@@ -123,6 +126,7 @@ func TestSetters(t *testing.T) {
 	}{
 		{"POST /v1/chat/completions", map[string]any{
 			"http.request.method": "POST", "http.route": "/v1/chat/completions", "http.response.status_code": int64(200),
+			"url.scheme": "https", "url.path": "/v1/chat/completions",
 			"tollgate.endpoint": "chat", "gen_ai.operation.name": "chat", "tollgate.request_id": "req-1", "tollgate.client": "team-a",
 		}},
 		{"tollgate.route", map[string]any{
@@ -134,6 +138,7 @@ func TestSetters(t *testing.T) {
 		{"chat llama-3.1-8b", map[string]any{
 			"tollgate.attempt": int64(2), "tollgate.outcome": "ok", "gen_ai.request.max_tokens": int64(256),
 			"gen_ai.request.temperature": 0.7, "gen_ai.request.stream": true,
+			"gen_ai.request.choice.count": int64(2), "gen_ai.request.seed": int64(42), "gen_ai.output.type": "json",
 			"gen_ai.response.model": "llama-3.1-8b-instruct", "gen_ai.response.id": "chatcmpl-123",
 			"gen_ai.usage.input_tokens": int64(42), "gen_ai.usage.output_tokens": int64(17),
 		}},
@@ -253,7 +258,8 @@ func TestSettersOnNonRecordingSpan(t *testing.T) {
 	_, span := tr.Start(context.Background(), upstream)
 	// None of these may panic or do anything on a no-op span.
 	NewEndpointAttrs("chat", "chat").Annotate(span)
-	SetRequest(span, 1, 1, true)
+	SetRequest(span, Request{MaxTokens: 1, Temperature: 1, Stream: true, Choices: 2, HasSeed: true, OutputType: OutputText})
+	SetServerRequest(span, true, []byte("BREW"), []byte("/x"))
 	SetResponse(span, "m", "id", "stop")
 	SetUsage(span, 1, 1)
 	FirstToken(span, time.Now(), time.Second)
@@ -380,6 +386,92 @@ func TestSetResponseFinishReasons(t *testing.T) {
 			v, ok := attrs(exported(t, tr, exp)[0].Attributes)["gen_ai.response.finish_reasons"]
 			if got := v.AsStringSlice(); ok != (tt.want != nil) || strings.Join(got, ",") != strings.Join(tt.want, ",") {
 				t.Errorf("finish reasons %v (present %v), want %v", got, ok, tt.want)
+			}
+		})
+	}
+}
+
+// The HTTP conventions name a server span "{method} {route}", by its method alone
+// without a route, and "HTTP" for a method they do not know, recorded as _OTHER with
+// the method as sent beside it.
+func TestServerSpecNames(t *testing.T) {
+	tests := []struct {
+		name, method, route, spanName string
+		want                          map[string]any
+		absent                        []string
+	}{
+		{"route", "GET", "/v1/models", "GET /v1/models",
+			map[string]any{"http.request.method": "GET", "http.route": "/v1/models"}, []string{"http.request.method_original"}},
+		{"no route", "GET", "", "GET",
+			map[string]any{"http.request.method": "GET"}, []string{"http.route", "http.request.method_original"}},
+		{"unknown method", "BREW", "/v1/models", "HTTP /v1/models",
+			map[string]any{"http.request.method": "_OTHER", "http.request.method_original": "BREW", "http.route": "/v1/models"}, nil},
+		{"unknown method, no route", "BREW", "", "HTTP",
+			map[string]any{"http.request.method": "_OTHER", "http.request.method_original": "BREW"}, []string{"http.route"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, exp := newTestTracing(t, Config{})
+			_, span := tr.Start(context.Background(), ServerSpec(tt.method, tt.route))
+			SetServerRequest(span, false, []byte(tt.method), []byte("/v1/models"))
+			span.End()
+			s := spanNamed(t, exported(t, tr, exp), tt.spanName)
+			if s.SpanKind != trace.SpanKindServer {
+				t.Errorf("kind %v, want server", s.SpanKind)
+			}
+			got := attrs(s.Attributes)
+			tt.want["url.scheme"], tt.want["url.path"] = "http", "/v1/models"
+			for k, want := range tt.want {
+				if v, ok := got[k]; !ok || v.AsInterface() != want {
+					t.Errorf("%s = %v, want %v", k, v.AsInterface(), want)
+				}
+			}
+			for _, k := range tt.absent {
+				if v, ok := got[k]; ok {
+					t.Errorf("%s = %v, want none", k, v.AsInterface())
+				}
+			}
+		})
+	}
+}
+
+// The GenAI conventions make gen_ai.request.choice.count Conditionally Required when
+// the request gives it and it is not 1, gen_ai.request.seed when the request has a
+// seed (0 included) and gen_ai.output.type when it asks for an output type.
+func TestSetRequestConditionalAttributes(t *testing.T) {
+	if OutputText != genai.GenAIOutputTypeText.Value.AsString() || OutputJSON != genai.GenAIOutputTypeJSON.Value.AsString() {
+		t.Fatalf("output types %q %q differ from the conventions'", OutputText, OutputJSON)
+	}
+	tests := []struct {
+		name   string
+		req    Request
+		want   map[string]any
+		absent []string
+	}{
+		{"none given", Request{}, nil,
+			[]string{"gen_ai.request.choice.count", "gen_ai.request.seed", "gen_ai.output.type"}},
+		{"one choice", Request{Choices: 1}, nil, []string{"gen_ai.request.choice.count"}},
+		{"all given", Request{Choices: 3, Seed: -7, HasSeed: true, OutputType: OutputText},
+			map[string]any{"gen_ai.request.choice.count": int64(3), "gen_ai.request.seed": int64(-7), "gen_ai.output.type": "text"}, nil},
+		{"seed zero", Request{HasSeed: true}, map[string]any{"gen_ai.request.seed": int64(0)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, exp := newTestTracing(t, Config{})
+			_, span := tr.Start(context.Background(), upstream)
+			tt.req.Temperature = math.NaN()
+			SetRequest(span, tt.req)
+			span.End()
+			got := attrs(exported(t, tr, exp)[0].Attributes)
+			for k, want := range tt.want {
+				if v, ok := got[k]; !ok || v.AsInterface() != want {
+					t.Errorf("%s = %v, want %v", k, v.AsInterface(), want)
+				}
+			}
+			for _, k := range tt.absent {
+				if v, ok := got[k]; ok {
+					t.Errorf("%s = %v, want none", k, v.AsInterface())
+				}
 			}
 		})
 	}

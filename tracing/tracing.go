@@ -225,8 +225,8 @@ var noopSpan trace.Span = noop.Span{}
 
 // Start starts a span from a pre-built Spec as a child of the span in ctx.
 // With tracing off it returns ctx unchanged and a no-op span, so that the
-// request path allocates nothing; a remote parent extracted into ctx still
-// reaches the upstream through Inject.
+// request path allocates nothing; the gateway then injects nothing, and the
+// client's trace headers reach the upstream as it sent them.
 func (t *Tracing) Start(ctx context.Context, s *Spec) (context.Context, trace.Span) {
 	if t.sdk == nil {
 		return ctx, noopSpan
