@@ -98,6 +98,9 @@ type request struct {
 	failStatus int
 	// gotEvent is set once the stream has given an event.
 	gotEvent bool
+	// abandoned is set when the client hung up while the upstream worked on the
+	// request, which the provider then aborted (providers.ErrClientLeftUpstream).
+	abandoned bool
 
 	// obsRoute is the plan route of the last attempt, for the router's gates.
 	obsRoute int
@@ -791,8 +794,10 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		as.End()
 		last = err
 		if errors.Is(err, providers.ErrClientGone) {
-			// Its client hung up while the request was queued: nothing went
-			// upstream, and nobody waits for a retry or a fallback.
+			// Its client hung up while the request was queued (nothing went
+			// upstream) or while the upstream worked on it (the provider aborted
+			// it): nobody waits for a retry or a fallback.
+			r.abandoned = errors.Is(err, providers.ErrClientLeftUpstream)
 			return &errClientHungUp
 		}
 		var ue *providers.UpstreamError
@@ -1419,10 +1424,12 @@ func (r *request) record(status int) {
 	s := r.s
 	if r.limited {
 		actual := r.usage.Input + r.usage.Output
-		if actual == 0 && r.attempts > 0 && (status < 400 || status == 499 && r.ttft > 0) {
-			// Answered without a usage count, or a client that hung up on a stream
-			// after its first tokens (the usage comes last): the estimate stands.
-			// An error answer generated nothing and is refunded.
+		if actual == 0 && r.attempts > 0 && (status < 400 || status == 499 && (r.ttft > 0 || r.abandoned)) {
+			// Answered without a usage count, a client that hung up on a stream
+			// after its first tokens (the usage comes last), or one that hung up
+			// while the upstream worked on its request (for how long, nobody will
+			// say): the estimate stands. An error answer generated nothing and is
+			// refunded.
 			actual = limiter.KeepEstimate
 		}
 		r.rt.lim.Settle(&r.ticket, actual)

@@ -42,6 +42,9 @@ type upstreamConn struct {
 	silent  func() error
 	every   time.Duration
 	inForce time.Time
+	// watched, while set, is the call whose client the silence ticks ask after
+	// instead (watchedRoundTrip).
+	watched *Call
 	// firstByte and idle are the backend's first_byte_timeout and
 	// stream_idle_timeout; 0 is none.
 	firstByte, idle time.Duration
@@ -140,7 +143,7 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 		if c.heading {
 			c.inForce = nearer(c.inForce, c.bound)
 		}
-		if c.silent == nil {
+		if !c.ticking() {
 			if err := c.Conn.SetReadDeadline(c.inForce); err != nil {
 				return 0, err
 			}
@@ -237,7 +240,7 @@ func (c *upstreamConn) headerDone(p []byte) bool {
 // stays silent (never past the deadline in force) and calls it, until bytes come, the
 // deadline in force runs out, or the hook fails the read.
 func (c *upstreamConn) read(p []byte) (int, error) {
-	if c.silent == nil || !c.armed {
+	if !c.ticking() || !c.armed {
 		return c.Conn.Read(p)
 	}
 	for {
@@ -246,14 +249,22 @@ func (c *upstreamConn) read(p []byte) (int, error) {
 			return 0, err
 		}
 		n, err := c.Conn.Read(p)
-		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) || !c.inForce.IsZero() && !time.Now().Before(c.inForce) {
+		if n > 0 || !deadline.IsTimeout(err) || !c.inForce.IsZero() && !time.Now().Before(c.inForce) {
 			return n, err
 		}
-		if err := c.silent(); err != nil {
+		if c.watched != nil {
+			err = c.watched.clientGone()
+		} else {
+			err = c.silent()
+		}
+		if err != nil {
 			return 0, &waitError{err}
 		}
 	}
 }
+
+// ticking reports whether reads wake every c.every while the upstream is silent.
+func (c *upstreamConn) ticking() bool { return c.silent != nil || c.watched != nil }
 
 // pastEnd reports whether err is the attempt's own deadline running out rather
 // than the first-byte or idle bound: the deadline in force fired at or after end.
@@ -286,9 +297,18 @@ func (attemptDeadline) Is(target error) bool { return target == os.ErrDeadlineEx
 type upstreamTransport struct{}
 
 func (upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
-	retry, err := fasthttp.DefaultTransport.RoundTrip(hc, req, resp)
+	var retry bool
+	var err error
+	if call := watchedCall(req); call != nil && !resp.StreamBody {
+		retry, err = watchedRoundTrip(hc, req, resp, call)
+	} else {
+		retry, err = fasthttp.DefaultTransport.RoundTrip(hc, req, resp)
+	}
 	if err == nil {
 		return false, nil
+	}
+	if _, ok := errors.AsType[*waitError](err); ok {
+		return false, err
 	}
 	addr := resp.LocalAddr()
 	if addr == nil && err == fasthttp.ErrTimeout {

@@ -322,7 +322,10 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Durati
 		return nil, errDeadlineSpent
 	}
 	t.inFlight.Add(1)
-	if err := t.client.DoDeadline(req, up, deadline); err != nil {
+	watchClient(req, call)
+	err := t.client.DoDeadline(req, up, deadline)
+	call.unwatchClient()
+	if err != nil {
 		t.inFlight.Add(-1)
 		fasthttp.ReleaseResponse(up)
 		err = classify(err)
@@ -443,6 +446,10 @@ var errAnswerTooLarge = errors.Join(ErrBadResponse, errors.New("upstream answer 
 // ErrOverloaded, which says nothing against the target.
 func classify(err error) error {
 	var ne net.Error
+	if we, ok := errors.AsType[*waitError](err); ok {
+		// The reader gave up (a watched call's client left), not the upstream.
+		return we.err
+	}
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return errAnswerTooLarge

@@ -33,7 +33,18 @@ var (
 	// ErrClientGone means the call's client hung up while the call waited in the
 	// queue: it left the queue and was sent nowhere. It says nothing of the upstream.
 	ErrClientGone = errors.New("client went away while the request was queued")
+	// ErrClientLeftUpstream means the call's client hung up while its request was
+	// with the upstream, before the answer came: the gateway closed the upstream
+	// connection, which ends the upstream's work on it. It is ErrClientGone too
+	// (errors.Is), and says nothing of the upstream.
+	ErrClientLeftUpstream error = clientLeft{}
 )
+
+type clientLeft struct{}
+
+func (clientLeft) Error() string { return "client went away while the upstream answered" }
+
+func (clientLeft) Is(target error) bool { return target == ErrClientGone }
 
 // errConnsBusy is ErrOverloaded for a target whose connections, all that
 // max_connections allows, stayed busy: the gateway's own cap was reached, not a fault

@@ -120,10 +120,14 @@ type Call struct {
 	Header *fasthttp.RequestHeader
 	// Deadline bounds the whole attempt (for streams: the whole stream).
 	Deadline time.Time
-	// Client, when set, tells when the call's client hangs up. It is asked only
-	// while the call waits in a backend's queue, which it then leaves
-	// (ErrClientGone).
+	// Client, when set, tells when the call's client hangs up. It is asked while the
+	// call waits in a backend's queue, which it then leaves (ErrClientGone), and,
+	// for a non-streamed call, while its answer is awaited from the upstream, whose
+	// request is then aborted (ErrClientLeftUpstream; see watched.go).
 	Client ClientWatch
+	// gone is the channel of the watch clientGone started (watching).
+	gone     <-chan struct{}
+	watching bool
 	// prepared is the upstream request body a preparer wrote for this attempt.
 	prepared []byte
 	// failed marks the targets (by index, the first 64) of backend failedOn whose

@@ -122,7 +122,7 @@ func (c *Conn) apply(dir int, set *int64, n int64) error {
 // force and a later one was asked for since, it arms that one and reports true,
 // and the operation goes on.
 func (c *Conn) rearm(dir int, err error) bool {
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
+	if !IsTimeout(err) {
 		return false
 	}
 	c.mu.Lock()
@@ -198,4 +198,15 @@ func (l Listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return Wrap(c), nil
+}
+
+// IsTimeout reports whether err is a deadline's timeout: os.ErrDeadlineExceeded from
+// a socket, or a timeout error of another kind of connection (fasthttputil's in-memory
+// pipes return their own).
+func IsTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }

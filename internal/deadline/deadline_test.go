@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // countConn counts the deadline calls that reach the socket.
@@ -264,5 +266,27 @@ func TestFailedSetIsRetried(t *testing.T) {
 	}
 	if fc.rd != 1 {
 		t.Errorf("%d read deadline calls reached the socket after the failure, want 1", fc.rd)
+	}
+}
+
+// A connection whose timeouts are not os.ErrDeadlineExceeded (fasthttputil's
+// in-memory pipes, which the in-process mock backend dials) keeps the deadline last
+// asked for too: the sooner one in force firing does not end the read.
+func TestLaterDeadlineHoldsOnPipes(t *testing.T) {
+	p := fasthttputil.NewPipeConns()
+	c := Wrap(p.Conn1())
+	t.Cleanup(func() { _ = p.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_, _ = p.Conn2().Write([]byte("x"))
+	}()
+	buf := make([]byte, 1)
+	if n, err := c.Read(buf); n != 1 || err != nil {
+		t.Fatalf("read %d, %v; want the byte written before the last deadline", n, err)
+	}
+	if !IsTimeout(fasthttputil.ErrTimeout) || !IsTimeout(os.ErrDeadlineExceeded) || IsTimeout(errors.New("x")) {
+		t.Error("IsTimeout does not tell a deadline's timeout")
 	}
 }
