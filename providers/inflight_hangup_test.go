@@ -6,9 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -216,5 +218,85 @@ func TestWatchedCallOnMockBackend(t *testing.T) {
 	gone.hangUp()
 	if r := <-done; !errors.Is(r.err, ErrClientLeftUpstream) {
 		t.Fatalf("got %v, want ErrClientLeftUpstream", r.err)
+	}
+}
+
+// dyingConn is a TCP connection whose peer becomes unreachable once killed: the
+// kernel gives up on it (TCP keepalive or retransmission timeout) and the read under
+// way fails with ETIMEDOUT, every later one with an end of file, as Linux reports a
+// connection it has timed out.
+type dyingConn struct {
+	net.Conn
+	dead  atomic.Bool
+	given atomic.Bool
+}
+
+func (c *dyingConn) kill() {
+	c.dead.Store(true)
+	_ = c.Conn.Close()
+}
+
+func (c *dyingConn) Read(p []byte) (int, error) {
+	if !c.dead.Load() {
+		n, err := c.Conn.Read(p)
+		if !c.dead.Load() {
+			return n, err
+		}
+	}
+	if c.given.CompareAndSwap(false, true) {
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}
+	}
+	return 0, io.EOF
+}
+
+// A connection that dies under a request (ETIMEDOUT: the kernel gave up on an
+// unreachable peer) is neither a deadline's timeout nor the upstream closing it: the
+// attempt fails, and the request, which the upstream may still be generating behind
+// the partition, is not sent again (README: a request is sent once more only when its
+// kept-alive connection "turns out closed by the upstream before any byte of the
+// answer"), watched or not: a watched call's silence ticks take only a deadline's
+// timeout for a tick, not ETIMEDOUT, whose next read would give an end of file that
+// fasthttp resends on.
+func TestDeadConnectionUnderWatchedCallIsNotResent(t *testing.T) {
+	for _, watched := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unwatched", true: "watched"}[watched], func(t *testing.T) {
+			checkEvery(t, 20*time.Millisecond)
+			u := startHeldUpstream(t, 0)
+			b := newPoolBackend(t, Config{BaseURL: u.url(), Timeout: time.Minute}, nil)
+			var first atomic.Pointer[dyingConn]
+			b.targets[0].client.Dial = func(addr string) (net.Conn, error) {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					return nil, err
+				}
+				d := &dyingConn{Conn: c}
+				if first.CompareAndSwap(nil, d) {
+					return wrapUpstream(d), nil
+				}
+				return wrapUpstream(c), nil
+			}
+			if _, err := sendOnce(b, promptCall("first", false)); err != nil {
+				t.Fatal(err)
+			}
+			client := newTestClient()
+			call := promptCall("hold", false)
+			if watched {
+				call.Client = client
+			}
+			call.Deadline = time.Now().Add(1500 * time.Millisecond)
+			done := sendAsync(b, call)
+			waitUntil(t, "the upstream has the request", func() bool { return u.got.Load() == 2 })
+			if watched {
+				waitUntil(t, "the client is watched", func() bool { return client.watching.Load() == 1 })
+			} else {
+				time.Sleep(100 * time.Millisecond)
+			}
+			first.Load().kill()
+			r := <-done
+			t.Logf("attempt ended with %v", r.err)
+			if n := u.got.Load(); n != 2 {
+				t.Errorf("the upstream got the request %d times, want once: a connection that timed out (ETIMEDOUT) was taken for one the upstream closed, and the request was sent again", n-1)
+			}
+		})
 	}
 }

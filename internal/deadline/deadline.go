@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // Conn is a net.Conn whose deadlines are applied lazily when they move later.
@@ -201,12 +203,9 @@ func (l Listener) Accept() (net.Conn, error) {
 }
 
 // IsTimeout reports whether err is a deadline's timeout: os.ErrDeadlineExceeded from
-// a socket, or a timeout error of another kind of connection (fasthttputil's in-memory
-// pipes return their own).
+// a socket, or fasthttputil's from its in-memory pipes (which the in-process mock
+// backend dials). Other errors that call themselves timeouts are not: a connection
+// the kernel gave up on (ETIMEDOUT) is dead, not past a deadline.
 func IsTimeout(err error) bool {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return true
-	}
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, fasthttputil.ErrTimeout)
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -286,7 +287,8 @@ func TestLaterDeadlineHoldsOnPipes(t *testing.T) {
 	if n, err := c.Read(buf); n != 1 || err != nil {
 		t.Fatalf("read %d, %v; want the byte written before the last deadline", n, err)
 	}
-	if !IsTimeout(fasthttputil.ErrTimeout) || !IsTimeout(os.ErrDeadlineExceeded) || IsTimeout(errors.New("x")) {
+	if !IsTimeout(fasthttputil.ErrTimeout) || !IsTimeout(os.ErrDeadlineExceeded) || IsTimeout(errors.New("x")) ||
+		IsTimeout(&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}) {
 		t.Error("IsTimeout does not tell a deadline's timeout")
 	}
 }
