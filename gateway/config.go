@@ -263,6 +263,15 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	}
 	root := doc.Content[0]
 	var problems []string
+	// envKeys are the key paths whose value an environment problem left unknown,
+	// and the lists holding such a value: that problem is the one reported for them.
+	var envKeys []string
+	unknownValue := func(key string) {
+		envKeys = append(envKeys, key)
+		if i := strings.LastIndexByte(key, '['); i > 0 && strings.HasSuffix(key, "]") {
+			envKeys = append(envKeys, key[:i])
+		}
+	}
 	envProblem := func(n *yaml.Node, problem string) {
 		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": "+problem)
 	}
@@ -271,6 +280,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 			envProblem(n, "environment variable "+name+" is not set")
 			return
 		}
+		unknownValue(key)
 		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": "+key+": environment variable "+name+" is not set")
 	}
 	report := func(line int, key, problem string) {
@@ -285,6 +295,9 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 			envProblem(n, problem)
 			return
 		}
+		if problem != keyRefProblem {
+			unknownValue(key)
+		}
 		report(n.Line, key, problem)
 	}
 	mlflow := isMLflow(root)
@@ -295,29 +308,68 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 		mlflowRef = func(n *yaml.Node, key string) { expandMLflowRef(n, key, env, malformedEnv) }
 	}
 	expandEnv(root, "", env, missingEnv, malformedEnv, mlflowRef)
+	nEnv := len(problems)
 	if mlflow {
 		fromMLflow(root, cfg, report)
 		if len(problems) == 0 {
 			cfg.applyDefaults()
 			problems = append(problems, cfg.problems()...)
 		}
-		if len(problems) > 0 {
-			return nil, &ConfigError{Problems: problems}
-		}
-		return cfg, nil
-	}
-	checkKeys(root, reflect.TypeOf(Config{}), "", cfg, report)
-	if err := root.Decode(cfg); err != nil {
-		problems = append(problems, typeProblems(cfg, err)...)
 	} else {
-		cfg.applyDefaults()
-		problems = append(problems, cfg.problems()...)
+		checkKeys(root, reflect.TypeOf(Config{}), "", cfg, report)
+		if err := root.Decode(cfg); err != nil {
+			problems = append(problems, typeProblems(cfg, err)...)
+		} else {
+			cfg.applyDefaults()
+			problems = append(problems, cfg.problems()...)
+		}
 	}
 	if len(problems) > 0 {
-		return nil, &ConfigError{Problems: problems}
+		return nil, &ConfigError{Problems: dropEnvKeyProblems(problems, nEnv, path, envKeys)}
 	}
 	return cfg, nil
 }
+
+// dropEnvKeyProblems drops from problems[from:] those about a key in keys: its value
+// came from an unset variable or a malformed reference, and what is wrong with the
+// value left ("is required", not a duration) is that problem again, already reported.
+func dropEnvKeyProblems(problems []string, from int, path string, keys []string) []string {
+	if len(keys) == 0 {
+		return problems
+	}
+	out := problems[:from]
+	for _, p := range problems[from:] {
+		if !aboutKey(p, path, keys) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// aboutKey reports whether problem, FILE:LINE: key: what, is about one of keys.
+func aboutKey(problem, path string, keys []string) bool {
+	rest, ok := strings.CutPrefix(problem, path+":")
+	if !ok {
+		return false
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	rest, ok = strings.CutPrefix(rest[i:], ": ")
+	if !ok {
+		return false
+	}
+	for _, k := range keys {
+		if strings.HasPrefix(rest, k+": ") {
+			return true
+		}
+	}
+	return false
+}
+
+// keyRefProblem is the problem of a key holding ${.
+const keyRefProblem = "a key holds ${: references are read in values only, not in keys"
 
 // envRefHelp ends every message about a malformed reference.
 const envRefHelp = "; write ${NAME} or ${NAME:-default}, and $${ for a literal ${"
@@ -341,6 +393,11 @@ func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missi
 		plain := n.Style == 0
 		n.Value = v
 		switch {
+		case len(unset) > 0 || bad != "":
+			// The value is not known: a null leaves the key as if it were not
+			// written, rather than a type error for what is left of it (`5${UNSET}s`,
+			// an empty duration) hiding the problems of other keys.
+			n.Value, n.Tag = "", "!!null"
 		case plain && !readsAsNull(v):
 			// An unquoted, untagged value is typed by what it holds now, as if the
 			// file had held it: `retries: ${RETRIES:-2}` is a number,
@@ -364,7 +421,7 @@ func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missi
 			if k.Kind == yaml.ScalarNode && strings.Contains(k.Value, "${") {
 				// A key filled from the environment would be quoted by every message
 				// about it (an unknown key, a bad header name): not expanded, and said.
-				malformed(k, path, "a key holds ${: references are read in values only, not in keys")
+				malformed(k, path, keyRefProblem)
 			}
 			p := path
 			if !isMergeKey(k) {
@@ -702,12 +759,60 @@ var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 func yamlProblem(path string, data []byte, err error) string {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		if isParserProblem(m[2]) {
+			return path + ":" + strconv.Itoa(parserLine(m[1], data)) + ": " + m[2]
+		}
 		return path + ":" + m[1] + ": " + m[2]
+	}
+	if p := strings.TrimPrefix(msg, "yaml: "); isParserProblem(p) {
+		// yaml.v3 leaves out the line when both of the parser's marks are on the
+		// first one.
+		return path + ":1: " + p
 	}
 	if m := yamlUnknownAnchor.FindStringSubmatch(msg); m != nil && data != nil {
 		return anchorProblem(path, data, m[1])
 	}
 	return path + ": " + strings.TrimPrefix(msg, "yaml: ")
+}
+
+// isParserProblem reports whether a yaml.v3 problem is one of its parser's
+// (gopkg.in/yaml.v3 v3.0.1 parserc.go) rather than its scanner's: parser.fail gives a
+// parser problem's line 0-based, and the scanner's 1-based. The text is all its error
+// holds to tell them apart; TestConfigYAMLParserProblemLines has a case of each.
+func isParserProblem(p string) bool {
+	switch p {
+	case "did not find expected <stream-start>",
+		"did not find expected <document start>",
+		"found undefined tag handle",
+		"did not find expected node content",
+		"did not find expected '-' indicator",
+		"did not find expected key",
+		"did not find expected ',' or ']'",
+		"did not find expected ',' or '}'",
+		"found duplicate %YAML directive",
+		"found incompatible YAML document",
+		"found duplicate %TAG directive":
+		return true
+	}
+	return false
+}
+
+// parserLine is the 1-based line of a parser problem that yaml.v3 reports on 0-based
+// line l: where the node it was parsing starts or, when there is none or it starts on
+// the first line, the token it stopped at. That token may be the end of the file,
+// which yaml.v3 puts on the line after the last line break: it is placed on the last
+// line instead.
+func parserLine(l string, data []byte) int {
+	n, _ := strconv.Atoi(l)
+	n++
+	last := bytes.Count(data, []byte{'\n'})
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		last++
+	}
+	if last > 0 && n > last {
+		n = last
+	}
+	return n
 }
 
 // yaml.v3's anchor names are letters, digits, '_' and '-'.

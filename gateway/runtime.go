@@ -460,6 +460,13 @@ func (rt *runtime) closeCounted() {
 // retire closes the runtime once its last request ends; closing runs on its own, so
 // a reload does not wait for it either.
 func (rt *runtime) retire() {
+	// Its backends' checks and load reads end now (a backend the new config keeps
+	// had them ended by its successor's Activate): run on while a last stream ends,
+	// they would go on deciding the shared state of the targets with the settings
+	// the reload replaced.
+	for _, b := range rt.backendList {
+		b.Retire()
+	}
 	rt.retired.Store(true)
 	if rt.refs.Load() == 0 {
 		rt.closeInBackground()

@@ -329,9 +329,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			_ = s.routerRedis.Close()
 		}
 	}()
-	if rt := s.rt.Load(); rt != nil && rt.cfg.Server.AdminToken == "" && !loopback(s.admLn.Addr()) {
-		s.log.Warn("the admin API listens beyond loopback without server.admin_token: whoever reaches it can reload the config, override weights and operate canaries",
-			"admin", s.AdminAddr())
+	if rt := s.rt.Load(); rt != nil && s.adminOpen(rt.cfg) {
+		s.warnAdminOpen()
 	}
 	s.log.Info("serving", "listen", s.Addr(), "admin", s.AdminAddr(), "config", s.path)
 	select {
@@ -340,6 +339,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	return s.shutdown()
+}
+
+// adminOpen reports whether cfg leaves the admin API open to whoever reaches its
+// listener: no server.admin_token, and a listener beyond loopback.
+func (s *Server) adminOpen(cfg *Config) bool {
+	return cfg.Server.AdminToken == "" && s.admLn != nil && !loopback(s.admLn.Addr())
+}
+
+func (s *Server) warnAdminOpen() {
+	s.log.Warn("the admin API listens beyond loopback without server.admin_token: whoever reaches it can reload the config, override weights and operate canaries",
+		"admin", s.AdminAddr())
 }
 
 func (s *Server) shutdown() error {
@@ -508,6 +518,11 @@ func (s *Server) Reload() error {
 	rt.trRef.hold()
 	rt.limRef.hold()
 	s.install(rt)
+	if cur.cfg.Server.AdminToken != "" && s.adminOpen(cfg) {
+		// The token is read per call from the running config: the admin API is
+		// open from now on.
+		s.warnAdminOpen()
+	}
 	if cert != nil && s.cert.Load() != nil {
 		// Connections from now on get the certificate the files hold now (a
 		// renewal); turning TLS on or off waits for a restart.

@@ -48,18 +48,22 @@
 -- when written back. slack covers that rounding and the debt's own: a charge over
 -- the bucket by no more than slack is admitted, and counts as fitting.
 --
--- A rate key's value is the TAT (%.17g) followed by a NUL and the interval its debt
--- was charged at (a little-endian double): a reload that changes a limit's amount
--- keeps the bucket (its key leaves amounts out), and its debt is converted to the new
--- interval keeping the units owed (rescale). Read in time at the new rate, a spent
--- bucket would be refilled by a lowered limit, and a client held back longer by a
--- raised one than either limit would. Redis's Lua (5.1) reads a number only up to a
--- NUL, so tonumber reads the TAT of such a value, here and in the previous version of
--- this script, which wrote the TAT alone; a value without the interval reads as
--- charged at the interval of the rule that reads it, as it did. Replicas of both
--- versions thus share the keys through a rolling upgrade. The interval is binary,
--- packed once per interval in a call (tails): parsing and formatting it as text cost
--- a call about a sixth more.
+-- A rate key's value is the TAT (%.17g), then a NUL and the span of the bucket its debt
+-- was charged under, then a NUL and the interval it was charged at (little-endian
+-- doubles, the interval last where the previous version wrote and reads it alone):
+-- a reload that changes a limit's amount or burst keeps the bucket (its key leaves
+-- amounts out), and its debt is converted to the new interval keeping the units owed,
+-- up to the new bucket's span (rescale). Read in time at the new rate, a spent bucket
+-- would be refilled by a lowered limit, and a client held back longer by a raised one
+-- than either limit would; kept in units past the new span, a client that spent
+-- 600/hour would wait ten hours at 60/hour. Redis's Lua (5.1) reads a number only up
+-- to a NUL, so tonumber reads the TAT of such a value, here and in the previous
+-- versions of this script, which wrote the TAT alone, then the TAT and the interval; a
+-- value without the interval reads as charged at the interval of the rule that reads
+-- it, as they read it, and one without the span as all overdraft (kept in units or in
+-- time, whichever is shorter). Replicas of these versions thus share the keys through
+-- a rolling upgrade. The interval and span are binary, packed once per pair in a call
+-- (tails): parsing and formatting them as text cost a call about a sixth more.
 local blob = ARGV[1]
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
@@ -68,7 +72,7 @@ local out = {}
 local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
 local byte, fmt = string.byte, string.format
-local debts, scales, tails, dirty, ndirty = {}, {}, {}, {}, 0
+local debts, scales, spans, tails, dirty, ndirty = {}, {}, {}, {}, {}, 0
 local mark = ARGV[2] and KEYS[#KEYS]
 local marking = mark and now >= tonumber(ARGV[3])
 local oks, nok = {}, 0
@@ -86,9 +90,14 @@ if #KEYS > 0 then
     local v = vals[i]
     local tat = tonumber(v)
     if tat and tat > now then
-      debts[KEYS[i]] = tat - now
+      local k = KEYS[i]
+      debts[k] = tat - now
       if byte(v, -9) == 0 then
-        scales[KEYS[i]] = sunpack('<d', v, #v - 7)
+        if byte(v, -18) == 0 then
+          spans[k], scales[k] = sunpack('<dxd', v, #v - 16)
+        else
+          scales[k] = sunpack('<d', v, #v - 7)
+        end
       end
     else
       debts[KEYS[i]] = 0
@@ -115,14 +124,40 @@ local function set_debt(key, debt)
   end
 end
 
--- rescale converts key's debt to interval iv, keeping the units it owes; a debt read
--- without its interval (written by the previous version) is taken as charged at iv.
-local function rescale(key, iv)
+-- rescale converts key's debt to the bucket a take charges, interval iv and span tau,
+-- as memory.go's rescale: the units it owes, up to the new span, of which the old
+-- span's worth (a spent bucket) at most empties the new bucket, and an overdraft past
+-- it is kept in units or in time, whichever is shorter (never longer than the old rule
+-- would hold the client). A debt read without its interval (written by an earlier
+-- version) is taken as charged at iv, one without its span as all overdraft.
+local function rescale(key, iv, tau)
   local sc = scales[key]
   if sc then
-    local debt = debts[key] * (iv / sc)
+    local debt, span = debts[key], spans[key] or 0
+    local r = iv / sc
+    local spent = debt < span and debt or span
+    local d = spent * r
+    if d > tau then d = tau end
+    if r < 1 then d = d + (debt - spent) * r else d = d + (debt - spent) end
+    if d > MAX_DEBT then d = MAX_DEBT end
+    debts[key] = d
+  end
+  scales[key], spans[key] = iv, tau
+end
+
+-- convert converts key's debt to interval iv keeping the units it owes, and the span
+-- it was charged under with them: a settlement knows no bucket's span, so a request
+-- admitted before a reload settles under its own rule, and the next take brings the
+-- debt within its own bucket (rescale).
+local function convert(key, iv)
+  local sc = scales[key]
+  if sc then
+    local r = iv / sc
+    local debt = debts[key] * r
     if debt > MAX_DEBT then debt = MAX_DEBT end
     debts[key] = debt
+    local span = spans[key]
+    if span then spans[key] = span * r end
   end
   scales[key] = iv
 end
@@ -144,8 +179,8 @@ while pos <= n do
       local key = KEYS[ki]
       keys[i] = key
       if kinds[i] == 1 then
-        if scales[key] ~= a[i] then
-          rescale(key, a[i])
+        if scales[key] ~= a[i] or spans[key] ~= b[i] then
+          rescale(key, a[i], b[i])
         end
         cur[i] = debts[key]
         local over = cur[i] + c[i] * a[i] - b[i]
@@ -215,7 +250,7 @@ while pos <= n do
     ki, interval, delta, pos = sunpack('<Hdd', blob, pos)
     local key = KEYS[ki]
     if scales[key] ~= interval then
-      rescale(key, interval)
+      convert(key, interval)
     end
     local debt = debts[key] + delta * interval
     if debt < 0 then debt = 0 end
@@ -241,7 +276,7 @@ while pos <= n do
         call('SETRANGE', mk, at - 1, '2')
         local key = KEYS[ki]
         if scales[key] ~= interval then
-          rescale(key, interval)
+          convert(key, interval)
         end
         local debt = debts[key] + delta * interval
         if debt < 0 then debt = 0 end
@@ -257,11 +292,16 @@ for i = 1, ndirty do
   local key = dirty[i]
   local debt = debts[key]
   if debt > 0 then
-    local iv = scales[key]
-    local tail = tails[iv]
+    local iv, span = scales[key], spans[key] or 0
+    local byspan = tails[iv]
+    if not byspan then
+      byspan = {}
+      tails[iv] = byspan
+    end
+    local tail = byspan[span]
     if not tail then
-      tail = pack('<Bd', 0, iv)
-      tails[iv] = tail
+      tail = pack('<BdBd', 0, span, 0, iv)
+      byspan[span] = tail
     end
     call('SET', key, fmt('%.17g', now + debt) .. tail, 'PX', ceil(debt / 1000) + 1)
   else

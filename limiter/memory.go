@@ -31,23 +31,56 @@ type memEntry struct {
 	// smaller than a nanosecond (limits of millions of tokens per second) add up.
 	tat float64
 	// iv is the rule's interval (nanoseconds per unit, before any share) that the
-	// debt tat - now was charged at; zero until a rule first charges it (see at).
-	iv   float64
-	conc int64
+	// debt tat - now was charged at, and tau the span of the bucket (after any
+	// share) it was charged under, 0 where unknown; both zero until a rule first
+	// charges it (see at).
+	iv, tau float64
+	conc    int64
 }
 
-// at converts e's debt to interval iv, keeping the units owed: a reload that changes
-// a limit's amount keeps its bucket (policy.go), and a debt read in time at the new
+// at converts e's debt to the bucket a take charges: interval iv, span tau. A reload
+// that changes a limit's amount or burst keeps its bucket (policy.go), and the bucket
+// keeps the units it owes, up to the new bucket's span: a debt read in time at the new
 // rate would refill a spent bucket when the rate is lowered (6 s owed at 100 ms a
-// request is 60 requests, at 1 s only 6) and hold a client back for longer than
-// either limit would when it is raised. The fallback's share scales the debt and its
-// bucket's span alike, so a change of share keeps the debt in time, as before.
-func (e *memEntry) at(iv, now float64) {
-	if e.iv == iv {
+// request is 60 requests, at 1 s only 6) and hold a client back for longer than either
+// limit would when it is raised, and one kept in units past the new span would hold
+// a client that spent 600/hour for ten hours at 60/hour. What the debt owes beyond the
+// old span (an overdraft) carries over in units, but for no longer than the old rule
+// would have held the client. The fallback's share scales the debt and its bucket's
+// span alike, so a change of share keeps the debt in time, as before.
+func (e *memEntry) at(iv, tau, now float64) {
+	if e.iv == iv && e.tau == tau {
 		return
 	}
 	if e.iv > 0 && e.tat > now {
-		e.tat = now + min((e.tat-now)*(iv/e.iv), maxDebt)
+		e.tat = now + rescale(e.tat-now, e.tau, iv/e.iv, tau)
+	}
+	e.iv, e.tau = iv, tau
+}
+
+// rescale is a debt owed under a bucket spanning span, converted to a bucket spanning
+// tau whose interval is r times the old one (check.lua's rescale): the spent part of
+// the old bucket at most empties the new one, an overdraft is kept in units or in time,
+// whichever is shorter.
+func rescale(debt, span, r, tau float64) float64 {
+	spent := min(debt, span)
+	return min(min(spent*r, tau)+(debt-spent)*min(r, 1), maxDebt)
+}
+
+// in converts e's debt to interval iv keeping the units it owes, and the span it was
+// charged under with them: a request admitted before a reload settles under its own
+// rule, and the next take brings the debt within its own bucket (at), as check.lua's
+// settlements, which know no bucket's span, do.
+func (e *memEntry) in(iv, now float64) {
+	if e.iv == iv {
+		return
+	}
+	if e.iv > 0 {
+		r := iv / e.iv
+		if e.tat > now {
+			e.tat = now + min((e.tat-now)*r, maxDebt)
+		}
+		e.tau *= r
 	}
 	e.iv = iv
 }
@@ -153,7 +186,8 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			}
 			continue
 		}
-		e.at(r.interval, nowf)
+		tau := burst * iv
+		e.at(r.interval, tau, nowf)
 		if r.kind == kindTokens && t.cost[i] > burst {
 			// locate caps an estimate at the full burst, but a replica's share
 			// holds only burst/share: a larger charge could never fit and would be
@@ -162,7 +196,6 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			// actual minus t.cost, takes the rest.
 			t.cost[i] = burst
 		}
-		tau := burst * iv
 		sl := slack(nowf, tau)
 		next := max(e.tat-nowf, 0) + t.cost[i]*iv
 		if over := next - tau; over > sl && over > retry {
@@ -237,7 +270,7 @@ func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
 			iv, _ := shareOf(r, share)
 			nowf := float64(now)
 			// A request admitted before a reload settles under its own rule.
-			e.at(r.interval, nowf)
+			e.in(r.interval, nowf)
 			e.tat = min(max(max(e.tat, nowf)+delta*iv, nowf), nowf+maxDebt)
 		}
 		sh.mu.Unlock()

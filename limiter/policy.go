@@ -82,7 +82,7 @@ type rule struct {
 	interval float64
 	// id names the bucket family: scope, per, kind and window. Buckets survive config
 	// reloads that keep these, whatever the amounts become, and keep the units they
-	// owe (memEntry.at, check.lua's rescale).
+	// owe, up to the new bucket's capacity (memEntry.at, check.lua's rescale).
 	id uint64
 	// tagSeed mixed with the subject is the Redis hash tag: the limits of one scope
 	// that count the same subject share a Cluster slot, so one script takes them

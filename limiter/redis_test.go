@@ -127,8 +127,8 @@ func barrier(t testing.TB, l *Limiter) {
 
 var barrierPolicy, _ = NewPolicy("barrier", []Limit{{Per: "ip", Concurrency: maxAmount}})
 
-// storedTAT is the TAT of a rate bucket's value in Redis: the TAT, then a NUL and the
-// interval its debt was charged at (check.lua).
+// storedTAT is the TAT of a rate bucket's value in Redis: the TAT, then a NUL, the
+// interval its debt was charged at and its bucket's span (check.lua).
 func storedTAT(t testing.TB, v string) float64 {
 	t.Helper()
 	tat, _, _ := strings.Cut(v, "\x00")

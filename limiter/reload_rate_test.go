@@ -1,8 +1,12 @@
 package limiter
 
 import (
+	"encoding/binary"
+	"errors"
+	"math"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate/internal/redistest"
 )
@@ -110,6 +114,93 @@ func TestReloadChangingRateKeepsUnitsOwed(t *testing.T) {
 	}
 }
 
+// A bucket keeps the units it owes across a reload only up to the new bucket's
+// capacity: spent, it is empty under the new limit, and its next request fits once the
+// new rate refills one unit. Kept in units, a client that spent 600/hour was refused
+// for nine hours after a reload to 60/hour (its 600 requests owed at a minute each).
+// An overdraft past the old bucket (tokens settled above their estimate) still makes
+// the client wait, for what it owes in units at the new rate, but never longer than the
+// old limit would have held it.
+func TestReloadSpentBucketWaitsOneRefillOfNewLimit(t *testing.T) {
+	stores := []struct {
+		name string
+		open func(t *testing.T) *Limiter
+	}{
+		{"memory", func(t *testing.T) *Limiter { return newMemLimiter(t, newTestClock()) }},
+		{"redis", func(t *testing.T) *Limiter {
+			return newRedisLimiter(t, Config{Redis: RedisConfig{URL: redistest.Start(t).URL()}})
+		}},
+	}
+	cases := []struct {
+		name          string
+		before, after Limit
+		// spend takes (and settles) est tokens, or all of the bucket's requests.
+		est, actual int64
+		// The take under after is refused for retry, to within a second (Redis's
+		// clock runs while a case does).
+		retry time.Duration
+	}{
+		{
+			name:   "lowered request rate with the default burst",
+			before: Limit{Per: "api_key", Requests: 600, Window: "hour"},
+			after:  Limit{Per: "api_key", Requests: 60, Window: "hour"},
+			retry:  time.Minute,
+		},
+		{
+			name:   "lowered burst at the same rate",
+			before: Limit{Per: "api_key", Requests: 600, Window: "hour"},
+			after:  Limit{Per: "api_key", Requests: 600, Window: "hour", Burst: 60},
+			retry:  6 * time.Second,
+		},
+		{
+			// 10000 tokens over a bucket of 10000 held the client 6 minutes at
+			// 100000/hour; at 10000/hour they would be an hour.
+			name:   "overdraft under a lowered token rate waits as the old rate held it",
+			before: Limit{Per: "api_key", Tokens: 100_000, Window: "hour", Burst: 10_000},
+			after:  Limit{Per: "api_key", Tokens: 10_000, Window: "hour", Burst: 10_000},
+			est:    10_000, actual: 20_000,
+			retry: 6 * time.Minute,
+		},
+		{
+			// 5000 tokens over the bucket, at 100000/hour.
+			name:   "overdraft under a raised token rate waits for its tokens at the new rate",
+			before: Limit{Per: "api_key", Tokens: 10_000, Window: "hour", Burst: 10_000},
+			after:  Limit{Per: "api_key", Tokens: 100_000, Window: "hour", Burst: 10_000},
+			est:    10_000, actual: 15_000,
+			retry: 3 * time.Minute,
+		},
+	}
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					l := st.open(t)
+					before := mustPolicy(t, "endpoint:chat", tc.before)
+					after := mustPolicy(t, "endpoint:chat", tc.after)
+					var tk Ticket
+					if tc.est > 0 {
+						if err := l.Take(bg, before, alice, tc.est, &tk); err != nil {
+							t.Fatal(err)
+						}
+						l.Settle(&tk, tc.actual)
+						barrier(t, l)
+					} else if n := admitN(t, l, before, alice, 0, int(tc.before.Requests)+1); n != int(tc.before.Requests) {
+						t.Fatalf("before the reload: %d admitted, want %d", n, tc.before.Requests)
+					}
+					err := l.Take(bg, after, alice, 1, &tk)
+					var ref *Refused
+					if !errors.As(err, &ref) {
+						t.Fatalf("after the reload: %v, want a refusal (the bucket is spent)", err)
+					}
+					if d := ref.RetryAfter - tc.retry; d < -time.Second || d > time.Second {
+						t.Errorf("retry after %v, want %v", ref.RetryAfter, tc.retry)
+					}
+				})
+			}
+		})
+	}
+}
+
 // A bucket written by the previous version of check.lua holds the TAT alone: it reads
 // as charged at the interval of the rule that reads it, as that version read it.
 func TestRedisReadsBucketWithoutInterval(t *testing.T) {
@@ -124,6 +215,32 @@ func TestRedisReadsBucketWithoutInterval(t *testing.T) {
 	}
 	if n := admitN(t, l, pol, alice, 0, 60); n != 30 {
 		t.Errorf("%d admitted from a bucket owing 30 of 60, want 30", n)
+	}
+}
+
+// A bucket written by the version of check.lua before the bucket's span was kept holds
+// the TAT and the interval: its debt reads as all overdraft, kept in time under a
+// lowered rate, so a spent 600/hour bucket is a spent 60/hour one, not ten hours owed.
+func TestRedisReadsBucketWithoutSpan(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redisClient(t, srv.Addr())
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "endpoint:chat", Limit{Per: "api_key", Requests: 60, Window: "hour"})
+	// 600 requests owed at 6 s each (600/hour spent), on the script's clock.
+	tat := redisNow(t, rc).UnixMicro() - 1_700_000_000_000_000 + 3600_000_000
+	v := strconv.FormatInt(tat, 10) + "\x00" + string(binary.LittleEndian.AppendUint64(nil, math.Float64bits(6_000_000)))
+	if err := rc.Set(bg, bucketKey(pol, alice, 0), v, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var tk Ticket
+	err := l.Take(bg, pol, alice, 0, &tk)
+	var ref *Refused
+	if !errors.As(err, &ref) {
+		t.Fatalf("%v, want a refusal (the bucket is spent)", err)
+	}
+	// To within a second: Redis's clock ran since tat was read from it.
+	if d := ref.RetryAfter - time.Minute; d < -time.Second || d > time.Second {
+		t.Errorf("retry after %v, want 1m (one request at 60/hour)", ref.RetryAfter)
 	}
 }
 
@@ -148,5 +265,29 @@ func TestRedisBucketReadableWithoutInterval(t *testing.T) {
 	}
 	if got, err := strconv.ParseFloat(prev, 64); err != nil || got != storedTAT(t, v) {
 		t.Errorf("tonumber of %q in Redis's Lua is %s, want the TAT", v, prev)
+	}
+}
+
+// The previous version of check.lua reads a bucket's interval from a NUL and the
+// value's last eight bytes: the span goes before them, so that through a rolling
+// upgrade its replicas still read the interval of the buckets this one writes.
+func TestRedisBucketKeepsIntervalLast(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redisClient(t, srv.Addr())
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
+	pol := mustPolicy(t, "endpoint:chat", Limit{Per: "api_key", Requests: 60, Window: "hour"})
+	if n := admitN(t, l, pol, alice, 0, 1); n != 1 {
+		t.Fatalf("%d admitted, want 1", n)
+	}
+	v, err := rc.Get(bg, bucketKey(pol, alice, 0)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := v[len(v)-9:]
+	if iv := math.Float64frombits(binary.LittleEndian.Uint64([]byte(tail[1:]))); tail[0] != 0 || iv != 60_000_000 {
+		t.Errorf("bucket value %q ends in %q, want a NUL and the interval (60000000 us)", v, tail)
+	}
+	if span := math.Float64frombits(binary.LittleEndian.Uint64([]byte(v[len(v)-17 : len(v)-9]))); v[len(v)-18] != 0 || span != 3600_000_000 {
+		t.Errorf("bucket value %q: span %v, want a NUL and 3600000000 us before the interval", v, span)
 	}
 }

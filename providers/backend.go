@@ -102,7 +102,8 @@ func (b *Backend) Targets() []*Target { return b.targets }
 // and tells that target's health how it went, as res's verdict says too. The
 // upstream's status, content type and body (translated to OpenAI's form where needed)
 // are written into out. With no target in service it returns ErrNoHealthyTarget, with
-// every one full ErrOverloaded.
+// every one full ErrOverloaded. An attempt whose target has every connection busy
+// (max_connections) is sent to another target with one free, being not yet sent.
 func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if b.pp != nil {
 		// The translation, or its refusal, comes before a target is leased.
@@ -120,9 +121,36 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if err != nil {
 		return err
 	}
-	t := b.targets[l.i]
-	res.Target, res.Sent = t.URL, time.Now()
-	err = b.settle(l, b.p.Send(t, call, out, res), res)
+	// busy marks the targets (the first 64) whose every connection max_connections
+	// allows was found busy: the call goes to another target in service with one
+	// free, and is overloaded only when none has.
+	var busy uint64
+	for tries := 1; ; tries++ {
+		t := b.targets[l.i]
+		if tries < len(b.targets) && b.pool.states[l.i].slots.load() > int64(b.cfg.MaxConnections) && !connFree(t) {
+			// Requests in flight hold its every connection: sent here, the call would
+			// wait up to connect_timeout for one.
+			if next, ok := b.spill(call, l, busy|bit(l.i)); ok {
+				b.report(l, neutral)
+				b.pool.free(l.i)
+				busy |= bit(l.i)
+				l = next
+				continue
+			}
+		}
+		res.Target, res.Sent = t.URL, time.Now()
+		err = b.settle(l, b.p.Send(t, call, out, res), res)
+		if err == nil || tries >= len(b.targets) || !errors.Is(err, errConnsBusy) {
+			break
+		}
+		// Nothing was sent.
+		busy |= bit(l.i)
+		next, ok := b.spill(call, l, busy)
+		if !ok {
+			break
+		}
+		l = next
+	}
 	if err != nil && l.i < 64 {
 		if call.failedOn != b {
 			call.failedOn, call.failed = b, 0
@@ -130,6 +158,50 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 		call.failed |= 1 << l.i
 	}
 	return err
+}
+
+// bit is target i's bit in a mask of the first 64 targets, 0 past them.
+func bit(i int) uint64 {
+	if i >= 64 {
+		return 0
+	}
+	return 1 << i
+}
+
+// connFree reports whether a connection to t is idle or may still be opened under
+// max_connections.
+func connFree(t *Target) bool {
+	limit := t.client.MaxConns
+	if limit <= 0 {
+		limit = fasthttp.DefaultMaxConnsPerHost
+	}
+	return t.client.ConnsCount()-t.client.IdleConnsCount() < limit
+}
+
+// spill takes a slot on another target in service for a call whose target l had
+// every connection busy: one not in busy, with a connection free and a slot, and that
+// has not failed the call while there is such a one. The call's deadline is kept.
+func (b *Backend) spill(call *Call, l lease, busy uint64) (lease, bool) {
+	if !call.Deadline.IsZero() && !time.Now().Before(call.Deadline) {
+		return lease{}, false
+	}
+	p := &b.pool
+	limit := p.limit()
+	avoid := b.avoid(call)
+	for {
+		for j, st := range p.states {
+			if j == l.i || bit(j)&(busy|avoid) != 0 || !st.available() || !connFree(b.targets[j]) {
+				continue
+			}
+			if st.slots.take(limit) {
+				return lease{i: j, queued: l.queued}, true
+			}
+		}
+		if avoid == 0 {
+			return lease{}, false
+		}
+		avoid = 0
+	}
 }
 
 // Close stops the backend's background work and releases its idle connections and

@@ -293,12 +293,81 @@ func (b *Backend) check(i int) {
 	fasthttp.ReleaseRequest(req)
 	fasthttp.ReleaseResponse(resp)
 	st := p.states[i]
+	// Under p.mu: a check that ends after its backend was retired or closed is
+	// dropped, not counted with the settings a reload replaced.
+	p.mu.Lock()
+	if p.retired || p.closed {
+		p.mu.Unlock()
+		return
+	}
 	was := st.available()
 	st.observe(ok, p.now(), &p.set)
-	switch now := st.available(); {
+	now := st.available()
+	p.mu.Unlock()
+	switch {
 	case !was && now:
 		p.kick(i)
 	case was && !now && p.queue.waiting.Load() != 0:
 		p.queue.strand()
+	}
+}
+
+// Retire ends the backend's background work for good, as when a reload replaces it
+// (Activate retires the backend it replaces): its active checks and load reads stop,
+// one under way is dropped, and the backend no longer counts as running checks on its
+// targets, so that a target the checks took down comes back once no backend in service
+// checks it. The backend's requests in flight finish as before, still counting for
+// their targets' health; Close closes the rest. Calling it again does nothing.
+func (b *Backend) Retire() {
+	p := &b.pool
+	// Held while the checks are given back: a Close under way waits, and gives back
+	// what is left.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.retired || p.closed {
+		return
+	}
+	p.retired = true
+	if p.cancel != nil {
+		p.cancel()
+	}
+	if p.set.active {
+		for _, t := range b.targets {
+			p.pools.releaseChecks(b.Name, t.URL)
+		}
+	}
+}
+
+// activate records b as the backend in service under its name, and returns the one
+// it replaces, if any.
+func (p *Pools) activate(b *Backend) *Backend {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.active[b.Name]
+	p.active[b.Name] = b
+	if old == b {
+		return nil
+	}
+	return old
+}
+
+// deactivate forgets b as the backend in service under its name, once it is closed.
+func (p *Pools) deactivate(b *Backend) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.active[b.Name] == b {
+		delete(p.active, b.Name)
+	}
+}
+
+// releaseChecks gives back a checking backend's share in the target's checks, as
+// release does, leaving its reference to the target's state.
+func (p *Pools) releaseChecks(backend, url string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.targets[poolKey{backend, url}]; st != nil {
+		if st.checkers--; st.checkers == 0 {
+			st.forgetChecks()
+		}
 	}
 }

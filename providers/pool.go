@@ -26,9 +26,9 @@ var (
 	// ErrNoHealthyTarget means every target of the backend is out of service and none
 	// could take the one trial request an ejected target gets at a time.
 	ErrNoHealthyTarget = errors.New("no upstream target in service")
-	// ErrOverloaded means the target was at max_concurrency and its wait queue was full
-	// or the wait ran out, or every connection max_connections allows to it stayed
-	// busy for connect_timeout.
+	// ErrOverloaded means the targets were at max_concurrency and the wait queue was
+	// full or the wait ran out, or every connection max_connections allows to each
+	// target in service was busy (to the one tried, for connect_timeout).
 	ErrOverloaded = errors.New("upstream targets at max_concurrency")
 	// ErrClientGone means the call's client hung up while the call waited in the
 	// queue: it left the queue and was sent nowhere. It says nothing of the upstream.
@@ -85,14 +85,16 @@ type Pools struct {
 	mu      sync.Mutex
 	targets map[poolKey]*targetState
 	queues  map[string]*queue
-	now     func() time.Time
+	// active is the backend Activate put in service under each name.
+	active map[string]*Backend
+	now    func() time.Time
 }
 
 type poolKey struct{ backend, url string }
 
 // NewPools returns an empty registry.
 func NewPools() *Pools {
-	return &Pools{targets: map[poolKey]*targetState{}, queues: map[string]*queue{}, now: time.Now}
+	return &Pools{targets: map[poolKey]*targetState{}, queues: map[string]*queue{}, active: map[string]*Backend{}, now: time.Now}
 }
 
 // acquire returns the target's state for a backend using it; checks says whether
@@ -288,10 +290,19 @@ type pool struct {
 	healthURLs []string
 	loadURLs   []string
 
+	// trials fire when a target's ejection runs out, to hand its trial to the oldest
+	// request waiting (trialDue): with no request arriving, nothing else would.
+	// armed is the ejection end each was last set for, in Unix nanoseconds.
+	trials []*time.Timer
+	armed  []atomic.Int64
+
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	closed bool
-	wg     sync.WaitGroup
+	// retired is set once the background work ended for good (Retire), and the
+	// backend's share in the targets' checks was given back.
+	retired bool
+	wg      sync.WaitGroup
 }
 
 func (b *Backend) initPool(ps *Pools) {
@@ -320,6 +331,9 @@ func (b *Backend) initPool(ps *Pools) {
 				SecureErrorLogMessage: true,
 				Addr:                  t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, TLSConfig: t.client.TLSConfig, DialTimeout: dial,
 				MaxConns: 2, MaxIdleConnDuration: t.client.MaxIdleConnDuration,
+				// Checks and load reads every few seconds keep a connection busy for good:
+				// replaced at the age request connections are, it follows a DNS change too.
+				MaxConnDuration:          maxConnAge,
 				NoDefaultUserAgentHeader: true, MaxResponseBodySize: 8 << 20,
 			})
 		}
@@ -341,17 +355,24 @@ func (b *Backend) initPool(ps *Pools) {
 	if b.cfg.Affinity.By == "prefix" && len(b.targets) > 1 {
 		p.ring = buildRing(b.targets)
 	}
+	p.armed = make([]atomic.Int64, len(p.states))
+	for i := range p.states {
+		t := time.AfterFunc(time.Hour, func() { p.trialDue(i) })
+		t.Stop()
+		p.trials = append(p.trials, t)
+	}
 }
 
 // Start begins the backend's background work: active health checks when health has a
 // path or interval, and reading each target's load for balance vllm_queue. It returns
-// at once; the work runs until ctx ends or Close. Calling it again does nothing. A
-// backend never started still ejects targets on the outcome of its own requests.
+// at once; the work runs until ctx ends, Retire or Close. Calling it again does
+// nothing. A backend never started still ejects targets on the outcome of its own
+// requests.
 func (b *Backend) Start(ctx context.Context) {
 	p := &b.pool
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.cancel != nil || len(p.checkers) == 0 {
+	if p.closed || p.retired || p.cancel != nil || len(p.checkers) == 0 {
 		return
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
@@ -367,9 +388,15 @@ func (b *Backend) Start(ctx context.Context) {
 // waiting, oldest first. A request queued under the replaced backend can take a slot
 // on the targets that backend shares with b, not on one b added. A backend built
 // while another is in service under its name leaves that one's cap in force until it
-// is activated, so that a reload that fails to build changes nothing.
+// is activated, so that a reload that fails to build changes nothing. The backend b
+// replaces is retired (Retire): b's checks and load reads alone go on.
 func (b *Backend) Activate() {
 	p := &b.pool
+	if old := p.pools.activate(b); old != nil {
+		// Its checks and load reads, with the settings b replaced, would go on
+		// deciding the targets' shared state while its last requests run.
+		old.Retire()
+	}
 	p.queue.limit.Store(p.set.limit)
 	for i := range p.states {
 		p.kick(i)
@@ -388,6 +415,7 @@ func (b *Backend) stop() {
 		return
 	}
 	p.closed = true
+	checks := p.set.active && !p.retired
 	cancel := p.cancel
 	p.mu.Unlock()
 	if cancel != nil {
@@ -398,9 +426,10 @@ func (b *Backend) stop() {
 		c.CloseIdleConnections()
 	}
 	for _, t := range b.targets {
-		p.pools.release(b.Name, t.URL, p.set.active)
+		p.pools.release(b.Name, t.URL, checks)
 	}
 	p.pools.releaseQueue(b.Name)
+	p.pools.deactivate(b)
 }
 
 // lease is one attempt's claim on a target: a slot counted in its in-flight requests,
@@ -416,6 +445,11 @@ type lease struct {
 // other target in service with room; when every one is full it queues the call.
 func (b *Backend) acquire(call *Call) (lease, error) {
 	p := &b.pool
+	if p.queue.waiting.Load() != 0 {
+		// A trial that is due goes to the oldest request waiting that can take it,
+		// not to one arriving after it.
+		p.offerTrials()
+	}
 	if l, ok := p.trial(); ok {
 		return l, nil
 	}
@@ -426,24 +460,43 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		}
 		return lease{}, p.errNoTarget
 	}
+	avoid := b.avoid(call)
 	if p.queue.waiting.Load() == 0 {
 		// With requests waiting, a free slot is theirs: the call queues behind them.
-		if j := p.takeAny(i); j >= 0 {
+		if j := p.takeAny(i, avoid); j >= 0 {
 			return lease{i: j}, nil
 		}
 	}
-	return p.wait(i, p.waitFor(call), call.Client)
+	return p.wait(i, avoid, p.waitFor(call), call.Client)
+}
+
+// avoid is the set of targets (by index, the first 64) that failed the call, when it
+// is a retry and a target in service has not failed it: the retry takes a slot on, or
+// waits for, one of those (README, Replica pools). 0 otherwise.
+func (b *Backend) avoid(call *Call) uint64 {
+	if call.failedOn != b || call.failed == 0 {
+		return 0
+	}
+	for j, st := range b.pool.states {
+		if (j >= 64 || call.failed&(1<<j) == 0) && st.available() {
+			return call.failed
+		}
+	}
+	return 0
 }
 
 // takeAny takes a slot on target i, else on the first target in service after it with
-// one free; -1 when none has.
-func (p *pool) takeAny(i int) int {
+// one free, leaving out those in avoid; -1 when none has.
+func (p *pool) takeAny(i int, avoid uint64) int {
 	limit := p.limit()
 	n := len(p.states)
 	for k := range n {
 		j := i + k
 		if j >= n {
 			j -= n
+		}
+		if j < 64 && avoid&(1<<j) != 0 {
+			continue
 		}
 		if st := p.states[j]; st.available() && st.slots.take(limit) {
 			return j
@@ -462,21 +515,27 @@ func (p *pool) waitFor(call *Call) time.Duration {
 }
 
 // wait queues the call for d at most, for a slot on any target of the backend in
-// service, i first. It fails with errOverloaded when the queue is full or d runs out,
-// with ErrClientGone when client, watched while the call waits, hangs up. A waiter
+// service, i first, apart from those in avoid (a retry's failed targets). It fails
+// with errOverloaded when the queue is full or d runs out, with ErrClientGone when
+// client, watched while the call waits, hangs up. A retry that cannot wait, or waited
+// in vain, takes a free slot on a target that failed it rather than failing. A waiter
 // whose backend has no target left in service is let go at once and goes the way of a
 // call arriving then: a trial, the last resort, or errNoTarget.
-func (p *pool) wait(i int, d time.Duration, client ClientWatch) (lease, error) {
+func (p *pool) wait(i int, avoid uint64, d time.Duration, client ClientWatch) (lease, error) {
 	end := time.Now().Add(d)
 	for front := false; ; front = true {
-		j, queued, gone := p.queue.wait(p, i, d, front, client)
-		if gone {
+		l, out := p.queue.wait(p, i, avoid, d, front, client)
+		switch out {
+		case waitLeft:
 			return lease{}, ErrClientGone
-		}
-		if j < 0 {
-			if !queued {
-				return lease{}, p.errOverloaded
+		case waitRefused, waitTimedOut:
+			if avoid != 0 {
+				if j := p.takeAny(i, 0); j >= 0 {
+					return lease{i: j, queued: out == waitTimedOut}, nil
+				}
 			}
+			return lease{}, p.errOverloaded
+		case waitStranded:
 			if l, ok := p.trial(); ok {
 				return l, nil
 			}
@@ -485,13 +544,13 @@ func (p *pool) wait(i int, d time.Duration, client ClientWatch) (lease, error) {
 			}
 			return lease{}, p.errNoTarget
 		}
-		if !queued || p.states[j].available() {
-			return lease{i: j, queued: queued}, nil
+		if !l.queued || l.probe || p.states[l.i].available() {
+			return l, nil
 		}
 		// The target was ejected or found down between handing the slot over and
 		// now: the slot goes back and the call waits on, first in line, for one on a
 		// target in service.
-		p.free(j)
+		p.free(l.i)
 		d = time.Until(end)
 	}
 }
@@ -501,6 +560,10 @@ func (p *pool) wait(i int, d time.Duration, client ClientWatch) (lease, error) {
 // waiters whose backend has none in service: they are let go.
 func (p *pool) free(i int) {
 	st, q := p.states[i], p.queue
+	if st.ejected.Load() {
+		// Every ejection by a request frees that request's slot after it.
+		p.armTrial(i)
+	}
 	if q.waiting.Load() != 0 {
 		// Freed under the queue's lock, so that a request arriving meanwhile, whose
 		// last try runs under it too, cannot take the slot ahead of those waiting.
@@ -509,6 +572,7 @@ func (p *pool) free(i int) {
 		if st.available() {
 			q.serveLocked(st, p.limit())
 		} else {
+			p.offerTrialLocked(i)
 			q.strandLocked()
 		}
 		q.mu.Unlock()
@@ -521,6 +585,7 @@ func (p *pool) free(i int) {
 		if st.available() {
 			q.serve(st, p.limit())
 		} else {
+			p.offerTrial(i)
 			q.strand()
 		}
 	}
@@ -554,6 +619,76 @@ func (p *pool) trial() (lease, bool) {
 		st.probing.Store(false)
 	}
 	return lease{}, false
+}
+
+// armTrial sets target i's trial timer for the end of its ejection, unless it is set
+// for it already.
+func (p *pool) armTrial(i int) {
+	until := p.states[i].until.Load()
+	if p.armed[i].Swap(until) != until {
+		p.trials[i].Reset(time.Duration(until - p.now().UnixNano()))
+	}
+}
+
+// trialDue runs when target i's ejection has run out: the oldest request waiting that
+// can take the target gets its trial. It runs for a closed backend too: the queue is
+// shared by name with the backend that replaced it.
+func (p *pool) trialDue(i int) {
+	st := p.states[i]
+	if !st.ejected.Load() {
+		return
+	}
+	if d := st.until.Load() - p.now().UnixNano(); d > 0 {
+		// The wall clock was set back while the timer ran.
+		p.trials[i].Reset(time.Duration(d))
+		return
+	}
+	p.offerTrial(i)
+}
+
+// offerTrials offers the trial of every target whose ejection has run out to the
+// requests waiting.
+func (p *pool) offerTrials() {
+	for i, st := range p.states {
+		if st.ejected.Load() && !st.probing.Load() {
+			p.offerTrial(i)
+		}
+	}
+}
+
+// offerTrial hands the trial of target i, when it is due (its ejection run out, no
+// trial under way, not found down), to the oldest waiter that can take the target.
+func (p *pool) offerTrial(i int) {
+	q := p.queue
+	if q.waiting.Load() == 0 {
+		return
+	}
+	q.mu.Lock()
+	p.offerTrialLocked(i)
+	q.mu.Unlock()
+}
+
+func (p *pool) offerTrialLocked(i int) {
+	st, q := p.states[i], p.queue
+	if !st.ejected.Load() || st.probing.Load() || st.down.Load() || p.now().UnixNano() < st.until.Load() {
+		return
+	}
+	for k, w := range q.list {
+		j := slices.Index(w.states, st)
+		if j < 0 || !w.takes(j) {
+			continue
+		}
+		if !st.probing.CompareAndSwap(false, true) {
+			return
+		}
+		if !st.slots.take(p.limit()) {
+			st.probing.Store(false)
+			return
+		}
+		w.probe = true
+		q.hand(k, j)
+		return
+	}
 }
 
 // lastResort claims the probe of the target out of service the longest that can take
@@ -943,13 +1078,16 @@ func scalarEnd(b []byte, i, j int) int {
 // its slot, or, for a stream, hands both to the stream's Close.
 func (b *Backend) settle(l lease, err error, res *Result) error {
 	if err == nil && res.Stream != nil {
+		trial := l.probe
 		if l.probe {
-			// The answer began well: that decides the trial, not the whole generation.
+			// The answer began well: the target is back at once, rather than held to
+			// one request for the whole generation (Close ejects it again if the
+			// stream fails).
 			b.report(l, success)
 			l.probe = false
 		}
 		s := leasedPool.Get().(*leasedStream)
-		s.Events, s.b, s.l = res.Stream, b, l
+		s.Events, s.b, s.l, s.trial = res.Stream, b, l, trial
 		res.Stream = s
 		return nil
 	}
@@ -967,6 +1105,11 @@ type leasedStream struct {
 	l   lease
 	err error
 	end bool
+	// upErr is set once the upstream sent an error event of its own (vLLM's engine
+	// failing mid-stream): the stream failed, though data: [DONE] may follow it.
+	upErr bool
+	// trial is set when the stream was its target's trial after an ejection.
+	trial bool
 }
 
 var leasedPool = sync.Pool{New: func() any { return new(leasedStream) }}
@@ -981,6 +1124,8 @@ func (s *leasedStream) Next(ev *Event) error {
 		}
 	case ev.Done:
 		s.end = true
+	case ev.Error:
+		s.upErr = true
 	}
 	return err
 }
@@ -1009,15 +1154,23 @@ func (s *leasedStream) Close() error {
 	err := s.Events.Close()
 	v := neutral
 	switch {
+	case s.upErr:
+		v = failure
 	case s.end:
 		v = success
 	case s.err != nil && s.err != io.EOF:
 		v = verdictOf(s.err)
 	}
-	b, l := s.b, s.l
+	b, l, trial := s.b, s.l, s.trial
 	*s = leasedStream{}
 	leasedPool.Put(s)
-	b.report(l, v)
+	if trial && v == failure {
+		// The trial failed after all: the target goes out again, for longer, as on
+		// any failed trial, instead of taking eject_after more failures.
+		b.pool.states[l.i].eject(b.pool.now(), &b.pool.set, false)
+	} else {
+		b.report(l, v)
+	}
 	b.pool.free(l.i)
 	return err
 }
@@ -1123,9 +1276,12 @@ type waiter struct {
 	timer  *time.Timer
 	queued bool
 	// states are the targets of the waiter's backend; i is the one whose slot it
-	// was handed.
+	// was handed, probe set when that slot is the target's trial.
 	states []*targetState
 	i      int
+	probe  bool
+	// avoid are the targets that failed the call, a retry (Backend.avoid).
+	avoid uint64
 }
 
 var waiterPool = sync.Pool{New: func() any {
@@ -1134,37 +1290,66 @@ var waiterPool = sync.Pool{New: func() any {
 	return &waiter{ch: make(chan struct{}, 1), timer: t}
 }}
 
-// wait queues for a slot on a target of p for up to d, behind at most queue.size per
-// target others, or, when front is set (a waiter put back), ahead of them all. It
-// returns the target, and whether the call waited for it: -1 and false when the queue
-// is full or d runs out, -1 and true when no target of p is in service (now, or later
-// while it waits). gone is set when client (nil: none) hung up while the call waited:
-// the call left the queue, and a slot handed to it meanwhile went on to the next
-// waiter.
-func (q *queue) wait(p *pool, first int, d time.Duration, front bool, client ClientWatch) (target int, queued, gone bool) {
+// takes reports whether the waiter can be handed a slot on its backend's target i: a
+// retry takes one on a target that failed it only once none that has not is in
+// service.
+func (w *waiter) takes(i int) bool {
+	if w.avoid == 0 || i >= 64 || w.avoid&(1<<i) == 0 {
+		return true
+	}
+	for j, st := range w.states {
+		if (j >= 64 || w.avoid&(1<<j) == 0) && st.available() {
+			return false
+		}
+	}
+	return true
+}
+
+// waitOutcome is how a wait in the queue ended.
+type waitOutcome uint8
+
+const (
+	// waitServed: the call has its lease, at once or after waiting.
+	waitServed waitOutcome = iota
+	// waitRefused: the queue was full, or no time was left to wait.
+	waitRefused
+	// waitTimedOut: the call waited its whole time.
+	waitTimedOut
+	// waitStranded: no target of the backend is in service, now or later while it
+	// waited.
+	waitStranded
+	// waitLeft: the call's client hung up while it waited.
+	waitLeft
+)
+
+// wait queues for a slot on a target of p, not one in avoid, for up to d, behind at
+// most queue.size per target others, or, when front is set (a waiter put back), ahead
+// of them all. A call that leaves (waitLeft) has left the queue, and a slot handed to
+// it meanwhile went on to the next waiter.
+func (q *queue) wait(p *pool, first int, avoid uint64, d time.Duration, front bool, client ClientWatch) (lease, waitOutcome) {
 	q.mu.Lock()
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
 	// slot over, one freed before it is found by the try.
 	q.waiting.Add(1)
-	if j := p.takeAny(first); j >= 0 {
+	if j := p.takeAny(first, avoid); j >= 0 {
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return j, false, false
+		return lease{i: j}, waitServed
 	}
 	if !slices.ContainsFunc(p.states, (*targetState).available) {
 		// Every target left service since the call chose one: it would wait for
 		// nothing. Whoever takes one out after this check lets the waiter go.
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return -1, true, false
+		return lease{}, waitStranded
 	}
 	if d <= 0 || (!front && int64(len(q.list)) >= p.set.queueSize*int64(len(p.states))) {
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return -1, false, false
+		return lease{}, waitRefused
 	}
 	w := waiterPool.Get().(*waiter)
-	w.queued, w.states = true, p.states
+	w.queued, w.states, w.avoid, w.probe = true, p.states, avoid, false
 	if front {
 		q.list = slices.Insert(q.list, 0, w)
 	} else {
@@ -1178,7 +1363,7 @@ func (q *queue) wait(p *pool, first int, d time.Duration, front bool, client Cli
 		hangup = client.Watch()
 	}
 	w.timer.Reset(d)
-	granted := false
+	granted, gone := false, false
 	select {
 	case <-w.ch:
 		granted = true
@@ -1190,38 +1375,47 @@ func (q *queue) wait(p *pool, first int, d time.Duration, front bool, client Cli
 	if client != nil {
 		client.Unwatch()
 	}
-	if granted {
-		return w.done(), true, false
-	}
-	q.mu.Lock()
-	if w.queued {
-		k := slices.Index(q.list, w)
-		q.list = slices.Delete(q.list, k, k+1)
-		q.waiting.Add(-1)
+	if !granted {
+		q.mu.Lock()
+		if w.queued {
+			k := slices.Index(q.list, w)
+			q.list = slices.Delete(q.list, k, k+1)
+			q.waiting.Add(-1)
+			q.mu.Unlock()
+			w.done()
+			if gone {
+				return lease{}, waitLeft
+			}
+			return lease{}, waitTimedOut
+		}
 		q.mu.Unlock()
-		w.done()
-		return -1, false, gone
+		// Granted between the timer or the hang-up and the lock.
+		<-w.ch
 	}
-	q.mu.Unlock()
-	// Granted between the timer or the hang-up and the lock.
-	<-w.ch
-	j := w.done()
+	l := w.done()
 	if !gone {
-		return j, true, false
+		if l.i < 0 {
+			return lease{}, waitStranded
+		}
+		return l, waitServed
 	}
-	if j >= 0 {
+	if l.i >= 0 {
+		if l.probe {
+			p.states[l.i].probing.Store(false)
+		}
 		// The slot goes to the next waiter, or back to the target.
-		p.free(j)
+		p.free(l.i)
 	}
-	return -1, false, true
+	return lease{}, waitLeft
 }
 
-// done returns the waiter to its pool, and the target it was handed.
-func (w *waiter) done() int {
-	i := w.i
+// done returns the waiter to its pool, and the lease it was handed: its target is -1
+// when it was let go without one.
+func (w *waiter) done() lease {
+	l := lease{i: w.i, probe: w.probe, queued: true}
 	w.states = nil
 	waiterPool.Put(w)
-	return i
+	return l
 }
 
 // serve hands the free slots of target st to the waiters that can use it, oldest
@@ -1239,8 +1433,9 @@ func (q *queue) serveLocked(st *targetState, limit int64) {
 	for k := 0; k < len(q.list); {
 		w := q.list[k]
 		i := slices.Index(w.states, st)
-		if i < 0 {
-			// A backend before or after a reload that dropped the target.
+		if i < 0 || !w.takes(i) {
+			// A backend before or after a reload that dropped the target, or a
+			// retry that waits for a target that has not failed it.
 			k++
 			continue
 		}

@@ -764,12 +764,17 @@ func TestQueueServesTheWholeBackend(t *testing.T) {
 				b.pool.healthURLs[0] = "http://" + h.addr + "/health"
 				b.check(0)
 			} else {
-				l, err := b.acquire(promptCall("trial", false))
-				if err != nil || !l.probe || l.i != 0 {
-					t.Fatalf("got %+v %v, want the trial of target 0", l, err)
+				// A request arriving hands the trial to the one waiting, and waits
+				// behind it.
+				next := acquireAsync(b)
+				l := <-w
+				if !l.probe || l.i != 0 {
+					t.Fatalf("waiter got %+v, want the trial of target 0", l)
 				}
+				waitUntil(t, "the later request queues", func() bool { return b.pool.queue.waiting.Load() == 1 })
 				b.report(l, success)
 				defer b.pool.free(l.i)
+				w = next
 			}
 			if l := <-w; l.i != 0 {
 				t.Errorf("waiter got %+v, want target 0, back in service", l)

@@ -86,16 +86,22 @@ func (b *Backend) readLoad(i int, buf []byte) []byte {
 	req.SetRequestURI(p.loadURLs[i])
 	req.Header.SetBytesKV(strAccept, strTextFormat)
 	err := p.checkers[i].DoTimeout(req, resp, max(p.set.metricsInterval, time.Second))
-	if err != nil || resp.StatusCode() != fasthttp.StatusOK {
-		st.load.ok.Store(false)
-		return buf
+	var g vllmGauges
+	ok := false
+	if err == nil && resp.StatusCode() == fasthttp.StatusOK {
+		g, ok, buf = parseVLLM(resp.Body(), buf)
 	}
-	g, ok, buf := parseVLLM(resp.Body(), buf)
-	if !ok {
+	// Under p.mu: a read that ends after its backend was retired or closed is
+	// dropped; the backend that replaced it reads the load now.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.retired || p.closed:
+	case ok:
+		st.load.set(g, st.slots.n.Load(), p.now().UnixNano())
+	default:
 		st.load.ok.Store(false)
-		return buf
 	}
-	st.load.set(g, st.slots.n.Load(), p.now().UnixNano())
 	return buf
 }
 

@@ -118,3 +118,71 @@ func TestValidateMLflowEnvProblemNamesKey(t *testing.T) {
 		})
 	}
 }
+
+// `tollgate validate` places a YAML syntax error on the line of the construct left
+// broken (here an unclosed flow list or mapping, as the compact style writes them),
+// not the line above it, where yaml.v3 puts its parser's problems.
+func TestValidateYAMLSyntaxErrorNamesLine(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, body string
+		line       string
+	}{
+		{"unclosed routes list", "server:\n  listen: \"127.0.0.1:0\"\nbackends:\n  demo: {provider: mock, model: mock-1}\nendpoints:\n" +
+			"  - name: chat\n    type: chat\n    routes: [{backend: demo}\n", "8"},
+		{"unclosed backend mapping", "server:\n  listen: \"127.0.0.1:0\"\nbackends:\n  demo: {provider: mock, model: mock-1\n" +
+			"endpoints:\n  - {name: chat, type: chat, routes: [{backend: demo}]}\n", "4"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, dir, "syntax.yaml", c.body)
+			code, _, stderr := runBinary(t, nil, "validate", "--config", path)
+			if code != 1 || !strings.HasPrefix(stderr, path+":"+c.line+": ") {
+				t.Fatalf("exit %d, stderr %q; want exit 1 and the problem at %s:%s", code, strings.TrimSpace(stderr), path, c.line)
+			}
+		})
+	}
+}
+
+// An unset ${VAR} is one problem, at its key: validate adds none for what the empty
+// value would break there ("give key or sha256", "is required (or targets)", not a
+// duration), and still reports the problems of other keys.
+func TestValidateUnsetVariableReportedOnce(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, body string
+		keys       []string
+		other      string // a problem of another key, still reported
+	}{
+		{"strings", "auth:\n  keys:\n    - {name: team-a, key: \"${TOLLGATE_TEST_UNSET_KEY}\"}\n" +
+			"backends:\n  up:\n    provider: openai\n    base_url: \"${TOLLGATE_TEST_UNSET_URL}\"\n    model: m\n" +
+			"endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\nlogging: {level: loud}\n",
+			[]string{"auth.keys[0].key", "backends.up.base_url"}, "logging.level: must be debug, info, warn or error"},
+		{"typed", "server:\n  shutdown_grace: ${TOLLGATE_TEST_UNSET_GRACE}\n  read_timeout: -1s\n" +
+			"backends:\n  demo: {provider: mock, model: mock-1}\n" +
+			"endpoints:\n  - {name: chat, type: chat, routes: [{backend: demo}]}\n",
+			[]string{"server.shutdown_grace"}, "server.read_timeout: must not be negative"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, dir, "env.yaml", c.body)
+			code, _, stderr := runBinary(t, nil, "validate", "--config", path)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1; stderr %q", code, stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			for _, key := range c.keys {
+				var about []string
+				for _, l := range lines {
+					if strings.Contains(l, ": "+key+": ") {
+						about = append(about, l)
+					}
+				}
+				if len(about) != 1 || !strings.Contains(about[0], "environment variable") {
+					t.Errorf("%s: problems %q; want one, that its environment variable is not set", key, about)
+				}
+			}
+			if !strings.Contains(stderr, c.other) {
+				t.Errorf("stderr %q; want also %q", stderr, c.other)
+			}
+		})
+	}
+}
