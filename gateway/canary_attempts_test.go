@@ -26,6 +26,15 @@ func waitCanaryState(t *testing.T, admin, want string, d time.Duration) canarySn
 	return s
 }
 
+// startSlowUpstream serves a fixed chat completion after d.
+func startSlowUpstream(tb testing.TB, d time.Duration) string {
+	return serveUpstream(tb, func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(d)
+		ctx.Response.Header.SetContentTypeBytes(strJSON)
+		ctx.Response.SetBodyRaw(benchChatResp)
+	})
+}
+
 // halfCanary is the routing of the tests' endpoint chat: stable and canary at 50 %.
 var halfCanary = router.Config{
 	Routes: []router.Route{{Backend: "stable", Weight: 50}, {Backend: "canary", Weight: 50}},
@@ -38,11 +47,7 @@ var halfCanary = router.Config{
 // while the fifth request of a burst answers after about 1.5s.
 func TestCanaryLatencyExcludesQueueWait(t *testing.T) {
 	stable := startStaticUpstream(t)
-	canary := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
-		time.Sleep(300 * time.Millisecond)
-		ctx.Response.Header.SetContentTypeBytes(strJSON)
-		ctx.Response.SetBodyRaw(benchChatResp)
-	})
+	canary := startSlowUpstream(t, 300*time.Millisecond)
 	g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
@@ -83,11 +88,7 @@ logging: {level: error, access_log: false}
 // second waits for it and then has 400ms of its 1s timeout left.
 func TestCanaryQueuedDeadlineIsNoError(t *testing.T) {
 	stable := startStaticUpstream(t)
-	canary := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
-		time.Sleep(600 * time.Millisecond)
-		ctx.Response.Header.SetContentTypeBytes(strJSON)
-		ctx.Response.SetBodyRaw(benchChatResp)
-	})
+	canary := startSlowUpstream(t, 600*time.Millisecond)
 	g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:

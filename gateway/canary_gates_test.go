@@ -85,11 +85,7 @@ func postAs(t *testing.T, url, user, body string) (int, string) {
 // upstream never failed is not rolled back for the gateway's own concurrency cap.
 func TestCanaryIgnoresGatewayOverload(t *testing.T) {
 	stable := startStaticUpstream(t)
-	canary := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
-		time.Sleep(1500 * time.Millisecond)
-		ctx.Response.Header.SetContentTypeBytes(strJSON)
-		ctx.Response.SetBodyRaw(benchChatResp)
-	})
+	canary := startSlowUpstream(t, 1500*time.Millisecond)
 	yaml := `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:

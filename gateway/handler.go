@@ -243,11 +243,11 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		return
 	}
 	r.setClient(ctx)
-	spec := kind
-	if invocation != nil {
-		spec = invocationKind
+	route := routeInvocations
+	if invocation == nil {
+		route = kindRoutes[kind]
 	}
-	r.startSpan(ctx, r.rt.serverSpecs[spec])
+	r.startSpan(ctx, serverSpecs[methodPost][route])
 	r.body = ctx.Request.Body()
 	// fasthttp enforces the limit in force at start; a reload may lower it.
 	if len(r.body) > r.rt.maxBody {
@@ -367,7 +367,7 @@ func (s *Server) ownRequest(ctx *fasthttp.RequestCtx) *request {
 	r.start = time.Now()
 	r.setRequestID(ctx)
 	if s.bind(r) {
-		r.startSpan(ctx, ownSpecs[ownMethod(ctx.Method())][ownRoute(ctx.Path())])
+		r.startSpan(ctx, serverSpecs[ownMethod(ctx.Method())][ownRoute(ctx.Path())])
 	}
 	r.setClient(ctx)
 	return r
@@ -378,15 +378,13 @@ func (s *Server) ownRequest(ctx *fasthttp.RequestCtx) *request {
 func (r *request) startSpan(ctx *fasthttp.RequestCtx, spec *tracing.Spec) {
 	r.tctx = tracing.Extract(context.Background(), &ctx.Request.Header)
 	r.tctx, r.span = r.rt.tr.StartAt(r.tctx, spec, r.start)
-	if r.span.IsRecording() {
-		tracing.SetServerRequest(r.span, ctx.IsTLS(), ctx.Method(), ctx.Path())
-	}
+	tracing.SetServerRequest(r.span, ctx.IsTLS(), ctx.Method(), ctx.Path())
 }
 
-// Routes of the requests the gateway answers itself, as their server spans name them
-// (http.route, the template); routeNone is a path the gateway has no route for, whose
-// span the HTTP conventions name by its method alone. MLflow's /gateway/{name}/
-// invocations is named as the route it is an alias of, as its POST spans are.
+// Routes of the requests, as their server spans name them (http.route, the
+// template); routeNone is a path the gateway has no route for, whose span the HTTP
+// conventions name by its method alone. MLflow's /gateway/{name}/invocations is
+// named as the route it is an alias of.
 const (
 	routeNone = iota
 	routeModels
@@ -415,9 +413,15 @@ var ownRoutes = [nRoutes]string{
 // other (_OTHER).
 var ownMethods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "QUERY", ""}
 
-// ownSpecs are the server spans of the requests the gateway answers itself, by method
-// and route, built once so that starting one builds nothing.
-var ownSpecs = func() (t [len(ownMethods)][nRoutes]*tracing.Spec) {
+// kindRoutes are the routes of the API calls, by kind.
+var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings}
+
+// methodPost is POST's index in ownMethods, the method of every API call.
+var methodPost = ownMethod(strPost)
+
+// serverSpecs are the server spans of every request, by method and route, built once
+// so that starting one builds nothing.
+var serverSpecs = func() (t [len(ownMethods)][nRoutes]*tracing.Spec) {
 	for m, method := range ownMethods {
 		for rt, route := range ownRoutes {
 			t[m][rt] = tracing.ServerSpec(method, route)
@@ -456,10 +460,8 @@ func ownRoute(path []byte) int {
 	if bytes.HasPrefix(path, prefixAPIList) {
 		return routeMLflowOne
 	}
-	for _, prefix := range [...][]byte{prefixEndpoints, prefixGateway} {
-		if bytes.HasPrefix(path, prefix) && bytes.HasSuffix(path, suffixInvoke) && len(path) > len(prefix)+len(suffixInvoke) {
-			return routeInvocations
-		}
+	if _, ok := invocationName(path); ok {
+		return routeInvocations
 	}
 	return routeNone
 }

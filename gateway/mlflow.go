@@ -542,15 +542,24 @@ var (
 	prefixAPIList   = []byte("/api/2.0/endpoints/")
 )
 
+// invocationName is the endpoint name of an MLflow invocation path,
+// /endpoints/{name}/invocations or /gateway/{name}/invocations.
+func invocationName(path []byte) ([]byte, bool) {
+	for _, prefix := range [...][]byte{prefixEndpoints, prefixGateway} {
+		if bytes.HasPrefix(path, prefix) && bytes.HasSuffix(path, suffixInvoke) && len(path) > len(prefix)+len(suffixInvoke) {
+			return path[len(prefix) : len(path)-len(suffixInvoke)], true
+		}
+	}
+	return nil, false
+}
+
 // serveOther answers the routes beside OpenAI's: MLflow's invocations and listings,
 // and the health check MLflow clients call.
 func (s *Server) serveOther(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
-	for _, prefix := range [][]byte{prefixEndpoints, prefixGateway} {
-		if bytes.HasPrefix(path, prefix) && bytes.HasSuffix(path, suffixInvoke) && len(path) > len(prefix)+len(suffixInvoke) {
-			s.serveCall(ctx, 0, path[len(prefix):len(path)-len(suffixInvoke)])
-			return
-		}
+	if name, ok := invocationName(path); ok {
+		s.serveCall(ctx, 0, name)
+		return
 	}
 	if string(path) == "/health" {
 		// A probe: answered, not counted as a request.

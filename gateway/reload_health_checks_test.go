@@ -10,23 +10,6 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// heldHoldUpstream answers chat requests only once release is closed (or after 10s),
-// counting those that arrived: a request of the old config kept in flight across a
-// reload.
-func heldHoldUpstream(t *testing.T) (addr string, arrived *atomic.Int64, release chan struct{}) {
-	arrived, release = new(atomic.Int64), make(chan struct{})
-	addr = serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
-		arrived.Add(1)
-		select {
-		case <-release:
-		case <-time.After(10 * time.Second):
-		}
-		ctx.Response.Header.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(benchChatResp)
-	})
-	return addr, arrived, release
-}
-
 // A reload that fixes a wrong health.path brings the target back within
 // healthy_threshold checks, though a request of the old config is still in flight
 // (the retired runtime, and its backends, stay open until it ends): the replaced
@@ -43,7 +26,7 @@ func TestReloadFixingHealthPathTakesEffect(t *testing.T) {
 			ctx.SetStatusCode(404)
 		}
 	})
-	slow, arrived, release := heldHoldUpstream(t)
+	slow, arrived, release := heldChatUpstream(t)
 	cfg := func(path, interval string) string {
 		return `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", shutdown_grace: 1s}
@@ -85,7 +68,7 @@ func TestReloadRemovingBackendStopsItsChecks(t *testing.T) {
 			checks.Add(1)
 		}
 	})
-	slow, arrived, release := heldHoldUpstream(t)
+	slow, arrived, release := heldChatUpstream(t)
 	const tail = `
   slow: {provider: openai, base_url: "http://SLOW/v1", model: up-model}
 endpoints:

@@ -48,7 +48,6 @@ type runtime struct {
 	attempts map[*providers.Backend][]targetMetrics
 	// upstreamSpecs holds the client span of each (backend, kind).
 	upstreamSpecs map[*providers.Backend]*[4]*tracing.Spec
-	serverSpecs   [5]*tracing.Spec
 	tr            *tracing.Tracing
 	lim           *limiter.Limiter
 	// trRef and limRef count the runtimes using tr and lim: a reload that leaves
@@ -115,9 +114,6 @@ type clientKey struct {
 	models  []byte
 }
 
-// invocationKind indexes the server span of MLflow invocations.
-const invocationKind = 4
-
 func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {
 	rt := &runtime{
 		cfg:           cfg,
@@ -163,10 +159,6 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		}
 	}
 	rt.unrouted = m.Route(metrics.UnknownEndpoint, metrics.None, metrics.None)
-	rt.serverSpecs[providers.Chat] = tracing.ServerSpec("POST", "/v1/chat/completions")
-	rt.serverSpecs[providers.Completions] = tracing.ServerSpec("POST", "/v1/completions")
-	rt.serverSpecs[providers.Embeddings] = tracing.ServerSpec("POST", "/v1/embeddings")
-	rt.serverSpecs[invocationKind] = tracing.ServerSpec("POST", "/endpoints/{name}/invocations")
 	for i, ec := range cfg.Endpoints {
 		kind, _ := kindOf(ec.Type)
 		ep := "endpoints[" + strconv.Itoa(i) + "]"

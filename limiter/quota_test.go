@@ -6,20 +6,27 @@ import (
 	"github.com/tollgate/tollgate/internal/redistest"
 )
 
-// A quota's limit is its bucket's capacity, the larger of the per-window amount and
-// the burst: with the burst above the amount, the amount as the limit told a client
-// it had more requests left (99) than its limit (10). OpenAI's
-// x-ratelimit-limit-requests is what may be sent before the limit is exhausted.
-func TestQuotaLimitIsBucketCapacity(t *testing.T) {
-	stores := []struct {
-		name string
-		open func(t *testing.T) *Limiter
-	}{
+// store names a store and opens a limiter on it.
+type store struct {
+	name string
+	open func(t *testing.T) *Limiter
+}
+
+// bothStores are the memory and redis stores, for the cases both must pass alike.
+func bothStores() []store {
+	return []store{
 		{"memory", func(t *testing.T) *Limiter { return newMemLimiter(t, newTestClock()) }},
 		{"redis", func(t *testing.T) *Limiter {
 			return newRedisLimiter(t, Config{Redis: RedisConfig{URL: redistest.Start(t).URL()}})
 		}},
 	}
+}
+
+// A quota's limit is its bucket's capacity, the larger of the per-window amount and
+// the burst: with the burst above the amount, the amount as the limit told a client
+// it had more requests left (99) than its limit (10). OpenAI's
+// x-ratelimit-limit-requests is what may be sent before the limit is exhausted.
+func TestQuotaLimitIsBucketCapacity(t *testing.T) {
 	cases := []struct {
 		name    string
 		lim     Limit
@@ -35,7 +42,7 @@ func TestQuotaLimitIsBucketCapacity(t *testing.T) {
 		{"tokens, burst above the amount", Limit{Per: "api_key", Tokens: 1000, Window: "hour", Burst: 5000},
 			100, func(tk *Ticket) Quota { return tk.Tokens }, 5000, 4900},
 	}
-	for _, st := range stores {
+	for _, st := range bothStores() {
 		t.Run(st.name, func(t *testing.T) {
 			l := st.open(t)
 			for _, tc := range cases {

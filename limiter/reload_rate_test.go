@@ -19,15 +19,6 @@ import (
 // 6/hour to 600/hour refused it for 54 minutes. Windows are hours so that Redis's
 // clock refills nothing while a case runs.
 func TestReloadChangingRateKeepsUnitsOwed(t *testing.T) {
-	stores := []struct {
-		name string
-		open func(t *testing.T) *Limiter
-	}{
-		{"memory", func(t *testing.T) *Limiter { return newMemLimiter(t, newTestClock()) }},
-		{"redis", func(t *testing.T) *Limiter {
-			return newRedisLimiter(t, Config{Redis: RedisConfig{URL: redistest.Start(t).URL()}})
-		}},
-	}
 	cases := []struct {
 		name          string
 		before, after Limit
@@ -102,7 +93,7 @@ func TestReloadChangingRateKeepsUnitsOwed(t *testing.T) {
 			},
 		},
 	}
-	for _, st := range stores {
+	for _, st := range bothStores() {
 		t.Run(st.name, func(t *testing.T) {
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
@@ -122,15 +113,6 @@ func TestReloadChangingRateKeepsUnitsOwed(t *testing.T) {
 // the client wait, for what it owes in units at the new rate, but never longer than the
 // old limit would have held it.
 func TestReloadSpentBucketWaitsOneRefillOfNewLimit(t *testing.T) {
-	stores := []struct {
-		name string
-		open func(t *testing.T) *Limiter
-	}{
-		{"memory", func(t *testing.T) *Limiter { return newMemLimiter(t, newTestClock()) }},
-		{"redis", func(t *testing.T) *Limiter {
-			return newRedisLimiter(t, Config{Redis: RedisConfig{URL: redistest.Start(t).URL()}})
-		}},
-	}
 	cases := []struct {
 		name          string
 		before, after Limit
@@ -170,7 +152,7 @@ func TestReloadSpentBucketWaitsOneRefillOfNewLimit(t *testing.T) {
 			retry: 3 * time.Minute,
 		},
 	}
-	for _, st := range stores {
+	for _, st := range bothStores() {
 		t.Run(st.name, func(t *testing.T) {
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {

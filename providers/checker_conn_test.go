@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -13,20 +12,11 @@ import (
 // idle_conn_timeout, would otherwise keep one connection, and the address its name
 // had at the first dial, for good.
 func TestCheckerConnectionReplacedWhenOld(t *testing.T) {
-	old := maxConnAge
-	maxConnAge = 100 * time.Millisecond
-	t.Cleanup(func() { maxConnAge = old })
-	inner, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := &countingListener{Listener: inner}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	setMaxConnAge(t, 100*time.Millisecond)
+	ln := countingUpstream(t, func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("text/plain; version=0.0.4")
 		ctx.SetBodyString("# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"up\"} 0\n# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"up\"} 0\n")
-	}}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	})
 	b := newPoolBackend(t, Config{BaseURL: "http://" + ln.Addr().String() + "/v1", Balance: "vllm_queue"}, nil)
 	read := func() {
 		t.Helper()

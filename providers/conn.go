@@ -269,7 +269,7 @@ func (c *upstreamConn) ticking() bool { return c.silent != nil || c.watched != n
 // pastEnd reports whether err is the attempt's own deadline running out rather
 // than the first-byte or idle bound: the deadline in force fired at or after end.
 func (c *upstreamConn) pastEnd(err error) bool {
-	return !c.end.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(c.end)
+	return !c.end.IsZero() && deadline.IsTimeout(err) && !time.Now().Before(c.end)
 }
 
 // errAttemptDeadline is a read of an answer already under way that the attempt's own

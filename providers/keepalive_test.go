@@ -48,15 +48,21 @@ func (c *closeCountingConn) Close() error {
 // listener until the test ends.
 func staticUpstream(t *testing.T) *countingListener {
 	t.Helper()
+	return countingUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(staticAnswer)
+	})
+}
+
+// countingUpstream serves h on a counting loopback listener until the test ends.
+func countingUpstream(t *testing.T, h fasthttp.RequestHandler) *countingListener {
+	t.Helper()
 	inner, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln := &countingListener{Listener: inner}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(staticAnswer)
-	}}
+	srv := &fasthttp.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return ln
@@ -312,12 +318,17 @@ func TestIdleConnTimeout(t *testing.T) {
 	}
 }
 
+// setMaxConnAge sets maxConnAge to d until the test ends.
+func setMaxConnAge(t *testing.T, d time.Duration) {
+	old := maxConnAge
+	maxConnAge = d
+	t.Cleanup(func() { maxConnAge = old })
+}
+
 // A connection in constant use is replaced once it is maxConnAge old, after the answer
 // in flight: the next request dials again, and so picks up a changed DNS name.
 func TestBusyConnectionReplacedWhenOld(t *testing.T) {
-	old := maxConnAge
-	maxConnAge = 300 * time.Millisecond
-	t.Cleanup(func() { maxConnAge = old })
+	setMaxConnAge(t, 300*time.Millisecond)
 	ln := staticUpstream(t)
 	b := newPoolBackend(t, Config{BaseURL: "http://" + ln.Addr().String() + "/v1"}, nil)
 	// Requests every 50 ms: never idle, past the age by the end.

@@ -474,15 +474,21 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 // is a retry and a target in service has not failed it: the retry takes a slot on, or
 // waits for, one of those (README, Replica pools). 0 otherwise.
 func (b *Backend) avoid(call *Call) uint64 {
-	if call.failedOn != b || call.failed == 0 {
+	if call.failedOn != b || call.failed == 0 || !inServiceOutside(b.pool.states, call.failed) {
 		return 0
 	}
-	for j, st := range b.pool.states {
-		if (j >= 64 || call.failed&(1<<j) == 0) && st.available() {
-			return call.failed
+	return call.failed
+}
+
+// inServiceOutside reports whether a target in service is not in mask (by index, the
+// first 64; one past them never is).
+func inServiceOutside(states []*targetState, mask uint64) bool {
+	for j, st := range states {
+		if bit(j)&mask == 0 && st.available() {
+			return true
 		}
 	}
-	return 0
+	return false
 }
 
 // takeAny takes a slot on target i, else on the first target in service after it with
@@ -495,7 +501,7 @@ func (p *pool) takeAny(i int, avoid uint64) int {
 		if j >= n {
 			j -= n
 		}
-		if j < 64 && avoid&(1<<j) != 0 {
+		if bit(j)&avoid != 0 {
 			continue
 		}
 		if st := p.states[j]; st.available() && st.slots.take(limit) {
@@ -761,7 +767,7 @@ func (b *Backend) pick(call *Call) int {
 // avoidFailed returns i, or when the call already failed on target i, the next target
 // in service it has not failed on; i when there is none.
 func (b *Backend) avoidFailed(call *Call, i int) int {
-	if i < 0 || call.failedOn != b || i >= 64 || call.failed&(1<<i) == 0 {
+	if i < 0 || call.failedOn != b || call.failed&bit(i) == 0 {
 		return i
 	}
 	states := b.pool.states
@@ -771,7 +777,7 @@ func (b *Backend) avoidFailed(call *Call, i int) int {
 		if j >= n {
 			j -= n
 		}
-		if (j >= 64 || call.failed&(1<<j) == 0) && states[j].available() {
+		if call.failed&bit(j) == 0 && states[j].available() {
 			return j
 		}
 	}
@@ -1294,15 +1300,7 @@ var waiterPool = sync.Pool{New: func() any {
 // retry takes one on a target that failed it only once none that has not is in
 // service.
 func (w *waiter) takes(i int) bool {
-	if w.avoid == 0 || i >= 64 || w.avoid&(1<<i) == 0 {
-		return true
-	}
-	for j, st := range w.states {
-		if (j >= 64 || w.avoid&(1<<j) == 0) && st.available() {
-			return false
-		}
-	}
-	return true
+	return bit(i)&w.avoid == 0 || !inServiceOutside(w.states, w.avoid)
 }
 
 // waitOutcome is how a wait in the queue ended.

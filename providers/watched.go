@@ -77,8 +77,8 @@ func (c *Call) unwatchClient() {
 
 // watchedRoundTrip is fasthttp's transport for a buffered answer (transport.RoundTrip
 // in fasthttp 1.77, its streaming branch left out), with the call set on the
-// connection while the answer is read, for its silent ticks to ask after. Its retry result is fasthttp's: the
-// caller (upstreamTransport) narrows it.
+// connection while the answer is read, for its silent ticks to ask after. Its retry
+// result is fasthttp's: the caller (upstreamTransport) narrows it.
 func watchedRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, call *Call) (bool, error) {
 	timeout := req.GetTimeOut()
 	var deadline time.Time

@@ -24,6 +24,22 @@ func attrs(kv []attribute.KeyValue) map[string]attribute.Value {
 	return m
 }
 
+// checkAttrs checks that got holds each attribute of want, with its value, and none
+// of absent.
+func checkAttrs(t *testing.T, got map[string]attribute.Value, want map[string]any, absent []string) {
+	t.Helper()
+	for k, w := range want {
+		if v, ok := got[k]; !ok || v.AsInterface() != w {
+			t.Errorf("%s = %v, want %v", k, v.AsInterface(), w)
+		}
+	}
+	for _, k := range absent {
+		if v, ok := got[k]; ok {
+			t.Errorf("%s = %v, want none", k, v.AsInterface())
+		}
+	}
+}
+
 func spanNamed(t *testing.T, spans tracetest.SpanStubs, name string) tracetest.SpanStub {
 	t.Helper()
 	for _, s := range spans {
@@ -421,16 +437,7 @@ func TestServerSpecNames(t *testing.T) {
 			}
 			got := attrs(s.Attributes)
 			tt.want["url.scheme"], tt.want["url.path"] = "http", "/v1/models"
-			for k, want := range tt.want {
-				if v, ok := got[k]; !ok || v.AsInterface() != want {
-					t.Errorf("%s = %v, want %v", k, v.AsInterface(), want)
-				}
-			}
-			for _, k := range tt.absent {
-				if v, ok := got[k]; ok {
-					t.Errorf("%s = %v, want none", k, v.AsInterface())
-				}
-			}
+			checkAttrs(t, got, tt.want, tt.absent)
 		})
 	}
 }
@@ -463,16 +470,7 @@ func TestSetRequestConditionalAttributes(t *testing.T) {
 			SetRequest(span, tt.req)
 			span.End()
 			got := attrs(exported(t, tr, exp)[0].Attributes)
-			for k, want := range tt.want {
-				if v, ok := got[k]; !ok || v.AsInterface() != want {
-					t.Errorf("%s = %v, want %v", k, v.AsInterface(), want)
-				}
-			}
-			for _, k := range tt.absent {
-				if v, ok := got[k]; ok {
-					t.Errorf("%s = %v, want none", k, v.AsInterface())
-				}
-			}
+			checkAttrs(t, got, tt.want, tt.absent)
 		})
 	}
 }
