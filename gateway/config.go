@@ -568,9 +568,7 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n = deref(n)
 	switch {
 	case n.Kind == yaml.ScalarNode:
 		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, n.Value, t.String(), takes(t)})

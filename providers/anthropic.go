@@ -171,8 +171,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		out.SetStatusCode(status)
 		return nil
 	}
-	defer t.inFlight.Add(-1)
-	defer fasthttp.ReleaseResponse(up)
+	defer endAttempt(t, up)
 	b := out.SwapBody(nil)
 	b, ok := appendChatCompletion(b[:0], up.Body(), created, &res.Usage)
 	if !ok {

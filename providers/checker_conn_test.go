@@ -12,7 +12,7 @@ import (
 // idle_conn_timeout, would otherwise keep one connection, and the address its name
 // had at the first dial, for good.
 func TestCheckerConnectionReplacedWhenOld(t *testing.T) {
-	setMaxConnAge(t, 100*time.Millisecond)
+	setForTest(t, &maxConnAge, 100*time.Millisecond)
 	ln := countingUpstream(t, func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("text/plain; version=0.0.4")
 		ctx.SetBodyString("# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"up\"} 0\n# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"up\"} 0\n")

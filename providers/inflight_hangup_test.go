@@ -89,18 +89,12 @@ func (u *heldUpstream) serve(c net.Conn) {
 	}
 }
 
-func checkEvery(t *testing.T, d time.Duration) {
-	old := clientCheckEvery
-	clientCheckEvery = d
-	t.Cleanup(func() { clientCheckEvery = old })
-}
-
 // A non-streamed call whose client hangs up while the upstream works on its request
 // ends soon after with ErrClientLeftUpstream (ErrClientGone too), closing the upstream
 // connection, which is how an HTTP upstream such as vLLM learns to stop generating.
 // The attempt says nothing of the upstream and its slot frees at once.
 func TestHungUpCallAbortsItsUpstreamRequest(t *testing.T) {
-	checkEvery(t, 20*time.Millisecond)
+	setForTest(t, &clientCheckEvery, 20*time.Millisecond)
 	u := startHeldUpstream(t, 0)
 	b := newPoolBackend(t, Config{BaseURL: u.url(), MaxConcurrency: 1,
 		Queue: QueueConfig{Size: 4, Timeout: time.Minute}, Timeout: time.Minute}, nil)
@@ -153,7 +147,7 @@ func TestHungUpCallAbortsItsUpstreamRequest(t *testing.T) {
 // starts it. The connection goes back to the pool without the call's hook: a later
 // call on it, not watched, is never asked about that client.
 func TestWatchedCallWhoseClientStaysIsAnswered(t *testing.T) {
-	checkEvery(t, 20*time.Millisecond)
+	setForTest(t, &clientCheckEvery, 20*time.Millisecond)
 	t.Run("slow answer", func(t *testing.T) {
 		u := startHeldUpstream(t, 200*time.Millisecond)
 		b := newPoolBackend(t, Config{BaseURL: u.url(), Timeout: time.Minute}, nil)
@@ -179,7 +173,7 @@ func TestWatchedCallWhoseClientStaysIsAnswered(t *testing.T) {
 		}
 	})
 	t.Run("quick answer", func(t *testing.T) {
-		checkEvery(t, time.Minute)
+		setForTest(t, &clientCheckEvery, time.Minute)
 		u := startHeldUpstream(t, time.Millisecond)
 		b := newPoolBackend(t, Config{BaseURL: u.url(), Timeout: time.Minute}, nil)
 		client := newTestClient()
@@ -202,7 +196,7 @@ func TestWatchedCallWhoseClientStaysIsAnswered(t *testing.T) {
 // The in-process mock backend (in-memory pipes, whose timeouts are not the socket's)
 // answers a watched call that takes many checks, and aborts one whose client leaves.
 func TestWatchedCallOnMockBackend(t *testing.T) {
-	checkEvery(t, 20*time.Millisecond)
+	setForTest(t, &clientCheckEvery, 20*time.Millisecond)
 	b := newPoolBackend(t, Config{Provider: "mock", Timeout: time.Minute,
 		Mock: MockConfig{TTFT: 300 * time.Millisecond, MaxTokens: 4}}, nil)
 	stays := promptCall("stays", false)
@@ -260,7 +254,7 @@ func (c *dyingConn) Read(p []byte) (int, error) {
 func TestDeadConnectionUnderWatchedCallIsNotResent(t *testing.T) {
 	for _, watched := range []bool{false, true} {
 		t.Run(map[bool]string{false: "unwatched", true: "watched"}[watched], func(t *testing.T) {
-			checkEvery(t, 20*time.Millisecond)
+			setForTest(t, &clientCheckEvery, 20*time.Millisecond)
 			u := startHeldUpstream(t, 0)
 			b := newPoolBackend(t, Config{BaseURL: u.url(), Timeout: time.Minute}, nil)
 			var first atomic.Pointer[dyingConn]

@@ -318,17 +318,17 @@ func TestIdleConnTimeout(t *testing.T) {
 	}
 }
 
-// setMaxConnAge sets maxConnAge to d until the test ends.
-func setMaxConnAge(t *testing.T, d time.Duration) {
-	old := maxConnAge
-	maxConnAge = d
-	t.Cleanup(func() { maxConnAge = old })
+// setForTest sets the package variable *p to v until the test ends.
+func setForTest[T any](t *testing.T, p *T, v T) {
+	old := *p
+	*p = v
+	t.Cleanup(func() { *p = old })
 }
 
 // A connection in constant use is replaced once it is maxConnAge old, after the answer
 // in flight: the next request dials again, and so picks up a changed DNS name.
 func TestBusyConnectionReplacedWhenOld(t *testing.T) {
-	setMaxConnAge(t, 300*time.Millisecond)
+	setForTest(t, &maxConnAge, 300*time.Millisecond)
 	ln := staticUpstream(t)
 	b := newPoolBackend(t, Config{BaseURL: "http://" + ln.Addr().String() + "/v1"}, nil)
 	// Requests every 50 ms: never idle, past the age by the end.

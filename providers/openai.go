@@ -326,8 +326,7 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Durati
 	err := t.client.DoDeadline(req, up, deadline)
 	call.unwatchClient()
 	if err != nil {
-		t.inFlight.Add(-1)
-		fasthttp.ReleaseResponse(up)
+		endAttempt(t, up)
 		err = classify(err)
 		if callBound && errors.Is(err, ErrTimeout) && !time.Now().Before(deadline) {
 			// It ran to the call's own deadline: a first-byte bound that fired would
