@@ -308,7 +308,7 @@ func (b *Backend) check(i int) {
 	case !was && now:
 		p.kick(i)
 	case was && !now && p.queue.waiting.Load() != 0:
-		p.queue.strand()
+		p.leftService()
 	}
 }
 

@@ -579,7 +579,7 @@ func (p *pool) free(i int) {
 			q.serveLocked(st, p.limit())
 		} else {
 			p.offerTrialLocked(i)
-			q.strandLocked()
+			p.leftServiceLocked()
 		}
 		q.mu.Unlock()
 		return
@@ -592,8 +592,29 @@ func (p *pool) free(i int) {
 			q.serve(st, p.limit())
 		} else {
 			p.offerTrial(i)
-			q.strand()
+			p.leftService()
 		}
+	}
+}
+
+// leftService settles the waiters after a target left service: those none of whose
+// targets is in service are let go (strand), and a retry that waited for a target
+// that had not failed it takes a free slot on one that did once no other is in
+// service (serve).
+func (p *pool) leftService() {
+	p.queue.mu.Lock()
+	p.leftServiceLocked()
+	p.queue.mu.Unlock()
+}
+
+func (p *pool) leftServiceLocked() {
+	q := p.queue
+	q.strandLocked()
+	if len(q.list) == 0 {
+		return
+	}
+	for _, st := range p.states {
+		q.serveLocked(st, p.limit())
 	}
 }
 
@@ -1444,15 +1465,9 @@ func (q *queue) serveLocked(st *targetState, limit int64) {
 	}
 }
 
-// strand lets go the waiters none of whose backend's targets is in service: no slot
-// would be handed to them before their queue timeout, which would turn a backend
+// strandLocked lets go the waiters none of whose backend's targets is in service: no
+// slot would be handed to them before their queue timeout, which would turn a backend
 // that is down into 503 upstream_overloaded after the whole wait.
-func (q *queue) strand() {
-	q.mu.Lock()
-	q.strandLocked()
-	q.mu.Unlock()
-}
-
 func (q *queue) strandLocked() {
 	for k := 0; k < len(q.list); {
 		if slices.ContainsFunc(q.list[k].states, (*targetState).available) {

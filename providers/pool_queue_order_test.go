@@ -134,3 +134,37 @@ func TestRetryWaitsForTargetThatHasNotFailedIt(t *testing.T) {
 		})
 	}
 }
+
+// A retry queued for the one target that has not failed it takes a free target that
+// did fail it as soon as the other leaves service, instead of waiting out its queue
+// timeout for a slot nothing would hand it.
+func TestRetryTakesFailedTargetOnceOthersLeaveService(t *testing.T) {
+	us := startReplicas(t, 2)
+	b := newPoolBackend(t, Config{Targets: replicaURLs(us), MaxConcurrency: 1,
+		Queue:  QueueConfig{Size: 4, Timeout: time.Minute},
+		Health: HealthConfig{Path: "/health", Interval: time.Hour, UnhealthyThreshold: 1, EjectAfter: 5}}, nil)
+	us[1].stall.Store(true)
+	u, s := openStream(t, b, "held")
+	defer s.Close()
+	if u != us[1].url() {
+		t.Fatalf("stream went to %s", u)
+	}
+	us[0].status.Store(503)
+	call := promptCall("q", false)
+	if url, err := sendOnce(b, call); url != us[0].url() || err == nil {
+		t.Fatalf("first attempt on %s: %v, want target 0's 503", url, err)
+	}
+	us[0].status.Store(200)
+	retry := sendAsync(b, call)
+	waitUntil(t, "the retry queues", func() bool { return b.pool.queue.waiting.Load() == 1 })
+	us[1].health.Store(503)
+	b.check(1) // target 1 leaves service, its stream still holding its slot
+	select {
+	case r := <-retry:
+		if r.url != us[0].url() || r.err != nil {
+			t.Fatalf("the retry went to %q (%v), want target 0's answer", r.url, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the retry still waits for a target out of service while target 0 is free")
+	}
+}
