@@ -517,13 +517,15 @@ func (s *Server) bind(r *request) bool {
 func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked bool) *apiError {
 	rt := r.rt
 	body := r.body
-	if e := scanBody(body, &r.f); e != nil {
-		return e
-	}
+	// The key first, as OpenAI checks it: a client without a valid key learns
+	// nothing from the gateway, not even what is wrong with its body.
 	if r.key == nil {
 		if e := r.auth(ctx); e != nil {
 			return e
 		}
+	}
+	if e := scanBody(body, &r.f); e != nil {
+		return e
 	}
 	raw := body[r.f.model[0]:r.f.model[1]]
 	var ok bool
