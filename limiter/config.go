@@ -72,7 +72,8 @@ type SentinelConfig struct {
 // Limit is one entry of a limits list: a token bucket of Requests or Tokens refilled
 // per Window with capacity Burst, or a cap of Concurrency requests in flight.
 type Limit struct {
-	// Per is what the bucket is counted for: api_key, user, endpoint or ip.
+	// Per is what the bucket is counted for: api_key, user, endpoint (also spelled model)
+	// or ip.
 	Per         string `yaml:"per"`
 	Requests    int64  `yaml:"requests"`
 	Tokens      int64  `yaml:"tokens"`
@@ -317,7 +318,7 @@ const maxAmount = 1 << 40
 func (l *Limit) Validate() error {
 	var errs []error
 	if _, ok := parsePer(l.Per); !ok {
-		errs = append(errs, fieldErr("per", "must be one of api_key, user, endpoint, ip"))
+		errs = append(errs, fieldErr("per", "must be one of api_key, user, endpoint (or model), ip"))
 	}
 	set := 0
 	for _, f := range [...]struct {
@@ -387,7 +388,9 @@ func ValidateLimits(limits []Limit) error {
 }
 
 func sameBucket(a, b *Limit) bool {
-	return a.Per == b.Per && a.Window == b.Window &&
+	pa, _ := parsePer(a.Per)
+	pb, _ := parsePer(b.Per)
+	return pa == pb && a.Window == b.Window &&
 		(a.Requests != 0) == (b.Requests != 0) &&
 		(a.Tokens != 0) == (b.Tokens != 0) &&
 		(a.Concurrency != 0) == (b.Concurrency != 0)

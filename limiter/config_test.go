@@ -96,8 +96,8 @@ func TestLimitValidate(t *testing.T) {
 		{name: "requests", yaml: `{per: api_key, requests: 600, window: minute, burst: 60}`},
 		{name: "tokens", yaml: `{per: user, tokens: 100000, window: hour}`},
 		{name: "concurrency", yaml: `{per: ip, concurrency: 4}`},
-		{name: "unknown per", yaml: `{per: model, requests: 1, window: second}`,
-			want: []string{"per: must be one of api_key, user, endpoint, ip"}},
+		{name: "unknown per", yaml: `{per: team, requests: 1, window: second}`,
+			want: []string{"per: must be one of api_key, user, endpoint (or model), ip"}},
 		{name: "no amount", yaml: `{per: user, window: day}`,
 			want: []string{": needs exactly one of requests, tokens or concurrency"}},
 		{name: "two amounts", yaml: `{per: user, requests: 1, tokens: 5, window: day}`,
@@ -151,6 +151,10 @@ func TestValidateLimits(t *testing.T) {
 		{name: "same bucket twice", limits: []Limit{
 			{Per: "user", Tokens: 10, Window: "minute"},
 			{Per: "user", Tokens: 99, Window: "minute", Burst: 5},
+		}, want: []string{"limits[1]: counts the same as limits[0] (same per, kind and window)"}},
+		{name: "model is the endpoint", limits: []Limit{
+			{Per: "endpoint", Requests: 10, Window: "minute"},
+			{Per: "model", Requests: 20, Window: "minute"},
 		}, want: []string{"limits[1]: counts the same as limits[0] (same per, kind and window)"}},
 		{name: "too many", limits: func() []Limit {
 			var ls []Limit

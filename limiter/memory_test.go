@@ -523,3 +523,25 @@ func TestNewFromKeepsBuckets(t *testing.T) {
 		t.Errorf("an hour later: %d admitted, want 2 (the bucket refills on the old limiter's clock)", n)
 	}
 }
+
+// per: model is per: endpoint under the name DESIGN gives it (the endpoint is the
+// model clients name): a config that swaps one word for the other counts on in the
+// same bucket, and in a key's limits it counts the key's requests per model.
+func TestPerModelIsPerEndpoint(t *testing.T) {
+	l := newMemLimiter(t, newTestClock())
+	byEndpoint := mustPolicy(t, "key:team-a", Limit{Per: "endpoint", Requests: 4, Window: "hour"})
+	byModel := mustPolicy(t, "key:team-a", Limit{Per: "model", Requests: 4, Window: "hour"})
+	chat := *alice
+	chat.Endpoint = []byte("chat")
+	if got := admitN(t, l, byEndpoint, &chat, 0, 3); got != 3 {
+		t.Fatal(got)
+	}
+	if got := admitN(t, l, byModel, &chat, 0, 5); got != 1 {
+		t.Errorf("per: model after per: endpoint admitted %d, want the bucket's last 1", got)
+	}
+	embed := chat
+	embed.Endpoint = []byte("embed")
+	if got := admitN(t, l, byModel, &embed, 0, 9); got != 4 {
+		t.Errorf("another model admitted %d, want its own 4", got)
+	}
+}

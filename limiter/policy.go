@@ -30,13 +30,18 @@ const (
 	numSubjectKinds
 )
 
+// perNames are the subject kinds' names in bucket ids.
+var perNames = [numSubjectKinds]string{perAPIKey: "api_key", perUser: "user", perEndpoint: "endpoint", perIP: "ip"}
+
 func parsePer(s string) (subjectKind, bool) {
 	switch s {
 	case "api_key":
 		return perAPIKey, true
 	case "user":
 		return perUser, true
-	case "endpoint":
+	case "endpoint", "model":
+		// The endpoint is the model clients name: either word counts in the same
+		// buckets, so a config that changes one for the other keeps them.
 		return perEndpoint, true
 	case "ip":
 		return perIP, true
@@ -133,7 +138,7 @@ func NewPolicy(name string, limits []Limit) (*Policy, error) {
 		} else {
 			r.burst = float64(r.amount)
 		}
-		r.id = xxhash.Sum64String("tollgate/bucket\x00" + name + "\x00" + l.Per + "\x00" + kindName(r.kind) + "\x00" + l.Window)
+		r.id = xxhash.Sum64String("tollgate/bucket\x00" + name + "\x00" + perNames[r.per] + "\x00" + kindName(r.kind) + "\x00" + l.Window)
 		r.msg = refusalMessage(name, &l, r.kind)
 	}
 	return p, nil
