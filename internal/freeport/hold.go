@@ -21,7 +21,14 @@ type Held struct {
 
 // Hold binds a loopback port without listening on it.
 func Hold() (*Held, error) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	// Close-on-exec set after the socket call, under the fork lock as the standard
+	// library does where SOCK_CLOEXEC (Linux's) is missing.
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, err
 	}
