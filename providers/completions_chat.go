@@ -272,6 +272,14 @@ func appendTextChoices(dst, choices []byte, delta bool) ([]byte, bool) {
 			case isKey(k, "message") || isKey(k, "delta"):
 				text = true
 				content, _ := jsonscan.Field(v, "content")
+				if !jsonscan.IsString(content) {
+					// A refusal (content null) is the text the model generated,
+					// and was billed as such: a text completion holds it as its
+					// text.
+					if r, _ := jsonscan.Field(v, "refusal"); jsonscan.IsString(r) {
+						content = r
+					}
+				}
 				dst = appendText(dst, content, delta)
 			case logprobs:
 				dst = appendMember(dst, strLogprobsKey)
@@ -306,7 +314,7 @@ func appendText(dst, content []byte, delta bool) []byte {
 	}
 	dst = appendMember(dst, strTextKeyName)
 	if !jsonscan.IsString(content) {
-		// null: a tool call or a refusal, which a text completion cannot hold.
+		// null: a tool call, which a text completion cannot hold.
 		content = strEmptyString
 	}
 	return append(dst, content...)
