@@ -272,6 +272,14 @@ type turnWriter struct {
 	turns  int
 	// text is where the last block starts in dst when it is a text block, else -1.
 	text int
+	// ids are the tool calls sent so far, in order, each with the id it had
+	// (appendUseID).
+	ids []toolID
+}
+
+// toolID is a tool call's id as the client sent it (raw JSON) and as it was sent.
+type toolID struct {
+	orig, sent string
 }
 
 // block starts the next content block of the current role's message.
@@ -503,7 +511,7 @@ func (w *turnWriter) toolUses(calls []oaToolCall, i int) *requestError {
 		if field == "" {
 			w.block()
 			w.dst = append(w.dst, `{"type":"tool_use","id":`...)
-			w.dst = appendToolID(w.dst, c.ID)
+			w.dst = w.appendUseID(w.dst, c.ID, i, j)
 			w.dst = append(w.dst, `,"name":`...)
 			w.dst = append(w.dst, c.Function.Name...)
 			w.dst = append(w.dst, `,"input":`...)
@@ -550,7 +558,7 @@ func (w *turnWriter) toolResult(m *oaMessage, i int) *requestError {
 	}
 	w.block()
 	w.dst = append(w.dst, `{"type":"tool_result","tool_use_id":`...)
-	w.dst = appendToolID(w.dst, m.ToolCallID)
+	w.dst = w.appendResultID(w.dst, m.ToolCallID)
 	c := m.Content
 	switch {
 	case len(c) == 0 || jsonscan.IsNull(c) || isBlankString(c):
@@ -783,6 +791,56 @@ func isBlankString(s []byte) bool {
 		i += size
 	}
 	return true
+}
+
+// appendUseID appends the id of the j-th tool call of message i, raw JSON, as
+// appendToolID writes it, unless an earlier tool call was sent with that id: the
+// Messages API refuses a request whose tool_use ids repeat, where OpenAI-compatible
+// servers take a history whose turns reuse one (vLLM's Kimi parser numbers the calls
+// of each answer, functions.get_weather:0 in every turn), each tool message answering
+// the call just before it. A repeated id gets the message's and the call's index
+// added, and the tool messages after it answer it under that id (appendResultID).
+func (w *turnWriter) appendUseID(dst, raw []byte, i, j int) []byte {
+	mark := len(dst)
+	dst = appendToolID(dst, raw)
+	if w.used(dst[mark:]) {
+		end := len(dst) - 1 // the closing quote
+		for n := 0; n == 0 || w.used(dst[mark:]); n++ {
+			dst = append(dst[:end], "_m"...)
+			dst = strconv.AppendInt(dst, int64(i), 10)
+			dst = append(dst, '_')
+			dst = strconv.AppendInt(dst, int64(j), 10)
+			if n > 0 {
+				// The client sent this very id before.
+				dst = append(dst, '_')
+				dst = strconv.AppendInt(dst, int64(n), 10)
+			}
+			dst = append(dst, '"')
+		}
+	}
+	w.ids = append(w.ids, toolID{orig: string(raw), sent: string(dst[mark:])})
+	return dst
+}
+
+// used reports whether a tool call was sent with the id sent (quoted) already.
+func (w *turnWriter) used(sent []byte) bool {
+	for _, id := range w.ids {
+		if id.sent == string(sent) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendResultID appends the id a tool message answers, raw JSON: the id its call was
+// last sent with (appendUseID), else as appendToolID writes it.
+func (w *turnWriter) appendResultID(dst, raw []byte) []byte {
+	for k := len(w.ids) - 1; k >= 0; k-- {
+		if w.ids[k].orig == string(raw) {
+			return append(dst, w.ids[k].sent...)
+		}
+	}
+	return appendToolID(dst, raw)
 }
 
 // appendToolID appends a tool call's id, a raw JSON string, as Anthropic takes ids:
