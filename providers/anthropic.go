@@ -191,14 +191,17 @@ const maxErrorBody = 64 << 10
 // passError translates an Anthropic error answer into OpenAI's shape with the matching
 // status, reading a streamed body in full.
 func (a *anthropic) passError(up, out *fasthttp.Response, status int) error {
-	body := up.Body()
+	var body []byte
 	if up.StreamBody && up.BodyStream() != nil {
+		// Not up.Body(), which would read the stream whole, however long.
 		var err error
 		body, err = io.ReadAll(io.LimitReader(up.BodyStream(), min(a.maxBody, maxErrorBody)))
 		_ = up.CloseBodyStream()
 		if err != nil {
 			return classify(err)
 		}
+	} else {
+		body = up.Body()
 	}
 	status = translateAnthropicError(out, body, status, a.secrets)
 	return &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header)}

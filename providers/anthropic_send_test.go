@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -138,7 +139,7 @@ func TestAnthropicSend(t *testing.T) {
 	if out.StatusCode() != 200 || string(out.Header.ContentType()) != "application/json" {
 		t.Errorf("status %d, content type %s", out.StatusCode(), out.Header.ContentType())
 	}
-	if !bytes.Contains(out.Body(), []byte(`"finish_reason":"tool_calls"`)) || res.Usage != (Usage{300, 60}) {
+	if !bytes.Contains(out.Body(), []byte(`"finish_reason":"tool_calls"`)) || res.Usage != (Usage{Input: 300, Output: 60}) {
 		t.Errorf("answer %s, usage %+v", out.Body(), res.Usage)
 	}
 	if n := b.Targets()[0].InFlight(); n != 0 {
@@ -190,7 +191,7 @@ func TestAnthropicSendStream(t *testing.T) {
 	if pings != 1 {
 		t.Errorf("%d keep-alives, want the stream's one ping", pings)
 	}
-	if n != 10 || usage != (Usage{472, 89}) || !strings.Contains(text.String(), `"arguments":" \"San Francisco, CA\"}"`) {
+	if n != 10 || usage != (Usage{Input: 472, Output: 89}) || !strings.Contains(text.String(), `"arguments":" \"San Francisco, CA\"}"`) {
 		t.Errorf("%d events, usage %+v:\n%s", n, usage, text.String())
 	}
 	if n := b.Targets()[0].InFlight(); n != 0 {
@@ -260,6 +261,36 @@ func TestAnthropicSendErrors(t *testing.T) {
 				t.Errorf("%d in flight", n)
 			}
 		})
+	}
+}
+
+// A streamed request's error answer is read up to maxErrorBody, however long the
+// upstream makes it (an error page a proxy keeps writing, a body that never ends):
+// the attempt ends with the error instead of reading on.
+func TestAnthropicStreamErrorBodyBounded(t *testing.T) {
+	up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(503)
+		ctx.SetContentType("text/html")
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			chunk := bytes.Repeat([]byte("<p>overloaded</p>"), 256)
+			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+				if _, err := w.Write(chunk); err != nil || w.Flush() != nil {
+					return
+				}
+			}
+		})
+	})
+	be := newTestBackend(t, anthropicConfig(up.URL))
+	var out fasthttp.Response
+	var res Result
+	start := time.Now()
+	err := be.Send(chatCall(chatBody, true), &out, &res)
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || ue.Status != 503 {
+		t.Fatalf("err = %#v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the error answer took %v: it was read past its bound", d)
 	}
 }
 
