@@ -784,7 +784,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				r.ans.Start(tr, as)
 			} else {
 				if r.usageKnown() {
-					tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+					r.setUsage(as)
 				}
 				if as.IsRecording() {
 					r.ans.Start(tr, as)
@@ -1374,7 +1374,7 @@ func (r *request) endStream(werr error) error {
 			}
 			r.ans.End(as)
 			if r.usageKnown() {
-				tracing.SetUsage(as, r.usage.Input, r.usage.Output)
+				r.setUsage(as)
 			}
 			tracing.SetAttempt(as, r.attempts, outcome.String())
 			if r.errKind == "client_gone" {
@@ -1420,6 +1420,13 @@ func (r *request) setRequestIDHeader(h *fasthttp.ResponseHeader) {
 // record keep the limits' estimate; the GenAI conventions then leave gen_ai.usage.* out
 // of the spans rather than report 0 tokens.
 func (r *request) usageKnown() bool { return r.usage != (providers.Usage{}) }
+
+// setUsage puts the upstream's token counts on a span: gen_ai.usage.input_tokens
+// counts the prompt cache's tokens too, which the cache attributes tell apart.
+func (r *request) setUsage(span trace.Span) {
+	tracing.SetUsage(span, r.usage.Input, r.usage.Output)
+	tracing.SetCacheUsage(span, r.usage.CachedInput, r.usage.CacheWrite)
+}
 
 // record settles the request's limits, counts it in the metrics and writes the access
 // log line.
@@ -1470,6 +1477,7 @@ func (r *request) record(status int) {
 			tpot = (latency - r.ttft) / time.Duration(perChoice-1)
 		}
 		series.Done(status, latency, r.ttft, tpot, r.usage.Input, r.usage.Output, cost)
+		series.CachedInput(r.usage.CachedInput, r.usage.CacheWrite)
 		if r.begun {
 			r.ep.m.End()
 		}
@@ -1490,7 +1498,7 @@ func (r *request) record(status int) {
 				sp.SetAttributes(tracing.KeyVariant.String(r.variant))
 			}
 			if r.usageKnown() {
-				tracing.SetUsage(sp, r.usage.Input, r.usage.Output)
+				r.setUsage(sp)
 			}
 			tracing.SetServerStatus(sp, status)
 			// A stream the upstream failed after its 200 (cut, or its own error
@@ -1512,6 +1520,8 @@ func (r *request) record(status int) {
 		status:       status,
 		inputTokens:  r.usage.Input,
 		outputTokens: r.usage.Output,
+		cachedTokens: r.usage.CachedInput,
+		cacheWrites:  r.usage.CacheWrite,
 		cost:         cost,
 		ttftMS:       float64(r.ttft) / 1e6,
 		latencyMS:    float64(latency) / 1e6,

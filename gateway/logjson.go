@@ -18,7 +18,7 @@ type accessEntry struct {
 	requestID, traceID, endpoint, backend, variant, key, errKind string
 	clientIP                                                     string
 	status, attempts                                             int
-	inputTokens, outputTokens                                    int64
+	inputTokens, outputTokens, cachedTokens, cacheWrites         int64
 	cost, ttftMS, latencyMS                                      float64
 }
 
@@ -44,6 +44,8 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.Int("status", e.status),
 		slog.Int64("input_tokens", e.inputTokens),
 		slog.Int64("output_tokens", e.outputTokens),
+		slog.Int64("cached_input_tokens", e.cachedTokens),
+		slog.Int64("cache_write_input_tokens", e.cacheWrites),
 		slog.Float64("cost_usd", e.cost),
 		slog.Float64("ttft_ms", e.ttftMS),
 		slog.Float64("latency_ms", e.latencyMS),
@@ -116,6 +118,10 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 	b = strconv.AppendInt(b, e.inputTokens, 10)
 	b = append(b, `,"output_tokens":`...)
 	b = strconv.AppendInt(b, e.outputTokens, 10)
+	b = append(b, `,"cached_input_tokens":`...)
+	b = strconv.AppendInt(b, e.cachedTokens, 10)
+	b = append(b, `,"cache_write_input_tokens":`...)
+	b = strconv.AppendInt(b, e.cacheWrites, 10)
 	b = append(b, `,"cost_usd":`...)
 	b = appendJSONFloat(b, e.cost)
 	b = append(b, `,"ttft_ms":`...)

@@ -137,6 +137,7 @@ func TestScrapeMatchesContract(t *testing.T) {
 		"tollgate_time_to_first_token_seconds":   dto.MetricType_HISTOGRAM,
 		"tollgate_time_per_output_token_seconds": dto.MetricType_HISTOGRAM,
 		"tollgate_tokens_total":                  dto.MetricType_COUNTER,
+		"tollgate_cached_input_tokens_total":     dto.MetricType_COUNTER,
 		"tollgate_cost_usd_total":                dto.MetricType_COUNTER,
 		"tollgate_upstream_attempts_total":       dto.MetricType_COUNTER,
 		"tollgate_stream_errors_total":           dto.MetricType_COUNTER,

@@ -27,6 +27,7 @@ func TestHotPathAllocs(t *testing.T) {
 			r.Done(200, 1200*time.Millisecond, 150*time.Millisecond, 12*time.Millisecond, 512, 128, 0.0001)
 		}},
 		{"Route.Done without tokens", func() { r.Done(429, time.Millisecond, 0, 0, 0, 0, 0) }},
+		{"Route.CachedInput", func() { r.CachedInput(384, 64) }},
 		{"Attempt.Observe", func() { a.Observe(OutcomeForStatus(503)) }},
 		{"Endpoint.Begin and End", func() { e.Begin(); e.End() }},
 		{"rejection", func() { rej.Inc() }},

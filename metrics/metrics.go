@@ -74,6 +74,7 @@ type Metrics struct {
 	ttft            *prometheus.HistogramVec
 	tpot            *prometheus.HistogramVec
 	tokens          *prometheus.CounterVec
+	cachedTokens    *prometheus.CounterVec
 	cost            *prometheus.CounterVec
 	rejections      *prometheus.CounterVec
 	attempts        *prometheus.CounterVec
@@ -123,6 +124,12 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.tokens = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_tokens_total",
 		Help: "Tokens processed, by endpoint, backend and type (input or output).",
+	}, []string{"endpoint", "backend", "type"}))
+	// A counter of its own, not a type of tollgate_tokens_total: cached tokens are
+	// a part of the input ones, and a sum over type would count them twice.
+	m.cachedTokens = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_cached_input_tokens_total",
+		Help: "Input tokens, counted in tollgate_tokens_total too, that the upstream read from (type cache_read) or wrote to (type cache_write) its prompt cache.",
 	}, []string{"endpoint", "backend", "type"}))
 	m.cost = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_cost_usd_total",
@@ -222,10 +229,11 @@ type Route struct {
 	requests *prometheus.CounterVec
 	labels   [3]string
 
-	duration, ttft, tpot prometheus.Observer
-	inTokens, outTokens  prometheus.Counter
-	cost                 prometheus.Counter
-	streamErrors         [numStreamErrors]prometheus.Counter
+	duration, ttft, tpot  prometheus.Observer
+	inTokens, outTokens   prometheus.Counter
+	cacheRead, cacheWrite prometheus.Counter
+	cost                  prometheus.Counter
+	streamErrors          [numStreamErrors]prometheus.Counter
 
 	// codes holds the request counter per HTTP status, created on first
 	// use: statuses 100..599 map to 0..499, anything else to the last slot.
@@ -271,14 +279,16 @@ func (e StreamError) String() string {
 // request named no endpoint.
 func (m *Metrics) Route(endpoint, backend, variant string) *Route {
 	r := &Route{
-		requests:  m.requests,
-		labels:    [3]string{endpoint, backend, variant},
-		duration:  m.duration.WithLabelValues(endpoint, backend, variant),
-		ttft:      m.ttft.WithLabelValues(endpoint, backend, variant),
-		tpot:      m.tpot.WithLabelValues(endpoint, backend, variant),
-		inTokens:  m.tokens.WithLabelValues(endpoint, backend, "input"),
-		outTokens: m.tokens.WithLabelValues(endpoint, backend, "output"),
-		cost:      m.cost.WithLabelValues(endpoint, backend),
+		requests:   m.requests,
+		labels:     [3]string{endpoint, backend, variant},
+		duration:   m.duration.WithLabelValues(endpoint, backend, variant),
+		ttft:       m.ttft.WithLabelValues(endpoint, backend, variant),
+		tpot:       m.tpot.WithLabelValues(endpoint, backend, variant),
+		inTokens:   m.tokens.WithLabelValues(endpoint, backend, "input"),
+		outTokens:  m.tokens.WithLabelValues(endpoint, backend, "output"),
+		cacheRead:  m.cachedTokens.WithLabelValues(endpoint, backend, "cache_read"),
+		cacheWrite: m.cachedTokens.WithLabelValues(endpoint, backend, "cache_write"),
+		cost:       m.cost.WithLabelValues(endpoint, backend),
 	}
 	for e := range numStreamErrors {
 		r.streamErrors[e] = m.streamErrors.WithLabelValues(endpoint, backend, variant, e.String())
@@ -316,6 +326,17 @@ func (r *Route) Done(status int, dur, ttft, tpot time.Duration, inTok, outTok in
 	}
 	if costUSD > 0 {
 		r.cost.Add(costUSD)
+	}
+}
+
+// CachedInput counts the input tokens of one finished request that the upstream read
+// from and wrote to its prompt cache, which Done counted among the input tokens.
+func (r *Route) CachedInput(read, written int64) {
+	if read > 0 {
+		r.cacheRead.Add(float64(read))
+	}
+	if written > 0 {
+		r.cacheWrite.Add(float64(written))
 	}
 }
 

@@ -60,10 +60,18 @@ func (u *anthropicUsage) usage() Usage {
 	if u.bad {
 		return Usage{}
 	}
-	return Usage{Input: u.input + u.cacheWrite + u.cacheRead, Output: u.output}
+	return Usage{
+		Input:       u.input + u.cacheWrite + u.cacheRead,
+		Output:      u.output,
+		CachedInput: u.cacheRead,
+		CacheWrite:  u.cacheWrite,
+	}
 }
 
-// appendOpenAIUsage appends OpenAI's usage object.
+// appendOpenAIUsage appends OpenAI's usage object. The tokens written to the prompt
+// cache stay in prompt_tokens without a count of their own, the answer clients have
+// always had: only the gateway's Usage (cost, metrics, access log, spans) tells them
+// apart.
 func appendOpenAIUsage(dst []byte, u *anthropicUsage) []byte {
 	t := u.usage()
 	dst = append(dst, `{"prompt_tokens":`...)

@@ -118,11 +118,29 @@ type Config struct {
 type Pricing struct {
 	InputPerMillion  float64 `yaml:"input_per_million"`
 	OutputPerMillion float64 `yaml:"output_per_million"`
+	// CachedInputPerMillion prices the prompt tokens read from the upstream's prompt
+	// cache (OpenAI bills them at a half or a tenth of the input price, Anthropic at a
+	// tenth); nil, the key left out, is InputPerMillion.
+	CachedInputPerMillion *float64 `yaml:"cached_input_per_million"`
+	// CacheWritePerMillion prices the prompt tokens written to the prompt cache
+	// (Anthropic bills a 5-minute cache write at 1.25 times the input price); nil is
+	// InputPerMillion.
+	CacheWritePerMillion *float64 `yaml:"cache_write_per_million"`
 }
 
-// Cost is the price of u in US dollars.
+// Cost is the price of u in US dollars. Every input token is priced as input, then
+// the cached and written ones are corrected by how much their price differs: with
+// those prices unset the corrections are 0 and the cost is, to the bit, what it was
+// before the prompt cache had a price.
 func (p Pricing) Cost(u Usage) float64 {
-	return (float64(u.Input)*p.InputPerMillion + float64(u.Output)*p.OutputPerMillion) / 1e6
+	c := float64(u.Input)*p.InputPerMillion + float64(u.Output)*p.OutputPerMillion
+	if r := p.CachedInputPerMillion; r != nil && u.CachedInput > 0 {
+		c += float64(u.CachedInput) * (*r - p.InputPerMillion)
+	}
+	if w := p.CacheWritePerMillion; w != nil && u.CacheWrite > 0 {
+		c += float64(u.CacheWrite) * (*w - p.InputPerMillion)
+	}
+	return c / 1e6
 }
 
 // MockConfig shapes the built-in mock upstream's answers.
@@ -210,6 +228,12 @@ func (c *Config) Validate() error {
 	}
 	if p := c.Pricing.OutputPerMillion; !(p >= 0 && p <= math.MaxFloat64) {
 		errs = append(errs, fieldErr("pricing.output_per_million", "must be a finite number, 0 or more"))
+	}
+	if p := c.Pricing.CachedInputPerMillion; p != nil && !(*p >= 0 && *p <= math.MaxFloat64) {
+		errs = append(errs, fieldErr("pricing.cached_input_per_million", "must be a finite number, 0 or more"))
+	}
+	if p := c.Pricing.CacheWritePerMillion; p != nil && !(*p >= 0 && *p <= math.MaxFloat64) {
+		errs = append(errs, fieldErr("pricing.cache_write_per_million", "must be a finite number, 0 or more"))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fieldErr("timeout", "must not be negative"))

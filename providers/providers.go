@@ -91,8 +91,18 @@ func (e *UpstreamError) Retryable() bool { return e.Status == 429 || e.Status >=
 
 // Usage is the token count of one request.
 type Usage struct {
+	// Input counts every prompt token, those of the prompt cache included, as
+	// OpenAI's prompt_tokens does.
 	Input  int64
 	Output int64
+	// CachedInput is the part of Input read from the upstream's prompt cache
+	// (OpenAI's prompt_tokens_details.cached_tokens, Anthropic's
+	// cache_read_input_tokens), which providers bill at a lower price.
+	CachedInput int64
+	// CacheWrite is the part of Input written to the prompt cache (Anthropic's
+	// cache_creation_input_tokens), which Anthropic bills above the input price.
+	// Only the Anthropic translation sets it.
+	CacheWrite int64
 }
 
 // Call is one upstream attempt's input. The gateway owns it and reuses it; a provider

@@ -104,7 +104,9 @@ func lastBrace(b []byte) int {
 // quoteModel renders a model name as a JSON string once, at config load.
 func quoteModel(name string) []byte { return jsonscan.AppendQuote(nil, name) }
 
-// parseUsage reads OpenAI's usage object.
+// parseUsage reads OpenAI's usage object, with the prompt cache's share of the input
+// from prompt_tokens_details.cached_tokens (input_tokens_details in the Responses API's
+// shape). vLLM writes the details only with --enable-prompt-tokens-details, else null.
 func parseUsage(raw []byte, u *Usage) bool {
 	var it jsonscan.Iter
 	if it.Reset(raw) != nil {
@@ -114,11 +116,12 @@ func parseUsage(raw []byte, u *Usage) bool {
 	for {
 		k, v, ok := it.Next()
 		if !ok {
-			if bad {
+			if bad || u.CachedInput > u.Input {
 				// One count the gateway cannot believe makes the whole usage
 				// unknown: counted alone, the other would settle a tokens limit
-				// for less than the answer cost.
-				u.Input, u.Output = 0, 0
+				// for less than the answer cost. Cached tokens are a part of
+				// the prompt's: more of them than the prompt has is garbage too.
+				*u = Usage{}
 			}
 			return it.Err() == nil
 		}
@@ -128,6 +131,31 @@ func parseUsage(raw []byte, u *Usage) bool {
 			bad = bad || !ok
 		case "completion_tokens", "output_tokens":
 			u.Output, ok = tokenCount(v)
+			bad = bad || !ok
+		case "prompt_tokens_details", "input_tokens_details":
+			u.CachedInput, ok = cachedTokens(v)
+			bad = bad || !ok
+		}
+	}
+}
+
+// cachedTokens reads cached_tokens from a prompt_tokens_details value. null, an object
+// without the count, or a value that is no object at all is 0 cached: the prompt is
+// then priced in full, never below what it cost.
+func cachedTokens(v []byte) (int64, bool) {
+	var it jsonscan.Iter
+	if jsonscan.IsNull(v) || it.Reset(v) != nil {
+		return 0, true
+	}
+	var n int64
+	bad := false
+	for {
+		k, c, ok := it.Next()
+		if !ok {
+			return n, !bad
+		}
+		if string(k) == "cached_tokens" {
+			n, ok = tokenCount(c)
 			bad = bad || !ok
 		}
 	}
@@ -139,8 +167,8 @@ func parseUsage(raw []byte, u *Usage) bool {
 // reach of any real traffic.
 const maxTokenCount = 1 << 40
 
-// tokenCount reads an upstream's token count; ok is false for null, a negative or
-// huge number, or anything else that is not a count (0 is then returned).
+// tokenCount reads an upstream's token count; null is 0, and ok is false for a
+// negative or huge number, or anything else that is not a count (0 is then returned).
 func tokenCount(v []byte) (int64, bool) {
 	if jsonscan.IsNull(v) {
 		return 0, true

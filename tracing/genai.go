@@ -328,6 +328,21 @@ func SetUsage(span trace.Span, inTok, outTok int64) {
 	span.SetAttributes(genai.GenAIUsageInputTokensKey.Int64(inTok), genai.GenAIUsageOutputTokensKey.Int64(outTok))
 }
 
+// SetCacheUsage records the input tokens read from and written to the upstream's
+// prompt cache, each only when there were some: the GenAI conventions count both
+// within gen_ai.usage.input_tokens, and most answers have neither.
+func SetCacheUsage(span trace.Span, read, written int64) {
+	if !span.IsRecording() {
+		return
+	}
+	if read > 0 {
+		span.SetAttributes(genai.GenAIUsageCacheReadInputTokensKey.Int64(read))
+	}
+	if written > 0 {
+		span.SetAttributes(genai.GenAIUsageCacheCreationInputTokensKey.Int64(written))
+	}
+}
+
 // FirstToken records the first generated token of a stream, which arrived
 // at at, ttft after the upstream attempt was sent: the GenAI conventions
 // measure gen_ai.response.time_to_first_chunk from the issuing of the

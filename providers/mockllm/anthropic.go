@@ -545,13 +545,27 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	}
 	b = append(b, `],"stop_reason":`...)
 	b = st.appendStopReason(b)
-	b = append(b, `,"usage":{"input_tokens":`...)
-	b = strconv.AppendInt(b, int64(st.promptTokens), 10)
-	b = append(b, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":`...)
+	b = append(b, `,"usage":`...)
+	b = st.appendInputUsage(b)
 	b = strconv.AppendInt(b, int64(out), 10)
 	b = append(b, "}}"...)
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
+}
+
+// appendInputUsage opens a Messages API usage object with its input counts, up to the
+// output_tokens value. input_tokens leaves out the prompt tokens read from the prompt
+// cache and written to it (x-mock-cached-tokens, x-mock-cache-write-tokens), which
+// have counts of their own.
+func (st *state) appendInputUsage(b []byte) []byte {
+	read, written, rest := st.cacheCounts(st.promptTokens)
+	b = append(b, `{"input_tokens":`...)
+	b = strconv.AppendInt(b, int64(rest), 10)
+	b = append(b, `,"cache_creation_input_tokens":`...)
+	b = strconv.AppendInt(b, int64(written), 10)
+	b = append(b, `,"cache_read_input_tokens":`...)
+	b = strconv.AppendInt(b, int64(read), 10)
+	return append(b, `,"output_tokens":`...)
 }
 
 func (st *state) hasText() bool { return !st.tool.use || st.tool.preamble }
@@ -711,9 +725,9 @@ func (st *state) nextMessages() ([]byte, error) {
 	case mStart:
 		b = append(b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"...)
 		b = st.appendMessageHead(b)
-		b = append(b, `"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":`...)
-		b = strconv.AppendInt(b, int64(st.promptTokens), 10)
-		b = append(b, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}`+"\n\n"...)
+		b = append(b, `"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
+		b = st.appendInputUsage(b)
+		b = append(b, `1}}}`+"\n\n"...)
 		st.phase = mBlockStart
 	case mBlockStart:
 		if st.hasText() {

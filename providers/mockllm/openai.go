@@ -499,7 +499,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		b = append(b, '}')
 	}
 	b = append(b, `],"usage":`...)
-	b = appendUsage(b, st.promptTokens, generated)
+	b = st.appendUsage(b, st.promptTokens, generated)
 	b = append(b, `,"prompt_logprobs":null}`...)
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
@@ -555,7 +555,7 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 		b = append(b, `,"prompt_logprobs":null}`...)
 	}
 	b = append(b, `],"usage":`...)
-	b = appendUsage(b, st.promptTokens, generated)
+	b = st.appendUsage(b, st.promptTokens, generated)
 	b = append(b, '}')
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
@@ -589,14 +589,30 @@ func appendFinish(b []byte, st *state, p *plan) []byte {
 	return append(b, "null"...)
 }
 
+// appendUsage appends a request's final usage: the prompt_tokens_details of vLLM run
+// with --enable-prompt-tokens-details and prefix caching, which holds the tokens
+// x-mock-cached-tokens says the prefix cache served, and is null (as vLLM has it)
+// when there were none.
+func (st *state) appendUsage(b []byte, prompt, completion int) []byte {
+	b = appendUsage(b, prompt, completion)
+	cached, _, _ := st.cacheCounts(prompt)
+	if cached == 0 {
+		return append(b, `,"prompt_tokens_details":null}`...)
+	}
+	b = append(b, `,"prompt_tokens_details":{"cached_tokens":`...)
+	b = strconv.AppendInt(b, int64(cached), 10)
+	return append(b, "}}"...)
+}
+
+// appendUsage appends a usage object, less its prompt_tokens_details and closing
+// brace.
 func appendUsage(b []byte, prompt, completion int) []byte {
 	b = append(b, `{"prompt_tokens":`...)
 	b = strconv.AppendInt(b, int64(prompt), 10)
 	b = append(b, `,"total_tokens":`...)
 	b = strconv.AppendInt(b, int64(prompt+completion), 10)
 	b = append(b, `,"completion_tokens":`...)
-	b = strconv.AppendInt(b, int64(completion), 10)
-	return append(b, `,"prompt_tokens_details":null}`...)
+	return strconv.AppendInt(b, int64(completion), 10)
 }
 
 // Stream phases of the OpenAI grammar.
@@ -727,7 +743,7 @@ func (st *state) nextOpenAI() ([]byte, error) {
 	case oUsage:
 		b = append(b, st.prefix...)
 		b = append(b, `],"usage":`...)
-		b = appendUsage(b, st.promptTokens, st.emitted)
+		b = st.appendUsage(b, st.promptTokens, st.emitted)
 		b = append(b, "}\n\n"...)
 		st.phase = oDone
 	case oDone:
@@ -754,8 +770,9 @@ func (st *state) endChunk(b []byte, c, completion int) []byte {
 		prompt = st.items[c/max(st.n, 1)].tokens
 	}
 	b = append(b, `],"usage":`...)
+	// vLLM's usage on every chunk has no prompt_tokens_details: only the final one.
 	b = appendUsage(b, prompt, completion)
-	return append(b, "}\n\n"...)
+	return append(b, `,"prompt_tokens_details":null}}`+"\n\n"...)
 }
 
 // nextToken advances (step, choice) to the next choice that has a token at step.

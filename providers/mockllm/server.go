@@ -462,6 +462,11 @@ type overrides struct {
 	tokens     int
 	cutAfter   int
 	garbage    bool
+	// cached and cacheWrite are the prompt tokens the answer says were read from
+	// and written to the prompt cache (x-mock-cached-tokens,
+	// x-mock-cache-write-tokens), at most the prompt's.
+	cached     int
+	cacheWrite int
 	sawAuth    bool
 	authOK     bool
 	version    bool
@@ -526,8 +531,25 @@ func (st *state) scanHeaders(h *fasthttp.RequestHeader, rec bool) {
 			}
 		case "x-mock-garbage":
 			o.garbage = len(v) > 0 && string(v) != "0" && string(v) != "false"
+		case "x-mock-cached-tokens":
+			if n, err := strconv.Atoi(string(v)); err == nil && n > 0 {
+				o.cached = n
+			}
+		case "x-mock-cache-write-tokens":
+			if n, err := strconv.Atoi(string(v)); err == nil && n > 0 {
+				o.cacheWrite = n
+			}
 		}
 	}
+}
+
+// cacheCounts splits a request's prompt tokens as a prompt cache would have served
+// them: read from the cache, written to it (the x-mock-* headers, cut to what the
+// prompt has, reads first) and the rest.
+func (st *state) cacheCounts(prompt int) (read, written, rest int) {
+	read = min(st.hdr.cached, prompt)
+	written = min(st.hdr.cacheWrite, prompt-read)
+	return read, written, prompt - read - written
 }
 
 // ttft and tpot are the request's latencies: the x-mock-* headers, else the options.
