@@ -43,7 +43,7 @@ type upstreamConn struct {
 	every   time.Duration
 	inForce time.Time
 	// watched, while set, is the call whose client the silence ticks ask after
-	// instead (watchedRoundTrip).
+	// instead, while its answer (a stream's header) is read (watchedRoundTrip).
 	watched *Call
 	// firstByte and idle are the backend's first_byte_timeout and
 	// stream_idle_timeout; 0 is none.
@@ -299,7 +299,7 @@ type upstreamTransport struct{}
 func (upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
 	var retry bool
 	var err error
-	if call := watchedCall(req); call != nil && !resp.StreamBody {
+	if call := watchedCall(req); call != nil {
 		retry, err = watchedRoundTrip(hc, req, resp, call)
 	} else {
 		retry, err = fasthttp.DefaultTransport.RoundTrip(hc, req, resp)

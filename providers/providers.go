@@ -131,9 +131,10 @@ type Call struct {
 	// Deadline bounds the whole attempt (for streams: the whole stream).
 	Deadline time.Time
 	// Client, when set, tells when the call's client hangs up. It is asked while the
-	// call waits in a backend's queue, which it then leaves (ErrClientGone), and,
-	// for a non-streamed call, while its answer is awaited from the upstream, whose
-	// request is then aborted (ErrClientLeftUpstream; see watched.go).
+	// call waits in a backend's queue, which it then leaves (ErrClientGone), and
+	// while its answer (a stream's: the answer's header) is awaited from the
+	// upstream, whose request is then aborted (ErrClientLeftUpstream; see
+	// watched.go).
 	Client ClientWatch
 	// gone is the channel of the watch clientGone started (watching).
 	gone     <-chan struct{}

@@ -42,8 +42,9 @@ type sseReader struct {
 	aborted atomic.Bool
 }
 
-// bodyCloser is fasthttp's streamed response body: closing it with an error interrupts
-// a Read in flight and drops the connection.
+// bodyCloser is a streamed response body, fasthttp's or a watched call's
+// upstreamBody: closing it with an error interrupts a Read in flight and drops the
+// connection.
 type bodyCloser interface{ CloseWithError(error) error }
 
 // sseBufferSize is the line reader's buffer. It sits on top of the upstream

@@ -1,7 +1,12 @@
 package providers
 
 import (
+	"bufio"
 	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -9,22 +14,25 @@ import (
 
 // A non-streamed request can spend seconds with its upstream (a long generation, a
 // queue inside vLLM) while the gateway's handler waits for the answer and reads
-// nothing of its client. A client that hangs up meanwhile would leave the upstream
-// generating for nobody until the end, holding its slot, its connection and the
-// accelerator. The read of the answer wakes every clientCheckEvery the upstream
-// stays silent (as for a stream's silence hook, upstreamConn.read) and asks the call's
-// ClientWatch, started at the first wake-up: an answer that comes sooner costs
-// nothing more than its read, and a client that hung up ends the read, which closes
-// the upstream connection: vLLM, like an HTTP server generally, stops working on a
-// request whose connection closes. The attempt then fails with ErrClientLeftUpstream.
+// nothing of its client; a stream can wait as long for its answer's header, which an
+// upstream may hold until the first token (Ollama loading a model, a proxy in front
+// of vLLM that buffers headers, a long prefill behind one). A client that hangs up
+// meanwhile would leave the upstream generating for nobody, holding its slot, its
+// connection and the accelerator. The read of the answer wakes every
+// clientCheckEvery the upstream stays silent (as for a stream's silence hook,
+// upstreamConn.read) and asks the call's ClientWatch, started at the first wake-up:
+// an answer that comes sooner costs nothing more than its read, and a client that
+// hung up ends the read, which closes the upstream connection: vLLM, like an HTTP
+// server generally, stops working on a request whose connection closes. The attempt
+// then fails with ErrClientLeftUpstream.
 //
 // fasthttp's transport hands the caller no connection before the answer is read, so
 // an attempt of a watched call goes through watchedRoundTrip, fasthttp's own round
-// trip for a buffered answer written with the public HostClient API, which sets the
-// call on the connection it takes and clears it before the connection goes back to
-// the pool. A stream's request keeps fasthttp's transport: its answer's header comes
-// at once from vLLM and OpenAI alike, and from there the stream's own watch
-// (gateway/stream.go) sees its client leave.
+// trip written with the public HostClient API, which sets the call on the connection
+// it takes and clears it once the answer (a stream's: its header) is read. A stream's
+// body is then read through an upstreamBody, fasthttp's own stream body rebuilt, and
+// the call's watch has ended (roundTrip) before the stream is handed on: from there
+// the stream's own watch (gateway/stream.go) sees its client leave.
 
 // clientCheckEvery is how often the read of a watched call's answer asks whether its
 // client is still there while the upstream is silent.
@@ -43,9 +51,10 @@ func watchedCall(req *fasthttp.Request) *Call {
 }
 
 // watchClient marks req as sent for call, whose client is then watched while the
-// answer is awaited (non-streamed calls with a ClientWatch only).
+// answer is awaited (calls with a ClientWatch only): a buffered answer until it is
+// read, a stream until its header came.
 func watchClient(req *fasthttp.Request, call *Call) {
-	if call.Client == nil || call.Stream {
+	if call.Client == nil {
 		return
 	}
 	req.SetUserValue(watchedKey, call)
@@ -75,9 +84,11 @@ func (c *Call) unwatchClient() {
 	}
 }
 
-// watchedRoundTrip is fasthttp's transport for a buffered answer (transport.RoundTrip
-// in fasthttp 1.77, its streaming branch left out), with the call set on the
-// connection while the answer is read, for its silent ticks to ask after. Its retry
+// watchedRoundTrip is fasthttp's transport (transport.RoundTrip in fasthttp 1.77),
+// with the call set on the connection while the answer is awaited, for its silent
+// ticks to ask after. A buffered answer is read whole under the watch; a streamed
+// one only to the end of its header, after which the stream's own watch takes over
+// (gateway/stream.go): its body goes to the caller as an upstreamBody. Its retry
 // result is fasthttp's: the caller (upstreamTransport) narrows it.
 func watchedRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, call *Call) (bool, error) {
 	timeout := req.GetTimeOut()
@@ -126,13 +137,19 @@ func watchedRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fast
 	if hc.DisableHeaderNamesNormalizing {
 		resp.Header.DisableNormalizing()
 	}
+	// A stream's answer is read here up to the end of its header: resp keeps
+	// fasthttp's header parsing (and the client's SecureErrorLogMessage, which
+	// only fasthttp can set on a response), and the body is framed apart
+	// (streamBody).
+	stream, skip := resp.StreamBody, resp.SkipBody
+	resp.SkipBody = skip || stream
 	u := upstreamOf(conn.LocalAddr())
 	if u != nil {
 		u.watched, u.every = call, clientCheckEvery
 	}
 	br := hc.AcquireReader(conn)
 	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
-	hc.ReleaseReader(br)
+	resp.SkipBody = skip
 	if u != nil {
 		u.watched = nil
 		if we, ok := u.readErr.(*waitError); ok && err != nil {
@@ -142,15 +159,148 @@ func watchedRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fast
 		}
 	}
 	if err != nil {
+		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
 		return !errors.Is(err, fasthttp.ErrBodyTooLarge), err
 	}
-	if reset || req.ConnectionClose() || resp.ConnectionClose() {
+	closeConn := reset || req.ConnectionClose() || resp.ConnectionClose()
+	if stream && !skip && !noBody(resp.StatusCode()) {
+		streamBody(resp, hc, cc, conn, br, closeConn)
+		return false, nil
+	}
+	hc.ReleaseReader(br)
+	if closeConn {
 		hc.CloseConn(cc)
 	} else {
 		hc.ReleaseConn(cc)
 	}
 	return false, nil
+}
+
+// noBody reports whether an answer with status has no body whatever its header
+// says (RFC 9112 section 6.3), as fasthttp's Response.mustSkipBody has it.
+func noBody(status int) bool {
+	return status >= 100 && status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified
+}
+
+// streamBody gives resp, whose header was read from br, its body as a stream: the
+// body's framing (chunked, Content-Length, or up to the connection's close) is
+// fasthttp's own, set up on a carrier response from a copy of resp's header, and
+// read through an upstreamBody, which gives the connection back when it is closed.
+// cc is the connection (conn) br reads, closeConn whether it must close after the
+// answer. A chunked body's trailer is read into the carrier's header, whose parse
+// errors, unlike resp's, may quote it: fasthttp alone can make a header keep its
+// client's SecureErrorLogMessage.
+func streamBody(resp *fasthttp.Response, hc *fasthttp.HostClient, cc any, conn net.Conn, br *bufio.Reader, closeConn bool) {
+	carrier := fasthttp.AcquireResponse()
+	resp.Header.CopyTo(&carrier.Header)
+	carrier.StreamBody = true
+	// With StreamBody, ReadBody reads nothing and cannot fail: it sets the body
+	// stream up on br, and MaxResponseBodySize is the stream reader's to apply.
+	_ = carrier.ReadBody(br, 0)
+	b := &upstreamBody{
+		r:         carrier.BodyStream(),
+		carrier:   carrier,
+		resp:      resp,
+		hc:        hc,
+		cc:        cc,
+		conn:      conn,
+		br:        br,
+		closeConn: closeConn,
+		fullyRead: resp.Header.ContentLength() == 0,
+	}
+	// SetBodyStream sets the Content-Length it is given: the header's own, which
+	// leaves it as it was, except that a body up to the connection's close (-2)
+	// sets Connection: close, as fasthttp's parser does unless the answer upgrades.
+	keepAlive := !resp.ConnectionClose()
+	resp.SetBodyStream(b, resp.Header.ContentLength())
+	if keepAlive {
+		resp.Header.ResetConnectionClose()
+	}
+}
+
+// upstreamBody is a streamed answer's body read through watchedRoundTrip: fasthttp's
+// clientStreamBody (fasthttp 1.77, client.go), which fasthttp's transport alone can
+// make. Reads are serialised; CloseWithError, which may come from another goroutine
+// while a Read waits for the upstream (Abort, the drain's timer), closes the
+// connection to end that Read unless the body was read to its end, then gives the
+// connection back, to the pool when the body was read whole and nothing asks for
+// its close. It is closed through resp's CloseBodyStream (or the response's
+// release), and may be closed before that: the first close does the work.
+//
+// It is not pooled: a close may come after its response's own (the drain's timer
+// fires as the body ends), and a pooled body would by then be another stream's.
+// One allocation stands for fasthttp's four (its body and three closures).
+type upstreamBody struct {
+	r       io.Reader
+	carrier *fasthttp.Response
+	resp    *fasthttp.Response
+	hc      *fasthttp.HostClient
+	// cc is the connection, a *fasthttp.clientConn (connOp), and conn its net.Conn.
+	cc        any
+	conn      net.Conn
+	br        *bufio.Reader
+	closeConn bool
+	fullyRead bool
+	closed    atomic.Bool
+	readLock  sync.Mutex
+	closeOnce sync.Once
+}
+
+func (b *upstreamBody) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, io.ErrClosedPipe
+	}
+	b.readLock.Lock()
+	defer b.readLock.Unlock()
+	if b.closed.Load() {
+		return 0, io.ErrClosedPipe
+	}
+	n, err := b.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.fullyRead = true
+	}
+	return n, err
+}
+
+// CloseWithError implements fasthttp.ReadCloserWithError; err, when set, is why the
+// reader stopped, and the connection then closes.
+func (b *upstreamBody) CloseWithError(err error) error {
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		locked := b.readLock.TryLock()
+		discard := err != nil || !locked || !b.fullyRead
+		if discard {
+			// Ends a Read under way, which then lets go of readLock.
+			_ = b.conn.Close()
+		}
+		if !locked {
+			b.readLock.Lock()
+		}
+		defer b.readLock.Unlock()
+		_ = b.carrier.CloseBodyStream()
+		fasthttp.ReleaseResponse(b.carrier)
+		b.hc.ReleaseReader(b.br)
+		if discard || b.closeConn || b.resp.ConnectionClose() {
+			connOp(dropConn, b.hc, b.cc)
+		} else {
+			connOp(poolConn, b.hc, b.cc)
+		}
+		b.carrier, b.resp, b.br, b.r, b.conn, b.cc = nil, nil, nil, nil, nil, nil
+	})
+	return nil
+}
+
+// fasthttp hands out its connections as *fasthttp.clientConn, which code outside it
+// cannot name: an upstreamBody keeps one as any, and connOp gives it back through
+// poolConn or dropConn, whose parameter type is the one it asserts.
+var (
+	poolConn = (*fasthttp.HostClient).ReleaseConn
+	dropConn = (*fasthttp.HostClient).CloseConn
+)
+
+func connOp[C any](op func(*fasthttp.HostClient, C), hc *fasthttp.HostClient, cc any) {
+	op(hc, cc.(C))
 }
 
 // nearerSet is deadline, or now plus d when d is set and that comes sooner.
