@@ -25,6 +25,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tollgate/tollgate/internal/deadline"
+	"github.com/tollgate/tollgate/internal/pemfile"
 	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
@@ -93,8 +94,12 @@ type Server struct {
 	limiters []liveLimiter
 	// reloadFailing is set while the last reload failed; under reloadMu.
 	reloadFailing bool
+	// tlsSums are the SHA-256 of the backends' tls files (backendTLSSums) the running
+	// config was built from, by path; under reloadMu, replaced and never written.
+	tlsSums map[string][sha256.Size]byte
 	// reloaded is signalled after each reload that installed a config, for the file
-	// watch to follow server.tls's paths.
+	// watch to follow the paths of the files it reads (server.tls, key files, backend
+	// tls files).
 	reloaded chan struct{}
 }
 
@@ -149,6 +154,7 @@ func New(path string, opt Options) (*Server, error) {
 		return nil, err
 	}
 	s.pools = providers.NewPools()
+	s.tlsSums = backendTLSSums(cfg)
 	rt, err := buildRuntime(cfg, log, s.m, tr, lim, s.pools)
 	if err != nil {
 		_ = tr.Shutdown(context.Background())
@@ -493,6 +499,9 @@ func (s *Server) Reload() error {
 		}
 		lim = newLim
 	}
+	// Hashed before the build reads them: a file changed in between reads as changed,
+	// and is loaded again.
+	tlsSums := backendTLSSums(cfg)
 	rt, err := buildRuntime(cfg, s.log, s.m, tr, lim, s.pools)
 	if err != nil {
 		s.closeUnused(newTr, newLim)
@@ -528,7 +537,7 @@ func (s *Server) Reload() error {
 		// renewal); turning TLS on or off waits for a restart.
 		s.cert.Store(cert)
 	}
-	s.lastHash, s.reloadFailing = hash, false
+	s.lastHash, s.reloadFailing, s.tlsSums = hash, false, tlsSums
 	select {
 	case s.reloaded <- struct{}{}:
 	default:
@@ -592,6 +601,11 @@ const (
 	inPlaceQuiet = time.Second
 )
 
+// lostPoll is how often the path of a watched directory that was removed or renamed
+// away is looked at until a directory is there again: its parent may be gone too, or
+// be one nothing else watches.
+const lostPoll = 250 * time.Millisecond
+
 func settleFor(timer **time.Timer, fire chan struct{}, d time.Duration) {
 	if *timer != nil {
 		(*timer).Reset(d)
@@ -611,6 +625,15 @@ func settleFor(timer **time.Timer, fire chan struct{}, d time.Duration) {
 type dirWatch struct {
 	w *fsnotify.Watcher
 	n map[string]int
+	// lost are the watched directories whose watch ended with them: removed (rm -rf
+	// and rendered anew), or renamed away (mv conf conf.prev && mv conf.next conf),
+	// which inotify would follow to the new name and fsnotify drops. They are
+	// watched again by name once a directory is back there (rewatch).
+	lost map[string]bool
+}
+
+func newDirWatch(w *fsnotify.Watcher) *dirWatch {
+	return &dirWatch{w: w, n: map[string]int{}, lost: map[string]bool{}}
 }
 
 func (d *dirWatch) add(dir string) error {
@@ -629,6 +652,7 @@ func (d *dirWatch) remove(dir string) {
 		return
 	case 1:
 		delete(d.n, dir)
+		delete(d.lost, dir)
 		// The directory may be gone already (Kubernetes deletes an old version's).
 		_ = d.w.Remove(dir)
 		return
@@ -636,8 +660,46 @@ func (d *dirWatch) remove(dir string) {
 	d.n[dir]--
 }
 
+// lose reports whether ev ended the watch of a watched directory: its removal, or its
+// rename (reported on the directory's own path, which no file's changed matches).
+// The directory is lost until rewatch finds one at its path again.
+func (d *dirWatch) lose(ev fsnotify.Event) bool {
+	if d.n[ev.Name] == 0 || !ev.Has(fsnotify.Remove) && !ev.Has(fsnotify.Rename) {
+		return false
+	}
+	// A directory renamed away would still be watched where it went.
+	_ = d.w.Remove(ev.Name)
+	d.lost[ev.Name] = true
+	return true
+}
+
+// rewatch watches the lost directories that are back again; all watches every
+// directory anew, by name (after events were lost, one removed or replaced meanwhile
+// raised none), and takes those not there for lost. It reports whether a lost
+// directory is watched again.
+func (d *dirWatch) rewatch(all bool) bool {
+	back := false
+	for dir := range d.n {
+		if !all && !d.lost[dir] {
+			continue
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			d.lost[dir] = true
+			continue
+		}
+		// Adding a watched path again moves its watch to what the path names now.
+		if err := d.w.Add(dir); err != nil {
+			d.lost[dir] = true
+			continue
+		}
+		back = back || d.lost[dir]
+		delete(d.lost, dir)
+	}
+	return back
+}
+
 // fileWatch follows files the running config reads besides its own (server.tls's
-// certificate and key, API key files) as the config file is followed (configFiles):
+// certificate and key, API key files, backends' tls files) as the config file is followed (configFiles):
 // each file's directory, the links on its way and the directories they resolve to,
 // so that a change is seen however it lands: a save, a rename over the file, or
 // Kubernetes swapping a Secret's ..data link, every time.
@@ -703,6 +765,89 @@ func (s *Server) watchKeys(dw *dirWatch, kw *fileWatch) {
 	kw.set(dw, paths, "API key", s.log)
 }
 
+// watchBackendTLS follows the files of the running config's backend tls blocks: a
+// client certificate renewed by cert-manager into a mounted Secret, a rotated CA.
+func (s *Server) watchBackendTLS(dw *dirWatch, tw *fileWatch) {
+	var paths []string
+	if rt := s.rt.Load(); rt != nil {
+		for _, b := range rt.cfg.Backends {
+			paths = append(paths, backendTLSPaths(&b.TLS)...)
+		}
+	}
+	tw.set(dw, paths, "backend TLS", s.log)
+}
+
+// backendTLSPaths are the files t names.
+func backendTLSPaths(t *providers.TLSConfig) []string {
+	var paths []string
+	for _, p := range []string{t.CAFile, t.CertFile, t.KeyFile} {
+		if p != "" {
+			paths = append(paths, p)
+		}
+	}
+	return paths
+}
+
+// backendTLSSums hashes the files of cfg's backend tls blocks, by path; one that
+// cannot be read is left out.
+func backendTLSSums(cfg *Config) map[string][sha256.Size]byte {
+	sums := map[string][sha256.Size]byte{}
+	for _, b := range cfg.Backends {
+		for _, p := range backendTLSPaths(&b.TLS) {
+			if data, err := os.ReadFile(p); err == nil {
+				sums[p] = sha256.Sum256(data)
+			}
+		}
+	}
+	return sums
+}
+
+// changedBackendTLS is the first file of the running config's backend tls blocks
+// that holds other bytes than the running config was built from (sums), when its
+// backend's files load now, or "". A file that is not there counts as unchanged, and
+// files that do not load (a renewal half written: the certificate without its key
+// yet) leave the running config: the write that completes them raises the next event.
+func (s *Server) changedBackendTLS(sums map[string][sha256.Size]byte) string {
+	rt := s.rt.Load()
+	if rt == nil {
+		return ""
+	}
+	for _, name := range rt.cfg.backendNames() {
+		t := rt.cfg.Backends[name].TLS
+		changed := ""
+		for _, p := range backendTLSPaths(&t) {
+			if data, err := os.ReadFile(p); err == nil && sha256.Sum256(data) != sums[p] {
+				changed = p
+				break
+			}
+		}
+		if changed == "" {
+			continue
+		}
+		if err := loadBackendTLS(&t); err != nil {
+			s.log.Warn("backend tls files changed but do not load; the running ones stay", "backend", name, "error", err.Error())
+			continue
+		}
+		return changed
+	}
+	return ""
+}
+
+// loadBackendTLS reads t's files as building the backend does.
+func loadBackendTLS(t *providers.TLSConfig) error {
+	if t.CAFile != "" {
+		if _, err := pemfile.CertPool(t.CAFile); err != nil {
+			return errors.New("tls.ca_file: " + err.Error())
+		}
+	}
+	if t.CertFile != "" {
+		if _, err := pemfile.KeyPair(t.CertFile, t.KeyFile); err != nil {
+			return errors.New("tls.cert_file: " + err.Error())
+		}
+	}
+	return nil
+}
+
 // changed reports whether an event on name may have changed one of the files.
 func (fw fileWatch) changed(name string) bool {
 	for _, f := range fw {
@@ -747,7 +892,9 @@ func (s *Server) changedKeyFile() string {
 
 // refreshCert serves what the running config's certificate files hold now, if that
 // loads and differs; a pair that does not load (a renewal half written) leaves the
-// served one.
+// served one. The whole chain is compared, not the leaf: a Secret update that adds
+// the missing intermediate keeps the leaf, and so does a tls.crt written in place
+// whose leaf landed before the rest.
 func (s *Server) refreshCert() {
 	rt := s.rt.Load()
 	if rt == nil {
@@ -760,7 +907,7 @@ func (s *Server) refreshCert() {
 		}
 		return
 	}
-	if cur := s.cert.Load(); cur != nil && bytes.Equal(cur.Certificate[0], cert.Certificate[0]) {
+	if cur := s.cert.Load(); cur != nil && slices.EqualFunc(cur.Certificate, cert.Certificate, bytes.Equal) {
 		return
 	}
 	s.cert.Store(cert)
@@ -780,23 +927,42 @@ func (s *Server) watch(ctx context.Context) {
 		return
 	}
 	defer w.Close()
-	dw := &dirWatch{w: w, n: map[string]int{}}
+	dw := newDirWatch(w)
 	t, err := watchFiles(dw, s.path, s.log)
 	if err != nil {
 		s.log.Warn("config file watching unavailable", "error", err.Error())
 		return
 	}
-	var certs, keys fileWatch
+	var certs, keys, upTLS fileWatch
 	s.watchCert(dw, &certs)
 	s.watchKeys(dw, &keys)
+	s.watchBackendTLS(dw, &upTLS)
 	// Writers emit several events per save; settle for a moment, then compare content
 	// so that a save without a change triggers nothing. A file written in place is
 	// read only once it has not been written for inPlaceQuiet. Events on other files
 	// (a log written next to the config) are dropped at once: they would wake this
 	// loop for every line.
-	var timer, certTimer *time.Timer
+	var timer, certTimer, lostTimer *time.Timer
 	var lastWrite time.Time
-	fire, certFire := make(chan struct{}, 1), make(chan struct{}, 1)
+	fire, certFire, lostFire := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{}, 1)
+	// recheck compares every file watched, as after the events of a change: when
+	// events may have gone unseen (a directory's watch ended, the kernel's queue
+	// overflowed) or a directory is watched again. The comparisons decide whether
+	// anything reloads. While a directory is lost, its path is polled.
+	recheck := func() {
+		settle(&timer, fire)
+		settle(&certTimer, certFire)
+		if len(dw.lost) > 0 {
+			settleFor(&lostTimer, lostFire, lostPoll)
+		}
+	}
+	defer func() {
+		for _, tm := range []*time.Timer{timer, certTimer, lostTimer} {
+			if tm != nil {
+				tm.Stop()
+			}
+		}
+	}()
 	// A change made before the watch began raised no event: compare once now.
 	fire <- struct{}{}
 	for {
@@ -807,14 +973,22 @@ func (s *Server) watch(ctx context.Context) {
 			if !ok {
 				return
 			}
+			if dw.lose(ev) {
+				// The directory was removed or renamed: what is at its path now
+				// (a rename over it may have brought it already) is compared, a
+				// file gone failing the reload as a removed config file does.
+				dw.rewatch(false)
+				recheck()
+				continue
+			}
 			if certs.changed(ev.Name) {
 				// A renewed certificate (a save, or Kubernetes swapping a secret's
 				// ..data link): served from the next connection, without a reload.
 				settle(&certTimer, certFire)
 			}
-			// A changed API key file reloads the config, which reads it: it is
-			// settled and compared as the config file is.
-			if !t.changed(ev.Name) && !keys.changed(ev.Name) {
+			// A changed API key file or backend tls file reloads the config, which
+			// reads it: it is settled and compared as the config file is.
+			if !t.changed(ev.Name) && !keys.changed(ev.Name) && !upTLS.changed(ev.Name) {
 				continue
 			}
 			if ev.Has(fsnotify.Write) {
@@ -825,13 +999,29 @@ func (s *Server) watch(ctx context.Context) {
 			if !ok {
 				return
 			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				// Events were dropped, a save's or a directory's removal among
+				// them, maybe: every directory is watched anew and every file
+				// compared.
+				s.log.Warn("config watch: events lost (inotify queue overflow); re-reading the watched files", "error", err.Error())
+				dw.rewatch(true)
+				recheck()
+				continue
+			}
 			s.log.Warn("config watch error", "error", err.Error())
+		case <-lostFire:
+			if dw.rewatch(false) {
+				recheck()
+			} else if len(dw.lost) > 0 {
+				settleFor(&lostTimer, lostFire, lostPoll)
+			}
 		case <-certFire:
 			certs.follow(dw, s.log)
 			s.refreshCert()
 		case <-s.reloaded:
 			s.watchCert(dw, &certs)
 			s.watchKeys(dw, &keys)
+			s.watchBackendTLS(dw, &upTLS)
 		case <-fire:
 			if d := time.Since(lastWrite); d < inPlaceQuiet {
 				// Written in place: the writer may not be done.
@@ -842,16 +1032,24 @@ func (s *Server) watch(ctx context.Context) {
 			// from here on raises an event, and one made before is in this read.
 			t.follow(dw, s.log)
 			keys.follow(dw, s.log)
+			upTLS.follow(dw, s.log)
 			h := fileHash(s.path)
 			s.reloadMu.Lock()
 			// After a failed reload the file is read again even if it holds the
 			// running config: an operator reverting a broken save gets a successful
 			// reload, and the failure's gauge and alert clear.
 			same := bytes.Equal(h[:], s.lastHash[:]) && !s.reloadFailing
+			tlsSums := s.tlsSums
 			s.reloadMu.Unlock()
 			if same {
 				if f := s.changedKeyFile(); f != "" {
 					s.log.Info("API key file changed; reloading", "file", f)
+					same = false
+				} else if f := s.changedBackendTLS(tlsSums); f != "" {
+					// The reload builds the backends anew, reading the files: new
+					// upstream connections present the renewed certificate, and
+					// requests in flight finish on the connections they have.
+					s.log.Info("backend tls file changed; reloading", "file", f)
 					same = false
 				}
 			}
