@@ -32,6 +32,11 @@ Per-request headers for tests:
   x-mock-tokens: N          generate N tokens (max_tokens and --max-tokens still cut)
   x-mock-cut-after: N       stream: close the connection after N content chunks
   x-mock-garbage: 1         answer 200 with a body that is not JSON
+  x-mock-cached-tokens: N   report N prompt tokens read from the prefix cache
+                            (prompt_tokens_details.cached_tokens; --api anthropic:
+                            cache_read_input_tokens)
+  x-mock-cache-write-tokens: N  --api anthropic: report N prompt tokens written to
+                            the cache (cache_creation_input_tokens)
 Every API response carries x-mock-saw-authorization: yes|no.
 
 As vLLM: POST routes require Content-Type: application/json; /v1/completions
