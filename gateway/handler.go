@@ -409,20 +409,20 @@ var ownRoutes = [nRoutes]string{
 	routeMLflowOne:   "/api/2.0/endpoints/{name}",
 }
 
-// ownMethods are the methods the HTTP conventions know; the last, empty, is any
-// other (_OTHER).
-var ownMethods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "QUERY", ""}
+// otherMethod is the index in serverSpecs of any method the HTTP conventions do not
+// know (_OTHER), after tracing.KnownMethods.
+const otherMethod = len(tracing.KnownMethods)
 
 // kindRoutes are the routes of the API calls, by kind.
 var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings}
 
-// methodPost is POST's index in ownMethods, the method of every API call.
+// methodPost is POST's index in serverSpecs, the method of every API call.
 var methodPost = ownMethod(strPost)
 
 // serverSpecs are the server spans of every request, by method and route, built once
 // so that starting one builds nothing.
-var serverSpecs = func() (t [len(ownMethods)][nRoutes]*tracing.Spec) {
-	for m, method := range ownMethods {
+var serverSpecs = func() (t [otherMethod + 1][nRoutes]*tracing.Spec) {
+	for m, method := range append(tracing.KnownMethods[:], "") {
 		for rt, route := range ownRoutes {
 			t[m][rt] = tracing.ServerSpec(method, route)
 		}
@@ -430,14 +430,14 @@ var serverSpecs = func() (t [len(ownMethods)][nRoutes]*tracing.Spec) {
 	return t
 }()
 
-// ownMethod is the index of method in ownMethods.
+// ownMethod is the index of method in serverSpecs.
 func ownMethod(method []byte) int {
-	for i, m := range ownMethods[:len(ownMethods)-1] {
+	for i, m := range tracing.KnownMethods {
 		if string(method) == m {
 			return i
 		}
 	}
-	return len(ownMethods) - 1
+	return otherMethod
 }
 
 // ownRoute is the route of path, as serveAPI and serveOther match it.

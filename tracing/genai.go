@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,14 +102,13 @@ func ServerSpec(method, route string) *Spec {
 	return NewSpec(name, trace.SpanKindServer, attrs...)
 }
 
-// KnownMethod reports whether method is one of the HTTP methods the HTTP
-// conventions name (http.request.method); any other is _OTHER.
+// KnownMethods are the HTTP methods the HTTP conventions name
+// (http.request.method); any other is _OTHER.
+var KnownMethods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "QUERY"}
+
+// KnownMethod reports whether method is one of KnownMethods.
 func KnownMethod(method string) bool {
-	switch method {
-	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY":
-		return true
-	}
-	return false
+	return slices.Contains(KnownMethods[:], method)
 }
 
 // SetServerRequest records on the server span what its spec cannot hold: the
