@@ -133,3 +133,47 @@ func TestAnthropicRepeatedToolCallIDsAcrossTurns(t *testing.T) {
 		})
 	}
 }
+
+// Two parallel tool calls of one answer share an id (calls that came without ids),
+// each answered by its tool message in order. The Messages API needs each tool_use
+// answered by one tool_result in the next user turn: the repeat is renamed, and the
+// tool messages answer the calls in order, not both the renamed one.
+func TestAnthropicRepeatedToolCallIDsInOneAnswer(t *testing.T) {
+	for _, id := range []string{"", "call_0"} {
+		t.Run("id "+id, func(t *testing.T) {
+			q, _ := json.Marshal(id)
+			body := `{"model":"chat","messages":[{"role":"user","content":"Weather in Paris and Rome?"},` +
+				`{"role":"assistant","content":null,"tool_calls":[` +
+				`{"id":` + string(q) + `,"type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}},` +
+				`{"id":` + string(q) + `,"type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Rome\"}"}}]},` +
+				`{"role":"tool","tool_call_id":` + string(q) + `,"content":"sunny"},` +
+				`{"role":"tool","tool_call_id":` + string(q) + `,"content":"rainy"}],` +
+				`"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]}`
+			out := anthropicRequest(t, body)
+			var m toolTurns
+			if err := json.Unmarshal(out, &m); err != nil {
+				t.Fatal(err)
+			}
+			uses := map[string]bool{}
+			answered := map[string]int{}
+			for _, msg := range m.Messages {
+				for _, b := range msg.Content {
+					switch b.Type {
+					case "tool_use":
+						uses[b.ID] = true
+					case "tool_result":
+						answered[b.ToolUseID]++
+					}
+				}
+			}
+			if len(uses) != 2 {
+				t.Fatalf("tool_use ids %v, want two distinct ones\n%s", uses, out)
+			}
+			for u := range uses {
+				if answered[u] != 1 {
+					t.Errorf("tool_use %q is answered by %d tool_result blocks, want 1: the Messages API refuses the request\n%s", u, answered[u], out)
+				}
+			}
+		})
+	}
+}

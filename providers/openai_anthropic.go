@@ -277,9 +277,11 @@ type turnWriter struct {
 	ids []toolID
 }
 
-// toolID is a tool call's id as the client sent it (raw JSON) and as it was sent.
+// toolID is a tool call's id as the client sent it (raw JSON) and as it was sent, and
+// whether a tool message answered it yet.
 type toolID struct {
 	orig, sent string
+	answered   bool
 }
 
 // block starts the next content block of the current role's message.
@@ -832,13 +834,26 @@ func (w *turnWriter) used(sent []byte) bool {
 	return false
 }
 
-// appendResultID appends the id a tool message answers, raw JSON: the id its call was
-// last sent with (appendUseID), else as appendToolID writes it.
+// appendResultID appends the id a tool message answers, raw JSON: the first call sent
+// with that id that no tool message answered yet, so that the tool messages after
+// calls sharing an id (parallel calls that came without ids) answer them in order;
+// else the id the call was last sent with (appendUseID), else as appendToolID writes
+// it.
 func (w *turnWriter) appendResultID(dst, raw []byte) []byte {
-	for k := len(w.ids) - 1; k >= 0; k-- {
-		if w.ids[k].orig == string(raw) {
-			return append(dst, w.ids[k].sent...)
+	last := -1
+	for k := range w.ids {
+		id := &w.ids[k]
+		if id.orig != string(raw) {
+			continue
 		}
+		if !id.answered {
+			id.answered = true
+			return append(dst, id.sent...)
+		}
+		last = k
+	}
+	if last >= 0 {
+		return append(dst, w.ids[last].sent...)
 	}
 	return appendToolID(dst, raw)
 }
