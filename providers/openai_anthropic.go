@@ -37,6 +37,9 @@ type oaMessage struct {
 	Content    json.RawMessage `json:"content"`
 	ToolCalls  []oaToolCall    `json:"tool_calls"`
 	ToolCallID json.RawMessage `json:"tool_call_id"`
+	// CacheControl on a message marks its last block (a string content's, a tool
+	// result), as LiteLLM takes it.
+	CacheControl json.RawMessage `json:"cache_control"`
 }
 
 type oaToolCall struct {
@@ -52,6 +55,9 @@ type oaPart struct {
 	Type     string          `json:"type"`
 	Text     json.RawMessage `json:"text"`
 	Refusal  json.RawMessage `json:"refusal"`
+	// CacheControl is Anthropic's prompt-cache mark ({"type":"ephemeral"}, a ttl),
+	// which OpenAI-compatible gateways take on a content part and pass on.
+	CacheControl json.RawMessage `json:"cache_control"`
 	ImageURL *struct {
 		URL string `json:"url"`
 	} `json:"image_url"`
@@ -62,8 +68,9 @@ type oaPart struct {
 }
 
 type oaTool struct {
-	Type     string `json:"type"`
-	Function struct {
+	Type         string          `json:"type"`
+	CacheControl json.RawMessage `json:"cache_control"`
+	Function     struct {
 		Name        json.RawMessage `json:"name"`
 		Description json.RawMessage `json:"description"`
 		Parameters  json.RawMessage `json:"parameters"`
@@ -200,6 +207,7 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 // top-level system blocks: the Messages API has no system role inside messages.
 func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 	n := 0
+	var err *requestError
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Role != "system" && m.Role != "developer" {
@@ -210,7 +218,10 @@ func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 		case len(m.Content) == 0 || jsonscan.IsNull(m.Content):
 			continue
 		case jsonscan.IsString(m.Content):
-			dst, n = appendSystemText(dst, m.Content, n)
+			if dst, n, err = appendSystemText(dst, m.Content, m.CacheControl, n); err != nil {
+				err.param = msgField(i, ".cache_control")
+				return dst, err
+			}
 			continue
 		case m.Content[0] != '[' || json.Unmarshal(m.Content, &parts) != nil:
 			param := msgField(i, ".content")
@@ -221,7 +232,10 @@ func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 			if p.Type != "text" || !jsonscan.IsString(p.Text) {
 				return dst, badRequest(partField(i, j, ".type"), "System and developer messages may hold only text parts.")
 			}
-			dst, n = appendSystemText(dst, p.Text, n)
+			if dst, n, err = appendSystemText(dst, p.Text, p.CacheControl, n); err != nil {
+				err.param = partField(i, j, ".cache_control")
+				return dst, err
+			}
 		}
 	}
 	if n > 0 {
@@ -247,17 +261,33 @@ func appendUserID(dst, user []byte) []byte {
 }
 
 // appendSystemText appends a text holding more than whitespace as the next of n
-// system blocks: the API refuses blank ones.
-func appendSystemText(dst, text []byte, n int) ([]byte, int) {
+// system blocks, with its cache mark cc: the API refuses blank ones.
+func appendSystemText(dst, text, cc []byte, n int) ([]byte, int, *requestError) {
 	if isBlankString(text) {
-		return dst, n
+		return dst, n, nil
 	}
 	if n == 0 {
 		dst = append(dst, `,"system":[`...)
 	} else {
 		dst = append(dst, ',')
 	}
-	return appendTextBlock(dst, text), n + 1
+	dst, err := appendCacheControl(appendTextBlock(dst, text), cc)
+	return dst, n + 1, err
+}
+
+// appendCacheControl gives the block dst ends with Anthropic's cache mark cc, the raw
+// cache_control the client sent with it: an object goes as it is (the API checks its
+// type and ttl), null or none adds nothing.
+func appendCacheControl(dst, cc []byte) ([]byte, *requestError) {
+	switch {
+	case len(cc) == 0 || jsonscan.IsNull(cc):
+		return dst, nil
+	case cc[0] != '{':
+		return dst, badRequest("", "cache_control must be an object such as {\"type\":\"ephemeral\"}.")
+	}
+	dst = append(dst[:len(dst)-1], `,"cache_control":`...)
+	dst = append(dst, cc...)
+	return append(dst, '}'), nil
 }
 
 // turnWriter writes the messages array, opening a message at its first block so that
@@ -313,6 +343,7 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 	for i := range msgs {
 		m := &msgs[i]
 		var err *requestError
+		start := len(w.dst)
 		switch m.Role {
 		case "system", "developer":
 			continue
@@ -339,6 +370,12 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 			param := msgField(i, ".role")
 			err = badRequest(param, param+" must be one of system, developer, user, assistant or tool.")
 		}
+		if err == nil && len(w.dst) > start {
+			// The message's own mark goes on its last block.
+			if w.dst, err = appendCacheControl(w.dst, m.CacheControl); err != nil {
+				err.param = msgField(i, ".cache_control")
+			}
+		}
 		if err != nil {
 			return w.dst, err
 		}
@@ -358,8 +395,12 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 // whitespace"). OpenAI-compatible servers take it, and clients build prefills such as
 // "Answer: " or a code fence and newline.
 func trimPrefill(dst []byte, at int) []byte {
-	raw := dst[at+len(`{"type":"text","text":`) : len(dst)-1]
-	s, ok := jsonscan.AppendUnquote(nil, raw)
+	start := at + len(`{"type":"text","text":`)
+	end, err := jsonscan.Skip(dst, start)
+	if err != nil {
+		return dst
+	}
+	s, ok := jsonscan.AppendUnquote(nil, dst[start:end])
 	if !ok {
 		return dst
 	}
@@ -367,9 +408,10 @@ func trimPrefill(dst []byte, at int) []byte {
 	if len(t) == len(s) {
 		return dst
 	}
-	dst = append(dst[:at], `{"type":"text","text":`...)
-	dst = jsonscan.AppendQuoteNoHTML(dst, b2s(t))
-	return append(dst, '}')
+	// What follows the text in its block: the closing brace, or a cache mark first.
+	tail := append([]byte(nil), dst[end:]...)
+	dst = jsonscan.AppendQuoteNoHTML(dst[:start], b2s(t))
+	return append(dst, tail...)
 }
 
 // content writes a message's content, a string or an array of parts, as blocks. Blank
@@ -398,21 +440,24 @@ func (w *turnWriter) content(raw json.RawMessage, i int, user bool) *requestErro
 		var err *requestError
 		switch {
 		case p.Type == "text" && jsonscan.IsString(p.Text):
-			if !isBlankString(p.Text) {
-				w.block()
-				w.text = len(w.dst)
-				w.dst = appendTextBlock(w.dst, p.Text)
+			if isBlankString(p.Text) {
+				continue
 			}
+			w.block()
+			w.text = len(w.dst)
+			w.dst = appendTextBlock(w.dst, p.Text)
 		case p.Type == "refusal" && !user && jsonscan.IsString(p.Refusal):
-			if !isBlankString(p.Refusal) {
-				w.block()
-				w.text = len(w.dst)
-				w.dst = appendTextBlock(w.dst, p.Refusal)
+			if isBlankString(p.Refusal) {
+				continue
 			}
+			w.block()
+			w.text = len(w.dst)
+			w.dst = appendTextBlock(w.dst, p.Refusal)
 		case p.Type == "image_url" && user && p.ImageURL != nil:
 			w.block()
 			if w.dst, err = appendImageBlock(w.dst, p.ImageURL.URL); err != nil {
 				err.param = partField(i, j, ".image_url.url")
+				return err
 			}
 		case p.Type == "file" && user && p.File != nil:
 			if p.File.FileData == "" {
@@ -421,11 +466,13 @@ func (w *turnWriter) content(raw json.RawMessage, i int, user bool) *requestErro
 			w.block()
 			if w.dst, err = appendDocumentBlock(w.dst, p.File.FileData); err != nil {
 				err.param = partField(i, j, ".file.file_data")
+				return err
 			}
 		default:
 			return badRequest(partField(i, j, ".type"), "Content parts of type "+strconv.Quote(p.Type)+" are not supported here by this model.")
 		}
-		if err != nil {
+		if w.dst, err = appendCacheControl(w.dst, p.CacheControl); err != nil {
+			err.param = partField(i, j, ".cache_control")
 			return err
 		}
 	}
@@ -613,7 +660,11 @@ func appendTools(dst []byte, tools []oaTool) ([]byte, *requestError) {
 			param := toolField(i, ".function.parameters")
 			return dst, badRequest(param, param+" must be a JSON schema object.")
 		}
-		dst = append(dst, '}')
+		var err *requestError
+		if dst, err = appendCacheControl(append(dst, '}'), t.CacheControl); err != nil {
+			err.param = toolField(i, ".cache_control")
+			return dst, err
+		}
 	}
 	return append(dst, ']'), nil
 }
