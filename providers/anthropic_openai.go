@@ -14,6 +14,9 @@ import (
 // read from or written to the prompt cache, which OpenAI's prompt_tokens include.
 type anthropicUsage struct {
 	input, cacheWrite, cacheRead, output int64
+	// cacheWrite1h is the part of cacheWrite with a one-hour ttl
+	// (cache_creation.ephemeral_1h_input_tokens).
+	cacheWrite1h int64
 	// bad is set once a count was not one (negative, huge, not an integer).
 	bad bool
 }
@@ -38,6 +41,11 @@ func (u *anthropicUsage) read(raw []byte) {
 			dst = &u.cacheRead
 		case "output_tokens":
 			dst = &u.output
+		case "cache_creation":
+			if v, ok := jsonscan.Field(v, "ephemeral_1h_input_tokens"); ok {
+				u.read1h(v)
+			}
+			continue
 		default:
 			continue
 		}
@@ -56,15 +64,29 @@ func (u *anthropicUsage) read(raw []byte) {
 	}
 }
 
+// read1h reads the one-hour cache writes' count, null leaving the last one given.
+func (u *anthropicUsage) read1h(v []byte) {
+	if jsonscan.IsNull(v) {
+		return
+	}
+	n, ok := tokenCount(v)
+	if !ok {
+		u.bad = true
+		return
+	}
+	u.cacheWrite1h = n
+}
+
 func (u *anthropicUsage) usage() Usage {
-	if u.bad {
+	if u.bad || u.cacheWrite1h > u.cacheWrite {
 		return Usage{}
 	}
 	return Usage{
-		Input:       u.input + u.cacheWrite + u.cacheRead,
-		Output:      u.output,
-		CachedInput: u.cacheRead,
-		CacheWrite:  u.cacheWrite,
+		Input:        u.input + u.cacheWrite + u.cacheRead,
+		Output:       u.output,
+		CachedInput:  u.cacheRead,
+		CacheWrite:   u.cacheWrite,
+		CacheWrite1h: u.cacheWrite1h,
 	}
 }
 

@@ -126,6 +126,9 @@ type Pricing struct {
 	// (Anthropic bills a 5-minute cache write at 1.25 times the input price); nil is
 	// InputPerMillion.
 	CacheWritePerMillion *float64 `yaml:"cache_write_per_million"`
+	// CacheWrite1hPerMillion prices the cache writes of a one-hour ttl (Anthropic
+	// bills them at twice the input price); nil is the cache write price.
+	CacheWrite1hPerMillion *float64 `yaml:"cache_write_1h_per_million"`
 }
 
 // Cost is the price of u in US dollars. Every input token is priced as input, then
@@ -137,8 +140,15 @@ func (p Pricing) Cost(u Usage) float64 {
 	if r := p.CachedInputPerMillion; r != nil && u.CachedInput > 0 {
 		c += float64(u.CachedInput) * (*r - p.InputPerMillion)
 	}
-	if w := p.CacheWritePerMillion; w != nil && u.CacheWrite > 0 {
-		c += float64(u.CacheWrite) * (*w - p.InputPerMillion)
+	write := p.InputPerMillion
+	if w := p.CacheWritePerMillion; w != nil {
+		write = *w
+		if u.CacheWrite > 0 {
+			c += float64(u.CacheWrite) * (write - p.InputPerMillion)
+		}
+	}
+	if w := p.CacheWrite1hPerMillion; w != nil && u.CacheWrite1h > 0 {
+		c += float64(u.CacheWrite1h) * (*w - write)
 	}
 	return c / 1e6
 }
@@ -234,6 +244,9 @@ func (c *Config) Validate() error {
 	}
 	if p := c.Pricing.CacheWritePerMillion; p != nil && !(*p >= 0 && *p <= math.MaxFloat64) {
 		errs = append(errs, fieldErr("pricing.cache_write_per_million", "must be a finite number, 0 or more"))
+	}
+	if p := c.Pricing.CacheWrite1hPerMillion; p != nil && !(*p >= 0 && *p <= math.MaxFloat64) {
+		errs = append(errs, fieldErr("pricing.cache_write_1h_per_million", "must be a finite number, 0 or more"))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fieldErr("timeout", "must not be negative"))

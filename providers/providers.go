@@ -103,6 +103,9 @@ type Usage struct {
 	// cache_creation_input_tokens), which Anthropic bills above the input price.
 	// Only the Anthropic translation sets it.
 	CacheWrite int64
+	// CacheWrite1h is the part of CacheWrite written with a one-hour ttl (Anthropic's
+	// cache_creation.ephemeral_1h_input_tokens), which Anthropic bills higher still.
+	CacheWrite1h int64
 }
 
 // Call is one upstream attempt's input. The gateway owns it and reuses it; a provider

@@ -125,6 +125,23 @@ func TestUsageAnthropicPromptCache(t *testing.T) {
 		}
 	})
 
+	t.Run("one-hour writes", func(t *testing.T) {
+		// message_start's usage as the API documents it with cache_control ttl 1h.
+		var a anthropicUsage
+		a.read([]byte(`{"input_tokens":13,"cache_creation_input_tokens":300,"cache_read_input_tokens":1000,` +
+			`"cache_creation":{"ephemeral_5m_input_tokens":200,"ephemeral_1h_input_tokens":100},"output_tokens":1}`))
+		a.read([]byte(`{"output_tokens":9}`))
+		want := Usage{Input: 1313, Output: 9, CachedInput: 1000, CacheWrite: 300, CacheWrite1h: 100}
+		if u := a.usage(); u != want {
+			t.Errorf("usage %+v, want %+v", u, want)
+		}
+		var b anthropicUsage
+		b.read([]byte(`{"input_tokens":13,"cache_creation_input_tokens":30,"cache_creation":{"ephemeral_1h_input_tokens":100},"output_tokens":9}`))
+		if u := b.usage(); u != (Usage{}) {
+			t.Errorf("more one-hour writes than writes: usage %+v, want unknown", u)
+		}
+	})
+
 	t.Run("a garbage cache count", func(t *testing.T) {
 		var a anthropicUsage
 		a.read([]byte(`{"input_tokens":13,"cache_creation_input_tokens":-200,"cache_read_input_tokens":2000,"output_tokens":9}`))
@@ -187,6 +204,13 @@ func TestPricingPromptCache(t *testing.T) {
 			Usage{Input: 100, Output: 10, CachedInput: 100}, 20 / 1e6},
 		{"no cached tokens, cached price set", Pricing{InputPerMillion: 1, OutputPerMillion: 2, CachedInputPerMillion: price(0.1), CacheWritePerMillion: price(1.25)},
 			Usage{Input: 100, Output: 10}, 120 / 1e6},
+		// Claude Sonnet 4: $3 input, $3.75 5-minute write, $6 1-hour write, $0.30 read.
+		{"one-hour writes at their own price", Pricing{InputPerMillion: 3, OutputPerMillion: 15, CachedInputPerMillion: price(0.3), CacheWritePerMillion: price(3.75), CacheWrite1hPerMillion: price(6)},
+			Usage{Input: 1313, Output: 9, CachedInput: 1000, CacheWrite: 300, CacheWrite1h: 100}, (13*3 + 1000*0.3 + 200*3.75 + 100*6 + 9*15) / 1e6},
+		{"one-hour writes without their price cost a write's", Pricing{InputPerMillion: 3, OutputPerMillion: 15, CacheWritePerMillion: price(3.75)},
+			Usage{Input: 313, Output: 9, CacheWrite: 300, CacheWrite1h: 100}, (13*3 + 300*3.75 + 9*15) / 1e6},
+		{"one-hour price alone", Pricing{InputPerMillion: 3, OutputPerMillion: 15, CacheWrite1hPerMillion: price(6)},
+			Usage{Input: 313, Output: 9, CacheWrite: 300, CacheWrite1h: 100}, (213*3 + 100*6 + 9*15) / 1e6},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -212,6 +236,7 @@ func TestPricingPromptCacheValidate(t *testing.T) {
 			[]string{"pricing.cached_input_per_million: must be a finite number, 0 or more", "pricing.cache_write_per_million: must be a finite number, 0 or more"}},
 		{"not a number", Pricing{CachedInputPerMillion: price(math.NaN())}, []string{"pricing.cached_input_per_million: must be a finite number, 0 or more"}},
 		{"infinite", Pricing{CacheWritePerMillion: price(math.Inf(1))}, []string{"pricing.cache_write_per_million: must be a finite number, 0 or more"}},
+		{"one-hour negative", Pricing{CacheWrite1hPerMillion: price(-6)}, []string{"pricing.cache_write_1h_per_million: must be a finite number, 0 or more"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
