@@ -613,7 +613,17 @@ func (p *pool) leftServiceLocked() {
 	if len(q.list) == 0 {
 		return
 	}
-	for _, st := range p.states {
+	// The waiters' own targets, not only p's: across a reload the queue holds the
+	// waiters of the backend that replaced p, whose targets p may not have.
+	var targets []*targetState
+	for _, w := range q.list {
+		for _, st := range w.states {
+			if !slices.Contains(targets, st) {
+				targets = append(targets, st)
+			}
+		}
+	}
+	for _, st := range targets {
 		q.serveLocked(st, p.limit())
 	}
 }
@@ -1350,6 +1360,12 @@ func (q *queue) wait(p *pool, first int, avoid uint64, d time.Duration, front bo
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
 	// slot over, one freed before it is found by the try.
 	q.waiting.Add(1)
+	if avoid != 0 && !inServiceOutside(p.states, avoid) {
+		// Every target that has not failed the call left service, since it chose
+		// one or while it waited before (a slot handed over on a target that
+		// then left): one that failed it will do, as at the first try.
+		avoid = 0
+	}
 	if j := p.takeAny(first, avoid); j >= 0 {
 		q.waiting.Add(-1)
 		q.mu.Unlock()

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -166,5 +167,130 @@ func TestRetryTakesFailedTargetOnceOthersLeaveService(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the retry still waits for a target out of service while target 0 is free")
+	}
+}
+
+// A retry handed a slot on the one target that had not failed it, which left service
+// before the retry woke up, is put back in the queue: with no target that has not
+// failed it in service, it takes the free slot of one that did at once, as at its
+// first try, instead of waiting out queue.timeout. The window between the hand-over
+// and the waiter's check is held open in the client's Unwatch, which runs in it.
+func TestRetryPutBackTakesFailedTargetOnceOthersLeftService(t *testing.T) {
+	b := newPoolBackend(t, Config{Targets: benchTargets(2), MaxConcurrency: 1,
+		Queue:  QueueConfig{Size: 4, Timeout: time.Minute},
+		Health: HealthConfig{EjectAfter: 5, EjectFor: time.Minute}}, nil)
+	p := &b.pool
+	// Target 1's slot is held by a request in flight; target 0 is free.
+	p.states[1].slots.n.Store(1)
+
+	call := promptCall("retry", false)
+	// The call's first attempt failed on target 0: this is its retry.
+	call.failedOn, call.failed = b, bit(0)
+	woke := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	cl := newTestClient()
+	cl.onUnwatch = func() {
+		once.Do(func() {
+			close(woke)
+			<-release
+		})
+	}
+	call.Client = cl
+	done := make(chan acquired, 1)
+	go func() {
+		l, err := b.acquire(call)
+		done <- acquired{l, err}
+	}()
+	waitUntil(t, "the retry queues", func() bool { return p.queue.waiting.Load() == 1 })
+	if n := p.states[0].slots.load(); n != 0 {
+		t.Fatalf("target 0 has %d in flight, want 0: the retry should wait for target 1", n)
+	}
+
+	// The request on target 1 ends: its slot is handed to the retry.
+	p.free(1)
+	select {
+	case <-woke:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the retry was not handed target 1's freed slot")
+	}
+	// Before the retry looks at its slot, target 1 leaves service (a failed request
+	// elsewhere, or an active check finding it down).
+	p.states[1].eject(p.now(), &p.set, false)
+	close(release)
+
+	select {
+	case r := <-done:
+		if r.err != nil || r.l.i != 0 {
+			t.Fatalf("the retry got %+v, %v; want target 0's free slot", r.l, r.err)
+		}
+		p.free(r.l.i)
+	case <-time.After(2 * time.Second):
+		cl.hangUp()
+		r := <-done
+		t.Fatalf("the retry still waits (queue.timeout 1m) while target 0 has a free slot and "+
+			"target 1, the only one that had not failed it, left service; it ended with %+v, %v once its client left", r.l, r.err)
+	}
+	if n0, n1 := p.states[0].slots.load(), p.states[1].slots.load(); n0 != 0 || n1 != 0 {
+		t.Errorf("slots in flight after: %d, %d; want 0, 0", n0, n1)
+	}
+}
+
+// The same across a reload that adds target C: a retry of the new backend that failed
+// on C waits for A, held by a request of the replaced backend, which fails and ejects
+// A. The replaced backend's free offers the waiters' own targets, C included, so the
+// retry takes C's free slot at once.
+func TestRetryAcrossReloadTakesAddedTargetOnceOthersLeftService(t *testing.T) {
+	ps := NewPools()
+	urls := benchTargets(2) // A, C
+	old := newPoolBackend(t, Config{Targets: urls[:1], MaxConcurrency: 1,
+		Queue:  QueueConfig{Size: 4, Timeout: time.Minute},
+		Health: HealthConfig{EjectAfter: 1, EjectFor: time.Minute}}, ps)
+	old.Activate()
+	held, err := old.acquire(promptCall("held", true))
+	if err != nil || held.i != 0 {
+		t.Fatalf("held: %+v %v", held, err)
+	}
+	// The reload: A kept, C added.
+	cur := newPoolBackend(t, Config{Targets: urls, MaxConcurrency: 1,
+		Queue:  QueueConfig{Size: 4, Timeout: time.Minute},
+		Health: HealthConfig{EjectAfter: 1, EjectFor: time.Minute}}, ps)
+	cur.Activate()
+	if cur.pool.states[0] != old.pool.states[0] {
+		t.Fatal("target A's state is not shared across the reload")
+	}
+
+	call := promptCall("retry", false)
+	call.failedOn, call.failed = cur, bit(1) // its first attempt failed on C
+	cl := newTestClient()
+	call.Client = cl
+	done := make(chan acquired, 1)
+	go func() {
+		l, err := cur.acquire(call)
+		done <- acquired{l, err}
+	}()
+	waitUntil(t, "the retry queues", func() bool { return cur.pool.queue.waiting.Load() == 1 })
+
+	// The replaced backend's request on A fails (a 502): A is ejected, its slot freed.
+	var res Result
+	_ = old.settle(held, &UpstreamError{Status: 502}, &res)
+	if !res.Failed || cur.pool.states[0].available() {
+		t.Fatalf("A not ejected by the failure (failed %v, available %v)", res.Failed, cur.pool.states[0].available())
+	}
+
+	select {
+	case r := <-done:
+		if r.err != nil || r.l.i != 1 {
+			t.Fatalf("the retry got %+v, %v; want target C's free slot", r.l, r.err)
+		}
+		cur.pool.free(r.l.i)
+	case <-time.After(2 * time.Second):
+		cl.hangUp()
+		r := <-done
+		if !errors.Is(r.err, ErrClientGone) && r.err == nil {
+			cur.pool.free(r.l.i)
+		}
+		t.Fatalf("the retry still waits (queue.timeout 1m) though A, the only target that had not "+
+			"failed it, left service and C has a free slot; ended %+v, %v once its client left", r.l, r.err)
 	}
 }
