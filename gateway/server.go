@@ -803,34 +803,44 @@ func backendTLSSums(cfg *Config) map[string][sha256.Size]byte {
 }
 
 // changedBackendTLS is the first file of the running config's backend tls blocks
-// that holds other bytes than the running config was built from (sums), when its
-// backend's files load now, or "". A file that is not there counts as unchanged, and
-// files that do not load (a renewal half written: the certificate without its key
-// yet) leave the running config: the write that completes them raises the next event.
+// that holds other bytes than the running config was built from (sums), or "". A
+// file that is not there counts as unchanged. The reload it leads to reads every tls
+// file of the config, server.tls's too: while any of them does not load (a renewal
+// half written: the certificate without its key yet, here or in another backend),
+// the running config stays, and the write that completes it raises the next event.
 func (s *Server) changedBackendTLS(sums map[string][sha256.Size]byte) string {
 	rt := s.rt.Load()
 	if rt == nil {
 		return ""
 	}
+	changed := ""
 	for _, name := range rt.cfg.backendNames() {
 		t := rt.cfg.Backends[name].TLS
-		changed := ""
 		for _, p := range backendTLSPaths(&t) {
 			if data, err := os.ReadFile(p); err == nil && sha256.Sum256(data) != sums[p] {
 				changed = p
 				break
 			}
 		}
-		if changed == "" {
-			continue
+		if changed != "" {
+			break
 		}
-		if err := loadBackendTLS(&t); err != nil {
-			s.log.Warn("backend tls files changed but do not load; the running ones stay", "backend", name, "error", err.Error())
-			continue
-		}
-		return changed
 	}
-	return ""
+	if changed == "" {
+		return ""
+	}
+	for _, name := range rt.cfg.backendNames() {
+		t := rt.cfg.Backends[name].TLS
+		if err := loadBackendTLS(&t); err != nil {
+			s.log.Warn("backend tls file changed but the config's tls files do not all load; the running ones stay", "file", changed, "backend", name, "error", err.Error())
+			return ""
+		}
+	}
+	if _, err := rt.cfg.Server.TLS.load(); err != nil {
+		s.log.Warn("backend tls file changed but server.tls does not load; the running config stays", "file", changed, "error", err.Error())
+		return ""
+	}
+	return changed
 }
 
 // loadBackendTLS reads t's files as building the backend does.
