@@ -159,7 +159,20 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		s := acquireAnthropicStream()
 		s.r.reset(up, t, up.BodyStream(), false)
 		s.created, s.secrets = created, a.secrets
-		if err := s.prime(); err != nil {
+		// The first events are read here, before the gateway's own watch of the
+		// stream begins: the call's client is watched meanwhile, as while the
+		// header was awaited.
+		c := upstreamOf(up.LocalAddr())
+		watched := c != nil && call.Client != nil && !c.ticking()
+		if watched {
+			c.watched, c.every = call, clientCheckEvery
+		}
+		err := s.prime()
+		if watched {
+			c.unwatch()
+			call.unwatchClient()
+		}
+		if err != nil {
 			_ = s.Close()
 			var f *streamFailure
 			if errors.As(err, &f) {

@@ -263,6 +263,16 @@ func (c *upstreamConn) read(p []byte) (int, error) {
 	}
 }
 
+// unwatch ends a watched call's ticks. The ticks left their own deadline on the
+// connection: the one in force is put back, else a read after them (a stream's body,
+// an error answer's) would time out at the last tick.
+func (c *upstreamConn) unwatch() {
+	c.watched = nil
+	if c.armed && !c.ticking() {
+		_ = c.Conn.SetReadDeadline(c.inForce)
+	}
+}
+
 // ticking reports whether reads wake every c.every while the upstream is silent.
 func (c *upstreamConn) ticking() bool { return c.silent != nil || c.watched != nil }
 

@@ -256,10 +256,16 @@ func (o *openAI) events(t *Target, up, out *fasthttp.Response, forced bool) *sse
 // text/event-stream, nil for an event stream; with an error, up is released
 // (endAttempt).
 func notStreamed(t *Target, up *fasthttp.Response) error {
-	if hasPrefixFold(up.Header.ContentType(), strEventStream) {
+	var err error
+	switch {
+	case up.BodyStream() == nil:
+		// A 2xx without a body (204): nothing to stream, not the API's answer.
+		err = errors.Join(ErrBadResponse, errors.New("upstream answered "+strconv.Itoa(up.StatusCode())+" without a body to stream"))
+	case hasPrefixFold(up.Header.ContentType(), strEventStream):
 		return nil
+	default:
+		err = badStreamType(up.Header.ContentType())
 	}
-	err := badStreamType(up.Header.ContentType())
 	endAttempt(t, up)
 	return err
 }

@@ -52,13 +52,13 @@ type oaToolCall struct {
 }
 
 type oaPart struct {
-	Type     string          `json:"type"`
-	Text     json.RawMessage `json:"text"`
-	Refusal  json.RawMessage `json:"refusal"`
+	Type    string          `json:"type"`
+	Text    json.RawMessage `json:"text"`
+	Refusal json.RawMessage `json:"refusal"`
 	// CacheControl is Anthropic's prompt-cache mark ({"type":"ephemeral"}, a ttl),
 	// which OpenAI-compatible gateways take on a content part and pass on.
 	CacheControl json.RawMessage `json:"cache_control"`
-	ImageURL *struct {
+	ImageURL     *struct {
 		URL string `json:"url"`
 	} `json:"image_url"`
 	File *struct {

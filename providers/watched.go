@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,7 +152,7 @@ func watchedRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fast
 	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
 	resp.SkipBody = skip
 	if u != nil {
-		u.watched = nil
+		u.unwatch()
 		if we, ok := u.readErr.(*waitError); ok && err != nil {
 			// fasthttp reports any failed read of an answer's first byte as an
 			// end of file, which a retry would take for the upstream's close.
@@ -259,8 +260,23 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if errors.Is(err, io.EOF) {
 		b.fullyRead = true
+	} else if err != nil {
+		err = withoutContents(err)
 	}
 	return n, err
+}
+
+// withoutContents is err without the bytes fasthttp quotes in a header parse error
+// ("…: buffer size=N, contents: …"): a chunked body's trailer is parsed into the
+// carrier's header, which fasthttp alone can make keep its client's
+// SecureErrorLogMessage, and a malformed trailer may carry a credential.
+func withoutContents(err error) error {
+	msg := err.Error()
+	i := strings.Index(msg, ", contents: ")
+	if i < 0 {
+		return err
+	}
+	return errors.Join(ErrBadResponse, errors.New(msg[:i]))
 }
 
 // CloseWithError implements fasthttp.ReadCloserWithError; err, when set, is why the
