@@ -12,6 +12,7 @@ func TestAnthropicAllocs(t *testing.T) {
 	t.Run("stream chunk", func(t *testing.T) {
 		for _, c := range []struct{ name, prefix, chunk string }{
 			{"text", benchStart, benchText}, {"tool arguments", benchStart + benchToolOpen, benchJSON},
+			{"thinking", benchStart + benchThinkOpen, benchThinking},
 		} {
 			cr := newChunkReader(c.prefix, c.chunk, 1000)
 			var ev Event
@@ -21,23 +22,32 @@ func TestAnthropicAllocs(t *testing.T) {
 		}
 	})
 	t.Run("response", func(t *testing.T) {
-		body, err := os.ReadFile("testdata/anthropic/response_tool_use.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 0, 4096)
-		var u Usage
-		if n := testing.AllocsPerRun(100, func() { buf, _ = appendChatCompletion(buf[:0], body, 1, &u) }); n != 0 {
-			t.Errorf("%.1f allocations per answer, budget 0", n)
+		for _, file := range []string{"response_tool_use.json", "response_thinking_tool_use.json"} {
+			body, err := os.ReadFile("testdata/anthropic/" + file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 0, 4096)
+			var u Usage
+			if n := testing.AllocsPerRun(100, func() { buf, _ = appendChatCompletion(buf[:0], body, 1, &u) }); n != 0 {
+				t.Errorf("%s: %.1f allocations per answer, budget 0", file, n)
+			}
 		}
 	})
 	t.Run("request", func(t *testing.T) {
-		// encoding/json's decoding of the request, the one full decode on this path.
-		const budget = 30
-		model := quoteModel("m")
-		buf := make([]byte, 0, 4096)
-		if n := testing.AllocsPerRun(100, func() { buf, _ = appendAnthropicRequest(buf[:0], benchRequest, model, 16, true) }); n > budget {
-			t.Errorf("%.1f allocations per request, budget %d", n, budget)
+		// encoding/json's decoding of the request, the one full decode on this path:
+		// its allocations grow with the messages and tool calls, not with thinking
+		// (reasoning_effort, thinking and thinking_blocks stay raw bytes).
+		for _, c := range []struct {
+			name   string
+			body   []byte
+			budget float64
+		}{{"tools", benchRequest, 30}, {"thinking tool loop", benchThinkingRequest, 45}} {
+			model := quoteModel("m")
+			buf := make([]byte, 0, 4096)
+			if n := testing.AllocsPerRun(100, func() { buf, _ = appendAnthropicRequest(buf[:0], c.body, model, 16, true) }); n > c.budget {
+				t.Errorf("%s: %.1f allocations per request, budget %.0f", c.name, n, c.budget)
+			}
 		}
 	})
 }

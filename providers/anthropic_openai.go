@@ -167,7 +167,7 @@ func (a *arrayIter) next() ([]byte, bool) {
 
 // contentBlock is the part of a content block the translation reads; values are raw.
 type contentBlock struct {
-	typ, text, id, name, input []byte
+	typ, text, id, name, input, thinking, signature, data []byte
 }
 
 func (c *contentBlock) read(raw []byte) bool {
@@ -192,14 +192,23 @@ func (c *contentBlock) read(raw []byte) bool {
 			c.name = v
 		case "input":
 			c.input = v
+		case "thinking":
+			c.thinking = v
+		case "signature":
+			c.signature = v
+		case "data":
+			c.data = v
 		}
 	}
 }
 
 // appendChatCompletion appends the chat.completion for a Messages API answer and reads
 // its usage: text blocks joined as the message content, tool_use blocks as tool_calls
-// with the input object as the arguments string. ok is false when body is not a
-// Messages API answer.
+// with the input object as the arguments string, thinking blocks' text joined as
+// reasoning_content (the field vLLM and DeepSeek answer thinking in) and the thinking
+// and redacted_thinking blocks as they came as thinking_blocks (LiteLLM's field), for
+// the client to send back in a tool-use loop. ok is false when body is not a Messages
+// API answer.
 func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bool) {
 	var id, model, content, stop []byte
 	var au anthropicUsage
@@ -243,7 +252,7 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 	var cb contentBlock
 	mark := len(dst)
 	dst = append(dst, '"')
-	texts, tools := 0, 0
+	texts, tools, thoughts, redacted := 0, 0, 0, 0
 	for {
 		el, ok := arr.next()
 		if !ok {
@@ -261,12 +270,58 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 			texts++
 		case `"tool_use"`:
 			tools++
+		case `"thinking"`:
+			if !jsonscan.IsString(cb.thinking) || len(cb.signature) > 0 && !jsonscan.IsString(cb.signature) {
+				return dst, false
+			}
+			thoughts++
+		case `"redacted_thinking"`:
+			if !jsonscan.IsString(cb.data) {
+				return dst, false
+			}
+			redacted++
 		}
 	}
 	if texts == 0 {
 		dst = append(dst[:mark], "null"...)
 	} else {
 		dst = append(dst, '"')
+	}
+	if thoughts > 0 {
+		dst = append(dst, `,"reasoning_content":"`...)
+		arr.reset(content)
+		for {
+			el, ok := arr.next()
+			if !ok {
+				break
+			}
+			cb.read(el)
+			if string(cb.typ) == `"thinking"` {
+				dst = append(dst, cb.thinking[1:len(cb.thinking)-1]...)
+			}
+		}
+		dst = append(dst, '"')
+	}
+	if thoughts+redacted > 0 {
+		dst = append(dst, `,"thinking_blocks":[`...)
+		arr.reset(content)
+		n := 0
+		for {
+			el, ok := arr.next()
+			if !ok {
+				break
+			}
+			cb.read(el)
+			if string(cb.typ) != `"thinking"` && string(cb.typ) != `"redacted_thinking"` {
+				continue
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = appendThinkingBlock(dst, &cb)
+		}
+		dst = append(dst, ']')
 	}
 	if tools > 0 {
 		dst = append(dst, `,"tool_calls":[`...)
@@ -309,6 +364,24 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 	return append(dst, '}'), true
 }
 
+// appendThinkingBlock appends a thinking or redacted_thinking block of the answer in
+// the shape the Messages API takes back: type, thinking and signature, or type and
+// data.
+func appendThinkingBlock(dst []byte, cb *contentBlock) []byte {
+	if string(cb.typ) == `"redacted_thinking"` {
+		dst = append(dst, `{"type":"redacted_thinking","data":`...)
+		dst = append(dst, cb.data...)
+		return append(dst, '}')
+	}
+	dst = append(dst, `{"type":"thinking","thinking":`...)
+	dst = append(dst, cb.thinking...)
+	if len(cb.signature) > 0 {
+		dst = append(dst, `,"signature":`...)
+		dst = append(dst, cb.signature...)
+	}
+	return append(dst, '}')
+}
+
 // appendQuotedCompact appends raw, a validated JSON value, as a JSON string with the
 // insignificant whitespace left out: tool arguments read the same as OpenAI's own.
 func appendQuotedCompact(dst, raw []byte) []byte {
@@ -343,13 +416,19 @@ func appendQuotedCompact(dst, raw []byte) []byte {
 //	content_block_start (tool_use)     → tool_calls delta with id, name, empty arguments
 //	content_block_delta (text_delta)   → content delta
 //	content_block_delta (input_json_delta) → tool_calls arguments delta
+//	content_block_delta (thinking_delta)   → reasoning_content delta
 //	content_block_stop (tool_use)      → arguments "{}" when none came before
+//	content_block_stop (thinking)      → thinking_blocks delta: the block, signature and all
+//	content_block_start (redacted_thinking) → thinking_blocks delta with the block
 //	message_delta                      → the finish_reason chunk
 //	message_stop                       → the usage chunk (choices: []), then [DONE]
 //	error                              → Next fails with ErrStreamCut
 //
-// ping, other content_block_stop events and unknown events (the API adds types over
-// time) are skipped. Chunks are written into one reused buffer: no allocation per chunk.
+// ping, signature_delta, other content_block_stop events and unknown events (the API
+// adds types over time) are skipped. Chunks are written into one reused buffer: no
+// allocation per chunk. A thinking block's text is kept until the block ends, so that
+// its thinking_blocks delta holds what the client must send back (LiteLLM's clients
+// put the block together from the thinking_blocks deltas alone).
 type anthropicStream struct {
 	// secrets are the backend's key and header values, masked in the messages of
 	// error events.
@@ -359,7 +438,9 @@ type anthropicStream struct {
 	head []byte
 	out  []byte
 	// tools holds, by tool call ordinal, each tool_use block.
-	tools   []toolBlock
+	tools []toolBlock
+	// think is the thinking block under way, if any.
+	think   thinkBlock
 	usage   anthropicUsage
 	created int64
 	started bool
@@ -379,6 +460,19 @@ type toolBlock struct {
 	args  bool
 }
 
+// thinkBlock is a thinking block of the stream: its content block index, and its
+// thinking text and signature so far, each the inside of a JSON string (the deltas'
+// raw strings without their quotes, which join into one).
+type thinkBlock struct {
+	open      bool
+	index     int64
+	text, sig []byte
+}
+
+// maxPooledThinking bounds the thinking text buffer a pooled stream keeps: a long
+// thought's buffer goes with its stream rather than staying with every pooled one.
+const maxPooledThinking = 64 << 10
+
 var anthropicStreamPool = sync.Pool{New: func() any {
 	return &anthropicStream{head: make([]byte, 0, 256), out: make([]byte, 0, 512)}
 }}
@@ -391,6 +485,10 @@ func acquireAnthropicStream() *anthropicStream {
 
 func (s *anthropicStream) reset() {
 	s.head, s.out, s.tools = s.head[:0], s.out[:0], s.tools[:0]
+	s.think = thinkBlock{text: s.think.text[:0], sig: s.think.sig[:0]}
+	if cap(s.think.text) > maxPooledThinking {
+		s.think.text = nil
+	}
 	s.usage = anthropicUsage{}
 	s.created = 0
 	s.started, s.stopped, s.done = false, false, false
@@ -654,13 +752,39 @@ func (s *anthropicStream) blockStart(e *streamEvent, ev *Event) (bool, error) {
 		s.out = append(s.out, strChunkClose...)
 		ev.Data, ev.Content = s.out, true
 		return true, nil
+	case `"thinking"`:
+		idx, ok := jsonscan.Int(e.index)
+		if !ok || !jsonscan.IsString(cb.thinking) || len(cb.signature) > 0 && !jsonscan.IsString(cb.signature) {
+			return false, errStreamBad
+		}
+		s.think = thinkBlock{open: true, index: idx, text: s.think.text[:0], sig: s.think.sig[:0]}
+		if len(cb.signature) > 0 {
+			s.think.sig = append(s.think.sig, cb.signature[1:len(cb.signature)-1]...)
+		}
+		if len(cb.thinking) == 2 {
+			return false, nil
+		}
+		s.reasoning(cb.thinking, ev)
+		return true, nil
+	case `"redacted_thinking"`:
+		if !jsonscan.IsString(cb.data) {
+			return false, errStreamBad
+		}
+		s.out = append(s.out[:0], s.head...)
+		s.out = append(s.out, strChunkOpen...)
+		s.out = append(s.out, `"thinking_blocks":[`...)
+		s.out = appendThinkingBlock(s.out, &cb)
+		s.out = append(s.out, ']')
+		s.out = append(s.out, strChunkClose...)
+		ev.Data = s.out
+		return true, nil
 	}
-	// thinking, redacted_thinking and server-side tool blocks have no OpenAI form.
+	// Server-side tool blocks have no OpenAI form.
 	return false, nil
 }
 
 func (s *anthropicStream) blockDelta(e *streamEvent, ev *Event) (bool, error) {
-	var typ, text, partial []byte
+	var typ, text, partial, thought, sig []byte
 	var it jsonscan.Iter
 	if it.Reset(e.delta) != nil {
 		return false, errStreamBad
@@ -677,6 +801,10 @@ func (s *anthropicStream) blockDelta(e *streamEvent, ev *Event) (bool, error) {
 			text = v
 		case "partial_json":
 			partial = v
+		case "thinking":
+			thought = v
+		case "signature":
+			sig = v
 		}
 	}
 	switch string(typ) {
@@ -700,14 +828,73 @@ func (s *anthropicStream) blockDelta(e *streamEvent, ev *Event) (bool, error) {
 		s.tools[ord].args = true
 		s.arguments(ord, partial, ev)
 		return true, nil
+	case `"thinking_delta"`:
+		if !jsonscan.IsString(thought) {
+			return false, errStreamBad
+		}
+		if !s.inThinking(e.index) || len(thought) == 2 {
+			return false, nil
+		}
+		s.think.text = append(s.think.text, thought[1:len(thought)-1]...)
+		s.reasoning(thought, ev)
+		return true, nil
+	case `"signature_delta"`:
+		if !jsonscan.IsString(sig) {
+			return false, errStreamBad
+		}
+		if s.inThinking(e.index) {
+			s.think.sig = append(s.think.sig, sig[1:len(sig)-1]...)
+		}
+		return false, nil
 	}
-	// thinking_delta, signature_delta, citations_delta: nothing OpenAI's chunk can carry.
+	// citations_delta: nothing OpenAI's chunk can carry.
 	return false, nil
 }
 
+// inThinking reports whether content block index raw is the thinking block under way.
+func (s *anthropicStream) inThinking(raw []byte) bool {
+	idx, ok := jsonscan.Int(raw)
+	return ok && s.think.open && s.think.index == idx
+}
+
+// reasoning emits a reasoning_content delta holding text, a raw JSON string. Thinking
+// tokens are generated tokens: the chunk counts as content (the first token for TTFT).
+func (s *anthropicStream) reasoning(text []byte, ev *Event) {
+	s.out = append(s.out[:0], s.head...)
+	s.out = append(s.out, strChunkOpen...)
+	s.out = append(s.out, `"reasoning_content":`...)
+	s.out = append(s.out, text...)
+	s.out = append(s.out, strChunkClose...)
+	ev.Data, ev.Content = s.out, true
+}
+
+// thinkingDone emits the thinking_blocks delta of the thinking block that ended: its
+// whole text and its signature, which signature_delta gave just before the end.
+func (s *anthropicStream) thinkingDone(ev *Event) {
+	s.think.open = false
+	s.out = append(s.out[:0], s.head...)
+	s.out = append(s.out, strChunkOpen...)
+	s.out = append(s.out, `"thinking_blocks":[{"type":"thinking","thinking":"`...)
+	s.out = append(s.out, s.think.text...)
+	s.out = append(s.out, '"')
+	if len(s.think.sig) > 0 {
+		s.out = append(s.out, `,"signature":"`...)
+		s.out = append(s.out, s.think.sig...)
+		s.out = append(s.out, '"')
+	}
+	s.out = append(s.out, "}]"...)
+	s.out = append(s.out, strChunkClose...)
+	ev.Data = s.out
+}
+
 // blockStop ends a content block: a tool_use block none of whose arguments went out
-// gets "{}", as the non-streamed answer has for the same call.
+// gets "{}", as the non-streamed answer has for the same call; a thinking block goes
+// out whole in thinking_blocks.
 func (s *anthropicStream) blockStop(e *streamEvent, ev *Event) (bool, error) {
+	if s.inThinking(e.index) {
+		s.thinkingDone(ev)
+		return true, nil
+	}
 	ord := s.tool(e.index)
 	if ord < 0 || s.tools[ord].args {
 		return false, nil

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"unicode"
@@ -30,6 +31,8 @@ type oaRequest struct {
 	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
 	User                json.RawMessage `json:"user"`
 	N                   *int64          `json:"n"`
+	ReasoningEffort     json.RawMessage `json:"reasoning_effort"`
+	Thinking            json.RawMessage `json:"thinking"`
 }
 
 type oaMessage struct {
@@ -40,6 +43,9 @@ type oaMessage struct {
 	// CacheControl on a message marks its last block (a string content's, a tool
 	// result), as LiteLLM takes it.
 	CacheControl json.RawMessage `json:"cache_control"`
+	// ThinkingBlocks are an assistant answer's thinking blocks as the gateway gave them
+	// (LiteLLM's convention), sent back in a tool-use loop.
+	ThinkingBlocks json.RawMessage `json:"thinking_blocks"`
 }
 
 type oaToolCall struct {
@@ -119,25 +125,46 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 	if r.N != nil && *r.N != 1 {
 		return dst, badRequest("n", "n must be 1: this model returns one choice per request.")
 	}
+	maxParam := ""
 	switch {
 	case r.MaxCompletionTokens != nil:
 		if *r.MaxCompletionTokens < 1 {
 			return dst, badRequest("max_completion_tokens", "max_completion_tokens must be at least 1.")
 		}
-		maxTokens = *r.MaxCompletionTokens
+		maxTokens, maxParam = *r.MaxCompletionTokens, "max_completion_tokens"
 	case r.MaxTokens != nil:
 		if *r.MaxTokens < 1 {
 			return dst, badRequest("max_tokens", "max_tokens must be at least 1.")
 		}
-		maxTokens = *r.MaxTokens
+		maxTokens, maxParam = *r.MaxTokens, "max_tokens"
+	}
+	th, err := readThinking(r.Thinking, r.ReasoningEffort)
+	if err != nil {
+		return dst, err
+	}
+	switch {
+	case th.budget <= 0:
+	case maxParam == "":
+		// The Messages API wants max_tokens above the budget, thinking included. As
+		// LiteLLM does, the default is the answer's room on top of the budget.
+		maxTokens += th.budget
+	case th.budget >= maxTokens:
+		// OpenAI's max_completion_tokens bounds reasoning tokens too: the client's cap
+		// (and the cost and token limits reckoned from it) stands, and a budget it
+		// cannot hold is refused here rather than by the API.
+		return dst, badRequest(maxParam, maxParam+" must be greater than the thinking budget of "+
+			strconv.FormatInt(th.budget, 10)+" tokens ("+th.source+"): thinking tokens count toward it.")
 	}
 
 	dst = append(dst, `{"model":`...)
 	dst = append(dst, model...)
 	dst = append(dst, `,"max_tokens":`...)
 	dst = strconv.AppendInt(dst, maxTokens, 10)
+	if th.raw != nil {
+		dst = append(dst, `,"thinking":`...)
+		dst = append(dst, th.raw...)
+	}
 
-	var err *requestError
 	if dst, err = appendSystem(dst, r.Messages); err != nil {
 		return dst, err
 	}
@@ -148,7 +175,7 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 		if dst, err = appendTools(dst, r.Tools); err != nil {
 			return dst, err
 		}
-		if dst, err = appendToolChoice(dst, r.ToolChoice, r.ParallelToolCalls); err != nil {
+		if dst, err = appendToolChoice(dst, r.ToolChoice, r.ParallelToolCalls, th.on); err != nil {
 			return dst, err
 		}
 	}
@@ -177,17 +204,27 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 			// vLLM's clients send -1 (or 0) for no top-k cut; the Messages API has no
 			// such value, and leaving top_k out means the same.
 			continue
+		case th.on && f.name != "top_p":
+			// With thinking on the API refuses any temperature but 1, its default
+			// ("`temperature` may only be set to 1 when thinking is enabled"), and
+			// any top_k ("`top_k` must be unset when thinking is enabled").
+			continue
 		}
 		dst = append(dst, ',', '"')
 		dst = append(dst, f.name...)
 		dst = append(dst, '"', ':')
-		if f.name == "temperature" && v > 1 {
+		switch {
+		case f.name == "temperature" && v > 1:
 			// OpenAI's temperature runs 0..2, the Messages API's 0..1 (it refuses more
 			// with a 400); Anthropic's own OpenAI compatibility layer caps it at 1 too.
 			dst = append(dst, '1')
-			continue
+		case th.on && f.name == "top_p" && v < minThinkingTopP:
+			// With thinking on, the API takes top_p from 0.95 to 1 only: the nearest
+			// it takes.
+			dst = append(dst, "0.95"...)
+		default:
+			dst = append(dst, f.raw...)
 		}
-		dst = append(dst, f.raw...)
 	}
 	if len(r.User) > 0 && !jsonscan.IsNull(r.User) {
 		if !jsonscan.IsString(r.User) {
@@ -201,6 +238,66 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 		dst = append(dst, `,"stream":true`...)
 	}
 	return append(dst, '}'), nil
+}
+
+// thinking is the extended thinking a request asks for.
+type thinking struct {
+	// raw is the thinking object to send, nil for none.
+	raw []byte
+	// on is set when thinking is anything but disabled.
+	on bool
+	// budget is its budget_tokens, 0 when it has none.
+	budget int64
+	// source names what set it, for refusals.
+	source string
+}
+
+// The budgets of reasoning_effort, LiteLLM's (DEFAULT_REASONING_EFFORT_*_THINKING_BUDGET):
+// minimal goes as low, since the API's least budget is 1024 tokens.
+var (
+	strThinkingLow    = []byte(`{"type":"enabled","budget_tokens":1024}`)
+	strThinkingMedium = []byte(`{"type":"enabled","budget_tokens":2048}`)
+	strThinkingHigh   = []byte(`{"type":"enabled","budget_tokens":4096}`)
+)
+
+// minThinkingTopP is the least top_p the API takes with thinking on.
+const minThinkingTopP = 0.95
+
+// readThinking reads the client's thinking object, sent as it is (the OpenAI SDKs
+// send it as an extra field: enabled with budget_tokens, disabled, adaptive, or a
+// type yet to come), else reasoning_effort mapped onto an enabled budget.
+func readThinking(obj, effort json.RawMessage) (thinking, *requestError) {
+	if len(obj) > 0 && !jsonscan.IsNull(obj) {
+		if obj[0] != '{' {
+			return thinking{}, badRequest("thinking", `thinking must be an object, such as {"type":"enabled","budget_tokens":2048}.`)
+		}
+		typ, _ := jsonscan.Field(obj, "type")
+		t := thinking{raw: obj, on: string(typ) != `"disabled"`, source: "thinking.budget_tokens"}
+		if b, ok := jsonscan.Field(obj, "budget_tokens"); ok && t.on {
+			// One the API would refuse as too large goes to it as it is: added to
+			// the default max_tokens it could overflow.
+			if n, ok := jsonscan.Int(b); ok && n <= math.MaxInt32 {
+				t.budget = n
+			}
+		}
+		return t, nil
+	}
+	if len(effort) == 0 || jsonscan.IsNull(effort) {
+		return thinking{}, nil
+	}
+	switch string(effort) {
+	case `"none"`:
+		return thinking{}, nil
+	case `"minimal"`:
+		return thinking{raw: strThinkingLow, on: true, budget: 1024, source: `reasoning_effort "minimal"`}, nil
+	case `"low"`:
+		return thinking{raw: strThinkingLow, on: true, budget: 1024, source: `reasoning_effort "low"`}, nil
+	case `"medium"`:
+		return thinking{raw: strThinkingMedium, on: true, budget: 2048, source: `reasoning_effort "medium"`}, nil
+	case `"high"`:
+		return thinking{raw: strThinkingHigh, on: true, budget: 4096, source: `reasoning_effort "high"`}, nil
+	}
+	return thinking{}, badRequest("reasoning_effort", "reasoning_effort must be none, minimal, low, medium or high.")
 }
 
 // appendSystem gathers every system and developer message, wherever it stands, into the
@@ -358,6 +455,9 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 			}
 		case "assistant":
 			w.role = "assistant"
+			if err = w.thinkingBlocks(m.ThinkingBlocks, i); err != nil {
+				break
+			}
 			if err = w.content(m.Content, i, false); err == nil {
 				err = w.toolUses(m.ToolCalls, i)
 			}
@@ -542,6 +642,79 @@ func splitDataURL(u string) (media, data string, ok bool) {
 	return media, data, true
 }
 
+// thinkingBlocks writes an assistant message's thinking_blocks, first in its turn: the
+// API wants the last assistant turn of a tool-use loop to begin with the thinking that
+// led to its tool calls, signature and all. A thinking block without a signature is
+// left out, as the API would refuse it, and so is reasoning_content: it has none.
+func (w *turnWriter) thinkingBlocks(raw json.RawMessage, i int) *requestError {
+	if len(raw) == 0 || jsonscan.IsNull(raw) {
+		return nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(raw) {
+		param := msgField(i, ".thinking_blocks")
+		return badRequest(param, param+" must be an array of thinking blocks.")
+	}
+	for j := 0; ; j++ {
+		el, ok := a.Next()
+		if !ok {
+			return nil
+		}
+		var typ, text, sig, data []byte
+		var it jsonscan.Iter
+		if it.Reset(el) == nil {
+			for {
+				k, v, ok := it.Next()
+				if !ok {
+					break
+				}
+				switch string(k) {
+				case "type":
+					typ = v
+				case "thinking":
+					text = v
+				case "signature":
+					sig = v
+				case "data":
+					data = v
+				}
+			}
+		}
+		field := ""
+		switch string(typ) {
+		case `"thinking"`:
+			switch {
+			case !jsonscan.IsString(sig) || len(sig) == 2:
+				continue
+			case !jsonscan.IsString(text):
+				field = ".thinking"
+			default:
+				w.block()
+				w.dst = append(w.dst, `{"type":"thinking","thinking":`...)
+				w.dst = append(w.dst, text...)
+				w.dst = append(w.dst, `,"signature":`...)
+				w.dst = append(w.dst, sig...)
+				w.dst = append(w.dst, '}')
+				continue
+			}
+		case `"redacted_thinking"`:
+			if jsonscan.IsString(data) {
+				w.block()
+				w.dst = append(w.dst, `{"type":"redacted_thinking","data":`...)
+				w.dst = append(w.dst, data...)
+				w.dst = append(w.dst, '}')
+				continue
+			}
+			field = ".data"
+		default:
+			param := msgField(i, ".thinking_blocks["+strconv.Itoa(j)+"].type")
+			return badRequest(param, param+" must be thinking or redacted_thinking.")
+		}
+		param := msgField(i, ".thinking_blocks["+strconv.Itoa(j)+"]"+field)
+		return badRequest(param, param+" must be a string.")
+	}
+}
+
 // toolUses writes an assistant's tool calls as tool_use blocks; their arguments, a JSON
 // string on OpenAI's side, are the input object itself on Anthropic's. The arguments are
 // unquoted straight into the output and checked there.
@@ -703,8 +876,12 @@ func appendInputSchema(dst, p []byte) []byte {
 }
 
 // appendToolChoice maps auto, none, required and a named function onto auto, none, any
-// and tool; parallel_tool_calls: false becomes disable_parallel_tool_use.
-func appendToolChoice(dst []byte, raw json.RawMessage, parallel *bool) ([]byte, *requestError) {
+// and tool; parallel_tool_calls: false becomes disable_parallel_tool_use. With thinking
+// on, a choice that forces a tool call is refused: the API refuses it too ("Thinking
+// may not be enabled when tool_choice forces tool use"), and neither way out keeps
+// what the client asked for. Dropping the force could answer text to a client whose
+// code expects a call; dropping thinking would ignore reasoning_effort or thinking.
+func appendToolChoice(dst []byte, raw json.RawMessage, parallel *bool, thinking bool) ([]byte, *requestError) {
 	serial := parallel != nil && !*parallel
 	var name json.RawMessage
 	typ := "auto"
@@ -736,6 +913,10 @@ func appendToolChoice(dst []byte, raw json.RawMessage, parallel *bool) ([]byte, 
 		typ, name = "tool", c.Function.Name
 	default:
 		return dst, badRequest("tool_choice", "tool_choice must be auto, none, required or a function.")
+	}
+	if thinking && (typ == "any" || typ == "tool") {
+		return dst, badRequest("tool_choice", "tool_choice cannot force a tool call (required or a named function) while thinking is on "+
+			"(reasoning_effort or thinking): this model takes only auto or none with extended thinking.")
 	}
 	dst = append(dst, `,"tool_choice":{"type":"`...)
 	dst = append(dst, typ...)

@@ -48,6 +48,8 @@ come with deterministic values; temperature, top_p, min_tokens and top_logprobs
 are validated; a request whose client disconnects is aborted, and leaves the queue
 or frees its slot, at once. /metrics has vLLM's gauges, counters and the
 time_to_first_token, inter_token_latency and e2e_request_latency histograms.
+With --api anthropic, thinking (enabled with budget_tokens, or adaptive) puts a
+thinking block with a signature first, and is validated as the Messages API does.
 
 Flags:
 `

@@ -23,6 +23,37 @@ type toolCall struct {
 	text     []byte // scratch: the last user message's text
 }
 
+// thinkingAnswer is the thinking block of an Anthropic answer, when the request turns
+// thinking on: a few words of deterministic text, one token each, and a signature
+// made from the text, which a later request must send back unchanged.
+type thinkingAnswer struct {
+	on   bool
+	text []byte // plain words, appended into JSON strings as they are
+	sig  []byte
+	off  int // stream: how much of text went out
+	sent int // stream: thinking tokens sent
+}
+
+// thinkingWords is how many words the thinking text holds after its opening.
+const thinkingWords = 6
+
+var thinkingOpening = []byte("Thinking it over:")
+
+// tokens is the thinking text's token count: its opening's three words, and the rest.
+func (t *thinkingAnswer) tokens() int {
+	if !t.on {
+		return 0
+	}
+	return 3 + thinkingWords
+}
+
+// appendThinkingSignature appends the signature of a thinking text: the API's are
+// opaque, checked when the block comes back; mockllm's hash the text.
+func appendThinkingSignature(dst, text []byte) []byte {
+	dst = append(dst, "EqMock"...)
+	return strconv.AppendUint(dst, xxhash.Sum64(text), 16)
+}
+
 // Tool choice modes.
 const (
 	choiceAuto = iota
@@ -44,7 +75,7 @@ func (st *state) parseMessages(body []byte) *badRequest {
 	if it.Reset(body) != nil {
 		return errJSON
 	}
-	var system, tools, choice []byte
+	var system, tools, choice, thinking, temperature, topP, topK []byte
 	hasMax := false
 	for {
 		k, v, ok := it.Next()
@@ -74,6 +105,20 @@ func (st *state) parseMessages(body []byte) *badRequest {
 			if e := checkUnit(k, v); e != nil {
 				return e
 			}
+			if string(k) == "temperature" {
+				temperature = v
+			} else {
+				topP = v
+			}
+		case "top_k":
+			if !isNull(v) {
+				if _, ok := jsonscan.Int(v); !ok {
+					return &badRequest{msg: "top_k: Input should be a valid integer"}
+				}
+				topK = v
+			}
+		case "thinking":
+			thinking = v
 		case "stop_sequences":
 			if !st.parseStops(v, true) {
 				return &badRequest{msg: "stop_sequences: Input should be a valid list of strings"}
@@ -109,6 +154,12 @@ func (st *state) parseMessages(body []byte) *badRequest {
 		return &badRequest{msg: "messages: at least one message is required"}
 	}
 	if e := st.checkMessages(); e != nil {
+		return e
+	}
+	if e := st.parseThinking(thinking, temperature, topP, topK); e != nil {
+		return e
+	}
+	if e := st.checkThinkingBlocks(); e != nil {
 		return e
 	}
 	if system != nil && !jsonscan.IsString(system) {
@@ -340,6 +391,9 @@ func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
 			return &badRequest{msg: "tool_choice: Input tag does not match any of the expected tags: 'auto', 'any', 'tool', 'none'"}
 		}
 	}
+	if st.think.on && (mode == choiceAny || mode == choiceTool) {
+		return errThinkingForced
+	}
 	if mode == choiceAuto {
 		st.tool.text = lastUserText(st.tool.text[:0], st.messages)
 	}
@@ -382,6 +436,170 @@ func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
 	st.tool.name = append(st.tool.name[:0], name...)
 	st.tool.input = appendToolInput(st.tool.input[:0], schema, h, 0)
 	return nil
+}
+
+// The Messages API's refusals around extended thinking, in its words.
+var (
+	errThinkingType   = &badRequest{msg: "thinking: Input tag does not match any of the expected tags: 'adaptive', 'disabled', 'enabled'"}
+	errThinkingObject = &badRequest{msg: "thinking: Input should be a valid dictionary or object to extract fields from"}
+	errThinkingBudget = &badRequest{msg: "thinking.enabled.budget_tokens: Field required"}
+	errThinkingMin    = &badRequest{msg: "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"}
+	errThinkingRoom   = &badRequest{msg: "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"}
+	errThinkingTemp   = &badRequest{msg: "`temperature` may only be set to 1 when thinking is enabled or in adaptive mode. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility"}
+	errThinkingTopK   = &badRequest{msg: "`top_k` must be unset when thinking is enabled or in adaptive mode. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility"}
+	errThinkingTopP   = &badRequest{msg: "`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled or in adaptive mode. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility"}
+	errThinkingForced = &badRequest{msg: "Thinking may not be enabled when `tool_choice` forces tool use."}
+)
+
+// errThinkingMissing ends the refusal of a tool-use loop whose last assistant turn
+// does not begin with its thinking block.
+const errThinkingMissing = "When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). " +
+	"We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`. " +
+	"Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+
+// parseThinking reads the thinking object as the Messages API does: enabled with a
+// budget_tokens of at least 1024 and under max_tokens, adaptive, or disabled. With
+// thinking on, the API refuses a temperature but 1, any top_k, and a top_p under 0.95.
+// The answer then opens with a thinking block.
+func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest {
+	if raw == nil || isNull(raw) {
+		return nil
+	}
+	if raw[0] != '{' {
+		return errThinkingObject
+	}
+	typ, _ := jsonscan.Field(raw, "type")
+	switch string(typ) {
+	case `"disabled"`:
+		return nil
+	case `"adaptive"`:
+	case `"enabled"`:
+		b, ok := jsonscan.Field(raw, "budget_tokens")
+		if !ok {
+			return errThinkingBudget
+		}
+		n, ok := jsonscan.Int(b)
+		switch {
+		case !ok:
+			return &badRequest{msg: "thinking.enabled.budget_tokens: Input should be a valid integer"}
+		case n < 1024:
+			return errThinkingMin
+		case n >= st.maxTokens:
+			return errThinkingRoom
+		}
+	default:
+		return errThinkingType
+	}
+	if temperature != nil && !isNull(temperature) {
+		if f, _ := jsonscan.Float(temperature); f != 1 {
+			return errThinkingTemp
+		}
+	}
+	if topK != nil {
+		return errThinkingTopK
+	}
+	if topP != nil && !isNull(topP) {
+		if f, _ := jsonscan.Float(topP); f < 0.95 {
+			return errThinkingTopP
+		}
+	}
+	st.think.on = true
+	st.think.text = append(st.think.text[:0], thinkingOpening...)
+	h := mix(promptHash(st.s.opts.Seed, 0, false, st.messages) ^ golden)
+	for i := range thinkingWords {
+		st.think.text = append(st.think.text, ' ')
+		st.think.text = append(st.think.text, words[mix(h+uint64(i))&(vocabSize-1)]...)
+	}
+	st.think.sig = appendThinkingSignature(st.think.sig[:0], st.think.text)
+	return nil
+}
+
+// checkThinkingBlocks checks the thinking blocks of assistant turns as the API does:
+// each signature must be the one its text was given, and with thinking on, the last
+// assistant turn of a tool-use loop (its tool_use blocks answered by the final user
+// turn's tool_result blocks) must begin with its thinking block.
+func (st *state) checkThinkingBlocks() *badRequest {
+	var a jsonscan.Array
+	a.Reset(st.messages)
+	last, lastUser := -1, false
+	var lastContent, userContent []byte
+	for i := 0; ; i++ {
+		m, ok := a.Next()
+		if !ok {
+			break
+		}
+		role, _ := jsonscan.Field(m, "role")
+		content, _ := jsonscan.Field(m, "content")
+		lastUser = string(role) == `"user"`
+		if lastUser {
+			userContent = content
+			continue
+		}
+		last, lastContent = i, content
+		if e := st.checkSignatures(i, content); e != nil {
+			return e
+		}
+	}
+	if !st.think.on || last < 0 || !lastUser || !hasBlock(userContent, `"tool_result"`) || !hasBlock(lastContent, `"tool_use"`) {
+		return nil
+	}
+	var b jsonscan.Array
+	b.Reset(lastContent)
+	first, _ := b.Next()
+	typ, _ := jsonscan.Field(first, "type")
+	if string(typ) == `"thinking"` || string(typ) == `"redacted_thinking"` {
+		return nil
+	}
+	found, _ := appendUnquoted(nil, typ)
+	return &badRequest{msg: "messages." + strconv.Itoa(last) + ".content.0.type: Expected `thinking` or `redacted_thinking`, but found `" +
+		string(found) + "`. " + errThinkingMissing}
+}
+
+// checkSignatures refuses a thinking block of message i whose signature is missing or
+// is not the one mockllm gave its text.
+func (st *state) checkSignatures(i int, content []byte) *badRequest {
+	var a jsonscan.Array
+	if !a.Reset(content) {
+		return nil
+	}
+	for j := 0; ; j++ {
+		blk, ok := a.Next()
+		if !ok {
+			return nil
+		}
+		if t, _ := jsonscan.Field(blk, "type"); string(t) != `"thinking"` {
+			continue
+		}
+		where := "messages." + strconv.Itoa(i) + ".content." + strconv.Itoa(j)
+		text, _ := jsonscan.Field(blk, "thinking")
+		sig, _ := jsonscan.Field(blk, "signature")
+		if !jsonscan.IsString(sig) {
+			return &badRequest{msg: where + ".thinking.signature: Field required"}
+		}
+		dec, _ := appendUnquoted(st.scratch[:0], text)
+		st.scratch = appendThinkingSignature(dec, dec)
+		if !bytes.Equal(st.scratch[len(dec):], sig[1:len(sig)-1]) {
+			return &badRequest{msg: where + ": Invalid `signature` in `thinking` block"}
+		}
+	}
+}
+
+// hasBlock reports whether content, an array of blocks, holds one of type typ (a JSON
+// string).
+func hasBlock(content []byte, typ string) bool {
+	var a jsonscan.Array
+	if !a.Reset(content) {
+		return false
+	}
+	for {
+		blk, ok := a.Next()
+		if !ok {
+			return false
+		}
+		if t, _ := jsonscan.Field(blk, "type"); string(t) == typ {
+			return true
+		}
+	}
 }
 
 // lastUserText appends the text of the last user message: its string content or its
@@ -501,7 +719,9 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 		return
 	}
 	h := st.items[0].h
-	p := newPlan(h, s.opts.MaxTokens, st.maxTokens, st.hdr.tokens, 0)
+	// Thinking tokens count toward max_tokens, which is over the budget, which is
+	// over what mockllm thinks.
+	p := newPlan(h, s.opts.MaxTokens, st.maxTokens-int64(st.think.tokens()), st.hdr.tokens, 0)
 	if st.tool.use {
 		if st.tool.preamble {
 			p.natural = min(p.natural, maxPreamble)
@@ -518,18 +738,25 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	if st.stream {
 		st.kind = kMessages
 		st.ttftD, st.tpotD = st.ttft(), st.tpot()
-		st.steps = p.n + st.jsonPieces()
-		st.cutAfter = st.cutPoint(st.steps)
+		st.steps = st.think.tokens() + p.n + st.jsonPieces()
+		st.cutAfter = st.cutPoint(p.n + st.jsonPieces())
 		s.beginStream(ctx, st)
 		return
 	}
 	out := st.outputTokens()
-	if !st.done(ctx, p.n+st.jsonPieces(), out) {
+	if !st.done(ctx, st.think.tokens()+p.n+st.jsonPieces(), out) {
 		return
 	}
 	b := st.out[:0]
 	b = st.appendMessageHead(b)
 	b = append(b, `"content":[`...)
+	if st.think.on {
+		b = append(b, `{"type":"thinking","thinking":"`...)
+		b = append(b, st.think.text...)
+		b = append(b, `","signature":"`...)
+		b = append(b, st.think.sig...)
+		b = append(b, `"},`...)
+	}
 	if st.hasText() {
 		b = append(b, `{"type":"text","text":"`...)
 		b = p.appendText(b)
@@ -636,12 +863,12 @@ func (st *state) toolTokens() int {
 	return promptTokens(len(st.tool.input))
 }
 
-func (st *state) outputTokens() int { return st.plans[0].n + st.toolTokens() }
+func (st *state) outputTokens() int { return st.think.tokens() + st.plans[0].n + st.toolTokens() }
 
-// outputTokensSent counts what a stream has sent: its text tokens, and the tool
-// input once all of it went out.
+// outputTokensSent counts what a stream has sent: its thinking and text tokens, and
+// the tool input once all of it went out.
 func (st *state) outputTokensSent() int {
-	n := min(st.emitted, st.plans[0].n)
+	n := st.think.sent + min(st.emitted, st.plans[0].n)
 	if st.phase > mToolJSON {
 		n += st.toolTokens()
 	}
@@ -693,6 +920,10 @@ func (st *state) appendStopReason(b []byte) []byte {
 // Stream phases of the Messages grammar.
 const (
 	mStart = iota
+	mThinkStart
+	mThinkDelta
+	mThinkSig
+	mThinkStop
 	mBlockStart
 	mPing
 	mText
@@ -706,18 +937,27 @@ const (
 	mEnd
 )
 
-// toolIndex is the content block index of the tool_use block.
-func (st *state) toolIndex() int64 {
-	if st.hasText() {
+// textIndex is the content block index of the text block: after the thinking block.
+func (st *state) textIndex() int64 {
+	if st.think.on {
 		return 1
 	}
 	return 0
 }
 
+// toolIndex is the content block index of the tool_use block.
+func (st *state) toolIndex() int64 {
+	if st.hasText() {
+		return st.textIndex() + 1
+	}
+	return st.textIndex()
+}
+
 // nextMessages yields Anthropic's event sequence: message_start, content_block_start,
 // ping, content_block_delta (text_delta per token), content_block_stop, then for a
 // tool call its own block with input_json_delta fragments, message_delta with the
-// stop reason and output tokens, message_stop.
+// stop reason and output tokens, message_stop. With thinking on, a thinking block
+// comes first (thinking_delta per word, then signature_delta), the ping inside it.
 func (st *state) nextMessages() ([]byte, error) {
 	b := st.ev[:0]
 	p := &st.plans[0]
@@ -729,17 +969,64 @@ func (st *state) nextMessages() ([]byte, error) {
 		b = st.appendInputUsage(b)
 		b = append(b, `1}}}`+"\n\n"...)
 		st.phase = mBlockStart
+		if st.think.on {
+			st.phase = mThinkStart
+		}
+	case mThinkStart:
+		b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n"...)
+		st.phase = mPing
+	case mThinkDelta:
+		t := &st.think
+		if t.off >= len(t.text) {
+			st.phase = mThinkSig
+			return st.nextMessages()
+		}
+		// Steps below 0, so that the text's first token, step 0, is a step of its own.
+		if err := st.waitContent(-1 - t.sent); err != nil {
+			return nil, err
+		}
+		end := bytes.IndexByte(t.text[t.off+1:], ' ')
+		if end < 0 {
+			end = len(t.text)
+		} else {
+			end += t.off + 1
+		}
+		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\""...)
+		b = append(b, t.text[t.off:end]...)
+		b = append(b, "\"}}\n\n"...)
+		t.off = end
+		t.sent++
+	case mThinkSig:
+		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\""...)
+		b = append(b, st.think.sig...)
+		b = append(b, "\"}}\n\n"...)
+		st.phase = mThinkStop
+	case mThinkStop:
+		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"...)
+		st.phase = mBlockStart
 	case mBlockStart:
 		if st.hasText() {
-			b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"...)
+			b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":"...)
+			b = strconv.AppendInt(b, st.textIndex(), 10)
+			b = append(b, ",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"...)
 		} else {
 			b = st.appendToolStart(b)
 		}
 		st.phase = mPing
+		if st.think.on {
+			// The ping went out in the thinking block.
+			st.phase = mText
+			if !st.hasText() {
+				st.phase = mToolFirst
+			}
+		}
 	case mPing:
 		b = append(b, "event: ping\ndata: {\"type\":\"ping\"}\n\n"...)
 		st.phase = mText
-		if !st.hasText() {
+		switch {
+		case st.think.on && st.think.off == 0:
+			st.phase = mThinkDelta
+		case !st.hasText():
 			st.phase = mToolFirst
 		}
 	case mText:
@@ -753,7 +1040,9 @@ func (st *state) nextMessages() ([]byte, error) {
 		if err := st.waitContent(st.step); err != nil {
 			return nil, err
 		}
-		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\""...)
+		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
+		b = strconv.AppendInt(b, st.textIndex(), 10)
+		b = append(b, ",\"delta\":{\"type\":\"text_delta\",\"text\":\""...)
 		b = p.appendToken(b, st.step)
 		b = append(b, "\"}}\n\n"...)
 		st.step++
@@ -762,7 +1051,9 @@ func (st *state) nextMessages() ([]byte, error) {
 		if st.cutNow() {
 			return nil, errCut
 		}
-		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"...)
+		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":"...)
+		b = strconv.AppendInt(b, st.textIndex(), 10)
+		b = append(b, "}\n\n"...)
 		st.phase = mDelta
 		if st.tool.use {
 			st.phase = mToolStart

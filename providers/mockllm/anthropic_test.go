@@ -21,11 +21,13 @@ type anthMessage struct {
 }
 
 type anthBlock struct {
-	Type  string          `json:"type"`
-	Text  string          `json:"text"`
-	ID    string          `json:"id"`
-	Name  string          `json:"name"`
-	Input json.RawMessage `json:"input"`
+	Type      string          `json:"type"`
+	Thinking  string          `json:"thinking"`
+	Signature string          `json:"signature"`
+	Text      string          `json:"text"`
+	ID        string          `json:"id"`
+	Name      string          `json:"name"`
+	Input     json.RawMessage `json:"input"`
 }
 
 var anthHeaders = []string{"x-api-key", "key", "anthropic-version", "2023-06-01"}
@@ -167,15 +169,17 @@ func anthStream(t *testing.T, h *harness, body string) anthMessage {
 			}
 			open = *e.Index
 			blk := decode[struct {
-				Type  string          `json:"type"`
-				Text  *string         `json:"text"`
-				ID    string          `json:"id"`
-				Name  string          `json:"name"`
-				Input json.RawMessage `json:"input"`
+				Type     string          `json:"type"`
+				Text     *string         `json:"text"`
+				Thinking *string         `json:"thinking"`
+				ID       string          `json:"id"`
+				Name     string          `json:"name"`
+				Input    json.RawMessage `json:"input"`
 			}](t, e.ContentBlock)
 			m.Content = append(m.Content, anthBlock{Type: blk.Type, ID: blk.ID, Name: blk.Name})
 			partial = append(partial, "")
-			if blk.Type == "text" && (blk.Text == nil || *blk.Text != "") || blk.Type == "tool_use" && string(blk.Input) != "{}" {
+			if blk.Type == "text" && (blk.Text == nil || *blk.Text != "") || blk.Type == "tool_use" && string(blk.Input) != "{}" ||
+				blk.Type == "thinking" && (blk.Thinking == nil || *blk.Thinking != "") {
 				t.Errorf("block start %s", ev.data)
 			}
 		case "content_block_delta":
@@ -186,10 +190,16 @@ func anthStream(t *testing.T, h *harness, body string) anthMessage {
 				Type        string  `json:"type"`
 				Text        *string `json:"text"`
 				PartialJSON *string `json:"partial_json"`
+				Thinking    *string `json:"thinking"`
+				Signature   *string `json:"signature"`
 			}](t, e.Delta)
 			switch {
 			case d.Type == "text_delta" && d.Text != nil && m.Content[open].Type == "text":
 				m.Content[open].Text += *d.Text
+			case d.Type == "thinking_delta" && d.Thinking != nil && m.Content[open].Type == "thinking":
+				m.Content[open].Thinking += *d.Thinking
+			case d.Type == "signature_delta" && d.Signature != nil && m.Content[open].Type == "thinking":
+				m.Content[open].Signature += *d.Signature
 			case d.Type == "input_json_delta" && d.PartialJSON != nil && m.Content[open].Type == "tool_use":
 				partial[open] += *d.PartialJSON
 			default:

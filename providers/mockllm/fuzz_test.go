@@ -31,6 +31,8 @@ func FuzzRequest(f *testing.F) {
 		`{"model":"mock-1","max_tokens":9,"stream":true,"stop_sequences":["e"],"tools":[{"name":"t","input_schema":{"properties":{"a":{"type":["string","null"]},"b":{"type":"object","properties":{"c":{"enum":[1]}}}}}}],"messages":[{"role":"user","content":[{"type":"text","text":"use t"}]}]}`,
 		`{"model":"mock-1","max_tokens":1,"tool_choice":{"type":"any"},"tools":[{"name":"\u00e9t\"x"}],"messages":[{"role":"user","content":"\ud83d\ude00"}]}`,
 		`{"messages":[{"content":[{"text":"\u0000"}]}],"max_tokens":1e3}`,
+		`{"model":"mock-1","max_tokens":2000,"stream":true,"thinking":{"type":"enabled","budget_tokens":1024},"tools":[{"name":"t"}],"messages":[{"role":"user","content":"use t"},{"role":"assistant","content":[{"type":"thinking","thinking":"a\u00e9","signature":"x"},{"type":"tool_use","id":"u","name":"t","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"u"}]}]}`,
+		`{"model":"mock-1","max_tokens":1,"thinking":{"type":"adaptive"},"top_p":0.97,"messages":[{"role":"user","content":"hi"}]}`,
 		`{"model":"mock-1`,
 		`[]`,
 	}

@@ -64,6 +64,7 @@ type state struct {
 	idB     uint64
 	created int64
 	tool    toolCall
+	think   thinkingAnswer
 	steps   int // generation steps: the longest choice, or Anthropic's content events
 
 	queueD time.Duration // how long the request waited for a slot
@@ -116,6 +117,7 @@ func (st *state) reset() {
 		stopBuf:  st.stopBuf[:0],
 		plans:    st.plans[:0],
 		tool:     toolCall{name: st.tool.name[:0], input: st.tool.input[:0], text: st.tool.text[:0]},
+		think:    thinkingAnswer{text: st.think.text[:0], sig: st.think.sig[:0]},
 		out:      st.out[:0],
 		scratch:  st.scratch[:0],
 		vec:      st.vec[:0],
