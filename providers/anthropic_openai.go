@@ -764,6 +764,9 @@ func (s *anthropicStream) blockStart(e *streamEvent, ev *Event) (bool, error) {
 		if len(cb.thinking) == 2 {
 			return false, nil
 		}
+		// Text the block starts with is part of what the signature covers, so it goes
+		// into the thinking_blocks delta too.
+		s.think.text = append(s.think.text, cb.thinking[1:len(cb.thinking)-1]...)
 		s.reasoning(cb.thinking, ev)
 		return true, nil
 	case `"redacted_thinking"`:

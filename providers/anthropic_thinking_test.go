@@ -3,6 +3,7 @@ package providers
 import (
 	"encoding/json"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,6 +43,8 @@ func TestAnthropicReasoningEffort(t *testing.T) {
 		{`"low"`, `{"type":"enabled","budget_tokens":1024}`, "2048"},
 		{`"medium"`, `{"type":"enabled","budget_tokens":2048}`, "3072"},
 		{`"high"`, `{"type":"enabled","budget_tokens":4096}`, "5120"},
+		{`"xhigh"`, `{"type":"enabled","budget_tokens":8192}`, "9216"},
+		{`"max"`, `{"type":"enabled","budget_tokens":16384}`, "17408"},
 	} {
 		t.Run(c.effort, func(t *testing.T) {
 			out := thinkingRequest(t, `,"reasoning_effort":`+c.effort)
@@ -51,9 +54,9 @@ func TestAnthropicReasoningEffort(t *testing.T) {
 			if got, _ := jsonscan.Field(out, "max_tokens"); string(got) != c.max {
 				t.Errorf("max_tokens %s, want %s", got, c.max)
 			}
-			out = thinkingRequest(t, `,"reasoning_effort":`+c.effort+`,"max_completion_tokens":9000`)
-			if got, _ := jsonscan.Field(out, "max_tokens"); string(got) != "9000" {
-				t.Errorf("the client's max_completion_tokens 9000 sent as %s", got)
+			out = thinkingRequest(t, `,"reasoning_effort":`+c.effort+`,"max_completion_tokens":20000`)
+			if got, _ := jsonscan.Field(out, "max_tokens"); string(got) != "20000" {
+				t.Errorf("the client's max_completion_tokens 20000 sent as %s", got)
 			}
 		})
 	}
@@ -61,6 +64,22 @@ func TestAnthropicReasoningEffort(t *testing.T) {
 		t.Run("refused "+bad, func(t *testing.T) {
 			if rerr := thinkingRefusal(t, `,"reasoning_effort":`+bad); rerr.param != "reasoning_effort" {
 				t.Errorf("param %q: %s", rerr.param, rerr.msg)
+			}
+		})
+	}
+}
+
+// Every reasoning_effort the official OpenAI SDK offers is taken.
+func TestAnthropicReasoningEffortSDKValues(t *testing.T) {
+	for _, effort := range []openai.ReasoningEffort{
+		openai.ReasoningEffortNone, openai.ReasoningEffortMinimal, openai.ReasoningEffortLow,
+		openai.ReasoningEffortMedium, openai.ReasoningEffortHigh, openai.ReasoningEffortXhigh,
+		openai.ReasoningEffortMax,
+	} {
+		t.Run(string(effort), func(t *testing.T) {
+			body := `{"model":"chat","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"` + string(effort) + `"}`
+			if _, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, false); rerr != nil {
+				t.Errorf("refused: %s: %s", rerr.param, rerr.msg)
 			}
 		})
 	}
@@ -228,6 +247,140 @@ func TestAnthropicThinkingBlocksSentBack(t *testing.T) {
 	}
 }
 
+// assistantTurns translates body and returns its messages, each content array raw.
+func assistantTurns(t *testing.T, body string) []string {
+	t.Helper()
+	out := anthropicRequest(t, body)
+	var req struct {
+		Messages []struct {
+			Role    string          `json:"role"`
+			Content json.RawMessage `json:"content"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(out, &req); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	turns := make([]string, len(req.Messages))
+	for i, m := range req.Messages {
+		turns[i] = m.Role + " " + string(m.Content)
+	}
+	return turns
+}
+
+// An assistant message of thinking alone (the gateway answers so when max_tokens runs
+// out while Claude thinks, or when its text was blank) is left out: the API refuses a
+// turn ending with a thinking block ("The final block in an assistant message cannot
+// be `thinking`"), and a message's cache mark goes on its last other block, never on a
+// thinking block ("thinking.cache_control: Extra inputs are not permitted").
+func TestAnthropicThinkingOnlyTurnLeftOut(t *testing.T) {
+	const (
+		thought  = `{"type":"thinking","thinking":"Let me think.","signature":"c2ln"}`
+		blocks   = `"thinking_blocks":[` + thought + `]`
+		question = `{"type":"text","text":"Hard question"}`
+		goOn     = `{"type":"text","text":"Go on"}`
+	)
+	for _, c := range []struct {
+		name, assistant string
+		want            []string
+	}{
+		{"content null", `{"role":"assistant","content":null,` + blocks + `}`,
+			[]string{"user [" + question + "," + goOn + "]"}},
+		{"blank content", `{"role":"assistant","content":"\n\n",` + blocks + `}`,
+			[]string{"user [" + question + "," + goOn + "]"}},
+		{"redacted only", `{"role":"assistant","content":"","thinking_blocks":[{"type":"redacted_thinking","data":"ZGF0YQ=="}]}`,
+			[]string{"user [" + question + "," + goOn + "]"}},
+		{"with a message cache mark", `{"role":"assistant","content":null,"cache_control":{"type":"ephemeral"},` + blocks + `}`,
+			[]string{"user [" + question + "," + goOn + "]"}},
+		{"cache mark on the text after the thinking", `{"role":"assistant","content":"Answer.","cache_control":{"type":"ephemeral"},` + blocks + `}`,
+			[]string{"user [" + question + "]", "assistant [" + thought + `,{"type":"text","text":"Answer.","cache_control":{"type":"ephemeral"}}]`, "user [" + goOn + "]"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := `{"model":"chat","reasoning_effort":"low","messages":[{"role":"user","content":"Hard question"},` +
+				c.assistant + `,{"role":"user","content":"Go on"}]}`
+			if got := assistantTurns(t, body); !slices.Equal(got, c.want) {
+				t.Errorf("messages\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			}
+		})
+	}
+}
+
+// With thinking off (no reasoning_effort or thinking, reasoning_effort none, thinking
+// disabled) thinking_blocks are left out: the API refuses them in the last assistant
+// turn ("When thinking is disabled, an `assistant` message in the final position cannot
+// contain `thinking`"), as when a client turns reasoning off for the next step of a
+// tool-use loop.
+func TestAnthropicThinkingBlocksLeftOutWhenOff(t *testing.T) {
+	for _, c := range []struct{ name, fields string }{
+		{"no reasoning fields", ``},
+		{"reasoning_effort none", `,"reasoning_effort":"none"`},
+		{"thinking disabled", `,"thinking":{"type":"disabled"}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := `{"model":"chat"` + c.fields + `,"messages":[{"role":"user","content":"Weather in Paris?"},` +
+				`{"role":"assistant","content":null,"thinking_blocks":[{"type":"thinking","thinking":"Call f.","signature":"c2ln"},{"type":"redacted_thinking","data":"ZGF0YQ=="}],` +
+				`"tool_calls":[{"id":"t1","type":"function","function":{"name":"f","arguments":"{}"}}]},` +
+				`{"role":"tool","tool_call_id":"t1","content":"18C"}],"tools":[{"type":"function","function":{"name":"f"}}]}`
+			turns := assistantTurns(t, body)
+			if len(turns) != 3 || turns[1] != `assistant [{"type":"tool_use","id":"t1","name":"f","input":{}}]` {
+				t.Errorf("messages\n%s", strings.Join(turns, "\n"))
+			}
+		})
+	}
+	t.Run("malformed blocks still refused", func(t *testing.T) {
+		body := `{"model":"chat","messages":[{"role":"user","content":"Hi"},` +
+			`{"role":"assistant","content":"Hello.","thinking_blocks":[{"type":"text","text":"x"}]},{"role":"user","content":"Go on"}]}`
+		_, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, false)
+		if rerr == nil || rerr.param != "messages[1].thinking_blocks[0].type" {
+			t.Errorf("refusal %v, want param messages[1].thinking_blocks[0].type", rerr)
+		}
+	})
+}
+
+// Consecutive assistant messages merge into one turn, and the thinking blocks of any of
+// them go first in it, in order, before the other blocks: the API wants the last
+// assistant turn of a tool-use loop to begin with its thinking ("Expected `thinking` or
+// `redacted_thinking`, but found `text`").
+func TestAnthropicThinkingMergedTurnStartsWithThinking(t *testing.T) {
+	const (
+		thinkA  = `{"type":"thinking","thinking":"A.","signature":"c2lnQQ=="}`
+		thinkB  = `{"type":"thinking","thinking":"B.","signature":"c2lnQg=="}`
+		redact  = `{"type":"redacted_thinking","data":"ZGF0YQ=="}`
+		check   = `{"type":"text","text":"Let me check."}`
+		toolUse = `{"type":"tool_use","id":"t1","name":"f","input":{}}`
+		call    = `"tool_calls":[{"id":"t1","type":"function","function":{"name":"f","arguments":"{}"}}]`
+	)
+	for _, c := range []struct{ name, assistants, want string }{
+		{"thinking of the second", `{"role":"assistant","content":"Let me check."},` +
+			`{"role":"assistant","content":null,"thinking_blocks":[` + thinkB + `],` + call + `}`,
+			"[" + thinkB + "," + check + "," + toolUse + "]"},
+		{"thinking of both, in order", `{"role":"assistant","content":"Let me check.","thinking_blocks":[` + thinkA + `]},` +
+			`{"role":"assistant","content":null,"thinking_blocks":[` + thinkB + "," + redact + `],` + call + `}`,
+			"[" + thinkA + "," + thinkB + "," + redact + "," + check + "," + toolUse + "]"},
+		{"a message of thinking alone between", `{"role":"assistant","content":"Let me check.","thinking_blocks":[` + thinkA + `]},` +
+			`{"role":"assistant","content":null,"thinking_blocks":[` + redact + `]},` +
+			`{"role":"assistant","content":null,"thinking_blocks":[` + thinkB + `],` + call + `}`,
+			"[" + thinkA + "," + thinkB + "," + check + "," + toolUse + "]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := `{"model":"chat","reasoning_effort":"low","messages":[{"role":"user","content":"Weather in Paris?"},` +
+				c.assistants + `,{"role":"tool","tool_call_id":"t1","content":"18C"}],"tools":[{"type":"function","function":{"name":"f"}}]}`
+			turns := assistantTurns(t, body)
+			if len(turns) != 3 || turns[1] != "assistant "+c.want {
+				t.Errorf("messages\n%s\nwant the assistant turn\n%s", strings.Join(turns, "\n"), c.want)
+			}
+		})
+	}
+	t.Run("prefill after the thinking moves", func(t *testing.T) {
+		// The prefill's trailing whitespace is trimmed where its block ends up.
+		body := `{"model":"chat","reasoning_effort":"low","messages":[{"role":"user","content":"Hi"},` +
+			`{"role":"assistant","content":"Sure."},{"role":"assistant","content":"Answer: ","thinking_blocks":[` + thinkA + `]}]}`
+		want := "assistant [" + thinkA + `,{"type":"text","text":"Sure."},{"type":"text","text":"Answer:"}]`
+		if turns := assistantTurns(t, body); len(turns) != 2 || turns[1] != want {
+			t.Errorf("messages\n%s\nwant the assistant turn\n%s", strings.Join(turns, "\n"), want)
+		}
+	})
+}
+
 // TestAnthropicThinkingAnswerSDK reads a translated answer with thinking through the
 // OpenAI SDK as a client does: reasoning_content and thinking_blocks as extra fields.
 func TestAnthropicThinkingAnswerSDK(t *testing.T) {
@@ -364,5 +517,53 @@ func TestAnthropicStreamThinkingBufferNotPooledLarge(t *testing.T) {
 	s.reset()
 	if cap(s.think.text) != 100 || len(s.think.text) != 0 {
 		t.Errorf("a small buffer is not kept: len %d cap %d", len(s.think.text), cap(s.think.text))
+	}
+}
+
+// A thinking block whose content_block_start already holds text: that text is part of
+// the block the client sends back with its signature, so the thinking_blocks delta
+// holds it as reasoning_content did.
+func TestAnthropicStreamThinkingStartText(t *testing.T) {
+	const in = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-x\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"First. \",\"signature\":\"\"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Second.\"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"c2ln\"}}\n\n" +
+		"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n" +
+		"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\n" +
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+	evs, err := readStream(in, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasoning strings.Builder
+	var blocks []map[string]string
+	for _, ev := range evs {
+		if ev.Done {
+			continue
+		}
+		var chunk struct {
+			Choices []struct {
+				Delta struct {
+					Reasoning *string             `json:"reasoning_content"`
+					Blocks    []map[string]string `json:"thinking_blocks"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(ev.Data, &chunk); err != nil {
+			t.Fatalf("%v: %s", err, ev.Data)
+		}
+		for _, c := range chunk.Choices {
+			if c.Delta.Reasoning != nil {
+				reasoning.WriteString(*c.Delta.Reasoning)
+			}
+			blocks = append(blocks, c.Delta.Blocks...)
+		}
+	}
+	if reasoning.String() != "First. Second." {
+		t.Fatalf("reasoning_content %q", reasoning.String())
+	}
+	want := []map[string]string{{"type": "thinking", "thinking": "First. Second.", "signature": "c2ln"}}
+	if !equalBlocks(blocks, want) {
+		t.Errorf("thinking_blocks %v, want %v", blocks, want)
 	}
 }

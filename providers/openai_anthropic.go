@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -168,7 +169,7 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 	if dst, err = appendSystem(dst, r.Messages); err != nil {
 		return dst, err
 	}
-	if dst, err = appendMessages(dst, r.Messages); err != nil {
+	if dst, err = appendMessages(dst, r.Messages, th.on); err != nil {
 		return dst, err
 	}
 	if len(r.Tools) > 0 {
@@ -253,11 +254,14 @@ type thinking struct {
 }
 
 // The budgets of reasoning_effort, LiteLLM's (DEFAULT_REASONING_EFFORT_*_THINKING_BUDGET):
-// minimal goes as low, since the API's least budget is 1024 tokens.
+// minimal goes as low, since the API's least budget is 1024 tokens. xhigh and max are
+// the OpenAI SDKs' levels above high.
 var (
 	strThinkingLow    = []byte(`{"type":"enabled","budget_tokens":1024}`)
 	strThinkingMedium = []byte(`{"type":"enabled","budget_tokens":2048}`)
 	strThinkingHigh   = []byte(`{"type":"enabled","budget_tokens":4096}`)
+	strThinkingXhigh  = []byte(`{"type":"enabled","budget_tokens":8192}`)
+	strThinkingMax    = []byte(`{"type":"enabled","budget_tokens":16384}`)
 )
 
 // minThinkingTopP is the least top_p the API takes with thinking on.
@@ -296,8 +300,12 @@ func readThinking(obj, effort json.RawMessage) (thinking, *requestError) {
 		return thinking{raw: strThinkingMedium, on: true, budget: 2048, source: `reasoning_effort "medium"`}, nil
 	case `"high"`:
 		return thinking{raw: strThinkingHigh, on: true, budget: 4096, source: `reasoning_effort "high"`}, nil
+	case `"xhigh"`:
+		return thinking{raw: strThinkingXhigh, on: true, budget: 8192, source: `reasoning_effort "xhigh"`}, nil
+	case `"max"`:
+		return thinking{raw: strThinkingMax, on: true, budget: 16384, source: `reasoning_effort "max"`}, nil
 	}
-	return thinking{}, badRequest("reasoning_effort", "reasoning_effort must be none, minimal, low, medium or high.")
+	return thinking{}, badRequest("reasoning_effort", "reasoning_effort must be none, minimal, low, medium, high, xhigh or max.")
 }
 
 // appendSystem gathers every system and developer message, wherever it stands, into the
@@ -399,6 +407,9 @@ type turnWriter struct {
 	turns  int
 	// text is where the last block starts in dst when it is a text block, else -1.
 	text int
+	// lead is where the open turn's thinking blocks end in dst, the first of its
+	// other blocks starting there: where more thinking goes.
+	lead int
 	// ids are the tool calls sent so far, in order, each with the id it had
 	// (appendUseID).
 	ids []toolID
@@ -433,9 +444,12 @@ func (w *turnWriter) block() {
 	w.open = w.role
 	w.turns++
 	w.blocks = 1
+	w.lead = len(w.dst)
 }
 
-func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
+// appendMessages appends the messages array. thinking says whether the request turns
+// extended thinking on: assistant messages' thinking blocks are sent only then.
+func appendMessages(dst []byte, msgs []oaMessage, thinking bool) ([]byte, *requestError) {
 	w := turnWriter{dst: append(dst, `,"messages":[`...)}
 	for i := range msgs {
 		m := &msgs[i]
@@ -455,11 +469,18 @@ func appendMessages(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 			}
 		case "assistant":
 			w.role = "assistant"
-			if err = w.thinkingBlocks(m.ThinkingBlocks, i); err != nil {
-				break
-			}
 			if err = w.content(m.Content, i, false); err == nil {
 				err = w.toolUses(m.ToolCalls, i)
+			}
+			if err == nil {
+				// Thinking alone would make a turn end with a thinking block, which
+				// the API refuses ("The final block in an assistant message cannot
+				// be `thinking`"); the gateway itself answers only thinking when
+				// max_tokens runs out. With thinking off it refuses them in the last
+				// assistant turn ("When thinking is disabled, an `assistant` message
+				// in the final position cannot contain `thinking`"), and ignores them
+				// in earlier ones.
+				err = w.thinkingBlocks(m.ThinkingBlocks, i, thinking && len(w.dst) > start)
 			}
 		case "tool":
 			w.role = "user"
@@ -642,11 +663,14 @@ func splitDataURL(u string) (media, data string, ok bool) {
 	return media, data, true
 }
 
-// thinkingBlocks writes an assistant message's thinking_blocks, first in its turn: the
-// API wants the last assistant turn of a tool-use loop to begin with the thinking that
-// led to its tool calls, signature and all. A thinking block without a signature is
-// left out, as the API would refuse it, and so is reasoning_content: it has none.
-func (w *turnWriter) thinkingBlocks(raw json.RawMessage, i int) *requestError {
+// thinkingBlocks checks an assistant message's thinking_blocks and, when write is set,
+// puts them first in its turn, after those of the turn's earlier messages: the API
+// wants the last assistant turn of a tool-use loop to begin with the thinking that led
+// to its tool calls, signature and all. They are written after the message's other
+// blocks, which write requires, and moved in front of the turn's non-thinking blocks.
+// A thinking block without a signature is left out, as the API would refuse it, and so
+// is reasoning_content: it has none.
+func (w *turnWriter) thinkingBlocks(raw json.RawMessage, i int, write bool) *requestError {
 	if len(raw) == 0 || jsonscan.IsNull(raw) {
 		return nil
 	}
@@ -655,12 +679,13 @@ func (w *turnWriter) thinkingBlocks(raw json.RawMessage, i int) *requestError {
 		param := msgField(i, ".thinking_blocks")
 		return badRequest(param, param+" must be an array of thinking blocks.")
 	}
+	mark, text := len(w.dst), w.text
 	for j := 0; ; j++ {
 		el, ok := a.Next()
 		if !ok {
-			return nil
+			break
 		}
-		var typ, text, sig, data []byte
+		var typ, thought, sig, data []byte
 		var it jsonscan.Iter
 		if it.Reset(el) == nil {
 			for {
@@ -672,7 +697,7 @@ func (w *turnWriter) thinkingBlocks(raw json.RawMessage, i int) *requestError {
 				case "type":
 					typ = v
 				case "thinking":
-					text = v
+					thought = v
 				case "signature":
 					sig = v
 				case "data":
@@ -686,23 +711,27 @@ func (w *turnWriter) thinkingBlocks(raw json.RawMessage, i int) *requestError {
 			switch {
 			case !jsonscan.IsString(sig) || len(sig) == 2:
 				continue
-			case !jsonscan.IsString(text):
+			case !jsonscan.IsString(thought):
 				field = ".thinking"
-			default:
+			case write:
 				w.block()
 				w.dst = append(w.dst, `{"type":"thinking","thinking":`...)
-				w.dst = append(w.dst, text...)
+				w.dst = append(w.dst, thought...)
 				w.dst = append(w.dst, `,"signature":`...)
 				w.dst = append(w.dst, sig...)
 				w.dst = append(w.dst, '}')
 				continue
+			default:
+				continue
 			}
 		case `"redacted_thinking"`:
 			if jsonscan.IsString(data) {
-				w.block()
-				w.dst = append(w.dst, `{"type":"redacted_thinking","data":`...)
-				w.dst = append(w.dst, data...)
-				w.dst = append(w.dst, '}')
+				if write {
+					w.block()
+					w.dst = append(w.dst, `{"type":"redacted_thinking","data":`...)
+					w.dst = append(w.dst, data...)
+					w.dst = append(w.dst, '}')
+				}
 				continue
 			}
 			field = ".data"
@@ -713,6 +742,21 @@ func (w *turnWriter) thinkingBlocks(raw json.RawMessage, i int) *requestError {
 		param := msgField(i, ".thinking_blocks["+strconv.Itoa(j)+"]"+field)
 		return badRequest(param, param+" must be a string.")
 	}
+	if len(w.dst) == mark {
+		return nil
+	}
+	// dst[w.lead:] is the turn's other blocks, a comma, and the thinking blocks: three
+	// reversals swap the two lists in place.
+	seg := w.dst[w.lead:]
+	n := len(w.dst) - mark - 1
+	slices.Reverse(seg)
+	slices.Reverse(seg[:n])
+	slices.Reverse(seg[n+1:])
+	w.lead += n + 1
+	if w.text = text; text >= 0 {
+		w.text += n + 1
+	}
+	return nil
 }
 
 // toolUses writes an assistant's tool calls as tool_use blocks; their arguments, a JSON

@@ -451,6 +451,15 @@ var (
 	errThinkingForced = &badRequest{msg: "Thinking may not be enabled when `tool_choice` forces tool use."}
 )
 
+// errThinkingLast is the API's refusal of an assistant message that ends with a thinking
+// block; errThinkingOff ends that of thinking blocks in the last assistant message of a
+// request without thinking.
+const (
+	errThinkingLast = ": The final block in an assistant message cannot be `thinking`."
+	errThinkingOff  = ": When thinking is disabled, an `assistant` message in the final position cannot contain `thinking`. " +
+		"To use thinking blocks, enable `thinking` in your request."
+)
+
 // errThinkingMissing ends the refusal of a tool-use loop whose last assistant turn
 // does not begin with its thinking block.
 const errThinkingMissing = "When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). " +
@@ -515,13 +524,14 @@ func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest 
 }
 
 // checkThinkingBlocks checks the thinking blocks of assistant turns as the API does:
-// each signature must be the one its text was given, and with thinking on, the last
-// assistant turn of a tool-use loop (its tool_use blocks answered by the final user
-// turn's tool_result blocks) must begin with its thinking block.
+// each signature must be the one its text was given, none may carry cache_control or
+// end its turn; with thinking off the last assistant turn may hold none, and with
+// thinking on, the last assistant turn of a tool-use loop (its tool_use blocks answered
+// by the final user turn's tool_result blocks) must begin with its thinking block.
 func (st *state) checkThinkingBlocks() *badRequest {
 	var a jsonscan.Array
 	a.Reset(st.messages)
-	last, lastUser := -1, false
+	last, lastUser, lastThinking := -1, false, -1
 	var lastContent, userContent []byte
 	for i := 0; ; i++ {
 		m, ok := a.Next()
@@ -535,10 +545,14 @@ func (st *state) checkThinkingBlocks() *badRequest {
 			userContent = content
 			continue
 		}
+		var e *badRequest
 		last, lastContent = i, content
-		if e := st.checkSignatures(i, content); e != nil {
+		if lastThinking, e = st.checkAssistant(i, content); e != nil {
 			return e
 		}
+	}
+	if !st.think.on && lastThinking >= 0 {
+		return &badRequest{msg: "messages." + strconv.Itoa(last) + ".content." + strconv.Itoa(lastThinking) + errThinkingOff}
 	}
 	if !st.think.on || last < 0 || !lastUser || !hasBlock(userContent, `"tool_result"`) || !hasBlock(lastContent, `"tool_use"`) {
 		return nil
@@ -555,33 +569,52 @@ func (st *state) checkThinkingBlocks() *badRequest {
 		string(found) + "`. " + errThinkingMissing}
 }
 
-// checkSignatures refuses a thinking block of message i whose signature is missing or
-// is not the one mockllm gave its text.
-func (st *state) checkSignatures(i int, content []byte) *badRequest {
+// checkAssistant refuses, in assistant message i, a thinking block whose signature is
+// missing or is not the one mockllm gave its text, a thinking or redacted_thinking block
+// with cache_control, and one that ends the message. It returns the index of the
+// message's first thinking or redacted_thinking block, -1 for none.
+func (st *state) checkAssistant(i int, content []byte) (int, *badRequest) {
 	var a jsonscan.Array
 	if !a.Reset(content) {
-		return nil
+		return -1, nil
 	}
+	first, thinkingLast := -1, false
 	for j := 0; ; j++ {
 		blk, ok := a.Next()
 		if !ok {
-			return nil
+			break
 		}
-		if t, _ := jsonscan.Field(blk, "type"); string(t) != `"thinking"` {
+		t, _ := jsonscan.Field(blk, "type")
+		thinkingLast = string(t) == `"thinking"` || string(t) == `"redacted_thinking"`
+		if !thinkingLast {
 			continue
 		}
+		if first < 0 {
+			first = j
+		}
 		where := "messages." + strconv.Itoa(i) + ".content." + strconv.Itoa(j)
+		if _, ok := jsonscan.Field(blk, "cache_control"); ok {
+			typ, _ := appendUnquoted(nil, t)
+			return first, &badRequest{msg: where + "." + string(typ) + ".cache_control: Extra inputs are not permitted"}
+		}
+		if string(t) != `"thinking"` {
+			continue
+		}
 		text, _ := jsonscan.Field(blk, "thinking")
 		sig, _ := jsonscan.Field(blk, "signature")
 		if !jsonscan.IsString(sig) {
-			return &badRequest{msg: where + ".thinking.signature: Field required"}
+			return first, &badRequest{msg: where + ".thinking.signature: Field required"}
 		}
 		dec, _ := appendUnquoted(st.scratch[:0], text)
 		st.scratch = appendThinkingSignature(dec, dec)
 		if !bytes.Equal(st.scratch[len(dec):], sig[1:len(sig)-1]) {
-			return &badRequest{msg: where + ": Invalid `signature` in `thinking` block"}
+			return first, &badRequest{msg: where + ": Invalid `signature` in `thinking` block"}
 		}
 	}
+	if thinkingLast {
+		return first, &badRequest{msg: "messages." + strconv.Itoa(i) + errThinkingLast}
+	}
+	return first, nil
 }
 
 // hasBlock reports whether content, an array of blocks, holds one of type typ (a JSON

@@ -77,7 +77,8 @@ func TestMessagesThinking(t *testing.T) {
 
 // TestMessagesThinkingToolLoop: with thinking on, the last assistant turn of a
 // tool-use loop must begin with the thinking block the answer gave, signature intact,
-// as the Messages API requires; without thinking the turn needs none.
+// as the Messages API requires; without thinking the turn needs none and may hold
+// none. No assistant turn may end with a thinking block or mark one for caching.
 func TestMessagesThinkingToolLoop(t *testing.T) {
 	h := startAnthropic(t)
 	resp, b := h.must("POST", "/v1/messages", thinkingBody("what does get_weather say for Paris?", weatherTool), anthHeaders...)
@@ -121,6 +122,18 @@ func TestMessagesThinkingToolLoop(t *testing.T) {
 			"messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`. When `thinking` is enabled, a final `assistant` message must start with a thinking block"},
 		{"thinking text changed", loop(on, tampered+","+toolUse), "messages.1.content.0: Invalid `signature` in `thinking` block"},
 		{"signature missing", loop(on, `{"type":"thinking","thinking":"hmm"},`+toolUse), "messages.1.content.0.thinking.signature: Field required"},
+		{"thinking block with thinking off", loop("", string(thinkingBlock)+","+toolUse),
+			"messages.1.content.0: When thinking is disabled, an `assistant` message in the final position cannot contain `thinking`."},
+		{"redacted block with thinking disabled", loop(`"thinking":{"type":"disabled"},`, `{"type":"redacted_thinking","data":"EmwK"},`+toolUse),
+			"messages.1.content.0: When thinking is disabled, an `assistant` message in the final position cannot contain `thinking`."},
+		{"cache_control on a thinking block", loop(on, strings.TrimSuffix(string(thinkingBlock), "}")+`,"cache_control":{"type":"ephemeral"}},`+toolUse),
+			"messages.1.content.0.thinking.cache_control: Extra inputs are not permitted"},
+		{"turn of thinking alone", `{"model":"claude-mock","max_tokens":2048,` + on + `"messages":[{"role":"user","content":"hi"},` +
+			`{"role":"assistant","content":[` + string(thinkingBlock) + `]},{"role":"user","content":"go on"}]}`,
+			"messages.1: The final block in an assistant message cannot be `thinking`."},
+		{"turn ending with redacted thinking", `{"model":"claude-mock","max_tokens":2048,` + on + `"messages":[{"role":"user","content":"hi"},` +
+			`{"role":"assistant","content":[{"type":"text","text":"Hm."},{"type":"redacted_thinking","data":"EmwK"}]},{"role":"user","content":"go on"}]}`,
+			"messages.1: The final block in an assistant message cannot be `thinking`."},
 	}
 	for _, c := range refused {
 		t.Run(c.name, func(t *testing.T) {
