@@ -25,7 +25,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tollgate/tollgate/internal/deadline"
-	"github.com/tollgate/tollgate/internal/pemfile"
 	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
@@ -813,25 +812,24 @@ func (s *Server) changedBackendTLS(sums map[string][sha256.Size]byte) string {
 	if rt == nil {
 		return ""
 	}
+	names := rt.cfg.backendNames()
 	changed := ""
-	for _, name := range rt.cfg.backendNames() {
+find:
+	for _, name := range names {
 		t := rt.cfg.Backends[name].TLS
 		for _, p := range backendTLSPaths(&t) {
 			if data, err := os.ReadFile(p); err == nil && sha256.Sum256(data) != sums[p] {
 				changed = p
-				break
+				break find
 			}
-		}
-		if changed != "" {
-			break
 		}
 	}
 	if changed == "" {
 		return ""
 	}
-	for _, name := range rt.cfg.backendNames() {
+	for _, name := range names {
 		t := rt.cfg.Backends[name].TLS
-		if err := loadBackendTLS(&t); err != nil {
+		if _, err := t.ClientConfig(); err != nil {
 			s.log.Warn("backend tls file changed but the config's tls files do not all load; the running ones stay", "file", changed, "backend", name, "error", err.Error())
 			return ""
 		}
@@ -841,21 +839,6 @@ func (s *Server) changedBackendTLS(sums map[string][sha256.Size]byte) string {
 		return ""
 	}
 	return changed
-}
-
-// loadBackendTLS reads t's files as building the backend does.
-func loadBackendTLS(t *providers.TLSConfig) error {
-	if t.CAFile != "" {
-		if _, err := pemfile.CertPool(t.CAFile); err != nil {
-			return errors.New("tls.ca_file: " + err.Error())
-		}
-	}
-	if t.CertFile != "" {
-		if _, err := pemfile.KeyPair(t.CertFile, t.KeyFile); err != nil {
-			return errors.New("tls.cert_file: " + err.Error())
-		}
-	}
-	return nil
 }
 
 // changed reports whether an event on name may have changed one of the files.

@@ -165,7 +165,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		c := upstreamOf(up.LocalAddr())
 		watched := c != nil && call.Client != nil && !c.ticking()
 		if watched {
-			c.watched, c.every = call, clientCheckEvery
+			c.watch(call)
 		}
 		err := s.prime()
 		if watched {

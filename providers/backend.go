@@ -74,7 +74,7 @@ func build(name string, c Config) (*Backend, error) {
 	default:
 		return nil, errors.New("backend " + name + ": unknown provider " + cfg.Provider)
 	}
-	tlsCfg, err := cfg.clientTLS()
+	tlsCfg, err := cfg.TLS.ClientConfig()
 	if err != nil {
 		return nil, errors.New("backend " + name + ": " + err.Error())
 	}

@@ -233,20 +233,19 @@ func (c *Config) Validate() error {
 	}
 	// Written so that NaN (.nan in YAML) fails too; +Inf would make the cost
 	// counter infinite for good.
-	if p := c.Pricing.InputPerMillion; !(p >= 0 && p <= math.MaxFloat64) {
-		errs = append(errs, fieldErr("pricing.input_per_million", "must be a finite number, 0 or more"))
-	}
-	if p := c.Pricing.OutputPerMillion; !(p >= 0 && p <= math.MaxFloat64) {
-		errs = append(errs, fieldErr("pricing.output_per_million", "must be a finite number, 0 or more"))
-	}
-	if p := c.Pricing.CachedInputPerMillion; p != nil && !(*p >= 0 && *p <= math.MaxFloat64) {
-		errs = append(errs, fieldErr("pricing.cached_input_per_million", "must be a finite number, 0 or more"))
-	}
-	if p := c.Pricing.CacheWritePerMillion; p != nil && !(*p >= 0 && *p <= math.MaxFloat64) {
-		errs = append(errs, fieldErr("pricing.cache_write_per_million", "must be a finite number, 0 or more"))
-	}
-	if p := c.Pricing.CacheWrite1hPerMillion; p != nil && !(*p >= 0 && *p <= math.MaxFloat64) {
-		errs = append(errs, fieldErr("pricing.cache_write_1h_per_million", "must be a finite number, 0 or more"))
+	for _, f := range [...]struct {
+		name string
+		p    *float64 // nil: left out, the price it defaults to
+	}{
+		{"input_per_million", &c.Pricing.InputPerMillion},
+		{"output_per_million", &c.Pricing.OutputPerMillion},
+		{"cached_input_per_million", c.Pricing.CachedInputPerMillion},
+		{"cache_write_per_million", c.Pricing.CacheWritePerMillion},
+		{"cache_write_1h_per_million", c.Pricing.CacheWrite1hPerMillion},
+	} {
+		if f.p != nil && !(*f.p >= 0 && *f.p <= math.MaxFloat64) {
+			errs = append(errs, fieldErr("pricing."+f.name, "must be a finite number, 0 or more"))
+		}
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fieldErr("timeout", "must not be negative"))

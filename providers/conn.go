@@ -263,6 +263,9 @@ func (c *upstreamConn) read(p []byte) (int, error) {
 	}
 }
 
+// watch makes the silent ticks of c's reads ask after call's client, until unwatch.
+func (c *upstreamConn) watch(call *Call) { c.watched, c.every = call, clientCheckEvery }
+
 // unwatch ends a watched call's ticks. The ticks left their own deadline on the
 // connection: the one in force is put back, else a read after them (a stream's body,
 // an error answer's) would time out at the last tick.

@@ -131,7 +131,7 @@ func (u *framedUpstream) serve(c net.Conn) {
 		}
 		for _, ev := range events {
 			if u.framing == "chunked" {
-				ev = strconv.FormatInt(int64(len(ev)), 16) + "\r\n" + ev + "\r\n"
+				ev = chunked(ev)
 			}
 			if _, err := io.WriteString(c, ev); err != nil {
 				return

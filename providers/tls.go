@@ -67,9 +67,9 @@ func (c *Config) hasHTTPS() bool {
 	return false
 }
 
-// clientTLS is the tls.Config of the backend's https targets, nil for Go's defaults.
-func (c *Config) clientTLS() (*tls.Config, error) {
-	t := &c.TLS
+// ClientConfig is the tls.Config of the backend's https targets, nil for Go's
+// defaults, read from t's files as building the backend reads them.
+func (t *TLSConfig) ClientConfig() (*tls.Config, error) {
 	if !t.given() {
 		return nil, nil
 	}

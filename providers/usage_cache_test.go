@@ -242,7 +242,7 @@ func TestPricingPromptCacheValidate(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := Config{Provider: "openai", BaseURL: "http://127.0.0.1:8000/v1", Model: "m", Pricing: c.p}
 			var got []string
-			for _, err := range unjoin(cfg.Validate()) {
+			for _, err := range flattenErr(cfg.Validate()) {
 				if fe, ok := errors.AsType[*FieldError](err); ok && strings.HasPrefix(fe.Key(), "pricing.") {
 					got = append(got, fe.Error())
 				}
@@ -252,17 +252,6 @@ func TestPricingPromptCacheValidate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// unjoin lists the errors errors.Join put together.
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	if err == nil {
-		return nil
-	}
-	return []error{err}
 }
 
 // FuzzParseUsage: whatever an upstream's usage object holds, the usage read from it

@@ -146,7 +146,7 @@ func watchedRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fast
 	resp.SkipBody = skip || stream
 	u := upstreamOf(conn.LocalAddr())
 	if u != nil {
-		u.watched, u.every = call, clientCheckEvery
+		u.watch(call)
 	}
 	br := hc.AcquireReader(conn)
 	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
@@ -202,7 +202,6 @@ func streamBody(resp *fasthttp.Response, hc *fasthttp.HostClient, cc any, conn n
 	b := &upstreamBody{
 		r:         carrier.BodyStream(),
 		carrier:   carrier,
-		resp:      resp,
 		hc:        hc,
 		cc:        cc,
 		conn:      conn,
@@ -235,12 +234,13 @@ func streamBody(resp *fasthttp.Response, hc *fasthttp.HostClient, cc any, conn n
 type upstreamBody struct {
 	r       io.Reader
 	carrier *fasthttp.Response
-	resp    *fasthttp.Response
 	hc      *fasthttp.HostClient
 	// cc is the connection, a *fasthttp.clientConn (connOp), and conn its net.Conn.
-	cc        any
-	conn      net.Conn
-	br        *bufio.Reader
+	cc   any
+	conn net.Conn
+	br   *bufio.Reader
+	// closeConn is whether the request or the answer's header asked for the
+	// connection's close: streamBody leaves the header's say as it found it.
 	closeConn bool
 	fullyRead bool
 	closed    atomic.Bool
@@ -297,12 +297,12 @@ func (b *upstreamBody) CloseWithError(err error) error {
 		_ = b.carrier.CloseBodyStream()
 		fasthttp.ReleaseResponse(b.carrier)
 		b.hc.ReleaseReader(b.br)
-		if discard || b.closeConn || b.resp.ConnectionClose() {
+		if discard || b.closeConn {
 			connOp(dropConn, b.hc, b.cc)
 		} else {
 			connOp(poolConn, b.hc, b.cc)
 		}
-		b.carrier, b.resp, b.br, b.r, b.conn, b.cc = nil, nil, nil, nil, nil, nil
+		b.carrier, b.br, b.r, b.conn, b.cc = nil, nil, nil, nil, nil
 	})
 	return nil
 }
