@@ -233,16 +233,14 @@ func TestWatchOverflowRechecksFiles(t *testing.T) {
 	writeAtomic(t, path, reviewCfg("127.0.0.1:0", "v1"))
 	time.Sleep(300 * time.Millisecond)
 	// Meanwhile more events than the kernel queues (max_queued_events, 16384 by
-	// default) land in the directory, then the config is saved.
+	// default; a raised limit only makes the loop longer, about 2 µs an event) land
+	// in the directory, then the config is saved.
 	junk := filepath.Join(dir, "junk")
 	max := 16384
 	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events"); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
 			max = n
 		}
-	}
-	if max > 40000 {
-		t.Skipf("max_queued_events %d: too many events to make", max)
 	}
 	for _, n := range []string{junk, junk + "2"} {
 		if err := os.WriteFile(n, nil, 0o600); err != nil {
