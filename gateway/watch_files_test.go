@@ -233,7 +233,7 @@ func TestWatchOverflowRechecksFiles(t *testing.T) {
 	writeAtomic(t, path, reviewCfg("127.0.0.1:0", "v1"))
 	time.Sleep(300 * time.Millisecond)
 	// Meanwhile more events than the kernel queues (max_queued_events, 16384 by
-	// default; a raised limit only makes the loop longer, about 2 µs an event) land
+	// default; a raised limit only makes the loop longer) land
 	// in the directory, then the config is saved.
 	junk := filepath.Join(dir, "junk")
 	max := 16384
