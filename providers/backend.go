@@ -130,10 +130,10 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 		if tries < len(b.targets) && b.pool.states[l.i].slots.load() > int64(b.cfg.MaxConnections) && !connFree(t) {
 			// Requests in flight hold its every connection: sent here, the call would
 			// wait up to connect_timeout for one.
-			if next, ok := b.spill(call, l, busy|bit(l.i)); ok {
+			busy |= bit(l.i)
+			if next, ok := b.spill(call, l, busy); ok {
 				b.report(l, neutral)
 				b.pool.free(l.i)
-				busy |= bit(l.i)
 				l = next
 				continue
 			}

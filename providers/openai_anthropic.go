@@ -680,67 +680,38 @@ func (w *turnWriter) thinkingBlocks(raw json.RawMessage, i int, write bool) *req
 		return badRequest(param, param+" must be an array of thinking blocks.")
 	}
 	mark, text := len(w.dst), w.text
+	var cb contentBlock
 	for j := 0; ; j++ {
 		el, ok := a.Next()
 		if !ok {
 			break
 		}
-		var typ, thought, sig, data []byte
-		var it jsonscan.Iter
-		if it.Reset(el) == nil {
-			for {
-				k, v, ok := it.Next()
-				if !ok {
-					break
-				}
-				switch string(k) {
-				case "type":
-					typ = v
-				case "thinking":
-					thought = v
-				case "signature":
-					sig = v
-				case "data":
-					data = v
-				}
-			}
-		}
+		cb.read(el)
 		field := ""
-		switch string(typ) {
+		switch string(cb.typ) {
 		case `"thinking"`:
-			switch {
-			case !jsonscan.IsString(sig) || len(sig) == 2:
+			if !jsonscan.IsString(cb.signature) || len(cb.signature) == 2 {
 				continue
-			case !jsonscan.IsString(thought):
+			}
+			if !jsonscan.IsString(cb.thinking) {
 				field = ".thinking"
-			case write:
-				w.block()
-				w.dst = append(w.dst, `{"type":"thinking","thinking":`...)
-				w.dst = append(w.dst, thought...)
-				w.dst = append(w.dst, `,"signature":`...)
-				w.dst = append(w.dst, sig...)
-				w.dst = append(w.dst, '}')
-				continue
-			default:
-				continue
 			}
 		case `"redacted_thinking"`:
-			if jsonscan.IsString(data) {
-				if write {
-					w.block()
-					w.dst = append(w.dst, `{"type":"redacted_thinking","data":`...)
-					w.dst = append(w.dst, data...)
-					w.dst = append(w.dst, '}')
-				}
-				continue
+			if !jsonscan.IsString(cb.data) {
+				field = ".data"
 			}
-			field = ".data"
 		default:
 			param := msgField(i, ".thinking_blocks["+strconv.Itoa(j)+"].type")
 			return badRequest(param, param+" must be thinking or redacted_thinking.")
 		}
-		param := msgField(i, ".thinking_blocks["+strconv.Itoa(j)+"]"+field)
-		return badRequest(param, param+" must be a string.")
+		if field != "" {
+			param := msgField(i, ".thinking_blocks["+strconv.Itoa(j)+"]"+field)
+			return badRequest(param, param+" must be a string.")
+		}
+		if write {
+			w.block()
+			w.dst = appendThinkingBlock(w.dst, &cb)
+		}
 	}
 	if len(w.dst) == mark {
 		return nil
