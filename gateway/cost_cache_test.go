@@ -6,8 +6,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/providers/mockllm"
@@ -219,36 +216,13 @@ func TestPromptCacheEndToEnd(t *testing.T) {
 	}
 }
 
-// pcTracedGateway serves yaml with its spans going to an in-memory exporter.
-func pcTracedGateway(t *testing.T, yaml string) (*gw, *tracetest.InMemoryExporter) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "tollgate.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	exp := tracetest.NewInMemoryExporter()
-	logs := &syncBuffer{}
-	s, err := New(path, Options{Logger: slogTo(logs), SpanExporter: exp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	g := &gw{Server: s, url: "http://" + s.Addr(), path: path, cancel: cancel, done: make(chan error, 1), logs: logs}
-	go func() { g.done <- s.Serve(ctx) }()
-	t.Cleanup(g.stop)
-	return g, exp
-}
-
 // TestPromptCacheSpans: the upstream attempt's span (and the request's) carries
 // gen_ai.usage.cache_read.input_tokens and gen_ai.usage.cache_creation.input_tokens,
 // each only when there were such tokens, beside gen_ai.usage.input_tokens, which
 // counts them too, as the GenAI conventions have it.
 func TestPromptCacheSpans(t *testing.T) {
 	oa, an := pcMocks(t)
-	g, exp := pcTracedGateway(t, pcConfig(oa, an, "tracing: {exporter: otlp-grpc, sample_ratio: 1}\n"))
+	g, exp := startTracedGateway(t, pcConfig(oa, an, "tracing: {exporter: otlp-grpc, sample_ratio: 1}\n"))
 	const (
 		keyRead  = "gen_ai.usage.cache_read.input_tokens"
 		keyWrite = "gen_ai.usage.cache_creation.input_tokens"

@@ -130,29 +130,32 @@ logging: {level: error, access_log: false}
 	}
 }
 
+// writeConfDir creates dir holding a tollgate.yaml whose one endpoint is named
+// endpoint, and returns the file's path.
+func writeConfDir(t *testing.T, dir, endpoint string) string {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "tollgate.yaml")
+	if err := os.WriteFile(path, []byte(reviewCfg("127.0.0.1:0", endpoint)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // The config directory is removed and written again (a config-management run that
 // deletes /etc/tollgate and renders it anew, a volume remounted): the missing file
 // fails a reload, and once the directory and the file are back the file is loaded.
 func TestWatchConfigDirRecreated(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "conf")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "tollgate.yaml")
-	if err := os.WriteFile(path, []byte(reviewCfg("127.0.0.1:0", "v1")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfDir(t, dir, "v1")
 	s := newWatched(t, path, Options{Logger: slogTo(&syncBuffer{})})
 	time.Sleep(250 * time.Millisecond)
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	failing := func() bool {
-		s.reloadMu.Lock()
-		defer s.reloadMu.Unlock()
-		return s.reloadFailing
-	}
-	if !waitWithin(3*time.Second, failing) {
+	if !waitWithin(3*time.Second, func() bool { return watchReloadFailing(s) }) {
 		t.Fatal("config directory removed: no failed reload within 3s")
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -167,7 +170,7 @@ func TestWatchConfigDirRecreated(t *testing.T) {
 	if !waitWithin(3*time.Second, func() bool { return hasEndpoint(s, "v3") }) {
 		t.Fatal("file saved in the recreated config directory: not reloaded within 3s")
 	}
-	if failing() {
+	if watchReloadFailing(s) {
 		t.Fatal("reload still failing once the file is back")
 	}
 }
@@ -178,22 +181,11 @@ func TestWatchConfigDirRecreated(t *testing.T) {
 func TestWatchConfigDirRenamedOver(t *testing.T) {
 	base := t.TempDir()
 	dir := filepath.Join(base, "conf")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "tollgate.yaml")
-	if err := os.WriteFile(path, []byte(reviewCfg("127.0.0.1:0", "v1")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfDir(t, dir, "v1")
 	s := newWatched(t, path, Options{Logger: slogTo(&syncBuffer{})})
 	time.Sleep(250 * time.Millisecond)
 	next := filepath.Join(base, "conf.next")
-	if err := os.Mkdir(next, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(next, "tollgate.yaml"), []byte(reviewCfg("127.0.0.1:0", "v2")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeConfDir(t, next, "v2")
 	if err := os.Rename(dir, filepath.Join(base, "conf.prev")); err != nil {
 		t.Fatal(err)
 	}
@@ -273,16 +265,10 @@ func TestWatchBackendTLSHalfWrittenWaits(t *testing.T) {
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
-	put := func(path string, body []byte) {
-		t.Helper()
-		if err := os.WriteFile(path, body, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put(cert, mustRead(t, p1.clientCert))
-	put(key, mustRead(t, p1.clientKey))
+	putFile(t, cert, mustRead(t, p1.clientCert))
+	putFile(t, key, mustRead(t, p1.clientKey))
 	cfg := filepath.Join(dir, "tollgate.yaml")
-	put(cfg, []byte(`
+	putFile(t, cfg, []byte(`
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   up: {provider: openai, base_url: "https://127.0.0.1:1/v1", model: m,
@@ -302,11 +288,11 @@ endpoints:
 	if f := s.changedBackendTLS(s.tlsSums); f != "" {
 		t.Fatalf("nothing written: %s taken for changed", f)
 	}
-	put(cert, mustRead(t, p2.clientCert))
+	putFile(t, cert, mustRead(t, p2.clientCert))
 	if f := s.changedBackendTLS(s.tlsSums); f != "" {
 		t.Fatalf("certificate written without its key: %s taken for a change to load", f)
 	}
-	put(key, mustRead(t, p2.clientKey))
+	putFile(t, key, mustRead(t, p2.clientKey))
 	if f := s.changedBackendTLS(s.tlsSums); f != cert {
 		t.Fatalf("certificate and key renewed: changed file %q, want %q", f, cert)
 	}

@@ -23,6 +23,14 @@ func copyAtomic(t *testing.T, src, dst string) {
 	writeAtomic(t, dst, string(mustRead(t, src)))
 }
 
+// putFile writes body to path, readable by its owner only, as a mounted Secret's files.
+func putFile(t *testing.T, path string, body []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A backend tls renewal that lands while another pair the config reads is half
 // written (another backend's, or server.tls's: two Certificates renewed together,
 // written file by file) waits for the rest instead of making a failed reload (a
@@ -30,21 +38,15 @@ func copyAtomic(t *testing.T, src, dst string) {
 // tls file of the config to load. Once the missing key lands, the reload succeeds.
 func TestWatchBackendTLSWaitsForEveryPair(t *testing.T) {
 	p1, p2 := newTestPKI(t), newTestPKI(t)
-	put := func(path string, body []byte) {
-		t.Helper()
-		if err := os.WriteFile(path, body, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	t.Run("another backend's client pair half written", func(t *testing.T) {
 		dir := t.TempDir()
 		caX := filepath.Join(dir, "x-ca.pem")
 		certY, keyY := filepath.Join(dir, "y.pem"), filepath.Join(dir, "y-key.pem")
-		put(caX, mustRead(t, p1.caFile))
-		put(certY, mustRead(t, p1.clientCert))
-		put(keyY, mustRead(t, p1.clientKey))
+		putFile(t, caX, mustRead(t, p1.caFile))
+		putFile(t, certY, mustRead(t, p1.clientCert))
+		putFile(t, keyY, mustRead(t, p1.clientKey))
 		cfg := filepath.Join(dir, "tollgate.yaml")
-		put(cfg, []byte(`
+		putFile(t, cfg, []byte(`
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   x: {provider: openai, base_url: "https://127.0.0.1:1/v1", model: m, tls: {ca_file: "`+caX+`"}}
@@ -79,12 +81,12 @@ endpoints:
 		dir := t.TempDir()
 		srvCert, srvKey := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 		cliCert, cliKey := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
-		put(srvCert, mustRead(t, p1.serverCert))
-		put(srvKey, mustRead(t, p1.serverKey))
-		put(cliCert, mustRead(t, p1.clientCert))
-		put(cliKey, mustRead(t, p1.clientKey))
+		putFile(t, srvCert, mustRead(t, p1.serverCert))
+		putFile(t, srvKey, mustRead(t, p1.serverKey))
+		putFile(t, cliCert, mustRead(t, p1.clientCert))
+		putFile(t, cliKey, mustRead(t, p1.clientKey))
 		cfg := filepath.Join(dir, "tollgate.yaml")
-		put(cfg, []byte(`
+		putFile(t, cfg, []byte(`
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", tls: {cert_file: "`+srvCert+`", key_file: "`+srvKey+`"}}
 backends:
   up: {provider: openai, base_url: "https://127.0.0.1:1/v1", model: m,

@@ -30,22 +30,8 @@ type heldUpstream struct {
 
 func startHeldUpstream(t *testing.T, delay time.Duration) *heldUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	u := &heldUpstream{addr: ln.Addr().String(), delay: delay, abandoned: make(chan struct{}, 16)}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { _ = c.Close() })
-			go u.serve(c)
-		}
-	}()
+	u := &heldUpstream{delay: delay, abandoned: make(chan struct{}, 16)}
+	u.addr = serveRaw(t, nil, u.serve)
 	return u
 }
 

@@ -37,23 +37,8 @@ type framedUpstream struct {
 
 func startFramedUpstream(t *testing.T, framing string) *framedUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	u := &framedUpstream{addr: ln.Addr().String(), framing: framing, abandoned: make(chan string, 16)}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u.dials.Add(1)
-			t.Cleanup(func() { _ = c.Close() })
-			go u.serve(c)
-		}
-	}()
+	u := &framedUpstream{framing: framing, abandoned: make(chan string, 16)}
+	u.addr = serveRaw(t, &u.dials, u.serve)
 	return u
 }
 

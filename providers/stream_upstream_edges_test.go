@@ -25,38 +25,49 @@ type scriptUpstream struct {
 
 func startScript(t *testing.T, answer func(n int, c net.Conn, req *http.Request) bool) *scriptUpstream {
 	t.Helper()
+	u := &scriptUpstream{}
+	u.addr = serveRaw(t, &u.dials, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			n := int(u.got.Add(1))
+			if !answer(n, c, req) {
+				return
+			}
+		}
+	})
+	return u
+}
+
+// serveRaw listens on a free loopback port and serves each connection it accepts on
+// a goroutine of its own, counting it in dials (nil: not counted). The listener and
+// every connection close when the test ends. It returns the listener's address.
+func serveRaw(t *testing.T, dials *atomic.Int64, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
-	u := &scriptUpstream{addr: ln.Addr().String()}
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			u.dials.Add(1)
+			if dials != nil {
+				dials.Add(1)
+			}
 			t.Cleanup(func() { _ = c.Close() })
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					n := int(u.got.Add(1))
-					if !answer(n, c, req) {
-						return
-					}
-				}
-			}()
+			go serve(c)
 		}
 	}()
-	return u
+	return ln.Addr().String()
 }
 
 func (u *scriptUpstream) url() string { return "http://" + u.addr + "/v1" }

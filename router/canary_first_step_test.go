@@ -8,16 +8,10 @@ import (
 // homeAboveFirstStep is stable 80 / canary 20 with the default steps (5, 10, 25, 50, 75,
 // 100): the canary's configured weight is not its first step.
 func homeAboveFirstStep() Config {
-	c := gatedCanary()
-	c.Backend = "llama-v2"
-	return Config{
-		Routes: []Route{
-			{Backend: "llama", Weight: 80, Variant: "stable"},
-			{Backend: "llama-v2", Weight: 20, Variant: "canary"},
-		},
-		Sticky: &Sticky{From: StickyHeader, Name: "X-User-ID"},
-		Canary: &c,
-	}
+	c := canaryConfig(gatedCanary())
+	c.Routes[0].Weight, c.Routes[1].Weight = 80, 20
+	c.Fallbacks = nil
+	return c
 }
 
 // A canary drained to 0 % (a weights override, a rollback) that steps again starts
