@@ -21,7 +21,11 @@ const (
 // anthropic speaks Anthropic's Messages API, translating OpenAI chat completions to it
 // and its answers, errors and event streams back.
 type anthropic struct {
-	model     []byte
+	model []byte
+	// claude is what the model takes (thinking, sampling, structured outputs).
+	claude claudeModel
+	// drop are the client's fields never sent (drop_params).
+	drop      []string
 	key       []byte
 	version   []byte
 	headers   [][2]string
@@ -37,11 +41,19 @@ type anthropic struct {
 func newAnthropic(c *Config) *anthropic {
 	a := &anthropic{
 		model:     quoteModel(c.Model),
+		claude:    claudeModelOf(c.Model),
+		drop:      c.DropParams,
 		version:   []byte(c.AnthropicVersion),
 		maxTokens: c.MaxTokens,
 		timeout:   c.Timeout,
 		maxBody:   c.MaxResponseBytes,
 		now:       time.Now,
+	}
+	switch c.Thinking {
+	case "budget":
+		a.claude.adaptive = false
+	case "adaptive":
+		a.claude.adaptive = true
 	}
 	if c.APIKey != "" {
 		a.key = []byte(c.APIKey)
@@ -111,7 +123,14 @@ func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]b
 	default:
 		return dst, errAnthropicCompletions
 	}
-	body, rerr := appendAnthropicRequest(dst, call.Body, a.model, a.maxTokens, call.Stream)
+	src := call.Body
+	if len(a.drop) > 0 {
+		buf := bodyPool.Get().(*[]byte)
+		defer bodyPool.Put(buf)
+		*buf = dropFields(append((*buf)[:0], src...), a.drop)
+		src = *buf
+	}
+	body, rerr := appendAnthropicRequest(dst, src, a.model, a.maxTokens, a.claude, call.Stream)
 	if rerr != nil {
 		writeOpenAIError(out, 400, strInvalidRequest, nil, rerr.param, []byte(rerr.msg))
 		return body, errRefusedRequest
@@ -367,7 +386,15 @@ func (c *Config) validateAnthropic() []error {
 		if c.MaxTokens != 0 {
 			errs = append(errs, fieldErr("max_tokens", "applies only to provider anthropic"))
 		}
+		if c.Thinking != "" {
+			errs = append(errs, fieldErr("thinking", "applies only to provider anthropic"))
+		}
 		return errs
+	}
+	switch c.Thinking {
+	case "", "auto", "budget", "adaptive":
+	default:
+		errs = append(errs, fieldErr("thinking", "must be auto, budget or adaptive"))
 	}
 	if c.AnthropicVersion != "" && !isToken(c.AnthropicVersion) {
 		errs = append(errs, fieldErr("anthropic_version", "may hold only letters, digits, '-', '_' and '.' (for example 2023-06-01)"))

@@ -38,14 +38,20 @@ func TestAnthropicAllocs(t *testing.T) {
 		// encoding/json's decoding of the request, the one full decode on this path:
 		// its allocations grow with the messages and tool calls, not with thinking
 		// (reasoning_effort, thinking and thinking_blocks stay raw bytes).
+		// Adaptive thinking, output_config and the sampling settings left out add none.
+		newest := claudeModelOf("claude-opus-4-7")
 		for _, c := range []struct {
 			name   string
 			body   []byte
+			cm     claudeModel
 			budget float64
-		}{{"tools", benchRequest, 30}, {"thinking tool loop", benchThinkingRequest, 45}} {
+		}{
+			{"tools", benchRequest, claudeModel{}, 30}, {"thinking tool loop", benchThinkingRequest, claudeModel{}, 45},
+			{"tools, Opus 4.7", benchRequest, newest, 30}, {"thinking tool loop, Opus 4.7", benchThinkingRequest, newest, 45},
+		} {
 			model := quoteModel("m")
 			buf := make([]byte, 0, 4096)
-			if n := testing.AllocsPerRun(100, func() { buf, _ = appendAnthropicRequest(buf[:0], c.body, model, 16, true) }); n > c.budget {
+			if n := testing.AllocsPerRun(100, func() { buf, _ = appendAnthropicRequest(buf[:0], c.body, model, 16, c.cm, true) }); n > c.budget {
 				t.Errorf("%s: %.1f allocations per request, budget %.0f", c.name, n, c.budget)
 			}
 		}

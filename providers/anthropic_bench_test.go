@@ -114,7 +114,7 @@ func BenchmarkAnthropicRequest(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(c.body)))
 			for b.Loop() {
-				buf, _ = appendAnthropicRequest(buf[:0], c.body, model, 1024, true)
+				buf, _ = appendAnthropicRequest(buf[:0], c.body, model, 1024, claudeModel{}, true)
 			}
 		})
 	}

@@ -75,7 +75,7 @@ func TestAnthropicCacheControlNotAnObject(t *testing.T) {
 		`{"model":"c","messages":[{"role":"user","content":"hi","cache_control":true}]}`:                                    "messages[0].cache_control",
 		`{"model":"c","messages":[{"role":"system","content":"be kind","cache_control":1},{"role":"user","content":"hi"}]}`: "messages[0].cache_control",
 	} {
-		_, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, false)
+		_, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, claudeModel{}, false)
 		if rerr == nil || rerr.param != param {
 			t.Errorf("%s: refused %+v, want param %s", body, rerr, param)
 		}

@@ -85,7 +85,8 @@ func TestAnthropicRequestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			stream, _ := jsonscan.Field(body, "stream")
-			out, rerr := appendAnthropicRequest(nil, body, quoteModel("claude-test"), 1024, string(stream) == "true")
+			model := goldenModel(name)
+			out, rerr := appendAnthropicRequest(nil, body, quoteModel(model), 1024, claudeModelOf(model), string(stream) == "true")
 			var got []byte
 			if rerr != nil {
 				if !strings.HasPrefix(name, "err_") {
@@ -102,6 +103,19 @@ func TestAnthropicRequestGolden(t *testing.T) {
 			golden(t, strings.TrimSuffix(in, ".json")+".golden", got)
 		})
 	}
+}
+
+// goldenModel is the backend model a request case is translated for: named in the
+// case (opus47_, opus46_, sonnet45_), else a name without a version.
+func goldenModel(name string) string {
+	for _, m := range [...]struct{ mark, model string }{
+		{"opus47_", "claude-opus-4-7"}, {"opus46_", "claude-opus-4-6"}, {"sonnet45_", "claude-sonnet-4-5-20250929"},
+	} {
+		if strings.Contains(name, m.mark) {
+			return m.model
+		}
+	}
+	return "claude-test"
 }
 
 // checkTurns asserts what the Messages API requires of any translation: roles that
@@ -412,7 +426,7 @@ func TestAnthropicStreamErrors(t *testing.T) {
 // anthropicRequest translates an OpenAI chat request that must be accepted.
 func anthropicRequest(t *testing.T, body string) []byte {
 	t.Helper()
-	out, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, false)
+	out, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, claudeModel{}, false)
 	if rerr != nil {
 		t.Fatalf("refused: %s: %s", rerr.param, rerr.msg)
 	}
@@ -450,7 +464,7 @@ func TestAnthropicRequestTemperature(t *testing.T) {
 		}
 	})
 	t.Run("top_p malformed beside temperature", func(t *testing.T) {
-		_, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],"temperature":0.5,"top_p":"x"}`), quoteModel("m"), 16, false)
+		_, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],"temperature":0.5,"top_p":"x"}`), quoteModel("m"), 16, claudeModel{}, false)
 		if rerr == nil || rerr.param != "top_p" {
 			t.Errorf("top_p \"x\" accepted: %v", rerr)
 		}
@@ -509,7 +523,7 @@ func TestAnthropicUserID(t *testing.T) {
 			t.Errorf("user_id %q for bob, alice's is %q", got, want)
 		}
 	})
-	if _, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],"user":7}`), quoteModel("m"), 16, false); rerr == nil || rerr.param != "user" {
+	if _, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],"user":7}`), quoteModel("m"), 16, claudeModel{}, false); rerr == nil || rerr.param != "user" {
 		t.Errorf("a numeric user is accepted: %v", rerr)
 	}
 }
@@ -619,7 +633,7 @@ func TestAnthropicBlankUserMessageRefused(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			body := `{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"},{"role":"user","content":` + c.content + `}]}`
-			out, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("m"), 16, false)
+			out, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("m"), 16, claudeModel{}, false)
 			if rerr == nil {
 				t.Fatalf("translated: %s", out)
 			}
@@ -737,7 +751,7 @@ func TestAnthropicStopSequences(t *testing.T) {
 			}
 		})
 	}
-	if _, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],"stop":["\n",1]}`), quoteModel("m"), 16, false); rerr == nil || rerr.param != "stop" {
+	if _, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],"stop":["\n",1]}`), quoteModel("m"), 16, claudeModel{}, false); rerr == nil || rerr.param != "stop" {
 		t.Errorf("a stop list holding a number is accepted: %v", rerr)
 	}
 }
@@ -876,12 +890,21 @@ func FuzzAnthropicRequest(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		out, rerr := appendAnthropicRequest(nil, body, quoteModel("m"), 16, true)
-		if rerr != nil {
-			if rerr.msg == "" {
-				t.Fatal("refusal without a message")
+		// The body goes through for each kind of model: budget thinking, adaptive
+		// thinking, and adaptive without sampling settings but with structured outputs.
+		var out []byte
+		for _, cm := range [...]claudeModel{{}, {adaptive: true}, {adaptive: true, noSampling: true, structured: true}} {
+			var rerr *requestError
+			out, rerr = appendAnthropicRequest(out[:0], body, quoteModel("m"), 16, cm, true)
+			if rerr != nil {
+				if rerr.msg == "" {
+					t.Fatal("refusal without a message")
+				}
+				return
 			}
-			return
+			if !json.Valid(out) {
+				t.Fatalf("translation for %+v is not JSON:\n%s\n->\n%s", cm, body, out)
+			}
 		}
 		if !json.Valid(out) {
 			t.Fatalf("translation is not JSON:\n%s\n->\n%s", body, out)
@@ -980,7 +1003,7 @@ func TestToolArgumentsSpaceStaysValid(t *testing.T) {
 			body := []byte(`{"model":"c","messages":[{"role":"user","content":"hi"},` +
 				`{"role":"assistant","tool_calls":[{"id":"t1","type":"function","function":{"name":"f","arguments":"` + args + `"}}]},` +
 				`{"role":"tool","tool_call_id":"t1","content":"ok"}]}`)
-			out, rerr := appendAnthropicRequest(nil, body, quoteModel("claude-test"), 1024, false)
+			out, rerr := appendAnthropicRequest(nil, body, quoteModel("claude-test"), 1024, claudeModel{}, false)
 			if rerr != nil {
 				return
 			}

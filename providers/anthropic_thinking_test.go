@@ -21,7 +21,7 @@ func thinkingRequest(t *testing.T, fields string) []byte {
 // thinkingRefusal translates a request that must be refused and returns the refusal.
 func thinkingRefusal(t *testing.T, fields string) *requestError {
 	t.Helper()
-	out, rerr := appendAnthropicRequest(nil, []byte(`{"model":"chat","messages":[{"role":"user","content":"Hi"}]`+fields+`}`), quoteModel("claude-x"), 1024, false)
+	out, rerr := appendAnthropicRequest(nil, []byte(`{"model":"chat","messages":[{"role":"user","content":"Hi"}]`+fields+`}`), quoteModel("claude-x"), 1024, claudeModel{}, false)
 	if rerr == nil {
 		t.Fatalf("translated %s", out)
 	}
@@ -78,7 +78,7 @@ func TestAnthropicReasoningEffortSDKValues(t *testing.T) {
 	} {
 		t.Run(string(effort), func(t *testing.T) {
 			body := `{"model":"chat","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"` + string(effort) + `"}`
-			if _, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, false); rerr != nil {
+			if _, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, claudeModel{}, false); rerr != nil {
 				t.Errorf("refused: %s: %s", rerr.param, rerr.msg)
 			}
 		})
@@ -184,7 +184,7 @@ func TestAnthropicThinkingToolChoice(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			body := `{"model":"chat","messages":[{"role":"user","content":"Hi"}]` + tools + c.fields + `}`
-			out, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, false)
+			out, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, claudeModel{}, false)
 			switch {
 			case c.refused && (rerr == nil || rerr.param != "tool_choice"):
 				t.Errorf("not refused naming tool_choice: %v %s", rerr, out)
@@ -239,7 +239,7 @@ func TestAnthropicThinkingBlocksSentBack(t *testing.T) {
 		{"redacted without data", `,"thinking_blocks":[{"type":"redacted_thinking"}]`, "messages[1].thinking_blocks[0].data"},
 	} {
 		t.Run("refused "+c.name, func(t *testing.T) {
-			_, rerr := appendAnthropicRequest(nil, []byte(assistant(c.fields)), quoteModel("claude-x"), 1024, false)
+			_, rerr := appendAnthropicRequest(nil, []byte(assistant(c.fields)), quoteModel("claude-x"), 1024, claudeModel{}, false)
 			if rerr == nil || rerr.param != c.param {
 				t.Errorf("refusal %v, want param %s", rerr, c.param)
 			}
@@ -329,7 +329,7 @@ func TestAnthropicThinkingBlocksLeftOutWhenOff(t *testing.T) {
 	t.Run("malformed blocks still refused", func(t *testing.T) {
 		body := `{"model":"chat","messages":[{"role":"user","content":"Hi"},` +
 			`{"role":"assistant","content":"Hello.","thinking_blocks":[{"type":"text","text":"x"}]},{"role":"user","content":"Go on"}]}`
-		_, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, false)
+		_, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, claudeModel{}, false)
 		if rerr == nil || rerr.param != "messages[1].thinking_blocks[0].type" {
 			t.Errorf("refusal %v, want param messages[1].thinking_blocks[0].type", rerr)
 		}

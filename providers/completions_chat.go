@@ -42,10 +42,14 @@ func (c *completionsChat) prepare(dst []byte, call *Call, out *fasthttp.Response
 	if call.Kind != Completions {
 		return dst, nil
 	}
+	start := len(dst)
 	body, rerr := appendChatRequest(dst, call.Body, c.model, c.tempScale, c.forceUsage(call))
 	if rerr != nil {
 		writeOpenAIError(out, 400, strInvalidRequest, nil, rerr.param, []byte(rerr.msg))
 		return body, errRefusedRequest
+	}
+	if len(c.drop) > 0 {
+		body = body[:start+len(dropFields(body[start:], c.drop))]
 	}
 	return body, nil
 }

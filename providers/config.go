@@ -95,6 +95,13 @@ type Config struct {
 	// MaxTokens is the max_tokens sent when the client gives none (provider: anthropic,
 	// whose Messages API requires one).
 	MaxTokens int64 `yaml:"max_tokens"`
+	// Thinking is how reasoning_effort is sent (provider: anthropic): "budget" as
+	// thinking enabled with budget_tokens, "adaptive" as adaptive thinking with
+	// output_config.effort; "auto" (or empty) decides from the model's version.
+	Thinking string `yaml:"thinking"`
+	// DropParams are top-level fields of the client's request never sent to this
+	// backend (an upstream that refuses them: temperature on a reasoning model).
+	DropParams []string `yaml:"drop_params"`
 
 	// MaxResponseBytes bounds a buffered upstream answer.
 	MaxResponseBytes int64 `yaml:"-"`
@@ -280,6 +287,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateSecrets()...)
 	errs = append(errs, c.validateAzure()...)
 	errs = append(errs, c.validateAnthropic()...)
+	errs = append(errs, c.validateDropParams()...)
 	errs = append(errs, c.validatePool()...)
 	return errors.Join(errs...)
 }

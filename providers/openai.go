@@ -21,7 +21,9 @@ import (
 
 // openAI speaks the OpenAI HTTP API: vLLM, OpenAI, TGI, Ollama, Together …
 type openAI struct {
-	model       []byte
+	model []byte
+	// drop are the client's fields never sent (drop_params).
+	drop        []string
 	auth        []byte
 	headers     [][2]string
 	streamUsage bool
@@ -114,7 +116,7 @@ func authCredentials(name, v string) (string, bool) {
 }
 
 func newOpenAI(c *Config) *openAI {
-	o := &openAI{model: quoteModel(c.Model), streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: c.MaxResponseBytes}
+	o := &openAI{model: quoteModel(c.Model), drop: c.DropParams, streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: c.MaxResponseBytes}
 	if c.APIKey != "" {
 		o.auth = []byte("Bearer " + c.APIKey)
 		o.addSecret(c.APIKey)
@@ -173,6 +175,9 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	forceUsage := o.forceUsage(call)
 	buf := bodyPool.Get().(*[]byte)
 	*buf = appendBody((*buf)[:0], call, o.model, forceUsage)
+	if len(o.drop) > 0 {
+		*buf = dropFields(*buf, o.drop)
+	}
 	req.SetBodyRaw(*buf)
 
 	up, err := o.answer(t, req, call, out)

@@ -34,6 +34,10 @@ type oaRequest struct {
 	N                   *int64          `json:"n"`
 	ReasoningEffort     json.RawMessage `json:"reasoning_effort"`
 	Thinking            json.RawMessage `json:"thinking"`
+	// OutputConfig is Anthropic's own output_config (effort, format), sent on as the
+	// client wrote it, with what reasoning_effort and response_format ask for added.
+	OutputConfig   json.RawMessage `json:"output_config"`
+	ResponseFormat json.RawMessage `json:"response_format"`
 }
 
 type oaMessage struct {
@@ -110,8 +114,9 @@ var (
 // system and developer messages become system, tool messages user tool_result blocks,
 // assistant tool_calls tool_use blocks, and consecutive messages of one role merge into
 // one, as the API wants turns to alternate. maxTokens stands in when the client sets
-// neither max_tokens nor max_completion_tokens, since the API requires one.
-func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream bool) ([]byte, *requestError) {
+// neither max_tokens nor max_completion_tokens, since the API requires one; cm says
+// what the model takes.
+func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeModel, stream bool) ([]byte, *requestError) {
 	var r oaRequest
 	if err := json.Unmarshal(body, &r); err != nil {
 		var te *json.UnmarshalTypeError
@@ -139,12 +144,17 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 		}
 		maxTokens, maxParam = *r.MaxTokens, "max_tokens"
 	}
-	th, err := readThinking(r.Thinking, r.ReasoningEffort)
+	th, err := readThinking(r.Thinking, r.ReasoningEffort, cm.adaptive)
 	if err != nil {
 		return dst, err
 	}
 	switch {
 	case th.budget <= 0:
+		if maxParam == "" {
+			// Adaptive thinking has no budget; the answer keeps the room it would
+			// have had beside the budget of the same effort.
+			maxTokens += th.room
+		}
 	case maxParam == "":
 		// The Messages API wants max_tokens above the budget, thinking included. As
 		// LiteLLM does, the default is the answer's room on top of the budget.
@@ -164,6 +174,15 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 	if th.raw != nil {
 		dst = append(dst, `,"thinking":`...)
 		dst = append(dst, th.raw...)
+	}
+	var schema []byte
+	if cm.structured {
+		if schema, err = strictSchema(r.ResponseFormat); err != nil {
+			return dst, err
+		}
+	}
+	if dst, err = appendOutputConfig(dst, r.OutputConfig, th.effort, schema); err != nil {
+		return dst, err
 	}
 
 	if dst, err = appendSystem(dst, r.Messages); err != nil {
@@ -192,6 +211,11 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, stream boo
 			continue
 		}
 		v, ok := jsonscan.Float(f.raw)
+		if ok && cm.noSampling {
+			// Opus 4.7 and later refuse any of the three ("`temperature` is
+			// deprecated for this model"): the model chooses its own sampling.
+			continue
+		}
 		if !ok {
 			return dst, badRequest(f.name, f.name+" must be a number.")
 		}
@@ -249,28 +273,24 @@ type thinking struct {
 	on bool
 	// budget is its budget_tokens, 0 when it has none.
 	budget int64
+	// room is what a default max_tokens gains beside adaptive thinking: the budget
+	// reasoning_effort maps to on earlier models.
+	room int64
+	// effort is the output_config.effort reasoning_effort maps to with adaptive
+	// thinking, a JSON string; nil for none.
+	effort []byte
 	// source names what set it, for refusals.
 	source string
 }
-
-// The budgets of reasoning_effort, LiteLLM's (DEFAULT_REASONING_EFFORT_*_THINKING_BUDGET):
-// minimal goes as low, since the API's least budget is 1024 tokens. xhigh and max are
-// the OpenAI SDKs' levels above high.
-var (
-	strThinkingLow    = []byte(`{"type":"enabled","budget_tokens":1024}`)
-	strThinkingMedium = []byte(`{"type":"enabled","budget_tokens":2048}`)
-	strThinkingHigh   = []byte(`{"type":"enabled","budget_tokens":4096}`)
-	strThinkingXhigh  = []byte(`{"type":"enabled","budget_tokens":8192}`)
-	strThinkingMax    = []byte(`{"type":"enabled","budget_tokens":16384}`)
-)
 
 // minThinkingTopP is the least top_p the API takes with thinking on.
 const minThinkingTopP = 0.95
 
 // readThinking reads the client's thinking object, sent as it is (the OpenAI SDKs
 // send it as an extra field: enabled with budget_tokens, disabled, adaptive, or a
-// type yet to come), else reasoning_effort mapped onto an enabled budget.
-func readThinking(obj, effort json.RawMessage) (thinking, *requestError) {
+// type yet to come), else reasoning_effort mapped onto an enabled budget or, when
+// adaptive is set, onto adaptive thinking with the effort of the same name.
+func readThinking(obj, effort json.RawMessage, adaptive bool) (thinking, *requestError) {
 	if len(obj) > 0 && !jsonscan.IsNull(obj) {
 		if obj[0] != '{' {
 			return thinking{}, badRequest("thinking", `thinking must be an object, such as {"type":"enabled","budget_tokens":2048}.`)
@@ -289,23 +309,128 @@ func readThinking(obj, effort json.RawMessage) (thinking, *requestError) {
 	if len(effort) == 0 || jsonscan.IsNull(effort) {
 		return thinking{}, nil
 	}
-	switch string(effort) {
-	case `"none"`:
-		return thinking{}, nil
-	case `"minimal"`:
-		return thinking{raw: strThinkingLow, on: true, budget: 1024, source: `reasoning_effort "minimal"`}, nil
-	case `"low"`:
-		return thinking{raw: strThinkingLow, on: true, budget: 1024, source: `reasoning_effort "low"`}, nil
-	case `"medium"`:
-		return thinking{raw: strThinkingMedium, on: true, budget: 2048, source: `reasoning_effort "medium"`}, nil
-	case `"high"`:
-		return thinking{raw: strThinkingHigh, on: true, budget: 4096, source: `reasoning_effort "high"`}, nil
-	case `"xhigh"`:
-		return thinking{raw: strThinkingXhigh, on: true, budget: 8192, source: `reasoning_effort "xhigh"`}, nil
-	case `"max"`:
-		return thinking{raw: strThinkingMax, on: true, budget: 16384, source: `reasoning_effort "max"`}, nil
+	for i := range reasoningEfforts {
+		e := &reasoningEfforts[i]
+		if string(effort) != e.name {
+			continue
+		}
+		if e.budget == 0 {
+			return thinking{}, nil
+		}
+		if adaptive {
+			return thinking{raw: strThinkingAdaptive, on: true, room: e.budget, effort: e.effort}, nil
+		}
+		return thinking{raw: e.thinking, on: true, budget: e.budget, source: e.source}, nil
 	}
 	return thinking{}, badRequest("reasoning_effort", "reasoning_effort must be none, minimal, low, medium, high, xhigh or max.")
+}
+
+// reasoningEfforts are reasoning_effort's values (JSON strings) with the budget each
+// maps to, LiteLLM's (DEFAULT_REASONING_EFFORT_*_THINKING_BUDGET; minimal goes as low,
+// since the API's least budget is 1024 tokens; xhigh and max are the OpenAI SDKs'
+// levels above high), and the output_config.effort of adaptive thinking (minimal is
+// low, Anthropic's least).
+var reasoningEfforts = [...]struct {
+	name, source string
+	budget       int64
+	thinking     []byte
+	effort       []byte
+}{
+	{`"none"`, "", 0, nil, nil},
+	{`"minimal"`, `reasoning_effort "minimal"`, 1024, strThinkingLow, []byte(`"low"`)},
+	{`"low"`, `reasoning_effort "low"`, 1024, strThinkingLow, []byte(`"low"`)},
+	{`"medium"`, `reasoning_effort "medium"`, 2048, []byte(`{"type":"enabled","budget_tokens":2048}`), []byte(`"medium"`)},
+	{`"high"`, `reasoning_effort "high"`, 4096, []byte(`{"type":"enabled","budget_tokens":4096}`), []byte(`"high"`)},
+	{`"xhigh"`, `reasoning_effort "xhigh"`, 8192, []byte(`{"type":"enabled","budget_tokens":8192}`), []byte(`"xhigh"`)},
+	{`"max"`, `reasoning_effort "max"`, 16384, []byte(`{"type":"enabled","budget_tokens":16384}`), []byte(`"max"`)},
+}
+
+var (
+	strThinkingLow      = []byte(`{"type":"enabled","budget_tokens":1024}`)
+	strThinkingAdaptive = []byte(`{"type":"adaptive"}`)
+)
+
+// strictSchema is the schema of a response_format asking for a strict JSON schema
+// ({"type":"json_schema","json_schema":{"strict":true,"schema":…}}), sent as
+// output_config.format; nil for any other. Only a strict schema goes: Anthropic constrains the answer to the
+// schema as OpenAI does in strict mode, and refuses the schemas strict mode refuses
+// (objects without "additionalProperties": false); a schema without strict is a hint
+// to OpenAI's models, which the Messages API has no form for.
+func strictSchema(rf json.RawMessage) ([]byte, *requestError) {
+	if len(rf) == 0 || rf[0] != '{' {
+		return nil, nil
+	}
+	if typ, _ := jsonscan.Field(rf, "type"); string(typ) != `"json_schema"` {
+		return nil, nil
+	}
+	js, ok := jsonscan.Field(rf, "json_schema")
+	if !ok || len(js) == 0 || js[0] != '{' {
+		return nil, badRequest("response_format.json_schema", "response_format.json_schema must be an object.")
+	}
+	if strict, _ := jsonscan.Field(js, "strict"); string(strict) != "true" {
+		return nil, nil
+	}
+	schema, ok := jsonscan.Field(js, "schema")
+	if !ok || len(schema) == 0 || schema[0] != '{' {
+		return nil, badRequest("response_format.json_schema.schema", "response_format.json_schema.schema must be a JSON schema object.")
+	}
+	return schema, nil
+}
+
+// appendOutputConfig appends output_config: the client's own object with effort and
+// a JSON schema format added where it has none of its own. Nothing is appended when
+// there is nothing to send.
+func appendOutputConfig(dst []byte, own json.RawMessage, effort, schema []byte) ([]byte, *requestError) {
+	hasOwn := len(own) > 0 && !jsonscan.IsNull(own)
+	if hasOwn && own[0] != '{' {
+		return dst, badRequest("output_config", `output_config must be an object, such as {"effort":"medium"}.`)
+	}
+	if hasOwn {
+		if _, ok := jsonscan.Field(own, "effort"); ok {
+			effort = nil
+		}
+		if _, ok := jsonscan.Field(own, "format"); ok {
+			schema = nil
+		}
+	}
+	if !hasOwn && effort == nil && schema == nil {
+		return dst, nil
+	}
+	dst = append(dst, `,"output_config":{`...)
+	n := 0
+	if effort != nil {
+		dst = append(dst, `"effort":`...)
+		dst = append(dst, effort...)
+		n++
+	}
+	if schema != nil {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = append(dst, `"format":{"type":"json_schema","schema":`...)
+		dst = append(dst, schema...)
+		dst = append(dst, '}')
+	}
+	if hasOwn {
+		var it jsonscan.Iter
+		it.Reset(own)
+		for {
+			k, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = append(dst, '"')
+			dst = append(dst, k...)
+			dst = append(dst, '"', ':')
+			dst = append(dst, v...)
+		}
+	}
+	return append(dst, '}'), nil
 }
 
 // appendSystem gathers every system and developer message, wherever it stands, into the

@@ -29,6 +29,7 @@ type Iter struct {
 	pos   int
 	first bool
 	err   error
+	ks    int
 	vs    int
 }
 
@@ -80,6 +81,7 @@ func (it *Iter) Next() (key, value []byte, ok bool) {
 		return nil, nil, false
 	}
 	key = b[i+1 : ke-1]
+	it.ks = i
 	i = SkipSpace(b, ke)
 	if i >= len(b) || b[i] != ':' {
 		it.err = ErrSyntax
@@ -95,6 +97,10 @@ func (it *Iter) Next() (key, value []byte, ok bool) {
 	it.pos = ve
 	return key, b[i:ve], true
 }
+
+// KeyOffset is the offset in the scanned bytes of the opening quote of the key Next
+// last returned.
+func (it *Iter) KeyOffset() int { return it.ks }
 
 // ValueOffset is the offset in the scanned bytes of the value Next last returned.
 func (it *Iter) ValueOffset() int { return it.vs }

@@ -1,0 +1,88 @@
+package providers
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
+
+// dropFields removes the members of the JSON object b named in names (drop_params),
+// in place, and returns b shortened; a key spelled with JSON escapes matches the name
+// it spells. The members kept keep their bytes; the separators between them become
+// single commas once one is removed. b is returned as it is when it holds none of the
+// names or is not a well-formed object.
+func dropFields(b []byte, names []string) []byte {
+	var it jsonscan.Iter
+	if it.Reset(b) != nil {
+		return b
+	}
+	w := jsonscan.SkipSpace(b, 0) + 1
+	kept, dropped := 0, false
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if namedIn(k, names) {
+			dropped = true
+			continue
+		}
+		end := it.ValueOffset() + len(v)
+		if !dropped {
+			// Nothing moved yet: the member stays where it is.
+			kept, w = kept+1, end
+			continue
+		}
+		if kept > 0 {
+			b[w] = ','
+			w++
+		}
+		kept++
+		// Writes stay behind the iterator: w is at most the member's start.
+		w += copy(b[w:], b[it.KeyOffset():end])
+	}
+	if it.Err() != nil || !dropped {
+		return b
+	}
+	end := it.End()
+	b[w] = '}'
+	w++
+	w += copy(b[w:], b[end:])
+	return b[:w]
+}
+
+func namedIn(k []byte, names []string) bool {
+	for _, n := range names {
+		if isKey(k, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// keptParams are the fields drop_params may not name: the gateway reads them, routes
+// and answers by them.
+var keptParams = [...]string{"model", "messages", "prompt", "input", "stream", "stream_options"}
+
+func (c *Config) validateDropParams() []error {
+	if len(c.DropParams) == 0 {
+		return nil
+	}
+	if c.Provider == "mock" {
+		return []error{fieldErr("drop_params", "does not apply to provider mock, which answers in process")}
+	}
+	var errs []error
+	for i, name := range c.DropParams {
+		key := "drop_params[" + strconv.Itoa(i) + "]"
+		switch {
+		case name == "":
+			errs = append(errs, fieldErr(key, "must name a field of the request"))
+		case slices.Contains(keptParams[:], name):
+			errs = append(errs, fieldErr(key, name+" cannot be dropped: the gateway needs it"))
+		case slices.Contains(c.DropParams[:i], name):
+			errs = append(errs, fieldErr(key, name+" is named twice"))
+		}
+	}
+	return errs
+}

@@ -1,0 +1,98 @@
+package providers
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
+
+func TestDropFields(t *testing.T) {
+	names := []string{"temperature", "top_p"}
+	for _, c := range []struct{ in, want string }{
+		{`{"model":"m","temperature":0.2}`, `{"model":"m"}`},
+		{`{"temperature":0.2,"model":"m"}`, `{"model":"m"}`},
+		{`{"a":1,"temperature":0.2,"b":2}`, `{"a":1,"b":2}`},
+		{`{"temperature":0.2,"top_p":1}`, `{}`},
+		{` { "a" : 1 , "top_p" : 1 , "b" : [1, 2] } ` + "\n", ` { "a" : 1,"b" : [1, 2]} ` + "\n"},
+		{`{"temp\u0065rature":2,"a":1}`, `{"a":1}`},
+		// Only top-level members go: a tool's parameter of the same name stays.
+		{`{"tools":[{"temperature":1}],"top_p":0.5}`, `{"tools":[{"temperature":1}]}`},
+		{`{"a":"temperature"}`, `{"a":"temperature"}`},
+		{`{}`, `{}`},
+		{`[1]`, `[1]`},
+		{`{"a":1,"temperature":`, `{"a":1,"temperature":`},
+	} {
+		got := dropFields([]byte(c.in), names)
+		if string(got) != c.want {
+			t.Errorf("%s: %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+func TestDropFieldsAllocs(t *testing.T) {
+	body := []byte(`{"model":"m","messages":[{"role":"user","content":"Hi"}],"temperature":0.2,"top_p":1,"seed":3}`)
+	buf := make([]byte, 0, len(body))
+	names := []string{"temperature", "top_p"}
+	if n := testing.AllocsPerRun(100, func() { buf = dropFields(append(buf[:0], body...), names) }); n != 0 {
+		t.Errorf("%v allocations per body, want 0", n)
+	}
+}
+
+func BenchmarkDropFields(b *testing.B) {
+	body := []byte(`{"model":"m","messages":[{"role":"user","content":"Write a haiku about the sea and the ships that cross it at night."}],"temperature":0.2,"top_p":1,"seed":3,"max_tokens":64}`)
+	buf := make([]byte, 0, len(body))
+	names := []string{"temperature", "top_p"}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		buf = dropFields(append(buf[:0], body...), names)
+	}
+}
+
+func FuzzDropFields(f *testing.F) {
+	files, _ := filepath.Glob("testdata/anthropic/request_*.json")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, "temperature")
+	}
+	f.Add([]byte(`{"a":1,"b":2}`), "a")
+	f.Fuzz(func(t *testing.T, body []byte, name string) {
+		valid := json.Valid(body)
+		in := slices.Clone(body)
+		out := dropFields(in, []string{name, "messages"})
+		if !valid {
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("%s without %q is not JSON: %s", body, name, out)
+		}
+		var it, ot jsonscan.Iter
+		if it.Reset(body) != nil {
+			return
+		}
+		ot.Reset(out)
+		for {
+			k, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			if isKey(k, name) || isKey(k, "messages") {
+				continue
+			}
+			k2, v2, ok := ot.Next()
+			if !ok || string(k2) != string(k) || string(v2) != string(v) {
+				t.Fatalf("%s: member %s:%s not kept in order: %s", body, k, v, out)
+			}
+		}
+		if k, _, ok := ot.Next(); ok {
+			t.Fatalf("%s: %s left in %s", body, k, out)
+		}
+	})
+}
