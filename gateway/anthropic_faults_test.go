@@ -886,6 +886,10 @@ func TestAnthropicFaultsScriptedStreams(t *testing.T) {
 		if line := afAccess(t, e.g, "af-s-1"); line["error"] != "stream_cut" {
 			t.Errorf("access log: %v", line)
 		}
+		// What the upstream said reaches the client with the error event.
+		if !strings.Contains(string(b), `"message":"The upstream model server ended the stream early (overloaded_error: Overloaded)."`) {
+			t.Errorf("error event without the upstream's overloaded_error:\n%s", b)
+		}
 		// The same through the SDK.
 		e.fake.script(anthEvents(anthStart, anthTextStart(0), anthText(0, "Hello"), anthOverloaded))
 		acc, finishes, _, err := afStream(t, e.sdk(), openai.ChatCompletionNewParams{Model: "fake", Messages: userMsg("hi")})

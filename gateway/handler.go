@@ -1235,7 +1235,12 @@ func (r *request) nextEvent() {
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"
 		r.streamErr = metrics.StreamCut
+		var detail interface{ UpstreamDetail() string }
 		switch {
+		case errors.As(err, &detail):
+			// An error event of the upstream's own (Anthropic's overloaded_error):
+			// what it said goes to the client, as a buffered answer's would.
+			e.message = "The upstream model server ended the stream early (" + detail.UpstreamDetail() + ")."
 		case errors.Is(err, providers.ErrBadResponse):
 			e.message = "The upstream model server sent an invalid stream event."
 			e.code = "upstream_bad_response"

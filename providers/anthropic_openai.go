@@ -957,6 +957,15 @@ func (e *streamFailure) Error() string {
 
 func (e *streamFailure) Unwrap() error { return ErrStreamCut }
 
+// UpstreamDetail is the error event's type and message (masked), for the client's
+// error event.
+func (e *streamFailure) UpstreamDetail() string {
+	if e.msg == "" {
+		return e.typ
+	}
+	return e.typ + ": " + e.msg
+}
+
 // streamError reads an error event's {"type","message"}, masking any of secrets.
 func streamError(raw []byte, secrets [][]byte) error {
 	e := &streamFailure{typ: "unknown_error"}
