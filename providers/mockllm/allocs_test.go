@@ -10,7 +10,7 @@ import "testing"
 func TestHandlerAllocs(t *testing.T) {
 	for _, bc := range benchCases {
 		t.Run(bc.name, func(t *testing.T) {
-			s, err := New(Options{API: bc.api, MaxTokens: 64})
+			s, err := New(Options{API: bc.api, Model: bc.model, MaxTokens: 64})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,6 +28,7 @@ type toolCall struct {
 // made from the text, which a later request must send back unchanged.
 type thinkingAnswer struct {
 	on   bool
+	omit bool   // display "omitted": the block's text is empty, its tokens still count
 	text []byte // plain words, appended into JSON strings as they are
 	sig  []byte
 	off  int // stream: how much of text went out
@@ -75,7 +76,7 @@ func (st *state) parseMessages(body []byte) *badRequest {
 	if it.Reset(body) != nil {
 		return errJSON
 	}
-	var system, tools, choice, thinking, temperature, topP, topK []byte
+	var system, tools, choice, thinking, temperature, topP, topK, outputConfig []byte
 	hasMax := false
 	for {
 		k, v, ok := it.Next()
@@ -119,6 +120,8 @@ func (st *state) parseMessages(body []byte) *badRequest {
 			}
 		case "thinking":
 			thinking = v
+		case "output_config":
+			outputConfig = v
 		case "stop_sequences":
 			if !st.parseStops(v, true) {
 				return &badRequest{msg: "stop_sequences: Input should be a valid list of strings"}
@@ -146,6 +149,7 @@ func (st *state) parseMessages(body []byte) *badRequest {
 	case st.messages == nil:
 		return &badRequest{msg: "messages: Field required"}
 	}
+	st.setCaps()
 	n, ok := messagesBytes(st.messages)
 	if !ok {
 		return &badRequest{msg: "messages: Input should be a valid list"}
@@ -157,6 +161,12 @@ func (st *state) parseMessages(body []byte) *badRequest {
 		return e
 	}
 	if e := st.parseThinking(thinking, temperature, topP, topK); e != nil {
+		return e
+	}
+	if e := st.checkDeprecatedSampling(temperature, topP, topK); e != nil {
+		return e
+	}
+	if e := st.parseOutputConfig(outputConfig); e != nil {
 		return e
 	}
 	if e := st.checkThinkingBlocks(); e != nil {
@@ -183,7 +193,19 @@ func (st *state) parseMessages(body []byte) *badRequest {
 			return errBlankStop
 		}
 	}
-	return st.chooseTool(tools, choice, h)
+	if e := st.chooseTool(tools, choice, h); e != nil {
+		return e
+	}
+	if st.format.on {
+		// The schema shapes the final answer: a tool call comes without a preamble,
+		// and an answer without one is the JSON value.
+		if st.tool.use {
+			st.tool.preamble = false
+		} else {
+			st.format.text = appendSchemaValue(st.format.text[:0], st.format.schema, mix(h^golden), 0)
+		}
+	}
+	return nil
 }
 
 // The Messages API's refusals of what parseMessages reads, in its words.
@@ -241,8 +263,8 @@ func onlyDigits(b []byte, zeros bool) bool {
 
 // checkMessages refuses what the Messages API refuses in messages: a role but user and
 // assistant (a system prompt goes in the top-level system), content that is empty or
-// only whitespace, and a final assistant turn (a prefill) that ends in whitespace. The
-// final assistant message alone may be empty.
+// only whitespace, and a final assistant turn (a prefill) that ends in whitespace, or
+// any on a model without prefills. The final assistant message alone may be empty.
 func (st *state) checkMessages() *badRequest {
 	var a jsonscan.Array
 	a.Reset(st.messages)
@@ -283,6 +305,9 @@ func (st *state) checkMessages() *badRequest {
 			return e
 		}
 		last = content
+	}
+	if assistant && st.caps&capNoPrefill != 0 {
+		return errPrefill
 	}
 	if assistant && empty < 0 && st.endsInSpace(last) {
 		return errTrailingSpace
@@ -467,9 +492,11 @@ const errThinkingMissing = "When `thinking` is enabled, a final `assistant` mess
 	"Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 
 // parseThinking reads the thinking object as the Messages API does: enabled with a
-// budget_tokens of at least 1024 and under max_tokens, adaptive, or disabled. With
-// thinking on, the API refuses a temperature but 1, any top_k, and a top_p under 0.95.
-// The answer then opens with a thinking block.
+// budget_tokens of at least 1024 and under max_tokens (not on Opus 4.7 and 4.8),
+// adaptive, or disabled, with a display. With thinking on, the API refuses a
+// temperature but 1, any top_k, and a top_p under 0.95. The answer then opens with a
+// thinking block, its text left out when display is "omitted"; its tokens count all
+// the same.
 func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest {
 	if raw == nil || isNull(raw) {
 		return nil
@@ -482,6 +509,9 @@ func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest 
 	case `"disabled"`:
 		return nil
 	case `"adaptive"`:
+		if e := st.parseDisplay(raw, errDisplayAdaptive); e != nil {
+			return e
+		}
 	case `"enabled"`:
 		b, ok := jsonscan.Field(raw, "budget_tokens")
 		if !ok {
@@ -493,6 +523,13 @@ func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest 
 			return &badRequest{msg: "thinking.enabled.budget_tokens: Input should be a valid integer"}
 		case n < 1024:
 			return errThinkingMin
+		}
+		if e := st.parseDisplay(raw, errDisplayEnabled); e != nil {
+			return e
+		}
+		switch {
+		case st.caps&capAdaptiveOnly != 0:
+			return errThinkingEnabled
 		case n >= st.maxTokens:
 			return errThinkingRoom
 		}
@@ -519,7 +556,11 @@ func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest 
 		st.think.text = append(st.think.text, ' ')
 		st.think.text = append(st.think.text, words[mix(h+uint64(i))&(vocabSize-1)]...)
 	}
-	st.think.sig = appendThinkingSignature(st.think.sig[:0], st.think.text)
+	if st.think.omit {
+		st.think.sig = appendOmittedSignature(st.think.sig[:0], st.think.text)
+	} else {
+		st.think.sig = appendThinkingSignature(st.think.sig[:0], st.think.text)
+	}
 	return nil
 }
 
@@ -570,7 +611,8 @@ func (st *state) checkThinkingBlocks() *badRequest {
 }
 
 // checkAssistant refuses, in assistant message i, a thinking block whose signature is
-// missing or is not the one mockllm gave its text, a thinking or redacted_thinking block
+// missing or is not the one mockllm gave its text (or, for an empty text, one it gave
+// a block whose text it omitted), a thinking or redacted_thinking block
 // with cache_control, and one that ends the message. It returns the index of the
 // message's first thinking or redacted_thinking block, -1 for none.
 func (st *state) checkAssistant(i int, content []byte) (int, *badRequest) {
@@ -607,7 +649,9 @@ func (st *state) checkAssistant(i int, content []byte) (int, *badRequest) {
 		}
 		dec, _ := appendUnquoted(st.scratch[:0], text)
 		st.scratch = appendThinkingSignature(dec, dec)
-		if !bytes.Equal(st.scratch[len(dec):], sig[1:len(sig)-1]) {
+		sig = sig[1 : len(sig)-1]
+		// An omitted block comes back with the empty text it was given.
+		if !bytes.Equal(st.scratch[len(dec):], sig) && (len(dec) > 0 || !omittedSignatureOK(sig)) {
 			return first, &badRequest{msg: where + ": Invalid `signature` in `thinking` block"}
 		}
 	}
@@ -763,7 +807,11 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 			p.n, p.stop = 0, true
 		}
 	}
-	st.scratch = p.applyStops(st.stops, st.scratch)
+	if st.format.on && !st.tool.use {
+		st.fitFormat(&p, int(max(min(int64(s.opts.MaxTokens), st.maxTokens-int64(st.think.tokens())), 0)))
+	} else {
+		st.scratch = p.applyStops(st.stops, st.scratch)
+	}
 	st.fitTool(&p, int(min(int64(s.opts.MaxTokens), st.maxTokens)))
 	st.plans = append(st.plans, p)
 	st.idA, st.idB = s.nextID(h)
@@ -785,14 +833,20 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	b = append(b, `"content":[`...)
 	if st.think.on {
 		b = append(b, `{"type":"thinking","thinking":"`...)
-		b = append(b, st.think.text...)
+		if !st.think.omit {
+			b = append(b, st.think.text...)
+		}
 		b = append(b, `","signature":"`...)
 		b = append(b, st.think.sig...)
 		b = append(b, `"},`...)
 	}
 	if st.hasText() {
 		b = append(b, `{"type":"text","text":"`...)
-		b = p.appendText(b)
+		if st.format.on {
+			b = appendJSONText(b, st.format.text)
+		} else {
+			b = p.appendText(b)
+		}
 		b = append(b, `"}`...)
 		if st.tool.use {
 			b = append(b, ',')
@@ -990,7 +1044,9 @@ func (st *state) toolIndex() int64 {
 // ping, content_block_delta (text_delta per token), content_block_stop, then for a
 // tool call its own block with input_json_delta fragments, message_delta with the
 // stop reason and output tokens, message_stop. With thinking on, a thinking block
-// comes first (thinking_delta per word, then signature_delta), the ping inside it.
+// comes first (thinking_delta per word, none when its display is omitted, then
+// signature_delta), the ping inside it. With a format the text_delta pieces are the
+// JSON value's tokens.
 func (st *state) nextMessages() ([]byte, error) {
 	b := st.ev[:0]
 	p := &st.plans[0]
@@ -1010,6 +1066,16 @@ func (st *state) nextMessages() ([]byte, error) {
 		st.phase = mPing
 	case mThinkDelta:
 		t := &st.think
+		if t.omit {
+			// No thinking_delta, but the signature comes when the thinking would
+			// have ended: the model thinks all the same.
+			for ; t.sent < t.tokens(); t.sent++ {
+				if err := st.waitContent(-1 - t.sent); err != nil {
+					return nil, err
+				}
+			}
+			t.off = len(t.text)
+		}
 		if t.off >= len(t.text) {
 			st.phase = mThinkSig
 			return st.nextMessages()
@@ -1076,7 +1142,13 @@ func (st *state) nextMessages() ([]byte, error) {
 		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
 		b = strconv.AppendInt(b, st.textIndex(), 10)
 		b = append(b, ",\"delta\":{\"type\":\"text_delta\",\"text\":\""...)
-		b = p.appendToken(b, st.step)
+		if f := &st.format; f.on {
+			end := f.pieceEnd(f.off)
+			b = appendJSONText(b, f.text[f.off:end])
+			f.off = end
+		} else {
+			b = p.appendToken(b, st.step)
+		}
 		b = append(b, "\"}}\n\n"...)
 		st.step++
 		st.emitted++

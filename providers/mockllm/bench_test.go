@@ -37,17 +37,26 @@ const benchEmbed = `{"model":"mock-1","input":["the quick brown fox","jumps over
 
 const benchMessages = `{"model":"mock-1","max_tokens":64,"system":"be brief","messages":[{"role":"user","content":"Write a haiku about load balancers."}]}`
 
+// benchOpus is a Messages request of the newest models' settings: adaptive thinking
+// (its text omitted), an effort, and a structured-outputs answer.
+const benchOpus = `{"model":"claude-opus-4-7","max_tokens":64,"thinking":{"type":"adaptive"},"output_config":{"effort":"xhigh","format":{"type":"json_schema","schema":` +
+	`{"type":"object","additionalProperties":false,"properties":{"city":{"type":"string"},"days":{"type":"integer"},"unit":{"enum":["celsius","fahrenheit"]}}}}},` +
+	`"messages":[{"role":"user","content":"Forecast for Paris as JSON."}]}`
+
 var benchCases = []struct {
 	name, path, body string
 	api              string
 	hdr              []string
+	model            string // the served model; empty for mock-1
 }{
-	{"chat", "/v1/chat/completions", benchChat, APIOpenAI, nil},
-	{"chat-stream", "/v1/chat/completions", benchChat[:len(benchChat)-1] + `,"stream":true,"stream_options":{"include_usage":true}}`, APIOpenAI, nil},
-	{"completions", "/v1/completions", `{"model":"mock-1","prompt":"Once upon a time","max_tokens":64}`, APIOpenAI, nil},
-	{"embeddings-base64", "/v1/embeddings", benchEmbed, APIOpenAI, nil},
-	{"messages", "/v1/messages", benchMessages, APIAnthropic, []string{"anthropic-version", "2023-06-01"}},
-	{"messages-stream", "/v1/messages", benchMessages[:len(benchMessages)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}},
+	{"chat", "/v1/chat/completions", benchChat, APIOpenAI, nil, ""},
+	{"chat-stream", "/v1/chat/completions", benchChat[:len(benchChat)-1] + `,"stream":true,"stream_options":{"include_usage":true}}`, APIOpenAI, nil, ""},
+	{"completions", "/v1/completions", `{"model":"mock-1","prompt":"Once upon a time","max_tokens":64}`, APIOpenAI, nil, ""},
+	{"embeddings-base64", "/v1/embeddings", benchEmbed, APIOpenAI, nil, ""},
+	{"messages", "/v1/messages", benchMessages, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
+	{"messages-stream", "/v1/messages", benchMessages[:len(benchMessages)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
+	{"messages-opus-format", "/v1/messages", benchOpus, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-4-7"},
+	{"messages-opus-format-stream", "/v1/messages", benchOpus[:len(benchOpus)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-4-7"},
 }
 
 // BenchmarkHandler measures one request through the handler with zero delays: parse,
@@ -55,7 +64,7 @@ var benchCases = []struct {
 func BenchmarkHandler(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
-			s, err := New(Options{API: bc.api, MaxTokens: 64})
+			s, err := New(Options{API: bc.api, Model: bc.model, MaxTokens: 64})
 			if err != nil {
 				b.Fatal(err)
 			}

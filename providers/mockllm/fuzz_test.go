@@ -17,7 +17,13 @@ var fuzzRoutes = []struct {
 	{"/v1/messages", APIAnthropic},
 	{"/tokenize", APIOpenAI},
 	{"/detokenize", APIOpenAI},
+	// The Messages API serving a model of its own rules (claude_models.go), so that
+	// omitted thinking and structured outputs are answered, not refused.
+	{"/v1/messages", fuzzOpus},
 }
+
+// fuzzOpus names the server of fuzzRoutes that serves claude-opus-4-7.
+const fuzzOpus = "anthropic claude-opus-4-7"
 
 // FuzzRequest feeds arbitrary bodies to every POST route: the server must not
 // panic, must answer 200, 400 or 404, and everything it sends must be JSON (or, for a
@@ -47,16 +53,26 @@ func FuzzRequest(f *testing.F) {
 		{`{"prompt":["a","bb"],"logprobs":2,"n":2,"max_tokens":null,"stream":true,"stream_options":{"continuous_usage_stats":true}}`, 1},
 		{`{"model":null,"prompt":"caf\u00e9","return_token_strs":true}`, 4},
 		{`{"model":"mock-1","tokens":[0,63,64,9007199254740993]}`, 5},
+		{`{"model":"claude-opus-4-7","max_tokens":40,"stream":true,"thinking":{"type":"adaptive"},"output_config":{"effort":"xhigh","format":{"type":"json_schema","schema":{"type":"object","additionalProperties":false,"properties":{"a":{"enum":["caf\u00e9"]},"b":{"type":"object","additionalProperties":false,"properties":{"c":{"type":["integer","null"]}}},"d":{"type":"array","items":{"type":"string"}}}}}},"stop_sequences":["}"],"messages":[{"role":"user","content":"json"}]}`, 6},
+		{`{"model":"claude-opus-4-7","max_tokens":3,"output_config":{"format":{"type":"json_schema","schema":{"type":"string"}}},"messages":[{"role":"user","content":"\u00e9\u00e9"}]}`, 6},
+		{`{"model":"claude-opus-4-7","max_tokens":900,"thinking":{"type":"adaptive","display":"omitted"},"tools":[{"name":"t"}],"messages":[{"role":"user","content":"use t"},{"role":"assistant","content":[{"type":"thinking","thinking":"","signature":"EqMock1O2"},{"type":"tool_use","id":"u","name":"t","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"u"}]}]}`, 6},
+		{`{"model":"claude-opus-4-7","max_tokens":9,"temperature":1,"top_p":1,"output_config":{"effort":"max","format":{"type":"json_schema","schema":{"type":"object","$defs":{"x":{"type":"object"}},"anyOf":[{"type":"object"}]}}},"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"pre"}]}`, 6},
+		{`{"model":"claude-sonnet-4-6","max_tokens":2000,"thinking":{"type":"enabled","budget_tokens":1024,"display":"summarized"},"output_config":null,"messages":[{"role":"user","content":"hi"}]}`, 3},
 	} {
 		f.Add([]byte(s.body), s.route)
 	}
 	servers := map[string]*Server{}
-	for _, api := range []string{APIOpenAI, APIAnthropic} {
-		s, err := New(Options{API: api, MaxTokens: 16, Now: fixedNow})
+	for _, o := range []Options{{API: APIOpenAI}, {API: APIAnthropic}, {API: APIAnthropic, Model: "claude-opus-4-7"}} {
+		o.MaxTokens, o.Now = 16, fixedNow
+		s, err := New(o)
 		if err != nil {
 			f.Fatal(err)
 		}
-		servers[api] = s
+		key := o.API
+		if o.Model != "" {
+			key = fuzzOpus
+		}
+		servers[key] = s
 	}
 	f.Fuzz(func(t *testing.T, body []byte, which uint8) {
 		r := fuzzRoutes[int(which)%len(fuzzRoutes)]

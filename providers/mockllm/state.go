@@ -57,6 +57,7 @@ type state struct {
 	minTokens    int64
 	temperature  float64
 	topP         float64
+	caps         claudeCaps
 
 	// The answer.
 	plans   []plan
@@ -65,6 +66,7 @@ type state struct {
 	created int64
 	tool    toolCall
 	think   thinkingAnswer
+	format  formatAnswer
 	steps   int // generation steps: the longest choice, or Anthropic's content events
 
 	queueD time.Duration // how long the request waited for a slot
@@ -118,6 +120,7 @@ func (st *state) reset() {
 		plans:    st.plans[:0],
 		tool:     toolCall{name: st.tool.name[:0], input: st.tool.input[:0], text: st.tool.text[:0]},
 		think:    thinkingAnswer{text: st.think.text[:0], sig: st.think.sig[:0]},
+		format:   formatAnswer{text: st.format.text[:0]},
 		out:      st.out[:0],
 		scratch:  st.scratch[:0],
 		vec:      st.vec[:0],

@@ -1,0 +1,385 @@
+package mockllm
+
+import (
+	"bytes"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
+
+// claudeCaps is what a Claude model takes of the Messages API's newer settings, as
+// Anthropic documents them per model. A model value of none of claudeModels
+// (claude-mock, an older model) has none of them: it keeps thinking budgets, sampling
+// settings and prefills, and refuses effort xhigh and max and structured outputs.
+type claudeCaps uint8
+
+const (
+	// capAdaptiveOnly: thinking enabled with a budget is refused, temperature, top_p
+	// and top_k are refused but at their defaults, and thinking is omitted unless
+	// display asks for it (Opus 4.7 and 4.8).
+	capAdaptiveOnly claudeCaps = 1 << iota
+	// capNoPrefill: a final assistant turn (a prefill) is refused (the Claude 4.6
+	// models and later: Anthropic's 4.6 migration guide, "Prefill removal").
+	capNoPrefill
+	// capXHigh and capMax: output_config.effort may be "xhigh" (Opus 4.7 and 4.8),
+	// "max" (those, Opus 4.6 and Sonnet 4.6: Anthropic's effort page).
+	capXHigh
+	capMax
+	// capFormat: output_config.format (structured outputs) is taken (Opus, Sonnet
+	// and Haiku 4.5 and later).
+	capFormat
+)
+
+// claudeModels are the model names whose settings differ, as they appear in the
+// Anthropic, Bedrock (anthropic.claude-opus-4-7-v1:0) and Vertex
+// (claude-opus-4-7@20260416) model values; package []byte values, so that matching
+// allocates nothing.
+var claudeModels = [...]struct {
+	name []byte
+	caps claudeCaps
+}{
+	{[]byte("claude-opus-4-8"), capAdaptiveOnly | capNoPrefill | capXHigh | capMax | capFormat},
+	{[]byte("claude-opus-4-7"), capAdaptiveOnly | capNoPrefill | capXHigh | capMax | capFormat},
+	{[]byte("claude-opus-4-6"), capNoPrefill | capMax | capFormat},
+	{[]byte("claude-sonnet-4-6"), capNoPrefill | capMax | capFormat},
+	{[]byte("claude-opus-4-5"), capFormat},
+	{[]byte("claude-sonnet-4-5"), capFormat},
+	{[]byte("claude-haiku-4-5"), capFormat},
+}
+
+// claudeCapsOf reads the caps of a model value (unquoted): those of the first name of
+// claudeModels it holds, not followed by another digit (claude-opus-4-5-20251101 is
+// Opus 4.5; a claude-opus-4-50 would not be).
+func claudeCapsOf(model []byte) claudeCaps {
+	for _, m := range claudeModels {
+		i := bytes.Index(model, m.name)
+		if i < 0 {
+			continue
+		}
+		if end := i + len(m.name); end < len(model) && model[end] >= '0' && model[end] <= '9' {
+			continue
+		}
+		return m.caps
+	}
+	return 0
+}
+
+// setCaps decides the request's caps from its model value, a JSON string.
+func (st *state) setCaps() {
+	name := st.modelRaw[1 : len(st.modelRaw)-1]
+	if bytes.IndexByte(name, '\\') >= 0 {
+		st.scratch, _ = appendUnquoted(st.scratch[:0], st.modelRaw)
+		name = st.scratch
+	}
+	st.caps = claudeCapsOf(name)
+}
+
+// The Messages API's refusals of the newer models' settings. The prefill and
+// "deprecated" wordings are the API's as clients quote them; the others follow its
+// pydantic messages and its "... is not supported for this model" sentences.
+var (
+	errThinkingEnabled = &badRequest{msg: `"thinking.type.enabled" is not supported for this model. ` +
+		`Use "thinking.type.adaptive" and "output_config.effort" to control thinking behavior.`}
+	errPrefill               = &badRequest{msg: "This model does not support assistant message prefill. The conversation must end with a user message."}
+	errTemperatureDeprecated = &badRequest{msg: "`temperature` is deprecated for this model."}
+	errTopPDeprecated        = &badRequest{msg: "`top_p` is deprecated for this model."}
+	errTopKDeprecated        = &badRequest{msg: "`top_k` is deprecated for this model."}
+	errDisplayAdaptive       = &badRequest{msg: "thinking.adaptive.display: Input should be 'summarized' or 'omitted'"}
+	errDisplayEnabled        = &badRequest{msg: "thinking.enabled.display: Input should be 'summarized' or 'omitted'"}
+	errOutputConfigObject    = &badRequest{msg: "output_config: Input should be a valid dictionary or object to extract fields from"}
+	errEffort                = &badRequest{msg: "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"}
+	errEffortXHigh           = &badRequest{msg: "output_config.effort 'xhigh' is not supported for this model."}
+	errEffortMax             = &badRequest{msg: "output_config.effort 'max' is not supported for this model."}
+	errFormatObject          = &badRequest{msg: "output_config.format: Input should be a valid dictionary or object to extract fields from"}
+	errFormatTypeMissing     = &badRequest{msg: "output_config.format.type: Field required"}
+	errFormatType            = &badRequest{msg: "output_config.format.type: Input should be 'json_schema'"}
+	errFormatSchemaMissing   = &badRequest{msg: "output_config.format.schema: Field required"}
+	errFormatSchemaObject    = &badRequest{msg: "output_config.format.schema: Input should be a valid dictionary"}
+	errFormatModel           = &badRequest{msg: "output_config.format: structured outputs are not supported for this model"}
+)
+
+// errAdditionalProperties ends the refusal of a schema object that does not forbid
+// other properties, after the path of that object.
+const errAdditionalProperties = ": For 'object' type, 'additionalProperties' must be explicitly set to false"
+
+// parseDisplay reads thinking.display: "summarized" shows the thinking text,
+// "omitted" leaves it out (the signature stays); absent, Opus 4.7 and 4.8 omit it.
+func (st *state) parseDisplay(raw []byte, bad *badRequest) *badRequest {
+	st.think.omit = st.caps&capAdaptiveOnly != 0
+	v, ok := jsonscan.Field(raw, "display")
+	if !ok || isNull(v) {
+		return nil
+	}
+	switch string(v) {
+	case `"summarized"`:
+		st.think.omit = false
+	case `"omitted"`:
+		st.think.omit = true
+	default:
+		return bad
+	}
+	return nil
+}
+
+// checkDeprecatedSampling refuses, on Opus 4.7 and 4.8, a temperature or top_p but 1
+// and any top_k: the API refuses them whether thinking is on or off (with thinking on,
+// parseThinking's refusals come first, as the API's do).
+func (st *state) checkDeprecatedSampling(temperature, topP, topK []byte) *badRequest {
+	if st.caps&capAdaptiveOnly == 0 {
+		return nil
+	}
+	if temperature != nil && !isNull(temperature) {
+		if f, _ := jsonscan.Float(temperature); f != 1 {
+			return errTemperatureDeprecated
+		}
+	}
+	if topP != nil && !isNull(topP) {
+		if f, _ := jsonscan.Float(topP); f != 1 {
+			return errTopPDeprecated
+		}
+	}
+	if topK != nil {
+		return errTopKDeprecated
+	}
+	return nil
+}
+
+// parseOutputConfig reads output_config: effort, one of the five levels the model
+// takes, and format, a json_schema whose objects all set additionalProperties false,
+// on a model with structured outputs. The answer is then a JSON value of the schema.
+func (st *state) parseOutputConfig(raw []byte) *badRequest {
+	if raw == nil || isNull(raw) {
+		return nil
+	}
+	if raw[0] != '{' {
+		return errOutputConfigObject
+	}
+	if v, ok := jsonscan.Field(raw, "effort"); ok && !isNull(v) {
+		switch string(v) {
+		case `"low"`, `"medium"`, `"high"`:
+		case `"xhigh"`:
+			if st.caps&capXHigh == 0 {
+				return errEffortXHigh
+			}
+		case `"max"`:
+			if st.caps&capMax == 0 {
+				return errEffortMax
+			}
+		default:
+			return errEffort
+		}
+	}
+	f, ok := jsonscan.Field(raw, "format")
+	if !ok || isNull(f) {
+		return nil
+	}
+	if f[0] != '{' {
+		return errFormatObject
+	}
+	typ, ok := jsonscan.Field(f, "type")
+	switch {
+	case !ok:
+		return errFormatTypeMissing
+	case string(typ) != `"json_schema"`:
+		return errFormatType
+	}
+	schema, ok := jsonscan.Field(f, "schema")
+	switch {
+	case !ok:
+		return errFormatSchemaMissing
+	case schema[0] != '{':
+		return errFormatSchemaObject
+	case st.caps&capFormat == 0:
+		return errFormatModel
+	}
+	if e := checkClosedObjects(schema, "output_config.format.schema", 0); e != nil {
+		return e
+	}
+	st.format.on = true
+	st.format.schema = schema
+	return nil
+}
+
+// checkClosedObjects refuses, as structured outputs do, a schema of type object
+// without "additionalProperties": false, here or in the schemas below it (properties,
+// items, anyOf, allOf, $defs, definitions); path names the schema in the refusal.
+// Only a refusal builds strings.
+func checkClosedObjects(schema []byte, path string, depth int) *badRequest {
+	if depth > maxSchemaDepth || len(schema) == 0 || schema[0] != '{' {
+		return nil
+	}
+	if isObjectSchema(schema) {
+		if ap, _ := jsonscan.Field(schema, "additionalProperties"); string(ap) != "false" {
+			return &badRequest{msg: path + errAdditionalProperties}
+		}
+	}
+	var it jsonscan.Iter
+	if it.Reset(schema) != nil {
+		return nil
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return nil
+		}
+		var e *badRequest
+		switch string(k) {
+		case "items":
+			if e = checkClosedObjects(v, "", depth+1); e != nil {
+				return named(e, path+".items")
+			}
+		case "properties", "$defs", "definitions":
+			var sub jsonscan.Iter
+			if sub.Reset(v) != nil {
+				continue
+			}
+			for {
+				name, s, ok := sub.Next()
+				if !ok {
+					break
+				}
+				if e = checkClosedObjects(s, "", depth+1); e != nil {
+					return named(e, path+"."+string(k)+"."+string(name))
+				}
+			}
+		case "anyOf", "allOf":
+			var a jsonscan.Array
+			if !a.Reset(v) {
+				continue
+			}
+			for i := 0; ; i++ {
+				s, ok := a.Next()
+				if !ok {
+					break
+				}
+				if e = checkClosedObjects(s, "", depth+1); e != nil {
+					return named(e, path+"."+string(k)+"."+strconv.Itoa(i))
+				}
+			}
+		}
+	}
+}
+
+// named puts the path of a schema in front of a refusal about it or below it, whose
+// message starts with the rest of the path (empty when it is about that schema).
+func named(e *badRequest, path string) *badRequest {
+	return &badRequest{msg: path + e.msg}
+}
+
+// isObjectSchema reports whether a schema's type is "object", or a list holding it.
+func isObjectSchema(schema []byte) bool {
+	typ, _ := jsonscan.Field(schema, "type")
+	if string(typ) == `"object"` {
+		return true
+	}
+	var a jsonscan.Array
+	if len(typ) == 0 || typ[0] != '[' || !a.Reset(typ) {
+		return false
+	}
+	for {
+		v, ok := a.Next()
+		if !ok {
+			return false
+		}
+		if string(v) == `"object"` {
+			return true
+		}
+	}
+}
+
+// formatAnswer is the answer of a request with output_config.format: a JSON value of
+// its schema, sent as the text block, four bytes a token (the estimate prompts and
+// tool inputs use), each token a text_delta in a stream.
+type formatAnswer struct {
+	on     bool
+	schema []byte // points into the request: read inside the handler only
+	text   []byte // the JSON value, cut where the answer ends
+	off    int    // stream: how much of text went out
+}
+
+// pieceEnd is where the text token that starts at off ends: four bytes on, moved to
+// the next rune start so that every text_delta is valid UTF-8.
+func (f *formatAnswer) pieceEnd(off int) int {
+	end := min(off+4, len(f.text))
+	for end < len(f.text) && !utf8.RuneStart(f.text[end]) {
+		end++
+	}
+	return end
+}
+
+// fitFormat makes the JSON value the plan's text: cut before the first stop sequence
+// (stop_reason "stop_sequence"), then at limit tokens (max_tokens, or --max-tokens when
+// lower, after the thinking), which leaves the JSON unfinished with stop_reason
+// "max_tokens", as the API does: the schema constrains what is generated, not where
+// max_tokens ends it.
+func (st *state) fitFormat(p *plan, limit int) {
+	f := &st.format
+	p.stop, p.stopSeq, p.lastLen = true, -1, -1
+	at, which := -1, -1
+	for k, s := range st.stops {
+		if j := bytes.Index(f.text, s); j >= 0 && (at < 0 || j < at) {
+			at, which = j, k
+		}
+	}
+	if at >= 0 {
+		f.text, p.stopSeq = f.text[:at], which
+	}
+	n, end := 0, 0
+	for end < len(f.text) {
+		if n == limit {
+			f.text = f.text[:end]
+			p.stop, p.stopSeq = false, -1
+			break
+		}
+		end = f.pieceEnd(end)
+		n++
+	}
+	p.n, p.natural = n, n
+}
+
+// appendJSONText appends b, text, escaped for the inside of a JSON string. The
+// generated JSON holds quotes and the schema's own escapes; UTF-8 passes as it is.
+func appendJSONText(dst, b []byte) []byte {
+	for _, c := range b {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, `\u00`...)
+			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// omitSalt keys the check part of an omitted thinking block's signature.
+const omitSalt = 0x6f6d6974746564
+
+// appendOmittedSignature appends the signature of a thinking block whose text is
+// omitted: the signature of the full text, as the API's carries the thinking the
+// client does not see, then 'O' and a check of it. The block comes back with an empty
+// text, so the check is what tells a signature mockllm gave from a tampered one.
+func appendOmittedSignature(dst, text []byte) []byte {
+	start := len(dst)
+	dst = appendThinkingSignature(dst, text)
+	sum := xxhash.Sum64(dst[start:])
+	dst = append(dst, 'O')
+	return strconv.AppendUint(dst, mix(sum^omitSalt), 16)
+}
+
+// omittedSignatureOK reports whether sig is one appendOmittedSignature made.
+func omittedSignatureOK(sig []byte) bool {
+	i := bytes.LastIndexByte(sig, 'O')
+	if i < 0 || !bytes.HasPrefix(sig, sigPrefix) {
+		return false
+	}
+	var buf [16]byte
+	want := strconv.AppendUint(buf[:0], mix(xxhash.Sum64(sig[:i])^omitSalt), 16)
+	return bytes.Equal(sig[i+1:], want)
+}
+
+var sigPrefix = []byte("EqMock")
