@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// startClaudeModels serves mockllm --api anthropic behind three backends named for
+// the models they serve, each an endpoint of the same name: Opus 4.7 (adaptive thinking
+// only, no sampling settings), Sonnet 4.5 (thinking budgets, structured outputs) and
+// Opus 4.7 again under an operator's thinking: budget, which the model refuses.
+func startClaudeModels(t *testing.T) *gw {
+	t.Helper()
+	backend := func(name, model, extra string) string {
+		// mockllm serves one model name; the model's rules follow it.
+		_, addr := startMock(t, mockllm.Options{Model: model, API: mockllm.APIAnthropic, APIKey: afAnthropicKey, MaxTokens: 64, Seed: 5})
+		return "  " + name + `: {provider: anthropic, base_url: "http://` + addr + `/v1", model: ` + model +
+			`, api_key: ` + afAnthropicKey + `, timeout: 5s` + extra + "}\n"
+	}
+	return startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+`+backend("opus47", "claude-opus-4-7", "")+backend("sonnet45", "claude-sonnet-4-5-20250929", "")+
+		backend("opus47-budget", "claude-opus-4-7", ", thinking: budget")+`
+endpoints:
+  - {name: opus47, type: chat, routes: [{backend: opus47}]}
+  - {name: sonnet45, type: chat, routes: [{backend: sonnet45}]}
+  - {name: opus47-budget, type: chat, routes: [{backend: opus47-budget}]}
+`)
+}
+
+// TestAnthropicNewestModelToolLoop runs a tool loop with reasoning_effort and the
+// sampling settings an OpenAI client commonly sends against Opus 4.7 (as mockllm
+// imitates it: budgets and sampling settings refused, thinking text omitted) with the
+// OpenAI SDK: the gateway sends adaptive thinking with the effort and leaves the
+// sampling settings out, the answer's thinking block comes back empty but signed, and
+// sent back it carries the loop's second step. The same request through a backend
+// told thinking: budget gets the model's refusal.
+func TestAnthropicNewestModelToolLoop(t *testing.T) {
+	g := startClaudeModels(t)
+	c := g.client()
+	ctx := context.Background()
+	weather := openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+		Name: "get_weather",
+		Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{
+			"city": map[string]any{"type": "string"},
+		}, "required": []string{"city"}},
+	})
+	first := openai.ChatCompletionNewParams{
+		Model:           "opus47",
+		Messages:        userMsg("What does get_weather say for Paris?"),
+		Tools:           []openai.ChatCompletionToolUnionParam{weather},
+		ReasoningEffort: openai.ReasoningEffortHigh,
+		Temperature:     openai.Float(0.2),
+		TopP:            openai.Float(0.9),
+	}
+	cc, err := c.Chat.Completions.New(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := cc.Choices[0].Message
+	raw := msg.JSON.ExtraFields["thinking_blocks"].Raw()
+	var blocks []struct{ Type, Thinking, Signature string }
+	if err := json.Unmarshal([]byte(raw), &blocks); err != nil || len(blocks) != 1 {
+		t.Fatalf("thinking_blocks %s: %v", raw, err)
+	}
+	if blocks[0].Type != "thinking" || blocks[0].Thinking != "" || blocks[0].Signature == "" {
+		t.Fatalf("thinking block %+v, want an omitted (empty) one with its signature", blocks[0])
+	}
+	if r := msg.JSON.ExtraFields["reasoning_content"].Raw(); r != `""` {
+		t.Errorf("reasoning_content %s, want \"\"", r)
+	}
+	if len(msg.ToolCalls) != 1 || msg.ToolCalls[0].Function.Name != "get_weather" {
+		t.Fatalf("tool calls %+v", msg.ToolCalls)
+	}
+
+	asst := msg.ToParam()
+	asst.OfAssistant.SetExtraFields(map[string]any{"thinking_blocks": json.RawMessage(raw)})
+	second := first
+	second.Messages = append(append([]openai.ChatCompletionMessageParamUnion{}, first.Messages...), asst,
+		openai.ToolMessage("18C and sunny", msg.ToolCalls[0].ID))
+	cc, err = c.Chat.Completions.New(ctx, second)
+	if err != nil {
+		t.Fatalf("the loop's second step: %v", err)
+	}
+	if cc.Choices[0].Message.Content == "" || len(cc.Choices[0].Message.ToolCalls) != 0 {
+		t.Errorf("second answer %+v", cc.Choices[0].Message)
+	}
+
+	s := c.Chat.Completions.NewStreaming(ctx, second)
+	var acc openai.ChatCompletionAccumulator
+	for s.Next() {
+		acc.AddChunk(s.Current())
+	}
+	if err := s.Err(); err != nil || acc.Choices[0].Message.Content == "" {
+		t.Errorf("streamed second step: %v, %+v", err, acc.Choices)
+	}
+	s.Close()
+
+	first.Model = "opus47-budget"
+	_, err = c.Chat.Completions.New(ctx, first)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || !strings.Contains(apiErr.Message, "thinking.type.enabled") {
+		t.Errorf("thinking: budget on Opus 4.7: %v, want the model's 400", err)
+	}
+}
+
+// TestAnthropicStructuredOutputs asks for a strict JSON schema through the OpenAI
+// SDK's response_format, buffered and streamed, on models with structured outputs:
+// the answer's text is JSON of the schema (mockllm writes it only when it gets
+// output_config.format, and refuses a schema object left open).
+func TestAnthropicStructuredOutputs(t *testing.T) {
+	g := startClaudeModels(t)
+	c := g.client()
+	ctx := context.Background()
+	schema := map[string]any{
+		"type": "object",
+		"properties": map[string]any{
+			"name":  map[string]any{"type": "string"},
+			"email": map[string]any{"type": "string"},
+			"tags":  map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
+		},
+		"required":             []string{"name", "email", "tags"},
+		"additionalProperties": false,
+	}
+	for _, model := range []string{"opus47", "sonnet45"} {
+		p := openai.ChatCompletionNewParams{
+			Model:     model,
+			Messages:  userMsg("Extract the contact: Jane Doe, jane@example.com, VIP"),
+			MaxTokens: openai.Int(512),
+			ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &openai.ResponseFormatJSONSchemaParam{
+				JSONSchema: openai.ResponseFormatJSONSchemaJSONSchemaParam{Name: "contact", Strict: openai.Bool(true), Schema: schema},
+			}},
+		}
+		check := func(way, content string) {
+			var got struct {
+				Name  *string   `json:"name"`
+				Email *string   `json:"email"`
+				Tags  *[]string `json:"tags"`
+			}
+			dec := json.NewDecoder(strings.NewReader(content))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&got); err != nil || got.Name == nil || got.Email == nil || got.Tags == nil {
+				t.Errorf("%s %s: content %q is not JSON of the schema: %v", model, way, content, err)
+			}
+		}
+		cc, err := c.Chat.Completions.New(ctx, p)
+		if err != nil {
+			t.Fatalf("%s: %v", model, err)
+		}
+		check("buffered", cc.Choices[0].Message.Content)
+
+		s := c.Chat.Completions.NewStreaming(ctx, p)
+		var acc openai.ChatCompletionAccumulator
+		for s.Next() {
+			acc.AddChunk(s.Current())
+		}
+		if err := s.Err(); err != nil {
+			t.Fatalf("%s streamed: %v", model, err)
+		}
+		s.Close()
+		check("streamed", acc.Choices[0].Message.Content)
+	}
+}
