@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/valyala/fasthttp"
 
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -167,5 +170,131 @@ func TestAnthropicStructuredOutputs(t *testing.T) {
 		}
 		s.Close()
 		check("streamed", acc.Choices[0].Message.Content)
+	}
+}
+
+// recordingAnthropic is an Anthropic Messages upstream that records each request body and
+// answers with a tool call after an omitted (empty, signed) thinking block, as Opus 4.7
+// and the Claude 5 models answer by default.
+type recordingAnthropic struct {
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+func (u *recordingAnthropic) serve(ctx *fasthttp.RequestCtx) {
+	u.mu.Lock()
+	u.bodies = append(u.bodies, append([]byte(nil), ctx.PostBody()...))
+	u.mu.Unlock()
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.SetBodyString(`{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[` +
+		`{"type":"thinking","thinking":"","signature":"c2lnbmVk"},` +
+		`{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}],` +
+		`"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":7}}`)
+}
+
+func (u *recordingAnthropic) body(t *testing.T, i int) map[string]json.RawMessage {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if i >= len(u.bodies) {
+		t.Fatalf("upstream got %d requests, want %d", len(u.bodies), i+1)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(u.bodies[i], &m); err != nil {
+		t.Fatalf("%v: %s", err, u.bodies[i])
+	}
+	return m
+}
+
+// recordedClaudeGateway serves one endpoint "claude" on an anthropic backend of model in
+// front of a recording upstream.
+func recordedClaudeGateway(t *testing.T, model string) (*gw, *recordingAnthropic) {
+	t.Helper()
+	up := &recordingAnthropic{}
+	addr := serveUpstream(t, up.serve)
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  claude: {provider: anthropic, base_url: "http://`+addr+`/v1", model: `+model+`, api_key: sk-ant-test, timeout: 5s}
+endpoints:
+  - {name: claude, type: chat, routes: [{backend: claude}]}
+logging: {level: error, access_log: false}
+`)
+	return g, up
+}
+
+var weatherTool = openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+	Name: "get_weather",
+	Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{
+		"city": map[string]any{"type": "string"},
+	}, "required": []string{"city"}},
+})
+
+// An OpenAI SDK client on Opus 4.7 asks to see the thinking text (thinking
+// {"type":"adaptive","display":"summarized"}, as README says) with reasoning_effort
+// "low": the upstream gets both, the effort as output_config.effort.
+func TestAnthropicThinkingDisplayKeepsEffort(t *testing.T) {
+	g, up := recordedClaudeGateway(t, "claude-opus-4-7")
+	c := g.client()
+	_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
+		Model:           "claude",
+		Messages:        userMsg("What does get_weather say for Paris?"),
+		Tools:           []openai.ChatCompletionToolUnionParam{weatherTool},
+		ReasoningEffort: openai.ReasoningEffortLow,
+	}, option.WithJSONSet("thinking", map[string]any{"type": "adaptive", "display": "summarized"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := up.body(t, 0)
+	var oc struct {
+		Effort string `json:"effort"`
+	}
+	_ = json.Unmarshal(m["output_config"], &oc)
+	if oc.Effort != "low" {
+		t.Errorf("sent thinking %s, output_config %s: want effort \"low\" (the client's reasoning_effort)", m["thinking"], m["output_config"])
+	}
+}
+
+// A tool loop on Claude Opus 5, which thinks by default, with the OpenAI SDK and no
+// reasoning_effort: the first answer's signed thinking block comes back in
+// thinking_blocks, and sent back it opens the assistant turn of the second request.
+func TestAnthropicClaude5ToolLoopSendsThinkingBack(t *testing.T) {
+	g, up := recordedClaudeGateway(t, "claude-opus-5")
+	c := g.client()
+	ctx := context.Background()
+	first := openai.ChatCompletionNewParams{
+		Model:    "claude",
+		Messages: userMsg("What does get_weather say for Paris?"),
+		Tools:    []openai.ChatCompletionToolUnionParam{weatherTool},
+	}
+	cc, err := c.Chat.Completions.New(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := cc.Choices[0].Message
+	raw := msg.JSON.ExtraFields["thinking_blocks"].Raw()
+	if len(msg.ToolCalls) != 1 || raw == "" {
+		t.Fatalf("first answer %s", cc.RawJSON())
+	}
+	asst := msg.ToParam()
+	asst.OfAssistant.SetExtraFields(map[string]any{"thinking_blocks": json.RawMessage(raw)})
+	second := first
+	second.Messages = append(append([]openai.ChatCompletionMessageParamUnion{}, first.Messages...), asst,
+		openai.ToolMessage("18C and sunny", msg.ToolCalls[0].ID))
+	if _, err := c.Chat.Completions.New(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []struct {
+		Role    string `json:"role"`
+		Content []struct {
+			Type      string `json:"type"`
+			Signature string `json:"signature"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(up.body(t, 1)["messages"], &msgs); err != nil || len(msgs) < 2 {
+		t.Fatalf("second request's messages: %v", err)
+	}
+	if a := msgs[1]; a.Role != "assistant" || len(a.Content) == 0 || a.Content[0].Type != "thinking" || a.Content[0].Signature != "c2lnbmVk" {
+		t.Errorf("assistant turn sent back %+v: want the signed thinking block first", a)
 	}
 }

@@ -13,8 +13,15 @@ type claudeModel struct {
 	// them ("`temperature` is deprecated for this model").
 	noSampling bool
 	// structured sends a strict json_schema response_format as output_config.format
-	// (structured outputs: Opus 4.5 and later, Sonnet 4.5 and 4.6, Haiku 4.5).
+	// and strict tools as strict (structured outputs: Opus 4.5 and later, Sonnet 4.5
+	// and later, Haiku 4.5 and later).
 	structured bool
+	// thinksByDefault: without a thinking object the model thinks adaptively at
+	// effort high (Claude 5); reasoning_effort none sends thinking disabled.
+	thinksByDefault bool
+	// alwaysThinks: thinking cannot be turned off, and the model takes no thinking
+	// object, only output_config.effort (Opus and Sonnet 5.5, Fable 5).
+	alwaysThinks bool
 }
 
 // claudeVersion reads the version out of a Claude model name as Anthropic, Bedrock
@@ -82,7 +89,8 @@ func smallNumber(tok string) (int, bool) {
 
 // claudeModelOf is what the named model takes, from its version: Opus 4.7 and later
 // (and any Claude 5) take only adaptive thinking and no sampling settings, Opus and
-// Sonnet 4.6 take adaptive thinking, and earlier models a thinking budget. A name
+// Sonnet 4.6 take adaptive thinking, and earlier models a thinking budget; Claude 5
+// models think unless told not to, and the 5.5 models (and Fable 5) always do. A name
 // without a version (an alias, a proxy's own name) is taken as an earlier model:
 // what it takes is set with the backend's thinking and drop_params keys.
 func claudeModelOf(name string) claudeModel {
@@ -96,6 +104,10 @@ func claudeModelOf(name string) claudeModel {
 		m = claudeModel{adaptive: true, noSampling: true}
 	case major == 4 && minor == 6:
 		m.adaptive = true
+	}
+	if major >= 5 {
+		m.thinksByDefault = true
+		m.alwaysThinks = minor >= 5 || family == "fable"
 	}
 	switch family {
 	case "opus", "sonnet", "haiku":

@@ -13,6 +13,8 @@ func TestClaudeModelOf(t *testing.T) {
 	budgetStructured := claudeModel{structured: true}
 	adaptive := claudeModel{adaptive: true, structured: true}
 	newest := claudeModel{adaptive: true, noSampling: true, structured: true}
+	claude5 := claudeModel{adaptive: true, noSampling: true, structured: true, thinksByDefault: true}
+	claude55 := claudeModel{adaptive: true, noSampling: true, structured: true, thinksByDefault: true, alwaysThinks: true}
 	for _, c := range []struct {
 		name string
 		want claudeModel
@@ -33,10 +35,13 @@ func TestClaudeModelOf(t *testing.T) {
 		{"claude-opus-4-7", newest},
 		{"claude-opus-4-8", newest},
 		{"Claude-Opus-4-7", newest},
-		{"claude-opus-5", newest},
-		// Claude 5 models outside the three families take adaptive thinking only and
-		// have no structured outputs (Fable 5).
-		{"claude-fable-5", claudeModel{adaptive: true, noSampling: true}},
+		// Claude 5 thinks unless told not to; the 5.5 models always do.
+		{"claude-opus-5", claude5},
+		{"claude-sonnet-5", claude5},
+		{"claude-opus-5-5", claude55},
+		{"claude-sonnet-5-5@20261001", claude55},
+		// Fable 5 always thinks and has no structured outputs.
+		{"claude-fable-5", claudeModel{adaptive: true, noSampling: true, thinksByDefault: true, alwaysThinks: true}},
 		// Bedrock and Vertex spellings.
 		{"anthropic.claude-sonnet-4-5-20250929-v1:0", budgetStructured},
 		{"us.anthropic.claude-opus-4-7-v1:0", newest},
@@ -167,7 +172,7 @@ func TestOpenAIDropParamsThroughChat(t *testing.T) {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
 	})
-	b := newTestBackend(t, Config{Provider: "openai", BaseURL: up.URL + "/v1", Model: "gpt-5", CompletionsViaChat: true, DropParams: []string{"temperature"}})
+	b := newTestBackend(t, Config{Provider: "openai", BaseURL: up.URL + "/v1", Model: "gpt-4o", CompletionsViaChat: true, DropParams: []string{"temperature"}})
 	call := &Call{Kind: Completions, Body: []byte(`{"model":"chat","prompt":"Hi","temperature":0.5,"max_tokens":8}`), Model: [2]int{9, 15},
 		StreamOptions: [2]int{-1, -1}, Header: clientHeader(), Deadline: chatCall("{}", false).Deadline}
 	var out fasthttp.Response
@@ -215,6 +220,158 @@ func TestThinkingAndDropParamsValidation(t *testing.T) {
 			t.Errorf("%s %+v: %v", c.provider, cfg, err)
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("%s: error %v, want %q", c.provider, err, c.want)
+		}
+	}
+}
+
+// translateFor translates body for the named model as an anthropic backend with the
+// default settings would (max_tokens default 4096) and decodes the Messages request.
+func translateFor(t *testing.T, model, body string) map[string]json.RawMessage {
+	t.Helper()
+	out, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel(model), 4096, claudeModelOf(model), false)
+	if rerr != nil {
+		t.Fatalf("refused: %s: %s", rerr.param, rerr.msg)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, out)
+	}
+	return m
+}
+
+// A client's adaptive thinking object (sent to see Opus 4.7's thinking text) keeps its
+// reasoning_effort as output_config.effort: the model would otherwise run at its
+// default effort, high.
+func TestAnthropicAdaptiveThinkingObjectKeepsReasoningEffort(t *testing.T) {
+	m := translateFor(t, "claude-opus-4-7", `{"model":"c","messages":[{"role":"user","content":"Hi"}],`+
+		`"reasoning_effort":"low","thinking":{"type":"adaptive","display":"summarized"}}`)
+	var oc struct {
+		Effort string `json:"effort"`
+	}
+	if raw, ok := m["output_config"]; ok {
+		_ = json.Unmarshal(raw, &oc)
+	}
+	if oc.Effort != "low" {
+		t.Errorf("output_config %s, thinking %s: want effort \"low\" (reasoning_effort)", m["output_config"], m["thinking"])
+	}
+}
+
+// An output_config key spelled with a JSON escape is the same key: the client's own
+// effort stands, and the upstream gets it once.
+func TestAnthropicOwnOutputConfigEscapedKeyWins(t *testing.T) {
+	out, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Hi"}],`+
+		`"reasoning_effort":"low","output_config":{"\u0065ffort":"high"}}`), quoteModel("claude-opus-4-7"), 4096, claudeModelOf("claude-opus-4-7"), false)
+	if rerr != nil {
+		t.Fatal(rerr.msg)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(m["output_config"])))
+	_, _ = dec.Token()
+	n := 0
+	for dec.More() {
+		k, _ := dec.Token()
+		var v json.RawMessage
+		_ = dec.Decode(&v)
+		if k == "effort" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("output_config %s holds effort %d times, want once (the client's)", m["output_config"], n)
+	}
+}
+
+// Claude 5 models think by default (adaptive thinking on without a thinking field), so
+// a tool loop's signed thinking blocks go back without any reasoning_effort.
+func TestAnthropicClaude5ToolLoopKeepsThinkingBlocks(t *testing.T) {
+	m := translateFor(t, "claude-opus-5", `{"model":"c","messages":[`+
+		`{"role":"user","content":"Weather in Paris?"},`+
+		`{"role":"assistant","content":null,"tool_calls":[{"id":"toolu_1","type":"function","function":{"name":"w","arguments":"{}"}}],`+
+		`"thinking_blocks":[{"type":"thinking","thinking":"","signature":"c2ln"}]},`+
+		`{"role":"tool","tool_call_id":"toolu_1","content":"sunny"}],`+
+		`"tools":[{"type":"function","function":{"name":"w","parameters":{}}}]}`)
+	if !strings.Contains(string(m["messages"]), `"signature":"c2ln"`) {
+		t.Errorf("messages %s: the assistant turn lost its thinking block", m["messages"])
+	}
+}
+
+// reasoning_effort "none" is no thinking; on Claude Opus 5, which thinks by default,
+// that takes thinking {"type":"disabled"}.
+func TestAnthropicClaude5NoneDisablesThinking(t *testing.T) {
+	m := translateFor(t, "claude-opus-5", `{"model":"c","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"none"}`)
+	if string(m["thinking"]) != `{"type":"disabled"}` {
+		t.Errorf("thinking %s, want {\"type\":\"disabled\"}", m["thinking"])
+	}
+}
+
+// reasoning_effort "none" is no thinking on Claude Sonnet 5 too, which thinks by
+// default as Opus 5 does.
+func TestAnthropicSonnet5NoneDisablesThinking(t *testing.T) {
+	m := translateFor(t, "claude-sonnet-5", `{"model":"c","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":"none"}`)
+	if string(m["thinking"]) != `{"type":"disabled"}` {
+		t.Errorf("thinking %s, want {\"type\":\"disabled\"}", m["thinking"])
+	}
+}
+
+// Claude Opus 5.5 always thinks and refuses forced tool use: tool_choice required gets
+// 400 param tool_choice before a replica is picked, reasoning_effort or not.
+func TestAnthropicAlwaysThinkingModelRefusesForcedTool(t *testing.T) {
+	_, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Weather?"}],`+
+		`"tools":[{"type":"function","function":{"name":"w","parameters":{}}}],"tool_choice":"required"}`),
+		quoteModel("claude-opus-5-5"), 4096, claudeModelOf("claude-opus-5-5"), false)
+	if rerr == nil || rerr.param != "tool_choice" {
+		t.Errorf("refusal %+v, want 400 param tool_choice (the model always thinks)", rerr)
+	}
+}
+
+// OpenAI's function strict: true (what the OpenAI SDKs' strict helpers send) goes as
+// Anthropic's strict tool use on the models with structured outputs.
+func TestAnthropicStrictToolKept(t *testing.T) {
+	m := translateFor(t, "claude-sonnet-4-5", `{"model":"c","messages":[{"role":"user","content":"Weather?"}],`+
+		`"tools":[{"type":"function","function":{"name":"w","strict":true,"parameters":{"type":"object",`+
+		`"properties":{"city":{"type":"string"}},"required":["city"],"additionalProperties":false}}}]}`)
+	var tools []map[string]json.RawMessage
+	if err := json.Unmarshal(m["tools"], &tools); err != nil || len(tools) != 1 {
+		t.Fatalf("tools %s: %v", m["tools"], err)
+	}
+	if string(tools[0]["strict"]) != "true" {
+		t.Errorf("tool %s, want \"strict\":true", m["tools"])
+	}
+}
+
+// drop_params matches keys in any case: the translation decodes the client's body with
+// encoding/json, which would take "Temperature" as temperature.
+func TestAnthropicDropParamsAnyCase(t *testing.T) {
+	m := sentFor(t, func(c *Config) { c.Model = "prod-claude"; c.DropParams = []string{"temperature"} },
+		`{"model":"c","messages":[{"role":"user","content":"Hi"}],"Temperature":0.3}`)
+	if v, ok := m["temperature"]; ok {
+		t.Errorf("temperature %s sent though drop_params names it", v)
+	}
+}
+
+// A forced tool call on a Claude 5 model asked for no thinking turns its default
+// thinking off, which the API requires for forced tool use; asked for thinking, it is
+// refused as on earlier models.
+func TestAnthropicClaude5ForcedToolTurnsDefaultThinkingOff(t *testing.T) {
+	const tools = `"tools":[{"type":"function","function":{"name":"w","parameters":{}}}],"tool_choice":"required"`
+	m := translateFor(t, "claude-opus-5", `{"model":"c","messages":[{"role":"user","content":"Weather?"}],`+tools+`}`)
+	if string(m["thinking"]) != `{"type":"disabled"}` || string(m["tool_choice"]) != `{"type":"any"}` {
+		t.Errorf("thinking %s, tool_choice %s: want thinking disabled and tool_choice any", m["thinking"], m["tool_choice"])
+	}
+	_, rerr := appendAnthropicRequest(nil, []byte(`{"messages":[{"role":"user","content":"Weather?"}],"reasoning_effort":"low",`+tools+`}`),
+		quoteModel("claude-opus-5"), 4096, claudeModelOf("claude-opus-5"), false)
+	if rerr == nil || rerr.param != "tool_choice" {
+		t.Errorf("with reasoning_effort: %+v, want 400 param tool_choice", rerr)
+	}
+	// An always-thinking model takes no thinking object: reasoning_effort goes as the
+	// effort alone, none as low.
+	for effort, want := range map[string]string{`"high"`: `"high"`, `"none"`: `"low"`} {
+		m := translateFor(t, "claude-opus-5-5", `{"model":"c","messages":[{"role":"user","content":"Hi"}],"reasoning_effort":`+effort+`}`)
+		if _, ok := m["thinking"]; ok || !strings.Contains(string(m["output_config"]), `"effort":`+want) {
+			t.Errorf("reasoning_effort %s: thinking %s, output_config %s, want no thinking and effort %s", effort, m["thinking"], m["output_config"], want)
 		}
 	}
 }

@@ -51,6 +51,9 @@ func (c *completionsChat) prepare(dst []byte, call *Call, out *fasthttp.Response
 	if len(c.drop) > 0 {
 		body = body[:start+len(dropFields(body[start:], c.drop))]
 	}
+	if c.reasoning {
+		body = append(body[:start], renameMaxTokens(body[start:])...)
+	}
 	return body, nil
 }
 

@@ -1,15 +1,17 @@
 package providers
 
 import (
+	"bytes"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
 // dropFields removes the members of the JSON object b named in names (drop_params),
-// in place, and returns b shortened; a key spelled with JSON escapes matches the name
-// it spells. The members kept keep their bytes; the separators between them become
+// in place, and returns b shortened; a key matches in any case, and spelled with JSON
+// escapes it matches the name it spells. The members kept keep their bytes; the separators between them become
 // single commas once one is removed. b is returned as it is when it holds none of the
 // names or is not a well-formed object.
 func dropFields(b []byte, names []string) []byte {
@@ -52,10 +54,19 @@ func dropFields(b []byte, names []string) []byte {
 	return b[:w]
 }
 
+// namedIn reports whether the key k (raw, escapes left) is one of names, in any case:
+// the Anthropic translation decodes with encoding/json, which matches keys so.
 func namedIn(k []byte, names []string) bool {
 	for _, n := range names {
-		if isKey(k, n) {
+		if len(k) == len(n) && strings.EqualFold(b2s(k), n) {
 			return true
+		}
+		if len(k) > len(n) && bytes.IndexByte(k, '\\') >= 0 {
+			var buf [64]byte
+			u, ok := jsonscan.AppendUnescape(buf[:0], k)
+			if ok && strings.EqualFold(b2s(u), n) {
+				return true
+			}
 		}
 	}
 	return false

@@ -23,7 +23,10 @@ import (
 type openAI struct {
 	model []byte
 	// drop are the client's fields never sent (drop_params).
-	drop        []string
+	drop []string
+	// reasoning is set for OpenAI's reasoning models: max_tokens goes as
+	// max_completion_tokens.
+	reasoning   bool
 	auth        []byte
 	headers     [][2]string
 	streamUsage bool
@@ -116,7 +119,8 @@ func authCredentials(name, v string) (string, bool) {
 }
 
 func newOpenAI(c *Config) *openAI {
-	o := &openAI{model: quoteModel(c.Model), drop: c.DropParams, streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: c.MaxResponseBytes}
+	o := &openAI{model: quoteModel(c.Model), drop: c.DropParams, reasoning: openAIReasoningModel(c.Model),
+		streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: c.MaxResponseBytes}
 	if c.APIKey != "" {
 		o.auth = []byte("Bearer " + c.APIKey)
 		o.addSecret(c.APIKey)
@@ -177,6 +181,9 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	*buf = appendBody((*buf)[:0], call, o.model, forceUsage)
 	if len(o.drop) > 0 {
 		*buf = dropFields(*buf, o.drop)
+	}
+	if o.reasoning && call.Kind == Chat {
+		*buf = renameMaxTokens(*buf)
 	}
 	req.SetBodyRaw(*buf)
 

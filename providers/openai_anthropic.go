@@ -85,6 +85,7 @@ type oaTool struct {
 		Name        json.RawMessage `json:"name"`
 		Description json.RawMessage `json:"description"`
 		Parameters  json.RawMessage `json:"parameters"`
+		Strict      *bool           `json:"strict"`
 	} `json:"function"`
 }
 
@@ -144,9 +145,14 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 		}
 		maxTokens, maxParam = *r.MaxTokens, "max_tokens"
 	}
-	th, err := readThinking(r.Thinking, r.ReasoningEffort, cm.adaptive)
+	th, err := readThinking(r.Thinking, r.ReasoningEffort, cm)
 	if err != nil {
 		return dst, err
+	}
+	if th.byDefault && len(r.Tools) > 0 && forcesTool(r.ToolChoice) {
+		// The API refuses forced tool use with thinking on; the client asked for no
+		// thinking, only for the tool.
+		th = thinking{raw: strThinkingDisabled}
 	}
 	switch {
 	case th.budget <= 0:
@@ -192,7 +198,7 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 		return dst, err
 	}
 	if len(r.Tools) > 0 {
-		if dst, err = appendTools(dst, r.Tools); err != nil {
+		if dst, err = appendTools(dst, r.Tools, cm.structured); err != nil {
 			return dst, err
 		}
 		if dst, err = appendToolChoice(dst, r.ToolChoice, r.ParallelToolCalls, th.on); err != nil {
@@ -279,6 +285,9 @@ type thinking struct {
 	// effort is the output_config.effort reasoning_effort maps to with adaptive
 	// thinking, a JSON string; nil for none.
 	effort []byte
+	// byDefault is set when the model thinks by its own default, asked for nothing:
+	// a forced tool call then turns thinking off, which the model allows.
+	byDefault bool
 	// source names what set it, for refusals.
 	source string
 }
@@ -288,9 +297,24 @@ const minThinkingTopP = 0.95
 
 // readThinking reads the client's thinking object, sent as it is (the OpenAI SDKs
 // send it as an extra field: enabled with budget_tokens, disabled, adaptive, or a
-// type yet to come), else reasoning_effort mapped onto an enabled budget or, when
-// adaptive is set, onto adaptive thinking with the effort of the same name.
-func readThinking(obj, effort json.RawMessage, adaptive bool) (thinking, *requestError) {
+// type yet to come), and reasoning_effort: mapped onto an enabled budget or, on a
+// model with adaptive thinking, onto adaptive thinking with the effort of the same
+// name (which a client's adaptive thinking object, one asking for its display, keeps).
+// A model that thinks unless told not to (Claude 5) thinks without either; one that
+// always thinks takes no thinking object, only the effort.
+func readThinking(obj, effort json.RawMessage, cm claudeModel) (thinking, *requestError) {
+	var e *reasoningEffort
+	if len(effort) > 0 && !jsonscan.IsNull(effort) {
+		for i := range reasoningEfforts {
+			if string(effort) == reasoningEfforts[i].name {
+				e = &reasoningEfforts[i]
+				break
+			}
+		}
+		if e == nil {
+			return thinking{}, badRequest("reasoning_effort", "reasoning_effort must be none, minimal, low, medium, high, xhigh or max.")
+		}
+	}
 	if len(obj) > 0 && !jsonscan.IsNull(obj) {
 		if obj[0] != '{' {
 			return thinking{}, badRequest("thinking", `thinking must be an object, such as {"type":"enabled","budget_tokens":2048}.`)
@@ -304,25 +328,30 @@ func readThinking(obj, effort json.RawMessage, adaptive bool) (thinking, *reques
 				t.budget = n
 			}
 		}
+		if string(typ) == `"adaptive"` && e != nil && e.budget > 0 {
+			t.effort, t.room = e.effort, e.budget
+		}
 		return t, nil
 	}
-	if len(effort) == 0 || jsonscan.IsNull(effort) {
+	switch {
+	case e == nil && cm.thinksByDefault:
+		// The model's own default: adaptive thinking at effort high.
+		return thinking{on: true, room: highBudget, byDefault: !cm.alwaysThinks}, nil
+	case e == nil:
 		return thinking{}, nil
+	case e.budget == 0 && cm.alwaysThinks:
+		// none on a model that cannot stop thinking: the least it takes.
+		return thinking{on: true, room: lowBudget, effort: strEffortLow}, nil
+	case e.budget == 0 && cm.thinksByDefault:
+		return thinking{raw: strThinkingDisabled}, nil
+	case e.budget == 0:
+		return thinking{}, nil
+	case cm.alwaysThinks:
+		return thinking{on: true, room: e.budget, effort: e.effort}, nil
+	case cm.adaptive:
+		return thinking{raw: strThinkingAdaptive, on: true, room: e.budget, effort: e.effort}, nil
 	}
-	for i := range reasoningEfforts {
-		e := &reasoningEfforts[i]
-		if string(effort) != e.name {
-			continue
-		}
-		if e.budget == 0 {
-			return thinking{}, nil
-		}
-		if adaptive {
-			return thinking{raw: strThinkingAdaptive, on: true, room: e.budget, effort: e.effort}, nil
-		}
-		return thinking{raw: e.thinking, on: true, budget: e.budget, source: e.source}, nil
-	}
-	return thinking{}, badRequest("reasoning_effort", "reasoning_effort must be none, minimal, low, medium, high, xhigh or max.")
+	return thinking{raw: e.thinking, on: true, budget: e.budget, source: e.source}, nil
 }
 
 // reasoningEfforts are reasoning_effort's values (JSON strings) with the budget each
@@ -330,12 +359,14 @@ func readThinking(obj, effort json.RawMessage, adaptive bool) (thinking, *reques
 // since the API's least budget is 1024 tokens; xhigh and max are the OpenAI SDKs'
 // levels above high), and the output_config.effort of adaptive thinking (minimal is
 // low, Anthropic's least).
-var reasoningEfforts = [...]struct {
+type reasoningEffort struct {
 	name, source string
 	budget       int64
 	thinking     []byte
 	effort       []byte
-}{
+}
+
+var reasoningEfforts = [...]reasoningEffort{
 	{`"none"`, "", 0, nil, nil},
 	{`"minimal"`, `reasoning_effort "minimal"`, 1024, strThinkingLow, []byte(`"low"`)},
 	{`"low"`, `reasoning_effort "low"`, 1024, strThinkingLow, []byte(`"low"`)},
@@ -348,6 +379,15 @@ var reasoningEfforts = [...]struct {
 var (
 	strThinkingLow      = []byte(`{"type":"enabled","budget_tokens":1024}`)
 	strThinkingAdaptive = []byte(`{"type":"adaptive"}`)
+	strThinkingDisabled = []byte(`{"type":"disabled"}`)
+	strEffortLow        = []byte(`"low"`)
+)
+
+// The budgets of reasoning_effort low and high, the room a default max_tokens gains
+// for thinking at those efforts.
+const (
+	lowBudget  = 1024
+	highBudget = 4096
 )
 
 // strictSchema is the schema of a response_format asking for a strict JSON schema
@@ -386,11 +426,19 @@ func appendOutputConfig(dst []byte, own json.RawMessage, effort, schema []byte) 
 		return dst, badRequest("output_config", `output_config must be an object, such as {"effort":"medium"}.`)
 	}
 	if hasOwn {
-		if _, ok := jsonscan.Field(own, "effort"); ok {
-			effort = nil
-		}
-		if _, ok := jsonscan.Field(own, "format"); ok {
-			schema = nil
+		var it jsonscan.Iter
+		it.Reset(own)
+		for {
+			k, _, ok := it.Next()
+			if !ok {
+				break
+			}
+			switch {
+			case isKey(k, "effort"):
+				effort = nil
+			case isKey(k, "format"):
+				schema = nil
+			}
 		}
 	}
 	if !hasOwn && effort == nil && schema == nil {
@@ -943,7 +991,7 @@ func (w *turnWriter) toolResult(m *oaMessage, i int) *requestError {
 	return nil
 }
 
-func appendTools(dst []byte, tools []oaTool) ([]byte, *requestError) {
+func appendTools(dst []byte, tools []oaTool, strict bool) ([]byte, *requestError) {
 	dst = append(dst, `,"tools":[`...)
 	for i := range tools {
 		t := &tools[i]
@@ -972,6 +1020,11 @@ func appendTools(dst []byte, tools []oaTool) ([]byte, *requestError) {
 		default:
 			param := toolField(i, ".function.parameters")
 			return dst, badRequest(param, param+" must be a JSON schema object.")
+		}
+		if strict && t.Function.Strict != nil && *t.Function.Strict {
+			// Strict tool use: the input is held to the schema, as OpenAI's strict
+			// function calling holds the arguments.
+			dst = append(dst, `,"strict":true`...)
 		}
 		var err *requestError
 		if dst, err = appendCacheControl(append(dst, '}'), t.CacheControl); err != nil {
@@ -1069,6 +1122,12 @@ func appendToolChoice(dst []byte, raw json.RawMessage, parallel *bool, thinking 
 		dst = append(dst, `,"disable_parallel_tool_use":true`...)
 	}
 	return append(dst, '}'), nil
+}
+
+// forcesTool reports whether tool_choice forces a tool call: required, or a named
+// function (appendToolChoice checks its shape).
+func forcesTool(raw json.RawMessage) bool {
+	return string(raw) == `"required"` || len(raw) > 0 && raw[0] == '{'
 }
 
 // appendStop maps stop, a string or a list of them, onto stop_sequences. The Messages
