@@ -1322,7 +1322,14 @@ func (r *request) answerInstead(e *apiError) bool {
 func (r *request) endStream(werr error) error {
 	err := r.stream.Close()
 	status := 200
-	if werr != nil {
+	shutdownCut := werr != nil && r.s.streamsCut.Load()
+	switch {
+	case shutdownCut:
+		// The gateway closed the connection when shutdown_grace ran out: the client
+		// got a 200 and part of the stream.
+		r.errKind = "shutdown_cut"
+		r.series.StreamFailed(metrics.StreamShutdown)
+	case werr != nil:
 		r.errKind = "client_gone"
 		status = 499
 	}

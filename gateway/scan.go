@@ -147,20 +147,20 @@ func scanBody(body []byte, f *fields) *apiError {
 			if !once(i) {
 				return &errTwice[i]
 			}
-			if n, ok := jsonscan.Int(v); ok && n > 0 {
+			if n, ok := jsonscan.Count(v, 1<<40); ok && n > 0 {
 				// Upstreams take one bound or the other (vLLM and OpenAI prefer
 				// max_completion_tokens); the estimate takes the larger. 2^40 is far
 				// above any model's context, and low enough that the estimate built
-				// on it cannot overflow.
-				f.maxTokens = max(f.maxTokens, min(n, 1<<40))
+				// on it cannot overflow. 5000.0 counts as 5000, as vLLM reads it.
+				f.maxTokens = max(f.maxTokens, n)
 			}
 		case "n":
-			if n, ok := jsonscan.Int(v); ok && n > 1 {
+			if n, ok := jsonscan.Count(v, 1<<40); ok && n > 1 {
 				f.choices = n
 			}
 		case "best_of":
-			if n, ok := jsonscan.Int(v); ok && n > 1 {
-				f.bestOf = min(n, 128)
+			if n, ok := jsonscan.Count(v, 128); ok && n > 1 {
+				f.bestOf = n
 			}
 		case "user":
 			if jsonscan.IsString(v) {

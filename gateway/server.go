@@ -83,7 +83,10 @@ type Server struct {
 	// streaming holds the connections of the streams running, cut when the
 	// shutdown grace runs out; under afterStreamMu.
 	streaming map[net.Conn]struct{}
-	reloadMu  sync.Mutex
+	// streamsCut is set once cutStreams has cut them: their writes fail then through
+	// the gateway's doing, not the client's.
+	streamsCut atomic.Bool
+	reloadMu   sync.Mutex
 	// lastHash is the SHA-256 of the file content the running config was parsed from.
 	lastHash [sha256.Size]byte
 	// closing counts retired runtimes closing in the background (runtime.closing).

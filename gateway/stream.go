@@ -253,8 +253,9 @@ func (s *Server) trackStream(conn net.Conn, on bool) {
 
 // cutStreams closes the connections of the streams still running: the relay's next
 // write fails, the client watch sees the connection gone and aborts the upstream, and
-// the stream ends as a client hang-up.
+// the stream ends as cut by the shutdown (streamsCut), not as a client hang-up.
 func (s *Server) cutStreams() {
+	s.streamsCut.Store(true)
 	s.afterStreamMu.Lock()
 	defer s.afterStreamMu.Unlock()
 	for c := range s.streaming {

@@ -251,8 +251,8 @@ const invalidCode = "invalid"
 
 type counterRef struct{ c prometheus.Counter }
 
-// StreamError is how an upstream failed a stream after its 200 went out: the code
-// of the error event that ended it.
+// StreamError is how a stream failed after its 200 went out: the code of the error
+// event that ended it, or gateway_shutdown for one the gateway cut at shutdown.
 type StreamError uint8
 
 // The stream errors, the values of tollgate_stream_errors_total's code label.
@@ -261,10 +261,11 @@ const (
 	StreamTimeout                          // upstream_timeout: a timeout ended it
 	StreamBadResponse                      // upstream_bad_response: an event was not valid
 	StreamUpstreamError                    // upstream_error: the upstream sent an error event
+	StreamShutdown                         // gateway_shutdown: shutdown_grace ran out and the gateway cut it
 	numStreamErrors
 )
 
-var streamErrorNames = [numStreamErrors]string{"upstream_stream_cut", "upstream_timeout", "upstream_bad_response", "upstream_error"}
+var streamErrorNames = [numStreamErrors]string{"upstream_stream_cut", "upstream_timeout", "upstream_bad_response", "upstream_error", "gateway_shutdown"}
 
 // String is the error code.
 func (e StreamError) String() string {

@@ -437,6 +437,23 @@ func Int(raw []byte) (int64, bool) {
 	return n, true
 }
 
+// Count reads a raw JSON number that is a whole number, written as an integer or not
+// (5000, 5000.0, 5e3: Python servers such as vLLM take all three as a count), capped at
+// limit; n is 0 with ok false for anything else, a fraction included.
+func Count(raw []byte, limit int64) (n int64, ok bool) {
+	if n, ok := Int(raw); ok {
+		return min(n, limit), true
+	}
+	f, ok := Float(raw)
+	if !ok || f != math.Trunc(f) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	if f >= float64(limit) {
+		return limit, true
+	}
+	return int64(f), true
+}
+
 // Float reads a raw JSON number.
 func Float(raw []byte) (float64, bool) {
 	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {

@@ -244,3 +244,20 @@ func TestArray(t *testing.T) {
 		}
 	}
 }
+
+func TestCount(t *testing.T) {
+	for _, c := range []struct {
+		raw string
+		n   int64
+		ok  bool
+	}{
+		{"5000", 5000, true}, {"5000.0", 5000, true}, {"5e3", 5000, true}, {"5E+3", 5000, true},
+		{"1e300", 1 << 40, true}, {"2000000000000", 1 << 40, true}, {"-3", -3, true}, {"-3.0", -3, true},
+		{"2.5", 0, false}, {"1e-3", 0, false}, {`"5"`, 0, false}, {"null", 0, false}, {"", 0, false},
+	} {
+		n, ok := Count([]byte(c.raw), 1<<40)
+		if n != c.n || ok != c.ok {
+			t.Errorf("%s: %d %v, want %d %v", c.raw, n, ok, c.n, c.ok)
+		}
+	}
+}
