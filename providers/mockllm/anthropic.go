@@ -27,12 +27,14 @@ type toolCall struct {
 // thinking on: a few words of deterministic text, one token each, and a signature
 // made from the text, which a later request must send back unchanged.
 type thinkingAnswer struct {
-	on   bool
-	omit bool   // display "omitted": the block's text is empty, its tokens still count
-	text []byte // plain words, appended into JSON strings as they are
-	sig  []byte
-	off  int // stream: how much of text went out
-	sent int // stream: thinking tokens sent
+	on       bool
+	disabled bool   // thinking {"type":"disabled"} was sent
+	between  bool   // thinking {"type":"between_tools"} was sent: no up-front thinking
+	omit     bool   // display "omitted": the block's text is empty, its tokens still count
+	text     []byte // plain words, appended into JSON strings as they are
+	sig      []byte
+	off      int // stream: how much of text went out
+	sent     int // stream: thinking tokens sent
 }
 
 // thinkingWords is how many words the thinking text holds after its opening.
@@ -167,6 +169,9 @@ func (st *state) parseMessages(body []byte) *badRequest {
 		return e
 	}
 	if e := st.parseOutputConfig(outputConfig); e != nil {
+		return e
+	}
+	if e := st.checkThinkingEffort(); e != nil {
 		return e
 	}
 	if e := st.checkThinkingBlocks(); e != nil {
@@ -416,8 +421,15 @@ func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
 			return &badRequest{msg: "tool_choice: Input tag does not match any of the expected tags: 'auto', 'any', 'tool', 'none'"}
 		}
 	}
-	if st.think.on && (mode == choiceAny || mode == choiceTool) {
-		return errThinkingForced
+	if mode == choiceAny || mode == choiceTool {
+		switch {
+		case st.caps&capNoForcedTool != 0:
+			return errForcedTool
+		case st.think.on && st.caps&capForcedNoThinking != 0:
+			st.think.on = false
+		case st.think.on:
+			return errThinkingForced
+		}
 	}
 	if mode == choiceAuto {
 		st.tool.text = lastUserText(st.tool.text[:0], st.messages)
@@ -492,14 +504,18 @@ const errThinkingMissing = "When `thinking` is enabled, a final `assistant` mess
 	"Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 
 // parseThinking reads the thinking object as the Messages API does: enabled with a
-// budget_tokens of at least 1024 and under max_tokens (not on Opus 4.7 and 4.8),
-// adaptive, or disabled, with a display. With thinking on, the API refuses a
-// temperature but 1, any top_k, and a top_p under 0.95. The answer then opens with a
-// thinking block, its text left out when display is "omitted"; its tokens count all
-// the same.
+// budget_tokens of at least 1024 and under max_tokens (not on Opus 4.7 and later),
+// adaptive, or disabled (not on the models that always think), with a display; on
+// Sonnet 5.5 also between_tools. Absent, the Claude 5 models think as adaptive does.
+// With thinking on, the API refuses a temperature but 1, any top_k, and a top_p under
+// 0.95. The answer then opens with a thinking block, its text left out when display
+// is "omitted"; its tokens count all the same.
 func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest {
 	if raw == nil || isNull(raw) {
-		return nil
+		if st.caps&capThinkByDefault == 0 {
+			return nil
+		}
+		raw = adaptiveThinking
 	}
 	if raw[0] != '{' {
 		return errThinkingObject
@@ -507,6 +523,18 @@ func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest 
 	typ, _ := jsonscan.Field(raw, "type")
 	switch string(typ) {
 	case `"disabled"`:
+		if st.noDisable != nil {
+			return st.noDisable
+		}
+		st.think.disabled = true
+		return nil
+	case `"between_tools"`:
+		if st.caps&capBetweenTools == 0 {
+			return errThinkingType
+		}
+		// Its notes between tool calls come back only in later turns: this answer
+		// has no up-front thinking, as one with thinking disabled.
+		st.think.between = true
 		return nil
 	case `"adaptive"`:
 		if e := st.parseDisplay(raw, errDisplayAdaptive); e != nil {
@@ -564,6 +592,9 @@ func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest 
 	return nil
 }
 
+// adaptiveThinking is what a Claude 5 model does with no thinking field.
+var adaptiveThinking = []byte(`{"type":"adaptive"}`)
+
 // checkThinkingBlocks checks the thinking blocks of assistant turns as the API does:
 // each signature must be the one its text was given, none may carry cache_control or
 // end its turn; with thinking off the last assistant turn may hold none, and with
@@ -592,7 +623,8 @@ func (st *state) checkThinkingBlocks() *badRequest {
 			return e
 		}
 	}
-	if !st.think.on && lastThinking >= 0 {
+	// between_tools sends its notes between tool calls back as thinking blocks.
+	if !st.think.on && !st.think.between && lastThinking >= 0 {
 		return &badRequest{msg: "messages." + strconv.Itoa(last) + ".content." + strconv.Itoa(lastThinking) + errThinkingOff}
 	}
 	if !st.think.on || last < 0 || !lastUser || !hasBlock(userContent, `"tool_result"`) || !hasBlock(lastContent, `"tool_use"`) {

@@ -43,6 +43,10 @@ const benchOpus = `{"model":"claude-opus-4-7","max_tokens":64,"thinking":{"type"
 	`{"type":"object","additionalProperties":false,"properties":{"city":{"type":"string"},"days":{"type":"integer"},"unit":{"enum":["celsius","fahrenheit"]}}}}},` +
 	`"messages":[{"role":"user","content":"Forecast for Paris as JSON."}]}`
 
+// benchClaude5 is a Messages request to a Claude 5 model without a thinking field: it
+// thinks by default.
+const benchClaude5 = `{"model":"claude-opus-5","max_tokens":64,"messages":[{"role":"user","content":"Write a haiku about load balancers."}]}`
+
 var benchCases = []struct {
 	name, path, body string
 	api              string
@@ -57,6 +61,7 @@ var benchCases = []struct {
 	{"messages-stream", "/v1/messages", benchMessages[:len(benchMessages)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
 	{"messages-opus-format", "/v1/messages", benchOpus, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-4-7"},
 	{"messages-opus-format-stream", "/v1/messages", benchOpus[:len(benchOpus)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-4-7"},
+	{"messages-claude5-thinking", "/v1/messages", benchClaude5, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-5"},
 }
 
 // BenchmarkHandler measures one request through the handler with zero delays: parse,

@@ -13,58 +13,122 @@ import (
 // Anthropic documents them per model. A model value of none of claudeModels
 // (claude-mock, an older model) has none of them: it keeps thinking budgets, sampling
 // settings and prefills, and refuses effort xhigh and max and structured outputs.
-type claudeCaps uint8
+type claudeCaps uint16
 
 const (
 	// capAdaptiveOnly: thinking enabled with a budget is refused, temperature, top_p
 	// and top_k are refused but at their defaults, and thinking is omitted unless
-	// display asks for it (Opus 4.7 and 4.8).
+	// display asks for it (Opus 4.7 and later).
 	capAdaptiveOnly claudeCaps = 1 << iota
 	// capNoPrefill: a final assistant turn (a prefill) is refused (the Claude 4.6
 	// models and later: Anthropic's 4.6 migration guide, "Prefill removal").
 	capNoPrefill
-	// capXHigh and capMax: output_config.effort may be "xhigh" (Opus 4.7 and 4.8),
-	// "max" (those, Opus 4.6 and Sonnet 4.6: Anthropic's effort page).
+	// capXHigh and capMax: output_config.effort may be "xhigh" (Opus 4.7, 4.8 and the
+	// Claude 5 models), "max" (those, Opus 4.6 and Sonnet 4.6: Anthropic's effort page
+	// and the Claude 5 models' pages).
 	capXHigh
 	capMax
 	// capFormat: output_config.format (structured outputs) is taken (Opus, Sonnet
 	// and Haiku 4.5 and later).
 	capFormat
+	// capThinkByDefault: a request without thinking (or with null) thinks, adaptive
+	// at the default effort, as thinking {"type":"adaptive"} does (the Claude 5
+	// models: Anthropic's Opus 5 migration guide, "Thinking on by default").
+	capThinkByDefault
+	// capNoDisableHighEffort: thinking disabled is refused at effort xhigh and max,
+	// taken at high (the default) and below (Opus 5: Anthropic's effort page).
+	capNoDisableHighEffort
+	// capNoForcedTool: tool_choice any and tool are refused, whatever the thinking
+	// (Opus 5.5 and Sonnet 5.5: their "what's new" pages, "Forced tool use returns an
+	// error").
+	capNoForcedTool
+	// capForcedNoThinking: forced tool use is taken though thinking is always on; the
+	// answer is the tool call alone, as forcing prefills the turn (Fable 5, which
+	// Fable 5.1's "what's new" page says took it).
+	capForcedNoThinking
+	// capBetweenTools: thinking {"type":"between_tools"} turns the up-front thinking
+	// off, at effort high and below (Sonnet 5.5: its "what's new" page, "Turn off
+	// up-front thinking").
+	capBetweenTools
 )
+
+// capsOpus48 are Opus 4.7's and 4.8's; the Claude 5 models take them and think by
+// default.
+const (
+	capsOpus48  = capAdaptiveOnly | capNoPrefill | capXHigh | capMax | capFormat
+	capsClaude5 = capsOpus48 | capThinkByDefault
+)
+
+// claudeModel is a model name whose settings differ, its caps, and, for a model that
+// always thinks, its refusal of thinking {"type":"disabled"} (nil where disabled is
+// taken).
+type claudeModel struct {
+	name      []byte
+	caps      claudeCaps
+	noDisable *badRequest
+}
 
 // claudeModels are the model names whose settings differ, as they appear in the
 // Anthropic, Bedrock (anthropic.claude-opus-4-7-v1:0) and Vertex
 // (claude-opus-4-7@20260416) model values; package []byte values, so that matching
 // allocates nothing.
-var claudeModels = [...]struct {
-	name []byte
-	caps claudeCaps
-}{
-	{[]byte("claude-opus-4-8"), capAdaptiveOnly | capNoPrefill | capXHigh | capMax | capFormat},
-	{[]byte("claude-opus-4-7"), capAdaptiveOnly | capNoPrefill | capXHigh | capMax | capFormat},
-	{[]byte("claude-opus-4-6"), capNoPrefill | capMax | capFormat},
-	{[]byte("claude-sonnet-4-6"), capNoPrefill | capMax | capFormat},
-	{[]byte("claude-opus-4-5"), capFormat},
-	{[]byte("claude-sonnet-4-5"), capFormat},
-	{[]byte("claude-haiku-4-5"), capFormat},
+var claudeModels = [...]claudeModel{
+	{[]byte("claude-opus-5-5"), capsClaude5 | capNoForcedTool, errDisabledOpus55},
+	{[]byte("claude-sonnet-5-5"), capsClaude5 | capNoForcedTool | capBetweenTools, errDisabledSonnet55},
+	{[]byte("claude-fable-5"), capsClaude5 | capForcedNoThinking, errDisabledFable5},
+	{[]byte("claude-opus-5"), capsClaude5 | capNoDisableHighEffort, nil},
+	{[]byte("claude-sonnet-5"), capsClaude5, nil},
+	{[]byte("claude-opus-4-8"), capsOpus48, nil},
+	{[]byte("claude-opus-4-7"), capsOpus48, nil},
+	{[]byte("claude-opus-4-6"), capNoPrefill | capMax | capFormat, nil},
+	{[]byte("claude-sonnet-4-6"), capNoPrefill | capMax | capFormat, nil},
+	{[]byte("claude-opus-4-5"), capFormat, nil},
+	{[]byte("claude-sonnet-4-5"), capFormat, nil},
+	{[]byte("claude-haiku-4-5"), capFormat, nil},
 }
 
-// claudeCapsOf reads the caps of a model value (unquoted): those of the first name of
-// claudeModels it holds, not followed by another digit (claude-opus-4-5-20251101 is
-// Opus 4.5; a claude-opus-4-50 would not be).
+// claudeCapsOf reads the caps of a model value (unquoted): those of claudeModelOf.
 func claudeCapsOf(model []byte) claudeCaps {
-	for _, m := range claudeModels {
-		i := bytes.Index(model, m.name)
-		if i < 0 {
-			continue
-		}
-		if end := i + len(m.name); end < len(model) && model[end] >= '0' && model[end] <= '9' {
-			continue
-		}
+	if m := claudeModelOf(model); m != nil {
 		return m.caps
 	}
 	return 0
 }
+
+// claudeModelOf finds the first model of claudeModels whose name the model value
+// holds, followed neither by another digit (claude-opus-4-5-20251101 is Opus 4.5; a
+// claude-opus-4-50 would not be) nor by a minor version (claude-fable-5-1 is Fable
+// 5.1, not Fable 5; a date or a Bedrock -v1:0 is no version); nil for none.
+func claudeModelOf(model []byte) *claudeModel {
+	for i := range claudeModels {
+		m := &claudeModels[i]
+		at := bytes.Index(model, m.name)
+		if at < 0 {
+			continue
+		}
+		rest := model[at+len(m.name):]
+		if len(rest) > 0 && isDigit(rest[0]) || minorVersion(rest) {
+			continue
+		}
+		return m
+	}
+	return nil
+}
+
+// minorVersion reports whether rest, what follows a model name, opens with a minor
+// version: a dash and one or two digits, then no more digits.
+func minorVersion(rest []byte) bool {
+	if len(rest) < 2 || rest[0] != '-' || !isDigit(rest[1]) {
+		return false
+	}
+	n := 1
+	for n < len(rest)-1 && isDigit(rest[n+1]) {
+		n++
+	}
+	return n <= 2
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // setCaps decides the request's caps from its model value, a JSON string.
 func (st *state) setCaps() {
@@ -73,7 +137,9 @@ func (st *state) setCaps() {
 		st.scratch, _ = appendUnquoted(st.scratch[:0], st.modelRaw)
 		name = st.scratch
 	}
-	st.caps = claudeCapsOf(name)
+	if m := claudeModelOf(name); m != nil {
+		st.caps, st.noDisable = m.caps, m.noDisable
+	}
 }
 
 // The Messages API's refusals of the newer models' settings. The prefill and
@@ -100,12 +166,49 @@ var (
 	errFormatModel           = &badRequest{msg: "output_config.format: structured outputs are not supported for this model"}
 )
 
+// The Claude 5 models' refusals. Opus 5.5's disabled thinking is in the words of its
+// "what's new" page; Fable 5's as a client quoted the API (openclaw/openclaw#91805);
+// the forced tool use wording as a client quoted Fable 5.1's
+// (anthropics/claude-cookbooks#854), the same change; Opus 5's effort refusal as
+// Claude Code's issues quote it (anthropics/claude-code#82389). Sonnet 5.5's, whose
+// pages say only that the disabled refusal points to between_tools, follow them.
+var (
+	errDisabledOpus55   = &badRequest{msg: `"thinking.type.disabled" is not supported for this model. Use "thinking.type.adaptive" and "output_config.effort" to control thinking behavior.`}
+	errDisabledFable5   = &badRequest{msg: `"thinking.type.disabled" is not supported for this model. Thinking defaults to adaptive mode when not specified.`}
+	errDisabledSonnet55 = &badRequest{msg: `"thinking.type.disabled" is not supported for this model. Use "thinking.type.between_tools" to turn off up-front thinking, and "output_config.effort" to control thinking behavior.`}
+	errForcedTool       = &badRequest{msg: `tool_choice: type "tool" and "any" are not supported for this model.`}
+	errXHighDisabled    = &badRequest{msg: "output_config.effort 'xhigh' is not supported when thinking is disabled on this model. Use effort 'high' or below, or enable thinking."}
+	errMaxDisabled      = &badRequest{msg: "output_config.effort 'max' is not supported when thinking is disabled on this model. Use effort 'high' or below, or enable thinking."}
+	errXHighBetween     = &badRequest{msg: `output_config.effort 'xhigh' is not supported with "thinking.type.between_tools" on this model. Use effort 'high' or below, or "thinking.type.adaptive".`}
+	errMaxBetween       = &badRequest{msg: `output_config.effort 'max' is not supported with "thinking.type.between_tools" on this model. Use effort 'high' or below, or "thinking.type.adaptive".`}
+)
+
+// checkThinkingEffort refuses effort xhigh and max where the thinking turns them
+// down: disabled on Opus 5, between_tools on Sonnet 5.5. Without an effort the
+// model's default (high on both) is taken.
+func (st *state) checkThinkingEffort() *badRequest {
+	xhigh, top := string(st.effort) == `"xhigh"`, string(st.effort) == `"max"`
+	switch {
+	case !xhigh && !top:
+		return nil
+	case st.think.disabled && st.caps&capNoDisableHighEffort != 0 && xhigh:
+		return errXHighDisabled
+	case st.think.disabled && st.caps&capNoDisableHighEffort != 0:
+		return errMaxDisabled
+	case st.think.between && xhigh:
+		return errXHighBetween
+	case st.think.between:
+		return errMaxBetween
+	}
+	return nil
+}
+
 // errAdditionalProperties ends the refusal of a schema object that does not forbid
 // other properties, after the path of that object.
 const errAdditionalProperties = ": For 'object' type, 'additionalProperties' must be explicitly set to false"
 
 // parseDisplay reads thinking.display: "summarized" shows the thinking text,
-// "omitted" leaves it out (the signature stays); absent, Opus 4.7 and 4.8 omit it.
+// "omitted" leaves it out (the signature stays); absent, Opus 4.7 and later omit it.
 func (st *state) parseDisplay(raw []byte, bad *badRequest) *badRequest {
 	st.think.omit = st.caps&capAdaptiveOnly != 0
 	v, ok := jsonscan.Field(raw, "display")
@@ -123,7 +226,7 @@ func (st *state) parseDisplay(raw []byte, bad *badRequest) *badRequest {
 	return nil
 }
 
-// checkDeprecatedSampling refuses, on Opus 4.7 and 4.8, a temperature or top_p but 1
+// checkDeprecatedSampling refuses, on Opus 4.7 and later, a temperature or top_p but 1
 // and any top_k: the API refuses them whether thinking is on or off (with thinking on,
 // parseThinking's refusals come first, as the API's do).
 func (st *state) checkDeprecatedSampling(temperature, topP, topK []byte) *badRequest {
@@ -157,6 +260,7 @@ func (st *state) parseOutputConfig(raw []byte) *badRequest {
 		return errOutputConfigObject
 	}
 	if v, ok := jsonscan.Field(raw, "effort"); ok && !isNull(v) {
+		st.effort = v
 		switch string(v) {
 		case `"low"`, `"medium"`, `"high"`:
 		case `"xhigh"`:

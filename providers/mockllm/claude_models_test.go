@@ -619,3 +619,339 @@ func TestMessagesOutputFormatErrors(t *testing.T) {
 		}
 	})
 }
+
+// claude5Models are the Claude 5 models as the Anthropic API, Bedrock and Vertex
+// spell them.
+var claude5Models = []string{
+	"claude-opus-5", "anthropic.claude-opus-5", "claude-sonnet-5", "claude-sonnet-5@20260701",
+	"claude-opus-5-5", "us.anthropic.claude-opus-5-5-v1:0", "claude-sonnet-5-5", "claude-fable-5", "anthropic.claude-fable-5",
+}
+
+// TestClaude5ModelOf: the Claude 5 names, however spelled, find their own entry, a
+// x.5 model never its x.0 one; a minor version of a listed name (Fable 5.1) is none
+// of them, while a date or a Bedrock version suffix is no minor version.
+func TestClaude5ModelOf(t *testing.T) {
+	for _, c := range []struct {
+		model     string
+		caps      claudeCaps
+		noDisable *badRequest
+	}{
+		{"claude-opus-5", capsClaude5 | capNoDisableHighEffort, nil},
+		{"anthropic.claude-opus-5", capsClaude5 | capNoDisableHighEffort, nil},
+		{"claude-opus-5@20260724", capsClaude5 | capNoDisableHighEffort, nil},
+		{"claude-sonnet-5", capsClaude5, nil},
+		{"claude-sonnet-5-20260701", capsClaude5, nil},
+		{"claude-opus-5-5", capsClaude5 | capNoForcedTool, errDisabledOpus55},
+		{"us.anthropic.claude-opus-5-5-v1:0", capsClaude5 | capNoForcedTool, errDisabledOpus55},
+		{"claude-sonnet-5-5", capsClaude5 | capNoForcedTool | capBetweenTools, errDisabledSonnet55},
+		{"claude-fable-5", capsClaude5 | capForcedNoThinking, errDisabledFable5},
+		{"anthropic.claude-fable-5", capsClaude5 | capForcedNoThinking, errDisabledFable5},
+		{"claude-fable-5-1", 0, nil},
+		{"claude-opus-5-1", 0, nil},
+		{"claude-opus-50", 0, nil},
+		{"claude-mythos-5", 0, nil},
+	} {
+		t.Run(c.model, func(t *testing.T) {
+			m := claudeModelOf([]byte(c.model))
+			switch {
+			case c.caps == 0 && m != nil:
+				t.Errorf("found %s", m.name)
+			case c.caps == 0:
+			case m == nil:
+				t.Errorf("found none")
+			case m.caps != c.caps || m.noDisable != c.noDisable:
+				t.Errorf("%s: caps %010b, want %010b; noDisable %v, want %v", m.name, m.caps, c.caps, m.noDisable, c.noDisable)
+			}
+		})
+	}
+}
+
+// TestMessagesClaude5ThinkByDefault: a Claude 5 request without thinking (or with
+// null) thinks as adaptive does: a thinking block first, its text omitted but its
+// signature there and its tokens counted, a stream sending only its
+// signature_delta; display "summarized" shows it. Opus 4.8 does not think unasked.
+func TestMessagesClaude5ThinkByDefault(t *testing.T) {
+	for _, model := range append(claude5Models, "claude-opus-4-8") {
+		t.Run(model, func(t *testing.T) {
+			h := start(t, Options{API: APIAnthropic, Model: model, APIKey: "key", MaxTokens: 32})
+			thinks := model != "claude-opus-4-8"
+			cases := []struct {
+				name, extra string
+				summarized  bool
+			}{
+				{"no thinking field", "", false},
+				{"thinking null", `"thinking":null`, false},
+				{"display summarized", `"thinking":{"type":"adaptive","display":"summarized"}`, true},
+			}
+			if !thinks {
+				cases = cases[:2] // asked to think, it does: TestMessagesThinkingDisplay
+			}
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					body := strings.Replace(claudeBody(model, "think first", c.extra), `"max_tokens":50`, `"max_tokens":2048`, 1)
+					resp, b := h.must("POST", "/v1/messages", body, anthHeaders...)
+					if resp.StatusCode != 200 {
+						t.Fatalf("status %d: %s", resp.StatusCode, b)
+					}
+					m := decode[anthMessage](t, b)
+					if !thinks {
+						if len(m.Content) != 1 || m.Content[0].Type != "text" {
+							t.Errorf("content %s: Opus 4.8 thinks only when asked", b)
+						}
+						return
+					}
+					if len(m.Content) != 2 || m.Content[0].Type != "thinking" || m.Content[1].Type != "text" || m.Content[0].Signature == "" {
+						t.Fatalf("content %s", b)
+					}
+					if got := m.Content[0].Thinking != ""; got != c.summarized {
+						t.Errorf("thinking %q, summarized %v", m.Content[0].Thinking, c.summarized)
+					}
+					if *m.Usage.OutputTokens <= 3+thinkingWords {
+						t.Errorf("output_tokens %d leaves out the thinking", *m.Usage.OutputTokens)
+					}
+					stream := strings.Replace(body, "{", `{"stream":true,`, 1)
+					_, sb := h.must("POST", "/v1/messages", stream, anthHeaders...)
+					deltas := strings.Count(string(sb), `"type":"thinking_delta"`)
+					if c.summarized && deltas != 3+thinkingWords || !c.summarized && deltas != 0 || strings.Count(string(sb), `"type":"signature_delta"`) != 1 {
+						t.Errorf("%d thinking_delta events, summarized %v: %s", deltas, c.summarized, sb)
+					}
+					if s := anthStream(t, h, stream); !reflect.DeepEqual(s.Content, m.Content) {
+						t.Errorf("stream put together\n%+v\nanswer\n%+v", s.Content, m.Content)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestMessagesClaude5ThinkingRules: what each Claude 5 model takes and refuses of
+// thinking, effort and sampling, in the API's words: disabled is taken on Opus 5 at
+// effort high and below and on Sonnet 5, refused on the models that always think;
+// between_tools is Sonnet 5.5's, at effort high and below; thinking budgets, sampling
+// settings but their defaults and prefills are refused as on Opus 4.8, with thinking
+// on by default refusing sampling first as thinking does.
+func TestMessagesClaude5ThinkingRules(t *testing.T) {
+	const (
+		disabled = `"thinking":{"type":"disabled"}`
+		between  = `"thinking":{"type":"between_tools"}`
+	)
+	effort := func(level string) string { return `"output_config":{"effort":"` + level + `"}` }
+	type rule struct {
+		name, extra string
+		msg         string // empty: taken
+		thinking    bool   // taken: the answer opens with a thinking block
+	}
+	common := []rule{
+		{"adaptive", `"thinking":{"type":"adaptive"}`, "", true},
+		{"effort xhigh", effort("xhigh"), "", true},
+		{"effort max", effort("max"), "", true},
+		{"effort low", effort("low"), "", true},
+		{"structured outputs", formatConfig(`{"type":"string"}`), "", true},
+		{"thinking enabled", `"thinking":{"type":"enabled","budget_tokens":1024}`, errThinkingEnabled.msg, false},
+		{"temperature, refused as thinking refuses it", `"temperature":0.5`, errThinkingTemp.msg, false},
+		{"top_k, refused as thinking refuses it", `"top_k":5`, errThinkingTopK.msg, false},
+		{"top_p", `"top_p":0.99`, "`top_p` is deprecated for this model.", false},
+		{"sampling at its defaults", `"temperature":1,"top_p":1`, "", true},
+		{"unknown thinking type", `"thinking":{"type":"auto"}`, errThinkingType.msg, false},
+	}
+	for _, c := range []struct {
+		model string
+		rules []rule
+	}{
+		{"claude-opus-5", []rule{
+			{"disabled", disabled, "", false},
+			{"disabled at effort high", disabled + "," + effort("high"), "", false},
+			{"disabled at effort xhigh", disabled + "," + effort("xhigh"), errXHighDisabled.msg, false},
+			{"disabled at effort max", disabled + "," + effort("max"), errMaxDisabled.msg, false},
+			{"disabled with temperature", disabled + `,"temperature":0.2`, "`temperature` is deprecated for this model.", false},
+			{"between_tools", between, errThinkingType.msg, false},
+		}},
+		{"claude-sonnet-5", []rule{
+			{"disabled", disabled, "", false},
+			{"disabled at effort max", disabled + "," + effort("max"), "", false},
+			{"between_tools", between, errThinkingType.msg, false},
+		}},
+		{"claude-opus-5-5", []rule{
+			{"disabled", disabled, errDisabledOpus55.msg, false},
+			{"disabled at effort low", disabled + "," + effort("low"), errDisabledOpus55.msg, false},
+			{"between_tools", between, errThinkingType.msg, false},
+		}},
+		{"claude-sonnet-5-5", []rule{
+			{"disabled", disabled, errDisabledSonnet55.msg, false},
+			{"between_tools", between, "", false},
+			{"between_tools at effort high", between + "," + effort("high"), "", false},
+			{"between_tools at effort xhigh", between + "," + effort("xhigh"), errXHighBetween.msg, false},
+			{"between_tools at effort max", between + "," + effort("max"), errMaxBetween.msg, false},
+		}},
+		{"claude-fable-5", []rule{
+			{"disabled", disabled, errDisabledFable5.msg, false},
+			{"between_tools", between, errThinkingType.msg, false},
+		}},
+	} {
+		t.Run(c.model, func(t *testing.T) {
+			h := startClaude(t, c.model)
+			for _, r := range append(c.rules, common...) {
+				t.Run(r.name, func(t *testing.T) {
+					body := strings.Replace(claudeBody(c.model, "hi", r.extra), `"max_tokens":50`, `"max_tokens":2048`, 1)
+					resp, b := h.must("POST", "/v1/messages", body, anthHeaders...)
+					if r.msg != "" {
+						if got := refusal(t, resp.StatusCode, b); got != r.msg {
+							t.Errorf("message %q, want %q", got, r.msg)
+						}
+						return
+					}
+					if resp.StatusCode != 200 {
+						t.Fatalf("status %d: %s", resp.StatusCode, b)
+					}
+					if m := decode[anthMessage](t, b); (m.Content[0].Type == "thinking") != r.thinking {
+						t.Errorf("content %s, thinking %v", b, r.thinking)
+					}
+				})
+			}
+			t.Run("prefill", func(t *testing.T) {
+				resp, b := h.must("POST", "/v1/messages", prefillBody(c.model, "The answer:"), anthHeaders...)
+				if got := refusal(t, resp.StatusCode, b); got != errPrefill.msg {
+					t.Errorf("message %q", got)
+				}
+			})
+		})
+	}
+}
+
+// TestMessagesClaude5ForcedToolUse: tool_choice any or tool is refused while thinking
+// is on, and Opus 5 and Sonnet 5 think unless told not to; Opus 5.5 and Sonnet 5.5
+// refuse it whatever the thinking; Fable 5 takes it, answering with the tool call
+// alone. auto and none are taken everywhere.
+func TestMessagesClaude5ForcedToolUse(t *testing.T) {
+	const (
+		anyTool   = `"tool_choice":{"type":"any"}`
+		namedTool = `"tool_choice":{"type":"tool","name":"get_time"}`
+		disabled  = `"thinking":{"type":"disabled"}`
+	)
+	for _, c := range []struct {
+		model, extra string
+		msg          string // empty: taken, answered with the forced call alone
+	}{
+		{"claude-opus-5", anyTool, errThinkingForced.msg},
+		{"claude-opus-5", namedTool + `,"thinking":{"type":"adaptive"}`, errThinkingForced.msg},
+		{"claude-opus-5", anyTool + "," + disabled, ""},
+		{"claude-sonnet-5", namedTool, errThinkingForced.msg},
+		{"claude-sonnet-5", namedTool + "," + disabled, ""},
+		{"claude-opus-5-5", anyTool, errForcedTool.msg},
+		{"claude-opus-5-5", namedTool, errForcedTool.msg},
+		{"claude-sonnet-5-5", anyTool, errForcedTool.msg},
+		{"claude-sonnet-5-5", namedTool + `,"thinking":{"type":"between_tools"}`, errForcedTool.msg},
+		{"claude-fable-5", anyTool, ""},
+		{"claude-fable-5", namedTool + `,"thinking":{"type":"adaptive"}`, ""},
+	} {
+		t.Run(c.model+" "+c.extra, func(t *testing.T) {
+			h := startClaude(t, c.model)
+			body := strings.Replace(claudeBody(c.model, "what time is it?", weatherTool+","+c.extra), `"max_tokens":50`, `"max_tokens":2048`, 1)
+			resp, b := h.must("POST", "/v1/messages", body, anthHeaders...)
+			if c.msg != "" {
+				if got := refusal(t, resp.StatusCode, b); got != c.msg {
+					t.Errorf("message %q, want %q", got, c.msg)
+				}
+				return
+			}
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			m := decode[anthMessage](t, b)
+			if len(m.Content) != 1 || m.Content[0].Type != "tool_use" || *m.StopReason != "tool_use" {
+				t.Errorf("content %s", b)
+			}
+			// Each request has its ids: the stream's call is the same but for its id.
+			s := anthStream(t, h, strings.Replace(body, "{", `{"stream":true,`, 1))
+			if len(s.Content) != 1 {
+				t.Fatalf("stream %+v", s.Content)
+			}
+			s.Content[0].ID = m.Content[0].ID
+			if !reflect.DeepEqual(s.Content, m.Content) {
+				t.Errorf("stream %+v, answer %+v", s.Content, m.Content)
+			}
+		})
+	}
+	for _, model := range []string{"claude-opus-5-5", "claude-sonnet-5-5", "claude-fable-5"} {
+		for _, choice := range []string{`"tool_choice":{"type":"auto"}`, `"tool_choice":{"type":"none"}`} {
+			t.Run(model+" "+choice, func(t *testing.T) {
+				h := startClaude(t, model)
+				body := strings.Replace(claudeBody(model, "what does get_weather say for Paris?", weatherTool+","+choice), `"max_tokens":50`, `"max_tokens":2048`, 1)
+				if resp, b := h.must("POST", "/v1/messages", body, anthHeaders...); resp.StatusCode != 200 {
+					t.Errorf("status %d: %s", resp.StatusCode, b)
+				}
+			})
+		}
+	}
+}
+
+// TestMessagesClaude5ToolLoop: with thinking on by default, a tool loop's last
+// assistant turn must begin with the thinking block the call came with, sent back
+// as it was (its text omitted); Sonnet 5.5's between_tools answers without up-front
+// thinking and takes the loop back with or without thinking blocks (its notes
+// between tool calls are thinking blocks), where thinking disabled refuses them.
+func TestMessagesClaude5ToolLoop(t *testing.T) {
+	const question = "what does get_weather say for Paris?"
+	for _, model := range claude5Models {
+		t.Run(model, func(t *testing.T) {
+			h := startClaude(t, model)
+			head := `{"model":` + quote(model) + `,"max_tokens":2048,` + weatherTool
+			resp, b := h.must("POST", "/v1/messages", head+`,"messages":[{"role":"user","content":`+quote(question)+`}]}`, anthHeaders...)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			raw := decode[struct {
+				Content []json.RawMessage `json:"content"`
+			}](t, b)
+			m := decode[anthMessage](t, b)
+			use := m.Content[len(m.Content)-1]
+			if m.Content[0].Type != "thinking" || m.Content[0].Thinking != "" || use.Type != "tool_use" {
+				t.Fatalf("content %s", b)
+			}
+			toolUse := `{"type":"tool_use","id":"` + use.ID + `","name":"get_weather","input":` + string(use.Input) + `}`
+			loop := func(blocks string) string {
+				return head + `,"messages":[{"role":"user","content":` + quote(question) + `},` +
+					`{"role":"assistant","content":[` + blocks + `]},` +
+					`{"role":"user","content":[{"type":"tool_result","tool_use_id":"` + use.ID + `","content":"18C"}]}]}`
+			}
+			if resp, b := h.must("POST", "/v1/messages", loop(string(raw.Content[0])+","+toolUse), anthHeaders...); resp.StatusCode != 200 {
+				t.Errorf("thinking block sent back: status %d: %s", resp.StatusCode, b)
+			}
+			resp, b = h.must("POST", "/v1/messages", loop(toolUse), anthHeaders...)
+			if got := refusal(t, resp.StatusCode, b); !strings.HasPrefix(got, "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`.") {
+				t.Errorf("thinking block left out: %q", got)
+			}
+		})
+	}
+	t.Run("sonnet 5.5 between_tools", func(t *testing.T) {
+		const model = "claude-sonnet-5-5"
+		h := startClaude(t, model)
+		head := `{"model":"` + model + `","max_tokens":2048,"thinking":{"type":"between_tools"},` + weatherTool
+		resp, b := h.must("POST", "/v1/messages", head+`,"messages":[{"role":"user","content":`+quote(question)+`}]}`, anthHeaders...)
+		m := decode[anthMessage](t, b)
+		use := m.Content[len(m.Content)-1]
+		if resp.StatusCode != 200 || m.Content[0].Type == "thinking" || use.Type != "tool_use" {
+			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		}
+		note := `{"type":"thinking","thinking":"checking","signature":"` + string(appendThinkingSignature(nil, []byte("checking"))) + `"}`
+		toolUse := `{"type":"tool_use","id":"` + use.ID + `","name":"get_weather","input":` + string(use.Input) + `}`
+		h5 := startClaude(t, "claude-opus-5")
+		for _, blocks := range []string{toolUse, note + "," + toolUse} {
+			body := head + `,"messages":[{"role":"user","content":` + quote(question) + `},{"role":"assistant","content":[` + blocks + `]},` +
+				`{"role":"user","content":[{"type":"tool_result","tool_use_id":"` + use.ID + `","content":"18C"}]}]}`
+			if resp, b := h.must("POST", "/v1/messages", body, anthHeaders...); resp.StatusCode != 200 {
+				t.Errorf("%s: status %d: %s", blocks, resp.StatusCode, b)
+			}
+			opus := strings.Replace(strings.Replace(body, model, "claude-opus-5", 1), "between_tools", "disabled", 1)
+			resp, b := h5.must("POST", "/v1/messages", opus, anthHeaders...)
+			switch {
+			case blocks == toolUse && resp.StatusCode != 200:
+				t.Errorf("opus 5, thinking disabled, no thinking block: status %d: %s", resp.StatusCode, b)
+			case blocks != toolUse:
+				if got := refusal(t, resp.StatusCode, b); got != "messages.1.content.0"+errThinkingOff {
+					t.Errorf("opus 5, thinking disabled, a thinking block: %q", got)
+				}
+			}
+		}
+	})
+}

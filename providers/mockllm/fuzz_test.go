@@ -58,6 +58,11 @@ func FuzzRequest(f *testing.F) {
 		{`{"model":"claude-opus-4-7","max_tokens":900,"thinking":{"type":"adaptive","display":"omitted"},"tools":[{"name":"t"}],"messages":[{"role":"user","content":"use t"},{"role":"assistant","content":[{"type":"thinking","thinking":"","signature":"EqMock1O2"},{"type":"tool_use","id":"u","name":"t","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"u"}]}]}`, 6},
 		{`{"model":"claude-opus-4-7","max_tokens":9,"temperature":1,"top_p":1,"output_config":{"effort":"max","format":{"type":"json_schema","schema":{"type":"object","$defs":{"x":{"type":"object"}},"anyOf":[{"type":"object"}]}}},"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"pre"}]}`, 6},
 		{`{"model":"claude-sonnet-4-6","max_tokens":2000,"thinking":{"type":"enabled","budget_tokens":1024,"display":"summarized"},"output_config":null,"messages":[{"role":"user","content":"hi"}]}`, 3},
+		// The Claude 5 rules (thinking by default, disabled and between_tools per model,
+		// forced tool use) are the request's model's, whichever model is served.
+		{`{"model":"claude-opus-5","max_tokens":40,"stream":true,"thinking":{"type":"disabled"},"output_config":{"effort":"high"},"tools":[{"name":"t"}],"tool_choice":{"type":"any"},"messages":[{"role":"user","content":"use t"}]}`, 6},
+		{`{"model":"claude-sonnet-5-5","max_tokens":900,"thinking":{"type":"between_tools"},"output_config":{"effort":"xhigh"},"tools":[{"name":"t"}],"messages":[{"role":"user","content":"use t"},{"role":"assistant","content":[{"type":"thinking","thinking":"n","signature":"x"},{"type":"tool_use","id":"u","name":"t","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"u"}]}]}`, 6},
+		{`{"model":"anthropic.claude-fable-5","max_tokens":9,"thinking":null,"temperature":1,"tools":[{"name":"t","input_schema":{"properties":{"a":{"type":"integer"}}}}],"tool_choice":{"type":"tool","name":"t"},"messages":[{"role":"user","content":"x"}]}`, 6},
 	} {
 		f.Add([]byte(s.body), s.route)
 	}

@@ -58,6 +58,8 @@ type state struct {
 	temperature  float64
 	topP         float64
 	caps         claudeCaps
+	noDisable    *badRequest // the model's refusal of thinking disabled; nil where taken
+	effort       []byte      // output_config.effort as sent, in the request; nil for the default
 
 	// The answer.
 	plans   []plan
