@@ -892,6 +892,20 @@ var (
 
 var errLimiterDown = apiError{503, "server_error", "ratelimit_unavailable", "", "The rate limit store is unavailable; retry shortly."}
 
+// thinkingRoom is the most any planned target's backend adds to max_tokens for the
+// thinking a chat request without max_tokens asks for (Anthropic's budget or effort):
+// the estimate counts it, as whichever target serves may produce it.
+func (r *request) thinkingRoom() int64 {
+	if r.call.Kind != providers.Chat {
+		return 0
+	}
+	var room int64
+	for i := range r.plan.Targets {
+		room = max(room, r.rt.backendList[r.plan.Targets[i].Backend].ThinkingRoom(r.body))
+	}
+	return room
+}
+
 // takeLimits charges the request to its limits before any upstream is called: one
 // request, and an estimate of its tokens (prompt size plus max_tokens per completion)
 // that Settle trues up with the real usage.
@@ -913,7 +927,7 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	if c := r.f.completions(r.call.Kind); c > 0 {
 		est = r.f.maxTokens
 		if est == 0 {
-			est = ep.defaultMaxTokens
+			est = ep.defaultMaxTokens + r.thinkingRoom()
 		}
 		est *= c
 	}

@@ -181,6 +181,11 @@ func scanBody(body []byte, f *fields) *apiError {
 			if i := foldedKey(k); i >= 0 {
 				return &errFolded[i]
 			}
+			if foldedPromptKey(k) {
+				// "Messages": an upstream whose parser folds case (Go's
+				// encoding/json, the Anthropic translation) reads it as the prompt.
+				f.promptBytes += len(v)
+			}
 		}
 	}
 	if it.Err() != nil {
@@ -241,6 +246,29 @@ func foldedKey(k []byte) int {
 	}
 	return -1
 }
+
+// foldedPromptKey reports whether k differs from messages, input or prompt only in
+// case.
+func foldedPromptKey(k []byte) bool {
+	if len(k) == 0 || len(k) > len("messages") {
+		return false
+	}
+	switch k[0] | 0x20 {
+	case 'm':
+		return bytes.EqualFold(k, strMessagesKey)
+	case 'i':
+		return bytes.EqualFold(k, strInputKey)
+	case 'p':
+		return bytes.EqualFold(k, strPromptKey)
+	}
+	return false
+}
+
+var (
+	strMessagesKey = []byte("messages")
+	strInputKey    = []byte("input")
+	strPromptKey   = []byte("prompt")
+)
 
 // includeUsage reads stream_options.include_usage as every parser would: refused when
 // given twice or in another case.

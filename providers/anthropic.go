@@ -67,6 +67,44 @@ func newAnthropic(c *Config) *anthropic {
 	return a
 }
 
+// ThinkingRoom is what the backend adds to the max_tokens it sends for a chat request
+// whose body names none, for the thinking the request asks for (a budget, or an
+// effort's room; nothing when it names max_tokens or max_completion_tokens): the
+// token estimate counts it, as the upstream may produce it. Only Anthropic backends
+// add any.
+func (b *Backend) ThinkingRoom(body []byte) int64 {
+	a, ok := b.p.(*anthropic)
+	if !ok {
+		return 0
+	}
+	var obj, effort []byte
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return 0
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch {
+		case isKey(k, "thinking"):
+			obj = v
+		case isKey(k, "reasoning_effort"):
+			effort = v
+		case isKey(k, "max_tokens"), isKey(k, "max_completion_tokens"):
+			if !jsonscan.IsNull(v) {
+				return 0
+			}
+		}
+	}
+	th, err := readThinking(obj, effort, a.claude)
+	if err != nil {
+		return 0
+	}
+	return th.budget + th.room
+}
+
 // anthropicURLs points a target's chat operation at {base}/messages; Anthropic has no
 // other operation the gateway serves.
 func anthropicURLs(t *Target) {

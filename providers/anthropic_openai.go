@@ -779,7 +779,7 @@ func (s *anthropicStream) blockStart(e *streamEvent, ev *Event) (bool, error) {
 		s.out = appendThinkingBlock(s.out, &cb)
 		s.out = append(s.out, ']')
 		s.out = append(s.out, strChunkClose...)
-		ev.Data = s.out
+		ev.Data, ev.Content = s.out, true
 		return true, nil
 	}
 	// Server-side tool blocks have no OpenAI form.
@@ -887,7 +887,9 @@ func (s *anthropicStream) thinkingDone(ev *Event) {
 	}
 	s.out = append(s.out, "}]"...)
 	s.out = append(s.out, strChunkClose...)
-	ev.Data = s.out
+	// Generated output even when its text is left out (Opus 4.7's omitted display):
+	// billed thinking, for TTFT and for what a hang-up keeps charged.
+	ev.Data, ev.Content = s.out, true
 }
 
 // blockStop ends a content block: a tool_use block none of whose arguments went out

@@ -22,6 +22,9 @@ type claudeModel struct {
 	// alwaysThinks: thinking cannot be turned off, and the model takes no thinking
 	// object, only output_config.effort (Opus and Sonnet 5.5, Fable 5).
 	alwaysThinks bool
+	// forcedToolAllowed: a forced tool call is taken though the model always thinks
+	// (Fable 5 answers it with the call alone; Fable 5.1 and the 5.5 models refuse it).
+	forcedToolAllowed bool
 }
 
 // claudeVersion reads the version out of a Claude model name as Anthropic, Bedrock
@@ -108,6 +111,7 @@ func claudeModelOf(name string) claudeModel {
 	if major >= 5 {
 		m.thinksByDefault = true
 		m.alwaysThinks = minor >= 5 || family == "fable"
+		m.forcedToolAllowed = family == "fable" && minor == 0
 	}
 	switch family {
 	case "opus", "sonnet", "haiku":

@@ -41,7 +41,8 @@ func TestClaudeModelOf(t *testing.T) {
 		{"claude-opus-5-5", claude55},
 		{"claude-sonnet-5-5@20261001", claude55},
 		// Fable 5 always thinks and has no structured outputs.
-		{"claude-fable-5", claudeModel{adaptive: true, noSampling: true, thinksByDefault: true, alwaysThinks: true}},
+		{"claude-fable-5", claudeModel{adaptive: true, noSampling: true, thinksByDefault: true, alwaysThinks: true, forcedToolAllowed: true}},
+		{"claude-fable-5-1", claudeModel{adaptive: true, noSampling: true, thinksByDefault: true, alwaysThinks: true}},
 		// Bedrock and Vertex spellings.
 		{"anthropic.claude-sonnet-4-5-20250929-v1:0", budgetStructured},
 		{"us.anthropic.claude-opus-4-7-v1:0", newest},

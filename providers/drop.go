@@ -72,8 +72,8 @@ func namedIn(k []byte, names []string) bool {
 	return false
 }
 
-// keptParams are the fields drop_params may not name: the gateway reads them, routes
-// and answers by them.
+// keptParams are the fields drop_params may not name, in any case (a drop matches in
+// any case): the gateway reads them, routes and answers by them.
 var keptParams = [...]string{"model", "messages", "prompt", "input", "stream", "stream_options"}
 
 func (c *Config) validateDropParams() []error {
@@ -89,9 +89,9 @@ func (c *Config) validateDropParams() []error {
 		switch {
 		case name == "":
 			errs = append(errs, fieldErr(key, "must name a field of the request"))
-		case slices.Contains(keptParams[:], name):
+		case slices.ContainsFunc(keptParams[:], func(k string) bool { return strings.EqualFold(k, name) }):
 			errs = append(errs, fieldErr(key, name+" cannot be dropped: the gateway needs it"))
-		case slices.Contains(c.DropParams[:i], name):
+		case slices.ContainsFunc(c.DropParams[:i], func(k string) bool { return strings.EqualFold(k, name) }):
 			errs = append(errs, fieldErr(key, name+" is named twice"))
 		}
 	}

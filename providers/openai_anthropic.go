@@ -201,7 +201,7 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 		if dst, err = appendTools(dst, r.Tools, cm.structured); err != nil {
 			return dst, err
 		}
-		if dst, err = appendToolChoice(dst, r.ToolChoice, r.ParallelToolCalls, th.on); err != nil {
+		if dst, err = appendToolChoice(dst, r.ToolChoice, r.ParallelToolCalls, th.on && !cm.forcedToolAllowed); err != nil {
 			return dst, err
 		}
 	}

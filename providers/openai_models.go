@@ -36,13 +36,14 @@ func leadingNumber(s string) (int, bool) {
 }
 
 var (
-	strMaxTokens           = []string{"max_tokens"}
-	strMaxCompletionTokens = []byte(`"max_completion_tokens"`)
+	strMaxTokens               = []string{"max_tokens"}
+	strMaxCompletionTokensName = []string{"max_completion_tokens"}
+	strMaxCompletionTokens     = []byte(`"max_completion_tokens"`)
 )
 
 // renameMaxTokens rewrites the request body b's max_tokens as max_completion_tokens,
 // the same cap under the name reasoning models take; when the body has both, the
-// client's max_completion_tokens stands and max_tokens goes.
+// client's max_completion_tokens stands and max_tokens goes (unless it is null).
 func renameMaxTokens(b []byte) []byte {
 	var it jsonscan.Iter
 	if it.Reset(b) != nil {
@@ -50,11 +51,14 @@ func renameMaxTokens(b []byte) []byte {
 	}
 	ks, ke, more := -1, -1, false
 	for {
-		k, _, ok := it.Next()
+		k, v, ok := it.Next()
 		if !ok {
 			break
 		}
 		switch {
+		case isKey(k, "max_completion_tokens") && jsonscan.IsNull(v):
+			// null is no cap of the client's: it goes, and max_tokens takes its name.
+			return renameMaxTokens(dropFields(b, strMaxCompletionTokensName))
 		case isKey(k, "max_completion_tokens"):
 			return dropFields(b, strMaxTokens)
 		case !isKey(k, "max_tokens"):
