@@ -298,3 +298,79 @@ func TestAnthropicClaude5ToolLoopSendsThinkingBack(t *testing.T) {
 		t.Errorf("assistant turn sent back %+v: want the signed thinking block first", a)
 	}
 }
+
+// TestAnthropicClaude5Thinking runs the OpenAI SDK against mockllm imitating the Claude
+// 5 models, which think unless told not to: a tool loop without reasoning_effort gets
+// the default thinking's signed block and sends it back; a forced tool call on Opus 5
+// turns the default thinking off (mockllm refuses forced tools with thinking on);
+// reasoning_effort none is taken by every model; the always-thinking Opus 5.5 refuses a
+// forced tool call before any upstream, and Fable 5 takes one.
+func TestAnthropicClaude5Thinking(t *testing.T) {
+	models := []string{"claude-opus-5", "claude-opus-5-5", "claude-fable-5"}
+	conf := "server: {listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\"}\nbackends:\n"
+	eps := "endpoints:\n"
+	for _, m := range models {
+		_, addr := startMock(t, mockllm.Options{Model: m, API: mockllm.APIAnthropic, APIKey: afAnthropicKey, MaxTokens: 64, Seed: 5})
+		conf += "  " + m + `: {provider: anthropic, base_url: "http://` + addr + `/v1", model: ` + m + `, api_key: ` + afAnthropicKey + ", timeout: 5s}\n"
+		eps += "  - {name: " + m + ", type: chat, routes: [{backend: " + m + "}]}\n"
+	}
+	c := startGateway(t, conf+eps).client()
+	ctx := context.Background()
+	weather := openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+		Name: "get_weather",
+		Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{
+			"city": map[string]any{"type": "string"},
+		}, "required": []string{"city"}},
+	})
+	ask := func(model string) openai.ChatCompletionNewParams {
+		return openai.ChatCompletionNewParams{Model: model, Messages: userMsg("What does get_weather say for Paris?"),
+			Tools: []openai.ChatCompletionToolUnionParam{weather}}
+	}
+	required := openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}
+
+	t.Run("tool loop on the default thinking", func(t *testing.T) {
+		first := ask("claude-opus-5")
+		cc, err := c.Chat.Completions.New(ctx, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := cc.Choices[0].Message
+		raw := msg.JSON.ExtraFields["thinking_blocks"].Raw()
+		if len(msg.ToolCalls) != 1 || !strings.Contains(raw, `"signature"`) {
+			t.Fatalf("first answer %s", cc.RawJSON())
+		}
+		asst := msg.ToParam()
+		asst.OfAssistant.SetExtraFields(map[string]any{"thinking_blocks": json.RawMessage(raw)})
+		second := first
+		second.Messages = append(append([]openai.ChatCompletionMessageParamUnion{}, first.Messages...), asst,
+			openai.ToolMessage("18C and sunny", msg.ToolCalls[0].ID))
+		if cc, err = c.Chat.Completions.New(ctx, second); err != nil || cc.Choices[0].Message.Content == "" {
+			t.Fatalf("the loop's second step: %v", err)
+		}
+	})
+	t.Run("forced tool call", func(t *testing.T) {
+		for _, m := range []string{"claude-opus-5", "claude-fable-5"} {
+			p := ask(m)
+			p.ToolChoice = required
+			cc, err := c.Chat.Completions.New(ctx, p)
+			if err != nil || len(cc.Choices[0].Message.ToolCalls) != 1 {
+				t.Errorf("%s: %v, want the tool call", m, err)
+			}
+		}
+		p := ask("claude-opus-5-5")
+		p.ToolChoice = required
+		_, err := c.Chat.Completions.New(ctx, p)
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Param != "tool_choice" {
+			t.Errorf("claude-opus-5-5: %v, want 400 naming tool_choice", err)
+		}
+	})
+	t.Run("reasoning_effort none", func(t *testing.T) {
+		for _, m := range models {
+			p := openai.ChatCompletionNewParams{Model: m, Messages: userMsg("Hi"), ReasoningEffort: openai.ReasoningEffortNone}
+			if _, err := c.Chat.Completions.New(ctx, p); err != nil {
+				t.Errorf("%s: %v", m, err)
+			}
+		}
+	})
+}
