@@ -2,6 +2,7 @@ package mockllm
 
 import (
 	"io"
+	"math"
 	"strconv"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -61,7 +62,7 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 		if isNull(v) {
 			return true, nil
 		}
-		n, ok := jsonscan.Int(v)
+		n, ok := laxInt(v)
 		if !ok || n < 1 {
 			return true, errBadMax(string(key), v)
 		}
@@ -73,7 +74,7 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 		if isNull(v) {
 			return true, nil
 		}
-		n, ok := jsonscan.Int(v)
+		n, ok := laxInt(v)
 		switch {
 		case !ok:
 			return true, &badRequest{msg: "n: Input should be a valid integer", param: "n"}
@@ -87,7 +88,7 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 		if isNull(v) {
 			return true, nil
 		}
-		n, ok := jsonscan.Int(v)
+		n, ok := laxInt(v)
 		if !ok {
 			return true, errBadSeed
 		}
@@ -107,7 +108,7 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 			st.topNull = true
 			return true, nil
 		}
-		n, ok := jsonscan.Int(v)
+		n, ok := laxInt(v)
 		if !ok {
 			return true, &badRequest{msg: "top_logprobs: Input should be a valid integer", param: "top_logprobs"}
 		}
@@ -131,7 +132,7 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 		if isNull(v) {
 			return true, nil
 		}
-		n, ok := jsonscan.Int(v)
+		n, ok := laxInt(v)
 		if !ok {
 			return true, &badRequest{msg: "min_tokens: Input should be a valid integer", param: "min_tokens"}
 		}
@@ -835,3 +836,7 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, st *state) {
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
 }
+
+// laxInt reads an integer field as vLLM's pydantic models do in lax mode: a whole
+// number written as a float (3.0, 5e3) is that integer; a fraction is not one.
+func laxInt(v []byte) (int64, bool) { return jsonscan.Count(v, math.MaxInt64) }

@@ -705,3 +705,24 @@ func TestMinTokens(t *testing.T) {
 		t.Errorf("min_tokens 6, a natural end after 2: usage %+v, finish %q; want 6 tokens, \"stop\"", r.Usage, *r.Choices[0].FinishReason)
 	}
 }
+
+// TestWholeFloatCounts: as vLLM's pydantic models in lax mode, a count written as a
+// whole float (3.0, 2e0) is taken as the integer; a fraction is refused.
+func TestWholeFloatCounts(t *testing.T) {
+	s := start(t, Options{})
+	for _, c := range []struct {
+		field, value string
+		status       int
+	}{
+		{"max_tokens", "3.0", 200}, {"max_completion_tokens", "3e0", 200}, {"n", "2.0", 200},
+		{"max_tokens", "3.5", 400}, {"n", "1.5", 400},
+	} {
+		resp, body, err := s.do("POST", "/v1/chat/completions", `{"model":"`+DefaultModel+`","messages":[{"role":"user","content":"Hi"}],"`+c.field+`":`+c.value+`}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != c.status {
+			t.Errorf("%s %s: %d %s, want %d", c.field, c.value, resp.StatusCode, body, c.status)
+		}
+	}
+}
