@@ -172,8 +172,8 @@ endpoints:
 				t.Fatalf("chunk %s: want a text_completion_chunk, without the usage the gateway asked for", data)
 			}
 			for _, ch := range c.Choices {
-				if ch.Text != nil {
-					t.Fatalf("chunk %s: MLflow streams the text in delta.content", data)
+				if (ch.Text == nil) != (ch.Delta.Content == nil) || ch.Text != nil && *ch.Text != *ch.Delta.Content {
+					t.Fatalf("chunk %s: MLflow streams the text in text (newer) and delta.content (older)", data)
 				}
 				if ch.Delta.Content != nil {
 					text.WriteString(*ch.Delta.Content)

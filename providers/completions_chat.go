@@ -70,9 +70,7 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 		return err
 	}
 	if call.Stream {
-		s := textStreamPool.Get().(*textStream)
-		s.r, s.delta = c.events(t, up, out, c.forceUsage(call)), call.DeltaText
-		res.Stream = s
+		res.Stream = acquireTextStream(c.events(t, up, out, c.forceUsage(call)), call.DeltaText, false)
 		return nil
 	}
 	defer endAttempt(t, up)
@@ -206,6 +204,14 @@ var (
 // delta, a chunk's text stays in delta.content, as MLflow streams completions. ok is
 // false when body is not a JSON object or a choice is not one.
 func appendTextCompletion(dst, body, object []byte, delta bool) ([]byte, bool) {
+	return appendCompletion(dst, body, object, delta, false)
+}
+
+// appendCompletion is appendTextCompletion, reading each choice's text from its text
+// member when fromText is set: body is then a legacy completion (chunk), OpenAI's
+// text_completion as Together, vLLM and TGI stream it, which with delta becomes
+// MLflow's stream form as a chat chunk does.
+func appendCompletion(dst, body, object []byte, delta, fromText bool) ([]byte, bool) {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return dst, false
@@ -223,7 +229,7 @@ func appendTextCompletion(dst, body, object []byte, delta bool) ([]byte, bool) {
 			hasObject = true
 			dst = append(dst, object...)
 		case isKey(k, "choices"):
-			if dst, ok = appendTextChoices(dst, v, delta); !ok {
+			if dst, ok = appendTextChoices(dst, v, delta, fromText); !ok {
 				return dst, false
 			}
 		default:
@@ -244,8 +250,10 @@ func appendTextCompletion(dst, body, object []byte, delta bool) ([]byte, bool) {
 // message (delta in a chunk) becomes text, its content or "" (OpenAI's legacy form),
 // or with delta stays delta with the content alone (MLflow's stream form); chat
 // logprobs, whose shape the legacy logprobs do not share, become null (are left out
-// with delta); index, finish_reason and the rest are kept.
-func appendTextChoices(dst, choices []byte, delta bool) ([]byte, bool) {
+// with delta); index, finish_reason and the rest are kept. With fromText the choices
+// are a legacy completion's: text is the text, and a message or delta beside it is
+// dropped (Together's chunks repeat the text in a delta holding its token_id).
+func appendTextChoices(dst, choices []byte, delta, fromText bool) ([]byte, bool) {
 	var a jsonscan.Array
 	if !a.Reset(choices) {
 		// null, or something else a chat answer should not hold: passed on.
@@ -276,6 +284,11 @@ func appendTextChoices(dst, choices []byte, delta bool) ([]byte, bool) {
 				continue
 			}
 			switch {
+			case fromText && isKey(k, "text"):
+				text = true
+				dst = appendText(dst, v, delta)
+			case fromText && (isKey(k, "message") || isKey(k, "delta")):
+				continue
 			case isKey(k, "message") || isKey(k, "delta"):
 				text = true
 				content, _ := jsonscan.Field(v, "content")
@@ -311,11 +324,15 @@ func appendTextChoices(dst, choices []byte, delta bool) ([]byte, bool) {
 // message's content (nil when it has none).
 func appendText(dst, content []byte, delta bool) []byte {
 	if delta {
-		dst = appendMember(dst, strDeltaKey)
-		dst = append(dst, `{"content":`...)
+		// MLflow's stream choice holds its text in delta.content in older
+		// versions and in text in newer ones: both go, for either client.
 		if content == nil {
 			content = strNull
 		}
+		dst = appendMember(dst, strTextKeyName)
+		dst = append(dst, content...)
+		dst = appendMember(dst, strDeltaKey)
+		dst = append(dst, `{"content":`...)
 		dst = append(dst, content...)
 		return append(dst, '}')
 	}
@@ -332,17 +349,27 @@ var (
 	strEmptyString = []byte(`""`)
 )
 
-// textStream is a chat completions stream read as a completions stream: each chunk
-// becomes a text completion chunk (appendTextCompletion), written into one reused
-// buffer; keep-alives, [DONE] and error events pass as they are.
+// textStream is a chat completions stream read as a completions stream, or a
+// completions stream read in MLflow's form: each chunk becomes a text completion
+// chunk (appendCompletion), written into one reused buffer; keep-alives, [DONE] and
+// error events pass as they are.
 type textStream struct {
 	r *sseReader
 	// delta keeps the text in delta.content (MLflow's form).
 	delta bool
-	out   []byte
+	// fromText is set when r streams legacy completions (choices[].text), not chat.
+	fromText bool
+	out      []byte
 }
 
 var textStreamPool = sync.Pool{New: func() any { return &textStream{out: make([]byte, 0, 512)} }}
+
+// acquireTextStream is a pooled textStream reading r; Close puts it back.
+func acquireTextStream(r *sseReader, delta, fromText bool) *textStream {
+	s := textStreamPool.Get().(*textStream)
+	s.r, s.delta, s.fromText = r, delta, fromText
+	return s
+}
 
 // Next implements Events.
 func (s *textStream) Next(ev *Event) error {
@@ -353,7 +380,7 @@ func (s *textStream) Next(ev *Event) error {
 	if s.delta {
 		object = strTextCompletionChunk
 	}
-	out, ok := appendTextCompletion(s.out[:0], ev.Data, object, s.delta)
+	out, ok := appendCompletion(s.out[:0], ev.Data, object, s.delta, s.fromText)
 	s.out = out
 	if !ok {
 		return errEventNotJSON

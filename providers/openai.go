@@ -193,7 +193,14 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 		return err
 	}
 	if call.Stream {
-		res.Stream = o.events(t, up, out, forceUsage)
+		r := o.events(t, up, out, forceUsage)
+		if call.DeltaText && call.Kind == Completions {
+			// MLflow's invocation route streams completions as its
+			// text_completion_chunks, as the providers serving them through chat do.
+			res.Stream = acquireTextStream(r, true, true)
+			return nil
+		}
+		res.Stream = r
 		return nil
 	}
 	defer endAttempt(t, up)

@@ -124,10 +124,10 @@ type Call struct {
 	IncludeUsage bool
 	// MaxTokens is the client's max_tokens (or max_completion_tokens), 0 when absent.
 	MaxTokens int64
-	// DeltaText has a completions stream served through chat (Config.CompletionsViaChat)
-	// carry each chunk's text in choices[].delta.content of text_completion_chunk
-	// objects, as MLflow's invocations route streams completions, instead of in
-	// OpenAI's choices[].text.
+	// DeltaText has a completions stream (served through chat or by the upstream's
+	// legacy completions) sent as MLflow's invocations route streams completions:
+	// text_completion_chunk objects with each chunk's text in choices[].text and in
+	// choices[].delta.content, instead of OpenAI's text_completion chunks.
 	DeltaText bool
 	// Header is the client's request header; providers copy what they may forward.
 	Header *fasthttp.RequestHeader
