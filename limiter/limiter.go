@@ -35,8 +35,9 @@ import (
 // on_redis_error is deny; the gateway answers 503.
 var ErrUnavailable = errors.New("limiter: limit store unavailable")
 
-// KeepEstimate passed to Settle as the actual token count leaves the estimate charged,
-// for requests whose usage is unknown.
+// KeepEstimate passed to Settle as the actual token count charges the request its
+// whole estimate, for requests whose usage is unknown: what Take charged, and the part
+// of an estimate above a bucket's burst (or this replica's share) that it could not.
 const KeepEstimate = -1
 
 // Refused is the error Take returns when a limit has no room for the request; nothing
@@ -96,6 +97,9 @@ type Ticket struct {
 	cost    [MaxLimits]float64
 	lease   [MaxLimits]uint64
 	slot    [MaxLimits]int32 // where the redis store keeps each lease to renew it
+	// est is the token estimate Take was given, uncapped: what KeepEstimate settles
+	// at, where cost may hold only a bucket's burst of it (locate, memStore.take).
+	est int64
 	// unsure are the charges in Redis of a check whose call failed in a way that may
 	// have run it, one per bit of unsureMask; the request answered without Redis
 	// settles them there too (Limiter.Take, Limiter.Settle).
@@ -385,12 +389,18 @@ func (l *Limiter) Take(ctx context.Context, pol *Policy, subj *Subject, estToken
 }
 
 // Settle ends a request admitted by Take: token buckets are charged actualTokens
-// instead of the estimate (a refund, or an overdraft the next requests wait for) unless
-// actualTokens is KeepEstimate, and concurrency slots are released. It never blocks on
-// Redis. Settling a refused, empty or already settled ticket does nothing.
+// instead of what Take charged (a refund, or an overdraft the next requests wait for),
+// or the whole estimate when actualTokens is KeepEstimate, and concurrency slots are
+// released. It never blocks on Redis. Settling a refused, empty or already settled
+// ticket does nothing.
 func (l *Limiter) Settle(t *Ticket, actualTokens int64) {
 	src := t.src
 	t.src = srcNone
+	if actualTokens < 0 {
+		// Take charged at most a bucket's burst (or share) of an estimate above it;
+		// the stores true up to the estimate as to any count, which charges the rest.
+		actualTokens = t.est
+	}
 	switch src {
 	case srcMemory, srcFallback:
 		l.mem.settle(t, actualTokens, t.share, l.nanotime())

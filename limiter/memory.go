@@ -235,7 +235,8 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 const maxDebt = float64(10 * 365.25 * 24 * float64(time.Hour))
 
 // settle trues up token buckets by actual-charged (a refund or an overdraft) and
-// releases concurrency slots; actual < 0 keeps the charge as it was.
+// releases concurrency slots; actual is a count (Settle resolves KeepEstimate to the
+// estimate, which charges what take capped at the burst or the share).
 func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
 	rules := t.pol.rules
 	for i := range int(t.n) {
@@ -245,9 +246,6 @@ func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
 		case kindRequests:
 			continue
 		case kindTokens:
-			if actual < 0 {
-				continue
-			}
 			if delta = float64(actual) - t.cost[i]; delta == 0 {
 				continue
 			}

@@ -226,6 +226,7 @@ func mix64(a, b uint64) uint64 {
 func (p *Policy) locate(subj *Subject, estTokens int64, t *Ticket) {
 	var seen uint8
 	var sh [numSubjectKinds]uint64
+	t.est = max(estTokens, 0)
 	for i := range p.rules {
 		r := &p.rules[i]
 		bit := uint8(1) << r.per
@@ -239,8 +240,9 @@ func (p *Policy) locate(subj *Subject, estTokens int64, t *Ticket) {
 		switch r.kind {
 		case kindTokens:
 			// An estimate above the burst could never fit; charging the whole burst lets
-			// the request through once the bucket is full and settlement takes the rest.
-			c := float64(max(estTokens, 0))
+			// the request through once the bucket is full and settlement takes the rest
+			// (t.est, also when the usage is unknown: Settle's KeepEstimate).
+			c := float64(t.est)
 			t.cost[i] = math.Min(c, r.burst)
 		default:
 			t.cost[i] = 1

@@ -512,7 +512,8 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 
 var errCheckTimeout = errors.New("limit check exceeded the timeout")
 
-// settle queues the true-up of a ticket admitted through Redis; it never waits.
+// settle queues the true-up of a ticket admitted through Redis to actual tokens, a
+// count (Settle resolves KeepEstimate); it never waits.
 func (s *redisStore) settle(t *Ticket, actual int64) {
 	rules := t.pol.rules
 	// What to true up in Redis of each token bucket whose charge was not the true
@@ -524,7 +525,7 @@ func (s *redisStore) settle(t *Ticket, actual int64) {
 		if rules[i].kind == kindConcurrency {
 			s.unhold(t.slot[i], t.lease[i])
 		}
-		if rules[i].kind == kindTokens && actual >= 0 && float64(actual) != t.cost[i] {
+		if rules[i].kind == kindTokens && float64(actual) != t.cost[i] {
 			rest[i] = s.settleLocal(keyID{t.tag[i], t.bucket[i]}, &rules[i], float64(actual)-t.cost[i])
 		}
 	}
@@ -1172,7 +1173,7 @@ func (s *redisStore) markUnsure(c *call) {
 // only once, however often it is sent (check.lua, op 4), so it is kept again whenever
 // its own call fails. A request that was not served gives back all it was charged; a
 // served one (answered from this replica's share) keeps its request counted and has
-// its tokens trued up to actual, unless actual is KeepEstimate.
+// its tokens trued up to actual (the estimate for KeepEstimate, resolved by Settle).
 func (s *redisStore) compensate(pol *Policy, tag, bucket *[MaxLimits]uint64, u *[MaxLimits]unsure, mask uint8, served bool, actual int64) {
 	rules := pol.rules
 	s.retry.mu.Lock()
@@ -1191,13 +1192,14 @@ func (s *redisStore) compensate(pol *Policy, tag, bucket *[MaxLimits]uint64, u *
 
 // answeredDelta is the adjustment that settles a charge of cost to bucket r in Redis
 // once its request was answered without Redis: all of it back for a request not
-// served; for a served one the tokens trued up to actual (none for KeepEstimate), the
-// request staying counted. Zero is nothing to send.
+// served; for a served one the tokens trued up to actual, a count (Settle resolves
+// KeepEstimate to the estimate, of which cost may be only the burst), the request
+// staying counted. Zero is nothing to send.
 func answeredDelta(r *rule, cost float64, served bool, actual int64) float64 {
 	switch {
 	case !served:
 		return -cost
-	case r.kind != kindTokens || actual < 0:
+	case r.kind != kindTokens:
 		return 0
 	}
 	return float64(actual) - cost
