@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -77,7 +78,10 @@ func (b *Backend) ThinkingRoom(body []byte) int64 {
 	if !ok {
 		return 0
 	}
-	var obj, effort []byte
+	// The members the translation reads, as encoding/json reads them: in any case,
+	// the last one of a name winning.
+	var obj, effort, choice []byte
+	var tools, maxTokens, maxCompletion bool
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return 0
@@ -88,21 +92,45 @@ func (b *Backend) ThinkingRoom(body []byte) int64 {
 			break
 		}
 		switch {
-		case isKey(k, "thinking"):
+		case foldedKey(k, "thinking"):
 			obj = v
-		case isKey(k, "reasoning_effort"):
+		case foldedKey(k, "reasoning_effort"):
 			effort = v
-		case isKey(k, "max_tokens"), isKey(k, "max_completion_tokens"):
-			if !jsonscan.IsNull(v) {
-				return 0
+		case foldedKey(k, "tool_choice"):
+			choice = v
+		case foldedKey(k, "tools"):
+			var arr jsonscan.Array
+			tools = false
+			if arr.Reset(v) {
+				_, tools = arr.Next()
 			}
+		case foldedKey(k, "max_tokens"):
+			maxTokens = !jsonscan.IsNull(v)
+		case foldedKey(k, "max_completion_tokens"):
+			maxCompletion = !jsonscan.IsNull(v)
 		}
 	}
-	th, err := readThinking(obj, effort, a.claude)
+	if maxTokens || maxCompletion {
+		return 0
+	}
+	th, err := requestThinking(obj, effort, choice, tools, a.claude)
 	if err != nil {
 		return 0
 	}
 	return th.budget + th.room
+}
+
+// foldedKey reports whether the raw key k is name in any case, escapes decoded.
+func foldedKey(k []byte, name string) bool {
+	if len(k) == len(name) {
+		return strings.EqualFold(b2s(k), name)
+	}
+	if len(k) < len(name) || bytes.IndexByte(k, '\\') < 0 {
+		return false
+	}
+	var buf [64]byte
+	u, ok := jsonscan.AppendUnescape(buf[:0], k)
+	return ok && strings.EqualFold(b2s(u), name)
 }
 
 // anthropicURLs points a target's chat operation at {base}/messages; Anthropic has no

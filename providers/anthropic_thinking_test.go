@@ -92,7 +92,7 @@ func TestAnthropicThinkingPassthrough(t *testing.T) {
 		{"enabled", `,"thinking":{"type":"enabled","budget_tokens":1500},"max_tokens":3000`, `{"type":"enabled","budget_tokens":1500}`, "3000"},
 		{"wins over reasoning_effort", `,"reasoning_effort":"high","thinking":{"type":"enabled", "budget_tokens":2000}`, `{"type":"enabled", "budget_tokens":2000}`, "3024"},
 		{"disabled wins over reasoning_effort", `,"reasoning_effort":"high","thinking":{"type":"disabled"}`, `{"type":"disabled"}`, "1024"},
-		{"adaptive has no budget", `,"thinking":{"type":"adaptive"}`, `{"type":"adaptive"}`, "1024"},
+		{"adaptive keeps the room of the default effort", `,"thinking":{"type":"adaptive"}`, `{"type":"adaptive"}`, "5120"},
 		{"null is none", `,"thinking":null,"reasoning_effort":"low"`, `{"type":"enabled","budget_tokens":1024}`, "2048"},
 		{"a budget too large for the API is its to refuse", `,"thinking":{"type":"enabled","budget_tokens":9223372036854775807}`, `{"type":"enabled","budget_tokens":9223372036854775807}`, "1024"},
 	} {

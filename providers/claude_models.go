@@ -20,10 +20,11 @@ type claudeModel struct {
 	// effort high (Claude 5); reasoning_effort none sends thinking disabled.
 	thinksByDefault bool
 	// alwaysThinks: thinking cannot be turned off, and the model takes no thinking
-	// object, only output_config.effort (Opus and Sonnet 5.5, Fable 5).
+	// object, only output_config.effort (Opus and Sonnet 5.5, Fable and Mythos).
 	alwaysThinks bool
 	// forcedToolAllowed: a forced tool call is taken though the model always thinks
-	// (Fable 5 answers it with the call alone; Fable 5.1 and the 5.5 models refuse it).
+	// (Fable and Mythos 5 answer it with the call alone; their 5.1 and the 5.5 models
+	// refuse it).
 	forcedToolAllowed bool
 }
 
@@ -93,7 +94,8 @@ func smallNumber(tok string) (int, bool) {
 // claudeModelOf is what the named model takes, from its version: Opus 4.7 and later
 // (and any Claude 5) take only adaptive thinking and no sampling settings, Opus and
 // Sonnet 4.6 take adaptive thinking, and earlier models a thinking budget; Claude 5
-// models think unless told not to, and the 5.5 models (and Fable 5) always do. A name
+// models think unless told not to, and Opus and Sonnet 5.5, Fable and Mythos always do
+// (Haiku 5.5 takes thinking disabled). A name
 // without a version (an alias, a proxy's own name) is taken as an earlier model:
 // what it takes is set with the backend's thinking and drop_params keys.
 func claudeModelOf(name string) claudeModel {
@@ -108,14 +110,24 @@ func claudeModelOf(name string) claudeModel {
 	case major == 4 && minor == 6:
 		m.adaptive = true
 	}
-	if major >= 5 {
-		m.thinksByDefault = true
-		m.alwaysThinks = minor >= 5 || family == "fable"
-		m.forcedToolAllowed = family == "fable" && minor == 0
-	}
 	switch family {
 	case "opus", "sonnet", "haiku":
 		m.structured = major > 4 || major == 4 && minor >= 5
+	case "fable", "mythos":
+		// Fable and Mythos 5.1 (not 5) have structured outputs and strict tools.
+		m.structured = major > 5 || major == 5 && minor >= 1
+	}
+	if major >= 5 {
+		m.thinksByDefault = true
+		switch family {
+		case "fable", "mythos":
+			// Thinking cannot be turned off; 5 takes a forced tool call, 5.1 refuses it.
+			m.alwaysThinks = true
+			m.forcedToolAllowed = major == 5 && minor == 0
+		case "opus", "sonnet":
+			// From 5.5 on (Sonnet 5.5's between_tools is not disabled).
+			m.alwaysThinks = major > 5 || minor >= 5
+		}
 	}
 	return m
 }

@@ -42,7 +42,11 @@ func TestClaudeModelOf(t *testing.T) {
 		{"claude-sonnet-5-5@20261001", claude55},
 		// Fable 5 always thinks and has no structured outputs.
 		{"claude-fable-5", claudeModel{adaptive: true, noSampling: true, thinksByDefault: true, alwaysThinks: true, forcedToolAllowed: true}},
-		{"claude-fable-5-1", claudeModel{adaptive: true, noSampling: true, thinksByDefault: true, alwaysThinks: true}},
+		{"claude-fable-5-1", claudeModel{adaptive: true, noSampling: true, structured: true, thinksByDefault: true, alwaysThinks: true}},
+		{"claude-mythos-5", claudeModel{adaptive: true, noSampling: true, thinksByDefault: true, alwaysThinks: true, forcedToolAllowed: true}},
+		{"claude-mythos-5-1", claudeModel{adaptive: true, noSampling: true, structured: true, thinksByDefault: true, alwaysThinks: true}},
+		// Haiku 5.5 takes thinking disabled.
+		{"claude-haiku-5-5", claude5},
 		// Bedrock and Vertex spellings.
 		{"anthropic.claude-sonnet-4-5-20250929-v1:0", budgetStructured},
 		{"us.anthropic.claude-opus-4-7-v1:0", newest},

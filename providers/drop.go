@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"bytes"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,15 +57,8 @@ func dropFields(b []byte, names []string) []byte {
 // the Anthropic translation decodes with encoding/json, which matches keys so.
 func namedIn(k []byte, names []string) bool {
 	for _, n := range names {
-		if len(k) == len(n) && strings.EqualFold(b2s(k), n) {
+		if foldedKey(k, n) {
 			return true
-		}
-		if len(k) > len(n) && bytes.IndexByte(k, '\\') >= 0 {
-			var buf [64]byte
-			u, ok := jsonscan.AppendUnescape(buf[:0], k)
-			if ok && strings.EqualFold(b2s(u), n) {
-				return true
-			}
 		}
 	}
 	return false

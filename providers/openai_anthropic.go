@@ -145,14 +145,9 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 		}
 		maxTokens, maxParam = *r.MaxTokens, "max_tokens"
 	}
-	th, err := readThinking(r.Thinking, r.ReasoningEffort, cm)
+	th, err := requestThinking(r.Thinking, r.ReasoningEffort, r.ToolChoice, len(r.Tools) > 0, cm)
 	if err != nil {
 		return dst, err
-	}
-	if th.byDefault && len(r.Tools) > 0 && forcesTool(r.ToolChoice) {
-		// The API refuses forced tool use with thinking on; the client asked for no
-		// thinking, only for the tool.
-		th = thinking{raw: strThinkingDisabled}
 	}
 	switch {
 	case th.budget <= 0:
@@ -328,8 +323,13 @@ func readThinking(obj, effort json.RawMessage, cm claudeModel) (thinking, *reque
 				t.budget = n
 			}
 		}
-		if string(typ) == `"adaptive"` && e != nil && e.budget > 0 {
-			t.effort, t.room = e.effort, e.budget
+		if string(typ) == `"adaptive"` {
+			// The default max_tokens keeps the room of the effort asked for, else
+			// of the model's default effort, high.
+			t.room = highBudget
+			if e != nil && e.budget > 0 {
+				t.effort, t.room = e.effort, e.budget
+			}
 		}
 		return t, nil
 	}
@@ -1122,6 +1122,17 @@ func appendToolChoice(dst []byte, raw json.RawMessage, parallel *bool, thinking 
 		dst = append(dst, `,"disable_parallel_tool_use":true`...)
 	}
 	return append(dst, '}'), nil
+}
+
+// requestThinking is the thinking a request sends (readThinking), off when it forces
+// a tool call on a model that thinks by default and it asked for no thinking: the API
+// refuses forced tool use with thinking on, and the client asked only for the tool.
+func requestThinking(obj, effort, toolChoice json.RawMessage, tools bool, cm claudeModel) (thinking, *requestError) {
+	th, err := readThinking(obj, effort, cm)
+	if err == nil && th.byDefault && tools && forcesTool(toolChoice) {
+		th = thinking{raw: strThinkingDisabled}
+	}
+	return th, err
 }
 
 // forcesTool reports whether tool_choice forces a tool call: required, or a named

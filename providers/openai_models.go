@@ -9,11 +9,13 @@ import (
 
 // openAIReasoningModel reports whether the model name is one of OpenAI's reasoning
 // models (o1, o3, o4-mini, gpt-5 and later, with or without a provider prefix such
-// as openai/), which refuse max_tokens ("Use 'max_completion_tokens' instead").
+// as openai/, fine-tuned ones too), which refuse max_tokens ("Use 'max_completion_tokens' instead").
 func openAIReasoningModel(name string) bool {
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		name = name[i+1:]
 	}
+	// A fine-tuned model is named for its base: ft:o4-mini-2025-04-16:org::id.
+	name = strings.TrimPrefix(name, "ft:")
 	name = strings.ToLower(name)
 	switch {
 	case len(name) >= 2 && name[0] == 'o' && name[1] >= '1' && name[1] <= '9':
@@ -50,17 +52,15 @@ func renameMaxTokens(b []byte) []byte {
 		return b
 	}
 	ks, ke, more := -1, -1, false
+	own, null := false, false // max_completion_tokens given; given as null
 	for {
 		k, v, ok := it.Next()
 		if !ok {
 			break
 		}
 		switch {
-		case isKey(k, "max_completion_tokens") && jsonscan.IsNull(v):
-			// null is no cap of the client's: it goes, and max_tokens takes its name.
-			return renameMaxTokens(dropFields(b, strMaxCompletionTokensName))
 		case isKey(k, "max_completion_tokens"):
-			return dropFields(b, strMaxTokens)
+			own, null = true, jsonscan.IsNull(v)
 		case !isKey(k, "max_tokens"):
 		case ks < 0:
 			ks = it.KeyOffset()
@@ -69,8 +69,16 @@ func renameMaxTokens(b []byte) []byte {
 			more = true
 		}
 	}
-	if ks < 0 || it.Err() != nil {
+	switch {
+	case it.Err() != nil:
 		return b
+	case own && !null:
+		return dropFields(b, strMaxTokens)
+	case ks < 0:
+		return b
+	case own:
+		// null is no cap of the client's: it goes, and max_tokens takes its name.
+		return renameMaxTokens(dropFields(b, strMaxCompletionTokensName))
 	}
 	b = slices.Replace(b, ks, ke, strMaxCompletionTokens...)
 	if more {

@@ -16,7 +16,8 @@ func TestOpenAIReasoningModel(t *testing.T) {
 	}{
 		{"o1", true}, {"o1-mini", true}, {"o3-mini-2025-01-31", true}, {"o4-mini", true}, {"o3-pro", true},
 		{"gpt-5", true}, {"gpt-5-mini", true}, {"gpt-5.1", true}, {"gpt-5.1-codex", true}, {"GPT-5", true},
-		{"openai/gpt-5", true}, {"gpt-6", true}, {"gpt-10-turbo", true},
+		{"openai/gpt-5", true}, {"gpt-6", true}, {"gpt-10-turbo", true}, {"ft:o4-mini-2025-04-16:acme::BTz2REZf", true},
+		{"ft:gpt-4o-mini-2024-07-18:acme::x", false},
 		{"gpt-4o", false}, {"gpt-4.1-mini", false}, {"gpt-3.5-turbo", false}, {"gpt-oss-120b", false},
 		{"olmo-2", false}, {"o", false}, {"omni-moderation-latest", false}, {"meta-llama/Llama-3.1-8B-Instruct", false},
 		{"", false},
@@ -36,6 +37,8 @@ func TestRenameMaxTokens(t *testing.T) {
 		{`{"max_tokens":64,"max_completion_tokens":32}`, `{"max_completion_tokens":32}`},
 		{`{"max_completion_tokens":32,"max_tokens":64}`, `{"max_completion_tokens":32}`},
 		{`{"max_tokens":64,"max_tokens":8}`, `{"max_completion_tokens":64}`},
+		{`{"max_tokens":64,"max_completion_tokens":null}`, `{"max_completion_tokens":64}`},
+		{`{"max_completion_tokens":null,`, `{"max_completion_tokens":null,`},
 		{`{"model":"m","tools":[{"max_tokens":1}]}`, `{"model":"m","tools":[{"max_tokens":1}]}`},
 		{`{"model":"m"}`, `{"model":"m"}`},
 		{`not json`, `not json`},
