@@ -1461,12 +1461,13 @@ func (r *request) record(status int) {
 	s := r.s
 	if r.limited {
 		actual := r.usage.Input + r.usage.Output
-		if actual == 0 && r.attempts > 0 && (status < 400 || status == 499 && (r.ttft > 0 || r.abandoned)) {
+		shutdownCut := r.errKind == "shutdown_cut"
+		if actual == 0 && r.attempts > 0 && (status < 400 && (!shutdownCut || r.ttft > 0) || status == 499 && (r.ttft > 0 || r.abandoned)) {
 			// Answered without a usage count, a client that hung up on a stream
 			// after its first tokens (the usage comes last), or one that hung up
 			// while the upstream worked on its request (for how long, nobody will
 			// say): the estimate stands. An error answer generated nothing and is
-			// refunded.
+			// refunded, as is a stream the shutdown cut before its first token.
 			actual = limiter.KeepEstimate
 		}
 		r.rt.lim.Settle(&r.ticket, actual)
@@ -1528,8 +1529,9 @@ func (r *request) record(status int) {
 			}
 			tracing.SetServerStatus(sp, status)
 			// A stream the upstream failed after its 200 (cut, or its own error
-			// event) is an error of the request too, as its attempt's span is.
-			if status >= 500 || r.upFailed && r.errKind != "" {
+			// event), or the shutdown cut, is an error of the request too, as its
+			// attempt's span is.
+			if status >= 500 || r.upFailed && r.errKind != "" || r.errKind == "shutdown_cut" {
 				tracing.RecordError(sp, errors.New(r.errKind), r.errKind)
 			}
 		}

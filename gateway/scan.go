@@ -250,7 +250,14 @@ func foldedKey(k []byte) int {
 // foldedPromptKey reports whether k differs from messages, input or prompt only in
 // case.
 func foldedPromptKey(k []byte) bool {
-	if len(k) == 0 || len(k) > len("messages") {
+	if len(k) == 0 {
+		return false
+	}
+	if !ascii(k) {
+		// Unicode folding (encoding/json's): "meſſages" is messages.
+		return bytes.EqualFold(k, strMessagesKey) || bytes.EqualFold(k, strInputKey) || bytes.EqualFold(k, strPromptKey)
+	}
+	if len(k) > len("messages") {
 		return false
 	}
 	switch k[0] | 0x20 {
@@ -262,6 +269,16 @@ func foldedPromptKey(k []byte) bool {
 		return bytes.EqualFold(k, strPromptKey)
 	}
 	return false
+}
+
+// ascii reports whether b holds only ASCII bytes.
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 var (

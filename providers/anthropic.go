@@ -122,15 +122,27 @@ func (b *Backend) ThinkingRoom(body []byte) int64 {
 
 // foldedKey reports whether the raw key k is name in any case, escapes decoded.
 func foldedKey(k []byte, name string) bool {
-	if len(k) == len(name) {
-		return strings.EqualFold(b2s(k), name)
+	if len(k) == len(name) && strings.EqualFold(b2s(k), name) {
+		return true
 	}
-	if len(k) < len(name) || bytes.IndexByte(k, '\\') < 0 {
-		return false
+	if bytes.IndexByte(k, '\\') < 0 {
+		// A key of another length matches only through Unicode folding
+		// (encoding/json's: "thinKing" with the Kelvin sign is thinking).
+		return len(k) != len(name) && !isASCII(k) && strings.EqualFold(b2s(k), name)
 	}
 	var buf [64]byte
 	u, ok := jsonscan.AppendUnescape(buf[:0], k)
 	return ok && strings.EqualFold(b2s(u), name)
+}
+
+// isASCII reports whether b holds only ASCII bytes.
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // anthropicURLs points a target's chat operation at {base}/messages; Anthropic has no

@@ -438,11 +438,18 @@ func Int(raw []byte) (int64, bool) {
 }
 
 // Count reads a raw JSON number that is a whole number, written as an integer or not
-// (5000, 5000.0, 5e3: Python servers such as vLLM take all three as a count), capped at
-// limit; n is 0 with ok false for anything else, a fraction included.
+// (5000, 5000.0, 5e3), or a string holding an integer ("5000"): pydantic's lax mode,
+// behind vLLM, takes all four as a count. It is capped at limit; n is 0 with ok false
+// for anything else, a fraction included.
 func Count(raw []byte, limit int64) (n int64, ok bool) {
 	if n, ok := Int(raw); ok {
 		return min(n, limit), true
+	}
+	if len(raw) > 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		if n, ok := Int(raw[1 : len(raw)-1]); ok {
+			return min(n, limit), true
+		}
+		return 0, false
 	}
 	f, ok := Float(raw)
 	if !ok || f != math.Trunc(f) || math.IsInf(f, 0) {

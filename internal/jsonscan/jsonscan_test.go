@@ -253,7 +253,8 @@ func TestCount(t *testing.T) {
 	}{
 		{"5000", 5000, true}, {"5000.0", 5000, true}, {"5e3", 5000, true}, {"5E+3", 5000, true},
 		{"1e300", 1 << 40, true}, {"2000000000000", 1 << 40, true}, {"-3", -3, true}, {"-3.0", -3, true},
-		{"2.5", 0, false}, {"1e-3", 0, false}, {`"5"`, 0, false}, {"null", 0, false}, {"", 0, false},
+		{`"5"`, 5, true}, {`"5000000000000"`, 1 << 40, true}, {`"-2"`, -2, true},
+		{"2.5", 0, false}, {"1e-3", 0, false}, {`"5.0"`, 0, false}, {`"five"`, 0, false}, {`""`, 0, false}, {"null", 0, false}, {"", 0, false},
 	} {
 		n, ok := Count([]byte(c.raw), 1<<40)
 		if n != c.n || ok != c.ok {
