@@ -51,16 +51,20 @@ time_to_first_token, inter_token_latency and e2e_request_latency histograms.
 With --api anthropic, thinking (enabled with budget_tokens, or adaptive) puts a
 thinking block with a signature first, and is validated as the Messages API does.
 The request's model decides the rest as Anthropic documents it: claude-opus-4-7,
--4-8 and the Claude 5 models refuse thinking budgets, non-default temperature,
+-4-8 and the Claude 5 models (those named here, and any other claude-<family>- of
+major version 5 or later, as claude-opus-5-1 or claude-haiku-6, under their common
+rules) refuse thinking budgets, non-default temperature,
 top_p and top_k, and omit the thinking text unless thinking.display is
 "summarized"; the 4.6 models and later refuse a prefill; output_config.effort xhigh
 and max are checked per model; output_config.format (structured outputs, 4.5
 models and later) makes the answer a JSON value of its schema, cut by max_tokens
 like any text. The Claude 5 models think without a thinking field; claude-opus-5
-takes thinking disabled at effort high and below, claude-sonnet-5 at any;
-claude-opus-5-5, claude-sonnet-5-5 (which has between_tools instead) and
-claude-fable-5 refuse it; claude-opus-5-5 and claude-sonnet-5-5 refuse forced tool
-use, claude-fable-5 answers it with the tool call alone.
+and claude-haiku-5-5 take thinking disabled at effort high and below,
+claude-sonnet-5 and the unnamed ones at any; claude-opus-5-5, claude-sonnet-5-5
+(which has between_tools instead), claude-fable-5, claude-fable-5-1,
+claude-mythos-5 and claude-mythos-5-1 refuse it; claude-opus-5-5,
+claude-sonnet-5-5, claude-fable-5-1 and claude-mythos-5-1 refuse forced tool use,
+claude-fable-5 and claude-mythos-5 answer it with the tool call alone.
 
 Flags:
 `

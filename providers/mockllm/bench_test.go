@@ -3,6 +3,7 @@ package mockllm
 import (
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -44,7 +45,8 @@ const benchOpus = `{"model":"claude-opus-4-7","max_tokens":64,"thinking":{"type"
 	`"messages":[{"role":"user","content":"Forecast for Paris as JSON."}]}`
 
 // benchClaude5 is a Messages request to a Claude 5 model without a thinking field: it
-// thinks by default.
+// thinks by default (as one of major version 5 or later that no entry names does, the
+// model value searched to its end).
 const benchClaude5 = `{"model":"claude-opus-5","max_tokens":64,"messages":[{"role":"user","content":"Write a haiku about load balancers."}]}`
 
 var benchCases = []struct {
@@ -62,6 +64,7 @@ var benchCases = []struct {
 	{"messages-opus-format", "/v1/messages", benchOpus, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-4-7"},
 	{"messages-opus-format-stream", "/v1/messages", benchOpus[:len(benchOpus)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-4-7"},
 	{"messages-claude5-thinking", "/v1/messages", benchClaude5, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-5"},
+	{"messages-claude5-later-thinking", "/v1/messages", strings.Replace(benchClaude5, "claude-opus-5", "anthropic.claude-haiku-6-v1:0", 1), APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "anthropic.claude-haiku-6-v1:0"},
 }
 
 // BenchmarkHandler measures one request through the handler with zero delays: parse,

@@ -10,9 +10,10 @@ import (
 )
 
 // claudeCaps is what a Claude model takes of the Messages API's newer settings, as
-// Anthropic documents them per model. A model value of none of claudeModels
-// (claude-mock, an older model) has none of them: it keeps thinking budgets, sampling
-// settings and prefills, and refuses effort xhigh and max and structured outputs.
+// Anthropic documents them per model. A model value of none of claudeModels and of no
+// Claude model of major version 5 or later (claude-mock, an older model) has none of
+// them: it keeps thinking budgets, sampling settings and prefills, and refuses effort
+// xhigh and max and structured outputs.
 type claudeCaps uint16
 
 const (
@@ -36,15 +37,17 @@ const (
 	// models: Anthropic's Opus 5 migration guide, "Thinking on by default").
 	capThinkByDefault
 	// capNoDisableHighEffort: thinking disabled is refused at effort xhigh and max,
-	// taken at high (the default) and below (Opus 5: Anthropic's effort page).
+	// taken at high and below (Opus 5: Anthropic's effort page; Haiku 5.5: its
+	// prompting guide, "Use effort to control thinking").
 	capNoDisableHighEffort
 	// capNoForcedTool: tool_choice any and tool are refused, whatever the thinking
-	// (Opus 5.5 and Sonnet 5.5: their "what's new" pages, "Forced tool use returns an
-	// error").
+	// (Opus 5.5, Sonnet 5.5, Fable 5.1 and Mythos 5.1: their "what's new" pages,
+	// "Forced tool use returns an error").
 	capNoForcedTool
 	// capForcedNoThinking: forced tool use is taken though thinking is always on; the
 	// answer is the tool call alone, as forcing prefills the turn (Fable 5, which
-	// Fable 5.1's "what's new" page says took it).
+	// Fable 5.1's "what's new" page says took it, and Mythos 5, which Fable 5's
+	// migration guide says shares its settings).
 	capForcedNoThinking
 	// capBetweenTools: thinking {"type":"between_tools"} turns the up-front thinking
 	// off, at effort high and below (Sonnet 5.5: its "what's new" page, "Turn off
@@ -53,7 +56,8 @@ const (
 )
 
 // capsOpus48 are Opus 4.7's and 4.8's; the Claude 5 models take them and think by
-// default.
+// default, which is all a Claude model of major version 5 or later that claudeModels
+// does not list is taken to do (claude5Later).
 const (
 	capsOpus48  = capAdaptiveOnly | capNoPrefill | capXHigh | capMax | capFormat
 	capsClaude5 = capsOpus48 | capThinkByDefault
@@ -75,7 +79,11 @@ type claudeModel struct {
 var claudeModels = [...]claudeModel{
 	{[]byte("claude-opus-5-5"), capsClaude5 | capNoForcedTool, errDisabledOpus55},
 	{[]byte("claude-sonnet-5-5"), capsClaude5 | capNoForcedTool | capBetweenTools, errDisabledSonnet55},
+	{[]byte("claude-haiku-5-5"), capsClaude5 | capNoDisableHighEffort, nil},
+	{[]byte("claude-fable-5-1"), capsClaude5 | capNoForcedTool, errDisabledFable5},
+	{[]byte("claude-mythos-5-1"), capsClaude5 | capNoForcedTool, errDisabledFable5},
 	{[]byte("claude-fable-5"), capsClaude5 | capForcedNoThinking, errDisabledFable5},
+	{[]byte("claude-mythos-5"), capsClaude5 | capForcedNoThinking, errDisabledFable5},
 	{[]byte("claude-opus-5"), capsClaude5 | capNoDisableHighEffort, nil},
 	{[]byte("claude-sonnet-5"), capsClaude5, nil},
 	{[]byte("claude-opus-4-8"), capsOpus48, nil},
@@ -95,10 +103,16 @@ func claudeCapsOf(model []byte) claudeCaps {
 	return 0
 }
 
+// claude5Later is a Claude model of major version 5 or later that claudeModels does
+// not list (claude-opus-5-1, claude-haiku-6): it keeps to the rules the Claude 5
+// models share, and takes thinking disabled at any effort, as Sonnet 5 does.
+var claude5Later = claudeModel{name: []byte("claude-<family>-5+"), caps: capsClaude5}
+
 // claudeModelOf finds the first model of claudeModels whose name the model value
 // holds, followed neither by another digit (claude-opus-4-5-20251101 is Opus 4.5; a
-// claude-opus-4-50 would not be) nor by a minor version (claude-fable-5-1 is Fable
-// 5.1, not Fable 5; a date or a Bedrock -v1:0 is no version); nil for none.
+// claude-opus-4-50 would not be) nor by a minor version (claude-opus-5-1 is Opus 5.1,
+// not Opus 5; a date or a Bedrock -v1:0 is no version); else claude5Later for another
+// Claude model of major version 5 or later; nil for none.
 func claudeModelOf(model []byte) *claudeModel {
 	for i := range claudeModels {
 		m := &claudeModels[i]
@@ -112,7 +126,43 @@ func claudeModelOf(model []byte) *claudeModel {
 		}
 		return m
 	}
+	if claudeMajor5(model) {
+		return &claude5Later
+	}
 	return nil
+}
+
+var claudePrefix = []byte("claude-")
+
+// claudeMajor5 reports whether the model value holds "claude-", a family (lowercase
+// letters), a dash and a major version of 5 or more: one or two digits, then no more
+// (claude-opus-5-1, anthropic.claude-haiku-6-v1:0, claude-sonnet-7@20270101; not
+// claude-3-7-sonnet-20250219, which names no family first, nor a date in the place of
+// the version).
+func claudeMajor5(model []byte) bool {
+	rest := model
+	for {
+		at := bytes.Index(rest, claudePrefix)
+		if at < 0 {
+			return false
+		}
+		rest = rest[at+len(claudePrefix):]
+		n := 0
+		for n < len(rest) && rest[n] >= 'a' && rest[n] <= 'z' {
+			n++
+		}
+		if n == 0 || n+1 >= len(rest) || rest[n] != '-' {
+			continue
+		}
+		v := rest[n+1:]
+		d := 0
+		for d < len(v) && isDigit(v[d]) {
+			d++
+		}
+		if d == 1 && v[0] >= '5' || d == 2 && v[0] != '0' {
+			return true
+		}
+	}
 }
 
 // minorVersion reports whether rest, what follows a model name, opens with a minor
@@ -167,8 +217,9 @@ var (
 )
 
 // The Claude 5 models' refusals. Opus 5.5's disabled thinking is in the words of its
-// "what's new" page; Fable 5's as a client quoted the API (openclaw/openclaw#91805);
-// the forced tool use wording as a client quoted Fable 5.1's
+// "what's new" page; Fable 5's as a client quoted the API (openclaw/openclaw#91805),
+// which Mythos 5, Fable 5.1 and Mythos 5.1, of the same line, are taken to share (no
+// client quotes theirs); the forced tool use wording as a client quoted Fable 5.1's
 // (anthropics/claude-cookbooks#854), the same change; Opus 5's effort refusal as
 // Claude Code's issues quote it (anthropics/claude-code#82389). Sonnet 5.5's, whose
 // pages say only that the disabled refusal points to between_tools, follow them.
@@ -184,8 +235,8 @@ var (
 )
 
 // checkThinkingEffort refuses effort xhigh and max where the thinking turns them
-// down: disabled on Opus 5, between_tools on Sonnet 5.5. Without an effort the
-// model's default (high on both) is taken.
+// down: disabled on Opus 5 and Haiku 5.5, between_tools on Sonnet 5.5. Without an
+// effort the model's default (high, medium on Haiku 5.5) is taken.
 func (st *state) checkThinkingEffort() *badRequest {
 	xhigh, top := string(st.effort) == `"xhigh"`, string(st.effort) == `"max"`
 	switch {

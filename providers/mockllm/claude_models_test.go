@@ -621,15 +621,18 @@ func TestMessagesOutputFormatErrors(t *testing.T) {
 }
 
 // claude5Models are the Claude 5 models as the Anthropic API, Bedrock and Vertex
-// spell them.
+// spell them, and unlisted ones of major version 5 or later.
 var claude5Models = []string{
 	"claude-opus-5", "anthropic.claude-opus-5", "claude-sonnet-5", "claude-sonnet-5@20260701",
 	"claude-opus-5-5", "us.anthropic.claude-opus-5-5-v1:0", "claude-sonnet-5-5", "claude-fable-5", "anthropic.claude-fable-5",
+	"claude-haiku-5-5", "anthropic.claude-haiku-5-5", "claude-fable-5-1", "claude-mythos-5", "anthropic.claude-mythos-5-1",
+	"claude-opus-5-1", "claude-haiku-6@20270101",
 }
 
 // TestClaude5ModelOf: the Claude 5 names, however spelled, find their own entry, a
-// x.5 model never its x.0 one; a minor version of a listed name (Fable 5.1) is none
-// of them, while a date or a Bedrock version suffix is no minor version.
+// x.5 or x.1 model never its x.0 one; a minor version of a listed name that is not
+// listed itself (Opus 5.1) is none of them, while a date or a Bedrock version suffix
+// is no minor version.
 func TestClaude5ModelOf(t *testing.T) {
 	for _, c := range []struct {
 		model     string
@@ -646,21 +649,61 @@ func TestClaude5ModelOf(t *testing.T) {
 		{"claude-sonnet-5-5", capsClaude5 | capNoForcedTool | capBetweenTools, errDisabledSonnet55},
 		{"claude-fable-5", capsClaude5 | capForcedNoThinking, errDisabledFable5},
 		{"anthropic.claude-fable-5", capsClaude5 | capForcedNoThinking, errDisabledFable5},
-		{"claude-fable-5-1", 0, nil},
+		{"claude-haiku-5-5", capsClaude5 | capNoDisableHighEffort, nil},
+		{"anthropic.claude-haiku-5-5", capsClaude5 | capNoDisableHighEffort, nil},
+		{"claude-haiku-5-5@20261007", capsClaude5 | capNoDisableHighEffort, nil},
+		{"claude-fable-5-1", capsClaude5 | capNoForcedTool, errDisabledFable5},
+		{"anthropic.claude-fable-5-1", capsClaude5 | capNoForcedTool, errDisabledFable5},
+		{"claude-mythos-5-1", capsClaude5 | capNoForcedTool, errDisabledFable5},
+		{"anthropic.claude-mythos-5-1", capsClaude5 | capNoForcedTool, errDisabledFable5},
+		{"claude-mythos-5", capsClaude5 | capForcedNoThinking, errDisabledFable5},
+		{"anthropic.claude-mythos-5", capsClaude5 | capForcedNoThinking, errDisabledFable5},
+		{"claude-mythos-5@20260609", capsClaude5 | capForcedNoThinking, errDisabledFable5},
 		{"claude-opus-5-1", 0, nil},
 		{"claude-opus-50", 0, nil},
-		{"claude-mythos-5", 0, nil},
 	} {
 		t.Run(c.model, func(t *testing.T) {
 			m := claudeModelOf([]byte(c.model))
 			switch {
-			case c.caps == 0 && m != nil:
+			case c.caps == 0 && m != nil && m != &claude5Later:
 				t.Errorf("found %s", m.name)
 			case c.caps == 0:
-			case m == nil:
-				t.Errorf("found none")
+			case m == nil || m == &claude5Later:
+				t.Errorf("found no entry of its own: %v", m)
 			case m.caps != c.caps || m.noDisable != c.noDisable:
 				t.Errorf("%s: caps %010b, want %010b; noDisable %v, want %v", m.name, m.caps, c.caps, m.noDisable, c.noDisable)
+			}
+		})
+	}
+}
+
+// TestClaude5LaterModelOf: a Claude model of major version 5 or later that no entry
+// names, however spelled, keeps to the Claude 5 models' common rules; one of an
+// earlier major version, an old-style name, a date where the version goes or another
+// model is none of them.
+func TestClaude5LaterModelOf(t *testing.T) {
+	for _, model := range []string{
+		"claude-opus-5-1", "claude-sonnet-5-1-20261201", "claude-haiku-5", "claude-haiku-5-7",
+		"claude-haiku-6", "claude-opus-6-5", "anthropic.claude-sonnet-6-v1:0", "us.anthropic.claude-fable-6-1-v1:0",
+		"claude-opus-7@20280101", "claude-sonnet-10", "claude-opus-50", "claude-epic-5",
+	} {
+		t.Run(model, func(t *testing.T) {
+			if m := claudeModelOf([]byte(model)); m != &claude5Later {
+				t.Errorf("found %v, want the Claude 5 common rules", m)
+			}
+			if got := claudeCapsOf([]byte(model)); got != capsClaude5 {
+				t.Errorf("caps %010b, want %010b", got, capsClaude5)
+			}
+		})
+	}
+	for _, model := range []string{
+		"claude-opus-4-9", "claude-haiku-4", "claude-3-7-sonnet-20250219", "claude-3-5-haiku-latest",
+		"claude-sonnet-20260701", "claude-opus-05", "claude-mock", "claude-", "claude-opus-", "claude-opus5", "mock-5",
+		"claude-Opus-5",
+	} {
+		t.Run(model, func(t *testing.T) {
+			if m := claudeModelOf([]byte(model)); m != nil {
+				t.Errorf("found %s", m.name)
 			}
 		})
 	}
@@ -725,8 +768,9 @@ func TestMessagesClaude5ThinkByDefault(t *testing.T) {
 }
 
 // TestMessagesClaude5ThinkingRules: what each Claude 5 model takes and refuses of
-// thinking, effort and sampling, in the API's words: disabled is taken on Opus 5 at
-// effort high and below and on Sonnet 5, refused on the models that always think;
+// thinking, effort and sampling, in the API's words: disabled is taken on Opus 5 and
+// Haiku 5.5 at effort high and below and on Sonnet 5 and the unlisted models of major
+// version 5 or later at any, refused on the models that always think;
 // between_tools is Sonnet 5.5's, at effort high and below; thinking budgets, sampling
 // settings but their defaults and prefills are refused as on Opus 4.8, with thinking
 // on by default refusing sampling first as thinking does.
@@ -734,6 +778,9 @@ func TestMessagesClaude5ThinkingRules(t *testing.T) {
 	const (
 		disabled = `"thinking":{"type":"disabled"}`
 		between  = `"thinking":{"type":"between_tools"}`
+		// strictTool is a strict tool the model may call: answered with thinking first.
+		strictTool = `"tools":[{"name":"get_weather","strict":true,"input_schema":{"type":"object","additionalProperties":false,` +
+			`"properties":{"city":{"type":"string"}},"required":["city"]}}]`
 	)
 	effort := func(level string) string { return `"output_config":{"effort":"` + level + `"}` }
 	type rule struct {
@@ -787,6 +834,39 @@ func TestMessagesClaude5ThinkingRules(t *testing.T) {
 			{"disabled", disabled, errDisabledFable5.msg, false},
 			{"between_tools", between, errThinkingType.msg, false},
 		}},
+		{"claude-haiku-5-5", []rule{
+			{"disabled", disabled, "", false},
+			{"disabled at effort low", disabled + "," + effort("low"), "", false},
+			{"disabled at effort medium", disabled + "," + effort("medium"), "", false},
+			{"disabled at effort high", disabled + "," + effort("high"), "", false},
+			{"disabled at effort xhigh", disabled + "," + effort("xhigh"), errXHighDisabled.msg, false},
+			{"disabled at effort max", disabled + "," + effort("max"), errMaxDisabled.msg, false},
+			{"between_tools", between, errThinkingType.msg, false},
+		}},
+		{"claude-fable-5-1", []rule{
+			{"disabled", disabled, errDisabledFable5.msg, false},
+			{"disabled at effort low", disabled + "," + effort("low"), errDisabledFable5.msg, false},
+			{"between_tools", between, errThinkingType.msg, false},
+			{"strict tool", strictTool, "", true},
+		}},
+		{"claude-mythos-5", []rule{
+			{"disabled", disabled, errDisabledFable5.msg, false},
+			{"between_tools", between, errThinkingType.msg, false},
+		}},
+		{"claude-mythos-5-1", []rule{
+			{"disabled", disabled, errDisabledFable5.msg, false},
+			{"between_tools", between, errThinkingType.msg, false},
+			{"strict tool", strictTool, "", true},
+		}},
+		{"claude-haiku-6", []rule{ // unlisted: the common rules
+			{"disabled", disabled, "", false},
+			{"disabled at effort max", disabled + "," + effort("max"), "", false},
+			{"between_tools", between, errThinkingType.msg, false},
+		}},
+		{"anthropic.claude-opus-5-1-v1:0", []rule{
+			{"disabled", disabled, "", false},
+			{"disabled at effort xhigh", disabled + "," + effort("xhigh"), "", false},
+		}},
 	} {
 		t.Run(c.model, func(t *testing.T) {
 			h := startClaude(t, c.model)
@@ -819,9 +899,10 @@ func TestMessagesClaude5ThinkingRules(t *testing.T) {
 }
 
 // TestMessagesClaude5ForcedToolUse: tool_choice any or tool is refused while thinking
-// is on, and Opus 5 and Sonnet 5 think unless told not to; Opus 5.5 and Sonnet 5.5
-// refuse it whatever the thinking; Fable 5 takes it, answering with the tool call
-// alone. auto and none are taken everywhere.
+// is on, and Opus 5, Sonnet 5, Haiku 5.5 and the unlisted models think unless told
+// not to; Opus 5.5, Sonnet 5.5, Fable 5.1 and Mythos 5.1 refuse it whatever the
+// thinking; Fable 5 and Mythos 5 take it, answering with the tool call alone. auto
+// and none are taken everywhere.
 func TestMessagesClaude5ForcedToolUse(t *testing.T) {
 	const (
 		anyTool   = `"tool_choice":{"type":"any"}`
@@ -843,6 +924,15 @@ func TestMessagesClaude5ForcedToolUse(t *testing.T) {
 		{"claude-sonnet-5-5", namedTool + `,"thinking":{"type":"between_tools"}`, errForcedTool.msg},
 		{"claude-fable-5", anyTool, ""},
 		{"claude-fable-5", namedTool + `,"thinking":{"type":"adaptive"}`, ""},
+		{"claude-mythos-5", anyTool, ""},
+		{"claude-mythos-5", namedTool, ""},
+		{"claude-fable-5-1", anyTool, errForcedTool.msg},
+		{"claude-fable-5-1", namedTool + `,"thinking":{"type":"adaptive"}`, errForcedTool.msg},
+		{"claude-mythos-5-1", namedTool, errForcedTool.msg},
+		{"claude-haiku-5-5", anyTool, errThinkingForced.msg},
+		{"claude-haiku-5-5", namedTool + "," + disabled, ""},
+		{"claude-haiku-6", anyTool, errThinkingForced.msg},
+		{"claude-haiku-6", anyTool + "," + disabled, ""},
 	} {
 		t.Run(c.model+" "+c.extra, func(t *testing.T) {
 			h := startClaude(t, c.model)
@@ -872,7 +962,7 @@ func TestMessagesClaude5ForcedToolUse(t *testing.T) {
 			}
 		})
 	}
-	for _, model := range []string{"claude-opus-5-5", "claude-sonnet-5-5", "claude-fable-5"} {
+	for _, model := range []string{"claude-opus-5-5", "claude-sonnet-5-5", "claude-fable-5", "claude-fable-5-1", "claude-mythos-5", "claude-mythos-5-1"} {
 		for _, choice := range []string{`"tool_choice":{"type":"auto"}`, `"tool_choice":{"type":"none"}`} {
 			t.Run(model+" "+choice, func(t *testing.T) {
 				h := startClaude(t, model)

@@ -838,5 +838,6 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, st *state) {
 }
 
 // laxInt reads an integer field as vLLM's pydantic models do in lax mode: a whole
-// number written as a float (3.0, 5e3) is that integer; a fraction is not one.
+// number written as a float (3.0, 5e3) or an integer string ("3") is that integer; a
+// fraction is not one.
 func laxInt(v []byte) (int64, bool) { return jsonscan.Count(v, math.MaxInt64) }

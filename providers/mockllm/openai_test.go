@@ -317,12 +317,12 @@ func TestOpenAIErrors(t *testing.T) {
 		{"messages not a list", "POST", "/v1/chat/completions", `{"messages":"hi"}`, 400, `{"error":{"message":"messages: *`},
 		{"zero max_tokens", "POST", "/v1/chat/completions", `{"messages":[],"max_tokens":0}`, 400,
 			`{"error":{"message":"max_tokens must be at least 1, got 0.","type":"BadRequestError","param":"max_tokens","code":400}}`},
-		{"string max_tokens", "POST", "/v1/chat/completions", `{"messages":[],"max_tokens":"5"}`, 400, `{"error":{"message":"max_tokens: Input should be a valid integer"*`},
+		{"non-numeric string max_tokens", "POST", "/v1/chat/completions", `{"messages":[],"max_tokens":"five"}`, 400, `{"error":{"message":"max_tokens: Input should be a valid integer"*`},
 		{"stream_options without stream", "POST", "/v1/chat/completions", `{"messages":[],"stream_options":{"include_usage":true}}`, 400,
 			`{"error":{"message":"Stream options can only be defined when ` + "`stream=True`" + `.","type":"Bad Request","param":null,"code":400}}`},
 		{"zero n", "POST", "/v1/chat/completions", `{"messages":[],"n":0}`, 400,
 			`{"error":{"message":"n must be at least 1, got 0.","type":"BadRequestError","param":"n","code":400}}`},
-		{"string n", "POST", "/v1/chat/completions", `{"messages":[],"n":"2"}`, 400,
+		{"non-numeric string n", "POST", "/v1/chat/completions", `{"messages":[],"n":"two"}`, 400,
 			`{"error":{"message":"n: Input should be a valid integer","type":"Bad Request","param":null,"code":400}}`},
 		{"stream not a boolean", "POST", "/v1/chat/completions", `{"messages":[],"stream":"yes"}`, 400, `{"error":{"message":"stream: *`},
 		{"missing prompt", "POST", "/v1/completions", `{}`, 400, `{"error":{"message":"prompt: Field required"*`},
@@ -707,7 +707,8 @@ func TestMinTokens(t *testing.T) {
 }
 
 // TestWholeFloatCounts: as vLLM's pydantic models in lax mode, a count written as a
-// whole float (3.0, 2e0) is taken as the integer; a fraction is refused.
+// whole float (3.0, 2e0) or an integer string ("3") is taken as the integer; a fraction
+// is refused.
 func TestWholeFloatCounts(t *testing.T) {
 	s := start(t, Options{})
 	for _, c := range []struct {
@@ -715,7 +716,8 @@ func TestWholeFloatCounts(t *testing.T) {
 		status       int
 	}{
 		{"max_tokens", "3.0", 200}, {"max_completion_tokens", "3e0", 200}, {"n", "2.0", 200},
-		{"max_tokens", "3.5", 400}, {"n", "1.5", 400},
+		{"max_tokens", `"3"`, 200}, {"n", `"2"`, 200},
+		{"max_tokens", "3.5", 400}, {"n", "1.5", 400}, {"max_tokens", `"3.0"`, 400},
 	} {
 		resp, body, err := s.do("POST", "/v1/chat/completions", `{"model":"`+DefaultModel+`","messages":[{"role":"user","content":"Hi"}],"`+c.field+`":`+c.value+`}`)
 		if err != nil {
