@@ -84,11 +84,7 @@ func TestAnthropicNewestModelToolLoop(t *testing.T) {
 		t.Fatalf("tool calls %+v", msg.ToolCalls)
 	}
 
-	asst := msg.ToParam()
-	asst.OfAssistant.SetExtraFields(map[string]any{"thinking_blocks": json.RawMessage(raw)})
-	second := first
-	second.Messages = append(append([]openai.ChatCompletionMessageParamUnion{}, first.Messages...), asst,
-		openai.ToolMessage("18C and sunny", msg.ToolCalls[0].ID))
+	second := toolLoopNext(first, msg, raw)
 	cc, err = c.Chat.Completions.New(ctx, second)
 	if err != nil {
 		t.Fatalf("the loop's second step: %v", err)
@@ -276,11 +272,7 @@ func TestAnthropicClaude5ToolLoopSendsThinkingBack(t *testing.T) {
 	if len(msg.ToolCalls) != 1 || raw == "" {
 		t.Fatalf("first answer %s", cc.RawJSON())
 	}
-	asst := msg.ToParam()
-	asst.OfAssistant.SetExtraFields(map[string]any{"thinking_blocks": json.RawMessage(raw)})
-	second := first
-	second.Messages = append(append([]openai.ChatCompletionMessageParamUnion{}, first.Messages...), asst,
-		openai.ToolMessage("18C and sunny", msg.ToolCalls[0].ID))
+	second := toolLoopNext(first, msg, raw)
 	if _, err := c.Chat.Completions.New(ctx, second); err != nil {
 		t.Fatal(err)
 	}
@@ -339,11 +331,7 @@ func TestAnthropicClaude5Thinking(t *testing.T) {
 		if len(msg.ToolCalls) != 1 || !strings.Contains(raw, `"signature"`) {
 			t.Fatalf("first answer %s", cc.RawJSON())
 		}
-		asst := msg.ToParam()
-		asst.OfAssistant.SetExtraFields(map[string]any{"thinking_blocks": json.RawMessage(raw)})
-		second := first
-		second.Messages = append(append([]openai.ChatCompletionMessageParamUnion{}, first.Messages...), asst,
-			openai.ToolMessage("18C and sunny", msg.ToolCalls[0].ID))
+		second := toolLoopNext(first, msg, raw)
 		if cc, err = c.Chat.Completions.New(ctx, second); err != nil || cc.Choices[0].Message.Content == "" {
 			t.Fatalf("the loop's second step: %v", err)
 		}
@@ -373,4 +361,15 @@ func TestAnthropicClaude5Thinking(t *testing.T) {
 			}
 		}
 	})
+}
+
+// toolLoopNext is the tool loop's second request: first, then the assistant's answer msg
+// with its thinking blocks raw sent back, then get_weather's answer to its tool call.
+func toolLoopNext(first openai.ChatCompletionNewParams, msg openai.ChatCompletionMessage, raw string) openai.ChatCompletionNewParams {
+	asst := msg.ToParam()
+	asst.OfAssistant.SetExtraFields(map[string]any{"thinking_blocks": json.RawMessage(raw)})
+	second := first
+	second.Messages = append(append([]openai.ChatCompletionMessageParamUnion{}, first.Messages...), asst,
+		openai.ToolMessage("18C and sunny", msg.ToolCalls[0].ID))
+	return second
 }

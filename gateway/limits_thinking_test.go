@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -107,40 +106,6 @@ func startThinkingAnthropic(t *testing.T) *thinkingAnthropic {
 	return z
 }
 
-// hangUpAfterData streams body to the gateway, reads until a data line holding want
-// has come, and hangs up.
-func hangUpAfterData(t *testing.T, g *gw, id, body, want string) {
-	t.Helper()
-	req, err := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Request-Id", id)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("%s: status %d %s", id, resp.StatusCode, b)
-	}
-	br := bufio.NewReader(resp.Body)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			resp.Body.Close()
-			t.Fatalf("%s: stream ended before %q came: %v", id, want, err)
-		}
-		if strings.HasPrefix(line, "data: ") && strings.Contains(line, want) {
-			break
-		}
-	}
-	resp.Body.Close()
-}
-
 // remainingTokens posts a chat and returns its status and x-ratelimit-remaining-tokens.
 func remainingTokens(t *testing.T, g *gw, body string) (int, int, string) {
 	t.Helper()
@@ -197,7 +162,7 @@ endpoints:
 					id := "think-hang-" + store + "-" + mode
 					body := `{"model":"lim","user":"` + user + `","stream":true,"max_tokens":300,"reasoning_effort":"high",` +
 						`"messages":[{"role":"user","content":"` + mode + `"}]}`
-					hangUpAfterData(t, a, id, body, tc.want)
+					hangUpAfterN(t, a, id, "", body, tc.want, 1)
 					line := afAccess(t, a, id)
 					if afNum(line, "status") != 499 {
 						t.Fatalf("access log %v, want status 499", line)

@@ -248,37 +248,16 @@ func foldedKey(k []byte) int {
 }
 
 // foldedPromptKey reports whether k differs from messages, input or prompt only in
-// case.
+// case, Unicode folding included (encoding/json's: "meſſages" is messages). Only keys
+// that begin with m, i or p in either case, or outside ASCII, are compared.
 func foldedPromptKey(k []byte) bool {
 	if len(k) == 0 {
 		return false
 	}
-	if !ascii(k) {
-		// Unicode folding (encoding/json's): "meſſages" is messages.
-		return bytes.EqualFold(k, strMessagesKey) || bytes.EqualFold(k, strInputKey) || bytes.EqualFold(k, strPromptKey)
-	}
-	if len(k) > len("messages") {
+	if c := k[0]; c < 0x80 && c|0x20 != 'm' && c|0x20 != 'i' && c|0x20 != 'p' {
 		return false
 	}
-	switch k[0] | 0x20 {
-	case 'm':
-		return bytes.EqualFold(k, strMessagesKey)
-	case 'i':
-		return bytes.EqualFold(k, strInputKey)
-	case 'p':
-		return bytes.EqualFold(k, strPromptKey)
-	}
-	return false
-}
-
-// ascii reports whether b holds only ASCII bytes.
-func ascii(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
-			return false
-		}
-	}
-	return true
+	return bytes.EqualFold(k, strMessagesKey) || bytes.EqualFold(k, strInputKey) || bytes.EqualFold(k, strPromptKey)
 }
 
 var (

@@ -43,9 +43,16 @@ func thinkingUpstream(t *testing.T) string {
 	return addr
 }
 
-// hangUpAfter streams body, reads until a data line holding want has arrived, and
-// hangs up.
+// hangUpAfter streams body, reads until three data lines holding want have arrived,
+// and hangs up.
 func hangUpAfter(t *testing.T, g *gw, id, mode, body, want string) {
+	t.Helper()
+	hangUpAfterN(t, g, id, mode, body, want, 3)
+}
+
+// hangUpAfterN streams body (with X-Test-Upstream: mode, unless mode is empty), reads
+// until n data lines holding want have arrived, and hangs up.
+func hangUpAfterN(t *testing.T, g *gw, id, mode, body, want string, n int) {
 	t.Helper()
 	req, err := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
@@ -53,7 +60,9 @@ func hangUpAfter(t *testing.T, g *gw, id, mode, body, want string) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", id)
-	req.Header.Set("X-Test-Upstream", mode)
+	if mode != "" {
+		req.Header.Set("X-Test-Upstream", mode)
+	}
 	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -65,8 +74,7 @@ func hangUpAfter(t *testing.T, g *gw, id, mode, body, want string) {
 		t.Fatalf("%s: status %d %s", id, resp.StatusCode, b)
 	}
 	br := bufio.NewReader(resp.Body)
-	seen := 0
-	for seen < 3 {
+	for seen := 0; seen < n; {
 		line, err := br.ReadString('\n')
 		if err != nil {
 			resp.Body.Close()

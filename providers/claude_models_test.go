@@ -74,7 +74,13 @@ func sentFor(t *testing.T, cfg func(*Config), body string) map[string]json.RawMe
 	up := startUpstream(t, answerFile(t, 200, "application/json", "testdata/anthropic/response_tool_use.json"))
 	c := anthropicConfig(up.URL)
 	cfg(&c)
-	b := newTestBackend(t, c)
+	return sentBy(t, newTestBackend(t, c), up, body)
+}
+
+// sentBy sends body through b as a chat call and returns the request the upstream up
+// received.
+func sentBy(t *testing.T, b *Backend, up *upstream, body string) map[string]json.RawMessage {
+	t.Helper()
 	var out fasthttp.Response
 	var res Result
 	if err := b.Send(chatCall(body, false), &out, &res); err != nil {

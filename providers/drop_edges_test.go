@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -37,20 +36,11 @@ func TestReasoningModelNullMaxCompletionTokensKeepsMaxTokens(t *testing.T) {
 	})
 	b := newTestBackend(t, Config{Provider: "openai", BaseURL: up.URL + "/v1", Model: "o3-mini"})
 	const body = `{"model":"chat","messages":[{"role":"user","content":"Hi"}],"max_tokens":100,"max_completion_tokens":null}`
-	var out fasthttp.Response
-	var res Result
-	if err := b.Send(chatCall(body, false), &out, &res); err != nil {
-		t.Fatalf("%v: %s", err, out.Body())
-	}
-	_, _, sent, _ := up.last()
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(sent, &m); err != nil {
-		t.Fatalf("%v: %s", err, sent)
-	}
+	m := sentBy(t, b, up, body)
 	if string(m["max_completion_tokens"]) != "100" {
-		t.Errorf("upstream got %s, want max_completion_tokens 100", sent)
+		t.Errorf("upstream got max_completion_tokens %s, want 100", m["max_completion_tokens"])
 	}
-	if _, ok := m["max_tokens"]; ok {
-		t.Errorf("upstream got %s: max_tokens is refused by reasoning models", sent)
+	if v, ok := m["max_tokens"]; ok {
+		t.Errorf("upstream got max_tokens %s: max_tokens is refused by reasoning models", v)
 	}
 }
