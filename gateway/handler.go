@@ -734,12 +734,18 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		if err != nil || r.res.Stream == nil {
 			now := time.Now()
-			if r.res.Judged {
+			switch {
+			case r.res.Judged:
 				// The pool's own verdict: the gateway's refusals (a full queue, a
 				// deadline spent waiting in it) are not the route's, and the
 				// attempt is timed from when it went upstream, not from its wait
 				// in the backend's queue: a canary is judged by what its upstream did.
 				ep.routing.Observe(t.Route, now.Sub(r.res.Sent), 0, r.res.Failed)
+			case errors.Is(err, providers.ErrClientLeftUpstream) && !r.res.Sent.IsZero():
+				// Its client gave up while the upstream worked on it: no verdict,
+				// but the upstream took at least this long, which the latency gate
+				// must see (clients that give up on slow answers would hide them).
+				ep.routing.Observe(t.Route, now.Sub(r.res.Sent), 0, false)
 			}
 			if err == nil {
 				// The answer is complete: what is left is bookkeeping, so its

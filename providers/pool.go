@@ -467,7 +467,15 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 			return lease{i: j}, nil
 		}
 	}
-	return p.wait(i, avoid, p.waitFor(call), call.Client)
+	start := time.Now()
+	l, err := p.wait(i, avoid, p.waitFor(call), call.Client)
+	if l.queued && !call.Deadline.IsZero() && 2*time.Since(start) < call.Deadline.Sub(start) {
+		// The queue took less than half the time the call had: a timeout at its
+		// deadline is the target's (a hung upstream holding every slot), not the
+		// gateway's.
+		l.queued = false
+	}
+	return l, err
 }
 
 // avoid is the set of targets (by index, the first 64) that failed the call, when it
@@ -1250,8 +1258,9 @@ func verdictOf(err error) verdict {
 	return neutral
 }
 
-// judge is verdictOf for the attempt made under lease l: an attempt that waited in the
-// queue and timed out at the call's own deadline ran out of time the gateway spent.
+// judge is verdictOf for the attempt made under lease l: an attempt that spent half
+// its time or more in the queue (acquire) and timed out at the call's own deadline ran
+// out of time the gateway spent.
 func judge(l lease, err error) verdict {
 	v := verdictOf(err)
 	if v == failure && l.queued {

@@ -855,21 +855,23 @@ func TestVLLMQueueRanksUnreadTargetsLast(t *testing.T) {
 	}
 }
 
-// Time the gateway's own queue took is not the target's: an attempt that waited for
-// its slot and then reached the call's deadline before the answer came does not count
-// against the target. Without the wait, or when first_byte_timeout fired first, it
-// does.
+// Time the gateway's own queue took is not the target's: an attempt that spent half its
+// time or more waiting for its slot and then reached the call's deadline before the
+// answer came does not count against the target. Without the wait, after a short one
+// (a hung target holding every slot makes every later call queue a little), or when
+// first_byte_timeout fired first, it does.
 func TestQueueSpentDeadlineIsNoFailure(t *testing.T) {
 	cases := []struct {
 		name      string
-		queued    bool
+		queued    time.Duration // how long the call waits in the queue; 0: not queued
 		firstByte time.Duration
 		deadline  time.Duration
 		wantUp    bool
 	}{
-		{"queued, the call's deadline runs out", true, 0, 300 * time.Millisecond, true},
-		{"not queued, the call's deadline runs out", false, 0, 300 * time.Millisecond, false},
-		{"queued, first_byte_timeout fires first", true, 50 * time.Millisecond, 5 * time.Second, false},
+		{"queued most of the time, the call's deadline runs out", 200 * time.Millisecond, 0, 300 * time.Millisecond, true},
+		{"queued briefly, the call's deadline runs out", time.Millisecond, 0, 300 * time.Millisecond, false},
+		{"not queued, the call's deadline runs out", 0, 0, 300 * time.Millisecond, false},
+		{"queued, first_byte_timeout fires first", time.Millisecond, 50 * time.Millisecond, 5 * time.Second, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -878,14 +880,15 @@ func TestQueueSpentDeadlineIsNoFailure(t *testing.T) {
 			b := newPoolBackend(t, Config{BaseURL: u.url(), MaxConcurrency: 1, FirstByteTimeout: tc.firstByte,
 				Queue:  QueueConfig{Size: 4, Timeout: 5 * time.Second},
 				Health: HealthConfig{EjectAfter: 1, EjectFor: time.Hour}}, nil)
-			if tc.queued {
+			if tc.queued > 0 {
 				b.pool.states[0].slots.n.Store(1) // an answer in flight holds the only slot
 			}
 			call := promptCall("x", false)
 			call.Deadline = time.Now().Add(tc.deadline)
 			done := sendAsync(b, call)
-			if tc.queued {
+			if tc.queued > 0 {
 				waitUntil(t, "the request queues", func() bool { return b.pool.queue.waiting.Load() == 1 })
+				time.Sleep(tc.queued)
 				b.pool.free(0) // the answer in flight ends
 			}
 			if r := <-done; !errors.Is(r.err, ErrTimeout) {

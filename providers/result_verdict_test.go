@@ -25,6 +25,7 @@ func TestResultCarriesVerdictAndSentTime(t *testing.T) {
 		{"an answer after a wait in the queue", 200, true, 0, true, false},
 		{"the call's deadline runs out", 200, false, 300 * time.Millisecond, true, true},
 		{"the call's deadline runs out after a wait in the queue", 200, true, 300 * time.Millisecond, false, false},
+		{"the call's deadline runs out after a short wait in the queue", 200, true, 900 * time.Millisecond, true, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,7 +59,8 @@ func TestResultCarriesVerdictAndSentTime(t *testing.T) {
 			freed := begun
 			if tc.queued {
 				waitUntil(t, "the request queues", func() bool { return b.pool.queue.waiting.Load() == 1 })
-				time.Sleep(50 * time.Millisecond)
+				// 200 ms: most of a 300 ms deadline, little of a 900 ms one.
+				time.Sleep(200 * time.Millisecond)
 				freed = time.Now()
 				b.pool.free(0) // the answer in flight ends
 			}
