@@ -1386,6 +1386,8 @@ func (r *request) endStream(werr error) error {
 	// The attempt's outcome, for the metric and its span alike.
 	outcome := metrics.OutcomeOK
 	switch {
+	case shutdownCut:
+		outcome = metrics.OutcomeShutdown
 	case werr != nil:
 		outcome = metrics.OutcomeCanceled
 	case cut && r.streamErr == metrics.StreamTimeout:

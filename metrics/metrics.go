@@ -397,10 +397,11 @@ const (
 	OutcomeRefused                  // connection refused or reset before a response
 	OutcomeError                    // any other transport or protocol error
 	OutcomeCanceled                 // the client went away first
+	OutcomeShutdown                 // the gateway cut its stream when shutdown_grace ran out
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"ok", "status_4xx", "status_5xx", "timeout", "refused", "error", "canceled"}
+var outcomeNames = [numOutcomes]string{"ok", "status_4xx", "status_5xx", "timeout", "refused", "error", "canceled", "shutdown"}
 
 // String returns the outcome's label value.
 func (o Outcome) String() string {
