@@ -368,10 +368,10 @@ type reasoningEffort struct {
 
 var reasoningEfforts = [...]reasoningEffort{
 	{`"none"`, "", 0, nil, nil},
-	{`"minimal"`, `reasoning_effort "minimal"`, 1024, strThinkingLow, []byte(`"low"`)},
-	{`"low"`, `reasoning_effort "low"`, 1024, strThinkingLow, []byte(`"low"`)},
+	{`"minimal"`, `reasoning_effort "minimal"`, lowBudget, strThinkingLow, strEffortLow},
+	{`"low"`, `reasoning_effort "low"`, lowBudget, strThinkingLow, strEffortLow},
 	{`"medium"`, `reasoning_effort "medium"`, 2048, []byte(`{"type":"enabled","budget_tokens":2048}`), []byte(`"medium"`)},
-	{`"high"`, `reasoning_effort "high"`, 4096, []byte(`{"type":"enabled","budget_tokens":4096}`), []byte(`"high"`)},
+	{`"high"`, `reasoning_effort "high"`, highBudget, []byte(`{"type":"enabled","budget_tokens":4096}`), []byte(`"high"`)},
 	{`"xhigh"`, `reasoning_effort "xhigh"`, 8192, []byte(`{"type":"enabled","budget_tokens":8192}`), []byte(`"xhigh"`)},
 	{`"max"`, `reasoning_effort "max"`, 16384, []byte(`{"type":"enabled","budget_tokens":16384}`), []byte(`"max"`)},
 }

@@ -468,7 +468,7 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		}
 	}
 	start := time.Now()
-	l, err := p.wait(i, avoid, p.waitFor(call), call.Client)
+	l, err := p.wait(i, avoid, start, p.waitFor(call, start), call.Client)
 	if l.queued && !call.Deadline.IsZero() && 2*time.Since(start) < call.Deadline.Sub(start) {
 		// The queue took less than half the time the call had: a timeout at its
 		// deadline is the target's (a hung upstream holding every slot), not the
@@ -520,10 +520,10 @@ func (p *pool) takeAny(i int, avoid uint64) int {
 }
 
 // waitFor is how long a call may wait in the queue.
-func (p *pool) waitFor(call *Call) time.Duration {
+func (p *pool) waitFor(call *Call, now time.Time) time.Duration {
 	d := p.set.queueTimeout
 	if !call.Deadline.IsZero() {
-		d = min(d, time.Until(call.Deadline))
+		d = min(d, call.Deadline.Sub(now))
 	}
 	return d
 }
@@ -535,8 +535,8 @@ func (p *pool) waitFor(call *Call) time.Duration {
 // in vain, takes a free slot on a target that failed it rather than failing. A waiter
 // whose backend has no target left in service is let go at once and goes the way of a
 // call arriving then: a trial, the last resort, or errNoTarget.
-func (p *pool) wait(i int, avoid uint64, d time.Duration, client ClientWatch) (lease, error) {
-	end := time.Now().Add(d)
+func (p *pool) wait(i int, avoid uint64, now time.Time, d time.Duration, client ClientWatch) (lease, error) {
+	end := now.Add(d)
 	for front := false; ; front = true {
 		l, out := p.queue.wait(p, i, avoid, d, front, client)
 		switch out {
