@@ -912,6 +912,17 @@ func (r *request) thinkingRoom() int64 {
 	return room
 }
 
+// capDropped reports whether a planned target's backend drops (drop_params) every
+// max_tokens the chat or completions request names.
+func (r *request) capDropped() bool {
+	for i := range r.plan.Targets {
+		if r.rt.backendList[r.plan.Targets[i].Backend].Uncapped(r.body) {
+			return true
+		}
+	}
+	return false
+}
+
 // takeLimits charges the request to its limits before any upstream is called: one
 // request, and an estimate of its tokens (prompt size plus max_tokens per completion)
 // that Settle trues up with the real usage.
@@ -932,8 +943,10 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	var est int64
 	if c := r.f.completions(r.call.Kind); c > 0 {
 		est = r.f.maxTokens
-		if est == 0 {
-			est = ep.defaultMaxTokens + r.thinkingRoom()
+		if est == 0 || r.capDropped() {
+			// No cap reaches some target: the endpoint's default stands in for it, as
+			// for a request naming none (a cap above it still counts).
+			est = max(est, ep.defaultMaxTokens+r.thinkingRoom())
 		}
 		est *= c
 	}

@@ -70,8 +70,8 @@ func newAnthropic(c *Config) *anthropic {
 
 // ThinkingRoom is what the backend adds to the max_tokens it sends for a chat request
 // whose body names none, for the thinking the request asks for (a budget, or an
-// effort's room; nothing when it names max_tokens or max_completion_tokens): the
-// token estimate counts it, as the upstream may produce it. Only Anthropic backends
+// effort's room; nothing when it names max_tokens or max_completion_tokens, unless
+// drop_params removes them: the members dropped are not read): the token estimate counts it, as the upstream may produce it. Only Anthropic backends
 // add any.
 func (b *Backend) ThinkingRoom(body []byte) int64 {
 	a, ok := b.p.(*anthropic)
@@ -90,6 +90,10 @@ func (b *Backend) ThinkingRoom(body []byte) int64 {
 		k, v, ok := it.Next()
 		if !ok {
 			break
+		}
+		if len(a.drop) > 0 && namedIn(k, a.drop) {
+			// Never sent: the translation does not see it.
+			continue
 		}
 		switch {
 		case foldedKey(k, "thinking"):

@@ -64,6 +64,45 @@ func namedIn(k []byte, names []string) bool {
 	return false
 }
 
+// Uncapped reports whether the backend removes (drop_params) every max_tokens and
+// max_completion_tokens member of the request body that is not null, and it holds one:
+// the client's cap on the output then never reaches the upstream, and the gateway's
+// token estimate may not take it for the most the call produces.
+func (b *Backend) Uncapped(body []byte) bool {
+	drop := b.cfg.DropParams
+	if len(drop) == 0 || !dropsCap(drop) {
+		return false
+	}
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return false
+	}
+	capped := false
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if (foldedKey(k, "max_tokens") || foldedKey(k, "max_completion_tokens")) && !jsonscan.IsNull(v) {
+			if !namedIn(k, drop) {
+				return false
+			}
+			capped = true
+		}
+	}
+	return capped && it.Err() == nil
+}
+
+// dropsCap reports whether drop_params names either field that caps a completion.
+func dropsCap(drop []string) bool {
+	for _, n := range drop {
+		if strings.EqualFold(n, "max_tokens") || strings.EqualFold(n, "max_completion_tokens") {
+			return true
+		}
+	}
+	return false
+}
+
 // keptParams are the fields drop_params may not name, in any case (a drop matches in
 // any case): the gateway reads them, routes and answers by them.
 var keptParams = [...]string{"model", "messages", "prompt", "input", "stream", "stream_options"}

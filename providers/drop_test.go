@@ -96,3 +96,35 @@ func FuzzDropFields(f *testing.F) {
 		}
 	})
 }
+
+// Uncapped: true only when every non-null cap the body names is dropped, matched as
+// drop_params matches (any case, escapes).
+func TestUncapped(t *testing.T) {
+	for _, tc := range []struct {
+		drop []string
+		body string
+		want bool
+	}{
+		{nil, `{"max_tokens":10}`, false},
+		{[]string{"temperature"}, `{"max_tokens":10}`, false},
+		{[]string{"max_tokens"}, `{"max_tokens":10}`, true},
+		{[]string{"MAX_TOKENS"}, `{"Max_Tokens":10}`, true},
+		{[]string{"max_tokens"}, `{"max_tok\u0065ns":10}`, true},
+		{[]string{"max_tokens"}, `{"messages":[]}`, false},
+		{[]string{"max_tokens"}, `{"max_tokens":null,"max_completion_tokens":5}`, false},
+		{[]string{"max_tokens"}, `{"max_tokens":10,"max_completion_tokens":5}`, false},
+		{[]string{"max_tokens", "max_completion_tokens"}, `{"max_tokens":10,"max_completion_tokens":5}`, true},
+		{[]string{"max_completion_tokens"}, `{"max_completion_tokens":5,"max_tokens":null}`, true},
+		{[]string{"max_tokens"}, `{"max_tokens":10`, false},
+	} {
+		b := &Backend{cfg: Config{DropParams: tc.drop}}
+		if got := b.Uncapped([]byte(tc.body)); got != tc.want {
+			t.Errorf("drop %v, body %s: Uncapped %v, want %v", tc.drop, tc.body, got, tc.want)
+		}
+	}
+	b := &Backend{cfg: Config{DropParams: []string{"temperature", "max_tokens"}}}
+	body := []byte(`{"model":"m","messages":[{"role":"user","content":"Hi"}],"max_tokens":10,"temperature":0.2}`)
+	if n := testing.AllocsPerRun(100, func() { b.Uncapped(body) }); n != 0 {
+		t.Errorf("Uncapped: %v allocations, want 0", n)
+	}
+}
