@@ -265,7 +265,8 @@ func TestMetrics(t *testing.T) {
 	}{
 		{"vllm:num_requests_running", m, 0},
 		{"vllm:num_requests_waiting", m, 0},
-		{"vllm:gpu_cache_usage_perc", m, 0},
+		{"vllm:kv_cache_usage_perc", m, 0},
+		{"vllm:request_success_total", map[string]string{"model_name": `a"model`, "engine": "0", "finished_reason": "abort"}, 0},
 		{"vllm:prompt_tokens_total", m, 2 + 1 + 1 + 2},
 		{"vllm:generation_tokens_total", m, 3 + 2 + 4},
 		{"vllm:request_success_total", map[string]string{"model_name": `a"model`, "engine": "0", "finished_reason": "length"}, 2},
@@ -281,7 +282,7 @@ func TestMetrics(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc"} {
+	for _, name := range []string{"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"} {
 		if fams[name].GetType() != dto.MetricType_GAUGE {
 			t.Errorf("%s is %v", name, fams[name].GetType())
 		}
@@ -421,7 +422,7 @@ func TestMaxNumSeqs(t *testing.T) {
 	if r, w := value(t, fams, "vllm:num_requests_running", m), value(t, fams, "vllm:num_requests_waiting", m); r != 1 || w != 1 {
 		t.Errorf("running %v waiting %v", r, w)
 	}
-	if u := value(t, fams, "vllm:gpu_cache_usage_perc", m); u != 1 {
+	if u := value(t, fams, "vllm:kv_cache_usage_perc", m); u != 1 {
 		t.Errorf("cache usage %v", u)
 	}
 	once.Do(func() { close(release) })

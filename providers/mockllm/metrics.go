@@ -25,13 +25,12 @@ func (s *Server) writeMetrics(ctx *fasthttp.RequestCtx) {
 
 	b = appendGauge(b, "vllm:num_requests_running", "Number of requests in model execution batches.", label, running)
 	b = appendGauge(b, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", label, waiting)
-	b = appendGauge(b, "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", label, usage)
 	b = appendGauge(b, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", label, usage)
 	b = appendCounter(b, "vllm:prompt_tokens_total", "Number of prefill tokens processed.", label, s.promptTok.Load())
 	b = appendCounter(b, "vllm:generation_tokens_total", "Number of generation tokens processed.", label, s.genTok.Load())
 
 	b = appendHelpType(b, "vllm:request_success_total", "Count of successfully processed requests.", "counter")
-	for i, reason := range [2]string{"stop", "length"} {
+	for i, reason := range [3]string{"stop", "length", "abort"} {
 		b = append(b, `vllm:request_success_total{model_name="`...)
 		b = append(b, label...)
 		b = append(b, `",engine="0",finished_reason="`...)

@@ -384,6 +384,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, st *state) bool {
 	case nil:
 	case errGone:
 		ctx.SetConnectionClose()
+		st.countAbort()
 		return false
 	default:
 		s.unavailable(ctx, st)
@@ -444,6 +445,7 @@ func (st *state) done(ctx *fasthttp.RequestCtx, steps, generated int) bool {
 	st.held = false
 	if !alive {
 		ctx.SetConnectionClose()
+		st.countAbort()
 		return false
 	}
 	s.genTok.Add(int64(generated))

@@ -40,6 +40,8 @@ const (
 	rTokenize
 	rDetokenize
 	rVersion
+	rPing
+	rLoad
 	rOther
 	numRoutes
 )
@@ -55,6 +57,8 @@ var routeNames = [numRoutes]string{
 	rTokenize:    "/tokenize",
 	rDetokenize:  "/detokenize",
 	rVersion:     "/version",
+	rPing:        "/ping",
+	rLoad:        "/load",
 	rOther:       "other",
 }
 
@@ -65,7 +69,6 @@ type Server struct {
 	model     []byte // the served name, unquoted
 	modelJSON []byte // the served name as a JSON string
 	apiKey    []byte
-	bearer    []byte // "Bearer " + APIKey
 
 	srv      *fasthttp.Server
 	done     chan struct{}
@@ -80,7 +83,7 @@ type Server struct {
 	running, waiting atomic.Int64
 	promptTok        atomic.Int64
 	genTok           atomic.Int64
-	finished         [2]atomic.Int64 // by finished_reason: stop, length
+	finished         [3]atomic.Int64 // by finished_reason: stop, length, abort
 	injected         atomic.Int64
 	cut              atomic.Int64
 	routes           [numRoutes]atomic.Int64
@@ -123,7 +126,6 @@ func New(opts Options) (*Server, error) {
 	s.e2eHist.init(e2eBuckets)
 	if o.APIKey != "" {
 		s.apiKey = []byte(o.APIKey)
-		s.bearer = []byte("Bearer " + o.APIKey)
 	}
 	s.rng.Store(mix(uint64(o.Seed) ^ 0x5eed))
 	s.ids.Store(mix(uint64(o.Seed) + golden))
@@ -221,6 +223,8 @@ func (s *Server) routeOf(path []byte) route {
 	switch string(path) {
 	case "/health":
 		return rHealth
+	case "/ping":
+		return rPing
 	case "/metrics":
 		return rMetrics
 	case "/v1/models":
@@ -245,6 +249,8 @@ func (s *Server) routeOf(path []byte) route {
 		return rDetokenize
 	case "/version":
 		return rVersion
+	case "/load":
+		return rLoad
 	}
 	return rOther
 }
@@ -262,6 +268,9 @@ var (
 	strGET         = []byte("GET")
 	strPOST        = []byte("POST")
 	strV1          = []byte("/v1")
+	strGETPOST     = []byte("GET, POST")
+	strSpace       = []byte(" ")
+	strBearer      = []byte("Bearer")
 )
 
 // handle is the whole request path: route, x-mock-* headers (which win over
@@ -275,6 +284,21 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if !ctx.IsGet() {
 			s.methodNotAllowed(ctx, strGET)
 		}
+		return
+	case rPing:
+		// SageMaker's health check: /health's answer, to GET and POST.
+		if !ctx.IsGet() && !ctx.IsPost() {
+			s.methodNotAllowed(ctx, strGETPOST)
+		}
+		return
+	case rLoad:
+		if !ctx.IsGet() {
+			s.methodNotAllowed(ctx, strGET)
+			return
+		}
+		// vLLM's server_load: the requests it holds, running or waiting.
+		ctx.Response.Header.SetContentTypeBytes(strJSON)
+		ctx.SetBodyString(`{"server_load":` + strconv.FormatInt(s.running.Load()+s.waiting.Load(), 10) + `}`)
 		return
 	case rMetrics:
 		if !ctx.IsGet() {
@@ -403,7 +427,8 @@ func (s *Server) nextID(h uint64) (uint64, uint64) {
 // null) names the served model. vLLM serves its default model when "model" is absent
 // or null (model: Optional[str] = None).
 func (s *Server) modelOK(raw []byte, scratch []byte) bool {
-	if raw == nil {
+	if raw == nil || len(raw) == 2 {
+		// Absent, null or "": vLLM serves its default model (not model_name).
 		return true
 	}
 	if bytes.Equal(raw[1:len(raw)-1], s.model) {
@@ -497,8 +522,11 @@ func (st *state) scanHeaders(h *fasthttp.RequestHeader, rec bool) {
 		switch string(lower[:len(k)]) {
 		case "authorization":
 			o.sawAuth = true
-			if !s.anthropic && s.bearer != nil {
-				o.authOK = subtle.ConstantTimeCompare(v, s.bearer) == 1
+			if !s.anthropic && s.apiKey != nil {
+				// As vLLM's AuthenticationMiddleware: the scheme in any case, then
+				// the key exactly.
+				scheme, token, _ := bytes.Cut(v, strSpace)
+				o.authOK = bytes.EqualFold(scheme, strBearer) && subtle.ConstantTimeCompare(token, s.apiKey) == 1
 			}
 		case "x-api-key":
 			if s.anthropic {

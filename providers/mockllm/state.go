@@ -307,6 +307,9 @@ func (st *state) Close() error {
 		st.observeEnd()
 	case st.cutAfter >= 0 && st.emitted >= st.cutAfter:
 		s.cut.Add(1)
+	default:
+		// The client left, or the server shut down, before the stream's end.
+		st.countAbort()
 	}
 	if st.held {
 		st.held = false
@@ -323,6 +326,10 @@ func (st *state) generated() int {
 	}
 	return st.emitted
 }
+
+// countAbort adds one abort per choice to vllm:request_success_total: vLLM aborts a
+// request whose client left and counts it under finished_reason "abort".
+func (st *state) countAbort() { st.s.finished[2].Add(int64(max(len(st.plans), 1))) }
 
 // countFinish adds one success per choice to vllm:request_success_total.
 func (st *state) countFinish() {
