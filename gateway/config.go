@@ -903,7 +903,26 @@ func anchorProblem(path string, data []byte, name string) string {
 	if key == "" {
 		return at + problem
 	}
+	if secretKey(key) {
+		// A secret written unquoted that begins with '*' (a random token or password
+		// may): the alias's name is the secret.
+		return at + key + ": a value that begins with * is read as a YAML alias (to no anchor): quote it"
+	}
 	return at + key + ": " + problem
+}
+
+// secretKey reports whether the value at key path p is a secret, which a message about
+// it must not quote: a backend's api_key (MLflow's openai_api_key …), a headers value,
+// a client's key or its sha256, the admin token, the Redis URL and password.
+func secretKey(p string) bool {
+	switch p {
+	case "server.admin_token", "limiter.redis.url", "limiter.redis.password":
+		return true
+	}
+	last := p[strings.LastIndexByte(p, '.')+1:]
+	return strings.HasSuffix(last, "api_key") ||
+		strings.HasPrefix(p, "headers.") || strings.Contains(p, ".headers.") ||
+		strings.HasPrefix(p, "auth.keys[") && (last == "key" || last == "sha256") && strings.Count(p, ".") == 2
 }
 
 func isAnchorChar(c byte) bool {
@@ -983,6 +1002,9 @@ func typeProblems(cfg *Config, err error) []string {
 	path, scalars := cfg.path, cfg.scalars
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
+		if p, ok := tagProblem(cfg, err); ok {
+			return []string{p}
+		}
 		return []string{yamlProblem(path, nil, err)}
 	}
 	out := make([]string, 0, len(te.Errors))
@@ -1078,6 +1100,40 @@ func typeProblems(cfg *Config, err error) []string {
 		}
 	}
 	return out
+}
+
+// yamlTagMismatch matches yaml.v3's message for a value its explicit tag does not fit
+// (`api_key: !!bool Rk9v...`): it has no line and quotes the value.
+var yamlTagMismatch = regexp.MustCompile("^(?:yaml: )?cannot decode (!!\\S+) `(.*)` as a (!!\\S+)$")
+
+// tagProblem places such a value by the scalars recorded with it (the first by line),
+// leaving the value out unless its key is found and is no secret (secretKey).
+func tagProblem(cfg *Config, err error) (string, bool) {
+	m := yamlTagMismatch.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", false
+	}
+	// The same value may stand at several keys: it is left out if any is a secret.
+	line, key, secret := 0, "", false
+	for l, scalars := range cfg.scalars {
+		for _, sa := range scalars {
+			if sa.value != m[2] {
+				continue
+			}
+			if line == 0 || l < line {
+				line, key = l, sa.path
+			}
+			secret = secret || secretKey(sa.path)
+		}
+	}
+	if key == "" {
+		return cfg.path + ": a value tagged " + m[3] + " is not one: remove the tag", true
+	}
+	problem := "cannot decode " + m[1] + " `" + m[2] + "` as a " + m[3]
+	if secret {
+		problem = "is tagged " + m[3] + ", which the value is not: remove the tag"
+	}
+	return cfg.path + ":" + strconv.Itoa(line) + ": " + key + ": " + problem, true
 }
 
 // duplicateProblem is the decoder's message that a mapping key (quoted in Go syntax, as

@@ -1270,6 +1270,12 @@ func (r *request) nextEvent() {
 		r.streamErr = metrics.StreamCut
 		var detail interface{ UpstreamDetail() string }
 		switch {
+		case errors.Is(err, providers.ErrBadResponse) && errors.As(err, &detail):
+			// A JSON error object sent where the events belong: an invalid stream,
+			// whose message still tells the client what went wrong.
+			e.message = "The upstream model server sent an error instead of stream events (" + detail.UpstreamDetail() + ")."
+			e.code = "upstream_bad_response"
+			r.streamErr = metrics.StreamBadResponse
 		case errors.As(err, &detail):
 			// An error event of the upstream's own (Anthropic's overloaded_error):
 			// what it said goes to the client, as a buffered answer's would.

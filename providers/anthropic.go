@@ -58,7 +58,7 @@ func newAnthropic(c *Config) *anthropic {
 	}
 	if c.APIKey != "" {
 		a.key = []byte(c.APIKey)
-		a.secrets = appendSecret(a.secrets, c.APIKey)
+		a.secrets = appendCredential(a.secrets, c.APIKey)
 	}
 	for k, v := range c.Headers {
 		a.headers = append(a.headers, [2]string{k, v})
@@ -286,6 +286,11 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		return nil
 	}
 	defer endAttempt(t, up)
+	if coded(up.Header.ContentEncoding()) {
+		if err := decodeBody(up, a.maxBody); err != nil {
+			return err
+		}
+	}
 	b := out.SwapBody(nil)
 	b, ok := appendChatCompletion(b[:0], up.Body(), created, &res.Usage)
 	if !ok {
@@ -312,10 +317,16 @@ func (a *anthropic) passError(up, out *fasthttp.Response, status int) error {
 		body, err = io.ReadAll(io.LimitReader(up.BodyStream(), min(a.maxBody, maxErrorBody)))
 		_ = up.CloseBodyStream()
 		if err != nil {
-			return classify(err)
+			return classifyBody(err)
 		}
 	} else {
 		body = up.Body()
+	}
+	if enc := up.Header.ContentEncoding(); coded(enc) {
+		var err error
+		if body, err = uncoded(enc, body, a.maxBody); err != nil {
+			return err
+		}
 	}
 	status = translateAnthropicError(out, body, status, a.secrets)
 	return &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header)}
@@ -366,14 +377,6 @@ func translateAnthropicError(out *fasthttp.Response, body []byte, status int, se
 		}
 	}
 	return writeAnthropicError(out, status, typ, maskAll(msg, secrets))
-}
-
-// maskKey hides key (a backend's key or header value) should msg quote it.
-func maskKey(msg, key []byte) []byte {
-	if len(key) > 0 && bytes.Contains(msg, key) {
-		return bytes.ReplaceAll(msg, key, []byte("***"))
-	}
-	return msg
 }
 
 // writeAnthropicError writes an Anthropic error of type typ in OpenAI's shape. 529

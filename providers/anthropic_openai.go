@@ -489,6 +489,19 @@ func (s *anthropicStream) reset() {
 	if cap(s.think.text) > maxPooledThinking {
 		s.think.text = nil
 	}
+	// A thinking block's whole text and signature go out in one chunk when the
+	// block ends (its thinking_blocks delta), so out grows to the longest block
+	// relayed: a buffer grown for one long event goes with its stream, as the
+	// reader's do (maxPooledBuffer), not to every later one.
+	if cap(s.out) > maxPooledBuffer {
+		s.out = nil
+	}
+	if cap(s.head) > maxPooledBuffer {
+		s.head = nil
+	}
+	if cap(s.think.sig) > maxPooledBuffer {
+		s.think.sig = nil
+	}
 	s.usage = anthropicUsage{}
 	s.created = 0
 	s.started, s.stopped, s.done = false, false, false

@@ -74,15 +74,19 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 		return nil
 	}
 	defer endAttempt(t, up)
-	if !scanResponse(up.Body(), &res.Usage) {
+	ok, isError := scanAnswer(up.Body(), &res.Usage)
+	if !ok {
 		return ErrBadResponse
 	}
 	b := out.SwapBody(nil)
-	b, ok := appendTextCompletion(b[:0], up.Body(), strTextCompletion, false)
+	b, ok = appendTextCompletion(b[:0], up.Body(), strTextCompletion, false)
 	out.SwapBody(b)
 	if !ok {
 		out.ResetBody()
 		return ErrBadResponse
+	}
+	if isError {
+		maskBody(out, c.secrets)
 	}
 	out.SetStatusCode(up.StatusCode())
 	out.Header.SetContentTypeBytes(strJSON)

@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http/httpguts"
 )
@@ -39,24 +39,9 @@ type openAI struct {
 	secrets [][]byte
 }
 
-// addSecret records v as a value no error answer may pass on; see appendSecret.
-func (o *openAI) addSecret(v string) { o.secrets = appendSecret(o.secrets, v) }
-
-// appendSecret adds v to secrets, longest first and once: masking a key that is part
-// of a longer one first would leave the rest of the longer one showing. Values too
-// short to be credentials are not masked (every "abc" in a message would go).
-func appendSecret(secrets [][]byte, v string) [][]byte {
-	if len(v) < 8 {
-		return secrets
-	}
-	i := 0
-	for ; i < len(secrets) && len(secrets[i]) >= len(v); i++ {
-		if string(secrets[i]) == v {
-			return secrets
-		}
-	}
-	return slices.Insert(secrets, i, []byte(v))
-}
+// addSecret records v, the backend's key, as a value no error answer may pass on,
+// however short; see appendCredential.
+func (o *openAI) addSecret(v string) { o.secrets = appendCredential(o.secrets, v) }
 
 // appendHeaderSecrets adds the value of header name to secrets and, where the value
 // is "scheme credentials" (Authorization: Bearer <token>), the credentials alone too:
@@ -65,20 +50,24 @@ func appendSecret(secrets [][]byte, v string) [][]byte {
 // like Authorization (Proxy-Authorization, cf-aig-authorization); Bearer and Basic in
 // any header. Basic credentials are user:password in base64 (RFC 7617), which an
 // upstream decodes before it quotes them ("user gateway:s3cret refused"): the decoded
-// user:password and the password alone are added too. A password under appendSecret's
-// length floor is masked only within user:password, as it could not be told from
-// ordinary words of the message.
+// user:password and the password alone are added too. The credentials, and the value
+// of a header named for one (credentialHeader), are masked however short
+// (appendCredential); another header's value only from appendSecret's length on.
 func appendHeaderSecrets(secrets [][]byte, name, v string) [][]byte {
-	secrets = appendSecret(secrets, v)
+	if credentialHeader(name) {
+		secrets = appendCredential(secrets, v)
+	} else {
+		secrets = appendSecret(secrets, v)
+	}
 	cred, ok := authCredentials(name, v)
 	if !ok {
 		return secrets
 	}
-	secrets = appendSecret(secrets, cred)
+	secrets = appendCredential(secrets, cred)
 	if scheme, _, _ := strings.Cut(strings.TrimSpace(v), " "); strings.EqualFold(scheme, "Basic") {
 		if userPass, pass, ok := basicCredentials(cred); ok {
-			secrets = appendSecret(secrets, userPass)
-			secrets = appendSecret(secrets, pass)
+			secrets = appendCredential(secrets, userPass)
+			secrets = appendCredential(secrets, pass)
 		}
 	}
 	return secrets
@@ -204,12 +193,16 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 		return nil
 	}
 	defer endAttempt(t, up)
-	if !scanResponse(up.Body(), &res.Usage) {
+	ok, isError := scanAnswer(up.Body(), &res.Usage)
+	if !ok {
 		return ErrBadResponse
 	}
 	out.SetStatusCode(up.StatusCode())
-	out.Header.SetContentTypeBytes(jsonIfNone(up.Header.ContentType()))
+	out.Header.SetContentTypeBytes(jsonType(up.Header.ContentType()))
 	swapBody(out, up)
+	if isError {
+		maskBody(out, o.secrets)
+	}
 	return nil
 }
 
@@ -255,6 +248,11 @@ func (o *openAI) answer(t *Target, req *fasthttp.Request, call *Call, out *fasth
 	}
 	if call.Stream {
 		if err := notStreamed(t, up); err != nil {
+			return nil, err
+		}
+	} else if coded(up.Header.ContentEncoding()) {
+		if err := decodeBody(up, o.maxBody); err != nil {
+			endAttempt(t, up)
 			return nil, err
 		}
 	}
@@ -327,6 +325,92 @@ func jsonIfNone(ct []byte) []byte {
 	return ct
 }
 
+// jsonType is the Content-Type of a body known to be JSON that the upstream labelled
+// ct: ct when it says JSON (application/json, parameters and all, or a +json type),
+// else application/json. An upstream or a proxy in front of it may label JSON
+// text/plain or application/octet-stream, and the official SDKs refuse a success
+// labelled other than JSON (openai-go: "content-type ... that is not
+// application/json") though the gateway checked its body.
+func jsonType(ct []byte) []byte {
+	mt := ct
+	if i := bytes.IndexByte(mt, ';'); i >= 0 {
+		mt = mt[:i]
+	}
+	mt = bytes.TrimSpace(mt)
+	if bytes.EqualFold(mt, strJSON) || len(mt) > len(strPlusJSON) && bytes.EqualFold(mt[len(mt)-len(strPlusJSON):], strPlusJSON) {
+		return ct
+	}
+	return strJSON
+}
+
+var strPlusJSON = []byte("+json")
+
+// errorType is the Content-Type of an upstream error answer labelled ct with body b:
+// jsonType's when b is JSON, so that a client reads the upstream's error as one;
+// otherwise (a proxy's HTML page) ct as it came (jsonIfNone).
+func errorType(ct, b []byte) []byte {
+	if jsonscan.Valid(b) {
+		return jsonType(ct)
+	}
+	return jsonIfNone(ct)
+}
+
+// coded reports whether an answer whose Content-Encoding is enc needs decoding.
+func coded(enc []byte) bool { return len(enc) > 0 && !bytes.EqualFold(enc, strIdentity) }
+
+var (
+	strGzip    = []byte("gzip")
+	strXGzip   = []byte("x-gzip")
+	strDeflate = []byte("deflate")
+	strBr      = []byte("br")
+	strZstd    = []byte("zstd")
+)
+
+// decodeBody replaces up's buffered body, coded as its Content-Encoding says, by the
+// body decoded. Every request asks for identity, but an upstream or a proxy in front
+// of it (one that compresses whatever it passes) may code the answer anyway; the
+// gateway reads it and passes it on uncoded, without its Content-Encoding.
+func decodeBody(up *fasthttp.Response, max int64) error {
+	b, err := uncoded(up.Header.ContentEncoding(), up.Body(), max)
+	if err != nil {
+		return err
+	}
+	up.SwapBody(b)
+	up.Header.SetContentEncodingBytes(nil)
+	return nil
+}
+
+// uncoded is body, coded in the content coding enc, decoded into a new slice. The
+// decoded size is bounded by max, the buffered-answer limit, not only the coded one:
+// a few KiB of gzip can hold gigabytes of zeros. An answer that does not decode, or in
+// a coding the gateway does not know, is an invalid answer.
+func uncoded(enc, body []byte, max int64) ([]byte, error) {
+	r := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(r)
+	r.SetBodyRaw(body)
+	var b []byte
+	var err error
+	switch limit := int(max); {
+	case bytes.EqualFold(enc, strGzip), bytes.EqualFold(enc, strXGzip):
+		b, err = r.BodyGunzipWithLimit(limit)
+	case bytes.EqualFold(enc, strDeflate):
+		b, err = r.BodyInflateWithLimit(limit)
+	case bytes.EqualFold(enc, strBr):
+		b, err = r.BodyUnbrotliWithLimit(limit)
+	case bytes.EqualFold(enc, strZstd):
+		b, err = r.BodyUnzstdWithLimit(limit)
+	default:
+		return nil, errors.Join(ErrBadResponse, errors.New("upstream answer in Content-Encoding "+string(enc)+", which the gateway does not decode"))
+	}
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return nil, errAnswerTooLarge
+	case err != nil:
+		return nil, errors.Join(ErrBadResponse, errors.New("upstream answer does not decode as its Content-Encoding "+string(enc)+" says"), err)
+	}
+	return b, nil
+}
+
 // roundTrip sends req to t within the call's deadline and the backend's timeout. On
 // success the attempt stays counted in flight on t until the caller releases the
 // response (and decrements the count): for a stream, when the stream closes.
@@ -351,8 +435,16 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Durati
 	err := t.client.DoDeadline(req, up, deadline)
 	call.unwatchClient()
 	if err != nil {
+		// fasthttp keeps an answer's header when the read of its body fails and
+		// resets one it could not read whole, so a Content-Length other than 0
+		// (a length, -1 chunked, -2 up to the close) says the header came.
+		headed := up.Header.ContentLength() != 0
 		endAttempt(t, up)
-		err = classify(err)
+		if headed {
+			err = classifyBody(err)
+		} else {
+			err = classify(err)
+		}
 		if callBound && errors.Is(err, ErrTimeout) && !time.Now().Before(deadline) {
 			// It ran to the call's own deadline: a first-byte bound that fired would
 			// have ended it sooner. See callDeadlineError.
@@ -383,46 +475,36 @@ func swapBody(out, up *fasthttp.Response) {
 // invalid, errAnswerTooLarge, as a buffered one over the limit is.
 func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]byte) error {
 	ue := &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header)}
+	enc := up.Header.ContentEncoding()
 	if up.StreamBody && up.BodyStream() != nil {
 		body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max+1))
 		_ = up.CloseBodyStream()
 		if err != nil {
-			return classify(err)
+			return classifyBody(err)
 		}
 		if int64(len(body)) > max {
 			return errAnswerTooLarge
 		}
+		if coded(enc) {
+			if body, err = uncoded(enc, body, max); err != nil {
+				return err
+			}
+		}
 		out.SetStatusCode(status)
-		out.Header.SetContentTypeBytes(jsonIfNone(up.Header.ContentType()))
+		out.Header.SetContentTypeBytes(errorType(up.Header.ContentType(), body))
 		out.SetBodyRaw(maskAll(body, secrets))
 		return ue
 	}
-	out.SetStatusCode(status)
-	out.Header.SetContentTypeBytes(jsonIfNone(up.Header.ContentType()))
-	swapBody(out, up)
-	if b := out.Body(); quotesAny(b, secrets) {
-		out.SetBodyRaw(maskAll(b, secrets))
-	}
-	return ue
-}
-
-// quotesAny reports whether msg holds one of secrets.
-func quotesAny(msg []byte, secrets [][]byte) bool {
-	for _, s := range secrets {
-		if bytes.Contains(msg, s) {
-			return true
+	if coded(enc) {
+		if err := decodeBody(up, max); err != nil {
+			return err
 		}
 	}
-	return false
-}
-
-// maskAll hides every one of secrets that msg quotes; it returns msg itself when it
-// quotes none.
-func maskAll(msg []byte, secrets [][]byte) []byte {
-	for _, s := range secrets {
-		msg = maskKey(msg, s)
-	}
-	return msg
+	out.SetStatusCode(status)
+	out.Header.SetContentTypeBytes(errorType(up.Header.ContentType(), up.Body()))
+	swapBody(out, up)
+	maskBody(out, secrets)
+	return ue
 }
 
 // maxRetryAfter bounds the wait an upstream's Retry-After asks for.
@@ -488,6 +570,23 @@ func classify(err error) error {
 		return errors.Join(ErrTimeout, err)
 	}
 	return errors.Join(ErrConnect, err)
+}
+
+// errAnswerCut is an answer whose body the connection's close or reset cut short
+// (fewer bytes than its Content-Length, a chunked body without its last chunk): the
+// upstream was reached and answered, so it is an invalid answer, not an unreachable
+// upstream. It is not retried: the upstream has done the work that an answer it
+// began sending stands for, as with an answer over the limit.
+var errAnswerCut = errors.Join(ErrBadResponse, errors.New("upstream answer cut short after its header"))
+
+// classifyBody is classify for a failure to read an answer's body, its header having
+// come: what classify takes for an unreachable upstream is a cut answer
+// (errAnswerCut); a timeout stays one, the upstream too slow.
+func classifyBody(err error) error {
+	if c := classify(err); !errors.Is(c, ErrConnect) {
+		return c
+	}
+	return errors.Join(errAnswerCut, err)
 }
 
 // notHTTP reports whether err is fasthttp failing to parse what the upstream sent as

@@ -183,17 +183,30 @@ func tokenCount(v []byte) (int64, bool) {
 // scanResponse checks that an OpenAI answer is one JSON object, with nothing but
 // space after it, and reads its usage.
 func scanResponse(body []byte, u *Usage) bool {
+	ok, _ := scanAnswer(body, u)
+	return ok
+}
+
+// scanAnswer is scanResponse, also reporting whether the object has an error member:
+// a router that answered 200 before the model failed puts the error there
+// (OpenRouter), and it may quote the backend's key.
+func scanAnswer(body []byte, u *Usage) (ok, isError bool) {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
-		return false
+		return false, false
 	}
 	for {
 		k, v, ok := it.Next()
 		if !ok {
-			return it.Err() == nil && jsonscan.SkipSpace(body, it.End()) == len(body)
+			return it.Err() == nil && jsonscan.SkipSpace(body, it.End()) == len(body), isError
 		}
-		if string(k) == "usage" && !jsonscan.IsNull(v) {
-			parseUsage(v, u)
+		switch string(k) {
+		case "usage":
+			if !jsonscan.IsNull(v) {
+				parseUsage(v, u)
+			}
+		case "error":
+			isError = isError || !jsonscan.IsNull(v)
 		}
 	}
 }

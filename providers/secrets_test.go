@@ -109,7 +109,7 @@ func TestAuthHeaderCredentialsMasked(t *testing.T) {
 		{"bearer in any header", "X-Upstream-Auth", "bearer tk-0123456789", []string{"bearer tk-0123456789", "tk-0123456789"}},
 		{"not a scheme elsewhere", "X-Note", "hello wonderful-world", []string{"hello wonderful-world"}},
 		{"no credentials", "Authorization", "Negotiate", []string{"Negotiate"}},
-		{"too short to mask", "Authorization", "Bearer abc", []string{"Bearer abc"}},
+		{"short token", "Authorization", "Bearer abc", []string{"Bearer abc", "abc"}},
 		{"plain value", "X-Gateway-Token", "gw-token-0123456789", []string{"gw-token-0123456789"}},
 	}
 	for _, c := range cases {

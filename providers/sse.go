@@ -32,6 +32,9 @@ type sseReader struct {
 	// ping is set when the last event read was a keep-alive: comments and a blank
 	// line, no field.
 	ping bool
+	// evented is set once an event was read; stray once a line was neither a
+	// comment nor one of the fields events have (noteStray).
+	evented, stray bool
 	// max bounds one event's bytes; 0 is maxEventBytes.
 	max int
 	// conn is the upstream connection while NotifyWait's hook is on it.
@@ -79,6 +82,7 @@ func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
 	s.up, s.t, s.done, s.forced, s.secrets = up, t, false, forced, nil
 	s.begun, s.skipLF, s.lfOnly = false, false, false
+	s.evented, s.stray = false, false
 	s.aborted.Store(false)
 	s.max = maxEventBytes
 	if t != nil && t.client != nil && t.client.MaxResponseBodySize > 0 {
@@ -90,8 +94,9 @@ func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forc
 }
 
 // readEvent reads one event's name and data (data lines joined by \n), per the
-// server-sent events spec: comments and unknown fields are ignored, a blank line ends
-// the event. It returns io.EOF only at a clean end between events, or, leniently, after
+// server-sent events spec: comments and unknown fields are ignored (but for a line
+// that opens an HTML page or a JSON object: noteStray), a blank line ends the event.
+// It returns io.EOF only at a clean end between events, or, leniently, after
 // a last "data: [DONE]" the upstream closed on without its blank line: [DONE] says the
 // stream is whole.
 func (s *sseReader) readEvent() error {
@@ -107,6 +112,9 @@ func (s *sseReader) readEvent() error {
 		if err == io.EOF {
 			if len(line) > 0 {
 				ok, ferr := s.field(line)
+				if ferr == nil && !ok {
+					ferr = s.noteStray(line)
+				}
 				if ferr != nil {
 					return ferr
 				}
@@ -114,6 +122,7 @@ func (s *sseReader) readEvent() error {
 			}
 			switch {
 			case seen && bytes.Equal(s.data, strDone):
+				s.evented = true
 				return nil
 			case !seen && len(line) == 0:
 				return io.EOF
@@ -121,6 +130,7 @@ func (s *sseReader) readEvent() error {
 			return io.ErrUnexpectedEOF
 		}
 		if len(line) == 0 {
+			s.evented = s.evented || seen
 			if seen || s.ping {
 				return nil
 			}
@@ -131,11 +141,88 @@ func (s *sseReader) readEvent() error {
 			continue
 		}
 		ok, err := s.field(line)
+		if err == nil && !ok {
+			err = s.noteStray(line)
+		}
 		if err != nil {
 			return err
 		}
 		seen = seen || ok
 	}
+}
+
+// errNotEvents is a stream whose body is not events: an HTML page (a proxy's 502
+// page sent with the 200 it had begun), a bare JSON object, or only lines that are
+// neither comments nor the fields of events. The upstream's invalid answer, as an
+// event that is not a JSON object is, not a cut stream.
+var errNotEvents = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstream stream is not server-sent events"))
+
+// noteStray looks at line, a non-empty one that field did not take. A comment, id
+// and retry are events' own lines. A line that opens an HTML page or a JSON object
+// where a field belongs is a page or a bare error object sent in place of events:
+// the stream fails there (a JSON error object's message goes with the error). Any
+// other line is an unknown field, which the SSE spec has a reader skip; it is noted,
+// and a stream that ends having had no event but such lines was not events either
+// (streamErr).
+func (s *sseReader) noteStray(line []byte) error {
+	switch line[0] {
+	case ':':
+		return nil
+	case '<':
+		return errNotEvents
+	case '{':
+		return bareObject(line, s.secrets)
+	}
+	if !isField(line, "id") && !isField(line, "retry") {
+		s.stray = true
+	}
+	return nil
+}
+
+// isField reports whether line is a field named name: the name alone, or followed
+// by a colon.
+func isField(line []byte, name string) bool {
+	return len(line) >= len(name) && string(line[:len(name)]) == name &&
+		(len(line) == len(name) || line[len(name)] == ':')
+}
+
+// bareError is a stream answered with a JSON error object where its events belong
+// (`{"error":{"message":"model overloaded",...}}`, no data: prefix): its message,
+// masked, goes to the client's error.
+type bareError struct{ msg string }
+
+func (e *bareError) Error() string {
+	return "upstream stream is a JSON error object, not events: " + e.msg
+}
+
+func (e *bareError) Unwrap() error { return errNotEvents }
+
+// UpstreamDetail is the object's message, for the client's error.
+func (e *bareError) UpstreamDetail() string { return e.msg }
+
+// bareObject is the error of a stream whose line, where a field belongs, opens a
+// JSON object: a bareError when the line is a whole object with an error message
+// (error.message, error as a string, or a top-level message, as vLLM's older error
+// answers have it), else errNotEvents.
+func bareObject(line []byte, secrets [][]byte) error {
+	if !jsonscan.Valid(line) {
+		return errNotEvents
+	}
+	msg, ok := jsonscan.Field(line, "error")
+	if ok && len(msg) > 0 && msg[0] == '{' {
+		msg, ok = jsonscan.Field(msg, "message")
+	}
+	if !ok {
+		msg, ok = jsonscan.Field(line, "message")
+	}
+	if !ok {
+		return errNotEvents
+	}
+	m, ok := jsonscan.AppendUnquote(nil, msg)
+	if !ok || len(m) == 0 {
+		return errNotEvents
+	}
+	return &bareError{msg: string(maskAll(m, secrets))}
 }
 
 // field reads one non-empty line of an event into its data or name; it reports
@@ -163,7 +250,22 @@ func (s *sseReader) field(line []byte) (bool, error) {
 			// relay writes, and the client would read half an object.
 			s.data = append(s.data, ' ')
 		}
+		at := len(s.data)
 		s.data = append(s.data, value...)
+		if s.lfOnly {
+			// A CR inside the line (lines here end at LF) ends a line for the
+			// client, as the spec has it: in a JSON object it can stand only
+			// between tokens, where a space reads the same and keeps the
+			// object on the data: line the relay writes.
+			for d := s.data[at:]; ; {
+				i := bytes.IndexByte(d, '\r')
+				if i < 0 {
+					break
+				}
+				d[i] = ' '
+				d = d[i+1:]
+			}
+		}
 		return true, nil
 	case "event":
 		s.name = append(s.name[:0], value...)
@@ -546,8 +648,15 @@ func (s *sseReader) streamErr(err error) error {
 	switch {
 	case s.aborted.Load():
 		return ErrAborted
+	case err == errNotEvents:
+		return err
+	case s.stray && !s.evented && (err == io.EOF || err == io.ErrUnexpectedEOF):
+		return errNotEvents
 	case err == io.EOF:
 		return ErrStreamCut
+	}
+	if _, ok := errors.AsType[*bareError](err); ok {
+		return err
 	}
 	return classifyStream(s.readErr(err))
 }
