@@ -845,6 +845,15 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	case errors.Is(last, providers.ErrTimeout):
 		return &errUpstreamSlow
 	case errors.Is(last, providers.ErrBadResponse):
+		var detail interface{ UpstreamDetail() string }
+		if errors.As(last, &detail) {
+			// A JSON error object where a stream's first events belong (read
+			// within the attempt, as an Anthropic stream's are): its message tells
+			// the client what went wrong, as once the stream has begun.
+			e := errUpstreamBad
+			e.message = "The upstream model server sent an error instead of stream events (" + detail.UpstreamDetail() + ")."
+			return &e
+		}
 		return &errUpstreamBad
 	case errors.Is(last, providers.ErrStreamCut) && !errors.Is(last, providers.ErrConnect):
 		// The upstream answered, then ended its stream before a byte of it could

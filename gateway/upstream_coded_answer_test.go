@@ -118,3 +118,28 @@ logging: {level: error, access_log: false}
 		})
 	}
 }
+
+// An upstream (or the proxy in front of it, one that labels every answer it passes
+// gzip) may answer an error with an empty body and still say Content-Encoding: gzip.
+// There is nothing to decode: as Go's own transport and curl --compressed, the
+// gateway reads an empty body, and the upstream's 429 reaches the client.
+func TestEmptyCodedErrorAnswerPassedOn(t *testing.T) {
+	for _, enc := range []string{"", "gzip"} {
+		for _, mode := range []struct{ name, body string }{{"chat", chatBody}, {"stream", streamBody}} {
+			t.Run(mode.name+"/Content-Encoding "+enc, func(t *testing.T) {
+				head := "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Type: application/json\r\n"
+				if enc != "" {
+					head += "Content-Encoding: " + enc + "\r\n"
+				}
+				addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+					_, _ = c.Write([]byte(head + "Content-Length: 0\r\n\r\n"))
+				})
+				g := startGateway(t, mockConfig(addr, "", ""))
+				resp, body := postChat(t, g, mode.body)
+				if resp.StatusCode != 429 {
+					t.Errorf("%d %q, want the upstream's 429", resp.StatusCode, body)
+				}
+			})
+		}
+	}
+}

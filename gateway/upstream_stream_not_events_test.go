@@ -46,3 +46,72 @@ func TestUpstreamStreamNotEventsIsBadResponse(t *testing.T) {
 		})
 	}
 }
+
+// anthropicStreamConfig is a gateway with one chat endpoint on an Anthropic backend at
+// addr whose key is key.
+func anthropicStreamConfig(addr, key string) string {
+	return `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", shutdown_grace: 5s}
+backends:
+  claude: {provider: anthropic, base_url: "http://` + addr + `/v1", model: ` + afModel + `, api_key: "` + key + `", timeout: 5s}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: claude}]}
+logging: {level: warn, access_log: false}
+`
+}
+
+// An Anthropic stream whose body is a bare JSON error object quoting the backend's key
+// ends with upstream_bad_response and the object's message, the key masked, in the
+// client's answer and the log, mid-stream and before the first event.
+func TestAnthropicBareErrorObjectMasked(t *testing.T) {
+	const key = "sk-ant-api03-Rr3SecretKeyValue-9f8e7d"
+	bare := `{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key ` + key + `"}}` + "\n"
+	for _, tc := range []struct {
+		name, before string
+	}{
+		{"mid-stream", anthStart + anthTextStart(0) + anthText(0, "Hi")},
+		{"before the first event", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+				writeStreamHead(c)
+				if tc.before != "" {
+					writeChunk(c, tc.before)
+				}
+				writeChunk(c, bare)
+				_, _ = c.Write([]byte("0\r\n\r\n"))
+			})
+			g := startGateway(t, anthropicStreamConfig(addr, key))
+			resp, body := postChat(t, g, streamBody)
+			if !strings.Contains(body, "upstream_bad_response") {
+				t.Fatalf("%d %q: want upstream_bad_response", resp.StatusCode, body)
+			}
+			if strings.Contains(body, key) {
+				t.Errorf("the client reads the backend's key: %d %q", resp.StatusCode, body)
+			}
+			if logs := g.logs.String(); strings.Contains(logs, key) {
+				t.Errorf("the log holds the backend's key:\n%s", logs)
+			}
+		})
+	}
+}
+
+// An Anthropic stream whose first events (read within the attempt) are a bare JSON
+// error object gets a 502 upstream_bad_response quoting its message, as an OpenAI
+// backend's stream does (TestUpstreamStreamNotEventsIsBadResponse).
+func TestAnthropicBareErrorBeforeFirstEventQuoted(t *testing.T) {
+	bare := `{"type":"error","error":{"type":"overloaded_error","message":"model m-overloaded-7"}}` + "\n"
+	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+		writeStreamHead(c)
+		writeChunk(c, bare)
+		_, _ = c.Write([]byte("0\r\n\r\n"))
+	})
+	g := startGateway(t, anthropicStreamConfig(addr, "sk-ant-test-key-0123456789"))
+	resp, body := postChat(t, g, streamBody)
+	if resp.StatusCode != 502 || !strings.Contains(body, "upstream_bad_response") {
+		t.Fatalf("%d %q: want 502 upstream_bad_response", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, "model m-overloaded-7") {
+		t.Errorf("502 %q: want the upstream's message quoted, as for an OpenAI backend", body)
+	}
+}

@@ -73,8 +73,9 @@ func quotesAny(msg []byte, secrets [][]byte) bool {
 
 // maskBody masks out's body (see maskAll) should it quote one of secrets.
 func maskBody(out *fasthttp.Response, secrets [][]byte) {
-	if b := out.Body(); quotesAny(b, secrets) {
-		out.SetBodyRaw(maskAll(b, secrets))
+	b := out.Body()
+	if m := maskAll(b, secrets); len(m) != len(b) || len(m) > 0 && &m[0] != &b[0] {
+		out.SetBodyRaw(m)
 	}
 }
 
@@ -130,13 +131,21 @@ func maskOnce(msg []byte, secrets [][]byte) []byte {
 // span is the run msg[from:to].
 type span struct{ from, to int }
 
-// unescaped is a message with its JSON escapes decoded: text, and at[i] the offset in
-// the message of the character text[i] belongs to (at[len(text)] is the message's
-// length). A message without a backslash needs none: unescape returns nil.
+// unescaped is a message with its JSON escapes decoded: text, and (built only once a
+// run of it is to be masked) esc, the escapes it decoded, in order, to map offsets of
+// text back to the message. A message without a backslash needs none: unescape
+// returns nil.
 type unescaped struct {
+	msg  []byte
 	text []byte
-	at   []int
+	esc  []escape
+	// mapped says esc is built.
+	mapped bool
 }
+
+// escape is one escape of the message, msg[m:m+n], decoded into text[t:t+k]; between
+// two escapes the message and text hold the same bytes.
+type escape struct{ t, m, k, n int }
 
 // maxPooledUnescaped bounds the buffers kept for the next error: a large error answer
 // (a proxy's HTML page) should not pin its size in the pool.
@@ -144,66 +153,120 @@ const maxPooledUnescaped = 64 << 10
 
 var unescapedPool = sync.Pool{New: func() any { return new(unescaped) }}
 
-// unescape decodes msg's JSON escapes as encoding/json does in a string: \" \\ \/ \b
-// \f \n \r \t, \uXXXX, a surrogate pair as one character and a lone surrogate as
-// U+FFFD. A backslash that starts no escape is kept as it is. It returns nil when msg
-// holds no backslash; the caller releases what it returns.
+// unescape decodes msg's JSON escapes as encoding/json does in a string (see
+// decodeEscape). It returns nil when msg holds no backslash; the caller releases what
+// it returns. The text takes at most len(msg) bytes and is the only buffer built
+// unless a secret is found (offsets).
 func unescape(msg []byte) *unescaped {
 	if bytes.IndexByte(msg, '\\') < 0 {
 		return nil
 	}
 	u := unescapedPool.Get().(*unescaped)
-	text, at := u.text[:0], u.at[:0]
+	u.msg, u.esc, u.mapped = msg, u.esc[:0], false
+	text := u.text[:0]
+	if cap(text) < len(msg) {
+		text = make([]byte, 0, len(msg))
+	}
 	for i := 0; i < len(msg); {
-		c := msg[i]
-		if c != '\\' || i+1 == len(msg) {
-			text, at = append(text, c), append(at, i)
+		j := bytes.IndexByte(msg[i:], '\\')
+		if j < 0 {
+			text = append(text, msg[i:]...)
+			break
+		}
+		text = append(text, msg[i:i+j]...)
+		i += j
+		r, n := decodeEscape(msg, i)
+		if n == 0 {
+			text = append(text, '\\')
 			i++
 			continue
 		}
-		n, r := 2, rune(-1)
-		switch msg[i+1] {
-		case '"', '\\', '/':
-			r = rune(msg[i+1])
-		case 'b':
-			r = '\b'
-		case 'f':
-			r = '\f'
-		case 'n':
-			r = '\n'
-		case 'r':
-			r = '\r'
-		case 't':
-			r = '\t'
-		case 'u':
-			if r = hex4(msg[i+2:]); r < 0 {
-				break
-			}
-			n = 6
-			if utf16.IsSurrogate(r) {
-				if r2 := hex4AfterU(msg[i+6:]); r2 >= 0 {
-					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
-						r, n = d, 12
-						break
-					}
-				}
-				r = utf8.RuneError
-			}
-		}
-		if r < 0 {
-			text, at = append(text, c), append(at, i)
-			i++
-			continue
-		}
-		start := len(text)
 		text = utf8.AppendRune(text, r)
-		for range len(text) - start {
-			at = append(at, i)
-		}
 		i += n
 	}
-	u.text, u.at = text, append(at, len(msg))
+	u.text = text
 	return u
+}
+
+// offsets builds esc, walking the message again as unescape did.
+func (u *unescaped) offsets() {
+	if u.mapped {
+		return
+	}
+	u.mapped = true
+	msg, t := u.msg, 0
+	for i := 0; i < len(msg); {
+		j := bytes.IndexByte(msg[i:], '\\')
+		if j < 0 {
+			return
+		}
+		i, t = i+j, t+j
+		r, n := decodeEscape(msg, i)
+		if n == 0 {
+			i, t = i+1, t+1
+			continue
+		}
+		k := utf8.RuneLen(r)
+		u.esc = append(u.esc, escape{t: t, m: i, k: k, n: n})
+		i, t = i+n, t+k
+	}
+}
+
+// at is the offset in the message of the character text[x] belongs to; at(len(text))
+// is the message's length.
+func (u *unescaped) at(x int) int {
+	u.offsets()
+	i, _ := slices.BinarySearchFunc(u.esc, x, func(e escape, x int) int { return e.t - x })
+	// esc[i] is the first escape at or after x.
+	if i < len(u.esc) && u.esc[i].t == x {
+		return u.esc[i].m
+	}
+	if i == 0 {
+		return x
+	}
+	e := u.esc[i-1]
+	if x < e.t+e.k {
+		return e.m
+	}
+	return e.m + e.n + x - e.t - e.k
+}
+
+// decodeEscape decodes the escape at msg[i] (a backslash) as encoding/json does in a
+// string: \" \\ \/ \b \f \n \r \t, \uXXXX, a surrogate pair as one character and a
+// lone surrogate as U+FFFD. n is the escape's length, 0 when the backslash starts no
+// escape (it is then kept as it is).
+func decodeEscape(msg []byte, i int) (r rune, n int) {
+	if i+1 == len(msg) {
+		return 0, 0
+	}
+	switch msg[i+1] {
+	case '"', '\\', '/':
+		return rune(msg[i+1]), 2
+	case 'b':
+		return '\b', 2
+	case 'f':
+		return '\f', 2
+	case 'n':
+		return '\n', 2
+	case 'r':
+		return '\r', 2
+	case 't':
+		return '\t', 2
+	case 'u':
+		if r = hex4(msg[i+2:]); r < 0 {
+			return 0, 0
+		}
+		if !utf16.IsSurrogate(r) {
+			return r, 6
+		}
+		if r2 := hex4AfterU(msg[i+6:]); r2 >= 0 {
+			if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+				return d, 12
+			}
+		}
+		return utf8.RuneError, 6
+	}
+	return 0, 0
 }
 
 // hex4 is the value of the 4 hex digits b begins with, or -1.
@@ -240,7 +303,8 @@ func (u *unescaped) release() {
 	if u == nil {
 		return
 	}
-	if cap(u.text) > maxPooledUnescaped {
+	u.msg = nil
+	if cap(u.text) > maxPooledUnescaped || cap(u.esc) > maxPooledUnescaped/32 {
 		return
 	}
 	unescapedPool.Put(u)
@@ -261,7 +325,7 @@ func (u *unescaped) spans(msg []byte, secrets [][]byte, dst []span) []span {
 				// escape goes whole, or the answer would hold a broken one (\***).
 				s.from, s.to = u.charStart(s.from), u.charEnd(s.to)
 			} else {
-				s.from, s.to = u.at[s.from], u.at[s.to]
+				s.from, s.to = u.at(s.from), u.at(s.to)
 			}
 			if s.from < s.to {
 				dst[n] = s
@@ -286,19 +350,33 @@ func (u *unescaped) spans(msg []byte, secrets [][]byte, dst []span) []span {
 }
 
 // charStart is the offset where the character holding offset off of the message
-// begins.
+// begins: off, or the start of the escape off falls within.
 func (u *unescaped) charStart(off int) int {
-	i, _ := slices.BinarySearch(u.at, off)
-	if i < len(u.at) && u.at[i] == off {
-		return off
+	if e, ok := u.escapeHolding(off); ok {
+		return e.m
 	}
-	return u.at[i-1]
+	return off
 }
 
 // charEnd is the offset where the character holding offset off-1 of the message ends.
 func (u *unescaped) charEnd(off int) int {
-	i, _ := slices.BinarySearch(u.at, off)
-	return u.at[i]
+	if e, ok := u.escapeHolding(off); ok {
+		return e.m + e.n
+	}
+	return off
+}
+
+// escapeHolding is the escape whose bytes off falls strictly within (after its
+// backslash, before its end), if any.
+func (u *unescaped) escapeHolding(off int) (escape, bool) {
+	u.offsets()
+	i, _ := slices.BinarySearchFunc(u.esc, off, func(e escape, off int) int { return e.m - off })
+	// esc[i] is the first escape starting at or after off.
+	if i == 0 {
+		return escape{}, false
+	}
+	e := u.esc[i-1]
+	return e, off > e.m && off < e.m+e.n
 }
 
 // appendMatches appends the runs of text that spell one of secrets as they are, and

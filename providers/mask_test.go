@@ -7,10 +7,13 @@ package providers
 import (
 	"bytes"
 	"encoding/json"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
 )
 
 // secretsOf is what a backend with key key and the header values of headers (name,
@@ -223,5 +226,48 @@ func quoted(text, s []byte) bool {
 			return true
 		}
 		off = i + 1
+	}
+}
+
+// An upstream's error answer may be large and full of JSON escapes: vLLM's 400 for a
+// request it cannot validate echoes the request's input in pydantic's message, a
+// prompt's quotes and newlines written \" and \n. Checking it for the backend's
+// secrets decodes it once (the text, at most its size); offsets back into the
+// message are built only for a secret found, so a 4 MiB error quoting none costs a
+// small multiple of its size, not gigabytes for a 64 MiB one.
+func TestLargeEscapedErrorCheckedInLinearSpace(t *testing.T) {
+	const key = "sk-proj-Zr8Qv2LmT5nXc7WbK4yHd9FsJ1pGa3Ue"
+	secrets := secretsOf(key, "X-Api-Key", "EMPTY")
+	turn := `{'role': 'user', 'content': \"Summarise the report below.\\nLine one of it.\\n\"}, `
+	var b strings.Builder
+	b.WriteString(`{"object":"error","message":"[{'type': 'extra_forbidden', 'loc': ('body', 'foo'), 'msg': 'Extra inputs are not permitted', 'input': [`)
+	for b.Len() < 4<<20 {
+		b.WriteString(turn)
+	}
+	b.WriteString(`]}]","type":"BadRequestError","param":null,"code":400}`)
+	body := []byte(b.String())
+
+	up := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(up)
+	out := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(out)
+	up.SetStatusCode(400)
+	up.Header.SetContentType("application/json")
+	up.SetBody(body)
+
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	err := passError(up, out, 400, 64<<20, secrets)
+	runtime.ReadMemStats(&m1)
+	if err == nil {
+		t.Fatal("passError: no UpstreamError")
+	}
+	if !bytes.Equal(out.Body(), body) {
+		t.Fatalf("the body quotes no secret and should pass on as it came")
+	}
+	alloc := m1.TotalAlloc - m0.TotalAlloc
+	if ratio := float64(alloc) / float64(len(body)); ratio > 4 {
+		t.Errorf("passing on a %d-byte error answer that quotes no secret allocated %d bytes (%.0f times its size), want at most 4 times", len(body), alloc, ratio)
 	}
 }

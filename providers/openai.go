@@ -385,6 +385,11 @@ func decodeBody(up *fasthttp.Response, max int64) error {
 // a few KiB of gzip can hold gigabytes of zeros. An answer that does not decode, or in
 // a coding the gateway does not know, is an invalid answer.
 func uncoded(enc, body []byte, max int64) ([]byte, error) {
+	if len(body) == 0 {
+		// Nothing to decode (a proxy that labels every answer it passes gzip), as
+		// Go's transport and curl --compressed read it.
+		return body, nil
+	}
 	r := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(r)
 	r.SetBodyRaw(body)
