@@ -180,16 +180,10 @@ func tokenCount(v []byte) (int64, bool) {
 	return n, true
 }
 
-// scanResponse checks that an OpenAI answer is one JSON object, with nothing but
-// space after it, and reads its usage.
-func scanResponse(body []byte, u *Usage) bool {
-	ok, _ := scanAnswer(body, u)
-	return ok
-}
-
-// scanAnswer is scanResponse, also reporting whether the object has an error member:
-// a router that answered 200 before the model failed puts the error there
-// (OpenRouter), and it may quote the backend's key.
+// scanAnswer checks that an OpenAI answer is one JSON object, with nothing but space
+// after it, reads its usage, and reports whether the object has an error member: a
+// router that answered 200 before the model failed puts the error there (OpenRouter),
+// and it may quote the backend's key.
 func scanAnswer(body []byte, u *Usage) (ok, isError bool) {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {

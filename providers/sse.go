@@ -112,9 +112,6 @@ func (s *sseReader) readEvent() error {
 		if err == io.EOF {
 			if len(line) > 0 {
 				ok, ferr := s.field(line)
-				if ferr == nil && !ok {
-					ferr = s.noteStray(line)
-				}
 				if ferr != nil {
 					return ferr
 				}
@@ -141,9 +138,6 @@ func (s *sseReader) readEvent() error {
 			continue
 		}
 		ok, err := s.field(line)
-		if err == nil && !ok {
-			err = s.noteStray(line)
-		}
 		if err != nil {
 			return err
 		}
@@ -157,8 +151,8 @@ func (s *sseReader) readEvent() error {
 // event that is not a JSON object is, not a cut stream.
 var errNotEvents = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstream stream is not server-sent events"))
 
-// noteStray looks at line, a non-empty one that field did not take. A comment, id
-// and retry are events' own lines. A line that opens an HTML page or a JSON object
+// noteStray looks at line, a non-empty one that field did not take and no comment.
+// id and retry are events' own lines. A line that opens an HTML page or a JSON object
 // where a field belongs is a page or a bare error object sent in place of events:
 // the stream fails there (a JSON error object's message goes with the error). Any
 // other line is an unknown field, which the SSE spec has a reader skip; it is noted,
@@ -166,8 +160,6 @@ var errNotEvents = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstrea
 // (streamErr).
 func (s *sseReader) noteStray(line []byte) error {
 	switch line[0] {
-	case ':':
-		return nil
 	case '<':
 		return errNotEvents
 	case '{':
@@ -226,7 +218,8 @@ func bareObject(line []byte, secrets [][]byte) error {
 }
 
 // field reads one non-empty line of an event into its data or name; it reports
-// whether the line was a data or event field.
+// whether the line was a data or event field. Any other line but a comment goes to
+// noteStray.
 func (s *sseReader) field(line []byte) (bool, error) {
 	if line[0] == ':' {
 		return false, nil
@@ -271,7 +264,7 @@ func (s *sseReader) field(line []byte) (bool, error) {
 		s.name = append(s.name[:0], value...)
 		return true, nil
 	}
-	return false, nil
+	return false, s.noteStray(line)
 }
 
 func (s *sseReader) limit() int {
@@ -648,15 +641,13 @@ func (s *sseReader) streamErr(err error) error {
 	switch {
 	case s.aborted.Load():
 		return ErrAborted
-	case err == errNotEvents:
+	case errors.Is(err, errNotEvents):
+		// errNotEvents, or a bareError that carries the object's message.
 		return err
 	case s.stray && !s.evented && (err == io.EOF || err == io.ErrUnexpectedEOF):
 		return errNotEvents
 	case err == io.EOF:
 		return ErrStreamCut
-	}
-	if _, ok := errors.AsType[*bareError](err); ok {
-		return err
 	}
 	return classifyStream(s.readErr(err))
 }

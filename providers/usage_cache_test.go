@@ -39,7 +39,7 @@ func TestUsagePromptCache(t *testing.T) {
 		t.Run(c.name+", answer", func(t *testing.T) {
 			body := `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":` + c.usage + `}`
 			var u Usage
-			if !scanResponse([]byte(body), &u) {
+			if ok, _ := scanAnswer([]byte(body), &u); !ok {
 				t.Fatalf("answer refused: %s", body)
 			}
 			if u != c.want {
