@@ -259,8 +259,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		}
 		s := acquireAnthropicStream()
 		s.r.reset(up, t, up.BodyStream(), false)
-		s.r.secrets = a.secrets
-		s.created, s.secrets = created, a.secrets
+		s.r.secrets, s.created = a.secrets, created
 		// The first events are read here, before the gateway's own watch of the
 		// stream begins: the call's client is watched meanwhile, as while the
 		// header was awaited.

@@ -430,10 +430,9 @@ func appendQuotedCompact(dst, raw []byte) []byte {
 // its thinking_blocks delta holds what the client must send back (LiteLLM's clients
 // put the block together from the thinking_blocks deltas alone).
 type anthropicStream struct {
-	// secrets are the backend's key and header values, masked in the messages of
-	// error events.
-	secrets [][]byte
-	r       *sseReader
+	// r holds the backend's secrets (its key and header values), masked in the
+	// messages of error events and of a bare error object.
+	r *sseReader
 	// head is every chunk's opening up to and including `"choices":[`.
 	head []byte
 	out  []byte
@@ -506,7 +505,6 @@ func (s *anthropicStream) reset() {
 	s.created = 0
 	s.started, s.stopped, s.done = false, false, false
 	s.first, s.primed = Event{}, false
-	s.secrets = nil
 }
 
 // prime reads the stream up to its first chunk. The API may answer 200 and then an
@@ -636,7 +634,7 @@ func (s *anthropicStream) translate(data []byte, ev *Event) (emitted bool, err e
 		ev.KeepAlive = s.started
 		return s.started, nil
 	case "error":
-		return false, streamError(e.err, s.secrets)
+		return false, streamError(e.err, s.r.secrets)
 	case "message_start":
 		if s.started {
 			return false, nil
