@@ -845,13 +845,13 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	case errors.Is(last, providers.ErrTimeout):
 		return &errUpstreamSlow
 	case errors.Is(last, providers.ErrBadResponse):
-		var detail interface{ UpstreamDetail() string }
+		var detail upstreamDetail
 		if errors.As(last, &detail) {
 			// A JSON error object where a stream's first events belong (read
 			// within the attempt, as an Anthropic stream's are): its message tells
 			// the client what went wrong, as once the stream has begun.
 			e := errUpstreamBad
-			e.message = "The upstream model server sent an error instead of stream events (" + detail.UpstreamDetail() + ")."
+			e.message = notEventsMessage(detail)
 			return &e
 		}
 		return &errUpstreamBad
@@ -906,6 +906,16 @@ var (
 )
 
 var errLimiterDown = apiError{503, "server_error", "ratelimit_unavailable", "", "The rate limit store is unavailable; retry shortly."}
+
+// upstreamDetail is an upstream failure that says what went wrong in the upstream's
+// own words (masked): an error event's message, a bare JSON error object's.
+type upstreamDetail interface{ UpstreamDetail() string }
+
+// notEventsMessage is the client's message for a stream answered with a JSON error
+// object where its events belong.
+func notEventsMessage(d upstreamDetail) string {
+	return "The upstream model server sent an error instead of stream events (" + d.UpstreamDetail() + ")."
+}
 
 // thinkingRoom is the most any planned target's backend adds to max_tokens for the
 // thinking a chat request without max_tokens asks for (Anthropic's budget or effort):
@@ -1277,12 +1287,12 @@ func (r *request) nextEvent() {
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"
 		r.streamErr = metrics.StreamCut
-		var detail interface{ UpstreamDetail() string }
+		var detail upstreamDetail
 		switch {
 		case errors.Is(err, providers.ErrBadResponse) && errors.As(err, &detail):
 			// A JSON error object sent where the events belong: an invalid stream,
 			// whose message still tells the client what went wrong.
-			e.message = "The upstream model server sent an error instead of stream events (" + detail.UpstreamDetail() + ")."
+			e.message = notEventsMessage(detail)
 			e.code = "upstream_bad_response"
 			r.streamErr = metrics.StreamBadResponse
 		case errors.As(err, &detail):

@@ -71,8 +71,8 @@ func newAnthropic(c *Config) *anthropic {
 // ThinkingRoom is what the backend adds to the max_tokens it sends for a chat request
 // whose body names none, for the thinking the request asks for (a budget, or an
 // effort's room; nothing when it names max_tokens or max_completion_tokens, unless
-// drop_params removes them: the members dropped are not read): the token estimate counts it, as the upstream may produce it. Only Anthropic backends
-// add any.
+// drop_params removes them: the members dropped are not read): the token estimate
+// counts it, as the upstream may produce it. Only Anthropic backends add any.
 func (b *Backend) ThinkingRoom(body []byte) int64 {
 	a, ok := b.p.(*anthropic)
 	if !ok {

@@ -41,6 +41,9 @@ type Backend struct {
 	pp      preparer // p when it translates calls before a target is leased
 	closers []func() error
 	pool    pool
+	// dropsCap is set when drop_params names max_tokens or max_completion_tokens
+	// (Uncapped).
+	dropsCap bool
 }
 
 // New builds a backend from its validated config, keeping its targets' health and load
@@ -50,7 +53,7 @@ func New(name string, c Config) (*Backend, error) { return NewWith(name, c, nil)
 // build makes the backend's provider and targets, without their pool.
 func build(name string, c Config) (*Backend, error) {
 	cfg := c.withDefaults()
-	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg}
+	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg, dropsCap: dropsCap(cfg.DropParams)}
 	urls := cfg.Targets
 	if cfg.BaseURL != "" {
 		urls = []string{cfg.BaseURL}

@@ -10,9 +10,9 @@ import (
 
 // dropFields removes the members of the JSON object b named in names (drop_params),
 // in place, and returns b shortened; a key matches in any case, and spelled with JSON
-// escapes it matches the name it spells. The members kept keep their bytes; the separators between them become
-// single commas once one is removed. b is returned as it is when it holds none of the
-// names or is not a well-formed object.
+// escapes it matches the name it spells. The members kept keep their bytes; the
+// separators between them become single commas once one is removed. b is returned as
+// it is when it holds none of the names or is not a well-formed object.
 func dropFields(b []byte, names []string) []byte {
 	var it jsonscan.Iter
 	if it.Reset(b) != nil {
@@ -69,8 +69,7 @@ func namedIn(k []byte, names []string) bool {
 // the client's cap on the output then never reaches the upstream, and the gateway's
 // token estimate may not take it for the most the call produces.
 func (b *Backend) Uncapped(body []byte) bool {
-	drop := b.cfg.DropParams
-	if len(drop) == 0 || !dropsCap(drop) {
+	if !b.dropsCap {
 		return false
 	}
 	var it jsonscan.Iter
@@ -84,7 +83,7 @@ func (b *Backend) Uncapped(body []byte) bool {
 			break
 		}
 		if (foldedKey(k, "max_tokens") || foldedKey(k, "max_completion_tokens")) && !jsonscan.IsNull(v) {
-			if !namedIn(k, drop) {
+			if !namedIn(k, b.cfg.DropParams) {
 				return false
 			}
 			capped = true

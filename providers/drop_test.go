@@ -117,12 +117,13 @@ func TestUncapped(t *testing.T) {
 		{[]string{"max_completion_tokens"}, `{"max_completion_tokens":5,"max_tokens":null}`, true},
 		{[]string{"max_tokens"}, `{"max_tokens":10`, false},
 	} {
-		b := &Backend{cfg: Config{DropParams: tc.drop}}
+		b := &Backend{cfg: Config{DropParams: tc.drop}, dropsCap: dropsCap(tc.drop)}
 		if got := b.Uncapped([]byte(tc.body)); got != tc.want {
 			t.Errorf("drop %v, body %s: Uncapped %v, want %v", tc.drop, tc.body, got, tc.want)
 		}
 	}
-	b := &Backend{cfg: Config{DropParams: []string{"temperature", "max_tokens"}}}
+	drop := []string{"temperature", "max_tokens"}
+	b := &Backend{cfg: Config{DropParams: drop}, dropsCap: dropsCap(drop)}
 	body := []byte(`{"model":"m","messages":[{"role":"user","content":"Hi"}],"max_tokens":10,"temperature":0.2}`)
 	if n := testing.AllocsPerRun(100, func() { b.Uncapped(body) }); n != 0 {
 		t.Errorf("Uncapped: %v allocations, want 0", n)

@@ -5,9 +5,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/valyala/fasthttp"
 )
 
@@ -153,8 +153,8 @@ const maxPooledUnescaped = 64 << 10
 
 var unescapedPool = sync.Pool{New: func() any { return new(unescaped) }}
 
-// unescape decodes msg's JSON escapes as encoding/json does in a string (see
-// decodeEscape). It returns nil when msg holds no backslash; the caller releases what
+// unescape decodes msg's JSON escapes as encoding/json does in a string
+// (jsonscan.DecodeEscape); a backslash that begins no escape is kept as it is. It returns nil when msg holds no backslash; the caller releases what
 // it returns. The text takes at most len(msg) bytes and is the only buffer built
 // unless a secret is found (offsets).
 func unescape(msg []byte) *unescaped {
@@ -175,7 +175,7 @@ func unescape(msg []byte) *unescaped {
 		}
 		text = append(text, msg[i:i+j]...)
 		i += j
-		r, n := decodeEscape(msg, i)
+		r, n := jsonscan.DecodeEscape(msg, i)
 		if n == 0 {
 			text = append(text, '\\')
 			i++
@@ -201,7 +201,7 @@ func (u *unescaped) offsets() {
 			return
 		}
 		i, t = i+j, t+j
-		r, n := decodeEscape(msg, i)
+		r, n := jsonscan.DecodeEscape(msg, i)
 		if n == 0 {
 			i, t = i+1, t+1
 			continue
@@ -229,74 +229,6 @@ func (u *unescaped) at(x int) int {
 		return e.m
 	}
 	return e.m + e.n + x - e.t - e.k
-}
-
-// decodeEscape decodes the escape at msg[i] (a backslash) as encoding/json does in a
-// string: \" \\ \/ \b \f \n \r \t, \uXXXX, a surrogate pair as one character and a
-// lone surrogate as U+FFFD. n is the escape's length, 0 when the backslash starts no
-// escape (it is then kept as it is).
-func decodeEscape(msg []byte, i int) (r rune, n int) {
-	if i+1 == len(msg) {
-		return 0, 0
-	}
-	switch msg[i+1] {
-	case '"', '\\', '/':
-		return rune(msg[i+1]), 2
-	case 'b':
-		return '\b', 2
-	case 'f':
-		return '\f', 2
-	case 'n':
-		return '\n', 2
-	case 'r':
-		return '\r', 2
-	case 't':
-		return '\t', 2
-	case 'u':
-		if r = hex4(msg[i+2:]); r < 0 {
-			return 0, 0
-		}
-		if !utf16.IsSurrogate(r) {
-			return r, 6
-		}
-		if r2 := hex4AfterU(msg[i+6:]); r2 >= 0 {
-			if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
-				return d, 12
-			}
-		}
-		return utf8.RuneError, 6
-	}
-	return 0, 0
-}
-
-// hex4 is the value of the 4 hex digits b begins with, or -1.
-func hex4(b []byte) rune {
-	if len(b) < 4 {
-		return -1
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r<<4 | rune(c)
-	}
-	return r
-}
-
-// hex4AfterU is hex4 of what follows b's leading \u, or -1.
-func hex4AfterU(b []byte) rune {
-	if len(b) < 2 || b[0] != '\\' || b[1] != 'u' {
-		return -1
-	}
-	return hex4(b[2:])
 }
 
 func (u *unescaped) release() {

@@ -6,6 +6,7 @@
 package jsonscan
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -484,52 +485,59 @@ func AppendUnquote(dst, raw []byte) (out []byte, ok bool) {
 // s has a malformed escape.
 func AppendUnescape(dst, s []byte) (out []byte, ok bool) {
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c != '\\' {
-			dst = append(dst, c)
-			i++
-			continue
+		j := bytes.IndexByte(s[i:], '\\')
+		if j < 0 {
+			return append(dst, s[i:]...), true
 		}
-		if i+1 >= len(s) {
+		dst = append(dst, s[i:i+j]...)
+		i += j
+		r, n := DecodeEscape(s, i)
+		if n == 0 {
 			return dst, false
 		}
-		switch s[i+1] {
-		case '"', '\\', '/':
-			dst = append(dst, s[i+1])
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			if len(s)-i < 6 || !isHex4(s[i+2:]) {
-				return dst, false
-			}
-			r := rune(hex4(s[i+2:]))
-			i += 6
-			if r >= 0xD800 && r < 0xDC00 && len(s)-i >= 6 && s[i] == '\\' && s[i+1] == 'u' && isHex4(s[i+2:]) {
-				lo := rune(hex4(s[i+2:]))
-				if lo >= 0xDC00 && lo < 0xE000 {
-					r = (r-0xD800)<<10 + (lo - 0xDC00) + 0x10000
-					i += 6
-				}
-			}
-			if r >= 0xD800 && r < 0xE000 {
-				r = utf8.RuneError
-			}
-			dst = utf8.AppendRune(dst, r)
-			continue
-		default:
-			return dst, false
-		}
-		i += 2
+		dst = utf8.AppendRune(dst, r)
+		i += n
 	}
 	return dst, true
+}
+
+// DecodeEscape decodes the escape s[i] (a backslash) begins, as encoding/json does:
+// \" \\ \/ \b \f \n \r \t and \uXXXX, a surrogate pair as one character and a lone
+// surrogate as U+FFFD. n is how many bytes of s the escape takes, 0 when it is
+// malformed.
+func DecodeEscape(s []byte, i int) (r rune, n int) {
+	if i+1 >= len(s) {
+		return 0, 0
+	}
+	switch s[i+1] {
+	case '"', '\\', '/':
+		return rune(s[i+1]), 2
+	case 'b':
+		return '\b', 2
+	case 'f':
+		return '\f', 2
+	case 'n':
+		return '\n', 2
+	case 'r':
+		return '\r', 2
+	case 't':
+		return '\t', 2
+	case 'u':
+		if len(s)-i < 6 || !isHex4(s[i+2:]) {
+			return 0, 0
+		}
+		r, n = rune(hex4(s[i+2:])), 6
+		if r >= 0xD800 && r < 0xDC00 && len(s)-i >= 12 && s[i+6] == '\\' && s[i+7] == 'u' && isHex4(s[i+8:]) {
+			if lo := rune(hex4(s[i+8:])); lo >= 0xDC00 && lo < 0xE000 {
+				return (r-0xD800)<<10 + (lo - 0xDC00) + 0x10000, 12
+			}
+		}
+		if r >= 0xD800 && r < 0xE000 {
+			r = utf8.RuneError
+		}
+		return r, n
+	}
+	return 0, 0
 }
 
 func hex4(b []byte) uint16 {
