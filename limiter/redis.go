@@ -1019,13 +1019,23 @@ func (s *redisStore) mergeAdjusts(adjs []adjustOp) []adjustOp {
 	return out
 }
 
+// onceCmd is a script call go-redis never sends again: it resends a pipeline whose
+// connection broke after it was written (a client up to MaxRetries times, a Cluster
+// up to MaxRedirects), and a call that ran before the break would then charge or
+// settle twice. A call whose answer is lost is made good through its marker
+// (markUnsure) instead. MOVED and ASK still redirect it: Redis did not run it.
+type onceCmd struct{ *redis.Cmd }
+
+func (onceCmd) NoRetry() bool { return true }
+
 func (s *redisStore) exec(ctx context.Context, calls []*call, eval bool) {
 	pipe := s.c.Pipeline()
 	for _, c := range calls {
 		if eval {
 			c.args[0], c.args[1] = "eval", checkScript
 		}
-		c.cmd = pipe.Do(ctx, c.args...)
+		c.cmd = redis.NewCmd(ctx, c.args...)
+		_ = pipe.Process(ctx, onceCmd{c.cmd})
 	}
 	_, _ = pipe.Exec(ctx)
 	s.roundTrips.Add(1)
@@ -1242,10 +1252,8 @@ var notRunPrefixes = [...]string{
 // left this process (no connection could be dialed or had from the pool, the client
 // was closed) or Redis refused it (notRunPrefixes). Any other failure, a timeout
 // above all, or a connection cut while the reply was awaited, or an error raised
-// inside the script, may come after Redis ran it. go-redis resends a pipeline whose
-// connection broke before the reply; a dial error after such a resend would hide that
-// the first try ran, which takes a Redis that died right after running the script
-// and kept its writes.
+// inside the script, may come after Redis ran it (go-redis never sends a call
+// again: onceCmd).
 func scriptNotRun(err error) bool {
 	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
 		return true
