@@ -356,7 +356,22 @@ func errorType(ct, b []byte) []byte {
 }
 
 // coded reports whether an answer whose Content-Encoding is enc needs decoding.
-func coded(enc []byte) bool { return len(enc) > 0 && !bytes.EqualFold(enc, strIdentity) }
+// coded reports whether enc, a Content-Encoding value, names a coding other than
+// identity: one, or a list of the codings applied in turn (RFC 9110, 8.4).
+func coded(enc []byte) bool {
+	for len(enc) > 0 {
+		c := enc
+		if i := bytes.IndexByte(enc, ','); i >= 0 {
+			c, enc = enc[:i], enc[i+1:]
+		} else {
+			enc = nil
+		}
+		if c = bytes.TrimSpace(c); len(c) > 0 && !bytes.EqualFold(c, strIdentity) {
+			return true
+		}
+	}
+	return false
+}
 
 var (
 	strGzip    = []byte("gzip")
@@ -380,38 +395,57 @@ func decodeBody(up *fasthttp.Response, max int64) error {
 	return nil
 }
 
-// uncoded is body, coded in the content coding enc, decoded into a new slice. The
-// decoded size is bounded by max, the buffered-answer limit, not only the coded one:
-// a few KiB of gzip can hold gigabytes of zeros. An answer that does not decode, or in
-// a coding the gateway does not know, is an invalid answer.
+// uncoded is body, coded in the content codings enc lists, decoded into a new slice:
+// the last coding applied is undone first (RFC 9110, 8.4); identity in the list is no
+// step. The decoded size is bounded by max, the buffered-answer limit, at every step,
+// not only the coded one: a few KiB of gzip can hold gigabytes of zeros. An answer
+// that does not decode, or in a coding the gateway does not know, is an invalid answer.
 func uncoded(enc, body []byte, max int64) ([]byte, error) {
 	if len(body) == 0 {
 		// Nothing to decode (a proxy that labels every answer it passes gzip), as
 		// Go's transport and curl --compressed read it.
 		return body, nil
 	}
+	for rest := enc; ; {
+		i := bytes.LastIndexByte(rest, ',')
+		if c := bytes.TrimSpace(rest[i+1:]); len(c) > 0 && !bytes.EqualFold(c, strIdentity) {
+			var err error
+			if body, err = uncode(c, body, max); err != nil {
+				return nil, err
+			}
+		}
+		if i < 0 {
+			return body, nil
+		}
+		rest = rest[:i]
+	}
+}
+
+// uncode is body, coded in the one content coding c, decoded into a new slice of at
+// most max bytes.
+func uncode(c, body []byte, max int64) ([]byte, error) {
 	r := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(r)
 	r.SetBodyRaw(body)
 	var b []byte
 	var err error
 	switch limit := int(max); {
-	case bytes.EqualFold(enc, strGzip), bytes.EqualFold(enc, strXGzip):
+	case bytes.EqualFold(c, strGzip), bytes.EqualFold(c, strXGzip):
 		b, err = r.BodyGunzipWithLimit(limit)
-	case bytes.EqualFold(enc, strDeflate):
+	case bytes.EqualFold(c, strDeflate):
 		b, err = r.BodyInflateWithLimit(limit)
-	case bytes.EqualFold(enc, strBr):
+	case bytes.EqualFold(c, strBr):
 		b, err = r.BodyUnbrotliWithLimit(limit)
-	case bytes.EqualFold(enc, strZstd):
+	case bytes.EqualFold(c, strZstd):
 		b, err = r.BodyUnzstdWithLimit(limit)
 	default:
-		return nil, errors.Join(ErrBadResponse, errors.New("upstream answer in Content-Encoding "+string(enc)+", which the gateway does not decode"))
+		return nil, errors.Join(ErrBadResponse, errors.New("upstream answer in Content-Encoding "+string(c)+", which the gateway does not decode"))
 	}
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return nil, errAnswerTooLarge
 	case err != nil:
-		return nil, errors.Join(ErrBadResponse, errors.New("upstream answer does not decode as its Content-Encoding "+string(enc)+" says"), err)
+		return nil, errors.Join(ErrBadResponse, errors.New("upstream answer does not decode as its Content-Encoding "+string(c)+" says"), err)
 	}
 	return b, nil
 }

@@ -33,7 +33,11 @@ func TestUncodedAnswer(t *testing.T) {
 		{name: "br over the limit", enc: "br", body: fasthttp.AppendBrotliBytes(nil, zeros), max: 64 << 10, err: errAnswerTooLarge},
 		{name: "not what it says", enc: "gzip", body: plain, max: 1 << 10, err: ErrBadResponse},
 		{name: "unknown coding", enc: "compress", body: plain, max: 1 << 10, err: ErrBadResponse},
-		{name: "two codings", enc: "gzip, br", body: plain, max: 1 << 10, err: ErrBadResponse},
+		{name: "two codings, undone last first", enc: "gzip, br", body: fasthttp.AppendBrotliBytes(nil, fasthttp.AppendGzipBytes(nil, plain)), max: 1 << 10, want: plain},
+		{name: "identity in a list", enc: "identity ,\tGZIP, identity", body: fasthttp.AppendGzipBytes(nil, plain), max: 1 << 10, want: plain},
+		{name: "two codings applied the other way", enc: "gzip, br", body: fasthttp.AppendGzipBytes(nil, fasthttp.AppendBrotliBytes(nil, plain)), max: 1 << 10, err: ErrBadResponse},
+		{name: "an unknown coding in a list", enc: "gzip, compress", body: fasthttp.AppendGzipBytes(nil, plain), max: 1 << 10, err: ErrBadResponse},
+		{name: "inner coding over the limit", enc: "gzip, gzip", body: fasthttp.AppendGzipBytes(nil, fasthttp.AppendGzipBytes(nil, zeros)), max: 64 << 10, err: errAnswerTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := uncoded([]byte(tc.enc), tc.body, tc.max)
@@ -52,12 +56,14 @@ func TestUncodedAnswer(t *testing.T) {
 
 // An identity answer is not decoded, and the check costs nothing per request.
 func TestCodedIdentity(t *testing.T) {
-	for _, enc := range []string{"", "identity", "Identity"} {
+	for _, enc := range []string{"", "identity", "Identity", "identity, IDENTITY", " , "} {
 		if coded([]byte(enc)) {
 			t.Errorf("Content-Encoding %q taken as coded", enc)
 		}
 	}
-	if !coded([]byte("gzip")) {
-		t.Error("gzip not taken as coded")
+	for _, enc := range []string{"gzip", "identity, gzip", "br ,identity"} {
+		if !coded([]byte(enc)) {
+			t.Errorf("Content-Encoding %q not taken as coded", enc)
+		}
 	}
 }
