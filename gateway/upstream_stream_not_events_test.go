@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -27,10 +29,12 @@ func TestUpstreamStreamNotEventsIsBadResponse(t *testing.T) {
 		{name: "html page after an event", body: sseChunk("Hi") + "<html><body>502 Bad Gateway</body></html>\n", status: 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// One write: the gateway sends the stream's header once the upstream
+			// makes it wait, and a pause before the end of the body would make the
+			// 502 cases an error event after a 200 header (as the last case is).
 			addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
-				writeStreamHead(c)
-				writeChunk(c, tc.body)
-				_, _ = c.Write([]byte("0\r\n\r\n"))
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"+
+					strconv.FormatInt(int64(len(tc.body)), 16)+"\r\n"+tc.body+"\r\n0\r\n\r\n")
 			})
 			g := startGateway(t, mockConfig(addr, "", ""))
 			resp, body := postChat(t, g, streamBody)

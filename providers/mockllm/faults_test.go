@@ -304,7 +304,8 @@ func (c *steppingClock) Now() time.Time {
 }
 
 // TestLatencyHistograms: vLLM's /metrics (v1/metrics/loggers.py) has the histograms
-// vllm:time_to_first_token_seconds, vllm:inter_token_latency_seconds and
+// vllm:time_to_first_token_seconds, vllm:inter_token_latency_seconds (and its
+// deprecated twin vllm:time_per_output_token_seconds) and
 // vllm:e2e_request_latency_seconds, labelled model_name and engine, with vLLM's
 // buckets; dashboards and latency-aware balancers read them. They count the time a
 // request queued for a slot (here 100ms of a clock that steps at every reading), then
@@ -349,6 +350,8 @@ func TestLatencyHistograms(t *testing.T) {
 		{"vllm:time_to_first_token_seconds", 2, 0.18, 0.04, 1, 23},
 		// two gaps each of 20ms
 		{"vllm:inter_token_latency_seconds", 4, 0.08, 0.025, 4, 20},
+		// the same observations under vLLM 0.11's deprecated name
+		{"vllm:time_per_output_token_seconds", 4, 0.08, 0.025, 4, 20},
 		// plain 40+2*20ms; stream 100ms more
 		{"vllm:e2e_request_latency_seconds", 2, 0.26, 0.3, 2, 22},
 	}

@@ -42,6 +42,9 @@ func (s *Server) writeMetrics(ctx *fasthttp.RequestCtx) {
 
 	b = appendHistogram(b, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", label, &s.ttftHist)
 	b = appendHistogram(b, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", label, &s.itlHist)
+	// vLLM 0.11 still exports the older name of the same observations (deprecated;
+	// hidden from 0.12), which dashboards built for earlier versions read.
+	b = appendHistogram(b, "vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds. DEPRECATED: use vllm:inter_token_latency_seconds.", label, &s.itlHist)
 	b = appendHistogram(b, "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", label, &s.e2eHist)
 
 	b = appendHelpType(b, "mockllm_requests_total", "Requests received, by route.", "counter")

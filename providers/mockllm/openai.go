@@ -760,12 +760,18 @@ func (st *state) nextOpenAI() ([]byte, error) {
 	return b, nil
 }
 
-// endChunk closes the choices of a chunk about choice c, and the chunk. With
+// endChunk closes the choices of a chunk about choice c, and the chunk (a completions
+// chunk with "usage":null, as vLLM writes it). With
 // continuous_usage_stats it adds choice c's usage so far, completion being its tokens
 // sent, as vLLM does on every chunk (serving_chat.py: completion_tokens =
 // previous_num_tokens[i]); a completions choice counts its own prompt's tokens.
 func (st *state) endChunk(b []byte, c, completion int) []byte {
 	if !st.contUsage || !st.includeUsage {
+		if st.kind == kCompletion {
+			// vLLM writes a completions chunk with all its fields
+			// (serving_completion.py: exclude_unset=False), usage null included.
+			return append(b, `],"usage":null}`+"\n\n"...)
+		}
 		return append(b, "]}\n\n"...)
 	}
 	prompt := st.promptTokens

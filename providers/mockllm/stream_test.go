@@ -158,6 +158,10 @@ func TestCompletionsStream(t *testing.T) {
 			u = c.Usage
 			continue
 		}
+		// vLLM writes every field of a completions chunk, usage null included.
+		if !strings.Contains(ev.data, `"usage":null`) {
+			t.Errorf("chunk without \"usage\":null: %s", ev.data)
+		}
 		ch := c.Choices[0]
 		if ch.FinishReason != nil {
 			finishes++
