@@ -266,6 +266,7 @@ func newLimiter(cfg Config, logger *slog.Logger, o options, prev *Limiter) (*Lim
 		l.live.Store(prev.live.Load())
 	}
 	if cfg.Store == "redis" {
+		logRedisTo(logger)
 		rs, err := newRedisStore(l, &cfg)
 		if err != nil {
 			return nil, err
