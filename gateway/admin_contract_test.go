@@ -383,7 +383,8 @@ func adminRedisConfig(upstream, redisURL string) string {
 // already made answers 200 with that state (reason and window start included) and
 // writes nothing; an operation the shared state does not allow is refused on every
 // replica; with Redis down an operation answers 503 shared_state_unavailable, except on
-// an endpoint without a canary, which is 409 no_canary whatever Redis does.
+// an endpoint without a canary, which is 409 no_canary whatever Redis does, and a
+// rollback, which applies on the replica called (local_only) until Redis is back.
 func TestAdminSharedAcrossReplicas(t *testing.T) {
 	rds := redistest.Start(t)
 	up := startStaticUpstream(t)
@@ -422,11 +423,11 @@ func TestAdminSharedAcrossReplicas(t *testing.T) {
 	checkAdminError(t, "pause of a promoted canary", body, "invalid_canary_state")
 
 	rds.Kill()
-	code, body = adminCall(t, "POST", a+"/admin/endpoints/chat/canary/rollback", "tok", "")
+	code, body = adminCall(t, "POST", a+"/admin/endpoints/chat/canary/resume", "tok", "")
 	if code != 503 {
-		t.Errorf("rollback with Redis down: %d %v, want 503", code, body)
+		t.Errorf("resume with Redis down: %d %v, want 503", code, body)
 	}
-	checkAdminError(t, "rollback with Redis down", body, "shared_state_unavailable")
+	checkAdminError(t, "resume with Redis down", body, "shared_state_unavailable")
 	code, body = adminCall(t, "PUT", a+"/admin/endpoints/chat/weights", "tok", `{"stable": 50, "canary": 50}`)
 	if code != 503 {
 		t.Errorf("weights with Redis down: %d %v, want 503", code, body)
@@ -441,6 +442,10 @@ func TestAdminSharedAcrossReplicas(t *testing.T) {
 		t.Errorf("view with Redis down: %d %v", code, view)
 	} else if st, w := canaryOf(t, view); st != "promoted" || w != 100 {
 		t.Errorf("with Redis down the canary is %s at %v %%, want promoted at 100 %% as before", st, w)
+	}
+	code, body = adminCall(t, "POST", a+"/admin/endpoints/chat/canary/rollback", "tok", "")
+	if st, w := canaryOf(t, body); code != 200 || st != "rolled_back" || w != 0 || body["canary"].(map[string]any)["local_only"] != true {
+		t.Errorf("rollback with Redis down: %d %v, want 200 rolled_back at 0 %% with local_only", code, body)
 	}
 }
 
@@ -492,7 +497,7 @@ func TestAdminErrorMessagesSayWhatIsWrong(t *testing.T) {
 		t.Errorf("resume of a promoted canary: message %q does not say the state and the verb", msg)
 	}
 	rds.Kill()
-	msg := message("POST", ep+"/canary/rollback", "")
+	msg := message("POST", ep+"/canary/pause", "")
 	if strings.Contains(msg, rds.Addr()) || strings.Contains(msg, "dial") || !strings.Contains(msg, "Redis") {
 		t.Errorf("with Redis down: message %q; want it to say the shared state in Redis failed, without Redis's own error", msg)
 	}

@@ -60,7 +60,9 @@ var (
 	// ErrInvalidWeights says a weights override was rejected.
 	ErrInvalidWeights = errors.New("router: invalid weights")
 	// ErrUnavailable says the shared state in Redis could not be read or
-	// written; the operation was not applied anywhere.
+	// written; the operation was not applied anywhere. Router.Rollback
+	// returns it only when other writers kept winning; with Redis down it
+	// rolls the canary back on this replica alone.
 	ErrUnavailable = errors.New("router: shared state unavailable")
 )
 

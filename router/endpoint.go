@@ -254,6 +254,11 @@ type state struct {
 	// changes (a reload that cleared an override) await publishing.
 	ver   int64
 	dirty bool
+	// unshared says the canary was rolled back here while the shared state
+	// was unavailable (a gate on this replica's own traffic, or an operator on
+	// this replica), and Redis does not have the rollback yet; poll writes it
+	// there once Redis answers again.
+	unshared bool
 	// cluster and clusterRecent are the windows the leader last merged
 	// from every replica.
 	cluster, clusterRecent WindowStats

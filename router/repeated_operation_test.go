@@ -185,7 +185,9 @@ func TestSharedRepeatedOperationWritesNothing(t *testing.T) {
 }
 
 // An endpoint without a canary has nothing in Redis to operate on: its canary verbs
-// answer ErrNoCanary (409 no_canary) also while Redis is down, not ErrUnavailable.
+// answer ErrNoCanary (409 no_canary) also while Redis is down, not ErrUnavailable. On
+// an endpoint with a canary they answer ErrUnavailable then, but a rollback, which
+// applies on the replica alone.
 func TestSharedNoCanaryNeedsNoRedis(t *testing.T) {
 	c := newCluster(t)
 	a := c.replica("a", sharedCanary())
@@ -194,18 +196,23 @@ func TestSharedNoCanaryNeedsNoRedis(t *testing.T) {
 	a.r.tick(bg)
 	c.srv.Kill()
 	for _, op := range []struct {
-		name string
-		do   func(string) (EndpointSnapshot, error)
+		name    string
+		do      func(string) (EndpointSnapshot, error)
+		applies bool // with a canary, Redis down
 	}{
-		{"pause", func(n string) (EndpointSnapshot, error) { return a.r.Pause(bg, n) }},
-		{"resume", func(n string) (EndpointSnapshot, error) { return a.r.Resume(bg, n) }},
-		{"promote", func(n string) (EndpointSnapshot, error) { return a.r.Promote(bg, n) }},
-		{"rollback", func(n string) (EndpointSnapshot, error) { return a.r.Rollback(bg, n) }},
+		{"pause", func(n string) (EndpointSnapshot, error) { return a.r.Pause(bg, n) }, false},
+		{"resume", func(n string) (EndpointSnapshot, error) { return a.r.Resume(bg, n) }, false},
+		{"promote", func(n string) (EndpointSnapshot, error) { return a.r.Promote(bg, n) }, false},
+		{"rollback", func(n string) (EndpointSnapshot, error) { return a.r.Rollback(bg, n) }, true},
 	} {
 		if _, err := op.do("plain"); !errors.Is(err, ErrNoCanary) {
 			t.Errorf("%s without a canary, Redis down: %v, want ErrNoCanary", op.name, err)
 		}
-		if _, err := op.do("chat"); !errors.Is(err, ErrUnavailable) {
+		_, err := op.do("chat")
+		switch {
+		case op.applies && err != nil:
+			t.Errorf("%s of a canary, Redis down: %v, want it applied on this replica", op.name, err)
+		case !op.applies && !errors.Is(err, ErrUnavailable):
 			t.Errorf("%s of a canary, Redis down: %v, want ErrUnavailable", op.name, err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -248,9 +249,22 @@ func (r *Router) Promote(ctx context.Context, name string) (EndpointSnapshot, er
 }
 
 // Rollback sends the canary of endpoint name to 0 % and holds it there; a canary already
-// rolled back is left as it is.
+// rolled back is left as it is. While the shared state in Redis cannot be read or
+// written, the canary is rolled back on this replica alone (its snapshot says
+// LocalOnly), and the rollback goes to Redis, and so to every replica, once Redis
+// answers again: an operator pulling a bad canary during an outage must not be
+// refused, and rolling back is the direction every replica may take on its own.
 func (r *Router) Rollback(ctx context.Context, name string) (EndpointSnapshot, error) {
-	return r.operateCanary(ctx, name, opRollback)
+	snap, err := r.operateCanary(ctx, name, opRollback)
+	if r.shared != nil && errors.Is(err, ErrUnavailable) && !errors.Is(err, errContended) {
+		e, st, err := r.endpoint(name)
+		if err != nil {
+			return EndpointSnapshot{}, err
+		}
+		r.shared.rollbackHere(r, e, st)
+		return r.snapshotOf(e), nil
+	}
+	return snap, err
 }
 
 // SetWeights overrides the live weights of endpoint name with weights

@@ -40,6 +40,11 @@ import (
 //
 // A replica whose routes differ from the hash's sig (mid-rollout of a new
 // config) ignores it; the leader resets it to its own config.
+//
+// A replica whose tick cannot reach Redis holds its weights, but judges its
+// canaries on its own traffic and rolls a breaching one back by itself (as an
+// operator's rollback sent to it does); poll writes such a rollback to the
+// hash once Redis answers again, on top of whatever the hash holds then.
 
 var (
 	renewScript = redis.NewScript(`
@@ -209,35 +214,108 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 		}
 		st.mu.Lock()
 		rs, ok := parseRemote(f, len(st.lay.home))
-		cur := st.ctl
+		// The operation applies to the shared state, with a rollback this
+		// replica made while Redis was unavailable added to it: writing the
+		// result shares that rollback too.
+		cur, pending := st.ctl, st.unshared
 		if ok && rs.sig == st.sig {
-			cur = rs.ctl
+			cur, pending = st.withUnshared(rs.ctl)
 		}
 		cur.override = append([]int32(nil), cur.override...)
 		ev, err := op(st.cfg, &cur, r.now())
+		if ev == "" && pending && err == nil {
+			ev = evRollback
+		}
 		if err != nil || ev == "" {
 			if err == nil && ok && rs.sig == st.sig {
 				// Nothing to do: another replica made the change first. This
 				// replica follows it now, so that the answer shows it.
+				st.unshared = false
 				s.adoptLocked(r, e.name, st, rs)
 			}
 			st.mu.Unlock()
 			return err
 		}
-		ver, err := s.cas(ctx, e.name, st.sig, rs.ver, 0, &cur)
+		ver, err := s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &cur)
 		if err != nil {
 			st.mu.Unlock()
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		if ver > 0 {
 			r.setLocked(e.name, st, cur, ev)
-			st.ver = ver
+			st.ver, st.unshared = ver, false
 			st.mu.Unlock()
 			return nil
 		}
 		st.mu.Unlock()
 	}
-	return fmt.Errorf("%w: the state kept changing under concurrent updates; try again", ErrUnavailable)
+	return errContended
+}
+
+// errContended says an operation lost every compare-and-set to other writers:
+// Redis answers, so nothing is applied on this replica alone.
+var errContended = fmt.Errorf("%w: the state kept changing under concurrent updates; try again", ErrUnavailable)
+
+// rollbackHere rolls the canary of e back on this replica alone, for an operator
+// whose rollback could not reach the shared state; poll shares it once Redis
+// answers again.
+func (s *shared) rollbackHere(r *Router, e *Endpoint, st *state) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	c := st.ctl
+	c.override = slices.Clone(c.override)
+	if ev, err := opRollback(st.cfg, &c, r.now()); err == nil && ev != "" {
+		c.reason += unsharedNote
+		r.setLocked(e.name, st, c, ev)
+		st.unshared = true
+	}
+}
+
+// unsharedNote ends the reason of a rollback made on one replica while the
+// shared state was unavailable; it stays true once the rollback is shared.
+const unsharedNote = ", on one replica while the shared state was unavailable"
+
+// judgeHere judges each canary on this replica's own traffic, for a tick that
+// could not reach the shared state, and applies rollbacks only. No leader can judge
+// the merged windows then, and holding a failing canary until Redis is back would
+// send users to it for the whole outage. Rolling back is the safe direction, which
+// every replica that sees the breach takes alike; a step waits for the shared state,
+// so that replicas never move users to the canary on their own. Redis gets the
+// rollback once it answers again (see poll).
+func (s *shared) judgeHere(r *Router, eps []*Endpoint) {
+	now := r.now()
+	for _, e := range eps {
+		st := e.st.Load()
+		if st.canary < 0 {
+			continue
+		}
+		st.mu.Lock()
+		whole, recent, from := st.localWindows(now)
+		if next, ev := decide(st.cfg, st.ctl, whole, recent, from, now); ev == evRollback {
+			next.reason += unsharedNote
+			r.setLocked(e.name, st, next, ev)
+			st.unshared = true
+		}
+		st.mu.Unlock()
+	}
+}
+
+// withUnshared returns the shared state rs with this replica's unshared
+// rollback applied to it, and whether that changed it. A canary Redis already
+// has at 0 % keeps its own rollback's reason and window; any other state,
+// whatever replicas or operators made it meanwhile, is rolled back, as the gate
+// or operator here did. st.mu must be held.
+func (st *state) withUnshared(rs ctlState) (ctlState, bool) {
+	if !st.unshared {
+		return rs, false
+	}
+	next := rs
+	next.override = slices.Clone(rs.override)
+	if ev, err := opRollback(st.cfg, &next, st.ctl.since); err != nil || ev == "" {
+		return rs, false
+	}
+	next.reason = st.ctl.reason
+	return next, true
 }
 
 // tick is one round with Redis: flush, lease, read, decide.
@@ -249,9 +327,11 @@ func (s *shared) tick(ctx context.Context, r *Router, eps []*Endpoint) {
 	err = errors.Join(err, perr, s.decide(ctx, r, eps, synced))
 	if err != nil {
 		if !s.failing.Swap(true) {
-			r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state unavailable; weights held as they are",
+			r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state unavailable; weights held as they are, "+
+				"except that a canary breaching a gate on this replica's own traffic is rolled back",
 				slog.String("error", err.Error()))
 		}
+		s.judgeHere(r, eps)
 	} else if s.failing.Swap(false) {
 		r.log.LogAttrs(ctx, slog.LevelInfo, "router shared state available again")
 	}
@@ -419,7 +499,7 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 			// has, above every version it has seen, and the others follow it.
 			var ver int64
 			if ver, err = s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &st.ctl); err == nil && ver > 0 {
-				st.ver = ver
+				st.ver, st.unshared = ver, false
 				r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state in Redis was older than this replica's; wrote it back",
 					slog.String("endpoint", e.name), slog.Int64("redis_version", rs.ver), slog.Int64("version", ver))
 			}
@@ -427,9 +507,25 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 			// A reload here ended the override; end it everywhere.
 			next := rs.ctl
 			endOverride(st.cfg, &next, r.now())
-			err = s.publish(ctx, r, e.name, st, rs.ver, next, "reload")
+			_, err = s.publish(ctx, r, e.name, st, rs.ver, next, "reload")
 			if err == nil {
 				st.dirty = false
+			}
+		case ok && rs.sig == st.sig && st.unshared:
+			// This replica rolled the canary back while Redis was unavailable:
+			// share the rollback, unless Redis has the canary at 0 % already.
+			next, changed := st.withUnshared(rs.ctl)
+			if !changed {
+				st.unshared = false
+				s.adoptLocked(r, e.name, st, rs)
+				synced[st] = true
+				break
+			}
+			var won bool
+			if won, err = s.publish(ctx, r, e.name, st, rs.ver, next, evRollback); won {
+				st.unshared = false
+				r.log.LogAttrs(ctx, slog.LevelInfo, "router wrote a canary rollback made while the shared state was unavailable",
+					slog.String("endpoint", e.name), slog.String("reason", next.reason))
 			}
 		case ok && rs.sig == st.sig:
 			st.dirty = false
@@ -438,7 +534,10 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 		case rs.ver == 0 || s.leads(e.name):
 			// Nothing shared yet, or another config's state: the leader
 			// replaces it with this config's.
-			err = s.publish(ctx, r, e.name, st, rs.ver, st.ctl, "publish")
+			var won bool
+			if won, err = s.publish(ctx, r, e.name, st, rs.ver, st.ctl, "publish"); won {
+				st.unshared = false
+			}
 			st.dirty = false
 		}
 		st.mu.Unlock()
@@ -467,15 +566,18 @@ func (s *shared) adoptLocked(r *Router, name string, st *state, rs remoteState) 
 }
 
 // publish writes next with a compare-and-set and applies it locally when
-// the write wins; st.mu must be held.
-func (s *shared) publish(ctx context.Context, r *Router, name string, st *state, expect int64, next ctlState, event string) error {
-	ver, err := s.cas(ctx, name, st.sig, expect, 0, &next)
+// the write wins, which it reports; st.mu must be held. The new version is
+// above every one this replica has seen: over a Redis that came back empty,
+// a low one would have the other replicas write their older state back over
+// this one.
+func (s *shared) publish(ctx context.Context, r *Router, name string, st *state, expect int64, next ctlState, event string) (bool, error) {
+	ver, err := s.cas(ctx, name, st.sig, expect, st.ver+1, &next)
 	if err != nil || ver == 0 {
-		return err
+		return false, err
 	}
 	r.setLocked(name, st, next, event)
 	st.ver = ver
-	return nil
+	return true, nil
 }
 
 // decide runs the controllers of the endpoints in step with Redis on the
@@ -530,7 +632,7 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 		}
 		j.st.cluster, j.st.clusterRecent, j.st.hasCluster = whole.summary(), recent.summary(), true
 		if next, ev := decide(j.st.cfg, j.st.ctl, whole, recent, j.from, now); ev != "" {
-			if err := s.publish(ctx, r, j.e.name, j.st, j.st.ver, next, ev); err != nil {
+			if _, err := s.publish(ctx, r, j.e.name, j.st, j.st.ver, next, ev); err != nil {
 				errs = append(errs, err)
 			}
 		}

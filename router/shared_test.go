@@ -504,8 +504,8 @@ func TestSharedRedisDown(t *testing.T) {
 	weightsAgree(t, "before", 10, a, b)
 
 	c.srv.Kill()
-	if _, err := b.r.Rollback(bg, "chat"); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Rollback with Redis down: %v", err)
+	if _, err := b.r.Pause(bg, "chat"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Pause with Redis down: %v", err)
 	}
 	feed(a.e, 1, 200, 0, 100*time.Millisecond, 0)
 	c.clock.Advance(time.Minute)

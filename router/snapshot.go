@@ -61,6 +61,12 @@ type CanarySnapshot struct {
 	// leader with Redis.
 	Cluster       *WindowStats `json:"cluster_window,omitempty"`
 	ClusterRecent *WindowStats `json:"cluster_recent,omitempty"`
+	// LocalOnly is true while this replica holds a rollback that the shared
+	// state in Redis does not have yet: made while Redis was unavailable, by a
+	// gate on this replica's own traffic or by an operator's rollback sent to
+	// this replica. It is written to Redis, and the other replicas follow it,
+	// once Redis answers again.
+	LocalOnly bool `json:"local_only,omitempty"`
 }
 
 // Snapshot returns every live endpoint's routing, sorted by name.
@@ -111,6 +117,7 @@ func (r *Router) snapshotOf(e *Endpoint) EndpointSnapshot {
 			Step:        st.cfg.stepIndex(t.weights[st.canary]),
 			Reason:      st.ctl.reason,
 			WindowStart: st.ctl.since,
+			LocalOnly:   st.unshared,
 		}
 		if st.ctl.override != nil {
 			c.AfterOverride = st.ctl.prior
