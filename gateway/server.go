@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -248,8 +249,18 @@ func (s *Server) install(rt *runtime) {
 	}
 }
 
+// errURITooLong refuses a request line over the read buffer (RFC 9110 §15.5.15), as
+// nginx does; errHeaderTooLarge is for header fields.
+var errURITooLong = apiError{414, "invalid_request_error", "uri_too_long", "", "The request's URL is over 8 KiB."}
+
 // serveParseError answers requests fasthttp could not read, in OpenAI's error shape.
+// A connection that sent no byte of a request gets no answer and is not counted:
+// one idle past its wait for its first byte reads as ended (deadline.Listener's
+// FirstByte), and one whose TLS handshake failed carries nothing.
 func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
+	if tc, ok := ctx.Conn().(tlsConn); ok && !tc.ConnectionState().HandshakeComplete {
+		return
+	}
 	e := &errUnreadable
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
@@ -257,21 +268,74 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = &errTooLarge
 		// The client may still be sending the body: the connection closes
-		// lingering, so that the 413 is read rather than lost to a reset.
-		c := ctx.Conn()
-		if tc, ok := c.(*tls.Conn); ok {
-			c = tc.NetConn()
-		}
-		if lc, ok := c.(interface{ Linger() }); ok {
+		// lingering, so that the 413 is read rather than lost to a reset. The
+		// socket's deadline.Conn is under a *tls.Conn, or after a stream under
+		// its firstByteConn.
+		if lc, ok := connUnder[interface{ Linger() }](ctx.Conn()); ok {
 			lc.Linger()
 		}
 	case errors.As(err, &small):
 		e = &errHeaderTooLarge
+		if requestLineCut(small) {
+			e = &errURITooLong
+		}
 	case errors.As(err, &ne) && ne.Timeout():
 		e = &errReadTimeout
 	}
 	ctx.SetConnectionClose()
 	s.ownRequest(ctx).fail(ctx, e)
+}
+
+// connUnder returns c, or the first connection under it that is a T, through the
+// connections wrappers give (NetConn, as *tls.Conn and firstByteConn have it).
+func connUnder[T any](c net.Conn) (T, bool) {
+	for range 8 {
+		if v, ok := c.(T); ok {
+			return v, true
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = w.NetConn()
+	}
+	var zero T
+	return zero, false
+}
+
+// requestLineCut reports whether the header block that err refused for filling the
+// read buffer had not even ended its request line there, which is then 414 rather
+// than 431. fasthttp resets the header before the error handler runs and keeps the
+// buffer to itself; its error quotes the buffer's first and last 200 bytes. A line
+// feed in either shows that a line ended in the buffer (the request line, or one
+// after it), as does a space in the last (a request-target has none, a header value
+// such as a cookie list has). A request line over 200 bytes followed by a header
+// field that overflows the buffer with no space in its last 200 bytes reads as 414
+// too. Without the quote (fasthttp's SecureErrorLogMessage) it is 431.
+func requestLineCut(err error) bool {
+	_, quoted, ok := strings.Cut(err.Error(), "contents: ")
+	if !ok {
+		return false
+	}
+	first, err := strconv.QuotedPrefix(quoted)
+	if err != nil {
+		return false
+	}
+	head, err := strconv.Unquote(first)
+	if err != nil || strings.ContainsRune(strings.TrimLeft(head, "\r\n"), '\n') {
+		return false
+	}
+	tail, ok := strings.CutPrefix(quoted[len(first):], "...")
+	if !ok {
+		// The whole buffer was quoted: shorter than 400 bytes.
+		return true
+	}
+	last, err := strconv.QuotedPrefix(tail)
+	if err != nil {
+		return false
+	}
+	end, err := strconv.Unquote(last)
+	return err == nil && !strings.ContainsAny(end, "\n ")
 }
 
 // Listen opens both listeners; Addr and AdminAddr are valid after it.
@@ -287,10 +351,14 @@ func (s *Server) Listen() error {
 		return err
 	}
 	// Requests on the API listener move their connection's deadlines later twice
-	// each; deadline.Listener makes that free.
-	s.apiLn, s.admLn = deadline.Listener{Listener: ln}, adm
+	// each; deadline.Listener makes that free. It also has a new connection wait
+	// for its first byte as a kept-alive one waits for its next request, so that
+	// read_timeout counts from that byte: fasthttp counts it from the accept on a
+	// new connection, and answers one that sent nothing with a 408.
+	api := deadline.Listener{Listener: ln, FirstByte: idleTimeout(s.api)}
+	s.apiLn, s.admLn = api, deadline.Listener{Listener: adm, FirstByte: idleTimeout(s.admin)}
 	if s.cert.Load() != nil {
-		s.apiLn = tls.NewListener(s.apiLn, &tls.Config{
+		s.apiLn = deadline.NewTLSListener(api, &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			NextProtos: []string{"http/1.1"},
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -299,6 +367,15 @@ func (s *Server) Listen() error {
 		})
 	}
 	return nil
+}
+
+// idleTimeout is how long srv waits for a kept-alive connection's next request, as
+// fasthttp has it: IdleTimeout, or ReadTimeout when unset.
+func idleTimeout(srv *fasthttp.Server) time.Duration {
+	if srv.IdleTimeout > 0 {
+		return srv.IdleTimeout
+	}
+	return srv.ReadTimeout
 }
 
 // Addr is the API listener's address.

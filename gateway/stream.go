@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -131,7 +133,9 @@ func (r *request) streamDetached(conn net.Conn) {
 	}
 	if first >= 0 {
 		// The client sent its next request while the stream ran.
-		_ = s.api.ServeConn(&firstByteConn{Conn: conn, b: [1]byte{byte(first)}, has: true})
+		next, fb := newFirstByteConn(conn)
+		fb.b, fb.has = [1]byte{byte(first)}, true
+		_ = s.api.ServeConn(next)
 		return
 	}
 	if next := s.awaitNext(conn); next != nil {
@@ -197,26 +201,23 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 	s.afterStream[conn] = struct{}{}
 	s.afterStreamMu.Unlock()
 
-	idle := s.api.IdleTimeout
-	if idle <= 0 {
-		idle = s.api.ReadTimeout
-	}
+	idle := idleTimeout(s.api)
 	var deadline time.Time
 	if idle > 0 {
 		deadline = time.Now().Add(idle)
 	}
 	// A connection that came back here before is reused, not wrapped again: one
 	// wrapper per stream would pile up on a connection that carries many.
-	next, reused := conn.(*firstByteConn)
-	if !reused || next.has {
+	next, fb := conn, asFirstByteConn(conn)
+	reused := fb != nil && !fb.has
+	if !reused {
 		// From a pool: most connections that end here close, and then the
 		// wrapper goes back instead of costing each stream an allocation.
-		next, reused = firstBytePool.Get().(*firstByteConn), false
-		next.Conn = conn
+		next, fb = newFirstByteConn(conn)
 	}
 	var n int
 	if conn.SetReadDeadline(deadline) == nil {
-		n, _ = next.Conn.Read(next.b[:])
+		n, _ = fb.readAhead()
 	}
 
 	s.afterStreamMu.Lock()
@@ -225,16 +226,13 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 	if n == 0 || conn.SetReadDeadline(time.Time{}) != nil {
 		_ = conn.Close()
 		if !reused {
-			next.Conn = nil
-			firstBytePool.Put(next)
+			putFirstByteConn(next)
 		}
 		return nil
 	}
-	next.has = true
+	fb.has = true
 	return next
 }
-
-var firstBytePool = sync.Pool{New: func() any { return new(firstByteConn) }}
 
 // trackStream adds (or with on false, removes) a running stream's connection to those
 // cutStreams closes.
@@ -273,15 +271,21 @@ func (s *Server) closeAfterStream() {
 	}
 }
 
-// firstByteConn is a connection whose first byte was read ahead into b.
+// firstByteConn is a connection whose first byte was read ahead into b. It reads
+// through r, when set: fasthttp's hijacked connection, whose reader holds what the
+// client pipelined behind a stream. Everything else goes to the connection itself,
+// and NetConn gives it: fasthttp's wrapper gives nothing of the connection under it
+// (no NetConn, no Linger, no TLS state), and the hang-up watch, the lingering close
+// of a 413 and the TLS state of every later request on the connection look for them.
 type firstByteConn struct {
 	net.Conn
+	r   io.Reader
 	b   [1]byte
 	has bool
 }
 
-// NetConn returns the connection c reads from, for the hang-up watch to find its
-// socket.
+// NetConn returns the connection c wraps, for the hang-up watch to find its socket
+// and serveParseError its Linger.
 func (c *firstByteConn) NetConn() net.Conn { return c.Conn }
 
 func (c *firstByteConn) Read(p []byte) (int, error) {
@@ -289,7 +293,77 @@ func (c *firstByteConn) Read(p []byte) (int, error) {
 		p[0], c.has = c.b[0], false
 		return 1, nil
 	}
+	if c.r != nil {
+		return c.r.Read(p)
+	}
 	return c.Conn.Read(p)
+}
+
+// readAhead reads the first byte of what comes next into b.
+func (c *firstByteConn) readAhead() (int, error) {
+	if c.r != nil {
+		return c.r.Read(c.b[:])
+	}
+	return c.Conn.Read(c.b[:])
+}
+
+// tlsConn is what fasthttp takes for a TLS connection (RequestCtx.IsTLS,
+// TLSConnectionState).
+type tlsConn interface {
+	Handshake() error
+	ConnectionState() tls.ConnectionState
+}
+
+// tlsFirstByteConn is a firstByteConn over a TLS connection, which it passes for as
+// the connection does: requests served on it after a stream are HTTPS ones
+// (url.scheme, the client's certificate).
+type tlsFirstByteConn struct{ firstByteConn }
+
+func (c *tlsFirstByteConn) Handshake() error { return c.Conn.(tlsConn).Handshake() }
+
+func (c *tlsFirstByteConn) ConnectionState() tls.ConnectionState {
+	return c.Conn.(tlsConn).ConnectionState()
+}
+
+var (
+	firstBytePool    = sync.Pool{New: func() any { return new(firstByteConn) }}
+	tlsFirstBytePool = sync.Pool{New: func() any { return new(tlsFirstByteConn) }}
+)
+
+// newFirstByteConn wraps conn in a pooled firstByteConn, a tlsFirstByteConn over a
+// TLS connection; it returns the wrapper to serve and its firstByteConn.
+func newFirstByteConn(conn net.Conn) (net.Conn, *firstByteConn) {
+	if _, ok := conn.(tlsConn); ok {
+		c := tlsFirstBytePool.Get().(*tlsFirstByteConn)
+		c.Conn = conn
+		return c, &c.firstByteConn
+	}
+	c := firstBytePool.Get().(*firstByteConn)
+	c.Conn = conn
+	return c, c
+}
+
+// putFirstByteConn gives a wrapper of newFirstByteConn back to its pool.
+func putFirstByteConn(c net.Conn) {
+	switch c := c.(type) {
+	case *firstByteConn:
+		*c = firstByteConn{}
+		firstBytePool.Put(c)
+	case *tlsFirstByteConn:
+		*c = tlsFirstByteConn{}
+		tlsFirstBytePool.Put(c)
+	}
+}
+
+// asFirstByteConn returns c's firstByteConn when c is a wrapper of newFirstByteConn.
+func asFirstByteConn(c net.Conn) *firstByteConn {
+	switch c := c.(type) {
+	case *firstByteConn:
+		return c
+	case *tlsFirstByteConn:
+		return &c.firstByteConn
+	}
+	return nil
 }
 
 // streamTo relays the stream to its connection (r.conn) and ends it (which releases
@@ -356,7 +430,9 @@ func pipelined(conn, hc net.Conn, scratch []byte) net.Conn {
 	if n == 0 {
 		return conn
 	}
-	return &firstByteConn{Conn: hc, b: [1]byte{scratch[0]}, has: true}
+	next, fb := newFirstByteConn(conn)
+	fb.r, fb.b, fb.has = hc, [1]byte{scratch[0]}, true
+	return next
 }
 
 // maxHeld is how many bytes of events the relay holds before it writes them even

@@ -9,6 +9,11 @@
 // does the Conn arm the recorded one and carry on with the read or write. Timeouts
 // therefore fire exactly when the last deadline asked for says, and a steady
 // stream of requests on a connection makes no deadline calls at all.
+//
+// A Listener can also have a new connection wait for its first byte under a bound of
+// its own (an HTTP server's idle timeout), the read deadline asked for meanwhile
+// (the server's read timeout) counting from that byte: a client that opens its
+// connection ahead of its first request is not timed from the open.
 package deadline
 
 import (
@@ -28,7 +33,14 @@ type Conn struct {
 	net.Conn
 	// linger makes Close read and drop what the peer still sends before closing.
 	linger atomic.Bool
-	mu     sync.Mutex
+	// waiting is set while the connection waits for its first byte (Listener's
+	// FirstByte, which firstByte holds).
+	waiting   atomic.Bool
+	firstByte time.Duration
+	// askedAt is when the read deadline was asked for during the wait, in Unix
+	// nanoseconds; 0 is not during the wait.
+	askedAt atomic.Int64
+	mu      sync.Mutex
 	// want is the deadline last asked for, set the one in force on the socket, each
 	// for reading and writing, in Unix nanoseconds; 0 is none.
 	wantR, setR int64
@@ -91,6 +103,17 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.set(write, unixNan
 func (c *Conn) set(dir int, n int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if dir == read && c.waiting.Load() {
+		// Until the first byte, the wait's own bound is in force; this one counts
+		// from that byte (waitFirst).
+		c.wantR = n
+		c.askedAt.Store(time.Now().UnixNano())
+		return nil
+	}
+	return c.setLocked(dir, n)
+}
+
+func (c *Conn) setLocked(dir int, n int64) error {
 	want, set := &c.wantR, &c.setR
 	if dir == write {
 		want, set = &c.wantW, &c.setW
@@ -141,6 +164,9 @@ func (c *Conn) rearm(dir int, err error) bool {
 
 // Read reads from the connection under the deadline last asked for.
 func (c *Conn) Read(b []byte) (int, error) {
+	if c.waiting.Load() && len(b) > 0 {
+		return c.waitFirst(c.Conn, b, &c.askedAt)
+	}
 	for {
 		n, err := c.Conn.Read(b)
 		if err == nil || n > 0 || !c.rearm(read, err) {
@@ -159,6 +185,49 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return done, err
 		}
 	}
+}
+
+// waitFirst reads b from r (the socket, or a TLS connection over c) while c waits for
+// the first byte of its peer's first request: under the wait's bound alone, then
+// with the read deadline asked for before it (at askedAt, or just before this read)
+// moved to count from the byte. A wait that runs out reads as the end of the
+// connection (io.EOF): a client that has sent nothing has made no request, and a
+// server closes the connection without an answer, as it closes a kept-alive one idle
+// too long.
+func (c *Conn) waitFirst(r io.Reader, b []byte, askedAt *atomic.Int64) (int, error) {
+	start := time.Now()
+	c.mu.Lock()
+	asked := c.wantR
+	c.wantR = unixNano(start.Add(c.firstByte))
+	err := c.apply(read, &c.setR, c.wantR)
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.Read(b)
+	c.mu.Lock()
+	if n == 0 {
+		// Still waiting, if the connection is still good for anything: the next
+		// wait counts the deadline asked for from its first byte as this one would.
+		c.wantR = asked
+		c.mu.Unlock()
+		if IsTimeout(err) {
+			return 0, io.EOF
+		}
+		return 0, err
+	}
+	c.waiting.Store(false)
+	if asked != 0 {
+		at := askedAt.Load()
+		if at == 0 {
+			at = start.UnixNano()
+		}
+		asked += time.Now().UnixNano() - at
+	}
+	// Lazily when later than the wait's bound, as any other.
+	_ = c.setLocked(read, asked)
+	c.mu.Unlock()
+	return n, err
 }
 
 // Bounds of a lingering close: what is read and dropped, and for how long.
@@ -191,7 +260,13 @@ func (c *Conn) Close() error {
 }
 
 // Listener wraps every connection it accepts in a Conn.
-type Listener struct{ net.Listener }
+type Listener struct {
+	net.Listener
+	// FirstByte, when set, bounds a new connection's wait for its first byte, and a
+	// read deadline asked for before that byte counts from it. A connection that
+	// sends nothing within it reads as ended (io.EOF).
+	FirstByte time.Duration
+}
 
 // Accept waits for the next connection and wraps it.
 func (l Listener) Accept() (net.Conn, error) {
@@ -199,7 +274,12 @@ func (l Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Wrap(c), nil
+	w := Wrap(c)
+	if l.FirstByte > 0 {
+		w.firstByte = l.FirstByte
+		w.waiting.Store(true)
+	}
+	return w, nil
 }
 
 // IsTimeout reports whether err is a deadline's timeout: os.ErrDeadlineExceeded from

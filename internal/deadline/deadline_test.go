@@ -185,7 +185,7 @@ func TestListenerWraps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := Listener{ln}
+	l := Listener{Listener: ln}
 	defer l.Close()
 	go func() {
 		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {

@@ -1,0 +1,82 @@
+package deadline
+
+import (
+	"crypto/tls"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// NewTLSListener is tls.NewListener over l. A connection's wait for its first byte
+// (l.FirstByte) is then twice that: for the handshake's first byte, which the read
+// deadline asked for before it counts from, and once the handshake is over, for the
+// first byte of the client's first request. A client that completes its handshake
+// ahead of its first request (a preconnect, a warmed pool) is therefore not timed
+// from the handshake, as it would be from the open without.
+func NewTLSListener(l Listener, config *tls.Config) net.Listener {
+	return tlsListener{Listener: l, config: config}
+}
+
+type tlsListener struct {
+	Listener
+	config *tls.Config
+}
+
+// Accept waits for the next connection and returns it as a TLS server connection.
+func (l tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	raw := c.(*Conn)
+	tc := &tlsConn{Conn: tls.Server(raw, l.config), raw: raw}
+	tc.waiting.Store(raw.firstByte > 0)
+	return tc, nil
+}
+
+// tlsConn is a TLS server connection over a Conn that waits for the first byte of
+// the first request after the handshake. It is a *tls.Conn to whoever asks for its
+// methods (Handshake, ConnectionState, NetConn): fasthttp tells a TLS connection
+// (RequestCtx.IsTLS) by them.
+type tlsConn struct {
+	*tls.Conn
+	raw     *Conn
+	waiting atomic.Bool
+	// askedAt is when the read deadline was asked for during the wait (Conn's).
+	askedAt atomic.Int64
+}
+
+// SetDeadline sets both deadlines, the read one counting from the first byte of the
+// first request if it has not come.
+func (c *tlsConn) SetDeadline(t time.Time) error {
+	c.asked()
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline, counting from the first byte of the first
+// request if it has not come.
+func (c *tlsConn) SetReadDeadline(t time.Time) error {
+	c.asked()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *tlsConn) asked() {
+	if c.waiting.Load() {
+		c.askedAt.Store(time.Now().UnixNano())
+	}
+}
+
+// Read reads what the client sent, after the handshake.
+func (c *tlsConn) Read(b []byte) (int, error) {
+	if c.waiting.Load() && len(b) > 0 {
+		if err := c.Conn.Handshake(); err != nil {
+			return 0, err
+		}
+		n, err := c.raw.waitFirst(c.Conn, b, &c.askedAt)
+		if n > 0 {
+			c.waiting.Store(false)
+		}
+		return n, err
+	}
+	return c.Conn.Read(b)
+}
