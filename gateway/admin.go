@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +42,13 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if tok := rt.cfg.Server.AdminToken; tok != "" && !adminTokenOK(ctx.Request.Header.Peek("Authorization"), tok) {
+		// RFC 9110 11.6.1: a 401 carries a challenge; RFC 6750 3.1: error only when a
+		// token was sent.
+		challenge := adminChallenge
+		if len(ctx.Request.Header.Peek("Authorization")) > 0 {
+			challenge = adminChallengeInvalid
+		}
+		ctx.Response.Header.Set("WWW-Authenticate", challenge)
 		writeError(&ctx.Response, &apiError{401, "authentication_error", "invalid_admin_token", "", "This admin API needs the admin token as a bearer token."})
 		return
 	}
@@ -68,14 +77,14 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		}
 		writeJSON(ctx, 200, map[string]any{"status": "reloaded"})
 	case op == adminList:
-		if method != "GET" {
-			writeError(&ctx.Response, methodNotAllowed(ctx, strGet))
+		if method != "GET" && method != "HEAD" {
+			writeError(&ctx.Response, methodNotAllowed(ctx, strGetHead))
 			return
 		}
 		writeJSON(ctx, 200, map[string]any{"endpoints": s.endpointViews(rt, s.router.Snapshot()), "leader": s.router.Leader()})
 	case op == adminView:
-		if method != "GET" {
-			writeError(&ctx.Response, methodNotAllowed(ctx, strGet))
+		if method != "GET" && method != "HEAD" {
+			writeError(&ctx.Response, methodNotAllowed(ctx, strGetHead))
 			return
 		}
 		snap, err := s.router.EndpointSnapshot(name)
@@ -124,6 +133,12 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 	}
 	s.syncRouterGauges(false)
 }
+
+// The admin API's challenges on 401: without a token, and with a wrong one.
+const (
+	adminChallenge        = `Bearer realm="tollgate-admin"`
+	adminChallengeInvalid = `Bearer realm="tollgate-admin", error="invalid_token"`
+)
 
 // What an /admin/ path asks for.
 const (
@@ -246,12 +261,13 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetBody(b)
 }
 
-// parseWeights reads a weights override: one JSON object of route name to integer
+// parseWeights reads a weights override: one JSON object of route name to whole-number
 // weight, each name once, and nothing after it. A decoder alone would take the first
 // of two objects, ignore trailing bytes and keep the last of a repeated name, any of
 // which could move traffic the operator did not ask to move.
 func parseWeights(body []byte) (map[string]int, bool) {
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return nil, false
 	}
@@ -265,12 +281,17 @@ func parseWeights(body []byte) (map[string]int, bool) {
 		if _, dup := weights[name]; dup {
 			return nil, false
 		}
-		// A pointer, so that null is told from 0: an int takes null as 0 without an error.
-		var w *int
-		if err := dec.Decode(&w); err != nil || w == nil {
+		// A token, so that null (nil), a string or a list is told from a number.
+		t, err = dec.Token()
+		num, isNum := t.(json.Number)
+		if err != nil || !isNum {
 			return nil, false
 		}
-		weights[name] = *w
+		w, ok := wholeNumber(string(num))
+		if !ok {
+			return nil, false
+		}
+		weights[name] = w
 	}
 	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
 		return nil, false
@@ -279,6 +300,21 @@ func parseWeights(body []byte) (map[string]int, bool) {
 		return nil, false
 	}
 	return weights, len(weights) > 0
+}
+
+// wholeNumber reads a JSON number that is a whole number, however written: JSON has one
+// number type (RFC 8259 6), and Python's json.dumps writes a weight computed by a
+// division as 80.0. A fraction (80.5) is refused, and so is one written with a point or
+// an exponent beyond an int32.
+func wholeNumber(s string) (int, bool) {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n, true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != math.Trunc(f) || f < math.MinInt32 || f > math.MaxInt32 {
+		return 0, false
+	}
+	return int(f), true
 }
 
 var errCrossSite = apiError{403, "permission_error", "cross_site_request", "", "The admin API takes no requests from web pages of other sites."}

@@ -18,12 +18,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/internal/pemfile"
 	"github.com/tollgate/tollgate/limiter"
+	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/router"
 	"github.com/tollgate/tollgate/tracing"
@@ -54,6 +56,10 @@ type Config struct {
 	// mlflowKeys, for a config read from an MLflow file, names the file's keys in
 	// place of those of the config built from it.
 	mlflowKeys *mlflowKeys
+	// refused are the key paths whose value was reported as not what the key takes
+	// (of the wrong type, given twice, a fraction where a whole number belongs): the
+	// rest of the file is still checked, but not those values again.
+	refused []string
 }
 
 // keyFile is a file an API key was read from, with the SHA-256 of what it held then.
@@ -64,13 +70,19 @@ type keyFile struct {
 
 // scalarAt is a scalar value at a key path, decoded into a Go type (as yaml.v3's
 // errors name it); want says what the key takes, for a message. For a mapping or list
-// where the type takes another kind of value, value is collectionValue.
-type scalarAt struct{ path, value, typ, want string }
+// where the type takes another kind of value, value is collectionValue. node is the
+// value itself (the anchored one, for an alias).
+type scalarAt struct {
+	path, value, typ, want string
+	node                   *yaml.Node
+}
 
-// dupKey is a mapping key given a second time, at line, in the mapping at path.
+// dupKey is a mapping key given a second time, at line, in the mapping at path: the
+// key node k, of mapping m.
 type dupKey struct {
 	line      int
 	key, path string
+	m, k      *yaml.Node
 }
 
 // ServerConfig is the `server:` section.
@@ -263,15 +275,10 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	}
 	root := doc.Content[0]
 	var problems []string
-	// envKeys are the key paths whose value an environment problem left unknown,
-	// and the lists holding such a value: that problem is the one reported for them.
+	// envKeys are the key paths whose value an environment problem left unknown: that
+	// problem is the one reported for them (dropKeyProblems).
 	var envKeys []string
-	unknownValue := func(key string) {
-		envKeys = append(envKeys, key)
-		if i := strings.LastIndexByte(key, '['); i > 0 && strings.HasSuffix(key, "]") {
-			envKeys = append(envKeys, key[:i])
-		}
-	}
+	unknownValue := func(key string) { envKeys = append(envKeys, key) }
 	envProblem := func(n *yaml.Node, problem string) {
 		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": "+problem)
 	}
@@ -309,31 +316,69 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	}
 	expandEnv(root, "", env, missingEnv, malformedEnv, mlflowRef)
 	nEnv := len(problems)
+	// Every section is checked even when a value could not be read (README: validate
+	// reports every problem at once); problems[checked:] are those checks', of which
+	// those about a value already refused are dropped below.
+	checked := -1
+	var translated []string
 	if mlflow {
-		fromMLflow(root, cfg, report)
-		if len(problems) == 0 {
+		// A problem of an MLflow entry's translation leaves the backend built from it
+		// not the one written: what the checks find in it is that problem again.
+		built := fromMLflow(root, cfg, func(line int, key, problem string) {
+			translated = append(translated, key)
+			report(line, key, problem)
+		})
+		if built {
+			checked = len(problems)
 			cfg.applyDefaults()
 			problems = append(problems, cfg.problems()...)
 		}
 	} else {
 		checkKeys(root, reflect.TypeOf(Config{}), "", cfg, report)
-		if err := root.Decode(cfg); err != nil {
-			problems = append(problems, typeProblems(cfg, err)...)
-		} else {
+		decoded, ok := decodeRest(root, cfg, cfg)
+		problems = append(problems, decoded...)
+		if ok {
+			checked = len(problems)
 			cfg.applyDefaults()
 			problems = append(problems, cfg.problems()...)
 		}
 	}
 	if len(problems) > 0 {
-		return nil, &ConfigError{Problems: dropEnvKeyProblems(problems, nEnv, path, envKeys)}
+		if checked >= 0 {
+			problems = dropKeyProblems(problems, checked, path, refusedKeys(cfg.refused, translated))
+		}
+		return nil, &ConfigError{Problems: dropKeyProblems(problems, nEnv, path, envKeys)}
 	}
 	return cfg, nil
 }
 
-// dropEnvKeyProblems drops from problems[from:] those about a key in keys: its value
-// came from an unset variable or a malformed reference, and what is wrong with the
-// value left ("is required", not a duration) is that problem again, already reported.
-func dropEnvKeyProblems(problems []string, from int, path string, keys []string) []string {
+// refusedKeys lists the keys whose problems the section checks would repeat: those
+// whose value was refused, and, for each MLflow entry (endpoints[i]) with a problem
+// in translation, its model, which the backend is built from. The checks' problems
+// inside these keys are dropped too.
+func refusedKeys(refused, translated []string) []string {
+	keys := slices.Clone(refused)
+	for _, k := range translated {
+		if k == "" {
+			continue
+		}
+		keys = append(keys, k)
+		if strings.HasPrefix(k, "endpoints[") || strings.HasPrefix(k, "routes[") {
+			if i := strings.IndexByte(k, ']'); i > 0 {
+				keys = append(keys, k[:i+1]+".model")
+			}
+		}
+	}
+	return keys
+}
+
+// dropKeyProblems drops from problems[from:] those about a key in keys or inside one
+// (backends.up.model inside backends.up), and, for a key that is a list's item, about
+// the list itself: that key's value was refused or left unknown (an unset variable, a
+// malformed reference, a value of the wrong type, read as null), and what the checks
+// find wrong with what is left ("is required", weights that do not add up) is that
+// problem again, already reported.
+func dropKeyProblems(problems []string, from int, path string, keys []string) []string {
 	if len(keys) == 0 {
 		return problems
 	}
@@ -346,7 +391,8 @@ func dropEnvKeyProblems(problems []string, from int, path string, keys []string)
 	return out
 }
 
-// aboutKey reports whether problem, FILE:LINE: key: what, is about one of keys.
+// aboutKey reports whether problem, FILE:LINE: key: what, is about one of keys or
+// inside it, or about the list one of them is an item of.
 func aboutKey(problem, path string, keys []string) bool {
 	rest, ok := strings.CutPrefix(problem, path+":")
 	if !ok {
@@ -360,8 +406,15 @@ func aboutKey(problem, path string, keys []string) bool {
 	if !ok {
 		return false
 	}
+	key, _, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return false
+	}
 	for _, k := range keys {
-		if strings.HasPrefix(rest, k+": ") {
+		if key == k || strings.HasPrefix(key, k) && (key[len(k)] == '.' || key[len(k)] == '[') {
+			return true
+		}
+		if i := strings.LastIndexByte(k, '['); i > 0 && strings.HasSuffix(k, "]") && key == k[:i] {
 			return true
 		}
 	}
@@ -535,7 +588,7 @@ func recordDuplicates(n *yaml.Node, path string, cfg *Config) {
 			}
 			if k.Kind == yaml.ScalarNode {
 				if seen[k.Value] {
-					cfg.dups = append(cfg.dups, dupKey{k.Line, k.Value, join(path, k.Value)})
+					cfg.dups = append(cfg.dups, dupKey{k.Line, k.Value, join(path, k.Value), n, k})
 				}
 				seen[k.Value] = true
 			}
@@ -571,12 +624,18 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	n = deref(n)
 	switch {
 	case n.Kind == yaml.ScalarNode:
-		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, n.Value, t.String(), takes(t)})
+		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, n.Value, t.String(), takes(t), n})
+		if hasFraction(n, t) {
+			// yaml.v3 would cut it to its whole part: max_concurrency: 0.5 would be 0,
+			// no cap at all.
+			kc.report(n.Line, path, "must be a whole number, not "+n.Value)
+			kc.cfg.refused = append(kc.cfg.refused, path)
+		}
 	case (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && wrongCollection(n, t):
 		// A mapping or list where one value, a list or a section belongs (endpoints
 		// written as a mapping of names, auth.keys without dashes): its error names
 		// this key.
-		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, collectionValue, t.String(), takes(t)})
+		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, collectionValue, t.String(), takes(t), n})
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -664,6 +723,27 @@ func (kc keyChecker) merges(n *yaml.Node, t reflect.Type, path string) {
 			kc.check(at.n, t, path)
 		}
 	}
+}
+
+// hasFraction reports whether n is a number with a fraction (2.7, 5e-1) and t a
+// whole-number type. A float with none (2.0, 1e3) is taken as that number, as yaml.v3
+// takes it; one too large for t (1e30) is the decoder's error; a duration or a Size
+// reads the value itself.
+func hasFraction(n *yaml.Node, t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	default:
+		return false
+	}
+	if t == durationType || reflect.PointerTo(t).Implements(unmarshalerType) || n.ShortTag() != "!!float" {
+		return false
+	}
+	var f float64
+	if n.Decode(&f) != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return false
+	}
+	return f != math.Trunc(f)
 }
 
 // isMergeKey tells a YAML merge key from a key spelled "<<" in quotes, as yaml.v3 does.
@@ -770,7 +850,98 @@ func yamlProblem(path string, data []byte, err error) string {
 	if m := yamlUnknownAnchor.FindStringSubmatch(msg); m != nil && data != nil {
 		return anchorProblem(path, data, m[1])
 	}
-	return path + ": " + strings.TrimPrefix(msg, "yaml: ")
+	p := strings.TrimPrefix(msg, "yaml: ")
+	if isReaderProblem(p) {
+		if line := badCharLine(data); line > 0 {
+			return path + ":" + strconv.Itoa(line) + ": " + p
+		}
+	}
+	return path + ": " + p
+}
+
+// isReaderProblem reports whether p is one of yaml.v3's reader's problems
+// (gopkg.in/yaml.v3 v3.0.1 readerc.go): a byte sequence not of the file's encoding, or
+// a character YAML does not allow. It gives them with no line.
+func isReaderProblem(p string) bool {
+	switch p {
+	case "invalid leading UTF-8 octet",
+		"incomplete UTF-8 octet sequence",
+		"invalid trailing UTF-8 octet",
+		"invalid length of a UTF-8 sequence",
+		"invalid Unicode character",
+		"incomplete UTF-16 character",
+		"unexpected low surrogate area",
+		"incomplete UTF-16 surrogate pair",
+		"expected low surrogate area",
+		"control characters are not allowed":
+		return true
+	}
+	return false
+}
+
+// badCharLine is the line of the first character of data that yaml.v3's reader
+// refuses (0 if none): a Latin-1 byte saved by an editor, a control character from a
+// paste. data is UTF-16 when it begins with its byte order mark, as the reader takes
+// it, and UTF-8 otherwise. Lines are counted as YAML breaks them: CR LF, CR, LF, NEL,
+// LS and PS each end one.
+func badCharLine(data []byte) int {
+	next := func(b []byte) (rune, int) {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n <= 1 {
+			return -1, n
+		}
+		return r, n
+	}
+	if len(data) >= 2 && (data[0] == 0xff && data[1] == 0xfe || data[0] == 0xfe && data[1] == 0xff) {
+		le := data[0] == 0xff
+		unit := func(b []byte) rune {
+			if le {
+				return rune(b[0]) | rune(b[1])<<8
+			}
+			return rune(b[0])<<8 | rune(b[1])
+		}
+		next = func(b []byte) (rune, int) {
+			if len(b) < 2 {
+				return -1, len(b)
+			}
+			r := unit(b)
+			if !utf16.IsSurrogate(r) {
+				return r, 2
+			}
+			if r >= 0xdc00 || len(b) < 4 {
+				return -1, 2
+			}
+			if r = utf16.DecodeRune(r, unit(b[2:])); r == utf8.RuneError {
+				return -1, 2
+			}
+			return r, 4
+		}
+		data = data[2:]
+	}
+	line := 1
+	for i := 0; i < len(data); {
+		r, n := next(data[i:])
+		switch {
+		case r == '\r' && i+n < len(data):
+			// CR LF is one break: counted at the LF.
+			if r2, _ := next(data[i+n:]); r2 != '\n' {
+				line++
+			}
+		case r == '\r', r == '\n', r == 0x85, r == 0x2028, r == 0x2029:
+			line++
+		case !yamlChar(r):
+			return line
+		}
+		i += n
+	}
+	return 0
+}
+
+// yamlChar reports whether YAML allows r in a file (YAML 1.2, 5.1, as yaml.v3 checks
+// it); -1, a byte sequence not of the encoding, is not.
+func yamlChar(r rune) bool {
+	return r == 0x09 || r == 0x0a || r == 0x0d || r >= 0x20 && r <= 0x7e || r == 0x85 ||
+		r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd || r >= 0x10000 && r <= 0x10ffff
 }
 
 // isParserProblem reports whether a yaml.v3 problem is one of its parser's
@@ -997,17 +1168,67 @@ func takes(t reflect.Type) string {
 	return "a number"
 }
 
-// typeProblems turns yaml.v3's decode errors into FILE:LINE: key: what.
-func typeProblems(cfg *Config, err error) []string {
+// decodeRest decodes root into v, a pointer. A value the decoder refuses (one of the
+// wrong type, a key given twice) is a problem of its key, and the rest of the file is
+// still read, so that it can be checked too: each such value is set aside (read as
+// null, as an unset variable's is; a key given twice, once) and root decoded again,
+// over what the first pass left in v. It returns the problems, and whether v holds
+// the rest of the file: not when a problem could not be placed at a key (the whole
+// file of the wrong kind), or stopped the decoder (a value its tag does not fit).
+// The keys set aside go to cfg.refused.
+func decodeRest(root *yaml.Node, cfg *Config, v any) ([]string, bool) {
+	err := root.Decode(v)
+	if err == nil {
+		return nil, true
+	}
+	problems, faults := typeProblems(cfg, err)
+	if faults == nil {
+		return problems, false
+	}
+	for _, f := range faults {
+		f.setAside()
+		cfg.refused = append(cfg.refused, f.key)
+	}
+	return problems, root.Decode(v) == nil
+}
+
+// typeFault is the value of a decode problem: the key path, and the value node or,
+// for a key given twice, the mapping and that key node.
+type typeFault struct {
+	key     string
+	value   *yaml.Node
+	m, dupK *yaml.Node
+}
+
+// setAside makes the fault's value one the decoder takes: null, which leaves the key
+// as if it were not written, or, for a key given twice, the mapping without it.
+func (f typeFault) setAside() {
+	if f.m == nil {
+		*f.value = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: f.value.Line, Column: f.value.Column}
+		return
+	}
+	for i := 0; i+1 < len(f.m.Content); i += 2 {
+		if f.m.Content[i] == f.dupK {
+			f.m.Content = slices.Delete(f.m.Content, i, i+2)
+			return
+		}
+	}
+}
+
+// typeProblems turns yaml.v3's decode errors into FILE:LINE: key: what, with the
+// values at fault; those are nil unless every problem is placed at a key.
+func typeProblems(cfg *Config, err error) ([]string, []typeFault) {
 	path, scalars := cfg.path, cfg.scalars
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		if p, ok := tagProblem(cfg, err); ok {
-			return []string{p}
+			return []string{p}, nil
 		}
-		return []string{yamlProblem(path, nil, err)}
+		return []string{yamlProblem(path, nil, err)}, nil
 	}
 	out := make([]string, 0, len(te.Errors))
+	faults := make([]typeFault, 0, len(te.Errors))
+	placed := true
 	// used marks the scalars already named, so two bad values alike on one line name
 	// their own keys in turn: yaml.v3 reports them in document order, as recorded.
 	used := map[scalarAt]bool{}
@@ -1016,11 +1237,18 @@ func typeProblems(cfg *Config, err error) []string {
 		m := yamlLine.FindStringSubmatch(e)
 		if m == nil {
 			out = append(out, path+": "+e)
+			placed = false
 			continue
 		}
 		l, _ := strconv.Atoi(m[1])
 		if d := yamlDuplicate.FindStringSubmatch(m[2]); d != nil {
-			out = append(out, duplicateProblem(cfg, l, d[1], m[2], usedDups))
+			p, dup := duplicateProblem(cfg, l, d[1], m[2], usedDups)
+			out = append(out, p)
+			if dup == nil {
+				placed = false
+			} else {
+				faults = append(faults, typeFault{key: dup.path, m: dup.m, dupK: dup.k})
+			}
 			continue
 		}
 		value := ""
@@ -1092,14 +1320,20 @@ func typeProblems(cfg *Config, err error) []string {
 		switch {
 		case at == nil:
 			out = append(out, path+":"+m[1]+": "+problem)
+			placed = false
 		case at.path == "":
 			// The whole document.
 			out = append(out, path+":"+m[1]+": the file "+problem)
+			placed = false
 		default:
 			out = append(out, path+":"+m[1]+": "+at.path+": "+problem)
+			faults = append(faults, typeFault{key: at.path, value: at.node})
 		}
 	}
-	return out
+	if !placed {
+		return out, nil
+	}
+	return out, faults
 }
 
 // yamlTagMismatch matches yaml.v3's message for a value its explicit tag does not fit
@@ -1137,14 +1371,15 @@ func tagProblem(cfg *Config, err error) (string, bool) {
 }
 
 // duplicateProblem is the decoder's message that a mapping key (quoted in Go syntax, as
-// the message has it) is given again at line, with the key path it was given at. used
-// marks the keys already named: two mappings on one line may repeat the same key, and
-// the decoder reports them in document order, as they were recorded.
-func duplicateProblem(cfg *Config, line int, quoted, problem string, used map[int]bool) string {
+// the message has it) is given again at line, with the key path it was given at, and
+// that key (nil when it is not found). used marks the keys already named: two mappings
+// on one line may repeat the same key, and the decoder reports them in document order,
+// as they were recorded.
+func duplicateProblem(cfg *Config, line int, quoted, problem string, used map[int]bool) (string, *dupKey) {
 	at := cfg.path + ":" + strconv.Itoa(line) + ": "
 	key, err := strconv.Unquote(quoted)
 	if err != nil {
-		return at + problem
+		return at + problem, nil
 	}
 	found := -1
 	for i, d := range cfg.dups {
@@ -1159,10 +1394,10 @@ func duplicateProblem(cfg *Config, line int, quoted, problem string, used map[in
 		}
 	}
 	if found < 0 {
-		return at + problem
+		return at + problem, nil
 	}
 	used[found] = true
-	return at + cfg.dups[found].path + ": " + problem
+	return at + cfg.dups[found].path + ": " + problem, &cfg.dups[found]
 }
 
 // quotes tells whether quoted, a value as a yaml.v3 decode error shows it, is value:
@@ -1347,6 +1582,10 @@ func (c *Config) problems() []string {
 	backendNames := c.backendNames()
 	for _, name := range backendNames {
 		b := c.Backends[name]
+		if name == metrics.None && c.mlflowKeys == nil {
+			// An MLflow backend is named after its endpoint: said there.
+			add("backends."+name, reservedNone)
+		}
 		addErr("backends."+name, b.Validate())
 	}
 	seen := map[string]bool{}
@@ -1358,8 +1597,24 @@ func (c *Config) problems() []string {
 			add(p+".name", "must not hold spaces, control characters or braces (clients send it as \"model\"; it also keys shared state in Redis)")
 		} else if seen[e.Name] {
 			add(p+".name", "duplicate endpoint "+strconv.Quote(e.Name))
+		} else if e.Name == metrics.UnknownEndpoint {
+			add(p+".name", `"unknown" is reserved: endpoint="unknown" in the metrics counts the requests refused before an endpoint was known`)
+		} else if e.Name == metrics.None && e.mlflow != nil {
+			// Its backend is named after it.
+			add(p+".name", reservedNone)
 		}
 		seen[e.Name] = true
+		for j, r := range e.Routes {
+			if r.Variant != metrics.None {
+				continue
+			}
+			// A route without a variant is named after its backend, whose name is
+			// reported above.
+			k := p + ".routes[" + strconv.Itoa(j) + "].variant"
+			if _, written := c.lines[k]; written || r.Backend != metrics.None {
+				add(k, `"none" is reserved: variant="none" in the metrics counts the requests no route served (the gateway's own answers, refusals, fallbacks)`)
+			}
+		}
 		if _, ok := kindOf(e.Type); !ok {
 			add(p+".type", "must be chat, completions or embeddings")
 		}
@@ -1505,6 +1760,11 @@ func (c *Config) combinedLimitProblems(add func(key, problem string)) {
 func (k *KeyConfig) mayCall(name string) bool {
 	return len(k.Endpoints) == 0 || slices.Contains(k.Endpoints, "*") || slices.Contains(k.Endpoints, name)
 }
+
+// reservedNone is the problem of a backend named none (or an MLflow endpoint, whose
+// backend is named after it): backend="none" in the metrics counts the requests no
+// backend served.
+const reservedNone = `"none" is reserved: backend="none" in the metrics counts the requests no backend served (the gateway's own answers, refusals)`
 
 // wsProblem is the problem of a key (a client's, its sha256, the admin token) with
 // surrounding whitespace, as of a backend's secrets. It does not quote the key.

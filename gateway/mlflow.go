@@ -216,15 +216,17 @@ var mlflowProviders = map[string]mlflowProvider{
 
 // fromMLflow turns an MLflow gateway config into ours: one backend per endpoint, named
 // after it. Problems name the MLflow file's own keys and lines, those found later in
-// the config built from it too (cfg.mlflowKeys).
-func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem string)) {
+// the config built from it too (cfg.mlflowKeys). It reports whether cfg was built, to
+// be checked: not when the file could not be read (decodeRest).
+func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem string)) bool {
 	checkKeys(root, reflect.TypeOf(mlflowFile{}), "", cfg, report)
 	var f mlflowFile
-	if err := root.Decode(&f); err != nil {
-		for _, p := range typeProblems(cfg, err) {
-			report(0, "", p)
-		}
-		return
+	decoded, ok := decodeRest(root, cfg, &f)
+	for _, p := range decoded {
+		report(0, "", p)
+	}
+	if !ok {
+		return false
 	}
 	cfg.Server, cfg.Auth, cfg.Limiter, cfg.Tracing, cfg.Logging = f.Server, f.Auth, f.Limiter, f.Tracing, f.Logging
 	list, listKey := f.Endpoints, "endpoints"
@@ -259,6 +261,10 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 			}
 			sortStrings(names)
 			report(line(p+".model.provider"), p+".model.provider", "provider "+strconv.Quote(e.Model.Provider)+" is not supported (supported: "+strings.Join(names, ", ")+")")
+			// The endpoint is still there, without a backend, so that a key's
+			// endpoints naming it are not reported as unknown.
+			cfg.Endpoints = append(cfg.Endpoints, EndpointConfig{Name: e.Name, Type: kind, mlflow: &mlflowInfo{EndpointType: typ, Provider: e.Model.Provider, Model: e.Model.Name}})
+			keys.entries = append(keys.entries, mlflowSource{index: i, name: e.Name, typKey: typKey})
 			continue
 		}
 		if mp.provider == "anthropic" && kind != "" && kind != "chat" {
@@ -388,6 +394,7 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		cfg.Endpoints = append(cfg.Endpoints, ec)
 		keys.entries = append(keys.entries, mlflowSource{index: i, name: name, typKey: typKey, mp: mp, config: c})
 	}
+	return true
 }
 
 // mlflowKeys maps the keys of a config built from an MLflow file back onto the

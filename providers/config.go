@@ -312,12 +312,17 @@ func (c *Config) validateSecrets() []error {
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	for _, k := range names {
+	for i, k := range names {
 		v := c.Headers[k]
+		same := slices.IndexFunc(names[:i], func(n string) bool { return strings.EqualFold(n, k) })
 		switch {
 		case !httpguts.ValidHeaderFieldName(k):
 			// Sent, it makes every request malformed, refused by the upstream.
 			errs = append(errs, fieldErr("headers."+k, "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"))
+		case same >= 0:
+			// One header: which value went out would change from one build of the
+			// backend to the next (map order), an Authorization among them.
+			errs = append(errs, fieldErr("headers."+k, "is the same header as "+names[same]+" (header names ignore case)"))
 		case strings.TrimSpace(v) != v:
 			errs = append(errs, fieldErr("headers."+k, WhitespaceProblem))
 		case strings.ContainsAny(v, "\r\n\x00"):

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,10 +133,15 @@ func (c Config) Validate() error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
+	for i, k := range keys {
+		same := slices.IndexFunc(keys[:i], func(n string) bool { return strings.EqualFold(n, k) })
 		switch {
 		case !httpguts.ValidHeaderFieldName(k):
 			add("headers."+k, "is not a valid HTTP header name")
+		case same >= 0:
+			// One header (gRPC metadata keys are lower case): which value went out
+			// would change with map order.
+			add("headers."+k, "is the same header as "+keys[same]+" (header names ignore case)")
 		case strings.ContainsAny(c.Headers[k], "\r\n\x00"):
 			add("headers."+k, "must not contain line breaks or NUL")
 		case c.Exporter == ExporterOTLPGRPC:
