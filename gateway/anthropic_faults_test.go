@@ -60,16 +60,20 @@ func startAnthropicFaultsCapped(t *testing.T, maxTokens int) *afEnv {
 	claude, caddr := startMock(t, mockllm.Options{Model: afModel, API: mockllm.APIAnthropic, APIKey: afAnthropicKey, MaxTokens: maxTokens, Seed: 5})
 	az := startAzureUpstream(t)
 	fake := startScriptedAnthropic(t)
+	// claude and fake have one target each, and the upstream errors the subtests script
+	// add up on it: ejected, it would take no retry (a retry makes no last-resort
+	// trial), and the attempts counted would depend on the subtests' order.
 	g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 64KiB, shutdown_grace: 5s}
 backends:
   claude: {provider: anthropic, base_url: "http://`+caddr+`/v1", model: `+afModel+`, api_key: `+afAnthropicKey+`, timeout: 5s,
-           pricing: {input_per_million: 3, output_per_million: 15}}
+           pricing: {input_per_million: 3, output_per_million: 15}, health: {eject_after: 1000}}
   azure: {provider: azure, base_url: "http://`+az.addr+`", deployment: gpt-dep, api_version: "`+afAzureVersion+`",
           model: up-model, api_key: `+afAzureKey+`, timeout: 5s}
   azure-old: {provider: azure, base_url: "http://`+az.addr+`", deployment: gpt-dep, api_version: "`+afAzureOldVersion+`",
               model: up-model, api_key: `+afAzureKey+`, timeout: 5s}
-  fake: {provider: anthropic, base_url: "`+fake.url+`/v1", model: `+afModel+`, api_key: `+afAnthropicKey+`, timeout: 5s}
+  fake: {provider: anthropic, base_url: "`+fake.url+`/v1", model: `+afModel+`, api_key: `+afAnthropicKey+`, timeout: 5s,
+         health: {eject_after: 1000}}
 endpoints:
   - {name: claude, type: chat, routes: [{backend: claude}], retries: 1}
   - {name: claude-usage, type: chat, routes: [{backend: claude}]}

@@ -15,6 +15,8 @@ import (
 // Content-Encoding lines (RFC 9110 reads them as one list), and an empty one among
 // them codes nothing: a gzip on any line is refused with 415, whatever the line
 // before it said, and a request whose lines say only identity (or nothing) is served.
+// The 415 names the one coding taken in Accept-Encoding (RFC 9110 15.5.16, RFC 7694 3),
+// so that a client retries uncompressed.
 func TestEveryContentEncodingValueChecked(t *testing.T) {
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, mockConfig(up, "", ""))
@@ -45,6 +47,9 @@ func TestEveryContentEncodingValueChecked(t *testing.T) {
 			}
 			if c.status == 415 && !strings.Contains(string(b), `"code":"unsupported_content_encoding"`) {
 				t.Errorf("%q: %s, want unsupported_content_encoding", c.lines, b)
+			}
+			if c.status == 415 && resp.Header.Get("Accept-Encoding") != "identity" {
+				t.Errorf("%q: 415 with Accept-Encoding %q, want identity", c.lines, resp.Header.Values("Accept-Encoding"))
 			}
 		})
 	}

@@ -45,7 +45,8 @@ var (
 	errClientHungUp = apiError{499, "invalid_request_error", "client_gone", "", "The client closed the connection before the answer."}
 
 	// A coded body (gzip, …) would be scanned as JSON and fail as invalid_json,
-	// which sends its developer looking for a JSON bug; 415 as RFC 9110 §15.5.16.
+	// which sends its developer looking for a JSON bug; 415 as RFC 9110 §15.5.16,
+	// with the Accept-Encoding it asks for (serveCall).
 	errContentEncoding = apiError{415, "invalid_request_error", "unsupported_content_encoding", "", "The request's Content-Encoding is not supported: send the body uncoded, without a Content-Encoding header."}
 )
 

@@ -255,6 +255,9 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		return
 	}
 	if !identityCoded(&ctx.Request.Header) {
+		// RFC 9110 15.5.16 and RFC 7694 3: Accept-Encoding names the codings taken,
+		// so that a client retries uncompressed.
+		ctx.Response.Header.SetBytesKV(hdrAcceptEncoding, strIdentity)
 		r.fail(ctx, &errContentEncoding)
 		return
 	}
@@ -319,7 +322,10 @@ func identityCoded(h *fasthttp.RequestHeader) bool {
 	return true
 }
 
-var strIdentity = []byte("identity")
+var (
+	strIdentity       = []byte("identity")
+	hdrAcceptEncoding = []byte("Accept-Encoding")
+)
 
 // fail answers the request with e and records it.
 func (r *request) fail(ctx *fasthttp.RequestCtx, e *apiError) {
@@ -333,7 +339,6 @@ func (r *request) fail(ctx *fasthttp.RequestCtx, e *apiError) {
 // no answer, since nobody reads it; the connection closes.
 func (r *request) hangUp(ctx *fasthttp.RequestCtx) {
 	r.errKind = errClientHungUp.code
-	tracing.RecordRefusal(r.span, r.errKind)
 	ctx.HijackSetNoResponse(true)
 	hijack(ctx, closeConn)
 	r.finish(ctx, errClientHungUp.status)
@@ -477,7 +482,6 @@ var (
 	hdrAllow   = []byte("Allow")
 	strPost    = []byte("POST")
 	strGetHead = []byte("GET, HEAD")
-	strGet     = []byte("GET")
 	strPutPost = []byte("PUT, POST")
 )
 
@@ -669,8 +673,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				}
 				break
 			}
-			if i > p.Retries && errors.As(last, &ue) {
-				// A fallback that cannot take the call refuses it locally; the
+			if errors.As(last, &ue) {
+				// The next backend may make no attempt (a fallback that cannot
+				// take the call, no target in service, every one busy): the
 				// upstream's answer must then still be there to pass on.
 				r.keepAnswer(&ctx.Response)
 			}
@@ -709,10 +714,13 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		r.obsRoute = t.Route
 		if refusedLocally(err) {
 			// The backend refused the request before leasing a target: no
-			// attempt reached an upstream, so none is observed or counted.
-			as.End()
+			// attempt reached an upstream, so none is observed, counted or
+			// traced (its span was started to pass traceparent upstream).
+			tracing.Discard(as)
+			r.attempts--
 			if i == 0 {
 				r.errKind = "invalid_request"
+				r.servedByNoRoute(t)
 				r.setHeaders(ctx)
 				return nil
 			}
@@ -720,7 +728,6 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			// n=2) is skipped: the request is valid, and a 400 in place of the
 			// last upstream's error would tell the client not to retry it.
 			r.backend, r.variant, r.be, r.series, r.obsRoute = prevBackend, prevVariant, prevBe, prevSeries, prevRoute
-			r.attempts--
 			ctx.Response.Reset()
 			var ue *providers.UpstreamError
 			if errors.As(last, &ue) {
@@ -770,6 +777,10 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				tracing.SetClientStatus(as, ctx.Response.StatusCode())
 			} else if errors.As(err, &ue) && ue.Status > 0 {
 				tracing.SetClientStatus(as, ue.Status)
+			} else if r.res.Status > 0 {
+				// An answer that was no use (a redirect, an HTML page, a body
+				// cut short) still came.
+				tracing.SetClientStatus(as, r.res.Status)
 			}
 			if errors.Is(err, providers.ErrClientGone) {
 				tracing.RecordRefusal(as, errClientHungUp.code)
@@ -802,6 +813,26 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			return nil
 		}
 		as.End()
+		if errors.Is(err, providers.ErrNoHealthyTarget) || errors.Is(err, providers.ErrOverloaded) {
+			// The backend made no attempt, and another on it finds the same
+			// pool: go to the next backend of the plan at once.
+			i = max(i, p.Retries)
+			var ue *providers.UpstreamError
+			if errors.As(last, &ue) {
+				// An upstream answered before: its error and Retry-After stand,
+				// as when a fallback refuses the call (a 503 of the gateway's
+				// own would have the client retry at once).
+				r.backend, r.variant, r.be, r.series, r.obsRoute = prevBackend, prevVariant, prevBe, prevSeries, prevRoute
+				ctx.Response.Reset()
+				r.kept.CopyTo(&ctx.Response)
+				if i == total-1 {
+					r.passUpstreamError(ctx, ue)
+					return nil
+				}
+				continue
+			}
+			r.servedByNoRoute(t)
+		}
 		last = err
 		if errors.Is(err, providers.ErrClientGone) {
 			// Its client hung up while the request was queued (nothing went
@@ -826,11 +857,6 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		if errors.Is(err, providers.ErrBadResponse) || errors.Is(err, providers.ErrUnsupported) {
 			break
-		}
-		if errors.Is(err, providers.ErrNoHealthyTarget) || errors.Is(err, providers.ErrOverloaded) {
-			// Another attempt on the same backend finds the same pool: go to the
-			// next backend of the plan at once.
-			i = max(i, p.Retries)
 		}
 	}
 	r.setHeaders(ctx)
@@ -1015,6 +1041,15 @@ func (r *request) setLimitHeaders(ctx *fasthttp.RequestCtx) {
 		h.SetCanonical(hdrRemainingTok, appendInt(r.out[:0], q.Remaining))
 		h.SetCanonical(hdrResetTok, limiter.AppendReset(r.out[:0], q.Reset))
 	}
+}
+
+// servedByNoRoute labels a request that t's backend answered without an upstream (a
+// refusal, no target in service, every one busy) as served by no route: no variant in
+// its header, series, access log line or server span, as the canary's gates count
+// none of it; x-tollgate-backend still names the backend that answered.
+func (r *request) servedByNoRoute(t *router.Target) {
+	r.variant = ""
+	r.series = r.ep.refusedBy(t.Backend)
 }
 
 // refusedLocally reports whether the backend refused the request before leasing a
@@ -1579,6 +1614,10 @@ func (r *request) record(status int) {
 			// attempt's span is.
 			if status >= 500 || r.upFailed && r.errKind != "" || r.errKind == "shutdown_cut" {
 				tracing.RecordError(sp, errors.New(r.errKind), r.errKind)
+			} else if r.errKind == errClientHungUp.code {
+				// The client hung up, while its request waited or on its stream:
+				// marked, but sampled like any request (README, Tracing).
+				tracing.RecordRefusal(sp, r.errKind)
 			}
 		}
 		sp.End()

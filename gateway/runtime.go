@@ -95,11 +95,22 @@ type endpoint struct {
 	// built for the backends a route can reach (its own and the fallbacks).
 	series   []*metrics.Route
 	backends int
+	// refused holds, by backend, the series of the requests that backend answered
+	// without an upstream (variant none), built for the backends a route can reach.
+	refused []*metrics.Route
 }
 
 // seriesFor is the metrics series of an attempt planned on route by backend.
 func (e *endpoint) seriesFor(route, backend int) *metrics.Route {
 	if s := e.series[route*e.backends+backend]; s != nil {
+		return s
+	}
+	return e.local
+}
+
+// refusedBy is the series of a request backend answered without an upstream.
+func (e *endpoint) refusedBy(backend int) *metrics.Route {
+	if s := e.refused[backend]; s != nil {
 		return s
 	}
 	return e.local
@@ -170,6 +181,14 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		e := &endpoint{idx: i, name: ec.Name, kind: kind, timeout: ec.Timeout, routing: re, sticky: re.Sticky(),
 			m: m.Endpoint(ec.Name), attrs: tracing.NewEndpointAttrs(ec.Name, ec.Type), local: m.Route(ec.Name, metrics.None, metrics.None), backends: len(names)}
 		e.series = make([]*metrics.Route, len(ec.Routes)*len(names))
+		e.refused = make([]*metrics.Route, len(names))
+		for _, r := range ec.Routes {
+			for _, b := range append([]string{r.Backend}, ec.Fallbacks...) {
+				if e.refused[backendIdx[b]] == nil {
+					e.refused[backendIdx[b]] = m.Route(ec.Name, b, metrics.None)
+				}
+			}
+		}
 		for ri, r := range ec.Routes {
 			variant := r.Variant
 			if variant == "" {

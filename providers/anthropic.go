@@ -240,7 +240,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	}
 	req.SetBodyRaw(call.prepared)
 
-	up, err := roundTrip(t, req, call, a.timeout)
+	up, err := roundTrip(t, req, call, res, a.timeout)
 	if err != nil {
 		return err
 	}

@@ -130,7 +130,7 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	var busy uint64
 	for tries := 1; ; tries++ {
 		t := b.targets[l.i]
-		if tries < len(b.targets) && b.pool.states[l.i].slots.load() > int64(b.cfg.MaxConnections) && !connFree(t) {
+		if tries < len(b.targets) && b.pool.states[l.i].slots.load() > int64(b.cfg.MaxConnections) && !b.connFree(l.i) {
 			// Requests in flight hold its every connection: sent here, the call would
 			// wait up to connect_timeout for one.
 			busy |= bit(l.i)
@@ -154,11 +154,13 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 		}
 		l = next
 	}
-	if err != nil && l.i < 64 {
+	if err != nil {
+		// Set past the first 64 targets too: failedOn alone marks the next attempt a
+		// retry on b, which takes no last-resort trial (lastLease).
 		if call.failedOn != b {
 			call.failedOn, call.failed = b, 0
 		}
-		call.failed |= 1 << l.i
+		call.failed |= bit(l.i)
 	}
 	return err
 }
@@ -171,14 +173,17 @@ func bit(i int) uint64 {
 	return 1 << i
 }
 
-// connFree reports whether a connection to t is idle or may still be opened under
-// max_connections.
-func connFree(t *Target) bool {
-	limit := t.client.MaxConns
+// connFree reports whether a connection to target i is idle or may still be opened
+// under max_connections: by its client's own count, and by the target's gate, which
+// counts the connections of the backends a reload replaced too.
+func (b *Backend) connFree(i int) bool {
+	c := b.targets[i].client
+	limit := c.MaxConns
 	if limit <= 0 {
 		limit = fasthttp.DefaultMaxConnsPerHost
 	}
-	return t.client.ConnsCount()-t.client.IdleConnsCount() < limit
+	idle := c.IdleConnsCount()
+	return c.ConnsCount()-idle < limit && b.pool.states[i].conns.free(idle)
 }
 
 // spill takes a slot on another target in service for a call whose target l had
@@ -193,7 +198,7 @@ func (b *Backend) spill(call *Call, l lease, busy uint64) (lease, bool) {
 	avoid := b.avoid(call)
 	for {
 		for j, st := range p.states {
-			if j == l.i || bit(j)&(busy|avoid) != 0 || !st.available() || !connFree(b.targets[j]) {
+			if j == l.i || bit(j)&(busy|avoid) != 0 || !st.available() || !b.connFree(j) {
 				continue
 			}
 			if st.slots.take(limit) {

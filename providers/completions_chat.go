@@ -65,7 +65,7 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 	req := c.request(t, call, Chat)
 	defer fasthttp.ReleaseRequest(req)
 	req.SetBodyRaw(call.prepared)
-	up, err := c.answer(t, req, call, out)
+	up, err := c.answer(t, req, call, out, res)
 	if err != nil {
 		return err
 	}

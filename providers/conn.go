@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,9 @@ type upstreamConn struct {
 	served bool
 	// readErr is the last error Read returned during the answer being read.
 	readErr error
+	// gate, set on a connection of a backend's requests, holds its place under
+	// max_connections until it is closed.
+	gate atomic.Pointer[connGate]
 }
 
 // connAddr is an upstreamConn's local address, carrying the connection: fasthttp
@@ -99,6 +103,15 @@ func wrapUpstream(c net.Conn) *upstreamConn {
 }
 
 func (c *upstreamConn) LocalAddr() net.Addr { return &c.addr }
+
+// Close closes the connection and gives its place under max_connections back, once.
+func (c *upstreamConn) Close() error {
+	err := c.Conn.Close()
+	if g := c.gate.Swap(nil); g != nil {
+		g.release()
+	}
+	return err
+}
 
 // SetDeadline passes through: fasthttp uses it around the TLS handshake only.
 func (c *upstreamConn) SetDeadline(t time.Time) error {

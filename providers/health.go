@@ -23,6 +23,9 @@ type targetState struct {
 
 	slots slots
 	load  vllmLoad
+	// conns holds the connections of the requests of every backend using the
+	// target to max_connections.
+	conns connGate
 
 	ejected atomic.Bool
 	down    atomic.Bool
@@ -317,7 +320,9 @@ func (b *Backend) check(i int) {
 // one under way is dropped, and the backend no longer counts as running checks on its
 // targets, so that a target the checks took down comes back once no backend in service
 // checks it. The backend's requests in flight finish as before, still counting for
-// their targets' health; Close closes the rest. Calling it again does nothing.
+// their targets' health; its idle connections are closed, and each one its requests
+// leave idle from then on (they count under max_connections against its successor's
+// requests); Close closes the rest. Calling it again does nothing.
 func (b *Backend) Retire() {
 	p := &b.pool
 	// Held while the checks are given back: a Close under way waits, and gives back
@@ -336,6 +341,7 @@ func (b *Backend) Retire() {
 			p.pools.releaseChecks(b.Name, t.URL)
 		}
 	}
+	b.dropIdleConns()
 }
 
 // activate records b as the backend in service under its name, and returns the one

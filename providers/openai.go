@@ -176,7 +176,7 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	}
 	req.SetBodyRaw(*buf)
 
-	up, err := o.answer(t, req, call, out)
+	up, err := o.answer(t, req, call, out, res)
 	bodyPool.Put(buf)
 	if err != nil {
 		return err
@@ -233,9 +233,10 @@ func (o *openAI) request(t *Target, call *Call, op Kind) *fasthttp.Request {
 // answer sends req to t and returns the upstream's 2xx answer, an event stream for a
 // stream call; the attempt stays in flight on t until it is released (endAttempt).
 // Another answer is released here: an API error goes to out as the upstream's answer
-// (passError), anything else is notAnswer or notStreamed's error.
-func (o *openAI) answer(t *Target, req *fasthttp.Request, call *Call, out *fasthttp.Response) (*fasthttp.Response, error) {
-	up, err := roundTrip(t, req, call, o.timeout)
+// (passError), anything else is notAnswer or notStreamed's error. res.Status is the
+// answer's status, whichever it was.
+func (o *openAI) answer(t *Target, req *fasthttp.Request, call *Call, out *fasthttp.Response, res *Result) (*fasthttp.Response, error) {
+	up, err := roundTrip(t, req, call, res, o.timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -453,7 +454,10 @@ func uncode(c, body []byte, max int64) ([]byte, error) {
 // roundTrip sends req to t within the call's deadline and the backend's timeout. On
 // success the attempt stays counted in flight on t until the caller releases the
 // response (and decrements the count): for a stream, when the stream closes.
-func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Duration) (*fasthttp.Response, error) {
+// res.Status is the answer's status once its header came, even when its body then
+// failed: the attempt's span tells an upstream that answered something invalid from
+// one that never answered.
+func roundTrip(t *Target, req *fasthttp.Request, call *Call, res *Result, timeout time.Duration) (*fasthttp.Response, error) {
 	up := fasthttp.AcquireResponse()
 	up.StreamBody = call.Stream
 	// An answer without a Content-Type then reads as one (ContentType() empty)
@@ -478,6 +482,9 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Durati
 		// resets one it could not read whole, so a Content-Length other than 0
 		// (a length, -1 chunked, -2 up to the close) says the header came.
 		headed := up.Header.ContentLength() != 0
+		if headed {
+			res.Status = up.StatusCode()
+		}
 		endAttempt(t, up)
 		if headed {
 			err = classifyBody(err)
@@ -491,6 +498,7 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, timeout time.Durati
 		}
 		return nil, err
 	}
+	res.Status = up.StatusCode()
 	return up, nil
 }
 

@@ -24,7 +24,8 @@ import (
 // backend's name.
 var (
 	// ErrNoHealthyTarget means every target of the backend is out of service and none
-	// could take the one trial request an ejected target gets at a time.
+	// could take the one trial request an ejected target gets at a time, or the call,
+	// a retry on the backend, takes no last-resort trial.
 	ErrNoHealthyTarget = errors.New("no upstream target in service")
 	// ErrOverloaded means the targets were at max_concurrency and the wait queue was
 	// full or the wait ran out, or every connection max_connections allows to each
@@ -98,14 +99,17 @@ func NewPools() *Pools {
 }
 
 // acquire returns the target's state for a backend using it; checks says whether
-// that backend runs active health checks.
-func (p *Pools) acquire(backend, url string, checks bool) *targetState {
+// that backend runs active health checks. A state made here holds the target's
+// connections to conns (max_connections) until a backend is activated under the name,
+// as acquireQueue does its slots.
+func (p *Pools) acquire(backend, url string, checks bool, conns int64) *targetState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := poolKey{backend, url}
 	st := p.targets[k]
 	if st == nil {
 		st = &targetState{}
+		st.conns.limit.Store(conns)
 		p.targets[k] = st
 	}
 	st.refs++
@@ -296,6 +300,9 @@ type pool struct {
 	trials []*time.Timer
 	armed  []atomic.Int64
 
+	// dropIdle is set once the backend is retired (dropIdleConns).
+	dropIdle atomic.Bool
+
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	closed bool
@@ -314,8 +321,9 @@ func (b *Backend) initPool(ps *Pools) {
 	p.queue = ps.acquireQueue(b.Name, p.set.limit)
 	background := p.set.active || p.set.balance == vllmQueue
 	for _, t := range b.targets {
-		st := ps.acquire(b.Name, t.URL, p.set.active)
+		st := ps.acquire(b.Name, t.URL, p.set.active, int64(b.cfg.MaxConnections))
 		p.states = append(p.states, st)
+		// The checkers dial past the gate: their connections are not the requests'.
 		dial := t.client.DialTimeout
 		if background {
 			root := "http://"
@@ -337,20 +345,7 @@ func (b *Backend) initPool(ps *Pools) {
 				NoDefaultUserAgentHeader: true, MaxResponseBodySize: 8 << 20,
 			})
 		}
-		if fb, idle := b.cfg.FirstByteTimeout, b.cfg.StreamIdleTimeout; fb > 0 || idle > 0 {
-			t.client.DialTimeout = func(addr string, timeout time.Duration) (net.Conn, error) {
-				c, err := dial(addr, timeout)
-				if err != nil {
-					return nil, err
-				}
-				u, ok := c.(*upstreamConn)
-				if !ok {
-					u = wrapUpstream(c)
-				}
-				u.firstByte, u.idle = fb, idle
-				return u, nil
-			}
-		}
+		t.client.DialTimeout = gatedDial(dial, &st.conns, b.cfg.ConnectTimeout, b.cfg.FirstByteTimeout, b.cfg.StreamIdleTimeout)
 	}
 	if b.cfg.Affinity.By == "prefix" && len(b.targets) > 1 {
 		p.ring = buildRing(b.targets)
@@ -398,7 +393,8 @@ func (b *Backend) Activate() {
 		old.Retire()
 	}
 	p.queue.limit.Store(p.set.limit)
-	for i := range p.states {
+	for i, st := range p.states {
+		st.conns.setLimit(int64(b.cfg.MaxConnections))
 		p.kick(i)
 	}
 }
@@ -450,17 +446,14 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		// not to one arriving after it.
 		p.offerTrials()
 	}
-	if l, ok := p.trial(); ok {
+	avoid := b.avoid(call)
+	if l, ok := p.trial(avoid); ok {
 		return l, nil
 	}
 	i := b.choose(call)
 	if i < 0 {
-		if l, ok := p.lastResort(); ok {
-			return l, nil
-		}
-		return lease{}, p.errNoTarget
+		return p.lastLease(call.failedOn == b)
 	}
-	avoid := b.avoid(call)
 	if p.queue.waiting.Load() == 0 {
 		// With requests waiting, a free slot is theirs: the call queues behind them.
 		if j := p.takeAny(i, avoid); j >= 0 {
@@ -468,7 +461,7 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		}
 	}
 	start := time.Now()
-	l, err := p.wait(i, avoid, start, p.waitFor(call, start), call.Client)
+	l, err := p.wait(i, avoid, call.failedOn == b, start, p.waitFor(call, start), call.Client)
 	if l.queued && !call.Deadline.IsZero() && 2*time.Since(start) < call.Deadline.Sub(start) {
 		// The queue took less than half the time the call had: a timeout at its
 		// deadline is the target's (a hung upstream holding every slot), not the
@@ -534,8 +527,8 @@ func (p *pool) waitFor(call *Call, now time.Time) time.Duration {
 // client, watched while the call waits, hangs up. A retry that cannot wait, or waited
 // in vain, takes a free slot on a target that failed it rather than failing. A waiter
 // whose backend has no target left in service is let go at once and goes the way of a
-// call arriving then: a trial, the last resort, or errNoTarget.
-func (p *pool) wait(i int, avoid uint64, now time.Time, d time.Duration, client ClientWatch) (lease, error) {
+// call arriving then (lastLease; retry is set for a retry on the backend).
+func (p *pool) wait(i int, avoid uint64, retry bool, now time.Time, d time.Duration, client ClientWatch) (lease, error) {
 	end := now.Add(d)
 	for front := false; ; front = true {
 		l, out := p.queue.wait(p, i, avoid, d, front, client)
@@ -550,13 +543,10 @@ func (p *pool) wait(i int, avoid uint64, now time.Time, d time.Duration, client 
 			}
 			return lease{}, p.errOverloaded
 		case waitStranded:
-			if l, ok := p.trial(); ok {
+			if l, ok := p.trial(0); ok {
 				return l, nil
 			}
-			if l, ok := p.lastResort(); ok {
-				return l, nil
-			}
-			return lease{}, p.errNoTarget
+			return p.lastLease(retry)
 		}
 		if !l.queued || l.probe || p.states[l.i].available() {
 			return l, nil
@@ -644,12 +634,13 @@ func (p *pool) kick(i int) {
 	}
 }
 
-// trial claims the probe of a target whose ejection has run out: the one request that
-// decides whether it comes back.
-func (p *pool) trial() (lease, bool) {
+// trial claims the probe of a target whose ejection has run out, not one in avoid (a
+// retry's failed targets, while another is in service): the one request that decides
+// whether it comes back.
+func (p *pool) trial(avoid uint64) (lease, bool) {
 	var now int64
 	for i, st := range p.states {
-		if !st.ejected.Load() || st.probing.Load() || st.down.Load() {
+		if bit(i)&avoid != 0 || !st.ejected.Load() || st.probing.Load() || st.down.Load() {
 			continue
 		}
 		if now == 0 {
@@ -734,6 +725,23 @@ func (p *pool) offerTrialLocked(i int) {
 		q.hand(k, j)
 		return
 	}
+}
+
+// lastLease is what a call gets when no target of the backend is in service: a
+// last-resort trial, or errNoTarget. A retry on the backend (retry set) gets
+// errNoTarget, which sends it on to the endpoint's fallbacks: a request takes at most
+// one last-resort trial of a backend, on its first attempt there. Retried there, it
+// would spend each retry on a trial of a target that gets no traffic (often the one
+// its own failure just ejected), each failure doubling the ejection, and its client
+// would wait out every one (connect_timeout each, on a host that drops packets)
+// before the fallback answered.
+func (p *pool) lastLease(retry bool) (lease, error) {
+	if !retry {
+		if l, ok := p.lastResort(); ok {
+			return l, nil
+		}
+	}
+	return lease{}, p.errNoTarget
 }
 
 // lastResort claims the probe of the target out of service the longest that can take
@@ -1139,8 +1147,28 @@ func (b *Backend) settle(l lease, err error, res *Result) error {
 	v := judge(l, err)
 	res.Judged, res.Failed = v != neutral, v == failure
 	b.report(l, v)
-	b.pool.free(l.i)
+	b.done(l.i)
 	return err
+}
+
+// done frees the slot of an attempt on target i that is over. On a retired backend it
+// also closes the connection the attempt left idle: no new request comes to the
+// backend, and until it is closed the connection counts under max_connections
+// against the requests of the backend that replaced it (connGate).
+func (b *Backend) done(i int) {
+	b.pool.free(i)
+	if b.pool.dropIdle.Load() {
+		b.targets[i].client.CloseIdleConnections()
+	}
+}
+
+// dropIdleConns closes the idle connections of b's requests, and those they leave
+// idle from now on (done): b was retired.
+func (b *Backend) dropIdleConns() {
+	b.pool.dropIdle.Store(true)
+	for _, t := range b.targets {
+		t.client.CloseIdleConnections()
+	}
 }
 
 // leasedStream holds a stream's slot until it is closed, and reports how it ended.
@@ -1216,7 +1244,7 @@ func (s *leasedStream) Close() error {
 	} else {
 		b.report(l, v)
 	}
-	b.pool.free(l.i)
+	b.done(l.i)
 	return err
 }
 
@@ -1269,6 +1297,158 @@ func judge(l lease, err error) verdict {
 		}
 	}
 	return v
+}
+
+// connGate holds the connections open to a target, from the clients of every backend
+// built for it under one name, to that name's max_connections. fasthttp's MaxConns caps
+// the connections of one client, and each backend a reload builds has clients of its
+// own: without the gate, the connections the replaced backend's requests still hold
+// would count against no cap of its successor's, and each reload would let
+// max_connections more reach the upstream. A retired backend closes the connections
+// its requests leave idle (Backend.done), so that only those in use hold places for
+// long.
+type connGate struct {
+	// open counts the connections dialled or being dialled through the gate; limit
+	// is the cap (0: none): that of the backend last activated under the name.
+	open, limit atomic.Int64
+	// waiting counts the dials waiting for a place.
+	waiting atomic.Int32
+	mu      sync.Mutex
+	// freed, made by a dial that waits, is closed when a place may have come free.
+	freed chan struct{}
+}
+
+// take claims a place for a new connection if one is free.
+func (g *connGate) take() bool {
+	for {
+		n, limit := g.open.Load(), g.limit.Load()
+		if limit > 0 && n >= limit {
+			return false
+		}
+		if g.open.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// wait claims a place, waiting up to d for one to come free.
+func (g *connGate) wait(d time.Duration) bool {
+	if g.take() {
+		return true
+	}
+	if d <= 0 {
+		return false
+	}
+	// Counted before the last try: a place given back after that try sees the
+	// waiter and wakes it.
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		g.mu.Lock()
+		if g.freed == nil {
+			g.freed = make(chan struct{})
+		}
+		freed := g.freed
+		g.mu.Unlock()
+		if g.take() {
+			return true
+		}
+		select {
+		case <-freed:
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
+// release gives a place back: its connection closed, or was never made.
+func (g *connGate) release() {
+	g.open.Add(-1)
+	g.wake()
+}
+
+// setLimit puts limit in force, for the dials waiting too.
+func (g *connGate) setLimit(limit int64) {
+	if g.limit.Swap(limit) != limit {
+		g.wake()
+	}
+}
+
+func (g *connGate) wake() {
+	if g.waiting.Load() == 0 {
+		return
+	}
+	g.mu.Lock()
+	if g.freed != nil {
+		close(g.freed)
+		g.freed = nil
+	}
+	g.mu.Unlock()
+}
+
+// free reports whether a connection may be opened under the gate, idle of them
+// being idle in the client asking, which it can use instead.
+func (g *connGate) free(idle int) bool {
+	limit := g.limit.Load()
+	return idle > 0 || limit <= 0 || g.open.Load() < limit
+}
+
+// gatedDial is dial with its connections held to the target's gate g: a dial that
+// finds every place taken waits for one, up to connect_timeout and the attempt's
+// deadline (timeout), and fails with fasthttp.ErrNoFreeConns, the gateway's own
+// limit, as fasthttp's own wait for a free connection does. The connection it makes
+// gives its place back once closed, and keeps the backend's first-byte and idle
+// timeouts.
+func gatedDial(dial fasthttp.DialFuncWithTimeout, g *connGate, connect, firstByte, idle time.Duration) fasthttp.DialFuncWithTimeout {
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		if !g.take() {
+			d := connect
+			if timeout > 0 && (d <= 0 || timeout < d) {
+				d = timeout
+			}
+			start := time.Now()
+			if !g.wait(d) {
+				return nil, fasthttp.ErrNoFreeConns
+			}
+			if timeout > 0 {
+				if timeout -= time.Since(start); timeout <= 0 {
+					g.release()
+					return nil, fasthttp.ErrNoFreeConns
+				}
+			}
+		}
+		c, err := dial(addr, timeout)
+		if err != nil {
+			g.release()
+			return nil, err
+		}
+		u, ok := c.(*upstreamConn)
+		if !ok {
+			if firstByte <= 0 && idle <= 0 {
+				// A connection a Dial set on the client made (tests): kept as it is.
+				return &gatedConn{Conn: c, gate: g}, nil
+			}
+			u = wrapUpstream(c)
+		}
+		u.firstByte, u.idle = firstByte, idle
+		u.gate.Store(g)
+		return u, nil
+	}
+}
+
+// gatedConn is a connection other than an upstreamConn, counted in a gate.
+type gatedConn struct {
+	net.Conn
+	gate *connGate
+	once sync.Once
+}
+
+func (c *gatedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.gate.release)
+	return err
 }
 
 // slots counts a target's requests in flight and caps them at a limit

@@ -146,6 +146,7 @@ type Call struct {
 	prepared []byte
 	// failed marks the targets (by index, the first 64) of backend failedOn whose
 	// attempt of this call failed: a retry goes to another target in service.
+	// failedOn is set by any failed attempt: the next one on it is a retry.
 	failed   uint64
 	failedOn *Backend
 }
@@ -172,6 +173,10 @@ type Result struct {
 	// any wait in the backend's queue, which is the gateway's time, not the
 	// upstream's. Zero when it never went.
 	Sent time.Time
+	// Status is the status of the upstream's answer once its header was read,
+	// whatever became of the answer then (a redirect, an HTML page where JSON
+	// belongs, a body cut short); 0 when no answer came.
+	Status int
 	// Judged and Failed are the verdict the target's health took of an attempt that
 	// ended without a stream to read (Judge's, knowing also whether the attempt
 	// waited in the queue: a deadline spent there is no verdict). A stream's verdict

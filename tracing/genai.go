@@ -457,6 +457,21 @@ func RecordRefusal(span trace.Span, errType string) {
 	}
 }
 
+// discardedName is the name Discard gives a span: no span the gateway starts has it
+// (their names come from Specs, and none holds a NUL), so the tail processor tells
+// a discarded span by its name alone.
+const discardedName = "\x00discarded"
+
+// Discard ends span without exporting it: it turned out to stand for nothing, as an
+// upstream attempt's span does when the backend refused the call before any upstream
+// saw it (the span is started before the call, to pass its traceparent upstream).
+func Discard(span trace.Span) {
+	if span.IsRecording() {
+		span.SetName(discardedName)
+	}
+	span.End()
+}
+
 // CapturePrompt adds the request body as an EventPrompt event when
 // capture_content is on; it is truncated to 16 KiB.
 func (t *Tracing) CapturePrompt(span trace.Span, body []byte) {

@@ -164,6 +164,17 @@ func (p *tailProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 	sc := s.SpanContext()
 	parent := s.Parent()
 	isRoot := isLocalRoot(parent)
+	if s.Name() == discardedName {
+		// Discard ended it: no export, and an unsampled child's record of its
+		// root goes.
+		if !sc.IsSampled() && !isRoot {
+			sh := p.shard(sc.TraceID())
+			sh.mu.Lock()
+			delete(sh.roots, sc.SpanID())
+			sh.mu.Unlock()
+		}
+		return
+	}
 	if sc.IsSampled() {
 		// The head sampler kept the tree: a sampled root's children are
 		// sampled too and never wait.
