@@ -71,9 +71,22 @@ func appendError(dst []byte, e *apiError) []byte {
 	return append(dst, "}}"...)
 }
 
-var strJSON = []byte("application/json")
+var (
+	strJSON                = []byte("application/json")
+	hdrWWWAuthenticate     = []byte("WWW-Authenticate")
+	strAPIChallenge        = []byte(`Bearer realm="tollgate"`)
+	strAPIChallengeInvalid = []byte(`Bearer realm="tollgate", error="invalid_token"`)
+)
 
 func writeError(resp *fasthttp.Response, e *apiError) {
+	switch e {
+	case &errNoKey:
+		// RFC 9110 11.6.1: a 401 names the scheme it wants; RFC 6750 3.1: an error
+		// only when a key was sent.
+		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallenge)
+	case &errBadKey:
+		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallengeInvalid)
+	}
 	resp.SetStatusCode(e.status)
 	resp.Header.SetContentTypeBytes(strJSON)
 	resp.SetBodyRaw(nil)
