@@ -228,3 +228,74 @@ func TestSharedOperationAfterOutageIncludesTheUnsharedRollback(t *testing.T) {
 	round(a, b)
 	weightsAgree(t, "resumed", 5, a, b)
 }
+
+// README, Admin API: "A gate or an operator that rolls the canary back during an
+// override keeps the override ... the reload that ends the override leaves the canary
+// rolled back"; and an outage rollback "is written there and every replica follows it".
+// A replica cut off from Redis that both rolls the canary back and is reloaded (ending
+// the override) writes the two together once Redis answers again, whichever came
+// first: the override's end alone would put the canary back to stepping at the
+// override's weight, on every replica, until its next tick rolled it back again.
+func TestSharedOutageRollbackSurvivesReloadEndingOverride(t *testing.T) {
+	reload := func(t *testing.T, x *replica) {
+		x.r.Apply([]*Endpoint{mustEndpoint(t, "chat", sharedCanary())})
+	}
+	for _, tt := range []struct {
+		name       string
+		cutOff     func(t *testing.T, c *cluster, a *replica)
+		wantReason string
+	}{
+		{"an operator rolled back, then a reload", func(t *testing.T, _ *cluster, a *replica) {
+			if _, err := a.r.Rollback(bg, "chat"); err != nil {
+				t.Fatalf("rollback while cut off: %v", err)
+			}
+			reload(t, a)
+		}, "override ended by reload"},
+		{"a reload, then a gate rolled back", func(t *testing.T, c *cluster, a *replica) {
+			reload(t, a)
+			feed(a.e, 1, 200, 100, 100*time.Millisecond, 0)
+			c.clock.Advance(time.Second)
+			a.r.tick(bg)
+		}, "error rate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t)
+			a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+			a.r.tick(bg)
+			round(a, b)
+			if _, err := b.r.SetWeights(bg, "chat", map[string]int{"stable": 80, "canary": 20}); err != nil {
+				t.Fatal(err)
+			}
+			round(a, b)
+			weightsAgree(t, "override", 20, a, b)
+
+			reconnect := cutOff(t, a)
+			tt.cutOff(t, c, a)
+			if cs := canaryOf(t, a.r, "chat"); cs.State != StateRolledBack || cs.Weight != 0 || !cs.LocalOnly {
+				t.Fatalf("cut off a: %s at %v %%, local_only %v; want rolled_back at 0 %%, local only", cs.State, cs.Weight, cs.LocalOnly)
+			}
+
+			reconnect()
+			a.r.tick(bg)
+			if cs := canaryOf(t, a.r, "chat"); cs.State != StateRolledBack || cs.Weight != 0 || cs.LocalOnly {
+				t.Fatalf("a's first tick with Redis again: %s at %v %% (%q), local_only %v; want rolled_back at 0 %%, shared",
+					cs.State, cs.Weight, cs.Reason, cs.LocalOnly)
+			}
+			if st, ovr := sharedStateField(t, c, a, "st"), sharedStateField(t, c, a, "ovr"); st != "rolled_back" || ovr != "" {
+				t.Fatalf("Redis after a's first tick: %s, override %q; want rolled_back, no override", st, ovr)
+			}
+			round(a, b)
+			weightsAgree(t, "after Redis is back", 0, a, b)
+			for i, x := range []*replica{a, b} {
+				snap, err := x.r.EndpointSnapshot("chat")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cs := snap.Canary; snap.Override || cs.State != StateRolledBack || !strings.Contains(cs.Reason, tt.wantReason) {
+					t.Fatalf("replica %d: override %v, %s (%q); want rolled_back (%s), no override",
+						i, snap.Override, cs.State, cs.Reason, tt.wantReason)
+				}
+			}
+		})
+	}
+}
