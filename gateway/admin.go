@@ -20,9 +20,6 @@ import (
 	"github.com/tollgate/tollgate/router"
 )
 
-// serveOperator answers /admin/...: the routing of every endpoint, canary verbs, weight
-// overrides and reloads. JSON in and out; a configured server.admin_token is required
-// as a bearer token.
 // adminTokenOK reports whether authz is "Bearer <tok>" (the scheme in any case). The
 // digests are compared, not the strings, so that the time taken says nothing of the
 // token's length either.
@@ -35,6 +32,16 @@ func adminTokenOK(authz []byte, tok string) bool {
 	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
+// bearerSent reports whether authz holds a bearer token: the Bearer scheme (in any
+// case) and a token after it.
+func bearerSent(authz []byte) bool {
+	return len(authz) > len(strBearer) && bytes.EqualFold(authz[:len(strBearer)], strBearer) &&
+		len(bytes.TrimSpace(authz[len(strBearer):])) > 0
+}
+
+// serveOperator answers /admin/...: the routing of every endpoint, canary verbs, weight
+// overrides and reloads. JSON in and out; a configured server.admin_token is required
+// as a bearer token.
 func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 	rt := s.rt.Load()
 	if rt == nil {
@@ -43,9 +50,10 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 	}
 	if tok := rt.cfg.Server.AdminToken; tok != "" && !adminTokenOK(ctx.Request.Header.Peek("Authorization"), tok) {
 		// RFC 9110 11.6.1: a 401 carries a challenge; RFC 6750 3.1: error only when a
-		// token was sent.
+		// bearer token was sent, none for no credentials or those of another scheme
+		// (Basic), which the client may not know to be unsupported.
 		challenge := adminChallenge
-		if len(ctx.Request.Header.Peek("Authorization")) > 0 {
+		if bearerSent(ctx.Request.Header.Peek("Authorization")) {
 			challenge = adminChallengeInvalid
 		}
 		ctx.Response.Header.Set("WWW-Authenticate", challenge)
@@ -134,7 +142,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 	s.syncRouterGauges(false)
 }
 
-// The admin API's challenges on 401: without a token, and with a wrong one.
+// The admin API's challenges on 401: without a bearer token, and with a wrong one.
 const (
 	adminChallenge        = `Bearer realm="tollgate-admin"`
 	adminChallengeInvalid = `Bearer realm="tollgate-admin", error="invalid_token"`

@@ -42,12 +42,15 @@ func TestAdminGetRoutesTakeHead(t *testing.T) {
 
 // RFC 9110 11.6.1: a 401 MUST carry a WWW-Authenticate challenge; RFC 6750 3 names it
 // Bearer for bearer tokens, as the admin token is, with error="invalid_token" when a
-// token was sent and is wrong (3.1: none when no token was sent).
+// bearer token was sent and is wrong (3.1: none when no token was sent, nor for
+// credentials of another scheme, which Basic ones got as if a wrong token).
 func TestAdmin401NamesBearerChallenge(t *testing.T) {
 	_, base := startAdminGateway(t)
 	for _, c := range []struct{ authz, want string }{
 		{"", `Bearer realm="tollgate-admin"`},
 		{"Bearer wrong", `Bearer realm="tollgate-admin", error="invalid_token"`},
+		{"bearer wrong", `Bearer realm="tollgate-admin", error="invalid_token"`},
+		{"Basic YWRtaW46dG9r", `Bearer realm="tollgate-admin"`},
 	} {
 		req, _ := http.NewRequest("GET", base+"/admin/endpoints", nil)
 		if c.authz != "" {

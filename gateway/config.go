@@ -317,18 +317,21 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	expandEnv(root, "", env, missingEnv, malformedEnv, mlflowRef)
 	nEnv := len(problems)
 	// Every section is checked even when a value could not be read (README: validate
-	// reports every problem at once); problems[checked:] are those checks', of which
-	// those about a value already refused are dropped below.
-	checked := -1
+	// reports every problem at once); problems[read:] are those found in the values
+	// read (an MLflow file's translation, then the checks, from problems[checked:]),
+	// of which those about a value already refused are dropped below.
+	read, checked := -1, -1
 	var translated []string
 	if mlflow {
 		// A problem of an MLflow entry's translation leaves the backend built from it
 		// not the one written: what the checks find in it is that problem again.
-		built := fromMLflow(root, cfg, func(line int, key, problem string) {
+		note := func(line int, key, problem string) {
 			translated = append(translated, key)
 			report(line, key, problem)
-		})
-		if built {
+		}
+		if f, ok := readMLflow(root, cfg, note); ok {
+			read = len(problems)
+			fromMLflow(f, cfg, note)
 			checked = len(problems)
 			cfg.applyDefaults()
 			problems = append(problems, cfg.problems()...)
@@ -338,14 +341,15 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 		decoded, ok := decodeRest(root, cfg, cfg)
 		problems = append(problems, decoded...)
 		if ok {
-			checked = len(problems)
+			read, checked = len(problems), len(problems)
 			cfg.applyDefaults()
 			problems = append(problems, cfg.problems()...)
 		}
 	}
 	if len(problems) > 0 {
-		if checked >= 0 {
+		if read >= 0 {
 			problems = dropKeyProblems(problems, checked, path, refusedKeys(cfg.refused, translated))
+			problems = dropKeyProblems(problems, read, path, cfg.refused)
 		}
 		return nil, &ConfigError{Problems: dropKeyProblems(problems, nEnv, path, envKeys)}
 	}
@@ -373,11 +377,13 @@ func refusedKeys(refused, translated []string) []string {
 }
 
 // dropKeyProblems drops from problems[from:] those about a key in keys or inside one
-// (backends.up.model inside backends.up), and, for a key that is a list's item, about
-// the list itself: that key's value was refused or left unknown (an unset variable, a
-// malformed reference, a value of the wrong type, read as null), and what the checks
-// find wrong with what is left ("is required", weights that do not add up) is that
-// problem again, already reported.
+// (backends.up.model inside backends.up), for a key that is a list's item those about
+// the list itself, and those of a check across keys that reads one of them
+// (aboutKey): that key's value was refused or left unknown (an unset variable, a
+// malformed reference, a value of the wrong type or with a fraction, read as null),
+// and what the checks find wrong with what is left ("is required", base_url required
+// without targets, weights that do not add up) is that problem again, already
+// reported.
 func dropKeyProblems(problems []string, from int, path string, keys []string) []string {
 	if len(keys) == 0 {
 		return problems
@@ -392,7 +398,13 @@ func dropKeyProblems(problems []string, from int, path string, keys []string) []
 }
 
 // aboutKey reports whether problem, FILE:LINE: key: what, is about one of keys or
-// inside it, or about the list one of them is an item of.
+// inside it, about the list one of them is an item of, or a check across it. A check
+// across keys names the keys it reads, as it must to be acted on: a problem of the
+// mapping holding the key (limits[0]: needs exactly one of requests, tokens or
+// concurrency), of a key beside it (base_url: is required (or targets)) or of the list
+// that mapping is an item of (routes: weights add up to 50) that names the key is that
+// check run on the null left in its place. One that does not (an unknown backend
+// beside a refused weight) stands on its own and is kept.
 func aboutKey(problem, path string, keys []string) bool {
 	rest, ok := strings.CutPrefix(problem, path+":")
 	if !ok {
@@ -406,7 +418,7 @@ func aboutKey(problem, path string, keys []string) bool {
 	if !ok {
 		return false
 	}
-	key, _, ok := strings.Cut(rest, ": ")
+	key, what, ok := strings.Cut(rest, ": ")
 	if !ok {
 		return false
 	}
@@ -417,8 +429,46 @@ func aboutKey(problem, path string, keys []string) bool {
 		if i := strings.LastIndexByte(k, '['); i > 0 && strings.HasSuffix(k, "]") && key == k[:i] {
 			return true
 		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 || strings.HasSuffix(k, "]") {
+			continue
+		}
+		m := k[:i]
+		beside := key == m || strings.HasPrefix(key, m+".")
+		if j := strings.LastIndexByte(m, '['); j > 0 && strings.HasSuffix(m, "]") && key == m[:j] {
+			beside = true
+		}
+		if beside && namesKey(what, k[i+1:]) {
+			return true
+		}
 	}
 	return false
+}
+
+// namesKey reports whether text names the key name as a word of its own, or its
+// plural (weights for weight).
+func namesKey(text, name string) bool {
+	if name == "" {
+		return false
+	}
+	word := func(c byte) bool {
+		return c == '_' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+	}
+	for from := 0; ; {
+		i := strings.Index(text[from:], name)
+		if i < 0 {
+			return false
+		}
+		i += from
+		end := i + len(name)
+		if end < len(text) && text[end] == 's' {
+			end++
+		}
+		if (i == 0 || !word(text[i-1])) && (end == len(text) || !word(text[end])) {
+			return true
+		}
+		from = i + 1
+	}
 }
 
 // keyRefProblem is the problem of a key holding ${.
@@ -568,8 +618,14 @@ func expandValue(s string, env func(string) (string, bool)) (string, []string, s
 // checkKeys walks the document against the config types, reporting unknown keys with
 // their line and recording the line of every key path and the keys given twice.
 func checkKeys(n *yaml.Node, t reflect.Type, path string, cfg *Config, report func(int, string, string)) {
-	kc := keyChecker{cfg: cfg, report: report, merged: map[mergeAt]bool{}}
+	kc := keyChecker{cfg: cfg, report: report, merged: map[mergeAt]bool{}, fractions: &[]*yaml.Node{}}
 	kc.check(n, t, path)
+	// A fraction is refused as a value of the wrong type is, and read as null: the
+	// decoder's whole part (50 of 50.5) would be checked as if written. Set aside
+	// after the walk, so that an anchored one is refused at each alias too.
+	for _, f := range *kc.fractions {
+		*f = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: f.Line, Column: f.Column}
+	}
 	recordDuplicates(n, path, cfg)
 }
 
@@ -609,6 +665,8 @@ type keyChecker struct {
 	// would recurse forever, and a chain of anchors each merging the one before
 	// several times would take exponential time.
 	merged map[mergeAt]bool
+	// fractions are the numbers with a fraction refused where a whole number belongs.
+	fractions *[]*yaml.Node
 }
 
 type mergeAt struct {
@@ -630,6 +688,7 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 			// no cap at all.
 			kc.report(n.Line, path, "must be a whole number, not "+n.Value)
 			kc.cfg.refused = append(kc.cfg.refused, path)
+			*kc.fractions = append(*kc.fractions, n)
 		}
 	case (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && wrongCollection(n, t):
 		// A mapping or list where one value, a list or a section belongs (endpoints

@@ -106,3 +106,78 @@ func TestConfigMLflowProblemKeepsSectionChecks(t *testing.T) {
 		})
 	}
 }
+
+// A refused value is read as null so that the rest is checked, but a check across keys
+// then found that null wrong at a key beside it, the refused value's problem again in
+// words false for the file as written: targets are given, the limit names requests,
+// the weights are 50 and 50. A problem beside it that does not read it (an unknown
+// backend in the route of a refused weight) is still reported.
+func TestConfigRefusedValueNotReportedAgainBesideIt(t *testing.T) {
+	const ab = "backends:\n  a: {provider: mock, model: m}\n  b: {provider: mock, model: m}\nendpoints:\n"
+	for _, c := range []struct {
+		name, y string
+		want    []string
+	}{
+		{"targets not a list: base_url not asked for",
+			"backends:\n  a: {provider: openai, targets: 5, model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: a}]}\n",
+			[]string{"t.yaml:2: backends.a.targets: must be a list, not a number"}},
+		{"route weight not a number: the weights not summed",
+			ab + "  - {name: chat, type: chat, routes: [{backend: a, weight: fifty}, {backend: b, weight: 50}]}\n",
+			[]string{"t.yaml:5: endpoints[0].routes[0].weight: must be a number, not a string"}},
+		{"limit amount not a number: the limit not said to lack one",
+			"backends:\n  a: {provider: mock, model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: a}], limits: [{per: user, requests: x, window: minute}]}\n",
+			[]string{"t.yaml:4: endpoints[0].limits[0].requests: must be a number, not a string"}},
+		{"an unknown backend beside a refused weight",
+			ab + "  - {name: chat, type: chat, routes: [{backend: c, weight: fifty}, {backend: b, weight: 50}]}\n",
+			[]string{
+				"t.yaml:5: endpoints[0].routes[0].weight: must be a number, not a string",
+				`t.yaml:5: endpoints[0].routes[0].backend: unknown backend "c"`,
+			}},
+		{"a bad per beside a refused amount",
+			"backends:\n  a: {provider: mock, model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: a}], limits: [{per: team, requests: x, window: minute}]}\n",
+			[]string{
+				"t.yaml:4: endpoints[0].limits[0].requests: must be a number, not a string",
+				"t.yaml:4: endpoints[0].limits[0].per: must be one of api_key, user, endpoint (or model), ip",
+			}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, problems := parseProblems(t, c.y, nil)
+			if !slices.Equal(problems, c.want) {
+				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(problems, "\n"), strings.Join(c.want, "\n"))
+			}
+		})
+	}
+}
+
+// README, MLflow AI Gateway configs: a value of the wrong type in an MLflow file is the
+// one problem of its key. It was read as null and the translation reported the null
+// again ("endpoint_type: is required", provider "" is not supported, "calls: must be
+// positive", openai_api_key required inside a config written as a list).
+func TestConfigMLflowRefusedValueReportedOnce(t *testing.T) {
+	const model = "    model:\n      provider: openai\n      name: gpt-4o\n      config: {openai_api_key: sk-abcdefghijkl}\n"
+	const chat = "endpoints:\n  - name: chat\n    endpoint_type: llm/v1/chat\n"
+	for _, c := range []struct{ name, y, want string }{
+		{"endpoint_type a list",
+			"endpoints:\n  - name: chat\n    endpoint_type: [llm/v1/chat]\n" + model,
+			"t.yaml:3: endpoints[0].endpoint_type: must be a string, not a list"},
+		{"provider a list",
+			chat + "    model:\n      provider: [openai]\n      name: gpt-4o\n      config: {openai_api_key: sk-abcdefghijkl}\n",
+			"t.yaml:5: endpoints[0].model.provider: must be a string, not a list"},
+		{"limit calls not a number",
+			chat + model + "    limit: {calls: x, renewal_period: minute}\n",
+			"t.yaml:8: endpoints[0].limit.calls: must be a number, not a string"},
+		{"limit calls with a fraction",
+			chat + model + "    limit: {calls: 2.5, renewal_period: minute}\n",
+			"t.yaml:8: endpoints[0].limit.calls: must be a whole number, not 2.5"},
+		{"config a list",
+			chat + "    model:\n      provider: openai\n      name: gpt-4o\n      config: [a]\n",
+			"t.yaml:7: endpoints[0].model.config: must be a mapping, not a list"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, problems := parseProblems(t, c.y, nil)
+			if !slices.Equal(problems, []string{c.want}) {
+				t.Fatalf("problems = %q, want [%q]", problems, c.want)
+			}
+		})
+	}
+}

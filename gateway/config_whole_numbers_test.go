@@ -42,3 +42,35 @@ func TestConfigFractionWhereWholeNumberBelongs(t *testing.T) {
 		t.Fatalf("retries = %d, weight = %d; want 2 and 100", e.Retries, e.Routes[0].Weight)
 	}
 }
+
+// A fraction is refused and read as null, as a value of the wrong type is: the checks
+// ran on the decoder's whole parts and added "weights add up to 99, want 100" for route
+// weights of 50.5 and 49.5, which add up to 100 as written. The same anchored fraction
+// is refused at each key it stands at.
+func TestConfigFractionNotCheckedAsCut(t *testing.T) {
+	const ab = "backends:\n  a: {provider: mock, model: m}\n  b: {provider: mock, model: m}\nendpoints:\n"
+	for _, c := range []struct {
+		name, y string
+		want    []string
+	}{
+		{"weights adding up to 100 as written",
+			ab + "  - {name: chat, type: chat, routes: [{backend: a, weight: 50.5}, {backend: b, weight: 49.5}]}\n",
+			[]string{
+				"t.yaml:5: endpoints[0].routes[0].weight: must be a whole number, not 50.5",
+				"t.yaml:5: endpoints[0].routes[1].weight: must be a whole number, not 49.5",
+			}},
+		{"an anchored fraction at two keys",
+			ab + "  - {name: chat, type: chat, routes: [{backend: a, weight: &w 50.5}, {backend: b, weight: *w}]}\n",
+			[]string{
+				"t.yaml:5: endpoints[0].routes[0].weight: must be a whole number, not 50.5",
+				"t.yaml:5: endpoints[0].routes[1].weight: must be a whole number, not 50.5",
+			}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, problems := parseProblems(t, c.y, nil)
+			if !slices.Equal(problems, c.want) {
+				t.Fatalf("problems = %q, want %q", problems, c.want)
+			}
+		})
+	}
+}

@@ -214,20 +214,22 @@ var mlflowProviders = map[string]mlflowProvider{
 	"openai-compatible":                     {"openai", "api_key", "api_base", "", false, nil, false, 0},
 }
 
-// fromMLflow turns an MLflow gateway config into ours: one backend per endpoint, named
-// after it. Problems name the MLflow file's own keys and lines, those found later in
-// the config built from it too (cfg.mlflowKeys). It reports whether cfg was built, to
-// be checked: not when the file could not be read (decodeRest).
-func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem string)) bool {
+// readMLflow decodes an MLflow gateway config as checkKeys and decodeRest do ours,
+// reporting what they find, and reports whether the file could be read.
+func readMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem string)) (*mlflowFile, bool) {
 	checkKeys(root, reflect.TypeOf(mlflowFile{}), "", cfg, report)
-	var f mlflowFile
-	decoded, ok := decodeRest(root, cfg, &f)
+	f := &mlflowFile{}
+	decoded, ok := decodeRest(root, cfg, f)
 	for _, p := range decoded {
 		report(0, "", p)
 	}
-	if !ok {
-		return false
-	}
+	return f, ok
+}
+
+// fromMLflow turns an MLflow gateway config, as readMLflow read it, into ours: one
+// backend per endpoint, named after it. Problems name the MLflow file's own keys and
+// lines, those found later in the config built from it too (cfg.mlflowKeys).
+func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem string)) {
 	cfg.Server, cfg.Auth, cfg.Limiter, cfg.Tracing, cfg.Logging = f.Server, f.Auth, f.Limiter, f.Tracing, f.Logging
 	list, listKey := f.Endpoints, "endpoints"
 	if len(list) == 0 {
@@ -394,7 +396,6 @@ func fromMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		cfg.Endpoints = append(cfg.Endpoints, ec)
 		keys.entries = append(keys.entries, mlflowSource{index: i, name: name, typKey: typKey, mp: mp, config: c})
 	}
-	return true
 }
 
 // mlflowKeys maps the keys of a config built from an MLflow file back onto the
