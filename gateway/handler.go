@@ -712,21 +712,31 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		err := b.Send(&r.call, &ctx.Response, &r.res)
 		r.obsRoute = t.Route
-		if refusedLocally(err) {
-			// The backend refused the request before leasing a target: no
-			// attempt reached an upstream, so none is observed, counted or
-			// traced (its span was started to pass traceparent upstream).
+		if refused := refusedLocally(err); refused || unavailable(err) {
+			// The backend answered without an upstream: it refused the call before
+			// leasing a target (a parameter its API cannot express), or had none to
+			// lease (every target busy or out of service). No attempt reached an
+			// upstream, so none is observed, counted or traced (its span was
+			// started to pass traceparent upstream). Another attempt on this
+			// backend finds the same: go to the next backend of the plan at once.
 			tracing.Discard(as)
 			r.attempts--
-			if i == 0 {
-				r.errKind = "invalid_request"
+			i = max(i, p.Retries)
+			if last == nil {
+				// The first backend's own answer, until an upstream gives one.
 				r.servedByNoRoute(t)
-				r.setHeaders(ctx)
-				return nil
+				if refused {
+					r.errKind = "invalid_request"
+					r.setHeaders(ctx)
+					return nil
+				}
+				last = err
+				continue
 			}
-			// A fallback that cannot take the call (an Anthropic one asked for
-			// n=2) is skipped: the request is valid, and a 400 in place of the
-			// last upstream's error would tell the client not to retry it.
+			// A fallback (or retry) that cannot take the call is skipped: the error
+			// of the attempt before it stands (an upstream's answer and its
+			// Retry-After, a timeout), as the gateway's own 400 would tell the
+			// client not to retry a valid request, and its own 503 to retry at once.
 			r.backend, r.variant, r.be, r.series, r.obsRoute = prevBackend, prevVariant, prevBe, prevSeries, prevRoute
 			ctx.Response.Reset()
 			var ue *providers.UpstreamError
@@ -813,26 +823,6 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			return nil
 		}
 		as.End()
-		if errors.Is(err, providers.ErrNoHealthyTarget) || errors.Is(err, providers.ErrOverloaded) {
-			// The backend made no attempt, and another on it finds the same
-			// pool: go to the next backend of the plan at once.
-			i = max(i, p.Retries)
-			var ue *providers.UpstreamError
-			if errors.As(last, &ue) {
-				// An upstream answered before: its error and Retry-After stand,
-				// as when a fallback refuses the call (a 503 of the gateway's
-				// own would have the client retry at once).
-				r.backend, r.variant, r.be, r.series, r.obsRoute = prevBackend, prevVariant, prevBe, prevSeries, prevRoute
-				ctx.Response.Reset()
-				r.kept.CopyTo(&ctx.Response)
-				if i == total-1 {
-					r.passUpstreamError(ctx, ue)
-					return nil
-				}
-				continue
-			}
-			r.servedByNoRoute(t)
-		}
 		last = err
 		if errors.Is(err, providers.ErrClientGone) {
 			// Its client hung up while the request was queued (nothing went
@@ -1050,6 +1040,13 @@ func (r *request) setLimitHeaders(ctx *fasthttp.RequestCtx) {
 func (r *request) servedByNoRoute(t *router.Target) {
 	r.variant = ""
 	r.series = r.ep.refusedBy(t.Backend)
+}
+
+// unavailable reports whether the backend had no target to send the call to: none in
+// service, or every one at max_concurrency (its queue full or the wait over) or with
+// every connection max_connections allows busy.
+func unavailable(err error) bool {
+	return errors.Is(err, providers.ErrNoHealthyTarget) || errors.Is(err, providers.ErrOverloaded)
 }
 
 // refusedLocally reports whether the backend refused the request before leasing a

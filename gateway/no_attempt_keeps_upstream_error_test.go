@@ -117,3 +117,52 @@ func checkUpstreamAnswer(t *testing.T, g *gw, body string, status int, retryAfte
 		t.Errorf("x-tollgate-backend %q, want up, whose answer it is", got)
 	}
 }
+
+// TestNoAttemptKeepsTimeout: the error a backend that makes no attempt leaves standing
+// is any upstream's failure, not only an answer. After the primary timed out, a
+// fallback that cannot take the request (an anthropic one asked for n=2, one at
+// max_concurrency) is skipped, and a retry that finds the backend out of service makes
+// none: the client gets the primary's 504 upstream_timeout, named as up's, not the
+// gateway's own 503 named after a backend that never saw the request.
+func TestNoAttemptKeepsTimeout(t *testing.T) {
+	slow := serveUpstream(t, func(ctx *fasthttp.RequestCtx) { time.Sleep(300 * time.Millisecond); answerChat(ctx) })
+	spare, spareArrived, release := heldChatUpstream(t)
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", shutdown_grace: 1s}
+backends:
+  up: {provider: openai, base_url: "http://`+slow+`/v1", model: up-model, timeout: 100ms}
+  ejecting: {provider: openai, base_url: "http://`+slow+`/v1", model: up-model, timeout: 100ms,
+             health: {eject_after: 1, eject_for: 1m}}
+  spare: {provider: openai, base_url: "http://`+spare+`/v1", model: spare-model, max_concurrency: 1}
+  claude: {provider: anthropic, base_url: "http://`+spare+`/v1", model: claude-3-5-haiku-latest, api_key: abcdefghijkl}
+endpoints:
+  - {name: refusing-fallback, type: chat, routes: [{backend: up}], fallbacks: [claude]}
+  - {name: busy-fallback, type: chat, routes: [{backend: up}], fallbacks: [spare]}
+  - {name: retry-out-of-service, type: chat, routes: [{backend: ejecting}], retries: 2}
+  - {name: direct, type: chat, routes: [{backend: spare}]}
+logging: {level: error, access_log: false}
+`)
+	// A request of another endpoint holds the busy fallback's one slot.
+	held := make(chan struct{})
+	go func() {
+		tryPostChat(g.url, `{"model":"direct","messages":[{"role":"user","content":"hi"}]}`)
+		close(held)
+	}()
+	waitFor(t, func() bool { return spareArrived.Load() == 1 })
+	defer func() { close(release); <-held }()
+
+	for _, c := range []struct{ name, endpoint, params, backend string }{
+		{"anthropic fallback refusing n=2", "refusing-fallback", `"n":2,`, "up"},
+		{"fallback at max_concurrency", "busy-fallback", "", "up"},
+		{"retry finds the backend out of service", "retry-out-of-service", "", "ejecting"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, b := postRaw(t, http.DefaultClient, g.url+"/v1/chat/completions",
+				`{"model":"`+c.endpoint+`",`+c.params+`"messages":[{"role":"user","content":"hi"}]}`, nil)
+			if resp.StatusCode != 504 || resp.Header.Get("X-Tollgate-Backend") != c.backend || !strings.Contains(string(b), `"upstream_timeout"`) {
+				t.Fatalf("got %d from %q: %s; want the first attempt's 504 upstream_timeout from %s",
+					resp.StatusCode, resp.Header.Get("X-Tollgate-Backend"), b, c.backend)
+			}
+		})
+	}
+}
