@@ -25,6 +25,9 @@ var (
 	errTooLarge   = apiError{413, "invalid_request_error", "request_too_large", "", "The request body is larger than this gateway accepts."}
 	errNoKey      = apiError{401, "authentication_error", "missing_api_key", "", "You didn't provide an API key. Send it in the Authorization header as Bearer YOUR_KEY."}
 	errBadKey     = apiError{401, "authentication_error", "invalid_api_key", "", "Incorrect API key provided."}
+	// errNotBearer is errBadKey for an Authorization header of another scheme (Basic):
+	// its challenge carries no error code (RFC 6750 3.1).
+	errNotBearer  = errBadKey
 	errNotFound   = apiError{404, "invalid_request_error", "not_found", "", "Unknown request URL. Please check the URL and method."}
 	errMethod     = apiError{405, "invalid_request_error", "method_not_allowed", "", "This URL does not accept that HTTP method."}
 	errUnreadable = apiError{400, "invalid_request_error", "bad_request", "", "The HTTP request could not be read."}
@@ -80,7 +83,7 @@ var (
 
 func writeError(resp *fasthttp.Response, e *apiError) {
 	switch e {
-	case &errNoKey:
+	case &errNoKey, &errNotBearer:
 		// RFC 9110 11.6.1: a 401 names the scheme it wants; RFC 6750 3.1: an error
 		// only when a key was sent.
 		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallenge)

@@ -576,7 +576,7 @@ func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError
 	presented := h.PeekBytes(hdrAuthz)
 	if len(presented) > 0 {
 		if len(presented) < len(strBearer) || !bytes.EqualFold(presented[:len(strBearer)], strBearer) {
-			return nil, &errBadKey
+			return nil, &errNotBearer
 		}
 		presented = bytes.TrimSpace(presented[len(strBearer):])
 	} else if presented = h.PeekBytes(hdrAPIKey); len(presented) == 0 {
