@@ -16,10 +16,11 @@ import (
 )
 
 // After a stream the connection serves its next requests through the gateway's own
-// wrapper (firstByteConn), around fasthttp's hijacked connection when a request was
+// wrapper (firstByteConn), which holds what fasthttp had read of the requests
 // pipelined behind the stream. These tests check that the requests served so are
-// served as on a fresh connection: the wrappers give what the connection under them
-// can do (its socket, its lingering close, its TLS state).
+// served as on a fresh connection: the wrapper gives what the connection under it
+// can do (its socket, its lingering close, its TLS state), however many streams the
+// connection carried.
 
 // TestHangUpWatchedAfterPipelinedStream: README, a non-streamed request's hang-up
 // closes the upstream connection at the next 200 ms tick. It does so on a connection
@@ -86,6 +87,22 @@ func TestHangUpWatchedAfterPipelinedStream(t *testing.T) {
 				}
 			}
 		}},
+		// The connection is wrapped once, not once per stream: the watch finds
+		// the socket only so many wrappers deep.
+		{"after 10 streams, each with a request pipelined behind it", func(t *testing.T, c *rawClient, name string) {
+			for i := range 10 {
+				n := name + "-" + strconv.Itoa(i)
+				if _, err := io.WriteString(c.conn, rawRequest(t, g, streamBody, "X-Test-Client: stream-"+n)+
+					rawRequest(t, g, chatBody, "X-Test-Client: plain-"+n)); err != nil {
+					t.Fatal(err)
+				}
+				for j := range 2 {
+					if code, _ := c.status(t); code != 200 {
+						t.Fatalf("round %d, pipelined answer %d: %d", i, j, code)
+					}
+				}
+			}
+		}},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,6 +147,15 @@ func TestOversizedBodyAfterStreamGets413(t *testing.T) {
 			}
 			readStream(t, br).Body.Close()
 			readChat(t, br)
+		}},
+		{"after 10 streams, each with a request pipelined behind it", func(t *testing.T, c net.Conn, br *bufio.Reader) {
+			for range 10 {
+				if _, err := io.WriteString(c, rawRequest(t, g, streamBody)+rawRequest(t, g, chatBody)); err != nil {
+					t.Fatal(err)
+				}
+				readStream(t, br).Body.Close()
+				readChat(t, br)
+			}
 		}},
 	}
 	for _, tc := range tests {
@@ -183,5 +209,48 @@ func TestTLSSchemeAfterStream(t *testing.T) {
 		if v, _ := attr(spans[0].Snapshot(), "url.scheme"); v.AsString() != "https" {
 			t.Errorf("%s, on the TLS listener: server span url.scheme = %q, want https", id, v.AsString())
 		}
+	}
+}
+
+// hijackedConn reads through r, as fasthttp's hijacked connection reads through its
+// connection's buffered reader.
+type hijackedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c hijackedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// TestPipelinedKeepsOneWrapper: what fasthttp's reader holds of the requests
+// pipelined behind a stream is copied into the connection's one wrapper, behind
+// what that wrapper still held, rather than read through fasthttp's reader by one
+// more wrapper per stream; the socket's own bytes come after both.
+func TestPipelinedKeepsOneWrapper(t *testing.T) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	go func() { _, _ = io.WriteString(b, "one two three four") }()
+	// The first stream's reader has taken its request, "one ", and holds more.
+	br := bufio.NewReaderSize(a, 16)
+	if _, err := io.ReadFull(br, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	scratch := make([]byte, 1)
+	first, held := pipelined(a, hijackedConn{a, br}, scratch)
+	fb := asFirstByteConn(first)
+	if !held || fb == nil || fb.Conn != a {
+		t.Fatalf("after the first stream: %T (held %v), want a wrapper of the connection holding what was buffered", first, held)
+	}
+	// The next stream's reader, over the wrapper, takes "two " and holds more.
+	br = bufio.NewReaderSize(first, 16)
+	if _, err := io.ReadFull(br, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	second, held := pipelined(first, hijackedConn{first, br}, scratch)
+	if !held || second != first {
+		t.Fatalf("after the second stream: %T (held %v), want the first wrapper again", second, held)
+	}
+	got := make([]byte, len("three four"))
+	if _, err := io.ReadFull(second, got); err != nil || string(got) != "three four" {
+		t.Errorf("read %q, %v; want the rest in order, %q", got, err, "three four")
 	}
 }

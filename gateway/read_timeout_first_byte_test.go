@@ -151,3 +151,54 @@ func TestIdleNewConnectionGetsNoAnswer(t *testing.T) {
 		t.Errorf("an access log line for a connection that sent no request:\n%s", logs)
 	}
 }
+
+// TestResetNewConnectionUncounted: a client that connects and resets the connection
+// without sending a byte of a request (a load balancer's TCP health check, a port
+// scanner) has made no request, any more than one that idles: nothing is counted in
+// tollgate_requests_total nor logged, plain or over TLS after the handshake.
+func TestResetNewConnectionUncounted(t *testing.T) {
+	pki := newTestPKI(t)
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	g := startGateway(t, serverConfig(up, "read_timeout: 2s, idle_timeout: 5s"))
+	gt := startGateway(t, serverConfig(up, "read_timeout: 2s, idle_timeout: 5s, "+tlsSettings(pki)))
+	tests := []struct {
+		name string
+		g    *gw
+		tls  bool
+	}{
+		{"plain", g, false},
+		{"TLS, after the handshake", gt, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := requestsTotal(t, tc.g)
+			logged := strings.Count(tc.g.logs.String(), `"msg":"request"`)
+			c, err := net.Dial("tcp", tc.g.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.tls {
+				tconn := tls.Client(c, &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+				_ = tconn.SetDeadline(time.Now().Add(5 * time.Second))
+				if err := tconn.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // accepted, waiting for its first byte
+			_ = c.(*net.TCPConn).SetLinger(0)
+			_ = c.Close() // a reset
+			// Nothing to wait for but time: a count, if any, comes within it.
+			after := before
+			for end := time.Now().Add(time.Second); after == before && time.Now().Before(end); {
+				time.Sleep(20 * time.Millisecond)
+				after = requestsTotal(t, tc.g)
+			}
+			if after != before {
+				t.Errorf("tollgate_requests_total went from %v to %v for a connection reset before a byte of a request", before, after)
+			}
+			if n := strings.Count(tc.g.logs.String(), `"msg":"request"`); n != logged {
+				t.Errorf("an access log line for a connection reset before a byte of a request:\n%s", tc.g.logs.String())
+			}
+		})
+	}
+}

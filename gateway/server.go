@@ -190,9 +190,7 @@ func New(path string, opt Options) (*Server, error) {
 		ExpectHandler:   s.expectContinue,
 		// Streams hijack their connection and give it back with ServeConn.
 		KeepHijackedConns: true,
-		// 8 KiB holds the largest request headers clients send (long bearer tokens,
-		// cookies) while keeping each of thousands of idle or streaming connections small.
-		ReadBufferSize:    8 << 10,
+		ReadBufferSize:    readBufferSize,
 		StreamRequestBody: false,
 		Logger:            fasthttpLogger{log},
 	}
@@ -203,6 +201,11 @@ func New(path string, opt Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// readBufferSize is the API server's read buffer, which a request's header block must
+// fit in: 8 KiB holds the largest request headers clients send (long bearer tokens,
+// cookies) while keeping each of thousands of idle or streaming connections small.
+const readBufferSize = 8 << 10
 
 // readLimit is how much body fasthttp reads before refusing. It is above
 // max_body_bytes so that the handler answers a moderately oversized body with a 413
@@ -255,8 +258,8 @@ var errURITooLong = apiError{414, "invalid_request_error", "uri_too_long", "", "
 
 // serveParseError answers requests fasthttp could not read, in OpenAI's error shape.
 // A connection that sent no byte of a request gets no answer and is not counted:
-// one idle past its wait for its first byte reads as ended (deadline.Listener's
-// FirstByte), and one whose TLS handshake failed carries nothing.
+// one idle past its wait for its first byte, or reset during it, reads as ended
+// (deadline.Listener's FirstByte), and one whose TLS handshake failed carries nothing.
 func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	if tc, ok := ctx.Conn().(tlsConn); ok && !tc.ConnectionState().HandshakeComplete {
 		return
@@ -276,7 +279,7 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 		}
 	case errors.As(err, &small):
 		e = &errHeaderTooLarge
-		if requestLineCut(small) {
+		if requestLineCut(ctx.Conn(), small) {
 			e = &errURITooLong
 		}
 	case errors.As(err, &ne) && ne.Timeout():
@@ -303,16 +306,24 @@ func connUnder[T any](c net.Conn) (T, bool) {
 	return zero, false
 }
 
+// lineFeeder is a connection that tells whether a line feed came in what it read
+// last (deadline.Listener's Lines).
+type lineFeeder interface {
+	LineFeedIn(n, skip int) (found, known bool)
+}
+
 // requestLineCut reports whether the header block that err refused for filling the
 // read buffer had not even ended its request line there, which is then 414 rather
 // than 431. fasthttp resets the header before the error handler runs and keeps the
-// buffer to itself; its error quotes the buffer's first and last 200 bytes. A line
-// feed in either shows that a line ended in the buffer (the request line, or one
-// after it), as does a space in the last (a request-target has none, a header value
-// such as a cookie list has). A request line over 200 bytes followed by a header
-// field that overflows the buffer with no space in its last 200 bytes reads as 414
-// too. Without the quote (fasthttp's SecureErrorLogMessage) it is 431.
-func requestLineCut(err error) bool {
+// buffer to itself, but the buffer is the last readBufferSize bytes read from the
+// connection c, which tells whether a line feed came in them, past the empty lines
+// fasthttp skips ahead of a request line (those its error quotes at the buffer's
+// start). Where c cannot tell (a request pipelined behind another in one read, or
+// whose empty lines came in one read with its request line), the bytes quoted
+// decide: the buffer's first and last 200. A line feed in the first shows that a line ended in the buffer, as does in the
+// last a line feed, a character no URL has (a space, a quote) or a colon. Without the
+// quote (fasthttp's SecureErrorLogMessage) it is 431.
+func requestLineCut(c net.Conn, err error) bool {
 	_, quoted, ok := strings.Cut(err.Error(), "contents: ")
 	if !ok {
 		return false
@@ -322,7 +333,16 @@ func requestLineCut(err error) bool {
 		return false
 	}
 	head, err := strconv.Unquote(first)
-	if err != nil || strings.ContainsRune(strings.TrimLeft(head, "\r\n"), '\n') {
+	if err != nil {
+		return false
+	}
+	line := strings.TrimLeft(head, "\r\n")
+	if lf, ok := connUnder[lineFeeder](c); ok {
+		if found, known := lf.LineFeedIn(readBufferSize, len(head)-len(line)); known {
+			return !found
+		}
+	}
+	if strings.ContainsRune(line, '\n') {
 		return false
 	}
 	tail, ok := strings.CutPrefix(quoted[len(first):], "...")
@@ -335,7 +355,23 @@ func requestLineCut(err error) bool {
 		return false
 	}
 	end, err := strconv.Unquote(last)
-	return err == nil && !strings.ContainsAny(end, "\n ")
+	return err == nil && onlyURLBytes(end)
+}
+
+// onlyURLBytes reports whether s holds only characters a request-target may have
+// (RFC 3986's unreserved, sub-delims, '/', '?', '@', '%'), but for ':', which is
+// rare in one and ends every header field's name.
+func onlyURLBytes(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~!$&'()*+,;=/?@%[]", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Listen opens both listeners; Addr and AdminAddr are valid after it.
@@ -354,8 +390,9 @@ func (s *Server) Listen() error {
 	// each; deadline.Listener makes that free. It also has a new connection wait
 	// for its first byte as a kept-alive one waits for its next request, so that
 	// read_timeout counts from that byte: fasthttp counts it from the accept on a
-	// new connection, and answers one that sent nothing with a 408.
-	api := deadline.Listener{Listener: ln, FirstByte: idleTimeout(s.api)}
+	// new connection, and answers one that sent nothing with a 408. It follows
+	// the line feeds read too, for requestLineCut.
+	api := deadline.Listener{Listener: ln, FirstByte: idleTimeout(s.api), Lines: true}
 	s.apiLn, s.admLn = api, deadline.Listener{Listener: adm, FirstByte: idleTimeout(s.admin)}
 	if s.cert.Load() != nil {
 		s.apiLn = deadline.NewTLSListener(api, &tls.Config{

@@ -5,10 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,8 +105,8 @@ var detach = func(r *request, conn net.Conn) { go r.streamDetached(conn) }
 // returns, so from here the connection's next request gets a goroutine of its own.
 func (r *request) serveHijacked(hc net.Conn) {
 	conn, s := r.conn, r.s
-	next := pipelined(conn, hc, r.peek[:])
-	if next == conn {
+	next, held := pipelined(conn, hc, r.peek[:])
+	if next != nil && !held {
 		detach(r, conn)
 		return
 	}
@@ -132,9 +132,15 @@ func (r *request) streamDetached(conn net.Conn) {
 		return
 	}
 	if first >= 0 {
-		// The client sent its next request while the stream ran.
-		next, fb := newFirstByteConn(conn)
-		fb.b, fb.has = [1]byte{byte(first)}, true
+		// The client sent its next request while the stream ran. A connection
+		// that came here wrapped is served by its wrapper, not wrapped again, as
+		// in awaitNext.
+		next, fb := conn, asFirstByteConn(conn)
+		if fb == nil {
+			next, fb = newFirstByteConn(conn)
+		}
+		fb.b[0] = byte(first)
+		fb.ahead = fb.b[:1]
 		_ = s.api.ServeConn(next)
 		return
 	}
@@ -209,7 +215,7 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 	// A connection that came back here before is reused, not wrapped again: one
 	// wrapper per stream would pile up on a connection that carries many.
 	next, fb := conn, asFirstByteConn(conn)
-	reused := fb != nil && !fb.has
+	reused := fb != nil && len(fb.ahead) == 0
 	if !reused {
 		// From a pool: most connections that end here close, and then the
 		// wrapper goes back instead of costing each stream an allocation.
@@ -217,7 +223,7 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 	}
 	var n int
 	if conn.SetReadDeadline(deadline) == nil {
-		n, _ = fb.readAhead()
+		n, _ = fb.Conn.Read(fb.b[:])
 	}
 
 	s.afterStreamMu.Lock()
@@ -230,7 +236,7 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 		}
 		return nil
 	}
-	fb.has = true
+	fb.ahead = fb.b[:1]
 	return next
 }
 
@@ -271,17 +277,19 @@ func (s *Server) closeAfterStream() {
 	}
 }
 
-// firstByteConn is a connection whose first byte was read ahead into b. It reads
-// through r, when set: fasthttp's hijacked connection, whose reader holds what the
-// client pipelined behind a stream. Everything else goes to the connection itself,
-// and NetConn gives it: fasthttp's wrapper gives nothing of the connection under it
-// (no NetConn, no Linger, no TLS state), and the hang-up watch, the lingering close
-// of a 413 and the TLS state of every later request on the connection look for them.
+// firstByteConn is a connection whose next bytes were read ahead: ahead holds those
+// not yet read again, the one byte of a wait for the next request (in b), or what
+// fasthttp's reader had buffered of the requests the client pipelined behind a
+// stream. Everything else goes to the connection itself, and NetConn gives it:
+// fasthttp's hijacked connection gives nothing of the connection under it (no
+// NetConn, no Linger, no TLS state), and the hang-up watch, the lingering close of a
+// 413 and the TLS state of every later request on the connection look for them. A
+// connection is wrapped once however many streams it carries: the hang-up watch and
+// serveParseError look only so many wrappers deep.
 type firstByteConn struct {
 	net.Conn
-	r   io.Reader
-	b   [1]byte
-	has bool
+	ahead []byte
+	b     [1]byte
 }
 
 // NetConn returns the connection c wraps, for the hang-up watch to find its socket
@@ -289,22 +297,15 @@ type firstByteConn struct {
 func (c *firstByteConn) NetConn() net.Conn { return c.Conn }
 
 func (c *firstByteConn) Read(p []byte) (int, error) {
-	if c.has && len(p) > 0 {
-		p[0], c.has = c.b[0], false
-		return 1, nil
-	}
-	if c.r != nil {
-		return c.r.Read(p)
+	if len(c.ahead) > 0 && len(p) > 0 {
+		n := copy(p, c.ahead)
+		if c.ahead = c.ahead[n:]; len(c.ahead) == 0 {
+			// The bytes copied from fasthttp's reader go with it.
+			c.ahead = nil
+		}
+		return n, nil
 	}
 	return c.Conn.Read(p)
-}
-
-// readAhead reads the first byte of what comes next into b.
-func (c *firstByteConn) readAhead() (int, error) {
-	if c.r != nil {
-		return c.r.Read(c.b[:])
-	}
-	return c.Conn.Read(c.b[:])
 }
 
 // tlsConn is what fasthttp takes for a TLS connection (RequestCtx.IsTLS,
@@ -414,25 +415,48 @@ func (r *request) streamTo(failed error, watch bool) (keep bool, first int) {
 	return keep, first
 }
 
-// pipelined returns the connection to serve next: the bare socket, or when hc had
-// bytes buffered, a connection that reads those first; nil if conn failed. scratch
-// is one byte to read into.
-func pipelined(conn, hc net.Conn, scratch []byte) net.Conn {
+// pipelined returns the connection to serve next: conn as it is, or when hc (fasthttp's
+// hijacked connection over conn) had bytes buffered (held), conn's firstByteConn
+// holding them to read first; nil if conn failed. scratch is one byte to read into.
+// The bytes are copied out rather than read through hc, which would keep fasthttp's
+// reader (8 KiB) for the connection's life and put one more wrapper around the
+// connection for each such stream.
+func pipelined(conn, hc net.Conn, scratch []byte) (next net.Conn, held bool) {
 	// A deadline in the past makes a read of the socket fail at once without
-	// consuming anything, so the read below returns only what is buffered.
+	// consuming anything, so the reads below return only what is buffered: in
+	// hc's reader, then in conn's firstByteConn under it.
 	if conn.SetReadDeadline(time.Unix(1, 0)) != nil {
-		return nil
+		return nil, false
 	}
 	n, _ := hc.Read(scratch)
+	var ahead []byte
+	if n > 0 {
+		// What fasthttp's reader holds fits in one read buffer.
+		ahead = make([]byte, 1, readBufferSize)
+		ahead[0] = scratch[0]
+		for {
+			if len(ahead) == cap(ahead) {
+				ahead = slices.Grow(ahead, readBufferSize)
+			}
+			m, err := hc.Read(ahead[len(ahead):cap(ahead)])
+			ahead = ahead[:len(ahead)+m]
+			if m == 0 || err != nil {
+				break
+			}
+		}
+	}
 	if conn.SetReadDeadline(time.Time{}) != nil {
-		return nil
+		return nil, false
 	}
-	if n == 0 {
-		return conn
+	if len(ahead) == 0 {
+		return conn, false
 	}
-	next, fb := newFirstByteConn(conn)
-	fb.r, fb.b, fb.has = hc, [1]byte{scratch[0]}, true
-	return next
+	next, fb := conn, asFirstByteConn(conn)
+	if fb == nil {
+		next, fb = newFirstByteConn(conn)
+	}
+	fb.ahead = ahead
+	return next, true
 }
 
 // maxHeld is how many bytes of events the relay holds before it writes them even

@@ -85,4 +85,26 @@ func TestConnectionCapHoldsAcrossReload(t *testing.T) {
 			t.Fatalf("got %v with max_connections raised 1 -> 2 and one connection busy", err)
 		}
 	})
+	t.Run("a request of the replaced config has its successor's idle connection closed", func(t *testing.T) {
+		// A request that took the replaced config before the reload sends on the
+		// retired backend; the target's one connection is idle in the new
+		// backend's client, which no request of the old one can use.
+		u := startReplica(t)
+		ps := NewPools()
+		c := cfg(u, 1)
+		c.ConnectTimeout = 300 * time.Millisecond
+		old := reload(t, ps, c)
+		cur := reload(t, ps, c)
+		if _, err := sendOnce(cur, promptCall("after the reload", false)); err != nil {
+			t.Fatal(err)
+		}
+		if n := cur.targets[0].client.IdleConnsCount(); n != 1 {
+			t.Fatalf("%d idle connections in the new backend's client, want 1", n)
+		}
+		start := time.Now()
+		if _, err := sendOnce(old, promptCall("taken before the reload", false)); err != nil {
+			t.Errorf("got %v after %v with the only connection idle; want it served (no connection is busy)",
+				err, time.Since(start).Round(time.Millisecond))
+		}
+	})
 }

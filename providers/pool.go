@@ -345,7 +345,8 @@ func (b *Backend) initPool(ps *Pools) {
 				NoDefaultUserAgentHeader: true, MaxResponseBodySize: 8 << 20,
 			})
 		}
-		t.client.DialTimeout = gatedDial(dial, &st.conns, b.cfg.ConnectTimeout, b.cfg.FirstByteTimeout, b.cfg.StreamIdleTimeout)
+		t.client.DialTimeout = gatedDial(dial, &st.conns, t.client, b.cfg.ConnectTimeout, b.cfg.FirstByteTimeout, b.cfg.StreamIdleTimeout)
+		st.conns.join(t.client)
 	}
 	if b.cfg.Affinity.By == "prefix" && len(b.targets) > 1 {
 		p.ring = buildRing(b.targets)
@@ -421,7 +422,8 @@ func (b *Backend) stop() {
 	for _, c := range p.checkers {
 		c.CloseIdleConnections()
 	}
-	for _, t := range b.targets {
+	for i, t := range b.targets {
+		p.states[i].conns.leave(t.client)
 		p.pools.release(b.Name, t.URL, checks)
 	}
 	p.pools.releaseQueue(b.Name)
@@ -1306,16 +1308,58 @@ func judge(l lease, err error) verdict {
 // would count against no cap of its successor's, and each reload would let
 // max_connections more reach the upstream. A retired backend closes the connections
 // its requests leave idle (Backend.done), so that only those in use hold places for
-// long.
+// long. A connection idle in one backend's client serves none of another's
+// requests: a dial that finds every place taken has the other clients close their
+// idle ones first (a request of the replaced config finds those its successor's
+// requests left idle).
 type connGate struct {
 	// open counts the connections dialled or being dialled through the gate; limit
 	// is the cap (0: none): that of the backend last activated under the name.
 	open, limit atomic.Int64
 	// waiting counts the dials waiting for a place.
 	waiting atomic.Int32
+	// clients are the request clients of the backends using the gate, replaced
+	// (under mu) rather than changed, so that closeIdle reads them without the lock
+	// that closing a connection takes (release).
+	clients atomic.Pointer[[]*fasthttp.HostClient]
 	mu      sync.Mutex
 	// freed, made by a dial that waits, is closed when a place may have come free.
 	freed chan struct{}
+}
+
+// join adds a backend's client to the gate's, leave takes it out.
+func (g *connGate) join(c *fasthttp.HostClient) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var cs []*fasthttp.HostClient
+	if old := g.clients.Load(); old != nil {
+		cs = slices.Clone(*old)
+	}
+	cs = append(cs, c)
+	g.clients.Store(&cs)
+}
+
+func (g *connGate) leave(c *fasthttp.HostClient) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if old := g.clients.Load(); old != nil {
+		cs := slices.DeleteFunc(slices.Clone(*old), func(x *fasthttp.HostClient) bool { return x == c })
+		g.clients.Store(&cs)
+	}
+}
+
+// closeIdle has the gate's clients other than self close their idle connections,
+// giving their places back.
+func (g *connGate) closeIdle(self *fasthttp.HostClient) {
+	cs := g.clients.Load()
+	if cs == nil {
+		return
+	}
+	for _, c := range *cs {
+		if c != self {
+			c.CloseIdleConnections()
+		}
+	}
 }
 
 // take claims a place for a new connection if one is free.
@@ -1395,15 +1439,17 @@ func (g *connGate) free(idle int) bool {
 	return idle > 0 || limit <= 0 || g.open.Load() < limit
 }
 
-// gatedDial is dial with its connections held to the target's gate g: a dial that
-// finds every place taken waits for one, up to connect_timeout and the attempt's
+// gatedDial is client's dial with its connections held to the target's gate g: a dial
+// that finds every place taken has the gate's other clients close their idle
+// connections, then waits for a place, up to connect_timeout and the attempt's
 // deadline (timeout), and fails with fasthttp.ErrNoFreeConns, the gateway's own
 // limit, as fasthttp's own wait for a free connection does. The connection it makes
 // gives its place back once closed, and keeps the backend's first-byte and idle
 // timeouts.
-func gatedDial(dial fasthttp.DialFuncWithTimeout, g *connGate, connect, firstByte, idle time.Duration) fasthttp.DialFuncWithTimeout {
+func gatedDial(dial fasthttp.DialFuncWithTimeout, g *connGate, client *fasthttp.HostClient, connect, firstByte, idle time.Duration) fasthttp.DialFuncWithTimeout {
 	return func(addr string, timeout time.Duration) (net.Conn, error) {
 		if !g.take() {
+			g.closeIdle(client)
 			d := connect
 			if timeout > 0 && (d <= 0 || timeout < d) {
 				d = timeout

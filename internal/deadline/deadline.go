@@ -17,6 +17,7 @@
 package deadline
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -45,6 +46,8 @@ type Conn struct {
 	// for reading and writing, in Unix nanoseconds; 0 is none.
 	wantR, setR int64
 	wantW, setW int64
+	// lines follows the line feeds read (Listener's Lines).
+	lines lineFeeds
 }
 
 // Wrap returns c as a Conn.
@@ -163,16 +166,32 @@ func (c *Conn) rearm(dir int, err error) bool {
 }
 
 // Read reads from the connection under the deadline last asked for.
-func (c *Conn) Read(b []byte) (int, error) {
+func (c *Conn) Read(b []byte) (n int, err error) {
 	if c.waiting.Load() && len(b) > 0 {
-		return c.waitFirst(c.Conn, b, &c.askedAt)
-	}
-	for {
-		n, err := c.Conn.Read(b)
-		if err == nil || n > 0 || !c.rearm(read, err) {
-			return n, err
+		n, err = c.waitFirst(c.Conn, b, &c.askedAt)
+	} else {
+		for {
+			n, err = c.Conn.Read(b)
+			if err == nil || n > 0 || !c.rearm(read, err) {
+				break
+			}
 		}
 	}
+	if c.lines.on {
+		c.lines.add(b[:n])
+	}
+	return n, err
+}
+
+// LineFeedIn reports whether a line feed came in the last n bytes read from c, past
+// the first skip of them. known is false when c cannot tell: it was not accepted by
+// a Listener with Lines, or the latest read that brought a line feed ran past those
+// skip bytes, its first line feed coming before (lineFeeds).
+func (c *Conn) LineFeedIn(n, skip int) (found, known bool) {
+	if !c.lines.on {
+		return false, false
+	}
+	return c.lines.in(n, skip)
 }
 
 // Write writes to the connection under the deadline last asked for.
@@ -190,10 +209,12 @@ func (c *Conn) Write(b []byte) (int, error) {
 // waitFirst reads b from r (the socket, or a TLS connection over c) while c waits for
 // the first byte of its peer's first request: under the wait's bound alone, then
 // with the read deadline asked for before it (at askedAt, or just before this read)
-// moved to count from the byte. A wait that runs out reads as the end of the
-// connection (io.EOF): a client that has sent nothing has made no request, and a
-// server closes the connection without an answer, as it closes a kept-alive one idle
-// too long.
+// moved to count from the byte, at which askedAt then puts it. A wait that runs out
+// reads as the end of the connection (io.EOF), and so does one that fails (a reset:
+// load balancers' TCP checks and port scanners close so), but for a connection
+// closed on this side: a client that has sent nothing has made no request, and a
+// server closes the connection without an answer, as it closes a kept-alive one
+// idle too long.
 func (c *Conn) waitFirst(r io.Reader, b []byte, askedAt *atomic.Int64) (int, error) {
 	start := time.Now()
 	c.mu.Lock()
@@ -211,19 +232,24 @@ func (c *Conn) waitFirst(r io.Reader, b []byte, askedAt *atomic.Int64) (int, err
 		// wait counts the deadline asked for from its first byte as this one would.
 		c.wantR = asked
 		c.mu.Unlock()
-		if IsTimeout(err) {
+		if err != nil && !errors.Is(err, net.ErrClosed) {
 			return 0, io.EOF
 		}
 		return 0, err
 	}
 	c.waiting.Store(false)
+	now := time.Now().UnixNano()
 	if asked != 0 {
 		at := askedAt.Load()
 		if at == 0 {
 			at = start.UnixNano()
 		}
-		asked += time.Now().UnixNano() - at
+		asked += now - at
 	}
+	// The deadline now counts as asked for at this byte: a wait for a later first
+	// byte (a request's, after the TLS handshake this one began) moves it from here,
+	// not again from when it was asked for.
+	askedAt.Store(now)
 	// Lazily when later than the wait's bound, as any other.
 	_ = c.setLocked(read, asked)
 	c.mu.Unlock()
@@ -266,6 +292,12 @@ type Listener struct {
 	// read deadline asked for before that byte counts from it. A connection that
 	// sends nothing within it reads as ended (io.EOF).
 	FirstByte time.Duration
+	// Lines, when set, has each connection follow the line feeds in what it reads,
+	// for LineFeedIn: an HTTP server whose read buffer filled before a request's
+	// header block ended tells by it a request line over the buffer (414) from header
+	// fields over it (431). It costs each read a search for its first line feed,
+	// which a request's header block answers within its request line.
+	Lines bool
 }
 
 // Accept waits for the next connection and wraps it.
@@ -275,6 +307,7 @@ func (l Listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	w := Wrap(c)
+	w.lines.on = l.Lines
 	if l.FirstByte > 0 {
 		w.firstByte = l.FirstByte
 		w.waiting.Store(true)
@@ -288,4 +321,39 @@ func (l Listener) Accept() (net.Conn, error) {
 // the kernel gave up on (ETIMEDOUT) is dead, not past a deadline.
 func IsTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, fasthttputil.ErrTimeout)
+}
+
+// lineFeeds follows where line feeds came in what a connection read: the first one
+// of the latest read that brought any, and where that read ended. The last line feed
+// of each read would tell about any span of what was read, but finding it costs a
+// scan of the whole read, body included; the first costs a search that stops at the
+// end of a request line. A span that begins at a read's start, as a request's header
+// block does unless it was pipelined behind another request in one read, is told
+// exactly.
+type lineFeeds struct {
+	on bool
+	// read counts the bytes read; lf is the offset just past the first line feed of
+	// the latest read that had one (0: none yet), end that read's end.
+	read, lf, end int64
+}
+
+func (l *lineFeeds) add(b []byte) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		l.lf, l.end = l.read+int64(i)+1, l.read+int64(len(b))
+	}
+	l.read += int64(len(b))
+}
+
+// in reports whether a line feed came in the last n bytes read, past the first skip
+// of them; known is false when the latest read with one ran past those skip, its
+// first line feed coming before.
+func (l *lineFeeds) in(n, skip int) (found, known bool) {
+	from := max(l.read-int64(n), 0) + int64(skip)
+	switch {
+	case l.lf > from:
+		return true, true
+	case l.end <= from:
+		return false, true
+	}
+	return false, false
 }

@@ -111,6 +111,83 @@ func TestFirstByteWaitEndsAsEOF(t *testing.T) {
 	})
 }
 
+// A new connection reset before its first byte (a load balancer's TCP check, a port
+// scanner) reads as ended too, not as an error for a server to answer (a 400).
+func TestFirstByteWaitResetEndsAsEOF(t *testing.T) {
+	firstByteCases(t, 5*time.Second, func(t *testing.T, c, peer net.Conn) {
+		if tc, ok := peer.(*tls.Conn); ok {
+			// The server's side of the handshake over first: a reset drops
+			// what it has not read.
+			server := c.(interface{ ConnectionState() tls.ConnectionState })
+			for end := time.Now().Add(2 * time.Second); !server.ConnectionState().HandshakeComplete; {
+				if time.Now().After(end) {
+					t.Fatal("handshake not over")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			peer = tc.NetConn()
+		}
+		_ = peer.(*net.TCPConn).SetLinger(0)
+		_ = peer.Close()
+		if n, err := c.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+			t.Errorf("read on a connection reset before its first byte: %d, %v; want io.EOF", n, err)
+		}
+	})
+}
+
+// A TLS client that opens its connection, sends its ClientHello late, then a
+// request's first byte and stalls, is timed out at the read deadline asked for at
+// the accept counted from that byte: the wait for the handshake's first byte is not
+// counted again in the wait for the request's.
+func TestTLSReadDeadlineAfterLateHandshake(t *testing.T) {
+	ln := listen(t)
+	l := NewTLSListener(Listener{Listener: ln, FirstByte: 5 * time.Second}, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	// Not accept's: its handshake would begin before the deadline is asked for.
+	peerCh := make(chan net.Conn, 1)
+	go func() {
+		c, _ := net.Dial("tcp", ln.Addr().String())
+		peerCh <- c
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-peerCh
+	if peer == nil {
+		t.Fatal("dial failed")
+	}
+	t.Cleanup(func() { _ = c.Close(); _ = peer.Close() })
+	// As fasthttp does at the accept: its read timeout from now.
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	type result struct {
+		n   int
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		n, err := c.Read(make([]byte, 8))
+		first <- result{n, err}
+	}()
+	// Connected, the handshake not begun.
+	time.Sleep(time.Second)
+	tc := tls.Client(peer, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test's own certificate
+	_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	if _, err := tc.Write([]byte("P")); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-first; r.n != 1 || r.err != nil {
+		t.Fatalf("first read: %d, %v", r.n, r.err)
+	}
+	_, err = c.Read(make([]byte, 8))
+	if took := time.Since(sent); !errors.Is(err, os.ErrDeadlineExceeded) || took > 900*time.Millisecond {
+		t.Errorf("read after the request's first byte: %v after %v; want the deadline's 300 ms from that byte", err, took.Round(10*time.Millisecond))
+	}
+}
+
 // The wait costs a connection one deadline call for itself and one for the deadline
 // asked for before the byte, when that comes sooner; the deadlines asked for before
 // the byte make none, and the connection's later ones are lazy as ever.

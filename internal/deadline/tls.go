@@ -31,6 +31,8 @@ func (l tlsListener) Accept() (net.Conn, error) {
 	raw := c.(*Conn)
 	tc := &tlsConn{Conn: tls.Server(raw, l.config), raw: raw}
 	tc.waiting.Store(raw.firstByte > 0)
+	// The lines that count are those of what the client sent, not of its records.
+	tc.lines.on, raw.lines.on = raw.lines.on, false
 	return tc, nil
 }
 
@@ -44,6 +46,8 @@ type tlsConn struct {
 	waiting atomic.Bool
 	// askedAt is when the read deadline was asked for during the wait (Conn's).
 	askedAt atomic.Int64
+	// lines follows the line feeds read (Listener's Lines).
+	lines lineFeeds
 }
 
 // SetDeadline sets both deadlines, the read one counting from the first byte of the
@@ -67,16 +71,35 @@ func (c *tlsConn) asked() {
 }
 
 // Read reads what the client sent, after the handshake.
-func (c *tlsConn) Read(b []byte) (int, error) {
+func (c *tlsConn) Read(b []byte) (n int, err error) {
 	if c.waiting.Load() && len(b) > 0 {
 		if err := c.Conn.Handshake(); err != nil {
 			return 0, err
 		}
-		n, err := c.raw.waitFirst(c.Conn, b, &c.askedAt)
+		// The wait for the handshake's first byte made the read deadline asked
+		// for before it count from that byte: this wait moves it from there, not
+		// from when it was asked for, which would count the first wait twice.
+		if at := c.raw.askedAt.Load(); at > c.askedAt.Load() {
+			c.askedAt.Store(at)
+		}
+		n, err = c.raw.waitFirst(c.Conn, b, &c.askedAt)
 		if n > 0 {
 			c.waiting.Store(false)
 		}
-		return n, err
+	} else {
+		n, err = c.Conn.Read(b)
 	}
-	return c.Conn.Read(b)
+	if c.lines.on {
+		c.lines.add(b[:n])
+	}
+	return n, err
+}
+
+// LineFeedIn reports whether a line feed came in the last n bytes the client sent
+// (after decryption), past the first skip of them, as Conn's does.
+func (c *tlsConn) LineFeedIn(n, skip int) (found, known bool) {
+	if !c.lines.on {
+		return false, false
+	}
+	return c.lines.in(n, skip)
 }
