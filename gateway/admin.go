@@ -24,10 +24,11 @@ import (
 // digests are compared, not the strings, so that the time taken says nothing of the
 // token's length either.
 func adminTokenOK(authz []byte, tok string) bool {
-	if len(authz) < len(strBearer) || !bytes.EqualFold(authz[:len(strBearer)], strBearer) {
+	presented, ok := bearerToken(authz)
+	if !ok {
 		return false
 	}
-	got := sha256.Sum256(bytes.TrimSpace(authz[len(strBearer):]))
+	got := sha256.Sum256(presented)
 	want := sha256.Sum256([]byte(tok))
 	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
@@ -35,8 +36,8 @@ func adminTokenOK(authz []byte, tok string) bool {
 // bearerSent reports whether authz holds a bearer token: the Bearer scheme (in any
 // case) and a token after it.
 func bearerSent(authz []byte) bool {
-	return len(authz) > len(strBearer) && bytes.EqualFold(authz[:len(strBearer)], strBearer) &&
-		len(bytes.TrimSpace(authz[len(strBearer):])) > 0
+	tok, ok := bearerToken(authz)
+	return ok && len(tok) > 0
 }
 
 // serveOperator answers /admin/...: the routing of every endpoint, canary verbs, weight

@@ -570,15 +570,24 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 	return r.send(ctx)
 }
 
+// bearerToken is the token of an Authorization value "Bearer <token>" (the scheme in
+// any case, the token trimmed), and whether the value is of that scheme.
+func bearerToken(authz []byte) ([]byte, bool) {
+	if len(authz) < len(strBearer) || !bytes.EqualFold(authz[:len(strBearer)], strBearer) {
+		return nil, false
+	}
+	return bytes.TrimSpace(authz[len(strBearer):]), true
+}
+
 // authenticate finds the client key sent as a bearer token (or in api-key or
 // x-api-key, as Azure and Anthropic clients send it).
 func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError) {
 	presented := h.PeekBytes(hdrAuthz)
 	if len(presented) > 0 {
-		if len(presented) < len(strBearer) || !bytes.EqualFold(presented[:len(strBearer)], strBearer) {
+		var ok bool
+		if presented, ok = bearerToken(presented); !ok {
 			return nil, &errNotBearer
 		}
-		presented = bytes.TrimSpace(presented[len(strBearer):])
 	} else if presented = h.PeekBytes(hdrAPIKey); len(presented) == 0 {
 		presented = h.PeekBytes(hdrXAPIKey)
 	}

@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"bufio"
 	"net"
 	"net/http"
 	"testing"
-	"time"
 )
 
 // TestAttemptSpanStatusOfInvalidAnswer: README (Tracing): each upstream attempt's span
@@ -59,31 +57,13 @@ logging: {level: info, format: json}
 // in answers, then closes the connection.
 func serveScripted(t *testing.T, answers map[string]string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				answer, ok := answers[req.Header.Get("X-Test-Answer")]
-				if !ok {
-					answer = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
-				}
-				_, _ = c.Write([]byte(answer))
-			}()
+	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, req *http.Request) {
+		answer, ok := answers[req.Header.Get("X-Test-Answer")]
+		if !ok {
+			answer = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
 		}
-	}()
-	return ln.Addr().String()
+		_, _ = c.Write([]byte(answer))
+		_ = c.Close()
+	})
+	return addr
 }

@@ -1,19 +1,15 @@
 package deadline
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/testcert"
 )
 
 // accept returns a connection of l and the peer that dialed it, dialed with dial
@@ -63,7 +59,7 @@ func listen(t *testing.T) net.Listener {
 // and under TLS (the handshake made at once, then the wait for the first byte of
 // what the client sends over it).
 func firstByteCases(t *testing.T, wait time.Duration, check func(t *testing.T, c, peer net.Conn)) {
-	cert := selfSigned(t)
+	cert := testcert.SelfSigned(t)
 	t.Run("plain", func(t *testing.T) {
 		c, peer := accept(t, Listener{Listener: listen(t), FirstByte: wait}, nil)
 		check(t, c, peer)
@@ -141,7 +137,7 @@ func TestFirstByteWaitResetEndsAsEOF(t *testing.T) {
 // counted again in the wait for the request's.
 func TestTLSReadDeadlineAfterLateHandshake(t *testing.T) {
 	ln := listen(t)
-	l := NewTLSListener(Listener{Listener: ln, FirstByte: 5 * time.Second}, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	l := NewTLSListener(Listener{Listener: ln, FirstByte: 5 * time.Second}, &tls.Config{Certificates: []tls.Certificate{testcert.SelfSigned(t)}})
 	// Not accept's: its handshake would begin before the deadline is asked for.
 	peerCh := make(chan net.Conn, 1)
 	go func() {
@@ -223,7 +219,7 @@ func TestFirstByteWaitDeadlineCalls(t *testing.T) {
 // for Handshake and ConnectionState) and gives the Conn under it (NetConn), whose
 // Linger and socket the gateway looks for.
 func TestTLSListenerConnections(t *testing.T) {
-	l := NewTLSListener(Listener{Listener: listen(t), FirstByte: time.Second}, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	l := NewTLSListener(Listener{Listener: listen(t), FirstByte: time.Second}, &tls.Config{Certificates: []tls.Certificate{testcert.SelfSigned(t)}})
 	c, _ := accept(t, l, func(addr string) (net.Conn, error) {
 		return tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test's own certificate
 	})
@@ -241,22 +237,4 @@ func TestTLSListenerConnections(t *testing.T) {
 	if _, ok := tc.NetConn().(*Conn); !ok {
 		t.Errorf("NetConn is a %T, want the *Conn", tc.NetConn())
 	}
-}
-
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
 }

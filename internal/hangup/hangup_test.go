@@ -3,14 +3,8 @@
 package hangup
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"path/filepath"
 	"sync"
@@ -18,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tollgate/tollgate/internal/testcert"
 )
 
 // pair is a connected socket pair: srv is watched, peer hangs up or not.
@@ -235,7 +231,7 @@ func TestWatchStop(t *testing.T) {
 
 func TestWatchUnderTLS(t *testing.T) {
 	p := dialPair(t, "tcp")
-	cert := selfSigned(t)
+	cert := testcert.SelfSigned(t)
 	srv := tls.Server(p.srv, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	cli := tls.Client(p.peer, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	errc := make(chan error, 1)
@@ -364,22 +360,4 @@ func TestWatchManyAtOnce(t *testing.T) {
 			t.Errorf("%d watches left registered", left)
 		}
 	}
-}
-
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hangup test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
 }
