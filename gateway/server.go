@@ -25,6 +25,7 @@ import (
 	"github.com/valyala/fasthttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/tollgate/tollgate/internal/connwrap"
 	"github.com/tollgate/tollgate/internal/deadline"
 	"github.com/tollgate/tollgate/limiter"
 	"github.com/tollgate/tollgate/metrics"
@@ -274,7 +275,7 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 		// lingering, so that the 413 is read rather than lost to a reset. The
 		// socket's deadline.Conn is under a *tls.Conn, or after a stream under
 		// its firstByteConn.
-		if lc, ok := connUnder[interface{ Linger() }](ctx.Conn()); ok {
+		if lc, ok := connwrap.Under[interface{ Linger() }](ctx.Conn()); ok {
 			lc.Linger()
 		}
 	case errors.As(err, &small):
@@ -287,23 +288,6 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.SetConnectionClose()
 	s.ownRequest(ctx).fail(ctx, e)
-}
-
-// connUnder returns c, or the first connection under it that is a T, through the
-// connections wrappers give (NetConn, as *tls.Conn and firstByteConn have it).
-func connUnder[T any](c net.Conn) (T, bool) {
-	for range 8 {
-		if v, ok := c.(T); ok {
-			return v, true
-		}
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = w.NetConn()
-	}
-	var zero T
-	return zero, false
 }
 
 // lineFeeder is a connection that tells whether a line feed came in what it read
@@ -337,7 +321,7 @@ func requestLineCut(c net.Conn, err error) bool {
 		return false
 	}
 	line := strings.TrimLeft(head, "\r\n")
-	if lf, ok := connUnder[lineFeeder](c); ok {
+	if lf, ok := connwrap.Under[lineFeeder](c); ok {
 		if found, known := lf.LineFeedIn(readBufferSize, len(head)-len(line)); known {
 			return !found
 		}

@@ -356,7 +356,6 @@ func errorType(ct, b []byte) []byte {
 	return jsonIfNone(ct)
 }
 
-// coded reports whether an answer whose Content-Encoding is enc needs decoding.
 // coded reports whether enc, a Content-Encoding value, names a coding other than
 // identity: one, or a list of the codings applied in turn (RFC 9110, 8.4).
 func coded(enc []byte) bool {
@@ -367,11 +366,18 @@ func coded(enc []byte) bool {
 		} else {
 			enc = nil
 		}
-		if c = bytes.TrimSpace(c); len(c) > 0 && !bytes.EqualFold(c, strIdentity) {
+		if isCoding(c) {
 			return true
 		}
 	}
 	return false
+}
+
+// isCoding reports whether c, one member of a Content-Encoding list, is a coding to
+// undo: not empty, not identity.
+func isCoding(c []byte) bool {
+	c = bytes.TrimSpace(c)
+	return len(c) > 0 && !bytes.EqualFold(c, strIdentity)
 }
 
 var (
@@ -409,7 +415,7 @@ func uncoded(enc, body []byte, max int64) ([]byte, error) {
 	}
 	for rest := enc; ; {
 		i := bytes.LastIndexByte(rest, ',')
-		if c := bytes.TrimSpace(rest[i+1:]); len(c) > 0 && !bytes.EqualFold(c, strIdentity) {
+		if c := bytes.TrimSpace(rest[i+1:]); isCoding(c) {
 			var err error
 			if body, err = uncode(c, body, max); err != nil {
 				return nil, err

@@ -20,6 +20,8 @@ package hangup
 import (
 	"net"
 	"syscall"
+
+	"github.com/tollgate/tollgate/internal/connwrap"
 )
 
 // Watch is the watch of one connection. Its zero value is ready to use, and it can be
@@ -36,19 +38,13 @@ type Watch struct {
 // wrap (NetConn, as *tls.Conn and the gateway's own wrappers have it) down to a
 // syscall.Conn. It returns nil when there is none (a pipe, a test's fake).
 func rawConn(c net.Conn) syscall.RawConn {
-	for range 8 {
-		switch v := c.(type) {
-		case syscall.Conn:
-			rc, err := v.SyscallConn()
-			if err != nil {
-				return nil
-			}
-			return rc
-		case interface{ NetConn() net.Conn }:
-			c = v.NetConn()
-		default:
-			return nil
-		}
+	sc, ok := connwrap.Under[syscall.Conn](c)
+	if !ok {
+		return nil
 	}
-	return nil
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
