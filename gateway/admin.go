@@ -122,9 +122,15 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 			s.log.Info("canary operated", "endpoint", name, "verb", verb, "state", canaryState(snap))
 		}
 		s.writeRouting(ctx, rt, name, verb, snap, err)
+	case op == adminWeights && method == "DELETE":
+		snap, err := s.router.ClearWeights(opCtx, name)
+		if err == nil {
+			s.log.Info("route weights override ended", "endpoint", name)
+		}
+		s.writeRouting(ctx, rt, name, "", snap, err)
 	case op == adminWeights:
 		if method != "PUT" && method != "POST" {
-			writeError(&ctx.Response, methodNotAllowed(ctx, strPutPost))
+			writeError(&ctx.Response, methodNotAllowed(ctx, strPutPostDelete))
 			return
 		}
 		weights, ok := parseWeights(ctx.PostBody())

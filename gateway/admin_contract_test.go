@@ -305,9 +305,9 @@ func sameView(a, b map[string]any) bool {
 
 // Weights name routes by variant or by backend, each route once: naming one route by
 // both is refused (400 invalid_weights). An override answers "override": true, holds
-// the canary paused at its weight and says, in after_override, the state the reload
-// that ends it brings back; POST /admin/reload ends it and brings that state back.
-func TestAdminWeightsByVariantOrBackendUntilReload(t *testing.T) {
+// the canary paused at its weight and says, in after_override, the state its end
+// brings back; DELETE on the weights ends it and brings that state back.
+func TestAdminWeightsByVariantOrBackendUntilEnded(t *testing.T) {
 	up := startStaticUpstream(t)
 	yaml := strings.Replace(adminConfig(up), "routes: [{backend: stable, weight: 95}, {backend: canary, weight: 5}]",
 		"routes: [{backend: stable, weight: 95, variant: blue}, {backend: canary, weight: 5, variant: green}]", 1)
@@ -327,13 +327,13 @@ func TestAdminWeightsByVariantOrBackendUntilReload(t *testing.T) {
 	if c := resp["canary"].(map[string]any); c["after_override"] != "stepping" {
 		t.Errorf("after_override %v, want stepping", c["after_override"])
 	}
-	code, resp = adminCall(t, "POST", admin+"/admin/reload", "tok", "")
-	if code != 200 || resp["status"] != "reloaded" {
-		t.Fatalf("reload: %d %v", code, resp)
+	code, resp = adminCall(t, "DELETE", ep+"/weights", "tok", "")
+	if code != 200 {
+		t.Fatalf("end of the override: %d %v", code, resp)
 	}
 	_, view := adminCall(t, "GET", ep, "tok", "")
 	if st, w := canaryOf(t, view); st != "stepping" || w != 20 || view["override"] != false {
-		t.Errorf("after the reload: %s at %v %%, override %v; want stepping on from 20 %% without the override", st, w, view["override"])
+		t.Errorf("after the override ended: %s at %v %%, override %v; want stepping on from 20 %% without the override", st, w, view["override"])
 	}
 	if c := view["canary"].(map[string]any); c["after_override"] != nil {
 		t.Errorf("after_override %v without an override", c["after_override"])

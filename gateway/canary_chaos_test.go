@@ -838,7 +838,8 @@ func TestCanaryChaosReplicasAgree(t *testing.T) {
 		tr.mark.Store(&ccMark{name: what + " settled", weights: map[string]float64{"stable": prev.weight("stable"), "canary": prev.weight("canary")}})
 	}
 
-	// An override at 0 % ended by a reload on another replica: the canary goes back,
+	// An override at 0 % holds across a reload that leaves the endpoint as it was,
+	// and is ended by an operator on another replica: the canary goes back,
 	// everywhere, to the state the override interrupted. A stepping one steps again
 	// from its start weight; a paused, rolled-back or promoted one is so again.
 	held := fleet.agree("before the override", ccFollow, func(ccView) string { return "" })
@@ -857,7 +858,16 @@ func TestCanaryChaosReplicasAgree(t *testing.T) {
 	if status, _, body, err := nodes[1].admin("POST", "/admin/reload", ""); err != nil || status != 200 {
 		t.Fatalf("reload of %s: %d %s %v", nodes[1].name, status, body, err)
 	}
-	// The reloaded replica publishes the end of the override at its next tick.
+	time.Sleep(ccFollow)
+	fleet.agree("override held across a reload", ccFollow, func(v ccView) string {
+		if !v.Override || v.state() != "paused" || v.Canary.Weight != 0 {
+			return "want paused at 0% by override"
+		}
+		return ""
+	})
+	if status, _, body, err := nodes[2].admin("DELETE", "/admin/endpoints/chat/weights", ""); err != nil || status != 200 {
+		t.Fatalf("end of the override on %s: %d %s %v", nodes[2].name, status, body, err)
+	}
 	// The state the override interrupted: the one before it, or the one an earlier
 	// override (in the rounds above) interrupted. A canary rolled back while an
 	// override held it (an operator's rollback racing the override in a round) names
@@ -866,7 +876,7 @@ func TestCanaryChaosReplicasAgree(t *testing.T) {
 	if held.Override && held.Canary.AfterOverride != "" {
 		st, weight = held.Canary.AfterOverride, -1
 	}
-	fleet.agree("override ended by reload", ccFollow+500*time.Millisecond, func(v ccView) string {
+	fleet.agree("override ended by operator", ccFollow, func(v ccView) string {
 		switch {
 		case v.Override:
 			return "want the override ended"

@@ -479,10 +479,10 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx, allow []byte) *apiError {
 }
 
 var (
-	hdrAllow   = []byte("Allow")
-	strPost    = []byte("POST")
-	strGetHead = []byte("GET, HEAD")
-	strPutPost = []byte("PUT, POST")
+	hdrAllow         = []byte("Allow")
+	strPost          = []byte("POST")
+	strGetHead       = []byte("GET, HEAD")
+	strPutPostDelete = []byte("PUT, POST, DELETE")
 )
 
 // auth checks the client's key when keys are on, and notes it in r.key.

@@ -362,13 +362,19 @@ func targetLabels(urls []string) []string {
 }
 
 // ready reports whether every endpoint can reach at least one healthy target among
-// its routes' backends and fallbacks.
-func (rt *runtime) ready() bool {
+// its routes' backends and fallbacks. A route at live weight 0 in r (a rolled-back
+// canary, a route an operator drained) is sent nothing, so its backend keeps no
+// endpoint ready.
+func (rt *runtime) ready(r *router.Router) bool {
 	for i := range rt.cfg.Endpoints {
 		ec := &rt.cfg.Endpoints[i]
 		ok := false
-		for _, r := range ec.Routes {
-			ok = ok || rt.backends[r.Backend].Healthy()
+		live, err := r.EndpointSnapshot(ec.Name)
+		for j, route := range ec.Routes {
+			if err == nil && j < len(live.Routes) && live.Routes[j].Backend == route.Backend && live.Routes[j].Weight == 0 {
+				continue
+			}
+			ok = ok || rt.backends[route.Backend].Healthy()
 		}
 		for _, f := range ec.Fallbacks {
 			ok = ok || rt.backends[f].Healthy()

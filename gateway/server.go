@@ -1343,7 +1343,7 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			// balancer meanwhile.
 			s.checked.Store(true)
 		}
-		if !rt.ready() {
+		if !rt.ready(s.router) {
 			ctx.SetStatusCode(503)
 			ctx.SetBodyString(`{"status":"not ready","reason":"an endpoint has no healthy target"}`)
 			return

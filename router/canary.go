@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -115,6 +116,17 @@ func newCanaryCfg(c *Canary, route int, home int32) *canaryCfg {
 	return cc
 }
 
+// same reports whether c and o are the same canary settings; nil is an endpoint
+// without a canary.
+func (c *canaryCfg) same(o *canaryCfg) bool {
+	if c == nil || o == nil {
+		return c == o
+	}
+	return c.route == o.route && slices.Equal(c.steps, o.steps) && c.interval == o.interval &&
+		c.minRequests == o.minRequests && c.hasMaxErr == o.hasMaxErr && c.maxErrRate == o.maxErrRate &&
+		c.maxP99 == o.maxP99 && c.maxTTFTP99 == o.maxTTFTP99 && c.start == o.start
+}
+
 // slot is the index of the slot of the window starting at since that now
 // falls in. The gates judge two spans: the whole window, which decides a
 // step, and the recent one (the previous slot and the current one), so
@@ -196,8 +208,8 @@ type ctlState struct {
 	// since is when the current window began; a new step, a resume or a
 	// rollback starts a new one.
 	since time.Time
-	// override holds operator weights in buckets until the next reload;
-	// nil means the weights follow the canary (or the config).
+	// override holds operator weights in buckets until it ends (ClearWeights,
+	// a resume, a reload changing the endpoint); nil means the weights follow the canary (or the config).
 	override []int32
 	reason   string // why the last change happened, for logs and the admin API
 	// prior and priorCW are the state and canary weight an override interrupted
@@ -223,12 +235,13 @@ func (s *ctlState) equal(o *ctlState) bool {
 
 // Event names, as logged and counted.
 const (
-	evStep     = "step"
-	evPromote  = "promote"
-	evRollback = "rollback"
-	evPause    = "pause"
-	evResume   = "resume"
-	evOverride = "override"
+	evStep        = "step"
+	evPromote     = "promote"
+	evRollback    = "rollback"
+	evPause       = "pause"
+	evResume      = "resume"
+	evOverride    = "override"
+	evOverrideEnd = "override_ended"
 )
 
 // decide is the controller: given the canary's traffic over the whole
@@ -247,7 +260,7 @@ func decide(c *canaryCfg, cur ctlState, whole, recent *window, from, now time.Ti
 	if why != "" {
 		next := ctlState{state: StateRolledBack, cw: 0, since: now, reason: why}
 		if cur.override != nil {
-			// An operator's override holds until the next reload: the rollback
+			// An operator's override holds until it ends: the rollback
 			// takes the canary's share away from it, not the operator's
 			// weights of the other routes (a route drained stays drained).
 			next.override = overrideWithout(cur.override, c.route)
@@ -328,16 +341,20 @@ func holdForOverride(cur *ctlState, w int32, now time.Time) {
 	cur.state, cur.cw, cur.since = StatePaused, w, now
 }
 
-// endOverride ends an operator's weights override, as a reload does: the
-// weights follow the canary again, and the canary goes back to the state the
-// override interrupted. One that was stepping steps on from the override's
-// weight, or from its first step if the override held it at 0 %; one that an
-// operator had paused, or that was rolled back or promoted, is so again, at the
-// weight it had. A canary a gate rolled back during the override stays rolled
-// back.
-func endOverride(c *canaryCfg, cur *ctlState, now time.Time) {
+// reasonReloadEnded is the reason a canary carries once a reload ended the override
+// that held it.
+const reasonReloadEnded = "override ended by reload"
+
+// endOverride ends an operator's weights override (ClearWeights, or a reload that
+// changes the canary settings), giving reason: the weights follow the canary again,
+// and the canary goes back to the state the override interrupted. One that was
+// stepping steps on from the override's weight, or from its first step if the
+// override held it at 0 %; one that an operator had paused, or that was rolled back
+// or promoted, is so again, at the weight it had. A canary a gate rolled back during
+// the override stays rolled back.
+func endOverride(c *canaryCfg, cur *ctlState, now time.Time, reason string) {
 	cur.override = nil
-	cur.reason = "override ended by reload"
+	cur.reason = reason
 	if c != nil && cur.state == StatePaused {
 		switch cur.prior {
 		case StatePaused, StateRolledBack, StatePromoted:
@@ -369,7 +386,7 @@ func opPromote(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 // keeping the reason (the gate that fired) and window of the first rollback. During an
 // operator's weights override the rollback keeps the override, as a gate's does: the
 // canary's share goes to the other routes by their override weights (a drained route
-// stays drained), and the reload that ends the override leaves the canary rolled back.
+// stays drained), and the end of the override leaves the canary rolled back.
 func opRollback(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 	if c == nil {
 		return "", ErrNoCanary

@@ -26,7 +26,14 @@ func TestCanaryDrainedRestartsAtFirstStep(t *testing.T) {
 	}{
 		{"resume after a 0 % override", drainByOverride, resume},
 		{"reload ending a 0 % override", drainByOverride, func(t *testing.T, r *Router) {
-			r.Apply([]*Endpoint{mustEndpoint(t, "chat", homeAboveFirstStep())})
+			c := homeAboveFirstStep()
+			c.Canary.MaxP99 += time.Second
+			r.Apply([]*Endpoint{mustEndpoint(t, "chat", c)})
+		}},
+		{"end of a 0 % override by the operator", drainByOverride, func(t *testing.T, r *Router) {
+			if _, err := r.ClearWeights(bg, "chat"); err != nil {
+				t.Fatal(err)
+			}
 		}},
 		{"resume after a gate's rollback", func(t *testing.T, r *Router, e *Endpoint, clock *fakeClock) {
 			feed(e, 1, 200, 20, 100*time.Millisecond, 0)

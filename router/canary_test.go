@@ -362,13 +362,21 @@ func TestReloadKeepsOrResetsState(t *testing.T) {
 		t.Fatalf("stepped after 1m with a 2m interval: %v", w)
 	}
 
-	// An override ends with the next reload.
+	// An override holds across a reload that leaves the endpoint's canary
+	// settings as they were (another endpoint edited, a certificate renewed)...
 	if _, err := r.SetWeights(bg, "chat", map[string]int{"llama": 50, "llama-v2": 50}); err != nil {
 		t.Fatal(err)
 	}
 	r.Apply([]*Endpoint{mustEndpoint(t, "chat", cfg)})
 	s, _ = r.EndpointSnapshot("chat")
-	if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 50 {
+	if !s.Override || s.Canary.State != StatePaused || s.Canary.Weight != 50 || s.Canary.Reason != "weights set by operator" {
+		t.Fatalf("after a reload leaving the endpoint as it was: override %v, canary %+v", s.Override, s.Canary)
+	}
+	// ...and ends with one that changes them.
+	cfg.Canary.MinRequests = 20
+	r.Apply([]*Endpoint{mustEndpoint(t, "chat", cfg)})
+	s, _ = r.EndpointSnapshot("chat")
+	if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 50 || s.Canary.Reason != "override ended by reload" {
 		t.Fatalf("after reload ending an override: override %v, canary %+v", s.Override, s.Canary)
 	}
 	if s.Routes[0].Weight != 50 {
@@ -404,41 +412,44 @@ func TestReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
 		}, map[string]int{"llama": 100, "llama-v2": 0}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			clock := newFakeClock()
-			r := New(Options{Now: clock.Now})
-			r.Apply([]*Endpoint{mustEndpoint(t, "chat", canaryConfig(gatedCanary()))})
-			if tt.before != nil {
-				if err := tt.before(r); err != nil {
+		for _, how := range overrideEnds {
+			t.Run(tt.name+", "+how.name, func(t *testing.T) {
+				clock := newFakeClock()
+				r := New(Options{Now: clock.Now})
+				cfg := canaryConfig(gatedCanary())
+				live := mustEndpoint(t, "chat", cfg)
+				r.Apply([]*Endpoint{live})
+				if tt.before != nil {
+					if err := tt.before(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := r.SetWeights(bg, "chat", tt.weights); err != nil {
 					t.Fatal(err)
 				}
-			}
-			if _, err := r.SetWeights(bg, "chat", tt.weights); err != nil {
-				t.Fatal(err)
-			}
-			// A reload with the same routes ends the override.
-			e := mustEndpoint(t, "chat", canaryConfig(gatedCanary()))
-			r.Apply([]*Endpoint{e})
-			s, _ := r.EndpointSnapshot("chat")
-			if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 5 {
-				t.Fatalf("after the reload: override %v, canary %v %% %s, want stepping at 5 %%",
-					s.Override, s.Canary.Weight, s.Canary.State)
-			}
-			// The canary gets its share of real traffic and earns its steps.
-			for _, want := range []float64{10, 25} {
-				serveTraffic(e, 5000, 100*time.Millisecond)
-				clock.Advance(time.Minute)
-				r.tick(bg)
-				if c := canaryOf(t, r, "chat"); c.Weight != want || c.State != StateStepping {
-					t.Fatalf("canary %v %% %s (%s), want stepping at %v %%", c.Weight, c.State, c.Reason, want)
+				e := how.end(t, r, live, cfg)
+				s, _ := r.EndpointSnapshot("chat")
+				if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 5 {
+					t.Fatalf("after the override ended: override %v, canary %v %% %s, want stepping at 5 %%",
+						s.Override, s.Canary.Weight, s.Canary.State)
 				}
-			}
-		})
+				// The canary gets its share of real traffic and earns its steps.
+				for _, want := range []float64{10, 25} {
+					serveTraffic(e, 5000, 100*time.Millisecond)
+					clock.Advance(time.Minute)
+					r.tick(bg)
+					if c := canaryOf(t, r, "chat"); c.Weight != want || c.State != StateStepping {
+						t.Fatalf("canary %v %% %s (%s), want stepping at %v %%", c.Weight, c.State, c.Reason, want)
+					}
+				}
+			})
+		}
 	}
 }
 
-// A reload that ends an override brings back the state the override interrupted:
-// a canary an operator or a gate stopped is not restarted by an unrelated reload.
+// The end of an override (a reload changing the canary settings, or ClearWeights)
+// brings back the state the override interrupted: a canary an operator or a gate
+// stopped is not restarted by it.
 func TestReloadAfterOverrideRestoresState(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -461,31 +472,35 @@ func TestReloadAfterOverrideRestoresState(t *testing.T) {
 		}, StatePromoted, 100},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			clock := newFakeClock()
-			r := New(Options{Now: clock.Now})
-			r.Apply([]*Endpoint{mustEndpoint(t, "chat", canaryConfig(gatedCanary()))})
-			if tt.before != nil {
-				if err := tt.before(r); err != nil {
-					t.Fatal(err)
+		for _, how := range overrideEnds {
+			t.Run(tt.name+", "+how.name, func(t *testing.T) {
+				clock := newFakeClock()
+				r := New(Options{Now: clock.Now})
+				cfg := canaryConfig(gatedCanary())
+				live := mustEndpoint(t, "chat", cfg)
+				r.Apply([]*Endpoint{live})
+				if tt.before != nil {
+					if err := tt.before(r); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			for _, w := range []map[string]int{{"llama": 90, "llama-v2": 10}, {"stable": 80, "canary": 20}} {
-				if _, err := r.SetWeights(bg, "chat", w); err != nil {
-					t.Fatal(err)
+				for _, w := range []map[string]int{{"llama": 90, "llama-v2": 10}, {"stable": 80, "canary": 20}} {
+					if _, err := r.SetWeights(bg, "chat", w); err != nil {
+						t.Fatal(err)
+					}
+					if c := canaryOf(t, r, "chat"); c.State != StatePaused || c.AfterOverride != tt.state {
+						t.Fatalf("during the override: %s (after it: %s), want paused (after it: %s)", c.State, c.AfterOverride, tt.state)
+					}
 				}
-				if c := canaryOf(t, r, "chat"); c.State != StatePaused || c.AfterOverride != tt.state {
-					t.Fatalf("during the override: %s (after it: %s), want paused (after it: %s)", c.State, c.AfterOverride, tt.state)
+				clock.Advance(time.Hour)
+				how.end(t, r, live, cfg)
+				s, _ := r.EndpointSnapshot("chat")
+				if s.Override || s.Canary.State != tt.state || s.Canary.Weight != tt.weight {
+					t.Fatalf("after the override ended: override %v, canary %s at %v %% (%s), want %s at %v %%",
+						s.Override, s.Canary.State, s.Canary.Weight, s.Canary.Reason, tt.state, tt.weight)
 				}
-			}
-			clock.Advance(time.Hour)
-			r.Apply([]*Endpoint{mustEndpoint(t, "chat", canaryConfig(gatedCanary()))})
-			s, _ := r.EndpointSnapshot("chat")
-			if s.Override || s.Canary.State != tt.state || s.Canary.Weight != tt.weight {
-				t.Fatalf("after the reload: override %v, canary %s at %v %% (%s), want %s at %v %%",
-					s.Override, s.Canary.State, s.Canary.Weight, s.Canary.Reason, tt.state, tt.weight)
-			}
-		})
+			})
+		}
 	}
 }
 

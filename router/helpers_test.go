@@ -145,3 +145,31 @@ func canaryOf(t testing.TB, r *Router, name string) CanarySnapshot {
 }
 
 var bg = context.Background()
+
+// overrideEnd is one of the two ways an operator's weights override ends: a reload
+// that changes the endpoint's canary settings, or ClearWeights. end ends the
+// override of endpoint name, live now and built from cfg, and returns the endpoint
+// live after it.
+type overrideEnd struct {
+	name string
+	end  func(t *testing.T, r *Router, live *Endpoint, cfg Config) *Endpoint
+}
+
+var overrideEnds = []overrideEnd{
+	{"reload changing the canary settings", func(t *testing.T, r *Router, live *Endpoint, cfg Config) *Endpoint {
+		t.Helper()
+		c := *cfg.Canary
+		c.MaxP99 += time.Second
+		cfg.Canary = &c
+		e := mustEndpoint(t, live.Name(), cfg)
+		r.Apply([]*Endpoint{e})
+		return e
+	}},
+	{"ClearWeights", func(t *testing.T, r *Router, live *Endpoint, _ Config) *Endpoint {
+		t.Helper()
+		if _, err := r.ClearWeights(bg, live.Name()); err != nil {
+			t.Fatal(err)
+		}
+		return live
+	}},
+}

@@ -81,32 +81,34 @@ func TestOperatorRollbackKeepsOverride(t *testing.T) {
 		{"all-canary override gives way to the config", map[string]int{"c": 100}, []float64{6000.0 / 95, 3500.0 / 95, 0}, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			clock, r, _ := threeRouteCanary(t)
-			if _, err := r.SetWeights(bg, "chat", tt.override); err != nil {
-				t.Fatal(err)
-			}
-			snap, err := r.Rollback(bg, "chat")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if snap.Canary.State != StateRolledBack || snap.Override != tt.keeps {
-				t.Fatalf("after the rollback: %s, override %v; want rolled_back, override %v", snap.Canary.State, snap.Override, tt.keeps)
-			}
-			for i, w := range tt.want {
-				if got := snap.Routes[i].Weight; got < w-0.01 || got > w+0.01 {
-					t.Errorf("route %s at %v %%, want %v %%", snap.Routes[i].Backend, got, w)
+		for _, how := range overrideEnds {
+			t.Run(tt.name+", "+how.name, func(t *testing.T) {
+				clock, r, live := threeRouteCanary(t)
+				if _, err := r.SetWeights(bg, "chat", tt.override); err != nil {
+					t.Fatal(err)
 				}
-			}
-			clock.Advance(time.Hour)
-			r.tick(bg)
-			r.Apply([]*Endpoint{threeRouteEndpoint(t)})
-			snap, _ = r.EndpointSnapshot("chat")
-			if snap.Override || snap.Canary.State != StateRolledBack || snap.Routes[2].Weight != 0 {
-				t.Errorf("after the reload: override %v, canary %s at %v %%, want rolled_back at 0 %% under the config",
-					snap.Override, snap.Canary.State, snap.Routes[2].Weight)
-			}
-		})
+				snap, err := r.Rollback(bg, "chat")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if snap.Canary.State != StateRolledBack || snap.Override != tt.keeps {
+					t.Fatalf("after the rollback: %s, override %v; want rolled_back, override %v", snap.Canary.State, snap.Override, tt.keeps)
+				}
+				for i, w := range tt.want {
+					if got := snap.Routes[i].Weight; got < w-0.01 || got > w+0.01 {
+						t.Errorf("route %s at %v %%, want %v %%", snap.Routes[i].Backend, got, w)
+					}
+				}
+				clock.Advance(time.Hour)
+				r.tick(bg)
+				how.end(t, r, live, *live.Config())
+				snap, _ = r.EndpointSnapshot("chat")
+				if snap.Override || snap.Canary.State != StateRolledBack || snap.Routes[2].Weight != 0 {
+					t.Errorf("after the override ended: override %v, canary %s at %v %%, want rolled_back at 0 %% under the config",
+						snap.Override, snap.Canary.State, snap.Routes[2].Weight)
+				}
+			})
+		}
 	}
 }
 

@@ -117,9 +117,11 @@ func defaultID() string {
 // Apply makes eps, the complete set of endpoints of a new config snapshot,
 // the live ones. An endpoint whose name and routes match one already live
 // takes over its weights, canary state and counters, with the new canary
-// settings; a weights override ends here, and the canary it paused steps
-// on (from its first step if the override held it at 0 %). Other
-// endpoints start from their config, and names no longer present are
+// settings. A weights override holds across a reload that leaves the
+// endpoint's canary settings as they were (a reload for another endpoint, a
+// renewed certificate); one that changes them ends it, and the canary it
+// paused steps on (from its first step if the override held it at 0 %).
+// Other endpoints start from their config, and names no longer present are
 // dropped. Call it before the snapshot serves requests.
 func (r *Router) Apply(eps []*Endpoint) {
 	now := r.now()
@@ -132,10 +134,11 @@ func (r *Router) Apply(eps []*Endpoint) {
 			st := old.st.Load()
 			if st != fresh {
 				st.mu.Lock()
+				changed := !st.cfg.same(e.canary)
 				st.cfg = e.canary
-				if st.ctl.override != nil {
+				if st.ctl.override != nil && changed {
 					c := st.ctl
-					endOverride(st.cfg, &c, now)
+					endOverride(st.cfg, &c, now, reasonReloadEnded)
 					r.setLocked(e.name, st, c, "reload")
 					st.dirty = true
 				}
@@ -269,7 +272,8 @@ func (r *Router) Rollback(ctx context.Context, name string) (EndpointSnapshot, e
 
 // SetWeights overrides the live weights of endpoint name with weights
 // (backend name → percent, 0..100, adding up to 100; a route left out gets
-// 0) until the next config reload. A canary is paused at the weight given
+// 0) until ClearWeights, a canary resume, or a reload that changes the
+// endpoint's routes or canary settings. A canary is paused at the weight given
 // to it. The snapshot returned says the weights are an override.
 func (r *Router) SetWeights(ctx context.Context, name string, weights map[string]int) (EndpointSnapshot, error) {
 	e, _, err := r.endpoint(name)
@@ -287,6 +291,20 @@ func (r *Router) SetWeights(ctx context.Context, name string, weights map[string
 			holdForOverride(cur, w[c.route], now)
 		}
 		return evOverride, nil
+	})
+}
+
+// ClearWeights ends the weights override of endpoint name, as a reload that
+// changes the endpoint's canary settings does: the weights follow the config
+// and the canary again, and a canary the override paused goes back to the
+// state it interrupted. An endpoint without an override is left as it is.
+func (r *Router) ClearWeights(ctx context.Context, name string) (EndpointSnapshot, error) {
+	return r.operate(ctx, name, func(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
+		if cur.override == nil {
+			return "", nil
+		}
+		endOverride(c, cur, now, "override ended by operator")
+		return evOverrideEnd, nil
 	})
 }
 

@@ -319,7 +319,7 @@ func (s *shared) judgeHere(r *Router, eps []*Endpoint) {
 func (st *state) withLocal(rs ctlState, now time.Time) (next ctlState, ended, rolled bool) {
 	next = rs
 	if st.dirty && rs.override != nil {
-		endOverride(st.cfg, &next, now)
+		endOverride(st.cfg, &next, now, reasonReloadEnded)
 		ended = true
 	}
 	next, rolled = st.withUnshared(next)

@@ -232,13 +232,14 @@ func TestSharedOperationAfterOutageIncludesTheUnsharedRollback(t *testing.T) {
 // README, Admin API: "A gate or an operator that rolls the canary back during an
 // override keeps the override ... the reload that ends the override leaves the canary
 // rolled back"; and an outage rollback "is written there and every replica follows it".
-// A replica cut off from Redis that both rolls the canary back and is reloaded (ending
-// the override) writes the two together once Redis answers again, whichever came
-// first: the override's end alone would put the canary back to stepping at the
-// override's weight, on every replica, until its next tick rolled it back again.
+// A replica cut off from Redis that both rolls the canary back and is reloaded with
+// new canary settings (ending the override) writes the two together once Redis answers
+// again, whichever came first: the override's end alone would put the canary back to
+// stepping at the override's weight, on every replica, until its next tick rolled it
+// back again.
 func TestSharedOutageRollbackSurvivesReloadEndingOverride(t *testing.T) {
 	reload := func(t *testing.T, x *replica) {
-		x.r.Apply([]*Endpoint{mustEndpoint(t, "chat", sharedCanary())})
+		x.r.Apply([]*Endpoint{mustEndpoint(t, "chat", retunedCanary())})
 	}
 	for _, tt := range []struct {
 		name       string

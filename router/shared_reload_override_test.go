@@ -2,7 +2,7 @@ package router
 
 import "testing"
 
-// An operation sent to a replica whose reload ended an override, before its next tick
+// An operation sent to a replica whose reload (new canary settings) ended an override, before its next tick
 // has written that end to Redis, applies to the shared state with the override ended:
 // the reload's end is not undone on that replica, and reaches every replica with the
 // operation.
@@ -24,7 +24,7 @@ func TestSharedOperationAfterReloadEndingOverride(t *testing.T) {
 				t.Fatal(err)
 			}
 			round(a, b)
-			a.r.Apply([]*Endpoint{mustEndpoint(t, "chat", sharedCanary())})
+			a.r.Apply([]*Endpoint{mustEndpoint(t, "chat", retunedCanary())})
 
 			snap, err := tt.op(a.r)
 			if err != nil {

@@ -82,6 +82,14 @@ func sharedCanary() Config {
 	return canaryConfig(Canary{Interval: time.Minute, MinRequests: 100, MaxErrorRate: rate(0.02), MaxP99: time.Second})
 }
 
+// retunedCanary is sharedCanary with another p99 gate: a reload to it keeps the routes
+// and their live state, and ends a weights override.
+func retunedCanary() Config {
+	c := sharedCanary()
+	c.Canary.MaxP99 = 2 * time.Second
+	return c
+}
+
 func weightsAgree(t *testing.T, step string, want float64, rs ...*replica) {
 	t.Helper()
 	for i, x := range rs {
@@ -215,9 +223,24 @@ func TestSharedOperatorOnFollower(t *testing.T) {
 	round(a, b)
 	weightsAgree(t, "override", 20, a, b)
 
-	// A reload on one replica ends the override on all of them, and the canary is
-	// paused where the operator paused it before the override.
+	// A reload that leaves the endpoint as it was (a renewed certificate, another
+	// endpoint edited) keeps the override on every replica.
 	a.r.Apply([]*Endpoint{mustEndpoint(t, "chat", sharedCanary())})
+	round(a, b)
+	round(a, b)
+	for _, x := range []*replica{a, b} {
+		s, _ := x.r.EndpointSnapshot("chat")
+		if !s.Override || s.Canary.State != StatePaused || s.Canary.Weight != 20 {
+			t.Fatalf("after a reload leaving the endpoint as it was: override %v, canary %+v", s.Override, s.Canary)
+		}
+	}
+
+	// A reload on one replica that changes the canary's settings ends the override
+	// on all of them, and the canary is paused where the operator paused it before
+	// the override.
+	cfg := sharedCanary()
+	cfg.Canary.MaxP99 += time.Second
+	a.r.Apply([]*Endpoint{mustEndpoint(t, "chat", cfg)})
 	round(a, b)
 	round(a, b)
 	for _, x := range []*replica{a, b} {
@@ -238,33 +261,37 @@ func TestSharedOperatorOnFollower(t *testing.T) {
 }
 
 func TestSharedReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
-	c := newCluster(t)
-	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
-	a.r.tick(bg)
-	round(a, b)
-	if _, err := b.r.SetWeights(bg, "chat", map[string]int{"llama": 100, "llama-v2": 0}); err != nil {
-		t.Fatal(err)
-	}
-	round(a, b)
-	weightsAgree(t, "override", 0, a, b)
+	for _, how := range overrideEnds {
+		t.Run(how.name, func(t *testing.T) {
+			c := newCluster(t)
+			a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+			a.r.tick(bg)
+			round(a, b)
+			if _, err := b.r.SetWeights(bg, "chat", map[string]int{"llama": 100, "llama-v2": 0}); err != nil {
+				t.Fatal(err)
+			}
+			round(a, b)
+			weightsAgree(t, "override", 0, a, b)
 
-	// A reload with the same routes on a ends the override everywhere; the
-	// canary the override held at 0 % steps on from its first step.
-	a.e = mustEndpoint(t, "chat", sharedCanary())
-	a.r.Apply([]*Endpoint{a.e})
-	round(a, b)
-	round(a, b)
-	for _, x := range []*replica{a, b} {
-		s, _ := x.r.EndpointSnapshot("chat")
-		if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 5 {
-			t.Fatalf("after reload: override %v, canary %v %% %s, want stepping at 5 %%",
-				s.Override, s.Canary.Weight, s.Canary.State)
-		}
+			// The end of the override on a (a reload changing the canary's
+			// settings, or the operator's) ends it everywhere; the canary the
+			// override held at 0 % steps on from its first step.
+			a.e = how.end(t, a.r, a.e, sharedCanary())
+			round(a, b)
+			round(a, b)
+			for _, x := range []*replica{a, b} {
+				s, _ := x.r.EndpointSnapshot("chat")
+				if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 5 {
+					t.Fatalf("after the override ended: override %v, canary %v %% %s, want stepping at 5 %%",
+						s.Override, s.Canary.Weight, s.Canary.State)
+				}
+			}
+			feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
+			c.clock.Advance(time.Minute)
+			round(a, b)
+			weightsAgree(t, "first step after the override", 10, a, b)
+		})
 	}
-	feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
-	c.clock.Advance(time.Minute)
-	round(a, b)
-	weightsAgree(t, "first step after the reload", 10, a, b)
 }
 
 func TestSharedSyncFollowsTheClusterBeforeServing(t *testing.T) {

@@ -38,7 +38,8 @@ type CanarySnapshot struct {
 	Variant string      `json:"variant"`
 	State   CanaryState `json:"state"`
 	// AfterOverride is, while an operator's weights override holds the canary
-	// paused, the state the reload that ends the override brings back.
+	// paused, the state that ending the override (ClearWeights, or a reload that
+	// changes the canary settings) brings back.
 	AfterOverride CanaryState `json:"after_override,omitempty"`
 	// Weight is the canary's live weight in percent.
 	Weight float64 `json:"weight"`
