@@ -34,9 +34,12 @@ func TestAllocs(t *testing.T) {
 				if err != nil || string(d) == "[DONE]" {
 					return
 				}
+				isErrorEvent(d)
 				hasContent(d)
 			}
 		}},
+		{"error event check", 0, func() { isErrorEvent(errorEventBytes) }},
+		{"completion body check", 0, func() { hasMember(completionBytes, "choices") }},
 		{"record an outcome", 0, func() { r.record(&o) }},
 		{"pacer schedule", 0, func() { _ = pacer{rate: 1234}.at(99999) }},
 	}

@@ -326,11 +326,7 @@ func errKind(err error) string {
 
 func statusKind(code int) string { return "status " + strconv.Itoa(code) }
 
-var (
-	bodyChoices   = []byte(`"choices"`)
-	bodyEmbedding = []byte(`"embedding"`)
-	headerUserID  = []byte("X-User-ID")
-)
+var headerUserID = []byte("X-User-ID")
 
 // job is one request queued by the pacer: its index, when it was queued (from
 // the start) and whether every worker was busy then.
@@ -522,11 +518,14 @@ func (w *worker) do(i int64, sched time.Time, o *outcome) {
 		w.readStream(sched, o)
 		return
 	}
-	want := bodyChoices
+	// A completion is one JSON object holding "choices" (embeddings: "data"); a
+	// 200 that is anything else, an event stream or a body cut short included,
+	// is not an answer the client could use.
+	want := "choices"
 	if w.s.Kind == kindEmbeddings {
-		want = bodyEmbedding
+		want = "data"
 	}
-	if !bytes.Contains(w.resp.Body(), want) {
+	if !hasMember(w.resp.Body(), want) {
 		o.errKind = "bad body"
 		return
 	}
@@ -539,7 +538,17 @@ const maxTrailing = 64 << 10
 // readStream consumes an SSE body, timing each content chunk as it
 // arrives at the client.
 func (w *worker) readStream(sched time.Time, o *outcome) {
-	defer func() { _ = w.resp.CloseBodyStream() }()
+	done := false
+	defer func() {
+		if !done {
+			// A stream that ended otherwise than at [DONE] leaves its connection
+			// unusable: unread events, or a body cut at a chunk boundary, which
+			// fasthttp reads as a clean end and would pool, so the next request
+			// on it would fail as "conn closed" without reaching the path.
+			w.resp.SetConnectionClose()
+		}
+		_ = w.resp.CloseBodyStream()
+	}()
 	w.br.Reset(w.resp.BodyStream())
 	w.sse.r = w.br
 	o.gaps = w.gaps[:0]
@@ -574,11 +583,18 @@ func (w *worker) readStream(sched time.Time, o *outcome) {
 				o.errKind = "bad body"
 				return
 			}
+			done = true
 			o.lat = now.Sub(sched)
 			// Read the body's end too (the chunked terminator behind [DONE]),
 			// as the official SDKs do, so that the connection is kept for
 			// the next request rather than closed with unread bytes.
 			_, _ = io.Copy(io.Discard, io.LimitReader(w.br, maxTrailing))
+			return
+		}
+		if isErrorEvent(data) {
+			// The upstream failed mid-stream: whatever follows, [DONE] included,
+			// the client got an error, not a completion.
+			o.errKind = "stream error"
 			return
 		}
 		if !hasContent(data) {

@@ -32,6 +32,11 @@ func TestRunLoadAgainstStandIn(t *testing.T) {
 		{"non-json chat body", kindChat, "garbage", "bad body"},
 		{"stream without a content chunk", kindStream, "garbage", "bad body"},
 		{"stream cut before [DONE]", kindStream, "cut", "stream cut"},
+		// The gateway counts such a stream as failed: the client got an error,
+		// not a completion, whatever follows the error event.
+		{"stream with an error event before [DONE]", kindStream, "error event", "stream error"},
+		{"event stream to a non-streaming chat", kindChat, "event stream", "bad body"},
+		{"chat completion cut short", kindChat, "cut json", "bad body"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,15 +22,21 @@ func maxStepOK(s Summary, measured, errs int64, bound time.Duration) bool {
 // maxRates is the ladder of offered loads: start, start×factor, … up to
 // limit, rounded to whole requests per second, at most maxLadderSteps of
 // them. The loop is bounded by its iterations, not by the steps it keeps:
-// rounding drops a repeated rate, and a start of 0 never grows.
+// rounding drops a repeated rate, and a start of 0 never grows. The rounded
+// rate, the one offered, is what the limit bounds: start×factor^k carries
+// float error (100×1.1 is 110.00000000000001), which must not drop a step
+// that lands on the limit.
 func maxRates(start, factor, limit float64) []float64 {
 	if start <= 0 || factor <= 1 {
 		return nil
 	}
 	var out []float64
 	r := start
-	for i := 0; i < maxLadderIterations && r <= limit && len(out) < maxLadderSteps; i++ {
+	for i := 0; i < maxLadderIterations && len(out) < maxLadderSteps; i++ {
 		v := math.Round(r)
+		if v > limit {
+			break
+		}
 		if len(out) == 0 || v > out[len(out)-1] {
 			out = append(out, v)
 		}

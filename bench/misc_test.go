@@ -94,6 +94,11 @@ func TestMaxRates(t *testing.T) {
 		{"limit included", 100, 2, 800, []float64{100, 200, 400, 800}},
 		{"rounded, no repeats", 1, 1.3, 4, []float64{1, 2, 3, 4}},
 		{"start above limit", 500, 2, 100, nil},
+		// The limit bounds the rate offered, the rounded one: 100×1.1 is
+		// 110.00000000000001 and must not drop the step on the limit, and
+		// 120.55 offers 121, over a limit of 120.6.
+		{"step on the limit despite float error", 100, 1.1, 110, []float64{100, 110}},
+		{"rounded step over the limit left out", 100, 1.2055, 120.6, []float64{100}},
 		// Neither grows: the loop must end all the same (it used to spin forever
 		// on a start of 0, counting only the rates it kept).
 		{"zero start", 0, 2, 1000, nil},

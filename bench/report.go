@@ -121,6 +121,16 @@ type MaxResult struct {
 	Plot     string             `json:"plot,omitempty"`
 }
 
+// ran reports whether any step of the ladder measured path.
+func (m *MaxResult) ran(path string) bool {
+	for i := range m.Steps {
+		if m.Steps[i].Path == path {
+			return true
+		}
+	}
+	return false
+}
+
 // MaxStep is one path at one offered load.
 type MaxStep struct {
 	Path    string  `json:"path"`
@@ -326,7 +336,11 @@ func (r *Result) markdown() string {
 	load := frate(s.Rate) + " req/s open loop"
 	if r.Max != nil && r.Max.HalfRate == 0 {
 		// The ladder is the whole run: no half-rate measurement followed it.
-		load = "the ladder below only (Tollgate sustained no step, so no half-rate run)"
+		why := "Tollgate sustained no step"
+		if len(r.Max.Steps) > 0 && !r.Max.ran(pathTollgate) {
+			why = "tollgate was not among --paths"
+		}
+		load = "the ladder below only (" + why + ", so no half-rate run)"
 	}
 	latency := "Latency (µs, from the scheduled send time to the last byte)"
 	if s.Closed {

@@ -458,6 +458,25 @@ func TestMarkdownMaxWithoutHalfRate(t *testing.T) {
 	}
 }
 
+// A max run on --paths without tollgate (direct,nginx) has no half-rate run
+// either; its load line says why, claiming nothing of a path that never ran.
+func TestMarkdownMaxWithoutTollgatePath(t *testing.T) {
+	r := fixedResult()
+	r.Scenario = "max"
+	r.Paths = nil
+	r.Settings.Rate = 0
+	r.Max = &MaxResult{BoundUS: 5000, Highest: map[string]float64{pathDirect: 500, pathNginx: 500},
+		Steps: []MaxStep{
+			{Path: pathDirect, Offered: 500, Latency: sum(200, 600), Pass: true},
+			{Path: pathNginx, Offered: 500, Latency: sum(300, 900), Pass: true},
+		}}
+	md := r.markdown()
+	if !strings.Contains(md, "- load: the ladder below only (tollgate was not among --paths, so no half-rate run)") ||
+		strings.Contains(md, "Tollgate sustained no step") {
+		t.Fatalf("load line of a max run without a tollgate path:\n%s", md[:strings.Index(md, "\n\n")])
+	}
+}
+
 // A send-lag p99 over fewer than 100 samples is the single slowest send; it
 // flags nothing, as in a --smoke run's 50 requests a path.
 func TestLoadgenBehindNeedsSamples(t *testing.T) {

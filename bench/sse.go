@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
 // sseReader splits a text/event-stream body into events and returns the
@@ -91,4 +93,35 @@ func hasContent(chunk []byte) bool {
 	}
 }
 
-var keyContent = []byte(`"content"`)
+// isErrorEvent reports whether a stream's event is an error rather than a chunk:
+// a JSON object with a top-level "error" member, as OpenAI and vLLM send when the
+// upstream fails mid-stream (and the gateway passes on, counting that stream as
+// failed even when [DONE] follows). The substring test keeps the walk off every
+// ordinary chunk; the walk keeps a nested "error" (a tool call's arguments, a
+// choice's own field) from counting.
+func isErrorEvent(data []byte) bool {
+	return bytes.Contains(data, keyError) && hasMember(data, "error")
+}
+
+// hasMember reports whether b is exactly one JSON object (space around it
+// allowed) with a top-level member named key, compared as written.
+func hasMember(b []byte, key string) bool {
+	var it jsonscan.Iter
+	if it.Reset(b) != nil {
+		return false
+	}
+	found := false
+	for {
+		k, _, ok := it.Next()
+		if !ok {
+			break
+		}
+		found = found || string(k) == key
+	}
+	return found && it.Err() == nil && jsonscan.SkipSpace(b, it.End()) == len(b)
+}
+
+var (
+	keyContent = []byte(`"content"`)
+	keyError   = []byte(`"error"`)
+)

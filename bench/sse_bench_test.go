@@ -10,6 +10,11 @@ import (
 var benchStream = strings.Repeat(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"word "}}]}`+"\n\n", 64) +
 	"data: [DONE]\n\n"
 
+var (
+	errorEventBytes = []byte(errorEvent)
+	completionBytes = []byte(`{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"alpha"}}]}`)
+)
+
 // BenchmarkSSEReader is the client's per-event cost while it times chunks:
 // it must stay far below the inter-chunk gaps it measures.
 func BenchmarkSSEReader(b *testing.B) {
@@ -29,9 +34,21 @@ func BenchmarkSSEReader(b *testing.B) {
 			if string(d) == "[DONE]" {
 				break
 			}
-			if !hasContent(d) {
+			if isErrorEvent(d) || !hasContent(d) {
 				b.Fatal("no content")
 			}
+		}
+	}
+}
+
+// BenchmarkAnswerCheck is the check of every non-streaming answer: one walk
+// over the completion's members.
+func BenchmarkAnswerCheck(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(completionBytes)))
+	for b.Loop() {
+		if !hasMember(completionBytes, "choices") {
+			b.Fatal("no choices")
 		}
 	}
 }

@@ -83,6 +83,58 @@ func TestHasContent(t *testing.T) {
 	}
 }
 
+func TestIsErrorEvent(t *testing.T) {
+	cases := []struct {
+		name  string
+		event string
+		want  bool
+	}{
+		{"openai error event", `{"error":{"message":"engine failed","type":"server_error","param":null,"code":"upstream_error"}}`, true},
+		{"error after other members", `{"id":"c1","object":"chat.completion.chunk","error":{"message":"x"}}`, true},
+		{"spaced", ` { "error" : {"message": "x"} } `, true},
+		{"content chunk", `{"choices":[{"index":0,"delta":{"content":"alpha"}}]}`, false},
+		{"error nested in a choice", `{"choices":[{"index":0,"delta":{},"error":{"message":"x"}}]}`, false},
+		{"error in generated text", `{"choices":[{"delta":{"content":"{\"error\": 1}"}}]}`, false},
+		{"error as a value", `{"choices":[{"delta":{"content":"error"}}]}`, false},
+		{"not an object", `["error"]`, false},
+		{"cut short", `{"error":{"message":"eng`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := isErrorEvent([]byte(tc.event)); got != tc.want {
+				t.Fatalf("isErrorEvent(%s) = %v", tc.event, got)
+			}
+		})
+	}
+}
+
+// hasMember is the check of a non-streaming answer: one JSON object with the
+// member at its top level, so an event stream or a body cut short is no answer.
+func TestHasMember(t *testing.T) {
+	cases := []struct {
+		name string
+		body string
+		want bool
+	}{
+		{"completion", `{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"content":"hi"}}]}`, true},
+		{"space around", "\n {\"choices\": []}\n", true},
+		{"cut short", `{"id":"c1","choices":[{"index":0,"message":{"content":"al`, false},
+		{"event stream", "data: {\"choices\":[]}\n\ndata: [DONE]\n\n", false},
+		{"nested only", `{"x":{"choices":[]}}`, false},
+		{"in a string only", `{"x":"\"choices\""}`, false},
+		{"trailing bytes", `{"choices":[]} x`, false},
+		{"two objects", `{"choices":[]}{"choices":[]}`, false},
+		{"empty", ``, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := hasMember([]byte(tc.body), "choices"); got != tc.want {
+				t.Fatalf("hasMember(%q, choices) = %v", tc.body, got)
+			}
+		})
+	}
+}
+
 func FuzzSSEReader(f *testing.F) {
 	f.Add("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n")
 	f.Add("event: x\ndata: a\ndata: b\r\n\r\n")
@@ -94,6 +146,7 @@ func FuzzSSEReader(f *testing.F) {
 		}
 		for _, d := range got {
 			hasContent([]byte(d))
+			isErrorEvent([]byte(d))
 		}
 	})
 }

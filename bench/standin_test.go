@@ -14,7 +14,11 @@ import (
 
 // standIn is a tiny OpenAI-shaped upstream for the harness's own tests, so
 // they run without mockllm or the gateway being built. fault picks one
-// misbehaviour for every request: "", "503", "garbage", "cut".
+// misbehaviour for every request: "", "503", "garbage", "cut" (a stream
+// ending early, though with the body's end), "error event" (a stream that
+// carries the upstream's error event before [DONE]), "event stream" and
+// "cut json" (a non-streaming chat answered with an event stream, or with a
+// JSON completion cut short).
 type standIn struct {
 	ln    net.Listener
 	srv   *fasthttp.Server
@@ -56,6 +60,10 @@ var streamChunks = []string{
 	`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`,
 }
 
+// errorEvent is OpenAI's error event, as vLLM sends it when its engine fails
+// mid-stream and the gateway passes it on.
+const errorEvent = `{"error":{"message":"engine failed","type":"server_error","param":null,"code":"upstream_error"}}`
+
 func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
 	if u := ctx.Request.Header.Peek("X-User-ID"); len(u) > 0 {
 		s.users.Store(string(u), true)
@@ -91,16 +99,28 @@ func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if !bytes.Contains(ctx.PostBody(), []byte(`"stream":true`)) {
-		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"choices":[{"index":0,"message":{"role":"assistant","content":"alpha beta gamma"}}]}`)
+		switch fault {
+		case "event stream":
+			ctx.SetContentType("text/event-stream")
+			ctx.SetBodyString("data: " + streamChunks[1] + "\n\ndata: [DONE]\n\n")
+		case "cut json":
+			ctx.SetContentType("application/json")
+			ctx.SetBodyString(`{"choices":[{"index":0,"message":{"role":"assistant","content":"al`)
+		default:
+			ctx.SetContentType("application/json")
+			ctx.SetBodyString(`{"choices":[{"index":0,"message":{"role":"assistant","content":"alpha beta gamma"}}]}`)
+		}
 		return
 	}
-	cut := fault == "cut"
 	ctx.SetContentType("text/event-stream")
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		for i, c := range streamChunks {
-			if cut && i == 2 {
+			if fault == "cut" && i == 2 {
 				return
+			}
+			if fault == "error event" && i == 2 {
+				_, _ = w.WriteString("data: " + errorEvent + "\n\n")
+				break
 			}
 			_, _ = w.WriteString("data: " + c + "\n\n")
 			if err := w.Flush(); err != nil {
