@@ -208,7 +208,7 @@ func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]b
 	src := call.Body
 	if len(a.drop) > 0 {
 		buf := bodyPool.Get().(*[]byte)
-		defer bodyPool.Put(buf)
+		defer putBody(buf)
 		*buf = dropFields(append((*buf)[:0], src...), a.drop)
 		src = *buf
 	}

@@ -111,7 +111,7 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if b.pp != nil {
 		// The translation, or its refusal, comes before a target is leased.
 		buf := bodyPool.Get().(*[]byte)
-		defer bodyPool.Put(buf)
+		defer putBody(buf)
 		body, err := b.pp.prepare((*buf)[:0], call, out)
 		*buf = body
 		if err != nil {

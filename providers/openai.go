@@ -177,7 +177,7 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	req.SetBodyRaw(*buf)
 
 	up, err := o.answer(t, req, call, out, res)
-	bodyPool.Put(buf)
+	putBody(buf)
 	if err != nil {
 		return err
 	}
@@ -509,6 +509,16 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, res *Result, timeou
 }
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// putBody returns an upstream request body buffer to bodyPool. One grown past
+// maxPooledBuffer by a large request is dropped: one big prompt should not pin its
+// memory to every later request.
+func putBody(b *[]byte) {
+	if cap(*b) > maxPooledBuffer {
+		return
+	}
+	bodyPool.Put(b)
+}
 
 // swapBody moves up's body into out without copying, handing out's buffer to up.
 // The buffer goes back with its full capacity as its length: fasthttp's body pool

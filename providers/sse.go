@@ -697,6 +697,9 @@ func (s *sseReader) Close() error {
 	if cap(s.line) > maxPooledBuffer {
 		s.line = nil
 	}
+	if cap(s.name) > maxPooledBuffer {
+		s.name = nil
+	}
 	if cap(s.data) > maxPooledBuffer {
 		s.data = make([]byte, 0, 1024)
 	}
