@@ -123,8 +123,9 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		}
 		s.writeRouting(ctx, rt, name, verb, snap, err)
 	case op == adminWeights && method == "DELETE":
+		before, _ := s.router.EndpointSnapshot(name)
 		snap, err := s.router.ClearWeights(opCtx, name)
-		if err == nil {
+		if err == nil && before.Override && !snap.Override {
 			s.log.Info("route weights override ended", "endpoint", name)
 		}
 		s.writeRouting(ctx, rt, name, "", snap, err)

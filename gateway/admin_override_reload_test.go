@@ -7,12 +7,11 @@ import (
 	"testing"
 )
 
-// A weights override holds across a reload that leaves its endpoint as it was: a
-// renewed certificate, a ConfigMap touched, or another endpoint edited reloads the
-// whole config, and must not send traffic back to a backend an operator drained.
-// DELETE on the weights ends the override, as does a reload that changes the
-// endpoint's canary settings.
-func TestAdminOverrideHoldsAcrossUnrelatedReload(t *testing.T) {
+// A weights override holds across reloads that keep its endpoint's routes: a renewed
+// certificate, a ConfigMap touched, another endpoint edited or the canary's gates
+// changed reloads the whole config, and must not send traffic back to a backend an
+// operator drained. DELETE on the weights ends the override.
+func TestAdminOverrideHoldsAcrossReloads(t *testing.T) {
 	yaml := adminConfig(startStaticUpstream(t))
 	s, admin := startAdminGatewayOn(t, yaml)
 	ep := admin + "/admin/endpoints/chat"
@@ -22,13 +21,15 @@ func TestAdminOverrideHoldsAcrossUnrelatedReload(t *testing.T) {
 		t.Fatalf("override: %d %v", code, body)
 	}
 
-	// Another endpoint edited: the override holds.
+	// The same file, another endpoint edited, the canary's gate changed: the
+	// override holds.
 	edited := strings.Replace(yaml, "{name: plain, type: chat, routes: [{backend: stable}]}",
 		"{name: plain, type: chat, routes: [{backend: stable}], retries: 1}", 1)
-	if edited == yaml {
-		t.Fatal("the edit found nothing to change")
+	retuned := strings.Replace(edited, "interval: 1h, max_error_rate: 0.01", "interval: 1h, max_error_rate: 0.02", 1)
+	if edited == yaml || retuned == edited {
+		t.Fatal("the edits found nothing to change")
 	}
-	for _, cfg := range []string{yaml, edited} {
+	for _, cfg := range []string{yaml, edited, retuned} {
 		if err := os.WriteFile(s.path, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -37,7 +38,7 @@ func TestAdminOverrideHoldsAcrossUnrelatedReload(t *testing.T) {
 		}
 		code, body = adminCall(t, "GET", ep, "tok", "")
 		if state, weight := canaryOf(t, body); code != 200 || body["override"] != true || state != "paused" || weight != 0 {
-			t.Fatalf("after a reload leaving chat as it was: %d override %v, canary %s at %v; want the override, paused at 0",
+			t.Fatalf("after a reload keeping chat's routes: %d override %v, canary %s at %v; want the override, paused at 0",
 				code, body["override"], state, weight)
 		}
 	}
@@ -55,26 +56,6 @@ func TestAdminOverrideHoldsAcrossUnrelatedReload(t *testing.T) {
 	code, again := adminCall(t, "DELETE", ep+"/weights", "tok", "")
 	if code != 200 || again["override"] == true || again["canary"].(map[string]any)["reason"] != c["reason"] {
 		t.Fatalf("second DELETE: %d %v", code, again)
-	}
-
-	// A reload that changes chat's canary settings ends an override too.
-	if code, body := adminCall(t, "PUT", ep+"/weights", "tok", `{"stable": 100, "canary": 0}`); code != 200 {
-		t.Fatalf("override: %d %v", code, body)
-	}
-	retuned := strings.Replace(edited, "interval: 1h, max_error_rate: 0.01", "interval: 1h, max_error_rate: 0.02", 1)
-	if err := os.WriteFile(s.path, []byte(retuned), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if code, body := adminCall(t, "POST", admin+"/admin/reload", "tok", ""); code != 200 {
-		t.Fatalf("reload: %d %v", code, body)
-	}
-	code, body = adminCall(t, "GET", ep, "tok", "")
-	if state, weight := canaryOf(t, body); code != 200 || body["override"] == true || state != "stepping" || weight != 5 {
-		t.Fatalf("after a reload changing the canary: %d override %v, canary %s at %v; want no override, stepping at 5",
-			code, body["override"], state, weight)
-	}
-	if r := body["canary"].(map[string]any)["reason"]; r != "override ended by reload" {
-		t.Errorf("reason %v, want the reload's end of the override", r)
 	}
 
 	// Errors: an unknown endpoint, and the methods the weights take.
@@ -113,5 +94,43 @@ func TestAdminOverrideEndRefusedCrossSite(t *testing.T) {
 	}
 	if _, body := adminCall(t, "GET", ep, "tok", ""); body["override"] != true {
 		t.Fatal("a cross-site DELETE ended the override")
+	}
+}
+
+// DELETE on the weights of an endpoint without an override changes nothing and logs
+// nothing: the log says when weights went back to the config's, and they did not.
+func TestAdminOverrideEndWithoutOverrideNotLogged(t *testing.T) {
+	up := startStaticUpstream(t)
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  stable: {provider: openai, base_url: "http://`+up+`/v1", model: m}
+  canary: {provider: openai, base_url: "http://`+up+`/v1", model: m2}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: stable, weight: 95}, {backend: canary, weight: 5}]
+    canary: {backend: canary, steps: [5, 100], interval: 1h}
+logging: {level: info}
+`)
+	ep := "http://" + g.AdminAddr() + "/admin/endpoints/chat"
+	code, body := adminCall(t, "DELETE", ep+"/weights", "", "")
+	if code != 200 || body["override"] == true {
+		t.Fatalf("DELETE without an override: %d %v, want 200 and no override", code, body)
+	}
+	if code, body := adminCall(t, "PUT", ep+"/weights", "", `{"stable": 100, "canary": 0}`); code != 200 {
+		t.Fatalf("override: %d %v", code, body)
+	}
+	if code, body := adminCall(t, "DELETE", ep+"/weights", "", ""); code != 200 || body["override"] == true {
+		t.Fatalf("DELETE: %d %v", code, body)
+	}
+	ended := 0
+	for _, line := range strings.Split(g.logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"route weights override ended"`) {
+			ended++
+		}
+	}
+	if ended != 1 {
+		t.Fatalf("%d lines say the override ended, want 1 (the second DELETE's):\n%s", ended, g.logs.String())
 	}
 }

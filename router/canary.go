@@ -2,7 +2,6 @@ package router
 
 import (
 	"errors"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -116,17 +115,6 @@ func newCanaryCfg(c *Canary, route int, home int32) *canaryCfg {
 	return cc
 }
 
-// same reports whether c and o are the same canary settings; nil is an endpoint
-// without a canary.
-func (c *canaryCfg) same(o *canaryCfg) bool {
-	if c == nil || o == nil {
-		return c == o
-	}
-	return c.route == o.route && slices.Equal(c.steps, o.steps) && c.interval == o.interval &&
-		c.minRequests == o.minRequests && c.hasMaxErr == o.hasMaxErr && c.maxErrRate == o.maxErrRate &&
-		c.maxP99 == o.maxP99 && c.maxTTFTP99 == o.maxTTFTP99 && c.start == o.start
-}
-
 // slot is the index of the slot of the window starting at since that now
 // falls in. The gates judge two spans: the whole window, which decides a
 // step, and the recent one (the previous slot and the current one), so
@@ -209,7 +197,7 @@ type ctlState struct {
 	// rollback starts a new one.
 	since time.Time
 	// override holds operator weights in buckets until it ends (ClearWeights,
-	// a resume, a reload changing the endpoint); nil means the weights follow the canary (or the config).
+	// a resume); nil means the weights follow the canary (or the config).
 	override []int32
 	reason   string // why the last change happened, for logs and the admin API
 	// prior and priorCW are the state and canary weight an override interrupted
@@ -341,20 +329,19 @@ func holdForOverride(cur *ctlState, w int32, now time.Time) {
 	cur.state, cur.cw, cur.since = StatePaused, w, now
 }
 
-// reasonReloadEnded is the reason a canary carries once a reload ended the override
-// that held it.
-const reasonReloadEnded = "override ended by reload"
-
-// endOverride ends an operator's weights override (ClearWeights, or a reload that
-// changes the canary settings), giving reason: the weights follow the canary again,
-// and the canary goes back to the state the override interrupted. One that was
-// stepping steps on from the override's weight, or from its first step if the
-// override held it at 0 %; one that an operator had paused, or that was rolled back
-// or promoted, is so again, at the weight it had. A canary a gate rolled back during
-// the override stays rolled back.
-func endOverride(c *canaryCfg, cur *ctlState, now time.Time, reason string) {
+// endOverride ends an operator's weights override (ClearWeights): the weights
+// follow the canary again, and the canary goes back to the state the override
+// interrupted. One that was stepping steps on from the override's
+// weight, or from its first step if the override held it at 0 %; one that an
+// operator had paused, or that was rolled back or promoted, is so again, at the
+// weight it had. A canary a gate rolled back during the override stays rolled
+// back, keeping the gate's reason and window.
+func endOverride(c *canaryCfg, cur *ctlState, now time.Time) {
+	const reason = "override ended by operator"
 	cur.override = nil
-	cur.reason = reason
+	if c == nil {
+		cur.reason = reason
+	}
 	if c != nil && cur.state == StatePaused {
 		switch cur.prior {
 		case StatePaused, StateRolledBack, StatePromoted:
@@ -363,7 +350,7 @@ func endOverride(c *canaryCfg, cur *ctlState, now time.Time, reason string) {
 			// Stepping, or a state written by a version that kept no prior.
 			cur.state, cur.cw = StateStepping, c.resumeAt(cur.cw)
 		}
-		cur.since = now
+		cur.since, cur.reason = now, reason
 	}
 	cur.prior, cur.priorCW = StateNone, 0
 }

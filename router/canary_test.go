@@ -362,22 +362,21 @@ func TestReloadKeepsOrResetsState(t *testing.T) {
 		t.Fatalf("stepped after 1m with a 2m interval: %v", w)
 	}
 
-	// An override holds across a reload that leaves the endpoint's canary
-	// settings as they were (another endpoint edited, a certificate renewed)...
+	// An operator's override holds across reloads that keep the routes, those
+	// with new canary settings too; ClearWeights ends it.
 	if _, err := r.SetWeights(bg, "chat", map[string]int{"llama": 50, "llama-v2": 50}); err != nil {
 		t.Fatal(err)
 	}
 	r.Apply([]*Endpoint{mustEndpoint(t, "chat", cfg)})
-	s, _ = r.EndpointSnapshot("chat")
-	if !s.Override || s.Canary.State != StatePaused || s.Canary.Weight != 50 || s.Canary.Reason != "weights set by operator" {
-		t.Fatalf("after a reload leaving the endpoint as it was: override %v, canary %+v", s.Override, s.Canary)
-	}
-	// ...and ends with one that changes them.
 	cfg.Canary.MinRequests = 20
 	r.Apply([]*Endpoint{mustEndpoint(t, "chat", cfg)})
 	s, _ = r.EndpointSnapshot("chat")
-	if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 50 || s.Canary.Reason != "override ended by reload" {
-		t.Fatalf("after reload ending an override: override %v, canary %+v", s.Override, s.Canary)
+	if !s.Override || s.Canary.State != StatePaused || s.Canary.Weight != 50 || s.Canary.Reason != "weights set by operator" {
+		t.Fatalf("after reloads keeping the routes: override %v, canary %+v", s.Override, s.Canary)
+	}
+	s, _ = r.ClearWeights(bg, "chat")
+	if s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 50 || s.Canary.Reason != "override ended by operator" {
+		t.Fatalf("after the override ended: override %v, canary %+v", s.Override, s.Canary)
 	}
 	if s.Routes[0].Weight != 50 {
 		t.Fatalf("stable weight %v after the override ended, want 50", s.Routes[0].Weight)
@@ -447,9 +446,8 @@ func TestReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
 	}
 }
 
-// The end of an override (a reload changing the canary settings, or ClearWeights)
-// brings back the state the override interrupted: a canary an operator or a gate
-// stopped is not restarted by it.
+// The end of an override brings back the state the override interrupted: a canary an
+// operator or a gate stopped is not restarted by it.
 func TestReloadAfterOverrideRestoresState(t *testing.T) {
 	tests := []struct {
 		name   string

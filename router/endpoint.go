@@ -250,10 +250,8 @@ type state struct {
 	ctl ctlState
 	// win tracks the canary's local windows; nil without a canary.
 	win *canaryWindows
-	// ver is the shared state's version last applied; dirty says local
-	// changes (a reload that cleared an override) await publishing.
-	ver   int64
-	dirty bool
+	// ver is the shared state's version last applied.
+	ver int64
 	// unshared says the canary was rolled back here while the shared state
 	// was unavailable (a gate on this replica's own traffic, or an operator on
 	// this replica), and Redis does not have the rollback yet; poll writes it

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -146,8 +147,8 @@ func canaryOf(t testing.TB, r *Router, name string) CanarySnapshot {
 
 var bg = context.Background()
 
-// overrideEnd is one of the two ways an operator's weights override ends: a reload
-// that changes the endpoint's canary settings, or ClearWeights. end ends the
+// overrideEnd is a way to end an operator's weights override: ClearWeights, at once
+// or after a reload with new canary settings, which keeps the override. end ends the
 // override of endpoint name, live now and built from cfg, and returns the endpoint
 // live after it.
 type overrideEnd struct {
@@ -156,20 +157,40 @@ type overrideEnd struct {
 }
 
 var overrideEnds = []overrideEnd{
-	{"reload changing the canary settings", func(t *testing.T, r *Router, live *Endpoint, cfg Config) *Endpoint {
+	{"ClearWeights", func(t *testing.T, r *Router, live *Endpoint, _ Config) *Endpoint {
 		t.Helper()
+		clearWeights(t, r, live.Name())
+		return live
+	}},
+	{"ClearWeights after a reload with new canary settings", func(t *testing.T, r *Router, live *Endpoint, cfg Config) *Endpoint {
+		t.Helper()
+		before, _ := r.EndpointSnapshot(live.Name())
 		c := *cfg.Canary
 		c.MaxP99 += time.Second
 		cfg.Canary = &c
 		e := mustEndpoint(t, live.Name(), cfg)
 		r.Apply([]*Endpoint{e})
+		if after, _ := r.EndpointSnapshot(live.Name()); after.Override != before.Override ||
+			!slices.Equal(routeWeights(after), routeWeights(before)) {
+			t.Fatalf("a reload keeping the routes changed the override: %v %v before, %v %v after",
+				before.Override, routeWeights(before), after.Override, routeWeights(after))
+		}
+		clearWeights(t, r, live.Name())
 		return e
 	}},
-	{"ClearWeights", func(t *testing.T, r *Router, live *Endpoint, _ Config) *Endpoint {
-		t.Helper()
-		if _, err := r.ClearWeights(bg, live.Name()); err != nil {
-			t.Fatal(err)
-		}
-		return live
-	}},
+}
+
+func clearWeights(t *testing.T, r *Router, name string) {
+	t.Helper()
+	if _, err := r.ClearWeights(bg, name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func routeWeights(s EndpointSnapshot) []float64 {
+	w := make([]float64, len(s.Routes))
+	for i, r := range s.Routes {
+		w[i] = r.Weight
+	}
+	return w
 }

@@ -67,7 +67,7 @@ func TestGateRollbackOfAllCanaryOverride(t *testing.T) {
 
 // An operator's rollback during a weights override keeps the override as a gate's
 // does: the canary's share goes to the other routes by their override weights (a
-// drained route stays drained), and the reload that ends the override leaves the canary
+// drained route stays drained), and the end of the override leaves the canary
 // rolled back, under the configured weights.
 func TestOperatorRollbackKeepsOverride(t *testing.T) {
 	tests := []struct {

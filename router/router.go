@@ -117,12 +117,9 @@ func defaultID() string {
 // Apply makes eps, the complete set of endpoints of a new config snapshot,
 // the live ones. An endpoint whose name and routes match one already live
 // takes over its weights, canary state and counters, with the new canary
-// settings. A weights override holds across a reload that leaves the
-// endpoint's canary settings as they were (a reload for another endpoint, a
-// renewed certificate); one that changes them ends it, and the canary it
-// paused steps on (from its first step if the override held it at 0 %).
-// Other endpoints start from their config, and names no longer present are
-// dropped. Call it before the snapshot serves requests.
+// settings; an operator's weights override holds (only ClearWeights or a
+// canary resume ends it). Other endpoints start from their config, and names
+// no longer present are dropped. Call it before the snapshot serves requests.
 func (r *Router) Apply(eps []*Endpoint) {
 	now := r.now()
 	r.mu.Lock()
@@ -134,14 +131,7 @@ func (r *Router) Apply(eps []*Endpoint) {
 			st := old.st.Load()
 			if st != fresh {
 				st.mu.Lock()
-				changed := !st.cfg.same(e.canary)
 				st.cfg = e.canary
-				if st.ctl.override != nil && changed {
-					c := st.ctl
-					endOverride(st.cfg, &c, now, reasonReloadEnded)
-					r.setLocked(e.name, st, c, "reload")
-					st.dirty = true
-				}
 				st.mu.Unlock()
 				e.st.Store(st)
 			}
@@ -272,9 +262,9 @@ func (r *Router) Rollback(ctx context.Context, name string) (EndpointSnapshot, e
 
 // SetWeights overrides the live weights of endpoint name with weights
 // (backend name → percent, 0..100, adding up to 100; a route left out gets
-// 0) until ClearWeights, a canary resume, or a reload that changes the
-// endpoint's routes or canary settings. A canary is paused at the weight given
-// to it. The snapshot returned says the weights are an override.
+// 0) until ClearWeights or a canary resume; a reload keeps it unless it changes
+// the endpoint's routes, which starts the endpoint over from its config. A
+// canary is paused at the weight given to it. The snapshot returned says the weights are an override.
 func (r *Router) SetWeights(ctx context.Context, name string, weights map[string]int) (EndpointSnapshot, error) {
 	e, _, err := r.endpoint(name)
 	if err != nil {
@@ -294,16 +284,16 @@ func (r *Router) SetWeights(ctx context.Context, name string, weights map[string
 	})
 }
 
-// ClearWeights ends the weights override of endpoint name, as a reload that
-// changes the endpoint's canary settings does: the weights follow the config
-// and the canary again, and a canary the override paused goes back to the
-// state it interrupted. An endpoint without an override is left as it is.
+// ClearWeights ends the weights override of endpoint name: the weights follow
+// the config and the canary again, and a canary the override paused goes back
+// to the state it interrupted. An endpoint without an override is left as it
+// is.
 func (r *Router) ClearWeights(ctx context.Context, name string) (EndpointSnapshot, error) {
 	return r.operate(ctx, name, func(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 		if cur.override == nil {
 			return "", nil
 		}
-		endOverride(c, cur, now, "override ended by operator")
+		endOverride(c, cur, now)
 		return evOverrideEnd, nil
 	})
 }

@@ -215,29 +215,23 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 		st.mu.Lock()
 		rs, ok := parseRemote(f, len(st.lay.home))
 		// The operation applies to the shared state with what this replica
-		// holds that Redis lacks added to it (the end of an override by a
-		// reload here, a rollback made while Redis was unavailable): writing
-		// the result shares those too.
+		// holds that Redis lacks added to it (a rollback made while Redis was
+		// unavailable): writing the result shares it too.
 		now := r.now()
-		cur, ended, pending := st.ctl, false, st.unshared
+		cur, pending := st.ctl, st.unshared
 		if ok && rs.sig == st.sig {
-			cur, ended, pending = st.withLocal(rs.ctl, now)
+			cur, pending = st.withUnshared(rs.ctl)
 		}
 		cur.override = append([]int32(nil), cur.override...)
 		ev, err := op(st.cfg, &cur, now)
-		if ev == "" && err == nil {
-			switch {
-			case pending:
-				ev = evRollback
-			case ended:
-				ev = "reload"
-			}
+		if ev == "" && err == nil && pending {
+			ev = evRollback
 		}
 		if err != nil || ev == "" {
 			if err == nil && ok && rs.sig == st.sig {
 				// Nothing to do: another replica made the change first. This
 				// replica follows it now, so that the answer shows it.
-				st.dirty, st.unshared = false, false
+				st.unshared = false
 				s.adoptLocked(r, e.name, st, rs)
 			}
 			st.mu.Unlock()
@@ -250,7 +244,7 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 		}
 		if ver > 0 {
 			r.setLocked(e.name, st, cur, ev)
-			st.ver, st.dirty, st.unshared = ver, false, false
+			st.ver, st.unshared = ver, false
 			st.mu.Unlock()
 			return nil
 		}
@@ -305,25 +299,6 @@ func (s *shared) judgeHere(r *Router, eps []*Endpoint) {
 		}
 		st.mu.Unlock()
 	}
-}
-
-// withLocal returns the shared state rs with the changes this replica made that
-// Redis lacks applied to it, and which of them changed it: the end of an override
-// by a reload here (st.dirty), then a rollback made while Redis was unavailable
-// (st.unshared). Ending the override first keeps the rollback whichever came
-// first here: a rolled-back canary stays rolled back when its override ends, and
-// a rollback after the reload keeps its own reason and window. Publishing the
-// end alone would send the canary back to the state the override interrupted,
-// on every replica, until this one's next tick rolled it back again. st.mu must
-// be held.
-func (st *state) withLocal(rs ctlState, now time.Time) (next ctlState, ended, rolled bool) {
-	next = rs
-	if st.dirty && rs.override != nil {
-		endOverride(st.cfg, &next, now, reasonReloadEnded)
-		ended = true
-	}
-	next, rolled = st.withUnshared(next)
-	return next, ended, rolled
 }
 
 // withUnshared returns the shared state rs with this replica's unshared
@@ -525,36 +500,28 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 			// has, above every version it has seen, and the others follow it.
 			var ver int64
 			if ver, err = s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &st.ctl); err == nil && ver > 0 {
-				st.ver, st.dirty, st.unshared = ver, false, false
+				st.ver, st.unshared = ver, false
 				r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state in Redis was older than this replica's; wrote it back",
 					slog.String("endpoint", e.name), slog.Int64("redis_version", rs.ver), slog.Int64("version", ver))
 			}
-		case ok && rs.sig == st.sig && (st.unshared || st.dirty && rs.ctl.override != nil):
-			// A reload here ended the override, or this replica rolled the
-			// canary back while Redis was unavailable, or both: write both
-			// together, so that neither undoes the other anywhere. A rollback
-			// is not written again over a canary Redis has at 0 % already.
-			next, ended, rolled := st.withLocal(rs.ctl, r.now())
-			if !ended && !rolled {
-				st.dirty, st.unshared = false, false
+		case ok && rs.sig == st.sig && st.unshared:
+			// This replica rolled the canary back while Redis was unavailable:
+			// write the rollback over whatever Redis holds now. It is not
+			// written again over a canary Redis has at 0 % already.
+			next, rolled := st.withUnshared(rs.ctl)
+			if !rolled {
+				st.unshared = false
 				s.adoptLocked(r, e.name, st, rs)
 				synced[st] = true
 				break
 			}
-			event := "reload"
-			if rolled {
-				event = evRollback
-			}
 			var won bool
-			if won, err = s.publish(ctx, r, e.name, st, rs.ver, next, event); won {
-				st.dirty, st.unshared = false, false
-				if rolled {
-					r.log.LogAttrs(ctx, slog.LevelInfo, "router wrote a canary rollback made while the shared state was unavailable",
-						slog.String("endpoint", e.name), slog.String("reason", next.reason))
-				}
+			if won, err = s.publish(ctx, r, e.name, st, rs.ver, next, evRollback); won {
+				st.unshared = false
+				r.log.LogAttrs(ctx, slog.LevelInfo, "router wrote a canary rollback made while the shared state was unavailable",
+					slog.String("endpoint", e.name), slog.String("reason", next.reason))
 			}
 		case ok && rs.sig == st.sig:
-			st.dirty = false
 			s.adoptLocked(r, e.name, st, rs)
 			synced[st] = true
 		case rs.ver == 0 || s.leads(e.name):
@@ -564,7 +531,6 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 			if won, err = s.publish(ctx, r, e.name, st, rs.ver, st.ctl, "publish"); won {
 				st.unshared = false
 			}
-			st.dirty = false
 		}
 		st.mu.Unlock()
 		if err != nil {

@@ -230,14 +230,12 @@ func TestSharedOperationAfterOutageIncludesTheUnsharedRollback(t *testing.T) {
 }
 
 // README, Admin API: "A gate or an operator that rolls the canary back during an
-// override keeps the override ... the reload that ends the override leaves the canary
-// rolled back"; and an outage rollback "is written there and every replica follows it".
-// A replica cut off from Redis that both rolls the canary back and is reloaded with
-// new canary settings (ending the override) writes the two together once Redis answers
-// again, whichever came first: the override's end alone would put the canary back to
-// stepping at the override's weight, on every replica, until its next tick rolled it
-// back again.
-func TestSharedOutageRollbackSurvivesReloadEndingOverride(t *testing.T) {
+// override keeps the override"; and an outage rollback "is written there and every
+// replica follows it". A replica cut off from Redis that both rolls the canary back
+// and is reloaded (new canary settings, same routes) writes the rollback once Redis
+// answers again, whichever came first, and the override holds everywhere with the
+// canary's share given to the other route.
+func TestSharedOutageRollbackSurvivesReload(t *testing.T) {
 	reload := func(t *testing.T, x *replica) {
 		x.r.Apply([]*Endpoint{mustEndpoint(t, "chat", retunedCanary())})
 	}
@@ -251,7 +249,7 @@ func TestSharedOutageRollbackSurvivesReloadEndingOverride(t *testing.T) {
 				t.Fatalf("rollback while cut off: %v", err)
 			}
 			reload(t, a)
-		}, "override ended by reload"},
+		}, "rolled back by operator"},
 		{"a reload, then a gate rolled back", func(t *testing.T, c *cluster, a *replica) {
 			reload(t, a)
 			feed(a.e, 1, 200, 100, 100*time.Millisecond, 0)
@@ -282,8 +280,8 @@ func TestSharedOutageRollbackSurvivesReloadEndingOverride(t *testing.T) {
 				t.Fatalf("a's first tick with Redis again: %s at %v %% (%q), local_only %v; want rolled_back at 0 %%, shared",
 					cs.State, cs.Weight, cs.Reason, cs.LocalOnly)
 			}
-			if st, ovr := sharedStateField(t, c, a, "st"), sharedStateField(t, c, a, "ovr"); st != "rolled_back" || ovr != "" {
-				t.Fatalf("Redis after a's first tick: %s, override %q; want rolled_back, no override", st, ovr)
+			if st, ovr := sharedStateField(t, c, a, "st"), sharedStateField(t, c, a, "ovr"); st != "rolled_back" || ovr != "10000,0" {
+				t.Fatalf("Redis after a's first tick: %s, override %q; want rolled_back, the override with the canary's share on stable", st, ovr)
 			}
 			round(a, b)
 			weightsAgree(t, "after Redis is back", 0, a, b)
@@ -292,8 +290,8 @@ func TestSharedOutageRollbackSurvivesReloadEndingOverride(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if cs := snap.Canary; snap.Override || cs.State != StateRolledBack || !strings.Contains(cs.Reason, tt.wantReason) {
-					t.Fatalf("replica %d: override %v, %s (%q); want rolled_back (%s), no override",
+				if cs := snap.Canary; !snap.Override || cs.State != StateRolledBack || !strings.Contains(cs.Reason, tt.wantReason) {
+					t.Fatalf("replica %d: override %v, %s (%q); want rolled_back (%s) under the override",
 						i, snap.Override, cs.State, cs.Reason, tt.wantReason)
 				}
 			}

@@ -83,7 +83,7 @@ func sharedCanary() Config {
 }
 
 // retunedCanary is sharedCanary with another p99 gate: a reload to it keeps the routes
-// and their live state, and ends a weights override.
+// and their live state, a weights override included.
 func retunedCanary() Config {
 	c := sharedCanary()
 	c.Canary.MaxP99 = 2 * time.Second
@@ -223,30 +223,28 @@ func TestSharedOperatorOnFollower(t *testing.T) {
 	round(a, b)
 	weightsAgree(t, "override", 20, a, b)
 
-	// A reload that leaves the endpoint as it was (a renewed certificate, another
-	// endpoint edited) keeps the override on every replica.
+	// Reloads that keep the routes (a renewed certificate, another endpoint
+	// edited, new canary settings) keep the override on every replica.
 	a.r.Apply([]*Endpoint{mustEndpoint(t, "chat", sharedCanary())})
+	b.r.Apply([]*Endpoint{mustEndpoint(t, "chat", retunedCanary())})
 	round(a, b)
 	round(a, b)
 	for _, x := range []*replica{a, b} {
 		s, _ := x.r.EndpointSnapshot("chat")
 		if !s.Override || s.Canary.State != StatePaused || s.Canary.Weight != 20 {
-			t.Fatalf("after a reload leaving the endpoint as it was: override %v, canary %+v", s.Override, s.Canary)
+			t.Fatalf("after reloads keeping the routes: override %v, canary %+v", s.Override, s.Canary)
 		}
 	}
 
-	// A reload on one replica that changes the canary's settings ends the override
-	// on all of them, and the canary is paused where the operator paused it before
-	// the override.
-	cfg := sharedCanary()
-	cfg.Canary.MaxP99 += time.Second
-	a.r.Apply([]*Endpoint{mustEndpoint(t, "chat", cfg)})
+	// The operator's end of the override on one replica ends it on all of them,
+	// and the canary is paused where the operator paused it before the override.
+	clearWeights(t, a.r, "chat")
 	round(a, b)
 	round(a, b)
 	for _, x := range []*replica{a, b} {
 		s, _ := x.r.EndpointSnapshot("chat")
 		if s.Override || s.Canary.State != StatePaused || s.Canary.Weight != 5 {
-			t.Fatalf("after reload: override %v, canary %+v", s.Override, s.Canary)
+			t.Fatalf("after the override ended: override %v, canary %+v", s.Override, s.Canary)
 		}
 	}
 
@@ -273,8 +271,7 @@ func TestSharedReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
 			round(a, b)
 			weightsAgree(t, "override", 0, a, b)
 
-			// The end of the override on a (a reload changing the canary's
-			// settings, or the operator's) ends it everywhere; the canary the
+			// The end of the override on a ends it everywhere; the canary the
 			// override held at 0 % steps on from its first step.
 			a.e = how.end(t, a.r, a.e, sharedCanary())
 			round(a, b)

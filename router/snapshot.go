@@ -6,7 +6,8 @@ import (
 )
 
 // overrideNote is what an override's snapshot says about its lifetime.
-const overrideNote = "runtime override: lasts until the next config reload (or, without Redis, restart)"
+const overrideNote = "runtime override: lasts until DELETE on /admin/endpoints/{name}/weights or a canary resume, " +
+	"across reloads that keep the endpoint's routes (without Redis, until a restart)"
 
 // EndpointSnapshot is an endpoint's routing as the admin API shows it.
 type EndpointSnapshot struct {
@@ -38,8 +39,7 @@ type CanarySnapshot struct {
 	Variant string      `json:"variant"`
 	State   CanaryState `json:"state"`
 	// AfterOverride is, while an operator's weights override holds the canary
-	// paused, the state that ending the override (ClearWeights, or a reload that
-	// changes the canary settings) brings back.
+	// paused, the state that ending the override (ClearWeights) brings back.
 	AfterOverride CanaryState `json:"after_override,omitempty"`
 	// Weight is the canary's live weight in percent.
 	Weight float64 `json:"weight"`
