@@ -62,7 +62,8 @@ type Config struct {
 	refused []string
 }
 
-// keyFile is a file an API key was read from, with the SHA-256 of what it held then.
+// keyFile is a file an API key was read from, with the SHA-256 of what it held then;
+// zero for a path-like key naming no file yet (absent).
 type keyFile struct {
 	path string
 	sum  [sha256.Size]byte

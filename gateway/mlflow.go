@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -138,13 +139,20 @@ func expandMLflowRef(n *yaml.Node, key string, env func(string) (string, bool), 
 // (a mounted Docker or Kubernetes secret) is read from that file, a relative path from
 // the working directory; any other value is the key itself. The trailing newline a
 // secret file usually has is not part of the key. A key read from a file comes with
-// the file, for the watch to follow. Errors never quote the content.
+// the file, for the watch to follow, and so does a value that looks like a path
+// (keyPathLike) but names no regular file: it is the key, as in MLflow, until the
+// file lands (a Vault agent or a CSI driver rendering it after the start, a Secret
+// volume synced after the ConfigMap's), which the watch then sees as a change; its
+// sum is zero, no file's. Errors never quote the content.
 func mlflowKey(v string) (string, *keyFile, error) {
 	if v == "" {
 		return "", nil, nil
 	}
 	fi, err := os.Stat(v)
 	if err != nil || !fi.Mode().IsRegular() {
+		if keyPathLike(v) {
+			return v, &keyFile{path: v}, nil
+		}
 		return v, nil, nil
 	}
 	b, err := os.ReadFile(v)
@@ -161,6 +169,29 @@ func mlflowKey(v string) (string, *keyFile, error) {
 		return "", kf, errors.New("the key file is empty")
 	}
 	return key, kf, nil
+}
+
+// keyPathLike reports whether an API key value reads as a file's path, whether or not
+// the file is there: absolute, or relative from "./" or "../". No provider's key looks
+// so, and a relative name without them might be a key.
+func keyPathLike(v string) bool {
+	return filepath.IsAbs(v) || strings.HasPrefix(v, "./") || strings.HasPrefix(v, "../")
+}
+
+// absent reports whether f is a path-like key value that named no regular file
+// when its config was read (mlflowKey).
+func (f keyFile) absent() bool { return f.sum == [sha256.Size]byte{} }
+
+// warnAbsentKeyFiles warns of each key file of cfg that was not there when cfg was
+// read: its path went upstream as the key. Only paths are logged, never a value that
+// is not one (it may be a key).
+func (s *Server) warnAbsentKeyFiles(cfg *Config) {
+	for _, f := range cfg.keyFiles {
+		if f.absent() {
+			s.log.Warn("an API key field names a file that is not there (or not a regular file): its path is sent as the key, as MLflow does, until the file appears; the file is watched",
+				"file", f.path)
+		}
+	}
 }
 
 var mlflowTypes = map[string]string{

@@ -3,6 +3,7 @@ package gateway
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +88,50 @@ func TestWatchMLflowKeyFileSaved(t *testing.T) {
 	}
 	if !waitWithin(10*time.Second, func() bool { return runningKey(g.Server, "chat") == "sk-file-3" }) {
 		t.Fatalf("key file written in place: running key %q after 10s", runningKey(g.Server, "chat"))
+	}
+}
+
+// Operator: the key file is rendered after the gateway started (a Vault agent, a
+// secrets-store CSI driver, a Secret volume synced after the ConfigMap's). Its path is
+// sent as the key meanwhile, as MLflow takes a value naming no file, with a warning;
+// the file is watched, and its key read once it lands.
+func TestWatchMLflowKeyFileCreatedAfterStart(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 2})
+	keyPath := filepath.Join(t.TempDir(), "openai.key")
+	g := startGateway(t, mlflowKeyFileConfig(addr, keyPath))
+	if !strings.Contains(g.logs.String(), `"file":"`+keyPath+`"`) {
+		t.Errorf("no warning naming the key file not there at start:\n%s", g.logs)
+	}
+	time.Sleep(300 * time.Millisecond)
+	writeAtomic(t, keyPath, "sk-rendered-1\n")
+	if !waitWithin(3*time.Second, func() bool { return runningKey(g.Server, "chat") == "sk-rendered-1" }) {
+		t.Errorf("key file created after start: running key %q 3s later, want the file's", runningKey(g.Server, "chat"))
+	}
+}
+
+// A key value that names no file is followed as a file only when it reads as a path:
+// any other value is a key, and is never logged.
+func TestMLflowKeyNamingNoFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, value string
+		watched     bool
+	}{
+		{"absolute path", filepath.Join(dir, "openai.key"), true},
+		{"relative from ./", "./secrets/openai.key", true},
+		{"relative from ../", "../secrets/openai.key", true},
+		{"directory", dir, true},
+		{"key", "sk-proj-abc123", false},
+		{"key with a slash", "abc/def+ghi", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			key, kf, err := mlflowKey(c.value)
+			if err != nil || key != c.value {
+				t.Fatalf("mlflowKey(%q) = %q, %v; want the value itself", c.value, key, err)
+			}
+			if (kf != nil) != c.watched || kf != nil && (kf.path != c.value || !kf.absent()) {
+				t.Errorf("mlflowKey(%q) key file %+v, want watched %v, absent", c.value, kf, c.watched)
+			}
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -48,11 +49,19 @@ type Server struct {
 	// cert is the API listener's certificate when server.tls is set at start; every
 	// reload replaces it with what the files hold then.
 	cert atomic.Pointer[tls.Certificate]
+	// certFiles are the files cert was last read from: those of the boot config or of
+	// the last config installed that had server.tls. A reload that turns TLS off
+	// leaves TLS on until a restart, and the files served are followed still. Under
+	// reloadMu past New.
+	certFiles ServerTLS
 
 	api   *fasthttp.Server
 	admin *fasthttp.Server
 	apiLn net.Listener
 	admLn net.Listener
+	// apiNew and admNew hold each listener's connections that have not read a byte
+	// of a request yet, ended when the listener drains.
+	apiNew, admNew deadline.Pending
 
 	reg    *prometheus.Registry
 	m      *metrics.Metrics
@@ -128,11 +137,15 @@ func New(path string, opt Options) (*Server, error) {
 		return nil, errors.New("server.tls: " + err.Error())
 	}
 	s.cert.Store(cert)
+	if cert != nil {
+		s.certFiles = cfg.Server.TLS
+	}
 	if s.log == nil {
 		s.level = new(slog.LevelVar)
 		s.log = newLogger(cfg.Logging, os.Stderr, s.level)
 	}
 	log := s.log
+	s.warnAbsentKeyFiles(cfg)
 	s.m = metrics.New(s.reg)
 	s.metrics = metrics.Handler(s.reg)
 	ropts := router.Options{Logger: log}
@@ -375,9 +388,11 @@ func (s *Server) Listen() error {
 	// for its first byte as a kept-alive one waits for its next request, so that
 	// read_timeout counts from that byte: fasthttp counts it from the accept on a
 	// new connection, and answers one that sent nothing with a 408. It follows
-	// the line feeds read too, for requestLineCut.
-	api := deadline.Listener{Listener: ln, FirstByte: idleTimeout(s.api), Lines: true}
-	s.apiLn, s.admLn = api, deadline.Listener{Listener: adm, FirstByte: idleTimeout(s.admin)}
+	// the line feeds read too, for requestLineCut. Under it, acceptRetry rides out
+	// the accept errors of a resource short for a moment (the open-file limit).
+	api := deadline.Listener{Listener: newAcceptRetry(ln, "api", s.log), FirstByte: idleTimeout(s.api), Lines: true, Pending: &s.apiNew}
+	s.apiLn = api
+	s.admLn = deadline.Listener{Listener: newAcceptRetry(adm, "admin", s.log), FirstByte: idleTimeout(s.admin), Pending: &s.admNew}
 	if s.cert.Load() != nil {
 		s.apiLn = deadline.NewTLSListener(api, &tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -441,10 +456,114 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("serving", "listen", s.Addr(), "admin", s.AdminAddr(), "config", s.path)
 	select {
 	case err := <-errc:
+		// A listener failed for good (acceptRetry rides out what passes): the
+		// server stops, draining what is in flight as a stop asked for does.
+		if err == nil {
+			err = errors.New("listener closed")
+		}
+		s.log.Error("listener failed; draining and stopping", "error", err.Error())
+		_ = s.shutdown()
 		return err
 	case <-ctx.Done():
 	}
 	return s.shutdown()
+}
+
+// Backoff of acceptRetry, as net/http's Serve has it.
+const (
+	acceptDelayMin = 5 * time.Millisecond
+	acceptDelayMax = time.Second
+)
+
+// acceptWarnEvery bounds how often acceptRetry warns: at the open-file limit under a
+// steady inflow, each connection that closes lets one more in, and every accept
+// after it fails again.
+const acceptWarnEvery = 10 * time.Second
+
+// acceptRetry is a listener whose Accept rides out the errors of a resource short for
+// a moment: it waits, from acceptDelayMin doubling to acceptDelayMax, and tries again,
+// the connections meanwhile waiting in the listen queue (nginx logs them and goes on,
+// net/http waits likewise). fasthttp's Serve takes every accept error but a timeout
+// for the listener's end and returns it: at the open-file limit the process stopped,
+// cutting every request and stream in flight.
+type acceptRetry struct {
+	net.Listener
+	name   string
+	log    *slog.Logger
+	closed chan struct{}
+	once   sync.Once
+	// warned is when the last warning was logged, in Unix nanoseconds; unwarned
+	// counts the episodes of retries begun since that logged none.
+	warned, unwarned atomic.Int64
+}
+
+func newAcceptRetry(l net.Listener, name string, log *slog.Logger) *acceptRetry {
+	return &acceptRetry{Listener: l, name: name, log: log, closed: make(chan struct{})}
+}
+
+// Accept waits for the next connection, waiting and retrying while accepting fails
+// for a passing reason.
+func (l *acceptRetry) Accept() (net.Conn, error) {
+	var delay time.Duration
+	var began time.Time
+	warned := false
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			if warned {
+				l.log.Info("accepting connections again", "listener", l.name, "after", time.Since(began).Round(time.Millisecond).String())
+			}
+			return c, nil
+		}
+		if !acceptRetried(err) {
+			return nil, err
+		}
+		if delay == 0 {
+			delay, began = acceptDelayMin, time.Now()
+			warned = l.warn(err, began)
+		} else {
+			delay = min(2*delay, acceptDelayMax)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-l.closed:
+			// The next Accept says the listener is closed.
+			t.Stop()
+		}
+	}
+}
+
+// warn logs the start of an episode of retries, unless one was logged within
+// acceptWarnEvery, and reports whether it did.
+func (l *acceptRetry) warn(err error, now time.Time) bool {
+	if last := l.warned.Load(); last != 0 && now.UnixNano()-last < int64(acceptWarnEvery) {
+		l.unwarned.Add(1)
+		return false
+	}
+	l.warned.Store(now.UnixNano())
+	l.log.Warn("accepting a connection failed; retrying, new connections wait in the listen queue meanwhile",
+		"listener", l.name, "error", err.Error(), "episodes_not_logged", l.unwarned.Swap(0))
+	return true
+}
+
+// Close closes the listener, ending a wait between retries.
+func (l *acceptRetry) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// acceptRetried reports whether an accept error is one that passes: the process or
+// the system out of file descriptors (EMFILE, ENFILE) or of kernel memory (ENOBUFS,
+// ENOMEM), or a connection reset while queued (ECONNABORTED, which Go retries itself
+// on most systems).
+func acceptRetried(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // adminOpen reports whether cfg leaves the admin API open to whoever reaches its
@@ -464,6 +583,9 @@ func (s *Server) shutdown() error {
 	s.log.Info("shutting down", "grace", grace.String())
 	s.draining.Store(true)
 	s.closeAfterStream()
+	// New connections that have sent nothing carry no request: fasthttp would wait
+	// up to 5 s for each.
+	s.apiNew.End()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := s.api.ShutdownWithContext(ctx)
@@ -481,6 +603,8 @@ func (s *Server) shutdown() error {
 		_ = s.waitHijacked(cctx)
 		ccancel()
 	}
+	// The admin listener answers probes and scrapes until here.
+	s.admNew.End()
 	_ = s.admin.ShutdownWithContext(ctx)
 	// Under reloadMu: a reload under way finishes (and is retired here) or sees the
 	// server gone, rather than installing a config after Serve has returned.
@@ -627,6 +751,7 @@ func (s *Server) Reload() error {
 	rt.trRef.hold()
 	rt.limRef.hold()
 	s.install(rt)
+	s.warnAbsentKeyFiles(cfg)
 	if cur.cfg.Server.AdminToken != "" && s.adminOpen(cfg) {
 		// The token is read per call from the running config: the admin API is
 		// open from now on.
@@ -634,8 +759,9 @@ func (s *Server) Reload() error {
 	}
 	if cert != nil && s.cert.Load() != nil {
 		// Connections from now on get the certificate the files hold now (a
-		// renewal); turning TLS on or off waits for a restart.
-		s.cert.Store(cert)
+		// renewal); turning TLS on or off waits for a restart, the files served
+		// followed until then.
+		s.serveCert(cert, cfg.Server.TLS)
 	}
 	s.lastHash, s.reloadFailing, s.tlsSums = hash, false, tlsSums
 	select {
@@ -816,6 +942,10 @@ func (fw *fileWatch) set(dw *dirWatch, paths []string, what string, log *slog.Lo
 	kept := make([]bool, len(old))
 	var next fileWatch
 	for _, p := range paths {
+		if p == "" {
+			// filepath.Abs would make it the working directory.
+			continue
+		}
 		if abs, err := filepath.Abs(p); err == nil {
 			p = abs
 		}
@@ -844,13 +974,15 @@ func (fw *fileWatch) set(dw *dirWatch, paths []string, what string, log *slog.Lo
 	*fw = next
 }
 
-// watchCert follows the running config's certificate files when the API listener
-// serves TLS.
+// watchCert follows the files of the certificate served (certFiles) when the API
+// listener serves TLS.
 func (s *Server) watchCert(dw *dirWatch, cw *fileWatch) {
 	var paths []string
-	if rt := s.rt.Load(); s.cert.Load() != nil && rt != nil {
-		paths = []string{rt.cfg.Server.TLS.CertFile, rt.cfg.Server.TLS.KeyFile}
+	s.reloadMu.Lock()
+	if f := s.certFiles; s.cert.Load() != nil && f.CertFile != "" {
+		paths = []string{f.CertFile, f.KeyFile}
 	}
+	s.reloadMu.Unlock()
 	cw.set(dw, paths, "certificate", s.log)
 }
 
@@ -984,28 +1116,40 @@ func (s *Server) changedKeyFile() string {
 	return ""
 }
 
-// refreshCert serves what the running config's certificate files hold now, if that
-// loads and differs; a pair that does not load (a renewal half written) leaves the
-// served one. The whole chain is compared, not the leaf: a Secret update that adds
+// refreshCert serves what the files of the certificate served (certFiles) hold now,
+// if that loads and differs; a pair that does not load (a renewal half written) leaves
+// the served one. The whole chain is compared, not the leaf: a Secret update that adds
 // the missing intermediate keeps the leaf, and so does a tls.crt written in place
 // whose leaf landed before the rest.
 func (s *Server) refreshCert() {
-	rt := s.rt.Load()
-	if rt == nil {
+	// Under reloadMu, as a reload reads and stores them: a renewal read here cannot
+	// replace the certificate of files a reload moved to.
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if s.rt.Load() == nil || s.cert.Load() == nil {
 		return
 	}
-	cert, err := rt.cfg.Server.TLS.load()
+	files := s.certFiles
+	cert, err := files.load()
 	if err != nil || cert == nil {
 		if err != nil {
 			s.log.Warn("server.tls files changed but do not load; the served certificate stays", "error", err.Error())
 		}
 		return
 	}
+	s.serveCert(cert, files)
+}
+
+// serveCert serves cert, read from files, from the next connection, and logs the
+// renewal when its chain differs from the one served; under reloadMu. A reload and
+// the watch's refreshCert may each be first to read a renewal.
+func (s *Server) serveCert(cert *tls.Certificate, files ServerTLS) {
+	s.certFiles = files
 	if cur := s.cert.Load(); cur != nil && slices.EqualFunc(cur.Certificate, cert.Certificate, bytes.Equal) {
 		return
 	}
 	s.cert.Store(cert)
-	s.log.Info("server certificate reloaded", "cert_file", rt.cfg.Server.TLS.CertFile)
+	s.log.Info("server certificate reloaded", "cert_file", files.CertFile)
 }
 
 // watch reloads when the config file changes. It watches directories, not the file:
@@ -1112,6 +1256,15 @@ func (s *Server) watch(ctx context.Context) {
 		case <-certFire:
 			certs.follow(dw, s.log)
 			s.refreshCert()
+			// A config saved while the pair was half written failed its reload
+			// (server.tls did not load): now that the pair may load, it is read
+			// again, as a completed backend pair reloads.
+			s.reloadMu.Lock()
+			failing := s.reloadFailing
+			s.reloadMu.Unlock()
+			if failing {
+				settle(&timer, fire)
+			}
 		case <-s.reloaded:
 			s.watchCert(dw, &certs)
 			s.watchKeys(dw, &keys)

@@ -13,7 +13,9 @@
 // A Listener can also have a new connection wait for its first byte under a bound of
 // its own (an HTTP server's idle timeout), the read deadline asked for meanwhile
 // (the server's read timeout) counting from that byte: a client that opens its
-// connection ahead of its first request is not timed from the open.
+// connection ahead of its first request is not timed from the open. Its Pending set
+// keeps such connections until their first byte, for a server that shuts down to end
+// their wait rather than wait for them.
 package deadline
 
 import (
@@ -48,6 +50,20 @@ type Conn struct {
 	wantW, setW int64
 	// lines follows the line feeds read (Listener's Lines).
 	lines lineFeeds
+	// ended, under mu, is set once Pending.End ended the connection's wait for its
+	// first byte: a wait begun after lasts endGrace at most. inWait, under mu, is
+	// set during a wait.
+	ended, inWait bool
+	// pending is the set the connection is in until a byte of its first request is
+	// read (Listener's Pending); listed says whether it is in it still, prev and next
+	// (under pending.mu) are its neighbours there.
+	pending    *Pending
+	listed     atomic.Bool
+	prev, next *Conn
+	// underTLS is set when c carries a TLS connection, whose wait for the first byte
+	// of a request ends c's time in pending rather than c's own first byte (the
+	// handshake's).
+	underTLS bool
 }
 
 // Wrap returns c as a Conn.
@@ -168,7 +184,7 @@ func (c *Conn) rearm(dir int, err error) bool {
 // Read reads from the connection under the deadline last asked for.
 func (c *Conn) Read(b []byte) (n int, err error) {
 	if c.waiting.Load() && len(b) > 0 {
-		n, err = c.waitFirst(c.Conn, b, &c.askedAt)
+		n, err = c.waitFirstRead(b)
 	} else {
 		for {
 			n, err = c.Conn.Read(b)
@@ -181,6 +197,23 @@ func (c *Conn) Read(b []byte) (n int, err error) {
 		c.lines.add(b[:n])
 	}
 	return n, err
+}
+
+// waitFirstRead is waitFirst on c's own socket, a plain connection's wait for the
+// first byte of its first request (or a TLS connection's for its handshake's).
+func (c *Conn) waitFirstRead(b []byte) (int, error) {
+	n, err := c.waitFirst(c.Conn, b, &c.askedAt)
+	if n > 0 && !c.underTLS {
+		c.requestBegun()
+	}
+	return n, err
+}
+
+// requestBegun takes c out of its Listener's Pending: a byte of a request came.
+func (c *Conn) requestBegun() {
+	if c.pending != nil {
+		c.pending.remove(c)
+	}
 }
 
 // LineFeedIn reports whether a line feed came in the last n bytes read from c, past
@@ -219,14 +252,20 @@ func (c *Conn) waitFirst(r io.Reader, b []byte, askedAt *atomic.Int64) (int, err
 	start := time.Now()
 	c.mu.Lock()
 	asked := c.wantR
-	c.wantR = unixNano(start.Add(c.firstByte))
+	bound := c.firstByte
+	if c.ended {
+		bound = min(bound, endGrace)
+	}
+	c.wantR = unixNano(start.Add(bound))
 	err := c.apply(read, &c.setR, c.wantR)
+	c.inWait = err == nil
 	c.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
 	n, err := r.Read(b)
 	c.mu.Lock()
+	c.inWait = false
 	if n == 0 {
 		// Still waiting, if the connection is still good for anything: the next
 		// wait counts the deadline asked for from its first byte as this one would.
@@ -256,6 +295,26 @@ func (c *Conn) waitFirst(r io.Reader, b []byte, askedAt *atomic.Int64) (int, err
 	return n, err
 }
 
+// endGrace is how long a wait for a first byte lasts once Pending.End ended it: a
+// byte the peer sent just before (in the socket's buffer, the reader not scheduled
+// yet) is still read, and its request served.
+const endGrace = 10 * time.Millisecond
+
+// endWait ends c's wait for its first byte as if its bound ran out (endGrace from
+// now), and bounds every later one so: the connection reads as ended (io.EOF) unless a
+// byte comes. A connection whose request has begun is not waiting and reads on.
+func (c *Conn) endWait() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ended = true
+	if c.inWait {
+		// wantR too: under TLS the wait reads through Read, whose rearm would
+		// otherwise move on to the wait's own bound.
+		c.wantR = unixNano(time.Now().Add(endGrace))
+		_ = c.apply(read, &c.setR, c.wantR)
+	}
+}
+
 // Bounds of a lingering close: what is read and dropped, and for how long.
 const (
 	lingerBytes = 64 << 20
@@ -271,6 +330,7 @@ func (c *Conn) Linger() { c.linger.Store(true) }
 
 // Close closes the connection, after a lingering wait when Linger was called.
 func (c *Conn) Close() error {
+	c.requestBegun()
 	if !c.linger.Load() {
 		return c.Conn.Close()
 	}
@@ -298,6 +358,10 @@ type Listener struct {
 	// fields over it (431). It costs each read a search for its first line feed,
 	// which a request's header block answers within its request line.
 	Lines bool
+	// Pending, when set with FirstByte, keeps each connection until it reads a byte
+	// of its first request (or closes), for a server that shuts down to end their
+	// wait (Pending.End).
+	Pending *Pending
 }
 
 // Accept waits for the next connection and wraps it.
@@ -311,8 +375,82 @@ func (l Listener) Accept() (net.Conn, error) {
 	if l.FirstByte > 0 {
 		w.firstByte = l.FirstByte
 		w.waiting.Store(true)
+		if l.Pending != nil {
+			l.Pending.add(w)
+		}
 	}
 	return w, nil
+}
+
+// Pending is the set of a Listener's connections that have not read a byte of a
+// request yet: opened ahead of their first request (a client's pool warming up, a
+// preconnect) or by a TCP health check, they carry none. An HTTP server that shuts
+// down would otherwise wait for them as for a request (fasthttp counts a connection
+// as busy for its first 5 s, net/http as well). The set is a list through the
+// connections themselves: adding and removing one allocates nothing, and costs a
+// connection two uncontended locks, none for its requests.
+type Pending struct {
+	mu    sync.Mutex
+	head  *Conn
+	ended bool
+}
+
+func (p *Pending) add(c *Conn) {
+	c.pending = p
+	p.mu.Lock()
+	if p.ended {
+		p.mu.Unlock()
+		c.endWait()
+		return
+	}
+	c.next = p.head
+	if p.head != nil {
+		p.head.prev = c
+	}
+	p.head = c
+	c.listed.Store(true)
+	p.mu.Unlock()
+}
+
+func (p *Pending) remove(c *Conn) {
+	if !c.listed.Load() {
+		return
+	}
+	p.mu.Lock()
+	if c.listed.Load() {
+		if c.prev != nil {
+			c.prev.next = c.next
+		} else {
+			p.head = c.next
+		}
+		if c.next != nil {
+			c.next.prev = c.prev
+		}
+		c.prev, c.next = nil, nil
+		c.listed.Store(false)
+	}
+	p.mu.Unlock()
+}
+
+// End ends the wait for its first byte of every connection in p, and of every one
+// added later, as if the wait ran out: each reads as ended (io.EOF), unless a byte
+// comes within endGrace. A connection whose request has begun reads on.
+func (p *Pending) End() {
+	p.mu.Lock()
+	p.ended = true
+	var conns []*Conn
+	for c := p.head; c != nil; {
+		next := c.next
+		c.prev, c.next = nil, nil
+		c.listed.Store(false)
+		conns = append(conns, c)
+		c = next
+	}
+	p.head = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.endWait()
+	}
 }
 
 // IsTimeout reports whether err is a deadline's timeout: os.ErrDeadlineExceeded from

@@ -29,6 +29,7 @@ func (l tlsListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	raw := c.(*Conn)
+	raw.underTLS = true
 	tc := &tlsConn{Conn: tls.Server(raw, l.config), raw: raw}
 	tc.waiting.Store(raw.firstByte > 0)
 	// The lines that count are those of what the client sent, not of its records.
@@ -85,6 +86,7 @@ func (c *tlsConn) Read(b []byte) (n int, err error) {
 		n, err = c.raw.waitFirst(c.Conn, b, &c.askedAt)
 		if n > 0 {
 			c.waiting.Store(false)
+			c.raw.requestBegun()
 		}
 	} else {
 		n, err = c.Conn.Read(b)

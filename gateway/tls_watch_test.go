@@ -1,0 +1,85 @@
+package gateway
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serverTLSConfig is a config serving HTTPS with the pair crt, key (none when both are
+// empty) and one endpoint named endpoint.
+func serverTLSConfig(crt, key, endpoint string) string {
+	tls := ""
+	if crt != "" || key != "" {
+		tls = `, tls: {cert_file: "` + crt + `", key_file: "` + key + `"}`
+	}
+	return `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"` + tls + `}
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: ` + endpoint + `, type: chat, routes: [{backend: demo}]}
+`
+}
+
+// A config saved while the serving certificate is renewed file by file (tls.crt
+// written, tls.key not yet) fails its reload, the pair not loading; once the key
+// lands every file loads, and the saved config is applied and the failure cleared
+// (README: "the reload waits for the rest"), not only the renewed pair served.
+func TestWatchServerTLSRenewalAppliesConfigSavedMidway(t *testing.T) {
+	p1, p2 := newTestPKI(t), newTestPKI(t)
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	putFile(t, crt, mustRead(t, p1.serverCert))
+	putFile(t, key, mustRead(t, p1.serverKey))
+	path := filepath.Join(dir, "tollgate.yaml")
+	putFile(t, path, []byte(serverTLSConfig(crt, key, "a")))
+	logs := &syncBuffer{}
+	s := newWatched(t, path, Options{Logger: slogTo(logs)})
+	time.Sleep(300 * time.Millisecond)
+
+	copyAtomic(t, p2.serverCert, crt)
+	writeAtomic(t, path, serverTLSConfig(crt, key, "b"))
+	if !waitWithin(3*time.Second, func() bool { return watchReloadFailing(s) }) {
+		t.Fatalf("the config saved with the pair half written did not fail its reload:\n%s", logs)
+	}
+	copyAtomic(t, p2.serverKey, key)
+	if !waitWithin(3*time.Second, func() bool { return hasEndpoint(s, "b") && !watchReloadFailing(s) }) {
+		t.Errorf("3s after the pair completed: endpoint b live %v, reload failing %v; want the saved config applied\nlogs:\n%s",
+			hasEndpoint(s, "b"), watchReloadFailing(s), logLinesWith(logs.String(), "reload")+"\n"+logLinesWith(logs.String(), "certificate"))
+	}
+	if !bytes.Equal(s.cert.Load().Certificate[0], leafCert(t, p2)) {
+		t.Error("the renewed certificate is not served")
+	}
+}
+
+// A reload that drops server.tls leaves HTTPS on until the restart (README: "Turning
+// TLS on or off takes a restart"); until then the files of the certificate served are
+// followed still, and a renewal is served.
+func TestWatchServerTLSAfterReloadTurnsTLSOff(t *testing.T) {
+	p1, p2 := newTestPKI(t), newTestPKI(t)
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	putFile(t, crt, mustRead(t, p1.serverCert))
+	putFile(t, key, mustRead(t, p1.serverKey))
+	path := filepath.Join(dir, "tollgate.yaml")
+	putFile(t, path, []byte(serverTLSConfig(crt, key, "a")))
+	logs := &syncBuffer{}
+	s := newWatched(t, path, Options{Logger: slogTo(logs)})
+	time.Sleep(300 * time.Millisecond)
+
+	writeAtomic(t, path, serverTLSConfig("", "", "b"))
+	waitFor(t, func() bool { return hasEndpoint(s, "b") })
+	if !strings.Contains(logs.String(), "server.tls (turning TLS on or off)") {
+		t.Fatalf("the reload did not warn that turning TLS off takes a restart:\n%s", logs)
+	}
+	time.Sleep(300 * time.Millisecond)
+	copyAtomic(t, p2.serverKey, key)
+	copyAtomic(t, p2.serverCert, crt)
+	renewed := leafCert(t, p2)
+	if !waitWithin(3*time.Second, func() bool { return bytes.Equal(s.cert.Load().Certificate[0], renewed) }) {
+		t.Errorf("renewal of the certificate served after a reload turned TLS off: not served within 3s\nlogs:\n%s",
+			logLinesWith(logs.String(), "certificate"))
+	}
+}

@@ -1,0 +1,137 @@
+package deadline
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/testcert"
+)
+
+// pendingCases runs check on connections of a Listener with a Pending set and a long
+// wait for the first byte, plain and under TLS, as firstByteCases does.
+func pendingCases(t *testing.T, check func(t *testing.T, p *Pending, c, peer net.Conn)) {
+	cert := testcert.SelfSigned(t)
+	t.Run("plain", func(t *testing.T) {
+		p := &Pending{}
+		c, peer := accept(t, Listener{Listener: listen(t), FirstByte: time.Minute, Pending: p}, nil)
+		check(t, p, c, peer)
+	})
+	t.Run("TLS", func(t *testing.T) {
+		p := &Pending{}
+		l := NewTLSListener(Listener{Listener: listen(t), FirstByte: time.Minute, Pending: p}, &tls.Config{Certificates: []tls.Certificate{cert}})
+		c, peer := accept(t, l, func(addr string) (net.Conn, error) {
+			return tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test's own certificate
+		})
+		check(t, p, c, peer)
+	})
+}
+
+// readResult reads once from c in the background.
+func readResult(c net.Conn) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 8))
+		done <- err
+	}()
+	return done
+}
+
+// End ends at once the wait of a connection that has sent nothing, which reads as
+// ended (io.EOF): a server that drains does not wait for it.
+func TestPendingEndEndsSilentConnection(t *testing.T) {
+	pendingCases(t, func(t *testing.T, p *Pending, c, _ net.Conn) {
+		done := readResult(c)
+		time.Sleep(100 * time.Millisecond)
+		p.End()
+		select {
+		case err := <-done:
+			if err != io.EOF {
+				t.Errorf("read on a silent connection ended by End: %v, want io.EOF", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Error("read on a silent connection still waiting 2s after End")
+		}
+	})
+}
+
+// A connection whose request has begun is no longer pending: End leaves it reading
+// under the deadlines asked for.
+func TestPendingEndLeavesRequestBegun(t *testing.T) {
+	pendingCases(t, func(t *testing.T, p *Pending, c, peer net.Conn) {
+		if _, err := peer.Write([]byte("G")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Read(make([]byte, 8)); n != 1 || err != nil {
+			t.Fatalf("first read: %d, %v", n, err)
+		}
+		done := readResult(c)
+		p.End()
+		time.Sleep(100 * time.Millisecond)
+		if _, err := peer.Write([]byte("ET /")); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("read of a request begun before End: %v, want its bytes", err)
+		}
+	})
+}
+
+// A connection accepted after End (the accept racing the listener's close) waits for
+// its first byte only briefly: a byte already sent is read, nothing else waited for.
+func TestPendingEndBoundsLaterConnections(t *testing.T) {
+	p := &Pending{}
+	p.End()
+	l := Listener{Listener: listen(t), FirstByte: time.Minute, Pending: p}
+	c, peer := accept(t, l, nil)
+	start := time.Now()
+	if _, err := c.Read(make([]byte, 8)); err != io.EOF || time.Since(start) > time.Second {
+		t.Errorf("silent connection accepted after End: %v after %v, want io.EOF at once", err, time.Since(start))
+	}
+	c, peer = accept(t, l, nil)
+	if _, err := peer.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n, err := c.Read(make([]byte, 8)); n != 1 || err != nil {
+		t.Errorf("connection accepted after End with a byte sent: %d, %v, want the byte", n, err)
+	}
+}
+
+// Connections leave the set when their request begins or they close: it holds only
+// those waiting.
+func TestPendingHoldsOnlyWaitingConnections(t *testing.T) {
+	p := &Pending{}
+	l := Listener{Listener: listen(t), FirstByte: time.Minute, Pending: p}
+	count := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		n := 0
+		for c := p.head; c != nil; c = c.next {
+			n++
+		}
+		return n
+	}
+	a, _ := accept(t, l, nil)
+	b, peerB := accept(t, l, nil)
+	c, _ := accept(t, l, nil)
+	if n := count(); n != 3 {
+		t.Fatalf("%d pending after three accepts, want 3", n)
+	}
+	if _, err := peerB.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Read(make([]byte, 8)); n != 1 || err != nil {
+		t.Fatal(n, err)
+	}
+	_ = a.Close()
+	if n := count(); n != 1 {
+		t.Errorf("%d pending after a request began and a close, want 1", n)
+	}
+	_ = c.Close()
+	if n := count(); n != 0 {
+		t.Errorf("%d pending after every connection left, want 0", n)
+	}
+}
