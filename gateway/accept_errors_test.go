@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -127,13 +128,73 @@ func TestAcceptRetryWarningRateLimited(t *testing.T) {
 		at   time.Duration
 		want bool
 	}{{0, true}, {time.Second, false}, {5 * time.Second, false}, {acceptWarnEvery + time.Second, true}} {
-		if got := l.warn(err, t0.Add(c.at)); got != c.want {
+		at := t0.Add(c.at)
+		if got := l.warn(err, at, at); got != c.want {
 			t.Errorf("episode %d at +%v: warned %v, want %v", i, c.at, got, c.want)
 		}
 	}
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[1], `"episodes_not_logged":2`) {
 		t.Errorf("warnings:\n%s\nwant two, the second counting the 2 episodes not logged", logs)
+	}
+}
+
+// An episode begun within acceptWarnEvery of the last warning is warned once that
+// has passed, on a later retry, however long it lasts: not counted among the
+// episodes not logged, since it is.
+func TestAcceptRetryWarnsEpisodeBegunWithinWindowLater(t *testing.T) {
+	logs := &syncBuffer{}
+	l := newAcceptRetry(nil, "api", slogTo(logs))
+	t0 := time.Unix(1_000_000, 0)
+	err := acceptErr(syscall.EMFILE)
+	began := t0.Add(9 * time.Second)
+	for i, c := range []struct {
+		began, at time.Time
+		want      bool
+	}{
+		{t0, t0, true},
+		{began, began, false},
+		{began, t0.Add(acceptWarnEvery - time.Millisecond), false},
+		{began, t0.Add(acceptWarnEvery + time.Second), true},
+	} {
+		if got := l.warn(err, c.began, c.at); got != c.want {
+			t.Errorf("call %d at +%v: warned %v, want %v", i, c.at.Sub(t0), got, c.want)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], `"episodes_not_logged":0`) || !strings.Contains(lines[1], `"failing_for":"2s"`) {
+		t.Errorf("warnings:\n%s\nwant two, the second of the episode failing for 2s, none not logged", logs)
+	}
+}
+
+// failingUntil's Accept fails with EMFILE until until, then returns conn.
+type failingUntil struct {
+	net.Listener
+	until time.Time
+	conn  net.Conn
+}
+
+func (l *failingUntil) Accept() (net.Conn, error) {
+	if time.Now().Before(l.until) {
+		return nil, acceptErr(syscall.EMFILE)
+	}
+	return l.conn, nil
+}
+
+// Accept warns of an episode begun 9.8 s after the last warning once the 10 s have
+// passed, while it retries: the log does not end on "accepting connections again"
+// with the listener accepting nothing since.
+func TestAcceptRetryWarnsDuringEpisodeBegunWithinWindow(t *testing.T) {
+	c1, c2 := net.Pipe()
+	t.Cleanup(func() { c1.Close(); c2.Close() })
+	logs := &syncBuffer{}
+	l := newAcceptRetry(&failingUntil{conn: c1, until: time.Now().Add(1200 * time.Millisecond)}, "api", slogTo(logs))
+	l.warned.Store(time.Now().Add(-acceptWarnEvery + 200*time.Millisecond).UnixNano())
+	if c, err := l.Accept(); err != nil || c != c1 {
+		t.Fatalf("Accept: %v, %v", c, err)
+	}
+	if !strings.Contains(logs.String(), `"level":"WARN"`) {
+		t.Errorf("an episode of accept failures still going 1 s past the 10 s warning window logged nothing:\n%s", logs)
 	}
 }
 
@@ -215,5 +276,38 @@ logging: {level: info, access_log: false}
 	}
 	if !strings.Contains(logs.String(), "listener failed; draining") || !strings.Contains(logs.String(), "shutting down") {
 		t.Errorf("the failure and the drain not logged:\n%s", logs)
+	}
+}
+
+// An API listener that ends under Serve without an error (fasthttp's Serve returns
+// nil) stops the server after the drain a stop asked for makes: shutdown's second
+// Close of the listener is no expiry of the grace, and a stream in flight, 1 s long
+// with a 10 s grace, runs to its end.
+func TestServeDrainsStreamsWhenListenerEnds(t *testing.T) {
+	g := startGateway(t, `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", shutdown_grace: 10s}
+backends:
+  slow: {provider: mock, model: m, mock: {ttft: 10ms, tpot: 100ms, max_tokens: 10}}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: slow}]}
+logging: {level: info, access_log: false}
+`)
+	resp, err := http.Post(g.url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatalf("first line of the stream: %v", err)
+	}
+	_ = g.apiLn.Close()
+	rest, _ := io.ReadAll(br)
+	if !strings.Contains(string(rest), "data: [DONE]") {
+		t.Errorf("stream in flight when the API listener ended: cut before [DONE] (grace 10s)\nstream tail: %q\nlogs:\n%s",
+			rest[max(len(rest)-200, 0):], logLinesWith(g.logs.String(), "WARN"))
+	}
+	if strings.Contains(g.logs.String(), "grace expired") {
+		t.Errorf("the drain after the listener ended logged the grace expired:\n%s", logLinesWith(g.logs.String(), "grace"))
 	}
 }

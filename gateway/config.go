@@ -63,10 +63,13 @@ type Config struct {
 }
 
 // keyFile is a file an API key was read from, with the SHA-256 of what it held then;
-// zero for a path-like key naming no file yet (absent).
+// zero for a path-like key naming no file yet (absent). field and line are the config
+// key naming it, for a warning that must not print a value that may be a key.
 type keyFile struct {
-	path string
-	sum  [sha256.Size]byte
+	path  string
+	sum   [sha256.Size]byte
+	field string
+	line  int
 }
 
 // scalarAt is a scalar value at a key path, decoded into a Go type (as yaml.v3's
@@ -240,7 +243,12 @@ func ParseSize(v string) (int64, error) {
 var errSizeTooLarge = errors.New("at most 2^63 − 1 bytes")
 
 // ConfigError lists every problem found in a config file, each as FILE:LINE: key: what.
-type ConfigError struct{ Problems []string }
+type ConfigError struct {
+	Problems []string
+	// tlsFiles are the tls files (server's and backends') the config names, for the
+	// watch to follow while its reload fails: a pair half written completes there.
+	tlsFiles []string
+}
 
 func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
 
@@ -352,7 +360,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 			problems = dropKeyProblems(problems, checked, path, refusedKeys(cfg.refused, translated))
 			problems = dropKeyProblems(problems, read, path, cfg.refused)
 		}
-		return nil, &ConfigError{Problems: dropKeyProblems(problems, nEnv, path, envKeys)}
+		return nil, &ConfigError{Problems: dropKeyProblems(problems, nEnv, path, envKeys), tlsFiles: cfg.tlsFiles()}
 	}
 	return cfg, nil
 }

@@ -172,10 +172,23 @@ func mlflowKey(v string) (string, *keyFile, error) {
 }
 
 // keyPathLike reports whether an API key value reads as a file's path, whether or not
-// the file is there: absolute, or relative from "./" or "../". No provider's key looks
-// so, and a relative name without them might be a key.
+// the file is there: absolute with a directory other than the root, or relative from
+// "./" or "../", and made of [A-Za-z0-9._/-] alone. A relative name without "./" might
+// be a key, and so might a value from "/" alone: `openssl rand -base64 32` makes one
+// in 64 keys start with "/", and base64 (with '+' and '=') has no '.' or '-'.
 func keyPathLike(v string) bool {
-	return filepath.IsAbs(v) || strings.HasPrefix(v, "./") || strings.HasPrefix(v, "../")
+	if !strings.HasPrefix(v, "./") && !strings.HasPrefix(v, "../") &&
+		(!filepath.IsAbs(v) || filepath.Dir(v) == string(filepath.Separator)) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch b := v[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '.', b == '_', b == '/', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // absent reports whether f is a path-like key value that named no regular file
@@ -183,13 +196,19 @@ func keyPathLike(v string) bool {
 func (f keyFile) absent() bool { return f.sum == [sha256.Size]byte{} }
 
 // warnAbsentKeyFiles warns of each key file of cfg that was not there when cfg was
-// read: its path went upstream as the key. Only paths are logged, never a value that
-// is not one (it may be a key).
+// read: its path went upstream as the key. The warning names the config key and its
+// line; the path only when its directory is there: a value that merely reads as a
+// path (keyPathLike) may still be a key, and a key is never logged.
 func (s *Server) warnAbsentKeyFiles(cfg *Config) {
 	for _, f := range cfg.keyFiles {
-		if f.absent() {
-			s.log.Warn("an API key field names a file that is not there (or not a regular file): its path is sent as the key, as MLflow does, until the file appears; the file is watched",
-				"file", f.path)
+		if !f.absent() {
+			continue
+		}
+		const msg = "an API key field names a file that is not there (or not a regular file): its path is sent as the key, as MLflow does, until the file appears; the file is watched"
+		if fi, err := os.Stat(filepath.Dir(f.path)); err == nil && fi.IsDir() {
+			s.log.Warn(msg, "key", f.field, "line", f.line, "file", f.path)
+		} else {
+			s.log.Warn(msg+", and its directory, not there either", "key", f.field, "line", f.line)
 		}
 	}
 }
@@ -322,11 +341,12 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		b := providers.Config{Provider: mp.provider, Model: e.Model.Name, BaseURL: c[mp.baseField]}
 		if mp.keyField != "" {
 			key, kf, err := mlflowKey(c[mp.keyField])
+			k := p + ".model.config." + mp.keyField
 			if kf != nil {
+				kf.field, kf.line = k, line(k)
 				cfg.keyFiles = append(cfg.keyFiles, *kf)
 			}
 			if err != nil {
-				k := p + ".model.config." + mp.keyField
 				report(line(k), k, err.Error())
 			}
 			b.APIKey = key

@@ -123,6 +123,9 @@ func TestMLflowKeyNamingNoFile(t *testing.T) {
 		{"directory", dir, true},
 		{"key", "sk-proj-abc123", false},
 		{"key with a slash", "abc/def+ghi", false},
+		{"base64 key starting with a slash", "/q2Zx7Vb+K1mN0pLr8sTu3wYe5aHc4dJf6gIo9kQzR0E=", false},
+		{"base64 key of slashes and letters", "/q2Zx7Vb/K1mN0pLr8sTu3wYe5aHc4dJf6gIo9kQzR0E", true},
+		{"a name under the root", "/openai.key", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			key, kf, err := mlflowKey(c.value)
@@ -133,5 +136,69 @@ func TestMLflowKeyNamingNoFile(t *testing.T) {
 				t.Errorf("mlflowKey(%q) key file %+v, want watched %v, absent", c.value, kf, c.watched)
 			}
 		})
+	}
+}
+
+// mlflowCompatConfig is an MLflow gateway config whose chat endpoint is an
+// openai-compatible server (a vLLM started with --api-key) at addr, with the key key.
+func mlflowCompatConfig(addr, key string) string {
+	return `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+logging: {level: info, access_log: false}
+endpoints:
+  - name: chat
+    endpoint_type: llm/v1/chat
+    model: {provider: openai-compatible, name: up-model, config: {api_key: "` + key + `", api_base: "http://` + addr + `/v1"}}
+`
+}
+
+// Keys are never logged, whatever they look like: a key made with `openssl rand
+// -base64 32` starts with "/" once in 64, and one with no '+' or '=' reads as a path
+// (keyPathLike), whose warning then names the config key and line, not the value,
+// its directory not being there.
+func TestMLflowKeyLookingLikePathNotLogged(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 2})
+	for _, c := range []struct{ name, key string }{
+		{"base64 with '+' and '='", "/q2Zx7Vb+K1mN0pLr8sTu3wYe5aHc4dJf6gIo9kQzR0E="},
+		{"base64 of slashes and letters", "/q2Zx7Vb/K1mN0pLr8sTu3wYe5aHc4dJf6gIo9kQzR0E"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mlflow.yaml")
+			putFile(t, path, []byte(mlflowCompatConfig(addr, c.key)))
+			logs := &syncBuffer{}
+			s, err := New(path, Options{Logger: slogTo(logs)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if rt := s.rt.Swap(nil); rt != nil {
+					rt.retireNow()
+				}
+			})
+			if runningKey(s, "chat") != c.key {
+				t.Fatalf("running key %q, want the value (it names no file)", runningKey(s, "chat"))
+			}
+			if strings.Contains(logs.String(), c.key) {
+				t.Errorf("an API key that looks like a path is logged:\n%s", logLinesWith(logs.String(), c.key))
+			}
+		})
+	}
+}
+
+// A key file whose directory is not there yet either (a Vault agent or an init
+// container creating vault/ with the file) is read once both land: the directory is
+// polled until it is there, then watched.
+func TestWatchMLflowKeyFileInDirectoryCreatedAfterStart(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 2})
+	dir := filepath.Join(t.TempDir(), "vault")
+	keyPath := filepath.Join(dir, "openai.key")
+	g := startGateway(t, mlflowKeyFileConfig(addr, keyPath))
+	time.Sleep(300 * time.Millisecond)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, keyPath, "sk-rendered-1\n")
+	if !waitWithin(3*time.Second, func() bool { return runningKey(g.Server, "chat") == "sk-rendered-1" }) {
+		t.Errorf("key file created with its directory after start: running key %q 3s later, want the file's\nlogs:\n%s",
+			runningKey(g.Server, "chat"), logLinesWith(g.logs.String(), "WARN"))
 	}
 }

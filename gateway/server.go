@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -110,9 +111,12 @@ type Server struct {
 	// tlsSums are the SHA-256 of the backends' tls files (backendTLSSums) the running
 	// config was built from, by path; under reloadMu, replaced and never written.
 	tlsSums map[string][sha256.Size]byte
-	// reloaded is signalled after each reload that installed a config, for the file
-	// watch to follow the paths of the files it reads (server.tls, key files, backend
-	// tls files).
+	// failedTLS are the tls files (Config.tlsFiles) of the config whose reload failed
+	// last, nil while the last reload succeeded; under reloadMu.
+	failedTLS []string
+	// reloaded is signalled after each reload, for the file watch to follow the paths
+	// of the files the running config reads (server.tls, key files, backend tls
+	// files) and, after a failure, the tls files of the config that failed.
 	reloaded chan struct{}
 }
 
@@ -520,9 +524,14 @@ func (l *acceptRetry) Accept() (net.Conn, error) {
 		}
 		if delay == 0 {
 			delay, began = acceptDelayMin, time.Now()
-			warned = l.warn(err, began)
+			warned = l.warn(err, began, began)
 		} else {
 			delay = min(2*delay, acceptDelayMax)
+			if !warned {
+				// Begun within acceptWarnEvery of the last warning: warned once
+				// that has passed, however long the episode lasts.
+				warned = l.warn(err, began, time.Now())
+			}
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -534,23 +543,37 @@ func (l *acceptRetry) Accept() (net.Conn, error) {
 	}
 }
 
-// warn logs the start of an episode of retries, unless one was logged within
-// acceptWarnEvery, and reports whether it did.
-func (l *acceptRetry) warn(err error, now time.Time) bool {
+// warn logs, at now, an episode of retries begun at began, unless a warning was
+// logged within acceptWarnEvery, and reports whether it did. An episode not warned
+// at its start counts among those not logged until it is.
+func (l *acceptRetry) warn(err error, began, now time.Time) bool {
+	first := now.Equal(began)
 	if last := l.warned.Load(); last != 0 && now.UnixNano()-last < int64(acceptWarnEvery) {
-		l.unwarned.Add(1)
+		if first {
+			l.unwarned.Add(1)
+		}
 		return false
 	}
 	l.warned.Store(now.UnixNano())
+	notLogged := l.unwarned.Swap(0)
+	if !first {
+		notLogged-- // this one, counted when it began
+	}
 	l.log.Warn("accepting a connection failed; retrying, new connections wait in the listen queue meanwhile",
-		"listener", l.name, "error", err.Error(), "episodes_not_logged", l.unwarned.Swap(0))
+		"listener", l.name, "error", err.Error(), "failing_for", now.Sub(began).Round(time.Millisecond).String(),
+		"episodes_not_logged", notLogged)
 	return true
 }
 
-// Close closes the listener, ending a wait between retries.
+// Close closes the listener, ending a wait between retries. Only the first Close
+// closes: a later one (shutdown's, after the listener ended under Serve) returns nil.
 func (l *acceptRetry) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return l.Listener.Close()
+	var err error
+	l.once.Do(func() {
+		close(l.closed)
+		err = l.Listener.Close()
+	})
+	return err
 }
 
 // acceptRetried reports whether an accept error is one that passes: the process or
@@ -589,6 +612,12 @@ func (s *Server) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := s.api.ShutdownWithContext(ctx)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// Closing the listener failed (it ended under Serve): the connections
+		// drained all the same. Only the grace's end is its expiry.
+		s.log.Debug("closing the API listener", "error", err.Error())
+		err = nil
+	}
 	if err == nil {
 		err = s.waitHijacked(ctx)
 	}
@@ -683,8 +712,15 @@ func (s *Server) Reload() error {
 	// it for the running config and never load it.
 	cfg, hash, err := readConfig(s.path, os.LookupEnv)
 	if err != nil {
+		s.failedTLS = nil
+		if ce := (*ConfigError)(nil); errors.As(err, &ce) {
+			s.failedTLS = ce.tlsFiles
+		}
 		return s.reloadFailed(err)
 	}
+	// Until it is installed, its tls files are followed as those of a config that
+	// failed: a pair half written fails any step that reads it.
+	s.failedTLS = cfg.tlsFiles()
 	cert, err := cfg.Server.TLS.load()
 	if err != nil {
 		return s.reloadFailed(errors.New("server.tls: " + err.Error()))
@@ -763,11 +799,8 @@ func (s *Server) Reload() error {
 		// followed until then.
 		s.serveCert(cert, cfg.Server.TLS)
 	}
-	s.lastHash, s.reloadFailing, s.tlsSums = hash, false, tlsSums
-	select {
-	case s.reloaded <- struct{}{}:
-	default:
-	}
+	s.lastHash, s.reloadFailing, s.tlsSums, s.failedTLS = hash, false, tlsSums, nil
+	s.signalReloaded()
 	s.m.ConfigReloaded(nil)
 	s.log.Info("config reloaded", "config", s.path, "endpoints", len(cfg.Endpoints), "backends", len(cfg.Backends))
 	return nil
@@ -776,9 +809,18 @@ func (s *Server) Reload() error {
 // reloadFailed counts and logs a failed reload and returns its error.
 func (s *Server) reloadFailed(err error) error {
 	s.reloadFailing = true
+	s.signalReloaded()
 	s.m.ConfigReloaded(err)
 	s.log.Error("config reload failed; keeping the running config", "config", s.path, "error", err.Error())
 	return err
+}
+
+// signalReloaded tells the file watch that a reload ended (reloaded).
+func (s *Server) signalReloaded() {
+	select {
+	case s.reloaded <- struct{}{}:
+	default:
+	}
 }
 
 // closeUnused closes a tracer and a limiter that a failed reload built; nil ones are
@@ -862,10 +904,16 @@ func newDirWatch(w *fsnotify.Watcher) *dirWatch {
 	return &dirWatch{w: w, n: map[string]int{}, lost: map[string]bool{}}
 }
 
+// add watches dir for one more user. A directory not there yet (created with the file
+// it holds: a Vault agent rendering vault/secrets/, an init container) is taken for
+// lost, polled until it is there (rewatch).
 func (d *dirWatch) add(dir string) error {
 	if d.n[dir] == 0 {
 		if err := d.w.Add(dir); err != nil {
-			return err
+			if !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			d.lost[dir] = true
 		}
 	}
 	d.n[dir]++
@@ -1007,6 +1055,31 @@ func (s *Server) watchBackendTLS(dw *dirWatch, tw *fileWatch) {
 		}
 	}
 	tw.set(dw, paths, "backend TLS", s.log)
+}
+
+// watchFailedTLS follows the tls files of the config whose reload failed last
+// (failedTLS): a pair it names that was half written (a renewal under new names, a
+// move to another Secret) fails the reload until it completes, and completing it
+// reloads, as completing the pair served does.
+func (s *Server) watchFailedTLS(dw *dirWatch, fw *fileWatch) {
+	s.reloadMu.Lock()
+	paths := s.failedTLS
+	s.reloadMu.Unlock()
+	fw.set(dw, paths, "TLS", s.log)
+}
+
+// tlsFiles are the files of c's tls blocks, server's and backends'.
+func (c *Config) tlsFiles() []string {
+	var paths []string
+	for _, p := range []string{c.Server.TLS.CertFile, c.Server.TLS.KeyFile} {
+		if p != "" {
+			paths = append(paths, p)
+		}
+	}
+	for _, b := range c.Backends {
+		paths = append(paths, backendTLSPaths(&b.TLS)...)
+	}
+	return paths
 }
 
 // backendTLSPaths are the files t names.
@@ -1171,7 +1244,7 @@ func (s *Server) watch(ctx context.Context) {
 		s.log.Warn("config file watching unavailable", "error", err.Error())
 		return
 	}
-	var certs, keys, upTLS fileWatch
+	var certs, keys, upTLS, failTLS fileWatch
 	s.watchCert(dw, &certs)
 	s.watchKeys(dw, &keys)
 	s.watchBackendTLS(dw, &upTLS)
@@ -1203,6 +1276,10 @@ func (s *Server) watch(ctx context.Context) {
 	}()
 	// A change made before the watch began raised no event: compare once now.
 	fire <- struct{}{}
+	if len(dw.lost) > 0 {
+		// A file's directory not there yet.
+		settleFor(&lostTimer, lostFire, lostPoll)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -1225,8 +1302,9 @@ func (s *Server) watch(ctx context.Context) {
 				settle(&certTimer, certFire)
 			}
 			// A changed API key file or backend tls file reloads the config, which
-			// reads it: it is settled and compared as the config file is.
-			if !t.changed(ev.Name) && !keys.changed(ev.Name) && !upTLS.changed(ev.Name) {
+			// reads it, and so does a tls file of a config whose reload failed: it
+			// is settled and compared as the config file is.
+			if !t.changed(ev.Name) && !keys.changed(ev.Name) && !upTLS.changed(ev.Name) && !failTLS.changed(ev.Name) {
 				continue
 			}
 			if ev.Has(fsnotify.Write) {
@@ -1269,6 +1347,10 @@ func (s *Server) watch(ctx context.Context) {
 			s.watchCert(dw, &certs)
 			s.watchKeys(dw, &keys)
 			s.watchBackendTLS(dw, &upTLS)
+			s.watchFailedTLS(dw, &failTLS)
+			if len(dw.lost) > 0 {
+				settleFor(&lostTimer, lostFire, lostPoll)
+			}
 		case <-fire:
 			if d := time.Since(lastWrite); d < inPlaceQuiet {
 				// Written in place: the writer may not be done.
@@ -1280,6 +1362,7 @@ func (s *Server) watch(ctx context.Context) {
 			t.follow(dw, s.log)
 			keys.follow(dw, s.log)
 			upTLS.follow(dw, s.log)
+			failTLS.follow(dw, s.log)
 			h := fileHash(s.path)
 			s.reloadMu.Lock()
 			// After a failed reload the file is read again even if it holds the

@@ -83,3 +83,34 @@ func TestWatchServerTLSAfterReloadTurnsTLSOff(t *testing.T) {
 			logLinesWith(logs.String(), "certificate"))
 	}
 }
+
+// A config saved with server.tls naming a new pair (a renewal written under new names,
+// a move to another Secret) while that pair is half written fails its reload; the
+// files of the config that failed are followed, and the key landing applies it.
+func TestWatchServerTLSNewPairAppliesConfigSavedMidway(t *testing.T) {
+	p1, p2 := newTestPKI(t), newTestPKI(t)
+	dir := t.TempDir()
+	crtA, keyA := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
+	crtB, keyB := filepath.Join(dir, "b.crt"), filepath.Join(dir, "b.key")
+	putFile(t, crtA, mustRead(t, p1.serverCert))
+	putFile(t, keyA, mustRead(t, p1.serverKey))
+	path := filepath.Join(dir, "tollgate.yaml")
+	putFile(t, path, []byte(serverTLSConfig(crtA, keyA, "a")))
+	logs := &syncBuffer{}
+	s := newWatched(t, path, Options{Logger: slogTo(logs)})
+	time.Sleep(300 * time.Millisecond)
+
+	copyAtomic(t, p2.serverCert, crtB)
+	writeAtomic(t, path, serverTLSConfig(crtB, keyB, "b"))
+	if !waitWithin(3*time.Second, func() bool { return watchReloadFailing(s) }) {
+		t.Fatalf("the config saved with its new pair half written did not fail its reload:\n%s", logs)
+	}
+	copyAtomic(t, p2.serverKey, keyB)
+	if !waitWithin(3*time.Second, func() bool { return hasEndpoint(s, "b") && !watchReloadFailing(s) }) {
+		t.Errorf("3s after the new pair completed: endpoint b live %v, reload failing %v; want the saved config applied\nlogs:\n%s",
+			hasEndpoint(s, "b"), watchReloadFailing(s), logLinesWith(logs.String(), "reload"))
+	}
+	if !bytes.Equal(s.cert.Load().Certificate[0], leafCert(t, p2)) {
+		t.Error("the new pair is not served")
+	}
+}

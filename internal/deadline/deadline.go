@@ -51,9 +51,13 @@ type Conn struct {
 	// lines follows the line feeds read (Listener's Lines).
 	lines lineFeeds
 	// ended, under mu, is set once Pending.End ended the connection's wait for its
-	// first byte: a wait begun after lasts endGrace at most. inWait, under mu, is
+	// first byte: a wait begun after is bounded by endBound. inWait, under mu, is
 	// set during a wait.
 	ended, inWait bool
+	// begun and shook, under mu, are when a connection under TLS read its
+	// handshake's first byte and when its handshake was over (its wait for a
+	// request began), in Unix nanoseconds; 0 is not yet.
+	begun, shook int64
 	// pending is the set the connection is in until a byte of its first request is
 	// read (Listener's Pending); listed says whether it is in it still, prev and next
 	// (under pending.mu) are its neighbours there.
@@ -252,11 +256,14 @@ func (c *Conn) waitFirst(r io.Reader, b []byte, askedAt *atomic.Int64) (int, err
 	start := time.Now()
 	c.mu.Lock()
 	asked := c.wantR
-	bound := c.firstByte
-	if c.ended {
-		bound = min(bound, endGrace)
+	if c.begun != 0 {
+		// The wait for a request, after the TLS handshake.
+		c.shook = start.UnixNano()
 	}
-	c.wantR = unixNano(start.Add(bound))
+	c.wantR = unixNano(start.Add(c.firstByte))
+	if c.ended {
+		c.wantR = min(c.wantR, c.endBound(start.UnixNano()))
+	}
 	err := c.apply(read, &c.setR, c.wantR)
 	c.inWait = err == nil
 	c.mu.Unlock()
@@ -278,6 +285,9 @@ func (c *Conn) waitFirst(r io.Reader, b []byte, askedAt *atomic.Int64) (int, err
 	}
 	c.waiting.Store(false)
 	now := time.Now().UnixNano()
+	if c.underTLS && c.begun == 0 {
+		c.begun = now
+	}
 	if asked != 0 {
 		at := askedAt.Load()
 		if at == 0 {
@@ -295,14 +305,39 @@ func (c *Conn) waitFirst(r io.Reader, b []byte, askedAt *atomic.Int64) (int, err
 	return n, err
 }
 
-// endGrace is how long a wait for a first byte lasts once Pending.End ended it: a
-// byte the peer sent just before (in the socket's buffer, the reader not scheduled
-// yet) is still read, and its request served.
+// endGrace is how long a wait for a first byte lasts once Pending.End ended it, for
+// a connection that has sent nothing: a byte the peer sent just before (in the
+// socket's buffer, the reader not scheduled yet) is still read, and its request served.
 const endGrace = 10 * time.Millisecond
 
-// endWait ends c's wait for its first byte as if its bound ran out (endGrace from
-// now), and bounds every later one so: the connection reads as ended (io.EOF) unless a
-// byte comes. A connection whose request has begun is not waiting and reads on.
+// shookGraceMin is the least a client whose TLS handshake was under way when
+// Pending.End came is given, from the handshake's end, to send its request: in TLS
+// 1.2 that request leaves the client one round trip after the server's Finished.
+const shookGraceMin = time.Second
+
+// endBound returns, in Unix nanoseconds, when a wait for the first byte ends once
+// Pending.End ended it, at now; under mu. A connection that has sent nothing gets
+// endGrace. One under TLS whose handshake had begun gets, from the handshake's end
+// (now if it is under way still), twice the handshake's time, shookGraceMin at least
+// and its wait's own bound at most: its client is sending a request, which a
+// server draining answers (an HTTP server's 503). One whose handshake ended longer
+// ago (a pool warmed ahead) is idle, and gets endGrace too.
+func (c *Conn) endBound(now int64) int64 {
+	end := now + int64(endGrace)
+	if c.begun == 0 {
+		return end
+	}
+	shook := c.shook
+	if shook == 0 {
+		shook = now
+	}
+	grace := min(max(2*time.Duration(shook-c.begun), shookGraceMin), c.firstByte)
+	return max(end, shook+int64(grace))
+}
+
+// endWait ends c's wait for its first byte as if its bound ran out (endBound), and
+// bounds every later one so: the connection reads as ended (io.EOF) unless a byte
+// comes. A connection whose request has begun is not waiting and reads on.
 func (c *Conn) endWait() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -310,7 +345,7 @@ func (c *Conn) endWait() {
 	if c.inWait {
 		// wantR too: under TLS the wait reads through Read, whose rearm would
 		// otherwise move on to the wait's own bound.
-		c.wantR = unixNano(time.Now().Add(endGrace))
+		c.wantR = min(c.wantR, c.endBound(time.Now().UnixNano()))
 		_ = c.apply(read, &c.setR, c.wantR)
 	}
 }
@@ -434,7 +469,9 @@ func (p *Pending) remove(c *Conn) {
 
 // End ends the wait for its first byte of every connection in p, and of every one
 // added later, as if the wait ran out: each reads as ended (io.EOF), unless a byte
-// comes within endGrace. A connection whose request has begun reads on.
+// comes within endGrace, or, under TLS with its handshake begun, within the time its
+// client takes to send its request (endBound). A connection whose request has begun
+// reads on.
 func (p *Pending) End() {
 	p.mu.Lock()
 	p.ended = true

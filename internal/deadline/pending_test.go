@@ -135,3 +135,79 @@ func TestPendingHoldsOnlyWaitingConnections(t *testing.T) {
 		t.Errorf("%d pending after every connection left, want 0", n)
 	}
 }
+
+// latencyConn is a client's side of a connection whose writes reach the server oneWay
+// after they are made (a client some milliseconds away), hook called before each
+// with the write's number (1-based).
+type latencyConn struct {
+	net.Conn
+	oneWay time.Duration
+	n      int
+	hook   func(n int)
+}
+
+func (c *latencyConn) Write(b []byte) (int, error) {
+	c.n++
+	if c.hook != nil {
+		c.hook(c.n)
+	}
+	time.Sleep(c.oneWay)
+	return c.Conn.Write(b)
+}
+
+// A TLS 1.2 client whose handshake is under way when End comes (its ClientHello read
+// and answered, its key exchange on the way) has sent bytes, and sends its request
+// one round trip after the server's Finished: its wait for that request is not cut
+// to endGrace, and the request is read as without End.
+func TestPendingEndLeavesTLS12HandshakeUnderWay(t *testing.T) {
+	cert := testcert.SelfSigned(t)
+	for _, tc := range []struct {
+		name string
+		end  bool
+	}{
+		{"no End", false},
+		{"End mid-handshake", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Pending{}
+			l := NewTLSListener(Listener{Listener: listen(t), FirstByte: time.Minute, Pending: p},
+				&tls.Config{Certificates: []tls.Certificate{cert}})
+			sent := make(chan error, 1)
+			go func() {
+				raw, err := net.Dial("tcp", l.Addr().String())
+				if err != nil {
+					sent <- err
+					return
+				}
+				defer raw.Close()
+				lc := &latencyConn{Conn: raw, oneWay: 30 * time.Millisecond, hook: func(n int) {
+					// Write 2 is the client's key exchange and Finished: the server
+					// has read the ClientHello and answered it.
+					if n == 2 && tc.end {
+						p.End()
+					}
+				}}
+				client := tls.Client(lc, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12}) //nolint:gosec // a test's own certificate
+				if err := client.Handshake(); err != nil {
+					sent <- err
+					return
+				}
+				_, err = client.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+				sent <- err
+				time.Sleep(500 * time.Millisecond)
+			}()
+			c, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			n, err := c.Read(make([]byte, 64))
+			if err := <-sent; err != nil {
+				t.Fatalf("client: %v", err)
+			}
+			if n == 0 || err != nil {
+				t.Errorf("first read of a TLS 1.2 client whose handshake was under way: %d bytes, %v; want its request", n, err)
+			}
+		})
+	}
+}
