@@ -23,6 +23,21 @@ endpoints:
 `
 }
 
+// watchedTLS writes p's server pair as crt and key, and a config serving endpoint "a"
+// over it beside them, and serves that config with its file watch on, after the watch
+// has settled; it returns the server, the config's path and its log.
+func watchedTLS(t *testing.T, p *testPKI, crt, key string) (*Server, string, *syncBuffer) {
+	t.Helper()
+	putFile(t, crt, mustRead(t, p.serverCert))
+	putFile(t, key, mustRead(t, p.serverKey))
+	path := filepath.Join(filepath.Dir(crt), "tollgate.yaml")
+	putFile(t, path, []byte(serverTLSConfig(crt, key, "a")))
+	logs := &syncBuffer{}
+	s := newWatched(t, path, Options{Logger: slogTo(logs)})
+	time.Sleep(300 * time.Millisecond)
+	return s, path, logs
+}
+
 // A config saved while the serving certificate is renewed file by file (tls.crt
 // written, tls.key not yet) fails its reload, the pair not loading; once the key
 // lands every file loads, and the saved config is applied and the failure cleared
@@ -31,13 +46,7 @@ func TestWatchServerTLSRenewalAppliesConfigSavedMidway(t *testing.T) {
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dir := t.TempDir()
 	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	putFile(t, crt, mustRead(t, p1.serverCert))
-	putFile(t, key, mustRead(t, p1.serverKey))
-	path := filepath.Join(dir, "tollgate.yaml")
-	putFile(t, path, []byte(serverTLSConfig(crt, key, "a")))
-	logs := &syncBuffer{}
-	s := newWatched(t, path, Options{Logger: slogTo(logs)})
-	time.Sleep(300 * time.Millisecond)
+	s, path, logs := watchedTLS(t, p1, crt, key)
 
 	copyAtomic(t, p2.serverCert, crt)
 	writeAtomic(t, path, serverTLSConfig(crt, key, "b"))
@@ -61,13 +70,7 @@ func TestWatchServerTLSAfterReloadTurnsTLSOff(t *testing.T) {
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dir := t.TempDir()
 	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	putFile(t, crt, mustRead(t, p1.serverCert))
-	putFile(t, key, mustRead(t, p1.serverKey))
-	path := filepath.Join(dir, "tollgate.yaml")
-	putFile(t, path, []byte(serverTLSConfig(crt, key, "a")))
-	logs := &syncBuffer{}
-	s := newWatched(t, path, Options{Logger: slogTo(logs)})
-	time.Sleep(300 * time.Millisecond)
+	s, path, logs := watchedTLS(t, p1, crt, key)
 
 	writeAtomic(t, path, serverTLSConfig("", "", "b"))
 	waitFor(t, func() bool { return hasEndpoint(s, "b") })
@@ -90,15 +93,8 @@ func TestWatchServerTLSAfterReloadTurnsTLSOff(t *testing.T) {
 func TestWatchServerTLSNewPairAppliesConfigSavedMidway(t *testing.T) {
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dir := t.TempDir()
-	crtA, keyA := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
 	crtB, keyB := filepath.Join(dir, "b.crt"), filepath.Join(dir, "b.key")
-	putFile(t, crtA, mustRead(t, p1.serverCert))
-	putFile(t, keyA, mustRead(t, p1.serverKey))
-	path := filepath.Join(dir, "tollgate.yaml")
-	putFile(t, path, []byte(serverTLSConfig(crtA, keyA, "a")))
-	logs := &syncBuffer{}
-	s := newWatched(t, path, Options{Logger: slogTo(logs)})
-	time.Sleep(300 * time.Millisecond)
+	s, path, logs := watchedTLS(t, p1, filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key"))
 
 	copyAtomic(t, p2.serverCert, crtB)
 	writeAtomic(t, path, serverTLSConfig(crtB, keyB, "b"))
