@@ -27,10 +27,13 @@ var (
 	errBadKey     = apiError{401, "authentication_error", "invalid_api_key", "", "Incorrect API key provided."}
 	// errNotBearer is errBadKey for an Authorization header of another scheme (Basic):
 	// its challenge carries no error code (RFC 6750 3.1).
-	errNotBearer  = errBadKey
-	errNotFound   = apiError{404, "invalid_request_error", "not_found", "", "Unknown request URL. Please check the URL and method."}
-	errMethod     = apiError{405, "invalid_request_error", "method_not_allowed", "", "This URL does not accept that HTTP method."}
-	errUnreadable = apiError{400, "invalid_request_error", "bad_request", "", "The HTTP request could not be read."}
+	errNotBearer = errBadKey
+	// errBadHeaderKey is errBadKey for a key sent in api-key or x-api-key: no bearer
+	// token was sent, so its challenge carries no error code either.
+	errBadHeaderKey = errBadKey
+	errNotFound     = apiError{404, "invalid_request_error", "not_found", "", "Unknown request URL. Please check the URL and method."}
+	errMethod       = apiError{405, "invalid_request_error", "method_not_allowed", "", "This URL does not accept that HTTP method."}
+	errUnreadable   = apiError{400, "invalid_request_error", "bad_request", "", "The HTTP request could not be read."}
 	// fasthttp reads the request line and headers into server.go's ReadBufferSize.
 	errHeaderTooLarge = apiError{431, "invalid_request_error", "request_header_too_large", "", "The request's headers are over 8 KiB."}
 	errReadTimeout    = apiError{408, "invalid_request_error", "request_timeout", "", "The request was not read in full within the server's read_timeout."}
@@ -83,7 +86,7 @@ var (
 
 func writeError(resp *fasthttp.Response, e *apiError) {
 	switch e {
-	case &errNoKey, &errNotBearer:
+	case &errNoKey, &errNotBearer, &errBadHeaderKey:
 		// RFC 9110 11.6.1: a 401 names the scheme it wants; RFC 6750 3.1: an error
 		// only when a key was sent.
 		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallenge)

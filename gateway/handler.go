@@ -571,8 +571,13 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 }
 
 // bearerToken is the token of an Authorization value "Bearer <token>" (the scheme in
-// any case, the token trimmed), and whether the value is of that scheme.
+// any case, the token trimmed), and whether the value is of that scheme. "Bearer"
+// alone is the scheme with no token: `Authorization: Bearer $KEY` with KEY unset, the
+// space after it trimmed by the header's parser.
 func bearerToken(authz []byte) ([]byte, bool) {
+	if bytes.EqualFold(authz, strBearer[:len(strBearer)-1]) {
+		return nil, true
+	}
 	if len(authz) < len(strBearer) || !bytes.EqualFold(authz[:len(strBearer)], strBearer) {
 		return nil, false
 	}
@@ -583,7 +588,8 @@ func bearerToken(authz []byte) ([]byte, bool) {
 // x-api-key, as Azure and Anthropic clients send it).
 func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError) {
 	presented := h.PeekBytes(hdrAuthz)
-	if len(presented) > 0 {
+	bearer := len(presented) > 0
+	if bearer {
 		var ok bool
 		if presented, ok = bearerToken(presented); !ok {
 			return nil, &errNotBearer
@@ -595,10 +601,14 @@ func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError
 		return nil, &errNoKey
 	}
 	k := rt.lookupKey(presented)
-	if k == nil {
+	switch {
+	case k != nil:
+		return k, nil
+	case bearer:
 		return nil, &errBadKey
+	default:
+		return nil, &errBadHeaderKey
 	}
-	return k, nil
 }
 
 // stickyKey is what keeps the caller on one variant: a header, the body's user, or the
