@@ -46,7 +46,7 @@ func adminErrorCode(body map[string]any) any {
 }
 
 // An operator drains route a with a weights override, then rolls the canary back
-// mid-incident. The override holds until the next reload (README): the rollback gives
+// mid-incident. The override holds until DELETE or a resume (README): the rollback gives
 // the canary's share to the other routes by their override weights, as a gate's
 // rollback does, and a stays drained.
 func TestAdminRollbackDuringOverrideKeepsDrainedRoute(t *testing.T) {

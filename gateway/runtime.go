@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -364,14 +365,17 @@ func targetLabels(urls []string) []string {
 // ready reports whether every endpoint can reach at least one healthy target among
 // its routes' backends and fallbacks. A route at live weight 0 in r (a rolled-back
 // canary, a route an operator drained) is sent nothing, so its backend keeps no
-// endpoint ready.
+// endpoint ready. The live weights are read as the metrics read them (Weights, in
+// route order per endpoint), without a full snapshot's windows and locks per probe.
 func (rt *runtime) ready(r *router.Router) bool {
+	live := r.Weights()
 	for i := range rt.cfg.Endpoints {
 		ec := &rt.cfg.Endpoints[i]
 		ok := false
-		live, err := r.EndpointSnapshot(ec.Name)
+		first := slices.IndexFunc(live, func(w router.RouteWeight) bool { return w.Endpoint == ec.Name })
 		for j, route := range ec.Routes {
-			if err == nil && j < len(live.Routes) && live.Routes[j].Backend == route.Backend && live.Routes[j].Weight == 0 {
+			if k := first + j; first >= 0 && k < len(live) && live[k].Endpoint == ec.Name &&
+				live[k].Backend == route.Backend && live[k].Weight == 0 {
 				continue
 			}
 			ok = ok || rt.backends[route.Backend].Healthy()

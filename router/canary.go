@@ -339,10 +339,10 @@ func holdForOverride(cur *ctlState, w int32, now time.Time) {
 func endOverride(c *canaryCfg, cur *ctlState, now time.Time) {
 	const reason = "override ended by operator"
 	cur.override = nil
-	if c == nil {
+	switch {
+	case c == nil:
 		cur.reason = reason
-	}
-	if c != nil && cur.state == StatePaused {
+	case cur.state == StatePaused:
 		switch cur.prior {
 		case StatePaused, StateRolledBack, StatePromoted:
 			cur.state, cur.cw = cur.prior, cur.priorCW

@@ -397,7 +397,7 @@ func TestReloadKeepsOrResetsState(t *testing.T) {
 	}
 }
 
-func TestReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
+func TestOverrideEndAtZeroWeightStepsFromStart(t *testing.T) {
 	tests := []struct {
 		name    string
 		before  func(r *Router) error
@@ -448,7 +448,7 @@ func TestReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
 
 // The end of an override brings back the state the override interrupted: a canary an
 // operator or a gate stopped is not restarted by it.
-func TestReloadAfterOverrideRestoresState(t *testing.T) {
+func TestOverrideEndRestoresState(t *testing.T) {
 	tests := []struct {
 		name   string
 		before func(r *Router) error

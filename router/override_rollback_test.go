@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// An operator drains route b with a weights override ("until the next reload",
+// An operator drains route b with a weights override (until DELETE or a resume,
 // README) while a three-route endpoint carries a canary. When a gate then rolls the
 // canary back, the drained route stays drained: the rollback takes the canary's share
 // away (spread over the other routes by their override weights), it does not undo the
@@ -37,7 +37,7 @@ func TestGateRollbackKeepsOverride(t *testing.T) {
 	}
 	for _, route := range assignments(e, userKeys(5000)) {
 		if route == 1 {
-			t.Errorf("users are sent to route b, which the operator drained to 0 %% until the next reload")
+			t.Errorf("users are sent to route b, which the operator drained to 0 %% with an override")
 			break
 		}
 	}

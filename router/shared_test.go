@@ -258,7 +258,7 @@ func TestSharedOperatorOnFollower(t *testing.T) {
 	}
 }
 
-func TestSharedReloadAfterZeroWeightOverrideStepsFromStart(t *testing.T) {
+func TestSharedOverrideEndAtZeroWeightStepsFromStart(t *testing.T) {
 	for _, how := range overrideEnds {
 		t.Run(how.name, func(t *testing.T) {
 			c := newCluster(t)
