@@ -1070,12 +1070,7 @@ func (s *Server) watchFailedTLS(dw *dirWatch, fw *fileWatch) {
 
 // tlsFiles are the files of c's tls blocks, server's and backends'.
 func (c *Config) tlsFiles() []string {
-	var paths []string
-	for _, p := range []string{c.Server.TLS.CertFile, c.Server.TLS.KeyFile} {
-		if p != "" {
-			paths = append(paths, p)
-		}
-	}
+	paths := named(c.Server.TLS.CertFile, c.Server.TLS.KeyFile)
 	for _, b := range c.Backends {
 		paths = append(paths, backendTLSPaths(&b.TLS)...)
 	}
@@ -1084,13 +1079,12 @@ func (c *Config) tlsFiles() []string {
 
 // backendTLSPaths are the files t names.
 func backendTLSPaths(t *providers.TLSConfig) []string {
-	var paths []string
-	for _, p := range []string{t.CAFile, t.CertFile, t.KeyFile} {
-		if p != "" {
-			paths = append(paths, p)
-		}
-	}
-	return paths
+	return named(t.CAFile, t.CertFile, t.KeyFile)
+}
+
+// named is the paths given that are set.
+func named(paths ...string) []string {
+	return slices.DeleteFunc(paths, func(p string) bool { return p == "" })
 }
 
 // backendTLSSums hashes the files of cfg's backend tls blocks, by path; one that

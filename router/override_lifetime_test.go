@@ -1,12 +1,9 @@
 package router
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // The admin view's note on an override says how long it lasts: until the operator
@@ -59,22 +56,21 @@ func TestClearWeightsKeepsGateRollbackReason(t *testing.T) {
 	}
 }
 
-// partition cuts replica x off Redis until the returned func heals it: its client is
-// swapped for one whose every command fails before it is sent, as over a cut network.
-func partition(t *testing.T, x *replica) (heal func()) {
+// overriddenPair is two replicas sharing one Redis, with an operator's override
+// (stable 80, canary 20) set on b and followed by both.
+func overriddenPair(t *testing.T) (*cluster, *replica, *replica) {
 	t.Helper()
-	cut := redis.NewClient(&redis.Options{Addr: x.rdb.Options().Addr, MaxRetries: -1, Limiter: cutLimiter{}})
-	t.Cleanup(func() { _ = cut.Close() })
-	live := x.r.shared.rdb
-	x.r.shared.rdb = cut
-	return func() { x.r.shared.rdb = live }
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg)
+	round(a, b)
+	if _, err := b.r.SetWeights(bg, "chat", map[string]int{"stable": 80, "canary": 20}); err != nil {
+		t.Fatal(err)
+	}
+	round(a, b)
+	overrideAgrees(t, "override set", 20, a, b)
+	return c, a, b
 }
-
-// cutLimiter refuses every command, as a network partition would.
-type cutLimiter struct{}
-
-func (cutLimiter) Allow() error         { return errors.New("partitioned from Redis") }
-func (cutLimiter) ReportResult(_ error) {}
 
 func overrideAgrees(t *testing.T, step string, canary float64, rs ...*replica) {
 	t.Helper()
@@ -95,17 +91,9 @@ func overrideAgrees(t *testing.T, step string, canary float64, rs ...*replica) {
 // override on every replica; one the operator sets during the rollout holds too, and
 // the operator's end of it on any replica ends it on all.
 func TestOverrideHoldsAcrossRollingReload(t *testing.T) {
-	c := newCluster(t)
-	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
-	a.r.tick(bg)
-	round(a, b)
-	if _, err := b.r.SetWeights(bg, "chat", map[string]int{"stable": 80, "canary": 20}); err != nil {
-		t.Fatal(err)
-	}
-	round(a, b)
-	overrideAgrees(t, "first override set", 20, a, b)
+	_, a, b := overriddenPair(t)
 
-	heal := partition(t, a)
+	heal := cutOff(t, a)
 	a.e = mustEndpoint(t, "chat", retunedCanary())
 	a.r.Apply([]*Endpoint{a.e})
 	round(a, b)
@@ -118,7 +106,7 @@ func TestOverrideHoldsAcrossRollingReload(t *testing.T) {
 	round(a, b)
 	overrideAgrees(t, "second override set, b reloaded", 30, b)
 	if !a.r.shared.failing.Load() {
-		t.Fatal("a reached Redis through the partition")
+		t.Fatal("a reached Redis while cut off")
 	}
 	heal()
 	round(a, b)
@@ -140,15 +128,7 @@ func TestOverrideHoldsAcrossRollingReload(t *testing.T) {
 // each new replica syncs from Redis before it serves) route by the override as the
 // old ones did: as with a reload, only the operator ends it.
 func TestOverrideHoldsAcrossRestartRollout(t *testing.T) {
-	c := newCluster(t)
-	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
-	a.r.tick(bg)
-	round(a, b)
-	if _, err := b.r.SetWeights(bg, "chat", map[string]int{"stable": 80, "canary": 20}); err != nil {
-		t.Fatal(err)
-	}
-	round(a, b)
-	overrideAgrees(t, "override set", 20, a, b)
+	c, a, b := overriddenPair(t)
 
 	a.r.shared.release(bg, a.r.live())
 	b.r.shared.release(bg, b.r.live())

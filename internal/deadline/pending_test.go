@@ -211,3 +211,19 @@ func TestPendingEndLeavesTLS12HandshakeUnderWay(t *testing.T) {
 		})
 	}
 }
+
+// A connection enters and leaves its Listener's Pending without an allocation: the set
+// is a list through the connections themselves.
+func TestPendingAddRemoveAllocateNothing(t *testing.T) {
+	var p Pending
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := Wrap(a)
+	if n := testing.AllocsPerRun(100, func() {
+		p.add(c)
+		p.remove(c)
+	}); n != 0 {
+		t.Fatalf("%v allocations per add and remove, want 0", n)
+	}
+}
