@@ -494,11 +494,30 @@ func inServiceOutside(states []*targetState, mask uint64) bool {
 	return false
 }
 
-// takeAny takes a slot on target i, else on the first target in service after it with
-// one free, leaving out those in avoid; -1 when none has.
+// takeAny takes a slot on target i, else on another target in service with one free,
+// leaving out those in avoid; -1 when none has. Under vllm_queue the others go by their
+// rank (leastQueued): the overflow of a full target goes to the next least queued, and
+// to a target whose load was not read only once every target read is full. Otherwise
+// they go in config order from i.
 func (p *pool) takeAny(i int, avoid uint64) int {
 	limit := p.limit()
 	n := len(p.states)
+	if p.set.balance == vllmQueue && limit > 0 && n > 1 {
+		if st := p.states[i]; bit(i)&avoid == 0 && st.available() && st.slots.take(limit) {
+			return i
+		}
+		// A take lost to a concurrent call leaves that target full, and the next rank
+		// skips it; the bound keeps slots freed and taken meanwhile from looping here.
+		for range n {
+			j := p.rankQueued(i, avoid, limit)
+			if j < 0 {
+				return -1
+			}
+			if p.states[j].slots.take(limit) {
+				return j
+			}
+		}
+	}
 	for k := range n {
 		j := i + k
 		if j >= n {
@@ -902,24 +921,32 @@ func (b *Backend) leastLoaded() int {
 // without go by their in-flight count, as in least_loaded.
 func (b *Backend) leastQueued() int {
 	p := &b.pool
-	states := p.states
-	n := len(states)
 	i := p.rotate(b.next.Add(1))
 	if i < 0 {
 		return -1
 	}
+	return p.rankQueued(i, 0, 0)
+}
+
+// rankQueued is leastQueued's pick among the targets in service, scanning from target i
+// (ties go to the first scanned), leaving out those in skip and, with limit above 0,
+// those with no slot free under it; -1 when none is left.
+func (p *pool) rankQueued(i int, skip uint64, limit int64) int {
+	states := p.states
+	n := len(states)
 	since := p.now().UnixNano() - int64(p.set.metricsStale)
 	best, least, cache := -1, int64(0), 0.0
 	blind, fewest := -1, int64(0)
 	for range n {
-		if st := states[i]; st.available() {
-			inflight := st.slots.load()
-			if s, c, ok := st.load.score(inflight, since); ok {
-				if best < 0 || s < least || (s == least && c < cache) {
-					best, least, cache = i, s, c
+		if st := states[i]; bit(i)&skip == 0 && st.available() {
+			if inflight := st.slots.load(); limit <= 0 || inflight < limit {
+				if s, c, ok := st.load.score(inflight, since); ok {
+					if best < 0 || s < least || (s == least && c < cache) {
+						best, least, cache = i, s, c
+					}
+				} else if blind < 0 || inflight < fewest {
+					blind, fewest = i, inflight
 				}
-			} else if blind < 0 || inflight < fewest {
-				blind, fewest = i, inflight
 			}
 		}
 		if i++; i == n {
@@ -964,7 +991,10 @@ func buildRing(targets []*Target) []ringPoint {
 // in service whose load is under load_factor times the average, so that requests that
 // share a prefix meet the same prefix cache while no target takes more than its bound
 // (consistent hashing with bounded loads, Mirrokni, Thorup and Zadimoghaddam 2018).
-// It returns -1 when the call has no prompt or no target is in service.
+// A target at max_concurrency is passed over like one at its bound while another has
+// a slot free: the overflow of a prefix goes on along the ring, spread over the
+// targets as the ring spreads its points, not all to the target after it in config
+// order. It returns -1 when the call has no prompt or no target is in service.
 func (b *Backend) affine(call *Call) int {
 	p := &b.pool
 	key := promptPrefix(call, p.set.prefixBytes)
@@ -972,17 +1002,28 @@ func (b *Backend) affine(call *Call) int {
 		return -1
 	}
 	var total int64
-	up := 0
+	up, open := 0, 0
+	capacity := p.limit()
 	for _, st := range p.states {
 		if st.available() {
-			total += st.slots.load()
+			l := st.slots.load()
+			total += l
 			up++
+			if capacity <= 0 || l < capacity {
+				open++
+			}
 		}
 	}
 	if up == 0 {
 		return -1
 	}
-	// The bound counts the new request: ceil(c * (m+1) / n) in the paper's terms.
+	if open == 0 {
+		// Every target is full: the call waits for a slot, first on its own.
+		capacity = 0
+	}
+	// The bound counts the new request: ceil(c * (m+1) / n) in the paper's terms. The
+	// least loaded target is under it, and has a slot free when any has, so the walk
+	// finds one.
 	limit := math.Ceil(p.set.loadFactor * float64(total+1) / float64(up))
 	ring := p.ring
 	h := xxhash.Sum64(key)
@@ -1000,8 +1041,10 @@ func (b *Backend) affine(call *Call) int {
 		if j >= len(ring) {
 			j -= len(ring)
 		}
-		if st := p.states[ring[j].i]; st.available() && float64(st.slots.load()) < limit {
-			return ring[j].i
+		if st := p.states[ring[j].i]; st.available() {
+			if l := st.slots.load(); float64(l) < limit && (capacity <= 0 || l < capacity) {
+				return ring[j].i
+			}
 		}
 	}
 	return -1
