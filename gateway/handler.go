@@ -1331,6 +1331,12 @@ func (r *request) nextEvent() {
 			r.werr = errClientGone
 			return
 		}
+		if r.upFailed {
+			// The upstream's own error event already went to the client (vLLM's
+			// engine failing, its connection then closed without [DONE]): the
+			// stream ends there, one error event, counted as upstream_error.
+			return
+		}
 		r.errKind = "stream_cut"
 		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream stream failed",
 			slog.String("request_id", string(r.reqID)), slog.String("backend", r.backend), slog.String("error", err.Error()))
@@ -1559,12 +1565,15 @@ func (r *request) record(status int) {
 	if r.limited {
 		actual := r.usage.Input + r.usage.Output
 		shutdownCut := r.errKind == "shutdown_cut"
-		if actual == 0 && r.attempts > 0 && (status < 400 && (!shutdownCut || r.ttft > 0) || status == 499 && (r.ttft > 0 || r.abandoned)) {
+		failedEarly := (shutdownCut || r.upFailed) && r.ttft == 0
+		if actual == 0 && r.attempts > 0 && (status < 400 && !failedEarly || status == 499 && (r.ttft > 0 || r.abandoned)) {
 			// Answered without a usage count, a client that hung up on a stream
 			// after its first tokens (the usage comes last), or one that hung up
 			// while the upstream worked on its request (for how long, nobody will
 			// say): the estimate stands. An error answer generated nothing and is
-			// refunded, as is a stream the shutdown cut before its first token.
+			// refunded, as is a stream the upstream failed (cut, timeout, bad
+			// event, its own error event) or the shutdown cut before its first
+			// token: its client got an error, not tokens.
 			actual = limiter.KeepEstimate
 		}
 		r.rt.lim.Settle(&r.ticket, actual)
