@@ -2,6 +2,7 @@ package providers
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -33,9 +34,15 @@ import (
 // say) is never counted against the upstream. Read deadlines are the runtime's own
 // timers, and deadline.Conn makes moving one later free: no goroutine, and the
 // timeout surfaces as os.ErrDeadlineExceeded, which classify maps to ErrTimeout.
+//
+// To an https target it carries its own TLS client (handshake), which fasthttp
+// reads and writes through; the bounds above time the socket under it, ciphertext.
 type upstreamConn struct {
 	*deadline.Conn
 	addr connAddr
+	// tls is the TLS client over the socket (socketSide), nil on a plaintext
+	// connection.
+	tls  *tls.Conn
 	wait func() error
 	// silent, while set, is called every `every` the upstream stays silent during a
 	// read (NotifySilence); inForce is the read deadline the timeouts put in force
@@ -105,15 +112,79 @@ func wrapUpstream(c net.Conn) *upstreamConn {
 func (c *upstreamConn) LocalAddr() net.Addr { return &c.addr }
 
 // Close closes the connection and gives its place under max_connections back, once.
+// A TLS connection closes as tls.Conn does: with a close_notify alert, unless a write
+// is under way (a close that interrupts it).
 func (c *upstreamConn) Close() error {
-	err := c.Conn.Close()
+	var err error
+	if c.tls != nil {
+		err = c.tls.Close()
+	} else {
+		err = c.Conn.Close()
+	}
 	if g := c.gate.Swap(nil); g != nil {
 		g.release()
 	}
 	return err
 }
 
-// SetDeadline passes through: fasthttp uses it around the TLS handshake only.
+// handshake makes c a TLS client connection with cfg, its handshake over by end (zero:
+// no bound), which is the dial's own: the handshake is part of connecting, as nginx's
+// proxy_connect_timeout counts it. fasthttp would otherwise make the handshake inside
+// the first request's write, where no read deadline is set yet: a target that accepts
+// the connection and never answers the ClientHello would hold the request for good.
+// On failure c is closed.
+func (c *upstreamConn) handshake(cfg *tls.Config, end time.Time) error {
+	c.tls = tls.Client(socketSide{c}, cfg)
+	err := c.Conn.SetDeadline(end)
+	if err == nil {
+		err = c.tls.Handshake()
+	}
+	if err == nil {
+		// Moving the deadlines later is free (deadline.Conn): fasthttp sets its own
+		// before each request.
+		err = c.Conn.SetDeadline(time.Time{})
+	}
+	if err != nil {
+		_ = c.Conn.Close()
+		return &handshakeError{err}
+	}
+	return nil
+}
+
+// Handshake completes the TLS handshake, which the dial has made already; nil on a
+// plaintext connection. fasthttp takes a connection with this method for a TLS one and
+// does not wrap it in a TLS client of its own.
+func (c *upstreamConn) Handshake() error {
+	if c.tls == nil {
+		return nil
+	}
+	return c.tls.Handshake()
+}
+
+// handshakeError is a TLS handshake that failed or did not end within the dial's
+// bound. It keeps the cause for classify: a timeout is ErrTimeout, as a TCP connect's
+// is; anything else (a certificate that does not verify) leaves the target
+// unreachable.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "tls handshake: " + e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
+
+// socketSide is the side of an upstreamConn that its TLS client reads and writes: the
+// socket, through the connection's timeouts (readSocket).
+type socketSide struct{ c *upstreamConn }
+
+func (s socketSide) Read(p []byte) (int, error)         { return s.c.readSocket(p) }
+func (s socketSide) Write(p []byte) (int, error)        { return s.c.Conn.Write(p) }
+func (s socketSide) Close() error                       { return s.c.Conn.Close() }
+func (s socketSide) LocalAddr() net.Addr                { return s.c.Conn.LocalAddr() }
+func (s socketSide) RemoteAddr() net.Addr               { return s.c.Conn.RemoteAddr() }
+func (s socketSide) SetDeadline(t time.Time) error      { return s.c.Conn.SetDeadline(t) }
+func (s socketSide) SetReadDeadline(t time.Time) error  { return s.c.Conn.SetReadDeadline(t) }
+func (s socketSide) SetWriteDeadline(t time.Time) error { return s.c.Conn.SetWriteDeadline(t) }
+
+// SetDeadline passes through, and ends the bounds of the answer under way. fasthttp's
+// client sets the read and write deadlines apart.
 func (c *upstreamConn) SetDeadline(t time.Time) error {
 	c.armed = false
 	return c.Conn.SetDeadline(t)
@@ -145,6 +216,22 @@ func (c *upstreamConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *upstreamConn) Read(p []byte) (int, error) {
+	if c.tls != nil {
+		return c.tls.Read(p)
+	}
+	return c.readSocket(p)
+}
+
+func (c *upstreamConn) Write(p []byte) (int, error) {
+	if c.tls != nil {
+		return c.tls.Write(p)
+	}
+	return c.Conn.Write(p)
+}
+
+// readSocket reads the socket under the connection's timeouts; through TLS, the
+// records of the answer.
+func (c *upstreamConn) readSocket(p []byte) (int, error) {
 	if w := c.wait; w != nil {
 		if err := w(); err != nil {
 			c.readErr = &waitError{err}

@@ -4,11 +4,13 @@ package providers
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -321,20 +323,28 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An https target's TLS handshake is made here too, within the same bound: a
+	// connection is had once it can carry the request.
+	var tlsCfg clientTLS
 	hc.DialTimeout = func(addr string, timeout time.Duration) (netConn, error) {
-		if dial := hc.Dial; dial != nil {
-			// A Dial set on the client after it was built (the in-process mock's
-			// in-memory pipe) takes the place of the TCP dial.
-			return dial(addr)
-		}
 		if connect > 0 && (timeout <= 0 || connect < timeout) {
 			timeout = connect
 		}
+		var end time.Time
+		if timeout > 0 {
+			end = time.Now().Add(timeout)
+		}
+		dial := hc.Dial
 		var c netConn
 		var err error
-		if viaProxy != nil {
+		switch {
+		case dial != nil:
+			// A Dial set on the client after it was built (the in-process mock's
+			// in-memory pipe) takes the place of the TCP dial.
+			c, err = dial(addr)
+		case viaProxy != nil:
 			c, err = viaProxy(addr)
-		} else {
+		default:
 			d := dialer
 			d.Timeout = timeout
 			c, err = d.Dial("tcp", addr)
@@ -342,13 +352,61 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		if err != nil {
 			return nil, err
 		}
-		return wrapUpstream(c), nil
+		if !hc.IsTLS {
+			if dial != nil {
+				return c, nil
+			}
+			return wrapUpstream(c), nil
+		}
+		cfg, err := tlsCfg.get(hc.TLSConfig, addr)
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		u := wrapUpstream(c)
+		if err := u.handshake(cfg, end); err != nil {
+			return nil, err
+		}
+		return u, nil
 	}
 	t := &Target{URL: raw, client: hc}
 	for _, k := range []Kind{Chat, Completions, Embeddings} {
 		t.setURL(k, operationURL(raw, k.Path()))
 	}
 	return t, nil
+}
+
+// clientTLS is the tls.Config of a target's connections, made at its first dial from
+// the client's TLSConfig (set once the target is built) as fasthttp made it for the
+// handshake it no longer makes: a copy, naming the target's host as ServerName (SNI
+// and the name verified) when the config names none, and the same one for every
+// connection. Like fasthttp, it adds nothing to the backend's settings: no ALPN
+// protocol (the connection speaks HTTP/1.1), no session cache.
+type clientTLS struct {
+	once sync.Once
+	cfg  *tls.Config
+	err  error
+}
+
+func (c *clientTLS) get(base *tls.Config, addr string) (*tls.Config, error) {
+	c.once.Do(func() {
+		if base == nil {
+			c.cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		} else {
+			c.cfg = base.Clone()
+		}
+		if c.cfg.ServerName != "" {
+			return
+		}
+		host, _, err := net.SplitHostPort(addr)
+		switch {
+		case err == nil:
+			c.cfg.ServerName = host
+		case !c.cfg.InsecureSkipVerify:
+			c.err = errors.New("no TLS server name in " + addr)
+		}
+	})
+	return c.cfg, c.err
 }
 
 // operationURL is base with op appended to its path, base's query kept after it: an
