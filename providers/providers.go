@@ -316,10 +316,11 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 	// address that black-holes (an IPv6 route that drops SYNs) takes the whole timeout
 	// and fails every other new connection. The name is looked up at each dial: for a
 	// new connection only, never for a request on a kept-alive one. Health checks and
-	// /metrics reads reuse this dial.
+	// /metrics reads reuse this dial. Through a proxy, the same bound covers the
+	// connection to the proxy and its answer to CONNECT or its SOCKS5 handshake.
 	dialer := net.Dialer{Resolver: cfg.resolver}
 	connect := cfg.ConnectTimeout
-	viaProxy, err := proxyDial(cfg.Proxy, hc.IsTLS, connect)
+	viaProxy, err := proxyDial(cfg.Proxy, dialer)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +344,7 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 			// in-memory pipe) takes the place of the TCP dial.
 			c, err = dial(addr)
 		case viaProxy != nil:
-			c, err = viaProxy(addr)
+			c, err = viaProxy(addr, end)
 		default:
 			d := dialer
 			d.Timeout = timeout

@@ -1,17 +1,18 @@
 package providers
 
 import (
+	"bufio"
+	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpproxy"
-	"golang.org/x/net/http/httpproxy"
+	"golang.org/x/net/proxy"
 )
 
 // validateProxy checks the proxy URL without quoting it: it may hold a password.
@@ -36,34 +37,132 @@ func (c *Config) validateProxy() []error {
 	return nil
 }
 
-// proxyDial is the dial through the backend's proxy, nil when it has none. connect
-// bounds both the connection to the proxy and its answer to CONNECT.
-func proxyDial(proxy string, isTLS bool, connect time.Duration) (fasthttp.DialFunc, error) {
-	if proxy == "" {
+// proxyDial is the dial through the backend's proxy, nil when it has none:
+// dial(target, end) connects to the proxy with d and has it open a tunnel to target
+// (host:port), the whole of it over by end (zero: no bound): the connection to the
+// proxy, and its answer to CONNECT or its SOCKS5 handshake. end is the direct dial's
+// own (connect_timeout, within what is left of the attempt): a proxy that accepts and
+// never answers would otherwise hold the request for good.
+func proxyDial(rawURL string, d net.Dialer) (func(target string, end time.Time) (net.Conn, error), error) {
+	if rawURL == "" {
 		return nil, nil
 	}
-	d := &fasthttpproxy.Dialer{
-		Config: httpproxy.Config{HTTPProxy: proxy, HTTPSProxy: proxy},
-		// Without it the dial to the proxy is IPv4 only: a proxy at an IPv6
-		// address, or named with only AAAA records, would be unreachable.
-		DialDualStack:  true,
-		Timeout:        connect,
-		ConnectTimeout: connect,
-	}
-	dial, err := d.GetDialFuncForTLS(false, isTLS)
-	u, perr := url.Parse(proxy)
-	if err != nil || perr != nil {
-		// The proxy's URL is not repeated: it may hold a password.
+	// The proxy's URL is never repeated in an error: it may hold a password.
+	u, err := url.Parse(rawURL)
+	if err != nil {
 		return nil, errors.New("proxy: cannot be used")
 	}
 	addr := u.Host
-	return func(target string) (net.Conn, error) {
-		c, err := dial(target)
-		if err != nil {
-			return nil, proxyDialError(addr, err)
+	switch u.Scheme {
+	case "http":
+		var auth string
+		if u.User != nil {
+			// The decoded credentials: User.String() would percent-encode them.
+			cred := u.User.Username()
+			if pw, ok := u.User.Password(); ok {
+				cred += ":" + pw
+			}
+			auth = base64.StdEncoding.EncodeToString([]byte(cred))
 		}
-		return c, nil
-	}, nil
+		return func(target string, end time.Time) (net.Conn, error) {
+			return dialConnect(d, addr, auth, target, end)
+		}, nil
+	case "socks5", "socks5h":
+		// x/net's SOCKS5 dialer bounds its handshake only by the context of
+		// DialContext: Dial makes it under context.Background(), with no deadline.
+		sd, err := proxy.FromURL(u, &d)
+		cd, ok := sd.(proxy.ContextDialer)
+		if err != nil || !ok {
+			return nil, errors.New("proxy: cannot be used")
+		}
+		return func(target string, end time.Time) (net.Conn, error) {
+			ctx := context.Background()
+			if !end.IsZero() {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, end)
+				defer cancel()
+			}
+			c, err := cd.DialContext(ctx, "tcp", target)
+			if err != nil {
+				return nil, socksError(addr, err)
+			}
+			return c, nil
+		}, nil
+	}
+	return nil, errors.New("proxy: cannot be used")
+}
+
+// maxConnectAnswer bounds the header of a proxy's answer to CONNECT: egress proxies
+// add a few headers (Via, policy ones), well over the 1 KiB fasthttpproxy's reader
+// held, but a peer that sends header lines without end is no proxy.
+const maxConnectAnswer = 64 << 10
+
+// dialConnect connects to the HTTP proxy at addr with d and opens a tunnel to target
+// with CONNECT (RFC 9110, section 9.3.6), all by end; auth is the Basic
+// Proxy-Authorization token, "" for none.
+func dialConnect(d net.Dialer, addr, auth, target string, end time.Time) (net.Conn, error) {
+	d.Deadline = end
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, &proxyError{addr, "unreachable", err}
+	}
+	_ = c.SetDeadline(end)
+	req := make([]byte, 0, 64+2*len(target)+len(auth))
+	req = append(req, "CONNECT "...)
+	req = append(req, target...)
+	req = append(req, " HTTP/1.1\r\nHost: "...)
+	req = append(req, target...)
+	req = append(req, "\r\n"...)
+	if auth != "" {
+		req = append(req, "Proxy-Authorization: Basic "...)
+		req = append(req, auth...)
+		req = append(req, "\r\n"...)
+	}
+	req = append(req, "\r\n"...)
+	if _, err := c.Write(req); err != nil {
+		_ = c.Close()
+		return nil, connectError(addr, err)
+	}
+	lr := &io.LimitedReader{R: c, N: maxConnectAnswer}
+	br := bufio.NewReaderSize(lr, 8<<10)
+	resp, err := http.ReadResponse(br, nil)
+	switch {
+	case err != nil && lr.N == 0:
+		_ = c.Close()
+		return nil, &proxyError{addr, "answered CONNECT with a header over 64 KiB", nil}
+	case err != nil:
+		_ = c.Close()
+		return nil, connectError(addr, err)
+	case resp.StatusCode/100 != 2:
+		// Any 2xx opens the tunnel (RFC 9110); 407 tells wrong credentials, 403 a
+		// target the proxy's policy refuses.
+		_ = c.Close()
+		return nil, &proxyError{addr, "answered CONNECT with status " + strconv.Itoa(resp.StatusCode), nil}
+	}
+	_ = c.SetDeadline(time.Time{})
+	if n := br.Buffered(); n > 0 {
+		// What the target sent first, read along with the proxy's answer.
+		rest := make([]byte, n)
+		_, _ = br.Read(rest)
+		return &tunnelConn{Conn: c, rest: rest}, nil
+	}
+	return c, nil
+}
+
+// tunnelConn is a tunnel whose first bytes were read with the proxy's answer: they are
+// read first, then the connection.
+type tunnelConn struct {
+	net.Conn
+	rest []byte
+}
+
+func (c *tunnelConn) Read(p []byte) (int, error) {
+	if len(c.rest) > 0 {
+		n := copy(p, c.rest)
+		c.rest = c.rest[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // proxyError is a dial through the proxy at addr (host:port) that failed: what went
@@ -83,46 +182,43 @@ func (e *proxyError) Error() string {
 
 func (e *proxyError) Unwrap() error { return e.err }
 
-// proxyDialError is err, from fasthttpproxy's dial, without anything the proxy sent:
-// its errors for an answer to CONNECT that does not parse quote the bytes read, and
-// a proxy that echoes (a debugging one, or no HTTP proxy at all) sends back the
-// request, Proxy-Authorization with the password in base64 included. Only causes
-// that quote nothing are kept: fasthttp's timeout sentinels, and *net.OpError, which
-// names addresses and the system's reason (what classify reads: ErrTimeout for a
-// timeout, ErrConnect for a refusal).
-func proxyDialError(addr string, err error) error {
+// connectError is err, from the CONNECT exchange with the proxy at addr, without
+// anything the proxy sent: net/http's errors for an answer that does not parse quote
+// the bytes read, and a proxy that echoes (a debugging one, or no HTTP proxy at all)
+// sends back the request, Proxy-Authorization with the password in base64 included.
+// Only *net.OpError is kept as the cause: it names addresses and the system's reason
+// (what classify reads: ErrTimeout for a timeout, ErrConnect otherwise).
+func connectError(addr string, err error) error {
 	var op *net.OpError
 	switch {
-	case errors.Is(err, fasthttp.ErrDialTimeout):
-		return &proxyError{addr, "unreachable", fasthttp.ErrDialTimeout}
-	case errors.Is(err, fasthttp.ErrTimeout):
-		return &proxyError{addr, "no answer to CONNECT", fasthttp.ErrTimeout}
+	case errors.As(err, &op) && op.Timeout():
+		return &proxyError{addr, "no answer to CONNECT", op}
 	case errors.As(err, &op):
-		// The innermost error a read or dial returned, not what wraps it: fasthttp
-		// wraps a read that failed part way through the answer with the bytes read.
-		if op.Op == "dial" {
-			return &proxyError{addr, "unreachable", op}
-		}
 		return &proxyError{addr, "CONNECT failed", op}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return &proxyError{addr, "closed the connection before answering CONNECT", nil}
 	}
-	if status, ok := connectStatus(err); ok {
-		return &proxyError{addr, "answered CONNECT with status " + strconv.Itoa(status), nil}
-	}
 	return &proxyError{addr, "did not answer CONNECT as an HTTP proxy", nil}
 }
 
-// connectStatus reads the status out of fasthttpproxy's error for a CONNECT answered
-// with other than 200 ("could not connect to proxy addr: ... status code: 407"),
-// which tells wrong credentials (407) from a refused target (403).
-func connectStatus(err error) (int, bool) {
-	msg := err.Error()
-	const prefix, sep = "could not connect to proxy addr: ", " status code: "
-	i := strings.LastIndex(msg, sep)
-	if !strings.HasPrefix(msg, prefix) || i < 0 {
-		return 0, false
+// socksError is err, from x/net's SOCKS5 dial through the proxy at addr, as a
+// proxyError. x/net wraps every failure in a *net.OpError naming the proxy and the
+// target; what it wraps is the dial to the proxy's error, a read's or write's, the
+// context's, or one of x/net's own fixed messages (a reply's status, a version
+// number), none of which quotes a credential.
+func socksError(addr string, err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
 	}
-	n, cerr := strconv.Atoi(msg[i+len(sep):])
-	return n, cerr == nil && n >= 100 && n <= 999
+	var ne net.Error
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return &proxyError{addr, "unreachable", op}
+	case errors.As(err, &ne) && ne.Timeout():
+		return &proxyError{addr, "no answer to the SOCKS5 handshake", err}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &proxyError{addr, "closed the connection during the SOCKS5 handshake", nil}
+	}
+	return &proxyError{addr, "SOCKS5 handshake failed", err}
 }

@@ -232,11 +232,11 @@ func TestProxyDialErrorsLeaveCredentialsOut(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dial, err := proxyDial("http://user:"+pw+"@"+c.addr, false, 200*time.Millisecond)
+			dial, err := proxyDial("http://user:"+pw+"@"+c.addr, net.Dialer{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := dial("10.255.255.1:8000")
+			conn, err := dial("10.255.255.1:8000", time.Now().Add(200*time.Millisecond))
 			if err == nil {
 				conn.Close()
 				t.Fatal("dial through the proxy succeeded")
