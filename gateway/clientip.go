@@ -11,13 +11,26 @@ import (
 // (server.trusted_proxies) whose X-Forwarded-For is believed.
 type trustedProxies []netip.Prefix
 
+// mappedV4 is the first IPv4-mapped IPv6 address, ::ffff:0.0.0.0.
+var mappedV4 = netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff})
+
 // parseTrustedProxies reads CIDRs and single addresses; the first bad one is returned.
+// Peers and hops are matched in their IPv4 form, so an IPv4-mapped CIDR (the form a
+// dual-stack listener shows IPv4 peers in, ::ffff:10.0.0.0/104) is kept as its IPv4
+// range, and an IPv6 one that covers all of ::ffff:0:0/96 (::/0) also as 0.0.0.0/0.
 func parseTrustedProxies(list []string) (trustedProxies, string) {
 	var out trustedProxies
 	for _, s := range list {
 		s = strings.TrimSpace(s)
 		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
+			p = p.Masked()
+			switch {
+			case p.Addr().Is4In6() && p.Bits() >= 96:
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			case p.Addr().Is6() && p.Contains(mappedV4):
+				out = append(out, netip.PrefixFrom(netip.IPv4Unspecified(), 0))
+			}
+			out = append(out, p)
 			continue
 		}
 		a, err := netip.ParseAddr(s)
@@ -46,9 +59,10 @@ const hdrForwardedFor = "X-Forwarded-For"
 // X-Forwarded-For that is not itself a trusted proxy (addresses a client put on the
 // left cannot move it). xff holds the header's lines in order: several lines are one
 // list joined by commas (RFC 9110, 5.3), and a proxy that adds a line of its own after
-// the client's (HAProxy's option forwardfor) has the rightmost say. An element that is
-// not an address ends the walk at the last trusted hop. IPv4 is always in its 4-byte
-// form, so one client has one bucket however it connects. The result may view buf.
+// the client's (HAProxy's option forwardfor) has the rightmost say. Empty elements are
+// skipped; one that is not an address (parseHop) ends the walk at the last trusted hop.
+// IPv4 is always in its 4-byte form, so one client has one bucket however it connects.
+// The result may view buf.
 func clientIP(peer net.IP, xff [][]byte, trusted trustedProxies, buf *[16]byte) []byte {
 	if ip4 := peer.To4(); ip4 != nil {
 		peer = ip4
@@ -72,8 +86,12 @@ walk:
 				elem, line = line, nil
 			}
 			elem = bytes.TrimSpace(elem)
-			hop, err := netip.ParseAddr(b2s(elem))
-			if err != nil || hop.Zone() != "" {
+			if len(elem) == 0 {
+				// RFC 9110 5.6.1: empty list elements are ignored.
+				continue
+			}
+			hop, ok := parseHop(b2s(elem))
+			if !ok {
 				break walk
 			}
 			client = hop.Unmap()
@@ -88,4 +106,26 @@ walk:
 	}
 	*buf = client.As16()
 	return buf[:]
+}
+
+// parseHop reads one X-Forwarded-For element: an address, one with a port
+// (203.0.113.5:4711 and [2001:db8::1]:443, as Azure Application Gateway writes them) or
+// a bracketed IPv6 one. The form picks the parser: a failed parse allocates its error.
+func parseHop(s string) (netip.Addr, bool) {
+	var a netip.Addr
+	var err error
+	switch {
+	case len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']':
+		a, err = netip.ParseAddr(s[1 : len(s)-1])
+		if err == nil && !a.Is6() {
+			return netip.Addr{}, false
+		}
+	case strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1:
+		var ap netip.AddrPort
+		ap, err = netip.ParseAddrPort(s)
+		a = ap.Addr()
+	default:
+		a, err = netip.ParseAddr(s)
+	}
+	return a, err == nil && a.Zone() == ""
 }

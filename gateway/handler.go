@@ -1203,12 +1203,18 @@ func (r *request) forwardRequestID(h *fasthttp.RequestHeader) {
 }
 
 // setClient notes the client's address: the peer, or behind the runtime's trusted
-// proxies the one X-Forwarded-For names.
+// proxies the one X-Forwarded-For names. A request refused unbound (503 shutting_down)
+// reads the live runtime's list, which stays installed while the gateway drains: it
+// is logged with its client, not its load balancer.
 func (r *request) setClient(ctx *fasthttp.RequestCtx) {
 	var xff [][]byte
+	rt := r.rt
+	if rt == nil {
+		rt = r.s.rt.Load()
+	}
 	var trusted trustedProxies
-	if r.rt != nil {
-		trusted = r.rt.trusted
+	if rt != nil {
+		trusted = rt.trusted
 	}
 	if len(trusted) > 0 {
 		xff = ctx.Request.Header.PeekAll(hdrForwardedFor)
