@@ -256,8 +256,9 @@ func TestRequestOnUpstreamClosedConnection(t *testing.T) {
 		ok              bool
 		requests, conns int64
 	}{
-		// The second request goes out on the closed connection, unread, and again
-		// on a new one.
+		// The second request goes out on a new connection: the closed one is found
+		// closed before it is written to (stale), or, reused within idleLook, the
+		// request goes out on it unread and again on a new one.
 		{"closed while idle: sent again", []upstreamStep{answerThenClose, answerKeep}, true, 2, 2},
 		// Sent again once only: the retry's new connection is closed the same way.
 		{"closed unanswered: sent again once", []upstreamStep{answerKeep, closeUnanswered}, false, 3, 2},

@@ -620,6 +620,9 @@ func classify(err error) error {
 		return we.err
 	}
 	switch {
+	case errors.Is(err, ErrBadResponse):
+		// The transport found the answer invalid already (errBothFramings).
+		return err
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return errAnswerTooLarge
 	case notHTTP(err):

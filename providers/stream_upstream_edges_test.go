@@ -126,7 +126,7 @@ func TestStreamTrailerErrorQuotesNothing(t *testing.T) {
 
 // An upstream answering a streamed request 204 No Content (a proxy, a misrouted
 // path) with the event stream's content type: the answer has no body, so fasthttp
-// (and watchedRoundTrip, noBody) gives it no body stream. Send fails it as an invalid
+// (and connRoundTrip, noBody) gives it no body stream. Send fails it as an invalid
 // answer (ErrBadResponse, as a 304 or a 3xx is) instead of setting the stream reader
 // up on no body.
 func TestStreamNoContentAnswerIsBadResponse(t *testing.T) {

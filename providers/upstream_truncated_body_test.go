@@ -15,7 +15,7 @@ import (
 // cut short is the upstream's invalid answer (ErrBadResponse), not an unreachable
 // upstream (ErrConnect): the attempt is judged against the target, as a failure, for
 // its health and the canary's gates. A call whose client is watched reads its answer
-// through watchedRoundTrip, and ends the same way.
+// through connRoundTrip, and ends the same way.
 func TestTruncatedAnswerIsBadResponse(t *testing.T) {
 	const body = `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}`
 	part := body[:40]

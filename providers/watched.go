@@ -28,12 +28,13 @@ import (
 // then fails with ErrClientLeftUpstream.
 //
 // fasthttp's transport hands the caller no connection before the answer is read, so
-// an attempt of a watched call goes through watchedRoundTrip, fasthttp's own round
-// trip written with the public HostClient API, which sets the call on the connection
-// it takes and clears it once the answer (a stream's: its header) is read. A stream's
-// body is then read through an upstreamBody, fasthttp's own stream body rebuilt, and
-// the call's watch has ended (roundTrip) before the stream is handed on: from there
-// the stream's own watch (gateway/stream.go) sees its client leave.
+// every attempt goes through connRoundTrip, fasthttp's own round trip written with
+// the public HostClient API, which sets a watched call on the connection it takes and
+// clears it once the answer (a stream's: its header) is read; it also sees what the
+// upstream sent past the answer. A stream's body is then read through an
+// upstreamBody, fasthttp's own stream body rebuilt, and the call's watch has ended
+// (roundTrip) before the stream is handed on: from there the stream's own watch
+// (gateway/stream.go) sees its client leave.
 
 // clientCheckEvery is how often the read of a watched call's answer asks whether its
 // client is still there while the upstream is silent.
@@ -85,17 +86,23 @@ func (c *Call) unwatchClient() {
 	}
 }
 
-// watchedRoundTrip is fasthttp's transport (transport.RoundTrip in fasthttp 1.77),
-// with the call set on the connection while the answer is awaited, for its silent
-// ticks to ask after. A buffered answer is read whole under the watch; a streamed
+// connRoundTrip is fasthttp's transport (transport.RoundTrip in fasthttp 1.77), with
+// call, when set, set on the connection while the answer is awaited, for its silent
+// ticks to ask after. A buffered answer is read whole (under the watch); a streamed
 // one only to the end of its header, after which the stream's own watch takes over
-// (gateway/stream.go): its body goes to the caller as an upstreamBody. Its retry
-// result is fasthttp's: the caller (upstreamTransport) narrows it.
-func watchedRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, call *Call) (bool, error) {
+// (gateway/stream.go): its body goes to the caller as an upstreamBody. A pooled
+// connection found stale, idle for idleLook or more, is closed before a byte is
+// written to it (errStaleConn, on which upstreamTransport takes another). An answer
+// whose header names both Content-Length and Transfer-Encoding fails with
+// errBothFramings, and one followed by bytes the upstream was not asked for leaves
+// its connection closed rather than pooled. Its retry result is fasthttp's: the
+// caller (upstreamTransport) narrows it.
+func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, call *Call) (bool, error) {
 	timeout := req.GetTimeOut()
+	now := time.Now()
 	var deadline time.Time
 	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
+		deadline = now.Add(timeout)
 	}
 	cc, err := hc.AcquireConn(timeout, req.ConnectionClose())
 	if err != nil {
@@ -103,12 +110,23 @@ func watchedRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fast
 	}
 	conn := cc.Conn()
 	resp.ParseNetConn(conn)
-	if err := conn.SetWriteDeadline(nearerSet(deadline, hc.WriteTimeout)); err != nil {
+	u := upstreamOf(conn.LocalAddr())
+	if u != nil {
+		// A connection released after now has been idle for no time at all.
+		if u.served && u.stale(now.Sub(cc.LastUseTime()) >= idleLook) {
+			hc.CloseConn(cc)
+			return true, errStaleConn
+		}
+		err = u.setWriteDeadline(nearerSet(deadline, hc.WriteTimeout))
+	} else {
+		err = conn.SetWriteDeadline(nearerSet(deadline, hc.WriteTimeout))
+	}
+	if err != nil {
 		hc.CloseConn(cc)
 		return true, err
 	}
 	reset := false
-	if hc.MaxConnDuration > 0 && time.Since(cc.CreatedTime()) > hc.MaxConnDuration && !req.ConnectionClose() {
+	if hc.MaxConnDuration > 0 && now.Sub(cc.CreatedTime()) > hc.MaxConnDuration && !req.ConnectionClose() {
 		req.SetConnectionClose()
 		reset = true
 	}
@@ -144,31 +162,39 @@ func watchedRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fast
 	// (streamBody).
 	stream, skip := resp.StreamBody, resp.SkipBody
 	resp.SkipBody = skip || stream
-	u := upstreamOf(conn.LocalAddr())
-	if u != nil {
+	if u != nil && call != nil {
 		u.watch(call)
 	}
 	br := hc.AcquireReader(conn)
 	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
 	resp.SkipBody = skip
 	if u != nil {
-		u.unwatch()
+		if call != nil {
+			u.unwatch()
+		}
 		if we, ok := u.readErr.(*waitError); ok && err != nil {
 			// fasthttp reports any failed read of an answer's first byte as an
 			// end of file, which a retry would take for the upstream's close.
 			err = we
 		}
+		if err == nil && u.head.bothFramings() {
+			err = errBothFramings
+		}
 	}
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
-		return !errors.Is(err, fasthttp.ErrBodyTooLarge), err
+		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings), err
 	}
 	closeConn := reset || req.ConnectionClose() || resp.ConnectionClose()
 	if stream && !skip && !noBody(resp.StatusCode()) {
 		streamBody(resp, hc, cc, conn, br, closeConn)
 		return false, nil
 	}
+	// Bytes read past the answer's end are an answer nobody asked for (a
+	// Content-Length shorter than the body: response splitting); the next request
+	// on this connection would read what follows them as its own answer.
+	closeConn = closeConn || br.Buffered() > 0
 	hc.ReleaseReader(br)
 	if closeConn {
 		hc.CloseConn(cc)
@@ -219,7 +245,7 @@ func streamBody(resp *fasthttp.Response, hc *fasthttp.HostClient, cc any, conn n
 	}
 }
 
-// upstreamBody is a streamed answer's body read through watchedRoundTrip: fasthttp's
+// upstreamBody is a streamed answer's body read through connRoundTrip: fasthttp's
 // clientStreamBody (fasthttp 1.77, client.go), which fasthttp's transport alone can
 // make. Reads are serialised; CloseWithError, which may come from another goroutine
 // while a Read waits for the upstream (Abort, the drain's timer), closes the
@@ -285,7 +311,9 @@ func (b *upstreamBody) CloseWithError(err error) error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
 		locked := b.readLock.TryLock()
-		discard := err != nil || !locked || !b.fullyRead
+		// Bytes buffered past the body's end are more than the upstream said it
+		// would send: the connection is not used again (connRoundTrip).
+		discard := err != nil || !locked || !b.fullyRead || b.br.Buffered() > 0
 		if discard {
 			// Ends a Read under way, which then lets go of readLock.
 			_ = b.conn.Close()
