@@ -720,7 +720,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		r.res = providers.Result{}
 		actx, as := tr.Start(r.tctx, r.rt.upstreamSpecs[b][r.call.Kind])
 		if tr.Enabled() {
-			tracing.Inject(actx, &ctx.Request.Header)
+			r.call.Traced = tracing.Inject(actx, &ctx.Request.Header)
 			if as.IsRecording() {
 				if r.variant != "" {
 					as.SetAttributes(tracing.KeyVariant.String(r.variant))

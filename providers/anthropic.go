@@ -224,7 +224,7 @@ func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]b
 func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
-	copyForwardHeaders(&req.Header, call.Header)
+	copyForwardHeaders(&req.Header, call)
 	req.Header.SetMethodBytes(strPost)
 	t.setRequestURL(req, Chat)
 	req.Header.SetContentTypeBytes(strJSON)

@@ -34,7 +34,7 @@ func BenchmarkCopyForwardHeaders(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		up.Reset()
-		copyForwardHeaders(&up, client)
+		copyForwardHeaders(&up, &Call{Header: client})
 	}
 }
 
@@ -57,7 +57,7 @@ func TestCopyForwardHeaders(t *testing.T) {
 		client.Set(k, v)
 	}
 	var up fasthttp.RequestHeader
-	copyForwardHeaders(&up, &client)
+	copyForwardHeaders(&up, &Call{Header: &client})
 	got := map[string]string{}
 	for k, v := range up.All() {
 		got[string(k)] = string(v)
@@ -107,7 +107,7 @@ func TestCopyForwardHeadersConnectionNamed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			client := parseHeader(t, tc.connection+others)
 			var up fasthttp.RequestHeader
-			copyForwardHeaders(&up, client)
+			copyForwardHeaders(&up, &Call{Header: client})
 			for _, k := range []string{"X-Hop-Secret", "X-A", "X-B", "X-Keep"} {
 				dropped := slices.Contains(tc.dropped, k)
 				if got := up.Peek(k); dropped != (got == nil) {
@@ -129,7 +129,7 @@ func TestCopyForwardHeadersDropsBodyFraming(t *testing.T) {
 		t.Run(coding, func(t *testing.T) {
 			client := parseHeader(t, "Content-Type: application/json\r\nContent-Encoding: "+coding+"\r\ncontent-encoding: "+coding+"\r\nContent-Length: 12\r\n")
 			var up fasthttp.RequestHeader
-			copyForwardHeaders(&up, client)
+			copyForwardHeaders(&up, &Call{Header: client})
 			for k, v := range up.All() {
 				if strings.EqualFold(string(k), "Content-Encoding") || strings.EqualFold(string(k), "Content-Length") {
 					t.Errorf("%s: %q forwarded", k, v)
@@ -154,7 +154,7 @@ func TestCopyForwardHeadersRepeatedLines(t *testing.T) {
 		"Tracestate: rojo=00f067aa0ba902b7\r\nTracestate: congo=t61rcWkgMzE\r\nX-Team-Tag: two\r\n"+
 		pkg+": 3.8.1\r\n"+rt+": go1.26.8\r\n")
 	var up fasthttp.RequestHeader
-	copyForwardHeaders(&up, client)
+	copyForwardHeaders(&up, &Call{Header: client})
 	for name, want := range map[string][]string{
 		"Baggage":    {"userId=alice", "tenant=acme"},
 		"Tracestate": {"rojo=00f067aa0ba902b7", "congo=t61rcWkgMzE"},

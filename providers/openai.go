@@ -216,7 +216,7 @@ func (o *openAI) forceUsage(call *Call) bool {
 // the backend's own, without its body; the caller releases it.
 func (o *openAI) request(t *Target, call *Call, op Kind) *fasthttp.Request {
 	req := fasthttp.AcquireRequest()
-	copyForwardHeaders(&req.Header, call.Header)
+	copyForwardHeaders(&req.Header, call)
 	req.Header.SetMethodBytes(strPost)
 	t.setRequestURL(req, op)
 	req.Header.SetContentTypeBytes(strJSON)

@@ -132,7 +132,12 @@ type Call struct {
 	// choices[].delta.content, instead of OpenAI's text_completion chunks.
 	DeltaText bool
 	// Header is the client's request header; providers copy what they may forward.
+	// The gateway has set its request ID there (X-Request-Id), and its trace context
+	// (traceparent, tracestate) when Traced.
 	Header *fasthttp.RequestHeader
+	// Traced is set when the trace context on Header is the gateway's own, for this
+	// attempt (tracing.Inject), not the client's.
+	Traced bool
 	// Deadline bounds the whole attempt (for streams: the whole stream).
 	Deadline time.Time
 	// Client, when set, tells when the call's client hangs up. It is asked while the
@@ -441,7 +446,8 @@ var hopHeaders = []string{
 // from it. It must run before the provider sets its own headers on up, which the
 // clean-up of Connection-named headers would otherwise remove; a header the provider
 // sets that a client may send too goes through setHeader.
-func copyForwardHeaders(up *fasthttp.RequestHeader, client *fasthttp.RequestHeader) {
+func copyForwardHeaders(up *fasthttp.RequestHeader, call *Call) {
+	client := call.Header
 	if client == nil {
 		return
 	}
@@ -474,7 +480,7 @@ func copyForwardHeaders(up *fasthttp.RequestHeader, client *fasthttp.RequestHead
 		up.EnableNormalizing()
 	}
 	if named {
-		dropConnectionNamed(up, client)
+		dropConnectionNamed(up, client, call.Traced)
 	}
 }
 
@@ -505,8 +511,11 @@ func namesHeaders(v []byte) bool {
 // dropConnectionNamed removes from up the headers the client's Connection headers name:
 // they are hop-by-hop too, for this connection only (RFC 9110, 7.6.1). The names are
 // removed after the copy rather than skipped during it, so that the usual request,
-// whose Connection names nothing, pays for no second pass over its headers.
-func dropConnectionNamed(up, client *fasthttp.RequestHeader) {
+// whose Connection names nothing, pays for no second pass over its headers. What the
+// gateway itself sends in the client's header stays, whatever the client named: its
+// X-Request-Id, and its trace context when traced; a client's own line of those was
+// replaced, not forwarded.
+func dropConnectionNamed(up, client *fasthttp.RequestHeader, traced bool) {
 	for k, v := range client.All() {
 		if len(k) != len("Connection") || !strings.EqualFold(b2s(k), "Connection") {
 			continue
@@ -518,11 +527,19 @@ func dropConnectionNamed(up, client *fasthttp.RequestHeader) {
 			} else {
 				v = nil
 			}
-			if name = bytes.Trim(name, " \t"); len(name) > 0 {
+			if name = bytes.Trim(name, " \t"); len(name) > 0 && !gatewaySets(name, traced) {
 				up.DelBytes(name)
 			}
 		}
 	}
+}
+
+// gatewaySets reports whether header name is one the gateway writes into the client's
+// header for the upstream: X-Request-Id always, traceparent and tracestate when traced.
+func gatewaySets(name []byte, traced bool) bool {
+	n := b2s(name)
+	return strings.EqualFold(n, "X-Request-Id") ||
+		traced && (strings.EqualFold(n, "Traceparent") || strings.EqualFold(n, "Tracestate"))
 }
 
 func isHopHeader(k []byte) bool {

@@ -172,14 +172,15 @@ type bytesSetter interface {
 // request from the span in ctx, in place of every traceparent and tracestate field
 // the client sent: a second traceparent of the client's, or the tracestate of a
 // trace the gateway did not continue, must not reach the upstream beside the
-// gateway's. Nothing is set when ctx carries no valid span context. The format is
+// gateway's. Nothing is set when ctx carries no valid span context; it reports
+// whether it set the fields. The format is
 // propagation.TraceContext's. The gateway injects with tracing on only: with it
 // off the gateway is no participant in the trace, and the client's fields pass
 // as sent.
-func Inject(ctx context.Context, h Header) {
+func Inject(ctx context.Context, h Header) bool {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
-		return
+		return false
 	}
 	if mh, ok := h.(multiHeader); ok {
 		mh.Del(traceparentHeader)
@@ -197,6 +198,7 @@ func Inject(ctx context.Context, h Header) {
 	if ts := sc.TraceState(); ts.Len() > 0 {
 		h.Set(tracestateHeader, ts.String())
 	}
+	return true
 }
 
 // AppendTraceparent appends sc as a version 00 traceparent value to dst.
