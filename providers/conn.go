@@ -61,7 +61,7 @@ type upstreamConn struct {
 	every   time.Duration
 	inForce time.Time
 	// watched, while set, is the call whose client the silence ticks ask after
-	// instead, while its answer (a stream's header) is read (watchedRoundTrip).
+	// instead, while its answer (a stream's header) is read (connRoundTrip).
 	watched *Call
 	// firstByte and idle are the backend's first_byte_timeout and
 	// stream_idle_timeout; 0 is none.
@@ -71,14 +71,10 @@ type upstreamConn struct {
 	// answer's first byte.
 	end            time.Time
 	armed, waiting bool
-	// heading is set, with a first-byte bound, until the answer's header is complete:
-	// bound is the first-byte deadline, which stays in force meanwhile. nl, status
-	// and hseen follow the header across reads (headerDone).
+	// heading is set, with a first-byte bound, until the answer's header is complete
+	// (head): bound is the first-byte deadline, which stays in force meanwhile.
 	heading bool
 	bound   time.Time
-	nl      uint8
-	status  byte
-	hseen   int
 	// sending is set while a request is written: from its write deadline to its
 	// read deadline.
 	sending bool
@@ -240,7 +236,7 @@ func (c *upstreamConn) SetReadDeadline(t time.Time) error {
 	c.head.begin()
 	if c.firstByte > 0 {
 		t = nearer(t, time.Now().Add(c.firstByte))
-		c.heading, c.bound, c.nl, c.status, c.hseen = true, t, 0, 0, 0
+		c.heading, c.bound = true, t
 	}
 	c.inForce = t
 	return c.Conn.SetReadDeadline(t)
@@ -252,8 +248,16 @@ func (c *upstreamConn) Read(p []byte) (n int, err error) {
 	} else {
 		n, err = c.readSocket(p)
 	}
-	if c.head.state != headOff && n > 0 {
+	if n > 0 && c.head.state != headOff {
 		c.head.feed(p[:n])
+		if c.head.state == headOff && c.heading {
+			// The header is complete: from here the answer has fasthttp's deadline
+			// (with stream_idle_timeout, the next read sets the idle bound).
+			c.heading = false
+			if e := c.lift(err); e != err {
+				err, c.readErr = e, e
+			}
+		}
 	}
 	return n, err
 }
@@ -296,12 +300,6 @@ func (c *upstreamConn) readSocket(p []byte) (int, error) {
 			err = c.lift(err)
 		}
 	}
-	if n > 0 && c.heading && c.headerDone(p[:n]) {
-		// The header is complete: from here the answer has fasthttp's deadline
-		// (with stream_idle_timeout, the next read sets the idle bound).
-		c.heading = false
-		err = c.lift(err)
-	}
 	if err != nil && !c.waiting && c.pastEnd(err) {
 		err = errAttemptDeadline
 	}
@@ -323,53 +321,6 @@ func (c *upstreamConn) lift(err error) error {
 		return e
 	}
 	return err
-}
-
-// headerDone scans p, the next bytes of the answer's header, and reports whether
-// they complete it: a blank line ends it, its lines ending in CRLF or a bare LF (as
-// fasthttp accepts). The header of an interim 1xx answer, which fasthttp skips, does
-// not: the bound waits for the final answer's. nl is how much of a line end was last
-// seen (1: LF, 2: LF CR), status the digit that begins the status code (byte 9 of
-// "HTTP/1.1 200"), hseen how many bytes of the current header came before p. It
-// jumps from one LF to the next with bytes.IndexByte and allocates nothing.
-func (c *upstreamConn) headerDone(p []byte) bool {
-	hs := -c.hseen
-	if k := hs + 9; k >= 0 && k < len(p) {
-		c.status = p[k]
-	}
-	for i := 0; i < len(p); i++ {
-		if c.nl == 0 {
-			j := bytes.IndexByte(p[i:], '\n')
-			if j < 0 {
-				break
-			}
-			i += j
-			c.nl = 1
-			continue
-		}
-		switch p[i] {
-		case '\r':
-			if c.nl == 1 {
-				c.nl = 2
-				continue
-			}
-			c.nl = 0
-		case '\n':
-			c.nl = 0
-			if c.status != '1' {
-				return true
-			}
-			// An interim answer: the next header begins after it.
-			hs, c.status = i+1, 0
-			if k := hs + 9; k < len(p) {
-				c.status = p[k]
-			}
-		default:
-			c.nl = 0
-		}
-	}
-	c.hseen = len(p) - hs
-	return false
 }
 
 // read reads the socket; with a silence hook, the read wakes every `every` the upstream
@@ -523,8 +474,9 @@ func (c *upstreamConn) stale(look bool) bool {
 // reads it as chunked without a word, so the connection's header scan finds it.
 var errBothFramings = errors.Join(ErrBadResponse, errors.New("upstream answer names both Content-Length and Transfer-Encoding"))
 
-// headScan follows an answer's header through the reads that bring it, for the
-// framing fields it names (errBothFramings). It starts with each answer
+// headScan follows an answer's header through the reads that bring it, for its end
+// (where the first-byte bound ends, upstreamConn.heading) and the framing fields it
+// names (errBothFramings). It starts with each answer
 // (SetReadDeadline), skips interim 1xx headers as fasthttp does, and stops at the
 // final header's blank line, its lines ending in CRLF or a bare LF; a name is matched
 // in any case and may have blanks before its colon, as fasthttp takes it. It jumps
