@@ -1,4 +1,4 @@
-.PHONY: test run build bench fuzz
+.PHONY: test run build bench fuzz cross
 
 # test runs every check (installs redis-server, promtool, nginx when missing).
 test:
@@ -24,3 +24,10 @@ fuzz:
 			go test $$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME); \
 		done; \
 	done
+
+# cross checks that everything builds and vets for macOS and FreeBSD (developers'
+# machines), and that the gateway and mockllm build for Windows.
+cross:
+	GOOS=darwin go vet ./...
+	GOOS=freebsd go vet ./...
+	GOOS=windows go build ./cmd/...

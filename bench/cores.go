@@ -7,8 +7,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // CoreMap is where each process runs: taskset CPU lists, empty when not
@@ -65,17 +63,8 @@ func cpuList(cpus []int) string {
 // 0..NumCPU-1, so taskset -c 0 would fail there. Where the mask cannot be
 // read, the first runtime.NumCPU.
 func allowedCPUs() []int {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err == nil {
-		var out []int
-		for c := 0; c < len(set)*64; c++ {
-			if set.IsSet(c) {
-				out = append(out, c)
-			}
-		}
-		if len(out) > 0 {
-			return out
-		}
+	if out := affinityCPUs(); len(out) > 0 {
+		return out
 	}
 	out := make([]int, runtime.NumCPU())
 	for i := range out {

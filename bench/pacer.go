@@ -1,11 +1,8 @@
 package main
 
 import (
-	"errors"
 	"runtime"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // pacer is the schedule of an open-loop constant arrival rate: request i is
@@ -64,8 +61,7 @@ type waiter struct {
 // least timer slack on it; call it once from the pacing goroutine.
 func (w waiter) lock() {
 	runtime.LockOSThread()
-	// Best effort: some kernels ignore it, the run still works.
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	leastTimerSlack()
 }
 
 // until blocks until t.
@@ -75,13 +71,7 @@ func (w waiter) until(t time.Time) {
 		return
 	}
 	if d > w.spin {
-		ts := unix.NsecToTimespec(int64(d - w.spin))
-		for {
-			// EINTR (the runtime's preemption signal) leaves the rest in ts.
-			if err := unix.Nanosleep(&ts, &ts); !errors.Is(err, unix.EINTR) {
-				break
-			}
-		}
+		threadSleep(d - w.spin)
 	}
 	for time.Now().Before(t) {
 		runtime.Gosched()

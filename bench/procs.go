@@ -45,7 +45,7 @@ func startProc(dir, name, cores, bin string, args ...string) (*proc, error) {
 	cmd.Stderr = f
 	// Its own process group: a Ctrl-C at the terminal reaches the harness,
 	// which then stops its children in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -373,13 +373,13 @@ func raiseNoFile(want uint64) (uint64, error) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0, err
 	}
-	if lim.Cur >= want {
-		return lim.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	if uint64(lim.Cur) >= want {
+		return uint64(lim.Cur), syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
 	next := lim
-	next.Cur = want
-	if next.Max < want {
-		next.Max = want
+	setLimit(&next.Cur, want)
+	if uint64(next.Max) < want {
+		setLimit(&next.Max, want)
 	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err != nil {
 		// Not root: go as high as the hard limit allows.
@@ -387,10 +387,14 @@ func raiseNoFile(want uint64) (uint64, error) {
 		if err2 := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err2 != nil {
 			return 0, err2
 		}
-		return lim.Cur, nil
+		return uint64(lim.Cur), nil
 	}
-	return next.Cur, nil
+	return uint64(next.Cur), nil
 }
+
+// setLimit sets a field of syscall.Rlimit, unsigned on Linux and macOS, signed on
+// FreeBSD.
+func setLimit[T int64 | uint64](f *T, v uint64) { *f = T(v) }
 
 // userHZ is the unit of the CPU times in /proc/PID/stat: 100 on every Linux
 // architecture Go runs on (the kernel's USER_HZ, fixed by its ABI).
