@@ -1505,9 +1505,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Auth.Mode == "" {
 		// Keys listed turn authentication on: a config that names its clients' keys
-		// must not serve without them because the mode was left out.
+		// must not serve without them because the mode was left out. So does the
+		// keys list written with nothing in it (every key commented out to revoke
+		// it, which YAML reads as null): that config is refused for having no key
+		// rather than served to anyone.
 		c.Auth.Mode = "none"
-		if len(c.Auth.Keys) > 0 {
+		if _, written := c.lines["auth.keys"]; written || len(c.Auth.Keys) > 0 {
 			c.Auth.Mode = "keys"
 		}
 	}
@@ -1629,9 +1632,12 @@ func (c *Config) problems() []string {
 			sameKey(p, "key", sha256.Sum256([]byte(k.Key)), i)
 		}
 		addErr(p, limiter.ValidateLimits(k.Limits))
-		if k.Endpoints != nil && len(k.Endpoints) == 0 {
+		if _, written := c.lines[p+".endpoints"]; (written || k.Endpoints != nil) && len(k.Endpoints) == 0 {
 			// Leaving endpoints out allows every one; an empty list reads as "none",
-			// which would make the key useless, so it is not taken either way.
+			// which would make the key useless, so it is not taken either way. The
+			// key written with nothing under it (its last item commented out to
+			// revoke it) is YAML null, the same slice as leaving it out: refused too,
+			// or a revoked key would be allowed everything.
 			add(p+".endpoints", `lists no endpoint: leave it out (or write ["*"]) for all of them`)
 		}
 		for j, e := range k.Endpoints {
