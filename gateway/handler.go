@@ -997,9 +997,11 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	var est int64
 	if c := r.f.completions(r.call.Kind); c > 0 {
 		est = r.f.maxTokens
-		if est == 0 || r.capDropped() {
+		if !r.f.capNamed || r.capDropped() {
 			// No cap reaches some target: the endpoint's default stands in for it, as
-			// for a request naming none (a cap above it still counts).
+			// for a request naming none (a cap above it still counts). A cap of 0 is
+			// one: nothing is generated (a chat upstream refuses it, and the refusal
+			// is refunded).
 			est = max(est, ep.defaultMaxTokens+r.thinkingRoom())
 		}
 		est *= c

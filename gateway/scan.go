@@ -16,6 +16,10 @@ type fields struct {
 	stream        bool
 	includeUsage  bool
 	maxTokens     int64
+	// capNamed is whether max_tokens or max_completion_tokens was given as a count
+	// of 0 or more (a legacy completion with echo and max_tokens 0 scores its prompt
+	// and generates nothing); maxTokens is 0 then.
+	capNamed bool
 	user          [2]int
 	// temperature, seed and responseFormat are where those members' values are, for
 	// the upstream span: read only when it records.
@@ -147,12 +151,13 @@ func scanBody(body []byte, f *fields) *apiError {
 			if !once(i) {
 				return &errTwice[i]
 			}
-			if n, ok := jsonscan.Count(v, 1<<40); ok && n > 0 {
+			if n, ok := jsonscan.Count(v, 1<<40); ok && n >= 0 {
 				// Upstreams take one bound or the other (vLLM and OpenAI prefer
 				// max_completion_tokens); the estimate takes the larger. 2^40 is far
 				// above any model's context, and low enough that the estimate built
 				// on it cannot overflow. 5000.0 counts as 5000, as vLLM reads it.
 				f.maxTokens = max(f.maxTokens, n)
+				f.capNamed = true
 			}
 		case "n":
 			if n, ok := jsonscan.Count(v, 1<<40); ok && n > 1 {
