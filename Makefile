@@ -7,9 +7,11 @@ test:
 run:
 	go run ./cmd/tollgate
 
+# -buildvcs=auto: the binary records the checkout's commit (tollgate version prints
+# it), even where GOFLAGS turns that off.
 build:
-	go build -o bin/tollgate ./cmd/tollgate
-	go build -o bin/mockllm ./cmd/mockllm
+	go build -buildvcs=auto -o bin/tollgate ./cmd/tollgate
+	go build -buildvcs=auto -o bin/mockllm ./cmd/mockllm
 
 bench:
 	go run ./bench --scenario chat

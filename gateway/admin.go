@@ -114,7 +114,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		case "rollback":
 			do = s.router.Rollback
 		default:
-			writeError(&ctx.Response, &apiError{404, "invalid_request_error", "unknown_verb", "", "Canary verbs are pause, resume, promote and rollback."})
+			writeError(&ctx.Response, &apiError{404, "invalid_request_error", "unknown_verb", "", "No canary verb `" + verb + "` (for the canary of `" + name + "`): the verbs are pause, resume, promote and rollback."})
 			return
 		}
 		snap, err := do(opCtx, name)
@@ -136,7 +136,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		}
 		weights, ok := parseWeights(ctx.PostBody())
 		if !ok {
-			writeError(&ctx.Response, &apiError{400, "invalid_request_error", "invalid_weights", "", `The body must be a JSON object of route (its backend or variant name) to weight, e.g. {"stable": 90, "canary": 10}.`})
+			writeError(&ctx.Response, &apiError{400, "invalid_request_error", "invalid_weights", "", "Invalid weights for `" + name + "`: the body must be a JSON object" + ` of route (its backend or variant name) to weight, e.g. {"stable": 90, "canary": 10}.`})
 			return
 		}
 		snap, err := s.router.SetWeights(opCtx, name, weights)
@@ -256,7 +256,7 @@ func (s *Server) routingError(name, verb string, err error) *apiError {
 		return &apiError{409, "invalid_request_error", "invalid_canary_state", "", msg}
 	case errors.Is(err, router.ErrInvalidWeights):
 		return &apiError{400, "invalid_request_error", "invalid_weights", "",
-			"Invalid weights: " + strings.TrimPrefix(err.Error(), router.ErrInvalidWeights.Error()+": ")}
+			"Invalid weights for " + q + ": " + strings.TrimPrefix(err.Error(), router.ErrInvalidWeights.Error()+": ")}
 	case errors.Is(err, router.ErrUnavailable):
 		s.log.Warn("admin operation not applied: shared routing state unavailable", "endpoint", name, "error", err.Error())
 		return &apiError{503, "invalid_request_error", "shared_state_unavailable", "",

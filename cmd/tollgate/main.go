@@ -22,7 +22,8 @@ import (
 	"github.com/tollgate/tollgate/gateway"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
+// version is set at build time with -ldflags "-X main.version=…"; left "dev", the
+// version printed is read from the build (buildVersion).
 var version = "dev"
 
 func main() {
@@ -89,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "version":
-		fmt.Fprintln(stdout, "tollgate", version)
+		fmt.Fprintln(stdout, "tollgate", buildVersion())
 		return 0
 	case "validate":
 		return validate(*config, stdout, stderr)

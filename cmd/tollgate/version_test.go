@@ -1,0 +1,73 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestVersionOf(t *testing.T) {
+	vcs := func(rev, modified string) *debug.BuildInfo {
+		return &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+			{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: modified}}}
+	}
+	for _, c := range []struct {
+		name, set string
+		bi        *debug.BuildInfo
+		ok        bool
+		want      string
+	}{
+		{"set with ldflags", "1.4.0", vcs("0123456789abcdef0123", "false"), true, "1.4.0"},
+		{"go install at a version", "dev", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}, true, "v1.4.0"},
+		{"git checkout", "dev", vcs("0123456789abcdef0123", "false"), true, "dev+0123456789ab"},
+		{"git checkout with changes", "dev", vcs("0123456789abcdef0123", "true"), true, "dev+0123456789ab-dirty"},
+		{"go run, no commit recorded", "dev", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, true, "dev"},
+		{"no build info", "dev", nil, false, "dev"},
+	} {
+		if got := versionOf(c.set, c.bi, c.ok); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// A binary built with go build in this checkout says which commit it is (-buildvcs=auto
+// given, as make build does: a GOFLAGS=-buildvcs=false in the environment would leave it
+// out).
+func TestVersionOfBuiltBinary(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatalf("git is needed to build from the checkout: %v", err)
+	}
+	if err := exec.Command("git", "rev-parse", "--git-dir").Run(); err != nil {
+		// A source tree without git (an unpacked archive) records no commit.
+		out := runVersion(t)
+		if out != "tollgate dev" {
+			t.Fatalf("outside git: %q, want tollgate dev", out)
+		}
+		return
+	}
+	rev, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := runVersion(t)
+	// Go records a pseudo-version of the commit (v0.0.0-TIME-COMMIT, +dirty with
+	// changes), older Go the commit alone (dev+COMMIT).
+	if c := strings.TrimSpace(string(rev))[:12]; !strings.HasPrefix(out, "tollgate ") || !strings.Contains(out, c) {
+		t.Fatalf("version %q, want it to name commit %s", out, c)
+	}
+}
+
+func runVersion(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tollgate")
+	if out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
