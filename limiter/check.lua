@@ -19,9 +19,11 @@
 --                bucket for the replica to answer later requests from, but only out
 --                of the upper half of the bucket: near its limit every request is
 --                decided here, one by one.
--- op 2, adjust:  H key, d interval_us, d delta  (settle a rate bucket; no reply)
+-- op 2, adjust:  H key, d interval_us, d tau_us, d delta
+--                settle a rate bucket (tau_us: the span of the settling rule's
+--                bucket); no reply
 -- op 3, release: H key, c8 member               (free a concurrency slot; no reply)
--- op 4, if ran:  H marker, H at, H key, d interval_us, d delta
+-- op 4, if ran:  H marker, H at, H key, d interval_us, d tau_us, d delta
 --                adjust, as op 2, only if byte at of the marker is 1 (the failed call
 --                ran and admitted that bucket's check), and set it to 2: applied once
 -- op 5, fence:   H marker
@@ -36,6 +38,12 @@
 -- once Redis answers again, it fences the marker (ops 4 and 5 set an absent one to
 -- '-', so a call still on its way never runs, and keep a present one FENCE_MS) and
 -- takes back or trues up what the call charged (op 4).
+--
+-- A call without a marker (ARGV[2] is 0) carries takes where the marker cannot go: a
+-- Redis Cluster slot being migrated serves a call only if all its keys are on the
+-- node, and a marker hardly ever exists. Where a marked call would set its marker,
+-- after ARGV[3], such a call refuses to run (TGLATE) and writes nothing: one that
+-- ran did so in time, one that did not never will, and neither needs a fence.
 --
 -- A batch often touches one bucket many times (a hot API key, a settlement next to
 -- the same key's next check), so rate buckets are read once into a table and written
@@ -73,8 +81,12 @@ local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
 local byte, fmt = string.byte, string.format
 local debts, scales, spans, tails, dirty, ndirty = {}, {}, {}, {}, {}, 0
-local mark = ARGV[2] and KEYS[#KEYS]
-local marking = mark and now >= tonumber(ARGV[3])
+local late = ARGV[3] and now >= tonumber(ARGV[3])
+if late and ARGV[2] == '0' then
+  return redis.error_reply('TGLATE this call reached Redis past the time it was to run by')
+end
+local mark = ARGV[2] and ARGV[2] ~= '0' and KEYS[#KEYS]
+local marking = mark and late
 local oks, nok = {}, 0
 -- How long a fenced marker stays: longer than a call can take to reach Redis, and
 -- than a request answered without Redis takes to settle its true-up.
@@ -146,9 +158,8 @@ local function rescale(key, iv, tau)
 end
 
 -- convert converts key's debt to interval iv keeping the units it owes, and the span
--- it was charged under with them: a settlement knows no bucket's span, so a request
--- admitted before a reload settles under its own rule, and the next take brings the
--- debt within its own bucket (rescale).
+-- it was charged under with them: a request admitted before a reload settles under
+-- its own rule, and the next take brings the debt within its own bucket (rescale).
 local function convert(key, iv)
   local sc = scales[key]
   if sc then
@@ -160,6 +171,23 @@ local function convert(key, iv)
     if span then spans[key] = span * r end
   end
   scales[key] = iv
+end
+
+-- adjust settles delta units of key under a rule of interval iv whose bucket spans
+-- tau. A key that owes nothing (full, or gone from Redis as full: a long request
+-- settles after its charge refilled) owes it under no rule: what the settlement
+-- charges is charged under the settling rule's bucket, whose span it records, as a
+-- take's debt records its own. Without it a later reload would read the whole debt
+-- as overdraft (rescale) and, lowering the rate, keep it in time, not in units.
+local function adjust(key, iv, tau, delta)
+  if debts[key] == 0 then
+    scales[key], spans[key] = iv, tau
+  elseif scales[key] ~= iv then
+    convert(key, iv)
+  end
+  local debt = debts[key] + delta * iv
+  if debt < 0 then debt = 0 end
+  set_debt(key, debt)
 end
 
 -- Scratch per take, reused: a batch holds hundreds of takes.
@@ -246,15 +274,9 @@ while pos <= n do
       out[no] = pack('<ddd', rem, reset, granted)
     end
   elseif op == 2 then
-    local ki, interval, delta
-    ki, interval, delta, pos = sunpack('<Hdd', blob, pos)
-    local key = KEYS[ki]
-    if scales[key] ~= interval then
-      convert(key, interval)
-    end
-    local debt = debts[key] + delta * interval
-    if debt < 0 then debt = 0 end
-    set_debt(key, debt)
+    local ki, interval, tau, delta
+    ki, interval, tau, delta, pos = sunpack('<Hddd', blob, pos)
+    adjust(KEYS[ki], interval, tau, delta)
   elseif op == 3 then
     local ki, member
     ki, member, pos = sunpack('<Hc8', blob, pos)
@@ -270,17 +292,11 @@ while pos <= n do
       call('SET', mk, '-', 'PX', FENCE_MS)
     end
     if op == 4 then
-      local at, ki, interval, delta
-      at, ki, interval, delta, pos = sunpack('<HHdd', blob, pos)
+      local at, ki, interval, tau, delta
+      at, ki, interval, tau, delta, pos = sunpack('<HHddd', blob, pos)
       if v and string.byte(v, at) == 49 then
         call('SETRANGE', mk, at - 1, '2')
-        local key = KEYS[ki]
-        if scales[key] ~= interval then
-          convert(key, interval)
-        end
-        local debt = debts[key] + delta * interval
-        if debt < 0 then debt = 0 end
-        set_debt(key, debt)
+        adjust(KEYS[ki], interval, tau, delta)
       end
     end
   else

@@ -229,7 +229,11 @@ func New(cfg Config, logger *slog.Logger) (*Limiter, error) {
 // NewFrom is New for a config that replaces prev's (a reload): the new limiter takes
 // over prev's in-process buckets, the memory store's and the redis store's fallback
 // ones, with their clock, so that a reload that touches the limiter section does not
-// refill every bucket and forget the requests in flight. On the same Redis it also
+// refill every bucket and forget the requests in flight. A request's concurrency slot
+// carries over where it is kept: in Redis for a request Redis admitted (counted by the
+// new limiter on the same Redis only), in the in-process buckets for one the memory
+// store or the fallback admitted; a switch of store leaves the slots the old store
+// held uncounted by the new one until their requests end. On the same Redis it also
 // shares prev's settlements kept to send again after a failed call (a release during
 // a Redis blip). prev goes on settling its own tickets into the same buckets and list
 // until it is closed; closing it leaves them to the new limiter, which sends what is

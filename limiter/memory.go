@@ -70,7 +70,7 @@ func rescale(debt, span, r, tau float64) float64 {
 // in converts e's debt to interval iv keeping the units it owes, and the span it was
 // charged under with them: a request admitted before a reload settles under its own
 // rule, and the next take brings the debt within its own bucket (at), as check.lua's
-// settlements, which know no bucket's span, do.
+// settlements do.
 func (e *memEntry) in(iv, now float64) {
 	if e.iv == iv {
 		return
@@ -265,10 +265,20 @@ func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
 				e = &memEntry{}
 				sh.m[t.bucket[i]] = e
 			}
-			iv, _ := shareOf(r, share)
+			iv, burst := shareOf(r, share)
 			nowf := float64(now)
-			// A request admitted before a reload settles under its own rule.
-			e.in(r.interval, nowf)
+			if e.tat <= nowf {
+				// A bucket that owes nothing (full, or forgotten as full by the
+				// sweep: a long request settles after its charge refilled) owes
+				// it under no rule: what the settlement charges is charged under
+				// its own bucket, whose span a reload rescales the debt by (at),
+				// as a take's debt is. Without it the whole debt would read as
+				// overdraft, and a lowered rate would keep it in time.
+				e.iv, e.tau = r.interval, burst*iv
+			} else {
+				// A request admitted before a reload settles under its own rule.
+				e.in(r.interval, nowf)
+			}
 			e.tat = min(max(max(e.tat, nowf)+delta*iv, nowf), nowf+maxDebt)
 		}
 		sh.mu.Unlock()

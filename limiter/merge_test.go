@@ -29,4 +29,10 @@ func TestMergeAdjusts(t *testing.T) {
 	if got := s.mergeAdjusts(again); len(got) != 2 || got[0].delta != 4 || got[1].delta != 1 {
 		t.Fatalf("second round %+v", got)
 	}
+	// Settlements under rules of different bursts record different spans in a bucket
+	// that owes nothing (check.lua, adjust): they stay apart.
+	spans := []adjustOp{{op: opAdjust, tag: 1, bucket: 10, interval: 2, tau: 20, delta: 4}, {op: opAdjust, tag: 1, bucket: 10, interval: 2, tau: 40, delta: 1}}
+	if got := s.mergeAdjusts(spans); len(got) != 2 {
+		t.Fatalf("settlements of different spans merged: %+v", got)
+	}
 }

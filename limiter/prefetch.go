@@ -168,8 +168,7 @@ func (s *redisStore) giveBackLocked(k keyID, h *held) bool {
 	if h.avail <= 0 || h.interval <= 0 {
 		return false
 	}
-	s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: k.bucket, tag: k.tag,
-		interval: h.interval / 1e3, delta: -h.avail})
+	s.queueAdjustLocked(adjustOf(k.tag, k.bucket, h.interval, h.burst, -h.avail))
 	s.returningLocked(k)
 	s.back.Add(uint64(h.avail))
 	return true
@@ -263,8 +262,7 @@ func (s *redisStore) granted(takes []*waiter) {
 					h.overdrawn = false
 					if g := w.granted[i]; g > 0 && !w.failed {
 						s.mu.Lock()
-						s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: k.bucket, tag: k.tag,
-							interval: r.interval / 1e3, delta: -g})
+						s.queueAdjustLocked(adjustOf(k.tag, k.bucket, r.interval, r.burst, -g))
 						s.returningLocked(k)
 						s.mu.Unlock()
 						s.back.Add(uint64(g))

@@ -122,11 +122,22 @@ type adjustOp struct {
 	bucket   uint64
 	tag      uint64
 	interval float64 // microseconds per unit
-	delta    float64
+	// tau is the span in microseconds of the settling rule's bucket (opAdjust,
+	// opIfAdjust): a bucket that owes nothing records it with the debt the settlement
+	// charges (check.lua, adjust).
+	tau   float64
+	delta float64
 	// member is a release's lease ID, or the failed call's ID (opIfAdjust, opFence).
 	member uint64
 	// mtag is the hash tag of the failed call's marker (opIfAdjust, opFence).
 	mtag uint64
+}
+
+// adjustOf is the settlement (opAdjust) of delta units of bucket (tag, bucket) under a
+// rule of interval (nanoseconds per unit) and burst.
+func adjustOf(tag, bucket uint64, interval, burst, delta float64) adjustOp {
+	iv := interval / 1e3
+	return adjustOp{op: opAdjust, bucket: bucket, tag: tag, interval: iv, tau: burst * iv, delta: delta}
 }
 
 // unsure is one bucket's charge by a check whose call failed in a way that may have
@@ -161,9 +172,11 @@ type call struct {
 	// id names a call that carries checks (recs), and its marker: the key, tagged
 	// mtag, that the script sets when it runs past the round's markAfter, holding a
 	// byte per bucket checked ('1': admitted, '0': refused), so that what the call
-	// charged can be taken back if its answer is lost.
-	id   uint64
-	mtag uint64
+	// charged can be taken back if its answer is lost. A call that carries checks
+	// without a marker (marked false: splitRefused) refuses to run past markAfter.
+	id     uint64
+	mtag   uint64
+	marked bool
 }
 
 type redisStore struct {
@@ -193,8 +206,10 @@ type redisStore struct {
 	retry *retryList
 	// target names the Redis the store talks to, credentials and pool aside.
 	target string
-	// markTTL is the lifetime in milliseconds of a call's marker, boxed once.
+	// markTTL is the lifetime in milliseconds of a call's marker, boxed once; noMark,
+	// 0, stands for it in a call without a marker.
 	markTTL any
+	noMark  any
 	// clockOff is Redis's clock (as check.lua counts it) minus clockBase's, both in
 	// microseconds, as of the last heartbeat; zero until one is answered.
 	clockBase time.Time
@@ -265,6 +280,7 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		// A failed call's marker must outlive the wait for Redis to answer a
 		// heartbeat again and the round that then carries its compensation.
 		markTTL:   any((minMarkTTL + 2*round).Milliseconds()),
+		noMark:    any(int64(0)),
 		callID:    rand.Uint64(), //nolint:gosec // unique, not secret
 		clockBase: time.Now(),
 	}
@@ -486,7 +502,9 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 	if w.failed {
 		// The caller answers without Redis, and settles these there accordingly.
 		t.unsure, t.unsureMask = w.unsure, w.unsureMask
-		s.l.setDegraded(true, w.err)
+		if !slotRefusal(w.err) {
+			s.l.setDegraded(true, w.err)
+		}
 		return nil, false
 	}
 	s.answered.Add(1)
@@ -535,8 +553,7 @@ func (s *redisStore) settle(t *Ticket, actual int64) {
 		r := &rules[i]
 		switch {
 		case rest[i] != 0:
-			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: t.bucket[i], tag: t.tag[i],
-				interval: r.interval / 1e3, delta: rest[i]})
+			s.queueAdjustLocked(adjustOf(t.tag[i], t.bucket[i], r.interval, r.burst, rest[i]))
 			queued = true
 		case r.kind == kindConcurrency:
 			s.queueAdjustLocked(adjustOp{op: opRelease, bucket: t.bucket[i], tag: t.tag[i], member: t.lease[i]})
@@ -597,8 +614,7 @@ func (s *redisStore) undoLocked(w *waiter, idx []uint8) {
 		if r.kind == kindConcurrency {
 			s.queueAdjustLocked(adjustOp{op: opRelease, bucket: w.bucket[i], tag: w.tag[i], member: w.lease[i]})
 		} else if w.cost[i] != 0 {
-			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: w.bucket[i], tag: w.tag[i],
-				interval: r.interval / 1e3, delta: -w.cost[i]})
+			s.queueAdjustLocked(adjustOf(w.tag[i], w.bucket[i], r.interval, r.burst, -w.cost[i]))
 			s.returningLocked(keyID{w.tag[i], w.bucket[i]})
 		}
 	}
@@ -698,7 +714,7 @@ func (s *redisStore) newCall() *call {
 	}
 	c := s.calls[s.ncalls]
 	s.ncalls++
-	c.nops, c.cmd = 0, nil
+	c.nops, c.cmd, c.marked = 0, nil, false
 	s.callID++
 	c.id = s.callID
 	c.args = append(c.args[:0], "evalsha", s.sha, 0)
@@ -865,28 +881,9 @@ func (s *redisStore) roundTrip(ctx context.Context, round uint64, takes []*waite
 	// Settlements go first: a Settle followed by a Take from the same request sees the
 	// settlement, whichever rounds they travel in.
 	for i := range adjs {
-		a := &adjs[i]
-		c := s.callFor(s.slotOf(a.tag))
-		c.ops = append(c.ops, *a)
-		c.blob = append(c.blob, a.op)
-		switch a.op {
-		case opAdjust:
-			c.appendKey(a.tag, a.bucket)
-			c.blob = appendF64(appendF64(c.blob, a.interval), a.delta)
-		case opRelease:
-			c.appendKey(a.tag, a.bucket)
-			c.blob = binary.LittleEndian.AppendUint64(c.blob, a.member)
-		case opIfAdjust:
-			c.appendMarker(a.mtag, a.member)
-			c.blob = binary.LittleEndian.AppendUint16(c.blob, a.at)
-			c.appendKey(a.tag, a.bucket)
-			c.blob = appendF64(appendF64(c.blob, a.interval), a.delta)
-		case opFence:
-			c.appendMarker(a.mtag, a.member)
-		}
+		s.callFor(s.slotOf(adjs[i].tag)).appendAdjust(&adjs[i])
 	}
 	for _, w := range takes {
-		rules := w.pol.rules
 		var done uint8 // buckets already placed, one bit each
 		for first := range int(w.n) {
 			if done&(1<<first) != 0 {
@@ -905,22 +902,7 @@ func (s *redisStore) roundTrip(ctx context.Context, round uint64, takes []*waite
 				done |= 1 << i
 				rc.idx[rc.nb] = uint8(i)
 				rc.nb++
-				r := &rules[i]
-				if r.kind == kindConcurrency {
-					c.blob = append(c.blob, bucketConc)
-					c.appendKey(w.tag[i], w.bucket[i])
-					c.blob = appendF64(appendF64(appendF64(c.blob, r.burst), s.leaseUS), 0)
-				} else {
-					c.blob = append(c.blob, bucketRate)
-					c.appendKey(w.tag[i], w.bucket[i])
-					iv := r.interval / 1e3
-					c.blob = appendF64(appendF64(appendF64(c.blob, iv), r.burst*iv), w.cost[i])
-				}
-				if r.kind == kindConcurrency {
-					c.blob = binary.LittleEndian.AppendUint64(c.blob, w.lease[i])
-				} else {
-					c.blob = appendF64(c.blob, w.want[i])
-				}
+				s.appendBucket(c, w, i)
 			}
 			c.blob[nbPos] = rc.nb
 			w.parts++
@@ -928,32 +910,22 @@ func (s *redisStore) roundTrip(ctx context.Context, round uint64, takes []*waite
 	}
 	s.checks.Add(uint64(len(takes)))
 	calls := s.calls[:s.ncalls]
-	s.after.set(s.markAfter(ctx))
+	after := s.markAfter(ctx)
+	s.after.set(after)
 	for _, c := range calls {
-		marked := len(c.recs) > 0
-		if marked {
+		c.marked = len(c.recs) > 0
+		if c.marked {
 			// The marker is the last key, tagged as the call's first bucket; its
 			// lifetime and when to set it follow the operations.
 			rc := &c.recs[0]
 			c.mtag = rc.w.tag[rc.idx[0]]
 			c.newKey().setMarker(c.mtag, c.id)
 		}
-		c.args[2] = len(c.args) - 3
-		c.args = append(c.args, &c.blob)
-		if marked {
-			c.args = append(c.args, s.markTTL, &s.after)
-		}
+		s.seal(c)
 	}
-	s.exec(ctx, calls, false)
-	// A restarted or failed-over Redis has lost the script; EVAL loads it again.
-	var again []*call
-	for _, c := range calls {
-		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			again = append(again, c)
-		}
-	}
-	if len(again) > 0 {
-		s.exec(ctx, again, true)
+	s.send(ctx, calls)
+	if s.cluster && s.splitRefused(ctx, calls, after) {
+		calls = s.calls[:s.ncalls]
 	}
 
 	for _, c := range calls {
@@ -995,6 +967,152 @@ func (s *redisStore) roundTrip(ctx context.Context, round uint64, takes []*waite
 	}
 }
 
+// appendAdjust appends settlement a to the call.
+func (c *call) appendAdjust(a *adjustOp) {
+	c.ops = append(c.ops, *a)
+	c.blob = append(c.blob, a.op)
+	switch a.op {
+	case opAdjust:
+		c.appendKey(a.tag, a.bucket)
+		c.blob = appendF64(appendF64(appendF64(c.blob, a.interval), a.tau), a.delta)
+	case opRelease:
+		c.appendKey(a.tag, a.bucket)
+		c.blob = binary.LittleEndian.AppendUint64(c.blob, a.member)
+	case opIfAdjust:
+		c.appendMarker(a.mtag, a.member)
+		c.blob = binary.LittleEndian.AppendUint16(c.blob, a.at)
+		c.appendKey(a.tag, a.bucket)
+		c.blob = appendF64(appendF64(appendF64(c.blob, a.interval), a.tau), a.delta)
+	case opFence:
+		c.appendMarker(a.mtag, a.member)
+	}
+}
+
+// appendBucket appends bucket i of w's check to a take operation of the call.
+func (s *redisStore) appendBucket(c *call, w *waiter, i int) {
+	r := &w.pol.rules[i]
+	if r.kind == kindConcurrency {
+		c.blob = append(c.blob, bucketConc)
+		c.appendKey(w.tag[i], w.bucket[i])
+		c.blob = appendF64(appendF64(appendF64(c.blob, r.burst), s.leaseUS), 0)
+		c.blob = binary.LittleEndian.AppendUint64(c.blob, w.lease[i])
+		return
+	}
+	c.blob = append(c.blob, bucketRate)
+	c.appendKey(w.tag[i], w.bucket[i])
+	iv := r.interval / 1e3
+	c.blob = appendF64(appendF64(appendF64(appendF64(c.blob, iv), r.burst*iv), w.cost[i]), w.want[i])
+}
+
+// seal completes the call's arguments once its operations are in: the key count, the
+// operations, and for a call that carries checks its marker's lifetime (none for a
+// call without one: c.marked false) and s.after.
+func (s *redisStore) seal(c *call) {
+	c.args[2] = len(c.args) - 3
+	c.args = append(c.args, &c.blob)
+	switch {
+	case c.marked:
+		c.args = append(c.args, s.markTTL, &s.after)
+	case len(c.recs) > 0:
+		c.args = append(c.args, s.noMark, &s.after)
+	}
+}
+
+// send sends calls in one pipeline and, for those that found the script missing, a
+// second one.
+func (s *redisStore) send(ctx context.Context, calls []*call) {
+	s.exec(ctx, calls, false)
+	// A restarted or failed-over Redis, or a Cluster node that never ran the script
+	// (one a slot is being migrated to), has lost the script; EVAL loads it again.
+	var again []*call
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			again = append(again, c)
+		}
+	}
+	if len(again) > 0 {
+		s.exec(ctx, again, true)
+	}
+}
+
+// splitRefused sends again, at once and under the same deadline, what calls Redis
+// refused with TRYAGAIN, and reports whether it sent anything. Redis Cluster refuses
+// so a call on a slot being migrated (resharding) unless all its keys are on the node
+// it reaches, and a call's marker hardly ever exists: left at that, every check on
+// the slot would fail for as long as the migration lasts. TRYAGAIN means the call did
+// not run, so its settlements and checks go again, in calls of one key each, which
+// either node serves: the owner if the key is there, the node it moves to (ASK)
+// otherwise. Such a call has no marker; instead it refuses to run past after, when a
+// marked call would set its marker (check.lua), so a lost answer needs no fence: the
+// call ran in time or never runs, as a marked call run in time leaves nothing either.
+// A check split over keys is all or nothing in effect, as one split over slots
+// (roundTrip). Fences and compensations name markers, absent too: they wait for the
+// next heartbeat, as after any refused call (sendAgain). Checks are not sent again
+// before a heartbeat has read Redis's clock (after is zero), which they could not run
+// by.
+func (s *redisStore) splitRefused(ctx context.Context, calls []*call, after int64) bool {
+	first := s.ncalls
+	// The index of merged settlements is free again: it maps a key to its call.
+	clear(s.adjIndex)
+	for _, c := range calls {
+		if err := c.cmd.Err(); err == nil || !redis.HasErrorPrefix(err, "TRYAGAIN") {
+			continue
+		}
+		kept := c.ops[:0]
+		for i := range c.ops {
+			a := &c.ops[i]
+			if a.op == opAdjust || a.op == opRelease {
+				s.keyCall(a.tag, a.bucket).appendAdjust(a)
+			} else {
+				kept = append(kept, *a)
+			}
+		}
+		c.ops = kept
+		if after == 0 {
+			continue
+		}
+		for i := range c.recs {
+			rc := &c.recs[i]
+			w := rc.w
+			w.parts-- // rc is replaced by one part per bucket
+			for _, b := range rc.idx[:rc.nb] {
+				to := s.keyCall(w.tag[b], w.bucket[b])
+				to.recs = append(to.recs, rec{w: w, nb: 1})
+				to.recs[len(to.recs)-1].idx[0] = b
+				to.blob = append(to.blob, opTake, 1)
+				s.appendBucket(to, w, int(b))
+				w.parts++
+			}
+		}
+		clear(c.recs)
+		c.recs = c.recs[:0]
+	}
+	again := s.calls[first:s.ncalls]
+	if len(again) == 0 {
+		return false
+	}
+	for _, c := range again {
+		s.seal(c)
+	}
+	s.send(ctx, again)
+	return true
+}
+
+// keyCall returns the call of splitRefused that the next operation on key (tag,
+// bucket) goes into: one key per call.
+func (s *redisStore) keyCall(tag, bucket uint64) *call {
+	k := keyID{tag, bucket}
+	if i, ok := s.adjIndex[k]; ok && s.calls[i].nops < maxOpsPerCall {
+		c := s.calls[i]
+		c.nops++
+		return c
+	}
+	c := s.newCall()
+	s.adjIndex[k] = s.ncalls - 1
+	c.nops++
+	return c
+}
+
 // mergeAdjusts folds the settlements of one bucket in a round into one (in place): a hot
 // key settles once per round instead of once per request. The sum lands where the
 // settlements would one by one with the charges first and the refunds after, an order
@@ -1008,7 +1126,7 @@ func (s *redisStore) mergeAdjusts(adjs []adjustOp) []adjustOp {
 	for _, a := range adjs {
 		if a.op == opAdjust {
 			k := keyID{a.tag, a.bucket}
-			if j, ok := s.adjIndex[k]; ok && out[j].interval == a.interval {
+			if j, ok := s.adjIndex[k]; ok && out[j].interval == a.interval && out[j].tau == a.tau {
 				out[j].delta += a.delta
 				continue
 			}
@@ -1060,12 +1178,20 @@ func (s *redisStore) parse(c *call) {
 	if err != nil {
 		if !scriptNotRun(err) {
 			s.keepReleases(c.recs)
-			if len(c.recs) > 0 {
+			// A call without a marker ran in time or never runs (splitRefused):
+			// there is nothing to fence or compensate.
+			if c.marked {
 				s.markUnsure(c)
 			}
 		}
 		for i := range c.recs {
-			c.recs[i].w.failed, c.recs[i].w.err = true, err
+			w := c.recs[i].w
+			w.failed = true
+			// A check split over calls degrades the limiter (result) if any of
+			// them failed for Redis, not for its slot alone.
+			if w.err == nil || slotRefusal(w.err) {
+				w.err = err
+			}
 		}
 		return
 	}
@@ -1194,8 +1320,9 @@ func (s *redisStore) compensate(pol *Policy, tag, bucket *[MaxLimits]uint64, u *
 		}
 		r := &rules[i]
 		if delta := answeredDelta(r, u[i].cost, served, actual); delta != 0 {
-			s.keepLocked(adjustOp{op: opIfAdjust, at: u[i].at, bucket: bucket[i], tag: tag[i],
-				interval: r.interval / 1e3, delta: delta, member: u[i].id, mtag: u[i].mtag})
+			a := adjustOf(tag[i], bucket[i], r.interval, r.burst, delta)
+			a.op, a.at, a.member, a.mtag = opIfAdjust, u[i].at, u[i].id, u[i].mtag
+			s.keepLocked(a)
 		}
 	}
 }
@@ -1240,12 +1367,35 @@ func (s *redisStore) resend() {
 // running it (authentication, ACL, loading, another script running, cluster or
 // replication state, missing script), or with which a script's first write fails
 // (READONLY, OOM, MISCONF, NOREPLICAS): the script writes nothing before that one,
-// and Redis 7 passes these codes through from inside a script. The space keeps BUSY
-// from matching BUSYKEY and the like.
+// and Redis 7 passes these codes through from inside a script; and TGLATE, with which
+// check.lua refuses a call without a marker before it writes anything. The space
+// keeps BUSY from matching BUSYKEY and the like.
 var notRunPrefixes = [...]string{
 	"NOAUTH ", "WRONGPASS ", "NOPERM ", "LOADING ", "BUSY ", "MASTERDOWN ", "CLUSTERDOWN ",
 	"TRYAGAIN ", "MOVED ", "ASK ", "CROSSSLOT ", "NOSCRIPT ", "READONLY ", "OOM ", "MISCONF ",
-	"NOREPLICAS ",
+	"NOREPLICAS ", "TGLATE ",
+}
+
+// slotRefusals are the errors with which Redis Cluster refuses a call for its hash
+// slot alone: one being migrated (TRYAGAIN, or a redirection the client could not
+// follow), or not served by any node while the cluster still serves the others.
+// TGLATE refuses one call that reached Redis late. Redis is not failing: the call's
+// requests are answered without it, and the limiter stays undegraded, its other
+// checks answered by Redis (result); with the whole limiter degraded until the next
+// heartbeat, a reshard would send every request of the replica to its share, or to
+// 503 with on_redis_error: deny, each time a slot it touches moves.
+var slotRefusals = [...]string{
+	"TRYAGAIN ", "MOVED ", "ASK ", "CLUSTERDOWN Hash slot not served", "TGLATE ",
+}
+
+// slotRefusal reports whether err refused one call alone (slotRefusals).
+func slotRefusal(err error) bool {
+	for _, p := range slotRefusals {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // scriptNotRun reports whether a failed script call surely did not run: it never
@@ -1336,8 +1486,7 @@ func (s *redisStore) settleLate(w *waiter) {
 			continue
 		}
 		if delta := answeredDelta(r, w.cost[i], w.served, w.actual); delta != 0 {
-			s.queueAdjustLocked(adjustOp{op: opAdjust, bucket: w.bucket[i], tag: w.tag[i],
-				interval: r.interval / 1e3, delta: delta})
+			s.queueAdjustLocked(adjustOf(w.tag[i], w.bucket[i], r.interval, r.burst, delta))
 			if delta < 0 {
 				s.returningLocked(keyID{w.tag[i], w.bucket[i]})
 			}

@@ -684,6 +684,8 @@ func TestScriptNotRun(t *testing.T) {
 		{"READONLY", replyError("READONLY You can't write against a read only replica."), true},
 		{"OOM", replyError("OOM command not allowed when used memory > 'maxmemory'."), true},
 		{"NOSCRIPT", redis.ErrNoScript, true},
+		{"TRYAGAIN", replyError("TRYAGAIN Multiple keys request during rehashing of slot"), true},
+		{"a call without a marker run late", replyError("TGLATE this call reached Redis past the time it was to run by"), true},
 		{"BUSYKEY is not BUSY", replyError("BUSYKEY Target key name already exists."), false},
 		{"error inside the script", replyError("ERR user_script:12: attempt to compare nil with number"), false},
 		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, false},
