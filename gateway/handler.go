@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -20,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tollgate/tollgate/internal/connwrap"
 	"github.com/tollgate/tollgate/internal/hangup"
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/limiter"
@@ -69,12 +71,17 @@ type request struct {
 	series *metrics.Route
 	begun  bool
 
-	f       fields
-	body    []byte
-	bodyBuf []byte
-	call    providers.Call
-	res     providers.Result
-	ev      providers.Event
+	f    fields
+	body []byte
+	// bodyBuf holds the body read from the client (readBody), spliceBuf an MLflow
+	// invocation's body with its model spliced in (invocationBody), nameBuf an
+	// endpoint name read from the request's path (pathName).
+	bodyBuf   []byte
+	spliceBuf []byte
+	nameBuf   []byte
+	call      providers.Call
+	res       providers.Result
+	ev        providers.Event
 
 	reqID     []byte
 	modelName []byte
@@ -195,7 +202,7 @@ func (r *request) release() {
 		fasthttp.ReleaseResponse(r.kept)
 	}
 	*r = request{reqID: pooled(r.reqID), modelName: pooled(r.modelName), userBuf: pooled(r.userBuf), out: pooled(r.out),
-		bodyBuf: pooled(r.bodyBuf), hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone,
+		bodyBuf: pooled(r.bodyBuf), spliceBuf: pooled(r.spliceBuf), nameBuf: pooled(r.nameBuf), hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone,
 		hang: clientWatch{w: r.hang.w}}
 	requestPool.Put(r)
 	if rt != nil {
@@ -205,6 +212,19 @@ func (r *request) release() {
 
 // serveAPI is the request path: parse, authenticate, plan, send, answer, record.
 func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
+	s.route(ctx)
+	s.leaveBody(ctx)
+}
+
+// route answers the request by its path.
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
+	if !headerNamesValid(ctx.Request.Header.RawHeaders()) {
+		// fasthttp takes a name with a space in it (only the other bytes outside
+		// a token are refused) and closes the connection after the request.
+		ctx.SetConnectionClose()
+		s.ownRequest(ctx).fail(ctx, &errHeaderName)
+		return
+	}
 	var kind providers.Kind
 	switch string(ctx.Path()) {
 	case "/v1/chat/completions":
@@ -248,9 +268,11 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		route = kindRoutes[kind]
 	}
 	r.startSpan(ctx, serverSpecs[methodPost][route])
-	r.body = ctx.Request.Body()
-	// fasthttp enforces the limit in force at start; a reload may lower it.
-	if len(r.body) > r.rt.maxBody {
+	// A body whose Content-Length is over the limit is refused before a byte of it
+	// is kept. One over readLimit comes here only over HTTP/1.0: headerReceived has
+	// any other answered as an expectation (expectContinue).
+	if ctx.Request.Header.ContentLength() > r.rt.maxBody {
+		dropBody(ctx, readLimit(r.rt.maxBody))
 		r.fail(ctx, &errTooLarge)
 		return
 	}
@@ -261,13 +283,19 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		r.fail(ctx, &errContentEncoding)
 		return
 	}
+	// The key first, as OpenAI checks it: a client without a valid key learns
+	// nothing from the gateway, not even what is wrong with its body, and the
+	// gateway keeps none of its body (leaveBody drops it).
+	if e := r.auth(ctx); e != nil {
+		r.fail(ctx, e)
+		return
+	}
 	if invocation != nil {
-		// The key first, then the name, then the body: a name that exists answers
-		// as one that does not, to a client without a key and to a key that may
-		// not use it, so that endpoint names cannot be listed by probing.
-		if e := r.auth(ctx); e != nil {
-			r.fail(ctx, e)
-			return
+		// Then the name, then the body: a name that exists answers as one that
+		// does not, to a client without a key and to a key that may not use it,
+		// so that endpoint names cannot be listed by probing.
+		if raw, ok := invocationName(ctx.URI().PathOriginal()); ok {
+			invocation = r.pathName(raw)
 		}
 		ep := r.rt.endpoints[string(invocation)]
 		if ep == nil || r.key != nil && !r.key.allowed[ep.idx] {
@@ -276,12 +304,18 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 			return
 		}
 		kind = ep.kind
+	}
+	if e := r.readBody(ctx); e != nil {
+		r.fail(ctx, e)
+		return
+	}
+	if invocation != nil {
 		var e *apiError
-		if r.bodyBuf, e = invocationBody(r.bodyBuf[:0], invocation, r.body); e != nil {
+		if r.spliceBuf, e = invocationBody(r.spliceBuf[:0], invocation, r.body); e != nil {
 			r.fail(ctx, e)
 			return
 		}
-		r.body = r.bodyBuf
+		r.body = r.spliceBuf
 	}
 	if e := r.run(ctx, kind, invocation != nil); e != nil {
 		if e == &errClientHungUp {
@@ -326,6 +360,205 @@ var (
 	strIdentity       = []byte("identity")
 	hdrAcceptEncoding = []byte("Accept-Encoding")
 )
+
+// bodyChunk is the least a request body buffer is grown to: fasthttp's own first read
+// of a body (its prefetch) is up to 8 KiB, and most bodies fit in it.
+const bodyChunk = 8 << 10
+
+// readBody reads the request's body into r.body, the Content-Length already checked
+// against max_body_bytes. fasthttp hands the handler the body as a stream
+// (StreamRequestBody), having read up to 8 KiB of it; the rest is read here into a
+// buffer that grows as bytes arrive, doubling, so that a client costs the gateway
+// about what it sent, not what its Content-Length announces: fasthttp reading a whole
+// body itself allocates its announced size before a byte of it is read, and a client
+// that sends headers alone then holds max_body_bytes for read_timeout. A chunked body
+// is measured as it is read; one over the limit is refused with the rest of it
+// dropped (dropBody).
+func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
+	maxBody := r.rt.maxBody
+	rs := ctx.RequestBodyStream()
+	if rs == nil {
+		// A body set whole: a request without one, or a context built by a test.
+		r.body = ctx.Request.Body()
+		if len(r.body) > maxBody {
+			return &errTooLarge
+		}
+		return nil
+	}
+	// bound is the most the buffer needs: the Content-Length, or for a chunked
+	// body one byte over the limit, which tells that it is over.
+	bound := ctx.Request.Header.ContentLength()
+	if bound < 0 {
+		bound = maxBody
+		if bound < math.MaxInt {
+			bound++
+		}
+	}
+	b := r.bodyBuf[:0]
+	for len(b) <= maxBody {
+		if len(b) == cap(b) {
+			if len(b) >= bound {
+				break
+			}
+			b = growBody(b, bound)
+		}
+		n, err := rs.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// A client that stalled, or a broken chunk: where the next request
+			// would begin is unknown, and fasthttp closes the connection.
+			r.bodyBuf = b
+			ctx.SetConnectionClose()
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return &errReadTimeout
+			}
+			return &errUnreadable
+		}
+	}
+	r.bodyBuf = b
+	if len(b) > maxBody {
+		dropBody(ctx, readLimit(maxBody)-len(b))
+		return &errTooLarge
+	}
+	r.body = b
+	// Read to its end: leaveBody has nothing left to drop.
+	_ = ctx.Request.CloseBodyStream()
+	return nil
+}
+
+// growBody returns b with more room, twice its capacity (at least bodyChunk), but no
+// more than bound (bodyChunk at least, since the buffer goes back to the pool).
+func growBody(b []byte, bound int) []byte {
+	n := min(max(2*cap(b), bodyChunk), max(bound, bodyChunk))
+	nb := make([]byte, len(b), n)
+	copy(nb, b)
+	return nb
+}
+
+// leaveBody drops the body of a request answered without reading it (a wrong method,
+// an unknown path, a missing key, a model listing), up to readLimit, so that the
+// connection can carry the client's next request; fasthttp would drop at most 256 KiB
+// and close the connection over the rest, and the reset that closing over unread bytes
+// sends can discard the answer before the client reads it.
+func (s *Server) leaveBody(ctx *fasthttp.RequestCtx) {
+	if ctx.RequestBodyStream() == nil {
+		// Read to its end (readBody, dropBody), or none.
+		return
+	}
+	if ctx.Response.ConnectionClose() {
+		closeLingering(ctx)
+		return
+	}
+	budget := 0
+	if rt := s.rt.Load(); rt != nil {
+		budget = readLimit(rt.maxBody)
+	}
+	dropBody(ctx, budget)
+}
+
+// dropBuffers are the buffers dropBody reads into.
+var dropBuffers = sync.Pool{New: func() any { return new([bodyChunk]byte) }}
+
+// dropBody reads and drops what is left of the request's body, up to budget bytes, so
+// that the connection can carry the client's next request: a client that writes its
+// whole body before it reads the answer (Python's requests, many others) gets the
+// answer, and a connection to use again. A body with more left, or that cannot be
+// read, closes the connection, lingering (closeLingering). Dropping costs no memory
+// but a buffer from a pool; read_timeout bounds its time.
+func dropBody(ctx *fasthttp.RequestCtx, budget int) {
+	rs := ctx.RequestBodyStream()
+	if rs == nil {
+		return
+	}
+	if ctx.Request.Header.ContentLength() > budget {
+		closeLingering(ctx)
+		return
+	}
+	buf := dropBuffers.Get().(*[bodyChunk]byte)
+	defer dropBuffers.Put(buf)
+	for read := 0; ; {
+		n, err := rs.Read(buf[:])
+		read += n
+		switch {
+		case err == io.EOF:
+			_ = ctx.Request.CloseBodyStream()
+			return
+		case err != nil || read > budget:
+			closeLingering(ctx)
+			return
+		}
+	}
+}
+
+// closeLingering closes the connection after the answer without reading the rest of
+// the body: lingering (deadline.Conn's Linger), it reads and drops what the client
+// still sends, up to 64 MiB for up to 2 s, so that a client still sending reads the
+// answer rather than a reset. The connection is under a *tls.Conn, or after a stream
+// under its firstByteConn.
+func closeLingering(ctx *fasthttp.RequestCtx) {
+	ctx.SetConnectionClose()
+	if lc, ok := connwrap.Under[interface{ Linger() }](ctx.Conn()); ok {
+		lc.Linger()
+	}
+	_ = ctx.Request.CloseBodyStream()
+}
+
+// errHeaderName refuses a request with a header field whose name is not a token (RFC
+// 9110 5.1 and 5.6.2), a space in it for one, as nginx does: the gateway could not
+// forward such a line as it came (RFC 9110 2.2: a sender must not generate it), strict
+// upstreams (h11, behind vLLM) refuse the whole request over it, and lenient ones may
+// read the name otherwise than the gateway did.
+var errHeaderName = apiError{400, "invalid_request_error", "bad_request", "",
+	"A request header's name is not a valid HTTP field name (RFC 9110 5.1)."}
+
+// tokenBytes marks the bytes of an HTTP token (RFC 9110 5.6.2 tchar).
+var tokenBytes = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range []byte("!#$%&'*+-.^_`|~") {
+		t[c] = true
+	}
+	return t
+}()
+
+// headerNamesValid reports whether every field name in the header block raw, as it
+// came (RequestHeader.RawHeaders), is a token. A line that begins with a space or a
+// tab continues the line before it (obs-fold, which fasthttp joins) and names nothing.
+// A block fasthttp did not read (a request built by a test) is empty.
+func headerNamesValid(raw []byte) bool {
+	for len(raw) > 0 {
+		i := 0
+		for i < len(raw) && tokenBytes[raw[i]] {
+			i++
+		}
+		if i == len(raw) {
+			return false
+		}
+		switch c := raw[i]; {
+		case c == ':' && i > 0:
+		case i > 0:
+			return false
+		case c == '\r' || c == '\n':
+			return true // the empty line that ends the block
+		case c != ' ' && c != '\t':
+			return false
+		}
+		end := bytes.IndexByte(raw[i:], '\n')
+		if end < 0 {
+			return true
+		}
+		raw = raw[i+end+1:]
+	}
+	return true
+}
 
 // fail answers the request with e and records it.
 func (r *request) fail(ctx *fasthttp.RequestCtx, e *apiError) {
@@ -516,18 +749,11 @@ func (s *Server) bind(r *request) bool {
 	return false
 }
 
-// run serves the call; invoked is set for an MLflow invocation (POST
-// /endpoints/{name}/invocations).
+// run serves the call once its client is authenticated and its body read; invoked is
+// set for an MLflow invocation (POST /endpoints/{name}/invocations).
 func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked bool) *apiError {
 	rt := r.rt
 	body := r.body
-	// The key first, as OpenAI checks it: a client without a valid key learns
-	// nothing from the gateway, not even what is wrong with its body.
-	if r.key == nil {
-		if e := r.auth(ctx); e != nil {
-			return e
-		}
-	}
 	if e := scanBody(body, &r.f); e != nil {
 		return e
 	}
@@ -1268,6 +1494,52 @@ func printable(b []byte) bool {
 
 var prefixModels = []byte("/v1/models/")
 
+// pathName is the endpoint name raw, as the path was sent (ctx.URI().PathOriginal())
+// holds it where a route has its name (GET /v1/models/{name}, MLflow's
+// /endpoints/{name}/invocations and /api/2.0/endpoints/{name}), percent-decoded and
+// nothing else: a name is not a path (README: "/ : @ are fine" in one), and the path
+// routes are matched on, fasthttp's normalized one, has its "%2F%2F" decoded and then
+// collapsed into "/", and its "." and ".." segments resolved, so that "hf://org/model"
+// would be looked up as "hf:/org/model". A path as sent that has no name where the
+// route has it ("/v1//models/x") leaves the normalized path's name standing. The route
+// itself stays the normalized path's: a path whose dot segments leave the route
+// ("/v1/models/../admin" is "/v1/admin") is not it, and a name read here reaches only
+// the endpoint of that very name, as the caller's key allows.
+func (r *request) pathName(raw []byte) []byte {
+	r.nameBuf = appendUnescaped(r.nameBuf[:0], raw)
+	return r.nameBuf
+}
+
+// appendUnescaped appends s to dst with its percent-escapes decoded; a '%' without two
+// hex digits after it stays as it is, as fasthttp's own path decoding leaves it.
+func appendUnescaped(dst, s []byte) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' && i+2 < len(s) {
+			hi, lo := unhex(s[i+1]), unhex(s[i+2])
+			if hi >= 0 && lo >= 0 {
+				c = byte(hi<<4 | lo)
+				i += 2
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// unhex is the value of the hex digit c, or -1.
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
+}
+
 // serveModel answers GET /v1/models/{id}: the endpoint as OpenAI's model object, or
 // 404 when there is none or the caller's key may not use it.
 func (s *Server) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
@@ -1276,6 +1548,9 @@ func (s *Server) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
 	if e != nil {
 		r.fail(ctx, e)
 		return
+	}
+	if raw, ok := bytes.CutPrefix(ctx.URI().PathOriginal(), prefixModels); ok && len(raw) > 0 {
+		id = r.pathName(raw)
 	}
 	ep := r.rt.endpoints[string(id)]
 	if ep == nil || key != nil && !key.allowed[ep.idx] {

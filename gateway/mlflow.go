@@ -634,7 +634,11 @@ func (s *Server) serveOther(ctx *fasthttp.RequestCtx) {
 			r.fail(ctx, methodNotAllowed(ctx, strGetHead))
 			return
 		}
-		if e := r.serveMLflowEndpoints(ctx, bytes.TrimPrefix(bytes.TrimPrefix(path, []byte("/api/2.0/endpoints")), []byte("/"))); e != nil {
+		name := bytes.TrimPrefix(bytes.TrimPrefix(path, []byte("/api/2.0/endpoints")), []byte("/"))
+		if raw, ok := bytes.CutPrefix(ctx.URI().PathOriginal(), prefixAPIList); ok && len(raw) > 0 {
+			name = r.pathName(raw)
+		}
+		if e := r.serveMLflowEndpoints(ctx, name); e != nil {
 			r.fail(ctx, e)
 			return
 		}

@@ -191,9 +191,17 @@ func New(path string, opt Options) (*Server, error) {
 		s.log.Warn("canary state not read from Redis; routing by the config until it answers", "error", err.Error())
 	}
 	s.api = &fasthttp.Server{
-		Handler:                       s.serveAPI,
-		Name:                          "tollgate",
-		MaxRequestBodySize:            readLimit(rt.maxBody),
+		Handler: s.serveAPI,
+		Name:    "tollgate",
+		// The handler reads the body as it arrives (readBody); fasthttp reads
+		// up to 8 KiB of it first, which this bounds as well.
+		StreamRequestBody:  true,
+		MaxRequestBodySize: readLimit(rt.maxBody),
+		HeaderReceived:     s.headerReceived,
+		// A multipart body is a body like any other to the gateway: fasthttp
+		// would parse one whole before the handler runs, into memory up to 16
+		// MiB and files past that, whatever max_body_bytes says.
+		DisablePreParseMultipartForm:  true,
 		ReadTimeout:                   cfg.Server.ReadTimeout,
 		IdleTimeout:                   cfg.Server.IdleTimeout,
 		CloseOnShutdown:               true,
@@ -209,7 +217,6 @@ func New(path string, opt Options) (*Server, error) {
 		// Streams hijack their connection and give it back with ServeConn.
 		KeepHijackedConns: true,
 		ReadBufferSize:    readBufferSize,
-		StreamRequestBody: false,
 		Logger:            fasthttpLogger{log},
 	}
 	s.admin = &fasthttp.Server{
@@ -225,12 +232,15 @@ func New(path string, opt Options) (*Server, error) {
 // cookies) while keeping each of thousands of idle or streaming connections small.
 const readBufferSize = 8 << 10
 
-// readLimit is how much body fasthttp reads before refusing. It is above
-// max_body_bytes so that the handler answers a moderately oversized body with a 413
-// after reading it: refusing early closes the connection with the body unread, and
-// the client's kernel then drops the answer with a reset. It saturates: from
-// max_body_bytes 2^62 the sum would wrap negative, and fasthttp would then apply its
-// own 4 MiB default. The ceiling leaves fasthttp room for its own +1 and sums.
+// readLimit is how much of a body the gateway reads and drops to answer a request
+// without it (a body over max_body_bytes, a missing key, a wrong path) and keep the
+// connection: above max_body_bytes, so that a moderately oversized body gets its 413
+// on a connection that stays open, and a client that writes its whole body before it
+// reads (Python's requests) reads it however slow its upload, within read_timeout. A
+// body announced over it is refused from its headers (headerReceived), the connection
+// then closed, lingering. It saturates: from max_body_bytes 2^62 the sum would wrap
+// negative, and fasthttp, whose MaxRequestBodySize it is too, would then apply its own
+// 4 MiB default. The ceiling leaves fasthttp room for its own +1 and sums.
 func readLimit(maxBody int) int {
 	const ceiling = int(^uint(0) >> 2)
 	if maxBody >= (ceiling-1<<20)/2 {
@@ -238,6 +248,26 @@ func readLimit(maxBody int) int {
 	}
 	return 2*maxBody + 1<<20
 }
+
+// headerReceived (fasthttp.Server's HeaderReceived) gives a request whose
+// Content-Length is over readLimit the `Expect: 100-continue` it may not carry, so
+// that it is answered from its headers as one sent with it is (expectContinue, which
+// refuses a Content-Length over max_body_bytes with the body unread): with the body
+// read as a stream, fasthttp reads up to 8 KiB of it before the handler runs, whatever
+// its length, and a client that announced a body it will not send would wait for
+// read_timeout and a 408 rather than get its 413 at once. (An HTTP/1.0 request takes
+// no expectation: its handler refuses it after those 8 KiB.)
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if rt := s.rt.Load(); rt != nil && h.ContentLength() > readLimit(rt.maxBody) {
+		h.SetBytesKV(hdrExpect, str100Continue)
+	}
+	return fasthttp.RequestConfig{}
+}
+
+var (
+	hdrExpect      = []byte(fasthttp.HeaderExpect)
+	str100Continue = []byte("100-continue")
+)
 
 // Logger is the gateway's logger.
 func (s *Server) Logger() *slog.Logger { return s.log }
@@ -286,15 +316,6 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
 	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		e = &errTooLarge
-		// The client may still be sending the body: the connection closes
-		// lingering, so that the 413 is read rather than lost to a reset. The
-		// socket's deadline.Conn is under a *tls.Conn, or after a stream under
-		// its firstByteConn.
-		if lc, ok := connwrap.Under[interface{ Linger() }](ctx.Conn()); ok {
-			lc.Linger()
-		}
 	case errors.As(err, &small):
 		e = &errHeaderTooLarge
 		if requestLineCut(ctx.Conn(), small) {
