@@ -20,7 +20,7 @@ type fields struct {
 	// of 0 or more (a legacy completion with echo and max_tokens 0 scores its prompt
 	// and generates nothing); maxTokens is 0 then.
 	capNamed bool
-	user          [2]int
+	user     [2]int
 	// temperature, seed and responseFormat are where those members' values are, for
 	// the upstream span: read only when it records.
 	temperature    [2]int
