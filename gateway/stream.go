@@ -15,6 +15,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/tollgate/tollgate/internal/connwrap"
 	"github.com/tollgate/tollgate/providers"
 )
 
@@ -378,6 +379,15 @@ func (r *request) streamTo(failed error, watch bool) (keep bool, first int) {
 	defer s.hijacked.Add(-1)
 	s.trackStream(conn, true)
 	defer s.trackStream(conn, false)
+	// The client's connection bounds the stream's writes by how long nothing of
+	// them goes out (writeClient), until the stream ends.
+	if ws, ok := connwrap.Under[writeStaller](conn); ok && ws.SetWriteStall(time.Duration(sendTimeout.Load())) == nil {
+		r.deadlineSet = time.Time{}
+		defer ws.SetWriteStall(0)
+	} else {
+		r.deadlineSet = time.Now()
+		_ = conn.SetWriteDeadline(r.deadlineSet.Add(time.Duration(sendTimeout.Load())))
+	}
 	first = -1
 	released := false
 	watching := false
@@ -578,9 +588,11 @@ func putChunkHeader(dst []byte, n int) {
 	dst[len(dst)-2], dst[len(dst)-1] = '\r', '\n'
 }
 
-// sendTimeout bounds how long a write to a stream's client may block: a client that
-// takes nothing for that long loses the stream and its connection, and the upstream
-// request is aborted (nginx's send_timeout, with the same default). A non-streamed
+// sendTimeout bounds how long a stream's client may take nothing of it: once no byte
+// of a write to it has gone out for that long, the client loses the stream and its
+// connection, and the upstream request is aborted (nginx's send_timeout, with the same
+// default and the same rule: it times the wait for the client, from each write's start
+// and from each time bytes of it went, never a write's whole length). A non-streamed
 // answer must be taken within it, or within one more for every sendQuantum bytes of a
 // larger one (sendDeadline).
 var sendTimeout atomic.Int64 // a time.Duration; tests shorten it
@@ -602,14 +614,21 @@ func sendDeadline(ctx *fasthttp.RequestCtx, now time.Time, n int) {
 	_ = ctx.SetWriteDeadline(now.Add(time.Duration(sendTimeout.Load()) * time.Duration(q)))
 }
 
-// writeClient writes p to the stream's client. The write deadline is moved on only
-// when half of sendTimeout has gone by since it was last set, so that a stream of
-// many small events does not re-arm a timer per event; any one write may block
-// between half of sendTimeout and all of it.
+// writeStaller is a connection that bounds each write by how long nothing of it goes
+// out (deadline.Conn's SetWriteStall): the gateway's own, under its TLS connection or
+// firstByteConn if any.
+type writeStaller interface {
+	SetWriteStall(d time.Duration) error
+}
+
+// writeClient writes p to the stream's client. The client's connection times its
+// writes itself (streamTo set its write stall to sendTimeout), at no cost to a write
+// that goes through; only one that is not the gateway's own (deadlineSet set, tests
+// that drive the handler) gets a deadline of sendTimeout from each write's start.
 func (r *request) writeClient(c net.Conn, p []byte) error {
-	timeout := time.Duration(sendTimeout.Load())
-	if now := time.Now(); now.Sub(r.deadlineSet) > timeout/2 {
-		if err := c.SetWriteDeadline(now.Add(timeout)); err != nil {
+	if !r.deadlineSet.IsZero() {
+		now := time.Now()
+		if err := c.SetWriteDeadline(now.Add(time.Duration(sendTimeout.Load()))); err != nil {
 			return err
 		}
 		r.deadlineSet = now

@@ -29,6 +29,8 @@ func TestTruncatedAnswerIsBadResponse(t *testing.T) {
 			chunked(part)},
 		{name: "reset in the body", answer: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
 			strconv.Itoa(len(body)) + "\r\n\r\n" + part, reset: true},
+		{name: "reset before a byte of a body up to the close", answer: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+			reset: true},
 		{name: "error answer to a stream", answer: "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: " +
 			strconv.Itoa(len(body)) + "\r\n\r\n" + part, stream: true},
 	} {

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"math"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,18 +159,25 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	if hc.DisableHeaderNamesNormalizing {
 		resp.Header.DisableNormalizing()
 	}
-	// A stream's answer is read here up to the end of its header: resp keeps
-	// fasthttp's header parsing (and the client's SecureErrorLogMessage, which
-	// only fasthttp can set on a response), and the body is framed apart
-	// (streamBody).
+	// fasthttp reads the answer's header: resp keeps fasthttp's header parsing
+	// (and the client's SecureErrorLogMessage, which only fasthttp can set on a
+	// response). The body is framed apart: a stream's by streamBody, a buffered
+	// one's by readBody, which fasthttp's own read would size by the header's word.
 	stream, skip := resp.StreamBody, resp.SkipBody
-	resp.SkipBody = skip || stream
+	resp.SkipBody = true
 	if u != nil && call != nil {
 		u.watch(call)
 	}
 	br := hc.AcquireReader(conn)
-	err = resp.ReadLimitBody(br, hc.MaxResponseBodySize)
+	err = resp.ReadLimitBody(br, 0)
 	resp.SkipBody = skip
+	bodied := !skip && !noBody(resp.StatusCode())
+	if err == nil && u != nil && u.head.bothFramings() {
+		err = errBothFramings
+	}
+	if err == nil && bodied && !stream {
+		err = readBody(resp, br, hc.MaxResponseBodySize)
+	}
 	if u != nil {
 		if call != nil {
 			u.unwatch()
@@ -177,9 +187,6 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 			// end of file, which a retry would take for the upstream's close.
 			err = we
 		}
-		if err == nil && u.head.bothFramings() {
-			err = errBothFramings
-		}
 	}
 	if err != nil {
 		hc.ReleaseReader(br)
@@ -187,7 +194,7 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings), err
 	}
 	closeConn := reset || req.ConnectionClose() || resp.ConnectionClose()
-	if stream && !skip && !noBody(resp.StatusCode()) {
+	if stream && bodied {
 		streamBody(resp, hc, cc, conn, br, closeConn)
 		return false, nil
 	}
@@ -208,6 +215,217 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 // says (RFC 9112 section 6.3), as fasthttp's Response.mustSkipBody has it.
 func noBody(status int) bool {
 	return status >= 100 && status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified
+}
+
+// readBody reads the body of resp, a buffered answer whose header was read from br,
+// into resp's body buffer, as fasthttp's Response.ReadLimitBody would with max (0:
+// none): a Content-Length over max, or more bytes than max, fail with
+// ErrBodyTooLarge; a body that ends before its Content-Length or its last chunk with
+// io.ErrUnexpectedEOF; a chunked body's trailer is read into resp's header, and a body
+// up to the connection's close read whole sets resp's Content-Length (one that failed
+// leaves it -2, an answer whose header came, for roundTrip). Unlike fasthttp's, which
+// allocates the whole of a Content-Length or a chunk's size before a byte of it came,
+// the buffer grows with the bytes that came (growBody): an upstream that announces
+// 48 MiB and stalls (a stalled proxy, a server that died after its header) holds the
+// gateway's memory for what it sent, not for what it said until the backend's timeout,
+// on every request it stalls. Read errors are kept as they came: a timeout inside a
+// chunk's framing stays a timeout, where fasthttp's ErrBrokenChunk hides it.
+func readBody(resp *fasthttp.Response, br *bufio.Reader, max int) error {
+	b := resp.SwapBody(nil)[:0]
+	var err error
+	switch n := resp.Header.ContentLength(); {
+	case n >= 0:
+		if max > 0 && n > max {
+			err = fasthttp.ErrBodyTooLarge
+		} else {
+			b, err = readSized(br, b, n)
+		}
+	case n == -1:
+		if b, err = readChunked(br, b, max); err == nil {
+			err = resp.Header.ReadTrailer(br)
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+		}
+	default:
+		if b, err = readToClose(br, b, max); err == nil {
+			resp.Header.SetContentLength(len(b))
+		}
+	}
+	resp.SwapBody(b)
+	return err
+}
+
+// readSized appends the next n bytes of br to b.
+func readSized(br *bufio.Reader, b []byte, n int) ([]byte, error) {
+	end := len(b) + n
+	for len(b) < end {
+		if len(b) == cap(b) {
+			b = growBody(b, end)
+		}
+		m, err := br.Read(b[len(b):min(cap(b), end)])
+		b = b[:len(b)+m]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// readToClose appends what br has up to its end to b, at most max bytes (0: no
+// bound).
+func readToClose(br *bufio.Reader, b []byte, max int) ([]byte, error) {
+	limit := math.MaxInt
+	if max > 0 {
+		limit = max + 1
+	}
+	for {
+		if len(b) == cap(b) {
+			b = growBody(b, limit)
+		}
+		m, err := br.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if max > 0 && len(b) > max {
+			return b, fasthttp.ErrBodyTooLarge
+		}
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// readChunked appends the data of a chunked body read from br to b, up to its last
+// chunk, at most max bytes (0: no bound): a chunk that would take the body past max
+// fails before a byte of it is read.
+func readChunked(br *bufio.Reader, b []byte, max int) ([]byte, error) {
+	for {
+		n, err := chunkSize(br)
+		if err != nil || n == 0 {
+			return b, err
+		}
+		if max > 0 && len(b)+n > max {
+			return b, fasthttp.ErrBodyTooLarge
+		}
+		if b, err = readSized(br, b, n); err != nil {
+			return b, err
+		}
+		if err := chunkEnd(br); err != nil {
+			return b, err
+		}
+	}
+}
+
+// maxChunkDigits is the longest chunk size read, in hex digits, as fasthttp's
+// (maxHexIntChars): 15 on a 64-bit machine keeps a size within an int.
+const maxChunkDigits = strconv.IntSize/4 - 1
+
+// Faults of a chunked body's framing. They are cut answers to classifyBody, as
+// fasthttp's ErrBrokenChunk is.
+var (
+	errChunkSize  = errors.New("upstream answer's chunked body: chunk size missing or too long")
+	errChunkAfter = errors.New("upstream answer's chunked body: invalid character after a chunk size")
+	errChunkCRLF  = errors.New("upstream answer's chunked body: chunk not followed by CRLF")
+)
+
+// chunkSize reads a chunk's size line from br, as fasthttp's parseChunkSize: hex
+// digits, then blanks or an extension (after a ';' that follows the size directly),
+// no LF before the line's CRLF. It returns the size.
+func chunkSize(br *bufio.Reader) (int, error) {
+	n, digits := 0, 0
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		d := hexDigit(c)
+		if d < 0 {
+			if digits == 0 {
+				return 0, errChunkSize
+			}
+			_ = br.UnreadByte()
+			break
+		}
+		if digits == maxChunkDigits {
+			return 0, errChunkSize
+		}
+		n = n<<4 | d
+		digits++
+	}
+	inExt, blank := false, false
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		switch {
+		case c == '\r':
+			_ = br.UnreadByte()
+			return n, chunkEnd(br)
+		case c == '\n':
+			// A bare LF in an extension is how request smuggling through proxies
+			// that read lines differently begins (fasthttp refuses it too).
+			return 0, errChunkAfter
+		case inExt:
+		case c == ' ' || c == '\t':
+			blank = true
+		case c == ';' && !blank:
+			inExt = true
+		default:
+			return 0, errChunkAfter
+		}
+	}
+}
+
+// chunkEnd reads the CRLF that ends a chunk's size line or its data.
+func chunkEnd(br *bufio.Reader) error {
+	for _, want := range [2]byte{'\r', '\n'} {
+		c, err := br.ReadByte()
+		if errors.Is(err, io.EOF) {
+			return io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return err
+		}
+		if c != want {
+			return errChunkCRLF
+		}
+	}
+	return nil
+}
+
+func hexDigit(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// minBodyRoom is the least room a body's buffer grows to.
+const minBodyRoom = 4 << 10
+
+// growBody gives b, which is full, room for more: to twice its capacity (minBodyRoom
+// at least), at most limit bytes in all. Doubling copies each byte of a body about
+// once, and keeps what a body holds under twice what came of it.
+func growBody(b []byte, limit int) []byte {
+	n := min(max(2*cap(b), minBodyRoom), limit)
+	return slices.Grow(b, n-len(b))
 }
 
 // streamBody gives resp, whose header was read from br, its body as a stream: the

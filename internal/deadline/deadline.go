@@ -68,6 +68,14 @@ type Conn struct {
 	// of a request ends c's time in pending rather than c's own first byte (the
 	// handshake's).
 	underTLS bool
+	// stall, when above zero, is how long a write may send nothing (SetWriteStall),
+	// in nanoseconds, and writes counts the writes begun meanwhile. sent and seen,
+	// under mu, are when a write was last seen to begin or to send bytes, and writes
+	// then.
+	stall  atomic.Int64
+	writes atomic.Uint64
+	sent   int64
+	seen   uint64
 }
 
 // Wrap returns c as a Conn.
@@ -120,8 +128,59 @@ func (c *Conn) SetDeadline(t time.Time) error {
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.set(read, unixNano(t)) }
 
 // SetWriteDeadline records t, applying it now only if it comes sooner than the
-// deadline in force.
-func (c *Conn) SetWriteDeadline(t time.Time) error { return c.set(write, unixNano(t)) }
+// deadline in force. Under SetWriteStall it does nothing.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.stall.Load() > 0 {
+		return nil
+	}
+	return c.set(write, unixNano(t))
+}
+
+// stallSteps is how many times within a write stall's bound (SetWriteStall) the
+// socket's write deadline comes, for the Conn to see whether the write under way sent
+// bytes, or another write began, since it last looked.
+const stallSteps = 8
+
+// SetWriteStall makes d, when above zero, the bound of c's writes in place of a write
+// deadline: a write fails once nothing of it has gone out for d, counted from its
+// start and from each time bytes of it went (nginx's send_timeout), however long it
+// takes in all. Through TLS, each record is a write of its own. A write's bytes are
+// seen to go only when the socket's deadline interrupts it, so that deadline comes
+// every d/stallSteps: a write fails between d and d plus d/stallSteps after its last
+// byte went, never sooner, and a write that goes through costs nothing more. Zero
+// ends it, leaving no write deadline.
+func (c *Conn) SetWriteStall(d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stall.Store(int64(d))
+	if d <= 0 {
+		return c.setLocked(write, 0)
+	}
+	now := time.Now().UnixNano()
+	c.sent, c.seen = now, c.writes.Load()
+	return c.apply(write, &c.setW, now+int64(d)/stallSteps)
+}
+
+// rearmStalled is rearm for a write under SetWriteStall that err ended after it sent
+// sent bytes: while the write went on sending, or another began, within the stall's
+// bound, it arms the next look and reports true, and the write goes on.
+func (c *Conn) rearmStalled(stall int64, sent int, err error) bool {
+	if !IsTimeout(err) {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now().UnixNano()
+	if w := c.writes.Load(); sent > 0 || w != c.seen {
+		// Bytes went, or a write began, since the last look: now is no earlier.
+		c.sent, c.seen = now, w
+	}
+	end := c.sent + stall
+	if now >= end {
+		return false
+	}
+	return c.apply(write, &c.setW, min(end, now+stall/stallSteps)) == nil
+}
 
 func (c *Conn) set(dir int, n int64) error {
 	c.mu.Lock()
@@ -231,13 +290,21 @@ func (c *Conn) LineFeedIn(n, skip int) (found, known bool) {
 	return c.lines.in(n, skip)
 }
 
-// Write writes to the connection under the deadline last asked for.
+// Write writes to the connection under the deadline last asked for, or under
+// SetWriteStall.
 func (c *Conn) Write(b []byte) (int, error) {
+	stall := c.stall.Load()
+	if stall > 0 {
+		c.writes.Add(1)
+	}
 	done := 0
 	for {
 		n, err := c.Conn.Write(b[done:])
 		done += n
-		if err == nil || !c.rearm(write, err) {
+		if err == nil {
+			return done, nil
+		}
+		if stall > 0 && !c.rearmStalled(stall, n, err) || stall <= 0 && !c.rearm(write, err) {
 			return done, err
 		}
 	}
