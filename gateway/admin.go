@@ -65,7 +65,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		writeError(&ctx.Response, e)
 		return
 	}
-	op, name, verb := adminRoute(string(ctx.Path()), func(n string) bool { return rt.endpoints[n] != nil })
+	op, name, verb := adminRoute(string(ctx.Path()), string(ctx.URI().PathOriginal()), func(n string) bool { return rt.endpoints[n] != nil })
 	method := string(ctx.Method())
 	opCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -166,12 +166,20 @@ const (
 	adminWeights
 )
 
-// adminRoute reads an /admin/ path (percent-decoded). Endpoint names may hold slashes,
-// as a model's Hugging Face ID does (meta-llama/Llama-3.1-8B-Instruct), written as they
-// are or as %2F, so the operation is read from the end of the path: a path that is an
-// endpoint's whole name shows that endpoint; one ending in /weights or /canary/{verb}
-// operates on the name before it; any other is shown as a name (404 if none has it).
-func adminRoute(path string, isEndpoint func(string) bool) (op int, name, verb string) {
+// adminRoute reads an /admin/ path: path as fasthttp normalized it (ctx.Path()), raw
+// as it was sent (ctx.URI().PathOriginal()). Endpoint names may hold slashes, as a
+// model's Hugging Face ID does (meta-llama/Llama-3.1-8B-Instruct, hf://org/model),
+// written as they are or as %2F, so the operation is read from the end of the path: a
+// path that is an endpoint's whole name shows that endpoint; one ending in /weights or
+// /canary/{verb} operates on the name before it; any other is shown as a name (404 if
+// none has it). The route is the normalized path's, as the API's is (pathName); below
+// /admin/endpoints/ the name and the operation are read together from the path as
+// sent, percent-decoded and nothing else: the normalized one has "//" collapsed (no
+// "hf://org/model") and its dot segments resolved, and "chat/../x" is then that name,
+// never x, nor can dots turn one operation into another ("x/canary/pause/../../weights"
+// is no weights override of x). A path as sent that has no name there
+// ("/admin//endpoints/x") leaves the normalized path's standing.
+func adminRoute(path, raw string, isEndpoint func(string) bool) (op int, name, verb string) {
 	path = strings.Trim(path, "/")
 	switch path {
 	case "admin/reload":
@@ -182,6 +190,14 @@ func adminRoute(path string, isEndpoint func(string) bool) (op int, name, verb s
 	rest, ok := strings.CutPrefix(path, "admin/endpoints/")
 	if !ok {
 		return adminNotFound, "", ""
+	}
+	if sent, ok := strings.CutPrefix(raw, "/admin/endpoints/"); ok && sent != "" {
+		rest = string(appendUnescaped(nil, []byte(sent)))
+		if isEndpoint(rest) {
+			return adminView, rest, ""
+		}
+		// A slash at the end is none of the name's, as the normalized path has it.
+		rest = strings.TrimRight(rest, "/")
 	}
 	if isEndpoint(rest) {
 		return adminView, rest, ""

@@ -8,9 +8,15 @@ import "github.com/valyala/fasthttp"
 // live max_body_bytes gets the 413 the handler would answer after reading the body:
 // with "100 Continue" the client uploads it all, the gateway closes the connection
 // with the upload unread, and the client's kernel often turns the 413 into a reset (2
-// of 10 net/http uploads of 8 MiB in a probe). Any other request is invited to send
-// its body.
+// of 10 net/http uploads of 8 MiB in a probe). A request whose body's end is unknown
+// (unframed) gets its 400 without being invited to send the body. Any other request is
+// invited to send its body.
 func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
+	if unframed(&ctx.Request.Header) {
+		closeLingering(ctx)
+		s.ownRequest(ctx).fail(ctx, &errTransferCoding)
+		return errTransferCoding.status
+	}
 	rt := s.rt.Load()
 	// A chunked body (ContentLength -1) is measured once read, by the handler; with
 	// no runtime the handler answers shutting_down.

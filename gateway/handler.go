@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tollgate/tollgate/internal/connwrap"
+	"github.com/tollgate/tollgate/internal/deadline"
 	"github.com/tollgate/tollgate/internal/hangup"
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/limiter"
@@ -225,6 +226,13 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		s.ownRequest(ctx).fail(ctx, &errHeaderName)
 		return
 	}
+	if unframed(&ctx.Request.Header) {
+		// Where its body ends is unknown: what follows the header may be the
+		// body or the next request, and is neither read nor served.
+		closeLingering(ctx)
+		s.ownRequest(ctx).fail(ctx, &errTransferCoding)
+		return
+	}
 	var kind providers.Kind
 	switch string(ctx.Path()) {
 	case "/v1/chat/completions":
@@ -311,6 +319,9 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	}
 	if invocation != nil {
 		var e *apiError
+		if cap(r.spliceBuf) == 0 {
+			r.spliceBuf = getBodyBuf()
+		}
 		if r.spliceBuf, e = invocationBody(r.spliceBuf[:0], invocation, r.body); e != nil {
 			r.fail(ctx, e)
 			return
@@ -395,6 +406,10 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 		}
 	}
 	b := r.bodyBuf[:0]
+	if cap(b) == 0 {
+		// The request's buffer left with a stream: take one another stream gave back.
+		b = getBodyBuf()
+	}
 	for len(b) <= maxBody {
 		if len(b) == cap(b) {
 			if len(b) >= bound {
@@ -404,16 +419,19 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		n, err := rs.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
-		if err == io.EOF {
+		if err == io.EOF && !bodyCut(ctx, len(b)) {
 			break
 		}
 		if err != nil {
-			// A client that stalled, or a broken chunk: where the next request
-			// would begin is unknown, and fasthttp closes the connection.
+			// A client that stalled, a broken chunk, or a body cut short by the
+			// client's close (fasthttp's stream reports that as the body's end):
+			// where the next request would begin is unknown, and fasthttp closes
+			// the connection. A stall inside a chunk comes wrapped in a broken
+			// chunk; the connection knows it timed out.
 			r.bodyBuf = b
 			ctx.SetConnectionClose()
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if errors.As(err, &ne) && ne.Timeout() || readEnd(ctx) == deadline.ReadTimedOut {
 				return &errReadTimeout
 			}
 			return &errUnreadable
@@ -428,6 +446,27 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 	// Read to its end: leaveBody has nothing left to drop.
 	_ = ctx.Request.CloseBodyStream()
 	return nil
+}
+
+// bodyCut reports whether a request body whose stream ended after n bytes was cut
+// short: fewer bytes than its Content-Length, or, chunked, its connection closed by
+// the client (the stream ends there as at the last chunk; a whole body's last chunk
+// is read before any end of the connection). Such a body was never whole: it is not
+// sent upstream (RFC 9112 6.3, 7.1).
+func bodyCut(ctx *fasthttp.RequestCtx, n int) bool {
+	if cl := ctx.Request.Header.ContentLength(); cl >= 0 {
+		return n < cl
+	}
+	return readEnd(ctx) == deadline.ReadEOF
+}
+
+// readEnd is how the reads of the client's connection ended (deadline.Conn's
+// ReadEnd), 0 while they go on or where the connection cannot tell.
+func readEnd(ctx *fasthttp.RequestCtx) int {
+	if c, ok := connwrap.Under[interface{ ReadEnd() int }](ctx.Conn()); ok {
+		return c.ReadEnd()
+	}
+	return 0
 }
 
 // growBody returns b with more room, twice its capacity (at least bodyChunk), but no
@@ -559,6 +598,69 @@ func headerNamesValid(raw []byte) bool {
 	}
 	return true
 }
+
+// errTransferCoding refuses a request whose Transfer-Encoding is not chunked: RFC 9112
+// 6.3 (4), "the message body length cannot be determined reliably; the server MUST
+// respond with the 400 (Bad Request) status code and then close the connection", as
+// nginx does (with 501).
+var errTransferCoding = apiError{400, "invalid_request_error", "bad_request", "",
+	"A request's Transfer-Encoding must be chunked (RFC 9112 6.3): the length of its body cannot be told otherwise."}
+
+// unframed reports whether the request came with a Transfer-Encoding other than
+// chunked, which leaves where its body ends unknown. fasthttp refuses every coding
+// but chunked and "identity" (no longer a registered coding), and drops the
+// identity line from the header: it frames such a request by its Content-Length,
+// closing the connection after it, or, with none, reads its body as empty and what
+// the client sent as its body as the next request. Only a request fasthttp framed
+// so can have the line, and only its raw header block is read for it: one with no
+// body length (-2, or 0 once fasthttp read a POST's missing body as empty) or one
+// whose connection closes; a chunked one (-1) and one with a Content-Length kept
+// alive, the requests of the API, cost two comparisons.
+func unframed(h *fasthttp.RequestHeader) bool {
+	if cl := h.ContentLength(); cl == -1 || cl > 0 && !h.ConnectionClose() {
+		return false
+	}
+	return transferCoded(h.RawHeaders())
+}
+
+// transferCoded reports whether the header block raw, as it came
+// (RequestHeader.RawHeaders), has a Transfer-Encoding line whose value is not
+// chunked alone (in any case, spaces around it allowed), or one folded onto the
+// next line.
+func transferCoded(raw []byte) bool {
+	folded := false // the line before is a Transfer-Encoding line
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		line = bytes.TrimSuffix(line, strCR)
+		if len(line) == 0 {
+			return false // the empty line that ends the block
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if folded {
+				return true
+			}
+			continue
+		}
+		name, value, _ := bytes.Cut(line, strColon)
+		folded = bytes.EqualFold(name, hdrTransferEncoding)
+		if folded && !bytes.EqualFold(bytes.Trim(value, " \t"), strChunked) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	hdrTransferEncoding = []byte(fasthttp.HeaderTransferEncoding)
+	strChunked          = []byte("chunked")
+	strCR               = []byte("\r")
+	strColon            = []byte(":")
+)
 
 // fail answers the request with e and records it.
 func (r *request) fail(ctx *fasthttp.RequestCtx, e *apiError) {

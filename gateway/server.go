@@ -304,10 +304,16 @@ func (s *Server) install(rt *runtime) {
 // nginx does; errHeaderTooLarge is for header fields.
 var errURITooLong = apiError{414, "invalid_request_error", "uri_too_long", "", "The request's URL is over 8 KiB."}
 
-// serveParseError answers requests fasthttp could not read, in OpenAI's error shape.
-// A connection that sent no byte of a request gets no answer and is not counted:
-// one idle past its wait for its first byte, or reset during it, reads as ended
-// (deadline.Listener's FirstByte), and one whose TLS handshake failed carries nothing.
+// serveParseError answers requests fasthttp could not read, in OpenAI's error shape,
+// and closes the connection, lingering (closeLingering): fasthttp has read no more
+// than its 8 KiB buffer of the request, and a client may still be sending the rest of
+// it (a long header, the body after it, a request line it is still writing when its
+// time runs out); closing over unread bytes sends a reset, which loses the answer to
+// a client that writes its whole request before it reads (Python's requests, whose
+// SDKs then send it again). A connection that sent no byte of a request gets no
+// answer and is not counted: one idle past its wait for its first byte, or reset
+// during it, reads as ended (deadline.Listener's FirstByte), and one whose TLS
+// handshake failed carries nothing.
 func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	if tc, ok := ctx.Conn().(tlsConn); ok && !tc.ConnectionState().HandshakeComplete {
 		return
@@ -324,7 +330,7 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &ne) && ne.Timeout():
 		e = &errReadTimeout
 	}
-	ctx.SetConnectionClose()
+	closeLingering(ctx)
 	s.ownRequest(ctx).fail(ctx, e)
 }
 
@@ -1567,6 +1573,11 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	// A client that does not take its answer loses the connection, instead of
 	// holding it for as long as it likes.
 	sendDeadline(ctx, time.Now(), 0)
+	if unframed(&ctx.Request.Header) {
+		closeLingering(ctx)
+		writeError(&ctx.Response, &errTransferCoding)
+		return
+	}
 	switch string(ctx.Path()) {
 	case "/healthz":
 		ctx.SetContentType("application/json")

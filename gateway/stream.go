@@ -84,6 +84,12 @@ func (r *request) hijackStream(ctx *fasthttp.RequestCtx) {
 	r.conn = ctx.Conn()
 	// The stream may outlive the RequestCtx: drop the request's views of its buffers.
 	r.body, r.call.Body, r.call.Header, r.subj.User = nil, nil, nil, nil
+	// Nor does it need the client's body any more (nothing is retried once the
+	// answer's header went out): its buffers go to the next request, not along with
+	// the stream.
+	putBodyBuf(r.bodyBuf)
+	putBodyBuf(r.spliceBuf)
+	r.bodyBuf, r.spliceBuf = nil, nil
 	r.s.hijacked.Add(1)
 	ctx.HijackSetNoResponse(true)
 	hijack(ctx, r.hijackFn)

@@ -76,7 +76,16 @@ type Conn struct {
 	writes atomic.Uint64
 	sent   int64
 	seen   uint64
+	// readEnd is how c's reads ended, once one did: ReadEOF (the peer closed its
+	// side), ReadTimedOut (the read deadline passed), or 0 while they go on.
+	readEnd atomic.Uint32
 }
+
+// How a connection's reads ended (Conn.ReadEnd).
+const (
+	ReadEOF      = 1
+	ReadTimedOut = 2
+)
 
 // Wrap returns c as a Conn.
 func Wrap(c net.Conn) *Conn { return &Conn{Conn: c} }
@@ -259,8 +268,33 @@ func (c *Conn) Read(b []byte) (n int, err error) {
 	if c.lines.on {
 		c.lines.add(b[:n])
 	}
+	if err != nil {
+		c.noteReadEnd(err)
+	} else if c.readEnd.Load() != 0 {
+		// A read that times out does not always end the connection (a watch that
+		// reads with a short deadline): one that reads again goes on.
+		c.readEnd.Store(0)
+	}
 	return n, err
 }
+
+// noteReadEnd records how a read that failed with err ended c's reads, if it did.
+func (c *Conn) noteReadEnd(err error) {
+	switch {
+	case err == io.EOF:
+		c.readEnd.Store(ReadEOF)
+	case IsTimeout(err):
+		c.readEnd.Store(ReadTimedOut)
+	}
+}
+
+// ReadEnd reports how c's reads ended: ReadEOF once a read found the peer's side
+// closed, ReadTimedOut once one ran past the read deadline (until a read succeeds
+// again), 0 while neither. A
+// parser that wraps what the connection returned (fasthttp's chunked body reader
+// reports a cut or a stall inside a chunk as a broken chunk, and a cut where the next
+// chunk's size belongs as a plain end) loses which it was; the connection keeps it.
+func (c *Conn) ReadEnd() int { return int(c.readEnd.Load()) }
 
 // waitFirstRead is waitFirst on c's own socket, a plain connection's wait for the
 // first byte of its first request (or a TLS connection's for its handshake's).
