@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
@@ -44,6 +45,18 @@ func TestVersionOfBuiltBinary(t *testing.T) {
 		out := runVersion(t)
 		if out != "tollgate dev" {
 			t.Fatalf("outside git: %q, want tollgate dev", out)
+		}
+		return
+	}
+	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(strings.TrimSpace(string(top)), ".git")); err == nil && !fi.IsDir() {
+		// A git worktree (or submodule) has a .git file, not a directory, and Go
+		// records no commit there.
+		if out := runVersion(t); out != "tollgate dev" {
+			t.Fatalf("in a worktree: %q, want tollgate dev", out)
 		}
 		return
 	}
