@@ -227,9 +227,9 @@ func TestStreamHTTP10(t *testing.T) {
 	}
 }
 
-// TestStreamSendTimeout: a client that stops reading loses its stream once a write
-// has blocked for the send timeout, and the upstream request is aborted, rather than
-// both being held for as long as the connection lives.
+// TestStreamSendTimeout: a client that stops reading loses its stream once nothing of
+// a write has gone out for the send timeout, and the upstream request is aborted,
+// rather than both being held for as long as the connection lives.
 func TestStreamSendTimeout(t *testing.T) {
 	old := sendTimeout.Swap(int64(300 * time.Millisecond))
 	t.Cleanup(func() { sendTimeout.Store(old) })
