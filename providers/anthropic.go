@@ -220,6 +220,18 @@ func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]b
 	return body, nil
 }
 
+// authorize sets on h the credentials and headers every request to the upstream
+// carries: its key, anthropic-version and the backend's headers (healthAuthorizer).
+func (a *anthropic) authorize(h *fasthttp.RequestHeader) {
+	if a.key != nil {
+		h.SetBytesKV(strXAPIKey, a.key)
+	}
+	h.SetBytesKV(strAnthropicVersion, a.version)
+	for _, kv := range a.headers {
+		setHeader(h, kv[0], kv[1])
+	}
+}
+
 // Send implements Provider; the body is call.prepared, which prepare wrote.
 func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
 	req := fasthttp.AcquireRequest()

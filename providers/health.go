@@ -284,13 +284,24 @@ func (b *Backend) watch(ctx context.Context, i int) {
 	}
 }
 
-// check makes one active health check: GET health.path on the target's host, passing
-// on a 2xx answer within health.timeout.
+// healthAuthorizer is a provider whose upstream wants credentials on every request,
+// health checks included: a hosted API (OpenAI's /v1/models, Azure's deployments,
+// Anthropic's) answers 401 to a check without them.
+type healthAuthorizer interface {
+	authorize(h *fasthttp.RequestHeader)
+}
+
+// check makes one active health check: GET health.path on the target's host, with the
+// backend's credentials and headers as its requests carry them, passing on a 2xx answer
+// within health.timeout.
 func (b *Backend) check(i int) {
 	p := &b.pool
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	req.Header.SetMethodBytes(strGet)
 	req.SetRequestURI(p.healthURLs[i])
+	if a, ok := b.p.(healthAuthorizer); ok {
+		a.authorize(&req.Header)
+	}
 	err := p.checkers[i].DoTimeout(req, resp, p.set.checkTimeout)
 	ok := err == nil && resp.StatusCode() >= 200 && resp.StatusCode() < 300
 	fasthttp.ReleaseRequest(req)

@@ -230,6 +230,17 @@ func (o *openAI) request(t *Target, call *Call, op Kind) *fasthttp.Request {
 	return req
 }
 
+// authorize sets on h the credentials and headers every request to the upstream
+// carries: its key and the backend's headers (healthAuthorizer).
+func (o *openAI) authorize(h *fasthttp.RequestHeader) {
+	if o.auth != nil {
+		h.SetBytesKV(strAuthz, o.auth)
+	}
+	for _, kv := range o.headers {
+		setHeader(h, kv[0], kv[1])
+	}
+}
+
 // answer sends req to t and returns the upstream's 2xx answer, an event stream for a
 // stream call; the attempt stays in flight on t until it is released (endAttempt).
 // Another answer is released here: an API error goes to out as the upstream's answer
