@@ -150,10 +150,13 @@ type request struct {
 
 	// a hijacked stream's connection (stream.go); hijackFn is serveHijacked, bound
 	// once per pooled request.
-	conn        net.Conn
-	keepConn    bool
-	chunked     bool
-	deadlineSet time.Time // when relay last moved conn's write deadline
+	conn     net.Conn
+	keepConn bool
+	chunked  bool
+	// timedWrites is set when conn is not the gateway's own (tests that drive the
+	// handler): each of the stream's writes then gets a write deadline of its own
+	// (writeClient), where the gateway's connection bounds them itself.
+	timedWrites bool
 	hijackFn    fasthttp.HijackHandler
 	peek        [1]byte // the first byte buffered behind a stream's request, if any
 

@@ -387,12 +387,10 @@ func (r *request) streamTo(failed error, watch bool) (keep bool, first int) {
 	defer s.trackStream(conn, false)
 	// The client's connection bounds the stream's writes by how long nothing of
 	// them goes out (writeClient), until the stream ends.
-	if ws, ok := connwrap.Under[writeStaller](conn); ok && ws.SetWriteStall(time.Duration(sendTimeout.Load())) == nil {
-		r.deadlineSet = time.Time{}
+	ws, ok := connwrap.Under[writeStaller](conn)
+	r.timedWrites = !ok || ws.SetWriteStall(time.Duration(sendTimeout.Load())) != nil
+	if !r.timedWrites {
 		defer ws.SetWriteStall(0)
-	} else {
-		r.deadlineSet = time.Now()
-		_ = conn.SetWriteDeadline(r.deadlineSet.Add(time.Duration(sendTimeout.Load())))
 	}
 	first = -1
 	released := false
@@ -629,15 +627,13 @@ type writeStaller interface {
 
 // writeClient writes p to the stream's client. The client's connection times its
 // writes itself (streamTo set its write stall to sendTimeout), at no cost to a write
-// that goes through; only one that is not the gateway's own (deadlineSet set, tests
-// that drive the handler) gets a deadline of sendTimeout from each write's start.
+// that goes through; only one that is not the gateway's own (timedWrites, tests that
+// drive the handler) gets a deadline of sendTimeout from each write's start.
 func (r *request) writeClient(c net.Conn, p []byte) error {
-	if !r.deadlineSet.IsZero() {
-		now := time.Now()
-		if err := c.SetWriteDeadline(now.Add(time.Duration(sendTimeout.Load()))); err != nil {
+	if r.timedWrites {
+		if err := c.SetWriteDeadline(time.Now().Add(time.Duration(sendTimeout.Load()))); err != nil {
 			return err
 		}
-		r.deadlineSet = now
 	}
 	_, err := c.Write(p)
 	return err

@@ -242,10 +242,7 @@ func readBody(resp *fasthttp.Response, br *bufio.Reader, max int) error {
 		}
 	case n == -1:
 		if b, err = readChunked(br, b, max); err == nil {
-			err = resp.Header.ReadTrailer(br)
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
+			err = cutShort(resp.Header.ReadTrailer(br))
 		}
 	default:
 		if b, err = readToClose(br, b, max); err == nil {
@@ -266,10 +263,7 @@ func readSized(br *bufio.Reader, b []byte, n int) ([]byte, error) {
 		m, err := br.Read(b[len(b):min(cap(b), end)])
 		b = b[:len(b)+m]
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return b, err
+			return b, cutShort(err)
 		}
 	}
 	return b, nil
@@ -341,10 +335,7 @@ func chunkSize(br *bufio.Reader) (int, error) {
 	for {
 		c, err := br.ReadByte()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, err
+			return 0, cutShort(err)
 		}
 		d := hexDigit(c)
 		if d < 0 {
@@ -364,10 +355,7 @@ func chunkSize(br *bufio.Reader) (int, error) {
 	for {
 		c, err := br.ReadByte()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, err
+			return 0, cutShort(err)
 		}
 		switch {
 		case c == '\r':
@@ -392,11 +380,8 @@ func chunkSize(br *bufio.Reader) (int, error) {
 func chunkEnd(br *bufio.Reader) error {
 	for _, want := range [2]byte{'\r', '\n'} {
 		c, err := br.ReadByte()
-		if errors.Is(err, io.EOF) {
-			return io.ErrUnexpectedEOF
-		}
 		if err != nil {
-			return err
+			return cutShort(err)
 		}
 		if c != want {
 			return errChunkCRLF
@@ -405,6 +390,16 @@ func chunkEnd(br *bufio.Reader) error {
 	return nil
 }
 
+// cutShort is err from a read inside a body, where the end of the connection is a
+// body cut short: io.EOF becomes io.ErrUnexpectedEOF.
+func cutShort(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// hexDigit is the value of the hex digit c, or -1.
 func hexDigit(c byte) int {
 	switch {
 	case '0' <= c && c <= '9':
