@@ -150,6 +150,16 @@ func (c *canaryCfg) resumeAt(w int32) int32 {
 	return w
 }
 
+// stepOn sets cur stepping on from w (resumeAt), or promoted when w already
+// gives the canary all the traffic: the controller never leaves a canary
+// stepping at 100 %, where a gate's breach would take every user off it.
+func (c *canaryCfg) stepOn(cur *ctlState, w int32) {
+	cur.state, cur.cw = StateStepping, c.resumeAt(w)
+	if cur.cw >= Buckets {
+		cur.state, cur.cw = StatePromoted, Buckets
+	}
+}
+
 // stepIndex is the index of the highest step at or below w, -1 below the first.
 func (c *canaryCfg) stepIndex(w int32) int {
 	i := -1
@@ -309,7 +319,8 @@ func opResume(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 		return "", nil
 	case StatePaused:
 		// A weights override may have paused the canary at 0 %.
-		cur.state, cur.cw, cur.override = StateStepping, c.resumeAt(cur.cw), nil
+		c.stepOn(cur, cur.cw)
+		cur.override = nil
 		cur.since, cur.reason, cur.prior, cur.priorCW = now, "resumed by operator", StateNone, 0
 		return evResume, nil
 	case StateRolledBack:
@@ -348,7 +359,7 @@ func endOverride(c *canaryCfg, cur *ctlState, now time.Time) {
 			cur.state, cur.cw = cur.prior, cur.priorCW
 		default:
 			// Stepping, or a state written by a version that kept no prior.
-			cur.state, cur.cw = StateStepping, c.resumeAt(cur.cw)
+			c.stepOn(cur, cur.cw)
 		}
 		cur.since, cur.reason = now, reason
 	}

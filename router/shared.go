@@ -228,9 +228,11 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 			ev = evRollback
 		}
 		if err != nil || ev == "" {
-			if err == nil && ok && rs.sig == st.sig {
-				// Nothing to do: another replica made the change first. This
-				// replica follows it now, so that the answer shows it.
+			if ok && rs.sig == st.sig && !pending {
+				// Nothing to do, or nothing this operation may do: the shared
+				// state decided it (another replica may have made the change
+				// first). This replica follows that state now, so that the
+				// answer, a refusal's included, names the state judged.
 				st.unshared = false
 				s.adoptLocked(r, e.name, st, rs)
 			}

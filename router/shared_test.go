@@ -430,6 +430,47 @@ func TestSharedRepeatedOperationAnswersSharedState(t *testing.T) {
 	}
 }
 
+// TestSharedRefusedOperationFollowsSharedState sends a replica an operation that
+// another replica's change, not yet polled, makes inapplicable: the refusal is judged
+// on the shared state, and the replica must follow that state, so that the admin
+// API's 409 names it ("is promoted"), not the replica's stale one ("is stepping:
+// resume does not apply", where README says resuming a stepping canary answers 200).
+func TestSharedRefusedOperationFollowsSharedState(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		first  func(*Router) (EndpointSnapshot, error)
+		then   func(*Router) (EndpointSnapshot, error)
+		want   CanaryState
+		weight float64
+	}{
+		{"resume of a promoted canary",
+			func(r *Router) (EndpointSnapshot, error) { return r.Promote(bg, "chat") },
+			func(r *Router) (EndpointSnapshot, error) { return r.Resume(bg, "chat") }, StatePromoted, 100},
+		{"pause of a rolled-back canary",
+			func(r *Router) (EndpointSnapshot, error) { return r.Rollback(bg, "chat") },
+			func(r *Router) (EndpointSnapshot, error) { return r.Pause(bg, "chat") }, StateRolledBack, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t)
+			a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+			a.r.tick(bg)
+			round(a, b)
+			if _, err := tc.first(a.r); err != nil {
+				t.Fatal(err)
+			}
+			// b has not ticked since: its operator meets the state a made.
+			if _, err := tc.then(b.r); !errors.Is(err, ErrCanaryState) {
+				t.Fatalf("%s on another replica: %v, want ErrCanaryState", tc.name, err)
+			}
+			snap := canaryOf(t, b.r, "chat")
+			if snap.State != tc.want || snap.Weight != tc.weight {
+				t.Fatalf("after the refused %s, replica b shows %s at %v %%, want %s at %v",
+					tc.name, snap.State, snap.Weight, tc.want, tc.weight)
+			}
+		})
+	}
+}
+
 // TestStopReleasesLeaseAfterCutTick stops a leader whose last tick the same
 // cancellation cut short: the tick's renewal fails, so the replica no longer counts
 // itself leader, yet its lease is still in Redis. Stopping must release it all the
