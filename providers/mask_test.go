@@ -271,3 +271,32 @@ func TestLargeEscapedErrorCheckedInLinearSpace(t *testing.T) {
 		t.Errorf("passing on a %d-byte error answer that quotes no secret allocated %d bytes (%.0f times its size), want at most 4 times", len(body), alloc, ratio)
 	}
 }
+
+// A flat error body ({"error":"text"}, as TGI and Ollama answer) is rewritten in
+// OpenAI's shape, and a key its text quotes is masked there as in any other answer,
+// written as the upstream wrote it or with JSON's escapes.
+func TestFlatErrorMasked(t *testing.T) {
+	const key = "sk-flat-0123456789abcdef"
+	secrets := secretsOf(key)
+	for _, body := range []string{
+		`{"error":"invalid api key sk-flat-0123456789abcdef","error_type":"sk-flat-0123456789abcdef"}`,
+		`{"error":"invalid api key sk\u002dflat-0123456789abcdef"}`,
+	} {
+		up := fasthttp.AcquireResponse()
+		out := fasthttp.AcquireResponse()
+		up.SetStatusCode(401)
+		up.SetBody([]byte(body))
+		if err := passError(up, out, 401, 64<<20, secrets); err == nil {
+			t.Fatal("passError: no UpstreamError")
+		}
+		got := string(out.Body())
+		if strings.Contains(got, "0123456789abcdef") || !strings.Contains(got, `{"error":{"message":"invalid api key ***"`) {
+			t.Errorf("flat error %s answered %s, want OpenAI's shape with the key masked", body, got)
+		}
+		if ct := string(out.Header.ContentType()); ct != "application/json" {
+			t.Errorf("flat error answered as %q, want application/json", ct)
+		}
+		fasthttp.ReleaseResponse(up)
+		fasthttp.ReleaseResponse(out)
+	}
+}

@@ -564,6 +564,10 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 				return err
 			}
 		}
+		if msg, code, ok := flatError(body); ok {
+			writeOpenAIError(out, status, flatErrorType(status), maskAll(code, secrets), "", maskAll(msg, secrets))
+			return ue
+		}
 		out.SetStatusCode(status)
 		out.Header.SetContentTypeBytes(errorType(up.Header.ContentType(), body))
 		out.SetBodyRaw(maskAll(body, secrets))
@@ -574,11 +578,63 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 			return err
 		}
 	}
+	if msg, code, ok := flatError(up.Body()); ok {
+		writeOpenAIError(out, status, flatErrorType(status), maskAll(code, secrets), "", maskAll(msg, secrets))
+		return ue
+	}
 	out.SetStatusCode(status)
 	out.Header.SetContentTypeBytes(errorType(up.Header.ContentType(), up.Body()))
 	swapBody(out, up)
 	maskBody(out, secrets)
 	return ue
+}
+
+// flatError reads an error body in the shape TGI, Ollama and other
+// OpenAI-compatible servers answer with, {"error":"text"} (TGI adds
+// "error_type":"validation"), where OpenAI's holds an object. The official SDKs
+// cannot read it as an API error (openai-go fails to decode it and returns a JSON
+// error, losing the status), so the gateway answers such a body in OpenAI's shape:
+// msg is the text, code TGI's error_type when it has one. ok is false for any other
+// body, which goes to the client as the upstream sent it.
+func flatError(body []byte) (msg, code []byte, ok bool) {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return nil, nil, false
+	}
+	for {
+		k, v, more := it.Next()
+		if !more {
+			break
+		}
+		switch string(k) {
+		case "error":
+			if !jsonscan.IsString(v) {
+				return nil, nil, false
+			}
+			if msg, ok = jsonscan.AppendUnquote(nil, v); !ok {
+				return nil, nil, false
+			}
+		case "error_type":
+			if jsonscan.IsString(v) {
+				code, _ = jsonscan.AppendUnquote(nil, v)
+			}
+		}
+	}
+	if it.Err() != nil || !ok || jsonscan.SkipSpace(body, it.End()) != len(body) {
+		return nil, nil, false
+	}
+	return msg, code, true
+}
+
+var strServerError = []byte("server_error")
+
+// flatErrorType is the OpenAI error type of a flat upstream error answered with
+// status: the client's request for a 4xx, the server for the rest.
+func flatErrorType(status int) []byte {
+	if status < 500 {
+		return strInvalidRequest
+	}
+	return strServerError
 }
 
 // maxRetryAfter bounds the wait an upstream's Retry-After asks for.
