@@ -71,13 +71,65 @@ func TestAnthropicCacheControlOnPrefill(t *testing.T) {
 // A mark that is not an object is refused before any upstream, naming the field.
 func TestAnthropicCacheControlNotAnObject(t *testing.T) {
 	for body, param := range map[string]string{
-		`{"model":"c","messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":"ephemeral"}]}]}`:    "messages[0].content[0].cache_control",
-		`{"model":"c","messages":[{"role":"user","content":"hi","cache_control":true}]}`:                                    "messages[0].cache_control",
-		`{"model":"c","messages":[{"role":"system","content":"be kind","cache_control":1},{"role":"user","content":"hi"}]}`: "messages[0].cache_control",
+		`{"model":"c","messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":"ephemeral"}]}]}`:                                                                            "messages[0].content[0].cache_control",
+		`{"model":"c","messages":[{"role":"user","content":"hi","cache_control":true}]}`:                                                                                                            "messages[0].cache_control",
+		`{"model":"c","messages":[{"role":"system","content":"be kind","cache_control":1},{"role":"user","content":"hi"}]}`:                                                                         "messages[0].cache_control",
+		`{"model":"c","messages":[{"role":"system","content":[{"type":"text","text":"be kind"}],"cache_control":"ephemeral"},{"role":"user","content":"hi"}]}`:                                      "messages[0].cache_control",
+		`{"model":"c","messages":[{"role":"system","content":[{"type":"text","text":"be kind","cache_control":{"type":"ephemeral"}}],"cache_control":"ephemeral"},{"role":"user","content":"hi"}]}`: "messages[0].cache_control",
 	} {
 		_, rerr := appendAnthropicRequest(nil, []byte(body), quoteModel("claude-x"), 1024, claudeModel{}, false)
 		if rerr == nil || rerr.param != param {
 			t.Errorf("%s: refused %+v, want param %s", body, rerr, param)
 		}
+	}
+}
+
+// README: "cache_control (Anthropic's prompt-cache mark ...) on a content part, a
+// message (its last block) or a tool is passed on". A system (or developer) message
+// whose content is an array of text parts, marked on the message itself, keeps its
+// mark on its last system block: the system prompt is the usual thing to cache.
+func TestAnthropicCacheControlOnSystemMessageParts(t *testing.T) {
+	for _, role := range []string{"system", "developer"} {
+		t.Run(role, func(t *testing.T) {
+			m := anthropicFields(t, `{"model":"chat","messages":[
+				{"role":"`+role+`","content":[{"type":"text","text":"A long policy."},{"type":"text","text":"More policy."}],"cache_control":{"type":"ephemeral"}},
+				{"role":"user","content":"Hi"}]}`)
+			var system []map[string]json.RawMessage
+			if err := json.Unmarshal(m["system"], &system); err != nil || len(system) != 2 {
+				t.Fatalf("system = %s (%v), want two text blocks", m["system"], err)
+			}
+			if cc := system[1]["cache_control"]; string(cc) != `{"type":"ephemeral"}` {
+				t.Errorf("the system message's last block has cache_control %s, want {\"type\":\"ephemeral\"} (the message's mark): system = %s", cc, m["system"])
+			}
+			if cc, ok := system[0]["cache_control"]; ok {
+				t.Errorf("the system message's first block has cache_control %s, want none", cc)
+			}
+		})
+	}
+}
+
+// A message's mark goes on its last block only where that block has none of its own:
+// the part's mark names the block itself, and a second cache_control member in one
+// block would repeat the key. That holds for the system, for a user turn, and for an
+// assistant turn whose thinking blocks move in front of the marked text.
+func TestAnthropicCacheControlPartMarkWins(t *testing.T) {
+	const part, msg = `{"type":"ephemeral","ttl":"1h"}`, `{"type":"ephemeral"}`
+	marked := `[{"type":"text","text":"Earlier text."},{"type":"text","text":"Marked text.","cache_control":` + part + `}]`
+	for name, body := range map[string]string{
+		"system": `{"model":"c","messages":[{"role":"system","content":` + marked + `,"cache_control":` + msg + `},{"role":"user","content":"Hi"}]}`,
+		"user":   `{"model":"c","messages":[{"role":"user","content":` + marked + `,"cache_control":` + msg + `}]}`,
+		"assistant with thinking": `{"model":"c","reasoning_effort":"low","messages":[{"role":"user","content":"Hi"},` +
+			`{"role":"assistant","content":` + marked + `,"cache_control":` + msg + `,` +
+			`"thinking_blocks":[{"type":"thinking","thinking":"Greet back.","signature":"c2ln"}]},{"role":"user","content":"Go on"}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			out := string(anthropicRequest(t, body))
+			if n := strings.Count(out, `"cache_control"`); n != 1 {
+				t.Errorf("%d cache_control members, want the part's one: %s", n, out)
+			}
+			if !strings.Contains(out, `{"type":"text","text":"Marked text.","cache_control":`+part+`}`) {
+				t.Errorf("the marked part lost its own mark: %s", out)
+			}
+		})
 	}
 }

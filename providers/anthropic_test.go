@@ -436,6 +436,17 @@ func anthropicRequest(t *testing.T, body string) []byte {
 	return out
 }
 
+// anthropicFields translates an OpenAI chat request that must be accepted into the
+// Messages API request's members.
+func anthropicFields(t *testing.T, body string) map[string]json.RawMessage {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(anthropicRequest(t, body), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // OpenAI's temperature runs 0..2, the Messages API's 0..1: above 1 is capped at 1, as
 // Anthropic's own OpenAI compatibility layer does, rather than refused with a 400.
 // Current Claude models refuse temperature and top_p together ("`temperature` and
@@ -917,9 +928,18 @@ func FuzzAnthropicRequest(f *testing.F) {
 					Text string `json:"text"`
 				} `json:"content"`
 			} `json:"messages"`
+			Tools []json.RawMessage `json:"tools"`
 		}
 		if err := json.Unmarshal(out, &req); err != nil || len(req.Messages) == 0 {
 			return
+		}
+		for _, m := range req.Messages {
+			for _, b := range m.Content {
+				if b.Type == "tool_use" && len(req.Tools) == 0 {
+					// The API refuses tool_use blocks in a request without tools.
+					t.Fatalf("tool_use blocks without tools:\n%s\n->\n%s", body, out)
+				}
+			}
 		}
 		if last := req.Messages[len(req.Messages)-1]; last.Role == "assistant" && len(last.Content) > 0 {
 			b := last.Content[len(last.Content)-1]

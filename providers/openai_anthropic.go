@@ -38,6 +38,21 @@ type oaRequest struct {
 	// client wrote it, with what reasoning_effort and response_format ask for added.
 	OutputConfig   json.RawMessage `json:"output_config"`
 	ResponseFormat json.RawMessage `json:"response_format"`
+	// Functions and FunctionCall are OpenAI's deprecated forms of tools and
+	// tool_choice, read only to refuse them (legacyFunctions).
+	Functions    given `json:"functions"`
+	FunctionCall given `json:"function_call"`
+}
+
+// given records whether a member the translation only refuses is there and not null;
+// unlike a json.RawMessage, it neither copies the value nor grows the struct the
+// decoder allocates for every request (and every message) by a slice header.
+type given bool
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (g *given) UnmarshalJSON(b []byte) error {
+	*g = given(!jsonscan.IsNull(b))
+	return nil
 }
 
 type oaMessage struct {
@@ -45,6 +60,11 @@ type oaMessage struct {
 	Content    json.RawMessage `json:"content"`
 	ToolCalls  []oaToolCall    `json:"tool_calls"`
 	ToolCallID json.RawMessage `json:"tool_call_id"`
+	// Refusal is an assistant answer's refusal, which OpenAI gives in place of
+	// content; it goes back as the turn's text.
+	Refusal json.RawMessage `json:"refusal"`
+	// FunctionCall is the legacy form of an assistant's tool call, refused.
+	FunctionCall given `json:"function_call"`
 	// CacheControl on a message marks its last block (a string content's, a tool
 	// result), as LiteLLM takes it.
 	CacheControl json.RawMessage `json:"cache_control"`
@@ -109,6 +129,9 @@ func partField(i, j int, rest string) string {
 var (
 	strEmptySchema = []byte(`{"type":"object","properties":{}}`)
 	strEmptyObject = []byte(`{}`)
+	// strAnyObject is the input_schema of a tool declared for a history's tool calls
+	// (appendHistoryTools): any object, as the calls' arguments are.
+	strAnyObject = []byte(`{"type":"object"}`)
 )
 
 // appendAnthropicRequest appends the Messages API request for an OpenAI chat request:
@@ -131,6 +154,9 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 	}
 	if r.N != nil && *r.N != 1 {
 		return dst, badRequest("n", "n must be 1: this model returns one choice per request.")
+	}
+	if err := legacyFunctions(&r); err != nil {
+		return dst, err
 	}
 	maxParam := ""
 	switch {
@@ -199,6 +225,8 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 		if dst, err = appendToolChoice(dst, r.ToolChoice, r.ParallelToolCalls, th.on && !cm.forcedToolAllowed); err != nil {
 			return dst, err
 		}
+	} else {
+		dst = appendHistoryTools(dst, r.Messages)
 	}
 	if dst, err = appendStop(dst, r.Stop); err != nil {
 		return dst, err
@@ -264,6 +292,30 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 		dst = append(dst, `,"stream":true`...)
 	}
 	return append(dst, '}'), nil
+}
+
+// legacyFunctions refuses OpenAI's deprecated function calling: functions,
+// function_call, and an assistant message's function_call. Dropped, they would leave a
+// client that offered a function with a text answer and no word why; translated, the
+// answer would have to go back in the legacy shape too (message.function_call, its
+// stream deltas, finish_reason function_call). tools and tool_choice say the same and
+// translate.
+func legacyFunctions(r *oaRequest) *requestError {
+	const use = " is the deprecated form of function calling, which this model does not support; use tools and tool_choice."
+	switch {
+	case bool(r.Functions):
+		return badRequest("functions", "functions"+use)
+	case bool(r.FunctionCall):
+		return badRequest("function_call", "function_call"+use)
+	}
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		if m.Role == "assistant" && bool(m.FunctionCall) {
+			param := msgField(i, ".function_call")
+			return badRequest(param, param+" is the deprecated form of tool calls, which this model does not support; send tool_calls and tool messages.")
+		}
+	}
+	return nil
 }
 
 // thinking is the extended thinking a request asks for.
@@ -505,13 +557,25 @@ func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 			param := msgField(i, ".content")
 			return dst, badRequest(param, param+" must be a string or an array of text parts.")
 		}
+		first, marked := n, -1
 		for j := range parts {
 			p := &parts[j]
 			if p.Type != "text" || !jsonscan.IsString(p.Text) {
 				return dst, badRequest(partField(i, j, ".type"), "System and developer messages may hold only text parts.")
 			}
+			mark := len(dst)
 			if dst, n, err = appendSystemText(dst, p.Text, p.CacheControl, n); err != nil {
 				err.param = partField(i, j, ".cache_control")
+				return dst, err
+			}
+			if len(p.CacheControl) > 0 && !jsonscan.IsNull(p.CacheControl) && len(dst) > mark {
+				marked = len(dst)
+			}
+		}
+		if n > first {
+			// The message's own mark goes on its last block, as for the other roles.
+			if dst, err = appendMessageMark(dst, m.CacheControl, marked); err != nil {
+				err.param = msgField(i, ".cache_control")
 				return dst, err
 			}
 		}
@@ -568,6 +632,20 @@ func appendCacheControl(dst, cc []byte) ([]byte, *requestError) {
 	return append(dst, '}'), nil
 }
 
+// appendMessageMark gives a message's last block, the one dst ends with, the message's
+// cache mark cc, unless the block carries a mark of its own (it ends at marked): the
+// part's mark names that very block, and a second cache_control member would repeat
+// the key. A mark that is not an object is refused either way.
+func appendMessageMark(dst, cc []byte, marked int) ([]byte, *requestError) {
+	if marked != len(dst) {
+		return appendCacheControl(dst, cc)
+	}
+	if len(cc) > 0 && !jsonscan.IsNull(cc) && cc[0] != '{' {
+		return appendCacheControl(dst, cc)
+	}
+	return dst, nil
+}
+
 // turnWriter writes the messages array, opening a message at its first block so that
 // a message with nothing to say is left out and consecutive ones of a role merge. A flat
 // writer writes one plain array of blocks instead (a tool_result's content).
@@ -586,6 +664,9 @@ type turnWriter struct {
 	// ids are the tool calls sent so far, in order, each with the id it had
 	// (appendUseID).
 	ids []toolID
+	// marked is where the last block carrying a content part's own cache mark ends
+	// in dst (appendMessageMark).
+	marked int
 }
 
 // toolID is a tool call's id as the client sent it (raw JSON) and as it was sent, and
@@ -643,6 +724,9 @@ func appendMessages(dst []byte, msgs []oaMessage, thinking bool) ([]byte, *reque
 		case "assistant":
 			w.role = "assistant"
 			if err = w.content(m.Content, i, false); err == nil {
+				err = w.refusal(m.Refusal, i)
+			}
+			if err == nil {
 				err = w.toolUses(m.ToolCalls, i)
 			}
 			if err == nil {
@@ -666,7 +750,7 @@ func appendMessages(dst []byte, msgs []oaMessage, thinking bool) ([]byte, *reque
 		}
 		if err == nil && len(w.dst) > start {
 			// The message's own mark goes on its last block.
-			if w.dst, err = appendCacheControl(w.dst, m.CacheControl); err != nil {
+			if w.dst, err = appendMessageMark(w.dst, m.CacheControl, w.marked); err != nil {
 				err.param = msgField(i, ".cache_control")
 			}
 		}
@@ -765,11 +849,34 @@ func (w *turnWriter) content(raw json.RawMessage, i int, user bool) *requestErro
 		default:
 			return badRequest(partField(i, j, ".type"), "Content parts of type "+strconv.Quote(p.Type)+" are not supported here by this model.")
 		}
+		mark := len(w.dst)
 		if w.dst, err = appendCacheControl(w.dst, p.CacheControl); err != nil {
 			err.param = partField(i, j, ".cache_control")
 			return err
 		}
+		if len(w.dst) > mark {
+			w.marked = len(w.dst)
+		}
 	}
+	return nil
+}
+
+// refusal writes an assistant message's refusal, a raw JSON string, as a text block:
+// OpenAI answers a refusal in this field, content null, and clients send the message
+// back as they got it (a conversation begun on OpenAI that goes on with Claude).
+// Left out, the model would not see that it declined, and the user turns around it
+// would merge.
+func (w *turnWriter) refusal(raw json.RawMessage, i int) *requestError {
+	switch {
+	case len(raw) == 0 || jsonscan.IsNull(raw) || isBlankString(raw):
+		return nil
+	case !jsonscan.IsString(raw):
+		param := msgField(i, ".refusal")
+		return badRequest(param, param+" must be a string.")
+	}
+	w.block()
+	w.text = len(w.dst)
+	w.dst = appendTextBlock(w.dst, raw)
 	return nil
 }
 
@@ -899,6 +1006,10 @@ func (w *turnWriter) thinkingBlocks(raw json.RawMessage, i int, write bool) *req
 	w.lead += n + 1
 	if w.text = text; text >= 0 {
 		w.text += n + 1
+	}
+	if w.marked == mark {
+		// The marked block that ended the turn still does, further on.
+		w.marked = len(w.dst)
 	}
 	return nil
 }
@@ -1033,6 +1144,78 @@ func appendTools(dst []byte, tools []oaTool, strict bool) ([]byte, *requestError
 		}
 	}
 	return append(dst, ']'), nil
+}
+
+// appendHistoryTools declares, for a request without tools, a tool for each name its
+// history's tool calls use, with tool_choice none. The Messages API refuses tool_use
+// and tool_result blocks in a request that defines no tools ("Requests which include
+// `tool_use` or `tool_result` blocks must define tools"), where OpenAI takes such a
+// history: clients send one to ask for a summary after a tool loop, leaving the tools
+// out so that the answer is text. Declared with the names used, the model reads the
+// history as it was; with none, it calls nothing, as OpenAI's model without tools.
+func appendHistoryTools(dst []byte, msgs []oaMessage) []byte {
+	n := 0
+	for i := range msgs {
+		if msgs[i].Role != "assistant" {
+			continue
+		}
+		for j := range msgs[i].ToolCalls {
+			name := msgs[i].ToolCalls[j].Function.Name
+			if calledBefore(msgs, i, j, name) {
+				continue
+			}
+			if n == 0 {
+				dst = append(dst, `,"tools":[`...)
+			} else {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = append(dst, `{"name":`...)
+			dst = append(dst, name...)
+			dst = append(dst, `,"input_schema":`...)
+			dst = append(dst, strAnyObject...)
+			dst = append(dst, '}')
+		}
+	}
+	if n == 0 {
+		return dst
+	}
+	return append(dst, `],"tool_choice":{"type":"none"}`...)
+}
+
+// calledBefore reports whether a tool call before the j-th of assistant message i
+// names the function name.
+func calledBefore(msgs []oaMessage, i, j int, name []byte) bool {
+	for k := 0; k <= i; k++ {
+		if msgs[k].Role != "assistant" {
+			continue
+		}
+		calls := msgs[k].ToolCalls
+		if k == i {
+			calls = calls[:j]
+		}
+		for l := range calls {
+			if sameString(calls[l].Function.Name, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameString reports whether the raw JSON strings a and b hold the same text: a tool
+// named twice in two spellings ("get_weather", "get\u005fweather") is one tool, and
+// the API refuses a name declared twice.
+func sameString(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	if bytes.IndexByte(a, '\\') < 0 && bytes.IndexByte(b, '\\') < 0 {
+		return false
+	}
+	ua, okA := jsonscan.AppendUnquote(nil, a)
+	ub, okB := jsonscan.AppendUnquote(nil, b)
+	return okA && okB && bytes.Equal(ua, ub)
 }
 
 // appendInputSchema appends a tool's parameters, a JSON object, as its input_schema.
