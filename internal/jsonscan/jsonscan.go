@@ -12,6 +12,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -439,18 +440,26 @@ func Int(raw []byte) (int64, bool) {
 }
 
 // Count reads a raw JSON number that is a whole number, written as an integer or not
-// (5000, 5000.0, 5e3), or a string holding an integer ("5000"): pydantic's lax mode,
-// behind vLLM, takes all four as a count. It is capped at limit; n is 0 with ok false
-// for anything else, a fraction included.
+// (5000, 5000.0, 5e3), or a string holding an integer as pydantic's lax mode, behind
+// vLLM, reads one ("5000", " 5000 ", "+5000", "5_000", "5000.0", "0005000";
+// countString): all are a count to vLLM, so a client cannot write its max_tokens or n
+// in a form the estimate misses and the upstream honours. It is capped at limit; n is
+// 0 with ok false for anything else, a fraction included.
 func Count(raw []byte, limit int64) (n int64, ok bool) {
 	if n, ok := Int(raw); ok {
 		return min(n, limit), true
 	}
-	if len(raw) > 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
-		if n, ok := Int(raw[1 : len(raw)-1]); ok {
-			return min(n, limit), true
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		s := raw[1 : len(raw)-1]
+		if bytes.IndexByte(s, '\\') >= 0 {
+			var buf [64]byte
+			u, ok := AppendUnquote(buf[:0], raw)
+			if !ok {
+				return 0, false
+			}
+			s = u
 		}
-		return 0, false
+		return countString(s, limit)
 	}
 	f, ok := Float(raw)
 	if !ok || f != math.Trunc(f) || math.IsInf(f, 0) {
@@ -460,6 +469,60 @@ func Count(raw []byte, limit int64) (n int64, ok bool) {
 		return limit, true
 	}
 	return int64(f), true
+}
+
+// countString reads s, a JSON string's text, as pydantic-core's str_as_int does:
+// Unicode space around it, one sign, digits with single underscores between them,
+// leading zeros, and a fraction of zeros only ("5000.0", not "5000." nor "5e3"). The
+// value is capped at limit (and at -limit below), where pydantic reads any length.
+func countString(s []byte, limit int64) (int64, bool) {
+	s = bytes.TrimFunc(s, unicode.IsSpace)
+	neg := false
+	if len(s) > 0 && (s[0] == '+' || s[0] == '-') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	var n int64
+	digits := 0
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c == '_' {
+			// Between two digits only.
+			if i == 0 || s[i-1] == '_' || i+1 == len(s) || s[i+1] < '0' || s[i+1] > '9' {
+				return 0, false
+			}
+			continue
+		}
+		if c < '0' || c > '9' {
+			break
+		}
+		digits++
+		switch {
+		case n > limit:
+		case n > (math.MaxInt64-9)/10:
+			n = math.MaxInt64
+		default:
+			n = n*10 + int64(c-'0')
+		}
+	}
+	if digits == 0 {
+		return 0, false
+	}
+	if i < len(s) {
+		if s[i] != '.' || i+1 == len(s) {
+			return 0, false
+		}
+		for _, c := range s[i+1:] {
+			if c != '0' {
+				return 0, false
+			}
+		}
+	}
+	n = min(n, limit)
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // Float reads a raw JSON number.
