@@ -37,7 +37,9 @@ Per-request headers for tests:
                             cache_read_input_tokens)
   x-mock-cache-write-tokens: N  --api anthropic: report N prompt tokens written to
                             the cache (cache_creation_input_tokens)
-Every API response carries x-mock-saw-authorization: yes|no.
+Every API response carries x-mock-saw-authorization: yes|no. As vLLM's, an
+answer's id is the request's X-Request-Id (else its body's request_id) after
+chatcmpl-, cmpl- or embd-.
 
 As vLLM: POST routes require Content-Type: application/json; /v1/completions
 defaults max_tokens to 16, and without max_tokens an answer stops where
@@ -45,9 +47,13 @@ defaults max_tokens to 16, and without max_tokens an answer stops where
 chunk of its last token; stream_options.continuous_usage_stats puts each choice's
 usage on its chunks; logprobs (chat: logprobs, top_logprobs; completions: logprobs)
 come with deterministic values; temperature, top_p, min_tokens and top_logprobs
-are validated; a request whose client disconnects is aborted, and leaves the queue
-or frees its slot, at once. /metrics has vLLM's gauges, counters and the
-time_to_first_token, inter_token_latency and e2e_request_latency histograms.
+are validated; ignore_eos runs an answer to max_tokens; min_tokens holds off stop
+strings too (vLLM 0.10.2 and later); include_stop_str_in_output keeps the stop
+string; completions' echo puts the prompt first (and its tokens first in logprobs),
+and suffix is refused; dimensions may not exceed --embedding-dim; a request whose
+client disconnects is aborted, and leaves the queue or frees its slot, at once.
+/metrics has vLLM's gauges, counters and the time_to_first_token,
+inter_token_latency and e2e_request_latency histograms.
 With --api anthropic, thinking (enabled with budget_tokens, or adaptive) puts a
 thinking block with a signature first, and is validated as the Messages API does.
 The request's model decides the rest as Anthropic documents it: claude-opus-4-7,
@@ -94,7 +100,7 @@ func run(args []string, stderr io.Writer, stop <-chan os.Signal, ready chan<- st
 	fs.Float64Var(&o.ErrorRate, "error-rate", 0, "fraction of requests answered with a 500")
 	fs.Float64Var(&o.DisconnectRate, "disconnect-rate", 0, "fraction of streams cut half-way")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the generated text and of the fault draws")
-	fs.IntVar(&o.EmbeddingDim, "embedding-dim", mockllm.DefaultEmbeddingDim, "embedding vector length")
+	fs.IntVar(&o.EmbeddingDim, "embedding-dim", mockllm.DefaultEmbeddingDim, "embedding vector length, the most dimensions a request may ask for")
 	fs.IntVar(&o.MaxNumSeqs, "max-num-seqs", mockllm.DefaultMaxNumSeqs, "requests running at once; more wait (a waiting stream has its headers at once)")
 	fs.IntVar(&o.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen,
 		"context length: reported by /v1/models; a prompt plus max_tokens beyond it is refused with 400; without max_tokens an answer stops there")

@@ -830,7 +830,7 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	h := st.items[0].h
 	// Thinking tokens count toward max_tokens, which is over the budget, which is
 	// over what mockllm thinks.
-	p := newPlan(h, s.opts.MaxTokens, st.maxTokens-int64(st.think.tokens()), st.hdr.tokens, 0)
+	p := newPlan(h, s.opts.MaxTokens, st.maxTokens-int64(st.think.tokens()), st.hdr.tokens, 0, false)
 	if st.tool.use {
 		if st.tool.preamble {
 			p.natural = min(p.natural, maxPreamble)
@@ -842,7 +842,7 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	if st.format.on && !st.tool.use {
 		st.fitFormat(&p, int(max(min(int64(s.opts.MaxTokens), st.maxTokens-int64(st.think.tokens())), 0)))
 	} else {
-		st.scratch = p.applyStops(st.stops, st.scratch)
+		st.scratch = p.applyStops(st.stops, st.scratch, 0, false)
 	}
 	st.fitTool(&p, int(min(int64(s.opts.MaxTokens), st.maxTokens)))
 	st.plans = append(st.plans, p)

@@ -58,6 +58,9 @@ var benchCases = []struct {
 	{"chat", "/v1/chat/completions", benchChat, APIOpenAI, nil, ""},
 	{"chat-stream", "/v1/chat/completions", benchChat[:len(benchChat)-1] + `,"stream":true,"stream_options":{"include_usage":true}}`, APIOpenAI, nil, ""},
 	{"completions", "/v1/completions", `{"model":"mock-1","prompt":"Once upon a time","max_tokens":64}`, APIOpenAI, nil, ""},
+	// The gateway's requests: X-Request-Id names the answer.
+	{"chat-request-id", "/v1/chat/completions", benchChat, APIOpenAI, []string{"X-Request-Id", "0123456789abcdef0123456789abcdef"}, ""},
+	{"completions-echo-logprobs", "/v1/completions", `{"model":"mock-1","prompt":"Once upon a time","max_tokens":8,"echo":true,"logprobs":2,"ignore_eos":true}`, APIOpenAI, nil, ""},
 	{"embeddings-base64", "/v1/embeddings", benchEmbed, APIOpenAI, nil, ""},
 	{"messages", "/v1/messages", benchMessages, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
 	{"messages-stream", "/v1/messages", benchMessages[:len(benchMessages)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},

@@ -41,11 +41,13 @@ func (st *state) parseEmbeddings(body []byte) *badRequest {
 			if isNull(v) {
 				continue
 			}
-			n, ok := jsonscan.Int(v)
-			if !ok || n < 1 || n > MaxEmbeddingDim {
-				return &badRequest{msg: "dimensions: must be between 1 and " + strconv.Itoa(MaxEmbeddingDim), param: "dimensions", serving: true}
+			if e := st.setDims(v); e != nil {
+				return e
 			}
-			st.dims = int(n)
+		case "request_id":
+			if e := st.setRequestID(v); e != nil {
+				return e
+			}
 		}
 	}
 	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
@@ -57,6 +59,27 @@ func (st *state) parseEmbeddings(body []byte) *badRequest {
 	if !st.parseInputs(input) {
 		return &badRequest{msg: "input: Input should be a non-empty string, list of strings, list of tokens or list of token lists", param: "input"}
 	}
+	return nil
+}
+
+// setDims reads dimensions. mockllm's model is a Matryoshka one of EmbeddingDim
+// components: a shorter vector is its head, normalized again, and a longer one is
+// refused (vLLM never answers a vector longer than its model's, and OpenAI refuses
+// dimensions above a model's own), in the words of vLLM's PoolingParams check of
+// matryoshka_dimensions.
+func (st *state) setDims(v []byte) *badRequest {
+	n, ok := jsonscan.Int(v)
+	switch {
+	case !ok:
+		return &badRequest{msg: "dimensions: Input should be a valid integer", param: "dimensions"}
+	case n < 1:
+		return &badRequest{msg: "Dimensions must be greater than 0", param: "dimensions", serving: true}
+	case n > int64(st.s.opts.EmbeddingDim):
+		return &badRequest{param: "dimensions", serving: true,
+			msg: "Model \"" + st.s.opts.Model + "\" only supports matryoshka dimensions up to " +
+				strconv.Itoa(st.s.opts.EmbeddingDim) + ", use other output dimensions will lead to poor results."}
+	}
+	st.dims = int(n)
 	return nil
 }
 
@@ -86,7 +109,7 @@ func (s *Server) embeddings(ctx *fasthttp.RequestCtx, st *state) {
 	}
 	st.idA, st.idB = s.nextID(st.items[0].h)
 	b := st.out[:0]
-	b = appendHead(b, s, "embd-", st.idA, st.idB, "list", st.created)
+	b = appendHead(b, st, "embd-", "list")
 	b = append(b, `,"data":[`...)
 	for i, it := range st.items {
 		if i > 0 {

@@ -25,6 +25,9 @@ var (
 	errBadSeed    = &badRequest{msg: "seed: Input should be a valid integer", param: "seed"}
 	errBadStop    = &badRequest{msg: "stop: Input should be a valid string or list of strings", param: "stop"}
 	errBadOptions = &badRequest{msg: "Stream options can only be defined when `stream=True`.", param: "stream_options"}
+	// errSuffix is vLLM's create_completion refusal of suffix, which it never
+	// implemented.
+	errSuffix = &badRequest{msg: "suffix is not currently supported", serving: true}
 )
 
 // errBadMax reports an unusable max_tokens the way vLLM words it.

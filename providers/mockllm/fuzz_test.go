@@ -51,6 +51,8 @@ func FuzzRequest(f *testing.F) {
 	}{
 		{chatBody("lp", `"logprobs":true,"top_logprobs":3,"n":2,"stream":true,"stream_options":{"continuous_usage_stats":true},"min_tokens":2,"temperature":0.5,"top_p":0.9`), 0},
 		{`{"prompt":["a","bb"],"logprobs":2,"n":2,"max_tokens":null,"stream":true,"stream_options":{"continuous_usage_stats":true}}`, 1},
+		{`{"prompt":["caf\u00e9 \ud83d\ude00\n",[0,63,64,-1],""],"echo":true,"logprobs":-1,"n":2,"max_tokens":4,"stream":true,"stop":[" "],"include_stop_str_in_output":true,"min_tokens":2,"request_id":"r\"1"}`, 1},
+		{`{"prompt":"x","echo":true,"logprobs":3,"ignore_eos":true,"max_tokens":5,"stop":"e","suffix":null}`, 1},
 		{`{"model":null,"prompt":"caf\u00e9","return_token_strs":true}`, 4},
 		{`{"model":"mock-1","tokens":[0,63,64,9007199254740993]}`, 5},
 		{`{"model":"claude-opus-4-7","max_tokens":40,"stream":true,"thinking":{"type":"adaptive"},"output_config":{"effort":"xhigh","format":{"type":"json_schema","schema":{"type":"object","additionalProperties":false,"properties":{"a":{"enum":["caf\u00e9"]},"b":{"type":"object","additionalProperties":false,"properties":{"c":{"type":["integer","null"]}}},"d":{"type":"array","items":{"type":"string"}}}}}},"stop_sequences":["}"],"messages":[{"role":"user","content":"json"}]}`, 6},

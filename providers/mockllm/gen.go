@@ -67,23 +67,28 @@ type plan struct {
 // newPlan chooses the answer's length. forced > 0 (x-mock-tokens) sets the natural
 // length; otherwise it is drawn from [cap/2, cap] so that both a natural stop and a
 // max_tokens cut occur for ordinary max_tokens values. minTokens (vLLM's min_tokens)
-// holds off the natural end. The answer is cut, with finish_reason "length", at
-// reqMax (the request's max_tokens, 0 for none) and at capTokens (Options.MaxTokens),
-// which bounds forced lengths too.
-func newPlan(h uint64, capTokens int, reqMax int64, forced, minTokens int) plan {
+// holds off the natural end, and ignoreEOS (vLLM's ignore_eos, which its benchmarks
+// send to fix output lengths) puts it past the limit. The answer is cut, with
+// finish_reason "length", at reqMax (the request's max_tokens, 0 for none) and at
+// capTokens (Options.MaxTokens), which bounds forced lengths too.
+func newPlan(h uint64, capTokens int, reqMax int64, forced, minTokens int, ignoreEOS bool) plan {
 	p := plan{h: h, lastLen: -1, stopSeq: -1, stop: true}
-	if forced > 0 {
+	limit := capTokens
+	if reqMax > 0 && reqMax < int64(limit) {
+		limit = int(reqMax)
+	}
+	switch {
+	case ignoreEOS:
+		// The end of sequence (the natural end and its full stop) never comes.
+		p.natural = limit + 1
+	case forced > 0:
 		p.natural = forced
-	} else {
+	default:
 		lo := (capTokens + 1) / 2
 		p.natural = lo + int(mix(h^golden)%uint64(capTokens-lo+1))
 	}
 	p.natural = max(p.natural, minTokens)
 	p.n = p.natural
-	limit := capTokens
-	if reqMax > 0 && reqMax < int64(limit) {
-		limit = int(reqMax)
-	}
 	if p.n > limit {
 		p.n = limit
 		p.stop = false
@@ -141,34 +146,49 @@ func (p *plan) appendText(dst []byte) []byte {
 	return dst
 }
 
-// applyStops ends the answer before the first occurrence of any stop sequence, as vLLM
-// does (the sequence itself is not part of the output). scratch is reused for the text.
-func (p *plan) applyStops(stops [][]byte, scratch []byte) []byte {
-	if len(stops) == 0 {
+// applyStops ends the answer at the first occurrence of any stop sequence, as vLLM
+// does: before it, or after it when include (include_stop_str_in_output) holds.
+// Since vLLM 0.10.2 (PR #22014) the text of the first minTokens tokens is not
+// searched: a match must end after it, so it may begin up to len(stop)-1 bytes
+// earlier, as vLLM's search window over the new text does. scratch is reused for
+// the text.
+func (p *plan) applyStops(stops [][]byte, scratch []byte, minTokens int, include bool) []byte {
+	if len(stops) == 0 || p.n <= minTokens {
 		return scratch
 	}
 	text := p.appendText(scratch[:0])
+	held := 0
+	for i := range minTokens {
+		held += p.tokenLen(i)
+	}
 	at, which := -1, -1
 	for k, s := range stops {
 		if len(s) == 0 {
 			continue
 		}
-		if j := bytes.Index(text, s); j >= 0 && (at < 0 || j < at) {
-			at, which = j, k
+		from := max(held-len(s)+1, 0)
+		if j := bytes.Index(text[from:], s); j >= 0 && (at < 0 || from+j < at) {
+			at, which = from+j, k
 		}
 	}
 	if at < 0 {
 		return text
 	}
+	end := at
+	if include {
+		end += len(stops[which])
+	}
+	p.stop, p.stopSeq = true, which
 	off := 0
 	for i := 0; i < p.n; i++ {
 		l := p.tokenLen(i)
-		if off+l > at {
-			p.stop, p.stopSeq = true, which
-			if at == off {
+		// The answer ends with the token the cut falls in; with include, with the
+		// one the stop sequence ends in.
+		if end < off+l || include && end == off+l {
+			if end == off {
 				p.n = i
 			} else {
-				p.n, p.lastLen = i+1, at-off
+				p.n, p.lastLen = i+1, end-off
 			}
 			break
 		}

@@ -1,6 +1,12 @@
 package mockllm
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
 
 // maxLogprobs is vLLM's default --max-logprobs: the most top candidates a request may
 // ask for per token.
@@ -38,8 +44,10 @@ func (p *plan) appendCandidate(b []byte, i, k int) []byte {
 
 // appendLogprobs appends a choice's logprobs member for tokens [from, to), off being
 // the text offset of token from: null when none were asked for, else vLLM's
-// ChatCompletionLogProbs for chat and CompletionLogProbs for the legacy API.
-func (st *state) appendLogprobs(b []byte, p *plan, from, to, off int) []byte {
+// ChatCompletionLogProbs for chat and CompletionLogProbs for the legacy API. echo,
+// when not nil, is the item whose prompt the text begins with: its tokens come first,
+// as vLLM lists the prompt logprobs that echo asks for, the first without a logprob.
+func (st *state) appendLogprobs(b []byte, p *plan, from, to, off int, echo *item) []byte {
 	if !st.logprobs {
 		return append(b, "null"...)
 	}
@@ -67,24 +75,55 @@ func (st *state) appendLogprobs(b []byte, p *plan, from, to, off int) []byte {
 	// logprobs others, the generated one among them (serving_completion.py
 	// _create_completion_logprobs), so logprobs 0 still lists one.
 	top = max(top, 1)
+	var cuts []int
+	var pp plan
+	if echo != nil {
+		st.splitPrompt(echo)
+		cuts, pp = st.echoCuts, plan{h: mix(echo.h ^ promptSalt)}
+	}
+	dec := st.echoDec
+	prompt := max(len(cuts)-1, 0)
 	b = append(b, `{"text_offset":[`...)
+	chars := 0
+	for k := range prompt {
+		if k > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(chars), 10)
+		chars += utf8.RuneCount(dec[cuts[k]:cuts[k+1]])
+	}
 	for i := from; i < to; i++ {
-		if i > from {
+		if i > from || prompt > 0 {
 			b = append(b, ',')
 		}
 		b = strconv.AppendInt(b, int64(off), 10)
 		off += p.tokenLen(i)
 	}
 	b = append(b, `],"token_logprobs":[`...)
+	for k := range prompt {
+		switch k {
+		case 0:
+			b = append(b, "null"...)
+		default:
+			b = append(b, ',')
+			b = strconv.AppendFloat(b, pp.logprob(k, 0), 'f', -1, 64)
+		}
+	}
 	for i := from; i < to; i++ {
-		if i > from {
+		if i > from || prompt > 0 {
 			b = append(b, ',')
 		}
 		b = strconv.AppendFloat(b, p.logprob(i, 0), 'f', -1, 64)
 	}
 	b = append(b, `],"tokens":[`...)
+	for k := range prompt {
+		if k > 0 {
+			b = append(b, ',')
+		}
+		b = appendQuoteBytes(b, dec[cuts[k]:cuts[k+1]])
+	}
 	for i := from; i < to; i++ {
-		if i > from {
+		if i > from || prompt > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, '"')
@@ -92,8 +131,31 @@ func (st *state) appendLogprobs(b []byte, p *plan, from, to, off int) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, `],"top_logprobs":[`...)
+	for k := range prompt {
+		if k == 0 {
+			b = append(b, "null"...)
+			continue
+		}
+		piece := dec[cuts[k]:cuts[k+1]]
+		b = append(b, ",{"...)
+		b = appendQuoteBytes(b, piece)
+		b = append(b, ':')
+		b = strconv.AppendFloat(b, pp.logprob(k, 0), 'f', -1, 64)
+		// Other words follow, never the token itself.
+		w := spacedWord(piece)
+		if w < 0 {
+			w = pp.wordIndex(k)
+		}
+		for c := 1; c < top; c++ {
+			b = append(b, `," `...)
+			b = append(b, words[(w+c)&(vocabSize-1)]...)
+			b = append(b, `":`...)
+			b = strconv.AppendFloat(b, pp.logprob(k, c), 'f', -1, 64)
+		}
+		b = append(b, '}')
+	}
 	for i := from; i < to; i++ {
-		if i > from {
+		if i > from || prompt > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, '{')
@@ -109,6 +171,52 @@ func (st *state) appendLogprobs(b []byte, p *plan, from, to, off int) []byte {
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
+}
+
+// promptSalt seeds an echoed prompt's logprobs apart from its answer's.
+const promptSalt = 0x70726f6d7074
+
+// splitPrompt splits the prompt echo holds into as many tokens as it counts, for
+// logprobs, leaving their bounds in st.echoCuts over st.echoDec, the decoded prompt:
+// a token-id prompt into its words (with their spaces, as an answer's tokens have
+// them); a text prompt into pieces of about four bytes, cut at rune starts, so that
+// the tokens spell the echoed text.
+func (st *state) splitPrompt(echo *item) {
+	text := st.echoBuf[echo.echoFrom:echo.echoTo]
+	if echo.ids {
+		st.echoDec = append(st.echoDec[:0], text...)
+	} else {
+		st.echoDec, _ = jsonscan.AppendUnescape(st.echoDec[:0], text)
+	}
+	dec := st.echoDec
+	cuts := append(st.echoCuts[:0], 0)
+	for k := 1; k < echo.tokens; k++ {
+		last := cuts[len(cuts)-1]
+		var end int
+		if echo.ids {
+			end = last + 1 + bytes.IndexByte(dec[last+1:], ' ')
+		} else {
+			end = max(k*len(dec)/echo.tokens, last)
+			for end < len(dec) && !utf8.RuneStart(dec[end]) {
+				end++
+			}
+		}
+		cuts = append(cuts, end)
+	}
+	st.echoCuts = append(cuts, len(dec))
+}
+
+// spacedWord is the vocabulary index of piece when it is a word after a space, else -1.
+func spacedWord(piece []byte) int {
+	if len(piece) < 2 || piece[0] != ' ' {
+		return -1
+	}
+	for j, w := range words {
+		if string(piece[1:]) == w {
+			return j
+		}
+	}
+	return -1
 }
 
 // appendChatLogprob appends candidate k at token i as vLLM's ChatCompletionLogProb:

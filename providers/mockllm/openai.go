@@ -4,6 +4,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/valyala/fasthttp"
@@ -137,6 +138,19 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 			return true, &badRequest{msg: "min_tokens: Input should be a valid integer", param: "min_tokens"}
 		}
 		st.minTokens = n
+	case "ignore_eos", "include_stop_str_in_output":
+		// vLLM's sampling extras, plain bools (null refused).
+		b, ok := jsonscan.Bool(v)
+		if !ok {
+			return true, &badRequest{msg: string(key) + ": Input should be a valid boolean", param: string(key)}
+		}
+		if string(key) == "ignore_eos" {
+			st.ignoreEOS = b
+		} else {
+			st.inclStop = b
+		}
+	case "request_id":
+		return true, st.setRequestID(v)
 	default:
 		return false, nil
 	}
@@ -258,6 +272,23 @@ func (st *state) parseCompletions(body []byte) *badRequest {
 			continue
 		case "max_tokens":
 			sawMax = true
+		case "echo":
+			b, ok := jsonscan.Bool(v)
+			if !ok && !isNull(v) {
+				return &badRequest{msg: "echo: Input should be a valid boolean", param: "echo"}
+			}
+			st.echo = b
+			continue
+		case "suffix":
+			// Refused once the model is known (admit), as vLLM's create_completion
+			// does.
+			switch {
+			case jsonscan.IsString(v):
+				st.suffix = true
+			case !isNull(v):
+				return &badRequest{msg: "suffix: Input should be a valid string", param: "suffix"}
+			}
+			continue
 		}
 		if known, e := st.parseCommon(k, v); known {
 			if e != nil {
@@ -292,6 +323,20 @@ func (st *state) parseCompletions(body []byte) *badRequest {
 // OpenAI's legacy API's); an explicit null lifts it.
 const defaultCompletionMaxTokens = 16
 
+// setRequestID reads the body's request_id, vLLM's extra parameter, which names the
+// answer when no X-Request-Id header came.
+func (st *state) setRequestID(v []byte) *badRequest {
+	if !jsonscan.IsString(v) {
+		return &badRequest{msg: "request_id: Input should be a valid string", param: "request_id"}
+	}
+	// The scanner has checked the string: its inside is valid in a JSON string as
+	// it is.
+	if id := v[1 : len(v)-1]; !st.hdr.reqID && len(id) <= maxRequestIDLen {
+		st.reqID = append(st.reqID[:0], id...)
+	}
+	return nil
+}
+
 // parseInputs reads OpenAI's prompt/input union: a string, an array of strings, an
 // array of token ids, or an array of token-id arrays. Each input is hashed as its raw
 // bytes, and counted as its tokens (ids) or about four bytes a token (text).
@@ -299,6 +344,7 @@ func (st *state) parseInputs(raw []byte) bool {
 	seed := st.s.opts.Seed
 	if jsonscan.IsString(raw) {
 		st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, raw), tokens: promptTokens(strLen(raw))})
+		st.keepEcho(raw, false)
 		return true
 	}
 	var a jsonscan.Array
@@ -315,6 +361,7 @@ func (st *state) parseInputs(raw []byte) bool {
 			return false
 		}
 		st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, raw), tokens: n})
+		st.keepEcho(raw, true)
 		return true
 	}
 	a.Reset(raw)
@@ -326,16 +373,69 @@ func (st *state) parseInputs(raw []byte) bool {
 		switch {
 		case jsonscan.IsString(v):
 			st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, v), tokens: promptTokens(strLen(v))})
+			st.keepEcho(v, false)
 		case len(v) > 0 && v[0] == '[':
 			n, ok := countInts(v)
 			if !ok || n == 0 {
 				return false
 			}
 			st.items = append(st.items, item{h: promptHash(seed, st.seed, st.hasSeed, v), tokens: n})
+			st.keepEcho(v, true)
 		default:
 			return false
 		}
 	}
+}
+
+// keepEcho copies the last item's prompt for echo (a completions request's), as vLLM
+// echoes it: a text prompt as it came, a token-id prompt (raw, an array of integers)
+// detokenized, as /detokenize spells it.
+func (st *state) keepEcho(raw []byte, ids bool) {
+	if !st.echo || st.route != rCompletions {
+		return
+	}
+	it := &st.items[len(st.items)-1]
+	it.echoFrom, it.ids = len(st.echoBuf), ids
+	if ids {
+		var a jsonscan.Array
+		a.Reset(raw)
+		for i := 0; ; i++ {
+			v, ok := a.Next()
+			if !ok {
+				break
+			}
+			if i > 0 {
+				st.echoBuf = append(st.echoBuf, ' ')
+			}
+			id, _ := jsonscan.Int(v)
+			st.echoBuf = append(st.echoBuf, words[uint64(id)&(vocabSize-1)]...)
+		}
+		it.echoTo = len(st.echoBuf)
+		it.echoChars = it.echoTo - it.echoFrom
+		return
+	}
+	// The scanner has checked the string: its inside is valid in a JSON string as
+	// it is.
+	st.echoBuf = append(st.echoBuf, raw[1:len(raw)-1]...)
+	it.echoTo = len(st.echoBuf)
+	st.echoDec, _ = jsonscan.AppendUnescape(st.echoDec[:0], st.echoBuf[it.echoFrom:])
+	it.echoChars = utf8.RuneCount(st.echoDec)
+}
+
+// echoOf is the item whose prompt choice c echoes, or nil without echo.
+func (st *state) echoOf(c int) *item {
+	if !st.echo {
+		return nil
+	}
+	return &st.items[c/max(st.n, 1)]
+}
+
+// appendEcho appends the prompt choice c echoes: nothing without echo.
+func (st *state) appendEcho(b []byte, c int) []byte {
+	if it := st.echoOf(c); it != nil {
+		b = append(b, st.echoBuf[it.echoFrom:it.echoTo]...)
+	}
+	return b
 }
 
 func isNumber(v []byte) bool { return len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9') }
@@ -365,6 +465,10 @@ func countInts(raw []byte) (int, bool) {
 func (s *Server) admit(ctx *fasthttp.RequestCtx, st *state) bool {
 	if !s.modelOK(st.modelRaw, st.scratch) {
 		s.modelNotFound(ctx, st, st.modelRaw)
+		return false
+	}
+	if st.suffix {
+		s.badRequest(ctx, st, errSuffix)
 		return false
 	}
 	if e := st.checkContext(); e != nil {
@@ -467,8 +571,8 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 	steps, generated := 0, 0
 	maxTokens := st.maxTokensFor(st.promptTokens)
 	for i := range max(st.n, 1) {
-		p := newPlan(choiceHash(h, i), s.opts.MaxTokens, maxTokens, st.hdr.tokens, int(st.minTokens))
-		st.scratch = p.applyStops(st.stops, st.scratch)
+		p := newPlan(choiceHash(h, i), s.opts.MaxTokens, maxTokens, st.hdr.tokens, int(st.minTokens), st.ignoreEOS)
+		st.scratch = p.applyStops(st.stops, st.scratch, int(st.minTokens), st.inclStop)
 		st.plans = append(st.plans, p)
 		steps = max(steps, p.n)
 		generated += p.n
@@ -484,7 +588,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		return
 	}
 	b := st.out[:0]
-	b = appendHead(b, s, "chatcmpl-", st.idA, st.idB, "chat.completion", st.created)
+	b = appendHead(b, st, "chatcmpl-", "chat.completion")
 	b = append(b, `,"choices":[`...)
 	for i := range st.plans {
 		p := &st.plans[i]
@@ -496,13 +600,13 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		b = append(b, `,"message":{"role":"assistant","content":"`...)
 		b = p.appendText(b)
 		b = append(b, `","refusal":null,"tool_calls":[],"reasoning_content":null},"logprobs":`...)
-		b = st.appendLogprobs(b, p, 0, p.n, 0)
+		b = st.appendLogprobs(b, p, 0, p.n, 0, nil)
 		b = append(b, `,"finish_reason":`...)
 		b = appendFinish(b, st, p)
 		b = append(b, '}')
 	}
 	b = append(b, `],"usage":`...)
-	b = st.appendUsage(b, st.promptTokens, generated)
+	b = st.appendUsage(b, st.promptTokens, generated, false)
 	b = append(b, `,"prompt_logprobs":null}`...)
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
@@ -521,8 +625,10 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 	for _, it := range st.items {
 		maxTokens := st.maxTokensFor(it.tokens)
 		for j := range max(st.n, 1) {
-			p := newPlan(choiceHash(it.h, j), s.opts.MaxTokens, maxTokens, st.hdr.tokens, int(st.minTokens))
-			st.scratch = p.applyStops(st.stops, st.scratch)
+			p := newPlan(choiceHash(it.h, j), s.opts.MaxTokens, maxTokens, st.hdr.tokens, int(st.minTokens), st.ignoreEOS)
+			st.scratch = p.applyStops(st.stops, st.scratch, int(st.minTokens), st.inclStop)
+			// A stream's text offsets count on after the echoed prompt.
+			p.off = it.echoChars
 			st.plans = append(st.plans, p)
 			steps = max(steps, p.n)
 			generated += p.n
@@ -540,7 +646,7 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 		return
 	}
 	b := st.out[:0]
-	b = appendHead(b, s, "cmpl-", st.idA, st.idB, "text_completion", st.created)
+	b = appendHead(b, st, "cmpl-", "text_completion")
 	b = append(b, `,"choices":[`...)
 	for i := range st.plans {
 		p := &st.plans[i]
@@ -550,32 +656,40 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 		b = append(b, `{"index":`...)
 		b = strconv.AppendInt(b, int64(i), 10)
 		b = append(b, `,"text":"`...)
+		// vLLM's echo: the prompt, then the completion.
+		b = st.appendEcho(b, i)
 		b = p.appendText(b)
 		b = append(b, `","logprobs":`...)
-		b = st.appendLogprobs(b, p, 0, p.n, 0)
+		b = st.appendLogprobs(b, p, 0, p.n, p.off, st.echoOf(i))
 		b = append(b, `,"finish_reason":`...)
 		b = appendFinish(b, st, p)
 		b = append(b, `,"prompt_logprobs":null}`...)
 	}
 	b = append(b, `],"usage":`...)
-	b = st.appendUsage(b, st.promptTokens, generated)
+	b = st.appendUsage(b, st.promptTokens, generated, false)
 	b = append(b, '}')
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
 }
 
-// appendHead opens a response object: id, object, created, model.
-func appendHead(b []byte, s *Server, idPrefix string, idA, idB uint64, object string, created int64) []byte {
+// appendHead opens a response object: id, object, created, model. The id is vLLM's:
+// the prefix and the request's id (X-Request-Id, else the body's request_id), or when
+// it has none one of the server's, 32 hex digits as vLLM's random_uuid.
+func appendHead(b []byte, st *state, idPrefix, object string) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, idPrefix...)
-	b = appendHex64(b, idA)
-	b = appendHex64(b, idB)
+	if len(st.reqID) > 0 {
+		b = append(b, st.reqID...)
+	} else {
+		b = appendHex64(b, st.idA)
+		b = appendHex64(b, st.idB)
+	}
 	b = append(b, `","object":"`...)
 	b = append(b, object...)
 	b = append(b, `","created":`...)
-	b = strconv.AppendInt(b, created, 10)
+	b = strconv.AppendInt(b, st.created, 10)
 	b = append(b, `,"model":`...)
-	return append(b, s.modelJSON...)
+	return append(b, st.s.modelJSON...)
 }
 
 // appendFinish appends finish_reason and vLLM's stop_reason (the matched stop string).
@@ -595,11 +709,15 @@ func appendFinish(b []byte, st *state, p *plan) []byte {
 // appendUsage appends a request's final usage: the prompt_tokens_details of vLLM run
 // with --enable-prompt-tokens-details and prefix caching, which holds the tokens
 // x-mock-cached-tokens says the prefix cache served, and is null (as vLLM has it)
-// when there were none.
-func (st *state) appendUsage(b []byte, prompt, completion int) []byte {
+// when there were none, or left out in a stream's usage chunk, which vLLM writes
+// without its None members (exclude_none).
+func (st *state) appendUsage(b []byte, prompt, completion int, stream bool) []byte {
 	b = appendUsage(b, prompt, completion)
 	cached, _, _ := st.cacheCounts(prompt)
-	if cached == 0 {
+	switch {
+	case cached == 0 && stream:
+		return append(b, '}')
+	case cached == 0:
 		return append(b, `,"prompt_tokens_details":null}`...)
 	}
 	b = append(b, `,"prompt_tokens_details":{"cached_tokens":`...)
@@ -632,7 +750,7 @@ const (
 // created, model, choices:[") once, and hands the state to fasthttp.
 func (s *Server) startOpenAIStream(ctx *fasthttp.RequestCtx, st *state, idPrefix, object string) {
 	b := append(st.prefix[:0], "data: "...)
-	b = appendHead(b, s, idPrefix, st.idA, st.idB, object, st.created)
+	b = appendHead(b, st, idPrefix, object)
 	st.prefix = append(b, `,"choices":[`...)
 	st.ttftD, st.tpotD = st.ttft(), st.tpot()
 	total := 0
@@ -690,11 +808,20 @@ func (st *state) nextOpenAI() ([]byte, error) {
 			b = append(b, `"},"logprobs":`...)
 		} else {
 			b = append(b, `,"text":"`...)
+			// vLLM echoes the prompt in a choice's first chunk, before its first
+			// token.
+			if st.step == 0 {
+				b = st.appendEcho(b, c)
+			}
 			b = p.appendToken(b, st.step)
 			b = append(b, `","logprobs":`...)
 		}
 		if st.logprobs {
-			b = st.appendLogprobs(b, p, st.step, st.step+1, p.off)
+			var echo *item
+			if st.step == 0 {
+				echo = st.echoOf(c)
+			}
+			b = st.appendLogprobs(b, p, st.step, st.step+1, p.off, echo)
 			p.off += p.tokenLen(st.step)
 		} else {
 			b = append(b, "null"...)
@@ -737,7 +864,15 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		if st.kind == kChat {
 			b = append(b, `,"delta":{},"logprobs":null,"finish_reason":`...)
 		} else {
-			b = append(b, `,"text":"","logprobs":null,"finish_reason":`...)
+			b = append(b, `,"text":"`...)
+			b = st.appendEcho(b, c)
+			b = append(b, `","logprobs":`...)
+			if it := st.echoOf(c); it != nil {
+				b = st.appendLogprobs(b, p, 0, 0, p.off, it)
+			} else {
+				b = append(b, "null"...)
+			}
+			b = append(b, `,"finish_reason":`...)
 		}
 		b = appendFinish(b, st, p)
 		b = append(b, '}')
@@ -746,7 +881,7 @@ func (st *state) nextOpenAI() ([]byte, error) {
 	case oUsage:
 		b = append(b, st.prefix...)
 		b = append(b, `],"usage":`...)
-		b = st.appendUsage(b, st.promptTokens, st.emitted)
+		b = st.appendUsage(b, st.promptTokens, st.emitted, true)
 		b = append(b, "}\n\n"...)
 		st.phase = oDone
 	case oDone:
@@ -779,8 +914,13 @@ func (st *state) endChunk(b []byte, c, completion int) []byte {
 		prompt = st.items[c/max(st.n, 1)].tokens
 	}
 	b = append(b, `],"usage":`...)
-	// vLLM's usage on every chunk has no prompt_tokens_details: only the final one.
+	// vLLM's usage on every chunk has no prompt_tokens_details, only the final one:
+	// a chat chunk leaves it out (exclude_unset), a completions chunk writes its
+	// None.
 	b = appendUsage(b, prompt, completion)
+	if st.kind == kChat {
+		return append(b, "}}\n\n"...)
+	}
 	return append(b, `,"prompt_tokens_details":null}}`+"\n\n"...)
 }
 
@@ -846,6 +986,6 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, st *state) {
 }
 
 // laxInt reads an integer field as vLLM's pydantic models do in lax mode: a whole
-// number written as a float (3.0, 5e3) or an integer string ("3") is that integer; a
-// fraction is not one.
+// number written as a float (3.0, 5e3) or as a string ("3", "3.0"; jsonscan.Count) is
+// that integer; a fraction is not one.
 func laxInt(v []byte) (int64, bool) { return jsonscan.Count(v, math.MaxInt64) }

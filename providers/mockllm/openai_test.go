@@ -707,8 +707,8 @@ func TestMinTokens(t *testing.T) {
 }
 
 // TestWholeFloatCounts: as vLLM's pydantic models in lax mode, a count written as a
-// whole float (3.0, 2e0) or an integer string ("3") is taken as the integer; a fraction
-// is refused.
+// whole float (3.0, 2e0) or as a string of one ("3", "3.0") is taken as the integer; a
+// fraction is refused.
 func TestWholeFloatCounts(t *testing.T) {
 	s := start(t, Options{})
 	for _, c := range []struct {
@@ -717,7 +717,8 @@ func TestWholeFloatCounts(t *testing.T) {
 	}{
 		{"max_tokens", "3.0", 200}, {"max_completion_tokens", "3e0", 200}, {"n", "2.0", 200},
 		{"max_tokens", `"3"`, 200}, {"n", `"2"`, 200},
-		{"max_tokens", "3.5", 400}, {"n", "1.5", 400}, {"max_tokens", `"3.0"`, 400},
+		{"max_tokens", `"3.0"`, 200},
+		{"max_tokens", "3.5", 400}, {"n", "1.5", 400}, {"max_tokens", `"3.5"`, 400},
 	} {
 		resp, body, err := s.do("POST", "/v1/chat/completions", `{"model":"`+DefaultModel+`","messages":[{"role":"user","content":"Hi"}],"`+c.field+`":`+c.value+`}`)
 		if err != nil {

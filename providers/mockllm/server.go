@@ -418,6 +418,31 @@ func (s *Server) chance(p float64) bool {
 	return float64(x>>11)/(1<<53) < p
 }
 
+// maxRequestIDLen bounds a request id taken as the answer's (the gateway sends at most
+// 128 bytes), so that a pooled state's copy stays small.
+const maxRequestIDLen = 256
+
+// appendRequestID appends id escaped for the inside of a JSON string when it is 1 to
+// maxRequestIDLen printable ASCII bytes, else nothing: the answer then keeps an id of
+// its own.
+func appendRequestID(dst, id []byte) []byte {
+	if len(id) == 0 || len(id) > maxRequestIDLen {
+		return dst
+	}
+	for _, c := range id {
+		if c < 0x20 || c > 0x7e {
+			return dst
+		}
+	}
+	for _, c := range id {
+		if c == '"' || c == '\\' {
+			dst = append(dst, '\\')
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
 // nextID returns two words for a response id: a per-server counter and the prompt.
 func (s *Server) nextID(h uint64) (uint64, uint64) {
 	return mix(s.ids.Add(1)), h
@@ -495,6 +520,9 @@ type overrides struct {
 	sawAuth    bool
 	authOK     bool
 	version    bool
+	// reqID is true when the request had an X-Request-Id, usable or not: as in
+	// vLLM, the header wins over the body's request_id.
+	reqID bool
 }
 
 // scanHeaders reads every header once: the x-mock-* overrides, the credentials, and,
@@ -537,6 +565,14 @@ func (st *state) scanHeaders(h *fasthttp.RequestHeader, rec bool) {
 			}
 		case "anthropic-version":
 			o.version = len(v) > 0
+		case "x-request-id":
+			// vLLM's _base_request_id: the first X-Request-Id is the request's id,
+			// which names the answer (chatcmpl-ID). Copied: a stream outlives the
+			// request.
+			if !o.reqID {
+				o.reqID = true
+				st.reqID = appendRequestID(st.reqID[:0], v)
+			}
 		case "x-mock-status":
 			if n, err := strconv.Atoi(string(v)); err == nil && n >= 100 && n <= 999 {
 				o.status = n

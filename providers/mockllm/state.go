@@ -20,6 +20,12 @@ const (
 type item struct {
 	h      uint64
 	tokens int
+	// With echo, the prompt as it goes back: echoBuf[echoFrom:echoTo], escaped for a
+	// JSON string; echoChars its length in characters (text offsets count them, as
+	// Python's len); ids marks a prompt of token ids, echoed as /detokenize spells it.
+	echoFrom, echoTo int
+	echoChars        int
+	ids              bool
 }
 
 // state is one request, pooled. When the answer streams, it is also the response body
@@ -55,14 +61,20 @@ type state struct {
 	topLogprobs  int64 // chat: top_logprobs; completions: logprobs
 	topNull      bool  // chat: "top_logprobs": null
 	minTokens    int64
+	ignoreEOS    bool
+	inclStop     bool // include_stop_str_in_output
+	echo         bool
+	suffix       bool
 	temperature  float64
 	topP         float64
 	caps         claudeCaps
 	noDisable    *badRequest // the model's refusal of thinking disabled; nil where taken
 	effort       []byte      // output_config.effort as sent, in the request; nil for the default
 
-	// The answer.
+	// The answer. Its id ends in reqID (the X-Request-Id header, else the body's
+	// request_id, escaped for a JSON string), or when none was usable in idA and idB.
 	plans   []plan
+	reqID   []byte
 	idA     uint64
 	idB     uint64
 	created int64
@@ -81,9 +93,12 @@ type state struct {
 	watching bool
 	wake     chan struct{}
 
-	out     []byte
-	scratch []byte
-	vec     []float32
+	out      []byte
+	scratch  []byte
+	vec      []float32
+	echoBuf  []byte
+	echoDec  []byte
+	echoCuts []int
 
 	recHdr  []byte
 	recBody []byte
@@ -120,6 +135,10 @@ func (st *state) reset() {
 		stops:    st.stops[:0],
 		stopBuf:  st.stopBuf[:0],
 		plans:    st.plans[:0],
+		reqID:    st.reqID[:0],
+		echoBuf:  st.echoBuf[:0],
+		echoDec:  st.echoDec[:0],
+		echoCuts: st.echoCuts[:0],
 		tool:     toolCall{name: st.tool.name[:0], input: st.tool.input[:0], text: st.tool.text[:0]},
 		think:    thinkingAnswer{text: st.think.text[:0], sig: st.think.sig[:0]},
 		format:   formatAnswer{text: st.format.text[:0]},
