@@ -852,7 +852,7 @@ func TestAnthropicFaultsStreamCut(t *testing.T) {
 				t.Errorf("%d content chunks, want %d:\n%s", n, tc.content, b)
 			}
 			line := afAccess(t, e.g, id)
-			if wantErr := map[string]string{"done": "", "cut": "stream_cut"}[tc.want]; line["error"] != wantErr {
+			if wantErr := map[string]string{"done": "", "cut": "upstream_stream_cut"}[tc.want]; line["error"] != wantErr {
 				t.Errorf("access log error %q, want %q", line["error"], wantErr)
 			}
 		})
@@ -887,7 +887,7 @@ func TestAnthropicFaultsScriptedStreams(t *testing.T) {
 		if n := afContentChunks(b); n != 2 || e.fake.requests() != 1 {
 			t.Errorf("%d content chunks (want 2), %d upstream requests (want 1):\n%s", n, e.fake.requests(), b)
 		}
-		if line := afAccess(t, e.g, "af-s-1"); line["error"] != "stream_cut" {
+		if line := afAccess(t, e.g, "af-s-1"); line["error"] != "upstream_stream_cut" {
 			t.Errorf("access log: %v", line)
 		}
 		// What the upstream said reaches the client with the error event.

@@ -1725,7 +1725,6 @@ func (r *request) nextEvent() {
 			// stream ends there, one error event, counted as upstream_error.
 			return
 		}
-		r.errKind = "stream_cut"
 		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream stream failed",
 			slog.String("request_id", string(r.reqID)), slog.String("backend", r.backend), slog.String("error", err.Error()))
 		e := errUpstreamDown
@@ -1753,6 +1752,10 @@ func (r *request) nextEvent() {
 			e.code = "upstream_timeout"
 			r.streamErr = metrics.StreamTimeout
 		}
+		// The access log and the spans name the ending by the code the client's
+		// error event and tollgate_stream_errors_total give it: a timeout is a slow
+		// upstream, not a dead one.
+		r.errKind = e.code
 		r.upFailed = true
 		if !r.gotEvent && r.outHead > 0 && r.answerInstead(&e) {
 			return
@@ -1825,8 +1828,19 @@ func (r *request) answerInstead(e *apiError) bool {
 func (r *request) endStream(werr error) error {
 	err := r.stream.Close()
 	status := 200
-	shutdownCut := werr != nil && r.s.streamsCut.Load()
+	// An upstream that failed the stream (cut, timeout, bad event, its own error
+	// event) before the client went away or the shutdown cut it decided how the
+	// stream ended: its error went to the client, which may have left on reading it
+	// (the OpenAI SDKs raise on an error event), and the target's health counts it
+	// whatever came after. So do the metrics, the spans, the log and the canary.
+	failed := r.upFailed
+	shutdownCut := werr != nil && !failed && r.s.streamsCut.Load()
 	switch {
+	case failed && r.failStatus != 0:
+		// The error answer went out instead of the stream (answerInstead).
+		status = r.failStatus
+	case failed:
+		r.series.StreamFailed(r.streamErr)
 	case shutdownCut:
 		// The gateway closed the connection when shutdown_grace ran out: the client
 		// got a 200 and part of the stream.
@@ -1839,7 +1853,6 @@ func (r *request) endStream(werr error) error {
 	// A stream's length follows its output, so the canary judges it by time to first
 	// token, and by whether the upstream finished it; one that never had a token, by
 	// how long it took to end.
-	cut := r.upFailed && werr == nil
 	// Timed from when the attempt went upstream, not from the request's arrival: the
 	// retries, Retry-After waits and the backend's queue before it are not this
 	// route's latency.
@@ -1852,31 +1865,27 @@ func (r *request) endStream(werr error) error {
 		lat = time.Since(r.sent)
 	}
 	switch {
-	case werr == nil || r.ev.Done:
-		// The upstream ended the stream ([DONE] too when the client went away
-		// only after it, which the target's health counts as well).
-		r.ep.routing.Observe(r.obsRoute, lat, ttft, r.upFailed)
+	case werr == nil || failed || r.ev.Done:
+		// The upstream ended the stream, or failed it before the client went
+		// away ([DONE] too when the client went away only after it, which the
+		// target's health counts as well).
+		r.ep.routing.Observe(r.obsRoute, lat, ttft, failed)
 	case ttft > 0:
 		// The client went away: a stream it abandoned has no verdict, as the
 		// target's health takes none, but how long its first token took is known.
 		r.ep.routing.ObserveTTFT(r.obsRoute, ttft)
 	}
-	if r.failStatus != 0 && werr == nil {
-		status = r.failStatus
-	} else if cut {
-		r.series.StreamFailed(r.streamErr)
-	}
 	// The attempt's outcome, for the metric and its span alike.
 	outcome := metrics.OutcomeOK
 	switch {
+	case failed && r.streamErr == metrics.StreamTimeout:
+		outcome = metrics.OutcomeTimeout
+	case failed:
+		outcome = metrics.OutcomeError
 	case shutdownCut:
 		outcome = metrics.OutcomeShutdown
 	case werr != nil:
 		outcome = metrics.OutcomeCanceled
-	case cut && r.streamErr == metrics.StreamTimeout:
-		outcome = metrics.OutcomeTimeout
-	case cut:
-		outcome = metrics.OutcomeError
 	}
 	if a := r.streamAttempt; a != nil {
 		a.Observe(outcome)

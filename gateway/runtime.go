@@ -117,6 +117,16 @@ func (e *endpoint) refusedBy(backend int) *metrics.Route {
 	return e.local
 }
 
+// limitStoreName is the store that answers the limit checks, as their spans name it:
+// the limiter keeps its buckets in memory unless the config says redis, and the
+// config's defaults leave a store left out empty.
+func limitStoreName(store string) string {
+	if store == "" {
+		return "memory"
+	}
+	return store
+}
+
 type clientKey struct {
 	idx     int
 	name    string
@@ -136,7 +146,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing
 		upstreamSpecs: map[*providers.Backend]*[4]*tracing.Spec{},
 		tr:            tr,
 		lim:           lim,
-		limitStore:    cfg.Limiter.Store,
+		limitStore:    limitStoreName(cfg.Limiter.Store),
 		authKeys:      cfg.Auth.Mode == "keys",
 		maxBody:       int(cfg.Server.MaxBodyBytes),
 		log:           log,
