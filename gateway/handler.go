@@ -1099,6 +1099,15 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			}
 			continue
 		}
+		if r.res.Target == "" && errors.Is(err, providers.ErrClientGone) {
+			// Its client hung up while the request waited in the backend's queue
+			// for a target: as with every target busy, nothing went upstream, so
+			// no attempt is counted, observed or traced; the access log's attempts
+			// agree with tollgate_upstream_attempts_total and the spans.
+			tracing.Discard(as)
+			r.attempts--
+			return &errClientHungUp
+		}
 		if err != nil || r.res.Stream == nil {
 			now := time.Now()
 			switch {

@@ -248,7 +248,15 @@ func TestQueuedRequestLeavesWhenItsClientHangsUp(t *testing.T) {
 			if n := requestsWith(t, g, map[string]string{"endpoint": "chat", "code": "200"}); n != 2 {
 				t.Errorf("tollgate_requests_total{code=200} = %v, want 2", n)
 			}
-			checkClientGoneSpans(t, g, exp, "gone", true)
+			// Nothing went upstream: no attempt span, as none is counted.
+			checkClientGoneSpans(t, g, exp, "gone", false)
+			for _, spans := range requestSpans(t, g, exp, "gone") {
+				for _, sp := range spans {
+					if sp.SpanKind == trace.SpanKindClient {
+						t.Errorf("an attempt span %q for the request that left the queue, which sent nothing upstream", sp.Name)
+					}
+				}
+			}
 		})
 	}
 }
