@@ -261,6 +261,11 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig decodes config bytes; path only names the file in messages.
 func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Config, error) {
 	cfg := &Config{path: path, lines: map[string]int{}, scalars: map[int][]scalarAt{}}
+	if twoBOMs(data) {
+		// yaml.v3 takes the first and misreads the text after the second: a
+		// misspelled key somewhere below, not the file's first bytes.
+		return nil, &ConfigError{Problems: []string{path + ":1: the file begins with two byte order marks (U+FEFF): save it with one or none"}}
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
@@ -363,6 +368,17 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 		return nil, &ConfigError{Problems: dropKeyProblems(problems, nEnv, path, envKeys), tlsFiles: cfg.tlsFiles()}
 	}
 	return cfg, nil
+}
+
+// twoBOMs reports whether data begins with a byte order mark twice (a tool that adds
+// one to a file that has one), in UTF-8 or UTF-16.
+func twoBOMs(data []byte) bool {
+	for _, bom := range []string{"\xef\xbb\xbf", "\xff\xfe", "\xfe\xff"} {
+		if bytes.HasPrefix(data, []byte(bom+bom)) {
+			return true
+		}
+	}
+	return false
 }
 
 // refusedKeys lists the keys whose problems the section checks would repeat: those
@@ -905,10 +921,23 @@ var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 func yamlProblem(path string, data []byte, err error) string {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		if isParserProblem(m[2]) {
-			return path + ":" + strconv.Itoa(parserLine(m[1], data)) + ": " + m[2]
+		if !isParserProblem(m[2]) {
+			return path + ":" + m[1] + ": " + m[2]
 		}
-		return path + ":" + m[1] + ": " + m[2]
+		line := parserLine(m[1], data)
+		what := ""
+		switch m[2] {
+		case "did not find expected key":
+			what = "mapping"
+		case "did not find expected '-' indicator":
+			what = "list"
+		}
+		if what != "" {
+			if at := mistakeLine(data, msg, line); at > line {
+				return path + ":" + strconv.Itoa(at) + ": " + m[2] + " (in the " + what + " that begins on line " + strconv.Itoa(line) + ")"
+			}
+		}
+		return path + ":" + strconv.Itoa(line) + ": " + m[2]
 	}
 	if p := strings.TrimPrefix(msg, "yaml: "); isParserProblem(p) {
 		// yaml.v3 leaves out the line when both of the parser's marks are on the
@@ -1042,14 +1071,88 @@ func isParserProblem(p string) bool {
 func parserLine(l string, data []byte) int {
 	n, _ := strconv.Atoi(l)
 	n++
-	last := bytes.Count(data, []byte{'\n'})
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		last++
+	last := 0
+	if len(data) > 0 && !isUTF16(data) {
+		last = len(lineEnds(data))
+	} else if len(data) > 0 {
+		last = bytes.Count(data, []byte{'\n'})
+		if data[len(data)-1] != '\n' {
+			last++
+		}
 	}
 	if last > 0 && n > last {
 		n = last
 	}
 	return n
+}
+
+// isUTF16 reports whether data begins with a UTF-16 byte order mark, which makes
+// yaml.v3 read it as UTF-16.
+func isUTF16(data []byte) bool {
+	return len(data) >= 2 && (data[0] == 0xff && data[1] == 0xfe || data[0] == 0xfe && data[1] == 0xff)
+}
+
+// mistakeLine is the line of the token at which a block mapping or list (begun on
+// line from) found no key or '-': yaml.v3 gives only the line where the collection
+// begins, which may be dozens of lines above. msg is its error for the whole of data.
+// The parser reads the file in order, and a block collection cut at a line break is
+// complete, so the first lines of data fail with msg from the mistake's line on and
+// parse before it: the line is the fewest lines that fail so, found by bisection.
+// A UTF-16 file is not cut; from is returned.
+func mistakeLine(data []byte, msg string, from int) int {
+	if isUTF16(data) {
+		return from
+	}
+	ends := lineEnds(data)
+	if from < 1 || from > len(ends) {
+		return from
+	}
+	fails := func(lines int) bool { return firstYAMLError(data[:ends[lines-1]]) == msg }
+	n := from + sort.Search(len(ends)-from+1, func(i int) bool { return fails(from + i) })
+	if n > len(ends) {
+		return from
+	}
+	return n
+}
+
+// lineEnds lists where each line of UTF-8 data ends, its line break included, as
+// yaml.v3 counts lines: CR LF, CR, LF, NEL, LS and PS each end one. The last entry
+// is len(data).
+func lineEnds(data []byte) []int {
+	var ends []int
+	for i := 0; i < len(data); i++ {
+		switch {
+		case data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n':
+			i++
+			ends = append(ends, i+1)
+		case data[i] == '\r', data[i] == '\n':
+			ends = append(ends, i+1)
+		case bytes.HasPrefix(data[i:], []byte("\u0085")), bytes.HasPrefix(data[i:], []byte("\u2028")), bytes.HasPrefix(data[i:], []byte("\u2029")):
+			_, size := utf8.DecodeRune(data[i:])
+			i += size - 1
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] < len(data) {
+		ends = append(ends, len(data))
+	}
+	return ends
+}
+
+// firstYAMLError is the message of the first error in parsing data's documents, ""
+// when there is none.
+func firstYAMLError(data []byte) string {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if err == io.EOF {
+			return ""
+		}
+		if err != nil {
+			return err.Error()
+		}
+	}
 }
 
 // yaml.v3's anchor names are letters, digits, '_' and '-'.
@@ -1237,27 +1340,54 @@ func takes(t reflect.Type) string {
 }
 
 // decodeRest decodes root into v, a pointer. A value the decoder refuses (one of the
-// wrong type, a key given twice) is a problem of its key, and the rest of the file is
-// still read, so that it can be checked too: each such value is set aside (read as
-// null, as an unset variable's is; a key given twice, once) and root decoded again,
-// over what the first pass left in v. It returns the problems, and whether v holds
-// the rest of the file: not when a problem could not be placed at a key (the whole
-// file of the wrong kind), or stopped the decoder (a value its tag does not fit).
-// The keys set aside go to cfg.refused.
+// wrong type, a key given twice, one its explicit tag does not fit) is a problem of
+// its key, and the rest of the file is still read, so that it can be checked too:
+// each such value is set aside (read as null, as an unset variable's is; a key given
+// twice, once) and root decoded again, over what the earlier passes left in v. It
+// returns the problems, and whether v holds the rest of the file: not when a problem
+// could not be placed at a key (the whole file of the wrong kind). The keys set aside
+// go to cfg.refused.
 func decodeRest(root *yaml.Node, cfg *Config, v any) ([]string, bool) {
-	err := root.Decode(v)
-	if err == nil {
-		return nil, true
+	var problems []string
+	// Every pass sets aside at least one value, or stops: the passes are at most
+	// one more than the values.
+	for {
+		err := root.Decode(v)
+		if err == nil {
+			return problems, true
+		}
+		var faults []typeFault
+		if te, ok := errors.AsType[*yaml.TypeError](err); ok {
+			var found []string
+			found, faults = typeProblems(cfg, te)
+			problems = appendNew(problems, found...)
+		} else {
+			// yaml.v3 stops at a value its tag does not fit, dropping the type
+			// errors it had found: those come in the next pass.
+			var p string
+			p, faults = tagProblem(cfg, root, err)
+			problems = appendNew(problems, p)
+		}
+		moved := false
+		for _, f := range faults {
+			moved = f.setAside() || moved
+			cfg.refused = append(cfg.refused, f.key)
+		}
+		if !moved {
+			return problems, false
+		}
 	}
-	problems, faults := typeProblems(cfg, err)
-	if faults == nil {
-		return problems, false
+}
+
+// appendNew appends to list the problems it does not hold yet: a value placed at
+// another key than its own is found again in the next pass.
+func appendNew(list []string, problems ...string) []string {
+	for _, p := range problems {
+		if !slices.Contains(list, p) {
+			list = append(list, p)
+		}
 	}
-	for _, f := range faults {
-		f.setAside()
-		cfg.refused = append(cfg.refused, f.key)
-	}
-	return problems, root.Decode(v) == nil
+	return list
 }
 
 // typeFault is the value of a decode problem: the key path, and the value node or,
@@ -1269,31 +1399,30 @@ type typeFault struct {
 }
 
 // setAside makes the fault's value one the decoder takes: null, which leaves the key
-// as if it were not written, or, for a key given twice, the mapping without it.
-func (f typeFault) setAside() {
+// as if it were not written, or, for a key given twice, the mapping without it. It
+// reports whether that changed the document (not when the value was set aside
+// already).
+func (f typeFault) setAside() bool {
 	if f.m == nil {
+		if f.value.Kind == yaml.ScalarNode && f.value.Tag == "!!null" && f.value.Value == "" {
+			return false
+		}
 		*f.value = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: f.value.Line, Column: f.value.Column}
-		return
+		return true
 	}
 	for i := 0; i+1 < len(f.m.Content); i += 2 {
 		if f.m.Content[i] == f.dupK {
 			f.m.Content = slices.Delete(f.m.Content, i, i+2)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // typeProblems turns yaml.v3's decode errors into FILE:LINE: key: what, with the
 // values at fault; those are nil unless every problem is placed at a key.
-func typeProblems(cfg *Config, err error) ([]string, []typeFault) {
+func typeProblems(cfg *Config, te *yaml.TypeError) ([]string, []typeFault) {
 	path, scalars := cfg.path, cfg.scalars
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		if p, ok := tagProblem(cfg, err); ok {
-			return []string{p}, nil
-		}
-		return []string{yamlProblem(path, nil, err)}, nil
-	}
 	out := make([]string, 0, len(te.Errors))
 	faults := make([]typeFault, 0, len(te.Errors))
 	placed := true
@@ -1408,34 +1537,93 @@ func typeProblems(cfg *Config, err error) ([]string, []typeFault) {
 // (`api_key: !!bool Rk9v...`): it has no line and quotes the value.
 var yamlTagMismatch = regexp.MustCompile("^(?:yaml: )?cannot decode (!!\\S+) `(.*)` as a (!!\\S+)$")
 
-// tagProblem places such a value by the scalars recorded with it (the first by line),
-// leaving the value out unless its key is found and is no secret (secretKey).
-func tagProblem(cfg *Config, err error) (string, bool) {
-	m := yamlTagMismatch.FindStringSubmatch(err.Error())
-	if m == nil {
-		return "", false
+// yamlBadBinary is yaml.v3's message for a !!binary value that is not base64: it has
+// neither line nor value.
+const yamlBadBinary = "yaml: !!binary value contains invalid base64 data"
+
+// tagProblem places a value that stopped the decoder, one its explicit tag does not
+// fit or a !!binary one that is not base64: the first scalar of the document (in its
+// order) that fails to decode alone with the same error, at the key it is read at
+// (the first, for an anchored value read at several) or else the key it is written
+// at. The value is left out if any of those keys is a secret (secretKey). It returns
+// the problem and the value to set aside at each of its keys, none if it was not
+// found or is the whole file.
+func tagProblem(cfg *Config, root *yaml.Node, err error) (string, []typeFault) {
+	msg := err.Error()
+	m := yamlTagMismatch.FindStringSubmatch(msg)
+	if m == nil && msg != yamlBadBinary {
+		return yamlProblem(cfg.path, nil, err), nil
 	}
-	// The same value may stand at several keys: it is left out if any is a secret.
-	line, key, secret := 0, "", false
-	for l, scalars := range cfg.scalars {
-		for _, sa := range scalars {
-			if sa.value != m[2] {
-				continue
-			}
-			if line == 0 || l < line {
-				line, key = l, sa.path
-			}
+	n, key := failingScalar(root, "", msg)
+	if n == nil {
+		if m == nil {
+			return cfg.path + ": a value tagged !!binary is not base64: remove the tag", nil
+		}
+		return cfg.path + ": a value tagged " + m[3] + " is not one: remove the tag", nil
+	}
+	var faults []typeFault
+	secret := secretKey(key)
+	// The recorded scalars of a line are in document order.
+	for _, sa := range cfg.scalars[n.Line] {
+		if sa.node == n {
+			faults = append(faults, typeFault{key: sa.path, value: n})
 			secret = secret || secretKey(sa.path)
 		}
 	}
-	if key == "" {
-		return cfg.path + ": a value tagged " + m[3] + " is not one: remove the tag", true
+	if len(faults) > 0 {
+		key = faults[0].key
+	} else if key != "" {
+		faults = []typeFault{{key: key, value: n}}
 	}
-	problem := "cannot decode " + m[1] + " `" + m[2] + "` as a " + m[3]
-	if secret {
+	var problem string
+	switch {
+	case m == nil:
+		problem = "is tagged !!binary, but is not base64: remove the tag"
+	case secret:
 		problem = "is tagged " + m[3] + ", which the value is not: remove the tag"
+	default:
+		problem = "cannot decode " + m[1] + " `" + m[2] + "` as a " + m[3]
 	}
-	return cfg.path + ":" + strconv.Itoa(line) + ": " + key + ": " + problem, true
+	at := cfg.path + ":" + strconv.Itoa(n.Line) + ": "
+	if key == "" {
+		// The whole document: nothing is left to check.
+		return at + problem, nil
+	}
+	return at + key + ": " + problem, faults
+}
+
+// failingScalar finds, in document order, the first scalar under n (a key or a value,
+// not through aliases) that fails to decode alone with the error message msg, and its
+// key path (n's is path).
+func failingScalar(n *yaml.Node, path, msg string) (*yaml.Node, string) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var v any
+		if err := n.Decode(&v); err != nil && err.Error() == msg {
+			return n, path
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := path
+			if !isMergeKey(k) {
+				p = join(path, k.Value)
+			}
+			if f, fp := failingScalar(k, p, msg); f != nil {
+				return f, fp
+			}
+			if f, fp := failingScalar(v, p, msg); f != nil {
+				return f, fp
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if f, fp := failingScalar(c, path+"["+strconv.Itoa(i)+"]", msg); f != nil {
+				return f, fp
+			}
+		}
+	}
+	return nil, ""
 }
 
 // duplicateProblem is the decoder's message that a mapping key (quoted in Go syntax, as
@@ -1486,16 +1674,18 @@ func (c *Config) applyDefaults() {
 	if s.AdminListen == "" {
 		s.AdminListen = "127.0.0.1:9090"
 	}
-	if s.MaxBodyBytes == 0 {
+	// A zero written is not the key left out: shutdown_grace: 0s stops at once, and
+	// the others are refused (problems), rather than turned into the default.
+	if s.MaxBodyBytes == 0 && !c.holds("server.max_body_bytes") {
 		s.MaxBodyBytes = 8 << 20
 	}
-	if s.ShutdownGrace == 0 {
+	if s.ShutdownGrace == 0 && !c.holds("server.shutdown_grace") {
 		s.ShutdownGrace = 30 * time.Second
 	}
-	if s.IdleTimeout == 0 {
+	if s.IdleTimeout == 0 && !c.holds("server.idle_timeout") {
 		s.IdleTimeout = 90 * time.Second
 	}
-	if s.ReadTimeout == 0 {
+	if s.ReadTimeout == 0 && !c.holds("server.read_timeout") {
 		s.ReadTimeout = 60 * time.Second
 	}
 	if c.Limiter.Store == "" && c.Limiter.Redis.Given() {
@@ -1539,6 +1729,22 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// holds reports whether the file gives key a value: written, and not null (left
+// empty, an unset ${VAR}, a value refused and set aside).
+func (c *Config) holds(key string) bool {
+	if _, ok := c.lines[key]; !ok {
+		return false
+	}
+	for _, scalars := range c.scalars {
+		for _, sa := range scalars {
+			if sa.path == key && sa.node.ShortTag() != "!!null" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // keyProblem is a validation problem of one key path.
 type keyProblem interface {
 	Key() string
@@ -1555,26 +1761,41 @@ func (c *Config) problems() []string {
 		out = append(out, c.errProblems(prefix, err)...)
 	}
 	c.listenProblems(add)
-	if c.Server.MaxBodyBytes < 0 {
+	switch {
+	case c.Server.MaxBodyBytes < 0:
 		add("server.max_body_bytes", "must not be negative")
+	case c.Server.MaxBodyBytes == 0:
+		// Written so (applyDefaults): every request with a body would get 413.
+		add("server.max_body_bytes", "must be more than 0 (leave it out for 8MiB)")
+	}
+	if c.Server.ShutdownGrace < 0 {
+		add("server.shutdown_grace", "must not be negative")
 	}
 	// A negative timeout would mean none at all: connections held open by slow or idle
-	// clients (slowloris).
+	// clients (slowloris). So would a read_timeout of 0 in fasthttp, and an idle_timeout
+	// of 0 would be the read_timeout: a 0 here was written so (applyDefaults), and the
+	// operator is told what to write rather than given the default without a word.
 	for _, d := range []struct {
-		key string
-		v   time.Duration
+		key, def string
+		v        time.Duration
 	}{
-		{"server.shutdown_grace", c.Server.ShutdownGrace},
-		{"server.read_timeout", c.Server.ReadTimeout},
-		{"server.idle_timeout", c.Server.IdleTimeout},
+		{"server.read_timeout", "60s", c.Server.ReadTimeout},
+		{"server.idle_timeout", "90s", c.Server.IdleTimeout},
 	} {
-		if d.v < 0 {
+		switch {
+		case d.v < 0:
 			add(d.key, "must not be negative")
+		case d.v == 0:
+			add(d.key, "must be more than 0 (leave it out for "+d.def+")")
 		}
 	}
-	if strings.TrimSpace(c.Server.AdminToken) != c.Server.AdminToken {
-		// No header value can end in whitespace: the admin API would refuse every call.
+	// No header value can end in whitespace or hold a line break: the admin API would
+	// refuse every call.
+	switch t := c.Server.AdminToken; {
+	case strings.TrimSpace(t) != t:
 		add("server.admin_token", wsProblem)
+	case strings.ContainsAny(t, "\r\n\x00"):
+		add("server.admin_token", lineBreakProblem)
 	}
 	if _, err := c.Server.TLS.load(); err != nil {
 		add("server.tls", err.Error())
@@ -1619,6 +1840,9 @@ func (c *Config) problems() []string {
 			// Clients' keys are trimmed (a header value cannot end in whitespace), so
 			// this one could never match.
 			add(p+".key", wsProblem)
+		case strings.ContainsAny(k.Key, "\r\n\x00"):
+			// Nor can a header value hold a line break.
+			add(p+".key", lineBreakProblem)
 		case strings.TrimSpace(k.SHA256) != k.SHA256:
 			add(p+".sha256", wsProblem)
 		case k.SHA256 != "":
@@ -1843,6 +2067,9 @@ const reservedNone = `"none" is reserved: backend="none" in the metrics counts t
 // wsProblem is the problem of a key (a client's, its sha256, the admin token) with
 // surrounding whitespace, as of a backend's secrets. It does not quote the key.
 const wsProblem = providers.WhitespaceProblem
+
+// lineBreakProblem is the problem of such a key holding a line break or NUL.
+const lineBreakProblem = providers.LineBreakProblem
 
 // validEndpointName reports whether name can be a model name clients send, a path
 // segment of the admin API and a Redis hash tag: no spaces, control characters or

@@ -36,3 +36,30 @@ func TestConfigUnreadableCharacterNamesLine(t *testing.T) {
 		})
 	}
 }
+
+// A file that begins with two byte order marks (a tool that adds one to a file that
+// has one) is refused on its first line: yaml.v3 takes the first and misreads the
+// text after the second, reporting a misspelled key further down ("ndpoints"). One
+// byte order mark is read as none.
+func TestConfigTwoByteOrderMarks(t *testing.T) {
+	const body = "backends:\n  up: {provider: mock, model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+	const want = "t.yaml:1: the file begins with two byte order marks (U+FEFF): save it with one or none"
+	for _, c := range []struct{ name, y, want string }{
+		{"UTF-8, two", "\ufeff\ufeff" + body, want},
+		{"UTF-16LE, two", "\xff\xfe\xff\xfeb\x00:\x00 \x00x\x00\n\x00", want},
+		{"UTF-8, one", "\ufeff" + body, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, problems := parseProblems(t, c.y, nil)
+			if c.want == "" {
+				if len(problems) > 0 {
+					t.Fatalf("problems = %q, want none", problems)
+				}
+				return
+			}
+			if !slices.Equal(problems, []string{c.want}) {
+				t.Fatalf("problems = %q, want [%q]", problems, c.want)
+			}
+		})
+	}
+}

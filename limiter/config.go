@@ -200,8 +200,13 @@ func (r *RedisConfig) Validate() error {
 	n := 0
 	if r.URL != "" {
 		n++
-		if _, err := redis.ParseURL(r.URL); err != nil {
+		if opt, err := redis.ParseURL(r.URL); err != nil {
 			errs = append(errs, fieldErr("url", "not a redis:// or rediss:// URL: "+redisURLProblem(err)))
+		} else if opt.Network == "tcp" && !validHostPort(opt.Addr) {
+			// go-redis takes any run of digits as the port: one over 65535 (or 0)
+			// fails only at the dial, and the store would stay degraded for good.
+			// Not quoted: a password with an unescaped '/' puts part of it there.
+			errs = append(errs, fieldErr("url", "has a port out of range: it must be 1 to 65535"))
 		}
 	}
 	if len(r.Addrs) > 0 {

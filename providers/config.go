@@ -296,16 +296,24 @@ func (c *Config) Validate() error {
 // surrounding whitespace. It does not quote the value.
 const WhitespaceProblem = "has leading or trailing whitespace (a trailing newline from a secret file?)"
 
-// validateSecrets refuses a header whose name is not a token or whose value holds a
-// line break, and an api_key or header value with surrounding whitespace, as
-// the gateway refuses a client key: sent, it works (the newline of a secret file read
-// through ${VAR} goes out as a space, which the upstream strips), but an upstream
-// error quoting the value it read quotes the trimmed one, which is not the secret
-// recorded for masking, and would reach the client as it is.
+// LineBreakProblem is the problem of a secret (a key, a header value, a token) that
+// holds a line break or NUL: no HTTP header value can, and fasthttp sends each as a
+// space. It does not quote the value.
+const LineBreakProblem = "holds a line break or NUL (a secret file of two lines?)"
+
+// validateSecrets refuses a header whose name is not a token, and an api_key or
+// header value with surrounding whitespace or a line break inside, as the gateway
+// refuses a client key: sent, it works (the newline of a secret file read through
+// ${VAR} goes out as a space, which the upstream strips or reads), but an upstream
+// error quoting the value it read quotes the trimmed or respaced one, which is not
+// the secret recorded for masking, and would reach the client as it is.
 func (c *Config) validateSecrets() []error {
 	var errs []error
-	if strings.TrimSpace(c.APIKey) != c.APIKey {
+	switch {
+	case strings.TrimSpace(c.APIKey) != c.APIKey:
 		errs = append(errs, fieldErr("api_key", WhitespaceProblem))
+	case strings.ContainsAny(c.APIKey, "\r\n\x00"):
+		errs = append(errs, fieldErr("api_key", LineBreakProblem))
 	}
 	names := make([]string, 0, len(c.Headers))
 	for k := range c.Headers {
@@ -326,9 +334,7 @@ func (c *Config) validateSecrets() []error {
 		case strings.TrimSpace(v) != v:
 			errs = append(errs, fieldErr("headers."+k, WhitespaceProblem))
 		case strings.ContainsAny(v, "\r\n\x00"):
-			// Sent as spaces, it reaches the upstream as another value than the one
-			// masked in its errors.
-			errs = append(errs, fieldErr("headers."+k, "holds a line break or NUL"))
+			errs = append(errs, fieldErr("headers."+k, LineBreakProblem))
 		}
 	}
 	return errs
@@ -348,7 +354,29 @@ func checkURL(raw string) error {
 	if u.User != nil {
 		return errors.New("must not hold credentials (use api_key)")
 	}
+	if p := URLPortProblem(u); p != "" {
+		return errors.New(p)
+	}
 	return nil
+}
+
+// URLPortProblem says what is wrong with the port of u, "" when it has none or one
+// that can be dialed. url.Parse takes any run of digits, and one over 65535 (or 0)
+// fails only at the dial, on every request; a colon with no port after it would be
+// dialed as host::80. It does not quote the port: in a URL whose password holds an
+// unescaped '/', the "port" is part of the password.
+func URLPortProblem(u *url.URL) string {
+	p := u.Port()
+	if p == "" {
+		if strings.HasSuffix(u.Host, ":") {
+			return "has no port after the colon"
+		}
+		return ""
+	}
+	if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
+		return "has a port out of range: it must be 1 to 65535"
+	}
+	return ""
 }
 
 func (c *Config) withDefaults() Config {

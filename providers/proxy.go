@@ -31,6 +31,8 @@ func (c *Config) validateProxy() []error {
 		return []error{fieldErr("proxy", "must start with http://, socks5:// or socks5h://")}
 	case u.Host == "" || u.Port() == "":
 		return []error{fieldErr("proxy", "must name a host and a port")}
+	case URLPortProblem(u) != "":
+		return []error{fieldErr("proxy", URLPortProblem(u))}
 	case u.Path != "" && u.Path != "/" || u.RawQuery != "":
 		return []error{fieldErr("proxy", "must have no path or query")}
 	}
