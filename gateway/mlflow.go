@@ -403,6 +403,11 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		if v := c["anthropic_version"]; v != "" {
 			b.AnthropicVersion = v
 		}
+		if mp.provider == "anthropic" {
+			// MLflow's temperature runs from 0 to 2, Anthropic's from 0 to 1: MLflow's
+			// anthropic provider halves it.
+			b.ChatTemperatureScale = 0.5
+		}
 		if kind == "completions" && mp.viaChat {
 			// MLflow's openai and mistral providers send completions to chat models.
 			b.CompletionsViaChat = true

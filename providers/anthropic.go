@@ -65,6 +65,7 @@ func newAnthropic(c *Config) *anthropic {
 		a.secrets = appendHeaderSecrets(a.secrets, k, v)
 	}
 	a.secrets = appendQuerySecrets(a.secrets, c)
+	a.claude.temperatureScale = c.ChatTemperatureScale
 	return a
 }
 

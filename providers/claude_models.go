@@ -26,6 +26,9 @@ type claudeModel struct {
 	// (Fable and Mythos 5 answer it with the call alone; their 5.1 and the 5.5 models
 	// refuse it).
 	forcedToolAllowed bool
+	// temperatureScale multiplies the temperature sent, before its cap of 1; 0
+	// sends it as it came. Not the model's: the backend's ChatTemperatureScale.
+	temperatureScale float64
 }
 
 // claudeVersion reads the version out of a Claude model name as Anthropic, Bedrock

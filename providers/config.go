@@ -115,6 +115,11 @@ type Config struct {
 	// through chat; 0 sends it as it came. MLflow's mistral provider halves it: MLflow's
 	// temperature runs from 0 to 2, Mistral's from 0 to 1.
 	CompletionsTemperatureScale float64 `yaml:"-"`
+	// ChatTemperatureScale multiplies the temperature of every call an anthropic
+	// backend sends, before its cap of 1; 0 sends it as it came. MLflow AI Gateway's
+	// anthropic provider halves it (MLflow's temperature runs from 0 to 2,
+	// Anthropic's from 0 to 1); the MLflow config loader sets it, it is no YAML key.
+	ChatTemperatureScale float64 `yaml:"-"`
 
 	// resolver looks up targets' host names in place of the system's resolver;
 	// nil is the system's. Tests set it to answer names they control.

@@ -268,6 +268,8 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 		dst = append(dst, f.name...)
 		dst = append(dst, '"', ':')
 		switch {
+		case f.name == "temperature" && cm.temperatureScale > 0:
+			dst = strconv.AppendFloat(dst, min(v*cm.temperatureScale, 1), 'g', -1, 64)
 		case f.name == "temperature" && v > 1:
 			// OpenAI's temperature runs 0..2, the Messages API's 0..1 (it refuses more
 			// with a 400); Anthropic's own OpenAI compatibility layer caps it at 1 too.
