@@ -3,6 +3,7 @@
 package providers
 
 import (
+	"encoding/json"
 	"os"
 	"testing"
 )
@@ -46,14 +47,34 @@ func TestAnthropicAllocs(t *testing.T) {
 			cm     claudeModel
 			budget float64
 		}{
-			{"tools", benchRequest, claudeModel{}, 30}, {"thinking tool loop", benchThinkingRequest, claudeModel{}, 45},
-			{"tools, Opus 4.7", benchRequest, newest, 30}, {"thinking tool loop, Opus 4.7", benchThinkingRequest, newest, 45},
+			{"tools", benchRequest, claudeModel{}, 25}, {"thinking tool loop", benchThinkingRequest, claudeModel{}, 40},
+			{"tools, Opus 4.7", benchRequest, newest, 25}, {"thinking tool loop, Opus 4.7", benchThinkingRequest, newest, 40},
 		} {
 			model := quoteModel("m")
 			buf := make([]byte, 0, 4096)
 			if n := testing.AllocsPerRun(100, func() { buf, _ = appendAnthropicRequest(buf[:0], c.body, model, 16, c.cm, true) }); n > c.budget {
 				t.Errorf("%s: %.1f allocations per request, budget %.0f", c.name, n, c.budget)
 			}
+		}
+	}) // A stop written as a string or left out, and a system message whose content is a
+	// string (what every SDK sends), decode nothing and allocate nothing.
+	t.Run("stop", func(t *testing.T) {
+		buf := make([]byte, 0, 256)
+		for _, s := range []string{"", "null", `"\n\nHuman:"`, `["a", " ", "b"]`} {
+			raw := json.RawMessage(s)
+			if n := testing.AllocsPerRun(200, func() { buf, _ = appendStop(buf[:0], raw) }); n != 0 {
+				t.Errorf("stop %s: %.1f allocations, budget 0", raw, n)
+			}
+		}
+	})
+	t.Run("system string", func(t *testing.T) {
+		msgs := []oaMessage{
+			{Role: "system", Content: json.RawMessage(`"You are a helpful assistant."`)},
+			{Role: "user", Content: json.RawMessage(`"Tell me a story about a gateway."`)},
+		}
+		buf := make([]byte, 0, 256)
+		if n := testing.AllocsPerRun(200, func() { buf, _ = appendSystem(buf[:0], msgs) }); n != 0 {
+			t.Errorf("%.1f allocations for one string system message, budget 0", n)
 		}
 	})
 }

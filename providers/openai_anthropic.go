@@ -545,7 +545,6 @@ func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 		if m.Role != "system" && m.Role != "developer" {
 			continue
 		}
-		var parts []oaPart
 		switch {
 		case len(m.Content) == 0 || jsonscan.IsNull(m.Content):
 			continue
@@ -555,6 +554,10 @@ func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 				return dst, err
 			}
 			continue
+		}
+		// Declared past the string case: decoded into, it lives on the heap.
+		var parts []oaPart
+		switch {
 		case m.Content[0] != '[' || json.Unmarshal(m.Content, &parts) != nil:
 			param := msgField(i, ".content")
 			return dst, badRequest(param, param+" must be a string or an array of text parts.")
@@ -1332,25 +1335,30 @@ func forcesTool(raw json.RawMessage) bool {
 // stop_sequences with them when none is left: the answer may then run past where an
 // OpenAI model would have stopped, rather than fail.
 func appendStop(dst []byte, raw json.RawMessage) ([]byte, *requestError) {
-	var one [1]json.RawMessage
-	var list []json.RawMessage
+	const msg = "stop must be a string or an array of strings."
 	switch {
 	case len(raw) == 0 || jsonscan.IsNull(raw):
 		return dst, nil
 	case jsonscan.IsString(raw):
-		one[0] = raw
-		list = one[:]
-	case raw[0] == '[':
-		if json.Unmarshal(raw, &list) != nil {
-			return dst, badRequest("stop", "stop must be a string or an array of strings.")
+		if !isBlankString(raw) {
+			dst = append(dst, `,"stop_sequences":[`...)
+			dst = append(append(dst, raw...), ']')
 		}
-	default:
-		return dst, badRequest("stop", "stop must be a string or an array of strings.")
+		return dst, nil
+	}
+	// The request was decoded already: raw is valid JSON, walked in place.
+	var list jsonscan.Array
+	if !list.Reset(raw) {
+		return dst, badRequest("stop", msg)
 	}
 	n := 0
-	for _, s := range list {
+	for {
+		s, ok := list.Next()
+		if !ok {
+			break
+		}
 		if !jsonscan.IsString(s) {
-			return dst, badRequest("stop", "stop must be a string or an array of strings.")
+			return dst, badRequest("stop", msg)
 		}
 		if isBlankString(s) {
 			continue
