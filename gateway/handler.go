@@ -216,8 +216,10 @@ func (r *request) release() {
 
 // serveAPI is the request path: parse, authenticate, plan, send, answer, record.
 func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
+	s.handling.Add(1)
 	s.route(ctx)
 	s.leaveBody(ctx)
+	s.handling.Add(-1)
 }
 
 // route answers the request by its path.
@@ -332,11 +334,14 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		r.body = r.spliceBuf
 	}
 	if e := r.run(ctx, kind, invocation != nil); e != nil {
-		if e == &errClientHungUp {
+		switch {
+		case e == &errShuttingDown && s.cut.Load():
+			r.cutOff(ctx)
+		case e == &errClientHungUp:
 			r.hangUp(ctx)
-			return
+		default:
+			r.fail(ctx, e)
 		}
-		r.fail(ctx, e)
 		return
 	}
 	if r.stream != nil {
@@ -684,20 +689,124 @@ func (r *request) hangUp(ctx *fasthttp.RequestCtx) {
 
 func closeConn(c net.Conn) { _ = c.Close() }
 
+// cutOff answers a request the shutdown cut while it waited, when shutdown_grace ran
+// out (cutWaits): nothing of an answer has gone to its client, so it gets 503
+// shutting_down, which the SDKs retry on another replica, and the connection closes.
+// The answer is written here rather than by fasthttp once the handler returns: the
+// shutdown takes the request for done when its handler returns (handling), and the
+// process may exit right after. It is recorded as any error answer is: its estimate
+// refunded, its leases given back, its spans ended.
+func (r *request) cutOff(ctx *fasthttp.RequestCtx) {
+	r.errKind = errShuttingDown.code
+	ctx.Response.Reset()
+	r.setHeaders(ctx)
+	writeError(&ctx.Response, &errShuttingDown)
+	ctx.Response.SetConnectionClose()
+	if c := ctx.Conn(); c.SetWriteDeadline(time.Now().Add(cutWait)) == nil {
+		_, _ = ctx.Response.WriteTo(c)
+	}
+	ctx.HijackSetNoResponse(true)
+	hijack(ctx, closeConn)
+	r.record(errShuttingDown.status)
+	r.release()
+}
+
+// errCutAtShutdown is the error on the span of an upstream attempt whose answer was
+// still awaited when the shutdown cut the wait (cutWaits).
+var errCutAtShutdown = errors.New("shutdown_grace ran out while the upstream's answer was awaited")
+
+// ended is the error of a request whose client watch (r.hang) ended its wait: its
+// client hung up, or the shutdown cut the wait (cutWaits).
+func (r *request) ended() *apiError {
+	if r.s.cut.Load() {
+		return &errShuttingDown
+	}
+	return &errClientHungUp
+}
+
 // clientWatch is the watch of a request's client connection for a hang-up
 // (providers.ClientWatch). It costs nothing until the request has to wait: then the
 // connection's socket joins the process's one epoll set (internal/hangup) until the
-// wait ends.
+// wait ends, and the watch joins its server's list (Server.waits), for the shutdown
+// to cut the wait as a hang-up would end it (cutWaits).
 type clientWatch struct {
 	conn net.Conn
 	w    hangup.Watch
+	// s is the server whose list the watch joins while it runs; prev and next link
+	// it there, under s.waitsMu.
+	s          *Server
+	prev, next *clientWatch
+	// cut is set while a watch started after the shutdown's cut runs: it watches
+	// nothing, and its channel (cutNow) has fired already.
+	cut bool
 }
 
+// cutNow is the channel of a watch started once the shutdown has cut the waits: closed,
+// it has always fired.
+var cutNow = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
 // Watch implements providers.ClientWatch.
-func (c *clientWatch) Watch() <-chan struct{} { return c.w.Start(c.conn) }
+func (c *clientWatch) Watch() <-chan struct{} {
+	ch := c.w.Start(c.conn)
+	s := c.s
+	if s == nil {
+		return ch
+	}
+	s.waitsMu.Lock()
+	if s.cut.Load() {
+		s.waitsMu.Unlock()
+		c.w.Stop()
+		c.cut = true
+		return cutNow
+	}
+	c.prev, c.next = nil, s.waits
+	if s.waits != nil {
+		s.waits.prev = c
+	}
+	s.waits = c
+	s.waitsMu.Unlock()
+	return ch
+}
 
 // Unwatch implements providers.ClientWatch.
-func (c *clientWatch) Unwatch() { c.w.Stop() }
+func (c *clientWatch) Unwatch() {
+	if c.cut {
+		c.cut = false
+		return
+	}
+	if s := c.s; s != nil {
+		s.waitsMu.Lock()
+		if c.prev != nil {
+			c.prev.next = c.next
+		} else {
+			s.waits = c.next
+		}
+		if c.next != nil {
+			c.next.prev = c.prev
+		}
+		c.prev, c.next = nil, nil
+		s.waitsMu.Unlock()
+	}
+	c.w.Stop()
+}
+
+// cutWaits ends the waits of the client watches running as their clients hanging up
+// would: it shuts the read side of each one's connection, which the watch sees as the
+// client's half-close (internal/hangup), while its write side stays open for the
+// answer (cutOff). A watch started after this fires at once. cut is set before.
+func (s *Server) cutWaits() {
+	s.waitsMu.Lock()
+	defer s.waitsMu.Unlock()
+	for c := s.waits; c != nil; c = c.next {
+		if cr, ok := connwrap.Under[interface{ CloseRead() error }](c.conn); ok {
+			_ = cr.CloseRead()
+		}
+	}
+}
 
 // ownRequest starts a request the gateway answers itself, outside the API pipeline (a
 // model listing, an unknown path, a wrong method, a request it could not read), with
@@ -894,7 +1003,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		// MLflow streams completions in its own chunk form.
 		DeltaText: invoked,
 	}
-	r.hang.conn = ctx.Conn()
+	r.hang.conn, r.hang.s = ctx.Conn(), r.s
 	if ep.timeout > 0 {
 		r.call.Deadline = r.start.Add(ep.timeout)
 	}
@@ -1005,7 +1114,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		if i > 0 {
 			ok, gone := r.backoff(i, last)
 			if gone {
-				return &errClientHungUp
+				return r.ended()
 			}
 			if !ok && i <= p.Retries && total > p.Retries+1 {
 				// The retry's wait would pass the deadline, but the first fallback
@@ -1030,6 +1139,10 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				r.keepAnswer(&ctx.Response)
 			}
 			ctx.Response.Reset()
+		}
+		if r.s.cut.Load() {
+			// shutdown_grace ran out (cutOpen): nothing more goes upstream.
+			return &errShuttingDown
 		}
 		ti := 0
 		if i > p.Retries {
@@ -1100,14 +1213,20 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			continue
 		}
 		if r.res.Target == "" && errors.Is(err, providers.ErrClientGone) {
-			// Its client hung up while the request waited in the backend's queue
-			// for a target: as with every target busy, nothing went upstream, so
-			// no attempt is counted, observed or traced; the access log's attempts
-			// agree with tollgate_upstream_attempts_total and the spans.
+			// Its client hung up (or the shutdown cut its wait) while the request
+			// waited in the backend's queue for a target: as with every target
+			// busy, nothing went upstream, so no attempt is counted, observed or
+			// traced; the access log's attempts agree with
+			// tollgate_upstream_attempts_total and the spans.
 			tracing.Discard(as)
 			r.attempts--
-			return &errClientHungUp
+			return r.ended()
 		}
+		// The shutdown cut the wait for the upstream's answer (cutWaits) and the
+		// upstream request was aborted as for a client that hung up: the attempt's
+		// outcome is the shutdown's, and the route gets no verdict, as a stream the
+		// shutdown cuts before its first token gets none.
+		cut := errors.Is(err, providers.ErrClientGone) && r.s.cut.Load()
 		if err != nil || r.res.Stream == nil {
 			now := time.Now()
 			switch {
@@ -1117,7 +1236,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				// attempt is timed from when it went upstream, not from its wait
 				// in the backend's queue: a canary is judged by what its upstream did.
 				ep.routing.Observe(t.Route, now.Sub(r.res.Sent), 0, r.res.Failed)
-			case errors.Is(err, providers.ErrClientLeftUpstream) && !r.res.Sent.IsZero():
+			case errors.Is(err, providers.ErrClientLeftUpstream) && !r.res.Sent.IsZero() && !cut:
 				// Its client gave up while the upstream worked on it: no verdict,
 				// but the upstream took at least this long, which the latency gate
 				// must see (clients that give up on slow answers would hide them).
@@ -1130,6 +1249,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			}
 		}
 		outcome := outcomeOf(err, ctx.Response.StatusCode())
+		if cut {
+			outcome = metrics.OutcomeShutdown
+		}
 		if a := r.rt.attempt(b, r.res.Target); err == nil && r.res.Stream != nil {
 			// A stream's attempt is counted when it ends, by how it ended.
 			r.streamAttempt = a
@@ -1151,9 +1273,12 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				// cut short) still came.
 				tracing.SetClientStatus(as, r.res.Status)
 			}
-			if errors.Is(err, providers.ErrClientGone) {
+			switch {
+			case cut:
+				tracing.RecordError(as, errCutAtShutdown, errShuttingDown.code)
+			case errors.Is(err, providers.ErrClientGone):
 				tracing.RecordRefusal(as, errClientHungUp.code)
-			} else if err != nil {
+			case err != nil:
 				tracing.RecordError(as, err, outcome.String())
 			}
 		}
@@ -1183,6 +1308,11 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		as.End()
 		last = err
+		if cut {
+			// Nothing was sent to the client: it is answered 503 (cutOff), and
+			// its estimate refunded, the upstream's work on it ended.
+			return &errShuttingDown
+		}
 		if errors.Is(err, providers.ErrClientGone) {
 			// Its client hung up while the request was queued (nothing went
 			// upstream) or while the upstream worked on it (the provider aborted
@@ -1843,7 +1973,7 @@ func (r *request) endStream(werr error) error {
 	// (the OpenAI SDKs raise on an error event), and the target's health counts it
 	// whatever came after. So do the metrics, the spans, the log and the canary.
 	failed := r.upFailed
-	shutdownCut := werr != nil && !failed && r.s.streamsCut.Load()
+	shutdownCut := werr != nil && !failed && r.s.cut.Load()
 	switch {
 	case failed && r.failStatus != 0:
 		// The error answer went out instead of the stream (answerInstead).

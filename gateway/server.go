@@ -95,10 +95,19 @@ type Server struct {
 	// streaming holds the connections of the streams running, cut when the
 	// shutdown grace runs out; under afterStreamMu.
 	streaming map[net.Conn]struct{}
-	// streamsCut is set once cutStreams has cut them: their writes fail then through
-	// the gateway's doing, not the client's.
-	streamsCut atomic.Bool
-	reloadMu   sync.Mutex
+	// handling counts the requests inside the API handler, which fasthttp's shutdown
+	// stops waiting for when the grace runs out.
+	handling atomic.Int64
+	// waits lists the client watches running (clientWatch: requests waiting in a
+	// backend's queue, for an upstream's answer, out a retry's pause), for cutWaits
+	// to end; under waitsMu.
+	waitsMu sync.Mutex
+	waits   *clientWatch
+	// cut is set once shutdown_grace has run out and the shutdown cuts what is still
+	// open (cutOpen): the streams' writes and the waits of the requests still in the
+	// handler fail then through the gateway's doing, not the client's.
+	cut      atomic.Bool
+	reloadMu sync.Mutex
 	// lastHash is the SHA-256 of the file content the running config was parsed from.
 	lastHash [sha256.Size]byte
 	// closing counts retired runtimes closing in the background (runtime.closing).
@@ -646,17 +655,18 @@ func (s *Server) shutdown() error {
 		err = nil
 	}
 	if err == nil {
-		err = s.waitHijacked(ctx)
+		err = s.waitOpen(ctx)
 	}
 	if err != nil {
 		s.log.Warn("shutdown grace expired with requests still open", "error", err.Error())
-		// The process is about to end them anyway: cut the streams now, so that
-		// they end as requests do (their slots, limits and Redis leases given back,
-		// their spans ended) before the runtime retires below and closes the limiter
-		// once the last of them is done.
-		s.cutStreams()
-		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = s.waitHijacked(cctx)
+		// The process is about to end them anyway: cut them now, so that they end
+		// as requests do (their slots, limits and Redis leases given back, their
+		// spans ended, their access log lines written) before the runtime retires
+		// below and closes the limiter once the last of them is done. The bound
+		// holds with an upstream that never answers: its request is aborted.
+		s.cutOpen()
+		cctx, ccancel := context.WithTimeout(context.Background(), cutWait)
+		_ = s.waitOpen(cctx)
 		ccancel()
 	}
 	// The admin listener answers probes and scrapes until here.
@@ -711,11 +721,28 @@ type liveLimiter struct {
 	ref *sharedRef
 }
 
-// waitHijacked waits for the streams on hijacked connections to end, or for ctx.
-func (s *Server) waitHijacked(ctx context.Context) error {
+// cutWait bounds how long the shutdown waits for what cutOpen cut to end.
+const cutWait = 2 * time.Second
+
+// cutOpen cuts what is still open when shutdown_grace runs out. A stream's client
+// has had its answer's header: its connection closes (cutStreams). A request still in
+// the handler has had nothing yet: the wait it is in (a backend's queue, an upstream
+// that has not answered or holds a stream's header, a retry's pause) ends as for a
+// client that hung up (cutWaits), its upstream request aborted, and its client is
+// answered 503 shutting_down (cutOff). One about to go upstream goes nowhere.
+func (s *Server) cutOpen() {
+	s.cut.Store(true)
+	s.cutWaits()
+	s.cutStreams()
+}
+
+// waitOpen waits for the requests in the handler and the streams on hijacked
+// connections to end, or for ctx. fasthttp's shutdown counts neither a hijacked
+// connection nor one still open past its grace.
+func (s *Server) waitOpen(ctx context.Context) error {
 	tk := time.NewTicker(10 * time.Millisecond)
 	defer tk.Stop()
-	for s.hijacked.Load() > 0 {
+	for s.hijacked.Load() > 0 || s.handling.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -248,10 +248,13 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 }
 
 // trackStream adds (or with on false, removes) a running stream's connection to those
-// cutStreams closes.
+// cutStreams closes. A stream whose upstream answered after cutStreams ran is cut
+// at once.
 func (s *Server) trackStream(conn net.Conn, on bool) {
 	s.afterStreamMu.Lock()
-	if on {
+	if on && s.cut.Load() {
+		_ = conn.Close()
+	} else if on {
 		if s.streaming == nil {
 			s.streaming = make(map[net.Conn]struct{})
 		}
@@ -264,9 +267,8 @@ func (s *Server) trackStream(conn net.Conn, on bool) {
 
 // cutStreams closes the connections of the streams still running: the relay's next
 // write fails, the client watch sees the connection gone and aborts the upstream, and
-// the stream ends as cut by the shutdown (streamsCut), not as a client hang-up.
+// the stream ends as cut by the shutdown (cut, set before), not as a client hang-up.
 func (s *Server) cutStreams() {
-	s.streamsCut.Store(true)
 	s.afterStreamMu.Lock()
 	defer s.afterStreamMu.Unlock()
 	for c := range s.streaming {
