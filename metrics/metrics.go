@@ -235,8 +235,9 @@ type Route struct {
 	cost                  prometheus.Counter
 	streamErrors          [numStreamErrors]prometheus.Counter
 
-	// codes holds the request counter per HTTP status, created on first
-	// use: statuses 100..599 map to 0..499, anything else to the last slot.
+	// codes holds the request counter per HTTP status, created with the route
+	// (presetCodes) or on first use: statuses 100..599 map to 0..499, anything
+	// else to the last slot.
 	codes [numCodes]atomic.Pointer[counterRef]
 }
 
@@ -294,8 +295,19 @@ func (m *Metrics) Route(endpoint, backend, variant string) *Route {
 	for e := range numStreamErrors {
 		r.streamErrors[e] = m.streamErrors.WithLabelValues(endpoint, backend, variant, e.String())
 	}
+	for _, c := range presetCodes {
+		r.code(c)
+	}
 	return r
 }
+
+// presetCodes are the statuses whose request counters exist at 0 from the route's
+// start: those the gateway answers itself and the usual upstream ones. A counter
+// created at its first request would reach Prometheus already holding it, and
+// rate() and increase() count only growth between samples: an outage shorter than
+// a scrape interval would never show on the dashboard or in the error-rate alert.
+// Rarer statuses (Anthropic's 529) are created on first use.
+var presetCodes = [...]int{200, 400, 401, 403, 404, 408, 413, 422, 429, 499, 500, 502, 503, 504}
 
 // StreamFailed counts a stream the upstream failed after its 200 went out.
 func (r *Route) StreamFailed(e StreamError) {
