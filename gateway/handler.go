@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -133,6 +134,10 @@ type request struct {
 	sent     time.Time
 	ans      tracing.Answer
 	traceBuf [32]byte
+	// clientTrace is the trace ID of the client's traceparent, read with tracing
+	// off (clientTraced), when no span context holds it.
+	clientTrace  [16]byte
+	clientTraced bool
 
 	// stream state: out holds what the relay has not written yet: the response
 	// header (its first outHead bytes) until the first write, then chunkRoom bytes
@@ -828,7 +833,15 @@ func (s *Server) ownRequest(ctx *fasthttp.RequestCtx) *request {
 // startSpan starts the request's server span at its arrival, continuing the client's
 // trace.
 func (r *request) startSpan(ctx *fasthttp.RequestCtx, spec *tracing.Spec) {
-	r.tctx = tracing.Extract(context.Background(), &ctx.Request.Header)
+	if !r.rt.tr.Enabled() {
+		// The gateway takes no part in the trace: the access log names the
+		// client's, read from its traceparent alone (the tracestate, like the
+		// traceparent, goes upstream as sent).
+		r.clientTrace, r.clientTraced = tracing.ClientTraceID(&ctx.Request.Header)
+		r.tctx = context.Background()
+	} else {
+		r.tctx = tracing.Extract(context.Background(), &ctx.Request.Header)
+	}
 	r.tctx, r.span = r.rt.tr.StartAt(r.tctx, spec, r.start)
 	tracing.SetServerRequest(r.span, ctx.IsTLS(), ctx.Method(), ctx.Path())
 }
@@ -1259,7 +1272,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			a.Observe(outcome)
 		}
 		if as.IsRecording() {
-			tracing.SetTarget(as, r.res.Target)
+			tr.SetTarget(as, r.res.Target)
 			tracing.SetAttempt(as, r.attempts, outcome.String())
 			// Only an answer has a status: fasthttp reports 200 for a response
 			// that never came (a timeout, a refused connection).
@@ -1378,6 +1391,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 
 // traceID is the request's trace ID in hex, for the access log; it views r.traceBuf.
 func (r *request) traceID() string {
+	if r.clientTraced {
+		return b2s(hex.AppendEncode(r.traceBuf[:0], r.clientTrace[:]))
+	}
 	if r.tctx == nil {
 		return ""
 	}

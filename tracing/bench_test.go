@@ -2,11 +2,14 @@ package tracing
 
 import (
 	"context"
+	"encoding/hex"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // gatewayRequest makes the spans, attributes, events and header work of one
@@ -20,6 +23,8 @@ type gatewayRequest struct {
 	reqID    []byte
 	method   []byte
 	path     []byte
+	target   string
+	traceID  []byte // the access log's trace_id
 	// firstToken is when the stream's first token came.
 	firstToken time.Time
 }
@@ -29,10 +34,12 @@ func newGatewayRequest(tr *Tracing, traceparent string) *gatewayRequest {
 		tr:         tr,
 		server:     ServerSpec("POST", "/v1/chat/completions"),
 		endpoint:   NewEndpointAttrs("chat", "chat"),
-		upstream:   UpstreamSpec("chat", "openai", "meta-llama/Llama-3.1-8B-Instruct", "llama", "http://10.0.0.1:8000/v1"),
+		upstream:   UpstreamSpec("chat", "openai", "meta-llama/Llama-3.1-8B-Instruct", "llama", ""),
+		target:     "http://10.0.0.1:8000/v1",
 		reqID:      []byte("0123456789abcdef"),
 		method:     []byte("POST"),
 		path:       []byte("/v1/chat/completions"),
+		traceID:    make([]byte, 0, 32),
 		firstToken: time.Now(),
 	}
 	if traceparent != "" {
@@ -43,7 +50,14 @@ func newGatewayRequest(tr *Tracing, traceparent string) *gatewayRequest {
 
 func (g *gatewayRequest) run(ctx context.Context) {
 	tr := g.tr
-	ctx = Extract(ctx, &g.in)
+	var clientTrace trace.TraceID
+	var clientTraced bool
+	if tr.Enabled() {
+		ctx = Extract(ctx, &g.in)
+	} else {
+		// As the gateway does: with tracing off only the access log's trace ID is read.
+		clientTrace, clientTraced = ClientTraceID(&g.in)
+	}
 	ctx, server := tr.Start(ctx, g.server)
 	SetServerRequest(server, false, g.method, g.path)
 	g.endpoint.Annotate(server)
@@ -57,9 +71,12 @@ func (g *gatewayRequest) run(ctx context.Context) {
 	SetRoute(rt, "llama", "stable", 95, 0x1234, true)
 	rt.End()
 	uctx, up := tr.Start(ctx, g.upstream)
+	tr.SetTarget(up, g.target)
 	SetAttempt(up, 1, "ok")
 	SetRequest(up, Request{MaxTokens: 256, Temperature: 0.7, Stream: true, Choices: 2, Seed: 42, HasSeed: true, OutputType: OutputJSON})
-	Inject(uctx, &g.out)
+	if tr.Enabled() {
+		Inject(uctx, &g.out)
+	}
 	FirstToken(up, g.firstToken, 120*time.Millisecond)
 	SetResponse(up, "meta-llama/Llama-3.1-8B-Instruct", "chatcmpl-1", "stop")
 	SetUsage(up, 512, 128)
@@ -67,10 +84,18 @@ func (g *gatewayRequest) run(ctx context.Context) {
 	up.End()
 	SetServerStatus(server, 200)
 	server.End()
+	if clientTraced {
+		g.traceID = hex.AppendEncode(g.traceID[:0], clientTrace[:])
+	} else {
+		g.traceID = AppendTraceID(ctx, g.traceID[:0])
+	}
 }
 
-func benchmarkRequest(b *testing.B, tr *Tracing, traceparent string) {
+func benchmarkRequest(b *testing.B, tr *Tracing, traceparent string, tracestate ...string) {
 	g := newGatewayRequest(tr, traceparent)
+	for _, ts := range tracestate {
+		g.in.Add("tracestate", ts)
+	}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -86,8 +111,14 @@ func BenchmarkRequestTracingOffClientTraceparent(b *testing.B) {
 	benchmarkRequest(b, Disabled(), clientTraceparent)
 }
 
-func benchmarkEnabled(b *testing.B, ratio float64) {
-	tr, err := newTracing(context.Background(), Config{SampleRatio: &ratio}, nil, tracetest.NewNoopExporter())
+// BenchmarkRequestTracingOffClientTracestate passes a client's traceparent and
+// tracestate through, tracing off.
+func BenchmarkRequestTracingOffClientTracestate(b *testing.B) {
+	benchmarkRequest(b, Disabled(), clientTraceparent, clientTracestate)
+}
+
+func benchmarkEnabled(b *testing.B, ratio float64, keepErrors bool) {
+	tr, err := newTracing(context.Background(), Config{SampleRatio: &ratio, KeepErrors: &keepErrors}, nil, tracetest.NewNoopExporter())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,10 +128,29 @@ func benchmarkEnabled(b *testing.B, ratio float64) {
 
 // BenchmarkRequestTracingDropped is the common case at a low ratio: every
 // span recorded, the trace dropped when its root ends.
-func BenchmarkRequestTracingDropped(b *testing.B) { benchmarkEnabled(b, 0) }
+func BenchmarkRequestTracingDropped(b *testing.B) { benchmarkEnabled(b, 0, true) }
+
+// BenchmarkRequestTracingUnkeepable is a low ratio with keep_errors off and no
+// keep_slower_than: a trace the ratio leaves out cannot be kept.
+func BenchmarkRequestTracingUnkeepable(b *testing.B) { benchmarkEnabled(b, 0, false) }
 
 // BenchmarkRequestTracingKept exports every trace to a no-op exporter.
-func BenchmarkRequestTracingKept(b *testing.B) { benchmarkEnabled(b, 1) }
+func BenchmarkRequestTracingKept(b *testing.B) { benchmarkEnabled(b, 1, true) }
+
+// BenchmarkSetTarget records an attempt's target on a recording span that keeps
+// no attributes, so that only SetTarget's own work counts.
+func BenchmarkSetTarget(b *testing.B) {
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithRawSpanLimits(sdktrace.SpanLimits{AttributeCountLimit: 0}))
+	defer sdk.Shutdown(context.Background())
+	_, span := sdk.Tracer("t").Start(context.Background(), "attempt")
+	defer span.End()
+	tr := Disabled()
+	b.ReportAllocs()
+	for b.Loop() {
+		tr.SetTarget(span, "http://10.0.0.1:8000/v1")
+	}
+}
 
 func BenchmarkExtractInject(b *testing.B) {
 	var in, out fasthttp.RequestHeader

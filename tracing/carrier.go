@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"strings"
 	"sync"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -61,38 +62,21 @@ func (c HeaderCarrier) Keys() []string {
 
 // Extract returns ctx with the client's W3C trace context (traceparent,
 // tracestate) as the remote parent of the spans started from it. Without a
-// valid traceparent it returns ctx as is. The gateway extracts with tracing
-// off too, for the trace ID of its access log; the upstream then gets the
-// client's trace headers as the client sent them, not through Inject.
+// valid traceparent it returns ctx as is. With tracing off the gateway reads
+// only ClientTraceID, for the trace ID of its access log; the upstream then
+// gets the client's trace headers as the client sent them, not through Inject.
 //
 // It parses traceparent exactly as propagation.TraceContext does (a fuzz
 // test holds them equal) but from the header's bytes, without the string
-// copies and carrier the propagator needs: with tracing off, naming a
-// client's trace in the access log costs only the context that holds it.
+// copies and carrier the propagator needs.
 func Extract(ctx context.Context, h Header) context.Context {
-	tp := h.Peek(traceparentHeader)
-	if len(tp) == 0 {
-		return ctx
-	}
-	mh, multi := h.(multiHeader)
-	if multi && len(mh.PeekAll(traceparentHeader)) > 1 {
-		// Two traceparents name two parents: neither is taken (W3C).
-		return ctx
-	}
-	scc, ok := parseTraceparent(tp)
+	scc, ok := clientParent(h)
 	if !ok {
 		return ctx
 	}
 	var ts string
-	if multi {
-		// tracestate may come as several fields: one list, in order (W3C, RFC
-		// 9110 5.3).
-		for i, f := range mh.PeekAll(tracestateHeader) {
-			if i > 0 {
-				ts += ","
-			}
-			ts += string(f)
-		}
+	if mh, multi := h.(multiHeader); multi {
+		ts = joinFields(mh.PeekAll(tracestateHeader))
 	} else {
 		ts = string(h.Peek(tracestateHeader))
 	}
@@ -100,11 +84,58 @@ func Extract(ctx context.Context, h Header) context.Context {
 		// An invalid tracestate must not invalidate traceparent (W3C).
 		scc.TraceState, _ = trace.ParseTraceState(ts)
 	}
-	sc := trace.NewSpanContext(scc)
-	if !sc.IsValid() {
-		return ctx
+	return trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(scc))
+}
+
+// ClientTraceID is the trace ID of the client's traceparent in h, as Extract takes it
+// (one valid traceparent), without the context Extract builds nor the tracestate: with
+// tracing off the gateway takes no part in the trace, and the access log needs only
+// the ID.
+func ClientTraceID(h Header) (trace.TraceID, bool) {
+	scc, ok := clientParent(h)
+	return scc.TraceID, ok
+}
+
+// clientParent parses the one traceparent of h: two name two parents, and neither is
+// taken (W3C); one with an all-zero trace or span ID is invalid.
+func clientParent(h Header) (trace.SpanContextConfig, bool) {
+	tp := h.Peek(traceparentHeader)
+	if len(tp) == 0 {
+		return trace.SpanContextConfig{}, false
 	}
-	return trace.ContextWithRemoteSpanContext(ctx, sc)
+	if mh, multi := h.(multiHeader); multi && len(mh.PeekAll(traceparentHeader)) > 1 {
+		return trace.SpanContextConfig{}, false
+	}
+	scc, ok := parseTraceparent(tp)
+	if !ok || !scc.TraceID.IsValid() || !scc.SpanID.IsValid() {
+		return trace.SpanContextConfig{}, false
+	}
+	return scc, true
+}
+
+// joinFields joins header fields into one comma-separated list, as a
+// tracestate sent in several fields is one list, in order (W3C, RFC 9110
+// 5.3), in one allocation.
+func joinFields(fields [][]byte) string {
+	switch len(fields) {
+	case 0:
+		return ""
+	case 1:
+		return string(fields[0])
+	}
+	n := len(fields) - 1
+	for _, f := range fields {
+		n += len(f)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, f := range fields {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(f)
+	}
+	return b.String()
 }
 
 // maxTraceparentVersion is the highest version the W3C format allows; ff is

@@ -2,12 +2,15 @@ package tracing
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -309,15 +312,67 @@ func SetResponse(span trace.Span, model, id string, finishReasons ...string) {
 // the URL names none, and tollgate.target, its host:port as written, which is
 // also the target label of the upstream metrics. An empty target (no replica
 // was tried) records nothing.
-func SetTarget(span trace.Span, target string) {
+func (t *Tracing) SetTarget(span trace.Span, target string) {
 	if !span.IsRecording() || target == "" {
 		return
 	}
-	host, port, hostport := hostPort(target)
-	span.SetAttributes(KeyTarget.String(hostport), semconv.ServerAddress(host))
-	if port > 0 {
-		span.SetAttributes(semconv.ServerPort(port))
+	span.SetAttributes(t.targets.get(target)...)
+}
+
+// maxTargets bounds targetTable: reloads that change the targets again and
+// again must not grow it for good.
+const maxTargets = 1024
+
+// targetTable maps a target to the attributes SetTarget records for it. Targets
+// are the configured base URLs, a few per backend, so parsing one on every
+// attempt (url.Parse, an allocation and some 300 ns) would redo the same work
+// for each request; they are parsed on first use instead. Lookups read an
+// immutable map without a lock or an allocation; a miss copies it with the new
+// entry, and a table full starts over.
+type targetTable struct {
+	mu sync.Mutex // held by writers
+	m  atomic.Pointer[map[string][]attribute.KeyValue]
+}
+
+// get returns target's attributes; the caller must not change them (the SDK
+// copies what SetAttributes is given).
+func (t *targetTable) get(target string) []attribute.KeyValue {
+	if m := t.m.Load(); m != nil {
+		if kv, ok := (*m)[target]; ok {
+			return kv
+		}
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.m.Load()
+	if old != nil {
+		if kv, ok := (*old)[target]; ok {
+			return kv
+		}
+	}
+	kv := newTargetAttrs(target)
+	n := 1
+	if old != nil && len(*old) < maxTargets {
+		n += len(*old)
+	}
+	m := make(map[string][]attribute.KeyValue, n)
+	if n > 1 {
+		maps.Copy(m, *old)
+	}
+	m[target] = kv
+	t.m.Store(&m)
+	return kv
+}
+
+// newTargetAttrs builds the attributes of target: tollgate.target (its
+// host:port as written), server.address and, when known, server.port.
+func newTargetAttrs(target string) []attribute.KeyValue {
+	host, port, hostport := hostPort(target)
+	kv := []attribute.KeyValue{KeyTarget.String(hostport), semconv.ServerAddress(host)}
+	if port > 0 {
+		kv = append(kv, semconv.ServerPort(port))
+	}
+	return slices.Clip(kv)
 }
 
 // SetUsage records token counts.

@@ -279,7 +279,7 @@ func TestSettersOnNonRecordingSpan(t *testing.T) {
 	SetResponse(span, "m", "id", "stop")
 	SetUsage(span, 1, 1)
 	FirstToken(span, time.Now(), time.Second)
-	SetTarget(span, "http://10.0.0.1:8000/v1")
+	Disabled().SetTarget(span, "http://10.0.0.1:8000/v1")
 	SetRequestID(span, []byte("r"), "c")
 	SetRoute(span, "b", "v", 1, 1, true)
 	SetLimit(span, "memory", "allowed", "")
@@ -362,7 +362,7 @@ func TestSetTarget(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr, exp := newTestTracing(t, Config{})
 			_, span := tr.Start(context.Background(), UpstreamSpec("chat", "openai", "m", "b", ""))
-			SetTarget(span, tt.target)
+			Disabled().SetTarget(span, tt.target)
 			span.End()
 			got := attrs(exported(t, tr, exp)[0].Attributes)
 			for k, want := range tt.want {

@@ -343,8 +343,8 @@ func TestShutdownDropsPending(t *testing.T) {
 	}
 }
 
-func TestHeadSamplerRecordsEverything(t *testing.T) {
-	s := headSampler{sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0))}
+func TestHeadSamplerRecordsForTailRules(t *testing.T) {
+	s := headSampler{inner: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0))}
 	r := s.ShouldSample(sdktrace.SamplingParameters{
 		ParentContext: context.Background(),
 		TraceID:       trace.TraceID{1},

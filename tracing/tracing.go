@@ -3,12 +3,14 @@
 // context propagation over fasthttp headers, and the GenAI span names and
 // attributes.
 //
-// Every span is recorded in process; whether a request's spans are exported
+// Spans are recorded in process; whether a request's spans are exported
 // is decided when its local root (the server span) ends: kept if the head
 // decision (a parent-based trace ID ratio that honours a sampled parent from
 // the client) says so, or if any of its spans is in error, or if the root
 // lasted at least keep_slower_than. Requests that share a client's trace ID
-// are decided each on its own.
+// are decided each on its own. With keep_errors off and no keep_slower_than
+// nothing but the head decision can keep a request, so a request it leaves
+// out is not recorded at all.
 // With exporter none, Tracing hands out no-op spans and the request path pays
 // nothing but a nil check.
 package tracing
@@ -49,13 +51,17 @@ type Tracing struct {
 	gate    *exportGate
 	exp     *loggingExporter
 	capture bool
+	// targets holds each upstream target's span attributes (SetTarget).
+	targets targetTable
 }
 
 // Stats are the tail sampler's counters since New.
 type Stats struct {
 	// Kept, Discarded and Evicted count requests (local root spans and
 	// their descendants): exported, dropped by the sampling decision, and
-	// dropped unfinished to bound memory.
+	// dropped unfinished to bound memory. A request that no rule could keep
+	// is counted as discarded when its root starts (it is never recorded),
+	// any other when its root ends.
 	Kept, Discarded, Evicted uint64
 	// SpansDropped counts spans beyond the per-request limit.
 	SpansDropped uint64
@@ -136,7 +142,11 @@ func newTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktra
 	tail := newTailProcessor(gate, cfg.keepErrors(), cfg.KeepSlowerThan, cfg.maxPendingTraces())
 	sdk := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(headSampler{sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.sampleRatio()))}),
+		sdktrace.WithSampler(headSampler{
+			inner: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.sampleRatio())),
+			tail:  tail,
+			drop:  !cfg.keepErrors() && cfg.KeepSlowerThan == 0,
+		}),
 		sdktrace.WithSpanProcessor(tail),
 	)
 	return &Tracing{
@@ -307,16 +317,30 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 }
 
 // headSampler is the head decision: a parent-based trace ID ratio, except
-// that a trace not sampled is still recorded (RecordOnly) so that the tail
-// processor can keep it for an error or a slow root. The sampled flag sent
-// upstream in traceparent is the head decision, so vLLM samples the same
-// traces at their start.
-type headSampler struct{ inner sdktrace.Sampler }
+// that a trace not sampled is still recorded (RecordOnly) when a tail rule is
+// on, so that the tail processor can keep it for an error or a slow root.
+// The sampled flag sent upstream in traceparent is the head decision, so
+// vLLM samples the same traces at their start.
+type headSampler struct {
+	inner sdktrace.Sampler
+	tail  *tailProcessor
+	// drop is set when no tail rule is on (keep_errors off, no
+	// keep_slower_than): a trace not sampled can never be kept, and recording
+	// its spans only to throw them away cost some 50 allocations a request.
+	// Such a trace is dropped at its start, and as its spans never reach the
+	// tail processor, its request is counted as discarded here.
+	drop bool
+}
 
 func (s headSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
 	r := s.inner.ShouldSample(p)
-	if r.Decision == sdktrace.Drop {
+	if r.Decision != sdktrace.Drop {
+		return r
+	}
+	if !s.drop {
 		r.Decision = sdktrace.RecordOnly
+	} else if isLocalRoot(trace.SpanContextFromContext(p.ParentContext)) && !s.tail.closed.Load() {
+		s.tail.discarded.Add(1)
 	}
 	return r
 }
