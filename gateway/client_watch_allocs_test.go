@@ -41,7 +41,7 @@ func TestClientWatchListAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { listed.Watch(); listed.Unwatch() }); n > base {
 		t.Fatalf("%.1f allocations per listed watch, %.1f unlisted: the list allocates", n, base)
 	}
-	if s.waits != other || other.next != nil || other.prev != nil {
+	if other.shard().head != other || other.next != nil || other.prev != nil {
 		t.Fatal("the list does not hold the one watch left running")
 	}
 }

@@ -737,9 +737,10 @@ func (r *request) ended() *apiError {
 type clientWatch struct {
 	conn net.Conn
 	w    hangup.Watch
-	// s is the server whose list the watch joins while it runs; prev and next link
-	// it there, under s.waitsMu.
+	// s is the server whose list the watch joins while it runs (the shard of its
+	// connection's id); prev and next link it there, under that shard's lock.
 	s          *Server
+	id         uint64
 	prev, next *clientWatch
 	// cut is set while a watch started after the shutdown's cut runs: it watches
 	// nothing, and its channel (cutNow) has fired already.
@@ -754,26 +755,43 @@ var cutNow = func() chan struct{} {
 	return ch
 }()
 
+// waitShards is the number of lists Server.waits keeps.
+const waitShards = 16
+
+// waitList is one shard of the client watches running, under mu; padded to its own
+// cache line.
+type waitList struct {
+	mu   sync.Mutex
+	head *clientWatch
+	_    [48]byte
+}
+
+// shard is the list the watch joins: by its connection's ID, which spreads the
+// connections served at once over the shards.
+func (c *clientWatch) shard() *waitList {
+	return &c.s.waits[c.id%waitShards]
+}
+
 // Watch implements providers.ClientWatch.
 func (c *clientWatch) Watch() <-chan struct{} {
 	ch := c.w.Start(c.conn)
-	s := c.s
-	if s == nil {
+	if c.s == nil {
 		return ch
 	}
-	s.waitsMu.Lock()
-	if s.cut.Load() {
-		s.waitsMu.Unlock()
+	l := c.shard()
+	l.mu.Lock()
+	if c.s.cut.Load() {
+		l.mu.Unlock()
 		c.w.Stop()
 		c.cut = true
 		return cutNow
 	}
-	c.prev, c.next = nil, s.waits
-	if s.waits != nil {
-		s.waits.prev = c
+	c.prev, c.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = c
 	}
-	s.waits = c
-	s.waitsMu.Unlock()
+	l.head = c
+	l.mu.Unlock()
 	return ch
 }
 
@@ -783,18 +801,19 @@ func (c *clientWatch) Unwatch() {
 		c.cut = false
 		return
 	}
-	if s := c.s; s != nil {
-		s.waitsMu.Lock()
+	if c.s != nil {
+		l := c.shard()
+		l.mu.Lock()
 		if c.prev != nil {
 			c.prev.next = c.next
 		} else {
-			s.waits = c.next
+			l.head = c.next
 		}
 		if c.next != nil {
 			c.next.prev = c.prev
 		}
 		c.prev, c.next = nil, nil
-		s.waitsMu.Unlock()
+		l.mu.Unlock()
 	}
 	c.w.Stop()
 }
@@ -804,12 +823,15 @@ func (c *clientWatch) Unwatch() {
 // client's half-close (internal/hangup), while its write side stays open for the
 // answer (cutOff). A watch started after this fires at once. cut is set before.
 func (s *Server) cutWaits() {
-	s.waitsMu.Lock()
-	defer s.waitsMu.Unlock()
-	for c := s.waits; c != nil; c = c.next {
-		if cr, ok := connwrap.Under[interface{ CloseRead() error }](c.conn); ok {
-			_ = cr.CloseRead()
+	for i := range s.waits {
+		l := &s.waits[i]
+		l.mu.Lock()
+		for c := l.head; c != nil; c = c.next {
+			if cr, ok := connwrap.Under[interface{ CloseRead() error }](c.conn); ok {
+				_ = cr.CloseRead()
+			}
 		}
+		l.mu.Unlock()
 	}
 }
 
@@ -1016,7 +1038,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		// MLflow streams completions in its own chunk form.
 		DeltaText: invoked,
 	}
-	r.hang.conn, r.hang.s = ctx.Conn(), r.s
+	r.hang.conn, r.hang.s, r.hang.id = ctx.Conn(), r.s, ctx.ConnID()
 	if ep.timeout > 0 {
 		r.call.Deadline = r.start.Add(ep.timeout)
 	}
@@ -1616,11 +1638,13 @@ func (r *request) backoff(i int, last error) (ok, gone bool) {
 // nobody. Retries are rare, so the timer is not worth pooling.
 func (r *request) pause(d time.Duration) (gone bool) {
 	left := r.hang.Watch()
+	// Unwatched whether or not the connection could be watched: the watch joined
+	// the server's list either way (cutWaits).
+	defer r.hang.Unwatch()
 	if left == nil {
 		time.Sleep(d)
 		return false
 	}
-	defer r.hang.Unwatch()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

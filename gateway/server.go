@@ -100,9 +100,8 @@ type Server struct {
 	handling atomic.Int64
 	// waits lists the client watches running (clientWatch: requests waiting in a
 	// backend's queue, for an upstream's answer, out a retry's pause), for cutWaits
-	// to end; under waitsMu.
-	waitsMu sync.Mutex
-	waits   *clientWatch
+	// to end, in shards so that requests on many cores do not queue on one lock.
+	waits [waitShards]waitList
 	// cut is set once shutdown_grace has run out and the shutdown cuts what is still
 	// open (cutOpen): the streams' writes and the waits of the requests still in the
 	// handler fail then through the gateway's doing, not the client's.

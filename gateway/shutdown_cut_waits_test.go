@@ -279,8 +279,10 @@ func TestCutWaitsEndsRunningAndLaterWatches(t *testing.T) {
 	}
 	later.Unwatch()
 	running.Unwatch()
-	if s.waits != nil {
-		t.Fatal("a watch stayed listed after its Unwatch")
+	for i := range s.waits {
+		if s.waits[i].head != nil {
+			t.Fatal("a watch stayed listed after its Unwatch")
+		}
 	}
 	if _, err := io.WriteString(conn, "answer"); err != nil {
 		t.Fatalf("the cut connection cannot carry the answer: %v", err)
