@@ -180,8 +180,9 @@ func loadfFromFamilies(fams map[string]*dto.MetricFamily, endpoint string) loadf
 			for _, l := range s.Label {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if ep(labels) {
-				m.byCode[labels["code"]] += int(s.Counter.GetValue())
+			// The usual codes exist at 0 from the start: only counts are compared.
+			if v := int(s.Counter.GetValue()); ep(labels) && v > 0 {
+				m.byCode[labels["code"]] += v
 			}
 		}
 	}
