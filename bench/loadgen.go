@@ -301,6 +301,15 @@ func requestPath(k reqKind) string {
 	return "/v1/chat/completions"
 }
 
+// cutShort reports whether err is the end of an answer's body before its end: the
+// connection closed (or reset) between events or inside one, on a chunk's boundary or
+// within a chunk, where fasthttp reports io.ErrUnexpectedEOF.
+func cutShort(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, fasthttp.ErrConnectionClosed)
+}
+
 // errKind names a transport error for the errors-by-kind table.
 func errKind(err error) string {
 	var op *net.OpError
@@ -502,6 +511,13 @@ func (w *worker) do(i int64, sched time.Time, o *outcome) {
 	err := w.t.client.DoTimeout(w.req, w.resp, w.s.Timeout)
 	if err != nil {
 		o.errKind = errKind(err)
+		if o.errKind == "conn closed" && w.resp.Header.StatusCode() == fasthttp.StatusOK && w.resp.Header.ContentLength() != 0 {
+			// The answer's header came (a length or chunked: the client resets
+			// the response, whose defaults are 200 and no length, before each
+			// call), its body was cut short: a failed answer, not a connection
+			// the path refused or dropped.
+			o.errKind = "bad body"
+		}
 		return
 	}
 	if w.s.CountHeader != "" {
@@ -564,7 +580,7 @@ func (w *worker) readStream(sched time.Time, o *outcome) {
 		data, err := w.sse.next()
 		now := time.Now()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			if cutShort(err) {
 				// Events and then no [DONE] is a cut stream; no event at
 				// all is a 200 that was never an event stream.
 				o.errKind = "stream cut"
