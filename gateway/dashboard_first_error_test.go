@@ -1,152 +1,35 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/freeport"
 	"github.com/tollgate/tollgate/internal/promtest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
-// dashProbeProm is a real Prometheus scraping the gateway and, as the shipped
-// prometheus.yml does, the vLLM-like upstreams with their backend label, with the
-// shipped alert rules loaded.
-type dashProbeProm struct {
-	base string
-	c    *http.Client
-}
+// dashProbeProm is a real Prometheus scraping the gateway (promtest.Start, every
+// 500 ms), queried for the dashboard's expressions.
+type dashProbeProm struct{ *promtest.Server }
 
-func dashProbeStartProm(t *testing.T, gateway string, vllm map[string]string) *dashProbeProm {
+func dashProbeStartProm(t *testing.T, gateway string) dashProbeProm {
 	t.Helper()
-	bin := promtest.Binary(t)
-	dir := t.TempDir()
-	rules, err := filepath.Abs("../configs/prometheus/alerts.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sc strings.Builder
-	for be, addr := range vllm {
-		fmt.Fprintf(&sc, "      - targets: [%q]\n        labels: {backend: %q}\n", addr, be)
-	}
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 900ms
-  evaluation_interval: 1s
-rule_files: [%q]
-scrape_configs:
-  - job_name: tollgate
-    static_configs:
-      - targets: [%q]
-  - job_name: vllm
-    static_configs:
-%s`, rules, gateway, sc.String())
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	port, err := freeport.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("prometheus output:\n%s", logs.String())
-		}
-	})
-	p := &dashProbeProm{base: "http://" + addr, c: &http.Client{Timeout: 5 * time.Second}}
-	promtest.WaitFor(t, "prometheus ready", func() (bool, error) {
-		select {
-		case err := <-exited:
-			return false, fmt.Errorf("prometheus exited: %v\n%s", err, logs.String())
-		default:
-		}
-		resp, err := p.c.Get(p.base + "/-/ready")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, nil
-	})
-	return p
+	return dashProbeProm{promtest.Start(t, promtest.Binary(t), gateway)}
 }
 
-func (p *dashProbeProm) get(path string, q url.Values, out any) error {
-	resp, err := p.c.Get(p.base + path + "?" + q.Encode())
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var env struct {
-		Status string          `json:"status"`
-		Error  string          `json:"error"`
-		Data   json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(b, &env); err != nil {
-		return fmt.Errorf("%s: %w", b, err)
-	}
-	if env.Status != "success" {
-		return fmt.Errorf("%s %v: %s", path, q, env.Error)
-	}
-	return json.Unmarshal(env.Data, out)
-}
-
-type dashProbeSample struct {
-	Metric map[string]string `json:"metric"`
-	Value  [2]any            `json:"value"`
-}
-
-func (s dashProbeSample) v() float64 {
-	str, _ := s.Value[1].(string)
-	f, _ := strconv.ParseFloat(str, 64)
-	return f
-}
-
-func (p *dashProbeProm) query(expr string) ([]dashProbeSample, error) {
-	var d struct {
-		ResultType string            `json:"resultType"`
-		Result     []dashProbeSample `json:"result"`
-	}
-	if err := p.get("/api/v1/query", url.Values{"query": {expr}}, &d); err != nil {
-		return nil, err
-	}
-	return d.Result, nil
+func (p dashProbeProm) query(expr string) ([]promtest.Sample, error) {
+	return p.Query(context.Background(), expr)
 }
 
 type dashProbeEnv struct {
 	g    *gw
-	prom *dashProbeProm
+	prom dashProbeProm
 	mu   sync.Mutex
 	n    int
 }
@@ -181,7 +64,7 @@ func (e *dashProbeEnv) post(t *testing.T, model string, stream bool, hdr map[str
 func TestDashboardShowsFirstServerError(t *testing.T) {
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, mockConfig(up, "", ""))
-	prom := dashProbeStartProm(t, g.AdminAddr(), map[string]string{"up": up})
+	prom := dashProbeStartProm(t, g.AdminAddr())
 	e := &dashProbeEnv{g: g, prom: prom}
 	samples := func(expr string) float64 {
 		s, err := prom.query(expr)
@@ -191,7 +74,7 @@ func TestDashboardShowsFirstServerError(t *testing.T) {
 		if len(s) == 0 {
 			return 0
 		}
-		return s[0].v()
+		return s[0].Value
 	}
 	// Steady healthy traffic, seen by several scrapes.
 	promtest.WaitFor(t, "200s scraped", func() (bool, error) {
@@ -214,8 +97,8 @@ func TestDashboardShowsFirstServerError(t *testing.T) {
 	}
 	var rate float64
 	for _, x := range s {
-		if x.Metric["endpoint"] == "chat" {
-			rate = x.v()
+		if x.Labels["endpoint"] == "chat" {
+			rate = x.Value
 		}
 	}
 	t.Logf("increase of 5xx over 1m = %v; Error rate panel (%s) = %v", inc, errRate, s)
@@ -234,7 +117,7 @@ func TestDashboardShowsFirstServerError(t *testing.T) {
 func TestDashboardErrorRateOfHealthyEndpoint(t *testing.T) {
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, mockConfig(up, "", ""))
-	prom := dashProbeStartProm(t, g.AdminAddr(), map[string]string{"up": up})
+	prom := dashProbeStartProm(t, g.AdminAddr())
 	e := &dashProbeEnv{g: g, prom: prom}
 	promtest.WaitFor(t, "200s scraped", func() (bool, error) {
 		e.post(t, "chat", false, nil)
@@ -248,9 +131,9 @@ func TestDashboardErrorRateOfHealthyEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, x := range s {
-		if x.Metric["endpoint"] == "chat" {
-			if x.v() != 0 {
-				t.Errorf("Error rate of chat = %v, want 0", x.v())
+		if x.Labels["endpoint"] == "chat" {
+			if x.Value != 0 {
+				t.Errorf("Error rate of chat = %v, want 0", x.Value)
 			}
 			return
 		}
