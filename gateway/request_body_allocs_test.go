@@ -53,7 +53,7 @@ func wireChat(n int) []byte {
 // allocating once the pools are warm, as a body set whole does (TestProxyAllocs). The
 // one allocation is fasthttp's own, after the handler: with StreamRequestBody its
 // server loop drops what a handler left of a body through io.CopyN, whose LimitReader
-// escapes (requestStream.discard, fasthttp v1.77 streaming.go), for every body, read or
+// escapes (requestStream.discard, fasthttp v1.79 streaming.go), for every body, read or
 // not.
 func TestWireRequestAllocs(t *testing.T) {
 	s := newServerWith(t, benchConfig(startStaticUpstream(t)), Options{})

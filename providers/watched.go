@@ -89,7 +89,7 @@ func (c *Call) unwatchClient() {
 	}
 }
 
-// connRoundTrip is fasthttp's transport (transport.RoundTrip in fasthttp 1.77), with
+// connRoundTrip is fasthttp's transport (transport.RoundTrip in fasthttp 1.79), with
 // call, when set, set on the connection while the answer is awaited, for its silent
 // ticks to ask after. A buffered answer is read whole (under the watch); a streamed
 // one only to the end of its header, after which the stream's own watch takes over
@@ -193,7 +193,10 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		hc.CloseConn(cc)
 		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings), err
 	}
-	closeConn := reset || req.ConnectionClose() || resp.ConnectionClose()
+	// The bytes after a 101 belong to another protocol: its connection is never
+	// reused (as fasthttp 1.79's transport has it).
+	closeConn := reset || req.ConnectionClose() || resp.ConnectionClose() ||
+		resp.StatusCode() == fasthttp.StatusSwitchingProtocols
 	if stream && bodied {
 		streamBody(resp, hc, cc, conn, br, closeConn)
 		return false, nil
@@ -459,7 +462,7 @@ func streamBody(resp *fasthttp.Response, hc *fasthttp.HostClient, cc any, conn n
 }
 
 // upstreamBody is a streamed answer's body read through connRoundTrip: fasthttp's
-// clientStreamBody (fasthttp 1.77, client.go), which fasthttp's transport alone can
+// clientStreamBody (fasthttp 1.79, client.go), which fasthttp's transport alone can
 // make. Reads are serialised; CloseWithError, which may come from another goroutine
 // while a Read waits for the upstream (Abort, the drain's timer), closes the
 // connection to end that Read unless the body was read to its end, then gives the
