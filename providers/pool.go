@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -995,11 +996,22 @@ func buildRing(targets []*Target) []ringPoint {
 // a slot free: the overflow of a prefix goes on along the ring, spread over the
 // targets as the ring spreads its points, not all to the target after it in config
 // order. It returns -1 when the call has no prompt or no target is in service.
+//
+// The load is this gateway's requests in flight; under vllm_queue it is a target's
+// score from a fresh read, which counts other clients' requests and vLLM's waiting
+// queue: counting only its own, the gateway would keep sending a prefix to a replica
+// that other traffic has swamped. A target without a fresh read counts its in-flight
+// requests.
 func (b *Backend) affine(call *Call) int {
 	p := &b.pool
-	key := promptPrefix(call, p.set.prefixBytes)
-	if key == nil {
+	h, ok := prefixHash(call, p.set.prefixBytes)
+	if !ok {
 		return -1
+	}
+	var since int64
+	queued := p.set.balance == vllmQueue
+	if queued {
+		since = p.now().UnixNano() - int64(p.set.metricsStale)
 	}
 	var total int64
 	up, open := 0, 0
@@ -1007,7 +1019,7 @@ func (b *Backend) affine(call *Call) int {
 	for _, st := range p.states {
 		if st.available() {
 			l := st.slots.load()
-			total += l
+			total += st.boundLoad(queued, l, since)
 			up++
 			if capacity <= 0 || l < capacity {
 				open++
@@ -1026,7 +1038,6 @@ func (b *Backend) affine(call *Call) int {
 	// finds one.
 	limit := math.Ceil(p.set.loadFactor * float64(total+1) / float64(up))
 	ring := p.ring
-	h := xxhash.Sum64(key)
 	lo, hi := 0, len(ring)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -1042,7 +1053,8 @@ func (b *Backend) affine(call *Call) int {
 			j -= len(ring)
 		}
 		if st := p.states[ring[j].i]; st.available() {
-			if l := st.slots.load(); float64(l) < limit && (capacity <= 0 || l < capacity) {
+			l := st.slots.load()
+			if float64(st.boundLoad(queued, l, since)) < limit && (capacity <= 0 || l < capacity) {
 				return ring[j].i
 			}
 		}
@@ -1050,13 +1062,29 @@ func (b *Backend) affine(call *Call) int {
 	return -1
 }
 
-// promptPrefix is the start, up to n bytes, of the call's prompt as the client sent
-// it: the JSON of its messages, prompt or input. Nil when there is none.
+// boundLoad is the target's load as affine bounds it, given its requests in flight:
+// with queued (vllm_queue), its score if read at or after since.
+func (st *targetState) boundLoad(queued bool, inflight, since int64) int64 {
+	if queued {
+		if s, _, fresh := st.load.score(inflight, since); fresh {
+			return s
+		}
+	}
+	return inflight
+}
+
+// prefixHash hashes the start, up to n bytes, of the call's prompt as the upstream's
+// chat template reads it: each message's role and content (prompt for completions,
+// input for embeddings), strings decoded. The same prompt written as other JSON (the
+// spacing, \u escapes and member order RFC 8259 leaves free, which Python's json.dumps
+// and compact encoders write differently) is the same tokens to vLLM's prefix cache,
+// and hashes the same. ok is false when there is no prompt.
 //
-// Prompts run to hundreds of kilobytes, so the scan reads no further into the prompt
-// than the prefix: the members before it are skipped, and the prompt's own end is
-// looked for only within n bytes. The gateway has checked that the body is JSON.
-func promptPrefix(call *Call, n int) []byte {
+// Prompts run to hundreds of kilobytes, so the walk stops once it has hashed n bytes:
+// the members before the prompt are skipped, and the prompt is read no further than
+// its first n bytes of text need (a message's content placed before its role is
+// skipped to find the role). The gateway has checked that the body is JSON.
+func prefixHash(call *Call, n int) (h uint64, ok bool) {
 	key := "messages"
 	switch call.Kind {
 	case Completions:
@@ -1067,36 +1095,302 @@ func promptPrefix(call *Call, n int) []byte {
 	b := call.Body
 	i := memberStart(b, key)
 	if i < 0 || n <= 0 {
-		return nil
+		return 0, false
 	}
-	return b[i:prefixEnd(b, i, n)]
+	w := prefixWriter{left: n}
+	w.d.Reset()
+	if call.Kind == Chat && b[i] == '[' {
+		w.list(b, i, listMessages)
+	} else {
+		w.value(b, i)
+	}
+	return w.d.Sum64(), true
+}
+
+// The separators prefixWriter writes between the parts of a prompt. They keep "ab",
+// "c" apart from "a", "bc"; text parts are joined by a newline, as vLLM joins them
+// for a template that takes a string, so that such a content hashes as the string.
+const (
+	sepField   = "\x00"
+	sepItem    = "\x01"
+	sepMessage = "\x02"
+	sepPart    = "\n"
+)
+
+// prefixWriter hashes the canonical text of a prompt until left bytes are written.
+// Its methods take the offset of a JSON value in b and return the offset past it and
+// whether to go on: false once left is spent, or at malformed JSON.
+type prefixWriter struct {
+	d    xxhash.Digest
+	left int
+}
+
+func (w *prefixWriter) write(p []byte) bool {
+	if len(p) >= w.left {
+		_, _ = w.d.Write(p[:w.left])
+		w.left = 0
+		return false
+	}
+	_, _ = w.d.Write(p)
+	w.left -= len(p)
+	return true
+}
+
+func (w *prefixWriter) mark(s string) bool {
+	if len(s) >= w.left {
+		_, _ = w.d.WriteString(s[:w.left])
+		w.left = 0
+		return false
+	}
+	_, _ = w.d.WriteString(s)
+	w.left -= len(s)
+	return true
+}
+
+// str writes the decoded contents of the string at b[i]. It looks for the closing
+// quote only within the bytes the budget can still take.
+func (w *prefixWriter) str(b []byte, i int) (int, bool) {
+	j := i + 1
+	for {
+		win := b[j:min(len(b), j+w.left)]
+		q := bytes.IndexByte(win, '"')
+		run := win
+		if q >= 0 {
+			run = win[:q]
+		}
+		e := bytes.IndexByte(run, '\\')
+		if e < 0 {
+			if q < 0 {
+				w.write(win) // the budget ends in the string (or the body does)
+				return len(b), false
+			}
+			return j + q + 1, w.write(run)
+		}
+		if !w.write(run[:e]) {
+			return len(b), false
+		}
+		r, m := jsonscan.DecodeEscape(b, j+e)
+		if m == 0 {
+			return len(b), false
+		}
+		var buf [utf8.UTFMax]byte
+		if !w.write(buf[:utf8.EncodeRune(buf[:], r)]) {
+			return len(b), false
+		}
+		j += e + m
+	}
+}
+
+// value writes the value at b[i]: a string decoded, an array's elements, a number or
+// literal as written. An object (no valid prompt has one there) counts as "{" alone.
+func (w *prefixWriter) value(b []byte, i int) (int, bool) {
+	switch b[i] {
+	case '"':
+		return w.str(b, i)
+	case '[':
+		return w.list(b, i, listValues)
+	}
+	e, err := jsonscan.Skip(b, i)
+	if err != nil {
+		return len(b), false
+	}
+	if b[i] == '{' {
+		return e, w.mark("{")
+	}
+	return e, w.write(b[i:e])
+}
+
+// What the elements of an array are, for list. (A method value passed instead would
+// move the writer to the heap: escape analysis cannot follow an indirect call.)
+const (
+	listValues = iota
+	listMessages
+	listParts
+)
+
+// list writes the elements of the array at b[i], as what kind says they are, with a
+// separator between two.
+func (w *prefixWriter) list(b []byte, i, kind int) (int, bool) {
+	j := jsonscan.SkipSpace(b, i+1)
+	if j < len(b) && b[j] == ']' {
+		return j + 1, true
+	}
+	for j < len(b) {
+		var e int
+		var more bool
+		switch kind {
+		case listMessages:
+			e, more = w.message(b, j)
+		case listParts:
+			e, more = w.part(b, j)
+		default:
+			e, more = w.value(b, j)
+		}
+		if !more {
+			return len(b), false
+		}
+		if j = jsonscan.SkipSpace(b, e); j >= len(b) || b[j] != ',' {
+			return j + 1, j < len(b)
+		}
+		sep := sepItem
+		switch kind {
+		case listMessages:
+			sep = sepMessage
+		case listParts:
+			sep = sepPart
+		}
+		if !w.mark(sep) {
+			return len(b), false
+		}
+		j = jsonscan.SkipSpace(b, j+1)
+	}
+	return len(b), false
+}
+
+// message writes a chat message's role, then its content, whatever their order in
+// the object; its other members (name, tool calls, cache hints) are left out.
+func (w *prefixWriter) message(b []byte, i int) (int, bool) {
+	if b[i] != '{' {
+		return w.value(b, i)
+	}
+	role, content := -1, -1
+	more := true
+	j := jsonscan.SkipSpace(b, i+1)
+	for j < len(b) && b[j] == '"' {
+		k, v := objectMember(b, j)
+		if v < 0 {
+			return len(b), false
+		}
+		switch string(k) {
+		case "role":
+			role = v
+		case "content":
+			content = v
+		}
+		e := -1
+		if content == v && role >= 0 {
+			if e, more = w.roleContent(b, role, content); !more {
+				return len(b), false
+			}
+		} else if role == v && content >= 0 {
+			// The content came first, and was skipped to find the role.
+			if _, more = w.roleContent(b, role, content); !more {
+				return len(b), false
+			}
+		}
+		if e < 0 {
+			var err error
+			if e, err = jsonscan.Skip(b, v); err != nil {
+				return len(b), false
+			}
+		}
+		j = e
+		if j = jsonscan.SkipSpace(b, j); j < len(b) && b[j] == ',' {
+			j = jsonscan.SkipSpace(b, j+1)
+		}
+	}
+	if j >= len(b) || b[j] != '}' {
+		return len(b), false
+	}
+	if role < 0 || content < 0 {
+		if _, more = w.roleContent(b, role, content); !more {
+			return len(b), false
+		}
+	}
+	return j + 1, true
+}
+
+// roleContent writes the role at b[role] and the content at b[content], either being
+// -1 when the message has none; it returns the content's end.
+func (w *prefixWriter) roleContent(b []byte, role, content int) (int, bool) {
+	if role >= 0 {
+		if _, more := w.value(b, role); !more {
+			return len(b), false
+		}
+	}
+	if !w.mark(sepField) {
+		return len(b), false
+	}
+	if content < 0 {
+		return 0, true
+	}
+	if b[content] == '[' {
+		return w.list(b, content, listParts)
+	}
+	return w.value(b, content)
+}
+
+// part writes a content part: the text of a text part (one without a type too), or
+// its type and the url (or string) of the member its type names, such as image_url.
+// Its other members, such as an image's detail or a cache hint, are left out.
+func (w *prefixWriter) part(b []byte, i int) (int, bool) {
+	if b[i] != '{' {
+		return w.value(b, i)
+	}
+	kind := []byte("text")
+	if t := memberAt(b, i, "type"); t >= 0 && b[t] == '"' {
+		if e, err := jsonscan.Skip(b, t); err == nil {
+			kind = b[t+1 : e-1]
+		}
+	}
+	v := memberAt(b, i, string(kind))
+	if string(kind) != "text" {
+		if !w.mark(sepField) || !w.write(kind) || !w.mark(sepField) {
+			return len(b), false
+		}
+		if v >= 0 && b[v] == '{' {
+			v = memberAt(b, v, "url")
+		}
+	}
+	if v >= 0 && b[v] == '"' {
+		if _, more := w.str(b, v); !more {
+			return len(b), false
+		}
+	}
+	e, err := jsonscan.Skip(b, i)
+	if err != nil {
+		return len(b), false
+	}
+	return e, true
+}
+
+// objectMember reads the member whose key's quote is at b[j]: the raw key and the
+// offset of its value, -1 when malformed.
+func objectMember(b []byte, j int) (key []byte, v int) {
+	ke, err := jsonscan.Skip(b, j)
+	if err != nil {
+		return nil, -1
+	}
+	if v = jsonscan.SkipSpace(b, ke); v >= len(b) || b[v] != ':' {
+		return nil, -1
+	}
+	if v = jsonscan.SkipSpace(b, v+1); v >= len(b) {
+		return nil, -1
+	}
+	return b[j+1 : ke-1], v
 }
 
 // memberStart is the offset of the value of the top-level member key in the JSON
 // object b, or -1.
 func memberStart(b []byte, key string) int {
-	i := jsonscan.SkipSpace(b, 0)
+	return memberAt(b, jsonscan.SkipSpace(b, 0), key)
+}
+
+// memberAt is the offset of the value of member key in the JSON object at b[i], or -1.
+func memberAt(b []byte, i int, key string) int {
 	if i >= len(b) || b[i] != '{' {
 		return -1
 	}
 	i = jsonscan.SkipSpace(b, i+1)
 	for i < len(b) && b[i] == '"' {
-		ke, err := jsonscan.Skip(b, i)
-		if err != nil {
+		k, v := objectMember(b, i)
+		if v < 0 {
 			return -1
 		}
-		k := b[i+1 : ke-1]
-		if i = jsonscan.SkipSpace(b, ke); i >= len(b) || b[i] != ':' {
-			return -1
-		}
-		i = jsonscan.SkipSpace(b, i+1)
 		if string(k) == key {
-			if i >= len(b) {
-				return -1
-			}
-			return i
+			return v
 		}
-		ve, err := jsonscan.Skip(b, i)
+		ve, err := jsonscan.Skip(b, v)
 		if err != nil {
 			return -1
 		}
@@ -1106,70 +1400,6 @@ func memberStart(b []byte, key string) int {
 		i = jsonscan.SkipSpace(b, i+1)
 	}
 	return -1
-}
-
-// prefixEnd is the end of the JSON value that starts at b[i] if it ends within n
-// bytes, else i+n (or the end of b).
-func prefixEnd(b []byte, i, n int) int {
-	limit := min(len(b), i+n)
-	depth := 0
-	for j := i; j < limit; j++ {
-		switch b[j] {
-		case '"':
-			j = stringEnd(b, j+1, limit)
-			if depth == 0 {
-				return min(j+1, limit)
-			}
-		case '[', '{':
-			depth++
-		case ']', '}':
-			if depth == 0 {
-				return scalarEnd(b, i, j) // the object's end
-			}
-			if depth--; depth == 0 {
-				return j + 1
-			}
-		case ',':
-			if depth == 0 {
-				return scalarEnd(b, i, j)
-			}
-		}
-	}
-	if c := b[i]; c != '[' && c != '{' && c != '"' {
-		return scalarEnd(b, i, limit)
-	}
-	return limit
-}
-
-// stringEnd is the offset of the quote that closes the string whose contents start at
-// b[j], or limit. Prompts are mostly string contents: the quotes are found by the
-// vectorized byte search, and one is escaped when an odd run of backslashes precedes it.
-func stringEnd(b []byte, j, limit int) int {
-	for j < limit {
-		k := bytes.IndexByte(b[j:limit], '"')
-		if k < 0 {
-			return limit
-		}
-		j += k
-		bs := 0
-		for m := j - 1; m >= 0 && b[m] == '\\'; m-- {
-			bs++
-		}
-		if bs%2 == 0 {
-			return j
-		}
-		j++
-	}
-	return limit
-}
-
-// scalarEnd backs off the space between a number or literal and the byte at j that
-// ends it.
-func scalarEnd(b []byte, i, j int) int {
-	for j > i && (b[j-1] == ' ' || b[j-1] == '\t' || b[j-1] == '\n' || b[j-1] == '\r') {
-		j--
-	}
-	return j
 }
 
 // settle reports the attempt's outcome to the target's health, and to res, and frees

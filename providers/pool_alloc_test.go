@@ -24,9 +24,9 @@ func TestPoolAllocations(t *testing.T) {
 			t.Errorf("%v allocations per stream, want 0", n)
 		}
 	})
-	t.Run("prompt prefix", func(t *testing.T) {
+	t.Run("prefix hash", func(t *testing.T) {
 		call := benchCall()
-		if n := testing.AllocsPerRun(1000, func() { promptPrefix(call, 1024) }); n != 0 {
+		if n := testing.AllocsPerRun(1000, func() { prefixHash(call, 1024) }); n != 0 {
 			t.Errorf("%v allocations, want 0", n)
 		}
 	})

@@ -106,12 +106,12 @@ func BenchmarkStreamLease(b *testing.B) {
 	}
 }
 
-func BenchmarkPromptPrefix(b *testing.B) {
+func BenchmarkPrefixHash(b *testing.B) {
 	call := benchCall()
 	b.SetBytes(int64(len(call.Body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if promptPrefix(call, 1024) == nil {
+		if _, ok := prefixHash(call, 1024); !ok {
 			b.Fatal("no prompt")
 		}
 	}

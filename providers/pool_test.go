@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"bytes"
 	"errors"
 	"math"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/internal/freeport"
-	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/valyala/fasthttp"
 )
 
@@ -457,62 +455,6 @@ func TestNoHealthyTargetIsWrapped(t *testing.T) {
 	if err := b.Send(promptCall("x", false), out, &res); res.Target != "" || err == nil {
 		t.Errorf("target %q, err %v: want no attempt", res.Target, err)
 	}
-}
-
-func TestPromptPrefix(t *testing.T) {
-	cases := []struct {
-		name string
-		kind Kind
-		body string
-		n    int
-		want string
-	}{
-		{"messages", Chat, `{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"u"}`, 100, `[{"role":"user","content":"hi"}]`},
-		{"cut at n", Chat, `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, 10, `[{"role":"`},
-		{"after a long member", Chat, `{"tools":[{"x":"]}\"{"}],  "messages" : ["a"] }`, 100, `["a"]`},
-		{"prompt string", Completions, `{"prompt":"say \"hi\"","model":"m"}`, 100, `"say \"hi\""`},
-		{"prompt tokens", Completions, `{"prompt":[1,2,3]}`, 100, `[1,2,3]`},
-		{"input number", Embeddings, `{"input": 12 , "model":"m"}`, 100, `12`},
-		{"input last", Embeddings, `{"model":"m","input":true}`, 100, `true`},
-		{"no prompt", Chat, `{"model":"m","prompt":"x"}`, 100, ""},
-		{"nested key not top level", Chat, `{"x":{"messages":[1]}}`, 100, ""},
-		{"not an object", Chat, `["messages"]`, 100, ""},
-		{"zero bytes", Chat, `{"messages":[1]}`, 0, ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got := promptPrefix(&Call{Kind: tc.kind, Body: []byte(tc.body)}, tc.n)
-			if string(got) != tc.want || (tc.want == "" && got != nil) {
-				t.Errorf("got %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
-// FuzzPromptPrefix checks the bounded scan against the full one: on any JSON object,
-// the prefix is the first n bytes of the member's value as jsonscan reads it.
-func FuzzPromptPrefix(f *testing.F) {
-	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi \"there\" [{"}]}`), uint16(20))
-	f.Add([]byte(`{"messages": "a\\"b" }`), uint16(3))
-	f.Add([]byte(`{"messages":-1.5e3}`), uint16(100))
-	f.Add([]byte(`{"a":[{}],"messages":null,"messages":[2]}`), uint16(100))
-	f.Fuzz(func(t *testing.T, body []byte, n uint16) {
-		got := promptPrefix(&Call{Kind: Chat, Body: body}, int(n))
-		if len(got) > int(n) {
-			t.Fatalf("prefix of %d bytes, bound %d", len(got), n)
-		}
-		if !jsonscan.Valid(body) {
-			return
-		}
-		v, ok := jsonscan.Field(body, "messages")
-		want := []byte(nil)
-		if ok && n > 0 {
-			want = v[:min(len(v), int(n))]
-		}
-		if !bytes.Equal(got, want) || (want == nil) != (got == nil) {
-			t.Fatalf("got %q, want %q", got, want)
-		}
-	})
 }
 
 // sent is what an attempt made in the background came to.
