@@ -301,9 +301,9 @@ func requestPath(k reqKind) string {
 	return "/v1/chat/completions"
 }
 
-// cutShort reports whether err is the end of an answer's body before its end: the
-// connection closed (or reset) between events or inside one, on a chunk's boundary or
-// within a chunk, where fasthttp reports io.ErrUnexpectedEOF.
+// cutShort reports whether err is the connection's close or reset: read inside an
+// answer's body, the body cut short (between events or inside one, on a chunk's
+// boundary or within a chunk, where fasthttp reports io.ErrUnexpectedEOF).
 func cutShort(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
@@ -321,9 +321,7 @@ func errKind(err error) string {
 		return "no free conns"
 	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &op) && op.Op == "dial":
 		return "connect"
-	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.EPIPE):
+	case cutShort(err):
 		return "conn closed"
 	}
 	var ne net.Error

@@ -1800,7 +1800,7 @@ func appendUnescaped(dst, s []byte) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '%' && i+2 < len(s) {
-			hi, lo := unhex(s[i+1]), unhex(s[i+2])
+			hi, lo := jsonscan.HexDigit(s[i+1]), jsonscan.HexDigit(s[i+2])
 			if hi >= 0 && lo >= 0 {
 				c = byte(hi<<4 | lo)
 				i += 2
@@ -1809,19 +1809,6 @@ func appendUnescaped(dst, s []byte) []byte {
 		dst = append(dst, c)
 	}
 	return dst
-}
-
-// unhex is the value of the hex digit c, or -1.
-func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c - 'a' + 10)
-	case 'A' <= c && c <= 'F':
-		return int(c - 'A' + 10)
-	}
-	return -1
 }
 
 // serveModel answers GET /v1/models/{id}: the endpoint as OpenAI's model object, or

@@ -1136,16 +1136,9 @@ func (w *prefixWriter) write(p []byte) bool {
 	return true
 }
 
-func (w *prefixWriter) mark(s string) bool {
-	if len(s) >= w.left {
-		_, _ = w.d.WriteString(s[:w.left])
-		w.left = 0
-		return false
-	}
-	_, _ = w.d.WriteString(s)
-	w.left -= len(s)
-	return true
-}
+// mark writes one of the short separators (sepField and the like): converted on the
+// stack, not allocated.
+func (w *prefixWriter) mark(s string) bool { return w.write([]byte(s)) }
 
 // str writes the decoded contents of the string at b[i]. It looks for the closing
 // quote only within the bytes the budget can still take.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
 // A non-streamed request can spend seconds with its upstream (a long generation, a
@@ -340,7 +342,7 @@ func chunkSize(br *bufio.Reader) (int, error) {
 		if err != nil {
 			return 0, cutShort(err)
 		}
-		d := hexDigit(c)
+		d := jsonscan.HexDigit(c)
 		if d < 0 {
 			if digits == 0 {
 				return 0, errChunkSize
@@ -400,19 +402,6 @@ func cutShort(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// hexDigit is the value of the hex digit c, or -1.
-func hexDigit(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c-'a') + 10
-	case 'A' <= c && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }
 
 // minBodyRoom is the least room a body's buffer grows to.

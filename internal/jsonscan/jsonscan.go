@@ -328,7 +328,7 @@ func stringStops(x uint64) uint64 {
 
 func isHex4(b []byte) bool {
 	for _, c := range b[:4] {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+		if HexDigit(c) < 0 {
 			return false
 		}
 	}
@@ -606,17 +606,23 @@ func DecodeEscape(s []byte, i int) (r rune, n int) {
 func hex4(b []byte) uint16 {
 	var v uint16
 	for _, c := range b[:4] {
-		v <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			v |= uint16(c - '0')
-		case c >= 'a' && c <= 'f':
-			v |= uint16(c-'a') + 10
-		default:
-			v |= uint16(c-'A') + 10
-		}
+		v = v<<4 | uint16(HexDigit(c))
 	}
 	return v
+}
+
+// HexDigit is the value of the hex digit c, either case, or -1: for \u escapes here,
+// and the percent-escapes and chunk sizes other packages read.
+func HexDigit(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }
 
 // AppendQuote appends s as a JSON string, escaping what JSON requires and the HTML
