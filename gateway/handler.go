@@ -1152,8 +1152,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				return r.ended()
 			}
 			if !ok && i <= p.Retries && total > p.Retries+1 {
-				// The retry's wait would pass the deadline, but the first fallback
-				// needs none: go to it, as after a Retry-After over the longest wait.
+				// The retry's wait would pass the deadline, or the retry would find
+				// no target in service, but the first fallback needs none: go to it
+				// at once, as after a Retry-After over the longest wait.
 				i = p.Retries + 1
 				ok, _ = r.backoff(i, last)
 			}
@@ -1161,7 +1162,8 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			if !ok {
 				if errors.As(last, &ue) {
 					// No time left for another attempt (the deadline is near or has
-					// passed): the upstream's answer stands.
+					// passed), or nothing left to make it on: the upstream's answer
+					// stands.
 					r.passUpstreamError(ctx, ue)
 					return nil
 				}
@@ -1612,8 +1614,10 @@ const maxRetryAfterWait = 5 * time.Second
 
 // backoff waits before attempt i: a jittered exponential pause, or the upstream's
 // Retry-After when longer, before a retry on the same backend; none before a fallback to
-// another backend. ok is false when waiting would pass the deadline; gone is set when
-// the client hung up during the wait, which then ends at once.
+// another backend. ok is false, with no wait, when waiting would pass the deadline or
+// the retry would find no target to lease when the wait ends (the failure before it
+// ejected the last in service); gone is set when the client hung up during the wait,
+// which then ends at once.
 func (r *request) backoff(i int, last error) (ok, gone bool) {
 	if i > r.plan.Retries {
 		// A fallback gets no pause, but no attempt either once the deadline has
@@ -1628,6 +1632,9 @@ func (r *request) backoff(i int, last error) (ok, gone bool) {
 		d = ue.RetryAfter
 	}
 	if !r.call.Deadline.IsZero() && time.Now().Add(d).After(r.call.Deadline) {
+		return false, false
+	}
+	if !r.rt.backendList[r.plan.Targets[0].Backend].RetryLeases(d) {
 		return false, false
 	}
 	return true, r.pause(d)
@@ -1941,11 +1948,13 @@ func (r *request) nextEvent() {
 		r.out = append(r.eventBuf(), strDoneEvent...)
 		return
 	}
-	if r.ev.HasUsage && (r.ev.UsageOnly || r.f.completions(r.call.Kind) <= 1) {
+	if r.ev.HasUsage && (r.ev.UsageOnly || !r.f.continuousUsage || r.f.completions(r.call.Kind) <= 1) {
 		// With several completions and vLLM's continuous_usage_stats, a chunk that
 		// carries choices carries the usage of its own choice only: the request's
 		// total comes in the usage-only chunk, and a stream cut before it keeps the
-		// estimate rather than count one choice's tokens.
+		// estimate rather than count one choice's tokens. Without those stats a
+		// choice chunk's usage is the request's: Gemini's OpenAI endpoint and older
+		// llama.cpp servers put it on the last chunk with a choice.
 		r.usage = r.ev.Usage
 	}
 	if r.ev.Error && !r.upFailed {
@@ -1960,12 +1969,52 @@ func (r *request) nextEvent() {
 	if r.ev.Content && r.ttft == 0 {
 		r.ttft = time.Since(r.start)
 	}
-	if r.ev.UsageOnly && r.hideUse {
+	hide := r.hideUse && r.ev.HasUsage
+	if hide && r.ev.UsageOnly {
+		// The usage chunk Tollgate asked for on the client's behalf.
 		return
 	}
 	r.out = append(r.eventBuf(), strDataPrefix...)
-	r.out = append(r.out, r.ev.Data...)
+	if hide {
+		// That usage on a chunk with a choice (Gemini's OpenAI endpoint, llama.cpp
+		// before its PR #15444): the chunk goes out without it, as the upstream
+		// sends it to a client that did not ask.
+		r.out = appendWithoutUsage(r.out, r.ev.Data)
+	} else {
+		r.out = append(r.out, r.ev.Data...)
+	}
 	r.out = append(r.out, strEventEnd...)
+}
+
+// appendWithoutUsage appends chunk, a JSON object, without its usage members. The
+// space between members goes; every member kept is copied as it came.
+func appendWithoutUsage(dst, chunk []byte) []byte {
+	var it jsonscan.Iter
+	if it.Reset(chunk) != nil {
+		return append(dst, chunk...)
+	}
+	start, first := len(dst), true
+	dst = append(dst, '{')
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if string(k) == "usage" {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, chunk[it.KeyOffset():it.ValueOffset()+len(v)]...)
+	}
+	if it.Err() != nil {
+		// The provider read the chunk as one object: this cannot happen, but a
+		// chunk is never cut short for it.
+		return append(dst[:start], chunk...)
+	}
+	return append(dst, '}')
 }
 
 // answerInstead replaces a stream that failed before its first event, while its

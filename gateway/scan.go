@@ -15,7 +15,11 @@ type fields struct {
 	streamOptions [2]int
 	stream        bool
 	includeUsage  bool
-	maxTokens     int64
+	// continuousUsage is whether the stream's chunks may carry usage of their own
+	// choice (vLLM's stream_options.continuous_usage_stats, which it honours only
+	// with include_usage).
+	continuousUsage bool
+	maxTokens       int64
 	// capNamed is whether max_tokens or max_completion_tokens was given as a count
 	// of 0 or more (a legacy completion with echo and max_tokens 0 scores its prompt
 	// and generates nothing); maxTokens is 0 then.
@@ -140,7 +144,7 @@ func scanBody(body []byte, f *fields) *apiError {
 			}
 			f.streamOptions = [2]int{off, off + len(v)}
 			var e *apiError
-			if f.includeUsage, e = includeUsage(v); e != nil {
+			if f.includeUsage, f.continuousUsage, e = includeUsage(v); e != nil {
 				return e
 			}
 		case "max_tokens", "max_completion_tokens":
@@ -272,18 +276,22 @@ var (
 )
 
 // includeUsage reads stream_options.include_usage as every parser would: refused when
-// given twice or in another case.
-func includeUsage(v []byte) (bool, *apiError) {
+// given twice or in another case. continuous is whether continuous_usage_stats can be
+// on upstream: include_usage set and a continuous_usage_stats member neither false nor
+// null. Every spelling a parser might take for it counts (given twice, in another
+// case), since taking it for on costs only a cut stream's count (which keeps the
+// estimate then).
+func includeUsage(v []byte) (usage, continuous bool, e *apiError) {
 	var it jsonscan.Iter
 	if it.Reset(v) != nil {
-		return false, nil // null, or not an object the upstream would take
+		return false, false, nil // null, or not an object the upstream would take
 	}
 	var keyBuf [32]byte
-	usage, seen := false, false
+	seen := false
 	for {
 		k, val, ok := it.Next()
 		if !ok {
-			return usage, nil
+			return usage, usage && continuous, nil
 		}
 		if bytes.IndexByte(k, '\\') >= 0 {
 			k = unescapeKey(keyBuf[:0], k)
@@ -291,17 +299,25 @@ func includeUsage(v []byte) (bool, *apiError) {
 		switch {
 		case string(k) == "include_usage":
 			if seen {
-				return false, &errTwice[keyIncludeUsage]
+				return false, false, &errTwice[keyIncludeUsage]
 			}
 			seen = true
 			usage, _ = jsonscan.Bool(val)
 		case bytes.EqualFold(k, strIncludeUsage):
-			return false, &errFolded[keyIncludeUsage]
+			return false, false, &errFolded[keyIncludeUsage]
+		case bytes.EqualFold(k, strContinuousUsage):
+			// vLLM's validation also takes "true", 1 and the like for true.
+			if b, ok := jsonscan.Bool(val); b || !ok && !jsonscan.IsNull(val) {
+				continuous = true
+			}
 		}
 	}
 }
 
-var strIncludeUsage = []byte("include_usage")
+var (
+	strIncludeUsage    = []byte("include_usage")
+	strContinuousUsage = []byte("continuous_usage_stats")
+)
 
 // unescapeKey decodes a member name that holds escapes (k is the name between its
 // quotes) into dst; one that does not decode is returned as it is, and the iterator

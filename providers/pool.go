@@ -749,6 +749,26 @@ func (p *pool) offerTrialLocked(i int) {
 	}
 }
 
+// RetryLeases reports whether a retry on b made wait from now could lease a target:
+// one in service now, or an ejected one not found down whose trial is under way or
+// due by then. A retry takes no last-resort trial (lastLease): without such a target
+// it makes no attempt, and the request is better sent on before its pause (an
+// upstream's Retry-After) than after it.
+func (b *Backend) RetryLeases(wait time.Duration) bool {
+	p := &b.pool
+	if inServiceOutside(p.states, 0) {
+		return true
+	}
+	at := p.now().Add(wait).UnixNano()
+	for _, st := range p.states {
+		// A trial under way may bring its target back before the retry goes.
+		if st.ejected.Load() && !st.down.Load() && (st.probing.Load() || st.until.Load() <= at) {
+			return true
+		}
+	}
+	return false
+}
+
 // lastLease is what a call gets when no target of the backend is in service: a
 // last-resort trial, or errNoTarget. A retry on the backend (retry set) gets
 // errNoTarget, which sends it on to the endpoint's fallbacks: a request takes at most
