@@ -19,7 +19,9 @@ import (
 //     of its burst, and only when that covers at least two requests like the one
 //     asking, so small limits never prefetch, and only for a bucket it checked within
 //     prefetchHold before, so quiet subjects never do;
-//   - units of a bucket this replica has not used for prefetchHold go back to it;
+//   - units of a bucket this replica has not used for prefetchHold go back to it, and
+//     so do those of a bucket a request sent to Redis needs more of than Redis has
+//     left: the headers count them as free (lendBackLocked);
 //   - units are spent only under the rule (interval and burst) they were granted
 //     under: a reload that lowers a limit keeps the bucket, but what a replica took
 //     at the old, faster rate goes back rather than being spent at the new one.
@@ -132,9 +134,11 @@ func (s *redisStore) takeLocal(t *Ticket) bool {
 				h.asking, refill = true, true
 			}
 		}
-		// What Redis said last, refilled since, and what this replica holds.
+		// What Redis said last, refilled since, and what this replica holds; the
+		// reset is what the bucket owes without the held units, which Redis counts
+		// as spent and the remaining counts as free.
 		rem[i] = min(h.remaining+float64(now-h.seenAt)/r.interval+h.avail, r.burst)
-		reset[i] = h.resetAt - now
+		reset[i] = h.resetAt - now - int64(h.avail*r.interval)
 	}
 	s.pmu.Unlock()
 	for i := range n {
@@ -174,25 +178,29 @@ func (s *redisStore) giveBackLocked(k keyID, h *held) bool {
 	return true
 }
 
-// askAhead sets what w asks for ahead: every bucket of its policy must qualify,
-// because held units only answer a request when all its buckets have them, and every
-// bucket must have been checked within prefetchHold before: a bucket checked less often
-// than that (a quiet API key) would have its units handed back unused every time.
+// askAhead readies w, a check takeLocal could not answer, for Redis: it gives back
+// ahead of w the units held of a bucket w might not fit in Redis without
+// (lendBackLocked), and sets what w asks for ahead. Every bucket of its policy must
+// qualify, because held units only answer a request when all its buckets have them,
+// and every bucket must have been checked within prefetchHold before: a bucket checked
+// less often than that (a quiet API key) would have its units handed back unused
+// every time.
 func (s *redisStore) askAhead(w *waiter) {
 	if s.every == 0 {
 		return
 	}
 	rules := w.pol.rules
 	n := int(w.n)
+	now := s.l.nanotime()
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	s.lendBackLocked(w, now)
 	var want [MaxLimits]float64
 	for i := range n {
 		if want[i] = s.units(&rules[i], w.cost[i]); want[i] == 0 {
 			return
 		}
 	}
-	now := s.l.nanotime()
-	s.pmu.Lock()
-	defer s.pmu.Unlock()
 	fresh := false
 	for i := range n {
 		k := keyID{w.tag[i], w.bucket[i]}
@@ -230,6 +238,38 @@ func (s *redisStore) askAhead(w *waiter) {
 	}
 }
 
+// lendBackLocked queues for return to Redis, ahead of w (settlements go first), what
+// this replica holds of each bucket whose cost in w is more than Redis had left of it
+// at its last answer, refilled since: Redis counts held units as spent, while the
+// remaining headers count them as free, so without them Redis could refuse a request
+// the headers said fits, and its retry-after would count them as owed. A request that
+// fits in what Redis has left keeps the units held: a large request, or one on a new
+// subject sharing a held bucket (an endpoint's), does not drain them. Units held under
+// another rule (a reload) go back too, as takeLocal would send them. s.pmu must be
+// held.
+func (s *redisStore) lendBackLocked(w *waiter, now int64) {
+	rules := w.pol.rules
+	for i := range int(w.n) {
+		k := keyID{w.tag[i], w.bucket[i]}
+		h := s.held[k]
+		if h == nil || h.avail <= 0 {
+			continue
+		}
+		r := &rules[i]
+		if !h.of(r) {
+			s.voidLocked(k, h)
+			continue
+		}
+		if w.cost[i] <= min(h.remaining+float64(now-h.seenAt)/r.interval, r.burst) {
+			continue
+		}
+		s.mu.Lock()
+		s.giveBackLocked(k, h)
+		s.mu.Unlock()
+		h.avail = 0
+	}
+}
+
 // refill queues a check no request waits for, asking for want more of t's buckets.
 func (s *redisStore) refill(t *Ticket, want *[MaxLimits]float64) {
 	w := s.newWaiter(t)
@@ -242,7 +282,8 @@ func (s *redisStore) refill(t *Ticket, want *[MaxLimits]float64) {
 // refused was granted none, and whatever it asked may be asked again: every bucket a
 // check asked for stops asking, whatever the answer. Every answer from Redis also
 // refreshes what a held bucket reports as remaining, and the remaining its request
-// sees counts what this replica holds, still the callers' to spend.
+// sees counts what this replica holds, still the callers' to spend, as free; its
+// reset, which Redis counted the held units in, no longer owes them.
 func (s *redisStore) granted(takes []*waiter) {
 	now := s.l.nanotime()
 	s.pmu.Lock()
@@ -289,6 +330,7 @@ func (s *redisStore) granted(takes []*waiter) {
 				h.idleUntil = now + int64(prefetchHold)
 			}
 			w.remaining[i] = h.remaining + h.avail
+			w.reset[i] = max(w.reset[i]-h.avail*r.interval/1e3, 0)
 		}
 	}
 }

@@ -12,11 +12,22 @@ import (
 // answers them without a round trip. A client hammering past its limit then costs
 // Redis one check per refill instead of one per request. Token buckets are not
 // cached: a smaller request, or a settlement's refund, may fit sooner.
+//
+// Which limit a refusal names, and its retry, are those of the bucket that refuses
+// for longest (check.lua), and another limit of the request may refuse it for longer
+// than the requests bucket: a tokens bucket spent for half an hour. So the replica
+// answers a request from the cache only when Redis has answered the same check (the
+// same policy and buckets) under the refusal, asking no more of any tokens bucket than
+// it asks now: every other bucket then had room by the retry Redis gave (vouch).
+// Another check on the refused bucket (another user's tokens bucket, a larger
+// estimate) is asked in Redis once, and is answered from the cache after that; one on
+// the requests bucket alone needs no vouching.
 
 // maxRefusalCache bounds how long a refusal is answered locally: an undone check (a
 // request that gave up waiting for Redis) can return capacity earlier than retry.
 const maxRefusalCache = 10 * time.Second
 
+// refusal is what a replica knows of a requests bucket Redis refused.
 type refusal struct {
 	// until is when the entry stops answering, retryAt when Redis said the bucket
 	// admits a request again: a requests bucket refused for six minutes is still
@@ -25,21 +36,61 @@ type refusal struct {
 	// The rule's parameters when Redis refused: a reload that changes them makes the
 	// entry void.
 	interval, burst float64
-	// The refusal's header values as of seenAt, given to the requests the entry
-	// refuses that have the same policy and the same buckets (tag, bucket), so that
-	// they carry the x-ratelimit-*-tokens headers too; others sharing the requests
-	// bucket (the same API key, another user's tokens bucket) get its values alone.
-	pol              *Policy
-	tag, bucket      [MaxLimits]uint64
-	requests, tokens Quota
-	seenAt           int64
+	// gen numbers the entry. A refusal by Redis while the entry answers keeps it (the
+	// bucket stayed refused, and what was vouched for under it still holds); one
+	// after the entry was voided or expired starts a new one.
+	gen uint64
+}
+
+// vouch is a check Redis refused for want of requests bucket at (rule ref of pol),
+// under entry gen of it. Redis names the bucket that refuses for longest, so each
+// other bucket of the check had room for its cost by retryAt: until then the same
+// check, or one asking no more of any tokens bucket, is refused by at as this one was,
+// and gets its header values, counting down from seenAt.
+type vouch struct {
+	at                     keyID
+	gen                    uint64
+	ref                    int
+	until, retryAt, seenAt int64 // limiter nanotime
+	pol                    *Policy
+	n                      uint8
+	tag, bucket            [MaxLimits]uint64
+	cost                   [MaxLimits]float64
+	requests, tokens       Quota
+}
+
+// covers reports whether v vouches for t: the same policy and buckets, asking no
+// more of any tokens bucket.
+func (v *vouch) covers(t *Ticket) bool {
+	if v.pol != t.pol || v.n != t.n {
+		return false
+	}
+	rules := t.pol.rules
+	for i := range int(t.n) {
+		if v.tag[i] != t.tag[i] || v.bucket[i] != t.bucket[i] ||
+			(rules[i].kind == kindTokens && t.cost[i] > v.cost[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkID names a check by its buckets, the key of its vouch.
+func checkID(n uint8, tag, bucket *[MaxLimits]uint64) uint64 {
+	h := uint64(n)
+	for i := range int(n) {
+		h = mix64(h^tag[i], bucket[i])
+	}
+	return h
 }
 
 type refusals struct {
 	rmu     sync.Mutex
 	refused map[keyID]refusal
-	n       atomic.Int32  // len(refused), read without the lock
-	hits    atomic.Uint64 // requests refused from the cache
+	vouched map[uint64]vouch // by checkID
+	gens    uint64           // refusal.gen of the last entry made
+	n       atomic.Int32     // len(refused), read without the lock
+	hits    atomic.Uint64    // requests refused from the cache
 	// returned maps a bucket that capacity is on its way back to (an undo, a give-back
 	// of prefetched units, a compensation) to the last round taken out of the queue
 	// when that was queued: a check of that round or an earlier one may have been
@@ -48,60 +99,78 @@ type refusals struct {
 	nret     atomic.Int32 // len(returned), read without the lock
 }
 
-// refusedLocally refuses t when one of its requests buckets was refused by Redis and
-// its retry time has not come.
+// refusedLocally refuses t when a check like it was refused by Redis for want of a
+// requests bucket whose retry time has not come (vouch), or when that bucket is all
+// of t's.
 func (s *redisStore) refusedLocally(t *Ticket) (error, bool) {
 	if s.refusals.n.Load() == 0 {
 		return nil, false
 	}
-	rules := t.pol.rules
 	now := s.l.nanotime()
+	id := checkID(t.n, &t.tag, &t.bucket)
 	s.rmu.Lock()
-	for i := range int(t.n) {
-		r := &rules[i]
-		if r.kind != kindRequests {
-			continue
-		}
-		e, ok := s.refused[keyID{t.tag[i], t.bucket[i]}]
-		if !ok || now >= e.until || e.interval != r.interval || e.burst != r.burst {
-			continue
-		}
-		s.rmu.Unlock()
-		if e.pol == t.pol && e.tag == t.tag && e.bucket == t.bucket {
-			since := time.Duration(now - e.seenAt)
-			t.Requests, t.Tokens = e.requests, e.tokens
+	if v, ok := s.vouched[id]; ok && now < v.until && v.covers(t) {
+		if e, ok := s.refused[v.at]; ok && e.gen == v.gen && now < e.until {
+			s.rmu.Unlock()
+			since := time.Duration(now - v.seenAt)
+			t.Requests, t.Tokens = v.requests, v.tokens
 			t.Requests.Reset = max(t.Requests.Reset-since, 0)
 			t.Tokens.Reset = max(t.Tokens.Reset-since, 0)
-		} else {
-			t.observe(r, 0, time.Duration(e.resetAt-now))
+			s.refusals.hits.Add(1)
+			// A later refusal of the bucket may have moved its retry (another
+			// replica's requests); the other buckets had room by v's.
+			return t.refuse(v.ref, time.Duration(max(e.retryAt, v.retryAt)-now)), true
 		}
-		s.refusals.hits.Add(1)
-		return t.refuse(i, time.Duration(e.retryAt-now)), true
+	}
+	// A check on one requests bucket alone is refused by it alone, whatever vouched.
+	if t.n == 1 {
+		r := &t.pol.rules[0]
+		e, ok := s.refused[keyID{t.tag[0], t.bucket[0]}]
+		if ok && r.kind == kindRequests && now < e.until && e.interval == r.interval && e.burst == r.burst {
+			s.rmu.Unlock()
+			t.observe(r, 0, time.Duration(e.resetAt-now))
+			s.refusals.hits.Add(1)
+			return t.refuse(0, time.Duration(e.retryAt-now)), true
+		}
 	}
 	s.rmu.Unlock()
 	return nil, false
 }
 
 // rememberRefusal caches a refusal by Redis of rule i of w's policy, t holding the
-// refusal's header values.
+// refusal's header values, and vouches for t's check under it.
 func (s *redisStore) rememberRefusal(t *Ticket, w *waiter, i int, retry, reset time.Duration) {
 	r := &w.pol.rules[i]
 	if r.kind != kindRequests || retry <= 0 {
 		return
 	}
 	now := s.l.nanotime()
-	e := refusal{until: now + int64(min(retry, maxRefusalCache)), retryAt: now + int64(retry),
-		resetAt: now + int64(reset), interval: r.interval, burst: r.burst,
-		pol: w.pol, tag: t.tag, bucket: t.bucket, requests: t.Requests, tokens: t.Tokens, seenAt: now}
+	k := keyID{w.tag[i], w.bucket[i]}
+	v := vouch{at: k, ref: i, until: now + int64(min(retry, maxRefusalCache)), retryAt: now + int64(retry),
+		seenAt: now, pol: w.pol, n: t.n, tag: t.tag, bucket: t.bucket, cost: t.cost,
+		requests: t.Requests, tokens: t.Tokens}
+	id := checkID(t.n, &t.tag, &t.bucket)
 	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	if s.refused == nil {
 		s.refused = make(map[keyID]refusal)
+		s.vouched = make(map[uint64]vouch)
 	}
-	if len(s.refused) < maxHeld {
-		s.refused[keyID{w.tag[i], w.bucket[i]}] = e
-		s.refusals.n.Store(int32(len(s.refused)))
+	e, ok := s.refused[k]
+	if !ok && len(s.refused) >= maxHeld {
+		return
 	}
-	s.rmu.Unlock()
+	if !ok || now >= e.until || e.interval != r.interval || e.burst != r.burst {
+		s.gens++
+		e = refusal{interval: r.interval, burst: r.burst, gen: s.gens}
+	}
+	e.until, e.retryAt, e.resetAt = v.until, v.retryAt, now+int64(reset)
+	s.refused[k] = e
+	s.refusals.n.Store(int32(len(s.refused)))
+	if _, ok := s.vouched[id]; ok || len(s.vouched) < maxHeld {
+		v.gen = e.gen
+		s.vouched[id] = v
+	}
 }
 
 // returningLocked notes that capacity is on its way back to bucket k, queued for the
@@ -150,18 +219,21 @@ func (s *redisStore) voidRefusals(round uint64, takes []*waiter) {
 	s.nret.Store(int32(len(s.returned)))
 }
 
-// sweepRefusals forgets refusals whose retry time has come.
+// sweepRefusals forgets refusals whose retry time has come, and what was vouched for
+// under entries that expired or were voided.
 func (s *redisStore) sweepRefusals() {
-	if s.refusals.n.Load() == 0 {
-		return
-	}
 	now := s.l.nanotime()
 	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	for k, e := range s.refused {
 		if now >= e.until {
 			delete(s.refused, k)
 		}
 	}
 	s.refusals.n.Store(int32(len(s.refused)))
-	s.rmu.Unlock()
+	for id, v := range s.vouched {
+		if e, ok := s.refused[v.at]; !ok || e.gen != v.gen || now >= v.until {
+			delete(s.vouched, id)
+		}
+	}
 }

@@ -123,8 +123,10 @@ func TestRefusalCacheLimits(t *testing.T) {
 
 // A cached refusal of a requests bucket shared by several token buckets (requests per
 // API key, tokens per user) does not hand one user's x-ratelimit-*-tokens values to
-// another: carol, refused from the cache after alice's refusal, gets the requests
-// bucket's values and no tokens values, not alice's 95,000 remaining.
+// another: carol, whose tokens bucket the cache knows nothing of (it might refuse her
+// for longer), is asked in Redis once, refused by the shared requests bucket with her
+// own tokens values, and refused from the cache with them after that, not with alice's
+// 95,000 remaining.
 func TestRefusalCacheTokensHeadersPerBucket(t *testing.T) {
 	l, pol, tk := refusedByRedis(t, "user", 5000)
 	var ref *Refused
@@ -132,24 +134,31 @@ func TestRefusalCacheTokensHeadersPerBucket(t *testing.T) {
 		t.Fatalf("alice's tokens %+v, want 95000 remaining", tk.Tokens)
 	}
 	carol := &Subject{APIKey: alice.APIKey, User: []byte("carol"), Endpoint: alice.Endpoint, IP: alice.IP}
+	for i, cached := range []bool{false, true} {
+		before := l.Stats()
+		var ct Ticket
+		if err := l.Take(bg, pol, carol, 5000, &ct); !errors.As(err, &ref) || ref.Limit.Requests != 10 {
+			t.Fatalf("carol's Take %d = %v, want refused by the API key's requests limit", i, err)
+		}
+		if got := l.Stats().RefusedLocally != before.RefusedLocally; got != cached {
+			t.Errorf("carol's Take %d answered from the cache: %v, want %v", i, got, cached)
+		}
+		if ct.Tokens.Limit != 100_000 || ct.Tokens.Remaining != 100_000 {
+			t.Errorf("carol's Take %d: tokens %+v, want her own (100000 remaining)", i, ct.Tokens)
+		}
+		if ct.Requests.Limit != 10 || ct.Requests.Remaining != 0 {
+			t.Errorf("carol's requests quota %+v, want the shared bucket's (limit 10, none left)", ct.Requests)
+		}
+	}
+	// Alice, refused again from the cache (carol's refusal did not undo hers), keeps
+	// her own tokens values.
 	before := l.Stats()
-	var ct Ticket
-	if err := l.Take(bg, pol, carol, 5000, &ct); !errors.As(err, &ref) {
-		t.Fatalf("carol's Take = %v, want refused (same API key)", err)
-	}
-	if l.Stats().RefusedLocally == before.RefusedLocally {
-		t.Fatal("carol's refusal did not come from the cache")
-	}
-	if ct.Tokens.Limit != 0 {
-		t.Errorf("carol refused from the cache with tokens %+v, which are alice's", ct.Tokens)
-	}
-	if ct.Requests.Limit != 10 || ct.Requests.Remaining != 0 {
-		t.Errorf("carol's requests quota %+v, want the shared bucket's (limit 10, none left)", ct.Requests)
-	}
-	// Alice, refused again from the cache, keeps her own tokens values.
 	var at Ticket
 	if err := l.Take(bg, pol, alice, 5000, &at); !errors.As(err, &ref) || at.Tokens.Remaining != 95_000 {
 		t.Errorf("alice refused again: %v, tokens %+v, want 95000 remaining", err, at.Tokens)
+	}
+	if l.Stats().RefusedLocally == before.RefusedLocally {
+		t.Error("alice's refusal after carol's did not come from the cache")
 	}
 }
 
