@@ -240,11 +240,11 @@ func TestLargeEscapedErrorCheckedInLinearSpace(t *testing.T) {
 	secrets := secretsOf(key, "X-Api-Key", "EMPTY")
 	turn := `{'role': 'user', 'content': \"Summarise the report below.\\nLine one of it.\\n\"}, `
 	var b strings.Builder
-	b.WriteString(`{"object":"error","message":"[{'type': 'extra_forbidden', 'loc': ('body', 'foo'), 'msg': 'Extra inputs are not permitted', 'input': [`)
+	b.WriteString(`{"error":{"message":"[{'type': 'extra_forbidden', 'loc': ('body', 'foo'), 'msg': 'Extra inputs are not permitted', 'input': [`)
 	for b.Len() < 4<<20 {
 		b.WriteString(turn)
 	}
-	b.WriteString(`]}]","type":"BadRequestError","param":null,"code":400}`)
+	b.WriteString(`]}]","type":"BadRequestError","param":null,"code":400}}`)
 	body := []byte(b.String())
 
 	up := fasthttp.AcquireResponse()

@@ -564,8 +564,8 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 				return err
 			}
 		}
-		if msg, code, ok := flatError(body); ok {
-			writeOpenAIError(out, status, flatErrorType(status), maskAll(code, secrets), "", maskAll(msg, secrets))
+		if fe, ok := flatError(body); ok {
+			fe.write(out, status, secrets)
 			return ue
 		}
 		out.SetStatusCode(status)
@@ -578,8 +578,8 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 			return err
 		}
 	}
-	if msg, code, ok := flatError(up.Body()); ok {
-		writeOpenAIError(out, status, flatErrorType(status), maskAll(code, secrets), "", maskAll(msg, secrets))
+	if fe, ok := flatError(up.Body()); ok {
+		fe.write(out, status, secrets)
 		return ue
 	}
 	out.SetStatusCode(status)
@@ -589,18 +589,34 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 	return ue
 }
 
-// flatError reads an error body in the shape TGI, Ollama and other
-// OpenAI-compatible servers answer with, {"error":"text"} (TGI adds
-// "error_type":"validation"), where OpenAI's holds an object. The official SDKs
-// cannot read it as an API error (openai-go fails to decode it and returns a JSON
-// error, losing the status), so the gateway answers such a body in OpenAI's shape:
-// msg is the text, code TGI's error_type when it has one. ok is false for any other
-// body, which goes to the client as the upstream sent it.
-func flatError(body []byte) (msg, code []byte, ok bool) {
+// flatErr is an upstream error answered outside OpenAI's "error" object (flatError):
+// its members as the upstream wrote them, JSON strings with their quotes, nil where
+// it gave none.
+type flatErr struct {
+	msg, typ, param, code []byte
+}
+
+// flatError reads an error body in one of the flat shapes OpenAI-compatible servers
+// answer with where OpenAI's holds an "error" object:
+//   - {"error":"text"}, TGI's (which adds "error_type":"validation") and Ollama's:
+//     msg is the text, code TGI's error_type;
+//   - {"object":"error","message":…,"type":…,"param":…,"code":400}, the ErrorResponse
+//     of vLLM before 0.10, SGLang and FastChat, dumped at the top level: msg, typ and
+//     param are the upstream's, code only a string one. Their numeric code repeats
+//     the HTTP status, which the client has, and OpenAI's code is a string or null
+//     (openai-go's Error.Code is a string).
+//
+// The official SDKs cannot read either as an API error (the Node SDK reads only the
+// body's "error" member and raises "400 status code (no body)"; openai-go fails to
+// decode TGI's and returns a JSON error, losing the status), so the gateway answers
+// such a body in OpenAI's shape. ok is false for any other body, which goes to the
+// client as the upstream sent it.
+func flatError(body []byte) (fe flatErr, ok bool) {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
-		return nil, nil, false
+		return flatErr{}, false
 	}
+	var text, object, msg, typ, param, code []byte
 	for {
 		k, v, more := it.Next()
 		if !more {
@@ -608,22 +624,91 @@ func flatError(body []byte) (msg, code []byte, ok bool) {
 		}
 		switch string(k) {
 		case "error":
+			// An object here is OpenAI's shape already.
 			if !jsonscan.IsString(v) {
-				return nil, nil, false
+				return flatErr{}, false
 			}
-			if msg, ok = jsonscan.AppendUnquote(nil, v); !ok {
-				return nil, nil, false
-			}
+			text = v
 		case "error_type":
-			if jsonscan.IsString(v) {
-				code, _ = jsonscan.AppendUnquote(nil, v)
-			}
+			fe.code = v
+		case "object":
+			object = v
+		case "message":
+			msg = v
+		case "type":
+			typ = v
+		case "param":
+			param = v
+		case "code":
+			code = v
 		}
 	}
-	if it.Err() != nil || !ok || jsonscan.SkipSpace(body, it.End()) != len(body) {
-		return nil, nil, false
+	if it.Err() != nil || jsonscan.SkipSpace(body, it.End()) != len(body) {
+		return flatErr{}, false
 	}
-	return msg, code, true
+	switch {
+	case text != nil:
+		return flatErr{msg: text, code: stringOrNil(fe.code)}, true
+	case string(object) == `"error"` && jsonscan.IsString(msg):
+		return flatErr{msg: msg, typ: stringOrNil(typ), param: stringOrNil(param), code: stringOrNil(code)}, true
+	}
+	return flatErr{}, false
+}
+
+// stringOrNil is raw if it is a JSON string, else nil.
+func stringOrNil(raw []byte) []byte {
+	if !jsonscan.IsString(raw) {
+		return nil
+	}
+	return raw
+}
+
+// write answers fe to the client in OpenAI's shape with status, with any of secrets
+// its members quote masked; one without a type gets flatErrorType's. The upstream's
+// strings go as it escaped them (the scan validated them), not decoded and quoted
+// again: a 4 MiB validation error echoing a request costs about its size once more,
+// not several times it.
+func (fe *flatErr) write(out *fasthttp.Response, status int, secrets [][]byte) {
+	out.SetStatusCode(status)
+	out.Header.SetContentTypeBytes(strJSON)
+	b := out.SwapBody(nil)[:0]
+	if n := len(fe.msg) + len(fe.typ) + len(fe.param) + len(fe.code) + 64; cap(b) < n {
+		b = make([]byte, 0, n)
+	}
+	b = append(b, `{"error":{"message":`...)
+	b = appendMaskedString(b, fe.msg, secrets)
+	b = append(b, `,"type":`...)
+	if fe.typ == nil {
+		b = jsonscan.AppendQuote(b, b2s(flatErrorType(status)))
+	} else {
+		b = appendMaskedString(b, fe.typ, secrets)
+	}
+	b = append(b, `,"param":`...)
+	if fe.param == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendMaskedString(b, fe.param, secrets)
+	}
+	b = append(b, `,"code":`...)
+	if fe.code == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendMaskedString(b, fe.code, secrets)
+	}
+	out.SwapBody(append(b, "}}"...))
+}
+
+// appendMaskedString appends raw, a valid JSON string, with any of secrets its text
+// quotes masked. One quoting none (the common case) is copied as it is; one quoting
+// a secret is decoded, masked and quoted again, since *** put in place of escaped
+// text could leave a broken escape or stand for a quote.
+func appendMaskedString(dst, raw []byte, secrets [][]byte) []byte {
+	inner := raw[1 : len(raw)-1]
+	if m := maskAll(inner, secrets); len(m) == len(inner) && (len(m) == 0 || &m[0] == &inner[0]) {
+		return append(dst, raw...)
+	}
+	text, _ := jsonscan.AppendUnquote(nil, raw)
+	return jsonscan.AppendQuote(dst, b2s(maskAll(text, secrets)))
 }
 
 var strServerError = []byte("server_error")

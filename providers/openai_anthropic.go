@@ -171,7 +171,7 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 		}
 		maxTokens, maxParam = *r.MaxTokens, "max_tokens"
 	}
-	th, err := requestThinking(r.Thinking, r.ReasoningEffort, r.ToolChoice, len(r.Tools) > 0, cm)
+	th, err := chatThinking(&r, cm)
 	if err != nil {
 		return dst, err
 	}
@@ -1321,6 +1321,81 @@ func requestThinking(obj, effort, toolChoice json.RawMessage, tools bool, cm cla
 		th = thinking{raw: strThinkingDisabled}
 	}
 	return th, err
+}
+
+// chatThinking is the thinking a chat request sends (requestThinking), off too when
+// the model would think by its own default and the request continues a tool-use loop
+// whose last assistant turn carries no thinking blocks (unthoughtToolLoop). With
+// thinking on, the API refuses such a turn ("a final `assistant` message must start
+// with a thinking block"), and OpenAI clients replay an answer without the gateway's
+// thinking_blocks: the Node SDK's runTools rebuilds each assistant message from
+// OpenAI's request fields alone (toRequestMessage), so every tool loop it runs on a
+// Claude 5 model would fail on its second request. LiteLLM (modify_params) drops
+// thinking in the same case. A client that asked for thinking keeps it, and the API's
+// refusal.
+func chatThinking(r *oaRequest, cm claudeModel) (thinking, *requestError) {
+	th, err := requestThinking(r.Thinking, r.ReasoningEffort, r.ToolChoice, len(r.Tools) > 0, cm)
+	if err == nil && th.byDefault && unthoughtToolLoop(r.Messages) {
+		th = thinking{raw: strThinkingDisabled}
+	}
+	return th, err
+}
+
+// unthoughtToolLoop reports whether msgs end a tool-use loop, as the API reads one:
+// the final user turn (the messages after the last assistant one, tool results
+// merged with any user text) answers tool calls, and the assistant turn before it
+// (its consecutive assistant messages, merged into one) has tool calls but no
+// thinking block that would be sent (thinkingBlocks skips one without a signature).
+func unthoughtToolLoop(msgs []oaMessage) bool {
+	i := len(msgs) - 1
+	results := false
+	for ; i >= 0 && msgs[i].Role != "assistant"; i-- {
+		results = results || msgs[i].Role == "tool"
+	}
+	if !results {
+		return false
+	}
+	calls := false
+	for ; i >= 0; i-- {
+		m := &msgs[i]
+		switch m.Role {
+		case "assistant":
+			if sendsThinking(m.ThinkingBlocks) {
+				return false
+			}
+			calls = calls || len(m.ToolCalls) > 0
+		case "system", "developer":
+			// Left out of messages: the turns either side still merge.
+		default:
+			return calls
+		}
+	}
+	return calls
+}
+
+// sendsThinking reports whether an assistant message's thinking_blocks hold one that
+// goes to the API: a signed thinking block or a redacted one.
+func sendsThinking(raw json.RawMessage) bool {
+	var a jsonscan.Array
+	if len(raw) == 0 || !a.Reset(raw) {
+		return false
+	}
+	var cb contentBlock
+	for {
+		el, ok := a.Next()
+		if !ok {
+			return false
+		}
+		cb.read(el)
+		switch string(cb.typ) {
+		case `"thinking"`:
+			if jsonscan.IsString(cb.signature) && len(cb.signature) > 2 {
+				return true
+			}
+		case `"redacted_thinking"`:
+			return true
+		}
+	}
 }
 
 // forcesTool reports whether tool_choice forces a tool call: required, or a named
