@@ -208,6 +208,8 @@ type Limiter struct {
 	// replicas is the configured replica count; zero means use live.
 	replicas int
 	live     atomic.Int64
+	// members is shared by every limiter of the process's chain of reloads.
+	members *members
 
 	degraded    atomic.Bool
 	refused     atomic.Uint64
@@ -237,7 +239,10 @@ func New(cfg Config, logger *slog.Logger) (*Limiter, error) {
 // shares prev's settlements kept to send again after a failed call (a release during
 // a Redis blip). prev goes on settling its own tickets into the same buckets and list
 // until it is closed; closing it leaves them to the new limiter, which sends what is
-// kept once Redis answers its heartbeat.
+// kept once Redis answers its heartbeat. Both register in Redis as the same replica,
+// as do all limiters of a chain of reloads in each Redis they use: the live replica
+// count, which sets the share each replica answers from while Redis fails, counts the
+// process once while prev still runs requests.
 func NewFrom(cfg Config, logger *slog.Logger, prev *Limiter) (*Limiter, error) {
 	return newLimiter(cfg, logger, defaultOptions(), prev)
 }
@@ -256,6 +261,7 @@ func newLimiter(cfg Config, logger *slog.Logger, o options, prev *Limiter) (*Lim
 		mem:      newMemStore(),
 		deny:     cfg.OnRedisError == "deny",
 		replicas: cfg.Replicas,
+		members:  newMembers(),
 		stop:     make(chan struct{}),
 	}
 	if o.now != nil {
@@ -268,6 +274,9 @@ func newLimiter(cfg Config, logger *slog.Logger, o options, prev *Limiter) (*Lim
 		// The replicas Redis last reported: this process has reached it, and a reload
 		// during an outage must not make it answer from the whole of every limit.
 		l.live.Store(prev.live.Load())
+		// One process, one replica: prev may run requests (and heartbeat) for
+		// minutes yet.
+		l.members = prev.members
 	}
 	if cfg.Store == "redis" {
 		logRedisTo(logger)

@@ -266,7 +266,6 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		cluster:  cluster,
 		sha:      any(scriptSHA(checkScript)),
 		hb:       redis.NewScript(heartbeatScript),
-		member:   strconv.FormatUint(rand.Uint64(), 36), //nolint:gosec // unique, not secret
 		timeout:  timeout,
 		round:    round,
 		leaseUS:  float64(lease / time.Microsecond),
@@ -289,7 +288,62 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		t.Stop()
 		return &waiter{done: make(chan struct{}, 1), timer: t}
 	}
+	// Last, as nothing after it fails: a store that registered releases its member
+	// at close.
+	s.member = l.members.acquire(s.target)
 	return s, nil
+}
+
+// members names the process in each Redis its limiters use: New starts a set, and
+// every limiter NewFrom builds from it shares it. A limiter retired by a reload lives
+// on until the last request it admitted ends (a stream, minutes), heartbeating all the
+// while to renew those requests' leases; under a member of its own it would count as
+// one more replica, and every replica on that Redis would answer from a smaller share
+// while Redis fails. Sharing the member, the process counts once however many
+// reloads' limiters still run, also after a move to another Redis and back; the
+// member leaves a Redis when the last store using it there closes, so a limiter built
+// by a reload that then fails, or retired before the others, removes nothing.
+type members struct {
+	mu      sync.Mutex
+	byRedis map[string]*member
+}
+
+type member struct {
+	id    string
+	users int
+}
+
+func newMembers() *members { return &members{byRedis: make(map[string]*member)} }
+
+// acquire returns the member to register under in the Redis target names.
+func (ms *members) acquire(target string) string {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m := ms.byRedis[target]
+	if m == nil {
+		// A fresh member once the last user released the old one: its removal may
+		// still be on its way, and would undo this store's first heartbeat.
+		m = &member{id: strconv.FormatUint(rand.Uint64(), 36)} //nolint:gosec // unique, not secret
+		ms.byRedis[target] = m
+	}
+	m.users++
+	return m.id
+}
+
+// release reports whether the store closing on target was the member's last user
+// there, whose close then unregisters it.
+func (ms *members) release(target string) bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m := ms.byRedis[target]
+	if m == nil {
+		return false
+	}
+	if m.users--; m.users > 0 {
+		return false
+	}
+	delete(ms.byRedis, target)
+	return true
 }
 
 // newClient speaks RESP2: with RESP3 go-redis peeks at the socket for push messages
@@ -363,7 +417,8 @@ func redisTarget(rc *RedisConfig) string {
 // close sends what is queued and what was kept to send again. What still fails stays
 // kept, and a successor built by NewFrom on the same Redis (which shares the list)
 // sends it once its heartbeat is answered. Concurrency slots still held go back too
-// (releaseHeld).
+// (releaseHeld). The replica's member leaves Redis with the last store of the process
+// that uses it there (members).
 func (s *redisStore) close() error {
 	// Checks still queued may be granted units ahead: they go first, then everything
 	// held goes back.
@@ -372,9 +427,11 @@ func (s *redisStore) close() error {
 	s.releaseHeld()
 	s.resend()
 	s.flush(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
-	_ = s.c.ZRem(ctx, replicasKey, s.member).Err()
+	if s.l.members.release(s.target) {
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		_ = s.c.ZRem(ctx, replicasKey, s.member).Err()
+		cancel()
+	}
 	return s.c.Close()
 }
 
