@@ -134,6 +134,9 @@ type request struct {
 	sent     time.Time
 	ans      tracing.Answer
 	traceBuf [32]byte
+	// sentReq records on a recording attempt span the request its provider sends
+	// (the call's Sent, for the attempt only).
+	sentReq tracing.SentRequest
 	// clientTrace is the trace ID of the client's traceparent, read with tracing
 	// off (clientTraced), when no span context holds it.
 	clientTrace  [16]byte
@@ -865,7 +868,7 @@ func (r *request) startSpan(ctx *fasthttp.RequestCtx, spec *tracing.Spec) {
 		r.tctx = tracing.Extract(context.Background(), &ctx.Request.Header)
 	}
 	r.tctx, r.span = r.rt.tr.StartAt(r.tctx, spec, r.start)
-	tracing.SetServerRequest(r.span, ctx.IsTLS(), ctx.Method(), ctx.Path())
+	tracing.SetServerRequest(r.span, ctx.IsTLS(), ctx.Method(), ctx.Path(), ctx.URI().QueryString())
 }
 
 // Routes of the requests, as their server spans name them (http.route, the
@@ -1206,11 +1209,16 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				if r.variant != "" {
 					as.SetAttributes(tracing.KeyVariant.String(r.variant))
 				}
-				tracing.SetRequest(as, r.spanRequest())
+				// gen_ai.request.* say what the model was asked: the provider hands
+				// over the body it sends, after drop_params, the backend's defaults
+				// and its translation.
+				r.sentReq.Span = as
+				r.call.Sent = &r.sentReq
 				tr.CapturePrompt(as, r.call.Body)
 			}
 		}
 		err := b.Send(&r.call, &ctx.Response, &r.res)
+		r.call.Sent, r.sentReq.Span = nil, nil
 		r.obsRoute = t.Route
 		if refused := refusedLocally(err); refused || unavailable(err) {
 			// The backend answered without an upstream: it refused the call before
@@ -1422,23 +1430,6 @@ func (r *request) traceID() string {
 		return ""
 	}
 	return b2s(tracing.AppendTraceID(r.tctx, r.traceBuf[:0]))
-}
-
-// spanRequest is the request's generation parameters for its upstream span.
-func (r *request) spanRequest() tracing.Request {
-	req := tracing.Request{MaxTokens: r.call.MaxTokens, Temperature: math.NaN(), Stream: r.call.Stream, Choices: r.f.choices}
-	if t := r.f.temperature; t[0] >= 0 {
-		if v, ok := jsonscan.Float(r.body[t[0]:t[1]]); ok {
-			req.Temperature = v
-		}
-	}
-	if t := r.f.seed; t[0] >= 0 {
-		req.Seed, req.HasSeed = jsonscan.Int(r.body[t[0]:t[1]])
-	}
-	if t := r.f.responseFormat; t[0] >= 0 {
-		req.OutputType = outputType(r.body[t[0]:t[1]])
-	}
-	return req
 }
 
 var (

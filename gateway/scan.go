@@ -5,7 +5,6 @@ import (
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/providers"
-	"github.com/tollgate/tollgate/tracing"
 )
 
 // fields are what the gateway reads of a request body; everything else is forwarded
@@ -25,16 +24,11 @@ type fields struct {
 	// and generates nothing); maxTokens is 0 then.
 	capNamed bool
 	user     [2]int
-	// temperature, seed and responseFormat are where those members' values are, for
-	// the upstream span: read only when it records.
-	temperature    [2]int
-	seed           [2]int
-	responseFormat [2]int
 	// promptBytes is the size of messages/prompt/input, for token estimates.
 	promptBytes int
-	// choices is n, the completions asked for (0 when not given or 1; kept as sent,
-	// for the span), and bestOf is best_of, the completions a legacy completion
-	// generates to return the best n of: max_tokens bounds each one (completions).
+	// choices is n, the completions asked for (0 when not given or 1), and bestOf
+	// is best_of, the completions a legacy completion generates to return the best n
+	// of: max_tokens bounds each one (completions).
 	choices int64
 	bestOf  int64
 	// prompts is how many prompts "prompt" holds (0 when not given): a legacy
@@ -91,8 +85,7 @@ func init() {
 // scanBody reads the fields the pipeline needs in one pass over body. It returns nil or
 // the error to answer with.
 func scanBody(body []byte, f *fields) *apiError {
-	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, temperature: [2]int{-1, -1},
-		seed: [2]int{-1, -1}, responseFormat: [2]int{-1, -1}}
+	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}}
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		if jsonscan.Valid(body) {
@@ -175,12 +168,6 @@ func scanBody(body []byte, f *fields) *apiError {
 			if jsonscan.IsString(v) {
 				f.user = [2]int{off + 1, off + len(v) - 1}
 			}
-		case "temperature":
-			f.temperature = [2]int{off, off + len(v)}
-		case "seed":
-			f.seed = [2]int{off, off + len(v)}
-		case "response_format":
-			f.responseFormat = [2]int{off, off + len(v)}
 		case "messages", "input":
 			f.promptBytes += len(v)
 		case "prompt":
@@ -327,17 +314,4 @@ func unescapeKey(dst, k []byte) []byte {
 		return out
 	}
 	return k
-}
-
-// outputType is the gen_ai.output.type a response_format value asks for: json for a
-// json_object or json_schema, text for text, none for anything else.
-func outputType(v []byte) string {
-	t, _ := jsonscan.Field(v, "type")
-	switch string(t) {
-	case `"json_object"`, `"json_schema"`:
-		return tracing.OutputJSON
-	case `"text"`:
-		return tracing.OutputText
-	}
-	return ""
 }

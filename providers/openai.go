@@ -490,6 +490,9 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, res *Result, timeou
 		fasthttp.ReleaseResponse(up)
 		return nil, errDeadlineSpent
 	}
+	if call.Sent != nil {
+		call.Sent.ReadSent(req.Body())
+	}
 	t.inFlight.Add(1)
 	watchClient(req, call)
 	err := t.client.DoDeadline(req, up, deadline)

@@ -138,6 +138,10 @@ type Call struct {
 	// Traced is set when the trace context on Header is the gateway's own, for this
 	// attempt (tracing.Inject), not the client's.
 	Traced bool
+	// Sent, when set, reads the body of each request the call sends upstream, just
+	// before it goes: what the model is asked, after drop_params, defaults and
+	// translation (the gateway records it on the attempt's span).
+	Sent SentReader
 	// Deadline bounds the whole attempt (for streams: the whole stream).
 	Deadline time.Time
 	// Client, when set, tells when the call's client hangs up. It is asked while the
@@ -156,6 +160,11 @@ type Call struct {
 	// failedOn is set by any failed attempt: the next one on it is a retry.
 	failed   uint64
 	failedOn *Backend
+}
+
+// SentReader reads the body of a request a call sends upstream; it must not keep it.
+type SentReader interface {
+	ReadSent(body []byte)
 }
 
 // ClientWatch watches the client a call is made for. The gateway's client connection

@@ -49,3 +49,11 @@ func TestAnswerOffAllocs(t *testing.T) {
 		t.Errorf("%v allocations per stream, want 0", n)
 	}
 }
+
+// A tracestate list with no blank member is parsed as it came, without a copy.
+func TestDropBlankMembersAllocs(t *testing.T) {
+	ts := "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+	if n := testing.AllocsPerRun(100, func() { _ = dropBlankMembers(ts) }); n != 0 {
+		t.Errorf("%v allocations for a list without blank members", n)
+	}
+}

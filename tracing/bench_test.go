@@ -27,7 +27,14 @@ type gatewayRequest struct {
 	traceID  []byte // the access log's trace_id
 	// firstToken is when the stream's first token came.
 	firstToken time.Time
+	// body is the request body sent upstream, which sent reads when the
+	// attempt's span records.
+	body []byte
+	sent SentRequest
 }
+
+var sentBody = []byte(`{"model":"meta-llama/Llama-3.1-8B-Instruct","messages":[{"role":"user","content":"Hello"}],` +
+	`"max_tokens":256,"temperature":0.7,"stream":true,"n":2,"seed":42,"response_format":{"type":"json_object"}}`)
 
 func newGatewayRequest(tr *Tracing, traceparent string) *gatewayRequest {
 	g := &gatewayRequest{
@@ -41,6 +48,7 @@ func newGatewayRequest(tr *Tracing, traceparent string) *gatewayRequest {
 		path:       []byte("/v1/chat/completions"),
 		traceID:    make([]byte, 0, 32),
 		firstToken: time.Now(),
+		body:       sentBody,
 	}
 	if traceparent != "" {
 		g.in.Set("traceparent", traceparent)
@@ -59,7 +67,7 @@ func (g *gatewayRequest) run(ctx context.Context) {
 		clientTrace, clientTraced = ClientTraceID(&g.in)
 	}
 	ctx, server := tr.Start(ctx, g.server)
-	SetServerRequest(server, false, g.method, g.path)
+	SetServerRequest(server, false, g.method, g.path, nil)
 	g.endpoint.Annotate(server)
 	SetRequestID(server, g.reqID, "team-a")
 	_, auth := tr.Start(ctx, SpecAuth)
@@ -73,7 +81,12 @@ func (g *gatewayRequest) run(ctx context.Context) {
 	uctx, up := tr.Start(ctx, g.upstream)
 	tr.SetTarget(up, g.target)
 	SetAttempt(up, 1, "ok")
-	SetRequest(up, Request{MaxTokens: 256, Temperature: 0.7, Stream: true, Choices: 2, Seed: 42, HasSeed: true, OutputType: OutputJSON})
+	if up.IsRecording() {
+		// The provider reads the body it sends (providers.Call.Sent).
+		g.sent.Span = up
+		g.sent.ReadSent(g.body)
+		g.sent.Span = nil
+	}
 	if tr.Enabled() {
 		Inject(uctx, &g.out)
 	}

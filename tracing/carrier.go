@@ -82,7 +82,7 @@ func Extract(ctx context.Context, h Header) context.Context {
 	}
 	if ts != "" {
 		// An invalid tracestate must not invalidate traceparent (W3C).
-		scc.TraceState, _ = trace.ParseTraceState(ts)
+		scc.TraceState, _ = trace.ParseTraceState(dropBlankMembers(ts))
 	}
 	return trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(scc))
 }
@@ -136,6 +136,42 @@ func joinFields(fields [][]byte) string {
 		b.Write(f)
 	}
 	return b.String()
+}
+
+// dropBlankMembers removes the members of the tracestate list ts that are empty or
+// only spaces and tabs: W3C Trace Context allows them ("some vendors automatically
+// inject whitespace after a comma separator"), but trace.ParseTraceState skips only
+// empty ones and rejects the whole list for one of whitespace. A list without such a
+// member is returned as it is, without a copy.
+func dropBlankMembers(ts string) string {
+	blank := false
+	for rest := ts; rest != "" && !blank; {
+		var m string
+		m, rest, _ = strings.Cut(rest, ",")
+		blank = m != "" && isOWS(m)
+	}
+	if !blank {
+		return ts
+	}
+	var b strings.Builder
+	b.Grow(len(ts))
+	for rest := ts; rest != ""; {
+		var m string
+		m, rest, _ = strings.Cut(rest, ",")
+		if isOWS(m) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(m)
+	}
+	return b.String()
+}
+
+// isOWS reports whether s is only spaces and tabs (OWS, RFC 9110 5.6.3), or empty.
+func isOWS(s string) bool {
+	return strings.Trim(s, " \t") == ""
 }
 
 // maxTraceparentVersion is the highest version the W3C format allows; ff is

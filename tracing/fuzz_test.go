@@ -2,6 +2,8 @@ package tracing
 
 import (
 	"context"
+	"maps"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -16,7 +18,9 @@ type mapHeader map[string]string
 func (h mapHeader) Peek(key string) []byte { return []byte(h[key]) }
 func (h mapHeader) Set(key, value string)  { h[key] = value }
 
-// FuzzTraceparent holds Extract and Inject equal to OTel's W3C propagator.
+// FuzzTraceparent holds Extract and Inject equal to OTel's W3C propagator, given the
+// tracestate without its whitespace-only members: W3C Trace Context allows them, and
+// the propagator would reject the whole list for one.
 func FuzzTraceparent(f *testing.F) {
 	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=opaque")
 	f.Add("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-future", "")
@@ -27,6 +31,8 @@ func FuzzTraceparent(f *testing.F) {
 	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-00", "")
 	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-04", "")
 	f.Add("", "x=y")
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "rojo=00f067aa0ba902b7, ,congo=t61rcWkgMzE")
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", " \t, a=1 ,,\t")
 	f.Fuzz(func(t *testing.T, traceparent, tracestate string) {
 		h := mapHeader{}
 		if traceparent != "" {
@@ -37,7 +43,12 @@ func FuzzTraceparent(f *testing.F) {
 		}
 		ctx := context.Background()
 		got := trace.SpanContextFromContext(Extract(ctx, h))
-		want := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(h)))
+		ref := propagation.MapCarrier{}
+		maps.Copy(ref, h)
+		if tracestate != "" {
+			ref["tracestate"] = withoutBlankMembers(tracestate)
+		}
+		want := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(ctx, ref))
 		if !got.Equal(want) {
 			t.Fatalf("Extract(%q, %q) = %v, propagator says %v", traceparent, tracestate, got, want)
 		}
@@ -52,6 +63,18 @@ func FuzzTraceparent(f *testing.F) {
 			t.Fatalf("Inject wrote %v, propagator writes %v", out, ref)
 		}
 	})
+}
+
+// withoutBlankMembers is the tracestate list ts less its members of only spaces and
+// tabs, which W3C Trace Context allows.
+func withoutBlankMembers(ts string) string {
+	var kept []string
+	for _, m := range strings.Split(ts, ",") {
+		if strings.TrimLeft(m, " \t") != "" {
+			kept = append(kept, m)
+		}
+	}
+	return strings.Join(kept, ",")
 }
 
 // FuzzAnswer feeds any bytes to Answer, as a whole body and as one chunk of
@@ -92,6 +115,26 @@ func FuzzAnswer(f *testing.F) {
 						t.Fatalf("event %s: %s is not valid UTF-8", e.Name, kv.Key)
 					}
 				}
+			}
+		}
+	})
+}
+
+// FuzzParseRequest feeds any bytes to ParseRequest as a request body: it must not
+// panic, must bound the stop sequences it keeps, and must keep only valid UTF-8,
+// which OTLP requires.
+func FuzzParseRequest(f *testing.F) {
+	f.Add([]byte(`{"model":"m","max_tokens":64,"temperature":0.5,"top_p":0.9,"stop":["x","y"],"seed":7,"n":2,"response_format":{"type":"json_object"}}`))
+	f.Add([]byte(`{"max_tokens":4096,"stop_sequences":["END"],"top_k":40,"output_config":{"format":{"type":"json_schema"}}}`))
+	f.Add([]byte(`{"encoding_format":"base64","stop":"\ud800","temp\u0065rature":1}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := ParseRequest(body)
+		if len(req.StopSequences) > maxStopSequences || len(req.EncodingFormats) > 1 {
+			t.Fatalf("%d stop sequences, %d encoding formats", len(req.StopSequences), len(req.EncodingFormats))
+		}
+		for _, s := range append(req.StopSequences, req.EncodingFormats...) {
+			if !utf8.ValidString(s) {
+				t.Fatalf("%q is not valid UTF-8", s)
 			}
 		}
 	})

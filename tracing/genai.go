@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"bytes"
 	"errors"
 	"maps"
 	"math"
@@ -21,6 +22,8 @@ import (
 	genai "go.opentelemetry.io/otel/semconv/v1.41.0"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
 // Attribute keys with no semantic convention: Tollgate's own, and
@@ -116,9 +119,10 @@ func KnownMethod(method string) bool {
 
 // SetServerRequest records on the server span what its spec cannot hold: the
 // url.scheme (https when the request came over TLS) and url.path the HTTP
-// conventions require, and the method as sent
+// conventions require, the url.query they require when there is one (the raw query,
+// its sensitive values redacted: redactQuery), and the method as sent
 // (http.request.method_original) when it is not one they know.
-func SetServerRequest(span trace.Span, tls bool, method, path []byte) {
+func SetServerRequest(span trace.Span, tls bool, method, path, query []byte) {
 	if !span.IsRecording() {
 		return
 	}
@@ -127,9 +131,106 @@ func SetServerRequest(span trace.Span, tls bool, method, path []byte) {
 		scheme = "https"
 	}
 	span.SetAttributes(semconv.URLScheme(scheme), semconv.URLPath(validUTF8(string(path))))
+	if len(query) > 0 {
+		span.SetAttributes(semconv.URLQuery(validUTF8(redactQuery(query))))
+	}
 	if !KnownMethod(string(method)) {
 		span.SetAttributes(semconv.HTTPRequestMethodOriginal(validUTF8(string(method))))
 	}
+}
+
+// Redacted is what stands for the value of a sensitive query parameter in url.query,
+// as the HTTP conventions ask.
+const Redacted = "REDACTED"
+
+// sensitiveQueryWords make a query parameter sensitive when its name, decoded, holds
+// one of them in any case. They cover the conventions' list (X-Amz-Signature,
+// X-Amz-Credential, X-Amz-Security-Token, sig, X-Goog-Signature), the ways LLM and
+// cloud APIs take a key in the query (key, api-key, api_key, apikey, access_token,
+// an Azure SAS's sig), and credentials in general (token, secret, password, auth):
+// a client's key must never reach a span, and a name redacted that held nothing
+// secret costs only that value.
+var sensitiveQueryWords = [...]string{"key", "token", "secret", "sig", "password", "passwd", "pwd", "credential", "auth", "session"}
+
+// sensitiveQueryNames are names sensitive as a whole: code is the key of an Azure
+// Functions endpoint, and an OAuth authorization code.
+var sensitiveQueryNames = [...]string{"code"}
+
+// redactQuery is the raw query q with the value of each sensitive parameter
+// (sensitiveQuery) replaced by Redacted, its name kept, as the HTTP conventions ask
+// (q=OpenTelemetry&sig=REDACTED).
+func redactQuery(q []byte) string {
+	var b []byte
+	for i := 0; i < len(q); {
+		end := bytes.IndexByte(q[i:], '&')
+		if end < 0 {
+			end = len(q)
+		} else {
+			end += i
+		}
+		name, _, hasValue := bytes.Cut(q[i:end], []byte{'='})
+		if hasValue && sensitiveQuery(name) {
+			if b == nil {
+				b = make([]byte, 0, len(q)+len(Redacted))
+				b = append(b, q[:i]...)
+			}
+			b = append(b, name...)
+			b = append(b, '=')
+			b = append(b, Redacted...)
+		} else if b != nil {
+			b = append(b, q[i:end]...)
+		}
+		if end < len(q) && b != nil {
+			b = append(b, '&')
+		}
+		i = end + 1
+	}
+	if b == nil {
+		return string(q)
+	}
+	return string(b)
+}
+
+// maxQueryName bounds the parameter names sensitiveQuery decodes; a longer one is
+// taken for sensitive.
+const maxQueryName = 64
+
+// sensitiveQuery reports whether the query parameter named name (as sent:
+// percent-encoded, + for a space) names a credential (sensitiveQueryWords,
+// sensitiveQueryNames).
+func sensitiveQuery(name []byte) bool {
+	var buf [maxQueryName]byte
+	n := 0
+	for i := 0; i < len(name); i++ {
+		if n == len(buf) {
+			return true
+		}
+		c := name[i]
+		switch {
+		case c == '+':
+			c = ' '
+		case c == '%' && i+2 < len(name) && jsonscan.HexDigit(name[i+1]) >= 0 && jsonscan.HexDigit(name[i+2]) >= 0:
+			c = byte(jsonscan.HexDigit(name[i+1])<<4 | jsonscan.HexDigit(name[i+2]))
+			i += 2
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[n] = c
+		n++
+	}
+	decoded := buf[:n]
+	for _, w := range sensitiveQueryNames {
+		if string(decoded) == w {
+			return true
+		}
+	}
+	for _, w := range sensitiveQueryWords {
+		if bytes.Contains(decoded, []byte(w)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Operation returns the gen_ai.operation.name of an endpoint type (chat,
@@ -233,12 +334,13 @@ func hostPort(target string) (host string, port int, hostport string) {
 // request path may call them unconditionally: with tracing off they cost a
 // method call and build no attributes.
 
-// Request is what SetRequest records of a request's generation parameters.
+// Request is what SetRequest records of the generation parameters of a request
+// to a model: ParseRequest reads them from the body sent.
 type Request struct {
-	// MaxTokens <= 0 and a NaN Temperature mean "not given".
-	MaxTokens   int64
-	Temperature float64
-	Stream      bool
+	// MaxTokens <= 0 and a NaN float mean "not given".
+	MaxTokens                                                  int64
+	Temperature, TopP, TopK, FrequencyPenalty, PresencePenalty float64
+	Stream                                                     bool
 	// Choices is the completions asked for (n); 0 or 1 records none, as the
 	// GenAI conventions ask for gen_ai.request.choice.count only when it is not 1.
 	Choices int64
@@ -248,6 +350,8 @@ type Request struct {
 	// OutputType is the gen_ai.output.type the request asks for (OutputText,
 	// OutputJSON); empty when it names none.
 	OutputType string
+	// StopSequences and EncodingFormats are recorded when not empty.
+	StopSequences, EncodingFormats []string
 }
 
 // OutputText and OutputJSON are values of gen_ai.output.type (genai.GenAIOutputTypeText
@@ -257,28 +361,215 @@ const (
 	OutputJSON = "json"
 )
 
+// maxStopSequences bounds the stop sequences recorded: OpenAI takes 4, and a
+// request to a server that takes thousands is not worth a span that large.
+const maxStopSequences = 16
+
+// ParseRequest reads the generation parameters of a request body as it goes to the
+// model: an OpenAI chat, completions or embeddings request, or an Anthropic
+// Messages one (top_k, stop_sequences, output_config.format). A member counts by
+// its exact name, as the upstream's JSON decoder reads it, the last of a name
+// winning; max_completion_tokens wins over max_tokens. A null, or a value of a type
+// the parameter cannot take, is not given. Counts are read as vLLM reads them
+// (jsonscan.Count).
+func ParseRequest(body []byte) Request {
+	nan := math.NaN()
+	req := Request{Temperature: nan, TopP: nan, TopK: nan, FrequencyPenalty: nan, PresencePenalty: nan}
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return req
+	}
+	var maxTokens, maxCompletion int64
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if bytes.IndexByte(k, '\\') >= 0 {
+			// The upstream reads the name the escapes spell.
+			u, ok := jsonscan.AppendUnescape(nil, k)
+			if !ok {
+				continue
+			}
+			k = u
+		}
+		switch string(k) {
+		case "max_tokens":
+			maxTokens = count(v)
+		case "max_completion_tokens":
+			maxCompletion = count(v)
+		case "temperature":
+			req.Temperature = number(v)
+		case "top_p":
+			req.TopP = number(v)
+		case "top_k":
+			req.TopK = number(v)
+		case "frequency_penalty":
+			req.FrequencyPenalty = number(v)
+		case "presence_penalty":
+			req.PresencePenalty = number(v)
+		case "stream":
+			req.Stream, _ = jsonscan.Bool(v)
+		case "n":
+			req.Choices = count(v)
+		case "seed":
+			req.Seed, req.HasSeed = jsonscan.Int(v)
+		case "response_format":
+			req.OutputType = outputType(v)
+		case "output_config":
+			// Anthropic's structured outputs: {"format":{"type":"json_schema",...}}.
+			f, _ := jsonscan.Field(v, "format")
+			req.OutputType = outputType(f)
+		case "stop", "stop_sequences":
+			req.StopSequences = appendStrings(req.StopSequences[:0], v, maxStopSequences)
+		case "encoding_format":
+			req.EncodingFormats = req.EncodingFormats[:0]
+			if s, ok := unquote(v); ok {
+				req.EncodingFormats = append(req.EncodingFormats, s)
+			}
+		}
+	}
+	req.MaxTokens = maxTokens
+	if maxCompletion > 0 {
+		req.MaxTokens = maxCompletion
+	}
+	return req
+}
+
+// count reads a count as vLLM does; 0 when v is none.
+func count(v []byte) int64 {
+	n, _ := jsonscan.Count(v, math.MaxInt64)
+	return n
+}
+
+// number reads a JSON number; NaN when v is none.
+func number(v []byte) float64 {
+	if f, ok := jsonscan.Float(v); ok {
+		return f
+	}
+	return math.NaN()
+}
+
+// outputType is the gen_ai.output.type a response_format (or Anthropic's
+// output_config.format) value asks for: json for a json_object or json_schema, text
+// for text, none for anything else.
+func outputType(v []byte) string {
+	t, _ := jsonscan.Field(v, "type")
+	switch string(t) {
+	case `"json_object"`, `"json_schema"`:
+		return OutputJSON
+	case `"text"`:
+		return OutputText
+	}
+	return ""
+}
+
+// appendStrings appends to dst the string v holds, or the strings of the array v
+// holds (its other elements skipped), up to limit in all.
+func appendStrings(dst []string, v []byte, limit int) []string {
+	if jsonscan.IsString(v) {
+		if s, ok := unquote(v); ok {
+			dst = append(dst, s)
+		}
+		return dst
+	}
+	var arr jsonscan.Array
+	if !arr.Reset(v) {
+		return dst
+	}
+	for len(dst) < limit {
+		e, ok := arr.Next()
+		if !ok {
+			break
+		}
+		if s, ok := unquote(e); ok {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+// unquote decodes the JSON string raw, made valid UTF-8.
+func unquote(raw []byte) (string, bool) {
+	if !jsonscan.IsString(raw) {
+		return "", false
+	}
+	b, ok := jsonscan.AppendUnquote(nil, raw)
+	if !ok {
+		return "", false
+	}
+	return validUTF8(string(b)), true
+}
+
+// maxRequestAttrs is the most attributes SetRequest records.
+const maxRequestAttrs = 13
+
+// requestAttrs holds SetRequest's attributes for its one SetAttributes call, which
+// copies them: the buffer escapes through the call, and a new one each request
+// would cost some 700 bytes.
+var requestAttrs = sync.Pool{New: func() any { return new([maxRequestAttrs]attribute.KeyValue) }}
+
 // SetRequest records the request's generation parameters on the upstream
 // span.
 func SetRequest(span trace.Span, req Request) {
 	if !span.IsRecording() {
 		return
 	}
-	span.SetAttributes(genai.GenAIRequestStreamKey.Bool(req.Stream))
+	buf := requestAttrs.Get().(*[maxRequestAttrs]attribute.KeyValue)
+	kv := append(buf[:0], genai.GenAIRequestStreamKey.Bool(req.Stream))
 	if req.MaxTokens > 0 {
-		span.SetAttributes(genai.GenAIRequestMaxTokensKey.Int64(req.MaxTokens))
+		kv = append(kv, genai.GenAIRequestMaxTokensKey.Int64(req.MaxTokens))
 	}
-	if !math.IsNaN(req.Temperature) {
-		span.SetAttributes(genai.GenAIRequestTemperature(req.Temperature))
+	for _, f := range [...]struct {
+		key attribute.Key
+		v   float64
+	}{
+		{genai.GenAIRequestTemperatureKey, req.Temperature},
+		{genai.GenAIRequestTopPKey, req.TopP},
+		{genai.GenAIRequestTopKKey, req.TopK},
+		{genai.GenAIRequestFrequencyPenaltyKey, req.FrequencyPenalty},
+		{genai.GenAIRequestPresencePenaltyKey, req.PresencePenalty},
+	} {
+		if !math.IsNaN(f.v) {
+			kv = append(kv, f.key.Float64(f.v))
+		}
 	}
 	if req.Choices > 1 {
-		span.SetAttributes(genai.GenAIRequestChoiceCountKey.Int64(req.Choices))
+		kv = append(kv, genai.GenAIRequestChoiceCountKey.Int64(req.Choices))
 	}
 	if req.HasSeed {
-		span.SetAttributes(genai.GenAIRequestSeedKey.Int64(req.Seed))
+		kv = append(kv, genai.GenAIRequestSeedKey.Int64(req.Seed))
 	}
 	if req.OutputType != "" {
-		span.SetAttributes(genai.GenAIOutputTypeKey.String(req.OutputType))
+		kv = append(kv, genai.GenAIOutputTypeKey.String(req.OutputType))
 	}
+	if len(req.StopSequences) > 0 {
+		kv = append(kv, genai.GenAIRequestStopSequences(req.StopSequences...))
+	}
+	if len(req.EncodingFormats) > 0 {
+		kv = append(kv, genai.GenAIRequestEncodingFormats(req.EncodingFormats...))
+	}
+	span.SetAttributes(kv...)
+	// The pool must not keep the request's strings alive.
+	clear(kv)
+	requestAttrs.Put(buf)
+}
+
+// SentRequest records on an upstream attempt's span the generation parameters of
+// the request the attempt sends: what the model was asked, after the backend's
+// drop_params, defaults and translation (to Anthropic, a temperature capped at 1,
+// top_p left out beside a temperature, a default max_tokens), which may differ
+// from what the client asked the gateway. The gateway hands it to the provider
+// (providers.Call.Sent) only when the span records, so a trace that is dropped
+// pays nothing for it.
+type SentRequest struct {
+	Span trace.Span
+}
+
+// ReadSent records the parameters of body, the request an attempt sends, on
+// s.Span (ParseRequest, SetRequest).
+func (s *SentRequest) ReadSent(body []byte) {
+	SetRequest(s.Span, ParseRequest(body))
 }
 
 // SetResponse records what the upstream answered: the model that answered,

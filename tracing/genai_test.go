@@ -114,7 +114,7 @@ func TestSetters(t *testing.T) {
 	tr, exp := newTestTracing(t, Config{})
 	ep := NewEndpointAttrs("chat", "chat")
 	ctx, server := tr.Start(context.Background(), ServerSpec("POST", "/v1/chat/completions"))
-	SetServerRequest(server, true, []byte("POST"), []byte("/v1/chat/completions"))
+	SetServerRequest(server, true, []byte("POST"), []byte("/v1/chat/completions"), []byte("api-version=1&sig=s"))
 	ep.Annotate(server)
 	SetRequestID(server, []byte("req-1"), "team-a")
 	tr.CapturePrompt(server, []byte("secret prompt"))
@@ -126,7 +126,7 @@ func TestSetters(t *testing.T) {
 	lim.End()
 	_, up := tr.Start(ctx, upstream)
 	SetAttempt(up, 2, "ok")
-	SetRequest(up, Request{MaxTokens: 256, Temperature: 0.7, Stream: true, Choices: 2, Seed: 42, HasSeed: true, OutputType: OutputJSON})
+	SetRequest(up, ParseRequest([]byte(`{"max_tokens":256,"temperature":0.7,"stream":true,"n":2,"seed":42,"response_format":{"type":"json_object"}}`)))
 	FirstToken(up, time.Now(), 150*time.Millisecond)
 	SetResponse(up, "llama-3.1-8b-instruct", "chatcmpl-123", "stop")
 	SetUsage(up, 42, 17)
@@ -142,7 +142,7 @@ func TestSetters(t *testing.T) {
 	}{
 		{"POST /v1/chat/completions", map[string]any{
 			"http.request.method": "POST", "http.route": "/v1/chat/completions", "http.response.status_code": int64(200),
-			"url.scheme": "https", "url.path": "/v1/chat/completions",
+			"url.scheme": "https", "url.path": "/v1/chat/completions", "url.query": "api-version=1&sig=REDACTED",
 			"tollgate.endpoint": "chat", "gen_ai.operation.name": "chat", "tollgate.request_id": "req-1", "tollgate.client": "team-a",
 		}},
 		{"tollgate.route", map[string]any{
@@ -275,7 +275,7 @@ func TestSettersOnNonRecordingSpan(t *testing.T) {
 	// None of these may panic or do anything on a no-op span.
 	NewEndpointAttrs("chat", "chat").Annotate(span)
 	SetRequest(span, Request{MaxTokens: 1, Temperature: 1, Stream: true, Choices: 2, HasSeed: true, OutputType: OutputText})
-	SetServerRequest(span, true, []byte("BREW"), []byte("/x"))
+	SetServerRequest(span, true, []byte("BREW"), []byte("/x"), []byte("key=k"))
 	SetResponse(span, "m", "id", "stop")
 	SetUsage(span, 1, 1)
 	FirstToken(span, time.Now(), time.Second)
@@ -429,7 +429,7 @@ func TestServerSpecNames(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr, exp := newTestTracing(t, Config{})
 			_, span := tr.Start(context.Background(), ServerSpec(tt.method, tt.route))
-			SetServerRequest(span, false, []byte(tt.method), []byte("/v1/models"))
+			SetServerRequest(span, false, []byte(tt.method), []byte("/v1/models"), nil)
 			span.End()
 			s := spanNamed(t, exported(t, tr, exp), tt.spanName)
 			if s.SpanKind != trace.SpanKindServer {
@@ -466,7 +466,8 @@ func TestSetRequestConditionalAttributes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr, exp := newTestTracing(t, Config{})
 			_, span := tr.Start(context.Background(), upstream)
-			tt.req.Temperature = math.NaN()
+			nan := math.NaN()
+			tt.req.Temperature, tt.req.TopP, tt.req.TopK, tt.req.FrequencyPenalty, tt.req.PresencePenalty = nan, nan, nan, nan, nan
 			SetRequest(span, tt.req)
 			span.End()
 			got := attrs(exported(t, tr, exp)[0].Attributes)
