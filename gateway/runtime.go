@@ -44,6 +44,12 @@ type runtime struct {
 	// created is the models' "created" time: when this config was built.
 	created int64
 
+	// series holds the metrics label sets this config uses; closing releases them,
+	// which removes from /metrics those the running config does not use (the
+	// running config took its own before this one retired). keepSeries, set when
+	// the process stops, keeps them for its last scrapes.
+	series     *metrics.Lease
+	keepSeries atomic.Bool
 	// unrouted is the metrics series of requests that named no endpoint.
 	unrouted *metrics.Route
 	attempts map[*providers.Backend][]targetMetrics
@@ -136,8 +142,12 @@ type clientKey struct {
 	models  []byte
 }
 
-func buildRuntime(cfg *Config, log *slog.Logger, m *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {
+func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {
+	// Taken before the running config retires: the series this config shares with
+	// it keep their counts.
+	m := met.Lease()
 	rt := &runtime{
+		series:        m,
 		cfg:           cfg,
 		endpoints:     map[string]*endpoint{},
 		backends:      map[string]*providers.Backend{},
@@ -500,6 +510,10 @@ func (rt *runtime) retire() {
 	}
 	rt.retired.Store(true)
 	if rt.refs.Load() == 0 {
+		// No request can use the runtime from here (acquire sees it retired): its
+		// series go now, so that the reload's caller, and the next scrape, no
+		// longer see those of what it removed.
+		rt.series.Release()
 		rt.closeInBackground()
 	}
 }
@@ -507,6 +521,7 @@ func (rt *runtime) retire() {
 // retireNow is retire for a process about to exit: with no request left on the
 // runtime it closes it before returning, so what its tracer queued is exported.
 func (rt *runtime) retireNow() {
+	rt.keepSeries.Store(true)
 	rt.retired.Store(true)
 	if rt.refs.Load() == 0 {
 		rt.close()
@@ -563,6 +578,9 @@ func (rt *runtime) close() {
 			if err := b.Close(); err != nil && rt.log != nil {
 				rt.log.Warn("closing backend", "backend", name, "error", err.Error())
 			}
+		}
+		if !rt.keepSeries.Load() {
+			rt.series.Release()
 		}
 	})
 }

@@ -2,11 +2,14 @@
 // on one registry that the caller passes in.
 //
 // Label sets are resolved when a configuration is built, not per request: the
-// gateway asks for a *Route per (endpoint, backend, variant), an *Attempt per
-// (backend, target) and an *Endpoint per endpoint, keeps them in its config
-// snapshot, and calls their methods on the request path without allocating.
-// Gauges that mirror state owned elsewhere (route weights, canary states,
-// backend health, limiter mode) are set from snapshots.
+// gateway asks a Lease for a *Route per (endpoint, backend, variant), an
+// *Attempt per (backend, target) and an *Endpoint per endpoint, keeps them in its
+// config snapshot, and calls their methods on the request path without
+// allocating. Releasing the lease when the snapshot retires removes the series no
+// other lease holds (those that counted something once they had time to be
+// scraped), so that a reload that renames things does not leave their series
+// behind. Gauges that mirror state owned elsewhere (route weights, canary
+// states, backend health, limiter mode) are set from snapshots.
 package metrics
 
 import (
@@ -98,6 +101,25 @@ type Metrics struct {
 
 	tracing *traceCollector
 	limiter *limiterCollector
+
+	// refMu guards the label sets that leases hold, by label values, their
+	// holds and the dead field of routes. Only leases (config builds and
+	// retirements), scrapes and a route's first request of a rare status take it.
+	refMu         sync.Mutex
+	routeSets     map[[3]string]*Route
+	tokenSets     map[[2]string]*tokenSeries
+	attemptSets   map[[2]string]*Attempt
+	endpointSets  map[string]*Endpoint
+	rejectionSets map[[2]string]*rejection
+	// pinned holds the label sets asked for on Metrics itself, for good.
+	pinned *Lease
+	// discard is what a status first seen on a removed route counts in: the
+	// route's series are gone, and creating one would leave it for good.
+	discard prometheus.Counter
+	// retiring counts the label sets let go of but kept for their last counts
+	// to be scraped (removedKeep); now is the clock that times them.
+	retiring int
+	now      func() time.Time
 }
 
 // New creates the Tollgate collectors and registers them, with the Go runtime
@@ -107,10 +129,18 @@ type Metrics struct {
 // programming error and panics, as prometheus.MustRegister does.
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		lastWeights: make(map[[3]string]struct{}),
-		lastCanary:  make(map[string]string),
-		lastUp:      make(map[[2]string]struct{}),
+		lastWeights:   make(map[[3]string]struct{}),
+		lastCanary:    make(map[string]string),
+		lastUp:        make(map[[2]string]struct{}),
+		routeSets:     make(map[[3]string]*Route),
+		tokenSets:     make(map[[2]string]*tokenSeries),
+		attemptSets:   make(map[[2]string]*Attempt),
+		endpointSets:  make(map[string]*Endpoint),
+		rejectionSets: make(map[[2]string]*rejection),
+		discard:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_discarded"}),
 	}
+	m.pinned = &Lease{m: m, pinned: true}
+	m.now = time.Now
 	m.requests = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_requests_total",
 		Help: "Requests answered, by endpoint, backend, variant and HTTP status code.",
@@ -178,6 +208,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	}, []string{"endpoint", "backend", "variant", "code"}))
 	m.tracing = register(reg, &traceCollector{})
 	m.limiter = register(reg, &limiterCollector{})
+	// Unchecked (it describes nothing), so each Metrics on reg registers its own.
+	register(reg, sweeper{m})
 
 	// Both results exist from the start so that rate() over them works
 	// before the first failure.
@@ -226,8 +258,14 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 // Build it with the config; its methods are safe for concurrent use and do
 // not allocate.
 type Route struct {
-	requests *prometheus.CounterVec
-	labels   [3]string
+	m      *Metrics
+	labels [3]string
+	// tokens are the series the route shares with the endpoint's other routes
+	// to its backend; dead (under m.refMu) says that the route's series were
+	// removed.
+	tokens *tokenSeries
+	hold
+	dead bool
 
 	duration, ttft, tpot  prometheus.Observer
 	inTokens, outTokens   prometheus.Counter
@@ -276,27 +314,33 @@ func (e StreamError) String() string {
 	return streamErrorNames[e]
 }
 
-// Route returns the series of one route. backend and variant are None for
-// requests the gateway answers itself; endpoint is UnknownEndpoint when the
-// request named no endpoint.
+// Route returns the series of one route, held for the life of m (Lease.Route
+// holds them for a configuration). backend and variant are None for requests
+// the gateway answers itself; endpoint is UnknownEndpoint when the request named
+// no endpoint.
 func (m *Metrics) Route(endpoint, backend, variant string) *Route {
+	return m.pinned.Route(endpoint, backend, variant)
+}
+
+// newRoute creates the series of a route; the caller holds m.refMu.
+func (m *Metrics) newRoute(k [3]string) *Route {
+	endpoint, backend, variant := k[0], k[1], k[2]
 	r := &Route{
-		requests:   m.requests,
-		labels:     [3]string{endpoint, backend, variant},
-		duration:   m.duration.WithLabelValues(endpoint, backend, variant),
-		ttft:       m.ttft.WithLabelValues(endpoint, backend, variant),
-		tpot:       m.tpot.WithLabelValues(endpoint, backend, variant),
-		inTokens:   m.tokens.WithLabelValues(endpoint, backend, "input"),
-		outTokens:  m.tokens.WithLabelValues(endpoint, backend, "output"),
-		cacheRead:  m.cachedTokens.WithLabelValues(endpoint, backend, "cache_read"),
-		cacheWrite: m.cachedTokens.WithLabelValues(endpoint, backend, "cache_write"),
-		cost:       m.cost.WithLabelValues(endpoint, backend),
+		m:        m,
+		labels:   k,
+		tokens:   m.holdTokens(endpoint, backend),
+		duration: m.duration.WithLabelValues(endpoint, backend, variant),
+		ttft:     m.ttft.WithLabelValues(endpoint, backend, variant),
+		tpot:     m.tpot.WithLabelValues(endpoint, backend, variant),
 	}
+	r.inTokens, r.outTokens = r.tokens.in, r.tokens.out
+	r.cacheRead, r.cacheWrite = r.tokens.cacheRead, r.tokens.cacheWrite
+	r.cost = r.tokens.cost
 	for e := range numStreamErrors {
 		r.streamErrors[e] = m.streamErrors.WithLabelValues(endpoint, backend, variant, e.String())
 	}
 	for _, c := range presetCodes {
-		r.code(c)
+		r.newCode(c - minCode)
 	}
 	return r
 }
@@ -361,27 +405,46 @@ func (r *Route) code(status int) prometheus.Counter {
 	if ref := r.codes[i].Load(); ref != nil {
 		return ref.c
 	}
-	label := invalidCode
-	if i != numCodes-1 {
-		label = strconv.Itoa(status)
+	// A status's first request on the route: under the lock that releasing a
+	// lease takes, so that a route already removed does not bring back a series
+	// of its own that no lease would ever remove.
+	r.m.refMu.Lock()
+	defer r.m.refMu.Unlock()
+	if r.dead {
+		return r.m.discard
 	}
-	// WithLabelValues returns the same child to every caller, so losing the
-	// race below only wastes a small allocation.
-	ref := &counterRef{c: r.requests.WithLabelValues(r.labels[0], r.labels[1], r.labels[2], label)}
-	if r.codes[i].CompareAndSwap(nil, ref) {
+	if ref := r.codes[i].Load(); ref != nil {
 		return ref.c
 	}
-	return r.codes[i].Load().c
+	return r.newCode(i)
+}
+
+// newCode creates the request counter of status slot i; the caller holds
+// m.refMu, or is creating the route.
+func (r *Route) newCode(i int) prometheus.Counter {
+	ref := &counterRef{c: r.m.requests.WithLabelValues(r.labels[0], r.labels[1], r.labels[2], codeLabel(i))}
+	r.codes[i].Store(ref)
+	return ref.c
+}
+
+// codeLabel is the code label of status slot i.
+func codeLabel(i int) string {
+	if i == numCodes-1 {
+		return invalidCode
+	}
+	return strconv.Itoa(i + minCode)
 }
 
 // Endpoint holds the per-endpoint series that exist before a route is chosen.
 type Endpoint struct {
 	inFlight prometheus.Gauge
+	name     string
+	hold
 }
 
-// Endpoint returns the series of one endpoint.
+// Endpoint returns the series of one endpoint, held for the life of m.
 func (m *Metrics) Endpoint(name string) *Endpoint {
-	return &Endpoint{inFlight: m.inFlight.WithLabelValues(name)}
+	return m.pinned.Endpoint(name)
 }
 
 // Begin counts a request as in flight; pair every Begin with one End.
@@ -390,11 +453,18 @@ func (e *Endpoint) Begin() { e.inFlight.Inc() }
 // End counts a request as no longer in flight.
 func (e *Endpoint) End() { e.inFlight.Dec() }
 
-// Rejection returns the counter of 429s from one limit of an endpoint. limit
-// is a name from the config (for example "api_key:tokens:minute"), never a
-// key or a user.
+// Rejection returns the counter of 429s from one limit of an endpoint, held for
+// the life of m. limit is a name from the config (for example
+// "api_key:tokens:minute"), never a key or a user.
 func (m *Metrics) Rejection(endpoint, limit string) prometheus.Counter {
-	return m.rejections.WithLabelValues(endpoint, limit)
+	return m.pinned.Rejection(endpoint, limit)
+}
+
+// rejection is the 429 counter of one (endpoint, limit).
+type rejection struct {
+	c      prometheus.Counter
+	labels [2]string
+	hold
 }
 
 // Outcome classifies one upstream attempt.
@@ -440,17 +510,15 @@ func OutcomeForStatus(status int) Outcome {
 // Attempt holds the pre-created outcome series of one (backend, target).
 type Attempt struct {
 	outcomes [numOutcomes]prometheus.Counter
+	labels   [2]string
+	hold
 }
 
-// Attempt returns the attempt counters of one backend target. target is the
-// target's label value (host:port, with its path where targets share it),
-// never credentials or a query.
+// Attempt returns the attempt counters of one backend target, held for the life
+// of m. target is the target's label value (host:port, with its path where
+// targets share it), never credentials or a query.
 func (m *Metrics) Attempt(backend, target string) *Attempt {
-	a := &Attempt{}
-	for o := range numOutcomes {
-		a.outcomes[o] = m.attempts.WithLabelValues(backend, target, o.String())
-	}
-	return a
+	return m.pinned.Attempt(backend, target)
 }
 
 // Observe counts one attempt with its outcome.
