@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"net"
 	"os"
 	"reflect"
@@ -221,14 +222,20 @@ func ParseSize(v string) (int64, error) {
 		}
 		n *= mult
 	default:
-		var f float64
-		f, err = strconv.ParseFloat(num, 64)
-		// float64(math.MaxInt64) is 2^63: converted, a product at or over it would
-		// wrap (or saturate, by CPU).
-		if b := f * float64(mult); err == nil && b >= math.MaxInt64 {
-			err = strconv.ErrRange
+		// A fraction is read exactly, as a decimal (4.1MB is 4 100 000 bytes: as a
+		// float64 product it is 4099999.99…), and a part byte is left out.
+		q, okNum := new(big.Rat).SetString(num)
+		if !okNum || strings.Count(num, ".") > 1 {
+			err = strconv.ErrSyntax
+			break
 		}
-		n = int64(f * float64(mult))
+		q.Mul(q, new(big.Rat).SetInt64(mult))
+		b := new(big.Int).Quo(q.Num(), q.Denom())
+		if !b.IsInt64() {
+			err = strconv.ErrRange
+			break
+		}
+		n = b.Int64()
 	}
 	switch {
 	case errors.Is(err, strconv.ErrRange):

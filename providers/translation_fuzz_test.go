@@ -385,11 +385,15 @@ func anthropicRuleBroken(out []byte, toolsPaired bool) string {
 // tool_result sent answer a tool_use of the turn before.
 func toolResultsPaired(body []byte) bool {
 	var req struct {
+		// Tagged: encoding/json would take toolCalls or TOOL_CALLS for an untagged
+		// ToolCalls field, which the translation (OpenAI's keys) does not.
 		Messages []struct {
-			Role       string
+			Role       string  `json:"role"`
 			ToolCallID *string `json:"tool_call_id"`
-			ToolCalls  []struct{ ID *string }
-		}
+			ToolCalls  []struct {
+				ID *string `json:"id"`
+			} `json:"tool_calls"`
+		} `json:"messages"`
 	}
 	if json.Unmarshal(body, &req) != nil {
 		return false
