@@ -139,3 +139,45 @@ func TestAppendWithoutUsage(t *testing.T) {
 		})
 	}
 }
+
+// rawStreamUpstream answers every chat request with the given chunks as an event stream.
+func rawStreamUpstream(t *testing.T, chunks ...string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		for _, c := range chunks {
+			_, _ = io.WriteString(w, "data: "+c+"\n\n")
+		}
+		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// TestForcedUsageChunkWithoutChoicesHidden: a usage chunk whose choices are null or
+// absent (not every OpenAI-compatible server writes []) is the usage chunk the gateway
+// asked for on the client's behalf: removed, not sent emptied of its usage (a client
+// reading chunk.choices[0] would fail on it).
+func TestForcedUsageChunkWithoutChoicesHidden(t *testing.T) {
+	for _, c := range []struct{ name, last string }{
+		{"choices null", `{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":null,"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}`},
+		{"no choices", `{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			up := rawStreamUpstream(t,
+				`{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}`,
+				c.last)
+			g := startGateway(t, usageConfig(up, ""))
+			resp, body := usagePost(t, g, "nochoices-"+strings.ReplaceAll(c.name, " ", "-"), `{"model":"chat","user":"u1","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d %s", resp.StatusCode, body)
+			}
+			n := strings.Count(body, "data: {")
+			if n != 1 {
+				t.Errorf("client that did not ask for usage got %d chunks, want 1 (the usage chunk removed):\n%s", n, body)
+			}
+		})
+	}
+}

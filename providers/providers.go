@@ -215,8 +215,8 @@ type Event struct {
 	// Data is the event's JSON payload; empty for the final [DONE].
 	Data []byte
 	Done bool
-	// UsageOnly marks the usage chunk ("choices":[] with usage) the gateway may have
-	// asked for on the client's behalf.
+	// UsageOnly marks the usage chunk (usage, with choices empty, null or absent)
+	// the gateway may have asked for on the client's behalf.
 	UsageOnly bool
 	// HasUsage is set when Usage holds the chunk's token counts.
 	HasUsage bool

@@ -456,7 +456,9 @@ func inspectChunk(data []byte, ev *Event) bool {
 	if it.Reset(data) != nil {
 		return false
 	}
-	emptyChoices := false
+	// A chunk with usage and no choice (choices empty, null or missing: not every
+	// OpenAI-compatible server writes []) is the usage chunk.
+	choices := false
 	for {
 		k, v, ok := it.Next()
 		if !ok {
@@ -464,8 +466,8 @@ func inspectChunk(data []byte, ev *Event) bool {
 		}
 		switch string(k) {
 		case "choices":
-			emptyChoices = isEmptyArray(v)
-			if !emptyChoices {
+			choices = !isEmptyArray(v) && !jsonscan.IsNull(v)
+			if choices {
 				ev.Content = hasContent(v)
 			}
 		case "usage":
@@ -479,7 +481,7 @@ func inspectChunk(data []byte, ev *Event) bool {
 	if it.Err() != nil || jsonscan.SkipSpace(data, it.End()) != len(data) {
 		return false
 	}
-	ev.UsageOnly = emptyChoices && ev.HasUsage
+	ev.UsageOnly = ev.HasUsage && !choices
 	return true
 }
 
