@@ -71,9 +71,11 @@ func newAnthropic(c *Config) *anthropic {
 
 // ThinkingRoom is what the backend adds to the max_tokens it sends for a chat request
 // whose body names none, for the thinking the request asks for (a budget, or an
-// effort's room; nothing when it names max_tokens or max_completion_tokens, unless
-// drop_params removes them: the members dropped are not read): the token estimate
-// counts it, as the upstream may produce it. Only Anthropic backends add any.
+// effort's room): the token estimate counts it, as the upstream may produce it. It is
+// nothing when the body names max_tokens or max_completion_tokens (unless drop_params
+// removes them: the members dropped are not read), and nothing when the model's
+// default thinking goes disabled, as chatThinking sends it for a forced tool call or
+// a tool loop replayed without its thinking blocks. Only Anthropic backends add any.
 func (b *Backend) ThinkingRoom(body []byte) int64 {
 	a, ok := b.p.(*anthropic)
 	if !ok {
@@ -81,8 +83,9 @@ func (b *Backend) ThinkingRoom(body []byte) int64 {
 	}
 	// The members the translation reads, as encoding/json reads them: in any case,
 	// the last one of a name winning.
-	var obj, effort, choice []byte
+	var obj, effort, choice, msgs []byte
 	var tools, maxTokens, maxCompletion bool
+	nMsgs := 0
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return 0
@@ -113,6 +116,9 @@ func (b *Backend) ThinkingRoom(body []byte) int64 {
 			maxTokens = !jsonscan.IsNull(v)
 		case foldedKey(k, "max_completion_tokens"):
 			maxCompletion = !jsonscan.IsNull(v)
+		case foldedKey(k, "messages"):
+			msgs = v
+			nMsgs++
 		}
 	}
 	if maxTokens || maxCompletion {
@@ -122,7 +128,147 @@ func (b *Backend) ThinkingRoom(body []byte) int64 {
 	if err != nil {
 		return 0
 	}
+	// chatThinking's tool loop, read only when the default would be sent. messages
+	// given twice decode into each other's elements (encoding/json reuses them), which
+	// the scan does not follow: the room is counted then, as the upstream may use it.
+	if th.byDefault && nMsgs == 1 && endsUnthoughtToolLoop(msgs) {
+		return 0
+	}
 	return th.budget + th.room
+}
+
+// endsUnthoughtToolLoop is unthoughtToolLoop read off the raw messages array, as
+// encoding/json decodes it into []oaMessage (keys in any case, the last of a name
+// winning, a null role changing nothing), in one forward walk without decoding:
+// ThinkingRoom runs before every chat request. Each message is walked once, by its
+// members: a jsonscan.Array would skip it whole first, a third pass over the prompt
+// (105 µs for a 90 KB tool loop against 65 µs). What it says of messages the
+// translation cannot decode does not matter: that request is refused.
+func endsUnthoughtToolLoop(raw []byte) bool {
+	i := jsonscan.SkipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '[' {
+		return false
+	}
+	i++
+	// The assistant turn so far: whether its messages call tools and carry thinking
+	// that is sent. It stays open while only system or developer messages (left out
+	// of messages, so the turns either side merge) follow it.
+	var calls, thought, open, results bool
+	for first := true; ; first = false {
+		i = jsonscan.SkipSpace(raw, i)
+		if i < len(raw) && raw[i] == ']' {
+			break
+		}
+		if !first {
+			if i >= len(raw) || raw[i] != ',' {
+				return false
+			}
+			i = jsonscan.SkipSpace(raw, i+1)
+		}
+		m, n, ok := readLoopMessage(raw[i:])
+		if !ok {
+			return false
+		}
+		i += n
+		switch m.role {
+		case roleAssistant:
+			if !open {
+				calls, thought = false, false
+			}
+			open, results = true, false
+			calls = calls || m.calls
+			thought = thought || sendsThinking(m.blocks)
+		case roleAside:
+		case roleTool:
+			open, results = false, true
+		default:
+			open = false
+		}
+	}
+	return results && calls && !thought
+}
+
+// loopRole is a message's role as unthoughtToolLoop tells them apart.
+type loopRole uint8
+
+const (
+	roleOther loopRole = iota
+	roleAssistant
+	roleTool
+	// roleAside is system or developer.
+	roleAside
+)
+
+// loopMessage is what unthoughtToolLoop reads of a message.
+type loopMessage struct {
+	role   loopRole
+	calls  bool
+	blocks []byte
+}
+
+// readLoopMessage reads the message b begins with as encoding/json decodes it into an
+// oaMessage, and its length; ok is false when it would not decode (not an object, a
+// role that is not a string): the translation refuses the request then. A null
+// message is a message without role.
+func readLoopMessage(b []byte) (m loopMessage, n int, ok bool) {
+	if len(b) >= 4 && string(b[:4]) == "null" {
+		return m, 4, true
+	}
+	var it jsonscan.Iter
+	if it.Reset(b) != nil {
+		return m, 0, false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch {
+		case foldedKey(k, "role"):
+			switch {
+			case jsonscan.IsString(v):
+				m.role = roleOf(v)
+			case !jsonscan.IsNull(v):
+				return m, 0, false
+			}
+		case foldedKey(k, "tool_calls"):
+			var calls jsonscan.Array
+			m.calls = false
+			if calls.Reset(v) {
+				_, m.calls = calls.Next()
+			}
+		case foldedKey(k, "thinking_blocks"):
+			m.blocks = v
+		}
+	}
+	return m, it.End(), it.Err() == nil
+}
+
+// roleOf is the role the raw JSON string v names, escapes decoded.
+func roleOf(v []byte) loopRole {
+	s := v[1 : len(v)-1]
+	var buf [64]byte
+	if bytes.IndexByte(s, '\\') >= 0 {
+		// An escaped ASCII letter takes 6 bytes and the names below 9 letters at
+		// most: a longer string is another role, and buf never grows.
+		if len(s) > 6*len("developer") {
+			return roleOther
+		}
+		u, ok := jsonscan.AppendUnescape(buf[:0], s)
+		if !ok {
+			return roleOther
+		}
+		s = u
+	}
+	switch string(s) {
+	case "assistant":
+		return roleAssistant
+	case "tool":
+		return roleTool
+	case "system", "developer":
+		return roleAside
+	}
+	return roleOther
 }
 
 // foldedKey reports whether the raw key k is name in any case, escapes decoded.
