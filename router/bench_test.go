@@ -79,7 +79,7 @@ func BenchmarkObserveParallel(b *testing.B) {
 
 // BenchmarkRebuildTable is the cost of one weight change.
 func BenchmarkRebuildTable(b *testing.B) {
-	l := newLayout([]int32{6000, 3500, 500})
+	l := testLayout([]int32{6000, 3500, 500})
 	w := make([]int32, 3)
 	canaryWeights(l.home, 2, 2500, w)
 	b.ReportAllocs()

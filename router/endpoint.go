@@ -282,7 +282,7 @@ func newState(e *Endpoint) *state {
 	st := &state{
 		sig:     e.sig,
 		variant: e.variant,
-		lay:     newLayout(e.home),
+		lay:     newLayout(e.seed, e.backend, e.home),
 		stats:   make([]routeStats, len(e.home)),
 		canary:  -1,
 		cfg:     e.canary,

@@ -180,7 +180,7 @@ func TestLayoutCanaryChainIsMonotone(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newLayout(tt.home)
+			l := testLayout(tt.home)
 			w := make([]int32, len(tt.home))
 			var prev, cur [Buckets]uint8
 			canaryWeights(tt.home, tt.canary, 0, w)
@@ -283,7 +283,7 @@ func TestLayoutSingleGainerProperty(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for n := 2; n <= 6; n++ {
 		home := randomWeights(rng, n)
-		l := newLayout(home)
+		l := testLayout(home)
 		for range 60 {
 			g := rng.IntN(n)
 			a, b := singleGainer(rng, home, g), singleGainer(rng, home, g)
