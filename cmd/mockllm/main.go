@@ -31,6 +31,9 @@ Per-request headers for tests:
   x-mock-ttft, x-mock-tpot  override --ttft and --tpot for this request
   x-mock-tokens: N          generate N tokens (max_tokens and --max-tokens still cut)
   x-mock-cut-after: N       stream: close the connection after N content chunks
+  x-mock-error-after: N     --api anthropic stream: after N content deltas send
+                            Anthropic's mid-stream error event (overloaded_error)
+                            and end the stream
   x-mock-garbage: 1         answer 200 with a body that is not JSON
   x-mock-cached-tokens: N   report N prompt tokens read from the prefix cache
                             (prompt_tokens_details.cached_tokens; --api anthropic:

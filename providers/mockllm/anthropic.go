@@ -138,6 +138,10 @@ func (st *state) parseMessages(body []byte) *badRequest {
 				return errBadStream
 			}
 			st.stream = b
+		default:
+			if !messagesKey(k) {
+				return errExtraInput(k)
+			}
 		}
 	}
 	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
@@ -159,8 +163,12 @@ func (st *state) parseMessages(body []byte) *badRequest {
 	if string(bytes.TrimSpace(st.messages)) == "[]" {
 		return &badRequest{msg: "messages: at least one message is required"}
 	}
-	if e := st.checkMessages(); e != nil {
+	hist := history{tools: tools != nil && !isNull(tools) && string(bytes.TrimSpace(tools)) != "[]"}
+	if e := st.checkMessages(&hist); e != nil {
 		return e
+	}
+	if n := hist.marks + cacheMarks(system) + cacheMarks(tools); n > maxCacheMarks {
+		return errCacheMarks(n)
 	}
 	if e := st.parseThinking(thinking, temperature, topP, topK); e != nil {
 		return e
@@ -270,7 +278,8 @@ func onlyDigits(b []byte, zeros bool) bool {
 // assistant (a system prompt goes in the top-level system), content that is empty or
 // only whitespace, and a final assistant turn (a prefill) that ends in whitespace, or
 // any on a model without prefills. The final assistant message alone may be empty.
-func (st *state) checkMessages() *badRequest {
+// checkBlocks checks each message's blocks, the tool-use history among them, into h.
+func (st *state) checkMessages(h *history) *badRequest {
 	var a jsonscan.Array
 	a.Reset(st.messages)
 	empty := -1 // an assistant message with empty content, allowed if it is the last
@@ -296,9 +305,13 @@ func (st *state) checkMessages() *badRequest {
 			return &badRequest{msg: "messages." + strconv.Itoa(i) + ".role: Input should be 'user' or 'assistant'"}
 		}
 		content, ok := jsonscan.Field(m, "content")
-		switch {
-		case !ok:
+		if !ok {
 			return &badRequest{msg: "messages." + strconv.Itoa(i) + ".content: Field required"}
+		}
+		if e := st.checkBlocks(h, i, assistant, content); e != nil {
+			return e
+		}
+		switch {
 		case string(content) == `""` || string(bytes.TrimSpace(content)) == "[]":
 			if !assistant {
 				return errEmptyContent(i)
@@ -403,6 +416,9 @@ func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
 	}
 	if !a.Reset(tools) {
 		return &badRequest{msg: "tools: Input should be a valid list"}
+	}
+	if e := uniqueToolNames(tools); e != nil {
+		return e
 	}
 	mode := choiceAuto
 	var want []byte
@@ -847,12 +863,14 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	st.fitTool(&p, int(min(int64(s.opts.MaxTokens), st.maxTokens)))
 	st.plans = append(st.plans, p)
 	st.idA, st.idB = s.nextID(h)
+	st.setAnthropicID(ctx, mix(st.idA^golden), st.idB)
 	s.promptTok.Add(int64(st.promptTokens))
 	if st.stream {
 		st.kind = kMessages
 		st.ttftD, st.tpotD = st.ttft(), st.tpot()
 		st.steps = st.think.tokens() + p.n + st.jsonPieces()
 		st.cutAfter = st.cutPoint(p.n + st.jsonPieces())
+		st.hdr.errorAfter = min(st.hdr.errorAfter, p.n+st.jsonPieces())
 		s.beginStream(ctx, st)
 		return
 	}
@@ -1168,6 +1186,9 @@ func (st *state) nextMessages() ([]byte, error) {
 		if st.cutNow() {
 			return nil, errCut
 		}
+		if st.errorNow() {
+			return st.errorEvent(), nil
+		}
 		if err := st.waitContent(st.step); err != nil {
 			return nil, err
 		}
@@ -1187,6 +1208,9 @@ func (st *state) nextMessages() ([]byte, error) {
 	case mTextStop:
 		if st.cutNow() {
 			return nil, errCut
+		}
+		if st.errorNow() {
+			return st.errorEvent(), nil
 		}
 		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":"...)
 		b = strconv.AppendInt(b, st.textIndex(), 10)
@@ -1212,6 +1236,9 @@ func (st *state) nextMessages() ([]byte, error) {
 		if st.cutNow() {
 			return nil, errCut
 		}
+		if st.errorNow() {
+			return st.errorEvent(), nil
+		}
 		if err := st.waitContent(st.step); err != nil {
 			return nil, err
 		}
@@ -1230,6 +1257,9 @@ func (st *state) nextMessages() ([]byte, error) {
 	case mToolStop:
 		if st.cutNow() {
 			return nil, errCut
+		}
+		if st.errorNow() {
+			return st.errorEvent(), nil
 		}
 		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":"...)
 		b = strconv.AppendInt(b, st.toolIndex(), 10)
@@ -1259,4 +1289,19 @@ func (st *state) appendToolStart(b []byte) []byte {
 	b = append(b, `,"content_block":`...)
 	b = st.appendToolBlock(b)
 	return append(b, "{}}}\n\n"...)
+}
+
+// errorNow reports whether x-mock-error-after ends the stream before the next content
+// delta.
+func (st *state) errorNow() bool { return st.hdr.errorAfter >= 0 && st.emitted >= st.hdr.errorAfter }
+
+// errorEvent is the event the Messages API sends when it fails mid-answer: the stream
+// had its 200, so the error comes as an event, and the stream ends after it, without
+// content_block_stop, message_delta or message_stop.
+func (st *state) errorEvent() []byte {
+	st.s.injected.Add(1)
+	st.failed = true
+	st.phase = mEnd
+	st.ev = append(st.ev[:0], "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"...)
+	return st.ev
 }

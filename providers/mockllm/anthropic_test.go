@@ -49,6 +49,39 @@ func messagesBody(content string, extra string) string {
 
 const weatherTool = `"tools":[{"name":"get_weather","description":"Weather now","input_schema":{"type":"object","properties":{"city":{"type":"string"},"unit":{"type":"string","enum":["celsius","fahrenheit"]},"days":{"type":"integer"},"detail":{"type":"object","properties":{"hourly":{"type":"boolean"}}}},"required":["city"]}},{"name":"get_time","input_schema":{"type":"object","properties":{"tz":{"type":"string"}}}}]`
 
+// anthError is the Messages API's error body.
+type anthError struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+	RequestID string `json:"request_id"`
+}
+
+// anthRefused sends body and wants the API's 400 invalid_request_error with a message
+// holding want.
+func anthRefused(t *testing.T, h *harness, body, want string) {
+	t.Helper()
+	resp, b := h.must("POST", "/v1/messages", body, anthHeaders...)
+	if resp.StatusCode != 400 {
+		t.Fatalf("status %d, want 400 (%q): %s", resp.StatusCode, want, b)
+	}
+	e := decode[anthError](t, b)
+	if e.Type != "error" || e.Error.Type != "invalid_request_error" || !strings.Contains(e.Error.Message, want) {
+		t.Errorf("error %s, want invalid_request_error with %q", b, want)
+	}
+}
+
+// anthAccepted sends body and wants a 200.
+func anthAccepted(t *testing.T, h *harness, body string) {
+	t.Helper()
+	resp, b := h.must("POST", "/v1/messages", body, anthHeaders...)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200: %s", resp.StatusCode, b)
+	}
+}
+
 func TestMessages(t *testing.T) {
 	h := startAnthropic(t)
 	cases := []struct {

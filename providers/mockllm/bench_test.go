@@ -49,6 +49,17 @@ const benchOpus = `{"model":"claude-opus-4-7","max_tokens":64,"thinking":{"type"
 // model value searched to its end).
 const benchClaude5 = `{"model":"claude-opus-5","max_tokens":64,"messages":[{"role":"user","content":"Write a haiku about load balancers."}]}`
 
+// benchToolLoop is a Messages request of an agent's tool loop: two tools, one of them
+// with a cache breakpoint, two tool calls answered, and the system prompt cached.
+const benchToolLoop = `{"model":"mock-1","max_tokens":64,"system":[{"type":"text","text":"be brief","cache_control":{"type":"ephemeral"}}],` +
+	`"tools":[{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}},` +
+	`{"name":"get_time","input_schema":{"type":"object","properties":{"tz":{"type":"string"}}},"cache_control":{"type":"ephemeral"}}],` +
+	`"messages":[{"role":"user","content":"Weather and time in Oslo?"},` +
+	`{"role":"assistant","content":[{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_01A","name":"get_weather","input":{"city":"Oslo"}},` +
+	`{"type":"tool_use","id":"toolu_01B","name":"get_time","input":{"tz":"Europe/Oslo"}}]},` +
+	`{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_01B","content":"12:00"},{"type":"tool_result","tool_use_id":"toolu_01A","content":[{"type":"text","text":"12C"}]},` +
+	`{"type":"text","text":"Thanks.","cache_control":{"type":"ephemeral"}}]}]}`
+
 var benchCases = []struct {
 	name, path, body string
 	api              string
@@ -66,6 +77,7 @@ var benchCases = []struct {
 	{"messages-stream", "/v1/messages", benchMessages[:len(benchMessages)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
 	{"messages-opus-format", "/v1/messages", benchOpus, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-4-7"},
 	{"messages-opus-format-stream", "/v1/messages", benchOpus[:len(benchOpus)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-4-7"},
+	{"messages-tool-loop", "/v1/messages", benchToolLoop, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
 	{"messages-claude5-thinking", "/v1/messages", benchClaude5, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-5"},
 	{"messages-claude5-later-thinking", "/v1/messages", strings.Replace(benchClaude5, "claude-opus-5", "anthropic.claude-haiku-6-v1:0", 1), APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "anthropic.claude-haiku-6-v1:0"},
 }

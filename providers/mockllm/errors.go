@@ -111,9 +111,10 @@ func (s *Server) failTyped(ctx *fasthttp.RequestCtx, st *state, status int, typ,
 		b = append(b, anthropicErrorType(status)...)
 		b = append(b, `","message":`...)
 		b = jsonscan.AppendQuote(b, msg)
-		b = append(b, `},"request_id":"req_011`...)
+		b = append(b, `},"request_id":"`...)
 		a, h := s.nextID(0)
-		b = appendBase62(b, a, mix(h^a), 21)
+		st.setAnthropicID(ctx, a, mix(h^a))
+		b = append(b, st.rid...)
 		b = append(b, `"}`...)
 	} else {
 		b = append(b, `{"error":{"message":`...)

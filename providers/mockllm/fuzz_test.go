@@ -39,6 +39,10 @@ func FuzzRequest(f *testing.F) {
 		`{"messages":[{"content":[{"text":"\u0000"}]}],"max_tokens":1e3}`,
 		`{"model":"mock-1","max_tokens":2000,"stream":true,"thinking":{"type":"enabled","budget_tokens":1024},"tools":[{"name":"t"}],"messages":[{"role":"user","content":"use t"},{"role":"assistant","content":[{"type":"thinking","thinking":"a\u00e9","signature":"x"},{"type":"tool_use","id":"u","name":"t","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"u"}]}]}`,
 		`{"model":"mock-1","max_tokens":1,"thinking":{"type":"adaptive"},"top_p":0.97,"messages":[{"role":"user","content":"hi"}]}`,
+		// A tool-use history: parallel calls answered out of order, an image and
+		// cache breakpoints inside a tool result, text after the results.
+		`{"model":"mock-1","max_tokens":9,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}],"tools":[{"name":"t"},{"name":"\u00e9","cache_control":{}}],"messages":[{"role":"user","content":"use t"},{"role":"assistant","content":[{"type":"tool_use","id":"a_1","name":"t","input":{}},{"type":"tool_use","id":"b-2","name":"\u00e9","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"b-2","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA"},"cache_control":{}}]},{"type":"tool_result","tool_use_id":"a_1"},{"type":"text","text":"ok"}]}]}`,
+		`{"model":"mock-1","max_tokens":9,"tools":[{"name":"t"}],"metadata":{"user_id":"u"},"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"a","name":"t","input":{}}]},{"role":"user","content":[{"type":"text","text":"y"},{"type":"tool_result","tool_use_id":"a\u0000"}]}]}`,
 		`{"model":"mock-1`,
 		`[]`,
 	}

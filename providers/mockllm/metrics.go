@@ -55,7 +55,7 @@ func (s *Server) writeMetrics(ctx *fasthttp.RequestCtx) {
 		b = strconv.AppendInt(b, s.routes[r].Load(), 10)
 		b = append(b, '\n')
 	}
-	b = appendCounter(b, "mockllm_injected_errors_total", "Errors answered on purpose (error rate, x-mock-status).", nil, s.injected.Load())
+	b = appendCounter(b, "mockllm_injected_errors_total", "Errors answered on purpose (error rate, x-mock-status, x-mock-error-after).", nil, s.injected.Load())
 	b = appendCounter(b, "mockllm_cut_streams_total", "Streams closed early on purpose.", nil, s.cut.Load())
 
 	ctx.SetStatusCode(fasthttp.StatusOK)

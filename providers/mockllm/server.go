@@ -173,8 +173,8 @@ type Stats struct {
 	Requests map[string]int64
 	// Running and Waiting are the requests holding and awaiting a MaxNumSeqs slot.
 	Running, Waiting int64
-	// InjectedErrors counts error-rate and x-mock-status answers; CutStreams the
-	// streams closed early on purpose.
+	// InjectedErrors counts error-rate, x-mock-status and x-mock-error-after answers;
+	// CutStreams the streams closed early on purpose.
 	InjectedErrors, CutStreams int64
 	// PromptTokens and GenerationTokens are the token counters of /metrics.
 	PromptTokens, GenerationTokens int64
@@ -511,6 +511,9 @@ type overrides struct {
 	hasTPOT    bool
 	tokens     int
 	cutAfter   int
+	// errorAfter is x-mock-error-after: an Anthropic stream sends an error event
+	// after that many content deltas, -1 for none.
+	errorAfter int
 	garbage    bool
 	// cached and cacheWrite are the prompt tokens the answer says were read from
 	// and written to the prompt cache (x-mock-cached-tokens,
@@ -592,6 +595,10 @@ func (st *state) scanHeaders(h *fasthttp.RequestHeader, rec bool) {
 		case "x-mock-cut-after":
 			if n, err := strconv.Atoi(string(v)); err == nil && n >= 0 {
 				o.cutAfter = n
+			}
+		case "x-mock-error-after":
+			if n, err := strconv.Atoi(string(v)); err == nil && n >= 0 {
+				o.errorAfter = n
 			}
 		case "x-mock-garbage":
 			o.garbage = len(v) > 0 && string(v) != "0" && string(v) != "false"

@@ -70,6 +70,12 @@ type state struct {
 	caps         claudeCaps
 	noDisable    *badRequest // the model's refusal of thinking disabled; nil where taken
 	effort       []byte      // output_config.effort as sent, in the request; nil for the default
+	// useIDs are the tool_use ids of a Messages request's history, as sent (JSON
+	// strings, in the request), and useDone which of them a tool_result answered.
+	useIDs  [][]byte
+	useDone []bool
+	// rid is an Anthropic answer's request-id header, also its error body's request_id.
+	rid []byte
 
 	// The answer. Its id ends in reqID (the X-Request-Id header, else the body's
 	// request_id, escaped for a JSON string), or when none was usable in idA and idB.
@@ -116,6 +122,7 @@ type state struct {
 	held     bool
 	queued   bool // a stream that has yet to take its slot
 	finished bool
+	failed   bool // ended by an error event (x-mock-error-after)
 	ttftD    time.Duration
 	tpotD    time.Duration
 	prefix   []byte
@@ -129,13 +136,16 @@ func (st *state) reset() {
 	s := st.s
 	*st = state{
 		s:        s,
-		hdr:      overrides{retryAfter: st.hdr.retryAfter[:0], cutAfter: -1},
+		hdr:      overrides{retryAfter: st.hdr.retryAfter[:0], cutAfter: -1, errorAfter: -1},
 		items:    st.items[:0],
 		stopOff:  st.stopOff[:0],
 		stops:    st.stops[:0],
 		stopBuf:  st.stopBuf[:0],
 		plans:    st.plans[:0],
 		reqID:    st.reqID[:0],
+		useIDs:   st.useIDs[:0],
+		useDone:  st.useDone[:0],
+		rid:      st.rid[:0],
 		echoBuf:  st.echoBuf[:0],
 		echoDec:  st.echoDec[:0],
 		echoCuts: st.echoCuts[:0],
@@ -324,6 +334,8 @@ func (st *state) Close() error {
 	case st.finished:
 		st.countFinish()
 		st.observeEnd()
+	case st.failed:
+		// Counted as injected when the error event went out.
 	case st.cutAfter >= 0 && st.emitted >= st.cutAfter:
 		s.cut.Add(1)
 	default:

@@ -3,6 +3,7 @@ package mockllm
 import (
 	"encoding/json"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -16,6 +17,9 @@ func thinkingBody(content, extra string) string {
 	}
 	return s + "}"
 }
+
+// thinkingMember is a request's thinking object.
+var thinkingMember = regexp.MustCompile(`"thinking":\{[^}]*\}`)
 
 // TestMessagesThinking: with thinking on, the answer opens with a thinking block, its
 // text and signature the same buffered and streamed (thinking_delta per word, then
@@ -64,7 +68,10 @@ func TestMessagesThinking(t *testing.T) {
 			if *s.Usage.OutputTokens != *m.Usage.OutputTokens {
 				t.Errorf("stream output_tokens %d, answer %d", *s.Usage.OutputTokens, *m.Usage.OutputTokens)
 			}
-			plain, pb := h.must("POST", "/v1/messages", strings.Replace(c.body, `"thinking"`, `"x_thinking"`, 1), anthHeaders...)
+			// The same request with thinking disabled (a renamed member is an extra input
+			// the API refuses).
+			off := thinkingMember.ReplaceAllString(c.body, `"thinking":{"type":"disabled"}`)
+			plain, pb := h.must("POST", "/v1/messages", off, anthHeaders...)
 			if plain.StatusCode != 200 {
 				t.Fatalf("without thinking: status %d: %s", plain.StatusCode, pb)
 			}
