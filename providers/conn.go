@@ -46,7 +46,8 @@ import (
 // net/http closes such a connection ("Unsolicited response received on idle HTTP
 // channel"), nginx's upstream keepalive one that turns readable while cached; here
 // it is closed and the request goes on another, nothing of it sent. Each answer's
-// header is also followed (headScan) for framing fasthttp lets through.
+// header is also followed (headScan) for framing fasthttp lets through, and through
+// TLS each answer's end looks at what the TLS client holds behind it (heldBack).
 type upstreamConn struct {
 	*deadline.Conn
 	addr connAddr
@@ -89,6 +90,15 @@ type upstreamConn struct {
 	head headScan
 	// readErr is the last error Read returned during the answer being read.
 	readErr error
+	// records follows the TLS records the TLS client reads from the socket, and
+	// drained is set when its last read handed out all the plaintext it had
+	// decrypted: together they tell heldBack whether the client may hold anything.
+	records tlsRecords
+	drained bool
+	// probing is set while heldBack looks into the TLS client: its socket side
+	// reads nothing then (errNothingHeld).
+	probing bool
+	probe   [1]byte
 	// gate, set on a connection of a backend's requests, holds its place under
 	// max_connections until it is closed.
 	gate atomic.Pointer[connGate]
@@ -187,7 +197,15 @@ func (e *handshakeError) Unwrap() error { return e.err }
 // socket, through the connection's timeouts (readSocket).
 type socketSide struct{ c *upstreamConn }
 
-func (s socketSide) Read(p []byte) (int, error)         { return s.c.readSocket(p) }
+func (s socketSide) Read(p []byte) (int, error) {
+	if s.c.probing {
+		return 0, errNothingHeld
+	}
+	n, err := s.c.readSocket(p)
+	s.c.records.feed(p[:n])
+	return n, err
+}
+
 func (s socketSide) Write(p []byte) (int, error)        { return s.c.Conn.Write(p) }
 func (s socketSide) Close() error                       { return s.c.Conn.Close() }
 func (s socketSide) LocalAddr() net.Addr                { return s.c.Conn.LocalAddr() }
@@ -206,11 +224,12 @@ func (c *upstreamConn) SetDeadline(t time.Time) error {
 // SetWriteDeadline is called by fasthttp's own transport (the health checks') once
 // per request, before the request is written, when the request has a deadline, as
 // every request the providers make has. A connection that has served before and is
-// stale fails it with errStaleConn, on which the transport closes the connection,
-// having written nothing. connRoundTrip, which looks at the connection itself,
-// calls setWriteDeadline.
+// stale, or whose TLS client holds bytes its last answer left (heldBack), fails it
+// with errStaleConn, on which the transport closes the connection, having written
+// nothing. connRoundTrip, which looks at the connection itself and at the end of each
+// answer, calls setWriteDeadline.
 func (c *upstreamConn) SetWriteDeadline(t time.Time) error {
-	if c.served && c.stale(true) {
+	if c.served && (c.stale(true) || c.heldBack()) {
 		return errStaleConn
 	}
 	return c.setWriteDeadline(t)
@@ -245,6 +264,14 @@ func (c *upstreamConn) SetReadDeadline(t time.Time) error {
 func (c *upstreamConn) Read(p []byte) (n int, err error) {
 	if c.tls != nil {
 		n, err = c.tls.Read(p)
+		// tls.Conn hands out what is left of one record's plaintext, up to len(p).
+		c.drained = n < len(p)
+		if err != nil {
+			// The TLS client's own errors (an alert the upstream sent) are not
+			// the socket's, which readSocket keeps: fasthttp turns any error on an
+			// answer's first byte into an end of file (refusal).
+			c.readErr = err
+		}
 	} else {
 		n, err = c.readSocket(p)
 	}
@@ -267,6 +294,165 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 		return c.tls.Write(p)
 	}
 	return c.Conn.Write(p)
+}
+
+// heldBack reports whether c's TLS client holds anything of the upstream's that no
+// read has taken, once an answer has been read whole: it may not carry another
+// request. Go's tls.Conn reads what the socket has but decrypts and hands out one
+// record at a time, so a second answer the upstream wrote right behind the first, in
+// its own record, arrives in the same read of the socket and stays inside the TLS
+// client, where neither the answer's reader (br.Buffered) nor the look at the socket
+// (idleReadable) sees it, and the next request on c would read it as its answer:
+// another client's. The rest of the answer's own last record (response splitting
+// within one record) stays there as well.
+//
+// The TLS client reads the socket only for the record it is at, so what it holds is
+// what its last read brought past that record (records.beyond), and what is left of
+// the last record's plaintext (!drained). With neither, as after an answer that came
+// in records of its own, it holds nothing. A record whose start came and not its end
+// (records.inRecord) was not taken, whatever it is: the answer's own records were
+// whole when they were read. Otherwise heldBack reads through the TLS client with its
+// socket side shut (probing), so that only what the client holds is read, and
+// neither the socket nor its deadlines are touched: a record is decrypted and its
+// first byte of application data taken, a close_notify or another alert ends the
+// connection, and post-handshake messages (a TLS 1.3 session ticket, a key update)
+// are handled as the next read would handle them, the records behind them read on.
+// Nothing left reads as errNothingHeld, a temporary timeout that tls.Conn passes on
+// without failing the connection, as it passes on a read deadline's. That read costs
+// one allocation inside crypto/tls (the reader it reads the socket through, as each
+// of its reads of the socket costs) and about 0.1 µs (BenchmarkTLSHeldBack); settled
+// by the records, the look costs nothing. A plaintext connection holds nothing.
+func (c *upstreamConn) heldBack() bool {
+	if c.tls == nil {
+		return false
+	}
+	switch r := &c.records; {
+	case r.inRecord():
+		return true
+	case !r.beyond && c.drained:
+		return false
+	}
+	c.probing = true
+	n, err := c.tls.Read(c.probe[:])
+	c.probing = false
+	if n > 0 || err != errNothingHeld {
+		return true
+	}
+	c.drained, c.records.beyond = true, false
+	return false
+}
+
+// tlsRecords follows the TLS records (RFC 8446 section 5.1: a 5-byte header whose last
+// two bytes are the length of what follows) in what the TLS client reads from the
+// socket, each read at a time. It tells whether the last read brought bytes past the
+// end of the record it began in (beyond): the TLS client reads the socket only while
+// the record it is at has not all come, so those are records it has not reached then.
+type tlsRecords struct {
+	// head is how many bytes of a record's header came, size the length they say so
+	// far, left how many bytes of the record's body are still to come.
+	head   int
+	size   int
+	left   int
+	beyond bool
+}
+
+const recordHeaderLen = 5
+
+func (r *tlsRecords) feed(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	r.beyond = false
+	for i := 0; i < len(p); {
+		if i > 0 && !r.inRecord() {
+			r.beyond = true
+		}
+		if r.left > 0 {
+			k := min(r.left, len(p)-i)
+			r.left -= k
+			i += k
+			continue
+		}
+		if r.head >= recordHeaderLen-2 {
+			r.size = r.size<<8 | int(p[i])
+		}
+		r.head++
+		i++
+		if r.head == recordHeaderLen {
+			r.head, r.left, r.size = 0, r.size, 0
+		}
+	}
+}
+
+// inRecord reports whether the bytes read so far end inside a record.
+func (r *tlsRecords) inRecord() bool { return r.head > 0 || r.left > 0 }
+
+// errNothingHeld is what the socket side of a TLS connection reads while heldBack
+// looks into its TLS client.
+var errNothingHeld error = nothingHeld{}
+
+type nothingHeld struct{}
+
+func (nothingHeld) Error() string   { return "nothing held in the TLS client" }
+func (nothingHeld) Timeout() bool   { return true }
+func (nothingHeld) Temporary() bool { return true }
+
+// writeRefusal is err, the failure to write a request on a connection that has served
+// nothing, as the TLS alert the target sent before it closed the connection, when it
+// did. A TLS 1.3 target that refuses the gateway's certificate (refusal) while a long
+// request is still being written closes the connection on the rest of it, and the
+// write fails with a broken pipe or a reset; its alert came before, and is read from
+// the socket, which holds what came before the reset.
+func (c *upstreamConn) writeRefusal(err error) error {
+	if c.tls == nil {
+		return err
+	}
+	// The connection is closed on the target's side: the read ends at once, with
+	// the alert or without. The bound is for a socket that the write failed for
+	// another reason.
+	if c.Conn.SetReadDeadline(time.Now().Add(refusalWait)) != nil {
+		return err
+	}
+	if _, rerr := c.tls.Read(c.probe[:]); isAlert(rerr) && c.tls.ConnectionState().Version == tls.VersionTLS13 {
+		return &handshakeError{rerr}
+	}
+	return err
+}
+
+// refusalWait bounds writeRefusal's read.
+const refusalWait = 100 * time.Millisecond
+
+// refusal is err, the failure to read an answer's header, as the upstream's TLS
+// alert when one caused it; fresh is whether c had served no answer before this one.
+// Under TLS 1.3 the server checks the client's certificate once the client's side of
+// the handshake is over (RFC 8446 section 4.4.2.4), so a target that requires one and
+// does not take the gateway's (none, one from another CA, one that expired after a
+// failed renewal) sends its alert ("certificate required", "bad certificate") as the
+// answer to the first request. fasthttp takes any error on an answer's first byte
+// for an end of file (ErrConnectionClosed, whose hint is about a Connection: close
+// header), which would point the operator at the upstream's HTTP framing. On a fresh
+// TLS 1.3 connection the alert ends the handshake, as a TLS 1.2 target's refusal
+// does within the dial (handshakeError): the target stays unreachable to classify,
+// and it is no end of file that a retry would take for a kept-alive connection
+// closed meanwhile. Otherwise it is the alert itself.
+func (c *upstreamConn) refusal(err error, fresh bool) error {
+	if c.tls == nil || !errors.Is(err, io.EOF) {
+		return err
+	}
+	if !isAlert(c.readErr) {
+		return err
+	}
+	if fresh && c.tls.ConnectionState().Version == tls.VersionTLS13 {
+		return &handshakeError{c.readErr}
+	}
+	return c.readErr
+}
+
+// isAlert reports whether err is a TLS alert the upstream sent: crypto/tls reports
+// one as a *net.OpError with Op "remote error", and keeps it for every later read.
+func isAlert(err error) bool {
+	op, ok := errors.AsType[*net.OpError](err)
+	return ok && op.Op == "remote error"
 }
 
 // readSocket reads the socket under the connection's timeouts; through TLS, the

@@ -116,7 +116,9 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	conn := cc.Conn()
 	resp.ParseNetConn(conn)
 	u := upstreamOf(conn.LocalAddr())
+	fresh := false
 	if u != nil {
+		fresh = !u.served
 		// A connection released after now has been idle for no time at all.
 		if u.served && u.stale(now.Sub(cc.LastUseTime()) >= idleLook) {
 			hc.CloseConn(cc)
@@ -148,6 +150,9 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		err = fasthttp.ErrTimeout
 	}
 	if err != nil {
+		if u != nil && fresh && err != fasthttp.ErrTimeout {
+			err = u.writeRefusal(err)
+		}
 		hc.CloseConn(cc)
 		return true, err
 	}
@@ -188,6 +193,8 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 			// fasthttp reports any failed read of an answer's first byte as an
 			// end of file, which a retry would take for the upstream's close.
 			err = we
+		} else if err != nil {
+			err = u.refusal(err, fresh)
 		}
 	}
 	if err != nil {
@@ -200,13 +207,14 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	closeConn := reset || req.ConnectionClose() || resp.ConnectionClose() ||
 		resp.StatusCode() == fasthttp.StatusSwitchingProtocols
 	if stream && bodied {
-		streamBody(resp, hc, cc, conn, br, closeConn)
+		streamBody(resp, hc, cc, conn, br, u, closeConn)
 		return false, nil
 	}
 	// Bytes read past the answer's end are an answer nobody asked for (a
 	// Content-Length shorter than the body: response splitting); the next request
-	// on this connection would read what follows them as its own answer.
-	closeConn = closeConn || br.Buffered() > 0
+	// on this connection would read what follows them as its own answer. Through
+	// TLS they may be left in the TLS client rather than in br (heldBack).
+	closeConn = closeConn || br.Buffered() > 0 || u != nil && u.heldBack()
 	hc.ReleaseReader(br)
 	if closeConn {
 		hc.CloseConn(cc)
@@ -419,11 +427,12 @@ func growBody(b []byte, limit int) []byte {
 // body's framing (chunked, Content-Length, or up to the connection's close) is
 // fasthttp's own, set up on a carrier response from a copy of resp's header, and
 // read through an upstreamBody, which gives the connection back when it is closed.
-// cc is the connection (conn) br reads, closeConn whether it must close after the
-// answer. A chunked body's trailer is read into the carrier's header, whose parse
-// errors, unlike resp's, may quote it: fasthttp alone can make a header keep its
-// client's SecureErrorLogMessage.
-func streamBody(resp *fasthttp.Response, hc *fasthttp.HostClient, cc any, conn net.Conn, br *bufio.Reader, closeConn bool) {
+// cc is the connection (conn) br reads, u that connection when it is an
+// upstreamConn, closeConn whether it must close after the answer. A chunked body's
+// trailer is read into the carrier's header, whose parse errors, unlike resp's, may
+// quote it: fasthttp alone can make a header keep its client's
+// SecureErrorLogMessage.
+func streamBody(resp *fasthttp.Response, hc *fasthttp.HostClient, cc any, conn net.Conn, br *bufio.Reader, u *upstreamConn, closeConn bool) {
 	carrier := fasthttp.AcquireResponse()
 	resp.Header.CopyTo(&carrier.Header)
 	carrier.StreamBody = true
@@ -436,6 +445,7 @@ func streamBody(resp *fasthttp.Response, hc *fasthttp.HostClient, cc any, conn n
 		hc:        hc,
 		cc:        cc,
 		conn:      conn,
+		u:         u,
 		br:        br,
 		closeConn: closeConn,
 		fullyRead: resp.Header.ContentLength() == 0,
@@ -466,9 +476,11 @@ type upstreamBody struct {
 	r       io.Reader
 	carrier *fasthttp.Response
 	hc      *fasthttp.HostClient
-	// cc is the connection, a *fasthttp.clientConn (connOp), and conn its net.Conn.
+	// cc is the connection, a *fasthttp.clientConn (connOp), conn its net.Conn,
+	// and u that one when it is an upstreamConn (nil otherwise).
 	cc   any
 	conn net.Conn
+	u    *upstreamConn
 	br   *bufio.Reader
 	// closeConn is whether the request or the answer's header asked for the
 	// connection's close: streamBody leaves the header's say as it found it.
@@ -516,9 +528,11 @@ func (b *upstreamBody) CloseWithError(err error) error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
 		locked := b.readLock.TryLock()
-		// Bytes buffered past the body's end are more than the upstream said it
-		// would send: the connection is not used again (connRoundTrip).
-		discard := err != nil || !locked || !b.fullyRead || b.br.Buffered() > 0
+		// Bytes buffered past the body's end, in br or in the TLS client, are more
+		// than the upstream said it would send: the connection is not used again
+		// (connRoundTrip).
+		discard := err != nil || !locked || !b.fullyRead || b.br.Buffered() > 0 ||
+			!b.closeConn && b.u != nil && b.u.heldBack()
 		if discard {
 			// Ends a Read under way, which then lets go of readLock.
 			_ = b.conn.Close()
@@ -535,7 +549,7 @@ func (b *upstreamBody) CloseWithError(err error) error {
 		} else {
 			connOp(poolConn, b.hc, b.cc)
 		}
-		b.carrier, b.br, b.r, b.conn, b.cc = nil, nil, nil, nil, nil
+		b.carrier, b.br, b.r, b.conn, b.u, b.cc = nil, nil, nil, nil, nil, nil
 	})
 	return nil
 }
