@@ -81,7 +81,7 @@ func BenchmarkObserveParallel(b *testing.B) {
 func BenchmarkRebuildTable(b *testing.B) {
 	l := testLayout([]int32{6000, 3500, 500})
 	w := make([]int32, 3)
-	canaryWeights(l.home, 2, 2500, w)
+	canaryWeights(l.home, l.byID, 2, 2500, w)
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = buildTable(&l, w)

@@ -69,6 +69,7 @@ var (
 // canaryCfg is a Canary with defaults filled in and weights in buckets.
 type canaryCfg struct {
 	route       int
+	order       []uint8 // the endpoint's routes in identity order (identityOrder)
 	steps       []int32 // buckets, increasing, last is Buckets
 	interval    time.Duration
 	slotLen     time.Duration // see slot
@@ -261,7 +262,7 @@ func decide(c *canaryCfg, cur ctlState, whole, recent *window, from, now time.Ti
 			// An operator's override holds until it ends: the rollback
 			// takes the canary's share away from it, not the operator's
 			// weights of the other routes (a route drained stays drained).
-			next.override = overrideWithout(cur.override, c.route)
+			next.override = overrideWithout(cur.override, c.order, c.route)
 		}
 		return next, evRollback
 	}
@@ -279,7 +280,7 @@ func decide(c *canaryCfg, cur ctlState, whole, recent *window, from, now time.Ti
 // overrideWithout is override with route c's share given to the other routes in
 // proportion to their own weights there; nil when they have none (the override gave
 // the canary everything), and the configured weights apply again.
-func overrideWithout(override []int32, c int) []int32 {
+func overrideWithout(override []int32, order []uint8, c int) []int32 {
 	var rest int32
 	for i, w := range override {
 		if i != c {
@@ -290,7 +291,7 @@ func overrideWithout(override []int32, c int) []int32 {
 		return nil
 	}
 	out := make([]int32, len(override))
-	canaryWeights(override, c, 0, out)
+	canaryWeights(override, order, c, 0, out)
 	return out
 }
 
@@ -394,7 +395,7 @@ func opRollback(c *canaryCfg, cur *ctlState, now time.Time) (string, error) {
 	}
 	next := ctlState{state: StateRolledBack, cw: 0, since: now, reason: "rolled back by operator"}
 	if cur.override != nil {
-		next.override = overrideWithout(cur.override, c.route)
+		next.override = overrideWithout(cur.override, c.order, c.route)
 	}
 	*cur = next
 	return evRollback, nil

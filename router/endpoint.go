@@ -123,6 +123,7 @@ func NewEndpoint(name string, cfg Config, backends []string) (*Endpoint, error) 
 	}
 	if canary >= 0 {
 		e.canary = newCanaryCfg(cfg.Canary, canary, e.home[canary])
+		e.canary.order = identityOrder(e.backend)
 	}
 	e.sig = e.signature()
 	e.st.Store(newState(e))
@@ -306,7 +307,7 @@ func (st *state) weightsFor(c *ctlState) []int32 {
 		copy(w, st.lay.home)
 		return w
 	}
-	canaryWeights(st.lay.home, st.canary, c.cw, w)
+	canaryWeights(st.lay.home, st.lay.byID, st.canary, c.cw, w)
 	return w
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -69,15 +70,60 @@ func newLayout(seed uint64, backend []string, home []int32) layout {
 	for i, h := range home {
 		l.first[i+1] = l.first[i] + h
 	}
-	l.list = make([]int16, l.first[n])
 	if n == 1 {
+		l.list = make([]int16, l.first[n])
 		for b := range l.list {
 			l.list[b] = int16(b)
 		}
 		return l
 	}
+	key := layoutKey(seed, backend, home)
+	if list, ok := cachedLists(key); ok {
+		l.list = list
+		return l
+	}
+	l.list = make([]int16, l.first[n])
 	homeLists(seed, backend, home, l.byID, l.first, l.list)
+	keepLists(key, l.list)
 	return l
+}
+
+// Home lists cost milliseconds to build (16 routes: ~10 ms) and a config is
+// built twice per reload (checked, then run), every endpoint of it, changed
+// or not: the lists of the endpoints built last are kept, keyed by what they
+// are a function of. A list is never written once built, so endpoints share
+// it. The cache is emptied when full: 512 lists of 20 KB at most.
+var layoutCache struct {
+	sync.Mutex
+	m map[string][]int16
+}
+
+const layoutCacheMax = 512
+
+func layoutKey(seed uint64, backend []string, home []int32) string {
+	k := binary.LittleEndian.AppendUint64(nil, seed)
+	for i, b := range backend {
+		k = binary.LittleEndian.AppendUint32(k, uint32(home[i]))
+		k = binary.LittleEndian.AppendUint32(k, uint32(len(b)))
+		k = append(k, b...)
+	}
+	return string(k)
+}
+
+func cachedLists(key string) ([]int16, bool) {
+	layoutCache.Lock()
+	defer layoutCache.Unlock()
+	list, ok := layoutCache.m[key]
+	return list, ok
+}
+
+func keepLists(key string, list []int16) {
+	layoutCache.Lock()
+	defer layoutCache.Unlock()
+	if layoutCache.m == nil || len(layoutCache.m) >= layoutCacheMax {
+		layoutCache.m = make(map[string][]int16)
+	}
+	layoutCache.m[key] = list
 }
 
 // homeLists fills list (grouped by route at first) with each route's home
@@ -335,8 +381,11 @@ func pickSainteLague(weight, alloc, capacity []int32) int {
 // canaryWeights writes into out the weights the controller gives every
 // route when the canary (route c) holds cw buckets: the other routes gain
 // or lose the difference from their home weights in proportion to those,
-// by Sainte-Laguë.
-func canaryWeights(home []int32, c int, cw int32, out []int32) {
+// by Sainte-Laguë, ties going by order (the routes in identity order, as
+// assign deals its pool: were the two orders to differ, a tie given to one
+// route here and dealt to another there would move users between routes
+// other than the canary as it steps).
+func canaryWeights(home []int32, order []uint8, c int, cw int32, out []int32) {
 	n := len(home)
 	copy(out, home)
 	out[c] = cw
@@ -349,31 +398,31 @@ func canaryWeights(home []int32, c int, cw int32, out []int32) {
 		seats = -seats
 	}
 	var weight, alloc, capacity [MaxRoutes]int32
-	for i := 0; i < n; i++ {
-		if i == c {
+	for p, i := range order {
+		if int(i) == c {
 			continue
 		}
-		weight[i] = home[i]
-		capacity[i] = Buckets
+		weight[p] = home[i]
+		capacity[p] = Buckets
 		if delta > 0 {
-			capacity[i] = home[i]
+			capacity[p] = home[i]
 		}
 	}
 	for s := int32(0); s < seats; s++ {
-		i := pickSainteLague(weight[:n], alloc[:n], capacity[:n])
-		if i < 0 {
+		p := pickSainteLague(weight[:n], alloc[:n], capacity[:n])
+		if p < 0 {
 			break
 		}
-		alloc[i]++
+		alloc[p]++
 	}
-	for i := 0; i < n; i++ {
-		if i == c {
+	for p, i := range order {
+		if int(i) == c {
 			continue
 		}
 		if delta > 0 {
-			out[i] = home[i] - alloc[i]
+			out[i] = home[i] - alloc[p]
 		} else {
-			out[i] = home[i] + alloc[i]
+			out[i] = home[i] + alloc[p]
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"slices"
 	"strconv"
 	"testing"
 
@@ -269,9 +270,50 @@ func sixteenWeights() []int32 {
 // BenchmarkNewLayout is the config-build cost of the largest endpoint.
 func BenchmarkNewLayout(b *testing.B) {
 	names, home := sixteen(), sixteenWeights()
+	l := newLayout(xxhashSeed("chat"), names, home)
+	b.ReportAllocs()
+	for b.Loop() {
+		homeLists(xxhashSeed("chat"), names, home, l.byID, l.first, l.list)
+	}
+}
+
+// BenchmarkNewLayoutKept is the layout of an endpoint built again unchanged
+// (a reload's second build, or an endpoint a reload left alone).
+func BenchmarkNewLayoutKept(b *testing.B) {
+	names, home := sixteen(), sixteenWeights()
+	_ = newLayout(xxhashSeed("chat"), names, home)
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = newLayout(xxhashSeed("chat"), names, home)
+	}
+}
+
+// TestLayoutKeptListsAreTheBuiltOnes: an endpoint built again with the same
+// seed, backends and weights shares the home lists built first, which are
+// those homeLists builds; any difference in what they are a function of
+// builds them anew.
+func TestLayoutKeptListsAreTheBuiltOnes(t *testing.T) {
+	names, home := sixteen(), sixteenWeights()
+	a := newLayout(xxhashSeed("kept"), names, home)
+	b := newLayout(xxhashSeed("kept"), names, home)
+	if &a.list[0] != &b.list[0] {
+		t.Errorf("the same endpoint built twice built its home lists twice")
+	}
+	fresh := make([]int16, len(a.list))
+	homeLists(xxhashSeed("kept"), names, home, a.byID, a.first, fresh)
+	if !slices.Equal(fresh, a.list) {
+		t.Fatalf("kept home lists differ from the ones homeLists builds")
+	}
+	other := slices.Clone(home)
+	other[0], other[1] = other[0]+100, other[1]-100
+	for _, c := range []layout{
+		newLayout(xxhashSeed("kept2"), names, home),
+		newLayout(xxhashSeed("kept"), append(slices.Clone(names[:15]), "other"), home),
+		newLayout(xxhashSeed("kept"), names, other),
+	} {
+		if &c.list[0] == &a.list[0] {
+			t.Errorf("another endpoint (seed, backends or weights) shares the first one's home lists")
+		}
 	}
 }
 

@@ -183,10 +183,10 @@ func TestLayoutCanaryChainIsMonotone(t *testing.T) {
 			l := testLayout(tt.home)
 			w := make([]int32, len(tt.home))
 			var prev, cur [Buckets]uint8
-			canaryWeights(tt.home, tt.canary, 0, w)
+			canaryWeights(tt.home, l.byID, tt.canary, 0, w)
 			l.assign(w, &prev)
 			for cw := int32(37); cw <= Buckets; cw += 37 {
-				canaryWeights(tt.home, tt.canary, cw, w)
+				canaryWeights(tt.home, l.byID, tt.canary, cw, w)
 				var sum int32
 				for _, x := range w {
 					sum += x
