@@ -2,11 +2,12 @@ package tracing
 
 import (
 	"context"
-	"runtime/debug"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/tollgate/tollgate/internal/buildinfo"
 )
 
 // exportedResource returns the resource attributes of a span the configured
@@ -65,25 +66,12 @@ func TestServiceVersionFromEnvironment(t *testing.T) {
 	}
 }
 
-// The version is the one `tollgate version` prints for a build given none at link
-// time.
-func TestVersionOf(t *testing.T) {
-	rev := []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}}
-	dirty := append(rev[:1:1], debug.BuildSetting{Key: "vcs.modified", Value: "true"})
-	for _, tt := range []struct {
-		name string
-		bi   debug.BuildInfo
-		want string
-	}{
-		{"released module", debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}}, "v1.2.3"},
-		{"commit", debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: rev}, "dev+0123456789ab"},
-		{"commit with changes", debug.BuildInfo{Settings: dirty}, "dev+0123456789ab-dirty"},
-		{"nothing recorded", debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "dev"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := versionOf(&tt.bi); got != tt.want {
-				t.Errorf("versionOf = %q, want %q", got, tt.want)
-			}
-		})
+// A version given at link time (-ldflags "-X main.version=…", which the command passes
+// on) is the spans' service.version too, as `tollgate version` prints it.
+func TestServiceVersionGivenAtLinkTime(t *testing.T) {
+	buildinfo.SetGiven("3.1.4")
+	defer buildinfo.SetGiven("dev")
+	if v := exportedResource(t)["service.version"]; v.AsString() != "3.1.4" {
+		t.Errorf("service.version %q, want the given 3.1.4", v.AsString())
 	}
 }

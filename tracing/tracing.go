@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +35,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/tollgate/tollgate/internal/buildinfo"
 )
 
 // instrumentationName names the tracer, as OTel's instrumentation scope.
@@ -122,7 +123,7 @@ func newTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktra
 	opts := []resource.Option{
 		resource.WithSchemaURL(semconv.SchemaURL),
 		resource.WithTelemetrySDK(),
-		resource.WithAttributes(semconv.ServiceName(DefaultServiceName), semconv.ServiceVersion(buildVersion())),
+		resource.WithAttributes(semconv.ServiceName(DefaultServiceName), semconv.ServiceVersion(buildinfo.Version())),
 		resource.WithFromEnv(),
 		resource.WithProcessPID(),
 		resource.WithHost(),
@@ -162,44 +163,6 @@ func newTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktra
 		exp:      le,
 		capture:  cfg.CaptureContent,
 	}, nil
-}
-
-// buildVersion is the service.version of this build, as `tollgate version` reads it
-// when no version was set at link time: the module version the build recorded (a
-// release, or in a git checkout the commit's pseudo-version), else "dev+" and the
-// commit (12 hex digits, "-dirty" with uncommitted changes), else "dev". It lets a
-// trace viewer tell the spans of two builds apart during a rollout.
-func buildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "dev"
-	}
-	return versionOf(bi)
-}
-
-func versionOf(bi *debug.BuildInfo) string {
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			modified = s.Value
-		}
-	}
-	if rev == "" {
-		return "dev"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if modified == "true" {
-		return "dev+" + rev + "-dirty"
-	}
-	return "dev+" + rev
 }
 
 // exportQueueSize is the queue size the batch processor would take from opts:

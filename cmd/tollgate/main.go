@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/tollgate/tollgate/gateway"
+	"github.com/tollgate/tollgate/internal/buildinfo"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; left "dev", the
@@ -27,6 +28,8 @@ import (
 var version = "dev"
 
 func main() {
+	// Spans name the build as `tollgate version` does (service.version).
+	buildinfo.SetGiven(version)
 	if servesAPI(os.Args[1:]) {
 		reexecTuned()
 	}
