@@ -581,7 +581,10 @@ func (o ccOp) expect(v ccView) bool {
 	case "pause":
 		return v.state() == "paused"
 	case "resume":
-		return v.state() == "stepping" && !v.Override
+		// A canary an override held at 100 % is promoted by a resume (README:
+		// "promoted if it gave it 100 %"), as when the other operator's weights
+		// landed first.
+		return !v.Override && (v.state() == "stepping" || v.state() == "promoted" && v.Canary.Weight == 100)
 	case "promote":
 		return v.state() == "promoted" && v.Canary.Weight == 100
 	case "rollback":
