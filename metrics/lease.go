@@ -40,10 +40,17 @@ type Lease struct {
 	pinned bool
 
 	// What the lease holds, once per time it was asked for; under m.refMu.
-	routes     []*Route
-	attempts   []*Attempt
-	endpoints  []*Endpoint
-	rejections []*rejection
+	sets []labelSet
+}
+
+// labelSet is the series of one label set of a family (a route's, a target's
+// attempts, an endpoint's, a limit's rejections), as leases hold them.
+type labelSet interface {
+	holds() *hold
+	// counted reports whether its series count anything.
+	counted() bool
+	// remove deletes its series; the caller holds m.refMu.
+	remove(m *Metrics)
 }
 
 // hold counts the leases holding a label set; since, when none does, is when the
@@ -53,27 +60,43 @@ type hold struct {
 	since time.Time
 }
 
-// take adds a lease to h, reviving a set kept after its last lease let go.
-func (m *Metrics) take(h *hold) {
-	if h.held++; h.held == 1 && !h.since.IsZero() {
-		h.since = time.Time{}
-		m.retiring--
+func (h *hold) holds() *hold { return h }
+
+// acquire returns the set of sets under k, made by create when there is none,
+// and holds it for l; the caller holds l.m.refMu.
+func acquire[K comparable, S labelSet](l *Lease, sets map[K]S, k K, create func() S) S {
+	s, ok := sets[k]
+	if !ok {
+		s = create()
+		sets[k] = s
 	}
+	l.m.take(s.holds())
+	if !l.pinned {
+		l.sets = append(l.sets, s)
+	}
+	return s
 }
 
-// letGo takes a lease from h and reports whether the set's series are to be
-// removed now: none holds it, and counted reports that its series counted
-// nothing. A set that counted something is kept, and swept removedKeep later.
-func (m *Metrics) letGo(h *hold, counted func() bool) bool {
+// take adds a lease to h, reviving a set kept after its last lease let go (the
+// sweep then drops it from the sets kept).
+func (m *Metrics) take(h *hold) {
+	h.held++
+	h.since = time.Time{}
+}
+
+// letGo takes a lease from s and removes its series when none holds it any more:
+// at once when they counted nothing, else it is kept and swept removedKeep later.
+func (m *Metrics) letGo(s labelSet) {
+	h := s.holds()
 	if h.held--; h.held > 0 {
-		return false
+		return
 	}
-	if !counted() {
-		return true
+	if !s.counted() {
+		s.remove(m)
+		return
 	}
 	h.since = m.now()
-	m.retiring++
-	return false
+	m.kept = append(m.kept, s)
 }
 
 // Lease returns an empty lease on m's label sets.
@@ -90,16 +113,7 @@ func (l *Lease) Route(endpoint, backend, variant string) *Route {
 	defer m.refMu.Unlock()
 	m.sweep()
 	k := [3]string{endpoint, backend, variant}
-	r := m.routeSets[k]
-	if r == nil {
-		r = m.newRoute(k)
-		m.routeSets[k] = r
-	}
-	m.take(&r.hold)
-	if !l.pinned {
-		l.routes = append(l.routes, r)
-	}
-	return r
+	return acquire(l, m.routeSets, k, func() *Route { return m.newRoute(k) })
 }
 
 // Attempt returns the attempt counters of one backend target and holds them
@@ -110,19 +124,13 @@ func (l *Lease) Attempt(backend, target string) *Attempt {
 	m.refMu.Lock()
 	defer m.refMu.Unlock()
 	k := [2]string{backend, target}
-	a := m.attemptSets[k]
-	if a == nil {
-		a = &Attempt{labels: k}
+	return acquire(l, m.attemptSets, k, func() *Attempt {
+		a := &Attempt{labels: k}
 		for o := range numOutcomes {
 			a.outcomes[o] = m.attempts.WithLabelValues(backend, target, o.String())
 		}
-		m.attemptSets[k] = a
-	}
-	m.take(&a.hold)
-	if !l.pinned {
-		l.attempts = append(l.attempts, a)
-	}
-	return a
+		return a
+	})
 }
 
 // Endpoint returns the series of one endpoint and holds them until Release.
@@ -130,16 +138,9 @@ func (l *Lease) Endpoint(name string) *Endpoint {
 	m := l.m
 	m.refMu.Lock()
 	defer m.refMu.Unlock()
-	e := m.endpointSets[name]
-	if e == nil {
-		e = &Endpoint{inFlight: m.inFlight.WithLabelValues(name), name: name}
-		m.endpointSets[name] = e
-	}
-	m.take(&e.hold)
-	if !l.pinned {
-		l.endpoints = append(l.endpoints, e)
-	}
-	return e
+	return acquire(l, m.endpointSets, name, func() *Endpoint {
+		return &Endpoint{inFlight: m.inFlight.WithLabelValues(name), name: name}
+	})
 }
 
 // Rejection returns the counter of 429s from one limit of an endpoint and holds
@@ -150,16 +151,9 @@ func (l *Lease) Rejection(endpoint, limit string) prometheus.Counter {
 	m.refMu.Lock()
 	defer m.refMu.Unlock()
 	k := [2]string{endpoint, limit}
-	r := m.rejectionSets[k]
-	if r == nil {
-		r = &rejection{c: m.rejections.WithLabelValues(endpoint, limit), labels: k}
-		m.rejectionSets[k] = r
-	}
-	m.take(&r.hold)
-	if !l.pinned {
-		l.rejections = append(l.rejections, r)
-	}
-	return r.c
+	return acquire(l, m.rejectionSets, k, func() *rejection {
+		return &rejection{c: m.rejections.WithLabelValues(endpoint, limit), labels: k}
+	}).c
 }
 
 // Release lets go of every label set the lease holds. The series of those no
@@ -173,65 +167,34 @@ func (l *Lease) Release() {
 	m := l.m
 	m.refMu.Lock()
 	defer m.refMu.Unlock()
-	for _, r := range l.routes {
-		if m.letGo(&r.hold, r.counted) {
-			r.remove()
-		}
+	for _, s := range l.sets {
+		m.letGo(s)
 	}
-	for _, a := range l.attempts {
-		if m.letGo(&a.hold, a.counted) {
-			a.remove(m)
-		}
-	}
-	for _, e := range l.endpoints {
-		if m.letGo(&e.hold, e.counted) {
-			e.remove(m)
-		}
-	}
-	for _, r := range l.rejections {
-		if m.letGo(&r.hold, r.counted) {
-			r.remove(m)
-		}
-	}
-	l.routes, l.attempts, l.endpoints, l.rejections = nil, nil, nil, nil
+	l.sets = nil
 	m.sweep()
 }
 
 // sweep removes the kept sets whose removedKeep has run out; the caller holds
 // m.refMu.
+// A kept set taken again since is dropped from the list and stays.
 func (m *Metrics) sweep() {
-	if m.retiring == 0 {
+	if len(m.kept) == 0 {
 		return
 	}
 	now := m.now()
-	due := func(h *hold) bool {
-		if h.held > 0 || h.since.IsZero() || now.Sub(h.since) < removedKeep {
-			return false
-		}
-		h.since = time.Time{}
-		m.retiring--
-		return true
-	}
-	for _, r := range m.routeSets {
-		if due(&r.hold) {
-			r.remove()
+	kept := m.kept[:0]
+	for _, s := range m.kept {
+		switch h := s.holds(); {
+		case h.held > 0 || h.since.IsZero():
+		case now.Sub(h.since) >= removedKeep:
+			h.since = time.Time{}
+			s.remove(m)
+		default:
+			kept = append(kept, s)
 		}
 	}
-	for _, a := range m.attemptSets {
-		if due(&a.hold) {
-			a.remove(m)
-		}
-	}
-	for _, e := range m.endpointSets {
-		if due(&e.hold) {
-			e.remove(m)
-		}
-	}
-	for _, r := range m.rejectionSets {
-		if due(&r.hold) {
-			r.remove(m)
-		}
-	}
+	clear(m.kept[len(kept):])
+	m.kept = kept
 }
 
 // sweeper runs the sweep on every gather of the registry, so that kept series go
@@ -276,8 +239,8 @@ func (r *Route) counted() bool {
 }
 
 // remove deletes the route's series; the caller holds m.refMu.
-func (r *Route) remove() {
-	m, k := r.m, r.labels
+func (r *Route) remove(m *Metrics) {
+	k := r.labels
 	r.dead = true
 	delete(m.routeSets, k)
 	for i := range r.codes {

@@ -116,10 +116,10 @@ type Metrics struct {
 	// discard is what a status first seen on a removed route counts in: the
 	// route's series are gone, and creating one would leave it for good.
 	discard prometheus.Counter
-	// retiring counts the label sets let go of but kept for their last counts
-	// to be scraped (removedKeep); now is the clock that times them.
-	retiring int
-	now      func() time.Time
+	// kept are the label sets let go of but kept for their last counts to be
+	// scraped (removedKeep); now is the clock that times them.
+	kept []labelSet
+	now  func() time.Time
 }
 
 // New creates the Tollgate collectors and registers them, with the Go runtime
