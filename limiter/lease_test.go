@@ -198,3 +198,34 @@ func TestRedisTarget(t *testing.T) {
 		})
 	}
 }
+
+// Sentinels and cluster seeds are how the gateway finds its Redis, not which Redis it
+// is: the same addresses in another order, or one listed twice, name the same target.
+func TestRedisTargetAddressOrder(t *testing.T) {
+	tests := []struct {
+		name string
+		a, b RedisConfig
+		same bool
+	}{
+		{"sentinels reordered",
+			RedisConfig{Sentinel: SentinelConfig{Master: "m", Addrs: []string{"s1:26379", "s2:26379"}}},
+			RedisConfig{Sentinel: SentinelConfig{Master: "m", Addrs: []string{"s2:26379", "s1:26379", "s2:26379"}}}, true},
+		{"other master",
+			RedisConfig{Sentinel: SentinelConfig{Master: "m", Addrs: []string{"s1:26379"}}},
+			RedisConfig{Sentinel: SentinelConfig{Master: "n", Addrs: []string{"s1:26379"}}}, false},
+		{"cluster seeds reordered",
+			RedisConfig{Addrs: []string{"c1:6379", "c2:6379", "c3:6379"}},
+			RedisConfig{Addrs: []string{"c3:6379", "c1:6379", "c2:6379"}}, true},
+		{"other cluster",
+			RedisConfig{Addrs: []string{"c1:6379"}},
+			RedisConfig{Addrs: []string{"d1:6379"}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := redisTarget(&tc.a), redisTarget(&tc.b)
+			if got := a == b; got != tc.same {
+				t.Errorf("same Redis = %v (%q, %q), want %v", got, a, b, tc.same)
+			}
+		})
+	}
+}

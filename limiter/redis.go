@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -409,9 +410,17 @@ func redisTarget(rc *RedisConfig) string {
 		return "url " + o.Addr + " " + strconv.Itoa(db)
 	}
 	if rc.Sentinel.Master != "" {
-		return "sentinel " + rc.Sentinel.Master + " " + strings.Join(rc.Sentinel.Addrs, ",") + " " + strconv.Itoa(db)
+		return "sentinel " + rc.Sentinel.Master + " " + addrSet(rc.Sentinel.Addrs) + " " + strconv.Itoa(db)
 	}
-	return "cluster " + strings.Join(rc.Addrs, ",")
+	return "cluster " + addrSet(rc.Addrs)
+}
+
+// addrSet writes a list of addresses in one order, each once: Sentinels and cluster
+// seeds listed in another order (or twice) still find the same Redis.
+func addrSet(addrs []string) string {
+	s := slices.Clone(addrs)
+	slices.Sort(s)
+	return strings.Join(slices.Compact(s), ",")
 }
 
 // close sends what is queued and what was kept to send again. What still fails stays
