@@ -1386,7 +1386,8 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	r.setHeaders(ctx)
 	r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
 		slog.String("request_id", string(r.reqID)), slog.String("endpoint", ep.name),
-		slog.String("backend", r.backend), slog.Int("attempts", r.attempts), slog.String("error", errString(last)))
+		slog.String("backend", r.backend), slog.String("target", r.res.Target), slog.Int("attempts", r.attempts),
+		slog.String("error", errString(last)))
 	switch {
 	case errors.Is(last, providers.ErrOverloaded):
 		return &errUpstreamBusy
@@ -1890,7 +1891,8 @@ func (r *request) nextEvent() {
 			return
 		}
 		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream stream failed",
-			slog.String("request_id", string(r.reqID)), slog.String("backend", r.backend), slog.String("error", err.Error()))
+			slog.String("request_id", string(r.reqID)), slog.String("endpoint", r.ep.name), slog.String("backend", r.backend),
+			slog.String("target", r.res.Target), slog.String("error", err.Error()))
 		e := errUpstreamDown
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"

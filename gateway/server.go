@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -1723,8 +1724,28 @@ func (s *Server) syncRouterGauges(force bool) {
 
 type fasthttpLogger struct{ log *slog.Logger }
 
+// Printf logs what fasthttp says about a connection at debug level. Its errors may quote
+// the request's bytes (an Authorization header among them): the quote is left out.
+// "error when serving connection %q<->%q: %v" becomes the addresses and the error.
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Debug("http server", "detail", format)
+	if !l.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	if strings.HasPrefix(format, "error when serving connection ") && len(args) == 3 {
+		l.log.Debug("http server", "local", fmt.Sprint(args[0]), "remote", fmt.Sprint(args[1]),
+			"error", unquoted(fmt.Sprint(args[2])))
+		return
+	}
+	l.log.Debug("http server", "detail", unquoted(fmt.Sprintf(format, args...)))
+}
+
+// unquoted is s up to its first quoted string, which in fasthttp's errors holds bytes
+// the client sent.
+func unquoted(s string) string {
+	if i := strings.IndexByte(s, '"'); i >= 0 {
+		return strings.TrimRight(s[:i], " :,") + " (request bytes not logged)"
+	}
+	return s
 }
 
 // NewLogger builds the slog logger that logging: asks for.
