@@ -525,6 +525,7 @@ func (c *upstreamConn) read(p []byte) (int, error) {
 		if n > 0 || !deadline.IsTimeout(err) || !c.inForce.IsZero() && !time.Now().Before(c.inForce) {
 			return n, err
 		}
+		hook := time.Now()
 		if c.watched != nil {
 			err = c.watched.clientGone()
 		} else {
@@ -532,6 +533,13 @@ func (c *upstreamConn) read(p []byte) (int, error) {
 		}
 		if err != nil {
 			return 0, &waitError{err}
+		}
+		// The hook's time (a keep-alive written to a client slow to read it) is not
+		// the upstream's silence: the idle and first-byte bounds move on by it, the
+		// attempt's own deadline does not. A deadline left in the past would also
+		// fail the next read before it took what the upstream sent meanwhile.
+		if !c.inForce.IsZero() && !c.inForce.Equal(c.end) {
+			c.inForce = nearer(c.end, c.inForce.Add(time.Since(hook)))
 		}
 	}
 }

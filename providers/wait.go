@@ -21,8 +21,9 @@ type Waiter interface {
 // silent while Next waits for it (queued, prefilling): NotifySilence has fn called,
 // from inside Next on its goroutine, every `every` of that silence, so that the caller
 // can keep its own client's side alive; an error from fn fails that Next with it. The
-// upstream's timeouts are not moved by it. It reports false, and never calls fn, when
-// the stream cannot tell.
+// upstream's timeouts are not moved by it, only by the time fn itself takes, which is
+// not the upstream's silence. It reports false, and never calls fn, when the stream
+// cannot tell.
 type SilenceNotifier interface {
 	NotifySilence(every time.Duration, fn func() error) bool
 }
