@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -63,7 +64,8 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 // per-attribute dispatch, and floats without encoding/json.
 type jsonLogHandler struct {
 	slog.Handler
-	out *lockedWriter
+	// out is w behind a lock, or w itself when it is a lineQueue.
+	out io.Writer
 	// direct is false when the options change what slog writes (ReplaceAttr,
 	// AddSource): the access line then goes through slog like any other.
 	direct bool
@@ -80,11 +82,39 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// lineQueue is a log output (an io.Writer) that takes each Write whole, without
+// waiting on its reader, and is safe for concurrent use: logq.Queue, which
+// cmd/tollgate puts in front of the process's stderr so that a stalled log reader
+// costs lines, not answers. It needs no lock of ours, counts the lines it drops
+// (tollgate_log_lines_dropped_total), and writes its notice of them in the logger's
+// format.
+type lineQueue interface {
+	Dropped() uint64
+	SetNotice(func(b []byte, n uint64) []byte)
+}
+
 // NewJSONLogHandler returns the handler behind logging.format json.
 func NewJSONLogHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
-	lw := &lockedWriter{w: w}
+	out := w
+	if _, ok := w.(lineQueue); !ok {
+		out = &lockedWriter{w: w}
+	}
 	direct := opts == nil || (opts.ReplaceAttr == nil && !opts.AddSource)
-	return &jsonLogHandler{Handler: slog.NewJSONHandler(lw, opts), out: lw, direct: direct}
+	return &jsonLogHandler{Handler: slog.NewJSONHandler(out, opts), out: out, direct: direct}
+}
+
+// dropNotice is the line a lineQueue writes for n lines it dropped: a warning of the
+// logger's format, or nothing at a level above warn.
+func dropNotice(text bool, opts *slog.HandlerOptions) func(b []byte, n uint64) []byte {
+	return func(b []byte, n uint64) []byte {
+		buf := bytes.NewBuffer(b)
+		var h slog.Handler = slog.NewJSONHandler(buf, opts)
+		if text {
+			h = slog.NewTextHandler(buf, opts)
+		}
+		slog.New(h).Warn("log lines dropped: the log reader fell behind", "lines", n)
+		return buf.Bytes()
+	}
 }
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -133,6 +134,9 @@ type Server struct {
 type Options struct {
 	// Logger receives the gateway's logs; nil builds one from logging: in the config.
 	Logger *slog.Logger
+	// LogOutput is where the logger built from logging: writes; nil is os.Stderr.
+	// cmd/tollgate passes a logq.Queue in front of os.Stderr.
+	LogOutput io.Writer
 	// SpanExporter, when set, receives the spans in place of tracing.exporter.
 	SpanExporter sdktrace.SpanExporter
 }
@@ -155,11 +159,18 @@ func New(path string, opt Options) (*Server, error) {
 	}
 	if s.log == nil {
 		s.level = new(slog.LevelVar)
-		s.log = newLogger(cfg.Logging, os.Stderr, s.level)
+		out := opt.LogOutput
+		if out == nil {
+			out = os.Stderr
+		}
+		s.log = newLogger(cfg.Logging, out, s.level)
 	}
 	log := s.log
 	s.warnAbsentKeyFiles(cfg)
 	s.m = metrics.New(s.reg)
+	if q, ok := opt.LogOutput.(lineQueue); ok && opt.Logger == nil {
+		s.m.WatchLogDrops(q.Dropped)
+	}
 	s.metrics = metrics.Handler(s.reg)
 	ropts := router.Options{Logger: log}
 	if cfg.Limiter.Store == "redis" {
@@ -1749,15 +1760,18 @@ func unquoted(s string) string {
 }
 
 // NewLogger builds the slog logger that logging: asks for.
-func NewLogger(c LoggingConfig, w *os.File) *slog.Logger {
+func NewLogger(c LoggingConfig, w io.Writer) *slog.Logger {
 	return newLogger(c, w, new(slog.LevelVar))
 }
 
 // newLogger builds the logger of logging: over level, which it sets to logging.level;
 // setting level later changes what the logger writes.
-func newLogger(c LoggingConfig, w *os.File, level *slog.LevelVar) *slog.Logger {
+func newLogger(c LoggingConfig, w io.Writer, level *slog.LevelVar) *slog.Logger {
 	level.Set(logLevel(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	if q, ok := w.(lineQueue); ok {
+		q.SetNotice(dropNotice(c.Format == "text", opts))
+	}
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}

@@ -101,6 +101,8 @@ type Metrics struct {
 
 	tracing *traceCollector
 	limiter *limiterCollector
+	// logDrops reads the log queue's count of dropped lines (WatchLogDrops).
+	logDrops atomic.Pointer[func() uint64]
 
 	// refMu guards the label sets that leases hold, by label values, their
 	// holds and the dead field of routes. Only leases (config builds and
@@ -206,6 +208,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "tollgate_stream_errors_total",
 		Help: "Streams answered 200 that the upstream then failed (the stream ended with an error event), by endpoint, backend, variant and error code.",
 	}, []string{"endpoint", "backend", "variant", "code"}))
+	register(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tollgate_log_lines_dropped_total",
+		Help: "Log lines dropped because the log reader (the process's stderr) fell behind and the 4 MiB log queue was full.",
+	}, m.logLinesDropped))
 	m.tracing = register(reg, &traceCollector{})
 	m.limiter = register(reg, &limiterCollector{})
 	// Unchecked (it describes nothing), so each Metrics on reg registers its own.

@@ -18,9 +18,11 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tollgate/tollgate/gateway"
 	"github.com/tollgate/tollgate/internal/buildinfo"
+	"github.com/tollgate/tollgate/internal/logq"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; left "dev", the
@@ -120,11 +122,18 @@ func serve(path string, stderr io.Writer) int {
 	// would otherwise end the process with SIGPIPE on the next log line, and every
 	// request in flight with it: the write fails instead and the line is lost.
 	signal.Ignore(syscall.SIGPIPE)
+	// A log reader that stalls (a shipper under back-pressure, a stopped sidecar)
+	// would block every log write once the pipe is full, and with it every answer,
+	// whose access line is written before it goes out, and the shutdown: the logs
+	// go through a bounded queue instead, which drops what does not fit.
+	logs := logq.New(stderr)
+	defer closeLogs(logs)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s, err := gateway.New(path, gateway.Options{})
+	s, err := gateway.New(path, gateway.Options{LogOutput: logs})
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		// After the warnings New may have queued.
+		fmt.Fprintln(logs, err)
 		return 1
 	}
 	go func() {
@@ -143,4 +152,17 @@ func serve(path string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// logFlushTimeout bounds the writing of the queued log lines at exit: enough for any
+// reader that reads, and short enough that a stalled one keeps the exit within
+// README's shutdown_grace plus a few seconds.
+const logFlushTimeout = time.Second
+
+// closeLogs writes the queued log lines (the last access lines, "shutting down") and
+// gives up on a reader that does not take them within logFlushTimeout.
+func closeLogs(logs *logq.Queue) {
+	ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
+	defer cancel()
+	_, _ = logs.Close(ctx)
 }
