@@ -87,7 +87,7 @@ type request struct {
 
 	reqID     []byte
 	modelName []byte
-	// userBuf holds the "user" member unescaped, when it has escapes (user).
+	// userBuf holds the end user's string unescaped, when it has escapes (user).
 	userBuf  []byte
 	backend  string
 	variant  string
@@ -1089,8 +1089,8 @@ func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError
 	}
 }
 
-// stickyKey is what keeps the caller on one variant: a header, the body's user, or the
-// API key's name.
+// stickyKey is what keeps the caller on one variant: a header, the request's end user,
+// or the API key's name.
 func (r *request) stickyKey(ctx *fasthttp.RequestCtx) []byte {
 	st := r.ep.sticky
 	if st == nil {
@@ -1109,14 +1109,16 @@ func (r *request) stickyKey(ctx *fasthttp.RequestCtx) []byte {
 	return nil
 }
 
-// user is the body's "user" member as a string, nil without one: a user written with
-// escapes ("jos\u00e9", as Python's json.dumps writes it) or without is one sticky key
-// and one per: user bucket.
+// user is the request's end user, nil without one: its safety_identifier when that is
+// a non-empty string, else its user (fields.endUser), as the string it encodes, so a
+// user written with escapes ("jos\u00e9", as Python's json.dumps writes it) or without
+// is one sticky key and one per: user bucket.
 func (r *request) user() []byte {
-	if r.f.user[0] < 0 {
+	span := r.f.endUser()
+	if span[0] < 0 {
 		return nil
 	}
-	raw := r.body[r.f.user[0]:r.f.user[1]]
+	raw := r.body[span[0]:span[1]]
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return raw
 	}

@@ -23,7 +23,11 @@ type fields struct {
 	// of 0 or more (a legacy completion with echo and max_tokens 0 scores its prompt
 	// and generates nothing); maxTokens is 0 then.
 	capNamed bool
+	// user and safetyID are the spans of the "user" and "safety_identifier" strings
+	// between their quotes, {-1, -1} when the last member of that name is not a
+	// string (endUser picks one).
 	user     [2]int
+	safetyID [2]int
 	// promptBytes is the size of messages/prompt/input, for token estimates.
 	promptBytes int
 	// choices is n, the completions asked for (0 when not given or 1), and bestOf
@@ -47,6 +51,16 @@ func (f *fields) completions(kind providers.Kind) int64 {
 		return max(f.nBounded(), f.bestOf, 1) * max(f.prompts, 1)
 	}
 	return max(f.nBounded(), 1)
+}
+
+// endUser is the span of the string that names the request's end user: OpenAI's
+// safety_identifier, which replaces the deprecated user (openai-go marks User
+// deprecated), when it is a non-empty string, else user; {-1, -1} without either.
+func (f *fields) endUser() [2]int {
+	if f.safetyID[1] > f.safetyID[0] {
+		return f.safetyID
+	}
+	return f.user
 }
 
 // nBounded is n as the estimates count it: OpenAI allows up to 128, more is the
@@ -85,7 +99,7 @@ func init() {
 // scanBody reads the fields the pipeline needs in one pass over body. It returns nil or
 // the error to answer with.
 func scanBody(body []byte, f *fields) *apiError {
-	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}}
+	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, safetyID: [2]int{-1, -1}}
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		if jsonscan.Valid(body) {
@@ -164,9 +178,16 @@ func scanBody(body []byte, f *fields) *apiError {
 			if n, ok := jsonscan.Count(v, 128); ok && n > 1 {
 				f.bestOf = n
 			}
-		case "user":
+		case "user", "safety_identifier":
+			// The last member of a name is the one upstream parsers keep.
+			span := [2]int{-1, -1}
 			if jsonscan.IsString(v) {
-				f.user = [2]int{off + 1, off + len(v) - 1}
+				span = [2]int{off + 1, off + len(v) - 1}
+			}
+			if len(k) == len("user") {
+				f.user = span
+			} else {
+				f.safetyID = span
 			}
 		case "messages", "input":
 			f.promptBytes += len(v)

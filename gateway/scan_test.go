@@ -121,7 +121,9 @@ func TestErrorBody(t *testing.T) {
 func FuzzScanBody(f *testing.F) {
 	for _, s := range []string{`{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`,
 		`{"model":"m","stream_options":{"include_usage":true},"max_tokens":5,"user":"x"}`, `{"model":1}`, `[]`, `{`,
-		`{"mod\u0065l":"chat","\u0073tream":true}`, `{"model":"a","model":"b"}`, `{"model":"m","prompt":[[1],"a",2]}`} {
+		`{"mod\u0065l":"chat","\u0073tream":true}`, `{"model":"a","model":"b"}`, `{"model":"m","prompt":[[1],"a",2]}`,
+		`{"model":"m","user":"a","safety_identifier":"b"}`, `{"model":"m","safety_identifier":"","user":"u","user":null}`,
+		`{"model":"m","safety\u005fidentifier":7,"user":"jos\u00e9"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -152,6 +154,20 @@ func FuzzScanBody(f *testing.F) {
 		// however its key is spelled.
 		if got := body[fl.model[0]:fl.model[1]]; string(m["model"]) != string(got) {
 			t.Fatalf("rewrites model %s, a JSON parser reads %s in %q", got, m["model"], body)
+		}
+		// The end user (sticky key, per: user bucket) is the one a JSON parser reads:
+		// safety_identifier when a non-empty string, else user when a string.
+		var want, got []byte
+		if s := m["safety_identifier"]; len(s) > 2 && s[0] == '"' {
+			want = s
+		} else if u := m["user"]; len(u) > 0 && u[0] == '"' {
+			want = u
+		}
+		if span := fl.endUser(); span[0] >= 0 {
+			got = body[span[0]-1 : span[1]+1]
+		}
+		if string(got) != string(want) {
+			t.Fatalf("reads end user %s, a JSON parser reads %s in %q", got, want, body)
 		}
 	})
 }

@@ -31,6 +31,7 @@ type oaRequest struct {
 	MaxTokens           *int64          `json:"max_tokens"`
 	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
 	User                json.RawMessage `json:"user"`
+	SafetyIdentifier    json.RawMessage `json:"safety_identifier"`
 	N                   *int64          `json:"n"`
 	ReasoningEffort     json.RawMessage `json:"reasoning_effort"`
 	Thinking            json.RawMessage `json:"thinking"`
@@ -282,13 +283,12 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 			dst = append(dst, f.raw...)
 		}
 	}
-	if len(r.User) > 0 && !jsonscan.IsNull(r.User) {
-		if !jsonscan.IsString(r.User) {
-			return dst, badRequest("user", "user must be a string.")
-		}
-		if len(r.User) > 2 {
-			dst = appendUserID(dst, r.User)
-		}
+	id, rerr := endUser(r.SafetyIdentifier, r.User)
+	if rerr != nil {
+		return dst, rerr
+	}
+	if id != nil {
+		dst = appendUserID(dst, id)
 	}
 	if stream {
 		dst = append(dst, `,"stream":true`...)
@@ -591,8 +591,28 @@ func appendSystem(dst []byte, msgs []oaMessage) ([]byte, *requestError) {
 	return dst, nil
 }
 
-// appendUserID appends metadata.user_id for OpenAI's user, a raw JSON string, as the
-// hex of the first 16 bytes of its SHA-256: user is often an e-mail address, which the
+// endUser is the raw JSON string naming the request's end user, nil without one:
+// safety_identifier, which replaces OpenAI's deprecated user, when it is a non-empty
+// string, else user (the gateway's sticky key and per: user limits take the same).
+// Either one given as anything but a string or null is refused, as OpenAI does.
+func endUser(safetyID, user json.RawMessage) (json.RawMessage, *requestError) {
+	if len(safetyID) > 0 && !jsonscan.IsNull(safetyID) && !jsonscan.IsString(safetyID) {
+		return nil, badRequest("safety_identifier", "safety_identifier must be a string.")
+	}
+	if len(user) > 0 && !jsonscan.IsNull(user) && !jsonscan.IsString(user) {
+		return nil, badRequest("user", "user must be a string.")
+	}
+	switch {
+	case jsonscan.IsString(safetyID) && len(safetyID) > 2:
+		return safetyID, nil
+	case jsonscan.IsString(user) && len(user) > 2:
+		return user, nil
+	}
+	return nil, nil
+}
+
+// appendUserID appends metadata.user_id for the end user (endUser), a raw JSON string,
+// as the hex of the first 16 bytes of its SHA-256: it is often an e-mail address, which the
 // Messages API refuses there (reportedly any id outside [a-zA-Z0-9_-]), and an opaque
 // id still lets Anthropic tell one end user's abuse from another's without learning
 // who they are. The string is hashed unquoted, so escaped spellings of one user agree.

@@ -43,7 +43,7 @@ type StickyFrom string
 // The sources a sticky key can come from.
 const (
 	StickyHeader StickyFrom = "header"  // the request header Sticky.Name
-	StickyUser   StickyFrom = "user"    // the body's "user" field
+	StickyUser   StickyFrom = "user"    // the body's "safety_identifier", else its "user"
 	StickyAPIKey StickyFrom = "api_key" // the authenticated API key's name
 )
 
