@@ -650,13 +650,19 @@ func expandValue(s string, env func(string) (string, bool)) (string, []string, s
 // checkKeys walks the document against the config types, reporting unknown keys with
 // their line and recording the line of every key path and the keys given twice.
 func checkKeys(n *yaml.Node, t reflect.Type, path string, cfg *Config, report func(int, string, string)) {
-	kc := keyChecker{cfg: cfg, report: report, merged: map[mergeAt]bool{}, fractions: &[]*yaml.Node{}}
+	kc := keyChecker{cfg: cfg, report: report, merged: map[mergeAt]bool{}, fractions: &[]*yaml.Node{}, slips: &[]typeFault{}}
 	kc.check(n, t, path)
 	// A fraction is refused as a value of the wrong type is, and read as null: the
 	// decoder's whole part (50 of 50.5) would be checked as if written. Set aside
 	// after the walk, so that an anchored one is refused at each alias too.
 	for _, f := range *kc.fractions {
 		*f = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: f.Line, Column: f.Column}
+	}
+	// A key run into its value is taken out of its mapping: the decoder's message
+	// for one given twice, and the checks of a header name or an MLflow config key
+	// after it, would quote it whole.
+	for _, f := range *kc.slips {
+		f.setAside()
 	}
 	recordDuplicates(n, path, cfg)
 }
@@ -699,6 +705,8 @@ type keyChecker struct {
 	merged map[mergeAt]bool
 	// fractions are the numbers with a fraction refused where a whole number belongs.
 	fractions *[]*yaml.Node
+	// slips are the keys run into their values (slip).
+	slips *[]typeFault
 }
 
 type mergeAt struct {
@@ -740,6 +748,11 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 			if isMergeKey(k) {
 				continue
 			}
+			if name, ok := runOn(k); ok {
+				_, known := fields[name]
+				kc.slip(n, k, path, name, known, "unknown key"+suggest(name, fields))
+				continue
+			}
 			p := join(path, k.Value)
 			lines[p] = k.Line
 			f, ok := fields[k.Value]
@@ -763,6 +776,11 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 			if isMergeKey(k) {
 				continue
 			}
+			if name, ok := runOn(k); ok && t.Elem().Kind() == reflect.String && isNull(v) {
+				// A headers value or an MLflow provider's config key: any name.
+				kc.slip(n, k, path, name, true, "")
+				continue
+			}
 			p := join(path, k.Value)
 			lines[p] = k.Line
 			kc.check(v, t.Elem(), p)
@@ -777,6 +795,42 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 			kc.check(c, t.Elem(), p)
 		}
 	}
+}
+
+// runOn reports the name a mapping key begins with when a space, a tab, '=' or ':'
+// follows it: a field and its value written without ": " between them ({name: a, key
+// sk-live-…}, key=…, key:…), which YAML reads as one key with no value. No field
+// name holds one of those bytes.
+func runOn(k *yaml.Node) (string, bool) {
+	if k.Kind != yaml.ScalarNode {
+		return "", false
+	}
+	i := strings.IndexAny(k.Value, " \t=:")
+	if i <= 0 {
+		return "", false
+	}
+	return k.Value[:i], true
+}
+
+// slip reports key k of mapping n, run into its value (runOn), by the name it begins
+// with alone: the rest may be a secret (README: config errors never quote one). A
+// known name is "written without ": " after it", its value refused, so that what the
+// checks find missing there is not said again; another gets unknown. The key is set
+// aside after the walk.
+func (kc keyChecker) slip(n, k *yaml.Node, path, name string, known bool, unknown string) {
+	p := join(path, name)
+	if known {
+		kc.report(k.Line, p, `written without ": " after it`)
+		kc.cfg.refused = append(kc.cfg.refused, p)
+	} else {
+		kc.report(k.Line, p, unknown)
+	}
+	*kc.slips = append(*kc.slips, typeFault{key: p, m: n, dupK: k})
+}
+
+// isNull reports whether n is a value left out, as YAML reads a key with no ": ".
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" && n.Value == ""
 }
 
 // merges checks the mappings that a merge key (`<<: *base`, `<<: [*a, *b]`) brings

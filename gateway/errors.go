@@ -54,6 +54,11 @@ var (
 	// which sends its developer looking for a JSON bug; 415 as RFC 9110 §15.5.16,
 	// with the Accept-Encoding it asks for (serveCall).
 	errContentEncoding = apiError{415, "invalid_request_error", "unsupported_content_encoding", "", "The request's Content-Encoding is not supported: send the body uncoded, without a Content-Encoding header."}
+
+	// errKeyTwice refuses a key header given on two lines (authenticate): two keys,
+	// two identities, of which the gateway may pick neither; nginx refuses a second
+	// Authorization line with 400 too.
+	errKeyTwice = apiError{400, "invalid_request_error", "duplicate_api_key", "", "The request sends its Authorization, api-key or x-api-key header on more than one line: send one API key, once."}
 )
 
 // appendError renders {"error":{"message","type","param","code"}}.
@@ -95,9 +100,17 @@ func writeError(resp *fasthttp.Response, e *apiError) {
 	}
 	resp.SetStatusCode(e.status)
 	resp.Header.SetContentTypeBytes(strJSON)
-	resp.SetBodyRaw(nil)
-	resp.SetBodyRaw(appendError(resp.Body()[:0], e))
+	// Rendered on the stack and copied into the response's pooled body buffer, which
+	// also replaces a raw body set before (a shared models list, never to be written
+	// into): built from nil, a 401 cost 4 allocations where a 200 costs none, and a
+	// flood of bad keys should be cheap. A message over the array (one quoting a long
+	// model name) grows onto the heap.
+	var buf [errorBodySize]byte
+	resp.SetBody(appendError(buf[:0], e))
 }
+
+// errorBodySize holds the body of every fixed error above.
+const errorBodySize = 512
 
 // modelNotFound is 404 model_not_found naming the model the client sent (its own input,
 // quoted and escaped).

@@ -1,33 +1,84 @@
 package gateway
 
-import "github.com/valyala/fasthttp"
+import (
+	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/tracing"
+)
 
 // expectContinue answers a request's `Expect: 100-continue` (fasthttp.Server's
 // ExpectHandler) before its body is sent, and a request whose Content-Length is over
-// readLimit, which headerReceived gives the expectation. A Content-Length over the
-// live max_body_bytes gets the 413 the handler would answer after reading the body:
-// with "100 Continue" the client uploads it all, the gateway closes the connection
-// with the upload unread, and the client's kernel often turns the 413 into a reset (2
-// of 10 net/http uploads of 8 MiB in a probe). A request whose body's end is unknown
-// (unframed) gets its 400 without being invited to send the body. Any other request is
-// invited to send its body.
+// readLimit, which headerReceived gives the expectation. RFC 9110 10.1.1: the client
+// asks whether the request will be taken, from its headers alone; what the handler
+// would refuse from the headers before reading the body is refused now, with the
+// answer it would give, and the body never invited:
+//   - a body whose end is unknown (unframed): 400;
+//   - a Content-Length over the live max_body_bytes: 413. With "100 Continue" the
+//     client uploads it all, the gateway closes the connection with the upload
+//     unread, and the client's kernel often turns the 413 into a reset (2 of 10
+//     net/http uploads of 8 MiB in a probe);
+//   - for a POST API call (serveCall), in serveCall's order: a header name that is
+//     no token (400), a Content-Encoding (415), and, with auth.mode keys, a missing,
+//     wrong or doubled key (401, 400): curl sends the expectation for any body over
+//     1 MiB, and a client with an expired key would upload it all for its 401.
+//
+// Any other request is invited to send its body.
 func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
-	if unframed(&ctx.Request.Header) {
-		closeLingering(ctx)
-		s.ownRequest(ctx).fail(ctx, &errTransferCoding)
-		return errTransferCoding.status
+	h := &ctx.Request.Header
+	if unframed(h) {
+		return s.refuseHeaders(ctx, &errTransferCoding)
 	}
 	rt := s.rt.Load()
 	// A chunked body (ContentLength -1) is measured once read, by the handler; with
 	// no runtime the handler answers shutting_down.
-	if rt == nil || ctx.Request.Header.ContentLength() <= rt.maxBody {
+	switch {
+	case rt == nil:
+		return fasthttp.StatusContinue
+	case h.ContentLength() > rt.maxBody:
+		return s.refuseHeaders(ctx, &errTooLarge)
+	case !ctx.IsPost() || !callRoute(ctx.Path()):
+		return fasthttp.StatusContinue
+	case !headerNamesValid(h.RawHeaders()):
+		return s.refuseHeaders(ctx, &errHeaderName)
+	case !identityCoded(h):
+		ctx.Response.Header.SetBytesKV(hdrAcceptEncoding, strIdentity)
+		return s.refuseHeaders(ctx, &errContentEncoding)
+	case !rt.authKeys:
 		return fasthttp.StatusContinue
 	}
-	// fasthttp closes the connection after this answer, saying so, with the body
-	// unread: the client may be sending it (one that did not wait for the answer
-	// to its expectation, or that sent none), and the lingering close lets it read
-	// the 413 rather than a reset.
+	_, e := authenticate(rt, h)
+	if e == nil {
+		return fasthttp.StatusContinue
+	}
 	closeLingering(ctx)
-	s.ownRequest(ctx).fail(ctx, &errTooLarge)
-	return errTooLarge.status
+	r := s.ownRequest(ctx)
+	if r.rt != nil {
+		// Marked on the trace as the handler's auth marks a refused key.
+		_, as := r.rt.tr.Start(r.tctx, tracing.SpecAuth)
+		tracing.RecordRefusal(as, e.code)
+		as.End()
+	}
+	r.fail(ctx, e)
+	return e.status
+}
+
+// refuseHeaders answers a request from its headers with e and records it. fasthttp
+// closes the connection after this answer, saying so, with the body unread: the
+// client may be sending it (one that did not wait for the answer to its expectation,
+// or that sent none), and the lingering close lets it read the answer rather than a
+// reset.
+func (s *Server) refuseHeaders(ctx *fasthttp.RequestCtx, e *apiError) int {
+	closeLingering(ctx)
+	s.ownRequest(ctx).fail(ctx, e)
+	return e.status
+}
+
+// callRoute reports whether path is an API call's (serveCall): chat, completions,
+// embeddings or an MLflow invocation.
+func callRoute(path []byte) bool {
+	switch ownRoute(path) {
+	case routeChat, routeCompletions, routeEmbeddings, routeInvocations:
+		return true
+	}
+	return false
 }

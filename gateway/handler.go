@@ -1063,17 +1063,28 @@ func bearerToken(authz []byte) ([]byte, bool) {
 }
 
 // authenticate finds the client key sent as a bearer token (or in api-key or
-// x-api-key, as Azure and Anthropic clients send it).
+// x-api-key, as Azure and Anthropic clients send it). The header it is read from
+// must come on one line: two lines are two keys, two identities, of which a proxy in
+// front may read the one this would not (Authorization is no list, RFC 9110 5.3 and
+// 11.6.2; nginx refuses a second line with 400).
 func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError) {
-	presented := h.PeekBytes(hdrAuthz)
+	presented, once := keyHeader(h, hdrAuthz)
 	bearer := len(presented) > 0
-	if bearer {
+	switch {
+	case !once:
+		return nil, &errKeyTwice
+	case bearer:
 		var ok bool
 		if presented, ok = bearerToken(presented); !ok {
 			return nil, &errNotBearer
 		}
-	} else if presented = h.PeekBytes(hdrAPIKey); len(presented) == 0 {
-		presented = h.PeekBytes(hdrXAPIKey)
+	default:
+		if presented, once = keyHeader(h, hdrAPIKey); once && len(presented) == 0 {
+			presented, once = keyHeader(h, hdrXAPIKey)
+		}
+		if !once {
+			return nil, &errKeyTwice
+		}
 	}
 	if len(presented) == 0 {
 		return nil, &errNoKey
@@ -1086,6 +1097,19 @@ func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError
 		return nil, &errBadKey
 	default:
 		return nil, &errBadHeaderKey
+	}
+}
+
+// keyHeader is the value of the header name, nil without one, and whether it came on
+// one line at most. PeekAll reuses the header's slice: no allocation.
+func keyHeader(h *fasthttp.RequestHeader, name []byte) ([]byte, bool) {
+	switch v := h.PeekAll(b2s(name)); len(v) {
+	case 0:
+		return nil, true
+	case 1:
+		return v[0], true
+	default:
+		return nil, false
 	}
 }
 
@@ -1861,15 +1885,12 @@ func (r *request) modelsCaller(ctx *fasthttp.RequestCtx) (key *clientKey, e *api
 	if r.rt == nil {
 		return nil, &errShuttingDown
 	}
-	if r.rt.authKeys {
-		k, e := authenticate(r.rt, &ctx.Request.Header)
-		if e != nil {
-			return nil, e
-		}
-		r.key = k
-		key = k
+	// Through auth, as an API call: a wrong key probing the listings is marked on
+	// the trace as one calling the API is.
+	if e = r.auth(ctx); e != nil {
+		return nil, e
 	}
-	return key, nil
+	return r.key, nil
 }
 
 func (r *request) nextEvent() {

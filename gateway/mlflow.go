@@ -659,14 +659,13 @@ func (r *request) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) *a
 	if rt == nil {
 		return &errShuttingDown
 	}
+	// Through auth, as an API call: a wrong key is marked on the trace.
+	if e := r.auth(ctx); e != nil {
+		return e
+	}
 	var allowed []bool
-	if rt.authKeys {
-		k, e := authenticate(rt, &ctx.Request.Header)
-		if e != nil {
-			return e
-		}
-		r.key = k
-		allowed = k.allowed
+	if r.key != nil {
+		allowed = r.key.allowed
 	}
 	var b []byte
 	if len(name) > 0 {
