@@ -6,10 +6,8 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"math"
-	"math/big"
 	"net"
 	"os"
 	"reflect"
@@ -173,81 +171,12 @@ type LoggingConfig struct {
 	AccessLog *bool `yaml:"access_log"`
 }
 
-// Size is a byte count written as 8MiB, 512KB, 1048576 …
-type Size int64
-
-// UnmarshalYAML reads a size with an optional unit.
-func (s *Size) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
-		return &yaml.TypeError{Errors: []string{"line " + strconv.Itoa(n.Line) + ": cannot unmarshal " + n.ShortTag() + " into gateway.Size"}}
-	}
-	v, err := ParseSize(n.Value)
-	if err != nil {
-		why := "use e.g. 8MiB, 512KB, 1048576"
-		if errors.Is(err, errSizeTooLarge) {
-			why = "too large: " + errSizeTooLarge.Error()
-		}
-		return &yaml.TypeError{Errors: []string{"line " + strconv.Itoa(n.Line) + ": cannot use `" + n.Value + "` as a size (" + why + ")"}}
-	}
-	*s = Size(v)
-	return nil
-}
-
-var sizeUnits = map[string]int64{
-	"": 1, "b": 1,
-	"k": 1000, "kb": 1000, "m": 1000 * 1000, "mb": 1000 * 1000, "g": 1000 * 1000 * 1000, "gb": 1000 * 1000 * 1000,
-	"ki": 1 << 10, "kib": 1 << 10, "mi": 1 << 20, "mib": 1 << 20, "gi": 1 << 30, "gib": 1 << 30,
-}
+// Size is a byte count written as 8MiB, 512KB, 1048576 …, as a backend's
+// max_response_bytes is.
+type Size = providers.Size
 
 // ParseSize reads a byte count such as 8MiB or 512kb.
-func ParseSize(v string) (int64, error) {
-	v = strings.TrimSpace(v)
-	i := 0
-	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.') {
-		i++
-	}
-	num, unit := v[:i], strings.ToLower(strings.TrimSpace(v[i:]))
-	mult, ok := sizeUnits[unit]
-	var n int64
-	var err error
-	switch {
-	case !ok:
-		err = strconv.ErrSyntax
-	case !strings.Contains(num, "."):
-		// A whole number is read exactly: as a float64 (53 bits) 2^63 − 1 would round
-		// up to 2^63, over the limit.
-		n, err = strconv.ParseInt(num, 10, 64)
-		if err == nil && n > math.MaxInt64/mult {
-			err = strconv.ErrRange
-		}
-		n *= mult
-	default:
-		// A fraction is read exactly, as a decimal (4.1MB is 4 100 000 bytes: as a
-		// float64 product it is 4099999.99…), and a part byte is left out.
-		q, okNum := new(big.Rat).SetString(num)
-		if !okNum || strings.Count(num, ".") > 1 {
-			err = strconv.ErrSyntax
-			break
-		}
-		q.Mul(q, new(big.Rat).SetInt64(mult))
-		b := new(big.Int).Quo(q.Num(), q.Denom())
-		if !b.IsInt64() {
-			err = strconv.ErrRange
-			break
-		}
-		n = b.Int64()
-	}
-	switch {
-	case errors.Is(err, strconv.ErrRange):
-		return 0, fmt.Errorf("size %q: %w", v, errSizeTooLarge)
-	case err != nil:
-		return 0, errors.New("invalid size " + strconv.Quote(v) + " (use e.g. 8MiB, 512KB, 1048576)")
-	}
-	return n, nil
-}
-
-// errSizeTooLarge is ParseSize's error for a size that int64 does not hold.
-var errSizeTooLarge = errors.New("at most 2^63 − 1 bytes")
+func ParseSize(v string) (int64, error) { return providers.ParseSize(v) }
 
 // ConfigError lists every problem found in a config file, each as FILE:LINE: key: what.
 type ConfigError struct {

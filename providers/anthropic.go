@@ -47,7 +47,7 @@ func newAnthropic(c *Config) *anthropic {
 		version:   []byte(c.AnthropicVersion),
 		maxTokens: c.MaxTokens,
 		timeout:   c.Timeout,
-		maxBody:   c.MaxResponseBytes,
+		maxBody:   int64(c.MaxResponseBytes),
 		now:       time.Now,
 	}
 	switch c.Thinking {
@@ -453,10 +453,10 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	b := out.SwapBody(nil)
 	b, ok := appendChatCompletion(b[:0], up.Body(), created, &res.Usage)
 	if !ok {
-		out.SwapBody(b[:0])
+		setAnswer(out, b[:0])
 		return ErrBadResponse
 	}
-	out.SwapBody(b)
+	setAnswer(out, b)
 	out.SetStatusCode(status)
 	out.Header.SetContentTypeBytes(strJSON)
 	return nil
@@ -617,8 +617,7 @@ func writeOpenAIError(out *fasthttp.Response, status int, typ, code []byte, para
 	} else {
 		b = jsonscan.AppendQuote(b, b2s(code))
 	}
-	b = append(b, "}}"...)
-	out.SwapBody(b)
+	setAnswer(out, append(b, "}}"...))
 }
 
 func (c *Config) validateAnthropic() []error {

@@ -80,7 +80,7 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 	}
 	b := out.SwapBody(nil)
 	b, ok = appendTextCompletion(b[:0], up.Body(), strTextCompletion, false)
-	out.SwapBody(b)
+	setAnswer(out, b)
 	if !ok {
 		out.ResetBody()
 		return ErrBadResponse

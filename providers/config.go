@@ -2,7 +2,9 @@ package providers
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"math/big"
 	"net"
 	"net/url"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -103,8 +106,12 @@ type Config struct {
 	// backend (an upstream that refuses them: temperature on a reasoning model).
 	DropParams []string `yaml:"drop_params"`
 
-	// MaxResponseBytes bounds a buffered upstream answer.
-	MaxResponseBytes int64 `yaml:"-"`
+	// MaxResponseBytes bounds an answer that does not stream, which the gateway reads
+	// whole before passing it on (it reads usage from it): default 64MiB, at most
+	// MaxResponseBytesLimit. An answer over it gets 502 upstream_bad_response. Raise it
+	// for a backend whose answers are legitimately larger: OpenAI's largest embeddings
+	// answer, 2048 inputs of 3072 float dimensions, is about 80 MB.
+	MaxResponseBytes Size `yaml:"max_response_bytes"`
 	// CompletionsViaChat serves completions calls (provider openai or azure) through
 	// the upstream's chat completions API: the prompt goes as one user message and the
 	// answer comes back as a text_completion. MLflow AI Gateway's openai, azure and
@@ -125,6 +132,83 @@ type Config struct {
 	// nil is the system's. Tests set it to answer names they control.
 	resolver *net.Resolver
 }
+
+// Size is a byte count written as 8MiB, 512KB, 1048576 …: a backend's
+// max_response_bytes, and the gateway's server.max_body_bytes.
+type Size int64
+
+// UnmarshalYAML reads a size with an optional unit.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		return &yaml.TypeError{Errors: []string{"line " + strconv.Itoa(n.Line) + ": cannot unmarshal " + n.ShortTag() + " into providers.Size"}}
+	}
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		why := "use e.g. 8MiB, 512KB, 1048576"
+		if errors.Is(err, errSizeTooLarge) {
+			why = "too large: " + errSizeTooLarge.Error()
+		}
+		return &yaml.TypeError{Errors: []string{"line " + strconv.Itoa(n.Line) + ": cannot use `" + n.Value + "` as a size (" + why + ")"}}
+	}
+	*s = Size(v)
+	return nil
+}
+
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1000, "kb": 1000, "m": 1000 * 1000, "mb": 1000 * 1000, "g": 1000 * 1000 * 1000, "gb": 1000 * 1000 * 1000,
+	"ki": 1 << 10, "kib": 1 << 10, "mi": 1 << 20, "mib": 1 << 20, "gi": 1 << 30, "gib": 1 << 30,
+}
+
+// ParseSize reads a byte count such as 8MiB or 512kb.
+func ParseSize(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	i := 0
+	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.') {
+		i++
+	}
+	num, unit := v[:i], strings.ToLower(strings.TrimSpace(v[i:]))
+	mult, ok := sizeUnits[unit]
+	var n int64
+	var err error
+	switch {
+	case !ok:
+		err = strconv.ErrSyntax
+	case !strings.Contains(num, "."):
+		// A whole number is read exactly: as a float64 (53 bits) 2^63 − 1 would round
+		// up to 2^63, over the limit.
+		n, err = strconv.ParseInt(num, 10, 64)
+		if err == nil && n > math.MaxInt64/mult {
+			err = strconv.ErrRange
+		}
+		n *= mult
+	default:
+		// A fraction is read exactly, as a decimal (4.1MB is 4 100 000 bytes: as a
+		// float64 product it is 4099999.99…), and a part byte is left out.
+		q, okNum := new(big.Rat).SetString(num)
+		if !okNum || strings.Count(num, ".") > 1 {
+			err = strconv.ErrSyntax
+			break
+		}
+		q.Mul(q, new(big.Rat).SetInt64(mult))
+		b := new(big.Int).Quo(q.Num(), q.Denom())
+		if !b.IsInt64() {
+			err = strconv.ErrRange
+			break
+		}
+		n = b.Int64()
+	}
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("size %q: %w", v, errSizeTooLarge)
+	case err != nil:
+		return 0, errors.New("invalid size " + strconv.Quote(v) + " (use e.g. 8MiB, 512KB, 1048576)")
+	}
+	return n, nil
+}
+
+// errSizeTooLarge is ParseSize's error for a size that int64 does not hold.
+var errSizeTooLarge = errors.New("at most 2^63 − 1 bytes")
 
 // Pricing is the backend's price per million tokens, in US dollars.
 type Pricing struct {
@@ -272,6 +356,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fieldErr("idle_conn_timeout", "must not be negative"))
 	}
 	switch {
+	case c.MaxResponseBytes < 0:
+		errs = append(errs, fieldErr("max_response_bytes", "must not be negative"))
+	case c.MaxResponseBytes > MaxResponseBytesLimit:
+		errs = append(errs, fieldErr("max_response_bytes", "must be at most 1GiB: the answer is held whole in memory"))
+	}
+	switch {
 	case c.Provider == "mock":
 		// The mock answers in process: a URL given to it would never be called.
 		if c.BaseURL != "" {
@@ -399,7 +489,7 @@ func (c *Config) withDefaults() Config {
 		d.IdleConnTimeout = DefaultIdleConnTimeout
 	}
 	if d.MaxResponseBytes == 0 {
-		d.MaxResponseBytes = 64 << 20
+		d.MaxResponseBytes = DefaultMaxResponseBytes
 	}
 	switch d.Provider {
 	case "azure":
@@ -416,6 +506,18 @@ func (c *Config) withDefaults() Config {
 	}
 	return d
 }
+
+// DefaultMaxResponseBytes is MaxResponseBytes' default: above any chat answer and
+// most embeddings batches; a backend serving larger ones says so.
+const DefaultMaxResponseBytes = 64 << 20
+
+// MaxResponseBytesLimit is the largest MaxResponseBytes. The answer is held whole in
+// memory (an Anthropic one twice, with its translation) for every request in flight
+// that gets one, and 1GiB is over ten times the largest answer an API gives (OpenAI's
+// 2048 float embeddings of 3072 dimensions, about 80 MB): a larger bound would only
+// let a runaway upstream take the gateway's memory. It also keeps the bound an int
+// on a 32-bit build.
+const MaxResponseBytesLimit = 1 << 30
 
 // DefaultIdleConnTimeout is IdleConnTimeout's default: under the 5s keep-alive
 // timeout of uvicorn, which serves vLLM's API.
