@@ -89,11 +89,11 @@ type endpoint struct {
 	sticky  *router.Sticky
 	m       *metrics.Endpoint
 	attrs   *tracing.EndpointAttrs
-	// policy holds the endpoint's limits; keyPolicies[k] the endpoint's and key k's
-	// together, indexed by the key's position in auth.keys.
-	policy      *limiter.Policy
-	keyPolicies []*limiter.Policy
-	// rejections counts 429s per limit of the policies above, by limit name.
+	// policy holds the endpoint's limits; a key's are joined to them per request
+	// (policyFor).
+	policy *limiter.Policy
+	// rejections counts 429s per limit of the endpoint's and the keys' policies, by
+	// limit name.
 	rejections       map[string]prometheus.Counter
 	defaultMaxTokens int64
 	// local is the series of requests the gateway answered itself.
@@ -133,6 +133,9 @@ func limitStoreName(store string) string {
 	return store
 }
 
+// clientKey is one of auth.keys, built. What it holds is its own: a key that may call
+// every endpoint shares the runtime's allowed list and models body, and its policy is
+// joined with an endpoint's only when a request pairs them (policyFor).
 type clientKey struct {
 	idx     int
 	name    string
@@ -140,6 +143,8 @@ type clientKey struct {
 	all     bool
 	allowed []bool
 	models  []byte
+	// policy holds the key's own limits.
+	policy *limiter.Policy
 }
 
 func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {
@@ -191,6 +196,44 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 	}
 	rt.unrouted = m.Route(metrics.UnknownEndpoint, metrics.None, metrics.None)
+	// Each key's policy is compiled once, for every endpoint it calls. Every endpoint
+	// counts refusals by the keys' limits too: any of them may refuse a request there.
+	keyPolicies := make([]*limiter.Policy, len(cfg.Auth.Keys))
+	var keyLimits []string
+	for ki, kc := range cfg.Auth.Keys {
+		var err error
+		if keyPolicies[ki], err = limiter.NewPolicy("key:"+kc.Name, kc.Limits); err != nil {
+			rt.close()
+			return nil, cfg.buildError("auth.keys["+strconv.Itoa(ki)+"]", err)
+		}
+		for _, l := range kc.Limits {
+			if name := limitName(l); !slices.Contains(keyLimits, name) {
+				keyLimits = append(keyLimits, name)
+			}
+		}
+	}
+	endpointIdx := make(map[string]int, len(cfg.Endpoints))
+	for i, ec := range cfg.Endpoints {
+		endpointIdx[ec.Name] = i
+	}
+	all := make([]bool, len(cfg.Endpoints))
+	for i := range all {
+		all[i] = true
+	}
+	allowed := make([][]bool, len(cfg.Auth.Keys))
+	for ki, kc := range cfg.Auth.Keys {
+		// Read only: keys that may call every endpoint share one list.
+		allowed[ki] = all
+		if mayCallAll(&kc) {
+			continue
+		}
+		allowed[ki] = make([]bool, len(cfg.Endpoints))
+		for _, name := range kc.Endpoints {
+			if j, ok := endpointIdx[name]; ok {
+				allowed[ki][j] = true
+			}
+		}
+	}
 	for i, ec := range cfg.Endpoints {
 		kind, _ := kindOf(ec.Type)
 		ep := "endpoints[" + strconv.Itoa(i) + "]"
@@ -233,59 +276,38 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		for _, l := range ec.Limits {
 			e.rejections[limitName(l)] = m.Rejection(ec.Name, limitName(l))
 		}
-		for ki, kc := range cfg.Auth.Keys {
-			key := "auth.keys[" + strconv.Itoa(ki) + "]"
-			kp, err := limiter.NewPolicy("key:"+kc.Name, kc.Limits)
-			if err != nil {
+		// A request on the endpoint checks the key's limits with its own (policyFor):
+		// together they must fit in one request. A key not allowed here is refused
+		// before any limit is taken, so its limits do not count against that most.
+		for ki, kp := range keyPolicies {
+			if !allowed[ki][i] {
+				continue
+			}
+			if err := limiter.CheckCombined(e.policy, kp); err != nil {
 				rt.close()
-				return nil, cfg.buildError(key, err)
+				return nil, cfg.buildError("auth.keys["+strconv.Itoa(ki)+"].limits", errors.New("with endpoint "+strconv.Quote(ec.Name)+": "+err.Error()))
 			}
-			if e.keyPolicies == nil {
-				e.keyPolicies = make([]*limiter.Policy, len(cfg.Auth.Keys))
-			}
-			// A key not allowed here is refused before any limit is taken: its
-			// limits are not combined, so they do not count against the most that
-			// apply to one request.
-			e.keyPolicies[ki] = e.policy
-			if kc.mayCall(ec.Name) {
-				if e.keyPolicies[ki], err = limiter.Combine(e.policy, kp); err != nil {
-					rt.close()
-					return nil, cfg.buildError(key+".limits", errors.New("with endpoint "+strconv.Quote(ec.Name)+": "+err.Error()))
-				}
-			}
-			for _, l := range kc.Limits {
-				e.rejections[limitName(l)] = m.Rejection(ec.Name, limitName(l))
-			}
+		}
+		for _, name := range keyLimits {
+			e.rejections[name] = m.Rejection(ec.Name, name)
 		}
 		rt.endpoints[ec.Name] = e
 	}
-	all := make([]bool, len(cfg.Endpoints))
-	for i := range all {
-		all[i] = true
-	}
 	rt.models = rt.modelsBody(all)
 	for ki, kc := range cfg.Auth.Keys {
-		k := &clientKey{idx: ki, name: kc.Name, allowed: make([]bool, len(cfg.Endpoints))}
+		k := &clientKey{idx: ki, name: kc.Name, allowed: allowed[ki], policy: keyPolicies[ki]}
 		if kc.SHA256 != "" {
 			h, _ := hex.DecodeString(kc.SHA256)
 			copy(k.hash[:], h)
 		} else {
 			k.hash = sha256.Sum256([]byte(kc.Key))
 		}
-		if len(kc.Endpoints) == 0 {
-			k.all = true
+		// A key that may call every endpoint lists them all: the runtime's body.
+		k.all = mayCallAll(&kc)
+		k.models = rt.models
+		if !k.all {
+			k.models = rt.modelsBody(k.allowed)
 		}
-		for _, name := range kc.Endpoints {
-			if name == "*" {
-				k.all = true
-				continue
-			}
-			k.allowed[rt.endpoints[name].idx] = true
-		}
-		if k.all {
-			copy(k.allowed, all)
-		}
-		k.models = rt.modelsBody(k.allowed)
 		if _, dup := rt.keys[k.hash]; dup {
 			rt.close()
 			return nil, cfg.buildError("auth.keys["+strconv.Itoa(ki)+"]", errors.New("same key as another entry"))
@@ -293,6 +315,11 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		rt.keys[k.hash] = k
 	}
 	return rt, nil
+}
+
+// mayCallAll reports whether the key may call every endpoint: it lists none, or "*".
+func mayCallAll(kc *KeyConfig) bool {
+	return len(kc.Endpoints) == 0 || slices.Contains(kc.Endpoints, "*")
 }
 
 // buildError is err, from building the runtime, as a ConfigError naming the key path
@@ -334,12 +361,22 @@ func limitName(l limiter.Limit) string {
 	return l.Per + ":requests:" + l.Window
 }
 
-// policyFor is the limit policy of a request on e by key k (nil without auth).
+// policyFor is the limit policy of a request on e by key k (nil without auth): the
+// endpoint's limits and the key's together. The pair's combined policy is made by the
+// first request that pairs them (limiter.Policy.Joined) rather than for every key and
+// endpoint at build, which held memory in keys × endpoints.
 func (e *endpoint) policyFor(k *clientKey) *limiter.Policy {
-	if k != nil && e.keyPolicies != nil {
-		return e.keyPolicies[k.idx]
+	if k == nil || !k.allowed[e.idx] {
+		// A key not allowed here is refused before any limit is taken.
+		return e.policy
 	}
-	return e.policy
+	p, err := k.policy.Joined(e.policy)
+	if err != nil {
+		// buildRuntime refused a config whose key and endpoint limits do not fit
+		// in one request together (limiter.CheckCombined).
+		return e.policy
+	}
+	return p
 }
 
 // targetLabels are the target label values of a backend's targets, given by URL in

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -41,6 +42,8 @@ type Backend struct {
 	pp      preparer // p when it translates calls before a target is leased
 	closers []func() error
 	pool    pool
+	// busySets holds the *targetBits Send marks busy targets in, sized to targets.
+	busySets sync.Pool
 	// dropsCap is set when drop_params names max_tokens or max_completion_tokens
 	// (Uncapped).
 	dropsCap bool
@@ -54,6 +57,10 @@ func New(name string, c Config) (*Backend, error) { return NewWith(name, c, nil)
 func build(name string, c Config) (*Backend, error) {
 	cfg := c.withDefaults()
 	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg, dropsCap: dropsCap(cfg.DropParams)}
+	b.busySets.New = func() any {
+		s := make(targetBits, (len(b.targets)+63)/64)
+		return &s
+	}
 	urls := cfg.Targets
 	if cfg.BaseURL != "" {
 		urls = []string{cfg.BaseURL}
@@ -124,17 +131,17 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if err != nil {
 		return err
 	}
-	// busy marks the targets (the first 64) whose every connection max_connections
-	// allows was found busy: the call goes to another target in service with one
-	// free, and is overloaded only when none has.
-	var busy uint64
+	// busy marks the targets whose every connection max_connections allows was found
+	// busy, taken from the backend's sets at the first: the call goes to another
+	// target in service with one free, and is overloaded only when none has.
+	var busy *targetBits
 	for tries := 1; ; tries++ {
 		t := b.targets[l.i]
 		if tries < len(b.targets) && b.pool.states[l.i].slots.load() > int64(b.cfg.MaxConnections) && !b.connFree(l.i) {
 			// Requests in flight hold its every connection: sent here, the call would
 			// wait up to connect_timeout for one.
-			busy |= bit(l.i)
-			if next, ok := b.spill(call, l, busy); ok {
+			busy = b.markBusy(busy, l.i)
+			if next, ok := b.spill(call, l, *busy); ok {
 				b.report(l, neutral)
 				b.pool.free(l.i)
 				l = next
@@ -147,31 +154,92 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 			break
 		}
 		// Nothing was sent.
-		busy |= bit(l.i)
-		next, ok := b.spill(call, l, busy)
+		busy = b.markBusy(busy, l.i)
+		next, ok := b.spill(call, l, *busy)
 		if !ok {
 			break
 		}
 		l = next
 	}
+	if busy != nil {
+		clear(*busy)
+		b.busySets.Put(busy)
+	}
 	if err != nil {
-		// Set past the first 64 targets too: failedOn alone marks the next attempt a
-		// retry on b, which takes no last-resort trial (lastLease).
+		// failedOn alone marks the next attempt a retry on b, which takes no
+		// last-resort trial (lastLease).
 		if call.failedOn != b {
-			call.failedOn, call.failed = b, 0
+			call.failedOn, call.failed = b, targetSet{}
 		}
-		call.failed |= bit(l.i)
+		call.failed.add(l.i)
 	}
 	return err
 }
 
-// bit is target i's bit in a mask of the first 64 targets, 0 past them.
-func bit(i int) uint64 {
-	if i >= 64 {
-		return 0
+// markBusy adds target i to busy, taking a set from the backend's for the first.
+func (b *Backend) markBusy(busy *targetBits, i int) *targetBits {
+	if busy == nil {
+		busy = b.busySets.Get().(*targetBits)
 	}
-	return 1 << i
+	busy.add(i)
+	return busy
 }
+
+// targetSet is a set of a backend's targets by index that needs no allocation: the
+// first 64 are bits of low, those past them a short list. It holds the targets that
+// failed one call, no more than the call's attempts on the backend (retries are at
+// most 10, so 11); past maxListed of them beyond the first 64, the oldest is
+// forgotten. A nil *targetSet is empty.
+type targetSet struct {
+	low    uint64
+	listed [maxListed]int32
+	n      uint8
+}
+
+// maxListed is how many targets past the first 64 a targetSet keeps: with low and n,
+// a set fills one 64-byte cache line.
+const maxListed = 12
+
+func (s *targetSet) add(i int) {
+	if i < 64 {
+		s.low |= 1 << uint(i)
+		return
+	}
+	if s.has(i) {
+		return
+	}
+	if s.n == maxListed {
+		copy(s.listed[:], s.listed[1:])
+		s.n--
+	}
+	s.listed[s.n] = int32(i)
+	s.n++
+}
+
+func (s *targetSet) has(i int) bool {
+	if s == nil {
+		return false
+	}
+	if i < 64 {
+		return s.low&(1<<uint(i)) != 0
+	}
+	for _, j := range s.listed[:s.n] {
+		if int(j) == i {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *targetSet) empty() bool { return s == nil || s.low == 0 && s.n == 0 }
+
+// targetBits is a set of a backend's targets as bits, one word per 64: the targets a
+// call found with every connection busy, which may be all of them.
+type targetBits []uint64
+
+func (s targetBits) add(i int) { s[i>>6] |= 1 << (uint(i) & 63) }
+
+func (s targetBits) has(i int) bool { return s[i>>6]&(1<<(uint(i)&63)) != 0 }
 
 // connFree reports whether a connection to target i is idle or may still be opened
 // under max_connections: by its client's own count, and by the target's gate, which
@@ -189,7 +257,7 @@ func (b *Backend) connFree(i int) bool {
 // spill takes a slot on another target in service for a call whose target l had
 // every connection busy: one not in busy, with a connection free and a slot, and that
 // has not failed the call while there is such a one. The call's deadline is kept.
-func (b *Backend) spill(call *Call, l lease, busy uint64) (lease, bool) {
+func (b *Backend) spill(call *Call, l lease, busy targetBits) (lease, bool) {
 	if !call.Deadline.IsZero() && !time.Now().Before(call.Deadline) {
 		return lease{}, false
 	}
@@ -198,17 +266,17 @@ func (b *Backend) spill(call *Call, l lease, busy uint64) (lease, bool) {
 	avoid := b.avoid(call)
 	for {
 		for j, st := range p.states {
-			if j == l.i || bit(j)&(busy|avoid) != 0 || !st.available() || !b.connFree(j) {
+			if j == l.i || busy.has(j) || avoid.has(j) || !st.available() || !b.connFree(j) {
 				continue
 			}
 			if st.slots.take(limit) {
 				return lease{i: j, queued: l.queued}, true
 			}
 		}
-		if avoid == 0 {
+		if avoid == nil {
 			return lease{}, false
 		}
-		avoid = 0
+		avoid = nil
 	}
 }
 

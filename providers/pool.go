@@ -474,21 +474,20 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 	return l, err
 }
 
-// avoid is the set of targets (by index, the first 64) that failed the call, when it
-// is a retry and a target in service has not failed it: the retry takes a slot on, or
-// waits for, one of those (README, Replica pools). 0 otherwise.
-func (b *Backend) avoid(call *Call) uint64 {
-	if call.failedOn != b || call.failed == 0 || !inServiceOutside(b.pool.states, call.failed) {
-		return 0
+// avoid is the set of targets that failed the call, when it is a retry and a target in
+// service has not failed it: the retry takes a slot on, or waits for, one of those
+// (README, Replica pools). nil otherwise.
+func (b *Backend) avoid(call *Call) *targetSet {
+	if call.failedOn != b || call.failed.empty() || !inServiceOutside(b.pool.states, &call.failed) {
+		return nil
 	}
-	return call.failed
+	return &call.failed
 }
 
-// inServiceOutside reports whether a target in service is not in mask (by index, the
-// first 64; one past them never is).
-func inServiceOutside(states []*targetState, mask uint64) bool {
+// inServiceOutside reports whether a target in service is not in set.
+func inServiceOutside(states []*targetState, set *targetSet) bool {
 	for j, st := range states {
-		if bit(j)&mask == 0 && st.available() {
+		if !set.has(j) && st.available() {
 			return true
 		}
 	}
@@ -500,11 +499,11 @@ func inServiceOutside(states []*targetState, mask uint64) bool {
 // rank (leastQueued): the overflow of a full target goes to the next least queued, and
 // to a target whose load was not read only once every target read is full. Otherwise
 // they go in config order from i.
-func (p *pool) takeAny(i int, avoid uint64) int {
+func (p *pool) takeAny(i int, avoid *targetSet) int {
 	limit := p.limit()
 	n := len(p.states)
 	if p.set.balance == vllmQueue && limit > 0 && n > 1 {
-		if st := p.states[i]; bit(i)&avoid == 0 && st.available() && st.slots.take(limit) {
+		if st := p.states[i]; !avoid.has(i) && st.available() && st.slots.take(limit) {
 			return i
 		}
 		// A take lost to a concurrent call leaves that target full, and the next rank
@@ -524,7 +523,7 @@ func (p *pool) takeAny(i int, avoid uint64) int {
 		if j >= n {
 			j -= n
 		}
-		if bit(j)&avoid != 0 {
+		if avoid.has(j) {
 			continue
 		}
 		if st := p.states[j]; st.available() && st.slots.take(limit) {
@@ -550,7 +549,7 @@ func (p *pool) waitFor(call *Call, now time.Time) time.Duration {
 // in vain, takes a free slot on a target that failed it rather than failing. A waiter
 // whose backend has no target left in service is let go at once and goes the way of a
 // call arriving then (lastLease; retry is set for a retry on the backend).
-func (p *pool) wait(i int, avoid uint64, retry bool, now time.Time, d time.Duration, client ClientWatch) (lease, error) {
+func (p *pool) wait(i int, avoid *targetSet, retry bool, now time.Time, d time.Duration, client ClientWatch) (lease, error) {
 	end := now.Add(d)
 	for front := false; ; front = true {
 		l, out := p.queue.wait(p, i, avoid, d, front, client)
@@ -558,14 +557,14 @@ func (p *pool) wait(i int, avoid uint64, retry bool, now time.Time, d time.Durat
 		case waitLeft:
 			return lease{}, ErrClientGone
 		case waitRefused, waitTimedOut:
-			if avoid != 0 {
-				if j := p.takeAny(i, 0); j >= 0 {
+			if avoid != nil {
+				if j := p.takeAny(i, nil); j >= 0 {
 					return lease{i: j, queued: out == waitTimedOut}, nil
 				}
 			}
 			return lease{}, p.errOverloaded
 		case waitStranded:
-			if l, ok := p.trial(0); ok {
+			if l, ok := p.trial(nil); ok {
 				return l, nil
 			}
 			return p.lastLease(retry)
@@ -659,10 +658,10 @@ func (p *pool) kick(i int) {
 // trial claims the probe of a target whose ejection has run out, not one in avoid (a
 // retry's failed targets, while another is in service): the one request that decides
 // whether it comes back.
-func (p *pool) trial(avoid uint64) (lease, bool) {
+func (p *pool) trial(avoid *targetSet) (lease, bool) {
 	var now int64
 	for i, st := range p.states {
-		if bit(i)&avoid != 0 || !st.ejected.Load() || st.probing.Load() || st.down.Load() {
+		if avoid.has(i) || !st.ejected.Load() || st.probing.Load() || st.down.Load() {
 			continue
 		}
 		if now == 0 {
@@ -756,7 +755,7 @@ func (p *pool) offerTrialLocked(i int) {
 // upstream's Retry-After) than after it.
 func (b *Backend) RetryLeases(wait time.Duration) bool {
 	p := &b.pool
-	if inServiceOutside(p.states, 0) {
+	if inServiceOutside(p.states, nil) {
 		return true
 	}
 	at := p.now().Add(wait).UnixNano()
@@ -856,7 +855,7 @@ func (b *Backend) pick(call *Call) int {
 // avoidFailed returns i, or when the call already failed on target i, the next target
 // in service it has not failed on; i when there is none.
 func (b *Backend) avoidFailed(call *Call, i int) int {
-	if i < 0 || call.failedOn != b || call.failed&bit(i) == 0 {
+	if i < 0 || call.failedOn != b || !call.failed.has(i) {
 		return i
 	}
 	states := b.pool.states
@@ -866,7 +865,7 @@ func (b *Backend) avoidFailed(call *Call, i int) int {
 		if j >= n {
 			j -= n
 		}
-		if call.failed&bit(j) == 0 && states[j].available() {
+		if !call.failed.has(j) && states[j].available() {
 			return j
 		}
 	}
@@ -946,20 +945,20 @@ func (b *Backend) leastQueued() int {
 	if i < 0 {
 		return -1
 	}
-	return p.rankQueued(i, 0, 0)
+	return p.rankQueued(i, nil, 0)
 }
 
 // rankQueued is leastQueued's pick among the targets in service, scanning from target i
 // (ties go to the first scanned), leaving out those in skip and, with limit above 0,
 // those with no slot free under it; -1 when none is left.
-func (p *pool) rankQueued(i int, skip uint64, limit int64) int {
+func (p *pool) rankQueued(i int, skip *targetSet, limit int64) int {
 	states := p.states
 	n := len(states)
 	since := p.now().UnixNano() - int64(p.set.metricsStale)
 	best, least, cache := -1, int64(0), 0.0
 	blind, fewest := -1, int64(0)
 	for range n {
-		if st := states[i]; bit(i)&skip == 0 && st.available() {
+		if st := states[i]; !skip.has(i) && st.available() {
 			if inflight := st.slots.load(); limit <= 0 || inflight < limit {
 				if s, c, ok := st.load.score(inflight, since); ok {
 					if best < 0 || s < least || (s == least && c < cache) {
@@ -1838,8 +1837,9 @@ type waiter struct {
 	states []*targetState
 	i      int
 	probe  bool
-	// avoid are the targets that failed the call, a retry (Backend.avoid).
-	avoid uint64
+	// avoid are the targets that failed the call, a retry (Backend.avoid): a copy,
+	// read by whoever frees a slot while the waiter is queued.
+	avoid targetSet
 }
 
 var waiterPool = sync.Pool{New: func() any {
@@ -1852,7 +1852,7 @@ var waiterPool = sync.Pool{New: func() any {
 // retry takes one on a target that failed it only once none that has not is in
 // service.
 func (w *waiter) takes(i int) bool {
-	return bit(i)&w.avoid == 0 || !inServiceOutside(w.states, w.avoid)
+	return !w.avoid.has(i) || !inServiceOutside(w.states, &w.avoid)
 }
 
 // waitOutcome is how a wait in the queue ended.
@@ -1876,16 +1876,16 @@ const (
 // most queue.size per target others, or, when front is set (a waiter put back), ahead
 // of them all. A call that leaves (waitLeft) has left the queue, and a slot handed to
 // it meanwhile went on to the next waiter.
-func (q *queue) wait(p *pool, first int, avoid uint64, d time.Duration, front bool, client ClientWatch) (lease, waitOutcome) {
+func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, front bool, client ClientWatch) (lease, waitOutcome) {
 	q.mu.Lock()
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
 	// slot over, one freed before it is found by the try.
 	q.waiting.Add(1)
-	if avoid != 0 && !inServiceOutside(p.states, avoid) {
+	if avoid != nil && !inServiceOutside(p.states, avoid) {
 		// Every target that has not failed the call left service, since it chose
 		// one or while it waited before (a slot handed over on a target that
 		// then left): one that failed it will do, as at the first try.
-		avoid = 0
+		avoid = nil
 	}
 	if j := p.takeAny(first, avoid); j >= 0 {
 		q.waiting.Add(-1)
@@ -1905,7 +1905,10 @@ func (q *queue) wait(p *pool, first int, avoid uint64, d time.Duration, front bo
 		return lease{}, waitRefused
 	}
 	w := waiterPool.Get().(*waiter)
-	w.queued, w.states, w.avoid, w.probe = true, p.states, avoid, false
+	w.queued, w.states, w.avoid, w.probe = true, p.states, targetSet{}, false
+	if avoid != nil {
+		w.avoid = *avoid
+	}
 	if front {
 		q.list = slices.Insert(q.list, 0, w)
 	} else {

@@ -185,7 +185,8 @@ func TestRetryPutBackTakesFailedTargetOnceOthersLeftService(t *testing.T) {
 
 	call := promptCall("retry", false)
 	// The call's first attempt failed on target 0: this is its retry.
-	call.failedOn, call.failed = b, bit(0)
+	call.failedOn = b
+	call.failed.add(0)
 	woke := make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once
@@ -261,7 +262,8 @@ func TestRetryAcrossReloadTakesAddedTargetOnceOthersLeftService(t *testing.T) {
 	}
 
 	call := promptCall("retry", false)
-	call.failedOn, call.failed = cur, bit(1) // its first attempt failed on C
+	call.failedOn = cur // its first attempt failed on C
+	call.failed.add(1)
 	cl := newTestClient()
 	call.Client = cl
 	done := make(chan acquired, 1)

@@ -155,10 +155,10 @@ type Call struct {
 	watching bool
 	// prepared is the upstream request body a preparer wrote for this attempt.
 	prepared []byte
-	// failed marks the targets (by index, the first 64) of backend failedOn whose
-	// attempt of this call failed: a retry goes to another target in service.
-	// failedOn is set by any failed attempt: the next one on it is a retry.
-	failed   uint64
+	// failed holds the targets of backend failedOn whose attempt of this call failed:
+	// a retry goes to another target in service. failedOn is set by any failed
+	// attempt: the next one on it is a retry.
+	failed   targetSet
 	failedOn *Backend
 }
 
