@@ -1534,7 +1534,9 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		est *= c
 	}
-	est += int64(r.f.promptBytes/4) + 1
+	// Text at about 4 bytes a token; images, audio and video at their own rates
+	// (promptMedia).
+	est += int64(r.f.promptBytes/4) + r.f.mediaTokens + 1
 	err := r.rt.lim.Take(context.Background(), pol, &r.subj, est, &r.ticket)
 	if err == nil {
 		r.limited = true

@@ -28,8 +28,10 @@ type fields struct {
 	// string (endUser picks one).
 	user     [2]int
 	safetyID [2]int
-	// promptBytes is the size of messages/prompt/input, for token estimates.
+	// promptBytes is the size of messages/prompt/input less the media strings in
+	// them, and mediaTokens the estimate of those (promptMedia), for token estimates.
 	promptBytes int
+	mediaTokens int64
 	// choices is n, the completions asked for (0 when not given or 1), and bestOf
 	// is best_of, the completions a legacy completion generates to return the best n
 	// of: max_tokens bounds each one (completions).
@@ -190,9 +192,9 @@ func scanBody(body []byte, f *fields) *apiError {
 				f.safetyID = span
 			}
 		case "messages", "input":
-			f.promptBytes += len(v)
+			f.addPrompt(v)
 		case "prompt":
-			f.promptBytes += len(v)
+			f.addPrompt(v)
 			f.prompts = countPrompts(v)
 		default:
 			if i := foldedKey(k); i >= 0 {
@@ -201,7 +203,7 @@ func scanBody(body []byte, f *fields) *apiError {
 			if foldedPromptKey(k) {
 				// "Messages": an upstream whose parser folds case (Go's
 				// encoding/json, the Anthropic translation) reads it as the prompt.
-				f.promptBytes += len(v)
+				f.addPrompt(v)
 			}
 		}
 	}
@@ -217,6 +219,173 @@ func scanBody(body []byte, f *fields) *apiError {
 		return &errNoModel
 	}
 	return nil
+}
+
+// addPrompt counts the prompt value v (messages, input or prompt) for the token
+// estimate: its media by promptMedia, the rest as text.
+func (f *fields) addPrompt(v []byte) {
+	n, tokens := promptMedia(v)
+	f.promptBytes += len(v) - n
+	f.mediaTokens += tokens
+}
+
+// Upstreams charge an image by its pixels and audio or video by how long it lasts, not
+// by their bytes: a 1 MiB photo inline, 1.4 MB of base64, read as text at 4 bytes a
+// token was ~350k tokens, above a 100k-a-minute limit's burst, so it waited for a full
+// bucket. The settlement corrects these estimates either way.
+const (
+	// imageTokens is one image's estimate, inline or by URL: the most a common model
+	// charges for one at default detail (Claude about 1,600 for 1.15 megapixels,
+	// GPT-4o at most 1,105). vLLM's Qwen2.5-VL charges a large photo more.
+	imageTokens = 1600
+	// mediaKiBShift charges audio and video a token per KiB of their string (rounded
+	// up): 16 kHz 16-bit WAV is 43 KB/s of base64, about 42 tokens a second, above
+	// OpenAI's ~10, Whisper-based vLLM models' 25 and Gemini's 32; 720p H.264 at
+	// 2.5 Mbit/s is ~400 a second, near Qwen2.5-VL's ~770 at 2 frames/s.
+	mediaKiBShift = 10
+)
+
+// mediaKey is a member whose value is media: its key is head + "_" + tail (quotes
+// included: each has an underscore, which base64 lacks, so promptMedia stops only at
+// underscores), a string value is media when bare, and an object value holds its
+// media in string members named member.
+type mediaKey struct {
+	head, tail string
+	member     string
+	bare       bool
+	image      bool
+}
+
+// mediaKeys are the media parts of OpenAI's chat (image_url, input_audio) and vLLM's
+// (audio_url, video_url; image_url as a plain string too).
+var mediaKeys = [...]mediaKey{
+	{`"image`, `url"`, `url`, true, true},
+	{`"input`, `audio"`, `data`, false, false},
+	{`"audio`, `url"`, `url`, true, false},
+	{`"video`, `url"`, `url`, true, false},
+}
+
+// cost is the estimate of a media string of n bytes.
+func (m *mediaKey) cost(n int) int64 {
+	if m.image {
+		return imageTokens
+	}
+	return int64(n+1<<mediaKiBShift-1) >> mediaKiBShift
+}
+
+// promptMedia finds the media in a prompt value v (validated JSON) without decoding
+// it, and returns the bytes of their strings (quotes included) and their estimate: a
+// string that is the value of an image_url, audio_url or video_url member, or the url
+// member of an object value of one, or the data member of an input_audio object.
+// Media inside another media member's value is part of it. A key written with
+// escapes is not recognised: its value counts as text, the larger estimate.
+func promptMedia(v []byte) (n int, tokens int64) {
+	for i := 0; i < len(v); {
+		u := bytes.IndexByte(v[i:], '_')
+		if u < 0 {
+			break
+		}
+		u += i
+		i = u + 1
+		var m *mediaKey
+		for k := range mediaKeys {
+			if h, t := mediaKeys[k].head, mediaKeys[k].tail; u >= len(h) && len(v)-u > len(t) &&
+				string(v[u-len(h):u]) == h && string(v[u+1:u+1+len(t)]) == t {
+				m = &mediaKeys[k]
+				break
+			}
+		}
+		// An unescaped quote before a name is its opening one (a closing quote is
+		// followed by , : ] } or space); a colon after it makes it a key.
+		if m == nil || escaped(v, u-len(m.head)) {
+			continue
+		}
+		c := jsonscan.SkipSpace(v, u+1+len(m.tail))
+		if c >= len(v) || v[c] != ':' {
+			continue
+		}
+		end, dn, dt := mediaValue(v, jsonscan.SkipSpace(v, c+1), m)
+		n += dn
+		tokens += dt
+		i = end
+	}
+	return n, tokens
+}
+
+// mediaValue reads the value of a media member m at v[k] and returns the offset past
+// it, and the bytes and estimate of its media strings.
+func mediaValue(v []byte, k int, m *mediaKey) (end, n int, tokens int64) {
+	if k >= len(v) {
+		return len(v), 0, 0
+	}
+	if v[k] == '"' {
+		end = stringEnd(v, k)
+		if m.bare {
+			return end, end - k, m.cost(end - k)
+		}
+		return end, 0, 0
+	}
+	if v[k] != '{' {
+		end, err := jsonscan.Skip(v, k)
+		if err != nil {
+			return len(v), 0, 0
+		}
+		return end, 0, 0
+	}
+	// The object was validated with the body: only its boundaries are looked for, and
+	// strings, base64 mostly, are crossed by IndexByte rather than read byte by byte.
+	i := jsonscan.SkipSpace(v, k+1)
+	for i < len(v) && v[i] != '}' {
+		if v[i] == ',' {
+			i = jsonscan.SkipSpace(v, i+1)
+		}
+		ke := stringEnd(v, i)
+		key := v[i+1 : max(ke-1, i+1)]
+		i = jsonscan.SkipSpace(v, ke)
+		i = jsonscan.SkipSpace(v, i+1) // past the colon
+		if i >= len(v) {
+			break
+		}
+		var ve int
+		if v[i] == '"' {
+			ve = stringEnd(v, i)
+			if string(key) == m.member {
+				n += ve - i
+				tokens += m.cost(ve - i)
+			}
+		} else {
+			var err error
+			if ve, err = jsonscan.Skip(v, i); err != nil {
+				return len(v), n, tokens
+			}
+		}
+		i = jsonscan.SkipSpace(v, ve)
+	}
+	return min(i+1, len(v)), n, tokens
+}
+
+// stringEnd is the offset past the string that opens at v[k], in validated JSON.
+func stringEnd(v []byte, k int) int {
+	for i := k + 1; i < len(v); i++ {
+		q := bytes.IndexByte(v[i:], '"')
+		if q < 0 {
+			break
+		}
+		i += q
+		if !escaped(v, i) {
+			return i + 1
+		}
+	}
+	return len(v)
+}
+
+// escaped reports whether v[i] follows an odd run of backslashes.
+func escaped(v []byte, i int) bool {
+	b := 0
+	for i-b > 0 && v[i-b-1] == '\\' {
+		b++
+	}
+	return b%2 == 1
 }
 
 // maxPrompts bounds the prompts counted: far more than an upstream takes in one
