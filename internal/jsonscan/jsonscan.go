@@ -374,6 +374,7 @@ func (a *Array) Next() (elem []byte, ok bool) {
 	return a.b[i:e], true
 }
 
+// SkipSpace returns the index of the first byte of b at or after i that is not JSON
 // whitespace.
 func SkipSpace(b []byte, i int) int {
 	for i < len(b) {
