@@ -1217,6 +1217,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		t := &p.Targets[ti]
 		b := r.rt.backendList[t.Backend]
 		prevBackend, prevVariant, prevBe, prevSeries, prevRoute := r.backend, r.variant, r.be, r.series, r.obsRoute
+		prevTarget := r.res.Target
 		r.backend = b.Name
 		// A fallback serves no route, so it has no variant: the canary's gates
 		// count none of its attempts, and a variant's header, series, log line
@@ -1272,6 +1273,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			// Retry-After, a timeout), as the gateway's own 400 would tell the
 			// client not to retry a valid request, and its own 503 to retry at once.
 			r.backend, r.variant, r.be, r.series, r.obsRoute = prevBackend, prevVariant, prevBe, prevSeries, prevRoute
+			r.res.Target = prevTarget
 			ctx.Response.Reset()
 			var ue *providers.UpstreamError
 			if errors.As(last, &ue) {
