@@ -1033,6 +1033,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		Body:          body,
 		Model:         r.f.model,
 		StreamOptions: r.f.streamOptions,
+		CacheKey:      r.f.cacheKey,
 		Stream:        r.f.stream && kind != providers.Embeddings,
 		IncludeUsage:  r.f.includeUsage,
 		MaxTokens:     r.f.maxTokens,

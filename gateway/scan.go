@@ -28,6 +28,10 @@ type fields struct {
 	// string (endUser picks one).
 	user     [2]int
 	safetyID [2]int
+	// cacheKey is the span of the "prompt_cache_key" string between its quotes,
+	// {-1, -1} when the last member of that name is not a string: the client's own
+	// name for the requests that share a cached prefix (affinity places by it).
+	cacheKey [2]int
 	// promptBytes is the size of messages/prompt/input less the media strings in
 	// them, and mediaTokens the estimate of those (promptMedia), for token estimates.
 	promptBytes int
@@ -101,7 +105,8 @@ func init() {
 // scanBody reads the fields the pipeline needs in one pass over body. It returns nil or
 // the error to answer with.
 func scanBody(body []byte, f *fields) *apiError {
-	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, safetyID: [2]int{-1, -1}}
+	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, safetyID: [2]int{-1, -1},
+		cacheKey: [2]int{-1, -1}}
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		if jsonscan.Valid(body) {
@@ -190,6 +195,11 @@ func scanBody(body []byte, f *fields) *apiError {
 				f.user = span
 			} else {
 				f.safetyID = span
+			}
+		case "prompt_cache_key":
+			f.cacheKey = [2]int{-1, -1}
+			if jsonscan.IsString(v) {
+				f.cacheKey = [2]int{off + 1, off + len(v) - 1}
 			}
 		case "messages", "input":
 			f.addPrompt(v)

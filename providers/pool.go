@@ -1103,7 +1103,19 @@ func (st *targetState) boundLoad(queued bool, inflight, since int64) int64 {
 // the members before the prompt are skipped, and the prompt is read no further than
 // its first n bytes of text need (a message's content placed before its role is
 // skipped to find the role). The gateway has checked that the body is JSON.
+//
+// A call that names its cache group in prompt_cache_key (OpenAI's parameter for
+// requests that share a cached prefix) hashes that name, decoded, instead: the client
+// knows which requests share a prefix, also when it is shorter than n or the prompts
+// differ within their first n bytes.
 func prefixHash(call *Call, n int) (h uint64, ok bool) {
+	if k := call.CacheKey; k[1] > k[0] && n > 0 {
+		w := prefixWriter{left: len(sepCacheKey) + max(n, k[1]-k[0])}
+		w.d.Reset()
+		w.mark(sepCacheKey)
+		w.str(call.Body, k[0]-1)
+		return w.d.Sum64(), true
+	}
 	key := "messages"
 	switch call.Kind {
 	case Completions:
@@ -1134,6 +1146,8 @@ const (
 	sepItem    = "\x01"
 	sepMessage = "\x02"
 	sepPart    = "\n"
+	// sepCacheKey begins the hash of a prompt_cache_key, apart from every prompt's.
+	sepCacheKey = "\x03"
 )
 
 // prefixWriter hashes the canonical text of a prompt until left bytes are written.

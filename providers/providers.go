@@ -121,7 +121,11 @@ type Call struct {
 	Model [2]int
 	// StreamOptions is the span of the "stream_options" value in Body, or {-1, -1}.
 	StreamOptions [2]int
-	Stream        bool
+	// CacheKey is the span of the "prompt_cache_key" string in Body between its
+	// quotes; an empty span (its zero value too) when there is none. Prefix affinity
+	// places the call by it instead of by its prompt.
+	CacheKey [2]int
+	Stream   bool
 	// IncludeUsage is the client's own stream_options.include_usage.
 	IncludeUsage bool
 	// MaxTokens is the client's max_tokens (or max_completion_tokens), 0 when absent.
