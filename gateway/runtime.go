@@ -195,11 +195,12 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label)})
 		}
 	}
-	rt.unrouted = m.Route(metrics.UnknownEndpoint, metrics.None, metrics.None)
-	// Each key's policy is compiled once, for every endpoint it calls. Every endpoint
-	// counts refusals by the keys' limits too: any of them may refuse a request there.
+	rt.unrouted = m.ShapedRoute(metrics.UnknownEndpoint, metrics.None, metrics.None, metrics.Shape{Codes: unroutedCodes[:]})
+	// Each key's policy is compiled once, for every endpoint it calls. A key's limits
+	// can refuse a request only on the endpoints it may call (a key not allowed is
+	// refused before any limit): their rejection series are those endpoints'.
 	keyPolicies := make([]*limiter.Policy, len(cfg.Auth.Keys))
-	var keyLimits []string
+	keyLimits := make([][]string, len(cfg.Auth.Keys))
 	for ki, kc := range cfg.Auth.Keys {
 		var err error
 		if keyPolicies[ki], err = limiter.NewPolicy("key:"+kc.Name, kc.Limits); err != nil {
@@ -207,9 +208,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			return nil, cfg.buildError("auth.keys["+strconv.Itoa(ki)+"]", err)
 		}
 		for _, l := range kc.Limits {
-			if name := limitName(l); !slices.Contains(keyLimits, name) {
-				keyLimits = append(keyLimits, name)
-			}
+			keyLimits[ki] = appendNew(keyLimits[ki], limitName(l))
 		}
 	}
 	endpointIdx := make(map[string]int, len(cfg.Endpoints))
@@ -221,16 +220,24 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		all[i] = true
 	}
 	allowed := make([][]bool, len(cfg.Auth.Keys))
+	// The limit names of the keys that may call every endpoint, and by endpoint
+	// those of the keys that may call it and not all: gathered per key and the
+	// endpoints it names, not per key and endpoint, which thousands of keys over
+	// hundreds of endpoints would make millions.
+	var everyLimits []string
+	endpointLimits := make([][]string, len(cfg.Endpoints))
 	for ki, kc := range cfg.Auth.Keys {
 		// Read only: keys that may call every endpoint share one list.
 		allowed[ki] = all
 		if mayCallAll(&kc) {
+			everyLimits = appendNew(everyLimits, keyLimits[ki]...)
 			continue
 		}
 		allowed[ki] = make([]bool, len(cfg.Endpoints))
 		for _, name := range kc.Endpoints {
 			if j, ok := endpointIdx[name]; ok {
 				allowed[ki][j] = true
+				endpointLimits[j] = appendNew(endpointLimits[j], keyLimits[ki]...)
 			}
 		}
 	}
@@ -242,15 +249,24 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			rt.close()
 			return nil, cfg.buildError(ep, err)
 		}
+		// The gateway's own answers on the endpoint, once it is known, and a
+		// backend's refusals without an upstream count no upstream status, token
+		// or stream: their label sets have only the statuses they can answer.
 		e := &endpoint{idx: i, name: ec.Name, kind: kind, timeout: ec.Timeout, routing: re, sticky: re.Sticky(),
-			m: m.Endpoint(ec.Name), attrs: tracing.NewEndpointAttrs(ec.Name, ec.Type), local: m.Route(ec.Name, metrics.None, metrics.None), backends: len(names)}
+			m: m.Endpoint(ec.Name), attrs: tracing.NewEndpointAttrs(ec.Name, ec.Type),
+			local: m.ShapedRoute(ec.Name, metrics.None, metrics.None, metrics.Shape{Codes: endpointCodes[:]}), backends: len(names)}
 		e.series = make([]*metrics.Route, len(ec.Routes)*len(names))
 		e.refused = make([]*metrics.Route, len(names))
+		// A fallback serves no route: its series have no variant, as its attempts
+		// count toward no route's canary gates; its refusals count there too.
+		for _, b := range ec.Fallbacks {
+			if j := backendIdx[b]; e.refused[j] == nil {
+				e.refused[j] = m.ShapedRoute(ec.Name, b, metrics.None, rt.upstreamShape(b, kind))
+			}
+		}
 		for _, r := range ec.Routes {
-			for _, b := range append([]string{r.Backend}, ec.Fallbacks...) {
-				if e.refused[backendIdx[b]] == nil {
-					e.refused[backendIdx[b]] = m.Route(ec.Name, b, metrics.None)
-				}
+			if j := backendIdx[r.Backend]; e.refused[j] == nil {
+				e.refused[j] = m.ShapedRoute(ec.Name, r.Backend, metrics.None, metrics.Shape{Codes: refusalCodes[:]})
 			}
 		}
 		for ri, r := range ec.Routes {
@@ -258,13 +274,11 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			if variant == "" {
 				variant = r.Backend
 			}
-			// A fallback serves no route: its series have no variant, as its
-			// attempts count toward no route's canary gates. The route's own
-			// backend keeps the variant when it is also a fallback.
 			for _, b := range ec.Fallbacks {
-				e.series[ri*len(names)+backendIdx[b]] = m.Route(ec.Name, b, metrics.None)
+				e.series[ri*len(names)+backendIdx[b]] = e.refused[backendIdx[b]]
 			}
-			e.series[ri*len(names)+backendIdx[r.Backend]] = m.Route(ec.Name, r.Backend, variant)
+			// The route's own backend keeps the variant when it is also a fallback.
+			e.series[ri*len(names)+backendIdx[r.Backend]] = m.ShapedRoute(ec.Name, r.Backend, variant, rt.upstreamShape(r.Backend, kind))
 		}
 		rt.routing = append(rt.routing, re)
 		e.defaultMaxTokens = ec.DefaultMaxTokens
@@ -288,8 +302,12 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 				return nil, cfg.buildError("auth.keys["+strconv.Itoa(ki)+"].limits", errors.New("with endpoint "+strconv.Quote(ec.Name)+": "+err.Error()))
 			}
 		}
-		for _, name := range keyLimits {
-			e.rejections[name] = m.Rejection(ec.Name, name)
+		for _, names := range [2][]string{everyLimits, endpointLimits[i]} {
+			for _, name := range names {
+				if e.rejections[name] == nil {
+					e.rejections[name] = m.Rejection(ec.Name, name)
+				}
+			}
 		}
 		rt.endpoints[ec.Name] = e
 	}
@@ -315,6 +333,45 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		rt.keys[k.hash] = k
 	}
 	return rt, nil
+}
+
+// The statuses whose request counters exist at 0 on the label sets of the answers no
+// upstream gave, which are all these label sets count (an upstream's answer, and the
+// gateway's after an attempt, count on the series of the route or fallback tried).
+var (
+	// unroutedCodes are the gateway's answers before an endpoint is known (endpoint
+	// "unknown"): the model list (200), a request it cannot take (400, 405, 408,
+	// 413, 414, 415, 431), a missing or wrong key (401), an unknown model or path
+	// (404), a drain or shutdown (503).
+	unroutedCodes = [...]int{200, 400, 401, 404, 405, 408, 413, 414, 415, 431, 503}
+	// endpointCodes are its answers on an endpoint before any backend is tried:
+	// the model called on another type's URL (400), a limit (429), the limiter's
+	// store down or the shutdown (503).
+	endpointCodes = [...]int{400, 429, 503}
+	// refusalCodes are a backend's answers without an upstream: a call its API
+	// cannot express (400), no target in service or free (503).
+	refusalCodes = [...]int{400, 503}
+)
+
+// upstreamShape is the shape of the series that backend's upstream answers count on,
+// on an endpoint of kind: embeddings never stream, only Anthropic's usage reports
+// prompt cache writes (providers/anthropic_openai.go), and a backend without a price
+// costs nothing.
+func (rt *runtime) upstreamShape(backend string, kind providers.Kind) metrics.Shape {
+	return metrics.Shape{
+		Upstream:   true,
+		Stream:     kind != providers.Embeddings,
+		CacheWrite: rt.cfg.Backends[backend].Provider == "anthropic",
+		Cost:       priced(&rt.backends[backend].Pricing),
+	}
+}
+
+// priced reports whether any price of p is other than 0: with none, Pricing.Cost is
+// 0 for every request.
+func priced(p *providers.Pricing) bool {
+	nonzero := func(v *float64) bool { return v != nil && *v != 0 }
+	return p.InputPerMillion != 0 || p.OutputPerMillion != 0 ||
+		nonzero(p.CachedInputPerMillion) || nonzero(p.CacheWritePerMillion) || nonzero(p.CacheWrite1hPerMillion)
 }
 
 // mayCallAll reports whether the key may call every endpoint: it lists none, or "*".

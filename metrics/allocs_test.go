@@ -19,6 +19,12 @@ func TestHotPathAllocs(t *testing.T) {
 	// must not allocate.
 	r.Done(200, time.Second, time.Millisecond, time.Millisecond, 1, 1, 1)
 	r.Done(429, time.Second, 0, 0, 0, 0, 0)
+	// An own-answer route's series that its shape left out are created on first
+	// use; later ones do not allocate either.
+	own := m.ShapedRoute("chat", None, None, Shape{Codes: []int{429}})
+	own.Done(502, time.Second, time.Millisecond, time.Millisecond, 1, 1, 1)
+	own.CachedInput(1, 1)
+	own.StreamFailed(StreamCut)
 	tests := []struct {
 		name string
 		f    func()
@@ -28,6 +34,13 @@ func TestHotPathAllocs(t *testing.T) {
 		}},
 		{"Route.Done without tokens", func() { r.Done(429, time.Millisecond, 0, 0, 0, 0, 0) }},
 		{"Route.CachedInput", func() { r.CachedInput(384, 64) }},
+		{"Route.StreamFailed", func() { r.StreamFailed(StreamTimeout) }},
+		{"own-answer Route.Done", func() { own.Done(429, time.Millisecond, 0, 0, 0, 0, 0) }},
+		{"own-answer Route.Done of a status used once", func() {
+			own.Done(502, time.Second, time.Millisecond, time.Millisecond, 2, 2, 0.5)
+			own.CachedInput(1, 1)
+			own.StreamFailed(StreamCut)
+		}},
 		{"Attempt.Observe", func() { a.Observe(OutcomeForStatus(503)) }},
 		{"Endpoint.Begin and End", func() { e.Begin(); e.End() }},
 		{"rejection", func() { rej.Inc() }},

@@ -104,16 +104,25 @@ func (m *Metrics) Lease() *Lease {
 	return &Lease{m: m}
 }
 
-// Route returns the series of one route and holds them until Release. backend
+// Route returns every series of one route and holds them until Release. backend
 // and variant are None for requests the gateway answers itself; endpoint is
 // UnknownEndpoint when the request named no endpoint.
 func (l *Lease) Route(endpoint, backend, variant string) *Route {
+	return l.ShapedRoute(endpoint, backend, variant, full)
+}
+
+// ShapedRoute returns the series of one route that s says its requests can move,
+// and holds them until Release. A route asked for again, by this lease or
+// another, gets the series this shape adds to those it has.
+func (l *Lease) ShapedRoute(endpoint, backend, variant string, s Shape) *Route {
 	m := l.m
 	m.refMu.Lock()
 	defer m.refMu.Unlock()
 	m.sweep()
 	k := [3]string{endpoint, backend, variant}
-	return acquire(l, m.routeSets, k, func() *Route { return m.newRoute(k) })
+	r := acquire(l, m.routeSets, k, func() *Route { return m.newRoute(k) })
+	r.shape(s)
+	return r
 }
 
 // Attempt returns the attempt counters of one backend target and holds them
@@ -235,7 +244,12 @@ func (r *Route) counted() bool {
 	if d, ok := r.duration.(prometheus.Metric); ok && counted(d) {
 		return true
 	}
-	return counted(r.streamErrors[:]...)
+	for i := range r.streamErrors {
+		if ref := r.streamErrors[i].Load(); ref != nil && counted(ref.c) {
+			return true
+		}
+	}
+	return false
 }
 
 // remove deletes the route's series; the caller holds m.refMu.
@@ -249,44 +263,66 @@ func (r *Route) remove(m *Metrics) {
 		}
 	}
 	m.duration.DeleteLabelValues(k[:]...)
-	m.ttft.DeleteLabelValues(k[:]...)
-	m.tpot.DeleteLabelValues(k[:]...)
-	for e := range numStreamErrors {
-		m.streamErrors.DeleteLabelValues(k[0], k[1], k[2], e.String())
+	if r.latency[latencyTTFT].Load() != nil {
+		m.ttft.DeleteLabelValues(k[:]...)
 	}
-	m.dropTokens(r.tokens)
+	if r.latency[latencyTPOT].Load() != nil {
+		m.tpot.DeleteLabelValues(k[:]...)
+	}
+	for e := range numStreamErrors {
+		if r.streamErrors[e].Load() != nil {
+			m.streamErrors.DeleteLabelValues(k[0], k[1], k[2], e.String())
+		}
+	}
+	if r.tokens != nil {
+		m.dropTokens(r.tokens)
+	}
 }
 
 // tokenSeries are the series of one (endpoint, backend), which its routes share
-// whatever their variant; held (under Metrics.refMu) counts those routes, kept
-// or held. When the last goes they go with it: a route that counted tokens was
-// kept itself.
+// whatever their variant; held (under Metrics.refMu) counts the routes that
+// hold them, kept or held. When the last goes they go with it: a route that
+// counted tokens was kept itself. c holds each series once a route's shape or
+// first use created it (under Metrics.refMu).
 type tokenSeries struct {
-	labels                [2]string
-	in, out               prometheus.Counter
-	cacheRead, cacheWrite prometheus.Counter
-	cost                  prometheus.Counter
-	held                  int
+	labels [2]string
+	c      [numTokenKinds]prometheus.Counter
+	held   int
 }
 
-// holdTokens holds the token series of (endpoint, backend), creating them when no
-// route holds them; the caller holds m.refMu.
+// holdTokens holds the token series of (endpoint, backend), making their set
+// when no route holds it; the caller holds m.refMu.
 func (m *Metrics) holdTokens(endpoint, backend string) *tokenSeries {
 	k := [2]string{endpoint, backend}
 	ts := m.tokenSets[k]
 	if ts == nil {
-		ts = &tokenSeries{
-			labels:     k,
-			in:         m.tokens.WithLabelValues(endpoint, backend, "input"),
-			out:        m.tokens.WithLabelValues(endpoint, backend, "output"),
-			cacheRead:  m.cachedTokens.WithLabelValues(endpoint, backend, "cache_read"),
-			cacheWrite: m.cachedTokens.WithLabelValues(endpoint, backend, "cache_write"),
-			cost:       m.cost.WithLabelValues(endpoint, backend),
-		}
+		ts = &tokenSeries{labels: k}
 		m.tokenSets[k] = ts
 	}
 	ts.held++
 	return ts
+}
+
+// tokenCounter returns series k of ts, creating it when no route has yet; the
+// caller holds m.refMu.
+func (m *Metrics) tokenCounter(ts *tokenSeries, k tokenKind) prometheus.Counter {
+	if c := ts.c[k]; c != nil {
+		return c
+	}
+	ep, b := ts.labels[0], ts.labels[1]
+	switch k {
+	case tokensIn:
+		ts.c[k] = m.tokens.WithLabelValues(ep, b, "input")
+	case tokensOut:
+		ts.c[k] = m.tokens.WithLabelValues(ep, b, "output")
+	case tokensCacheRead:
+		ts.c[k] = m.cachedTokens.WithLabelValues(ep, b, "cache_read")
+	case tokensCacheWrite:
+		ts.c[k] = m.cachedTokens.WithLabelValues(ep, b, "cache_write")
+	default:
+		ts.c[k] = m.cost.WithLabelValues(ep, b)
+	}
+	return ts.c[k]
 }
 
 // dropTokens lets go of token series a removed route held, deleting them when no

@@ -115,9 +115,11 @@ type Metrics struct {
 	rejectionSets map[[2]string]*rejection
 	// pinned holds the label sets asked for on Metrics itself, for good.
 	pinned *Lease
-	// discard is what a status first seen on a removed route counts in: the
-	// route's series are gone, and creating one would leave it for good.
-	discard prometheus.Counter
+	// discard and discardObs are what a series first used on a removed route
+	// counts in: the route's series are gone, and creating one would leave it for
+	// good.
+	discard    prometheus.Counter
+	discardObs prometheus.Observer
 	// kept are the label sets let go of but kept for their last counts to be
 	// scraped (removedKeep); now is the clock that times them.
 	kept []labelSet
@@ -140,6 +142,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		endpointSets:  make(map[string]*Endpoint),
 		rejectionSets: make(map[[2]string]*rejection),
 		discard:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_discarded"}),
+		discardObs:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tollgate_discarded"}),
 	}
 	m.pinned = &Lease{m: m, pinned: true}
 	m.now = time.Now
@@ -267,21 +270,22 @@ type Route struct {
 	m      *Metrics
 	labels [3]string
 	// tokens are the series the route shares with the endpoint's other routes
-	// to its backend; dead (under m.refMu) says that the route's series were
-	// removed.
+	// to its backend, nil while it has none; dead says that the route's series
+	// were removed. Both under m.refMu.
 	tokens *tokenSeries
 	hold
 	dead bool
 
-	duration, ttft, tpot  prometheus.Observer
-	inTokens, outTokens   prometheus.Counter
-	cacheRead, cacheWrite prometheus.Counter
-	cost                  prometheus.Counter
-	streamErrors          [numStreamErrors]prometheus.Counter
+	duration prometheus.Observer
 
-	// codes holds the request counter per HTTP status, created with the route
-	// (presetCodes) or on first use: statuses 100..599 map to 0..499, anything
-	// else to the last slot.
+	// The series only some label sets can move (Shape) are created with the
+	// shape that says they can, or by their first use (off the hot path, as a
+	// rare status's counter is), so that what a shape left out is still counted.
+	latency      [numLatencies]atomic.Pointer[observerRef]
+	tokenCounts  [numTokenKinds]atomic.Pointer[counterRef]
+	streamErrors [numStreamErrors]atomic.Pointer[counterRef]
+	// codes holds the request counter per HTTP status: statuses 100..599 map to
+	// 0..499, anything else to the last slot.
 	codes [numCodes]atomic.Pointer[counterRef]
 }
 
@@ -295,6 +299,27 @@ const (
 const invalidCode = "invalid"
 
 type counterRef struct{ c prometheus.Counter }
+
+type observerRef struct{ o prometheus.Observer }
+
+// The latency histograms a stream moves, by their index in Route.latency.
+const (
+	latencyTTFT = iota
+	latencyTPOT
+	numLatencies
+)
+
+// tokenKind indexes the series of tokenSeries: the token counts and the cost.
+type tokenKind uint8
+
+const (
+	tokensIn tokenKind = iota
+	tokensOut
+	tokensCacheRead
+	tokensCacheWrite
+	tokensCost
+	numTokenKinds
+)
 
 // StreamError is how a stream failed after its 200 went out: the code of the error
 // event that ended it, or gateway_shutdown for one the gateway cut at shutdown.
@@ -320,7 +345,38 @@ func (e StreamError) String() string {
 	return streamErrorNames[e]
 }
 
-// Route returns the series of one route, held for the life of m (Lease.Route
+// Shape says which series of a route label set exist from its start: those its
+// requests can move. A series that can never move is still an active series to
+// Prometheus, billed and queried (an embeddings endpoint has no first token, and
+// an answer the gateway gave itself no tokens), so it is left out; one that can
+// must exist at 0 from the start, or rate() and increase() would miss its first
+// count (a counter created by its first event reaches Prometheus already holding
+// it). A series a shape left out and that counts after all is created by its
+// first use, off the hot path: nothing is lost. A label set asked for again with
+// more (a fallback that is also a route's backend, a reload that adds a price or
+// makes an endpoint stream) gets the series it lacked; those it has keep their
+// counts, and stay while any lease holds it.
+type Shape struct {
+	// Codes are statuses, besides those Upstream brings, whose request counters
+	// exist at 0 from the start: the gateway's own answers on the label set.
+	Codes []int
+	// Upstream says that upstream answers count on the label set: their usual
+	// statuses (presetCodes) and their token counts, prompt cache reads included.
+	Upstream bool
+	// Stream says that its requests may stream: time to first token, time per
+	// output token and the stream errors.
+	Stream bool
+	// CacheWrite says that its backend reports prompt cache writes (only
+	// Anthropic's usage has them).
+	CacheWrite bool
+	// Cost says that its backend has a price other than 0.
+	Cost bool
+}
+
+// full is the shape of a route that has every series.
+var full = Shape{Upstream: true, Stream: true, CacheWrite: true, Cost: true}
+
+// Route returns every series of one route, held for the life of m (Lease.Route
 // holds them for a configuration). backend and variant are None for requests
 // the gateway answers itself; endpoint is UnknownEndpoint when the request named
 // no endpoint.
@@ -328,35 +384,53 @@ func (m *Metrics) Route(endpoint, backend, variant string) *Route {
 	return m.pinned.Route(endpoint, backend, variant)
 }
 
-// newRoute creates the series of a route; the caller holds m.refMu.
-func (m *Metrics) newRoute(k [3]string) *Route {
-	endpoint, backend, variant := k[0], k[1], k[2]
-	r := &Route{
-		m:        m,
-		labels:   k,
-		tokens:   m.holdTokens(endpoint, backend),
-		duration: m.duration.WithLabelValues(endpoint, backend, variant),
-		ttft:     m.ttft.WithLabelValues(endpoint, backend, variant),
-		tpot:     m.tpot.WithLabelValues(endpoint, backend, variant),
-	}
-	r.inTokens, r.outTokens = r.tokens.in, r.tokens.out
-	r.cacheRead, r.cacheWrite = r.tokens.cacheRead, r.tokens.cacheWrite
-	r.cost = r.tokens.cost
-	for e := range numStreamErrors {
-		r.streamErrors[e] = m.streamErrors.WithLabelValues(endpoint, backend, variant, e.String())
-	}
-	for _, c := range presetCodes {
-		r.newCode(c - minCode)
-	}
-	return r
+// ShapedRoute returns the series of one route that s says its requests can move,
+// held for the life of m (Lease.ShapedRoute holds them for a configuration).
+func (m *Metrics) ShapedRoute(endpoint, backend, variant string, s Shape) *Route {
+	return m.pinned.ShapedRoute(endpoint, backend, variant, s)
 }
 
-// presetCodes are the statuses whose request counters exist at 0 from the route's
-// start: those the gateway answers itself and the usual upstream ones. A counter
-// created at its first request would reach Prometheus already holding it, and
-// rate() and increase() count only growth between samples: an outage shorter than
-// a scrape interval would never show on the dashboard or in the error-rate alert.
-// Rarer statuses (Anthropic's 529) are created on first use.
+// newRoute creates the series every route has; the caller holds m.refMu.
+func (m *Metrics) newRoute(k [3]string) *Route {
+	return &Route{m: m, labels: k, duration: m.duration.WithLabelValues(k[:]...)}
+}
+
+// shape creates the series s says the route can move that it lacks; the caller
+// holds m.refMu.
+func (r *Route) shape(s Shape) {
+	if s.Upstream {
+		for _, c := range presetCodes {
+			r.newCode(slot(c))
+		}
+		r.newToken(tokensIn)
+		r.newToken(tokensOut)
+		r.newToken(tokensCacheRead)
+	}
+	for _, c := range s.Codes {
+		r.newCode(slot(c))
+	}
+	if s.Stream {
+		r.newLatency(latencyTTFT)
+		r.newLatency(latencyTPOT)
+		for e := range numStreamErrors {
+			r.newStreamError(e)
+		}
+	}
+	if s.CacheWrite {
+		r.newToken(tokensCacheWrite)
+	}
+	if s.Cost {
+		r.newToken(tokensCost)
+	}
+}
+
+// presetCodes are the statuses whose request counters exist at 0 from the start on
+// the label sets upstream answers count on (Shape.Upstream): those the gateway
+// answers itself and the usual upstream ones. A counter created at its first
+// request would reach Prometheus already holding it, and rate() and increase()
+// count only growth between samples: an outage shorter than a scrape interval
+// would never show on the dashboard or in the error-rate alert. Rarer statuses
+// (Anthropic's 529) are created on first use.
 var presetCodes = [...]int{200, 400, 401, 403, 404, 408, 413, 422, 429, 499, 500, 502, 503, 504}
 
 // StreamFailed counts a stream the upstream failed after its 200 went out.
@@ -364,7 +438,16 @@ func (r *Route) StreamFailed(e StreamError) {
 	if e >= numStreamErrors {
 		e = StreamCut
 	}
-	r.streamErrors[e].Inc()
+	if ref := r.streamErrors[e].Load(); ref != nil {
+		ref.c.Inc()
+		return
+	}
+	r.m.refMu.Lock()
+	defer r.m.refMu.Unlock()
+	if r.dead {
+		return
+	}
+	r.newStreamError(e).Inc()
 }
 
 // Done records one finished request: its status, total duration, time to
@@ -376,19 +459,19 @@ func (r *Route) Done(status int, dur, ttft, tpot time.Duration, inTok, outTok in
 	r.code(status).Inc()
 	r.duration.Observe(dur.Seconds())
 	if ttft > 0 {
-		r.ttft.Observe(ttft.Seconds())
+		r.observer(latencyTTFT).Observe(ttft.Seconds())
 	}
 	if tpot > 0 {
-		r.tpot.Observe(tpot.Seconds())
+		r.observer(latencyTPOT).Observe(tpot.Seconds())
 	}
 	if inTok > 0 {
-		r.inTokens.Add(float64(inTok))
+		r.token(tokensIn).Add(float64(inTok))
 	}
 	if outTok > 0 {
-		r.outTokens.Add(float64(outTok))
+		r.token(tokensOut).Add(float64(outTok))
 	}
 	if costUSD > 0 {
-		r.cost.Add(costUSD)
+		r.token(tokensCost).Add(costUSD)
 	}
 }
 
@@ -396,18 +479,15 @@ func (r *Route) Done(status int, dur, ttft, tpot time.Duration, inTok, outTok in
 // from and wrote to its prompt cache, which Done counted among the input tokens.
 func (r *Route) CachedInput(read, written int64) {
 	if read > 0 {
-		r.cacheRead.Add(float64(read))
+		r.token(tokensCacheRead).Add(float64(read))
 	}
 	if written > 0 {
-		r.cacheWrite.Add(float64(written))
+		r.token(tokensCacheWrite).Add(float64(written))
 	}
 }
 
 func (r *Route) code(status int) prometheus.Counter {
-	i := numCodes - 1
-	if status >= minCode && status <= maxCode {
-		i = status - minCode
-	}
+	i := slot(status)
 	if ref := r.codes[i].Load(); ref != nil {
 		return ref.c
 	}
@@ -419,17 +499,92 @@ func (r *Route) code(status int) prometheus.Counter {
 	if r.dead {
 		return r.m.discard
 	}
-	if ref := r.codes[i].Load(); ref != nil {
-		return ref.c
-	}
 	return r.newCode(i)
 }
 
-// newCode creates the request counter of status slot i; the caller holds
-// m.refMu, or is creating the route.
+func (r *Route) token(k tokenKind) prometheus.Counter {
+	if ref := r.tokenCounts[k].Load(); ref != nil {
+		return ref.c
+	}
+	// As for a status first seen (code).
+	r.m.refMu.Lock()
+	defer r.m.refMu.Unlock()
+	if r.dead {
+		return r.m.discard
+	}
+	return r.newToken(k)
+}
+
+func (r *Route) observer(i int) prometheus.Observer {
+	if ref := r.latency[i].Load(); ref != nil {
+		return ref.o
+	}
+	// As for a status first seen (code).
+	r.m.refMu.Lock()
+	defer r.m.refMu.Unlock()
+	if r.dead {
+		return r.m.discardObs
+	}
+	return r.newLatency(i)
+}
+
+// slot is the index of status in Route.codes.
+func slot(status int) int {
+	if status >= minCode && status <= maxCode {
+		return status - minCode
+	}
+	return numCodes - 1
+}
+
+// newCode returns the request counter of status slot i, created when the route
+// has none; the caller holds m.refMu.
 func (r *Route) newCode(i int) prometheus.Counter {
+	if ref := r.codes[i].Load(); ref != nil {
+		return ref.c
+	}
 	ref := &counterRef{c: r.m.requests.WithLabelValues(r.labels[0], r.labels[1], r.labels[2], codeLabel(i))}
 	r.codes[i].Store(ref)
+	return ref.c
+}
+
+// newStreamError returns the counter of stream error e, created when the route
+// has none; the caller holds m.refMu.
+func (r *Route) newStreamError(e StreamError) prometheus.Counter {
+	if ref := r.streamErrors[e].Load(); ref != nil {
+		return ref.c
+	}
+	ref := &counterRef{c: r.m.streamErrors.WithLabelValues(r.labels[0], r.labels[1], r.labels[2], e.String())}
+	r.streamErrors[e].Store(ref)
+	return ref.c
+}
+
+// newLatency returns latency histogram i, created when the route has none; the
+// caller holds m.refMu.
+func (r *Route) newLatency(i int) prometheus.Observer {
+	if ref := r.latency[i].Load(); ref != nil {
+		return ref.o
+	}
+	vec := r.m.ttft
+	if i == latencyTPOT {
+		vec = r.m.tpot
+	}
+	ref := &observerRef{o: vec.WithLabelValues(r.labels[:]...)}
+	r.latency[i].Store(ref)
+	return ref.o
+}
+
+// newToken returns the token or cost counter k the route shares with the
+// endpoint's other routes to its backend, created when none of them has it; the
+// caller holds m.refMu.
+func (r *Route) newToken(k tokenKind) prometheus.Counter {
+	if ref := r.tokenCounts[k].Load(); ref != nil {
+		return ref.c
+	}
+	if r.tokens == nil {
+		r.tokens = r.m.holdTokens(r.labels[0], r.labels[1])
+	}
+	ref := &counterRef{c: r.m.tokenCounter(r.tokens, k)}
+	r.tokenCounts[k].Store(ref)
 	return ref.c
 }
 
