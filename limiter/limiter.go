@@ -211,7 +211,10 @@ type Limiter struct {
 	// members is shared by every limiter of the process's chain of reloads.
 	members *members
 
-	degraded    atomic.Bool
+	degraded atomic.Bool
+	// recoveries counts the limiter's recoveries, so that a check's failure can tell
+	// whether it began before the last one (checkFailed).
+	recoveries  atomic.Uint64
 	refused     atomic.Uint64
 	fallbacks   atomic.Uint64
 	unavailable atomic.Uint64
@@ -441,12 +444,26 @@ func (l *Limiter) compensate(t *Ticket, served bool, actual int64) {
 	}
 }
 
+// checkFailed marks Redis down for a check that failed, unless the limiter has
+// recovered since the check began (began is recoveries then): a check sent as Redis
+// went away fails only once its client's retries or its timeout run out, which a
+// brief outage may outlast, and a failure from before the recovery says nothing of
+// Redis now (it flapped the limiter back to degraded, and with deny refused the
+// requests of the next heartbeat interval, on a Redis that answered).
+func (l *Limiter) checkFailed(began uint64, cause error) {
+	if l.recoveries.Load() != began {
+		return
+	}
+	l.setDegraded(true, cause)
+}
+
 func (l *Limiter) setDegraded(on bool, cause error) {
 	if !l.degraded.CompareAndSwap(!on, on) {
 		return
 	}
 	switch {
 	case !on:
+		l.recoveries.Add(1)
 		l.log.Info("limiter: redis answers again, limits are global again")
 	case l.deny:
 		l.log.Warn("limiter: redis unavailable, refusing limited requests (on_redis_error: deny)", "error", cause.Error())

@@ -86,6 +86,9 @@ type waiter struct {
 	want   [MaxLimits]float64
 	refill bool
 
+	// began is the limiter's recoveries when the check was made (checkFailed).
+	began uint64
+
 	// Results, written by the flusher before it moves state on.
 	failed    bool
 	refused   bool
@@ -526,7 +529,7 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 			// The request is answered without Redis, and hands w over with how
 			// (Limiter.compensate, handOver) once that is known.
 			t.late = w
-			s.l.setDegraded(true, errCheckTimeout)
+			s.l.checkFailed(w.began, errCheckTimeout)
 			return nil, false
 		}
 		<-w.done
@@ -546,6 +549,7 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 func (s *redisStore) newWaiter(t *Ticket) *waiter {
 	w := s.pool.Get().(*waiter)
 	w.pol, w.n, w.refill = t.pol, t.n, false
+	w.began = s.l.recoveries.Load()
 	w.bucket, w.tag, w.cost = t.bucket, t.tag, t.cost
 	w.want, w.granted = [MaxLimits]float64{}, [MaxLimits]float64{}
 	w.failed, w.refused, w.parts, w.ref, w.retry, w.err = false, false, 0, 0, 0, nil
@@ -569,7 +573,7 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 		// The caller answers without Redis, and settles these there accordingly.
 		t.unsure, t.unsureMask = w.unsure, w.unsureMask
 		if !slotRefusal(w.err) {
-			s.l.setDegraded(true, w.err)
+			s.l.checkFailed(w.began, w.err)
 		}
 		return nil, false
 	}
