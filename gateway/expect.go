@@ -1,10 +1,6 @@
 package gateway
 
-import (
-	"github.com/valyala/fasthttp"
-
-	"github.com/tollgate/tollgate/tracing"
-)
+import "github.com/valyala/fasthttp"
 
 // expectContinue answers a request's `Expect: 100-continue` (fasthttp.Server's
 // ExpectHandler) before its body is sent, and a request whose Content-Length is over
@@ -53,10 +49,10 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 	closeLingering(ctx)
 	r := s.ownRequest(ctx)
 	if r.rt != nil {
-		// Marked on the trace as the handler's auth marks a refused key.
-		_, as := r.rt.tr.Start(r.tctx, tracing.SpecAuth)
-		tracing.RecordRefusal(as, e.code)
-		as.End()
+		// The handler's own auth, which marks the refusal on its span.
+		if re := r.auth(ctx); re != nil {
+			e = re
+		}
 	}
 	r.fail(ctx, e)
 	return e.status

@@ -362,16 +362,8 @@ func (rt *runtime) upstreamShape(backend string, kind providers.Kind) metrics.Sh
 		Upstream:   true,
 		Stream:     kind != providers.Embeddings,
 		CacheWrite: rt.cfg.Backends[backend].Provider == "anthropic",
-		Cost:       priced(&rt.backends[backend].Pricing),
+		Cost:       !rt.backends[backend].Pricing.Free(),
 	}
-}
-
-// priced reports whether any price of p is other than 0: with none, Pricing.Cost is
-// 0 for every request.
-func priced(p *providers.Pricing) bool {
-	nonzero := func(v *float64) bool { return v != nil && *v != 0 }
-	return p.InputPerMillion != 0 || p.OutputPerMillion != 0 ||
-		nonzero(p.CachedInputPerMillion) || nonzero(p.CacheWritePerMillion) || nonzero(p.CacheWrite1hPerMillion)
 }
 
 // mayCallAll reports whether the key may call every endpoint: it lists none, or "*".

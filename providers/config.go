@@ -227,6 +227,13 @@ type Pricing struct {
 	CacheWrite1hPerMillion *float64 `yaml:"cache_write_1h_per_million"`
 }
 
+// Free reports whether every price of p is 0 (or unset): Cost is then 0 for any usage.
+func (p Pricing) Free() bool {
+	zero := func(v *float64) bool { return v == nil || *v == 0 }
+	return p.InputPerMillion == 0 && p.OutputPerMillion == 0 &&
+		zero(p.CachedInputPerMillion) && zero(p.CacheWritePerMillion) && zero(p.CacheWrite1hPerMillion)
+}
+
 // Cost is the price of u in US dollars. Every input token is priced as input, then
 // the cached and written ones are corrected by how much their price differs: with
 // those prices unset the corrections are 0 and the cost is, to the bit, what it was

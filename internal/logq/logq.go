@@ -45,9 +45,8 @@ type Queue struct {
 
 	mu  sync.Mutex
 	buf []byte
-	// held are the bytes of the batch being written, counted against max with buf;
-	// inflight is that batch, read by Close to count what it leaves unwritten.
-	held     int
+	// inflight is the batch being written, counted against max with buf, and read by
+	// Close to count what it leaves unwritten.
 	inflight []byte
 	// unreported are the lines dropped since the last notice.
 	unreported uint64
@@ -75,7 +74,7 @@ func newQueue(w io.Writer, limit int, linger time.Duration) *Queue {
 // closed and its writer gone, p is dropped and counted. A line is never split.
 func (q *Queue) Write(p []byte) (int, error) {
 	q.mu.Lock()
-	if q.stopped || len(q.buf)+q.held+len(p) > q.max {
+	if q.stopped || len(q.buf)+len(q.inflight)+len(p) > q.max {
 		n := uint64(max(bytes.Count(p, newline), 1))
 		q.unreported += n
 		q.dropped.Add(n)
@@ -141,7 +140,7 @@ func (q *Queue) run(out []byte) {
 	defer close(q.done)
 	for {
 		q.mu.Lock()
-		q.inflight, q.held = nil, 0
+		q.inflight = nil
 		if q.empty() && !q.closed && q.linger > 0 {
 			q.mu.Unlock()
 			time.Sleep(q.linger)
@@ -159,7 +158,7 @@ func (q *Queue) run(out []byte) {
 			q.mu.Lock()
 		}
 		out, q.buf = q.buf, out[:0]
-		q.inflight, q.held = out, len(out)
+		q.inflight = out
 		n, notice := q.unreported, q.notice
 		q.unreported = 0
 		q.mu.Unlock()
