@@ -326,19 +326,16 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 	// fasthttp moves the read and write deadlines of the connection later for every
 	// request; deadline.Conn makes that free. upstreamConn lets a stream hear of
 	// its reads (Waiter) and tells a retry whether the connection had served.
-	// The dial is dual-stack, and races the families of a name that has both (RFC
-	// 8305, Happy Eyeballs): net.Dialer tries the addresses of the family sorted first
-	// and, should none have connected within its FallbackDelay (300 ms), those of the
-	// other family alongside; the first to connect wins. fasthttp's TCPDialer tries one
-	// address after another, rotating through them from one dial to the next, so an
-	// address that black-holes (an IPv6 route that drops SYNs) takes the whole timeout
-	// and fails every other new connection. The name is looked up at each dial: for a
-	// new connection only, never for a request on a kept-alive one. Health checks and
-	// /metrics reads reuse this dial. Through a proxy, the same bound covers the
-	// connection to the proxy and its answer to CONNECT or its SOCKS5 handshake.
-	dialer := net.Dialer{Resolver: cfg.resolver}
+	// The dial races the addresses of a name (RFC 8305, Happy Eyeballs, see dialer):
+	// one that black-holes (an IPv6 route that drops SYNs, a zone's load balancer
+	// address in an outage) costs a new connection 250 ms, not the timeout. The name
+	// is looked up at each dial: for a new connection only, never for a request on a
+	// kept-alive one. Health checks and /metrics reads reuse this dial. Through a
+	// proxy, the same bound covers the connection to the proxy and its answer to
+	// CONNECT or its SOCKS5 handshake.
+	direct := &dialer{resolver: cfg.resolver}
 	connect := cfg.ConnectTimeout
-	viaProxy, err := proxyDial(cfg.Proxy, dialer)
+	viaProxy, err := proxyDial(cfg.Proxy, net.Dialer{Resolver: cfg.resolver})
 	if err != nil {
 		return nil, err
 	}
@@ -364,9 +361,7 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		case viaProxy != nil:
 			c, err = viaProxy(addr, end)
 		default:
-			d := dialer
-			d.Timeout = timeout
-			c, err = d.Dial("tcp", addr)
+			c, err = direct.dial(addr, end)
 		}
 		if err != nil {
 			return nil, err
