@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
@@ -167,7 +168,7 @@ func (a *arrayIter) next() ([]byte, bool) {
 
 // contentBlock is the part of a content block the translation reads; values are raw.
 type contentBlock struct {
-	typ, text, id, name, input, thinking, signature, data []byte
+	typ, text, id, name, input, thinking, signature, data, citations []byte
 }
 
 func (c *contentBlock) read(raw []byte) bool {
@@ -198,6 +199,8 @@ func (c *contentBlock) read(raw []byte) bool {
 			c.signature = v
 		case "data":
 			c.data = v
+		case "citations":
+			c.citations = v
 		}
 	}
 }
@@ -207,8 +210,11 @@ func (c *contentBlock) read(raw []byte) bool {
 // with the input object as the arguments string, thinking blocks' text joined as
 // reasoning_content (the field vLLM and DeepSeek answer thinking in) and the thinking
 // and redacted_thinking blocks as they came as thinking_blocks (LiteLLM's field), for
-// the client to send back in a tool-use loop. ok is false when body is not a Messages
-// API answer.
+// the client to send back in a tool-use loop, and the text blocks' web search
+// citations as annotations (appendAnnotations). Server tool blocks (server_tool_use,
+// web_search_tool_result, an error one included) are Anthropic's own work: the client
+// declared no such function, and the text answers from what the searches gave. ok is
+// false when body is not a Messages API answer.
 func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bool) {
 	var id, model, content, stop []byte
 	var au anthropicUsage
@@ -252,7 +258,7 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 	var cb contentBlock
 	mark := len(dst)
 	dst = append(dst, '"')
-	texts, tools, thoughts, redacted := 0, 0, 0, 0
+	texts, tools, thoughts, redacted, cited := 0, 0, 0, 0, 0
 	for {
 		el, ok := arr.next()
 		if !ok {
@@ -268,6 +274,9 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 			}
 			dst = append(dst, cb.text[1:len(cb.text)-1]...)
 			texts++
+			if len(cb.citations) > 2 && cb.citations[0] == '[' {
+				cited++
+			}
 		case `"tool_use"`:
 			tools++
 		case `"thinking"`:
@@ -356,12 +365,159 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 		}
 		dst = append(dst, ']')
 	}
+	if cited > 0 {
+		dst = appendAnnotations(dst, content)
+	}
 	dst = append(dst, `,"refusal":null},"logprobs":null,"finish_reason":`...)
 	dst = append(dst, finishReason(stop)...)
 	dst = append(dst, `}],"usage":`...)
 	dst = appendOpenAIUsage(dst, &au)
 	*u = au.usage()
 	return append(dst, '}'), true
+}
+
+// appendAnnotations appends message.annotations for the text blocks of content, the
+// answer's validated blocks: a url_citation for each of their web search citations
+// (web_search_result_location), covering its block's span of message.content. OpenAI's
+// indexes count characters as Python does, in Unicode code points (neither UTF-8
+// bytes nor UTF-16 units); Anthropic's citations carry no offsets of their own, a
+// citation belonging to the text block it came in.
+func appendAnnotations(dst, content []byte) []byte {
+	dst = append(dst, `,"annotations":[`...)
+	var blocks, cites arrayIter
+	var cb contentBlock
+	blocks.reset(content)
+	var pos int64
+	n := 0
+	for {
+		el, ok := blocks.next()
+		if !ok {
+			break
+		}
+		cb.read(el)
+		if string(cb.typ) != `"text"` {
+			continue
+		}
+		end := pos + stringRunes(cb.text)
+		if cites.reset(cb.citations) {
+			for {
+				c, ok := cites.next()
+				if !ok {
+					break
+				}
+				url, title, ok := webCitation(c)
+				if !ok {
+					continue
+				}
+				if n > 0 {
+					dst = append(dst, ',')
+				}
+				n++
+				dst = appendURLCitation(dst, pos, end, url, title)
+			}
+		}
+		pos = end
+	}
+	return append(dst, ']')
+}
+
+// webCitation reads a citation's url and title, raw JSON strings; ok is false for one
+// that is not a web search citation with a url (a document's has no url to give). A
+// title that is not a string (the API's may be null) is the empty string, OpenAI's
+// being required.
+func webCitation(c []byte) (url, title []byte, ok bool) {
+	var typ []byte
+	var it jsonscan.Iter
+	if it.Reset(c) != nil {
+		return nil, nil, false
+	}
+	for {
+		k, v, more := it.Next()
+		if !more {
+			break
+		}
+		switch string(k) {
+		case "type":
+			typ = v
+		case "url":
+			url = v
+		case "title":
+			title = v
+		}
+	}
+	if string(typ) != `"web_search_result_location"` || !jsonscan.IsString(url) {
+		return nil, nil, false
+	}
+	if !jsonscan.IsString(title) {
+		title = strEmptyString
+	}
+	return url, title, true
+}
+
+// appendURLCitation appends one of OpenAI's url_citation annotations.
+func appendURLCitation(dst []byte, start, end int64, url, title []byte) []byte {
+	dst = append(dst, `{"type":"url_citation","url_citation":{"start_index":`...)
+	dst = strconv.AppendInt(dst, start, 10)
+	dst = append(dst, `,"end_index":`...)
+	dst = strconv.AppendInt(dst, end, 10)
+	dst = append(dst, `,"url":`...)
+	dst = append(dst, url...)
+	dst = append(dst, `,"title":`...)
+	dst = append(dst, title...)
+	return append(dst, "}}"...)
+}
+
+// stringRunes is the number of Unicode code points in the text the raw JSON string s
+// holds, counted in place: an escape is one, and so are a surrogate pair's two
+// escapes; a byte that is not UTF-8 is one, as encoding/json decodes it to U+FFFD.
+func stringRunes(s []byte) int64 {
+	if len(s) < 2 {
+		return 0
+	}
+	s = s[1 : len(s)-1]
+	var n int64
+	for i := 0; i < len(s); n++ {
+		switch c := s[i]; {
+		case c < utf8.RuneSelf && c != '\\':
+			i++
+		case c == '\\':
+			i += escapeLen(s[i:])
+		default:
+			_, size := utf8.DecodeRune(s[i:])
+			i += size
+		}
+	}
+	return n
+}
+
+// escapeLen is the length of the escape e begins with: a surrogate pair's two \u
+// escapes together, as they are one code point.
+func escapeLen(e []byte) int {
+	if len(e) < 6 || e[1] != 'u' {
+		return min(2, len(e))
+	}
+	if r, ok := hex4(e[2:6]); ok && r >= 0xD800 && r < 0xDC00 && len(e) >= 12 && e[6] == '\\' && e[7] == 'u' {
+		if r2, ok := hex4(e[8:12]); ok && r2 >= 0xDC00 && r2 < 0xE000 {
+			return 12
+		}
+	}
+	return 6
+}
+
+// hex4 reads four hex digits.
+func hex4(h []byte) (rune, bool) {
+	var r rune
+	for _, c := range h {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c|0x20 >= 'a' && c|0x20 <= 'f':
+			r = r<<4 | rune(c|0x20-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // appendThinkingBlock appends a thinking or redacted_thinking block of the answer in
@@ -420,15 +576,21 @@ func appendQuotedCompact(dst, raw []byte) []byte {
 //	content_block_stop (tool_use)      → arguments "{}" when none came before
 //	content_block_stop (thinking)      → thinking_blocks delta: the block, signature and all
 //	content_block_start (redacted_thinking) → thinking_blocks delta with the block
+//	content_block_stop (text with web search citations) → annotations delta
 //	message_delta                      → the finish_reason chunk
 //	message_stop                       → the usage chunk (choices: []), then [DONE]
 //	error                              → Next fails with ErrStreamCut
 //
-// ping, signature_delta, other content_block_stop events and unknown events (the API
-// adds types over time) are skipped. Chunks are written into one reused buffer: no
-// allocation per chunk. A thinking block's text is kept until the block ends, so that
-// its thinking_blocks delta holds what the client must send back (LiteLLM's clients
-// put the block together from the thinking_blocks deltas alone).
+// ping, signature_delta, citations_delta (kept for its block's annotations delta),
+// server tool blocks (server_tool_use with its input_json_delta, web_search_tool_result:
+// Anthropic's own searches, no call of the client's), other content_block_stop events
+// and unknown events (the API adds types over time) are skipped. Chunks are written
+// into one reused buffer: no allocation per chunk. A thinking block's text is kept
+// until the block ends, so that its thinking_blocks delta holds what the client must
+// send back (LiteLLM's clients put the block together from the thinking_blocks deltas
+// alone). A text block's citations come before or among its text; its annotations go
+// when it ends, once its span of the content is known, as OpenAI's search models send
+// theirs after the text they cite.
 type anthropicStream struct {
 	// r holds the backend's secrets (its key and header values), masked in the
 	// messages of error events and of a bare error object.
@@ -439,7 +601,12 @@ type anthropicStream struct {
 	// tools holds, by tool call ordinal, each tool_use block.
 	tools []toolBlock
 	// think is the thinking block under way, if any.
-	think   thinkBlock
+	think thinkBlock
+	// runes counts the code points of the content sent so far, which annotations'
+	// indexes count in (appendAnnotations).
+	runes int64
+	// cite is the text block under way and its web search citations.
+	cite    citeBlock
 	usage   anthropicUsage
 	created int64
 	started bool
@@ -466,6 +633,29 @@ type thinkBlock struct {
 	open      bool
 	index     int64
 	text, sig []byte
+}
+
+// citeBlock is a text block of the stream: its content block index, where it starts
+// in the content (in code points), and its web search citations so far, each one's
+// url and title members (`"url":…,"title":…`) in list, ending at its offset in ends.
+type citeBlock struct {
+	open         bool
+	index, start int64
+	list         []byte
+	ends         []int
+}
+
+// add keeps c, a citation of the block, when it is a web search citation.
+func (b *citeBlock) add(c []byte) {
+	url, title, ok := webCitation(c)
+	if !ok {
+		return
+	}
+	b.list = append(b.list, `"url":`...)
+	b.list = append(b.list, url...)
+	b.list = append(b.list, `,"title":`...)
+	b.list = append(b.list, title...)
+	b.ends = append(b.ends, len(b.list))
 }
 
 // maxPooledThinking bounds the thinking text buffer a pooled stream keeps: a long
@@ -500,6 +690,11 @@ func (s *anthropicStream) reset() {
 	}
 	if cap(s.think.sig) > maxPooledBuffer {
 		s.think.sig = nil
+	}
+	s.runes = 0
+	s.cite = citeBlock{list: s.cite.list[:0], ends: s.cite.ends[:0]}
+	if cap(s.cite.list) > maxPooledBuffer {
+		s.cite = citeBlock{}
 	}
 	s.usage = anthropicUsage{}
 	s.created = 0
@@ -739,9 +934,14 @@ func (s *anthropicStream) blockStart(e *streamEvent, ev *Event) (bool, error) {
 	}
 	switch string(cb.typ) {
 	case `"text"`:
-		if !jsonscan.IsString(cb.text) || len(cb.text) == 2 {
+		if !jsonscan.IsString(cb.text) {
 			return false, nil
 		}
+		s.textStart(e.index, cb.citations)
+		if len(cb.text) == 2 {
+			return false, nil
+		}
+		s.runes += stringRunes(cb.text)
 		s.content(cb.text, ev)
 		return true, nil
 	case `"tool_use"`:
@@ -797,8 +997,26 @@ func (s *anthropicStream) blockStart(e *streamEvent, ev *Event) (bool, error) {
 	return false, nil
 }
 
+// textStart opens the text block at content block index raw, taking the citations
+// it starts with (an array, when it has any).
+func (s *anthropicStream) textStart(raw, citations []byte) {
+	idx, ok := jsonscan.Int(raw)
+	s.cite = citeBlock{open: ok, index: idx, start: s.runes, list: s.cite.list[:0], ends: s.cite.ends[:0]}
+	var a arrayIter
+	if !ok || !a.reset(citations) {
+		return
+	}
+	for {
+		c, ok := a.next()
+		if !ok {
+			return
+		}
+		s.cite.add(c)
+	}
+}
+
 func (s *anthropicStream) blockDelta(e *streamEvent, ev *Event) (bool, error) {
-	var typ, text, partial, thought, sig []byte
+	var typ, text, partial, thought, sig, citation []byte
 	var it jsonscan.Iter
 	if it.Reset(e.delta) != nil {
 		return false, errStreamBad
@@ -819,6 +1037,8 @@ func (s *anthropicStream) blockDelta(e *streamEvent, ev *Event) (bool, error) {
 			thought = v
 		case "signature":
 			sig = v
+		case "citation":
+			citation = v
 		}
 	}
 	switch string(typ) {
@@ -829,6 +1049,7 @@ func (s *anthropicStream) blockDelta(e *streamEvent, ev *Event) (bool, error) {
 		if len(text) == 2 {
 			return false, nil
 		}
+		s.runes += stringRunes(text)
 		s.content(text, ev)
 		return true, nil
 	case `"input_json_delta"`:
@@ -860,9 +1081,46 @@ func (s *anthropicStream) blockDelta(e *streamEvent, ev *Event) (bool, error) {
 			s.think.sig = append(s.think.sig, sig[1:len(sig)-1]...)
 		}
 		return false, nil
+	case `"citations_delta"`:
+		if s.inText(e.index) {
+			s.cite.add(citation)
+		}
+		return false, nil
 	}
-	// citations_delta: nothing OpenAI's chunk can carry.
 	return false, nil
+}
+
+// inText reports whether content block index raw is the text block under way.
+func (s *anthropicStream) inText(raw []byte) bool {
+	idx, ok := jsonscan.Int(raw)
+	return ok && s.cite.open && s.cite.index == idx
+}
+
+// annotations emits the annotations delta of the text block that ended: a
+// url_citation for each of its web search citations, covering the block's span of
+// the content sent so far.
+func (s *anthropicStream) annotations(ev *Event) {
+	s.out = append(s.out[:0], s.head...)
+	s.out = append(s.out, strChunkOpen...)
+	s.out = append(s.out, `"annotations":[`...)
+	from := 0
+	for i, end := range s.cite.ends {
+		if i > 0 {
+			s.out = append(s.out, ',')
+		}
+		s.out = append(s.out, `{"type":"url_citation","url_citation":{"start_index":`...)
+		s.out = strconv.AppendInt(s.out, s.cite.start, 10)
+		s.out = append(s.out, `,"end_index":`...)
+		s.out = strconv.AppendInt(s.out, s.runes, 10)
+		s.out = append(s.out, ',')
+		s.out = append(s.out, s.cite.list[from:end]...)
+		s.out = append(s.out, "}}"...)
+		from = end
+	}
+	s.out = append(s.out, ']')
+	s.out = append(s.out, strChunkClose...)
+	// Not generated text: the tokens it cites went out before it.
+	ev.Data = s.out
 }
 
 // inThinking reports whether content block index raw is the thinking block under way.
@@ -905,10 +1163,19 @@ func (s *anthropicStream) thinkingDone(ev *Event) {
 
 // blockStop ends a content block: a tool_use block none of whose arguments went out
 // gets "{}", as the non-streamed answer has for the same call; a thinking block goes
-// out whole in thinking_blocks.
+// out whole in thinking_blocks; a text block with web search citations gives their
+// annotations.
 func (s *anthropicStream) blockStop(e *streamEvent, ev *Event) (bool, error) {
 	if s.inThinking(e.index) {
 		s.thinkingDone(ev)
+		return true, nil
+	}
+	if s.inText(e.index) {
+		s.cite.open = false
+		if len(s.cite.ends) == 0 {
+			return false, nil
+		}
+		s.annotations(ev)
 		return true, nil
 	}
 	ord := s.tool(e.index)

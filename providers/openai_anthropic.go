@@ -39,6 +39,9 @@ type oaRequest struct {
 	// client wrote it, with what reasoning_effort and response_format ask for added.
 	OutputConfig   json.RawMessage `json:"output_config"`
 	ResponseFormat json.RawMessage `json:"response_format"`
+	// WebSearchOptions is OpenAI's web search for chat completions, sent as
+	// Anthropic's web search server tool (readWebSearch).
+	WebSearchOptions json.RawMessage `json:"web_search_options"`
 	// Functions and FunctionCall are OpenAI's deprecated forms of tools and
 	// tool_choice, read only to refuse them (legacyFunctions).
 	Functions    given `json:"functions"`
@@ -159,6 +162,10 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 	if err := legacyFunctions(&r); err != nil {
 		return dst, err
 	}
+	ws, err := readWebSearch(r.WebSearchOptions)
+	if err != nil {
+		return dst, err
+	}
 	maxParam := ""
 	switch {
 	case r.MaxCompletionTokens != nil:
@@ -219,15 +226,19 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 	if dst, err = appendMessages(dst, r.Messages, th.on); err != nil {
 		return dst, err
 	}
-	if len(r.Tools) > 0 {
-		if dst, err = appendTools(dst, r.Tools, cm.structured); err != nil {
+	switch {
+	case len(r.Tools) > 0:
+		if dst, err = appendTools(dst, r.Tools, cm.structured, &ws); err != nil {
 			return dst, err
 		}
 		if dst, err = appendToolChoice(dst, r.ToolChoice, r.ParallelToolCalls, th.on && !cm.forcedToolAllowed); err != nil {
 			return dst, err
 		}
-	} else {
-		dst = appendHistoryTools(dst, r.Messages)
+	case historyCalls(r.Messages):
+		dst = appendHistoryTools(dst, r.Messages, &ws)
+	case ws.on:
+		dst = appendWebSearchTool(append(dst, `,"tools":[`...), &ws)
+		dst = append(dst, ']')
 	}
 	if dst, err = appendStop(dst, r.Stop); err != nil {
 		return dst, err
@@ -1127,7 +1138,9 @@ func (w *turnWriter) toolResult(m *oaMessage, i int) *requestError {
 	return nil
 }
 
-func appendTools(dst []byte, tools []oaTool, strict bool) ([]byte, *requestError) {
+// appendTools appends the client's function tools, and after them the web search tool
+// when ws asks for it.
+func appendTools(dst []byte, tools []oaTool, strict bool, ws *webSearchTool) ([]byte, *requestError) {
 	dst = append(dst, `,"tools":[`...)
 	for i := range tools {
 		t := &tools[i]
@@ -1137,6 +1150,11 @@ func appendTools(dst []byte, tools []oaTool, strict bool) ([]byte, *requestError
 		if !jsonscan.IsString(t.Function.Name) {
 			param := toolField(i, ".function.name")
 			return dst, badRequest(param, param+" must be a string.")
+		}
+		if ws.on && sameString(t.Function.Name, strWebSearchName) {
+			// The API refuses two tools of one name ("Tool names must be unique").
+			param := toolField(i, ".function.name")
+			return dst, badRequest(param, param+" cannot be web_search with web_search_options: this model's web search tool has that name.")
 		}
 		if i > 0 {
 			dst = append(dst, ',')
@@ -1168,6 +1186,9 @@ func appendTools(dst []byte, tools []oaTool, strict bool) ([]byte, *requestError
 			return dst, err
 		}
 	}
+	if ws.on {
+		dst = appendWebSearchTool(append(dst, ','), ws)
+	}
 	return append(dst, ']'), nil
 }
 
@@ -1178,7 +1199,9 @@ func appendTools(dst []byte, tools []oaTool, strict bool) ([]byte, *requestError
 // history: clients send one to ask for a summary after a tool loop, leaving the tools
 // out so that the answer is text. Declared with the names used, the model reads the
 // history as it was; with none, it calls nothing, as OpenAI's model without tools.
-func appendHistoryTools(dst []byte, msgs []oaMessage) []byte {
+// The web search tool ws asks for goes last; a call named web_search is then read as
+// one of it, as the API refuses a name declared twice.
+func appendHistoryTools(dst []byte, msgs []oaMessage, ws *webSearchTool) []byte {
 	n := 0
 	for i := range msgs {
 		if msgs[i].Role != "assistant" {
@@ -1186,7 +1209,7 @@ func appendHistoryTools(dst []byte, msgs []oaMessage) []byte {
 		}
 		for j := range msgs[i].ToolCalls {
 			name := msgs[i].ToolCalls[j].Function.Name
-			if calledBefore(msgs, i, j, name) {
+			if calledBefore(msgs, i, j, name) || ws.on && sameString(name, strWebSearchName) {
 				continue
 			}
 			if n == 0 {
@@ -1202,10 +1225,183 @@ func appendHistoryTools(dst []byte, msgs []oaMessage) []byte {
 			dst = append(dst, '}')
 		}
 	}
+	if ws.on {
+		if n == 0 {
+			dst = append(dst, `,"tools":[`...)
+		} else {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = appendWebSearchTool(dst, ws)
+	}
 	if n == 0 {
 		return dst
 	}
 	return append(dst, `],"tool_choice":{"type":"none"}`...)
+}
+
+// webSearchTool is the web search server tool a request's web_search_options asks for
+// (readWebSearch): OpenAI's search models look the question up on the web, and so
+// does Claude given this tool, citing what it found.
+type webSearchTool struct {
+	on bool
+	// maxUses bounds the searches of one answer; 0 sends none, the API's default.
+	maxUses int
+	// located is set when user_location goes; its members are raw JSON strings, nil
+	// where not given.
+	located                         bool
+	city, region, country, timezone []byte
+}
+
+// webSearchUses are search_context_size's values (JSON strings) with the max_uses
+// each goes as, LiteLLM's (ANTHROPIC_WEB_SEARCH_TOOL_MAX_USES): the Messages API has
+// no context size, and the number of searches is what bounds the context they add.
+var webSearchUses = [...]struct {
+	size []byte
+	uses int
+}{{[]byte(`"low"`), 1}, {[]byte(`"medium"`), 5}, {[]byte(`"high"`), 10}}
+
+var (
+	strWebSearchName = []byte(`"web_search"`)
+	strApproximate   = []byte(`"approximate"`)
+)
+
+// readWebSearch reads web_search_options: {"search_context_size": "low" | "medium" |
+// "high", "user_location": {"type": "approximate", "approximate": {"city", "country",
+// "region", "timezone"}}}, what the OpenAI SDKs send. Its members are found as
+// encoding/json finds a struct's (keys in any case, the last of a name winning);
+// members it does not know are left out, as LiteLLM leaves them.
+func readWebSearch(raw json.RawMessage) (webSearchTool, *requestError) {
+	var ws webSearchTool
+	if len(raw) == 0 || jsonscan.IsNull(raw) {
+		return ws, nil
+	}
+	if raw[0] != '{' {
+		return ws, badRequest("web_search_options", `web_search_options must be an object, such as {"search_context_size":"medium"}.`)
+	}
+	ws.on = true
+	var size, loc []byte
+	var it jsonscan.Iter
+	it.Reset(raw)
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch {
+		case foldedKey(k, "search_context_size"):
+			size = v
+		case foldedKey(k, "user_location"):
+			loc = v
+		}
+	}
+	if len(size) > 0 && !jsonscan.IsNull(size) {
+		for _, u := range webSearchUses {
+			if sameString(size, u.size) {
+				ws.maxUses = u.uses
+			}
+		}
+		if ws.maxUses == 0 {
+			return ws, badRequest("web_search_options.search_context_size", "web_search_options.search_context_size must be low, medium or high.")
+		}
+	}
+	if len(loc) == 0 || jsonscan.IsNull(loc) {
+		return ws, nil
+	}
+	return ws, ws.readLocation(loc)
+}
+
+// readLocation reads user_location: type approximate (or none, its only value), and
+// the members of approximate that are strings; null ones are left out.
+func (ws *webSearchTool) readLocation(loc []byte) *requestError {
+	const param = "web_search_options.user_location"
+	if loc[0] != '{' {
+		return badRequest(param, param+` must be an object, such as {"type":"approximate","approximate":{"country":"GB"}}.`)
+	}
+	var typ, approx []byte
+	var it jsonscan.Iter
+	it.Reset(loc)
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch {
+		case foldedKey(k, "type"):
+			typ = v
+		case foldedKey(k, "approximate"):
+			approx = v
+		}
+	}
+	if len(typ) > 0 && !jsonscan.IsNull(typ) && !sameString(typ, strApproximate) {
+		return badRequest(param+".type", param+".type must be approximate.")
+	}
+	if len(approx) == 0 || approx[0] != '{' {
+		return badRequest(param+".approximate", param+".approximate must be an object with city, country, region or timezone.")
+	}
+	it.Reset(approx)
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		var dst *[]byte
+		name := ""
+		for _, m := range [...]struct {
+			name string
+			dst  *[]byte
+		}{{"city", &ws.city}, {"region", &ws.region}, {"country", &ws.country}, {"timezone", &ws.timezone}} {
+			if foldedKey(k, m.name) {
+				name, dst = m.name, m.dst
+			}
+		}
+		switch {
+		case dst == nil:
+		case jsonscan.IsNull(v):
+			*dst = nil
+		case !jsonscan.IsString(v):
+			field := param + ".approximate." + name
+			return badRequest(field, field+" must be a string.")
+		default:
+			*dst = v
+		}
+	}
+	ws.located = true
+	return nil
+}
+
+// appendWebSearchTool appends the web search server tool: max_uses and user_location
+// with the members given.
+func appendWebSearchTool(dst []byte, ws *webSearchTool) []byte {
+	dst = append(dst, `{"type":"web_search_20250305","name":"web_search"`...)
+	if ws.maxUses > 0 {
+		dst = append(dst, `,"max_uses":`...)
+		dst = strconv.AppendInt(dst, int64(ws.maxUses), 10)
+	}
+	if ws.located {
+		dst = append(dst, `,"user_location":{"type":"approximate"`...)
+		for _, m := range [...]struct {
+			key string
+			v   []byte
+		}{{`,"city":`, ws.city}, {`,"region":`, ws.region}, {`,"country":`, ws.country}, {`,"timezone":`, ws.timezone}} {
+			if m.v != nil {
+				dst = append(dst, m.key...)
+				dst = append(dst, m.v...)
+			}
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+// historyCalls reports whether an assistant message of msgs holds tool calls.
+func historyCalls(msgs []oaMessage) bool {
+	for i := range msgs {
+		if msgs[i].Role == "assistant" && len(msgs[i].ToolCalls) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // calledBefore reports whether a tool call before the j-th of assistant message i

@@ -21,6 +21,8 @@ type toolCall struct {
 	name     []byte // the tool's name as a JSON string, as the request spelled it
 	input    []byte // the tool input, a JSON object built from its input_schema; cut short when max_tokens ends it
 	text     []byte // scratch: the last user message's text
+	// search is the web search server tool's part in the answer.
+	search webSearch
 }
 
 // thinkingAnswer is the thinking block of an Anthropic answer, when the request turns
@@ -207,6 +209,9 @@ func (st *state) parseMessages(body []byte) *badRequest {
 		}
 	}
 	if e := st.chooseTool(tools, choice, h); e != nil {
+		return e
+	}
+	if e := st.parseWebSearch(tools, choice); e != nil {
 		return e
 	}
 	if st.format.on {
@@ -459,6 +464,10 @@ func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
 		n, _ := jsonscan.Field(t, "name")
 		if !jsonscan.IsString(n) {
 			return &badRequest{msg: "tools: each tool needs a name"}
+		}
+		if typ, _ := jsonscan.Field(t, "type"); isServerTool(typ) {
+			// The API runs its own tools (parseWebSearch): the answer never calls one.
+			continue
 		}
 		sc, _ := jsonscan.Field(t, "input_schema")
 		if firstName == nil {
@@ -846,7 +855,9 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	h := st.items[0].h
 	// Thinking tokens count toward max_tokens, which is over the budget, which is
 	// over what mockllm thinks.
-	p := newPlan(h, s.opts.MaxTokens, st.maxTokens-int64(st.think.tokens()), st.hdr.tokens, 0, false)
+	// So is the searches' cited text.
+	room := st.maxTokens - int64(st.think.tokens()+st.tool.search.tokens())
+	p := newPlan(h, s.opts.MaxTokens, room, st.hdr.tokens, 0, false)
 	if st.tool.use {
 		if st.tool.preamble {
 			p.natural = min(p.natural, maxPreamble)
@@ -856,11 +867,11 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 		}
 	}
 	if st.format.on && !st.tool.use {
-		st.fitFormat(&p, int(max(min(int64(s.opts.MaxTokens), st.maxTokens-int64(st.think.tokens())), 0)))
+		st.fitFormat(&p, int(max(min(int64(s.opts.MaxTokens), room), 0)))
 	} else {
 		st.scratch = p.applyStops(st.stops, st.scratch, 0, false)
 	}
-	st.fitTool(&p, int(min(int64(s.opts.MaxTokens), st.maxTokens)))
+	st.fitTool(&p, int(min(int64(s.opts.MaxTokens), st.maxTokens-int64(st.tool.search.tokens()))))
 	st.plans = append(st.plans, p)
 	st.idA, st.idB = s.nextID(h)
 	st.setAnthropicID(ctx, mix(st.idA^golden), st.idB)
@@ -868,14 +879,14 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	if st.stream {
 		st.kind = kMessages
 		st.ttftD, st.tpotD = st.ttft(), st.tpot()
-		st.steps = st.think.tokens() + p.n + st.jsonPieces()
+		st.steps = st.think.tokens() + st.searchSteps() + p.n + st.jsonPieces()
 		st.cutAfter = st.cutPoint(p.n + st.jsonPieces())
 		st.hdr.errorAfter = min(st.hdr.errorAfter, p.n+st.jsonPieces())
 		s.beginStream(ctx, st)
 		return
 	}
 	out := st.outputTokens()
-	if !st.done(ctx, st.think.tokens()+p.n+st.jsonPieces(), out) {
+	if !st.done(ctx, st.think.tokens()+st.searchSteps()+p.n+st.jsonPieces(), out) {
 		return
 	}
 	b := st.out[:0]
@@ -889,6 +900,9 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 		b = append(b, `","signature":"`...)
 		b = append(b, st.think.sig...)
 		b = append(b, `"},`...)
+	}
+	if st.tool.search.on {
+		b = st.appendSearchBlocks(b)
 	}
 	if st.hasText() {
 		b = append(b, `{"type":"text","text":"`...)
@@ -912,6 +926,7 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	b = append(b, `,"usage":`...)
 	b = st.appendInputUsage(b)
 	b = strconv.AppendInt(b, int64(out), 10)
+	b = st.appendSearchUsage(b)
 	b = append(b, "}}"...)
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
@@ -1000,12 +1015,25 @@ func (st *state) toolTokens() int {
 	return promptTokens(len(st.tool.input))
 }
 
-func (st *state) outputTokens() int { return st.think.tokens() + st.plans[0].n + st.toolTokens() }
+func (st *state) outputTokens() int {
+	return st.think.tokens() + st.tool.search.tokens() + st.plans[0].n + st.toolTokens()
+}
 
-// outputTokensSent counts what a stream has sent: its thinking and text tokens, and
-// the tool input once all of it went out.
+// searchSteps is the generation steps of the searches: the cited text.
+func (st *state) searchSteps() int {
+	if st.tool.search.on {
+		return 1
+	}
+	return 0
+}
+
+// outputTokensSent counts what a stream has sent: its thinking, cited and text tokens,
+// and the tool input once all of it went out.
 func (st *state) outputTokensSent() int {
 	n := st.think.sent + min(st.emitted, st.plans[0].n)
+	if st.tool.search.sent {
+		n += citedTokens
+	}
 	if st.phase > mToolJSON {
 		n += st.toolTokens()
 	}
@@ -1061,6 +1089,7 @@ const (
 	mThinkDelta
 	mThinkSig
 	mThinkStop
+	mSearch
 	mBlockStart
 	mPing
 	mText
@@ -1074,12 +1103,14 @@ const (
 	mEnd
 )
 
-// textIndex is the content block index of the text block: after the thinking block.
+// textIndex is the content block index of the text block: after the thinking block
+// and the searches' blocks.
 func (st *state) textIndex() int64 {
+	i := st.tool.search.blocks()
 	if st.think.on {
-		return 1
+		i++
 	}
-	return 0
+	return i
 }
 
 // toolIndex is the content block index of the tool_use block.
@@ -1095,8 +1126,10 @@ func (st *state) toolIndex() int64 {
 // tool call its own block with input_json_delta fragments, message_delta with the
 // stop reason and output tokens, message_stop. With thinking on, a thinking block
 // comes first (thinking_delta per word, none when its display is omitted, then
-// signature_delta), the ping inside it. With a format the text_delta pieces are the
-// JSON value's tokens.
+// signature_delta), the ping inside it. With web search the searches' blocks come
+// next, then the cited text block (nextSearch), the ping inside the first when no
+// thinking went before. With a format the text_delta pieces are the JSON value's
+// tokens.
 func (st *state) nextMessages() ([]byte, error) {
 	b := st.ev[:0]
 	p := &st.plans[0]
@@ -1107,7 +1140,7 @@ func (st *state) nextMessages() ([]byte, error) {
 		b = append(b, `"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
 		b = st.appendInputUsage(b)
 		b = append(b, `1}}}`+"\n\n"...)
-		st.phase = mBlockStart
+		st.phase = st.afterThinking()
 		if st.think.on {
 			st.phase = mThinkStart
 		}
@@ -1152,7 +1185,16 @@ func (st *state) nextMessages() ([]byte, error) {
 		st.phase = mThinkStop
 	case mThinkStop:
 		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"...)
-		st.phase = mBlockStart
+		st.phase = st.afterThinking()
+	case mSearch:
+		var last bool
+		var err error
+		if b, last, err = st.nextSearch(b); err != nil {
+			return nil, err
+		}
+		if last {
+			st.phase = mBlockStart
+		}
 	case mBlockStart:
 		if st.hasText() {
 			b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":"...)
@@ -1162,8 +1204,8 @@ func (st *state) nextMessages() ([]byte, error) {
 			b = st.appendToolStart(b)
 		}
 		st.phase = mPing
-		if st.think.on {
-			// The ping went out in the thinking block.
+		if st.think.on || st.tool.search.on {
+			// The ping went out in the thinking block, or the first search's.
 			st.phase = mText
 			if !st.hasText() {
 				st.phase = mToolFirst
@@ -1270,6 +1312,7 @@ func (st *state) nextMessages() ([]byte, error) {
 		b = st.appendStopReason(b)
 		b = append(b, `},"usage":{"output_tokens":`...)
 		b = strconv.AppendInt(b, int64(st.outputTokens()), 10)
+		b = st.appendSearchUsage(b)
 		b = append(b, "}}\n\n"...)
 		st.phase = mStop
 	case mStop:
@@ -1281,6 +1324,15 @@ func (st *state) nextMessages() ([]byte, error) {
 	}
 	st.ev = b
 	return b, nil
+}
+
+// afterThinking is the phase after the thinking block (or the message start): the
+// searches, when the answer makes any.
+func (st *state) afterThinking() int {
+	if st.tool.search.on {
+		return mSearch
+	}
+	return mBlockStart
 }
 
 func (st *state) appendToolStart(b []byte) []byte {
