@@ -93,7 +93,8 @@ type lineQueue interface {
 	SetNotice(func(b []byte, n uint64) []byte)
 }
 
-// NewJSONLogHandler returns the handler behind logging.format json.
+// NewJSONLogHandler returns the handler behind logging.format json. Its lines carry
+// their time in UTC, whatever the process's time zone.
 func NewJSONLogHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
 	out := w
 	if _, ok := w.(lineQueue); !ok {
@@ -101,6 +102,48 @@ func NewJSONLogHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
 	}
 	direct := opts == nil || (opts.ReplaceAttr == nil && !opts.AddSource)
 	return &jsonLogHandler{Handler: slog.NewJSONHandler(out, opts), out: out, direct: direct}
+}
+
+// Handle writes r with its time in UTC.
+func (h *jsonLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.Time = r.Time.UTC()
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs keeps the UTC times; the access line of a logger with attributes goes
+// through slog, which writes them.
+func (h *jsonLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return utcHandler{h.Handler.WithAttrs(as)}
+}
+
+// WithGroup keeps the UTC times, as WithAttrs does.
+func (h *jsonLogHandler) WithGroup(name string) slog.Handler {
+	return utcHandler{h.Handler.WithGroup(name)}
+}
+
+// NewTextLogHandler returns the handler behind logging.format text: slog's text
+// handler with its times in UTC.
+func NewTextLogHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
+	return utcHandler{slog.NewTextHandler(w, opts)}
+}
+
+// utcHandler writes its records' times in UTC. slog's handlers write a record's time
+// in its own location, time.Now's being the process's zone (TZ, /etc/localtime); log
+// pipelines and README's examples expect RFC 3339 times ending in Z wherever the
+// gateway runs.
+type utcHandler struct{ slog.Handler }
+
+func (h utcHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.Time = r.Time.UTC()
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h utcHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return utcHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h utcHandler) WithGroup(name string) slog.Handler {
+	return utcHandler{h.Handler.WithGroup(name)}
 }
 
 // dropNotice is the line a lineQueue writes for n lines it dropped: a warning of the
@@ -112,7 +155,7 @@ func dropNotice(text bool, opts *slog.HandlerOptions) func(b []byte, n uint64) [
 		if text {
 			h = slog.NewTextHandler(buf, opts)
 		}
-		slog.New(h).Warn("log lines dropped: the log reader fell behind", "lines", n)
+		slog.New(utcHandler{h}).Warn("log lines dropped: the log reader fell behind", "lines", n)
 		return buf.Bytes()
 	}
 }
@@ -131,7 +174,8 @@ func (h *jsonLogHandler) writeAccess(now time.Time, e *accessEntry) {
 
 func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 	b = append(b, `{"time":"`...)
-	b = now.AppendFormat(b, time.RFC3339Nano)
+	// In UTC, as every other log line (utcHandler): RFC 3339 with Z.
+	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
 	b = jsonscan.AppendQuoteNoHTML(b, e.requestID)
 	b = append(b, `,"trace_id":`...)

@@ -1773,7 +1773,7 @@ func newLogger(c LoggingConfig, w io.Writer, level *slog.LevelVar) *slog.Logger 
 		q.SetNotice(dropNotice(c.Format == "text", opts))
 	}
 	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(NewTextLogHandler(w, opts))
 	}
 	return slog.New(NewJSONLogHandler(w, opts))
 }

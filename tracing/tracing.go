@@ -78,14 +78,20 @@ type Stats struct {
 }
 
 // New validates cfg and builds the tracer provider it describes. logger
-// receives exporter failures (rate-limited). ctx bounds the exporter's setup
-// only.
+// receives exporter failures (rate-limited) and, when not nil, OpenTelemetry's own
+// errors and warnings, process-wide (see diagnostics.go), with the exporter's
+// header values masked. ctx bounds the exporter's setup only.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Tracing, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.exporter() == ExporterNone {
 		return Disabled(), nil
+	}
+	// Before the exporter is built: it reports a malformed OTEL_EXPORTER_OTLP_*
+	// variable as it reads it.
+	if logger != nil {
+		routeDiagnostics(logger, newRedactor(cfg, os.Getenv))
 	}
 	exp, err := newExporter(ctx, cfg)
 	if err != nil {
@@ -100,6 +106,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Tracing, error)
 func NewWithExporter(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktrace.SpanExporter) (*Tracing, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if logger != nil {
+		routeDiagnostics(logger, newRedactor(cfg, os.Getenv))
 	}
 	return newTracing(ctx, cfg, logger, exp)
 }
@@ -138,7 +147,7 @@ func newTracing(ctx context.Context, cfg Config, logger *slog.Logger, exp sdktra
 	}
 	queue := exportQueueSize(bspOpts)
 	gate := &exportGate{limit: int64(queue)}
-	le := &loggingExporter{SpanExporter: exp, logger: logger, gate: gate, drained: make(chan struct{})}
+	le := &loggingExporter{SpanExporter: exp, logger: logger, redact: newRedactor(cfg, os.Getenv), gate: gate, drained: make(chan struct{})}
 	le.abortCtx, le.abort = context.WithCancel(context.Background())
 	// The gate admits queue spans; the processor's own queue has room for
 	// them and for ForceFlush's markers, so that it never drops one itself.
@@ -356,15 +365,16 @@ func (s headSampler) Description() string { return "TailKeep{" + s.inner.Descrip
 // fails every batch.
 const exportLogInterval = 30 * time.Second
 
-// loggingExporter counts and logs failed exports. It reports success to the
-// batch processor, which would otherwise hand the error to OTel's global
-// handler and print it a second time, unthrottled, through the log package.
+// loggingExporter counts and logs failed exports, the exporter's header values
+// masked. It reports success to the batch processor, which would otherwise hand
+// the error to OTel's global handler and have it logged a second time.
 //
 // It also releases the spans it is given from the export gate, and cancels
 // every export once abort is called.
 type loggingExporter struct {
 	sdktrace.SpanExporter
 	logger *slog.Logger
+	redact *redactor
 	gate   *exportGate
 	// abortCtx ends every export, running or to come, once abort is called.
 	abortCtx context.Context
@@ -395,7 +405,7 @@ func (e *loggingExporter) ExportSpans(ctx context.Context, spans []sdktrace.Read
 	now := time.Now().UnixNano()
 	last := e.lastLog.Load()
 	if now-last >= int64(exportLogInterval) && e.lastLog.CompareAndSwap(last, now) {
-		e.logger.Warn("tracing: span export failed", "error", err, "spans", len(spans), "failures", n)
+		e.logger.Warn("tracing: span export failed", "error", e.redact.clean(err.Error()), "spans", len(spans), "failures", n)
 	}
 	return nil
 }

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"github.com/tollgate/tollgate/gateway"
 	"github.com/tollgate/tollgate/internal/buildinfo"
 	"github.com/tollgate/tollgate/internal/logq"
@@ -122,6 +124,9 @@ func serve(path string, stderr io.Writer) int {
 	// would otherwise end the process with SIGPIPE on the next log line, and every
 	// request in flight with it: the write fails instead and the line is lost.
 	signal.Ignore(syscall.SIGPIPE)
+	// Before the config is loaded and the gateway built, so that the runtime collects
+	// toward the container's limit from the start; said once the log exists.
+	mem := applyMemoryLimit(memlimit.FromCgroup)
 	// A log reader that stalls (a shipper under back-pressure, a stopped sidecar)
 	// would block every log write once the pipe is full, and with it every answer,
 	// whose access line is written before it goes out, and the shutdown: the logs
@@ -136,6 +141,7 @@ func serve(path string, stderr io.Writer) int {
 		fmt.Fprintln(logs, err)
 		return 1
 	}
+	mem.log(s.Logger())
 	go func() {
 		<-ctx.Done()
 		// The first SIGTERM or SIGINT drains; a second one while it drains ends the

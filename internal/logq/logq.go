@@ -180,7 +180,7 @@ func (q *Queue) empty() bool { return len(q.buf) == 0 && q.unreported == 0 }
 // slog's JSON handler writes one.
 func jsonNotice(b []byte, n uint64) []byte {
 	b = append(b, `{"time":"`...)
-	b = time.Now().AppendFormat(b, time.RFC3339Nano)
+	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"WARN","msg":"log lines dropped: the log reader fell behind","lines":`...)
 	b = strconv.AppendUint(b, n, 10)
 	return append(b, "}\n"...)
