@@ -1976,7 +1976,14 @@ func (r *request) nextEvent() {
 		// estimate rather than count one choice's tokens. Without those stats a
 		// choice chunk's usage is the request's: Gemini's OpenAI endpoint and older
 		// llama.cpp servers put it on the last chunk with a choice.
+		tier := r.usage.Tier
 		r.usage = r.ev.Usage
+		r.usage.Tier = tier
+	}
+	if len(r.ev.Usage.Tier.Bytes()) > 0 {
+		// OpenAI names the tier in every chunk: the last one naming it prices the
+		// stream, whether or not a chunk with usage comes.
+		r.usage.Tier = r.ev.Usage.Tier
 	}
 	if r.ev.Error && !r.upFailed {
 		// The upstream's own error event (vLLM's engine failing mid-stream) goes to
@@ -2177,11 +2184,11 @@ func (r *request) setRequestIDHeader(h *fasthttp.ResponseHeader) {
 }
 
 // usageKnown reports whether the upstream gave the request's token counts. Providers
-// leave the usage at zero when none came (a stream without its usage chunk, an answer
+// leave the counts at zero when none came (a stream without its usage chunk, an answer
 // without "usage") or when a count in it could not be believed, the zero that makes
 // record keep the limits' estimate; the GenAI conventions then leave gen_ai.usage.* out
-// of the spans rather than report 0 tokens.
-func (r *request) usageKnown() bool { return r.usage != (providers.Usage{}) }
+// of the spans rather than report 0 tokens. The answer's service tier is no count.
+func (r *request) usageKnown() bool { return r.usage.Counted() }
 
 // setUsage puts the upstream's token counts on a span: gen_ai.usage.input_tokens
 // counts the prompt cache's tokens too, which the cache attributes tell apart.
@@ -2214,6 +2221,7 @@ func (r *request) record(status int) {
 	latency := r.answeredAt().Sub(r.start)
 	var cost float64
 	if r.be != nil {
+		// At the prices of the service tier the answer named, when it has them.
 		cost = r.be.Pricing.Cost(r.usage)
 	}
 	series := r.series
@@ -2294,6 +2302,7 @@ func (r *request) record(status int) {
 		cachedTokens: r.usage.CachedInput,
 		cacheWrites:  r.usage.CacheWrite,
 		cost:         cost,
+		serviceTier:  b2s(r.usage.Tier.Bytes()),
 		ttftMS:       float64(r.ttft) / 1e6,
 		latencyMS:    float64(latency) / 1e6,
 		attempts:     r.attempts,

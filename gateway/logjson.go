@@ -17,7 +17,7 @@ import (
 // accessEntry is one access log line.
 type accessEntry struct {
 	requestID, traceID, endpoint, backend, variant, key, errKind string
-	clientIP                                                     string
+	clientIP, serviceTier                                        string
 	status, attempts                                             int
 	inputTokens, outputTokens, cachedTokens, cacheWrites         int64
 	cost, ttftMS, latencyMS                                      float64
@@ -48,6 +48,7 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.Int64("cached_input_tokens", e.cachedTokens),
 		slog.Int64("cache_write_input_tokens", e.cacheWrites),
 		slog.Float64("cost_usd", e.cost),
+		tierAttr(e.serviceTier),
 		slog.Float64("ttft_ms", e.ttftMS),
 		slog.Float64("latency_ms", e.latencyMS),
 		slog.String("key", e.key),
@@ -55,6 +56,15 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.Int("attempts", e.attempts),
 		slog.String("error", e.errKind),
 	)
+}
+
+// tierAttr is the access line's service_tier, copied as the request ID is; with no
+// tier, the empty attribute, which slog's handlers leave out.
+func tierAttr(tier string) slog.Attr {
+	if tier == "" {
+		return slog.Attr{}
+	}
+	return slog.String("service_tier", strings.Clone(tier))
 }
 
 // jsonLogHandler is slog's JSON handler with a direct encoder for the access log line.
@@ -198,6 +208,11 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 	b = strconv.AppendInt(b, e.cacheWrites, 10)
 	b = append(b, `,"cost_usd":`...)
 	b = appendJSONFloat(b, e.cost)
+	if e.serviceTier != "" {
+		// Only when the answer named the tier that served it.
+		b = append(b, `,"service_tier":`...)
+		b = jsonscan.AppendQuoteNoHTML(b, e.serviceTier)
+	}
 	b = append(b, `,"ttft_ms":`...)
 	b = appendJSONFloat(b, e.ttftMS)
 	b = append(b, `,"latency_ms":`...)

@@ -225,20 +225,74 @@ type Pricing struct {
 	// CacheWrite1hPerMillion prices the cache writes of a one-hour ttl (Anthropic
 	// bills them at twice the input price); nil is the cache write price.
 	CacheWrite1hPerMillion *float64 `yaml:"cache_write_1h_per_million"`
+	// Tiers price the answers served in a service tier, by the name the answer gives
+	// (OpenAI's service_tier: flex at half the standard price, priority at about
+	// twice it). An answer naming no tier, or one not listed, is priced at the prices
+	// above.
+	Tiers map[string]TierPricing `yaml:"tiers"`
 }
 
-// Free reports whether every price of p is 0 (or unset): Cost is then 0 for any usage.
+// TierPricing is the price list of one service tier, per million tokens in US
+// dollars: Pricing's keys, with its defaults (the cached input and cache write
+// prices default to the tier's input price, the one-hour write price to the tier's
+// write price). Input and output prices are required: a tier left without one would
+// price its tokens at 0, not at the top level's.
+type TierPricing struct {
+	InputPerMillion        *float64 `yaml:"input_per_million"`
+	OutputPerMillion       *float64 `yaml:"output_per_million"`
+	CachedInputPerMillion  *float64 `yaml:"cached_input_per_million"`
+	CacheWritePerMillion   *float64 `yaml:"cache_write_per_million"`
+	CacheWrite1hPerMillion *float64 `yaml:"cache_write_1h_per_million"`
+}
+
+// pricing is t as a Pricing without tiers, for its cost.
+func (t *TierPricing) pricing() Pricing {
+	p := Pricing{CachedInputPerMillion: t.CachedInputPerMillion, CacheWritePerMillion: t.CacheWritePerMillion, CacheWrite1hPerMillion: t.CacheWrite1hPerMillion}
+	if t.InputPerMillion != nil {
+		p.InputPerMillion = *t.InputPerMillion
+	}
+	if t.OutputPerMillion != nil {
+		p.OutputPerMillion = *t.OutputPerMillion
+	}
+	return p
+}
+
+// Free reports whether every price of p, its tiers' included, is 0 (or unset): Cost
+// is then 0 for any usage.
 func (p Pricing) Free() bool {
 	zero := func(v *float64) bool { return v == nil || *v == 0 }
-	return p.InputPerMillion == 0 && p.OutputPerMillion == 0 &&
-		zero(p.CachedInputPerMillion) && zero(p.CacheWritePerMillion) && zero(p.CacheWrite1hPerMillion)
+	if p.InputPerMillion != 0 || p.OutputPerMillion != 0 ||
+		!zero(p.CachedInputPerMillion) || !zero(p.CacheWritePerMillion) || !zero(p.CacheWrite1hPerMillion) {
+		return false
+	}
+	for _, t := range p.Tiers {
+		if !zero(t.InputPerMillion) || !zero(t.OutputPerMillion) ||
+			!zero(t.CachedInputPerMillion) || !zero(t.CacheWritePerMillion) || !zero(t.CacheWrite1hPerMillion) {
+			return false
+		}
+	}
+	return true
 }
 
-// Cost is the price of u in US dollars. Every input token is priced as input, then
-// the cached and written ones are corrected by how much their price differs: with
-// those prices unset the corrections are 0 and the cost is, to the bit, what it was
-// before the prompt cache had a price.
+// Cost is the price of u in US dollars, at the prices of the tier u names when p
+// lists it, else at the top level's.
 func (p Pricing) Cost(u Usage) float64 {
+	if u.Tier.n > 0 && len(p.Tiers) > 0 {
+		// The lookup converts the name without allocating: a string made only to
+		// index a map is not kept.
+		if t, ok := p.Tiers[string(u.Tier.name[:u.Tier.n])]; ok {
+			tp := t.pricing()
+			return tp.cost(&u)
+		}
+	}
+	return p.cost(&u)
+}
+
+// cost is the price of u at p's own prices. Every input token is priced as input,
+// then the cached and written ones are corrected by how much their price differs:
+// with those prices unset the corrections are 0 and the cost is, to the bit, what it
+// was before the prompt cache had a price.
+func (p *Pricing) cost(u *Usage) float64 {
 	c := float64(u.Input)*p.InputPerMillion + float64(u.Output)*p.OutputPerMillion
 	if r := p.CachedInputPerMillion; r != nil && u.CachedInput > 0 {
 		c += float64(u.CachedInput) * (*r - p.InputPerMillion)
@@ -254,6 +308,60 @@ func (p Pricing) Cost(u Usage) float64 {
 		c += float64(u.CacheWrite1h) * (*w - write)
 	}
 	return c / 1e6
+}
+
+// validatePricing reports every price that is negative or not finite, and every tier
+// that is not one an answer can name with prices of its own. Written so that NaN
+// (.nan in YAML) fails too; +Inf would make the cost counter infinite for good.
+func (c *Config) validatePricing() []error {
+	var errs []error
+	check := func(key string, v *float64) { // v nil: left out, the price it defaults to
+		if v != nil && !(*v >= 0 && *v <= math.MaxFloat64) {
+			errs = append(errs, fieldErr(key, "must be a finite number, 0 or more"))
+		}
+	}
+	p := &c.Pricing
+	check("pricing.input_per_million", &p.InputPerMillion)
+	check("pricing.output_per_million", &p.OutputPerMillion)
+	check("pricing.cached_input_per_million", p.CachedInputPerMillion)
+	check("pricing.cache_write_per_million", p.CacheWritePerMillion)
+	check("pricing.cache_write_1h_per_million", p.CacheWrite1hPerMillion)
+	names := make([]string, 0, len(p.Tiers))
+	for name := range p.Tiers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		t := p.Tiers[name]
+		key := "pricing.tiers." + name
+		switch {
+		case name == "":
+			errs = append(errs, fieldErr("pricing.tiers", "a tier needs a name, as answers give it in service_tier"))
+			continue
+		case len(name) > MaxServiceTierBytes:
+			errs = append(errs, fieldErr(key, "is no service tier: a tier's name is at most "+strconv.Itoa(MaxServiceTierBytes)+" bytes"))
+			continue
+		case name == "default":
+			// OpenAI's standard tier: the prices of the answers that name no tier.
+			errs = append(errs, fieldErr(key, "is priced by the top-level prices (the standard tier): write them there"))
+			continue
+		case t == (TierPricing{}):
+			errs = append(errs, fieldErr(key, "has no prices (input_per_million and output_per_million are required)"))
+			continue
+		}
+		if t.InputPerMillion == nil {
+			errs = append(errs, fieldErr(key+".input_per_million", "is required in a tier (0 when its input is free)"))
+		}
+		if t.OutputPerMillion == nil {
+			errs = append(errs, fieldErr(key+".output_per_million", "is required in a tier (0 when its output is free)"))
+		}
+		check(key+".input_per_million", t.InputPerMillion)
+		check(key+".output_per_million", t.OutputPerMillion)
+		check(key+".cached_input_per_million", t.CachedInputPerMillion)
+		check(key+".cache_write_per_million", t.CacheWritePerMillion)
+		check(key+".cache_write_1h_per_million", t.CacheWrite1hPerMillion)
+	}
+	return errs
 }
 
 // MockConfig shapes the built-in mock upstream's answers.
@@ -334,22 +442,7 @@ func (c *Config) Validate() error {
 	if c.Model == "" {
 		errs = append(errs, fieldErr("model", "is required"))
 	}
-	// Written so that NaN (.nan in YAML) fails too; +Inf would make the cost
-	// counter infinite for good.
-	for _, f := range [...]struct {
-		name string
-		p    *float64 // nil: left out, the price it defaults to
-	}{
-		{"input_per_million", &c.Pricing.InputPerMillion},
-		{"output_per_million", &c.Pricing.OutputPerMillion},
-		{"cached_input_per_million", c.Pricing.CachedInputPerMillion},
-		{"cache_write_per_million", c.Pricing.CacheWritePerMillion},
-		{"cache_write_1h_per_million", c.Pricing.CacheWrite1hPerMillion},
-	} {
-		if f.p != nil && !(*f.p >= 0 && *f.p <= math.MaxFloat64) {
-			errs = append(errs, fieldErr("pricing."+f.name, "must be a finite number, 0 or more"))
-		}
-	}
+	errs = append(errs, c.validatePricing()...)
 	if c.Timeout < 0 {
 		errs = append(errs, fieldErr("timeout", "must not be negative"))
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
 // Kind is the API operation a request asks for.
@@ -108,6 +110,62 @@ type Usage struct {
 	// CacheWrite1h is the part of CacheWrite written with a one-hour ttl (Anthropic's
 	// cache_creation.ephemeral_1h_input_tokens), which Anthropic bills higher still.
 	CacheWrite1h int64
+	// Tier is the service tier the answer says served it (OpenAI's service_tier,
+	// at the top level of an answer and of each chunk), which Pricing.Tiers
+	// prices. It is no token count: an answer naming only its tier has no usage
+	// (Counted).
+	Tier ServiceTier
+}
+
+// Counted reports whether u holds a token count. Providers leave the counts at zero
+// when none came, or when one of them could not be believed.
+func (u *Usage) Counted() bool {
+	return u.Input != 0 || u.Output != 0 || u.CachedInput != 0 || u.CacheWrite != 0 || u.CacheWrite1h != 0
+}
+
+// MaxServiceTierBytes is the longest service tier name an answer is believed to
+// give (OpenAI's are default, flex, priority and scale): a longer one is taken as
+// none.
+const MaxServiceTierBytes = 32
+
+// ServiceTier is the name of a service tier, held in place: reading it from an
+// answer allocates nothing. Its zero value names none.
+type ServiceTier struct {
+	n    uint8
+	name [MaxServiceTierBytes]byte
+}
+
+// Bytes is the tier's name, empty when none was named. The slice views t.
+func (t *ServiceTier) Bytes() []byte { return t.name[:t.n] }
+
+// String is the tier's name.
+func (t ServiceTier) String() string { return string(t.name[:t.n]) }
+
+// read sets t to the tier a service_tier value names, a JSON string, escapes decoded.
+// Anything else (null, a number, an empty or too long name, a bad escape) names
+// none and leaves t as it was: a stream's last chunk naming one counts.
+func (t *ServiceTier) read(raw []byte) {
+	if !jsonscan.IsString(raw) || len(raw) < 3 || raw[len(raw)-1] != '"' {
+		return
+	}
+	s := raw[1 : len(raw)-1]
+	if bytes.IndexByte(s, '\\') >= 0 {
+		// Decoded, an escape is never longer than itself: buf holds the name even
+		// escaped whole, \uXXXX for each of its bytes.
+		if len(s) > 6*MaxServiceTierBytes {
+			return
+		}
+		var buf [6 * MaxServiceTierBytes]byte
+		u, ok := jsonscan.AppendUnescape(buf[:0], s)
+		if !ok {
+			return
+		}
+		s = u
+	}
+	if len(s) == 0 || len(s) > MaxServiceTierBytes {
+		return
+	}
+	t.n = uint8(copy(t.name[:], s))
 }
 
 // Call is one upstream attempt's input. The gateway owns it and reuses it; a provider

@@ -121,7 +121,8 @@ func parseUsage(raw []byte, u *Usage) bool {
 				// unknown: counted alone, the other would settle a tokens limit
 				// for less than the answer cost. Cached tokens are a part of
 				// the prompt's: more of them than the prompt has is garbage too.
-				*u = Usage{}
+				// The answer's tier is no count: it stays.
+				*u = Usage{Tier: u.Tier}
 			}
 			return it.Err() == nil
 		}
@@ -181,9 +182,9 @@ func tokenCount(v []byte) (int64, bool) {
 }
 
 // scanAnswer checks that an OpenAI answer is one JSON object, with nothing but space
-// after it, reads its usage, and reports whether the object has an error member: a
-// router that answered 200 before the model failed puts the error there (OpenRouter),
-// and it may quote the backend's key.
+// after it, reads its usage and the service tier that served it, and reports whether
+// the object has an error member: a router that answered 200 before the model failed
+// puts the error there (OpenRouter), and it may quote the backend's key.
 func scanAnswer(body []byte, u *Usage) (ok, isError bool) {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
@@ -199,6 +200,8 @@ func scanAnswer(body []byte, u *Usage) (ok, isError bool) {
 			if !jsonscan.IsNull(v) {
 				parseUsage(v, u)
 			}
+		case "service_tier":
+			u.Tier.read(v)
 		case "error":
 			isError = isError || !jsonscan.IsNull(v)
 		}

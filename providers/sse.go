@@ -448,7 +448,8 @@ func classifyStream(err error) error {
 	return errors.Join(ErrStreamCut, classify(err))
 }
 
-// inspectChunk reads what the gateway needs of a chunk: usage, and whether it carries
+// inspectChunk reads what the gateway needs of a chunk: usage, the service tier that
+// serves the stream (in ev.Usage.Tier, with or without usage), and whether it carries
 // generated content. It reports whether the chunk is one JSON object, as every chunk
 // of an OpenAI-format stream is: reading it validates it as it goes.
 func inspectChunk(data []byte, ev *Event) bool {
@@ -474,6 +475,8 @@ func inspectChunk(data []byte, ev *Event) bool {
 			if !jsonscan.IsNull(v) && parseUsage(v, &ev.Usage) {
 				ev.HasUsage = true
 			}
+		case "service_tier":
+			ev.Usage.Tier.read(v)
 		case "error":
 			ev.Error = true
 		}
