@@ -18,6 +18,9 @@ type anthropicUsage struct {
 	// cacheWrite1h is the part of cacheWrite with a one-hour ttl
 	// (cache_creation.ephemeral_1h_input_tokens).
 	cacheWrite1h int64
+	// tier is the service tier usage.service_tier names (standard, priority,
+	// batch), which Pricing.Tiers prices as an OpenAI answer's service_tier.
+	tier ServiceTier
 	// bad is set once a count was not one (negative, huge, not an integer).
 	bad bool
 }
@@ -46,6 +49,9 @@ func (u *anthropicUsage) read(raw []byte) {
 			if v, ok := jsonscan.Field(v, "ephemeral_1h_input_tokens"); ok {
 				u.read1h(v)
 			}
+			continue
+		case "service_tier":
+			u.tier.read(v)
 			continue
 		default:
 			continue
@@ -80,7 +86,7 @@ func (u *anthropicUsage) read1h(v []byte) {
 
 func (u *anthropicUsage) usage() Usage {
 	if u.bad || u.cacheWrite1h > u.cacheWrite {
-		return Usage{}
+		return Usage{Tier: u.tier}
 	}
 	return Usage{
 		Input:        u.input + u.cacheWrite + u.cacheRead,
@@ -88,6 +94,7 @@ func (u *anthropicUsage) usage() Usage {
 		CachedInput:  u.cacheRead,
 		CacheWrite:   u.cacheWrite,
 		CacheWrite1h: u.cacheWrite1h,
+		Tier:         u.tier,
 	}
 }
 

@@ -1,0 +1,63 @@
+package providers
+
+import "testing"
+
+// Anthropic names the tier that served an answer in usage.service_tier (standard,
+// priority, batch): it prices the answer as an OpenAI answer's service_tier does.
+func TestAnthropicServiceTier(t *testing.T) {
+	pricing := Pricing{InputPerMillion: 3, OutputPerMillion: 15, Tiers: map[string]TierPricing{
+		"priority": {InputPerMillion: price(6), OutputPerMillion: price(30)},
+	}}
+
+	t.Run("answer", func(t *testing.T) {
+		body := `{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","stop_sequence":null,` +
+			`"usage":{"input_tokens":1000000,"output_tokens":1000000,"service_tier":"priority"}}`
+		var u Usage
+		if _, ok := appendChatCompletion(nil, []byte(body), 1, &u); !ok {
+			t.Fatal("answer refused")
+		}
+		if got := u.Tier.String(); got != "priority" {
+			t.Fatalf("tier %q, want priority", got)
+		}
+		if got := pricing.Cost(u); got != 36 {
+			t.Errorf("cost %v, want 36 (priority prices)", got)
+		}
+	})
+
+	t.Run("stream", func(t *testing.T) {
+		// message_start names the tier; message_delta's usage does not repeat it.
+		in := "event: message_start\ndata: " + `{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-x","stop_reason":null,"stop_sequence":null,` +
+			`"usage":{"input_tokens":1000000,"output_tokens":1,"service_tier":"priority"}}}` + "\n\n" +
+			"event: content_block_start\ndata: " + `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}` + "\n\n" +
+			"event: content_block_delta\ndata: " + `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}` + "\n\n" +
+			"event: content_block_stop\ndata: " + `{"type":"content_block_stop","index":0}` + "\n\n" +
+			"event: message_delta\ndata: " + `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":1000000}}` + "\n\n" +
+			"event: message_stop\ndata: " + `{"type":"message_stop"}` + "\n\n"
+		evs, err := readStream(in, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []Usage
+		for _, ev := range evs {
+			if ev.HasUsage {
+				got = append(got, ev.Usage)
+			}
+		}
+		if len(got) != 1 {
+			t.Fatalf("%d usage events, want 1", len(got))
+		}
+		if got[0].Tier.String() != "priority" || pricing.Cost(got[0]) != 36 {
+			t.Errorf("usage %+v (tier %q), cost %v: want tier priority, cost 36", got[0], got[0].Tier.String(), pricing.Cost(got[0]))
+		}
+	})
+
+	t.Run("standard and none", func(t *testing.T) {
+		for _, raw := range []string{`{"input_tokens":1000000,"output_tokens":1000000,"service_tier":"standard"}`, `{"input_tokens":1000000,"output_tokens":1000000}`, `{"input_tokens":1000000,"output_tokens":1000000,"service_tier":null}`} {
+			var a anthropicUsage
+			a.read([]byte(raw))
+			if got := pricing.Cost(a.usage()); got != 18 {
+				t.Errorf("%s: cost %v, want 18 (top-level prices)", raw, got)
+			}
+		}
+	})
+}
