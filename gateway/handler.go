@@ -226,6 +226,15 @@ func (r *request) release() {
 func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 	s.handling.Add(1)
 	s.route(ctx)
+	if s.draining.Load() {
+		// A request read on a connection open when the drain began (kept alive by a
+		// proxy, a TLS handshake under way) is served, and its connection closed
+		// after the answer: the client's next request opens a connection, refused
+		// here (the listener is closed), which proxies and clients retry elsewhere.
+		// fasthttp says so too while its shutdown runs, not once shutdown_grace
+		// has run out. A stream says it itself (hijackStream).
+		ctx.SetConnectionClose()
+	}
 	s.leaveBody(ctx)
 	s.handling.Add(-1)
 }
@@ -276,8 +285,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		return
 	}
 	r := s.acquireRequest()
-	r.start = time.Now()
-	r.setRequestID(ctx)
+	r.arrive(ctx)
 	if !s.bind(r) {
 		r.setClient(ctx)
 		r.fail(ctx, &errShuttingDown)
@@ -840,14 +848,16 @@ func (s *Server) cutWaits() {
 
 // ownRequest starts a request the gateway answers itself, outside the API pipeline (a
 // model listing, an unknown path, a wrong method, a request it could not read), with
-// the pipeline's bookkeeping: its request ID, client address and server span now, and,
+// the pipeline's bookkeeping: its request ID, client address and server span from its
+// header's arrival (arrival) where the connection kept it, else now, and,
 // once it is answered (fail, or finish with the status set), its metrics (endpoint
 // "unknown"), span end and access log line. Its runtime is nil, and it has no span,
-// while the gateway shuts down.
+// once shutdown_grace has run out (bind).
 func (s *Server) ownRequest(ctx *fasthttp.RequestCtx) *request {
 	r := s.acquireRequest()
-	r.start = time.Now()
-	r.setRequestID(ctx)
+	// As its header arrived: fasthttp has reset it when the first bytes of the body
+	// could not be read (serveParseError).
+	r.arrive(ctx)
 	if s.bind(r) {
 		r.startSpan(ctx, serverSpecs[ownMethod(ctx.Method())][ownRoute(ctx.Path())])
 	}
@@ -986,11 +996,14 @@ func (r *request) auth(ctx *fasthttp.RequestCtx) *apiError {
 	return e
 }
 
-// bind pins the request to the live runtime.
+// bind pins the request to the live runtime: while the gateway drains too, for a
+// request that came on a connection open when the drain began (serveAPI closes it
+// after the answer), but not once shutdown_grace has run out (cutOpen) or the
+// gateway has stopped.
 func (s *Server) bind(r *request) bool {
 	for range 4 {
 		rt := s.rt.Load()
-		if rt == nil || s.draining.Load() {
+		if rt == nil || s.cut.Load() {
 			return false
 		}
 		if rt.acquire() {
@@ -1727,8 +1740,16 @@ func (r *request) setHeaders(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// setRequestID keeps a sane client-sent x-request-id or makes a random one.
-func (r *request) setRequestID(ctx *fasthttp.RequestCtx) {
+// arrive starts the request as its header arrived on the API listener (arrival): its
+// start, and its ID, a sane client-sent x-request-id or a random one. Elsewhere (an
+// in-process connection) it starts now, from the header.
+func (r *request) arrive(ctx *fasthttp.RequestCtx) {
+	if a := arrivalOf(ctx.Conn()); a != nil {
+		r.start = a.at
+		r.reqID = a.appendID(r.reqID[:0])
+		return
+	}
+	r.start = time.Now()
 	r.reqID = appendRequestID(r.reqID[:0], &ctx.Request.Header)
 }
 
@@ -1745,10 +1766,16 @@ func (r *request) forwardRequestID(h *fasthttp.RequestHeader) {
 }
 
 // setClient notes the client's address: the peer, or behind the runtime's trusted
-// proxies the one X-Forwarded-For names. A request refused unbound (503 shutting_down)
-// reads the live runtime's list, which stays installed while the gateway drains: it
-// is logged with its client, not its load balancer.
+// proxies the one X-Forwarded-For names, as headerReceived worked it out when the
+// header arrived (arrival) on the API listener. A request refused unbound (503
+// shutting_down once shutdown_grace has run out) reads the live runtime's list, which
+// stays installed until the gateway stops: it is logged with its client, not its load
+// balancer.
 func (r *request) setClient(ctx *fasthttp.RequestCtx) {
+	if a := arrivalOf(ctx.Conn()); a != nil {
+		r.client = r.ipBuf[:copy(r.ipBuf[:], a.client())]
+		return
+	}
 	var xff [][]byte
 	rt := r.rt
 	if rt == nil {
@@ -1776,9 +1803,23 @@ func (r *request) clientText() string {
 
 // appendRequestID appends a sane client-sent x-request-id, or a random one, to dst.
 func appendRequestID(dst []byte, h *fasthttp.RequestHeader) []byte {
-	if id := h.PeekBytes(hdrRequestID); len(id) > 0 && len(id) <= 128 && printable(id) {
+	if id := h.PeekBytes(hdrRequestID); saneRequestID(id) {
 		return append(dst, id...)
 	}
+	return appendNewRequestID(dst)
+}
+
+// maxRequestID is the longest client-sent request ID the gateway keeps.
+const maxRequestID = 128
+
+// saneRequestID reports whether a client-sent request ID is one the gateway keeps: 1
+// to maxRequestID visible ASCII characters.
+func saneRequestID(id []byte) bool {
+	return len(id) > 0 && len(id) <= maxRequestID && printable(id)
+}
+
+// appendNewRequestID appends a random request ID to dst.
+func appendNewRequestID(dst []byte) []byte {
 	const hex = "0123456789abcdef"
 	for _, v := range [2]uint64{rand.Uint64(), rand.Uint64()} {
 		for j := 0; j < 16; j++ {

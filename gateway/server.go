@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
@@ -218,6 +219,7 @@ func New(path string, opt Options) (*Server, error) {
 		StreamRequestBody:  true,
 		MaxRequestBodySize: readLimit(rt.maxBody),
 		HeaderReceived:     s.headerReceived,
+		ConnState:          s.connState,
 		// A multipart body is a body like any other to the gateway: fasthttp
 		// would parse one whole before the handler runs, into memory up to 16
 		// MiB and files past that, whatever max_body_bytes says.
@@ -277,12 +279,134 @@ func readLimit(maxBody int) int {
 // its length, and a client that announced a body it will not send would wait for
 // read_timeout and a 408 rather than get its 413 at once. (An HTTP/1.0 request takes
 // no expectation: its handler refuses it after those 8 KiB.)
+//
+// It also notes the request's arrival on its connection (arrival), for an answer the
+// gateway gives when fasthttp has reset the header.
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	if rt := s.rt.Load(); rt != nil && h.ContentLength() > readLimit(rt.maxBody) {
+	rt := s.rt.Load()
+	if rt != nil && h.ContentLength() > readLimit(rt.maxBody) {
 		h.SetBytesKV(hdrExpect, str100Continue)
+	}
+	ctx := ctxOf(h)
+	if ac, ok := connwrap.Under[*arrivalConn](ctx.Conn()); ok {
+		ac.a.note(ctx, rt)
 	}
 	return fasthttp.RequestConfig{}
 }
+
+// arrival is what the gateway keeps of a request's header from its arrival
+// (headerReceived) until the connection's next request begins (connState): when, the
+// client's own request ID, the client's address. fasthttp reads up to 8 KiB of a
+// body before the handler runs, and when that fails (the body stalls past
+// read_timeout, or the client's close cuts it short of its Content-Length) it resets
+// the header and only then calls serveParseError: without this the answer and its
+// access log line would get a new request ID, the proxy's address in place of the
+// client X-Forwarded-For names behind server.trusted_proxies, and a latency counted
+// from the error, not from the request (ALB, Envoy and nginx with
+// proxy_request_buffering off pass bodies on as they come). The connection's serving
+// goroutine alone reads and writes it.
+type arrival struct {
+	// set is whether the rest holds the connection's current request.
+	set          bool
+	idLen, ipLen int
+	at           time.Time
+	// id is the client's X-Request-Id when it is one the gateway keeps
+	// (appendRequestID); idLen 0 is none.
+	id [maxRequestID]byte
+	ip [16]byte
+}
+
+// note keeps what ctx's request header says now, under rt's trusted proxies.
+func (a *arrival) note(ctx *fasthttp.RequestCtx, rt *runtime) {
+	a.at = time.Now()
+	a.idLen = 0
+	if id := ctx.Request.Header.PeekBytes(hdrRequestID); saneRequestID(id) {
+		a.idLen = copy(a.id[:], id)
+	}
+	var trusted trustedProxies
+	var xff [][]byte
+	if rt != nil && len(rt.trusted) > 0 {
+		trusted = rt.trusted
+		xff = ctx.Request.Header.PeekAll(hdrForwardedFor)
+	}
+	var buf [16]byte
+	a.ipLen = copy(a.ip[:], clientIP(ctx.RemoteIP(), xff, trusted, &buf))
+	a.set = true
+}
+
+// appendID appends the request's ID to dst: the client's own, or a new one.
+func (a *arrival) appendID(dst []byte) []byte {
+	if a.idLen > 0 {
+		return append(dst, a.id[:a.idLen]...)
+	}
+	return appendNewRequestID(dst)
+}
+
+// client is the client's address.
+func (a *arrival) client() []byte { return a.ip[:a.ipLen] }
+
+// arrivalConn is an API connection with the arrival of the request it carries. It
+// is the connection under the deadline.Conn (and the TLS connection over that):
+// fasthttp's ConnState hook and the handler find it under whatever wraps it then.
+type arrivalConn struct {
+	net.Conn
+	a arrival
+}
+
+// NetConn returns the connection c wraps, for the hang-up watch to find its socket.
+func (c *arrivalConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite shuts the sending side of the connection c wraps, which a lingering
+// close (deadline.Conn's Linger) asks for.
+func (c *arrivalConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// arrivalListener wraps each connection it accepts in an arrivalConn.
+type arrivalListener struct{ net.Listener }
+
+func (l arrivalListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &arrivalConn{Conn: c}, nil
+}
+
+// arrivalOf is the arrival of the request c carries now; nil when c has none (a
+// request whose header could not be read, a connection not the API listener's).
+func arrivalOf(c net.Conn) *arrival {
+	if ac, ok := connwrap.Under[*arrivalConn](c); ok && ac.a.set {
+		return &ac.a
+	}
+	return nil
+}
+
+// connState (fasthttp.Server's ConnState) drops the arrival of a connection's last
+// request as the first byte of its next one comes, before its header is read: a
+// request whose header cannot be read is not taken for the one before it.
+func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
+	if st != fasthttp.StateActive {
+		return
+	}
+	if ac, ok := connwrap.Under[*arrivalConn](c); ok {
+		ac.a.set = false
+	}
+}
+
+// ctxOf is the RequestCtx whose request header h is. fasthttp's server calls
+// HeaderReceived with nothing but its RequestCtx's own header (&ctx.Request.Header),
+// and gives the hook no other way to the request's connection
+// (TestHeaderReceivedHeaderIsCtxs pins it for the fasthttp built with).
+func ctxOf(h *fasthttp.RequestHeader) *fasthttp.RequestCtx {
+	return (*fasthttp.RequestCtx)(unsafe.Add(unsafe.Pointer(h), -ctxHeaderOffset))
+}
+
+// ctxHeaderOffset is where in a RequestCtx its request's header lies.
+var ctxHeaderOffset = int(unsafe.Offsetof((*fasthttp.RequestCtx)(nil).Request) + unsafe.Offsetof((*fasthttp.Request)(nil).Header))
 
 var (
 	hdrExpect      = []byte(fasthttp.HeaderExpect)
@@ -439,9 +563,11 @@ func (s *Server) Listen() error {
 	// for its first byte as a kept-alive one waits for its next request, so that
 	// read_timeout counts from that byte: fasthttp counts it from the accept on a
 	// new connection, and answers one that sent nothing with a 408. It follows
-	// the line feeds read too, for requestLineCut. Under it, acceptRetry rides out
-	// the accept errors of a resource short for a moment (the open-file limit).
-	api := deadline.Listener{Listener: newAcceptRetry(ln, "api", s.log), FirstByte: idleTimeout(s.api), Lines: true, Pending: &s.apiNew}
+	// the line feeds read too, for requestLineCut. Under it, each connection is an
+	// arrivalConn (the arrival of its request, for serveParseError), and
+	// acceptRetry rides out the accept errors of a resource short for a moment
+	// (the open-file limit).
+	api := deadline.Listener{Listener: arrivalListener{newAcceptRetry(ln, "api", s.log)}, FirstByte: idleTimeout(s.api), Lines: true, Pending: &s.apiNew}
 	s.apiLn = api
 	s.admLn = deadline.Listener{Listener: newAcceptRetry(adm, "admin", s.log), FirstByte: idleTimeout(s.admin), Pending: &s.admNew}
 	if s.cert.Load() != nil {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -69,8 +70,9 @@ func (c *latencyConn) Write(b []byte) (int, error) {
 
 // An HTTPS client (TLS 1.2) whose handshake is under way when the shutdown begins has
 // sent bytes, and sends its request one round trip after the server's Finished: the
-// request is answered as one that comes during the drain is, 503 shutting_down, not
-// left with its connection closed unanswered.
+// request is served as one that comes during the drain on a connection open before it
+// is, its answer with Connection: close and the connection closed after, not left with
+// its connection closed unanswered.
 func TestShutdownAnswersTLS12ClientMidHandshake(t *testing.T) {
 	pki := newTestPKI(t)
 	g := startGateway(t, `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", shutdown_grace: 5s,
@@ -105,12 +107,18 @@ logging: {level: info, access_log: false}
 		t.Fatalf("write: %v", err)
 	}
 	_ = tc.SetReadDeadline(time.Now().Add(3 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	br := bufio.NewReader(tc)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		t.Fatalf("request sent right after a TLS 1.2 handshake under way when the shutdown began: %v; want 503 shutting_down", err)
+		t.Fatalf("request sent right after a TLS 1.2 handshake under way when the shutdown began: %v; want it served", err)
 	}
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("request sent right after a TLS 1.2 handshake under way when the shutdown began: %s, want 503 shutting_down", resp.Status)
+	if resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Errorf("request sent right after a TLS 1.2 handshake under way when the shutdown began: %s (Connection: close %v), "+
+			"want it served, 200 with Connection: close", resp.Status, resp.Close)
+	}
+	if n, err := br.ReadByte(); err == nil {
+		t.Errorf("after the answer the connection sent %q; want it closed", n)
 	}
 }

@@ -123,10 +123,11 @@ func (r *request) serveHijacked(hc net.Conn) {
 		failed = errConnFailed
 	}
 	if keep, _ := r.streamTo(failed, false); !keep {
+		s.hijacked.Add(-1)
 		_ = conn.Close()
 		return
 	}
-	go func() { _ = s.api.ServeConn(next) }()
+	go s.serveNext(next)
 }
 
 // streamDetached runs the stream on the stream's own goroutine, which then serves the
@@ -135,6 +136,7 @@ func (r *request) streamDetached(conn net.Conn) {
 	s := r.s
 	keep, first := r.streamTo(nil, true)
 	if !keep {
+		s.hijacked.Add(-1)
 		_ = conn.Close()
 		return
 	}
@@ -148,12 +150,28 @@ func (r *request) streamDetached(conn net.Conn) {
 		}
 		fb.b[0] = byte(first)
 		fb.ahead = fb.b[:1]
-		_ = s.api.ServeConn(next)
+		s.serveNext(next)
 		return
 	}
+	s.hijacked.Add(-1)
 	if next := s.awaitNext(conn); next != nil {
 		_ = s.api.ServeConn(next)
 	}
+}
+
+// serveNext serves the request a client sent behind its stream, on the stream's
+// connection next, which counts as hijacked until then (streamTo). While the gateway
+// drains it counts until that request is answered (its answer closes the
+// connection): fasthttp's shutdown may have ended already, with no connection of its
+// own left open, and the drain waits for it as for the stream.
+func (s *Server) serveNext(next net.Conn) {
+	if !s.draining.Load() {
+		s.hijacked.Add(-1)
+		_ = s.api.ServeConn(next)
+		return
+	}
+	_ = s.api.ServeConn(next)
+	s.hijacked.Add(-1)
 }
 
 // errClientGone ends a stream whose client closed its connection.
@@ -380,11 +398,11 @@ func asFirstByteConn(c net.Conn) *firstByteConn {
 // r); a non-nil failed ends it with that error before anything is written. With watch,
 // the client's connection is read meanwhile (watchClient), and first is the byte of
 // the client's next request that read, or -1. keep reports whether the connection may
-// go on to the client's next request. The stream stops counting as hijacked when it
-// returns, before the connection serves anything else.
+// go on to the client's next request. The stream counts as hijacked until its caller
+// hands the connection on: closed, waiting for the next request (awaitNext), or
+// serving one the client has sent (serveNext).
 func (r *request) streamTo(failed error, watch bool) (keep bool, first int) {
 	s, conn := r.s, r.conn
-	defer s.hijacked.Add(-1)
 	s.trackStream(conn, true)
 	defer s.trackStream(conn, false)
 	// The client's connection bounds the stream's writes by how long nothing of
@@ -425,7 +443,10 @@ func (r *request) streamTo(failed error, watch bool) (keep bool, first int) {
 			first = r.stopWatch()
 		}
 	}
-	keep = err == nil && r.keepConn && !s.draining.Load() && conn.SetWriteDeadline(time.Time{}) == nil
+	// While the gateway drains, a request the client has sent already behind the
+	// stream is served still, its answer closing the connection (serveAPI), as one
+	// on any connection open when the drain began; awaitNext closes one that waits.
+	keep = err == nil && r.keepConn && conn.SetWriteDeadline(time.Time{}) == nil
 	released = true
 	_ = r.endStream(err)
 	return keep, first
