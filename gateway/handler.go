@@ -2275,7 +2275,7 @@ func (r *request) record(status int) {
 			}
 		}
 	} else if live := s.rt.Load(); live != nil {
-		// A request refused while the gateway drains holds no runtime; the live one,
+		// A request refused once shutdown_grace has run out holds no runtime; the live one,
 		// still set until the gateway stops, counts it under endpoint "unknown", so
 		// that every request with an access log line is counted.
 		series = live.unrouted

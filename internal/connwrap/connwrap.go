@@ -3,8 +3,8 @@ package connwrap
 
 import "net"
 
-// maxDepth bounds the walk: the gateway's connections are at most a TLS connection
-// over its deadline.Conn, or a stream's wrapper over either.
+// maxDepth bounds the walk: the gateway's connections are at most a stream's wrapper
+// over a TLS connection over its deadline.Conn over an arrivalConn.
 const maxDepth = 8
 
 // Under returns c, or the first connection under it that is a T, through the

@@ -421,7 +421,7 @@ const shookGraceMin = time.Second
 // endGrace. One under TLS whose handshake had begun gets, from the handshake's end
 // (now if it is under way still), twice the handshake's time, shookGraceMin at least
 // and its wait's own bound at most: its client is sending a request, which a
-// server draining answers (an HTTP server's 503). One whose handshake ended longer
+// draining server still answers (the gateway serves it, closing the connection after). One whose handshake ended longer
 // ago (a pool warmed ahead) is idle, and gets endGrace too.
 func (c *Conn) endBound(now int64) int64 {
 	end := now + int64(endGrace)
