@@ -319,7 +319,9 @@ func TestAttemptOrder(t *testing.T) {
 		{"families interleaved, IPv6 sorted first", []net.IP{v6a, v6b, v4a, v4b}, 0, "[2001:db8::1] 10.0.0.1 [2001:db8::2] 10.0.0.2"},
 		{"families interleaved, IPv4 sorted first", []net.IP{v4a, v4b, v4c, v6a}, 0, "10.0.0.1 [2001:db8::1] 10.0.0.2 10.0.0.3"},
 		{"the turn rotates the start", []net.IP{v4a, v4b, v4c}, 1, "10.0.0.2 10.0.0.3 10.0.0.1"},
-		{"the turn wraps round", []net.IP{v6a, v4a, v4b}, 5, "10.0.0.2 [2001:db8::1] 10.0.0.1"},
+		{"each family's turn wraps round on its own", []net.IP{v6a, v4a, v4b}, 5, "[2001:db8::1] 10.0.0.2 10.0.0.1"},
+		{"the turn rotates within each family, the families still interleaved", []net.IP{v4a, v4b, v4c, v6a}, 1, "10.0.0.2 [2001:db8::1] 10.0.0.3 10.0.0.1"},
+		{"the resolver's first family leads on every turn", []net.IP{v6a, v6b, v4a}, 1, "[2001:db8::2] 10.0.0.1 [2001:db8::1]"},
 		{"IPv4 in 16 bytes is IPv4", []net.IP{v4a.To16(), v6a}, 0, "10.0.0.1 [2001:db8::1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

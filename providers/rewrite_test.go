@@ -108,7 +108,7 @@ func TestParseUsageBounds(t *testing.T) {
 		t.Errorf("anthropic usage %+v, want 100 in, 7 out", u)
 	}
 	a.read([]byte(`{"output_tokens":-3}`))
-	if u := a.usage(); u != (Usage{}) {
+	if u := a.usage(); u.Counted() {
 		t.Errorf("anthropic usage after a negative count %+v, want unknown", u)
 	}
 }

@@ -237,9 +237,10 @@ const minSecretLen = 4
 
 // redactor masks the exporter's secrets in text the gateway logs: the values of the
 // headers it sends to the collector (tracing.headers, and OTEL_EXPORTER_OTLP_HEADERS
-// and OTEL_EXPORTER_OTLP_TRACES_HEADERS, which the OTLP exporters add) and the user
-// information of any URL (OTEL_EXPORTER_OTLP_ENDPOINT may carry one; the exporters'
-// own errors name the collector by host only).
+// and OTEL_EXPORTER_OTLP_TRACES_HEADERS, which the OTLP exporters add), the user
+// information of its endpoint (tracing.endpoint, OTEL_EXPORTER_OTLP_ENDPOINT,
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) and that of any URL (the exporters' own errors
+// name the collector by host only).
 type redactor struct {
 	// secrets are longest first, so that a secret inside another is masked with it.
 	secrets []string
@@ -248,12 +249,16 @@ type redactor struct {
 // maxSecrets bounds the secrets a diagnostics remembers over reloads.
 const maxSecrets = 256
 
-// newRedactor returns the redactor of cfg's headers and those getenv gives.
+// newRedactor returns the redactor of cfg's headers and endpoint and those getenv
+// gives.
 func newRedactor(cfg Config, getenv func(string) string) *redactor {
 	r := &redactor{}
 	for _, v := range cfg.Headers {
 		r.addValue(v)
 	}
+	r.addEndpoint(cfg.Endpoint)
+	r.addEndpoint(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+	r.addEndpoint(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 	for _, name := range []string{"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
 		// The exporters read "key=value,key=value" with values percent-encoded; an entry
 		// they cannot read is masked whole, as it may be nothing but a key.
@@ -280,6 +285,42 @@ func (r *redactor) addValue(v string) {
 	r.add(v)
 	if i := strings.LastIndexAny(v, " \t"); i >= 0 {
 		r.add(strings.TrimSpace(v[i+1:]))
+	}
+}
+
+// addEndpoint adds the user information of an endpoint URL, what lies between "://"
+// and its last '@' (an '@' in an endpoint's path is not worth the risk of reading a
+// password as one): whole, its password alone, and the password's parts before and
+// after its first '/', '?' or '#', each raw and percent-decoded. A password written
+// with one of those unencoded (a base64 password holds '/') makes the URL one Go
+// cannot parse, and OpenTelemetry warns quoting the value and Go's error, which
+// quotes the password's part before that character on its own (`invalid port
+// ":part" after host`), where no URL shows withoutUserinfo that it is one.
+func (r *redactor) addEndpoint(v string) {
+	v = strings.TrimSpace(v)
+	if _, rest, ok := strings.Cut(v, "://"); ok {
+		v = rest
+	}
+	at := strings.LastIndexByte(v, '@')
+	if at < 0 {
+		return
+	}
+	userinfo := v[:at]
+	decoded, err := url.PathUnescape(userinfo)
+	if err != nil {
+		decoded = ""
+	}
+	for _, u := range []string{userinfo, decoded} {
+		r.add(u)
+		_, password, ok := strings.Cut(u, ":")
+		if !ok {
+			continue
+		}
+		r.add(password)
+		if i := strings.IndexAny(password, "/?#"); i >= 0 {
+			r.add(password[:i])
+			r.add(password[i+1:])
+		}
 	}
 }
 
@@ -316,7 +357,11 @@ func (r *redactor) clean(s string) string {
 }
 
 // withoutUserinfo replaces the user information of every URL in s
-// ("https://user:pass@host/") with REDACTED.
+// ("https://user:pass@host/") with REDACTED. The authority ends at the first '/', '?'
+// or '#'; when what follows its last '@' is no host[:port] Go's url.Parse reads (a
+// password holding an unencoded '/', the value OpenTelemetry warns about, such as
+// "https://user:abc/def@host" read as host "user:abc"), the user information runs to
+// the URL's last '@' before a space or a quote.
 func withoutUserinfo(s string) string {
 	for from := 0; ; {
 		i := strings.Index(s[from:], "://")
@@ -324,18 +369,42 @@ func withoutUserinfo(s string) string {
 			return s
 		}
 		start := from + i + len("://")
-		end := start + strings.IndexFunc(s[start:], func(c rune) bool {
-			return strings.ContainsRune("/?#\"'` \t\r\n", c)
-		})
+		end := start + strings.IndexAny(s[start:], "\"'` \t\r\n")
 		if end < start {
 			end = len(s)
 		}
-		if at := strings.LastIndexByte(s[start:end], '@'); at >= 0 {
-			s = s[:start] + redacted + s[start+at:]
-			end = start + len(redacted) + (end - start - at)
+		authority := s[start:end]
+		if j := strings.IndexAny(authority, "/?#"); j >= 0 {
+			authority = authority[:j]
 		}
-		from = end
+		at := strings.LastIndexByte(authority, '@')
+		if !readsAsHost(authority[at+1:]) {
+			at = max(at, strings.LastIndexByte(s[start:end], '@'))
+		}
+		if at >= 0 {
+			s = s[:start] + redacted + s[start+at:]
+		}
+		from = start
 	}
+}
+
+// readsAsHost reports whether h is a host with an optional port as url.Parse reads it:
+// digits only after the last ':' that follows a bracketed IPv6 address, if any.
+func readsAsHost(h string) bool {
+	if strings.HasPrefix(h, "[") {
+		i := strings.LastIndexByte(h, ']')
+		if i < 0 {
+			return false
+		}
+		if h = h[i+1:]; h != "" && h[0] != ':' {
+			return false
+		}
+	}
+	i := strings.LastIndexByte(h, ':')
+	if i < 0 {
+		return true
+	}
+	return strings.Trim(h[i+1:], "0123456789") == ""
 }
 
 // withholdQuoted replaces what s quotes ("...") with an ellipsis.

@@ -191,6 +191,10 @@ func TestRedactor(t *testing.T) {
 		{"two URLs", "https://a:b@h1/ and grpc://c@h2", "https://REDACTED@h1/ and grpc://REDACTED@h2"},
 		{"URL without user information", `Post "http://127.0.0.1:4318/v1/traces": refused`, `Post "http://127.0.0.1:4318/v1/traces": refused`},
 		{"at sign after the host", "http://host/path@x", "http://host/path@x"},
+		{"at sign after a host and port", "http://host:4318/path@x", "http://host:4318/path@x"},
+		{"at sign after an IPv6 host", "http://[::1]:4318/v1?to=a@b", "http://[::1]:4318/v1?to=a@b"},
+		{"password with an unencoded slash", `parse "https://u:abc/def+g@collector:4318": bad`, `parse "https://REDACTED@collector:4318": bad`},
+		{"password with an unencoded '?'", "input https://u:abc?def@collector:4318 x@y", "input https://REDACTED@collector:4318 x@y"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := r.clean(c.in); got != c.want {
