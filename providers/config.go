@@ -3,6 +3,7 @@ package providers
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"net"
@@ -326,12 +327,7 @@ func (c *Config) validatePricing() []error {
 	check("pricing.cached_input_per_million", p.CachedInputPerMillion)
 	check("pricing.cache_write_per_million", p.CacheWritePerMillion)
 	check("pricing.cache_write_1h_per_million", p.CacheWrite1hPerMillion)
-	names := make([]string, 0, len(p.Tiers))
-	for name := range p.Tiers {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(p.Tiers)) {
 		t := p.Tiers[name]
 		key := "pricing.tiers." + name
 		switch {
@@ -510,11 +506,7 @@ func (c *Config) validateSecrets() []error {
 	case strings.ContainsAny(c.APIKey, "\r\n\x00"):
 		errs = append(errs, fieldErr("api_key", LineBreakProblem))
 	}
-	names := make([]string, 0, len(c.Headers))
-	for k := range c.Headers {
-		names = append(names, k)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(c.Headers))
 	for i, k := range names {
 		v := c.Headers[k]
 		same := slices.IndexFunc(names[:i], func(n string) bool { return strings.EqualFold(n, k) })
