@@ -7,8 +7,8 @@ import (
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
-// webSearch is the answer's use of the web search server tool (web_search_20250305 or
-// web_search_20260209) a request declares. The model tries searchTries searches, as
+// webSearch is the answer's use of the web search server tool (web_search_20250305,
+// web_search_20260209 or web_search_20260318) a request declares. The model tries searchTries searches, as
 // the API runs them within one turn: each is a server_tool_use block (the query) and a
 // web_search_tool_result block (its results, deterministic), one past max_uses getting
 // the result error max_uses_exceeded instead. A text block citing the first result of
@@ -93,7 +93,9 @@ func (st *state) parseWebSearch(tools, choice []byte) *badRequest {
 		if !isServerTool(typ) || !bytes.HasPrefix(typ, strWebSearchPrefix) {
 			continue
 		}
-		if string(typ) != `"web_search_20250305"` && string(typ) != `"web_search_20260209"` {
+		switch string(typ) {
+		case `"web_search_20250305"`, `"web_search_20260209"`, `"web_search_20260318"`:
+		default:
 			return &badRequest{msg: "tools." + strconv.Itoa(i) + ": Input tag " + string(typ) + " found using 'type' does not match any of the expected tags"}
 		}
 		if e := st.checkWebSearchTool(i, typ, t); e != nil {

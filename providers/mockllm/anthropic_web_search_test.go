@@ -212,6 +212,7 @@ func TestMessagesWebSearch(t *testing.T) {
 		{"max_uses 1: the second search is refused", searchTool(`,"max_uses":1`), 1},
 		{"max_uses 5 and a location", searchTool(`,"max_uses":5,"user_location":{"type":"approximate","city":"Zürich","region":"Zürich","country":"CH","timezone":"Europe/Zurich"}`), 2},
 		{"the later version", `{"type":"web_search_20260209","name":"web_search","allowed_domains":["example.com"],"cache_control":{"type":"ephemeral"}}`, 2},
+		{"the latest version", `{"type":"web_search_20260318","name":"web_search"}`, 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
