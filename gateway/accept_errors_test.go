@@ -55,6 +55,7 @@ func (l *scriptedListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(12
 // all) are waited out and retried, with one warning for the whole episode: the
 // listener goes on, as nginx's and net/http's do, instead of ending the server.
 func TestAcceptRetriesPassingErrors(t *testing.T) {
+	t.Parallel()
 	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
 		t.Run(errno.Error(), func(t *testing.T) {
 			c1, c2 := net.Pipe()
@@ -88,6 +89,7 @@ func TestAcceptReturnsPermanentError(t *testing.T) {
 // Closing the listener ends a wait between retries: a shutdown does not wait for the
 // backoff (fasthttp's drain waits for its accept loop).
 func TestAcceptRetryEndsOnClose(t *testing.T) {
+	t.Parallel()
 	errs := make([]error, 100)
 	for i := range errs {
 		errs[i] = acceptErr(syscall.EMFILE)
@@ -185,6 +187,7 @@ func (l *failingUntil) Accept() (net.Conn, error) {
 // passed, while it retries: the log does not end on "accepting connections again"
 // with the listener accepting nothing since.
 func TestAcceptRetryWarnsDuringEpisodeBegunWithinWindow(t *testing.T) {
+	t.Parallel()
 	c1, c2 := net.Pipe()
 	t.Cleanup(func() { c1.Close(); c2.Close() })
 	logs := &syncBuffer{}
@@ -220,6 +223,7 @@ func (l *failOnTrigger) Accept() (net.Conn, error) {
 // A listener that fails for good stops the server, but after the drain a stop asked
 // for makes: the request in flight gets its answer, and Serve returns the error.
 func TestServeDrainsWhenListenerFails(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "tollgate.yaml")
 	putFile(t, path, []byte(`server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", shutdown_grace: 10s}
 backends:
@@ -284,6 +288,7 @@ logging: {level: info, access_log: false}
 // Close of the listener is no expiry of the grace, and a stream in flight, 1 s long
 // with a 10 s grace, runs to its end.
 func TestServeDrainsStreamsWhenListenerEnds(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", shutdown_grace: 10s}
 backends:
   slow: {provider: mock, model: m, mock: {ttft: 10ms, tpot: 100ms, max_tokens: 10}}

@@ -50,6 +50,7 @@ func adminErrorCode(body map[string]any) any {
 // the canary's share to the other routes by their override weights, as a gate's
 // rollback does, and a stays drained.
 func TestAdminRollbackDuringOverrideKeepsDrainedRoute(t *testing.T) {
+	t.Parallel()
 	_, admin := startAdminGatewayOn(t, threeRouteAdminConfig(startStaticUpstream(t)))
 	ep := admin + "/admin/endpoints/chat"
 	code, body := adminCall(t, "PUT", ep+"/weights", "tok", `{"a": 0, "b": 90, "canary": 10}`)
@@ -72,6 +73,7 @@ func TestAdminRollbackDuringOverrideKeepsDrainedRoute(t *testing.T) {
 // refused as any weight outside 0–100 is, instead of moving the endpoint onto the
 // canary.
 func TestAdminWeightsRefusesNull(t *testing.T) {
+	t.Parallel()
 	_, admin := startAdminGateway(t)
 	for _, body := range []string{`{"stable": null, "canary": 100}`, `{"canary": 100, "stable": null}`} {
 		code, resp := adminCall(t, "PUT", admin+"/admin/endpoints/chat/weights", "tok", body)

@@ -69,6 +69,7 @@ func checkAdminError(t *testing.T, what string, body map[string]any, code string
 // Every error of the admin table answers its status and code in the API's error shape
 // (README, "Admin API"), as JSON.
 func TestAdminErrorsInErrorShape(t *testing.T) {
+	t.Parallel()
 	_, admin := startAdminGateway(t)
 	ep := admin + "/admin/endpoints/chat"
 	auth := map[string]string{"Authorization": "Bearer tok"}
@@ -109,6 +110,7 @@ func TestAdminErrorsInErrorShape(t *testing.T) {
 // or a reload without it is refused with 401 invalid_admin_token and changes nothing;
 // /healthz, /readyz and /metrics never need it.
 func TestAdminTokenGuardsEveryChange(t *testing.T) {
+	t.Parallel()
 	_, admin := startAdminGateway(t)
 	ep := admin + "/admin/endpoints/chat"
 	for _, tt := range []struct{ method, url, body string }{
@@ -149,6 +151,7 @@ func TestAdminTokenGuardsEveryChange(t *testing.T) {
 // and curl (neither header) pass. Without a token on a loopback listener, any request
 // whose Host is not a loopback name is refused too; with a token it is not.
 func TestAdminCrossSiteRules(t *testing.T) {
+	t.Parallel()
 	upstream := startStaticUpstream(t)
 	_, withTok := startAdminGatewayOn(t, adminConfig(upstream))
 	_, noTok := startAdminGatewayOn(t, strings.Replace(adminConfig(upstream), `, admin_token: "tok"`, "", 1))
@@ -200,6 +203,7 @@ func TestAdminCrossSiteRules(t *testing.T) {
 // and says whether this replica leads; GET /admin/endpoints/{name} and every canary
 // operation answer the same view of one endpoint.
 func TestAdminListingShape(t *testing.T) {
+	t.Parallel()
 	g, admin := startAdminGateway(t)
 	const sent = 7
 	for i := range sent {
@@ -386,6 +390,7 @@ func adminRedisConfig(upstream, redisURL string) string {
 // an endpoint without a canary, which is 409 no_canary whatever Redis does, and a
 // rollback, which applies on the replica called (local_only) until Redis is back.
 func TestAdminSharedAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	up := startStaticUpstream(t)
 	_, a := startAdminGatewayOn(t, adminRedisConfig(up, rds.URL()))
@@ -422,6 +427,9 @@ func TestAdminSharedAcrossReplicas(t *testing.T) {
 	}
 	checkAdminError(t, "pause of a promoted canary", body, "invalid_canary_state")
 
+	// Redis comes back before the gateways stop (cleanups run last first), which
+	// spares their shutdown the wait on a dead Redis.
+	t.Cleanup(rds.Restart)
 	rds.Kill()
 	code, body = adminCall(t, "POST", a+"/admin/endpoints/chat/canary/resume", "tok", "")
 	if code != 503 {
@@ -454,6 +462,7 @@ func TestAdminSharedAcrossReplicas(t *testing.T) {
 // package that found it, nor Redis's own error (its address, a dial failure), which
 // goes to the log.
 func TestAdminErrorMessagesSayWhatIsWrong(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	_, admin := startAdminGatewayOn(t, adminRedisConfig(startStaticUpstream(t), rds.URL()))
 	ep := admin + "/admin/endpoints/chat"
@@ -496,6 +505,9 @@ func TestAdminErrorMessagesSayWhatIsWrong(t *testing.T) {
 	if msg := message("POST", ep+"/canary/resume", ""); !strings.Contains(msg, "promoted") || !strings.Contains(msg, "resume") {
 		t.Errorf("resume of a promoted canary: message %q does not say the state and the verb", msg)
 	}
+	// Redis comes back before the gateway stops (cleanups run last first), which
+	// spares its shutdown the wait on a dead Redis.
+	t.Cleanup(rds.Restart)
 	rds.Kill()
 	msg := message("POST", ep+"/canary/pause", "")
 	if strings.Contains(msg, rds.Addr()) || strings.Contains(msg, "dial") || !strings.Contains(msg, "Redis") {

@@ -13,6 +13,7 @@ import (
 // endpoint of that very name, and no dots turn an operation on one name into another
 // operation, or onto another endpoint.
 func TestAdminEndpointNameReadAsSent(t *testing.T) {
+	t.Parallel()
 	const name = "hf://org/model"
 	_, admin := startAdminGatewayOn(t, strings.NewReplacer("name: chat", `name: "`+name+`"`, "logging:",
 		"  - {name: chat, type: chat, routes: [{backend: stable, weight: 90}, {backend: canary, weight: 10}],"+

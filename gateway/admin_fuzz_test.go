@@ -183,6 +183,7 @@ func fuzzCheckCanaryState(t *testing.T, addr string) {
 // token is said at start-up as a warning, before the "serving" line; on loopback, or
 // with a token, nothing is.
 func TestAdminOpenWithoutTokenWarns(t *testing.T) {
+	t.Parallel()
 	const warning = "the admin API listens beyond loopback without server.admin_token"
 	for _, c := range []struct {
 		name, server string

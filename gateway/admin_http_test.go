@@ -11,6 +11,7 @@ import (
 // so `curl -I`, uptime monitors and load-balancer checks read them as broken; the
 // API listener's GET routes and /healthz, /readyz take HEAD.
 func TestAdminGetRoutesTakeHead(t *testing.T) {
+	t.Parallel()
 	_, base := startAdminGateway(t)
 	do := func(method, path string) *http.Response {
 		t.Helper()

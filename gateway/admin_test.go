@@ -74,6 +74,7 @@ func canaryOf(t *testing.T, body map[string]any) (string, float64) {
 }
 
 func TestAdminAPI(t *testing.T) {
+	t.Parallel()
 	_, admin := startAdminGateway(t)
 	ep := admin + "/admin/endpoints/chat"
 
@@ -156,6 +157,7 @@ func TestAdminAPI(t *testing.T) {
 // Hugging Face ID (meta-llama/Llama-3.1-8B-Instruct); the admin API reaches them with
 // the slash written as it is or as %2F, for every operation.
 func TestAdminEndpointNamesWithSlashes(t *testing.T) {
+	t.Parallel()
 	const name = "meta-llama/Llama-3.1-8B-Instruct"
 	_, admin := startAdminGatewayOn(t, strings.NewReplacer("name: chat", "name: "+name, "{name: plain,", "{name: org/plain,").Replace(adminConfig(startStaticUpstream(t))))
 	base := admin + "/admin/endpoints/"

@@ -10,6 +10,7 @@ import (
 // the admin API at once (each call reads the token from the running config); beyond
 // loopback, that is logged with the warning start-up gives. On loopback nothing is.
 func TestReloadDroppingAdminTokenWarns(t *testing.T) {
+	t.Parallel()
 	const warning = "the admin API listens beyond loopback without server.admin_token"
 	config := func(adminListen, token string) string {
 		return `server: {listen: "127.0.0.1:0", admin_listen: "` + adminListen + `"` + token + "}\n" +

@@ -15,6 +15,7 @@ import (
 // under prefix affinity, whatever its prompt, and the key still reaches the upstream;
 // requests without one are placed by their prompts, over the pool.
 func TestAffinityPlacesByPromptCacheKey(t *testing.T) {
+	t.Parallel()
 	const targets = 8
 	var (
 		mu    sync.Mutex

@@ -539,6 +539,7 @@ func afNum(m map[string]any, k string) int64 {
 // Retry-After, not retried past a long one, which is passed on), 4xx not retried, 529
 // overloaded answered as 503, streamed requests answered as plain JSON errors.
 func TestAnthropicFaultsUpstreamErrors(t *testing.T) {
+	t.Parallel()
 	e := startAnthropicFaults(t)
 	cases := []struct {
 		name       string
@@ -823,6 +824,7 @@ func TestAnthropicFaultsFallback(t *testing.T) {
 // upstream_stream_cut error event and no [DONE], which the SDK reports; an unbroken one
 // ends with a finish reason and [DONE].
 func TestAnthropicFaultsStreamCut(t *testing.T) {
+	t.Parallel()
 	e := startAnthropicFaults(t)
 	const text = `{"model":"claude","stream":true,"max_tokens":8,"messages":[{"role":"user","content":"Tell me a story."}]}`
 	const tool = `{"model":"claude","stream":true,"messages":[{"role":"user","content":"Weather?"}],"tool_choice":"required",
@@ -876,6 +878,7 @@ func TestAnthropicFaultsStreamCut(t *testing.T) {
 // events that are not JSON, a body that just ends, a stream answered as JSON, error
 // bodies that are not JSON.
 func TestAnthropicFaultsScriptedStreams(t *testing.T) {
+	t.Parallel()
 	e := startAnthropicFaults(t)
 	const stream = `{"model":"fake","stream":true,"messages":[{"role":"user","content":"hi"}]}`
 	const plain = `{"model":"fake","messages":[{"role":"user","content":"hi"}]}`
@@ -1105,6 +1108,7 @@ func TestAnthropicFaultsScriptedStreams(t *testing.T) {
 // timeout: 504 upstream_timeout for an answer not begun, an error event and no [DONE]
 // for a stream that has.
 func TestAnthropicFaultsSlowFirstToken(t *testing.T) {
+	t.Parallel()
 	e := startAnthropicFaults(t)
 	const limit = 2 * time.Second // the endpoint's 400ms, with room for a busy machine
 	for i, tc := range []struct {
@@ -1164,6 +1168,7 @@ func TestAnthropicFaultsSlowFirstToken(t *testing.T) {
 // tool calls in one answer, arguments with escapes, a call without arguments ("{}"),
 // text before a call, and the tool result sent back.
 func TestAnthropicFaultsToolCalls(t *testing.T) {
+	t.Parallel()
 	e := startAnthropicFaultsCapped(t, 64)
 	c := e.sdk()
 	ctx := context.Background()
@@ -1317,6 +1322,7 @@ func TestAnthropicFaultsToolCalls(t *testing.T) {
 // client that did not ask for it) or not; a tokens-per-window limit is charged the
 // real usage, and nothing for an upstream error or a refused request.
 func TestAnthropicFaultsUsage(t *testing.T) {
+	t.Parallel()
 	e := startAnthropicFaults(t)
 	c := e.sdk()
 	ctx := context.Background()
@@ -1441,6 +1447,7 @@ func TestAnthropicFaultsUsage(t *testing.T) {
 // or not, and never reaches the upstream. (Embeddings and legacy completions on an
 // Anthropic backend are a config error: testdata/config/bad-provider-keys.yaml.)
 func TestAnthropicFaultsRefusedParams(t *testing.T) {
+	t.Parallel()
 	e := startAnthropicFaults(t)
 	const user = `[{"role":"user","content":"hi"}]`
 	cases := []struct {
@@ -1564,6 +1571,7 @@ func TestAnthropicFaultsClientHangUp(t *testing.T) {
 // an ejected target, the target stays out of service and the next request that is
 // sent is the trial.
 func TestAnthropicFaultsRefusedRequestDecidesNoTrial(t *testing.T) {
+	t.Parallel()
 	_, caddr := startMock(t, mockllm.Options{Model: afModel, API: mockllm.APIAnthropic, APIKey: afAnthropicKey, MaxTokens: 4})
 	fake := startScriptedAnthropic(t)
 	fake.script(anthError(500, "", "api_error", "broken replica"))

@@ -230,6 +230,7 @@ var weatherTool = openai.ChatCompletionFunctionTool(openai.FunctionDefinitionPar
 // {"type":"adaptive","display":"summarized"}, as README says) with reasoning_effort
 // "low": the upstream gets both, the effort as output_config.effort.
 func TestAnthropicThinkingDisplayKeepsEffort(t *testing.T) {
+	t.Parallel()
 	g, up := recordedClaudeGateway(t, "claude-opus-4-7")
 	c := g.client()
 	_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{

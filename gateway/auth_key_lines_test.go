@@ -13,6 +13,7 @@ import (
 // other. It is refused: 400 duplicate_api_key, before the key is looked up, as the same
 // two keys on one line ("Bearer A, Bearer B") are refused.
 func TestKeyOnTwoLinesRefused(t *testing.T) {
+	t.Parallel()
 	g := startAuthGateway(t)
 	for _, lines := range [][][2]string{
 		{{"Authorization", "Bearer sk-team-a-1234"}, {"Authorization", "Bearer sk-other-9999"}},

@@ -32,6 +32,7 @@ func postWithTimeout(url, user, body string, timeout time.Duration) (int, error)
 // 500ms) for the latency gate, and the canary is rolled back rather than promoted on
 // its fast answers alone.
 func TestCanarySlowAnswersClientsAbandonBreachP99(t *testing.T) {
+	t.Parallel()
 	stable := startStaticUpstream(t)
 	var n atomic.Int64
 	canary := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
@@ -86,6 +87,7 @@ logging: {level: error, access_log: false}
 // endpoint's timeout, the later ones after a short wait (100ms of 500ms) in the queue.
 // Those timeouts are the upstream's, so the window fills and the canary is rolled back.
 func TestCanaryHungUpstreamBehindQueueRolledBack(t *testing.T) {
+	t.Parallel()
 	stable := startStaticUpstream(t)
 	release := make(chan struct{})
 	var seen atomic.Int64

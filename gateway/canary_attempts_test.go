@@ -46,6 +46,7 @@ var halfCanary = router.Config{
 // the canary's latency. Every upstream answer takes 300ms, far under max_p99: 1s,
 // while the fifth request of a burst answers after about 1.5s.
 func TestCanaryLatencyExcludesQueueWait(t *testing.T) {
+	t.Parallel()
 	stable := startStaticUpstream(t)
 	canary := startSlowUpstream(t, 300*time.Millisecond)
 	g := startGateway(t, `
@@ -87,6 +88,7 @@ logging: {level: error, access_log: false}
 // target's health: the first request takes the canary's one slot for 600ms, the
 // second waits for it and then has 400ms of its 1s timeout left.
 func TestCanaryQueuedDeadlineIsNoError(t *testing.T) {
+	t.Parallel()
 	stable := startStaticUpstream(t)
 	canary := startSlowUpstream(t, 600*time.Millisecond)
 	g := startGateway(t, `
@@ -130,6 +132,7 @@ logging: {level: error, access_log: false}
 // produce a token, so that every client gives up, shows no healthy attempt and is
 // not stepped up.
 func TestCanaryAbandonedStreamsEarnNoStep(t *testing.T) {
+	t.Parallel()
 	stable := startStaticUpstream(t)
 	release := make(chan struct{})
 	canary := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {

@@ -133,6 +133,7 @@ func TestCanaryRolledBackWhenFaulty(t *testing.T) {
 // A replica that starts after the cluster rolled its canary back routes no user to the
 // canary from its first request: it reads the shared state before it serves.
 func TestCanaryStateReadBeforeServing(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	_, stable := startMock(t, mockllm.Options{MaxTokens: 2})
 	_, canary := startMock(t, mockllm.Options{MaxTokens: 2})

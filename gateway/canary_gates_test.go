@@ -84,6 +84,7 @@ func postAs(t *testing.T, url, user, body string) (int, string) {
 // against the target's health, and not as a canary error: a healthy canary whose
 // upstream never failed is not rolled back for the gateway's own concurrency cap.
 func TestCanaryIgnoresGatewayOverload(t *testing.T) {
+	t.Parallel()
 	stable := startStaticUpstream(t)
 	canary := startSlowUpstream(t, 1500*time.Millisecond)
 	yaml := `
@@ -158,6 +159,7 @@ data: [DONE]
 // the retried attempt's. Here every attempt of the canary has its first token within
 // milliseconds, so the TTFT gate holds.
 func TestCanaryStreamTTFTExcludesRetryWait(t *testing.T) {
+	t.Parallel()
 	stable := startStaticUpstream(t)
 	var n atomic.Int64
 	canary := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
@@ -218,6 +220,7 @@ logging: {level: error, access_log: false}
 // refuses it rather than apply one reading of it (the router itself refuses two
 // names of one route, "stable" and its backend's name, for that reason).
 func TestAdminWeightsRefusesAmbiguousBody(t *testing.T) {
+	t.Parallel()
 	_, admin := startAdminGateway(t)
 	ep := admin + "/admin/endpoints/chat"
 	for _, body := range []string{

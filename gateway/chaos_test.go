@@ -1116,6 +1116,7 @@ func postRaw(t *testing.T, c *http.Client, url, body string, hdr map[string]stri
 // wakes up, and the lease it takes there must not stay held: once Redis answers again
 // the endpoint's whole concurrency is available.
 func TestChaosRedisStallFreesSlots(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, mockConfig(up, "", `  - name: limited

@@ -56,6 +56,7 @@ logging: {level: error, access_log: false}
 // mockllm refuses thinking budgets and sampling settings on every Claude 5 model, named
 // in its table or not, as Anthropic does.
 func TestMockllmClaude5ModelsRefuseBudgetsAndSampling(t *testing.T) {
+	t.Parallel()
 	for _, model := range []string{"claude-opus-5" /* contrast: listed */, "claude-haiku-5-5", "claude-fable-5-1", "claude-mythos-5"} {
 		_, addr := startMock(t, mockllm.Options{Model: model, API: mockllm.APIAnthropic, MaxTokens: 16, Seed: 1})
 		for _, extra := range []string{`"thinking":{"type":"enabled","budget_tokens":2048}`, `"top_k":40`} {

@@ -76,6 +76,7 @@ func BenchmarkClientIP(b *testing.B) {
 // client_ip is that client; without trusted_proxies (or from a peer not in them) the
 // header is ignored, so it cannot be used to escape a limit.
 func TestPerIPLimitBehindProxy(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	limits := `
   - name: limited

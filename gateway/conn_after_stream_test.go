@@ -27,6 +27,7 @@ import (
 // that once had a request pipelined behind a stream, for the connection's life: the
 // hang-up watch finds the socket under fasthttp's hijacked connection.
 func TestHangUpWatchedAfterPipelinedStream(t *testing.T) {
+	t.Parallel()
 	arrived, abandoned := make(chan string, 8), make(chan string, 8)
 	sse := sseChunk("a") + sseChunk("b") + "data: [DONE]\n\n"
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, req *http.Request) {
@@ -123,6 +124,7 @@ func TestHangUpWatchedAfterPipelinedStream(t *testing.T) {
 // whole body before reading (Python's requests and urllib3, many others) would
 // otherwise never see the 413, and retry the upload.
 func TestOversizedBodyAfterStreamGets413(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, expectConfig(up))
 	// Over the read limit (2*4 KiB + 1 MiB): fasthttp refuses it from its

@@ -110,6 +110,7 @@ func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(math.Abs
 // the access log, the cost and tollgate_cached_input_tokens_total take them, buffered
 // and streamed, and also when the gateway asked for a stream's usage on its own.
 func TestPromptCacheEndToEnd(t *testing.T) {
+	t.Parallel()
 	oa, an := pcMocks(t)
 	g := startGateway(t, pcConfig(oa, an, ""))
 	c := g.client()

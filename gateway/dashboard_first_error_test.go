@@ -62,6 +62,7 @@ func (e *dashProbeEnv) post(t *testing.T, model string, stream bool, hdr map[str
 // that first appeared with the error already counted would be invisible to rate()
 // and increase().
 func TestDashboardShowsFirstServerError(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, mockConfig(up, "", ""))
 	prom := dashProbeStartProm(t, g.AdminAddr())
@@ -115,6 +116,7 @@ func TestDashboardShowsFirstServerError(t *testing.T) {
 // data", which an SRE cannot tell from an endpoint that gets no traffic or a broken
 // scrape.
 func TestDashboardErrorRateOfHealthyEndpoint(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, mockConfig(up, "", ""))
 	prom := dashProbeStartProm(t, g.AdminAddr())

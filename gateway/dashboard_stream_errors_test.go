@@ -12,6 +12,7 @@ import (
 // panel stays at 0; the panel's second series, failed streams among the requests,
 // shows it, from the first such stream on (the stream error counters exist at 0).
 func TestDashboardShowsStreamCutAfter200(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 4})
 	g := startGateway(t, mockConfig(up, "", ""))
 	prom := dashProbeStartProm(t, g.AdminAddr())

@@ -23,6 +23,7 @@ import (
 // that one served, and the drain ends as soon as it is answered, however long
 // shutdown_grace is.
 func TestDrainServesRequestOnOpenConnectionOnce(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 20, TPOT: 30 * time.Millisecond})
 	cfg := strings.Replace(mockConfig(addr, "", ""), `shutdown_grace: 5s}`, `shutdown_grace: 30s}`, 1)
 	const longStream = `{"model":"chat","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"hi"}]}`

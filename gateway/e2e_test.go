@@ -271,6 +271,7 @@ func apiErr(t *testing.T, err error) *openai.Error {
 }
 
 func TestEndToEndErrors(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{})
 	deadAddr := holdPort(t).Addr()
 	g := startGateway(t, mockConfig(addr, `

@@ -196,6 +196,7 @@ limiter: {store: redis, redis: {url: "` + rd.URL() + `"}, prefetch: 0s}
 // A stream cut when shutdown_grace runs out marks the request's (server) span as an
 // error, as a cut or upstream-failed stream does, not as a client hang-up.
 func TestShutdownCutServerSpanIsError(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 4000, TPOT: 20 * time.Millisecond})
 	exp := &keepSpans{}
 	g := serveWithOptions(t, `

@@ -58,6 +58,7 @@ func deafUpstream(t *testing.T) string {
 // 504 upstream_timeout after about first_byte_timeout, not after the whole backend
 // timeout.
 func TestFirstByteTimeoutBoundsUnreadRequestWrite(t *testing.T) {
+	t.Parallel()
 	addr := deafUpstream(t)
 	cfg := strings.Replace(mockConfig(addr, "", ""), "timeout: 20s}", "timeout: 8s, first_byte_timeout: 500ms}", 1)
 	cfg = strings.Replace(cfg, "max_body_bytes: 64KiB,", "max_body_bytes: 8MiB,", 1)
@@ -83,6 +84,7 @@ func TestFirstByteTimeoutBoundsUnreadRequestWrite(t *testing.T) {
 // process that hangs half-way) has not given its headers. With no stream_idle_timeout,
 // the status line's bytes must not turn the first-byte bound into the whole timeout.
 func TestFirstByteTimeoutBoundsStalledHeader(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {

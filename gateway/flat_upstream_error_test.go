@@ -18,6 +18,7 @@ import (
 // status. Through the gateway the application gets OpenAI's shape, so its error
 // handling (status, message, code) works whatever the backend.
 func TestFlatUpstreamErrorReachesSDKAsAPIError(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, body string
 		status     int

@@ -43,6 +43,7 @@ func exchange(t *testing.T, addr, raw string) (*http.Response, string) {
 // TestMethodNotAllowedNamesAllow: a 405 carries the Allow header naming the methods
 // the path takes (RFC 9110 §15.5.6), on the API and the admin listener.
 func TestMethodNotAllowedNamesAllow(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, mockConfig(up, "", ""))
 	tests := []struct {
@@ -116,6 +117,7 @@ func TestPerIPLimitForwardedForLines(t *testing.T) {
 // request not read within server.read_timeout (RFC 9110 §15.5.9; the official OpenAI
 // SDKs retry 408, never 400).
 func TestUnreadableRequestStatus(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, strings.Replace(mockConfig(up, "", ""), "shutdown_grace: 5s}",
 		"shutdown_grace: 5s, read_timeout: 300ms}", 1))
@@ -154,6 +156,7 @@ func requestsTotal(t *testing.T, g *gw) float64 {
 // (fasthttp's read errors, such as a body over the read limit, the unknown-URL 404,
 // the 405, the model list).
 func TestEveryRequestCounted(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	// 4 KiB: the read limit (2*max_body_bytes + 1 MiB) is then about 1 MiB.
 	g := startGateway(t, strings.Replace(mockConfig(up, "", ""), "max_body_bytes: 64KiB,", "max_body_bytes: 4KiB,", 1))

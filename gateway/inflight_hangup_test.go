@@ -18,6 +18,7 @@ import (
 // buffers headers until the first token) is aborted the same way while the header
 // is awaited.
 func TestInFlightRequestIsAbortedWhenItsClientHangsUp(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		hangUp func(c net.Conn) error

@@ -112,6 +112,7 @@ func TestReloadOnFileChange(t *testing.T) {
 // tollgate.yaml is a link through the "..data" symlink, and an update swaps "..data"
 // to a new directory. The gateway must see that change and reload.
 func TestReloadOnConfigMapSwap(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
 	dir := t.TempDir()
 	write := func(version, yaml string) {
@@ -166,6 +167,7 @@ func TestConfigEvent(t *testing.T) {
 // TestShutdownDrainsStream stops the gateway while a stream runs: the stream must end
 // complete, and new connections must be refused.
 func TestShutdownDrainsStream(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 30, TPOT: 20 * time.Millisecond})
 	g := startGateway(t, mockConfig(addr, "", ""))
 	c := g.client()
@@ -284,6 +286,7 @@ func TestClientGoneAbortsUpstream(t *testing.T) {
 // the first save is building: the watcher must load the second save too, not take it
 // for the config that is running.
 func TestReloadKeepsSaveMadeDuringReload(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "tollgate.yaml")
 	if err := os.WriteFile(path, []byte(reviewCfg("127.0.0.1:0", "a")), 0o644); err != nil {
 		t.Fatal(err)
@@ -302,6 +305,7 @@ func TestReloadKeepsSaveMadeDuringReload(t *testing.T) {
 // (stow, Nix, /etc/alternatives): a save of the file it points to reloads, and so does
 // a save of a new target after the link is repointed to a third directory.
 func TestReloadOnSymlinkTargetSave(t *testing.T) {
+	t.Parallel()
 	realDir, linkDir, nextDir := t.TempDir(), t.TempDir(), t.TempDir()
 	real := filepath.Join(realDir, "prod.yaml")
 	if err := os.WriteFile(real, []byte(reviewCfg("127.0.0.1:0", "a")), 0o644); err != nil {
@@ -523,6 +527,7 @@ func hasEndpoint(s *Server, name string) bool {
 // (tollgate.yaml -> tollgate.prod.yaml) reloads when that file is saved, as a target in
 // another directory does.
 func TestReloadOnSymlinkTargetInSameDir(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	real := filepath.Join(dir, "tollgate.prod.yaml")
 	if err := os.WriteFile(real, []byte(reviewCfg("127.0.0.1:0", "a")), 0o644); err != nil {
@@ -547,6 +552,7 @@ func TestReloadOnSymlinkTargetInSameDir(t *testing.T) {
 // (/etc/tollgate.yaml -> /etc/alternatives/tollgate.yaml -> /opt/v1/tollgate.yaml), and
 // `update-alternatives --set` repoints the middle link: the new file is loaded.
 func TestReloadOnSymlinkChainRepoint(t *testing.T) {
+	t.Parallel()
 	etc, alt, v1, v2 := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	f1 := filepath.Join(v1, "tollgate.yaml")
 	f2 := filepath.Join(v2, "tollgate.yaml")

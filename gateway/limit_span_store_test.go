@@ -9,6 +9,7 @@ import (
 // TestLimitSpanNamesDefaultStore: the limit check's span names the store that answered
 // it; with limiter.store left out that is memory, on allowed and refused checks alike.
 func TestLimitSpanNamesDefaultStore(t *testing.T) {
+	t.Parallel()
 	g, exp := startTracedGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:

@@ -140,6 +140,7 @@ func TestLimitsOverdraftMakesNextWait(t *testing.T) {
 // hangs up on a stream that has begun. A leaked slot locks the caller out for
 // good with `concurrency: 1` (memory store: nothing ever frees it).
 func TestLimitsConcurrencyReleasedOnEveryEnding(t *testing.T) {
+	t.Parallel()
 	t.Run("memory", func(t *testing.T) { testConcurrencyReleasedOnEveryEnding(t, "") })
 	t.Run("redis", func(t *testing.T) {
 		rds := redistest.Start(t)

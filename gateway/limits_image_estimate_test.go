@@ -20,6 +20,7 @@ import (
 // and refused with 429 whenever any earlier request had used any of the bucket. The
 // same request with the image given by URL was admitted.
 func TestInlineImageFitsTokenLimit(t *testing.T) {
+	t.Parallel()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		prompt := 30000

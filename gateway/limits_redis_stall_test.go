@@ -54,6 +54,7 @@ func postLimited(t *testing.T, c *http.Client, url, body string) limitedAnswer {
 // raising limiter.timeout, say) has reached Redis since it started, and Redis last
 // reported three replicas: it goes on answering from a third of each limit.
 func TestLimitsReloadDuringRedisOutageKeepsReplicaShare(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	cfg := func(timeout string) string {

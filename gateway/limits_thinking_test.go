@@ -199,6 +199,7 @@ func jsonField(body, key string) any {
 // room); the token estimate counts default_max_tokens plus that budget, as the
 // upstream may produce it.
 func TestThinkingRaisedMaxTokensEstimated(t *testing.T) {
+	t.Parallel()
 	up := startThinkingAnthropic(t)
 	g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 64KiB, shutdown_grace: 5s}

@@ -15,6 +15,7 @@ import (
 // span; refused by a fallback, it keeps the last upstream's error, and only that
 // upstream's attempt is counted and traced.
 func TestLocalRefusalIsNoAttempt(t *testing.T) {
+	t.Parallel()
 	_, an := startMock(t, mockllm.Options{MaxTokens: 5, Seed: 1, API: mockllm.APIAnthropic, Model: "claude-sonnet-4-5"})
 	_, busy := startCountingUpstream(t, answerError(429, "Retry-After", "30"))
 	g, exp := startTracedGateway(t, `
@@ -73,6 +74,7 @@ logging: {level: info, format: json}
 // leaves a client span or an attempt, in the access log or in
 // tollgate_upstream_attempts_total.
 func TestBusyBackendIsNoAttempt(t *testing.T) {
+	t.Parallel()
 	_, primary := startCountingUpstream(t, answerError(429, "Retry-After", "30"))
 	spare, spareArrived, release := heldChatUpstream(t)
 	g, exp := startTracedGateway(t, `

@@ -25,6 +25,7 @@ logging: {level: ` + level + `, format: ` + format + `}
 // in tollgate_log_lines_dropped_total, and its notice of them is a warning in the
 // log's format, left out at a level above warn.
 func TestLoggerOverLogQueue(t *testing.T) {
+	t.Parallel()
 	const notice = "log lines dropped: the log reader fell behind"
 	tests := []struct {
 		name, format, level string

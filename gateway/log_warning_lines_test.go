@@ -52,6 +52,7 @@ func jsonLogLines(t *testing.T, logs string) []map[string]any {
 // tollgate_upstream_attempts_total{target} and the attempt span's server.address with
 // it). With eight replicas, the operator cannot tell from the logs which one to pull.
 func TestUpstreamFailureWarningNamesTarget(t *testing.T) {
+	t.Parallel()
 	good := startStaticUpstream(t)
 	html := func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentType("text/html")

@@ -51,6 +51,7 @@ func chatOfSize(n int) string {
 // value under the listener's read limit made from the old one, so a 64KiB -> 4MiB
 // reload let 512 KiB through and refused 2 MiB.
 func TestReloadMaxBodyBytes(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, to string
 		warns    bool
@@ -103,6 +104,7 @@ func TestReadLimitSaturates(t *testing.T) {
 // A max_body_bytes the config accepts, however large (an operator's "no limit"),
 // lets through a body under it: 5 MiB, over fasthttp's 4 MiB default.
 func TestHugeMaxBodyBytesAcceptsLargeBody(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, maxBodyConfig(largeBodyUpstream(t), "4611686018427387904")) // 2^62
 	if resp, body := postChat(t, g, chatOfSize(5<<20)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("max_body_bytes 2^62: a 5 MiB body got %d %.200s (listener limit %d)", resp.StatusCode, body, g.api.MaxRequestBodySize)

@@ -13,6 +13,7 @@ import (
 // config's cap, and once that request ends its connection no longer does. A reload
 // that changes nothing but a comment builds new clients all the same.
 func TestMaxConnectionsHoldAcrossReload(t *testing.T) {
+	t.Parallel()
 	up, arrived, release := heldChatUpstream(t)
 	cfg := func(comment string) string {
 		return `

@@ -10,6 +10,7 @@ import (
 // connection (max_connections: 1) busy leaves the other to serve: the requests the
 // balance policy gives the busy one go to the other, not to 503 after connect_timeout.
 func TestOneTargetAtMaxConnectionsIsNotOverload(t *testing.T) {
+	t.Parallel()
 	a, arrivedA, _ := heldChatUpstream(t)
 	b := startStaticUpstream(t)
 	g := startGateway(t, `

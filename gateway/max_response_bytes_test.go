@@ -115,6 +115,7 @@ logging: {level: error, access_log: false}
 // gateway buffers every non-streamed answer whole, bounded by the backend's
 // max_response_bytes (default 64 MiB), which such a backend raises.
 func TestLargeFloatEmbeddingsBatchPassedOnUnderMaxResponseBytes(t *testing.T) {
+	t.Parallel()
 	const inputs = 2048
 	up, sizeOf := floatEmbeddingsUpstream(t)
 	size := sizeOf(inputs)

@@ -101,6 +101,7 @@ logging: {access_log: false}
 // OpenAI's usage has cached_tokens, reads only): an OpenAI-compatible backend's
 // cache_write series could never move, an Anthropic backend's is there from the start.
 func TestOpenAIBackendHasNoCacheWriteSeries(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   llama: {provider: openai, base_url: "http://127.0.0.1:1/v1", model: m}
@@ -127,6 +128,7 @@ logging: {access_log: false}
 // its tollgate_cost_usd_total could never move, and the dashboard's cost panel would
 // draw it as a backend that costs $0.
 func TestBackendWithoutPricingHasNoCostSeries(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   llama: {provider: openai, base_url: "http://127.0.0.1:1/v1", model: m}
@@ -151,6 +153,7 @@ logging: {access_log: false}
 // so only those endpoints have a rejection series for them; a key that may call
 // every endpoint has its limits' series on each.
 func TestKeyLimitSeriesOnlyWhereTheKeyMayCall(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   llama: {provider: openai, base_url: "http://127.0.0.1:1/v1", model: m}
@@ -228,6 +231,7 @@ logging: {access_log: false}
 // stream series it lacked, at 0 for rate() from the first stream, and the series it
 // had keep their counts.
 func TestReloadThatLetsAnEndpointStreamAddsItsStreamSeries(t *testing.T) {
+	t.Parallel()
 	cfg := func(typ string) string {
 		return `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
@@ -266,6 +270,7 @@ logging: {access_log: false}
 // the endpoint gives the same label set every series a fallback's upstream answers
 // move, and the refusals counted before stay.
 func TestRefusalSeriesBecomingAFallbackKeepItsCounts(t *testing.T) {
+	t.Parallel()
 	cfg := func(routes string) string {
 		return `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:

@@ -37,6 +37,7 @@ func runningKey(s *Server, backend string) string {
 // without anyone reloading, as a renewed certificate does, or the gateway goes on
 // sending a revoked key.
 func TestWatchMLflowKeySecretRotation(t *testing.T) {
+	t.Parallel()
 	for _, sub := range []string{"", "keys/"} {
 		t.Run("files at "+sub+"openai", func(t *testing.T) { rotateKeySecret(t, sub) })
 	}
@@ -71,6 +72,7 @@ func rotateKeySecret(t *testing.T, sub string) {
 // Operator: the key file is a plain file beside the config (a Docker secret, a file a
 // vault agent renders): replacing it by a rename, or writing it in place, reloads.
 func TestWatchMLflowKeyFileSaved(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 2})
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "openai.key")
@@ -96,6 +98,7 @@ func TestWatchMLflowKeyFileSaved(t *testing.T) {
 // sent as the key meanwhile, as MLflow takes a value naming no file, with a warning;
 // the file is watched, and its key read once it lands.
 func TestWatchMLflowKeyFileCreatedAfterStart(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 2})
 	keyPath := filepath.Join(t.TempDir(), "openai.key")
 	g := startGateway(t, mlflowKeyFileConfig(addr, keyPath))
@@ -188,6 +191,7 @@ func TestMLflowKeyLookingLikePathNotLogged(t *testing.T) {
 // container creating vault/ with the file) is read once both land: the directory is
 // polled until it is there, then watched.
 func TestWatchMLflowKeyFileInDirectoryCreatedAfterStart(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 2})
 	dir := filepath.Join(t.TempDir(), "vault")
 	keyPath := filepath.Join(dir, "openai.key")

@@ -16,6 +16,7 @@ import (
 // variant shown in x-tollgate-variant, the metrics and the access log is its backend's
 // name, the endpoint's, as for any route without a variant.
 func TestMLflowEndpointNamesNeedNotBeLabels(t *testing.T) {
+	t.Parallel()
 	for name, ep := range map[string]string{
 		"70 characters": "azure-openai-gpt-4o-mini-2024-07-18-chat-completions-production-eastus2",
 		"non-ASCII":     "résumé_chat",

@@ -19,6 +19,7 @@ import (
 // answer and its Retry-After, which the OpenAI SDKs honour, rather than the gateway's
 // own 503, which they retry at once.
 func TestNoAttemptKeepsUpstreamError(t *testing.T) {
+	t.Parallel()
 	const chat = `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
 	const direct = `{"model":"direct","messages":[{"role":"user","content":"hi"}]}`
 
@@ -125,6 +126,7 @@ func checkUpstreamAnswer(t *testing.T, g *gw, body string, status int, retryAfte
 // none: the client gets the primary's 504 upstream_timeout, named as up's, not the
 // gateway's own 503 named after a backend that never saw the request.
 func TestNoAttemptKeepsTimeout(t *testing.T) {
+	t.Parallel()
 	slow := serveUpstream(t, func(ctx *fasthttp.RequestCtx) { time.Sleep(300 * time.Millisecond); answerChat(ctx) })
 	spare, spareArrived, release := heldChatUpstream(t)
 	g := startGateway(t, `

@@ -129,6 +129,7 @@ func contractScrape(t *testing.T, g *gw) map[string]*dto.MetricFamily {
 // model name, a path, a user id) either breaks dashboards or blows up series
 // cardinality.
 func TestScrapeMatchesContract(t *testing.T) {
+	t.Parallel()
 	g := contractTraffic(t)
 	fams := contractScrape(t, g)
 	types := map[string]dto.MetricType{
@@ -239,6 +240,7 @@ func contractExprs(t *testing.T) map[string]string {
 // label a shipped alert or panel selects or groups by must exist on a real
 // scrape; a label typo makes a panel silently empty or an alert never fire.
 func TestShippedQueriesUseExportedLabels(t *testing.T) {
+	t.Parallel()
 	g := contractTraffic(t)
 	fams := contractScrape(t, g)
 	labelsOf := func(name string) (map[string]bool, bool) {
@@ -327,6 +329,7 @@ func contractAccessLines(t *testing.T, g *gw) []map[string]any {
 // slow first token from a slow generation: duration must run to the end of
 // the stream, TTFT to the first token, TPOT the gap between tokens.
 func TestSlowStreamTimings(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 10, TTFT: 50 * time.Millisecond, TPOT: 30 * time.Millisecond})
 	g := startGateway(t, mockConfig(up, "", "")+"logging: {level: info, format: json}\n")
 	resp, b := contractPost(t, g, "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, nil)

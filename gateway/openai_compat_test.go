@@ -98,6 +98,7 @@ func TestUpstreamAskedForUncodedAnswer(t *testing.T) {
 // (Python's json.dumps escapes non-ASCII by default, Go's encoding/json does not): one
 // variant, whichever way its client's JSON encoder wrote it.
 func TestStickyUserReadAsString(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 2, Seed: 1})
 	g := startGateway(t, mockConfig(addr, `
   up2: {provider: openai, base_url: "http://`+addr+`/v1", model: up-model}

@@ -205,6 +205,7 @@ func TestSDKErrorFields(t *testing.T) {
 
 // SDK cancels a stream mid-way: the concurrency slot is freed, nothing stays in flight.
 func TestSDKCancelMidStream(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 64, TPOT: 50 * time.Millisecond})
 	g := startGateway(t, mockConfig(addr, "", `
   - name: conc
@@ -243,6 +244,7 @@ func TestSDKCancelMidStream(t *testing.T) {
 
 // embeddings with dimensions, base64 through the SDK.
 func TestSDKEmbeddingDims(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{EmbeddingDim: 12})
 	g := startGateway(t, mockConfig(addr, "", ""))
 	c := g.client()
@@ -259,6 +261,7 @@ func TestSDKEmbeddingDims(t *testing.T) {
 
 // an upstream 429 with only retry-after-ms.
 func TestSDKUpstreamRetryAfterMs(t *testing.T) {
+	t.Parallel()
 	const body = `{"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}`
 	addr, count := scriptedUpstream(t, func(n int, c net.Conn, _ *http.Request) {
 		if n == 1 {

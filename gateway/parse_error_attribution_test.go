@@ -31,6 +31,7 @@ import (
 // proxy_request_buffering off (ALB and Envoy too pass bodies on as they come), and
 // from a trusted proxy that a raw client plays itself.
 func TestParseErrorAnswerKeepsArrival(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 5})
 	cfg := strings.Replace(mockConfig(addr, "", ""), `shutdown_grace: 5s}`,
 		`shutdown_grace: 5s, read_timeout: 1s, trusted_proxies: ["127.0.0.1"]}`, 1)
@@ -133,6 +134,7 @@ func TestParseErrorNotTakenForRequestBefore(t *testing.T) {
 // is built with: HeaderReceived gets the header of the RequestCtx that the handler, or
 // the error handler when the body's first bytes cannot be read, gets next.
 func TestHeaderReceivedHeaderIsCtxs(t *testing.T) {
+	t.Parallel()
 	var got *fasthttp.RequestCtx
 	check := func(ctx *fasthttp.RequestCtx, where string) {
 		if got != ctx {

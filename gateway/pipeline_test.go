@@ -119,6 +119,7 @@ func TestUpstreamClientErrorRefundsTokenEstimate(t *testing.T) {
 // keeps its token estimate charged: the usage comes in the last chunk, which it never
 // took, and a refund would let a client read nearly a whole answer past a tokens limit.
 func TestClientGoneAfterContentKeepsTokenEstimate(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 1000, MaxModelLen: 4096, TPOT: 2 * time.Millisecond})
 	g := startGateway(t, tokenLimitConfig(addr))
 	conn, br := dialGateway(t, g)
@@ -267,6 +268,7 @@ auth:
 // max_tokens bounds each of the n completions a request asks for: the tokens limit is
 // charged n times it up front (the answer's usage then trues it up).
 func TestTokenEstimateCountsChoices(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		n        string
 		atLeast  int
@@ -316,6 +318,7 @@ func remainingTokensAfter(t *testing.T, g *gw, path, body string) int {
 // prompts and max_tokens 100 is charged 500 tokens up front, not the 100 of one
 // completion; a flat array of token IDs is one prompt.
 func TestTokenEstimateCountsPrompts(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	for _, c := range []struct {
 		name            string
@@ -365,6 +368,7 @@ func TestEmbeddingsTokenEstimateIsInputOnly(t *testing.T) {
 // n completions stream side by side: the time per output token is that of one of
 // them, not the stream's time divided by every choice's tokens together.
 func TestTimePerOutputTokenOfChoices(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{TPOT: 20 * time.Millisecond})
 	g := startGateway(t, mockConfig(addr, "", ""))
 	body := `{"model":"chat","stream":true,"n":3,"max_tokens":6,"messages":[{"role":"user","content":"hi"}]}`

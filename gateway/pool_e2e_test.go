@@ -149,6 +149,7 @@ logging: {level: info}
 
 // TestReadyzFollowsHealth: /readyz fails only while an endpoint has no healthy target.
 func TestReadyzFollowsHealth(t *testing.T) {
+	t.Parallel()
 	held := holdPort(t)
 	m, addr := startMockOn(t, held), held.Addr()
 	_, other := startMock(t, mockllm.Options{MaxTokens: 2})

@@ -145,6 +145,7 @@ func ptAccess(t *testing.T, logs *syncBuffer, id string) ptLine {
 // answer naming no tier, default or a tier the backend does not list is priced at
 // the top-level prices.
 func TestServiceTierCostEndToEnd(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, ptConfig(ptUpstream(t)))
 	c := g.client()
 	ctx := context.Background()

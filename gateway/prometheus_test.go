@@ -15,6 +15,7 @@ import (
 // TestPrometheusScrapesGateway: a real Prometheus scrapes the admin listener while
 // requests flow, and the dashboard's p99 and error-rate queries return numbers.
 func TestPrometheusScrapesGateway(t *testing.T) {
+	t.Parallel()
 	bin := promtest.Binary(t)
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, mockConfig(up, "", ""))

@@ -15,6 +15,7 @@ import (
 // left of the attempt's timeout has run out, whichever comes first: README
 // "connect_timeout" and "within connect_timeout and the request's deadline".
 func TestUpstreamProxySilentBoundedByDialDeadline(t *testing.T) {
+	t.Parallel()
 	silent := serveTCP(t, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 		_, _ = io.Copy(io.Discard, c)

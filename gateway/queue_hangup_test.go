@@ -162,6 +162,7 @@ const traced = "tracing: {exporter: otlp-grpc, sample_ratio: 1}"
 // as before. Hanging up is closing the connection, shutting down its sending side
 // (as nginx counts it), or closing a TLS connection; a queued stream leaves the same.
 func TestQueuedRequestLeavesWhenItsClientHangsUp(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
@@ -333,6 +334,7 @@ func TestRetryAfterWaitEndsWhenTheClientHangsUp(t *testing.T) {
 // A request whose client hung up while it was queued sent nothing upstream: its token
 // estimate is given back to the limits, as for any request that generated nothing.
 func TestQueuedRequestHungUpIsRefunded(t *testing.T) {
+	t.Parallel()
 	u := startHeldUpstream(t)
 	g := startGateway(t, hangupConfig(u.addr, "", "    limits: [{per: endpoint, tokens: 1000, window: hour}]"))
 	t.Cleanup(func() { close(u.release) })

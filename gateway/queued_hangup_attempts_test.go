@@ -12,6 +12,7 @@ import (
 // says of a backend with every replica busy and as a queue wait that runs out counts
 // none.
 func TestQueuedHangUpCountsNoAttempt(t *testing.T) {
+	t.Parallel()
 	u := startHeldUpstream(t)
 	g := startGateway(t, hangupConfig(u.addr, "", ""))
 	t.Cleanup(func() { close(u.release) })

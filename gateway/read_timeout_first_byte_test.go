@@ -29,6 +29,7 @@ func tlsSettings(pki *testPKI) string {
 // request's first byte, not from the open: fasthttp's own clock starts at the accept.
 // read_timeout still ends a request that takes longer than that from its first byte.
 func TestReadTimeoutCountsFromFirstByte(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t)
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	for _, tc := range []struct {
@@ -84,6 +85,7 @@ func TestReadTimeoutCountsFromFirstByte(t *testing.T) {
 // unasked would be read as the answer to a request the client sends at that moment;
 // counted, every preconnect a load balancer leaves idle would show as a 408.
 func TestIdleNewConnectionGetsNoAnswer(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t)
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, serverConfig(up, "read_timeout: 300ms, idle_timeout: 800ms"))
@@ -157,6 +159,7 @@ func TestIdleNewConnectionGetsNoAnswer(t *testing.T) {
 // scanner) has made no request, any more than one that idles: nothing is counted in
 // tollgate_requests_total nor logged, plain or over TLS after the handshake.
 func TestResetNewConnectionUncounted(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t)
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, serverConfig(up, "read_timeout: 2s, idle_timeout: 5s"))

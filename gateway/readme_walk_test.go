@@ -86,6 +86,7 @@ func TestTokenEstimateReadsWholeFloatMaxTokens(t *testing.T) {
 // A stream the gateway cuts when shutdown_grace runs out is logged as shutdown_cut
 // (status 200, what the client got), not as the client hanging up (client_gone, 499).
 func TestShutdownCutStreamIsNotClientGone(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 4000, TPOT: 20 * time.Millisecond})
 	g := startGateway(t, strings.Replace(mockConfig(addr, "", ""), "shutdown_grace: 5s", "shutdown_grace: 300ms", 1))
 	req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions",

@@ -114,7 +114,8 @@ logging: {level: error}
 // counts down, and the endpoint's fallback (a backend without active checks, healthy
 // at once) makes it ready.
 func TestReadyzWaitsForFirstHealthChecks(t *testing.T) {
-	const timeout = 4 * time.Second
+	t.Parallel()
+	const timeout = 2 * time.Second
 	hang := hangingUpstream(t)
 	_, spare := startMock(t, mockllm.Options{MaxTokens: 2})
 	start := time.Now()

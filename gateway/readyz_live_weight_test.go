@@ -14,6 +14,7 @@ import (
 // route's only target down and the canary drained, every request fails, and /readyz
 // says so. Giving the canary its share back makes the gateway ready again.
 func TestReadyzIgnoresRoutesAtLiveWeightZero(t *testing.T) {
+	t.Parallel()
 	dead := holdPort(t).Addr()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, `

@@ -126,6 +126,7 @@ logging: {level: warn, access_log: false}
 // limiter sends it once Redis answers its heartbeat, so the slot frees then rather
 // than when its lease ends.
 func TestRedisReloadDuringBlipFreesConcurrencySlot(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	cfg := func(timeout string) string {

@@ -18,6 +18,7 @@ import (
 // variant, and a variant's error rate on the dashboard does not count it, as the
 // canary's gates do not.
 func TestBackendRefusalHasNoVariant(t *testing.T) {
+	t.Parallel()
 	busy, arrived, release := heldChatUpstream(t)
 	_, an := startMock(t, mockllm.Options{MaxTokens: 5, Seed: 1, API: mockllm.APIAnthropic, Model: "claude-sonnet-4-5"})
 	g, _ := startTracedGateway(t, `

@@ -16,6 +16,7 @@ import (
 // backend's checks of the old path stop at the reload instead of resetting the new
 // checks' run of passes.
 func TestReloadFixingHealthPathTakesEffect(t *testing.T) {
+	t.Parallel()
 	up := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
 		switch string(ctx.Path()) {
 		case "/health":
@@ -62,6 +63,7 @@ logging: {level: error, access_log: false}
 // config's last request ends: they would go on feeding the state a backend added back
 // under its name finds.
 func TestReloadRemovingBackendStopsItsChecks(t *testing.T) {
+	t.Parallel()
 	var checks atomic.Int64
 	up := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/health" {

@@ -19,6 +19,7 @@ import (
 // config ends (a stream, minutes). The process still counts as one replica in Redis
 // meanwhile, so a single gateway answers from the whole of its limit during an outage.
 func TestReloadLimiterKeepsOneReplicaWhileOldRequestsRun(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	_, fast := startMock(t, mockllm.Options{MaxTokens: 2})
 	_, slow := startMock(t, mockllm.Options{MaxTokens: 200, TPOT: 100 * time.Millisecond})
@@ -40,14 +41,17 @@ logging: {access_log: false}
 	g := startGateway(t, cfg("100ms"))
 	c := g.client()
 	// A long stream (about 20 s) holds the runtime, and its limiter, that the reload
-	// replaces.
+	// replaces. Its client hangs up once the test is over, so that the gateway's stop
+	// does not wait for the rest of it.
+	streamCtx, hangUp := context.WithCancel(context.Background())
 	streamDone := make(chan struct{})
 	go func() {
 		defer close(streamDone)
-		s := c.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "long", Messages: userMsg("tell me a long story")})
+		s := c.Chat.Completions.NewStreaming(streamCtx, openai.ChatCompletionNewParams{Model: "long", Messages: userMsg("tell me a long story")})
 		for s.Next() {
 		}
 	}()
+	t.Cleanup(func() { hangUp(); <-streamDone }) // before the gateway stops
 	time.Sleep(500 * time.Millisecond)
 	// An operator turns prefetch off: the limiter section changed, a new limiter.
 	if err := os.WriteFile(g.path, []byte(cfg("0s")), 0o644); err != nil {

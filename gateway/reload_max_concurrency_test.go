@@ -58,6 +58,7 @@ func tryPostChat(url, body string) (int, string) {
 // opened, rather than sitting out its queue.timeout for 503 upstream_overloaded
 // while the target has room.
 func TestReloadRaisingMaxConcurrencyAdmitsQueued(t *testing.T) {
+	t.Parallel()
 	up, arrived, _ := heldChatUpstream(t)
 	cfg := func(maxConcurrency int) string {
 		return `

@@ -46,6 +46,7 @@ func seriesWith(fams map[string]*dto.MetricFamily, name string, labels ...string
 // and the gateway's memory stay the size of the running config however many such
 // reloads come. The series of the requests the gateway answers itself stay.
 func TestReloadRemovesSeriesOfReplacedTargetsAndVariants(t *testing.T) {
+	t.Parallel()
 	cfg := func(i int) string {
 		return fmt.Sprintf(`server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
@@ -112,6 +113,7 @@ logging: {access_log: false}
 // config takes its series before the replaced one lets go of them, so no counter
 // resets (rate() would read a reset as a restart).
 func TestReloadKeepsCountsOfSeriesItKeeps(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 3})
 	cfg := func(extra string) string {
 		return `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
@@ -172,6 +174,7 @@ endpoints:
 // counted nothing go at once, and those that did stay a while, for Prometheus to
 // scrape their last values.
 func TestReloadRemovesSeriesAfterTheirLastRequest(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2, TTFT: time.Second, Sleep: func(time.Duration) { <-release }})
 	cfg := func(name string) string {

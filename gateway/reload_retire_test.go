@@ -30,6 +30,7 @@ func gaugeValue(t *testing.T, s *Server, name string) (float64, bool) {
 // though it holds the running config, is read again: the reload succeeds, and
 // tollgate_config_last_reload_successful goes back to 1, clearing the alert.
 func TestRevertAfterFailedReloadClearsReloadFailed(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"broken save", "file deleted"} {
 		t.Run(mode, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "tollgate.yaml")
@@ -81,6 +82,7 @@ logging: {access_log: false}
 // that must not run before the last request's answer is written: requests in flight
 // finish on their old config without waiting for its teardown.
 func TestRetiredTracerShutdownDoesNotDelayRequest(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, tracedDownCollectorCfg("500ms", "1"))
 	c := g.client()
 	if _, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("warm")}); err != nil {
@@ -113,6 +115,7 @@ func TestRetiredTracerShutdownDoesNotDelayRequest(t *testing.T) {
 // under reloadMu: SIGHUP, POST /admin/reload and the file watch would each block for
 // the old tracer's export timeout.
 func TestReloadDoesNotWaitForRetiredTracer(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, tracedDownCollectorCfg("1ms", "1"))
 	c := g.client()
 	if _, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")}); err != nil {

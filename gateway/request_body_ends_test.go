@@ -107,6 +107,7 @@ func TestStreamDoesNotHoldBody(t *testing.T) {
 // timeout in ErrBrokenChunk, which has no Unwrap, and the connection tells it
 // (deadline.Conn's ReadEnd).
 func TestChunkedStallGets408(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, strings.Replace(maxBodyConfig(largeBodyUpstream(t), "1MiB"), "max_body_bytes: 1MiB}",
 		"max_body_bytes: 1MiB, read_timeout: 500ms}", 1))
 	head := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"

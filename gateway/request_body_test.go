@@ -73,6 +73,7 @@ func chunked(body string, n int) string {
 // read and dropped, up to readLimit, and the connection serves the client's next
 // request; a body read as it arrives, in pieces, is served.
 func TestBodyNotTakenKeepsConnection(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, bodyKeysConfig(up))
 	const key = "Authorization: Bearer sk-body-1234\r\n"
@@ -171,6 +172,7 @@ func TestBodyOverReadLimitClosesConnection(t *testing.T) {
 // read of it (8 KiB), in the handler's own reading, gets the 408 a stall before it
 // gets, and its connection is closed.
 func TestBodyStalledGets408(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, strings.Replace(maxBodyConfig(largeBodyUpstream(t), "1MiB"), "max_body_bytes: 1MiB}",
 		"max_body_bytes: 1MiB, read_timeout: 500ms}", 1))
 	c, br := dialGateway(t, g)

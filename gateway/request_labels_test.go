@@ -143,6 +143,7 @@ logging: {level: info, format: json}
 // served as a fallback, not as that route. The routing span keeps the decision made
 // (the canary), and a request a route served carries its variant everywhere.
 func TestFallbackServedRequestHasNoVariant(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g, exp := startTracedGateway(t, fallbackVariantConfig(up))
 	for _, c := range []struct {
@@ -215,6 +216,7 @@ func TestFallbackServedRequestHasNoVariant(t *testing.T) {
 // dashboard's per-variant panels hold what the canary's own backend answered, as its
 // gates do.
 func TestFallbackSeriesHaveNoVariant(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g, _ := startTracedGateway(t, fallbackVariantConfig(up))
 	for _, c := range []struct {
@@ -247,6 +249,7 @@ func TestFallbackSeriesHaveNoVariant(t *testing.T) {
 // reached a variant: the access log, like the metrics, the headers and the server
 // span, names none.
 func TestRateLimitedRequestHasNoVariant(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g, exp := startTracedGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 64KiB, shutdown_grace: 5s}
@@ -320,6 +323,7 @@ logging: {level: info, format: json}
 // the token and cost counters take nothing and the access log counts 0. A stream
 // with usage carries its counts everywhere.
 func TestStreamWithoutUsageLeavesTokensOut(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 3})
 	g, exp := startTracedGateway(t, streamNoUsageConfig(up))
 	c := &http.Client{Timeout: 20 * time.Second}

@@ -54,6 +54,7 @@ logging: {level: error, access_log: false}
 // An ejection that runs out while the retry waits out the upstream's Retry-After
 // leaves the retry its trial of the target: it is made, and answers.
 func TestRetryTakesTrialDueDuringItsWait(t *testing.T) {
+	t.Parallel()
 	var n atomic.Int32
 	first := answerError(503, "Retry-After", "1")
 	primary, primaryAddr := startCountingUpstream(t, func(ctx *fasthttp.RequestCtx) {

@@ -71,6 +71,7 @@ logging: {level: error, access_log: false}
 
 // An upstream's 429 with a short Retry-After is waited out, then retried.
 func TestUpstreamRetryAfterIsHonoured(t *testing.T) {
+	t.Parallel()
 	up, addr := startThrottlingUpstream(t, 1, "1")
 	s := newTestServer(t, retryConfig(addr, ""))
 	ctx := newProxyCtx(benchChatBody)
@@ -245,6 +246,7 @@ logging: {level: error, access_log: false}
 // A local refusal by the first backend is the client's answer: its request is one no
 // backend of the endpoint's routes can express.
 func TestFirstBackendLocalRefusalAnswers(t *testing.T) {
+	t.Parallel()
 	_, spareAddr := startCountingUpstream(t, answerChat)
 	g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
@@ -264,6 +266,7 @@ logging: {level: error, access_log: false}
 // After the primary's retries fail, the fallback is asked once, with its own model
 // name in a body that is still valid JSON, and x-tollgate-backend names it.
 func TestFallbackGetsOwnModelAndBackendHeader(t *testing.T) {
+	t.Parallel()
 	up, primary := startCountingUpstream(t, answerError(503))
 	spare, spareAddr := startCountingUpstream(t, answerChat)
 	g := startGateway(t, `
@@ -330,6 +333,7 @@ func TestClientErrorNotRetried(t *testing.T) {
 // client gets a 502 while a healthy replica sits idle (until the refusing one is
 // ejected, which takes failures of many requests).
 func TestRetryAvoidsTargetThatFailedIt(t *testing.T) {
+	t.Parallel()
 	dead := holdPort(t)
 	for _, c := range []struct{ name, balance string }{
 		{"round_robin", ""}, {"least_loaded", "balance: least_loaded, "}, {"affinity", "affinity: {by: prefix}, "},

@@ -65,6 +65,7 @@ logging: {level: error, access_log: false}
 // sticky: {from: user} keeps "a user ... on one variant on every call" (README), a
 // user named in safety_identifier (the successor of user) too.
 func TestSafetyIdentifierIsStickyUser(t *testing.T) {
+	t.Parallel()
 	a := startStaticUpstream(t)
 	b := startStaticUpstream(t)
 	g := startGateway(t, `

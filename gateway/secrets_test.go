@@ -277,6 +277,7 @@ tracing:
 // A proxy with user:password@ that refuses (407) or cannot be reached: neither the
 // answer nor the log may carry the password.
 func TestSecretsProxyPassword(t *testing.T) {
+	t.Parallel()
 	const pw = "ProxyPw-3e7a91c2"
 	refusing, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 		_, _ = io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")

@@ -185,8 +185,9 @@ func TestShutdownGraceEndAnswersRequestsStillWaiting(t *testing.T) {
 	checkCutSpans(t, exp, "queued", false)
 
 	// Another replica on the same Redis reads chat's token bucket: both 8000-token
-	// estimates were refunded.
-	b := serveWithOptions(t, cutWaitsConfig(addr, rds.URL()), Options{})
+	// estimates were refunded. Its spans stay in memory: exported to the config's
+	// collector, which nothing runs, its stop would wait out the export timeout.
+	b := serveWithOptions(t, cutWaitsConfig(addr, rds.URL()), Options{SpanExporter: &keepSpans{}})
 	resp, body := postWith(t, b.url+"/v1/chat/completions", `{"model":"chat","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}`, nil)
 	if rem, _ := strconv.Atoi(resp.Header.Get("X-Ratelimit-Remaining-Tokens")); rem < 38000 {
 		t.Errorf("after the shutdown, x-ratelimit-remaining-tokens %d of 40000 (%d %s): the estimates of the requests it answered 503 stay charged",

@@ -17,6 +17,7 @@ import (
 // TCP check), on either listener: they carry no request, and fasthttp would wait up
 // to 5 s for each, as for one.
 func TestShutdownNotHeldBySilentNewConnection(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", shutdown_grace: 30s}
 backends:
   demo: {provider: mock, model: mock-1}
@@ -74,6 +75,7 @@ func (c *latencyConn) Write(b []byte) (int, error) {
 // is, its answer with Connection: close and the connection closed after, not left with
 // its connection closed unanswered.
 func TestShutdownAnswersTLS12ClientMidHandshake(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t)
 	g := startGateway(t, `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", shutdown_grace: 5s,
   tls: {cert_file: "`+pki.serverCert+`", key_file: "`+pki.serverKey+`"}}

@@ -13,6 +13,7 @@ import (
 // tollgate_upstream_attempts_total and on the attempt span, not as canceled (a client
 // hang-up): the metric, the span's error type and the access log agree.
 func TestShutdownCutAttemptOutcome(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 4000, TPOT: 20 * time.Millisecond})
 	exp := &keepSpans{}
 	g := serveWithOptions(t, `

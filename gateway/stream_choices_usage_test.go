@@ -14,6 +14,7 @@ import (
 // README: only "with n > 1 and vLLM's continuous_usage_stats" is a choice chunk's usage
 // its own choice's.
 func TestChoicesUsageOnChoiceChunkCounted(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ name, options string }{
 		{"usage forced by the gateway", ``},
 		{"include_usage without continuous stats", `"stream_options":{"include_usage":true},`},

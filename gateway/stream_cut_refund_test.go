@@ -15,6 +15,7 @@ import (
 // upstream made the stream wait). One failed after its first token keeps the estimate
 // charged: the usage comes last, and the tokens were made.
 func TestStreamFailedBeforeFirstTokenRefunded(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		idle     bool   // the backend has a 300 ms stream_idle_timeout

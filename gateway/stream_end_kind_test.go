@@ -216,6 +216,7 @@ func errType(s tracetest.SpanStub) string {
 // name the same kind, not a cut (an upstream that died), which would send the SRE
 // looking for crashed replicas instead of slow ones.
 func TestStreamIdleTimeoutLoggedAsTimeout(t *testing.T) {
+	t.Parallel()
 	e := startEndEnv(t, "")
 	before := scrapeSeries(t, e.g)
 	st, body := e.post(t, "idle", "stream-idle", endStreamBody)
@@ -244,6 +245,7 @@ func TestStreamIdleTimeoutLoggedAsTimeout(t *testing.T) {
 // upstream_bad_response and is counted under that code in
 // tollgate_stream_errors_total; the access log and the spans name it so too.
 func TestStreamBadEventLoggedAsBadResponse(t *testing.T) {
+	t.Parallel()
 	e := startEndEnv(t, "")
 	before := scrapeSeries(t, e.g)
 	st, body := e.post(t, "bad", "stream-bad", endStreamBody)
@@ -277,6 +279,7 @@ func TestStreamBadEventLoggedAsBadResponse(t *testing.T) {
 // marked alike (an Error typed client_gone would contradict README: a client's doing
 // is not kept as an error).
 func TestStreamErrorEventThenHangUpIsUpstreamError(t *testing.T) {
+	t.Parallel()
 	e := startEndEnv(t, "")
 	before := scrapeSeries(t, e.g)
 	e.hangUpAfterErrorEvent(t, endStreamBody, "X-Request-Id: errgone")

@@ -78,6 +78,7 @@ func TestStreamUpstreamKeepAlivePassedOn(t *testing.T) {
 // [DONE]. The event goes to the client as it came, and the stream counts as failed
 // (code upstream_error): the client got an error, not a completion.
 func TestStreamUpstreamErrorEventCountsAsFailed(t *testing.T) {
+	t.Parallel()
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 		writeStreamHead(c)
 		writeChunk(c, sseChunk("Hel"))

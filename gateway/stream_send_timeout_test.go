@@ -83,11 +83,12 @@ func wholeStream(t *testing.T, g *gw, got []byte, err error, what string) {
 
 // README: a client loses its stream only when no byte of it went out for the whole
 // send timeout. One that reads an event, then, 2 s later, gets an 8 MiB one (within
-// the 16 MiB event bound) and reads nothing for 9 s of a 10 s send timeout keeps its
-// stream: the write that blocked has its whole send timeout from its start, not what
-// was left of a deadline set at an earlier event.
+// the 16 MiB event bound) and reads nothing for 3 s of a 4 s send timeout keeps its
+// stream: the write that blocked has its whole send timeout from its start (until 6 s
+// after the first event), not what was left of a deadline set at an earlier event
+// (4 s after it, 1 s before the client reads on).
 func TestStreamPauseUnderSendTimeoutKeepsStream(t *testing.T) {
-	old := sendTimeout.Swap(int64(10 * time.Second))
+	old := sendTimeout.Swap(int64(4 * time.Second))
 	t.Cleanup(func() { sendTimeout.Store(old) })
 	burst := make(chan struct{})
 	g := startGateway(t, mockConfig(bigEventUpstream(t, 8<<20, burst), "", ""))
@@ -96,11 +97,11 @@ func TestStreamPauseUnderSendTimeoutKeepsStream(t *testing.T) {
 	first := time.Now()
 	time.Sleep(2 * time.Second)
 	close(burst)
-	// The client takes nothing for 9 s, then reads on.
-	time.Sleep(9 * time.Second)
+	// The client takes nothing for 3 s, then reads on.
+	time.Sleep(3 * time.Second)
 	t.Logf("client resumes %v after the first event", time.Since(first))
 	got, err := io.ReadAll(rb)
-	wholeStream(t, g, got, err, "after a 9 s pause under the 10 s send timeout")
+	wholeStream(t, g, got, err, "after a 3 s pause under the 4 s send timeout")
 }
 
 // A client that takes an 8 MiB event steadily but slowly, for three times the send

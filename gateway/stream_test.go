@@ -101,6 +101,7 @@ func TestStreamKeepsConnection(t *testing.T) {
 // TestStreamPipelined: requests the client sends behind a stream before it ends are
 // answered in order on the same connection, none lost.
 func TestStreamPipelined(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{TPOT: 5 * time.Millisecond})
 	g := startGateway(t, mockConfig(addr, "", ""))
 	conn, br := dialGateway(t, g)
@@ -118,6 +119,7 @@ func TestStreamPipelined(t *testing.T) {
 // runs (the stream detached, its connection watched for a hang-up) is read by the
 // watch, kept, and served once the stream has ended; so is one after that.
 func TestStreamRequestSentWhileStreaming(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{TTFT: 50 * time.Millisecond, TPOT: 20 * time.Millisecond})
 	g := startGateway(t, mockConfig(addr, "", ""))
 	for _, next := range []string{chatBody, streamBody} {

@@ -59,6 +59,7 @@ endpoints:
 // no body and panicked (OpenAI: in the relay, the access log blaming the client;
 // Anthropic: in the request handler, which ended the process).
 func TestStreamNoContentAnswerIsBadResponse(t *testing.T) {
+	t.Parallel()
 	for _, prov := range []string{"openai", "anthropic"} {
 		t.Run(prov, func(t *testing.T) {
 			addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, req *http.Request) {
@@ -96,6 +97,7 @@ endpoints:
 // Send; a streamed request's error answer) timed out after ~200 ms as a 504. The
 // backend's timeout is a minute: each answer must come through.
 func TestStreamHeaderWatchRestoresDeadline(t *testing.T) {
+	t.Parallel()
 	// upstream answers status after hold, and the body after gap.
 	upstream := func(tls bool, hold, gap time.Duration, status int, body ...string) *httptest.Server {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -173,6 +175,7 @@ endpoints:
 // first event (an upstream that sends the header at once, then prefills a long
 // prompt) aborts the upstream request at once, not when that event comes.
 func TestAnthropicStreamPrimeIsWatched(t *testing.T) {
+	t.Parallel()
 	abandoned := make(chan time.Time, 1)
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, req *http.Request) {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")

@@ -45,6 +45,7 @@ func streamErrorCodes(t *testing.T, g *gw, n float64) map[string]float64 {
 // stream_idle_timeout) ends it with nothing added. The client gets exactly one error
 // event, and the stream counts as the upstream's error, not a cut.
 func TestStreamUpstreamErrorEventEndsStreamAlone(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		idle  bool // the backend has a 300 ms stream_idle_timeout

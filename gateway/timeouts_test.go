@@ -34,6 +34,7 @@ func closedWithin(t *testing.T, c net.Conn, start time.Time, limit time.Duration
 // gateway moves both deadlines lazily (internal/deadline), so this checks that each
 // still fires when it should and not at the other's time.
 func TestServerTimeouts(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 2})
 	cfg := strings.Replace(mockConfig(addr, "", ""), "shutdown_grace: 5s}",
 		"shutdown_grace: 5s, read_timeout: 300ms, idle_timeout: 1200ms}", 1)

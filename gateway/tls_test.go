@@ -119,6 +119,7 @@ func startTLSMock(t *testing.T, p *testPKI, clientAuth bool) string {
 // for chat, streams and active health checks alike; a target whose certificate does
 // not verify is unreachable, never silently trusted.
 func TestUpstreamTLS(t *testing.T) {
+	t.Parallel()
 	p := newTestPKI(t)
 	plain := startTLSMock(t, p, false)
 	mutual := startTLSMock(t, p, true)
@@ -234,6 +235,7 @@ func TestUpstreamTLSConfigErrors(t *testing.T) {
 // the certificate the files hold then, a reload whose files do not load keeps the
 // running one, and files renewed in place are served without any reload.
 func TestServeTLS(t *testing.T) {
+	t.Parallel()
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
@@ -378,6 +380,7 @@ func TestServeTLSConfigErrors(t *testing.T) {
 // ..data link at a new directory (the files are links through it); the new certificate
 // is served without a reload.
 func TestServeTLSSecretVolume(t *testing.T) {
+	t.Parallel()
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	vol := t.TempDir()
 	version := func(name string, p *testPKI) {

@@ -43,6 +43,7 @@ func watchedTLS(t *testing.T, p *testPKI, crt, key string) (*Server, string, *sy
 // lands every file loads, and the saved config is applied and the failure cleared
 // (README: "the reload waits for the rest"), not only the renewed pair served.
 func TestWatchServerTLSRenewalAppliesConfigSavedMidway(t *testing.T) {
+	t.Parallel()
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dir := t.TempDir()
 	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
@@ -67,6 +68,7 @@ func TestWatchServerTLSRenewalAppliesConfigSavedMidway(t *testing.T) {
 // TLS on or off takes a restart"); until then the files of the certificate served are
 // followed still, and a renewal is served.
 func TestWatchServerTLSAfterReloadTurnsTLSOff(t *testing.T) {
+	t.Parallel()
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dir := t.TempDir()
 	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
@@ -91,6 +93,7 @@ func TestWatchServerTLSAfterReloadTurnsTLSOff(t *testing.T) {
 // a move to another Secret) while that pair is half written fails its reload; the
 // files of the config that failed are followed, and the key landing applies it.
 func TestWatchServerTLSNewPairAppliesConfigSavedMidway(t *testing.T) {
+	t.Parallel()
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dir := t.TempDir()
 	crtB, keyB := filepath.Join(dir, "b.crt"), filepath.Join(dir, "b.key")

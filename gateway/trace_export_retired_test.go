@@ -34,6 +34,7 @@ func (e *slowExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 // ended", and after the drain "exporting queued spans ... take up to a few seconds
 // more".
 func TestShutdownExportsRetiredTracerSpans(t *testing.T) {
+	t.Parallel()
 	up := startStaticSSEUpstream(t)
 	exp := &slowExporter{delay: 300 * time.Millisecond}
 	s := newServerWith(t, tracedYAML(up, "", `{exporter: otlp-grpc, sample_ratio: 1}`, "5s"),

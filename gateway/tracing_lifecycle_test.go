@@ -113,6 +113,7 @@ func TestStreamSpansSurviveTwoReloads(t *testing.T) {
 // When shutdown_grace runs out with a stream still open, shutdown still exports the
 // spans of requests that completed moments before, queued in the batch processor.
 func TestShutdownGraceExpiryFlushesFinishedSpans(t *testing.T) {
+	t.Parallel()
 	up := startStaticSSEUpstream(t)
 	plain := startStaticUpstream(t)
 	exp := &keepExporter{}

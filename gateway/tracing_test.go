@@ -377,6 +377,7 @@ func startPausingSSEUpstream(t *testing.T, pause time.Duration) string {
 // instant the token came, and its time to first chunk counts from the
 // upstream attempt, not from the client's request.
 func TestSpanFirstTokenOfStream(t *testing.T) {
+	t.Parallel()
 	const pause = 200 * time.Millisecond
 	s, exp := newTracedServer(t, startPausingSSEUpstream(t, pause), `{exporter: otlp-grpc, sample_ratio: 1}`)
 	streamOnce(t, s, newProxyCtx([]byte(`{"model":"once","stream":true,"messages":[]}`)), make([]byte, 4096))

@@ -68,6 +68,7 @@ func TestUnreadableRequestAnsweredWhileUploading(t *testing.T) {
 // gateway lingers after the answer rather than resetting the writes that reach a
 // closed socket.
 func TestReadTimeoutAnsweredWhileUploading(t *testing.T) {
+	t.Parallel()
 	_, up := startMock(t, mockllm.Options{})
 	g := startGateway(t, serverConfig(up, "read_timeout: 300ms, idle_timeout: 5s"))
 	conn, err := net.Dial("tcp", g.Addr())

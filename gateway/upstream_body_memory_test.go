@@ -25,9 +25,12 @@ func TestUpstreamAnnouncedBodyNotAllocated(t *testing.T) {
 			addr, count := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"+tc.head)
 				<-release
+				// The answers end cut short, so that the gateway's stop does not wait
+				// its shutdown_grace for them.
+				c.Close()
 			})
-			t.Cleanup(func() { close(release) })
 			g := startGateway(t, mockConfig(addr, "", ""))
+			t.Cleanup(func() { close(release) }) // before the gateway stops
 			before := liveHeap()
 			const n = 8
 			for range n {
@@ -44,7 +47,7 @@ func TestUpstreamAnnouncedBodyNotAllocated(t *testing.T) {
 			waitFor(t, func() bool { return count.Load() == n })
 			var grown uint64
 			for range 10 {
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond)
 				if h := liveHeap(); h > before {
 					grown = max(grown, h-before)
 				}

@@ -24,6 +24,7 @@ func codedAnswer(status, body string) string {
 // own uncoded; an upstream (or a proxy) that gzips its error answer anyway has it
 // decoded, so that the client reads the error, with no Content-Encoding.
 func TestUpstreamCodedErrorAnswerDecoded(t *testing.T) {
+	t.Parallel()
 	const errJSON = `{"error":{"message":"bad thing","type":"invalid_request_error","param":null,"code":null}}`
 	for _, tc := range []struct{ name, body string }{{"chat", chatBody}, {"stream", streamBody}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,6 +54,7 @@ func TestUpstreamCodedErrorAnswerDecoded(t *testing.T) {
 // not decode as its Content-Encoding says, or in a coding the gateway does not know,
 // is an invalid answer.
 func TestUpstreamCodedAnswer(t *testing.T) {
+	t.Parallel()
 	t.Run("gzip decoded", func(t *testing.T) {
 		addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 			_, _ = c.Write([]byte(codedAnswer("200 OK", labelledAnswer)))
@@ -88,6 +90,7 @@ func TestUpstreamCodedAnswer(t *testing.T) {
 // An Anthropic upstream's coded answers are decoded too: a gzipped message is
 // translated, a gzipped error reaches the client as its OpenAI-shaped error.
 func TestAnthropicCodedAnswerDecoded(t *testing.T) {
+	t.Parallel()
 	const msg = `{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"Hello"}],` +
 		`"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1}}`
 	const errJSON = `{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long"}}`
@@ -124,6 +127,7 @@ logging: {level: error, access_log: false}
 // There is nothing to decode: as Go's own transport and curl --compressed, the
 // gateway reads an empty body, and the upstream's 429 reaches the client.
 func TestEmptyCodedErrorAnswerPassedOn(t *testing.T) {
+	t.Parallel()
 	for _, enc := range []string{"", "gzip"} {
 		for _, mode := range []struct{ name, body string }{{"chat", chatBody}, {"stream", streamBody}} {
 			t.Run(mode.name+"/Content-Encoding "+enc, func(t *testing.T) {

@@ -18,6 +18,7 @@ const labelledAnswer = `{"id":"x","object":"chat.completion","created":1,"model"
 // JSON object, and labels it application/json, since the official SDKs refuse a
 // success labelled otherwise. A JSON label of the upstream's own goes as it came.
 func TestUpstreamJSONLabelledOtherwiseReachesSDK(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ label, want string }{
 		{"text/plain; charset=utf-8", "application/json"},
 		{"application/octet-stream", "application/json"},
@@ -50,6 +51,7 @@ func TestUpstreamJSONLabelledOtherwiseReachesSDK(t *testing.T) {
 // An upstream error answer is labelled as JSON when its body is JSON, whatever the
 // upstream called it; a body that is not (a proxy's HTML page) keeps its label.
 func TestUpstreamErrorAnswerLabel(t *testing.T) {
+	t.Parallel()
 	const errJSON = `{"error":{"message":"bad thing","type":"invalid_request_error","param":null,"code":null}}`
 	const page = "<html><body><h1>400 Bad Request</h1></body></html>"
 	for _, tc := range []struct{ name, label, body, want string }{

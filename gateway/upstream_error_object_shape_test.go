@@ -19,6 +19,7 @@ import (
 // {"error":"text"}: the upstream's status, its message and param in "error", streamed
 // or not.
 func TestFlatVLLMErrorObjectReachesNodeSDK(t *testing.T) {
+	t.Parallel()
 	const msg = "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens (8000 in the messages, 1000 in the completion). Please reduce the length of the messages or completion."
 	for _, tc := range []struct {
 		name, body string

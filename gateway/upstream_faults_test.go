@@ -91,6 +91,7 @@ func targetsIdle(t *testing.T, g *gw) {
 // event; once the header has gone (the gateway sends it when the upstream makes it
 // wait), the stream ends with an error event.
 func TestEmptyStreamIs502(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, resp string
 		status     int
@@ -140,6 +141,7 @@ func writeChunk(c net.Conn, s string) {
 // default eject_after (5) both backends are out after 5 such requests and /readyz
 // fails, though the fallback never saw a request.
 func TestSpentDeadlineSkipsFallbacks(t *testing.T) {
+	t.Parallel()
 	hang := make(chan struct{})
 	t.Cleanup(func() { close(hang) })
 	slow, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) { <-hang })
@@ -183,6 +185,7 @@ logging: {level: error}
 // upstream_bad_response (README), not passed on: the scan stops at the first object's
 // closing brace and never looks at what follows.
 func TestAnswerWithTrailingBytesIs502(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, body string }{
 		{"html after object", `{"id":"x","object":"chat.completion","choices":[]}<html>502 Bad Gateway</html>`},
 		{"two objects", `{"id":"a","object":"chat.completion","choices":[]}{"id":"b","object":"chat.completion","choices":[]}`},
@@ -216,6 +219,7 @@ func stallInChunkSize(release chan struct{}) func(int, net.Conn, *http.Request) 
 
 // stream_idle_timeout firing there must still end the stream with upstream_timeout.
 func TestIdleTimeoutInsideChunkHeader(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	addr, _ := scriptedUpstream(t, stallInChunkSize(release))
@@ -230,6 +234,7 @@ func TestIdleTimeoutInsideChunkHeader(t *testing.T) {
 // README: the request's deadline cutting a stream that was still arriving does not
 // count against the target. Five such cuts (eject_after's default) must not eject it.
 func TestEndpointDeadlineInsideChunkHeaderKeepsTarget(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	addr, _ := scriptedUpstream(t, stallInChunkSize(release))
@@ -254,6 +259,7 @@ func TestEndpointDeadlineInsideChunkHeaderKeepsTarget(t *testing.T) {
 // Clients hanging up must not count against the target (TestStreamClientsGoneKeep-
 // TargetInService), also when the upstream's segments end inside a chunk-size line.
 func TestClientsGoneInsideChunkHeaderKeepTarget(t *testing.T) {
+	t.Parallel()
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 		writeStreamHead(c)
 		ev := sseChunk("tok")
@@ -295,6 +301,7 @@ func TestClientsGoneInsideChunkHeaderKeepTarget(t *testing.T) {
 // An upstream that dies mid-stream is an upstream error (DESIGN: metrics of "upstream
 // errors"); some tollgate_ series must show it, or SREs never see such failures.
 func TestStreamCutInMetrics(t *testing.T) {
+	t.Parallel()
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 		writeStreamHead(c)
 		writeChunk(c, sseChunk("Hel"))
@@ -341,6 +348,7 @@ func TestStreamCutInMetrics(t *testing.T) {
 // A stream that never had a token is judged by the canary by how long it took to end,
 // not as instant (its time to first token is zero).
 func TestCanaryJudgesTokenlessStreamByDuration(t *testing.T) {
+	t.Parallel()
 	_, stable := startMock(t, mockllm.Options{MaxTokens: 4})
 	canary, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 		writeStreamHead(c)
@@ -404,6 +412,7 @@ func TestCanaryJudgesTokenlessStreamByDuration(t *testing.T) {
 // once: the upstream connection closes, the target's slot and the stream are given
 // back, and the request ends as client_gone (499) without counting against the target.
 func TestClientGoneWhileUpstreamSilentAbortsUpstream(t *testing.T) {
+	t.Parallel()
 	addr, upstreamClosed, release := silentStreamUpstream(t)
 	g := startGateway(t, mockConfig(addr, "", ""))
 	// Runs before the gateway stops, so that its shutdown does not wait on the stream.
@@ -479,6 +488,7 @@ func targetsInFlight(g *gw) int64 {
 // 502 upstream_bad_response, and is not retried: each retry would re-run the
 // generation for the same answer.
 func TestAnswerOverLimitNotRetried(t *testing.T) {
+	t.Parallel()
 	addr, hits := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
 		// The header alone announces an answer over the bound.
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 83886080\r\n\r\n{")
@@ -497,6 +507,7 @@ func TestAnswerOverLimitNotRetried(t *testing.T) {
 // POST) is not the API's answer: 502 upstream_bad_response, and the client is not
 // sent around the gateway (no Location).
 func TestUpstreamRedirectIs502(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, resp string }{
 		{"307", "HTTP/1.1 307 Temporary Redirect\r\nLocation: https://elsewhere.example/v1/chat/completions\r\nContent-Length: 0\r\n\r\n"},
 		{"301 with body", "HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere.example/v1/\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<a>moved</a>\n"},

@@ -16,6 +16,7 @@ import (
 // and nginx answers 502 for it. An interim 1xx header's Content-Length is not the
 // answer's.
 func TestUpstreamBothFramingsIs502(t *testing.T) {
+	t.Parallel()
 	chunked := func(body string) string {
 		return strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n\r\n"
 	}

@@ -130,6 +130,7 @@ const injectedAnswer = `{"id":"evil","object":"chat.completion","created":1,"mod
 // Go's net/http and nginx do, closes one with anything pending and sends the request
 // on a new one. Nothing of it counts against the target.
 func TestUpstreamIdleBytesNotReadAsAnswer(t *testing.T) {
+	t.Parallel()
 	cert := testcert.SelfSigned(t)
 	cases := []struct {
 		name string
@@ -219,6 +220,7 @@ func TestUpstreamIdleBytesNotReadAsAnswer(t *testing.T) {
 // what the upstream sends: response splitting), leave the connection closed after
 // the answer, plain or streamed, however soon the next request comes.
 func TestUpstreamBytesBehindAnswerCloseConnection(t *testing.T) {
+	t.Parallel()
 	for _, first := range []string{chatBody, streamBody} {
 		name := "chat"
 		if first == streamBody {

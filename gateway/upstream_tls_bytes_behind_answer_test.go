@@ -86,6 +86,7 @@ func startCorkedTLSUpstream(t *testing.T, script func(u *rawUpstream, n int, tc 
 // connection is reused unlooked at: the connection closed at the first answer's end,
 // plain or streamed.
 func TestUpstreamTLSBytesBehindAnswerCloseConnection(t *testing.T) {
+	t.Parallel()
 	for _, first := range []string{chatBody, streamBody} {
 		for _, wait := range []time.Duration{0, 20 * time.Millisecond} {
 			name := "chat"

@@ -23,6 +23,7 @@ func httpsUpstreamConfig(addr, settings string) string {
 // connect_timeout, or the backend's timeout when that comes first, plain and
 // streamed alike; never a request held without a bound.
 func TestUpstreamTLSHandshakeStallTimesOut(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, settings string
 		within         time.Duration
@@ -51,6 +52,7 @@ func TestUpstreamTLSHandshakeStallTimesOut(t *testing.T) {
 // that completes the handshake, takes the request and stays silent gets 504 after
 // about first_byte_timeout, plain and streamed, not after the backend's timeout.
 func TestUpstreamFirstByteTimeoutHTTPS(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		select {

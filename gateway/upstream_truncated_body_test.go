@@ -17,6 +17,7 @@ import (
 // error (not refused, "before a response"), and it is not retried, since the
 // upstream did the work the answer stands for.
 func TestUpstreamTruncatedAnswerIsBadResponse(t *testing.T) {
+	t.Parallel()
 	part := labelledAnswer[:60]
 	for _, tc := range []struct {
 		name, answer string

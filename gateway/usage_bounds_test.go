@@ -55,6 +55,7 @@ func usageAccess(t *testing.T, g *gw, id string) map[string]any {
 // a broken proxy) makes its usage unknown: no negative tokens or cost in the access
 // log, span or metrics, and the cost counter holds the price of what was counted.
 func TestUsageNegativeCountIsUnknown(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, usageConfig(usageUpstream(t, `{"prompt_tokens":-5,"completion_tokens":10,"total_tokens":5}`), ""))
 	resp, body := usagePost(t, g, "ru-neg", `{"model":"chat","user":"u1","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`)
 	if resp.StatusCode != 200 {
@@ -82,6 +83,7 @@ func TestUsageNegativeCountIsUnknown(t *testing.T) {
 // stands for the tokens limit, and neither tollgate_tokens_total nor the cost counter
 // takes it.
 func TestUsageGarbageCountDiscarded(t *testing.T) {
+	t.Parallel()
 	g := startGateway(t, usageConfig(usageUpstream(t, `{"prompt_tokens":1000000000000000,"completion_tokens":10}`), ""))
 	const body = `{"model":"chat","user":"u1","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`
 	for _, id := range []string{"u-huge-1", "u-huge-2"} {

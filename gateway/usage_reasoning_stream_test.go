@@ -93,6 +93,7 @@ func hangUpAfterN(t *testing.T, g *gw, id, mode, body, want string, n int) {
 // delta.reasoning, or as a refusal: each is generated and billed, and marks the first
 // token.
 func TestReasoningStreamHangUpKeepsEstimate(t *testing.T) {
+	t.Parallel()
 	up := thinkingUpstream(t)
 	g := startGateway(t, mockConfig(up, "", `  - name: lim
     type: chat

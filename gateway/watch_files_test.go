@@ -24,6 +24,7 @@ import (
 // intermediate fail to verify) is fixed by putting the chain in tls.crt: same leaf,
 // same key. The new chain is served from the next connection, without a reload.
 func TestWatchCertChainChangeServed(t *testing.T) {
+	t.Parallel()
 	p := newTestPKI(t)
 	vol := t.TempDir()
 	k := &kubelet{t: t, vol: vol}
@@ -60,6 +61,7 @@ endpoints:
 // into a mounted Secret, is renewed: new upstream connections present the renewed one
 // without a restart, before the old one expires and the upstream refuses it.
 func TestWatchBackendClientCertRenewed(t *testing.T) {
+	t.Parallel()
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	// The upstream trusts both CAs and records the client certificate it is shown.
 	clientCAs := x509.NewCertPool()
@@ -148,6 +150,7 @@ func writeConfDir(t *testing.T, dir, endpoint string) string {
 // deletes /etc/tollgate and renders it anew, a volume remounted): the missing file
 // fails a reload, and once the directory and the file are back the file is loaded.
 func TestWatchConfigDirRecreated(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "conf")
 	path := writeConfDir(t, dir, "v1")
 	s := newWatched(t, path, Options{Logger: slogTo(&syncBuffer{})})
@@ -179,6 +182,7 @@ func TestWatchConfigDirRecreated(t *testing.T) {
 // mv conf.next conf), keeping the previous one for rollback: the file at --config is
 // loaded, and edits to it after that are seen.
 func TestWatchConfigDirRenamedOver(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	dir := filepath.Join(base, "conf")
 	path := writeConfDir(t, dir, "v1")
@@ -205,6 +209,7 @@ func TestWatchConfigDirRenamedOver(t *testing.T) {
 // while the watch loop waits on a reload): fsnotify reports ErrEventOverflow, and the
 // watch compares every file again, so a save whose events were dropped is loaded.
 func TestWatchOverflowRechecksFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tollgate.yaml")
 	if err := os.WriteFile(path, []byte(reviewCfg("127.0.0.1:0", "v1")), 0o644); err != nil {

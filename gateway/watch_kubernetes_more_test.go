@@ -14,6 +14,7 @@ import (
 // every update. Each update must reload; a watch that survives only the first update
 // leaves the pod on a stale config until it is restarted.
 func TestWatchConfigMapRepeatedUpdates(t *testing.T) {
+	t.Parallel()
 	vol := t.TempDir()
 	k := &kubelet{t: t, vol: vol}
 	k.update(map[string][]byte{"tollgate.yaml": []byte(reviewCfg("127.0.0.1:0", "v1"))})
@@ -33,6 +34,7 @@ func TestWatchConfigMapRepeatedUpdates(t *testing.T) {
 // config's own directory is a link into the timestamped directory the kubelet deletes
 // on every update. Every update must still reload.
 func TestWatchConfigMapItemPathRepeatedUpdates(t *testing.T) {
+	t.Parallel()
 	vol := t.TempDir()
 	k := &kubelet{t: t, vol: vol}
 	k.update(map[string][]byte{"conf/tollgate.yaml": []byte(reviewCfg("127.0.0.1:0", "v1"))})
@@ -49,4 +51,7 @@ func TestWatchConfigMapItemPathRepeatedUpdates(t *testing.T) {
 // Operator: cert-manager renews the serving certificate in a Secret mounted as a volume,
 // every 60 days. Each renewal must be served from the next connection; a gateway that
 // picks up only the first renewal serves an expired certificate after the second.
-func TestWatchTLSSecretRepeatedRotation(t *testing.T) { rotateTLSSecret(t, "") }
+func TestWatchTLSSecretRepeatedRotation(t *testing.T) {
+	t.Parallel()
+	rotateTLSSecret(t, "")
+}

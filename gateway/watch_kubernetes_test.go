@@ -80,7 +80,10 @@ func leafCert(t *testing.T, p *testPKI) []byte {
 // Operator: the TLS Secret is mounted with items in a sub-directory (a projected volume
 // holding tls/tls.crt and tls/tls.key beside other sources). Every renewal must be
 // served.
-func TestWatchTLSSecretItemPathRepeatedRotation(t *testing.T) { rotateTLSSecret(t, "tls/") }
+func TestWatchTLSSecretItemPathRepeatedRotation(t *testing.T) {
+	t.Parallel()
+	rotateTLSSecret(t, "tls/")
+}
 
 // rotateTLSSecret mounts a TLS Secret with its files under sub in the volume, renews
 // it three times as the kubelet does, and checks each renewal is served.

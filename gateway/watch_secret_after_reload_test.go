@@ -13,6 +13,7 @@ import (
 // reached through another timestamped directory than at start, and a watch rebuilt
 // from the path alone sat on the deleted one, so the second renewal went unserved.
 func TestWatchTLSSecretItemPathRotationAfterReload(t *testing.T) {
+	t.Parallel()
 	pkis := []*testPKI{newTestPKI(t), newTestPKI(t), newTestPKI(t)}
 	vol := t.TempDir()
 	k := &kubelet{t: t, vol: vol}

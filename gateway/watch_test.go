@@ -41,6 +41,7 @@ func swapLink(t *testing.T, target, link string) {
 // A deploy-style "current" directory link: --config base/current/tollgate.yaml, and a
 // release repoints current from releases/v1 to releases/v2.
 func TestReloadOnDirectoryLinkSwap(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	for _, v := range []string{"v1", "v2"} {
 		if err := os.MkdirAll(filepath.Join(base, "releases", v), 0o755); err != nil {
@@ -63,6 +64,7 @@ func TestReloadOnDirectoryLinkSwap(t *testing.T) {
 // The NixOS layout: /etc/tollgate.yaml -> /etc/static/tollgate.yaml, where /etc/static
 // is a directory link that a switch repoints to a new store path.
 func TestReloadOnIntermediateDirectoryLinkSwap(t *testing.T) {
+	t.Parallel()
 	base := t.TempDir()
 	for _, d := range []string{"etc", "store1", "store2"} {
 		os.MkdirAll(filepath.Join(base, d), 0o755)
@@ -87,6 +89,7 @@ func TestReloadOnIntermediateDirectoryLinkSwap(t *testing.T) {
 // A reload that moves server.tls to files in another directory: a renewal of those
 // files is served, as the watch follows the reloaded paths.
 func TestCertWatchFollowsReloadedPaths(t *testing.T) {
+	t.Parallel()
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	put := func(p *testPKI, dir string) {
@@ -175,6 +178,7 @@ func TestReloadDuringShutdownNotInstalled(t *testing.T) {
 // readiness, so a gateway an orchestrator stopped sending traffic to (after /readyz
 // failed) becomes ready again without a trial request.
 func TestReadyzRecoversWithoutTraffic(t *testing.T) {
+	t.Parallel()
 	held := holdPort(t)
 	m, addr := startMockOn(t, held), held.Addr()
 	_, other := startMock(t, mockllm.Options{MaxTokens: 2})

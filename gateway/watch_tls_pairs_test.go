@@ -37,6 +37,7 @@ func putFile(t *testing.T, path string, body []byte) {
 // logged failure, the reload-failure gauge and its alert): the reload needs every
 // tls file of the config to load. Once the missing key lands, the reload succeeds.
 func TestWatchBackendTLSWaitsForEveryPair(t *testing.T) {
+	t.Parallel()
 	p1, p2 := newTestPKI(t), newTestPKI(t)
 	t.Run("another backend's client pair half written", func(t *testing.T) {
 		dir := t.TempDir()
