@@ -155,8 +155,26 @@ func (r *request) streamDetached(conn net.Conn) {
 	}
 	s.hijacked.Add(-1)
 	if next := s.awaitNext(conn); next != nil {
-		_ = s.api.ServeConn(next)
+		s.serveConn(next)
 	}
+}
+
+// serveConn serves next with fasthttp. fasthttp keys a connection's idle bookkeeping
+// by the net.Conn it is handed, and the loop that hijacked a wrapper for a stream
+// drops the wrapper's entry when it ends, after the hijack handler has returned: a
+// wrapper handed over again before then (a stream shorter than that, a request
+// pipelined behind it) would lose its new entry to the old loop, and a drain would
+// wait for the connection as busy, idle though it is, until shutdown_grace ran out.
+// The wrapper's loop lock has the new loop wait until the old one is done.
+func (s *Server) serveConn(next net.Conn) {
+	fb := asFirstByteConn(next)
+	if fb == nil {
+		_ = s.api.ServeConn(next)
+		return
+	}
+	fb.loop.Lock()
+	defer fb.loop.Unlock()
+	_ = s.api.ServeConn(next)
 }
 
 // serveNext serves the request a client sent behind its stream, on the stream's
@@ -167,10 +185,10 @@ func (r *request) streamDetached(conn net.Conn) {
 func (s *Server) serveNext(next net.Conn) {
 	if !s.draining.Load() {
 		s.hijacked.Add(-1)
-		_ = s.api.ServeConn(next)
+		s.serveConn(next)
 		return
 	}
-	_ = s.api.ServeConn(next)
+	s.serveConn(next)
 	s.hijacked.Add(-1)
 }
 
@@ -317,6 +335,8 @@ type firstByteConn struct {
 	net.Conn
 	ahead []byte
 	b     [1]byte
+	// loop is held while fasthttp serves the wrapper (serveConn).
+	loop sync.Mutex
 }
 
 // NetConn returns the connection c wraps, for the hang-up watch to find its socket
