@@ -88,8 +88,9 @@ type Server struct {
 	// checked is set once the backends served have had the first round of their
 	// active health checks; /readyz fails until then.
 	checked atomic.Bool
-	// hijacked counts streams written on hijacked connections, which fasthttp's
-	// shutdown does not wait for (stream.go).
+	// hijacked counts streams written on hijacked connections, and the connections
+	// they hand back to fasthttp until their loop ends, which fasthttp's shutdown
+	// does not wait for (stream.go).
 	hijacked atomic.Int64
 	// afterStream holds the connections that wait for their next request after a
 	// stream (awaitNext), closed when the server drains.

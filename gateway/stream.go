@@ -153,10 +153,14 @@ func (r *request) streamDetached(conn net.Conn) {
 		s.serveNext(next)
 		return
 	}
-	s.hijacked.Add(-1)
+	// Waiting for the next request, the connection still counts as hijacked, and
+	// then until its loop ends (serveNext): a request whose first byte came as the
+	// drain began is answered before the drain ends.
 	if next := s.awaitNext(conn); next != nil {
-		s.serveConn(next)
+		s.serveNext(next)
+		return
 	}
+	s.hijacked.Add(-1)
 }
 
 // serveConn serves next with fasthttp. fasthttp keys a connection's idle bookkeeping
@@ -177,17 +181,14 @@ func (s *Server) serveConn(next net.Conn) {
 	_ = s.api.ServeConn(next)
 }
 
-// serveNext serves the request a client sent behind its stream, on the stream's
-// connection next, which counts as hijacked until then (streamTo). While the gateway
-// drains it counts until that request is answered (its answer closes the
-// connection): fasthttp's shutdown may have ended already, with no connection of its
-// own left open, and the drain waits for it as for the stream.
+// serveNext serves the requests a client sends on its stream's connection next (the
+// first already sent, behind the stream or after it), which counts as hijacked from
+// the stream (streamTo) until fasthttp's loop for it ends: from the moment its first
+// byte is read, the drain waits for the request, which fasthttp's shutdown, begun or
+// ended before the loop, does not count. During the drain that request's answer
+// closes the connection and ends the loop; before, an idle connection is closed by
+// fasthttp's shutdown.
 func (s *Server) serveNext(next net.Conn) {
-	if !s.draining.Load() {
-		s.hijacked.Add(-1)
-		s.serveConn(next)
-		return
-	}
 	s.serveConn(next)
 	s.hijacked.Add(-1)
 }
@@ -419,8 +420,8 @@ func asFirstByteConn(c net.Conn) *firstByteConn {
 // the client's connection is read meanwhile (watchClient), and first is the byte of
 // the client's next request that read, or -1. keep reports whether the connection may
 // go on to the client's next request. The stream counts as hijacked until its caller
-// hands the connection on: closed, waiting for the next request (awaitNext), or
-// serving one the client has sent (serveNext).
+// closes the connection, or the fasthttp loop serving the connection's next requests
+// ends (serveNext).
 func (r *request) streamTo(failed error, watch bool) (keep bool, first int) {
 	s, conn := r.s, r.conn
 	s.trackStream(conn, true)

@@ -186,8 +186,11 @@ func TestStreamDetaches(t *testing.T) {
 			t.Fatalf("step %d: %d streams detached, want %d", i, n, st.detached)
 		}
 	}
-	// The streams are over while the connection stays open for more: none may still
-	// count as hijacked (shutdown waits for those).
+	// The streams are over while the connection stays open for more: it counts as
+	// hijacked (the drain waits for it) until the loop serving it ends, once, not
+	// once per stream it carried.
+	waitFor(t, func() bool { return g.hijacked.Load() == 1 })
+	conn.Close()
 	waitFor(t, func() bool { return g.hijacked.Load() == 0 })
 }
 
