@@ -142,6 +142,7 @@ func serve(path string, stderr io.Writer) int {
 		return 1
 	}
 	mem.log(s.Logger())
+	go mem.follow(ctx, memlimit.FromCgroup, s.Logger(), memLimitRefresh)
 	go func() {
 		<-ctx.Done()
 		// The first SIGTERM or SIGINT drains; a second one while it drains ends the

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"math"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 )
@@ -86,5 +88,49 @@ func (m memLimit) log(l *slog.Logger) {
 		l.Info("memory limit", "limit_bytes", m.bytes, "source", m.source, "cgroup_limit_bytes", m.cgroup)
 	case m.source != "":
 		l.Info("memory limit", "limit_bytes", m.bytes, "source", m.source)
+	}
+}
+
+// memLimitRefresh is how often serve reads the cgroup's memory limit again: Kubernetes
+// resizes a running pod's resources in place (resources.limits.memory changed without
+// a restart), and the runtime's limit follows the new one within this, as GOMAXPROCS
+// follows a changed CPU limit.
+const memLimitRefresh = 30 * time.Second
+
+// follow reads the cgroup's limit every interval until ctx ends and, when it has
+// changed, gives the runtime memLimitShare of the new one (or AUTOMEMLIMIT's share),
+// logging the change once; a limit lifted lifts the runtime's. Nothing is followed
+// when the limit is the operator's (GOMEMLIMIT) or AUTOMEMLIMIT is off. A cgroup that
+// can no longer be read leaves the limit as it is, with one warning until the error
+// changes.
+func (m memLimit) follow(ctx context.Context, cgroup memlimit.Provider, l *slog.Logger, interval time.Duration) {
+	if os.Getenv("GOMEMLIMIT") != "" || os.Getenv("AUTOMEMLIMIT") == "off" {
+		return
+	}
+	tk := time.NewTicker(interval)
+	defer tk.Stop()
+	cur := m
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+		next := applyMemoryLimit(cgroup)
+		switch {
+		case next.err != nil:
+			if cur.err == nil || cur.err.Error() != next.err.Error() {
+				l.Warn("memory limit not refreshed", "error", next.err.Error(), "limit_bytes", cur.bytes)
+			}
+			cur.err = next.err
+			continue
+		case next.source == "" && cur.source == "cgroup":
+			debug.SetMemoryLimit(math.MaxInt64)
+			l.Info("memory limit lifted", "previous_limit_bytes", cur.bytes)
+		case next.source == "cgroup" && next.bytes != cur.bytes:
+			l.Info("memory limit changed", "limit_bytes", next.bytes, "previous_limit_bytes", cur.bytes,
+				"source", next.source, "cgroup_limit_bytes", next.cgroup)
+		}
+		cur = next
 	}
 }
