@@ -122,3 +122,57 @@ func writeTo(t *testing.T, conn net.Conn, s string) {
 		t.Fatal(err)
 	}
 }
+
+// TestDrainClosesPipelinedConnectionCleanly: a client pipelines a second POST on its
+// kept-alive connection while its first is still being answered, and the gateway
+// starts draining in between. The first answer carries Connection: close, and the
+// second request is not served, as HTTP/1.1 has it (the client resends what it
+// pipelined behind a close, RFC 9112 9.3.2); the connection then ends with the
+// answer and a clean close, not a reset, which could discard the answer before the
+// client has read it.
+func TestDrainClosesPipelinedConnectionCleanly(t *testing.T) {
+	t.Parallel()
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 20})
+	g := startGateway(t, strings.Replace(mockConfig(addr, "", ""), `shutdown_grace: 5s}`, `shutdown_grace: 30s}`, 1))
+	// Serving: a shutdown before fasthttp's Serve has its listener finds nothing to drain.
+	if resp, err := http.Get(g.url + "/health"); err != nil {
+		t.Fatal(err)
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	conn, br := dialGateway(t, g)
+	writeTo(t, conn, rawRequest(t, g, chatBody, "X-Request-Id: pipe-first", "x-mock-delay: 1s"))
+	waitInFlight(t, g, 1, "the first request")
+	g.cancel()
+	waitFor(t, func() bool { return g.draining.Load() })
+	// Sent while the first is still awaited (1 s), on the same connection.
+	writeTo(t, conn, rawRequest(t, g, chatBody, "X-Request-Id: pipe-second"))
+	first, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the request in flight when the drain began: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, first.Body)
+	if !first.Close || first.StatusCode != 200 {
+		t.Fatalf("observed %s (Connection: close %v) for the request in flight when the drain began; expected 200 with Connection: close", first.Status, first.Close)
+	}
+	// Give the unread pipelined bytes time to be found at the close.
+	time.Sleep(100 * time.Millisecond)
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after the answer with Connection: close, observed %d bytes, %v; expected the connection closed cleanly (io.EOF), not reset", n, err)
+	}
+	for _, id := range requestIDsLogged(g) {
+		if id == "pipe-second" {
+			t.Fatalf("the request pipelined behind a Connection: close answer was served (access log %v); expected it left for the client to resend", requestIDsLogged(g))
+		}
+	}
+}
+
+// requestIDsLogged are the request IDs of the access log lines so far.
+func requestIDsLogged(g *gw) []any {
+	var ids []any
+	for _, l := range accessLines(g) {
+		ids = append(ids, l["request_id"])
+	}
+	return ids
+}

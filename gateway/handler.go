@@ -232,8 +232,11 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 		// after the answer: the client's next request opens a connection, refused
 		// here (the listener is closed), which proxies and clients retry elsewhere.
 		// fasthttp says so too while its shutdown runs, not once shutdown_grace
-		// has run out. A stream says it itself (hijackStream).
-		ctx.SetConnectionClose()
+		// has run out. A stream says it itself (hijackStream). The close lingers:
+		// a request the client pipelined behind this one is not served (HTTP/1.1
+		// has the client resend it), and closing over its unread bytes would send
+		// a reset, which can discard this answer before the client reads it.
+		closeLingering(ctx)
 	}
 	s.leaveBody(ctx)
 	s.handling.Add(-1)
@@ -1428,7 +1431,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	r.setHeaders(ctx)
 	r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
 		slog.String("request_id", string(r.reqID)), slog.String("endpoint", ep.name),
-		slog.String("backend", r.backend), slog.String("target", r.res.Target), slog.Int("attempts", r.attempts),
+		slog.String("backend", r.backend), slog.String("target", r.rt.targetLabel(r.be, r.res.Target)), slog.Int("attempts", r.attempts),
 		slog.String("error", errString(last)))
 	switch {
 	case errors.Is(last, providers.ErrOverloaded):
@@ -1961,7 +1964,7 @@ func (r *request) nextEvent() {
 		}
 		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream stream failed",
 			slog.String("request_id", string(r.reqID)), slog.String("endpoint", r.ep.name), slog.String("backend", r.backend),
-			slog.String("target", r.res.Target), slog.String("error", err.Error()))
+			slog.String("target", r.rt.targetLabel(r.be, r.res.Target)), slog.String("error", err.Error()))
 		e := errUpstreamDown
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"

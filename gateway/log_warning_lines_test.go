@@ -175,3 +175,59 @@ logging: {level: debug}
 		}
 	}
 }
+
+// An operator signs a backend's requests with a query on base_url
+// (`…/v1?sig=…`, README: "It may carry a credential (a signed token): only the
+// target's host is shown in metrics, spans and logs"). When the upstream fails, the
+// `upstream failed` / `upstream stream failed` warning's `target` is the whole URL,
+// query and token included, where README says it is the target "as
+// tollgate_upstream_attempts_total names it" (host:port).
+func TestUpstreamFailureWarningHidesBaseURLQuery(t *testing.T) {
+	t.Parallel()
+	const secret = "S1gnedT0kenXyz987"
+	html := func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetContentType("text/html")
+		ctx.WriteString("<html><body>502 Bad Gateway</body></html>")
+	}
+	cut := func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetContentType("text/event-stream")
+		ctx.WriteString("data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {garbage\n\n")
+	}
+	for _, c := range []struct {
+		name, body, msg string
+		up              fasthttp.RequestHandler
+	}{
+		{"answer", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "upstream failed", html},
+		{"stream", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "upstream stream failed", cut},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			up := serveUpstream(t, c.up)
+			g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  signed: {provider: openai, base_url: "http://`+up+`/v1?sig=`+secret+`", model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: signed}]}
+`)
+			postChatBody(t, g.url, c.body)
+			var line map[string]any
+			waitFor(t, func() bool {
+				for _, l := range jsonLogLines(t, g.logs.String()) {
+					if l["msg"] == c.msg {
+						line = l
+						return true
+					}
+				}
+				return false
+			})
+			raw, _ := json.Marshal(line)
+			if strings.Contains(string(raw), secret) {
+				t.Errorf("observed the %q warning quoting base_url's signed query (%s); expected only the target's host, as README promises for logs", c.msg, raw)
+			}
+			if line["target"] != up {
+				t.Errorf("observed %q warning target %v; expected %q, the target as tollgate_upstream_attempts_total names it", c.msg, line["target"], up)
+			}
+		})
+	}
+}

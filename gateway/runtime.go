@@ -399,6 +399,20 @@ func (rt *runtime) attempt(b *providers.Backend, url string) *metrics.Attempt {
 	return nil
 }
 
+// targetLabel is the label of b's target at url in metrics (targetLabels), which names
+// it in logs too: never its credentials nor its query. "" for no target.
+func (rt *runtime) targetLabel(b *providers.Backend, url string) string {
+	if url == "" {
+		return ""
+	}
+	for _, t := range rt.attempts[b] {
+		if t.url == url {
+			return t.label
+		}
+	}
+	return targetLabels([]string{url})[0]
+}
+
 // limitName names a limit in metrics and errors: per, kind and window, never a subject.
 func limitName(l limiter.Limit) string {
 	switch {
