@@ -1391,6 +1391,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 					r.ans.Start(tr, as)
 					r.ans.Body(ctx.Response.Body())
 					r.ans.End(as)
+					r.setServed(as)
 				}
 				as.End()
 			}
@@ -2189,6 +2190,7 @@ func (r *request) endStream(werr error) error {
 			if r.usageKnown() {
 				r.setUsage(as)
 			}
+			r.setServed(as)
 			tracing.SetAttempt(as, r.attempts, outcome.String())
 			if r.errKind == "client_gone" {
 				tracing.RecordRefusal(as, r.errKind)
@@ -2239,6 +2241,15 @@ func (r *request) usageKnown() bool { return r.usage.Counted() }
 func (r *request) setUsage(span trace.Span) {
 	tracing.SetUsage(span, r.usage.Input, r.usage.Output)
 	tracing.SetCacheUsage(span, r.usage.CachedInput, r.usage.CacheWrite)
+}
+
+// setServed puts on a span what the answer says besides its tokens: the service tier
+// that served it (openai.response.service_tier, Anthropic's in OpenAI's words) and
+// the web searches the upstream ran for it. Neither is a token count: they are
+// recorded whether or not the usage is known.
+func (r *request) setServed(span trace.Span) {
+	tracing.SetServiceTier(span, r.usage.Tier.Bytes())
+	tracing.SetWebSearches(span, r.usage.WebSearches)
 }
 
 // record settles the request's limits, counts it in the metrics and writes the access
@@ -2296,6 +2307,7 @@ func (r *request) record(status int) {
 		}
 		series.Done(status, latency, r.ttft, tpot, r.usage.Input, r.usage.Output, cost)
 		series.CachedInput(r.usage.CachedInput, r.usage.CacheWrite)
+		series.WebSearches(r.usage.WebSearches)
 		if r.begun {
 			r.ep.m.End()
 		}
@@ -2318,6 +2330,7 @@ func (r *request) record(status int) {
 			if r.usageKnown() {
 				r.setUsage(sp)
 			}
+			r.setServed(sp)
 			tracing.SetServerStatus(sp, status)
 			// A stream the upstream failed after its 200 (cut, or its own error
 			// event), or the shutdown cut, is an error of the request too, as its
@@ -2347,6 +2360,7 @@ func (r *request) record(status int) {
 		cacheWrites:  r.usage.CacheWrite,
 		cost:         cost,
 		serviceTier:  b2s(r.usage.Tier.Bytes()),
+		webSearches:  r.usage.WebSearches,
 		ttftMS:       float64(r.ttft) / 1e6,
 		latencyMS:    float64(latency) / 1e6,
 		attempts:     r.attempts,

@@ -20,6 +20,7 @@ type accessEntry struct {
 	clientIP, serviceTier                                        string
 	status, attempts                                             int
 	inputTokens, outputTokens, cachedTokens, cacheWrites         int64
+	webSearches                                                  int64
 	cost, ttftMS, latencyMS                                      float64
 }
 
@@ -49,6 +50,7 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.Int64("cache_write_input_tokens", e.cacheWrites),
 		slog.Float64("cost_usd", e.cost),
 		tierAttr(e.serviceTier),
+		searchesAttr(e.webSearches),
 		slog.Float64("ttft_ms", e.ttftMS),
 		slog.Float64("latency_ms", e.latencyMS),
 		slog.String("key", e.key),
@@ -65,6 +67,15 @@ func tierAttr(tier string) slog.Attr {
 		return slog.Attr{}
 	}
 	return slog.String("service_tier", strings.Clone(tier))
+}
+
+// searchesAttr is the access line's web_search_requests; with no search, the empty
+// attribute, which slog's handlers leave out.
+func searchesAttr(n int64) slog.Attr {
+	if n <= 0 {
+		return slog.Attr{}
+	}
+	return slog.Int64("web_search_requests", n)
 }
 
 // jsonLogHandler is slog's JSON handler with a direct encoder for the access log line.
@@ -212,6 +223,12 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 		// Only when the answer named the tier that served it.
 		b = append(b, `,"service_tier":`...)
 		b = jsonscan.AppendQuoteNoHTML(b, e.serviceTier)
+	}
+	if e.webSearches > 0 {
+		// Only when the upstream ran searches for the answer (their price is in
+		// cost_usd).
+		b = append(b, `,"web_search_requests":`...)
+		b = strconv.AppendInt(b, e.webSearches, 10)
 	}
 	b = append(b, `,"ttft_ms":`...)
 	b = appendJSONFloat(b, e.ttftMS)

@@ -355,13 +355,15 @@ var (
 
 // upstreamShape is the shape of the series that backend's upstream answers count on,
 // on an endpoint of kind: embeddings never stream, only Anthropic's usage reports
-// prompt cache writes (providers/anthropic_openai.go), and a backend without a price
-// costs nothing.
+// prompt cache writes and web searches (providers/anthropic_openai.go), and a backend
+// without a price costs nothing.
 func (rt *runtime) upstreamShape(backend string, kind providers.Kind) metrics.Shape {
+	anthropic := rt.cfg.Backends[backend].Provider == "anthropic"
 	return metrics.Shape{
 		Upstream:   true,
 		Stream:     kind != providers.Embeddings,
-		CacheWrite: rt.cfg.Backends[backend].Provider == "anthropic",
+		CacheWrite: anthropic,
+		WebSearch:  anthropic && kind == providers.Chat,
 		Cost:       !rt.backends[backend].Pricing.Free(),
 	}
 }

@@ -24,6 +24,7 @@ func TestHotPathAllocs(t *testing.T) {
 	own := m.ShapedRoute("chat", None, None, Shape{Codes: []int{429}})
 	own.Done(502, time.Second, time.Millisecond, time.Millisecond, 1, 1, 1)
 	own.CachedInput(1, 1)
+	own.WebSearches(1)
 	own.StreamFailed(StreamCut)
 	tests := []struct {
 		name string
@@ -34,11 +35,13 @@ func TestHotPathAllocs(t *testing.T) {
 		}},
 		{"Route.Done without tokens", func() { r.Done(429, time.Millisecond, 0, 0, 0, 0, 0) }},
 		{"Route.CachedInput", func() { r.CachedInput(384, 64) }},
+		{"Route.WebSearches", func() { r.WebSearches(2) }},
 		{"Route.StreamFailed", func() { r.StreamFailed(StreamTimeout) }},
 		{"own-answer Route.Done", func() { own.Done(429, time.Millisecond, 0, 0, 0, 0, 0) }},
 		{"own-answer Route.Done of a status used once", func() {
 			own.Done(502, time.Second, time.Millisecond, time.Millisecond, 2, 2, 0.5)
 			own.CachedInput(1, 1)
+			own.WebSearches(1)
 			own.StreamFailed(StreamCut)
 		}},
 		{"Attempt.Observe", func() { a.Observe(OutcomeForStatus(503)) }},

@@ -25,6 +25,15 @@ func BenchmarkRouteDoneParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkRouteWebSearches counts an answer's web searches, a series that exists.
+func BenchmarkRouteWebSearches(b *testing.B) {
+	r := New(prometheus.NewRegistry()).Route("chat", "claude", "stable")
+	b.ReportAllocs()
+	for b.Loop() {
+		r.WebSearches(2)
+	}
+}
+
 func BenchmarkAttemptObserve(b *testing.B) {
 	a := New(prometheus.NewRegistry()).Attempt("llama", "10.0.0.1:8000")
 	b.ReportAllocs()

@@ -66,3 +66,32 @@ func TestCachedInputTokens(t *testing.T) {
 		t.Errorf("tollgate_tokens_total types %v, want input and output only", types)
 	}
 }
+
+// TestWebSearchRequests: the web searches an upstream ran are counted by endpoint and
+// backend, apart from tokens; only a backend whose shape says it reports them
+// (Anthropic's) has the series at 0 from its start.
+func TestWebSearchRequests(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	vllm := m.ShapedRoute("chat", "llama", "stable", Shape{Upstream: true, Stream: true})
+	claude := m.ShapedRoute("chat", "claude", "stable", Shape{Upstream: true, Stream: true, CacheWrite: true, WebSearch: true})
+	m.ShapedRoute("chat", "claude-idle", "stable", Shape{Upstream: true, WebSearch: true})
+	vllm.WebSearches(0)
+	claude.WebSearches(2)
+	claude.WebSearches(0)
+	claude.WebSearches(3)
+
+	fams, err := promtest.Scrape("http://" + serveMetrics(t, reg) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := value(series(t, fams, "tollgate_web_search_requests_total", map[string]string{"endpoint": "chat", "backend": "claude"})); got != 5 {
+		t.Errorf("claude's searches = %v, want 5", got)
+	}
+	if got := value(series(t, fams, "tollgate_web_search_requests_total", map[string]string{"endpoint": "chat", "backend": "claude-idle"})); got != 0 {
+		t.Errorf("claude-idle's searches = %v, want 0 from the start", got)
+	}
+	if f := fams["tollgate_web_search_requests_total"]; f.GetType().String() != "COUNTER" || len(f.GetMetric()) != 2 {
+		t.Errorf("tollgate_web_search_requests_total: %v with %d series, want a counter with 2 (none for llama)", f.GetType(), len(f.GetMetric()))
+	}
+}

@@ -319,6 +319,8 @@ func (m *Metrics) tokenCounter(ts *tokenSeries, k tokenKind) prometheus.Counter 
 		ts.c[k] = m.cachedTokens.WithLabelValues(ep, b, "cache_read")
 	case tokensCacheWrite:
 		ts.c[k] = m.cachedTokens.WithLabelValues(ep, b, "cache_write")
+	case tokensWebSearch:
+		ts.c[k] = m.webSearches.WithLabelValues(ep, b)
 	default:
 		ts.c[k] = m.cost.WithLabelValues(ep, b)
 	}
@@ -337,6 +339,7 @@ func (m *Metrics) dropTokens(ts *tokenSeries) {
 	m.tokens.DeleteLabelValues(k[0], k[1], "output")
 	m.cachedTokens.DeleteLabelValues(k[0], k[1], "cache_read")
 	m.cachedTokens.DeleteLabelValues(k[0], k[1], "cache_write")
+	m.webSearches.DeleteLabelValues(k[0], k[1])
 	m.cost.DeleteLabelValues(k[0], k[1])
 }
 

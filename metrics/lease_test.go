@@ -35,6 +35,7 @@ func useAll(l *Lease, b, v, t string) *Route {
 	r.Done(200, time.Second, time.Millisecond, time.Millisecond, 10, 5, 0.5)
 	r.Done(529, time.Second, 0, 0, 0, 0, 0)
 	r.CachedInput(3, 2)
+	r.WebSearches(1)
 	r.StreamFailed(StreamCut)
 	l.Attempt(b, t).Observe(OutcomeOK)
 	l.Endpoint("chat").Begin()
@@ -56,6 +57,7 @@ var leaseFamilies = []struct {
 	{"tollgate_stream_errors_total", map[string]string{"endpoint": "chat", "backend": "llama", "variant": "v1"}},
 	{"tollgate_tokens_total", map[string]string{"endpoint": "chat", "backend": "llama"}},
 	{"tollgate_cached_input_tokens_total", map[string]string{"endpoint": "chat", "backend": "llama"}},
+	{"tollgate_web_search_requests_total", map[string]string{"endpoint": "chat", "backend": "llama"}},
 	{"tollgate_cost_usd_total", map[string]string{"endpoint": "chat", "backend": "llama"}},
 	{"tollgate_upstream_attempts_total", map[string]string{"backend": "llama", "target": "10.0.0.1:8000"}},
 	{"tollgate_in_flight_requests", map[string]string{"endpoint": "chat"}},

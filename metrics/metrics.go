@@ -78,6 +78,7 @@ type Metrics struct {
 	tpot            *prometheus.HistogramVec
 	tokens          *prometheus.CounterVec
 	cachedTokens    *prometheus.CounterVec
+	webSearches     *prometheus.CounterVec
 	cost            *prometheus.CounterVec
 	rejections      *prometheus.CounterVec
 	attempts        *prometheus.CounterVec
@@ -166,9 +167,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "tollgate_cached_input_tokens_total",
 		Help: "Input tokens, counted in tollgate_tokens_total too, that the upstream read from (type cache_read) or wrote to (type cache_write) its prompt cache.",
 	}, []string{"endpoint", "backend", "type"}))
+	m.webSearches = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_web_search_requests_total",
+		Help: "Web searches the upstream ran for the answers (Anthropic's usage.server_tool_use.web_search_requests), billed apart from tokens.",
+	}, []string{"endpoint", "backend"}))
 	m.cost = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_cost_usd_total",
-		Help: "Cost in US dollars from the backends' per-million-token prices.",
+		Help: "Cost in US dollars from the backends' prices: per million tokens, and per thousand web searches.",
 	}, []string{"endpoint", "backend"}))
 	m.rejections = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_ratelimit_rejections_total",
@@ -344,7 +349,8 @@ const (
 	numLatencies
 )
 
-// tokenKind indexes the series of tokenSeries: the token counts and the cost.
+// tokenKind indexes the series of tokenSeries: the token counts, the web searches
+// and the cost.
 type tokenKind uint8
 
 const (
@@ -352,6 +358,7 @@ const (
 	tokensOut
 	tokensCacheRead
 	tokensCacheWrite
+	tokensWebSearch
 	tokensCost
 	numTokenKinds
 )
@@ -404,12 +411,15 @@ type Shape struct {
 	// CacheWrite says that its backend reports prompt cache writes (only
 	// Anthropic's usage has them).
 	CacheWrite bool
+	// WebSearch says that its backend reports the web searches it ran (only
+	// Anthropic's usage has them).
+	WebSearch bool
 	// Cost says that its backend has a price other than 0.
 	Cost bool
 }
 
 // full is the shape of a route that has every series.
-var full = Shape{Upstream: true, Stream: true, CacheWrite: true, Cost: true}
+var full = Shape{Upstream: true, Stream: true, CacheWrite: true, WebSearch: true, Cost: true}
 
 // Route returns every series of one route, held for the life of m (Lease.Route
 // holds them for a configuration). backend and variant are None for requests
@@ -453,6 +463,9 @@ func (r *Route) shape(s Shape) {
 	}
 	if s.CacheWrite {
 		r.newToken(tokensCacheWrite)
+	}
+	if s.WebSearch {
+		r.newToken(tokensWebSearch)
 	}
 	if s.Cost {
 		r.newToken(tokensCost)
@@ -509,6 +522,13 @@ func (r *Route) CachedInput(read, written int64) {
 	}
 	if written > 0 {
 		r.token(tokensCacheWrite).Add(float64(written))
+	}
+}
+
+// WebSearches counts the web searches the upstream ran for one finished request.
+func (r *Route) WebSearches(n int64) {
+	if n > 0 {
+		r.token(tokensWebSearch).Add(float64(n))
 	}
 }
 

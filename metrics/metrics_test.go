@@ -681,7 +681,7 @@ func TestRegisteredNames(t *testing.T) {
 		"tollgate_route_weight", "tollgate_canary_state", "go_goroutines", "process_resident_memory_bytes",
 		"tollgate_limiter_checks_total", "tollgate_limiter_redis_round_trips_total",
 		"tollgate_limiter_settlements_dropped_total", "tollgate_stream_errors_total",
-		"tollgate_cached_input_tokens_total",
+		"tollgate_cached_input_tokens_total", "tollgate_web_search_requests_total",
 	}
 	for _, n := range want {
 		t.Run(n, func(t *testing.T) {

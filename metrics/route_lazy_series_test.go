@@ -77,6 +77,9 @@ var lazyUses = []struct {
 	{"cache writes", func(r *Route) { r.CachedInput(0, 5) },
 		"tollgate_cached_input_tokens_total", map[string]string{"endpoint": "chat", "backend": None, "type": "cache_write"}, 5, 1,
 		func(r *Route) any { return loaded(r.tokenCounts[tokensCacheWrite].Load()) }},
+	{"web searches", func(r *Route) { r.WebSearches(3) },
+		"tollgate_web_search_requests_total", map[string]string{"endpoint": "chat", "backend": None}, 3, 1,
+		func(r *Route) any { return loaded(r.tokenCounts[tokensWebSearch].Load()) }},
 	{"time to first token", func(r *Route) { r.Done(429, time.Second, 10*time.Millisecond, 0, 0, 0, 0) },
 		"tollgate_time_to_first_token_seconds", map[string]string{"endpoint": "chat", "backend": None, "variant": None}, 1, 1,
 		func(r *Route) any { return loaded(r.latency[latencyTTFT].Load()) }},
@@ -238,6 +241,7 @@ func lazySeriesScenario(m *Metrics) {
 	chat.Done(529, 30*time.Millisecond, 0, 0, 0, 0, 0)
 	chat.Done(-1, time.Millisecond, 0, 0, 0, 0, 0)
 	chat.CachedInput(768, 32)
+	chat.WebSearches(2)
 	chat.StreamFailed(StreamTimeout)
 	chat.StreamFailed(StreamError(200))
 
@@ -248,6 +252,7 @@ func lazySeriesScenario(m *Metrics) {
 	own.Done(429, time.Millisecond, 0, 0, 0, 0, 0)
 	own.Done(502, time.Second, 300*time.Millisecond, 20*time.Millisecond, 7, 3, 0.125)
 	own.CachedInput(5, 2)
+	own.WebSearches(1)
 	own.StreamFailed(StreamShutdown)
 
 	embed := l.ShapedRoute("embed", "bge", "stable", Shape{Upstream: true})
@@ -259,6 +264,7 @@ func lazySeriesScenario(m *Metrics) {
 	old.Release()
 	gone.Done(503, time.Second, time.Millisecond, time.Millisecond, 1, 1, 1)
 	gone.CachedInput(1, 1)
+	gone.WebSearches(1)
 	gone.StreamFailed(StreamCut)
 }
 

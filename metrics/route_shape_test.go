@@ -21,13 +21,14 @@ var routeFamilies = []struct {
 	{"tollgate_stream_errors_total", int(numStreamErrors)},
 	{"tollgate_tokens_total", 2},
 	{"tollgate_cached_input_tokens_total", 2},
+	{"tollgate_web_search_requests_total", 1},
 	{"tollgate_cost_usd_total", 1},
 }
 
 // A route label set has at 0 from its start only the series its shape says its
 // requests can move: an answer the gateway gives itself counts no token and no
 // stream, an embeddings route streams never, a backend without prices costs nothing
-// and only Anthropic's reports cache writes.
+// and only Anthropic's reports cache writes and web searches.
 func TestShapedRouteHasOnlyItsSeries(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -54,6 +55,10 @@ func TestShapedRouteHasOnlyItsSeries(t *testing.T) {
 		{"cache writes and cost", Shape{Upstream: true, CacheWrite: true, Cost: true}, map[string]int{
 			"tollgate_requests_total": len(presetCodes), "tollgate_request_duration_seconds": 1,
 			"tollgate_tokens_total": 2, "tollgate_cached_input_tokens_total": 2, "tollgate_cost_usd_total": 1,
+		}},
+		{"web searches", Shape{Upstream: true, WebSearch: true}, map[string]int{
+			"tollgate_requests_total": len(presetCodes), "tollgate_request_duration_seconds": 1,
+			"tollgate_tokens_total": 2, "tollgate_cached_input_tokens_total": 1, "tollgate_web_search_requests_total": 1,
 		}},
 	}
 	for _, tt := range tests {
@@ -90,6 +95,7 @@ func TestShapedRouteCountsWhatItsShapeLeftOut(t *testing.T) {
 	for range 2 {
 		r.Done(502, time.Second, 100*time.Millisecond, 10*time.Millisecond, 30, 20, 0.25)
 		r.CachedInput(5, 3)
+		r.WebSearches(2)
 		r.StreamFailed(StreamTimeout)
 	}
 	fams := scrape(t, reg, "")
@@ -114,6 +120,7 @@ func TestShapedRouteCountsWhatItsShapeLeftOut(t *testing.T) {
 		{"tollgate_cached_input_tokens_total", map[string]string{"endpoint": "chat", "backend": None, "type": "cache_read"}, 10},
 		{"tollgate_cached_input_tokens_total", map[string]string{"endpoint": "chat", "backend": None, "type": "cache_write"}, 6},
 		{"tollgate_cost_usd_total", map[string]string{"endpoint": "chat", "backend": None}, 0.5},
+		{"tollgate_web_search_requests_total", map[string]string{"endpoint": "chat", "backend": None}, 4},
 	} {
 		if got := value(series(t, fams, c.name, c.labels)); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strconv"
@@ -18,11 +19,16 @@ type anthropicUsage struct {
 	// cacheWrite1h is the part of cacheWrite with a one-hour ttl
 	// (cache_creation.ephemeral_1h_input_tokens).
 	cacheWrite1h int64
-	// tier is the service tier usage.service_tier names (standard, priority,
-	// batch), which Pricing.Tiers prices as an OpenAI answer's service_tier.
+	// tier is the service tier usage.service_tier names (priority, batch, or
+	// default for Anthropic's standard: readTier), which Pricing.Tiers prices as
+	// an OpenAI answer's service_tier.
 	tier ServiceTier
-	// bad is set once a count was not one (negative, huge, not an integer).
-	bad bool
+	// searches counts the web searches that ran
+	// (server_tool_use.web_search_requests), message_delta's the last word.
+	searches int64
+	// bad is set once a token count was not one (negative, huge, not an
+	// integer); badSearches once the searches' count was not.
+	bad, badSearches bool
 }
 
 func (u *anthropicUsage) read(raw []byte) {
@@ -51,7 +57,12 @@ func (u *anthropicUsage) read(raw []byte) {
 			}
 			continue
 		case "service_tier":
-			u.tier.read(v)
+			u.readTier(v)
+			continue
+		case "server_tool_use":
+			if v, ok := jsonscan.Field(v, "web_search_requests"); ok {
+				u.readSearches(v)
+			}
 			continue
 		default:
 			continue
@@ -84,9 +95,42 @@ func (u *anthropicUsage) read1h(v []byte) {
 	u.cacheWrite1h = n
 }
 
+// readSearches reads the web searches' count, null leaving the last one given. One
+// that is not a count leaves the searches unknown (none priced), not the tokens: the
+// API bills the two apart.
+func (u *anthropicUsage) readSearches(v []byte) {
+	if jsonscan.IsNull(v) {
+		return
+	}
+	n, ok := tokenCount(v)
+	if !ok {
+		u.badSearches = true
+		return
+	}
+	u.searches = n
+}
+
+// strStandard is Anthropic's name of its standard tier, which OpenAI names default.
+var strStandard = []byte("standard")
+
+// readTier reads usage.service_tier in OpenAI's words, as the translated answer gives
+// it to the client: Anthropic's standard is OpenAI's default (the tier of the
+// top-level prices); priority, batch and any other name stay as they are.
+func (u *anthropicUsage) readTier(v []byte) {
+	u.tier.read(v)
+	if bytes.Equal(u.tier.Bytes(), strStandard) {
+		u.tier = ServiceTier{}
+		u.tier.n = uint8(copy(u.tier.name[:], "default"))
+	}
+}
+
 func (u *anthropicUsage) usage() Usage {
+	var searches int64
+	if !u.badSearches {
+		searches = u.searches
+	}
 	if u.bad || u.cacheWrite1h > u.cacheWrite {
-		return Usage{Tier: u.tier}
+		return Usage{Tier: u.tier, WebSearches: searches}
 	}
 	return Usage{
 		Input:        u.input + u.cacheWrite + u.cacheRead,
@@ -95,7 +139,18 @@ func (u *anthropicUsage) usage() Usage {
 		CacheWrite:   u.cacheWrite,
 		CacheWrite1h: u.cacheWrite1h,
 		Tier:         u.tier,
+		WebSearches:  searches,
 	}
+}
+
+// appendServiceTier appends the service_tier member of a chat.completion or chunk,
+// the tier u names in OpenAI's words; nothing when it names none.
+func appendServiceTier(dst []byte, u *anthropicUsage) []byte {
+	if u.tier.n == 0 {
+		return dst
+	}
+	dst = append(dst, `,"service_tier":`...)
+	return jsonscan.AppendQuote(dst, b2s(u.tier.Bytes()))
 }
 
 // appendOpenAIUsage appends OpenAI's usage object. The tokens written to the prompt
@@ -218,10 +273,11 @@ func (c *contentBlock) read(raw []byte) bool {
 // reasoning_content (the field vLLM and DeepSeek answer thinking in) and the thinking
 // and redacted_thinking blocks as they came as thinking_blocks (LiteLLM's field), for
 // the client to send back in a tool-use loop, and the text blocks' web search
-// citations as annotations (appendAnnotations). Server tool blocks (server_tool_use,
-// web_search_tool_result, an error one included) are Anthropic's own work: the client
-// declared no such function, and the text answers from what the searches gave. ok is
-// false when body is not a Messages API answer.
+// citations as annotations (appendAnnotations), and the tier usage names as
+// service_tier. Server tool blocks (server_tool_use, web_search_tool_result, an error
+// one included) are Anthropic's own work: the client declared no such function, and
+// the text answers from what the searches gave; u counts them (Usage.WebSearches). ok
+// is false when body is not a Messages API answer.
 func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bool) {
 	var id, model, content, stop []byte
 	var au anthropicUsage
@@ -379,6 +435,8 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 	dst = append(dst, finishReason(stop)...)
 	dst = append(dst, `}],"usage":`...)
 	dst = appendOpenAIUsage(dst, &au)
+	// After usage, where OpenAI's answers have it.
+	dst = appendServiceTier(dst, &au)
 	*u = au.usage()
 	return append(dst, '}'), true
 }
@@ -597,14 +655,18 @@ func appendQuotedCompact(dst, raw []byte) []byte {
 // send back (LiteLLM's clients put the block together from the thinking_blocks deltas
 // alone). A text block's citations come before or among its text; its annotations go
 // when it ends, once its span of the content is known, as OpenAI's search models send
-// theirs after the text they cite.
+// theirs after the text they cite. Every chunk names the service tier once usage has
+// (tierHead).
 type anthropicStream struct {
 	// r holds the backend's secrets (its key and header values), masked in the
 	// messages of error events and of a bare error object.
 	r *sseReader
-	// head is every chunk's opening up to and including `"choices":[`.
-	head []byte
-	out  []byte
+	// head is every chunk's opening up to and including `"choices":[`, the service
+	// tier among its members once usage names one; headTier is where the tier goes:
+	// after model.
+	head     []byte
+	headTier int
+	out      []byte
 	// tools holds, by tool call ordinal, each tool_use block.
 	tools []toolBlock
 	// think is the thinking block under way, if any.
@@ -704,6 +766,7 @@ func (s *anthropicStream) reset() {
 		s.cite = citeBlock{}
 	}
 	s.usage = anthropicUsage{}
+	s.headTier = 0
 	s.created = 0
 	s.started, s.stopped, s.done = false, false, false
 	s.first, s.primed = Event{}, false
@@ -859,6 +922,7 @@ func (s *anthropicStream) translate(data []byte, ev *Event) (emitted bool, err e
 	case "message_delta":
 		if len(e.usage) > 0 {
 			s.usage.read(e.usage)
+			s.tierHead()
 		}
 		stop, _ := jsonscan.Field(e.delta, "stop_reason")
 		if !jsonscan.IsString(stop) {
@@ -925,13 +989,26 @@ func (s *anthropicStream) start(msg []byte, ev *Event) (bool, error) {
 	s.head = strconv.AppendInt(s.head, s.created, 10)
 	s.head = append(s.head, `,"model":`...)
 	s.head = append(s.head, model...)
+	s.headTier = len(s.head)
 	s.head = append(s.head, `,"choices":[`...)
+	s.tierHead()
 	s.out = append(s.out[:0], s.head...)
 	s.out = append(s.out, strChunkOpen...)
 	s.out = append(s.out, `"role":"assistant","content":""`...)
 	s.out = append(s.out, strChunkClose...)
 	ev.Data = s.out
 	return true, nil
+}
+
+// tierHead puts the service tier usage names into head: OpenAI names it in every
+// chunk, after model. message_start's usage names it; one message_delta names (first,
+// or another) goes in the chunks from there on, the finish_reason and usage chunks.
+func (s *anthropicStream) tierHead() {
+	if s.usage.tier.n == 0 || s.headTier == 0 {
+		return
+	}
+	s.head = appendServiceTier(s.head[:s.headTier], &s.usage)
+	s.head = append(s.head, `,"choices":[`...)
 }
 
 func (s *anthropicStream) blockStart(e *streamEvent, ev *Event) (bool, error) {

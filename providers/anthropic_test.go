@@ -170,11 +170,24 @@ func TestAnthropicResponseGolden(t *testing.T) {
 						t.Errorf("arguments %q are not JSON", tc.Function.Arguments)
 					}
 				}
-				got = append(indent(t, out), "usage: input "+strconv.FormatInt(u.Input, 10)+", output "+strconv.FormatInt(u.Output, 10)+"\n"...)
+				got = append(indent(t, out), "usage: input "+strconv.FormatInt(u.Input, 10)+", output "+strconv.FormatInt(u.Output, 10)+usageExtras(u, ", ")+"\n"...)
 			}
 			golden(t, strings.TrimSuffix(in, ".json")+".golden", got)
 		})
 	}
+}
+
+// usageExtras is what a golden file shows of u besides its tokens: the web searches
+// and the service tier, each after sep, when there are any.
+func usageExtras(u Usage, sep string) string {
+	var s string
+	if u.WebSearches > 0 {
+		s += sep + "web searches " + strconv.FormatInt(u.WebSearches, 10)
+	}
+	if tier := u.Tier.String(); tier != "" {
+		s += sep + "tier " + tier
+	}
+	return s
 }
 
 // readStream runs an Anthropic event stream through the translation; keep-alives
@@ -222,7 +235,7 @@ func TestAnthropicStreamGolden(t *testing.T) {
 					got.WriteString("- ")
 				}
 				if ev.HasUsage {
-					got.WriteString("usage=" + strconv.FormatInt(ev.Usage.Input, 10) + "/" + strconv.FormatInt(ev.Usage.Output, 10) + " ")
+					got.WriteString("usage=" + strconv.FormatInt(ev.Usage.Input, 10) + "/" + strconv.FormatInt(ev.Usage.Output, 10) + usageExtras(ev.Usage, " ") + " ")
 				}
 				got.Write(ev.Data)
 				got.WriteByte('\n')

@@ -110,7 +110,8 @@ func TestAnthropicWebSearchAnswer(t *testing.T) {
 	if a := msg.Annotations; len(a) != 3 || a[0].URLCitation.StartIndex != 43 || a[0].URLCitation.EndIndex != 83 || a[1].URLCitation.Title != "" {
 		t.Errorf("SDK reads %+v", a)
 	}
-	if u != (Usage{Input: 6139, Output: 931, CachedInput: 100}) || cc.Usage.TotalTokens != 7070 {
+	// The search it ran, and Anthropic's standard tier in OpenAI's words.
+	if u != withTier(Usage{Input: 6139, Output: 931, CachedInput: 100, WebSearches: 1}, "default") || cc.Usage.TotalTokens != 7070 || cc.ServiceTier != "default" {
 		t.Errorf("usage %+v, %+v", u, cc.Usage)
 	}
 }
@@ -148,7 +149,8 @@ func TestAnthropicPauseTurn(t *testing.T) {
 	if c := cc.Choices[0]; c.FinishReason != "stop" || c.Message.JSON.Content.Raw() != "null" || len(c.Message.ToolCalls) != 0 {
 		t.Errorf("choice %s", c.RawJSON())
 	}
-	if u != (Usage{Input: 2000, Output: 120}) {
+	// Two searches ran before the pause: billed all the same.
+	if u != (Usage{Input: 2000, Output: 120, WebSearches: 2}) {
 		t.Errorf("usage %+v", u)
 	}
 }
@@ -243,7 +245,8 @@ func TestAnthropicWebSearchStream(t *testing.T) {
 				t.Errorf("annotations %s", got)
 			}
 			last := evs[len(evs)-2]
-			if !last.HasUsage || last.Usage != (Usage{Input: 10682, Output: 510}) {
+			// message_delta's count of searches, message_start's tier.
+			if !last.HasUsage || last.Usage != withTier(Usage{Input: 10682, Output: 510, WebSearches: 1}, "default") {
 				t.Errorf("usage %+v", last.Usage)
 			}
 			acc := accumulate(t, evs)

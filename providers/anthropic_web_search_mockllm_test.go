@@ -116,9 +116,14 @@ func TestAnthropicWebSearchAgainstMockllm(t *testing.T) {
 				}
 			}
 			// The cited text is output; the searches themselves are priced apart, not
-			// in tokens.
-			if u.Input != plainUsage.Input || u.Output != plainUsage.Output+6 || cc.Usage.TotalTokens != u.Input+u.Output {
+			// in tokens: one a citation here. mockllm's standard tier is OpenAI's
+			// default.
+			if u.Input != plainUsage.Input || u.Output != plainUsage.Output+6 || cc.Usage.TotalTokens != u.Input+u.Output ||
+				u.WebSearches != int64(c.cites) || plainUsage.WebSearches != 0 {
 				t.Errorf("usage %+v, without searching %+v", u, plainUsage)
+			}
+			if cc.ServiceTier != "default" || u.Tier.String() != "default" {
+				t.Errorf("service_tier %q, usage's %q", cc.ServiceTier, u.Tier.String())
 			}
 
 			s := streamWebSearch(t, b, fmtBody(ask, `,"web_search_options":`+c.options+`,"stream":true`))
@@ -161,6 +166,24 @@ func TestAnthropicWebSearchAgainstMockllm(t *testing.T) {
 		cc, _ := sendChat(t, b, strings.Replace(fmtBody(toolsBody, `,"web_search_options":{}`), `"tool_choice":"auto"`, `"tool_choice":"none"`, 1))
 		if msg := cc.Choices[0].Message; len(msg.Annotations) != 0 || len(msg.ToolCalls) != 0 || strings.Contains(msg.Content, "Résumé") {
 			t.Errorf("answer %s", msg.RawJSON())
+		}
+	})
+
+	t.Run("tool_choice none without functions: no search", func(t *testing.T) {
+		body := fmtBody(ask, `,"tool_choice":"none","web_search_options":{"search_context_size":"high"}`)
+		cc, u := sendChat(t, b, body)
+		var sent struct {
+			ToolChoice json.RawMessage `json:"tool_choice"`
+		}
+		if err := json.Unmarshal(srv.Stats().LastBody, &sent); err != nil || !sameJSON(t, sent.ToolChoice, []byte(`{"type":"none"}`)) {
+			t.Fatalf("mockllm got tool_choice %s (%v)", sent.ToolChoice, err)
+		}
+		if msg := cc.Choices[0].Message; msg.Content != plain.Choices[0].Message.Content || len(msg.Annotations) != 0 || u.WebSearches != 0 {
+			t.Errorf("answer %s, usage %+v", msg.RawJSON(), u)
+		}
+		s := streamWebSearch(t, b, fmtBody(ask, `,"tool_choice":"none","web_search_options":{},"stream":true`))
+		if s.acc.Choices[0].Message.Content != plain.Choices[0].Message.Content || len(s.annotations) != 0 || s.usage.WebSearches != 0 {
+			t.Errorf("streamed %q, annotations %+v, usage %+v", s.acc.Choices[0].Message.Content, s.annotations, s.usage)
 		}
 	})
 

@@ -74,6 +74,11 @@ func TestAnthropicWebSearchRequest(t *testing.T) {
 			`[{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}},` + wsSearchTool + `]`, `{"type":"tool","name":"get_weather"}`},
 		{"tool_choice none stands", wsBody(`,"tools":[` + wsWeatherFn + `],"tool_choice":"none","web_search_options":{}`),
 			`[{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}},` + wsSearchTool + `]`, `{"type":"none"}`},
+		// OpenAI's model asked for none answers without searching: the tool goes,
+		// and so does Claude's tool_choice none, which stops server tools too.
+		{"tool_choice none without functions", wsBody(`,"tool_choice":"none","web_search_options":{"search_context_size":"high"}`),
+			`[{"type":"web_search_20250305","name":"web_search","max_uses":10}]`, `{"type":"none"}`},
+		{"tool_choice auto without functions", wsBody(`,"tool_choice":"auto","web_search_options":{}`), `[` + wsSearchTool + `]`, none},
 		{"serial calls", wsBody(`,"tools":[` + wsWeatherFn + `],"parallel_tool_calls":false,"web_search_options":{}`),
 			`[{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}},` + wsSearchTool + `]`, `{"type":"auto","disable_parallel_tool_use":true}`},
 		{"with a history's tools", `{"model":"chat","messages":[` + wsUser + `,` + history + `],"web_search_options":{"search_context_size":"low"}}`,

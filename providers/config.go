@@ -226,6 +226,12 @@ type Pricing struct {
 	// CacheWrite1hPerMillion prices the cache writes of a one-hour ttl (Anthropic
 	// bills them at twice the input price); nil is the cache write price.
 	CacheWrite1hPerMillion *float64 `yaml:"cache_write_1h_per_million"`
+	// WebSearchPerThousand prices the web searches an answer ran, per thousand
+	// searches (Anthropic bills $10 per 1,000, apart from the tokens, counted in
+	// usage.server_tool_use.web_search_requests). Only an anthropic backend's
+	// answers count their searches: OpenAI's search models bill theirs per call,
+	// but their answers say nothing of it.
+	WebSearchPerThousand float64 `yaml:"web_search_per_thousand"`
 	// Tiers price the answers served in a service tier, by the name the answer gives
 	// (OpenAI's service_tier: flex at half the standard price, priority at about
 	// twice it). An answer naming no tier, or one not listed, is priced at the prices
@@ -237,23 +243,30 @@ type Pricing struct {
 // dollars: Pricing's keys, with its defaults (the cached input and cache write
 // prices default to the tier's input price, the one-hour write price to the tier's
 // write price). Input and output prices are required: a tier left without one would
-// price its tokens at 0, not at the top level's.
+// price its tokens at 0, not at the top level's. The web search price defaults to
+// the top level's: Anthropic's does not change with the tier.
 type TierPricing struct {
 	InputPerMillion        *float64 `yaml:"input_per_million"`
 	OutputPerMillion       *float64 `yaml:"output_per_million"`
 	CachedInputPerMillion  *float64 `yaml:"cached_input_per_million"`
 	CacheWritePerMillion   *float64 `yaml:"cache_write_per_million"`
 	CacheWrite1hPerMillion *float64 `yaml:"cache_write_1h_per_million"`
+	WebSearchPerThousand   *float64 `yaml:"web_search_per_thousand"`
 }
 
-// pricing is t as a Pricing without tiers, for its cost.
-func (t *TierPricing) pricing() Pricing {
-	p := Pricing{CachedInputPerMillion: t.CachedInputPerMillion, CacheWritePerMillion: t.CacheWritePerMillion, CacheWrite1hPerMillion: t.CacheWrite1hPerMillion}
+// pricing is t as a Pricing without tiers, for its cost; top is the top level's,
+// whose web search price t may leave out.
+func (t *TierPricing) pricing(top *Pricing) Pricing {
+	p := Pricing{CachedInputPerMillion: t.CachedInputPerMillion, CacheWritePerMillion: t.CacheWritePerMillion, CacheWrite1hPerMillion: t.CacheWrite1hPerMillion,
+		WebSearchPerThousand: top.WebSearchPerThousand}
 	if t.InputPerMillion != nil {
 		p.InputPerMillion = *t.InputPerMillion
 	}
 	if t.OutputPerMillion != nil {
 		p.OutputPerMillion = *t.OutputPerMillion
+	}
+	if t.WebSearchPerThousand != nil {
+		p.WebSearchPerThousand = *t.WebSearchPerThousand
 	}
 	return p
 }
@@ -262,12 +275,12 @@ func (t *TierPricing) pricing() Pricing {
 // is then 0 for any usage.
 func (p Pricing) Free() bool {
 	zero := func(v *float64) bool { return v == nil || *v == 0 }
-	if p.InputPerMillion != 0 || p.OutputPerMillion != 0 ||
+	if p.InputPerMillion != 0 || p.OutputPerMillion != 0 || p.WebSearchPerThousand != 0 ||
 		!zero(p.CachedInputPerMillion) || !zero(p.CacheWritePerMillion) || !zero(p.CacheWrite1hPerMillion) {
 		return false
 	}
 	for _, t := range p.Tiers {
-		if !zero(t.InputPerMillion) || !zero(t.OutputPerMillion) ||
+		if !zero(t.InputPerMillion) || !zero(t.OutputPerMillion) || !zero(t.WebSearchPerThousand) ||
 			!zero(t.CachedInputPerMillion) || !zero(t.CacheWritePerMillion) || !zero(t.CacheWrite1hPerMillion) {
 			return false
 		}
@@ -276,24 +289,34 @@ func (p Pricing) Free() bool {
 }
 
 // Cost is the price of u in US dollars, at the prices of the tier u names when p
-// lists it, else at the top level's.
+// lists it, else at the top level's: its tokens, and its web searches.
 func (p Pricing) Cost(u Usage) float64 {
 	if u.Tier.n > 0 && len(p.Tiers) > 0 {
 		// The lookup converts the name without allocating: a string made only to
 		// index a map is not kept.
 		if t, ok := p.Tiers[string(u.Tier.name[:u.Tier.n])]; ok {
-			tp := t.pricing()
+			tp := t.pricing(&p)
 			return tp.cost(&u)
 		}
 	}
 	return p.cost(&u)
 }
 
-// cost is the price of u at p's own prices. Every input token is priced as input,
-// then the cached and written ones are corrected by how much their price differs:
-// with those prices unset the corrections are 0 and the cost is, to the bit, what it
-// was before the prompt cache had a price.
+// cost is the price of u at p's own prices: its tokens', then its searches'. An
+// answer without searches costs, to the bit, what it did before searches had a price.
 func (p *Pricing) cost(u *Usage) float64 {
+	c := p.tokenCost(u)
+	if u.WebSearches > 0 {
+		c += float64(u.WebSearches) * p.WebSearchPerThousand / 1e3
+	}
+	return c
+}
+
+// tokenCost is the price of u's tokens at p's own prices. Every input token is priced
+// as input, then the cached and written ones are corrected by how much their price
+// differs: with those prices unset the corrections are 0 and the cost is, to the bit,
+// what it was before the prompt cache had a price.
+func (p *Pricing) tokenCost(u *Usage) float64 {
 	c := float64(u.Input)*p.InputPerMillion + float64(u.Output)*p.OutputPerMillion
 	if r := p.CachedInputPerMillion; r != nil && u.CachedInput > 0 {
 		c += float64(u.CachedInput) * (*r - p.InputPerMillion)
@@ -327,6 +350,15 @@ func (c *Config) validatePricing() []error {
 	check("pricing.cached_input_per_million", p.CachedInputPerMillion)
 	check("pricing.cache_write_per_million", p.CacheWritePerMillion)
 	check("pricing.cache_write_1h_per_million", p.CacheWrite1hPerMillion)
+	check("pricing.web_search_per_thousand", &p.WebSearchPerThousand)
+	searchesOnly := func(key string, v *float64) {
+		// A price that nothing would ever charge: only Anthropic's answers count
+		// their searches.
+		if v != nil && *v != 0 && c.Provider != "anthropic" && c.Provider != "" {
+			errs = append(errs, fieldErr(key, "applies only to provider anthropic, whose answers count their web searches (OpenAI's do not)"))
+		}
+	}
+	searchesOnly("pricing.web_search_per_thousand", &p.WebSearchPerThousand)
 	for _, name := range slices.Sorted(maps.Keys(p.Tiers)) {
 		t := p.Tiers[name]
 		key := "pricing.tiers." + name
@@ -340,6 +372,11 @@ func (c *Config) validatePricing() []error {
 		case name == "default":
 			// OpenAI's standard tier: the prices of the answers that name no tier.
 			errs = append(errs, fieldErr(key, "is priced by the top-level prices (the standard tier): write them there"))
+			continue
+		case name == "standard" && c.Provider == "anthropic":
+			// Anthropic's, which its answers reach the gateway as default
+			// (anthropicUsage.readTier): listed, it would price nothing.
+			errs = append(errs, fieldErr(key, "is priced by the top-level prices (Anthropic's standard tier, default in the translated answers): write them there"))
 			continue
 		case t == (TierPricing{}):
 			errs = append(errs, fieldErr(key, "has no prices (input_per_million and output_per_million are required)"))
@@ -356,6 +393,8 @@ func (c *Config) validatePricing() []error {
 		check(key+".cached_input_per_million", t.CachedInputPerMillion)
 		check(key+".cache_write_per_million", t.CacheWritePerMillion)
 		check(key+".cache_write_1h_per_million", t.CacheWrite1hPerMillion)
+		check(key+".web_search_per_thousand", t.WebSearchPerThousand)
+		searchesOnly(key+".web_search_per_thousand", t.WebSearchPerThousand)
 	}
 	return errs
 }

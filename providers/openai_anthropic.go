@@ -239,6 +239,11 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 	case ws.on:
 		dst = appendWebSearchTool(append(dst, `,"tools":[`...), &ws)
 		dst = append(dst, ']')
+		if string(r.ToolChoice) == `"none"` {
+			// OpenAI's model then answers without searching: sent without its
+			// tool_choice, the tool would let Claude search all the same.
+			dst = append(dst, `,"tool_choice":{"type":"none"}`...)
+		}
 	}
 	if dst, err = appendStop(dst, r.Stop); err != nil {
 		return dst, err

@@ -115,6 +115,11 @@ type Usage struct {
 	// prices. It is no token count: an answer naming only its tier has no usage
 	// (Counted).
 	Tier ServiceTier
+	// WebSearches counts the web searches the upstream ran for the answer
+	// (Anthropic's usage.server_tool_use.web_search_requests), which it bills
+	// apart from tokens (Pricing.WebSearchPerThousand). It is no token count
+	// either: Counted leaves it out, and the limits never see it.
+	WebSearches int64
 }
 
 // Counted reports whether u holds a token count. Providers leave the counts at zero

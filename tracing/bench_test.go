@@ -36,6 +36,10 @@ type gatewayRequest struct {
 var sentBody = []byte(`{"model":"meta-llama/Llama-3.1-8B-Instruct","messages":[{"role":"user","content":"Hello"}],` +
 	`"max_tokens":256,"temperature":0.7,"stream":true,"n":2,"seed":42,"response_format":{"type":"json_object"}}`)
 
+// benchTier is the service tier the benchmark's answer names, in a buffer as the
+// gateway's request holds it.
+var benchTier = []byte("default")
+
 func newGatewayRequest(tr *Tracing, traceparent string) *gatewayRequest {
 	g := &gatewayRequest{
 		tr:         tr,
@@ -93,6 +97,8 @@ func (g *gatewayRequest) run(ctx context.Context) {
 	FirstToken(up, g.firstToken, 120*time.Millisecond)
 	SetResponse(up, "meta-llama/Llama-3.1-8B-Instruct", "chatcmpl-1", "stop")
 	SetUsage(up, 512, 128)
+	SetServiceTier(up, benchTier)
+	SetWebSearches(up, 1)
 	SetClientStatus(up, 200)
 	up.End()
 	SetServerStatus(server, 200)

@@ -43,6 +43,10 @@ const (
 	KeyRequestID  = attribute.Key("tollgate.request_id")
 	KeyClient     = attribute.Key("tollgate.client")
 	KeyGenAISys   = attribute.Key("gen_ai.system")
+	// KeyWebSearches counts the web searches the upstream ran for an answer
+	// (Anthropic's usage.server_tool_use.web_search_requests), which the GenAI
+	// conventions have no name for.
+	KeyWebSearches = attribute.Key("tollgate.web_search.requests")
 	// KeyPrompt and KeyCompletion carry captured content on the
 	// EventPrompt and EventCompletion events.
 	KeyPrompt     = attribute.Key("gen_ai.prompt")
@@ -687,6 +691,43 @@ func SetCacheUsage(span trace.Span, read, written int64) {
 	if written > 0 {
 		span.SetAttributes(genai.GenAIUsageCacheCreationInputTokensKey.Int64(written))
 	}
+}
+
+// serviceTiers are the openai.response.service_tier attributes of the tiers OpenAI's
+// and Anthropic's answers name (Anthropic's standard reaches the gateway as
+// default), built once: recording one of them allocates nothing.
+var serviceTiers = [...]attribute.KeyValue{
+	genai.OpenAIResponseServiceTier("default"),
+	genai.OpenAIResponseServiceTier("flex"),
+	genai.OpenAIResponseServiceTier("priority"),
+	genai.OpenAIResponseServiceTier("scale"),
+	genai.OpenAIResponseServiceTier("batch"),
+	genai.OpenAIResponseServiceTier("auto"),
+}
+
+// SetServiceTier records the service tier the answer says served it,
+// openai.response.service_tier, when it names one (tier, a name, may view a
+// buffer: it is copied unless it is a tier of serviceTiers).
+func SetServiceTier(span trace.Span, tier []byte) {
+	if len(tier) == 0 || !span.IsRecording() {
+		return
+	}
+	for _, kv := range serviceTiers {
+		if kv.Value.AsString() == string(tier) {
+			span.SetAttributes(kv)
+			return
+		}
+	}
+	span.SetAttributes(genai.OpenAIResponseServiceTier(validUTF8(string(tier))))
+}
+
+// SetWebSearches records the web searches the upstream ran for the answer,
+// tollgate.web_search.requests, when it ran some.
+func SetWebSearches(span trace.Span, n int64) {
+	if n <= 0 || !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(KeyWebSearches.Int64(n))
 }
 
 // FirstToken records the first generated token of a stream, which arrived

@@ -40,6 +40,8 @@ Per-request headers for tests:
                             cache_read_input_tokens)
   x-mock-cache-write-tokens: N  --api anthropic: report N prompt tokens written to
                             the cache (cache_creation_input_tokens)
+  x-mock-service-tier: T    --api anthropic: name tier T (priority, batch) in
+                            usage.service_tier instead of standard
 Every API response carries x-mock-saw-authorization: yes|no. As vLLM's, an
 answer's id is the request's X-Request-Id (else its body's request_id) after
 chatcmpl-, cmpl- or embd-.

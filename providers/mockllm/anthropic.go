@@ -927,6 +927,7 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	b = st.appendInputUsage(b)
 	b = strconv.AppendInt(b, int64(out), 10)
 	b = st.appendSearchUsage(b)
+	b = st.appendServiceTier(b)
 	b = append(b, "}}"...)
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
@@ -945,6 +946,19 @@ func (st *state) appendInputUsage(b []byte) []byte {
 	b = append(b, `,"cache_read_input_tokens":`...)
 	b = strconv.AppendInt(b, int64(read), 10)
 	return append(b, `,"output_tokens":`...)
+}
+
+// appendServiceTier appends usage.service_tier, the tier that served the answer:
+// standard, or x-mock-service-tier's. The API names it in an answer's usage and in
+// message_start's, not in message_delta's.
+func (st *state) appendServiceTier(b []byte) []byte {
+	b = append(b, `,"service_tier":"`...)
+	if len(st.hdr.tier) > 0 {
+		b = append(b, st.hdr.tier...)
+	} else {
+		b = append(b, "standard"...)
+	}
+	return append(b, '"')
 }
 
 func (st *state) hasText() bool { return !st.tool.use || st.tool.preamble }
@@ -1139,7 +1153,9 @@ func (st *state) nextMessages() ([]byte, error) {
 		b = st.appendMessageHead(b)
 		b = append(b, `"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
 		b = st.appendInputUsage(b)
-		b = append(b, `1}}}`+"\n\n"...)
+		b = append(b, '1')
+		b = st.appendServiceTier(b)
+		b = append(b, `}}}`+"\n\n"...)
 		st.phase = st.afterThinking()
 		if st.think.on {
 			st.phase = mThinkStart

@@ -520,9 +520,12 @@ type overrides struct {
 	// x-mock-cache-write-tokens), at most the prompt's.
 	cached     int
 	cacheWrite int
-	sawAuth    bool
-	authOK     bool
-	version    bool
+	// tier is the service tier an Anthropic answer says served it
+	// (x-mock-service-tier), standard when empty.
+	tier    []byte
+	sawAuth bool
+	authOK  bool
+	version bool
 	// reqID is true when the request had an X-Request-Id, usable or not: as in
 	// vLLM, the header wins over the body's request_id.
 	reqID bool
@@ -610,8 +613,27 @@ func (st *state) scanHeaders(h *fasthttp.RequestHeader, rec bool) {
 			if n, err := strconv.Atoi(string(v)); err == nil && n > 0 {
 				o.cacheWrite = n
 			}
+		case "x-mock-service-tier":
+			if tierName(v) {
+				o.tier = append(o.tier[:0], v...)
+			}
 		}
 	}
+}
+
+// tierName reports whether v can name a service tier in usage.service_tier as it is:
+// 1 to 32 lowercase letters, digits and underscores (the API's standard, priority,
+// batch).
+func tierName(v []byte) bool {
+	if len(v) == 0 || len(v) > 32 {
+		return false
+	}
+	for _, c := range v {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // cacheCounts splits a request's prompt tokens as a prompt cache would have served
