@@ -232,11 +232,16 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 		// after the answer: the client's next request opens a connection, refused
 		// here (the listener is closed), which proxies and clients retry elsewhere.
 		// fasthttp says so too while its shutdown runs, not once shutdown_grace
-		// has run out. A stream says it itself (hijackStream). The close lingers:
-		// a request the client pipelined behind this one is not served (HTTP/1.1
+		// has run out. A stream says it itself (hijackStream), and its connection
+		// closes at once when the grace runs out (cutStreams). An answer's close
+		// lingers: a request the client pipelined behind it is not served (HTTP/1.1
 		// has the client resend it), and closing over its unread bytes would send
-		// a reset, which can discard this answer before the client reads it.
-		closeLingering(ctx)
+		// a reset, which can discard the answer before the client reads it.
+		if ctx.Hijacked() {
+			ctx.SetConnectionClose()
+		} else {
+			closeLingering(ctx)
+		}
 	}
 	s.leaveBody(ctx)
 	s.handling.Add(-1)
