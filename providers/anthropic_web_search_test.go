@@ -133,7 +133,9 @@ func TestAnthropicWebSearchThinking(t *testing.T) {
 
 // TestAnthropicWebSearchRefused: web_search_options the translation cannot read gets a
 // 400 naming the field, as other refusals; so does a function of the web search
-// tool's name beside it, which the API would refuse as a name declared twice.
+// tool's name beside it, which the API would refuse as a name declared twice; so does
+// a tool_choice that forces a call with no tool to call (OpenAI refuses it: web search
+// is not a tool), which the translation would otherwise drop.
 func TestAnthropicWebSearchRefused(t *testing.T) {
 	for _, c := range []struct{ name, extra, param string }{
 		{"a string", `,"web_search_options":"on"`, "web_search_options"},
@@ -149,6 +151,9 @@ func TestAnthropicWebSearchRefused(t *testing.T) {
 		{"Anthropic's flat location", `,"web_search_options":{"user_location":{"type":"approximate","city":"Paris"}}`, "web_search_options.user_location.approximate"},
 		{"a city that is a number", `,"web_search_options":{"user_location":{"approximate":{"city":75}}}`, "web_search_options.user_location.approximate.city"},
 		{"a timezone that is an object", `,"web_search_options":{"user_location":{"approximate":{"timezone":{"name":"UTC"}}}}`, "web_search_options.user_location.approximate.timezone"},
+		{"required with only web search", `,"tool_choice":"required","web_search_options":{}`, "tool_choice"},
+		{"a named function with only web search", `,"tool_choice":{"type":"function","function":{"name":"web_search"}},"web_search_options":{}`, "tool_choice"},
+		{"required with no tools at all", `,"tool_choice":"required"`, "tool_choice"},
 		{"a function named web_search", `,"tools":[` + wsWeatherFn + `,{"type":"function","function":{"name":"web_search"}}],"web_search_options":{}`, "tools[1].function.name"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

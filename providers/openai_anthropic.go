@@ -236,6 +236,10 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 		}
 	case historyCalls(r.Messages):
 		dst = appendHistoryTools(dst, r.Messages, &ws)
+	case forcesTool(r.ToolChoice):
+		// Nothing the client offered could be called (web_search_options is not a
+		// tool): OpenAI refuses it so, where the translation would drop the force.
+		return dst, badRequest("tool_choice", "tool_choice 'required' or a named function is only allowed when tools are specified.")
 	case ws.on:
 		dst = appendWebSearchTool(append(dst, `,"tools":[`...), &ws)
 		dst = append(dst, ']')
