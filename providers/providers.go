@@ -318,6 +318,22 @@ func (t *Target) setURL(k Kind, u string) {
 	// DisablePathNormalizing as the client sets it: the path goes out as given.
 	t.uris[k].DisablePathNormalizing = true
 	_ = t.uris[k].Parse(nil, []byte(u))
+	if h := t.uris[k].Host(); len(h) > 0 && h[0] == '[' {
+		t.uris[k].SetHostBytes(withoutZone(h))
+	}
+}
+
+// withoutZone is host (an address in brackets, with or without a port) without the
+// IPv6 zone id (RFC 6874: [fe80::1%25eth0]): it names the interface to dial from, only
+// the dial uses it, and a client must leave it out of what it sends (the Host header),
+// which upstreams refuse with it (a bare %). A host without a zone is returned as is.
+func withoutZone(host []byte) []byte {
+	i := bytes.IndexByte(host, '%')
+	j := bytes.IndexByte(host, ']')
+	if host[0] != '[' || i < 0 || j < i {
+		return host
+	}
+	return append(append([]byte(nil), host[:i]...), host[j:]...)
 }
 
 // setRequestURL sets req's URL to operation k's.
