@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -41,6 +42,26 @@ func parseTrustedProxies(list []string) (trustedProxies, string) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, ""
+}
+
+// mappedShortPrefix returns the first entry of list that is an IPv4-mapped address
+// with a prefix under 96 bits ("::ffff:10.0.0.0/8") and what to write instead: its
+// length counts IPv6 bits, so it covers ::/8, and all of IPv4 with it (every client's
+// X-Forwarded-For trusted), where an IPv4 range was meant. "" when there is none.
+func mappedShortPrefix(list []string) (entry, instead string) {
+	for _, s := range list {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil || !p.Addr().Is4In6() || p.Bits() >= 96 {
+			continue
+		}
+		v4 := p.Addr().Unmap()
+		if p.Bits() > 32 {
+			return s, "an IPv6 range without the ::ffff: form, or an IPv4 range"
+		}
+		return s, netip.PrefixFrom(v4, p.Bits()).Masked().String() + " (or ::ffff:" +
+			netip.PrefixFrom(v4, p.Bits()).Masked().Addr().String() + "/" + strconv.Itoa(p.Bits()+96) + ")"
+	}
+	return "", ""
 }
 
 func (t trustedProxies) has(a netip.Addr) bool {

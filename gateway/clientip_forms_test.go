@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -84,5 +87,38 @@ func TestTrustedProxiesMappedCIDR(t *testing.T) {
 				t.Fatalf("trusted_proxies [%s], peer %s: client %v, want %s", c.entry, c.peer, got, want)
 			}
 		})
+	}
+}
+
+// TestTrustedProxiesMappedShortPrefixRefused: an IPv4-mapped address with an IPv4
+// prefix length ("::ffff:10.0.0.0/8") counts IPv6 bits, so it is ::/8, which covers
+// every IPv4 client and would trust the X-Forwarded-For each one sends (any client
+// then picks its own per: ip bucket). The config is refused, naming the key and what
+// to write instead; the forms that say what they mean still load.
+func TestTrustedProxiesMappedShortPrefixRefused(t *testing.T) {
+	load := func(entry string) error {
+		path := filepath.Join(t.TempDir(), "tollgate.yaml")
+		yaml := "server: {trusted_proxies: [\"" + entry + "\"]}\nbackends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadConfig(path)
+		return err
+	}
+	for entry, instead := range map[string]string{
+		"::ffff:10.0.0.0/8":    "write 10.0.0.0/8 (or ::ffff:10.0.0.0/104)",
+		"::ffff:192.0.2.0/24":  "write 192.0.2.0/24 (or ::ffff:192.0.2.0/120)",
+		"::ffff:10.1.0.0/64":   "write an IPv6 range without the ::ffff: form, or an IPv4 range",
+		" ::ffff:10.0.0.0/16 ": "write 10.0.0.0/16 (or ::ffff:10.0.0.0/112)",
+	} {
+		err := load(entry)
+		if err == nil || !strings.Contains(err.Error(), "server.trusted_proxies") || !strings.Contains(err.Error(), instead) {
+			t.Errorf("trusted_proxies [%q]: observed %v; expected a refusal naming server.trusted_proxies and saying %q", entry, err, instead)
+		}
+	}
+	for _, entry := range []string{"10.0.0.0/8", "::ffff:10.0.0.0/104", "::ffff:0:0/96", "::/0", "2001:db8::/32"} {
+		if err := load(entry); err != nil {
+			t.Errorf("trusted_proxies [%q] refused: %v", entry, err)
+		}
 	}
 }

@@ -1792,6 +1792,8 @@ func (c *Config) problems() []string {
 	}
 	if _, bad := parseTrustedProxies(c.Server.TrustedProxies); bad != "" {
 		add("server.trusted_proxies", strconv.Quote(bad)+" is not an address or a CIDR range")
+	} else if e, instead := mappedShortPrefix(c.Server.TrustedProxies); e != "" {
+		add("server.trusted_proxies", strconv.Quote(e)+" is an IPv4-mapped address whose prefix counts IPv6 bits: it covers every IPv4 client, all of whose X-Forwarded-For would be trusted; write "+instead)
 	}
 	switch c.Auth.Mode {
 	case "none", "keys":
