@@ -150,3 +150,30 @@ func parseHop(s string) (netip.Addr, bool) {
 	}
 	return a, err == nil && a.Zone() == ""
 }
+
+// subjectIP is the client's address ip (4 or 16 bytes) as per: ip limits count it: an
+// IPv6 address other than an IPv4-mapped one cut to its first bits (limiter.ipv6_prefix)
+// in buf, anything else as it is.
+func subjectIP(ip []byte, bits int, buf *[16]byte) []byte {
+	if bits >= 128 || len(ip) != 16 || isMapped(ip) {
+		return ip
+	}
+	copy(buf[:], ip)
+	full := bits / 8
+	if rem := bits % 8; rem != 0 {
+		buf[full] &= byte(0xff << (8 - rem))
+		full++
+	}
+	clear(buf[full:])
+	return buf[:]
+}
+
+// isMapped reports whether ip, 16 bytes, is an IPv4-mapped IPv6 address.
+func isMapped(ip []byte) bool {
+	for _, b := range ip[:10] {
+		if b != 0 {
+			return false
+		}
+	}
+	return ip[10] == 0xff && ip[11] == 0xff
+}

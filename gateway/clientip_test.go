@@ -120,3 +120,82 @@ func TestPerIPLimitBehindProxy(t *testing.T) {
 		t.Errorf("access log without trusted proxies:\n%s", logs)
 	}
 }
+
+// TestPerIPLimitIPv6Prefix: with limiter.ipv6_prefix: 64, per: ip limits count IPv6
+// clients by their /64 (one host's subnet, whose 2^64 addresses one client may rotate
+// through to escape a per-address limit); IPv4 clients and IPv4-mapped ones by their
+// address; the access log still names the address itself. Without it, each address
+// has its own bucket.
+func TestPerIPLimitIPv6Prefix(t *testing.T) {
+	t.Parallel()
+	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
+	limits := `
+  - name: limited
+    type: chat
+    routes: [{backend: up}]
+    limits: [{per: ip, requests: 1, window: minute}]
+`
+	cfg := strings.Replace(mockConfig(up, "", limits), "max_body_bytes: 64KiB,", `max_body_bytes: 64KiB, trusted_proxies: ["127.0.0.0/8"],`, 1)
+	grouped := startGateway(t, cfg+"limiter: {ipv6_prefix: 64}\n")
+	single := startGateway(t, cfg)
+	post := func(g *gw, xff string) int {
+		t.Helper()
+		resp, _ := postRaw(t, http.DefaultClient, g.url+"/v1/chat/completions",
+			`{"model":"limited","messages":[{"role":"user","content":"hi"}]}`, map[string]string{"X-Forwarded-For": xff})
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		xff            string
+		grouped, alone int
+	}{
+		{"2001:db8:1:2::1", 200, 200},
+		{"2001:db8:1:2:ffff:ffff:ffff:fffe", 429, 200}, // the same /64
+		{"2001:db8:1:3::1", 200, 200},                  // the next /64
+		{"203.0.113.5", 200, 200},
+		{"203.0.113.6", 200, 200}, // IPv4: by address
+		{"::ffff:198.51.100.1", 200, 200},
+		{"::ffff:198.51.100.2", 200, 200}, // IPv4-mapped: by address
+	} {
+		if got := post(grouped, c.xff); got != c.grouped {
+			t.Errorf("ipv6_prefix 64, client %s: observed %d; expected %d", c.xff, got, c.grouped)
+		}
+		if got := post(single, c.xff); got != c.alone {
+			t.Errorf("no ipv6_prefix, client %s: observed %d; expected %d", c.xff, got, c.alone)
+		}
+	}
+	if logs := grouped.logs.String(); !strings.Contains(logs, `"client_ip":"2001:db8:1:2:ffff:ffff:ffff:fffe"`) {
+		t.Errorf("the access log does not name the client's own address:\n%s", logs)
+	}
+}
+
+// subjectIP cuts an IPv6 address to its prefix at any bit, leaves IPv4 and
+// IPv4-mapped addresses whole, and allocates nothing.
+func TestSubjectIP(t *testing.T) {
+	var buf [16]byte
+	for _, c := range []struct {
+		ip   string
+		bits int
+		want string
+	}{
+		{"2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::"},
+		{"2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6"},
+		{"2001:db8:1:2:3:4:5:6", 56, "2001:db8:1::"},
+		{"2001:db8:1:2ff:3:4:5:6", 60, "2001:db8:1:2f0::"},
+		{"2001:db8:ffff:ffff::1", 33, "2001:db8:8000::"},
+		{"203.0.113.5", 64, "203.0.113.5"},
+		{"::ffff:203.0.113.5", 64, "203.0.113.5"},
+	} {
+		ip := net.ParseIP(c.ip)
+		if v4 := ip.To4(); v4 != nil && !strings.HasPrefix(c.ip, "::ffff:") {
+			ip = v4
+		}
+		got := net.IP(subjectIP(ip, c.bits, &buf))
+		if !got.Equal(net.ParseIP(c.want)) {
+			t.Errorf("subjectIP(%s, %d) = %v, want %s", c.ip, c.bits, got, c.want)
+		}
+	}
+	ip := net.ParseIP("2001:db8:1:2:3:4:5:6")
+	if n := testing.AllocsPerRun(100, func() { subjectIP(ip, 64, &buf) }); n != 0 {
+		t.Errorf("subjectIP allocates %v times", n)
+	}
+}

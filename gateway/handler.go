@@ -60,6 +60,8 @@ type request struct {
 	// or behind trusted proxies the client X-Forwarded-For names); it views ipBuf.
 	client []byte
 	ipBuf  [16]byte
+	// ipSubj is the client's address as per: ip limits count it (subjectIP).
+	ipSubj [16]byte
 	ipText [48]byte
 	rt     *runtime
 	start  time.Time
@@ -1540,7 +1542,7 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		return nil
 	}
 	_, ls := r.rt.tr.Start(r.tctx, tracing.SpecLimit)
-	r.subj = limiter.Subject{Endpoint: s2b(ep.name), IP: r.client}
+	r.subj = limiter.Subject{Endpoint: s2b(ep.name), IP: subjectIP(r.client, r.rt.ipv6Bits, &r.ipSubj)}
 	if r.key != nil {
 		r.subj.APIKey = s2b(r.key.name)
 	}

@@ -62,6 +62,9 @@ type runtime struct {
 	// to close closes them.
 	trRef, limRef *sharedRef
 	limitStore    string
+	// ipv6Bits is how many leading bits of an IPv6 client name it in per: ip limits
+	// (limiter.ipv6_prefix).
+	ipv6Bits int
 
 	refs      atomic.Int64
 	retired   atomic.Bool
@@ -162,6 +165,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		tr:            tr,
 		lim:           lim,
 		limitStore:    limitStoreName(cfg.Limiter.Store),
+		ipv6Bits:      cfg.Limiter.IPv6Bits(),
 		authKeys:      cfg.Auth.Mode == "keys",
 		maxBody:       int(cfg.Server.MaxBodyBytes),
 		log:           log,

@@ -43,6 +43,19 @@ type Config struct {
 	// rate limits far from their limit only); nil means DefaultPrefetch, 0s turns it
 	// off.
 	Prefetch *time.Duration `yaml:"prefetch"`
+	// IPv6Prefix is how many leading bits of an IPv6 client's address name it in per:
+	// ip limits: 64 counts each /64 (a host's whole subnet, which one client may hold
+	// and rotate through) as one client; zero means 128, each address on its own.
+	// IPv4 clients are counted by their address whatever it says.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
+}
+
+// IPv6Bits is the prefix length per: ip limits count an IPv6 client by.
+func (c *Config) IPv6Bits() int {
+	if c.IPv6Prefix == 0 {
+		return 128
+	}
+	return c.IPv6Prefix
 }
 
 func (c *Config) prefetch() time.Duration {
@@ -172,6 +185,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Replicas < 0 {
 		errs = append(errs, fieldErr("replicas", "must not be negative"))
+	}
+	if c.IPv6Prefix < 0 || c.IPv6Prefix > 128 || (c.IPv6Prefix != 0 && c.IPv6Prefix < 32) {
+		errs = append(errs, fieldErr("ipv6_prefix", "must be between 32 and 128 (leave it out for 128, each address on its own)"))
 	}
 	if c.Prefetch != nil && (*c.Prefetch < 0 || *c.Prefetch > 10*time.Second) {
 		errs = append(errs, fieldErr("prefetch", "must be between 0s (off) and 10s"))
