@@ -785,10 +785,17 @@ func TestChaosLosesNothing(t *testing.T) {
 			}
 			rep.count("stream done")
 		case errors.As(err, &se):
-			if _, code, _, _, perr := openAIErrorBody(se.Event.Data); perr != nil || code != "upstream_stream_cut" {
+			// A stream still running at the endpoint's timeout ends upstream_timeout
+			// (README), which a loaded machine reaches with a short stream too.
+			_, code, _, _, perr := openAIErrorBody(se.Event.Data)
+			if perr != nil || code != "upstream_stream_cut" && code != "upstream_timeout" {
 				rep.bad("SDK stream: error event %q (%v)", se.Event.Data, perr)
 			}
-			rep.count("stream cut")
+			if code == "upstream_timeout" {
+				rep.count("stream timeout")
+			} else {
+				rep.count("stream cut")
+			}
 		default:
 			code := sdkError("SDK stream", err)
 			rep.count("stream " + strconv.Itoa(code))
@@ -966,10 +973,15 @@ func TestChaosLosesNothing(t *testing.T) {
 	if rep.tally["chat 429"]+rep.tally["stream 429"]+rep.tally["embed 429"] == 0 {
 		t.Errorf("no request was refused by a limit: %v", rep.tally)
 	}
-	// The endpoint's timeout bounds a chat call, all attempts included.
+	// The endpoint's timeout bounds a chat call, all attempts included. The client's
+	// clock also counts the time its goroutine waited for a CPU on a loaded machine:
+	// what the gateway took is its access line's latency_ms.
 	for kind, s := range rep.slowest {
-		if s.took > 3*time.Second {
-			t.Errorf("a %s call took %v with the endpoint's timeout at 1s (x-request-id %s)", kind, s.took, s.id)
+		if s.took <= 3*time.Second {
+			continue
+		}
+		if ms, ok := loggedLatencyMS(g, s.id); !ok || ms > 3000 {
+			t.Errorf("a %s call took %v (the gateway's access line: %v ms, logged %v) with the endpoint's timeout at 1s (x-request-id %s)", kind, s.took, ms, ok, s.id)
 		}
 	}
 
@@ -1163,4 +1175,15 @@ logging: {level: warn, access_log: false}
 	}); !ok {
 		t.Fatalf("a limit check made during the stall still holds a slot: %s", why)
 	}
+}
+
+// loggedLatencyMS is the latency_ms of the access line of the request with id.
+func loggedLatencyMS(g *gw, id string) (float64, bool) {
+	for _, l := range accessLines(g) {
+		if l["request_id"] == id {
+			ms, ok := l["latency_ms"].(float64)
+			return ms, ok
+		}
+	}
+	return 0, false
 }
