@@ -2,9 +2,19 @@ package gateway
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +148,85 @@ logging: {level: error, access_log: false}
 			ready = strings.TrimSpace(string(b))
 		}
 		t.Fatalf("base_url %s with health.path /health: observed the check GET %s (readyz: %s); expected GET /health", base, first, ready)
+	}
+}
+
+// selfSignedFor6 writes a self-signed certificate for the IP address ::1 (its own
+// CA) and its key, returning the PEM file paths.
+func selfSignedFor6(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "::1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestIPv6ZoneHTTPSTargetVerifiesItsAddress: an https upstream on a link-local address
+// written as RFC 6874 has it (base_url "https://[fe80::1%25eth0]:8443/v1", ca_file its
+// CA, the certificate for the address fe80::1) is verified against its address: the
+// zone is how to dial, not part of the name (which no certificate could carry); it got
+// 502 upstream_unreachable while the same upstream without the zone answered.
+func TestIPv6ZoneHTTPSTargetVerifiesItsAddress(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile := selfSignedFor6(t)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := mockllm.New(mockllm.Options{Model: "up-model", MaxTokens: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listenLoopback6(t)
+	go srv.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}))
+	t.Cleanup(func() { srv.Shutdown() })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	zoned := "https://[::1%25" + loopback6Zone(t) + "]:" + port + "/v1"
+	plain := "https://[::1]:" + port + "/v1"
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  zoned: {provider: openai, base_url: "`+zoned+`", model: up-model, tls: {ca_file: "`+certFile+`"}}
+  plain: {provider: openai, base_url: "`+plain+`", model: up-model, tls: {ca_file: "`+certFile+`"}}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: zoned}]}
+  - {name: chat-plain, type: chat, routes: [{backend: plain}]}
+logging: {level: error, access_log: false}
+`)
+	resp, body := postRaw(t, http.DefaultClient, g.url+"/v1/chat/completions",
+		`{"model":"chat-plain","messages":[{"role":"user","content":"hi"}]}`, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("the same upstream without a zone (%s): %d %q; the test's certificate is wrong", plain, resp.StatusCode, body)
+	}
+	resp, body = postRaw(t, http.DefaultClient, g.url+"/v1/chat/completions",
+		`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("base_url %s with a certificate for ::1: observed %d %q; expected 200 (the zone is how to dial, not part of the name verified)",
+			zoned, resp.StatusCode, body)
 	}
 }

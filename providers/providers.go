@@ -494,6 +494,9 @@ func (c *clientTLS) get(base *tls.Config, addr string) (*tls.Config, error) {
 		host, _, err := net.SplitHostPort(addr)
 		switch {
 		case err == nil:
+			// An IPv6 zone names the interface to dial from, not the server: the
+			// certificate holds the address without it.
+			host, _, _ = strings.Cut(host, "%")
 			c.cfg.ServerName = host
 		case !c.cfg.InsecureSkipVerify:
 			c.err = errors.New("no TLS server name in " + addr)
