@@ -2,15 +2,9 @@ package gateway
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/testcert"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -151,41 +146,6 @@ logging: {level: error, access_log: false}
 	}
 }
 
-// selfSignedFor6 writes a self-signed certificate for the IP address ::1 (its own
-// CA) and its key, returning the PEM file paths.
-func selfSignedFor6(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "::1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv6loopback},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
 // TestIPv6ZoneHTTPSTargetVerifiesItsAddress: an https upstream on a link-local address
 // written as RFC 6874 has it (base_url "https://[fe80::1%25eth0]:8443/v1", ca_file its
 // CA, the certificate for the address fe80::1) is verified against its address: the
@@ -193,9 +153,9 @@ func selfSignedFor6(t *testing.T) (certFile, keyFile string) {
 // 502 upstream_unreachable while the same upstream without the zone answered.
 func TestIPv6ZoneHTTPSTargetVerifiesItsAddress(t *testing.T) {
 	t.Parallel()
-	certFile, keyFile := selfSignedFor6(t)
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
+	pair := testcert.SelfSigned(t)
+	certFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pair.Certificate[0]}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := mockllm.New(mockllm.Options{Model: "up-model", MaxTokens: 2})

@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// SelfSigned is a certificate for 127.0.0.1, valid for an hour either side of now,
-// signed by its own key.
+// SelfSigned is a certificate for 127.0.0.1 and ::1, valid for an hour either side of
+// now, signed by its own key.
 func SelfSigned(t testing.TB) tls.Certificate {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -25,7 +25,7 @@ func SelfSigned(t testing.TB) tls.Certificate {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
 	if err != nil {
