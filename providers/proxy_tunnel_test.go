@@ -97,3 +97,27 @@ func TestProxyDialBoundedByEnd(t *testing.T) {
 		})
 	}
 }
+
+// A target written with an IPv6 zone ([fe80::1%eth0]:8000, RFC 6874) is asked of an HTTP
+// proxy without it: the zone names this host's interface, which the proxy has not, and
+// its bare % makes the request line one proxies refuse.
+func TestProxyConnectTargetWithoutZone(t *testing.T) {
+	got := make(chan string, 1)
+	addr := serveProxy(t, func(conn net.Conn) {
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		got <- line
+		_, _ = io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+	})
+	dial, err := proxyDial("http://"+addr, net.Dialer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dial("[fe80::1%eth0]:8000", time.Now().Add(5*time.Second))
+	if err != nil {
+		t.Fatalf("dial through the proxy: %v", err)
+	}
+	conn.Close()
+	if line := <-got; line != "CONNECT [fe80::1]:8000 HTTP/1.1\r\n" {
+		t.Fatalf("observed the request line %q; expected CONNECT [fe80::1]:8000 HTTP/1.1, the zone left out", line)
+	}
+}
