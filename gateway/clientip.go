@@ -19,11 +19,17 @@ var mappedV4 = netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff})
 // Peers and hops are matched in their IPv4 form, so an IPv4-mapped CIDR (the form a
 // dual-stack listener shows IPv4 peers in, ::ffff:10.0.0.0/104) is kept as its IPv4
 // range, and an IPv6 one that covers all of ::ffff:0:0/96 (::/0) also as 0.0.0.0/0.
+// An IPv4-mapped address with a prefix under 96 bits (::ffff:10.0.0.0/8) is bad: its
+// length counts IPv6 bits, so it covers ::/8, and every IPv4 client with it, where an
+// IPv4 range was meant (mappedInstead says what to write).
 func parseTrustedProxies(list []string) (trustedProxies, string) {
 	var out trustedProxies
 	for _, s := range list {
 		s = strings.TrimSpace(s)
 		if p, err := netip.ParsePrefix(s); err == nil {
+			if p.Addr().Is4In6() && p.Bits() < 96 {
+				return nil, s
+			}
 			p = p.Masked()
 			switch {
 			case p.Addr().Is4In6() && p.Bits() >= 96:
@@ -44,24 +50,19 @@ func parseTrustedProxies(list []string) (trustedProxies, string) {
 	return out, ""
 }
 
-// mappedShortPrefix returns the first entry of list that is an IPv4-mapped address
-// with a prefix under 96 bits ("::ffff:10.0.0.0/8") and what to write instead: its
-// length counts IPv6 bits, so it covers ::/8, and all of IPv4 with it (every client's
-// X-Forwarded-For trusted), where an IPv4 range was meant. "" when there is none.
-func mappedShortPrefix(list []string) (entry, instead string) {
-	for _, s := range list {
-		p, err := netip.ParsePrefix(strings.TrimSpace(s))
-		if err != nil || !p.Addr().Is4In6() || p.Bits() >= 96 {
-			continue
-		}
-		v4 := p.Addr().Unmap()
-		if p.Bits() > 32 {
-			return s, "an IPv6 range without the ::ffff: form, or an IPv4 range"
-		}
-		return s, netip.PrefixFrom(v4, p.Bits()).Masked().String() + " (or ::ffff:" +
-			netip.PrefixFrom(v4, p.Bits()).Masked().Addr().String() + "/" + strconv.Itoa(p.Bits()+96) + ")"
+// mappedInstead is what to write for entry, a trusted_proxies entry parseTrustedProxies
+// refused, when it is an IPv4-mapped address with a prefix under 96 bits; "" when it
+// is not one.
+func mappedInstead(entry string) string {
+	p, err := netip.ParsePrefix(entry)
+	if err != nil || !p.Addr().Is4In6() || p.Bits() >= 96 {
+		return ""
 	}
-	return "", ""
+	if p.Bits() > 32 {
+		return "an IPv6 range without the ::ffff: form, or an IPv4 range"
+	}
+	v4 := netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
+	return v4.String() + " (or ::ffff:" + v4.Addr().String() + "/" + strconv.Itoa(p.Bits()+96) + ")"
 }
 
 func (t trustedProxies) has(a netip.Addr) bool {
@@ -155,25 +156,10 @@ func parseHop(s string) (netip.Addr, bool) {
 // IPv6 address other than an IPv4-mapped one cut to its first bits (limiter.ipv6_prefix)
 // in buf, anything else as it is.
 func subjectIP(ip []byte, bits int, buf *[16]byte) []byte {
-	if bits >= 128 || len(ip) != 16 || isMapped(ip) {
+	a, ok := netip.AddrFromSlice(ip)
+	if bits >= 128 || !ok || !a.Is6() || a.Is4In6() {
 		return ip
 	}
-	copy(buf[:], ip)
-	full := bits / 8
-	if rem := bits % 8; rem != 0 {
-		buf[full] &= byte(0xff << (8 - rem))
-		full++
-	}
-	clear(buf[full:])
+	*buf = netip.PrefixFrom(a, bits).Masked().Addr().As16()
 	return buf[:]
-}
-
-// isMapped reports whether ip, 16 bytes, is an IPv4-mapped IPv6 address.
-func isMapped(ip []byte) bool {
-	for _, b := range ip[:10] {
-		if b != 0 {
-			return false
-		}
-	}
-	return ip[10] == 0xff && ip[11] == 0xff
 }

@@ -1791,9 +1791,11 @@ func (c *Config) problems() []string {
 		add("server.tls", err.Error())
 	}
 	if _, bad := parseTrustedProxies(c.Server.TrustedProxies); bad != "" {
-		add("server.trusted_proxies", strconv.Quote(bad)+" is not an address or a CIDR range")
-	} else if e, instead := mappedShortPrefix(c.Server.TrustedProxies); e != "" {
-		add("server.trusted_proxies", strconv.Quote(e)+" is an IPv4-mapped address whose prefix counts IPv6 bits: it covers every IPv4 client, all of whose X-Forwarded-For would be trusted; write "+instead)
+		if instead := mappedInstead(bad); instead != "" {
+			add("server.trusted_proxies", strconv.Quote(bad)+" is an IPv4-mapped address whose prefix counts IPv6 bits: it covers every IPv4 client, all of whose X-Forwarded-For would be trusted; write "+instead)
+		} else {
+			add("server.trusted_proxies", strconv.Quote(bad)+" is not an address or a CIDR range")
+		}
 	}
 	switch c.Auth.Mode {
 	case "none", "keys":

@@ -51,26 +51,30 @@ func jsonLogLines(t *testing.T, logs string) []map[string]any {
 // does not say which replica failed, although the gateway knows it (it labels
 // tollgate_upstream_attempts_total{target} and the attempt span's server.address with
 // it). With eight replicas, the operator cannot tell from the logs which one to pull.
+// htmlAnswer answers as a proxy in front of a model server that is down: an HTML
+// error page, which is no answer of the API.
+func htmlAnswer(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.SetContentType("text/html")
+	ctx.WriteString("<html><body>502 Bad Gateway</body></html>")
+}
+
+// cutStream begins a stream, then sends what is no event: the client has its 200, the
+// failure is logged as "upstream stream failed".
+func cutStream(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.SetContentType("text/event-stream")
+	ctx.WriteString("data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {garbage\n\n")
+}
+
 func TestUpstreamFailureWarningNamesTarget(t *testing.T) {
 	t.Parallel()
 	good := startStaticUpstream(t)
-	html := func(ctx *fasthttp.RequestCtx) {
-		ctx.Response.Header.SetContentType("text/html")
-		ctx.WriteString("<html><body>502 Bad Gateway</body></html>")
-	}
-	// A stream that begins, then sends what is no event: the client has its 200, the
-	// failure is logged as "upstream stream failed".
-	cut := func(ctx *fasthttp.RequestCtx) {
-		ctx.Response.Header.SetContentType("text/event-stream")
-		ctx.WriteString("data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {garbage\n\n")
-	}
 	for _, c := range []struct {
 		name, body, msg string
 		bad             fasthttp.RequestHandler
 	}{
-		{"answer", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "upstream failed", html},
-		{"stream", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "upstream failed", html},
-		{"stream_cut", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "upstream stream failed", cut},
+		{"answer", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "upstream failed", htmlAnswer},
+		{"stream", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "upstream failed", htmlAnswer},
+		{"stream_cut", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "upstream stream failed", cutStream},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			bad := serveUpstream(t, c.bad)
@@ -185,20 +189,12 @@ logging: {level: debug}
 func TestUpstreamFailureWarningHidesBaseURLQuery(t *testing.T) {
 	t.Parallel()
 	const secret = "S1gnedT0kenXyz987"
-	html := func(ctx *fasthttp.RequestCtx) {
-		ctx.Response.Header.SetContentType("text/html")
-		ctx.WriteString("<html><body>502 Bad Gateway</body></html>")
-	}
-	cut := func(ctx *fasthttp.RequestCtx) {
-		ctx.Response.Header.SetContentType("text/event-stream")
-		ctx.WriteString("data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {garbage\n\n")
-	}
 	for _, c := range []struct {
 		name, body, msg string
 		up              fasthttp.RequestHandler
 	}{
-		{"answer", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "upstream failed", html},
-		{"stream", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "upstream stream failed", cut},
+		{"answer", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "upstream failed", htmlAnswer},
+		{"stream", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "upstream stream failed", cutStream},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

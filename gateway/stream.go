@@ -163,24 +163,6 @@ func (r *request) streamDetached(conn net.Conn) {
 	s.hijacked.Add(-1)
 }
 
-// serveConn serves next with fasthttp. fasthttp keys a connection's idle bookkeeping
-// by the net.Conn it is handed, and the loop that hijacked a wrapper for a stream
-// drops the wrapper's entry when it ends, after the hijack handler has returned: a
-// wrapper handed over again before then (a stream shorter than that, a request
-// pipelined behind it) would lose its new entry to the old loop, and a drain would
-// wait for the connection as busy, idle though it is, until shutdown_grace ran out.
-// The wrapper's loop lock has the new loop wait until the old one is done.
-func (s *Server) serveConn(next net.Conn) {
-	fb := asFirstByteConn(next)
-	if fb == nil {
-		_ = s.api.ServeConn(next)
-		return
-	}
-	fb.loop.Lock()
-	defer fb.loop.Unlock()
-	_ = s.api.ServeConn(next)
-}
-
 // serveNext serves the requests a client sends on its stream's connection next (the
 // first already sent, behind the stream or after it), which counts as hijacked from
 // the stream (streamTo) until fasthttp's loop for it ends: from the moment its first
@@ -188,9 +170,21 @@ func (s *Server) serveConn(next net.Conn) {
 // ended before the loop, does not count. During the drain that request's answer
 // closes the connection and ends the loop; before, an idle connection is closed by
 // fasthttp's shutdown.
+//
+// fasthttp keys a connection's idle bookkeeping by the net.Conn it is handed, and the
+// loop that hijacked a wrapper for a stream drops the wrapper's entry when it ends,
+// after the hijack handler has returned: a wrapper handed over again before then (a
+// stream shorter than that, a request pipelined behind it) would lose its new entry
+// to the old loop, and a drain would wait for the connection as busy, idle though it
+// is, until shutdown_grace ran out. The wrapper's loop lock has the new loop wait
+// until the old one is done.
 func (s *Server) serveNext(next net.Conn) {
-	s.serveConn(next)
-	s.hijacked.Add(-1)
+	defer s.hijacked.Add(-1)
+	if fb := asFirstByteConn(next); fb != nil {
+		fb.loop.Lock()
+		defer fb.loop.Unlock()
+	}
+	_ = s.api.ServeConn(next)
 }
 
 // errClientGone ends a stream whose client closed its connection.
@@ -336,7 +330,7 @@ type firstByteConn struct {
 	net.Conn
 	ahead []byte
 	b     [1]byte
-	// loop is held while fasthttp serves the wrapper (serveConn).
+	// loop is held while fasthttp serves the wrapper (serveNext).
 	loop sync.Mutex
 }
 

@@ -333,7 +333,7 @@ func (b *Backend) initPool(ps *Pools) {
 			}
 			if u, err := url.Parse(t.URL); err == nil && u.Host != "" {
 				// The checks' own URL: without the zone, as in every request's.
-				root += string(withoutZone([]byte(u.Host)))
+				root += withoutZone(u.Host)
 			}
 			p.healthURLs = append(p.healthURLs, root+p.set.healthPath)
 			p.loadURLs = append(p.loadURLs, root+p.set.metricsPath)

@@ -318,22 +318,23 @@ func (t *Target) setURL(k Kind, u string) {
 	// DisablePathNormalizing as the client sets it: the path goes out as given.
 	t.uris[k].DisablePathNormalizing = true
 	_ = t.uris[k].Parse(nil, []byte(u))
-	if h := t.uris[k].Host(); len(h) > 0 && h[0] == '[' {
-		t.uris[k].SetHostBytes(withoutZone(h))
+	if h := t.uris[k].Host(); bytes.IndexByte(h, '%') >= 0 {
+		t.uris[k].SetHost(withoutZone(string(h)))
 	}
 }
 
-// withoutZone is host (an address in brackets, with or without a port) without the
-// IPv6 zone id (RFC 6874: [fe80::1%25eth0]): it names the interface to dial from, only
-// the dial uses it, and a client must leave it out of what it sends (the Host header),
-// which upstreams refuse with it (a bare %). A host without a zone is returned as is.
-func withoutZone(host []byte) []byte {
-	i := bytes.IndexByte(host, '%')
-	j := bytes.IndexByte(host, ']')
-	if host[0] != '[' || i < 0 || j < i {
-		return host
+// withoutZone is addr (an IPv6 address in brackets, with or without a port) without
+// its zone id (RFC 6874: [fe80::1%25eth0]:8000): the zone names the interface to dial
+// from, only the dial uses it, and a client must leave it out of what it sends (the
+// Host header, a proxy's CONNECT line), which upstreams refuse with it (a bare %); nor
+// is it part of the name a certificate holds. Any other addr is returned as it is.
+func withoutZone(addr string) string {
+	i := strings.IndexByte(addr, '%')
+	j := strings.IndexByte(addr, ']')
+	if len(addr) == 0 || addr[0] != '[' || i < 0 || j < i {
+		return addr
 	}
-	return append(append([]byte(nil), host[:i]...), host[j:]...)
+	return addr[:i] + addr[j:]
 }
 
 // setRequestURL sets req's URL to operation k's.
@@ -491,12 +492,9 @@ func (c *clientTLS) get(base *tls.Config, addr string) (*tls.Config, error) {
 		if c.cfg.ServerName != "" {
 			return
 		}
-		host, _, err := net.SplitHostPort(addr)
+		host, _, err := net.SplitHostPort(withoutZone(addr))
 		switch {
 		case err == nil:
-			// An IPv6 zone names the interface to dial from, not the server: the
-			// certificate holds the address without it.
-			host, _, _ = strings.Cut(host, "%")
 			c.cfg.ServerName = host
 		case !c.cfg.InsecureSkipVerify:
 			c.err = errors.New("no TLS server name in " + addr)

@@ -111,7 +111,7 @@ func dialConnect(d net.Dialer, addr, auth, target string, end time.Time) (net.Co
 	_ = c.SetDeadline(end)
 	// An IPv6 zone names the interface this host dials from, nothing the proxy could
 	// use: it is not sent (RFC 6874), as in every request's Host.
-	target = string(withoutZone([]byte(target)))
+	target = withoutZone(target)
 	req := make([]byte, 0, 64+2*len(target)+len(auth))
 	req = append(req, "CONNECT "...)
 	req = append(req, target...)
