@@ -70,10 +70,10 @@ func (s *Server) refuseHeaders(ctx *fasthttp.RequestCtx, e *apiError) int {
 }
 
 // callRoute reports whether path is an API call's (serveCall): chat, completions,
-// embeddings or an MLflow invocation.
+// embeddings, responses or an MLflow invocation.
 func callRoute(path []byte) bool {
 	switch ownRoute(path) {
-	case routeChat, routeCompletions, routeEmbeddings, routeInvocations:
+	case routeChat, routeCompletions, routeEmbeddings, routeResponses, routeInvocations:
 		return true
 	}
 	return false

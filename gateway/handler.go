@@ -34,22 +34,23 @@ import (
 )
 
 var (
-	hdrRequestID  = []byte("X-Request-Id")
-	hdrBackend    = []byte("X-Tollgate-Backend")
-	hdrVariant    = []byte("X-Tollgate-Variant")
-	hdrAuthz      = []byte("Authorization")
-	hdrAPIKey     = []byte("Api-Key")
-	hdrXAPIKey    = []byte("X-Api-Key")
-	hdrCacheCtl   = []byte("Cache-Control")
-	hdrRetryAfter = []byte("Retry-After")
-	strNoCache    = []byte("no-cache")
-	strBearer     = []byte("Bearer ")
-	strSSE        = []byte("text/event-stream")
-	strDataPrefix = []byte("data: ")
-	strEventEnd   = []byte("\n\n")
-	strDoneEvent  = []byte("data: [DONE]\n\n")
-	strKeepAlive  = []byte(": keep-alive\n\n")
-	strModelsJSON = []byte("application/json")
+	hdrRequestID   = []byte("X-Request-Id")
+	hdrBackend     = []byte("X-Tollgate-Backend")
+	hdrVariant     = []byte("X-Tollgate-Variant")
+	hdrAuthz       = []byte("Authorization")
+	hdrAPIKey      = []byte("Api-Key")
+	hdrXAPIKey     = []byte("X-Api-Key")
+	hdrCacheCtl    = []byte("Cache-Control")
+	hdrRetryAfter  = []byte("Retry-After")
+	strNoCache     = []byte("no-cache")
+	strBearer      = []byte("Bearer ")
+	strSSE         = []byte("text/event-stream")
+	strDataPrefix  = []byte("data: ")
+	strEventPrefix = []byte("event: ")
+	strEventEnd    = []byte("\n\n")
+	strDoneEvent   = []byte("data: [DONE]\n\n")
+	strKeepAlive   = []byte(": keep-alive\n\n")
+	strModelsJSON  = []byte("application/json")
 )
 
 // request is the per-request state of the pipeline, pooled and reset on release. For a
@@ -70,7 +71,11 @@ type request struct {
 	ep       *endpoint
 	key      *clientKey
 	plan     router.Plan
-	be       *providers.Backend
+	// pin is the target a Responses call's previous_response_id names (untag), and
+	// pinTargets the plan's targets reordered for it (pinPlan).
+	pin        respTarget
+	pinTargets []router.Target
+	be         *providers.Backend
 	// series is the metrics route the request is recorded on once a backend was tried.
 	series *metrics.Route
 	begun  bool
@@ -216,7 +221,7 @@ func (r *request) release() {
 		fasthttp.ReleaseResponse(r.kept)
 	}
 	*r = request{reqID: pooled(r.reqID), modelName: pooled(r.modelName), userBuf: pooled(r.userBuf), out: pooled(r.out),
-		bodyBuf: pooled(r.bodyBuf), spliceBuf: pooled(r.spliceBuf), nameBuf: pooled(r.nameBuf), hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone,
+		bodyBuf: pooled(r.bodyBuf), spliceBuf: pooled(r.spliceBuf), nameBuf: pooled(r.nameBuf), pinTargets: r.pinTargets[:0], hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone,
 		hang: clientWatch{w: r.hang.w}}
 	requestPool.Put(r)
 	if rt != nil {
@@ -273,12 +278,18 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		kind = providers.Completions
 	case "/v1/embeddings":
 		kind = providers.Embeddings
+	case "/v1/responses":
+		kind = providers.Responses
 	case "/v1/models":
 		s.serveModels(ctx)
 		return
 	default:
 		if id, ok := bytes.CutPrefix(ctx.Path(), prefixModels); ok && len(id) > 0 {
 			s.serveModel(ctx, id)
+			return
+		}
+		if rest, ok := bytes.CutPrefix(ctx.Path(), prefixResponses); ok && len(rest) > 0 {
+			s.serveResponse(ctx, rest)
 			return
 		}
 		s.serveOther(ctx)
@@ -902,6 +913,10 @@ const (
 	routeChat
 	routeCompletions
 	routeEmbeddings
+	routeResponses
+	routeResponse
+	routeResponseCancel
+	routeResponseItems
 	routeInvocations
 	routeMLflowList
 	routeMLflowOne
@@ -909,14 +924,18 @@ const (
 )
 
 var ownRoutes = [nRoutes]string{
-	routeModels:      "/v1/models",
-	routeModel:       "/v1/models/{model}",
-	routeChat:        "/v1/chat/completions",
-	routeCompletions: "/v1/completions",
-	routeEmbeddings:  "/v1/embeddings",
-	routeInvocations: "/endpoints/{name}/invocations",
-	routeMLflowList:  "/api/2.0/endpoints/",
-	routeMLflowOne:   "/api/2.0/endpoints/{name}",
+	routeModels:         "/v1/models",
+	routeModel:          "/v1/models/{model}",
+	routeChat:           "/v1/chat/completions",
+	routeCompletions:    "/v1/completions",
+	routeEmbeddings:     "/v1/embeddings",
+	routeResponses:      "/v1/responses",
+	routeResponse:       "/v1/responses/{response_id}",
+	routeResponseCancel: "/v1/responses/{response_id}/cancel",
+	routeResponseItems:  "/v1/responses/{response_id}/input_items",
+	routeInvocations:    "/endpoints/{name}/invocations",
+	routeMLflowList:     "/api/2.0/endpoints/",
+	routeMLflowOne:      "/api/2.0/endpoints/{name}",
 }
 
 // otherMethod is the index in serverSpecs of any method the HTTP conventions do not
@@ -924,7 +943,8 @@ var ownRoutes = [nRoutes]string{
 const otherMethod = len(tracing.KnownMethods)
 
 // kindRoutes are the routes of the API calls, by kind.
-var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings}
+var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings,
+	providers.Responses: routeResponses}
 
 // methodPost is POST's index in serverSpecs, the method of every API call.
 var methodPost = ownMethod(strPost)
@@ -961,11 +981,16 @@ func ownRoute(path []byte) int {
 		return routeCompletions
 	case "/v1/embeddings":
 		return routeEmbeddings
+	case "/v1/responses":
+		return routeResponses
 	case "/api/2.0/endpoints", "/api/2.0/endpoints/":
 		return routeMLflowList
 	}
 	if id, ok := bytes.CutPrefix(path, prefixModels); ok && len(id) > 0 {
 		return routeModel
+	}
+	if bytes.HasPrefix(path, prefixResponses) {
+		return responseRoute(path)
 	}
 	if bytes.HasPrefix(path, prefixAPIList) {
 		return routeMLflowOne
@@ -1046,9 +1071,17 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 	ep.attrs.Annotate(r.span)
 	ep.m.Begin()
 	r.begun = true
-	if ep.kind != kind {
+	if ep.kind != kind && (kind != providers.Responses || ep.kind != providers.Chat) {
+		// A chat endpoint serves the Responses API too.
 		e := wrongType(r.modelName, ep.kind)
 		return &e
+	}
+	if kind == providers.Responses {
+		if e := r.untag(); e != nil {
+			return e
+		}
+		body = r.body
+		r.f.maxTokens, r.f.capNamed = r.f.maxOutput, r.f.outputNamed
 	}
 	r.forwardRequestID(&ctx.Request.Header)
 	r.call = providers.Call{
@@ -1186,6 +1219,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	_, rs := tr.Start(r.tctx, tracing.SpecRoute)
 	key := r.stickyKey(ctx)
 	ep.routing.Plan(key, &r.plan)
+	if r.pin.b != nil {
+		r.pinPlan()
+	}
 	p := &r.plan
 	// The routing span keeps the decision; r.variant is set by the attempt that
 	// serves, since a request refused or served by a fallback has no variant.
@@ -1389,16 +1425,21 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			r.setHeaders(ctx)
 			if r.stream != nil {
 				r.aspan, r.sent = as, r.res.Sent
-				r.ans.Start(tr, as)
+				r.startAnswer(as)
 			} else {
 				if r.usageKnown() {
 					r.setUsage(as)
 				}
 				if as.IsRecording() {
-					r.ans.Start(tr, as)
+					r.startAnswer(as)
 					r.ans.Body(ctx.Response.Body())
 					r.ans.End(as)
 					r.setServed(as)
+				}
+				if r.call.Kind == providers.Responses {
+					// After the span read the answer: it names the upstream's ID,
+					// as the upstream's own logs do.
+					r.tagBody(&ctx.Response)
 				}
 				as.End()
 			}
@@ -1441,6 +1482,12 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		slog.String("request_id", string(r.reqID)), slog.String("endpoint", ep.name),
 		slog.String("backend", r.backend), slog.String("target", r.rt.targetLabel(r.be, r.res.Target)), slog.Int("attempts", r.attempts),
 		slog.String("error", errString(last)))
+	return upstreamFailure(last)
+}
+
+// upstreamFailure is the answer to a call whose last attempt failed with last, no
+// upstream answer to pass on.
+func upstreamFailure(last error) *apiError {
 	switch {
 	case errors.Is(last, providers.ErrOverloaded):
 		return &errUpstreamBusy
@@ -1500,6 +1547,15 @@ var errLimiterDown = apiError{503, "server_error", "ratelimit_unavailable", "", 
 // upstreamDetail is an upstream failure that says what went wrong in the upstream's
 // own words (masked): an error event's message, a bare JSON error object's.
 type upstreamDetail interface{ UpstreamDetail() string }
+
+// startAnswer arms r.ans to read the answer to the attempt whose span is as.
+func (r *request) startAnswer(as trace.Span) {
+	if r.call.Kind == providers.Responses {
+		r.ans.StartResponses(r.rt.tr, as)
+		return
+	}
+	r.ans.Start(r.rt.tr, as)
+}
 
 // notEventsMessage is the client's message for a stream answered with a JSON error
 // object where its events belong.
@@ -2018,7 +2074,10 @@ func (r *request) nextEvent() {
 	r.gotEvent = true
 	if r.ev.Done {
 		r.finished = true
-		r.out = append(r.eventBuf(), strDoneEvent...)
+		if r.call.Kind != providers.Responses {
+			// A Responses API stream ends with its terminal event, no [DONE].
+			r.out = append(r.eventBuf(), strDoneEvent...)
+		}
 		return
 	}
 	if r.ev.HasUsage && (r.ev.UsageOnly || !r.f.continuousUsage || r.f.completions(r.call.Kind) <= 1) {
@@ -2054,8 +2113,14 @@ func (r *request) nextEvent() {
 		// The usage chunk Tollgate asked for on the client's behalf.
 		return
 	}
-	r.out = append(r.eventBuf(), strDataPrefix...)
-	if hide {
+	r.out = r.eventBuf()
+	if len(r.ev.Name) > 0 {
+		r.out = append(append(append(r.out, strEventPrefix...), r.ev.Name...), '\n')
+	}
+	r.out = append(r.out, strDataPrefix...)
+	if r.call.Kind == providers.Responses {
+		r.out = r.appendEvent(r.out, r.ev.Data)
+	} else if hide {
 		// That usage on a chunk with a choice (Gemini's OpenAI endpoint, llama.cpp
 		// before its PR #15444): the chunk goes out without it, as the upstream
 		// sends it to a client that did not ask.

@@ -53,8 +53,10 @@ type runtime struct {
 	// unrouted is the metrics series of requests that named no endpoint.
 	unrouted *metrics.Route
 	attempts map[*providers.Backend][]targetMetrics
+	// respTags finds the target a response ID's tag names (responseTag).
+	respTags map[string]respTarget
 	// upstreamSpecs holds the client span of each (backend, kind).
-	upstreamSpecs map[*providers.Backend]*[4]*tracing.Spec
+	upstreamSpecs map[*providers.Backend]*[providers.Responses + 1]*tracing.Spec
 	tr            *tracing.Tracing
 	lim           *limiter.Limiter
 	// trRef and limRef count the runtimes using tr and lim: a reload that leaves
@@ -81,6 +83,9 @@ type targetMetrics struct {
 	// label is the target's label value (targetLabels).
 	label string
 	a     *metrics.Attempt
+	// tag marks the IDs of the Responses API's responses the target made
+	// (responseTag).
+	tag []byte
 }
 
 type endpoint struct {
@@ -161,7 +166,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		backends:      map[string]*providers.Backend{},
 		keys:          map[[sha256.Size]byte]*clientKey{},
 		attempts:      map[*providers.Backend][]targetMetrics{},
-		upstreamSpecs: map[*providers.Backend]*[4]*tracing.Spec{},
+		respTags:      map[string]respTarget{},
+		upstreamSpecs: map[*providers.Backend]*[providers.Responses + 1]*tracing.Spec{},
 		tr:            tr,
 		lim:           lim,
 		limitStore:    limitStoreName(cfg.Limiter.Store),
@@ -185,10 +191,12 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		bc := cfg.Backends[name]
 		// A backend's replica is picked per attempt, so the spec names none:
 		// send records the target each attempt went to.
-		specs := &[4]*tracing.Spec{}
+		specs := &[providers.Responses + 1]*tracing.Spec{}
 		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings} {
 			specs[k] = tracing.UpstreamSpec(k.String(), bc.Provider, bc.Model, name, "")
 		}
+		// A Responses API call is a chat operation (gen_ai.operation.name chat).
+		specs[providers.Responses] = specs[providers.Chat]
 		rt.upstreamSpecs[b] = specs
 		targets := b.Targets()
 		urls := make([]string, len(targets))
@@ -196,7 +204,9 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			urls[i] = t.URL
 		}
 		for i, label := range targetLabels(urls) {
-			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label)})
+			tag := responseTag(name, label)
+			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label), tag: []byte(tag)})
+			rt.respTags[tag] = respTarget{b: b, bi: len(rt.backendList) - 1, i: i}
 		}
 	}
 	rt.unrouted = m.ShapedRoute(metrics.UnknownEndpoint, metrics.None, metrics.None, metrics.Shape{Codes: unroutedCodes[:]})

@@ -23,6 +23,13 @@ type fields struct {
 	// of 0 or more (a legacy completion with echo and max_tokens 0 scores its prompt
 	// and generates nothing); maxTokens is 0 then.
 	capNamed bool
+	// maxOutput and outputNamed are max_output_tokens, the Responses API's cap, as
+	// maxTokens and capNamed are for the others; run takes them for a Responses call.
+	maxOutput   int64
+	outputNamed bool
+	// prevResponse is the span of the "previous_response_id" string between its
+	// quotes, {-1, -1} when the last member of that name is not a string.
+	prevResponse [2]int
 	// user and safetyID are the spans of the "user" and "safety_identifier" strings
 	// between their quotes, {-1, -1} when the last member of that name is not a
 	// string (endUser picks one).
@@ -79,7 +86,8 @@ func (f *fields) nBounded() int64 { return min(f.choices, 128) }
 // its parser: one of these given twice, or a key a parser could take for one (escapes
 // are decoded here; Go's encoding/json, behind Ollama and others, matches struct
 // fields case-insensitively, with Unicode folding), is refused.
-var readKeys = [...]string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "stream_options.include_usage"}
+var readKeys = [...]string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "stream_options.include_usage",
+	"max_output_tokens"}
 
 const (
 	keyModel = iota
@@ -88,6 +96,7 @@ const (
 	keyMaxTokens
 	keyMaxCompletionTokens
 	keyIncludeUsage
+	keyMaxOutputTokens
 )
 
 // errTwice and errFolded are the answers to a read key given twice, and to a key that
@@ -106,7 +115,7 @@ func init() {
 // the error to answer with.
 func scanBody(body []byte, f *fields) *apiError {
 	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, safetyID: [2]int{-1, -1},
-		cacheKey: [2]int{-1, -1}}
+		cacheKey: [2]int{-1, -1}, prevResponse: [2]int{-1, -1}}
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		if jsonscan.Valid(body) {
@@ -177,6 +186,13 @@ func scanBody(body []byte, f *fields) *apiError {
 				f.maxTokens = max(f.maxTokens, n)
 				f.capNamed = true
 			}
+		case "max_output_tokens":
+			if !once(keyMaxOutputTokens) {
+				return &errTwice[keyMaxOutputTokens]
+			}
+			if n, ok := jsonscan.Count(v, 1<<40); ok && n >= 0 {
+				f.maxOutput, f.outputNamed = n, true
+			}
 		case "n":
 			if n, ok := jsonscan.Count(v, 1<<40); ok && n > 1 {
 				f.choices = n
@@ -196,12 +212,18 @@ func scanBody(body []byte, f *fields) *apiError {
 			} else {
 				f.safetyID = span
 			}
+		case "previous_response_id":
+			f.prevResponse = [2]int{-1, -1}
+			if jsonscan.IsString(v) {
+				f.prevResponse = [2]int{off + 1, off + len(v) - 1}
+			}
 		case "prompt_cache_key":
 			f.cacheKey = [2]int{-1, -1}
 			if jsonscan.IsString(v) {
 				f.cacheKey = [2]int{off + 1, off + len(v) - 1}
 			}
-		case "messages", "input":
+		case "messages", "input", "instructions":
+			// instructions: the Responses API's system message.
 			f.addPrompt(v)
 		case "prompt":
 			f.addPrompt(v)
@@ -435,8 +457,8 @@ func foldedKey(k []byte) int {
 	if c := k[0]; c < 0x80 && c|0x20 != 'm' && c|0x20 != 's' {
 		return -1
 	}
-	for i, rk := range readKeys[:keyIncludeUsage] {
-		if bytes.EqualFold(k, []byte(rk)) {
+	for i, rk := range readKeys {
+		if i != keyIncludeUsage && bytes.EqualFold(k, []byte(rk)) {
 			return i
 		}
 	}

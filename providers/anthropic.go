@@ -321,6 +321,8 @@ func (e *UnsupportedError) Error() string {
 		return "The model is served by the " + e.API + " API, which has no embeddings; use a model served by an embeddings backend."
 	case Completions:
 		return "The model is served by the " + e.API + " API, which has no legacy completions; call /v1/chat/completions instead."
+	case Responses:
+		return "The model is served by the " + e.API + " API, which has no Responses API; call /v1/chat/completions instead."
 	}
 	return "The model is served by the " + e.API + " API, which does not support this operation."
 }
@@ -331,6 +333,10 @@ func (e *UnsupportedError) Unwrap() error { return ErrUnsupported }
 var (
 	errAnthropicEmbeddings  = &UnsupportedError{API: "Anthropic Messages", Kind: Embeddings}
 	errAnthropicCompletions = &UnsupportedError{API: "Anthropic Messages", Kind: Completions}
+	errAnthropicResponses   = &UnsupportedError{API: "Anthropic Messages", Kind: Responses}
+	// Azure's deployment URLs have no Responses API; its v1 API
+	// ({endpoint}/openai/v1) has, as an openai backend.
+	errAzureResponses = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Responses}
 )
 
 // errRefusedRequest is a chat request the Messages API cannot express, refused
@@ -349,6 +355,8 @@ func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]b
 	case Chat:
 	case Embeddings:
 		return dst, errAnthropicEmbeddings
+	case Responses:
+		return dst, errAnthropicResponses
 	default:
 		return dst, errAnthropicCompletions
 	}

@@ -115,6 +115,9 @@ func (b *Backend) Targets() []*Target { return b.targets }
 // every one full ErrOverloaded. An attempt whose target has every connection busy
 // (max_connections) is sent to another target with one free, being not yet sent.
 func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
+	if call.Kind == Responses && b.cfg.Provider == "azure" {
+		return errAzureResponses
+	}
 	if b.pp != nil {
 		// The translation, or its refusal, comes before a target is leased.
 		buf := bodyPool.Get().(*[]byte)
@@ -137,7 +140,7 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	var busy *targetBits
 	for tries := 1; ; tries++ {
 		t := b.targets[l.i]
-		if tries < len(b.targets) && b.pool.states[l.i].slots.load() > int64(b.cfg.MaxConnections) && !b.connFree(l.i) {
+		if tries < len(b.targets) && call.pin != b && b.pool.states[l.i].slots.load() > int64(b.cfg.MaxConnections) && !b.connFree(l.i) {
 			// Requests in flight hold its every connection: sent here, the call would
 			// wait up to connect_timeout for one.
 			busy = b.markBusy(busy, l.i)
@@ -194,6 +197,10 @@ type targetSet struct {
 	low    uint64
 	listed [maxListed]int32
 	n      uint8
+	// but, when set, is one more than the index of the one target the set leaves
+	// out: the set of every other target, which a call pinned to that target
+	// avoids.
+	but int32
 }
 
 // maxListed is how many targets past the first 64 a targetSet keeps: with low and n,
@@ -220,6 +227,9 @@ func (s *targetSet) has(i int) bool {
 	if s == nil {
 		return false
 	}
+	if s.but > 0 {
+		return i != int(s.but-1)
+	}
 	if i < 64 {
 		return s.low&(1<<uint(i)) != 0
 	}
@@ -231,7 +241,7 @@ func (s *targetSet) has(i int) bool {
 	return false
 }
 
-func (s *targetSet) empty() bool { return s == nil || s.low == 0 && s.n == 0 }
+func (s *targetSet) empty() bool { return s == nil || s.low == 0 && s.n == 0 && s.but == 0 }
 
 // targetBits is a set of a backend's targets as bits, one word per 64: the targets a
 // call found with every connection busy, which may be all of them.

@@ -189,6 +189,7 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 			res.Stream = acquireTextStream(r, true, true)
 			return nil
 		}
+		r.responses = call.Kind == Responses
 		res.Stream = r
 		return nil
 	}
@@ -207,9 +208,10 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 }
 
 // forceUsage reports whether the call's stream asks the upstream for usage on the
-// client's behalf.
+// client's behalf: chat and completions streams, whose usage comes only when asked
+// for (a Responses API stream always ends with its usage).
 func (o *openAI) forceUsage(call *Call) bool {
-	return call.Stream && !call.IncludeUsage && o.streamUsage && call.Kind != Embeddings
+	return call.Stream && !call.IncludeUsage && o.streamUsage && (call.Kind == Chat || call.Kind == Completions)
 }
 
 // request is a request for operation op on t with the client's forwarded headers and

@@ -451,6 +451,11 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		p.offerTrials()
 	}
 	avoid := b.avoid(call)
+	if avoid == nil && call.pin == b && call.pinAt < len(p.states) && p.states[call.pinAt].available() {
+		// Pinned: the call takes a slot on its target, or waits for one there.
+		call.pinned = targetSet{but: int32(call.pinAt) + 1}
+		avoid = &call.pinned
+	}
 	if l, ok := p.trial(avoid); ok {
 		return l, nil
 	}
@@ -839,6 +844,9 @@ func (b *Backend) choose(call *Call) int {
 
 func (b *Backend) pick(call *Call) int {
 	p := &b.pool
+	if call.pin == b && call.pinAt < len(p.states) && p.states[call.pinAt].available() {
+		return call.pinAt
+	}
 	if p.ring != nil {
 		if i := b.affine(call); i >= 0 {
 			return i
@@ -1121,7 +1129,7 @@ func prefixHash(call *Call, n int) (h uint64, ok bool) {
 	switch call.Kind {
 	case Completions:
 		key = "prompt"
-	case Embeddings:
+	case Embeddings, Responses:
 		key = "input"
 	}
 	b := call.Body

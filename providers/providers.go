@@ -27,6 +27,8 @@ const (
 	Chat Kind = iota + 1
 	Completions
 	Embeddings
+	// Responses is OpenAI's Responses API, served by chat endpoints.
+	Responses
 )
 
 // String names the kind as the config spells it.
@@ -38,6 +40,8 @@ func (k Kind) String() string {
 		return "completions"
 	case Embeddings:
 		return "embeddings"
+	case Responses:
+		return "responses"
 	}
 	return "unknown"
 }
@@ -51,6 +55,8 @@ func (k Kind) Path() string {
 		return "/completions"
 	case Embeddings:
 		return "/embeddings"
+	case Responses:
+		return "/responses"
 	}
 	return ""
 }
@@ -227,7 +233,23 @@ type Call struct {
 	// attempt: the next one on it is a retry.
 	failed   targetSet
 	failedOn *Backend
+	// pin and pinAt name the target the call must go to, while it is in service
+	// (PinTo); pinned is the set of every other target, which the call avoids.
+	pin    *Backend
+	pinAt  int
+	pinned targetSet
 }
+
+// PinTo sends the call to target i of b while that target is in service: it holds
+// what the call needs (a Responses API call continuing a response stored on that
+// replica). Its attempts on other backends go as any call's. A retry after a failed
+// attempt on it may go to another target.
+func (c *Call) PinTo(b *Backend, i int) {
+	c.pin, c.pinAt = b, i
+}
+
+// Unpin undoes PinTo.
+func (c *Call) Unpin() { c.pin = nil }
 
 // SentReader reads the body of a request a call sends upstream; it must not keep it.
 type SentReader interface {
@@ -281,6 +303,12 @@ type Events interface {
 type Event struct {
 	// Data is the event's JSON payload; empty for the final [DONE].
 	Data []byte
+	// Name is the event's name (its event: field), passed on for a Responses API
+	// stream, whose events are named by their type; empty otherwise.
+	Name []byte
+	// Done marks the stream's clean end: [DONE], or for a Responses API stream the
+	// end after its terminal event (response.completed, response.incomplete,
+	// response.failed). The event carries no data.
 	Done bool
 	// UsageOnly marks the usage chunk (usage, with choices empty, null or absent)
 	// the gateway may have asked for on the client's behalf.
@@ -308,7 +336,7 @@ type Target struct {
 	client *fasthttp.HostClient
 	// uris holds the URL of each operation, indexed by Kind, parsed once: a request
 	// copies its operation's URI instead of parsing a URL.
-	uris     [4]fasthttp.URI
+	uris     [Responses + 1]fasthttp.URI
 	inFlight atomic.Int64
 }
 
@@ -464,7 +492,7 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		return u, nil
 	}
 	t := &Target{URL: raw, client: hc}
-	for _, k := range []Kind{Chat, Completions, Embeddings} {
+	for _, k := range []Kind{Chat, Completions, Embeddings, Responses} {
 		t.setURL(k, operationURL(raw, k.Path()))
 	}
 	return t, nil

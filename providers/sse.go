@@ -26,6 +26,10 @@ type sseReader struct {
 	line   []byte
 	done   bool
 	forced bool
+	// responses is set for a Responses API stream: its events are named, carry
+	// their usage in the terminal event's response, and end with that event, no
+	// [DONE]; final is set once that event was read, for the next read to end.
+	responses, final bool
 	// begun is set once the stream's first line is read; skipLF when the last line
 	// ended with a CR that may be half of a CRLF; lfOnly once a line ended in LF.
 	begun, skipLF, lfOnly bool
@@ -81,6 +85,7 @@ func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
 	s.up, s.t, s.done, s.forced, s.secrets = up, t, false, forced, nil
+	s.responses, s.final = false, false
 	s.begun, s.skipLF, s.lfOnly = false, false, false
 	s.evented, s.stray = false, false
 	s.aborted.Store(false)
@@ -118,7 +123,9 @@ func (s *sseReader) readEvent() error {
 				seen = seen || ok
 			}
 			switch {
-			case seen && bytes.Equal(s.data, strDone):
+			case seen && (bytes.Equal(s.data, strDone) || s.responses && terminalEvent(s.data)):
+				// A last event the upstream closed on without its blank line: it
+				// says the stream is whole.
 				s.evented = true
 				return nil
 			case !seen && len(line) == 0:
@@ -262,6 +269,14 @@ func (s *sseReader) field(line []byte) (bool, error) {
 		return true, nil
 	case "event":
 		s.name = append(s.name[:0], value...)
+		if s.lfOnly {
+			// As in data: passed on, a CR would end the client's line.
+			for i, c := range s.name {
+				if c == '\r' {
+					s.name[i] = ' '
+				}
+			}
+		}
 		return true, nil
 	}
 	return false, s.noteStray(line)
@@ -407,6 +422,11 @@ func (s *sseReader) Next(ev *Event) error {
 	if s.done {
 		return io.EOF
 	}
+	if s.final {
+		s.done = true
+		ev.Done = true
+		return nil
+	}
 	for {
 		if err := s.readEvent(); err != nil {
 			return s.streamErr(err)
@@ -424,7 +444,13 @@ func (s *sseReader) Next(ev *Event) error {
 			return nil
 		}
 		ev.Data = s.data
-		if !inspectChunk(s.data, ev) {
+		if s.responses {
+			ev.Name = s.name
+			var ok bool
+			if s.final, ok = inspectResponseEvent(s.data, ev); !ok {
+				return errEventNotJSON
+			}
+		} else if !inspectChunk(s.data, ev) {
 			return errEventNotJSON
 		}
 		if ev.Error && len(s.secrets) > 0 {

@@ -187,6 +187,22 @@ func (e *Endpoint) Plan(key []byte, p *Plan) {
 	p.Targets = e.targets[r]
 }
 
+// PlanFor plans the route whose own backend is backend (its index in the names given
+// to NewEndpoint), for a call that must reach that backend whatever its caller's
+// bucket (a response stored there); it reports false, p untouched, when no route's
+// backend is.
+func (e *Endpoint) PlanFor(backend int, p *Plan) bool {
+	for r, ts := range e.targets {
+		if len(ts) > 0 && ts[0].Backend == backend {
+			t := e.st.Load().table.Load()
+			p.Route, p.Variant, p.Weight = r, e.variant[r], t.pct[r]
+			p.Retries, p.Targets = e.cfg.Retries, ts
+			return true
+		}
+	}
+	return false
+}
+
 // bucketOf maps a 64-bit hash onto [0, Buckets) by multiply-shift, which
 // avoids a division and whose bias (10,000 / 2^32) is far below the 0.01 %
 // a bucket is worth.

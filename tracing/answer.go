@@ -21,9 +21,16 @@ const maxFinishReasons = 16
 // text. Its zero value reads nothing; Start arms it for one upstream span.
 type Answer struct {
 	on, capture bool
-	model, id   []byte
-	reasons     []string
-	text        []byte
+	// responses is set for an answer of OpenAI's Responses API: a response
+	// object, or its stream's events, whose status stands for the finish reason.
+	responses bool
+	// streamed is set once an answer of the Responses API came as a stream: its
+	// text is its deltas', not that of the responses its events carry.
+	streamed  bool
+	model, id []byte
+	status    []byte
+	reasons   []string
+	text      []byte
 }
 
 // Start prepares a to read the answer to span's attempt. a reads nothing
@@ -33,7 +40,16 @@ type Answer struct {
 func (a *Answer) Start(t *Tracing, span trace.Span) {
 	a.on = span.IsRecording()
 	a.capture = a.on && t.capture
-	a.model, a.id, a.reasons, a.text = a.model[:0], a.id[:0], a.reasons[:0], a.text[:0]
+	a.responses, a.streamed = false, false
+	a.model, a.id, a.status, a.reasons, a.text = a.model[:0], a.id[:0], a.status[:0], a.reasons[:0], a.text[:0]
+}
+
+// StartResponses is Start for an answer of the Responses API: its response's status
+// is recorded as the finish reason (completed, incomplete, failed), and the text
+// captured is its first message's (output_text), or its stream's text deltas.
+func (a *Answer) StartResponses(t *Tracing, span trace.Span) {
+	a.Start(t, span)
+	a.responses = true
 }
 
 // Chunk reads one event of a stream. Its data is not kept.
@@ -48,6 +64,10 @@ func (a *Answer) Chunk(data []byte) {
 var strFinishReason = []byte(`"finish_reason"`)
 
 func (a *Answer) chunk(data []byte) {
+	if a.responses {
+		a.event(data)
+		return
+	}
 	// Every chunk repeats the ID and model and carries finish_reason, null
 	// until the choice's last chunk: a chunk is walked only until the ID or
 	// model was found, for a finish reason that is not null, and for text
@@ -108,7 +128,72 @@ func (a *Answer) read(b []byte) {
 			}
 		case "choices":
 			a.choices(v)
+		case "status":
+			if a.responses && jsonscan.IsString(v) {
+				a.status, _ = jsonscan.AppendUnquote(a.status[:0], v)
+			}
+		case "output":
+			if a.capture && a.responses && !a.streamed {
+				a.output(v)
+			}
 		}
+	}
+}
+
+// strTextDelta is the type of a Responses API stream's text delta event.
+var strTextDelta = []byte(`"response.output_text.delta"`)
+
+// event reads one event of a Responses API stream: the response it carries (ID,
+// model, status), and, with capture_content on, a text delta's text.
+func (a *Answer) event(data []byte) {
+	a.streamed = true
+	var it jsonscan.Iter
+	if it.Reset(data) != nil {
+		return
+	}
+	var typ, delta []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "type":
+			typ = v
+		case "delta":
+			delta = v
+		case "response":
+			a.read(v)
+		}
+	}
+	if a.capture && bytes.Equal(typ, strTextDelta) && jsonscan.IsString(delta) {
+		a.appendText(delta)
+	}
+}
+
+// output reads a response's output items for the text of its first message.
+func (a *Answer) output(v []byte) {
+	var items jsonscan.Array
+	if !items.Reset(v) {
+		return
+	}
+	for item, ok := items.Next(); ok; item, ok = items.Next() {
+		if t, _ := jsonscan.Field(item, "type"); string(t) != `"message"` {
+			continue
+		}
+		content, _ := jsonscan.Field(item, "content")
+		var parts jsonscan.Array
+		if !parts.Reset(content) {
+			return
+		}
+		for part, ok := parts.Next(); ok; part, ok = parts.Next() {
+			if t, _ := jsonscan.Field(part, "type"); string(t) == `"output_text"` {
+				if text, _ := jsonscan.Field(part, "text"); jsonscan.IsString(text) {
+					a.appendText(text)
+				}
+			}
+		}
+		return
 	}
 }
 
@@ -158,8 +243,13 @@ func (a *Answer) choice(c []byte) {
 	if !a.capture || !first || !jsonscan.IsString(text) {
 		return
 	}
-	// The text is kept to the capture bound and a few bytes more, so that
-	// truncating it later can cut at a character boundary.
+	a.appendText(text)
+}
+
+// appendText adds text, a JSON string, to the captured text. The text is kept to the
+// capture bound and a few bytes more, so that truncating it later can cut at a
+// character boundary.
+func (a *Answer) appendText(text []byte) {
 	if len(a.text) < maxCapturedContent+utf8.UTFMax {
 		a.text, _ = jsonscan.AppendUnquote(a.text, text)
 		if len(a.text) > maxCapturedContent+utf8.UTFMax {
@@ -178,6 +268,9 @@ func (a *Answer) End(span trace.Span) {
 	a.on = false
 	if !span.IsRecording() {
 		return
+	}
+	if a.responses && len(a.status) > 0 {
+		a.reasons = append(a.reasons, string(a.status))
 	}
 	SetResponse(span, string(a.model), string(a.id), a.reasons...)
 	if a.capture && len(a.text) > 0 {

@@ -1,0 +1,342 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/providers"
+	"github.com/valyala/fasthttp"
+)
+
+// A response of the Responses API is stored by the replica that made it (vLLM keeps it
+// in its process, OpenAI per organisation), and a later call naming it
+// (previous_response_id, GET /v1/responses/{id}) must reach that replica. The gateway
+// tags each response ID it passes to a client with the replica that answered: the ID
+// gains "-tg" and 12 hex digits, a hash of the backend's name and the target's label
+// (its host and port, as tollgate_upstream_attempts_total names it), the same on every
+// gateway replica with that config and unchanged by reloads that keep the target. A
+// call naming a tagged ID is sent to that target, the tag cut from what goes upstream.
+const (
+	respTagPrefix = "-tg"
+	respTagHex    = 12
+	respTagLen    = len(respTagPrefix) + respTagHex
+)
+
+// respTarget is the target a response tag names.
+type respTarget struct {
+	b *providers.Backend
+	// bi is b's index in the runtime's backendList, i the target's in b's.
+	bi, i int
+}
+
+// responseTag is the tag of target label of backend name.
+func responseTag(name, label string) string {
+	h := xxhash.Sum64String(name + "\x00" + label)
+	const digits = "0123456789abcdef"
+	var b [respTagLen]byte
+	copy(b[:], respTagPrefix)
+	for i := respTagLen - 1; i >= len(respTagPrefix); i-- {
+		b[i] = digits[h&15]
+		h >>= 4
+	}
+	return string(b[:])
+}
+
+// taggedTarget returns the ID without its tag and the target the tag names, when id
+// ends with a tag of one of the runtime's targets.
+func (rt *runtime) taggedTarget(id []byte) ([]byte, respTarget, bool) {
+	if len(id) <= respTagLen || string(id[len(id)-respTagLen:len(id)-respTagHex]) != respTagPrefix {
+		return id, respTarget{}, false
+	}
+	t, ok := rt.respTags[string(id[len(id)-respTagLen:])]
+	if !ok {
+		return id, respTarget{}, false
+	}
+	return id[:len(id)-respTagLen], t, true
+}
+
+// tagOf is the tag of the target r's last attempt went to, nil when unknown.
+func (r *request) tagOf() []byte {
+	for _, t := range r.rt.attempts[r.be] {
+		if t.url == r.res.Target {
+			return t.tag
+		}
+	}
+	return nil
+}
+
+// appendTagged appends src to dst with tag inserted at each offset of at that is not
+// negative (the closing quotes of the IDs to tag, in ascending order).
+func appendTagged(dst, src, tag []byte, at [2]int) []byte {
+	from := 0
+	for _, i := range at {
+		if i < from || i > len(src) {
+			continue
+		}
+		dst = append(append(dst, src[from:i]...), tag...)
+		from = i
+	}
+	return append(dst, src[from:]...)
+}
+
+// responseIDEnds returns the offsets in obj, a response object, of the closing quotes
+// of its id and previous_response_id strings, -1 for one that is not a string.
+func responseIDEnds(obj []byte) [2]int {
+	at := [2]int{-1, -1}
+	var it jsonscan.Iter
+	if it.Reset(obj) != nil {
+		return at
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return at
+		}
+		if !jsonscan.IsString(v) || bytes.IndexByte(v, '\\') >= 0 {
+			continue
+		}
+		switch string(k) {
+		case "id":
+			at[0] = it.ValueOffset() + len(v) - 1
+		case "previous_response_id":
+			at[1] = it.ValueOffset() + len(v) - 1
+		}
+	}
+}
+
+// sortedEnds orders the two offsets of responseIDEnds ascending.
+func sortedEnds(at [2]int) [2]int {
+	if at[1] >= 0 && at[1] < at[0] || at[0] < 0 {
+		at[0], at[1] = at[1], at[0]
+	}
+	return at
+}
+
+// untag cuts the tag from the previous_response_id of a Responses call and pins the
+// call to the target the tag names; the body is scanned again, its spans moved.
+func (r *request) untag() *apiError {
+	span := r.f.prevResponse
+	if span[0] < 0 {
+		return nil
+	}
+	id, t, ok := r.rt.taggedTarget(r.body[span[0]:span[1]])
+	if !ok {
+		return nil
+	}
+	r.pin = t
+	cut := span[0] + len(id)
+	r.body = append(r.body[:cut], r.body[cut+respTagLen:]...)
+	return scanBody(r.body, &r.f)
+}
+
+// pinPlan sends the request to the backend and target its previous_response_id's tag
+// names: the route whose backend it is, even if the caller's bucket picks another (a
+// weight change moved the caller since), or, when it is a fallback of the planned
+// route, first among that route's backends. A backend the endpoint cannot reach is no
+// pin: the request goes as planned and its upstream says what it knows of the ID.
+func (r *request) pinPlan() {
+	p := &r.plan
+	bi := r.pin.bi
+	if p.Targets[0].Backend != bi && !r.ep.routing.PlanFor(bi, p) {
+		k := -1
+		for j := range p.Targets {
+			if p.Targets[j].Backend == bi {
+				k = j
+				break
+			}
+		}
+		if k < 0 {
+			return
+		}
+		// The plan's targets are the router's: reordered in the request's own slice.
+		r.pinTargets = append(append(append(r.pinTargets[:0], p.Targets[k]), p.Targets[:k]...), p.Targets[k+1:]...)
+		p.Targets = r.pinTargets
+	}
+	r.call.PinTo(r.pin.b, r.pin.i)
+}
+
+// appendEvent appends data, a Responses API stream event, with the IDs of the
+// response it carries tagged with the target that answered.
+func (r *request) appendEvent(dst, data []byte) []byte {
+	tag := r.tagOf()
+	if len(tag) == 0 {
+		return append(dst, data...)
+	}
+	var it jsonscan.Iter
+	if it.Reset(data) != nil {
+		return append(dst, data...)
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return append(dst, data...)
+		}
+		if string(k) == "response" && len(v) > 0 && v[0] == '{' {
+			at, off := sortedEnds(responseIDEnds(v)), it.ValueOffset()
+			for j := range at {
+				if at[j] >= 0 {
+					at[j] += off
+				}
+			}
+			return appendTagged(dst, data, tag, at)
+		}
+	}
+}
+
+// tagBody tags the IDs of the response object a Responses call was answered with
+// (a 2xx body) with the target that answered. The body is written anew in the
+// answer's own buffer.
+func (r *request) tagBody(resp *fasthttp.Response) {
+	if resp.StatusCode() < 200 || resp.StatusCode() > 299 {
+		return
+	}
+	tag := r.tagOf()
+	if len(tag) == 0 {
+		return
+	}
+	body := resp.Body()
+	at := sortedEnds(responseIDEnds(body))
+	if at[0] < 0 && at[1] < 0 {
+		return
+	}
+	buf := appendTagged(getBodyBuf(), body, tag, at)
+	resp.SetBody(buf)
+	putBodyBuf(buf)
+}
+
+// prefixResponses is the path of the calls on a stored response.
+var prefixResponses = []byte("/v1/responses/")
+
+var (
+	strSlash     = []byte("/")
+	strGetDelete = []byte("GET, DELETE")
+	strGet       = []byte("GET")
+)
+
+// responseNotFound is 404 for a response ID the gateway cannot place: not tagged by
+// it, or tagged with a target no longer in its config, or one the client's key may
+// not reach.
+func responseNotFound(id []byte) apiError {
+	return apiError{404, "invalid_request_error", "not_found", "",
+		"Response with id '" + string(id) + "' not found: the gateway finds a response by the ID it returned for it."}
+}
+
+// serveResponse serves a call on a stored response of the Responses API (GET or
+// DELETE /v1/responses/{id}, POST .../{id}/cancel, GET .../{id}/input_items): the
+// ID's tag names the backend and target that stored it, and the call goes there as
+// the client made it, the tag cut. The caller's key must be allowed an endpoint that
+// routes to that backend. The IDs of a response in the answer are tagged again.
+func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
+	r := s.ownRequest(ctx)
+	id, sub, _ := bytes.Cut(rest, strSlash)
+	if len(sub) == 0 && (string(id) == "input_tokens" || string(id) == "compact") {
+		// OpenAI's token count and compaction of a Responses input: not served.
+		r.fail(ctx, &errNotFound)
+		return
+	}
+	var allow []byte
+	switch string(sub) {
+	case "":
+		allow = strGetDelete
+	case "cancel":
+		allow = strPost
+	case "input_items":
+		allow = strGet
+	default:
+		r.fail(ctx, &errNotFound)
+		return
+	}
+	if !bytes.Contains(allow, ctx.Method()) {
+		r.fail(ctx, methodNotAllowed(ctx, allow))
+		return
+	}
+	if r.rt == nil {
+		r.fail(ctx, &errShuttingDown)
+		return
+	}
+	if e := r.auth(ctx); e != nil {
+		r.fail(ctx, e)
+		return
+	}
+	orig, t, ok := r.rt.taggedTarget(id)
+	if !ok || !plainID(orig) || !r.reaches(t.bi) {
+		e := responseNotFound(id)
+		r.fail(ctx, &e)
+		return
+	}
+	r.be, r.backend = t.b, t.b.Name
+	r.forwardRequestID(&ctx.Request.Header)
+	r.call = providers.Call{Kind: providers.Responses, Header: &ctx.Request.Header}
+	if cap(r.spliceBuf) == 0 {
+		r.spliceBuf = getBodyBuf()
+	}
+	path := append(append(r.spliceBuf[:0], '/'), orig...)
+	if len(sub) > 0 {
+		path = append(append(path, '/'), sub...)
+	}
+	r.spliceBuf = path
+	err := t.b.Forward(t.i, &r.call, ctx.Method(), path, ctx.URI().QueryString(), &ctx.Response, &r.res)
+	r.attempts = 1
+	var ue *providers.UpstreamError
+	switch {
+	case errors.As(err, &ue):
+		r.errKind = "upstream_" + strconv.Itoa(ue.Status)
+		r.passUpstreamError(ctx, ue)
+	case err != nil:
+		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
+			slog.String("request_id", string(r.reqID)), slog.String("backend", r.backend),
+			slog.String("target", r.rt.targetLabel(r.be, r.res.Target)), slog.Int("attempts", 1),
+			slog.String("error", errString(err)))
+		r.fail(ctx, upstreamFailure(err))
+		return
+	case len(sub) == 0 || string(sub) == "cancel":
+		r.tagBody(&ctx.Response)
+	}
+	r.finish(ctx, ctx.Response.StatusCode())
+}
+
+// plainID reports whether id is one an upstream's path can carry as it is: letters,
+// digits, '_' and '-', as OpenAI's and vLLM's IDs are.
+func plainID(id []byte) bool {
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return len(id) > 0
+}
+
+// reaches reports whether the request's key, if keys are on, may use an endpoint that
+// routes to backend bi.
+func (r *request) reaches(bi int) bool {
+	for _, ep := range r.rt.endpoints {
+		if (r.key == nil || r.key.allowed[ep.idx]) && bi < len(ep.refused) && ep.refused[bi] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// responseRoute is the route of path, a call on a stored response, routeNone for
+// another path under /v1/responses/.
+func responseRoute(path []byte) int {
+	rest, ok := bytes.CutPrefix(path, prefixResponses)
+	if !ok || len(rest) == 0 {
+		return routeNone
+	}
+	_, sub, _ := bytes.Cut(rest, strSlash)
+	switch string(sub) {
+	case "":
+		return routeResponse
+	case "cancel":
+		return routeResponseCancel
+	case "input_items":
+		return routeResponseItems
+	}
+	return routeNone
+}
