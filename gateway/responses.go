@@ -118,7 +118,8 @@ func sortedEnds(at [2]int) [2]int {
 }
 
 // untag cuts the tag from the previous_response_id of a Responses call and pins the
-// call to the target the tag names; the body is scanned again, its spans moved.
+// call to the target the tag names; the body, copied without the tag, is scanned
+// again, its spans moved.
 func (r *request) untag() *apiError {
 	span := r.f.prevResponse
 	if span[0] < 0 {
@@ -129,8 +130,13 @@ func (r *request) untag() *apiError {
 		return nil
 	}
 	r.pin = t
+	// Into the request's own buffer: the body read may be the fasthttp request's.
 	cut := span[0] + len(id)
-	r.body = append(r.body[:cut], r.body[cut+respTagLen:]...)
+	if cap(r.spliceBuf) == 0 {
+		r.spliceBuf = getBodyBuf()
+	}
+	r.spliceBuf = append(append(r.spliceBuf[:0], r.body[:cut]...), r.body[cut+respTagLen:]...)
+	r.body = r.spliceBuf
 	return scanBody(r.body, &r.f)
 }
 

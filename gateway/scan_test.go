@@ -123,7 +123,9 @@ func FuzzScanBody(f *testing.F) {
 		`{"model":"m","stream_options":{"include_usage":true},"max_tokens":5,"user":"x"}`, `{"model":1}`, `[]`, `{`,
 		`{"mod\u0065l":"chat","\u0073tream":true}`, `{"model":"a","model":"b"}`, `{"model":"m","prompt":[[1],"a",2]}`,
 		`{"model":"m","user":"a","safety_identifier":"b"}`, `{"model":"m","safety_identifier":"","user":"u","user":null}`,
-		`{"model":"m","safety\u005fidentifier":7,"user":"jos\u00e9"}`} {
+		`{"model":"m","safety\u005fidentifier":7,"user":"jos\u00e9"}`,
+		`{"model":"chat","input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]}],"instructions":"be brief","max_output_tokens":64,"previous_response_id":"resp_1-tg0123456789ab"}`,
+		`{"model":"m","previous_response_id":"a","previous_response_id":null,"max_output_tokens":1.5e3}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -169,6 +171,17 @@ func FuzzScanBody(f *testing.F) {
 		}
 		if string(got) != string(want) {
 			t.Fatalf("reads end user %s, a JSON parser reads %s in %q", got, want, body)
+		}
+		// The response continued (untag) is the one a JSON parser reads.
+		want, got = nil, nil
+		if p := m["previous_response_id"]; len(p) > 0 && p[0] == '"' {
+			want = p
+		}
+		if span := fl.prevResponse; span[0] >= 0 {
+			got = body[span[0]-1 : span[1]+1]
+		}
+		if string(got) != string(want) {
+			t.Fatalf("reads previous_response_id %s, a JSON parser reads %s in %q", got, want, body)
 		}
 	})
 }

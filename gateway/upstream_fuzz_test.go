@@ -60,6 +60,7 @@ var fuzzStreamRequests = [...]struct{ path, body string }{
 	{"/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`},
 	{"/v1/completions", `{"model":"legacy","stream":true,"prompt":"hi"}`},
 	{"/v1/chat/completions", `{"model":"claude","stream":true,"max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`},
+	{"/v1/responses", `{"model":"chat","stream":true,"input":"hi"}`},
 }
 
 // checkFuzzedStream posts request kind to g and checks what a client reads: an error
@@ -118,6 +119,9 @@ func FuzzUpstreamStreamRelay(f *testing.F) {
 			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n" +
 			"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n" +
 			"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+		"event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\"}}\n\n" +
+			"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"Hi\"}\n\n" +
+			"event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
 	} {
 		for kind := range uint8(len(fuzzStreamRequests)) {
 			f.Add([]byte(s), kind)

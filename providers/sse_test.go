@@ -175,6 +175,47 @@ func FuzzSSE(f *testing.F) {
 	})
 }
 
+// FuzzResponsesSSE: whatever an upstream streams for a Responses API call, the reader
+// passes on named events whose data is a JSON object, with names the relay can write
+// on one line, ends once at most after a terminal event, and reads nothing after.
+func FuzzResponsesSSE(f *testing.F) {
+	f.Add("event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"usage\":null}}\n\n" +
+		"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n" +
+		"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}}\n\n")
+	f.Add("event: error\r\ndata: {\"type\":\"error\",\"message\":\"x\"}\r\n\r\n")
+	f.Add("event: response.failed\ndata: {\"type\":\"response.failed\"}")
+	f.Fuzz(func(t *testing.T, in string) {
+		s := &sseReader{br: bufio.NewReaderSize(strings.NewReader(in), 64), responses: true}
+		done := false
+		for n := 0; ; n++ {
+			var ev Event
+			err := s.Next(&ev)
+			if err != nil {
+				break
+			}
+			if done {
+				t.Fatalf("event after the end: %+v", ev)
+			}
+			if ev.KeepAlive {
+				continue
+			}
+			if ev.Done {
+				if len(ev.Data) != 0 {
+					t.Fatal("end with data")
+				}
+				done = true
+				continue
+			}
+			if bytes.ContainsAny(ev.Name, "\r\n") {
+				t.Fatalf("event name %q breaks its line", ev.Name)
+			}
+			if obj := bytes.TrimLeft(ev.Data, " \t\r\n"); !json.Valid(ev.Data) || len(obj) == 0 || obj[0] != '{' {
+				t.Fatalf("event passed on that is not a JSON object: %q", ev.Data)
+			}
+		}
+	})
+}
+
 func BenchmarkSSENext(b *testing.B) {
 	chunk := "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" word\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
 	in := strings.Repeat(chunk, 1000)

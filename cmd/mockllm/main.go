@@ -19,9 +19,12 @@ import (
 
 const usageHeader = `Usage: mockllm [flags]
 
-Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /tokenize,
-/detokenize, GET /v1/models, /version, /health and /metrics like vLLM (or POST
-/v1/messages like Anthropic with --api anthropic). Answers are deterministic for
+Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses,
+/tokenize, /detokenize, GET /v1/models, /version, /health and /metrics like vLLM
+(or POST /v1/messages like Anthropic with --api anthropic); GET, DELETE
+/v1/responses/{id} and GET /v1/responses/{id}/input_items serve the responses kept
+in memory (--responses-store); POST /v1/responses/{id}/cancel refuses them (none
+runs in the background). Answers are deterministic for
 --seed, the request's seed and its prompt.
 
 Per-request headers for tests:
@@ -36,12 +39,14 @@ Per-request headers for tests:
                             and end the stream
   x-mock-garbage: 1         answer 200 with a body that is not JSON
   x-mock-cached-tokens: N   report N prompt tokens read from the prefix cache
-                            (prompt_tokens_details.cached_tokens; --api anthropic:
+                            (prompt_tokens_details.cached_tokens, /v1/responses:
+                            input_tokens_details.cached_tokens; --api anthropic:
                             cache_read_input_tokens)
   x-mock-cache-write-tokens: N  --api anthropic: report N prompt tokens written to
                             the cache (cache_creation_input_tokens)
   x-mock-service-tier: T    --api anthropic: name tier T (priority, batch) in
-                            usage.service_tier instead of standard
+                            usage.service_tier instead of standard; /v1/responses:
+                            in service_tier instead of the request's (auto)
 Every API response carries x-mock-saw-authorization: yes|no. As vLLM's, an
 answer's id is the request's X-Request-Id (else its body's request_id) after
 chatcmpl-, cmpl- or embd-.
@@ -112,6 +117,8 @@ func run(args []string, stderr io.Writer, stop <-chan os.Signal, ready chan<- st
 	fs.DurationVar(&o.KeepAliveTimeout, "keep-alive-timeout", mockllm.DefaultKeepAliveTimeout,
 		"close keep-alive connections idle this long, as vLLM (uvicorn) does")
 	fs.StringVar(&o.APIKey, "api-key", "", "required API key (Authorization: Bearer, or x-api-key for anthropic)")
+	respStore := fs.Int("responses-store", mockllm.DefaultResponsesStore,
+		"Responses API answers kept for previous_response_id and GET /v1/responses/{id}, oldest dropped first; 0 keeps none")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -121,6 +128,15 @@ func run(args []string, stderr io.Writer, stop <-chan os.Signal, ready chan<- st
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mockllm: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	switch {
+	case *respStore < 0:
+		fmt.Fprintln(stderr, "mockllm: responses-store: must not be negative")
+		return 2
+	case *respStore == 0:
+		o.ResponsesStore = -1 // Options' zero is the default
+	default:
+		o.ResponsesStore = *respStore
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	srv, err := mockllm.New(o)
@@ -138,7 +154,7 @@ func run(args []string, stderr io.Writer, stop <-chan os.Signal, ready chan<- st
 	log.Info("mockllm listening", "addr", ln.Addr().String(), "api", o.API, "model", o.Model,
 		"ttft", o.TTFT.String(), "tpot", o.TPOT.String(), "max_tokens", o.MaxTokens,
 		"error_rate", o.ErrorRate, "disconnect_rate", o.DisconnectRate, "seed", o.Seed,
-		"keep_alive_timeout", o.KeepAliveTimeout.String(), "auth", o.APIKey != "")
+		"keep_alive_timeout", o.KeepAliveTimeout.String(), "responses_store", max(o.ResponsesStore, 0), "auth", o.APIKey != "")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

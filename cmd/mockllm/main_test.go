@@ -98,6 +98,7 @@ func TestBadFlags(t *testing.T) {
 		{"unknown api", []string{"--api", "grpc"}, 2},
 		{"error rate out of range", []string{"--error-rate", "2"}, 2},
 		{"negative keep-alive timeout", []string{"--keep-alive-timeout", "-1s"}, 2},
+		{"negative responses store", []string{"--responses-store", "-1"}, 2},
 		{"stray argument", []string{"serve"}, 2},
 		{"help", []string{"--help"}, 0},
 	}
@@ -111,5 +112,50 @@ func TestBadFlags(t *testing.T) {
 				t.Errorf("help does not list the x-mock headers:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// TestResponsesStoreZero: --responses-store 0 keeps no Responses API answer.
+func TestResponsesStoreZero(t *testing.T) {
+	var logs syncBuffer
+	stop := make(chan os.Signal, 1)
+	ready := make(chan string, 1)
+	code := make(chan int, 1)
+	go func() {
+		code <- run([]string{"--listen", "127.0.0.1:0", "--responses-store", "0"}, &logs, stop, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case c := <-code:
+		t.Fatalf("exited %d: %s", c, logs.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := client.Post("http://"+addr+"/v1/responses", "application/json", strings.NewReader(`{"input":"hi"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		ID string `json:"id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || r.ID == "" {
+		t.Fatalf("%d %v %+v", resp.StatusCode, err, r)
+	}
+	resp, err = client.Get("http://" + addr + "/v1/responses/" + r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("GET the response: %d, want 404", resp.StatusCode)
+	}
+	stop <- syscall.SIGTERM
+	if c := <-code; c != 0 || !strings.Contains(logs.String(), `"responses_store":0`) {
+		t.Errorf("exit %d: %s", c, logs.String())
 	}
 }

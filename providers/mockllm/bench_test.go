@@ -34,6 +34,12 @@ func serveOnce(s *Server, ctx *fasthttp.RequestCtx) {
 
 const benchChat = `{"model":"mock-1","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about load balancers and GPUs, and explain it in one sentence."}],"max_tokens":64,"temperature":0.7}`
 
+// benchResponses is a Responses API request as the gateway forwards one: not stored,
+// so that the answer allocates nothing; benchResponsesStored keeps it.
+const benchResponses = `{"model":"mock-1","instructions":"You are a helpful assistant.","input":[{"role":"user","content":"Write a haiku about load balancers and GPUs, and explain it in one sentence."}],"max_output_tokens":64,"temperature":0.7,"store":false}`
+
+const benchResponsesStored = `{"model":"mock-1","instructions":"You are a helpful assistant.","input":[{"role":"user","content":"Write a haiku about load balancers and GPUs, and explain it in one sentence."}],"max_output_tokens":64,"temperature":0.7}`
+
 const benchEmbed = `{"model":"mock-1","input":["the quick brown fox","jumps over the lazy dog"],"encoding_format":"base64"}`
 
 const benchMessages = `{"model":"mock-1","max_tokens":64,"system":"be brief","messages":[{"role":"user","content":"Write a haiku about load balancers."}]}`
@@ -68,6 +74,8 @@ var benchCases = []struct {
 }{
 	{"chat", "/v1/chat/completions", benchChat, APIOpenAI, nil, ""},
 	{"chat-stream", "/v1/chat/completions", benchChat[:len(benchChat)-1] + `,"stream":true,"stream_options":{"include_usage":true}}`, APIOpenAI, nil, ""},
+	{"responses", "/v1/responses", benchResponses, APIOpenAI, nil, ""},
+	{"responses-stream", "/v1/responses", benchResponses[:len(benchResponses)-1] + `,"stream":true}`, APIOpenAI, nil, ""},
 	{"completions", "/v1/completions", `{"model":"mock-1","prompt":"Once upon a time","max_tokens":64}`, APIOpenAI, nil, ""},
 	// The gateway's requests: X-Request-Id names the answer.
 	{"chat-request-id", "/v1/chat/completions", benchChat, APIOpenAI, []string{"X-Request-Id", "0123456789abcdef0123456789abcdef"}, ""},
@@ -96,6 +104,38 @@ func BenchmarkHandler(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(bc.body)))
 			for b.Loop() {
+				serveOnce(s, ctx)
+			}
+		})
+	}
+}
+
+// BenchmarkResponsesStored measures a stored Responses API answer: while the store
+// fills (emptied, off the clock, whenever it is full), the store's copy is its one
+// allocation; once it is full, entries' buffers are reused and it allocates nothing.
+func BenchmarkResponsesStored(b *testing.B) {
+	const size = 4096
+	for _, name := range []string{"filling", "full"} {
+		b.Run(name, func(b *testing.B) {
+			s, err := New(Options{MaxTokens: 64, ResponsesStore: size})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := requestCtx("/v1/responses", benchResponsesStored)
+			for range size {
+				serveOnce(s, ctx)
+			}
+			if name == "filling" {
+				s.stored = newResponseStore(size)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(benchResponsesStored)))
+			for b.Loop() {
+				if name == "filling" && len(s.stored.byID) == size {
+					b.StopTimer()
+					s.stored = newResponseStore(size)
+					b.StartTimer()
+				}
 				serveOnce(s, ctx)
 			}
 		})

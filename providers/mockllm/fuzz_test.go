@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"testing"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
 )
 
 var fuzzRoutes = []struct {
@@ -91,26 +94,87 @@ func FuzzRequest(f *testing.F) {
 		ctx := requestCtx(r.path, string(body), "anthropic-version", "2023-06-01")
 		s.handle(ctx)
 		defer ctx.Response.Reset()
-		switch st := ctx.Response.StatusCode(); st {
-		case 200, 400, 404:
-		default:
-			t.Fatalf("status %d for %q", st, body)
+		checkAnswer(t, ctx, body)
+	})
+}
+
+// checkAnswer fails t unless the answer in ctx is 200, 400 or 404 and all JSON (a
+// stream: SSE events whose data is JSON or [DONE]); it returns what was sent.
+func checkAnswer(t *testing.T, ctx *fasthttp.RequestCtx, body []byte) []byte {
+	t.Helper()
+	switch st := ctx.Response.StatusCode(); st {
+	case 200, 400, 404:
+	default:
+		t.Fatalf("status %d for %q", st, body)
+	}
+	wt, ok := ctx.Response.BodyStream().(io.WriterTo)
+	if !ok {
+		out := ctx.Response.Body()
+		if !json.Valid(out) {
+			t.Fatalf("invalid JSON %q for %q", out, body)
 		}
-		wt, ok := ctx.Response.BodyStream().(io.WriterTo)
-		if !ok {
-			if out := ctx.Response.Body(); !json.Valid(out) {
-				t.Fatalf("invalid JSON %q for %q", out, body)
-			}
+		return out
+	}
+	var out bytes.Buffer
+	if _, err := wt.WriteTo(&out); err != nil {
+		t.Fatal(err)
+	}
+	for ev := range bytes.SplitSeq(bytes.TrimSuffix(out.Bytes(), []byte("\n\n")), []byte("\n\n")) {
+		_, data, ok := bytes.Cut(ev, []byte("data: "))
+		if !ok || !json.Valid(data) && string(data) != "[DONE]" {
+			t.Fatalf("bad event %q for %q", ev, body)
+		}
+	}
+	return out.Bytes()
+}
+
+// FuzzResponses feeds arbitrary bodies to POST /v1/responses, $PREV standing for the
+// id of a stored response, and lists the input items of each stored answer: the
+// server must answer 200, 400 or 404, in JSON (or SSE events of JSON).
+func FuzzResponses(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"mock-1","input":"hello","instructions":"be brief","max_output_tokens":3}`,
+		`{"input":"x","previous_response_id":"$PREV","stream":true,"store":false}`,
+		`{"previous_response_id":"$PREV"}`,
+		`{"input":[{"role":"user","content":[{"type":"input_text","text":"caf\u00e9"},{"type":"input_image","image_url":"data:,"}]},{"type":"message","role":"assistant","content":"a\"b"},` +
+			`{"type":"function_call","call_id":"c","name":"f","arguments":"{\"a\": 1}"},{"type":"function_call_output","id":"x\\y","call_id":"c","output":[ {"type":"input_text", "text":"1"} ]},` +
+			`{"type":"reasoning","summary":[]},{"type":"item_reference","id":"msg_1"}],"tools":[ {"type":"function","name":"f"} ],"tool_choice":{ "type": "function" ,"name":"f"},` +
+			`"text":{"format":{"type":"json_schema","name":"s","schema":{}}},"reasoning":{"effort":"low"},"metadata":{"k":"v\n"},"user":"u","service_tier":"flex","truncation":"auto",` +
+			`"temperature":0.2,"top_p":0.5,"top_logprobs":3,"parallel_tool_calls":false,"prompt_cache_key":"k","safety_identifier":"s"}`,
+		`{"input":"x","background":false,"store":null,"stream":null,"max_output_tokens":"2","model":null}`,
+		`{"input":[{"role":"user","content":"x"}],"max_output_tokens":9000}`,
+		`{"input":"x","background":true}`,
+		`{"input":[],"previous_response_id":"resp_000000000000000000000000000000000000000000000000"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	s, err := New(Options{MaxTokens: 16, Now: fixedNow, ResponsesStore: 64})
+	if err != nil {
+		f.Fatal(err)
+	}
+	seed := requestCtx("/v1/responses", `{"input":"first turn"}`)
+	s.handle(seed)
+	prev, _ := jsonscan.Field(seed.Response.Body(), "id")
+	if len(prev) < 2 {
+		f.Fatalf("no stored response: %s", seed.Response.Body())
+	}
+	prev = bytes.Clone(prev[1 : len(prev)-1])
+	f.Fuzz(func(t *testing.T, body []byte) {
+		body = bytes.ReplaceAll(body, []byte("$PREV"), prev)
+		ctx := requestCtx("/v1/responses", string(body))
+		s.handle(ctx)
+		defer ctx.Response.Reset()
+		out := checkAnswer(t, ctx, body)
+		id, ok := jsonscan.Field(out, "id")
+		if ctx.Response.StatusCode() != 200 || !ok || !jsonscan.IsString(id) {
 			return
 		}
-		var out bytes.Buffer
-		if _, err := wt.WriteTo(&out); err != nil {
-			t.Fatal(err)
-		}
-		for ev := range bytes.SplitSeq(bytes.TrimSuffix(out.Bytes(), []byte("\n\n")), []byte("\n\n")) {
-			_, data, ok := bytes.Cut(ev, []byte("data: "))
-			if !ok || !json.Valid(data) && string(data) != "[DONE]" {
-				t.Fatalf("bad event %q for %q", ev, body)
+		for _, path := range []string{"", "/input_items?order=asc"} {
+			get := requestCtx("/v1/responses/"+string(id[1:len(id)-1])+path, "")
+			get.Request.Header.SetMethod(fasthttp.MethodGet)
+			s.handle(get)
+			if st := get.Response.StatusCode(); st != 200 && st != 404 || !json.Valid(get.Response.Body()) {
+				t.Fatalf("GET %s: %d %s for %q", path, st, get.Response.Body(), body)
 			}
 		}
 	})

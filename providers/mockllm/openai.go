@@ -505,7 +505,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, st *state) bool {
 func (st *state) checkContext() *badRequest {
 	s := st.s
 	switch st.route {
-	case rChat:
+	case rChat, rResponses:
 		if e := s.contextTooLong(st.promptTokens, st.maxTokens); e != nil {
 			return e
 		}

@@ -332,7 +332,7 @@ func TestOpenAIErrors(t *testing.T) {
 		{"wrong method", "GET", "/v1/chat/completions", "", 405, `{"detail":"Method Not Allowed"}`},
 		{"wrong method on models", "POST", "/v1/models", "{}", 405, `{"detail":"Method Not Allowed"}`},
 		{"wrong method on health", "POST", "/health", "{}", 405, `{"detail":"Method Not Allowed"}`},
-		{"unknown path", "POST", "/v1/responses", "{}", 404, `{"detail":"Not Found"}`},
+		{"unknown path", "POST", "/v1/audio/speech", "{}", 404, `{"detail":"Not Found"}`},
 		{"messages route belongs to the anthropic api", "POST", "/v1/messages", "{}", 404, `{"detail":"Not Found"}`},
 	}
 	for _, tc := range cases {

@@ -45,6 +45,12 @@ type Options struct {
 	// requests before the server closes it (default 5s, uvicorn's
 	// timeout_keep_alive, which vLLM's API server runs with).
 	KeepAliveTimeout time.Duration
+	// ResponsesStore is how many Responses API answers (POST /v1/responses with store
+	// true, the default) the server keeps in memory, as vLLM does, for
+	// previous_response_id and GET, DELETE /v1/responses/{id} (and its input_items);
+	// the oldest is dropped first. Zero means DefaultResponsesStore; a negative value
+	// keeps none.
+	ResponsesStore int
 	// APIKey, when set, is required as "Authorization: Bearer KEY" (openai) or
 	// "x-api-key: KEY" (anthropic).
 	APIKey string
@@ -66,6 +72,7 @@ const (
 	DefaultMaxModelLen  = 8192
 	// DefaultKeepAliveTimeout is uvicorn's timeout_keep_alive default.
 	DefaultKeepAliveTimeout = 5 * time.Second
+	DefaultResponsesStore   = 10000
 )
 
 // MaxEmbeddingDim is the largest EmbeddingDim: it bounds per-request vector work and
@@ -94,6 +101,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.KeepAliveTimeout == 0 {
 		o.KeepAliveTimeout = DefaultKeepAliveTimeout
+	}
+	if o.ResponsesStore == 0 {
+		o.ResponsesStore = DefaultResponsesStore
 	}
 	if o.Now == nil {
 		o.Now = time.Now

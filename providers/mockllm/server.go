@@ -35,6 +35,10 @@ const (
 	rEmbeddings
 	rModels
 	rMessages
+	rResponses
+	rResponseID
+	rInputItems
+	rCancel
 	rHealth
 	rMetrics
 	rTokenize
@@ -52,6 +56,10 @@ var routeNames = [numRoutes]string{
 	rEmbeddings:  "/v1/embeddings",
 	rModels:      "/v1/models",
 	rMessages:    "/v1/messages",
+	rResponses:   "/v1/responses",
+	rResponseID:  "/v1/responses/{id}",
+	rInputItems:  "/v1/responses/{id}/input_items",
+	rCancel:      "/v1/responses/{id}/cancel",
 	rHealth:      "/health",
 	rMetrics:     "/metrics",
 	rTokenize:    "/tokenize",
@@ -87,6 +95,7 @@ type Server struct {
 	injected         atomic.Int64
 	cut              atomic.Int64
 	routes           [numRoutes]atomic.Int64
+	stored           responseStore // the Responses API's stored answers
 	ttftHist         histogram
 	itlHist          histogram
 	e2eHist          histogram
@@ -120,6 +129,7 @@ func New(opts Options) (*Server, error) {
 		done:      make(chan struct{}),
 		conns:     make(map[*watchConn]struct{}),
 		free:      o.MaxNumSeqs,
+		stored:    newResponseStore(o.ResponsesStore),
 	}
 	s.ttftHist.init(ttftBuckets)
 	s.itlHist.init(itlBuckets)
@@ -168,7 +178,9 @@ func (s *Server) Shutdown() error {
 // Stats is a snapshot of what the server has seen, for tests.
 type Stats struct {
 	// Requests counts requests by route: "/v1/chat/completions", "/v1/completions",
-	// "/v1/embeddings", "/v1/models", "/v1/messages", "/health", "/metrics",
+	// "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses",
+	// "/v1/responses/{id}", "/v1/responses/{id}/input_items",
+	// "/v1/responses/{id}/cancel", "/health", "/metrics",
 	// "/tokenize", "/detokenize", "/version", "other".
 	Requests map[string]int64
 	// Running and Waiting are the requests holding and awaiting a MaxNumSeqs slot.
@@ -251,6 +263,18 @@ func (s *Server) routeOf(path []byte) route {
 		return rVersion
 	case "/load":
 		return rLoad
+	case "/v1/responses":
+		return rResponses
+	}
+	if id, sub, ok := responsePath(path); ok {
+		switch {
+		case sub == nil:
+			return rResponseID
+		case len(id) > 0 && string(sub) == "input_items":
+			return rInputItems
+		case len(id) > 0 && string(sub) == "cancel":
+			return rCancel
+		}
 	}
 	return rOther
 }
@@ -269,6 +293,7 @@ var (
 	strPOST        = []byte("POST")
 	strV1          = []byte("/v1")
 	strGETPOST     = []byte("GET, POST")
+	strGETDELETE   = []byte("GET, DELETE")
 	strSpace       = []byte(" ")
 	strBearer      = []byte("Bearer")
 )
@@ -351,6 +376,20 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		} else {
 			s.models(ctx, st)
 		}
+	case r == rResponseID:
+		s.storedResponse(ctx, st)
+	case r == rInputItems:
+		if !ctx.IsGet() {
+			s.methodNotAllowed(ctx, strGET)
+		} else {
+			s.inputItems(ctx, st)
+		}
+	case r == rCancel:
+		if !post {
+			s.methodNotAllowed(ctx, strPOST)
+		} else {
+			s.cancelResponse(ctx, st)
+		}
 	case !post:
 		s.methodNotAllowed(ctx, strPOST)
 	case r != rMessages && !jsonRequest(ctx):
@@ -363,6 +402,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.embeddings(ctx, st)
 	case r == rMessages:
 		s.messages(ctx, st)
+	case r == rResponses:
+		s.createResponse(ctx, st)
 	case r == rTokenize:
 		s.tokenize(ctx, st)
 	case r == rDetokenize:

@@ -14,6 +14,7 @@ const (
 	kChat kind = iota
 	kCompletion
 	kMessages
+	kResponses
 )
 
 // item is one prompt of a completions request or one input of an embeddings request.
@@ -76,6 +77,8 @@ type state struct {
 	useDone []bool
 	// rid is an Anthropic answer's request-id header, also its error body's request_id.
 	rid []byte
+	// rsp is a Responses API request's (responses.go).
+	rsp respState
 
 	// The answer. Its id ends in reqID (the X-Request-Id header, else the body's
 	// request_id, escaped for a JSON string), or when none was usable in idA and idB.
@@ -146,6 +149,7 @@ func (st *state) reset() {
 		useIDs:   st.useIDs[:0],
 		useDone:  st.useDone[:0],
 		rid:      st.rid[:0],
+		rsp:      respState{items: st.rsp.items[:0]},
 		echoBuf:  st.echoBuf[:0],
 		echoDec:  st.echoDec[:0],
 		echoCuts: st.echoCuts[:0],
@@ -280,6 +284,8 @@ func (st *state) next() ([]byte, error) {
 	switch st.kind {
 	case kChat, kCompletion:
 		return st.nextOpenAI()
+	case kResponses:
+		return st.nextResponses()
 	default:
 		return st.nextMessages()
 	}
