@@ -75,7 +75,9 @@ type request struct {
 	// pinTargets the plan's targets reordered for it (pinPlan).
 	pin        respTarget
 	pinTargets []router.Target
-	be         *providers.Backend
+	// tag is the response ID tag of the target that answered a Responses call.
+	tag []byte
+	be  *providers.Backend
 	// series is the metrics route the request is recorded on once a backend was tried.
 	series *metrics.Route
 	begun  bool
@@ -1422,6 +1424,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			r.usage = r.res.Usage
 			r.stream = r.res.Stream
 			r.hideUse = r.call.Stream && !r.call.IncludeUsage
+			if r.call.Kind == providers.Responses {
+				r.tag = r.tagOf()
+			}
 			r.setHeaders(ctx)
 			if r.stream != nil {
 				r.aspan, r.sent = as, r.res.Sent

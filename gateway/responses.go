@@ -60,7 +60,8 @@ func (rt *runtime) taggedTarget(id []byte) ([]byte, respTarget, bool) {
 	return id[:len(id)-respTagLen], t, true
 }
 
-// tagOf is the tag of the target r's last attempt went to, nil when unknown.
+// tagOf is the tag of the target r's last attempt went to, nil when unknown; the
+// attempt that answers keeps it in r.tag.
 func (r *request) tagOf() []byte {
 	for _, t := range r.rt.attempts[r.be] {
 		if t.url == r.res.Target {
@@ -169,7 +170,7 @@ func (r *request) pinPlan() {
 // appendEvent appends data, a Responses API stream event, with the IDs of the
 // response it carries tagged with the target that answered.
 func (r *request) appendEvent(dst, data []byte) []byte {
-	tag := r.tagOf()
+	tag := r.tag
 	if len(tag) == 0 {
 		return append(dst, data...)
 	}
@@ -201,7 +202,7 @@ func (r *request) tagBody(resp *fasthttp.Response) {
 	if resp.StatusCode() < 200 || resp.StatusCode() > 299 {
 		return
 	}
-	tag := r.tagOf()
+	tag := r.tag
 	if len(tag) == 0 {
 		return
 	}
@@ -246,18 +247,19 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		return
 	}
 	var allow []byte
+	var ok bool
 	switch string(sub) {
 	case "":
-		allow = strGetDelete
+		allow, ok = strGetDelete, ctx.IsGet() || ctx.IsDelete()
 	case "cancel":
-		allow = strPost
+		allow, ok = strPost, ctx.IsPost()
 	case "input_items":
-		allow = strGet
+		allow, ok = strGet, ctx.IsGet()
 	default:
 		r.fail(ctx, &errNotFound)
 		return
 	}
-	if !bytes.Contains(allow, ctx.Method()) {
+	if !ok {
 		r.fail(ctx, methodNotAllowed(ctx, allow))
 		return
 	}
@@ -275,7 +277,7 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		r.fail(ctx, &e)
 		return
 	}
-	r.be, r.backend = t.b, t.b.Name
+	r.be, r.backend, r.tag = t.b, t.b.Name, r.rt.attempts[t.b][t.i].tag
 	r.forwardRequestID(&ctx.Request.Header)
 	r.call = providers.Call{Kind: providers.Responses, Header: &ctx.Request.Header}
 	if cap(r.spliceBuf) == 0 {

@@ -485,15 +485,18 @@ endpoints:
 			t.Fatalf("%s with %s: %v", c.id, c.key, err)
 		}
 	}
-	req, _ := http.NewRequest("PUT", g.url+"/v1/responses/"+ids["resp_a"], nil)
-	req.Header.Set("Authorization", "Bearer sk-all")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, DELETE" {
-		t.Fatalf("PUT: %d %v", resp.StatusCode, resp.Header)
+	// A method is taken whole: "ET" is no GET.
+	for _, m := range []string{"PUT", "ET", "DEL"} {
+		req, _ := http.NewRequest(m, g.url+"/v1/responses/"+ids["resp_a"], nil)
+		req.Header.Set("Authorization", "Bearer sk-all")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, DELETE" {
+			t.Fatalf("%s: %d %v", m, resp.StatusCode, resp.Header)
+		}
 	}
 }
 
