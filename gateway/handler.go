@@ -1309,9 +1309,10 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		err := b.Send(&r.call, &ctx.Response, &r.res)
 		r.call.Sent, r.sentReq.Span = nil, nil
 		r.obsRoute = t.Route
-		if refused := refusedLocally(err); refused || unavailable(err) {
+		if refused := refusedLocally(err); refused || unavailable(err) || errors.Is(err, providers.ErrUnsupported) {
 			// The backend answered without an upstream: it refused the call before
-			// leasing a target (a parameter its API cannot express), or had none to
+			// leasing a target (a parameter its API cannot express), has no such
+			// operation (a Responses call to the Messages API), or had none to
 			// lease (every target busy or out of service). No attempt reached an
 			// upstream, so none is observed, counted or traced (its span was
 			// started to pass traceparent upstream). Another attempt on this

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
 	"strconv"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/tollgate/tollgate/providers"
+	"github.com/tollgate/tollgate/tracing"
 	"github.com/valyala/fasthttp"
 )
 
@@ -17,8 +19,8 @@ import (
 // in its process, OpenAI per organisation), and a later call naming it
 // (previous_response_id, GET /v1/responses/{id}) must reach that replica. The gateway
 // tags each response ID it passes to a client with the replica that answered: the ID
-// gains "-tg" and 12 hex digits, a hash of the backend's name and the target's label
-// (its host and port, as tollgate_upstream_attempts_total names it), the same on every
+// gains "-tg" and 12 hex digits, a hash of the backend's name and the target's URL
+// without its query (which may hold a credential that is rotated), the same on every
 // gateway replica with that config and unchanged by reloads that keep the target. A
 // call naming a tagged ID is sent to that target, the tag cut from what goes upstream.
 const (
@@ -34,9 +36,13 @@ type respTarget struct {
 	bi, i int
 }
 
-// responseTag is the tag of target label of backend name.
-func responseTag(name, label string) string {
-	h := xxhash.Sum64String(name + "\x00" + label)
+// responseTag is the tag of the target at rawURL of backend name: its scheme, host and
+// path count, not its query or fragment.
+func responseTag(name, rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		rawURL = u.Scheme + "://" + u.Host + u.EscapedPath()
+	}
+	h := xxhash.Sum64String(name + "\x00" + rawURL)
 	const digits = "0123456789abcdef"
 	var b [respTagLen]byte
 	copy(b[:], respTagPrefix)
@@ -225,6 +231,14 @@ var (
 	strGet       = []byte("GET")
 )
 
+// errStreamStored refuses the retrieval of a stored response as a stream (?stream=true,
+// for a response made in the background): the gateway relays streams only as the
+// answers to the calls that make them.
+var errStreamStored = apiError{400, "invalid_request_error", "unsupported_parameter", "stream",
+	"Streaming a stored response is not served by this gateway: retrieve it without stream=true, polling until its status is final."}
+
+var strFalse = []byte("false")
+
 // responseNotFound is 404 for a response ID the gateway cannot place: not tagged by
 // it, or tagged with a target no longer in its config, or one the client's key may
 // not reach.
@@ -272,12 +286,18 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		return
 	}
 	orig, t, ok := r.rt.taggedTarget(id)
-	if !ok || !plainID(orig) || !r.reaches(t.bi) {
+	if !ok || !plainID(orig) || r.rt.byIDSpecs[t.b] == nil || !r.reaches(t.bi) {
+		// byIDSpecs: a backend without the Responses API made no response.
 		e := responseNotFound(id)
 		r.fail(ctx, &e)
 		return
 	}
+	if ctx.QueryArgs().Has("stream") && !bytes.Equal(ctx.QueryArgs().Peek("stream"), strFalse) {
+		r.fail(ctx, &errStreamStored)
+		return
+	}
 	r.be, r.backend, r.tag = t.b, t.b.Name, r.rt.attempts[t.b][t.i].tag
+	r.series = r.rt.byID[t.b]
 	r.forwardRequestID(&ctx.Request.Header)
 	r.call = providers.Call{Kind: providers.Responses, Header: &ctx.Request.Header}
 	if cap(r.spliceBuf) == 0 {
@@ -288,8 +308,28 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		path = append(append(path, '/'), sub...)
 	}
 	r.spliceBuf = path
+	tr := r.rt.tr
+	actx, as := tr.Start(r.tctx, r.rt.byIDSpecs[t.b])
+	if tr.Enabled() {
+		r.call.Traced = tracing.Inject(actx, &ctx.Request.Header)
+	}
 	err := t.b.Forward(t.i, &r.call, ctx.Method(), path, ctx.URI().QueryString(), &ctx.Response, &r.res)
 	r.attempts = 1
+	outcome := outcomeOf(err, ctx.Response.StatusCode())
+	if a := r.rt.attempt(t.b, r.res.Target); a != nil {
+		a.Observe(outcome)
+	}
+	if as.IsRecording() {
+		tr.SetTarget(as, r.res.Target)
+		tracing.SetAttempt(as, 1, outcome.String())
+		if r.res.Status != 0 {
+			tracing.SetClientStatus(as, r.res.Status)
+		}
+		if err != nil {
+			tracing.RecordError(as, err, outcome.String())
+		}
+	}
+	as.End()
 	var ue *providers.UpstreamError
 	switch {
 	case errors.As(err, &ue):

@@ -64,7 +64,7 @@ func BenchmarkProxyResponses(b *testing.B) {
 func BenchmarkProxyResponsesFollowUp(b *testing.B) {
 	addr := startStaticResponsesUpstream(b, false)
 	s := newTestServer(b, benchConfig(addr))
-	ctx := newResponsesCtx(`{"model":"chat","input":"hi","previous_response_id":"resp_0123456789abcdef` + responseTag("up", addr) + `"}`)
+	ctx := newResponsesCtx(`{"model":"chat","input":"hi","previous_response_id":"resp_0123456789abcdef` + responseTag("up", "http://"+addr+"/v1") + `"}`)
 	proxyOnce(s, ctx)
 	if ctx.Response.StatusCode() != 200 {
 		b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
@@ -93,7 +93,7 @@ func TestResponsesAllocs(t *testing.T) {
 	s := newTestServer(t, benchConfig(addr))
 	for _, body := range []string{
 		`{"model":"chat","input":"hi","max_output_tokens":64}`,
-		`{"model":"chat","input":"hi","previous_response_id":"resp_0123456789abcdef` + responseTag("up", addr) + `"}`,
+		`{"model":"chat","input":"hi","previous_response_id":"resp_0123456789abcdef` + responseTag("up", "http://"+addr+"/v1") + `"}`,
 	} {
 		ctx := newResponsesCtx(body)
 		proxyOnce(s, ctx)

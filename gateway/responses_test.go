@@ -148,7 +148,7 @@ endpoints:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tag := responseTag("up", addr)
+	tag := responseTag("up", "http://"+addr+"/v1")
 	if res.OutputText() != "Hello there" || res.Usage.InputTokens != 11 || res.Usage.OutputTokens != 2 || res.ID != "resp_0123"+tag {
 		t.Fatalf("response %s %q usage %+v", res.ID, res.OutputText(), res.Usage)
 	}

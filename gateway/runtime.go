@@ -53,8 +53,12 @@ type runtime struct {
 	// unrouted is the metrics series of requests that named no endpoint.
 	unrouted *metrics.Route
 	attempts map[*providers.Backend][]targetMetrics
-	// respTags finds the target a response ID's tag names (responseTag).
-	respTags map[string]respTarget
+	// respTags finds the target a response ID's tag names (responseTag); byID and
+	// byIDSpecs are the metrics series and client span of the calls on a stored
+	// response by backend (endpoint unknown: they name none).
+	respTags  map[string]respTarget
+	byID      map[*providers.Backend]*metrics.Route
+	byIDSpecs map[*providers.Backend]*tracing.Spec
 	// upstreamSpecs holds the client span of each (backend, kind).
 	upstreamSpecs map[*providers.Backend]*[providers.Responses + 1]*tracing.Spec
 	tr            *tracing.Tracing
@@ -167,6 +171,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		keys:          map[[sha256.Size]byte]*clientKey{},
 		attempts:      map[*providers.Backend][]targetMetrics{},
 		respTags:      map[string]respTarget{},
+		byID:          map[*providers.Backend]*metrics.Route{},
+		byIDSpecs:     map[*providers.Backend]*tracing.Spec{},
 		upstreamSpecs: map[*providers.Backend]*[providers.Responses + 1]*tracing.Spec{},
 		tr:            tr,
 		lim:           lim,
@@ -197,6 +203,10 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 		// A Responses API call is a chat operation (gen_ai.operation.name chat).
 		specs[providers.Responses] = specs[providers.Chat]
+		if bc.Provider == "openai" || bc.Provider == "mock" {
+			rt.byID[b] = m.ShapedRoute(metrics.UnknownEndpoint, name, metrics.None, metrics.Shape{})
+			rt.byIDSpecs[b] = tracing.UpstreamSpec("responses", bc.Provider, bc.Model, name, "")
+		}
 		rt.upstreamSpecs[b] = specs
 		targets := b.Targets()
 		urls := make([]string, len(targets))
@@ -204,7 +214,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			urls[i] = t.URL
 		}
 		for i, label := range targetLabels(urls) {
-			tag := responseTag(name, label)
+			tag := responseTag(name, urls[i])
 			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label), tag: []byte(tag)})
 			rt.respTags[tag] = respTarget{b: b, bi: len(rt.backendList) - 1, i: i}
 		}

@@ -153,7 +153,7 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 		}
 		res.Target, res.Sent = t.URL, time.Now()
 		err = b.settle(l, b.p.Send(t, call, out, res), res)
-		if err == nil || tries >= len(b.targets) || !errors.Is(err, errConnsBusy) {
+		if err == nil || tries >= len(b.targets) || !errors.Is(err, errConnsBusy) || call.pin == b {
 			break
 		}
 		// Nothing was sent.

@@ -64,8 +64,9 @@ func namedIn(k []byte, names []string) bool {
 	return false
 }
 
-// Uncapped reports whether the backend removes (drop_params) every max_tokens and
-// max_completion_tokens member of the request body that is not null, and it holds one:
+// Uncapped reports whether the backend removes (drop_params) every max_tokens,
+// max_completion_tokens and max_output_tokens (the Responses API's) member of the
+// request body that is not null, and it holds one:
 // the client's cap on the output then never reaches the upstream, and the gateway's
 // token estimate may not take it for the most the call produces.
 func (b *Backend) Uncapped(body []byte) bool {
@@ -82,7 +83,7 @@ func (b *Backend) Uncapped(body []byte) bool {
 		if !ok {
 			break
 		}
-		if (foldedKey(k, "max_tokens") || foldedKey(k, "max_completion_tokens")) && !jsonscan.IsNull(v) {
+		if (foldedKey(k, "max_tokens") || foldedKey(k, "max_completion_tokens") || foldedKey(k, "max_output_tokens")) && !jsonscan.IsNull(v) {
 			if !namedIn(k, b.cfg.DropParams) {
 				return false
 			}
@@ -92,10 +93,10 @@ func (b *Backend) Uncapped(body []byte) bool {
 	return capped && it.Err() == nil
 }
 
-// dropsCap reports whether drop_params names either field that caps a completion.
+// dropsCap reports whether drop_params names a field that caps a completion.
 func dropsCap(drop []string) bool {
 	for _, n := range drop {
-		if strings.EqualFold(n, "max_tokens") || strings.EqualFold(n, "max_completion_tokens") {
+		if strings.EqualFold(n, "max_tokens") || strings.EqualFold(n, "max_completion_tokens") || strings.EqualFold(n, "max_output_tokens") {
 			return true
 		}
 	}

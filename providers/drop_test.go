@@ -116,6 +116,9 @@ func TestUncapped(t *testing.T) {
 		{[]string{"max_tokens", "max_completion_tokens"}, `{"max_tokens":10,"max_completion_tokens":5}`, true},
 		{[]string{"max_completion_tokens"}, `{"max_completion_tokens":5,"max_tokens":null}`, true},
 		{[]string{"max_tokens"}, `{"max_tokens":10`, false},
+		// The Responses API's cap.
+		{[]string{"max_output_tokens"}, `{"input":"hi","max_output_tokens":64}`, true},
+		{[]string{"max_tokens"}, `{"input":"hi","max_output_tokens":64}`, false},
 	} {
 		b := &Backend{cfg: Config{DropParams: tc.drop}, dropsCap: dropsCap(tc.drop)}
 		if got := b.Uncapped([]byte(tc.body)); got != tc.want {

@@ -451,8 +451,13 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		p.offerTrials()
 	}
 	avoid := b.avoid(call)
-	if avoid == nil && call.pin == b && call.pinAt < len(p.states) && p.states[call.pinAt].available() {
-		// Pinned: the call takes a slot on its target, or waits for one there.
+	if call.pin == b {
+		// Pinned: the call takes a slot on its target, or waits for one there, a
+		// retry too; no other target holds what it needs. One out of service (ejected,
+		// failing its checks) has the backend answer as one with none in service.
+		if call.pinAt >= len(p.states) || !p.states[call.pinAt].available() {
+			return lease{}, ErrNoHealthyTarget
+		}
 		call.pinned = targetSet{but: int32(call.pinAt) + 1}
 		avoid = &call.pinned
 	}
@@ -833,6 +838,9 @@ const maxLastResort = 64
 // would send it back to the target that just refused it.
 func (b *Backend) choose(call *Call) int {
 	p := &b.pool
+	if call.pin == b {
+		return call.pinAt
+	}
 	if len(p.states) == 1 {
 		if p.states[0].available() {
 			return 0
@@ -844,9 +852,6 @@ func (b *Backend) choose(call *Call) int {
 
 func (b *Backend) pick(call *Call) int {
 	p := &b.pool
-	if call.pin == b && call.pinAt < len(p.states) && p.states[call.pinAt].available() {
-		return call.pinAt
-	}
 	if p.ring != nil {
 		if i := b.affine(call); i >= 0 {
 			return i

@@ -240,10 +240,10 @@ type Call struct {
 	pinned targetSet
 }
 
-// PinTo sends the call to target i of b while that target is in service: it holds
+// PinTo sends the call's attempts on b to target i of b alone, retries too: it holds
 // what the call needs (a Responses API call continuing a response stored on that
-// replica). Its attempts on other backends go as any call's. A retry after a failed
-// attempt on it may go to another target.
+// replica). While that target is out of service, b has none for the call
+// (ErrNoHealthyTarget). Its attempts on other backends go as any call's.
 func (c *Call) PinTo(b *Backend, i int) {
 	c.pin, c.pinAt = b, i
 }

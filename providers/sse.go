@@ -439,6 +439,11 @@ func (s *sseReader) Next(ev *Event) error {
 			continue
 		}
 		if bytes.Equal(s.data, strDone) {
+			if s.responses {
+				// A Responses stream ends with its terminal event (final): a [DONE]
+				// before one ends a stream that never finished.
+				return ErrStreamCut
+			}
 			s.done = true
 			ev.Done = true
 			return nil
