@@ -75,9 +75,10 @@ type request struct {
 	// pinTargets the plan's targets reordered for it (pinPlan).
 	pin        respTarget
 	pinTargets []router.Target
-	// tag is the response ID tag of the target that answered a Responses call.
-	tag []byte
-	be  *providers.Backend
+	// tag is the response ID tag of the target that answered a Responses call, and
+	// prevTag the one its previous_response_id came with (untag).
+	tag, prevTag []byte
+	be           *providers.Backend
 	// series is the metrics route the request is recorded on once a backend was tried.
 	series *metrics.Route
 	begun  bool

@@ -77,15 +77,20 @@ func (r *request) tagOf() []byte {
 	return nil
 }
 
-// appendTagged appends src to dst with tag inserted at each offset of at that is not
-// negative (the closing quotes of the IDs to tag, in ascending order).
-func appendTagged(dst, src, tag []byte, at [2]int) []byte {
+// appendTagged appends src to dst with tags[k] inserted at offset at[k] (the closing
+// quotes of the IDs to tag, responseIDEnds's); an offset that is negative, or whose
+// tag is empty, inserts nothing.
+func appendTagged(dst, src []byte, at [2]int, tags [2][]byte) []byte {
+	if at[1] < at[0] {
+		at[0], at[1] = at[1], at[0]
+		tags[0], tags[1] = tags[1], tags[0]
+	}
 	from := 0
-	for _, i := range at {
-		if i < from || i > len(src) {
+	for k, i := range at {
+		if i < from || i > len(src) || len(tags[k]) == 0 {
 			continue
 		}
-		dst = append(append(dst, src[from:i]...), tag...)
+		dst = append(append(dst, src[from:i]...), tags[k]...)
 		from = i
 	}
 	return append(dst, src[from:]...)
@@ -116,14 +121,6 @@ func responseIDEnds(obj []byte) [2]int {
 	}
 }
 
-// sortedEnds orders the two offsets of responseIDEnds ascending.
-func sortedEnds(at [2]int) [2]int {
-	if at[1] >= 0 && at[1] < at[0] || at[0] < 0 {
-		at[0], at[1] = at[1], at[0]
-	}
-	return at
-}
-
 // untag cuts the tag from the previous_response_id of a Responses call and pins the
 // call to the target the tag names; the body, copied without the tag, is scanned
 // again, its spans moved.
@@ -136,7 +133,7 @@ func (r *request) untag() *apiError {
 	if !ok {
 		return nil
 	}
-	r.pin = t
+	r.pin, r.prevTag = t, r.rt.attempts[t.b][t.i].tag
 	// Into the request's own buffer: the body read may be the fasthttp request's.
 	cut := span[0] + len(id)
 	if cap(r.spliceBuf) == 0 {
@@ -177,7 +174,7 @@ func (r *request) pinPlan() {
 // response it carries tagged with the target that answered.
 func (r *request) appendEvent(dst, data []byte) []byte {
 	tag := r.tag
-	if len(tag) == 0 {
+	if len(tag) == 0 && len(r.prevTag) == 0 {
 		return append(dst, data...)
 	}
 	var it jsonscan.Iter
@@ -190,34 +187,35 @@ func (r *request) appendEvent(dst, data []byte) []byte {
 			return append(dst, data...)
 		}
 		if string(k) == "response" && len(v) > 0 && v[0] == '{' {
-			at, off := sortedEnds(responseIDEnds(v)), it.ValueOffset()
+			at, off := responseIDEnds(v), it.ValueOffset()
 			for j := range at {
 				if at[j] >= 0 {
 					at[j] += off
 				}
 			}
-			return appendTagged(dst, data, tag, at)
+			return appendTagged(dst, data, at, [2][]byte{tag, r.prevTag})
 		}
 	}
 }
 
 // tagBody tags the IDs of the response object a Responses call was answered with
-// (a 2xx body) with the target that answered. The body is written anew in the
-// answer's own buffer.
+// (a 2xx body): its id with the target that answered, its previous_response_id with
+// the tag the client sent it with (none when it came without one). The body is
+// written anew in the answer's own buffer.
 func (r *request) tagBody(resp *fasthttp.Response) {
 	if resp.StatusCode() < 200 || resp.StatusCode() > 299 {
 		return
 	}
-	tag := r.tag
-	if len(tag) == 0 {
+	tags := [2][]byte{r.tag, r.prevTag}
+	if len(tags[0]) == 0 && len(tags[1]) == 0 {
 		return
 	}
 	body := resp.Body()
-	at := sortedEnds(responseIDEnds(body))
+	at := responseIDEnds(body)
 	if at[0] < 0 && at[1] < 0 {
 		return
 	}
-	buf := appendTagged(getBodyBuf(), body, tag, at)
+	buf := appendTagged(getBodyBuf(), body, at, tags)
 	resp.SetBody(buf)
 	putBodyBuf(buf)
 }
@@ -296,7 +294,9 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		r.fail(ctx, &errStreamStored)
 		return
 	}
+	// A stored response continues one stored on the same target.
 	r.be, r.backend, r.tag = t.b, t.b.Name, r.rt.attempts[t.b][t.i].tag
+	r.prevTag = r.tag
 	r.series = r.rt.byID[t.b]
 	r.forwardRequestID(&ctx.Request.Header)
 	r.call = providers.Call{Kind: providers.Responses, Header: &ctx.Request.Header}

@@ -54,7 +54,7 @@ type Backend struct {
 func New(name string, c Config) (*Backend, error) { return NewWith(name, c, nil) }
 
 // build makes the backend's provider and targets, without their pool.
-func build(name string, c Config) (*Backend, error) {
+func build(name string, c Config, ps *Pools) (*Backend, error) {
 	cfg := c.withDefaults()
 	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg, dropsCap: dropsCap(cfg.DropParams)}
 	b.busySets.New = func() any {
@@ -74,7 +74,7 @@ func build(name string, c Config) (*Backend, error) {
 		a := newAnthropic(&cfg)
 		b.p, b.pp = a, a
 	case "mock":
-		t, p, closer, err := newMock(&cfg, name)
+		t, p, closer, err := newMock(&cfg, name, ps)
 		if err != nil {
 			return nil, err
 		}

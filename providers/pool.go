@@ -89,14 +89,18 @@ type Pools struct {
 	queues  map[string]*queue
 	// active is the backend Activate put in service under each name.
 	active map[string]*Backend
-	now    func() time.Time
+	// mocks are the mock backends' engines, shared by the backends a reload builds
+	// with the same name and options (acquireMock).
+	mocks map[mockKey]*sharedMock
+	now   func() time.Time
 }
 
 type poolKey struct{ backend, url string }
 
 // NewPools returns an empty registry.
 func NewPools() *Pools {
-	return &Pools{targets: map[poolKey]*targetState{}, queues: map[string]*queue{}, active: map[string]*Backend{}, now: time.Now}
+	return &Pools{targets: map[poolKey]*targetState{}, queues: map[string]*queue{}, active: map[string]*Backend{},
+		mocks: map[mockKey]*sharedMock{}, now: time.Now}
 }
 
 // acquire returns the target's state for a backend using it; checks says whether
@@ -174,12 +178,12 @@ func (p *Pools) releaseQueue(name string) {
 // where the backend a reload builds under the same name finds it again. A nil p keeps
 // the state to this backend.
 func NewWith(name string, c Config, p *Pools) (*Backend, error) {
-	b, err := build(name, c)
-	if err != nil {
-		return nil, err
-	}
 	if p == nil {
 		p = NewPools()
+	}
+	b, err := build(name, c, p)
+	if err != nil {
+		return nil, err
 	}
 	b.initPool(p)
 	return b, nil

@@ -25,7 +25,7 @@ type respState struct {
 	input, instructions, prevID                        []byte
 	metadata, tools, toolChoice, text, reasoning       []byte
 	parallel, user, safety, cacheKey, tier, truncation []byte
-	temperature, topP, topLogprobs                     []byte
+	temperature, topP, topLogprobs, maxToolCalls       []byte
 	store                                              bool
 	inputBytes, instrBytes                             int
 	dig                                                xxhash.Digest // the input's texts
@@ -172,6 +172,14 @@ func (st *state) parseResponsesMember(k, v []byte) *badRequest {
 				r.topP = v
 			}
 		}
+	case "max_tool_calls":
+		if null {
+			return nil
+		}
+		if n, ok := jsonscan.Int(v); !ok || n < 1 {
+			return respErr("max_tool_calls", "Input should be an integer of 1 or more")
+		}
+		r.maxToolCalls = v
 	case "top_logprobs":
 		if null {
 			return nil
@@ -480,7 +488,9 @@ func (st *state) renderResponseParts() {
 	} else {
 		b = append(b, "null"...)
 	}
-	b = append(b, `,"max_tool_calls":null,"model":`...)
+	b = append(b, `,"max_tool_calls":`...)
+	b = appendRawOr(b, r.maxToolCalls, "null")
+	b = append(b, `,"model":`...)
 	b = append(b, st.s.modelJSON...)
 	r.cutC = len(b)
 	b = append(b, `,"parallel_tool_calls":`...)
