@@ -26,6 +26,7 @@ const (
 	kindChat reqKind = iota
 	kindStream
 	kindEmbeddings
+	kindResponses
 )
 
 func (k reqKind) String() string {
@@ -34,6 +35,8 @@ func (k reqKind) String() string {
 		return "stream"
 	case kindEmbeddings:
 		return "embeddings"
+	case kindResponses:
+		return "responses"
 	default:
 		return "chat"
 	}
@@ -281,6 +284,13 @@ func requestBody(k reqKind, model string, maxTokens int) []byte {
 		b = append(b, `{"model":`...)
 		b = strconv.AppendQuote(b, model)
 		b = append(b, `,"input":"The quick brown fox jumps over the lazy dog.","encoding_format":"float"}`...)
+	case kindResponses:
+		// store false: the upstream keeps nothing, as a chat call's.
+		b = append(b, `{"model":`...)
+		b = strconv.AppendQuote(b, model)
+		b = append(b, `,"input":"Write a short note about load testing gateways.","store":false,"max_output_tokens":`...)
+		b = strconv.AppendInt(b, int64(maxTokens), 10)
+		b = append(b, '}')
 	default:
 		b = append(b, `{"model":`...)
 		b = strconv.AppendQuote(b, model)
@@ -295,8 +305,11 @@ func requestBody(k reqKind, model string, maxTokens int) []byte {
 }
 
 func requestPath(k reqKind) string {
-	if k == kindEmbeddings {
+	switch k {
+	case kindEmbeddings:
 		return "/v1/embeddings"
+	case kindResponses:
+		return "/v1/responses"
 	}
 	return "/v1/chat/completions"
 }
@@ -532,12 +545,16 @@ func (w *worker) do(i int64, sched time.Time, o *outcome) {
 		w.readStream(sched, o)
 		return
 	}
-	// A completion is one JSON object holding "choices" (embeddings: "data"); a
-	// 200 that is anything else, an event stream or a body cut short included,
-	// is not an answer the client could use.
+	// A completion is one JSON object holding "choices" (embeddings: "data", a
+	// response of the Responses API: "output"); a 200 that is anything else, an
+	// event stream or a body cut short included, is not an answer the client could
+	// use.
 	want := "choices"
-	if w.s.Kind == kindEmbeddings {
+	switch w.s.Kind {
+	case kindEmbeddings:
 		want = "data"
+	case kindResponses:
+		want = "output"
 	}
 	if !hasMember(w.resp.Body(), want) {
 		o.errKind = "bad body"

@@ -238,6 +238,7 @@ func TestRequestBody(t *testing.T) {
 		{"chat", kindChat, `{"model":"chat","messages":[{"role":"user","content":"Write a short note about load testing gateways."}],"max_tokens":7}`},
 		{"stream", kindStream, `{"model":"chat","messages":[{"role":"user","content":"Write a short note about load testing gateways."}],"max_tokens":7,"stream":true}`},
 		{"embeddings", kindEmbeddings, `{"model":"chat","input":"The quick brown fox jumps over the lazy dog.","encoding_format":"float"}`},
+		{"responses", kindResponses, `{"model":"chat","input":"Write a short note about load testing gateways.","store":false,"max_output_tokens":7}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -34,6 +34,8 @@ func lookupScenario(name string) scenario {
 		return scenario{name: name, kind: kindStream}
 	case "embeddings":
 		return scenario{name: name, kind: kindEmbeddings}
+	case "responses":
+		return scenario{name: name, kind: kindResponses}
 	case "redis-limits":
 		return scenario{name: name, kind: kindChat, redis: true, baseline: true}
 	case "limits-throughput":
