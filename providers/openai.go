@@ -193,6 +193,13 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 		res.Stream = r
 		return nil
 	}
+	return o.passAnswer(t, up, out, res)
+}
+
+// passAnswer gives out up, a 2xx answer on t read whole, as it came once it is found to
+// be one JSON object, its usage read into res, an error object in it masked; the
+// attempt ends (endAttempt).
+func (o *openAI) passAnswer(t *Target, up, out *fasthttp.Response, res *Result) error {
 	defer endAttempt(t, up)
 	ok, isError := scanAnswer(up.Body(), &res.Usage)
 	if !ok {

@@ -143,16 +143,5 @@ func (b *Backend) Forward(i int, call *Call, method, path, query []byte, out *fa
 	if err != nil {
 		return err
 	}
-	defer endAttempt(t, up)
-	ok, isError := scanAnswer(up.Body(), &res.Usage)
-	if !ok {
-		return ErrBadResponse
-	}
-	out.SetStatusCode(up.StatusCode())
-	out.Header.SetContentTypeBytes(jsonType(up.Header.ContentType()))
-	swapBody(out, up)
-	if isError {
-		maskBody(out, o.secrets)
-	}
-	return nil
+	return o.passAnswer(t, up, out, res)
 }
