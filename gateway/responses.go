@@ -342,28 +342,33 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 			slog.String("error", errString(err)))
 		r.fail(ctx, upstreamFailure(err))
 		return
-	case len(sub) == 0 || string(sub) == "cancel":
-		r.tagBody(&ctx.Response)
+	default:
+		r.setHeaders(ctx)
+		if len(sub) == 0 || string(sub) == "cancel" {
+			r.tagBody(&ctx.Response)
+		}
 	}
 	r.finish(ctx, ctx.Response.StatusCode())
 }
 
 // plainID reports whether id is one an upstream's path can carry as it is: letters,
-// digits, '_' and '-', as OpenAI's and vLLM's IDs are.
+// digits and "-._~" (RFC 3986's unreserved characters), as OpenAI's and vLLM's IDs
+// are, and the '+' and '=' of base64 (LiteLLM's IDs): no '/', '%', '?' or '#'.
 func plainID(id []byte) bool {
 	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '_' || c == '-' || c == '.' || c == '~' || c == '+' || c == '=') {
 			return false
 		}
 	}
 	return len(id) > 0
 }
 
-// reaches reports whether the request's key, if keys are on, may use an endpoint that
-// routes to backend bi.
+// reaches reports whether the request's key, if keys are on, may use a chat endpoint
+// (one serving the Responses API) that routes to backend bi.
 func (r *request) reaches(bi int) bool {
 	for _, ep := range r.rt.endpoints {
-		if (r.key == nil || r.key.allowed[ep.idx]) && bi < len(ep.refused) && ep.refused[bi] != nil {
+		if ep.kind == providers.Chat && (r.key == nil || r.key.allowed[ep.idx]) && bi < len(ep.refused) && ep.refused[bi] != nil {
 			return true
 		}
 	}

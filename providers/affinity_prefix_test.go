@@ -259,3 +259,37 @@ func oddKeys(b []byte) bool {
 	}
 	return walk()
 }
+
+// The Responses API's prompt is its instructions, then its input: calls that share
+// instructions longer than the prefix hash alike whatever their input, an input of
+// items hashes its messages' text (input_text parts as text), and a string input and
+// the same text as one user part differ only by the role the items carry.
+func TestPrefixHashResponses(t *testing.T) {
+	hash := func(body string, n int) uint64 {
+		t.Helper()
+		call := &Call{Kind: Responses, Body: []byte(body)}
+		h, ok := prefixHash(call, n)
+		if !ok {
+			t.Fatalf("no prompt in %s", body)
+		}
+		return h
+	}
+	instr := strings.Repeat("You are a careful assistant. ", 8)
+	a := hash(`{"model":"m","instructions":"`+instr+`","input":"first question"}`, 64)
+	b := hash(`{"model":"m","instructions":"`+instr+`","input":[{"role":"user","content":"another"}]}`, 64)
+	if a != b {
+		t.Error("calls sharing 64 bytes of instructions hash apart")
+	}
+	if a == hash(`{"model":"m","instructions":"Other rules entirely, longer than sixty-four bytes of text here.","input":"first question"}`, 64) {
+		t.Error("other instructions hash alike")
+	}
+	parts := hash(`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"What is in the picture, and why?"}]}]}`, 512)
+	plain := hash(`{"model":"m","input":[{"role":"user","content":"What is in the picture, and why?"}]}`, 512)
+	other := hash(`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"Something else entirely, asked."}]}]}`, 512)
+	if parts != plain || parts == other {
+		t.Errorf("input_text parts hash %x, the same text %x, other text %x", parts, plain, other)
+	}
+	if _, ok := prefixHash(&Call{Kind: Responses, Body: []byte(`{"model":"m"}`)}, 64); ok {
+		t.Error("a call without instructions or input has a prompt")
+	}
+}

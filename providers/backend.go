@@ -243,6 +243,9 @@ func (s *targetSet) has(i int) bool {
 
 func (s *targetSet) empty() bool { return s == nil || s.low == 0 && s.n == 0 && s.but == 0 }
 
+// pinned reports whether s is the set of a pinned call, every target but its own.
+func (s *targetSet) pinned() bool { return s != nil && s.but > 0 }
+
 // targetBits is a set of a backend's targets as bits, one word per 64: the targets a
 // call found with every connection busy, which may be all of them.
 type targetBits []uint64

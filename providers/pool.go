@@ -458,12 +458,19 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 	if call.pin == b {
 		// Pinned: the call takes a slot on its target, or waits for one there, a
 		// retry too; no other target holds what it needs. One out of service (ejected,
-		// failing its checks) has the backend answer as one with none in service.
-		if call.pinAt >= len(p.states) || !p.states[call.pinAt].available() {
-			return lease{}, ErrNoHealthyTarget
+		// failing its checks) has the backend answer as one with none in service,
+		// unless its trial is due: the call is that trial.
+		if call.pinAt >= len(p.states) {
+			return lease{}, p.errNoTarget
 		}
 		call.pinned = targetSet{but: int32(call.pinAt) + 1}
 		avoid = &call.pinned
+		if !p.states[call.pinAt].available() {
+			if l, ok := p.trial(avoid); ok {
+				return l, nil
+			}
+			return lease{}, p.errNoTarget
+		}
 	}
 	if l, ok := p.trial(avoid); ok {
 		return l, nil
@@ -572,13 +579,17 @@ func (p *pool) wait(i int, avoid *targetSet, retry bool, now time.Time, d time.D
 		case waitLeft:
 			return lease{}, ErrClientGone
 		case waitRefused, waitTimedOut:
-			if avoid != nil {
+			if avoid != nil && !avoid.pinned() {
 				if j := p.takeAny(i, nil); j >= 0 {
 					return lease{i: j, queued: out == waitTimedOut}, nil
 				}
 			}
 			return lease{}, p.errOverloaded
 		case waitStranded:
+			if avoid.pinned() {
+				// The call's one target left service.
+				return lease{}, p.errNoTarget
+			}
 			if l, ok := p.trial(nil); ok {
 				return l, nil
 			}
@@ -1112,7 +1123,8 @@ func (st *targetState) boundLoad(queued bool, inflight, since int64) int64 {
 
 // prefixHash hashes the start, up to n bytes, of the call's prompt as the upstream's
 // chat template reads it: each message's role and content (prompt for completions,
-// input for embeddings), strings decoded. The same prompt written as other JSON (the
+// input for embeddings, instructions then input for the Responses API), strings
+// decoded. The same prompt written as other JSON (the
 // spacing, \u escapes and member order RFC 8259 leaves free, which Python's json.dumps
 // and compact encoders write differently) is the same tokens to vLLM's prefix cache,
 // and hashes the same. ok is false when there is no prompt.
@@ -1143,12 +1155,23 @@ func prefixHash(call *Call, n int) (h uint64, ok bool) {
 	}
 	b := call.Body
 	i := memberStart(b, key)
-	if i < 0 || n <= 0 {
+	instr := -1
+	if call.Kind == Responses {
+		// The Responses API's system message, which comes before the input.
+		instr = memberStart(b, "instructions")
+	}
+	if i < 0 && instr < 0 || n <= 0 {
 		return 0, false
 	}
 	w := prefixWriter{left: n}
 	w.d.Reset()
-	if call.Kind == Chat && b[i] == '[' {
+	if instr >= 0 {
+		if _, more := w.value(b, instr); !more || !w.mark(sepMessage) || i < 0 {
+			return w.d.Sum64(), true
+		}
+	}
+	if (call.Kind == Chat || call.Kind == Responses) && b[i] == '[' {
+		// The Responses API's input items are messages as chat's are.
 		w.list(b, i, listMessages)
 	} else {
 		w.value(b, i)
@@ -1376,6 +1399,10 @@ func (w *prefixWriter) part(b []byte, i int) (int, bool) {
 		if e, err := jsonscan.Skip(b, t); err == nil {
 			kind = b[t+1 : e-1]
 		}
+	}
+	if string(kind) == "input_text" || string(kind) == "output_text" {
+		// The Responses API's text parts: the same text as chat's.
+		kind = kind[len(kind)-len("text"):]
 	}
 	v := memberAt(b, i, string(kind))
 	if string(kind) != "text" {
@@ -1884,7 +1911,20 @@ var waiterPool = sync.Pool{New: func() any {
 // retry takes one on a target that failed it only once none that has not is in
 // service.
 func (w *waiter) takes(i int) bool {
+	if w.avoid.pinned() {
+		return !w.avoid.has(i)
+	}
 	return !w.avoid.has(i) || !inServiceOutside(w.states, &w.avoid)
+}
+
+// stranded reports whether no target the waiter can take is in service: none of its
+// backend's, or a pinned call's own.
+func (w *waiter) stranded() bool {
+	if w.avoid.pinned() {
+		i := int(w.avoid.but - 1)
+		return i >= len(w.states) || !w.states[i].available()
+	}
+	return !slices.ContainsFunc(w.states, (*targetState).available)
 }
 
 // waitOutcome is how a wait in the queue ended.
@@ -1913,7 +1953,12 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
 	// slot over, one freed before it is found by the try.
 	q.waiting.Add(1)
-	if avoid != nil && !inServiceOutside(p.states, avoid) {
+	if avoid.pinned() && !p.states[avoid.but-1].available() {
+		q.waiting.Add(-1)
+		q.mu.Unlock()
+		return lease{}, waitStranded
+	}
+	if avoid != nil && !avoid.pinned() && !inServiceOutside(p.states, avoid) {
 		// Every target that has not failed the call left service, since it chose
 		// one or while it waited before (a slot handed over on a target that
 		// then left): one that failed it will do, as at the first try.
@@ -2037,12 +2082,13 @@ func (q *queue) serveLocked(st *targetState, limit int64) {
 	}
 }
 
-// strandLocked lets go the waiters none of whose backend's targets is in service: no
+// strandLocked lets go the waiters none of whose backend's targets (a pinned call's
+// own target) is in service: no
 // slot would be handed to them before their queue timeout, which would turn a backend
 // that is down into 503 upstream_overloaded after the whole wait.
 func (q *queue) strandLocked() {
 	for k := 0; k < len(q.list); {
-		if slices.ContainsFunc(q.list[k].states, (*targetState).available) {
+		if !q.list[k].stranded() {
 			k++
 			continue
 		}

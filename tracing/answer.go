@@ -140,6 +140,16 @@ func (a *Answer) read(b []byte) {
 	}
 }
 
+// finalStatus reports whether status is one a response ends with, not queued or
+// in_progress (the status of a stream cut before its terminal event).
+func finalStatus(status []byte) bool {
+	switch string(status) {
+	case "completed", "incomplete", "failed", "cancelled":
+		return true
+	}
+	return false
+}
+
 // strTextDelta is the type of a Responses API stream's text delta event.
 var strTextDelta = []byte(`"response.output_text.delta"`)
 
@@ -269,7 +279,7 @@ func (a *Answer) End(span trace.Span) {
 	if !span.IsRecording() {
 		return
 	}
-	if a.responses && len(a.status) > 0 {
+	if a.responses && finalStatus(a.status) {
 		a.reasons = append(a.reasons, string(a.status))
 	}
 	SetResponse(span, string(a.model), string(a.id), a.reasons...)

@@ -400,7 +400,8 @@ func ParseRequest(body []byte) Request {
 		switch string(k) {
 		case "max_tokens":
 			maxTokens = count(v)
-		case "max_completion_tokens":
+		case "max_completion_tokens", "max_output_tokens":
+			// max_output_tokens: the Responses API's.
 			maxCompletion = count(v)
 		case "temperature":
 			req.Temperature = number(v)
