@@ -102,7 +102,7 @@ logging: {access_log: false}
 	}
 	// An unknown model's 404 counts under endpoint unknown; a limit's 429 on the
 	// endpoint's own series.
-	for _, own := range [][]string{{"endpoint", "unknown", "code", "404"}, {"endpoint", "chat", "backend", "none", "code", "429"}} {
+	for _, own := range [][]string{{"endpoint", "unknown", "backend", "none", "code", "404"}, {"endpoint", "chat", "backend", "none", "code", "429"}} {
 		if n, _ := seriesWith(fams, "tollgate_requests_total", own...); n != 1 {
 			t.Errorf("tollgate_requests_total%v: %d series, want 1: the gateway's own answers keep their series", own, n)
 		}

@@ -204,7 +204,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		// A Responses API call is a chat operation (gen_ai.operation.name chat).
 		specs[providers.Responses] = specs[providers.Chat]
 		if bc.Provider == "openai" || bc.Provider == "mock" {
-			rt.byID[b] = m.ShapedRoute(metrics.UnknownEndpoint, name, metrics.None, metrics.Shape{Codes: byIDCodes[:], Upstream: true})
+			rt.byID[b] = m.ShapedRoute(metrics.UnknownEndpoint, name, metrics.None, metrics.Shape{Codes: byIDCodes[:]})
 			rt.byIDSpecs[b] = tracing.UpstreamSpec("responses", bc.Provider, bc.Model, name, "")
 		}
 		rt.upstreamSpecs[b] = specs
@@ -368,9 +368,10 @@ var (
 	// 413, 414, 415, 431), a missing or wrong key (401), an unknown model or path
 	// (404), a drain or shutdown (503).
 	unroutedCodes = [...]int{200, 400, 401, 404, 405, 408, 413, 414, 415, 431, 503}
-	// byIDCodes are the gateway's own answers to a call on a stored response, besides
-	// the upstream's: its 400 to a streamed retrieval, and its upstream failures.
-	byIDCodes = [...]int{400, 502, 503, 504}
+	// byIDCodes are the answers to a call on a stored response: the upstream's found,
+	// deleted and not found, the gateway's 400 to a streamed retrieval and its upstream
+	// failures. Such a call counts no tokens: its series have no token counters.
+	byIDCodes = [...]int{200, 400, 404, 502, 503, 504}
 	// endpointCodes are its answers on an endpoint before any backend is tried:
 	// the model called on another type's URL (400), a limit (429), the limiter's
 	// store down or the shutdown (503).
