@@ -10,6 +10,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/tracing"
 	"github.com/valyala/fasthttp"
@@ -299,7 +300,10 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 	r.prevTag = r.tag
 	r.series = r.rt.byID[t.b]
 	r.forwardRequestID(&ctx.Request.Header)
-	r.call = providers.Call{Kind: providers.Responses, Header: &ctx.Request.Header}
+	// Watched as a call's upstream wait is: a client that hangs up aborts it (499), and
+	// so does the shutdown once shutdown_grace runs out (503 shutting_down).
+	r.call = providers.Call{Kind: providers.Responses, Header: &ctx.Request.Header, Client: &r.hang}
+	r.hang.conn, r.hang.s, r.hang.id = ctx.Conn(), r.s, ctx.ConnID()
 	if cap(r.spliceBuf) == 0 {
 		r.spliceBuf = getBodyBuf()
 	}
@@ -315,7 +319,12 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 	}
 	err := t.b.Forward(t.i, &r.call, ctx.Method(), path, ctx.URI().QueryString(), &ctx.Response, &r.res)
 	r.attempts = 1
+	gone := errors.Is(err, providers.ErrClientGone)
+	cut := gone && r.s.cut.Load()
 	outcome := outcomeOf(err, ctx.Response.StatusCode())
+	if cut {
+		outcome = metrics.OutcomeShutdown
+	}
 	if a := r.rt.attempt(t.b, r.res.Target); a != nil {
 		a.Observe(outcome)
 	}
@@ -325,13 +334,25 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		if r.res.Status != 0 {
 			tracing.SetClientStatus(as, r.res.Status)
 		}
-		if err != nil {
+		switch {
+		case cut:
+			tracing.RecordError(as, errCutAtShutdown, errShuttingDown.code)
+		case gone:
+			tracing.RecordRefusal(as, errClientHungUp.code)
+		case err != nil:
 			tracing.RecordError(as, err, outcome.String())
 		}
 	}
 	as.End()
 	var ue *providers.UpstreamError
 	switch {
+	case cut:
+		r.cutOff(ctx)
+		return
+	case gone:
+		r.abandoned = errors.Is(err, providers.ErrClientLeftUpstream)
+		r.hangUp(ctx)
+		return
 	case errors.As(err, &ue):
 		r.errKind = "upstream_" + strconv.Itoa(ue.Status)
 		r.passUpstreamError(ctx, ue)
