@@ -137,42 +137,6 @@ logging: {level: info, format: json}
 	}
 }
 
-// With max_connections: 1 and replica A's connection held by a stream, a follow-up of
-// a response stored on A waits for A (and fails there at connect_timeout) rather than
-// spilling to replica B, which does not hold the response.
-func TestResponsesPinnedFollowUpWaitsAtMaxConnections(t *testing.T) {
-	t.Parallel()
-	release := make(chan struct{})
-	a, addrA := startStoringReplica(t, "resp_a", release)
-	b, addrB := startStoringReplica(t, "resp_b", release)
-	t.Cleanup(func() { close(release) })
-	g := startGateway(t, `
-server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
-backends:
-  pool: {provider: openai, targets: ["http://`+addrA+`/v1", "http://`+addrB+`/v1"], model: m, balance: round_robin, max_connections: 1, connect_timeout: 200ms}
-endpoints:
-  - {name: chat, type: chat, routes: [{backend: pool}]}
-logging: {level: info, format: json}
-`)
-	idA := "resp_a" + responseTag("pool", "http://"+addrA+"/v1")
-	// A stream continuing on A holds A's one connection until the test ends.
-	req, _ := http.NewRequest("POST", g.url+"/v1/responses", strings.NewReader(`{"model":"chat","input":"hi","stream":true,"previous_response_id":"`+idA+`"}`))
-	req.Header.Set("x-hold", "1")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
-	r, body := respPost(t, g, "POST", "/v1/responses", "pin-maxconn", `{"model":"chat","input":"more","previous_response_id":"`+idA+`"}`)
-	if len(b.calls()) != 0 {
-		t.Fatalf("observed the follow-up of %s sent to replica B (%v), answered %d %s; expected it to wait for A's connection (A got %v)",
-			idA, b.calls(), r.StatusCode, body, a.calls())
-	}
-}
-
 // A follow-up of a response stored on a replica that passive health ejected is not
 // sent to another replica (whose 404 previous_response_not_found the SDKs do not
 // retry): the backend has no target for it, a retryable 503.

@@ -12,40 +12,48 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// A follow-up of a response stored on replica A, whose one max_concurrency slot a
-// stream holds, waits for A and fails 503 at queue.timeout rather than going to
-// replica B, which does not hold the response.
-func TestResponsesPinnedQueueTimeoutStaysOnReplica(t *testing.T) {
+// A follow-up of a response stored on replica A, whose one connection or one
+// max_concurrency slot a stream holds, waits for A (failing there at connect_timeout,
+// or 503 at queue.timeout) rather than going to replica B, which does not hold the
+// response.
+func TestResponsesPinnedFollowUpWaitsForBusyReplica(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	a, addrA := startStoringReplica(t, "resp_a", release)
-	b, addrB := startStoringReplica(t, "resp_b", release)
-	t.Cleanup(func() { close(release) })
-	g := startGateway(t, `
+	for _, c := range []struct{ name, bound string }{
+		{"max_connections", "max_connections: 1, connect_timeout: 200ms"},
+		{"max_concurrency", "max_concurrency: 1, queue: {size: 4, timeout: 300ms}"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			a, addrA := startStoringReplica(t, "resp_a", release)
+			b, addrB := startStoringReplica(t, "resp_b", release)
+			t.Cleanup(func() { close(release) })
+			g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
-  pool: {provider: openai, targets: ["http://`+addrA+`/v1", "http://`+addrB+`/v1"], model: m, balance: round_robin,
-         max_concurrency: 1, queue: {size: 4, timeout: 300ms}}
+  pool: {provider: openai, targets: ["http://`+addrA+`/v1", "http://`+addrB+`/v1"], model: m, balance: round_robin, `+c.bound+`}
 endpoints:
   - {name: chat, type: chat, retries: 0, routes: [{backend: pool}]}
 logging: {level: info, format: json}
 `)
-	idA := "resp_a" + responseTag("pool", "http://"+addrA+"/v1")
-	// A stream continuing on A holds A's one slot until the test ends.
-	req, _ := http.NewRequest("POST", g.url+"/v1/responses", strings.NewReader(`{"model":"chat","input":"hi","stream":true,"previous_response_id":"`+idA+`"}`))
-	req.Header.Set("x-hold", "1")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
-	r, body := respPost(t, g, "POST", "/v1/responses", "pin-queue-timeout", `{"model":"chat","input":"more","previous_response_id":"`+idA+`"}`)
-	if len(b.calls()) != 0 {
-		t.Fatalf("observed the follow-up of %s sent to replica B (%v) after its queue wait for A ran out, answered %d %s; expected it kept off B (a 503 once A's queue wait ran out; A got %v)",
-			idA, b.calls(), r.StatusCode, body, a.calls())
+			idA := "resp_a" + responseTag("pool", "http://"+addrA+"/v1")
+			// A stream continuing on A holds A's connection and slot until the test ends.
+			req, _ := http.NewRequest("POST", g.url+"/v1/responses", strings.NewReader(`{"model":"chat","input":"hi","stream":true,"previous_response_id":"`+idA+`"}`))
+			req.Header.Set("x-hold", "1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+			r, body := respPost(t, g, "POST", "/v1/responses", "pin-busy-"+c.name, `{"model":"chat","input":"more","previous_response_id":"`+idA+`"}`)
+			if len(b.calls()) != 0 || r.StatusCode < 500 {
+				t.Fatalf("observed the follow-up of %s answered %d %s, replica B called %v; expected it kept off B, failing on busy A (A got %v)",
+					idA, r.StatusCode, body, b.calls(), a.calls())
+			}
+		})
 	}
 }
 
