@@ -57,8 +57,8 @@ type runtime struct {
 	// and byIDSpecs are the metrics series and client span of the calls on a stored
 	// response by backend (endpoint unknown: they name none).
 	respTargets []respTarget
-	byID        map[*providers.Backend]*metrics.Route
-	byIDSpecs   map[*providers.Backend]*tracing.Spec
+	byID      map[*providers.Backend]*metrics.Route
+	byIDSpecs map[*providers.Backend]*tracing.Spec
 	// upstreamSpecs holds the client span of each (backend, kind).
 	upstreamSpecs map[*providers.Backend]*[providers.Responses + 1]*tracing.Spec
 	tr            *tracing.Tracing
