@@ -32,13 +32,12 @@ const (
 	respTagLen    = len(respTagPrefix) + respTagHex
 )
 
-// respTarget is a target a response tag can name.
+// respTarget is the target a response tag names, and the key it was made for.
 type respTarget struct {
 	b *providers.Backend
 	// bi is b's index in the runtime's backendList, i the target's in b's.
 	bi, i int
-	// base is what its tags hash (responseTagBase), with the key's name.
-	base string
+	key   string
 }
 
 // responseTagBase is what the tags of the target at rawURL of backend name hash: the
@@ -75,38 +74,40 @@ func appendResponseTag(dst []byte, base, key string) []byte {
 	return append(dst, hex[:]...)
 }
 
-// Whether an ID's tag names a target for the caller's key.
-const (
-	untagged = iota // no tag: made elsewhere
-	tagged          // a tag of one of the runtime's targets, for the caller's key
-	foreign         // a tag, but of another key, or of a target since removed
-)
-
-// taggedTarget returns the ID without its tag and the target the tag names for the
-// key named key, and whether it has such a tag. Each target's tag for the key is
-// computed and compared, without allocating: a few tens of nanoseconds a target.
-func (rt *runtime) taggedTarget(id []byte, key string) ([]byte, respTarget, int) {
-	if len(id) <= respTagLen || string(id[len(id)-respTagLen:len(id)-respTagHex]) != respTagPrefix || !isHex(id[len(id)-respTagHex:]) {
-		return id, respTarget{}, untagged
+// keyNames are the names of the keys a tag can be made for: the config's keys, or ""
+// alone with auth off.
+func keyNames(cfg *Config) []string {
+	if len(cfg.Auth.Keys) == 0 || cfg.Auth.Mode == "none" {
+		return []string{""}
 	}
-	tag := id[len(id)-respTagLen:]
-	var buf [respTagLen]byte
-	for _, t := range rt.respTargets {
-		if bytes.Equal(appendResponseTag(buf[:0], t.base, key), tag) {
-			return id[:len(id)-respTagLen], t, tagged
-		}
+	names := make([]string, len(cfg.Auth.Keys))
+	for i, k := range cfg.Auth.Keys {
+		names[i] = k.Name
 	}
-	return id, respTarget{}, foreign
+	return names
 }
 
-// isHex reports whether b is lowercase hex digits, as a tag's are.
-func isHex(b []byte) bool {
-	for _, c := range b {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
+// Whether an ID's tag names a target for the caller's key.
+const (
+	untagged = iota // no tag the runtime knows: made elsewhere, or by a target since removed
+	tagged          // a tag of the caller's key
+	foreign         // another key's tag
+)
+
+// taggedTarget returns the ID without its tag and the target the tag names, and
+// whether the tag is one of the runtime's for the key named key.
+func (rt *runtime) taggedTarget(id []byte, key string) ([]byte, respTarget, int) {
+	if len(id) <= respTagLen || string(id[len(id)-respTagLen:len(id)-respTagHex]) != respTagPrefix {
+		return id, respTarget{}, untagged
 	}
-	return true
+	t, ok := rt.respTags[string(id[len(id)-respTagLen:])]
+	switch {
+	case !ok:
+		return id, respTarget{}, untagged
+	case t.key != key:
+		return id, respTarget{}, foreign
+	}
+	return id[:len(id)-respTagLen], t, tagged
 }
 
 // keyName is the name of the request's key, "" without one.

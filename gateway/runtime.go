@@ -53,10 +53,10 @@ type runtime struct {
 	// unrouted is the metrics series of requests that named no endpoint.
 	unrouted *metrics.Route
 	attempts map[*providers.Backend][]targetMetrics
-	// respTargets are the targets a response ID's tag can name (responseTag); byID
-	// and byIDSpecs are the metrics series and client span of the calls on a stored
+	// respTags finds the target a response ID's tag names (responseTag); byID and
+	// byIDSpecs are the metrics series and client span of the calls on a stored
 	// response by backend (endpoint unknown: they name none).
-	respTargets []respTarget
+	respTags  map[string]respTarget
 	byID      map[*providers.Backend]*metrics.Route
 	byIDSpecs map[*providers.Backend]*tracing.Spec
 	// upstreamSpecs holds the client span of each (backend, kind).
@@ -170,6 +170,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		backends:      map[string]*providers.Backend{},
 		keys:          map[[sha256.Size]byte]*clientKey{},
 		attempts:      map[*providers.Backend][]targetMetrics{},
+		respTags:      map[string]respTarget{},
 		byID:          map[*providers.Backend]*metrics.Route{},
 		byIDSpecs:     map[*providers.Backend]*tracing.Spec{},
 		upstreamSpecs: map[*providers.Backend]*[providers.Responses + 1]*tracing.Spec{},
@@ -215,9 +216,13 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		for i, label := range targetLabels(urls) {
 			base := responseTagBase(name, urls[i])
 			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label), tagBase: base})
-			if rt.byIDSpecs[b] != nil {
-				// A target of the Responses API, whose responses' tags name it.
-				rt.respTargets = append(rt.respTargets, respTarget{b: b, bi: len(rt.backendList) - 1, i: i, base: base})
+			if rt.byIDSpecs[b] == nil {
+				continue // no Responses API: no response to tag
+			}
+			// One tag for each key (none with auth off), which only that key's
+			// requests find.
+			for _, k := range keyNames(cfg) {
+				rt.respTags[responseTag(base, k)] = respTarget{b: b, bi: len(rt.backendList) - 1, i: i, key: k}
 			}
 		}
 	}
