@@ -75,12 +75,10 @@ type request struct {
 	// pinTargets the plan's targets reordered for it (pinPlan).
 	pin        respTarget
 	pinTargets []router.Target
-	// tag is the response ID tag of the target that answered a Responses call, for
-	// its key, and prevTag the one its previous_response_id came with (untag); they
-	// view tagBuf and prevBuf.
-	tag, prevTag    []byte
-	tagBuf, prevBuf [respTagLen]byte
-	be              *providers.Backend
+	// tag is the response ID tag of the target that answered a Responses call, and
+	// prevTag the one its previous_response_id came with (untag).
+	tag, prevTag []byte
+	be           *providers.Backend
 	// series is the metrics route the request is recorded on once a backend was tried.
 	series *metrics.Route
 	begun  bool
@@ -1429,7 +1427,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			r.stream = r.res.Stream
 			r.hideUse = r.call.Stream && !r.call.IncludeUsage
 			if r.call.Kind == providers.Responses {
-				r.tagOf(r.be, r.rt.targetIndex(r.be, r.res.Target))
+				r.tag = r.tagOf()
 			}
 			r.setHeaders(ctx)
 			if r.stream != nil {

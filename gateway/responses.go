@@ -20,122 +20,62 @@ import (
 // in its process, OpenAI per organisation), and a later call naming it
 // (previous_response_id, GET /v1/responses/{id}) must reach that replica. The gateway
 // tags each response ID it passes to a client with the replica that answered: the ID
-// gains "-tg" and 12 hex digits, a hash of the backend's name, the target's URL
-// without its query (which may hold a credential that is rotated) and the name of the
-// client's key, the same on every gateway replica with that config and unchanged by
-// reloads that keep the target and the key. A call naming a tagged ID is sent to that
-// target, the tag cut from what goes upstream; a call with another key finds nothing,
-// though the upstream, which serves every key with the operator's own, would find it.
+// gains "-tg" and 12 hex digits, a hash of the backend's name and the target's URL
+// without its query (which may hold a credential that is rotated), the same on every
+// gateway replica with that config and unchanged by reloads that keep the target. A
+// call naming a tagged ID is sent to that target, the tag cut from what goes upstream.
 const (
 	respTagPrefix = "-tg"
 	respTagHex    = 12
 	respTagLen    = len(respTagPrefix) + respTagHex
 )
 
-// respTarget is the target a response tag names, and the key it was made for.
+// respTarget is the target a response tag names.
 type respTarget struct {
 	b *providers.Backend
 	// bi is b's index in the runtime's backendList, i the target's in b's.
 	bi, i int
-	key   string
 }
 
-// responseTagBase is what the tags of the target at rawURL of backend name hash: the
-// name, and the URL's scheme, host and path, not its query or fragment.
-func responseTagBase(name, rawURL string) string {
+// responseTag is the tag of the target at rawURL of backend name: its scheme, host and
+// path count, not its query or fragment.
+func responseTag(name, rawURL string) string {
 	if u, err := url.Parse(rawURL); err == nil {
 		rawURL = u.Scheme + "://" + u.Host + u.EscapedPath()
 	}
-	return name + "\x00" + rawURL
-}
-
-// responseTag is the tag of a target, by its responseTagBase, for the key named key
-// ("" with auth off).
-func responseTag(base, key string) string {
-	var b [respTagLen]byte
-	return string(appendResponseTag(b[:0], base, key))
-}
-
-// appendResponseTag appends the tag responseTag makes, without allocating.
-func appendResponseTag(dst []byte, base, key string) []byte {
-	var d xxhash.Digest
-	d.Reset()
-	_, _ = d.WriteString(base)
-	_, _ = d.WriteString("\x00")
-	_, _ = d.WriteString(key)
-	h := d.Sum64()
+	h := xxhash.Sum64String(name + "\x00" + rawURL)
 	const digits = "0123456789abcdef"
-	dst = append(dst, respTagPrefix...)
-	var hex [respTagHex]byte
-	for i := respTagHex - 1; i >= 0; i-- {
-		hex[i] = digits[h&15]
+	var b [respTagLen]byte
+	copy(b[:], respTagPrefix)
+	for i := respTagLen - 1; i >= len(respTagPrefix); i-- {
+		b[i] = digits[h&15]
 		h >>= 4
 	}
-	return append(dst, hex[:]...)
+	return string(b[:])
 }
 
-// keyNames are the names of the keys a tag can be made for: the config's keys, or ""
-// alone with auth off.
-func keyNames(cfg *Config) []string {
-	if len(cfg.Auth.Keys) == 0 || cfg.Auth.Mode == "none" {
-		return []string{""}
-	}
-	names := make([]string, len(cfg.Auth.Keys))
-	for i, k := range cfg.Auth.Keys {
-		names[i] = k.Name
-	}
-	return names
-}
-
-// Whether an ID's tag names a target for the caller's key.
-const (
-	untagged = iota // no tag the runtime knows: made elsewhere, or by a target since removed
-	tagged          // a tag of the caller's key
-	foreign         // another key's tag
-)
-
-// taggedTarget returns the ID without its tag and the target the tag names, and
-// whether the tag is one of the runtime's for the key named key.
-func (rt *runtime) taggedTarget(id []byte, key string) ([]byte, respTarget, int) {
+// taggedTarget returns the ID without its tag and the target the tag names, when id
+// ends with a tag of one of the runtime's targets.
+func (rt *runtime) taggedTarget(id []byte) ([]byte, respTarget, bool) {
 	if len(id) <= respTagLen || string(id[len(id)-respTagLen:len(id)-respTagHex]) != respTagPrefix {
-		return id, respTarget{}, untagged
+		return id, respTarget{}, false
 	}
 	t, ok := rt.respTags[string(id[len(id)-respTagLen:])]
-	switch {
-	case !ok:
-		return id, respTarget{}, untagged
-	case t.key != key:
-		return id, respTarget{}, foreign
+	if !ok {
+		return id, respTarget{}, false
 	}
-	return id[:len(id)-respTagLen], t, tagged
+	return id[:len(id)-respTagLen], t, true
 }
 
-// keyName is the name of the request's key, "" without one.
-func (r *request) keyName() string {
-	if r.key == nil {
-		return ""
-	}
-	return r.key.name
-}
-
-// tagOf is the tag of target i of backend b for the request's key, in r's own buffer.
-func (r *request) tagOf(b *providers.Backend, i int) []byte {
-	ts := r.rt.attempts[b]
-	if i < 0 || i >= len(ts) {
-		return nil
-	}
-	r.tag = appendResponseTag(r.tagBuf[:0], ts[i].tagBase, r.keyName())
-	return r.tag
-}
-
-// targetIndex is the index in b's targets of the one at url, -1 when none is.
-func (rt *runtime) targetIndex(b *providers.Backend, url string) int {
-	for i, t := range rt.attempts[b] {
-		if t.url == url {
-			return i
+// tagOf is the tag of the target r's last attempt went to, nil when unknown; the
+// attempt that answers keeps it in r.tag.
+func (r *request) tagOf() []byte {
+	for _, t := range r.rt.attempts[r.be] {
+		if t.url == r.res.Target {
+			return t.tag
 		}
 	}
-	return -1
+	return nil
 }
 
 // appendTagged appends src to dst with tags[k] inserted at offset at[k] (the closing
@@ -190,18 +130,11 @@ func (r *request) untag() *apiError {
 	if span[0] < 0 {
 		return nil
 	}
-	raw := r.body[span[0]:span[1]]
-	id, t, found := r.rt.taggedTarget(raw, r.keyName())
-	switch found {
-	case untagged:
+	id, t, ok := r.rt.taggedTarget(r.body[span[0]:span[1]])
+	if !ok {
 		return nil
-	case foreign:
-		// Another key's response: the upstream, which knows no keys, would continue it.
-		e := previousNotFound(raw)
-		return &e
 	}
-	r.pin = t
-	r.prevTag = append(r.prevBuf[:0], raw[len(id):]...)
+	r.pin, r.prevTag = t, r.rt.attempts[t.b][t.i].tag
 	// Into the request's own buffer: the body read may be the fasthttp request's.
 	cut := span[0] + len(id)
 	if cap(r.spliceBuf) == 0 {
@@ -297,13 +230,6 @@ var (
 	strGet       = []byte("GET")
 )
 
-// previousNotFound is the upstream's answer to a previous_response_id it does not hold,
-// given by the gateway for another key's response.
-func previousNotFound(id []byte) apiError {
-	return apiError{404, "invalid_request_error", "previous_response_not_found", "previous_response_id",
-		"Previous response with id '" + string(id) + "' not found."}
-}
-
 // errStreamStored refuses the retrieval of a stored response as a stream (?stream=true,
 // for a response made in the background): the gateway relays streams only as the
 // answers to the calls that make them.
@@ -358,10 +284,9 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		r.fail(ctx, e)
 		return
 	}
-	orig, t, found := r.rt.taggedTarget(id, r.keyName())
-	if found != tagged || !plainID(orig) || !r.reaches(t.bi) {
-		// Not the gateway's, no longer in its config, another key's, or out of the
-		// key's reach.
+	orig, t, ok := r.rt.taggedTarget(id)
+	if !ok || !plainID(orig) || r.rt.byIDSpecs[t.b] == nil || !r.reaches(t.bi) {
+		// byIDSpecs: a backend without the Responses API made no response.
 		e := responseNotFound(id)
 		r.fail(ctx, &e)
 		return
@@ -371,8 +296,8 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		return
 	}
 	// A stored response continues one stored on the same target.
-	r.be, r.backend = t.b, t.b.Name
-	r.prevTag = r.tagOf(t.b, t.i)
+	r.be, r.backend, r.tag = t.b, t.b.Name, r.rt.attempts[t.b][t.i].tag
+	r.prevTag = r.tag
 	r.series = r.rt.byID[t.b]
 	r.forwardRequestID(&ctx.Request.Header)
 	// Watched as a call's upstream wait is: a client that hangs up aborts it (499), and

@@ -10,7 +10,7 @@ func TestResponsesAllocs(t *testing.T) {
 	s := newTestServer(t, benchConfig(addr))
 	for _, body := range []string{
 		`{"model":"chat","input":"hi","max_output_tokens":64}`,
-		`{"model":"chat","input":"hi","previous_response_id":"resp_0123456789abcdef` + testTag("up", "http://"+addr+"/v1") + `"}`,
+		`{"model":"chat","input":"hi","previous_response_id":"resp_0123456789abcdef` + responseTag("up", "http://"+addr+"/v1") + `"}`,
 	} {
 		ctx := newResponsesCtx(body)
 		proxyOnce(s, ctx)

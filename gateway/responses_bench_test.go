@@ -64,7 +64,7 @@ func BenchmarkProxyResponses(b *testing.B) {
 func BenchmarkProxyResponsesFollowUp(b *testing.B) {
 	addr := startStaticResponsesUpstream(b, false)
 	s := newTestServer(b, benchConfig(addr))
-	ctx := newResponsesCtx(`{"model":"chat","input":"hi","previous_response_id":"resp_0123456789abcdef` + testTag("up", "http://"+addr+"/v1") + `"}`)
+	ctx := newResponsesCtx(`{"model":"chat","input":"hi","previous_response_id":"resp_0123456789abcdef` + responseTag("up", "http://"+addr+"/v1") + `"}`)
 	proxyOnce(s, ctx)
 	if ctx.Response.StatusCode() != 200 {
 		b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())

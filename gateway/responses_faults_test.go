@@ -152,7 +152,7 @@ endpoints:
   - {name: chat, type: chat, retries: 0, routes: [{backend: pool}]}
 logging: {level: info, format: json}
 `)
-	idA := "resp_a" + testTag("pool", "http://"+addrA+"/v1")
+	idA := "resp_a" + responseTag("pool", "http://"+addrA+"/v1")
 	if r, _ := respPost(t, g, "POST", "/v1/responses", "eject", `{"model":"chat","input":"hi","previous_response_id":"`+idA+`"}`, "x-fail", "1"); r.StatusCode != 500 {
 		t.Fatalf("first call: %d", r.StatusCode)
 	}
@@ -232,7 +232,7 @@ endpoints:
 tracing: {exporter: otlp-grpc, sample_ratio: 1}
 logging: {level: info, format: json}
 `)
-	id := "resp_0123" + testTag("up", "http://"+addr+"/v1")
+	id := "resp_0123" + responseTag("up", "http://"+addr+"/v1")
 	if r, body := respPost(t, g, "GET", "/v1/responses/"+id, "byid-trace", ""); r.StatusCode != 200 {
 		t.Fatalf("GET: %d %s", r.StatusCode, body)
 	}
@@ -262,7 +262,7 @@ func TestResponsesByIDCallCountedUnderItsBackend(t *testing.T) {
 	t.Parallel()
 	_, addr := startResponsesUpstream(t)
 	g := startGateway(t, mockConfig(addr, "", "")+"logging: {level: info, format: json}\n")
-	id := "resp_0123" + testTag("up", "http://"+addr+"/v1")
+	id := "resp_0123" + responseTag("up", "http://"+addr+"/v1")
 	if r, body := respPost(t, g, "GET", "/v1/responses/"+id, "byid-metrics", ""); r.StatusCode != 200 {
 		t.Fatalf("GET: %d %s", r.StatusCode, body)
 	}
@@ -295,7 +295,7 @@ func TestResponsesByIDStreamRetrieveRefused(t *testing.T) {
 		})
 	})
 	g := startGateway(t, mockConfig(addr, "", ""))
-	id := "resp_0123" + testTag("up", "http://"+addr+"/v1")
+	id := "resp_0123" + responseTag("up", "http://"+addr+"/v1")
 	r, body := respPost(t, g, "GET", "/v1/responses/"+id+"?stream=true&starting_after=3", "byid-stream", "")
 	if r.StatusCode != 400 || !strings.Contains(body, `"param":"stream"`) || !strings.Contains(body, "without stream=true") {
 		t.Fatalf("observed %d %s %s; expected 400 naming stream, not the upstream's stream taken for a bad answer", r.StatusCode, r.Header.Get("Content-Type"), body)

@@ -30,7 +30,7 @@ backends:
 endpoints:
   - {name: chat, type: chat, routes: [{backend: up}]}
 `)
-	id := "resp_0123" + testTag("up", "http://"+addr+"/v1")
+	id := "resp_0123" + responseTag("up", "http://"+addr+"/v1")
 	c, err := net.Dial("tcp", g.Addr())
 	if err != nil {
 		t.Fatal(err)

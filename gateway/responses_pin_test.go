@@ -36,7 +36,7 @@ endpoints:
   - {name: chat, type: chat, retries: 0, routes: [{backend: pool}]}
 logging: {level: info, format: json}
 `)
-			idA := "resp_a" + testTag("pool", "http://"+addrA+"/v1")
+			idA := "resp_a" + responseTag("pool", "http://"+addrA+"/v1")
 			// A stream continuing on A holds A's connection and slot until the test ends.
 			req, _ := http.NewRequest("POST", g.url+"/v1/responses", strings.NewReader(`{"model":"chat","input":"hi","stream":true,"previous_response_id":"`+idA+`"}`))
 			req.Header.Set("x-hold", "1")
@@ -106,7 +106,7 @@ endpoints:
   - {name: chat, type: chat, retries: 0, routes: [{backend: pool}]}
 logging: {level: info, format: json}
 `)
-	idA := "resp_a" + testTag("pool", "http://"+addrA+"/v1")
+	idA := "resp_a" + responseTag("pool", "http://"+addrA+"/v1")
 	req, _ := http.NewRequest("POST", g.url+"/v1/responses", strings.NewReader(`{"model":"chat","input":"hi","stream":true,"previous_response_id":"`+idA+`"}`))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -183,7 +183,7 @@ func TestResponsesByIDBase64ID(t *testing.T) {
 	r, body := respPost(t, g, "POST", "/v1/responses", "b64-make", `{"model":"chat","input":"hi"}`)
 	var m struct{ ID string }
 	_ = json.Unmarshal([]byte(body), &m)
-	tagged := id + testTag("up", "http://"+addr+"/v1")
+	tagged := id + responseTag("up", "http://"+addr+"/v1")
 	if r.StatusCode != 200 || m.ID != tagged {
 		t.Fatalf("create: %d %s", r.StatusCode, body)
 	}
@@ -212,7 +212,7 @@ endpoints:
   - {name: chat, type: chat, retries: 0, routes: [{backend: up}]}
 logging: {level: info, format: json}
 `)
-	idA := "resp_a" + testTag("up", "http://"+addrA+"/v1")
+	idA := "resp_a" + responseTag("up", "http://"+addrA+"/v1")
 	if r, _ := respPost(t, g, "POST", "/v1/responses", "trial-eject", `{"model":"chat","input":"hi","previous_response_id":"`+idA+`"}`, "x-fail", "1"); r.StatusCode != 500 {
 		t.Fatalf("first call: %d", r.StatusCode)
 	}

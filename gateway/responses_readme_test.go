@@ -12,7 +12,7 @@ func TestResponsesByIDAnswerNamesItsBackend(t *testing.T) {
 	t.Parallel()
 	_, addr := startResponsesUpstream(t)
 	g := startGateway(t, mockConfig(addr, "", ""))
-	id := "resp_0123" + testTag("up", "http://"+addr+"/v1")
+	id := "resp_0123" + responseTag("up", "http://"+addr+"/v1")
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/v1/responses/" + id},
 		{"DELETE", "/v1/responses/" + id},

@@ -87,9 +87,9 @@ type targetMetrics struct {
 	// label is the target's label value (targetLabels).
 	label string
 	a     *metrics.Attempt
-	// tagBase is what the tags of the Responses API's responses the target made
-	// hash, with the key that asked (responseTag).
-	tagBase string
+	// tag marks the IDs of the Responses API's responses the target made
+	// (responseTag).
+	tag []byte
 }
 
 type endpoint struct {
@@ -214,16 +214,9 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			urls[i] = t.URL
 		}
 		for i, label := range targetLabels(urls) {
-			base := responseTagBase(name, urls[i])
-			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label), tagBase: base})
-			if rt.byIDSpecs[b] == nil {
-				continue // no Responses API: no response to tag
-			}
-			// One tag for each key (none with auth off), which only that key's
-			// requests find.
-			for _, k := range keyNames(cfg) {
-				rt.respTags[responseTag(base, k)] = respTarget{b: b, bi: len(rt.backendList) - 1, i: i, key: k}
-			}
+			tag := responseTag(name, urls[i])
+			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label), tag: []byte(tag)})
+			rt.respTags[tag] = respTarget{b: b, bi: len(rt.backendList) - 1, i: i}
 		}
 	}
 	rt.unrouted = m.ShapedRoute(metrics.UnknownEndpoint, metrics.None, metrics.None, metrics.Shape{Codes: unroutedCodes[:]})
