@@ -344,7 +344,8 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		}
 	}
 	as.End()
-	var ue *providers.UpstreamError
+	// AsType: a variable whose address errors.As took would be allocated each call.
+	ue, upstream := errors.AsType[*providers.UpstreamError](err)
 	switch {
 	case cut:
 		r.cutOff(ctx)
@@ -353,7 +354,7 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		r.abandoned = errors.Is(err, providers.ErrClientLeftUpstream)
 		r.hangUp(ctx)
 		return
-	case errors.As(err, &ue):
+	case upstream:
 		r.errKind = "upstream_" + strconv.Itoa(ue.Status)
 		r.passUpstreamError(ctx, ue)
 	case err != nil:

@@ -22,3 +22,19 @@ func TestResponsesAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestResponsesByIDAllocs: a call on a stored response allocates nothing either.
+func TestResponsesByIDAllocs(t *testing.T) {
+	addr := startStaticResponsesUpstream(t, false)
+	s := newTestServer(t, benchConfig(addr))
+	ctx := newResponsesCtx("")
+	ctx.Request.Header.SetMethod("GET")
+	ctx.Request.SetRequestURI("/v1/responses/resp_0123456789abcdef" + responseTag("up", "http://"+addr+"/v1"))
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("status %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+		t.Errorf("%v allocations per call by ID", n)
+	}
+}
