@@ -295,6 +295,20 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		r.fail(ctx, &errStreamStored)
 		return
 	}
+	if ctx.IsGet() && len(sub) == 0 && ctx.Request.Header.ContentLength() != 0 {
+		// The openai-go SDK's GetStreaming asks for the stream in a JSON body: without
+		// this refusal it would read the plain answer as a stream with no event.
+		if e := r.readBody(ctx); e != nil {
+			r.fail(ctx, e)
+			return
+		}
+		if v, ok := jsonscan.Field(r.body, "stream"); ok {
+			if on, _ := jsonscan.Bool(v); on {
+				r.fail(ctx, &errStreamStored)
+				return
+			}
+		}
+	}
 	// A stored response continues one stored on the same target.
 	r.be, r.backend, r.tag = t.b, t.b.Name, r.rt.attempts[t.b][t.i].tag
 	r.prevTag = r.tag

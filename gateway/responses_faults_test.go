@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/responses"
 	"github.com/valyala/fasthttp"
 )
 
@@ -325,5 +329,27 @@ func TestResponsesStreamEndedByDoneWithoutTerminalEvent(t *testing.T) {
 	if !strings.Contains(body, "upstream_stream_cut") || line["error"] != "upstream_stream_cut" {
 		t.Fatalf("observed a stream ending %q, access log error %q; expected the gateway's upstream_stream_cut error event and error upstream_stream_cut",
 			body[strings.LastIndex(body, "event:"):], line["error"])
+	}
+}
+
+// The openai-go SDK's GetStreaming asks for a stored response's stream in a JSON body
+// on its GET: refused 400 as ?stream=true is, not answered with the plain response,
+// which the SDK would read as a stream with no event and no error.
+func TestResponsesByIDStreamInBodyRefused(t *testing.T) {
+	t.Parallel()
+	_, addr := startResponsesUpstream(t)
+	g := startGateway(t, mockConfig(addr, "", ""))
+	c := g.client()
+	id := "resp_0123" + responseTag("up", "http://"+addr+"/v1")
+	st := c.Responses.GetStreaming(context.Background(), id, responses.ResponseGetParams{})
+	for st.Next() {
+		t.Fatalf("an event: %v", st.Current())
+	}
+	var ae *openai.Error
+	if err := st.Err(); !errors.As(err, &ae) || ae.StatusCode != 400 || ae.Param != "stream" {
+		t.Fatalf("observed %v; expected 400 naming stream", err)
+	}
+	if _, err := c.Responses.Get(context.Background(), id, responses.ResponseGetParams{}); err != nil {
+		t.Fatalf("a plain GET: %v", err)
 	}
 }
