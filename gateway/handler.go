@@ -1385,40 +1385,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				r.answered = now
 			}
 		}
-		outcome := outcomeOf(err, ctx.Response.StatusCode())
-		if cut {
-			outcome = metrics.OutcomeShutdown
-		}
-		if a := r.rt.attempt(b, r.res.Target); err == nil && r.res.Stream != nil {
-			// A stream's attempt is counted when it ends, by how it ended.
-			r.streamAttempt = a
-		} else if a != nil {
-			a.Observe(outcome)
-		}
-		if as.IsRecording() {
-			tr.SetTarget(as, r.res.Target)
-			tracing.SetAttempt(as, r.attempts, outcome.String())
-			// Only an answer has a status: fasthttp reports 200 for a response
-			// that never came (a timeout, a refused connection).
-			var ue *providers.UpstreamError
-			if err == nil {
-				tracing.SetClientStatus(as, ctx.Response.StatusCode())
-			} else if errors.As(err, &ue) && ue.Status > 0 {
-				tracing.SetClientStatus(as, ue.Status)
-			} else if r.res.Status > 0 {
-				// An answer that was no use (a redirect, an HTML page, a body
-				// cut short) still came.
-				tracing.SetClientStatus(as, r.res.Status)
-			}
-			switch {
-			case cut:
-				tracing.RecordError(as, errCutAtShutdown, errShuttingDown.code)
-			case errors.Is(err, providers.ErrClientGone):
-				tracing.RecordRefusal(as, errClientHungUp.code)
-			case err != nil:
-				tracing.RecordError(as, err, outcome.String())
-			}
-		}
+		r.countAttempt(ctx, as, b, err, cut)
 		if err == nil {
 			// An attempt that answered: a failed one before it is not the
 			// request's error.
@@ -1554,6 +1521,46 @@ var errLimiterDown = apiError{503, "server_error", "ratelimit_unavailable", "", 
 // upstreamDetail is an upstream failure that says what went wrong in the upstream's
 // own words (masked): an error event's message, a bare JSON error object's.
 type upstreamDetail interface{ UpstreamDetail() string }
+
+// countAttempt counts an attempt on b that ended with err (cut: by the shutdown's
+// cut) in tollgate_upstream_attempts_total, a stream's when it ends, by how it ended,
+// and records it on its span as.
+func (r *request) countAttempt(ctx *fasthttp.RequestCtx, as trace.Span, b *providers.Backend, err error, cut bool) {
+	outcome := outcomeOf(err, ctx.Response.StatusCode())
+	if cut {
+		outcome = metrics.OutcomeShutdown
+	}
+	if a := r.rt.attempt(b, r.res.Target); err == nil && r.res.Stream != nil {
+		// A stream's attempt is counted when it ends, by how it ended.
+		r.streamAttempt = a
+	} else if a != nil {
+		a.Observe(outcome)
+	}
+	if !as.IsRecording() {
+		return
+	}
+	r.rt.tr.SetTarget(as, r.res.Target)
+	tracing.SetAttempt(as, r.attempts, outcome.String())
+	// Only an answer has a status: fasthttp reports 200 for a response that never
+	// came (a timeout, a refused connection).
+	if ue, ok := errors.AsType[*providers.UpstreamError](err); err == nil {
+		tracing.SetClientStatus(as, ctx.Response.StatusCode())
+	} else if ok && ue.Status > 0 {
+		tracing.SetClientStatus(as, ue.Status)
+	} else if r.res.Status > 0 {
+		// An answer that was no use (a redirect, an HTML page, a body cut short)
+		// still came.
+		tracing.SetClientStatus(as, r.res.Status)
+	}
+	switch {
+	case cut:
+		tracing.RecordError(as, errCutAtShutdown, errShuttingDown.code)
+	case errors.Is(err, providers.ErrClientGone):
+		tracing.RecordRefusal(as, errClientHungUp.code)
+	case err != nil:
+		tracing.RecordError(as, err, outcome.String())
+	}
+}
 
 // startAnswer arms r.ans to read the answer to the attempt whose span is as.
 func (r *request) startAnswer(as trace.Span) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/tollgate/tollgate/internal/jsonscan"
-	"github.com/tollgate/tollgate/metrics"
 	"github.com/tollgate/tollgate/providers"
 	"github.com/tollgate/tollgate/tracing"
 	"github.com/valyala/fasthttp"
@@ -70,56 +69,29 @@ func (rt *runtime) taggedTarget(id []byte) ([]byte, respTarget, bool) {
 // tagOf is the tag of the target r's last attempt went to, nil when unknown; the
 // attempt that answers keeps it in r.tag.
 func (r *request) tagOf() []byte {
-	for _, t := range r.rt.attempts[r.be] {
-		if t.url == r.res.Target {
-			return t.tag
-		}
+	if t := r.rt.target(r.be, r.res.Target); t != nil {
+		return t.tag
 	}
 	return nil
 }
 
-// appendTagged appends src to dst with tags[k] inserted at offset at[k] (the closing
-// quotes of the IDs to tag, responseIDEnds's); an offset that is negative, or whose
-// tag is empty, inserts nothing.
-func appendTagged(dst, src []byte, at [2]int, tags [2][]byte) []byte {
+// appendTagged appends src to dst with tags[k] inserted at offset at[k], the closing
+// quotes of the IDs the provider's scan found (providers.IDEnds); an offset of 0, or
+// one whose tag is empty, inserts nothing.
+func appendTagged(dst, src []byte, at providers.IDEnds, tags [2][]byte) []byte {
 	if at[1] < at[0] {
 		at[0], at[1] = at[1], at[0]
 		tags[0], tags[1] = tags[1], tags[0]
 	}
 	from := 0
 	for k, i := range at {
-		if i < from || i > len(src) || len(tags[k]) == 0 {
+		if i <= 0 || i < from || i > len(src) || len(tags[k]) == 0 {
 			continue
 		}
 		dst = append(append(dst, src[from:i]...), tags[k]...)
 		from = i
 	}
 	return append(dst, src[from:]...)
-}
-
-// responseIDEnds returns the offsets in obj, a response object, of the closing quotes
-// of its id and previous_response_id strings, -1 for one that is not a string.
-func responseIDEnds(obj []byte) [2]int {
-	at := [2]int{-1, -1}
-	var it jsonscan.Iter
-	if it.Reset(obj) != nil {
-		return at
-	}
-	for {
-		k, v, ok := it.Next()
-		if !ok {
-			return at
-		}
-		if !jsonscan.IsString(v) || bytes.IndexByte(v, '\\') >= 0 {
-			continue
-		}
-		switch string(k) {
-		case "id":
-			at[0] = it.ValueOffset() + len(v) - 1
-		case "previous_response_id":
-			at[1] = it.ValueOffset() + len(v) - 1
-		}
-	}
 }
 
 // untag cuts the tag from the previous_response_id of a Responses call and pins the
@@ -172,35 +144,14 @@ func (r *request) pinPlan() {
 }
 
 // appendEvent appends data, a Responses API stream event, with the IDs of the
-// response it carries tagged with the target that answered.
+// response it carries (their offsets found by the provider's read of the event)
+// tagged.
 func (r *request) appendEvent(dst, data []byte) []byte {
-	tag := r.tag
-	if len(tag) == 0 && len(r.prevTag) == 0 {
-		return append(dst, data...)
-	}
-	var it jsonscan.Iter
-	if it.Reset(data) != nil {
-		return append(dst, data...)
-	}
-	for {
-		k, v, ok := it.Next()
-		if !ok {
-			return append(dst, data...)
-		}
-		if string(k) == "response" && len(v) > 0 && v[0] == '{' {
-			at, off := responseIDEnds(v), it.ValueOffset()
-			for j := range at {
-				if at[j] >= 0 {
-					at[j] += off
-				}
-			}
-			return appendTagged(dst, data, at, [2][]byte{tag, r.prevTag})
-		}
-	}
+	return appendTagged(dst, data, r.ev.IDEnds, [2][]byte{r.tag, r.prevTag})
 }
 
 // tagBody tags the IDs of the response object a Responses call was answered with
-// (a 2xx body): its id with the target that answered, its previous_response_id with
+// (a 2xx body, its IDs found by the provider's scan): its id with the target that answered, its previous_response_id with
 // the tag the client sent it with (none when it came without one). The body is
 // written anew in the answer's own buffer.
 func (r *request) tagBody(resp *fasthttp.Response) {
@@ -208,15 +159,11 @@ func (r *request) tagBody(resp *fasthttp.Response) {
 		return
 	}
 	tags := [2][]byte{r.tag, r.prevTag}
-	if len(tags[0]) == 0 && len(tags[1]) == 0 {
+	at := r.res.IDEnds
+	if len(tags[0]) == 0 && len(tags[1]) == 0 || at[0] == 0 && at[1] == 0 {
 		return
 	}
-	body := resp.Body()
-	at := responseIDEnds(body)
-	if at[0] < 0 && at[1] < 0 {
-		return
-	}
-	buf := appendTagged(getBodyBuf(), body, at, tags)
+	buf := appendTagged(getBodyBuf(), resp.Body(), at, tags)
 	resp.SetBody(buf)
 	putBodyBuf(buf)
 }
@@ -254,19 +201,14 @@ func responseNotFound(id []byte) apiError {
 func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 	r := s.ownRequest(ctx)
 	id, sub, _ := bytes.Cut(rest, strSlash)
-	if len(sub) == 0 && (string(id) == "input_tokens" || string(id) == "compact") {
-		// OpenAI's token count and compaction of a Responses input: not served.
-		r.fail(ctx, &errNotFound)
-		return
-	}
 	var allow []byte
 	var ok bool
-	switch string(sub) {
-	case "":
+	switch responseRoute(ctx.Path()) {
+	case routeResponse:
 		allow, ok = strGetDelete, ctx.IsGet() || ctx.IsDelete()
-	case "cancel":
+	case routeResponseCancel:
 		allow, ok = strPost, ctx.IsPost()
-	case "input_items":
+	case routeResponseItems:
 		allow, ok = strGet, ctx.IsGet()
 	default:
 		r.fail(ctx, &errNotFound)
@@ -285,8 +227,7 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		return
 	}
 	orig, t, ok := r.rt.taggedTarget(id)
-	if !ok || !plainID(orig) || r.rt.byIDSpecs[t.b] == nil || !r.reaches(t.bi) {
-		// byIDSpecs: a backend without the Responses API made no response.
+	if !ok || !plainID(orig) || !r.reaches(t.bi) {
 		e := responseNotFound(id)
 		r.fail(ctx, &e)
 		return
@@ -335,28 +276,7 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 	r.attempts = 1
 	gone := errors.Is(err, providers.ErrClientGone)
 	cut := gone && r.s.cut.Load()
-	outcome := outcomeOf(err, ctx.Response.StatusCode())
-	if cut {
-		outcome = metrics.OutcomeShutdown
-	}
-	if a := r.rt.attempt(t.b, r.res.Target); a != nil {
-		a.Observe(outcome)
-	}
-	if as.IsRecording() {
-		tr.SetTarget(as, r.res.Target)
-		tracing.SetAttempt(as, 1, outcome.String())
-		if r.res.Status != 0 {
-			tracing.SetClientStatus(as, r.res.Status)
-		}
-		switch {
-		case cut:
-			tracing.RecordError(as, errCutAtShutdown, errShuttingDown.code)
-		case gone:
-			tracing.RecordRefusal(as, errClientHungUp.code)
-		case err != nil:
-			tracing.RecordError(as, err, outcome.String())
-		}
-	}
+	r.countAttempt(ctx, as, t.b, err, cut)
 	as.End()
 	// AsType: a variable whose address errors.As took would be allocated each call.
 	ue, upstream := errors.AsType[*providers.UpstreamError](err)
@@ -418,9 +338,13 @@ func responseRoute(path []byte) int {
 	if !ok || len(rest) == 0 {
 		return routeNone
 	}
-	_, sub, _ := bytes.Cut(rest, strSlash)
+	id, sub, _ := bytes.Cut(rest, strSlash)
 	switch string(sub) {
 	case "":
+		if string(id) == "input_tokens" || string(id) == "compact" {
+			// OpenAI's token count and compaction of a Responses input: not served.
+			return routeNone
+		}
 		return routeResponse
 	case "cancel":
 		return routeResponseCancel

@@ -65,10 +65,11 @@ endpoints:
 	}
 }
 
-// The built-in mock backend keeps its stored responses across a reload that keeps the
-// backend, as a real upstream outlives one: the next turn's previous_response_id and a
-// GET of the first response still find it.
-func TestResponsesMockProviderKeepsResponsesAcrossReload(t *testing.T) {
+// The default config's built-in mock backend serves the Responses API, a follow-up
+// continuing the response before it, and keeps its stored responses across a reload
+// that keeps the backend, as a real upstream outlives one: the next turn's
+// previous_response_id and a GET of the first response still find it.
+func TestResponsesMockProvider(t *testing.T) {
 	t.Parallel()
 	g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
@@ -84,6 +85,16 @@ endpoints:
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	second, err := c.Responses.New(ctx, responses.ResponseNewParams{
+		Model: "chat", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("again")},
+		PreviousResponseID: openai.String(first.ID),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.PreviousResponseID != first.ID || second.Usage.InputTokens <= first.Usage.InputTokens {
+		t.Fatalf("follow-up %+v of %s", second, first.ID)
 	}
 	if err := g.Reload(); err != nil {
 		t.Fatal(err)

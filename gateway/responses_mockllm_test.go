@@ -105,34 +105,3 @@ endpoints:
 		}
 	}
 }
-
-// The default config's built-in mock backend serves the Responses API too, a
-// follow-up continuing the response before it.
-func TestResponsesMockProvider(t *testing.T) {
-	t.Parallel()
-	g := startGateway(t, `
-server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
-backends:
-  demo: {provider: mock, model: mock-1, mock: {max_tokens: 8}}
-endpoints:
-  - {name: chat, type: chat, routes: [{backend: demo}]}
-`)
-	c := g.client()
-	ctx := context.Background()
-	first, err := c.Responses.New(ctx, responses.ResponseNewParams{
-		Model: "chat", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hello")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, err := c.Responses.New(ctx, responses.ResponseNewParams{
-		Model: "chat", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("again")},
-		PreviousResponseID: openai.String(first.ID),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if second.PreviousResponseID != first.ID || second.Usage.InputTokens <= first.Usage.InputTokens {
-		t.Fatalf("follow-up %+v of %s", second, first.ID)
-	}
-}

@@ -214,9 +214,14 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			urls[i] = t.URL
 		}
 		for i, label := range targetLabels(urls) {
-			tag := responseTag(name, urls[i])
-			rt.attempts[b] = append(rt.attempts[b], targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label), tag: []byte(tag)})
-			rt.respTags[tag] = respTarget{b: b, bi: len(rt.backendList) - 1, i: i}
+			tm := targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label)}
+			if rt.byIDSpecs[b] != nil {
+				// A backend with the Responses API: the IDs of its responses are tagged.
+				tag := responseTag(name, urls[i])
+				tm.tag = []byte(tag)
+				rt.respTags[tag] = respTarget{b: b, bi: len(rt.backendList) - 1, i: i}
+			}
+			rt.attempts[b] = append(rt.attempts[b], tm)
 		}
 	}
 	rt.unrouted = m.ShapedRoute(metrics.UnknownEndpoint, metrics.None, metrics.None, metrics.Shape{Codes: unroutedCodes[:]})
@@ -417,14 +422,22 @@ func (rt *runtime) attempt(b *providers.Backend, url string) *metrics.Attempt {
 		// No target was tried (the pool was ejected or full): nothing to count.
 		return nil
 	}
+	if t := rt.target(b, url); t != nil {
+		return t.a
+	}
+	if ts := rt.attempts[b]; len(ts) > 0 {
+		return ts[0].a
+	}
+	return nil
+}
+
+// target is the metrics and tag of b's target at url, nil when b has none there.
+func (rt *runtime) target(b *providers.Backend, url string) *targetMetrics {
 	ts := rt.attempts[b]
 	for i := range ts {
 		if ts[i].url == url {
-			return ts[i].a
+			return &ts[i]
 		}
-	}
-	if len(ts) > 0 {
-		return ts[0].a
 	}
 	return nil
 }
@@ -435,10 +448,8 @@ func (rt *runtime) targetLabel(b *providers.Backend, url string) string {
 	if url == "" {
 		return ""
 	}
-	for _, t := range rt.attempts[b] {
-		if t.url == url {
-			return t.label
-		}
+	if t := rt.target(b, url); t != nil {
+		return t.label
 	}
 	return targetLabels([]string{url})[0]
 }

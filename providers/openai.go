@@ -201,7 +201,7 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 // attempt ends (endAttempt).
 func (o *openAI) passAnswer(t *Target, up, out *fasthttp.Response, res *Result) error {
 	defer endAttempt(t, up)
-	ok, isError := scanAnswer(up.Body(), &res.Usage)
+	ok, isError := scanAnswerIDs(up.Body(), &res.Usage, &res.IDEnds)
 	if !ok {
 		return ErrBadResponse
 	}

@@ -282,6 +282,10 @@ type Result struct {
 	// whatever became of the answer then (a redirect, an HTML page where JSON
 	// belongs, a body cut short); 0 when no answer came.
 	Status int
+	// IDEnds are the offsets in the answer's body of the closing quotes of its id and
+	// previous_response_id strings (responseIDs), for the gateway to tag a Responses
+	// API answer's IDs without scanning it again.
+	IDEnds IDEnds
 	// Judged and Failed are the verdict the target's health took of an attempt that
 	// ended without a stream to read (Judge's, knowing also whether the attempt
 	// waited in the queue: a deadline spent there is no verdict). A stream's verdict
@@ -321,6 +325,9 @@ type Event struct {
 	// Error is set when the chunk is an error object (an upstream failing mid-stream
 	// sends one in place of a chunk).
 	Error bool
+	// IDEnds are the offsets in Data of the closing quotes of the id and
+	// previous_response_id of the response a Responses API event carries.
+	IDEnds IDEnds
 	// KeepAlive marks an upstream's keep-alive with no data (an SSE comment such as
 	// ": ping", Anthropic's ping event): the gateway passes one on, so that the
 	// client's side of a stream the upstream keeps alive is not silent either.

@@ -44,7 +44,7 @@ func inspectResponseEvent(data []byte, ev *Event) (final, ok bool) {
 		case "delta":
 			delta = v
 		case "response":
-			readResponse(v, ev)
+			readResponse(v, it.ValueOffset(), ev)
 		case "error":
 			ev.Error = ev.Error || !jsonscan.IsNull(v)
 		}
@@ -65,8 +65,29 @@ func inspectResponseEvent(data []byte, ev *Event) (final, ok bool) {
 	return final, true
 }
 
-// readResponse reads a response object's usage and service tier into ev.
-func readResponse(v []byte, ev *Event) {
+// IDEnds are the offsets of the closing quotes of a response object's id and
+// previous_response_id strings in the body or event holding it; 0 for one that is not
+// a string, or has escapes (no string ends at offset 0 of a JSON object).
+type IDEnds [2]int
+
+// note records member k's value v, at offset off, when it is one of the IDs.
+func (e *IDEnds) note(k, v []byte, off int) {
+	i := 0
+	switch string(k) {
+	case "id":
+	case "previous_response_id":
+		i = 1
+	default:
+		return
+	}
+	if jsonscan.IsString(v) && bytes.IndexByte(v, '\\') < 0 {
+		e[i] = off + len(v) - 1
+	}
+}
+
+// readResponse reads a response object's usage, service tier and IDs (the object
+// at offset off of the event's data) into ev.
+func readResponse(v []byte, off int, ev *Event) {
 	var it jsonscan.Iter
 	if it.Reset(v) != nil {
 		return
@@ -76,6 +97,7 @@ func readResponse(v []byte, ev *Event) {
 		if !ok {
 			return
 		}
+		ev.IDEnds.note(k, val, off+it.ValueOffset())
 		switch string(k) {
 		case "usage":
 			if !jsonscan.IsNull(val) && parseUsage(val, &ev.Usage) {

@@ -186,6 +186,11 @@ func tokenCount(v []byte) (int64, bool) {
 // the object has an error member: a router that answered 200 before the model failed
 // puts the error there (OpenRouter), and it may quote the backend's key.
 func scanAnswer(body []byte, u *Usage) (ok, isError bool) {
+	return scanAnswerIDs(body, u, nil)
+}
+
+// scanAnswerIDs is scanAnswer that also notes the answer's IDs in ids, when not nil.
+func scanAnswerIDs(body []byte, u *Usage, ids *IDEnds) (ok, isError bool) {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return false, false
@@ -194,6 +199,9 @@ func scanAnswer(body []byte, u *Usage) (ok, isError bool) {
 		k, v, ok := it.Next()
 		if !ok {
 			return it.Err() == nil && jsonscan.SkipSpace(body, it.End()) == len(body), isError
+		}
+		if ids != nil {
+			ids.note(k, v, it.ValueOffset())
 		}
 		switch string(k) {
 		case "usage":

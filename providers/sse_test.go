@@ -206,6 +206,11 @@ func FuzzResponsesSSE(f *testing.F) {
 				done = true
 				continue
 			}
+			for _, e := range ev.IDEnds {
+				if e != 0 && (e >= len(ev.Data) || ev.Data[e] != '"') {
+					t.Fatalf("an ID's end at %d is no closing quote in %q", e, ev.Data)
+				}
+			}
 			if bytes.ContainsAny(ev.Name, "\r\n") {
 				t.Fatalf("event name %q breaks its line", ev.Name)
 			}
