@@ -133,6 +133,9 @@ func (t *ServerTLS) load() (*tls.Certificate, error) {
 type AuthConfig struct {
 	Mode string      `yaml:"mode"`
 	Keys []KeyConfig `yaml:"keys"`
+	// ResponseSecret, when set, signs each stored response's ID the gateway returns
+	// with the key that made it: another key cannot continue, read or delete it.
+	ResponseSecret string `yaml:"response_secret"`
 }
 
 // KeyConfig is one client API key: the key itself (usually `${VAR}`) or its SHA-256.
@@ -1248,7 +1251,7 @@ func anchorProblem(path string, data []byte, name string) string {
 // a client's key or its sha256, the admin token, the Redis URL and password.
 func secretKey(p string) bool {
 	switch p {
-	case "server.admin_token", "limiter.redis.url", "limiter.redis.password":
+	case "server.admin_token", "limiter.redis.url", "limiter.redis.password", "auth.response_secret":
 		return true
 	}
 	last := p[strings.LastIndexByte(p, '.')+1:]
@@ -1801,6 +1804,9 @@ func (c *Config) problems() []string {
 	case "none", "keys":
 	default:
 		add("auth.mode", "must be none or keys")
+	}
+	if n := len(c.Auth.ResponseSecret); n > 0 && n < minResponseSecret {
+		add("auth.response_secret", "is "+strconv.Itoa(n)+" bytes: give at least "+strconv.Itoa(minResponseSecret)+" random ones (openssl rand -hex 32 makes one)")
 	}
 	endpointNames := map[string]bool{}
 	for _, e := range c.Endpoints {

@@ -59,6 +59,7 @@ func TestReadmeConfig(t *testing.T) {
 	vars := env(map[string]string{
 		"TEAM_A_KEY": "key-a", "VLLM_KEY": "k", "OPENAI_API_KEY": "sk-o",
 		"ANTHROPIC_API_KEY": "sk-a", "AZURE_OPENAI_API_KEY": "sk-z",
+		"TOLLGATE_RESPONSE_SECRET": "0123456789abcdef0123456789abcdef",
 	})
 	if _, err := ParseConfig("README.md", []byte(block), vars); err != nil {
 		t.Fatal(err)

@@ -3,10 +3,16 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
 	"errors"
+	"hash"
 	"log/slog"
 	"net/url"
 	"strconv"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -23,10 +29,19 @@ import (
 // without its query (which may hold a credential that is rotated), the same on every
 // gateway replica with that config and unchanged by reloads that keep the target. A
 // call naming a tagged ID is sent to that target, the tag cut from what goes upstream.
+//
+// With auth.response_secret set, the tag goes on with 16 hex digits more: the first
+// 64 bits of an HMAC-SHA256, under that secret, of the client key's name, the target's
+// tag and the ID. Only the key that was answered with an ID can then name it: another
+// key's tag on it, or none, is refused as an ID not found.
 const (
 	respTagPrefix = "-tg"
 	respTagHex    = 12
 	respTagLen    = len(respTagPrefix) + respTagHex
+	respMACHex    = 16
+	respSignedLen = respTagLen + respMACHex
+	// minResponseSecret is the shortest auth.response_secret taken.
+	minResponseSecret = 16
 )
 
 // respTarget is the target a response tag names.
@@ -43,27 +58,88 @@ func responseTag(name, rawURL string) string {
 		rawURL = u.Scheme + "://" + u.Host + u.EscapedPath()
 	}
 	h := xxhash.Sum64String(name + "\x00" + rawURL)
-	const digits = "0123456789abcdef"
 	var b [respTagLen]byte
 	copy(b[:], respTagPrefix)
-	for i := respTagLen - 1; i >= len(respTagPrefix); i-- {
-		b[i] = digits[h&15]
-		h >>= 4
-	}
+	putHex(b[len(respTagPrefix):], int(h))
 	return string(b[:])
 }
 
-// taggedTarget returns the ID without its tag and the target the tag names, when id
-// ends with a tag of one of the runtime's targets.
-func (rt *runtime) taggedTarget(id []byte) ([]byte, respTarget, bool) {
-	if len(id) <= respTagLen || string(id[len(id)-respTagLen:len(id)-respTagHex]) != respTagPrefix {
-		return id, respTarget{}, false
+// respSigner signs response IDs under auth.response_secret (see above); its HMACs are
+// pooled, a reset one computing without allocating.
+type respSigner struct {
+	pool sync.Pool // of *signState
+}
+
+// signState is an HMAC and the buffers it reads and writes: an array on the stack
+// passed to an interface's method would be allocated each call.
+type signState struct {
+	h   hash.Hash
+	n   [2]byte
+	sum [sha256.Size]byte
+}
+
+func newRespSigner(secret string) *respSigner {
+	key := []byte(secret)
+	s := &respSigner{}
+	s.pool.New = func() any { return &signState{h: hmac.New(sha256.New, key)} }
+	return s
+}
+
+// sign writes into dst (respMACHex bytes) the signature of id, tagged with tag
+// (respTagLen bytes), as answered to the key named key.
+func (s *respSigner) sign(dst, key, tag, id []byte) {
+	st := s.pool.Get().(*signState)
+	h := st.h
+	h.Reset()
+	binary.BigEndian.PutUint16(st.n[:], uint16(len(key)))
+	h.Write(st.n[:])
+	h.Write(key)
+	h.Write(tag)
+	h.Write(id)
+	h.Sum(st.sum[:0])
+	putHex(dst, int(binary.BigEndian.Uint64(st.sum[:8])))
+	s.pool.Put(st)
+}
+
+// valid reports whether mac is the signature of id tagged with tag for key.
+func (s *respSigner) valid(mac, key, tag, id []byte) bool {
+	var want [respMACHex]byte
+	s.sign(want[:], key, tag, id)
+	return subtle.ConstantTimeCompare(want[:], mac) == 1
+}
+
+// taggedTarget returns the ID without its tag, the target the tag names and the tag's
+// signature (nil without auth.response_secret), when id ends with a tag of one of the
+// runtime's targets.
+func (rt *runtime) taggedTarget(id []byte) (orig []byte, t respTarget, mac []byte, ok bool) {
+	n := rt.tagLen
+	if len(id) <= n || string(id[len(id)-n:len(id)-n+len(respTagPrefix)]) != respTagPrefix {
+		return id, respTarget{}, nil, false
 	}
-	t, ok := rt.respTags[string(id[len(id)-respTagLen:])]
+	t, ok = rt.respTags[string(id[len(id)-n:len(id)-n+respTagLen])]
 	if !ok {
-		return id, respTarget{}, false
+		return id, respTarget{}, nil, false
 	}
-	return id[:len(id)-respTagLen], t, true
+	if rt.signer != nil {
+		mac = id[len(id)-respMACHex:]
+	}
+	return id[:len(id)-n], t, mac, true
+}
+
+// keyName is the name of the request's key, as response IDs are signed for it; empty
+// without keys.
+func (r *request) keyName() []byte {
+	if r.key == nil {
+		return nil
+	}
+	return r.key.nameBytes
+}
+
+// ownsResponse reports whether the request's key may name the response orig, tagged
+// with t's tag and signed mac: always without auth.response_secret.
+func (r *request) ownsResponse(orig []byte, t respTarget, mac []byte) bool {
+	s := r.rt.signer
+	return s == nil || s.valid(mac, r.keyName(), r.rt.attempts[t.b][t.i].tag, orig)
 }
 
 // tagOf is the tag of the target r's last attempt went to, nil when unknown; the
@@ -75,10 +151,11 @@ func (r *request) tagOf() []byte {
 	return nil
 }
 
-// appendTagged appends src to dst with tags[k] inserted at offset at[k], the closing
-// quotes of the IDs the provider's scan found (providers.IDEnds); an offset of 0, or
-// one whose tag is empty, inserts nothing.
-func appendTagged(dst, src []byte, at providers.IDEnds, tags [2][]byte) []byte {
+// appendTagged appends src to dst with the IDs whose closing quotes are at offsets
+// at[k] (those the provider's scan found: providers.IDEnds) tagged with tags[k], and
+// signed for the request's key with auth.response_secret; an offset of 0, or one
+// whose tag is empty, changes nothing.
+func (r *request) appendTagged(dst, src []byte, at providers.IDEnds, tags [2][]byte) []byte {
 	if at[1] < at[0] {
 		at[0], at[1] = at[1], at[0]
 		tags[0], tags[1] = tags[1], tags[0]
@@ -89,20 +166,42 @@ func appendTagged(dst, src []byte, at providers.IDEnds, tags [2][]byte) []byte {
 			continue
 		}
 		dst = append(append(dst, src[from:i]...), tags[k]...)
+		if s := r.rt.signer; s != nil {
+			// The ID has no escapes (IDEnds): it begins after the quote before.
+			id := src[bytes.LastIndexByte(src[:i], '"')+1 : i]
+			n := len(dst)
+			dst = append(dst, zeroMAC[:]...)
+			s.sign(dst[n:], r.keyName(), tags[k], id)
+		}
 		from = i
 	}
 	return append(dst, src[from:]...)
 }
 
+var zeroMAC [respMACHex]byte
+
+// errPreviousNotFound refuses a previous_response_id the gateway did not answer the
+// request's key with (auth.response_secret): as OpenAI refuses an unknown one.
+func errPreviousNotFound(id []byte) apiError {
+	return apiError{400, "invalid_request_error", "previous_response_not_found", "previous_response_id",
+		"Previous response with id '" + string(id) + "' not found."}
+}
+
 // untag cuts the tag from the previous_response_id of a Responses call and pins the
 // call to the target the tag names; the body, copied without the tag, is scanned
-// again, its spans moved.
+// again, its spans moved. With auth.response_secret, an ID not signed for the
+// request's key is refused.
 func (r *request) untag() *apiError {
 	span := r.f.prevResponse
 	if span[0] < 0 {
 		return nil
 	}
-	id, t, ok := r.rt.taggedTarget(r.body[span[0]:span[1]])
+	raw := r.body[span[0]:span[1]]
+	id, t, mac, ok := r.rt.taggedTarget(raw)
+	if r.rt.signer != nil && (!ok || !r.ownsResponse(id, t, mac)) {
+		e := errPreviousNotFound(raw)
+		return &e
+	}
 	if !ok {
 		return nil
 	}
@@ -112,7 +211,7 @@ func (r *request) untag() *apiError {
 	if cap(r.spliceBuf) == 0 {
 		r.spliceBuf = getBodyBuf()
 	}
-	r.spliceBuf = append(append(r.spliceBuf[:0], r.body[:cut]...), r.body[cut+respTagLen:]...)
+	r.spliceBuf = append(append(r.spliceBuf[:0], r.body[:cut]...), r.body[span[1]:]...)
 	r.body = r.spliceBuf
 	return scanBody(r.body, &r.f)
 }
@@ -147,7 +246,7 @@ func (r *request) pinPlan() {
 // response it carries (their offsets found by the provider's read of the event)
 // tagged.
 func (r *request) appendEvent(dst, data []byte) []byte {
-	return appendTagged(dst, data, r.ev.IDEnds, [2][]byte{r.tag, r.prevTag})
+	return r.appendTagged(dst, data, r.ev.IDEnds, [2][]byte{r.tag, r.prevTag})
 }
 
 // tagBody tags the IDs of the response object a Responses call was answered with
@@ -163,7 +262,7 @@ func (r *request) tagBody(resp *fasthttp.Response) {
 	if len(tags[0]) == 0 && len(tags[1]) == 0 || at[0] == 0 && at[1] == 0 {
 		return
 	}
-	buf := appendTagged(getBodyBuf(), resp.Body(), at, tags)
+	buf := r.appendTagged(getBodyBuf(), resp.Body(), at, tags)
 	resp.SetBody(buf)
 	putBodyBuf(buf)
 }
@@ -226,8 +325,8 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		r.fail(ctx, e)
 		return
 	}
-	orig, t, ok := r.rt.taggedTarget(id)
-	if !ok || !plainID(orig) || !r.reaches(t.bi) {
+	orig, t, mac, ok := r.rt.taggedTarget(id)
+	if !ok || !plainID(orig) || !r.reaches(t.bi) || !r.ownsResponse(orig, t, mac) {
 		e := responseNotFound(id)
 		r.fail(ctx, &e)
 		return

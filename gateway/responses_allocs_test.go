@@ -2,7 +2,10 @@
 
 package gateway
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestResponsesAllocs: a Responses call costs the allocations a chat call does.
 func TestResponsesAllocs(t *testing.T) {
@@ -30,6 +33,38 @@ func TestResponsesByIDAllocs(t *testing.T) {
 	ctx := newResponsesCtx("")
 	ctx.Request.Header.SetMethod("GET")
 	ctx.Request.SetRequestURI("/v1/responses/resp_0123456789abcdef" + responseTag("up", "http://"+addr+"/v1"))
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("status %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+		t.Errorf("%v allocations per call by ID", n)
+	}
+}
+
+// TestResponsesSignedAllocs: signing the answer's ID, and checking a follow-up's or a
+// call by ID's signature, allocate nothing.
+func TestResponsesSignedAllocs(t *testing.T) {
+	addr := startStaticResponsesUpstream(t, false)
+	s := newTestServer(t, signedBenchConfig(addr))
+	for _, body := range []string{
+		`{"model":"chat","input":"hi","max_output_tokens":64}`,
+		`{"model":"chat","input":"hi","previous_response_id":"` + signedID(addr, "resp_0123456789abcdef") + `"}`,
+	} {
+		ctx := newResponsesCtx(body)
+		ctx.Request.Header.Set("Authorization", "Bearer sk-a")
+		proxyOnce(s, ctx)
+		if want := signedID(addr, "resp_0123456789abcdef"); ctx.Response.StatusCode() != 200 || !strings.Contains(string(ctx.Response.Body()), want) {
+			t.Errorf("%s: answer %s without %s", body, ctx.Response.Body(), want)
+		}
+		if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+			t.Errorf("%s: %v allocations per call", body, n)
+		}
+	}
+	ctx := newResponsesCtx("")
+	ctx.Request.Header.SetMethod("GET")
+	ctx.Request.Header.Set("Authorization", "Bearer sk-a")
+	ctx.Request.SetRequestURI("/v1/responses/" + signedID(addr, "resp_0123456789abcdef"))
 	proxyOnce(s, ctx)
 	if ctx.Response.StatusCode() != 200 {
 		t.Fatalf("status %d %s", ctx.Response.StatusCode(), ctx.Response.Body())

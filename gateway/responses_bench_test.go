@@ -86,3 +86,20 @@ func BenchmarkProxyResponsesStream(b *testing.B) {
 		streamOnce(b, s, ctx, sink)
 	}
 }
+
+// BenchmarkProxyResponsesSigned is BenchmarkProxyResponsesFollowUp with keys and
+// auth.response_secret: the follow-up's signature checked, the answer's ID signed.
+func BenchmarkProxyResponsesSigned(b *testing.B) {
+	addr := startStaticResponsesUpstream(b, false)
+	s := newTestServer(b, signedBenchConfig(addr))
+	ctx := newResponsesCtx(`{"model":"chat","input":"hi","previous_response_id":"` + signedID(addr, "resp_0123456789abcdef") + `"}`)
+	ctx.Request.Header.Set("Authorization", "Bearer sk-a")
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 200 {
+		b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		proxyOnce(s, ctx)
+	}
+}

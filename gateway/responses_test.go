@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -25,10 +26,12 @@ import (
 // request's x-test-end header picks another ending for a stream: "cut" (the body
 // ends after the first delta), "failed" (response.failed) or "incomplete".
 type responsesUpstream struct {
-	id     string
-	mu     sync.Mutex
-	bodies [][]byte
-	paths  []string
+	id string
+	// echoPrev puts a call's previous_response_id in its response object.
+	echoPrev atomic.Bool
+	mu       sync.Mutex
+	bodies   [][]byte
+	paths    []string
 }
 
 func (u *responsesUpstream) calls() int {
@@ -86,9 +89,16 @@ func startResponsesUpstreamID(t *testing.T, id string) (*responsesUpstream, stri
 			return
 		}
 		var req struct {
-			Stream bool `json:"stream"`
+			Stream bool   `json:"stream"`
+			Prev   string `json:"previous_response_id"`
 		}
 		_ = json.Unmarshal(ctx.PostBody(), &req)
+		if req.Prev != "" && u.echoPrev.Load() {
+			// Echoed in the response object, as OpenAI does.
+			respObject = func(status, usage string) string {
+				return strings.Replace(respObjectID(id, status, usage), `"object":"response",`, `"object":"response","previous_response_id":"`+req.Prev+`",`, 1)
+			}
+		}
 		if !req.Stream {
 			ctx.SetContentType("application/json")
 			ctx.SetBodyString(respObject("completed", respUsage))

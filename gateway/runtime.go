@@ -56,7 +56,11 @@ type runtime struct {
 	// respTags finds the target a response ID's tag names (responseTag); byID and
 	// byIDSpecs are the metrics series and client span of the calls on a stored
 	// response by backend (endpoint unknown: they name none).
-	respTags  map[string]respTarget
+	respTags map[string]respTarget
+	// signer signs response IDs for keys (auth.response_secret), nil without; tagLen
+	// is the length of the tag an ID gains, signature included.
+	signer    *respSigner
+	tagLen    int
 	byID      map[*providers.Backend]*metrics.Route
 	byIDSpecs map[*providers.Backend]*tracing.Spec
 	// upstreamSpecs holds the client span of each (backend, kind).
@@ -149,12 +153,14 @@ func limitStoreName(store string) string {
 // every endpoint shares the runtime's allowed list and models body, and its policy is
 // joined with an endpoint's only when a request pairs them (policyFor).
 type clientKey struct {
-	idx     int
-	name    string
-	hash    [sha256.Size]byte
-	all     bool
-	allowed []bool
-	models  []byte
+	idx  int
+	name string
+	// nameBytes is name, as the response IDs answered to the key are signed for it.
+	nameBytes []byte
+	hash      [sha256.Size]byte
+	all       bool
+	allowed   []bool
+	models    []byte
 	// policy holds the key's own limits.
 	policy *limiter.Policy
 }
@@ -179,10 +185,14 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		limitStore:    limitStoreName(cfg.Limiter.Store),
 		ipv6Bits:      cfg.Limiter.IPv6Bits(),
 		authKeys:      cfg.Auth.Mode == "keys",
+		tagLen:        respTagLen,
 		maxBody:       int(cfg.Server.MaxBodyBytes),
 		log:           log,
 	}
 	rt.trusted, _ = parseTrustedProxies(cfg.Server.TrustedProxies)
+	if cfg.Auth.ResponseSecret != "" {
+		rt.signer, rt.tagLen = newRespSigner(cfg.Auth.ResponseSecret), respSignedLen
+	}
 	names := cfg.backendNames()
 	backendIdx := map[string]int{}
 	for i, name := range names {
@@ -342,7 +352,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 	}
 	rt.models = rt.modelsBody(all)
 	for ki, kc := range cfg.Auth.Keys {
-		k := &clientKey{idx: ki, name: kc.Name, allowed: allowed[ki], policy: keyPolicies[ki]}
+		k := &clientKey{idx: ki, name: kc.Name, nameBytes: []byte(kc.Name), allowed: allowed[ki], policy: keyPolicies[ki]}
 		if kc.SHA256 != "" {
 			h, _ := hex.DecodeString(kc.SHA256)
 			copy(k.hash[:], h)
@@ -360,6 +370,9 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			return nil, cfg.buildError("auth.keys["+strconv.Itoa(ki)+"]", errors.New("same key as another entry"))
 		}
 		rt.keys[k.hash] = k
+	}
+	if log != nil && rt.authKeys && rt.signer == nil && len(cfg.Auth.Keys) > 1 && len(rt.respTags) > 0 {
+		log.Warn("auth.response_secret is not set: a stored response's ID is a bearer token, and any key that reaches its backend may continue, read or delete it")
 	}
 	return rt, nil
 }

@@ -687,7 +687,8 @@ func hexLen(n int) int {
 	return d
 }
 
-// putHex writes n in hex into dst, which is exactly hexLen(n) bytes long.
+// putHex writes n in hex into dst, which is exactly hexLen(n) bytes long, or its last
+// len(dst) hex digits (a negative n's as of its two's complement).
 func putHex(dst []byte, n int) {
 	const digits = "0123456789abcdef"
 	for i := len(dst) - 1; i >= 0; i-- {
