@@ -113,10 +113,13 @@ func (s *respSigner) valid(mac, key, tag, id []byte) bool {
 // runtime's targets.
 func (rt *runtime) taggedTarget(id []byte) (orig []byte, t respTarget, mac []byte, ok bool) {
 	n := rt.tagLen
-	if len(id) <= n || string(id[len(id)-n:len(id)-n+len(respTagPrefix)]) != respTagPrefix {
-		return id, respTarget{}, nil, false
+	t, ok = rt.tagAt(id, n)
+	if !ok && rt.signer == nil {
+		// Signed while auth.response_secret was set: without it now, the signature
+		// is not checked, and the conversations go on.
+		n = respSignedLen
+		t, ok = rt.tagAt(id, n)
 	}
-	t, ok = rt.respTags[string(id[len(id)-n:len(id)-n+respTagLen])]
 	if !ok {
 		return id, respTarget{}, nil, false
 	}
@@ -124,6 +127,39 @@ func (rt *runtime) taggedTarget(id []byte) (orig []byte, t respTarget, mac []byt
 		mac = id[len(id)-respMACHex:]
 	}
 	return id[:len(id)-n], t, mac, true
+}
+
+// tagAt returns the target named by a tag at the end of id, n bytes from it.
+func (rt *runtime) tagAt(id []byte, n int) (respTarget, bool) {
+	if len(id) <= n || string(id[len(id)-n:len(id)-n+len(respTagPrefix)]) != respTagPrefix {
+		return respTarget{}, false
+	}
+	t, ok := rt.respTags[string(id[len(id)-n:len(id)-n+respTagLen])]
+	return t, ok
+}
+
+// sharedResponses reports whether two client keys reach one backend with the
+// Responses API through chat endpoints: without auth.response_secret, either could
+// name the other's stored responses.
+func (rt *runtime) sharedResponses() bool {
+	for bi, b := range rt.backendList {
+		if rt.byIDSpecs[b] == nil {
+			continue
+		}
+		n := 0
+		for _, k := range rt.keys {
+			for _, ep := range rt.endpoints {
+				if ep.kind == providers.Chat && k.allowed[ep.idx] && bi < len(ep.refused) && ep.refused[bi] != nil {
+					n++
+					break
+				}
+			}
+			if n > 1 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // keyName is the name of the request's key, as response IDs are signed for it; empty

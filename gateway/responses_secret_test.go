@@ -7,8 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,7 +193,10 @@ func TestResponsesSignedForKey(t *testing.T) {
 	}
 
 	// The owner's stream: every event carrying the response names it by one signed ID.
-	raw := rawResponsesKey(t, g, "sk-a", `{"model":"chat","input":"x","stream":true,"previous_response_id":"`+idA+`"}`)
+	status, raw := postResponsesKey(t, g, "sk-a", `{"model":"chat","input":"x","stream":true,"previous_response_id":"`+idA+`"}`)
+	if status != 200 {
+		t.Fatalf("stream: %d %s", status, raw)
+	}
 	n := strings.Count(raw, `"id":"resp_a-tg`)
 	if n < 2 || strings.Count(raw, `"id":"`+idA+`"`) != n {
 		t.Fatalf("stream's IDs:\n%s", raw)
@@ -206,23 +207,6 @@ func TestResponsesSignedForKey(t *testing.T) {
 	if err := ca.Responses.Delete(ctx, idA); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func rawResponsesKey(t *testing.T, g *gw, key, body string) string {
-	t.Helper()
-	req, _ := http.NewRequest("POST", g.url+"/v1/responses", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d: %s", resp.StatusCode, b)
-	}
-	return string(b)
 }
 
 // Gateway replicas with one config sign alike: a response made through one is
@@ -343,6 +327,23 @@ endpoints:
 	g := startGateway(t, keys)
 	if !strings.Contains(g.logs.String(), "auth.response_secret is not set") {
 		t.Fatalf("no warning in %s", g.logs.String())
+	}
+	// Keys kept to backends of their own share no store: nothing to warn of.
+	apart := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+auth:
+  keys:
+    - {name: team-a, key: sk-a, endpoints: [a]}
+    - {name: team-b, key: sk-b, endpoints: [b]}
+backends:
+  up-a: {provider: openai, base_url: "http://`+addr+`/v1", model: m}
+  up-b: {provider: openai, base_url: "http://`+addr+`/v1", model: m}
+endpoints:
+  - {name: a, type: chat, routes: [{backend: up-a}]}
+  - {name: b, type: chat, routes: [{backend: up-b}]}
+`)
+	if strings.Contains(apart.logs.String(), "response_secret") {
+		t.Fatalf("warned of keys apart: %s", apart.logs.String())
 	}
 	g2 := startGateway(t, strings.Replace(keys, "auth:\n", "auth:\n  response_secret: "+testResponseSecret+"\n", 1))
 	deadline := time.Now().Add(time.Second)

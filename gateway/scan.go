@@ -81,13 +81,14 @@ func (f *fields) endUser() [2]int {
 func (f *fields) nBounded() int64 { return min(f.choices, 128) }
 
 // readKeys are the body members whose values the gateway acts on: it rewrites
-// "model", streams by "stream", forces or hides usage by "stream_options", and charges
-// limits by the token bounds. The upstream must read what the gateway read, whatever
+// "model", streams by "stream", forces or hides usage by "stream_options", charges
+// limits by the token bounds, and sends a Responses call on to the replica that
+// stored its "previous_response_id" (checking it is the caller's). The upstream must read what the gateway read, whatever
 // its parser: one of these given twice, or a key a parser could take for one (escapes
 // are decoded here; Go's encoding/json, behind Ollama and others, matches struct
 // fields case-insensitively, with Unicode folding), is refused.
 var readKeys = [...]string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "stream_options.include_usage",
-	"max_output_tokens"}
+	"max_output_tokens", "previous_response_id"}
 
 const (
 	keyModel = iota
@@ -97,6 +98,9 @@ const (
 	keyMaxCompletionTokens
 	keyIncludeUsage
 	keyMaxOutputTokens
+	// keyPreviousResponse: the stored response a Responses call continues, which
+	// picks its target and, with auth.response_secret, must be the caller's.
+	keyPreviousResponse
 )
 
 // errTwice and errFolded are the answers to a read key given twice, and to a key that
@@ -213,6 +217,9 @@ func scanBody(body []byte, f *fields) *apiError {
 				f.safetyID = span
 			}
 		case "previous_response_id":
+			if !once(keyPreviousResponse) {
+				return &errTwice[keyPreviousResponse]
+			}
 			f.prevResponse = [2]int{-1, -1}
 			if jsonscan.IsString(v) {
 				f.prevResponse = [2]int{off + 1, off + len(v) - 1}
@@ -454,7 +461,7 @@ func foldedKey(k []byte) int {
 	if len(k) == 0 {
 		return -1
 	}
-	if c := k[0]; c < 0x80 && c|0x20 != 'm' && c|0x20 != 's' {
+	if c := k[0]; c < 0x80 && c|0x20 != 'm' && c|0x20 != 's' && c|0x20 != 'p' {
 		return -1
 	}
 	for i, rk := range readKeys {
