@@ -15,6 +15,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/responses"
+	"github.com/tollgate/tollgate/providers/mockllm"
 	"github.com/valyala/fasthttp"
 )
 
@@ -104,10 +105,11 @@ func startStoringReplica(t *testing.T, id string, release chan struct{}) (*stori
 	return r, addr
 }
 
-// A Responses call whose primary answers 503 skips an anthropic fallback (the
-// Messages API has no Responses API) without an attempt and is served by the openai
-// fallback after it; with that fallback alone the primary's 503 stands (README,
-// retries: a fallback that cannot take the request is skipped and makes no attempt).
+// A follow-up (previous_response_id) whose primary answers 503 skips an anthropic
+// fallback (served through the bridge, which stores no responses) without an attempt
+// and goes to the openai fallback after it; with that fallback alone the primary's 503
+// stands (README, retries: a fallback that cannot take the request is skipped and
+// makes no attempt). A call that continues nothing is served by the bridge.
 func TestResponsesAnthropicFallbackSkipped(t *testing.T) {
 	t.Parallel()
 	down := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
@@ -116,28 +118,36 @@ func TestResponsesAnthropicFallbackSkipped(t *testing.T) {
 		ctx.SetBodyString(`{"error":{"message":"overloaded","type":"server_error","param":null,"code":null}}`)
 	})
 	good, goodAddr := startStoringReplica(t, "resp_good", nil)
+	_, claude := startMock(t, mockllm.Options{Model: "claude-x", API: mockllm.APIAnthropic, APIKey: "k", MaxTokens: 8, Seed: 5})
 	g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   primary: {provider: openai, base_url: "http://`+down+`/v1", model: m}
-  claude: {provider: anthropic, base_url: "http://`+down+`/v1", model: claude-x, api_key: k}
+  claude: {provider: anthropic, base_url: "http://`+claude+`/v1", model: claude-x, api_key: k}
   good: {provider: openai, base_url: "http://`+goodAddr+`/v1", model: m}
 endpoints:
   - {name: chat, type: chat, retries: 0, routes: [{backend: primary}], fallbacks: [claude, good]}
   - {name: chat2, type: chat, retries: 0, routes: [{backend: primary}], fallbacks: [claude]}
 logging: {level: info, format: json}
 `)
-	resp, body := respPost(t, g, "POST", "/v1/responses", "fb-good", `{"model":"chat","input":"hi"}`)
+	prev := `"previous_response_id":"resp_good` + responseTag("primary", "http://"+down+"/v1") + `"`
+	resp, body := respPost(t, g, "POST", "/v1/responses", "fb-good", `{"model":"chat","input":"hi",`+prev+`}`)
 	line := accessLine(t, g, "fb-good")
-	if resp.StatusCode != 200 || len(good.calls()) != 1 {
+	if resp.StatusCode != 200 || len(good.calls()) != 1 || line["attempts"] != float64(2) {
 		t.Errorf("fallbacks [claude, good]: observed %d %s (backend %v, attempts %v, good called %d times); expected 200 from the openai fallback good, the anthropic one skipped",
 			resp.StatusCode, body, line["backend"], line["attempts"], len(good.calls()))
 	}
-	resp, body = respPost(t, g, "POST", "/v1/responses", "fb-only", `{"model":"chat2","input":"hi"}`)
+	resp, body = respPost(t, g, "POST", "/v1/responses", "fb-only", `{"model":"chat2","input":"hi",`+prev+`}`)
 	line = accessLine(t, g, "fb-only")
 	if resp.StatusCode != 503 || line["attempts"] != float64(1) {
 		t.Errorf("fallbacks [claude]: observed %d %s (backend %v, attempts %v); expected the primary's 503 with 1 attempt, the anthropic fallback skipped",
 			resp.StatusCode, body, line["backend"], line["attempts"])
+	}
+	resp, body = respPost(t, g, "POST", "/v1/responses", "fb-bridge", `{"model":"chat2","input":"hi"}`)
+	line = accessLine(t, g, "fb-bridge")
+	if resp.StatusCode != 200 || line["backend"] != "claude" || !strings.Contains(body, `"object":"response"`) {
+		t.Errorf("a call continuing nothing: observed %d %s (backend %v); expected 200 from claude through the bridge",
+			resp.StatusCode, body, line["backend"])
 	}
 }
 

@@ -297,8 +297,8 @@ func TestResponsesStreamEndings(t *testing.T) {
 
 // The Responses API is a chat endpoint's: an embeddings endpoint refuses it as it
 // refuses a chat call, and backends without the API (Anthropic's Messages API,
-// Azure's deployment URLs) refuse it with what to call instead, before any upstream
-// is called.
+// Azure's deployment URLs), which serve it through their chat API, refuse a follow-up
+// of a stored response, before any upstream is called.
 func TestResponsesRefused(t *testing.T) {
 	t.Parallel()
 	up, addr := startResponsesUpstream(t)
@@ -311,10 +311,16 @@ func TestResponsesRefused(t *testing.T) {
 `))
 	for _, c := range []struct{ model, code, msg string }{
 		{"embed", "model_not_supported", "call /v1/embeddings"},
-		{"claude", "", "Anthropic Messages API, which has no Responses API; call /v1/chat/completions instead"},
-		{"az", "", "Azure OpenAI deployments API, which has no Responses API"},
+		{"claude", "unsupported_operation", "stores no responses"},
+		{"az", "unsupported_operation", "stores no responses"},
 	} {
-		req, _ := http.NewRequest("POST", g.url+"/v1/responses", strings.NewReader(`{"model":"`+c.model+`","input":"hi"}`))
+		body := `{"model":"` + c.model + `","input":"hi"}`
+		if c.model != "embed" {
+			// A backend without the Responses API serves it through its chat API
+			// (TestResponsesBridge), which stores nothing to continue.
+			body = `{"model":"` + c.model + `","input":"hi","previous_response_id":"resp_1"}`
+		}
+		req, _ := http.NewRequest("POST", g.url+"/v1/responses", strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -213,7 +213,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 		// A Responses API call is a chat operation (gen_ai.operation.name chat).
 		specs[providers.Responses] = specs[providers.Chat]
-		if bc.Provider == "openai" || bc.Provider == "mock" {
+		if b.NativeResponses() {
 			rt.byID[b] = m.ShapedRoute(metrics.UnknownEndpoint, name, metrics.None, metrics.Shape{Codes: byIDCodes[:]})
 			rt.byIDSpecs[b] = tracing.UpstreamSpec("responses", bc.Provider, bc.Model, name, "")
 		}

@@ -312,10 +312,17 @@ type UnsupportedError struct {
 	API string
 	// Kind is the operation the request asked for.
 	Kind Kind
+	// Detail, when set, is the whole message: what of the operation the backend
+	// lacks (a Responses API call continuing a stored response, on a backend that
+	// serves the API through chat completions and stores none).
+	Detail string
 }
 
 // Error is meant for the client: it says what the backend lacks and what to call instead.
 func (e *UnsupportedError) Error() string {
+	if e.Detail != "" {
+		return e.Detail
+	}
 	switch e.Kind {
 	case Embeddings:
 		return "The model is served by the " + e.API + " API, which has no embeddings; use a model served by an embeddings backend."

@@ -47,6 +47,12 @@ type Backend struct {
 	// dropsCap is set when drop_params names max_tokens or max_completion_tokens
 	// (Uncapped).
 	dropsCap bool
+	// native is set when the upstream serves the Responses API itself; without it
+	// a Responses call goes through the bridge (bridge.go), as a chat call whose
+	// stream asks for its usage when bridgeUsage is set.
+	native, bridgeUsage bool
+	// quotedModel is Model as a JSON string.
+	quotedModel []byte
 }
 
 // New builds a backend from its validated config, keeping its targets' health and load
@@ -56,7 +62,8 @@ func New(name string, c Config) (*Backend, error) { return NewWith(name, c, nil)
 // build makes the backend's provider and targets, without their pool.
 func build(name string, c Config, ps *Pools) (*Backend, error) {
 	cfg := c.withDefaults()
-	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg, dropsCap: dropsCap(cfg.DropParams)}
+	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg, dropsCap: dropsCap(cfg.DropParams),
+		native: nativeResponses(&cfg), bridgeUsage: true, quotedModel: quoteModel(cfg.Model)}
 	b.busySets.New = func() any {
 		s := make(targetBits, (len(b.targets)+63)/64)
 		return &s
@@ -66,10 +73,17 @@ func build(name string, c Config, ps *Pools) (*Backend, error) {
 		urls = []string{cfg.BaseURL}
 	}
 	switch cfg.Provider {
-	case "openai":
-		b.p, b.pp = openAIProvider(newOpenAI(&cfg), &cfg)
-	case "azure":
-		b.p, b.pp = openAIProvider(newAzure(&cfg), &cfg)
+	case "openai", "azure":
+		var o *openAI
+		if cfg.Provider == "openai" {
+			o = newOpenAI(&cfg)
+		} else {
+			o = newAzure(&cfg)
+		}
+		// A server that refuses stream_options (stream_usage false) gets none from
+		// the bridge either.
+		b.bridgeUsage = o.streamUsage
+		b.p, b.pp = openAIProvider(o, &cfg)
 	case "anthropic":
 		a := newAnthropic(&cfg)
 		b.p, b.pp = a, a
@@ -115,8 +129,8 @@ func (b *Backend) Targets() []*Target { return b.targets }
 // every one full ErrOverloaded. An attempt whose target has every connection busy
 // (max_connections) is sent to another target with one free, being not yet sent.
 func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
-	if call.Kind == Responses && b.cfg.Provider == "azure" {
-		return errAzureResponses
+	if call.Kind == Responses && !b.native {
+		return b.bridge(call, out, res)
 	}
 	if b.pp != nil {
 		// The translation, or its refusal, comes before a target is leased.

@@ -107,6 +107,13 @@ type Config struct {
 	// backend (an upstream that refuses them: temperature on a reasoning model).
 	DropParams []string `yaml:"drop_params"`
 
+	// ResponsesAPI is how the backend serves OpenAI's Responses API: native (the
+	// upstream's own /responses; the default for openai, and mock's only way) or
+	// chat (through its chat completions API, translated by the gateway, stateless;
+	// the only way for anthropic and azure, whose APIs have none). chat suits an
+	// OpenAI-compatible server without /v1/responses (TGI, llama.cpp, older vLLM).
+	ResponsesAPI string `yaml:"responses_api"`
+
 	// MaxResponseBytes bounds an answer that does not stream, which the gateway reads
 	// whole before passing it on (it reads usage from it): default 64MiB, at most
 	// MaxResponseBytesLimit. An answer over it gets 502 upstream_bad_response. Raise it
@@ -518,6 +525,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateAzure()...)
 	errs = append(errs, c.validateAnthropic()...)
 	errs = append(errs, c.validateDropParams()...)
+	errs = append(errs, c.validateResponsesAPI()...)
 	errs = append(errs, c.validatePool()...)
 	return errors.Join(errs...)
 }

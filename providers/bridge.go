@@ -1,0 +1,2442 @@
+package providers
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// The Responses API bridge serves OpenAI's Responses API (POST /v1/responses) on a
+// backend that has none, as LiteLLM's bridge does: the call goes up as a chat
+// completions call, through the backend's own Send (its pool, retries, drop_params,
+// the Anthropic translation, usage and pricing all apply as to any chat call), and
+// the chat answer comes back as a response object, or a stream of the Responses
+// API's events. It is stateless: nothing is stored, so previous_response_id,
+// conversation, background and stored prompts are refused, and the response IDs it
+// makes name nothing the gateway can find again.
+
+// NativeResponses reports whether the backend's upstream serves the Responses API
+// itself (an openai backend with responses_api native, the default, and mock), so
+// that its responses are stored upstream and their IDs name them; a backend that
+// serves it through the bridge stores nothing.
+func (b *Backend) NativeResponses() bool { return b.native }
+
+// nativeResponses reports whether a backend of config c serves the Responses API
+// through its upstream's own /responses.
+func nativeResponses(c *Config) bool {
+	switch c.Provider {
+	case "mock":
+		return true
+	case "openai":
+		return c.ResponsesAPI != ResponsesChat
+	}
+	return false
+}
+
+// The values of a backend's responses_api.
+const (
+	// ResponsesNative sends a Responses API call to the upstream's /responses.
+	ResponsesNative = "native"
+	// ResponsesChat serves it through the upstream's chat completions API.
+	ResponsesChat = "chat"
+)
+
+func (c *Config) validateResponsesAPI() []error {
+	switch c.ResponsesAPI {
+	case "":
+		return nil
+	case ResponsesNative:
+		switch c.Provider {
+		case "anthropic":
+			return []error{fieldErr("responses_api", "must be chat for provider anthropic: the Messages API has no Responses API (leave it out)")}
+		case "azure":
+			return []error{fieldErr("responses_api", "must be chat for provider azure: deployment URLs have no Responses API (leave it out, or configure Azure's v1 API as provider openai)")}
+		}
+	case ResponsesChat:
+		if c.Provider == "mock" {
+			return []error{fieldErr("responses_api", "must be native for provider mock, which serves the Responses API itself (leave it out)")}
+		}
+	default:
+		return []error{fieldErr("responses_api", "must be native or chat")}
+	}
+	return nil
+}
+
+// errBridgePrevious refuses a call that continues a stored response on a backend
+// that stores none: the gateway skips such a backend as a fallback.
+var errBridgePrevious = &UnsupportedError{API: "chat completions", Kind: Responses,
+	Detail: "This model is served through a chat completions API, which stores no responses: send the whole conversation in input instead of previous_response_id."}
+
+// bridge serves a Responses API call on b through its chat completions API. call is
+// restored before it returns: the gateway sees its Responses call unchanged.
+func (b *Backend) bridge(call *Call, out *fasthttp.Response, res *Result) error {
+	src := call.Body
+	if len(b.cfg.DropParams) > 0 {
+		// Members drop_params names go before the translation reads them, as for any
+		// call: max_output_tokens, text or reasoning as much as temperature.
+		dropped := bodyPool.Get().(*[]byte)
+		defer putBody(dropped)
+		*dropped = dropFields(append((*dropped)[:0], src...), b.cfg.DropParams)
+		src = *dropped
+	}
+	buf := bodyPool.Get().(*[]byte)
+	var r respRequest
+	body, sp, rerr, prev := appendBridgeRequest((*buf)[:0], src, &r, b.bridgeModel(call), call.Stream, b.bridgeUsage)
+	*buf = body
+	switch {
+	case prev:
+		putBody(buf)
+		return errBridgePrevious
+	case rerr != nil:
+		putBody(buf)
+		writeOpenAIError(out, 400, strInvalidRequest, nil, rerr.param, []byte(rerr.msg))
+		return errRefusedRequest
+	}
+	kind, orig, model, opts, key, usage := call.Kind, call.Body, call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage
+	call.Kind, call.Body = Chat, body
+	call.Model, call.StreamOptions, call.CacheKey = sp.model, sp.streamOptions, sp.cacheKey
+	// A stream asks for its usage itself (stream_options), when the backend takes it.
+	call.IncludeUsage = call.Stream && b.bridgeUsage
+	err := b.Send(call, out, res)
+	call.Kind, call.Body = kind, orig
+	call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage = model, opts, key, usage
+	// The chat answer's id names no stored response: nothing for the gateway to tag.
+	res.IDEnds = IDEnds{}
+	if err != nil {
+		putBody(buf)
+		return err
+	}
+	if res.Stream != nil {
+		// r views the request, which the stream's echo copies now.
+		s := acquireBridgeStream()
+		s.in, s.chat = res.Stream, buf
+		s.echo.render(&r)
+		s.model = append(s.model[:0], b.quotedModel...)
+		res.Stream = s
+		return nil
+	}
+	putBody(buf)
+	return b.bridgeAnswer(&r, out, res)
+}
+
+// bridgeModel is the model value the chat body carries: the client's, which the
+// provider replaces as in any chat call, or the backend's.
+func (b *Backend) bridgeModel(call *Call) []byte {
+	if m := call.Model; m[0] >= 0 && m[1] > m[0] && m[1] <= len(call.Body) {
+		return call.Body[m[0]:m[1]]
+	}
+	return b.quotedModel
+}
+
+// bridgeAnswer turns out's 2xx chat completion into the Responses API's response
+// object. An answer holding an error object (a router's 200 that failed) goes as it
+// came.
+func (b *Backend) bridgeAnswer(r *respRequest, out *fasthttp.Response, res *Result) error {
+	if out.StatusCode() < 200 || out.StatusCode() > 299 {
+		return nil
+	}
+	e := bridgeEchoPool.Get().(*bridgeEcho)
+	e.render(r)
+	p := bodyPool.Get().(*[]byte)
+	resp, ok := appendBridgeAnswer((*p)[:0], out.Body(), e, b.quotedModel, &res.Usage)
+	e.release()
+	if !ok {
+		*p = resp
+		putBody(p)
+		if hasError(out.Body()) {
+			return nil
+		}
+		return ErrBadResponse
+	}
+	if cap(resp) > maxPooledBuffer {
+		// setAnswer's rule: a large body is let go once written.
+		out.SetBodyRaw(resp)
+		*p = make([]byte, 0, 4096)
+	} else {
+		*p = out.SwapBody(resp)[:0]
+	}
+	putBody(p)
+	out.Header.SetContentTypeBytes(strJSON)
+	return nil
+}
+
+// hasError reports whether a chat answer is an object with a non-null error member.
+func hasError(body []byte) bool {
+	_, isError := scanAnswer(body, &Usage{})
+	return isError
+}
+
+// respRequest holds the raw members of a Responses API request the bridge reads,
+// views of the body; the last member of a name wins, as in the decoders upstreams
+// use. A null member is taken as absent.
+type respRequest struct {
+	model, input, instructions, tools, toolChoice, parallel, text, reasoning, maxOut []byte
+	temperature, topP, user, safety, metadata, tier, cacheKey, topLogprobs           []byte
+	prevID, conversation, prompt                                                     []byte
+	background                                                                       bool
+}
+
+// The refusals of the request translation. Messages name fields, never their values.
+var (
+	errBridgeJSON   = badRequest("", "We could not parse the JSON body of your request.")
+	errBridgeInput  = badRequest("input", "input is required: this model is served through a chat completions API, which takes the whole conversation in each request.")
+	errBridgeEmpty  = badRequest("input", "input must hold at least one message.")
+	errBridgeBg     = badRequest("background", "background is not supported: this model is served through a chat completions API, which stores no responses; send background: false.")
+	errBridgeConv   = badRequest("conversation", "conversation is not supported: this model is served through a chat completions API, which stores no conversations; send the whole conversation in input.")
+	errBridgePrompt = badRequest("prompt", "prompt (a stored prompt template) is not supported: this model is served through a chat completions API; send instructions and input instead.")
+	errBridgeInstr  = badRequest("instructions", "instructions must be a string.")
+	errBridgeMax    = badRequest("max_output_tokens", "max_output_tokens must be a whole number of at least 1.")
+	errBridgeText   = badRequest("text", "text must be an object, such as {\"format\":{\"type\":\"text\"}}.")
+	errBridgeReasn  = badRequest("reasoning", "reasoning must be an object, such as {\"effort\":\"low\"}.")
+	errBridgeTools  = badRequest("tools", "tools must be a list of tools.")
+	errBridgeFmt    = badRequest("text.format", "text.format must be an object with type text, json_object or json_schema.")
+	errBridgeFmtT   = badRequest("text.format.type", "text.format.type must be text, json_object or json_schema.")
+	errBridgeName   = badRequest("text.format.name", "text.format.name is required for a json_schema format.")
+	errBridgeSchem  = badRequest("text.format.schema", "text.format.schema must be a JSON schema object.")
+	errBridgeTC     = badRequest("tool_choice", "tool_choice must be auto, none, required or {\"type\":\"function\",\"name\":...}: this model is served through a chat completions API, which can force a function tool only.")
+	errBridgeWS2    = badRequest("tools", "Only one web search tool may be given.")
+)
+
+// keyBuf holds a key's name decoded: the longest name the bridge reads, 22 bytes,
+// fits whole even written in \uXXXX escapes.
+type keyBuf [6 * 24]byte
+
+// keyName is the raw key k with its escapes decoded into buf, when it has any; nil
+// for a key too long to be a name the bridge reads.
+func keyName(k []byte, buf *keyBuf) []byte {
+	if bytes.IndexByte(k, '\\') < 0 {
+		return k
+	}
+	if len(k) > len(buf) {
+		return nil
+	}
+	u, ok := jsonscan.AppendUnescape(buf[:0], k)
+	if !ok {
+		return nil
+	}
+	return u
+}
+
+// read reads the members of a Responses API request body.
+func (r *respRequest) read(body []byte) *requestError {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return errBridgeJSON
+	}
+	var buf keyBuf
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if jsonscan.IsNull(v) {
+			v = nil
+		}
+		switch string(keyName(k, &buf)) {
+		case "model":
+			r.model = v
+		case "input":
+			r.input = v
+		case "instructions":
+			r.instructions = v
+		case "tools":
+			r.tools = v
+		case "tool_choice":
+			r.toolChoice = v
+		case "parallel_tool_calls":
+			r.parallel = v
+		case "text":
+			r.text = v
+		case "reasoning":
+			r.reasoning = v
+		case "max_output_tokens":
+			r.maxOut = v
+		case "temperature":
+			r.temperature = v
+		case "top_p":
+			r.topP = v
+		case "user":
+			r.user = v
+		case "safety_identifier":
+			r.safety = v
+		case "metadata":
+			r.metadata = v
+		case "service_tier":
+			r.tier = v
+		case "prompt_cache_key":
+			r.cacheKey = v
+		case "top_logprobs":
+			r.topLogprobs = v
+		case "previous_response_id":
+			r.prevID = v
+		case "conversation":
+			r.conversation = v
+		case "prompt":
+			r.prompt = v
+		case "background":
+			r.background, _ = jsonscan.Bool(v)
+		}
+	}
+	if it.Err() != nil || jsonscan.SkipSpace(body, it.End()) != len(body) {
+		return errBridgeJSON
+	}
+	return nil
+}
+
+// bridgePassed are the members of a Responses API request, foreign to that API, that
+// go into the chat body as they came because chat completions (or the
+// OpenAI-compatible servers' chat, vLLM's and TGI's) has the same member. Every other
+// member the bridge does not map is dropped: store, include, truncation,
+// stream_options, max_tool_calls, background (false), metadata (echoed in the answer
+// only: OpenAI's and Azure's chat refuse it without store, "The 'metadata' parameter
+// is only allowed when 'store' is enabled", and the bridge stores nothing), and
+// chat's own members that the Responses API spells otherwise or whose answer it
+// cannot hold (messages, max_tokens, max_completion_tokens, response_format,
+// reasoning_effort, verbosity, web_search_options, logprobs, n, modalities, audio,
+// functions, function_call).
+var bridgePassed = [...]string{"frequency_penalty", "presence_penalty", "logit_bias", "seed", "stop",
+	"prediction", "prompt_cache_retention", "top_k", "min_p", "repetition_penalty"}
+
+func passedToChat(k []byte) bool {
+	for _, n := range bridgePassed {
+		if string(k) == n {
+			return true
+		}
+	}
+	return false
+}
+
+// bridgeSpans are the spans in a chat body the bridge wrote that the call's own
+// point at in the Responses body: model (quotes included), stream_options, and the
+// prompt_cache_key string between its quotes.
+type bridgeSpans struct {
+	model, streamOptions, cacheKey [2]int
+}
+
+// appendBridgeRequest appends the chat completions body for the Responses API
+// request body, read into r: model is the model value it carries, stream whether it
+// streams, usage whether a stream asks for its usage (stream_options). A request chat
+// cannot express gets a requestError naming the parameter; prev reports a
+// previous_response_id, which no chat API can follow.
+func appendBridgeRequest(dst, body []byte, r *respRequest, model []byte, stream, usage bool) (out []byte, sp bridgeSpans, rerr *requestError, prev bool) {
+	start := len(dst)
+	sp.streamOptions = [2]int{-1, -1}
+	if rerr = r.read(body); rerr != nil {
+		return dst, sp, rerr, false
+	}
+	switch {
+	case r.prevID != nil:
+		return dst, sp, nil, true
+	case r.background:
+		return dst, sp, errBridgeBg, false
+	case r.conversation != nil:
+		return dst, sp, errBridgeConv, false
+	case r.prompt != nil:
+		return dst, sp, errBridgePrompt, false
+	case r.input == nil:
+		return dst, sp, errBridgeInput, false
+	case r.instructions != nil && !jsonscan.IsString(r.instructions):
+		return dst, sp, errBridgeInstr, false
+	case r.maxOut != nil:
+		// Refused here in its own name: the chat translations would name theirs.
+		if n, ok := jsonscan.Int(r.maxOut); !ok || n < 1 {
+			return dst, sp, errBridgeMax, false
+		}
+	}
+	dst = append(dst, `{"model":`...)
+	sp.model = [2]int{len(dst) - start, len(dst) - start + len(model)}
+	dst = append(dst, model...)
+	dst = append(dst, `,"messages":[`...)
+	w := msgWriter{dst: dst}
+	if r.instructions != nil && len(r.instructions) > 2 {
+		w.sep()
+		w.dst = append(w.dst, `{"role":"system","content":`...)
+		w.dst = append(w.dst, r.instructions...)
+		w.dst = append(w.dst, '}')
+	}
+	if rerr = w.input(r.input); rerr != nil {
+		return w.dst, sp, rerr, false
+	}
+	if w.n == 0 {
+		return w.dst, sp, errBridgeEmpty, false
+	}
+	dst = append(w.dst, ']')
+	var ws []byte
+	if dst, ws, rerr = appendBridgeTools(dst, r.tools); rerr != nil {
+		return dst, sp, rerr, false
+	}
+	if r.toolChoice != nil {
+		if dst, rerr = appendBridgeToolChoice(dst, r.toolChoice); rerr != nil {
+			return dst, sp, rerr, false
+		}
+	}
+	if ws != nil {
+		dst = appendWebSearchOptions(dst, ws)
+	}
+	if r.text != nil {
+		if dst, rerr = appendTextFormat(dst, r.text); rerr != nil {
+			return dst, sp, rerr, false
+		}
+	}
+	if r.reasoning != nil {
+		if r.reasoning[0] != '{' {
+			return dst, sp, errBridgeReasn, false
+		}
+		if effort, _ := jsonscan.Field(r.reasoning, "effort"); len(effort) > 0 && !jsonscan.IsNull(effort) {
+			dst = appendRawMember(dst, "reasoning_effort", effort)
+		}
+	}
+	dst = appendRawMember(dst, "max_completion_tokens", r.maxOut)
+	dst = appendRawMember(dst, "parallel_tool_calls", r.parallel)
+	dst = appendRawMember(dst, "temperature", r.temperature)
+	dst = appendRawMember(dst, "top_p", r.topP)
+	dst = appendRawMember(dst, "user", r.user)
+	dst = appendRawMember(dst, "safety_identifier", r.safety)
+	dst = appendRawMember(dst, "service_tier", r.tier)
+	if r.cacheKey != nil {
+		dst = appendRawMember(dst, "prompt_cache_key", r.cacheKey)
+		if jsonscan.IsString(r.cacheKey) {
+			end := len(dst) - start - 1
+			sp.cacheKey = [2]int{end - (len(r.cacheKey) - 2), end}
+		}
+	}
+	if r.topLogprobs != nil {
+		// Chat returns top_logprobs only with logprobs (OpenAI refuses the one without
+		// the other).
+		dst = appendRawMember(dst, "top_logprobs", r.topLogprobs)
+		dst = append(dst, `,"logprobs":true`...)
+	}
+	dst = appendPassed(dst, body)
+	if stream {
+		dst = append(dst, `,"stream":true`...)
+		if usage {
+			dst = append(dst, `,"stream_options":`...)
+			sp.streamOptions = [2]int{len(dst) - start, len(dst) - start + len(includeUsageJSON)}
+			dst = append(dst, includeUsageJSON...)
+		}
+	}
+	return append(dst, '}'), sp, nil, false
+}
+
+// appendRawMember appends member name with the raw value v, when v is not nil.
+func appendRawMember(dst []byte, name string, v []byte) []byte {
+	if v == nil {
+		return dst
+	}
+	dst = append(dst, ',', '"')
+	dst = append(dst, name...)
+	dst = append(dst, '"', ':')
+	return append(dst, v...)
+}
+
+// appendPassed appends the members of body that bridgePassed names.
+func appendPassed(dst, body []byte) []byte {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return dst
+	}
+	var buf keyBuf
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return dst
+		}
+		if passedToChat(keyName(k, &buf)) {
+			dst = append(dst, ',', '"')
+			dst = append(dst, k...)
+			dst = append(dst, '"', ':')
+			dst = append(dst, v...)
+		}
+	}
+}
+
+// msgWriter writes the chat messages of a Responses API input. An assistant message
+// is left open for the function calls that may follow it: consecutive function_call
+// items, and the assistant message right before them, make one chat message with
+// tool_calls.
+type msgWriter struct {
+	dst []byte
+	// n counts the messages begun.
+	n int
+	// open is set while an assistant message is left open, calls once its
+	// tool_calls array is.
+	open, calls bool
+}
+
+func (w *msgWriter) sep() {
+	if w.n > 0 {
+		w.dst = append(w.dst, ',')
+	}
+	w.n++
+}
+
+// close ends the assistant message left open, if any.
+func (w *msgWriter) close() {
+	if !w.open {
+		return
+	}
+	if w.calls {
+		w.dst = append(w.dst, ']')
+	}
+	w.dst = append(w.dst, '}')
+	w.open, w.calls = false, false
+}
+
+// input writes the messages of input, a string or a list of items.
+func (w *msgWriter) input(input []byte) *requestError {
+	if jsonscan.IsString(input) {
+		w.sep()
+		w.dst = append(w.dst, `{"role":"user","content":`...)
+		w.dst = append(w.dst, input...)
+		w.dst = append(w.dst, '}')
+		return nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(input) {
+		return badRequest("input", "input must be a string or a list of items.")
+	}
+	for i := 0; ; i++ {
+		item, ok := a.Next()
+		if !ok {
+			break
+		}
+		if err := w.item(item, i); err != nil {
+			return err
+		}
+	}
+	w.close()
+	return nil
+}
+
+// inputItem is what the bridge reads of an input item; raw values, nil when absent or
+// null.
+type inputItem struct {
+	typ, role, content, callID, name, args, output []byte
+}
+
+func itemField(i int, rest string) string { return "input[" + strconv.Itoa(i) + "]" + rest }
+
+// item writes input item i.
+func (w *msgWriter) item(raw []byte, i int) *requestError {
+	var it jsonscan.Iter
+	if it.Reset(raw) != nil {
+		return badRequest(itemField(i, ""), itemField(i, "")+" must be an object.")
+	}
+	var m inputItem
+	var buf keyBuf
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if jsonscan.IsNull(v) {
+			v = nil
+		}
+		switch string(keyName(k, &buf)) {
+		case "type":
+			m.typ = v
+		case "role":
+			m.role = v
+		case "content":
+			m.content = v
+		case "call_id":
+			m.callID = v
+		case "name":
+			m.name = v
+		case "arguments":
+			m.args = v
+		case "output":
+			m.output = v
+		}
+	}
+	switch {
+	case m.typ == nil || isString(m.typ, "message"):
+		return w.message(&m, i)
+	case isString(m.typ, "function_call"):
+		switch {
+		case !jsonscan.IsString(m.callID):
+			return badRequest(itemField(i, ".call_id"), itemField(i, ".call_id")+" must be a string.")
+		case !jsonscan.IsString(m.name):
+			return badRequest(itemField(i, ".name"), itemField(i, ".name")+" must be a string.")
+		case !jsonscan.IsString(m.args):
+			return badRequest(itemField(i, ".arguments"), itemField(i, ".arguments")+" must be a string.")
+		}
+		switch {
+		case !w.open:
+			w.sep()
+			w.dst = append(w.dst, `{"role":"assistant","content":null,"tool_calls":[`...)
+			w.open, w.calls = true, true
+		case !w.calls:
+			w.dst = append(w.dst, `,"tool_calls":[`...)
+			w.calls = true
+		default:
+			w.dst = append(w.dst, ',')
+		}
+		w.dst = append(w.dst, `{"id":`...)
+		w.dst = append(w.dst, m.callID...)
+		w.dst = append(w.dst, `,"type":"function","function":{"name":`...)
+		w.dst = append(w.dst, m.name...)
+		w.dst = append(w.dst, `,"arguments":`...)
+		w.dst = append(w.dst, m.args...)
+		w.dst = append(w.dst, "}}"...)
+		return nil
+	case isString(m.typ, "function_call_output"):
+		if !jsonscan.IsString(m.callID) {
+			return badRequest(itemField(i, ".call_id"), itemField(i, ".call_id")+" must be a string.")
+		}
+		if m.output == nil {
+			return badRequest(itemField(i, ".output"), itemField(i, ".output")+" is required.")
+		}
+		w.close()
+		w.sep()
+		w.dst = append(w.dst, `{"role":"tool","tool_call_id":`...)
+		w.dst = append(w.dst, m.callID...)
+		w.dst = append(w.dst, `,"content":`...)
+		var err *requestError
+		if w.dst, err = appendContent(w.dst, m.output, false, i, ".output"); err != nil {
+			return err
+		}
+		w.dst = append(w.dst, '}')
+		return nil
+	case isString(m.typ, "reasoning"):
+		// A reasoning item has no chat form: the model's earlier thinking is left out,
+		// as chat clients leave it out of the history they send.
+		return nil
+	}
+	// item_reference names a stored item, and built-in tool calls (web_search_call,
+	// file_search_call, computer_call, mcp_*, ...) have no chat form.
+	return badRequest(itemField(i, ".type"), itemField(i, ".type")+" is not supported: this model is served through a chat completions API, which takes messages, function_call, function_call_output and reasoning items only.")
+}
+
+// message writes a message item.
+func (w *msgWriter) message(m *inputItem, i int) *requestError {
+	var role string
+	switch {
+	case isString(m.role, "user"):
+		role = "user"
+	case isString(m.role, "assistant"):
+		role = "assistant"
+	case isString(m.role, "system"):
+		role = "system"
+	case isString(m.role, "developer"):
+		role = "developer"
+	case m.role == nil:
+		return badRequest(itemField(i, ".role"), itemField(i, ".role")+" is required.")
+	default:
+		return badRequest(itemField(i, ".role"), itemField(i, ".role")+" must be user, assistant, system or developer.")
+	}
+	if m.content == nil {
+		return badRequest(itemField(i, ".content"), itemField(i, ".content")+" is required.")
+	}
+	w.close()
+	w.sep()
+	w.dst = append(w.dst, `{"role":"`...)
+	w.dst = append(w.dst, role...)
+	w.dst = append(w.dst, `","content":`...)
+	var err *requestError
+	if role != "assistant" {
+		if w.dst, err = appendContent(w.dst, m.content, false, i, ".content"); err != nil {
+			return err
+		}
+		w.dst = append(w.dst, '}')
+		return nil
+	}
+	if w.dst, err = appendContent(w.dst, m.content, true, i, ".content"); err != nil {
+		return err
+	}
+	// Left open for the function calls that may follow.
+	w.open = true
+	return nil
+}
+
+// isString reports whether raw is the JSON string s, escapes decoded.
+func isString(raw []byte, s string) bool {
+	return jsonscan.IsString(raw) && isKey(raw[1:len(raw)-1], s)
+}
+
+// appendContent appends a message's content (or a function call's output) in chat's
+// form: a string as it is; a list of parts as chat's parts, or as one string when it
+// is one text part (what every chat server takes). An assistant's content takes
+// text and refusal parts only, its refusal going into the message's refusal member;
+// field names the member in refusals.
+func appendContent(dst, raw []byte, assistant bool, i int, field string) ([]byte, *requestError) {
+	if jsonscan.IsString(raw) {
+		return append(dst, raw...), nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(raw) {
+		return dst, badRequest(itemField(i, field), itemField(i, field)+" must be a string or a list of content parts.")
+	}
+	// The first pass counts the parts by kind.
+	var texts, others int
+	var text, refusal []byte
+	for j := 0; ; j++ {
+		p, ok := a.Next()
+		if !ok {
+			break
+		}
+		typ, _ := jsonscan.Field(p, "type")
+		switch {
+		case isString(typ, "input_text"), isString(typ, "output_text"):
+			t, _ := jsonscan.Field(p, "text")
+			if !jsonscan.IsString(t) {
+				return dst, badRequest(partParam(i, field, j, ".text"), partParam(i, field, j, ".text")+" must be a string.")
+			}
+			texts++
+			text = t
+		case isString(typ, "refusal") && assistant:
+			r, _ := jsonscan.Field(p, "refusal")
+			if !jsonscan.IsString(r) {
+				return dst, badRequest(partParam(i, field, j, ".refusal"), partParam(i, field, j, ".refusal")+" must be a string.")
+			}
+			refusal = r
+		case !assistant && (isString(typ, "input_image") || isString(typ, "input_file") || isString(typ, "input_audio")):
+			others++
+		default:
+			return dst, badRequest(partParam(i, field, j, ".type"), partParam(i, field, j, ".type")+" is not supported here: this model is served through a chat completions API.")
+		}
+	}
+	switch {
+	case others == 0 && texts == 1:
+		dst = append(dst, text...)
+	case others == 0 && texts == 0 && assistant:
+		dst = append(dst, strNull...)
+	case others == 0 && texts == 0:
+		dst = append(dst, strEmptyString...)
+	default:
+		dst = append(dst, '[')
+		a.Reset(raw)
+		n := 0
+		for j := 0; ; j++ {
+			p, ok := a.Next()
+			if !ok {
+				break
+			}
+			if typ, _ := jsonscan.Field(p, "type"); isString(typ, "refusal") {
+				// Written as the message's refusal.
+				continue
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			var err *requestError
+			if dst, err = appendChatPart(dst, p, i, field, j); err != nil {
+				return dst, err
+			}
+		}
+		dst = append(dst, ']')
+	}
+	if refusal != nil {
+		dst = append(dst, `,"refusal":`...)
+		dst = append(dst, refusal...)
+	}
+	return dst, nil
+}
+
+func partParam(i int, field string, j int, rest string) string {
+	return itemField(i, field+"["+strconv.Itoa(j)+"]"+rest)
+}
+
+// contentPart is what the bridge reads of a content part; raw values, nil when absent
+// or null.
+type contentPart struct {
+	typ, text, imageURL, fileID, detail, fileData, filename, fileURL, audio []byte
+}
+
+// appendChatPart appends the chat content part for the Responses API part p:
+// input_text and output_text a text part, input_image an image_url part (a file_id
+// alone a file part, chat's part naming an uploaded file), input_file a file part,
+// input_audio as it is (chat's has the same shape).
+func appendChatPart(dst, raw []byte, i int, field string, j int) ([]byte, *requestError) {
+	var p contentPart
+	var it jsonscan.Iter
+	it.Reset(raw)
+	var buf keyBuf
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if jsonscan.IsNull(v) {
+			v = nil
+		}
+		switch string(keyName(k, &buf)) {
+		case "type":
+			p.typ = v
+		case "text":
+			p.text = v
+		case "image_url":
+			p.imageURL = v
+		case "file_id":
+			p.fileID = v
+		case "detail":
+			p.detail = v
+		case "file_data":
+			p.fileData = v
+		case "filename":
+			p.filename = v
+		case "file_url":
+			p.fileURL = v
+		case "input_audio":
+			p.audio = v
+		}
+	}
+	switch {
+	case isString(p.typ, "input_text"), isString(p.typ, "output_text"):
+		dst = append(dst, `{"type":"text","text":`...)
+		dst = append(dst, p.text...)
+		return append(dst, '}'), nil
+	case isString(p.typ, "input_image"):
+		switch {
+		case jsonscan.IsString(p.imageURL):
+			dst = append(dst, `{"type":"image_url","image_url":{"url":`...)
+			dst = append(dst, p.imageURL...)
+			if jsonscan.IsString(p.detail) {
+				dst = append(dst, `,"detail":`...)
+				dst = append(dst, p.detail...)
+			}
+			return append(dst, "}}"...), nil
+		case jsonscan.IsString(p.fileID):
+			dst = append(dst, `{"type":"file","file":{"file_id":`...)
+			dst = append(dst, p.fileID...)
+			return append(dst, "}}"...), nil
+		}
+		return dst, badRequest(partParam(i, field, j, ".image_url"), partParam(i, field, j, ".image_url")+" (or file_id) must be a string.")
+	case isString(p.typ, "input_file"):
+		if p.fileURL != nil {
+			return dst, badRequest(partParam(i, field, j, ".file_url"), partParam(i, field, j, ".file_url")+" is not supported: this model is served through a chat completions API; send file_data or file_id.")
+		}
+		if !jsonscan.IsString(p.fileData) && !jsonscan.IsString(p.fileID) {
+			return dst, badRequest(partParam(i, field, j, ".file_data"), partParam(i, field, j, ".file_data")+" (or file_id) must be a string.")
+		}
+		dst = append(dst, `{"type":"file","file":{`...)
+		sep := false
+		for _, m := range [...]struct {
+			name string
+			v    []byte
+		}{{"file_id", p.fileID}, {"file_data", p.fileData}, {"filename", p.filename}} {
+			if !jsonscan.IsString(m.v) {
+				continue
+			}
+			if sep {
+				dst = append(dst, ',')
+			}
+			sep = true
+			dst = append(dst, '"')
+			dst = append(dst, m.name...)
+			dst = append(dst, '"', ':')
+			dst = append(dst, m.v...)
+		}
+		return append(dst, "}}"...), nil
+	case isString(p.typ, "input_audio"):
+		if p.audio == nil || p.audio[0] != '{' {
+			return dst, badRequest(partParam(i, field, j, ".input_audio"), partParam(i, field, j, ".input_audio")+" must be an object.")
+		}
+		dst = append(dst, `{"type":"input_audio","input_audio":`...)
+		dst = append(dst, p.audio...)
+		return append(dst, '}'), nil
+	}
+	return dst, badRequest(partParam(i, field, j, ".type"), partParam(i, field, j, ".type")+" is not supported here: this model is served through a chat completions API.")
+}
+
+// bridgeTool is what the bridge reads of a tool; raw values, nil when absent or null.
+type bridgeTool struct {
+	typ, name, description, parameters, strict, size, location, filters []byte
+}
+
+// appendBridgeTools appends chat's tools for the Responses API's: a function tool
+// ({"type":"function","name",...}) as chat's ({"type":"function","function":{...}}).
+// The web search tool (web_search, web_search_preview) is returned for
+// appendWebSearchOptions; any other built-in tool is refused.
+func appendBridgeTools(dst, tools []byte) (out, ws []byte, rerr *requestError) {
+	if tools == nil {
+		return dst, nil, nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(tools) {
+		return dst, nil, errBridgeTools
+	}
+	n := 0
+	for j := 0; ; j++ {
+		raw, ok := a.Next()
+		if !ok {
+			break
+		}
+		var t bridgeTool
+		var it jsonscan.Iter
+		if it.Reset(raw) != nil {
+			return dst, nil, badRequest(toolField(j, ""), toolField(j, "")+" must be an object.")
+		}
+		var buf keyBuf
+		for {
+			k, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			if jsonscan.IsNull(v) {
+				v = nil
+			}
+			switch string(keyName(k, &buf)) {
+			case "type":
+				t.typ = v
+			case "name":
+				t.name = v
+			case "description":
+				t.description = v
+			case "parameters":
+				t.parameters = v
+			case "strict":
+				t.strict = v
+			case "search_context_size":
+				t.size = v
+			case "user_location":
+				t.location = v
+			case "filters":
+				t.filters = v
+			}
+		}
+		switch {
+		case isString(t.typ, "function"):
+			if !jsonscan.IsString(t.name) {
+				return dst, nil, badRequest(toolField(j, ".name"), toolField(j, ".name")+" must be a string.")
+			}
+			if n == 0 {
+				dst = append(dst, `,"tools":[`...)
+			} else {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = append(dst, `{"type":"function","function":{"name":`...)
+			dst = append(dst, t.name...)
+			dst = appendRawMember(dst, "description", t.description)
+			dst = appendRawMember(dst, "parameters", t.parameters)
+			dst = appendRawMember(dst, "strict", t.strict)
+			dst = append(dst, "}}"...)
+		case isString(t.typ, "web_search"), isString(t.typ, "web_search_preview"),
+			isString(t.typ, "web_search_2025_08_26"), isString(t.typ, "web_search_preview_2025_03_11"):
+			if ws != nil {
+				return dst, nil, errBridgeWS2
+			}
+			if t.location != nil && t.location[0] != '{' {
+				return dst, nil, badRequest(toolField(j, ".user_location"), toolField(j, ".user_location")+" must be an object.")
+			}
+			if t.filters != nil {
+				return dst, nil, badRequest(toolField(j, ".filters"), toolField(j, ".filters")+" is not supported: this model is served through a chat completions API, whose web search takes search_context_size and user_location only.")
+			}
+			ws = raw
+		default:
+			return dst, nil, badRequest(toolField(j, ".type"), toolField(j, ".type")+" is not supported: this model is served through a chat completions API, which takes function tools and web search only.")
+		}
+	}
+	if n > 0 {
+		dst = append(dst, ']')
+	}
+	return dst, ws, nil
+}
+
+// appendWebSearchOptions appends chat's web_search_options for the Responses API's
+// web search tool ws: its search_context_size, and its user_location
+// ({"type":"approximate","city",...}) in chat's form
+// ({"type":"approximate","approximate":{"city",...}}).
+func appendWebSearchOptions(dst, ws []byte) []byte {
+	var size, loc []byte
+	var it jsonscan.Iter
+	it.Reset(ws)
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch {
+		case isKey(k, "search_context_size") && !jsonscan.IsNull(v):
+			size = v
+		case isKey(k, "user_location") && !jsonscan.IsNull(v):
+			loc = v
+		}
+	}
+	dst = append(dst, `,"web_search_options":{`...)
+	if size != nil {
+		dst = append(dst, `"search_context_size":`...)
+		dst = append(dst, size...)
+	}
+	if loc != nil {
+		var lt jsonscan.Iter
+		lt.Reset(loc)
+		if size != nil {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"user_location":{"type":"approximate","approximate":{`...)
+		n := 0
+		for {
+			k, v, ok := lt.Next()
+			if !ok {
+				break
+			}
+			if isKey(k, "type") || jsonscan.IsNull(v) {
+				continue
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = append(dst, '"')
+			dst = append(dst, k...)
+			dst = append(dst, '"', ':')
+			dst = append(dst, v...)
+		}
+		dst = append(dst, "}}"...)
+	}
+	return append(dst, '}')
+}
+
+// appendBridgeToolChoice appends chat's tool_choice for the Responses API's: auto, none and
+// required as they are, {"type":"function","name"} as {"type":"function","function":
+// {"name"}}; a choice of a built-in tool, or of allowed_tools, is refused.
+func appendBridgeToolChoice(dst, tc []byte) ([]byte, *requestError) {
+	if isString(tc, "auto") || isString(tc, "none") || isString(tc, "required") {
+		return appendRawMember(dst, "tool_choice", tc), nil
+	}
+	if tc[0] != '{' {
+		return dst, errBridgeTC
+	}
+	typ, _ := jsonscan.Field(tc, "type")
+	name, _ := jsonscan.Field(tc, "name")
+	if !isString(typ, "function") || !jsonscan.IsString(name) {
+		return dst, errBridgeTC
+	}
+	dst = append(dst, `,"tool_choice":{"type":"function","function":{"name":`...)
+	dst = append(dst, name...)
+	return append(dst, "}}"...), nil
+}
+
+// appendTextFormat appends chat's response_format and verbosity for the Responses
+// API's text: format text is chat's default, json_object and json_schema go as chat's
+// response_format ({"type":"json_schema","json_schema":{"name","schema","strict",
+// "description"}}).
+func appendTextFormat(dst, text []byte) ([]byte, *requestError) {
+	var it jsonscan.Iter
+	if it.Reset(text) != nil {
+		return dst, errBridgeText
+	}
+	var format, verbosity []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch {
+		case isKey(k, "format"):
+			format = v
+		case isKey(k, "verbosity"):
+			verbosity = v
+		}
+	}
+	if format != nil && !jsonscan.IsNull(format) {
+		var ft jsonscan.Iter
+		if ft.Reset(format) != nil {
+			return dst, errBridgeFmt
+		}
+		var typ, name, schema, strict, desc []byte
+		for {
+			k, v, ok := ft.Next()
+			if !ok {
+				break
+			}
+			if jsonscan.IsNull(v) {
+				continue
+			}
+			switch {
+			case isKey(k, "type"):
+				typ = v
+			case isKey(k, "name"):
+				name = v
+			case isKey(k, "schema"):
+				schema = v
+			case isKey(k, "strict"):
+				strict = v
+			case isKey(k, "description"):
+				desc = v
+			}
+		}
+		switch {
+		case isString(typ, "text"):
+		case isString(typ, "json_object"):
+			dst = append(dst, `,"response_format":{"type":"json_object"}`...)
+		case isString(typ, "json_schema"):
+			if !jsonscan.IsString(name) {
+				return dst, errBridgeName
+			}
+			if schema == nil || schema[0] != '{' {
+				return dst, errBridgeSchem
+			}
+			dst = append(dst, `,"response_format":{"type":"json_schema","json_schema":{"name":`...)
+			dst = append(dst, name...)
+			dst = appendRawMember(dst, "schema", schema)
+			dst = appendRawMember(dst, "strict", strict)
+			dst = appendRawMember(dst, "description", desc)
+			dst = append(dst, "}}"...)
+		default:
+			return dst, errBridgeFmtT
+		}
+	}
+	if verbosity != nil && !jsonscan.IsNull(verbosity) {
+		dst = appendRawMember(dst, "verbosity", verbosity)
+	}
+	return dst, nil
+}
+
+// bridgeEcho holds the members of the response object that come from the request,
+// rendered once, white space removed (a stream's event is one data line): [0:a) up
+// to the model, [a:b) from parallel_tool_calls to service_tier, [b:c) from store to
+// usage, [c:] the rest.
+type bridgeEcho struct {
+	buf     []byte
+	a, b, c int
+	// instructions is set when the request had instructions.
+	instructions bool
+}
+
+var bridgeEchoPool = sync.Pool{New: func() any { return &bridgeEcho{buf: make([]byte, 0, 512)} }}
+
+func (e *bridgeEcho) release() {
+	if cap(e.buf) > maxPooledBuffer {
+		e.buf = make([]byte, 0, 512)
+	}
+	bridgeEchoPool.Put(e)
+}
+
+// render renders r's members.
+func (e *bridgeEcho) render(r *respRequest) {
+	b := e.buf[:0]
+	b = append(b, `,"instructions":`...)
+	b = appendCompactOr(b, r.instructions, "null")
+	b = append(b, `,"max_output_tokens":`...)
+	b = appendCompactOr(b, r.maxOut, "null")
+	e.a = len(b)
+	b = append(b, `,"parallel_tool_calls":`...)
+	b = appendCompactOr(b, r.parallel, "true")
+	b = append(b, `,"previous_response_id":null,"reasoning":`...)
+	b = appendCompactOr(b, r.reasoning, `{"effort":null,"summary":null}`)
+	e.b = len(b)
+	b = append(b, `,"store":false,"temperature":`...)
+	b = appendCompactOr(b, r.temperature, "null")
+	b = append(b, `,"text":`...)
+	b = appendCompactOr(b, r.text, `{"format":{"type":"text"}}`)
+	b = append(b, `,"tool_choice":`...)
+	b = appendCompactOr(b, r.toolChoice, `"auto"`)
+	b = append(b, `,"tools":`...)
+	b = appendCompactOr(b, r.tools, "[]")
+	b = append(b, `,"top_p":`...)
+	b = appendCompactOr(b, r.topP, "null")
+	b = append(b, `,"truncation":"disabled"`...)
+	e.c = len(b)
+	b = append(b, `,"user":`...)
+	b = appendCompactOr(b, r.user, "null")
+	b = append(b, `,"metadata":`...)
+	b = appendCompactOr(b, r.metadata, "{}")
+	e.buf = b
+}
+
+// appendCompactOr appends raw, valid JSON, without the white space between its
+// tokens, or def when raw is nil.
+func appendCompactOr(dst, raw []byte, def string) []byte {
+	if raw == nil {
+		return append(dst, def...)
+	}
+	if bytes.IndexAny(raw, " \t\r\n") < 0 {
+		return append(dst, raw...)
+	}
+	in := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case in && c == '\\' && i+1 < len(raw):
+			dst = append(dst, c, raw[i+1])
+			i++
+			continue
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// respStatus is how a response ended.
+type respStatus uint8
+
+const (
+	statusInProgress respStatus = iota
+	statusCompleted
+	// statusLength and statusFiltered are incomplete: max_output_tokens reached, or
+	// the content filter.
+	statusLength
+	statusFiltered
+	statusFailed
+)
+
+// statusOf is the status a chat finish_reason (a raw JSON value) ends a response with.
+func statusOf(finish []byte) respStatus {
+	switch {
+	case isString(finish, "length"):
+		return statusLength
+	case isString(finish, "content_filter"):
+		return statusFiltered
+	}
+	return statusCompleted
+}
+
+// incomplete reports whether the status is the response's end without all of it.
+func (s respStatus) incomplete() bool { return s == statusLength || s == statusFiltered }
+
+// itemStatus is the status of the last output item of a response ended so.
+func (s respStatus) itemStatus() string {
+	switch s {
+	case statusCompleted:
+		return `"completed"`
+	case statusInProgress:
+		return `"in_progress"`
+	}
+	return `"incomplete"`
+}
+
+// respHead is what a response object holds of its answer besides its output.
+type respHead struct {
+	id      [48]byte
+	created int64
+	// model and tier are raw JSON values: the answer's model, and service_tier (nil
+	// for null).
+	model, tier []byte
+	status      respStatus
+	// errCode and errMsg are a failed response's error, raw JSON strings.
+	errCode, errMsg []byte
+}
+
+// newID fills id with 48 random hex digits.
+func newID(id *[48]byte) {
+	for i := 0; i < 48; i += 16 {
+		v := rand.Uint64()
+		for j := 15; j >= 0; j-- {
+			id[i+j] = hexDigits[v&15]
+			v >>= 4
+		}
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendItemID appends a new item ID: prefix and 48 random hex digits.
+func appendItemID(dst []byte, prefix string) []byte {
+	var id [48]byte
+	newID(&id)
+	dst = append(dst, prefix...)
+	return append(dst, id[:]...)
+}
+
+// appendResponse appends the response object: h's answer, output (the items, a JSON
+// array's inside), usage (a raw object, or nil for null) and e's echo.
+func appendResponse(dst []byte, h *respHead, e *bridgeEcho, output, usage []byte) []byte {
+	dst = append(dst, `{"id":"resp_`...)
+	dst = append(dst, h.id[:]...)
+	dst = append(dst, `","object":"response","created_at":`...)
+	dst = strconv.AppendInt(dst, h.created, 10)
+	dst = append(dst, `,"status":`...)
+	switch h.status {
+	case statusInProgress:
+		dst = append(dst, `"in_progress","error":null,"incomplete_details":null`...)
+	case statusCompleted:
+		dst = append(dst, `"completed","error":null,"incomplete_details":null`...)
+	case statusLength:
+		dst = append(dst, `"incomplete","error":null,"incomplete_details":{"reason":"max_output_tokens"}`...)
+	case statusFiltered:
+		dst = append(dst, `"incomplete","error":null,"incomplete_details":{"reason":"content_filter"}`...)
+	case statusFailed:
+		dst = append(dst, `"failed","error":{"code":`...)
+		dst = append(dst, h.errCode...)
+		dst = append(dst, `,"message":`...)
+		dst = append(dst, h.errMsg...)
+		dst = append(dst, `},"incomplete_details":null`...)
+	}
+	dst = append(dst, e.buf[:e.a]...)
+	dst = append(dst, `,"model":`...)
+	dst = append(dst, h.model...)
+	dst = append(dst, `,"output":[`...)
+	dst = append(dst, output...)
+	dst = append(dst, ']')
+	dst = append(dst, e.buf[e.a:e.b]...)
+	dst = append(dst, `,"service_tier":`...)
+	if h.tier == nil {
+		dst = append(dst, strNull...)
+	} else {
+		dst = append(dst, h.tier...)
+	}
+	dst = append(dst, e.buf[e.b:e.c]...)
+	dst = append(dst, `,"usage":`...)
+	if usage == nil {
+		dst = append(dst, strNull...)
+	} else {
+		dst = append(dst, usage...)
+	}
+	dst = append(dst, e.buf[e.c:]...)
+	return append(dst, '}')
+}
+
+// appendRespUsage appends the Responses API's usage for u, with reasoning of the
+// output tokens reasoning.
+func appendRespUsage(dst []byte, u *Usage, reasoning int64) []byte {
+	dst = append(dst, `{"input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.Input, 10)
+	dst = append(dst, `,"input_tokens_details":{"cached_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CachedInput, 10)
+	dst = append(dst, `},"output_tokens":`...)
+	dst = strconv.AppendInt(dst, u.Output, 10)
+	dst = append(dst, `,"output_tokens_details":{"reasoning_tokens":`...)
+	dst = strconv.AppendInt(dst, reasoning, 10)
+	dst = append(dst, `},"total_tokens":`...)
+	dst = strconv.AppendInt(dst, u.Input+u.Output, 10)
+	return append(dst, '}')
+}
+
+// reasoningTokens reads completion_tokens_details.reasoning_tokens of a chat usage
+// object; 0 when it has none.
+func reasoningTokens(usage []byte) int64 {
+	d, _ := jsonscan.Field(usage, "completion_tokens_details")
+	if len(d) == 0 || d[0] != '{' {
+		return 0
+	}
+	v, _ := jsonscan.Field(d, "reasoning_tokens")
+	n, ok := tokenCount(v)
+	if !ok {
+		return 0
+	}
+	return n
+}
+
+// chatAnswer is what the bridge reads of a chat completion; raw values, nil when
+// absent or null.
+type chatAnswer struct {
+	created, model, tier, usage                 []byte
+	content, refusal, calls, annotations, think []byte
+	finish, logprobs                            []byte
+}
+
+// read reads a chat completion's members; ok is false when body is not one.
+func (c *chatAnswer) read(body []byte) bool {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return false
+	}
+	var choice []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if jsonscan.IsNull(v) {
+			v = nil
+		}
+		switch string(k) {
+		case "created":
+			c.created = v
+		case "model":
+			c.model = v
+		case "service_tier":
+			c.tier = v
+		case "usage":
+			c.usage = v
+		case "choices":
+			var a jsonscan.Array
+			if a.Reset(v) {
+				choice, _ = a.Next()
+			}
+		case "error":
+			if v != nil {
+				return false
+			}
+		}
+	}
+	if it.Err() != nil || len(choice) == 0 || choice[0] != '{' {
+		return false
+	}
+	var msg []byte
+	it.Reset(choice)
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "message":
+			msg = v
+		case "finish_reason":
+			c.finish = v
+		case "logprobs":
+			c.logprobs = v
+		}
+	}
+	if it.Reset(msg) != nil {
+		return false
+	}
+	var reasoning []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if jsonscan.IsNull(v) {
+			continue
+		}
+		switch string(k) {
+		case "content":
+			c.content = v
+		case "refusal":
+			c.refusal = v
+		case "tool_calls":
+			c.calls = v
+		case "annotations":
+			c.annotations = v
+		case "reasoning_content":
+			c.think = v
+		case "reasoning":
+			reasoning = v
+		}
+	}
+	if c.think == nil || len(c.think) <= 2 {
+		// vLLM writes reasoning_content (and newer ones reasoning beside it, the same
+		// text), OpenRouter reasoning alone.
+		c.think = reasoning
+	}
+	return it.Err() == nil
+}
+
+// appendBridgeAnswer appends the response object for the chat completion chat; u is
+// its usage as the chat call read it, model the backend's model (a raw JSON string),
+// for an answer without one. ok is false when chat is no chat completion.
+func appendBridgeAnswer(dst, chat []byte, e *bridgeEcho, model []byte, u *Usage) ([]byte, bool) {
+	var c chatAnswer
+	if !c.read(chat) {
+		return dst, false
+	}
+	var h respHead
+	newID(&h.id)
+	h.model, h.tier, h.status = c.model, c.tier, statusOf(c.finish)
+	if !jsonscan.IsString(h.model) {
+		h.model = model
+	}
+	if !jsonscan.IsString(h.tier) {
+		h.tier = nil
+	}
+	var ok bool
+	if h.created, ok = jsonscan.Int(c.created); !ok {
+		h.created = time.Now().Unix()
+	}
+	// The output and usage are written first, then the object after them, which is
+	// moved down over them: the object holds them in its middle.
+	start := len(dst)
+	out := dst
+	// last is the offset of the status value of the last item that has one.
+	last := -1
+	if nonEmpty(c.think) {
+		out = appendItemID(append(out, `{"type":"reasoning","id":"`...), "rs_")
+		out = append(out, `","summary":[],"content":[{"type":"reasoning_text","text":`...)
+		out = append(out, c.think...)
+		out = append(out, "}]}"...)
+	}
+	var a jsonscan.Array
+	calls := a.Reset(c.calls)
+	if calls {
+		_, calls = a.Next()
+		a.Reset(c.calls)
+	}
+	text := jsonscan.IsString(c.content) && (len(c.content) > 2 || !calls)
+	refusal := jsonscan.IsString(c.refusal)
+	if text || refusal || !calls {
+		if len(out) > start {
+			out = append(out, ',')
+		}
+		out = appendItemID(append(out, `{"type":"message","id":"`...), "msg_")
+		out = append(out, `","status":`...)
+		last = len(out)
+		out = append(out, `"completed","role":"assistant","content":[`...)
+		if text || !refusal {
+			content := c.content
+			if !jsonscan.IsString(content) {
+				content = strEmptyString
+			}
+			out = append(out, `{"type":"output_text","text":`...)
+			out = append(out, content...)
+			out = append(out, `,"annotations":`...)
+			out = appendRespAnnotations(out, c.annotations)
+			out = append(out, `,"logprobs":`...)
+			out = appendLogprobs(out, c.logprobs)
+			out = append(out, '}')
+			if refusal {
+				out = append(out, ',')
+			}
+		}
+		if refusal {
+			out = append(out, `{"type":"refusal","refusal":`...)
+			out = append(out, c.refusal...)
+			out = append(out, '}')
+		}
+		out = append(out, "]}"...)
+	}
+	for calls {
+		call, more := a.Next()
+		if !more {
+			break
+		}
+		var id, name, args []byte
+		if fn, ok := jsonscan.Field(call, "function"); ok {
+			name, _ = jsonscan.Field(fn, "name")
+			args, _ = jsonscan.Field(fn, "arguments")
+		}
+		id, _ = jsonscan.Field(call, "id")
+		if len(out) > start {
+			out = append(out, ',')
+		}
+		out = appendItemID(append(out, `{"type":"function_call","id":"`...), "fc_")
+		out = append(out, `","call_id":`...)
+		if jsonscan.IsString(id) {
+			out = append(out, id...)
+		} else {
+			out = appendItemID(append(out, '"'), "call_")
+			out = append(out, '"')
+		}
+		out = append(out, `,"name":`...)
+		if jsonscan.IsString(name) {
+			out = append(out, name...)
+		} else {
+			out = append(out, strEmptyString...)
+		}
+		out = append(out, `,"arguments":`...)
+		out = appendArguments(out, args)
+		out = append(out, `,"status":`...)
+		last = len(out)
+		out = append(out, `"completed"}`...)
+	}
+	if h.status.incomplete() && last >= 0 {
+		// The item the answer ended in is incomplete too: "completed" becomes
+		// "incomplete", a byte longer.
+		out = append(out, 0)
+		copy(out[last+len(strIncomplete):], out[last+len(strCompleted):len(out)-1])
+		copy(out[last:], strIncomplete)
+	}
+	output := len(out) - start
+	var usage []byte
+	if c.usage != nil {
+		out = appendRespUsage(out, u, reasoningTokens(c.usage))
+		usage = out[start+output:]
+	}
+	objAt := len(out)
+	out = appendResponse(out, &h, e, out[start:start+output], usage)
+	n := copy(out[start:], out[objAt:])
+	return out[:start+n], true
+}
+
+var (
+	strCompleted  = []byte(`"completed"`)
+	strIncomplete = []byte(`"incomplete"`)
+)
+
+// appendArguments appends a tool call's arguments as the Responses API's string: a
+// string as it is, any other value (a server that sends an object) as its JSON text.
+func appendArguments(dst, args []byte) []byte {
+	switch {
+	case jsonscan.IsString(args):
+		return append(dst, args...)
+	case len(args) == 0 || jsonscan.IsNull(args):
+		return append(dst, `"{}"`...)
+	}
+	return jsonscan.AppendQuote(dst, b2s(args))
+}
+
+// appendRespAnnotations appends the Responses API's annotations for chat's: each
+// url_citation ({"type":"url_citation","url_citation":{"start_index","end_index",
+// "url","title"}}) flattened ({"type":"url_citation","start_index",...}); others
+// have no Responses form and are left out.
+func appendRespAnnotations(dst, anns []byte) []byte {
+	dst = append(dst, '[')
+	n := 0
+	var a jsonscan.Array
+	if a.Reset(anns) {
+		for {
+			ann, ok := a.Next()
+			if !ok {
+				break
+			}
+			n = appendAnnotation(&dst, ann, n)
+		}
+	}
+	return append(dst, ']')
+}
+
+// appendAnnotation appends annotation ann flattened, after a comma when n, the count
+// so far, is not 0, and returns the new count.
+func appendAnnotation(dst *[]byte, ann []byte, n int) int {
+	typ, _ := jsonscan.Field(ann, "type")
+	cite, _ := jsonscan.Field(ann, "url_citation")
+	if !isString(typ, "url_citation") || len(cite) < 2 || cite[0] != '{' {
+		return n
+	}
+	inner := bytes.TrimSpace(cite[1 : len(cite)-1])
+	if n > 0 {
+		*dst = append(*dst, ',')
+	}
+	*dst = append(*dst, `{"type":"url_citation"`...)
+	if len(inner) > 0 {
+		*dst = append(*dst, ',')
+		*dst = appendCompactOr(*dst, inner, "")
+	}
+	*dst = append(*dst, '}')
+	return n + 1
+}
+
+// appendLogprobs appends the Responses API's logprobs of a text for chat's logprobs
+// object: its content list, whose entries (token, logprob, bytes, top_logprobs) have
+// the same shape; [] when there is none.
+func appendLogprobs(dst, lp []byte) []byte {
+	if len(lp) > 0 && lp[0] == '{' {
+		if c, ok := jsonscan.Field(lp, "content"); ok && len(c) > 0 && c[0] == '[' {
+			return appendCompactOr(dst, c, "")
+		}
+	}
+	return append(dst, "[]"...)
+}
+
+// The names of the events a bridged stream yields, each its type.
+var (
+	evCreated        = []byte("response.created")
+	evInProgress     = []byte("response.in_progress")
+	evItemAdded      = []byte("response.output_item.added")
+	evItemDone       = []byte("response.output_item.done")
+	evPartAdded      = []byte("response.content_part.added")
+	evPartDone       = []byte("response.content_part.done")
+	evTextDelta      = []byte("response.output_text.delta")
+	evTextDone       = []byte("response.output_text.done")
+	evAnnotation     = []byte("response.output_text.annotation.added")
+	evRefusalDelta   = []byte("response.refusal.delta")
+	evRefusalDone    = []byte("response.refusal.done")
+	evReasoningDelta = []byte("response.reasoning_text.delta")
+	evReasoningDone  = []byte("response.reasoning_text.done")
+	evArgsDelta      = []byte("response.function_call_arguments.delta")
+	evArgsDone       = []byte("response.function_call_arguments.done")
+	evCompleted      = []byte("response.completed")
+	evIncomplete     = []byte("response.incomplete")
+	evFailed         = []byte("response.failed")
+)
+
+// itemKind is the kind of an output item a stream is writing.
+type itemKind uint8
+
+const (
+	itemNone itemKind = iota
+	itemReasoning
+	itemMessage
+	itemCall
+)
+
+// partKind is the kind of a message's (or reasoning item's) content part.
+type partKind uint8
+
+const (
+	partNone partKind = iota
+	partText
+	partRefusal
+	partReasoning
+)
+
+// streamItem is the output item a stream is writing. Texts are held as the inside of
+// a JSON string: the deltas' raw strings without their quotes, which join into one.
+type streamItem struct {
+	kind  itemKind
+	id    [52]byte
+	idLen int
+	// index is the item's output_index.
+	index int
+	// part is the content part under way, content its content_index; parts holds
+	// the done parts, a JSON array's inside.
+	part    partKind
+	content int
+	parts   []byte
+	// text is the part's text (or refusal, or reasoning text), anns its
+	// annotations and logprobs its logprobs (JSON arrays' insides), nAnns their count.
+	text, anns, logprobs []byte
+	nAnns                int
+	// tool is a function call's index in the chat stream; callID and name its raw
+	// JSON strings, args its arguments.
+	tool         int64
+	callID, name []byte
+	args         []byte
+}
+
+// pendEvent is an event a chat chunk gave, waiting in bridgeStream.pend: its bytes
+// end at end, where the next one's begin.
+type pendEvent struct {
+	name     []byte
+	end      int
+	content  bool
+	terminal bool
+}
+
+// bridgeStream is a chat completions stream read as a Responses API stream: each chat
+// chunk becomes zero or more events, in OpenAI's order, each yielded by one Next;
+// the events a chunk gives are written into one reused buffer.
+type bridgeStream struct {
+	in  Events
+	iev Event
+	// chat is the chat request body, which the inner stream may read until it is
+	// closed.
+	chat *[]byte
+	echo bridgeEcho
+	head respHead
+	// model is the response's model: the backend's, then the first chunk's.
+	model []byte
+	// begun is set once response.created went out, ended once the terminal event
+	// did, done once the end did.
+	begun, ended, done bool
+	seq                int64
+	usage              Usage
+	hasUsage           bool
+	reasoning          int64
+	tier               ServiceTier
+	// items holds the output items done, a JSON array's inside.
+	items  []byte
+	nItems int
+	cur    streamItem
+	// maxTool is the highest chat tool call index begun, -1 before any.
+	maxTool int64
+	pend    []byte
+	marks   []pendEvent
+	next    int
+	scratch []byte
+}
+
+var bridgeStreamPool = sync.Pool{New: func() any {
+	return &bridgeStream{echo: bridgeEcho{buf: make([]byte, 0, 512)}, pend: make([]byte, 0, 1024), maxTool: -1}
+}}
+
+func acquireBridgeStream() *bridgeStream {
+	s := bridgeStreamPool.Get().(*bridgeStream)
+	newID(&s.head.id)
+	return s
+}
+
+// reset readies s for the pool; a buffer one long stream grew goes with it.
+func (s *bridgeStream) reset() {
+	s.in, s.chat, s.iev = nil, nil, Event{}
+	s.echo.buf = trimBuf(s.echo.buf)
+	s.head = respHead{}
+	s.model = trimBuf(s.model)
+	s.begun, s.ended, s.done = false, false, false
+	s.seq, s.usage, s.hasUsage, s.reasoning, s.tier = 0, Usage{}, false, 0, ServiceTier{}
+	s.items, s.nItems = trimBuf(s.items), 0
+	c := &s.cur
+	*c = streamItem{parts: trimBuf(c.parts), text: trimBuf(c.text), anns: trimBuf(c.anns), logprobs: trimBuf(c.logprobs),
+		callID: trimBuf(c.callID), name: trimBuf(c.name), args: trimBuf(c.args)}
+	s.maxTool = -1
+	s.pend, s.marks, s.next = trimBuf(s.pend), s.marks[:0], 0
+	s.scratch = trimBuf(s.scratch)
+}
+
+// trimBuf is b emptied, or nil when it grew past what a pooled buffer keeps.
+func trimBuf(b []byte) []byte {
+	if cap(b) > maxPooledBuffer {
+		return nil
+	}
+	return b[:0]
+}
+
+// Close implements Events.
+func (s *bridgeStream) Close() error {
+	err := s.in.Close()
+	if s.chat != nil {
+		putBody(s.chat)
+	}
+	s.reset()
+	bridgeStreamPool.Put(s)
+	return err
+}
+
+// NotifyWait implements Waiter.
+func (s *bridgeStream) NotifyWait(fn func() error) bool {
+	w, ok := s.in.(Waiter)
+	return ok && w.NotifyWait(fn)
+}
+
+// NotifySilence implements SilenceNotifier.
+func (s *bridgeStream) NotifySilence(every time.Duration, fn func() error) bool {
+	n, ok := s.in.(SilenceNotifier)
+	return ok && n.NotifySilence(every, fn)
+}
+
+// Abort implements Aborter.
+func (s *bridgeStream) Abort() {
+	if a, ok := s.in.(Aborter); ok {
+		a.Abort()
+	}
+}
+
+// errToolReopened is a chat stream that goes back to a tool call after another item
+// began: the Responses API's items are done once the next begins.
+var errToolReopened = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstream stream resumed a tool call after another output began"))
+
+// Next implements Events.
+func (s *bridgeStream) Next(ev *Event) error {
+	for {
+		if s.next < len(s.marks) {
+			m := &s.marks[s.next]
+			start := 0
+			if s.next > 0 {
+				start = s.marks[s.next-1].end
+			}
+			s.next++
+			*ev = Event{Data: s.pend[start:m.end], Name: m.name, Content: m.content}
+			if m.terminal {
+				ev.HasUsage, ev.Usage = s.hasUsage, s.usage
+				ev.Usage.Tier = s.tier
+				ev.Error = s.head.status == statusFailed
+			}
+			return nil
+		}
+		if s.ended {
+			*ev = Event{}
+			if s.done {
+				return io.EOF
+			}
+			s.done, ev.Done = true, true
+			return nil
+		}
+		s.pend, s.marks, s.next = s.pend[:0], s.marks[:0], 0
+		if err := s.in.Next(&s.iev); err != nil {
+			return err
+		}
+		switch {
+		case s.iev.KeepAlive:
+			*ev = Event{KeepAlive: true}
+			return nil
+		case s.iev.Done:
+			s.finish()
+		case s.iev.Error:
+			s.fail(s.iev.Data)
+		default:
+			if err := s.chunk(&s.iev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// begin writes response.created and response.in_progress, once.
+func (s *bridgeStream) begin() {
+	if s.begun {
+		return
+	}
+	s.begun = true
+	if s.head.created == 0 {
+		s.head.created = time.Now().Unix()
+	}
+	s.head.model = s.model
+	for _, name := range [...][]byte{evCreated, evInProgress} {
+		s.open(name)
+		s.pend = append(s.pend, `,"response":`...)
+		s.pend = appendResponse(s.pend, &s.head, &s.echo, nil, nil)
+		s.emit(name, false)
+	}
+}
+
+// open begins event name in pend: its type and sequence number.
+func (s *bridgeStream) open(name []byte) {
+	s.pend = append(s.pend, `{"type":"`...)
+	s.pend = append(s.pend, name...)
+	s.pend = append(s.pend, `","sequence_number":`...)
+	s.pend = strconv.AppendInt(s.pend, s.seq, 10)
+	s.seq++
+}
+
+// emit ends the event open began.
+func (s *bridgeStream) emit(name []byte, content bool) {
+	s.pend = append(s.pend, '}')
+	s.marks = append(s.marks, pendEvent{name: name, end: len(s.pend), content: content})
+}
+
+// itemRef appends the current item's item_id and output_index, and with part its
+// content_index.
+func (s *bridgeStream) itemRef(part bool) {
+	s.pend = append(s.pend, `,"item_id":"`...)
+	s.pend = append(s.pend, s.cur.id[:s.cur.idLen]...)
+	s.pend = append(s.pend, `","output_index":`...)
+	s.pend = strconv.AppendInt(s.pend, int64(s.cur.index), 10)
+	if part {
+		s.pend = append(s.pend, `,"content_index":`...)
+		s.pend = strconv.AppendInt(s.pend, int64(s.cur.content), 10)
+	}
+}
+
+// chunk reads one chat chunk into the events it gives.
+func (s *bridgeStream) chunk(iev *Event) error {
+	var it jsonscan.Iter
+	if it.Reset(iev.Data) != nil {
+		return errEventNotJSON
+	}
+	var choices, usage []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "created":
+			if !s.begun {
+				s.head.created, _ = jsonscan.Int(v)
+			}
+		case "model":
+			if !s.begun && jsonscan.IsString(v) {
+				s.model = append(s.model[:0], v...)
+			}
+		case "choices":
+			choices = v
+		case "usage":
+			usage = v
+		}
+	}
+	if it.Err() != nil {
+		return errEventNotJSON
+	}
+	if iev.HasUsage {
+		s.usage, s.hasUsage = iev.Usage, true
+		s.reasoning = reasoningTokens(usage)
+	}
+	if len(iev.Usage.Tier.Bytes()) > 0 {
+		s.tier = iev.Usage.Tier
+	}
+	s.begin()
+	var a jsonscan.Array
+	if !a.Reset(choices) {
+		return nil
+	}
+	for {
+		c, ok := a.Next()
+		if !ok {
+			return nil
+		}
+		// The Responses API has one output: the bridge asks for one choice.
+		if idx, _ := jsonscan.Field(c, "index"); len(idx) == 0 || string(idx) == "0" {
+			return s.choice(c)
+		}
+	}
+}
+
+// choice reads a chunk's choice: its delta, finish_reason and logprobs.
+func (s *bridgeStream) choice(c []byte) error {
+	var delta, finish, logprobs []byte
+	var it jsonscan.Iter
+	if it.Reset(c) != nil {
+		return errEventNotJSON
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "delta":
+			delta = v
+		case "finish_reason":
+			finish = v
+		case "logprobs":
+			logprobs = v
+		}
+	}
+	if len(finish) > 0 && !jsonscan.IsNull(finish) {
+		s.head.status = statusOf(finish)
+	}
+	if it.Reset(delta) != nil {
+		return nil
+	}
+	var content, thought, reasoning, refusal, calls, anns []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "content":
+			content = v
+		case "reasoning_content":
+			thought = v
+		case "reasoning":
+			reasoning = v
+		case "refusal":
+			refusal = v
+		case "tool_calls":
+			calls = v
+		case "annotations":
+			anns = v
+		}
+	}
+	if !nonEmpty(thought) {
+		thought = reasoning
+	}
+	if nonEmpty(thought) {
+		s.reasoningDelta(thought)
+	}
+	if nonEmpty(content) {
+		s.textDelta(content, logprobs)
+	}
+	if nonEmpty(refusal) {
+		s.refusalDelta(refusal)
+	}
+	var a jsonscan.Array
+	if a.Reset(calls) {
+		for {
+			call, ok := a.Next()
+			if !ok {
+				break
+			}
+			if err := s.callDelta(call); err != nil {
+				return err
+			}
+		}
+	}
+	if a.Reset(anns) {
+		for {
+			ann, ok := a.Next()
+			if !ok {
+				break
+			}
+			s.annotation(ann)
+		}
+	}
+	return nil
+}
+
+// nonEmpty reports whether raw is a JSON string with text.
+func nonEmpty(raw []byte) bool { return len(raw) > 2 && raw[0] == '"' }
+
+// openItem ends the item under way and begins one of kind k.
+func (s *bridgeStream) openItem(k itemKind) {
+	s.closeItem(statusCompleted)
+	c := &s.cur
+	prefix := "msg_"
+	switch k {
+	case itemReasoning:
+		prefix = "rs_"
+	case itemCall:
+		prefix = "fc_"
+	}
+	c.kind, c.index, c.part, c.content = k, s.nItems, partNone, -1
+	c.idLen = len(appendItemID(c.id[:0], prefix))
+	c.parts = c.parts[:0]
+	s.nItems++
+	if k == itemCall {
+		return
+	}
+	s.open(evItemAdded)
+	s.pend = append(s.pend, `,"output_index":`...)
+	s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
+	if k == itemMessage {
+		s.pend = append(s.pend, `,"item":{"type":"message","id":"`...)
+		s.pend = append(s.pend, c.id[:c.idLen]...)
+		s.pend = append(s.pend, `","status":"in_progress","role":"assistant","content":[]}`...)
+	} else {
+		s.pend = append(s.pend, `,"item":{"type":"reasoning","id":"`...)
+		s.pend = append(s.pend, c.id[:c.idLen]...)
+		s.pend = append(s.pend, `","summary":[],"content":[]}`...)
+	}
+	s.emit(evItemAdded, false)
+}
+
+// openPart ends the content part under way and begins one of kind p.
+func (s *bridgeStream) openPart(p partKind) {
+	s.closePart()
+	c := &s.cur
+	c.part = p
+	c.content++
+	c.text, c.anns, c.logprobs, c.nAnns = c.text[:0], c.anns[:0], c.logprobs[:0], 0
+	s.open(evPartAdded)
+	s.itemRef(true)
+	switch p {
+	case partText:
+		s.pend = append(s.pend, `,"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}`...)
+	case partRefusal:
+		s.pend = append(s.pend, `,"part":{"type":"refusal","refusal":""}`...)
+	default:
+		s.pend = append(s.pend, `,"part":{"type":"reasoning_text","text":""}`...)
+	}
+	s.emit(evPartAdded, false)
+}
+
+// closePart ends the content part under way: its done event and content_part.done,
+// the part kept for its item.
+func (s *bridgeStream) closePart() {
+	c := &s.cur
+	if c.part == partNone {
+		return
+	}
+	// The part, whole, goes into the item's parts; the events copy it.
+	if len(c.parts) > 0 {
+		c.parts = append(c.parts, ',')
+	}
+	at := len(c.parts)
+	switch c.part {
+	case partText:
+		c.parts = append(c.parts, `{"type":"output_text","text":"`...)
+		c.parts = append(c.parts, c.text...)
+		c.parts = append(c.parts, `","annotations":[`...)
+		c.parts = append(c.parts, c.anns...)
+		c.parts = append(c.parts, `],"logprobs":[`...)
+		c.parts = append(c.parts, c.logprobs...)
+		c.parts = append(c.parts, "]}"...)
+		s.open(evTextDone)
+		s.itemRef(true)
+		s.pend = append(s.pend, `,"text":"`...)
+		s.pend = append(s.pend, c.text...)
+		s.pend = append(s.pend, `","logprobs":[`...)
+		s.pend = append(s.pend, c.logprobs...)
+		s.pend = append(s.pend, ']')
+		s.emit(evTextDone, false)
+	case partRefusal:
+		c.parts = append(c.parts, `{"type":"refusal","refusal":"`...)
+		c.parts = append(c.parts, c.text...)
+		c.parts = append(c.parts, `"}`...)
+		s.open(evRefusalDone)
+		s.itemRef(true)
+		s.pend = append(s.pend, `,"refusal":"`...)
+		s.pend = append(s.pend, c.text...)
+		s.pend = append(s.pend, '"')
+		s.emit(evRefusalDone, false)
+	default:
+		c.parts = append(c.parts, `{"type":"reasoning_text","text":"`...)
+		c.parts = append(c.parts, c.text...)
+		c.parts = append(c.parts, `"}`...)
+		s.open(evReasoningDone)
+		s.itemRef(true)
+		s.pend = append(s.pend, `,"text":"`...)
+		s.pend = append(s.pend, c.text...)
+		s.pend = append(s.pend, '"')
+		s.emit(evReasoningDone, false)
+	}
+	s.open(evPartDone)
+	s.itemRef(true)
+	s.pend = append(s.pend, `,"part":`...)
+	s.pend = append(s.pend, c.parts[at:]...)
+	s.emit(evPartDone, false)
+	c.part = partNone
+}
+
+// closeItem ends the item under way, with status st for a message or function call:
+// its last events and response.output_item.done, the item kept for the response.
+func (s *bridgeStream) closeItem(st respStatus) {
+	c := &s.cur
+	if c.kind == itemNone {
+		return
+	}
+	if c.kind == itemCall {
+		s.open(evArgsDone)
+		s.itemRef(false)
+		s.pend = append(s.pend, `,"arguments":"`...)
+		s.pend = append(s.pend, c.args...)
+		s.pend = append(s.pend, `","name":`...)
+		s.pend = append(s.pend, c.name...)
+		s.emit(evArgsDone, false)
+	} else {
+		s.closePart()
+	}
+	if len(s.items) > 0 {
+		s.items = append(s.items, ',')
+	}
+	at := len(s.items)
+	s.items = s.appendItem(s.items, st)
+	s.open(evItemDone)
+	s.pend = append(s.pend, `,"output_index":`...)
+	s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
+	s.pend = append(s.pend, `,"item":`...)
+	s.pend = append(s.pend, s.items[at:]...)
+	s.emit(evItemDone, false)
+	c.kind = itemNone
+}
+
+// appendItem appends the item under way, whole, with status st.
+func (s *bridgeStream) appendItem(dst []byte, st respStatus) []byte {
+	c := &s.cur
+	switch c.kind {
+	case itemMessage:
+		dst = append(dst, `{"type":"message","id":"`...)
+		dst = append(dst, c.id[:c.idLen]...)
+		dst = append(dst, `","status":`...)
+		dst = append(dst, st.itemStatus()...)
+		dst = append(dst, `,"role":"assistant","content":[`...)
+		dst = append(dst, c.parts...)
+		return append(dst, "]}"...)
+	case itemReasoning:
+		dst = append(dst, `{"type":"reasoning","id":"`...)
+		dst = append(dst, c.id[:c.idLen]...)
+		dst = append(dst, `","summary":[],"content":[`...)
+		dst = append(dst, c.parts...)
+		return append(dst, "]}"...)
+	}
+	dst = append(dst, `{"type":"function_call","id":"`...)
+	dst = append(dst, c.id[:c.idLen]...)
+	dst = append(dst, `","call_id":`...)
+	dst = append(dst, c.callID...)
+	dst = append(dst, `,"name":`...)
+	dst = append(dst, c.name...)
+	dst = append(dst, `,"arguments":"`...)
+	dst = append(dst, c.args...)
+	dst = append(dst, `","status":`...)
+	dst = append(dst, st.itemStatus()...)
+	return append(dst, '}')
+}
+
+// reasoningDelta adds thinking text, a raw JSON string, to the reasoning item.
+func (s *bridgeStream) reasoningDelta(text []byte) {
+	if s.cur.kind != itemReasoning {
+		s.openItem(itemReasoning)
+		s.openPart(partReasoning)
+	}
+	s.cur.text = append(s.cur.text, text[1:len(text)-1]...)
+	s.open(evReasoningDelta)
+	s.itemRef(true)
+	s.pend = append(s.pend, `,"delta":`...)
+	s.pend = append(s.pend, text...)
+	s.emit(evReasoningDelta, true)
+}
+
+// textDelta adds text, a raw JSON string, to the message's output_text part, with the
+// chunk's logprobs (chat's logprobs object) when it has them.
+func (s *bridgeStream) textDelta(text, logprobs []byte) {
+	if s.cur.kind != itemMessage {
+		s.openItem(itemMessage)
+	}
+	if s.cur.part != partText {
+		s.openPart(partText)
+	}
+	c := &s.cur
+	c.text = append(c.text, text[1:len(text)-1]...)
+	s.open(evTextDelta)
+	s.itemRef(true)
+	s.pend = append(s.pend, `,"delta":`...)
+	s.pend = append(s.pend, text...)
+	s.pend = append(s.pend, `,"logprobs":`...)
+	at := len(s.pend)
+	s.pend = appendLogprobs(s.pend, logprobs)
+	if list := s.pend[at+1 : len(s.pend)-1]; len(list) > 0 {
+		if len(c.logprobs) > 0 {
+			c.logprobs = append(c.logprobs, ',')
+		}
+		c.logprobs = append(c.logprobs, list...)
+	}
+	s.emit(evTextDelta, true)
+}
+
+// refusalDelta adds a refusal's text, a raw JSON string, to the message's refusal part.
+func (s *bridgeStream) refusalDelta(text []byte) {
+	if s.cur.kind != itemMessage {
+		s.openItem(itemMessage)
+	}
+	if s.cur.part != partRefusal {
+		s.openPart(partRefusal)
+	}
+	s.cur.text = append(s.cur.text, text[1:len(text)-1]...)
+	s.open(evRefusalDelta)
+	s.itemRef(true)
+	s.pend = append(s.pend, `,"delta":`...)
+	s.pend = append(s.pend, text...)
+	s.emit(evRefusalDelta, true)
+}
+
+// annotation adds a chat annotation of the text part under way (Anthropic's web
+// search citations, which the translation gives once the text block ends).
+func (s *bridgeStream) annotation(ann []byte) {
+	c := &s.cur
+	if c.kind != itemMessage || c.part != partText {
+		return
+	}
+	at := len(c.anns)
+	if n := appendAnnotation(&c.anns, ann, c.nAnns); n == c.nAnns {
+		return
+	}
+	if c.nAnns > 0 {
+		at++ // past the comma
+	}
+	s.open(evAnnotation)
+	s.itemRef(true)
+	s.pend = append(s.pend, `,"annotation_index":`...)
+	s.pend = strconv.AppendInt(s.pend, int64(c.nAnns), 10)
+	s.pend = append(s.pend, `,"annotation":`...)
+	s.pend = append(s.pend, c.anns[at:]...)
+	s.emit(evAnnotation, false)
+	c.nAnns++
+}
+
+// callDelta reads one tool call delta of a chunk: the first of a call (its index,
+// id and name) begins a function_call item, its arguments come in pieces.
+func (s *bridgeStream) callDelta(call []byte) error {
+	var idx, id, fn []byte
+	var it jsonscan.Iter
+	if it.Reset(call) != nil {
+		return errEventNotJSON
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "index":
+			idx = v
+		case "id":
+			id = v
+		case "function":
+			fn = v
+		}
+	}
+	var name, args []byte
+	if len(fn) > 0 && fn[0] == '{' {
+		name, _ = jsonscan.Field(fn, "name")
+		args, _ = jsonscan.Field(fn, "arguments")
+	}
+	c := &s.cur
+	n, ok := jsonscan.Int(idx)
+	switch {
+	case ok:
+	case nonEmpty(id) || c.kind != itemCall:
+		// A server that numbers no calls: a call with an id begins one.
+		n = s.maxTool + 1
+	default:
+		n = c.tool
+	}
+	if c.kind != itemCall || c.tool != n {
+		if n <= s.maxTool {
+			return errToolReopened
+		}
+		s.openItem(itemCall)
+		s.maxTool, c.tool = n, n
+		c.args = c.args[:0]
+		if nonEmpty(id) {
+			c.callID = append(c.callID[:0], id...)
+		} else {
+			c.callID = append(appendItemID(append(c.callID[:0], '"'), "call_"), '"')
+		}
+		if jsonscan.IsString(name) {
+			c.name = append(c.name[:0], name...)
+		} else {
+			c.name = append(c.name[:0], strEmptyString...)
+		}
+		s.open(evItemAdded)
+		s.pend = append(s.pend, `,"output_index":`...)
+		s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
+		s.pend = append(s.pend, `,"item":`...)
+		s.pend = s.appendItem(s.pend, statusInProgress)
+		s.emit(evItemAdded, false)
+	} else if nonEmpty(name) && len(c.name) == 2 {
+		// The name came after the id.
+		c.name = append(c.name[:0], name...)
+	}
+	if !nonEmpty(args) {
+		return nil
+	}
+	c.args = append(c.args, args[1:len(args)-1]...)
+	s.open(evArgsDelta)
+	s.itemRef(false)
+	s.pend = append(s.pend, `,"delta":`...)
+	s.pend = append(s.pend, args...)
+	s.emit(evArgsDelta, true)
+	return nil
+}
+
+// finish ends the stream at the chat stream's end: the item under way is done, and
+// the terminal event holds the whole response.
+func (s *bridgeStream) finish() {
+	s.begin()
+	if s.head.status == statusInProgress {
+		s.head.status = statusCompleted
+	}
+	s.closeItem(s.head.status)
+	name := evCompleted
+	if s.head.status.incomplete() {
+		name = evIncomplete
+	}
+	s.terminal(name)
+}
+
+// terminal writes the terminal event name, holding the response with its output and
+// usage.
+func (s *bridgeStream) terminal(name []byte) {
+	var usage []byte
+	if s.hasUsage {
+		s.scratch = appendRespUsage(s.scratch[:0], &s.usage, s.reasoning)
+		usage = s.scratch
+	}
+	if len(s.tier.Bytes()) > 0 {
+		at := len(s.scratch)
+		s.scratch = jsonscan.AppendQuote(s.scratch, b2s(s.tier.Bytes()))
+		s.head.tier = s.scratch[at:]
+		if usage != nil {
+			usage = s.scratch[:at]
+		}
+	}
+	s.open(name)
+	s.pend = append(s.pend, `,"response":`...)
+	s.pend = appendResponse(s.pend, &s.head, &s.echo, s.items, usage)
+	s.emit(name, false)
+	s.marks[len(s.marks)-1].terminal = true
+	s.ended = true
+}
+
+var (
+	strServerErrorCode = []byte(`"server_error"`)
+	strStreamFailed    = []byte(`"The upstream model server failed in the middle of the answer."`)
+)
+
+// fail ends the stream at a chat error object (data): response.failed, with the
+// error's code (its code, else its type) and message.
+func (s *bridgeStream) fail(data []byte) {
+	s.begin()
+	s.head.status = statusFailed
+	s.head.errCode, s.head.errMsg = strServerErrorCode, strStreamFailed
+	e, _ := jsonscan.Field(data, "error")
+	switch {
+	case nonEmpty(e):
+		s.head.errMsg = e
+	case len(e) > 0 && e[0] == '{':
+		var code, typ []byte
+		var it jsonscan.Iter
+		it.Reset(e)
+		for {
+			k, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			switch string(k) {
+			case "message":
+				if nonEmpty(v) {
+					s.head.errMsg = v
+				}
+			case "code":
+				code = v
+			case "type":
+				typ = v
+			}
+		}
+		if nonEmpty(code) {
+			s.head.errCode = code
+		} else if nonEmpty(typ) {
+			s.head.errCode = typ
+		}
+	}
+	s.terminal(evFailed)
+}
+
+var _ Events = (*bridgeStream)(nil)

@@ -1,0 +1,87 @@
+package providers
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// FuzzBridgeRequest feeds the request translation any body: it never panics, and a
+// body it accepts becomes one JSON object whose spans point where the call's say.
+func FuzzBridgeRequest(f *testing.F) {
+	f.Add(`{"model":"chat","instructions":"Be brief.","input":"Hi","max_output_tokens":16,"stream":true}`)
+	f.Add(`{"model":"chat","input":[{"role":"user","content":[{"type":"input_text","text":"a"},{"type":"input_image","image_url":"https://x/y.png"}]},` +
+		`{"type":"message","role":"assistant","content":[{"type":"output_text","text":"b"},{"type":"refusal","refusal":"no"}]},` +
+		`{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"r"}],` +
+		`"tools":[{"type":"function","name":"f","parameters":{}},{"type":"web_search","user_location":{"type":"approximate","city":"x"}}],` +
+		`"tool_choice":{"type":"function","name":"f"},"text":{"format":{"type":"json_schema","name":"n","schema":{}},"verbosity":"low"},` +
+		`"reasoning":{"effort":"low"},"prompt_cache_key":"k","top_logprobs":1,"seed":1}`)
+	f.Add(`{"model":"chat","input":[{"type":"item_reference","id":"x"}]}`)
+	f.Add(`{"model":"chat","input":"x","previous_response_id":"resp_1"}`)
+	f.Add(`{"inp\u0075t":"x" , "metadata" : { "a" : "b" } }`)
+	f.Fuzz(func(t *testing.T, body string) {
+		var r respRequest
+		out, sp, rerr, prev := appendBridgeRequest(nil, []byte(body), &r, []byte(`"m"`), true, true)
+		if rerr != nil || prev {
+			return
+		}
+		if !json.Valid(out) || out[0] != '{' {
+			t.Fatalf("invalid chat body %s\nfrom %s", out, body)
+		}
+		if string(out[sp.model[0]:sp.model[1]]) != `"m"` || string(out[sp.streamOptions[0]:sp.streamOptions[1]]) != `{"include_usage":true}` {
+			t.Fatalf("spans %+v in %s", sp, out)
+		}
+		if k := sp.cacheKey; k[1] > k[0] && (out[k[0]-1] != '"' || out[k[1]] != '"') {
+			t.Fatalf("cache key span %v in %s", k, out)
+		}
+		var e bridgeEcho
+		e.render(&r)
+		h := respHead{model: []byte(`"m"`)}
+		newID(&h.id)
+		if resp := appendResponse(nil, &h, &e, nil, nil); !json.Valid(resp) {
+			t.Fatalf("invalid response object %s", resp)
+		}
+	})
+}
+
+// FuzzBridgeStream feeds the stream translation chat chunks (one a line): every event
+// out is one JSON object, numbered in order, and none follows the end.
+func FuzzBridgeStream(f *testing.F) {
+	f.Add(delta(`{"role":"assistant","content":""}`, "") + "\n" + delta(`{"content":"Hi"}`, "") + "\n" + delta(`{}`, "stop") + "\n" + usageChunk + "\n[DONE]")
+	f.Add(delta(`{"reasoning_content":"t"}`, "") + "\n" + delta(`{"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{"}}]}`, "") + "\n" +
+		delta(`{"tool_calls":[{"index":0,"function":{"arguments":"}"}}]}`, "") + "\n" + delta(`{"refusal":"r"}`, "length") + "\n[DONE]")
+	f.Add(delta(`{"content":"x"}`, "") + "\n" + `{"error":{"message":"m","code":"c"}}` + "\n[DONE]")
+	f.Add(delta(`{"content":"x"}`, "") + "\n" + delta(`{"annotations":[{"type":"url_citation","url_citation":{"url":"u","title":"t"}}]}`, "") + "\n!ping\n!cut")
+	f.Fuzz(func(t *testing.T, in string) {
+		s := bridgeStreamOf(`{"model":"chat","input":"x","text":{ "format" : {"type":"text"} }}`, strings.Split(in, "\n")...)
+		defer s.Close()
+		seq, done := -1, false
+		for range 100000 {
+			var ev Event
+			if s.Next(&ev) != nil {
+				return
+			}
+			if done {
+				t.Fatalf("event after the end: %+v", ev)
+			}
+			if ev.Done || ev.KeepAlive {
+				done = ev.Done
+				if len(ev.Data) != 0 {
+					t.Fatalf("end or keep-alive with data %s", ev.Data)
+				}
+				continue
+			}
+			var e struct {
+				Type string `json:"type"`
+				Seq  *int   `json:"sequence_number"`
+			}
+			if err := json.Unmarshal(ev.Data, &e); err != nil || e.Seq == nil || e.Type != string(ev.Name) || strings.ContainsAny(string(ev.Data), "\r\n") {
+				t.Fatalf("bad event %q (%v)", ev.Data, err)
+			}
+			if *e.Seq != seq+1 {
+				t.Fatalf("sequence number %d after %d", *e.Seq, seq)
+			}
+			seq = *e.Seq
+		}
+	})
+}
