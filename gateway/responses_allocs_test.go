@@ -73,3 +73,17 @@ func TestResponsesSignedAllocs(t *testing.T) {
 		t.Errorf("%v allocations per call by ID", n)
 	}
 }
+
+// TestResponsesBridgedAllocs: a Responses call through a backend's chat API, its
+// request and answer translated, allocates nothing either.
+func TestResponsesBridgedAllocs(t *testing.T) {
+	s := newTestServer(t, bridgedBenchConfig(startStaticUpstream(t)))
+	ctx := newResponsesCtx(`{"model":"chat","input":"hi","instructions":"Be brief.","max_output_tokens":64}`)
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 200 || !strings.Contains(string(ctx.Response.Body()), `"object":"response"`) {
+		t.Fatalf("status %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+		t.Errorf("%v allocations per bridged call", n)
+	}
+}

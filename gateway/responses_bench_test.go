@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -101,5 +103,39 @@ func BenchmarkProxyResponsesSigned(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		proxyOnce(s, ctx)
+	}
+}
+
+// bridgedBenchConfig is benchConfig with its backend serving the Responses API
+// through its chat completions API.
+func bridgedBenchConfig(addr string) string {
+	return strings.Replace(benchConfig(addr), "model: up-model}", "model: up-model, responses_api: chat}", 1)
+}
+
+// BenchmarkProxyResponsesBridged is BenchmarkProxyResponses on a backend without the
+// Responses API: the call translated to chat, the chat answer to a response object.
+func BenchmarkProxyResponsesBridged(b *testing.B) {
+	s := newTestServer(b, bridgedBenchConfig(startStaticUpstream(b)))
+	ctx := newResponsesCtx(`{"model":"chat","input":"hi","max_output_tokens":64}`)
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 200 || !bytes.Contains(ctx.Response.Body(), []byte(`"object":"response"`)) {
+		b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		proxyOnce(s, ctx)
+	}
+}
+
+// BenchmarkProxyResponsesBridgedStream relays a 32-chunk chat stream as a Responses
+// API stream.
+func BenchmarkProxyResponsesBridgedStream(b *testing.B) {
+	s := newTestServer(b, bridgedBenchConfig(startStaticSSEUpstream(b)))
+	ctx := newResponsesCtx(`{"model":"chat","input":"hi","stream":true}`)
+	sink := make([]byte, 4096)
+	streamOnce(b, s, ctx, sink)
+	b.ReportAllocs()
+	for b.Loop() {
+		streamOnce(b, s, ctx, sink)
 	}
 }
