@@ -1578,15 +1578,16 @@ func notEventsMessage(d upstreamDetail) string {
 }
 
 // thinkingRoom is the most any planned target's backend adds to max_tokens for the
-// thinking a chat request without max_tokens asks for (Anthropic's budget or effort):
-// the estimate counts it, as whichever target serves may produce it.
+// thinking a chat request without max_tokens asks for (Anthropic's budget or effort;
+// a Responses API call's reasoning.effort through the bridge): the estimate counts
+// it, as whichever target serves may produce it.
 func (r *request) thinkingRoom() int64 {
-	if r.call.Kind != providers.Chat {
+	if r.call.Kind != providers.Chat && r.call.Kind != providers.Responses {
 		return 0
 	}
 	var room int64
 	for i := range r.plan.Targets {
-		room = max(room, r.rt.backendList[r.plan.Targets[i].Backend].ThinkingRoom(r.body))
+		room = max(room, r.rt.backendList[r.plan.Targets[i].Backend].ThinkingRoomFor(r.call.Kind, r.body))
 	}
 	return room
 }

@@ -126,6 +126,37 @@ func (b *Backend) bridge(call *Call, out *fasthttp.Response, res *Result) error 
 	return b.bridgeAnswer(&r, out, res)
 }
 
+// ThinkingRoomFor is ThinkingRoom for a call of kind: a Responses API call to a
+// backend that serves it through the bridge counts the room of the chat request it
+// becomes (its reasoning.effort read as reasoning_effort, its max_output_tokens as
+// max_completion_tokens); other kinds than chat and Responses have none.
+func (b *Backend) ThinkingRoomFor(kind Kind, body []byte) int64 {
+	switch {
+	case kind == Chat:
+		return b.ThinkingRoom(body)
+	case kind != Responses || b.native:
+		return 0
+	}
+	if _, ok := b.p.(*anthropic); !ok {
+		return 0
+	}
+	if len(b.cfg.DropParams) > 0 {
+		dropped := bodyPool.Get().(*[]byte)
+		defer putBody(dropped)
+		*dropped = dropFields(append((*dropped)[:0], body...), b.cfg.DropParams)
+		body = *dropped
+	}
+	buf := bodyPool.Get().(*[]byte)
+	defer putBody(buf)
+	var r respRequest
+	chat, _, rerr, prev := appendBridgeRequest((*buf)[:0], body, &r, b.quotedModel, false, false)
+	*buf = chat
+	if rerr != nil || prev {
+		return 0
+	}
+	return b.ThinkingRoom(chat)
+}
+
 // bridgeModel is the model value the chat body carries: the client's, which the
 // provider replaces as in any chat call, or the backend's.
 func (b *Backend) bridgeModel(call *Call) []byte {
