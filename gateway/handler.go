@@ -1489,6 +1489,9 @@ func upstreamFailure(last error) *apiError {
 		if errors.As(last, &ue) {
 			e := errUnsupportedOp
 			e.message = ue.Error()
+			if ue.Param != "" {
+				e.param = ue.Param
+			}
 			return &e
 		}
 		return &errUnsupportedOp

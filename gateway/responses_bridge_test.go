@@ -96,7 +96,7 @@ func TestResponsesBridge(t *testing.T) {
 			PreviousResponseID: openai.String(res.ID),
 		})
 		var ae *openai.Error
-		if !errors.As(err, &ae) || ae.StatusCode != 400 || !strings.Contains(ae.Message, "stores no responses") {
+		if !errors.As(err, &ae) || ae.StatusCode != 400 || ae.Param != "previous_response_id" || !strings.Contains(ae.Message, "stores no responses") {
 			t.Fatalf("%s follow-up: %v", model, err)
 		}
 		_, err = c.Responses.Get(ctx, res.ID, responses.ResponseGetParams{})

@@ -316,6 +316,9 @@ type UnsupportedError struct {
 	// lacks (a Responses API call continuing a stored response, on a backend that
 	// serves the API through chat completions and stores none).
 	Detail string
+	// Param names the request's member the backend cannot serve; empty for the
+	// operation itself (the model the client named).
+	Param string
 }
 
 // Error is meant for the client: it says what the backend lacks and what to call instead.

@@ -166,7 +166,11 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 			}
 		}
 		res.Target, res.Sent = t.URL, time.Now()
-		err = b.settle(l, b.p.Send(t, call, out, res), res)
+		err = b.p.Send(t, call, out, res)
+		if err == nil && call.bridged != nil && res.Stream == nil {
+			err = b.bridgeAnswer(call.bridged, out, res)
+		}
+		err = b.settle(l, err, res)
 		if err == nil || tries >= len(b.targets) || !errors.Is(err, errConnsBusy) || call.pin == b {
 			break
 		}

@@ -71,7 +71,7 @@ func (c *Config) validateResponsesAPI() []error {
 
 // errBridgePrevious refuses a call that continues a stored response on a backend
 // that stores none: the gateway skips such a backend as a fallback.
-var errBridgePrevious = &UnsupportedError{API: "chat completions", Kind: Responses,
+var errBridgePrevious = &UnsupportedError{API: "chat completions", Kind: Responses, Param: "previous_response_id",
 	Detail: "This model is served through a chat completions API, which stores no responses: send the whole conversation in input instead of previous_response_id."}
 
 // bridge serves a Responses API call on b through its chat completions API. call is
@@ -87,8 +87,9 @@ func (b *Backend) bridge(call *Call, out *fasthttp.Response, res *Result) error 
 		src = *dropped
 	}
 	buf := bodyPool.Get().(*[]byte)
-	var r respRequest
-	body, sp, rerr, prev := appendBridgeRequest((*buf)[:0], src, &r, b.bridgeModel(call), call.Stream, b.bridgeUsage)
+	r := &call.bridgeReq
+	*r = respRequest{}
+	body, sp, rerr, prev := appendBridgeRequest((*buf)[:0], src, r, b.bridgeModel(call), call.Stream, b.bridgeUsage)
 	*buf = body
 	switch {
 	case prev:
@@ -100,12 +101,12 @@ func (b *Backend) bridge(call *Call, out *fasthttp.Response, res *Result) error 
 		return errRefusedRequest
 	}
 	kind, orig, model, opts, key, usage := call.Kind, call.Body, call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage
-	call.Kind, call.Body = Chat, body
+	call.Kind, call.Body, call.bridged = Chat, body, r
 	call.Model, call.StreamOptions, call.CacheKey = sp.model, sp.streamOptions, sp.cacheKey
 	// A stream asks for its usage itself (stream_options), when the backend takes it.
 	call.IncludeUsage = call.Stream && b.bridgeUsage
 	err := b.Send(call, out, res)
-	call.Kind, call.Body = kind, orig
+	call.Kind, call.Body, call.bridged = kind, orig, nil
 	call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage = model, opts, key, usage
 	// The chat answer's id names no stored response: nothing for the gateway to tag.
 	res.IDEnds = IDEnds{}
@@ -117,19 +118,20 @@ func (b *Backend) bridge(call *Call, out *fasthttp.Response, res *Result) error 
 		// r views the request, which the stream's echo copies now.
 		s := acquireBridgeStream()
 		s.in, s.chat = res.Stream, buf
-		s.echo.render(&r)
+		s.echo.render(r)
 		s.model = append(s.model[:0], b.quotedModel...)
 		res.Stream = s
 		return nil
 	}
+	// Send turned the answer into a response object (bridgeAnswer) before judging it.
 	putBody(buf)
-	return b.bridgeAnswer(&r, out, res)
+	return nil
 }
 
 // ThinkingRoomFor is ThinkingRoom for a call of kind: a Responses API call to a
 // backend that serves it through the bridge counts the room of the chat request it
 // becomes (its reasoning.effort read as reasoning_effort, its max_output_tokens as
-// max_completion_tokens); other kinds than chat and Responses have none.
+// max_tokens); other kinds than chat and Responses have none.
 func (b *Backend) ThinkingRoomFor(kind Kind, body []byte) int64 {
 	switch {
 	case kind == Chat:
@@ -167,8 +169,8 @@ func (b *Backend) bridgeModel(call *Call) []byte {
 }
 
 // bridgeAnswer turns out's 2xx chat completion into the Responses API's response
-// object. An answer holding an error object (a router's 200 that failed) goes as it
-// came.
+// object, before Send judges the attempt: an answer it cannot read is ErrBadResponse.
+// An answer holding an error object (a router's 200 that failed) goes as it came.
 func (b *Backend) bridgeAnswer(r *respRequest, out *fasthttp.Response, res *Result) error {
 	if out.StatusCode() < 200 || out.StatusCode() > 299 {
 		return nil
@@ -424,7 +426,10 @@ func appendBridgeRequest(dst, body []byte, r *respRequest, model []byte, stream,
 			dst = appendRawMember(dst, "reasoning_effort", effort)
 		}
 	}
-	dst = appendRawMember(dst, "max_completion_tokens", r.maxOut)
+	// max_tokens: what Azure's api-versions before 2024-09-01 and TGI take; the openai
+	// provider renames it for OpenAI's reasoning models, the Anthropic translation
+	// reads either.
+	dst = appendRawMember(dst, "max_tokens", r.maxOut)
 	dst = appendRawMember(dst, "parallel_tool_calls", r.parallel)
 	dst = appendRawMember(dst, "temperature", r.temperature)
 	dst = appendRawMember(dst, "top_p", r.topP)
@@ -1932,7 +1937,7 @@ func (s *bridgeStream) chunk(iev *Event) error {
 				s.head.created, _ = jsonscan.Int(v)
 			}
 		case "model":
-			if !s.begun && jsonscan.IsString(v) {
+			if !s.begun && jsonscan.IsString(v) && len(v) > 2 {
 				s.model = append(s.model[:0], v...)
 			}
 		case "choices":
@@ -1951,8 +1956,14 @@ func (s *bridgeStream) chunk(iev *Event) error {
 	if len(iev.Usage.Tier.Bytes()) > 0 {
 		s.tier = iev.Usage.Tier
 	}
-	s.begin()
 	var a jsonscan.Array
+	if !s.begun && !iev.HasUsage && !nonEmptyArray(choices) {
+		// Azure's first chunk holds its prompt filter results only, and "model": ""
+		// (which is not taken): the response begins with the first chunk that names
+		// the model that answers.
+		return nil
+	}
+	s.begin()
 	if !a.Reset(choices) {
 		return nil
 	}
@@ -1966,6 +1977,16 @@ func (s *bridgeStream) chunk(iev *Event) error {
 			return s.choice(c)
 		}
 	}
+}
+
+// nonEmptyArray reports whether raw is an array with an element.
+func nonEmptyArray(raw []byte) bool {
+	var a jsonscan.Array
+	if !a.Reset(raw) {
+		return false
+	}
+	_, ok := a.Next()
+	return ok
 }
 
 // choice reads a chunk's choice: its delta, finish_reason and logprobs.

@@ -38,7 +38,7 @@ func TestBridgeRequest(t *testing.T) {
 	}{
 		{"string input with instructions",
 			`{"model":"chat","instructions":"Be brief.","input":"Hi","max_output_tokens":16}`,
-			`{"model":"chat","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],"max_completion_tokens":16}`, false},
+			`{"model":"chat","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],"max_tokens":16}`, false},
 		{"stream asks for usage",
 			`{"model":"chat","input":"Hi","stream":true,"stream_options":{"include_obfuscation":false}}`,
 			`{"model":"chat","messages":[{"role":"user","content":"Hi"}],"stream":true,"stream_options":{"include_usage":true}}`, true},
@@ -92,7 +92,7 @@ func TestBridgeRequest(t *testing.T) {
 				`"service_tier":"flex","prompt_cache_key":"pk","top_logprobs":2,"logprobs":true,"seed":7,"stop":["x"]}`, false},
 		{"escaped keys",
 			`{"model":"chat","inp\u0075t":"x","max_output_t\u006fkens":3}`,
-			`{"model":"chat","messages":[{"role":"user","content":"x"}],"max_completion_tokens":3}`, false},
+			`{"model":"chat","messages":[{"role":"user","content":"x"}],"max_tokens":3}`, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -84,7 +84,9 @@ func (b *Backend) Uncapped(body []byte) bool {
 			break
 		}
 		if (foldedKey(k, "max_tokens") || foldedKey(k, "max_completion_tokens") || foldedKey(k, "max_output_tokens")) && !jsonscan.IsNull(v) {
-			if !namedIn(k, b.cfg.DropParams) {
+			// Through the bridge, max_output_tokens goes up as the chat call's cap,
+			// which drop_params may name too: counted as dropped.
+			if !namedIn(k, b.cfg.DropParams) && (b.native || !foldedKey(k, "max_output_tokens")) {
 				return false
 			}
 			capped = true

@@ -120,10 +120,21 @@ func TestUncapped(t *testing.T) {
 		{[]string{"max_output_tokens"}, `{"input":"hi","max_output_tokens":64}`, true},
 		{[]string{"max_tokens"}, `{"input":"hi","max_output_tokens":64}`, false},
 	} {
-		b := &Backend{cfg: Config{DropParams: tc.drop}, dropsCap: dropsCap(tc.drop)}
+		b := &Backend{cfg: Config{DropParams: tc.drop}, dropsCap: dropsCap(tc.drop), native: true}
 		if got := b.Uncapped([]byte(tc.body)); got != tc.want {
 			t.Errorf("drop %v, body %s: Uncapped %v, want %v", tc.drop, tc.body, got, tc.want)
 		}
+	}
+	// Through the bridge, max_output_tokens becomes the chat call's cap: a drop of
+	// any cap's name may remove it.
+	for _, drop := range [][]string{{"max_tokens"}, {"max_completion_tokens"}, {"max_output_tokens"}} {
+		b := &Backend{cfg: Config{DropParams: drop}, dropsCap: dropsCap(drop)}
+		if !b.Uncapped([]byte(`{"input":"hi","max_output_tokens":64}`)) {
+			t.Errorf("bridged, drop %v: capped", drop)
+		}
+	}
+	if b := (&Backend{cfg: Config{DropParams: []string{"temperature"}}}); b.Uncapped([]byte(`{"input":"hi","max_output_tokens":64}`)) {
+		t.Error("bridged, dropping no cap: uncapped")
 	}
 	drop := []string{"temperature", "max_tokens"}
 	b := &Backend{cfg: Config{DropParams: drop}, dropsCap: dropsCap(drop)}

@@ -228,6 +228,13 @@ type Call struct {
 	watching bool
 	// prepared is the upstream request body a preparer wrote for this attempt.
 	prepared []byte
+	// bridged is the Responses API request a chat call serves through the bridge:
+	// its answer is turned into a response object before the attempt is judged, so
+	// that an answer the bridge cannot read fails the target as a bad one does.
+	bridged *respRequest
+	// bridgeReq holds bridged's request, kept with the call: on the stack, the
+	// pointer to it would have it allocated each call.
+	bridgeReq respRequest
 	// failed holds the targets of backend failedOn whose attempt of this call failed:
 	// a retry goes to another target in service. failedOn is set by any failed
 	// attempt: the next one on it is a retry.
