@@ -2,6 +2,7 @@ package providers
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -504,6 +505,10 @@ type msgWriter struct {
 	// open is set while an assistant message is left open, calls once its
 	// tool_calls array is.
 	open, calls bool
+	// thinking holds the thinking blocks of the reasoning items read since the last
+	// message, the inside of a JSON array, for the assistant message that follows
+	// them; a pooled buffer, taken at the first such item.
+	thinking *[]byte
 }
 
 func (w *msgWriter) sep() {
@@ -527,6 +532,7 @@ func (w *msgWriter) close() {
 
 // input writes the messages of input, a string or a list of items.
 func (w *msgWriter) input(input []byte) *requestError {
+	defer w.releaseThinking()
 	if jsonscan.IsString(input) {
 		w.sep()
 		w.dst = append(w.dst, `{"role":"user","content":`...)
@@ -554,7 +560,7 @@ func (w *msgWriter) input(input []byte) *requestError {
 // inputItem is what the bridge reads of an input item; raw values, nil when absent or
 // null.
 type inputItem struct {
-	typ, role, content, callID, name, args, output []byte
+	typ, role, content, callID, name, args, output, encrypted []byte
 }
 
 func itemField(i int, rest string) string { return "input[" + strconv.Itoa(i) + "]" + rest }
@@ -590,6 +596,8 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 			m.args = v
 		case "output":
 			m.output = v
+		case "encrypted_content":
+			m.encrypted = v
 		}
 	}
 	switch {
@@ -607,7 +615,9 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 		switch {
 		case !w.open:
 			w.sep()
-			w.dst = append(w.dst, `{"role":"assistant","content":null,"tool_calls":[`...)
+			w.dst = append(w.dst, `{"role":"assistant",`...)
+			w.appendThinking()
+			w.dst = append(w.dst, `"content":null,"tool_calls":[`...)
 			w.open, w.calls = true, true
 		case !w.calls:
 			w.dst = append(w.dst, `,"tool_calls":[`...)
@@ -631,6 +641,7 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 			return badRequest(itemField(i, ".output"), itemField(i, ".output")+" is required.")
 		}
 		w.close()
+		w.dropThinking()
 		w.sep()
 		w.dst = append(w.dst, `{"role":"tool","tool_call_id":`...)
 		w.dst = append(w.dst, m.callID...)
@@ -642,8 +653,11 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 		w.dst = append(w.dst, '}')
 		return nil
 	case isString(m.typ, "reasoning"):
-		// A reasoning item has no chat form: the model's earlier thinking is left out,
-		// as chat clients leave it out of the history they send.
+		// A reasoning item has no chat form but the thinking blocks the bridge put in
+		// its encrypted_content, which go back with the assistant message after it;
+		// any other (another provider's, one without) is left out, as chat clients
+		// leave the model's earlier thinking out of the history they send.
+		w.reasoning(m.encrypted)
 		return nil
 	}
 	// item_reference names a stored item, and built-in tool calls (web_search_call,
@@ -675,7 +689,13 @@ func (w *msgWriter) message(m *inputItem, i int) *requestError {
 	w.sep()
 	w.dst = append(w.dst, `{"role":"`...)
 	w.dst = append(w.dst, role...)
-	w.dst = append(w.dst, `","content":`...)
+	w.dst = append(w.dst, `",`...)
+	if role == "assistant" {
+		w.appendThinking()
+	} else {
+		w.dropThinking()
+	}
+	w.dst = append(w.dst, `"content":`...)
 	var err *requestError
 	if role != "assistant" {
 		if w.dst, err = appendContent(w.dst, m.content, false, i, ".content"); err != nil {
@@ -695,6 +715,146 @@ func (w *msgWriter) message(m *inputItem, i int) *requestError {
 // isString reports whether raw is the JSON string s, escapes decoded.
 func isString(raw []byte, s string) bool {
 	return jsonscan.IsString(raw) && isKey(raw[1:len(raw)-1], s)
+}
+
+// reasoning takes the thinking blocks of a reasoning item's encrypted_content (raw,
+// nil when absent) for the assistant message that follows: the blocks' JSON array in
+// base64, as appendEncryptedThinking wrote it. Content that is no such array (another
+// provider's, altered) is left out. An assistant message left open is closed: the
+// blocks go with the message after the item, which the chat translation joins to it
+// in one turn.
+func (w *msgWriter) reasoning(enc []byte) {
+	if !jsonscan.IsString(enc) || len(enc) <= 2 {
+		return
+	}
+	if w.thinking == nil {
+		w.thinking = bodyPool.Get().(*[]byte)
+		*w.thinking = (*w.thinking)[:0]
+	}
+	b := *w.thinking
+	at := len(b)
+	b, ok := appendThinkingBlocks(b, enc[1:len(enc)-1])
+	switch {
+	case !ok:
+		b = b[:at]
+	case at > 0 && len(b) > at:
+		// Joined to the blocks of an earlier reasoning item: a comma between.
+		b = append(b, 0)
+		copy(b[at+1:], b[at:len(b)-1])
+		b[at] = ','
+	}
+	*w.thinking = b
+	if len(b) > at {
+		w.close()
+	}
+}
+
+// appendEncryptedThinking appends a reasoning item's encrypted_content member for
+// blocks, a chat message's thinking_blocks array: the array in base64. It is what
+// OpenAI's reasoning items carry across stateless turns, opaque to the client, which
+// sends the item back as it got it (msgWriter.reasoning reads it).
+func appendEncryptedThinking(dst, blocks []byte) []byte {
+	dst = append(dst, `,"encrypted_content":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, blocks)
+	return append(dst, '"')
+}
+
+// appendThinkingBlocks appends the thinking blocks encrypted content s (the inside of
+// its JSON string) holds, the inside of their JSON array; ok is false when s is no
+// base64 of an array of thinking and redacted_thinking blocks. dst past its length is
+// scratch for the decoding.
+func appendThinkingBlocks(dst, s []byte) ([]byte, bool) {
+	at := len(dst)
+	src := s
+	if bytes.IndexByte(s, '\\') >= 0 {
+		// A JSON encoder may write "/" as "\/".
+		var ok bool
+		if dst, ok = jsonscan.AppendUnescape(dst, s); !ok {
+			return dst[:at], false
+		}
+		src = dst[at:]
+	}
+	if !base64Text(src) {
+		return dst[:at], false
+	}
+	from := len(dst)
+	dst, err := base64.StdEncoding.AppendDecode(dst, src)
+	if err != nil {
+		return dst[:at], false
+	}
+	// Valid leaves no white space around the array but JSON's, which TrimSpace takes.
+	arr := bytes.TrimSpace(dst[from:])
+	var a jsonscan.Array
+	if !jsonscan.Valid(arr) || !a.Reset(arr) {
+		return dst[:at], false
+	}
+	for {
+		el, ok := a.Next()
+		if !ok {
+			break
+		}
+		typ, _ := jsonscan.Field(el, "type")
+		switch {
+		case isString(typ, "thinking"):
+			t, _ := jsonscan.Field(el, "thinking")
+			if !jsonscan.IsString(t) {
+				return dst[:at], false
+			}
+		case isString(typ, "redacted_thinking"):
+			d, _ := jsonscan.Field(el, "data")
+			if !jsonscan.IsString(d) {
+				return dst[:at], false
+			}
+		default:
+			return dst[:at], false
+		}
+	}
+	// The array's inside, moved down over the scratch.
+	n := copy(dst[at:], bytes.TrimSpace(arr[1:len(arr)-1]))
+	return dst[:at+n], true
+}
+
+// base64Text reports whether s may be standard base64, checked before decoding it:
+// the decoder's error for other content (OpenAI's own encrypted content is URL-safe
+// base64) is an allocation.
+func base64Text(s []byte) bool {
+	if len(s)%4 != 0 {
+		return false
+	}
+	for _, c := range s {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	return true
+}
+
+// appendThinking writes the thinking blocks the reasoning items before the assistant
+// message being opened gave, as its thinking_blocks member and a comma.
+func (w *msgWriter) appendThinking() {
+	if w.thinking == nil || len(*w.thinking) == 0 {
+		return
+	}
+	w.dst = append(w.dst, `"thinking_blocks":[`...)
+	w.dst = append(w.dst, *w.thinking...)
+	w.dst = append(w.dst, "],"...)
+	*w.thinking = (*w.thinking)[:0]
+}
+
+// dropThinking drops the thinking blocks waiting for an assistant message when
+// another message comes first: they led to no answer in the history.
+func (w *msgWriter) dropThinking() {
+	if w.thinking != nil {
+		*w.thinking = (*w.thinking)[:0]
+	}
+}
+
+// releaseThinking gives the thinking blocks' buffer back.
+func (w *msgWriter) releaseThinking() {
+	if w.thinking != nil {
+		putBody(w.thinking)
+		w.thinking = nil
+	}
 }
 
 // appendContent appends a message's content (or a function call's output) in chat's
@@ -1364,6 +1524,9 @@ type chatAnswer struct {
 	created, model, tier, usage                 []byte
 	content, refusal, calls, annotations, think []byte
 	finish, logprobs                            []byte
+	// blocks is the message's thinking_blocks (LiteLLM's field, which the Anthropic
+	// translation answers): the thinking the next turn must send back.
+	blocks []byte
 }
 
 // read reads a chat completion's members; ok is false when body is not one.
@@ -1445,6 +1608,8 @@ func (c *chatAnswer) read(body []byte) bool {
 			c.think = v
 		case "reasoning":
 			reasoning = v
+		case "thinking_blocks":
+			c.blocks = v
 		}
 	}
 	if c.think == nil || len(c.think) <= 2 {
@@ -1482,11 +1647,22 @@ func appendBridgeAnswer(dst, chat []byte, e *bridgeEcho, model []byte, u *Usage)
 	out := dst
 	// last is the offset of the status value of the last item that has one.
 	last := -1
-	if nonEmpty(c.think) {
+	blocks := nonEmptyArray(c.blocks)
+	if nonEmpty(c.think) || blocks {
+		// A reasoning item even without text: a redacted block, or a thinking block
+		// whose text the model left out (Opus 4.7's omitted display), goes back in it.
 		out = appendItemID(append(out, `{"type":"reasoning","id":"`...), "rs_")
-		out = append(out, `","summary":[],"content":[{"type":"reasoning_text","text":`...)
-		out = append(out, c.think...)
-		out = append(out, "}]}"...)
+		out = append(out, `","summary":[],"content":[`...)
+		if nonEmpty(c.think) {
+			out = append(out, `{"type":"reasoning_text","text":`...)
+			out = append(out, c.think...)
+			out = append(out, '}')
+		}
+		out = append(out, ']')
+		if blocks {
+			out = appendEncryptedThinking(out, c.blocks)
+		}
+		out = append(out, '}')
 	}
 	var a jsonscan.Array
 	calls := a.Reset(c.calls)
@@ -1714,6 +1890,8 @@ type streamItem struct {
 	tool         int64
 	callID, name []byte
 	args         []byte
+	// blocks is a reasoning item's thinking blocks, a JSON array, empty for none.
+	blocks []byte
 }
 
 // pendEvent is an event a chat chunk gave, waiting in bridgeStream.pend: its bytes
@@ -1739,13 +1917,14 @@ type bridgeStream struct {
 	// model is the response's model: the backend's, then the first chunk's.
 	model []byte
 	// begun is set once response.created went out, ended once the terminal event
-	// did, done once the end did.
-	begun, ended, done bool
-	seq                int64
-	usage              Usage
-	hasUsage           bool
-	reasoning          int64
-	tier               ServiceTier
+	// did, done once the end did. drain is set when the terminal event went out at
+	// the usage chunk, the inner stream not read to its end yet.
+	begun, ended, done, drain bool
+	seq                       int64
+	usage                     Usage
+	hasUsage                  bool
+	reasoning                 int64
+	tier                      ServiceTier
 	// items holds the output items done, a JSON array's inside.
 	items  []byte
 	nItems int
@@ -1774,12 +1953,12 @@ func (s *bridgeStream) reset() {
 	s.echo.buf = trimBuf(s.echo.buf)
 	s.head = respHead{}
 	s.model = trimBuf(s.model)
-	s.begun, s.ended, s.done = false, false, false
+	s.begun, s.ended, s.done, s.drain = false, false, false, false
 	s.seq, s.usage, s.hasUsage, s.reasoning, s.tier = 0, Usage{}, false, 0, ServiceTier{}
 	s.items, s.nItems = trimBuf(s.items), 0
 	c := &s.cur
 	*c = streamItem{parts: trimBuf(c.parts), text: trimBuf(c.text), anns: trimBuf(c.anns), logprobs: trimBuf(c.logprobs),
-		callID: trimBuf(c.callID), name: trimBuf(c.name), args: trimBuf(c.args)}
+		callID: trimBuf(c.callID), name: trimBuf(c.name), args: trimBuf(c.args), blocks: trimBuf(c.blocks)}
 	s.maxTool = -1
 	s.pend, s.marks, s.next = trimBuf(s.pend), s.marks[:0], 0
 	s.scratch = trimBuf(s.scratch)
@@ -1850,6 +2029,10 @@ func (s *bridgeStream) Next(ev *Event) error {
 			if s.done {
 				return io.EOF
 			}
+			if s.drain {
+				s.drain = false
+				s.drainInner()
+			}
 			s.done, ev.Done = true, true
 			return nil
 		}
@@ -1869,6 +2052,18 @@ func (s *bridgeStream) Next(ev *Event) error {
 			if err := s.chunk(&s.iev); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// drainInner reads the inner stream past the usage chunk to its end, for its
+// connection to go back to the pool: [DONE], or an error, which ends a response
+// already whole as cleanly. Anything else that comes is dropped: the terminal event
+// went out.
+func (s *bridgeStream) drainInner() {
+	for {
+		if err := s.in.Next(&s.iev); err != nil || s.iev.Done {
+			return
 		}
 	}
 }
@@ -1964,6 +2159,14 @@ func (s *bridgeStream) chunk(iev *Event) error {
 		return nil
 	}
 	s.begin()
+	if iev.HasUsage && !nonEmptyArray(choices) && s.head.status != statusInProgress {
+		// The usage chunk, after the finish_reason chunk, is the last of a chat
+		// stream: the response is whole, and its terminal event goes now, its usage
+		// counted even if the upstream drops the connection before [DONE].
+		s.finish()
+		s.drain = true
+		return nil
+	}
 	if !a.Reset(choices) {
 		return nil
 	}
@@ -2016,7 +2219,7 @@ func (s *bridgeStream) choice(c []byte) error {
 	if it.Reset(delta) != nil {
 		return nil
 	}
-	var content, thought, reasoning, refusal, calls, anns []byte
+	var content, thought, reasoning, blocks, refusal, calls, anns []byte
 	for {
 		k, v, ok := it.Next()
 		if !ok {
@@ -2029,6 +2232,8 @@ func (s *bridgeStream) choice(c []byte) error {
 			thought = v
 		case "reasoning":
 			reasoning = v
+		case "thinking_blocks":
+			blocks = v
 		case "refusal":
 			refusal = v
 		case "tool_calls":
@@ -2042,6 +2247,9 @@ func (s *bridgeStream) choice(c []byte) error {
 	}
 	if nonEmpty(thought) {
 		s.reasoningDelta(thought)
+	}
+	if nonEmptyArray(blocks) {
+		s.thinkingBlocks(blocks)
 	}
 	if nonEmpty(content) {
 		s.textDelta(content, logprobs)
@@ -2089,7 +2297,7 @@ func (s *bridgeStream) openItem(k itemKind) {
 	}
 	c.kind, c.index, c.part, c.content = k, s.nItems, partNone, -1
 	c.idLen = len(appendItemID(c.id[:0], prefix))
-	c.parts = c.parts[:0]
+	c.parts, c.blocks = c.parts[:0], c.blocks[:0]
 	s.nItems++
 	if k == itemCall {
 		return
@@ -2236,7 +2444,11 @@ func (s *bridgeStream) appendItem(dst []byte, st respStatus) []byte {
 		dst = append(dst, c.id[:c.idLen]...)
 		dst = append(dst, `","summary":[],"content":[`...)
 		dst = append(dst, c.parts...)
-		return append(dst, "]}"...)
+		dst = append(dst, ']')
+		if len(c.blocks) > 0 {
+			dst = appendEncryptedThinking(dst, c.blocks)
+		}
+		return append(dst, '}')
 	}
 	dst = append(dst, `{"type":"function_call","id":"`...)
 	dst = append(dst, c.id[:c.idLen]...)
@@ -2255,6 +2467,9 @@ func (s *bridgeStream) appendItem(dst []byte, st respStatus) []byte {
 func (s *bridgeStream) reasoningDelta(text []byte) {
 	if s.cur.kind != itemReasoning {
 		s.openItem(itemReasoning)
+	}
+	if s.cur.part != partReasoning {
+		// Not yet begun in an item a redacted block began.
 		s.openPart(partReasoning)
 	}
 	s.cur.text = append(s.cur.text, text[1:len(text)-1]...)
@@ -2263,6 +2478,34 @@ func (s *bridgeStream) reasoningDelta(text []byte) {
 	s.pend = append(s.pend, `,"delta":`...)
 	s.pend = append(s.pend, text...)
 	s.emit(evReasoningDelta, true)
+}
+
+// thinkingBlocks adds a thinking_blocks delta's blocks (the Anthropic translation
+// sends each block whole once it ends) to the reasoning item, which one begins when
+// no reasoning text came before: a redacted block, or a thinking block whose text
+// the model left out. They go out in the item's encrypted_content when it is done.
+func (s *bridgeStream) thinkingBlocks(blocks []byte) {
+	c := &s.cur
+	if c.kind != itemReasoning {
+		s.openItem(itemReasoning)
+		// Thinking generated, its text left out: the answer began.
+		s.marks[len(s.marks)-1].content = true
+	}
+	var a jsonscan.Array
+	a.Reset(blocks)
+	for {
+		b, ok := a.Next()
+		if !ok {
+			return
+		}
+		if len(c.blocks) == 0 {
+			c.blocks = append(c.blocks, '[')
+		} else {
+			c.blocks[len(c.blocks)-1] = ','
+		}
+		c.blocks = appendCompactOr(c.blocks, b, "")
+		c.blocks = append(c.blocks, ']')
+	}
 }
 
 // textDelta adds text, a raw JSON string, to the message's output_text part, with the

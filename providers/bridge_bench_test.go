@@ -1,6 +1,10 @@
 package providers
 
-import "testing"
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
 
 // benchBridgeBody is an Agents SDK turn of a tool loop: instructions, the history's
 // messages, a function call and its output, two tools, a JSON schema format.
@@ -89,6 +93,86 @@ func BenchmarkBridgeStream(b *testing.B) {
 	var r respRequest
 	_ = r.read(benchBridgeBody)
 	in := benchDeltas()
+	events := runBridgeStream(b, in, &r)
+	b.ReportAllocs()
+	for b.Loop() {
+		runBridgeStream(b, in, &r)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*events), "ns/event")
+}
+
+// benchThinkingBlocks are a Claude turn's thinking blocks as the Anthropic translation
+// answers them: a signed thinking block and a redacted one.
+const benchThinkingBlocks = `[{"type":"thinking","thinking":"The user wants the weather in Paris and Rome: call get_weather for each.",` +
+	`"signature":"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYdsEqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"},` +
+	`{"type":"redacted_thinking","data":"EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB5URj"}]`
+
+// benchBridgeThinkingBody is benchBridgeBody's tool loop with the reasoning item the
+// bridge answered before the calls, its thinking blocks in encrypted_content.
+var benchBridgeThinkingBody = []byte(strings.Replace(string(benchBridgeBody), `{"type":"message","role":"assistant"`,
+	`{"type":"reasoning","id":"rs_1","summary":[],"content":[{"type":"reasoning_text","text":"The user wants the weather."}],"encrypted_content":"`+
+		base64.StdEncoding.EncodeToString([]byte(benchThinkingBlocks))+`"},{"type":"message","role":"assistant"`, 1))
+
+// benchBridgeThinkingAnswerBody is a Claude answer with thinking and tool calls, as the
+// Anthropic translation gives it.
+var benchBridgeThinkingAnswerBody = []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"claude-sonnet-4-5",` +
+	`"choices":[{"index":0,"message":{"role":"assistant","content":"Let me check both cities.",` +
+	`"reasoning_content":"The user wants the weather in Paris and Rome: call get_weather for each.","thinking_blocks":` + benchThinkingBlocks + `,` +
+	`"tool_calls":[{"id":"toolu_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}},` +
+	`{"id":"toolu_2","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Rome\"}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],` +
+	`"usage":{"prompt_tokens":412,"completion_tokens":96,"total_tokens":508}}`)
+
+// BenchmarkBridgeRequestThinking is the translation of a tool loop's turn whose
+// reasoning item carries thinking blocks back.
+func BenchmarkBridgeRequestThinking(b *testing.B) {
+	model := quoteModel("claude")
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchBridgeThinkingBody)))
+	for b.Loop() {
+		var r respRequest
+		buf, _, _, _ = appendBridgeRequest(buf[:0], benchBridgeThinkingBody, &r, model, true, true)
+	}
+}
+
+// BenchmarkBridgeAnswerThinking is the translation of a chat completion with thinking
+// blocks, which go into the reasoning item's encrypted_content.
+func BenchmarkBridgeAnswerThinking(b *testing.B) {
+	var r respRequest
+	_ = r.read(benchBridgeBody)
+	buf := make([]byte, 0, 8192)
+	model := quoteModel("claude")
+	u := Usage{Input: 412, Output: 96}
+	b.ReportAllocs()
+	for b.Loop() {
+		e := bridgeEchoPool.Get().(*bridgeEcho)
+		e.render(&r)
+		buf, _ = appendBridgeAnswer(buf[:0], benchBridgeThinkingAnswerBody, e, model, &u)
+		e.release()
+	}
+}
+
+// benchThinkingDeltas is a Claude stream as the Anthropic translation gives it: 16
+// reasoning deltas, the thinking_blocks delta, a tool call, the finish and usage
+// chunks, and the upstream's cut after them.
+func benchThinkingDeltas() *chunkEvents {
+	data := []string{delta(`{"role":"assistant","content":""}`, "")}
+	for i := 0; i < 16; i++ {
+		data = append(data, delta(`{"reasoning_content":" word"}`, ""))
+	}
+	data = append(data, delta(`{"thinking_blocks":`+benchThinkingBlocks+`}`, ""),
+		delta(`{"tool_calls":[{"index":0,"id":"toolu_1","type":"function","function":{"name":"get_weather","arguments":""}}]}`, ""),
+		delta(`{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":\"Paris\"}"}}]}`, ""),
+		delta(`{}`, "tool_calls"), usageChunk, "!cut")
+	return newChunkEvents(data...)
+}
+
+// BenchmarkBridgeStreamThinking is one whole stream of benchThinkingDeltas turned into
+// the Responses API's events.
+func BenchmarkBridgeStreamThinking(b *testing.B) {
+	var r respRequest
+	_ = r.read(benchBridgeBody)
+	in := benchThinkingDeltas()
 	events := runBridgeStream(b, in, &r)
 	b.ReportAllocs()
 	for b.Loop() {

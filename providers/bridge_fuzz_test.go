@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -19,6 +20,12 @@ func FuzzBridgeRequest(f *testing.F) {
 	f.Add(`{"model":"chat","input":[{"type":"item_reference","id":"x"}]}`)
 	f.Add(`{"model":"chat","input":"x","previous_response_id":"resp_1"}`)
 	f.Add(`{"inp\u0075t":"x" , "metadata" : { "a" : "b" } }`)
+	// Thinking blocks carried back in a reasoning item, before calls and before a user
+	// message; content that decodes to no blocks.
+	f.Add(`{"model":"chat","input":[{"role":"user","content":"x"},{"type":"reasoning","encrypted_content":"` +
+		base64.StdEncoding.EncodeToString([]byte(`[{"type":"thinking","thinking":"t","signature":"s"},{"type":"redacted_thinking","data":"d"}]`)) +
+		`"},{"type":"message","role":"assistant","content":"a"},{"type":"reasoning","encrypted_content":"WyBd"},` +
+		`{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"r"}]}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		var r respRequest
 		out, sp, rerr, prev := appendBridgeRequest(nil, []byte(body), &r, []byte(`"m"`), true, true)
@@ -51,6 +58,8 @@ func FuzzBridgeStream(f *testing.F) {
 	f.Add(delta(`{"reasoning_content":"t"}`, "") + "\n" + delta(`{"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{"}}]}`, "") + "\n" +
 		delta(`{"tool_calls":[{"index":0,"function":{"arguments":"}"}}]}`, "") + "\n" + delta(`{"refusal":"r"}`, "length") + "\n[DONE]")
 	f.Add(delta(`{"content":"x"}`, "") + "\n" + `{"error":{"message":"m","code":"c"}}` + "\n[DONE]")
+	f.Add(delta(`{"thinking_blocks":[{"type":"redacted_thinking","data":"d"}]}`, "") + "\n" + delta(`{"reasoning_content":"t"}`, "") + "\n" +
+		delta(`{"thinking_blocks":[{"type":"thinking","thinking":"t","signature":"s"}]}`, "") + "\n" + delta(`{}`, "stop") + "\n" + usageChunk + "\n!cut")
 	f.Add(delta(`{"content":"x"}`, "") + "\n" + delta(`{"annotations":[{"type":"url_citation","url_citation":{"url":"u","title":"t"}}]}`, "") + "\n!ping\n!cut")
 	f.Fuzz(func(t *testing.T, in string) {
 		s := bridgeStreamOf(`{"model":"chat","input":"x","text":{ "format" : {"type":"text"} }}`, strings.Split(in, "\n")...)

@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/responses"
+)
+
+// bridgeChunk is a chat.completion.chunk with a content delta (none when empty) and a
+// finish_reason (a raw JSON value, null when empty).
+func bridgeChunk(content, finish string) string {
+	delta := `{}`
+	if content != "" {
+		delta = `{"content":"` + content + `"}`
+	}
+	if finish == "" {
+		finish = "null"
+	}
+	return `data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":` + delta +
+		`,"finish_reason":` + finish + `}]}` + "\n\n"
+}
+
+// An application streams a Responses call through a bridged backend (responses_api:
+// chat) whose server sends the answer, its finish chunk and its usage chunk (7 in, 3
+// out), then drops the connection before data: [DONE]. The usage chunk is the last a
+// chat stream sends: the client gets the whole response, response.completed with that
+// usage and no error, and the gateway counts the 7 and 3 tokens (metrics, cost, the
+// token limit settled), as it counts them for the same stream called as chat.
+func TestResponsesBridgeUsageBeforeCut(t *testing.T) {
+	t.Parallel()
+	addr, _ := scriptedUpstream(t, func(n int, c net.Conn, req *http.Request) {
+		head := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+		events := bridgeChunk("Hel", "") + bridgeChunk("", `"stop"`) +
+			`data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}` + "\n\n"
+		_, _ = io.WriteString(c, head+strconv.FormatInt(int64(len(events)), 16)+"\r\n"+events+"\r\n")
+		time.Sleep(20 * time.Millisecond)
+		c.Close()
+	})
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  tgi: {provider: openai, base_url: "http://`+addr+`/v1", model: tgi-model, responses_api: chat, timeout: 5s}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: tgi}], retries: 0}
+  - {name: resp, type: chat, routes: [{backend: tgi}], retries: 0}
+`)
+	// The chat call, as the reference.
+	req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	c := g.client()
+	s := c.Responses.NewStreaming(context.Background(), responses.ResponseNewParams{
+		Model: "resp", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hi")},
+	})
+	var final responses.Response
+	var types []string
+	for s.Next() {
+		ev := s.Current()
+		types = append(types, ev.Type)
+		if ev.Type == "response.completed" {
+			final = ev.Response
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("bridged stream: %v after %v; expected its end after response.completed", err, types)
+	}
+	if final.OutputText() != "Hel" || final.Usage.InputTokens != 7 || final.Usage.OutputTokens != 3 || types[len(types)-1] != "response.completed" {
+		t.Fatalf("bridged stream: events %v, final %s", types, final.RawJSON())
+	}
+	series := scrapeSeries(t, g)
+	for _, ep := range []string{"chat", "resp"} {
+		in := series["tollgate_tokens_total{backend=tgi,endpoint="+ep+",type=input}"]
+		out := series["tollgate_tokens_total{backend=tgi,endpoint="+ep+",type=output}"]
+		if in != 7 || out != 3 {
+			t.Errorf("endpoint %s: tollgate_tokens_total input %v output %v; want 7 and 3, the usage the upstream sent before its stream was cut", ep, in, out)
+		}
+	}
+	for k, v := range series {
+		if strings.HasPrefix(k, "tollgate_stream_errors_total{") && strings.Contains(k, "endpoint=resp") && v != 0 {
+			t.Errorf("%s %v: the bridged response was whole", k, v)
+		}
+	}
+}
