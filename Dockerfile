@@ -1,6 +1,6 @@
 # Tollgate's container image: the gateway and mockllm, built static, on distroless.
-#   docker build -t tollgate:dev .
-#   docker run --rm -p 8080:8080 tollgate:dev          # the default config (mock backends)
+#   docker build --build-arg VERSION=v1 -t tollgate:v1 .
+#   docker run --rm -p 8080:8080 tollgate:v1           # the default config (mock backends)
 # Mount your own config over /etc/tollgate (deploy/kubernetes/ does, from a ConfigMap).
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
@@ -17,6 +17,7 @@ COPY configs/tollgate.yaml /etc/tollgate/tollgate.yaml
 # API and admin (/healthz, /readyz, /metrics). The default config's admin listens on
 # loopback only: a config for a cluster listens on :9090 with server.admin_token set.
 EXPOSE 8080 9090
-USER nonroot:nonroot
+# distroless's nonroot user, by number: Kubernetes' runAsNonRoot cannot check a name.
+USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/tollgate"]
 CMD ["serve", "--config", "/etc/tollgate/tollgate.yaml"]

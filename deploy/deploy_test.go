@@ -141,7 +141,8 @@ func TestKubernetesManifest(t *testing.T) {
 	if cfg.Server.AdminToken == "" {
 		t.Fatal("an admin listener beyond loopback needs server.admin_token")
 	}
-	for probe, path := range map[string]string{"readinessProbe": "/readyz", "livenessProbe": "/healthz"} {
+	// Readiness is the gateway's own, not its upstreams' (TestKubernetesProbes).
+	for probe, path := range map[string]string{"readinessProbe": "/readyz?exclude=upstreams", "livenessProbe": "/healthz"} {
 		if get(t, c, probe, "httpGet", "path") != path || get(t, c, probe, "httpGet", "port") != "admin" {
 			t.Fatalf("%s: %v", probe, get(t, c, probe))
 		}
@@ -159,12 +160,20 @@ func TestKubernetesManifest(t *testing.T) {
 	if get(t, vol, "name") != get(t, mount, "name") || get(t, vol, "configMap", "name") != get(t, m.configMap, "metadata", "name") {
 		t.Fatalf("volume %v, mount %v", vol, mount)
 	}
-	grace := time.Duration(get(t, pod, "terminationGracePeriodSeconds").(int)) * time.Second
-	if grace < cfg.Server.ShutdownGrace+10*time.Second {
-		t.Fatalf("terminationGracePeriodSeconds %v, shutdown_grace %v: the drain and what follows it need about 10 s more", grace, cfg.Server.ShutdownGrace)
+	// The pod leaves the Service's endpoints as SIGTERM comes: it keeps accepting
+	// for a few seconds (preStop) before the drain, and the grace covers both.
+	sleep := time.Duration(get(t, c, "lifecycle", "preStop", "sleep", "seconds").(int)) * time.Second
+	if sleep < 3*time.Second {
+		t.Fatalf("preStop sleep %v: kube-proxy and ingress controllers take seconds to drop the pod", sleep)
 	}
-	if get(t, pod, "securityContext", "runAsNonRoot") != true || get(t, c, "securityContext", "readOnlyRootFilesystem") != true {
-		t.Fatal("the pod runs as root or writes its root filesystem")
+	grace := time.Duration(get(t, pod, "terminationGracePeriodSeconds").(int)) * time.Second
+	if grace < sleep+cfg.Server.ShutdownGrace+10*time.Second {
+		t.Fatalf("terminationGracePeriodSeconds %v, preStop %v, shutdown_grace %v: the drain and what follows it need about 10 s more", grace, sleep, cfg.Server.ShutdownGrace)
+	}
+	// runAsNonRoot needs a numeric user, the pod's or the image's, to be checked.
+	uid, _ := get(t, pod, "securityContext", "runAsUser").(int)
+	if get(t, pod, "securityContext", "runAsNonRoot") != true || uid == 0 || get(t, c, "securityContext", "readOnlyRootFilesystem") != true {
+		t.Fatal("the pod runs as root, names no numeric user, or writes its root filesystem")
 	}
 
 	labels := get(t, m.deployment, "spec", "template", "metadata", "labels").(map[string]any)
@@ -179,13 +188,48 @@ func TestKubernetesManifest(t *testing.T) {
 			}
 		}
 	}
-	if get(t, m.service, "spec", "ports", "0", "targetPort") != "http" {
-		t.Fatal("the Service does not send to the http port")
+	if get(t, m.service, "spec", "ports", "0", "targetPort") != "http" || get(t, m.service, "spec", "ports", "1", "targetPort") != "admin" {
+		t.Fatal("the Service does not send to the http and admin ports")
 	}
 }
 
-// The probes work as the manifest's config sets the admin API up: /healthz and
-// /readyz answer the kubelet without the admin token, which the admin routes ask for.
+// The ServiceMonitor scrapes the Service's admin port under job="tollgate" (the
+// Service's name), the job the shipped alert rules select.
+func TestServiceMonitor(t *testing.T) {
+	m := readManifest(t)
+	data, err := os.ReadFile("kubernetes/servicemonitor.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sm map[string]any
+	if err := yaml.Unmarshal(data, &sm); err != nil {
+		t.Fatal(err)
+	}
+	labels := get(t, m.service, "metadata", "labels").(map[string]any)
+	for k, v := range get(t, sm, "spec", "selector", "matchLabels").(map[string]any) {
+		if labels[k] != v {
+			t.Fatalf("the ServiceMonitor selects %v, the Service is labelled %v", k, labels)
+		}
+	}
+	if get(t, sm, "spec", "endpoints", "0", "port") != get(t, m.service, "spec", "ports", "1", "name") ||
+		get(t, sm, "spec", "endpoints", "0", "path") != "/metrics" || get(t, sm, "spec", "jobLabel") != nil {
+		t.Fatalf("the ServiceMonitor scrapes %v", get(t, sm, "spec", "endpoints"))
+	}
+	alerts, err := os.ReadFile("../configs/prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := get(t, m.service, "metadata", "name").(string)
+	for _, sel := range regexp.MustCompile(`job="([^"]*)"`).FindAllStringSubmatch(string(alerts), -1) {
+		if sel[1] != job {
+			t.Fatalf("an alert selects job %q, the ServiceMonitor's job is %q", sel[1], job)
+		}
+	}
+}
+
+// The probes work as the manifest's config sets the admin API up: /healthz and the
+// readiness probe answer the kubelet without the admin token, which the admin routes
+// ask for, and an upstream's outage does not fail the readiness probe.
 func TestKubernetesProbes(t *testing.T) {
 	m := readManifest(t)
 	cfgText := get(t, m.configMap, "data", "tollgate.yaml").(string)
@@ -228,9 +272,18 @@ func TestKubernetesProbes(t *testing.T) {
 	if n := status("/healthz", ""); n != 200 {
 		t.Fatalf("/healthz without the token: %d", n)
 	}
-	// No vLLM pod answers here: not ready, but answered, not refused for the token.
-	if n := status("/readyz", ""); n != 200 && n != 503 {
-		t.Fatalf("/readyz without the token: %d", n)
+	// No vLLM pod answers here: the upstreams are not ready (plain /readyz), the
+	// gateway is (the manifest's readiness probe), and stays in its Service.
+	probe := get(t, m.deployment, "spec", "template", "spec", "containers", "0", "readinessProbe", "httpGet", "path").(string)
+	deadline := time.Now().Add(5 * time.Second)
+	for status(probe, "") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the readiness probe %s never answered 200 with the upstreams down", probe)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := status("/readyz", ""); n != 503 {
+		t.Fatalf("/readyz with no vLLM pod up: %d", n)
 	}
 	if n := status("/metrics", ""); n != 200 {
 		t.Fatalf("/metrics without the token: %d", n)
@@ -293,7 +346,9 @@ func TestDockerfile(t *testing.T) {
 	if conf == nil || !strings.Contains(text, `"--config", "`+conf[1]+`"`) {
 		t.Fatalf("CMD does not serve the config the image copies (%v)", conf)
 	}
-	if !regexp.MustCompile(`(?m)^USER nonroot`).MatchString(text) {
-		t.Fatal("the image runs as root")
+	// By number: runAsNonRoot cannot check a name (the kubelet refuses the container).
+	user := regexp.MustCompile(`(?m)^USER (\d+)(?::\d+)?$`).FindStringSubmatch(text)
+	if user == nil || user[1] == "0" {
+		t.Fatal("the image runs as root, or names its user")
 	}
 }

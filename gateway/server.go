@@ -1721,6 +1721,8 @@ func readConfig(path string, env func(string) (string, bool)) (*Config, [sha256.
 	return cfg, sha256.Sum256(data), err
 }
 
+var strUpstreams = []byte("upstreams")
+
 // firstChecksWait bounds how long /readyz waits for the first round of active health
 // checks before answering that it is under way: under the 1s in which Kubernetes
 // probes time out by default.
@@ -1770,7 +1772,11 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			// balancer meanwhile.
 			s.checked.Store(true)
 		}
-		if !rt.ready(s.router) {
+		// ?exclude=upstreams (Kubernetes' readiness probe): the gateway is ready to
+		// answer whether or not its upstreams are; an endpoint without a healthy
+		// target answers 503 no_healthy_upstream itself, and its calls still make the
+		// trial that brings an ejected target back.
+		if !bytes.Equal(ctx.QueryArgs().Peek("exclude"), strUpstreams) && !rt.ready(s.router) {
 			ctx.SetStatusCode(503)
 			ctx.SetBodyString(`{"status":"not ready","reason":"an endpoint has no healthy target"}`)
 			return
