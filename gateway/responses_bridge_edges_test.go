@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
@@ -233,5 +234,34 @@ endpoints:
 	if hits, codes := run("nochoice", ""); hits != 1 {
 		t.Errorf("observed the target answering 200 with no chat completion get %d of 8 calls (%v); "+
 			"expected it ejected after its first invalid answer (eject_after: 1), as for an HTML answer", hits, codes)
+	}
+}
+
+// Thinking blocks an Anthropic model answered with, sent back in a reasoning item's
+// encrypted_content, go only to a backend whose chat API takes them (the Anthropic
+// translation's thinking_blocks): an OpenAI-compatible server behind the bridge gets
+// the history without them, as the member may be refused there.
+func TestResponsesBridgeThinkingOnlyToAnthropic(t *testing.T) {
+	t.Parallel()
+	mock, addr := startMock(t, mockllm.Options{Model: "tgi-model", MaxTokens: 8, Seed: 5})
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  tgi: {provider: openai, base_url: "http://`+addr+`/v1", model: tgi-model, responses_api: chat}
+endpoints:
+  - {name: tgi, type: chat, routes: [{backend: tgi}]}
+`)
+	blocks := base64.StdEncoding.EncodeToString([]byte(`[{"type":"thinking","thinking":"Let me look.","signature":"EqSig"}]`))
+	resp, body := postResponsesHeaders(t, g, `{"model":"tgi","input":[`+
+		`{"role":"user","content":"Weather in Paris?"},`+
+		`{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"`+blocks+`"},`+
+		`{"type":"function_call","call_id":"call_1","name":"get_weather","arguments":"{\"city\":\"Paris\"}"},`+
+		`{"type":"function_call_output","call_id":"call_1","output":"18C"}]}`, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	sent := string(mock.Stats().LastBody)
+	if strings.Contains(sent, "thinking") || !strings.Contains(sent, `"tool_calls"`) || !strings.Contains(sent, `"tool_call_id":"call_1"`) {
+		t.Fatalf("sent upstream: %s", sent)
 	}
 }

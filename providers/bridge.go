@@ -89,7 +89,7 @@ func (b *Backend) bridge(call *Call, out *fasthttp.Response, res *Result) error 
 	}
 	buf := bodyPool.Get().(*[]byte)
 	r := &call.bridgeReq
-	*r = respRequest{}
+	*r = respRequest{plainHistory: !b.takesThinking()}
 	body, sp, rerr, prev := appendBridgeRequest((*buf)[:0], src, r, b.bridgeModel(call), call.Stream, b.bridgeUsage)
 	*buf = body
 	switch {
@@ -151,13 +151,21 @@ func (b *Backend) ThinkingRoomFor(kind Kind, body []byte) int64 {
 	}
 	buf := bodyPool.Get().(*[]byte)
 	defer putBody(buf)
-	var r respRequest
+	r := respRequest{plainHistory: !b.takesThinking()}
 	chat, _, rerr, prev := appendBridgeRequest((*buf)[:0], body, &r, b.quotedModel, false, false)
 	*buf = chat
 	if rerr != nil || prev {
 		return 0
 	}
 	return b.ThinkingRoom(chat)
+}
+
+// takesThinking reports whether the backend's chat API takes thinking_blocks on an
+// assistant message: the Anthropic translation's. Another gets none, which an
+// OpenAI-compatible server might refuse as an unknown member.
+func (b *Backend) takesThinking() bool {
+	_, ok := b.p.(*anthropic)
+	return ok
 }
 
 // bridgeModel is the model value the chat body carries: the client's, which the
@@ -215,6 +223,9 @@ type respRequest struct {
 	temperature, topP, user, safety, metadata, tier, cacheKey, topLogprobs           []byte
 	prevID, conversation, prompt                                                     []byte
 	background                                                                       bool
+	// plainHistory is set for a backend whose chat API takes no thinking_blocks (all
+	// but Anthropic's translation): reasoning items are left out whole.
+	plainHistory bool
 }
 
 // The refusals of the request translation. Messages name fields, never their values.
@@ -388,7 +399,7 @@ func appendBridgeRequest(dst, body []byte, r *respRequest, model []byte, stream,
 	sp.model = [2]int{len(dst) - start, len(dst) - start + len(model)}
 	dst = append(dst, model...)
 	dst = append(dst, `,"messages":[`...)
-	w := msgWriter{dst: dst}
+	w := msgWriter{dst: dst, plain: r.plainHistory}
 	if r.instructions != nil && len(r.instructions) > 2 {
 		w.sep()
 		w.dst = append(w.dst, `{"role":"system","content":`...)
@@ -509,6 +520,8 @@ type msgWriter struct {
 	// message, the inside of a JSON array, for the assistant message that follows
 	// them; a pooled buffer, taken at the first such item.
 	thinking *[]byte
+	// plain leaves reasoning items out whole (respRequest.plainHistory).
+	plain bool
 }
 
 func (w *msgWriter) sep() {
@@ -657,7 +670,9 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 		// its encrypted_content, which go back with the assistant message after it;
 		// any other (another provider's, one without) is left out, as chat clients
 		// leave the model's earlier thinking out of the history they send.
-		w.reasoning(m.encrypted)
+		if !w.plain {
+			w.reasoning(m.encrypted)
+		}
 		return nil
 	}
 	// item_reference names a stored item, and built-in tool calls (web_search_call,
