@@ -2192,7 +2192,16 @@ func (s *bridgeStream) chunk(iev *Event) error {
 		}
 		// The Responses API has one output: the bridge asks for one choice.
 		if idx, _ := jsonscan.Field(c, "index"); len(idx) == 0 || string(idx) == "0" {
-			return s.choice(c)
+			if err := s.choice(c); err != nil {
+				return err
+			}
+			if iev.HasUsage && s.head.status != statusInProgress {
+				// Usage on the finish_reason chunk itself (Mistral's, Gemini's,
+				// LiteLLM's, older llama.cpp's): the last chunk too.
+				s.finish()
+				s.drain = true
+			}
+			return nil
 		}
 	}
 }
