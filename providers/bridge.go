@@ -2065,6 +2065,11 @@ func (s *bridgeStream) Next(ev *Event) error {
 			s.fail(s.iev.Data)
 		default:
 			if err := s.chunk(&s.iev); err != nil {
+				// The upstream's answer is at fault (an event that is no chunk, a tool
+				// call resumed): its target is judged by it, as by a bad chat stream.
+				if l, ok := s.in.(*leasedStream); ok {
+					l.failWith(err)
+				}
 				return err
 			}
 		}
