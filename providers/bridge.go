@@ -2492,20 +2492,27 @@ func (s *bridgeStream) appendItem(dst []byte, st respStatus) []byte {
 	return append(dst, '}')
 }
 
-// reasoningDelta adds thinking text, a raw JSON string, to the reasoning item.
-func (s *bridgeStream) reasoningDelta(text []byte) {
-	if s.cur.kind != itemReasoning {
-		s.openItem(itemReasoning)
+// delta opens the delta event name of part p of an item of kind k, both begun when
+// they are not the ones under way (a reasoning part, in an item a redacted block
+// began, too), with text, a raw JSON string, which the part keeps; the caller ends
+// the event.
+func (s *bridgeStream) delta(k itemKind, p partKind, name, text []byte) {
+	if s.cur.kind != k {
+		s.openItem(k)
 	}
-	if s.cur.part != partReasoning {
-		// Not yet begun in an item a redacted block began.
-		s.openPart(partReasoning)
+	if s.cur.part != p {
+		s.openPart(p)
 	}
 	s.cur.text = append(s.cur.text, text[1:len(text)-1]...)
-	s.open(evReasoningDelta)
+	s.open(name)
 	s.itemRef(true)
 	s.pend = append(s.pend, `,"delta":`...)
 	s.pend = append(s.pend, text...)
+}
+
+// reasoningDelta adds thinking text, a raw JSON string, to the reasoning item.
+func (s *bridgeStream) reasoningDelta(text []byte) {
+	s.delta(itemReasoning, partReasoning, evReasoningDelta, text)
 	s.emit(evReasoningDelta, true)
 }
 
@@ -2540,18 +2547,8 @@ func (s *bridgeStream) thinkingBlocks(blocks []byte) {
 // textDelta adds text, a raw JSON string, to the message's output_text part, with the
 // chunk's logprobs (chat's logprobs object) when it has them.
 func (s *bridgeStream) textDelta(text, logprobs []byte) {
-	if s.cur.kind != itemMessage {
-		s.openItem(itemMessage)
-	}
-	if s.cur.part != partText {
-		s.openPart(partText)
-	}
+	s.delta(itemMessage, partText, evTextDelta, text)
 	c := &s.cur
-	c.text = append(c.text, text[1:len(text)-1]...)
-	s.open(evTextDelta)
-	s.itemRef(true)
-	s.pend = append(s.pend, `,"delta":`...)
-	s.pend = append(s.pend, text...)
 	s.pend = append(s.pend, `,"logprobs":`...)
 	at := len(s.pend)
 	s.pend = appendLogprobs(s.pend, logprobs)
@@ -2566,17 +2563,7 @@ func (s *bridgeStream) textDelta(text, logprobs []byte) {
 
 // refusalDelta adds a refusal's text, a raw JSON string, to the message's refusal part.
 func (s *bridgeStream) refusalDelta(text []byte) {
-	if s.cur.kind != itemMessage {
-		s.openItem(itemMessage)
-	}
-	if s.cur.part != partRefusal {
-		s.openPart(partRefusal)
-	}
-	s.cur.text = append(s.cur.text, text[1:len(text)-1]...)
-	s.open(evRefusalDelta)
-	s.itemRef(true)
-	s.pend = append(s.pend, `,"delta":`...)
-	s.pend = append(s.pend, text...)
+	s.delta(itemMessage, partRefusal, evRefusalDelta, text)
 	s.emit(evRefusalDelta, true)
 }
 
