@@ -655,6 +655,13 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	switch {
 	case n.Kind == yaml.ScalarNode:
 		kc.cfg.scalars[n.Line] = append(kc.cfg.scalars[n.Line], scalarAt{path, n.Value, t.String(), takes(t), n})
+		if secretKey(path) && n.Value == "" && (n.Anchor != "" || n.Tag != "" && !strings.HasPrefix(n.Tag, "!!")) {
+			// A secret written unquoted that begins with '&' or '!' (a random token
+			// or password may): YAML reads an anchor or a tag with no value, and the
+			// secret would be empty, as the '*' of an alias is refused.
+			kc.report(n.Line, path, "a value that begins with & or ! is read as a YAML anchor or tag, leaving it empty: quote it")
+			kc.cfg.refused = append(kc.cfg.refused, path)
+		}
 		if hasFraction(n, t) {
 			// yaml.v3 would cut it to its whole part: max_concurrency: 0.5 would be 0,
 			// no cap at all.

@@ -78,7 +78,10 @@ type request struct {
 	// tag is the response ID tag of the target that answered a Responses call, and
 	// prevTag the one its previous_response_id came with (untag).
 	tag, prevTag []byte
-	be           *providers.Backend
+	// sentTag holds the tag a previous_response_id came with, signature and all,
+	// when the gateway does not sign (its signature, made before, is kept as sent).
+	sentTag [respSignedLen]byte
+	be      *providers.Backend
 	// series is the metrics route the request is recorded on once a backend was tried.
 	series *metrics.Route
 	begun  bool

@@ -242,6 +242,11 @@ func (r *request) untag() *apiError {
 		return nil
 	}
 	r.pin, r.prevTag = t, r.rt.attempts[t.b][t.i].tag
+	if r.rt.signer == nil {
+		// The answer's previous_response_id is the ID as sent, a signature made while
+		// auth.response_secret was set included.
+		r.prevTag = append(r.sentTag[:0], raw[len(id):]...)
+	}
 	// Into the request's own buffer: the body read may be the fasthttp request's.
 	cut := span[0] + len(id)
 	if cap(r.spliceBuf) == 0 {
@@ -388,6 +393,11 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 	// A stored response continues one stored on the same target.
 	r.be, r.backend, r.tag = t.b, t.b.Name, r.rt.attempts[t.b][t.i].tag
 	r.prevTag = r.tag
+	if r.rt.signer == nil {
+		// The answer names the response by the ID as sent (one signed before
+		// included).
+		r.tag = append(r.sentTag[:0], id[len(orig):]...)
+	}
 	r.series = r.rt.byID[t.b]
 	r.forwardRequestID(&ctx.Request.Header)
 	// Watched as a call's upstream wait is: a client that hangs up aborts it (499), and

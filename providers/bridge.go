@@ -2065,11 +2065,8 @@ func (s *bridgeStream) Next(ev *Event) error {
 			s.fail(s.iev.Data)
 		default:
 			if err := s.chunk(&s.iev); err != nil {
-				// The upstream's answer is at fault (an event that is no chunk, a tool
-				// call resumed): its target is judged by it, as by a bad chat stream.
-				if l, ok := s.in.(*leasedStream); ok {
-					l.failWith(err)
-				}
+				// What the bridge cannot lay out as items (tool calls interleaved) may be
+				// a valid chat stream: the target is not judged by it.
 				return err
 			}
 		}

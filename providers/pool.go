@@ -1549,14 +1549,6 @@ func (s *leasedStream) Next(ev *Event) error {
 	return err
 }
 
-// failWith records err, a fault a wrapper (the Responses bridge) found in the events
-// this stream gave, as the stream's own: its target is judged by it when it closes.
-func (s *leasedStream) failWith(err error) {
-	if s.err == nil {
-		s.err = err
-	}
-}
-
 // NotifySilence implements SilenceNotifier.
 func (s *leasedStream) NotifySilence(every time.Duration, fn func() error) bool {
 	n, ok := s.Events.(SilenceNotifier)
