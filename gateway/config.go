@@ -1812,6 +1812,11 @@ func (c *Config) problems() []string {
 	default:
 		add("auth.mode", "must be none or keys")
 	}
+	if _, written := c.lines["auth.response_secret"]; written && c.Auth.ResponseSecret == "" && !slices.Contains(c.refused, "auth.response_secret") {
+		// Written to sign response IDs, but empty (a variable set to nothing): taken
+		// as no secret, it would leave every key's stored responses open to the others.
+		add("auth.response_secret", "is empty: give at least "+strconv.Itoa(minResponseSecret)+" random bytes, or leave the key out")
+	}
 	if n := len(c.Auth.ResponseSecret); n > 0 && n < minResponseSecret {
 		add("auth.response_secret", "is "+strconv.Itoa(n)+" bytes: give at least "+strconv.Itoa(minResponseSecret)+" random ones (openssl rand -hex 32 makes one)")
 	}

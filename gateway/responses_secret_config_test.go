@@ -142,3 +142,22 @@ endpoints:
 			"expected 2, as before", got)
 	}
 }
+
+// auth.response_secret written but empty (a variable set to nothing, a generator that
+// failed) is refused: taken as no secret, it would leave stored responses open to
+// every key.
+func TestResponsesSecretEmptyRefused(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{`""`, `"${SECRET}"`, `${SECRET}`} {
+		cfg := "auth:\n  mode: none\n  response_secret: " + v + "\nbackends:\n  up: {provider: mock, model: m}\n" +
+			"endpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+		_, err := ParseConfig("t.yaml", []byte(cfg), func(k string) (string, bool) { return "", k == "SECRET" })
+		if err == nil || !strings.Contains(err.Error(), "t.yaml:3: auth.response_secret: is empty") {
+			t.Fatalf("response_secret: %s, empty: %v", v, err)
+		}
+	}
+	cfg := "auth:\n  mode: none\nbackends:\n  up: {provider: mock, model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+	if _, err := ParseConfig("t.yaml", []byte(cfg), func(string) (string, bool) { return "", false }); err != nil {
+		t.Fatalf("without the key: %v", err)
+	}
+}
