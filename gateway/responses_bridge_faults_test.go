@@ -14,6 +14,20 @@ import (
 	"github.com/openai/openai-go/v3/responses"
 )
 
+// scrapeUntil scrapes the gateway's series until ok holds of them, for up to 3 s: a
+// request is counted once its answer has ended, which its client may see first.
+func scrapeUntil(t *testing.T, g *gw, ok func(map[string]float64) bool) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		s := scrapeSeries(t, g)
+		if ok(s) || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // bridgeChunk is a chat.completion.chunk with a content delta (none when empty) and a
 // finish_reason (a raw JSON value, null when empty).
 func bridgeChunk(content, finish string) string {
@@ -80,7 +94,9 @@ endpoints:
 	if final.OutputText() != "Hel" || final.Usage.InputTokens != 7 || final.Usage.OutputTokens != 3 || types[len(types)-1] != "response.completed" {
 		t.Fatalf("bridged stream: events %v, final %s", types, final.RawJSON())
 	}
-	series := scrapeSeries(t, g)
+	series := scrapeUntil(t, g, func(s map[string]float64) bool {
+		return s["tollgate_tokens_total{backend=tgi,endpoint=resp,type=output}"] == 3
+	})
 	for _, ep := range []string{"chat", "resp"} {
 		in := series["tollgate_tokens_total{backend=tgi,endpoint="+ep+",type=input}"]
 		out := series["tollgate_tokens_total{backend=tgi,endpoint="+ep+",type=output}"]
@@ -138,7 +154,9 @@ endpoints:
 		types = append(types, ev.Type)
 		completed = completed || ev.Type == "response.completed" && ev.Response.Usage.InputTokens == 7 && ev.Response.Usage.OutputTokens == 3
 	}
-	series := scrapeSeries(t, g)
+	series := scrapeUntil(t, g, func(s map[string]float64) bool {
+		return s["tollgate_tokens_total{backend=mistral,endpoint=resp,type=output}"] == 3
+	})
 	chatIn := series["tollgate_tokens_total{backend=mistral,endpoint=chat,type=input}"]
 	chatOut := series["tollgate_tokens_total{backend=mistral,endpoint=chat,type=output}"]
 	if chatIn != 7 || chatOut != 3 {

@@ -105,7 +105,9 @@ func TestResponsesBridge(t *testing.T) {
 		}
 	}
 	// The usage of every call, buffered and streamed, is counted as a chat call's.
-	series := scrapeSeries(t, g)
+	series := scrapeUntil(t, g, func(s map[string]float64) bool {
+		return s["tollgate_tokens_total{backend=tgi,endpoint=tgi,type=output}"] == float64(used["tgi"][1])
+	})
 	for _, model := range []string{"claude", "tgi"} {
 		in := series["tollgate_tokens_total{backend="+model+",endpoint="+model+",type=input}"]
 		out := series["tollgate_tokens_total{backend="+model+",endpoint="+model+",type=output}"]
