@@ -43,22 +43,32 @@ func bridgeChunk(content, finish string) string {
 }
 
 // An application streams a Responses call through a bridged backend (responses_api:
-// chat) whose server sends the answer, its finish chunk and its usage chunk (7 in, 3
-// out), then drops the connection before data: [DONE]. The usage chunk is the last a
-// chat stream sends: the client gets the whole response, response.completed with that
-// usage and no error, and the gateway counts the 7 and 3 tokens (metrics, cost, the
-// token limit settled), as it counts them for the same stream called as chat.
+// chat) whose server sends the answer and its usage (7 in, 3 out), then drops the
+// connection before data: [DONE]: the usage in a chunk of its own after the finish
+// chunk, or on the finish chunk itself (Mistral's API, Gemini's OpenAI endpoint,
+// LiteLLM, older llama.cpp). Either is the last a chat stream sends: the client gets
+// the whole response, response.completed with that usage and no error, and the gateway
+// counts the 7 and 3 tokens (metrics, cost, the token limit settled), as it counts them
+// for the same stream called as chat.
 func TestResponsesBridgeUsageBeforeCut(t *testing.T) {
 	t.Parallel()
-	addr, _ := scriptedUpstream(t, func(n int, c net.Conn, req *http.Request) {
-		head := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-		events := bridgeChunk("Hel", "") + bridgeChunk("", `"stop"`) +
-			`data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}` + "\n\n"
-		_, _ = io.WriteString(c, head+strconv.FormatInt(int64(len(events)), 16)+"\r\n"+events+"\r\n")
-		time.Sleep(20 * time.Millisecond)
-		c.Close()
-	})
-	g := startGateway(t, `
+	const usage = `"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}`
+	for name, end := range map[string]string{
+		"usage chunk": bridgeChunk("", `"stop"`) +
+			`data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],` + usage + "}\n\n",
+		"usage on the finish chunk": `data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],` +
+			usage + "}\n\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			addr, _ := scriptedUpstream(t, func(n int, c net.Conn, req *http.Request) {
+				head := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+				events := bridgeChunk("Hel", "") + end
+				_, _ = io.WriteString(c, head+strconv.FormatInt(int64(len(events)), 16)+"\r\n"+events+"\r\n")
+				time.Sleep(20 * time.Millisecond)
+				c.Close()
+			})
+			g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   tgi: {provider: openai, base_url: "http://`+addr+`/v1", model: tgi-model, responses_api: chat, timeout: 5s}
@@ -66,106 +76,49 @@ endpoints:
   - {name: chat, type: chat, routes: [{backend: tgi}], retries: 0}
   - {name: resp, type: chat, routes: [{backend: tgi}], retries: 0}
 `)
-	// The chat call, as the reference.
-	req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+			// The chat call, as the reference.
+			req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
 
-	c := g.client()
-	s := c.Responses.NewStreaming(context.Background(), responses.ResponseNewParams{
-		Model: "resp", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hi")},
-	})
-	var final responses.Response
-	var types []string
-	for s.Next() {
-		ev := s.Current()
-		types = append(types, ev.Type)
-		if ev.Type == "response.completed" {
-			final = ev.Response
-		}
-	}
-	if err := s.Err(); err != nil {
-		t.Fatalf("bridged stream: %v after %v; expected its end after response.completed", err, types)
-	}
-	if final.OutputText() != "Hel" || final.Usage.InputTokens != 7 || final.Usage.OutputTokens != 3 || types[len(types)-1] != "response.completed" {
-		t.Fatalf("bridged stream: events %v, final %s", types, final.RawJSON())
-	}
-	series := scrapeUntil(t, g, func(s map[string]float64) bool {
-		return s["tollgate_tokens_total{backend=tgi,endpoint=resp,type=output}"] == 3
-	})
-	for _, ep := range []string{"chat", "resp"} {
-		in := series["tollgate_tokens_total{backend=tgi,endpoint="+ep+",type=input}"]
-		out := series["tollgate_tokens_total{backend=tgi,endpoint="+ep+",type=output}"]
-		if in != 7 || out != 3 {
-			t.Errorf("endpoint %s: tollgate_tokens_total input %v output %v; want 7 and 3, the usage the upstream sent before its stream was cut", ep, in, out)
-		}
-	}
-	for k, v := range series {
-		if strings.HasPrefix(k, "tollgate_stream_errors_total{") && strings.Contains(k, "endpoint=resp") && v != 0 {
-			t.Errorf("%s %v: the bridged response was whole", k, v)
-		}
-	}
-}
-
-// A bridged stream (responses_api: chat) whose server puts its usage on the finish
-// chunk, as Mistral's API, Gemini's OpenAI endpoint, LiteLLM and older llama.cpp do,
-// then drops the connection before data: [DONE], ends with response.completed and its
-// tokens counted, as the same stream called as chat counts them.
-func TestResponsesBridgeUsageOnFinishChunkBeforeCut(t *testing.T) {
-	t.Parallel()
-	addr, _ := scriptedUpstream(t, func(n int, c net.Conn, req *http.Request) {
-		head := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-		events := bridgeChunk("Hel", "") +
-			`data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],` +
-			`"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}` + "\n\n"
-		_, _ = io.WriteString(c, head+strconv.FormatInt(int64(len(events)), 16)+"\r\n"+events+"\r\n")
-		time.Sleep(20 * time.Millisecond)
-		c.Close()
-	})
-	g := startGateway(t, `
-server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
-backends:
-  mistral: {provider: openai, base_url: "http://`+addr+`/v1", model: mistral-large, responses_api: chat, timeout: 5s}
-endpoints:
-  - {name: chat, type: chat, routes: [{backend: mistral}], retries: 0}
-  - {name: resp, type: chat, routes: [{backend: mistral}], retries: 0}
-`)
-	// The chat call, as the reference: its tokens are counted.
-	req, _ := http.NewRequest("POST", g.url+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-
-	c := g.client()
-	s := c.Responses.NewStreaming(context.Background(), responses.ResponseNewParams{
-		Model: "resp", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hi")},
-	})
-	var types []string
-	completed := false
-	for s.Next() {
-		ev := s.Current()
-		types = append(types, ev.Type)
-		completed = completed || ev.Type == "response.completed" && ev.Response.Usage.InputTokens == 7 && ev.Response.Usage.OutputTokens == 3
-	}
-	series := scrapeUntil(t, g, func(s map[string]float64) bool {
-		return s["tollgate_tokens_total{backend=mistral,endpoint=resp,type=output}"] == 3
-	})
-	chatIn := series["tollgate_tokens_total{backend=mistral,endpoint=chat,type=input}"]
-	chatOut := series["tollgate_tokens_total{backend=mistral,endpoint=chat,type=output}"]
-	if chatIn != 7 || chatOut != 3 {
-		t.Fatalf("reference: the chat call counted %v input and %v output tokens; expected 7 and 3", chatIn, chatOut)
-	}
-	in := series["tollgate_tokens_total{backend=mistral,endpoint=resp,type=input}"]
-	out := series["tollgate_tokens_total{backend=mistral,endpoint=resp,type=output}"]
-	if in != 7 || out != 3 || !completed {
-		t.Errorf("observed the bridged stream counted %v input and %v output tokens, events %v, error %v; "+
-			"expected 7 and 3 counted and response.completed carrying them, as the chat call counts them", in, out, types, s.Err())
+			c := g.client()
+			s := c.Responses.NewStreaming(context.Background(), responses.ResponseNewParams{
+				Model: "resp", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hi")},
+			})
+			var final responses.Response
+			var types []string
+			for s.Next() {
+				ev := s.Current()
+				types = append(types, ev.Type)
+				if ev.Type == "response.completed" {
+					final = ev.Response
+				}
+			}
+			if err := s.Err(); err != nil {
+				t.Fatalf("bridged stream: %v after %v; expected its end after response.completed", err, types)
+			}
+			if final.OutputText() != "Hel" || final.Usage.InputTokens != 7 || final.Usage.OutputTokens != 3 || types[len(types)-1] != "response.completed" {
+				t.Fatalf("bridged stream: events %v, final %s", types, final.RawJSON())
+			}
+			series := scrapeUntil(t, g, func(s map[string]float64) bool {
+				return s["tollgate_tokens_total{backend=tgi,endpoint=resp,type=output}"] == 3
+			})
+			for _, ep := range []string{"chat", "resp"} {
+				in := series["tollgate_tokens_total{backend=tgi,endpoint="+ep+",type=input}"]
+				out := series["tollgate_tokens_total{backend=tgi,endpoint="+ep+",type=output}"]
+				if in != 7 || out != 3 {
+					t.Errorf("endpoint %s: tollgate_tokens_total input %v output %v; want 7 and 3, the usage the upstream sent before its stream was cut", ep, in, out)
+				}
+			}
+			for k, v := range series {
+				if strings.HasPrefix(k, "tollgate_stream_errors_total{") && strings.Contains(k, "endpoint=resp") && v != 0 {
+					t.Errorf("%s %v: the bridged response was whole", k, v)
+				}
+			}
+		})
 	}
 }

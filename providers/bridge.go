@@ -478,10 +478,7 @@ func appendRawMember(dst []byte, name string, v []byte) []byte {
 	if v == nil {
 		return dst
 	}
-	dst = append(dst, ',', '"')
-	dst = append(dst, name...)
-	dst = append(dst, '"', ':')
-	return append(dst, v...)
+	return append(appendMember(dst, []byte(name)), v...)
 }
 
 // appendPassed appends the members of body that bridgePassed names.
@@ -497,10 +494,7 @@ func appendPassed(dst, body []byte) []byte {
 			return dst
 		}
 		if passedToChat(keyName(k, &buf)) {
-			dst = append(dst, ',', '"')
-			dst = append(dst, k...)
-			dst = append(dst, '"', ':')
-			dst = append(dst, v...)
+			dst = append(appendMember(dst, k), v...)
 		}
 	}
 }
@@ -1029,22 +1023,13 @@ func appendChatPart(dst, raw []byte, i int, field string, j int) ([]byte, *reque
 			return dst, badRequest(partParam(i, field, j, ".file_data"), partParam(i, field, j, ".file_data")+" (or file_id) must be a string.")
 		}
 		dst = append(dst, `{"type":"file","file":{`...)
-		sep := false
 		for _, m := range [...]struct {
 			name string
 			v    []byte
 		}{{"file_id", p.fileID}, {"file_data", p.fileData}, {"filename", p.filename}} {
-			if !jsonscan.IsString(m.v) {
-				continue
+			if jsonscan.IsString(m.v) {
+				dst = append(appendMember(dst, []byte(m.name)), m.v...)
 			}
-			if sep {
-				dst = append(dst, ',')
-			}
-			sep = true
-			dst = append(dst, '"')
-			dst = append(dst, m.name...)
-			dst = append(dst, '"', ':')
-			dst = append(dst, m.v...)
 		}
 		return append(dst, "}}"...), nil
 	case isString(p.typ, "input_audio"):
@@ -1185,23 +1170,14 @@ func appendWebSearchOptions(dst, ws []byte) []byte {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `"user_location":{"type":"approximate","approximate":{`...)
-		n := 0
 		for {
 			k, v, ok := lt.Next()
 			if !ok {
 				break
 			}
-			if isKey(k, "type") || jsonscan.IsNull(v) {
-				continue
+			if !isKey(k, "type") && !jsonscan.IsNull(v) {
+				dst = append(appendMember(dst, k), v...)
 			}
-			if n > 0 {
-				dst = append(dst, ',')
-			}
-			n++
-			dst = append(dst, '"')
-			dst = append(dst, k...)
-			dst = append(dst, '"', ':')
-			dst = append(dst, v...)
 		}
 		dst = append(dst, "}}"...)
 	}
@@ -1362,25 +1338,7 @@ func appendCompactOr(dst, raw []byte, def string) []byte {
 	if raw == nil {
 		return append(dst, def...)
 	}
-	if bytes.IndexAny(raw, " \t\r\n") < 0 {
-		return append(dst, raw...)
-	}
-	in := false
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case in && c == '\\' && i+1 < len(raw):
-			dst = append(dst, c, raw[i+1])
-			i++
-			continue
-		case c == '"':
-			in = !in
-		case !in && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
-			continue
-		}
-		dst = append(dst, c)
-	}
-	return dst
+	return jsonscan.AppendCompact(dst, raw)
 }
 
 // respStatus is how a response ended.

@@ -700,3 +700,27 @@ func Field(b []byte, key string) ([]byte, bool) {
 		}
 	}
 }
+
+// AppendCompact appends raw, a JSON value, without the whitespace between its tokens
+// (strings are kept as they are), so that it fits on one line.
+func AppendCompact(dst, raw []byte) []byte {
+	if bytes.IndexAny(raw, " \t\r\n") < 0 {
+		return append(dst, raw...)
+	}
+	in := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case in && c == '\\' && i+1 < len(raw):
+			dst = append(dst, c, raw[i+1])
+			i++
+			continue
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}

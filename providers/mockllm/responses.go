@@ -537,37 +537,13 @@ func (st *state) renderResponseParts() {
 	st.prefix = append(b, '}')
 }
 
-// appendRawOr appends the request's raw member v without its white space, or def when
-// the request had none.
+// appendRawOr appends the request's raw member v without its white space (an echoed
+// member must fit on a stream's one data line), or def when the request had none.
 func appendRawOr(b, v []byte, def string) []byte {
 	if v == nil {
 		return append(b, def...)
 	}
-	return appendCompact(b, v)
-}
-
-// appendCompact appends raw, valid JSON, without the white space between its tokens:
-// an echoed member must fit on a stream's one data line.
-func appendCompact(dst, raw []byte) []byte {
-	if bytes.IndexAny(raw, " \t\r\n") < 0 {
-		return append(dst, raw...)
-	}
-	in := false
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case in && c == '\\':
-			dst = append(dst, c, raw[i+1])
-			i++
-			continue
-		case c == '"':
-			in = !in
-		case !in && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
-			continue
-		}
-		dst = append(dst, c)
-	}
-	return dst
+	return jsonscan.AppendCompact(b, v)
 }
 
 // appendResponse appends the response object: in progress (no output, usage null) as
@@ -730,7 +706,7 @@ func (st *state) appendInputItem(b, v []byte, i int) []byte {
 			}
 			continue
 		}
-		b = appendCompact(b, x)
+		b = jsonscan.AppendCompact(b, x)
 	}
 	return append(b, `,"status":"completed"}`...)
 }
