@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -136,6 +137,10 @@ type AuthConfig struct {
 	// ResponseSecret, when set, signs each stored response's ID the gateway returns
 	// with the key that made it: another key cannot continue, read or delete it.
 	ResponseSecret string `yaml:"response_secret"`
+	// PreviousResponseSecret is the secret ResponseSecret replaces, while it is
+	// rotated: IDs signed under it are still taken, new ones signed under
+	// ResponseSecret.
+	PreviousResponseSecret string `yaml:"previous_response_secret"`
 }
 
 // KeyConfig is one client API key: the key itself (usually `${VAR}`) or its SHA-256.
@@ -1258,7 +1263,7 @@ func anchorProblem(path string, data []byte, name string) string {
 // a client's key or its sha256, the admin token, the Redis URL and password.
 func secretKey(p string) bool {
 	switch p {
-	case "server.admin_token", "limiter.redis.url", "limiter.redis.password", "auth.response_secret":
+	case "server.admin_token", "limiter.redis.url", "limiter.redis.password", "auth.response_secret", "auth.previous_response_secret":
 		return true
 	}
 	last := p[strings.LastIndexByte(p, '.')+1:]
@@ -1812,13 +1817,25 @@ func (c *Config) problems() []string {
 	default:
 		add("auth.mode", "must be none or keys")
 	}
-	if _, written := c.lines["auth.response_secret"]; written && c.Auth.ResponseSecret == "" && !slices.Contains(c.refused, "auth.response_secret") {
-		// Written to sign response IDs, but empty (a variable set to nothing): taken
-		// as no secret, it would leave every key's stored responses open to the others.
-		add("auth.response_secret", "is empty: give at least "+strconv.Itoa(minResponseSecret)+" random bytes, or leave the key out")
+	for _, sk := range [...]struct {
+		key, v string
+	}{{"auth.response_secret", c.Auth.ResponseSecret}, {"auth.previous_response_secret", c.Auth.PreviousResponseSecret}} {
+		if _, written := c.lines[sk.key]; written && sk.v == "" && !slices.Contains(c.refused, sk.key) {
+			// Written to sign response IDs, but empty (a variable set to nothing):
+			// taken as no secret, it would leave every key's stored responses open
+			// to the others (or, as the previous one, end them).
+			add(sk.key, "is empty: give at least "+strconv.Itoa(minResponseSecret)+" random bytes, or leave the key out")
+		}
+		if n := len(sk.v); n > 0 && n < minResponseSecret {
+			add(sk.key, "is "+strconv.Itoa(n)+" bytes: give at least "+strconv.Itoa(minResponseSecret)+" random ones (openssl rand -hex 32 makes one)")
+		}
 	}
-	if n := len(c.Auth.ResponseSecret); n > 0 && n < minResponseSecret {
-		add("auth.response_secret", "is "+strconv.Itoa(n)+" bytes: give at least "+strconv.Itoa(minResponseSecret)+" random ones (openssl rand -hex 32 makes one)")
+	if c.Auth.PreviousResponseSecret != "" {
+		if c.Auth.ResponseSecret == "" {
+			add("auth.previous_response_secret", "is set without auth.response_secret: a rotation names the new secret there (signatures are not checked without one)")
+		} else if subtle.ConstantTimeCompare([]byte(c.Auth.PreviousResponseSecret), []byte(c.Auth.ResponseSecret)) == 1 {
+			add("auth.previous_response_secret", "is auth.response_secret itself: put the new secret in auth.response_secret")
+		}
 	}
 	endpointNames := map[string]bool{}
 	for _, e := range c.Endpoints {

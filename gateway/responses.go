@@ -33,7 +33,9 @@ import (
 // With auth.response_secret set, the tag goes on with 16 hex digits more: the first
 // 64 bits of an HMAC-SHA256, under that secret, of the client key's name, the target's
 // tag and the ID. Only the key that was answered with an ID can then name it: another
-// key's tag on it, or none, is refused as an ID not found.
+// key's tag on it, or none, is refused as an ID not found. While the secret is
+// rotated, auth.previous_response_secret's signatures are taken too; IDs are
+// answered signed under the new one.
 const (
 	respTagPrefix = "-tg"
 	respTagHex    = 12
@@ -64,9 +66,16 @@ func responseTag(name, rawURL string) string {
 	return string(b[:])
 }
 
-// respSigner signs response IDs under auth.response_secret (see above); its HMACs are
-// pooled, a reset one computing without allocating.
+// respSigner signs response IDs under auth.response_secret (see above) and takes
+// those signed under auth.previous_response_secret too, while a secret is rotated;
+// its HMACs are pooled, a reset one computing without allocating.
 type respSigner struct {
+	cur  hmacPool
+	prev *hmacPool // nil without a previous secret
+}
+
+// hmacPool holds the HMAC states of one secret.
+type hmacPool struct {
 	pool sync.Pool // of *signState
 }
 
@@ -78,17 +87,31 @@ type signState struct {
 	sum [sha256.Size]byte
 }
 
-func newRespSigner(secret string) *respSigner {
+func newHMACPool(secret string) *hmacPool {
 	key := []byte(secret)
-	s := &respSigner{}
-	s.pool.New = func() any { return &signState{h: hmac.New(sha256.New, key)} }
+	p := &hmacPool{}
+	p.pool.New = func() any { return &signState{h: hmac.New(sha256.New, key)} }
+	return p
+}
+
+// newRespSigner signs under secret and also takes signatures made under previous,
+// when it is not empty.
+func newRespSigner(secret, previous string) *respSigner {
+	s := &respSigner{cur: *newHMACPool(secret)}
+	if previous != "" {
+		s.prev = newHMACPool(previous)
+	}
 	return s
 }
 
 // sign writes into dst (respMACHex bytes) the signature of id, tagged with tag
 // (respTagLen bytes), as answered to the key named key.
 func (s *respSigner) sign(dst, key, tag, id []byte) {
-	st := s.pool.Get().(*signState)
+	s.cur.sign(dst, key, tag, id)
+}
+
+func (p *hmacPool) sign(dst, key, tag, id []byte) {
+	st := p.pool.Get().(*signState)
 	h := st.h
 	h.Reset()
 	binary.BigEndian.PutUint16(st.n[:], uint16(len(key)))
@@ -98,13 +121,21 @@ func (s *respSigner) sign(dst, key, tag, id []byte) {
 	h.Write(id)
 	h.Sum(st.sum[:0])
 	putHex(dst, int(binary.BigEndian.Uint64(st.sum[:8])))
-	s.pool.Put(st)
+	p.pool.Put(st)
 }
 
-// valid reports whether mac is the signature of id tagged with tag for key.
+// valid reports whether mac is the signature of id tagged with tag for key, under
+// the secret or the previous one.
 func (s *respSigner) valid(mac, key, tag, id []byte) bool {
 	var want [respMACHex]byte
-	s.sign(want[:], key, tag, id)
+	s.cur.sign(want[:], key, tag, id)
+	if subtle.ConstantTimeCompare(want[:], mac) == 1 {
+		return true
+	}
+	if s.prev == nil {
+		return false
+	}
+	s.prev.sign(want[:], key, tag, id)
 	return subtle.ConstantTimeCompare(want[:], mac) == 1
 }
 

@@ -191,7 +191,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 	}
 	rt.trusted, _ = parseTrustedProxies(cfg.Server.TrustedProxies)
 	if cfg.Auth.ResponseSecret != "" {
-		rt.signer, rt.tagLen = newRespSigner(cfg.Auth.ResponseSecret), respSignedLen
+		rt.signer, rt.tagLen = newRespSigner(cfg.Auth.ResponseSecret, cfg.Auth.PreviousResponseSecret), respSignedLen
 	}
 	names := cfg.backendNames()
 	backendIdx := map[string]int{}
