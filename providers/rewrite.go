@@ -2,6 +2,8 @@ package providers
 
 import (
 	"bytes"
+	"math"
+	"strconv"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
@@ -168,17 +170,35 @@ func cachedTokens(v []byte) (int64, bool) {
 // reach of any real traffic.
 const maxTokenCount = 1 << 40
 
-// tokenCount reads an upstream's token count; null is 0, and ok is false for a
-// negative or huge number, or anything else that is not a count (0 is then returned).
+// tokenCount reads an upstream's token count; null is 0, a whole number written with
+// a fraction or an exponent (12.0, 1.2e1: servers that count in floats write them, and
+// OpenAI's Python SDK reads them) is that number, and ok is false for a negative or
+// huge number, or anything else that is not a count (0 is then returned).
 func tokenCount(v []byte) (int64, bool) {
 	if jsonscan.IsNull(v) {
 		return 0, true
 	}
 	n, ok := jsonscan.Int(v)
+	if !ok {
+		n, ok = wholeFloat(v)
+	}
 	if !ok || n < 0 || n > maxTokenCount {
 		return 0, false
 	}
 	return n, true
+}
+
+// wholeFloat reads a JSON number with a fraction or an exponent that is a whole
+// number; the rare path: it may allocate.
+func wholeFloat(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 64 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) || !jsonscan.Valid(v) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > maxTokenCount {
+		return 0, false
+	}
+	return int64(f), true
 }
 
 // scanAnswer checks that an OpenAI answer is one JSON object, with nothing but space

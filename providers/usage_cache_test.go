@@ -32,6 +32,11 @@ func TestUsagePromptCache(t *testing.T) {
 		{"negative count", `{"prompt_tokens":64,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":-16}}`, Usage{}},
 		{"huge count", `{"prompt_tokens":64,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1099511627777}}`, Usage{}},
 		{"fractional count", `{"prompt_tokens":64,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1.5}}`, Usage{}},
+		{"counts written as floats", `{"prompt_tokens":64.0,"completion_tokens":1e1,"prompt_tokens_details":{"cached_tokens":1.6E1}}`, Usage{Input: 64, Output: 10, CachedInput: 16}},
+		{"negative zero", `{"prompt_tokens":-0.0,"completion_tokens":2.00}`, Usage{Output: 2}},
+		{"a float over 2^40", `{"prompt_tokens":1.1e12,"completion_tokens":1}`, Usage{}},
+		{"a float past int64", `{"prompt_tokens":1e300,"completion_tokens":1}`, Usage{}},
+		{"a float just off a whole number", `{"prompt_tokens":12.000001,"completion_tokens":1}`, Usage{}},
 		{"count as a string", `{"prompt_tokens":64,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":"16"}}`, Usage{}},
 		{"a bad count then a good one", `{"prompt_tokens":64,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":-1,"cached_tokens":16}}`, Usage{}},
 	}
