@@ -73,12 +73,13 @@ endpoints:
 	}
 }
 
-// An OpenAI-compatible server (responses_api: chat) streaming two parallel tool calls
-// with their deltas interleaved by index (0, 1, 0, 1), which chat's stream format
-// allows, serves chat clients well; the bridge cannot lay that stream out as items,
-// and its limitation does not eject the replica (eject_after: 1) from the chat
-// calls it serves.
-func TestResponsesBridgeInterleavedCallsNotJudged(t *testing.T) {
+// An OpenAI-compatible server (responses_api: chat) streaming a tool call whose
+// arguments go on after some text came between their pieces, which chat's stream
+// format allows (clients join deltas by index), serves chat clients well; the bridge
+// cannot lay that stream out as items (an item is done once text follows it), and
+// its limitation does not eject the replica (eject_after: 1) from the chat calls it
+// serves.
+func TestResponsesBridgeResumedCallNotJudged(t *testing.T) {
 	t.Parallel()
 	var onA atomic.Int64
 	addr, _ := scriptedUpstream(t, func(n int, c net.Conn, req *http.Request) {
@@ -88,10 +89,9 @@ func TestResponsesBridgeInterleavedCallsNotJudged(t *testing.T) {
 		events := chunk(`{"role":"assistant","content":"Hi"}`, "null") + chunk(`{}`, `"stop"`) + "data: [DONE]\n\n"
 		if strings.HasPrefix(req.URL.Path, "/a/") {
 			onA.Add(1)
-			events = chunk(`{"role":"assistant","tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":""}}]}`, "null") +
-				chunk(`{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"g","arguments":""}}]}`, "null") +
-				chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}`, "null") +
-				chunk(`{"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]}`, "null") +
+			events = chunk(`{"role":"assistant","tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":"{\"a\":"}}]}`, "null") +
+				chunk(`{"content":"one moment"}`, "null") +
+				chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]}`, "null") +
 				chunk(`{}`, `"tool_calls"`) + "data: [DONE]\n\n"
 		}
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: "+strconv.Itoa(len(events))+"\r\n\r\n"+events)
@@ -115,7 +115,7 @@ endpoints:
 		return resp.StatusCode, string(b)
 	}
 	const chat = `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`
-	// Chat calls on both replicas: A's interleaved stream is relayed whole, A stays in.
+	// Chat calls on both replicas: A's stream is relayed whole, A stays in.
 	for range 4 {
 		if st, body := post("/v1/chat/completions", chat); st != 200 || !strings.Contains(body, "[DONE]") || strings.Contains(body, `"error"`) {
 			t.Fatalf("chat stream: %d %s", st, body)
@@ -125,11 +125,15 @@ endpoints:
 		t.Fatalf("replica A got %d of 4 chat calls before; want 2", onA.Load())
 	}
 	// Responses calls until one reaches A.
+	var onAStream string
 	for i := 0; onA.Load() == 2; i++ {
 		if i == 2 {
 			t.Fatal("no Responses call reached replica A")
 		}
-		post("/v1/responses", `{"model":"chat","input":"hi","stream":true}`)
+		_, onAStream = post("/v1/responses", `{"model":"chat","input":"hi","stream":true}`)
+	}
+	if !strings.Contains(onAStream, "upstream_bad_response") {
+		t.Fatalf("the bridged stream from A: observed %s; expected it to end with the error event upstream_bad_response", onAStream)
 	}
 	before := onA.Load()
 	for range 4 {
@@ -138,7 +142,7 @@ endpoints:
 		}
 	}
 	if got := onA.Load() - before; got != 2 {
-		t.Fatalf("after one bridged Responses call found replica A's valid interleaved tool-call stream unreadable: observed A getting %d of 4 chat calls; "+
+		t.Fatalf("after one bridged Responses call found replica A's valid tool-call stream unreadable: observed A getting %d of 4 chat calls; "+
 			"expected 2, as before", got)
 	}
 }

@@ -1859,12 +1859,18 @@ type streamItem struct {
 	text, anns, logprobs []byte
 	nAnns                int
 	// tool is a function call's index in the chat stream; callID and name its raw
-	// JSON strings, args its arguments.
+	// JSON strings, args its arguments (the inside of a JSON string).
 	tool         int64
 	callID, name []byte
 	args         []byte
 	// blocks is a reasoning item's thinking blocks, a JSON array, empty for none.
 	blocks []byte
+}
+
+// reset empties c for the pool; a buffer one long stream grew goes with it.
+func (c *streamItem) reset() {
+	*c = streamItem{parts: trimBuf(c.parts), text: trimBuf(c.text), anns: trimBuf(c.anns), logprobs: trimBuf(c.logprobs),
+		callID: trimBuf(c.callID), name: trimBuf(c.name), args: trimBuf(c.args), blocks: trimBuf(c.blocks)}
 }
 
 // pendEvent is an event a chat chunk gave, waiting in bridgeStream.pend: its bytes
@@ -1901,7 +1907,12 @@ type bridgeStream struct {
 	// items holds the output items done, a JSON array's inside.
 	items  []byte
 	nItems int
-	cur    streamItem
+	// cur is the reasoning item or message under way. calls are the function_call
+	// items under way, in output_index order (see callDelta); cur is none while
+	// there are any. The slice keeps the state of the calls done behind its end,
+	// their buffers reused by the next ones.
+	cur   streamItem
+	calls []streamItem
 	// maxTool is the highest chat tool call index begun, -1 before any.
 	maxTool int64
 	pend    []byte
@@ -1929,13 +1940,24 @@ func (s *bridgeStream) reset() {
 	s.begun, s.ended, s.done, s.drain = false, false, false, false
 	s.seq, s.usage, s.hasUsage, s.reasoning, s.tier = 0, Usage{}, false, 0, ServiceTier{}
 	s.items, s.nItems = trimBuf(s.items), 0
-	c := &s.cur
-	*c = streamItem{parts: trimBuf(c.parts), text: trimBuf(c.text), anns: trimBuf(c.anns), logprobs: trimBuf(c.logprobs),
-		callID: trimBuf(c.callID), name: trimBuf(c.name), args: trimBuf(c.args), blocks: trimBuf(c.blocks)}
+	s.cur.reset()
+	if cap(s.calls) > maxPooledCalls {
+		s.calls = nil
+	} else {
+		s.calls = s.calls[:cap(s.calls)]
+		for i := range s.calls {
+			s.calls[i].reset()
+		}
+		s.calls = s.calls[:0]
+	}
 	s.maxTool = -1
 	s.pend, s.marks, s.next = trimBuf(s.pend), s.marks[:0], 0
 	s.scratch = trimBuf(s.scratch)
 }
+
+// maxPooledCalls is how many calls' state a pooled stream keeps: a chat answer rarely
+// has more parallel calls.
+const maxPooledCalls = 16
 
 // trimBuf is b emptied, or nil when it grew past what a pooled buffer keeps.
 func trimBuf(b []byte) []byte {
@@ -1975,9 +1997,19 @@ func (s *bridgeStream) Abort() {
 	}
 }
 
-// errToolReopened is a chat stream that goes back to a tool call after another item
-// began: the Responses API's items are done once the next begins.
+// errToolReopened is a chat stream that adds to a tool call after its item was done
+// (after text or reasoning began, or after its arguments were whole and another call
+// began): the Responses API's items are done once and for all.
 var errToolReopened = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstream stream resumed a tool call after another output began"))
+
+// maxOpenCalls bounds the function_call items a stream keeps open at once: a chat
+// answer has no more calls than the request's tools allow, and an upstream that
+// opens more is sending garbage.
+const maxOpenCalls = 128
+
+// errTooManyCalls is a chat stream that opens more than maxOpenCalls tool calls at
+// once.
+var errTooManyCalls = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstream stream opened more than 128 tool calls at once"))
 
 // Next implements Events.
 func (s *bridgeStream) Next(ev *Event) error {
@@ -2023,8 +2055,9 @@ func (s *bridgeStream) Next(ev *Event) error {
 			s.fail(s.iev.Data)
 		default:
 			if err := s.chunk(&s.iev); err != nil {
-				// What the bridge cannot lay out as items (tool calls interleaved) may be
-				// a valid chat stream: the target is not judged by it.
+				// What the bridge cannot lay out as items (a tool call resumed after its
+				// item was done) may be a valid chat stream: the target is not judged
+				// by it.
 				return err
 			}
 		}
@@ -2079,13 +2112,18 @@ func (s *bridgeStream) emit(name []byte, content bool) {
 // itemRef appends the current item's item_id and output_index, and with part its
 // content_index.
 func (s *bridgeStream) itemRef(part bool) {
+	s.ref(&s.cur, part)
+}
+
+// ref appends item c's item_id and output_index, and with part its content_index.
+func (s *bridgeStream) ref(c *streamItem, part bool) {
 	s.pend = append(s.pend, `,"item_id":"`...)
-	s.pend = append(s.pend, s.cur.id[:s.cur.idLen]...)
+	s.pend = append(s.pend, c.id[:c.idLen]...)
 	s.pend = append(s.pend, `","output_index":`...)
-	s.pend = strconv.AppendInt(s.pend, int64(s.cur.index), 10)
+	s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
 	if part {
 		s.pend = append(s.pend, `,"content_index":`...)
-		s.pend = strconv.AppendInt(s.pend, int64(s.cur.content), 10)
+		s.pend = strconv.AppendInt(s.pend, int64(c.content), 10)
 	}
 }
 
@@ -2268,24 +2306,19 @@ func (s *bridgeStream) choice(c []byte) error {
 // nonEmpty reports whether raw is a JSON string with text.
 func nonEmpty(raw []byte) bool { return len(raw) > 2 && raw[0] == '"' }
 
-// openItem ends the item under way and begins one of kind k.
+// openItem ends the items under way (function calls included) and begins a
+// reasoning item or a message, k.
 func (s *bridgeStream) openItem(k itemKind) {
 	s.closeItem(statusCompleted)
 	c := &s.cur
 	prefix := "msg_"
-	switch k {
-	case itemReasoning:
+	if k == itemReasoning {
 		prefix = "rs_"
-	case itemCall:
-		prefix = "fc_"
 	}
 	c.kind, c.index, c.part, c.content = k, s.nItems, partNone, -1
 	c.idLen = len(appendItemID(c.id[:0], prefix))
 	c.parts, c.blocks = c.parts[:0], c.blocks[:0]
 	s.nItems++
-	if k == itemCall {
-		return
-	}
 	s.open(evItemAdded)
 	s.pend = append(s.pend, `,"output_index":`...)
 	s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
@@ -2379,29 +2412,54 @@ func (s *bridgeStream) closePart() {
 	c.part = partNone
 }
 
-// closeItem ends the item under way, with status st for a message or function call:
-// its last events and response.output_item.done, the item kept for the response.
+// closeItem ends the items under way, the last with status st for a message or
+// function call: the reasoning item or message, or every function call open.
 func (s *bridgeStream) closeItem(st respStatus) {
+	if len(s.calls) > 0 {
+		s.closeCalls(len(s.calls), st)
+		return
+	}
 	c := &s.cur
 	if c.kind == itemNone {
 		return
 	}
-	if c.kind == itemCall {
+	s.closePart()
+	s.itemDone(c, st)
+}
+
+// closeCalls ends the first n function calls open, in output_index order, the last
+// with status st and the others completed; the calls left open move to the front.
+func (s *bridgeStream) closeCalls(n int, st respStatus) {
+	for i := range n {
+		c := &s.calls[i]
 		s.open(evArgsDone)
-		s.itemRef(false)
+		s.ref(c, false)
 		s.pend = append(s.pend, `,"arguments":"`...)
 		s.pend = append(s.pend, c.args...)
 		s.pend = append(s.pend, `","name":`...)
 		s.pend = append(s.pend, c.name...)
 		s.emit(evArgsDone, false)
-	} else {
-		s.closePart()
+		if i < n-1 {
+			s.itemDone(c, statusCompleted)
+		} else {
+			s.itemDone(c, st)
+		}
 	}
+	// Swapped, not copied: each slot keeps buffers of its own.
+	for i := n; i < len(s.calls); i++ {
+		s.calls[i-n], s.calls[i] = s.calls[i], s.calls[i-n]
+	}
+	s.calls = s.calls[:len(s.calls)-n]
+}
+
+// itemDone writes item c, whole with status st, into the response's output and
+// response.output_item.done.
+func (s *bridgeStream) itemDone(c *streamItem, st respStatus) {
 	if len(s.items) > 0 {
 		s.items = append(s.items, ',')
 	}
 	at := len(s.items)
-	s.items = s.appendItem(s.items, st)
+	s.items = appendItem(s.items, c, st)
 	s.open(evItemDone)
 	s.pend = append(s.pend, `,"output_index":`...)
 	s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
@@ -2411,9 +2469,8 @@ func (s *bridgeStream) closeItem(st respStatus) {
 	c.kind = itemNone
 }
 
-// appendItem appends the item under way, whole, with status st.
-func (s *bridgeStream) appendItem(dst []byte, st respStatus) []byte {
-	c := &s.cur
+// appendItem appends item c, whole, with status st.
+func appendItem(dst []byte, c *streamItem, st respStatus) []byte {
 	switch c.kind {
 	case itemMessage:
 		dst = append(dst, `{"type":"message","id":"`...)
@@ -2548,6 +2605,22 @@ func (s *bridgeStream) annotation(ann []byte) {
 
 // callDelta reads one tool call delta of a chunk: the first of a call (its index,
 // id and name) begins a function_call item, its arguments come in pieces.
+//
+// Each chat index is its own item, begun (response.output_item.added, its name in
+// it) when the index first appears, and its argument deltas name it, so a stream
+// whose parallel calls interleave (index 0, 1, 0, 1: some OpenAI-compatible servers
+// send them so, and chat clients join them by index) is served as calls one after
+// the other are. A call is done once its arguments can take no more: when a new call
+// begins, the calls open first whose arguments are already a whole JSON value are
+// done then, in output_index order, stopping at one that is not (it may be
+// interleaved, and items are done in output_index order so that the response's
+// output is in that order too). A stream of calls one after the other thus gets each
+// call done as the next begins, as OpenAI streams them. The calls still open are done
+// at the stream's end (its usage chunk, a finish chunk with usage, [DONE]), or when
+// text, a refusal or reasoning comes (rare): the calls are done first, the message
+// or reasoning item taking the next output_index, so that every event names an item
+// whose index is below those begun after it. Adding to a call done is
+// errToolReopened, more than maxOpenCalls calls open errTooManyCalls.
 func (s *bridgeStream) callDelta(call []byte) error {
 	var idx, id, fn []byte
 	var it jsonscan.Iter
@@ -2573,56 +2646,111 @@ func (s *bridgeStream) callDelta(call []byte) error {
 		name, _ = jsonscan.Field(fn, "name")
 		args, _ = jsonscan.Field(fn, "arguments")
 	}
-	c := &s.cur
 	n, ok := jsonscan.Int(idx)
 	switch {
 	case ok:
-	case nonEmpty(id) || c.kind != itemCall:
+	case nonEmpty(id) || len(s.calls) == 0:
 		// A server that numbers no calls: a call with an id begins one.
 		n = s.maxTool + 1
 	default:
-		n = c.tool
+		n = s.calls[len(s.calls)-1].tool
 	}
-	if c.kind != itemCall || c.tool != n {
-		if n <= s.maxTool {
-			return errToolReopened
-		}
-		s.openItem(itemCall)
-		s.maxTool, c.tool = n, n
-		c.args = c.args[:0]
-		if nonEmpty(id) {
-			c.callID = append(c.callID[:0], id...)
-		} else {
-			c.callID = append(appendItemID(append(c.callID[:0], '"'), "call_"), '"')
-		}
-		if jsonscan.IsString(name) {
+	c := s.openCall(n)
+	switch {
+	case c != nil:
+		if nonEmpty(name) && len(c.name) == 2 {
+			// The name came after the id.
 			c.name = append(c.name[:0], name...)
-		} else {
-			c.name = append(c.name[:0], strEmptyString...)
 		}
-		s.open(evItemAdded)
-		s.pend = append(s.pend, `,"output_index":`...)
-		s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
-		s.pend = append(s.pend, `,"item":`...)
-		s.pend = s.appendItem(s.pend, statusInProgress)
-		s.emit(evItemAdded, false)
-	} else if nonEmpty(name) && len(c.name) == 2 {
-		// The name came after the id.
-		c.name = append(c.name[:0], name...)
+	case n <= s.maxTool:
+		if !nonEmpty(args) {
+			// A done call's delta that adds nothing (an empty arguments piece).
+			return nil
+		}
+		return errToolReopened
+	default:
+		var err error
+		if c, err = s.beginCall(n, id, name); err != nil {
+			return err
+		}
 	}
 	if !nonEmpty(args) {
 		return nil
 	}
 	c.args = append(c.args, args[1:len(args)-1]...)
 	s.open(evArgsDelta)
-	s.itemRef(false)
+	s.ref(c, false)
 	s.pend = append(s.pend, `,"delta":`...)
 	s.pend = append(s.pend, args...)
 	s.emit(evArgsDelta, true)
 	return nil
 }
 
-// finish ends the stream at the chat stream's end: the item under way is done, and
+// openCall is the function call of chat index n open, nil when there is none.
+func (s *bridgeStream) openCall(n int64) *streamItem {
+	for i := len(s.calls) - 1; i >= 0; i-- {
+		if s.calls[i].tool == n {
+			return &s.calls[i]
+		}
+	}
+	return nil
+}
+
+// beginCall begins the function call of chat index n, with the raw id and name its
+// first delta has: the item under way before it is done, and the calls open done
+// that callDelta says are.
+func (s *bridgeStream) beginCall(n int64, id, name []byte) (*streamItem, error) {
+	if len(s.calls) == 0 {
+		s.closeItem(statusCompleted)
+	} else if w := s.wholeCalls(); w > 0 {
+		s.closeCalls(w, statusCompleted)
+	}
+	if len(s.calls) >= maxOpenCalls {
+		return nil, errTooManyCalls
+	}
+	if len(s.calls) < cap(s.calls) {
+		s.calls = s.calls[:len(s.calls)+1]
+	} else {
+		s.calls = append(s.calls, streamItem{})
+	}
+	c := &s.calls[len(s.calls)-1]
+	c.kind, c.index, c.tool = itemCall, s.nItems, n
+	c.idLen = len(appendItemID(c.id[:0], "fc_"))
+	s.nItems++
+	s.maxTool = n
+	c.args = c.args[:0]
+	if nonEmpty(id) {
+		c.callID = append(c.callID[:0], id...)
+	} else {
+		c.callID = append(appendItemID(append(c.callID[:0], '"'), "call_"), '"')
+	}
+	if jsonscan.IsString(name) {
+		c.name = append(c.name[:0], name...)
+	} else {
+		c.name = append(c.name[:0], strEmptyString...)
+	}
+	s.open(evItemAdded)
+	s.pend = append(s.pend, `,"output_index":`...)
+	s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
+	s.pend = append(s.pend, `,"item":`...)
+	s.pend = appendItem(s.pend, c, statusInProgress)
+	s.emit(evItemAdded, false)
+	return c, nil
+}
+
+// wholeCalls counts the calls open first whose arguments are a whole JSON value.
+func (s *bridgeStream) wholeCalls() int {
+	for i := range s.calls {
+		var ok bool
+		s.scratch, ok = jsonscan.AppendUnescape(s.scratch[:0], s.calls[i].args)
+		if !ok || !jsonscan.Valid(s.scratch) {
+			return i
+		}
+	}
+	return len(s.calls)
+}
+
+// finish ends the stream at the chat stream's end: the items under way are done, and
 // the terminal event holds the whole response.
 func (s *bridgeStream) finish() {
 	s.begin()

@@ -35,6 +35,11 @@ func TestBridgeAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { runBridgeStream(t, in, &r) }); n != 0 {
 		t.Errorf("stream of 32 deltas: %.1f allocations, budget 0", n)
 	}
+	in = benchInterleavedDeltas()
+	runBridgeStream(t, in, &r)
+	if n := testing.AllocsPerRun(200, func() { runBridgeStream(t, in, &r) }); n != 0 {
+		t.Errorf("stream of four tool calls interleaved: %.1f allocations, budget 0", n)
+	}
 }
 
 // TestBridgeThinkingAllocs pins the thinking round trip to no allocation: a reasoning

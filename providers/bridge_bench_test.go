@@ -2,6 +2,7 @@ package providers
 
 import (
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -85,6 +86,39 @@ func runBridgeStream(tb testing.TB, in *chunkEvents, r *respRequest) int {
 	}
 	_ = s.Close()
 	return n
+}
+
+// benchInterleavedDeltas is a chat stream of four parallel tool calls interleaved by
+// index, as some OpenAI-compatible servers stream them: the four heads, then each
+// call's arguments in four pieces in turn (0, 1, 2, 3, 0, 1, …), the finish and usage
+// chunks.
+func benchInterleavedDeltas() *chunkEvents {
+	data := []string{delta(`{"role":"assistant","content":""}`, "")}
+	for i := range 4 {
+		data = append(data, delta(`{"tool_calls":[{"index":`+strconv.Itoa(i)+`,"id":"call_`+strconv.Itoa(i)+
+			`","type":"function","function":{"name":"get_weather","arguments":""}}]}`, ""))
+	}
+	for _, piece := range []string{`{\"city\":`, `\"Par`, `is\",\"days\":`, `3}`} {
+		for i := range 4 {
+			data = append(data, delta(`{"tool_calls":[{"index":`+strconv.Itoa(i)+`,"function":{"arguments":"`+piece+`"}}]}`, ""))
+		}
+	}
+	data = append(data, delta(`{}`, "tool_calls"), usageChunk, "[DONE]")
+	return newChunkEvents(data...)
+}
+
+// BenchmarkBridgeStreamInterleaved is one whole stream of benchInterleavedDeltas
+// turned into the Responses API's events (32 with its end): ns/event is the cost of one.
+func BenchmarkBridgeStreamInterleaved(b *testing.B) {
+	var r respRequest
+	_ = r.read(benchBridgeBody)
+	in := benchInterleavedDeltas()
+	events := runBridgeStream(b, in, &r)
+	b.ReportAllocs()
+	for b.Loop() {
+		runBridgeStream(b, in, &r)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*events), "ns/event")
 }
 
 // BenchmarkBridgeStream is one whole stream of 32 deltas turned into the Responses

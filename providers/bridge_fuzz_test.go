@@ -61,10 +61,19 @@ func FuzzBridgeStream(f *testing.F) {
 	f.Add(delta(`{"thinking_blocks":[{"type":"redacted_thinking","data":"d"}]}`, "") + "\n" + delta(`{"reasoning_content":"t"}`, "") + "\n" +
 		delta(`{"thinking_blocks":[{"type":"thinking","thinking":"t","signature":"s"}]}`, "") + "\n" + delta(`{}`, "stop") + "\n" + usageChunk + "\n!cut")
 	f.Add(delta(`{"content":"x"}`, "") + "\n" + delta(`{"annotations":[{"type":"url_citation","url_citation":{"url":"u","title":"t"}}]}`, "") + "\n!ping\n!cut")
+	// Parallel calls interleaved by index: heads first, then pieces in turn; pieces of
+	// three calls in turn, text while they are open, a call resumed after it.
+	f.Add(callChunk(0, "a", "f", "") + "\n" + callChunk(1, "b", "g", "") + "\n" + callChunk(0, "", "", `{\"x\":`) + "\n" +
+		callChunk(1, "", "", `{}`) + "\n" + callChunk(0, "", "", `1}`) + "\n" + delta(`{}`, "tool_calls") + "\n" + usageChunk + "\n[DONE]")
+	f.Add(callChunk(0, "a", "f", `{`) + "\n" + callChunk(1, "b", "f", `[`) + "\n" + callChunk(2, "c", "f", `{}`) + "\n" + callChunk(1, "", "", `]`) + "\n" +
+		callChunk(0, "", "", `}`) + "\n" + delta(`{"content":"x"}`, "") + "\n" + callChunk(2, "", "", ` `) + "\n" + delta(`{}`, "length") + "\n[DONE]")
+	f.Add(delta(`{"tool_calls":[{"index":1,"id":"b","function":{"name":"g","arguments":""}},{"index":0,"id":"a","function":{"name":"f","arguments":"{}"}}]}`, "") + "\n" +
+		delta(`{"tool_calls":[{"index":1,"function":{"arguments":"{}"}},{"id":"c","function":{"name":"h"}}]}`, "") + "\n" + delta(`{}`, "stop") + "\n[DONE]")
 	f.Fuzz(func(t *testing.T, in string) {
 		s := bridgeStreamOf(`{"model":"chat","input":"x","text":{ "format" : {"type":"text"} }}`, strings.Split(in, "\n")...)
 		defer s.Close()
 		seq, done := -1, false
+		var items []string
 		for range 100000 {
 			var ev Event
 			if s.Next(&ev) != nil {
@@ -81,8 +90,13 @@ func FuzzBridgeStream(f *testing.F) {
 				continue
 			}
 			var e struct {
-				Type string `json:"type"`
-				Seq  *int   `json:"sequence_number"`
+				Type   string `json:"type"`
+				Seq    *int   `json:"sequence_number"`
+				ItemID string `json:"item_id"`
+				Index  *int   `json:"output_index"`
+				Item   struct {
+					ID string `json:"id"`
+				} `json:"item"`
 			}
 			if err := json.Unmarshal(ev.Data, &e); err != nil || e.Seq == nil || e.Type != string(ev.Name) || strings.ContainsAny(string(ev.Data), "\r\n") {
 				t.Fatalf("bad event %q (%v)", ev.Data, err)
@@ -91,6 +105,16 @@ func FuzzBridgeStream(f *testing.F) {
 				t.Fatalf("sequence number %d after %d", *e.Seq, seq)
 			}
 			seq = *e.Seq
+			// Each item added takes the next output_index; events name it by both.
+			switch {
+			case e.Type == "response.output_item.added":
+				if e.Index == nil || *e.Index != len(items) {
+					t.Fatalf("item added at output_index %v after %d: %s", e.Index, len(items), ev.Data)
+				}
+				items = append(items, e.Item.ID)
+			case e.Index != nil && (*e.Index >= len(items) || e.ItemID != "" && e.ItemID != items[*e.Index] || e.Item.ID != "" && e.Item.ID != items[*e.Index]):
+				t.Fatalf("event names output_index %d, item %s%s; items added %v", *e.Index, e.ItemID, e.Item.ID, items)
+			}
 		}
 	})
 }

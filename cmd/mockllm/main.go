@@ -47,6 +47,11 @@ Per-request headers for tests:
   x-mock-service-tier: T    --api anthropic: name tier T (priority, batch) in
                             usage.service_tier instead of standard; /v1/responses:
                             in service_tier instead of the request's (auto)
+  x-mock-tool-calls: N      chat with function tools, one choice: answer N (1-16)
+                            parallel tool calls (tool i in turn, arguments
+                            {"n":i}), streamed one call after the other;
+                            "N interleaved" streams the heads, then the
+                            arguments' pieces by index in turn (0, 1, 0, 1)
 Every API response carries x-mock-saw-authorization: yes|no. As vLLM's, an
 answer's id is the request's X-Request-Id (else its body's request_id) after
 chatcmpl-, cmpl- or embd-.

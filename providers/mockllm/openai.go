@@ -225,8 +225,11 @@ func (st *state) parseChat(body []byte) *badRequest {
 			}
 			continue
 		}
-		if string(k) == "messages" {
+		switch string(k) {
+		case "messages":
 			st.messages = v
+		case "tools":
+			st.tools = v
 		}
 	}
 	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
@@ -574,8 +577,11 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		p := newPlan(choiceHash(h, i), s.opts.MaxTokens, maxTokens, st.hdr.tokens, int(st.minTokens), st.ignoreEOS)
 		st.scratch = p.applyStops(st.stops, st.scratch, int(st.minTokens), st.inclStop)
 		st.plans = append(st.plans, p)
-		steps = max(steps, p.n)
-		generated += p.n
+	}
+	st.setToolCalls(st.tools)
+	for i := range st.plans {
+		steps = max(steps, st.plans[i].n)
+		generated += st.plans[i].n
 	}
 	st.idA, st.idB = s.nextID(h)
 	s.promptTok.Add(int64(st.promptTokens))
@@ -597,6 +603,12 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		}
 		b = append(b, `{"index":`...)
 		b = strconv.AppendInt(b, int64(i), 10)
+		if st.calls.n > 0 {
+			b = append(b, `,"message":{"role":"assistant","content":null,"refusal":null,"tool_calls":`...)
+			b = st.appendToolCalls(b)
+			b = append(b, `,"reasoning_content":null},"logprobs":null,"finish_reason":"tool_calls","stop_reason":null}`...)
+			continue
+		}
 		b = append(b, `,"message":{"role":"assistant","content":"`...)
 		b = p.appendText(b)
 		b = append(b, `","refusal":null,"tool_calls":[],"reasoning_content":null},"logprobs":`...)
@@ -744,6 +756,8 @@ const (
 	oUsage
 	oDone
 	oEnd
+	// oTools sends a tool calls answer's chunks (toolcalls.go), then its finish.
+	oTools
 )
 
 // startOpenAIStream renders the part every event shares ("data: {id, object,
@@ -785,7 +799,31 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		st.choice++
 		if st.choice == len(st.plans) {
 			st.phase, st.choice = oContent, 0
+			if st.calls.n > 0 {
+				st.phase = oTools
+			}
 		}
+	case oTools:
+		if st.cutNow() {
+			return nil, errCut
+		}
+		b = append(b, st.prefix...)
+		if st.step == st.plans[0].n {
+			b = append(b, `{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls","stop_reason":null}`...)
+			b = st.endChunk(b, 0, st.emitted)
+			st.phase = oUsage
+			if !st.includeUsage {
+				st.phase = oDone
+			}
+			break
+		}
+		if err := st.waitContent(st.step); err != nil {
+			return nil, err
+		}
+		b = st.appendToolDelta(b, st.step)
+		st.step++
+		st.emitted++
+		b = st.endChunk(b, 0, st.emitted)
 	case oContent:
 		c, ok := st.nextToken()
 		if !ok {

@@ -563,7 +563,12 @@ type overrides struct {
 	cacheWrite int
 	// tier is the service tier an Anthropic answer says served it
 	// (x-mock-service-tier), standard when empty.
-	tier    []byte
+	tier []byte
+	// toolCalls is x-mock-tool-calls: a chat answer of that many tool calls,
+	// interleave streaming them interleaved (toolcalls.go).
+	toolCalls  int
+	interleave bool
+
 	sawAuth bool
 	authOK  bool
 	version bool
@@ -657,6 +662,13 @@ func (st *state) scanHeaders(h *fasthttp.RequestHeader, rec bool) {
 		case "x-mock-service-tier":
 			if tierName(v) {
 				o.tier = append(o.tier[:0], v...)
+			}
+		case "x-mock-tool-calls":
+			// "N", or "N interleaved".
+			num, mode, _ := bytes.Cut(v, strSpace)
+			if n, err := strconv.Atoi(string(num)); err == nil && n > 0 && n <= maxToolCalls &&
+				(len(mode) == 0 || string(mode) == "interleaved") {
+				o.toolCalls, o.interleave = n, len(mode) > 0
 			}
 		}
 	}

@@ -39,10 +39,11 @@ type state struct {
 	owned bool
 	route route
 
-	// The parsed request. modelRaw and messages point into the request body and are
-	// used only inside the handler.
+	// The parsed request. modelRaw, messages and tools point into the request body
+	// and are used only inside the handler.
 	modelRaw     []byte
 	messages     []byte
+	tools        []byte
 	stream       bool
 	streamOpts   bool
 	includeUsage bool
@@ -88,6 +89,7 @@ type state struct {
 	idB     uint64
 	created int64
 	tool    toolCall
+	calls   chatCalls
 	think   thinkingAnswer
 	format  formatAnswer
 	steps   int // generation steps: the longest choice, or Anthropic's content events
@@ -154,6 +156,7 @@ func (st *state) reset() {
 		echoDec:  st.echoDec[:0],
 		echoCuts: st.echoCuts[:0],
 		tool:     toolCall{name: st.tool.name[:0], input: st.tool.input[:0], text: st.tool.text[:0]},
+		calls:    chatCalls{names: st.calls.names[:0], ends: st.calls.ends[:0]},
 		think:    thinkingAnswer{text: st.think.text[:0], sig: st.think.sig[:0]},
 		format:   formatAnswer{text: st.format.text[:0]},
 		out:      st.out[:0],
