@@ -156,8 +156,12 @@ type KeyConfig struct {
 // EndpointConfig is one entry of `endpoints:`: a name clients put in "model". Its
 // routing keys (routes, sticky, canary, retries, fallbacks) are the router's.
 type EndpointConfig struct {
-	Name          string `yaml:"name"`
-	Type          string `yaml:"type"`
+	Name string `yaml:"name"`
+	// Aliases are other names clients may give as "model" for this endpoint (a
+	// model's dated or older name while clients move): the same endpoint, its
+	// limits, canary and metrics, under Name.
+	Aliases       []string `yaml:"aliases"`
+	Type          string   `yaml:"type"`
 	router.Config `yaml:",inline"`
 	// Timeout bounds a request on this endpoint, all attempts included.
 	Timeout time.Duration `yaml:"timeout"`
@@ -1841,6 +1845,30 @@ func (c *Config) problems() []string {
 	for _, e := range c.Endpoints {
 		endpointNames[e.Name] = true
 	}
+	// aliasOf maps each endpoint alias to its endpoint's name: one name, given as
+	// "model", must mean one endpoint.
+	aliasOf := map[string]string{}
+	for i, e := range c.Endpoints {
+		for j, a := range e.Aliases {
+			k := "endpoints[" + strconv.Itoa(i) + "].aliases[" + strconv.Itoa(j) + "]"
+			switch of, dup := aliasOf[a]; {
+			case a == "":
+				add(k, "is empty")
+			case !validEndpointName(a):
+				add(k, "must not hold spaces, control characters or braces (clients send it as \"model\")")
+			case a == metrics.UnknownEndpoint:
+				add(k, `"unknown" is reserved: endpoint="unknown" in the metrics counts the requests refused before an endpoint was known`)
+			case endpointNames[a]:
+				add(k, strconv.Quote(a)+" is the name of an endpoint")
+			case dup && of == e.Name:
+				add(k, "duplicate alias "+strconv.Quote(a))
+			case dup:
+				add(k, strconv.Quote(a)+" is already an alias of endpoint "+strconv.Quote(of))
+			default:
+				aliasOf[a] = e.Name
+			}
+		}
+	}
 	keyNames := map[string]bool{}
 	// keyHashes finds two entries with the same key, whether each gives the key or its
 	// SHA-256: requests are matched by hash, so only one of them could ever be used.
@@ -1894,7 +1922,9 @@ func (c *Config) problems() []string {
 			add(p+".endpoints", `lists no endpoint: leave it out (or write ["*"]) for all of them`)
 		}
 		for j, e := range k.Endpoints {
-			if !endpointNames[e] && e != "*" {
+			if of, ok := aliasOf[e]; ok {
+				add(p+".endpoints["+strconv.Itoa(j)+"]", strconv.Quote(e)+" is an alias of endpoint "+strconv.Quote(of)+": name the endpoint (its aliases come with it)")
+			} else if !endpointNames[e] && e != "*" {
 				add(p+".endpoints["+strconv.Itoa(j)+"]", "unknown endpoint "+strconv.Quote(e))
 			}
 		}

@@ -353,7 +353,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		if raw, ok := invocationName(ctx.URI().PathOriginal()); ok {
 			invocation = r.pathName(raw)
 		}
-		ep := r.rt.endpoints[string(invocation)]
+		ep := r.rt.endpoint(invocation)
 		if ep == nil || r.key != nil && !r.key.allowed[ep.idx] {
 			e := modelNotFound(invocation)
 			r.fail(ctx, &e)
@@ -1068,7 +1068,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 	if r.modelName, ok = jsonscan.AppendUnquote(r.modelName[:0], raw); !ok {
 		return &errModelType
 	}
-	ep := rt.endpoints[string(r.modelName)]
+	ep := rt.endpoint(r.modelName)
 	if ep == nil || (r.key != nil && !r.key.allowed[ep.idx]) {
 		e := modelNotFound(r.modelName)
 		return &e
@@ -1982,14 +1982,15 @@ func (s *Server) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
 	if raw, ok := bytes.CutPrefix(ctx.URI().PathOriginal(), prefixModels); ok && len(raw) > 0 {
 		id = r.pathName(raw)
 	}
-	ep := r.rt.endpoints[string(id)]
+	ep := r.rt.endpoint(id)
 	if ep == nil || key != nil && !key.allowed[ep.idx] {
 		e := modelNotFound(id)
 		r.fail(ctx, &e)
 		return
 	}
 	ctx.Response.Header.SetContentTypeBytes(strModelsJSON)
-	ctx.Response.SetBodyRaw(r.rt.appendModel(nil, ep.name))
+	// By the name asked for: an alias is a model of its own to the client.
+	ctx.Response.SetBodyRaw(r.rt.appendModel(nil, string(id)))
 	r.finish(ctx, 200)
 }
 

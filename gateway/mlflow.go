@@ -669,7 +669,7 @@ func (r *request) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) *a
 	}
 	var b []byte
 	if len(name) > 0 {
-		ep := rt.endpoints[string(name)]
+		ep := rt.endpoint(name)
 		if ep == nil || (allowed != nil && !allowed[ep.idx]) {
 			ctx.SetStatusCode(404)
 			ctx.Response.Header.SetContentTypeBytes(strJSON)

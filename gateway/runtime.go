@@ -32,6 +32,9 @@ type runtime struct {
 	// trusted are server.trusted_proxies, parsed.
 	trusted   trustedProxies
 	endpoints map[string]*endpoint
+	// aliases are the endpoints by their aliases (EndpointConfig.Aliases), looked
+	// up when "model" names no endpoint.
+	aliases map[string]*endpoint
 	backends  map[string]*providers.Backend
 	// backendList is indexed like the names router plans refer to.
 	backendList []*providers.Backend
@@ -349,6 +352,12 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			}
 		}
 		rt.endpoints[ec.Name] = e
+		for _, a := range ec.Aliases {
+			if rt.aliases == nil {
+				rt.aliases = map[string]*endpoint{}
+			}
+			rt.aliases[a] = e
+		}
 	}
 	rt.models = rt.modelsBody(all)
 	for ki, kc := range cfg.Auth.Keys {
@@ -593,17 +602,28 @@ func (rt *runtime) modelsBody(allowed []bool) []byte {
 		}
 		n++
 		b = rt.appendModel(b, ec.Name)
+		for _, a := range ec.Aliases {
+			b = rt.appendModel(append(b, ','), a)
+		}
 	}
 	return append(b, "]}"...)
 }
 
-// appendModel appends OpenAI's model object for the endpoint name.
+// appendModel appends OpenAI's model object for the endpoint name (or alias).
 func (rt *runtime) appendModel(b []byte, name string) []byte {
 	b = append(b, `{"id":`...)
 	b = jsonscan.AppendQuote(b, name)
 	b = append(b, `,"object":"model","created":`...)
 	b = appendInt(b, rt.created)
 	return append(b, `,"owned_by":"tollgate"}`...)
+}
+
+// endpoint is the endpoint clients name name, by its name or an alias.
+func (rt *runtime) endpoint(name []byte) *endpoint {
+	if ep := rt.endpoints[string(name)]; ep != nil || rt.aliases == nil {
+		return ep
+	}
+	return rt.aliases[string(name)]
 }
 
 // lookupKey finds the client key whose SHA-256 matches the presented one. The map is
