@@ -34,8 +34,8 @@ type runtime struct {
 	endpoints map[string]*endpoint
 	// aliases are the endpoints by their aliases (EndpointConfig.Aliases), looked
 	// up when "model" names no endpoint.
-	aliases map[string]*endpoint
-	backends  map[string]*providers.Backend
+	aliases  map[string]*endpoint
+	backends map[string]*providers.Backend
 	// backendList is indexed like the names router plans refer to.
 	backendList []*providers.Backend
 	routing     []*router.Endpoint

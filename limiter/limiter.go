@@ -314,6 +314,9 @@ func (l *Limiter) Close() error {
 		l.wg.Wait()
 		if l.rs != nil {
 			err = l.rs.close()
+			// The client's messages held back in the current window are counted
+			// now: the process may exit before the window's timer runs.
+			flushRedisLogs()
 		}
 	})
 	return err

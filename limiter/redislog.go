@@ -67,7 +67,7 @@ func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
 		st.last, st.lastCtx = msg, ctx
 		if !st.flushing {
 			st.flushing = true
-			time.AfterFunc(st.until.Sub(now), func() { flushRedisLog(st) })
+			time.AfterFunc(st.until.Sub(now), func() { flushRedisLog(st, true) })
 		}
 		redisLogKindsMu.Unlock()
 		return
@@ -84,9 +84,11 @@ func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
 // flushRedisLog closes st's window: the last message counted in it is logged with
 // the number of the others, and a new window opens, so that a fault that goes on is
 // reported once per interval.
-func flushRedisLog(st *redisLogState) {
+func flushRedisLog(st *redisLogState, timer bool) {
 	redisLogKindsMu.Lock()
-	st.flushing = false
+	if timer {
+		st.flushing = false
+	}
 	n, msg, ctx := st.suppressed, st.last, st.lastCtx
 	st.suppressed, st.last, st.lastCtx = 0, "", nil
 	if n > 0 {
@@ -95,6 +97,22 @@ func flushRedisLog(st *redisLogState) {
 	redisLogKindsMu.Unlock()
 	if n > 0 {
 		writeRedisLog(ctx, msg, n-1) // msg is one of the n
+	}
+}
+
+// flushRedisLogs writes every window's held-back messages now, as their timers would.
+func flushRedisLogs() {
+	redisLogKindsMu.Lock()
+	var held []*redisLogState
+	for _, st := range redisLogByKind {
+		if st.suppressed > 0 {
+			held = append(held, st)
+		}
+	}
+	redisLogKindsMu.Unlock()
+	for _, st := range held {
+		// The window's timer, still pending, will find nothing to write.
+		flushRedisLog(st, false)
 	}
 }
 

@@ -183,3 +183,47 @@ func TestRedisDownLogsAFewLines(t *testing.T) {
 	}
 	t.Logf("%d lines standing for %d messages: %v", len(recs), len(recs)+repeated, kinds)
 }
+
+// A replica stopped (or a limiter reloaded away) while Redis is failing: Close writes
+// the count of the Redis client's messages held back in the current window, which
+// would otherwise wait for the window's timer, after Close, or be lost at exit.
+func TestRedisClientCountWrittenByClose(t *testing.T) {
+	srv := redistest.Start(t)
+	resetRedisLogWindows(t, 10*time.Second)
+	var logs logBuffer
+	off := time.Duration(0)
+	l := newRedisLimiterLog(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: 50 * time.Millisecond, Prefetch: &off},
+		slog.New(slog.NewJSONHandler(&logs, nil)))
+	// A format of its own, as a failed dial's: no other test's client reports it.
+	const dial = "redis: connection pool: close fault after %d attempts: %v"
+	const sent = 3
+	for range sent {
+		redisLogger{}.Printf(context.Background(), dial, 5, "dial tcp 10.0.0.9:6379: connect: connection refused")
+	}
+	redisLogKindsMu.Lock()
+	st := redisLogByKind[dial]
+	redisLogKindsMu.Unlock()
+	t.Cleanup(func() {
+		// The window's timer still holds st: leave it nothing to write into a
+		// later test's log.
+		redisLogKindsMu.Lock()
+		st.suppressed, st.last, st.lastCtx = 0, "", nil
+		redisLogKindsMu.Unlock()
+	})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	counted, lines := 0, 0
+	for _, r := range redisLogRecords(t, &logs) {
+		if !strings.HasPrefix(r.Msg, "limiter: redis client: connection pool: close fault") {
+			continue
+		}
+		lines++
+		counted += 1 + r.Repeated
+	}
+	if counted != sent {
+		t.Errorf("observed %d line(s) standing for %d of the %d client messages once Close returned "+
+			"(the rest wait for a timer up to 10 s later, or are lost at exit); expected Close to write the "+
+			"pending count, lines standing for all %d\n%s", lines, counted, sent, sent, logs.String())
+	}
+}
