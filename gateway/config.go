@@ -2009,6 +2009,7 @@ func (c *Config) problems() []string {
 			add(p+".sticky.from", "is api_key, but auth.mode is none, so no request has a key to stick by: set auth.mode: keys, or stick from header or user")
 		}
 	}
+	c.usdLimitProblems(add)
 	addErr("tracing", c.Tracing.Validate())
 	addErr("limiter", c.Limiter.Validate())
 	switch c.Logging.Level {
@@ -2109,6 +2110,50 @@ func (c *Config) combinedLimitProblems(add func(key, problem string)) {
 			add("auth.keys["+strconv.Itoa(i)+"].limits", strconv.Itoa(len(k.Limits))+" limits here and "+
 				strconv.Itoa(len(e.Limits))+" of endpoint "+strconv.Quote(e.Name)+" make "+strconv.Itoa(n)+
 				" for one request; at most "+strconv.Itoa(limiter.MaxLimits)+" apply")
+		}
+	}
+}
+
+// usdLimitProblems finds the spend budgets (usd limits) that would count nothing: a
+// backend without a price costs 0 (a self-hosted vLLM is free to call), so a budget on
+// an endpoint none of whose backends (routes and fallbacks) has a price, or on a key
+// that reaches no backend with one, would never run out.
+func (c *Config) usdLimitProblems(add func(key, problem string)) {
+	priced := func(e *EndpointConfig) bool {
+		for _, r := range e.Routes {
+			if b, ok := c.Backends[r.Backend]; ok && !b.Pricing.Free() {
+				return true
+			}
+		}
+		for _, f := range e.Fallbacks {
+			if b, ok := c.Backends[f]; ok && !b.Pricing.Free() {
+				return true
+			}
+		}
+		return false
+	}
+	const why = "would count nothing (a backend without a price costs 0): give a backend pricing, or limit tokens instead"
+	var pricedEndpoints []string
+	for i := range c.Endpoints {
+		e := &c.Endpoints[i]
+		ok := priced(e)
+		if ok {
+			pricedEndpoints = append(pricedEndpoints, e.Name)
+		}
+		for j, l := range e.Limits {
+			if l.USD > 0 && !ok {
+				add("endpoints["+strconv.Itoa(i)+"].limits["+strconv.Itoa(j)+"].usd",
+					"no backend of endpoint "+strconv.Quote(e.Name)+" (its routes and fallbacks) has a price, so this budget "+why)
+			}
+		}
+	}
+	for i := range c.Auth.Keys {
+		k := &c.Auth.Keys[i]
+		for j, l := range k.Limits {
+			if l.USD > 0 && !slices.ContainsFunc(pricedEndpoints, k.mayCall) {
+				add("auth.keys["+strconv.Itoa(i)+"].limits["+strconv.Itoa(j)+"].usd",
+					"no backend the key can reach has a price, so this budget "+why)
+			}
 		}
 	}
 }

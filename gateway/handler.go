@@ -1520,6 +1520,9 @@ var (
 	hdrLimitTok     = []byte("X-Ratelimit-Limit-Tokens")
 	hdrRemainingTok = []byte("X-Ratelimit-Remaining-Tokens")
 	hdrResetTok     = []byte("X-Ratelimit-Reset-Tokens")
+	hdrLimitUSD     = []byte("X-Ratelimit-Limit-Usd")
+	hdrRemainingUSD = []byte("X-Ratelimit-Remaining-Usd")
+	hdrResetUSD     = []byte("X-Ratelimit-Reset-Usd")
 )
 
 var errLimiterDown = apiError{503, "server_error", "ratelimit_unavailable", "", "The rate limit store is unavailable; retry shortly."}
@@ -1609,9 +1612,24 @@ func (r *request) capDropped() bool {
 	return false
 }
 
+// costEstimate is what a request of in prompt tokens and out generated ones would
+// cost, in nano-dollars rounded up, at the highest input and output prices among the
+// backends its plan may reach (the route chosen and the fallbacks), so that a fallback
+// to a dearer backend is covered. Tier, cached-input, cache-write and web-search prices
+// are left out: the settlement charges the actual cost.
+func (r *request) costEstimate(in, out int64) int64 {
+	var pin, pout float64
+	for i := range r.plan.Targets {
+		p := &r.rt.backendList[r.plan.Targets[i].Backend].Pricing
+		pin, pout = max(pin, p.InputPerMillion), max(pout, p.OutputPerMillion)
+	}
+	return limiter.NanoUSDUp((float64(in)*pin + float64(out)*pout) / 1e6)
+}
+
 // takeLimits charges the request to its limits before any upstream is called: one
 // request, and an estimate of its tokens (prompt size plus max_tokens per completion)
-// that Settle trues up with the real usage.
+// and, for a spend budget (usd), of their cost, that Settle trues up with the real
+// usage and cost.
 func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	ep := r.ep
 	pol := ep.policyFor(r.key)
@@ -1640,8 +1658,12 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	// Text at about 4 bytes a token; images, audio and video at their own rates
 	// (promptMedia).
-	est += int64(r.f.promptBytes/4) + r.f.mediaTokens + 1
-	err := r.rt.lim.Take(context.Background(), pol, &r.subj, est, &r.ticket)
+	in := int64(r.f.promptBytes/4) + r.f.mediaTokens + 1
+	amounts := limiter.Amounts{Tokens: est + in}
+	if pol.CountsUSD() {
+		amounts.NanoUSD = r.costEstimate(in, est)
+	}
+	err := r.rt.lim.TakeAmounts(context.Background(), pol, &r.subj, amounts, &r.ticket)
 	if err == nil {
 		r.limited = true
 		if ls.IsRecording() {
@@ -1662,8 +1684,13 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		h := &ctx.Response.Header
 		h.SetBytesKV(hdrRetryAfter, limiter.AppendRetryAfter(r.out[:0], refused.RetryAfter))
 		r.setLimitHeaders(ctx)
+		budget := ""
+		if l := &refused.Limit; l.USD > 0 {
+			// A spend budget says how much, in dollars, as OpenAI's own spend limits do.
+			budget = " (a budget of $" + string(limiter.AppendDollars(nil, l.USD)) + " per " + l.Window + ")"
+		}
 		return &apiError{429, "rate_limit_exceeded", "rate_limit_exceeded", "",
-			"Rate limit reached for " + ep.name + " on " + name + ". Please try again in " +
+			"Rate limit reached for " + ep.name + " on " + name + budget + ". Please try again in " +
 				string(limiter.AppendRetryAfter(nil, refused.RetryAfter)) + "s."}
 	}
 	tracing.SetLimit(ls, r.rt.limitStore, "unavailable", "")
@@ -1685,6 +1712,12 @@ func (r *request) setLimitHeaders(ctx *fasthttp.RequestCtx) {
 		h.SetCanonical(hdrLimitTok, appendInt(r.out[:0], q.Limit))
 		h.SetCanonical(hdrRemainingTok, appendInt(r.out[:0], q.Remaining))
 		h.SetCanonical(hdrResetTok, limiter.AppendReset(r.out[:0], q.Reset))
+	}
+	if q := r.ticket.USD; q.Limit > 0 {
+		// In dollars, as the limit is written; the buckets count nano-dollars.
+		h.SetCanonical(hdrLimitUSD, limiter.AppendUSD(r.out[:0], q.Limit))
+		h.SetCanonical(hdrRemainingUSD, limiter.AppendUSD(r.out[:0], q.Remaining))
+		h.SetCanonical(hdrResetUSD, limiter.AppendReset(r.out[:0], q.Reset))
 	}
 }
 
@@ -2351,8 +2384,15 @@ func (r *request) setServed(span trace.Span) {
 func (r *request) record(status int) {
 	r.status = status
 	s := r.s
+	var cost float64
+	if r.be != nil {
+		// At the prices of the service tier the answer named, when it has them.
+		cost = r.be.Pricing.Cost(r.usage)
+	}
 	if r.limited {
 		actual := r.usage.Input + r.usage.Output
+		// A spend budget settles at the very cost the cost counter adds.
+		spent := limiter.NanoUSD(cost)
 		shutdownCut := r.errKind == "shutdown_cut"
 		failedEarly := (shutdownCut || r.upFailed) && r.ttft == 0
 		if actual == 0 && r.attempts > 0 && (status < 400 && !failedEarly || status == 499 && (r.ttft > 0 || r.abandoned)) {
@@ -2363,16 +2403,11 @@ func (r *request) record(status int) {
 			// refunded, as is a stream the upstream failed (cut, timeout, bad
 			// event, its own error event) or the shutdown cut before its first
 			// token: its client got an error, not tokens.
-			actual = limiter.KeepEstimate
+			actual, spent = limiter.KeepEstimate, limiter.KeepEstimate
 		}
-		r.rt.lim.Settle(&r.ticket, actual)
+		r.rt.lim.SettleAmounts(&r.ticket, limiter.Amounts{Tokens: actual, NanoUSD: spent})
 	}
 	latency := r.answeredAt().Sub(r.start)
-	var cost float64
-	if r.be != nil {
-		// At the prices of the service tier the answer named, when it has them.
-		cost = r.be.Pricing.Cost(r.usage)
-	}
 	series := r.series
 	if rt := r.rt; rt != nil {
 		if series == nil {

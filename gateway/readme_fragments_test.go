@@ -30,9 +30,11 @@ func TestReadmeFragmentsValidate(t *testing.T) {
 	}
 	base := "backends:\n  llama: {provider: mock, model: m}\n  llama-v2: {provider: mock, model: m2}\n"
 	ep := "endpoints:\n  - {name: chat, type: chat, routes: [{backend: llama}]}\n"
+	// A spend budget (usd) needs a backend with a price.
+	priced := strings.Replace(base, "model: m}", "model: m, pricing: {input_per_million: 0.1, output_per_million: 0.2}}", 1)
 	frags := map[string]string{
 		"replica pools": blocks[0] + ep,
-		"rate limits":   base + strings.Replace(blocks[2], "    ...\n", "    type: chat\n    routes: [{backend: llama}]\n", 1),
+		"rate limits":   priced + strings.Replace(blocks[2], "    ...\n", "    type: chat\n    routes: [{backend: llama}]\n", 1),
 		"canary":        base + blocks[3],
 		"tracing":       base + ep + blocks[4],
 	}

@@ -483,6 +483,8 @@ func limitName(l limiter.Limit) string {
 		return l.Per + ":concurrency"
 	case l.Tokens > 0:
 		return l.Per + ":tokens:" + l.Window
+	case l.USD > 0:
+		return l.Per + ":usd:" + l.Window
 	}
 	return l.Per + ":requests:" + l.Window
 }

@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"errors"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -82,8 +83,8 @@ type SentinelConfig struct {
 	Addrs  []string `yaml:"addrs"`
 }
 
-// Limit is one entry of a limits list: a token bucket of Requests or Tokens refilled
-// per Window with capacity Burst, or a cap of Concurrency requests in flight.
+// Limit is one entry of a limits list: a token bucket of Requests, Tokens or USD
+// refilled per Window with capacity Burst, or a cap of Concurrency requests in flight.
 type Limit struct {
 	// Per is what the bucket is counted for: api_key, user, endpoint (also spelled model)
 	// or ip.
@@ -91,10 +92,15 @@ type Limit struct {
 	Requests    int64  `yaml:"requests"`
 	Tokens      int64  `yaml:"tokens"`
 	Concurrency int64  `yaml:"concurrency"`
-	// Window is second, minute, hour or day: Requests or Tokens refill per Window.
+	// USD is a spend budget in US dollars per Window (decimals allowed): the bucket
+	// counts the cost of the requests, in nano-dollars inside, so that both stores
+	// count it exactly.
+	USD float64 `yaml:"usd"`
+	// Window is second, minute, hour or day: Requests, Tokens or USD refill per Window.
 	Window string `yaml:"window"`
-	// Burst is the bucket's capacity; zero means the per-window amount.
-	Burst int64 `yaml:"burst"`
+	// Burst is the bucket's capacity, in the limit's unit (dollars for USD, where it
+	// may have decimals; a whole number otherwise); zero means the per-window amount.
+	Burst float64 `yaml:"burst"`
 
 	// period is the window's length when an MLflow renewal_period gives one the
 	// window names do not (month, 5 minutes); Window then only names it.
@@ -335,6 +341,14 @@ func ParseWindow(s string) (time.Duration, bool) {
 // amounts times microseconds per unit stay far below 2^53.
 const maxAmount = 1 << 40
 
+// NanoPerUSD is how many of a usd bucket's units make a dollar: buckets count
+// nano-dollars, whole numbers, which float64 holds exactly up to maxUSD.
+const NanoPerUSD = 1e9
+
+// maxUSD is the largest usd amount or burst, in dollars: 10^15 nano-dollars, below
+// 2^53, so every amount is an exact whole number of units in float64.
+const maxUSD = 1e6
+
 // Validate reports every invalid key of one limit.
 func (l *Limit) Validate() error {
 	var errs []error
@@ -356,8 +370,14 @@ func (l *Limit) Validate() error {
 			set++
 		}
 	}
+	if l.USD != 0 {
+		set++
+		if p := dollarsProblem(l.USD); p != "" {
+			errs = append(errs, fieldErr("usd", p))
+		}
+	}
 	if set != 1 {
-		errs = append(errs, fieldErr("", "needs exactly one of requests, tokens or concurrency"))
+		errs = append(errs, fieldErr("", "needs exactly one of requests, tokens, usd or concurrency"))
 	}
 	if l.Concurrency != 0 {
 		if l.Window != "" {
@@ -376,12 +396,37 @@ func (l *Limit) Validate() error {
 		}
 	}
 	switch {
+	case l.USD != 0:
+		// In dollars, as usd: decimals are fine.
+		if l.Burst != 0 {
+			if p := dollarsProblem(l.Burst); p != "" {
+				errs = append(errs, fieldErr("burst", p))
+			}
+		}
+	case math.IsNaN(l.Burst) || l.Burst != math.Trunc(l.Burst):
+		// A fraction of a request or a token (a burst in dollars belongs with usd).
+		errs = append(errs, fieldErr("burst", "must be a whole number, not "+strconv.FormatFloat(l.Burst, 'g', -1, 64)))
 	case l.Burst < 0:
 		errs = append(errs, fieldErr("burst", "must not be negative"))
 	case l.Burst > maxAmount:
 		errs = append(errs, fieldErr("burst", "must be at most "+strconv.FormatInt(maxAmount, 10)))
 	}
 	return errors.Join(errs...)
+}
+
+// dollarsProblem is what is wrong with an amount in dollars (a usd limit's amount or
+// burst), "" when nothing: it must be finite, more than 0, at least a nano-dollar (the
+// buckets' unit) and at most maxUSD. Written so that NaN (.nan in YAML) fails too.
+func dollarsProblem(v float64) string {
+	switch {
+	case !(v > 0) || math.IsInf(v, 1):
+		return "must be a finite number of dollars, more than 0"
+	case v > maxUSD:
+		return "must be at most " + strconv.FormatFloat(maxUSD, 'f', -1, 64) + " (dollars)"
+	case NanoUSD(v) < 1:
+		return "must be at least 0.000000001 (a nano-dollar, what the buckets count in)"
+	}
+	return ""
 }
 
 // ValidateLimits validates a limits list, keys named limits[i].key, and rejects two
@@ -414,6 +459,7 @@ func sameBucket(a, b *Limit) bool {
 	return pa == pb && a.Window == b.Window &&
 		(a.Requests != 0) == (b.Requests != 0) &&
 		(a.Tokens != 0) == (b.Tokens != 0) &&
+		(a.USD != 0) == (b.USD != 0) &&
 		(a.Concurrency != 0) == (b.Concurrency != 0)
 }
 

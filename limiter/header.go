@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"bytes"
 	"strconv"
 	"time"
 )
@@ -49,4 +50,42 @@ func AppendReset(dst []byte, d time.Duration) []byte {
 		}
 	}
 	return append(dst, 's')
+}
+
+// AppendUSD appends nano nano-dollars (a usd bucket's units) as a decimal number of
+// dollars, for the x-ratelimit-*-usd headers: as many decimals as it needs, at most
+// nine ("25", "0.5", "0.000123"), without allocating.
+func AppendUSD(dst []byte, nano int64) []byte {
+	if nano < 0 {
+		dst = append(dst, '-')
+		nano = -nano
+	}
+	dst = strconv.AppendInt(dst, nano/NanoPerUSD, 10)
+	frac := nano % NanoPerUSD
+	if frac == 0 {
+		return dst
+	}
+	var digits [9]byte
+	for i := len(digits) - 1; i >= 0; i-- {
+		digits[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	n := len(digits)
+	for digits[n-1] == '0' {
+		n--
+	}
+	dst = append(dst, '.')
+	return append(dst, digits[:n]...)
+}
+
+// AppendDollars appends usd, an amount of a usd limit in dollars, as a message names
+// it: to the nano-dollar the buckets count, with cents when it has a fraction ("25",
+// "0.50", "0.125").
+func AppendDollars(dst []byte, usd float64) []byte {
+	start := len(dst)
+	dst = AppendUSD(dst, NanoUSD(usd))
+	if dot := bytes.IndexByte(dst[start:], '.'); dot >= 0 && len(dst)-start-dot == 2 {
+		dst = append(dst, '0')
+	}
+	return dst
 }

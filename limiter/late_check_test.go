@@ -153,7 +153,7 @@ func TestRedisStalledCheckSettledOnce(t *testing.T) {
 			}
 			check("after recovery")
 			// The compensation again, as if its first answer had been lost.
-			l.rs.compensate(pol, &tk.tag, &tk.bucket, &unsure, mask, tc.mode == "allow", 300)
+			l.rs.compensate(pol, &tk.tag, &tk.bucket, &unsure, mask, tc.mode == "allow", Amounts{Tokens: 300})
 			waitFor(t, 5*time.Second, "resent", func() bool { return l.rs.kept() == 0 })
 			barrier(t, l)
 			check("compensated again")

@@ -20,12 +20,16 @@
 //	err := l.Take(ctx, pol, &subj, estimate, t) // before calling the upstream
 //	...
 //	l.Settle(t, usage) // after the response: true-up tokens, free concurrency slots
+//
+// A policy with a spend budget (usd, CountsUSD) takes the request's cost too:
+// TakeAmounts with its token and cost estimates, SettleAmounts with the actual ones.
 package limiter
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +42,48 @@ var ErrUnavailable = errors.New("limiter: limit store unavailable")
 // KeepEstimate passed to Settle as the actual token count charges the request its
 // whole estimate, for requests whose usage is unknown: what Take charged, and the part
 // of an estimate above a bucket's burst (or this replica's share) that it could not.
+// As a field of Amounts passed to SettleAmounts it keeps that field's estimate.
 const KeepEstimate = -1
+
+// Amounts are what a request counts against the metered limits: its tokens (tokens
+// limits) and its cost in nano-dollars, billionths of a US dollar (usd limits). Take
+// charges estimates of them, Settle trues them up to the actual ones.
+type Amounts struct {
+	Tokens  int64
+	NanoUSD int64
+}
+
+// of is the amount a metered bucket of kind k counts.
+func (a Amounts) of(k kind) int64 {
+	if k == kindUSD {
+		return a.NanoUSD
+	}
+	return a.Tokens
+}
+
+// maxNanoUSD bounds a cost in nano-dollars (2^62, $4.6 billion), so that whatever a
+// price list and a token count make of it stays an int64.
+const maxNanoUSD = 1 << 62
+
+// NanoUSD is usd dollars (a cost, as the cost counter adds it) in whole nano-dollars,
+// the nearest, for SettleAmounts: 0 for a negative or NaN cost, at most 2^62.
+func NanoUSD(usd float64) int64 {
+	n := math.Round(usd * NanoPerUSD)
+	if !(n > 0) {
+		return 0
+	}
+	return int64(min(n, maxNanoUSD))
+}
+
+// NanoUSDUp is NanoUSD rounded up, for an estimate: a request is never charged less
+// than a cost it could reach.
+func NanoUSDUp(usd float64) int64 {
+	n := math.Ceil(usd * NanoPerUSD)
+	if !(n > 0) {
+		return 0
+	}
+	return int64(min(n, maxNanoUSD))
+}
 
 // Refused is the error Take returns when a limit has no room for the request; nothing
 // was charged. It lives inside the Ticket, so refusing allocates nothing: it is valid
@@ -84,6 +129,9 @@ type Ticket struct {
 	Requests Quota
 	// Tokens is the tightest tokens bucket of the policy after this check.
 	Tokens Quota
+	// USD is the tightest usd bucket of the policy after this check, in nano-dollars
+	// (AppendUSD writes them as dollars).
+	USD Quota
 	// RetryAfter is set when Take refused.
 	RetryAfter time.Duration
 
@@ -97,9 +145,9 @@ type Ticket struct {
 	cost    [MaxLimits]float64
 	lease   [MaxLimits]uint64
 	slot    [MaxLimits]int32 // where the redis store keeps each lease to renew it
-	// est is the token estimate Take was given, uncapped: what KeepEstimate settles
-	// at, where cost may hold only a bucket's burst of it (locate, memStore.take).
-	est int64
+	// est are the estimates Take was given, uncapped: what KeepEstimate settles at,
+	// where cost may hold only a bucket's burst of them (locate, memStore.take).
+	est Amounts
 	// unsure are the charges in Redis of a check whose call failed in a way that may
 	// have run it, one per bit of unsureMask; the request answered without Redis
 	// settles them there too (Limiter.Take, Limiter.Settle).
@@ -111,7 +159,7 @@ type Ticket struct {
 }
 
 func (t *Ticket) clear() {
-	t.Requests, t.Tokens, t.RetryAfter = Quota{}, Quota{}, 0
+	t.Requests, t.Tokens, t.USD, t.RetryAfter = Quota{}, Quota{}, Quota{}, 0
 	t.pol, t.src, t.n, t.unsureMask, t.late = nil, srcNone, 0, 0, nil
 }
 
@@ -123,6 +171,8 @@ func (t *Ticket) observe(r *rule, remaining float64, reset time.Duration) {
 		q = &t.Requests
 	case kindTokens:
 		q = &t.Tokens
+	case kindUSD:
+		q = &t.USD
 	default:
 		return
 	}
@@ -369,13 +419,20 @@ func (l *Limiter) share() float64 {
 // each concurrency limit. It fills t with the header values and returns nil, a
 // *Refused, ErrUnavailable, or the context's error if ctx ends first. Every admitted
 // Take must be followed by one Settle with the same ticket. A nil or empty policy
-// admits at once.
+// admits at once. A usd bucket is charged nothing: TakeAmounts gives it the cost.
 func (l *Limiter) Take(ctx context.Context, pol *Policy, subj *Subject, estTokens int64, t *Ticket) error {
+	return l.TakeAmounts(ctx, pol, subj, Amounts{Tokens: estTokens}, t)
+}
+
+// TakeAmounts is Take with the request's estimates of every metered amount: est.Tokens
+// for each tokens bucket, est.NanoUSD for each usd bucket, each at most the bucket's
+// burst (or this replica's share of it) with the rest charged by the settlement.
+func (l *Limiter) TakeAmounts(ctx context.Context, pol *Policy, subj *Subject, est Amounts, t *Ticket) error {
 	t.clear()
 	if pol == nil || len(pol.rules) == 0 {
 		return nil
 	}
-	pol.locate(subj, estTokens, t)
+	pol.locateAmounts(subj, est, t)
 	t.pol = pol
 	var err error
 	switch {
@@ -392,14 +449,14 @@ func (l *Limiter) Take(ctx context.Context, pol *Policy, subj *Subject, estToken
 		if l.deny {
 			// What the check charged in Redis, or may have before it failed, goes
 			// back there: the request is not served.
-			l.compensate(t, false, 0)
+			l.compensate(t, false, Amounts{})
 			l.unavailable.Add(1)
 			return ErrUnavailable
 		}
 		l.fallbacks.Add(1)
 		t.src, t.share = srcFallback, l.share()
 		if err = l.mem.take(t, t.share, l.nanotime()); err != nil {
-			l.compensate(t, false, 0)
+			l.compensate(t, false, Amounts{})
 		}
 	}
 	if err != nil && t.RetryAfter > 0 { // only a refusal sets RetryAfter
@@ -411,32 +468,42 @@ func (l *Limiter) Take(ctx context.Context, pol *Policy, subj *Subject, estToken
 // Settle ends a request admitted by Take: token buckets are charged actualTokens
 // instead of what Take charged (a refund, or an overdraft the next requests wait for),
 // or the whole estimate when actualTokens is KeepEstimate, and concurrency slots are
-// released. It never blocks on Redis. Settling a refused, empty or already settled
-// ticket does nothing.
+// released; usd buckets keep their estimate (SettleAmounts settles them). It never
+// blocks on Redis. Settling a refused, empty or already settled ticket does nothing.
 func (l *Limiter) Settle(t *Ticket, actualTokens int64) {
+	l.SettleAmounts(t, Amounts{Tokens: actualTokens, NanoUSD: KeepEstimate})
+}
+
+// SettleAmounts is Settle with every metered amount: tokens buckets are trued up to
+// actual.Tokens, usd buckets to actual.NanoUSD, each to its estimate where it is
+// KeepEstimate (any negative value).
+func (l *Limiter) SettleAmounts(t *Ticket, actual Amounts) {
 	src := t.src
 	t.src = srcNone
-	if actualTokens < 0 {
-		// Take charged at most a bucket's burst (or share) of an estimate above it;
-		// the stores true up to the estimate as to any count, which charges the rest.
-		actualTokens = t.est
+	// Take charged at most a bucket's burst (or share) of an estimate above it; the
+	// stores true up to the estimate as to any count, which charges the rest.
+	if actual.Tokens < 0 {
+		actual.Tokens = t.est.Tokens
+	}
+	if actual.NanoUSD < 0 {
+		actual.NanoUSD = t.est.NanoUSD
 	}
 	switch src {
 	case srcMemory, srcFallback:
-		l.mem.settle(t, actualTokens, t.share, l.nanotime())
-		l.compensate(t, true, actualTokens)
+		l.mem.settle(t, actual, t.share, l.nanotime())
+		l.compensate(t, true, actual)
 	case srcRedis:
-		l.rs.settle(t, actualTokens)
+		l.rs.settle(t, actual)
 	}
 }
 
 // compensate settles in Redis what t's check charged there although the request was
 // answered without Redis: all of it for a request not served; for one served from this
-// replica's share (served, with its actual tokens) the token true-up, which keeps its
-// request counted. A check still on its way (t.late) is settled once Redis answers it;
-// what a failed call may have charged (t.unsure), once Redis answers again and only if
-// the call ran.
-func (l *Limiter) compensate(t *Ticket, served bool, actual int64) {
+// replica's share (served, with its actual amounts) the true-up of its metered
+// buckets, which keeps its request counted. A check still on its way (t.late) is
+// settled once Redis answers it; what a failed call may have charged (t.unsure), once
+// Redis answers again and only if the call ran.
+func (l *Limiter) compensate(t *Ticket, served bool, actual Amounts) {
 	if t.unsureMask != 0 {
 		l.rs.compensate(t.pol, &t.tag, &t.bucket, &t.unsure, t.unsureMask, served, actual)
 		t.unsureMask = 0

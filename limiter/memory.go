@@ -188,7 +188,7 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 		}
 		tau := burst * iv
 		e.at(r.interval, tau, nowf)
-		if r.kind == kindTokens && t.cost[i] > burst {
+		if r.kind.metered() && t.cost[i] > burst {
 			// locate caps an estimate at the full burst, but a replica's share
 			// holds only burst/share: a larger charge could never fit and would be
 			// refused for as long as Redis is down. Charging the share's whole
@@ -234,10 +234,10 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 // longer one would overflow the durations of its Retry-After and reset.
 const maxDebt = float64(10 * 365.25 * 24 * float64(time.Hour))
 
-// settle trues up token buckets by actual-charged (a refund or an overdraft) and
-// releases concurrency slots; actual is a count (Settle resolves KeepEstimate to the
+// settle trues up metered buckets by actual-charged (a refund or an overdraft) and
+// releases concurrency slots; actual are counts (Settle resolves KeepEstimate to the
 // estimate, which charges what take capped at the burst or the share).
-func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
+func (m *memStore) settle(t *Ticket, actual Amounts, share float64, now int64) {
 	rules := t.pol.rules
 	for i := range int(t.n) {
 		r := &rules[i]
@@ -245,8 +245,8 @@ func (m *memStore) settle(t *Ticket, actual int64, share float64, now int64) {
 		switch r.kind {
 		case kindRequests:
 			continue
-		case kindTokens:
-			if delta = float64(actual) - t.cost[i]; delta == 0 {
+		case kindTokens, kindUSD:
+			if delta = float64(actual.of(r.kind)) - t.cost[i]; delta == 0 {
 				continue
 			}
 		}

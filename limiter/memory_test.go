@@ -262,7 +262,7 @@ func TestMemoryFullBucketAdmitsWhatFits(t *testing.T) {
 	t.Run("estimate above burst", func(t *testing.T) {
 		for _, amount := range []int64{90_000, 70_000, 13, 11, 7} {
 			for _, burst := range []int64{0, 1000, 3000, 10_000, 12_345, 17, 5} {
-				pol := mustPolicy(t, next(), Limit{Per: "endpoint", Tokens: amount, Window: "minute", Burst: burst})
+				pol := mustPolicy(t, next(), Limit{Per: "endpoint", Tokens: amount, Window: "minute", Burst: float64(burst)})
 				what := "tokens " + strconv.FormatInt(amount, 10) + "/minute burst " + strconv.FormatInt(burst, 10)
 				if err := l.Take(bg, pol, alice, 1<<40, &tk); err != nil {
 					t.Errorf("%s, full bucket: %v, retry %v", what, err, tk.RetryAfter)

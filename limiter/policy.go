@@ -19,7 +19,14 @@ const (
 	kindRequests kind = iota
 	kindTokens
 	kindConcurrency
+	// kindUSD is a spend budget: a bucket of nano-dollars, charged and settled as a
+	// tokens bucket is, with the request's cost.
+	kindUSD
 )
+
+// metered reports whether k's buckets are charged an estimate that the settlement
+// trues up (tokens, usd) rather than one unit a request.
+func (k kind) metered() bool { return k == kindTokens || k == kindUSD }
 
 type subjectKind uint8
 
@@ -80,9 +87,10 @@ type rule struct {
 	scope string
 	kind  kind
 	per   subjectKind
-	// amount is the configured per-window amount, or the concurrency cap.
+	// amount is the configured per-window amount (nano-dollars for usd), or the
+	// concurrency cap.
 	amount int64
-	// burst is the bucket's capacity in units (requests or tokens).
+	// burst is the bucket's capacity in units (requests, tokens or nano-dollars).
 	burst float64
 	// interval is the time one unit takes to refill, in nanoseconds.
 	interval float64
@@ -104,6 +112,9 @@ type rule struct {
 type Policy struct {
 	name  string
 	rules []rule
+	// usd is set when a rule counts cost (kindUSD): only then does a request need a
+	// cost estimate (CountsUSD).
+	usd bool
 	// joined holds the policies Joined made, by the policy joined before this one.
 	joined sync.Map // *Policy → *Policy
 }
@@ -129,14 +140,20 @@ func NewPolicy(name string, limits []Limit) (*Policy, error) {
 			r.kind, r.amount = kindRequests, l.Requests
 		case l.Tokens > 0:
 			r.kind, r.amount = kindTokens, l.Tokens
+		case l.USD > 0:
+			r.kind, r.amount = kindUSD, NanoUSD(l.USD)
+			p.usd = true
 		default:
 			r.kind, r.amount = kindConcurrency, l.Concurrency
 		}
 		if r.kind != kindConcurrency {
 			r.interval = float64(window) / float64(r.amount)
 			r.burst = float64(r.amount)
-			if l.Burst > 0 {
-				r.burst = float64(l.Burst)
+			switch {
+			case l.Burst > 0 && r.kind == kindUSD:
+				r.burst = float64(NanoUSD(l.Burst))
+			case l.Burst > 0:
+				r.burst = l.Burst
 			}
 		} else {
 			r.burst = float64(r.amount)
@@ -161,6 +178,7 @@ func Combine(ps ...*Policy) (*Policy, error) {
 		}
 		out.name += p.name
 		out.rules = append(out.rules, p.rules...)
+		out.usd = out.usd || p.usd
 	}
 	if len(out.rules) > MaxLimits {
 		return nil, errors.New("limiter: combined policy " + strconv.Quote(out.name) + " has " +
@@ -213,6 +231,10 @@ func CheckCombined(ps ...*Policy) error {
 // Name is the policy's scope name, or the joined names of a combined policy.
 func (p *Policy) Name() string { return p.name }
 
+// CountsUSD reports whether a limit of the policy is a spend budget (usd), whose
+// check needs the request's cost estimate (Amounts.NanoUSD).
+func (p *Policy) CountsUSD() bool { return p != nil && p.usd }
+
 // Len is the number of limits in the policy.
 func (p *Policy) Len() int {
 	if p == nil {
@@ -227,6 +249,8 @@ func kindName(k kind) string {
 		return "requests"
 	case kindTokens:
 		return "tokens"
+	case kindUSD:
+		return "usd"
 	}
 	return "concurrency"
 }
@@ -234,10 +258,16 @@ func kindName(k kind) string {
 func refusalMessage(scope string, l *Limit, k kind) string {
 	var b []byte
 	b = append(b, "rate limit exceeded: "...)
-	if k == kindConcurrency {
+	switch k {
+	case kindConcurrency:
 		b = strconv.AppendInt(b, l.Concurrency, 10)
 		b = append(b, " concurrent requests"...)
-	} else {
+	case kindUSD:
+		b = append(b, "a budget of $"...)
+		b = AppendDollars(b, l.USD)
+		b = append(b, " per "...)
+		b = append(b, l.Window...)
+	default:
 		b = strconv.AppendInt(b, max(l.Requests, l.Tokens), 10)
 		b = append(b, ' ')
 		b = append(b, kindName(k)...)
@@ -266,11 +296,18 @@ func mix64(a, b uint64) uint64 {
 	return h
 }
 
-// locate fills the ticket's bucket identities and costs for subj.
+// locate fills the ticket's bucket identities and costs for subj, a request of
+// estTokens and no cost.
 func (p *Policy) locate(subj *Subject, estTokens int64, t *Ticket) {
+	p.locateAmounts(subj, Amounts{Tokens: estTokens}, t)
+}
+
+// locateAmounts fills the ticket's bucket identities and costs for subj, a request
+// of the estimates est.
+func (p *Policy) locateAmounts(subj *Subject, est Amounts, t *Ticket) {
 	var seen uint8
 	var sh [numSubjectKinds]uint64
-	t.est = max(estTokens, 0)
+	t.est = Amounts{Tokens: max(est.Tokens, 0), NanoUSD: max(est.NanoUSD, 0)}
 	for i := range p.rules {
 		r := &p.rules[i]
 		bit := uint8(1) << r.per
@@ -282,11 +319,11 @@ func (p *Policy) locate(subj *Subject, estTokens int64, t *Ticket) {
 		t.bucket[i] = mix64(r.id, h)
 		t.tag[i] = mix64(r.tagSeed, h)
 		switch r.kind {
-		case kindTokens:
+		case kindTokens, kindUSD:
 			// An estimate above the burst could never fit; charging the whole burst lets
 			// the request through once the bucket is full and settlement takes the rest
 			// (t.est, also when the usage is unknown: Settle's KeepEstimate).
-			c := float64(t.est)
+			c := float64(t.est.of(r.kind))
 			t.cost[i] = math.Min(c, r.burst)
 		default:
 			t.cost[i] = 1

@@ -111,7 +111,7 @@ type waiter struct {
 	// request and with how many tokens; hand counts them.
 	hand   atomic.Int32
 	served bool
-	actual int64
+	actual Amounts
 
 	state atomic.Int32
 	done  chan struct{}
@@ -536,7 +536,7 @@ func (s *redisStore) take(ctx context.Context, t *Ticket) (err error, answered b
 	case <-ctx.Done():
 		w.timer.Stop()
 		if w.state.CompareAndSwap(statePending, stateAbandoned) {
-			s.handOver(w, false, 0)
+			s.handOver(w, false, Amounts{})
 			return ctx.Err(), true
 		}
 		<-w.done
@@ -553,7 +553,7 @@ func (s *redisStore) newWaiter(t *Ticket) *waiter {
 	w.bucket, w.tag, w.cost = t.bucket, t.tag, t.cost
 	w.want, w.granted = [MaxLimits]float64{}, [MaxLimits]float64{}
 	w.failed, w.refused, w.parts, w.ref, w.retry, w.err = false, false, 0, 0, 0, nil
-	w.unsureMask, w.void, w.served, w.actual = 0, false, false, 0
+	w.unsureMask, w.void, w.served, w.actual = 0, false, false, Amounts{}
 	w.hand.Store(0)
 	w.state.Store(statePending)
 	return w
@@ -600,11 +600,11 @@ func (s *redisStore) result(t *Ticket, w *waiter) (err error, answered bool) {
 
 var errCheckTimeout = errors.New("limit check exceeded the timeout")
 
-// settle queues the true-up of a ticket admitted through Redis to actual tokens, a
-// count (Settle resolves KeepEstimate); it never waits.
-func (s *redisStore) settle(t *Ticket, actual int64) {
+// settle queues the true-up of a ticket admitted through Redis to actual amounts,
+// counts (Settle resolves KeepEstimate); it never waits.
+func (s *redisStore) settle(t *Ticket, actual Amounts) {
 	rules := t.pol.rules
-	// What to true up in Redis of each token bucket whose charge was not the true
+	// What to true up in Redis of each metered bucket whose charge was not the true
 	// count: what units this replica holds (prefetch) cannot absorb. Held units are
 	// already charged in Redis, so moving some between the request and the replica
 	// changes nothing there.
@@ -613,8 +613,8 @@ func (s *redisStore) settle(t *Ticket, actual int64) {
 		if rules[i].kind == kindConcurrency {
 			s.unhold(t.slot[i], t.lease[i])
 		}
-		if rules[i].kind == kindTokens && float64(actual) != t.cost[i] {
-			rest[i] = s.settleLocal(keyID{t.tag[i], t.bucket[i]}, &rules[i], float64(actual)-t.cost[i])
+		if k := rules[i].kind; k.metered() && float64(actual.of(k)) != t.cost[i] {
+			rest[i] = s.settleLocal(keyID{t.tag[i], t.bucket[i]}, &rules[i], float64(actual.of(k))-t.cost[i])
 		}
 	}
 	queued := false
@@ -1379,8 +1379,9 @@ func (s *redisStore) markUnsure(c *call) {
 // only once, however often it is sent (check.lua, op 4), so it is kept again whenever
 // its own call fails. A request that was not served gives back all it was charged; a
 // served one (answered from this replica's share) keeps its request counted and has
-// its tokens trued up to actual (the estimate for KeepEstimate, resolved by Settle).
-func (s *redisStore) compensate(pol *Policy, tag, bucket *[MaxLimits]uint64, u *[MaxLimits]unsure, mask uint8, served bool, actual int64) {
+// its metered buckets trued up to actual (the estimate for KeepEstimate, resolved by
+// Settle).
+func (s *redisStore) compensate(pol *Policy, tag, bucket *[MaxLimits]uint64, u *[MaxLimits]unsure, mask uint8, served bool, actual Amounts) {
 	rules := pol.rules
 	s.retry.mu.Lock()
 	defer s.retry.mu.Unlock()
@@ -1399,17 +1400,17 @@ func (s *redisStore) compensate(pol *Policy, tag, bucket *[MaxLimits]uint64, u *
 
 // answeredDelta is the adjustment that settles a charge of cost to bucket r in Redis
 // once its request was answered without Redis: all of it back for a request not
-// served; for a served one the tokens trued up to actual, a count (Settle resolves
-// KeepEstimate to the estimate, of which cost may be only the burst), the request
-// staying counted. Zero is nothing to send.
-func answeredDelta(r *rule, cost float64, served bool, actual int64) float64 {
+// served; for a served one a metered bucket trued up to actual, counts (Settle
+// resolves KeepEstimate to the estimate, of which cost may be only the burst), the
+// request staying counted. Zero is nothing to send.
+func answeredDelta(r *rule, cost float64, served bool, actual Amounts) float64 {
 	switch {
 	case !served:
 		return -cost
-	case r.kind != kindTokens:
+	case !r.kind.metered():
 		return 0
 	}
-	return float64(actual) - cost
+	return float64(actual.of(r.kind)) - cost
 }
 
 // resend queues the settlements kept by sendAgain; the prober calls it when Redis
@@ -1514,8 +1515,8 @@ func (s *redisStore) abandoned(w *waiter) {
 }
 
 // handOver is the request's side of a check it stopped waiting for: served says
-// whether it was answered (from this replica's share), with actual tokens.
-func (s *redisStore) handOver(w *waiter, served bool, actual int64) {
+// whether it was answered (from this replica's share), with actual amounts.
+func (s *redisStore) handOver(w *waiter, served bool, actual Amounts) {
 	w.served, w.actual = served, actual
 	s.arrive(w)
 }

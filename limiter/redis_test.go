@@ -405,7 +405,7 @@ func TestRedisFullBucketAdmitsEstimateAboveBurst(t *testing.T) {
 	for _, amount := range []int64{90_000, 70_000, 13, 11, 7} {
 		for _, burst := range []int64{0, 1000, 3000, 10_000, 12_345, 17, 5} {
 			n++
-			pol := mustPolicy(t, "rounding"+strconv.Itoa(n), Limit{Per: "endpoint", Tokens: amount, Window: "minute", Burst: burst})
+			pol := mustPolicy(t, "rounding"+strconv.Itoa(n), Limit{Per: "endpoint", Tokens: amount, Window: "minute", Burst: float64(burst)})
 			var tk Ticket
 			if err := l.Take(bg, pol, alice, 1<<40, &tk); err != nil {
 				t.Errorf("tokens %d/minute burst %d, full bucket: %v, retry %v", amount, burst, err, tk.RetryAfter)

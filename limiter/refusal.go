@@ -56,11 +56,11 @@ type vouch struct {
 	n                      uint8
 	tag, bucket            [MaxLimits]uint64
 	cost                   [MaxLimits]float64
-	requests, tokens       Quota
+	requests, tokens, usd  Quota
 }
 
 // covers reports whether v vouches for t: the same policy and buckets, asking no
-// more of any tokens bucket.
+// more of any metered (tokens, usd) bucket.
 func (v *vouch) covers(t *Ticket) bool {
 	if v.pol != t.pol || v.n != t.n {
 		return false
@@ -68,7 +68,7 @@ func (v *vouch) covers(t *Ticket) bool {
 	rules := t.pol.rules
 	for i := range int(t.n) {
 		if v.tag[i] != t.tag[i] || v.bucket[i] != t.bucket[i] ||
-			(rules[i].kind == kindTokens && t.cost[i] > v.cost[i]) {
+			(rules[i].kind.metered() && t.cost[i] > v.cost[i]) {
 			return false
 		}
 	}
@@ -113,9 +113,10 @@ func (s *redisStore) refusedLocally(t *Ticket) (error, bool) {
 		if e, ok := s.refused[v.at]; ok && e.gen == v.gen && now < e.until {
 			s.rmu.Unlock()
 			since := time.Duration(now - v.seenAt)
-			t.Requests, t.Tokens = v.requests, v.tokens
+			t.Requests, t.Tokens, t.USD = v.requests, v.tokens, v.usd
 			t.Requests.Reset = max(t.Requests.Reset-since, 0)
 			t.Tokens.Reset = max(t.Tokens.Reset-since, 0)
+			t.USD.Reset = max(t.USD.Reset-since, 0)
 			s.refusals.hits.Add(1)
 			// A later refusal of the bucket may have moved its retry (another
 			// replica's requests); the other buckets had room by v's.
@@ -148,7 +149,7 @@ func (s *redisStore) rememberRefusal(t *Ticket, w *waiter, i int, retry, reset t
 	k := keyID{w.tag[i], w.bucket[i]}
 	v := vouch{at: k, ref: i, until: now + int64(min(retry, maxRefusalCache)), retryAt: now + int64(retry),
 		seenAt: now, pol: w.pol, n: t.n, tag: t.tag, bucket: t.bucket, cost: t.cost,
-		requests: t.Requests, tokens: t.Tokens}
+		requests: t.Requests, tokens: t.Tokens, usd: t.USD}
 	id := checkID(t.n, &t.tag, &t.bucket)
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
