@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -1913,6 +1914,9 @@ type bridgeStream struct {
 	// their buffers reused by the next ones.
 	cur   streamItem
 	calls []streamItem
+	// toolsBegun are the chat tool call indices begun, in order: a delta for one not
+	// open adds to a call done.
+	toolsBegun []int64
 	// maxTool is the highest chat tool call index begun, -1 before any.
 	maxTool int64
 	pend    []byte
@@ -1941,7 +1945,9 @@ func (s *bridgeStream) reset() {
 	s.seq, s.usage, s.hasUsage, s.reasoning, s.tier = 0, Usage{}, false, 0, ServiceTier{}
 	s.items, s.nItems = trimBuf(s.items), 0
 	s.cur.reset()
-	if cap(s.calls) > maxPooledCalls {
+	// append grows the slice past maxPooledCalls (to 18 for 10 calls): kept up to
+	// twice that.
+	if cap(s.calls) > 2*maxPooledCalls {
 		s.calls = nil
 	} else {
 		s.calls = s.calls[:cap(s.calls)]
@@ -1951,6 +1957,10 @@ func (s *bridgeStream) reset() {
 		s.calls = s.calls[:0]
 	}
 	s.maxTool = -1
+	if cap(s.toolsBegun) > maxOpenCalls {
+		s.toolsBegun = nil
+	}
+	s.toolsBegun = s.toolsBegun[:0]
 	s.pend, s.marks, s.next = trimBuf(s.pend), s.marks[:0], 0
 	s.scratch = trimBuf(s.scratch)
 }
@@ -2430,6 +2440,18 @@ func (s *bridgeStream) closeItem(st respStatus) {
 // closeCalls ends the first n function calls open, in output_index order, the last
 // with status st and the others completed; the calls left open move to the front.
 func (s *bridgeStream) closeCalls(n int, st respStatus) {
+	// Cut short (max_output_tokens, a content filter), the calls whose arguments are
+	// not whole are the ones cut: with interleaved calls that need not be the last.
+	// When every call is whole, the last takes the status, as a message would.
+	cut := -1
+	if st.incomplete() {
+		for i := range n {
+			if !s.wholeArgs(&s.calls[i]) {
+				cut = i
+				break
+			}
+		}
+	}
 	for i := range n {
 		c := &s.calls[i]
 		s.open(evArgsDone)
@@ -2439,10 +2461,11 @@ func (s *bridgeStream) closeCalls(n int, st respStatus) {
 		s.pend = append(s.pend, `","name":`...)
 		s.pend = append(s.pend, c.name...)
 		s.emit(evArgsDone, false)
-		if i < n-1 {
-			s.itemDone(c, statusCompleted)
-		} else {
+		switch {
+		case cut < 0 && i == n-1, cut >= 0 && !s.wholeArgs(c):
 			s.itemDone(c, st)
+		default:
+			s.itemDone(c, statusCompleted)
 		}
 	}
 	// Swapped, not copied: each slot keeps buffers of its own.
@@ -2662,7 +2685,7 @@ func (s *bridgeStream) callDelta(call []byte) error {
 			// The name came after the id.
 			c.name = append(c.name[:0], name...)
 		}
-	case n <= s.maxTool:
+	case n <= s.maxTool && slices.Contains(s.toolsBegun, n):
 		if !nonEmpty(args) {
 			// A done call's delta that adds nothing (an empty arguments piece).
 			return nil
@@ -2717,7 +2740,9 @@ func (s *bridgeStream) beginCall(n int64, id, name []byte) (*streamItem, error) 
 	c.kind, c.index, c.tool = itemCall, s.nItems, n
 	c.idLen = len(appendItemID(c.id[:0], "fc_"))
 	s.nItems++
-	s.maxTool = n
+	// A call may first appear below the highest index begun (heads sent 1, 0).
+	s.maxTool = max(s.maxTool, n)
+	s.toolsBegun = append(s.toolsBegun, n)
 	c.args = c.args[:0]
 	if nonEmpty(id) {
 		c.callID = append(c.callID[:0], id...)
@@ -2741,13 +2766,18 @@ func (s *bridgeStream) beginCall(n int64, id, name []byte) (*streamItem, error) 
 // wholeCalls counts the calls open first whose arguments are a whole JSON value.
 func (s *bridgeStream) wholeCalls() int {
 	for i := range s.calls {
-		var ok bool
-		s.scratch, ok = jsonscan.AppendUnescape(s.scratch[:0], s.calls[i].args)
-		if !ok || !jsonscan.Valid(s.scratch) {
+		if !s.wholeArgs(&s.calls[i]) {
 			return i
 		}
 	}
 	return len(s.calls)
+}
+
+// wholeArgs reports whether call c's arguments so far are a whole JSON value.
+func (s *bridgeStream) wholeArgs(c *streamItem) bool {
+	var ok bool
+	s.scratch, ok = jsonscan.AppendUnescape(s.scratch[:0], c.args)
+	return ok && jsonscan.Valid(s.scratch)
 }
 
 // finish ends the stream at the chat stream's end: the items under way are done, and

@@ -153,13 +153,13 @@ func TestBridgeStreamInterleavedCalls(t *testing.T) {
 			args: []string{`{"city":"Paris"}`, `{"city":"Rome"}`, `{}`}, statuses: []string{"completed", "completed", "completed"},
 		},
 		{
-			name: "cut by max tokens: the last call incomplete",
+			name: "cut by max tokens: the call cut short incomplete, the whole one completed",
 			chunks: []string{callChunk(0, "call_a", "get_weather", ""), callChunk(1, "call_b", "get_weather", ""),
 				callChunk(1, "", "", `{\"city\":\"Rome\"}`), callChunk(0, "", "", `{\"city\":\"Pa`), delta(`{}`, "length"), "[DONE]"},
 			want: "created in_progress output_item.added output_item.added function_call_arguments.delta function_call_arguments.delta " +
 				"function_call_arguments.done output_item.done function_call_arguments.done output_item.done incomplete",
 			adds: "0 1", deltas: "1 0", dones: "0 1", status: "incomplete",
-			args: []string{`{"city":"Pa`, `{"city":"Rome"}`}, statuses: []string{"completed", "incomplete"},
+			args: []string{`{"city":"Pa`, `{"city":"Rome"}`}, statuses: []string{"incomplete", "completed"},
 		},
 		{
 			name: "a call whole when the next begins is done then, the others at the end",
