@@ -1856,6 +1856,8 @@ func (c *Config) problems() []string {
 				add(k, "is empty")
 			case !validEndpointName(a):
 				add(k, "must not hold spaces, control characters or braces (clients send it as \"model\")")
+			case a == "*":
+				add(k, `"*" is reserved: a key's endpoints: ["*"] means every endpoint`)
 			case a == metrics.UnknownEndpoint:
 				add(k, `"unknown" is reserved: endpoint="unknown" in the metrics counts the requests refused before an endpoint was known`)
 			case endpointNames[a]:

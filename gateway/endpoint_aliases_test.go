@@ -170,6 +170,7 @@ endpoints:
 		{`""`, "x", "chat", `endpoints[0].aliases[0]: is empty`},
 		{`"gpt 4"`, "x", "chat", `endpoints[0].aliases[0]: must not hold spaces`},
 		{"unknown", "x", "chat", `endpoints[0].aliases[0]: "unknown" is reserved`},
+		{`"*"`, "x", `"*"`, `endpoints[0].aliases[0]: "*" is reserved: a key's endpoints: ["*"] means every endpoint`},
 		{"gpt", "x", "gpt", `auth.keys[0].endpoints[0]: "gpt" is an alias of endpoint "chat": name the endpoint`},
 		{"chat", "x", "chat", `endpoints[0].aliases[0]: "chat" is the name of an endpoint`},
 	} {
