@@ -1614,14 +1614,23 @@ func (r *request) capDropped() bool {
 
 // costEstimate is what a request of in prompt tokens and out generated ones would
 // cost, in nano-dollars rounded up, at the highest input and output prices among the
-// backends its plan may reach (the route chosen and the fallbacks), so that a fallback
-// to a dearer backend is covered. Tier, cached-input, cache-write and web-search prices
-// are left out: the settlement charges the actual cost.
+// backends its plan may reach (the route chosen and the fallbacks) and their service
+// tiers, so that a fallback to a dearer backend, or an answer in a dearer tier, is
+// covered. Cached-input, cache-write and web-search prices are left out: the
+// settlement charges the actual cost.
 func (r *request) costEstimate(in, out int64) int64 {
 	var pin, pout float64
 	for i := range r.plan.Targets {
 		p := &r.rt.backendList[r.plan.Targets[i].Backend].Pricing
 		pin, pout = max(pin, p.InputPerMillion), max(pout, p.OutputPerMillion)
+		for _, t := range p.Tiers {
+			if t.InputPerMillion != nil {
+				pin = max(pin, *t.InputPerMillion)
+			}
+			if t.OutputPerMillion != nil {
+				pout = max(pout, *t.OutputPerMillion)
+			}
+		}
 	}
 	return limiter.NanoUSDUp((float64(in)*pin + float64(out)*pout) / 1e6)
 }

@@ -212,7 +212,9 @@ while pos <= n do
         end
         cur[i] = debts[key]
         local over = cur[i] + c[i] * a[i] - b[i]
-        if over > slack_now + b[i] * slack_span then
+        -- A charge of nothing fits even a bucket in debt (a spend budget overdrawn
+        -- still lets a call to a free backend through).
+        if c[i] > 0 and over > slack_now + b[i] * slack_span then
           ok = 0
           if over > retry then
             retry, ref = over, i

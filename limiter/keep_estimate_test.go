@@ -102,19 +102,20 @@ func takeLate(t *testing.T, l *Limiter, pol *Policy, subj *Subject, est int64, t
 }
 
 // owedTokens is what subj's bucket of pol (burst tokens, one per iv) holds charged,
-// read by a check of no tokens: what it has used of its burst, or past a spent one,
+// read by a check of one token: what it has used of its burst, or past a spent one,
 // the burst and what its retry-after waits for.
 func owedTokens(t *testing.T, l *Limiter, pol *Policy, subj *Subject, burst float64, iv time.Duration) float64 {
 	t.Helper()
+	// A probe of one token: one of nothing fits any bucket, even one in debt.
 	var tk Ticket
-	err := l.Take(bg, pol, subj, 0, &tk)
+	err := l.Take(bg, pol, subj, 1, &tk)
 	var ref *Refused
 	switch {
 	case err == nil:
 		l.Settle(&tk, 0)
-		return burst - float64(tk.Tokens.Remaining)
+		return burst - float64(tk.Tokens.Remaining) - 1
 	case errors.As(err, &ref):
-		return burst + float64(ref.RetryAfter)/float64(iv)
+		return burst + float64(ref.RetryAfter)/float64(iv) - 1
 	}
 	t.Fatalf("probe: %v", err)
 	return 0

@@ -198,7 +198,9 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 		}
 		sl := slack(nowf, tau)
 		next := max(e.tat-nowf, 0) + t.cost[i]*iv
-		if over := next - tau; over > sl && over > retry {
+		// A charge of nothing fits even a bucket in debt: a spend budget overdrawn
+		// (usage above its estimate) still lets a call to a free backend through.
+		if over := next - tau; t.cost[i] > 0 && over > sl && over > retry {
 			refuse, retry = i, over
 		}
 		debts[i], ivs[i], taus[i], slacks[i] = next, iv, tau, sl
