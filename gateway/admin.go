@@ -122,6 +122,8 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 			s.log.Info("canary operated", "endpoint", name, "verb", verb, "state", canaryState(snap))
 		}
 		s.writeRouting(ctx, rt, name, verb, snap, err)
+	case op == adminCache:
+		s.purgeCache(ctx, rt, name)
 	case op == adminWeights && method == "DELETE":
 		before, _ := s.router.EndpointSnapshot(name)
 		snap, err := s.router.ClearWeights(opCtx, name)
@@ -164,6 +166,7 @@ const (
 	adminView
 	adminCanary
 	adminWeights
+	adminCache
 )
 
 // adminRoute reads an /admin/ path: path as fasthttp normalized it (ctx.Path()), raw
@@ -204,6 +207,9 @@ func adminRoute(path, raw string, isEndpoint func(string) bool) (op int, name, v
 	}
 	if n, ok := strings.CutSuffix(rest, "/weights"); ok && n != "" {
 		return adminWeights, n, ""
+	}
+	if n, ok := strings.CutSuffix(rest, "/cache"); ok && n != "" {
+		return adminCache, n, ""
 	}
 	if i := strings.LastIndex(rest, "/canary/"); i > 0 && !strings.Contains(rest[i+len("/canary/"):], "/") {
 		return adminCanary, rest[:i], rest[i+len("/canary/"):]

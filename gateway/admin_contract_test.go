@@ -119,6 +119,7 @@ func TestAdminTokenGuardsEveryChange(t *testing.T) {
 		{"POST", ep + "/canary/pause", ""},
 		{"PUT", ep + "/weights", `{"stable": 0, "canary": 100}`},
 		{"POST", admin + "/admin/reload", ""},
+		{"DELETE", ep + "/cache", ""},
 		{"GET", ep, ""},
 	} {
 		for _, authz := range []string{"", "Bearer wrong", "tok", "Basic dG9rOg=="} {

@@ -170,6 +170,8 @@ type EndpointConfig struct {
 	// DefaultMaxTokens is the output a token limit is charged up front for a request
 	// that names no max_tokens; the true usage settles it afterwards.
 	DefaultMaxTokens int64 `yaml:"default_max_tokens"`
+	// Cache keeps the endpoint's answers for requests repeated exactly (cache.go).
+	Cache *CacheConfig `yaml:"cache"`
 
 	// mlflow is set for endpoints read from an MLflow AI Gateway config.
 	mlflow *mlflowInfo
@@ -1732,6 +1734,7 @@ func (c *Config) applyDefaults() {
 		if c.Endpoints[i].DefaultMaxTokens == 0 {
 			c.Endpoints[i].DefaultMaxTokens = 256
 		}
+		c.cacheDefaults(i)
 		if len(c.Endpoints[i].Routes) == 1 && c.Endpoints[i].Routes[0].Weight == 0 {
 			c.Endpoints[i].Routes[0].Weight = 100
 		}
@@ -1988,6 +1991,7 @@ func (c *Config) problems() []string {
 			// it by the completions asked for, and a larger default could overflow.
 			add(p+".default_max_tokens", "must be at most 1099511627776 (2^40), as max_tokens is counted")
 		}
+		c.cacheProblems(p, e.Cache, add)
 		if kind, ok := kindOf(e.Type); ok && kind != providers.Chat {
 			// The Messages API has chat only: every such request would be refused.
 			for j, r := range e.Routes {

@@ -134,6 +134,12 @@ type request struct {
 	ticket  limiter.Ticket
 	limited bool
 
+	// cacheRes is what the endpoint's answer cache did for the request (cache.go),
+	// cacheNone without one; cacheLook is set when the request is to be looked up
+	// in it, cacheFill while its answer is to be kept.
+	cacheRes             cacheResult
+	cacheLook, cacheFill bool
+
 	// hang watches the client's connection while the request waits: in a backend's
 	// queue (the call's Client) and before a retry (pause).
 	hang clientWatch
@@ -390,8 +396,12 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	if r.stream != nil {
 		ctx.Response.Header.SetContentTypeBytes(strSSE)
 		ctx.Response.Header.SetBytesKV(hdrCacheCtl, strNoCache)
+		r.setCacheHeader(&ctx.Response.Header)
 		r.hijackStream(ctx)
 		return
+	}
+	if r.cacheFill {
+		r.fillCache(ctx)
 	}
 	r.finish(ctx, ctx.Response.StatusCode())
 }
@@ -1074,6 +1084,10 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		return &e
 	}
 	r.ep = ep
+	if ep.cache != nil {
+		// Until the request is looked up in it (cacheDecide, serveCached).
+		r.cacheRes = cacheBypass
+	}
 	ep.attrs.Annotate(r.span)
 	ep.m.Begin()
 	r.begun = true
@@ -1107,6 +1121,9 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 	r.hang.conn, r.hang.s, r.hang.id = ctx.Conn(), r.s, ctx.ConnID()
 	if ep.timeout > 0 {
 		r.call.Deadline = r.start.Add(ep.timeout)
+	}
+	if ep.cache != nil {
+		r.cacheDecide(ctx)
 	}
 	return r.send(ctx)
 }
@@ -1237,6 +1254,10 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	rs.End()
 	if e := r.takeLimits(ctx); e != nil {
 		return e
+	}
+	// A hit is a request for the limits (taken above), with no upstream tokens.
+	if r.cacheLook && r.serveCached(ctx) {
+		return nil
 	}
 	total := 1 + p.Retries + len(p.Targets) - 1
 	var last error
@@ -2345,6 +2366,7 @@ func (r *request) endStream(werr error) error {
 func (r *request) finish(ctx *fasthttp.RequestCtx, status int) {
 	sendDeadline(ctx, r.answeredAt(), len(ctx.Response.Body()))
 	r.setRequestIDHeader(&ctx.Response.Header)
+	r.setCacheHeader(&ctx.Response.Header)
 	r.record(status)
 	r.release()
 }
@@ -2450,6 +2472,7 @@ func (r *request) record(status int) {
 			r.ep.m.End()
 		}
 	}
+	r.noteCache()
 	if sp := r.span; sp != nil {
 		if sp.IsRecording() {
 			keyName := ""
@@ -2503,6 +2526,7 @@ func (r *request) record(status int) {
 		latencyMS:    float64(latency) / 1e6,
 		attempts:     r.attempts,
 		errKind:      r.errKind,
+		cache:        cacheResultNames[r.cacheRes],
 	}
 	if r.ep != nil {
 		e.endpoint = r.ep.name

@@ -18,6 +18,7 @@ import (
 type accessEntry struct {
 	requestID, traceID, endpoint, backend, variant, key, errKind string
 	clientIP, serviceTier                                        string
+	cache                                                        string
 	status, attempts                                             int
 	inputTokens, outputTokens, cachedTokens, cacheWrites         int64
 	webSearches                                                  int64
@@ -57,6 +58,7 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.String("client_ip", strings.Clone(e.clientIP)),
 		slog.Int("attempts", e.attempts),
 		slog.String("error", e.errKind),
+		slog.String("cache", e.cache),
 	)
 }
 
@@ -242,6 +244,8 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 	b = strconv.AppendInt(b, int64(e.attempts), 10)
 	b = append(b, `,"error":`...)
 	b = jsonscan.AppendQuoteNoHTML(b, e.errKind)
+	b = append(b, `,"cache":`...)
+	b = jsonscan.AppendQuoteNoHTML(b, e.cache)
 	return append(b, "}\n"...)
 }
 

@@ -39,7 +39,7 @@ endpoints:
     type: chat
     routes: [{backend: up}]
     limits: [{per: user, requests: 2, window: minute}]
-  - {name: embed, type: embeddings, routes: [{backend: up}]}
+  - {name: embed, type: embeddings, routes: [{backend: up}], cache: {ttl: 1h}}
   - name: ab
     type: chat
     routes: [{backend: up, weight: 50, variant: stable}, {backend: can, weight: 50, variant: canary}]
@@ -89,6 +89,12 @@ func contractTraffic(t *testing.T) *gw {
 	want(resp, b, 429)
 	resp, b = contractPost(t, g, "/v1/embeddings", `{"model":"embed","input":"hello"}`, nil)
 	want(resp, b, 200)
+	// Again, answered from embed's cache.
+	resp, b = contractPost(t, g, "/v1/embeddings", `{"model":"embed","input":"hello"}`, nil)
+	want(resp, b, 200)
+	if c := resp.Header.Get("X-Tollgate-Cache"); c != "hit" {
+		t.Fatalf("repeated embeddings: x-tollgate-cache %q, want hit", c)
+	}
 	resp, b = contractPost(t, g, "/v1/chat/completions", `{"model":"ab","messages":[{"role":"user","content":"hi"}]}`, map[string]string{"x-mock-status": "500", "X-User-ID": "u1"})
 	if resp.StatusCode < 500 {
 		t.Fatalf("want 5xx, got %d %s", resp.StatusCode, b)
@@ -150,6 +156,10 @@ func TestScrapeMatchesContract(t *testing.T) {
 		"tollgate_config_last_reload_successful": dto.MetricType_GAUGE,
 		"tollgate_ratelimit_rejections_total":    dto.MetricType_COUNTER,
 		"tollgate_limiter_degraded":              dto.MetricType_GAUGE,
+		"tollgate_cache_requests_total":          dto.MetricType_COUNTER,
+		"tollgate_cache_bytes":                   dto.MetricType_GAUGE,
+		"tollgate_cache_entries":                 dto.MetricType_GAUGE,
+		"tollgate_cache_evictions_total":         dto.MetricType_COUNTER,
 		"go_goroutines":                          dto.MetricType_GAUGE,
 	}
 	var errs []string

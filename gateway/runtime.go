@@ -124,6 +124,9 @@ type endpoint struct {
 	// refused holds, by backend, the series of the requests that backend answered
 	// without an upstream (variant none), built for the backends a route can reach.
 	refused []*metrics.Route
+	// cache keeps the endpoint's answers (cache.go), nil without `cache:`; set as
+	// the runtime is installed (carryCaches).
+	cache *answerCache
 }
 
 // seriesFor is the metrics series of an attempt planned on route by backend.
@@ -296,7 +299,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		// or stream: their label sets have only the statuses they can answer.
 		e := &endpoint{idx: i, name: ec.Name, kind: kind, timeout: ec.Timeout, routing: re, sticky: re.Sticky(),
 			m: m.Endpoint(ec.Name), attrs: tracing.NewEndpointAttrs(ec.Name, ec.Type),
-			local: m.ShapedRoute(ec.Name, metrics.None, metrics.None, metrics.Shape{Codes: endpointCodes[:]}), backends: len(names)}
+			local: m.ShapedRoute(ec.Name, metrics.None, metrics.None, metrics.Shape{Codes: localCodes(&ec)}), backends: len(names)}
 		e.series = make([]*metrics.Route, len(ec.Routes)*len(names))
 		e.refused = make([]*metrics.Route, len(names))
 		// A fallback serves no route: its series have no variant, as its attempts

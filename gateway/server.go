@@ -440,6 +440,7 @@ func (s *Server) install(rt *runtime) {
 	if rt.lim != nil && !slices.ContainsFunc(s.limiters, func(l liveLimiter) bool { return l.lim == rt.lim }) {
 		s.limiters = append(s.limiters, liveLimiter{rt.lim, rt.limRef})
 	}
+	carryCaches(s.rt.Load(), rt, s.m)
 	if old := s.rt.Swap(rt); old != nil {
 		old.retire()
 	}

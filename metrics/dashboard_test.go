@@ -237,6 +237,7 @@ func populate(m *Metrics) {
 	m.ConfigReloaded(nil)
 	m.WatchTracing(func() TraceStats { return TraceStats{} })
 	m.WatchLimiter(func() LimiterStats { return LimiterStats{} })
+	m.Cache("embed").Request(CacheHit)
 }
 
 // exportedFamilies returns every family the gateway exports, with its type.

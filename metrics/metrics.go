@@ -90,6 +90,8 @@ type Metrics struct {
 	routeWeight     *prometheus.GaugeVec
 	canaryState     *prometheus.GaugeVec
 	streamErrors    *prometheus.CounterVec
+	// cache holds the answer caches' collectors (Cache).
+	cache cacheVecs
 
 	reloadOK, reloadErr prometheus.Counter
 
@@ -216,6 +218,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "tollgate_stream_errors_total",
 		Help: "Streams answered 200 that the upstream then failed (the stream ended with an error event), by endpoint, backend, variant and error code.",
 	}, []string{"endpoint", "backend", "variant", "code"}))
+	m.cache = newCacheVecs(reg)
 	register(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "tollgate_log_lines_dropped_total",
 		Help: "Log lines dropped because the log reader (the process's stderr) fell behind and the 4 MiB log queue was full.",

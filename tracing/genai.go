@@ -47,6 +47,9 @@ const (
 	// (Anthropic's usage.server_tool_use.web_search_requests), which the GenAI
 	// conventions have no name for.
 	KeyWebSearches = attribute.Key("tollgate.web_search.requests")
+	// KeyCache says what an endpoint's answer cache did for the request: hit,
+	// miss or bypass; left out on an endpoint without one.
+	KeyCache = attribute.Key("tollgate.cache")
 	// KeyPrompt and KeyCompletion carry captured content on the
 	// EventPrompt and EventCompletion events.
 	KeyPrompt     = attribute.Key("gen_ai.prompt")

@@ -1,0 +1,621 @@
+package gateway
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/tollgate/tollgate/metrics"
+	"github.com/tollgate/tollgate/providers"
+	"github.com/tollgate/tollgate/tracing"
+)
+
+// CacheConfig is an endpoint's `cache:`: its 200 answers to requests that do not
+// stream, kept in this replica's memory for a request repeated byte for byte.
+type CacheConfig struct {
+	// TTL is how long an answer is served from the cache (required; at most 30 days).
+	TTL time.Duration `yaml:"ttl"`
+	// MaxBytes bounds what the cache holds; the least recently used answers go
+	// first to stay under it (default 64MiB).
+	MaxBytes Size `yaml:"max_bytes"`
+	// MaxEntryBytes is the most one entry (request body and answer) may hold to be
+	// kept (default 1MiB).
+	MaxEntryBytes Size `yaml:"max_entry_bytes"`
+	// Shared lets every key allowed on the endpoint be answered from the entries of
+	// the others; by default each key has its own.
+	Shared bool `yaml:"shared"`
+}
+
+const (
+	defaultCacheBytes      = 64 << 20
+	defaultCacheEntryBytes = 1 << 20
+	maxCacheTTL            = 30 * 24 * time.Hour
+)
+
+// cacheDefaults fills in the sizes endpoint i's cache leaves out. One written 0 is
+// refused (cacheProblems), not taken for left out.
+func (c *Config) cacheDefaults(i int) {
+	cc := c.Endpoints[i].Cache
+	if cc == nil {
+		return
+	}
+	p := "endpoints[" + strconv.Itoa(i) + "].cache."
+	if cc.MaxBytes == 0 && !c.holds(p+"max_bytes") {
+		cc.MaxBytes = defaultCacheBytes
+	}
+	if cc.MaxEntryBytes == 0 && !c.holds(p+"max_entry_bytes") {
+		cc.MaxEntryBytes = defaultCacheEntryBytes
+	}
+}
+
+// cacheProblems checks the cache of the endpoint at key path p.
+func (c *Config) cacheProblems(p string, cc *CacheConfig, add func(key, problem string)) {
+	if cc == nil {
+		return
+	}
+	p += ".cache"
+	switch {
+	case cc.TTL == 0 && !c.holds(p+".ttl"):
+		add(p+".ttl", "is required: how long an answer is served from the cache (e.g. 1h)")
+	case cc.TTL <= 0:
+		add(p+".ttl", "must be more than 0")
+	case cc.TTL > maxCacheTTL:
+		add(p+".ttl", "must be at most 720h (30 days)")
+	}
+	switch {
+	case cc.MaxEntryBytes <= 0:
+		add(p+".max_entry_bytes", "must be more than 0")
+	case cc.MaxBytes < cc.MaxEntryBytes:
+		add(p+".max_bytes", "must be at least max_entry_bytes ("+strconv.FormatInt(int64(cc.MaxEntryBytes), 10)+" bytes): the cache holds at least one entry")
+	}
+}
+
+// cacheResult is what an endpoint's answer cache did for a request: its
+// x-tollgate-cache header, access log field, span attribute and metric label.
+type cacheResult uint8
+
+const (
+	cacheNone   cacheResult = iota // the endpoint has no cache
+	cacheMiss                      // looked up and not found
+	cacheHit                       // answered from the cache
+	cacheBypass                    // not looked up: a stream, a Responses call, Cache-Control, a refusal before
+)
+
+var (
+	cacheResultNames = [...]string{cacheNone: "", cacheMiss: "miss", cacheHit: "hit", cacheBypass: "bypass"}
+	cacheResultBytes = [...][]byte{cacheNone: nil, cacheMiss: []byte("miss"), cacheHit: []byte("hit"), cacheBypass: []byte("bypass")}
+	cacheResultStats = [...]metrics.CacheResult{cacheMiss: metrics.CacheMiss, cacheHit: metrics.CacheHit, cacheBypass: metrics.CacheBypass}
+
+	hdrCache   = []byte("X-Tollgate-Cache")
+	hdrAge     = []byte("Age")
+	strNoStore = []byte("no-store")
+)
+
+// answerCache is one endpoint's answers, kept in memory: an LRU by bytes under
+// maxBytes, each entry served until its ttl has passed. It outlives the runtimes that
+// keep its settings (carryCaches). An entry is never written once stored: a hit is
+// answered from its bytes as they are.
+type answerCache struct {
+	ttl         time.Duration
+	maxBytes    int64
+	maxEntry    int64
+	shared      bool
+	fingerprint string
+	m           *metrics.Cache
+
+	// retired is set once no runtime to come uses the cache: it then neither finds
+	// nor keeps anything, and its memory goes.
+	retired atomic.Bool
+
+	mu sync.Mutex
+	// now is the clock (tests set their own, under mu).
+	now    func() time.Time
+	byHash map[uint64]*cacheEntry
+	// mru and lru are the ends of the recency list; oldest and newest those of the
+	// list by the time stored, which with one ttl for all is the order they expire in.
+	mru, lru       *cacheEntry
+	oldest, newest *cacheEntry
+	bytes, n       int64
+	// evicted and expire count the entries dropped since the metrics last had them.
+	evicted, expire int
+}
+
+// cacheEntry is one answer and the request it answers.
+type cacheEntry struct {
+	hash  uint64
+	owner string
+	// body, answer and ctype view one buffer, never written after it was filled.
+	body, answer, ctype []byte
+	backend             string
+	stored              time.Time
+	size                int64
+	// prev and next link the recency list (toward mru and toward lru), older and
+	// newer the list by the time stored.
+	prev, next   *cacheEntry
+	older, newer *cacheEntry
+}
+
+// cacheEntryOverhead is what an entry costs besides its bytes: itself and its place in
+// the map. Counting it keeps a cache of many small entries within max_bytes too.
+const cacheEntryOverhead = int64(unsafe.Sizeof(cacheEntry{})) + 32
+
+func newAnswerCache(cc *CacheConfig, fingerprint string, m *metrics.Cache) *answerCache {
+	c := &answerCache{ttl: cc.TTL, maxBytes: int64(cc.MaxBytes), maxEntry: int64(cc.MaxEntryBytes),
+		shared: cc.Shared, fingerprint: fingerprint, m: m, now: time.Now, byHash: map[uint64]*cacheEntry{}}
+	m.Held(0, 0)
+	return c
+}
+
+// cacheHash picks the entry of a request by body from owner. A collision only costs
+// a miss: the entry's owner and body are compared whole before it is served.
+func cacheHash(owner string, body []byte) uint64 {
+	h := xxhash.Sum64(body)
+	if owner != "" {
+		h ^= xxhash.Sum64String(owner) * 0x9e3779b97f4a7c15
+	}
+	return h
+}
+
+// get finds the answer to body from owner, and its age. An expired one is dropped.
+func (c *answerCache) get(owner string, body []byte) (*cacheEntry, time.Duration) {
+	h := cacheHash(owner, body)
+	c.mu.Lock()
+	if c.retired.Load() {
+		c.mu.Unlock()
+		return nil, 0
+	}
+	now := c.now()
+	c.expireOld(now)
+	e := c.byHash[h]
+	if e != nil {
+		c.unlinkRecent(e)
+		c.pushRecent(e)
+	}
+	c.flush()
+	c.mu.Unlock()
+	// Compared outside the lock: the entry's bytes are never written, and a body
+	// of megabytes must not hold every other request of the endpoint.
+	if e == nil || e.owner != owner || !bytes.Equal(e.body, body) {
+		return nil, 0
+	}
+	return e, now.Sub(e.stored)
+}
+
+// put keeps answer (of content type ctype, made by backend) for body from owner,
+// copying them, unless the entry would be over max_entry_bytes. An entry with the
+// same hash (the same request stored again, or the rare collision) is replaced.
+func (c *answerCache) put(owner string, body, answer, ctype []byte, backend string) bool {
+	size := int64(len(owner)+len(body)+len(answer)+len(ctype)) + cacheEntryOverhead
+	if size > c.maxEntry || c.retired.Load() {
+		return false
+	}
+	buf := make([]byte, len(body)+len(answer)+len(ctype))
+	n := copy(buf, body)
+	n += copy(buf[n:], answer)
+	copy(buf[n:], ctype)
+	e := &cacheEntry{hash: cacheHash(owner, body), owner: owner, backend: backend, size: size,
+		body: buf[:len(body):len(body)], answer: buf[len(body):n:n], ctype: buf[n:]}
+	if bytes.Equal(ctype, strJSON) {
+		// The usual type needs no bytes of its own.
+		e.ctype = strJSON
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.retired.Load() {
+		return false
+	}
+	e.stored = c.now()
+	c.expireOld(e.stored)
+	if old := c.byHash[e.hash]; old != nil {
+		c.remove(old)
+	}
+	c.byHash[e.hash] = e
+	c.pushRecent(e)
+	e.older = c.newest
+	if c.newest != nil {
+		c.newest.newer = e
+	} else {
+		c.oldest = e
+	}
+	c.newest = e
+	c.bytes += e.size
+	c.n++
+	for c.bytes > c.maxBytes && c.lru != nil {
+		c.remove(c.lru)
+		c.evicted++
+	}
+	c.flush()
+	return true
+}
+
+// purge drops every entry and reports how many there were.
+func (c *answerCache) purge() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.n
+	c.clear()
+	if !c.retired.Load() {
+		c.m.Held(0, 0)
+	}
+	return n
+}
+
+// retire ends the cache: a reload left no runtime that keeps it.
+func (c *answerCache) retire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.retired.Store(true)
+	c.clear()
+}
+
+// setClock sets the cache's clock (tests).
+func (c *answerCache) setClock(now func() time.Time) {
+	c.mu.Lock()
+	c.now = now
+	c.mu.Unlock()
+}
+
+// held is what the cache holds: its bytes and entries.
+func (c *answerCache) held() (bytes, entries int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes, c.n
+}
+
+func (c *answerCache) clear() {
+	clear(c.byHash)
+	c.mru, c.lru, c.oldest, c.newest = nil, nil, nil, nil
+	c.bytes, c.n = 0, 0
+}
+
+// expireOld drops the entries whose ttl has passed at now, oldest first; the caller
+// holds mu.
+func (c *answerCache) expireOld(now time.Time) {
+	for e := c.oldest; e != nil && now.Sub(e.stored) >= c.ttl; e = c.oldest {
+		c.remove(e)
+		c.expire++
+	}
+}
+
+// flush hands the counts of what changed to the metrics; the caller holds mu. A
+// retired cache's series belong to its successor, if any.
+func (c *answerCache) flush() {
+	if c.retired.Load() {
+		c.evicted, c.expire = 0, 0
+		return
+	}
+	if c.evicted > 0 || c.expire > 0 {
+		c.m.Evicted(c.evicted, false)
+		c.m.Evicted(c.expire, true)
+		c.evicted, c.expire = 0, 0
+	}
+	c.m.Held(c.bytes, c.n)
+}
+
+// remove unlinks e from the cache; the caller holds mu.
+func (c *answerCache) remove(e *cacheEntry) {
+	if c.byHash[e.hash] == e {
+		delete(c.byHash, e.hash)
+	}
+	c.unlinkRecent(e)
+	if e.older != nil {
+		e.older.newer = e.newer
+	} else {
+		c.oldest = e.newer
+	}
+	if e.newer != nil {
+		e.newer.older = e.older
+	} else {
+		c.newest = e.older
+	}
+	e.older, e.newer = nil, nil
+	c.bytes -= e.size
+	c.n--
+}
+
+func (c *answerCache) unlinkRecent(e *cacheEntry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		c.mru = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		c.lru = e.prev
+	}
+	e.prev, e.next = nil, nil
+}
+
+func (c *answerCache) pushRecent(e *cacheEntry) {
+	e.next = c.mru
+	if c.mru != nil {
+		c.mru.prev = e
+	} else {
+		c.lru = e
+	}
+	c.mru = e
+}
+
+// cacheDecide sets what the endpoint's cache does for the request once its call is
+// known: a stream or a Responses API call (which creates a stored response) neither
+// reads nor fills it; Cache-Control no-store neither, no-cache skips the lookup and
+// keeps the fresh answer. The lookup itself waits for the limits (serveCached).
+func (r *request) cacheDecide(ctx *fasthttp.RequestCtx) {
+	if r.call.Stream || r.call.Kind == providers.Responses {
+		return
+	}
+	noCache, noStore := cacheDirectives(&ctx.Request.Header)
+	r.cacheLook, r.cacheFill = !noCache && !noStore, !noStore
+}
+
+// cacheDirectives reads the request's Cache-Control lines (one list, RFC 9111 5.2)
+// for no-cache and no-store, in any case; a directive's argument is ignored.
+func cacheDirectives(h *fasthttp.RequestHeader) (noCache, noStore bool) {
+	if len(h.PeekBytes(hdrCacheCtl)) == 0 {
+		// The usual request: no Cache-Control, or an empty one.
+		return false, false
+	}
+	for _, v := range h.PeekAll(fasthttp.HeaderCacheControl) {
+		for len(v) > 0 {
+			d := v
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				d, v = v[:i], v[i+1:]
+			} else {
+				v = nil
+			}
+			if i := bytes.IndexByte(d, '='); i >= 0 {
+				d = d[:i]
+			}
+			d = bytes.Trim(d, " \t")
+			noCache = noCache || bytes.EqualFold(d, strNoCache)
+			noStore = noStore || bytes.EqualFold(d, strNoStore)
+		}
+	}
+	return noCache, noStore
+}
+
+// cacheOwner is whose entries the request reads and fills: its key's, or everyone's
+// with shared: true (or without keys).
+func (r *request) cacheOwner() string {
+	if r.key == nil || r.ep.cache.shared {
+		return ""
+	}
+	return r.key.name
+}
+
+// serveCached answers the request from the cache when it holds its answer: the
+// stored bytes as they are (not copied), with this request's own headers and the
+// backend that made the answer. No upstream is called and no token counted.
+func (r *request) serveCached(ctx *fasthttp.RequestCtx) bool {
+	e, age := r.ep.cache.get(r.cacheOwner(), r.body)
+	if e == nil {
+		r.cacheRes = cacheMiss
+		return false
+	}
+	r.cacheRes, r.cacheFill = cacheHit, false
+	r.backend, r.variant = e.backend, ""
+	resp := &ctx.Response
+	resp.SetStatusCode(fasthttp.StatusOK)
+	resp.Header.SetContentTypeBytes(e.ctype)
+	resp.SetBodyRaw(e.answer)
+	resp.Header.SetCanonical(hdrAge, appendInt(r.out[:0], int64(age/time.Second)))
+	r.setHeaders(ctx)
+	r.answered = time.Now()
+	return true
+}
+
+// fillCache keeps the answer just given, when it is one to keep: a 200 an upstream
+// gave, which holds no error object and no refusal.
+func (r *request) fillCache(ctx *fasthttp.RequestCtx) {
+	resp := &ctx.Response
+	if resp.StatusCode() != fasthttp.StatusOK || r.attempts == 0 || r.be == nil {
+		return
+	}
+	answer := resp.Body()
+	if !cacheableAnswer(answer) {
+		return
+	}
+	r.ep.cache.put(r.cacheOwner(), r.body, answer, resp.Header.ContentType(), r.backend)
+}
+
+// cacheableAnswer reports whether a 200's body may be served again: one JSON object
+// without a non-null "error" (an upstream that answers its failures with a 200), and
+// none of whose choices is a refusal (a message's "refusal", or finish_reason
+// content_filter: the model declined or its output was filtered, which a retry may
+// not repeat).
+func cacheableAnswer(body []byte) bool {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return it.Err() == nil && jsonscan.SkipSpace(body, it.End()) == len(body)
+		}
+		switch string(k) {
+		case "error":
+			if !jsonscan.IsNull(v) {
+				return false
+			}
+		case "choices":
+			if refused(v) {
+				return false
+			}
+		}
+	}
+}
+
+// refused reports whether a choice of choices is a refusal.
+func refused(choices []byte) bool {
+	var a jsonscan.Array
+	if !a.Reset(choices) {
+		return false
+	}
+	for {
+		c, ok := a.Next()
+		if !ok {
+			return false
+		}
+		if f, _ := jsonscan.Field(c, "finish_reason"); string(f) == `"content_filter"` {
+			return true
+		}
+		if m, ok := jsonscan.Field(c, "message"); ok {
+			if rf, ok := jsonscan.Field(m, "refusal"); ok && !jsonscan.IsNull(rf) && string(rf) != `""` {
+				return true
+			}
+		}
+	}
+}
+
+// setCacheHeader says on the answer what the cache did for it.
+func (r *request) setCacheHeader(h *fasthttp.ResponseHeader) {
+	if r.cacheRes != cacheNone {
+		h.SetCanonical(hdrCache, cacheResultBytes[r.cacheRes])
+	}
+}
+
+// noteCache counts what the cache did for the request and puts it on its span.
+func (r *request) noteCache() {
+	if r.cacheRes == cacheNone || r.ep == nil || r.ep.cache == nil {
+		return
+	}
+	r.ep.cache.m.Request(cacheResultStats[r.cacheRes])
+	if sp := r.span; sp != nil && sp.IsRecording() {
+		sp.SetAttributes(tracing.KeyCache.String(cacheResultNames[r.cacheRes]))
+	}
+}
+
+// carryCaches gives rt's endpoints their caches as a reload installs it: an endpoint
+// whose cache settings, type, backends and their models old had too keeps its cache
+// and what it holds; any other with a cache starts one empty. The caches old had
+// that rt does not keep are retired first (their last requests on old find nothing
+// and keep nothing, so their counts cannot overwrite a successor's), and the series
+// of an endpoint left without one are removed.
+func carryCaches(old, rt *runtime, m *metrics.Metrics) {
+	prevOf := func(name string) *answerCache {
+		if old == nil {
+			return nil
+		}
+		if oe := old.endpoints[name]; oe != nil {
+			return oe.cache
+		}
+		return nil
+	}
+	kept := map[*answerCache]bool{}
+	fps := make([]string, len(rt.cfg.Endpoints))
+	for i := range rt.cfg.Endpoints {
+		ec := &rt.cfg.Endpoints[i]
+		if ec.Cache == nil || rt.endpoints[ec.Name] == nil {
+			continue
+		}
+		fps[i] = cacheFingerprint(rt.cfg, ec)
+		if prev := prevOf(ec.Name); prev != nil && prev.fingerprint == fps[i] {
+			kept[prev] = true
+		}
+	}
+	if old != nil {
+		for name, oe := range old.endpoints {
+			if oe.cache == nil || kept[oe.cache] {
+				continue
+			}
+			oe.cache.retire()
+			if ne := rt.cfg.endpointConfig(name); ne == nil || ne.Cache == nil {
+				m.DropCache(name)
+			}
+		}
+	}
+	for i := range rt.cfg.Endpoints {
+		ec := &rt.cfg.Endpoints[i]
+		ep := rt.endpoints[ec.Name]
+		if ec.Cache == nil || ep == nil {
+			continue
+		}
+		switch prev := prevOf(ec.Name); {
+		case prev != nil && kept[prev]:
+			ep.cache = prev
+		case prev != nil:
+			ep.cache = newAnswerCache(ec.Cache, fps[i], prev.m)
+		default:
+			ep.cache = newAnswerCache(ec.Cache, fps[i], m.Cache(ec.Name))
+		}
+	}
+}
+
+// endpointConfig is the config of the endpoint named name, nil when there is none.
+func (c *Config) endpointConfig(name string) *EndpointConfig {
+	for i := range c.Endpoints {
+		if c.Endpoints[i].Name == name {
+			return &c.Endpoints[i]
+		}
+	}
+	return nil
+}
+
+// cacheFingerprint is what an endpoint's cached answers depend on: its cache settings,
+// its type, and the backends its routes and fallbacks reach with their providers and
+// models. Weights, retries, limits and the rest may change under a cache.
+func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
+	var b strings.Builder
+	cc := ec.Cache
+	b.WriteString(ec.Type)
+	b.WriteString("\x00" + cc.TTL.String() + "\x00" + strconv.FormatInt(int64(cc.MaxBytes), 10) + "\x00" +
+		strconv.FormatInt(int64(cc.MaxEntryBytes), 10) + "\x00" + strconv.FormatBool(cc.Shared))
+	backend := func(kind, name string) {
+		bc := cfg.Backends[name]
+		b.WriteString("\x00" + kind + "\x00" + name + "\x00" + bc.Provider + "\x00" + bc.Model)
+	}
+	for _, r := range ec.Routes {
+		backend("route", r.Backend)
+	}
+	for _, f := range ec.Fallbacks {
+		backend("fallback", f)
+	}
+	return b.String()
+}
+
+// cachedLocalCodes are the statuses of the gateway's own answers on an endpoint with
+// a cache: its hits (200), besides endpointCodes.
+var cachedLocalCodes = [...]int{200, 400, 429, 503}
+
+// localCodes are the statuses whose counters the series of the gateway's own answers
+// on the endpoint of ec have from the start.
+func localCodes(ec *EndpointConfig) []int {
+	if ec.Cache != nil {
+		return cachedLocalCodes[:]
+	}
+	return endpointCodes[:]
+}
+
+// strDelete is the one method /admin/endpoints/{name}/cache takes.
+var strDelete = []byte("DELETE")
+
+// purgeCache answers DELETE /admin/endpoints/{name}/cache: it empties the endpoint's
+// answer cache on this replica and says how many answers it dropped.
+func (s *Server) purgeCache(ctx *fasthttp.RequestCtx, rt *runtime, name string) {
+	if !ctx.IsDelete() {
+		writeError(&ctx.Response, methodNotAllowed(ctx, strDelete))
+		return
+	}
+	ep := rt.endpoints[name]
+	if ep == nil {
+		writeError(&ctx.Response, &apiError{404, "invalid_request_error", "endpoint_not_found", "", "No endpoint is named `" + name + "`."})
+		return
+	}
+	if ep.cache == nil {
+		writeError(&ctx.Response, &apiError{409, "invalid_request_error", "no_cache", "", "Endpoint `" + name + "` has no cache."})
+		return
+	}
+	n := ep.cache.purge()
+	s.log.Info("answer cache purged", "endpoint", name, "dropped", n)
+	writeJSON(ctx, 200, map[string]any{"endpoint": name, "dropped": n})
+}
