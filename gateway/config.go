@@ -2125,19 +2125,7 @@ func (c *Config) combinedLimitProblems(add func(key, problem string)) {
 // an endpoint none of whose backends (routes and fallbacks) has a price, or on a key
 // that reaches no backend with one, would never run out.
 func (c *Config) usdLimitProblems(add func(key, problem string)) {
-	priced := func(e *EndpointConfig) bool {
-		for _, r := range e.Routes {
-			if b, ok := c.Backends[r.Backend]; ok && !b.Pricing.Free() {
-				return true
-			}
-		}
-		for _, f := range e.Fallbacks {
-			if b, ok := c.Backends[f]; ok && !b.Pricing.Free() {
-				return true
-			}
-		}
-		return false
-	}
+	priced := c.endpointPriced
 	const why = "would count nothing (a backend without a price costs 0): give a backend pricing, or limit tokens instead"
 	var pricedEndpoints []string
 	for i := range c.Endpoints {
@@ -2162,6 +2150,32 @@ func (c *Config) usdLimitProblems(add func(key, problem string)) {
 			}
 		}
 	}
+}
+
+// endpointPriced reports whether a backend of e (its routes and fallbacks) has a price.
+func (c *Config) endpointPriced(e *EndpointConfig) bool {
+	for _, r := range e.Routes {
+		if b, ok := c.Backends[r.Backend]; ok && !b.Pricing.Free() {
+			return true
+		}
+	}
+	for _, f := range e.Fallbacks {
+		if b, ok := c.Backends[f]; ok && !b.Pricing.Free() {
+			return true
+		}
+	}
+	return false
+}
+
+// keyPriced reports whether a key allowed on the endpoints allowed (by index) can
+// reach a backend with a price.
+func (c *Config) keyPriced(allowed []bool) bool {
+	for i := range c.Endpoints {
+		if allowed[i] && c.endpointPriced(&c.Endpoints[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // mayCall reports whether the key may call the endpoint named name.

@@ -2472,6 +2472,10 @@ func (r *request) record(status int) {
 			r.ep.m.End()
 		}
 	}
+	if k := r.key; k != nil {
+		// The key's own counts, for chargeback: what its requests used and cost.
+		k.series.Done(r.usage.Input, r.usage.Output, cost)
+	}
 	r.noteCache()
 	if sp := r.span; sp != nil {
 		if sp.IsRecording() {

@@ -169,6 +169,8 @@ type clientKey struct {
 	models    []byte
 	// policy holds the key's own limits.
 	policy *limiter.Policy
+	// series counts the key's requests, tokens and cost.
+	series *metrics.Key
 }
 
 func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {
@@ -365,6 +367,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 	rt.models = rt.modelsBody(all)
 	for ki, kc := range cfg.Auth.Keys {
 		k := &clientKey{idx: ki, name: kc.Name, nameBytes: []byte(kc.Name), allowed: allowed[ki], policy: keyPolicies[ki]}
+		k.series = m.Key(kc.Name, cfg.keyPriced(k.allowed))
 		if kc.SHA256 != "" {
 			h, _ := hex.DecodeString(kc.SHA256)
 			copy(k.hash[:], h)

@@ -92,6 +92,8 @@ type Metrics struct {
 	streamErrors    *prometheus.CounterVec
 	// cache holds the answer caches' collectors (Cache).
 	cache cacheVecs
+	// keys holds the client keys' collectors (Lease.Key).
+	keys keyVecs
 
 	reloadOK, reloadErr prometheus.Counter
 
@@ -116,6 +118,7 @@ type Metrics struct {
 	attemptSets   map[[2]string]*Attempt
 	endpointSets  map[string]*Endpoint
 	rejectionSets map[[2]string]*rejection
+	keySets       map[string]*Key
 	// pinned holds the label sets asked for on Metrics itself, for good.
 	pinned *Lease
 	// discard and discardObs are what a series first used on a removed route
@@ -144,6 +147,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		attemptSets:   make(map[[2]string]*Attempt),
 		endpointSets:  make(map[string]*Endpoint),
 		rejectionSets: make(map[[2]string]*rejection),
+		keySets:       make(map[string]*Key),
 		discard:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_discarded"}),
 		discardObs:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tollgate_discarded"}),
 	}
@@ -219,6 +223,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help: "Streams answered 200 that the upstream then failed (the stream ended with an error event), by endpoint, backend, variant and error code.",
 	}, []string{"endpoint", "backend", "variant", "code"}))
 	m.cache = newCacheVecs(reg)
+	m.keys = newKeyVecs(reg)
 	register(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "tollgate_log_lines_dropped_total",
 		Help: "Log lines dropped because the log reader (the process's stderr) fell behind and the 4 MiB log queue was full.",

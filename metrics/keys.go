@@ -1,0 +1,86 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// keyVecs are the collectors of what each client key used: a platform team's
+// chargeback, by the key's name from the config (never the key itself).
+type keyVecs struct {
+	requests *prometheus.CounterVec
+	tokens   *prometheus.CounterVec
+	cost     *prometheus.CounterVec
+}
+
+func newKeyVecs(reg prometheus.Registerer) keyVecs {
+	return keyVecs{
+		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_key_requests_total",
+			Help: "Requests made with a client key, by the key's name, whatever their answer (refusals included).",
+		}, []string{"key"})),
+		tokens: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_key_tokens_total",
+			Help: "Tokens the answers to a client key's requests used, by the key's name and type (input or output), as tollgate_tokens_total counts them.",
+		}, []string{"key", "type"})),
+		cost: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_key_cost_usd_total",
+			Help: "Cost in US dollars of a client key's requests, by the key's name, as tollgate_cost_usd_total counts it.",
+		}, []string{"key"})),
+	}
+}
+
+// Key holds the series of one client key. Its methods do not allocate.
+type Key struct {
+	name                    string
+	requests, input, output prometheus.Counter
+	cost                    prometheus.Counter // nil when the key reaches no priced backend
+	hold
+}
+
+// Key returns the series of the client key named name and holds them until
+// Release: its cost series only when priced (the key reaches a backend with a
+// price; asked for again priced, a key gains it).
+func (l *Lease) Key(name string, priced bool) *Key {
+	m := l.m
+	m.refMu.Lock()
+	defer m.refMu.Unlock()
+	k := acquire(l, m.keySets, name, func() *Key {
+		v := &m.keys
+		return &Key{name: name, requests: v.requests.WithLabelValues(name),
+			input: v.tokens.WithLabelValues(name, "input"), output: v.tokens.WithLabelValues(name, "output")}
+	})
+	if priced && k.cost == nil {
+		k.cost = m.keys.cost.WithLabelValues(name)
+	}
+	return k
+}
+
+// Done counts one request of the key, with the tokens and cost of its answer.
+func (k *Key) Done(inTok, outTok int64, costUSD float64) {
+	k.requests.Inc()
+	if inTok > 0 {
+		k.input.Add(float64(inTok))
+	}
+	if outTok > 0 {
+		k.output.Add(float64(outTok))
+	}
+	if costUSD > 0 && k.cost != nil {
+		k.cost.Add(costUSD)
+	}
+}
+
+func (k *Key) counted() bool {
+	if k.cost != nil {
+		return counted(k.requests, k.input, k.output, k.cost)
+	}
+	return counted(k.requests, k.input, k.output)
+}
+
+func (k *Key) remove(m *Metrics) {
+	delete(m.keySets, k.name)
+	v := &m.keys
+	v.requests.DeleteLabelValues(k.name)
+	v.tokens.DeleteLabelValues(k.name, "input")
+	v.tokens.DeleteLabelValues(k.name, "output")
+	v.cost.DeleteLabelValues(k.name)
+}
