@@ -42,13 +42,14 @@ func main() {
 
 // commands are the subcommands; the command line is COMMAND [FLAGS], serve when the
 // command is left out.
-var commands = []string{"serve", "validate", "version"}
+var commands = []string{"serve", "validate", "version", "key"}
 
 // usage is the help text's head; the flags follow it.
 const usage = `Usage:
   tollgate [serve] [--config FILE]    serve the API and admin listeners
   tollgate validate --config FILE     check a config; exit 1 listing FILE:LINE: key: problem
   tollgate version                    print the version
+  tollgate key [--hash]               make a client API key, or hash one read on stdin
 
 Flags:
 `
@@ -59,8 +60,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cmd, args = args[0], args[1:]
 	}
 	if !slices.Contains(commands, cmd) {
-		fmt.Fprintf(stderr, "tollgate: unknown command %q (serve, validate, version)\n", cmd)
+		fmt.Fprintf(stderr, "tollgate: unknown command %q (serve, validate, version, key)\n", cmd)
 		return 2
+	}
+	if cmd == "key" {
+		return keyCmd(args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("tollgate "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
