@@ -96,7 +96,8 @@ type Limit struct {
 	// counts the cost of the requests, in nano-dollars inside, so that both stores
 	// count it exactly.
 	USD float64 `yaml:"usd"`
-	// Window is second, minute, hour or day: Requests, Tokens or USD refill per Window.
+	// Window is second, minute, hour, day, week or month (30 days): Requests, Tokens
+	// or USD refill per Window.
 	Window string `yaml:"window"`
 	// Burst is the bucket's capacity, in the limit's unit (dollars for USD, where it
 	// may have decimals; a whole number otherwise); zero means the per-window amount.
@@ -322,7 +323,8 @@ func validHostPort(a string) bool {
 	return err == nil && n > 0 && n < 65536
 }
 
-// ParseWindow returns the length of a window name: second, minute, hour or day.
+// ParseWindow returns the length of a window name: second, minute, hour, day, week
+// (7 days) or month (30 days: a monthly spend budget refills a thirtieth a day).
 func ParseWindow(s string) (time.Duration, bool) {
 	switch s {
 	case "second":
@@ -333,6 +335,10 @@ func ParseWindow(s string) (time.Duration, bool) {
 		return time.Hour, true
 	case "day":
 		return 24 * time.Hour, true
+	case "week":
+		return 7 * 24 * time.Hour, true
+	case "month":
+		return 30 * 24 * time.Hour, true
 	}
 	return 0, false
 }
@@ -390,9 +396,9 @@ func (l *Limit) Validate() error {
 	}
 	if _, ok := l.windowLength(); !ok {
 		if l.Window == "" {
-			errs = append(errs, fieldErr("window", "is required: second, minute, hour or day"))
+			errs = append(errs, fieldErr("window", "is required: second, minute, hour, day, week or month"))
 		} else {
-			errs = append(errs, fieldErr("window", "must be one of second, minute, hour, day"))
+			errs = append(errs, fieldErr("window", "must be one of second, minute, hour, day, week, month"))
 		}
 	}
 	switch {

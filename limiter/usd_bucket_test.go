@@ -290,3 +290,28 @@ func TestUSDReloadKeepsBucket(t *testing.T) {
 		})
 	}
 }
+
+// A monthly budget (window: month, 30 days) spent comes back a thirtieth a day: the
+// refusal says when the next request's cost is there again, in both stores.
+func TestUSDMonthlyBudget(t *testing.T) {
+	for name, l := range usdStores(t) {
+		t.Run(name, func(t *testing.T) {
+			pol := mustPolicy(t, "usd-month-"+name, Limit{Per: "api_key", USD: 30, Window: "month"})
+			var tk Ticket
+			if err := l.TakeAmounts(bg, pol, alice, Amounts{NanoUSD: 30 * NanoPerUSD}, &tk); err != nil {
+				t.Fatal(err)
+			}
+			l.SettleAmounts(&tk, Amounts{NanoUSD: KeepEstimate})
+			barrier(t, l)
+			err := l.TakeAmounts(bg, pol, alice, Amounts{NanoUSD: NanoPerUSD}, &tk)
+			var ref *Refused
+			if !errors.As(err, &ref) || ref.Limit.Window != "month" {
+				t.Fatalf("a dollar on a spent monthly budget: %v, want refused by it", err)
+			}
+			// $30 over 30 days: a dollar a day.
+			if d := ref.RetryAfter - 24*time.Hour; d < -2*time.Second || d > time.Second {
+				t.Errorf("retry after %v, want a day", ref.RetryAfter)
+			}
+		})
+	}
+}
