@@ -114,6 +114,8 @@ type answerCache struct {
 	// retired is set once no runtime to come uses the cache: it then neither finds
 	// nor keeps anything, and its memory goes.
 	retired atomic.Bool
+	// gen counts the purges: an answer asked for under an earlier one is not kept.
+	gen atomic.Uint64
 
 	mu sync.Mutex
 	// now is the clock (tests set their own, under mu).
@@ -192,7 +194,10 @@ func (c *answerCache) get(owner string, body []byte) (*cacheEntry, time.Duration
 // put keeps answer (of content type ctype, made by backend) for body from owner,
 // copying them, unless the entry would be over max_entry_bytes. An entry with the
 // same hash (the same request stored again, or the rare collision) is replaced.
-func (c *answerCache) put(owner string, body, answer, ctype []byte, backend string) bool {
+// put keeps answer for body, made by backend for owner, unless the cache was purged
+// since gen was read (the request's lookup): an answer asked for before a purge is
+// not kept after it.
+func (c *answerCache) put(owner string, body, answer, ctype []byte, backend string, gen uint64) bool {
 	size := int64(len(owner)+len(body)+len(answer)+len(ctype)) + cacheEntryOverhead
 	if size > c.maxEntry || c.retired.Load() {
 		return false
@@ -209,7 +214,7 @@ func (c *answerCache) put(owner string, body, answer, ctype []byte, backend stri
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.retired.Load() {
+	if c.retired.Load() || c.gen.Load() != gen {
 		return false
 	}
 	e.stored = c.now()
@@ -236,10 +241,12 @@ func (c *answerCache) put(owner string, body, answer, ctype []byte, backend stri
 	return true
 }
 
-// purge drops every entry and reports how many there were.
+// purge drops every entry and reports how many there were; answers asked for
+// before it are not kept (gen).
 func (c *answerCache) purge() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen.Add(1)
 	n := c.n
 	c.clear()
 	if !c.retired.Load() {
@@ -274,6 +281,18 @@ func (c *answerCache) clear() {
 	clear(c.byHash)
 	c.mru, c.lru, c.oldest, c.newest = nil, nil, nil, nil
 	c.bytes, c.n = 0, 0
+}
+
+// expireDue drops the entries whose ttl has passed, for a request that neither
+// looked up nor kept anything (a stream, no-store, a refusal): the next request on
+// the endpoint frees them, whatever it is.
+func (c *answerCache) expireDue() {
+	c.mu.Lock()
+	if !c.retired.Load() && c.oldest != nil {
+		c.expireOld(c.now())
+		c.flush()
+	}
+	c.mu.Unlock()
 }
 
 // expireOld drops the entries whose ttl has passed at now, oldest first; the caller
@@ -353,6 +372,7 @@ func (r *request) cacheDecide(ctx *fasthttp.RequestCtx) {
 	if r.call.Stream || r.call.Kind == providers.Responses {
 		return
 	}
+	r.cacheGen = r.ep.cache.gen.Load()
 	noCache, noStore := cacheDirectives(&ctx.Request.Header)
 	r.cacheLook, r.cacheFill = !noCache && !noStore, !noStore
 }
@@ -360,10 +380,7 @@ func (r *request) cacheDecide(ctx *fasthttp.RequestCtx) {
 // cacheDirectives reads the request's Cache-Control lines (one list, RFC 9111 5.2)
 // for no-cache and no-store, in any case; a directive's argument is ignored.
 func cacheDirectives(h *fasthttp.RequestHeader) (noCache, noStore bool) {
-	if len(h.PeekBytes(hdrCacheCtl)) == 0 {
-		// The usual request: no Cache-Control, or an empty one.
-		return false, false
-	}
+	// Every line, an empty first one included (PeekAll reuses the header's buffer).
 	for _, v := range h.PeekAll(fasthttp.HeaderCacheControl) {
 		for len(v) > 0 {
 			d := v
@@ -417,21 +434,23 @@ func (r *request) serveCached(ctx *fasthttp.RequestCtx) bool {
 // gave, which holds no error object and no refusal.
 func (r *request) fillCache(ctx *fasthttp.RequestCtx) {
 	resp := &ctx.Response
-	if resp.StatusCode() != fasthttp.StatusOK || r.attempts == 0 || r.be == nil {
+	if resp.StatusCode() != fasthttp.StatusOK || r.attempts == 0 || r.be == nil || r.usage.Paused {
+		// A paused turn is partial: sent again, the request starts it over.
 		return
 	}
 	answer := resp.Body()
 	if !cacheableAnswer(answer) {
 		return
 	}
-	r.ep.cache.put(r.cacheOwner(), r.body, answer, resp.Header.ContentType(), r.backend)
+	r.ep.cache.put(r.cacheOwner(), r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen)
 }
 
 // cacheableAnswer reports whether a 200's body may be served again: one JSON object
 // without a non-null "error" (an upstream that answers its failures with a 200), and
 // none of whose choices is a refusal (a message's "refusal", or finish_reason
 // content_filter: the model declined or its output was filtered, which a retry may
-// not repeat).
+// not repeat) or a failure (a choice's own "error", or finish_reason error: OpenRouter
+// reports a generation that failed part way so).
 func cacheableAnswer(body []byte) bool {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
@@ -466,7 +485,10 @@ func refused(choices []byte) bool {
 		if !ok {
 			return false
 		}
-		if f, _ := jsonscan.Field(c, "finish_reason"); string(f) == `"content_filter"` {
+		if f, _ := jsonscan.Field(c, "finish_reason"); string(f) == `"content_filter"` || string(f) == `"error"` {
+			return true
+		}
+		if e, ok := jsonscan.Field(c, "error"); ok && !jsonscan.IsNull(e) {
 			return true
 		}
 		if m, ok := jsonscan.Field(c, "message"); ok {
@@ -488,6 +510,9 @@ func (r *request) setCacheHeader(h *fasthttp.ResponseHeader) {
 func (r *request) noteCache() {
 	if r.cacheRes == cacheNone || r.ep == nil || r.ep.cache == nil {
 		return
+	}
+	if r.cacheRes == cacheBypass {
+		r.ep.cache.expireDue()
 	}
 	r.ep.cache.m.Request(cacheResultStats[r.cacheRes])
 	if sp := r.span; sp != nil && sp.IsRecording() {

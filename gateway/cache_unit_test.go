@@ -82,14 +82,14 @@ func TestAnswerCacheLRU(t *testing.T) {
 	body := func(i int) []byte { return []byte(`{"n":` + strconv.Itoa(i) + `}`) }
 	answer := bytes.Repeat([]byte("a"), 80)
 	for i := range 4 {
-		if !c.put("k", body(i), answer, strJSON, "up") {
+		if !c.put("k", body(i), answer, strJSON, "up", 0) {
 			t.Fatalf("entry %d not kept", i)
 		}
 	}
 	if e, _ := c.get("k", body(0)); e == nil {
 		t.Fatal("entry 0 missing")
 	}
-	c.put("k", body(4), answer, strJSON, "up")
+	c.put("k", body(4), answer, strJSON, "up", 0)
 	if e, _ := c.get("k", body(1)); e != nil {
 		t.Error("entry 1, the least recently used, is still there")
 	}
@@ -101,7 +101,7 @@ func TestAnswerCacheLRU(t *testing.T) {
 	if b, n := c.held(); b > int64(c.maxBytes) || n != 4 {
 		t.Errorf("holds %d bytes in %d entries", b, n)
 	}
-	if c.put("k", body(5), bytes.Repeat([]byte("a"), 300), strJSON, "up") {
+	if c.put("k", body(5), bytes.Repeat([]byte("a"), 300), strJSON, "up", 0) {
 		t.Error("an entry over max_entry_bytes was kept")
 	}
 	// Another owner, the same body: another entry.
@@ -114,9 +114,9 @@ func TestAnswerCacheLRU(t *testing.T) {
 // expired ones are freed by the next request.
 func TestAnswerCacheTTL(t *testing.T) {
 	c, now := newUnitCache(t, CacheConfig{TTL: time.Minute, MaxBytes: 1 << 20, MaxEntryBytes: 1 << 10})
-	c.put("", []byte("a"), []byte("{}"), strJSON, "up")
+	c.put("", []byte("a"), []byte("{}"), strJSON, "up", 0)
 	*now = now.Add(30 * time.Second)
-	c.put("", []byte("b"), []byte("{}"), strJSON, "up")
+	c.put("", []byte("b"), []byte("{}"), strJSON, "up", 0)
 	*now = now.Add(29 * time.Second)
 	if e, age := c.get("", []byte("a")); e == nil || age != 59*time.Second {
 		t.Fatalf("before its ttl: %v, age %v", e, age)
@@ -139,7 +139,7 @@ func TestAnswerCacheTTL(t *testing.T) {
 // answer: the body is compared whole.
 func TestAnswerCacheCollision(t *testing.T) {
 	c, _ := newUnitCache(t, CacheConfig{TTL: time.Hour, MaxBytes: 1 << 20, MaxEntryBytes: 1 << 10})
-	c.put("", []byte("a"), []byte(`{"for":"a"}`), strJSON, "up")
+	c.put("", []byte("a"), []byte(`{"for":"a"}`), strJSON, "up", 0)
 	// Plant the entry of "a" under the hash of "b", as a collision would.
 	c.mu.Lock()
 	e := c.byHash[cacheHash("", []byte("a"))]

@@ -139,6 +139,8 @@ type request struct {
 	// in it, cacheFill while its answer is to be kept.
 	cacheRes             cacheResult
 	cacheLook, cacheFill bool
+	// cacheGen is the cache's purge count when the request was looked up.
+	cacheGen uint64
 
 	// hang watches the client's connection while the request waits: in a backend's
 	// queue (the call's Client) and before a retry (pause).
@@ -753,6 +755,7 @@ func (r *request) cutOff(ctx *fasthttp.RequestCtx) {
 	r.errKind = errShuttingDown.code
 	ctx.Response.Reset()
 	r.setHeaders(ctx)
+	r.setCacheHeader(&ctx.Response.Header)
 	writeError(&ctx.Response, &errShuttingDown)
 	ctx.Response.SetConnectionClose()
 	if c := ctx.Conn(); c.SetWriteDeadline(time.Now().Add(cutWait)) == nil {

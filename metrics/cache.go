@@ -60,35 +60,68 @@ type Cache struct {
 	requests          [numCacheResults]prometheus.Counter
 	bytes, entries    prometheus.Gauge
 	bySize, byExpired prometheus.Counter
+	endpoint          string
+	hold
 }
 
 // Cache returns the series of endpoint's answer cache, created when it has none. They
-// stay until DropCache: the cache outlives the configs that keep it.
+// stay until DropCache: the cache outlives the configs that keep it. Asked for again
+// after DropCache, while they are kept for their last scrape, they go on counting.
 func (m *Metrics) Cache(endpoint string) *Cache {
+	m.refMu.Lock()
+	defer m.refMu.Unlock()
+	if c := m.cacheSets[endpoint]; c != nil {
+		m.take(&c.hold)
+		return c
+	}
 	v := &m.cache
 	c := &Cache{
 		bytes:     v.bytes.WithLabelValues(endpoint),
 		entries:   v.entries.WithLabelValues(endpoint),
 		bySize:    v.evictions.WithLabelValues(endpoint, "size"),
 		byExpired: v.evictions.WithLabelValues(endpoint, "expired"),
+		endpoint:  endpoint,
 	}
 	for r := range numCacheResults {
 		c.requests[r] = v.requests.WithLabelValues(endpoint, r.String())
 	}
+	m.cacheSets[endpoint] = c
+	m.take(&c.hold)
 	return c
 }
 
-// DropCache removes the series of endpoint's answer cache, once the running config
-// has none for it.
+// DropCache lets go of the series of endpoint's answer cache, once the running config
+// has none for it: it holds nothing from then on, and its series go as a removed
+// route's do, at once when they counted nothing, else removedKeep later, so that
+// Prometheus scrapes the last counts (requests still running on the replaced config
+// included).
 func (m *Metrics) DropCache(endpoint string) {
+	m.refMu.Lock()
+	defer m.refMu.Unlock()
+	c := m.cacheSets[endpoint]
+	if c == nil || c.held == 0 {
+		return
+	}
+	c.bytes.Set(0)
+	c.entries.Set(0)
+	m.letGo(c)
+	m.sweep()
+}
+
+func (c *Cache) counted() bool {
+	return counted(c.requests[CacheMiss], c.requests[CacheHit], c.requests[CacheBypass], c.bySize, c.byExpired)
+}
+
+func (c *Cache) remove(m *Metrics) {
+	delete(m.cacheSets, c.endpoint)
 	v := &m.cache
 	for r := range numCacheResults {
-		v.requests.DeleteLabelValues(endpoint, r.String())
+		v.requests.DeleteLabelValues(c.endpoint, r.String())
 	}
-	v.bytes.DeleteLabelValues(endpoint)
-	v.entries.DeleteLabelValues(endpoint)
-	v.evictions.DeleteLabelValues(endpoint, "size")
-	v.evictions.DeleteLabelValues(endpoint, "expired")
+	v.bytes.DeleteLabelValues(c.endpoint)
+	v.entries.DeleteLabelValues(c.endpoint)
+	v.evictions.DeleteLabelValues(c.endpoint, "size")
+	v.evictions.DeleteLabelValues(c.endpoint, "expired")
 }
 
 // Request counts one request on the endpoint by what the cache did for it.

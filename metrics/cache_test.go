@@ -2,15 +2,20 @@ package metrics
 
 import (
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestCacheSeries: an endpoint's cache series exist at 0 from the start, count what
-// they are told, and go with DropCache; another endpoint's stay.
+// they are told, and go after DropCache as a removed route's do (at once when they
+// counted nothing, else removedKeep later, for their last scrape); another
+// endpoint's stay.
 func TestCacheSeries(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
+	now := time.Unix(1_800_000_000, 0)
+	m.now = func() time.Time { return now }
 	c := m.Cache("embed")
 	m.Cache("chat")
 	type want struct {
@@ -48,7 +53,17 @@ func TestCacheSeries(t *testing.T) {
 		{"tollgate_cache_requests_total", result("bypass"), 1}, {"tollgate_cache_bytes", ep, 1234}, {"tollgate_cache_entries", ep, 3},
 		{"tollgate_cache_evictions_total", reason("size"), 2}, {"tollgate_cache_evictions_total", reason("expired"), 1},
 	})
+	m.Cache("idle")
+	m.DropCache("idle")
 	m.DropCache("embed")
+	if fams := scrape(t, reg, ""); hasSeries(fams, "tollgate_cache_entries", map[string]string{"endpoint": "idle"}) {
+		t.Error("a cache that counted nothing kept its series after DropCache")
+	}
+	// Kept for their last scrape, holding nothing.
+	check([]want{
+		{"tollgate_cache_requests_total", result("hit"), 2}, {"tollgate_cache_entries", ep, 0}, {"tollgate_cache_bytes", ep, 0},
+	})
+	now = now.Add(removedKeep)
 	fams := scrape(t, reg, "")
 	for _, name := range []string{"tollgate_cache_requests_total", "tollgate_cache_bytes", "tollgate_cache_entries", "tollgate_cache_evictions_total"} {
 		for _, s := range fams[name].GetMetric() {

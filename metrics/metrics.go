@@ -119,6 +119,7 @@ type Metrics struct {
 	endpointSets  map[string]*Endpoint
 	rejectionSets map[[2]string]*rejection
 	keySets       map[string]*Key
+	cacheSets     map[string]*Cache
 	// pinned holds the label sets asked for on Metrics itself, for good.
 	pinned *Lease
 	// discard and discardObs are what a series first used on a removed route
@@ -148,6 +149,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		endpointSets:  make(map[string]*Endpoint),
 		rejectionSets: make(map[[2]string]*rejection),
 		keySets:       make(map[string]*Key),
+		cacheSets:     make(map[string]*Cache),
 		discard:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tollgate_discarded"}),
 		discardObs:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tollgate_discarded"}),
 	}

@@ -438,6 +438,7 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 	// After usage, where OpenAI's answers have it.
 	dst = appendServiceTier(dst, &au)
 	*u = au.usage()
+	u.Paused = string(stop) == `"pause_turn"`
 	return append(dst, '}'), true
 }
 

@@ -126,6 +126,10 @@ type Usage struct {
 	// apart from tokens (Pricing.WebSearchPerThousand). It is no token count
 	// either: Counted leaves it out, and the limits never see it.
 	WebSearches int64
+	// Paused is set on an answer whose turn the upstream paused (Anthropic's
+	// pause_turn in a long search turn): a partial answer, which the request sent
+	// again starts over, so no cache keeps it. No count either.
+	Paused bool
 }
 
 // Counted reports whether u holds a token count. Providers leave the counts at zero
