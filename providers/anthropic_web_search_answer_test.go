@@ -149,8 +149,9 @@ func TestAnthropicPauseTurn(t *testing.T) {
 	if c := cc.Choices[0]; c.FinishReason != "stop" || c.Message.JSON.Content.Raw() != "null" || len(c.Message.ToolCalls) != 0 {
 		t.Errorf("choice %s", c.RawJSON())
 	}
-	// Two searches ran before the pause: billed all the same.
-	if u != (Usage{Input: 2000, Output: 120, WebSearches: 2}) {
+	// Two searches ran before the pause: billed all the same; the answer is marked
+	// paused, a partial one no cache keeps.
+	if u != (Usage{Input: 2000, Output: 120, WebSearches: 2, Paused: true}) {
 		t.Errorf("usage %+v", u)
 	}
 }
