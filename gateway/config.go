@@ -465,6 +465,11 @@ func expandEnv(n *yaml.Node, path string, env func(string) (string, bool), missi
 		for _, name := range unset {
 			missing(n, path, name)
 		}
+		if bad == "" && len(unset) == 0 && !utf8.ValidString(v) {
+			// A YAML file is UTF-8; a variable may hold other bytes, which no name,
+			// header or label can carry (a metric label would panic on them).
+			bad = "is not valid UTF-8 once its ${} references are read: a variable it names holds other bytes"
+		}
 		if bad != "" {
 			malformed(n, path, bad)
 		}

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,27 +26,25 @@ const keyUsage = `Usage:
                           part of it) and print its SHA-256 for auth.keys[].sha256
 `
 
-// keyCmd runs `tollgate key [--hash]`.
+// keyCmd runs `tollgate key [--hash]`. Its arguments are read by hand rather than
+// with the flag package, whose errors quote what they refuse: a key typed as a flag's
+// value (--hash=sk-…) would end up in a terminal's scrollback or a CI log.
 func keyCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("tollgate key", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	hash := fs.Bool("hash", false, "print the SHA-256 of the key read on stdin")
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			fmt.Fprint(stdout, keyUsage)
-			return 0
-		}
+	hash := false
+	switch {
+	case len(args) == 0:
+	case len(args) == 1 && (args[0] == "--hash" || args[0] == "-hash"):
+		hash = true
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
+		fmt.Fprint(stdout, keyUsage)
+		return 0
+	default:
+		// Not quoted: it may well be a key.
+		fmt.Fprintln(stderr, "tollgate key: unexpected argument: give the key on stdin (tollgate key --hash), never on the command line")
 		fmt.Fprint(stderr, keyUsage)
 		return 2
 	}
-	if fs.NArg() > 0 {
-		// Not quoted: it may well be a key, which would then be in a terminal's
-		// scrollback or a CI log.
-		fmt.Fprintln(stderr, "tollgate key: unexpected argument: give the key on stdin (tollgate key --hash), never on the command line")
-		return 2
-	}
-	if *hash {
+	if hash {
 		key, err := readKey(stdin)
 		if err != nil {
 			fmt.Fprintln(stderr, "tollgate key --hash:", err)
@@ -66,21 +63,39 @@ func keyCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// maxKeyLine is the longest key read: far above any key, and a line longer than it is
+// no key (a wrong file) rather than one to hash in part.
+const maxKeyLine = 64 << 10
+
 // readKey reads one key from r: its first line, without the line break (echo and
-// most editors end a line with one, which `sha256sum` would hash with the key).
+// most editors end a line with one, which `sha256sum` would hash with the key). What
+// no client can send as a bearer token (control bytes such as NUL, a byte-order mark,
+// UTF-16 as PowerShell's > writes it) is refused, never quoted.
 func readKey(r io.Reader) (string, error) {
-	line, err := bufio.NewReader(io.LimitReader(r, 64<<10)).ReadString('\n')
+	line, err := bufio.NewReaderSize(io.LimitReader(r, maxKeyLine+2), maxKeyLine+2).ReadString('\n')
 	if err != nil && err != io.EOF {
 		return "", err
+	}
+	if err == io.EOF && len(line) > maxKeyLine {
+		return "", fmt.Errorf("the first line is longer than %d KiB: no key is", maxKeyLine>>10)
 	}
 	key := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 	switch {
 	case key == "":
 		return "", fmt.Errorf("no key on stdin")
+	case len(key) > maxKeyLine:
+		return "", fmt.Errorf("the first line is longer than %d KiB: no key is", maxKeyLine>>10)
+	case strings.HasPrefix(key, "\xef\xbb\xbf") || strings.HasPrefix(key, "\xff\xfe") || strings.HasPrefix(key, "\xfe\xff"):
+		return "", fmt.Errorf("the key begins with a byte-order mark: save it as plain text (UTF-8 without BOM, or ASCII)")
 	case strings.TrimSpace(key) != key:
 		// The gateway takes the bearer token as sent: a key with spaces around it
 		// is another key, and most likely a paste gone wrong.
 		return "", fmt.Errorf("the key begins or ends with spaces: give it exactly")
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return "", fmt.Errorf("the key holds a control byte (such as NUL), which no client can send in a header")
+		}
 	}
 	return key, nil
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf16"
 
 	"github.com/tollgate/tollgate/gateway"
 )
@@ -74,5 +75,76 @@ func TestKeyCommandHash(t *testing.T) {
 	out.Reset()
 	if code := run([]string{"key", "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "tollgate key --hash") {
 		t.Errorf("help: exit %d, %q", code, out.String())
+	}
+}
+
+// A key typed as the flag's value, `tollgate key --hash=sk-tg-…` (or -hash=…), as
+// many CLIs take it, is refused without being echoed (the flag package's errors would
+// quote it into a terminal's scrollback or a CI log).
+func TestKeyHashFlagValueIsNotEchoed(t *testing.T) {
+	t.Parallel()
+	const key = "sk-tg-Test0SecretValueThatMustNotBeEchoed0000000"
+	for _, arg := range []string{"--hash=" + key, "-hash=" + key} {
+		t.Run(strings.SplitN(arg, "=", 2)[0], func(t *testing.T) {
+			t.Parallel()
+			var out, errb bytes.Buffer
+			code := run([]string{"key", arg}, &out, &errb)
+			if code == 0 {
+				t.Fatalf("got exit 0 for a key given as the flag's value, want a refusal (exit 2)")
+			}
+			if strings.Contains(errb.String(), key) || strings.Contains(out.String(), key) {
+				t.Errorf("got the key echoed in the refusal (stderr %q), want it refused unechoed", errb.String())
+			}
+		})
+	}
+}
+
+// A first line longer than 64 KiB (a wrong file) is refused, never hashed in part.
+func TestKeyHashLongLineIsNotHashedTruncated(t *testing.T) {
+	line := strings.Repeat("k", 100<<10)
+	old := stdin
+	stdin = strings.NewReader(line + "\n")
+	t.Cleanup(func() { stdin = old })
+	var out, errb bytes.Buffer
+	code := run([]string{"key", "--hash"}, &out, &errb)
+	whole := sha256.Sum256([]byte(line))
+	first := sha256.Sum256([]byte(line[:64<<10]))
+	switch got := strings.TrimSpace(out.String()); {
+	case code != 0 && out.Len() == 0:
+		// Refused: fine.
+	case got == hex.EncodeToString(whole[:]):
+		// The whole line's hash: fine.
+	case got == hex.EncodeToString(first[:]):
+		t.Errorf("got exit %d printing the SHA-256 of the first 64 KiB of a %d-byte line, want the hash of the whole line or a refusal", code, len(line))
+	default:
+		t.Errorf("got exit %d, stdout %q, stderr %q, want the hash of the whole line or a refusal", code, got, errb.String())
+	}
+}
+
+// Bytes no client can send as a key (a file PowerShell's > wrote in UTF-16LE with a
+// BOM, a NUL) are refused, as the config refuses such a `key:`, rather than hashed
+// into an entry that never matches.
+func TestKeyHashRefusesBytesNoKeyHolds(t *testing.T) {
+	utf16le := func(s string) string {
+		var b []byte
+		for _, u := range utf16.Encode([]rune(s)) {
+			b = append(b, byte(u), byte(u>>8))
+		}
+		return string(b)
+	}
+	for _, tc := range []struct{ name, in string }{
+		{"utf-16le file from powershell", "\xff\xfe" + utf16le("sk-team-a-1\r\n")},
+		{"nul inside", "sk-team\x00-a-1\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := stdin
+			stdin = strings.NewReader(tc.in)
+			t.Cleanup(func() { stdin = old })
+			var out, errb bytes.Buffer
+			code := run([]string{"key", "--hash"}, &out, &errb)
+			if code == 0 || out.Len() != 0 {
+				t.Errorf("got exit %d printing %q for input %q, want exit 1 and no hash (no client can send a key holding a NUL)", code, strings.TrimSpace(out.String()), tc.in)
+			}
+		})
 	}
 }
