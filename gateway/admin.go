@@ -41,8 +41,8 @@ func bearerSent(authz []byte) bool {
 }
 
 // serveOperator answers /admin/...: the routing of every endpoint, canary verbs, weight
-// overrides and reloads. JSON in and out; a configured server.admin_token is required
-// as a bearer token.
+// overrides, reloads and the client keys' limits (admin_keys.go). JSON in and out; a
+// configured server.admin_token is required as a bearer token.
 func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 	rt := s.rt.Load()
 	if rt == nil {
@@ -124,6 +124,8 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		s.writeRouting(ctx, rt, name, verb, snap, err)
 	case op == adminCache:
 		s.purgeCache(ctx, rt, name)
+	case op == adminKeys, op == adminKey:
+		s.serveKeys(ctx, rt, name, op == adminKey)
 	case op == adminWeights && method == "DELETE":
 		before, _ := s.router.EndpointSnapshot(name)
 		snap, err := s.router.ClearWeights(opCtx, name)
@@ -167,6 +169,8 @@ const (
 	adminCanary
 	adminWeights
 	adminCache
+	adminKeys
+	adminKey
 )
 
 // adminRoute reads an /admin/ path: path as fasthttp normalized it (ctx.Path()), raw
@@ -189,6 +193,15 @@ func adminRoute(path, raw string, isEndpoint func(string) bool) (op int, name, v
 		return adminReload, "", ""
 	case "admin/endpoints":
 		return adminList, "", ""
+	case "admin/keys":
+		return adminKeys, "", ""
+	}
+	if name, ok := strings.CutPrefix(path, "admin/keys/"); ok {
+		// A key's name as sent, percent-decoded, as an endpoint's below.
+		if sent, ok := strings.CutPrefix(raw, "/admin/keys/"); ok && sent != "" {
+			name = string(appendUnescaped(nil, []byte(sent)))
+		}
+		return adminKey, name, ""
 	}
 	rest, ok := strings.CutPrefix(path, "admin/endpoints/")
 	if !ok {

@@ -81,6 +81,8 @@ func TestAdminErrorsInErrorShape(t *testing.T) {
 		code                    string
 	}{
 		{"no endpoint of that name", "POST", admin + "/admin/endpoints/nope/canary/pause", "", auth, 404, "endpoint_not_found"},
+		{"no key of that name", "GET", admin + "/admin/keys/nope", "", auth, 404, "key_not_found"},
+		{"a change to the keys", "POST", admin + "/admin/keys", "", auth, 405, "method_not_allowed"},
 		{"unknown verb", "POST", ep + "/canary/restart", "", auth, 404, "unknown_verb"},
 		{"endpoint without a canary", "POST", admin + "/admin/endpoints/plain/canary/promote", "", auth, 409, "no_canary"},
 		{"pausing a rolled-back canary", "POST", ep + "/canary/pause", "", auth, 409, "invalid_canary_state"},
@@ -121,6 +123,8 @@ func TestAdminTokenGuardsEveryChange(t *testing.T) {
 		{"POST", admin + "/admin/reload", ""},
 		{"DELETE", ep + "/cache", ""},
 		{"GET", ep, ""},
+		{"GET", admin + "/admin/keys", ""},
+		{"GET", admin + "/admin/keys/team-a", ""},
 	} {
 		for _, authz := range []string{"", "Bearer wrong", "tok", "Basic dG9rOg=="} {
 			status, _, body := adminRaw(t, tt.method, tt.url, tt.body, map[string]string{"Authorization": authz})
