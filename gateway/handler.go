@@ -137,6 +137,13 @@ type request struct {
 	// cacheRes is what the endpoint's answer cache did for the request (cache.go),
 	// cacheNone without one; cacheLook is set when the request is to be looked up
 	// in it, cacheFill while its answer is to be kept.
+	// limitErr is a 429's error, errMsg its message: the request's own, not the
+	// heap's (takeLimits).
+	limitErr  apiError
+	errMsg    []byte
+	limitName []byte
+	refused   *limiter.Refused
+
 	cacheRes             cacheResult
 	cacheLook, cacheFill bool
 	// cacheGen is the cache's purge count when the request was looked up.
@@ -234,7 +241,7 @@ func (r *request) release() {
 	if r.kept != nil {
 		fasthttp.ReleaseResponse(r.kept)
 	}
-	*r = request{reqID: pooled(r.reqID), modelName: pooled(r.modelName), userBuf: pooled(r.userBuf), out: pooled(r.out),
+	*r = request{reqID: pooled(r.reqID), modelName: pooled(r.modelName), userBuf: pooled(r.userBuf), out: pooled(r.out), errMsg: pooled(r.errMsg), limitName: pooled(r.limitName),
 		bodyBuf: pooled(r.bodyBuf), spliceBuf: pooled(r.spliceBuf), nameBuf: pooled(r.nameBuf), pinTargets: r.pinTargets[:0], hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone,
 		hang: clientWatch{w: r.hang.w}}
 	requestPool.Put(r)
@@ -1705,26 +1712,39 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		ls.End()
 		return nil
 	}
-	var refused *limiter.Refused
-	if errors.As(err, &refused) {
-		name := limitName(refused.Limit)
-		if c := ep.rejections[name]; c != nil {
+	// On the request, not the stack: errors.As takes its address, which would move it
+	// to the heap for every refusal.
+	r.refused = nil
+	if errors.As(err, &r.refused) {
+		refused := r.refused
+		// The limit's name in the request's buffer: the map looks it up without a
+		// string of its own, and only a recorded span keeps one.
+		r.limitName = appendLimitName(r.limitName[:0], &refused.Limit)
+		name := r.limitName
+		if c := ep.rejections[string(name)]; c != nil {
 			c.Inc()
 		}
-		tracing.SetLimit(ls, r.rt.limitStore, "refused", name)
+		if ls.IsRecording() {
+			tracing.SetLimit(ls, r.rt.limitStore, "refused", string(name))
+		}
 		ls.End()
 		r.errKind = "rate_limited"
 		h := &ctx.Response.Header
 		h.SetBytesKV(hdrRetryAfter, limiter.AppendRetryAfter(r.out[:0], refused.RetryAfter))
 		r.setLimitHeaders(ctx)
-		budget := ""
+		// The message in the request's own buffer, the error on the request: a client
+		// hammering past its limit costs no garbage per refusal.
+		m := append(r.errMsg[:0], "Rate limit reached for "...)
+		m = append(append(append(m, ep.name...), " on "...), name...)
 		if l := &refused.Limit; l.USD > 0 {
 			// A spend budget says how much, in dollars, as OpenAI's own spend limits do.
-			budget = " (a budget of $" + string(limiter.AppendDollars(nil, l.USD)) + " per " + l.Window + ")"
+			m = limiter.AppendDollars(append(m, " (a budget of $"...), l.USD)
+			m = append(append(append(m, " per "...), l.Window...), ')')
 		}
-		return &apiError{429, "rate_limit_exceeded", "rate_limit_exceeded", "",
-			"Rate limit reached for " + ep.name + " on " + name + budget + ". Please try again in " +
-				string(limiter.AppendRetryAfter(nil, refused.RetryAfter)) + "s."}
+		m = limiter.AppendRetryAfter(append(m, ". Please try again in "...), refused.RetryAfter)
+		r.errMsg = append(m, "s."...)
+		r.limitErr = apiError{429, "rate_limit_exceeded", "rate_limit_exceeded", "", b2s(r.errMsg)}
+		return &r.limitErr
 	}
 	tracing.SetLimit(ls, r.rt.limitStore, "unavailable", "")
 	ls.End()

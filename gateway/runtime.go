@@ -484,15 +484,23 @@ func (rt *runtime) targetLabel(b *providers.Backend, url string) string {
 
 // limitName names a limit in metrics and errors: per, kind and window, never a subject.
 func limitName(l limiter.Limit) string {
+	return string(appendLimitName(nil, &l))
+}
+
+// appendLimitName appends limitName(l) to dst.
+func appendLimitName(dst []byte, l *limiter.Limit) []byte {
+	dst = append(dst, l.Per...)
 	switch {
 	case l.Concurrency > 0:
-		return l.Per + ":concurrency"
+		return append(dst, ":concurrency"...)
 	case l.Tokens > 0:
-		return l.Per + ":tokens:" + l.Window
+		dst = append(dst, ":tokens:"...)
 	case l.USD > 0:
-		return l.Per + ":usd:" + l.Window
+		dst = append(dst, ":usd:"...)
+	default:
+		dst = append(dst, ":requests:"...)
 	}
-	return l.Per + ":requests:" + l.Window
+	return append(dst, l.Window...)
 }
 
 // policyFor is the limit policy of a request on e by key k (nil without auth): the
