@@ -202,7 +202,9 @@ func checkAsHeaders(t *testing.T, what string, l limitJSON, h http.Header, suffi
 		t.Fatalf("%s: reset %q: %v", what, l.Reset, err)
 	}
 	got := time.Duration(math.Round(secs*1e3)) * time.Millisecond
-	if got > hdr+time.Millisecond || got < hdr-since-time.Millisecond {
+	// since is timed from after the answer came: the header was written a little
+	// before, so the view's reset may be that much lower still (a loaded machine).
+	if got > hdr+time.Millisecond || got < hdr-since-50*time.Millisecond {
 		t.Errorf("%s: reset %v, the headers said %v %v ago", what, got, hdr, since)
 	}
 }

@@ -409,15 +409,21 @@ func (r *request) cacheOwner() string {
 	return r.key.name
 }
 
-// serveCached answers the request from the cache when it holds its answer: the
-// stored bytes as they are (not copied), with this request's own headers and the
-// backend that made the answer. No upstream is called and no token counted.
-func (r *request) serveCached(ctx *fasthttp.RequestCtx) bool {
+// lookupCache finds the request's answer in the endpoint's cache, nil (a miss) when
+// it holds none.
+func (r *request) lookupCache() (*cacheEntry, time.Duration) {
 	e, age := r.ep.cache.get(r.cacheOwner(), r.body)
 	if e == nil {
 		r.cacheRes = cacheMiss
-		return false
 	}
+	return e, age
+}
+
+// serveCached answers the request from the entry lookupCache found: the stored bytes
+// as they are (not copied), with this request's own headers and the backend that made
+// the answer. No upstream is called and no token counted.
+func (r *request) serveCached(ctx *fasthttp.RequestCtx) {
+	e, age := r.cacheEntry, r.cacheAge
 	r.cacheRes, r.cacheFill = cacheHit, false
 	r.backend, r.variant = e.backend, ""
 	resp := &ctx.Response
@@ -427,7 +433,6 @@ func (r *request) serveCached(ctx *fasthttp.RequestCtx) bool {
 	resp.Header.SetCanonical(hdrAge, appendInt(r.out[:0], int64(age/time.Second)))
 	r.setHeaders(ctx)
 	r.answered = time.Now()
-	return true
 }
 
 // fillCache keeps the answer just given, when it is one to keep: a 200 an upstream

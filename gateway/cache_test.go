@@ -696,3 +696,52 @@ func TestCacheConcurrent(t *testing.T) {
 		t.Errorf("%d entries, want 1", entries)
 	}
 }
+
+// A key whose spend budget and token limit are spent is still answered from the cache
+// (a hit spends neither), while its requests limit counts the hit: the lookup comes
+// before the limits, and a hit is charged one request and nothing else.
+func TestCacheHitPastSpentBudget(t *testing.T) {
+	t.Parallel()
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 8})
+	cfg := strings.Replace(cacheGatewayConfig(addr, "{ttl: 1h}", ""), "cache: {ttl: 1h}}\n  - {name: embed",
+		"cache: {ttl: 1h}, limits: [{per: endpoint, usd: 0.00002, window: month}, {per: endpoint, tokens: 30, window: month}, {per: endpoint, requests: 4, window: day}]}\n  - {name: embed", 1)
+	g := startGateway(t, cfg)
+	body := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"max_tokens":8}`
+	resp, b := contractPost(t, g, "/v1/chat/completions", body, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("X-Tollgate-Cache") != "miss" {
+		t.Fatalf("first: %d %q %s", resp.StatusCode, resp.Header.Get("X-Tollgate-Cache"), b)
+	}
+	// Another body spends what is left of the budget and the tokens (refused once
+	// they are gone).
+	for i := 0; ; i++ {
+		other := strings.Replace(body, `"hi"`, `"other `+strconv.Itoa(i)+`"`, 1)
+		resp, _ := contractPost(t, g, "/v1/chat/completions", other, nil)
+		if resp.StatusCode == 429 {
+			if !strings.Contains(resp.Header.Get("X-Tollgate-Cache"), "bypass") {
+				t.Fatalf("refused miss: cache %q, want bypass", resp.Header.Get("X-Tollgate-Cache"))
+			}
+			break
+		}
+		if i == 2 {
+			t.Fatal("the budget and tokens were never spent")
+		}
+	}
+	// The first body again: a hit, served though the budget is spent.
+	resp, b = contractPost(t, g, "/v1/chat/completions", body, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("X-Tollgate-Cache") != "hit" {
+		t.Fatalf("a hit past the spent budget: %d %q %s", resp.StatusCode, resp.Header.Get("X-Tollgate-Cache"), b)
+	}
+	// Until the requests limit, which counts hits, is spent too.
+	for i := 0; ; i++ {
+		resp, _ = contractPost(t, g, "/v1/chat/completions", body, nil)
+		if resp.StatusCode == 429 {
+			if resp.Header.Get("X-Tollgate-Cache") != "bypass" || !strings.Contains(resp.Header.Get("Retry-After"), "") {
+				t.Fatalf("a hit refused by the requests limit: cache %q", resp.Header.Get("X-Tollgate-Cache"))
+			}
+			break
+		}
+		if i == 4 {
+			t.Fatal("hits never counted against the requests limit")
+		}
+	}
+}

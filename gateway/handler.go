@@ -148,6 +148,10 @@ type request struct {
 	cacheLook, cacheFill bool
 	// cacheGen is the cache's purge count when the request was looked up.
 	cacheGen uint64
+	// cacheEntry is the entry a lookup found (its answer served once the limits
+	// admit the request), cacheAge its age then.
+	cacheEntry *cacheEntry
+	cacheAge   time.Duration
 
 	// hang watches the client's connection while the request waits: in a backend's
 	// queue (the call's Client) and before a retry (pause).
@@ -1262,11 +1266,21 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		tracing.SetRoute(rs, p.Targets[0].Name, p.Variant, int(p.Weight), xxhash.Sum64(key), p.Sticky)
 	}
 	rs.End()
+	// The cache is looked up before the limits: a hit is a request to them (requests,
+	// concurrency) but spends no tokens or dollars, so a spent budget does not refuse
+	// it.
+	if r.cacheLook {
+		r.cacheEntry, r.cacheAge = r.lookupCache()
+	}
 	if e := r.takeLimits(ctx); e != nil {
+		if r.cacheLook {
+			// Refused: neither answered from the cache nor filling it.
+			r.cacheEntry, r.cacheRes, r.cacheFill = nil, cacheBypass, false
+		}
 		return e
 	}
-	// A hit is a request for the limits (taken above), with no upstream tokens.
-	if r.cacheLook && r.serveCached(ctx) {
+	if r.cacheEntry != nil {
+		r.serveCached(ctx)
 		return nil
 	}
 	total := 1 + p.Retries + len(p.Targets) - 1
@@ -1700,7 +1714,10 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	// (promptMedia).
 	in := int64(r.f.promptBytes/4) + r.f.mediaTokens + 1
 	amounts := limiter.Amounts{Tokens: est + in}
-	if pol.CountsUSD() {
+	if r.cacheEntry != nil {
+		// Answered from the cache: no tokens, no cost.
+		amounts.Tokens = 0
+	} else if pol.CountsUSD() {
 		amounts.NanoUSD = r.costEstimate(in, est)
 	}
 	err := r.rt.lim.TakeAmounts(context.Background(), pol, &r.subj, amounts, &r.ticket)

@@ -176,15 +176,18 @@ func (t *Ticket) observe(r *rule, remaining float64, reset time.Duration) {
 	default:
 		return
 	}
+	limit := max(r.amount, int64(r.burst))
 	var rem int64
 	if remaining > 0 {
-		rem = int64(remaining) // truncation is floor for positive values
+		// Truncation is floor for positive values; never above the bucket (units
+		// this replica holds ahead, Redis's rounding slack).
+		rem = min(int64(remaining), limit)
 	}
 	if reset < 0 {
 		reset = 0
 	}
 	if q.Limit == 0 || rem < q.Remaining || (rem == q.Remaining && reset > q.Reset) {
-		*q = Quota{Limit: max(r.amount, int64(r.burst)), Remaining: rem, Reset: reset}
+		*q = Quota{Limit: limit, Remaining: rem, Reset: reset}
 	}
 }
 

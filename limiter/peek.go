@@ -110,13 +110,17 @@ func (p *Policy) bucketOf(i int, subj *Subject) (bucket, tag uint64) {
 }
 
 // quotaOf is a bucket's Quota as Ticket.observe writes it for the headers: the
-// capacity, the remaining floored and never negative, and a reset never negative.
+// capacity, the remaining floored, never negative nor above the capacity, and a reset
+// never negative.
 func quotaOf(r *rule, remaining float64, reset time.Duration) Quota {
+	limit := max(r.amount, int64(r.burst))
 	var rem int64
 	if remaining > 0 {
-		rem = int64(remaining)
+		// Never above the bucket: units this replica holds ahead and Redis's
+		// rounding slack count only up to it, as in the headers.
+		rem = min(int64(remaining), limit)
 	}
-	return Quota{Limit: max(r.amount, int64(r.burst)), Remaining: rem, Reset: max(reset, 0)}
+	return Quota{Limit: limit, Remaining: rem, Reset: max(reset, 0)}
 }
 
 // concurrencyReading is a concurrency bucket with inUse slots taken.

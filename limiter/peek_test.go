@@ -34,7 +34,9 @@ func probesOf(pol *Policy, s *Subject) []Probe {
 // Redis's clock, which is in microseconds.
 func checkReset(t *testing.T, what string, got, ticket, since time.Duration) {
 	t.Helper()
-	if got > ticket+time.Millisecond || got < ticket-since-time.Millisecond {
+	// since is timed from after the take returned: the ticket's reset was read a
+	// little before (Redis's clock, in its script), so allow a loaded machine's delay.
+	if got > ticket+time.Millisecond || got < ticket-since-50*time.Millisecond {
 		t.Errorf("%s: reset %v, want %v less at most %v", what, got, ticket, since)
 	}
 }
