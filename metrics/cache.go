@@ -16,7 +16,7 @@ func newCacheVecs(reg prometheus.Registerer) cacheVecs {
 	return cacheVecs{
 		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_cache_requests_total",
-			Help: "Requests on an endpoint with an answer cache, by result: hit (answered from the cache), miss (looked up and not found) or bypass (not looked up: a stream, a Responses API call, Cache-Control no-cache or no-store, or a request refused before the lookup).",
+			Help: "Requests on an endpoint with an answer cache, by result: hit (answered from the cache), miss (looked up and not found) or bypass (not looked up, or not answered from it: a stream, a Responses API call, Cache-Control no-cache or no-store, a request the limits refused).",
 		}, []string{"endpoint", "result"})),
 		bytes: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tollgate_cache_bytes",
