@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,27 +13,6 @@ import (
 
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
-
-// cacheRawRequest sends raw, one whole HTTP/1.1 request, to g and reads its answer.
-func cacheRawRequest(t *testing.T, g *gw, raw string) (*http.Response, string) {
-	t.Helper()
-	c, err := net.Dial("tcp", g.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
-}
 
 // cachedChatAnswer is a chat completion whose message says content, finishing
 // with finish (and choiceExtra after it in the choice).
@@ -119,7 +96,7 @@ func TestCacheNoStoreOnLaterLine(t *testing.T) {
 	mock, addr := startMock(t, mockllm.Options{MaxTokens: 4})
 	g := startGateway(t, cacheGatewayConfig(addr, "{ttl: 1h}", ""))
 	body := `{"model":"chat","messages":[{"role":"user","content":"my account number is 12345"}]}`
-	resp, b := cacheRawRequest(t, g, rawRequest(t, g, body, "Cache-Control:", "Cache-Control: no-store"))
+	resp, b := exchange(t, g.Addr(), rawRequest(t, g, body, "Cache-Control:", "Cache-Control: no-store"))
 	if resp.StatusCode != 200 {
 		t.Fatalf("no-store request: %d %s", resp.StatusCode, b)
 	}
