@@ -253,6 +253,14 @@ func TestShippedQueriesUseExportedLabels(t *testing.T) {
 	t.Parallel()
 	g := contractTraffic(t)
 	fams := contractScrape(t, g)
+	// The per-key families exist only with client keys, which the contract's gateway
+	// has none of: a keyed gateway's are added.
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
+	for name, f := range contractScrape(t, startGateway(t, keyMetricsConfig(addr))) {
+		if _, ok := fams[name]; !ok {
+			fams[name] = f
+		}
+	}
 	labelsOf := func(name string) (map[string]bool, bool) {
 		f, ok := fams[name]
 		if !ok {
