@@ -73,6 +73,8 @@ func BenchmarkProxyAllFeaturesBudgetRefused(b *testing.B) {
 		"{per: api_key, usd: 1000000, window: month}", "{per: api_key, usd: 0.000001, window: month}", 1))
 	ctx := newProxyCtx(benchChatBody)
 	ctx.Request.Header.Set("Authorization", "Bearer sk-team-a")
+	// Not answered from the cache, which a spent budget does not refuse.
+	ctx.Request.Header.Set("Cache-Control", "no-store")
 	proxyOnce(s, ctx)
 	proxyOnce(s, ctx)
 	if ctx.Response.StatusCode() != 429 {

@@ -283,6 +283,14 @@ func (c *answerCache) clear() {
 	c.bytes, c.n = 0, 0
 }
 
+// still reports whether entry e, found by a lookup made under purge count gen, may
+// still be served: the cache not purged nor retired since, the entry within its ttl.
+func (c *answerCache) still(e *cacheEntry, gen uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.retired.Load() && c.gen.Load() == gen && c.now().Sub(e.stored) < c.ttl
+}
+
 // expireDue drops the entries whose ttl has passed, for a request that neither
 // looked up nor kept anything (a stream, no-store, a refusal): the next request on
 // the endpoint frees them, whatever it is.

@@ -1280,8 +1280,14 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		return e
 	}
 	if r.cacheEntry != nil {
-		r.serveCached(ctx)
-		return nil
+		if r.ep.cache.still(r.cacheEntry, r.cacheGen) {
+			r.serveCached(ctx)
+			return nil
+		}
+		// Purged, retired by a reload or past its ttl while the limits were checked
+		// (a slow Redis): asked of the upstream after all, its tokens and cost
+		// charged when it settles.
+		r.cacheEntry, r.cacheRes = nil, cacheMiss
 	}
 	total := 1 + p.Retries + len(p.Targets) - 1
 	var last error

@@ -181,7 +181,7 @@ func (t *Ticket) observe(r *rule, remaining float64, reset time.Duration) {
 	if remaining > 0 {
 		// Truncation is floor for positive values; never above the bucket (units
 		// this replica holds ahead, Redis's rounding slack).
-		rem = min(int64(remaining), limit)
+		rem = min(int64(remaining), int64(r.burst))
 	}
 	if reset < 0 {
 		reset = 0

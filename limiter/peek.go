@@ -118,7 +118,7 @@ func quotaOf(r *rule, remaining float64, reset time.Duration) Quota {
 	if remaining > 0 {
 		// Never above the bucket: units this replica holds ahead and Redis's
 		// rounding slack count only up to it, as in the headers.
-		rem = min(int64(remaining), limit)
+		rem = min(int64(remaining), int64(r.burst))
 	}
 	return Quota{Limit: limit, Remaining: rem, Reset: max(reset, 0)}
 }
