@@ -611,6 +611,12 @@ func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
 	backend := func(kind, name string) {
 		bc := cfg.Backends[name]
 		b.WriteString("\x00" + kind + "\x00" + name + "\x00" + bc.Provider + "\x00" + bc.Model)
+		// What shapes the request the backend is sent, and so its answers; not its
+		// addresses, which a rollout of its pods changes.
+		b.WriteString("\x00" + bc.Deployment + "\x00" + strconv.FormatInt(bc.MaxTokens, 10) + "\x00" + bc.Thinking +
+			"\x00" + strings.Join(bc.DropParams, ",") + "\x00" + strconv.FormatBool(bc.CompletionsViaChat) +
+			"\x00" + strconv.FormatFloat(bc.CompletionsTemperatureScale, 'g', -1, 64) +
+			"\x00" + strconv.FormatFloat(bc.ChatTemperatureScale, 'g', -1, 64))
 	}
 	for _, r := range ec.Routes {
 		backend("route", r.Backend)

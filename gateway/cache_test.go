@@ -544,6 +544,17 @@ func TestCacheReload(t *testing.T) {
 	if got := state("chat"); got != "hit" {
 		t.Errorf("after a reload that keeps the cache: %q, want hit", got)
 	}
+	// The backend moves to other addresses (a rollout): kept.
+	moved := strings.Replace(cfg, addr, "localhost:"+addr[strings.LastIndexByte(addr, ':')+1:], 1)
+	reload(moved)
+	if got := state("chat"); got != "hit" {
+		t.Errorf("after the backend's address changed: %q, want hit", got)
+	}
+	// drop_params changes what the backend is sent, and so its answers: emptied.
+	reload(strings.Replace(moved, "model: up-model,", "model: up-model, drop_params: [seed],", 1))
+	if got := state("chat"); got != "miss" {
+		t.Errorf("after drop_params changed: %q, want miss", got)
+	}
 	// The backend's model changes: its answers would too.
 	reload(v2)
 	if got := state("chat"); got != "miss" {
