@@ -64,6 +64,9 @@ func TestCacheSeries(t *testing.T) {
 		{"tollgate_cache_requests_total", result("hit"), 2}, {"tollgate_cache_entries", ep, 0}, {"tollgate_cache_bytes", ep, 0},
 	})
 	now = now.Add(removedKeep)
+	// The sweep runs within a gather, beside the families' own collection: the next
+	// one shows its result.
+	scrape(t, reg, "")
 	fams := scrape(t, reg, "")
 	for _, name := range []string{"tollgate_cache_requests_total", "tollgate_cache_bytes", "tollgate_cache_entries", "tollgate_cache_evictions_total"} {
 		for _, s := range fams[name].GetMetric() {
