@@ -263,20 +263,6 @@ func (c *answerCache) retire() {
 	c.clear()
 }
 
-// setClock sets the cache's clock (tests).
-func (c *answerCache) setClock(now func() time.Time) {
-	c.mu.Lock()
-	c.now = now
-	c.mu.Unlock()
-}
-
-// held is what the cache holds: its bytes and entries.
-func (c *answerCache) held() (bytes, entries int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.bytes, c.n
-}
-
 func (c *answerCache) clear() {
 	clear(c.byHash)
 	c.mru, c.lru, c.oldest, c.newest = nil, nil, nil, nil

@@ -165,3 +165,17 @@ func FuzzCacheableAnswer(f *testing.F) {
 		}
 	})
 }
+
+// setClock sets the cache's clock.
+func (c *answerCache) setClock(now func() time.Time) {
+	c.mu.Lock()
+	c.now = now
+	c.mu.Unlock()
+}
+
+// held is what the cache holds: its bytes and entries.
+func (c *answerCache) held() (bytes, entries int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes, c.n
+}

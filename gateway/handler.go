@@ -134,16 +134,17 @@ type request struct {
 	ticket  limiter.Ticket
 	limited bool
 
-	// cacheRes is what the endpoint's answer cache did for the request (cache.go),
-	// cacheNone without one; cacheLook is set when the request is to be looked up
-	// in it, cacheFill while its answer is to be kept.
-	// limitErr is a 429's error, errMsg its message: the request's own, not the
-	// heap's (takeLimits).
+	// limitErr is a 429's error, errMsg its message, limitName the name of the limit
+	// that refused it and refused the refusal: the request's own, not the heap's
+	// (takeLimits).
 	limitErr  apiError
 	errMsg    []byte
 	limitName []byte
 	refused   *limiter.Refused
 
+	// cacheRes is what the endpoint's answer cache did for the request (cache.go),
+	// cacheNone without one; cacheLook is set when the request is to be looked up
+	// in it, cacheFill while its answer is to be kept.
 	cacheRes             cacheResult
 	cacheLook, cacheFill bool
 	// cacheGen is the cache's purge count when the request was looked up.
@@ -1672,16 +1673,8 @@ func (r *request) capDropped() bool {
 func (r *request) costEstimate(in, out int64) int64 {
 	var pin, pout float64
 	for i := range r.plan.Targets {
-		p := &r.rt.backendList[r.plan.Targets[i].Backend].Pricing
-		pin, pout = max(pin, p.InputPerMillion), max(pout, p.OutputPerMillion)
-		for _, t := range p.Tiers {
-			if t.InputPerMillion != nil {
-				pin = max(pin, *t.InputPerMillion)
-			}
-			if t.OutputPerMillion != nil {
-				pout = max(pout, *t.OutputPerMillion)
-			}
-		}
+		d := &r.rt.dearest[r.plan.Targets[i].Backend]
+		pin, pout = max(pin, d[0]), max(pout, d[1])
 	}
 	return limiter.NanoUSDUp((float64(in)*pin + float64(out)*pout) / 1e6)
 }
@@ -1737,7 +1730,6 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	// On the request, not the stack: errors.As takes its address, which would move it
 	// to the heap for every refusal.
-	r.refused = nil
 	if errors.As(err, &r.refused) {
 		refused := r.refused
 		// The limit's name in the request's buffer: the map looks it up without a

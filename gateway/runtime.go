@@ -38,10 +38,13 @@ type runtime struct {
 	backends map[string]*providers.Backend
 	// backendList is indexed like the names router plans refer to.
 	backendList []*providers.Backend
-	routing     []*router.Endpoint
-	keys        map[[sha256.Size]byte]*clientKey
-	authKeys    bool
-	maxBody     int
+	// dearest are the backends' highest input and output prices per million tokens,
+	// their tiers' included, indexed like backendList: a spend budget's estimate.
+	dearest  [][2]float64
+	routing  []*router.Endpoint
+	keys     map[[sha256.Size]byte]*clientKey
+	authKeys bool
+	maxBody  int
 	// models is the /v1/models body for callers that may use every endpoint.
 	models []byte
 	// created is the models' "created" time: when this config was built.
@@ -212,6 +215,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 		rt.backends[name] = b
 		rt.backendList = append(rt.backendList, b)
+		rt.dearest = append(rt.dearest, dearestPrices(&b.Pricing))
 		bc := cfg.Backends[name]
 		// A backend's replica is picked per attempt, so the spec names none:
 		// send records the target each attempt went to.
@@ -480,6 +484,21 @@ func (rt *runtime) targetLabel(b *providers.Backend, url string) string {
 		return t.label
 	}
 	return targetLabels([]string{url})[0]
+}
+
+// dearestPrices are p's highest input and output prices per million tokens, those of
+// its service tiers included.
+func dearestPrices(p *providers.Pricing) [2]float64 {
+	d := [2]float64{p.InputPerMillion, p.OutputPerMillion}
+	for _, t := range p.Tiers {
+		if t.InputPerMillion != nil {
+			d[0] = max(d[0], *t.InputPerMillion)
+		}
+		if t.OutputPerMillion != nil {
+			d[1] = max(d[1], *t.OutputPerMillion)
+		}
+	}
+	return d
 }
 
 // limitName names a limit in metrics and errors: per, kind and window, never a subject.

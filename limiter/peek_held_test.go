@@ -7,35 +7,53 @@ import (
 	"github.com/tollgate/tollgate/internal/redistest"
 )
 
-// A key well under its 6000/minute limit, read a moment after its last request (redis
-// store, default prefetch): the units this replica holds count on top of what Redis
-// has left only up to the bucket, as in the headers: remaining never exceeds limit.
-func TestPeekHeldUnitsNeverAboveLimit(t *testing.T) {
+// A key read a moment after its last requests (redis store, default prefetch): the
+// units this replica holds count on top of what Redis has left only up to the bucket,
+// as in the headers. A bucket as large as its amount (6000/minute) never reads above
+// its limit; one whose burst is below its amount (600000/minute, burst 1000) never
+// above its burst.
+func TestPeekHeldUnitsNeverAboveBucket(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	// The limiter's clock stands still, so the units held stay held (as they do for a
-	// key used now and then); Redis's clock refills the bucket meanwhile.
-	clk := newTestClock()
-	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}}, func(o *options) { o.now = clk.now })
-	// A request every 10 ms: prefetch (100 ms) takes 10 units ahead.
-	pol := mustPolicy(t, "key:team-a", Limit{Per: "api_key", Requests: 6000, Window: "minute"})
-	var tk Ticket
-	for range 3 {
-		if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
-			t.Fatal(err)
-		}
-		l.Settle(&tk, 0)
-		barrier(t, l)
-	}
-	if l.Stats().LocalChecks == 0 {
-		t.Fatalf("nothing was prefetched: %+v", l.Stats())
-	}
-	// Redis is owed at most 13 units (130 ms) for the requests and the units held:
-	// 1.3 s refills the bucket whole.
-	time.Sleep(1300 * time.Millisecond)
-	r := l.Peek(bg, probesOf(pol, alice))[0]
-	if r.Source != FromRedis || r.Quota.Remaining > r.Quota.Limit {
-		t.Errorf("got remaining %d of a limit of %d (source %v), want at most the limit, %d",
-			r.Quota.Remaining, r.Quota.Limit, r.Source, r.Quota.Limit)
+	for _, c := range []struct {
+		name  string
+		limit Limit
+		// wait refills the bucket whole in Redis: it is owed at most the requests and
+		// the units held ahead (prefetch's 100 ms of the rate).
+		wait  time.Duration
+		burst int64
+	}{
+		{"bucket of the amount", Limit{Per: "api_key", Requests: 6000, Window: "minute"}, 1300 * time.Millisecond, 6000},
+		{"burst below the amount", Limit{Per: "api_key", Requests: 600000, Window: "minute", Burst: 1000}, 300 * time.Millisecond, 1000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			// The limiter's clock stands still, so the units held stay held (as they
+			// do for a key used now and then); Redis's clock refills the bucket
+			// meanwhile.
+			clk := newTestClock()
+			l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}}, func(o *options) { o.now = clk.now })
+			pol := mustPolicy(t, "key:team-a", c.limit)
+			var tk Ticket
+			for range 3 {
+				if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
+					t.Fatal(err)
+				}
+				l.Settle(&tk, 0)
+				barrier(t, l)
+			}
+			if l.Stats().LocalChecks == 0 {
+				t.Fatalf("nothing was prefetched: %+v", l.Stats())
+			}
+			time.Sleep(c.wait)
+			r := l.Peek(bg, probesOf(pol, alice))[0]
+			if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
+				t.Fatal(err)
+			}
+			if r.Source != FromRedis || r.Quota.Remaining > c.burst || r.Quota.Remaining > r.Quota.Limit {
+				t.Errorf("got Peek remaining %d (limit %d, source %v), the next request's header %d; want at most the bucket, %d",
+					r.Quota.Remaining, r.Quota.Limit, r.Source, tk.Requests.Remaining, c.burst)
+			}
+		})
 	}
 }
