@@ -83,6 +83,7 @@ func TestAdminErrorsInErrorShape(t *testing.T) {
 		{"no endpoint of that name", "POST", admin + "/admin/endpoints/nope/canary/pause", "", auth, 404, "endpoint_not_found"},
 		{"no key of that name", "GET", admin + "/admin/keys/nope", "", auth, 404, "key_not_found"},
 		{"a change to the keys", "POST", admin + "/admin/keys", "", auth, 405, "method_not_allowed"},
+		{"a page of keys of no size", "GET", admin + "/admin/keys?limit=0", "", auth, 400, "invalid_parameter"},
 		{"unknown verb", "POST", ep + "/canary/restart", "", auth, 404, "unknown_verb"},
 		{"endpoint without a canary", "POST", admin + "/admin/endpoints/plain/canary/promote", "", auth, 409, "no_canary"},
 		{"pausing a rolled-back canary", "POST", ep + "/canary/pause", "", auth, 409, "invalid_canary_state"},

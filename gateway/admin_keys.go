@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,14 +64,19 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 	peekCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if !one {
+		page, next, err := keyPage(ctx.QueryArgs(), byIdx)
+		if err != nil {
+			writeError(&ctx.Response, err)
+			return
+		}
 		var b keyReads
-		views := make([]keyView, len(byIdx))
-		for i, k := range byIdx {
+		views := make([]keyView, len(page))
+		for i, k := range page {
 			views[i] = b.view(rt, k)
 		}
-		// Every key's buckets in one read: one round trip to Redis, not one a key.
+		// The page's buckets in one read: one round trip to Redis, not one a key.
 		b.read(peekCtx, rt, views)
-		writeJSON(ctx, 200, map[string]any{"keys": views})
+		writeJSON(ctx, 200, keyList{Keys: views, Next: next})
 		return
 	}
 	k := keyNamed(byIdx, name)
@@ -86,6 +92,66 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 	views := []keyView{b.view(rt, k)}
 	b.read(peekCtx, rt, views)
 	writeJSON(ctx, 200, views[0])
+}
+
+// keyList is GET /admin/keys's answer: a page of keys in name order, and the name to
+// pass as after for the next page (none on the last).
+type keyList struct {
+	Keys []keyView `json:"keys"`
+	Next string    `json:"next,omitempty"`
+}
+
+// keyPage is the page of keys GET /admin/keys's query asks for: in name order (byte
+// order, as strings compare), those after the name `after` gives (a name no key has
+// still places the page: keys removed by a reload between two pages do not restart
+// the listing), at most `limit` of them (every one without); next is the page's last
+// name when more follow. A parameter other than these two, one given twice or a limit
+// that is not a whole number from 1 up is refused.
+func keyPage(q *fasthttp.Args, keys []*clientKey) (page []*clientKey, next string, err *apiError) {
+	limit := -1
+	var after []byte
+	bad := func(param, msg string) (page []*clientKey, next string, err *apiError) {
+		return nil, "", &apiError{400, "invalid_request_error", "invalid_parameter", param, msg}
+	}
+	for name, value := range q.All() {
+		switch string(name) {
+		case "limit":
+			if len(q.PeekMulti("limit")) > 1 {
+				return bad("limit", "`limit` is given more than once.")
+			}
+			n, perr := strconv.Atoi(string(value))
+			if perr != nil || n < 1 {
+				return bad("limit", "`limit` must be a whole number of keys, 1 or more.")
+			}
+			limit = n
+		case "after":
+			if len(q.PeekMulti("after")) > 1 {
+				return bad("after", "`after` is given more than once.")
+			}
+			after = value
+		default:
+			return bad(string(name), "GET /admin/keys takes `limit` and `after` only, not `"+string(name)+"`.")
+		}
+	}
+	sorted := make([]*clientKey, 0, len(keys))
+	for _, k := range keys {
+		if k != nil {
+			sorted = append(sorted, k)
+		}
+	}
+	slices.SortFunc(sorted, func(a, b *clientKey) int { return strings.Compare(a.name, b.name) })
+	if after != nil {
+		from, found := slices.BinarySearchFunc(sorted, string(after), func(k *clientKey, name string) int { return strings.Compare(k.name, name) })
+		if found {
+			from++
+		}
+		sorted = sorted[from:]
+	}
+	if limit >= 0 && len(sorted) > limit {
+		sorted = sorted[:limit]
+		next = sorted[limit-1].name
+	}
+	return sorted, next, nil
 }
 
 func keyNamed(keys []*clientKey, name string) *clientKey {

@@ -327,14 +327,14 @@ func TestAdminKeysShowWhatTheHeadersSaid(t *testing.T) {
 			if err := json.Unmarshal(raw, &list); status != 200 || err != nil || len(list.Keys) != 3 {
 				t.Fatalf("GET /admin/keys: %d %s", status, raw)
 			}
-			if list.Keys[0].Name != "guest" || list.Keys[1].Name != "team-a" || list.Keys[2].Name != "ops/batch" {
-				t.Errorf("keys %q, %q, %q, want guest, team-a, ops/batch in config order", list.Keys[0].Name, list.Keys[1].Name, list.Keys[2].Name)
+			if list.Keys[0].Name != "guest" || list.Keys[1].Name != "ops/batch" || list.Keys[2].Name != "team-a" {
+				t.Errorf("keys %q, %q, %q, want guest, ops/batch, team-a in name order", list.Keys[0].Name, list.Keys[1].Name, list.Keys[2].Name)
 			}
 			if gl := list.Keys[0].Limits; len(gl) != 1 || gl[0].Source != "per_subject" || gl[0].Per != "ip" || strings.Join(list.Keys[0].Endpoints, ",") != "open" {
 				t.Errorf("guest: %+v", list.Keys[0])
 			}
-			checkTeamA(t, list.Keys[1], h, time.Since(last), store)
-			if got := list.Keys[2].find(t, "key", "free", "endpoint", "requests"); got.Remaining == nil || *got.Remaining != "9" {
+			checkTeamA(t, list.Keys[2], h, time.Since(last), store)
+			if got := list.Keys[1].find(t, "key", "free", "endpoint", "requests"); got.Remaining == nil || *got.Remaining != "9" {
 				t.Errorf("ops/batch in the list: %+v", got)
 			}
 		})

@@ -5,6 +5,8 @@ package gateway
 import (
 	"net"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestClientIPHopFormsAllocs: hops with a port or in brackets, and empty elements, cost
@@ -16,5 +18,49 @@ func TestClientIPHopFormsAllocs(t *testing.T) {
 	var buf [16]byte
 	if n := testing.AllocsPerRun(100, func() { clientIP(peer, xff, trusted, &buf) }); n != 0 {
 		t.Fatalf("%.1f allocations per request", n)
+	}
+}
+
+// TestClientIPForwardedAllocs: reading the client from Forwarded (its forms: quoted,
+// bracketed, with ports, parameters around for=, several lines, empty elements and
+// pairs, a quoted comma) costs no allocation, nor does noting it at a request's
+// arrival with server.forwarded_header: forwarded.
+func TestClientIPForwardedAllocs(t *testing.T) {
+	trusted, _ := parseTrustedProxies([]string{"10.0.0.0/8"})
+	peer := net.ParseIP("10.1.2.3")
+	fwd := [][]byte{
+		[]byte(`for=192.0.2.60;proto=http;by=203.0.113.43, For="[2001:db8:cafe::17]:4711";ext="a, b"`),
+		[]byte(` , for="10.0.0.4:_p1" ;; proto=https, for=10.0.0.5:80`),
+	}
+	var buf [16]byte
+	if n := testing.AllocsPerRun(100, func() { clientIPForwarded(peer, fwd, trusted, &buf) }); n != 0 {
+		t.Fatalf("%.1f allocations per request", n)
+	}
+
+	s := newTestServer(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", trusted_proxies: ["10.0.0.0/8"], forwarded_header: forwarded}
+backends:
+  demo: {provider: mock, model: mock-1}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: demo}]}
+`)
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Init2(&arrivalConn{Conn: &peerConn{sinkConn: sinkConn{wake: make(chan bool, 1)}, peer: &net.TCPAddr{IP: peer, Port: 40000}}}, nopLogger{}, true)
+	h := &ctx.Request.Header
+	h.SetMethod(fasthttp.MethodPost)
+	h.SetRequestURI("/v1/chat/completions")
+	h.Add("Forwarded", `for=6.6.6.6`)
+	h.Add("Forwarded", `for="[2001:db8::5]:4711";proto=https, for=10.9.9.9`)
+	h.Set("X-Forwarded-For", "203.0.113.5")
+	arrive := func() {
+		s.connState(ctx.Conn(), fasthttp.StateActive)
+		s.headerReceived(h)
+	}
+	arrive()
+	if a := arrivalOf(ctx.Conn()); a == nil || net.IP(a.client()).String() != "2001:db8::5" {
+		t.Fatalf("arrival %+v, want the client Forwarded names", a)
+	}
+	if n := testing.AllocsPerRun(200, arrive); n != 0 {
+		t.Errorf("%.1f allocations per request arrival, budget 0", n)
 	}
 }

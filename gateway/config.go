@@ -103,8 +103,11 @@ type ServerConfig struct {
 	TLS ServerTLS `yaml:"tls"`
 	// TrustedProxies are the load balancers in front of the gateway (CIDRs or
 	// addresses): from their connections, per: ip limits count the client address
-	// X-Forwarded-For names.
+	// X-Forwarded-For (or Forwarded, ForwardedHeader) names.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ForwardedHeader is the one header read for the client's address behind
+	// TrustedProxies: x-forwarded-for (the default) or forwarded (RFC 7239).
+	ForwardedHeader string `yaml:"forwarded_header"`
 }
 
 // ServerTLS is the API listener's certificate and key, in PEM (a chain: the leaf
@@ -1823,6 +1826,9 @@ func (c *Config) problems() []string {
 		} else {
 			add("server.trusted_proxies", strconv.Quote(bad)+" is not an address or a CIDR range")
 		}
+	}
+	if f := c.Server.ForwardedHeader; f != "" && !strings.EqualFold(f, forwardedXFF) && !strings.EqualFold(f, forwardedRFC7239) {
+		add("server.forwarded_header", "must be x-forwarded-for or forwarded")
 	}
 	switch c.Auth.Mode {
 	case "none", "keys":

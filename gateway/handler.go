@@ -1955,29 +1955,21 @@ func (r *request) forwardRequestID(h *fasthttp.RequestHeader) {
 }
 
 // setClient notes the client's address: the peer, or behind the runtime's trusted
-// proxies the one X-Forwarded-For names, as headerReceived worked it out when the
-// header arrived (arrival) on the API listener. A request refused unbound (503
-// shutting_down once shutdown_grace has run out) reads the live runtime's list, which
-// stays installed until the gateway stops: it is logged with its client, not its load
-// balancer.
+// proxies the one X-Forwarded-For (or Forwarded: server.forwarded_header) names, as
+// headerReceived worked it out when the header arrived (arrival) on the API listener.
+// A request refused unbound (503 shutting_down once shutdown_grace has run out) reads
+// the live runtime's list, which stays installed until the gateway stops: it is logged
+// with its client, not its load balancer.
 func (r *request) setClient(ctx *fasthttp.RequestCtx) {
 	if a := arrivalOf(ctx.Conn()); a != nil {
 		r.client = r.ipBuf[:copy(r.ipBuf[:], a.client())]
 		return
 	}
-	var xff [][]byte
 	rt := r.rt
 	if rt == nil {
 		rt = r.s.rt.Load()
 	}
-	var trusted trustedProxies
-	if rt != nil {
-		trusted = rt.trusted
-	}
-	if len(trusted) > 0 {
-		xff = ctx.Request.Header.PeekAll(hdrForwardedFor)
-	}
-	ip := clientIP(ctx.RemoteIP(), xff, trusted, &r.ipBuf)
+	ip := requestClient(ctx, rt, &r.ipBuf)
 	r.client = r.ipBuf[:copy(r.ipBuf[:], ip)]
 }
 

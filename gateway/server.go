@@ -324,14 +324,8 @@ func (a *arrival) note(ctx *fasthttp.RequestCtx, rt *runtime) {
 	if id := ctx.Request.Header.PeekBytes(hdrRequestID); saneRequestID(id) {
 		a.idLen = copy(a.id[:], id)
 	}
-	var trusted trustedProxies
-	var xff [][]byte
-	if rt != nil && len(rt.trusted) > 0 {
-		trusted = rt.trusted
-		xff = ctx.Request.Header.PeekAll(hdrForwardedFor)
-	}
 	var buf [16]byte
-	a.ipLen = copy(a.ip[:], clientIP(ctx.RemoteIP(), xff, trusted, &buf))
+	a.ipLen = copy(a.ip[:], requestClient(ctx, rt, &buf))
 	a.set = true
 }
 
