@@ -610,6 +610,9 @@ func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
 	for _, f := range ec.Fallbacks {
 		backend("fallback", f)
 	}
+	for _, f := range ec.ContextFallbacks {
+		backend("context_fallback", f)
+	}
 	return b.String()
 }
 

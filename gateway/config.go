@@ -2015,6 +2015,11 @@ func (c *Config) problems() []string {
 					add(p+".fallbacks["+strconv.Itoa(j)+"]", "backend "+strconv.Quote(f)+" is provider anthropic, which has no "+kind.String())
 				}
 			}
+			for j, f := range e.ContextFallbacks {
+				if b, ok := c.Backends[f]; ok && b.Provider == "anthropic" {
+					add(p+".context_fallbacks["+strconv.Itoa(j)+"]", "backend "+strconv.Quote(f)+" is provider anthropic, which has no "+kind.String())
+				}
+			}
 		}
 		addErr(p, limiter.ValidateLimits(e.Limits))
 		if _, err := router.NewEndpoint(e.Name, e.Config, backendNames); err != nil {
@@ -2133,8 +2138,8 @@ func (c *Config) combinedLimitProblems(add func(key, problem string)) {
 
 // usdLimitProblems finds the spend budgets (usd limits) that would count nothing: a
 // backend without a price costs 0 (a self-hosted vLLM is free to call), so a budget on
-// an endpoint none of whose backends (routes and fallbacks) has a price, or on a key
-// that reaches no backend with one, would never run out.
+// an endpoint none of whose backends (routes, fallbacks and context fallbacks) has a
+// price, or on a key that reaches no backend with one, would never run out.
 func (c *Config) usdLimitProblems(add func(key, problem string)) {
 	priced := c.endpointPriced
 	const why = "would count nothing (a backend without a price costs 0): give a backend pricing, or limit tokens instead"
@@ -2163,14 +2168,15 @@ func (c *Config) usdLimitProblems(add func(key, problem string)) {
 	}
 }
 
-// endpointPriced reports whether a backend of e (its routes and fallbacks) has a price.
+// endpointPriced reports whether a backend of e (its routes, fallbacks and context
+// fallbacks) has a price.
 func (c *Config) endpointPriced(e *EndpointConfig) bool {
 	for _, r := range e.Routes {
 		if b, ok := c.Backends[r.Backend]; ok && !b.Pricing.Free() {
 			return true
 		}
 	}
-	for _, f := range e.Fallbacks {
+	for _, f := range slices.Concat(e.Fallbacks, e.ContextFallbacks) {
 		if b, ok := c.Backends[f]; ok && !b.Pricing.Free() {
 			return true
 		}

@@ -75,6 +75,10 @@ type request struct {
 	// pinTargets the plan's targets reordered for it (pinPlan).
 	pin        respTarget
 	pinTargets []router.Target
+	// ctxTargets are the context fallbacks a context-window refusal sent the request
+	// on to (toContextFallbacks), ctxPhase set once it did.
+	ctxTargets []router.Target
+	ctxPhase   bool
 	// tag is the response ID tag of the target that answered a Responses call, and
 	// prevTag the one its previous_response_id came with (untag).
 	tag, prevTag []byte
@@ -247,7 +251,7 @@ func (r *request) release() {
 		fasthttp.ReleaseResponse(r.kept)
 	}
 	*r = request{reqID: pooled(r.reqID), modelName: pooled(r.modelName), userBuf: pooled(r.userBuf), out: pooled(r.out), errMsg: pooled(r.errMsg), limitName: pooled(r.limitName),
-		bodyBuf: pooled(r.bodyBuf), spliceBuf: pooled(r.spliceBuf), nameBuf: pooled(r.nameBuf), pinTargets: r.pinTargets[:0], hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone,
+		bodyBuf: pooled(r.bodyBuf), spliceBuf: pooled(r.spliceBuf), nameBuf: pooled(r.nameBuf), pinTargets: r.pinTargets[:0], ctxTargets: r.ctxTargets[:0], hijackFn: r.hijackFn, waitFn: r.waitFn, silentFn: r.silentFn, watchFn: r.watchFn, watchDone: r.watchDone,
 		hang: clientWatch{w: r.hang.w}}
 	requestPool.Put(r)
 	if rt != nil {
@@ -1250,7 +1254,8 @@ func (r *request) user() []byte {
 }
 
 // send tries the planned route, then its retries, then the fallbacks, all before any
-// byte of the answer has gone to the client.
+// byte of the answer has gone to the client; a context-window refusal turns it to the
+// context fallbacks instead (toContextFallbacks).
 func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	ep := r.ep
 	tr := r.rt.tr
@@ -1491,6 +1496,17 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		var ue *providers.UpstreamError
 		if errors.As(err, &ue) {
 			r.errKind = "upstream_" + strconv.Itoa(ue.Status)
+			if len(p.ContextTargets) > 0 && r.contextWindowExceeded(ctx) {
+				// Too long for this backend's context window: on to the context
+				// fallbacks not tried yet, the first with the endpoint's retries,
+				// as a route has them.
+				if !r.toContextFallbacks(ctx, ti) {
+					r.passUpstreamError(ctx, ue)
+					return nil
+				}
+				i, total = -1, p.Retries+len(p.Targets)
+				continue
+			}
 			if ue.RetryAfter > maxRetryAfterWait {
 				// The backend asks for a longer pause than the gateway waits: skip
 				// its retries and go to the next backend of the plan, if any.
@@ -1638,27 +1654,31 @@ func notEventsMessage(d upstreamDetail) string {
 	return "The upstream model server sent an error instead of stream events (" + d.UpstreamDetail() + ")."
 }
 
-// thinkingRoom is the most any planned target's backend adds to max_tokens for the
-// thinking a chat request without max_tokens asks for (Anthropic's budget or effort;
-// a Responses API call's reasoning.effort through the bridge): the estimate counts
-// it, as whichever target serves may produce it.
+// thinkingRoom is the most any planned target's backend (context fallbacks included)
+// adds to max_tokens for the thinking a chat request without max_tokens asks for
+// (Anthropic's budget or effort; a Responses API call's reasoning.effort through the
+// bridge): the estimate counts it, as whichever target serves may produce it.
 func (r *request) thinkingRoom() int64 {
 	if r.call.Kind != providers.Chat && r.call.Kind != providers.Responses {
 		return 0
 	}
 	var room int64
-	for i := range r.plan.Targets {
-		room = max(room, r.rt.backendList[r.plan.Targets[i].Backend].ThinkingRoomFor(r.call.Kind, r.body))
+	for _, ts := range [2][]router.Target{r.plan.Targets, r.plan.ContextTargets} {
+		for i := range ts {
+			room = max(room, r.rt.backendList[ts[i].Backend].ThinkingRoomFor(r.call.Kind, r.body))
+		}
 	}
 	return room
 }
 
-// capDropped reports whether a planned target's backend drops (drop_params) every
-// max_tokens the chat or completions request names.
+// capDropped reports whether a planned target's backend (context fallbacks included)
+// drops (drop_params) every max_tokens the chat or completions request names.
 func (r *request) capDropped() bool {
-	for i := range r.plan.Targets {
-		if r.rt.backendList[r.plan.Targets[i].Backend].Uncapped(r.body) {
-			return true
+	for _, ts := range [2][]router.Target{r.plan.Targets, r.plan.ContextTargets} {
+		for i := range ts {
+			if r.rt.backendList[ts[i].Backend].Uncapped(r.body) {
+				return true
+			}
 		}
 	}
 	return false
@@ -1666,15 +1686,17 @@ func (r *request) capDropped() bool {
 
 // costEstimate is what a request of in prompt tokens and out generated ones would
 // cost, in nano-dollars rounded up, at the highest input and output prices among the
-// backends its plan may reach (the route chosen and the fallbacks) and their service
-// tiers, so that a fallback to a dearer backend, or an answer in a dearer tier, is
-// covered. Cached-input, cache-write and web-search prices are left out: the
-// settlement charges the actual cost.
+// backends its plan may reach (the route chosen, the fallbacks and the context
+// fallbacks) and their service tiers, so that a fallback to a dearer backend, or an
+// answer in a dearer tier, is covered. Cached-input, cache-write and web-search prices
+// are left out: the settlement charges the actual cost.
 func (r *request) costEstimate(in, out int64) int64 {
 	var pin, pout float64
-	for i := range r.plan.Targets {
-		d := &r.rt.dearest[r.plan.Targets[i].Backend]
-		pin, pout = max(pin, d[0]), max(pout, d[1])
+	for _, ts := range [2][]router.Target{r.plan.Targets, r.plan.ContextTargets} {
+		for i := range ts {
+			d := &r.rt.dearest[ts[i].Backend]
+			pin, pout = max(pin, d[0]), max(pout, d[1])
+		}
 	}
 	return limiter.NanoUSDUp((float64(in)*pin + float64(out)*pout) / 1e6)
 }

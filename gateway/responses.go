@@ -291,8 +291,10 @@ func (r *request) untag() *apiError {
 // pinPlan sends the request to the backend and target its previous_response_id's tag
 // names: the route whose backend it is, even if the caller's bucket picks another (a
 // weight change moved the caller since), or, when it is a fallback of the planned
-// route, first among that route's backends. A backend the endpoint cannot reach is no
-// pin: the request goes as planned and its upstream says what it knows of the ID.
+// route, first among that route's backends; when it is a context fallback (the
+// conversation outgrew the route's context window), first before them. A backend the
+// endpoint cannot reach is no pin: the request goes as planned and its upstream says
+// what it knows of the ID.
 func (r *request) pinPlan() {
 	p := &r.plan
 	bi := r.pin.bi
@@ -304,11 +306,13 @@ func (r *request) pinPlan() {
 				break
 			}
 		}
-		if k < 0 {
+		switch {
+		case k >= 0:
+			// The plan's targets are the router's: reordered in the request's own slice.
+			r.pinTargets = append(append(append(r.pinTargets[:0], p.Targets[k]), p.Targets[:k]...), p.Targets[k+1:]...)
+		case !r.pinContext(bi):
 			return
 		}
-		// The plan's targets are the router's: reordered in the request's own slice.
-		r.pinTargets = append(append(append(r.pinTargets[:0], p.Targets[k]), p.Targets[:k]...), p.Targets[k+1:]...)
 		p.Targets = r.pinTargets
 	}
 	r.call.PinTo(r.pin.b, r.pin.i)

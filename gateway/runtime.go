@@ -121,7 +121,8 @@ type endpoint struct {
 	// local is the series of requests the gateway answered itself.
 	local *metrics.Route
 	// series holds the metrics of route i served by backend j at [i*backends+j],
-	// built for the backends a route can reach (its own and the fallbacks).
+	// built for the backends a route can reach (its own, the fallbacks and the
+	// context fallbacks).
 	series   []*metrics.Route
 	backends int
 	// refused holds, by backend, the series of the requests that backend answered
@@ -309,8 +310,9 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		e.series = make([]*metrics.Route, len(ec.Routes)*len(names))
 		e.refused = make([]*metrics.Route, len(names))
 		// A fallback serves no route: its series have no variant, as its attempts
-		// count toward no route's canary gates; its refusals count there too.
-		for _, b := range ec.Fallbacks {
+		// count toward no route's canary gates; its refusals count there too. So
+		// does a context fallback.
+		for _, b := range slices.Concat(ec.Fallbacks, ec.ContextFallbacks) {
 			if j := backendIdx[b]; e.refused[j] == nil {
 				e.refused[j] = m.ShapedRoute(ec.Name, b, metrics.None, rt.upstreamShape(b, kind))
 			}
@@ -325,7 +327,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			if variant == "" {
 				variant = r.Backend
 			}
-			for _, b := range ec.Fallbacks {
+			for _, b := range slices.Concat(ec.Fallbacks, ec.ContextFallbacks) {
 				e.series[ri*len(names)+backendIdx[b]] = e.refused[backendIdx[b]]
 			}
 			// The route's own backend keeps the variant when it is also a fallback.

@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -17,6 +18,10 @@ type Config struct {
 	Canary    *Canary  `yaml:"canary,omitempty"`
 	Retries   int      `yaml:"retries"`
 	Fallbacks []string `yaml:"fallbacks"`
+	// ContextFallbacks are the backends, in order, a request goes on to when a
+	// backend answers that it does not fit the model's context window (a larger
+	// window's model); the gateway recognises that answer.
+	ContextFallbacks []string `yaml:"context_fallbacks"`
 }
 
 // Route sends a share of an endpoint's traffic to one backend.
@@ -77,7 +82,8 @@ type Canary struct {
 const (
 	// MaxRoutes is the most routes an endpoint may have.
 	MaxRoutes = 16
-	// MaxFallbacks is the most fallbacks an endpoint may have.
+	// MaxFallbacks is the most fallbacks an endpoint may have, and the most
+	// context fallbacks.
 	MaxFallbacks = 7
 	// MaxRetries is the highest retries value.
 	MaxRetries = 10
@@ -166,22 +172,29 @@ func (c *Config) validate(fe *fieldErrors) {
 	if c.Retries < 0 || c.Retries > MaxRetries {
 		fe.add("retries", "must be 0.."+strconv.Itoa(MaxRetries))
 	}
-	if len(c.Fallbacks) > MaxFallbacks {
-		fe.add("fallbacks", "at most "+strconv.Itoa(MaxFallbacks)+" fallbacks")
+	validateBackendList(fe, "fallbacks", c.Fallbacks)
+	validateBackendList(fe, "context_fallbacks", c.ContextFallbacks)
+	if c.Canary != nil {
+		c.Canary.validate(fe, c.Routes, backends)
 	}
-	seen := make(map[string]int, len(c.Fallbacks))
-	for i, f := range c.Fallbacks {
-		p := idx("fallbacks", i)
+}
+
+// validateBackendList checks a list of backend names under key (fallbacks,
+// context_fallbacks): at most MaxFallbacks, none empty or repeated.
+func validateBackendList(fe *fieldErrors, key string, names []string) {
+	if len(names) > MaxFallbacks {
+		fe.add(key, "at most "+strconv.Itoa(MaxFallbacks)+" "+strings.ReplaceAll(key, "_", " "))
+	}
+	seen := make(map[string]int, len(names))
+	for i, f := range names {
+		p := idx(key, i)
 		if f == "" {
 			fe.add(p, "is empty")
 		} else if j, dup := seen[f]; dup {
-			fe.add(p, "backend "+strconv.Quote(f)+" is already fallbacks["+strconv.Itoa(j)+"]")
+			fe.add(p, "backend "+strconv.Quote(f)+" is already "+key+"["+strconv.Itoa(j)+"]")
 		} else {
 			seen[f] = i
 		}
-	}
-	if c.Canary != nil {
-		c.Canary.validate(fe, c.Routes, backends)
 	}
 }
 

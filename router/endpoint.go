@@ -22,7 +22,8 @@ type Target struct {
 	// where the gateway labels nothing with it: a fallback serves no route.
 	Variant string
 	// Route is the index of the route this target is, for Observe; -1 for
-	// a fallback, whose attempts do not count toward any route's gates.
+	// a fallback or a context fallback, whose attempts do not count toward
+	// any route's gates.
 	Route int
 }
 
@@ -46,6 +47,11 @@ type Plan struct {
 	// without the chosen backend repeated. Replica choice and health are
 	// per backend and happen after the plan, by Target.Backend.
 	Targets []Target
+	// ContextTargets are the context fallbacks in order (Route -1, no
+	// variant): where a request goes when a backend answers that it does not
+	// fit the model's context window. The caller skips those it already
+	// tried. Empty without context_fallbacks; never to be modified.
+	ContextTargets []Target
 }
 
 // Endpoint is the routing of one endpoint for one config snapshot. Its
@@ -62,8 +68,10 @@ type Endpoint struct {
 	backend []string
 	variant []string
 	targets [][]Target // per route
-	canary  *canaryCfg // nil without a canary
-	st      atomic.Pointer[state]
+	// ctxTargets are the context fallbacks, the same for every route.
+	ctxTargets []Target
+	canary     *canaryCfg // nil without a canary
+	st         atomic.Pointer[state]
 }
 
 // NewEndpoint validates cfg, checks that every backend it names is one of
@@ -86,6 +94,11 @@ func NewEndpoint(name string, cfg Config, backends []string) (*Endpoint, error) 
 	for i, f := range cfg.Fallbacks {
 		if _, ok := index[f]; !ok && f != "" {
 			fe.add(idx("fallbacks", i), "unknown backend "+strconv.Quote(f))
+		}
+	}
+	for i, f := range cfg.ContextFallbacks {
+		if _, ok := index[f]; !ok && f != "" {
+			fe.add(idx("context_fallbacks", i), "unknown backend "+strconv.Quote(f))
 		}
 	}
 	if len(fe) > 0 {
@@ -120,6 +133,9 @@ func NewEndpoint(name string, cfg Config, backends []string) (*Endpoint, error) 
 			}
 		}
 		e.targets[i] = ts
+	}
+	for _, f := range cfg.ContextFallbacks {
+		e.ctxTargets = append(e.ctxTargets, Target{Backend: index[f], Name: f, Route: -1})
 	}
 	if canary >= 0 {
 		e.canary = newCanaryCfg(cfg.Canary, canary, e.home[canary])
@@ -185,6 +201,7 @@ func (e *Endpoint) Plan(key []byte, p *Plan) {
 	p.Weight = t.pct[r]
 	p.Retries = e.cfg.Retries
 	p.Targets = e.targets[r]
+	p.ContextTargets = e.ctxTargets
 }
 
 // PlanFor plans the route whose own backend is backend (its index in the names given
@@ -196,7 +213,7 @@ func (e *Endpoint) PlanFor(backend int, p *Plan) bool {
 		if len(ts) > 0 && ts[0].Backend == backend {
 			t := e.st.Load().table.Load()
 			p.Route, p.Variant, p.Weight = r, e.variant[r], t.pct[r]
-			p.Retries, p.Targets = e.cfg.Retries, ts
+			p.Retries, p.Targets, p.ContextTargets = e.cfg.Retries, ts, e.ctxTargets
 			return true
 		}
 	}
