@@ -319,8 +319,13 @@ var strFor = []byte("for")
 
 // parseHop reads one X-Forwarded-For element: an address, one with a port
 // (203.0.113.5:4711 and [2001:db8::1]:443, as Azure Application Gateway writes them) or
-// a bracketed IPv6 one. The form picks the parser: a failed parse allocates its error.
+// a bracketed IPv6 one. The form picks the parser: a failed parse allocates its error,
+// so what cannot begin an address (unknown, an obfuscated _hidden: proxies write them
+// on every request) is refused before it.
 func parseHop(s string) (netip.Addr, bool) {
+	if s == "" || !addrStart(s[0]) {
+		return netip.Addr{}, false
+	}
 	var a netip.Addr
 	var err error
 	switch {
@@ -337,6 +342,12 @@ func parseHop(s string) (netip.Addr, bool) {
 		a, err = netip.ParseAddr(s)
 	}
 	return a, err == nil && a.Zone() == ""
+}
+
+// addrStart reports whether c can begin an address as parseHop reads it: a digit, a
+// hex letter or a colon of IPv6, or a bracket.
+func addrStart(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' || c == ':' || c == '['
 }
 
 // subjectIP is the client's address ip (4 or 16 bytes) as per: ip limits count it: an

@@ -64,3 +64,29 @@ endpoints:
 		t.Errorf("%.1f allocations per request arrival, budget 0", n)
 	}
 }
+
+// TestClientIPForwardedObfuscatedAllocs: the identifiers proxies write on every request
+// in place of an address (HAProxy's and YARP's obfuscated for=_hex, for="_hex:port",
+// nginx's for=unknown) end the walk at the proxy without an allocation: no address
+// parse (and its error) is tried on them.
+func TestClientIPForwardedObfuscatedAllocs(t *testing.T) {
+	trusted, _ := parseTrustedProxies([]string{"10.0.0.0/8"})
+	peer := net.ParseIP("10.1.2.3")
+	for _, c := range []struct{ name, fwd string }{
+		{"HAProxy for-expr rand,hex", `proto=http;for=_000000002B1F4D63`},
+		{"HAProxy hashed for with for_port", `host="haproxy.org";for="_000000007F2F367E:60138"`},
+		{"YARP's default random for", `for=_gTzW4Zq1;by=_Ab12;host=api.example;proto=https`},
+		{"nginx wiki's map for a unix-socket client", `for=unknown`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fwd := [][]byte{[]byte(c.fwd)}
+			var buf [16]byte
+			if got := net.IP(clientIPForwarded(peer, fwd, trusted, &buf)); !got.Equal(peer) {
+				t.Fatalf("Forwarded %q: client %v, want the proxy %v", c.fwd, got, peer)
+			}
+			if n := testing.AllocsPerRun(100, func() { clientIPForwarded(peer, fwd, trusted, &buf) }); n != 0 {
+				t.Errorf("Forwarded %q: %.0f allocations per request, want 0", c.fwd, n)
+			}
+		})
+	}
+}
