@@ -129,11 +129,21 @@ func TestCacheExpiredFreedByNextRequest(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("X-Tollgate-Cache") != "bypass" {
 		t.Fatalf("stream: %d %q: %.200s", resp.StatusCode, resp.Header.Get("X-Tollgate-Cache"), b)
 	}
-	fams := contractScrape(t, g)
-	entries, _ := promtest.Sum(fams, "tollgate_cache_entries", func(l map[string]string) bool { return l["endpoint"] == "chat" })
-	expired, _ := promtest.Sum(fams, "tollgate_cache_evictions_total", func(l map[string]string) bool {
-		return l["endpoint"] == "chat" && l["reason"] == "expired"
-	})
+	// The stream is recorded (and its endpoint's expired entries freed) once its last
+	// byte is written, which its client may have read before: the scrape waits for it.
+	var entries, expired float64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fams := contractScrape(t, g)
+		entries, _ = promtest.Sum(fams, "tollgate_cache_entries", func(l map[string]string) bool { return l["endpoint"] == "chat" })
+		expired, _ = promtest.Sum(fams, "tollgate_cache_evictions_total", func(l map[string]string) bool {
+			return l["endpoint"] == "chat" && l["reason"] == "expired"
+		})
+		if entries == 0 && expired == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if entries != 0 || expired != 1 {
 		t.Errorf("after the ttl passed and the next request on the endpoint (a stream) was served: got tollgate_cache_entries %v, "+
 			"evictions{reason=expired} %v, want 0 and 1 (the next request frees the expired entry)", entries, expired)
