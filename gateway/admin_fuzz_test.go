@@ -42,6 +42,7 @@ logging: {level: info, access_log: true}
 	auth := "Authorization: Bearer " + fuzzAdminToken + "\n"
 	for _, s := range []struct{ method, path, header, body string }{
 		{"GET", "/admin/endpoints", auth, ""},
+		{"GET", "/admin/keys?limit=2&after=a%2Fb", auth, ""},
 		{"POST", "/admin/endpoints/chat/canary/pause", auth, ""},
 		{"POST", "/admin/endpoints/chat/canary/resume", auth, ""},
 		{"POST", "/admin/endpoints/chat/canary/promote", auth, ""},

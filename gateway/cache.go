@@ -19,7 +19,8 @@ import (
 )
 
 // CacheConfig is an endpoint's `cache:`: its 200 answers to requests that do not
-// stream, kept in this replica's memory for a request repeated byte for byte.
+// stream, kept for a request repeated byte for byte, in this replica's memory or in
+// the limiter's Redis, shared by every replica (cache_redis.go).
 type CacheConfig struct {
 	// TTL is how long an answer is served from the cache (required; at most 30 days).
 	TTL time.Duration `yaml:"ttl"`
@@ -32,7 +33,16 @@ type CacheConfig struct {
 	// Shared lets every key allowed on the endpoint be answered from the entries of
 	// the others; by default each key has its own.
 	Shared bool `yaml:"shared"`
+	// Store is memory (the default: this replica's) or redis (limiter.redis, shared
+	// by every replica; MaxBytes does not apply: Redis's maxmemory bounds it).
+	Store string `yaml:"store"`
 }
+
+// The values of CacheConfig.Store.
+const (
+	cacheStoreMemory = "memory"
+	cacheStoreRedis  = "redis"
+)
 
 const (
 	defaultCacheBytes      = 64 << 20
@@ -48,7 +58,10 @@ func (c *Config) cacheDefaults(i int) {
 		return
 	}
 	p := "endpoints[" + strconv.Itoa(i) + "].cache."
-	if cc.MaxBytes == 0 && !c.holds(p+"max_bytes") {
+	if cc.Store == "" && !c.holds(p+"store") {
+		cc.Store = cacheStoreMemory
+	}
+	if cc.MaxBytes == 0 && !c.holds(p+"max_bytes") && cc.Store != cacheStoreRedis {
 		cc.MaxBytes = defaultCacheBytes
 	}
 	if cc.MaxEntryBytes == 0 && !c.holds(p+"max_entry_bytes") {
@@ -70,10 +83,23 @@ func (c *Config) cacheProblems(p string, cc *CacheConfig, add func(key, problem 
 	case cc.TTL > maxCacheTTL:
 		add(p+".ttl", "must be at most 720h (30 days)")
 	}
+	redis := cc.Store == cacheStoreRedis
+	switch cc.Store {
+	case cacheStoreMemory:
+	case cacheStoreRedis:
+		if !c.Limiter.Redis.Given() {
+			add(p+".store", "redis keeps the cache in the limiter's Redis, and limiter.redis is not set: add limiter: {redis: {url: ...}} (or addrs, or sentinel)")
+		}
+		if c.holds(p + ".max_bytes") {
+			add(p+".max_bytes", "does not apply to store: redis: Redis's maxmemory (with an LRU maxmemory-policy) bounds what it holds; remove it")
+		}
+	default:
+		add(p+".store", "must be memory or redis")
+	}
 	switch {
 	case cc.MaxEntryBytes <= 0:
 		add(p+".max_entry_bytes", "must be more than 0")
-	case cc.MaxBytes < cc.MaxEntryBytes:
+	case !redis && cc.MaxBytes < cc.MaxEntryBytes:
 		add(p+".max_bytes", "must be at least max_entry_bytes ("+strconv.FormatInt(int64(cc.MaxEntryBytes), 10)+" bytes): the cache holds at least one entry")
 	}
 }
@@ -87,12 +113,14 @@ const (
 	cacheMiss                      // looked up and not found
 	cacheHit                       // answered from the cache
 	cacheBypass                    // not looked up: a stream, a Responses call, Cache-Control, a refusal before
+	cacheError                     // a Redis store's lookup failed: a miss to the client
 )
 
 var (
-	cacheResultNames = [...]string{cacheNone: "", cacheMiss: "miss", cacheHit: "hit", cacheBypass: "bypass"}
-	cacheResultBytes = [...][]byte{cacheNone: nil, cacheMiss: []byte("miss"), cacheHit: []byte("hit"), cacheBypass: []byte("bypass")}
-	cacheResultStats = [...]metrics.CacheResult{cacheMiss: metrics.CacheMiss, cacheHit: metrics.CacheHit, cacheBypass: metrics.CacheBypass}
+	cacheResultNames = [...]string{cacheNone: "", cacheMiss: "miss", cacheHit: "hit", cacheBypass: "bypass", cacheError: "error"}
+	// A lookup that failed is a miss to the client: looked up, not answered from it.
+	cacheResultBytes = [...][]byte{cacheNone: nil, cacheMiss: []byte("miss"), cacheHit: []byte("hit"), cacheBypass: []byte("bypass"), cacheError: []byte("miss")}
+	cacheResultStats = [...]metrics.CacheResult{cacheMiss: metrics.CacheMiss, cacheHit: metrics.CacheHit, cacheBypass: metrics.CacheBypass, cacheError: metrics.CacheError}
 
 	hdrCache   = []byte("X-Tollgate-Cache")
 	hdrAge     = []byte("Age")
@@ -110,6 +138,10 @@ type answerCache struct {
 	shared      bool
 	fingerprint string
 	m           *metrics.Cache
+	// remote holds the entries in Redis (store: redis), nil for memory: the rest
+	// of the cache's memory then stays empty, and retired and gen apply to this
+	// replica's requests.
+	remote *remoteCache
 
 	// retired is set once no runtime to come uses the cache: it then neither finds
 	// nor keeps anything, and its memory goes.
@@ -281,6 +313,10 @@ func (c *answerCache) still(e *cacheEntry, gen uint64) bool {
 // looked up nor kept anything (a stream, no-store, a refusal): the next request on
 // the endpoint frees them, whatever it is.
 func (c *answerCache) expireDue() {
+	if c.remote != nil {
+		// Redis expires them.
+		return
+	}
 	c.mu.Lock()
 	if !c.retired.Load() && c.oldest != nil {
 		c.expireOld(c.now())
@@ -406,6 +442,9 @@ func (r *request) cacheOwner() string {
 // lookupCache finds the request's answer in the endpoint's cache, nil (a miss) when
 // it holds none.
 func (r *request) lookupCache() (*cacheEntry, time.Duration) {
+	if r.ep.cache.remote != nil {
+		return r.lookupRemote(r.ep.cache)
+	}
 	e, age := r.ep.cache.get(r.cacheOwner(), r.body)
 	if e == nil {
 		r.cacheRes = cacheMiss
@@ -439,6 +478,10 @@ func (r *request) fillCache(ctx *fasthttp.RequestCtx) {
 	}
 	answer := resp.Body()
 	if !cacheableAnswer(answer) {
+		return
+	}
+	if c := r.ep.cache; c.remote != nil {
+		c.putRemote(r.cacheOwner(), r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen, r.cacheStoreGen)
 		return
 	}
 	r.ep.cache.put(r.cacheOwner(), r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen)
@@ -543,7 +586,7 @@ func carryCaches(old, rt *runtime, m *metrics.Metrics) {
 			continue
 		}
 		fps[i] = cacheFingerprint(rt.cfg, ec)
-		if prev := prevOf(ec.Name); prev != nil && prev.fingerprint == fps[i] {
+		if prev := prevOf(ec.Name); prev != nil && prev.fingerprint == fps[i] && prev.client() == rt.cacheClient(ec) {
 			kept[prev] = true
 		}
 	}
@@ -568,9 +611,9 @@ func carryCaches(old, rt *runtime, m *metrics.Metrics) {
 		case prev != nil && kept[prev]:
 			ep.cache = prev
 		case prev != nil:
-			ep.cache = newAnswerCache(ec.Cache, fps[i], prev.m)
+			ep.cache = rt.newCache(ec, fps[i], prev.m, m)
 		default:
-			ep.cache = newAnswerCache(ec.Cache, fps[i], m.Cache(ec.Name))
+			ep.cache = rt.newCache(ec, fps[i], m.Cache(ec.Name), m)
 		}
 	}
 }
@@ -586,14 +629,15 @@ func (c *Config) endpointConfig(name string) *EndpointConfig {
 }
 
 // cacheFingerprint is what an endpoint's cached answers depend on: its cache settings,
-// its type, and the backends its routes and fallbacks reach with their providers and
-// models. Weights, retries, limits and the rest may change under a cache.
+// its type, and the backends its routes, fallbacks and context fallbacks reach with
+// their providers and models. Weights, retries, limits and the rest may change under a
+// cache.
 func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
 	var b strings.Builder
 	cc := ec.Cache
 	b.WriteString(ec.Type)
 	b.WriteString("\x00" + cc.TTL.String() + "\x00" + strconv.FormatInt(int64(cc.MaxBytes), 10) + "\x00" +
-		strconv.FormatInt(int64(cc.MaxEntryBytes), 10) + "\x00" + strconv.FormatBool(cc.Shared))
+		strconv.FormatInt(int64(cc.MaxEntryBytes), 10) + "\x00" + strconv.FormatBool(cc.Shared) + "\x00" + cc.Store)
 	backend := func(kind, name string) {
 		bc := cfg.Backends[name]
 		b.WriteString("\x00" + kind + "\x00" + name + "\x00" + bc.Provider + "\x00" + bc.Model)
@@ -646,6 +690,10 @@ func (s *Server) purgeCache(ctx *fasthttp.RequestCtx, rt *runtime, name string) 
 	}
 	if ep.cache == nil {
 		writeError(&ctx.Response, &apiError{409, "invalid_request_error", "no_cache", "", "Endpoint `" + name + "` has no cache."})
+		return
+	}
+	if ep.cache.remote != nil {
+		s.purgeRemote(ctx, ep.cache, name)
 		return
 	}
 	n := ep.cache.purge()

@@ -151,8 +151,10 @@ type request struct {
 	// in it, cacheFill while its answer is to be kept.
 	cacheRes             cacheResult
 	cacheLook, cacheFill bool
-	// cacheGen is the cache's purge count when the request was looked up.
-	cacheGen uint64
+	// cacheGen is the cache's purge count when the request was looked up;
+	// cacheStoreGen, for a Redis store, the endpoint's generation its lookup read
+	// plus one (0: not looked up), which its answer is kept under or not at all.
+	cacheGen, cacheStoreGen uint64
 	// cacheEntry is the entry a lookup found (its answer served once the limits
 	// admit the request), cacheAge its age then.
 	cacheEntry *cacheEntry

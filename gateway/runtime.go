@@ -77,7 +77,12 @@ type runtime struct {
 	// their section alone shares them with the next runtime, and the last runtime
 	// to close closes them.
 	trRef, limRef *sharedRef
-	limitStore    string
+	// rcache is the Redis client of the endpoints whose cache says store: redis
+	// (cache_redis.go), nil when none does; rcacheRef counts the runtimes using it,
+	// as trRef and limRef do.
+	rcache     *redisCache
+	rcacheRef  *sharedRef
+	limitStore string
 	// ipv6Bits is how many leading bits of an IPv6 client name it in per: ip limits
 	// (limiter.ipv6_prefix).
 	ipv6Bits int
@@ -785,6 +790,9 @@ func (rt *runtime) close() {
 	rt.closeOnce.Do(func() {
 		rt.limRef.drop()
 		rt.trRef.drop()
+		// Writes what its requests queued for the Redis answer caches first, when
+		// it is the last runtime using the client.
+		rt.rcacheRef.drop()
 		for name, b := range rt.backends {
 			if err := b.Close(); err != nil && rt.log != nil {
 				rt.log.Warn("closing backend", "backend", name, "error", err.Error())

@@ -206,6 +206,10 @@ func New(path string, opt Options) (*Server, error) {
 	}
 	rt.trRef = tracerRef(tr, log, s.watchTracer(tr)).hold()
 	rt.limRef = limiterRef(lim, log, s.watchLimiter(lim)).hold()
+	if err := s.attachCacheRedis(rt, nil); err != nil {
+		rt.close()
+		return nil, err
+	}
 	s.install(rt)
 	// Route as the other replicas do from the first request: a canary the cluster
 	// rolled back stays out.
@@ -955,6 +959,11 @@ func (s *Server) Reload() error {
 		return s.reloadFailed(inFile(s.path, err))
 	}
 	rt.maxBody = min(rt.maxBody, int(bootMaxBody))
+	if err := s.attachCacheRedis(rt, cur); err != nil {
+		s.closeUnused(newTr, newLim)
+		rt.close()
+		return s.reloadFailed(err)
+	}
 	if s.rt.Load() == nil {
 		// Shutdown took the running config while this one was built: it is not
 		// served.

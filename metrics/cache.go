@@ -10,13 +10,14 @@ type cacheVecs struct {
 	bytes     *prometheus.GaugeVec
 	entries   *prometheus.GaugeVec
 	evictions *prometheus.CounterVec
+	stores    *prometheus.CounterVec
 }
 
 func newCacheVecs(reg prometheus.Registerer) cacheVecs {
 	return cacheVecs{
 		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_cache_requests_total",
-			Help: "Requests on an endpoint with an answer cache, by result: hit (answered from the cache), miss (looked up and not found) or bypass (not looked up, or not answered from it: a stream, a Responses API call, Cache-Control no-cache or no-store, a request the limits refused).",
+			Help: "Requests on an endpoint with an answer cache, by result: hit (answered from the cache), miss (looked up and not found), bypass (not looked up, or not answered from it: a stream, a Responses API call, Cache-Control no-cache or no-store, a request the limits refused) or error (store: redis only: the lookup failed or timed out, or was skipped while Redis failed; the upstream answered).",
 		}, []string{"endpoint", "result"})),
 		bytes: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tollgate_cache_bytes",
@@ -30,6 +31,10 @@ func newCacheVecs(reg prometheus.Registerer) cacheVecs {
 			Name: "tollgate_cache_evictions_total",
 			Help: "Answers dropped from an endpoint's answer cache, by reason: size (the least recently used, to stay under max_bytes) or expired (past its ttl).",
 		}, []string{"endpoint", "reason"})),
+		stores: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_cache_stores_total",
+			Help: "Answers an endpoint's Redis answer cache (store: redis) was given to keep, by result: stored (written to Redis), stale (not written: the cache was purged since the request was looked up), dropped (not written: the store queue was full, or the gateway stopped first) or error (Redis failed or timed out).",
+		}, []string{"endpoint", "result"})),
 	}
 }
 
@@ -41,10 +46,33 @@ const (
 	CacheMiss   CacheResult = iota // looked up and not found: the upstream answered
 	CacheHit                       // answered from the cache
 	CacheBypass                    // not looked up
+	CacheError                     // a Redis store's lookup failed: the upstream answered
 	numCacheResults
 )
 
-var cacheResultNames = [numCacheResults]string{"miss", "hit", "bypass"}
+var cacheResultNames = [numCacheResults]string{"miss", "hit", "bypass", "error"}
+
+// CacheStore is what became of an answer a Redis answer cache was given to keep.
+type CacheStore uint8
+
+// The outcomes, the values of tollgate_cache_stores_total's result label.
+const (
+	CacheStored  CacheStore = iota // written to Redis
+	CacheStale                     // not written: purged since the request's lookup
+	CacheDropped                   // not written: the queue was full, or the gateway stopped
+	CacheFailed                    // Redis failed or timed out
+	numCacheStores
+)
+
+var cacheStoreNames = [numCacheStores]string{"stored", "stale", "dropped", "error"}
+
+// String is the outcome's label value.
+func (s CacheStore) String() string {
+	if s >= numCacheStores {
+		return cacheStoreNames[CacheFailed]
+	}
+	return cacheStoreNames[s]
+}
 
 // String is the result's label value.
 func (r CacheResult) String() string {
@@ -57,10 +85,15 @@ func (r CacheResult) String() string {
 // Cache holds the series of one endpoint's answer cache, every one of them there
 // at 0 from the start. Its methods do not allocate.
 type Cache struct {
+	// requests has no error series until CacheRemote.
 	requests          [numCacheResults]prometheus.Counter
 	bytes, entries    prometheus.Gauge
 	bySize, byExpired prometheus.Counter
-	endpoint          string
+	// stores are a Redis store's (CacheRemote), nil until then; remote is set
+	// once they exist, under refMu.
+	stores   [numCacheStores]prometheus.Counter
+	remote   bool
+	endpoint string
 	hold
 }
 
@@ -82,7 +115,7 @@ func (m *Metrics) Cache(endpoint string) *Cache {
 		byExpired: v.evictions.WithLabelValues(endpoint, "expired"),
 		endpoint:  endpoint,
 	}
-	for r := range numCacheResults {
+	for r := range CacheError {
 		c.requests[r] = v.requests.WithLabelValues(endpoint, r.String())
 	}
 	m.cacheSets[endpoint] = c
@@ -108,8 +141,29 @@ func (m *Metrics) DropCache(endpoint string) {
 	m.sweep()
 }
 
+// CacheRemote gives c the series of a Redis store (store: redis): its requests
+// whose lookup failed, and its stores by outcome, at 0 from now. A cache that had
+// them keeps them.
+func (m *Metrics) CacheRemote(c *Cache) {
+	m.refMu.Lock()
+	defer m.refMu.Unlock()
+	if c.remote {
+		return
+	}
+	v := &m.cache
+	c.requests[CacheError] = v.requests.WithLabelValues(c.endpoint, CacheError.String())
+	for s := range numCacheStores {
+		c.stores[s] = v.stores.WithLabelValues(c.endpoint, s.String())
+	}
+	c.remote = true
+}
+
 func (c *Cache) counted() bool {
-	return counted(c.requests[CacheMiss], c.requests[CacheHit], c.requests[CacheBypass], c.bySize, c.byExpired)
+	ms := []prometheus.Counter{c.requests[CacheMiss], c.requests[CacheHit], c.requests[CacheBypass], c.bySize, c.byExpired}
+	if c.remote {
+		ms = append(append(ms, c.requests[CacheError]), c.stores[:]...)
+	}
+	return counted(ms...)
 }
 
 func (c *Cache) remove(m *Metrics) {
@@ -118,18 +172,33 @@ func (c *Cache) remove(m *Metrics) {
 	for r := range numCacheResults {
 		v.requests.DeleteLabelValues(c.endpoint, r.String())
 	}
+	for s := range numCacheStores {
+		v.stores.DeleteLabelValues(c.endpoint, s.String())
+	}
 	v.bytes.DeleteLabelValues(c.endpoint)
 	v.entries.DeleteLabelValues(c.endpoint)
 	v.evictions.DeleteLabelValues(c.endpoint, "size")
 	v.evictions.DeleteLabelValues(c.endpoint, "expired")
 }
 
-// Request counts one request on the endpoint by what the cache did for it.
+// Request counts one request on the endpoint by what the cache did for it; an error
+// on a cache without a Redis store's series counts as a miss.
 func (c *Cache) Request(r CacheResult) {
-	if r >= numCacheResults {
+	if r >= numCacheResults || c.requests[r] == nil {
 		r = CacheMiss
 	}
 	c.requests[r].Inc()
+}
+
+// Store counts one answer a Redis store was given to keep, by what became of it;
+// nothing on a cache without a Redis store's series.
+func (c *Cache) Store(s CacheStore) {
+	if s >= numCacheStores {
+		s = CacheFailed
+	}
+	if ctr := c.stores[s]; ctr != nil {
+		ctr.Inc()
+	}
 }
 
 // Held sets what the cache holds: its bytes and its entries.

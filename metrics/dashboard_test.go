@@ -238,6 +238,7 @@ func populate(m *Metrics) {
 	m.WatchTracing(func() TraceStats { return TraceStats{} })
 	m.WatchLimiter(func() LimiterStats { return LimiterStats{} })
 	m.Cache("embed").Request(CacheHit)
+	m.CacheRemote(m.Cache("embed"))
 	m.pinned.Key("team-a", true).Done(1, 1, 0.1)
 }
 
