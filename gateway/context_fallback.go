@@ -28,35 +28,38 @@ func (r *request) contextWindowExceeded(ctx *fasthttp.RequestCtx) bool {
 }
 
 // toContextFallbacks turns the request, whose attempt on the plan's target ti was
-// refused for the context window, to the context fallbacks it has not tried: the plan's
-// targets become those, in order, for the send loop to start over on with the
-// endpoint's retries. From the route and its fallbacks, that is every context fallback
-// but the backends tried up to ti (those skipped for having no target in service
-// included); from a context fallback, the ones after it. It reports false, the plan
-// untouched, when none is left or the request's deadline has passed (a fallback could
-// only time out); the context-window answer then stands. Otherwise that answer is kept
-// (keepAnswer), for a context fallback that cannot take the call to leave it standing,
-// and ctx.Response is emptied for the next attempt.
+// refused for the context window, to the context fallbacks it has not tried. From the
+// route and its fallbacks, the plan's targets become every context fallback but the
+// backends tried up to ti (those skipped for having no target in service included), in
+// order, for the send loop to start over on with the endpoint's retries; the refusal
+// is kept (keepAnswer), for a context fallback that cannot take the call to leave it
+// standing, and ctx.Response emptied for the next attempt. From a context fallback,
+// the plan stays and the loop goes on to the next target, as to a next fallback (the
+// loop keeps the answer then). It reports false when none is left, the request's
+// deadline has passed (a fallback could only time out), or the request continues a
+// stored response (previous_response_id: only the backend that stored it holds the
+// conversation, and another would answer that it knows no such response); the
+// context-window answer then stands.
 func (r *request) toContextFallbacks(ctx *fasthttp.RequestCtx, ti int) bool {
 	p := &r.plan
-	var next []router.Target
-	if r.ctxPhase {
-		next = p.Targets[ti+1:]
-	} else {
-		tried := p.Targets[:ti+1]
-		r.ctxTargets = r.ctxTargets[:0]
-		for _, t := range p.ContextTargets {
-			if !planned(tried, t.Backend) {
-				r.ctxTargets = append(r.ctxTargets, t)
-			}
-		}
-		next = r.ctxTargets
+	if r.pin.b != nil || !r.call.Deadline.IsZero() && !time.Now().Before(r.call.Deadline) {
+		return false
 	}
-	if len(next) == 0 || !r.call.Deadline.IsZero() && !time.Now().Before(r.call.Deadline) {
+	if r.ctxPhase {
+		return ti+1 < len(p.Targets)
+	}
+	tried := p.Targets[:ti+1]
+	r.ctxTargets = r.ctxTargets[:0]
+	for _, t := range p.ContextTargets {
+		if !planned(tried, t.Backend) {
+			r.ctxTargets = append(r.ctxTargets, t)
+		}
+	}
+	if len(r.ctxTargets) == 0 {
 		return false
 	}
 	r.ctxPhase = true
-	p.Targets = next
+	p.Targets = r.ctxTargets
 	r.keepAnswer(&ctx.Response)
 	ctx.Response.Reset()
 	return true

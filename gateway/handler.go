@@ -1501,12 +1501,18 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			if len(p.ContextTargets) > 0 && r.contextWindowExceeded(ctx) {
 				// Too long for this backend's context window: on to the context
 				// fallbacks not tried yet, the first with the endpoint's retries,
-				// as a route has them.
+				// as a route has them, the others one attempt each.
+				from := r.ctxPhase
 				if !r.toContextFallbacks(ctx, ti) {
 					r.passUpstreamError(ctx, ue)
 					return nil
 				}
-				i, total = -1, p.Retries+len(p.Targets)
+				if from {
+					// The next context fallback, as the next fallback is reached.
+					i = p.Retries + ti
+				} else {
+					i, total = -1, p.Retries+len(p.Targets)
+				}
 				continue
 			}
 			if ue.RetryAfter > maxRetryAfterWait {

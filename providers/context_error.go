@@ -40,7 +40,22 @@ var contextPhrases = [...][]byte{
 	// llama.cpp's server: "the request exceeds the available context size, try
 	// increasing it".
 	[]byte("exceeds the available context size"),
+	// vLLM's renderer (0.11 on, renderers/params.py): "You passed 9000 input tokens
+	// and requested 16 output tokens. However, the model's context length is only
+	// 8192 tokens, …", and the same with input characters for a long text.
+	[]byte("the model's context length is only"),
 }
+
+var (
+	// strValidationFor and strValidationsFor begin pydantic's refusal of a request's
+	// shape ("1 validation error for ChatCompletionRequest", "2 validation errors for
+	// …"), which vLLM and SGLang answer 400 and which is never about its length;
+	// strInputValue begins the part of it that quotes what the client sent, a prompt
+	// included.
+	strValidationFor  = []byte("validation error for ")
+	strValidationsFor = []byte("validation errors for ")
+	strInputValue     = []byte("input_value=")
+)
 
 // contextScanBytes is how much of a message is read for contextPhrases: each of them
 // comes in a refusal's first sentence, and an upstream that quotes the request in
@@ -183,10 +198,26 @@ func contextWindowError(status int, body []byte) (msg, param []byte, ok bool) {
 			text[i] = c + 'a' - 'A'
 		}
 	}
+	if pydanticRefusal(text) {
+		return nil, nil, false
+	}
+	if i := bytes.Index(text, strInputValue); i >= 0 {
+		// What the client sent, quoted: its words are not the upstream's.
+		text = text[:i]
+	}
 	for _, p := range contextPhrases {
 		if bytes.Contains(text, p) {
 			return msg, param, true
 		}
 	}
 	return nil, nil, false
+}
+
+// pydanticRefusal reports whether text, a lower-cased message, is pydantic's refusal
+// of a request's shape: "N validation error(s) for MODEL" in its first line.
+func pydanticRefusal(text []byte) bool {
+	if i := bytes.IndexByte(text, '\n'); i >= 0 {
+		text = text[:i]
+	}
+	return bytes.Contains(text, strValidationFor) || bytes.Contains(text, strValidationsFor)
 }

@@ -200,3 +200,33 @@ func FuzzContextWindowExceeded(f *testing.F) {
 		}
 	})
 }
+
+// TestContextWindowExceededCurrentVLLM: current vLLM's renderer refuses a prompt over
+// its window with "You passed N input tokens and requested M output tokens. However,
+// the model's context length is only W tokens …" (or input characters for a long
+// text): a context-window refusal.
+func TestContextWindowExceededCurrentVLLM(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, body string }{
+		{"input tokens", `{"error":{"message":"You passed 9000 input tokens and requested 16 output tokens. However, the model's context length is only 8192 tokens, resulting in a maximum input length of 8176 tokens. Please reduce the length of the input prompt. (parameter=input_tokens, value=9000)","type":"BadRequestError","param":"input_tokens","code":400}}`},
+		{"input characters", `{"error":{"message":"You passed 400000 input characters and requested 16 output tokens. However, the model's context length is only 8192 tokens, resulting in a maximum input length of 8176 tokens (at most 327040 characters). Please reduce the length of the input prompt. (parameter=input_text, value=400000)","type":"BadRequestError","param":"input_text","code":400}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !ContextWindowExceeded(400, []byte(tc.body)) {
+				t.Errorf("not recognised as a context-window refusal: %s", tc.body)
+			}
+		})
+	}
+}
+
+// TestContextWindowExceededNotPydanticQuote: vLLM's 400 for a request its schema
+// refuses quotes what the client sent (pydantic's input_value); a prompt there that
+// speaks of "this model's maximum context length" does not make it a context-window
+// refusal.
+func TestContextWindowExceededNotPydanticQuote(t *testing.T) {
+	t.Parallel()
+	body := `{"error":{"message":"1 validation error for ChatCompletionRequest\nmessages.0.user.content\n  Field required [type=missing, input_value={'role': 'user', 'contnt': \"What is this model's maximum context length?\"}, input_type=dict]","type":"Bad Request","param":null,"code":400}}`
+	if ContextWindowExceeded(400, []byte(body)) {
+		t.Errorf("a schema refusal quoting the prompt taken for a context-window refusal")
+	}
+}
