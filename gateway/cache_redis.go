@@ -220,12 +220,16 @@ func (q *redisCache) answered() {
 }
 
 // failLog logs one kind of failure at most once per cacheLogEvery, saying how many
-// it left out, and once when it stops.
+// it left out, and the first success after a failure it logged. A Redis that fails
+// now and then (a lookup timing out each second) logs a failure and a recovery at
+// most once per cacheLogEvery.
 type failLog struct {
 	failing atomic.Bool
 	mu      sync.Mutex
 	next    time.Time
 	omitted int
+	// logged is set once a failure line went out, until the recovery line does.
+	logged bool
 }
 
 func (f *failLog) fail(log *slog.Logger, msg, endpoint string, err error) {
@@ -238,13 +242,14 @@ func (f *failLog) fail(log *slog.Logger, msg, endpoint string, err error) {
 		return
 	}
 	n := f.omitted
-	f.omitted, f.next = 0, now.Add(cacheLogEvery)
+	f.omitted, f.next, f.logged = 0, now.Add(cacheLogEvery), true
 	f.mu.Unlock()
 	log.Warn(msg, "endpoint", endpoint, "error", err.Error(), "omitted", n, "interval", cacheLogEvery.String())
 }
 
-// ok notes a success: the first after failures is logged, with the failures left
-// out of the log since its last line.
+// ok notes a success: the first after a failure line is logged, with the failures
+// left out of the log since that line. The throttle's interval runs on: the next
+// failure within it is counted, not logged.
 func (f *failLog) ok(log *slog.Logger, msg string) {
 	if !f.failing.Load() {
 		return
@@ -254,9 +259,13 @@ func (f *failLog) ok(log *slog.Logger, msg string) {
 		f.mu.Unlock()
 		return
 	}
-	n := f.omitted
 	f.failing.Store(false)
-	f.omitted, f.next = 0, time.Time{}
+	if !f.logged {
+		f.mu.Unlock()
+		return
+	}
+	n := f.omitted
+	f.omitted, f.logged = 0, false
 	f.mu.Unlock()
 	log.Info(msg, "failures_not_logged", n)
 }
@@ -364,7 +373,8 @@ func (lk *remoteLookup) entryHash(owner string, body []byte) {
 // lookupRemote looks the request up in its endpoint's Redis entries: the entry and
 // its age when one holds this owner's body, nil on a miss. A failure (Redis down,
 // slow past the timeout, skipped for a while after one) is a miss to the client,
-// counted as an error.
+// counted as an error, whose answer is not kept: the generation it was asked under is
+// unknown, and kept under a later one it would undo a purge made meanwhile.
 func (r *request) lookupRemote(c *answerCache) (*cacheEntry, time.Duration) {
 	rm := c.remote
 	q := rm.rc
@@ -373,7 +383,7 @@ func (r *request) lookupRemote(c *answerCache) (*cacheEntry, time.Duration) {
 		return nil, 0
 	}
 	if !q.up() {
-		r.cacheRes = cacheError
+		r.cacheRes, r.cacheFill = cacheError, false
 		return nil, 0
 	}
 	owner := r.cacheOwner()
@@ -401,14 +411,14 @@ func (r *request) lookupRemote(c *answerCache) (*cacheEntry, time.Duration) {
 	}
 	reply, err := cmd.Result()
 	if err != nil {
-		r.cacheRes = cacheError
+		r.cacheRes, r.cacheFill = cacheError, false
 		q.lookupFailed(rm.endpoint, err)
 		return nil, 0
 	}
 	q.answered()
 	gen, rest, ok := cutNumber(reply)
 	if !ok || gen < 0 {
-		r.cacheRes = cacheError
+		r.cacheRes, r.cacheFill = cacheError, false
 		q.lookupFailed(rm.endpoint, errCacheReply)
 		return nil, 0
 	}
@@ -420,7 +430,7 @@ func (r *request) lookupRemote(c *answerCache) (*cacheEntry, time.Duration) {
 	}
 	pttl, value, ok := cutNumber(rest[1:])
 	if !ok || len(value) == 0 {
-		r.cacheRes = cacheError
+		r.cacheRes, r.cacheFill = cacheError, false
 		q.lookupFailed(rm.endpoint, errCacheReply)
 		return nil, 0
 	}
@@ -442,6 +452,34 @@ func (r *request) lookupRemote(c *answerCache) (*cacheEntry, time.Duration) {
 }
 
 var errCacheReply = errors.New("unreadable reply to the lookup script")
+
+// remoteGen reads the endpoint's generation for a request that keeps its answer
+// without looking it up (Cache-Control: no-cache), for the store to keep it under that
+// generation or not at all, as a looked-up one is: on any replica, a purge after it
+// was asked for keeps it out. When Redis does not answer it is not kept.
+func (r *request) remoteGen(c *answerCache) {
+	rm := c.remote
+	q := rm.rc
+	if !q.up() {
+		r.cacheFill = false
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
+	gen, err := q.c.Get(ctx, rm.genKey).Int64()
+	cancel()
+	switch {
+	case errors.Is(err, redis.Nil):
+		gen = 0
+	case err != nil || gen < 0:
+		if err == nil {
+			err = errCacheReply
+		}
+		r.cacheFill = false
+		q.lookupFailed(rm.endpoint, err)
+		return
+	}
+	r.cacheStoreGen = uint64(gen) + 1
+}
 
 // cutNumber reads the decimal number s starts with, up to a space or its end, and
 // returns the rest from that space.

@@ -1279,6 +1279,8 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	// it.
 	if r.cacheLook {
 		r.cacheEntry, r.cacheAge = r.lookupCache()
+	} else if r.cacheFill && r.ep.cache.remote != nil {
+		r.remoteGen(r.ep.cache)
 	}
 	if e := r.takeLimits(ctx); e != nil {
 		if r.cacheLook {
