@@ -93,6 +93,14 @@ func (c *Config) cacheProblems(p string, cc *CacheConfig, add func(key, problem 
 		if c.holds(p + ".max_bytes") {
 			add(p+".max_bytes", "does not apply to store: redis: Redis's maxmemory (with an LRU maxmemory-policy) bounds what it holds; remove it")
 		}
+		if cc.TTL > 0 && cc.TTL < time.Millisecond {
+			// Redis expires entries in whole milliseconds (PX).
+			add(p+".ttl", "must be at least 1ms with store: redis")
+		}
+		if cc.MaxEntryBytes > cacheQueueBytes {
+			// A larger entry could never wait in the store queue.
+			add(p+".max_entry_bytes", "must be at most 64MiB with store: redis")
+		}
 	default:
 		add(p+".store", "must be memory or redis")
 	}

@@ -457,6 +457,9 @@ endpoints:
 		{"redis without limiter.redis", "{ttl: 1h, store: redis}", "", "endpoints[0].cache.store: redis keeps the cache in the limiter's Redis, and limiter.redis is not set"},
 		{"redis with a memory limiter", "{ttl: 1h, store: redis}", "limiter: {store: memory}\n", "endpoints[0].cache.store: redis keeps the cache in the limiter's Redis"},
 		{"redis with max_bytes", "{ttl: 1h, store: redis, max_bytes: 1GiB}", url, "endpoints[0].cache.max_bytes: does not apply to store: redis"},
+		{"redis with a ttl under 1ms", "{ttl: 500us, store: redis}", url, "endpoints[0].cache.ttl: must be at least 1ms with store: redis"},
+		{"redis with an entry over the store queue", "{ttl: 1h, store: redis, max_entry_bytes: 65MiB}", url, "endpoints[0].cache.max_entry_bytes: must be at most 64MiB with store: redis"},
+		{"redis with the largest entry", "{ttl: 1ms, store: redis, max_entry_bytes: 64MiB}", url, ""},
 		{"unknown store", "{ttl: 1h, store: memcached}", "", "endpoints[0].cache.store: must be memory or redis"},
 		{"empty store", "{ttl: 1h, store: \"\"}", "", "endpoints[0].cache.store: must be memory or redis"},
 	} {
