@@ -18,7 +18,11 @@ import (
 type keyView struct {
 	Name string `json:"name"`
 	// Endpoints are the endpoints the key may call, or ["*"] for every one.
-	Endpoints []string    `json:"endpoints"`
+	Endpoints []string `json:"endpoints"`
+	// ExpiresAt is when the key stops working (auth.keys[].expires_at), RFC 3339 in
+	// UTC; null when it does not. Expired is whether it has, at this read.
+	ExpiresAt *string     `json:"expires_at"`
+	Expired   bool        `json:"expired"`
 	Limits    []limitView `json:"limits"`
 }
 
@@ -69,7 +73,7 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 			writeError(&ctx.Response, err)
 			return
 		}
-		var b keyReads
+		b := keyReads{now: s.keyClock(time.Now())}
 		views := make([]keyView, len(page))
 		for i, k := range page {
 			views[i] = b.view(rt, k)
@@ -88,7 +92,7 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 		writeError(&ctx.Response, &apiError{404, "invalid_request_error", "key_not_found", "", "No key is named `" + name + "` in auth.keys."})
 		return
 	}
-	var b keyReads
+	b := keyReads{now: s.keyClock(time.Now())}
 	views := []keyView{b.view(rt, k)}
 	b.read(peekCtx, rt, views)
 	writeJSON(ctx, 200, views[0])
@@ -170,6 +174,8 @@ type keyReads struct {
 	at [][2]int
 	// views is how many views view made: the place of the next.
 	views int
+	// now is the instant the keys' expiry is judged at.
+	now time.Time
 }
 
 // view is k's view without its buckets' figures: its own limits, one per endpoint
@@ -181,6 +187,10 @@ func (b *keyReads) view(rt *runtime, k *clientKey) keyView {
 	v := keyView{Name: k.name, Endpoints: kc.Endpoints, Limits: []limitView{}}
 	if mayCallAll(kc) {
 		v.Endpoints = []string{"*"}
+	}
+	if x := k.expiry; x != nil {
+		at := expiryText(x.at)
+		v.ExpiresAt, v.Expired = &at, x.passed(b.now)
 	}
 	place := b.views
 	b.views++

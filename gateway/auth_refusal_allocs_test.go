@@ -8,9 +8,12 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// authBenchConfig is benchConfig with auth.mode keys.
+// authBenchConfig is benchConfig with auth.mode keys: team-a never expires, old
+// expired long ago, temp expires long from now.
 func authBenchConfig(upstream string) string {
-	return benchConfig(upstream) + `auth: {mode: keys, keys: [{name: team-a, key: sk-team-a-1234}]}
+	return benchConfig(upstream) + `auth: {mode: keys, keys: [{name: team-a, key: sk-team-a-1234},
+  {name: old, key: sk-old-5678, expires_at: "2021-01-01T00:00:00Z"},
+  {name: temp, key: sk-temp-9012, expires_at: "2099-12-31T23:59:59Z"}]}
 `
 }
 
@@ -40,6 +43,11 @@ func TestAuthRefusalAllocs(t *testing.T) {
 		{"no key", nil, 401},
 		{"key on two lines", [][2]string{{"Authorization", "Bearer sk-team-a-1234"}, {"Authorization", "Bearer sk-other-9999"}}, 400},
 		{"the key", [][2]string{{"Authorization", "Bearer sk-team-a-1234"}}, 200},
+		// An expiry costs a comparison with the request's start; its refusal, made
+		// with the config, nothing more.
+		{"expired bearer key", [][2]string{{"Authorization", "Bearer sk-old-5678"}}, 401},
+		{"expired x-api-key", [][2]string{{"X-Api-Key", "sk-old-5678"}}, 401},
+		{"a key expiring later", [][2]string{{"Authorization", "Bearer sk-temp-9012"}}, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := authCtx(tc.hdr)
@@ -65,5 +73,31 @@ func BenchmarkAuthRefusal(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		proxyOnce(s, ctx)
+	}
+}
+
+// BenchmarkAuthKeyExpiry is a chat request with a key without expires_at (served),
+// one expiring later (served) and one expired (refused 401 expired_api_key).
+func BenchmarkAuthKeyExpiry(b *testing.B) {
+	s := newTestServer(b, authBenchConfig(startStaticUpstream(b)))
+	for _, bc := range []struct {
+		name, key string
+		status    int
+	}{
+		{"no expiry", "sk-team-a-1234", 200},
+		{"expiring later", "sk-temp-9012", 200},
+		{"expired", "sk-old-5678", 401},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := authCtx([][2]string{{"Authorization", "Bearer " + bc.key}})
+			proxyOnce(s, ctx)
+			if ctx.Response.StatusCode() != bc.status {
+				b.Fatalf("status %d: %s, want %d", ctx.Response.StatusCode(), ctx.Response.Body(), bc.status)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				proxyOnce(s, ctx)
+			}
+		})
 	}
 }

@@ -154,6 +154,9 @@ type KeyConfig struct {
 	Endpoints []string `yaml:"endpoints"`
 	// Limits apply to every request made with this key, besides the endpoint's.
 	Limits []limiter.Limit `yaml:"limits"`
+	// ExpiresAt is when the key stops working: an RFC 3339 timestamp with its zone
+	// (key_expiry.go). Empty is never.
+	ExpiresAt string `yaml:"expires_at"`
 }
 
 // EndpointConfig is one entry of `endpoints:`: a name clients put in "model". Its
@@ -1929,6 +1932,13 @@ func (c *Config) problems() []string {
 			sameKey(p, "key", sha256.Sum256([]byte(k.Key)), i)
 		}
 		addErr(p, limiter.ValidateLimits(k.Limits))
+		if _, written := c.lines[p+".expires_at"]; written && k.ExpiresAt == "" {
+			// Written empty (a variable set to nothing, null): read as no expiry,
+			// a key meant to stop would work for good.
+			add(p+".expires_at", "is empty: give the instant the key stops working (RFC 3339, e.g. 2026-12-31T23:59:59Z), or leave the key out")
+		} else if _, err := parseExpiry(k.ExpiresAt); err != nil {
+			add(p+".expires_at", err.Error())
+		}
 		if _, written := c.lines[p+".endpoints"]; (written || k.Endpoints != nil) && len(k.Endpoints) == 0 {
 			// Leaving endpoints out allows every one; an empty list reads as "none",
 			// which would make the key useless, so it is not taken either way. The

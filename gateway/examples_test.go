@@ -57,7 +57,7 @@ func TestReadmeConfig(t *testing.T) {
 		"/etc/tollgate/client-key.pem", p.clientKey,
 	).Replace(block)
 	vars := env(map[string]string{
-		"TEAM_A_KEY": "key-a", "VLLM_KEY": "k", "OPENAI_API_KEY": "sk-o",
+		"TEAM_A_KEY": "key-a", "HACK_KEY": "key-h", "VLLM_KEY": "k", "OPENAI_API_KEY": "sk-o",
 		"ANTHROPIC_API_KEY": "sk-a", "AZURE_OPENAI_API_KEY": "sk-z",
 		"TOLLGATE_RESPONSE_SECRET": "0123456789abcdef0123456789abcdef",
 	})

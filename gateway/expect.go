@@ -1,6 +1,10 @@
 package gateway
 
-import "github.com/valyala/fasthttp"
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
 
 // expectContinue answers a request's `Expect: 100-continue` (fasthttp.Server's
 // ExpectHandler) before its body is sent, and a request whose Content-Length is over
@@ -15,8 +19,9 @@ import "github.com/valyala/fasthttp"
 //     net/http uploads of 8 MiB in a probe);
 //   - for a POST API call (serveCall), in serveCall's order: a header name that is
 //     no token (400), a Content-Encoding (415), and, with auth.mode keys, a missing,
-//     wrong or doubled key (401, 400): curl sends the expectation for any body over
-//     1 MiB, and a client with an expired key would upload it all for its 401.
+//     wrong, expired or doubled key (401, 400): curl sends the expectation for any
+//     body over 1 MiB, and a client with an expired key would upload it all for its
+//     401.
 //
 // Any other request is invited to send its body.
 func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
@@ -42,17 +47,26 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 	case !rt.authKeys:
 		return fasthttp.StatusContinue
 	}
-	_, e := authenticate(rt, h)
+	// A key expired when the header arrived (as the handler judges it: r.start).
+	arrived := time.Now()
+	if a := arrivalOf(ctx.Conn()); a != nil {
+		arrived = a.at
+	}
+	k, e := authenticate(rt, h, s.keyClock(arrived))
 	if e == nil {
 		return fasthttp.StatusContinue
 	}
 	closeLingering(ctx)
 	r := s.ownRequest(ctx)
 	if r.rt != nil {
-		// The handler's own auth, which marks the refusal on its span.
+		// The handler's own auth, which marks the refusal on its span (and sets an
+		// expired key's challenge).
 		if re := r.auth(ctx); re != nil {
-			e = re
+			e, k = re, nil
 		}
+	}
+	if k != nil {
+		k.expiry.challenge(&ctx.Response.Header, e)
 	}
 	r.fail(ctx, e)
 	return e.status

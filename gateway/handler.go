@@ -1052,7 +1052,8 @@ var (
 	strPutPostDelete = []byte("PUT, POST, DELETE")
 )
 
-// auth checks the client's key when keys are on, and notes it in r.key.
+// auth checks the client's key when keys are on, and notes it in r.key: also an
+// expired key, refused, so that its refusal counts under its name.
 func (r *request) auth(ctx *fasthttp.RequestCtx) *apiError {
 	rt := r.rt
 	if !rt.authKeys {
@@ -1060,8 +1061,13 @@ func (r *request) auth(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	_, as := rt.tr.Start(r.tctx, tracing.SpecAuth)
 	var e *apiError
-	r.key, e = authenticate(rt, &ctx.Request.Header)
+	// Expiry is judged at the request's arrival, a clock reading it has already.
+	r.key, e = authenticate(rt, &ctx.Request.Header, r.s.keyClock(r.start))
 	if e != nil {
+		if r.key != nil {
+			// An expired key: its challenge, set before the answer is written.
+			r.key.expiry.challenge(&ctx.Response.Header, e)
+		}
 		tracing.RecordRefusal(as, e.code)
 	}
 	as.End()
@@ -1167,8 +1173,10 @@ func bearerToken(authz []byte) ([]byte, bool) {
 // x-api-key, as Azure and Anthropic clients send it). The header it is read from
 // must come on one line: two lines are two keys, two identities, of which a proxy in
 // front may read the one this would not (Authorization is no list, RFC 9110 5.3 and
-// 11.6.2; nginx refuses a second line with 400).
-func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError) {
+// 11.6.2; nginx refuses a second line with 400). A key whose expires_at is not after
+// now is refused with the key itself, which the refusal is then counted and logged
+// under (never the key, its name).
+func authenticate(rt *runtime, h *fasthttp.RequestHeader, now time.Time) (*clientKey, *apiError) {
 	presented, once := keyHeader(h, hdrAuthz)
 	bearer := len(presented) > 0
 	switch {
@@ -1192,6 +1200,8 @@ func authenticate(rt *runtime, h *fasthttp.RequestHeader) (*clientKey, *apiError
 	}
 	k := rt.lookupKey(presented)
 	switch {
+	case k != nil && k.expiry.passed(now):
+		return k, k.expiry.refusal(bearer)
 	case k != nil:
 		return k, nil
 	case bearer:

@@ -16,7 +16,8 @@ import (
 )
 
 // keyMetricsConfig: team-a reaches a priced endpoint and a free one, team-b only the
-// free one, ops (with a limit of one request a minute) the priced one.
+// free one, ops (with a limit of one request a minute, and an expires_at far ahead)
+// the priced one.
 func keyMetricsConfig(addr string) string {
 	return `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
@@ -24,7 +25,7 @@ auth:
   keys:
     - {name: team-a, key: sk-a-secret-0001, endpoints: [paid, free]}
     - {name: team-b, key: sk-b-secret-0002, endpoints: [free]}
-    - {name: ops, key: sk-ops-secret-0003, endpoints: [paid], limits: [{per: api_key, requests: 1, window: minute}]}
+    - {name: ops, key: sk-ops-secret-0003, endpoints: [paid], expires_at: "2099-12-31T23:59:59Z", limits: [{per: api_key, requests: 1, window: minute}]}
 backends:
   paid: {provider: openai, base_url: "http://` + addr + `/v1", model: up-model, pricing: {input_per_million: 3, output_per_million: 15}}
   free: {provider: openai, base_url: "http://` + addr + `/v1", model: up-model}

@@ -180,6 +180,9 @@ type clientKey struct {
 	policy *limiter.Policy
 	// series counts the key's requests, tokens and cost.
 	series *metrics.Key
+	// expiry is when the key stops working (auth.keys[].expires_at; key_expiry.go),
+	// nil for never.
+	expiry *keyExpiry
 }
 
 func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {
@@ -379,6 +382,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 	for ki, kc := range cfg.Auth.Keys {
 		k := &clientKey{idx: ki, name: kc.Name, nameBytes: []byte(kc.Name), allowed: allowed[ki], policy: keyPolicies[ki]}
 		k.series = m.Key(kc.Name, cfg.keyPriced(k.allowed))
+		k.expiry = newKeyExpiry(kc.ExpiresAt)
 		if kc.SHA256 != "" {
 			h, _ := hex.DecodeString(kc.SHA256)
 			copy(k.hash[:], h)

@@ -78,6 +78,9 @@ type Server struct {
 	// failTracer, when set, is the error every tracer build returns: tests use it
 	// to fail a reload after its config was accepted, which no valid config does.
 	failTracer atomic.Pointer[error]
+	// expirySkew moves the clock client keys expire by (keyClock), in nanoseconds:
+	// tests use it to pass a key's expires_at without waiting for it.
+	expirySkew atomic.Int64
 	// pools keeps target health and load across reloads.
 	pools *providers.Pools
 	// routerRedis is the router's client, closed at shutdown.
@@ -442,6 +445,7 @@ func (s *Server) install(rt *runtime) {
 	if old := s.rt.Swap(rt); old != nil {
 		old.retire()
 	}
+	s.noteKeyExpiries(rt)
 }
 
 // errURITooLong refuses a request line over the read buffer (RFC 9110 §15.5.15), as

@@ -240,6 +240,7 @@ func populate(m *Metrics) {
 	m.Cache("embed").Request(CacheHit)
 	m.CacheRemote(m.Cache("embed"))
 	m.pinned.Key("team-a", true).Done(1, 1, 0.1)
+	m.SetKeyExpiries([]KeyExpiry{{"team-a", time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC)}})
 }
 
 // exportedFamilies returns every family the gateway exports, with its type.

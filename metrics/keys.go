@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -10,6 +12,10 @@ type keyVecs struct {
 	requests *prometheus.CounterVec
 	tokens   *prometheus.CounterVec
 	cost     *prometheus.CounterVec
+	// expiry is each key's expires_at (SetKeyExpiries); expiring, under Metrics.mu,
+	// the names it has series of.
+	expiry   *prometheus.GaugeVec
+	expiring map[string]struct{}
 }
 
 func newKeyVecs(reg prometheus.Registerer) keyVecs {
@@ -26,7 +32,38 @@ func newKeyVecs(reg prometheus.Registerer) keyVecs {
 			Name: "tollgate_key_cost_usd_total",
 			Help: "Cost in US dollars of a client key's requests, by the key's name, as tollgate_cost_usd_total counts it.",
 		}, []string{"key"})),
+		expiry: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_key_expiry_timestamp_seconds",
+			Help: "When a client key stops working (its auth.keys expires_at), in seconds since the Unix epoch, by the key's name; only keys with an expires_at.",
+		}, []string{"key"})),
 	}
+}
+
+// KeyExpiry is a client key's name and the instant it stops working.
+type KeyExpiry struct {
+	Name string
+	At   time.Time
+}
+
+// SetKeyExpiries replaces tollgate_key_expiry_timestamp_seconds with keys, the
+// complete set of the running config's keys that expire: the series of a key that
+// is gone, or expires no more, is removed at once, unlike its request counters
+// (Lease.Key), so that an alert on the gauge follows the config the gateway runs.
+func (m *Metrics) SetKeyExpiries(keys []KeyExpiry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := &m.keys
+	next := make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		next[k.Name] = struct{}{}
+		v.expiry.WithLabelValues(k.Name).Set(float64(k.At.Unix()) + float64(k.At.Nanosecond())/1e9)
+	}
+	for name := range v.expiring {
+		if _, ok := next[name]; !ok {
+			v.expiry.DeleteLabelValues(name)
+		}
+	}
+	v.expiring = next
 }
 
 // Key holds the series of one client key. Its methods do not allocate.

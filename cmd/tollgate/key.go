@@ -10,6 +10,9 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/gateway"
 )
 
 // stdin is what `tollgate key --hash` reads; a test sets its own.
@@ -22,16 +25,30 @@ const keyPrefix = "sk-tg-"
 const keyUsage = `Usage:
   tollgate key            make a client API key: print it and the auth.keys entry
                           with its SHA-256, to keep the key itself out of the config
+  tollgate key --expires-at 2026-12-31T23:59:59Z
+                          the same, the entry with that expires_at (RFC 3339, with
+                          its zone): the key is refused from that instant on
   tollgate key --hash     read a key on stdin (one line; a trailing newline is not
                           part of it) and print its SHA-256 for auth.keys[].sha256
 `
 
-// keyCmd runs `tollgate key [--hash]`. Its arguments are read by hand rather than
-// with the flag package, whose errors quote what they refuse: a key typed as a flag's
-// value (--hash=sk-…) would end up in a terminal's scrollback or a CI log.
+// keyCmd runs `tollgate key [--expires-at T | --hash]`. Its arguments are read by
+// hand rather than with the flag package, whose errors quote what they refuse: a key
+// typed as a flag's value (--hash=sk-…) would end up in a terminal's scrollback or a
+// CI log.
 func keyCmd(args []string, stdout, stderr io.Writer) int {
 	hash := false
+	expires, ok := expiresArg(args)
 	switch {
+	case ok:
+		switch at, err := gateway.ParseExpiresAt(expires); {
+		case err != nil:
+			fmt.Fprintln(stderr, "tollgate key: --expires-at", err)
+			return 2
+		case !at.After(time.Now()):
+			fmt.Fprintln(stderr, "tollgate key: --expires-at is already past: the key would be refused from the start")
+			return 2
+		}
 	case len(args) == 0:
 	case len(args) == 1 && (args[0] == "--hash" || args[0] == "-hash"):
 		hash = true
@@ -59,8 +76,26 @@ func keyCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	key := keyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	if expires != "" {
+		fmt.Fprintf(stdout, "key: %s\nauth.keys entry: - {name: NAME, sha256: %q, expires_at: %q}\n", key, keyHash(key), expires)
+		return 0
+	}
 	fmt.Fprintf(stdout, "key: %s\nauth.keys entry: - {name: NAME, sha256: %q}\n", key, keyHash(key))
 	return 0
+}
+
+// expiresArg is the value of `--expires-at T` (or `--expires-at=T`, one dash or two)
+// when args are that alone.
+func expiresArg(args []string) (string, bool) {
+	for _, name := range []string{"--expires-at", "-expires-at"} {
+		switch {
+		case len(args) == 2 && args[0] == name:
+			return args[1], true
+		case len(args) == 1 && strings.HasPrefix(args[0], name+"="):
+			return args[0][len(name)+1:], true
+		}
+	}
+	return "", false
 }
 
 // maxKeyLine is the longest key read: far above any key, and a line longer than it is
