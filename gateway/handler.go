@@ -1704,21 +1704,36 @@ func (r *request) capDropped() bool {
 	return false
 }
 
-// costEstimate is what a request of in prompt tokens and out generated ones would
-// cost, in nano-dollars rounded up, at the highest input and output prices among the
-// backends its plan may reach (the route chosen, the fallbacks and the context
-// fallbacks) and their service tiers, so that a fallback to a dearer backend, or an
-// answer in a dearer tier, is covered. Cached-input, cache-write and web-search prices
-// are left out: the settlement charges the actual cost.
+// costEstimate is the most a request of in prompt tokens and out generated ones may
+// cost, in nano-dollars rounded up, at the highest prices among the backends its plan
+// may reach (the route chosen, the fallbacks and the context fallbacks) and their
+// service tiers, so that a fallback to a dearer backend, or an answer in a dearer
+// tier, is covered: the prompt at the input price, or at the dearest cache-write price
+// when the body marks anything for Anthropic's prompt cache (the whole prompt may be
+// written); the output at the output price; and the searches the request bounds its
+// web search to (providers.WebSearchBound) at the search price. Cached-input prices,
+// below the input price, are left out: the settlement charges the actual cost.
 func (r *request) costEstimate(in, out int64) int64 {
-	var pin, pout float64
+	var d spendPrices
 	for _, ts := range [2][]router.Target{r.plan.Targets, r.plan.ContextTargets} {
 		for i := range ts {
-			d := &r.rt.dearest[ts[i].Backend]
-			pin, pout = max(pin, d[0]), max(pout, d[1])
+			b := &r.rt.spend[ts[i].Backend]
+			d = spendPrices{max(d.input, b.input), max(d.output, b.output), max(d.write, b.write), max(d.search, b.search)}
 		}
 	}
-	return limiter.NanoUSDUp((float64(in)*pin + float64(out)*pout) / 1e6)
+	prompt := d.input
+	if d.write > prompt && providers.MarksPromptCache(r.body) {
+		// Anthropic writes only what a request marks: an unmarked prompt is never
+		// charged the write price, and the body is read only where one is dearer.
+		prompt = d.write
+	}
+	// In nano-dollars: a price per million tokens is a thousandth of the nano-dollars
+	// a token, a price per thousand searches a millionth of a search's.
+	nano := (float64(in)*prompt + float64(out)*d.output) * (limiter.NanoPerUSD / 1e6)
+	if d.search > 0 {
+		nano += float64(providers.WebSearchBound(r.call.Kind, r.body)) * d.search * (limiter.NanoPerUSD / 1e3)
+	}
+	return limiter.NanoUp(nano)
 }
 
 // takeLimits charges the request to its limits before any upstream is called: one

@@ -38,9 +38,9 @@ type runtime struct {
 	backends map[string]*providers.Backend
 	// backendList is indexed like the names router plans refer to.
 	backendList []*providers.Backend
-	// dearest are the backends' highest input and output prices per million tokens,
-	// their tiers' included, indexed like backendList: a spend budget's estimate.
-	dearest  [][2]float64
+	// spend are the backends' dearest prices, their tiers' included, indexed like
+	// backendList: a spend budget's estimate.
+	spend    []spendPrices
 	routing  []*router.Endpoint
 	keys     map[[sha256.Size]byte]*clientKey
 	authKeys bool
@@ -224,7 +224,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 		rt.backends[name] = b
 		rt.backendList = append(rt.backendList, b)
-		rt.dearest = append(rt.dearest, dearestPrices(&b.Pricing))
+		rt.spend = append(rt.spend, spendPricesOf(&b.Pricing, cfg.Backends[name].Provider))
 		bc := cfg.Backends[name]
 		// A backend's replica is picked per attempt, so the spec names none:
 		// send records the target each attempt went to.
@@ -497,19 +497,54 @@ func (rt *runtime) targetLabel(b *providers.Backend, url string) string {
 	return targetLabels([]string{url})[0]
 }
 
-// dearestPrices are p's highest input and output prices per million tokens, those of
-// its service tiers included.
-func dearestPrices(p *providers.Pricing) [2]float64 {
-	d := [2]float64{p.InputPerMillion, p.OutputPerMillion}
+// spendPrices are a backend's dearest prices, those of its service tiers included,
+// for a spend budget's estimate: in US dollars per million input, output and
+// cache-written prompt tokens, and per thousand web searches.
+type spendPrices struct {
+	input, output, write, search float64
+}
+
+// spendPricesOf are the spendPrices of p, a backend of provider's. Its write price is
+// the dearest of its cache-write prices, the one-hour ones included, or 0: like its
+// search price, it counts only on an anthropic backend, whose answers alone report
+// cache writes and searches (upstreamShape), so that only there are they ever charged.
+func spendPricesOf(p *providers.Pricing, provider string) spendPrices {
+	d := spendPrices{input: p.InputPerMillion, output: p.OutputPerMillion}
+	anthropic := provider == "anthropic"
+	if anthropic {
+		d.write, d.search = writePrice(p.InputPerMillion, p.CacheWritePerMillion, p.CacheWrite1hPerMillion), p.WebSearchPerThousand
+	}
 	for _, t := range p.Tiers {
+		var in float64
 		if t.InputPerMillion != nil {
-			d[0] = max(d[0], *t.InputPerMillion)
+			in = *t.InputPerMillion
+			d.input = max(d.input, in)
 		}
 		if t.OutputPerMillion != nil {
-			d[1] = max(d[1], *t.OutputPerMillion)
+			d.output = max(d.output, *t.OutputPerMillion)
+		}
+		if anthropic {
+			d.write = max(d.write, writePrice(in, t.CacheWritePerMillion, t.CacheWrite1hPerMillion))
+			if t.WebSearchPerThousand != nil {
+				d.search = max(d.search, *t.WebSearchPerThousand)
+			}
 		}
 	}
 	return d
+}
+
+// writePrice is the dearest price of a prompt token written to the cache, per million,
+// at a price list whose input price is in: its write price (in when unset) or its
+// one-hour write price (the write price when unset), as Pricing.Cost charges them.
+func writePrice(in float64, write, write1h *float64) float64 {
+	w := in
+	if write != nil {
+		w = *write
+	}
+	if write1h != nil {
+		w = max(w, *write1h)
+	}
+	return w
 }
 
 // limitName names a limit in metrics and errors: per, kind and window, never a subject.

@@ -77,8 +77,14 @@ func NanoUSD(usd float64) int64 {
 
 // NanoUSDUp is NanoUSD rounded up, for an estimate: a request is never charged less
 // than a cost it could reach.
-func NanoUSDUp(usd float64) int64 {
-	n := math.Ceil(usd * NanoPerUSD)
+func NanoUSDUp(usd float64) int64 { return NanoUp(usd * NanoPerUSD) }
+
+// NanoUp is nano, an amount in nano-dollars, rounded up to a whole one, for an
+// estimate made in nano-dollars (where prices times counts in whole numbers stay
+// whole, which a detour through dollars would round): 0 for a negative or NaN
+// amount, at most 2^62.
+func NanoUp(nano float64) int64 {
+	n := math.Ceil(nano)
 	if !(n > 0) {
 		return 0
 	}

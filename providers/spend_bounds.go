@@ -1,0 +1,184 @@
+package providers
+
+import (
+	"bytes"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+)
+
+// WebSearchBound is the most web searches one answer to a request of kind, with body,
+// may run on an anthropic backend, as the translation asks for them: a chat request's
+// web_search_options (its search_context_size low, medium or high as max_uses 1, 5 or
+// 10: readWebSearch), and a Responses API call's web search tool, which the bridge
+// sends as web_search_options. It is 0 for a request without the tool, one the
+// translation refuses, and one without search_context_size: that tool goes without
+// max_uses, and Anthropic documents no default cap, so there is nothing to bound the
+// searches by (the settlement charges those that ran). Other kinds have no search.
+func WebSearchBound(kind Kind, body []byte) int64 {
+	var ws []byte
+	switch kind {
+	case Chat:
+		ws = chatWebSearch(body)
+	case Responses:
+		return responsesWebSearch(body)
+	default:
+		return 0
+	}
+	if ws == nil {
+		return 0
+	}
+	t, err := readWebSearch(ws)
+	if err != nil || !t.on {
+		return 0
+	}
+	return int64(t.maxUses)
+}
+
+// chatWebSearch is the web_search_options value of a chat body as the translation's
+// decoder (encoding/json) takes it: the last member of that name, in any case, escapes
+// decoded; nil without one.
+func chatWebSearch(body []byte) []byte {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return nil
+	}
+	var ws []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return ws
+		}
+		if len(k) >= len("web_search_options") && foldedKey(k, "web_search_options") {
+			ws = v
+		}
+	}
+}
+
+// responsesWebSearch is WebSearchBound of a Responses API body: its tools' web search
+// tool, read as the bridge reads it (appendBridgeTools), search_context_size mapped as
+// readWebSearch maps it. A second web search tool is refused by the bridge: 0.
+func responsesWebSearch(body []byte) int64 {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return 0
+	}
+	var buf keyBuf
+	var tools []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if string(keyName(k, &buf)) == "tools" {
+			tools = v
+		}
+	}
+	var a jsonscan.Array
+	if tools == nil || !a.Reset(tools) {
+		return 0
+	}
+	var uses int64
+	found := false
+	for {
+		raw, ok := a.Next()
+		if !ok {
+			return uses
+		}
+		var typ, size []byte
+		var t jsonscan.Iter
+		if t.Reset(raw) != nil {
+			return 0
+		}
+		for {
+			k, v, ok := t.Next()
+			if !ok {
+				break
+			}
+			if jsonscan.IsNull(v) {
+				v = nil
+			}
+			switch string(keyName(k, &buf)) {
+			case "type":
+				typ = v
+			case "search_context_size":
+				// A null one is passed over (appendWebSearchOptions).
+				if v != nil {
+					size = v
+				}
+			}
+		}
+		if !isString(typ, "web_search") && !isString(typ, "web_search_preview") &&
+			!isString(typ, "web_search_2025_08_26") && !isString(typ, "web_search_preview_2025_03_11") {
+			continue
+		}
+		if found {
+			return 0
+		}
+		found = true
+		if size != nil {
+			uses = contextSizeUses(size)
+		}
+	}
+}
+
+// contextSizeUses is the max_uses search_context_size goes as (webSearchUses), 0 for
+// a value the translation refuses.
+func contextSizeUses(size []byte) int64 {
+	for _, u := range webSearchUses {
+		if sameString(size, u.size) {
+			return int64(u.uses)
+		}
+	}
+	return 0
+}
+
+// MarksPromptCache reports whether body has a cache_control member anywhere:
+// Anthropic writes to its prompt cache only what a request marks, and the translation
+// passes a mark on from a message, a content part or a tool. The name is matched as
+// the translation's decoder matches it (any case, \u escapes decoded); a string that
+// spells it whole counts too, which only makes an estimate higher.
+func MarksPromptCache(body []byte) bool {
+	for i := 0; i < len(body); {
+		j := bytes.IndexByte(body[i:], '"')
+		if j < 0 {
+			return false
+		}
+		i += j + 1
+		if i == len(body) {
+			return false
+		}
+		if c := body[i]; c != 'c' && c != 'C' && c != '\\' {
+			// Most strings: not worth a call.
+			continue
+		}
+		if n := spells(body[i:], "cache_control"); n > 0 && i+n < len(body) && body[i+n] == '"' {
+			return true
+		}
+	}
+	return false
+}
+
+// spells is the length of the prefix of b that spells name (lower-case ASCII) in any
+// case, each character written as it is or as a \u escape; 0 when b begins otherwise.
+// Only ASCII folds to the letters of the names read here (encoding/json's other
+// foldings are the Kelvin sign's to k and the long s's to s).
+func spells(b []byte, name string) int {
+	i := 0
+	for k := 0; k < len(name); k++ {
+		if i >= len(b) {
+			return 0
+		}
+		c, n := rune(b[i]), 1
+		if c == '\\' {
+			if c, n = jsonscan.DecodeEscape(b, i); n == 0 {
+				return 0
+			}
+		}
+		i += n
+		want := rune(name[k])
+		if c != want && (want < 'a' || want > 'z' || c != want-'a'+'A') {
+			return 0
+		}
+	}
+	return i
+}
