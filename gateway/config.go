@@ -1877,6 +1877,8 @@ func (c *Config) problems() []string {
 				add(k, `"*" is reserved: a key's endpoints: ["*"] means every endpoint`)
 			case a == metrics.UnknownEndpoint:
 				add(k, `"unknown" is reserved: endpoint="unknown" in the metrics counts the requests refused before an endpoint was known`)
+			case dotSegment(a):
+				add(k, dotSegmentProblem)
 			case endpointNames[a]:
 				add(k, strconv.Quote(a)+" is the name of an endpoint")
 			case dup && of == e.Name:
@@ -1982,6 +1984,8 @@ func (c *Config) problems() []string {
 			add(p+".name", "duplicate endpoint "+strconv.Quote(e.Name))
 		} else if e.Name == metrics.UnknownEndpoint {
 			add(p+".name", `"unknown" is reserved: endpoint="unknown" in the metrics counts the requests refused before an endpoint was known`)
+		} else if dotSegment(e.Name) {
+			add(p+".name", dotSegmentProblem)
 		} else if e.Name == metrics.None && e.mlflow != nil {
 			// Its backend is named after it.
 			add(p+".name", reservedNone)
@@ -2209,6 +2213,13 @@ func (c *Config) keyPriced(allowed []bool) bool {
 func (k *KeyConfig) mayCall(name string) bool {
 	return len(k.Endpoints) == 0 || slices.Contains(k.Endpoints, "*") || slices.Contains(k.Endpoints, name)
 }
+
+// dotSegment reports whether name is "." or "..", which a path cannot name: HTTP
+// clients and proxies resolve them away (RFC 3986 5.2.4) before
+// /admin/endpoints/{name} or /endpoints/{name}/invocations reach the gateway.
+func dotSegment(name string) bool { return name == "." || name == ".." }
+
+const dotSegmentProblem = `"." and ".." cannot be named in a URL path (/admin/endpoints/{name}, /endpoints/{name}/invocations): clients resolve them away`
 
 // reservedNone is the problem of a backend named none (or an MLflow endpoint, whose
 // backend is named after it): backend="none" in the metrics counts the requests no

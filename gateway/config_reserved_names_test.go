@@ -46,3 +46,31 @@ func TestConfigReservedLabelValues(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigDotSegmentNames: an endpoint or alias named "." or ".." could be called by
+// "model" but never reached by a path (/admin/endpoints/{name},
+// /endpoints/{name}/invocations), which clients resolve such segments out of: refused
+// at its key.
+func TestConfigDotSegmentNames(t *testing.T) {
+	for _, c := range []struct {
+		name, y string
+		want    []string
+	}{
+		{"an endpoint",
+			"backends:\n  up: {provider: mock, model: m}\nendpoints:\n  - {name: \"..\", type: chat, routes: [{backend: up}]}\n",
+			[]string{"t.yaml:4: endpoints[0].name: " + dotSegmentProblem}},
+		{"an alias",
+			"backends:\n  up: {provider: mock, model: m}\nendpoints:\n  - {name: chat, aliases: [\".\"], type: chat, routes: [{backend: up}]}\n",
+			[]string{"t.yaml:4: endpoints[0].aliases[0]: " + dotSegmentProblem}},
+		{"dots within a name",
+			"backends:\n  up: {provider: mock, model: m}\nendpoints:\n  - {name: \"llama-3.1..8b\", aliases: [\"...\"], type: chat, routes: [{backend: up}]}\n",
+			nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, problems := parseProblems(t, c.y, nil)
+			if !slices.Equal(problems, c.want) {
+				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(problems, "\n"), strings.Join(c.want, "\n"))
+			}
+		})
+	}
+}
