@@ -77,8 +77,16 @@ func parseExpiry(v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	// RFC 3339 5.6 allows t and z in lower case; time.Parse takes them upper case only.
+	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(v))
 	if err == nil {
+		switch {
+		case !offsetInRange(v):
+			return time.Time{}, errors.New("has an offset out of range: hours 00 to 23, minutes 00 to 59 (RFC 3339)")
+		case t.UTC().Year() < 1 || t.UTC().Year() > 9999:
+			// Written back in UTC (the admin API, the refusal), it would not be RFC 3339.
+			return time.Time{}, errors.New("must fall between the years 0001 and 9999 in UTC")
+		}
 		return t, nil
 	}
 	switch {
@@ -88,6 +96,20 @@ func parseExpiry(v string) (time.Time, error) {
 		return time.Time{}, errors.New("has no zone: end it with Z (UTC) or an offset such as +02:00 (RFC 3339)")
 	}
 	return time.Time{}, errors.New("must be an RFC 3339 timestamp with its zone, e.g. 2026-12-31T23:59:59Z or 2026-12-31T18:00:00-05:00")
+}
+
+// offsetInRange reports whether v, a timestamp time.Parse took, ends with Z or an
+// offset RFC 3339 allows: time.Parse takes hours up to 24 and minutes up to 60
+// (+24:00 would move the instant a whole day).
+func offsetInRange(v string) bool {
+	if n := len(v); n > 0 && (v[n-1] == 'Z' || v[n-1] == 'z') {
+		return true
+	}
+	if len(v) < 6 {
+		return false
+	}
+	o := v[len(v)-6:]
+	return (o[0] == '+' || o[0] == '-') && o[3] == ':' && o[1] <= '2' && (o[1] < '2' || o[2] <= '3') && o[4] <= '5'
 }
 
 // dateOnly reports whether v is a date YYYY-MM-DD.
