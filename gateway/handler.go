@@ -1711,14 +1711,16 @@ func (r *request) capDropped() bool {
 // tier, is covered: the prompt at the input price, or at the dearest cache-write price
 // when the body marks anything for Anthropic's prompt cache (the whole prompt may be
 // written); the output at the output price; and the searches the request bounds its
-// web search to (providers.WebSearchBound) at the search price. Cached-input prices,
+// web search to (providers.WebSearchBound) at the search price of the backends that
+// send it on (not those whose drop_params remove it). Cached-input prices,
 // below the input price, are left out: the settlement charges the actual cost.
 func (r *request) costEstimate(in, out int64) int64 {
 	var d spendPrices
 	for _, ts := range [2][]router.Target{r.plan.Targets, r.plan.ContextTargets} {
 		for i := range ts {
 			b := &r.rt.spend[ts[i].Backend]
-			d = spendPrices{max(d.input, b.input), max(d.output, b.output), max(d.write, b.write), max(d.search, b.search)}
+			d = spendPrices{input: max(d.input, b.input), output: max(d.output, b.output), write: max(d.write, b.write),
+				search: max(d.search, b.searchFor(r.call.Kind))}
 		}
 	}
 	prompt := d.input

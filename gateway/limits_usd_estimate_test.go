@@ -242,22 +242,22 @@ func TestSpendPricesOf(t *testing.T) {
 		p        providers.Pricing
 		want     spendPrices
 	}{
-		{"no write prices: the input price", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15}, spendPrices{3, 15, 3, 0}},
-		{"a write price", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15, CacheWritePerMillion: f(3.75)}, spendPrices{3, 15, 3.75, 0}},
-		{"a one-hour price alone", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15, CacheWrite1hPerMillion: f(6)}, spendPrices{3, 15, 6, 0}},
-		{"a write price below input", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15, CacheWritePerMillion: f(1)}, spendPrices{3, 15, 1, 0}},
-		{"searches", "anthropic", providers.Pricing{InputPerMillion: 3, WebSearchPerThousand: 10}, spendPrices{3, 0, 3, 10}},
+		{"no write prices: the input price", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15}, spendPrices{input: 3, output: 15, write: 3, search: 0}},
+		{"a write price", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15, CacheWritePerMillion: f(3.75)}, spendPrices{input: 3, output: 15, write: 3.75, search: 0}},
+		{"a one-hour price alone", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15, CacheWrite1hPerMillion: f(6)}, spendPrices{input: 3, output: 15, write: 6, search: 0}},
+		{"a write price below input", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15, CacheWritePerMillion: f(1)}, spendPrices{input: 3, output: 15, write: 1, search: 0}},
+		{"searches", "anthropic", providers.Pricing{InputPerMillion: 3, WebSearchPerThousand: 10}, spendPrices{input: 3, output: 0, write: 3, search: 10}},
 		{"a tier's write defaults to its input", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15, CacheWritePerMillion: f(3.75),
-			Tiers: map[string]providers.TierPricing{"priority": {InputPerMillion: f(6), OutputPerMillion: f(30)}}}, spendPrices{6, 30, 6, 0}},
+			Tiers: map[string]providers.TierPricing{"priority": {InputPerMillion: f(6), OutputPerMillion: f(30)}}}, spendPrices{input: 6, output: 30, write: 6, search: 0}},
 		{"a tier's one-hour and search prices", "anthropic", providers.Pricing{InputPerMillion: 3, OutputPerMillion: 15, WebSearchPerThousand: 10,
 			Tiers: map[string]providers.TierPricing{"priority": {InputPerMillion: f(6), OutputPerMillion: f(30), CacheWrite1hPerMillion: f(12), WebSearchPerThousand: f(20)},
-				"batch": {InputPerMillion: f(1.5), OutputPerMillion: f(7.5)}}}, spendPrices{6, 30, 12, 20}},
+				"batch": {InputPerMillion: f(1.5), OutputPerMillion: f(7.5)}}}, spendPrices{input: 6, output: 30, write: 12, search: 20}},
 		{"openai: no writes or searches", "openai", providers.Pricing{InputPerMillion: 1, OutputPerMillion: 2, CacheWritePerMillion: f(100),
-			Tiers: map[string]providers.TierPricing{"priority": {InputPerMillion: f(2), OutputPerMillion: f(4), CacheWritePerMillion: f(200)}}}, spendPrices{2, 4, 0, 0}},
+			Tiers: map[string]providers.TierPricing{"priority": {InputPerMillion: f(2), OutputPerMillion: f(4), CacheWritePerMillion: f(200)}}}, spendPrices{input: 2, output: 4, write: 0, search: 0}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := spendPricesOf(&tc.p, tc.provider); got != tc.want {
+			if got := spendPricesOf(&tc.p, tc.provider, nil); got != tc.want {
 				t.Fatalf("spendPricesOf = %+v, want %+v", got, tc.want)
 			}
 		})

@@ -224,7 +224,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 		rt.backends[name] = b
 		rt.backendList = append(rt.backendList, b)
-		rt.spend = append(rt.spend, spendPricesOf(&b.Pricing, cfg.Backends[name].Provider))
+		rt.spend = append(rt.spend, spendPricesOf(&b.Pricing, cfg.Backends[name].Provider, cfg.Backends[name].DropParams))
 		bc := cfg.Backends[name]
 		// A backend's replica is picked per attempt, so the spec names none:
 		// send records the target each attempt went to.
@@ -502,14 +502,28 @@ func (rt *runtime) targetLabel(b *providers.Backend, url string) string {
 // cache-written prompt tokens, and per thousand web searches.
 type spendPrices struct {
 	input, output, write, search float64
+	// dropsChatSearch and dropsResponsesSearch are set when the backend's drop_params
+	// keep a chat call's web_search_options, or a Responses call's tools, from its
+	// upstream: such a call searches nothing there.
+	dropsChatSearch, dropsResponsesSearch bool
 }
 
-// spendPricesOf are the spendPrices of p, a backend of provider's. Its write price is
-// the dearest of its cache-write prices, the one-hour ones included, or 0: like its
-// search price, it counts only on an anthropic backend, whose answers alone report
-// cache writes and searches (upstreamShape), so that only there are they ever charged.
-func spendPricesOf(p *providers.Pricing, provider string) spendPrices {
-	d := spendPrices{input: p.InputPerMillion, output: p.OutputPerMillion}
+// searchFor is the search price a call of kind may be charged on the backend.
+func (p *spendPrices) searchFor(kind providers.Kind) float64 {
+	if kind == providers.Chat && p.dropsChatSearch || kind == providers.Responses && p.dropsResponsesSearch {
+		return 0
+	}
+	return p.search
+}
+
+// spendPricesOf are the spendPrices of p, a backend of provider's that drops the
+// request fields drop. Its write price is the dearest of its cache-write prices, the
+// one-hour ones included, or 0: like its search price, it counts only on an anthropic
+// backend, whose answers alone report cache writes and searches (upstreamShape), so
+// that only there are they ever charged.
+func spendPricesOf(p *providers.Pricing, provider string, drop []string) spendPrices {
+	d := spendPrices{input: p.InputPerMillion, output: p.OutputPerMillion,
+		dropsChatSearch: slices.Contains(drop, "web_search_options"), dropsResponsesSearch: slices.Contains(drop, "tools")}
 	anthropic := provider == "anthropic"
 	if anthropic {
 		d.write, d.search = writePrice(p.InputPerMillion, p.CacheWritePerMillion, p.CacheWrite1hPerMillion), p.WebSearchPerThousand
