@@ -1294,8 +1294,12 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	if e := r.takeLimits(ctx); e != nil {
 		if r.cacheLook {
-			// Refused: neither answered from the cache nor filling it.
-			r.cacheEntry, r.cacheRes, r.cacheFill = nil, cacheBypass, false
+			// Refused: neither answered from the cache nor filling it; a lookup that
+			// failed (a Redis store) stays counted as the error it was.
+			r.cacheEntry, r.cacheFill = nil, false
+			if r.cacheRes != cacheError {
+				r.cacheRes = cacheBypass
+			}
 		}
 		return e
 	}

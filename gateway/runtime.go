@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -523,7 +524,7 @@ func (p *spendPrices) searchFor(kind providers.Kind) float64 {
 // that only there are they ever charged.
 func spendPricesOf(p *providers.Pricing, provider string, drop []string) spendPrices {
 	d := spendPrices{input: p.InputPerMillion, output: p.OutputPerMillion,
-		dropsChatSearch: slices.Contains(drop, "web_search_options"), dropsResponsesSearch: slices.Contains(drop, "tools")}
+		dropsChatSearch: dropsField(drop, "web_search_options"), dropsResponsesSearch: dropsField(drop, "tools")}
 	anthropic := provider == "anthropic"
 	if anthropic {
 		d.write, d.search = writePrice(p.InputPerMillion, p.CacheWritePerMillion, p.CacheWrite1hPerMillion), p.WebSearchPerThousand
@@ -545,6 +546,12 @@ func spendPricesOf(p *providers.Pricing, provider string, drop []string) spendPr
 		}
 	}
 	return d
+}
+
+// dropsField reports whether drop_params drop holds field, in any case as they are
+// matched.
+func dropsField(drop []string, field string) bool {
+	return slices.ContainsFunc(drop, func(d string) bool { return strings.EqualFold(d, field) })
 }
 
 // writePrice is the dearest price of a prompt token written to the cache, per million,
