@@ -124,6 +124,9 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		s.writeRouting(ctx, rt, name, verb, snap, err)
 	case op == adminCache:
 		s.purgeCache(ctx, rt, name)
+	case op == adminKey && (method == "POST" || keyVerbPath(rt, name)):
+		// POST /admin/keys/{name}/revoke and /restore (key_revoke.go).
+		s.serveKeyChange(ctx, rt, name)
 	case op == adminKeys, op == adminKey:
 		s.serveKeys(ctx, rt, name, op == adminKey)
 	case op == adminWeights && method == "DELETE":

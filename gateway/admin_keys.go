@@ -21,8 +21,13 @@ type keyView struct {
 	Endpoints []string `json:"endpoints"`
 	// ExpiresAt is when the key stops working (auth.keys[].expires_at), RFC 3339 in
 	// UTC; null when it does not. Expired is whether it has, at this read.
-	ExpiresAt *string     `json:"expires_at"`
-	Expired   bool        `json:"expired"`
+	ExpiresAt *string `json:"expires_at"`
+	Expired   bool    `json:"expired"`
+	// Revoked is whether the key is revoked (POST /admin/keys/{name}/revoke), since
+	// RevokedAt (RFC 3339 in UTC) for Reason; both null while it is not.
+	Revoked   bool        `json:"revoked"`
+	RevokedAt *string     `json:"revoked_at"`
+	Reason    *string     `json:"reason"`
 	Limits    []limitView `json:"limits"`
 }
 
@@ -191,6 +196,9 @@ func (b *keyReads) view(rt *runtime, k *clientKey) keyView {
 	if x := k.expiry; x != nil {
 		at := expiryText(x.at)
 		v.ExpiresAt, v.Expired = &at, x.passed(b.now)
+	}
+	if k.revoke != nil {
+		v.Revoked, v.RevokedAt, v.Reason = revokedFields(k.revoke.cur.Load())
 	}
 	place := b.views
 	b.views++

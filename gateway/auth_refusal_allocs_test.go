@@ -3,18 +3,29 @@
 package gateway
 
 import (
+	"context"
 	"testing"
 
 	"github.com/valyala/fasthttp"
 )
 
 // authBenchConfig is benchConfig with auth.mode keys: team-a never expires, old
-// expired long ago, temp expires long from now.
+// expired long ago, temp expires long from now; gone is there to be revoked
+// (revokeGone).
 func authBenchConfig(upstream string) string {
 	return benchConfig(upstream) + `auth: {mode: keys, keys: [{name: team-a, key: sk-team-a-1234},
   {name: old, key: sk-old-5678, expires_at: "2021-01-01T00:00:00Z"},
-  {name: temp, key: sk-temp-9012, expires_at: "2099-12-31T23:59:59Z"}]}
+  {name: temp, key: sk-temp-9012, expires_at: "2099-12-31T23:59:59Z"},
+  {name: gone, key: sk-gone-3456}]}
 `
+}
+
+// revokeGone revokes the key gone on s, as POST /admin/keys/gone/revoke does.
+func revokeGone(tb testing.TB, s *Server) {
+	tb.Helper()
+	if _, _, err := s.revokes.revoke(context.Background(), "gone", "leaked"); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // authCtx is a chat request carrying the header lines hdr.
@@ -33,6 +44,7 @@ func authCtx(hdr [][2]string) *fasthttp.RequestCtx {
 // are read through the header's reused slice (keyHeader).
 func TestAuthRefusalAllocs(t *testing.T) {
 	s := newTestServer(t, authBenchConfig(startStaticUpstream(t)))
+	revokeGone(t, s)
 	for _, tc := range []struct {
 		name   string
 		hdr    [][2]string
@@ -48,6 +60,10 @@ func TestAuthRefusalAllocs(t *testing.T) {
 		{"expired bearer key", [][2]string{{"Authorization", "Bearer sk-old-5678"}}, 401},
 		{"expired x-api-key", [][2]string{{"X-Api-Key", "sk-old-5678"}}, 401},
 		{"a key expiring later", [][2]string{{"Authorization", "Bearer sk-temp-9012"}}, 200},
+		// A revocation costs an atomic load on the key; its refusal, made once for
+		// every key, nothing more.
+		{"revoked bearer key", [][2]string{{"Authorization", "Bearer sk-gone-3456"}}, 401},
+		{"revoked api-key", [][2]string{{"Api-Key", "sk-gone-3456"}}, 401},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := authCtx(tc.hdr)
@@ -87,6 +103,32 @@ func BenchmarkAuthKeyExpiry(b *testing.B) {
 		{"no expiry", "sk-team-a-1234", 200},
 		{"expiring later", "sk-temp-9012", 200},
 		{"expired", "sk-old-5678", 401},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := authCtx([][2]string{{"Authorization", "Bearer " + bc.key}})
+			proxyOnce(s, ctx)
+			if ctx.Response.StatusCode() != bc.status {
+				b.Fatalf("status %d: %s, want %d", ctx.Response.StatusCode(), ctx.Response.Body(), bc.status)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				proxyOnce(s, ctx)
+			}
+		})
+	}
+}
+
+// BenchmarkAuthKeyRevoked is a chat request with a key not revoked (served, the
+// revocation checked) and one revoked (refused 401 revoked_api_key).
+func BenchmarkAuthKeyRevoked(b *testing.B) {
+	s := newTestServer(b, authBenchConfig(startStaticUpstream(b)))
+	revokeGone(b, s)
+	for _, bc := range []struct {
+		name, key string
+		status    int
+	}{
+		{"not revoked", "sk-team-a-1234", 200},
+		{"revoked", "sk-gone-3456", 401},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := authCtx([][2]string{{"Authorization", "Bearer " + bc.key}})

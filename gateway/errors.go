@@ -97,6 +97,10 @@ func writeError(resp *fasthttp.Response, e *apiError) {
 		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallenge)
 	case &errBadKey:
 		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallengeInvalid)
+	case &errKeyRevoked:
+		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallengeRevoked)
+	case &errKeyRevokedHeader:
+		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallenge)
 	}
 	resp.SetStatusCode(e.status)
 	resp.Header.SetContentTypeBytes(strJSON)

@@ -1173,9 +1173,10 @@ func bearerToken(authz []byte) ([]byte, bool) {
 // x-api-key, as Azure and Anthropic clients send it). The header it is read from
 // must come on one line: two lines are two keys, two identities, of which a proxy in
 // front may read the one this would not (Authorization is no list, RFC 9110 5.3 and
-// 11.6.2; nginx refuses a second line with 400). A key whose expires_at is not after
-// now is refused with the key itself, which the refusal is then counted and logged
-// under (never the key, its name).
+// 11.6.2; nginx refuses a second line with 400). A key revoked (POST
+// /admin/keys/{name}/revoke), or whose expires_at is not after now, is refused with
+// the key itself, which the refusal is then counted and logged under (never the key,
+// its name).
 func authenticate(rt *runtime, h *fasthttp.RequestHeader, now time.Time) (*clientKey, *apiError) {
 	presented, once := keyHeader(h, hdrAuthz)
 	bearer := len(presented) > 0
@@ -1200,6 +1201,9 @@ func authenticate(rt *runtime, h *fasthttp.RequestHeader, now time.Time) (*clien
 	}
 	k := rt.lookupKey(presented)
 	switch {
+	case k != nil && k.revoked():
+		// Revoked at run time (key_revoke.go): an atomic load, no lookup.
+		return k, revokedRefusal(bearer)
 	case k != nil && k.expiry.passed(now):
 		return k, k.expiry.refusal(bearer)
 	case k != nil:

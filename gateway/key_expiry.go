@@ -55,8 +55,12 @@ func (x *keyExpiry) refusal(bearer bool) *apiError {
 
 // challenge sets the WWW-Authenticate of e, a refusal of the key: RFC 6750 3.1's
 // invalid_token ("expired") for a bearer token, the bare challenge for a key sent in
-// another header, as for a wrong key (writeError).
+// another header, as for a wrong key (writeError). A key without expiry (nil) has
+// none to set: its refusal, a revocation's, is writeError's.
 func (x *keyExpiry) challenge(h *fasthttp.ResponseHeader, e *apiError) {
+	if x == nil {
+		return
+	}
 	if e == &x.bearer {
 		h.SetBytesKV(hdrWWWAuthenticate, strAPIChallengeExpired)
 	} else if e == &x.header {

@@ -184,6 +184,9 @@ type clientKey struct {
 	// expiry is when the key stops working (auth.keys[].expires_at; key_expiry.go),
 	// nil for never.
 	expiry *keyExpiry
+	// revoke is whether the key's name is revoked (key_revoke.go), shared with the
+	// other runtimes' keys of that name; set as the runtime is installed.
+	revoke *keyRevoke
 }
 
 func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {

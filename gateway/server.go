@@ -133,6 +133,8 @@ type Server struct {
 	// of the files the running config reads (server.tls, key files, backend tls
 	// files) and, after a failure, the tls files of the config that failed.
 	reloaded chan struct{}
+	// revokes are the client keys revoked at run time (key_revoke.go).
+	revokes *revocations
 }
 
 // Options adjust a Server beyond its config file.
@@ -212,6 +214,16 @@ func New(path string, opt Options) (*Server, error) {
 	if err := s.attachCacheRedis(rt, nil); err != nil {
 		rt.close()
 		return nil, err
+	}
+	if s.revokes, err = newRevocations(cfg, log, s.m); err != nil {
+		rt.close()
+		return nil, err
+	}
+	// The revocations are read before the first request is served; a Redis that
+	// does not answer holds up the start for revokeTimeout at most, its revocations
+	// applied once it answers.
+	if err := s.revokes.poll(context.Background()); err != nil {
+		s.revokes.noteFailure(err)
 	}
 	s.install(rt)
 	// Route as the other replicas do from the first request: a canary the cluster
@@ -442,6 +454,12 @@ func (s *Server) install(rt *runtime) {
 		s.limiters = append(s.limiters, liveLimiter{rt.lim, rt.limRef})
 	}
 	carryCaches(s.rt.Load(), rt, s.m)
+	if s.revokes != nil {
+		// Before the swap: no request meets a key of rt without its revocation.
+		if orphans := s.revokes.attach(rt); len(orphans) > 0 {
+			s.log.Info("key names revoked that auth.keys no longer has stay revoked until restored", "keys", orphans)
+		}
+	}
 	if old := s.rt.Swap(rt); old != nil {
 		old.retire()
 	}
@@ -623,6 +641,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.log.Error("router stopped", "error", err.Error())
 		}
 	}()
+	revokesDone := make(chan struct{})
+	go func() {
+		defer close(revokesDone)
+		s.revokes.run(watchCtx)
+	}()
 	defer func() {
 		stopWatch()
 		<-routerDone
@@ -630,6 +653,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		if s.routerRedis != nil {
 			_ = s.routerRedis.Close()
 		}
+		<-revokesDone
+		s.revokes.close()
 	}()
 	if rt := s.rt.Load(); rt != nil && s.adminOpen(rt.cfg) {
 		s.warnAdminOpen()
@@ -925,7 +950,7 @@ func (s *Server) Reload() error {
 	}
 	if bootRedis := s.boot.Limiter.Store == "redis"; bootRedis != (cfg.Limiter.Store == "redis") ||
 		bootRedis && !reflect.DeepEqual(cfg.Limiter.Redis, s.boot.Limiter.Redis) {
-		s.log.Warn("limiter.redis changed: limits use it now, but canary state stays shared through the Redis the gateway started with until a restart")
+		s.log.Warn("limiter.redis changed: limits use it now, but canary state and key revocations stay shared through the Redis the gateway started with until a restart")
 	}
 	// The listener's read limit is made from the value at start: a raise waits for
 	// the restart, the value at start staying in force (the new one, checked under a

@@ -241,6 +241,7 @@ func populate(m *Metrics) {
 	m.CacheRemote(m.Cache("embed"))
 	m.pinned.Key("team-a", true).Done(1, 1, 0.1)
 	m.SetKeyExpiries([]KeyExpiry{{"team-a", time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC)}})
+	m.SetKeysRevoked([]string{"team-a"})
 }
 
 // exportedFamilies returns every family the gateway exports, with its type.

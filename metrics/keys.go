@@ -16,6 +16,10 @@ type keyVecs struct {
 	// the names it has series of.
 	expiry   *prometheus.GaugeVec
 	expiring map[string]struct{}
+	// revoked is 1 for each key name revoked (SetKeysRevoked); revokedNames, under
+	// Metrics.mu, the names it has series of.
+	revoked      *prometheus.GaugeVec
+	revokedNames map[string]struct{}
 }
 
 func newKeyVecs(reg prometheus.Registerer) keyVecs {
@@ -36,7 +40,30 @@ func newKeyVecs(reg prometheus.Registerer) keyVecs {
 			Name: "tollgate_key_expiry_timestamp_seconds",
 			Help: "When a client key stops working (its auth.keys expires_at), in seconds since the Unix epoch, by the key's name; only keys with an expires_at.",
 		}, []string{"key"})),
+		revoked: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_key_revoked",
+			Help: "1 for each client key name revoked through the admin API (POST /admin/keys/{name}/revoke) and not restored, as this replica knows it, names no longer in auth.keys included; no series for a key not revoked.",
+		}, []string{"key"})),
 	}
+}
+
+// SetKeysRevoked replaces tollgate_key_revoked with names, the complete set of the
+// key names revoked: the series of a name restored is removed at once.
+func (m *Metrics) SetKeysRevoked(names []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := &m.keys
+	next := make(map[string]struct{}, len(names))
+	for _, name := range names {
+		next[name] = struct{}{}
+		v.revoked.WithLabelValues(name).Set(1)
+	}
+	for name := range v.revokedNames {
+		if _, ok := next[name]; !ok {
+			v.revoked.DeleteLabelValues(name)
+		}
+	}
+	v.revokedNames = next
 }
 
 // KeyExpiry is a client key's name and the instant it stops working.
