@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -278,11 +279,10 @@ func (rv *revocations) restore(ctx context.Context, name string) (was bool, err 
 	if err != nil {
 		return false, errors.Join(errRevokeUnshared, err)
 	}
-	was = rv.get(name) != nil || len(res) == 3
+	had, _ := res[0].(int64)
+	was = rv.get(name) != nil || had == 1
 	rv.set(name, nil)
-	if len(res) == 3 {
-		rv.step(res)
-	}
+	rv.step(res)
 	return was, nil
 }
 
@@ -467,18 +467,24 @@ end
 
 var (
 	// revokeScript revokes ARGV[1] with the revocation ARGV[2]: {1, epoch, n}, or
-	// {0, revocation} for a name revoked already, left as it is.
+	// {0, revocation} for a name revoked already, left as it is. It clears the name's
+	// restore mark (restoreScript).
 	revokeScript = redis.NewScript(bumpLua + `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then return {0, cur} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[2], 'r:' .. ARGV[1])
 local e = bump(ARGV[3])
 return {1, e[1], e[2]}`)
-	// restoreScript restores ARGV[1]: {1, epoch, n}, or {0} for a name not revoked.
+	// restoreScript restores ARGV[1]: {1, epoch, n} when Redis held its revocation,
+	// {0, epoch, n} when not. Either way it marks the name restored in the meta hash
+	// (r:NAME) and counts a change, so that a replica writing back what it knew after
+	// Redis lost its data (repairScript) does not revoke it again.
 	restoreScript = redis.NewScript(bumpLua + `
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return {0} end
+local had = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'r:' .. ARGV[1], '1')
 local e = bump(ARGV[2])
-return {1, e[1], e[2]}`)
+return {had, e[1], e[2]}`)
 	// pollRevokesScript is {epoch, n} while they are ARGV[1] and ARGV[2], else
 	// {epoch, n, the hash}; epoch is "" when the meta hash is missing.
 	pollRevokesScript = redis.NewScript(`
@@ -487,9 +493,14 @@ local e, n = m[1] or '', tonumber(m[2] or '0')
 if e == ARGV[1] and n == tonumber(ARGV[2]) then return {e, n} end
 return {e, n, redis.call('HGETALL', KEYS[1])}`)
 	// repairScript writes the revocations ARGV[2..] (name, revocation pairs) that
-	// the hash lacks, and counts a change: {epoch, n, the hash}.
+	// the hash lacks and no restore since marked, and counts a change: {epoch, n, the
+	// hash}.
 	repairScript = redis.NewScript(bumpLua + `
-for i = 2, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 2, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], 'r:' .. ARGV[i]) == 0 then
+    redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
 local e = bump(ARGV[1])
 return {e[1], e[2], redis.call('HGETALL', KEYS[1])}`)
 )
@@ -682,6 +693,9 @@ func revokeReason(body []byte, rt *runtime) (string, *apiError) {
 // hex (either case) or the admin token. Secrets shorter than secretMin are not looked
 // for: they would match words ("tok" in "token").
 func holdsSecret(text string, rt *runtime) bool {
+	if holdsKeyByHash(text, rt) {
+		return true
+	}
 	lower := strings.ToLower(text)
 	if tok := rt.cfg.Server.AdminToken; len(tok) >= secretMin && strings.Contains(text, tok) {
 		return true
@@ -694,6 +708,21 @@ func holdsSecret(text string, rt *runtime) bool {
 	for _, kc := range rt.cfg.Auth.Keys {
 		if len(kc.Key) >= secretMin && strings.Contains(text, kc.Key) {
 			return true
+		}
+	}
+	return false
+}
+
+// holdsKeyByHash reports whether a stretch of text of secretMin bytes or more is a
+// client key of rt's, found by its SHA-256 as requests are: a key configured by its
+// sha256 alone is found too. At most 200 bytes: some 20,000 hashes, once per revoke.
+func holdsKeyByHash(text string, rt *runtime) bool {
+	b := []byte(text)
+	for i := 0; i+secretMin <= len(b); i++ {
+		for j := i + secretMin; j <= len(b); j++ {
+			if _, ok := rt.keys[sha256.Sum256(b[i:j])]; ok {
+				return true
+			}
 		}
 	}
 	return false

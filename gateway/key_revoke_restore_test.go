@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/redistest"
+	"github.com/tollgate/tollgate/limiter"
+	"github.com/tollgate/tollgate/providers/mockllm"
+)
+
+// TestRevokeRestoreAfterRedisLoss: a key restored on one replica right after Redis
+// came back empty (a restart without persistence) stays restored: another replica
+// writing back the revocations it knew skips a name marked restored.
+func TestRevokeRestoreAfterRedisLoss(t *testing.T) {
+	t.Parallel()
+	rds := redistest.Start(t)
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	rc := limiter.RedisConfig{URL: rds.URL()}
+	a, _ := unitRevocations(t, rc, &now)
+	b, _ := unitRevocations(t, rc, &now)
+	ctx := context.Background()
+	poll := func(rvs ...*revocations) {
+		t.Helper()
+		for _, rv := range rvs {
+			if err := rv.poll(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	poll(a, b)
+	if _, _, err := a.revoke(ctx, "team-a", "leaked"); err != nil {
+		t.Fatal(err)
+	}
+	poll(a, b)
+	if b.get("team-a") == nil {
+		t.Fatal("b did not apply the revocation")
+	}
+	if _, err := redistest.Command(rds.Addr(), "FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	was, err := a.restore(ctx, "team-a")
+	if err != nil || !was {
+		t.Fatalf("restore: was %v, err %v", was, err)
+	}
+	poll(b, a, b)
+	for name, rv := range map[string]*revocations{"a (restored on)": a, "b": b} {
+		if r := rv.get("team-a"); r != nil {
+			t.Errorf("replica %s: team-a revoked again (reason %q) after a restore answered changed=true, want it restored", name, r.Reason)
+		}
+	}
+}
+
+// TestRevokeReasonWithKeyByHash: a reason holding a key configured by its sha256
+// alone ("leaked: sk-...") is refused 400 invalid_reason: the reason's stretches are
+// hashed as a presented key is.
+func TestRevokeReasonWithKeyByHash(t *testing.T) {
+	t.Parallel()
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
+	g := startGateway(t, revokeConfig(addr, "", ""))
+	status, out := keyChange(t, g, "team-b", "revoke", `{"reason":"leaked: `+revKeyB+`"}`)
+	if status != 400 {
+		t.Errorf("%d %v for a reason holding team-b's key, want 400 invalid_reason", status, out)
+	}
+	if strings.Contains(g.logs.String(), revKeyB) {
+		t.Errorf("the client key team-b in the logs")
+	}
+}
