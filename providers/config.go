@@ -341,14 +341,24 @@ func (p *Pricing) tokenCost(u *Usage) float64 {
 	return c / 1e6
 }
 
-// validatePricing reports every price that is negative or not finite, and every tier
+// MaxPrice is the highest price a pricing key takes, in US dollars a million tokens
+// (or a thousand searches).
+const MaxPrice = 1e6
+
+// validatePricing reports every price that is negative, not finite or over MaxPrice, and every tier
 // that is not one an answer can name with prices of its own. Written so that NaN
 // (.nan in YAML) fails too; +Inf would make the cost counter infinite for good.
 func (c *Config) validatePricing() []error {
 	var errs []error
 	check := func(key string, v *float64) { // v nil: left out, the price it defaults to
-		if v != nil && !(*v >= 0 && *v <= math.MaxFloat64) {
+		switch {
+		case v == nil:
+		case !(*v >= 0 && *v <= math.MaxFloat64):
 			errs = append(errs, fieldErr(key, "must be a finite number, 0 or more"))
+		case *v > MaxPrice:
+			// A dollar a token: far above any model's price, and low enough that no
+			// request's cost, nor the cost counter's sum, can overflow to +Inf.
+			errs = append(errs, fieldErr(key, "must be at most 1000000 (US dollars a million tokens, or a thousand searches)"))
 		}
 	}
 	p := &c.Pricing
