@@ -1493,8 +1493,10 @@ func (s *Server) watch(ctx context.Context) {
 			}
 		}
 	}()
-	// A change made before the watch began raised no event: compare once now.
+	// A change made before the watch began raised no event: compare once now, the
+	// served certificate's files too (a renewal between New's read and this watch).
 	fire <- struct{}{}
+	certFire <- struct{}{}
 	if len(dw.lost) > 0 {
 		// A file's directory not there yet.
 		settleFor(&lostTimer, lostFire, lostPoll)

@@ -434,3 +434,56 @@ endpoints:
 	}
 	waitFor(t, func() bool { return bytes.Equal(served(), leaf(p2)) })
 }
+
+// TestServeTLSRenewedBeforeWatch: certificate files renewed after the gateway read them
+// at start but before its watch began (no event reaches the watch) are served once
+// the watch starts, which compares them as it compares the config.
+func TestServeTLSRenewedBeforeWatch(t *testing.T) {
+	t.Parallel()
+	p1, p2 := newTestPKI(t), newTestPKI(t)
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	write := func(p *testPKI) {
+		t.Helper()
+		if err := os.WriteFile(crt, mustRead(t, p.serverCert), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(key, mustRead(t, p.serverKey), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(p1)
+	path := filepath.Join(dir, "tollgate.yaml")
+	if err := os.WriteFile(path, []byte(`
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", tls: {cert_file: "`+crt+`", key_file: "`+key+`"}}
+backends:
+  up: {provider: mock, model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(path, Options{Logger: slogTo(&syncBuffer{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	// Renewed before Serve starts the watch.
+	write(p2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	served := func() []byte {
+		c, err := tls.Dial("tcp", s.Addr(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	blk, _ := pem.Decode(mustRead(t, p2.serverCert))
+	waitFor(t, func() bool { return bytes.Equal(served(), blk.Bytes) })
+}
