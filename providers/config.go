@@ -343,11 +343,11 @@ func (p *Pricing) tokenCost(u *Usage) float64 {
 
 // MaxPrice is the highest price a pricing key takes, in US dollars a million tokens
 // (or a thousand searches).
-const MaxPrice = 1e6
+const MaxPrice = 1e9
 
-// validatePricing reports every price that is negative, not finite or over MaxPrice, and every tier
-// that is not one an answer can name with prices of its own. Written so that NaN
-// (.nan in YAML) fails too; +Inf would make the cost counter infinite for good.
+// validatePricing reports every price that is negative, not finite or over MaxPrice,
+// and every tier that is not one an answer can name with prices of its own. Written so
+// that NaN (.nan in YAML) fails too; +Inf would make the cost counter infinite for good.
 func (c *Config) validatePricing() []error {
 	var errs []error
 	check := func(key string, v *float64) { // v nil: left out, the price it defaults to
@@ -356,9 +356,9 @@ func (c *Config) validatePricing() []error {
 		case !(*v >= 0 && *v <= math.MaxFloat64):
 			errs = append(errs, fieldErr(key, "must be a finite number, 0 or more"))
 		case *v > MaxPrice:
-			// A dollar a token: far above any model's price, and low enough that no
+			// A thousand dollars a token: far above any model's price, and low enough that no
 			// request's cost, nor the cost counter's sum, can overflow to +Inf.
-			errs = append(errs, fieldErr(key, "must be at most 1000000 (US dollars a million tokens, or a thousand searches)"))
+			errs = append(errs, fieldErr(key, "must be at most 1000000000 (US dollars a million tokens, or a thousand searches)"))
 		}
 	}
 	p := &c.Pricing

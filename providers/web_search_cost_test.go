@@ -188,7 +188,7 @@ func BenchmarkPricingCostWebSearch(b *testing.B) {
 	}
 }
 
-// TestPricingBound: a price over MaxPrice (a dollar a token) is refused at its key, so
+// TestPricingBound: a price over MaxPrice (a thousand dollars a token) is refused at its key, so
 // that no cost, nor the cost counter's sum, can overflow to +Inf; MaxPrice itself is
 // taken.
 func TestPricingBound(t *testing.T) {
@@ -200,10 +200,10 @@ func TestPricingBound(t *testing.T) {
 	}{
 		{"at the bound", Config{Provider: "anthropic", Pricing: Pricing{InputPerMillion: MaxPrice, OutputPerMillion: MaxPrice, WebSearchPerThousand: MaxPrice}}, nil},
 		{"input over it", Config{Provider: "openai", Pricing: Pricing{InputPerMillion: 1e308}},
-			[]string{"pricing.input_per_million: must be at most 1000000 (US dollars a million tokens, or a thousand searches)"}},
+			[]string{"pricing.input_per_million: must be at most 1000000000 (US dollars a million tokens, or a thousand searches)"}},
 		{"a tier's cache write over it", Config{Provider: "anthropic", Pricing: Pricing{Tiers: map[string]TierPricing{
-			"priority": {InputPerMillion: price(3), OutputPerMillion: price(15), CacheWritePerMillion: price(2e6)}}}},
-			[]string{"pricing.tiers.priority.cache_write_per_million: must be at most 1000000 (US dollars a million tokens, or a thousand searches)"}},
+			"priority": {InputPerMillion: price(3), OutputPerMillion: price(15), CacheWritePerMillion: price(2e9)}}}},
+			[]string{"pricing.tiers.priority.cache_write_per_million: must be at most 1000000000 (US dollars a million tokens, or a thousand searches)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
