@@ -689,9 +689,10 @@ func revokeReason(body []byte, rt *runtime) (string, *apiError) {
 	return reason, nil
 }
 
-// holdsSecret reports whether text holds a client key of rt's config, one's SHA-256 in
-// hex (either case) or the admin token. Secrets shorter than secretMin are not looked
-// for: they would match words ("tok" in "token").
+// holdsSecret reports whether text holds a client key of rt's config (found by its
+// hash, however it is configured: holdsKeyByHash), one's SHA-256 in hex (either case)
+// or the admin token. Secrets shorter than secretMin are not looked for: they would
+// match words ("tok" in "token").
 func holdsSecret(text string, rt *runtime) bool {
 	if holdsKeyByHash(text, rt) {
 		return true
@@ -702,11 +703,6 @@ func holdsSecret(text string, rt *runtime) bool {
 	}
 	for _, k := range rt.keys {
 		if strings.Contains(lower, hex.EncodeToString(k.hash[:])) {
-			return true
-		}
-	}
-	for _, kc := range rt.cfg.Auth.Keys {
-		if len(kc.Key) >= secretMin && strings.Contains(text, kc.Key) {
 			return true
 		}
 	}
