@@ -48,6 +48,7 @@ endpoints:
   - {name: claude, type: chat, routes: [{backend: claude}], timeout: 2s, fallbacks: [up]}
   - {name: embed, type: embeddings, routes: [{backend: up}], timeout: 2s}
   - {name: legacy, type: completions, routes: [{backend: up}], timeout: 2s}
+  - {name: rank, type: rerank, routes: [{backend: up}], timeout: 2s, limits: [{per: api_key, tokens: 1000000, window: minute}]}
   - {name: limited, type: chat, routes: [{backend: up}], timeout: 2s,
      limits: [{per: user, tokens: 1000000, window: minute}, {per: api_key, requests: 1000000, window: minute}]}
 logging: {level: info, access_log: true}
@@ -64,6 +65,9 @@ logging: {level: info, access_log: true}
 		{"POST", "/v1/chat/completions", auth, `{"model":"claude","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]}`},
 		{"POST", "/v1/embeddings", auth, `{"model":"embed","input":["a","b"]}`},
 		{"POST", "/v1/completions", auth, `{"model":"legacy","prompt":"Once","stream":true}`},
+		{"POST", "/v1/rerank", auth, `{"model":"rank","query":"q","documents":["a","q b"],"top_n":1}`},
+		{"POST", "/v2/rerank", auth, `{"model":"rank","query":"q","documents":[{"text":"a"}],"stream":true}`},
+		{"POST", "/rerank", auth, `{"model":"rank","query":1,"documents":"x"}`},
 		{"POST", "/v1/chat/completions", auth + "X-Tollgate-User: u1\n", `{"model":"limited","user":"u2","messages":[{"role":"user","content":"hi"}]}`},
 		{"POST", "/v1/chat/completions", auth, `{"model":"chat","messages":[`},
 		{"POST", "/v1/chat/completions", auth, `{"mod\u0065l":"chat","model":"chat","messages":[]}`},

@@ -2003,7 +2003,7 @@ func (c *Config) problems() []string {
 			}
 		}
 		if _, ok := kindOf(e.Type); !ok {
-			add(p+".type", "must be chat, completions or embeddings")
+			add(p+".type", "must be chat, completions, embeddings or rerank")
 		}
 		if e.Timeout < 0 {
 			add(p+".timeout", "must not be negative")
@@ -2018,21 +2018,21 @@ func (c *Config) problems() []string {
 		}
 		c.cacheProblems(p, e.Cache, add)
 		if kind, ok := kindOf(e.Type); ok && kind != providers.Chat {
-			// The Messages API has chat only: every such request would be refused.
-			for j, r := range e.Routes {
-				if b, ok := c.Backends[r.Backend]; ok && b.Provider == "anthropic" {
-					add(p+".routes["+strconv.Itoa(j)+"].backend", "backend "+strconv.Quote(r.Backend)+" is provider anthropic, which has no "+kind.String())
+			// The Messages API has chat only, and Azure's deployment URLs no rerank:
+			// every such request would be refused.
+			lacks := func(key, backend string) {
+				if b, ok := c.Backends[backend]; ok && (b.Provider == "anthropic" || b.Provider == "azure" && kind == providers.Rerank) {
+					add(key, "backend "+strconv.Quote(backend)+" is provider "+b.Provider+", which has no "+kind.String())
 				}
+			}
+			for j, r := range e.Routes {
+				lacks(p+".routes["+strconv.Itoa(j)+"].backend", r.Backend)
 			}
 			for j, f := range e.Fallbacks {
-				if b, ok := c.Backends[f]; ok && b.Provider == "anthropic" {
-					add(p+".fallbacks["+strconv.Itoa(j)+"]", "backend "+strconv.Quote(f)+" is provider anthropic, which has no "+kind.String())
-				}
+				lacks(p+".fallbacks["+strconv.Itoa(j)+"]", f)
 			}
 			for j, f := range e.ContextFallbacks {
-				if b, ok := c.Backends[f]; ok && b.Provider == "anthropic" {
-					add(p+".context_fallbacks["+strconv.Itoa(j)+"]", "backend "+strconv.Quote(f)+" is provider anthropic, which has no "+kind.String())
-				}
+				lacks(p+".context_fallbacks["+strconv.Itoa(j)+"]", f)
 			}
 		}
 		addErr(p, limiter.ValidateLimits(e.Limits))
@@ -2293,6 +2293,8 @@ func kindOf(t string) (providers.Kind, bool) {
 		return providers.Completions, true
 	case "embeddings":
 		return providers.Embeddings, true
+	case "rerank":
+		return providers.Rerank, true
 	}
 	return 0, false
 }

@@ -84,10 +84,10 @@ func (s *Server) refuseHeaders(ctx *fasthttp.RequestCtx, e *apiError) int {
 }
 
 // callRoute reports whether path is an API call's (serveCall): chat, completions,
-// embeddings, responses or an MLflow invocation.
+// embeddings, responses, rerank or an MLflow invocation.
 func callRoute(path []byte) bool {
 	switch ownRoute(path) {
-	case routeChat, routeCompletions, routeEmbeddings, routeResponses, routeInvocations:
+	case routeChat, routeCompletions, routeEmbeddings, routeResponses, routeRerank, routeRerankV2, routeRerankRoot, routeInvocations:
 		return true
 	}
 	return false

@@ -312,6 +312,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		kind = providers.Embeddings
 	case "/v1/responses":
 		kind = providers.Responses
+	case "/v1/rerank", "/v2/rerank", "/rerank":
+		// vLLM serves its rerank API at all three (Jina's shape, Cohere's v2 path).
+		kind = providers.Rerank
 	case "/v1/models":
 		s.serveModels(ctx)
 		return
@@ -346,7 +349,12 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	}
 	r.setClient(ctx)
 	route := routeInvocations
-	if invocation == nil {
+	switch {
+	case invocation != nil:
+	case kind == providers.Rerank:
+		// One kind, three paths.
+		route = ownRoute(ctx.Path())
+	default:
 		route = kindRoutes[kind]
 	}
 	r.startSpan(ctx, serverSpecs[methodPost][route])
@@ -952,6 +960,9 @@ const (
 	routeEmbeddings
 	routeResponses
 	routeResponse
+	routeRerank
+	routeRerankV2
+	routeRerankRoot
 	routeResponseCancel
 	routeResponseItems
 	routeInvocations
@@ -968,6 +979,9 @@ var ownRoutes = [nRoutes]string{
 	routeEmbeddings:     "/v1/embeddings",
 	routeResponses:      "/v1/responses",
 	routeResponse:       "/v1/responses/{response_id}",
+	routeRerank:         "/v1/rerank",
+	routeRerankV2:       "/v2/rerank",
+	routeRerankRoot:     "/rerank",
 	routeResponseCancel: "/v1/responses/{response_id}/cancel",
 	routeResponseItems:  "/v1/responses/{response_id}/input_items",
 	routeInvocations:    "/endpoints/{name}/invocations",
@@ -981,7 +995,7 @@ const otherMethod = len(tracing.KnownMethods)
 
 // kindRoutes are the routes of the API calls, by kind.
 var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings,
-	providers.Responses: routeResponses}
+	providers.Responses: routeResponses, providers.Rerank: routeRerank}
 
 // methodPost is POST's index in serverSpecs, the method of every API call.
 var methodPost = ownMethod(strPost)
@@ -1020,6 +1034,12 @@ func ownRoute(path []byte) int {
 		return routeEmbeddings
 	case "/v1/responses":
 		return routeResponses
+	case "/v1/rerank":
+		return routeRerank
+	case "/v2/rerank":
+		return routeRerankV2
+	case "/rerank":
+		return routeRerankRoot
 	case "/api/2.0/endpoints", "/api/2.0/endpoints/":
 		return routeMLflowList
 	}
@@ -1137,7 +1157,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		Model:         r.f.model,
 		StreamOptions: r.f.streamOptions,
 		CacheKey:      r.f.cacheKey,
-		Stream:        r.f.stream && kind != providers.Embeddings,
+		Stream:        r.f.stream && kind.Generates(),
 		IncludeUsage:  r.f.includeUsage,
 		MaxTokens:     r.f.maxTokens,
 		Header:        &ctx.Request.Header,
@@ -1712,6 +1732,10 @@ func (r *request) capDropped() bool {
 	return false
 }
 
+// rerankPairTokens are the tokens a rerank's estimate adds for each document: a
+// cross-encoder's [CLS] and two [SEP], a score template's few more.
+const rerankPairTokens = 4
+
 // costEstimate is the most a request of in prompt tokens and out generated ones may
 // cost, in nano-dollars rounded up, at the highest prices among the backends its plan
 // may reach (the route chosen, the fallbacks and the context fallbacks) and their
@@ -1762,8 +1786,8 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		r.subj.APIKey = s2b(r.key.name)
 	}
 	r.subj.User = r.user()
-	// max_tokens bounds each completion; an embeddings call generates none, so only
-	// its input is charged.
+	// max_tokens bounds each completion; an embeddings call or a rerank generates
+	// none, so only its input is charged.
 	var est int64
 	if c := r.f.completions(r.call.Kind); c > 0 {
 		est = r.f.maxTokens
@@ -1777,8 +1801,12 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		est *= c
 	}
 	// Text at about 4 bytes a token; images, audio and video at their own rates
-	// (promptMedia).
-	in := int64(r.f.promptBytes/4) + r.f.mediaTokens + 1
+	// (promptMedia); a rerank's pairs each a few tokens more (the separators a
+	// cross-encoder puts between query and document).
+	in := r.f.inputBytes(r.call.Kind)/4 + r.f.mediaTokens + 1
+	if r.call.Kind == providers.Rerank {
+		in += rerankPairTokens * r.f.documents
+	}
 	amounts := limiter.Amounts{Tokens: est + in}
 	if r.cacheEntry != nil {
 		// Answered from the cache: no tokens, no cost.

@@ -71,7 +71,7 @@ type runtime struct {
 	byID      map[*providers.Backend]*metrics.Route
 	byIDSpecs map[*providers.Backend]*tracing.Spec
 	// upstreamSpecs holds the client span of each (backend, kind).
-	upstreamSpecs map[*providers.Backend]*[providers.Responses + 1]*tracing.Spec
+	upstreamSpecs map[*providers.Backend]*[providers.KindCount]*tracing.Spec
 	tr            *tracing.Tracing
 	lim           *limiter.Limiter
 	// trRef and limRef count the runtimes using tr and lim: a reload that leaves
@@ -203,7 +203,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		respTags:      map[string]respTarget{},
 		byID:          map[*providers.Backend]*metrics.Route{},
 		byIDSpecs:     map[*providers.Backend]*tracing.Spec{},
-		upstreamSpecs: map[*providers.Backend]*[providers.Responses + 1]*tracing.Spec{},
+		upstreamSpecs: map[*providers.Backend]*[providers.KindCount]*tracing.Spec{},
 		tr:            tr,
 		lim:           lim,
 		limitStore:    limitStoreName(cfg.Limiter.Store),
@@ -232,8 +232,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		bc := cfg.Backends[name]
 		// A backend's replica is picked per attempt, so the spec names none:
 		// send records the target each attempt went to.
-		specs := &[providers.Responses + 1]*tracing.Spec{}
-		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings} {
+		specs := &[providers.KindCount]*tracing.Spec{}
+		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings, providers.Rerank} {
 			specs[k] = tracing.UpstreamSpec(k.String(), bc.Provider, bc.Model, name, "")
 		}
 		// A Responses API call is a chat operation (gen_ai.operation.name chat).
@@ -434,14 +434,14 @@ var (
 )
 
 // upstreamShape is the shape of the series that backend's upstream answers count on,
-// on an endpoint of kind: embeddings never stream, only Anthropic's usage reports
+// on an endpoint of kind: embeddings and reranks never stream, only Anthropic's usage reports
 // prompt cache writes and web searches (providers/anthropic_openai.go), and a backend
 // without a price costs nothing.
 func (rt *runtime) upstreamShape(backend string, kind providers.Kind) metrics.Shape {
 	anthropic := rt.cfg.Backends[backend].Provider == "anthropic"
 	return metrics.Shape{
 		Upstream:   true,
-		Stream:     kind != providers.Embeddings,
+		Stream:     kind.Generates(),
 		CacheWrite: anthropic,
 		WebSearch:  anthropic && kind == providers.Chat,
 		Cost:       !rt.backends[backend].Pricing.Free(),

@@ -39,8 +39,9 @@ type fields struct {
 	// {-1, -1} when the last member of that name is not a string: the client's own
 	// name for the requests that share a cached prefix (affinity places by it).
 	cacheKey [2]int
-	// promptBytes is the size of messages/prompt/input less the media strings in
-	// them, and mediaTokens the estimate of those (promptMedia), for token estimates.
+	// promptBytes is the size of messages/prompt/input (a rerank's query and
+	// documents) less the media strings in them, and mediaTokens the estimate of those
+	// (promptMedia), for token estimates.
 	promptBytes int
 	mediaTokens int64
 	// choices is n, the completions asked for (0 when not given or 1), and bestOf
@@ -51,14 +52,49 @@ type fields struct {
 	// prompts is how many prompts "prompt" holds (0 when not given): a legacy
 	// completion answers each one.
 	prompts int64
+	// queryBytes is the size of a rerank's query and documents how many documents
+	// it scores (0 when not given).
+	queryBytes int
+	documents  int64
+}
+
+// maxDocuments bounds the documents a rerank's estimate counts.
+const maxDocuments = 1 << 20
+
+// inputBytes is the prompt's size as the upstream reads it, for the token estimate: a
+// rerank scores the query with each document, as one input each (vLLM's cross-encoder
+// and score templates; Jina and Cohere bill so), so its query counts once a document.
+func (f *fields) inputBytes(kind providers.Kind) int64 {
+	n := int64(f.promptBytes)
+	if kind == providers.Rerank && f.documents > 1 {
+		n += int64(f.queryBytes) * (f.documents - 1)
+	}
+	return n
+}
+
+// countDocuments is how many elements a documents list holds, up to maxDocuments; 0
+// for a value that is no list (the upstream's to refuse).
+func countDocuments(v []byte) int64 {
+	var a jsonscan.Array
+	if !a.Reset(v) {
+		return 0
+	}
+	var n int64
+	for n < maxDocuments {
+		if _, ok := a.Next(); !ok {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // completions is how many completions of up to max_tokens a request of kind asks the
-// upstream to generate: none for embeddings; n for chat; for a legacy completion the
+// upstream to generate: none for embeddings and reranks; n for chat; for a legacy completion the
 // larger of n and best_of (all best_of are generated, and billed) for each prompt.
 func (f *fields) completions(kind providers.Kind) int64 {
 	switch kind {
-	case providers.Embeddings:
+	case providers.Embeddings, providers.Rerank:
 		return 0
 	case providers.Completions:
 		return max(f.nBounded(), f.bestOf, 1) * max(f.prompts, 1)
@@ -229,9 +265,17 @@ func scanBody(body []byte, f *fields) *apiError {
 			if jsonscan.IsString(v) {
 				f.cacheKey = [2]int{off + 1, off + len(v) - 1}
 			}
-		case "messages", "input", "instructions":
-			// instructions: the Responses API's system message.
+		case "messages", "input", "instructions", "documents":
+			// instructions: the Responses API's system message; documents: a
+			// rerank's (and those a vLLM chat template renders into the prompt).
 			f.addPrompt(v)
+			if len(k) == len("documents") {
+				f.documents = countDocuments(v)
+			}
+		case "query":
+			// A rerank's query, which goes with each document (rerankInputBytes).
+			f.addPrompt(v)
+			f.queryBytes = len(v)
 		case "prompt":
 			f.addPrompt(v)
 			f.prompts = countPrompts(v)

@@ -125,7 +125,8 @@ func FuzzScanBody(f *testing.F) {
 		`{"model":"m","user":"a","safety_identifier":"b"}`, `{"model":"m","safety_identifier":"","user":"u","user":null}`,
 		`{"model":"m","safety\u005fidentifier":7,"user":"jos\u00e9"}`,
 		`{"model":"chat","input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]}],"instructions":"be brief","max_output_tokens":64,"previous_response_id":"resp_1-tg0123456789ab"}`,
-		`{"model":"m","previous_response_id":"a","previous_response_id":null,"max_output_tokens":1.5e3}`} {
+		`{"model":"m","previous_response_id":"a","previous_response_id":null,"max_output_tokens":1.5e3}`,
+		`{"model":"rank","query":"which","documents":["a",{"text":"b"}],"top_n":1}`, `{"model":"r","documents":[],"documents":["x","y"],"query":"q"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -182,6 +183,18 @@ func FuzzScanBody(f *testing.F) {
 		}
 		if string(got) != string(want) {
 			t.Fatalf("reads previous_response_id %s, a JSON parser reads %s in %q", got, want, body)
+		}
+		// A rerank's documents are those of the list a JSON parser keeps (the last
+		// member), and its query is counted once a document.
+		var docs []json.RawMessage
+		if json.Unmarshal(m["documents"], &docs) != nil {
+			docs = nil
+		}
+		if fl.documents != int64(len(docs)) {
+			t.Fatalf("counts %d documents, a JSON parser reads %d in %q", fl.documents, len(docs), body)
+		}
+		if r, c := fl.inputBytes(providers.Rerank), fl.inputBytes(providers.Chat); c < 0 || r < c {
+			t.Fatalf("input bytes %d as a rerank, %d as chat in %q", r, c, body)
 		}
 	})
 }

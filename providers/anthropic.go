@@ -333,6 +333,8 @@ func (e *UnsupportedError) Error() string {
 		return "The model is served by the " + e.API + " API, which has no legacy completions; call /v1/chat/completions instead."
 	case Responses:
 		return "The model is served by the " + e.API + " API, which has no Responses API; call /v1/chat/completions instead."
+	case Rerank:
+		return "The model is served by the " + e.API + " API, which has no rerank; use a model served by a rerank backend."
 	}
 	return "The model is served by the " + e.API + " API, which does not support this operation."
 }
@@ -344,6 +346,7 @@ var (
 	errAnthropicEmbeddings  = &UnsupportedError{API: "Anthropic Messages", Kind: Embeddings}
 	errAnthropicCompletions = &UnsupportedError{API: "Anthropic Messages", Kind: Completions}
 	errAnthropicResponses   = &UnsupportedError{API: "Anthropic Messages", Kind: Responses}
+	errAnthropicRerank      = &UnsupportedError{API: "Anthropic Messages", Kind: Rerank}
 	// Azure's deployment URLs have no Responses API; its v1 API
 	// ({endpoint}/openai/v1) has, as an openai backend.
 	errAzureResponses = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Responses}
@@ -367,6 +370,8 @@ func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]b
 		return dst, errAnthropicEmbeddings
 	case Responses:
 		return dst, errAnthropicResponses
+	case Rerank:
+		return dst, errAnthropicRerank
 	default:
 		return dst, errAnthropicCompletions
 	}

@@ -1123,7 +1123,8 @@ func (st *targetState) boundLoad(queued bool, inflight, since int64) int64 {
 
 // prefixHash hashes the start, up to n bytes, of the call's prompt as the upstream's
 // chat template reads it: each message's role and content (prompt for completions,
-// input for embeddings, instructions then input for the Responses API), strings
+// input for embeddings, instructions then input for the Responses API, a rerank's
+// query, which begins each of its pairs), strings
 // decoded. The same prompt written as other JSON (the
 // spacing, \u escapes and member order RFC 8259 leaves free, which Python's json.dumps
 // and compact encoders write differently) is the same tokens to vLLM's prefix cache,
@@ -1152,6 +1153,8 @@ func prefixHash(call *Call, n int) (h uint64, ok bool) {
 		key = "prompt"
 	case Embeddings, Responses:
 		key = "input"
+	case Rerank:
+		key = "query"
 	}
 	b := call.Body
 	i := memberStart(b, key)

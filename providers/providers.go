@@ -29,6 +29,11 @@ const (
 	Embeddings
 	// Responses is OpenAI's Responses API, served by chat endpoints.
 	Responses
+	// Rerank scores documents against a query (vLLM's /rerank, Jina's and Cohere's
+	// rerank APIs): an answer without generated tokens, as embeddings.
+	Rerank
+	// KindCount bounds the kinds, for arrays indexed by kind.
+	KindCount
 )
 
 // String names the kind as the config spells it.
@@ -42,9 +47,15 @@ func (k Kind) String() string {
 		return "embeddings"
 	case Responses:
 		return "responses"
+	case Rerank:
+		return "rerank"
 	}
 	return "unknown"
 }
+
+// Generates reports whether a call of the kind generates tokens, so that it may
+// stream and has an output bound: not embeddings, not a rerank.
+func (k Kind) Generates() bool { return k != Embeddings && k != Rerank }
 
 // Path is the OpenAI API path of the kind, relative to a base URL ending in /v1.
 func (k Kind) Path() string {
@@ -57,6 +68,8 @@ func (k Kind) Path() string {
 		return "/embeddings"
 	case Responses:
 		return "/responses"
+	case Rerank:
+		return "/rerank"
 	}
 	return ""
 }
@@ -354,7 +367,7 @@ type Target struct {
 	client *fasthttp.HostClient
 	// uris holds the URL of each operation, indexed by Kind, parsed once: a request
 	// copies its operation's URI instead of parsing a URL.
-	uris     [Responses + 1]fasthttp.URI
+	uris     [KindCount]fasthttp.URI
 	inFlight atomic.Int64
 }
 
@@ -510,7 +523,7 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		return u, nil
 	}
 	t := &Target{URL: raw, client: hc}
-	for _, k := range []Kind{Chat, Completions, Embeddings, Responses} {
+	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank} {
 		t.setURL(k, operationURL(raw, k.Path()))
 	}
 	return t, nil

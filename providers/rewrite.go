@@ -109,15 +109,23 @@ func quoteModel(name string) []byte { return jsonscan.AppendQuote(nil, name) }
 // parseUsage reads OpenAI's usage object, with the prompt cache's share of the input
 // from prompt_tokens_details.cached_tokens (input_tokens_details in the Responses API's
 // shape). vLLM writes the details only with --enable-prompt-tokens-details, else null.
+// A usage with total_tokens alone (vLLM's and Jina's rerank answers) counts that total
+// as input: nothing was generated.
 func parseUsage(raw []byte, u *Usage) bool {
 	var it jsonscan.Iter
 	if it.Reset(raw) != nil {
 		return false
 	}
 	bad := false
+	var total int64
+	split, totalSeen, totalBad := false, false, false
 	for {
 		k, v, ok := it.Next()
 		if !ok {
+			if totalSeen && !split {
+				// A bad total is garbage only where it is the count.
+				u.Input, bad = total, bad || totalBad
+			}
 			if bad || u.CachedInput > u.Input {
 				// One count the gateway cannot believe makes the whole usage
 				// unknown: counted alone, the other would settle a tokens limit
@@ -132,9 +140,15 @@ func parseUsage(raw []byte, u *Usage) bool {
 		case "prompt_tokens", "input_tokens":
 			u.Input, ok = tokenCount(v)
 			bad = bad || !ok
+			split = true
 		case "completion_tokens", "output_tokens":
 			u.Output, ok = tokenCount(v)
 			bad = bad || !ok
+			split = true
+		case "total_tokens":
+			total, ok = tokenCount(v)
+			totalBad = totalBad || !ok
+			totalSeen = true
 		case "prompt_tokens_details", "input_tokens_details":
 			u.CachedInput, ok = cachedTokens(v)
 			bad = bad || !ok

@@ -42,6 +42,20 @@ const benchResponsesStored = `{"model":"mock-1","instructions":"You are a helpfu
 
 const benchEmbed = `{"model":"mock-1","input":["the quick brown fox","jumps over the lazy dog"],"encoding_format":"base64"}`
 
+// benchRerank is a rerank of 8 short documents, two of them as Jina's objects;
+// benchScore scores one text against 8.
+const benchRerank = `{"model":"mock-1","query":"how do load balancers spread GPU traffic?","top_n":3,"documents":[` +
+	`"Load balancers spread traffic across GPU replicas.","The capital of France is Paris.",` +
+	`{"text":"A canary takes a small share of traffic."},"Token buckets limit requests per key.",` +
+	`"GPU memory holds the KV cache.",{"text":"Sticky sessions keep users on one variant."},` +
+	`"Horses and cows are both animals.","Least-loaded balancing reads each replica's queue."]}`
+
+const benchScore = `{"model":"mock-1","text_1":"how do load balancers spread GPU traffic?","text_2":[` +
+	`"Load balancers spread traffic across GPU replicas.","The capital of France is Paris.",` +
+	`"A canary takes a small share of traffic.","Token buckets limit requests per key.",` +
+	`"GPU memory holds the KV cache.","Sticky sessions keep users on one variant.",` +
+	`"Horses and cows are both animals.","Least-loaded balancing reads each replica's queue."]}`
+
 const benchMessages = `{"model":"mock-1","max_tokens":64,"system":"be brief","messages":[{"role":"user","content":"Write a haiku about load balancers."}]}`
 
 // benchOpus is a Messages request of the newest models' settings: adaptive thinking
@@ -81,6 +95,8 @@ var benchCases = []struct {
 	{"chat-request-id", "/v1/chat/completions", benchChat, APIOpenAI, []string{"X-Request-Id", "0123456789abcdef0123456789abcdef"}, ""},
 	{"completions-echo-logprobs", "/v1/completions", `{"model":"mock-1","prompt":"Once upon a time","max_tokens":8,"echo":true,"logprobs":2,"ignore_eos":true}`, APIOpenAI, nil, ""},
 	{"embeddings-base64", "/v1/embeddings", benchEmbed, APIOpenAI, nil, ""},
+	{"rerank-8-docs", "/rerank", benchRerank, APIOpenAI, nil, ""},
+	{"score-1-to-8", "/score", benchScore, APIOpenAI, nil, ""},
 	{"messages", "/v1/messages", benchMessages, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
 	{"messages-stream", "/v1/messages", benchMessages[:len(benchMessages)-1] + `,"stream":true}`, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
 	{"messages-opus-format", "/v1/messages", benchOpus, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-4-7"},

@@ -1,9 +1,10 @@
 // Package mockllm is a fake LLM inference server that behaves like vLLM's OpenAI
-// server (chat, legacy completions, embeddings, models, /tokenize, /detokenize,
-// /version, /health, /metrics with vLLM's gauges and latency histograms) or like
-// Anthropic's Messages API. Its answers are deterministic for a seed and a prompt,
-// its latency (time to first token, time per output token) and its faults (error
-// rate, cut streams, per-request x-mock-* headers) are configurable.
+// server (chat, legacy completions, embeddings, rerank and score, models, /tokenize,
+// /detokenize, /version, /health, /metrics with vLLM's gauges and latency
+// histograms) or like Anthropic's Messages API. Its answers are deterministic for a
+// seed and a prompt, its latency (time to first token, time per output token) and
+// its faults (error rate, cut streams, per-request x-mock-* headers) are
+// configurable.
 //
 // cmd/mockllm serves it over TCP; the gateway's mock provider runs it in process on an
 // in-memory listener. It is also the upstream of every benchmark, so its zero-delay
@@ -39,6 +40,11 @@ const (
 	rResponseID
 	rInputItems
 	rCancel
+	rRerank
+	rRerankV1
+	rRerankV2
+	rScore
+	rScoreV1
 	rHealth
 	rMetrics
 	rTokenize
@@ -60,6 +66,11 @@ var routeNames = [numRoutes]string{
 	rResponseID:  "/v1/responses/{id}",
 	rInputItems:  "/v1/responses/{id}/input_items",
 	rCancel:      "/v1/responses/{id}/cancel",
+	rRerank:      "/rerank",
+	rRerankV1:    "/v1/rerank",
+	rRerankV2:    "/v2/rerank",
+	rScore:       "/score",
+	rScoreV1:     "/v1/score",
 	rHealth:      "/health",
 	rMetrics:     "/metrics",
 	rTokenize:    "/tokenize",
@@ -180,7 +191,8 @@ type Stats struct {
 	// Requests counts requests by route: "/v1/chat/completions", "/v1/completions",
 	// "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses",
 	// "/v1/responses/{id}", "/v1/responses/{id}/input_items",
-	// "/v1/responses/{id}/cancel", "/health", "/metrics",
+	// "/v1/responses/{id}/cancel", "/rerank", "/v1/rerank", "/v2/rerank", "/score",
+	// "/v1/score", "/health", "/metrics",
 	// "/tokenize", "/detokenize", "/version", "other".
 	Requests map[string]int64
 	// Running and Waiting are the requests holding and awaiting a MaxNumSeqs slot.
@@ -265,6 +277,16 @@ func (s *Server) routeOf(path []byte) route {
 		return rLoad
 	case "/v1/responses":
 		return rResponses
+	case "/rerank":
+		return rRerank
+	case "/v1/rerank":
+		return rRerankV1
+	case "/v2/rerank":
+		return rRerankV2
+	case "/score":
+		return rScore
+	case "/v1/score":
+		return rScoreV1
 	}
 	if id, sub, ok := responsePath(path); ok {
 		switch {
@@ -408,6 +430,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.tokenize(ctx, st)
 	case r == rDetokenize:
 		s.detokenize(ctx, st)
+	case r == rRerank || r == rRerankV1 || r == rRerankV2:
+		s.rerank(ctx, st)
+	case r == rScore || r == rScoreV1:
+		s.score(ctx, st)
 	}
 	if !st.owned {
 		s.states.Put(st)

@@ -80,6 +80,8 @@ type state struct {
 	rid []byte
 	// rsp is a Responses API request's (responses.go).
 	rsp respState
+	// rank is a rerank or score request's (rerank.go).
+	rank rankState
 
 	// The answer. Its id ends in reqID (the X-Request-Id header, else the body's
 	// request_id, escaped for a JSON string), or when none was usable in idA and idB.
@@ -152,6 +154,7 @@ func (st *state) reset() {
 		useDone:  st.useDone[:0],
 		rid:      st.rid[:0],
 		rsp:      respState{items: st.rsp.items[:0]},
+		rank:     st.rank.reset(),
 		echoBuf:  st.echoBuf[:0],
 		echoDec:  st.echoDec[:0],
 		echoCuts: st.echoCuts[:0],

@@ -1,0 +1,26 @@
+//go:build !race
+
+package gateway
+
+import (
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// A rerank through the request path allocates nothing, as a chat request does.
+func TestProxyRerankAllocs(t *testing.T) {
+	s := newTestServer(t, rerankBenchConfig(serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetContentTypeBytes(strJSON)
+		ctx.Response.SetBodyRaw(benchRerankResp)
+	})))
+	ctx := newProxyCtx(benchRerankBody)
+	ctx.Request.SetRequestURI("/v2/rerank")
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+		t.Errorf("%v allocations a rerank, want 0", n)
+	}
+}
