@@ -1803,7 +1803,8 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	// Text at about 4 bytes a token; images, audio and video at their own rates
 	// (promptMedia); a rerank's pairs each a few tokens more (the separators a
 	// cross-encoder puts between query and document).
-	in := r.f.inputBytes(r.call.Kind)/4 + r.f.mediaTokens + 1
+	text, media := r.f.input(r.call.Kind)
+	in := text/4 + media + 1
 	if r.call.Kind == providers.Rerank {
 		in += rerankPairTokens * r.f.documents
 	}

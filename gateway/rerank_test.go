@@ -136,10 +136,10 @@ func TestRerankEstimate(t *testing.T) {
 		t.Fatalf("documents %d, query %d bytes", f.documents, f.queryBytes)
 	}
 	prompt := int64(len(`"`+query+`"`) + len(`["`+strings.Repeat("d", 40)+`","`+strings.Repeat("d", 40)+`","x","y","z"]`))
-	if got, want := f.inputBytes(providers.Rerank), prompt+4*402; got != want {
-		t.Errorf("rerank input %d bytes, want %d", got, want)
+	if got, media := f.input(providers.Rerank); got != prompt+4*402 || media != 0 {
+		t.Errorf("rerank input %d bytes, %d media tokens, want %d", got, media, prompt+4*402)
 	}
-	if got := f.inputBytes(providers.Chat); got != prompt {
+	if got, _ := f.input(providers.Chat); got != prompt {
 		t.Errorf("as chat %d bytes, want %d", got, prompt)
 	}
 	if c := f.completions(providers.Rerank); c != 0 {

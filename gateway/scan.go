@@ -52,41 +52,69 @@ type fields struct {
 	// prompts is how many prompts "prompt" holds (0 when not given): a legacy
 	// completion answers each one.
 	prompts int64
-	// queryBytes is the size of a rerank's query and documents how many documents
-	// it scores (0 when not given).
+	// queryBytes is the size of a rerank's query less its media, queryMedia the
+	// estimate of those (an image query), and documents how many documents it scores
+	// (0 when not given).
 	queryBytes int
+	queryMedia int64
 	documents  int64
 }
 
-// maxDocuments bounds the documents a rerank's estimate counts.
-const maxDocuments = 1 << 20
-
-// inputBytes is the prompt's size as the upstream reads it, for the token estimate: a
-// rerank scores the query with each document, as one input each (vLLM's cross-encoder
-// and score templates; Jina and Cohere bill so), so its query counts once a document.
-func (f *fields) inputBytes(kind providers.Kind) int64 {
-	n := int64(f.promptBytes)
+// input is the prompt as the upstream reads it, for the token estimate: its text in
+// bytes and its media in tokens (promptMedia). A rerank scores the query with each
+// document, as one input each (vLLM's cross-encoder and score templates; Jina and
+// Cohere bill so), so its query, text and media, counts once a document.
+func (f *fields) input(kind providers.Kind) (text, media int64) {
+	text, media = int64(f.promptBytes), f.mediaTokens
 	if kind == providers.Rerank && f.documents > 1 {
-		n += int64(f.queryBytes) * (f.documents - 1)
+		text += int64(f.queryBytes) * (f.documents - 1)
+		media += f.queryMedia * (f.documents - 1)
 	}
-	return n
+	return text, media
 }
 
-// countDocuments is how many elements a documents list holds, up to maxDocuments; 0
-// for a value that is no list (the upstream's to refuse).
+// countDocuments is how many documents a rerank's documents value holds: the elements
+// of a list (strings, Jina's {"text": ...} objects), or of the content list of vLLM's
+// multimodal form ({"content": [{"type": "image_url", ...}, ...]}, one document a
+// part); 0 for anything else (the upstream's to refuse). The body bounds the count.
 func countDocuments(v []byte) int64 {
+	if len(v) > 0 && v[0] == '{' {
+		v = multimodalContent(v)
+	}
 	var a jsonscan.Array
 	if !a.Reset(v) {
 		return 0
 	}
 	var n int64
-	for n < maxDocuments {
+	for {
 		if _, ok := a.Next(); !ok {
-			break
+			return n
 		}
 		n++
 	}
-	return n
+}
+
+// multimodalContent is the content member of vLLM's ScoreMultiModalParam object (the
+// last one, as its parser keeps), nil without one.
+func multimodalContent(v []byte) []byte {
+	var it jsonscan.Iter
+	if it.Reset(v) != nil {
+		return nil
+	}
+	var content []byte
+	for {
+		k, val, ok := it.Next()
+		if !ok {
+			return content
+		}
+		if bytes.IndexByte(k, '\\') >= 0 {
+			var buf [32]byte
+			k = unescapeKey(buf[:0], k)
+		}
+		if string(k) == "content" {
+			content = val
+		}
+	}
 }
 
 // completions is how many completions of up to max_tokens a request of kind asks the
@@ -273,9 +301,11 @@ func scanBody(body []byte, f *fields) *apiError {
 				f.documents = countDocuments(v)
 			}
 		case "query":
-			// A rerank's query, which goes with each document (rerankInputBytes).
-			f.addPrompt(v)
-			f.queryBytes = len(v)
+			// A rerank's query, which goes with each document (input).
+			n, tokens := promptMedia(v)
+			f.promptBytes += len(v) - n
+			f.mediaTokens += tokens
+			f.queryBytes, f.queryMedia = len(v)-n, tokens
 		case "prompt":
 			f.addPrompt(v)
 			f.prompts = countPrompts(v)

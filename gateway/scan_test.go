@@ -186,15 +186,21 @@ func FuzzScanBody(f *testing.F) {
 		}
 		// A rerank's documents are those of the list a JSON parser keeps (the last
 		// member), and its query is counted once a document.
+		// vLLM's multimodal form, an object, holds its documents in content.
 		var docs []json.RawMessage
 		if json.Unmarshal(m["documents"], &docs) != nil {
 			docs = nil
+			var exact map[string]json.RawMessage
+			if json.Unmarshal(m["documents"], &exact) == nil && json.Unmarshal(exact["content"], &docs) != nil {
+				docs = nil
+			}
 		}
 		if fl.documents != int64(len(docs)) {
 			t.Fatalf("counts %d documents, a JSON parser reads %d in %q", fl.documents, len(docs), body)
 		}
-		if r, c := fl.inputBytes(providers.Rerank), fl.inputBytes(providers.Chat); c < 0 || r < c {
-			t.Fatalf("input bytes %d as a rerank, %d as chat in %q", r, c, body)
+		rt, rm := fl.input(providers.Rerank)
+		if ct, cm := fl.input(providers.Chat); ct < 0 || cm < 0 || rt < ct || rm < cm {
+			t.Fatalf("input %d bytes %d media as a rerank, %d %d as chat in %q", rt, rm, ct, cm, body)
 		}
 	})
 }

@@ -20,7 +20,8 @@ import (
 const usageHeader = `Usage: mockllm [flags]
 
 Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses,
-/tokenize, /detokenize, GET /v1/models, /version, /health and /metrics like vLLM
+/rerank, /v1/rerank, /v2/rerank, /score, /v1/score, /tokenize, /detokenize,
+GET /v1/models, /version, /health and /metrics like vLLM
 (or POST /v1/messages like Anthropic with --api anthropic); GET, DELETE
 /v1/responses/{id} and GET /v1/responses/{id}/input_items serve the responses kept
 in memory (--responses-store); POST /v1/responses/{id}/cancel refuses them (none
@@ -54,7 +55,7 @@ Per-request headers for tests:
                             arguments' pieces by index in turn (0, 1, 0, 1)
 Every API response carries x-mock-saw-authorization: yes|no. As vLLM's, an
 answer's id is the request's X-Request-Id (else its body's request_id) after
-chatcmpl-, cmpl- or embd-.
+chatcmpl-, cmpl-, embd-, rerank- or score-.
 
 As vLLM: POST routes require Content-Type: application/json; /v1/completions
 defaults max_tokens to 16, and without max_tokens an answer stops where
