@@ -40,6 +40,7 @@ func TestAllocs(t *testing.T) {
 		}},
 		{"error event check", 0, func() { isErrorEvent(errorEventBytes) }},
 		{"completion body check", 0, func() { hasMember(completionBytes, "choices") }},
+		{"rerank body check", 0, func() { hasMember(rerankAnswerBytes, answerMember(kindRerank)) }},
 		{"record an outcome", 0, func() { r.record(&o) }},
 		{"pacer schedule", 0, func() { _ = pacer{rate: 1234}.at(99999) }},
 	}

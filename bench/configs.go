@@ -120,9 +120,22 @@ type gwParams struct {
 
 // Endpoint names clients put in "model" when going through the gateway.
 const (
-	endpointChat  = "chat"
-	endpointEmbed = "embed"
+	endpointChat   = "chat"
+	endpointEmbed  = "embed"
+	endpointRerank = "rerank"
 )
+
+// gatewayModel is the endpoint a load of kind k names in "model" through the
+// gateway: a chat endpoint serves chat, streams and the Responses API.
+func gatewayModel(k reqKind) string {
+	switch k {
+	case kindEmbeddings:
+		return endpointEmbed
+	case kindRerank:
+		return endpointRerank
+	}
+	return endpointChat
+}
 
 // gatewayConfig builds the YAML for one scenario's gateway.
 func gatewayConfig(p gwParams) ([]byte, error) {
@@ -134,6 +147,7 @@ func gatewayConfig(p gwParams) ([]byte, error) {
 		Endpoints: []gwEndpoint{
 			{Name: endpointChat, Type: "chat", Routes: []gwRoute{{Backend: "m", Weight: 100}}},
 			{Name: endpointEmbed, Type: "embeddings", Routes: []gwRoute{{Backend: "m", Weight: 100}}},
+			{Name: endpointRerank, Type: "rerank", Routes: []gwRoute{{Backend: "m", Weight: 100}}},
 		},
 		Logging: gwLogging{Level: "warn", Format: "json"},
 	}

@@ -27,6 +27,7 @@ const (
 	kindStream
 	kindEmbeddings
 	kindResponses
+	kindRerank
 )
 
 func (k reqKind) String() string {
@@ -37,6 +38,8 @@ func (k reqKind) String() string {
 		return "embeddings"
 	case kindResponses:
 		return "responses"
+	case kindRerank:
+		return "rerank"
 	default:
 		return "chat"
 	}
@@ -291,6 +294,20 @@ func requestBody(k reqKind, model string, maxTokens int) []byte {
 		b = append(b, `,"input":"Write a short note about load testing gateways.","store":false,"max_output_tokens":`...)
 		b = strconv.AppendInt(b, int64(maxTokens), 10)
 		b = append(b, '}')
+	case kindRerank:
+		// Eight short documents sharing words with the query in varying measure, so
+		// the scores differ and the answer is three ranked results of eight.
+		b = append(b, `{"model":`...)
+		b = strconv.AppendQuote(b, model)
+		b = append(b, `,"query":"Which gateway adds the least latency to LLM requests?","documents":[`+
+			`"Tollgate is a gateway for LLM requests.",`+
+			`"nginx is a reverse proxy in front of web servers.",`+
+			`"Latency is the time a request waits for its answer.",`+
+			`"A banana is a yellow fruit.",`+
+			`"Rate limits keep a shared gateway fair.",`+
+			`"The least latency comes from no proxy at all.",`+
+			`"Canaries shift traffic between model versions.",`+
+			`"Redis stores the token buckets every replica shares."],"top_n":3}`...)
 	default:
 		b = append(b, `{"model":`...)
 		b = strconv.AppendQuote(b, model)
@@ -310,8 +327,25 @@ func requestPath(k reqKind) string {
 		return "/v1/embeddings"
 	case kindResponses:
 		return "/v1/responses"
+	case kindRerank:
+		return "/v1/rerank"
 	}
 	return "/v1/chat/completions"
+}
+
+// answerMember is the top-level member a non-streaming answer of k must hold: a
+// completion's "choices", embeddings' "data", a Responses API response's "output",
+// a rerank's "results".
+func answerMember(k reqKind) string {
+	switch k {
+	case kindEmbeddings:
+		return "data"
+	case kindResponses:
+		return "output"
+	case kindRerank:
+		return "results"
+	}
+	return "choices"
 }
 
 // cutShort reports whether err is the connection's close or reset: read inside an
@@ -545,18 +579,10 @@ func (w *worker) do(i int64, sched time.Time, o *outcome) {
 		w.readStream(sched, o)
 		return
 	}
-	// A completion is one JSON object holding "choices" (embeddings: "data", a
-	// response of the Responses API: "output"); a 200 that is anything else, an
-	// event stream or a body cut short included, is not an answer the client could
-	// use.
-	want := "choices"
-	switch w.s.Kind {
-	case kindEmbeddings:
-		want = "data"
-	case kindResponses:
-		want = "output"
-	}
-	if !hasMember(w.resp.Body(), want) {
+	// An answer is one JSON object holding its kind's member; a 200 that is
+	// anything else, an event stream or a body cut short included, is not an answer
+	// the client could use.
+	if !hasMember(w.resp.Body(), answerMember(w.s.Kind)) {
 		o.errKind = "bad body"
 		return
 	}

@@ -28,6 +28,11 @@ func TestRunLoadAgainstStandIn(t *testing.T) {
 		{"chat succeeds", kindChat, "", ""},
 		{"stream succeeds with ttft and gaps", kindStream, "", ""},
 		{"embeddings succeed", kindEmbeddings, "", ""},
+		{"rerank succeeds", kindRerank, "", ""},
+		{"non-json rerank body", kindRerank, "garbage", "bad body"},
+		{"rerank answer cut short", kindRerank, "cut json", "bad body"},
+		// A 200 of another kind (a chat completion) holds no "results".
+		{"rerank answered with a completion", kindRerank, "wrong kind", "bad body"},
 		{"upstream status counted by code", kindChat, "503", "status 503"},
 		{"non-json chat body", kindChat, "garbage", "bad body"},
 		{"stream without a content chunk", kindStream, "garbage", "bad body"},
@@ -239,6 +244,11 @@ func TestRequestBody(t *testing.T) {
 		{"stream", kindStream, `{"model":"chat","messages":[{"role":"user","content":"Write a short note about load testing gateways."}],"max_tokens":7,"stream":true}`},
 		{"embeddings", kindEmbeddings, `{"model":"chat","input":"The quick brown fox jumps over the lazy dog.","encoding_format":"float"}`},
 		{"responses", kindResponses, `{"model":"chat","input":"Write a short note about load testing gateways.","store":false,"max_output_tokens":7}`},
+		{"rerank", kindRerank, `{"model":"chat","query":"Which gateway adds the least latency to LLM requests?","documents":[` +
+			`"Tollgate is a gateway for LLM requests.","nginx is a reverse proxy in front of web servers.",` +
+			`"Latency is the time a request waits for its answer.","A banana is a yellow fruit.",` +
+			`"Rate limits keep a shared gateway fair.","The least latency comes from no proxy at all.",` +
+			`"Canaries shift traffic between model versions.","Redis stores the token buckets every replica shares."],"top_n":3}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,6 +36,8 @@ func lookupScenario(name string) scenario {
 		return scenario{name: name, kind: kindEmbeddings}
 	case "responses":
 		return scenario{name: name, kind: kindResponses}
+	case "rerank":
+		return scenario{name: name, kind: kindRerank}
 	case "redis-limits":
 		return scenario{name: name, kind: kindChat, redis: true, baseline: true}
 	case "limits-throughput":
@@ -207,10 +209,7 @@ func (e *env) setup(ctx context.Context, sc scenario, timing upstreamTiming) ([]
 		}
 		gp.OTLPEndpoint = e.otlp.addr()
 	}
-	model := endpointChat
-	if sc.kind == kindEmbeddings {
-		model = endpointEmbed
-	}
+	model := gatewayModel(sc.kind)
 	var ts []*target
 	if o.wantsPath(pathDirect) {
 		ts = append(ts, &target{Name: pathDirect, Addr: upAddr, Model: mockModel, Pid: mock.pid()})

@@ -13,6 +13,9 @@ var benchStream = strings.Repeat(`data: {"id":"chatcmpl-1","object":"chat.comple
 var (
 	errorEventBytes = []byte(errorEvent)
 	completionBytes = []byte(`{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"alpha"}}]}`)
+	// rerankAnswerBytes is a rerank answer of the scenario's size: three results, each
+	// with its document's text.
+	rerankAnswerBytes = []byte(rerankAnswer)
 )
 
 // BenchmarkSSEReader is the client's per-event cost while it times chunks:
@@ -49,6 +52,18 @@ func BenchmarkAnswerCheck(b *testing.B) {
 	for b.Loop() {
 		if !hasMember(completionBytes, "choices") {
 			b.Fatal("no choices")
+		}
+	}
+}
+
+// BenchmarkRerankAnswerCheck is the check of every rerank answer: its members
+// walked, the results' documents skipped over.
+func BenchmarkRerankAnswerCheck(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(rerankAnswerBytes)))
+	for b.Loop() {
+		if !hasMember(rerankAnswerBytes, answerMember(kindRerank)) {
+			b.Fatal("no results")
 		}
 	}
 }

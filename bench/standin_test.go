@@ -18,14 +18,15 @@ import (
 // ending early, though with the body's end), "error event" (a stream that
 // carries the upstream's error event before [DONE]), "event stream" and
 // "cut json" (a non-streaming chat answered with an event stream, or with a
-// JSON completion cut short).
+// JSON completion cut short; a rerank with its answer cut short), "wrong kind" (a
+// rerank answered with a chat completion).
 type standIn struct {
 	ln    net.Listener
 	srv   *fasthttp.Server
 	fault string
 	users sync.Map     // X-User-ID values seen
 	conns atomic.Int64 // connections accepted
-	calls atomic.Int64 // chat and embeddings requests received
+	calls atomic.Int64 // chat, embeddings and rerank requests received
 	// delay, when set, holds the n-th call (from 0) that long before it is
 	// answered.
 	delay func(n int64) time.Duration
@@ -60,6 +61,13 @@ var streamChunks = []string{
 	`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`,
 }
 
+// rerankAnswer is mockllm's answer (vLLM's rerank, Jina's shape) to the rerank
+// scenario's body.
+const rerankAnswer = `{"id":"rerank-dec1469c8d51e97b64cf494d7fba65ee","model":"mock-1","usage":{"total_tokens":202},"results":[` +
+	`{"index":0,"document":{"text":"Tollgate is a gateway for LLM requests.","multi_modal":null},"relevance_score":0.2708180313767715},` +
+	`{"index":5,"document":{"text":"The least latency comes from no proxy at all.","multi_modal":null},"relevance_score":0.25603750867524194},` +
+	`{"index":2,"document":{"text":"Latency is the time a request waits for its answer.","multi_modal":null},"relevance_score":0.11282320721806284}]}`
+
 // errorEvent is OpenAI's error event, as vLLM sends it when its engine fails
 // mid-stream and the gateway passes it on.
 const errorEvent = `{"error":{"message":"engine failed","type":"server_error","param":null,"code":"upstream_error"}}`
@@ -71,7 +79,7 @@ func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/health":
 		return
-	case "/v1/chat/completions", "/v1/embeddings":
+	case "/v1/chat/completions", "/v1/embeddings", "/v1/rerank":
 	default:
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 		return
@@ -91,6 +99,18 @@ func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
 		return
 	case "garbage":
 		ctx.SetBodyString("not json")
+		return
+	}
+	if string(ctx.Path()) == "/v1/rerank" {
+		ctx.SetContentType("application/json")
+		switch fault {
+		case "cut json":
+			ctx.SetBodyString(rerankAnswer[:60])
+		case "wrong kind":
+			ctx.SetBodyString(`{"choices":[{"index":0,"message":{"role":"assistant","content":"alpha"}}]}`)
+		default:
+			ctx.SetBodyString(rerankAnswer)
+		}
 		return
 	}
 	if string(ctx.Path()) == "/v1/embeddings" {
