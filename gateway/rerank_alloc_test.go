@@ -2,18 +2,11 @@
 
 package gateway
 
-import (
-	"testing"
-
-	"github.com/valyala/fasthttp"
-)
+import "testing"
 
 // A rerank through the request path allocates nothing, as a chat request does.
 func TestProxyRerankAllocs(t *testing.T) {
-	s := newTestServer(t, rerankBenchConfig(serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
-		ctx.Response.Header.SetContentTypeBytes(strJSON)
-		ctx.Response.SetBodyRaw(benchRerankResp)
-	})))
+	s := newRerankServer(t)
 	ctx := newProxyCtx(benchRerankBody)
 	ctx.Request.SetRequestURI("/v2/rerank")
 	proxyOnce(s, ctx)

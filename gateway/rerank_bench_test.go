@@ -24,13 +24,19 @@ logging: {level: error, access_log: false}
 `
 }
 
-// BenchmarkProxyRerank is a rerank of 8 documents through the request path, with a
-// token limit charged its estimate and settled with total_tokens.
-func BenchmarkProxyRerank(b *testing.B) {
-	s := newTestServer(b, rerankBenchConfig(serveUpstream(b, func(ctx *fasthttp.RequestCtx) {
+// newRerankServer is a gateway on rerankBenchConfig in front of an upstream that
+// answers every rerank with benchRerankResp.
+func newRerankServer(tb testing.TB) *Server {
+	return newTestServer(tb, rerankBenchConfig(serveUpstream(tb, func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetContentTypeBytes(strJSON)
 		ctx.Response.SetBodyRaw(benchRerankResp)
 	})))
+}
+
+// BenchmarkProxyRerank is a rerank of 8 documents through the request path, with a
+// token limit charged its estimate and settled with total_tokens.
+func BenchmarkProxyRerank(b *testing.B) {
+	s := newRerankServer(b)
 	ctx := newProxyCtx(benchRerankBody)
 	ctx.Request.SetRequestURI("/v1/rerank")
 	proxyOnce(s, ctx)
