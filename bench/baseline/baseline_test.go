@@ -28,7 +28,7 @@ func TestLoad(t *testing.T) {
 	if s.listen != "127.0.0.1:18080" || s.admin != "127.0.0.1:19090" || s.upstream != "127.0.0.1:18001" {
 		t.Fatalf("settings %+v", s)
 	}
-	want := map[string]string{`"model":"chat"`: `"model":"mock-1"`, `"model":"embed"`: `"model":"mock-1"`}
+	want := map[string]string{`"model":"chat"`: `"model":"mock-1"`, `"model":"embed"`: `"model":"mock-1"`, `"model":"rerank"`: `"model":"mock-1"`}
 	if len(s.rewrites) != len(want) {
 		t.Fatalf("rewrites %v", s.rewrites)
 	}
