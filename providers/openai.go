@@ -193,7 +193,11 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 		res.Stream = r
 		return nil
 	}
-	return o.passAnswer(t, up, out, res)
+	err = o.passAnswer(t, up, out, res)
+	if !call.Kind.Generates() {
+		res.Usage.totalAsInput()
+	}
+	return err
 }
 
 // passAnswer gives out up, a 2xx answer on t read whole, as it came once it is found to

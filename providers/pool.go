@@ -1173,10 +1173,18 @@ func prefixHash(call *Call, n int) (h uint64, ok bool) {
 			return w.d.Sum64(), true
 		}
 	}
-	if (call.Kind == Chat || call.Kind == Responses) && b[i] == '[' {
+	switch {
+	case (call.Kind == Chat || call.Kind == Responses) && b[i] == '[':
 		// The Responses API's input items are messages as chat's are.
 		w.list(b, i, listMessages)
-	} else {
+	case call.Kind == Rerank && b[i] == '{':
+		// vLLM's multimodal query, {"content": [parts]}: its parts as a message's.
+		if c := memberAt(b, i, "content"); c >= 0 && b[c] == '[' {
+			w.list(b, c, listParts)
+		} else {
+			w.value(b, i)
+		}
+	default:
 		w.value(b, i)
 	}
 	return w.d.Sum64(), true

@@ -143,6 +143,19 @@ type Usage struct {
 	// pause_turn in a long search turn): a partial answer, which the request sent
 	// again starts over, so no cache keeps it. No count either.
 	Paused bool
+	// total is the total_tokens of a usage that named no split count (vLLM's and
+	// Jina's rerank answers, Voyage's embeddings), 0 otherwise: the input of a call
+	// that generates nothing (totalAsInput), no count for one that does.
+	total int64
+}
+
+// totalAsInput counts a usage's lone total_tokens as its input, for a call that
+// generates nothing (an embeddings call, a rerank): there the total is the input.
+func (u *Usage) totalAsInput() {
+	if u.total > 0 && !u.Counted() {
+		u.Input = u.total
+	}
+	u.total = 0
 }
 
 // Counted reports whether u holds a token count. Providers leave the counts at zero

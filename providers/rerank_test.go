@@ -1,10 +1,14 @@
 package providers
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
-// A rerank answer's usage names total_tokens alone (vLLM's RerankUsage, Jina's): that
-// is its input, nothing being generated. Where prompt or completion tokens are named,
-// they are the counts and total_tokens is not read.
+// A rerank answer's usage names total_tokens alone (vLLM's RerankUsage, Jina's): for a
+// call that generates nothing that is its input (in); for one that generates, no count
+// (the estimate stands). Where prompt or completion tokens are named, they are the
+// counts and total_tokens is not read.
 func TestParseUsageTotalOnly(t *testing.T) {
 	for _, c := range []struct {
 		raw       string
@@ -25,8 +29,15 @@ func TestParseUsageTotalOnly(t *testing.T) {
 		{`{"completion_tokens":3,"total_tokens":"x"}`, 0, 3, true},
 	} {
 		var u Usage
-		if ok := parseUsage([]byte(c.raw), &u); ok != c.wellBuilt || u.Input != c.in || u.Output != c.out {
+		ok := parseUsage([]byte(c.raw), &u)
+		generated := u
+		generated.total = 0
+		u.totalAsInput()
+		if ok != c.wellBuilt || u.Input != c.in || u.Output != c.out {
 			t.Errorf("%s: %+v %v, want %d/%d", c.raw, u, ok, c.in, c.out)
+		}
+		if split := strings.Contains(c.raw, "prompt_tokens") || strings.Contains(c.raw, "completion_tokens"); !split && generated.Counted() || split && (generated.Input != c.in || generated.Output != c.out) {
+			t.Errorf("%s as a generating call's usage: %+v", c.raw, generated)
 		}
 	}
 }

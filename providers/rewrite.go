@@ -109,8 +109,9 @@ func quoteModel(name string) []byte { return jsonscan.AppendQuote(nil, name) }
 // parseUsage reads OpenAI's usage object, with the prompt cache's share of the input
 // from prompt_tokens_details.cached_tokens (input_tokens_details in the Responses API's
 // shape). vLLM writes the details only with --enable-prompt-tokens-details, else null.
-// A usage with total_tokens alone (vLLM's and Jina's rerank answers) counts that total
-// as input: nothing was generated.
+// A usage with total_tokens alone (vLLM's and Jina's rerank answers) notes that total,
+// which a call that generates nothing counts as its input (Usage.totalAsInput); for
+// any other it is no count, and the estimate stands.
 func parseUsage(raw []byte, u *Usage) bool {
 	var it jsonscan.Iter
 	if it.Reset(raw) != nil {
@@ -124,7 +125,7 @@ func parseUsage(raw []byte, u *Usage) bool {
 		if !ok {
 			if totalSeen && !split {
 				// A bad total is garbage only where it is the count.
-				u.Input, bad = total, bad || totalBad
+				u.total, bad = total, bad || totalBad
 			}
 			if bad || u.CachedInput > u.Input {
 				// One count the gateway cannot believe makes the whole usage
