@@ -302,10 +302,7 @@ func scanBody(body []byte, f *fields) *apiError {
 			}
 		case "query":
 			// A rerank's query, which goes with each document (input).
-			n, tokens := promptMedia(v)
-			f.promptBytes += len(v) - n
-			f.mediaTokens += tokens
-			f.queryBytes, f.queryMedia = len(v)-n, tokens
+			f.queryBytes, f.queryMedia = f.addPrompt(v)
 		case "prompt":
 			f.addPrompt(v)
 			f.prompts = countPrompts(v)
@@ -335,11 +332,12 @@ func scanBody(body []byte, f *fields) *apiError {
 }
 
 // addPrompt counts the prompt value v (messages, input or prompt) for the token
-// estimate: its media by promptMedia, the rest as text.
-func (f *fields) addPrompt(v []byte) {
-	n, tokens := promptMedia(v)
+// estimate: its media by promptMedia, the rest as text; it returns both.
+func (f *fields) addPrompt(v []byte) (text int, media int64) {
+	n, media := promptMedia(v)
 	f.promptBytes += len(v) - n
-	f.mediaTokens += tokens
+	f.mediaTokens += media
+	return len(v) - n, media
 }
 
 // Upstreams charge an image by its pixels and audio or video by how long it lasts, not
