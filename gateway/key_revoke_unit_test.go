@@ -44,6 +44,7 @@ func (rv *revocations) names() []string {
 // line counting the revocations kept and the polls failed since the last; the first
 // poll that answers after is logged once. Nothing known is dropped.
 func TestRevocationsOutageLogThrottled(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	rv, logs := unitRevocations(t, limiter.RedisConfig{URL: rds.URL()}, &now)
@@ -169,6 +170,7 @@ func TestRevocationsDataLossUnion(t *testing.T) {
 // On a Redis Cluster the revocations' two keys share a slot (the {keys} hash tag):
 // the scripts that touch both run.
 func TestRevocationsOnCluster(t *testing.T) {
+	t.Parallel()
 	addrs := redistest.StartCluster(t, 3)
 	now := time.Now()
 	rc := limiter.RedisConfig{Addrs: addrs}

@@ -63,6 +63,7 @@ const utcChildEnv = "TOLLGATE_TEST_LOG_UTC"
 // derived loggers, the access line on its direct path and through slog, and the log
 // queue's notice of dropped lines, in both formats.
 func TestLogTimesUTCWhereLocalIsNot(t *testing.T) {
+	t.Parallel()
 	if os.Getenv(utcChildEnv) == "" {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestLogTimesUTCWhereLocalIsNot$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), utcChildEnv+"=1")
