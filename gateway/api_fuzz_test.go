@@ -68,6 +68,8 @@ logging: {level: info, access_log: true}
 		{"POST", "/v1/rerank", auth, `{"model":"rank","query":"q","documents":["a","q b"],"top_n":1}`},
 		{"POST", "/v2/rerank", auth, `{"model":"rank","query":"q","documents":[{"text":"a"}],"stream":true}`},
 		{"POST", "/rerank", auth, `{"model":"rank","query":1,"documents":"x"}`},
+		{"POST", "/score", auth, `{"model":"rank","queries":"q","documents":["a","q b"],"text_1":"x","text_2":["y"]}`},
+		{"POST", "/v1/score", auth, `{"model":"rank","data_1":["a","b"],"data_2":["c","d","e"]}`},
 		{"POST", "/v1/chat/completions", auth + "X-Tollgate-User: u1\n", `{"model":"limited","user":"u2","messages":[{"role":"user","content":"hi"}]}`},
 		{"POST", "/v1/chat/completions", auth, `{"model":"chat","messages":[`},
 		{"POST", "/v1/chat/completions", auth, `{"mod\u0065l":"chat","model":"chat","messages":[]}`},

@@ -439,13 +439,27 @@ func cacheDirectives(h *fasthttp.RequestHeader) (noCache, noStore bool) {
 }
 
 // cacheOwner is whose entries the request reads and fills: its key's, or everyone's
-// with shared: true (or without keys).
+// with shared: true (or without keys). A score call's entries are kept apart from a
+// rerank's on the same endpoint, since a body both APIs take (vLLM ignores members it
+// does not know) is answered in two shapes: their owner is the key's name after
+// scoreOwnerShared, a byte no key name holds.
 func (r *request) cacheOwner() string {
-	if r.key == nil || r.ep.cache.shared {
+	score := r.call.Kind == providers.Score
+	switch {
+	case r.key == nil || r.ep.cache.shared:
+		if score {
+			return scoreOwnerShared
+		}
 		return ""
+	case score:
+		return r.key.scoreOwner
 	}
 	return r.key.name
 }
+
+// scoreOwnerShared begins the owner of every score answer in an answer cache: 0xff
+// begins no UTF-8 string, and key names are UTF-8, as the config is.
+const scoreOwnerShared = "\xff"
 
 // lookupCache finds the request's answer in the endpoint's cache, nil (a miss) when
 // it holds none.

@@ -315,6 +315,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	case "/v1/rerank", "/v2/rerank", "/rerank":
 		// vLLM serves its rerank API at all three (Jina's shape, Cohere's v2 path).
 		kind = providers.Rerank
+	case "/score", "/v1/score":
+		// vLLM's score API, served by rerank endpoints.
+		kind = providers.Score
 	case "/v1/models":
 		s.serveModels(ctx)
 		return
@@ -351,8 +354,8 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	route := routeInvocations
 	switch {
 	case invocation != nil:
-	case kind == providers.Rerank:
-		// One kind, three paths.
+	case kind == providers.Rerank || kind == providers.Score:
+		// One kind, several paths.
 		route = ownRoute(ctx.Path())
 	default:
 		route = kindRoutes[kind]
@@ -963,6 +966,8 @@ const (
 	routeRerank
 	routeRerankV2
 	routeRerankRoot
+	routeScore
+	routeScoreRoot
 	routeResponseCancel
 	routeResponseItems
 	routeInvocations
@@ -982,6 +987,8 @@ var ownRoutes = [nRoutes]string{
 	routeRerank:         "/v1/rerank",
 	routeRerankV2:       "/v2/rerank",
 	routeRerankRoot:     "/rerank",
+	routeScore:          "/v1/score",
+	routeScoreRoot:      "/score",
 	routeResponseCancel: "/v1/responses/{response_id}/cancel",
 	routeResponseItems:  "/v1/responses/{response_id}/input_items",
 	routeInvocations:    "/endpoints/{name}/invocations",
@@ -995,7 +1002,7 @@ const otherMethod = len(tracing.KnownMethods)
 
 // kindRoutes are the routes of the API calls, by kind.
 var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings,
-	providers.Responses: routeResponses, providers.Rerank: routeRerank}
+	providers.Responses: routeResponses, providers.Rerank: routeRerank, providers.Score: routeScore}
 
 // methodPost is POST's index in serverSpecs, the method of every API call.
 var methodPost = ownMethod(strPost)
@@ -1040,6 +1047,10 @@ func ownRoute(path []byte) int {
 		return routeRerankV2
 	case "/rerank":
 		return routeRerankRoot
+	case "/v1/score":
+		return routeScore
+	case "/score":
+		return routeScoreRoot
 	case "/api/2.0/endpoints", "/api/2.0/endpoints/":
 		return routeMLflowList
 	}
@@ -1135,11 +1146,16 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		// Until the request is looked up in it (cacheDecide, serveCached).
 		r.cacheRes = cacheBypass
 	}
-	ep.attrs.Annotate(r.span)
+	if kind == providers.Score && ep.scoreAttrs != nil {
+		ep.scoreAttrs.Annotate(r.span)
+	} else {
+		ep.attrs.Annotate(r.span)
+	}
 	ep.m.Begin()
 	r.begun = true
-	if ep.kind != kind && (kind != providers.Responses || ep.kind != providers.Chat) {
-		// A chat endpoint serves the Responses API too.
+	if ep.kind != kind && (kind != providers.Responses || ep.kind != providers.Chat) && (kind != providers.Score || ep.kind != providers.Rerank) {
+		// A chat endpoint serves the Responses API too, a rerank endpoint vLLM's
+		// score API.
 		e := wrongType(r.modelName, ep.kind)
 		return &e
 	}
@@ -1732,8 +1748,8 @@ func (r *request) capDropped() bool {
 	return false
 }
 
-// rerankPairTokens are the tokens a rerank's estimate adds for each document: a
-// cross-encoder's [CLS] and two [SEP], a score template's few more.
+// rerankPairTokens are the tokens a rerank's or score's estimate adds for each pair:
+// a cross-encoder's [CLS] and two [SEP], a score template's few more.
 const rerankPairTokens = 4
 
 // costEstimate is the most a request of in prompt tokens and out generated ones may
@@ -1786,8 +1802,8 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		r.subj.APIKey = s2b(r.key.name)
 	}
 	r.subj.User = r.user()
-	// max_tokens bounds each completion; an embeddings call or a rerank generates
-	// none, so only its input is charged.
+	// max_tokens bounds each completion; an embeddings call, a rerank or a score
+	// generates none, so only its input is charged.
 	var est int64
 	if c := r.f.completions(r.call.Kind); c > 0 {
 		est = r.f.maxTokens
@@ -1801,13 +1817,10 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		est *= c
 	}
 	// Text at about 4 bytes a token; images, audio and video at their own rates
-	// (promptMedia); a rerank's pairs each a few tokens more (the separators a
-	// cross-encoder puts between query and document).
+	// (promptMedia); a rerank's or score's pairs each a few tokens more (the
+	// separators a cross-encoder puts between query and document).
 	text, media := r.f.input(r.call.Kind)
-	in := text/4 + media + 1
-	if r.call.Kind == providers.Rerank {
-		in += rerankPairTokens * r.f.documents
-	}
+	in := text/4 + media + 1 + rerankPairTokens*r.f.pairs(r.call.Kind)
 	amounts := limiter.Amounts{Tokens: est + in}
 	if r.cacheEntry != nil {
 		// Answered from the cache: no tokens, no cost.

@@ -2,7 +2,10 @@
 
 package gateway
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+)
 
 // A rerank through the request path allocates nothing, as a chat request does.
 func TestProxyRerankAllocs(t *testing.T) {
@@ -15,5 +18,19 @@ func TestProxyRerankAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations a rerank, want 0", n)
+	}
+}
+
+// A score call through the request path allocates nothing, as a rerank does.
+func TestProxyScoreAllocs(t *testing.T) {
+	s := newRerankServer(t)
+	ctx := newProxyCtx(benchScoreBody)
+	ctx.Request.SetRequestURI("/v1/score")
+	proxyOnce(s, ctx)
+	if ctx.Response.StatusCode() != 200 || !bytes.Contains(ctx.Response.Body(), []byte(`"object":"score"`)) {
+		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+		t.Errorf("%v allocations a score call, want 0", n)
 	}
 }

@@ -117,6 +117,9 @@ type endpoint struct {
 	sticky  *router.Sticky
 	m       *metrics.Endpoint
 	attrs   *tracing.EndpointAttrs
+	// scoreAttrs are a rerank endpoint's attributes for a score call (its operation
+	// score), nil on other endpoints.
+	scoreAttrs *tracing.EndpointAttrs
 	// policy holds the endpoint's limits; a key's are joined to them per request
 	// (policyFor).
 	policy *limiter.Policy
@@ -187,6 +190,8 @@ type clientKey struct {
 	// revoke is whether the key's name is revoked (key_revoke.go), shared with the
 	// other runtimes' keys of that name; set as the runtime is installed.
 	revoke *keyRevoke
+	// scoreOwner owns the key's score answers in an answer cache (cacheOwner).
+	scoreOwner string
 }
 
 func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {
@@ -233,7 +238,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		// A backend's replica is picked per attempt, so the spec names none:
 		// send records the target each attempt went to.
 		specs := &[providers.KindCount]*tracing.Spec{}
-		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings, providers.Rerank} {
+		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings, providers.Rerank, providers.Score} {
 			specs[k] = tracing.UpstreamSpec(k.String(), bc.Provider, bc.Model, name, "")
 		}
 		// A Responses API call is a chat operation (gen_ai.operation.name chat).
@@ -319,6 +324,9 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		e := &endpoint{idx: i, name: ec.Name, kind: kind, timeout: ec.Timeout, routing: re, sticky: re.Sticky(),
 			m: m.Endpoint(ec.Name), attrs: tracing.NewEndpointAttrs(ec.Name, ec.Type),
 			local: m.ShapedRoute(ec.Name, metrics.None, metrics.None, metrics.Shape{Codes: localCodes(&ec)}), backends: len(names)}
+		if kind == providers.Rerank {
+			e.scoreAttrs = tracing.NewEndpointAttrs(ec.Name, providers.Score.String())
+		}
 		e.series = make([]*metrics.Route, len(ec.Routes)*len(names))
 		e.refused = make([]*metrics.Route, len(names))
 		// A fallback serves no route: its series have no variant, as its attempts
@@ -384,7 +392,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 	}
 	rt.models = rt.modelsBody(all)
 	for ki, kc := range cfg.Auth.Keys {
-		k := &clientKey{idx: ki, name: kc.Name, nameBytes: []byte(kc.Name), allowed: allowed[ki], policy: keyPolicies[ki]}
+		k := &clientKey{idx: ki, name: kc.Name, nameBytes: []byte(kc.Name), allowed: allowed[ki], policy: keyPolicies[ki],
+			scoreOwner: scoreOwnerShared + kc.Name}
 		k.series = m.Key(kc.Name, cfg.keyPriced(k.allowed))
 		k.expiry = newKeyExpiry(kc.ExpiresAt)
 		if kc.SHA256 != "" {

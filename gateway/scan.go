@@ -58,13 +58,22 @@ type fields struct {
 	queryBytes int
 	queryMedia int64
 	documents  int64
+	// scoreLeft and scoreRight are how many items the two sides of a score call
+	// hold (the pair of members vLLM takes: scorePair), and scoreText and scoreMedia
+	// the input its pairs make: the text in bytes, the media in tokens.
+	scoreLeft, scoreRight int64
+	scoreText, scoreMedia int64
 }
 
 // input is the prompt as the upstream reads it, for the token estimate: its text in
 // bytes and its media in tokens (promptMedia). A rerank scores the query with each
 // document, as one input each (vLLM's cross-encoder and score templates; Jina and
 // Cohere bill so), so its query, text and media, counts once a document.
+// A score call is its pair's input alone (scorePair): vLLM reads no other member.
 func (f *fields) input(kind providers.Kind) (text, media int64) {
+	if kind == providers.Score {
+		return f.scoreText, f.scoreMedia
+	}
 	text, media = int64(f.promptBytes), f.mediaTokens
 	if kind == providers.Rerank && f.documents > 1 {
 		text += int64(f.queryBytes) * (f.documents - 1)
@@ -73,13 +82,100 @@ func (f *fields) input(kind providers.Kind) (text, media int64) {
 	return text, media
 }
 
+// pairs is how many pairs a call of kind has the model score: a rerank's documents,
+// a score call's larger side (1:1, 1:N and N:N make as many pairs as it holds; other
+// counts the upstream refuses); none for other kinds.
+func (f *fields) pairs(kind providers.Kind) int64 {
+	switch kind {
+	case providers.Rerank:
+		return f.documents
+	case providers.Score:
+		return max(f.scoreLeft, f.scoreRight)
+	}
+	return 0
+}
+
+// scoreKeys are the members of vLLM's score request that hold its sides.
+var scoreKeys = [...]string{"queries", "documents", "items", "data_1", "data_2", "text_1", "text_2"}
+
+const (
+	sideQueries = iota
+	sideDocuments
+	sideItems
+	sideData1
+	sideData2
+	sideText1
+	sideText2
+)
+
+// scorePairs are the (left, right) members of vLLM's ScoreRequest union
+// (pooling/score/protocol.py) in its order: it takes the first whose two members are
+// sides (providers.ScoreSide), and so does the estimate.
+var scorePairs = [...][2]int{{sideQueries, sideDocuments}, {sideQueries, sideItems}, {sideData1, sideData2}, {sideText1, sideText2}}
+
+// scoreSides are a body's scoreKeys values, by index: views of the body, nil where
+// a member is not given or is no side.
+type scoreSides [len(scoreKeys)][]byte
+
+// note keeps v as the side k names, when k is one of scoreKeys and v a side vLLM
+// takes (providers.ScoreSide); the last member of a name is the one vLLM's parser
+// keeps.
+func (sd *scoreSides) note(k, v []byte) {
+	for i, sk := range scoreKeys {
+		if string(k) == sk {
+			sd[i] = nil
+			if providers.ScoreSide(v) {
+				sd[i] = v
+			}
+			return
+		}
+	}
+}
+
+// scorePair reads the pair of sides vLLM takes: the items each holds and the input
+// the pairs make. Each pair is one input to the model (a cross-encoder's, a score
+// template's), so one left item goes with every right item (1:N) and counts once a
+// pair; N:N pairs item i with item i, each once. Media are counted at their rates
+// (promptMedia). Without a pair all stay 0 (the upstream's to refuse).
+func (f *fields) scorePair(sd *scoreSides) {
+	for _, p := range scorePairs {
+		left, right := sd[p[0]], sd[p[1]]
+		if left == nil || right == nil {
+			continue
+		}
+		f.scoreLeft, f.scoreRight = scoreItems(left, false), scoreItems(right, true)
+		ln, lm := promptMedia(left)
+		rn, rm := promptMedia(right)
+		reps := int64(1)
+		if f.scoreLeft == 1 && f.scoreRight > 1 {
+			reps = f.scoreRight
+		}
+		f.scoreText = int64(len(left)-ln)*reps + int64(len(right)-rn)
+		f.scoreMedia = lm*reps + rm
+		return
+	}
+}
+
+// scoreItems is how many items a score side holds: a string or a multimodal object
+// ({"content": [...]}) is one, a list (of both) one an element. A multimodal object
+// alone on the right counts one item a part, as a rerank's documents do (older vLLM
+// scored each part; newer takes the object as one item, refusing more than one image
+// in it): the larger count of pairs.
+func scoreItems(v []byte, right bool) int64 {
+	switch {
+	case v[0] == '"', v[0] == '{' && !right:
+		return 1
+	}
+	return countDocuments(v)
+}
+
 // countDocuments is how many documents a rerank's documents value holds: the elements
 // of a list (strings, Jina's {"text": ...} objects), or of the content list of vLLM's
 // multimodal form ({"content": [{"type": "image_url", ...}, ...]}, one document a
 // part); 0 for anything else (the upstream's to refuse). The body bounds the count.
 func countDocuments(v []byte) int64 {
 	if len(v) > 0 && v[0] == '{' {
-		v = multimodalContent(v)
+		v = providers.MultimodalContent(v)
 	}
 	var a jsonscan.Array
 	if !a.Reset(v) {
@@ -94,35 +190,12 @@ func countDocuments(v []byte) int64 {
 	}
 }
 
-// multimodalContent is the content member of vLLM's ScoreMultiModalParam object (the
-// last one, as its parser keeps), nil without one.
-func multimodalContent(v []byte) []byte {
-	var it jsonscan.Iter
-	if it.Reset(v) != nil {
-		return nil
-	}
-	var content []byte
-	for {
-		k, val, ok := it.Next()
-		if !ok {
-			return content
-		}
-		if bytes.IndexByte(k, '\\') >= 0 {
-			var buf [32]byte
-			k = unescapeKey(buf[:0], k)
-		}
-		if string(k) == "content" {
-			content = val
-		}
-	}
-}
-
 // completions is how many completions of up to max_tokens a request of kind asks the
-// upstream to generate: none for embeddings and reranks; n for chat; for a legacy completion the
+// upstream to generate: none for embeddings, reranks and scores; n for chat; for a legacy completion the
 // larger of n and best_of (all best_of are generated, and billed) for each prompt.
 func (f *fields) completions(kind providers.Kind) int64 {
 	switch kind {
-	case providers.Embeddings, providers.Rerank:
+	case providers.Embeddings, providers.Rerank, providers.Score:
 		return 0
 	case providers.Completions:
 		return max(f.nBounded(), f.bestOf, 1) * max(f.prompts, 1)
@@ -192,6 +265,8 @@ func scanBody(body []byte, f *fields) *apiError {
 		return &errMalformed
 	}
 	var keyBuf [32]byte
+	var sides scoreSides
+	scored := false
 	var seen uint8 // bit i: readKeys[i] met
 	once := func(i int) bool {
 		if seen&(1<<i) != 0 {
@@ -299,7 +374,13 @@ func scanBody(body []byte, f *fields) *apiError {
 			f.addPrompt(v)
 			if len(k) == len("documents") {
 				f.documents = countDocuments(v)
+				sides.note(k, v)
+				scored = true
 			}
+		case "queries", "items", "data_1", "data_2", "text_1", "text_2":
+			// A score call's sides (vLLM's /score), read once the body is.
+			sides.note(k, v)
+			scored = true
 		case "query":
 			// A rerank's query, which goes with each document (input).
 			f.queryBytes, f.queryMedia = f.addPrompt(v)
@@ -327,6 +408,9 @@ func scanBody(body []byte, f *fields) *apiError {
 	}
 	if f.model[0] < 0 {
 		return &errNoModel
+	}
+	if scored {
+		f.scorePair(&sides)
 	}
 	return nil
 }

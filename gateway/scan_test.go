@@ -202,7 +202,83 @@ func FuzzScanBody(f *testing.F) {
 		if ct, cm := fl.input(providers.Chat); ct < 0 || cm < 0 || rt < ct || rm < cm {
 			t.Fatalf("input %d bytes %d media as a rerank, %d %d as chat in %q", rt, rm, ct, cm, body)
 		}
+		checkScoreScan(t, body, m, &fl)
 	})
+}
+
+// checkScoreScan checks a score call's scan against what a JSON parser reads: the
+// pair of sides is the first of vLLM's union order whose two members (the last of
+// each name) are sides: a string, an object whose content is a list, or a list of
+// both; its sides hold the items a parser counts; its input is the sides' bytes, the
+// left side's once a pair when it is one item, exactly so when they hold no media.
+func checkScoreScan(t *testing.T, body []byte, m map[string]json.RawMessage, fl *fields) {
+	t.Helper()
+	multimodal := func(raw json.RawMessage) bool {
+		var obj map[string]json.RawMessage
+		var list []json.RawMessage
+		return len(raw) > 0 && raw[0] == '{' && json.Unmarshal(raw, &obj) == nil &&
+			len(obj["content"]) > 0 && obj["content"][0] == '[' && json.Unmarshal(obj["content"], &list) == nil
+	}
+	side := func(raw json.RawMessage) bool {
+		var list []json.RawMessage
+		switch {
+		case len(raw) == 0:
+			return false
+		case raw[0] == '"':
+			return true
+		case raw[0] == '{':
+			return multimodal(raw)
+		case raw[0] != '[' || json.Unmarshal(raw, &list) != nil:
+			return false
+		}
+		for _, e := range list {
+			if e[0] != '"' && !multimodal(e) {
+				return false
+			}
+		}
+		return true
+	}
+	items := func(raw json.RawMessage, right bool) int64 {
+		var list []json.RawMessage
+		switch {
+		case raw[0] == '"', raw[0] == '{' && !right:
+			return 1
+		case raw[0] == '{':
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(raw, &obj) != nil || json.Unmarshal(obj["content"], &list) != nil {
+				return 0
+			}
+		case json.Unmarshal(raw, &list) != nil:
+			return 0
+		}
+		return int64(len(list))
+	}
+	var left, right json.RawMessage
+	for _, p := range [][2]string{{"queries", "documents"}, {"queries", "items"}, {"data_1", "data_2"}, {"text_1", "text_2"}} {
+		if side(m[p[0]]) && side(m[p[1]]) {
+			left, right = m[p[0]], m[p[1]]
+			break
+		}
+	}
+	text, media := fl.input(providers.Score)
+	if left == nil {
+		if fl.scoreLeft != 0 || fl.scoreRight != 0 || text != 0 || media != 0 || fl.pairs(providers.Score) != 0 {
+			t.Fatalf("score sides %d:%d, input %d bytes %d media, where a JSON parser reads no pair in %q", fl.scoreLeft, fl.scoreRight, text, media, body)
+		}
+		return
+	}
+	l, r := items(left, false), items(right, true)
+	if fl.scoreLeft != l || fl.scoreRight != r || fl.pairs(providers.Score) != max(l, r) {
+		t.Fatalf("score sides %d:%d, a JSON parser reads %d:%d in %q", fl.scoreLeft, fl.scoreRight, l, r, body)
+	}
+	reps := int64(1)
+	if l == 1 && r > 1 {
+		reps = r
+	}
+	whole := int64(len(left))*reps + int64(len(right))
+	if text < 0 || media < 0 || text > whole || media == 0 && text != whole {
+		t.Fatalf("score input %d bytes %d media, the sides %d bytes (the left %d times) in %q", text, media, whole, reps, body)
+	}
 }
 
 func BenchmarkScanBody(b *testing.B) {

@@ -335,6 +335,8 @@ func (e *UnsupportedError) Error() string {
 		return "The model is served by the " + e.API + " API, which has no Responses API; call /v1/chat/completions instead."
 	case Rerank:
 		return "The model is served by the " + e.API + " API, which has no rerank; use a model served by a rerank backend."
+	case Score:
+		return "The model is served by the " + e.API + " API, which has no score API; use a model served by a rerank backend."
 	}
 	return "The model is served by the " + e.API + " API, which does not support this operation."
 }
@@ -347,6 +349,7 @@ var (
 	errAnthropicCompletions = &UnsupportedError{API: "Anthropic Messages", Kind: Completions}
 	errAnthropicResponses   = &UnsupportedError{API: "Anthropic Messages", Kind: Responses}
 	errAnthropicRerank      = &UnsupportedError{API: "Anthropic Messages", Kind: Rerank}
+	errAnthropicScore       = &UnsupportedError{API: "Anthropic Messages", Kind: Score}
 	// Azure's deployment URLs have no Responses API; its v1 API
 	// ({endpoint}/openai/v1) has, as an openai backend.
 	errAzureResponses = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Responses}
@@ -372,6 +375,8 @@ func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]b
 		return dst, errAnthropicResponses
 	case Rerank:
 		return dst, errAnthropicRerank
+	case Score:
+		return dst, errAnthropicScore
 	default:
 		return dst, errAnthropicCompletions
 	}

@@ -32,6 +32,10 @@ const (
 	// Rerank scores documents against a query (vLLM's /rerank, Jina's and Cohere's
 	// rerank APIs): an answer without generated tokens, as embeddings.
 	Rerank
+	// Score scores pairs of texts (vLLM's /score: queries with documents or items,
+	// data_1 with data_2, text_1 with text_2), served by rerank endpoints: an answer
+	// without generated tokens, as a rerank.
+	Score
 	// KindCount bounds the kinds, for arrays indexed by kind.
 	KindCount
 )
@@ -49,13 +53,15 @@ func (k Kind) String() string {
 		return "responses"
 	case Rerank:
 		return "rerank"
+	case Score:
+		return "score"
 	}
 	return "unknown"
 }
 
 // Generates reports whether a call of the kind generates tokens, so that it may
-// stream and has an output bound: not embeddings, not a rerank.
-func (k Kind) Generates() bool { return k != Embeddings && k != Rerank }
+// stream and has an output bound: not embeddings, not a rerank or score.
+func (k Kind) Generates() bool { return k != Embeddings && k != Rerank && k != Score }
 
 // Path is the OpenAI API path of the kind, relative to a base URL ending in /v1.
 func (k Kind) Path() string {
@@ -70,6 +76,8 @@ func (k Kind) Path() string {
 		return "/responses"
 	case Rerank:
 		return "/rerank"
+	case Score:
+		return "/score"
 	}
 	return ""
 }
@@ -536,7 +544,7 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		return u, nil
 	}
 	t := &Target{URL: raw, client: hc}
-	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank} {
+	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank, Score} {
 		t.setURL(k, operationURL(raw, k.Path()))
 	}
 	return t, nil

@@ -12,8 +12,9 @@ import (
 
 // vLLM's scoring API (vllm/entrypoints/pooling/score): POST /rerank, /v1/rerank
 // (Jina's shape) and /v2/rerank (Cohere's) take a query and documents and answer them
-// ranked; POST /score and /v1/score take text_1 and text_2 and answer one score per
-// pair, in order. Both run as embeddings do here: the same model check, length check
+// ranked; POST /score and /v1/score take two sides (queries and documents, queries
+// and items, data_1 and data_2, or text_1 and text_2) and answer one score per pair,
+// in order. Both run as embeddings do here: the same model check, length check
 // against MaxModelLen, error-rate draw, scheduler slot and TTFT, and the same
 // /metrics series (prompt tokens, requests by route).
 
@@ -29,7 +30,7 @@ type scorePair struct {
 // rankState is a rerank or score request's part of the pooled state.
 type rankState struct {
 	pairs []scorePair
-	// lefts are a score request's text_1 strings (raw JSON).
+	// lefts are a score request's left items (raw JSON strings).
 	lefts [][]byte
 	// words are the distinct word hashes of the query last scored (lastQ), sorted,
 	// and seen marks those the document being scored holds.
@@ -54,10 +55,6 @@ var (
 	errNoDocuments = &badRequest{msg: "documents: Field required", param: "documents"}
 	errDocuments   = &badRequest{msg: "documents: Input should be a valid list of strings or of objects with a text string", param: "documents"}
 	errTopN        = &badRequest{msg: "top_n: Input should be a valid integer", param: "top_n"}
-	errNoText1     = &badRequest{msg: "text_1: Field required", param: "text_1"}
-	errText1       = &badRequest{msg: "text_1: Input should be a valid string or list of strings", param: "text_1"}
-	errNoText2     = &badRequest{msg: "text_2: Field required", param: "text_2"}
-	errText2       = &badRequest{msg: "text_2: Input should be a valid string or list of strings", param: "text_2"}
 	// The refusals of vLLM's validate_score_input (pooling/score/utils.py), raised
 	// while serving.
 	errScoreLens   = &badRequest{msg: "Input lengths must be either 1:1, 1:N or N:N", serving: true}
@@ -162,50 +159,90 @@ func (st *state) parseRerank(body []byte) *badRequest {
 	}
 }
 
-// parseScore reads a ScoreRequest: text_1 and text_2, each a string or a list of
-// strings. The pairs are made once the model is checked (pairScore).
+// scoreMembers are the members of vLLM's ScoreRequest that hold its sides, and
+// scoreShapes its pairs of them as its union of four request models lists them
+// (pooling/score/protocol.py): queries with documents, queries with items, data_1 with
+// data_2, text_1 with text_2 (the only one older vLLM knows).
+var (
+	scoreMembers = [...]string{"queries", "documents", "items", "data_1", "data_2", "text_1", "text_2"}
+	scoreShapes  = [...][2]int{{0, 1}, {0, 2}, {3, 4}, {5, 6}}
+)
+
+// errNoMember and errMember are the refusals of a side missing, and of one that is not
+// a string or a list of strings (a multimodal object included: the mock is a text
+// model), by scoreMembers index.
+var errNoMember, errMember = func() (no, bad [len(scoreMembers)]*badRequest) {
+	for i, m := range scoreMembers {
+		no[i] = &badRequest{msg: m + ": Field required", param: m}
+		bad[i] = &badRequest{msg: m + ": Input should be a valid string or list of strings", param: m}
+	}
+	return no, bad
+}()
+
+// parseScore reads a ScoreRequest: the first of scoreShapes whose two sides are
+// given as strings or lists of strings, as vLLM's union validates its models in
+// turn. A body that has none is refused with one of the errors vLLM's validation
+// lists (each model's, in turn): the first problem of the first shape the body names a
+// member of (a member missing, or not a side), or that queries is missing when it
+// names none, the union's first model's first.
+// The pairs are made once the model is checked (pairScore).
 func (st *state) parseScore(body []byte) *badRequest {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return errJSON
 	}
-	var t1, t2 []byte
+	var sides [len(scoreMembers)][]byte
 	for {
 		k, v, ok := it.Next()
 		if !ok {
 			break
 		}
-		switch string(k) {
-		case "text_1":
-			t1 = v
-		case "text_2":
-			t2 = v
-		default:
-			if e := st.parseRankCommon(k, v); e != nil {
-				return e
+		member := -1
+		for i, m := range scoreMembers {
+			if string(k) == m {
+				member = i
+				break
 			}
+		}
+		if member >= 0 {
+			sides[member] = v
+			continue
+		}
+		if e := st.parseRankCommon(k, v); e != nil {
+			return e
 		}
 	}
 	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
 		return errJSON
 	}
-	switch {
-	case t1 == nil:
-		return errNoText1
-	case t2 == nil:
-		return errNoText2
-	case !st.scoreTexts(t1, true):
-		return errText1
-	case !st.scoreTexts(t2, false):
-		return errText2
+	for _, sh := range scoreShapes {
+		l, r := sides[sh[0]], sides[sh[1]]
+		if l != nil && r != nil && scoreSide(l) && scoreSide(r) {
+			st.scoreTexts(l, true)
+			st.scoreTexts(r, false)
+			return nil
+		}
 	}
-	return nil
+	for _, sh := range scoreShapes {
+		if sides[sh[0]] == nil && sides[sh[1]] == nil {
+			continue
+		}
+		for _, m := range sh {
+			switch {
+			case sides[m] == nil:
+				return errNoMember[m]
+			case !scoreSide(sides[m]):
+				return errMember[m]
+			}
+		}
+	}
+	return errNoMember[0]
 }
 
-// scoreTexts reads text_1 (left, into lefts) or text_2 (into the pairs' documents).
-func (st *state) scoreTexts(raw []byte, left bool) bool {
+// scoreSide reports whether raw is a side the mock takes: a string or a list of
+// strings.
+func scoreSide(raw []byte) bool {
 	if jsonscan.IsString(raw) {
-		st.addText(raw, left)
 		return true
 	}
 	var a jsonscan.Array
@@ -220,6 +257,23 @@ func (st *state) scoreTexts(raw []byte, left bool) bool {
 		if !jsonscan.IsString(v) {
 			return false
 		}
+	}
+}
+
+// scoreTexts reads a left side (into lefts) or a right one (into the pairs'
+// documents), scoreSide's already.
+func (st *state) scoreTexts(raw []byte, left bool) {
+	if jsonscan.IsString(raw) {
+		st.addText(raw, left)
+		return
+	}
+	var a jsonscan.Array
+	a.Reset(raw)
+	for {
+		v, ok := a.Next()
+		if !ok {
+			return
+		}
 		st.addText(v, left)
 	}
 }
@@ -233,8 +287,8 @@ func (st *state) addText(v []byte, left bool) {
 	}
 }
 
-// pairScore matches text_1 to text_2 as vLLM's validate_score_input does: 1:1, 1:N
-// (the one text_1 with each text_2) or N:N.
+// pairScore matches the left side to the right as vLLM's validate_score_input does:
+// 1:1, 1:N (the one left item with each right item) or N:N.
 func (st *state) pairScore() *badRequest {
 	r := &st.rank
 	n1, n2 := len(r.lefts), len(r.pairs)
