@@ -114,19 +114,15 @@ const (
 var scorePairs = [...][2]int{{sideQueries, sideDocuments}, {sideQueries, sideItems}, {sideData1, sideData2}, {sideText1, sideText2}}
 
 // scoreSides are a body's scoreKeys values, by index: views of the body, nil where
-// a member is not given or is no side.
+// a member is not given.
 type scoreSides [len(scoreKeys)][]byte
 
-// note keeps v as the side k names, when k is one of scoreKeys and v a side vLLM
-// takes (providers.ScoreSide); the last member of a name is the one vLLM's parser
-// keeps.
+// note keeps v as the value of k, when k is one of scoreKeys: the last member of a
+// name is the one vLLM's parser keeps.
 func (sd *scoreSides) note(k, v []byte) {
 	for i, sk := range scoreKeys {
 		if string(k) == sk {
-			sd[i] = nil
-			if providers.ScoreSide(v) {
-				sd[i] = v
-			}
+			sd[i] = v
 			return
 		}
 	}
@@ -140,7 +136,7 @@ func (sd *scoreSides) note(k, v []byte) {
 func (f *fields) scorePair(sd *scoreSides) {
 	for _, p := range scorePairs {
 		left, right := sd[p[0]], sd[p[1]]
-		if left == nil || right == nil {
+		if left == nil || right == nil || !providers.ScoreSide(left) || !providers.ScoreSide(right) {
 			continue
 		}
 		f.scoreLeft, f.scoreRight = scoreItems(left, false), scoreItems(right, true)
