@@ -140,7 +140,6 @@ func cutAtShutdown(t *testing.T, g *gw, wait time.Duration, bodies ...string) []
 // tokens keeps it charged (here an overdraft past the burst). Seen from a second replica
 // sharing the Redis buckets.
 func TestShutdownCutBeforeFirstTokenIsRefunded(t *testing.T) {
-	t.Parallel()
 	rd := redistest.Start(t)
 	_, cold := startMock(t, mockllm.Options{TTFT: 2 * time.Second, MaxTokens: 4000})
 	_, hot := startMock(t, mockllm.Options{TPOT: 20 * time.Millisecond, MaxTokens: 4000})
