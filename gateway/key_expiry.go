@@ -153,7 +153,7 @@ func (s *Server) noteKeyExpiries(rt *runtime) {
 		}
 		exp = append(exp, metrics.KeyExpiry{Name: kc.Name, At: x.at})
 		if x.passed(now) && s.log != nil {
-			s.log.Warn("client key expired: its requests are refused (401 expired_api_key)", "key", kc.Name,
+			s.log.Warn(warnKeyExpired, "key", kc.Name,
 				"expires_at", expiryText(x.at), "config_key", "auth.keys["+strconv.Itoa(i)+"].expires_at")
 		}
 	}

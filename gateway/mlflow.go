@@ -204,7 +204,7 @@ func (s *Server) warnAbsentKeyFiles(cfg *Config) {
 		if !f.absent() {
 			continue
 		}
-		const msg = "an API key field names a file that is not there (or not a regular file): its path is sent as the key, as MLflow does, until the file appears; the file is watched"
+		const msg = warnAbsentKeyFile
 		if fi, err := os.Stat(filepath.Dir(f.path)); err == nil && fi.IsDir() {
 			s.log.Warn(msg, "key", f.field, "line", f.line, "file", f.path)
 		} else {

@@ -415,7 +415,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		rt.keys[k.hash] = k
 	}
 	if log != nil && rt.authKeys && rt.signer == nil && rt.sharedResponses() {
-		log.Warn("auth.response_secret is not set: a stored response's ID is a bearer token, and any key that reaches its backend may continue, read or delete it")
+		log.Warn(warnNoRespSecret)
 	}
 	return rt, nil
 }

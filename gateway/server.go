@@ -437,7 +437,7 @@ func (s *Server) install(rt *runtime) {
 	s.accessLog.Store(rt.cfg.Logging.AccessLog == nil || *rt.cfg.Logging.AccessLog)
 	for _, name := range rt.cfg.backendNames() {
 		if rt.cfg.Backends[name].TLS.InsecureSkipVerify {
-			s.log.Warn("tls.insecure_skip_verify accepts any certificate from this backend's targets: tests only", "backend", name)
+			s.log.Warn(warnInsecureTLS, "backend", name)
 		}
 	}
 	for _, b := range rt.backendList {
@@ -798,8 +798,7 @@ func (s *Server) adminOpen(cfg *Config) bool {
 }
 
 func (s *Server) warnAdminOpen() {
-	s.log.Warn("the admin API listens beyond loopback without server.admin_token: whoever reaches it can reload the config, override weights and operate canaries",
-		"admin", s.AdminAddr())
+	s.log.Warn(warnAdminOpen, "admin", s.AdminAddr())
 }
 
 func (s *Server) shutdown() error {
@@ -1955,24 +1954,34 @@ func logLevel(name string) slog.Level {
 
 // Validate loads a config and builds everything a server would, without listening.
 func Validate(path string) error {
+	_, err := CheckConfig(path)
+	return err
+}
+
+// CheckConfig validates a config as Validate does and returns, for a valid one, its
+// warnings (each FILE:LINE: key: warning: what): what it does that its operator may
+// not mean, which the server logs as it starts (a key already expired, a backend's
+// tls.insecure_skip_verify, the admin API beyond loopback without a token, an API key
+// file not there, stored responses without auth.response_secret).
+func CheckConfig(path string) ([]string, error) {
 	cfg, err := LoadConfig(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := tracing.New(context.Background(), tracing.Config{Exporter: tracing.ExporterNone}, nil); err != nil {
-		return err
+		return nil, err
 	}
 	lim, err := limiter.New(limiter.Config{}, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer lim.Close()
 	rt, err := buildRuntime(cfg, nil, metrics.New(prometheus.NewRegistry()), tracing.Disabled(), lim, providers.NewPools())
 	if err != nil {
-		return inFile(path, err)
+		return nil, inFile(path, err)
 	}
-	rt.close()
-	return nil
+	defer rt.close()
+	return configWarnings(rt, time.Now()), nil
 }
 
 // inFile is a failed build's err as a ConfigError: buildRuntime names the key of what

@@ -2,6 +2,7 @@
 //
 //	tollgate [serve] [--config FILE]    serve the API and admin listeners
 //	tollgate validate --config FILE     check a config; exit 1 listing FILE:LINE: key: problem
+//	                                    (a valid one's warnings listed, exit 0)
 //	tollgate version                    print the version
 //
 // The command comes first; an argument left after the flags exits 2.
@@ -110,9 +111,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func validate(path string, stdout, stderr io.Writer) int {
-	if err := gateway.Validate(path); err != nil {
+	warnings, err := gateway.CheckConfig(path)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	// A valid config's warnings do not fail it: the gateway starts with them.
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, w)
 	}
 	fmt.Fprintln(stdout, path+": ok")
 	return 0

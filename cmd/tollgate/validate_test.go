@@ -186,3 +186,37 @@ func TestValidateUnsetVariableReportedOnce(t *testing.T) {
 		})
 	}
 }
+
+// `tollgate validate` lists a valid config's warnings (what the gateway would log at
+// start: here a key already expired and the admin API beyond loopback without a
+// token) on stderr, each FILE:LINE: key: warning: what, and still passes it: the
+// gateway starts with them.
+func TestValidateListsWarningsAndPasses(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "warn.yaml", `server: {listen: "127.0.0.1:0", admin_listen: "0.0.0.0:0"}
+auth:
+  keys:
+    - {name: old, key: sk-old, expires_at: "2020-01-01T00:00:00Z"}
+backends:
+  up: {provider: openai, base_url: "http://127.0.0.1:1/v1", model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+	code, stdout, stderr := runBinary(t, nil, "validate", "--config", path)
+	if code != 0 || stdout != path+": ok\n" {
+		t.Fatalf("exit %d, stdout %q, want 0 and %q; stderr %q", code, stdout, path+": ok\n", stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	want := []string{path + ":1: server.admin_listen: warning: ", path + ":4: auth.keys[0].expires_at: warning: client key old expired"}
+	if len(lines) != len(want) {
+		t.Fatalf("stderr %q, want %d warnings", stderr, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("warning %q, want it to begin %q", lines[i], w)
+		}
+	}
+	if strings.Contains(stderr, "sk-old") {
+		t.Errorf("a warning names the key's secret: %q", stderr)
+	}
+}

@@ -1,0 +1,58 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// The warnings a valid config can earn: what it does that its operator may not mean.
+// The server logs each as it starts (and, for some, as a reload installs a config);
+// tollgate validate prints them (CheckConfig).
+const (
+	warnKeyExpired    = "client key expired: its requests are refused (401 expired_api_key)"
+	warnInsecureTLS   = "tls.insecure_skip_verify accepts any certificate from this backend's targets: tests only"
+	warnNoRespSecret  = "auth.response_secret is not set: a stored response's ID is a bearer token, and any key that reaches its backend may continue, read or delete it"
+	warnAdminOpen     = "the admin API listens beyond loopback without server.admin_token: whoever reaches it can reload the config, override weights and operate canaries"
+	warnAbsentKeyFile = "an API key field names a file that is not there (or not a regular file): its path is sent as the key, as MLflow does, until the file appears; the file is watched"
+)
+
+// configWarnings are the warnings of rt's config at now, each as
+// FILE:LINE: key: warning: what, in the config's order of sections.
+func configWarnings(rt *runtime, now time.Time) []string {
+	c := rt.cfg
+	var out []string
+	warn := func(key, what string) { out = append(out, c.problemAt(key, "warning: "+what)) }
+	if c.Server.AdminToken == "" && !loopbackHost(c.Server.AdminListen) {
+		warn("server.admin_listen", warnAdminOpen)
+	}
+	for _, name := range c.backendNames() {
+		if c.Backends[name].TLS.InsecureSkipVerify {
+			warn("backends."+name+".tls.insecure_skip_verify", warnInsecureTLS)
+		}
+	}
+	for _, f := range c.keyFiles {
+		if !f.absent() {
+			continue
+		}
+		// The path only when its directory is there: a value that merely reads as a
+		// path may still be a key, and a key is never shown (warnAbsentKeyFiles).
+		line := c.path + ":" + strconv.Itoa(f.line) + ": " + f.field + ": warning: " + warnAbsentKeyFile
+		if fi, err := os.Stat(filepath.Dir(f.path)); err == nil && fi.IsDir() {
+			line += " (" + f.path + ")"
+		} else {
+			line += ", and its directory, not there either"
+		}
+		out = append(out, line)
+	}
+	for i, kc := range c.Auth.Keys {
+		if x := newKeyExpiry(kc.ExpiresAt); x.passed(now) {
+			warn("auth.keys["+strconv.Itoa(i)+"].expires_at", "client key "+kc.Name+" expired at "+expiryText(x.at)+": its requests are refused (401 expired_api_key)")
+		}
+	}
+	if rt.authKeys && rt.signer == nil && rt.sharedResponses() {
+		warn("auth.response_secret", warnNoRespSecret)
+	}
+	return out
+}

@@ -1,0 +1,52 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// CheckConfig returns a valid config's warnings, each FILE:LINE: key: warning: what,
+// the line the key's: the admin API beyond loopback without a token, a backend that
+// skips certificate checks, a key already expired, stored responses shared by keys
+// without auth.response_secret. The default config has none.
+func TestCheckConfigWarnings(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "tollgate.yaml")
+	conf := `server: {listen: "127.0.0.1:0", admin_listen: "0.0.0.0:0"}
+auth:
+  keys:
+    - {name: team-a, key: sk-a}
+    - name: old
+      key: sk-old
+      expires_at: "2020-01-01T00:00:00Z"
+backends:
+  up: {provider: openai, base_url: "https://127.0.0.1:1/v1", model: m,
+       tls: {insecure_skip_verify: true}}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := CheckConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		path + ":1: server.admin_listen: warning: " + warnAdminOpen,
+		path + ":10: backends.up.tls.insecure_skip_verify: warning: " + warnInsecureTLS,
+		path + ":7: auth.keys[1].expires_at: warning: client key old expired at 2020-01-01T00:00:00Z: its requests are refused (401 expired_api_key)",
+		path + ":2: auth.response_secret: warning: " + warnNoRespSecret,
+	}
+	if strings.Join(warnings, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(warnings, "\n"), strings.Join(want, "\n"))
+	}
+	if warnings, err := CheckConfig(filepath.Join("..", "configs", "tollgate.yaml")); err != nil || len(warnings) > 0 {
+		t.Errorf("the default config: %q %v, want no warnings", warnings, err)
+	}
+	if err := Validate(path); err != nil {
+		t.Errorf("Validate refuses a config with warnings only: %v", err)
+	}
+}
