@@ -49,4 +49,22 @@ endpoints:
 	if err := Validate(path); err != nil {
 		t.Errorf("Validate refuses a config with warnings only: %v", err)
 	}
+
+	// An MLflow-style API key naming a file not there: its path shown only when its
+	// directory is there (a value that merely reads as a path may be a key).
+	dir := t.TempDir()
+	for _, c := range []struct{ key, tail string }{
+		{filepath.Join(dir, "openai.key"), " (" + filepath.Join(dir, "openai.key") + ")"},
+		{filepath.Join(dir, "none", "openai.key"), ", and its directory, not there either"},
+	} {
+		mlflow := filepath.Join(dir, "mlflow.yaml")
+		if err := os.WriteFile(mlflow, []byte(mlflowKeyFileConfig("127.0.0.1:1", c.key)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		warnings, err := CheckConfig(mlflow)
+		want := mlflow + ":6: endpoints[0].model.config.openai_api_key: warning: " + warnAbsentKeyFile + c.tail
+		if err != nil || len(warnings) != 1 || warnings[0] != want {
+			t.Errorf("key file %s: %q %v, want %q", c.key, warnings, err, want)
+		}
+	}
 }
