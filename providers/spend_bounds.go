@@ -11,9 +11,11 @@ import (
 // web_search_options (its search_context_size low, medium or high as max_uses 1, 5 or
 // 10: readWebSearch), and a Responses API call's web search tool, which the bridge
 // sends as web_search_options. It is 0 for a request without the tool, one the
-// translation refuses, and one without search_context_size: that tool goes without
-// max_uses, and Anthropic documents no default cap, so there is nothing to bound the
-// searches by (the settlement charges those that ran). Other kinds have no search.
+// translation refuses, one with tool_choice "none" (sent to Anthropic as its own: the
+// model answers without searching), and one without search_context_size: that tool
+// goes without max_uses, and Anthropic documents no default cap, so there is nothing
+// to bound the searches by (the settlement charges those that ran). Other kinds have
+// no search.
 func WebSearchBound(kind Kind, body []byte) int64 {
 	var ws []byte
 	switch kind {
@@ -36,23 +38,34 @@ func WebSearchBound(kind Kind, body []byte) int64 {
 
 // chatWebSearch is the web_search_options value of a chat body as the translation's
 // decoder (encoding/json) takes it: the last member of that name, in any case, escapes
-// decoded; nil without one.
+// decoded; nil without one, or with tool_choice "none", which the translation sends
+// as Anthropic's, so that the model answers without searching.
 func chatWebSearch(body []byte) []byte {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return nil
 	}
-	var ws []byte
+	var ws, tc []byte
 	for {
 		k, v, ok := it.Next()
 		if !ok {
+			if choiceNone(tc) {
+				return nil
+			}
 			return ws
 		}
-		if len(k) >= len("web_search_options") && foldedKey(k, "web_search_options") {
+		switch {
+		case len(k) >= len("web_search_options") && foldedKey(k, "web_search_options"):
 			ws = v
+		case len(k) >= len("tool_choice") && foldedKey(k, "tool_choice"):
+			tc = v
 		}
 	}
 }
+
+// choiceNone reports whether a tool_choice value is "none" as the translation
+// compares it (byte for byte).
+func choiceNone(tc []byte) bool { return string(tc) == `"none"` }
 
 // responsesWebSearch is WebSearchBound of a Responses API body: its tools' web search
 // tool, read as the bridge reads it (appendBridgeTools), search_context_size mapped as
@@ -63,18 +76,23 @@ func responsesWebSearch(body []byte) int64 {
 		return 0
 	}
 	var buf keyBuf
-	var tools []byte
+	var tools, tc []byte
 	for {
 		k, v, ok := it.Next()
 		if !ok {
 			break
 		}
-		if string(keyName(k, &buf)) == "tools" {
+		switch string(keyName(k, &buf)) {
+		case "tools":
 			tools = v
+		case "tool_choice":
+			tc = v
 		}
 	}
 	var a jsonscan.Array
-	if tools == nil || !a.Reset(tools) {
+	if tools == nil || choiceNone(tc) || !a.Reset(tools) {
+		// With tool_choice "none" the bridge passes it on, and the translation sends
+		// Anthropic's: no search runs.
 		return 0
 	}
 	var uses int64

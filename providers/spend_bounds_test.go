@@ -67,6 +67,9 @@ func TestWebSearchBoundChat(t *testing.T) {
 		{"bad size refused", `"web_search_options":{"search_context_size":"huge"}`, 0, true},
 		{"not an object refused", `"web_search_options":"high"`, 0, true},
 		{"search in the text only", `"metadata":{"web_search_options":{"search_context_size":"high"}}`, 0, false},
+		{"tool_choice none: no search", `"web_search_options":{"search_context_size":"high"},"tool_choice":"none"`, 0, false},
+		{"tool_choice none in another case", `"web_search_options":{"search_context_size":"high"},"Tool_Choice":"none"`, 0, false},
+		{"the last tool_choice wins", `"web_search_options":{"search_context_size":"low"},"tool_choice":"none","tool_choice":"auto"`, 1, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,7 +86,12 @@ func TestWebSearchBoundChat(t *testing.T) {
 				t.Fatalf("translation refused: %v, want %v", err, tc.refused)
 			}
 			if err == nil {
-				if uses := sentMaxUses(t, sent); max(uses, 0) != tc.want {
+				// With tool_choice none the tool goes with Anthropic's none: no search.
+				uses := sentMaxUses(t, sent)
+				if bytes.Contains(sent, []byte(`"tool_choice":{"type":"none"}`)) {
+					uses = 0
+				}
+				if max(uses, 0) != tc.want {
 					t.Errorf("the translation sent max_uses %d (-1: no tool), the bound is %d: %s", uses, tc.want, sent)
 				}
 			}
@@ -114,6 +122,8 @@ func TestWebSearchBoundResponses(t *testing.T) {
 		{"no size: no max_uses", `[{"type":"web_search"}]`, 0, false},
 		{"two search tools refused", `[{"type":"web_search","search_context_size":"low"},{"type":"web_search_preview"}]`, 0, true},
 		{"null tools", `null`, 0, false},
+		{"tool_choice none: no search", `[{"type":"web_search","search_context_size":"high"}],"tool_choice":"none"`, 0, false},
+		{"tool_choice auto", `[{"type":"web_search","search_context_size":"high"}],"tool_choice":"auto"`, 10, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,7 +148,11 @@ func TestWebSearchBoundResponses(t *testing.T) {
 				t.Fatalf("refused: %v, want %v", err, tc.refused)
 			}
 			if err == nil {
-				if uses := sentMaxUses(t, chat); max(uses, 0) != tc.want {
+				uses := sentMaxUses(t, chat)
+				if bytes.Contains(chat, []byte(`"tool_choice":{"type":"none"}`)) {
+					uses = 0
+				}
+				if max(uses, 0) != tc.want {
 					t.Errorf("sent max_uses %d (-1: no tool), the bound is %d: %s", uses, tc.want, chat)
 				}
 			}
