@@ -361,7 +361,6 @@ func TestAdminKeysSharedByGateways(t *testing.T) {
 // While Redis does not answer, each limit read there says so, and the rest of the
 // answer stands.
 func TestAdminKeysRedisDown(t *testing.T) {
-	t.Parallel()
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 11})
 	g := startGateway(t, keysConfig(addr, `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}, timeout: 50ms}

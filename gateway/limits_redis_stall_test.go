@@ -113,7 +113,6 @@ func TestLimitsReloadDuringRedisOutageKeepsReplicaShare(t *testing.T) {
 //   - allow: the request was served from the replica's share: its request stays
 //     counted and its tokens are trued up to the real count, not left at the estimate.
 func TestLimitsStalledRedisCheckChargesOnlyWhatWasServed(t *testing.T) {
-	t.Parallel()
 	for _, mode := range []string{"deny", "allow"} {
 		t.Run(mode, func(t *testing.T) {
 			rds := redistest.Start(t)

@@ -37,7 +37,6 @@ auth:
 // the redis store the SDK's first attempt is refused from the refusal Redis gave the
 // request before it (cached until its retry time), and its retry reaches Redis.
 func TestRateLimitAndSDKRetry(t *testing.T) {
-	t.Parallel()
 	t.Run("memory", func(t *testing.T) { testRateLimitAndSDKRetry(t, "") })
 	t.Run("redis", func(t *testing.T) {
 		rds := redistest.Start(t)

@@ -52,7 +52,6 @@ func spendUntilRefused(t *testing.T, gs ...*gw) []int {
 // Gateways sharing one Redis spend one budget: together they admit what one gateway
 // would, and what the budget lost is what their cost counters added.
 func TestUSDBudgetSharedByGateways(t *testing.T) {
-	t.Parallel()
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 12, Seed: 5})
 	cfg := usdTestConfig(addr, "{per: api_key, "+tinyBudget+"}", "", `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}}
@@ -82,7 +81,6 @@ func TestUSDBudgetSharedByGateways(t *testing.T) {
 // While Redis is down a gateway answers from its share of the budget (burst ÷
 // replicas): it spends half of it, then refuses.
 func TestUSDRedisDownFallbackShare(t *testing.T) {
-	t.Parallel()
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 12, Seed: 5})
 	g := startGateway(t, usdTestConfig(addr, "{per: api_key, "+tinyBudget+"}", "",
