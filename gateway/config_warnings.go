@@ -36,10 +36,8 @@ func configWarnings(rt *runtime, now time.Time) []string {
 		if !f.absent() {
 			continue
 		}
-		// The path only when its directory is there: a value that merely reads as a
-		// path may still be a key, and a key is never shown (warnAbsentKeyFiles).
 		line := c.path + ":" + strconv.Itoa(f.line) + ": " + f.field + ": warning: " + warnAbsentKeyFile
-		if fi, err := os.Stat(filepath.Dir(f.path)); err == nil && fi.IsDir() {
+		if f.dirThere() {
 			line += " (" + f.path + ")"
 		} else {
 			line += ", and its directory, not there either"
@@ -51,8 +49,22 @@ func configWarnings(rt *runtime, now time.Time) []string {
 			warn("auth.keys["+strconv.Itoa(i)+"].expires_at", "client key "+kc.Name+" expired at "+expiryText(x.at)+": its requests are refused (401 expired_api_key)")
 		}
 	}
-	if rt.authKeys && rt.signer == nil && rt.sharedResponses() {
+	if rt.responsesUnsigned() {
 		warn("auth.response_secret", warnNoRespSecret)
 	}
 	return out
+}
+
+// responsesUnsigned reports whether keys share stored responses whose IDs are not
+// signed (warnNoRespSecret).
+func (rt *runtime) responsesUnsigned() bool {
+	return rt.authKeys && rt.signer == nil && rt.sharedResponses()
+}
+
+// dirThere reports whether the key file's directory is there: only then is its path
+// shown in a warning (a value that merely reads as a path may still be a key, and a
+// key is never shown).
+func (f keyFile) dirThere() bool {
+	fi, err := os.Stat(filepath.Dir(f.path))
+	return err == nil && fi.IsDir()
 }

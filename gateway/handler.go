@@ -1153,9 +1153,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 	}
 	ep.m.Begin()
 	r.begun = true
-	if ep.kind != kind && (kind != providers.Responses || ep.kind != providers.Chat) && (kind != providers.Score || ep.kind != providers.Rerank) {
-		// A chat endpoint serves the Responses API too, a rerank endpoint vLLM's
-		// score API.
+	if ep.kind != kind.Endpoint() {
 		e := wrongType(r.modelName, ep.kind)
 		return &e
 	}

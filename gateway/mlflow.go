@@ -205,7 +205,7 @@ func (s *Server) warnAbsentKeyFiles(cfg *Config) {
 			continue
 		}
 		const msg = warnAbsentKeyFile
-		if fi, err := os.Stat(filepath.Dir(f.path)); err == nil && fi.IsDir() {
+		if f.dirThere() {
 			s.log.Warn(msg, "key", f.field, "line", f.line, "file", f.path)
 		} else {
 			s.log.Warn(msg+", and its directory, not there either", "key", f.field, "line", f.line)

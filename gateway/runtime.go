@@ -414,7 +414,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 		rt.keys[k.hash] = k
 	}
-	if log != nil && rt.authKeys && rt.signer == nil && rt.sharedResponses() {
+	if log != nil && rt.responsesUnsigned() {
 		log.Warn(warnNoRespSecret)
 	}
 	return rt, nil

@@ -95,61 +95,25 @@ func (f *fields) pairs(kind providers.Kind) int64 {
 	return 0
 }
 
-// scoreKeys are the members of vLLM's score request that hold its sides.
-var scoreKeys = [...]string{"queries", "documents", "items", "data_1", "data_2", "text_1", "text_2"}
-
-const (
-	sideQueries = iota
-	sideDocuments
-	sideItems
-	sideData1
-	sideData2
-	sideText1
-	sideText2
-)
-
-// scorePairs are the (left, right) members of vLLM's ScoreRequest union
-// (pooling/score/protocol.py) in its order: it takes the first whose two members are
-// sides (providers.ScoreSide), and so does the estimate.
-var scorePairs = [...][2]int{{sideQueries, sideDocuments}, {sideQueries, sideItems}, {sideData1, sideData2}, {sideText1, sideText2}}
-
-// scoreSides are a body's scoreKeys values, by index: views of the body, nil where
-// a member is not given.
-type scoreSides [len(scoreKeys)][]byte
-
-// note keeps v as the value of k, when k is one of scoreKeys: the last member of a
-// name is the one vLLM's parser keeps.
-func (sd *scoreSides) note(k, v []byte) {
-	for i, sk := range scoreKeys {
-		if string(k) == sk {
-			sd[i] = v
-			return
-		}
-	}
-}
-
-// scorePair reads the pair of sides vLLM takes: the items each holds and the input
-// the pairs make. Each pair is one input to the model (a cross-encoder's, a score
-// template's), so one left item goes with every right item (1:N) and counts once a
-// pair; N:N pairs item i with item i, each once. Media are counted at their rates
+// scorePair reads the pair of sides vLLM takes (ScoreSides.Pair): the items each
+// holds and the input the pairs make. Each pair is one input to the model (a
+// cross-encoder's, a score template's), so one left item goes with every right item
+// (1:N) and counts once a pair; N:N pairs item i with item i, each once. Media are counted at their rates
 // (promptMedia). Without a pair all stay 0 (the upstream's to refuse).
-func (f *fields) scorePair(sd *scoreSides) {
-	for _, p := range scorePairs {
-		left, right := sd[p[0]], sd[p[1]]
-		if left == nil || right == nil || !providers.ScoreSide(left) || !providers.ScoreSide(right) {
-			continue
-		}
-		f.scoreLeft, f.scoreRight = scoreItems(left, false), scoreItems(right, true)
-		ln, lm := promptMedia(left)
-		rn, rm := promptMedia(right)
-		reps := int64(1)
-		if f.scoreLeft == 1 && f.scoreRight > 1 {
-			reps = f.scoreRight
-		}
-		f.scoreText = int64(len(left)-ln)*reps + int64(len(right)-rn)
-		f.scoreMedia = lm*reps + rm
+func (f *fields) scorePair(sd *providers.ScoreSides) {
+	left, right := sd.Pair()
+	if left == nil {
 		return
 	}
+	f.scoreLeft, f.scoreRight = scoreItems(left, false), scoreItems(right, true)
+	ln, lm := promptMedia(left)
+	rn, rm := promptMedia(right)
+	reps := int64(1)
+	if f.scoreLeft == 1 && f.scoreRight > 1 {
+		reps = f.scoreRight
+	}
+	f.scoreText = int64(len(left)-ln)*reps + int64(len(right)-rn)
+	f.scoreMedia = lm*reps + rm
 }
 
 // scoreItems is how many items a score side holds: a string or a multimodal object
@@ -261,8 +225,7 @@ func scanBody(body []byte, f *fields) *apiError {
 		return &errMalformed
 	}
 	var keyBuf [32]byte
-	var sides scoreSides
-	scored := false
+	var sides providers.ScoreSides
 	var seen uint8 // bit i: readKeys[i] met
 	once := func(i int) bool {
 		if seen&(1<<i) != 0 {
@@ -370,13 +333,11 @@ func scanBody(body []byte, f *fields) *apiError {
 			f.addPrompt(v)
 			if len(k) == len("documents") {
 				f.documents = countDocuments(v)
-				sides.note(k, v)
-				scored = true
+				sides.Note(k, v)
 			}
 		case "queries", "items", "data_1", "data_2", "text_1", "text_2":
 			// A score call's sides (vLLM's /score), read once the body is.
-			sides.note(k, v)
-			scored = true
+			sides.Note(k, v)
 		case "query":
 			// A rerank's query, which goes with each document (input).
 			f.queryBytes, f.queryMedia = f.addPrompt(v)
@@ -405,9 +366,7 @@ func scanBody(body []byte, f *fields) *apiError {
 	if f.model[0] < 0 {
 		return &errNoModel
 	}
-	if scored {
-		f.scorePair(&sides)
-	}
+	f.scorePair(&sides)
 	return nil
 }
 

@@ -1160,7 +1160,10 @@ func prefixHash(call *Call, n int) (h uint64, ok bool) {
 	b := call.Body
 	var i int
 	if call.Kind == Score {
-		i = firstItem(b, scoreLeft(b))
+		// The first left item alone, hashed as a rerank's query is.
+		if b = scoreLeftItem(b); b == nil {
+			return 0, false
+		}
 	} else {
 		i = memberStart(b, key)
 	}
@@ -1457,77 +1460,6 @@ func objectMember(b []byte, j int) (key []byte, v int) {
 		return nil, -1
 	}
 	return b[j+1 : ke-1], v
-}
-
-// scoreLeft is the offset of the value of a score call's left member in the JSON
-// object b, -1 without one: that of the first pair vLLM's ScoreRequest union takes
-// (queries with documents, queries with items, data_1 with data_2, text_1 with
-// text_2), both of its members sides (ScoreSide) in their last occurrence, as vLLM's
-// parser keeps, in one walk over the members. Member names are compared as written:
-// one written with escapes is not seen, and the call is placed by load.
-func scoreLeft(b []byte) int {
-	// The last value of each member, -1 where it is not given or is no side.
-	queries, documents, items, data1, data2, text1, text2 := -1, -1, -1, -1, -1, -1, -1
-	i := jsonscan.SkipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return -1
-	}
-	i = jsonscan.SkipSpace(b, i+1)
-	for i < len(b) && b[i] == '"' {
-		k, v := objectMember(b, i)
-		if v < 0 {
-			break
-		}
-		ve, err := jsonscan.Skip(b, v)
-		if err != nil {
-			break
-		}
-		at := v
-		if !ScoreSide(b[v:ve]) {
-			at = -1
-		}
-		switch string(k) {
-		case "queries":
-			queries = at
-		case "documents":
-			documents = at
-		case "items":
-			items = at
-		case "data_1":
-			data1 = at
-		case "data_2":
-			data2 = at
-		case "text_1":
-			text1 = at
-		case "text_2":
-			text2 = at
-		}
-		if i = jsonscan.SkipSpace(b, ve); i >= len(b) || b[i] != ',' {
-			break
-		}
-		i = jsonscan.SkipSpace(b, i+1)
-	}
-	switch {
-	case queries >= 0 && (documents >= 0 || items >= 0):
-		return queries
-	case data1 >= 0 && data2 >= 0:
-		return data1
-	case text1 >= 0 && text2 >= 0:
-		return text1
-	}
-	return -1
-}
-
-// firstItem is the offset of the first element of the list at b[i], or i for a
-// value that is no list; -1 for an empty list, or when i is.
-func firstItem(b []byte, i int) int {
-	if i < 0 || b[i] != '[' {
-		return i
-	}
-	if j := jsonscan.SkipSpace(b, i+1); j < len(b) && b[j] != ']' {
-		return j
-	}
-	return -1
 }
 
 // memberStart is the offset of the value of the top-level member key in the JSON

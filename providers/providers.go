@@ -59,6 +59,18 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
+// Endpoint is the endpoint type that serves calls of the kind: a chat endpoint
+// serves the Responses API too, a rerank endpoint vLLM's score API.
+func (k Kind) Endpoint() Kind {
+	switch k {
+	case Responses:
+		return Chat
+	case Score:
+		return Rerank
+	}
+	return k
+}
+
 // Generates reports whether a call of the kind generates tokens, so that it may
 // stream and has an output bound: not embeddings, not a rerank or score.
 func (k Kind) Generates() bool { return k != Embeddings && k != Rerank && k != Score }
