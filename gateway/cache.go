@@ -442,24 +442,35 @@ func cacheDirectives(h *fasthttp.RequestHeader) (noCache, noStore bool) {
 // with shared: true (or without keys). A score call's entries are kept apart from a
 // rerank's on the same endpoint, since a body both APIs take (vLLM ignores members it
 // does not know) is answered in two shapes: their owner is the key's name after
-// scoreOwnerShared, a byte no key name holds.
+// scoreOwnerShared, a byte no key name holds. A Messages API call's are kept apart
+// from a chat call's so too (a body may be both), after messagesOwnerShared.
 func (r *request) cacheOwner() string {
-	score := r.call.Kind == providers.Score
-	switch {
-	case r.key == nil || r.ep.cache.shared:
-		if score {
+	shared := r.key == nil || r.ep.cache.shared
+	switch r.call.Kind {
+	case providers.Score:
+		if shared {
 			return scoreOwnerShared
 		}
-		return ""
-	case score:
 		return r.key.scoreOwner
+	case providers.Messages:
+		if shared {
+			return messagesOwnerShared
+		}
+		return r.key.messagesOwner
+	}
+	if shared {
+		return ""
 	}
 	return r.key.name
 }
 
 // scoreOwnerShared begins the owner of every score answer in an answer cache: 0xff
-// begins no UTF-8 string, and key names are UTF-8, as the config is.
-const scoreOwnerShared = "\xff"
+// begins no UTF-8 string, and key names are UTF-8, as the config is;
+// messagesOwnerShared, 0xfe, every Messages API answer's.
+const (
+	scoreOwnerShared    = "\xff"
+	messagesOwnerShared = "\xfe"
+)
 
 // lookupCache finds the request's answer in the endpoint's cache, nil (a miss) when
 // it holds none.

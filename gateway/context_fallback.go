@@ -23,6 +23,10 @@ func (r *request) contextWindowExceeded(ctx *fasthttp.RequestCtx) bool {
 	if !providers.AnswerContextWindowExceeded(&ctx.Response) {
 		return false
 	}
+	if r.anthropicAPI {
+		// Rewritten as OpenAI's: a Messages API client reads its own API's shape.
+		providers.AnthropicErrorShape(&ctx.Response)
+	}
 	r.errKind = errKindContext
 	return true
 }

@@ -113,6 +113,15 @@ func writeError(resp *fasthttp.Response, e *apiError) {
 	resp.SetBody(appendError(buf[:0], e))
 }
 
+// writeAnthropicError is writeError for a Messages API call: the same status and
+// headers, the body in that API's shape ({"type":"error","error":{"type","message"},
+// "request_id"}), its type by the status as Anthropic's are.
+func writeAnthropicError(resp *fasthttp.Response, e *apiError, reqID []byte) {
+	writeError(resp, e)
+	var buf [errorBodySize]byte
+	resp.SetBody(providers.AppendAnthropicError(buf[:0], providers.AnthropicErrorType(e.status), e.message, b2s(reqID)))
+}
+
 // errorBodySize holds the body of every fixed error above.
 const errorBodySize = 512
 

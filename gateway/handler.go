@@ -47,10 +47,12 @@ var (
 	strSSE         = []byte("text/event-stream")
 	strDataPrefix  = []byte("data: ")
 	strEventPrefix = []byte("event: ")
-	strEventEnd    = []byte("\n\n")
-	strDoneEvent   = []byte("data: [DONE]\n\n")
-	strKeepAlive   = []byte(": keep-alive\n\n")
-	strModelsJSON  = []byte("application/json")
+	// strErrorEvent begins a Messages API stream's error event.
+	strErrorEvent = []byte("event: error\ndata: ")
+	strEventEnd   = []byte("\n\n")
+	strDoneEvent  = []byte("data: [DONE]\n\n")
+	strKeepAlive  = []byte(": keep-alive\n\n")
+	strModelsJSON = []byte("application/json")
 )
 
 // request is the per-request state of the pipeline, pooled and reset on release. For a
@@ -167,12 +169,15 @@ type request struct {
 	// tctx carries the request's trace; span is the server span and aspan the
 	// upstream attempt's, kept open while a stream runs, with sent, when that
 	// attempt was sent, and ans, what its chunks say of the answer.
-	tctx     context.Context
-	span     trace.Span
-	aspan    trace.Span
-	sent     time.Time
-	ans      tracing.Answer
-	traceBuf [32]byte
+	tctx  context.Context
+	span  trace.Span
+	aspan trace.Span
+	sent  time.Time
+	ans   tracing.Answer
+	// anthropicAPI is set for a Messages API call: its errors, the gateway's own
+	// and a stream's, are written in that API's shape.
+	anthropicAPI bool
+	traceBuf     [32]byte
 	// sentReq records on a recording attempt span the request its provider sends
 	// (the call's Sent, for the attempt only).
 	sentReq tracing.SentRequest
@@ -318,6 +323,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	case "/score", "/v1/score":
 		// vLLM's score API, served by rerank endpoints.
 		kind = providers.Score
+	case "/v1/messages":
+		// Anthropic's Messages API, served by chat endpoints.
+		kind = providers.Messages
 	case "/v1/models":
 		s.serveModels(ctx)
 		return
@@ -345,6 +353,8 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	}
 	r := s.acquireRequest()
 	r.arrive(ctx)
+	// Its errors in the Messages API's shape, as its client's SDK reads them.
+	r.anthropicAPI = kind == providers.Messages
 	if !s.bind(r) {
 		r.setClient(ctx)
 		r.fail(ctx, &errShuttingDown)
@@ -757,7 +767,11 @@ var (
 // fail answers the request with e and records it.
 func (r *request) fail(ctx *fasthttp.RequestCtx, e *apiError) {
 	r.errKind = e.code
-	writeError(&ctx.Response, e)
+	if r.anthropicAPI {
+		writeAnthropicError(&ctx.Response, e, r.reqID)
+	} else {
+		writeError(&ctx.Response, e)
+	}
 	r.finish(ctx, e.status)
 }
 
@@ -785,7 +799,11 @@ func (r *request) cutOff(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Reset()
 	r.setHeaders(ctx)
 	r.setCacheHeader(&ctx.Response.Header)
-	writeError(&ctx.Response, &errShuttingDown)
+	if r.anthropicAPI {
+		writeAnthropicError(&ctx.Response, &errShuttingDown, r.reqID)
+	} else {
+		writeError(&ctx.Response, &errShuttingDown)
+	}
 	ctx.Response.SetConnectionClose()
 	if c := ctx.Conn(); c.SetWriteDeadline(time.Now().Add(cutWait)) == nil {
 		_, _ = ctx.Response.WriteTo(c)
@@ -927,8 +945,10 @@ func (s *Server) ownRequest(ctx *fasthttp.RequestCtx) *request {
 	// As its header arrived: fasthttp has reset it when the first bytes of the body
 	// could not be read (serveParseError).
 	r.arrive(ctx)
+	route := ownRoute(ctx.Path())
+	r.anthropicAPI = route == routeMessages
 	if s.bind(r) {
-		r.startSpan(ctx, serverSpecs[ownMethod(ctx.Method())][ownRoute(ctx.Path())])
+		r.startSpan(ctx, serverSpecs[ownMethod(ctx.Method())][route])
 	}
 	r.setClient(ctx)
 	return r
@@ -968,6 +988,7 @@ const (
 	routeRerankRoot
 	routeScore
 	routeScoreRoot
+	routeMessages
 	routeResponseCancel
 	routeResponseItems
 	routeInvocations
@@ -989,6 +1010,7 @@ var ownRoutes = [nRoutes]string{
 	routeRerankRoot:     "/rerank",
 	routeScore:          "/v1/score",
 	routeScoreRoot:      "/score",
+	routeMessages:       "/v1/messages",
 	routeResponseCancel: "/v1/responses/{response_id}/cancel",
 	routeResponseItems:  "/v1/responses/{response_id}/input_items",
 	routeInvocations:    "/endpoints/{name}/invocations",
@@ -1002,7 +1024,7 @@ const otherMethod = len(tracing.KnownMethods)
 
 // kindRoutes are the routes of the API calls, by kind.
 var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings,
-	providers.Responses: routeResponses, providers.Rerank: routeRerank, providers.Score: routeScore}
+	providers.Responses: routeResponses, providers.Rerank: routeRerank, providers.Score: routeScore, providers.Messages: routeMessages}
 
 // methodPost is POST's index in serverSpecs, the method of every API call.
 var methodPost = ownMethod(strPost)
@@ -1051,6 +1073,8 @@ func ownRoute(path []byte) int {
 		return routeScore
 	case "/score":
 		return routeScoreRoot
+	case "/v1/messages":
+		return routeMessages
 	case "/api/2.0/endpoints", "/api/2.0/endpoints/":
 		return routeMLflowList
 	}
@@ -1156,6 +1180,9 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 	if ep.kind != kind.Endpoint() {
 		e := wrongType(r.modelName, ep.kind)
 		return &e
+	}
+	if kind == providers.Messages {
+		r.f.messagesAPI(body)
 	}
 	if kind == providers.Responses {
 		if e := r.untag(); e != nil {
@@ -1508,7 +1535,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			r.errKind = ""
 			r.usage = r.res.Usage
 			r.stream = r.res.Stream
-			r.hideUse = r.call.Stream && !r.call.IncludeUsage
+			// A Messages API stream's usage is its own, never asked for on the
+			// client's behalf.
+			r.hideUse = r.call.Stream && !r.call.IncludeUsage && r.call.Kind != providers.Messages
 			if r.call.Kind == providers.Responses {
 				r.tag = r.tagOf()
 			}
@@ -1703,11 +1732,14 @@ func (r *request) countAttempt(ctx *fasthttp.RequestCtx, as trace.Span, b *provi
 
 // startAnswer arms r.ans to read the answer to the attempt whose span is as.
 func (r *request) startAnswer(as trace.Span) {
-	if r.call.Kind == providers.Responses {
+	switch r.call.Kind {
+	case providers.Responses:
 		r.ans.StartResponses(r.rt.tr, as)
-		return
+	case providers.Messages:
+		r.ans.StartMessages(r.rt.tr, as)
+	default:
+		r.ans.Start(r.rt.tr, as)
 	}
-	r.ans.Start(r.rt.tr, as)
 }
 
 // notEventsMessage is the client's message for a stream answered with a JSON error
@@ -2284,8 +2316,15 @@ func (r *request) nextEvent() {
 		if !r.gotEvent && r.outHead > 0 && r.answerInstead(&e) {
 			return
 		}
-		r.out = append(r.eventBuf(), strDataPrefix...)
-		r.out = appendError(r.out, &e)
+		r.out = r.eventBuf()
+		if r.anthropicAPI {
+			// The Messages API's error event, as Anthropic sends overloaded_error.
+			r.out = append(r.out, strErrorEvent...)
+			r.out = providers.AppendAnthropicError(r.out, providers.AnthropicErrorType(e.status), e.message, "")
+		} else {
+			r.out = append(r.out, strDataPrefix...)
+			r.out = appendError(r.out, &e)
+		}
 		r.out = append(r.out, strEventEnd...)
 		return
 	}
@@ -2296,8 +2335,9 @@ func (r *request) nextEvent() {
 	r.gotEvent = true
 	if r.ev.Done {
 		r.finished = true
-		if r.call.Kind != providers.Responses {
-			// A Responses API stream ends with its terminal event, no [DONE].
+		if r.call.Kind != providers.Responses && r.call.Kind != providers.Messages {
+			// A Responses API stream ends with its terminal event, no [DONE]; a
+			// Messages API stream with message_stop.
 			r.out = append(r.eventBuf(), strDoneEvent...)
 		}
 		return
@@ -2398,7 +2438,12 @@ func (r *request) answerInstead(e *apiError) bool {
 	h.SetStatusCode(e.status)
 	h.SetContentTypeBytes(strJSON)
 	h.DelBytes(hdrCacheCtl)
-	body := appendError(nil, e)
+	var body []byte
+	if r.anthropicAPI {
+		body = providers.AppendAnthropicError(nil, providers.AnthropicErrorType(e.status), e.message, b2s(r.reqID))
+	} else {
+		body = appendError(nil, e)
+	}
 	h.SetContentLength(len(body))
 	r.out = append(h.AppendBytes(r.out[:0]), body...)
 	r.outHead = len(r.out)

@@ -34,3 +34,13 @@ func TestProxyScoreAllocs(t *testing.T) {
 		t.Errorf("%v allocations a score call, want 0", n)
 	}
 }
+
+// A Messages API call through the request path allocates nothing, as a chat request
+// does.
+func TestProxyMessagesAllocs(t *testing.T) {
+	s := newMessagesServer(t)
+	ctx := newMessagesCtx(t, s)
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+		t.Errorf("%v allocations a Messages API call, want 0", n)
+	}
+}

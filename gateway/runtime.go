@@ -192,6 +192,8 @@ type clientKey struct {
 	revoke *keyRevoke
 	// scoreOwner owns the key's score answers in an answer cache (cacheOwner).
 	scoreOwner string
+	// messagesOwner owns its Messages API answers so (cacheOwner).
+	messagesOwner string
 }
 
 func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *tracing.Tracing, lim *limiter.Limiter, pools *providers.Pools) (*runtime, error) {
@@ -243,6 +245,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 		// A Responses API call is a chat operation (gen_ai.operation.name chat).
 		specs[providers.Responses] = specs[providers.Chat]
+		// So is a Messages API call.
+		specs[providers.Messages] = specs[providers.Chat]
 		if b.NativeResponses() {
 			rt.byID[b] = m.ShapedRoute(metrics.UnknownEndpoint, name, metrics.None, metrics.Shape{Codes: byIDCodes[:]})
 			rt.byIDSpecs[b] = tracing.UpstreamSpec("responses", bc.Provider, bc.Model, name, "")
@@ -393,7 +397,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 	rt.models = rt.modelsBody(all)
 	for ki, kc := range cfg.Auth.Keys {
 		k := &clientKey{idx: ki, name: kc.Name, nameBytes: []byte(kc.Name), allowed: allowed[ki], policy: keyPolicies[ki],
-			scoreOwner: scoreOwnerShared + kc.Name}
+			scoreOwner: scoreOwnerShared + kc.Name, messagesOwner: messagesOwnerShared + kc.Name}
 		k.series = m.Key(kc.Name, cfg.keyPriced(k.allowed))
 		k.expiry = newKeyExpiry(kc.ExpiresAt)
 		if kc.SHA256 != "" {

@@ -63,6 +63,10 @@ type fields struct {
 	// the input its pairs make: the text in bytes, the media in tokens.
 	scoreLeft, scoreRight int64
 	scoreText, scoreMedia int64
+	// system, metadata and messages are the spans of the last members of those
+	// names, {0, 0} without one: a Messages API call's system prompt, its
+	// metadata (user_id, its end user) and its messages (messagesAPI).
+	system, metadata, messages [2]int
 }
 
 // input is the prompt as the upstream reads it, for the token estimate: its text in
@@ -331,9 +335,19 @@ func scanBody(body []byte, f *fields) *apiError {
 			// instructions: the Responses API's system message; documents: a
 			// rerank's (and those a vLLM chat template renders into the prompt).
 			f.addPrompt(v)
+			if len(k) == len("messages") && k[0] == 'm' {
+				f.messages = [2]int{off, off + len(v)}
+			}
 			if len(k) == len("documents") {
 				f.documents = countDocuments(v)
 				sides.Note(k, v)
+			}
+		case "system", "metadata":
+			// A Messages API call's (messagesAPI).
+			if len(k) == len("system") {
+				f.system = [2]int{off, off + len(v)}
+			} else {
+				f.metadata = [2]int{off, off + len(v)}
 			}
 		case "queries", "items", "data_1", "data_2", "text_1", "text_2":
 			// A score call's sides (vLLM's /score), read once the body is.

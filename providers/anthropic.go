@@ -303,6 +303,7 @@ func anthropicURLs(t *Target) {
 		t.uris[k].Reset()
 	}
 	t.setURL(Chat, operationURL(t.URL, "/messages"))
+	t.setURL(Messages, operationURL(t.URL, "/messages"))
 }
 
 // UnsupportedError is ErrUnsupported naming the backend's API and the operation, in
@@ -337,6 +338,8 @@ func (e *UnsupportedError) Error() string {
 		return "The model is served by the " + e.API + " API, which has no rerank; use a model served by a rerank backend."
 	case Score:
 		return "The model is served by the " + e.API + " API, which has no score API; use a model served by a rerank backend."
+	case Messages:
+		return "The model is served by the " + e.API + " API, which has no Messages API; call /v1/chat/completions instead."
 	}
 	return "The model is served by the " + e.API + " API, which does not support this operation."
 }
@@ -353,6 +356,7 @@ var (
 	// Azure's deployment URLs have no Responses API; its v1 API
 	// ({endpoint}/openai/v1) has, as an openai backend.
 	errAzureResponses = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Responses}
+	errAzureMessages  = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Messages}
 )
 
 // errRefusedRequest is a chat request the Messages API cannot express, refused
@@ -369,6 +373,14 @@ var (
 func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]byte, error) {
 	switch call.Kind {
 	case Chat:
+	case Messages:
+		// The client's own Messages API request: sent as it came but for its model.
+		start := len(dst)
+		dst = appendBody(dst, call, a.model, false)
+		if len(a.drop) > 0 {
+			dst = dst[:start+len(dropFields(dst[start:], a.drop))]
+		}
+		return dst, nil
 	case Embeddings:
 		return dst, errAnthropicEmbeddings
 	case Responses:
@@ -409,6 +421,9 @@ func (a *anthropic) authorize(h *fasthttp.RequestHeader) {
 
 // Send implements Provider; the body is call.prepared, which prepare wrote.
 func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
+	if call.Kind == Messages {
+		return a.sendMessages(t, call, out, res)
+	}
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	copyForwardHeaders(&req.Header, call)

@@ -132,6 +132,9 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if call.Kind == Responses && !b.native {
 		return b.bridge(call, out, res)
 	}
+	if call.Kind == Messages && b.cfg.Provider == "azure" {
+		return errAzureMessages
+	}
 	if b.pp != nil {
 		// The translation, or its refusal, comes before a target is leased.
 		buf := bodyPool.Get().(*[]byte)

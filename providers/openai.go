@@ -163,6 +163,9 @@ var (
 
 // Send implements Provider.
 func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
+	if call.Kind == Messages {
+		return o.sendMessages(t, call, out, res)
+	}
 	req := o.request(t, call, call.Kind)
 	defer fasthttp.ReleaseRequest(req)
 	forceUsage := o.forceUsage(call)

@@ -1168,9 +1168,13 @@ func prefixHash(call *Call, n int) (h uint64, ok bool) {
 		i = memberStart(b, key)
 	}
 	instr := -1
-	if call.Kind == Responses {
+	switch call.Kind {
+	case Responses:
 		// The Responses API's system message, which comes before the input.
 		instr = memberStart(b, "instructions")
+	case Messages:
+		// The Messages API's, likewise.
+		instr = memberStart(b, "system")
 	}
 	if i < 0 && instr < 0 || n <= 0 {
 		return 0, false
@@ -1183,7 +1187,7 @@ func prefixHash(call *Call, n int) (h uint64, ok bool) {
 		}
 	}
 	switch {
-	case (call.Kind == Chat || call.Kind == Responses) && b[i] == '[':
+	case (call.Kind == Chat || call.Kind == Responses || call.Kind == Messages) && b[i] == '[':
 		// The Responses API's input items are messages as chat's are.
 		w.list(b, i, listMessages)
 	case (call.Kind == Rerank || call.Kind == Score) && b[i] == '{':

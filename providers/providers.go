@@ -36,6 +36,11 @@ const (
 	// data_1 with data_2, text_1 with text_2), served by rerank endpoints: an answer
 	// without generated tokens, as a rerank.
 	Score
+	// Messages is Anthropic's Messages API called by the client itself
+	// (POST /v1/messages), served by chat endpoints: the body goes to the backend as
+	// it came but for its model, natively to Anthropic and to OpenAI-compatible
+	// servers that serve it too (vLLM, SGLang, Ollama) at {base_url}/messages.
+	Messages
 	// KindCount bounds the kinds, for arrays indexed by kind.
 	KindCount
 )
@@ -55,15 +60,18 @@ func (k Kind) String() string {
 		return "rerank"
 	case Score:
 		return "score"
+	case Messages:
+		return "messages"
 	}
 	return "unknown"
 }
 
 // Endpoint is the endpoint type that serves calls of the kind: a chat endpoint
-// serves the Responses API too, a rerank endpoint vLLM's score API.
+// serves the Responses API and the Messages API too, a rerank endpoint vLLM's score
+// API.
 func (k Kind) Endpoint() Kind {
 	switch k {
-	case Responses:
+	case Responses, Messages:
 		return Chat
 	case Score:
 		return Rerank
@@ -90,6 +98,8 @@ func (k Kind) Path() string {
 		return "/rerank"
 	case Score:
 		return "/score"
+	case Messages:
+		return "/messages"
 	}
 	return ""
 }
@@ -556,7 +566,7 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		return u, nil
 	}
 	t := &Target{URL: raw, client: hc}
-	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank, Score} {
+	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank, Score, Messages} {
 		t.setURL(k, operationURL(raw, k.Path()))
 	}
 	return t, nil

@@ -23,6 +23,8 @@ func WebSearchBound(kind Kind, body []byte) int64 {
 		ws = chatWebSearch(body)
 	case Responses:
 		return responsesWebSearch(body)
+	case Messages:
+		return messagesWebSearch(body)
 	default:
 		return 0
 	}
@@ -137,6 +139,57 @@ func responsesWebSearch(body []byte) int64 {
 			uses = contextSizeUses(size)
 		}
 	}
+}
+
+// messagesWebSearch is WebSearchBound of a Messages API body, which the backend gets
+// as it came: the max_uses of its web search tools (type web_search_…), none with
+// tool_choice {"type": "none"}. A tool without max_uses is bounded by nothing the body
+// says and counts none, as a chat call's without search_context_size.
+func messagesWebSearch(body []byte) int64 {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return 0
+	}
+	var tools, tc []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "tools":
+			tools = v
+		case "tool_choice":
+			tc = v
+		}
+	}
+	var a jsonscan.Array
+	if t, _ := jsonscan.Field(tc, "type"); isString(t, "none") || !a.Reset(tools) {
+		return 0
+	}
+	var uses int64
+	for {
+		raw, ok := a.Next()
+		if !ok {
+			return uses
+		}
+		typ, _ := jsonscan.Field(raw, "type")
+		if !jsonscan.IsString(typ) || !bytes.HasPrefix(typ, strWebSearchType) {
+			continue
+		}
+		if n, ok := jsonscan.Count(fieldOf(raw, "max_uses"), 1<<20); ok && n > 0 {
+			uses += n
+		}
+	}
+}
+
+// strWebSearchType begins the type of Anthropic's web search tools, as a JSON string.
+var strWebSearchType = []byte(`"web_search_`)
+
+// fieldOf is the value of member key of the object raw, nil without one.
+func fieldOf(raw []byte, key string) []byte {
+	v, _ := jsonscan.Field(raw, key)
+	return v
 }
 
 // contextSizeUses is the max_uses search_context_size goes as (webSearchUses), 0 for

@@ -30,6 +30,11 @@ type sseReader struct {
 	// their usage in the terminal event's response, and end with that event, no
 	// [DONE]; final is set once that event was read, for the next read to end.
 	responses, final bool
+	// messages is set for a Messages API stream: its events are named, carry their
+	// usage in message_start and message_delta (msgUsage gathers the two), and end
+	// with message_stop, no [DONE].
+	messages bool
+	msgUsage anthropicUsage
 	// begun is set once the stream's first line is read; skipLF when the last line
 	// ended with a CR that may be half of a CRLF; lfOnly once a line ended in LF.
 	begun, skipLF, lfOnly bool
@@ -86,6 +91,7 @@ func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
 	s.up, s.t, s.done, s.forced, s.secrets = up, t, false, forced, nil
 	s.responses, s.final = false, false
+	s.messages, s.msgUsage = false, anthropicUsage{}
 	s.begun, s.skipLF, s.lfOnly = false, false, false
 	s.evented, s.stray = false, false
 	s.aborted.Store(false)
@@ -123,7 +129,7 @@ func (s *sseReader) readEvent() error {
 				seen = seen || ok
 			}
 			switch {
-			case seen && (bytes.Equal(s.data, strDone) || s.responses && terminalEvent(s.data)):
+			case seen && (bytes.Equal(s.data, strDone) || s.responses && terminalEvent(s.data) || s.messages && messageStop(s.data)):
 				// A last event the upstream closed on without its blank line: it
 				// says the stream is whole.
 				s.evented = true
@@ -439,7 +445,7 @@ func (s *sseReader) Next(ev *Event) error {
 			continue
 		}
 		if bytes.Equal(s.data, strDone) {
-			if s.responses {
+			if s.responses || s.messages {
 				// A Responses stream ends with its terminal event (final): a [DONE]
 				// before one ends a stream that never finished.
 				return ErrStreamCut
@@ -449,7 +455,13 @@ func (s *sseReader) Next(ev *Event) error {
 			return nil
 		}
 		ev.Data = s.data
-		if s.responses {
+		if s.messages {
+			ev.Name = s.name
+			var ok bool
+			if ok, s.final = s.inspectMessageEvent(s.data, ev); !ok {
+				return errEventNotJSON
+			}
+		} else if s.responses {
 			ev.Name = s.name
 			var ok bool
 			if s.final, ok = inspectResponseEvent(s.data, ev); !ok {

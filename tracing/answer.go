@@ -24,6 +24,9 @@ type Answer struct {
 	// responses is set for an answer of OpenAI's Responses API: a response
 	// object, or its stream's events, whose status stands for the finish reason.
 	responses bool
+	// messages is set for an answer of Anthropic's Messages API: a message, or its
+	// stream's events; its stop_reason stands for the finish reason.
+	messages bool
 	// streamed is set once an answer of the Responses API came as a stream: its
 	// text is its deltas', not that of the responses its events carry.
 	streamed  bool
@@ -40,7 +43,7 @@ type Answer struct {
 func (a *Answer) Start(t *Tracing, span trace.Span) {
 	a.on = span.IsRecording()
 	a.capture = a.on && t.capture
-	a.responses, a.streamed = false, false
+	a.responses, a.messages, a.streamed = false, false, false
 	a.model, a.id, a.status, a.reasons, a.text = a.model[:0], a.id[:0], a.status[:0], a.reasons[:0], a.text[:0]
 }
 
@@ -50,6 +53,14 @@ func (a *Answer) Start(t *Tracing, span trace.Span) {
 func (a *Answer) StartResponses(t *Tracing, span trace.Span) {
 	a.Start(t, span)
 	a.responses = true
+}
+
+// StartMessages is Start for an answer of Anthropic's Messages API: its stop_reason
+// is recorded as the finish reason, and the text captured is its text blocks', or
+// its stream's text deltas.
+func (a *Answer) StartMessages(t *Tracing, span trace.Span) {
+	a.Start(t, span)
+	a.messages = true
 }
 
 // Chunk reads one event of a stream. Its data is not kept.
@@ -66,6 +77,10 @@ var strFinishReason = []byte(`"finish_reason"`)
 func (a *Answer) chunk(data []byte) {
 	if a.responses {
 		a.event(data)
+		return
+	}
+	if a.messages {
+		a.messageEvent(data)
 		return
 	}
 	// Every chunk repeats the ID and model and carries finish_reason, null
@@ -99,8 +114,94 @@ func hasFinishReason(data []byte) bool {
 
 // Body reads a whole answer.
 func (a *Answer) Body(body []byte) {
-	if a.on {
+	switch {
+	case !a.on:
+	case a.messages:
+		a.message(body)
+	default:
 		a.read(body)
+	}
+}
+
+// message reads a Messages API message: its ID, model, stop reason and, with
+// capture_content on, its text blocks' text.
+func (a *Answer) message(b []byte) {
+	var it jsonscan.Iter
+	if it.Reset(b) != nil {
+		return
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return
+		}
+		switch string(k) {
+		case "id":
+			if len(a.id) == 0 {
+				a.id, _ = jsonscan.AppendUnquote(a.id[:0], v)
+			}
+		case "model":
+			if len(a.model) == 0 {
+				a.model, _ = jsonscan.AppendUnquote(a.model[:0], v)
+			}
+		case "stop_reason":
+			a.stopReason(v)
+		case "content":
+			if !a.capture {
+				continue
+			}
+			var blocks jsonscan.Array
+			if !blocks.Reset(v) {
+				continue
+			}
+			for blk, ok := blocks.Next(); ok; blk, ok = blocks.Next() {
+				if t, _ := jsonscan.Field(blk, "type"); string(t) == `"text"` {
+					if text, _ := jsonscan.Field(blk, "text"); jsonscan.IsString(text) {
+						a.appendText(text)
+					}
+				}
+			}
+		}
+	}
+}
+
+// stopReason records a Messages API stop_reason, when it is one.
+func (a *Answer) stopReason(v []byte) {
+	if jsonscan.IsString(v) && len(a.reasons) < maxFinishReasons {
+		if r, ok := jsonscan.AppendUnquote(nil, v); ok {
+			a.reasons = append(a.reasons, string(r))
+		}
+	}
+}
+
+// messageEvent reads one event of a Messages API stream: message_start's message (ID,
+// model), message_delta's stop reason, and, with capture_content on, a text delta's
+// text.
+func (a *Answer) messageEvent(data []byte) {
+	var it jsonscan.Iter
+	if it.Reset(data) != nil {
+		return
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return
+		}
+		switch string(k) {
+		case "message":
+			a.message(v)
+		case "delta":
+			if r, ok := jsonscan.Field(v, "stop_reason"); ok {
+				a.stopReason(r)
+			}
+			if a.capture {
+				if t, _ := jsonscan.Field(v, "type"); string(t) == `"text_delta"` {
+					if text, _ := jsonscan.Field(v, "text"); jsonscan.IsString(text) {
+						a.appendText(text)
+					}
+				}
+			}
+		}
 	}
 }
 

@@ -21,8 +21,11 @@ const usageHeader = `Usage: mockllm [flags]
 
 Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses,
 /rerank, /v1/rerank, /v2/rerank, /score, /v1/score, /tokenize, /detokenize,
-GET /v1/models, /version, /health and /metrics like vLLM
-(or POST /v1/messages like Anthropic with --api anthropic); GET, DELETE
+/v1/messages and /v1/messages/count_tokens (Anthropic's Messages API as vLLM's
+router serves it: Authorization: Bearer, no anthropic-version, ids chatcmpl-,
+no ping or [DONE] in a stream), GET /v1/models, /version, /health and /metrics
+like vLLM (or POST /v1/messages and /v1/messages/count_tokens like Anthropic with
+--api anthropic); GET, DELETE
 /v1/responses/{id} and GET /v1/responses/{id}/input_items serve the responses kept
 in memory (--responses-store); POST /v1/responses/{id}/cancel refuses them (none
 runs in the background). Answers are deterministic for
@@ -35,9 +38,10 @@ Per-request headers for tests:
   x-mock-ttft, x-mock-tpot  override --ttft and --tpot for this request
   x-mock-tokens: N          generate N tokens (max_tokens and --max-tokens still cut)
   x-mock-cut-after: N       stream: close the connection after N content chunks
-  x-mock-error-after: N     --api anthropic stream: after N content deltas send
-                            Anthropic's mid-stream error event (overloaded_error)
-                            and end the stream
+  x-mock-error-after: N     /v1/messages stream: after N content deltas send
+                            the mid-stream error event (Anthropic's
+                            overloaded_error, vLLM's internal_error without
+                            --api anthropic) and end the stream
   x-mock-garbage: 1         answer 200 with a body that is not JSON
   x-mock-cached-tokens: N   report N prompt tokens read from the prefix cache
                             (prompt_tokens_details.cached_tokens, /v1/responses:

@@ -74,12 +74,16 @@ const maxPreamble = 8
 // uneven pieces, so clients must join them before parsing.
 const jsonPiece = 12
 
-// parseMessages reads a Messages API request.
+// parseMessages reads a Messages API request, or on rCountTokens a count_tokens one
+// (no max_tokens). Anthropic's API refuses a member it does not define; vLLM's
+// pydantic models (anthropic/protocol.py) drop it, and vLLM checks the rest as its
+// models do (vllmChecks) rather than as Anthropic's API does (anthropicChecks).
 func (st *state) parseMessages(body []byte) *badRequest {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return errJSON
 	}
+	vllm := !st.s.anthropic
 	var system, tools, choice, thinking, temperature, topP, topK, outputConfig []byte
 	hasMax := false
 	for {
@@ -87,15 +91,34 @@ func (st *state) parseMessages(body []byte) *badRequest {
 		if !ok {
 			break
 		}
+		if skip, e := st.skipMember(k); e != nil {
+			return e
+		} else if skip {
+			continue
+		}
 		switch string(k) {
 		case "model":
 			if !jsonscan.IsString(v) {
 				return errBadModel
 			}
+			if vllm && len(v) == 2 {
+				return errModelRequired
+			}
 			st.modelRaw = v
 		case "messages":
 			st.messages = v
 		case "max_tokens":
+			if vllm {
+				n, ok := laxInt(v)
+				switch {
+				case !ok:
+					return &badRequest{msg: "max_tokens: Input should be a valid integer"}
+				case n < 1:
+					return errMaxPositive
+				}
+				st.maxTokens, hasMax = n, true
+				continue
+			}
 			n, ok := jsonscan.Int(v)
 			if !ok {
 				return &badRequest{msg: "max_tokens: Input should be a valid integer"}
@@ -107,6 +130,12 @@ func (st *state) parseMessages(body []byte) *badRequest {
 		case "system":
 			system = v
 		case "temperature", "top_p":
+			if vllm {
+				if e := st.vllmSampling(k, v); e != nil {
+					return e
+				}
+				continue
+			}
 			if e := checkUnit(k, v); e != nil {
 				return e
 			}
@@ -117,7 +146,13 @@ func (st *state) parseMessages(body []byte) *badRequest {
 			}
 		case "top_k":
 			if !isNull(v) {
-				if _, ok := jsonscan.Int(v); !ok {
+				var ok bool
+				if vllm {
+					_, ok = laxInt(v)
+				} else {
+					_, ok = jsonscan.Int(v)
+				}
+				if !ok {
 					return &badRequest{msg: "top_k: Input should be a valid integer"}
 				}
 				topK = v
@@ -136,12 +171,12 @@ func (st *state) parseMessages(body []byte) *badRequest {
 			choice = v
 		case "stream":
 			b, ok := jsonscan.Bool(v)
-			if !ok {
+			if !ok && !(vllm && isNull(v)) {
 				return errBadStream
 			}
 			st.stream = b
 		default:
-			if !messagesKey(k) {
+			if !vllm && !messagesKey(k) {
 				return errExtraInput(k)
 			}
 		}
@@ -152,12 +187,17 @@ func (st *state) parseMessages(body []byte) *badRequest {
 	switch {
 	case st.modelRaw == nil:
 		return &badRequest{msg: "model: Field required"}
-	case !hasMax:
+	case !hasMax && st.route != rCountTokens:
 		return &badRequest{msg: "max_tokens: Field required"}
 	case st.messages == nil:
 		return &badRequest{msg: "messages: Field required"}
 	}
-	st.setCaps()
+	if vllm {
+		// vLLM serves every effort and structured outputs, whatever the model's name.
+		st.caps = capXHigh | capMax | capFormat
+	} else {
+		st.setCaps()
+	}
 	n, ok := messagesBytes(st.messages)
 	if !ok {
 		return &badRequest{msg: "messages: Input should be a valid list"}
@@ -165,31 +205,27 @@ func (st *state) parseMessages(body []byte) *badRequest {
 	if string(bytes.TrimSpace(st.messages)) == "[]" {
 		return &badRequest{msg: "messages: at least one message is required"}
 	}
-	hist := history{tools: tools != nil && !isNull(tools) && string(bytes.TrimSpace(tools)) != "[]"}
-	if e := st.checkMessages(&hist); e != nil {
-		return e
-	}
-	if n := hist.marks + cacheMarks(system) + cacheMarks(tools); n > maxCacheMarks {
-		return errCacheMarks(n)
-	}
-	if e := st.parseThinking(thinking, temperature, topP, topK); e != nil {
-		return e
-	}
-	if e := st.checkDeprecatedSampling(temperature, topP, topK); e != nil {
+	if vllm {
+		if e := st.vllmChecks(tools, choice); e != nil {
+			return e
+		}
+	} else if e := st.anthropicChecks(system, tools, thinking, temperature, topP, topK); e != nil {
 		return e
 	}
 	if e := st.parseOutputConfig(outputConfig); e != nil {
 		return e
 	}
-	if e := st.checkThinkingEffort(); e != nil {
-		return e
-	}
-	if e := st.checkThinkingBlocks(); e != nil {
-		return e
-	}
-	if system != nil && !jsonscan.IsString(system) {
-		if e := st.checkText("system", system); e != nil {
+	if !vllm {
+		if e := st.checkThinkingEffort(); e != nil {
 			return e
+		}
+		if e := st.checkThinkingBlocks(); e != nil {
+			return e
+		}
+		if system != nil && !jsonscan.IsString(system) {
+			if e := st.checkText("system", system); e != nil {
+				return e
+			}
 		}
 	}
 	h := promptHash(st.s.opts.Seed, 0, false, st.messages)
@@ -202,17 +238,21 @@ func (st *state) parseMessages(body []byte) *badRequest {
 	st.setStops()
 	for _, stop := range st.stops {
 		switch {
+		case len(stop) == 0 && vllm:
+			return errVLLMEmptyStop
 		case len(stop) == 0:
 			return errEmptyStop
-		case len(bytes.TrimSpace(stop)) == 0:
+		case len(bytes.TrimSpace(stop)) == 0 && !vllm:
 			return errBlankStop
 		}
 	}
 	if e := st.chooseTool(tools, choice, h); e != nil {
 		return e
 	}
-	if e := st.parseWebSearch(tools, choice); e != nil {
-		return e
+	if !vllm {
+		if e := st.parseWebSearch(tools, choice); e != nil {
+			return e
+		}
 	}
 	if st.format.on {
 		// The schema shapes the final answer: a tool call comes without a preamble,
@@ -224,6 +264,22 @@ func (st *state) parseMessages(body []byte) *badRequest {
 		}
 	}
 	return nil
+}
+
+// anthropicChecks refuses what Anthropic's API refuses in messages, cache_control
+// marks, thinking and sampling.
+func (st *state) anthropicChecks(system, tools, thinking, temperature, topP, topK []byte) *badRequest {
+	hist := history{tools: tools != nil && !isNull(tools) && string(bytes.TrimSpace(tools)) != "[]"}
+	if e := st.checkMessages(&hist); e != nil {
+		return e
+	}
+	if n := hist.marks + cacheMarks(system) + cacheMarks(tools); n > maxCacheMarks {
+		return errCacheMarks(n)
+	}
+	if e := st.parseThinking(thinking, temperature, topP, topK); e != nil {
+		return e
+	}
+	return st.checkDeprecatedSampling(temperature, topP, topK)
 }
 
 // The Messages API's refusals of what parseMessages reads, in its words.
@@ -422,8 +478,10 @@ func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
 	if !a.Reset(tools) {
 		return &badRequest{msg: "tools: Input should be a valid list"}
 	}
-	if e := uniqueToolNames(tools); e != nil {
-		return e
+	if st.s.anthropic {
+		if e := uniqueToolNames(tools); e != nil {
+			return e
+		}
 	}
 	mode := choiceAuto
 	var want []byte
@@ -465,7 +523,7 @@ func (st *state) chooseTool(tools, choice []byte, h uint64) *badRequest {
 		if !jsonscan.IsString(n) {
 			return &badRequest{msg: "tools: each tool needs a name"}
 		}
-		if typ, _ := jsonscan.Field(t, "type"); isServerTool(typ) {
+		if typ, _ := jsonscan.Field(t, "type"); st.s.anthropic && isServerTool(typ) {
 			// The API runs its own tools (parseWebSearch): the answer never calls one.
 			continue
 		}
@@ -583,7 +641,8 @@ func (st *state) parseThinking(raw, temperature, topP, topK []byte) *badRequest 
 		switch {
 		case st.caps&capAdaptiveOnly != 0:
 			return errThinkingEnabled
-		case n >= st.maxTokens:
+		case n >= st.maxTokens && st.route != rCountTokens:
+			// count_tokens has no max_tokens to hold the budget.
 			return errThinkingRoom
 		}
 	default:
@@ -840,13 +899,19 @@ func appendSchemaValue(dst, schema []byte, r uint64, depth int) []byte {
 	return append(dst, '"')
 }
 
+// messages answers POST /v1/messages and /v1/messages/count_tokens, as Anthropic's
+// API does or, in the openai API, as vLLM's router does (vllm_messages.go).
 func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
-	if !st.hdr.version {
+	if s.anthropic && !st.hdr.version {
 		s.badRequest(ctx, st, &badRequest{msg: "anthropic-version: header is required"})
 		return
 	}
 	if e := st.parseMessages(ctx.PostBody()); e != nil {
 		s.badRequest(ctx, st, e)
+		return
+	}
+	if st.route == rCountTokens {
+		s.countTokens(ctx, st)
 		return
 	}
 	if !s.admit(ctx, st) {
@@ -874,7 +939,9 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	st.fitTool(&p, int(min(int64(s.opts.MaxTokens), st.maxTokens-int64(st.tool.search.tokens()))))
 	st.plans = append(st.plans, p)
 	st.idA, st.idB = s.nextID(h)
-	st.setAnthropicID(ctx, mix(st.idA^golden), st.idB)
+	if s.anthropic {
+		st.setAnthropicID(ctx, mix(st.idA^golden), st.idB)
+	}
 	s.promptTok.Add(int64(st.promptTokens))
 	if st.stream {
 		st.kind = kMessages
@@ -887,6 +954,11 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, st *state) {
 	}
 	out := st.outputTokens()
 	if !st.done(ctx, st.think.tokens()+st.searchSteps()+p.n+st.jsonPieces(), out) {
+		return
+	}
+	if !s.anthropic {
+		st.out = st.appendVLLMMessage(st.out[:0])
+		s.setJSON(ctx, st, fasthttp.StatusOK)
 		return
 	}
 	b := st.out[:0]
@@ -961,7 +1033,12 @@ func (st *state) appendServiceTier(b []byte) []byte {
 	return append(b, '"')
 }
 
-func (st *state) hasText() bool { return !st.tool.use || st.tool.preamble }
+// hasText reports whether the answer has a text block: one without a tool call, or
+// the preamble of one. vLLM starts a block with its first text, so an answer of no
+// text tokens has none.
+func (st *state) hasText() bool {
+	return (!st.tool.use || st.tool.preamble) && (st.s.anthropic || st.plans[0].n > 0)
+}
 
 // fitTool gives the tool input what is left of limit (max_tokens, or --max-tokens when
 // lower) after the text, as the Messages API never generates past max_tokens: a call
@@ -1143,12 +1220,22 @@ func (st *state) toolIndex() int64 {
 // signature_delta), the ping inside it. With web search the searches' blocks come
 // next, then the cited text block (nextSearch), the ping inside the first when no
 // thinking went before. With a format the text_delta pieces are the JSON value's
-// tokens.
+// tokens. In the openai API it yields vLLM's sequence instead (vllm_messages.go).
 func (st *state) nextMessages() ([]byte, error) {
 	b := st.ev[:0]
 	p := &st.plans[0]
 	switch st.phase {
 	case mStart:
+		if !st.s.anthropic {
+			// vLLM makes message_start of the chat stream's first chunk, which
+			// comes with the first token.
+			if err := st.waitContent(0); err != nil {
+				return nil, err
+			}
+			b = st.appendVLLMStart(b)
+			st.phase = mBlockStart
+			break
+		}
 		b = append(b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"...)
 		b = st.appendMessageHead(b)
 		b = append(b, `"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
@@ -1212,6 +1299,23 @@ func (st *state) nextMessages() ([]byte, error) {
 			st.phase = mBlockStart
 		}
 	case mBlockStart:
+		if !st.s.anthropic {
+			// No ping follows: vLLM sends none.
+			switch {
+			case st.hasText():
+				b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"content_block\":{\"type\":\"text\",\"text\":\"\"},\"index\":"...)
+				b = strconv.AppendInt(b, st.textIndex(), 10)
+				b = append(b, "}\n\n"...)
+				st.phase = mText
+			case st.tool.use:
+				b = st.appendToolStart(b)
+				st.phase = mToolJSON
+			default:
+				st.phase = mDelta
+				return st.nextMessages()
+			}
+			break
+		}
 		if st.hasText() {
 			b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":"...)
 			b = strconv.AppendInt(b, st.textIndex(), 10)
@@ -1250,9 +1354,14 @@ func (st *state) nextMessages() ([]byte, error) {
 		if err := st.waitContent(st.step); err != nil {
 			return nil, err
 		}
-		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
-		b = strconv.AppendInt(b, st.textIndex(), 10)
-		b = append(b, ",\"delta\":{\"type\":\"text_delta\",\"text\":\""...)
+		idx := st.textIndex()
+		if st.s.anthropic {
+			b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
+			b = strconv.AppendInt(b, idx, 10)
+			b = append(b, ",\"delta\":{\"type\":\"text_delta\",\"text\":\""...)
+		} else {
+			b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\""...)
+		}
 		if f := &st.format; f.on {
 			end := f.pieceEnd(f.off)
 			b = appendJSONText(b, f.text[f.off:end])
@@ -1260,7 +1369,14 @@ func (st *state) nextMessages() ([]byte, error) {
 		} else {
 			b = p.appendToken(b, st.step)
 		}
-		b = append(b, "\"}}\n\n"...)
+		if st.s.anthropic {
+			b = append(b, "\"}}\n\n"...)
+		} else {
+			// vLLM's names the index last, in pydantic's field order.
+			b = append(b, "\"},\"index\":"...)
+			b = strconv.AppendInt(b, idx, 10)
+			b = append(b, "}\n\n"...)
+		}
 		st.step++
 		st.emitted++
 	case mTextStop:
@@ -1280,6 +1396,10 @@ func (st *state) nextMessages() ([]byte, error) {
 	case mToolStart:
 		b = st.appendToolStart(b)
 		st.phase = mToolFirst
+		if !st.s.anthropic {
+			// vLLM sends no input_json_delta of empty arguments.
+			st.phase = mToolJSON
+		}
 	case mToolFirst:
 		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
 		b = strconv.AppendInt(b, st.toolIndex(), 10)
@@ -1304,11 +1424,22 @@ func (st *state) nextMessages() ([]byte, error) {
 		for end < len(in) && !utf8.RuneStart(in[end]) {
 			end++
 		}
-		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
-		b = strconv.AppendInt(b, st.toolIndex(), 10)
-		b = append(b, ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"...)
+		idx := st.toolIndex()
+		if st.s.anthropic {
+			b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
+			b = strconv.AppendInt(b, idx, 10)
+			b = append(b, ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"...)
+		} else {
+			b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"...)
+		}
 		b = appendQuoteBytes(b, in[st.jsonOff:end])
-		b = append(b, "}}\n\n"...)
+		if st.s.anthropic {
+			b = append(b, "}}\n\n"...)
+		} else {
+			b = append(b, "},\"index\":"...)
+			b = strconv.AppendInt(b, idx, 10)
+			b = append(b, "}\n\n"...)
+		}
 		st.jsonOff = end
 		st.step++
 		st.emitted++
@@ -1324,6 +1455,15 @@ func (st *state) nextMessages() ([]byte, error) {
 		b = append(b, "}\n\n"...)
 		st.phase = mDelta
 	case mDelta:
+		if !st.s.anthropic {
+			b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"...)
+			b = st.appendVLLMStopReason(b)
+			b = append(b, `},"usage":`...)
+			b = st.appendVLLMUsage(b, st.outputTokens())
+			b = append(b, "}\n\n"...)
+			st.phase = mStop
+			break
+		}
 		b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"...)
 		b = st.appendStopReason(b)
 		b = append(b, `},"usage":{"output_tokens":`...)
@@ -1352,6 +1492,13 @@ func (st *state) afterThinking() int {
 }
 
 func (st *state) appendToolStart(b []byte) []byte {
+	if !st.s.anthropic {
+		b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"content_block\":"...)
+		b = st.appendVLLMToolBlock(b)
+		b = append(b, `{}},"index":`...)
+		b = strconv.AppendInt(b, st.toolIndex(), 10)
+		return append(b, "}\n\n"...)
+	}
 	b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":"...)
 	b = strconv.AppendInt(b, st.toolIndex(), 10)
 	b = append(b, `,"content_block":`...)
@@ -1363,13 +1510,20 @@ func (st *state) appendToolStart(b []byte) []byte {
 // delta.
 func (st *state) errorNow() bool { return st.hdr.errorAfter >= 0 && st.emitted >= st.hdr.errorAfter }
 
-// errorEvent is the event the Messages API sends when it fails mid-answer: the stream
-// had its 200, so the error comes as an event, and the stream ends after it, without
-// content_block_stop, message_delta or message_stop.
+// errorEvent is the event the Messages API sends when it fails mid-answer (vLLM's of
+// type internal_error): the stream had its 200, so the error comes as an event, and
+// the stream ends after it, without content_block_stop, message_delta or
+// message_stop.
 func (st *state) errorEvent() []byte {
 	st.s.injected.Add(1)
 	st.failed = true
 	st.phase = mEnd
+	if !st.s.anthropic {
+		// vLLM's message_stream_converter ends on the exception the chat stream's
+		// error raises in it with this event.
+		st.ev = append(st.ev[:0], "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"internal_error\",\"message\":\"mockllm: injected error (x-mock-error-after)\"}}\n\n"...)
+		return st.ev
+	}
 	st.ev = append(st.ev[:0], "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"...)
 	return st.ev
 }

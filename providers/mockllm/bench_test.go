@@ -104,7 +104,28 @@ var benchCases = []struct {
 	{"messages-tool-loop", "/v1/messages", benchToolLoop, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
 	{"messages-claude5-thinking", "/v1/messages", benchClaude5, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "claude-opus-5"},
 	{"messages-claude5-later-thinking", "/v1/messages", strings.Replace(benchClaude5, "claude-opus-5", "anthropic.claude-haiku-6-v1:0", 1), APIAnthropic, []string{"anthropic-version", "2023-06-01"}, "anthropic.claude-haiku-6-v1:0"},
+	{"messages-count-tokens", "/v1/messages/count_tokens", benchCount, APIAnthropic, []string{"anthropic-version", "2023-06-01"}, ""},
+	// vLLM's Messages API, as the gateway forwards an Anthropic client's request to a
+	// vLLM backend (vllm_messages.go).
+	{"vllm-messages", "/v1/messages", benchVLLMMessages, APIOpenAI, []string{"X-Request-Id", "0123456789abcdef0123456789abcdef"}, ""},
+	{"vllm-messages-stream", "/v1/messages", benchVLLMMessages[:len(benchVLLMMessages)-1] + `,"stream":true}`, APIOpenAI, nil, ""},
+	{"vllm-messages-tool-stream", "/v1/messages", benchVLLMTool, APIOpenAI, nil, ""},
+	{"vllm-count-tokens", "/v1/messages/count_tokens", benchCount, APIOpenAI, nil, ""},
 }
+
+// benchVLLMMessages is an Anthropic client's request with the members vLLM drops
+// (metadata, thinking) and sampling it reads; benchVLLMTool calls a tool, streamed.
+const benchVLLMMessages = `{"model":"mock-1","max_tokens":64,"system":[{"type":"text","text":"be brief"}],"temperature":0.7,"top_p":0.9,` +
+	`"metadata":{"user_id":"u-1"},"thinking":{"type":"enabled","budget_tokens":1024},` +
+	`"messages":[{"role":"user","content":"Write a haiku about load balancers."}]}`
+
+const benchVLLMTool = `{"model":"mock-1","max_tokens":64,"stream":true,"tools":[{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}}}}],` +
+	`"messages":[{"role":"user","content":"What does get_weather say for Oslo?"}]}`
+
+// benchCount is a count_tokens request of a tool loop's prompt.
+const benchCount = `{"model":"mock-1","system":"be brief","tools":[{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}}],` +
+	`"messages":[{"role":"user","content":"Weather in Oslo?"},{"role":"assistant","content":[{"type":"tool_use","id":"toolu_01A","name":"get_weather","input":{"city":"Oslo"}}]},` +
+	`{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_01A","content":"12C"}]}]}`
 
 // BenchmarkHandler measures one request through the handler with zero delays: parse,
 // generate, encode (and for streams every event).

@@ -333,15 +333,21 @@ func (st *state) parseOutputConfig(raw []byte) *badRequest {
 	if f[0] != '{' {
 		return errFormatObject
 	}
+	// vLLM's AnthropicJsonOutputFormat defaults type to json_schema and takes a format
+	// without a schema, which then shapes nothing; its guided decoding needs no
+	// closed objects.
+	vllm := !st.s.anthropic
 	typ, ok := jsonscan.Field(f, "type")
 	switch {
-	case !ok:
+	case !ok && !vllm:
 		return errFormatTypeMissing
-	case string(typ) != `"json_schema"`:
+	case ok && string(typ) != `"json_schema"`:
 		return errFormatType
 	}
 	schema, ok := jsonscan.Field(f, "schema")
 	switch {
+	case vllm && (!ok || isNull(schema)):
+		return nil
 	case !ok:
 		return errFormatSchemaMissing
 	case schema[0] != '{':
@@ -349,8 +355,10 @@ func (st *state) parseOutputConfig(raw []byte) *badRequest {
 	case st.caps&capFormat == 0:
 		return errFormatModel
 	}
-	if e := checkClosedObjects(schema, "output_config.format.schema", 0); e != nil {
-		return e
+	if !vllm {
+		if e := checkClosedObjects(schema, "output_config.format.schema", 0); e != nil {
+			return e
+		}
 	}
 	st.format.on = true
 	st.format.schema = schema

@@ -97,8 +97,9 @@ func anthropicErrorType(status int) string {
 }
 
 // fail writes an error in the server's API shape. vLLM's:
-// {"error":{"message","type","param","code"}}; Anthropic's:
-// {"type":"error","error":{"type","message"},"request_id"}.
+// {"error":{"message","type","param","code"}}, and on its Messages routes what its
+// translate_error_response makes of that, {"type":"error","error":{"type","message"}};
+// Anthropic's: {"type":"error","error":{"type","message"},"request_id"}.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, st *state, status int, msg, param string) {
 	s.failTyped(ctx, st, status, openAIErrorType(status), msg, param)
 }
@@ -106,7 +107,8 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, st *state, status int, msg, para
 // failTyped is fail with the OpenAI error type given.
 func (s *Server) failTyped(ctx *fasthttp.RequestCtx, st *state, status int, typ, msg, param string) {
 	b := st.out[:0]
-	if s.anthropic {
+	switch {
+	case s.anthropic:
 		b = append(b, `{"type":"error","error":{"type":"`...)
 		b = append(b, anthropicErrorType(status)...)
 		b = append(b, `","message":`...)
@@ -116,31 +118,50 @@ func (s *Server) failTyped(ctx *fasthttp.RequestCtx, st *state, status int, typ,
 		st.setAnthropicID(ctx, a, mix(h^a))
 		b = append(b, st.rid...)
 		b = append(b, `"}`...)
-	} else {
-		b = append(b, `{"error":{"message":`...)
+	case st.route == rMessages || st.route == rCountTokens:
+		// vLLM's anthropic/api_router.py translate_error_response: the ErrorResponse's
+		// type and message in an AnthropicErrorResponse, its code as the status; the
+		// param is dropped.
+		b = append(b, `{"type":"error","error":{"type":`...)
+		b = jsonscan.AppendQuote(b, typ)
+		b = append(b, `,"message":`...)
 		b = jsonscan.AppendQuote(b, msg)
-		b = append(b, `,"type":"`...)
-		b = append(b, typ...)
-		b = append(b, `","param":`...)
-		if param == "" {
-			b = append(b, "null"...)
-		} else {
-			b = jsonscan.AppendQuote(b, param)
-		}
-		b = append(b, `,"code":`...)
-		b = strconv.AppendInt(b, int64(status), 10)
 		b = append(b, "}}"...)
+	default:
+		b = appendOpenAIError(b, status, typ, msg, param)
 	}
 	st.out = b
 	s.setJSON(ctx, st, status)
 }
 
+// appendOpenAIError appends vLLM's ErrorResponse body.
+func appendOpenAIError(b []byte, status int, typ, msg, param string) []byte {
+	b = append(b, `{"error":{"message":`...)
+	b = jsonscan.AppendQuote(b, msg)
+	b = append(b, `,"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","param":`...)
+	if param == "" {
+		b = append(b, "null"...)
+	} else {
+		b = jsonscan.AppendQuote(b, param)
+	}
+	b = append(b, `,"code":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	return append(b, "}}"...)
+}
+
+// badRequest refuses a request with 400. vLLM answers a body its pydantic model
+// refuses from the app's RequestValidationError handler, in the OpenAI shape whatever
+// the route (its Messages routes too), and the errors raised while serving from the
+// route's handler.
 func (s *Server) badRequest(ctx *fasthttp.RequestCtx, st *state, e *badRequest) {
 	if e.serving || s.anthropic {
 		s.fail(ctx, st, fasthttp.StatusBadRequest, e.msg, e.param)
 		return
 	}
-	s.failTyped(ctx, st, fasthttp.StatusBadRequest, "Bad Request", e.msg, "")
+	st.out = appendOpenAIError(st.out[:0], fasthttp.StatusBadRequest, "Bad Request", e.msg, "")
+	s.setJSON(ctx, st, fasthttp.StatusBadRequest)
 }
 
 // errContentType is vLLM's validate_json_request refusal, which its generation routes

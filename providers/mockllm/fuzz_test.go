@@ -23,6 +23,10 @@ var fuzzRoutes = []struct {
 	// The Messages API serving a model of its own rules (claude_models.go), so that
 	// omitted thinking and structured outputs are answered, not refused.
 	{"/v1/messages", fuzzOpus},
+	// vLLM's Messages API (vllm_messages.go), and both count_tokens.
+	{"/v1/messages", APIOpenAI},
+	{"/v1/messages/count_tokens", APIOpenAI},
+	{"/v1/messages/count_tokens", APIAnthropic},
 }
 
 // fuzzOpus names the server of fuzzRoutes that serves claude-opus-4-7.

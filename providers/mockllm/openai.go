@@ -507,7 +507,12 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, st *state) bool {
 // max_tokens the context leaves.
 func (st *state) checkContext() *badRequest {
 	s := st.s
-	switch st.route {
+	route := st.route
+	if route == rMessages && !s.anthropic {
+		// vLLM serves the Messages API as a chat completion.
+		route = rChat
+	}
+	switch route {
 	case rChat, rResponses:
 		if e := s.contextTooLong(st.promptTokens, st.maxTokens); e != nil {
 			return e
@@ -689,19 +694,24 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 // it has none one of the server's, 32 hex digits as vLLM's random_uuid.
 func appendHead(b []byte, st *state, idPrefix, object string) []byte {
 	b = append(b, `{"id":"`...)
-	b = append(b, idPrefix...)
-	if len(st.reqID) > 0 {
-		b = append(b, st.reqID...)
-	} else {
-		b = appendHex64(b, st.idA)
-		b = appendHex64(b, st.idB)
-	}
+	b = st.appendID(b, idPrefix)
 	b = append(b, `","object":"`...)
 	b = append(b, object...)
 	b = append(b, `","created":`...)
 	b = strconv.AppendInt(b, st.created, 10)
 	b = append(b, `,"model":`...)
 	return append(b, st.s.modelJSON...)
+}
+
+// appendID appends an answer's id, the inside of its JSON string: the prefix and the
+// request's id, or when it has none one of the server's.
+func (st *state) appendID(b []byte, idPrefix string) []byte {
+	b = append(b, idPrefix...)
+	if len(st.reqID) > 0 {
+		return append(b, st.reqID...)
+	}
+	b = appendHex64(b, st.idA)
+	return appendHex64(b, st.idB)
 }
 
 // appendFinish appends finish_reason and vLLM's stop_reason (the matched stop string).

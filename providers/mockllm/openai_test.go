@@ -333,7 +333,11 @@ func TestOpenAIErrors(t *testing.T) {
 		{"wrong method on models", "POST", "/v1/models", "{}", 405, `{"detail":"Method Not Allowed"}`},
 		{"wrong method on health", "POST", "/health", "{}", 405, `{"detail":"Method Not Allowed"}`},
 		{"unknown path", "POST", "/v1/audio/speech", "{}", 404, `{"detail":"Not Found"}`},
-		{"messages route belongs to the anthropic api", "POST", "/v1/messages", "{}", 404, `{"detail":"Not Found"}`},
+		// vLLM serves the Messages API too; its models' refusals are the app's
+		// validation errors, in this shape.
+		{"messages route validates as vLLM's", "POST", "/v1/messages", "{}", 400,
+			`{"error":{"message":"model: Field required","type":"Bad Request","param":null,"code":400}}`},
+		{"unknown path under messages", "POST", "/v1/messages/batches", "{}", 404, `{"detail":"Not Found"}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,8 @@
 // Package mockllm is a fake LLM inference server that behaves like vLLM's OpenAI
-// server (chat, legacy completions, embeddings, rerank and score, models, /tokenize,
-// /detokenize, /version, /health, /metrics with vLLM's gauges and latency
-// histograms) or like Anthropic's Messages API. Its answers are deterministic for a
+// server (chat, legacy completions, embeddings, rerank and score, the Anthropic
+// Messages API as vLLM's router serves it, models, /tokenize, /detokenize, /version,
+// /health, /metrics with vLLM's gauges and latency histograms) or like Anthropic's
+// Messages API. Its answers are deterministic for a
 // seed and a prompt, its latency (time to first token, time per output token) and
 // its faults (error rate, cut streams, per-request x-mock-* headers) are
 // configurable.
@@ -36,6 +37,7 @@ const (
 	rEmbeddings
 	rModels
 	rMessages
+	rCountTokens
 	rResponses
 	rResponseID
 	rInputItems
@@ -62,6 +64,7 @@ var routeNames = [numRoutes]string{
 	rEmbeddings:  "/v1/embeddings",
 	rModels:      "/v1/models",
 	rMessages:    "/v1/messages",
+	rCountTokens: "/v1/messages/count_tokens",
 	rResponses:   "/v1/responses",
 	rResponseID:  "/v1/responses/{id}",
 	rInputItems:  "/v1/responses/{id}/input_items",
@@ -189,11 +192,11 @@ func (s *Server) Shutdown() error {
 // Stats is a snapshot of what the server has seen, for tests.
 type Stats struct {
 	// Requests counts requests by route: "/v1/chat/completions", "/v1/completions",
-	// "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/responses",
-	// "/v1/responses/{id}", "/v1/responses/{id}/input_items",
+	// "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/messages/count_tokens",
+	// "/v1/responses", "/v1/responses/{id}", "/v1/responses/{id}/input_items",
 	// "/v1/responses/{id}/cancel", "/rerank", "/v1/rerank", "/v2/rerank", "/score",
-	// "/v1/score", "/health", "/metrics",
-	// "/tokenize", "/detokenize", "/version", "other".
+	// "/v1/score", "/health", "/metrics", "/tokenize", "/detokenize", "/version",
+	// "other".
 	Requests map[string]int64
 	// Running and Waiting are the requests holding and awaiting a MaxNumSeqs slot.
 	Running, Waiting int64
@@ -253,11 +256,14 @@ func (s *Server) routeOf(path []byte) route {
 		return rMetrics
 	case "/v1/models":
 		return rModels
+	case "/v1/messages":
+		// vLLM's main API server serves the Messages API too
+		// (vllm/entrypoints/anthropic/api_router.py), on the OpenAI routes' port.
+		return rMessages
+	case "/v1/messages/count_tokens":
+		return rCountTokens
 	}
 	if s.anthropic {
-		if string(path) == "/v1/messages" {
-			return rMessages
-		}
 		return rOther
 	}
 	switch string(path) {
@@ -414,7 +420,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case !post:
 		s.methodNotAllowed(ctx, strPOST)
-	case r != rMessages && !jsonRequest(ctx):
+	case !s.anthropic && !jsonRequest(ctx):
+		// vLLM's Messages routes run validate_json_request as its OpenAI routes do.
 		s.badRequest(ctx, st, errContentType)
 	case r == rChat:
 		s.chat(ctx, st)
@@ -422,7 +429,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.completions(ctx, st)
 	case r == rEmbeddings:
 		s.embeddings(ctx, st)
-	case r == rMessages:
+	case r == rMessages || r == rCountTokens:
 		s.messages(ctx, st)
 	case r == rResponses:
 		s.createResponse(ctx, st)
@@ -578,8 +585,8 @@ type overrides struct {
 	hasTPOT    bool
 	tokens     int
 	cutAfter   int
-	// errorAfter is x-mock-error-after: an Anthropic stream sends an error event
-	// after that many content deltas, -1 for none.
+	// errorAfter is x-mock-error-after: a Messages stream (Anthropic's or vLLM's)
+	// sends an error event after that many content deltas, -1 for none.
 	errorAfter int
 	garbage    bool
 	// cached and cacheWrite are the prompt tokens the answer says were read from
