@@ -326,6 +326,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	case "/v1/messages":
 		// Anthropic's Messages API, served by chat endpoints.
 		kind = providers.Messages
+	case "/v1/messages/count_tokens":
+		kind = providers.CountTokens
 	case "/v1/models":
 		s.serveModels(ctx)
 		return
@@ -354,7 +356,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 	r := s.acquireRequest()
 	r.arrive(ctx)
 	// Its errors in the Messages API's shape, as its client's SDK reads them.
-	r.anthropicAPI = kind == providers.Messages
+	r.anthropicAPI = kind.Anthropic()
 	if !s.bind(r) {
 		r.setClient(ctx)
 		r.fail(ctx, &errShuttingDown)
@@ -946,7 +948,7 @@ func (s *Server) ownRequest(ctx *fasthttp.RequestCtx) *request {
 	// could not be read (serveParseError).
 	r.arrive(ctx)
 	route := ownRoute(ctx.Path())
-	r.anthropicAPI = route == routeMessages
+	r.anthropicAPI = route == routeMessages || route == routeCountTokens
 	if s.bind(r) {
 		r.startSpan(ctx, serverSpecs[ownMethod(ctx.Method())][route])
 	}
@@ -989,6 +991,7 @@ const (
 	routeScore
 	routeScoreRoot
 	routeMessages
+	routeCountTokens
 	routeResponseCancel
 	routeResponseItems
 	routeInvocations
@@ -1011,6 +1014,7 @@ var ownRoutes = [nRoutes]string{
 	routeScore:          "/v1/score",
 	routeScoreRoot:      "/score",
 	routeMessages:       "/v1/messages",
+	routeCountTokens:    "/v1/messages/count_tokens",
 	routeResponseCancel: "/v1/responses/{response_id}/cancel",
 	routeResponseItems:  "/v1/responses/{response_id}/input_items",
 	routeInvocations:    "/endpoints/{name}/invocations",
@@ -1024,7 +1028,8 @@ const otherMethod = len(tracing.KnownMethods)
 
 // kindRoutes are the routes of the API calls, by kind.
 var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings,
-	providers.Responses: routeResponses, providers.Rerank: routeRerank, providers.Score: routeScore, providers.Messages: routeMessages}
+	providers.Responses: routeResponses, providers.Rerank: routeRerank, providers.Score: routeScore, providers.Messages: routeMessages,
+	providers.CountTokens: routeCountTokens}
 
 // methodPost is POST's index in serverSpecs, the method of every API call.
 var methodPost = ownMethod(strPost)
@@ -1075,6 +1080,8 @@ func ownRoute(path []byte) int {
 		return routeScoreRoot
 	case "/v1/messages":
 		return routeMessages
+	case "/v1/messages/count_tokens":
+		return routeCountTokens
 	case "/api/2.0/endpoints", "/api/2.0/endpoints/":
 		return routeMLflowList
 	}
@@ -1181,7 +1188,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		e := wrongType(r.modelName, ep.kind)
 		return &e
 	}
-	if kind == providers.Messages {
+	if kind.Anthropic() {
 		r.f.messagesAPI(body)
 	}
 	if kind == providers.Responses {
@@ -1537,7 +1544,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			r.stream = r.res.Stream
 			// A Messages API stream's usage is its own, never asked for on the
 			// client's behalf.
-			r.hideUse = r.call.Stream && !r.call.IncludeUsage && r.call.Kind != providers.Messages
+			r.hideUse = r.call.Stream && !r.call.IncludeUsage && !r.call.Kind.Anthropic()
 			if r.call.Kind == providers.Responses {
 				r.tag = r.tagOf()
 			}
@@ -1735,7 +1742,7 @@ func (r *request) startAnswer(as trace.Span) {
 	switch r.call.Kind {
 	case providers.Responses:
 		r.ans.StartResponses(r.rt.tr, as)
-	case providers.Messages:
+	case providers.Messages, providers.CountTokens:
 		r.ans.StartMessages(r.rt.tr, as)
 	default:
 		r.ans.Start(r.rt.tr, as)
@@ -1852,8 +1859,9 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	text, media := r.f.input(r.call.Kind)
 	in := text/4 + media + 1 + rerankPairTokens*r.f.pairs(r.call.Kind)
 	amounts := limiter.Amounts{Tokens: est + in}
-	if r.cacheEntry != nil {
-		// Answered from the cache: no tokens, no cost.
+	if r.cacheEntry != nil || r.call.Kind == providers.CountTokens {
+		// Answered from the cache, or a token count, which generates and reads
+		// nothing: no tokens, no cost.
 		amounts.Tokens = 0
 	} else if pol.CountsUSD() {
 		amounts.NanoUSD = r.costEstimate(in, est)

@@ -71,7 +71,13 @@ func msgParams(model, text string, maxTokens int64) anthropic.MessageNewParams {
 // msgPost posts a raw Messages API body and returns the answer.
 func msgPost(t *testing.T, g *gw, body string, header ...string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, g.url+"/v1/messages", strings.NewReader(body))
+	return msgPostTo(t, g, "/v1/messages", body, header...)
+}
+
+// msgPostTo is msgPost to path.
+func msgPostTo(t *testing.T, g *gw, path, body string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, g.url+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,5 +442,49 @@ func TestMessagesSpans(t *testing.T) {
 		if v, _ := attr(ro, "gen_ai.usage.output_tokens"); v.AsInt64() <= 0 {
 			t.Errorf("stream %s: output tokens %v", stream, v.Emit())
 		}
+	}
+}
+
+// The Messages API's token count is passed on as Messages calls are, natively to
+// Anthropic and to vLLM's count_tokens; it counts what the message itself would, and
+// charges no tokens to a token limit (nothing is generated or read by a model).
+func TestMessagesCountTokens(t *testing.T) {
+	e := startMessages(t, "")
+	c := e.sdk()
+	for _, ep := range []string{"claude", "vllm"} {
+		t.Run(ep, func(t *testing.T) {
+			var resp *http.Response
+			n, err := c.Messages.CountTokens(context.Background(), anthropic.MessageCountTokensParams{
+				Model:    anthropic.Model(ep),
+				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("How many tokens is this?"))},
+			}, aoption.WithResponseInto(&resp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, err := c.Messages.New(context.Background(), anthropic.MessageNewParams{
+				Model: anthropic.Model(ep), MaxTokens: 8,
+				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("How many tokens is this?"))},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.InputTokens <= 0 || n.InputTokens != msg.Usage.InputTokens {
+				t.Errorf("count_tokens %d, the message's input_tokens %d", n.InputTokens, msg.Usage.InputTokens)
+			}
+			if got := msgRemaining(t, resp); got != 1000000 {
+				t.Errorf("x-ratelimit-remaining-tokens %d after a token count alone; want 1000000 (nothing charged)", got)
+			}
+			up := e.claude
+			if ep == "vllm" {
+				up = e.vllm
+			}
+			if st := up.Stats(); st.Requests["/v1/messages/count_tokens"] != 1 {
+				t.Errorf("upstream routes %v", st.Requests)
+			}
+		})
+	}
+	resp, body := msgPostTo(t, e.g, "/v1/messages/count_tokens", `{"model":"az","messages":[{"role":"user","content":"hi"}]}`)
+	if resp.StatusCode != 400 || !strings.HasPrefix(body, `{"type":"error","error":{"type":"invalid_request_error"`) {
+		t.Errorf("azure: %d %s", resp.StatusCode, body)
 	}
 }

@@ -30,10 +30,14 @@ func (f *fields) messagesAPI(body []byte) {
 		if it.Reset(body[f.metadata[0]:f.metadata[1]]) != nil {
 			return
 		}
+		var keyBuf [32]byte
 		for {
 			k, v, ok := it.Next()
 			if !ok {
 				return
+			}
+			if bytes.IndexByte(k, '\\') >= 0 {
+				k = unescapeKey(keyBuf[:0], k)
 			}
 			if string(k) != "user_id" {
 				continue

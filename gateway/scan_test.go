@@ -126,7 +126,8 @@ func FuzzScanBody(f *testing.F) {
 		`{"model":"m","safety\u005fidentifier":7,"user":"jos\u00e9"}`,
 		`{"model":"chat","input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]}],"instructions":"be brief","max_output_tokens":64,"previous_response_id":"resp_1-tg0123456789ab"}`,
 		`{"model":"m","previous_response_id":"a","previous_response_id":null,"max_output_tokens":1.5e3}`,
-		`{"model":"rank","query":"which","documents":["a",{"text":"b"}],"top_n":1}`, `{"model":"r","documents":[],"documents":["x","y"],"query":"q"}`} {
+		`{"model":"rank","query":"which","documents":["a",{"text":"b"}],"top_n":1}`, `{"model":"r","documents":[],"documents":["x","y"],"query":"q"}`,
+		`{"model":"c","max_tokens":9,"system":[{"type":"text","text":"s"}],"metadata":{"user_id":"a","user\u005fid":"b"},"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"QUJD"}}]}]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -203,6 +204,26 @@ func FuzzScanBody(f *testing.F) {
 			t.Fatalf("input %d bytes %d media as a rerank, %d %d as chat in %q", rt, rm, ct, cm, body)
 		}
 		checkScoreScan(t, body, m, &fl)
+		// As a Messages API call: the end user is metadata.user_id as a JSON parser
+		// reads it (when a string), and the input is never negative.
+		mf := fl
+		mf.messagesAPI(body)
+		want, got = nil, nil
+		var meta map[string]json.RawMessage
+		if json.Unmarshal(m["metadata"], &meta) == nil {
+			if u := meta["user_id"]; len(u) > 0 && u[0] == '"' {
+				want = u
+			}
+		}
+		if span := mf.endUser(); span[0] >= 0 {
+			got = body[span[0]-1 : span[1]+1]
+		}
+		if string(got) != string(want) {
+			t.Fatalf("reads metadata.user_id %s, a JSON parser reads %s in %q", got, want, body)
+		}
+		if text, media := mf.input(providers.Messages); text < 0 || media < 0 {
+			t.Fatalf("input %d bytes %d media as a Messages API call in %q", text, media, body)
+		}
 	})
 }
 

@@ -304,6 +304,7 @@ func anthropicURLs(t *Target) {
 	}
 	t.setURL(Chat, operationURL(t.URL, "/messages"))
 	t.setURL(Messages, operationURL(t.URL, "/messages"))
+	t.setURL(CountTokens, operationURL(t.URL, "/messages/count_tokens"))
 }
 
 // UnsupportedError is ErrUnsupported naming the backend's API and the operation, in
@@ -373,7 +374,7 @@ var (
 func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]byte, error) {
 	switch call.Kind {
 	case Chat:
-	case Messages:
+	case Messages, CountTokens:
 		// The client's own Messages API request: sent as it came but for its model.
 		start := len(dst)
 		dst = appendBody(dst, call, a.model, false)
@@ -421,7 +422,7 @@ func (a *anthropic) authorize(h *fasthttp.RequestHeader) {
 
 // Send implements Provider; the body is call.prepared, which prepare wrote.
 func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
-	if call.Kind == Messages {
+	if call.Kind.Anthropic() {
 		return a.sendMessages(t, call, out, res)
 	}
 	req := fasthttp.AcquireRequest()

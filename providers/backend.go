@@ -132,7 +132,7 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if call.Kind == Responses && !b.native {
 		return b.bridge(call, out, res)
 	}
-	if call.Kind == Messages && b.cfg.Provider == "azure" {
+	if call.Kind.Anthropic() && b.cfg.Provider == "azure" {
 		return errAzureMessages
 	}
 	if b.pp != nil {

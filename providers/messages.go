@@ -16,9 +16,10 @@ import (
 // come back in that API's shape, usage read from them as the Anthropic translation
 // reads it.
 
-// sendMessages sends a Messages call on t for the openai provider.
+// sendMessages sends a Messages call (or its token count) on t for the openai
+// provider.
 func (o *openAI) sendMessages(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
-	req := o.request(t, call, Messages)
+	req := o.request(t, call, call.Kind)
 	defer fasthttp.ReleaseRequest(req)
 	buf := bodyPool.Get().(*[]byte)
 	defer putBody(buf)
@@ -38,7 +39,7 @@ func (a *anthropic) sendMessages(t *Target, call *Call, out *fasthttp.Response, 
 	defer fasthttp.ReleaseRequest(req)
 	copyForwardHeaders(&req.Header, call)
 	req.Header.SetMethodBytes(strPost)
-	t.setRequestURL(req, Messages)
+	t.setRequestURL(req, call.Kind)
 	req.Header.SetContentTypeBytes(strJSON)
 	req.Header.SetBytesKV(strAcceptEncoding, strIdentity)
 	if a.key != nil {

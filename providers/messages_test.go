@@ -182,3 +182,23 @@ func TestWebSearchBoundMessages(t *testing.T) {
 		}
 	}
 }
+
+func TestMessagesKinds(t *testing.T) {
+	for _, c := range []struct {
+		k          Kind
+		name, path string
+		generates  bool
+	}{
+		{Messages, "messages", "/messages", true},
+		{CountTokens, "count_tokens", "/messages/count_tokens", false},
+	} {
+		if c.k.String() != c.name || c.k.Path() != c.path || c.k.Generates() != c.generates || c.k.Endpoint() != Chat || !c.k.Anthropic() {
+			t.Errorf("%s: %q %q generates %v endpoint %s anthropic %v", c.name, c.k.String(), c.k.Path(), c.k.Generates(), c.k.Endpoint(), c.k.Anthropic())
+		}
+	}
+	for k := Chat; k < KindCount; k++ {
+		if k.Anthropic() != (k == Messages || k == CountTokens) {
+			t.Errorf("%s: Anthropic %v", k, k.Anthropic())
+		}
+	}
+}

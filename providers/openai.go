@@ -163,7 +163,7 @@ var (
 
 // Send implements Provider.
 func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
-	if call.Kind == Messages {
+	if call.Kind.Anthropic() {
 		return o.sendMessages(t, call, out, res)
 	}
 	req := o.request(t, call, call.Kind)

@@ -41,6 +41,10 @@ const (
 	// it came but for its model, natively to Anthropic and to OpenAI-compatible
 	// servers that serve it too (vLLM, SGLang, Ollama) at {base_url}/messages.
 	Messages
+	// CountTokens is the Messages API's token count (POST /v1/messages/count_tokens),
+	// served as Messages calls are: an answer ({"input_tokens": N}) without generated
+	// tokens, which uses none.
+	CountTokens
 	// KindCount bounds the kinds, for arrays indexed by kind.
 	KindCount
 )
@@ -62,6 +66,8 @@ func (k Kind) String() string {
 		return "score"
 	case Messages:
 		return "messages"
+	case CountTokens:
+		return "count_tokens"
 	}
 	return "unknown"
 }
@@ -71,7 +77,7 @@ func (k Kind) String() string {
 // API.
 func (k Kind) Endpoint() Kind {
 	switch k {
-	case Responses, Messages:
+	case Responses, Messages, CountTokens:
 		return Chat
 	case Score:
 		return Rerank
@@ -81,7 +87,13 @@ func (k Kind) Endpoint() Kind {
 
 // Generates reports whether a call of the kind generates tokens, so that it may
 // stream and has an output bound: not embeddings, not a rerank or score.
-func (k Kind) Generates() bool { return k != Embeddings && k != Rerank && k != Score }
+func (k Kind) Generates() bool {
+	return k != Embeddings && k != Rerank && k != Score && k != CountTokens
+}
+
+// Anthropic reports whether a call of the kind is Anthropic's Messages API's: a
+// message or a token count, answered in that API's shapes.
+func (k Kind) Anthropic() bool { return k == Messages || k == CountTokens }
 
 // Path is the OpenAI API path of the kind, relative to a base URL ending in /v1.
 func (k Kind) Path() string {
@@ -100,6 +112,8 @@ func (k Kind) Path() string {
 		return "/score"
 	case Messages:
 		return "/messages"
+	case CountTokens:
+		return "/messages/count_tokens"
 	}
 	return ""
 }
@@ -566,7 +580,7 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		return u, nil
 	}
 	t := &Target{URL: raw, client: hc}
-	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank, Score, Messages} {
+	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank, Score, Messages, CountTokens} {
 		t.setURL(k, operationURL(raw, k.Path()))
 	}
 	return t, nil
