@@ -524,7 +524,7 @@ func (r *request) fillCache(ctx *fasthttp.RequestCtx) {
 // without a non-null "error" (an upstream that answers its failures with a 200), and
 // none of whose choices is a refusal (a message's "refusal", or finish_reason
 // content_filter: the model declined or its output was filtered, which a retry may
-// not repeat) or a failure (a choice's own "error", or finish_reason error: OpenRouter
+// not repeat; a Messages API answer's stop_reason refusal, or pause_turn) or a failure (a choice's own "error", or finish_reason error: OpenRouter
 // reports a generation that failed part way so).
 func cacheableAnswer(body []byte) bool {
 	var it jsonscan.Iter
@@ -543,6 +543,12 @@ func cacheableAnswer(body []byte) bool {
 			}
 		case "choices":
 			if refused(v) {
+				return false
+			}
+		case "stop_reason":
+			// A Messages API answer Anthropic paused in a long turn (partial: sent
+			// again, the request starts the turn over) or a refusal.
+			if string(v) == `"pause_turn"` || string(v) == `"refusal"` {
 				return false
 			}
 		}

@@ -1182,7 +1182,15 @@ func prefixHash(call *Call, n int) (h uint64, ok bool) {
 	w := prefixWriter{left: n}
 	w.d.Reset()
 	if instr >= 0 {
-		if _, more := w.value(b, instr); !more || !w.mark(sepMessage) || i < 0 {
+		var more bool
+		if call.Kind == Messages && b[instr] == '[' {
+			// The Messages API's system prompt as text blocks (what the Anthropic
+			// SDKs and Claude Code send): their text, as a message's parts.
+			_, more = w.list(b, instr, listSystem)
+		} else {
+			_, more = w.value(b, instr)
+		}
+		if !more || !w.mark(sepMessage) || i < 0 {
 			return w.d.Sum64(), true
 		}
 	}
@@ -1298,6 +1306,8 @@ const (
 	listValues = iota
 	listMessages
 	listParts
+	// listSystem: a Messages API system prompt's text blocks (systemPart).
+	listSystem
 )
 
 // list writes the elements of the array at b[i], as what kind says they are, with a
@@ -1315,6 +1325,8 @@ func (w *prefixWriter) list(b []byte, i, kind int) (int, bool) {
 			e, more = w.message(b, j)
 		case listParts:
 			e, more = w.part(b, j)
+		case listSystem:
+			e, more = w.systemPart(b, j)
 		default:
 			e, more = w.value(b, j)
 		}
@@ -1328,7 +1340,7 @@ func (w *prefixWriter) list(b []byte, i, kind int) (int, bool) {
 		switch kind {
 		case listMessages:
 			sep = sepMessage
-		case listParts:
+		case listParts, listSystem:
 			sep = sepPart
 		}
 		if !w.mark(sep) {
@@ -1448,6 +1460,27 @@ func (w *prefixWriter) part(b []byte, i int) (int, bool) {
 		return len(b), false
 	}
 	return e, true
+}
+
+// strBillingHeader begins the text of the system block Claude Code puts first, a
+// header that changes with each request (cch=...).
+var strBillingHeader = []byte(`"x-anthropic-billing-header`)
+
+// systemPart writes a Messages API system block as a content part, but for Claude
+// Code's billing header block, left out: its text changes with each request, and
+// would hash every request of a conversation apart (vLLM leaves it out of its prefix
+// cache too).
+func (w *prefixWriter) systemPart(b []byte, i int) (int, bool) {
+	if b[i] == '{' {
+		if v := memberAt(b, i, "text"); v >= 0 && bytes.HasPrefix(b[v:], strBillingHeader) {
+			e, err := jsonscan.Skip(b, i)
+			if err != nil {
+				return len(b), false
+			}
+			return e, true
+		}
+	}
+	return w.part(b, i)
 }
 
 // objectMember reads the member whose key's quote is at b[j]: the raw key and the

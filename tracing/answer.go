@@ -135,15 +135,10 @@ func (a *Answer) message(b []byte) {
 		if !ok {
 			return
 		}
+		if a.idOrModel(k, v) {
+			continue
+		}
 		switch string(k) {
-		case "id":
-			if len(a.id) == 0 {
-				a.id, _ = jsonscan.AppendUnquote(a.id[:0], v)
-			}
-		case "model":
-			if len(a.model) == 0 {
-				a.model, _ = jsonscan.AppendUnquote(a.model[:0], v)
-			}
 		case "stop_reason":
 			a.stopReason(v)
 		case "content":
@@ -163,6 +158,24 @@ func (a *Answer) message(b []byte) {
 			}
 		}
 	}
+}
+
+// idOrModel keeps the first ID and model an answer or its chunks name, and reports
+// whether member k was either.
+func (a *Answer) idOrModel(k, v []byte) bool {
+	switch string(k) {
+	case "id":
+		if len(a.id) == 0 {
+			a.id, _ = jsonscan.AppendUnquote(a.id[:0], v)
+		}
+	case "model":
+		if len(a.model) == 0 {
+			a.model, _ = jsonscan.AppendUnquote(a.model[:0], v)
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // stopReason records a Messages API stop_reason, when it is one.
@@ -218,15 +231,10 @@ func (a *Answer) read(b []byte) {
 		if !ok {
 			return
 		}
+		if a.idOrModel(k, v) {
+			continue
+		}
 		switch string(k) {
-		case "id":
-			if len(a.id) == 0 {
-				a.id, _ = jsonscan.AppendUnquote(a.id[:0], v)
-			}
-		case "model":
-			if len(a.model) == 0 {
-				a.model, _ = jsonscan.AppendUnquote(a.model[:0], v)
-			}
 		case "choices":
 			a.choices(v)
 		case "status":
