@@ -404,10 +404,11 @@ func (c *answerCache) pushRecent(e *cacheEntry) {
 
 // cacheDecide sets what the endpoint's cache does for the request once its call is
 // known: a stream, a Responses API call (which creates a stored response) or a token
-// count (an answer cheaper than a lookup's bookkeeping) neither reads nor fills it; Cache-Control no-store neither, no-cache skips the lookup and
+// count or conversion (an answer cheaper than a lookup's bookkeeping) neither reads
+// nor fills it; Cache-Control no-store neither, no-cache skips the lookup and
 // keeps the fresh answer. The lookup itself waits for the limits (serveCached).
 func (r *request) cacheDecide(ctx *fasthttp.RequestCtx) {
-	if r.call.Stream || r.call.Kind == providers.Responses || r.call.Kind == providers.CountTokens {
+	if r.call.Stream || r.call.Kind == providers.Responses || r.call.Kind.Tokenizer() {
 		return
 	}
 	r.cacheGen = r.ep.cache.gen.Load()

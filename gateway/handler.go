@@ -328,6 +328,11 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		kind = providers.Messages
 	case "/v1/messages/count_tokens":
 		kind = providers.CountTokens
+	case "/tokenize":
+		// vLLM's tokenizer API, at its root: served by endpoints of any type.
+		kind = providers.Tokenize
+	case "/detokenize":
+		kind = providers.Detokenize
 	case "/v1/models":
 		s.serveModels(ctx)
 		return
@@ -992,6 +997,8 @@ const (
 	routeScoreRoot
 	routeMessages
 	routeCountTokens
+	routeTokenize
+	routeDetokenize
 	routeResponseCancel
 	routeResponseItems
 	routeInvocations
@@ -1015,6 +1022,8 @@ var ownRoutes = [nRoutes]string{
 	routeScoreRoot:      "/score",
 	routeMessages:       "/v1/messages",
 	routeCountTokens:    "/v1/messages/count_tokens",
+	routeTokenize:       "/tokenize",
+	routeDetokenize:     "/detokenize",
 	routeResponseCancel: "/v1/responses/{response_id}/cancel",
 	routeResponseItems:  "/v1/responses/{response_id}/input_items",
 	routeInvocations:    "/endpoints/{name}/invocations",
@@ -1029,7 +1038,7 @@ const otherMethod = len(tracing.KnownMethods)
 // kindRoutes are the routes of the API calls, by kind.
 var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings,
 	providers.Responses: routeResponses, providers.Rerank: routeRerank, providers.Score: routeScore, providers.Messages: routeMessages,
-	providers.CountTokens: routeCountTokens}
+	providers.CountTokens: routeCountTokens, providers.Tokenize: routeTokenize, providers.Detokenize: routeDetokenize}
 
 // methodPost is POST's index in serverSpecs, the method of every API call.
 var methodPost = ownMethod(strPost)
@@ -1082,6 +1091,10 @@ func ownRoute(path []byte) int {
 		return routeMessages
 	case "/v1/messages/count_tokens":
 		return routeCountTokens
+	case "/tokenize":
+		return routeTokenize
+	case "/detokenize":
+		return routeDetokenize
 	case "/api/2.0/endpoints", "/api/2.0/endpoints/":
 		return routeMLflowList
 	}
@@ -1184,7 +1197,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 	}
 	ep.m.Begin()
 	r.begun = true
-	if ep.kind != kind.Endpoint() {
+	if ep.kind != kind.Endpoint() && !kind.AnyEndpoint() {
 		e := wrongType(r.modelName, ep.kind)
 		return &e
 	}
@@ -1859,9 +1872,9 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	text, media := r.f.input(r.call.Kind)
 	in := text/4 + media + 1 + rerankPairTokens*r.f.pairs(r.call.Kind)
 	amounts := limiter.Amounts{Tokens: est + in}
-	if r.cacheEntry != nil || r.call.Kind == providers.CountTokens {
-		// Answered from the cache, or a token count, which generates and reads
-		// nothing: no tokens, no cost.
+	if r.cacheEntry != nil || r.call.Kind.Tokenizer() {
+		// Answered from the cache, or a token count or conversion, which no model
+		// reads: no tokens, no cost.
 		amounts.Tokens = 0
 	} else if pol.CountsUSD() {
 		amounts.NanoUSD = r.costEstimate(in, est)

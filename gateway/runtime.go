@@ -240,7 +240,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		// A backend's replica is picked per attempt, so the spec names none:
 		// send records the target each attempt went to.
 		specs := &[providers.KindCount]*tracing.Spec{}
-		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings, providers.Rerank, providers.Score, providers.CountTokens} {
+		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings, providers.Rerank, providers.Score, providers.CountTokens,
+			providers.Tokenize, providers.Detokenize} {
 			specs[k] = tracing.UpstreamSpec(k.String(), bc.Provider, bc.Model, name, "")
 		}
 		// A Responses API call is a chat operation (gen_ai.operation.name chat).

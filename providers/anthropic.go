@@ -341,6 +341,8 @@ func (e *UnsupportedError) Error() string {
 		return "The model is served by the " + e.API + " API, which has no score API; use a model served by a rerank backend."
 	case Messages:
 		return "The model is served by the " + e.API + " API, which has no Messages API; call /v1/chat/completions instead."
+	case Tokenize, Detokenize:
+		return "The model is served by the " + e.API + " API, which has no tokenizer API (vLLM's /tokenize and /detokenize)."
 	}
 	return "The model is served by the " + e.API + " API, which does not support this operation."
 }
@@ -358,6 +360,9 @@ var (
 	// ({endpoint}/openai/v1) has, as an openai backend.
 	errAzureResponses = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Responses}
 	errAzureMessages  = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Messages}
+	// Neither has vLLM's tokenizer API.
+	errAnthropicTokenize = &UnsupportedError{API: "Anthropic Messages", Kind: Tokenize}
+	errAzureTokenize     = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Tokenize}
 )
 
 // errRefusedRequest is a chat request the Messages API cannot express, refused
@@ -390,6 +395,8 @@ func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]b
 		return dst, errAnthropicRerank
 	case Score:
 		return dst, errAnthropicScore
+	case Tokenize, Detokenize:
+		return dst, errAnthropicTokenize
 	default:
 		return dst, errAnthropicCompletions
 	}

@@ -132,8 +132,13 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if call.Kind == Responses && !b.native {
 		return b.bridge(call, out, res)
 	}
-	if call.Kind.Anthropic() && b.cfg.Provider == "azure" {
-		return errAzureMessages
+	if b.cfg.Provider == "azure" {
+		switch {
+		case call.Kind.Anthropic():
+			return errAzureMessages
+		case call.Kind.AnyEndpoint():
+			return errAzureTokenize
+		}
 	}
 	if b.pp != nil {
 		// The translation, or its refusal, comes before a target is leased.

@@ -202,3 +202,18 @@ func TestMessagesKinds(t *testing.T) {
 		}
 	}
 }
+
+// vLLM serves its tokenizer at its root: a base URL's last /v1 is left out.
+func TestRootOperationURL(t *testing.T) {
+	for base, want := range map[string]string{
+		"http://vllm:8000/v1":             "http://vllm:8000/tokenize",
+		"http://vllm:8000/v1/":            "http://vllm:8000/tokenize",
+		"http://vllm:8000":                "http://vllm:8000/tokenize",
+		"https://h/models/llama/v1?sig=x": "https://h/models/llama/tokenize?sig=x",
+		"http://h/v1beta":                 "http://h/v1beta/tokenize",
+	} {
+		if got := rootOperationURL(base, "/tokenize"); got != want {
+			t.Errorf("%s: %s, want %s", base, got, want)
+		}
+	}
+}

@@ -45,6 +45,11 @@ const (
 	// served as Messages calls are: an answer ({"input_tokens": N}) without generated
 	// tokens, which uses none.
 	CountTokens
+	// Tokenize and Detokenize are vLLM's tokenizer API (POST /tokenize, POST
+	// /detokenize, at the server's root), served by an endpoint of any type: the
+	// model's own tokenizer, an answer without generated tokens, which uses none.
+	Tokenize
+	Detokenize
 	// KindCount bounds the kinds, for arrays indexed by kind.
 	KindCount
 )
@@ -68,6 +73,10 @@ func (k Kind) String() string {
 		return "messages"
 	case CountTokens:
 		return "count_tokens"
+	case Tokenize:
+		return "tokenize"
+	case Detokenize:
+		return "detokenize"
 	}
 	return "unknown"
 }
@@ -88,8 +97,17 @@ func (k Kind) Endpoint() Kind {
 // Generates reports whether a call of the kind generates tokens, so that it may
 // stream and has an output bound: not embeddings, not a rerank or score.
 func (k Kind) Generates() bool {
-	return k != Embeddings && k != Rerank && k != Score && k != CountTokens
+	return k != Embeddings && k != Rerank && k != Score && !k.Tokenizer()
 }
+
+// Tokenizer reports whether a call of the kind only counts or converts tokens (the
+// Messages API's count_tokens, vLLM's tokenize and detokenize): no model reads it, so
+// no token limit is charged for it and no answer cache keeps it.
+func (k Kind) Tokenizer() bool { return k == CountTokens || k == Tokenize || k == Detokenize }
+
+// AnyEndpoint reports whether an endpoint of any type serves calls of the kind:
+// vLLM's tokenizer API, which every model vLLM serves has.
+func (k Kind) AnyEndpoint() bool { return k == Tokenize || k == Detokenize }
 
 // Anthropic reports whether a call of the kind is Anthropic's Messages API's: a
 // message or a token count, answered in that API's shapes.
@@ -114,6 +132,10 @@ func (k Kind) Path() string {
 		return "/messages"
 	case CountTokens:
 		return "/messages/count_tokens"
+	case Tokenize:
+		return "/tokenize"
+	case Detokenize:
+		return "/detokenize"
 	}
 	return ""
 }
@@ -583,6 +605,9 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank, Score, Messages, CountTokens} {
 		t.setURL(k, operationURL(raw, k.Path()))
 	}
+	for _, k := range []Kind{Tokenize, Detokenize} {
+		t.setURL(k, rootOperationURL(raw, k.Path()))
+	}
 	return t, nil
 }
 
@@ -627,6 +652,17 @@ func operationURL(base, op string) string {
 		path, query = base[:i], base[i:]
 	}
 	return strings.TrimRight(path, "/") + op + query
+}
+
+// rootOperationURL is the URL of an operation vLLM serves at its root, not under
+// /v1: base's path without a last /v1 segment, then op, then base's query.
+func rootOperationURL(base, op string) string {
+	path, query := base, ""
+	if i := strings.IndexAny(base, "?#"); i >= 0 {
+		path, query = base[:i], base[i:]
+	}
+	path = strings.TrimSuffix(strings.TrimRight(path, "/"), "/v1")
+	return path + op + query
 }
 
 // hopHeaders are never forwarded: they describe one connection, not the request, or

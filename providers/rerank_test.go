@@ -47,7 +47,7 @@ func TestRerankKind(t *testing.T) {
 		t.Errorf("rerank is %q at %q", Rerank.String(), Rerank.Path())
 	}
 	for k := Chat; k < KindCount; k++ {
-		if want := k != Embeddings && k != Rerank && k != Score && k != CountTokens; k.Generates() != want {
+		if want := k != Embeddings && k != Rerank && k != Score && k != CountTokens && k != Tokenize && k != Detokenize; k.Generates() != want {
 			t.Errorf("%s generates %v, want %v", k, k.Generates(), want)
 		}
 	}
