@@ -41,6 +41,7 @@ func TestAllocs(t *testing.T) {
 		{"error event check", 0, func() { isErrorEvent(errorEventBytes) }},
 		{"completion body check", 0, func() { hasMember(completionBytes, "choices") }},
 		{"rerank body check", 0, func() { hasMember(rerankAnswerBytes, answerMember(kindRerank)) }},
+		{"messages body check", 0, func() { isAnswer(kindMessages, messageAnswerBytes) }},
 		{"record an outcome", 0, func() { r.record(&o) }},
 		{"pacer schedule", 0, func() { _ = pacer{rate: 1234}.at(99999) }},
 	}

@@ -126,7 +126,8 @@ const (
 )
 
 // gatewayModel is the endpoint a load of kind k names in "model" through the
-// gateway: a chat endpoint serves chat, streams and the Responses API.
+// gateway: a chat endpoint serves chat, streams, the Responses API and
+// Anthropic's Messages API.
 func gatewayModel(k reqKind) string {
 	switch k {
 	case kindEmbeddings:

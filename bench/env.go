@@ -302,6 +302,7 @@ func probe(t *target, k reqKind, maxTokens int) error {
 	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
+	setKindHeaders(&req.Header, k)
 	req.SetRequestURI("http://" + t.Addr + requestPath(k))
 	req.SetBodyRaw(requestBody(k, t.Model, maxTokens))
 	if err := fasthttp.DoTimeout(req, resp, 30*time.Second); err != nil {

@@ -28,6 +28,7 @@ const (
 	kindEmbeddings
 	kindResponses
 	kindRerank
+	kindMessages
 )
 
 func (k reqKind) String() string {
@@ -40,6 +41,8 @@ func (k reqKind) String() string {
 		return "responses"
 	case kindRerank:
 		return "rerank"
+	case kindMessages:
+		return "messages"
 	default:
 		return "chat"
 	}
@@ -308,6 +311,15 @@ func requestBody(k reqKind, model string, maxTokens int) []byte {
 			`"The least latency comes from no proxy at all.",`+
 			`"Canaries shift traffic between model versions.",`+
 			`"Redis stores the token buckets every replica shares."],"top_n":3}`...)
+	case kindMessages:
+		// The shape the Anthropic SDKs send: max_tokens (the API requires it), a
+		// system prompt, content as text blocks.
+		b = append(b, `{"model":`...)
+		b = strconv.AppendQuote(b, model)
+		b = append(b, `,"max_tokens":`...)
+		b = strconv.AppendInt(b, int64(maxTokens), 10)
+		b = append(b, `,"system":"You are a concise technical writer.","messages":[{"role":"user","content":[`+
+			`{"type":"text","text":"Write a short note about load testing gateways."}]}]}`...)
 	default:
 		b = append(b, `{"model":`...)
 		b = strconv.AppendQuote(b, model)
@@ -329,8 +341,35 @@ func requestPath(k reqKind) string {
 		return "/v1/responses"
 	case kindRerank:
 		return "/v1/rerank"
+	case kindMessages:
+		return "/v1/messages"
 	}
 	return "/v1/chat/completions"
+}
+
+// anthropicVersion is the Messages API version the messages load names, as the
+// Anthropic SDKs do on every call.
+const anthropicVersion = "2023-06-01"
+
+// setKindHeaders sets the headers a request of kind k carries beyond its content
+// type: a stream's Accept, a Messages API call's anthropic-version.
+func setKindHeaders(h *fasthttp.RequestHeader, k reqKind) {
+	switch k {
+	case kindStream:
+		h.Set("Accept", "text/event-stream")
+	case kindMessages:
+		h.Set("anthropic-version", anthropicVersion)
+	}
+}
+
+// isAnswer reports whether b is a non-streaming answer of kind k: one JSON object
+// holding its kind's member (answerMember), or for the Messages API a message
+// (isMessage).
+func isAnswer(k reqKind, b []byte) bool {
+	if k == kindMessages {
+		return isMessage(b)
+	}
+	return hasMember(b, answerMember(k))
 }
 
 // answerMember is the top-level member a non-streaming answer of k must hold: a
@@ -536,9 +575,9 @@ func (w *worker) init() {
 	w.req.Header.SetHost(w.t.Addr)
 	w.req.SetRequestURI(w.path)
 	w.req.SetBodyRaw(w.body)
+	setKindHeaders(&w.req.Header, w.s.Kind)
 	if w.s.Kind == kindStream {
 		w.br = bufio.NewReaderSize(nil, w.s.readBuf())
-		w.req.Header.Set("Accept", "text/event-stream")
 	}
 }
 
@@ -579,10 +618,10 @@ func (w *worker) do(i int64, sched time.Time, o *outcome) {
 		w.readStream(sched, o)
 		return
 	}
-	// An answer is one JSON object holding its kind's member; a 200 that is
-	// anything else, an event stream or a body cut short included, is not an answer
-	// the client could use.
-	if !hasMember(w.resp.Body(), answerMember(w.s.Kind)) {
+	// An answer is one JSON object of its kind's shape; a 200 that is anything
+	// else, an event stream or a body cut short included, is not an answer the
+	// client could use.
+	if !isAnswer(w.s.Kind, w.resp.Body()) {
 		o.errKind = "bad body"
 		return
 	}

@@ -33,6 +33,12 @@ func TestRunLoadAgainstStandIn(t *testing.T) {
 		{"rerank answer cut short", kindRerank, "cut json", "bad body"},
 		// A 200 of another kind (a chat completion) holds no "results".
 		{"rerank answered with a completion", kindRerank, "wrong kind", "bad body"},
+		// The stand-in refuses a Messages API call without anthropic-version.
+		{"messages succeed with anthropic-version", kindMessages, "", ""},
+		{"non-json messages body", kindMessages, "garbage", "bad body"},
+		{"message cut short", kindMessages, "cut json", "bad body"},
+		// A completion is no message, even one whose usage has output_tokens.
+		{"messages answered with a completion", kindMessages, "wrong kind", "bad body"},
 		{"upstream status counted by code", kindChat, "503", "status 503"},
 		{"non-json chat body", kindChat, "garbage", "bad body"},
 		{"stream without a content chunk", kindStream, "garbage", "bad body"},
@@ -249,6 +255,8 @@ func TestRequestBody(t *testing.T) {
 			`"Latency is the time a request waits for its answer.","A banana is a yellow fruit.",` +
 			`"Rate limits keep a shared gateway fair.","The least latency comes from no proxy at all.",` +
 			`"Canaries shift traffic between model versions.","Redis stores the token buckets every replica shares."],"top_n":3}`},
+		{"messages", kindMessages, `{"model":"chat","max_tokens":7,"system":"You are a concise technical writer.","messages":[{"role":"user","content":[` +
+			`{"type":"text","text":"Write a short note about load testing gateways."}]}]}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -60,7 +60,7 @@ type options struct {
 	command string
 }
 
-var scenarioNames = []string{"chat", "stream", "embeddings", "responses", "rerank", "redis-limits", "limits-throughput", "tracing", "ab", "max", "streams-10k"}
+var scenarioNames = []string{"chat", "stream", "embeddings", "responses", "rerank", "messages", "redis-limits", "limits-throughput", "tracing", "ab", "max", "streams-10k"}
 
 func (o *options) wantsPath(p string) bool { return slices.Contains(o.Paths, p) }
 

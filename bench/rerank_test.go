@@ -11,25 +11,27 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Each kind's answer is told by its own member: a 200 of another kind, or one
-// with the member only nested, is no answer of this one (it counts as bad body).
+// Each kind's answer is told by its own member (a message by its type and usage): a
+// 200 of another kind, or one with the member only nested, is no answer of this one
+// (it counts as bad body).
 func TestAnswerMemberTellsKinds(t *testing.T) {
 	answers := map[reqKind]string{
 		kindChat:       `{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"alpha"}}]}`,
 		kindEmbeddings: `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.6,0.8]}]}`,
 		kindResponses:  `{"id":"resp_1","object":"response","status":"completed","output":[]}`,
 		kindRerank:     rerankAnswer,
+		kindMessages:   messageAnswer,
 	}
 	for k, body := range answers {
 		for other, obody := range answers {
 			t.Run(k.String()+" answer as "+other.String(), func(t *testing.T) {
-				if got, want := hasMember([]byte(obody), answerMember(k)), k == other; got != want {
-					t.Fatalf("a %s answer checked as a %s answer (member %q): %v", other, k, answerMember(k), got)
+				if got, want := isAnswer(k, []byte(obody)), k == other; got != want {
+					t.Fatalf("a %s answer checked as a %s answer: %v", other, k, got)
 				}
 			})
 		}
 		t.Run(k.String()+" cut short", func(t *testing.T) {
-			if hasMember([]byte(body[:len(body)-2]), answerMember(k)) {
+			if isAnswer(k, []byte(body[:len(body)-2])) {
 				t.Fatal("a cut answer passed")
 			}
 		})
@@ -127,7 +129,7 @@ func TestRerankLoadAgainstMockllm(t *testing.T) {
 // path: every scenario's gateway config has it.
 func TestGatewayModelNamesAnEndpointOfItsType(t *testing.T) {
 	types := map[reqKind]string{kindChat: "chat", kindStream: "chat", kindResponses: "chat",
-		kindEmbeddings: "embeddings", kindRerank: "rerank"}
+		kindEmbeddings: "embeddings", kindRerank: "rerank", kindMessages: "chat"}
 	base := gwParams{Listen: "127.0.0.1:18080", Admin: "127.0.0.1:19090", Upstream: "127.0.0.1:18001", Model: mockModel}
 	withAB := base
 	withAB.Canary = "127.0.0.1:18002"

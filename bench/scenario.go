@@ -38,6 +38,8 @@ func lookupScenario(name string) scenario {
 		return scenario{name: name, kind: kindResponses}
 	case "rerank":
 		return scenario{name: name, kind: kindRerank}
+	case "messages":
+		return scenario{name: name, kind: kindMessages}
 	case "redis-limits":
 		return scenario{name: name, kind: kindChat, redis: true, baseline: true}
 	case "limits-throughput":

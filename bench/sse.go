@@ -121,6 +121,32 @@ func hasMember(b []byte, key string) bool {
 	return found && it.Err() == nil && jsonscan.SkipSpace(b, it.End()) == len(b)
 }
 
+// isMessage reports whether b is one Messages API answer: exactly one JSON object
+// (space around it allowed) whose top-level "type" is "message" and whose "usage" is
+// an object holding "output_tokens", as every message the API answers has. A chat
+// completion, the API's error body ("type":"error"), a usage nested elsewhere or a
+// body cut short is none.
+func isMessage(b []byte) bool {
+	var it jsonscan.Iter
+	if it.Reset(b) != nil {
+		return false
+	}
+	message, usage := false, false
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "type":
+			message = string(v) == `"message"`
+		case "usage":
+			usage = hasMember(v, "output_tokens")
+		}
+	}
+	return message && usage && it.Err() == nil && jsonscan.SkipSpace(b, it.End()) == len(b)
+}
+
 var (
 	keyContent = []byte(`"content"`)
 	keyError   = []byte(`"error"`)

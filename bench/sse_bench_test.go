@@ -16,6 +16,8 @@ var (
 	// rerankAnswerBytes is a rerank answer of the scenario's size: three results, each
 	// with its document's text.
 	rerankAnswerBytes = []byte(rerankAnswer)
+	// messageAnswerBytes is a Messages API answer of the scenario's size (16 tokens).
+	messageAnswerBytes = []byte(messageAnswer)
 )
 
 // BenchmarkSSEReader is the client's per-event cost while it times chunks:
@@ -64,6 +66,18 @@ func BenchmarkRerankAnswerCheck(b *testing.B) {
 	for b.Loop() {
 		if !hasMember(rerankAnswerBytes, answerMember(kindRerank)) {
 			b.Fatal("no results")
+		}
+	}
+}
+
+// BenchmarkMessagesAnswerCheck is the check of every Messages API answer: its
+// members walked, "type" compared and "usage" walked for output_tokens.
+func BenchmarkMessagesAnswerCheck(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(messageAnswerBytes)))
+	for b.Loop() {
+		if !isAnswer(kindMessages, messageAnswerBytes) {
+			b.Fatal("no message")
 		}
 	}
 }

@@ -18,15 +18,16 @@ import (
 // ending early, though with the body's end), "error event" (a stream that
 // carries the upstream's error event before [DONE]), "event stream" and
 // "cut json" (a non-streaming chat answered with an event stream, or with a
-// JSON completion cut short; a rerank with its answer cut short), "wrong kind" (a
-// rerank answered with a chat completion).
+// JSON completion cut short; a rerank or a message with its answer cut short),
+// "wrong kind" (a rerank or a message answered with a chat completion). A Messages
+// API call without anthropic-version is refused 400, as Anthropic's API does.
 type standIn struct {
 	ln    net.Listener
 	srv   *fasthttp.Server
 	fault string
 	users sync.Map     // X-User-ID values seen
 	conns atomic.Int64 // connections accepted
-	calls atomic.Int64 // chat, embeddings and rerank requests received
+	calls atomic.Int64 // chat, embeddings, rerank and messages requests received
 	// delay, when set, holds the n-th call (from 0) that long before it is
 	// answered.
 	delay func(n int64) time.Duration
@@ -68,6 +69,12 @@ const rerankAnswer = `{"id":"rerank-dec1469c8d51e97b64cf494d7fba65ee","model":"m
 	`{"index":5,"document":{"text":"The least latency comes from no proxy at all.","multi_modal":null},"relevance_score":0.25603750867524194},` +
 	`{"index":2,"document":{"text":"Latency is the time a request waits for its answer.","multi_modal":null},"relevance_score":0.11282320721806284}]}`
 
+// messageAnswer is mockllm's answer (the Messages API as vLLM serves it) to the
+// messages scenario's body with max_tokens 16.
+const messageAnswer = `{"id":"chatcmpl-dec1469c8d51e97b6cd318325ad1841b","type":"message","role":"assistant","content":[` +
+	`{"type":"text","text":"and output span quickly answers limits shared under the span one each each low under span"}],` +
+	`"model":"mock-1","stop_reason":"max_tokens","usage":{"input_tokens":21,"output_tokens":16}}`
+
 // errorEvent is OpenAI's error event, as vLLM sends it when its engine fails
 // mid-stream and the gateway passes it on.
 const errorEvent = `{"error":{"message":"engine failed","type":"server_error","param":null,"code":"upstream_error"}}`
@@ -79,7 +86,7 @@ func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/health":
 		return
-	case "/v1/chat/completions", "/v1/embeddings", "/v1/rerank":
+	case "/v1/chat/completions", "/v1/embeddings", "/v1/rerank", "/v1/messages":
 	default:
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 		return
@@ -99,6 +106,23 @@ func (s *standIn) handle(ctx *fasthttp.RequestCtx) {
 		return
 	case "garbage":
 		ctx.SetBodyString("not json")
+		return
+	}
+	if string(ctx.Path()) == "/v1/messages" {
+		ctx.SetContentType("application/json")
+		if string(ctx.Request.Header.Peek("anthropic-version")) != anthropicVersion {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+			ctx.SetBodyString(`{"type":"error","error":{"type":"invalid_request_error","message":"anthropic-version: header is required"}}`)
+			return
+		}
+		switch fault {
+		case "cut json":
+			ctx.SetBodyString(messageAnswer[:len(messageAnswer)-2])
+		case "wrong kind":
+			ctx.SetBodyString(`{"choices":[{"index":0,"message":{"role":"assistant","content":"alpha"}}],"usage":{"output_tokens":1}}`)
+		default:
+			ctx.SetBodyString(messageAnswer)
+		}
 		return
 	}
 	if string(ctx.Path()) == "/v1/rerank" {
