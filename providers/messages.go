@@ -205,10 +205,14 @@ func AppendAnthropicError(dst []byte, typ, msg, requestID string) []byte {
 // only, and clients branch on Anthropic's types.
 func AnthropicErrorShape(out *fasthttp.Response) {
 	body := out.Body()
-	if typ, ok := jsonscan.Field(body, "type"); ok && string(typ) == `"error"` {
-		if e, ok := jsonscan.Field(body, "error"); ok && len(e) > 0 && e[0] == '{' {
-			if t, _ := jsonscan.Field(e, "type"); knownAnthropicError(t) {
-				return
+	if jsonscan.Valid(body) {
+		if typ, ok := jsonscan.Field(body, "type"); ok && string(typ) == `"error"` {
+			if e, ok := jsonscan.Field(body, "error"); ok && len(e) > 0 && e[0] == '{' {
+				t, _ := jsonscan.Field(e, "type")
+				m, _ := jsonscan.Field(e, "message")
+				if knownAnthropicError(t) && jsonscan.IsString(m) {
+					return
+				}
 			}
 		}
 	}
