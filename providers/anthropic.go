@@ -359,7 +359,6 @@ var (
 	// Azure's deployment URLs have no Responses API; its v1 API
 	// ({endpoint}/openai/v1) has, as an openai backend.
 	errAzureResponses = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Responses}
-	errAzureMessages  = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Messages}
 	// Neither has vLLM's tokenizer API.
 	errAnthropicTokenize = &UnsupportedError{API: "Anthropic Messages", Kind: Tokenize}
 	errAzureTokenize     = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Tokenize}

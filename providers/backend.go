@@ -51,6 +51,9 @@ type Backend struct {
 	// a Responses call goes through the bridge (bridge.go), as a chat call whose
 	// stream asks for its usage when bridgeUsage is set.
 	native, bridgeUsage bool
+	// messagesChat is set when the backend serves the Messages API through its chat
+	// completions API (messages_bridge.go): azure, and openai with messages_api chat.
+	messagesChat bool
 	// quotedModel is Model as a JSON string.
 	quotedModel []byte
 }
@@ -63,7 +66,7 @@ func New(name string, c Config) (*Backend, error) { return NewWith(name, c, nil)
 func build(name string, c Config, ps *Pools) (*Backend, error) {
 	cfg := c.withDefaults()
 	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg, dropsCap: dropsCap(cfg.DropParams),
-		native: nativeResponses(&cfg), bridgeUsage: true, quotedModel: quoteModel(cfg.Model)}
+		native: nativeResponses(&cfg), bridgeUsage: true, messagesChat: messagesViaChat(&cfg), quotedModel: quoteModel(cfg.Model)}
 	b.busySets.New = func() any {
 		s := make(targetBits, (len(b.targets)+63)/64)
 		return &s
@@ -132,13 +135,11 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 	if call.Kind == Responses && !b.native {
 		return b.bridge(call, out, res)
 	}
-	if b.cfg.Provider == "azure" {
-		switch {
-		case call.Kind.Anthropic():
-			return errAzureMessages
-		case call.Kind.AnyEndpoint():
-			return errAzureTokenize
-		}
+	if b.messagesChat && call.Kind.Anthropic() {
+		return b.bridgeMessages(call, out, res)
+	}
+	if b.cfg.Provider == "azure" && call.Kind.AnyEndpoint() {
+		return errAzureTokenize
 	}
 	if b.pp != nil {
 		// The translation, or its refusal, comes before a target is leased.
@@ -177,6 +178,8 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 		err = b.p.Send(t, call, out, res)
 		if err == nil && call.bridged != nil && res.Stream == nil {
 			err = b.bridgeAnswer(call.bridged, out, res)
+		} else if err == nil && call.messagesBridged && res.Stream == nil {
+			err = b.messagesAnswer(out, res)
 		}
 		err = b.settle(l, err, res)
 		if err == nil || tries >= len(b.targets) || !errors.Is(err, errConnsBusy) || call.pin == b {

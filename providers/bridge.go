@@ -2645,29 +2645,9 @@ func (s *bridgeStream) annotation(ann []byte) {
 // whose index is below those begun after it. Adding to a call done is
 // errToolReopened, more than maxOpenCalls calls open errTooManyCalls.
 func (s *bridgeStream) callDelta(call []byte) error {
-	var idx, id, fn []byte
-	var it jsonscan.Iter
-	if it.Reset(call) != nil {
+	idx, id, name, args, ok := readCallDelta(call)
+	if !ok {
 		return errEventNotJSON
-	}
-	for {
-		k, v, ok := it.Next()
-		if !ok {
-			break
-		}
-		switch string(k) {
-		case "index":
-			idx = v
-		case "id":
-			id = v
-		case "function":
-			fn = v
-		}
-	}
-	var name, args []byte
-	if len(fn) > 0 && fn[0] == '{' {
-		name, _ = jsonscan.Field(fn, "name")
-		args, _ = jsonscan.Field(fn, "arguments")
 	}
 	n, ok := jsonscan.Int(idx)
 	switch {
@@ -2776,8 +2756,46 @@ func (s *bridgeStream) wholeCalls() int {
 // wholeArgs reports whether call c's arguments so far are a whole JSON value.
 func (s *bridgeStream) wholeArgs(c *streamItem) bool {
 	var ok bool
-	s.scratch, ok = jsonscan.AppendUnescape(s.scratch[:0], c.args)
-	return ok && jsonscan.Valid(s.scratch)
+	s.scratch, ok = wholeJSON(s.scratch[:0], c.args)
+	return ok
+}
+
+// wholeJSON reports whether args, a tool call's arguments so far (its pieces' JSON
+// strings joined without their quotes), are a whole JSON value; scratch holds them
+// decoded, and is returned for reuse.
+func wholeJSON(scratch, args []byte) ([]byte, bool) {
+	scratch, ok := jsonscan.AppendUnescape(scratch, args)
+	return scratch, ok && jsonscan.Valid(scratch)
+}
+
+// readCallDelta reads a chat stream's tool call delta: its index, id, function name
+// and arguments piece, raw (nil when absent); ok is false when call is no JSON
+// object.
+func readCallDelta(call []byte) (idx, id, name, args []byte, ok bool) {
+	var fn []byte
+	var it jsonscan.Iter
+	if it.Reset(call) != nil {
+		return nil, nil, nil, nil, false
+	}
+	for {
+		k, v, more := it.Next()
+		if !more {
+			break
+		}
+		switch string(k) {
+		case "index":
+			idx = v
+		case "id":
+			id = v
+		case "function":
+			fn = v
+		}
+	}
+	if len(fn) > 0 && fn[0] == '{' {
+		name, _ = jsonscan.Field(fn, "name")
+		args, _ = jsonscan.Field(fn, "arguments")
+	}
+	return idx, id, name, args, true
 }
 
 // finish ends the stream at the chat stream's end: the items under way are done, and

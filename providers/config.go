@@ -113,6 +113,12 @@ type Config struct {
 	// the only way for anthropic and azure, whose APIs have none). chat suits an
 	// OpenAI-compatible server without /v1/responses (TGI, llama.cpp, older vLLM).
 	ResponsesAPI string `yaml:"responses_api"`
+	// MessagesAPI is how the backend serves Anthropic's Messages API: native (the
+	// upstream's own /messages; the default, and the only way for anthropic and
+	// mock) or chat (through its chat completions API, translated by the gateway;
+	// the only way for azure). chat suits a server without /v1/messages (OpenAI's
+	// API, TGI, older vLLM).
+	MessagesAPI string `yaml:"messages_api"`
 
 	// MaxResponseBytes bounds an answer that does not stream, which the gateway reads
 	// whole before passing it on (it reads usage from it): default 64MiB, at most
@@ -536,6 +542,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateAnthropic()...)
 	errs = append(errs, c.validateDropParams()...)
 	errs = append(errs, c.validateResponsesAPI()...)
+	errs = append(errs, c.validateMessagesAPI()...)
 	errs = append(errs, c.validatePool()...)
 	return errors.Join(errs...)
 }

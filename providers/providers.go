@@ -331,6 +331,10 @@ type Call struct {
 	// bridgeReq holds bridged's request, kept with the call: on the stack, the
 	// pointer to it would have it allocated each call.
 	bridgeReq respRequest
+	// messagesBridged is set on the chat call a Messages API call becomes on a
+	// backend that serves it through chat completions: its answer is turned into a
+	// message before the attempt is judged (messagesAnswer).
+	messagesBridged bool
 	// failed holds the targets of backend failedOn whose attempt of this call failed:
 	// a retry goes to another target in service. failedOn is set by any failed
 	// attempt: the next one on it is a retry.

@@ -1,0 +1,1485 @@
+package providers
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// The Messages API bridge serves Anthropic's Messages API (POST /v1/messages) on a
+// backend that has none (OpenAI's API, Azure OpenAI, TGI, older vLLM), as the
+// Responses API bridge (bridge.go) serves that API: the call goes up as a chat
+// completions call, through the backend's own Send (its pool, retries, drop_params,
+// usage and pricing apply as to any chat call), and the chat answer comes back as a
+// message, or a stream of the Messages API's events. Thinking blocks in the history
+// are left out (a chat API takes no signed thinking back), and what chat cannot
+// express (documents, Anthropic's server tools, MCP servers, containers) is refused
+// naming the member, in the Messages API's error shape.
+
+// The values of a backend's messages_api.
+const (
+	// MessagesNative sends a Messages API call to the upstream's own /messages.
+	MessagesNative = "native"
+	// MessagesChat serves it through the upstream's chat completions API.
+	MessagesChat = "chat"
+)
+
+func (c *Config) validateMessagesAPI() []error {
+	switch c.MessagesAPI {
+	case "":
+		return nil
+	case MessagesNative:
+		if c.Provider == "azure" {
+			return []error{fieldErr("messages_api", "must be chat for provider azure: deployment URLs have no Messages API (leave it out)")}
+		}
+	case MessagesChat:
+		switch c.Provider {
+		case "anthropic":
+			return []error{fieldErr("messages_api", "must be native for provider anthropic, which serves the Messages API itself (leave it out)")}
+		case "mock":
+			return []error{fieldErr("messages_api", "must be native for provider mock, which serves the Messages API itself (leave it out)")}
+		}
+	default:
+		return []error{fieldErr("messages_api", "must be native or chat")}
+	}
+	return nil
+}
+
+// messagesViaChat reports whether a backend of config c serves the Messages API
+// through its chat completions API.
+func messagesViaChat(c *Config) bool {
+	switch c.Provider {
+	case "azure":
+		return true
+	case "openai":
+		return c.MessagesAPI == MessagesChat
+	}
+	return false
+}
+
+// errBridgeCountTokens refuses a token count on a backend that serves the Messages
+// API through chat completions, which counts no tokens without generating.
+var errBridgeCountTokens = &UnsupportedError{API: "chat completions", Kind: CountTokens,
+	Detail: "This model is served through a chat completions API, which has no token count: POST /v1/messages/count_tokens is not supported for it."}
+
+var strRequestIDHeader = []byte("X-Request-Id")
+
+// bridgeMessages serves a Messages API call on b through its chat completions API.
+// call is restored before it returns: the gateway sees its Messages call unchanged.
+func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result) error {
+	if call.Kind == CountTokens {
+		return errBridgeCountTokens
+	}
+	src := call.Body
+	if len(b.cfg.DropParams) > 0 {
+		// Members drop_params names go before the translation reads them (the
+		// Messages API's names: stop_sequences, metadata); the chat call drops
+		// chat's own names again (top_k, user).
+		dropped := bodyPool.Get().(*[]byte)
+		defer putBody(dropped)
+		*dropped = dropFields(append((*dropped)[:0], src...), b.cfg.DropParams)
+		src = *dropped
+	}
+	buf := bodyPool.Get().(*[]byte)
+	body, sp, rerr := appendMessagesChat((*buf)[:0], src, b.bridgeModel(call), call.Stream, b.bridgeUsage)
+	*buf = body
+	if rerr != nil {
+		putBody(buf)
+		var id []byte
+		if call.Header != nil {
+			id = call.Header.PeekBytes(strRequestIDHeader)
+		}
+		writeAnthropicRefusal(out, rerr, id)
+		return errRefusedRequest
+	}
+	kind, orig, model, opts, key, usage := call.Kind, call.Body, call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage
+	call.Kind, call.Body, call.messagesBridged = Chat, body, true
+	call.Model, call.StreamOptions, call.CacheKey = sp.model, sp.streamOptions, [2]int{}
+	// A stream asks for its usage itself (stream_options), when the backend takes it.
+	call.IncludeUsage = call.Stream && b.bridgeUsage
+	err := b.Send(call, out, res)
+	call.Kind, call.Body, call.messagesBridged = kind, orig, false
+	call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage = model, opts, key, usage
+	res.IDEnds = IDEnds{}
+	if err != nil {
+		putBody(buf)
+		_, upstream := errors.AsType[*UpstreamError](err)
+		_, refused := errors.AsType[*RequestError](err)
+		if upstream || refused {
+			// The chat API's error, in the Messages API's shape.
+			AnthropicErrorShape(out)
+		}
+		return err
+	}
+	if res.Stream != nil {
+		s := msgStreamPool.Get().(*msgStream)
+		s.in, s.chat = res.Stream, buf
+		s.model = append(s.model[:0], b.quotedModel...)
+		res.Stream = s
+		return nil
+	}
+	putBody(buf)
+	return nil
+}
+
+// writeAnthropicRefusal writes a request the bridge cannot translate as the Messages
+// API's 400, its message naming the member.
+func writeAnthropicRefusal(out *fasthttp.Response, rerr *requestError, requestID []byte) {
+	msg := rerr.msg
+	if rerr.param != "" {
+		msg = rerr.param + ": " + msg
+	}
+	out.SetStatusCode(400)
+	out.Header.SetContentTypeBytes(strJSON)
+	setAnswer(out, AppendAnthropicError(out.SwapBody(nil)[:0], "invalid_request_error", msg, string(requestID)))
+}
+
+// messagesAnswer turns out's 2xx chat completion into a Messages API message, before
+// Send judges the attempt: an answer it cannot read is ErrBadResponse. An answer
+// holding an error object (a router's 200 that failed) goes as it came.
+func (b *Backend) messagesAnswer(out *fasthttp.Response, res *Result) error {
+	if out.StatusCode() < 200 || out.StatusCode() > 299 {
+		return nil
+	}
+	p := bodyPool.Get().(*[]byte)
+	msg, ok := appendMessagesAnswer((*p)[:0], out.Body(), b.quotedModel, &res.Usage)
+	if !ok {
+		*p = msg
+		putBody(p)
+		if hasError(out.Body()) {
+			return nil
+		}
+		return ErrBadResponse
+	}
+	if cap(msg) > maxPooledBuffer {
+		out.SetBodyRaw(msg)
+		*p = make([]byte, 0, 4096)
+	} else {
+		*p = out.SwapBody(msg)[:0]
+	}
+	putBody(p)
+	out.Header.SetContentTypeBytes(strJSON)
+	return nil
+}
+
+// msgsRequest holds the raw members of a Messages API request the bridge reads,
+// views of the body; the last member of a name wins. A null member is absent.
+type msgsRequest struct {
+	maxTokens, messages, system, stop, temperature, topP, topK, metadata, tools, toolChoice []byte
+	// refused is the first member chat cannot express.
+	refused string
+}
+
+// The refusals of the Messages request translation. Messages name fields, never
+// their values.
+var (
+	errMsgJSON       = badRequest("", "We could not parse the JSON body of your request.")
+	errMsgMessages   = badRequest("messages", "messages must be a list of at least one message.")
+	errMsgSystem     = badRequest("system", "system must be a string or a list of text blocks.")
+	errMsgTools      = badRequest("tools", "tools must be a list of tools.")
+	errMsgToolChoice = badRequest("tool_choice", "tool_choice must be an object with type auto, any, tool or none.")
+	errMsgChoiceName = badRequest("tool_choice.name", "tool_choice.name is required for type tool.")
+	errMsgStop       = badRequest("stop_sequences", "stop_sequences must be a list of strings.")
+)
+
+const msgChatNote = ": this model is served through a chat completions API, which cannot express it."
+
+// read reads the members of a Messages API request body.
+func (r *msgsRequest) read(body []byte) *requestError {
+	var it jsonscan.Iter
+	if it.Reset(body) != nil {
+		return errMsgJSON
+	}
+	var buf keyBuf
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if jsonscan.IsNull(v) {
+			v = nil
+		}
+		switch name := keyName(k, &buf); string(name) {
+		case "max_tokens":
+			r.maxTokens = v
+		case "messages":
+			r.messages = v
+		case "system":
+			r.system = v
+		case "stop_sequences":
+			r.stop = v
+		case "temperature":
+			r.temperature = v
+		case "top_p":
+			r.topP = v
+		case "top_k":
+			r.topK = v
+		case "metadata":
+			r.metadata = v
+		case "tools":
+			r.tools = v
+		case "tool_choice":
+			r.toolChoice = v
+		case "mcp_servers", "container", "context_management":
+			// Anthropic's own services, which run beside the model: nothing in chat
+			// completions stands for them.
+			if v != nil && r.refused == "" {
+				r.refused = string(name)
+			}
+		}
+		// Left out: model (the chat body's own), stream (call.Stream), thinking (a
+		// chat API that thinks does so by itself), service_tier (Anthropic's tiers),
+		// and any other member.
+	}
+	if it.Err() != nil || jsonscan.SkipSpace(body, it.End()) != len(body) {
+		return errMsgJSON
+	}
+	return nil
+}
+
+// appendMessagesChat appends the chat completions body for the Messages API request
+// body: model is the model value it carries, stream whether it streams, usage
+// whether a stream asks for its usage (stream_options). A request chat cannot
+// express gets a requestError naming the member.
+func appendMessagesChat(dst, body, model []byte, stream, usage bool) (out []byte, sp bridgeSpans, rerr *requestError) {
+	start := len(dst)
+	sp.streamOptions = [2]int{-1, -1}
+	var r msgsRequest
+	if rerr = r.read(body); rerr != nil {
+		return dst, sp, rerr
+	}
+	if r.refused != "" {
+		return dst, sp, badRequest(r.refused, r.refused+" is not supported"+msgChatNote)
+	}
+	if len(r.messages) == 0 || r.messages[0] != '[' {
+		return dst, sp, errMsgMessages
+	}
+	dst = append(dst, `{"model":`...)
+	sp.model = [2]int{len(dst) - start, len(dst) - start + len(model)}
+	dst = append(dst, model...)
+	dst = append(dst, `,"messages":[`...)
+	w := chatWriter{dst: dst}
+	scratch := bodyPool.Get().(*[]byte)
+	w.scratch = (*scratch)[:0]
+	defer func() {
+		*scratch = w.scratch
+		putBody(scratch)
+	}()
+	if r.system != nil {
+		if rerr = w.system(r.system); rerr != nil {
+			return w.dst, sp, rerr
+		}
+	}
+	var a jsonscan.Array
+	a.Reset(r.messages)
+	for i := 0; ; i++ {
+		m, ok := a.Next()
+		if !ok {
+			break
+		}
+		if rerr = w.message(m, i); rerr != nil {
+			return w.dst, sp, rerr
+		}
+	}
+	if w.n == 0 {
+		return w.dst, sp, errMsgMessages
+	}
+	dst = append(w.dst, ']')
+	hasTools := false
+	if r.tools != nil {
+		if dst, hasTools, rerr = appendMsgTools(dst, r.tools); rerr != nil {
+			return dst, sp, rerr
+		}
+	}
+	if r.toolChoice != nil {
+		if dst, rerr = appendMsgToolChoice(dst, r.toolChoice, hasTools); rerr != nil {
+			return dst, sp, rerr
+		}
+	}
+	// max_tokens: what Azure's api-versions before 2024-09-01 and TGI take; the openai
+	// provider renames it for OpenAI's reasoning models.
+	dst = appendRawMember(dst, "max_tokens", r.maxTokens)
+	if r.stop != nil {
+		if r.stop[0] != '[' {
+			return dst, sp, errMsgStop
+		}
+		dst = appendRawMember(dst, "stop", r.stop)
+	}
+	dst = appendRawMember(dst, "temperature", r.temperature)
+	dst = appendRawMember(dst, "top_p", r.topP)
+	// top_k is vLLM's and TGI's (OpenAI's API refuses it: drop_params: [top_k]).
+	dst = appendRawMember(dst, "top_k", r.topK)
+	if r.metadata != nil && r.metadata[0] == '{' {
+		if u, _ := jsonscan.Field(r.metadata, "user_id"); jsonscan.IsString(u) {
+			dst = appendRawMember(dst, "user", u)
+		}
+	}
+	if stream {
+		dst = append(dst, `,"stream":true`...)
+		if usage {
+			dst = append(dst, `,"stream_options":`...)
+			sp.streamOptions = [2]int{len(dst) - start, len(dst) - start + len(includeUsageJSON)}
+			dst = append(dst, includeUsageJSON...)
+		}
+	}
+	return append(dst, '}'), sp, nil
+}
+
+// chatWriter writes the chat messages of a Messages API request.
+type chatWriter struct {
+	dst, scratch []byte
+	// n counts the messages written.
+	n int
+}
+
+func (w *chatWriter) sep() {
+	if w.n > 0 {
+		w.dst = append(w.dst, ',')
+	}
+	w.n++
+}
+
+// system writes the system prompt: a string, or text blocks joined by a newline.
+func (w *chatWriter) system(s []byte) *requestError {
+	if jsonscan.IsString(s) {
+		if len(s) > 2 {
+			w.sep()
+			w.dst = append(w.dst, `{"role":"system","content":`...)
+			w.dst = append(append(w.dst, s...), '}')
+		}
+		return nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(s) {
+		return errMsgSystem
+	}
+	at := len(w.dst)
+	w.dst = append(w.dst, `{"role":"system","content":"`...)
+	n := 0
+	for j := 0; ; j++ {
+		blk, ok := a.Next()
+		if !ok {
+			break
+		}
+		typ, _ := jsonscan.Field(blk, "type")
+		text, _ := jsonscan.Field(blk, "text")
+		if !isString(typ, "text") || !jsonscan.IsString(text) {
+			return badRequest("system["+strconv.Itoa(j)+"]", "system must hold text blocks only.")
+		}
+		if n > 0 {
+			w.dst = append(w.dst, `\n`...)
+		}
+		w.dst = append(w.dst, text[1:len(text)-1]...)
+		n++
+	}
+	if n == 0 {
+		w.dst = w.dst[:at]
+		return nil
+	}
+	// The system prompt is the first message: no separator before it.
+	w.dst = append(w.dst, `"}`...)
+	w.n++
+	return nil
+}
+
+// Block types of the Messages API's content.
+const (
+	blkOther = iota
+	blkText
+	blkImage
+	blkToolUse
+	blkToolResult
+	blkThinking
+	blkDocument
+)
+
+func blockType(typ []byte) int {
+	if !jsonscan.IsString(typ) {
+		return blkOther
+	}
+	switch string(typ[1 : len(typ)-1]) {
+	case "text":
+		return blkText
+	case "image":
+		return blkImage
+	case "tool_use":
+		return blkToolUse
+	case "tool_result":
+		return blkToolResult
+	case "thinking", "redacted_thinking":
+		return blkThinking
+	case "document":
+		return blkDocument
+	}
+	return blkOther
+}
+
+func blockField(i, j int, rest string) string {
+	return "messages[" + strconv.Itoa(i) + "].content[" + strconv.Itoa(j) + "]" + rest
+}
+
+// block reads a content block's type and the members the bridge writes.
+type block struct {
+	typ                           int
+	text, source, id, name, input []byte
+	toolUseID, content            []byte
+}
+
+func (b *block) read(raw []byte) bool {
+	*b = block{}
+	var it jsonscan.Iter
+	if it.Reset(raw) != nil {
+		return false
+	}
+	var buf keyBuf
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if jsonscan.IsNull(v) {
+			continue
+		}
+		switch string(keyName(k, &buf)) {
+		case "type":
+			b.typ = blockType(v)
+		case "text":
+			b.text = v
+		case "source":
+			b.source = v
+		case "id":
+			b.id = v
+		case "name":
+			b.name = v
+		case "input":
+			b.input = v
+		case "tool_use_id":
+			b.toolUseID = v
+		case "content":
+			b.content = v
+		}
+	}
+	return it.Err() == nil
+}
+
+// message writes message i: a user turn's tool results as tool messages, in order,
+// then the rest of its content as a user message; an assistant turn's text and tool
+// calls as one assistant message.
+func (w *chatWriter) message(m []byte, i int) *requestError {
+	role, _ := jsonscan.Field(m, "role")
+	content, _ := jsonscan.Field(m, "content")
+	user := isString(role, "user")
+	if !user && !isString(role, "assistant") {
+		return badRequest(msgField(i, ".role"), "role must be user or assistant.")
+	}
+	if jsonscan.IsString(content) {
+		w.sep()
+		w.dst = append(w.dst, `{"role":`...)
+		w.dst = append(w.dst, role...)
+		w.dst = append(w.dst, `,"content":`...)
+		w.dst = append(append(w.dst, content...), '}')
+		return nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(content) {
+		return badRequest(msgField(i, ".content"), "content must be a string or a list of content blocks.")
+	}
+	if user {
+		return w.user(content, i)
+	}
+	return w.assistant(content, i)
+}
+
+// user writes a user turn of blocks.
+func (w *chatWriter) user(content []byte, i int) *requestError {
+	var a jsonscan.Array
+	var b block
+	texts, images := 0, 0
+	a.Reset(content)
+	for j := 0; ; j++ {
+		raw, ok := a.Next()
+		if !ok {
+			break
+		}
+		if !b.read(raw) {
+			return badRequest(blockField(i, j, ""), "a content block must be an object.")
+		}
+		switch b.typ {
+		case blkText:
+			if !jsonscan.IsString(b.text) {
+				return badRequest(blockField(i, j, ".text"), "text must be a string.")
+			}
+			texts++
+		case blkImage:
+			images++
+		case blkToolResult:
+			if rerr := w.toolResult(&b, i, j); rerr != nil {
+				return rerr
+			}
+		case blkThinking:
+		case blkDocument:
+			return badRequest(blockField(i, j, ""), "document blocks are not supported"+msgChatNote)
+		case blkToolUse:
+			return badRequest(blockField(i, j, ""), "tool_use blocks belong to assistant messages.")
+		default:
+			return badRequest(blockField(i, j, ".type"), "this content block type is not supported"+msgChatNote)
+		}
+	}
+	if texts+images == 0 {
+		return nil
+	}
+	w.sep()
+	w.dst = append(w.dst, `{"role":"user","content":`...)
+	parts := texts+images > 1 || images > 0
+	if parts {
+		w.dst = append(w.dst, '[')
+	}
+	a.Reset(content)
+	n := 0
+	for j := 0; ; j++ {
+		raw, ok := a.Next()
+		if !ok {
+			break
+		}
+		b.read(raw)
+		switch b.typ {
+		case blkText:
+			if !parts {
+				w.dst = append(w.dst, b.text...)
+				continue
+			}
+			if n > 0 {
+				w.dst = append(w.dst, ',')
+			}
+			n++
+			w.dst = append(w.dst, `{"type":"text","text":`...)
+			w.dst = append(append(w.dst, b.text...), '}')
+		case blkImage:
+			if n > 0 {
+				w.dst = append(w.dst, ',')
+			}
+			n++
+			if rerr := w.image(b.source, i, j); rerr != nil {
+				return rerr
+			}
+		}
+	}
+	if parts {
+		w.dst = append(w.dst, ']')
+	}
+	w.dst = append(w.dst, '}')
+	return nil
+}
+
+// image writes an image block's source as an image_url part: a base64 source as a
+// data: URL, a url source as its URL.
+func (w *chatWriter) image(src []byte, i, j int) *requestError {
+	typ, _ := jsonscan.Field(src, "type")
+	switch {
+	case isString(typ, "base64"):
+		mt, _ := jsonscan.Field(src, "media_type")
+		data, _ := jsonscan.Field(src, "data")
+		if !jsonscan.IsString(mt) || !jsonscan.IsString(data) {
+			return badRequest(blockField(i, j, ".source"), "a base64 image source needs media_type and data strings.")
+		}
+		w.dst = append(w.dst, `{"type":"image_url","image_url":{"url":"data:`...)
+		w.dst = append(w.dst, mt[1:len(mt)-1]...)
+		w.dst = append(w.dst, `;base64,`...)
+		w.dst = append(w.dst, data[1:len(data)-1]...)
+		w.dst = append(w.dst, `"}}`...)
+	case isString(typ, "url"):
+		u, _ := jsonscan.Field(src, "url")
+		if !jsonscan.IsString(u) {
+			return badRequest(blockField(i, j, ".source.url"), "a url image source needs a url string.")
+		}
+		w.dst = append(w.dst, `{"type":"image_url","image_url":{"url":`...)
+		w.dst = append(append(w.dst, u...), `}}`...)
+	default:
+		return badRequest(blockField(i, j, ".source.type"), "an image source must be base64 or url"+msgChatNote)
+	}
+	return nil
+}
+
+// toolResult writes a tool_result block as a tool message: its content a string, or
+// its text blocks joined.
+func (w *chatWriter) toolResult(b *block, i, j int) *requestError {
+	if !jsonscan.IsString(b.toolUseID) {
+		return badRequest(blockField(i, j, ".tool_use_id"), "tool_use_id must be a string.")
+	}
+	w.sep()
+	w.dst = append(w.dst, `{"role":"tool","tool_call_id":`...)
+	w.dst = append(w.dst, b.toolUseID...)
+	w.dst = append(w.dst, `,"content":`...)
+	switch {
+	case b.content == nil:
+		w.dst = append(w.dst, `""`...)
+	case jsonscan.IsString(b.content):
+		w.dst = append(w.dst, b.content...)
+	default:
+		var a jsonscan.Array
+		if !a.Reset(b.content) {
+			return badRequest(blockField(i, j, ".content"), "content must be a string or a list of text blocks.")
+		}
+		w.dst = append(w.dst, '"')
+		for k := 0; ; k++ {
+			raw, ok := a.Next()
+			if !ok {
+				break
+			}
+			typ, _ := jsonscan.Field(raw, "type")
+			text, _ := jsonscan.Field(raw, "text")
+			if !isString(typ, "text") || !jsonscan.IsString(text) {
+				return badRequest(blockField(i, j, ".content["+strconv.Itoa(k)+"]"), "a tool result must hold text blocks only"+msgChatNote)
+			}
+			if k > 0 {
+				w.dst = append(w.dst, `\n`...)
+			}
+			w.dst = append(w.dst, text[1:len(text)-1]...)
+		}
+		w.dst = append(w.dst, '"')
+	}
+	w.dst = append(w.dst, '}')
+	return nil
+}
+
+// assistant writes an assistant turn of blocks: its text joined, its tool_use blocks
+// as tool_calls (arguments: the input, compact, as a JSON string).
+func (w *chatWriter) assistant(content []byte, i int) *requestError {
+	var a jsonscan.Array
+	var b block
+	w.sep()
+	w.dst = append(w.dst, `{"role":"assistant","content":"`...)
+	text := len(w.dst)
+	calls := 0
+	a.Reset(content)
+	for j := 0; ; j++ {
+		raw, ok := a.Next()
+		if !ok {
+			break
+		}
+		if !b.read(raw) {
+			return badRequest(blockField(i, j, ""), "a content block must be an object.")
+		}
+		switch b.typ {
+		case blkText:
+			if !jsonscan.IsString(b.text) {
+				return badRequest(blockField(i, j, ".text"), "text must be a string.")
+			}
+			w.dst = append(w.dst, b.text[1:len(b.text)-1]...)
+		case blkToolUse:
+			if !jsonscan.IsString(b.id) || !jsonscan.IsString(b.name) {
+				return badRequest(blockField(i, j, ""), "a tool_use block needs id and name strings.")
+			}
+			if b.input != nil && b.input[0] != '{' {
+				return badRequest(blockField(i, j, ".input"), "input must be an object.")
+			}
+			calls++
+		case blkThinking:
+		case blkDocument, blkImage, blkToolResult:
+			return badRequest(blockField(i, j, ""), "this block is not supported in an assistant message"+msgChatNote)
+		default:
+			return badRequest(blockField(i, j, ".type"), "this content block type is not supported"+msgChatNote)
+		}
+	}
+	if calls > 0 && len(w.dst) == text {
+		// Tool calls alone: content null, as OpenAI writes such a message.
+		w.dst = append(w.dst[:text-1], "null"...)
+	} else {
+		w.dst = append(w.dst, '"')
+	}
+	if calls > 0 {
+		w.dst = append(w.dst, `,"tool_calls":[`...)
+		a.Reset(content)
+		n := 0
+		for {
+			raw, ok := a.Next()
+			if !ok {
+				break
+			}
+			if b.read(raw); b.typ != blkToolUse {
+				continue
+			}
+			if n > 0 {
+				w.dst = append(w.dst, ',')
+			}
+			n++
+			w.dst = append(w.dst, `{"id":`...)
+			w.dst = append(w.dst, b.id...)
+			w.dst = append(w.dst, `,"type":"function","function":{"name":`...)
+			w.dst = append(w.dst, b.name...)
+			w.dst = append(w.dst, `,"arguments":`...)
+			if b.input == nil {
+				w.dst = append(w.dst, `"{}"`...)
+			} else {
+				w.scratch = jsonscan.AppendCompact(w.scratch[:0], b.input)
+				w.dst = jsonscan.AppendQuote(w.dst, b2s(w.scratch))
+			}
+			w.dst = append(w.dst, `}}`...)
+		}
+		w.dst = append(w.dst, ']')
+	}
+	w.dst = append(w.dst, '}')
+	return nil
+}
+
+// appendMsgTools appends tools as chat function tools; has reports whether there was
+// one. Anthropic's server tools (a type other than custom) are refused.
+func appendMsgTools(dst, tools []byte) (out []byte, has bool, rerr *requestError) {
+	var a jsonscan.Array
+	if !a.Reset(tools) {
+		return dst, false, errMsgTools
+	}
+	at := len(dst)
+	dst = append(dst, `,"tools":[`...)
+	for i := 0; ; i++ {
+		t, ok := a.Next()
+		if !ok {
+			break
+		}
+		var typ, name, desc, schema []byte
+		var it jsonscan.Iter
+		if it.Reset(t) != nil {
+			return dst, false, badRequest(toolField(i, ""), "a tool must be an object.")
+		}
+		for {
+			k, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			if jsonscan.IsNull(v) {
+				continue
+			}
+			switch string(k) {
+			case "type":
+				typ = v
+			case "name":
+				name = v
+			case "description":
+				desc = v
+			case "input_schema":
+				schema = v
+			}
+		}
+		if typ != nil && !isString(typ, "custom") {
+			return dst, false, badRequest(toolField(i, ""), "Anthropic's server tools (web search, code execution, bash, text editor, computer use …) are not supported"+msgChatNote)
+		}
+		if !jsonscan.IsString(name) {
+			return dst, false, badRequest(toolField(i, ".name"), "name must be a string.")
+		}
+		if has {
+			dst = append(dst, ',')
+		}
+		has = true
+		dst = append(dst, `{"type":"function","function":{"name":`...)
+		dst = append(dst, name...)
+		if jsonscan.IsString(desc) {
+			dst = append(dst, `,"description":`...)
+			dst = append(dst, desc...)
+		}
+		dst = append(dst, `,"parameters":`...)
+		if len(schema) > 0 && schema[0] == '{' {
+			dst = append(dst, schema...)
+		} else {
+			dst = append(dst, strEmptySchema...)
+		}
+		dst = append(dst, `}}`...)
+	}
+	if !has {
+		// An empty list: no tools member (OpenAI refuses "tools": []).
+		return dst[:at], false, nil
+	}
+	return append(dst, ']'), true, nil
+}
+
+// appendMsgToolChoice appends tool_choice in chat's form, and parallel_tool_calls
+// false for disable_parallel_tool_use. Without tools, only the latter goes: chat
+// refuses a tool_choice without tools.
+func appendMsgToolChoice(dst, tc []byte, hasTools bool) ([]byte, *requestError) {
+	if tc[0] != '{' {
+		return dst, errMsgToolChoice
+	}
+	typ, _ := jsonscan.Field(tc, "type")
+	var choice string
+	switch {
+	case isString(typ, "auto"):
+		choice = `"auto"`
+	case isString(typ, "any"):
+		choice = `"required"`
+	case isString(typ, "none"):
+		choice = `"none"`
+	case isString(typ, "tool"):
+		name, _ := jsonscan.Field(tc, "name")
+		if !jsonscan.IsString(name) {
+			return dst, errMsgChoiceName
+		}
+		if hasTools {
+			dst = append(dst, `,"tool_choice":{"type":"function","function":{"name":`...)
+			dst = append(append(dst, name...), `}}`...)
+		}
+	default:
+		return dst, errMsgToolChoice
+	}
+	if hasTools && choice != "" {
+		dst = append(append(dst, `,"tool_choice":`...), choice...)
+	}
+	if v, _ := jsonscan.Field(tc, "disable_parallel_tool_use"); hasTools && string(v) == "true" {
+		dst = append(dst, `,"parallel_tool_calls":false`...)
+	}
+	return dst, nil
+}
+
+// stopReason is the Messages API's stop_reason for a chat finish_reason (raw JSON).
+func stopReason(finish []byte) string {
+	switch string(finish) {
+	case `"length"`:
+		return "max_tokens"
+	case `"tool_calls"`, `"function_call"`:
+		return "tool_use"
+	case `"content_filter"`:
+		return "refusal"
+	}
+	return "end_turn"
+}
+
+// appendMsgUsage appends the Messages API's usage for u: input without the prompt
+// cache's reads, which come apart.
+func appendMsgUsage(dst []byte, u *Usage) []byte {
+	cached := min(max(u.CachedInput, 0), max(u.Input, 0))
+	dst = append(dst, `{"input_tokens":`...)
+	dst = strconv.AppendInt(dst, max(u.Input, 0)-cached, 10)
+	dst = append(dst, `,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, cached, 10)
+	dst = append(dst, `,"output_tokens":`...)
+	dst = strconv.AppendInt(dst, max(u.Output, 0), 10)
+	return append(dst, '}')
+}
+
+// appendMessagesAnswer appends the Messages API message for the chat completion
+// chat; u is its usage as the chat call read it, model the backend's model (a raw
+// JSON string). ok is false when chat is no chat completion.
+func appendMessagesAnswer(dst, chat, model []byte, u *Usage) ([]byte, bool) {
+	var c chatAnswer
+	if !c.read(chat) {
+		return dst, false
+	}
+	dst = append(dst, `{"id":"`...)
+	dst = appendItemID(dst, "msg_")
+	dst = append(dst, `","type":"message","role":"assistant","model":`...)
+	dst = append(dst, model...)
+	dst = append(dst, `,"content":[`...)
+	n := 0
+	text := c.content
+	if !nonEmpty(text) {
+		text = c.refusal
+	}
+	if nonEmpty(text) {
+		dst = append(dst, `{"type":"text","text":`...)
+		dst = append(append(dst, text...), '}')
+		n++
+	}
+	var a jsonscan.Array
+	if a.Reset(c.calls) {
+		for {
+			call, ok := a.Next()
+			if !ok {
+				break
+			}
+			id, _ := jsonscan.Field(call, "id")
+			fn, _ := jsonscan.Field(call, "function")
+			var name, args []byte
+			if len(fn) > 0 && fn[0] == '{' {
+				name, _ = jsonscan.Field(fn, "name")
+				args, _ = jsonscan.Field(fn, "arguments")
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = append(dst, `{"type":"tool_use","id":`...)
+			if nonEmpty(id) {
+				dst = append(dst, id...)
+			} else {
+				dst = append(appendItemID(append(dst, '"'), "toolu_"), '"')
+			}
+			dst = append(dst, `,"name":`...)
+			if jsonscan.IsString(name) {
+				dst = append(dst, name...)
+			} else {
+				dst = append(dst, strEmptyString...)
+			}
+			dst = append(dst, `,"input":`...)
+			dst = appendToolInput(dst, args)
+			dst = append(dst, '}')
+		}
+	}
+	dst = append(dst, `],"stop_reason":"`...)
+	dst = append(dst, stopReason(c.finish)...)
+	dst = append(dst, `","stop_sequence":null,"usage":`...)
+	dst = appendMsgUsage(dst, u)
+	return append(dst, '}'), true
+}
+
+// appendToolInput appends a tool call's arguments (a raw JSON string) as a tool_use
+// block's input: the object they hold, or {} for arguments that are none.
+func appendToolInput(dst, args []byte) []byte {
+	if !jsonscan.IsString(args) {
+		return append(dst, strEmptyObject...)
+	}
+	at := len(dst)
+	dst, ok := jsonscan.AppendUnquote(dst, args)
+	if v := dst[at:]; !ok || !jsonscan.Valid(v) || v[jsonscan.SkipSpace(v, 0)] != '{' {
+		return append(dst[:at], strEmptyObject...)
+	}
+	return dst
+}
+
+// The names of the events a bridged Messages stream yields.
+var (
+	evMsgStart   = []byte("message_start")
+	evBlockStart = []byte("content_block_start")
+	evBlockDelta = []byte("content_block_delta")
+	evBlockStop  = []byte("content_block_stop")
+	evMsgDelta   = []byte("message_delta")
+	evMsgStop    = []byte("message_stop")
+	evMsgError   = []byte("error")
+)
+
+// msgMark is an event a chat chunk gave, waiting in msgStream.pend: its bytes end at
+// end, where the next one's begin.
+type msgMark struct {
+	name    []byte
+	end     int
+	content bool
+	usage   bool
+	err     bool
+}
+
+// Blocks a bridged Messages stream has open.
+const (
+	openNone = iota
+	openText
+	openTool
+)
+
+// msgStream is a chat completions stream read as a Messages API stream: each chat
+// chunk becomes zero or more events, each yielded by one Next, written into one
+// reused buffer. One content block is open at a time: text, or a tool call, which
+// chat streams one after the other.
+type msgStream struct {
+	in  Events
+	iev Event
+	// chat is the chat request body, which the inner stream may read until it is
+	// closed.
+	chat  *[]byte
+	model []byte
+	// begun is set once message_start went out, ended once message_stop (or an
+	// error event) did, done once the end did. drain: the end came at the usage
+	// chunk, the inner stream not read to its end yet.
+	begun, ended, done, drain, finished bool
+	stop                                string
+	usage                               Usage
+	hasUsage                            bool
+	// blocks counts the content blocks begun; open is the kind of the last, when
+	// open, tool its chat tool call index.
+	blocks     int
+	open       int
+	tool       int64
+	toolsBegun []int64
+	// held are the tool calls begun while another was open, as a server that
+	// interleaves parallel calls' pieces (0, 1, 0, 1) streams them: the Messages
+	// API's blocks come one after the other, so each is written whole, in order,
+	// when the open one closes (flushHeld).
+	held []heldCall
+	// openArgs are the arguments of the tool call open so far, joined as heldCall's
+	// are: a call that begins while they are a whole JSON value closes it (a server
+	// streaming calls one after the other), else it is held.
+	openArgs []byte
+	pend     []byte
+	marks    []msgMark
+	next     int
+	scratch  []byte
+}
+
+// heldCall is a tool call held back while another is open: its index, its id and
+// name (raw JSON strings, or empty), and its arguments so far, the pieces' strings
+// joined without their quotes (each piece a whole JSON string, so no escape is cut).
+type heldCall struct {
+	n        int64
+	id, name []byte
+	args     []byte
+}
+
+var msgStreamPool = sync.Pool{New: func() any { return &msgStream{pend: make([]byte, 0, 1024)} }}
+
+// Close implements Events.
+func (s *msgStream) Close() error {
+	err := s.in.Close()
+	if s.chat != nil {
+		putBody(s.chat)
+	}
+	*s = msgStream{model: trimBuf(s.model), pend: trimBuf(s.pend), marks: s.marks[:0], scratch: trimBuf(s.scratch),
+		toolsBegun: s.toolsBegun[:0], held: s.held[:0], openArgs: trimBuf(s.openArgs)}
+	if cap(s.held) > maxOpenCalls {
+		s.held = nil
+	}
+	if cap(s.toolsBegun) > maxOpenCalls {
+		s.toolsBegun = nil
+	}
+	msgStreamPool.Put(s)
+	return err
+}
+
+// NotifyWait implements Waiter.
+func (s *msgStream) NotifyWait(fn func() error) bool {
+	w, ok := s.in.(Waiter)
+	return ok && w.NotifyWait(fn)
+}
+
+// NotifySilence implements SilenceNotifier.
+func (s *msgStream) NotifySilence(every time.Duration, fn func() error) bool {
+	n, ok := s.in.(SilenceNotifier)
+	return ok && n.NotifySilence(every, fn)
+}
+
+// Abort implements Aborter.
+func (s *msgStream) Abort() {
+	if a, ok := s.in.(Aborter); ok {
+		a.Abort()
+	}
+}
+
+// Next implements Events.
+func (s *msgStream) Next(ev *Event) error {
+	for {
+		if s.next < len(s.marks) {
+			m := &s.marks[s.next]
+			start := 0
+			if s.next > 0 {
+				start = s.marks[s.next-1].end
+			}
+			s.next++
+			*ev = Event{Data: s.pend[start:m.end], Name: m.name, Content: m.content, Error: m.err}
+			if m.usage {
+				ev.HasUsage, ev.Usage = s.hasUsage, s.usage
+			}
+			return nil
+		}
+		if s.ended {
+			*ev = Event{}
+			if s.done {
+				return io.EOF
+			}
+			if s.drain {
+				s.drain = false
+				s.drainInner()
+			}
+			s.done, ev.Done = true, true
+			return nil
+		}
+		s.pend, s.marks, s.next = s.pend[:0], s.marks[:0], 0
+		if err := s.in.Next(&s.iev); err != nil {
+			return err
+		}
+		switch {
+		case s.iev.KeepAlive:
+			*ev = Event{KeepAlive: true}
+			return nil
+		case s.iev.Done:
+			s.finish()
+		case s.iev.Error:
+			s.fail(s.iev.Data)
+			s.drain = true
+		default:
+			if err := s.chunk(&s.iev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// drainInner reads the inner stream to its end, for its connection to go back to the
+// pool.
+func (s *msgStream) drainInner() {
+	for {
+		if err := s.in.Next(&s.iev); err != nil || s.iev.Done {
+			return
+		}
+	}
+}
+
+func (s *msgStream) emit(name []byte, content bool) {
+	s.marks = append(s.marks, msgMark{name: name, end: len(s.pend), content: content})
+}
+
+// begin writes message_start, once.
+func (s *msgStream) begin() {
+	if s.begun {
+		return
+	}
+	s.begun = true
+	s.pend = append(s.pend, `{"type":"message_start","message":{"id":"`...)
+	s.pend = appendItemID(s.pend, "msg_")
+	s.pend = append(s.pend, `","type":"message","role":"assistant","model":`...)
+	s.pend = append(s.pend, s.model...)
+	s.pend = append(s.pend, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}`...)
+	s.emit(evMsgStart, false)
+}
+
+// closeBlock writes content_block_stop for the block open, if any, then the tool
+// calls held back while it was open (flushHeld).
+func (s *msgStream) closeBlock() {
+	if s.open == openNone {
+		return
+	}
+	s.open = openNone
+	s.pend = append(s.pend, `{"type":"content_block_stop","index":`...)
+	s.pend = strconv.AppendInt(s.pend, int64(s.blocks-1), 10)
+	s.pend = append(s.pend, '}')
+	s.emit(evBlockStop, false)
+	s.flushHeld()
+}
+
+// flushHeld writes each tool call held back as a whole tool_use block, in the order
+// they began: its start, its arguments in one input_json_delta, its stop. A piece
+// that comes for one of them afterwards is errToolReopened, as for any call closed.
+func (s *msgStream) flushHeld() {
+	held := s.held
+	s.held = s.held[:0]
+	for i := range held {
+		h := &held[i]
+		s.toolsBegun = append(s.toolsBegun, h.n)
+		s.startTool(h.n, h.id, h.name)
+		if len(h.args) > 0 {
+			s.scratch = append(append(append(s.scratch[:0], '"'), h.args...), '"')
+			s.delta("input_json_delta", "partial_json", s.scratch)
+		}
+		s.open = openNone
+		s.pend = append(s.pend, `{"type":"content_block_stop","index":`...)
+		s.pend = strconv.AppendInt(s.pend, int64(s.blocks-1), 10)
+		s.pend = append(s.pend, '}')
+		s.emit(evBlockStop, false)
+	}
+	// The held calls' buffers are kept for the next ones (cleared, not freed).
+	for i := range held {
+		held[i].id, held[i].name, held[i].args = held[i].id[:0], held[i].name[:0], held[i].args[:0]
+	}
+}
+
+// startTool begins a tool_use block for chat tool call n, id and name its raw JSON
+// strings (an id made up when empty, an empty name when none).
+func (s *msgStream) startTool(n int64, id, name []byte) {
+	s.openBlock(openTool)
+	s.tool, s.openArgs = n, s.openArgs[:0]
+	s.pend = append(s.pend, `{"type":"tool_use","id":`...)
+	if nonEmpty(id) {
+		s.pend = append(s.pend, id...)
+	} else {
+		s.pend = append(appendItemID(append(s.pend, '"'), "toolu_"), '"')
+	}
+	s.pend = append(s.pend, `,"name":`...)
+	if jsonscan.IsString(name) {
+		s.pend = append(s.pend, name...)
+	} else {
+		s.pend = append(s.pend, strEmptyString...)
+	}
+	s.pend = append(s.pend, `,"input":{}}}`...)
+	s.emit(evBlockStart, true)
+}
+
+// heldAt is the index in s.held of chat tool call n, or -1.
+func (s *msgStream) heldAt(n int64) int {
+	for i := range s.held {
+		if s.held[i].n == n {
+			return i
+		}
+	}
+	return -1
+}
+
+// openBlock closes the block open and begins one of kind k: content_block_start's
+// head, the block itself for the caller to write.
+func (s *msgStream) openBlock(k int) {
+	s.closeBlock()
+	s.open = k
+	s.pend = append(s.pend, `{"type":"content_block_start","index":`...)
+	s.pend = strconv.AppendInt(s.pend, int64(s.blocks), 10)
+	s.pend = append(s.pend, `,"content_block":`...)
+	s.blocks++
+}
+
+// delta writes a content_block_delta of the block open: typ its delta's type, key
+// and v (a raw JSON string) its piece.
+func (s *msgStream) delta(typ, key string, v []byte) {
+	s.pend = append(s.pend, `{"type":"content_block_delta","index":`...)
+	s.pend = strconv.AppendInt(s.pend, int64(s.blocks-1), 10)
+	s.pend = append(s.pend, `,"delta":{"type":"`...)
+	s.pend = append(s.pend, typ...)
+	s.pend = append(s.pend, `","`...)
+	s.pend = append(s.pend, key...)
+	s.pend = append(s.pend, `":`...)
+	s.pend = append(s.pend, v...)
+	s.pend = append(s.pend, `}}`...)
+	s.emit(evBlockDelta, true)
+}
+
+// chunk reads one chat chunk into the events it gives.
+func (s *msgStream) chunk(iev *Event) error {
+	var it jsonscan.Iter
+	if it.Reset(iev.Data) != nil {
+		return errEventNotJSON
+	}
+	var choices []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if string(k) == "choices" {
+			choices = v
+		}
+	}
+	if it.Err() != nil {
+		return errEventNotJSON
+	}
+	if iev.HasUsage {
+		s.usage, s.hasUsage = iev.Usage, true
+	}
+	if !s.begun && !iev.HasUsage && !nonEmptyArray(choices) {
+		// Azure's first chunk holds its prompt filter results only: the message
+		// begins with the first chunk that has a choice.
+		return nil
+	}
+	s.begin()
+	if iev.HasUsage && !nonEmptyArray(choices) && s.finished {
+		// The usage chunk after the finish_reason chunk is the last of a chat
+		// stream: the message ends now, its usage counted even if the upstream drops
+		// the connection before [DONE].
+		s.finish()
+		s.drain = true
+		return nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(choices) {
+		return nil
+	}
+	for {
+		c, ok := a.Next()
+		if !ok {
+			return nil
+		}
+		if idx, _ := jsonscan.Field(c, "index"); len(idx) == 0 || string(idx) == "0" {
+			if err := s.choice(c); err != nil {
+				return err
+			}
+			if iev.HasUsage && s.finished {
+				// Usage on the finish_reason chunk itself: the last chunk too.
+				s.finish()
+				s.drain = true
+			}
+			return nil
+		}
+	}
+}
+
+// choice reads a chunk's choice: its delta and finish_reason.
+func (s *msgStream) choice(c []byte) error {
+	var delta, finish []byte
+	var it jsonscan.Iter
+	if it.Reset(c) != nil {
+		return errEventNotJSON
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "delta":
+			delta = v
+		case "finish_reason":
+			finish = v
+		}
+	}
+	if len(finish) > 0 && !jsonscan.IsNull(finish) {
+		s.stop, s.finished = stopReason(finish), true
+	}
+	if it.Reset(delta) != nil {
+		return nil
+	}
+	var content, refusal, calls []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "content":
+			content = v
+		case "refusal":
+			refusal = v
+		case "tool_calls":
+			calls = v
+		}
+	}
+	if !nonEmpty(content) {
+		content = refusal
+	}
+	if nonEmpty(content) {
+		if s.open != openText {
+			s.openBlock(openText)
+			s.pend = append(s.pend, `{"type":"text","text":""}}`...)
+			s.emit(evBlockStart, false)
+		}
+		s.delta("text_delta", "text", content)
+	}
+	var a jsonscan.Array
+	if a.Reset(calls) {
+		for {
+			call, ok := a.Next()
+			if !ok {
+				break
+			}
+			if err := s.callDelta(call); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// callDelta reads a tool call's delta: a call not begun begins a tool_use block (the
+// one open closed), a piece of its arguments is an input_json_delta. Adding to a call
+// whose block was closed is errToolReopened.
+func (s *msgStream) callDelta(call []byte) error {
+	idx, id, name, args, ok := readCallDelta(call)
+	if !ok {
+		return errEventNotJSON
+	}
+	n, ok := jsonscan.Int(idx)
+	switch {
+	case ok:
+	case nonEmpty(id) || s.open != openTool:
+		// A server that numbers no calls: a call with an id begins one.
+		n = int64(len(s.toolsBegun))
+		for _, t := range s.toolsBegun {
+			n = max(n, t+1)
+		}
+	default:
+		n = s.tool
+	}
+	switch h := s.heldAt(n); {
+	case s.open == openTool && s.tool == n:
+	case h >= 0:
+		// Held back: its pieces join until its block is written.
+		if jsonscan.IsString(args) {
+			s.held[h].args = append(s.held[h].args, args[1:len(args)-1]...)
+		}
+		return nil
+	case containsInt(s.toolsBegun, n):
+		if !nonEmpty(args) {
+			return nil
+		}
+		return errToolReopened
+	case len(s.toolsBegun)+len(s.held) >= maxOpenCalls:
+		return errTooManyCalls
+	case s.open == openTool && s.openWhole():
+		// The call open is whole: this one follows it (closeBlock writes any held
+		// before it).
+		s.closeBlock()
+		s.toolsBegun = append(s.toolsBegun, n)
+		s.startTool(n, id, name)
+	case s.open == openTool:
+		// Another call is open and not whole (its pieces interleave with this
+		// one's): this one waits for it to close.
+		if len(s.held) < cap(s.held) {
+			s.held = s.held[:len(s.held)+1]
+		} else {
+			s.held = append(s.held, heldCall{})
+		}
+		c := &s.held[len(s.held)-1]
+		c.n, c.id, c.name, c.args = n, append(c.id[:0], id...), c.name[:0], c.args[:0]
+		if jsonscan.IsString(name) {
+			c.name = append(c.name, name...)
+		}
+		if jsonscan.IsString(args) {
+			c.args = append(c.args, args[1:len(args)-1]...)
+		}
+		return nil
+	default:
+		s.toolsBegun = append(s.toolsBegun, n)
+		s.startTool(n, id, name)
+	}
+	if nonEmpty(args) {
+		s.openArgs = append(s.openArgs, args[1:len(args)-1]...)
+		s.delta("input_json_delta", "partial_json", args)
+	}
+	return nil
+}
+
+// openWhole reports whether the arguments of the tool call open are a whole JSON
+// value so far.
+func (s *msgStream) openWhole() bool {
+	var ok bool
+	s.scratch, ok = wholeJSON(s.scratch[:0], s.openArgs)
+	return ok
+}
+
+func containsInt(s []int64, n int64) bool {
+	for _, v := range s {
+		if v == n {
+			return true
+		}
+	}
+	return false
+}
+
+// finish ends the message: the block open closed, message_delta with the stop reason
+// and the usage, message_stop.
+func (s *msgStream) finish() {
+	s.begin()
+	s.closeBlock()
+	stop := s.stop
+	if stop == "" {
+		stop = "end_turn"
+	}
+	s.pend = append(s.pend, `{"type":"message_delta","delta":{"stop_reason":"`...)
+	s.pend = append(s.pend, stop...)
+	s.pend = append(s.pend, `","stop_sequence":null},"usage":`...)
+	if s.hasUsage {
+		s.pend = appendMsgUsage(s.pend, &s.usage)
+	} else {
+		s.pend = append(s.pend, `{"output_tokens":0}`...)
+	}
+	s.pend = append(s.pend, '}')
+	s.emit(evMsgDelta, false)
+	s.marks[len(s.marks)-1].usage = true
+	s.pend = append(s.pend, `{"type":"message_stop"}`...)
+	s.emit(evMsgStop, false)
+	s.ended = true
+}
+
+// fail ends the stream at a chat error object (data) with the Messages API's error
+// event, its message the upstream's.
+func (s *msgStream) fail(data []byte) {
+	s.scratch = append(s.scratch[:0], "The upstream model server failed in the middle of the answer."...)
+	e, _ := jsonscan.Field(data, "error")
+	if len(e) > 0 && e[0] == '{' {
+		e, _ = jsonscan.Field(e, "message")
+	}
+	if nonEmpty(e) {
+		if m, ok := jsonscan.AppendUnquote(s.scratch[:0], e); ok {
+			s.scratch = m
+		}
+	}
+	s.pend = AppendAnthropicError(s.pend, "api_error", b2s(s.scratch), "")
+	s.emit(evMsgError, false)
+	s.marks[len(s.marks)-1].err = true
+	s.ended = true
+}
+
+var _ Events = (*msgStream)(nil)
