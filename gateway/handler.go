@@ -1978,6 +1978,11 @@ func refusedLocally(err error) bool {
 // passUpstreamError answers with the upstream's own error response, already in
 // ctx.Response, and its Retry-After in whole seconds.
 func (r *request) passUpstreamError(ctx *fasthttp.RequestCtx, ue *providers.UpstreamError) {
+	if r.anthropicAPI {
+		// In the Messages API's shape, as its client's SDK reads it: here, after
+		// the context fallbacks read the upstream's own (its code, its words).
+		providers.AnthropicErrorShape(&ctx.Response)
+	}
 	r.setHeaders(ctx)
 	if ue.RetryAfter > 0 {
 		ctx.Response.Header.SetBytesKV(hdrRetryAfter, appendInt(r.out[:0], int64((ue.RetryAfter+time.Second-1)/time.Second)))

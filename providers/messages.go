@@ -57,7 +57,7 @@ func (a *anthropic) sendMessages(t *Target, call *Call, out *fasthttp.Response, 
 
 // messagesRoundTrip sends req and gives out the upstream's answer: a message (its
 // usage read into res), an event stream (res.Stream, read by an sseReader in its
-// Messages mode), or an API error in the Messages API's shape (AnthropicErrorShape).
+// Messages mode), or an API error as the upstream wrote it.
 func messagesRoundTrip(t *Target, req *fasthttp.Request, call *Call, out *fasthttp.Response, res *Result,
 	timeout time.Duration, maxBody int64, secrets [][]byte) error {
 	up, err := roundTrip(t, req, call, res, timeout)
@@ -70,11 +70,9 @@ func messagesRoundTrip(t *Target, req *fasthttp.Request, call *Call, out *fastht
 		if !isErrorStatus(status) {
 			return notAnswer(status)
 		}
-		err := passError(up, out, status, maxBody, secrets)
-		if _, ok := err.(*UpstreamError); ok {
-			AnthropicErrorShape(out)
-		}
-		return err
+		// The gateway puts it in the Messages API's shape as it answers
+		// (AnthropicErrorShape), once the context fallbacks have read it.
+		return passError(up, out, status, maxBody, secrets)
 	}
 	if call.Stream {
 		if err := notStreamed(t, up); err != nil {

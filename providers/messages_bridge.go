@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strconv"
@@ -108,10 +109,10 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 	res.IDEnds = IDEnds{}
 	if err != nil {
 		putBody(buf)
-		_, upstream := errors.AsType[*UpstreamError](err)
-		_, refused := errors.AsType[*RequestError](err)
-		if upstream || refused {
-			// The chat API's error, in the Messages API's shape.
+		if _, refused := errors.AsType[*RequestError](err); refused {
+			// A refusal of the chat call, in the Messages API's shape. An upstream's
+			// error goes as it came: the gateway shapes it once its context
+			// fallbacks have read it.
 			AnthropicErrorShape(out)
 		}
 		return err
@@ -152,6 +153,11 @@ func (b *Backend) messagesAnswer(out *fasthttp.Response, res *Result) error {
 		*p = msg
 		putBody(p)
 		if hasError(out.Body()) {
+			// A router's 200 holding a chat error object (OpenRouter's failures):
+			// the Messages API has no such answer, and an SDK would read an empty
+			// message. It goes as that API's error, 502, its message kept.
+			out.SetStatusCode(fasthttp.StatusBadGateway)
+			AnthropicErrorShape(out)
 			return nil
 		}
 		return ErrBadResponse
@@ -171,6 +177,9 @@ func (b *Backend) messagesAnswer(out *fasthttp.Response, res *Result) error {
 // views of the body; the last member of a name wins. A null member is absent.
 type msgsRequest struct {
 	maxTokens, messages, system, stop, temperature, topP, topK, metadata, tools, toolChoice []byte
+	// outputConfig is output_config, whose format (a JSON schema) goes as chat's
+	// response_format; outputFormat the beta's output_format, the same format.
+	outputConfig, outputFormat []byte
 	// refused is the first member chat cannot express.
 	refused string
 }
@@ -225,7 +234,13 @@ func (r *msgsRequest) read(body []byte) *requestError {
 			r.tools = v
 		case "tool_choice":
 			r.toolChoice = v
-		case "mcp_servers", "container", "context_management":
+		case "output_config":
+			r.outputConfig = v
+		case "output_format":
+			// The structured-outputs beta's name of output_config.format, which
+			// Anthropic still takes (the SDKs' beta messages send it).
+			r.outputFormat = v
+		case "mcp_servers", "container":
 			// Anthropic's own services, which run beside the model: nothing in chat
 			// completions stands for them.
 			if v != nil && r.refused == "" {
@@ -234,7 +249,9 @@ func (r *msgsRequest) read(body []byte) *requestError {
 		}
 		// Left out: model (the chat body's own), stream (call.Stream), thinking (a
 		// chat API that thinks does so by itself), service_tier (Anthropic's tiers),
-		// and any other member.
+		// context_management (edits of the context Anthropic's server keeps, which
+		// Claude Code sends with every request: chat gets the whole history), and
+		// any other member.
 	}
 	if it.Err() != nil || jsonscan.SkipSpace(body, it.End()) != len(body) {
 		return errMsgJSON
@@ -314,6 +331,9 @@ func appendMessagesChat(dst, body, model []byte, stream, usage bool) (out []byte
 	dst = appendRawMember(dst, "top_p", r.topP)
 	// top_k is vLLM's and TGI's (OpenAI's API refuses it: drop_params: [top_k]).
 	dst = appendRawMember(dst, "top_k", r.topK)
+	if dst, rerr = appendMsgFormat(dst, r.outputConfig, r.outputFormat); rerr != nil {
+		return dst, sp, rerr
+	}
 	if r.metadata != nil && r.metadata[0] == '{' {
 		if u, _ := jsonscan.Field(r.metadata, "user_id"); jsonscan.IsString(u) {
 			dst = appendRawMember(dst, "user", u)
@@ -371,6 +391,12 @@ func (w *chatWriter) system(s []byte) *requestError {
 		if !isString(typ, "text") || !jsonscan.IsString(text) {
 			return badRequest("system["+strconv.Itoa(j)+"]", "system must hold text blocks only.")
 		}
+		if bytes.HasPrefix(text, strBillingHeader) {
+			// Claude Code's billing header, which changes with each request: it
+			// would begin every prompt apart, and no upstream prefix cache would
+			// hit (vLLM's own Messages API leaves it out too).
+			continue
+		}
 		if n > 0 {
 			w.dst = append(w.dst, `\n`...)
 		}
@@ -421,6 +447,15 @@ func blockType(typ []byte) int {
 
 func blockField(i, j int, rest string) string {
 	return "messages[" + strconv.Itoa(i) + "].content[" + strconv.Itoa(j) + "]" + rest
+}
+
+// imageField names a member of image block messages[i].content[j], or of its
+// content[k] (a tool result's) when k is 0 or more.
+func imageField(i, j, k int, rest string) string {
+	if k >= 0 {
+		return blockField(i, j, ".content["+strconv.Itoa(k)+"]"+rest)
+	}
+	return blockField(i, j, rest)
 }
 
 // block reads a content block's type and the members the bridge writes.
@@ -499,7 +534,7 @@ func (w *chatWriter) message(m []byte, i int) *requestError {
 func (w *chatWriter) user(content []byte, i int) *requestError {
 	var a jsonscan.Array
 	var b block
-	texts, images := 0, 0
+	texts, images, resultImages := 0, 0, 0
 	a.Reset(content)
 	for j := 0; ; j++ {
 		raw, ok := a.Next()
@@ -518,9 +553,11 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 		case blkImage:
 			images++
 		case blkToolResult:
-			if rerr := w.toolResult(&b, i, j); rerr != nil {
+			n, rerr := w.toolResult(&b, i, j)
+			if rerr != nil {
 				return rerr
 			}
+			resultImages += n
 		case blkThinking:
 		case blkDocument:
 			return badRequest(blockField(i, j, ""), "document blocks are not supported"+msgChatNote)
@@ -530,12 +567,12 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 			return badRequest(blockField(i, j, ".type"), "this content block type is not supported"+msgChatNote)
 		}
 	}
-	if texts+images == 0 {
+	if texts+images+resultImages == 0 {
 		return nil
 	}
 	w.sep()
 	w.dst = append(w.dst, `{"role":"user","content":`...)
-	parts := texts+images > 1 || images > 0
+	parts := texts+images+resultImages > 1 || images+resultImages > 0
 	if parts {
 		w.dst = append(w.dst, '[')
 	}
@@ -564,8 +601,32 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 				w.dst = append(w.dst, ',')
 			}
 			n++
-			if rerr := w.image(b.source, i, j); rerr != nil {
+			if rerr := w.image(b.source, i, j, -1); rerr != nil {
 				return rerr
+			}
+		case blkToolResult:
+			// The images a tool result holds, which a chat tool message cannot:
+			// they open the user message that follows the tool messages.
+			var r jsonscan.Array
+			if jsonscan.IsString(b.content) || !r.Reset(b.content) {
+				continue
+			}
+			for k := 0; ; k++ {
+				part, ok := r.Next()
+				if !ok {
+					break
+				}
+				if typ, _ := jsonscan.Field(part, "type"); !isString(typ, "image") {
+					continue
+				}
+				if n > 0 {
+					w.dst = append(w.dst, ',')
+				}
+				n++
+				src, _ := jsonscan.Field(part, "source")
+				if rerr := w.image(src, i, j, k); rerr != nil {
+					return rerr
+				}
 			}
 		}
 	}
@@ -578,14 +639,16 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 
 // image writes an image block's source as an image_url part: a base64 source as a
 // data: URL, a url source as its URL.
-func (w *chatWriter) image(src []byte, i, j int) *requestError {
+// The block is messages[i].content[j], or a tool result's content[k] in it when k is
+// 0 or more (imageField).
+func (w *chatWriter) image(src []byte, i, j, k int) *requestError {
 	typ, _ := jsonscan.Field(src, "type")
 	switch {
 	case isString(typ, "base64"):
 		mt, _ := jsonscan.Field(src, "media_type")
 		data, _ := jsonscan.Field(src, "data")
 		if !jsonscan.IsString(mt) || !jsonscan.IsString(data) {
-			return badRequest(blockField(i, j, ".source"), "a base64 image source needs media_type and data strings.")
+			return badRequest(imageField(i, j, k, ".source"), "a base64 image source needs media_type and data strings.")
 		}
 		w.dst = append(w.dst, `{"type":"image_url","image_url":{"url":"data:`...)
 		w.dst = append(w.dst, mt[1:len(mt)-1]...)
@@ -595,21 +658,22 @@ func (w *chatWriter) image(src []byte, i, j int) *requestError {
 	case isString(typ, "url"):
 		u, _ := jsonscan.Field(src, "url")
 		if !jsonscan.IsString(u) {
-			return badRequest(blockField(i, j, ".source.url"), "a url image source needs a url string.")
+			return badRequest(imageField(i, j, k, ".source.url"), "a url image source needs a url string.")
 		}
 		w.dst = append(w.dst, `{"type":"image_url","image_url":{"url":`...)
 		w.dst = append(append(w.dst, u...), `}}`...)
 	default:
-		return badRequest(blockField(i, j, ".source.type"), "an image source must be base64 or url"+msgChatNote)
+		return badRequest(imageField(i, j, k, ".source.type"), "an image source must be base64 or url"+msgChatNote)
 	}
 	return nil
 }
 
 // toolResult writes a tool_result block as a tool message: its content a string, or
-// its text blocks joined.
-func (w *chatWriter) toolResult(b *block, i, j int) *requestError {
+// its text blocks joined; images reports how many image blocks it holds, which the
+// user message after the tool messages carries (a chat tool message holds text only).
+func (w *chatWriter) toolResult(b *block, i, j int) (images int, rerr *requestError) {
 	if !jsonscan.IsString(b.toolUseID) {
-		return badRequest(blockField(i, j, ".tool_use_id"), "tool_use_id must be a string.")
+		return 0, badRequest(blockField(i, j, ".tool_use_id"), "tool_use_id must be a string.")
 	}
 	w.sep()
 	w.dst = append(w.dst, `{"role":"tool","tool_call_id":`...)
@@ -623,28 +687,37 @@ func (w *chatWriter) toolResult(b *block, i, j int) *requestError {
 	default:
 		var a jsonscan.Array
 		if !a.Reset(b.content) {
-			return badRequest(blockField(i, j, ".content"), "content must be a string or a list of text blocks.")
+			return 0, badRequest(blockField(i, j, ".content"), "content must be a string or a list of text and image blocks.")
 		}
 		w.dst = append(w.dst, '"')
+		texts := 0
 		for k := 0; ; k++ {
 			raw, ok := a.Next()
 			if !ok {
 				break
 			}
 			typ, _ := jsonscan.Field(raw, "type")
+			if isString(typ, "image") {
+				if src, _ := jsonscan.Field(raw, "source"); len(src) == 0 || src[0] != '{' {
+					return 0, badRequest(blockField(i, j, ".content["+strconv.Itoa(k)+"].source"), "an image block needs a source object.")
+				}
+				images++
+				continue
+			}
 			text, _ := jsonscan.Field(raw, "text")
 			if !isString(typ, "text") || !jsonscan.IsString(text) {
-				return badRequest(blockField(i, j, ".content["+strconv.Itoa(k)+"]"), "a tool result must hold text blocks only"+msgChatNote)
+				return 0, badRequest(blockField(i, j, ".content["+strconv.Itoa(k)+"]"), "a tool result must hold text and image blocks only"+msgChatNote)
 			}
-			if k > 0 {
+			if texts > 0 {
 				w.dst = append(w.dst, `\n`...)
 			}
+			texts++
 			w.dst = append(w.dst, text[1:len(text)-1]...)
 		}
 		w.dst = append(w.dst, '"')
 	}
 	w.dst = append(w.dst, '}')
-	return nil
+	return images, nil
 }
 
 // assistant writes an assistant turn of blocks: its text joined, its tool_use blocks
@@ -727,6 +800,34 @@ func (w *chatWriter) assistant(content []byte, i int) *requestError {
 	return nil
 }
 
+// appendMsgFormat appends output_config's format (or the beta's output_format,
+// when output_config names none), a JSON schema the answer's text must follow (the
+// Anthropic SDKs' structured outputs), as chat's response_format json_schema; its
+// other members (effort) are left out. It goes without strict: OpenAI's strict mode
+// refuses schemas Anthropic takes (an optional property), and vLLM holds its output to
+// the schema either way. A format of another type is refused.
+func appendMsgFormat(dst, oc, beta []byte) ([]byte, *requestError) {
+	var f []byte
+	param := "output_config.format"
+	if len(oc) > 0 && oc[0] == '{' {
+		f, _ = jsonscan.Field(oc, "format")
+	}
+	if (len(f) == 0 || jsonscan.IsNull(f)) && len(beta) > 0 {
+		f, param = beta, "output_format"
+	}
+	if len(f) == 0 || jsonscan.IsNull(f) {
+		return dst, nil
+	}
+	typ, _ := jsonscan.Field(f, "type")
+	schema, _ := jsonscan.Field(f, "schema")
+	if !isString(typ, "json_schema") || len(schema) == 0 || schema[0] != '{' {
+		return dst, badRequest(param, param+" must be a json_schema with a schema object.")
+	}
+	dst = append(dst, `,"response_format":{"type":"json_schema","json_schema":{"name":"output","schema":`...)
+	dst = append(dst, schema...)
+	return append(dst, `}}`...), nil
+}
+
 // appendMsgTools appends tools as chat function tools; has reports whether there was
 // one. Anthropic's server tools (a type other than custom) are refused.
 func appendMsgTools(dst, tools []byte) (out []byte, has bool, rerr *requestError) {
@@ -741,7 +842,7 @@ func appendMsgTools(dst, tools []byte) (out []byte, has bool, rerr *requestError
 		if !ok {
 			break
 		}
-		var typ, name, desc, schema []byte
+		var typ, name, desc, schema, strict []byte
 		var it jsonscan.Iter
 		if it.Reset(t) != nil {
 			return dst, false, badRequest(toolField(i, ""), "a tool must be an object.")
@@ -763,6 +864,8 @@ func appendMsgTools(dst, tools []byte) (out []byte, has bool, rerr *requestError
 				desc = v
 			case "input_schema":
 				schema = v
+			case "strict":
+				strict = v
 			}
 		}
 		if typ != nil && !isString(typ, "custom") {
@@ -786,6 +889,12 @@ func appendMsgTools(dst, tools []byte) (out []byte, has bool, rerr *requestError
 			dst = append(dst, schema...)
 		} else {
 			dst = append(dst, strEmptySchema...)
+		}
+		if string(strict) == "true" {
+			// Anthropic's strict tool use: chat's strict function, the client's
+			// schema held to it (OpenAI's rules for such schemas are the client's
+			// to meet, as Anthropic's are).
+			dst = append(dst, `,"strict":true`...)
 		}
 		dst = append(dst, `}}`...)
 	}
@@ -846,6 +955,17 @@ func stopReason(finish []byte) string {
 	return "end_turn"
 }
 
+// calledStop is stop for an answer that called tools (called): tool_use where the
+// chat answer said it stopped (OpenAI's finish_reason is stop when tool_choice forced
+// a function), as Anthropic's answer that calls tools says, so that a client's tool
+// loop runs them.
+func calledStop(stop string, called bool) string {
+	if called && stop == "end_turn" {
+		return "tool_use"
+	}
+	return stop
+}
+
 // appendMsgUsage appends the Messages API's usage for u: input without the prompt
 // cache's reads, which come apart.
 func appendMsgUsage(dst []byte, u *Usage) []byte {
@@ -874,7 +994,10 @@ func appendMessagesAnswer(dst, chat, model []byte, u *Usage) ([]byte, bool) {
 	dst = append(dst, `,"content":[`...)
 	n := 0
 	text := c.content
-	if !nonEmpty(text) {
+	refused := !nonEmpty(text) && nonEmpty(c.refusal)
+	if refused {
+		// The model declined (chat's message.refusal): its words as the text, and
+		// stop_reason refusal, as Anthropic's answer says it (no cache keeps it).
 		text = c.refusal
 	}
 	if nonEmpty(text) {
@@ -883,6 +1006,7 @@ func appendMessagesAnswer(dst, chat, model []byte, u *Usage) ([]byte, bool) {
 		n++
 	}
 	var a jsonscan.Array
+	calls := 0
 	if a.Reset(c.calls) {
 		for {
 			call, ok := a.Next()
@@ -900,6 +1024,7 @@ func appendMessagesAnswer(dst, chat, model []byte, u *Usage) ([]byte, bool) {
 				dst = append(dst, ',')
 			}
 			n++
+			calls++
 			dst = append(dst, `{"type":"tool_use","id":`...)
 			if nonEmpty(id) {
 				dst = append(dst, id...)
@@ -918,7 +1043,11 @@ func appendMessagesAnswer(dst, chat, model []byte, u *Usage) ([]byte, bool) {
 		}
 	}
 	dst = append(dst, `],"stop_reason":"`...)
-	dst = append(dst, stopReason(c.finish)...)
+	stop := calledStop(stopReason(c.finish), calls > 0)
+	if refused {
+		stop = "refusal"
+	}
+	dst = append(dst, stop...)
 	dst = append(dst, `","stop_sequence":null,"usage":`...)
 	dst = appendMsgUsage(dst, u)
 	return append(dst, '}'), true
@@ -982,8 +1111,10 @@ type msgStream struct {
 	// chunk, the inner stream not read to its end yet.
 	begun, ended, done, drain, finished bool
 	stop                                string
-	usage                               Usage
-	hasUsage                            bool
+	// refused is set once a chunk carried the model's refusal (delta.refusal).
+	refused  bool
+	usage    Usage
+	hasUsage bool
 	// blocks counts the content blocks begun; open is the kind of the last, when
 	// open, tool its chat tool call index.
 	blocks     int
@@ -1141,17 +1272,24 @@ func (s *msgStream) closeBlock() {
 	s.pend = strconv.AppendInt(s.pend, int64(s.blocks-1), 10)
 	s.pend = append(s.pend, '}')
 	s.emit(evBlockStop, false)
-	s.flushHeld()
+	s.flushHeld(false)
 }
 
-// flushHeld writes each tool call held back as a whole tool_use block, in the order
-// they began: its start, its arguments in one input_json_delta, its stop. A piece
-// that comes for one of them afterwards is errToolReopened, as for any call closed.
-func (s *msgStream) flushHeld() {
-	held := s.held
-	s.held = s.held[:0]
-	for i := range held {
-		h := &held[i]
+// flushHeld writes the tool calls held back as whole tool_use blocks, in the order
+// they began: each its start, its arguments in one input_json_delta, its stop. With
+// all unset it stops at the first whose arguments are not a whole JSON value yet (its
+// pieces may still come); the rest stay held. A piece that comes for one written is
+// errToolReopened, as for any call closed.
+func (s *msgStream) flushHeld(all bool) {
+	w := 0
+	for w < len(s.held) {
+		h := &s.held[w]
+		if !all {
+			var whole bool
+			if s.scratch, whole = wholeJSON(s.scratch[:0], h.args); !whole {
+				break
+			}
+		}
 		s.toolsBegun = append(s.toolsBegun, h.n)
 		s.startTool(h.n, h.id, h.name)
 		if len(h.args) > 0 {
@@ -1163,11 +1301,20 @@ func (s *msgStream) flushHeld() {
 		s.pend = strconv.AppendInt(s.pend, int64(s.blocks-1), 10)
 		s.pend = append(s.pend, '}')
 		s.emit(evBlockStop, false)
+		w++
 	}
-	// The held calls' buffers are kept for the next ones (cleared, not freed).
-	for i := range held {
-		held[i].id, held[i].name, held[i].args = held[i].id[:0], held[i].name[:0], held[i].args[:0]
+	if w == 0 {
+		return
 	}
+	// Those written go; their buffers are kept for the next (cleared, not freed).
+	done := len(s.held) - w
+	for i := range w {
+		s.held[i].id, s.held[i].name, s.held[i].args = s.held[i].id[:0], s.held[i].name[:0], s.held[i].args[:0]
+	}
+	for i := range done {
+		s.held[i], s.held[w+i] = s.held[w+i], s.held[i]
+	}
+	s.held = s.held[:done]
 }
 
 // startTool begins a tool_use block for chat tool call n, id and name its raw JSON
@@ -1205,6 +1352,10 @@ func (s *msgStream) heldAt(n int64) int {
 // head, the block itself for the caller to write.
 func (s *msgStream) openBlock(k int) {
 	s.closeBlock()
+	if k != openTool && len(s.held) > 0 {
+		// Text after tool calls (rare): the calls held go first.
+		s.flushHeld(true)
+	}
 	s.open = k
 	s.pend = append(s.pend, `{"type":"content_block_start","index":`...)
 	s.pend = strconv.AppendInt(s.pend, int64(s.blocks), 10)
@@ -1326,8 +1477,8 @@ func (s *msgStream) choice(c []byte) error {
 			calls = v
 		}
 	}
-	if !nonEmpty(content) {
-		content = refusal
+	if !nonEmpty(content) && nonEmpty(refusal) {
+		content, s.refused = refusal, true
 	}
 	if nonEmpty(content) {
 		if s.open != openText {
@@ -1375,9 +1526,13 @@ func (s *msgStream) callDelta(call []byte) error {
 	switch h := s.heldAt(n); {
 	case s.open == openTool && s.tool == n:
 	case h >= 0:
-		// Held back: its pieces join until its block is written.
+		// Held back: its pieces join until its block is written, which may be now
+		// when no block is open and it is first.
 		if jsonscan.IsString(args) {
 			s.held[h].args = append(s.held[h].args, args[1:len(args)-1]...)
+		}
+		if s.open == openNone {
+			s.flushHeld(false)
 		}
 		return nil
 	case containsInt(s.toolsBegun, n):
@@ -1387,15 +1542,18 @@ func (s *msgStream) callDelta(call []byte) error {
 		return errToolReopened
 	case len(s.toolsBegun)+len(s.held) >= maxOpenCalls:
 		return errTooManyCalls
-	case s.open == openTool && s.openWhole():
-		// The call open is whole: this one follows it (closeBlock writes any held
-		// before it).
+	case s.open == openTool && s.openWhole() && len(s.held) == 0:
+		// The call open is whole: this one follows it.
 		s.closeBlock()
 		s.toolsBegun = append(s.toolsBegun, n)
 		s.startTool(n, id, name)
-	case s.open == openTool:
+	case s.open == openTool || len(s.held) > 0:
 		// Another call is open and not whole (its pieces interleave with this
-		// one's): this one waits for it to close.
+		// one's), or calls are held before it: this one waits its turn.
+		if s.open == openTool && s.openWhole() {
+			// The open one is whole: it closes, the held ones whole go after it.
+			s.closeBlock()
+		}
 		if len(s.held) < cap(s.held) {
 			s.held = s.held[:len(s.held)+1]
 		} else {
@@ -1443,9 +1601,14 @@ func containsInt(s []int64, n int64) bool {
 func (s *msgStream) finish() {
 	s.begin()
 	s.closeBlock()
+	s.flushHeld(true)
 	stop := s.stop
 	if stop == "" {
 		stop = "end_turn"
+	}
+	stop = calledStop(stop, len(s.toolsBegun) > 0)
+	if s.refused {
+		stop = "refusal"
 	}
 	s.pend = append(s.pend, `{"type":"message_delta","delta":{"stop_reason":"`...)
 	s.pend = append(s.pend, stop...)

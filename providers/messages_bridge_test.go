@@ -152,7 +152,9 @@ func TestMessagesBridgeRefusals(t *testing.T) {
 		{"bash tool", `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"bash_20250124","name":"bash"}]}`, "tools[0]", "server tools"},
 		{"mcp servers", `{"messages":[{"role":"user","content":"x"}],"mcp_servers":[{"type":"url","url":"https://m"}]}`, "mcp_servers", "not supported"},
 		{"bad role", `{"messages":[{"role":"system","content":"x"}]}`, "messages[0].role", "user or assistant"},
-		{"image in a tool result", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{}}]}]}]}`, "messages[0].content[0].content[0]", "text blocks"},
+		{"image in a tool result without a source", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image"}]}]}]}`, "messages[0].content[0].content[0].source", "source object"},
+		{"image in a tool result, bad source", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"file"}}]}]}]}`, "messages[0].content[0].content[0].source.type", "base64 or url"},
+		{"document in a tool result", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"document","source":{}}]}]}]}`, "messages[0].content[0].content[0]", "text and image blocks"},
 		{"file image source", `{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}]}`, "messages[0].content[0].source.type", "base64 or url"},
 		{"tool_use in a user turn", `{"messages":[{"role":"user","content":[{"type":"tool_use","id":"a","name":"b","input":{}}]}]}`, "messages[0].content[0]", "assistant"},
 		{"tool_choice type", `{"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"some"}}`, "tool_choice", "auto, any"},
@@ -491,8 +493,14 @@ func TestMessagesBridgeSend(t *testing.T) {
 		if _, ok := errors.AsType[*UpstreamError](err); !ok {
 			t.Fatalf("error %v", err)
 		}
+		// The upstream's own body: the gateway shapes it as it answers, once its
+		// context fallbacks have read it.
+		if !strings.Contains(string(out.Body()), `"param":"top_k"`) {
+			t.Errorf("body %s, want the upstream's", out.Body())
+		}
+		AnthropicErrorShape(&out)
 		if want := `{"type":"error","error":{"type":"invalid_request_error","message":"Invalid value for 'top_k'."}}`; string(out.Body()) != want {
-			t.Errorf("body %s, want %s", out.Body(), want)
+			t.Errorf("shaped body %s, want %s", out.Body(), want)
 		}
 	})
 	t.Run("refused", func(t *testing.T) {
