@@ -34,19 +34,21 @@ import (
 )
 
 var (
-	hdrRequestID   = []byte("X-Request-Id")
-	hdrBackend     = []byte("X-Tollgate-Backend")
-	hdrVariant     = []byte("X-Tollgate-Variant")
-	hdrAuthz       = []byte("Authorization")
-	hdrAPIKey      = []byte("Api-Key")
-	hdrXAPIKey     = []byte("X-Api-Key")
-	hdrCacheCtl    = []byte("Cache-Control")
-	hdrRetryAfter  = []byte("Retry-After")
-	strNoCache     = []byte("no-cache")
-	strBearer      = []byte("Bearer ")
-	strSSE         = []byte("text/event-stream")
-	strDataPrefix  = []byte("data: ")
-	strEventPrefix = []byte("event: ")
+	hdrRequestID = []byte("X-Request-Id")
+	// hdrAnthropicRequestID is the Messages API's request-id (setHeaders).
+	hdrAnthropicRequestID = []byte("Request-Id")
+	hdrBackend            = []byte("X-Tollgate-Backend")
+	hdrVariant            = []byte("X-Tollgate-Variant")
+	hdrAuthz              = []byte("Authorization")
+	hdrAPIKey             = []byte("Api-Key")
+	hdrXAPIKey            = []byte("X-Api-Key")
+	hdrCacheCtl           = []byte("Cache-Control")
+	hdrRetryAfter         = []byte("Retry-After")
+	strNoCache            = []byte("no-cache")
+	strBearer             = []byte("Bearer ")
+	strSSE                = []byte("text/event-stream")
+	strDataPrefix         = []byte("data: ")
+	strEventPrefix        = []byte("event: ")
 	// strErrorEvent begins a Messages API stream's error event.
 	strErrorEvent = []byte("event: error\ndata: ")
 	strEventEnd   = []byte("\n\n")
@@ -2083,6 +2085,11 @@ func (r *request) setHeaders(ctx *fasthttp.RequestCtx) {
 	// and copies the value.
 	h := &ctx.Response.Header
 	h.SetCanonical(hdrRequestID, r.reqID)
+	if r.anthropicAPI {
+		// The header Anthropic's answers name their request by, which its SDKs
+		// read into their errors (Error.RequestID) and logs.
+		h.SetCanonical(hdrAnthropicRequestID, r.reqID)
+	}
 	if r.limited {
 		r.setLimitHeaders(ctx)
 	}
@@ -2592,6 +2599,9 @@ func (r *request) answeredAt() time.Time {
 func (r *request) setRequestIDHeader(h *fasthttp.ResponseHeader) {
 	if len(h.PeekBytes(hdrRequestID)) == 0 {
 		h.SetBytesKV(hdrRequestID, r.reqID)
+	}
+	if r.anthropicAPI && len(h.PeekBytes(hdrAnthropicRequestID)) == 0 {
+		h.SetCanonical(hdrAnthropicRequestID, r.reqID)
 	}
 }
 

@@ -136,7 +136,8 @@ func TestMessagesAnthropicBackend(t *testing.T) {
 	if msg.Usage.InputTokens <= 0 || msg.Usage.OutputTokens <= 0 {
 		t.Fatalf("usage %+v", msg.Usage)
 	}
-	if resp.Header.Get("X-Tollgate-Backend") != "claude" || resp.Header.Get("X-Request-Id") == "" {
+	if resp.Header.Get("X-Tollgate-Backend") != "claude" || resp.Header.Get("X-Request-Id") == "" ||
+		resp.Header.Get("Request-Id") != resp.Header.Get("X-Request-Id") {
 		t.Errorf("headers %v", resp.Header)
 	}
 	st := e.claude.Stats()
@@ -274,6 +275,9 @@ func TestMessagesErrorsInAnthropicShape(t *testing.T) {
 			}
 			if ae.StatusCode != tc.status || string(ae.Type()) != tc.typ || ae.Message == "" {
 				t.Errorf("status %d type %q message %q; want %d %s", ae.StatusCode, ae.Type(), ae.Message, tc.status, tc.typ)
+			}
+			if id := ae.Response.Header.Get("Request-Id"); id == "" || id != ae.Response.Header.Get("X-Request-Id") {
+				t.Errorf("request-id %q, x-request-id %q", id, ae.Response.Header.Get("X-Request-Id"))
 			}
 			if strings.Contains(ae.RawJSON(), "sk-") || strings.Contains(ae.RawJSON(), "az-secret") {
 				t.Errorf("a key in the error: %s", ae.RawJSON())
