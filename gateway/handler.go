@@ -807,6 +807,7 @@ func (r *request) cutOff(ctx *fasthttp.RequestCtx) {
 	r.errKind = errShuttingDown.code
 	ctx.Response.Reset()
 	r.setHeaders(ctx)
+	r.setRequestIDHeader(&ctx.Response.Header)
 	r.setCacheHeader(&ctx.Response.Header)
 	if r.anthropicAPI {
 		writeAnthropicError(&ctx.Response, &errShuttingDown, r.reqID)
@@ -2085,11 +2086,6 @@ func (r *request) setHeaders(ctx *fasthttp.RequestCtx) {
 	// and copies the value.
 	h := &ctx.Response.Header
 	h.SetCanonical(hdrRequestID, r.reqID)
-	if r.anthropicAPI {
-		// The header Anthropic's answers name their request by, which its SDKs
-		// read into their errors (Error.RequestID) and logs.
-		h.SetCanonical(hdrAnthropicRequestID, r.reqID)
-	}
 	if r.limited {
 		r.setLimitHeaders(ctx)
 	}
@@ -2601,6 +2597,8 @@ func (r *request) setRequestIDHeader(h *fasthttp.ResponseHeader) {
 		h.SetBytesKV(hdrRequestID, r.reqID)
 	}
 	if r.anthropicAPI && len(h.PeekBytes(hdrAnthropicRequestID)) == 0 {
+		// The header Anthropic's answers name their request by, which its SDKs
+		// and Claude Code log.
 		h.SetCanonical(hdrAnthropicRequestID, r.reqID)
 	}
 }

@@ -162,7 +162,7 @@ func knownAnthropicError(t []byte) bool {
 			return true
 		}
 	}
-	return name == "invalid_request_error" || name == "timeout_error"
+	return false
 }
 
 // AnthropicErrorType is the Messages API's error type for an answer of status.

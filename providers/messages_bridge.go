@@ -458,6 +458,18 @@ func imageField(i, j, k int, rest string) string {
 	return blockField(i, j, rest)
 }
 
+// readAt reads block messages[i].content[j] (read), refusing one that is no object
+// or a text block whose text is no string.
+func (b *block) readAt(raw []byte, i, j int) *requestError {
+	if !b.read(raw) {
+		return badRequest(blockField(i, j, ""), "a content block must be an object.")
+	}
+	if b.typ == blkText && !jsonscan.IsString(b.text) {
+		return badRequest(blockField(i, j, ".text"), "text must be a string.")
+	}
+	return nil
+}
+
 // block reads a content block's type and the members the bridge writes.
 type block struct {
 	typ                           int
@@ -541,14 +553,11 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 		if !ok {
 			break
 		}
-		if !b.read(raw) {
-			return badRequest(blockField(i, j, ""), "a content block must be an object.")
+		if rerr := b.readAt(raw, i, j); rerr != nil {
+			return rerr
 		}
 		switch b.typ {
 		case blkText:
-			if !jsonscan.IsString(b.text) {
-				return badRequest(blockField(i, j, ".text"), "text must be a string.")
-			}
 			texts++
 		case blkImage:
 			images++
@@ -735,14 +744,11 @@ func (w *chatWriter) assistant(content []byte, i int) *requestError {
 		if !ok {
 			break
 		}
-		if !b.read(raw) {
-			return badRequest(blockField(i, j, ""), "a content block must be an object.")
+		if rerr := b.readAt(raw, i, j); rerr != nil {
+			return rerr
 		}
 		switch b.typ {
 		case blkText:
-			if !jsonscan.IsString(b.text) {
-				return badRequest(blockField(i, j, ".text"), "text must be a string.")
-			}
 			w.dst = append(w.dst, b.text[1:len(b.text)-1]...)
 		case blkToolUse:
 			if !jsonscan.IsString(b.id) || !jsonscan.IsString(b.name) {
