@@ -1226,6 +1226,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		MaxTokens:     r.f.maxTokens,
 		Header:        &ctx.Request.Header,
 		Client:        &r.hang,
+		Tenants:       r,
 		// MLflow streams completions in its own chunk form.
 		DeltaText: invoked,
 	}
@@ -1351,6 +1352,25 @@ func (r *request) user() []byte {
 	}
 	r.userBuf = u
 	return u
+}
+
+// Tenant is whose the request is under a backend queue's fairness, as its limits count
+// it: the key's name (empty without auth), the end user, the endpoint, the client's
+// address (its prefix, with limiter.ipv6_prefix).
+func (r *request) Tenant(f providers.Fair) []byte {
+	switch f {
+	case providers.FairAPIKey:
+		if r.key != nil {
+			return s2b(r.key.name)
+		}
+	case providers.FairUser:
+		return r.user()
+	case providers.FairEndpoint:
+		return s2b(r.ep.name)
+	case providers.FairIP:
+		return subjectIP(r.client, r.rt.ipv6Bits, &r.ipSubj)
+	}
+	return nil
 }
 
 // send tries the planned route, then its retries, then the fallbacks, all before any

@@ -31,7 +31,8 @@ func contractConfig(up, canary string) string {
 	return `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 64KiB, shutdown_grace: 5s}
 backends:
-  up: {provider: openai, base_url: "http://` + up + `/v1", model: up-model, timeout: 20s, pricing: {input_per_million: 1, output_per_million: 2}}
+  up: {provider: openai, base_url: "http://` + up + `/v1", model: up-model, timeout: 20s, pricing: {input_per_million: 1, output_per_million: 2},
+       max_concurrency: 64, queue: {size: 16, fair: api_key}}
   can: {provider: openai, base_url: "http://` + canary + `/v1", model: up-model, timeout: 20s}
   dead: {provider: openai, base_url: "http://127.0.0.1:1/v1", model: up-model, timeout: 2s}
 endpoints:
@@ -152,6 +153,11 @@ func TestScrapeMatchesContract(t *testing.T) {
 		"tollgate_route_weight":                  dto.MetricType_GAUGE,
 		"tollgate_canary_state":                  dto.MetricType_GAUGE,
 		"tollgate_backend_up":                    dto.MetricType_GAUGE,
+		"tollgate_backend_in_flight":             dto.MetricType_GAUGE,
+		"tollgate_backend_queue_waiting":         dto.MetricType_GAUGE,
+		"tollgate_backend_queue_tenants":         dto.MetricType_GAUGE,
+		"tollgate_backend_queue_requests_total":  dto.MetricType_COUNTER,
+		"tollgate_backend_queue_wait_seconds":    dto.MetricType_HISTOGRAM,
 		"tollgate_config_reloads_total":          dto.MetricType_COUNTER,
 		"tollgate_config_last_reload_successful": dto.MetricType_GAUGE,
 		"tollgate_ratelimit_rejections_total":    dto.MetricType_COUNTER,

@@ -178,6 +178,7 @@ func New(path string, opt Options) (*Server, error) {
 	if q, ok := opt.LogOutput.(lineQueue); ok && opt.Logger == nil {
 		s.m.WatchLogDrops(q.Dropped)
 	}
+	s.m.WatchBackends(s.backendLoad)
 	s.metrics = metrics.Handler(s.reg)
 	ropts := router.Options{Logger: log}
 	if cfg.Limiter.Store == "redis" {
@@ -1840,6 +1841,38 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		}
 		writeError(&ctx.Response, &errNotFound)
 	}
+}
+
+// backendLoad is the running config's backends' load, for a scrape: their targets'
+// requests in flight and their queues.
+func (s *Server) backendLoad() []metrics.BackendLoad {
+	rt := s.rt.Load()
+	if rt == nil {
+		return nil
+	}
+	loads := make([]metrics.BackendLoad, 0, len(rt.backendList))
+	var inFlight []int64
+	for _, b := range rt.backendList {
+		l := metrics.BackendLoad{Backend: b.Name}
+		// The attempt series are in the backend's config order, as its targets are.
+		ts := rt.attempts[b]
+		inFlight = b.InFlight(inFlight[:0])
+		for i, n := range inFlight {
+			if i < len(ts) {
+				l.Targets = append(l.Targets, metrics.TargetLoad{Target: ts[i].label, InFlight: n})
+			}
+		}
+		if b.MaxConcurrency() > 0 {
+			q := b.QueueStats()
+			l.Queued, l.Waiting, l.Tenants = true, q.Waiting, q.Tenants
+			for o, n := range q.Outcomes {
+				l.Outcomes = append(l.Outcomes, metrics.OutcomeCount{Outcome: providers.QueueOutcome(o).String(), N: n})
+			}
+			l.WaitBounds, l.WaitCounts, l.WaitSum = providers.QueueWaitBounds[:], q.WaitCounts[:], q.WaitSum.Seconds()
+		}
+		loads = append(loads, l)
+	}
+	return loads
 }
 
 func (s *Server) newTracing(cfg *Config) (*tracing.Tracing, error) {

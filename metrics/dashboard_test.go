@@ -242,6 +242,10 @@ func populate(m *Metrics) {
 	m.pinned.Key("team-a", true).Done(1, 1, 0.1)
 	m.SetKeyExpiries([]KeyExpiry{{"team-a", time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC)}})
 	m.SetKeysRevoked([]string{"team-a"})
+	m.WatchBackends(func() []BackendLoad {
+		return []BackendLoad{{Backend: "llama", Targets: []TargetLoad{{"10.0.0.1:8000", 1}}, Queued: true, Waiting: 2, Tenants: 1,
+			Outcomes: []OutcomeCount{{"served", 3}}, WaitBounds: []float64{0.1}, WaitCounts: []uint64{2, 3}, WaitSum: 0.5}}
+	})
 }
 
 // exportedFamilies returns every family the gateway exports, with its type.

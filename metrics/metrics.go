@@ -104,8 +104,9 @@ type Metrics struct {
 	lastCanary  map[string]string
 	lastUp      map[[2]string]struct{}
 
-	tracing *traceCollector
-	limiter *limiterCollector
+	tracing  *traceCollector
+	limiter  *limiterCollector
+	backends *backendCollector
 	// logDrops reads the log queue's count of dropped lines (WatchLogDrops).
 	logDrops atomic.Pointer[func() uint64]
 
@@ -232,6 +233,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}, m.logLinesDropped))
 	m.tracing = register(reg, &traceCollector{})
 	m.limiter = register(reg, &limiterCollector{})
+	m.backends = register(reg, &backendCollector{})
 	// Unchecked (it describes nothing), so each Metrics on reg registers its own.
 	register(reg, sweeper{m})
 

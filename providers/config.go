@@ -725,6 +725,12 @@ type QueueConfig struct {
 	Size int `yaml:"size"`
 	// Timeout bounds the wait: default 5s.
 	Timeout time.Duration `yaml:"timeout"`
+	// Fair shares the slots freed among the tenants waiting, in turn, instead of in
+	// arrival order: api_key, user, endpoint (or model) or ip, as limits name them.
+	Fair string `yaml:"fair"`
+	// Weights give tenants, by name (a key's name, a user, an endpoint, an address),
+	// a share other than 1 of the slots under Fair.
+	Weights map[string]int `yaml:"weights"`
 }
 
 func (c *Config) validatePool() []error {
@@ -781,8 +787,19 @@ func (c *Config) validatePool() []error {
 			errs = append(errs, fieldErr(n.key, "must not be negative"))
 		}
 	}
-	if c.MaxConcurrency == 0 && (c.Queue.Size != 0 || c.Queue.Timeout != 0) {
+	if c.MaxConcurrency == 0 && (c.Queue.Size != 0 || c.Queue.Timeout != 0 || c.Queue.Fair != "" || c.Queue.Weights != nil) {
 		errs = append(errs, fieldErr("queue", "needs max_concurrency"))
+	}
+	if _, ok := ParseFair(c.Queue.Fair); !ok {
+		errs = append(errs, fieldErr("queue.fair", "must be one of api_key, user, endpoint, ip"))
+	}
+	if c.Queue.Weights != nil && c.Queue.Fair == "" {
+		errs = append(errs, fieldErr("queue.weights", "needs queue.fair: they weigh its tenants"))
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Queue.Weights)) {
+		if v := c.Queue.Weights[name]; v < 1 || v > MaxQueueWeight {
+			errs = append(errs, fieldErr("queue.weights."+name, "must be a whole number from 1 to 1000"))
+		}
 	}
 	if c.Balance != "vllm_queue" {
 		if c.MetricsPath != "" {

@@ -214,6 +214,8 @@ type poolSettings struct {
 	limit           int64 // max_concurrency, 0 for none
 	queueSize       int64
 	queueTimeout    time.Duration
+	fair            Fair
+	weights         map[string]int
 	metricsPath     string
 	metricsInterval time.Duration
 	// metricsStale is the age past which a load read no longer ranks a target.
@@ -228,8 +230,9 @@ func settingsOf(c *Config) poolSettings {
 		healthyAfter: c.Health.HealthyThreshold, unhealthyAfter: c.Health.UnhealthyThreshold,
 		ejectAfter: int32(min(c.Health.EjectAfter, math.MaxInt32)), ejectFor: c.Health.EjectFor,
 		limit: int64(c.MaxConcurrency), queueSize: int64(c.Queue.Size), queueTimeout: c.Queue.Timeout,
-		metricsPath: c.MetricsPath, metricsInterval: c.MetricsInterval,
+		metricsPath: c.MetricsPath, metricsInterval: c.MetricsInterval, weights: c.Queue.Weights,
 	}
+	s.fair, _ = ParseFair(c.Queue.Fair)
 	switch c.Balance {
 	case "least_loaded":
 		s.balance = leastLoaded
@@ -486,7 +489,7 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 		}
 	}
 	start := time.Now()
-	l, err := p.wait(i, avoid, call.failedOn == b, start, p.waitFor(call, start), call.Client)
+	l, err := p.wait(i, avoid, call.failedOn == b, start, p.waitFor(call, start), call.Client, call.Tenants)
 	if l.queued && !call.Deadline.IsZero() && 2*time.Since(start) < call.Deadline.Sub(start) {
 		// The queue took less than half the time the call had: a timeout at its
 		// deadline is the target's (a hung upstream holding every slot), not the
@@ -571,14 +574,31 @@ func (p *pool) waitFor(call *Call, now time.Time) time.Duration {
 // in vain, takes a free slot on a target that failed it rather than failing. A waiter
 // whose backend has no target left in service is let go at once and goes the way of a
 // call arriving then (lastLease; retry is set for a retry on the backend).
-func (p *pool) wait(i int, avoid *targetSet, retry bool, now time.Time, d time.Duration, client ClientWatch) (lease, error) {
+func (p *pool) wait(i int, avoid *targetSet, retry bool, now time.Time, d time.Duration, client ClientWatch, who Tenants) (lease, error) {
 	end := now.Add(d)
+	counts := &p.queue.counters
 	for front := false; ; front = true {
-		l, out := p.queue.wait(p, i, avoid, d, front, client)
+		l, out := p.queue.wait(p, i, avoid, d, front, client, who)
+		switch out {
+		case waitLeft:
+			counts.count(QueueClientGone, 0)
+		case waitRefused:
+			if d <= 0 {
+				counts.count(QueueTimeout, 0)
+			} else {
+				counts.count(QueueFull, 0)
+			}
+		case waitPushedOut:
+			counts.count(QueuePushedOut, 0)
+		case waitTimedOut:
+			counts.count(QueueTimeout, 0)
+		case waitStranded:
+			counts.count(QueueStranded, 0)
+		}
 		switch out {
 		case waitLeft:
 			return lease{}, ErrClientGone
-		case waitRefused, waitTimedOut:
+		case waitRefused, waitPushedOut, waitTimedOut:
 			if avoid != nil && !avoid.pinned() {
 				if j := p.takeAny(i, nil); j >= 0 {
 					return lease{i: j, queued: out == waitTimedOut}, nil
@@ -596,6 +616,9 @@ func (p *pool) wait(i int, avoid *targetSet, retry bool, now time.Time, d time.D
 			return p.lastLease(retry)
 		}
 		if !l.queued || l.probe || p.states[l.i].available() {
+			if l.queued || front {
+				counts.count(QueueServed, time.Since(now))
+			}
 			return l, nil
 		}
 		// The target was ejected or found down between handing the slot over and
@@ -1927,7 +1950,8 @@ func (s *slots) take(limit int64) bool {
 	}
 }
 
-// queue holds a backend's requests that wait for a slot, in arrival order. It is the
+// queue holds a backend's requests that wait for a slot, in arrival order, or with
+// queue.fair in the order that shares the slots among tenants (fair.go). It is the
 // backend's, not a target's: a waiter takes the first slot freed on any target of its
 // backend in service, so that it neither waits on a target that was ejected meanwhile
 // nor times out while another target had room. Waiting needs no goroutine: a freed
@@ -1940,9 +1964,18 @@ type queue struct {
 	// a reload replaced is handed on, or not, by the new cap.
 	limit atomic.Int64
 	mu    sync.Mutex
-	list  []*waiter
+	// list is in the order of the waiters' tags (enqueue).
+	list []*waiter
+	// vtime is the virtual time of fair queuing: the start tag of the waiter last
+	// served. fifo is the flow of every waiter of a backend without queue.fair, flows
+	// those of the tenants with waiters, spare the flows to reuse.
+	vtime uint64
+	fifo  flow
+	flows map[uint64]*flow
+	spare []*flow
 	// refs counts the backends using it, under Pools.mu.
-	refs int
+	refs     int
+	counters queueCounters
 }
 
 type waiter struct {
@@ -1957,6 +1990,10 @@ type waiter struct {
 	// avoid are the targets that failed the call, a retry (Backend.avoid): a copy,
 	// read by whoever frees a slot while the waiter is queued.
 	avoid targetSet
+	// flow is the waiter's tenant's share of the queue while it is queued; start and
+	// tag are its start and finish tags there.
+	flow       *flow
+	start, tag uint64
 }
 
 var waiterPool = sync.Pool{New: func() any {
@@ -2000,13 +2037,16 @@ const (
 	waitStranded
 	// waitLeft: the call's client hung up while it waited.
 	waitLeft
+	// waitPushedOut: a full fair queue gave the call's place to another tenant's.
+	waitPushedOut
 )
 
 // wait queues for a slot on a target of p, not one in avoid, for up to d, behind at
-// most queue.size per target others, or, when front is set (a waiter put back), ahead
-// of them all. A call that leaves (waitLeft) has left the queue, and a slot handed to
-// it meanwhile went on to the next waiter.
-func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, front bool, client ClientWatch) (lease, waitOutcome) {
+// most queue.size per target others (with queue.fair: in its tenant's turn, who tells
+// the tenant), or, when front is set (a waiter put back), ahead of them all. A call
+// that leaves (waitLeft) has left the queue, and a slot handed to it meanwhile went on
+// to the next waiter.
+func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, front bool, client ClientWatch, who Tenants) (lease, waitOutcome) {
 	q.mu.Lock()
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
 	// slot over, one freed before it is found by the try.
@@ -2034,7 +2074,18 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 		q.mu.Unlock()
 		return lease{}, waitStranded
 	}
-	if d <= 0 || (!front && int64(len(q.list)) >= p.set.queueSize*int64(len(p.states))) {
+	if d <= 0 {
+		q.waiting.Add(-1)
+		q.mu.Unlock()
+		return lease{}, waitRefused
+	}
+	fl := q.flowOf(p.set.fair, p.set.weights, who)
+	if !front && int64(len(q.list)) >= p.set.queueSize*int64(len(p.states)) &&
+		(p.set.fair == FairNone || !q.pushOut(fl)) {
+		if fl.waiting == 0 && fl != &q.fifo {
+			delete(q.flows, fl.key)
+			q.spare = append(q.spare, fl)
+		}
 		q.waiting.Add(-1)
 		q.mu.Unlock()
 		return lease{}, waitRefused
@@ -2044,11 +2095,7 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 	if avoid != nil {
 		w.avoid = *avoid
 	}
-	if front {
-		q.list = slices.Insert(q.list, 0, w)
-	} else {
-		q.list = append(q.list, w)
-	}
+	q.enqueue(w, fl, front)
 	q.mu.Unlock()
 	// Watched only now that the call waits: a call served at once costs nothing. A
 	// slot handed over before the watch begins is found by the select all the same.
@@ -2072,9 +2119,7 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 	if !granted {
 		q.mu.Lock()
 		if w.queued {
-			k := slices.Index(q.list, w)
-			q.list = slices.Delete(q.list, k, k+1)
-			q.waiting.Add(-1)
+			q.unlist(slices.Index(q.list, w), false)
 			q.mu.Unlock()
 			w.done()
 			if gone {
@@ -2088,7 +2133,10 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 	}
 	l := w.done()
 	if !gone {
-		if l.i < 0 {
+		switch l.i {
+		case pushedOut:
+			return lease{}, waitPushedOut
+		case -1:
 			return lease{}, waitStranded
 		}
 		return l, waitServed
@@ -2157,9 +2205,7 @@ func (q *queue) strandLocked() {
 // hand gives the k-th waiter the slot taken for it on its backend's target i, or, with
 // i -1, lets it go without one.
 func (q *queue) hand(k, i int) {
-	w := q.list[k]
-	q.list = slices.Delete(q.list, k, k+1)
+	w := q.unlist(k, i >= 0)
 	w.queued, w.i = false, i
-	q.waiting.Add(-1)
 	w.ch <- struct{}{}
 }

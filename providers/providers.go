@@ -319,6 +319,9 @@ type Call struct {
 	// upstream, whose request is then aborted (ErrClientLeftUpstream; see
 	// watched.go).
 	Client ClientWatch
+	// Tenants, when set, tells whose the call is, for a backend whose queue shares
+	// its slots among tenants (queue.fair): asked only when the call waits there.
+	Tenants Tenants
 	// gone is the channel of the watch clientGone started (watching).
 	gone     <-chan struct{}
 	watching bool
