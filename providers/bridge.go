@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -1874,37 +1873,23 @@ func (c *streamItem) reset() {
 		callID: trimBuf(c.callID), name: trimBuf(c.name), args: trimBuf(c.args), blocks: trimBuf(c.blocks)}
 }
 
-// pendEvent is an event a chat chunk gave, waiting in bridgeStream.pend: its bytes
-// end at end, where the next one's begin.
-type pendEvent struct {
-	name     []byte
-	end      int
-	content  bool
-	terminal bool
-}
-
 // bridgeStream is a chat completions stream read as a Responses API stream: each chat
 // chunk becomes zero or more events, in OpenAI's order, each yielded by one Next;
-// the events a chunk gives are written into one reused buffer.
+// the events a chunk gives are written into one reused buffer (relayQueue).
 type bridgeStream struct {
-	in  Events
-	iev Event
-	// chat is the chat request body, which the inner stream may read until it is
-	// closed.
-	chat *[]byte
+	relayQueue
 	echo bridgeEcho
 	head respHead
 	// model is the response's model: the backend's, then the first chunk's.
 	model []byte
-	// begun is set once response.created went out, ended once the terminal event
-	// did, done once the end did. drain is set when the terminal event went out at
-	// the usage chunk, the inner stream not read to its end yet.
-	begun, ended, done, drain bool
-	seq                       int64
-	usage                     Usage
-	hasUsage                  bool
-	reasoning                 int64
-	tier                      ServiceTier
+	// begun is set once response.created went out; the queue ended once the
+	// terminal event did.
+	begun     bool
+	seq       int64
+	usage     Usage
+	hasUsage  bool
+	reasoning int64
+	tier      ServiceTier
 	// items holds the output items done, a JSON array's inside.
 	items  []byte
 	nItems int
@@ -1919,14 +1904,11 @@ type bridgeStream struct {
 	toolsBegun []int64
 	// maxTool is the highest chat tool call index begun, -1 before any.
 	maxTool int64
-	pend    []byte
-	marks   []pendEvent
-	next    int
 	scratch []byte
 }
 
 var bridgeStreamPool = sync.Pool{New: func() any {
-	return &bridgeStream{echo: bridgeEcho{buf: make([]byte, 0, 512)}, pend: make([]byte, 0, 1024), maxTool: -1}
+	return &bridgeStream{relayQueue: relayQueue{pend: make([]byte, 0, 1024)}, echo: bridgeEcho{buf: make([]byte, 0, 512)}, maxTool: -1}
 }}
 
 func acquireBridgeStream() *bridgeStream {
@@ -1937,11 +1919,11 @@ func acquireBridgeStream() *bridgeStream {
 
 // reset readies s for the pool; a buffer one long stream grew goes with it.
 func (s *bridgeStream) reset() {
-	s.in, s.chat, s.iev = nil, nil, Event{}
+	s.relayQueue.reset()
 	s.echo.buf = trimBuf(s.echo.buf)
 	s.head = respHead{}
 	s.model = trimBuf(s.model)
-	s.begun, s.ended, s.done, s.drain = false, false, false, false
+	s.begun = false
 	s.seq, s.usage, s.hasUsage, s.reasoning, s.tier = 0, Usage{}, false, 0, ServiceTier{}
 	s.items, s.nItems = trimBuf(s.items), 0
 	s.cur.reset()
@@ -1961,7 +1943,6 @@ func (s *bridgeStream) reset() {
 		s.toolsBegun = nil
 	}
 	s.toolsBegun = s.toolsBegun[:0]
-	s.pend, s.marks, s.next = trimBuf(s.pend), s.marks[:0], 0
 	s.scratch = trimBuf(s.scratch)
 }
 
@@ -1979,32 +1960,10 @@ func trimBuf(b []byte) []byte {
 
 // Close implements Events.
 func (s *bridgeStream) Close() error {
-	err := s.in.Close()
-	if s.chat != nil {
-		putBody(s.chat)
-	}
+	err := s.closeInner()
 	s.reset()
 	bridgeStreamPool.Put(s)
 	return err
-}
-
-// NotifyWait implements Waiter.
-func (s *bridgeStream) NotifyWait(fn func() error) bool {
-	w, ok := s.in.(Waiter)
-	return ok && w.NotifyWait(fn)
-}
-
-// NotifySilence implements SilenceNotifier.
-func (s *bridgeStream) NotifySilence(every time.Duration, fn func() error) bool {
-	n, ok := s.in.(SilenceNotifier)
-	return ok && n.NotifySilence(every, fn)
-}
-
-// Abort implements Aborter.
-func (s *bridgeStream) Abort() {
-	if a, ok := s.in.(Aborter); ok {
-		a.Abort()
-	}
 }
 
 // errToolReopened is a chat stream that adds to a tool call after its item was done
@@ -2022,68 +1981,14 @@ const maxOpenCalls = 128
 var errTooManyCalls = errors.Join(ErrStreamCut, ErrBadResponse, errors.New("upstream stream opened more than 128 tool calls at once"))
 
 // Next implements Events.
-func (s *bridgeStream) Next(ev *Event) error {
-	for {
-		if s.next < len(s.marks) {
-			m := &s.marks[s.next]
-			start := 0
-			if s.next > 0 {
-				start = s.marks[s.next-1].end
-			}
-			s.next++
-			*ev = Event{Data: s.pend[start:m.end], Name: m.name, Content: m.content}
-			if m.terminal {
-				ev.HasUsage, ev.Usage = s.hasUsage, s.usage
-				ev.Usage.Tier = s.tier
-				ev.Error = s.head.status == statusFailed
-			}
-			return nil
-		}
-		if s.ended {
-			*ev = Event{}
-			if s.done {
-				return io.EOF
-			}
-			if s.drain {
-				s.drain = false
-				s.drainInner()
-			}
-			s.done, ev.Done = true, true
-			return nil
-		}
-		s.pend, s.marks, s.next = s.pend[:0], s.marks[:0], 0
-		if err := s.in.Next(&s.iev); err != nil {
-			return err
-		}
-		switch {
-		case s.iev.KeepAlive:
-			*ev = Event{KeepAlive: true}
-			return nil
-		case s.iev.Done:
-			s.finish()
-		case s.iev.Error:
-			s.fail(s.iev.Data)
-		default:
-			if err := s.chunk(&s.iev); err != nil {
-				// What the bridge cannot lay out as items (a tool call resumed after its
-				// item was done) may be a valid chat stream: the target is not judged
-				// by it.
-				return err
-			}
-		}
-	}
-}
+func (s *bridgeStream) Next(ev *Event) error { return s.pull(ev, s) }
 
-// drainInner reads the inner stream past the usage chunk to its end, for its
-// connection to go back to the pool: [DONE], or an error, which ends a response
-// already whole as cleanly. Anything else that comes is dropped: the terminal event
-// went out.
-func (s *bridgeStream) drainInner() {
-	for {
-		if err := s.in.Next(&s.iev); err != nil || s.iev.Done {
-			return
-		}
-	}
+// streamUsage implements relay: the terminal event carries the usage and the
+// service tier.
+func (s *bridgeStream) streamUsage() (Usage, bool) {
+	u := s.usage
+	u.Tier = s.tier
+	return u, s.hasUsage
 }
 
 // begin writes response.created and response.in_progress, once.
@@ -2116,7 +2021,7 @@ func (s *bridgeStream) open(name []byte) {
 // emit ends the event open began.
 func (s *bridgeStream) emit(name []byte, content bool) {
 	s.pend = append(s.pend, '}')
-	s.marks = append(s.marks, pendEvent{name: name, end: len(s.pend), content: content})
+	s.mark(name, content)
 }
 
 // itemRef appends the current item's item_id and output_index, and with part its
@@ -2833,7 +2738,8 @@ func (s *bridgeStream) terminal(name []byte) {
 	s.pend = append(s.pend, `,"response":`...)
 	s.pend = appendResponse(s.pend, &s.head, &s.echo, s.items, usage)
 	s.emit(name, false)
-	s.marks[len(s.marks)-1].terminal = true
+	m := &s.marks[len(s.marks)-1]
+	m.usage, m.err = true, s.head.status == statusFailed
 	s.ended = true
 }
 
@@ -2881,4 +2787,7 @@ func (s *bridgeStream) fail(data []byte) {
 	s.terminal(evFailed)
 }
 
-var _ Events = (*bridgeStream)(nil)
+var (
+	_ Events = (*bridgeStream)(nil)
+	_ relay  = (*bridgeStream)(nil)
+)

@@ -3,10 +3,8 @@ package providers
 import (
 	"bytes"
 	"errors"
-	"io"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/valyala/fasthttp"
@@ -1084,16 +1082,6 @@ var (
 	evMsgError   = []byte("error")
 )
 
-// msgMark is an event a chat chunk gave, waiting in msgStream.pend: its bytes end at
-// end, where the next one's begin.
-type msgMark struct {
-	name    []byte
-	end     int
-	content bool
-	usage   bool
-	err     bool
-}
-
 // Blocks a bridged Messages stream has open.
 const (
 	openNone = iota
@@ -1103,20 +1091,15 @@ const (
 
 // msgStream is a chat completions stream read as a Messages API stream: each chat
 // chunk becomes zero or more events, each yielded by one Next, written into one
-// reused buffer. One content block is open at a time: text, or a tool call, which
-// chat streams one after the other.
+// reused buffer (relayQueue). One content block is open at a time: text, or a tool
+// call, which chat streams one after the other.
 type msgStream struct {
-	in  Events
-	iev Event
-	// chat is the chat request body, which the inner stream may read until it is
-	// closed.
-	chat  *[]byte
+	relayQueue
 	model []byte
-	// begun is set once message_start went out, ended once message_stop (or an
-	// error event) did, done once the end did. drain: the end came at the usage
-	// chunk, the inner stream not read to its end yet.
-	begun, ended, done, drain, finished bool
-	stop                                string
+	// begun is set once message_start went out; the queue ended once message_stop
+	// (or an error event) did.
+	begun, finished bool
+	stop            string
 	// refused is set once a chunk carried the model's refusal (delta.refusal).
 	refused  bool
 	usage    Usage
@@ -1136,9 +1119,6 @@ type msgStream struct {
 	// are: a call that begins while they are a whole JSON value closes it (a server
 	// streaming calls one after the other), else it is held.
 	openArgs []byte
-	pend     []byte
-	marks    []msgMark
-	next     int
 	scratch  []byte
 }
 
@@ -1151,15 +1131,13 @@ type heldCall struct {
 	args     []byte
 }
 
-var msgStreamPool = sync.Pool{New: func() any { return &msgStream{pend: make([]byte, 0, 1024)} }}
+var msgStreamPool = sync.Pool{New: func() any { return &msgStream{relayQueue: relayQueue{pend: make([]byte, 0, 1024)}} }}
 
 // Close implements Events.
 func (s *msgStream) Close() error {
-	err := s.in.Close()
-	if s.chat != nil {
-		putBody(s.chat)
-	}
-	*s = msgStream{model: trimBuf(s.model), pend: trimBuf(s.pend), marks: s.marks[:0], scratch: trimBuf(s.scratch),
+	err := s.closeInner()
+	s.relayQueue.reset()
+	*s = msgStream{relayQueue: s.relayQueue, model: trimBuf(s.model), scratch: trimBuf(s.scratch),
 		toolsBegun: s.toolsBegun[:0], held: s.held[:0], openArgs: trimBuf(s.openArgs)}
 	if cap(s.held) > maxOpenCalls {
 		s.held = nil
@@ -1171,87 +1149,11 @@ func (s *msgStream) Close() error {
 	return err
 }
 
-// NotifyWait implements Waiter.
-func (s *msgStream) NotifyWait(fn func() error) bool {
-	w, ok := s.in.(Waiter)
-	return ok && w.NotifyWait(fn)
-}
-
-// NotifySilence implements SilenceNotifier.
-func (s *msgStream) NotifySilence(every time.Duration, fn func() error) bool {
-	n, ok := s.in.(SilenceNotifier)
-	return ok && n.NotifySilence(every, fn)
-}
-
-// Abort implements Aborter.
-func (s *msgStream) Abort() {
-	if a, ok := s.in.(Aborter); ok {
-		a.Abort()
-	}
-}
-
 // Next implements Events.
-func (s *msgStream) Next(ev *Event) error {
-	for {
-		if s.next < len(s.marks) {
-			m := &s.marks[s.next]
-			start := 0
-			if s.next > 0 {
-				start = s.marks[s.next-1].end
-			}
-			s.next++
-			*ev = Event{Data: s.pend[start:m.end], Name: m.name, Content: m.content, Error: m.err}
-			if m.usage {
-				ev.HasUsage, ev.Usage = s.hasUsage, s.usage
-			}
-			return nil
-		}
-		if s.ended {
-			*ev = Event{}
-			if s.done {
-				return io.EOF
-			}
-			if s.drain {
-				s.drain = false
-				s.drainInner()
-			}
-			s.done, ev.Done = true, true
-			return nil
-		}
-		s.pend, s.marks, s.next = s.pend[:0], s.marks[:0], 0
-		if err := s.in.Next(&s.iev); err != nil {
-			return err
-		}
-		switch {
-		case s.iev.KeepAlive:
-			*ev = Event{KeepAlive: true}
-			return nil
-		case s.iev.Done:
-			s.finish()
-		case s.iev.Error:
-			s.fail(s.iev.Data)
-			s.drain = true
-		default:
-			if err := s.chunk(&s.iev); err != nil {
-				return err
-			}
-		}
-	}
-}
+func (s *msgStream) Next(ev *Event) error { return s.pull(ev, s) }
 
-// drainInner reads the inner stream to its end, for its connection to go back to the
-// pool.
-func (s *msgStream) drainInner() {
-	for {
-		if err := s.in.Next(&s.iev); err != nil || s.iev.Done {
-			return
-		}
-	}
-}
-
-func (s *msgStream) emit(name []byte, content bool) {
-	s.marks = append(s.marks, msgMark{name: name, end: len(s.pend), content: content})
-}
+// streamUsage implements relay: message_delta carries the usage.
+func (s *msgStream) streamUsage() (Usage, bool) { return s.usage, s.hasUsage }
 
 // begin writes message_start, once.
 func (s *msgStream) begin() {
@@ -1264,7 +1166,7 @@ func (s *msgStream) begin() {
 	s.pend = append(s.pend, `","type":"message","role":"assistant","model":`...)
 	s.pend = append(s.pend, s.model...)
 	s.pend = append(s.pend, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}`...)
-	s.emit(evMsgStart, false)
+	s.mark(evMsgStart, false)
 }
 
 // closeBlock writes content_block_stop for the block open, if any, then the tool
@@ -1277,7 +1179,7 @@ func (s *msgStream) closeBlock() {
 	s.pend = append(s.pend, `{"type":"content_block_stop","index":`...)
 	s.pend = strconv.AppendInt(s.pend, int64(s.blocks-1), 10)
 	s.pend = append(s.pend, '}')
-	s.emit(evBlockStop, false)
+	s.mark(evBlockStop, false)
 	s.flushHeld(false)
 }
 
@@ -1306,7 +1208,7 @@ func (s *msgStream) flushHeld(all bool) {
 		s.pend = append(s.pend, `{"type":"content_block_stop","index":`...)
 		s.pend = strconv.AppendInt(s.pend, int64(s.blocks-1), 10)
 		s.pend = append(s.pend, '}')
-		s.emit(evBlockStop, false)
+		s.mark(evBlockStop, false)
 		w++
 	}
 	if w == 0 {
@@ -1341,7 +1243,7 @@ func (s *msgStream) startTool(n int64, id, name []byte) {
 		s.pend = append(s.pend, strEmptyString...)
 	}
 	s.pend = append(s.pend, `,"input":{}}}`...)
-	s.emit(evBlockStart, true)
+	s.mark(evBlockStart, true)
 }
 
 // heldAt is the index in s.held of chat tool call n, or -1.
@@ -1381,7 +1283,7 @@ func (s *msgStream) delta(typ, key string, v []byte) {
 	s.pend = append(s.pend, `":`...)
 	s.pend = append(s.pend, v...)
 	s.pend = append(s.pend, `}}`...)
-	s.emit(evBlockDelta, true)
+	s.mark(evBlockDelta, true)
 }
 
 // chunk reads one chat chunk into the events it gives.
@@ -1490,7 +1392,7 @@ func (s *msgStream) choice(c []byte) error {
 		if s.open != openText {
 			s.openBlock(openText)
 			s.pend = append(s.pend, `{"type":"text","text":""}}`...)
-			s.emit(evBlockStart, false)
+			s.mark(evBlockStart, false)
 		}
 		s.delta("text_delta", "text", content)
 	}
@@ -1625,15 +1527,15 @@ func (s *msgStream) finish() {
 		s.pend = append(s.pend, `{"output_tokens":0}`...)
 	}
 	s.pend = append(s.pend, '}')
-	s.emit(evMsgDelta, false)
+	s.mark(evMsgDelta, false)
 	s.marks[len(s.marks)-1].usage = true
 	s.pend = append(s.pend, `{"type":"message_stop"}`...)
-	s.emit(evMsgStop, false)
+	s.mark(evMsgStop, false)
 	s.ended = true
 }
 
 // fail ends the stream at a chat error object (data) with the Messages API's error
-// event, its message the upstream's.
+// event, its message the upstream's; the inner stream is read to its end first.
 func (s *msgStream) fail(data []byte) {
 	s.scratch = append(s.scratch[:0], "The upstream model server failed in the middle of the answer."...)
 	e, _ := jsonscan.Field(data, "error")
@@ -1646,9 +1548,12 @@ func (s *msgStream) fail(data []byte) {
 		}
 	}
 	s.pend = AppendAnthropicError(s.pend, "api_error", b2s(s.scratch), "")
-	s.emit(evMsgError, false)
+	s.mark(evMsgError, false)
 	s.marks[len(s.marks)-1].err = true
-	s.ended = true
+	s.ended, s.drain = true, true
 }
 
-var _ Events = (*msgStream)(nil)
+var (
+	_ Events = (*msgStream)(nil)
+	_ relay  = (*msgStream)(nil)
+)
