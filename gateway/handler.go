@@ -67,9 +67,11 @@ type request struct {
 	ipBuf  [16]byte
 	// ipSubj is the client's address as per: ip limits count it (subjectIP).
 	ipSubj [16]byte
-	ipText [48]byte
-	rt     *runtime
-	start  time.Time
+	// tenantIP is that address written out, a fair queue's tenant (Tenant).
+	tenantIP [48]byte
+	ipText   [48]byte
+	rt       *runtime
+	start    time.Time
 	// answered is when the answer was complete; zero until then (answeredAt).
 	answered time.Time
 	ep       *endpoint
@@ -1356,7 +1358,8 @@ func (r *request) user() []byte {
 
 // Tenant is whose the request is under a backend queue's fairness, as its limits count
 // it: the key's name (empty without auth), the end user, the endpoint, the client's
-// address (its prefix, with limiter.ipv6_prefix).
+// address (its prefix, with limiter.ipv6_prefix) written out as queue.weights names
+// it (10.0.0.1, 2001:db8:1:2::).
 func (r *request) Tenant(f providers.Fair) []byte {
 	switch f {
 	case providers.FairAPIKey:
@@ -1368,7 +1371,11 @@ func (r *request) Tenant(f providers.Fair) []byte {
 	case providers.FairEndpoint:
 		return s2b(r.ep.name)
 	case providers.FairIP:
-		return subjectIP(r.client, r.rt.ipv6Bits, &r.ipSubj)
+		a, ok := netip.AddrFromSlice(subjectIP(r.client, r.rt.ipv6Bits, &r.ipSubj))
+		if !ok {
+			return nil
+		}
+		return a.Unmap().AppendTo(r.tenantIP[:0])
 	}
 	return nil
 }

@@ -791,7 +791,7 @@ func (c *Config) validatePool() []error {
 		errs = append(errs, fieldErr("queue", "needs max_concurrency"))
 	}
 	if _, ok := ParseFair(c.Queue.Fair); !ok {
-		errs = append(errs, fieldErr("queue.fair", "must be one of api_key, user, endpoint, ip"))
+		errs = append(errs, fieldErr("queue.fair", "must be one of api_key, user, endpoint (or model), ip"))
 	}
 	if c.Queue.Weights != nil && c.Queue.Fair == "" {
 		errs = append(errs, fieldErr("queue.weights", "needs queue.fair: they weigh its tenants"))

@@ -50,8 +50,12 @@ const MaxQueueWeight = 1000
 
 // fairScale is the virtual time one request of a tenant of weight 1 takes: a tenant of
 // weight w advances its own clock by fairScale/w a request, so that while several
-// wait, each is handed freed slots in proportion to its weight.
-const fairScale = 1 << 20
+// wait, each is handed freed slots in proportion to its weight. 720720 is the least
+// common multiple of 1 to 16: those weights (and 18, 20, 24, 30 … every divisor) take
+// exact steps, so that their ties fall to arrival order, not to rounding. The clock moves
+// only while requests wait: at a hundred thousand a second, always waiting, it would
+// take eight years to go round.
+const fairScale = 720720
 
 var tenantSeed = maphash.MakeSeed()
 
@@ -61,6 +65,7 @@ var tenantSeed = maphash.MakeSeed()
 // virtual time, neither owed nor owing.
 type flow struct {
 	key     uint64
+	weight  uint64
 	step    uint64
 	last    uint64
 	waiting int
@@ -171,20 +176,23 @@ func (b *Backend) MaxConcurrency() int64 { return b.pool.limit() }
 // arrival-order flow without fairness. Under q.mu.
 func (q *queue) flowOf(f Fair, weights map[string]int, who Tenants) *flow {
 	if f == FairNone {
-		q.fifo.step = fairScale
+		q.fifo.weight, q.fifo.step = 1, fairScale
 		return &q.fifo
 	}
 	var id []byte
 	if who != nil {
 		id = who.Tenant(f)
 	}
-	key := maphash.Bytes(tenantSeed, id)
-	if fl := q.flows[key]; fl != nil {
-		return fl
-	}
 	weight := 1
 	if v, ok := weights[string(id)]; ok {
 		weight = v
+	}
+	key := maphash.Bytes(tenantSeed, id)
+	if fl := q.flows[key]; fl != nil {
+		// The weight in force now: a reload that changed it applies to the
+		// requests that come after it.
+		fl.weight, fl.step = uint64(weight), uint64(fairScale/weight)
+		return fl
 	}
 	var fl *flow
 	if n := len(q.spare); n > 0 {
@@ -192,7 +200,7 @@ func (q *queue) flowOf(f Fair, weights map[string]int, who Tenants) *flow {
 	} else {
 		fl = new(flow)
 	}
-	*fl = flow{key: key, step: uint64(fairScale / weight), last: q.vtime}
+	*fl = flow{key: key, weight: uint64(weight), step: uint64(fairScale / weight), last: q.vtime}
 	if q.flows == nil {
 		q.flows = make(map[uint64]*flow)
 	}
@@ -256,13 +264,14 @@ func (q *queue) unlist(k int, served bool) *waiter {
 // would still have at least as many waiting for its weight as fl with the newcomer.
 // It reports whether it made room. Under q.mu.
 func (q *queue) pushOut(fl *flow) bool {
+	// Waiting for its weight, compared exactly: a/wa > b/wb as a*wb > b*wa.
 	var most *flow
 	for _, o := range q.flows {
-		if o != fl && (most == nil || uint64(o.waiting)*o.step > uint64(most.waiting)*most.step) {
+		if o != fl && (most == nil || uint64(o.waiting)*most.weight > uint64(most.waiting)*o.weight) {
 			most = o
 		}
 	}
-	if most == nil || most.waiting == 0 || uint64(fl.waiting+1)*fl.step > uint64(most.waiting-1)*most.step {
+	if most == nil || most.waiting == 0 || uint64(fl.waiting+1)*most.weight > uint64(most.waiting-1)*fl.weight {
 		return false
 	}
 	for k := len(q.list) - 1; k >= 0; k-- {

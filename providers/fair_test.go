@@ -242,7 +242,7 @@ func TestQueueFairConfig(t *testing.T) {
 		conc int
 		want string
 	}{
-		{QueueConfig{Fair: "team"}, 4, "queue.fair: must be one of api_key, user, endpoint, ip"},
+		{QueueConfig{Fair: "team"}, 4, "queue.fair: must be one of api_key, user, endpoint (or model), ip"},
 		{QueueConfig{Weights: map[string]int{"a": 2}}, 4, "queue.weights: needs queue.fair"},
 		{QueueConfig{Fair: "api_key", Weights: map[string]int{"a": 0}}, 4, "queue.weights.a: must be a whole number from 1 to 1000"},
 		{QueueConfig{Fair: "api_key", Weights: map[string]int{"a": 1001}}, 4, "queue.weights.a: must be a whole number from 1 to 1000"},

@@ -582,30 +582,29 @@ func (p *pool) wait(i int, avoid *targetSet, retry bool, now time.Time, d time.D
 		switch out {
 		case waitLeft:
 			counts.count(QueueClientGone, 0)
-		case waitRefused:
-			if d <= 0 {
-				counts.count(QueueTimeout, 0)
-			} else {
-				counts.count(QueueFull, 0)
-			}
-		case waitPushedOut:
-			counts.count(QueuePushedOut, 0)
-		case waitTimedOut:
-			counts.count(QueueTimeout, 0)
-		case waitStranded:
-			counts.count(QueueStranded, 0)
-		}
-		switch out {
-		case waitLeft:
 			return lease{}, ErrClientGone
 		case waitRefused, waitPushedOut, waitTimedOut:
 			if avoid != nil && !avoid.pinned() {
 				if j := p.takeAny(i, nil); j >= 0 {
+					// A retry takes a target that failed it rather than a 503:
+					// served, after its wait if it waited.
+					if out != waitRefused || front {
+						counts.count(QueueServed, time.Since(now))
+					}
 					return lease{i: j, queued: out == waitTimedOut}, nil
 				}
 			}
+			switch {
+			case out == waitPushedOut:
+				counts.count(QueuePushedOut, 0)
+			case out == waitTimedOut, d <= 0:
+				counts.count(QueueTimeout, 0)
+			default:
+				counts.count(QueueFull, 0)
+			}
 			return lease{}, p.errOverloaded
 		case waitStranded:
+			counts.count(QueueStranded, 0)
 			if avoid.pinned() {
 				// The call's one target left service.
 				return lease{}, p.errNoTarget
