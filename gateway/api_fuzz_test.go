@@ -49,6 +49,7 @@ endpoints:
   - {name: embed, type: embeddings, routes: [{backend: up}], timeout: 2s}
   - {name: legacy, type: completions, routes: [{backend: up}], timeout: 2s}
   - {name: rank, type: rerank, routes: [{backend: up}], timeout: 2s, limits: [{per: api_key, tokens: 1000000, window: minute}]}
+  - {name: whisper, type: transcriptions, routes: [{backend: up}], timeout: 2s}
   - {name: limited, type: chat, routes: [{backend: up}], timeout: 2s,
      limits: [{per: user, tokens: 1000000, window: minute}, {per: api_key, requests: 1000000, window: minute}]}
 logging: {level: info, access_log: true}
@@ -100,6 +101,13 @@ logging: {level: info, access_log: true}
 		{"POST", "/v1/chat/completions/../embeddings", auth, chat},
 		{"POST", "/v1/chat/completions", auth, `{"model":"chat","stream":"yes","messages":[]}`},
 		{"POST", "/v1/chat/completions", auth, `{"model":"chat","max_tokens":-1,"stream_options":{"include_usage":"no"},"messages":[]}`},
+		{"POST", "/v1/audio/transcriptions", auth + "Content-Type: multipart/form-data; boundary=B\n", fuzzForm("model", "whisper")},
+		{"POST", "/v1/audio/transcriptions", auth + "Content-Type: multipart/form-data; boundary=\"B\"\n", fuzzForm("model", "whisper", "stream", "true", "stream_include_usage", "true")},
+		{"POST", "/v1/audio/translations", auth + "Content-Type: multipart/form-data; boundary=B\nx-mock-audio-api: openai\n", fuzzForm("response_format", "srt", "model", "whisper")},
+		{"POST", "/v1/audio/transcriptions", auth + "Content-Type: multipart/form-data; boundary=B\nx-mock-audio-api: openai\n", fuzzForm("model", "whisper", "stream", "1")},
+		{"POST", "/v1/audio/transcriptions", auth + "Content-Type: multipart/form-data; boundary=B\n", fuzzForm("model", "chat")},
+		{"POST", "/v1/audio/transcriptions", auth + "Content-Type: multipart/form-data; boundary=B\n", fuzzForm("model", "whisper")[:40]},
+		{"POST", "/v1/audio/translations", auth, `{"model":"whisper"}`},
 	} {
 		f.Add(s.method, s.path, s.header, []byte(s.body))
 	}
@@ -126,6 +134,18 @@ logging: {level: info, access_log: true}
 		}
 		fuzzCheckAnswer(t, req, resp, got, clientID)
 	})
+}
+
+// fuzzForm is a multipart body (boundary B) with the given fields, then a file part of
+// a few bytes of audio.
+func fuzzForm(fields ...string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(fields); i += 2 {
+		b.WriteString("--B\r\nContent-Disposition: form-data; name=\"" + fields[i] + "\"\r\n\r\n" + fields[i+1] + "\r\n")
+	}
+	b.WriteString("--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n")
+	b.WriteString(strings.Repeat("\x00\x01", 200) + "\r\n--B--\r\n")
+	return b.String()
 }
 
 // fuzzRequest makes a well-formed HTTP/1.1 request from the fuzzer's parts, and the
@@ -274,6 +294,8 @@ func fuzzCheckAnswer(t *testing.T, req []byte, resp *http.Response, got []byte, 
 		if _, _, bad := sseCheck(got); bad != "" {
 			fail("stream event %q", bad)
 		}
+	case strings.HasPrefix(ct, "text/plain") && bytes.Contains(req, []byte(" /v1/audio/")):
+		// The audio API's text, srt and vtt answers.
 	default:
 		if !json.Valid(got) {
 			fail("a %d answer that is not JSON", resp.StatusCode)

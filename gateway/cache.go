@@ -408,7 +408,7 @@ func (c *answerCache) pushRecent(e *cacheEntry) {
 // nor fills it; Cache-Control no-store neither, no-cache skips the lookup and
 // keeps the fresh answer. The lookup itself waits for the limits (serveCached).
 func (r *request) cacheDecide(ctx *fasthttp.RequestCtx) {
-	if r.call.Stream || r.call.Kind == providers.Responses || r.call.Kind.Tokenizer() {
+	if r.call.Stream || r.call.Kind == providers.Responses || r.call.Kind.Tokenizer() || r.call.Kind.Form() {
 		return
 	}
 	r.cacheGen = r.ep.cache.gen.Load()

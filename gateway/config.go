@@ -2003,7 +2003,7 @@ func (c *Config) problems() []string {
 			}
 		}
 		if _, ok := kindOf(e.Type); !ok {
-			add(p+".type", "must be chat, completions, embeddings or rerank")
+			add(p+".type", "must be chat, completions, embeddings, rerank or transcriptions")
 		}
 		if e.Timeout < 0 {
 			add(p+".timeout", "must not be negative")
@@ -2017,6 +2017,9 @@ func (c *Config) problems() []string {
 			add(p+".default_max_tokens", "must be at most 1099511627776 (2^40), as max_tokens is counted")
 		}
 		c.cacheProblems(p, e.Cache, add)
+		if kind, ok := kindOf(e.Type); ok && kind == providers.Transcription && e.Cache != nil {
+			add(p+".cache", "does not apply to a transcriptions endpoint: its answers are not cached")
+		}
 		if kind, ok := kindOf(e.Type); ok && kind != providers.Chat {
 			// The Messages API has chat only, and Azure's deployment URLs no rerank:
 			// every such request would be refused.
@@ -2295,6 +2298,8 @@ func kindOf(t string) (providers.Kind, bool) {
 		return providers.Embeddings, true
 	case "rerank":
 		return providers.Rerank, true
+	case "transcriptions":
+		return providers.Transcription, true
 	}
 	return 0, false
 }

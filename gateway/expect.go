@@ -84,12 +84,13 @@ func (s *Server) refuseHeaders(ctx *fasthttp.RequestCtx, e *apiError) int {
 }
 
 // callRoute reports whether path is an API call's (serveCall): chat, completions,
-// embeddings, responses, rerank, score, messages, count_tokens, tokenize, detokenize or
-// an MLflow invocation.
+// embeddings, responses, rerank, score, messages, count_tokens, tokenize, detokenize,
+// the audio API or an MLflow invocation.
 func callRoute(path []byte) bool {
 	switch ownRoute(path) {
 	case routeChat, routeCompletions, routeEmbeddings, routeResponses, routeRerank, routeRerankV2, routeRerankRoot, routeScore,
-		routeScoreRoot, routeMessages, routeCountTokens, routeTokenize, routeDetokenize, routeInvocations:
+		routeScoreRoot, routeMessages, routeCountTokens, routeTokenize, routeDetokenize, routeTranscriptions, routeTranslations,
+		routeInvocations:
 		return true
 	}
 	return false

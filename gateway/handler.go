@@ -337,6 +337,11 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		kind = providers.Tokenize
 	case "/detokenize":
 		kind = providers.Detokenize
+	case "/v1/audio/transcriptions":
+		// OpenAI's audio API, served by transcriptions endpoints.
+		kind = providers.Transcription
+	case "/v1/audio/translations":
+		kind = providers.Translation
 	case "/v1/models":
 		s.serveModels(ctx)
 		return
@@ -418,6 +423,11 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 			return
 		}
 		kind = ep.kind
+		if kind.Form() {
+			// MLflow's invocations take JSON: an audio call goes to its own route.
+			r.fail(ctx, &errInvocationAudio)
+			return
+		}
 	}
 	if e := r.readBody(ctx); e != nil {
 		r.fail(ctx, e)
@@ -1004,6 +1014,8 @@ const (
 	routeCountTokens
 	routeTokenize
 	routeDetokenize
+	routeTranscriptions
+	routeTranslations
 	routeResponseCancel
 	routeResponseItems
 	routeInvocations
@@ -1029,6 +1041,8 @@ var ownRoutes = [nRoutes]string{
 	routeCountTokens:    "/v1/messages/count_tokens",
 	routeTokenize:       "/tokenize",
 	routeDetokenize:     "/detokenize",
+	routeTranscriptions: "/v1/audio/transcriptions",
+	routeTranslations:   "/v1/audio/translations",
 	routeResponseCancel: "/v1/responses/{response_id}/cancel",
 	routeResponseItems:  "/v1/responses/{response_id}/input_items",
 	routeInvocations:    "/endpoints/{name}/invocations",
@@ -1043,7 +1057,8 @@ const otherMethod = len(tracing.KnownMethods)
 // kindRoutes are the routes of the API calls, by kind.
 var kindRoutes = [...]int{providers.Chat: routeChat, providers.Completions: routeCompletions, providers.Embeddings: routeEmbeddings,
 	providers.Responses: routeResponses, providers.Rerank: routeRerank, providers.Score: routeScore, providers.Messages: routeMessages,
-	providers.CountTokens: routeCountTokens, providers.Tokenize: routeTokenize, providers.Detokenize: routeDetokenize}
+	providers.CountTokens: routeCountTokens, providers.Tokenize: routeTokenize, providers.Detokenize: routeDetokenize,
+	providers.Transcription: routeTranscriptions, providers.Translation: routeTranslations}
 
 // methodPost is POST's index in serverSpecs, the method of every API call.
 var methodPost = ownMethod(strPost)
@@ -1100,6 +1115,10 @@ func ownRoute(path []byte) int {
 		return routeTokenize
 	case "/detokenize":
 		return routeDetokenize
+	case "/v1/audio/transcriptions":
+		return routeTranscriptions
+	case "/v1/audio/translations":
+		return routeTranslations
 	case "/api/2.0/endpoints", "/api/2.0/endpoints/":
 		return routeMLflowList
 	}
@@ -1177,13 +1196,19 @@ func (s *Server) bind(r *request) bool {
 func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked bool) *apiError {
 	rt := r.rt
 	body := r.body
-	if e := scanBody(body, &r.f); e != nil {
-		return e
-	}
-	raw := body[r.f.model[0]:r.f.model[1]]
-	var ok bool
-	if r.modelName, ok = jsonscan.AppendUnquote(r.modelName[:0], raw); !ok {
-		return &errModelType
+	if kind.Form() {
+		if e := r.scanAudio(ctx); e != nil {
+			return e
+		}
+	} else {
+		if e := scanBody(body, &r.f); e != nil {
+			return e
+		}
+		raw := body[r.f.model[0]:r.f.model[1]]
+		var ok bool
+		if r.modelName, ok = jsonscan.AppendUnquote(r.modelName[:0], raw); !ok {
+			return &errModelType
+		}
 	}
 	ep := rt.endpoint(r.modelName)
 	if ep == nil || (r.key != nil && !r.key.allowed[ep.idx]) {
@@ -1495,9 +1520,13 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				// gen_ai.request.* say what the model was asked: the provider hands
 				// over the body it sends, after drop_params, the backend's defaults
 				// and its translation.
-				r.sentReq.Span = as
-				r.call.Sent = &r.sentReq
-				tr.CapturePrompt(as, r.call.Body)
+				if !r.call.Kind.Form() {
+					// An audio call's body is a multipart form, its file binary:
+					// neither read for request attributes nor captured.
+					r.sentReq.Span = as
+					r.call.Sent = &r.sentReq
+					tr.CapturePrompt(as, r.call.Body)
+				}
 			}
 		}
 		err := b.Send(&r.call, &ctx.Response, &r.res)
@@ -1586,8 +1615,8 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			r.usage = r.res.Usage
 			r.stream = r.res.Stream
 			// A Messages API stream's usage is its own, never asked for on the
-			// client's behalf.
-			r.hideUse = r.call.Stream && !r.call.IncludeUsage && !r.call.Kind.Anthropic()
+			// client's behalf; so is an audio stream's.
+			r.hideUse = r.call.Stream && !r.call.IncludeUsage && !r.call.Kind.Anthropic() && !r.call.Kind.Form()
 			if r.call.Kind == providers.Responses {
 				r.tag = r.tagOf()
 			}
@@ -2391,7 +2420,7 @@ func (r *request) nextEvent() {
 	r.gotEvent = true
 	if r.ev.Done {
 		r.finished = true
-		if r.call.Kind != providers.Responses && r.call.Kind != providers.Messages {
+		if r.call.Kind != providers.Responses && r.call.Kind != providers.Messages && !r.ev.Terminal {
 			// A Responses API stream ends with its terminal event, no [DONE]; a
 			// Messages API stream with message_stop.
 			r.out = append(r.eventBuf(), strDoneEvent...)

@@ -44,3 +44,11 @@ func TestProxyMessagesAllocs(t *testing.T) {
 		t.Errorf("%v allocations a Messages API call, want 0", n)
 	}
 }
+
+func TestProxyAudioAllocs(t *testing.T) {
+	s := newAudioServer(t)
+	ctx := newAudioCtx(t, s)
+	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+		t.Errorf("%v allocations a transcription, want 0", n)
+	}
+}

@@ -182,7 +182,7 @@ func TestRerankConfigRefusesBackendsWithoutIt(t *testing.T) {
 		}
 	}
 	path := writeTemp(t, mockConfig("127.0.0.1:1", "", "  - {name: rank, type: reranker, routes: [{backend: up}]}\n"))
-	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "must be chat, completions, embeddings or rerank") {
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "must be chat, completions, embeddings, rerank or transcriptions") {
 		t.Errorf("unknown type: %v", err)
 	}
 }

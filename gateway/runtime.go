@@ -241,7 +241,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		// send records the target each attempt went to.
 		specs := &[providers.KindCount]*tracing.Spec{}
 		for _, k := range []providers.Kind{providers.Chat, providers.Completions, providers.Embeddings, providers.Rerank, providers.Score, providers.CountTokens,
-			providers.Tokenize, providers.Detokenize} {
+			providers.Tokenize, providers.Detokenize, providers.Transcription, providers.Translation} {
 			specs[k] = tracing.UpstreamSpec(k.String(), bc.Provider, bc.Model, name, "")
 		}
 		// A Responses API call is a chat operation (gen_ai.operation.name chat).

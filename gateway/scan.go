@@ -159,7 +159,9 @@ func countDocuments(v []byte) int64 {
 // larger of n and best_of (all best_of are generated, and billed) for each prompt.
 func (f *fields) completions(kind providers.Kind) int64 {
 	switch kind {
-	case providers.Embeddings, providers.Rerank, providers.Score, providers.CountTokens, providers.Tokenize, providers.Detokenize:
+	case providers.Embeddings, providers.Rerank, providers.Score, providers.CountTokens, providers.Tokenize, providers.Detokenize,
+		providers.Transcription, providers.Translation:
+		// An audio call's output has no bound it names: its usage settles it.
 		return 0
 	case providers.Completions:
 		return max(f.nBounded(), f.bestOf, 1) * max(f.prompts, 1)

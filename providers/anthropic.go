@@ -343,6 +343,8 @@ func (e *UnsupportedError) Error() string {
 		return "The model is served by the " + e.API + " API, which has no Messages API; call /v1/chat/completions instead."
 	case Tokenize, Detokenize:
 		return "The model is served by the " + e.API + " API, which has no tokenizer API (vLLM's /tokenize and /detokenize)."
+	case Transcription, Translation:
+		return "The model is served by the " + e.API + " API, which has no audio API; use a model served by a transcriptions backend."
 	}
 	return "The model is served by the " + e.API + " API, which does not support this operation."
 }
@@ -361,6 +363,7 @@ var (
 	errAzureResponses = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Responses}
 	// Neither has vLLM's tokenizer API.
 	errAnthropicTokenize = &UnsupportedError{API: "Anthropic Messages", Kind: Tokenize}
+	errAnthropicAudio    = &UnsupportedError{API: "Anthropic Messages", Kind: Transcription}
 	errAzureTokenize     = &UnsupportedError{API: "Azure OpenAI deployments", Kind: Tokenize}
 )
 
@@ -396,6 +399,8 @@ func (a *anthropic) prepare(dst []byte, call *Call, out *fasthttp.Response) ([]b
 		return dst, errAnthropicScore
 	case Tokenize, Detokenize:
 		return dst, errAnthropicTokenize
+	case Transcription, Translation:
+		return dst, errAnthropicAudio
 	default:
 		return dst, errAnthropicCompletions
 	}

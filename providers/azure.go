@@ -44,7 +44,7 @@ func azureURLs(t *Target, c *Config) {
 	base = strings.TrimSuffix(base, "/openai")
 	prefix := base + "/openai/deployments/" + url.PathEscape(c.Deployment)
 	query := "?api-version=" + url.QueryEscape(c.APIVersion)
-	for _, k := range []Kind{Chat, Completions, Embeddings} {
+	for _, k := range []Kind{Chat, Completions, Embeddings, Transcription, Translation} {
 		t.setURL(k, prefix+k.Path()+query)
 	}
 }

@@ -245,6 +245,10 @@ type Pricing struct {
 	// answers count their searches: OpenAI's search models bill theirs per call,
 	// but their answers say nothing of it.
 	WebSearchPerThousand float64 `yaml:"web_search_per_thousand"`
+	// AudioPerMinute prices the audio an audio API answer reports by its duration
+	// (usage of type duration: whisper-1 at $0.006 a minute, vLLM), per minute;
+	// answers that report tokens (gpt-4o-transcribe) are priced by them.
+	AudioPerMinute float64 `yaml:"audio_per_minute"`
 	// Tiers price the answers served in a service tier, by the name the answer gives
 	// (OpenAI's service_tier: flex at half the standard price, priority at about
 	// twice it). An answer naming no tier, or one not listed, is priced at the prices
@@ -271,7 +275,7 @@ type TierPricing struct {
 // whose web search price t may leave out.
 func (t *TierPricing) pricing(top *Pricing) Pricing {
 	p := Pricing{CachedInputPerMillion: t.CachedInputPerMillion, CacheWritePerMillion: t.CacheWritePerMillion, CacheWrite1hPerMillion: t.CacheWrite1hPerMillion,
-		WebSearchPerThousand: top.WebSearchPerThousand}
+		WebSearchPerThousand: top.WebSearchPerThousand, AudioPerMinute: top.AudioPerMinute}
 	if t.InputPerMillion != nil {
 		p.InputPerMillion = *t.InputPerMillion
 	}
@@ -288,7 +292,7 @@ func (t *TierPricing) pricing(top *Pricing) Pricing {
 // is then 0 for any usage.
 func (p Pricing) Free() bool {
 	zero := func(v *float64) bool { return v == nil || *v == 0 }
-	if p.InputPerMillion != 0 || p.OutputPerMillion != 0 || p.WebSearchPerThousand != 0 ||
+	if p.InputPerMillion != 0 || p.OutputPerMillion != 0 || p.WebSearchPerThousand != 0 || p.AudioPerMinute != 0 ||
 		!zero(p.CachedInputPerMillion) || !zero(p.CacheWritePerMillion) || !zero(p.CacheWrite1hPerMillion) {
 		return false
 	}
@@ -321,6 +325,9 @@ func (p *Pricing) cost(u *Usage) float64 {
 	c := p.tokenCost(u)
 	if u.WebSearches > 0 {
 		c += float64(u.WebSearches) * p.WebSearchPerThousand / 1e3
+	}
+	if u.AudioMillis > 0 {
+		c += float64(u.AudioMillis) * p.AudioPerMinute / 60e3
 	}
 	return c
 }
@@ -374,6 +381,10 @@ func (c *Config) validatePricing() []error {
 	check("pricing.cache_write_per_million", p.CacheWritePerMillion)
 	check("pricing.cache_write_1h_per_million", p.CacheWrite1hPerMillion)
 	check("pricing.web_search_per_thousand", &p.WebSearchPerThousand)
+	check("pricing.audio_per_minute", &p.AudioPerMinute)
+	if p.AudioPerMinute != 0 && c.Provider == "anthropic" {
+		errs = append(errs, fieldErr("pricing.audio_per_minute", "applies only to backends serving the audio API (openai, azure, mock); Anthropic's has none"))
+	}
 	searchesOnly := func(key string, v *float64) {
 		// A price that nothing would ever charge: only Anthropic's answers count
 		// their searches.
@@ -499,6 +510,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Model == "" {
 		errs = append(errs, fieldErr("model", "is required"))
+	} else if strings.ContainsFunc(c.Model, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		// It goes into JSON bodies escaped, but into an audio call's form as it is.
+		errs = append(errs, fieldErr("model", "must not hold control characters (line breaks, tabs)"))
 	}
 	errs = append(errs, c.validatePricing()...)
 	if c.Timeout < 0 {

@@ -22,6 +22,8 @@ import (
 // openAI speaks the OpenAI HTTP API: vLLM, OpenAI, TGI, Ollama, Together …
 type openAI struct {
 	model []byte
+	// rawModel is the model unquoted: the value of an audio call's model part.
+	rawModel []byte
 	// drop are the client's fields never sent (drop_params).
 	drop []string
 	// reasoning is set for OpenAI's reasoning models: max_tokens goes as
@@ -108,7 +110,7 @@ func authCredentials(name, v string) (string, bool) {
 }
 
 func newOpenAI(c *Config) *openAI {
-	o := &openAI{model: quoteModel(c.Model), drop: c.DropParams, reasoning: openAIReasoningModel(c.Model),
+	o := &openAI{model: quoteModel(c.Model), rawModel: []byte(c.Model), drop: c.DropParams, reasoning: openAIReasoningModel(c.Model),
 		streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: int64(c.MaxResponseBytes)}
 	if c.APIKey != "" {
 		o.auth = []byte("Bearer " + c.APIKey)
@@ -165,6 +167,9 @@ var (
 func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
 	if call.Kind.Anthropic() {
 		return o.sendMessages(t, call, out, res)
+	}
+	if call.Kind.Form() {
+		return o.sendForm(t, call, out, res)
 	}
 	req := o.request(t, call, call.Kind)
 	defer fasthttp.ReleaseRequest(req)

@@ -1163,6 +1163,10 @@ func (st *targetState) boundLoad(queued bool, inflight, since int64) int64 {
 // knows which requests share a prefix, also when it is shorter than n or the prompts
 // differ within their first n bytes.
 func prefixHash(call *Call, n int) (h uint64, ok bool) {
+	if call.Kind.Form() {
+		// An audio call has no prompt to share: its file is its own.
+		return 0, false
+	}
 	if k := call.CacheKey; k[1] > k[0] && n > 0 {
 		w := prefixWriter{left: len(sepCacheKey) + max(n, k[1]-k[0])}
 		w.d.Reset()

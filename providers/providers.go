@@ -50,6 +50,12 @@ const (
 	// model's own tokenizer, an answer without generated tokens, which uses none.
 	Tokenize
 	Detokenize
+	// Transcription and Translation are OpenAI's audio API (POST
+	// /v1/audio/transcriptions, /v1/audio/translations), served by transcriptions
+	// endpoints: a multipart/form-data body, whose model part alone the gateway
+	// rewrites, answered as JSON or as text (text, srt, vtt), or streamed.
+	Transcription
+	Translation
 	// KindCount bounds the kinds, for arrays indexed by kind.
 	KindCount
 )
@@ -77,6 +83,10 @@ func (k Kind) String() string {
 		return "tokenize"
 	case Detokenize:
 		return "detokenize"
+	case Transcription:
+		return "transcriptions"
+	case Translation:
+		return "translations"
 	}
 	return "unknown"
 }
@@ -90,6 +100,8 @@ func (k Kind) Endpoint() Kind {
 		return Chat
 	case Score:
 		return Rerank
+	case Translation:
+		return Transcription
 	}
 	return k
 }
@@ -104,6 +116,11 @@ func (k Kind) Generates() bool {
 // Messages API's count_tokens, vLLM's tokenize and detokenize): no model reads it, so
 // no token limit is charged for it and no answer cache keeps it.
 func (k Kind) Tokenizer() bool { return k == CountTokens || k == Tokenize || k == Detokenize }
+
+// Form reports whether a call of the kind has a multipart/form-data body (the audio
+// API's): its model is a part's raw value, not a JSON string, and no JSON scan, field
+// dropping or usage forcing applies to it.
+func (k Kind) Form() bool { return k == Transcription || k == Translation }
 
 // AnyEndpoint reports whether an endpoint of any type serves calls of the kind:
 // vLLM's tokenizer API, which every model vLLM serves has.
@@ -136,6 +153,10 @@ func (k Kind) Path() string {
 		return "/tokenize"
 	case Detokenize:
 		return "/detokenize"
+	case Transcription:
+		return "/audio/transcriptions"
+	case Translation:
+		return "/audio/translations"
 	}
 	return ""
 }
@@ -205,6 +226,10 @@ type Usage struct {
 	// apart from tokens (Pricing.WebSearchPerThousand). It is no token count
 	// either: Counted leaves it out, and the limits never see it.
 	WebSearches int64
+	// AudioMillis is the duration of the audio an audio API answer transcribed, in
+	// milliseconds (its usage of type duration: whisper-1's, vLLM's), which
+	// Pricing.AudioPerMinute prices. No token count either.
+	AudioMillis int64
 	// Paused is set on an answer whose turn the upstream paused (Anthropic's
 	// pause_turn in a long search turn): a partial answer, which the request sent
 	// again starts over, so no cache keeps it. No count either.
@@ -424,6 +449,9 @@ type Event struct {
 	// end after its terminal event (response.completed, response.incomplete,
 	// response.failed). The event carries no data.
 	Done bool
+	// Terminal is set on Done when the stream ended with its own terminal event
+	// (a Responses API one, message_stop, transcript.text.done): no [DONE] follows.
+	Terminal bool
 	// UsageOnly marks the usage chunk (usage, with choices empty, null or absent)
 	// the gateway may have asked for on the client's behalf.
 	UsageOnly bool
@@ -609,7 +637,7 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		return u, nil
 	}
 	t := &Target{URL: raw, client: hc}
-	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank, Score, Messages, CountTokens} {
+	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank, Score, Messages, CountTokens, Transcription, Translation} {
 		t.setURL(k, operationURL(raw, k.Path()))
 	}
 	for _, k := range []Kind{Tokenize, Detokenize} {

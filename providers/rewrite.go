@@ -153,6 +153,10 @@ func parseUsage(raw []byte, u *Usage) bool {
 		case "prompt_tokens_details", "input_tokens_details":
 			u.CachedInput, ok = cachedTokens(v)
 			bad = bad || !ok
+		case "seconds":
+			// The audio API's usage of type duration.
+			u.AudioMillis, ok = audioMillis(v)
+			bad = bad || !ok
 		}
 	}
 }

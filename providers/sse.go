@@ -35,6 +35,9 @@ type sseReader struct {
 	// with message_stop, no [DONE].
 	messages bool
 	msgUsage anthropicUsage
+	// audio is set for an audio API stream (inspectAudioEvent): vLLM's ends with
+	// [DONE], OpenAI's with transcript.text.done (final).
+	audio bool
 	// begun is set once the stream's first line is read; skipLF when the last line
 	// ended with a CR that may be half of a CRLF; lfOnly once a line ended in LF.
 	begun, skipLF, lfOnly bool
@@ -91,7 +94,7 @@ func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
 	s.up, s.t, s.done, s.forced, s.secrets = up, t, false, forced, nil
 	s.responses, s.final = false, false
-	s.messages, s.msgUsage = false, anthropicUsage{}
+	s.messages, s.msgUsage, s.audio = false, anthropicUsage{}, false
 	s.begun, s.skipLF, s.lfOnly = false, false, false
 	s.evented, s.stray = false, false
 	s.aborted.Store(false)
@@ -129,7 +132,7 @@ func (s *sseReader) readEvent() error {
 				seen = seen || ok
 			}
 			switch {
-			case seen && (bytes.Equal(s.data, strDone) || s.responses && terminalEvent(s.data) || s.messages && messageStop(s.data)):
+			case seen && (bytes.Equal(s.data, strDone) || s.responses && terminalEvent(s.data) || s.messages && messageStop(s.data) || s.audio && audioDone(s.data)):
 				// A last event the upstream closed on without its blank line: it
 				// says the stream is whole.
 				s.evented = true
@@ -430,7 +433,7 @@ func (s *sseReader) Next(ev *Event) error {
 	}
 	if s.final {
 		s.done = true
-		ev.Done = true
+		ev.Done, ev.Terminal = true, true
 		return nil
 	}
 	for {
@@ -465,6 +468,11 @@ func (s *sseReader) Next(ev *Event) error {
 			ev.Name = s.name
 			var ok bool
 			if s.final, ok = inspectResponseEvent(s.data, ev); !ok {
+				return errEventNotJSON
+			}
+		} else if s.audio {
+			var ok bool
+			if ok, s.final = inspectAudioEvent(s.data, ev); !ok {
 				return errEventNotJSON
 			}
 		} else if !inspectChunk(s.data, ev) {

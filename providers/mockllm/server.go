@@ -1,5 +1,6 @@
 // Package mockllm is a fake LLM inference server that behaves like vLLM's OpenAI
-// server (chat, legacy completions, embeddings, rerank and score, the Anthropic
+// server (chat, legacy completions, embeddings, rerank and score, audio
+// transcriptions and translations, the Anthropic
 // Messages API as vLLM's router serves it, models, /tokenize, /detokenize, /version,
 // /health, /metrics with vLLM's gauges and latency histograms) or like Anthropic's
 // Messages API. Its answers are deterministic for a
@@ -47,6 +48,8 @@ const (
 	rRerankV2
 	rScore
 	rScoreV1
+	rTranscribe
+	rTranslate
 	rHealth
 	rMetrics
 	rTokenize
@@ -74,6 +77,8 @@ var routeNames = [numRoutes]string{
 	rRerankV2:    "/v2/rerank",
 	rScore:       "/score",
 	rScoreV1:     "/v1/score",
+	rTranscribe:  "/v1/audio/transcriptions",
+	rTranslate:   "/v1/audio/translations",
 	rHealth:      "/health",
 	rMetrics:     "/metrics",
 	rTokenize:    "/tokenize",
@@ -165,6 +170,9 @@ func New(opts Options) (*Server, error) {
 		// that clients meet connections the upstream has closed, as they do in
 		// production.
 		IdleTimeout: o.KeepAliveTimeout,
+		// The audio routes read their multipart bodies themselves (audio_form.go),
+		// malformed ones included, which fasthttp would refuse before the handler.
+		DisablePreParseMultipartForm: true,
 	}
 	return s, nil
 }
@@ -195,8 +203,8 @@ type Stats struct {
 	// "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/messages/count_tokens",
 	// "/v1/responses", "/v1/responses/{id}", "/v1/responses/{id}/input_items",
 	// "/v1/responses/{id}/cancel", "/rerank", "/v1/rerank", "/v2/rerank", "/score",
-	// "/v1/score", "/health", "/metrics", "/tokenize", "/detokenize", "/version",
-	// "other".
+	// "/v1/score", "/v1/audio/transcriptions", "/v1/audio/translations", "/health",
+	// "/metrics", "/tokenize", "/detokenize", "/version", "other".
 	Requests map[string]int64
 	// Running and Waiting are the requests holding and awaiting a MaxNumSeqs slot.
 	Running, Waiting int64
@@ -293,6 +301,10 @@ func (s *Server) routeOf(path []byte) route {
 		return rScore
 	case "/v1/score":
 		return rScoreV1
+	case "/v1/audio/transcriptions":
+		return rTranscribe
+	case "/v1/audio/translations":
+		return rTranslate
 	}
 	if id, sub, ok := responsePath(path); ok {
 		switch {
@@ -420,6 +432,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case !post:
 		s.methodNotAllowed(ctx, strPOST)
+	case r == rTranscribe || r == rTranslate:
+		// Multipart forms: vLLM runs no validate_json_request on these routes.
+		s.audio(ctx, st)
 	case !s.anthropic && !jsonRequest(ctx):
 		// vLLM's Messages routes run validate_json_request as its OpenAI routes do.
 		s.badRequest(ctx, st, errContentType)
@@ -601,6 +616,9 @@ type overrides struct {
 	// interleave streaming them interleaved (toolcalls.go).
 	toolCalls  int
 	interleave bool
+	// audioOpenAI is x-mock-audio-api: openai, the audio routes answering as
+	// OpenAI's API does (audio_openai.go).
+	audioOpenAI bool
 
 	sawAuth bool
 	authOK  bool
@@ -696,6 +714,8 @@ func (st *state) scanHeaders(h *fasthttp.RequestHeader, rec bool) {
 			if tierName(v) {
 				o.tier = append(o.tier[:0], v...)
 			}
+		case "x-mock-audio-api":
+			o.audioOpenAI = string(v) == "openai"
 		case "x-mock-tool-calls":
 			// "N", or "N interleaved".
 			num, mode, _ := bytes.Cut(v, strSpace)

@@ -15,6 +15,7 @@ const (
 	kCompletion
 	kMessages
 	kResponses
+	kAudio
 )
 
 // item is one prompt of a completions request or one input of an embeddings request.
@@ -82,6 +83,8 @@ type state struct {
 	rsp respState
 	// rank is a rerank or score request's (rerank.go).
 	rank rankState
+	// aud is an audio transcription or translation request's (audio.go).
+	aud audioState
 
 	// The answer. Its id ends in reqID (the X-Request-Id header, else the body's
 	// request_id, escaped for a JSON string), or when none was usable in idA and idB.
@@ -155,6 +158,7 @@ func (st *state) reset() {
 		rid:      st.rid[:0],
 		rsp:      respState{items: st.rsp.items[:0]},
 		rank:     st.rank.reset(),
+		aud:      st.aud.reset(),
 		echoBuf:  st.echoBuf[:0],
 		echoDec:  st.echoDec[:0],
 		echoCuts: st.echoCuts[:0],
@@ -292,6 +296,8 @@ func (st *state) next() ([]byte, error) {
 		return st.nextOpenAI()
 	case kResponses:
 		return st.nextResponses()
+	case kAudio:
+		return st.nextAudio()
 	default:
 		return st.nextMessages()
 	}

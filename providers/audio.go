@@ -1,0 +1,106 @@
+package providers
+
+import (
+	"bytes"
+	"math"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
+	"github.com/valyala/fasthttp"
+)
+
+// sendForm sends an audio API call (Kind.Form): the client's multipart body with its
+// model part's value replaced by the backend's model, under the client's own
+// Content-Type (its boundary). The answer is JSON (json, verbose_json), text (text,
+// srt, vtt), or a stream.
+func (o *openAI) sendForm(t *Target, call *Call, out *fasthttp.Response, res *Result) error {
+	req := o.request(t, call, call.Kind)
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetContentTypeBytes(call.Header.ContentType())
+	buf := bodyPool.Get().(*[]byte)
+	*buf = appendFormBody((*buf)[:0], call, o.rawModel)
+	req.SetBodyRaw(*buf)
+	up, err := o.answer(t, req, call, out, res)
+	putBody(buf)
+	if err != nil {
+		return err
+	}
+	if call.Stream {
+		r := o.events(t, up, out, false)
+		r.audio = true
+		res.Stream = r
+		return nil
+	}
+	return o.passAudioAnswer(t, up, out, res)
+}
+
+// appendFormBody appends the call's multipart body with its model part's value (the
+// span call.Model, raw bytes) replaced by model.
+func appendFormBody(dst []byte, call *Call, model []byte) []byte {
+	b := call.Body
+	dst = append(dst, b[:call.Model[0]]...)
+	dst = append(dst, model...)
+	return append(dst, b[call.Model[1]:]...)
+}
+
+// passAudioAnswer gives out up, a 2xx audio API answer on t read whole: a JSON answer
+// (json, verbose_json) as passAnswer gives one, its usage read; a text one (text, srt,
+// vtt) as it came, under its own content type (text/plain when it names none).
+func (o *openAI) passAudioAnswer(t *Target, up, out *fasthttp.Response, res *Result) error {
+	ct := up.Header.ContentType()
+	if len(ct) == 0 || bytes.Equal(jsonType(ct), ct) {
+		return o.passAnswer(t, up, out, res)
+	}
+	defer endAttempt(t, up)
+	out.SetStatusCode(up.StatusCode())
+	out.Header.SetContentTypeBytes(ct)
+	swapBody(out, up)
+	return nil
+}
+
+// maxAudioMillis bounds the audio duration an answer is believed to report: a year.
+const maxAudioMillis = 365 * 24 * 3600 * 1000
+
+// audioMillis reads a usage's seconds (the audio API's usage of type duration, which
+// whisper-1 and vLLM report in place of tokens) in milliseconds.
+func audioMillis(v []byte) (int64, bool) {
+	if jsonscan.IsNull(v) {
+		return 0, true
+	}
+	s, ok := jsonscan.Float(v)
+	if !ok || s < 0 || math.IsNaN(s) || s*1000 > maxAudioMillis {
+		return 0, false
+	}
+	return int64(math.Round(s * 1000)), true
+}
+
+var (
+	strTranscriptDone  = []byte("transcript.text.done")
+	strTranscriptDelta = []byte("transcript.text.delta")
+)
+
+// inspectAudioEvent reads an audio API stream's event: vLLM's, a chunk of object
+// transcription.chunk (choices[].delta.content, usage in the last chunk when asked
+// for, then [DONE]), or OpenAI's, transcript.text.delta events and a last
+// transcript.text.done carrying the usage, no [DONE]. final reports the latter.
+func inspectAudioEvent(data []byte, ev *Event) (ok, final bool) {
+	if !inspectChunk(data, ev) {
+		return false, false
+	}
+	typ, found := jsonscan.Field(data, "type")
+	if !found || len(typ) < 2 || typ[0] != '"' {
+		return true, false
+	}
+	switch name := typ[1 : len(typ)-1]; {
+	case bytes.Equal(name, strTranscriptDelta):
+		ev.Content = true
+	case bytes.Equal(name, strTranscriptDone):
+		return true, true
+	}
+	return true, false
+}
+
+// audioDone reports whether data is OpenAI's last transcription event.
+func audioDone(data []byte) bool {
+	_, final := inspectAudioEvent(data, &Event{})
+	return final
+}
