@@ -104,7 +104,7 @@ func TestAudioTranscriptionsThroughSDK(t *testing.T) {
 	var resp *http.Response
 	res, err := c.Audio.Transcriptions.New(context.Background(), openai.AudioTranscriptionNewParams{
 		File: openai.File(bytes.NewReader(wav), "speech.wav", "audio/wav"), Model: "whisper",
-	}, option.WithResponseInto(&resp))
+	}, option.WithResponseInto(&resp), option.WithHeader("X-Request-Id", "audio-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +113,9 @@ func TestAudioTranscriptionsThroughSDK(t *testing.T) {
 	}
 	if n := mock.Stats().Requests["/v1/audio/transcriptions"]; n != 1 {
 		t.Fatalf("upstream transcriptions %d, want 1 (the model rewritten to up-model: mockllm refuses any other)", n)
+	}
+	if line := accessLine(t, g, "audio-1"); line["audio_seconds"] != 3.0 || line["endpoint"] != "whisper" {
+		t.Fatalf("access line %v, want audio_seconds 3", line)
 	}
 	tr, err := c.Audio.Translations.New(context.Background(), openai.AudioTranslationNewParams{
 		File: openai.File(bytes.NewReader(wav), "speech.wav", "audio/wav"), Model: "whisper",

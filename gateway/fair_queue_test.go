@@ -31,7 +31,7 @@ endpoints:
 
 // askAs sends a chat request with key and name (as X-Test-Client), its result on out.
 func askAs(g *gw, key, name string, out chan<- error) {
-	c := g.client(option.WithAPIKey(key), option.WithHeader("X-Test-Client", name))
+	c := g.client(option.WithAPIKey(key), option.WithHeader("X-Test-Client", name), option.WithHeader("X-Request-Id", name))
 	go func() {
 		_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 			Model: "chat", Messages: userMsg("hi"),
@@ -111,6 +111,13 @@ func TestFairQueueByAPIKey(t *testing.T) {
 		if _, v := seriesWith(fams, name, "backend", "up"); v != 0 {
 			t.Errorf("%s %v once every request is done, want 0", name, v)
 		}
+	}
+	// The access log says how long each request waited in the queue; h1 never did.
+	if q, ok := accessLine(t, g, "h5")["queue_ms"].(float64); !ok || q <= 0 {
+		t.Errorf("h5's access line: queue_ms %v, want its wait", accessLine(t, g, "h5")["queue_ms"])
+	}
+	if _, ok := accessLine(t, g, "h1")["queue_ms"]; ok {
+		t.Error("h1's access line has a queue_ms: it never waited")
 	}
 }
 

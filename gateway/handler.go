@@ -116,9 +116,11 @@ type request struct {
 	variant  string
 	status   int
 	attempts int
-	usage    providers.Usage
-	ttft     time.Duration
-	errKind  string
+	// queued is the time the request's attempts waited in backends' queues.
+	queued  time.Duration
+	usage   providers.Usage
+	ttft    time.Duration
+	errKind string
 	// streamAttempt counts a stream's attempt when the stream ends, by how it
 	// ended; streamErr is how the upstream failed it, when it did.
 	streamAttempt *metrics.Attempt
@@ -1530,6 +1532,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			}
 		}
 		err := b.Send(&r.call, &ctx.Response, &r.res)
+		r.queued += r.res.Queued
 		r.call.Sent, r.sentReq.Span = nil, nil
 		r.obsRoute = t.Route
 		if refused := refusedLocally(err); refused || unavailable(err) || errors.Is(err, providers.ErrUnsupported) {
@@ -2798,6 +2801,8 @@ func (r *request) record(status int) {
 		cost:         cost,
 		serviceTier:  b2s(r.usage.Tier.Bytes()),
 		webSearches:  r.usage.WebSearches,
+		audioMillis:  r.usage.AudioMillis,
+		queueMS:      float64(r.queued) / 1e6,
 		ttftMS:       float64(r.ttft) / 1e6,
 		latencyMS:    float64(latency) / 1e6,
 		attempts:     r.attempts,

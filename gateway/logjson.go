@@ -21,8 +21,8 @@ type accessEntry struct {
 	cache                                                        string
 	status, attempts                                             int
 	inputTokens, outputTokens, cachedTokens, cacheWrites         int64
-	webSearches                                                  int64
-	cost, ttftMS, latencyMS                                      float64
+	webSearches, audioMillis                                     int64
+	cost, queueMS, ttftMS, latencyMS                             float64
 }
 
 // logAccess writes e as the "request" line: straight into a pooled buffer when the
@@ -52,6 +52,8 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.Float64("cost_usd", e.cost),
 		tierAttr(e.serviceTier),
 		searchesAttr(e.webSearches),
+		audioAttr(e.audioMillis),
+		queueAttr(e.queueMS),
 		slog.Float64("ttft_ms", e.ttftMS),
 		slog.Float64("latency_ms", e.latencyMS),
 		slog.String("key", e.key),
@@ -69,6 +71,24 @@ func tierAttr(tier string) slog.Attr {
 		return slog.Attr{}
 	}
 	return slog.String("service_tier", strings.Clone(tier))
+}
+
+// audioAttr is the access line's audio_seconds (an audio API answer's duration usage);
+// without one, the empty attribute.
+func audioAttr(ms int64) slog.Attr {
+	if ms <= 0 {
+		return slog.Attr{}
+	}
+	return slog.Float64("audio_seconds", float64(ms)/1e3)
+}
+
+// queueAttr is the access line's queue_ms (the attempts' wait in backends' queues at
+// max_concurrency); without a wait, the empty attribute.
+func queueAttr(ms float64) slog.Attr {
+	if ms <= 0 {
+		return slog.Attr{}
+	}
+	return slog.Float64("queue_ms", ms)
 }
 
 // searchesAttr is the access line's web_search_requests; with no search, the empty
@@ -231,6 +251,16 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 		// cost_usd).
 		b = append(b, `,"web_search_requests":`...)
 		b = strconv.AppendInt(b, e.webSearches, 10)
+	}
+	if e.audioMillis > 0 {
+		// Only when an audio API answer reported the audio's duration.
+		b = append(b, `,"audio_seconds":`...)
+		b = appendJSONFloat(b, float64(e.audioMillis)/1e3)
+	}
+	if e.queueMS > 0 {
+		// Only when an attempt waited for a slot in a backend's queue.
+		b = append(b, `,"queue_ms":`...)
+		b = appendJSONFloat(b, e.queueMS)
 	}
 	b = append(b, `,"ttft_ms":`...)
 	b = appendJSONFloat(b, e.ttftMS)

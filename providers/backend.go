@@ -154,6 +154,7 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 		defer func() { call.prepared = nil }()
 	}
 	l, err := b.acquire(call)
+	res.Queued = l.waited
 	if err != nil {
 		return err
 	}

@@ -446,6 +446,8 @@ type lease struct {
 	i      int
 	probe  bool
 	queued bool
+	// waited is how long the call waited in the queue.
+	waited time.Duration
 }
 
 // acquire picks a target for the call and takes a slot on it, or failing that, on any
@@ -490,6 +492,7 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 	}
 	start := time.Now()
 	l, err := p.wait(i, avoid, call.failedOn == b, start, p.waitFor(call, start), call.Client, call.Tenants)
+	l.waited = time.Since(start)
 	if l.queued && !call.Deadline.IsZero() && 2*time.Since(start) < call.Deadline.Sub(start) {
 		// The queue took less than half the time the call had: a timeout at its
 		// deadline is the target's (a hung upstream holding every slot), not the

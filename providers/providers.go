@@ -413,6 +413,9 @@ type Result struct {
 	// any wait in the backend's queue, which is the gateway's time, not the
 	// upstream's. Zero when it never went.
 	Sent time.Time
+	// Queued is how long the attempt waited in the backend's queue for a slot (0
+	// when it took one at once).
+	Queued time.Duration
 	// Status is the status of the upstream's answer once its header was read,
 	// whatever became of the answer then (a redirect, an HTML page where JSON
 	// belongs, a body cut short); 0 when no answer came.
