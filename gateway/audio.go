@@ -43,6 +43,6 @@ func (r *request) scanAudio(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	r.modelName = append(r.modelName[:0], raw...)
 	r.f.model, r.f.stream, r.f.includeUsage = ff.model, ff.stream, ff.streamIncludeUsage
-	r.f.promptBytes = ff.textBytes
+	r.f.promptBytes, r.f.audioBytes = ff.textBytes, ff.fileBytes
 	return nil
 }

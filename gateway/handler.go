@@ -1880,7 +1880,7 @@ func (r *request) costEstimate(in, out int64) int64 {
 		for i := range ts {
 			b := &r.rt.spend[ts[i].Backend]
 			d = spendPrices{input: max(d.input, b.input), output: max(d.output, b.output), write: max(d.write, b.write),
-				search: max(d.search, b.searchFor(r.call.Kind))}
+				search: max(d.search, b.searchFor(r.call.Kind)), audio: max(d.audio, b.audio)}
 		}
 	}
 	prompt := d.input
@@ -1895,8 +1895,19 @@ func (r *request) costEstimate(in, out int64) int64 {
 	if d.search > 0 {
 		nano += float64(providers.WebSearchBound(r.call.Kind, r.body)) * d.search * (limiter.NanoPerUSD / 1e3)
 	}
+	if r.call.Kind.Form() && d.audio > 0 {
+		// The audio's length is known only from the answer: its file at 16,000
+		// bytes a second (a 128 kbit/s MP3; a WAV is over, a low-rate Opus
+		// under), settled at the answer's cost, and never less than a
+		// nano-dollar, so that a budget already spent refuses.
+		nano += float64(r.f.audioBytes) / audioBytesPerSecond / 60 * d.audio * limiter.NanoPerUSD
+		nano = max(nano, 1)
+	}
 	return limiter.NanoUp(nano)
 }
+
+// audioBytesPerSecond is the rate an audio file's length is estimated at.
+const audioBytesPerSecond = 16000
 
 // takeLimits charges the request to its limits before any upstream is called: one
 // request, and an estimate of its tokens (prompt size plus max_tokens per completion)
@@ -2701,7 +2712,7 @@ func (r *request) record(status int) {
 		spent := limiter.NanoUSD(cost)
 		shutdownCut := r.errKind == "shutdown_cut"
 		failedEarly := (shutdownCut || r.upFailed) && r.ttft == 0
-		if actual == 0 && r.attempts > 0 && (status < 400 && !failedEarly || status == 499 && (r.ttft > 0 || r.abandoned)) {
+		if actual == 0 && r.usage.AudioMillis == 0 && r.attempts > 0 && (status < 400 && !failedEarly || status == 499 && (r.ttft > 0 || r.abandoned)) {
 			// Answered without a usage count, a client that hung up on a stream
 			// after its first tokens (the usage comes last), or one that hung up
 			// while the upstream worked on its request (for how long, nobody will

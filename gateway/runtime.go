@@ -520,6 +520,8 @@ func (rt *runtime) targetLabel(b *providers.Backend, url string) string {
 // cache-written prompt tokens, and per thousand web searches.
 type spendPrices struct {
 	input, output, write, search float64
+	// audio is the price of a minute of audio (pricing.audio_per_minute).
+	audio float64
 	// dropsChatSearch and dropsResponsesSearch are set when the backend's drop_params
 	// keep a chat call's web_search_options, or a Responses call's tools, from its
 	// upstream: such a call searches nothing there.
@@ -540,7 +542,7 @@ func (p *spendPrices) searchFor(kind providers.Kind) float64 {
 // backend, whose answers alone report cache writes and searches (upstreamShape), so
 // that only there are they ever charged.
 func spendPricesOf(p *providers.Pricing, provider string, drop []string) spendPrices {
-	d := spendPrices{input: p.InputPerMillion, output: p.OutputPerMillion,
+	d := spendPrices{input: p.InputPerMillion, output: p.OutputPerMillion, audio: p.AudioPerMinute,
 		dropsChatSearch: dropsField(drop, "web_search_options"), dropsResponsesSearch: dropsField(drop, "tools")}
 	anthropic := provider == "anthropic"
 	if anthropic {

@@ -67,6 +67,9 @@ type fields struct {
 	// names, {0, 0} without one: a Messages API call's system prompt, its
 	// metadata (user_id, its end user) and its messages (messagesAPI).
 	system, metadata, messages [2]int
+	// audioBytes is the size of an audio call's file (scanAudio), for its spend
+	// estimate.
+	audioBytes int
 }
 
 // input is the prompt as the upstream reads it, for the token estimate: its text in

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"bytes"
+	"io"
 	"math"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -24,13 +25,36 @@ func (o *openAI) sendForm(t *Target, call *Call, out *fasthttp.Response, res *Re
 	if err != nil {
 		return err
 	}
-	if call.Stream {
+	if call.Stream && up.StreamBody && up.BodyStream() != nil {
 		r := o.events(t, up, out, false)
 		r.audio = true
 		res.Stream = r
 		return nil
 	}
+	// Not a stream, or one its upstream answered whole (answer).
 	return o.passAudioAnswer(t, up, out, res)
+}
+
+// wholeBody reads up's streamed body in full into up, up to max bytes, decoded when
+// the upstream coded it; over max the answer is invalid (errAnswerTooLarge).
+func wholeBody(up *fasthttp.Response, max int64) error {
+	body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max+1))
+	_ = up.CloseBodyStream()
+	if err != nil {
+		return classifyBody(err)
+	}
+	if int64(len(body)) > max {
+		return errAnswerTooLarge
+	}
+	if enc := up.Header.ContentEncoding(); coded(enc) {
+		if body, err = uncoded(enc, body, max); err != nil {
+			return err
+		}
+		up.Header.Del(fasthttp.HeaderContentEncoding)
+	}
+	// Into the response's own buffer, which passAnswer's swapBody hands on.
+	up.SetBody(body)
+	return nil
 }
 
 // appendFormBody appends the call's multipart body with its model part's value (the
@@ -44,11 +68,15 @@ func appendFormBody(dst []byte, call *Call, model []byte) []byte {
 
 // passAudioAnswer gives out up, a 2xx audio API answer on t read whole: a JSON answer
 // (json, verbose_json) as passAnswer gives one, its usage read; a text one (text, srt,
-// vtt) as it came, under its own content type (text/plain when it names none).
+// vtt) as it came, under its own content type, or text/plain when it names none and
+// is not JSON.
 func (o *openAI) passAudioAnswer(t *Target, up, out *fasthttp.Response, res *Result) error {
 	ct := up.Header.ContentType()
-	if len(ct) == 0 || bytes.Equal(jsonType(ct), ct) {
+	if len(ct) == 0 && jsonscan.Valid(up.Body()) || len(ct) > 0 && bytes.Equal(jsonType(ct), ct) {
 		return o.passAnswer(t, up, out, res)
+	}
+	if len(ct) == 0 {
+		ct = strTextPlain
 	}
 	defer endAttempt(t, up)
 	out.SetStatusCode(up.StatusCode())
@@ -56,6 +84,8 @@ func (o *openAI) passAudioAnswer(t *Target, up, out *fasthttp.Response, res *Res
 	swapBody(out, up)
 	return nil
 }
+
+var strTextPlain = []byte("text/plain; charset=utf-8")
 
 // maxAudioMillis bounds the audio duration an answer is believed to report: a year.
 const maxAudioMillis = 365 * 24 * 3600 * 1000

@@ -280,6 +280,15 @@ func (o *openAI) answer(t *Target, req *fasthttp.Request, call *Call, out *fasth
 		return nil, passError(up, out, status, o.maxBody, o.secrets)
 	}
 	if call.Stream {
+		if call.Kind.Form() && up.BodyStream() != nil && !hasPrefixFold(up.Header.ContentType(), strEventStream) {
+			// An audio upstream that does not stream (OpenAI's translations,
+			// whisper-1) answers whole, as it documents: that answer is passed on.
+			if err := wholeBody(up, o.maxBody); err != nil {
+				endAttempt(t, up)
+				return nil, err
+			}
+			return up, nil
+		}
 		if err := notStreamed(t, up); err != nil {
 			return nil, err
 		}
