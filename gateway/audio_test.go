@@ -9,11 +9,13 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -249,5 +251,39 @@ func TestAudioRefusals(t *testing.T) {
 	var apiErr *openai.Error
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 {
 		t.Fatalf("chat on a transcriptions endpoint: %v", err)
+	}
+}
+
+// Spans of audio calls: the server span named by the route, both spans' operation the
+// call's own (a translation is translations, not its endpoint's transcriptions), and
+// no body captured even with capture_content.
+func TestAudioSpans(t *testing.T) {
+	_, addr := startMock(t, mockllm.Options{Seed: 3})
+	g, exp := startTracedGateway(t, strings.Replace(audioConfig(addr), "backends:",
+		"tracing: {exporter: otlp-grpc, sample_ratio: 1, capture_content: true}\nbackends:", 1))
+	for i, op := range []string{"transcriptions", "translations"} {
+		id := "au-" + strconv.Itoa(i)
+		ct, body := audioForm(t, silentWAV(1), "model", "whisper")
+		if status, _, b := postAudio(t, g, "/v1/audio/"+op, ct, body, "X-Request-Id", id); status != 200 {
+			t.Fatalf("%s: %d %s", op, status, b)
+		}
+		spans := requestSpans(t, g, exp, id)
+		server, up := spans["POST /v1/audio/"+op], spans[op+" up-model"]
+		if len(server) != 1 || len(up) != 1 {
+			t.Fatalf("%s: spans %v", op, keys(spans))
+		}
+		for _, s := range []tracetest.SpanStub{server[0], up[0]} {
+			s := s.Snapshot()
+			if v, _ := attr(s, "gen_ai.operation.name"); v.AsString() != op {
+				t.Errorf("%s: span %s gen_ai.operation.name %q", op, s.Name(), v.Emit())
+			}
+			for _, ev := range s.Events() {
+				for _, a := range ev.Attributes {
+					if strings.Contains(a.Value.Emit(), "RIFF") || strings.Contains(a.Value.Emit(), "form-data") {
+						t.Errorf("%s: span %s event %s carries the body", op, s.Name(), ev.Name)
+					}
+				}
+			}
+		}
 	}
 }

@@ -1222,7 +1222,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		// Until the request is looked up in it (cacheDecide, serveCached).
 		r.cacheRes = cacheBypass
 	}
-	if kind == providers.Score && ep.scoreAttrs != nil {
+	if ep.scoreAttrs != nil && (kind == providers.Score && ep.kind == providers.Rerank || kind == providers.Translation && ep.kind == providers.Transcription) {
 		ep.scoreAttrs.Annotate(r.span)
 	} else {
 		ep.attrs.Annotate(r.span)

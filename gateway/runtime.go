@@ -118,7 +118,8 @@ type endpoint struct {
 	m       *metrics.Endpoint
 	attrs   *tracing.EndpointAttrs
 	// scoreAttrs are a rerank endpoint's attributes for a score call (its operation
-	// score), nil on other endpoints.
+	// score), or a transcriptions endpoint's for a translation (translations); nil on
+	// other endpoints.
 	scoreAttrs *tracing.EndpointAttrs
 	// policy holds the endpoint's limits; a key's are joined to them per request
 	// (policyFor).
@@ -329,8 +330,11 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		e := &endpoint{idx: i, name: ec.Name, kind: kind, timeout: ec.Timeout, routing: re, sticky: re.Sticky(),
 			m: m.Endpoint(ec.Name), attrs: tracing.NewEndpointAttrs(ec.Name, ec.Type),
 			local: m.ShapedRoute(ec.Name, metrics.None, metrics.None, metrics.Shape{Codes: localCodes(&ec)}), backends: len(names)}
-		if kind == providers.Rerank {
+		switch kind {
+		case providers.Rerank:
 			e.scoreAttrs = tracing.NewEndpointAttrs(ec.Name, providers.Score.String())
+		case providers.Transcription:
+			e.scoreAttrs = tracing.NewEndpointAttrs(ec.Name, providers.Translation.String())
 		}
 		e.series = make([]*metrics.Route, len(ec.Routes)*len(names))
 		e.refused = make([]*metrics.Route, len(names))
