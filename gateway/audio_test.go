@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"mime/multipart"
@@ -21,24 +20,7 @@ import (
 )
 
 // silentWAV is seconds of 16 kHz mono 16-bit silence as a WAV file.
-func silentWAV(seconds int) []byte {
-	const rate, align = 16000, 2
-	data := seconds * rate * align
-	b := make([]byte, 44+data)
-	copy(b, "RIFF")
-	binary.LittleEndian.PutUint32(b[4:], uint32(36+data))
-	copy(b[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(b[16:], 16)
-	binary.LittleEndian.PutUint16(b[20:], 1)
-	binary.LittleEndian.PutUint16(b[22:], 1)
-	binary.LittleEndian.PutUint32(b[24:], rate)
-	binary.LittleEndian.PutUint32(b[28:], rate*align)
-	binary.LittleEndian.PutUint16(b[32:], align)
-	binary.LittleEndian.PutUint16(b[34:], 16)
-	copy(b[36:], "data")
-	binary.LittleEndian.PutUint32(b[40:], uint32(data))
-	return b
-}
+func silentWAV(seconds int) []byte { return mockllm.WAV(float64(seconds), 16000, 1, 16) }
 
 // audioConfig is a gateway with a transcriptions endpoint (whisper) and a chat one in
 // front of upstream, audio priced at $0.006 a minute and tokens at $1 a million.

@@ -8,7 +8,7 @@ import (
 // FuzzAudioForm feeds the multipart reader arbitrary bodies: it must not panic, and
 // every part it returns lies inside the body.
 func FuzzAudioForm(f *testing.F) {
-	ct, body := audioForm(wavFile(0.01, 8000, 1, 8), "model", "mock-1", "stream", "true")
+	ct, body := audioForm(WAV(0.01, 8000, 1, 8), "model", "mock-1", "stream", "true")
 	boundary := ct[len("multipart/form-data; boundary="):]
 	f.Add([]byte(boundary), body)
 	f.Add([]byte("b"), []byte("--b\r\nContent-Disposition: form-data; name=\"a\\\"b\"; filename=x\r\n\r\nv\r\n--b--"))
@@ -42,7 +42,7 @@ func within(b, s []byte) bool {
 // FuzzAudioDuration reads arbitrary files as audio: no panic, and a duration that is
 // finite and not negative.
 func FuzzAudioDuration(f *testing.F) {
-	f.Add(wavFile(0.5, 16000, 1, 16))
+	f.Add(WAV(0.5, 16000, 1, 16))
 	f.Add([]byte("RIFF\x00\x00\x00\x00WAVEdata\xff\xff\xff\xff"))
 	f.Add([]byte("RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x40\x1f\x00\x00\x01\x00\x08\x00data\xff\xff\xff\xffxyz"))
 	f.Add([]byte("ID3 an mp3"))

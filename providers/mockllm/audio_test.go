@@ -18,27 +18,6 @@ import (
 	"github.com/openai/openai-go/v3/option"
 )
 
-// wavFile is seconds of silence as a WAV file: RIFF, WAVE, a PCM fmt chunk and a data
-// chunk of rate frames a second.
-func wavFile(seconds float64, rate, channels, bits int) []byte {
-	align := channels * bits / 8
-	data := int(seconds*float64(rate)) * align
-	b := make([]byte, 44+data)
-	copy(b, "RIFF")
-	binary.LittleEndian.PutUint32(b[4:], uint32(36+data))
-	copy(b[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(b[16:], 16)
-	binary.LittleEndian.PutUint16(b[20:], 1) // PCM
-	binary.LittleEndian.PutUint16(b[22:], uint16(channels))
-	binary.LittleEndian.PutUint32(b[24:], uint32(rate))
-	binary.LittleEndian.PutUint32(b[28:], uint32(rate*align))
-	binary.LittleEndian.PutUint16(b[32:], uint16(align))
-	binary.LittleEndian.PutUint16(b[34:], uint16(bits))
-	copy(b[36:], "data")
-	binary.LittleEndian.PutUint32(b[40:], uint32(data))
-	return b
-}
-
 // audioText is vLLM's TranscriptionResponse; verboseAudio its verbose one.
 type audioText struct {
 	Text  string `json:"text"`
@@ -63,7 +42,7 @@ type verboseAudio struct {
 }
 
 // threeSeconds is the fixture most tests send: 3 s of 16 kHz mono 16-bit silence.
-var threeSeconds = wavFile(3, 16000, 1, 16)
+var threeSeconds = WAV(3, 16000, 1, 16)
 
 // audioForm is a multipart body with file (as audio.wav; none when nil) and the
 // fields given as name, value pairs.
@@ -260,8 +239,8 @@ func TestAudioDuration(t *testing.T) {
 		seconds  int
 		words    int
 	}{
-		{"wav stereo 44.1 kHz", wavFile(2.5, 44100, 2, 16), "2.5", 3, 5},
-		{"wav 8 kHz 8-bit", wavFile(1.25, 8000, 1, 8), "1.25", 2, 3},
+		{"wav stereo 44.1 kHz", WAV(2.5, 44100, 2, 16), "2.5", 3, 5},
+		{"wav 8 kHz 8-bit", WAV(1.25, 8000, 1, 8), "1.25", 2, 3},
 		{"mp3 by its size", bytes.Repeat([]byte{0xff}, 40000), "2.5", 3, 5},
 		// 65 s: pieces of 30, 30 and 5 s.
 		{"long audio in pieces", bytes.Repeat([]byte{1}, 65*16000), "65.0", 65, 60 + 60 + 10},
@@ -295,7 +274,7 @@ func TestAudioDuration(t *testing.T) {
 // with its duration, and at most maxAudioPieces pieces of words.
 func TestAudioHugeHeader(t *testing.T) {
 	h := start(t, Options{MaxTokens: 2})
-	f := wavFile(0, 1, 1, 8)
+	f := WAV(0, 1, 1, 8)
 	f = append(f, make([]byte, 100_000)...) // 100,000 frames at 1 Hz
 	binary.LittleEndian.PutUint32(f[40:], 100_000)
 	ct, body := audioForm(f)
@@ -315,7 +294,7 @@ func TestAudioDeterministic(t *testing.T) {
 		_, b := h.post("/v1/audio/transcriptions", ct, body)
 		return decode[audioText](t, b).Text
 	}
-	other := wavFile(3, 16000, 1, 16)
+	other := WAV(3, 16000, 1, 16)
 	other[len(other)-1] = 1
 	a := text(1, threeSeconds)
 	switch {
@@ -335,7 +314,7 @@ func TestAudioDeterministic(t *testing.T) {
 // usage chunk, [DONE]; the id is the X-Request-Id after transcribe-.
 func TestAudioStream(t *testing.T) {
 	h := start(t, Options{})
-	ct, body := audioForm(wavFile(1, 16000, 1, 16), "model", "mock-1", "stream", "true",
+	ct, body := audioForm(WAV(1, 16000, 1, 16), "model", "mock-1", "stream", "true",
 		"stream_include_usage", "true", "stream_continuous_usage_stats", "true", "prompt", "Hello")
 	resp, b := h.post("/v1/audio/transcriptions", ct, body, "X-Request-Id", "req-7")
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream; charset=utf-8" {
