@@ -266,11 +266,17 @@ func (q *queue) unlist(k int, served bool) *waiter {
 func (q *queue) pushOut(fl *flow) bool {
 	// Waiting for its weight, compared exactly: a/wa > b/wb as a*wb > b*wa.
 	var most *flow
-	for _, o := range q.flows {
-		if o != fl && (most == nil || uint64(o.waiting)*most.weight > uint64(most.waiting)*o.weight) {
+	consider := func(o *flow) {
+		if o != fl && o.waiting > 0 && (most == nil || uint64(o.waiting)*most.weight > uint64(most.waiting)*o.weight) {
 			most = o
 		}
 	}
+	for _, o := range q.flows {
+		consider(o)
+	}
+	// The waiters queued in arrival order before a reload made the queue fair are one
+	// tenant of weight 1.
+	consider(&q.fifo)
 	if most == nil || most.waiting == 0 || uint64(fl.waiting+1)*most.weight > uint64(most.waiting-1)*fl.weight {
 		return false
 	}

@@ -92,3 +92,32 @@ func TestFairQueueRetryServedOnFailedTargetNotCountedFull(t *testing.T) {
 			st.Outcomes, st.Outcomes[QueueFull], l.i)
 	}
 }
+
+// A reload that makes a queue fair while its requests wait in arrival order: those
+// waiting count as one tenant, whose newest gives its place to a newcomer of another
+// tenant when the queue is full.
+func TestFairQueueReloadToFairPushesOutArrivalOrderWaiters(t *testing.T) {
+	ps := NewPools()
+	us := startReplicas(t, 1)
+	cfg := func(fair string) Config {
+		return Config{Targets: replicaURLs(us), MaxConcurrency: 1, Queue: QueueConfig{Size: 3, Timeout: time.Minute, Fair: fair}}
+	}
+	old := newPoolBackend(t, cfg(""), ps)
+	old.Activate()
+	held, err := old.acquire(promptCall("holder", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := queueCalls(t, old, "a1", "a2", "a3")
+	cur := newPoolBackend(t, cfg("api_key"), ps)
+	cur.Activate()
+	bs := make(chan served, 1)
+	queueAsync(cur, "b1", bs)
+	if s := <-out; s.name != "a3" || !errors.Is(s.err, ErrOverloaded) {
+		t.Fatalf("%s: %v; expected a3 pushed out for b1", s.name, s.err)
+	}
+	got := serveAll(t, cur, held, mergeServed(out, bs), 3)
+	if !slices.Contains(got, "b1") {
+		t.Fatalf("served %v; expected b1 among them", got)
+	}
+}
