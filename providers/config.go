@@ -814,6 +814,9 @@ func (c *Config) validatePool() []error {
 		if v := c.Queue.Weights[name]; v < 1 || v > MaxQueueWeight {
 			errs = append(errs, fieldErr("queue.weights."+name, "must be a whole number from 1 to 1000"))
 		}
+		if _, ok := ipTenant(name); c.Queue.Fair == "ip" && !ok {
+			errs = append(errs, fieldErr("queue.weights."+name, "is no IP address or prefix (fair: ip names tenants by address: 10.0.0.1, 2001:db8:1:2::/64)"))
+		}
 	}
 	if c.Balance != "vllm_queue" {
 		if c.MetricsPath != "" {

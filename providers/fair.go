@@ -2,6 +2,7 @@ package providers
 
 import (
 	"hash/maphash"
+	"net/netip"
 	"sync/atomic"
 	"time"
 )
@@ -43,6 +44,19 @@ func ParseFair(s string) (Fair, bool) {
 // returns are read before the wait begins and not kept.
 type Tenants interface {
 	Tenant(f Fair) []byte
+}
+
+// ipTenant is the address a queue.weights name gives under fair: ip, written as the
+// gateway writes a tenant's (netip's form, an IPv4-mapped address as IPv4): an
+// address, or a prefix (with limiter.ipv6_prefix, the tenant is its masked address).
+func ipTenant(name string) (string, bool) {
+	if a, err := netip.ParseAddr(name); err == nil {
+		return a.Unmap().String(), true
+	}
+	if p, err := netip.ParsePrefix(name); err == nil {
+		return p.Masked().Addr().Unmap().String(), true
+	}
+	return "", false
 }
 
 // MaxQueueWeight is the largest weight queue.weights gives a tenant.
@@ -109,7 +123,8 @@ var QueueWaitBounds = [...]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 // wait left it, and how long the served ones waited.
 type QueueStats struct {
 	Waiting int64
-	// Tenants is the number of tenants with a request waiting, in a fair queue.
+	// Tenants is the number of tenants with a request waiting, in a fair queue (0
+	// without queue.fair).
 	Tenants  int
 	Outcomes [NumQueueOutcomes]uint64
 	// WaitCounts are cumulative: WaitCounts[i] requests waited at most
@@ -145,7 +160,14 @@ func (b *Backend) QueueStats() QueueStats {
 	var s QueueStats
 	q.mu.Lock()
 	s.Waiting = int64(len(q.list))
-	s.Tenants = len(q.flows)
+	if b.pool.set.fair != FairNone {
+		// The requests waiting in arrival order from before a reload made the queue
+		// fair are one tenant (pushOut).
+		s.Tenants = len(q.flows)
+		if q.fifo.waiting > 0 {
+			s.Tenants++
+		}
+	}
 	q.mu.Unlock()
 	c := &q.counters
 	for i := range s.Outcomes {

@@ -255,10 +255,25 @@ func TestQueueFairConfig(t *testing.T) {
 		}
 	}
 	for _, f := range []string{"api_key", "user", "endpoint", "model", "ip"} {
+		name := "a"
+		if f == "ip" {
+			name = "2001:DB8:1:2::/64"
+		}
 		c := Config{Provider: "openai", BaseURL: "http://127.0.0.1:1/v1", Model: "m", MaxConcurrency: 4,
-			Queue: QueueConfig{Size: 8, Fair: f, Weights: map[string]int{"a": 1000}}}
+			Queue: QueueConfig{Size: 8, Fair: f, Weights: map[string]int{name: 1000}}}
 		if err := c.Validate(); err != nil {
 			t.Errorf("fair %s: %v", f, err)
+		}
+	}
+	c := Config{Provider: "openai", BaseURL: "http://127.0.0.1:1/v1", Model: "m", MaxConcurrency: 4,
+		Queue: QueueConfig{Size: 8, Fair: "ip", Weights: map[string]int{"team-a": 2}}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "queue.weights.team-a: is no IP address") {
+		t.Errorf("fair ip with a weight for team-a: %v", err)
+	}
+	for name, want := range map[string]string{"2001:DB8::1": "2001:db8::1", "::ffff:10.0.0.1": "10.0.0.1",
+		"2001:db8:1:2::5/64": "2001:db8:1:2::", "10.0.0.1": "10.0.0.1"} {
+		if got, ok := ipTenant(name); !ok || got != want {
+			t.Errorf("ipTenant(%q) = %q, %v; want %q", name, got, ok, want)
 		}
 	}
 }

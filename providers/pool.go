@@ -233,6 +233,15 @@ func settingsOf(c *Config) poolSettings {
 		metricsPath: c.MetricsPath, metricsInterval: c.MetricsInterval, weights: c.Queue.Weights,
 	}
 	s.fair, _ = ParseFair(c.Queue.Fair)
+	if s.fair == FairIP && len(s.weights) > 0 {
+		// By the address as the gateway writes a tenant's out, in any spelling.
+		s.weights = make(map[string]int, len(c.Queue.Weights))
+		for name, w := range c.Queue.Weights {
+			if a, ok := ipTenant(name); ok {
+				s.weights[a] = w
+			}
+		}
+	}
 	switch c.Balance {
 	case "least_loaded":
 		s.balance = leastLoaded
@@ -302,8 +311,8 @@ type pool struct {
 	healthURLs []string
 	loadURLs   []string
 
-	// trials fire when a target's ejection runs out, to hand its trial to the oldest
-	// request waiting (trialDue): with no request arriving, nothing else would.
+	// trials fire when a target's ejection runs out, to hand its trial to the first
+	// request in line (trialDue): with no request arriving, nothing else would.
 	// armed is the ejection end each was last set for, in Unix nanoseconds.
 	trials []*time.Timer
 	armed  []atomic.Int64
@@ -492,7 +501,6 @@ func (b *Backend) acquire(call *Call) (lease, error) {
 	}
 	start := time.Now()
 	l, err := p.wait(i, avoid, call.failedOn == b, start, p.waitFor(call, start), call.Client, call.Tenants)
-	l.waited = time.Since(start)
 	if l.queued && !call.Deadline.IsZero() && 2*time.Since(start) < call.Deadline.Sub(start) {
 		// The queue took less than half the time the call had: a timeout at its
 		// deadline is the target's (a hung upstream holding every slot), not the
@@ -572,16 +580,26 @@ func (p *pool) waitFor(call *Call, now time.Time) time.Duration {
 
 // wait queues the call for d at most, for a slot on any target of the backend in
 // service, i first, apart from those in avoid (a retry's failed targets). It fails
-// with errOverloaded when the queue is full or d runs out, with ErrClientGone when
-// client, watched while the call waits, hangs up. A retry that cannot wait, or waited
+// with errOverloaded when the queue is full, d runs out or a fair queue gives its place
+// to another tenant's (pushOut), with ErrClientGone when client, watched while the call
+// waits, hangs up. A retry that cannot wait, or waited
 // in vain, takes a free slot on a target that failed it rather than failing. A waiter
 // whose backend has no target left in service is let go at once and goes the way of a
 // call arriving then (lastLease; retry is set for a retry on the backend).
-func (p *pool) wait(i int, avoid *targetSet, retry bool, now time.Time, d time.Duration, client ClientWatch, who Tenants) (lease, error) {
+func (p *pool) wait(i int, avoid *targetSet, retry bool, now time.Time, d time.Duration, client ClientWatch, who Tenants) (got lease, err error) {
 	end := now.Add(d)
 	counts := &p.queue.counters
+	// waited is set once the call went into the queue: its lease, or the error it ends
+	// with, says how long it waited (Result.Queued, the access log's queue_ms).
+	waited := false
+	defer func() {
+		if waited {
+			got.waited = time.Since(now)
+		}
+	}()
 	for front := false; ; front = true {
-		l, out := p.queue.wait(p, i, avoid, d, front, client, who)
+		l, out, enqueued := p.queue.wait(p, i, avoid, d, front, client, who)
+		waited = waited || enqueued
 		switch out {
 		case waitLeft:
 			counts.count(QueueClientGone, 0)
@@ -631,7 +649,8 @@ func (p *pool) wait(i int, avoid *targetSet, retry bool, now time.Time, d time.D
 	}
 }
 
-// free gives back a slot on target i, handing it to the oldest waiter that can use it.
+// free gives back a slot on target i, handing it to the first waiter in line (the
+// oldest, or with queue.fair the one whose turn it is) that can use it.
 // A slot freed on a target out of service (the attempt that ejected it) may leave
 // waiters whose backend has none in service: they are let go.
 func (p *pool) free(i int) {
@@ -738,7 +757,7 @@ func (p *pool) armTrial(i int) {
 	}
 }
 
-// trialDue runs when target i's ejection has run out: the oldest request waiting that
+// trialDue runs when target i's ejection has run out: the first request in line that
 // can take the target gets its trial. It runs for a closed backend too: the queue is
 // shared by name with the backend that replaced it.
 func (p *pool) trialDue(i int) {
@@ -2052,7 +2071,7 @@ const (
 // the tenant), or, when front is set (a waiter put back), ahead of them all. A call
 // that leaves (waitLeft) has left the queue, and a slot handed to it meanwhile went on
 // to the next waiter.
-func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, front bool, client ClientWatch, who Tenants) (lease, waitOutcome) {
+func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, front bool, client ClientWatch, who Tenants) (lease, waitOutcome, bool) {
 	q.mu.Lock()
 	// Counted before the last try: a slot freed after this sees a waiter and hands its
 	// slot over, one freed before it is found by the try.
@@ -2060,7 +2079,7 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 	if avoid.pinned() && !p.states[avoid.but-1].available() {
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return lease{}, waitStranded
+		return lease{}, waitStranded, false
 	}
 	if avoid != nil && !avoid.pinned() && !inServiceOutside(p.states, avoid) {
 		// Every target that has not failed the call left service, since it chose
@@ -2071,19 +2090,19 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 	if j := p.takeAny(first, avoid); j >= 0 {
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return lease{i: j}, waitServed
+		return lease{i: j}, waitServed, false
 	}
 	if !slices.ContainsFunc(p.states, (*targetState).available) {
 		// Every target left service since the call chose one: it would wait for
 		// nothing. Whoever takes one out after this check lets the waiter go.
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return lease{}, waitStranded
+		return lease{}, waitStranded, false
 	}
 	if d <= 0 {
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return lease{}, waitRefused
+		return lease{}, waitRefused, false
 	}
 	fl := q.flowOf(p.set.fair, p.set.weights, who)
 	if !front && int64(len(q.list)) >= p.set.queueSize*int64(len(p.states)) &&
@@ -2094,7 +2113,7 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 		}
 		q.waiting.Add(-1)
 		q.mu.Unlock()
-		return lease{}, waitRefused
+		return lease{}, waitRefused, false
 	}
 	w := waiterPool.Get().(*waiter)
 	w.queued, w.states, w.avoid, w.probe = true, p.states, targetSet{}, false
@@ -2129,9 +2148,9 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 			q.mu.Unlock()
 			w.done()
 			if gone {
-				return lease{}, waitLeft
+				return lease{}, waitLeft, true
 			}
-			return lease{}, waitTimedOut
+			return lease{}, waitTimedOut, true
 		}
 		q.mu.Unlock()
 		// Granted between the timer or the hang-up and the lock.
@@ -2141,11 +2160,11 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 	if !gone {
 		switch l.i {
 		case pushedOut:
-			return lease{}, waitPushedOut
+			return lease{}, waitPushedOut, true
 		case -1:
-			return lease{}, waitStranded
+			return lease{}, waitStranded, true
 		}
-		return l, waitServed
+		return l, waitServed, true
 	}
 	if l.i >= 0 {
 		if l.probe {
@@ -2154,7 +2173,7 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 		// The slot goes to the next waiter, or back to the target.
 		p.free(l.i)
 	}
-	return lease{}, waitLeft
+	return lease{}, waitLeft, true
 }
 
 // done returns the waiter to its pool, and the lease it was handed: its target is -1
@@ -2166,8 +2185,8 @@ func (w *waiter) done() lease {
 	return l
 }
 
-// serve hands the free slots of target st to the waiters that can use it, oldest
-// first.
+// serve hands the free slots of target st to the waiters that can use it, in line
+// order: arrival, or with queue.fair the tenants' turns (enqueue).
 func (q *queue) serve(st *targetState, limit int64) {
 	q.mu.Lock()
 	q.serveLocked(st, limit)
