@@ -21,7 +21,8 @@ const usageHeader = `Usage: mockllm [flags]
 
 Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses,
 /rerank, /v1/rerank, /v2/rerank, /score, /v1/score, /tokenize, /detokenize,
-/v1/messages and /v1/messages/count_tokens (Anthropic's Messages API as vLLM's
+/v1/audio/transcriptions and /v1/audio/translations (multipart forms, as vLLM
+serves Whisper; OpenAI's answers with x-mock-audio-api: openai), /v1/messages and /v1/messages/count_tokens (Anthropic's Messages API as vLLM's
 router serves it: Authorization: Bearer, no anthropic-version, ids chatcmpl-,
 no ping or [DONE] in a stream), GET /v1/models, /version, /health and /metrics
 like vLLM (or POST /v1/messages and /v1/messages/count_tokens like Anthropic with
@@ -43,6 +44,9 @@ Per-request headers for tests:
                             overloaded_error, vLLM's internal_error without
                             --api anthropic) and end the stream
   x-mock-garbage: 1         answer 200 with a body that is not JSON
+  x-mock-audio-api: openai  the audio routes answer as OpenAI's API does
+                            (gpt-4o-transcribe's token usage and events,
+                            whisper-1's translations in every format)
   x-mock-cached-tokens: N   report N prompt tokens read from the prefix cache
                             (prompt_tokens_details.cached_tokens, /v1/responses:
                             input_tokens_details.cached_tokens; --api anthropic:
