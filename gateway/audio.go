@@ -20,8 +20,7 @@ var (
 // reads a JSON one: the model part's value (its span, raw bytes), stream, the prompt's
 // size for the token estimate. Its model name is r.modelName.
 func (r *request) scanAudio(ctx *fasthttp.RequestCtx) *apiError {
-	r.f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, safetyID: [2]int{-1, -1},
-		cacheKey: [2]int{-1, -1}, prevResponse: [2]int{-1, -1}}
+	r.f.reset()
 	boundary, ok := formBoundary(ctx.Request.Header.ContentType())
 	if !ok {
 		return &errNotForm

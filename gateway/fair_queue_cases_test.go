@@ -1,23 +1,45 @@
 package gateway
 
 import (
-	"context"
 	"testing"
 
-	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 )
 
 // askFrom sends a chat request as the client at ip (X-Forwarded-For through a trusted
-// proxy), named name (X-Test-Client), its result on out.
+// proxy), named name, its result on out.
 func askFrom(g *gw, ip, name string, out chan<- error) {
-	c := g.client(option.WithHeader("X-Forwarded-For", ip), option.WithHeader("X-Test-Client", name))
-	go func() {
-		_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
-			Model: "chat", Messages: userMsg("hi"),
-		})
-		out <- err
-	}()
+	askChat(g, name, out, option.WithHeader("X-Forwarded-For", ip))
+}
+
+// weightedOrder has h1 from other take the backend's one slot, then queues a2 and a3
+// from light and b1..b3 from heavy, and returns the order the upstream served them in.
+func weightedOrder(t *testing.T, g *gw, u *heldUpstream, other, light, heavy string) []string {
+	t.Helper()
+	done := make(chan error, 8)
+	askFrom(g, other, "h1", done)
+	if c := u.next(t); c != "h1" {
+		t.Fatalf("upstream got %s first, want h1", c)
+	}
+	// The light client (weight 1) queues first, then the weighted one.
+	for i, q := range []struct{ ip, name string }{
+		{light, "a2"}, {light, "a3"}, {heavy, "b1"}, {heavy, "b2"}, {heavy, "b3"},
+	} {
+		askFrom(g, q.ip, q.name, done)
+		queueGauge(t, g, float64(i+1))
+	}
+	var order []string
+	for range 5 {
+		u.release <- struct{}{}
+		order = append(order, u.next(t))
+	}
+	u.release <- struct{}{}
+	for range 6 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return order
 }
 
 // queue.fair: ip with queue.weights {"10.0.0.1": 4}: the address, written out as the
@@ -35,29 +57,7 @@ endpoints:
   - {name: chat, type: chat, routes: [{backend: up}]}
 `)
 	t.Cleanup(func() { close(u.release) })
-	done := make(chan error, 8)
-	askFrom(g, "10.0.0.9", "h1", done)
-	if c := u.next(t); c != "h1" {
-		t.Fatalf("upstream got %s first, want h1", c)
-	}
-	// The light client (weight 1) queues first, then the weighted one.
-	for i, q := range []struct{ ip, name string }{
-		{"10.0.0.2", "a2"}, {"10.0.0.2", "a3"}, {"10.0.0.1", "b1"}, {"10.0.0.1", "b2"}, {"10.0.0.1", "b3"},
-	} {
-		askFrom(g, q.ip, q.name, done)
-		queueGauge(t, g, float64(i+1))
-	}
-	var order []string
-	for range 5 {
-		u.release <- struct{}{}
-		order = append(order, u.next(t))
-	}
-	u.release <- struct{}{}
-	for range 6 {
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
+	order := weightedOrder(t, g, u, "10.0.0.9", "10.0.0.2", "10.0.0.1")
 	want := []string{"b1", "b2", "b3", "a2", "a3"}
 	for i := range want {
 		if order[i] != want[i] {

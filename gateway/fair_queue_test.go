@@ -31,7 +31,13 @@ endpoints:
 
 // askAs sends a chat request with key and name (as X-Test-Client), its result on out.
 func askAs(g *gw, key, name string, out chan<- error) {
-	c := g.client(option.WithAPIKey(key), option.WithHeader("X-Test-Client", name), option.WithHeader("X-Request-Id", name))
+	askChat(g, name, out, option.WithAPIKey(key))
+}
+
+// askChat sends a chat request named name (X-Test-Client and X-Request-Id), with opts,
+// its result on out.
+func askChat(g *gw, name string, out chan<- error, opts ...option.RequestOption) {
+	c := g.client(append([]option.RequestOption{option.WithHeader("X-Test-Client", name), option.WithHeader("X-Request-Id", name)}, opts...)...)
 	go func() {
 		_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 			Model: "chat", Messages: userMsg("hi"),

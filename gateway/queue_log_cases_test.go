@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,20 +8,7 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 )
-
-// askNamed sends a chat request named name (X-Test-Client and X-Request-Id), its
-// result on out.
-func askNamed(g *gw, name string, out chan<- error) {
-	c := g.client(option.WithHeader("X-Test-Client", name), option.WithHeader("X-Request-Id", name))
-	go func() {
-		_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
-			Model: "chat", Messages: userMsg("hi"),
-		})
-		out <- err
-	}()
-}
 
 // A request refused at once because the backend's queue is full (503
 // upstream_overloaded, outcome full) never waited: its access line has no queue_ms.
@@ -39,14 +25,14 @@ endpoints:
 `)
 	t.Cleanup(func() { close(u.release) })
 	done := make(chan error, 4)
-	askNamed(g, "h1", done)
+	askChat(g, "h1", done)
 	if c := u.next(t); c != "h1" {
 		t.Fatalf("upstream got %s first, want h1", c)
 	}
-	askNamed(g, "h2", done)
+	askChat(g, "h2", done)
 	queueGauge(t, g, 1)
 	refused := make(chan error, 1)
-	askNamed(g, "h3", refused)
+	askChat(g, "h3", refused)
 	var apiErr *openai.Error
 	select {
 	case err := <-refused:
@@ -92,29 +78,7 @@ endpoints:
 	}
 	g := serveConfig(t, path)
 	t.Cleanup(func() { close(u.release) })
-	done := make(chan error, 8)
-	askFrom(g, "2001:db8::9", "h1", done)
-	if c := u.next(t); c != "h1" {
-		t.Fatalf("upstream got %s first, want h1", c)
-	}
-	// The light client (weight 1) queues first, then the weighted one.
-	for i, q := range []struct{ ip, name string }{
-		{"2001:db8::2", "a2"}, {"2001:db8::2", "a3"}, {"2001:db8::1", "b1"}, {"2001:db8::1", "b2"}, {"2001:db8::1", "b3"},
-	} {
-		askFrom(g, q.ip, q.name, done)
-		queueGauge(t, g, float64(i+1))
-	}
-	var order []string
-	for range 5 {
-		u.release <- struct{}{}
-		order = append(order, u.next(t))
-	}
-	u.release <- struct{}{}
-	for range 6 {
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
+	order := weightedOrder(t, g, u, "2001:db8::9", "2001:db8::2", "2001:db8::1")
 	want := []string{"b1", "b2", "b3", "a2", "a3"}
 	for i := range want {
 		if order[i] != want[i] {

@@ -221,11 +221,16 @@ func init() {
 	}
 }
 
+// reset sets f to a body's with none of the members read: their spans {-1, -1}.
+func (f *fields) reset() {
+	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, safetyID: [2]int{-1, -1},
+		cacheKey: [2]int{-1, -1}, prevResponse: [2]int{-1, -1}}
+}
+
 // scanBody reads the fields the pipeline needs in one pass over body. It returns nil or
 // the error to answer with.
 func scanBody(body []byte, f *fields) *apiError {
-	*f = fields{model: [2]int{-1, -1}, streamOptions: [2]int{-1, -1}, user: [2]int{-1, -1}, safetyID: [2]int{-1, -1},
-		cacheKey: [2]int{-1, -1}, prevResponse: [2]int{-1, -1}}
+	f.reset()
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		if jsonscan.Valid(body) {

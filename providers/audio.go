@@ -38,23 +38,32 @@ func (o *openAI) sendForm(t *Target, call *Call, out *fasthttp.Response, res *Re
 // wholeBody reads up's streamed body in full into up, up to max bytes, decoded when
 // the upstream coded it; over max the answer is invalid (errAnswerTooLarge).
 func wholeBody(up *fasthttp.Response, max int64) error {
-	body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max+1))
-	_ = up.CloseBodyStream()
+	body, err := readStreamed(up, max)
 	if err != nil {
-		return classifyBody(err)
+		return err
 	}
-	if int64(len(body)) > max {
-		return errAnswerTooLarge
-	}
-	if enc := up.Header.ContentEncoding(); coded(enc) {
-		if body, err = uncoded(enc, body, max); err != nil {
-			return err
-		}
-		up.Header.Del(fasthttp.HeaderContentEncoding)
-	}
+	up.Header.Del(fasthttp.HeaderContentEncoding)
 	// Into the response's own buffer, which passAnswer's swapBody hands on.
 	up.SetBody(body)
 	return nil
+}
+
+// readStreamed reads up's streamed body in full, up to max bytes, and closes the
+// stream; decoded when the upstream coded it. A body over max is not cut to fit:
+// the answer is invalid (errAnswerTooLarge).
+func readStreamed(up *fasthttp.Response, max int64) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max+1))
+	_ = up.CloseBodyStream()
+	if err != nil {
+		return nil, classifyBody(err)
+	}
+	if int64(len(body)) > max {
+		return nil, errAnswerTooLarge
+	}
+	if enc := up.Header.ContentEncoding(); coded(enc) {
+		return uncoded(enc, body, max)
+	}
+	return body, nil
 }
 
 // appendFormBody appends the call's multipart body with its model part's value (the

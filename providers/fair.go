@@ -274,11 +274,17 @@ func (q *queue) unlist(k int, served bool) *waiter {
 		// Its newest waiter gave up its place: the tenant's clock goes back.
 		fl.last = w.start
 	}
-	if fl.waiting--; fl.waiting == 0 && fl != &q.fifo {
+	fl.waiting--
+	q.dropIdle(fl)
+	return w
+}
+
+// dropIdle forgets the flow of a tenant with no request waiting, for reuse. Under q.mu.
+func (q *queue) dropIdle(fl *flow) {
+	if fl.waiting == 0 && fl != &q.fifo {
 		delete(q.flows, fl.key)
 		q.spare = append(q.spare, fl)
 	}
-	return w
 }
 
 // pushOut makes room in a full fair queue for a request of flow fl: the newest waiter of

@@ -97,10 +97,27 @@ func TestFairQueueRetryServedOnFailedTargetNotCountedFull(t *testing.T) {
 // waiting count as one tenant, whose newest gives its place to a newcomer of another
 // tenant when the queue is full.
 func TestFairQueueReloadToFairPushesOutArrivalOrderWaiters(t *testing.T) {
+	cur, held, out := reloadedToFair(t, 3)
+	bs := make(chan served, 1)
+	queueAsync(cur, "b1", bs)
+	if s := <-out; s.name != "a3" || !errors.Is(s.err, ErrOverloaded) {
+		t.Fatalf("%s: %v; expected a3 pushed out for b1", s.name, s.err)
+	}
+	got := serveAll(t, cur, held, mergeServed(out, bs), 3)
+	if !slices.Contains(got, "b1") {
+		t.Fatalf("served %v; expected b1 among them", got)
+	}
+}
+
+// reloadedToFair is a backend of one target at max_concurrency 1 whose slot the test
+// holds, with a1..a3 of tenant a queued in arrival order, then reloaded (under the same
+// name, sharing the queue) into one with queue.fair: api_key; both queues hold size.
+func reloadedToFair(t *testing.T, size int) (*Backend, lease, <-chan served) {
+	t.Helper()
 	ps := NewPools()
 	us := startReplicas(t, 1)
 	cfg := func(fair string) Config {
-		return Config{Targets: replicaURLs(us), MaxConcurrency: 1, Queue: QueueConfig{Size: 3, Timeout: time.Minute, Fair: fair}}
+		return Config{Targets: replicaURLs(us), MaxConcurrency: 1, Queue: QueueConfig{Size: size, Timeout: time.Minute, Fair: fair}}
 	}
 	old := newPoolBackend(t, cfg(""), ps)
 	old.Activate()
@@ -111,13 +128,8 @@ func TestFairQueueReloadToFairPushesOutArrivalOrderWaiters(t *testing.T) {
 	out := queueCalls(t, old, "a1", "a2", "a3")
 	cur := newPoolBackend(t, cfg("api_key"), ps)
 	cur.Activate()
-	bs := make(chan served, 1)
-	queueAsync(cur, "b1", bs)
-	if s := <-out; s.name != "a3" || !errors.Is(s.err, ErrOverloaded) {
-		t.Fatalf("%s: %v; expected a3 pushed out for b1", s.name, s.err)
+	if cur.pool.queue != old.pool.queue {
+		t.Fatal("the reload did not share the queue")
 	}
-	got := serveAll(t, cur, held, mergeServed(out, bs), 3)
-	if !slices.Contains(got, "b1") {
-		t.Fatalf("served %v; expected b1 among them", got)
-	}
+	return cur, held, out
 }

@@ -605,18 +605,9 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 	ue := &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header)}
 	enc := up.Header.ContentEncoding()
 	if up.StreamBody && up.BodyStream() != nil {
-		body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max+1))
-		_ = up.CloseBodyStream()
+		body, err := readStreamed(up, max)
 		if err != nil {
-			return classifyBody(err)
-		}
-		if int64(len(body)) > max {
-			return errAnswerTooLarge
-		}
-		if coded(enc) {
-			if body, err = uncoded(enc, body, max); err != nil {
-				return err
-			}
+			return err
 		}
 		if fe, ok := flatError(body); ok {
 			fe.write(out, status, secrets)

@@ -2107,10 +2107,7 @@ func (q *queue) wait(p *pool, first int, avoid *targetSet, d time.Duration, fron
 	fl := q.flowOf(p.set.fair, p.set.weights, who)
 	if !front && int64(len(q.list)) >= p.set.queueSize*int64(len(p.states)) &&
 		(p.set.fair == FairNone || !q.pushOut(fl)) {
-		if fl.waiting == 0 && fl != &q.fifo {
-			delete(q.flows, fl.key)
-			q.spare = append(q.spare, fl)
-		}
+		q.dropIdle(fl)
 		q.waiting.Add(-1)
 		q.mu.Unlock()
 		return lease{}, waitRefused, false
