@@ -1535,7 +1535,9 @@ func (s *msgStream) finish() {
 }
 
 // fail ends the stream at a chat error object (data) with the Messages API's error
-// event, its message the upstream's; the inner stream is read to its end first.
+// event, its message the upstream's. The inner stream is not read on: an upstream
+// that stops after its error would hold the client's stream open, and closing it
+// unread gives up its connection, as the Responses bridge's end at an error does.
 func (s *msgStream) fail(data []byte) {
 	s.scratch = append(s.scratch[:0], "The upstream model server failed in the middle of the answer."...)
 	e, _ := jsonscan.Field(data, "error")
@@ -1550,7 +1552,7 @@ func (s *msgStream) fail(data []byte) {
 	s.pend = AppendAnthropicError(s.pend, "api_error", b2s(s.scratch), "")
 	s.mark(evMsgError, false)
 	s.marks[len(s.marks)-1].err = true
-	s.ended, s.drain = true, true
+	s.ended = true
 }
 
 var (

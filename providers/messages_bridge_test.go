@@ -3,6 +3,7 @@ package providers
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -389,6 +390,33 @@ func TestMessagesBridgeStream(t *testing.T) {
 			t.Errorf("error event %s (%v), want %s", ev.Data, ev.Error, want)
 		}
 	})
+	t.Run("error then a silent upstream", func(t *testing.T) {
+		// An upstream that stops sending after its error object: the client's stream
+		// ends at the error event, not when the upstream's connection times out.
+		in := &silentAfterError{data: `{"error":{"message":"engine died"}}`, closed: make(chan struct{})}
+		s := msgStreamOf()
+		s.in = in
+		done := make(chan streamed, 1)
+		go func() { done <- readBridged(s) }()
+		var got streamed
+		select {
+		case got = <-done:
+		case <-time.After(10 * time.Second):
+			_ = s.Close()
+			t.Fatal("the stream did not end at the error event")
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		if _, names := accumulateMsg(t, got.events); names != "error" {
+			t.Errorf("events %s", names)
+		}
+		select {
+		case <-in.closed:
+		default:
+			t.Error("the inner stream was not closed")
+		}
+	})
 	t.Run("tool call resumed", func(t *testing.T) {
 		s := msgStreamOf(callDelta(0, "a", "f", "{"), delta(`{"content":"x"}`, ""), callDelta(0, "", "", "}"))
 		got := readBridged(s)
@@ -414,6 +442,29 @@ func (e *errorAfter) Next(ev *Event) error {
 		return nil
 	}
 	return err
+}
+
+// silentAfterError is a chat stream whose first event is an error object, after which
+// Next waits until the stream is closed.
+type silentAfterError struct {
+	data   string
+	sent   bool
+	closed chan struct{}
+}
+
+func (e *silentAfterError) Next(ev *Event) error {
+	if !e.sent {
+		e.sent = true
+		*ev = Event{Data: []byte(e.data), Error: true}
+		return nil
+	}
+	<-e.closed
+	return io.ErrUnexpectedEOF
+}
+
+func (e *silentAfterError) Close() error {
+	close(e.closed)
+	return nil
 }
 
 // messagesCall is the Call the gateway makes of a Messages API body.
