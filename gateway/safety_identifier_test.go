@@ -55,6 +55,12 @@ logging: {level: error, access_log: false}
 		{"safety_identifier carol again, beside a fresh user", openai.ChatCompletionNewParams{
 			SafetyIdentifier: openai.String("carol-hash"), User: openai.String("erin")}, 429},
 		{"user erin alone", openai.ChatCompletionNewParams{User: openai.String("erin")}, 200},
+		// Requests naming no end user share one bucket: leaving the field out does not
+		// escape the limit.
+		{"no user", openai.ChatCompletionNewParams{}, 200},
+		{"no user again", openai.ChatCompletionNewParams{}, 429},
+		{"empty user and safety_identifier, the same bucket", openai.ChatCompletionNewParams{
+			User: openai.String(""), SafetyIdentifier: openai.String("")}, 429},
 	} {
 		if s := ask(c.params); s != c.want {
 			t.Errorf("%s: status %d, want %d", c.name, s, c.want)
