@@ -2194,18 +2194,10 @@ func (s *bridgeStream) choice(c []byte) error {
 	if nonEmpty(refusal) {
 		s.refusalDelta(refusal)
 	}
-	var a jsonscan.Array
-	if a.Reset(calls) {
-		for {
-			call, ok := a.Next()
-			if !ok {
-				break
-			}
-			if err := s.callDelta(call); err != nil {
-				return err
-			}
-		}
+	if err := readCalls(calls, s); err != nil {
+		return err
 	}
+	var a jsonscan.Array
 	if a.Reset(anns) {
 		for {
 			ann, ok := a.Next()
@@ -2531,8 +2523,8 @@ func (s *bridgeStream) annotation(ann []byte) {
 	c.nAnns++
 }
 
-// callDelta reads one tool call delta of a chunk: the first of a call (its index,
-// id and name) begins a function_call item, its arguments come in pieces.
+// callDelta implements callRelay: the first delta of a call (its index, id and name)
+// begins a function_call item, its arguments come in pieces.
 //
 // Each chat index is its own item, begun (response.output_item.added, its name in
 // it) when the index first appears, and its argument deltas name it, so a stream
@@ -2549,14 +2541,9 @@ func (s *bridgeStream) annotation(ann []byte) {
 // or reasoning item taking the next output_index, so that every event names an item
 // whose index is below those begun after it. Adding to a call done is
 // errToolReopened, more than maxOpenCalls calls open errTooManyCalls.
-func (s *bridgeStream) callDelta(call []byte) error {
-	idx, id, name, args, ok := readCallDelta(call)
-	if !ok {
-		return errEventNotJSON
-	}
-	n, ok := jsonscan.Int(idx)
+func (s *bridgeStream) callDelta(n int64, numbered bool, id, name, args []byte) error {
 	switch {
-	case ok:
+	case numbered:
 	case nonEmpty(id) || len(s.calls) == 0:
 		// A server that numbers no calls: a call with an id begins one.
 		n = s.maxTool + 1
@@ -2673,36 +2660,6 @@ func wholeJSON(scratch, args []byte) ([]byte, bool) {
 	return scratch, ok && jsonscan.Valid(scratch)
 }
 
-// readCallDelta reads a chat stream's tool call delta: its index, id, function name
-// and arguments piece, raw (nil when absent); ok is false when call is no JSON
-// object.
-func readCallDelta(call []byte) (idx, id, name, args []byte, ok bool) {
-	var fn []byte
-	var it jsonscan.Iter
-	if it.Reset(call) != nil {
-		return nil, nil, nil, nil, false
-	}
-	for {
-		k, v, more := it.Next()
-		if !more {
-			break
-		}
-		switch string(k) {
-		case "index":
-			idx = v
-		case "id":
-			id = v
-		case "function":
-			fn = v
-		}
-	}
-	if len(fn) > 0 && fn[0] == '{' {
-		name, _ = jsonscan.Field(fn, "name")
-		args, _ = jsonscan.Field(fn, "arguments")
-	}
-	return idx, id, name, args, true
-}
-
 // finish ends the stream at the chat stream's end: the items under way are done, and
 // the terminal event holds the whole response.
 func (s *bridgeStream) finish() {
@@ -2788,6 +2745,7 @@ func (s *bridgeStream) fail(data []byte) {
 }
 
 var (
-	_ Events = (*bridgeStream)(nil)
-	_ relay  = (*bridgeStream)(nil)
+	_ Events    = (*bridgeStream)(nil)
+	_ relay     = (*bridgeStream)(nil)
+	_ callRelay = (*bridgeStream)(nil)
 )

@@ -1396,32 +1396,15 @@ func (s *msgStream) choice(c []byte) error {
 		}
 		s.delta("text_delta", "text", content)
 	}
-	var a jsonscan.Array
-	if a.Reset(calls) {
-		for {
-			call, ok := a.Next()
-			if !ok {
-				break
-			}
-			if err := s.callDelta(call); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return readCalls(calls, s)
 }
 
-// callDelta reads a tool call's delta: a call not begun begins a tool_use block (the
-// one open closed), a piece of its arguments is an input_json_delta. Adding to a call
+// callDelta implements callRelay: a call not begun begins a tool_use block (the one
+// open closed), a piece of its arguments is an input_json_delta. Adding to a call
 // whose block was closed is errToolReopened.
-func (s *msgStream) callDelta(call []byte) error {
-	idx, id, name, args, ok := readCallDelta(call)
-	if !ok {
-		return errEventNotJSON
-	}
-	n, ok := jsonscan.Int(idx)
+func (s *msgStream) callDelta(n int64, numbered bool, id, name, args []byte) error {
 	switch {
-	case ok:
+	case numbered:
 	case nonEmpty(id) || s.open != openTool:
 		// A server that numbers no calls: a call with an id begins one.
 		n = int64(len(s.toolsBegun))
@@ -1556,6 +1539,7 @@ func (s *msgStream) fail(data []byte) {
 }
 
 var (
-	_ Events = (*msgStream)(nil)
-	_ relay  = (*msgStream)(nil)
+	_ Events    = (*msgStream)(nil)
+	_ relay     = (*msgStream)(nil)
+	_ callRelay = (*msgStream)(nil)
 )
