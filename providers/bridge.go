@@ -1881,10 +1881,7 @@ type bridgeStream struct {
 	echo bridgeEcho
 	head respHead
 	// model is the response's model: the backend's, then the first chunk's.
-	model []byte
-	// begun is set once response.created went out; the queue ended once the
-	// terminal event did.
-	begun     bool
+	model     []byte
 	seq       int64
 	usage     Usage
 	hasUsage  bool
@@ -1923,7 +1920,6 @@ func (s *bridgeStream) reset() {
 	s.echo.buf = trimBuf(s.echo.buf)
 	s.head = respHead{}
 	s.model = trimBuf(s.model)
-	s.begun = false
 	s.seq, s.usage, s.hasUsage, s.reasoning, s.tier = 0, Usage{}, false, 0, ServiceTier{}
 	s.items, s.nItems = trimBuf(s.items), 0
 	s.cur.reset()
@@ -1991,7 +1987,7 @@ func (s *bridgeStream) streamUsage() (Usage, bool) {
 	return u, s.hasUsage
 }
 
-// begin writes response.created and response.in_progress, once.
+// begin implements relay: response.created and response.in_progress, once.
 func (s *bridgeStream) begin() {
 	if s.begun {
 		return
@@ -2042,80 +2038,25 @@ func (s *bridgeStream) ref(c *streamItem, part bool) {
 	}
 }
 
-// chunk reads one chat chunk into the events it gives.
-func (s *bridgeStream) chunk(iev *Event) error {
-	var it jsonscan.Iter
-	if it.Reset(iev.Data) != nil {
-		return errEventNotJSON
-	}
-	var choices, usage []byte
-	for {
-		k, v, ok := it.Next()
-		if !ok {
-			break
+// take implements relay: the response's created and model are the first chunk's
+// (Azure's first, with "model": "", names none: the response begins with the first
+// that names the model that answers), its usage the usage chunk's, its service tier
+// the last chunk's that names one.
+func (s *bridgeStream) take(iev *Event, c *chatChunk) {
+	if !s.begun {
+		if len(c.created) > 0 {
+			s.head.created, _ = jsonscan.Int(c.created)
 		}
-		switch string(k) {
-		case "created":
-			if !s.begun {
-				s.head.created, _ = jsonscan.Int(v)
-			}
-		case "model":
-			if !s.begun && jsonscan.IsString(v) && len(v) > 2 {
-				s.model = append(s.model[:0], v...)
-			}
-		case "choices":
-			choices = v
-		case "usage":
-			usage = v
+		if c.model != nil {
+			s.model = append(s.model[:0], c.model...)
 		}
-	}
-	if it.Err() != nil {
-		return errEventNotJSON
 	}
 	if iev.HasUsage {
 		s.usage, s.hasUsage = iev.Usage, true
-		s.reasoning = reasoningTokens(usage)
+		s.reasoning = reasoningTokens(c.usage)
 	}
 	if len(iev.Usage.Tier.Bytes()) > 0 {
 		s.tier = iev.Usage.Tier
-	}
-	var a jsonscan.Array
-	if !s.begun && !iev.HasUsage && !nonEmptyArray(choices) {
-		// Azure's first chunk holds its prompt filter results only, and "model": ""
-		// (which is not taken): the response begins with the first chunk that names
-		// the model that answers.
-		return nil
-	}
-	s.begin()
-	if iev.HasUsage && !nonEmptyArray(choices) && s.head.status != statusInProgress {
-		// The usage chunk, after the finish_reason chunk, is the last of a chat
-		// stream: the response is whole, and its terminal event goes now, its usage
-		// counted even if the upstream drops the connection before [DONE].
-		s.finish()
-		s.drain = true
-		return nil
-	}
-	if !a.Reset(choices) {
-		return nil
-	}
-	for {
-		c, ok := a.Next()
-		if !ok {
-			return nil
-		}
-		// The Responses API has one output: the bridge asks for one choice.
-		if idx, _ := jsonscan.Field(c, "index"); len(idx) == 0 || string(idx) == "0" {
-			if err := s.choice(c); err != nil {
-				return err
-			}
-			if iev.HasUsage && s.head.status != statusInProgress {
-				// Usage on the finish_reason chunk itself (Mistral's, Gemini's,
-				// LiteLLM's, older llama.cpp's): the last chunk too.
-				s.finish()
-				s.drain = true
-			}
-			return nil
-		}
 	}
 }
 
@@ -2129,76 +2070,29 @@ func nonEmptyArray(raw []byte) bool {
 	return ok
 }
 
-// choice reads a chunk's choice: its delta, finish_reason and logprobs.
-func (s *bridgeStream) choice(c []byte) error {
-	var delta, finish, logprobs []byte
-	var it jsonscan.Iter
-	if it.Reset(c) != nil {
-		return errEventNotJSON
+// choice implements relay: the response's status is the finish_reason's, and the
+// delta's pieces go out in this order, the annotations last.
+func (s *bridgeStream) choice(c *chatChoice) error {
+	if c.finish != nil {
+		s.head.status = statusOf(c.finish)
 	}
-	for {
-		k, v, ok := it.Next()
-		if !ok {
-			break
-		}
-		switch string(k) {
-		case "delta":
-			delta = v
-		case "finish_reason":
-			finish = v
-		case "logprobs":
-			logprobs = v
-		}
+	if nonEmpty(c.reasoning) {
+		s.reasoningDelta(c.reasoning)
 	}
-	if len(finish) > 0 && !jsonscan.IsNull(finish) {
-		s.head.status = statusOf(finish)
+	if nonEmptyArray(c.blocks) {
+		s.thinkingBlocks(c.blocks)
 	}
-	if it.Reset(delta) != nil {
-		return nil
+	if nonEmpty(c.content) {
+		s.textDelta(c.content, c.logprobs)
 	}
-	var content, thought, reasoning, blocks, refusal, calls, anns []byte
-	for {
-		k, v, ok := it.Next()
-		if !ok {
-			break
-		}
-		switch string(k) {
-		case "content":
-			content = v
-		case "reasoning_content":
-			thought = v
-		case "reasoning":
-			reasoning = v
-		case "thinking_blocks":
-			blocks = v
-		case "refusal":
-			refusal = v
-		case "tool_calls":
-			calls = v
-		case "annotations":
-			anns = v
-		}
+	if nonEmpty(c.refusal) {
+		s.refusalDelta(c.refusal)
 	}
-	if !nonEmpty(thought) {
-		thought = reasoning
-	}
-	if nonEmpty(thought) {
-		s.reasoningDelta(thought)
-	}
-	if nonEmptyArray(blocks) {
-		s.thinkingBlocks(blocks)
-	}
-	if nonEmpty(content) {
-		s.textDelta(content, logprobs)
-	}
-	if nonEmpty(refusal) {
-		s.refusalDelta(refusal)
-	}
-	if err := readCalls(calls, s); err != nil {
+	if err := readCalls(c.calls, s); err != nil {
 		return err
 	}
 	var a jsonscan.Array
-	if a.Reset(anns) {
+	if a.Reset(c.anns) {
 		for {
 			ann, ok := a.Next()
 			if !ok {

@@ -2,6 +2,163 @@ package providers
 
 import "github.com/tollgate/tollgate/internal/jsonscan"
 
+// chatChunk is what a bridge reads of a chat completions chunk's own members: raw
+// values, nil when absent. model is nil when it is no string with text (Azure's first
+// chunk has "model": "").
+type chatChunk struct {
+	created, model, usage, choices []byte
+}
+
+// read reads chunk data's members; ok is false when data is no JSON object.
+func (c *chatChunk) read(data []byte) bool {
+	*c = chatChunk{}
+	var it jsonscan.Iter
+	if it.Reset(data) != nil {
+		return false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "created":
+			c.created = v
+		case "model":
+			if nonEmpty(v) {
+				c.model = v
+			}
+		case "choices":
+			c.choices = v
+		case "usage":
+			c.usage = v
+		}
+	}
+	return it.Err() == nil
+}
+
+// chatChoice is what a bridge reads of a chunk's choice: raw values, nil when absent.
+// finish is its finish_reason, nil for null too, logprobs its logprobs; the others are
+// its delta's members, reasoning its reasoning_content or else (OpenRouter's, newer
+// vLLM's) its reasoning, blocks its thinking_blocks.
+type chatChoice struct {
+	finish, logprobs                                 []byte
+	content, reasoning, blocks, refusal, calls, anns []byte
+}
+
+// read reads choice c's members and its delta's; ok is false when c is no JSON
+// object. A delta that is none gives no pieces.
+func (ch *chatChoice) read(c []byte) bool {
+	*ch = chatChoice{}
+	var delta []byte
+	var it jsonscan.Iter
+	if it.Reset(c) != nil {
+		return false
+	}
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "delta":
+			delta = v
+		case "finish_reason":
+			ch.finish = v
+		case "logprobs":
+			ch.logprobs = v
+		}
+	}
+	if jsonscan.IsNull(ch.finish) {
+		ch.finish = nil
+	}
+	if it.Reset(delta) != nil {
+		return true
+	}
+	var reasoning []byte
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		switch string(k) {
+		case "content":
+			ch.content = v
+		case "reasoning_content":
+			ch.reasoning = v
+		case "reasoning":
+			reasoning = v
+		case "thinking_blocks":
+			ch.blocks = v
+		case "refusal":
+			ch.refusal = v
+		case "tool_calls":
+			ch.calls = v
+		case "annotations":
+			ch.anns = v
+		}
+	}
+	if !nonEmpty(ch.reasoning) {
+		ch.reasoning = reasoning
+	}
+	return true
+}
+
+// readChunk reads the chat chunk in q.iev for r to translate: the chunk's own members
+// and usage, then, the stream begun, its choice of index 0 (a bridge asks for one).
+// The chunk that ends the answer (the usage chunk after the finish_reason chunk, or a
+// finish_reason chunk with usage) finishes the stream.
+func (q *relayQueue) readChunk(r relay) error {
+	iev, c := &q.iev, &q.chunk
+	if !c.read(iev.Data) {
+		return errEventNotJSON
+	}
+	r.take(iev, c)
+	if !q.begun && !iev.HasUsage && !nonEmptyArray(c.choices) {
+		// Azure's first chunk holds its prompt filter results only: the stream
+		// begins with the first chunk that has a choice.
+		return nil
+	}
+	r.begin()
+	if iev.HasUsage && !nonEmptyArray(c.choices) && q.finished {
+		// The usage chunk, after the finish_reason chunk, is the last of a chat
+		// stream: the answer is whole, and its end goes now, its usage counted even
+		// if the upstream drops the connection before [DONE].
+		r.finish()
+		q.drain = true
+		return nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(c.choices) {
+		return nil
+	}
+	for {
+		ch, ok := a.Next()
+		if !ok {
+			return nil
+		}
+		if idx, _ := jsonscan.Field(ch, "index"); len(idx) > 0 && string(idx) != "0" {
+			continue
+		}
+		if !q.choice.read(ch) {
+			return errEventNotJSON
+		}
+		if q.choice.finish != nil {
+			q.finished = true
+		}
+		if err := r.choice(&q.choice); err != nil {
+			return err
+		}
+		if iev.HasUsage && q.finished {
+			// Usage on the finish_reason chunk itself (Mistral's, Gemini's,
+			// LiteLLM's, older llama.cpp's): the last chunk too.
+			r.finish()
+			q.drain = true
+		}
+		return nil
+	}
+}
+
 // callRelay is a bridge's translation of a delta's tool call pieces, which readCalls
 // reads for it.
 type callRelay interface {

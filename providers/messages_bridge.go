@@ -1096,10 +1096,7 @@ const (
 type msgStream struct {
 	relayQueue
 	model []byte
-	// begun is set once message_start went out; the queue ended once message_stop
-	// (or an error event) did.
-	begun, finished bool
-	stop            string
+	stop  string
 	// refused is set once a chunk carried the model's refusal (delta.refusal).
 	refused  bool
 	usage    Usage
@@ -1155,7 +1152,7 @@ func (s *msgStream) Next(ev *Event) error { return s.pull(ev, s) }
 // streamUsage implements relay: message_delta carries the usage.
 func (s *msgStream) streamUsage() (Usage, bool) { return s.usage, s.hasUsage }
 
-// begin writes message_start, once.
+// begin implements relay: message_start, once.
 func (s *msgStream) begin() {
 	if s.begun {
 		return
@@ -1286,107 +1283,23 @@ func (s *msgStream) delta(typ, key string, v []byte) {
 	s.mark(evBlockDelta, true)
 }
 
-// chunk reads one chat chunk into the events it gives.
-func (s *msgStream) chunk(iev *Event) error {
-	var it jsonscan.Iter
-	if it.Reset(iev.Data) != nil {
-		return errEventNotJSON
-	}
-	var choices []byte
-	for {
-		k, v, ok := it.Next()
-		if !ok {
-			break
-		}
-		if string(k) == "choices" {
-			choices = v
-		}
-	}
-	if it.Err() != nil {
-		return errEventNotJSON
-	}
+// take implements relay: the message's usage is the usage chunk's.
+func (s *msgStream) take(iev *Event, _ *chatChunk) {
 	if iev.HasUsage {
 		s.usage, s.hasUsage = iev.Usage, true
 	}
-	if !s.begun && !iev.HasUsage && !nonEmptyArray(choices) {
-		// Azure's first chunk holds its prompt filter results only: the message
-		// begins with the first chunk that has a choice.
-		return nil
-	}
-	s.begin()
-	if iev.HasUsage && !nonEmptyArray(choices) && s.finished {
-		// The usage chunk after the finish_reason chunk is the last of a chat
-		// stream: the message ends now, its usage counted even if the upstream drops
-		// the connection before [DONE].
-		s.finish()
-		s.drain = true
-		return nil
-	}
-	var a jsonscan.Array
-	if !a.Reset(choices) {
-		return nil
-	}
-	for {
-		c, ok := a.Next()
-		if !ok {
-			return nil
-		}
-		if idx, _ := jsonscan.Field(c, "index"); len(idx) == 0 || string(idx) == "0" {
-			if err := s.choice(c); err != nil {
-				return err
-			}
-			if iev.HasUsage && s.finished {
-				// Usage on the finish_reason chunk itself: the last chunk too.
-				s.finish()
-				s.drain = true
-			}
-			return nil
-		}
-	}
 }
 
-// choice reads a chunk's choice: its delta and finish_reason.
-func (s *msgStream) choice(c []byte) error {
-	var delta, finish []byte
-	var it jsonscan.Iter
-	if it.Reset(c) != nil {
-		return errEventNotJSON
+// choice implements relay: the stop reason is the finish_reason's; the text is the
+// delta's content, or its refusal when it has none (the stop reason then refusal),
+// and its tool calls follow.
+func (s *msgStream) choice(c *chatChoice) error {
+	if c.finish != nil {
+		s.stop = stopReason(c.finish)
 	}
-	for {
-		k, v, ok := it.Next()
-		if !ok {
-			break
-		}
-		switch string(k) {
-		case "delta":
-			delta = v
-		case "finish_reason":
-			finish = v
-		}
-	}
-	if len(finish) > 0 && !jsonscan.IsNull(finish) {
-		s.stop, s.finished = stopReason(finish), true
-	}
-	if it.Reset(delta) != nil {
-		return nil
-	}
-	var content, refusal, calls []byte
-	for {
-		k, v, ok := it.Next()
-		if !ok {
-			break
-		}
-		switch string(k) {
-		case "content":
-			content = v
-		case "refusal":
-			refusal = v
-		case "tool_calls":
-			calls = v
-		}
-	}
-	if !nonEmpty(content) && nonEmpty(refusal) {
-		content, s.refused = refusal, true
+	content := c.content
+	if !nonEmpty(content) && nonEmpty(c.refusal) {
+		content, s.refused = c.refusal, true
 	}
 	if nonEmpty(content) {
 		if s.open != openText {
@@ -1396,7 +1309,7 @@ func (s *msgStream) choice(c []byte) error {
 		}
 		s.delta("text_delta", "text", content)
 	}
-	return readCalls(calls, s)
+	return readCalls(c.calls, s)
 }
 
 // callDelta implements callRelay: a call not begun begins a tool_use block (the one

@@ -14,13 +14,19 @@ type relayQueue struct {
 	// chat is the chat request body, which the inner stream may read until it is
 	// closed.
 	chat *[]byte
+	// begun is set once the bridge wrote its first events (its begin), finished once
+	// a chunk's choice had a finish_reason.
+	begun, finished bool
 	// ended is set once the bridge wrote its last event, done once the end went out.
 	// drain: the end came before the inner stream's (at the usage chunk, or an
 	// error), which is read to its end before the stream ends.
 	ended, done, drain bool
-	pend               []byte
-	marks              []queuedEvent
-	next               int
+	// chunk and choice are what readChunk read of the chat chunk in iev.
+	chunk  chatChunk
+	choice chatChoice
+	pend   []byte
+	marks  []queuedEvent
+	next   int
 }
 
 // queuedEvent is an event waiting in relayQueue.pend: its bytes end at end, where the
@@ -34,10 +40,15 @@ type queuedEvent struct {
 }
 
 // relay is a bridge's translation of the inner stream's events, written into the
-// queue's pend with mark.
+// queue's pend with mark; readChunk reads each chat chunk for it.
 type relay interface {
-	// chunk translates a chat chunk.
-	chunk(iev *Event) error
+	// take takes a chat chunk's own members (c) and its usage (iev's), before
+	// anything of the chunk is written.
+	take(iev *Event, c *chatChunk)
+	// begin writes the stream's first events, once, and sets the queue's begun.
+	begin()
+	// choice translates the chunk's choice of index 0.
+	choice(c *chatChoice) error
 	// finish ends the stream at the chat stream's end.
 	finish()
 	// fail ends the stream at a chat error object.
@@ -89,7 +100,7 @@ func (q *relayQueue) pull(ev *Event, r relay) error {
 		case q.iev.Error:
 			r.fail(q.iev.Data)
 		default:
-			if err := r.chunk(&q.iev); err != nil {
+			if err := q.readChunk(r); err != nil {
 				// What a bridge cannot lay out (a tool call resumed after it was
 				// done) may be a valid chat stream: the target is not judged by it.
 				return err
@@ -127,7 +138,9 @@ func (q *relayQueue) closeInner() error {
 // reset readies q for the pool; a buffer one long stream grew goes with it.
 func (q *relayQueue) reset() {
 	q.in, q.chat, q.iev = nil, nil, Event{}
+	q.begun, q.finished = false, false
 	q.ended, q.done, q.drain = false, false, false
+	q.chunk, q.choice = chatChunk{}, chatChoice{}
 	q.pend, q.marks, q.next = trimBuf(q.pend), q.marks[:0], 0
 }
 
