@@ -14,7 +14,7 @@ func TestHelpListsScoringRoutes(t *testing.T) {
 	if c := run([]string{"--help"}, &out, nil, nil); c != 0 {
 		t.Fatalf("exit %d: %s", c, out.String())
 	}
-	for _, route := range []string{"/v1/rerank", "/v2/rerank", "/score", "/v1/audio/transcriptions", "/v1/audio/translations", "x-mock-audio-api"} {
+	for _, route := range []string{"/v1/rerank", "/v2/rerank", "/score", "/v1/audio/transcriptions", "/v1/audio/translations", "x-mock-audio-api", "/ping", "/load"} {
 		if !strings.Contains(out.String(), route) {
 			t.Errorf("--help does not name %s, a route it serves", route)
 		}

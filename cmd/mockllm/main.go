@@ -24,8 +24,8 @@ Serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses
 /v1/audio/transcriptions and /v1/audio/translations (multipart forms, as vLLM
 serves Whisper; OpenAI's answers with x-mock-audio-api: openai), /v1/messages and /v1/messages/count_tokens (Anthropic's Messages API as vLLM's
 router serves it: Authorization: Bearer, no anthropic-version, ids chatcmpl-,
-no ping or [DONE] in a stream), GET /v1/models, /version, /health and /metrics
-like vLLM (or POST /v1/messages and /v1/messages/count_tokens like Anthropic with
+no ping or [DONE] in a stream), GET /v1/models, /version, /health, /ping (GET and
+POST, as /health), /load and /metrics like vLLM (or POST /v1/messages and /v1/messages/count_tokens like Anthropic with
 --api anthropic); GET, DELETE
 /v1/responses/{id} and GET /v1/responses/{id}/input_items serve the responses kept
 in memory (--responses-store); POST /v1/responses/{id}/cancel refuses them (none
