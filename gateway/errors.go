@@ -119,8 +119,25 @@ func writeError(resp *fasthttp.Response, e *apiError) {
 func writeAnthropicError(resp *fasthttp.Response, e *apiError, reqID []byte) {
 	writeError(resp, e)
 	var buf [errorBodySize]byte
-	resp.SetBody(providers.AppendAnthropicError(buf[:0], providers.AnthropicErrorType(e.status), e.message, b2s(reqID)))
+	resp.SetBody(providers.AppendAnthropicError(buf[:0], providers.AnthropicErrorType(e.status), messagesWording(e), b2s(reqID)))
 }
+
+// messagesWording is e's message for a Messages API client: the few that speak of
+// OpenAI's API or its Authorization header say so in that API's terms.
+func messagesWording(e *apiError) string {
+	switch e {
+	case &errMalformed:
+		return msgMalformedMessages
+	case &errNoKey:
+		return msgNoKeyMessages
+	}
+	return e.message
+}
+
+const (
+	msgMalformedMessages = "We could not parse the JSON body of your request. The Messages API expects a JSON payload."
+	msgNoKeyMessages     = "You didn't provide an API key. Send it in the x-api-key header (or Authorization as Bearer YOUR_KEY)."
+)
 
 // errorBodySize holds the body of every fixed error above.
 const errorBodySize = 512

@@ -290,6 +290,20 @@ func TestMessagesErrorsInAnthropicShape(t *testing.T) {
 		!strings.Contains(body, `"request_id":"`+resp.Header.Get("X-Request-Id")+`"`) {
 		t.Errorf("%d %s", resp.StatusCode, body)
 	}
+	// Its messages speak of the Messages API and the header its clients send the key
+	// in, not of OpenAI's API and its Authorization header.
+	if !strings.Contains(body, "The Messages API expects a JSON payload.") || strings.Contains(body, "OpenAI") {
+		t.Errorf("invalid JSON: %s", body)
+	}
+	resp, body = msgPost(t, e.g, `{"model":"claude","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`)
+	if resp.StatusCode != 401 || !strings.Contains(body, `"type":"authentication_error"`) || !strings.Contains(body, "x-api-key header") {
+		t.Errorf("no key: %d %s", resp.StatusCode, body)
+	}
+	// The chat completions API keeps OpenAI's words.
+	resp, body = msgPostTo(t, e.g, "/v1/chat/completions", `{"model":`, "x-api-key", "sk-team-1234")
+	if resp.StatusCode != 400 || !strings.Contains(body, "The OpenAI API expects a JSON payload.") {
+		t.Errorf("chat completions: %d %s", resp.StatusCode, body)
+	}
 }
 
 // An upstream's own error comes back as it came when it is in the Messages API's shape
