@@ -1667,6 +1667,17 @@ func (s *leasedStream) NotifyWait(fn func() error) bool {
 	return ok && w.NotifyWait(fn)
 }
 
+// endEarly implements ender: a stream whose reader has its whole answer has ended
+// well, [DONE] or not.
+func (s *leasedStream) endEarly() bool {
+	e, ok := s.Events.(ender)
+	if !ok || !e.endEarly() {
+		return false
+	}
+	s.end = true
+	return true
+}
+
 // Abort implements Aborter.
 func (s *leasedStream) Abort() {
 	if a, ok := s.Events.(Aborter); ok {

@@ -18,8 +18,8 @@ type relayQueue struct {
 	// a chunk's choice had a finish_reason.
 	begun, finished bool
 	// ended is set once the bridge wrote its last event, done once the end went out.
-	// drain: the end came before the inner stream's (at the usage chunk, or an
-	// error), which is read to its end before the stream ends.
+	// drain: the end came before the inner stream's (at the usage chunk), which is
+	// ended too before the stream ends (endInner).
 	ended, done, drain bool
 	// chunk and choice are what readChunk read of the chat chunk in iev.
 	chunk  chatChunk
@@ -82,7 +82,7 @@ func (q *relayQueue) pull(ev *Event, r relay) error {
 			}
 			if q.drain {
 				q.drain = false
-				q.drainInner()
+				q.endInner()
 			}
 			q.done, ev.Done = true, true
 			return nil
@@ -109,11 +109,22 @@ func (q *relayQueue) pull(ev *Event, r relay) error {
 	}
 }
 
-// drainInner reads the inner stream past the bridge's end to its own, for its
-// connection to go back to the pool: [DONE], or an error, which ends an answer
-// already whole as cleanly. Anything else that comes is dropped: the last event
-// went out.
-func (q *relayQueue) drainInner() {
+// ender is an inner stream a bridge can end before its own end, its answer whole:
+// endEarly reports whether it did. What the upstream sends after ([DONE], the body's
+// end) is then read when the stream is closed, as after [DONE]: within drainWait,
+// else its connection is dropped.
+type ender interface{ endEarly() bool }
+
+// endInner ends the inner stream past the bridge's end. Read on here, an upstream
+// that sends neither [DONE] nor its body's end after its usage chunk would hold the
+// client's stream, whose last event went out, until stream_idle_timeout or the
+// backend's timeout. An inner stream that cannot be ended so is read to its own end:
+// [DONE], or an error, which ends an answer already whole as cleanly. Anything else
+// that comes is dropped: the last event went out.
+func (q *relayQueue) endInner() {
+	if e, ok := q.in.(ender); ok && e.endEarly() {
+		return
+	}
 	for {
 		if err := q.in.Next(&q.iev); err != nil || q.iev.Done {
 			return

@@ -708,6 +708,13 @@ func (s *sseReader) streamErr(err error) error {
 	return classifyStream(s.readErr(err))
 }
 
+// endEarly implements ender: the stream counts as read to its [DONE], and Close
+// drains what is left of the body.
+func (s *sseReader) endEarly() bool {
+	s.done = true
+	return true
+}
+
 // Abort implements Aborter: closing the body stream fails the read in flight and drops
 // the upstream connection, which aborts the upstream request.
 func (s *sseReader) Abort() {

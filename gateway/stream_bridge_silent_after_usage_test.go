@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A chat server behind the Responses or Messages bridge that sends its answer and its
+// usage chunk (the last a chat stream sends before data: [DONE]) and then neither
+// [DONE] nor the body's end (a server stuck after its last token, a proxy that holds
+// the connection): the bridge's terminal event is the end of the client's stream,
+// which ends right after it, not when stream_idle_timeout (without one, the backend's
+// whole timeout) gives up on the upstream. The request is logged and counted whole,
+// and the upstream connection, the rest of its answer unread, is closed rather than
+// kept for another request.
+func TestBridgedStreamEndsAtUsageChunkOfSilentUpstream(t *testing.T) {
+	t.Parallel()
+	const usageChunk = `data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],` +
+		`"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}` + "\n\n"
+	for _, tc := range []struct {
+		name, backend, path, body, last string
+	}{
+		{"responses", "responses_api: chat", "/v1/responses", `{"model":"chat","stream":true,"input":"hi"}`, "event: response.completed\n"},
+		{"messages", "messages_api: chat", "/v1/messages", `{"model":"chat","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`, "event: message_stop\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			upClosed := make(chan time.Time, 1)
+			addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+				writeStreamHead(c)
+				for _, ev := range []string{bridgeChunk("Hel", ""), bridgeChunk("lo", ""), bridgeChunk("", `"stop"`), usageChunk} {
+					writeChunk(c, ev)
+				}
+				// Silent until the gateway closes the connection.
+				_, _ = io.Copy(io.Discard, c)
+				upClosed <- time.Now()
+			})
+			g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "http://`+addr+`/v1", model: m, `+tc.backend+`, timeout: 20s, stream_idle_timeout: 5s}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}], retries: 0}
+`)
+			req, _ := http.NewRequest("POST", g.url+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			start := time.Now()
+			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			took := time.Since(start)
+			body := string(b)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("status %d, read %v: %q", resp.StatusCode, err, body)
+			}
+			if took > 2*time.Second {
+				t.Errorf("the client's stream ended %v after the request, its last event long sent: held until stream_idle_timeout", took.Round(time.Millisecond))
+			}
+			if !strings.Contains(body, tc.last) || strings.Contains(body, `"error":{`) || strings.Contains(body, `"type":"error"`) {
+				t.Errorf("stream %q: want it whole, ending with %q", body, tc.last)
+			}
+			select {
+			case at := <-upClosed:
+				if d := at.Sub(start); d > 2*time.Second {
+					t.Errorf("the upstream connection was closed %v after the request", d.Round(time.Millisecond))
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("the upstream connection, its answer unread, was kept open")
+			}
+			line := accessLine(t, g, resp.Header.Get("X-Request-Id"))
+			if line["error"] != "" || line["output_tokens"] != 3.0 || line["input_tokens"] != 7.0 {
+				t.Errorf("access log error %v, tokens %v in %v out; want a whole answer of 7 and 3 tokens", line["error"], line["input_tokens"], line["output_tokens"])
+			}
+			if ms, _ := line["latency_ms"].(float64); ms > 2000 {
+				t.Errorf("access log latency_ms %v", ms)
+			}
+			targetsIdle(t, g)
+		})
+	}
+}
