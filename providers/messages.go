@@ -257,8 +257,10 @@ var (
 // (data, its JSON): the usage (message_start's, then message_delta's, which the
 // event ev carries whole: input from the start, output from the delta), generated
 // content (text, a tool call's input, thinking, a tool_use block begun), and an
-// error event. It reports whether the event is one JSON object and whether it is
-// message_stop, the stream's last.
+// error event. It reports whether the event is one JSON object and whether it is the
+// stream's last: message_stop, or an error event, after which Anthropic sends
+// nothing more (read on, an upstream that then stays silent would hold the client's
+// stream until its timeout).
 func (s *sseReader) inspectMessageEvent(data []byte, ev *Event) (ok, stop bool) {
 	var it jsonscan.Iter
 	if it.Reset(data) != nil {
@@ -304,6 +306,7 @@ func (s *sseReader) inspectMessageEvent(data []byte, ev *Event) (ok, stop bool) 
 		}
 	case bytes.Equal(typ, strErrorType):
 		ev.Error = true
+		return true, true
 	}
 	return true, bytes.Equal(typ, strMessageStop)
 }

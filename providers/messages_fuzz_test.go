@@ -12,7 +12,7 @@ import (
 
 // FuzzMessagesSSE reads any bytes as a Messages API stream: every event passed on is
 // one JSON object under a name that keeps to its line, a usage is never negative, the
-// end comes only after message_stop, and nothing follows it.
+// end comes only after message_stop or an error event, and nothing follows it.
 func FuzzMessagesSSE(f *testing.F) {
 	f.Add(messagesStream)
 	f.Add(strings.ReplaceAll(messagesStream, "\n", "\r\n"))
@@ -36,7 +36,7 @@ func FuzzMessagesSSE(f *testing.F) {
 			}
 			if ev.Done {
 				if len(ev.Data) != 0 || !stopped {
-					t.Fatalf("an end with data %q, or before message_stop (%v)", ev.Data, stopped)
+					t.Fatalf("an end with data %q, or before message_stop or an error event (%v)", ev.Data, stopped)
 				}
 				done = true
 				continue
@@ -51,7 +51,7 @@ func FuzzMessagesSSE(f *testing.F) {
 			if u.Input < 0 || u.Output < 0 || u.CachedInput < 0 || u.CacheWrite < 0 || u.WebSearches < 0 {
 				t.Fatalf("negative usage %+v from %q", u, ev.Data)
 			}
-			stopped = stopped || messageStop(ev.Data)
+			stopped = stopped || messageStop(ev.Data) || ev.Error
 		}
 	})
 }

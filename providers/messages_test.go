@@ -75,7 +75,8 @@ func TestMessagesStreamRead(t *testing.T) {
 }
 
 // A stream that ends before message_stop, or says [DONE] before it, was cut; an error
-// event is marked; an event that is not a JSON object is the upstream's fault.
+// event is marked, and is the stream's last (the end follows it without another read,
+// as after message_stop); an event that is not a JSON object is the upstream's fault.
 func TestMessagesStreamEnds(t *testing.T) {
 	head := messagesStream[:strings.Index(messagesStream, "event: message_delta")]
 	for name, stream := range map[string]string{
@@ -87,8 +88,8 @@ func TestMessagesStreamEnds(t *testing.T) {
 		}
 	}
 	evs, err := readMessages(t, head+"event: error\n"+`data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`+"\n\n")
-	if !errors.Is(err, ErrStreamCut) || len(evs) == 0 || !evs[len(evs)-1].Error {
-		t.Errorf("error event: %v, last %+v", err, evs)
+	if n := len(evs); err != nil || n < 2 || !evs[n-2].Error || !evs[n-1].Done {
+		t.Errorf("error event: %v, events %+v", err, evs)
 	}
 	if _, err := readMessages(t, head+"event: content_block_delta\ndata: {\"type\":\n\n"); !errors.Is(err, ErrBadResponse) {
 		t.Errorf("broken event: %v", err)
