@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
@@ -98,14 +99,20 @@ func msgPostTo(t *testing.T, g *gw, path, body string, header ...string) (*http.
 	return resp, string(b)
 }
 
-// tokensCounted is tollgate_tokens_total of endpoint ep and type typ.
+// tokensCounted is tollgate_tokens_total of endpoint ep and type typ, once it is not 0
+// (for up to 3 s): a request is counted once its answer has ended, which its client
+// may see first (a stream's end goes out before its upstream body is drained).
 func tokensCounted(t *testing.T, g *gw, ep, typ string) float64 {
 	t.Helper()
-	fams, err := promtest.Scrape("http://" + g.AdminAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := promtest.Sum(fams, "tollgate_tokens_total", func(l map[string]string) bool { return l["endpoint"] == ep && l["type"] == typ })
+	var v float64
+	pollFor(3*time.Second, func() bool {
+		fams, err := promtest.Scrape("http://" + g.AdminAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ = promtest.Sum(fams, "tollgate_tokens_total", func(l map[string]string) bool { return l["endpoint"] == ep && l["type"] == typ })
+		return v != 0
+	})
 	return v
 }
 
