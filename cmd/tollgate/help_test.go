@@ -21,8 +21,9 @@ func TestHelpExitsZeroAndNamesCommands(t *testing.T) {
 		if !strings.Contains(stdout, "Usage:") || !strings.Contains(stdout, "-config") || stderr != "" {
 			t.Errorf("tollgate %s: stdout %q, stderr %q; want the usage on stdout and nothing on stderr", strings.Join(args, " "), stdout, stderr)
 		}
-		if args[0] != "validate" && (!strings.Contains(stdout, "validate") || !strings.Contains(stdout, "version")) {
-			t.Errorf("tollgate %s does not name the commands validate and version: %q", strings.Join(args, " "), stdout)
+		if args[0] != "validate" && (!strings.Contains(stdout, "validate") || !strings.Contains(stdout, "version") ||
+			!strings.Contains(stdout, "key --hash") || !strings.Contains(stdout, "--expires-at")) {
+			t.Errorf("tollgate %s does not name the commands validate, version and key (--hash, --expires-at): %q", strings.Join(args, " "), stdout)
 		}
 	}
 }

@@ -50,7 +50,8 @@ const usage = `Usage:
   tollgate [serve] [--config FILE]    serve the API and admin listeners
   tollgate validate --config FILE     check a config; exit 1 listing FILE:LINE: key: problem
   tollgate version                    print the version
-  tollgate key [--hash]               make a client API key, or hash one read on stdin
+  tollgate key [--expires-at T]       make a client API key (that expires at T, RFC 3339)
+  tollgate key --hash                 hash a client API key read on stdin
 
 Flags:
 `
