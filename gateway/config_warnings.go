@@ -14,7 +14,7 @@ const (
 	warnKeyExpired    = "client key expired: its requests are refused (401 expired_api_key)"
 	warnInsecureTLS   = "tls.insecure_skip_verify accepts any certificate from this backend's targets: tests only"
 	warnNoRespSecret  = "auth.response_secret is not set: a stored response's ID is a bearer token, and any key that reaches its backend may continue, read or delete it"
-	warnAdminOpen     = "the admin API listens beyond loopback without server.admin_token: whoever reaches it can reload the config, override weights and operate canaries"
+	warnAdminOpen     = "the admin API listens beyond loopback without server.admin_token: whoever reaches it can reload the config, override weights, operate canaries, revoke and restore keys, purge answer caches and read the key list"
 	warnAbsentKeyFile = "an API key field names a file that is not there (or not a regular file): its path is sent as the key, as MLflow does, until the file appears; the file is watched"
 )
 
