@@ -117,8 +117,8 @@ func defaultID() string {
 // Apply makes eps, the complete set of endpoints of a new config snapshot,
 // the live ones. An endpoint whose name and routes match one already live
 // takes over its weights, canary state and counters, with the new canary
-// settings; an operator's weights override holds (only ClearWeights or a
-// canary resume ends it). Other endpoints start from their config, and names
+// settings; an operator's weights override holds (only ClearWeights, a canary
+// resume or a promote ends it). Other endpoints start from their config, and names
 // no longer present are dropped. Call it before the snapshot serves requests.
 func (r *Router) Apply(eps []*Endpoint) {
 	now := r.now()
@@ -262,7 +262,7 @@ func (r *Router) Rollback(ctx context.Context, name string) (EndpointSnapshot, e
 
 // SetWeights overrides the live weights of endpoint name with weights
 // (backend name → percent, 0..100, adding up to 100; a route left out gets
-// 0) until ClearWeights or a canary resume; a reload keeps it unless it changes
+// 0) until ClearWeights, a canary resume or promote; a reload keeps it unless it changes
 // the endpoint's routes, which starts the endpoint over from its config. A
 // canary is paused at the weight given to it. The snapshot returned says the weights are an override.
 func (r *Router) SetWeights(ctx context.Context, name string, weights map[string]int) (EndpointSnapshot, error) {

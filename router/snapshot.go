@@ -6,7 +6,7 @@ import (
 )
 
 // overrideNote is what an override's snapshot says about its lifetime.
-const overrideNote = "runtime override: lasts until DELETE on /admin/endpoints/{name}/weights or a canary resume, " +
+const overrideNote = "runtime override: lasts until DELETE on /admin/endpoints/{name}/weights, a canary resume or promote, " +
 	"across reloads that keep the endpoint's routes (without Redis, until a restart)"
 
 // EndpointSnapshot is an endpoint's routing as the admin API shows it.
