@@ -17,7 +17,7 @@ func TestProxyAllocs(t *testing.T) {
 		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
 	const budget = 5
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per request, budget %d", n, budget)
 	}
 }
@@ -25,7 +25,7 @@ func TestProxyAllocs(t *testing.T) {
 func TestScanBodyAllocs(t *testing.T) {
 	for _, body := range [][]byte{benchChatBody, benchPromptsBody} {
 		var f fields
-		if n := testing.AllocsPerRun(100, func() { scanBody(body, &f) }); n != 0 {
+		if n := allocsPerRun(100, func() { scanBody(body, &f) }); n != 0 {
 			t.Fatalf("%.1f allocations per scan of %s, want 0", n, body)
 		}
 	}
@@ -47,7 +47,7 @@ func TestStreamAllocs(t *testing.T) {
 	// run empties the request pool, and refilling it costs the request and its bound
 	// hijack handler once.
 	const budget = 3
-	if n := testing.AllocsPerRun(100, func() { streamOnce(t, s, ctx, sink) }); n > budget {
+	if n := allocsPerRun(100, func() { streamOnce(t, s, ctx, sink) }); n > budget {
 		t.Fatalf("%.1f allocations per stream, budget %d", n, budget)
 	}
 }
@@ -58,7 +58,7 @@ func TestLimitedProxyAllocs(t *testing.T) {
 	ctx := newProxyCtx(benchChatBody)
 	proxyOnce(s, ctx)
 	const budget = 5
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per limited request, budget %d", n, budget)
 	}
 }
@@ -70,7 +70,7 @@ func TestAccessLogAllocs(t *testing.T) {
 	ctx := newProxyCtx(benchChatBody)
 	proxyOnce(s, ctx)
 	const budget = 0
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per logged request, budget %d", n, budget)
 	}
 }
@@ -81,7 +81,7 @@ func TestClientIPAllocs(t *testing.T) {
 	peer := net.ParseIP("10.1.2.3")
 	xff := [][]byte{[]byte("198.51.100.1, 2001:db8::7"), []byte("10.0.0.4")}
 	var buf [16]byte
-	if n := testing.AllocsPerRun(100, func() { clientIP(peer, xff, trusted, &buf) }); n != 0 {
+	if n := allocsPerRun(100, func() { clientIP(peer, xff, trusted, &buf) }); n != 0 {
 		t.Fatalf("%.1f allocations per request", n)
 	}
 }

@@ -71,7 +71,7 @@ func TestAuthRefusalAllocs(t *testing.T) {
 			if ctx.Response.StatusCode() != tc.status {
 				t.Fatalf("status %d: %s, want %d", ctx.Response.StatusCode(), ctx.Response.Body(), tc.status)
 			}
-			if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n != 0 {
+			if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n != 0 {
 				t.Errorf("%.1f allocations per request, want 0", n)
 			}
 		})

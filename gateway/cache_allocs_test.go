@@ -21,7 +21,7 @@ func TestCacheHitAllocs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			warmCache(t, s, tc.ctx)
-			if n := testing.AllocsPerRun(200, func() { proxyOnce(s, tc.ctx) }); n > 0 {
+			if n := allocsPerRun(200, func() { proxyOnce(s, tc.ctx) }); n > 0 {
 				t.Fatalf("%.1f allocations per hit, want 0", n)
 			}
 		})
@@ -36,7 +36,7 @@ func TestCacheMissAllocs(t *testing.T) {
 	ctx := newProxyCtx(benchChatBody)
 	proxyOnce(s, ctx)
 	const budget = 5 + 2
-	if n := testing.AllocsPerRun(200, func() { cache.purge(); proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { cache.purge(); proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per miss, budget %d", n, budget)
 	}
 }
@@ -52,7 +52,7 @@ func TestCacheBypassAllocs(t *testing.T) {
 		t.Fatalf("cache %q", ctx.Response.Header.Peek("X-Tollgate-Cache"))
 	}
 	const budget = 5
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per bypass, budget %d", n, budget)
 	}
 }

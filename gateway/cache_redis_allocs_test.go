@@ -18,7 +18,7 @@ func TestRedisCacheHitAllocs(t *testing.T) {
 	ctx := newProxyCtx(benchChatBody)
 	warmRedisCache(t, s, ctx)
 	const budget = 6
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per hit, budget %d", n, budget)
 	}
 }

@@ -37,8 +37,8 @@ func TestClientWatchListAllocs(t *testing.T) {
 		c.Watch()
 		c.Unwatch()
 	}
-	base := testing.AllocsPerRun(200, func() { alone.Watch(); alone.Unwatch() })
-	if n := testing.AllocsPerRun(200, func() { listed.Watch(); listed.Unwatch() }); n > base {
+	base := allocsPerRun(200, func() { alone.Watch(); alone.Unwatch() })
+	if n := allocsPerRun(200, func() { listed.Watch(); listed.Unwatch() }); n > base {
 		t.Fatalf("%.1f allocations per listed watch, %.1f unlisted: the list allocates", n, base)
 	}
 	if other.shard().head != other || other.next != nil || other.prev != nil {

@@ -16,7 +16,7 @@ func TestClientIPHopFormsAllocs(t *testing.T) {
 	peer := net.ParseIP("10.1.2.3")
 	xff := [][]byte{[]byte("198.51.100.1:4711, [2001:db8::7]:443, , [2001:db8::8]"), []byte("10.0.0.4:80")}
 	var buf [16]byte
-	if n := testing.AllocsPerRun(100, func() { clientIP(peer, xff, trusted, &buf) }); n != 0 {
+	if n := allocsPerRun(100, func() { clientIP(peer, xff, trusted, &buf) }); n != 0 {
 		t.Fatalf("%.1f allocations per request", n)
 	}
 }
@@ -33,7 +33,7 @@ func TestClientIPForwardedAllocs(t *testing.T) {
 		[]byte(` , for="10.0.0.4:_p1" ;; proto=https, for=10.0.0.5:80`),
 	}
 	var buf [16]byte
-	if n := testing.AllocsPerRun(100, func() { clientIPForwarded(peer, fwd, trusted, &buf) }); n != 0 {
+	if n := allocsPerRun(100, func() { clientIPForwarded(peer, fwd, trusted, &buf) }); n != 0 {
 		t.Fatalf("%.1f allocations per request", n)
 	}
 
@@ -60,7 +60,7 @@ endpoints:
 	if a := arrivalOf(ctx.Conn()); a == nil || net.IP(a.client()).String() != "2001:db8::5" {
 		t.Fatalf("arrival %+v, want the client Forwarded names", a)
 	}
-	if n := testing.AllocsPerRun(200, arrive); n != 0 {
+	if n := allocsPerRun(200, arrive); n != 0 {
 		t.Errorf("%.1f allocations per request arrival, budget 0", n)
 	}
 }
@@ -84,7 +84,7 @@ func TestClientIPForwardedObfuscatedAllocs(t *testing.T) {
 			if got := net.IP(clientIPForwarded(peer, fwd, trusted, &buf)); !got.Equal(peer) {
 				t.Fatalf("Forwarded %q: client %v, want the proxy %v", c.fwd, got, peer)
 			}
-			if n := testing.AllocsPerRun(100, func() { clientIPForwarded(peer, fwd, trusted, &buf) }); n != 0 {
+			if n := allocsPerRun(100, func() { clientIPForwarded(peer, fwd, trusted, &buf) }); n != 0 {
 				t.Errorf("Forwarded %q: %.0f allocations per request, want 0", c.fwd, n)
 			}
 		})

@@ -195,7 +195,7 @@ func TestSubjectIP(t *testing.T) {
 		}
 	}
 	ip := net.ParseIP("2001:db8:1:2:3:4:5:6")
-	if n := testing.AllocsPerRun(100, func() { subjectIP(ip, 64, &buf) }); n != 0 {
+	if n := allocsPerRun(100, func() { subjectIP(ip, 64, &buf) }); n != 0 {
 		t.Errorf("subjectIP allocates %v times", n)
 	}
 }

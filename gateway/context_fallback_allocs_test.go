@@ -26,7 +26,7 @@ func TestContextFallbackAllocs(t *testing.T) {
 			if ctx.Response.StatusCode() != 200 {
 				t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 			}
-			if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > tc.budget {
+			if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > tc.budget {
 				t.Fatalf("%.1f allocations per request, budget %v", n, tc.budget)
 			}
 		})

@@ -32,7 +32,7 @@ func TestPromptCacheAllocs(t *testing.T) {
 		t.Fatal("the config's cached input price did not reach the backend")
 	}
 	const budget = 0
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per request, budget %d", n, budget)
 	}
 }

@@ -22,7 +22,7 @@ auth:
 	}
 	// As TestLimitedProxyAllocs, the same request without a key.
 	const budget = 5
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per key-limited request, budget %d", n, budget)
 	}
 }

@@ -22,7 +22,7 @@ func TestLimitRefusalAllocs(t *testing.T) {
 	if ctx.Response.StatusCode() != 429 || !strings.Contains(string(ctx.Response.Body()), "a budget of $0.000001 per month") {
 		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations per refused request, want 0", n)
 	}
 }

@@ -16,7 +16,7 @@ func TestUSDLimitedProxyAllocs(t *testing.T) {
 			ctx.Response.Header.Peek("X-Ratelimit-Limit-Usd"), ctx.Response.Body())
 	}
 	const budget = 5
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per request with a usd limit, budget %d", n, budget)
 	}
 }

@@ -29,7 +29,7 @@ func TestUSDEstimateBoundsAllocs(t *testing.T) {
 	}
 	var sink int64
 	for _, r := range []*request{plain, marked} {
-		if n := testing.AllocsPerRun(200, func() { sink += r.costEstimate(20, 64) }); n != 0 {
+		if n := allocsPerRun(200, func() { sink += r.costEstimate(20, 64) }); n != 0 {
 			t.Errorf("costEstimate: %v allocations, want 0", n)
 		}
 	}
@@ -40,7 +40,7 @@ func TestUSDEstimateBoundsAllocs(t *testing.T) {
 			t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 		const budget = 5 // TestUSDLimitedProxyAllocs's
-		if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+		if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 			t.Fatalf("%.1f allocations per request, budget %d", n, budget)
 		}
 	}

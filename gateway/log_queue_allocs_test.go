@@ -21,7 +21,7 @@ func TestAccessLogQueuedAllocs(t *testing.T) {
 	for range 1000 {
 		proxyOnce(s, ctx) // the queue's buffers grow to what this load needs
 	}
-	if n := testing.AllocsPerRun(1000, func() { proxyOnce(s, ctx) }); n != 0 {
+	if n := allocsPerRun(1000, func() { proxyOnce(s, ctx) }); n != 0 {
 		t.Fatalf("%.1f allocations per logged request, want 0", n)
 	}
 }

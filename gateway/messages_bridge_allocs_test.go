@@ -9,7 +9,7 @@ import "testing"
 func TestProxyMessagesBridgeAllocs(t *testing.T) {
 	s := bridgedMessagesServer(t)
 	ctx := newMessagesCtx(t, s)
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations per bridged call, budget 0", n)
 	}
 }

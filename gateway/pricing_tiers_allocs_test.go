@@ -28,7 +28,7 @@ func TestServiceTierAllocs(t *testing.T) {
 			t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 		const budget = 0
-		if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+		if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 			t.Fatalf("%.1f allocations per request, budget %d", n, budget)
 		}
 	})
@@ -52,7 +52,7 @@ func TestServiceTierAllocs(t *testing.T) {
 		}
 		// As TestStreamAllocs: 1 per stream, and the request pool's refill after a GC.
 		const budget = 3
-		if n := testing.AllocsPerRun(100, func() { streamOnce(t, s, ctx, sink) }); n > budget {
+		if n := allocsPerRun(100, func() { streamOnce(t, s, ctx, sink) }); n > budget {
 			t.Fatalf("%.1f allocations per stream, budget %d", n, budget)
 		}
 	})

@@ -53,7 +53,7 @@ func TestRequestArrivalAllocs(t *testing.T) {
 	if a == nil || string(a.appendID(nil)) != "client-chosen-id-0123456789" || net.IP(a.client()).String() != "203.0.113.5" {
 		t.Fatalf("arrival %+v", a)
 	}
-	if n := testing.AllocsPerRun(200, arrive); n > 0 {
+	if n := allocsPerRun(200, arrive); n > 0 {
 		t.Errorf("%.1f allocations per request arrival, budget 0", n)
 	}
 	failed := func() {
@@ -64,7 +64,7 @@ func TestRequestArrivalAllocs(t *testing.T) {
 		setArrivalHeader(ctx)
 	}
 	failed()
-	if n := testing.AllocsPerRun(200, failed); n > 0 {
+	if n := allocsPerRun(200, failed); n > 0 {
 		t.Errorf("%.1f allocations per answer to a request whose body could not be read, budget 0", n)
 	}
 }

@@ -73,7 +73,7 @@ func TestWireRequestAllocs(t *testing.T) {
 			// pools, whose refill costs an allocation or two once, does not
 			// count.
 			const budget = 1
-			if n := testing.AllocsPerRun(200, func() { _ = c.serve(s, raw) }); n > budget {
+			if n := allocsPerRun(200, func() { _ = c.serve(s, raw) }); n > budget {
 				t.Fatalf("%.1f allocations per request, budget %d", n, budget)
 			}
 		})

@@ -16,7 +16,7 @@ func TestProxyRerankAllocs(t *testing.T) {
 	if ctx.Response.StatusCode() != 200 {
 		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations a rerank, want 0", n)
 	}
 }
@@ -30,7 +30,7 @@ func TestProxyScoreAllocs(t *testing.T) {
 	if ctx.Response.StatusCode() != 200 || !bytes.Contains(ctx.Response.Body(), []byte(`"object":"score"`)) {
 		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations a score call, want 0", n)
 	}
 }
@@ -40,7 +40,7 @@ func TestProxyScoreAllocs(t *testing.T) {
 func TestProxyMessagesAllocs(t *testing.T) {
 	s := newMessagesServer(t)
 	ctx := newMessagesCtx(t, s)
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations a Messages API call, want 0", n)
 	}
 }
@@ -48,7 +48,7 @@ func TestProxyMessagesAllocs(t *testing.T) {
 func TestProxyAudioAllocs(t *testing.T) {
 	s := newAudioServer(t)
 	ctx := newAudioCtx(t, s)
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations a transcription, want 0", n)
 	}
 }

@@ -17,7 +17,7 @@ func TestResponsesAllocs(t *testing.T) {
 	} {
 		ctx := newResponsesCtx(body)
 		proxyOnce(s, ctx)
-		if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+		if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 			t.Errorf("%s: %v allocations per call", body, n)
 		}
 		if ctx.Response.StatusCode() != 200 {
@@ -37,7 +37,7 @@ func TestResponsesByIDAllocs(t *testing.T) {
 	if ctx.Response.StatusCode() != 200 {
 		t.Fatalf("status %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations per call by ID", n)
 	}
 }
@@ -57,7 +57,7 @@ func TestResponsesSignedAllocs(t *testing.T) {
 		if want := signedID(addr, "resp_0123456789abcdef"); ctx.Response.StatusCode() != 200 || !strings.Contains(string(ctx.Response.Body()), want) {
 			t.Errorf("%s: answer %s without %s", body, ctx.Response.Body(), want)
 		}
-		if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+		if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 			t.Errorf("%s: %v allocations per call", body, n)
 		}
 	}
@@ -69,7 +69,7 @@ func TestResponsesSignedAllocs(t *testing.T) {
 	if ctx.Response.StatusCode() != 200 {
 		t.Fatalf("status %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations per call by ID", n)
 	}
 }
@@ -83,7 +83,7 @@ func TestResponsesBridgedAllocs(t *testing.T) {
 	if ctx.Response.StatusCode() != 200 || !strings.Contains(string(ctx.Response.Body()), `"object":"response"`) {
 		t.Fatalf("status %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > 0 {
 		t.Errorf("%v allocations per bridged call", n)
 	}
 }

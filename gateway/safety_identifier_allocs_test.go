@@ -22,7 +22,7 @@ func TestSafetyIdentifierAllocs(t *testing.T) {
 		if ctx.Response.StatusCode() != 200 {
 			t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
-		return testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) })
+		return allocsPerRun(200, func() { proxyOnce(s, ctx) })
 	}
 	const prefix = `{"model":"chat","messages":[{"role":"user","content":"Hello"}],"max_tokens":64,`
 	base := alloc(prefix + `"user":"jos\u00e9-123"}`)
@@ -31,7 +31,7 @@ func TestSafetyIdentifierAllocs(t *testing.T) {
 	}
 	var f fields
 	body := []byte(prefix + `"user":"u-1","safety_identifier":"jos\u00e9-456"}`)
-	if n := testing.AllocsPerRun(100, func() { scanBody(body, &f) }); n != 0 {
+	if n := allocsPerRun(100, func() { scanBody(body, &f) }); n != 0 {
 		t.Errorf("%.1f allocations per scan of %s, want 0", n, body)
 	}
 }

@@ -47,7 +47,7 @@ func TestScanFormAllocs(t *testing.T) {
 	for _, size := range []int{0, 2 << 10, 1 << 20} {
 		body, boundary := benchForm(t, size)
 		var f formFields
-		if n := testing.AllocsPerRun(20, func() {
+		if n := allocsPerRun(20, func() {
 			if err := scanForm(body, boundary, &f); err != nil {
 				t.Fatal(err)
 			}
@@ -55,11 +55,11 @@ func TestScanFormAllocs(t *testing.T) {
 			t.Fatalf("%.1f allocations per scan of a %d-byte file, want 0", n, size)
 		}
 		dst := make([]byte, 0, len(body)+64)
-		if n := testing.AllocsPerRun(20, func() { dst = spliceFormModel(dst[:0], body, f.model, "openai/whisper-large-v3") }); n != 0 {
+		if n := allocsPerRun(20, func() { dst = spliceFormModel(dst[:0], body, f.model, "openai/whisper-large-v3") }); n != 0 {
 			t.Fatalf("%.1f allocations per splice, want 0", n)
 		}
 	}
-	if n := testing.AllocsPerRun(20, func() { formBoundary(ct) }); n != 0 {
+	if n := allocsPerRun(20, func() { formBoundary(ct) }); n != 0 {
 		t.Fatalf("%.1f allocations per boundary parse, want 0", n)
 	}
 }

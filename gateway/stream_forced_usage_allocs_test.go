@@ -42,7 +42,7 @@ func TestForcedUsageOnChoiceChunkAllocs(t *testing.T) {
 		t.Fatalf("stream relayed %d bytes, %d with the usage asked for: want %d less, the usage member taken out", n, withUsage, cut)
 	}
 	const budget = 3
-	if n := testing.AllocsPerRun(100, func() { streamOnce(t, s, ctx, sink) }); n > budget {
+	if n := allocsPerRun(100, func() { streamOnce(t, s, ctx, sink) }); n > budget {
 		t.Fatalf("%.1f allocations per stream, budget %d", n, budget)
 	}
 }

@@ -26,7 +26,7 @@ func TestTracingUnkeepableSampledOutAllocs(t *testing.T) {
 	// A non-recording span and its context per span, and the server span's start
 	// options.
 	const budget = 12
-	if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+	if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 		t.Fatalf("%.1f allocations per request whose trace cannot be kept, budget %d", n, budget)
 	}
 }
@@ -55,7 +55,7 @@ func TestTracestateTracingOffAllocs(t *testing.T) {
 				t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 			}
 			const budget = 0
-			if n := testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
+			if n := allocsPerRun(200, func() { proxyOnce(s, ctx) }); n > budget {
 				t.Fatalf("%.1f allocations per request with a client tracestate and tracing off, budget %d", n, budget)
 			}
 		})

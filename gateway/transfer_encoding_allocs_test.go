@@ -13,7 +13,7 @@ func TestUnframedAllocs(t *testing.T) {
 		"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n",
 	} {
 		h := parsedHeader(t, raw)
-		if n := testing.AllocsPerRun(100, func() { unframed(h) }); n != 0 {
+		if n := allocsPerRun(100, func() { unframed(h) }); n != 0 {
 			t.Fatalf("%.1f allocations per check of %q, want 0", n, raw)
 		}
 	}

@@ -17,7 +17,7 @@ func TestWebSearchCostAllocs(t *testing.T) {
 		if ctx.Response.StatusCode() != 200 {
 			t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
-		return testing.AllocsPerRun(200, func() { proxyOnce(s, ctx) })
+		return allocsPerRun(200, func() { proxyOnce(s, ctx) })
 	}
 	plain, searched := allocs(wsPlainResp), allocs(wsSearchResp)
 	if searched > plain {
