@@ -72,6 +72,8 @@
 -- time, whichever is shorter). Replicas of these versions thus share the keys through
 -- a rolling upgrade. The interval and span are binary, packed once per pair in a call
 -- (tails): parsing and formatting them as text cost a call about a sixth more.
+-- A debt that a conversion capped to the new bucket's span (rescale) has a NUL and
+-- 'c' between the TAT and the span; the versions that read the span read past them.
 local blob = ARGV[1]
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
@@ -80,7 +82,7 @@ local out = {}
 local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
 local byte, fmt = string.byte, string.format
-local debts, scales, spans, tails, dirty, ndirty = {}, {}, {}, {}, {}, 0
+local debts, scales, spans, capped, tails, dirty, ndirty = {}, {}, {}, {}, {}, {}, 0
 local late = ARGV[3] and now >= tonumber(ARGV[3])
 if late and ARGV[2] == '0' then
   return redis.error_reply('TGLATE this call reached Redis past the time it was to run by')
@@ -88,6 +90,8 @@ end
 local mark = ARGV[2] and ARGV[2] ~= '0' and KEYS[#KEYS]
 local marking = mark and late
 local oks, nok = {}, 0
+-- The mark of a capped debt, and its byte as the value's 19th from the end.
+local CAPPED_MARK, CAPPED = '\0c', 99
 -- How long a fenced marker stays: longer than a call can take to reach Redis, and
 -- than a request answered without Redis takes to settle its true-up.
 local FENCE_MS = 900000
@@ -107,6 +111,7 @@ if #KEYS > 0 then
       if byte(v, -9) == 0 then
         if byte(v, -18) == 0 then
           spans[k], scales[k] = sunpack('<dxd', v, #v - 16)
+          capped[k] = byte(v, -19) == CAPPED and byte(v, -20) == 0
         else
           scales[k] = sunpack('<d', v, #v - 7)
         end
@@ -124,15 +129,18 @@ end
 -- nothing for as long as matters, and a longer one would overflow the key's PX and
 -- the Retry-After computed from it.
 local MAX_DEBT = 315576000000000
+local function touch(key)
+  if not dirty[key] then
+    dirty[key] = true
+    ndirty = ndirty + 1
+    dirty[ndirty] = key
+  end
+end
 local function set_debt(key, debt)
   if debt > MAX_DEBT then debt = MAX_DEBT end
   if debts[key] ~= debt then
     debts[key] = debt
-    if not dirty[key] then
-      dirty[key] = true
-      ndirty = ndirty + 1
-      dirty[ndirty] = key
-    end
+    touch(key)
   end
 end
 
@@ -142,17 +150,37 @@ end
 -- it is kept in units or in time, whichever is shorter (never longer than the old rule
 -- would hold the client). A debt read without its interval (written by an earlier
 -- version) is taken as charged at iv, one without its span as all overdraft.
+--
+-- The conversion is written back even when the take is refused, so that the bucket
+-- refills at its new rate from then on: converted again at every check, a debt the
+-- new span capped read as a full bucket until the old debt, refilling at the old
+-- rate, owed less than the new bucket holds (54 minutes lowering a spent 600/hour to
+-- 60/hour), each refusal's retry-after a refill of the new rate. What the cap let go
+-- is let go under the new limit only: the bucket is marked capped, and a capped debt
+-- read under another limit (a replica still on the old one during a rolling reload,
+-- or a later reload) keeps the units the bucket had free, never more, so that the
+-- old limit cannot spend them again.
 local function rescale(key, iv, tau)
   local sc = scales[key]
   if sc then
     local debt, span = debts[key], spans[key] or 0
     local r = iv / sc
     local spent = debt < span and debt or span
-    local d = spent * r
-    if d > tau then d = tau end
+    local d
+    if capped[key] then
+      d = tau - (span - spent) * r
+      if d < 0 then d = 0 end
+    else
+      d = spent * r
+      if d > tau then
+        d = tau
+        capped[key] = true
+      end
+    end
     if r < 1 then d = d + (debt - spent) * r else d = d + (debt - spent) end
     if d > MAX_DEBT then d = MAX_DEBT end
     debts[key] = d
+    touch(key)
   end
   scales[key], spans[key] = iv, tau
 end
@@ -181,7 +209,7 @@ end
 -- as overdraft (rescale) and, lowering the rate, keep it in time, not in units.
 local function adjust(key, iv, tau, delta)
   if debts[key] == 0 then
-    scales[key], spans[key] = iv, tau
+    scales[key], spans[key], capped[key] = iv, tau, false
   elseif scales[key] ~= iv then
     convert(key, iv)
   end
@@ -320,6 +348,9 @@ for i = 1, ndirty do
     if not tail then
       tail = pack('<BdBd', 0, span, 0, iv)
       byspan[span] = tail
+    end
+    if capped[key] then
+      tail = CAPPED_MARK .. tail
     end
     call('SET', key, fmt('%.17g', now + debt) .. tail, 'PX', ceil(debt / 1000) + 1)
   else

@@ -67,6 +67,16 @@ func rescale(debt, span, r, tau float64) float64 {
 	return min(min(spent*r, tau)+(debt-spent)*min(r, 1), maxDebt)
 }
 
+// rescaleCapped is rescale for a debt in Redis that a conversion capped to its
+// bucket's span (check.lua's rescale): its bucket keeps the units it had free, at
+// most the new bucket, so that a limit other than the one that capped it cannot spend
+// again what the cap let go. The memory store needs no such mark: one process counts
+// a bucket under one limit at a time.
+func rescaleCapped(debt, span, r, tau float64) float64 {
+	spent := min(debt, span)
+	return min(max(tau-(span-spent)*r, 0)+(debt-spent)*min(r, 1), maxDebt)
+}
+
 // in converts e's debt to interval iv keeping the units it owes, and the span it was
 // charged under with them: a request admitted before a reload settles under its own
 // rule, and the next take brings the debt within its own bucket (at), as check.lua's

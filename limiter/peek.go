@@ -248,7 +248,8 @@ func (s *redisStore) rateReading(r *rule, k keyID, v string, now float64) Readin
 // converted to the bucket of interval iv and span tau as check.lua's rescale converts
 // it before a check: the value is the TAT as text, then a NUL, the span its debt was
 // charged under and a NUL, and the interval (or only a NUL and the interval, as an
-// earlier version wrote it, or the TAT alone).
+// earlier version wrote it, or the TAT alone); a NUL and 'c' before the span mark a
+// debt a conversion capped, which converts keeping its free units (rescaleCapped).
 func rateDebt(v string, now, iv, tau float64) float64 {
 	text, _, _ := strings.Cut(v, "\x00")
 	tat, err := strconv.ParseFloat(text, 64)
@@ -268,6 +269,9 @@ func rateDebt(v string, now, iv, tau float64) float64 {
 	}
 	if scale == iv && spanKnown && span == tau {
 		return debt
+	}
+	if spanKnown && n >= 20 && v[n-19] == 'c' && v[n-20] == 0 {
+		return min(rescaleCapped(debt, span, iv/scale, tau), maxDebt/1e3)
 	}
 	return min(rescale(debt, span, iv/scale, tau), maxDebt/1e3)
 }
