@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -61,6 +62,41 @@ func (ls *leases) unhold(i int32, member uint64) {
 		ls.free = append(ls.free, i)
 	}
 	ls.lmu.Unlock()
+}
+
+// holdShared gives each concurrency slot of t, a request the fallback share admitted,
+// a lease held like those of the requests Redis admitted. Redis cannot be told now,
+// but the heartbeat that finds it answering again adds the leases Redis lacks before
+// checks go back to it (renewLeases, probeOnce), so that the cap counts these requests
+// as long as they run; counted only in this replica's share, they would let Redis
+// admit the whole cap again on top of them. A lease of its own: one a failed check
+// asked for is released already (keepReleases, abandoned).
+func (s *redisStore) holdShared(t *Ticket) {
+	for i := range int(t.n) {
+		if t.pol.rules[i].kind == kindConcurrency {
+			t.lease[i] = rand.Uint64() //nolint:gosec // a lease ID must be unique, not secret
+			t.slot[i] = s.hold(t.tag[i], t.bucket[i], t.lease[i])
+		}
+	}
+}
+
+// releaseShared forgets the leases holdShared gave t and queues their release, which
+// is kept and sent again until Redis answers (sendAgain): the heartbeat may have added
+// them to Redis.
+func (s *redisStore) releaseShared(t *Ticket) {
+	queued := false
+	s.mu.Lock()
+	for i := range int(t.n) {
+		if t.pol.rules[i].kind == kindConcurrency {
+			s.unhold(t.slot[i], t.lease[i])
+			s.queueAdjustLocked(adjustOp{op: opRelease, bucket: t.bucket[i], tag: t.tag[i], member: t.lease[i]})
+			queued = true
+		}
+	}
+	s.mu.Unlock()
+	if queued {
+		s.kickLater()
+	}
 }
 
 // releaseHeld queues the release of every slot still held and forgets them. A limiter

@@ -466,6 +466,8 @@ func (l *Limiter) TakeAmounts(ctx context.Context, pol *Policy, subj *Subject, e
 		t.src, t.share = srcFallback, l.share()
 		if err = l.mem.take(t, t.share, l.nanotime()); err != nil {
 			l.compensate(t, false, Amounts{})
+		} else {
+			l.rs.holdShared(t)
 		}
 	}
 	if err != nil && t.RetryAfter > 0 { // only a refusal sets RetryAfter
@@ -498,9 +500,12 @@ func (l *Limiter) SettleAmounts(t *Ticket, actual Amounts) {
 		actual.NanoUSD = t.est.NanoUSD
 	}
 	switch src {
-	case srcMemory, srcFallback:
+	case srcMemory:
+		l.mem.settle(t, actual, t.share, l.nanotime())
+	case srcFallback:
 		l.mem.settle(t, actual, t.share, l.nanotime())
 		l.compensate(t, true, actual)
+		l.rs.releaseShared(t)
 	case srcRedis:
 		l.rs.settle(t, actual)
 	}
