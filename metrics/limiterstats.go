@@ -45,7 +45,7 @@ var (
 	limiterRoundTripsDesc = prometheus.NewDesc("tollgate_limiter_redis_round_trips_total",
 		"Pipelines sent to Redis by the limiter: checks of concurrent requests share one.", nil, nil)
 	limiterDroppedDesc = prometheus.NewDesc("tollgate_limiter_settlements_dropped_total",
-		"Token settlements and concurrency releases lost because Redis failed.", nil, nil)
+		"Settlements the limiter gave up on: token true-ups whose call to Redis failed after it may have run, and any settlement past the 65,536 queued while Redis is slow or away.", nil, nil)
 )
 
 // limiterCollector reads the limiters' statistics at scrape time, so the limiter
