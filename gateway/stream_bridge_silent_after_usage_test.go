@@ -29,50 +29,10 @@ func TestBridgedStreamEndsAtUsageChunkOfSilentUpstream(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			upClosed := make(chan time.Time, 1)
-			addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
-				writeStreamHead(c)
-				for _, ev := range []string{bridgeChunk("Hel", ""), bridgeChunk("lo", ""), bridgeChunk("", `"stop"`), usageChunk} {
-					writeChunk(c, ev)
-				}
-				// Silent until the gateway closes the connection.
-				_, _ = io.Copy(io.Discard, c)
-				upClosed <- time.Now()
-			})
-			g := startGateway(t, `
-server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
-backends:
-  up: {provider: openai, base_url: "http://`+addr+`/v1", model: m, `+tc.backend+`, timeout: 20s, stream_idle_timeout: 5s}
-endpoints:
-  - {name: chat, type: chat, routes: [{backend: up}], retries: 0}
-`)
-			req, _ := http.NewRequest("POST", g.url+tc.path, strings.NewReader(tc.body))
-			req.Header.Set("Content-Type", "application/json")
-			start := time.Now()
-			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			took := time.Since(start)
-			body := string(b)
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("status %d, read %v: %q", resp.StatusCode, err, body)
-			}
-			if took > 2*time.Second {
-				t.Errorf("the client's stream ended %v after the request, its last event long sent: held until stream_idle_timeout", took.Round(time.Millisecond))
-			}
+			g, resp, body := silentAfter(t, []string{bridgeChunk("Hel", ""), bridgeChunk("lo", ""), bridgeChunk("", `"stop"`), usageChunk},
+				"provider: openai, model: m, "+tc.backend, tc.path, tc.body)
 			if !strings.Contains(body, tc.last) || strings.Contains(body, `"error":{`) || strings.Contains(body, `"type":"error"`) {
 				t.Errorf("stream %q: want it whole, ending with %q", body, tc.last)
-			}
-			select {
-			case at := <-upClosed:
-				if d := at.Sub(start); d > 2*time.Second {
-					t.Errorf("the upstream connection was closed %v after the request", d.Round(time.Millisecond))
-				}
-			case <-time.After(5 * time.Second):
-				t.Error("the upstream connection, its answer unread, was kept open")
 			}
 			line := accessLine(t, g, resp.Header.Get("X-Request-Id"))
 			if line["error"] != "" || line["output_tokens"] != 3.0 || line["input_tokens"] != 7.0 {
@@ -84,4 +44,59 @@ endpoints:
 			targetsIdle(t, g)
 		})
 	}
+}
+
+// silentAfter relays a stream from an upstream that sends events and then nothing,
+// keeping its connection open until the gateway closes it: the gateway's one endpoint
+// chat routes to backend up (backend: its settings but base_url and timeouts), path is
+// asked with body (and header, name and value pairs), and the answer is read whole.
+// The client's stream must end, and the upstream's connection be closed, within 2 s
+// of the request: well before stream_idle_timeout (5 s) and the backend's timeout.
+func silentAfter(t *testing.T, events []string, backend, path, body string, header ...string) (*gw, *http.Response, string) {
+	t.Helper()
+	upClosed := make(chan time.Time, 1)
+	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+		writeStreamHead(c)
+		for _, ev := range events {
+			writeChunk(c, ev)
+		}
+		// Silent until the gateway closes the connection.
+		_, _ = io.Copy(io.Discard, c)
+		upClosed <- time.Now()
+	})
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {`+backend+`, base_url: "http://`+addr+`/v1", timeout: 20s, stream_idle_timeout: 5s}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}], retries: 0}
+`)
+	req, _ := http.NewRequest("POST", g.url+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	start := time.Now()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("status %d, read %v: %q", resp.StatusCode, err, b)
+	}
+	if took > 2*time.Second {
+		t.Errorf("the client's stream ended %v after the request, its last event long sent: held until stream_idle_timeout", took.Round(time.Millisecond))
+	}
+	select {
+	case at := <-upClosed:
+		if d := at.Sub(start); d > 2*time.Second {
+			t.Errorf("the upstream connection was closed %v after the request", d.Round(time.Millisecond))
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the upstream connection, its answer unread, was kept open")
+	}
+	return g, resp, string(b)
 }
