@@ -1,8 +1,6 @@
 package metrics
 
 import (
-	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 )
@@ -15,47 +13,8 @@ var perSecondUnits = map[string]bool{"reqps": true, "rps": true, "ops": true, "w
 // is drawn in a per-second unit unless the panel's title says "per second".
 func TestDashboardRatesHavePerSecondUnits(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile(dashboardPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type jpanel struct {
-		Title   string        `json:"title"`
-		Targets []panelTarget `json:"targets"`
-		Panels  []jpanel      `json:"panels"`
-		Field   struct {
-			Defaults struct {
-				Unit string `json:"unit"`
-			} `json:"defaults"`
-			Overrides []struct {
-				Matcher struct {
-					ID      string `json:"id"`
-					Options any    `json:"options"`
-				} `json:"matcher"`
-				Properties []struct {
-					ID    string `json:"id"`
-					Value any    `json:"value"`
-				} `json:"properties"`
-			} `json:"overrides"`
-		} `json:"fieldConfig"`
-	}
-	var d struct {
-		Panels []jpanel `json:"panels"`
-	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		t.Fatal(err)
-	}
-	var all []jpanel
-	var walk func([]jpanel)
-	walk = func(ps []jpanel) {
-		for _, p := range ps {
-			all = append(all, p)
-			walk(p.Panels)
-		}
-	}
-	walk(d.Panels)
 	rates := 0
-	for _, p := range all {
+	for _, p := range allPanels(loadDashboard(t).Panels) {
 		if strings.Contains(strings.ToLower(p.Title), "per second") {
 			continue
 		}
@@ -67,17 +26,7 @@ func TestDashboardRatesHavePerSecondUnits(t *testing.T) {
 				continue
 			}
 			rates++
-			unit := p.Field.Defaults.Unit
-			for _, o := range p.Field.Overrides {
-				if o.Matcher.ID == "byFrameRefID" && o.Matcher.Options == tg.RefID {
-					for _, pr := range o.Properties {
-						if pr.ID == "unit" {
-							unit, _ = pr.Value.(string)
-						}
-					}
-				}
-			}
-			if !perSecondUnits[unit] {
+			if unit := p.unitOf(tg.RefID); !perSecondUnits[unit] {
 				t.Errorf("panel %q, refId %s (%s): a rate drawn in unit %q; expected a per-second unit (reqps, ops)",
 					p.Title, tg.RefID, tg.LegendFormat, unit)
 			}

@@ -54,6 +54,37 @@ type panel struct {
 	GridPos    struct{ X, Y, W, H int } `json:"gridPos"`
 	Targets    []panelTarget            `json:"targets"`
 	Panels     []panel                  `json:"panels"` // a collapsed row's panels
+	Field      struct {
+		Defaults struct {
+			Unit string `json:"unit"`
+		} `json:"defaults"`
+		Overrides []struct {
+			Matcher struct {
+				ID      string `json:"id"`
+				Options any    `json:"options"`
+			} `json:"matcher"`
+			Properties []struct {
+				ID    string `json:"id"`
+				Value any    `json:"value"`
+			} `json:"properties"`
+		} `json:"overrides"`
+	} `json:"fieldConfig"`
+}
+
+// unitOf is the unit the panel draws its target refID in: an override's for that
+// refId, else the panel's default.
+func (p *panel) unitOf(refID string) string {
+	unit := p.Field.Defaults.Unit
+	for _, o := range p.Field.Overrides {
+		if o.Matcher.ID == "byFrameRefID" && o.Matcher.Options == refID {
+			for _, pr := range o.Properties {
+				if pr.ID == "unit" {
+					unit, _ = pr.Value.(string)
+				}
+			}
+		}
+	}
+	return unit
 }
 
 type panelTarget struct {
