@@ -174,6 +174,10 @@ type answerCache struct {
 type cacheEntry struct {
 	hash  uint64
 	owner string
+	// route is the backend of the route the request was planned on: an answer a
+	// canary made is not served to a request routed to the stable backend, nor
+	// once the canary is rolled back.
+	route string
 	// body, answer and ctype view one buffer, never written after it was filled.
 	body, answer, ctype []byte
 	backend             string
@@ -196,19 +200,21 @@ func newAnswerCache(cc *CacheConfig, fingerprint string, m *metrics.Cache) *answ
 	return c
 }
 
-// cacheHash picks the entry of a request by body from owner. A collision only costs
-// a miss: the entry's owner and body are compared whole before it is served.
-func cacheHash(owner string, body []byte) uint64 {
+// cacheHash picks the entry of a request by body from owner on route. A collision
+// only costs a miss: the entry's owner, route and body are compared whole before it
+// is served.
+func cacheHash(owner, route string, body []byte) uint64 {
 	h := xxhash.Sum64(body)
 	if owner != "" {
 		h ^= xxhash.Sum64String(owner) * 0x9e3779b97f4a7c15
 	}
-	return h
+	return h ^ xxhash.Sum64String(route)*0xc2b2ae3d27d4eb4f
 }
 
-// get finds the answer to body from owner, and its age. An expired one is dropped.
-func (c *answerCache) get(owner string, body []byte) (*cacheEntry, time.Duration) {
-	h := cacheHash(owner, body)
+// get finds the answer to body from owner on route, and its age. An expired one is
+// dropped.
+func (c *answerCache) get(owner, route string, body []byte) (*cacheEntry, time.Duration) {
+	h := cacheHash(owner, route, body)
 	c.mu.Lock()
 	if c.retired.Load() {
 		c.mu.Unlock()
@@ -225,19 +231,18 @@ func (c *answerCache) get(owner string, body []byte) (*cacheEntry, time.Duration
 	c.mu.Unlock()
 	// Compared outside the lock: the entry's bytes are never written, and a body
 	// of megabytes must not hold every other request of the endpoint.
-	if e == nil || e.owner != owner || !bytes.Equal(e.body, body) {
+	if e == nil || e.owner != owner || e.route != route || !bytes.Equal(e.body, body) {
 		return nil, 0
 	}
 	return e, now.Sub(e.stored)
 }
 
-// put keeps answer (of content type ctype, made by backend) for body from owner,
-// copying them, unless the entry would be over max_entry_bytes. An entry with the
-// same hash (the same request stored again, or the rare collision) is replaced.
-// put keeps answer for body, made by backend for owner, unless the cache was purged
-// since gen was read (the request's lookup): an answer asked for before a purge is
-// not kept after it.
-func (c *answerCache) put(owner string, body, answer, ctype []byte, backend string, gen uint64) bool {
+// put keeps answer (of content type ctype, made by backend) for body from owner on
+// route, copying them, unless the entry would be over max_entry_bytes or the cache
+// was purged since gen was read (the request's lookup): an answer asked for before a
+// purge is not kept after it. An entry with the same hash (the same request stored
+// again, or the rare collision) is replaced.
+func (c *answerCache) put(owner, route string, body, answer, ctype []byte, backend string, gen uint64) bool {
 	size := int64(len(owner)+len(body)+len(answer)+len(ctype)) + cacheEntryOverhead
 	if size > c.maxEntry || c.retired.Load() {
 		return false
@@ -246,7 +251,7 @@ func (c *answerCache) put(owner string, body, answer, ctype []byte, backend stri
 	n := copy(buf, body)
 	n += copy(buf[n:], answer)
 	copy(buf[n:], ctype)
-	e := &cacheEntry{hash: cacheHash(owner, body), owner: owner, backend: backend, size: size,
+	e := &cacheEntry{hash: cacheHash(owner, route, body), owner: owner, route: route, backend: backend, size: size,
 		body: buf[:len(body):len(body)], answer: buf[len(body):n:n], ctype: buf[n:]}
 	if bytes.Equal(ctype, strJSON) {
 		// The usual type needs no bytes of its own.
@@ -479,7 +484,7 @@ func (r *request) lookupCache() (*cacheEntry, time.Duration) {
 	if r.ep.cache.remote != nil {
 		return r.lookupRemote(r.ep.cache)
 	}
-	e, age := r.ep.cache.get(r.cacheOwner(), r.body)
+	e, age := r.ep.cache.get(r.cacheOwner(), r.cacheRoute, r.body)
 	if e == nil {
 		r.cacheRes = cacheMiss
 	}
@@ -515,10 +520,10 @@ func (r *request) fillCache(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if c := r.ep.cache; c.remote != nil {
-		c.putRemote(r.cacheOwner(), r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen, r.cacheStoreGen)
+		c.putRemote(r.cacheOwner(), r.cacheRoute, r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen, r.cacheStoreGen)
 		return
 	}
-	r.ep.cache.put(r.cacheOwner(), r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen)
+	r.ep.cache.put(r.cacheOwner(), r.cacheRoute, r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen)
 }
 
 // cacheableAnswer reports whether a 200's body may be served again: one JSON object

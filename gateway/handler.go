@@ -167,6 +167,9 @@ type request struct {
 	// admit the request), cacheAge its age then.
 	cacheEntry *cacheEntry
 	cacheAge   time.Duration
+	// cacheRoute is the backend of the route the request was planned on: its entries
+	// are apart from those of the endpoint's other routes (cacheOwner).
+	cacheRoute string
 
 	// hang watches the client's connection while the request waits: in a backend's
 	// queue (the call's Client) and before a retry (pause).
@@ -1429,6 +1432,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	// The cache is looked up before the limits: a hit is a request to them (requests,
 	// concurrency) but spends no tokens or dollars, so a spent budget does not refuse
 	// it.
+	if r.cacheLook || r.cacheFill {
+		r.cacheRoute = p.Targets[0].Name
+	}
 	if r.cacheLook {
 		r.cacheEntry, r.cacheAge = r.lookupCache()
 	} else if r.cacheFill && r.ep.cache.remote != nil {
