@@ -900,6 +900,7 @@ func (s *Server) cutOpen() {
 	s.cut.Store(true)
 	s.cutWaits()
 	s.cutStreams()
+	s.closeAfterStream()
 }
 
 // waitOpen waits for the requests in the handler and the streams on hijacked

@@ -232,12 +232,28 @@ func (r *request) stopWatch() int {
 // ServeConn as new, not idle, for its first 5 s, so its shutdown would wait that long
 // for a connection that sits idle between requests; waiting here, the server knows
 // the connection idle and closes it as soon as it drains.
+//
+// A stream that ends during the drain had its header sent without Connection: close,
+// so its client takes the connection for kept alive and may send its next request on
+// it as soon as it has read the end: that one is served (with Connection: close) if
+// it comes within drainNextWait. Closed at once, the connection would meet it with an
+// EOF or a reset after it was sent, which no client resends for a POST.
 func (s *Server) awaitNext(conn net.Conn) net.Conn {
+	idle := idleTimeout(s.api)
+	var deadline time.Time
+	if idle > 0 {
+		deadline = time.Now().Add(idle)
+	}
 	s.afterStreamMu.Lock()
-	if s.draining.Load() {
+	if s.cut.Load() {
 		s.afterStreamMu.Unlock()
 		_ = conn.Close()
 		return nil
+	}
+	if s.draining.Load() {
+		if d := time.Now().Add(drainNextWait); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
+		}
 	}
 	if s.afterStream == nil {
 		s.afterStream = make(map[net.Conn]struct{})
@@ -245,11 +261,6 @@ func (s *Server) awaitNext(conn net.Conn) net.Conn {
 	s.afterStream[conn] = struct{}{}
 	s.afterStreamMu.Unlock()
 
-	idle := idleTimeout(s.api)
-	var deadline time.Time
-	if idle > 0 {
-		deadline = time.Now().Add(idle)
-	}
 	// A connection that came back here before is reused, not wrapped again: one
 	// wrapper per stream would pile up on a connection that carries many.
 	next, fb := conn, asFirstByteConn(conn)
@@ -307,8 +318,14 @@ func (s *Server) cutStreams() {
 	}
 }
 
+// drainNextWait is how long a connection whose stream ended during the drain waits
+// for the client's next request, which a client sends at once when it has one; it
+// also delays the end of a drain whose last request was such a stream.
+const drainNextWait = 100 * time.Millisecond
+
 // closeAfterStream closes the connections waiting in awaitNext: idle, so nothing is
-// cut. awaitNext closes any that arrives after this, draining being set.
+// cut. At the drain's start those are connections idle since before it; those whose
+// stream ends later wait drainNextWait, unless the grace ran out (cutOpen).
 func (s *Server) closeAfterStream() {
 	s.afterStreamMu.Lock()
 	defer s.afterStreamMu.Unlock()
