@@ -137,7 +137,7 @@ func (c *Config) validate(fe *fieldErrors) {
 	if len(c.Routes) > MaxRoutes {
 		fe.add("routes", "at most "+strconv.Itoa(MaxRoutes)+" routes")
 	}
-	sum := 0
+	sum, badWeight := 0, false
 	backends := make(map[string]int, len(c.Routes))
 	variants := make(map[string]int, len(c.Routes))
 	for i, r := range c.Routes {
@@ -151,6 +151,7 @@ func (c *Config) validate(fe *fieldErrors) {
 		}
 		if r.Weight < 0 || r.Weight > 100 {
 			fe.add(p+".weight", "must be 0..100")
+			badWeight = true
 		} else {
 			sum += r.Weight
 		}
@@ -163,7 +164,9 @@ func (c *Config) validate(fe *fieldErrors) {
 			variants[v] = i
 		}
 	}
-	if len(c.Routes) > 0 && sum != 100 {
+	// A weight refused above is the one problem of the routes' weights: their sum,
+	// without it, would be another report of the same mistake.
+	if len(c.Routes) > 0 && sum != 100 && !badWeight {
 		fe.add("routes", "weights add up to "+strconv.Itoa(sum)+", want 100")
 	}
 	if c.Sticky != nil {

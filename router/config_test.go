@@ -48,8 +48,12 @@ func TestConfigValidate(t *testing.T) {
 		}, nil},
 		{"canary with defaults is valid", Config{Routes: two(), Canary: &Canary{Backend: "llama-v2"}}, nil},
 		{"no routes", Config{}, []string{"routes: needs at least one route"}},
-		{"weights out of range and not adding up", Config{Routes: []Route{{Backend: "a", Weight: 120}, {Backend: "b", Weight: -1}}},
-			[]string{"routes[0].weight: must be 0..100", "routes[1].weight: must be 0..100", "routes: weights add up to 0, want 100"}},
+		// Their sum, the refused weights left out, would report the same mistake again
+		// ("add up to 0").
+		{"weights out of range, not summed", Config{Routes: []Route{{Backend: "a", Weight: 120}, {Backend: "b", Weight: -1}}},
+			[]string{"routes[0].weight: must be 0..100", "routes[1].weight: must be 0..100"}},
+		{"a weight out of range beside a valid one", Config{Routes: []Route{{Backend: "a", Weight: 200}, {Backend: "b", Weight: 0}}},
+			[]string{"routes[0].weight: must be 0..100"}},
 		{"weights add up to 90", Config{Routes: []Route{{Backend: "a", Weight: 60}, {Backend: "b", Weight: 30}}},
 			[]string{"routes: weights add up to 90, want 100"}},
 		{"backend missing and repeated", Config{Routes: []Route{{Weight: 50}, {Backend: "a", Weight: 25}, {Backend: "a", Weight: 25, Variant: "x"}}},
