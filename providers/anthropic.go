@@ -64,7 +64,7 @@ func newAnthropic(c *Config) *anthropic {
 		a.headers = append(a.headers, [2]string{k, v})
 		a.secrets = appendHeaderSecrets(a.secrets, k, v)
 	}
-	a.secrets = appendQuerySecrets(a.secrets, c)
+	a.secrets = appendEncoded(appendQuerySecrets(a.secrets, c))
 	a.claude.temperatureScale = c.ChatTemperatureScale
 	return a
 }

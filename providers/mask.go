@@ -2,6 +2,7 @@ package providers
 
 import (
 	"bytes"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +47,22 @@ func appendCredential(secrets [][]byte, v string) [][]byte {
 		}
 	}
 	return slices.Insert(secrets, i, []byte(v))
+}
+
+// appendEncoded adds to secrets the percent-encoded forms of each (as a query value and
+// as a path segment encode it) where they differ from it: an upstream that quotes a URL
+// or a form it was sent writes a key so ("sk-a%2Fb%2Bc" for "sk-a/b+c").
+func appendEncoded(secrets [][]byte) [][]byte {
+	for _, s := range slices.Clone(secrets) {
+		v := string(s)
+		if e := url.QueryEscape(v); e != v {
+			secrets = appendCredential(secrets, e)
+		}
+		if e := url.PathEscape(v); e != v {
+			secrets = appendCredential(secrets, e)
+		}
+	}
+	return secrets
 }
 
 // credentialHeader reports whether a header named name carries a credential by its

@@ -120,7 +120,7 @@ func newOpenAI(c *Config) *openAI {
 		o.headers = append(o.headers, [2]string{k, v})
 		o.secrets = appendHeaderSecrets(o.secrets, k, v)
 	}
-	o.secrets = appendQuerySecrets(o.secrets, c)
+	o.secrets = appendEncoded(appendQuerySecrets(o.secrets, c))
 	return o
 }
 
