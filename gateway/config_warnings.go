@@ -15,6 +15,7 @@ const (
 	warnInsecureTLS   = "tls.insecure_skip_verify accepts any certificate from this backend's targets: tests only"
 	warnNoRespSecret  = "auth.response_secret is not set: a stored response's ID is a bearer token, and any key that reaches its backend may continue, read or delete it"
 	warnAdminOpen     = "the admin API listens beyond loopback without server.admin_token: whoever reaches it can reload the config, override weights, operate canaries, revoke and restore keys, purge answer caches and read the key list"
+	warnUngatedCanary = "the canary has no gate (max_error_rate, max_p99, max_ttft_p99): it steps up to 100 % whatever its upstream answers, and only an operator rolls it back"
 	warnAbsentKeyFile = "an API key field names a file that is not there (or not a regular file): its path is sent as the key, as MLflow does, until the file appears; the file is watched"
 )
 
@@ -47,6 +48,11 @@ func configWarnings(rt *runtime, now time.Time) []string {
 	for i, kc := range c.Auth.Keys {
 		if x := newKeyExpiry(kc.ExpiresAt); x.passed(now) {
 			warn("auth.keys["+strconv.Itoa(i)+"].expires_at", "client key "+kc.Name+" expired at "+expiryText(x.at)+": its requests are refused (401 expired_api_key)")
+		}
+	}
+	for i := range c.Endpoints {
+		if cn := c.Endpoints[i].Canary; cn != nil && cn.MaxErrorRate == nil && cn.MaxP99 == 0 && cn.MaxTTFTP99 == 0 {
+			warn("endpoints["+strconv.Itoa(i)+"].canary", warnUngatedCanary)
 		}
 	}
 	if rt.responsesUnsigned() {

@@ -68,3 +68,48 @@ endpoints:
 		}
 	}
 }
+
+// A canary with none of the gates (max_error_rate, max_p99, max_ttft_p99) is a timed
+// rollout that no failure stops: a config that means a canary has forgotten them.
+// One with any gate, max_error_rate 0 included, earns no warning.
+func TestCheckConfigWarnsUngatedCanary(t *testing.T) {
+	t.Parallel()
+	conf := func(gates string) string {
+		return `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  a: {provider: mock, model: m}
+  b: {provider: mock, model: m}
+endpoints:
+  - name: chat
+    type: chat
+    routes: [{backend: a, weight: 90}, {backend: b, weight: 10}]
+    canary: {backend: b` + gates + `}
+`
+	}
+	for _, c := range []struct {
+		gates string
+		want  bool
+	}{
+		{"", true},
+		{", interval: 1m, min_requests: 10", true},
+		{", max_error_rate: 0", false},
+		{", max_p99: 2s", false},
+		{", max_ttft_p99: 500ms", false},
+	} {
+		path := filepath.Join(t.TempDir(), "tollgate.yaml")
+		if err := os.WriteFile(path, []byte(conf(c.gates)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		warnings, err := CheckConfig(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string(nil)
+		if c.want {
+			want = []string{path + ":9: endpoints[0].canary: warning: " + warnUngatedCanary}
+		}
+		if strings.Join(warnings, "\n") != strings.Join(want, "\n") {
+			t.Errorf("canary {backend: b%s}: warnings %q, want %q", c.gates, warnings, want)
+		}
+	}
+}
