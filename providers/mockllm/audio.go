@@ -576,6 +576,22 @@ type audioSegment struct {
 	start, end  float64
 }
 
+// segments yields each segment of the audio in order, with the clip (30 s piece)
+// it is in.
+func (st *state) segments(yield func(clip int, sg audioSegment) bool) {
+	for c := range st.plans {
+		for j := 0; ; j++ {
+			sg, ok := st.segment(c, j)
+			if !ok {
+				break
+			}
+			if !yield(c, sg) {
+				return
+			}
+		}
+	}
+}
+
 // segment returns segment j of piece c, and false past its last. A piece's natural
 // length spreads over its seconds; Whisper's timestamps count 0.02 s steps from the
 // piece's start.
@@ -648,37 +664,31 @@ func (st *state) appendVerboseAudio(b []byte) []byte {
 	b = st.appendAudioText(b)
 	b = append(b, `","segments":[`...)
 	id := 0
-	for c := range st.plans {
-		for j := 0; ; j++ {
-			sg, ok := st.segment(c, j)
-			if !ok {
-				break
-			}
-			if id > 0 {
-				b = append(b, ',')
-			}
-			logprob, ratio := st.segmentStats(sg)
-			b = append(b, `{"id":`...)
-			b = strconv.AppendInt(b, int64(id), 10)
-			b = append(b, `,"avg_logprob":`...)
-			b = appendPyFloat(b, logprob)
-			b = append(b, `,"compression_ratio":`...)
-			b = appendPyFloat(b, ratio)
-			b = append(b, `,"end":`...)
-			b = appendPyFloat(b, sg.end)
-			b = append(b, `,"no_speech_prob":null,"seek":`...)
-			b = strconv.AppendInt(b, int64(c*audioClipSeconds), 10)
-			b = append(b, `,"start":`...)
-			b = appendPyFloat(b, sg.start)
-			b = append(b, `,"temperature":`...)
-			b = appendPyFloat(b, a.temperature)
-			b = append(b, `,"text":"`...)
-			b = st.appendSegmentText(b, sg)
-			b = append(b, `","tokens":`...)
-			b = st.appendSegmentTokens(b, sg)
-			b = append(b, '}')
-			id++
+	for c, sg := range st.segments {
+		if id > 0 {
+			b = append(b, ',')
 		}
+		logprob, ratio := st.segmentStats(sg)
+		b = append(b, `{"id":`...)
+		b = strconv.AppendInt(b, int64(id), 10)
+		b = append(b, `,"avg_logprob":`...)
+		b = appendPyFloat(b, logprob)
+		b = append(b, `,"compression_ratio":`...)
+		b = appendPyFloat(b, ratio)
+		b = append(b, `,"end":`...)
+		b = appendPyFloat(b, sg.end)
+		b = append(b, `,"no_speech_prob":null,"seek":`...)
+		b = strconv.AppendInt(b, int64(c*audioClipSeconds), 10)
+		b = append(b, `,"start":`...)
+		b = appendPyFloat(b, sg.start)
+		b = append(b, `,"temperature":`...)
+		b = appendPyFloat(b, a.temperature)
+		b = append(b, `,"text":"`...)
+		b = st.appendSegmentText(b, sg)
+		b = append(b, `","tokens":`...)
+		b = st.appendSegmentTokens(b, sg)
+		b = append(b, '}')
+		id++
 	}
 	return append(b, `],"words":null}`...)
 }

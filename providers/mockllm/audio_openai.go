@@ -138,39 +138,33 @@ func (st *state) appendOpenAIVerbose(b []byte) []byte {
 	b = st.appendAudioText(b)
 	b = append(b, `","segments":[`...)
 	id := 0
-	for c := range st.plans {
-		for j := 0; ; j++ {
-			sg, ok := st.segment(c, j)
-			if !ok {
-				break
-			}
-			if id > 0 {
-				b = append(b, ',')
-			}
-			logprob, ratio := st.segmentStats(sg)
-			b = append(b, `{"id":`...)
-			b = strconv.AppendInt(b, int64(id), 10)
-			b = append(b, `,"seek":`...)
-			b = strconv.AppendInt(b, int64(c*audioClipSeconds*100), 10)
-			b = append(b, `,"start":`...)
-			b = appendPyFloat(b, sg.start)
-			b = append(b, `,"end":`...)
-			b = appendPyFloat(b, sg.end)
-			b = append(b, `,"text":"`...)
-			b = st.appendSegmentText(b, sg)
-			b = append(b, `","tokens":`...)
-			b = st.appendSegmentTokens(b, sg)
-			b = append(b, `,"temperature":`...)
-			b = appendPyFloat(b, st.aud.temperature)
-			b = append(b, `,"avg_logprob":`...)
-			b = appendPyFloat(b, logprob)
-			b = append(b, `,"compression_ratio":`...)
-			b = appendPyFloat(b, ratio)
-			b = append(b, `,"no_speech_prob":`...)
-			b = appendPyFloat(b, -logprob/50)
-			b = append(b, '}')
-			id++
+	for c, sg := range st.segments {
+		if id > 0 {
+			b = append(b, ',')
 		}
+		logprob, ratio := st.segmentStats(sg)
+		b = append(b, `{"id":`...)
+		b = strconv.AppendInt(b, int64(id), 10)
+		b = append(b, `,"seek":`...)
+		b = strconv.AppendInt(b, int64(c*audioClipSeconds*100), 10)
+		b = append(b, `,"start":`...)
+		b = appendPyFloat(b, sg.start)
+		b = append(b, `,"end":`...)
+		b = appendPyFloat(b, sg.end)
+		b = append(b, `,"text":"`...)
+		b = st.appendSegmentText(b, sg)
+		b = append(b, `","tokens":`...)
+		b = st.appendSegmentTokens(b, sg)
+		b = append(b, `,"temperature":`...)
+		b = appendPyFloat(b, st.aud.temperature)
+		b = append(b, `,"avg_logprob":`...)
+		b = appendPyFloat(b, logprob)
+		b = append(b, `,"compression_ratio":`...)
+		b = appendPyFloat(b, ratio)
+		b = append(b, `,"no_speech_prob":`...)
+		b = appendPyFloat(b, -logprob/50)
+		b = append(b, '}')
+		id++
 	}
 	return append(b, "]}"...)
 }
@@ -184,28 +178,22 @@ func (st *state) appendSubtitles(b []byte, vtt bool) []byte {
 		sep = '.'
 	}
 	n := 0
-	for c := range st.plans {
-		for j := 0; ; j++ {
-			sg, ok := st.segment(c, j)
-			if !ok {
-				break
-			}
-			n++
-			if !vtt {
-				b = strconv.AppendInt(b, int64(n), 10)
-				b = append(b, '\n')
-			}
-			b = appendCueTime(b, sg.start, sep)
-			b = append(b, " --> "...)
-			b = appendCueTime(b, sg.end, sep)
+	for _, sg := range st.segments {
+		n++
+		if !vtt {
+			b = strconv.AppendInt(b, int64(n), 10)
 			b = append(b, '\n')
-			from := len(b)
-			b = st.appendSegmentText(b, sg)
-			if len(b) > from && b[from] == ' ' {
-				b = append(b[:from], b[from+1:]...)
-			}
-			b = append(b, "\n\n"...)
 		}
+		b = appendCueTime(b, sg.start, sep)
+		b = append(b, " --> "...)
+		b = appendCueTime(b, sg.end, sep)
+		b = append(b, '\n')
+		from := len(b)
+		b = st.appendSegmentText(b, sg)
+		if len(b) > from && b[from] == ' ' {
+			b = append(b[:from], b[from+1:]...)
+		}
+		b = append(b, "\n\n"...)
 	}
 	return b
 }
