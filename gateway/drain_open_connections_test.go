@@ -59,6 +59,24 @@ func TestDrainServesRequestOnOpenConnectionOnce(t *testing.T) {
 				t.Fatalf("the stream begun before the drain did not end whole: %v %q", err, b)
 			}
 		}},
+		// The stream's header went before the drain, without Connection: close, so
+		// its client takes the connection for kept alive and sends its next request
+		// on it as soon as it has read [DONE] (an SDK in a loop, a proxy's pooled
+		// connection): a POST met by a reset or an EOF after it was sent is not
+		// resent by the clients.
+		{"request sent right after a stream that ended during the drain", func(t *testing.T, g *gw, conn net.Conn, br *bufio.Reader, drain func()) {
+			writeTo(t, conn, rawRequest(t, g, longStream))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("stream: %v", err)
+			}
+			drain()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || !strings.HasSuffix(string(b), "data: [DONE]\n\n") {
+				t.Fatalf("the stream begun before the drain did not end whole: %v %q", err, b)
+			}
+			writeTo(t, conn, rawRequest(t, g, chatBody, "X-Request-Id: drain-served"))
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
