@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"mime/multipart"
 	"net/http"
 	"strconv"
@@ -62,17 +61,11 @@ func audioForm(t *testing.T, file []byte, fields ...string) (string, []byte) {
 // pairs), returning the status, the header and the body.
 func postAudio(t *testing.T, g *gw, path, ct string, body []byte, header ...string) (int, http.Header, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", g.url+path, bytes.NewReader(body))
-	req.Header.Set("Content-Type", ct)
+	hdr := map[string]string{"Content-Type": ct}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		hdr[header[i]] = header[i+1]
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := postRaw(t, http.DefaultClient, g.url+path, string(body), hdr)
 	return resp.StatusCode, resp.Header, string(b)
 }
 

@@ -25,7 +25,7 @@ func TestMessagesStreamEndsAtUpstreamErrorEvent(t *testing.T) {
 			t.Parallel()
 			g, resp, body := silentAfter(t, tc.events, "provider: anthropic, model: claude-x, api_key: k", "/v1/messages",
 				`{"model":"chat","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`,
-				"anthropic-version", "2023-06-01")
+				map[string]string{"anthropic-version": "2023-06-01"})
 			if !strings.HasSuffix(body, anthOverloaded) || strings.Count(body, "event: error") != 1 {
 				t.Errorf("stream %q: want it to end with the upstream's error event alone", body)
 			}

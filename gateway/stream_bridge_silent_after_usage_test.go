@@ -30,7 +30,7 @@ func TestBridgedStreamEndsAtUsageChunkOfSilentUpstream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			g, resp, body := silentAfter(t, []string{bridgeChunk("Hel", ""), bridgeChunk("lo", ""), bridgeChunk("", `"stop"`), usageChunk},
-				"provider: openai, model: m, "+tc.backend, tc.path, tc.body)
+				"provider: openai, model: m, "+tc.backend, tc.path, tc.body, nil)
 			if !strings.Contains(body, tc.last) || strings.Contains(body, `"error":{`) || strings.Contains(body, `"type":"error"`) {
 				t.Errorf("stream %q: want it whole, ending with %q", body, tc.last)
 			}
@@ -49,10 +49,10 @@ func TestBridgedStreamEndsAtUsageChunkOfSilentUpstream(t *testing.T) {
 // silentAfter relays a stream from an upstream that sends events and then nothing,
 // keeping its connection open until the gateway closes it: the gateway's one endpoint
 // chat routes to backend up (backend: its settings but base_url and timeouts), path is
-// asked with body (and header, name and value pairs), and the answer is read whole.
+// asked with body (and the headers hdr), and the answer is read whole.
 // The client's stream must end, and the upstream's connection be closed, within 2 s
 // of the request: well before stream_idle_timeout (5 s) and the backend's timeout.
-func silentAfter(t *testing.T, events []string, backend, path, body string, header ...string) (*gw, *http.Response, string) {
+func silentAfter(t *testing.T, events []string, backend, path, body string, hdr map[string]string) (*gw, *http.Response, string) {
 	t.Helper()
 	upClosed := make(chan time.Time, 1)
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
@@ -71,21 +71,11 @@ backends:
 endpoints:
   - {name: chat, type: chat, routes: [{backend: up}], retries: 0}
 `)
-	req, _ := http.NewRequest("POST", g.url+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
 	start := time.Now()
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, b := postRaw(t, &http.Client{Timeout: 10 * time.Second}, g.url+path, body, hdr)
 	took := time.Since(start)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("status %d, read %v: %q", resp.StatusCode, err, b)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %q", resp.StatusCode, b)
 	}
 	if took > 2*time.Second {
 		t.Errorf("the client's stream ended %v after the request, its last event long sent: held until stream_idle_timeout", took.Round(time.Millisecond))
