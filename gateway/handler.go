@@ -1546,14 +1546,22 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			// leasing a target (a parameter its API cannot express), has no such
 			// operation (a Responses call to the Messages API), or had none to
 			// lease (every target busy or out of service). No attempt reached an
-			// upstream, so none is observed, counted or traced (its span was
-			// started to pass traceparent upstream). Another attempt on this
+			// upstream, so none is counted or traced (its span was started to
+			// pass traceparent upstream). Another attempt on this
 			// backend finds the same: go to the next backend of the plan at once.
 			tracing.Discard(as)
 			r.attempts--
 			i = max(i, p.Retries)
 			if last == nil {
 				// The first backend's own answer, until an upstream gives one.
+				if errors.Is(err, providers.ErrNoHealthyTarget) {
+					// Every replica of the route's backend is out of service:
+					// its gates count the request's first attempt there as
+					// failed (a canary whose upstream is down is rolled back,
+					// not judged on the few trials that reach it); every one
+					// busy is the gateway's own limit and counts for nothing.
+					ep.routing.ObserveUnserved(t.Route)
+				}
 				r.servedByNoRoute(t)
 				if refused {
 					r.errKind = "invalid_request"
@@ -2030,8 +2038,9 @@ func (r *request) setLimitHeaders(ctx *fasthttp.RequestCtx) {
 
 // servedByNoRoute labels a request that t's backend answered without an upstream (a
 // refusal, no target in service, every one busy) as served by no route: no variant in
-// its header, series, access log line or server span, as the canary's gates count
-// none of it; x-tollgate-backend still names the backend that answered.
+// its header, series, access log line or server span (the route's gates count only
+// its having no target in service, as a failure); x-tollgate-backend still names the
+// backend that answered.
 func (r *request) servedByNoRoute(t *router.Target) {
 	r.variant = ""
 	r.series = r.ep.refusedBy(t.Backend)

@@ -20,6 +20,7 @@ func TestHotPathAllocations(t *testing.T) {
 		{"Plan without a key", 0, func() { e.Plan(nil, &p) }},
 		{"Observe", 0, func() { e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, true) }},
 		{"ObserveTTFT", 0, func() { e.ObserveTTFT(1, 40*time.Millisecond) }},
+		{"ObserveUnserved", 0, func() { e.ObserveUnserved(1) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -239,6 +239,20 @@ func (e *Endpoint) Observe(route int, latency, ttft time.Duration, failed bool) 
 	st.stats[route].observe(latency, ttft, failed)
 }
 
+// ObserveUnserved records an attempt on route that its backend could not send
+// upstream because every one of its targets was out of service (none free for a
+// last-resort trial either): a failed attempt for the error-rate gate and
+// min_requests, with no latency or TTFT. A canary whose replicas are all ejected
+// fails its users, whether or not a fallback then serves them, and is judged so.
+// Fallback attempts (route -1) are ignored. It does not allocate or lock.
+func (e *Endpoint) ObserveUnserved(route int) {
+	st := e.st.Load()
+	if route < 0 || route >= len(st.stats) {
+		return
+	}
+	st.stats[route].refuse()
+}
+
 // ObserveTTFT records the time to first token of a streamed attempt on route that has
 // no verdict: its client went away after the first token, so whether the upstream
 // would have finished well is unknown, while how long the first token took is the

@@ -107,12 +107,14 @@ func (h *histCounts) quantileBucket(q float64) int {
 
 // routeStats are one route's counters since its state was created. They
 // only grow; windows are differences of two copies. There is no request
-// counter: the latency histogram counts every attempt, and one contended
-// atomic less per attempt is worth summing 960 buckets on the rare read.
+// counter: the latency histogram counts every attempt that went upstream and
+// unserved those that could not (each a failure), and one contended atomic
+// less per attempt is worth summing 960 buckets on the rare read.
 type routeStats struct {
-	errors atomic.Uint64
-	lat    [histBuckets]atomic.Uint64
-	ttft   [histBuckets]atomic.Uint64
+	errors   atomic.Uint64
+	unserved atomic.Uint64
+	lat      [histBuckets]atomic.Uint64
+	ttft     [histBuckets]atomic.Uint64
 	// The pad keeps the next route's hot counters off this one's last
 	// cache line.
 	_ [64]byte
@@ -130,6 +132,13 @@ func (s *routeStats) observe(latency, ttft time.Duration, failed bool) {
 	}
 }
 
+// refuse counts an attempt the route's backend could not send upstream because
+// none of its targets was in service: a failed attempt with no latency.
+func (s *routeStats) refuse() {
+	s.unserved.Add(1)
+	s.errors.Add(1)
+}
+
 // window is a route's traffic over some span: a difference of two copies of
 // its counters, or the sum of every replica's counts read from Redis.
 type window struct {
@@ -142,7 +151,7 @@ type window struct {
 // the gates compare ratios over many requests and do not notice.
 func (w *window) copyFrom(s *routeStats) {
 	w.errors = s.errors.Load()
-	w.requests = 0
+	w.requests = s.unserved.Load()
 	for i := range s.lat {
 		w.lat[i] = s.lat[i].Load()
 		w.ttft[i] = s.ttft[i].Load()
@@ -151,7 +160,7 @@ func (w *window) copyFrom(s *routeStats) {
 }
 
 func (s *routeStats) requests() uint64 {
-	var n uint64
+	n := s.unserved.Load()
 	for i := range s.lat {
 		n += s.lat[i].Load()
 	}
