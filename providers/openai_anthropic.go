@@ -228,7 +228,11 @@ func appendAnthropicRequest(dst, body, model []byte, maxTokens int64, cm claudeM
 	}
 	switch {
 	case len(r.Tools) > 0:
-		if dst, err = appendTools(dst, r.Tools, cm.structured, &ws); err != nil {
+		var allow [][]byte
+		if allow, err = readAllowedTools(r.ToolChoice); err != nil {
+			return dst, err
+		}
+		if dst, err = appendTools(dst, r.Tools, cm.structured, &ws, allow); err != nil {
 			return dst, err
 		}
 		if dst, err = appendToolChoice(dst, r.ToolChoice, r.ParallelToolCalls, th.on && !cm.forcedToolAllowed); err != nil {
@@ -1148,9 +1152,11 @@ func (w *turnWriter) toolResult(m *oaMessage, i int) *requestError {
 }
 
 // appendTools appends the client's function tools, and after them the web search tool
-// when ws asks for it.
-func appendTools(dst []byte, tools []oaTool, strict bool, ws *webSearchTool) ([]byte, *requestError) {
+// when ws asks for it. With allow (tool_choice allowed_tools) only the functions it
+// names are sent, each of which must be in tools; every tool is checked all the same.
+func appendTools(dst []byte, tools []oaTool, strict bool, ws *webSearchTool, allow [][]byte) ([]byte, *requestError) {
 	dst = append(dst, `,"tools":[`...)
+	sent := 0
 	for i := range tools {
 		t := &tools[i]
 		if t.Type != "function" {
@@ -1165,7 +1171,8 @@ func appendTools(dst []byte, tools []oaTool, strict bool, ws *webSearchTool) ([]
 			param := toolField(i, ".function.name")
 			return dst, badRequest(param, param+" cannot be web_search with web_search_options: this model's web search tool has that name.")
 		}
-		if i > 0 {
+		mark := len(dst)
+		if sent > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"name":`...)
@@ -1194,11 +1201,83 @@ func appendTools(dst []byte, tools []oaTool, strict bool, ws *webSearchTool) ([]
 			err.param = toolField(i, ".cache_control")
 			return dst, err
 		}
+		if allow != nil && !nameIn(t.Function.Name, allow) {
+			// Checked as any tool, and not sent: the model may not call it.
+			dst = dst[:mark]
+			continue
+		}
+		sent++
+	}
+	for j, name := range allow {
+		found := false
+		for i := range tools {
+			found = found || sameString(tools[i].Function.Name, name)
+		}
+		if !found {
+			param := "tool_choice.allowed_tools.tools[" + strconv.Itoa(j) + "].function.name"
+			return dst, badRequest(param, param+" names no function in tools.")
+		}
 	}
 	if ws.on {
 		dst = appendWebSearchTool(append(dst, ','), ws)
 	}
 	return append(dst, ']'), nil
+}
+
+// nameIn reports whether the JSON string name is one of names.
+func nameIn(name []byte, names [][]byte) bool {
+	for _, n := range names {
+		if sameString(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// readAllowedTools reads chat's tool_choice {"type":"allowed_tools","allowed_tools":
+// {"mode","tools":[{"type":"function","function":{"name"}}]}}: the names of the
+// functions the model may call (nil for any other tool_choice). The Messages API has
+// no such choice: the translation sends only those tools, and the mode as
+// appendToolChoice maps it.
+func readAllowedTools(raw json.RawMessage) ([][]byte, *requestError) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, nil
+	}
+	var c struct {
+		Type         string `json:"type"`
+		AllowedTools *struct {
+			Mode  string `json:"mode"`
+			Tools []struct {
+				Type     string `json:"type"`
+				Function struct {
+					Name json.RawMessage `json:"name"`
+				} `json:"function"`
+			} `json:"tools"`
+		} `json:"allowed_tools"`
+	}
+	if json.Unmarshal(raw, &c) != nil || c.Type != "allowed_tools" {
+		// Any other object is appendToolChoice's to judge.
+		return nil, nil
+	}
+	a := c.AllowedTools
+	if a == nil || len(a.Tools) == 0 {
+		return nil, badRequest("tool_choice.allowed_tools.tools", "tool_choice.allowed_tools.tools must list at least one function.")
+	}
+	if a.Mode != "auto" && a.Mode != "required" {
+		return nil, badRequest("tool_choice.allowed_tools.mode", "tool_choice.allowed_tools.mode must be auto or required.")
+	}
+	names := make([][]byte, len(a.Tools))
+	for j, t := range a.Tools {
+		param := "tool_choice.allowed_tools.tools[" + strconv.Itoa(j) + "]"
+		if t.Type != "function" {
+			return nil, badRequest(param+".type", "Only function tools can be allowed on this model.")
+		}
+		if !jsonscan.IsString(t.Function.Name) {
+			return nil, badRequest(param+".function.name", param+".function.name must be a string.")
+		}
+		names[j] = t.Function.Name
+	}
+	return names, nil
 }
 
 // appendHistoryTools declares, for a request without tools, a tool for each name its
@@ -1482,7 +1561,8 @@ func appendInputSchema(dst, p []byte) []byte {
 }
 
 // appendToolChoice maps auto, none, required and a named function onto auto, none, any
-// and tool; parallel_tool_calls: false becomes disable_parallel_tool_use. With thinking
+// and tool, and allowed_tools onto auto or any by its mode (appendTools sent only
+// the functions it allows); parallel_tool_calls: false becomes disable_parallel_tool_use. With thinking
 // on, a choice that forces a tool call is refused: the API refuses it too ("Thinking
 // may not be enabled when tool_choice forces tool use"), and neither way out keeps
 // what the client asked for. Dropping the force could answer text to a client whose
@@ -1512,8 +1592,20 @@ func appendToolChoice(dst []byte, raw json.RawMessage, parallel *bool, thinking 
 			Function struct {
 				Name json.RawMessage `json:"name"`
 			} `json:"function"`
+			AllowedTools struct {
+				Mode string `json:"mode"`
+			} `json:"allowed_tools"`
 		}
-		if json.Unmarshal(raw, &c) != nil || c.Type != "function" || !jsonscan.IsString(c.Function.Name) {
+		bad := json.Unmarshal(raw, &c) != nil
+		if !bad && c.Type == "allowed_tools" {
+			// Only the allowed functions were sent (readAllowedTools, which
+			// checked the mode): auto or any among them.
+			if c.AllowedTools.Mode == "required" {
+				typ = "any"
+			}
+			break
+		}
+		if bad || c.Type != "function" || !jsonscan.IsString(c.Function.Name) {
 			return dst, badRequest("tool_choice", "tool_choice must be auto, none, required or {\"type\":\"function\",\"function\":{\"name\":...}}.")
 		}
 		typ, name = "tool", c.Function.Name
@@ -1623,10 +1715,18 @@ func sendsThinking(raw json.RawMessage) bool {
 	}
 }
 
-// forcesTool reports whether tool_choice forces a tool call: required, or a named
-// function (appendToolChoice checks its shape).
+// forcesTool reports whether tool_choice forces a tool call: required, a named
+// function (appendToolChoice checks its shape) or allowed_tools in mode required.
 func forcesTool(raw json.RawMessage) bool {
-	return string(raw) == `"required"` || len(raw) > 0 && raw[0] == '{'
+	if len(raw) == 0 || raw[0] != '{' {
+		return string(raw) == `"required"`
+	}
+	if typ, _ := jsonscan.Field(raw, "type"); !isString(typ, "allowed_tools") {
+		return true
+	}
+	at, _ := jsonscan.Field(raw, "allowed_tools")
+	mode, _ := jsonscan.Field(at, "mode")
+	return isString(mode, "required")
 }
 
 // appendStop maps stop, a string or a list of them, onto stop_sequences. The Messages
