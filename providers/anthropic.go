@@ -480,7 +480,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		c := upstreamOf(up.LocalAddr())
 		watched := c != nil && call.Client != nil && !c.ticking()
 		if watched {
-			c.watch(call)
+			c.watch(call, time.Time{})
 		}
 		err := s.prime()
 		if watched {

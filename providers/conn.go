@@ -62,8 +62,12 @@ type upstreamConn struct {
 	every   time.Duration
 	inForce time.Time
 	// watched, while set, is the call whose client the silence ticks ask after
-	// instead, while its answer (a stream's header) is read (connRoundTrip).
+	// instead, while its answer (a stream's header) is read (connRoundTrip); tick
+	// is when its first tick comes, counted from the request's send, so that the
+	// read of an answer that comes sooner reads no clock. After that first tick
+	// (zero), each read counts the next from its own start.
 	watched *Call
+	tick    time.Time
 	// firstByte and idle are the backend's first_byte_timeout and
 	// stream_idle_timeout; 0 is none.
 	firstByte, idle time.Duration
@@ -517,7 +521,10 @@ func (c *upstreamConn) read(p []byte) (int, error) {
 		return c.Conn.Read(p)
 	}
 	for {
-		tick := time.Now().Add(c.every)
+		tick := c.tick
+		if tick.IsZero() || c.watched == nil {
+			tick = time.Now().Add(c.every)
+		}
 		if err := c.Conn.SetReadDeadline(nearer(c.inForce, tick)); err != nil {
 			return 0, err
 		}
@@ -526,6 +533,7 @@ func (c *upstreamConn) read(p []byte) (int, error) {
 			return n, err
 		}
 		hook := time.Now()
+		c.tick = time.Time{}
 		if c.watched != nil {
 			err = c.watched.clientGone()
 		} else {
@@ -545,7 +553,14 @@ func (c *upstreamConn) read(p []byte) (int, error) {
 }
 
 // watch makes the silent ticks of c's reads ask after call's client, until unwatch.
-func (c *upstreamConn) watch(call *Call) { c.watched, c.every = call, clientCheckEvery }
+// The first tick comes clientCheckEvery after sent; with sent zero, after the read's
+// start.
+func (c *upstreamConn) watch(call *Call, sent time.Time) {
+	c.watched, c.every, c.tick = call, clientCheckEvery, time.Time{}
+	if !sent.IsZero() {
+		c.tick = sent.Add(clientCheckEvery)
+	}
+}
 
 // unwatch ends a watched call's ticks. The ticks left their own deadline on the
 // connection: the one in force is put back, else a read after them (a stream's body,

@@ -510,11 +510,17 @@ func roundTrip(t *Target, req *fasthttp.Request, call *Call, res *Result, timeou
 	// An answer without a Content-Type then reads as one (ContentType() empty)
 	// instead of fasthttp's default text/plain; see jsonIfNone.
 	up.Header.SetNoDefaultContentType(true)
+	// The attempt's start (Backend.Send sets it just before): no clock reading of
+	// its own on every request.
+	now := res.Sent
+	if now.IsZero() {
+		now = time.Now()
+	}
 	deadline, callBound := call.Deadline, true
-	if d := time.Now().Add(timeout); deadline.IsZero() || d.Before(deadline) {
+	if d := now.Add(timeout); deadline.IsZero() || d.Before(deadline) {
 		deadline, callBound = d, false
 	}
-	if !time.Now().Before(deadline) {
+	if !now.Before(deadline) {
 		// The deadline ran out while the attempt waited for a slot: nothing was
 		// sent, so nothing counts against the target.
 		fasthttp.ReleaseResponse(up)

@@ -173,7 +173,7 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	stream, skip := resp.StreamBody, resp.SkipBody
 	resp.SkipBody = true
 	if u != nil && call != nil {
-		u.watch(call)
+		u.watch(call, now)
 	}
 	br := hc.AcquireReader(conn)
 	err = resp.ReadLimitBody(br, 0)
