@@ -823,15 +823,26 @@ func SetClientStatus(span trace.Span, status int) {
 }
 
 // RecordError marks span as failed with err. errType is a short,
-// low-cardinality class for error.type (e.g. "upstream_timeout").
+// low-cardinality class for error.type (e.g. "upstream_timeout"), and the
+// exception event's exception.type: a Go error's dynamic type
+// (*errors.errorString, a package's unexported struct) names nothing a trace
+// backend could group failures by. Without errType the event takes the Go type, as
+// span.RecordError writes it.
 func RecordError(span trace.Span, err error, errType string) {
 	if !span.IsRecording() || err == nil {
 		return
 	}
-	if msg := err.Error(); !utf8.ValidString(msg) {
-		err = errors.New(validUTF8(msg))
+	msg := err.Error()
+	if !utf8.ValidString(msg) {
+		msg = validUTF8(msg)
+		err = errors.New(msg)
 	}
-	span.RecordError(err)
+	if errType == "" {
+		span.RecordError(err)
+	} else {
+		span.AddEvent(semconv.ExceptionEventName, trace.WithAttributes(
+			semconv.ExceptionType(errType), semconv.ExceptionMessage(msg)))
+	}
 	span.SetStatus(codes.Error, errType)
 	if errType != "" {
 		span.SetAttributes(semconv.ErrorTypeKey.String(errType))

@@ -475,3 +475,28 @@ func TestSetRequestConditionalAttributes(t *testing.T) {
 		})
 	}
 }
+
+// The exception event names the failure by its class, as error.type does, and
+// carries the error's message: a Go type name (*errors.errorString) groups nothing.
+func TestRecordErrorExceptionEvent(t *testing.T) {
+	for _, c := range []struct{ errType, wantType string }{
+		{"upstream_stream_cut", "upstream_stream_cut"},
+		{"", "*errors.errorString"},
+	} {
+		tr, exp := newTestTracing(t, Config{})
+		_, span := tr.Start(context.Background(), upstream)
+		RecordError(span, errors.New("upstream closed the stream mid-answer"), c.errType)
+		span.End()
+		evs := exported(t, tr, exp)[0].Events
+		if len(evs) != 1 || evs[0].Name != "exception" {
+			t.Fatalf("events %+v, want one exception", evs)
+		}
+		a := attrs(evs[0].Attributes)
+		if got := a["exception.type"].AsString(); got != c.wantType {
+			t.Errorf("errType %q: exception.type %q, want %q", c.errType, got, c.wantType)
+		}
+		if got := a["exception.message"].AsString(); got != "upstream closed the stream mid-answer" {
+			t.Errorf("errType %q: exception.message %q", c.errType, got)
+		}
+	}
+}
