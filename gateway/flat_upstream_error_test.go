@@ -57,3 +57,45 @@ func TestFlatUpstreamErrorReachesSDKAsAPIError(t *testing.T) {
 		})
 	}
 }
+
+// An upstream error with an empty body (a proxy's bare 502, a server's 404 with no
+// content, with or without a content type) reaches the SDK as an API error whose
+// message says the body was empty, with the upstream's status and the type of it,
+// non-streamed and streamed alike.
+func TestEmptyUpstreamErrorReachesSDKWithMessage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, head string
+		status     int
+		typ        string
+	}{
+		{"502 no content type", "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", 502, "server_error"},
+		{"404 json", "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n", 404, "invalid_request_error"},
+		{"400 chunked", "HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "invalid_request_error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {
+				fmt.Fprint(c, tc.head)
+			})
+			g := startGateway(t, mockConfig(addr, "", ""))
+			c := g.client(option.WithMaxRetries(0))
+			want := fmt.Sprintf("The upstream answered HTTP %d with an empty body.", tc.status)
+			check := func(how string, err error) {
+				t.Helper()
+				apiErr, ok := errors.AsType[*openai.Error](err)
+				if !ok {
+					t.Fatalf("%s: %v (%T), want *openai.Error", how, err, err)
+				}
+				if apiErr.StatusCode != tc.status || apiErr.Message != want || apiErr.Type != tc.typ {
+					t.Fatalf("%s: status %d type %q message %q; want %d %q %q", how, apiErr.StatusCode, apiErr.Type, apiErr.Message, tc.status, tc.typ, want)
+				}
+			}
+			_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")})
+			check("non-streamed", err)
+			s := c.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")})
+			for s.Next() {
+			}
+			check("streamed", s.Err())
+		})
+	}
+}

@@ -615,6 +615,11 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 		if err != nil {
 			return err
 		}
+		if len(body) == 0 {
+			fe := emptyError(status)
+			fe.write(out, status, secrets)
+			return ue
+		}
 		if fe, ok := flatError(body); ok {
 			fe.write(out, status, secrets)
 			return ue
@@ -629,6 +634,11 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 			return err
 		}
 	}
+	if len(up.Body()) == 0 {
+		fe := emptyError(status)
+		fe.write(out, status, secrets)
+		return ue
+	}
 	if fe, ok := flatError(up.Body()); ok {
 		fe.write(out, status, secrets)
 		return ue
@@ -638,6 +648,13 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 	swapBody(out, up)
 	maskBody(out, secrets)
 	return ue
+}
+
+// emptyError is the error object for an upstream error answered with an empty body,
+// which the SDKs would report with no message (or fail to decode as JSON): it says so,
+// with the type of the status (flatErrorType) and no code.
+func emptyError(status int) flatErr {
+	return flatErr{msg: jsonscan.AppendQuote(nil, "The upstream answered HTTP "+strconv.Itoa(status)+" with an empty body.")}
 }
 
 // flatErr is an upstream error answered outside OpenAI's "error" object (flatError):
