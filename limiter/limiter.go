@@ -295,9 +295,11 @@ func New(cfg Config, logger *slog.Logger) (*Limiter, error) {
 // ones, with their clock, so that a reload that touches the limiter section does not
 // refill every bucket and forget the requests in flight. A request's concurrency slot
 // carries over where it is kept: in Redis for a request Redis admitted (counted by the
-// new limiter on the same Redis only), in the in-process buckets for one the memory
-// store or the fallback admitted; a switch of store leaves the slots the old store
-// held uncounted by the new one until their requests end. On the same Redis it also
+// new limiter on the same Redis only; such a slot is counted in the in-process buckets
+// too, for the fallback share, so a memory store after it counts it), in the
+// in-process buckets for one the memory store or the fallback admitted; a switch to
+// another Redis leaves the slots the old one held uncounted by the new one until their
+// requests end. On the same Redis it also
 // shares prev's settlements kept to send again after a failed call (a release during
 // a Redis blip). prev goes on settling its own tickets into the same buckets and list
 // until it is closed; closing it leaves them to the new limiter, which sends what is
@@ -451,6 +453,9 @@ func (l *Limiter) TakeAmounts(ctx context.Context, pol *Policy, subj *Subject, e
 	case !l.degraded.Load():
 		var answered bool
 		if err, answered = l.rs.take(ctx, t); answered {
+			if err == nil && t.src == srcRedis {
+				l.mem.holdSlots(t)
+			}
 			break
 		}
 		fallthrough
@@ -507,6 +512,7 @@ func (l *Limiter) SettleAmounts(t *Ticket, actual Amounts) {
 		l.compensate(t, true, actual)
 		l.rs.releaseShared(t)
 	case srcRedis:
+		l.mem.releaseSlots(t)
 		l.rs.settle(t, actual)
 	}
 }

@@ -241,6 +241,35 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 	return nil
 }
 
+// holdSlots counts in this replica's buckets the concurrency slots Redis gave t, with
+// no check, until releaseSlots. Should Redis fail while its request runs, the fallback
+// share (take) counts it: a replica running more than its share of a cap when Redis
+// goes down admits nothing more until it is back under it, so the replicas together
+// stay within the cap, where counting only what the share itself admitted would let
+// each admit a whole share on top of what Redis had admitted.
+func (m *memStore) holdSlots(t *Ticket) { m.countSlots(t, 1) }
+
+// releaseSlots gives back what holdSlots counted.
+func (m *memStore) releaseSlots(t *Ticket) { m.countSlots(t, -1) }
+
+func (m *memStore) countSlots(t *Ticket, d int) {
+	rules := t.pol.rules
+	for i := range int(t.n) {
+		if rules[i].kind != kindConcurrency {
+			continue
+		}
+		sh := &m.shards[shardOf(t.bucket[i])]
+		sh.mu.Lock()
+		switch e := sh.m[t.bucket[i]]; {
+		case d > 0:
+			m.entry(t.bucket[i]).conc++
+		case e != nil && e.conc > 0:
+			e.conc--
+		}
+		sh.mu.Unlock()
+	}
+}
+
 // maxDebt is the longest a bucket is held behind, in nanoseconds (ten years), as
 // check.lua holds it: one so far behind takes nothing for as long as matters, and a
 // longer one would overflow the durations of its Retry-After and reset.
