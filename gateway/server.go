@@ -1781,11 +1781,14 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		writeError(&ctx.Response, &errTransferCoding)
 		return
 	}
-	switch string(ctx.Path()) {
-	case "/healthz":
+	switch path := string(ctx.Path()); {
+	case (path == "/healthz" || path == "/readyz" || path == "/metrics") && !ctx.IsGet() && !ctx.IsHead():
+		// Probes and scrapes read: another method is no call of theirs.
+		writeError(&ctx.Response, methodNotAllowed(ctx, strGetHead))
+	case path == "/healthz":
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)
-	case "/readyz":
+	case path == "/readyz":
 		ctx.SetContentType("application/json")
 		rt := s.rt.Load()
 		if rt == nil || s.draining.Load() {
@@ -1818,7 +1821,7 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		ctx.SetBodyString(`{"status":"ready"}`)
-	case "/metrics":
+	case path == "/metrics":
 		s.syncRouterGauges(false)
 		if rt := s.rt.Load(); rt != nil {
 			s.m.SetLimiterDegraded(rt.lim.Degraded())
