@@ -662,7 +662,8 @@ func (s *Server) revokeFailed(ctx *fasthttp.RequestCtx, op, name string, err err
 // config knows (a client key, its SHA-256, the admin token): the reason is logged
 // and shown.
 func revokeReason(body []byte, rt *runtime) (string, *apiError) {
-	if len(bytes.TrimSpace(body)) == 0 {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
 		return "", nil
 	}
 	var in struct {
@@ -670,7 +671,9 @@ func revokeReason(body []byte, rt *runtime) (string, *apiError) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil || dec.Decode(&struct{}{}) != io.EOF {
+	// A JSON null decodes into the struct without an error, as if no body: it is no
+	// object, and a client sending one (a reason variable left unset) meant to say why.
+	if body[0] != '{' || dec.Decode(&in) != nil || dec.Decode(&struct{}{}) != io.EOF {
 		return "", &apiError{400, "invalid_request_error", "invalid_body", "",
 			`The body must be empty or a JSON object with at most "reason", a string, e.g. {"reason": "leaked in a public repository"}.`}
 	}
