@@ -265,7 +265,9 @@ func New(path string, opt Options) (*Server, error) {
 	s.admin = &fasthttp.Server{
 		Handler: s.serveAdmin, Name: "tollgate-admin", NoDefaultServerHeader: true, CloseOnShutdown: true,
 		ReadTimeout: cfg.Server.ReadTimeout, IdleTimeout: cfg.Server.IdleTimeout,
-		Logger: fasthttpLogger{log},
+		MaxRequestBodySize: adminMaxBody, ReadBufferSize: readBufferSize,
+		ErrorHandler: serveAdminParseError,
+		Logger:       fasthttpLogger{log},
 	}
 	return s, nil
 }
@@ -1770,6 +1772,29 @@ func fileHash(path string) [sha256.Size]byte {
 		return [sha256.Size]byte{}
 	}
 	return sha256.Sum256(b)
+}
+
+// adminMaxBody bounds an admin request's body, which is read whole before the admin
+// token is checked: far above any weights override or revocation reason.
+const adminMaxBody = 64 << 10
+
+// serveAdminParseError (the admin server's ErrorHandler) answers a request the admin
+// listener could not read in the API's error shape, as the admin API's other errors
+// are, instead of fasthttp's text/plain 400 for each: 413 for a body over
+// adminMaxBody, 431 for headers over the read buffer, 408 for a read timeout.
+func serveAdminParseError(ctx *fasthttp.RequestCtx, err error) {
+	e := &errUnreadable
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = &errTooLarge
+	case errors.As(err, &small):
+		e = &errHeaderTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		e = &errReadTimeout
+	}
+	writeError(&ctx.Response, e)
 }
 
 func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
