@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -263,5 +264,63 @@ endpoints:
 	sent := string(mock.Stats().LastBody)
 	if strings.Contains(sent, "thinking") || !strings.Contains(sent, `"tool_calls"`) || !strings.Contains(sent, `"tool_call_id":"call_1"`) {
 		t.Fatalf("sent upstream: %s", sent)
+	}
+}
+
+// Through the official SDK: a Responses call with tool_choice allowed_tools to a
+// backend bridged to chat reaches the upstream with only the allowed function among its
+// tools and chat's required, and its forced call comes back as the response's.
+func TestResponsesBridgeAllowedTools(t *testing.T) {
+	t.Parallel()
+	sent := make(chan []byte, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case sent <- body:
+		default:
+		}
+		w.Header().Set("content-type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_time","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":8,"completion_tokens":3,"total_tokens":11}}`)
+	}))
+	t.Cleanup(srv.Close)
+	g := startGateway(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+backends:
+  up: {provider: openai, base_url: "`+srv.URL+`/v1", model: m, responses_api: chat, timeout: 5s}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: up}]}
+`)
+	fn := func(name string) responses.ToolUnionParam {
+		return responses.ToolUnionParam{OfFunction: &responses.FunctionToolParam{Name: name, Parameters: map[string]any{"type": "object"}}}
+	}
+	c := g.client()
+	resp, err := c.Responses.New(context.Background(), responses.ResponseNewParams{
+		Model: "chat",
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("what time is it?")},
+		Tools: []responses.ToolUnionParam{fn("get_weather"), fn("get_time")},
+		ToolChoice: responses.ResponseNewParamsToolChoiceUnion{OfAllowedTools: &responses.ToolChoiceAllowedParam{
+			Mode: responses.ToolChoiceAllowedModeRequired, Tools: []map[string]any{{"type": "function", "name": "get_time"}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up struct {
+		Tools []struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		} `json:"tools"`
+		ToolChoice json.RawMessage `json:"tool_choice"`
+	}
+	body := <-sent
+	if err := json.Unmarshal(body, &up); err != nil {
+		t.Fatal(err)
+	}
+	if len(up.Tools) != 1 || up.Tools[0].Function.Name != "get_time" || string(up.ToolChoice) != `"required"` {
+		t.Fatalf("upstream got tools %+v, tool_choice %s; want get_time alone, required: %s", up.Tools, up.ToolChoice, body)
+	}
+	if len(resp.Output) != 1 || resp.Output[0].Type != "function_call" || resp.Output[0].Name != "get_time" {
+		t.Fatalf("response output %s, want the get_time call", resp.RawJSON())
 	}
 }

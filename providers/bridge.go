@@ -414,11 +414,12 @@ func appendBridgeRequest(dst, body []byte, r *respRequest, model []byte, stream,
 	}
 	dst = append(w.dst, ']')
 	var ws []byte
-	if dst, ws, rerr = appendBridgeTools(dst, r.tools); rerr != nil {
+	allow := bridgeAllowed(r.toolChoice)
+	if dst, ws, rerr = appendBridgeTools(dst, r.tools, allow); rerr != nil {
 		return dst, sp, rerr, false
 	}
 	if r.toolChoice != nil {
-		if dst, rerr = appendBridgeToolChoice(dst, r.toolChoice); rerr != nil {
+		if dst, rerr = appendBridgeToolChoice(dst, r.toolChoice, r.tools); rerr != nil {
 			return dst, sp, rerr, false
 		}
 	}
@@ -1052,7 +1053,11 @@ type bridgeTool struct {
 // ({"type":"function","name",...}) as chat's ({"type":"function","function":{...}}).
 // The web search tool (web_search, web_search_preview) is returned for
 // appendWebSearchOptions; any other built-in tool is refused.
-func appendBridgeTools(dst, tools []byte) (out, ws []byte, rerr *requestError) {
+//
+// With allow, the tools of a tool_choice of type allowed_tools (bridgeAllowed), only the
+// tools it names go up, every one still checked: chat has no such choice, and a model
+// sent no other tool can call no other.
+func appendBridgeTools(dst, tools, allow []byte) (out, ws []byte, rerr *requestError) {
 	if tools == nil {
 		return dst, nil, nil
 	}
@@ -1104,6 +1109,9 @@ func appendBridgeTools(dst, tools []byte) (out, ws []byte, rerr *requestError) {
 			if !jsonscan.IsString(t.name) {
 				return dst, nil, badRequest(toolField(j, ".name"), toolField(j, ".name")+" must be a string.")
 			}
+			if allow != nil && !listsTool(allow, t.name) {
+				continue
+			}
 			if n == 0 {
 				dst = append(dst, `,"tools":[`...)
 			} else {
@@ -1116,8 +1124,7 @@ func appendBridgeTools(dst, tools []byte) (out, ws []byte, rerr *requestError) {
 			dst = appendRawMember(dst, "parameters", t.parameters)
 			dst = appendRawMember(dst, "strict", t.strict)
 			dst = append(dst, "}}"...)
-		case isString(t.typ, "web_search"), isString(t.typ, "web_search_preview"),
-			isString(t.typ, "web_search_2025_08_26"), isString(t.typ, "web_search_preview_2025_03_11"):
+		case isWebSearchType(t.typ):
 			if ws != nil {
 				return dst, nil, errBridgeWS2
 			}
@@ -1126,6 +1133,9 @@ func appendBridgeTools(dst, tools []byte) (out, ws []byte, rerr *requestError) {
 			}
 			if t.filters != nil {
 				return dst, nil, badRequest(toolField(j, ".filters"), toolField(j, ".filters")+" is not supported: this model is served through a chat completions API, whose web search takes search_context_size and user_location only.")
+			}
+			if allow != nil && !listsTool(allow, nil) {
+				continue
 			}
 			ws = raw
 		default:
@@ -1186,13 +1196,18 @@ func appendWebSearchOptions(dst, ws []byte) []byte {
 
 // appendBridgeToolChoice appends chat's tool_choice for the Responses API's: auto, none and
 // required as they are, {"type":"function","name"} as {"type":"function","function":
-// {"name"}}; a choice of a built-in tool, or of allowed_tools, is refused.
-func appendBridgeToolChoice(dst, tc []byte) ([]byte, *requestError) {
+// {"name"}}, allowed_tools as auto or required by its mode (appendBridgeTools sent only
+// the tools it names, each of which must be in tools); a choice of a built-in tool is
+// refused.
+func appendBridgeToolChoice(dst, tc, tools []byte) ([]byte, *requestError) {
 	if isString(tc, "auto") || isString(tc, "none") || isString(tc, "required") {
 		return appendRawMember(dst, "tool_choice", tc), nil
 	}
 	if tc[0] != '{' {
 		return dst, errBridgeTC
+	}
+	if allow := bridgeAllowed(tc); allow != nil {
+		return appendAllowedChoice(dst, tc, allow, tools)
 	}
 	typ, _ := jsonscan.Field(tc, "type")
 	name, _ := jsonscan.Field(tc, "name")
@@ -1202,6 +1217,107 @@ func appendBridgeToolChoice(dst, tc []byte) ([]byte, *requestError) {
 	dst = append(dst, `,"tool_choice":{"type":"function","function":{"name":`...)
 	dst = append(dst, name...)
 	return append(dst, "}}"...), nil
+}
+
+// bridgeAllowed is the tools array of a tool_choice of type allowed_tools ({"type":
+// "allowed_tools","mode","tools":[{"type":"function","name"},{"type":"web_search"},…]}),
+// an empty array when it has none; nil for any other tool_choice.
+func bridgeAllowed(tc []byte) []byte {
+	if len(tc) == 0 || tc[0] != '{' {
+		return nil
+	}
+	if typ, _ := jsonscan.Field(tc, "type"); !isString(typ, "allowed_tools") {
+		return nil
+	}
+	if tools, _ := jsonscan.Field(tc, "tools"); len(tools) > 0 && tools[0] == '[' {
+		return tools
+	}
+	return strEmptyArray
+}
+
+var strEmptyArray = []byte("[]")
+
+// listsTool reports whether list, an array of Responses API tools (the request's, or
+// allowed_tools'), has the function name (a JSON string), or with name nil a web search
+// tool.
+func listsTool(list, name []byte) bool {
+	var a jsonscan.Array
+	if !a.Reset(list) {
+		return false
+	}
+	for {
+		raw, ok := a.Next()
+		if !ok {
+			return false
+		}
+		typ, _ := jsonscan.Field(raw, "type")
+		if name == nil {
+			if isWebSearchType(typ) {
+				return true
+			}
+			continue
+		}
+		if n, _ := jsonscan.Field(raw, "name"); isString(typ, "function") && jsonscan.IsString(n) && sameString(n, name) {
+			return true
+		}
+	}
+}
+
+// isWebSearchType reports whether typ, a JSON value, names the Responses API's web
+// search tool in one of its versions.
+func isWebSearchType(typ []byte) bool {
+	return isString(typ, "web_search") || isString(typ, "web_search_preview") ||
+		isString(typ, "web_search_2025_08_26") || isString(typ, "web_search_preview_2025_03_11")
+}
+
+// appendAllowedChoice appends chat's tool_choice for allowed_tools tc, whose list is
+// allow: auto or required by its mode, after checking that each tool it names is one
+// of tools (a function by name, or web search), as the Responses API refuses any other.
+func appendAllowedChoice(dst, tc, allow, tools []byte) ([]byte, *requestError) {
+	mode, _ := jsonscan.Field(tc, "mode")
+	if !isString(mode, "auto") && !isString(mode, "required") {
+		return dst, badRequest("tool_choice.mode", "tool_choice.mode must be auto or required.")
+	}
+	var a jsonscan.Array
+	a.Reset(allow)
+	functions := 0
+	for j := 0; ; j++ {
+		raw, ok := a.Next()
+		if !ok {
+			if j == 0 {
+				return dst, badRequest("tool_choice.tools", "tool_choice.tools must list at least one tool.")
+			}
+			break
+		}
+		param := "tool_choice.tools[" + strconv.Itoa(j) + "]"
+		typ, _ := jsonscan.Field(raw, "type")
+		name, _ := jsonscan.Field(raw, "name")
+		switch {
+		case isString(typ, "function") && jsonscan.IsString(name):
+			if !listsTool(tools, name) {
+				return dst, badRequest(param+".name", param+".name names no function in tools.")
+			}
+			functions++
+		case isString(typ, "function"):
+			return dst, badRequest(param+".name", param+".name must be a string.")
+		case isWebSearchType(typ):
+			if !listsTool(tools, nil) {
+				return dst, badRequest(param+".type", param+" names no web search tool in tools.")
+			}
+		default:
+			return dst, badRequest(param+".type", param+".type is not supported: this model is served through a chat completions API, which takes function tools and web search only.")
+		}
+	}
+	switch {
+	case functions == 0 && isString(mode, "required"):
+		// Chat's required forces a function call, and none would be sent.
+		return dst, badRequest("tool_choice.mode", "tool_choice.mode required needs a function among tool_choice.tools: this model is served through a chat completions API, which can force function calls only.")
+	case functions == 0:
+		// No function goes up (web search alone): chat takes no tool_choice without
+		// tools, and auto is what it would do.
+		return dst, nil
+	}
+	return appendRawMember(dst, "tool_choice", mode), nil
 }
 
 // appendTextFormat appends chat's response_format and verbosity for the Responses
