@@ -18,6 +18,8 @@ func FuzzBridgeRequest(f *testing.F) {
 		`"tool_choice":{"type":"function","name":"f"},"text":{"format":{"type":"json_schema","name":"n","schema":{}},"verbosity":"low"},` +
 		`"reasoning":{"effort":"low"},"prompt_cache_key":"k","top_logprobs":1,"seed":1}`)
 	f.Add(`{"model":"chat","input":[{"type":"item_reference","id":"x"}]}`)
+	f.Add(`{"model":"chat","input":"x","tools":[{"type":"function","name":"f"},{"type":"function","name":"g"},{"type":"web_search"}],` +
+		`"tool_choice":{"type":"allowed_tools","mode":"required","tools":[{"type":"function","name":"g"},{"type":"web_search_preview"}]}}`)
 	f.Add(`{"model":"chat","input":"x","previous_response_id":"resp_1"}`)
 	f.Add(`{"inp\u0075t":"x" , "metadata" : { "a" : "b" } }`)
 	// Thinking blocks carried back in a reasoning item, before calls and before a user
