@@ -263,8 +263,9 @@ func (rv *revocations) revoke(ctx context.Context, name, reason string) (r *revo
 }
 
 // restore takes name's revocation back: in Redis first when shared, then here.
-// was reports whether it was revoked.
-func (rv *revocations) restore(ctx context.Context, name string) (was bool, err error) {
+// was reports whether it was revoked. A name neither configured (configured) nor
+// revoked here or in Redis leaves Redis as it was: a mistyped name marks nothing there.
+func (rv *revocations) restore(ctx context.Context, name string, configured bool) (was bool, err error) {
 	if rv.rdb == nil {
 		rv.mu.Lock()
 		defer rv.mu.Unlock()
@@ -275,9 +276,17 @@ func (rv *revocations) restore(ctx context.Context, name string) (was bool, err 
 	}
 	rv.syncMu.Lock()
 	defer rv.syncMu.Unlock()
-	res, err := restoreScript.Run(ctx, rv.rdb, revokeKeys, name, newEpoch()).Slice()
+	mark := "0"
+	if configured || rv.get(name) != nil {
+		mark = "1"
+	}
+	res, err := restoreScript.Run(ctx, rv.rdb, revokeKeys, name, newEpoch(), mark).Slice()
 	if err != nil {
 		return false, errors.Join(errRevokeUnshared, err)
+	}
+	if len(res) == 1 {
+		// Unknown everywhere: nothing was written.
+		return false, nil
 	}
 	had, _ := res[0].(int64)
 	was = rv.get(name) != nil || had == 1
@@ -479,9 +488,12 @@ return {1, e[1], e[2]}`)
 	// restoreScript restores ARGV[1]: {1, epoch, n} when Redis held its revocation,
 	// {0, epoch, n} when not. Either way it marks the name restored in the meta hash
 	// (r:NAME) and counts a change, so that a replica writing back what it knew after
-	// Redis lost its data (repairScript) does not revoke it again.
+	// Redis lost its data (repairScript) does not revoke it again; but for a name Redis
+	// did not hold and the caller knows nothing of (ARGV[3] not "1": neither configured
+	// nor revoked on the replica), which gets {0} and leaves Redis as it was.
 	restoreScript = redis.NewScript(bumpLua + `
 local had = redis.call('HDEL', KEYS[1], ARGV[1])
+if had == 0 and ARGV[3] ~= '1' then return {0} end
 redis.call('HSET', KEYS[2], 'r:' .. ARGV[1], '1')
 local e = bump(ARGV[2])
 return {had, e[1], e[2]}`)
@@ -628,7 +640,7 @@ func (s *Server) serveKeyChange(ctx *fasthttp.RequestCtx, rt *runtime, path stri
 		writeJSON(ctx, 200, view)
 		return
 	}
-	was, err := rv.restore(opCtx, name)
+	was, err := rv.restore(opCtx, name, configured)
 	if err != nil {
 		s.revokeFailed(ctx, "restore", name, err)
 		return

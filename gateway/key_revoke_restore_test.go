@@ -41,7 +41,7 @@ func TestRevokeRestoreAfterRedisLoss(t *testing.T) {
 	if _, err := redistest.Command(rds.Addr(), "FLUSHALL"); err != nil {
 		t.Fatal(err)
 	}
-	was, err := a.restore(ctx, "team-a")
+	was, err := a.restore(ctx, "team-a", true)
 	if err != nil || !was {
 		t.Fatalf("restore: was %v, err %v", was, err)
 	}
@@ -66,5 +66,42 @@ func TestRevokeReasonWithKeyByHash(t *testing.T) {
 	}
 	if strings.Contains(g.logs.String(), revKeyB) {
 		t.Errorf("the client key team-b in the logs")
+	}
+}
+
+// TestRestoreUnknownNameLeavesRedis: a restore of a name neither configured nor revoked
+// anywhere (a typo) writes nothing to Redis, no restore mark and no change, where it
+// used to mark the name restored and count a change for every such call; a name no
+// longer configured that Redis holds revoked is restored and marked as before.
+func TestRestoreUnknownNameLeavesRedis(t *testing.T) {
+	t.Parallel()
+	rds := redistest.Start(t)
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	rc := limiter.RedisConfig{URL: rds.URL()}
+	a, _ := unitRevocations(t, rc, &now)
+	b, _ := unitRevocations(t, rc, &now)
+	ctx := context.Background()
+	if _, _, err := a.revoke(ctx, "gone-key", "leaked"); err != nil {
+		t.Fatal(err)
+	}
+	n0, err := redistest.Command(rds.Addr(), "HGET", revokeMetaKey, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if was, err := b.restore(ctx, "team-typo", false); err != nil || was {
+		t.Fatalf("restore of an unknown name: was %v, err %v", was, err)
+	}
+	if mark, _ := redistest.Command(rds.Addr(), "HEXISTS", revokeMetaKey, "r:team-typo"); mark != "0" {
+		t.Errorf("restore mark of an unknown name written (HEXISTS %s)", mark)
+	}
+	if n, _ := redistest.Command(rds.Addr(), "HGET", revokeMetaKey, "n"); n != n0 {
+		t.Errorf("change count %s after restoring an unknown name, want %s", n, n0)
+	}
+	// b has not polled: it knows nothing of gone-key, which Redis holds.
+	if was, err := b.restore(ctx, "gone-key", false); err != nil || !was {
+		t.Fatalf("restore of a name revoked in Redis: was %v, err %v", was, err)
+	}
+	if mark, _ := redistest.Command(rds.Addr(), "HEXISTS", revokeMetaKey, "r:gone-key"); mark != "1" {
+		t.Errorf("restore mark of gone-key: HEXISTS %s, want 1", mark)
 	}
 }

@@ -155,7 +155,7 @@ func TestRevocationsDataLossUnion(t *testing.T) {
 		t.Errorf("in step: a %s/%d, b %s/%d", a.epoch, a.n, b.epoch, b.n)
 	}
 	// A restore on one reaches the other with its next poll.
-	if was, err := b.restore(ctx, "x"); err != nil || !was {
+	if was, err := b.restore(ctx, "x", true); err != nil || !was {
 		t.Fatalf("restore: %v %v", was, err)
 	}
 	poll(a)
@@ -183,7 +183,7 @@ func TestRevocationsOnCluster(t *testing.T) {
 	if err := b.poll(ctx); err != nil || b.get("team-a") == nil {
 		t.Fatalf("b: %v %v", b.names(), err)
 	}
-	if was, err := b.restore(ctx, "team-a"); err != nil || !was {
+	if was, err := b.restore(ctx, "team-a", true); err != nil || !was {
 		t.Fatalf("restore: %v %v", was, err)
 	}
 	if err := a.poll(ctx); err != nil || a.get("team-a") != nil {
