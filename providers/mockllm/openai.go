@@ -262,7 +262,7 @@ func (st *state) parseCompletions(body []byte) *badRequest {
 	if it.Reset(body) != nil {
 		return errJSON
 	}
-	var prompt []byte
+	var prompt, zeroMax []byte
 	sawMax := false
 	for {
 		k, v, ok := it.Next()
@@ -275,6 +275,13 @@ func (st *state) parseCompletions(body []byte) *badRequest {
 			continue
 		case "max_tokens":
 			sawMax = true
+			// max_tokens 0 asks for the prompt alone with echo (OpenAI's legacy
+			// API, vLLM's echo_without_generation); the last one given counts.
+			if n, ok := laxInt(v); ok && n == 0 {
+				zeroMax, st.maxTokens = v, 0
+				continue
+			}
+			zeroMax = nil
 		case "echo":
 			b, ok := jsonscan.Bool(v)
 			if !ok && !isNull(v) {
@@ -314,6 +321,13 @@ func (st *state) parseCompletions(body []byte) *badRequest {
 	}
 	if st.streamOpts && !st.stream {
 		return errBadOptions
+	}
+	if zeroMax != nil {
+		if !st.echo {
+			// Without echo vLLM's SamplingParams refuses it as any count under 1.
+			return errBadMax("max_tokens", zeroMax)
+		}
+		st.echoOnly = true
 	}
 	if !sawMax {
 		st.maxTokens = defaultCompletionMaxTokens
@@ -644,6 +658,11 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx, st *state) {
 		for j := range max(st.n, 1) {
 			p := newPlan(choiceHash(it.h, j), s.opts.MaxTokens, maxTokens, st.hdr.tokens, int(st.minTokens), st.ignoreEOS)
 			st.scratch = p.applyStops(st.stops, st.scratch, int(st.minTokens), st.inclStop)
+			if st.echoOnly {
+				// Nothing generated: the choice ends at its length, its text the
+				// echoed prompt.
+				p.n, p.stop = 0, false
+			}
 			// A stream's text offsets count on after the echoed prompt.
 			p.off = it.echoChars
 			st.plans = append(st.plans, p)

@@ -67,6 +67,7 @@ type state struct {
 	ignoreEOS    bool
 	inclStop     bool // include_stop_str_in_output
 	echo         bool
+	echoOnly     bool // completions: echo with max_tokens 0, each prompt alone (vLLM's echo_without_generation)
 	suffix       bool
 	temperature  float64
 	topP         float64
