@@ -327,6 +327,8 @@ func TestEndToEndErrors(t *testing.T) {
 		{"malformed JSON", `{"model":"chat",`, 400, "invalid_json"},
 		{"not an object", `["chat"]`, 400, "invalid_json"},
 		{"missing model", `{"messages":[]}`, 400, "missing_model"},
+		{"null model", `{"model":null,"messages":[]}`, 400, "missing_model"},
+		{"model not a string", `{"model":7,"messages":[]}`, 400, "invalid_type"},
 		{"too large", `{"model":"chat","messages":[{"role":"user","content":"` + strings.Repeat("x", 70<<10) + `"}]}`, 413, "request_too_large"},
 	}
 	for _, tc := range raw {

@@ -261,6 +261,10 @@ func scanBody(body []byte, f *fields) *apiError {
 		}
 		switch string(k) {
 		case "model":
+			if jsonscan.IsNull(v) {
+				// As OpenAI answers a null model: none was given.
+				return &errNoModel
+			}
 			if !jsonscan.IsString(v) {
 				return &errModelType
 			}
