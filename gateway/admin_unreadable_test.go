@@ -16,7 +16,8 @@ import (
 // listener could not read (a body over its limit, a Content-Length that is no number,
 // headers over its buffer) was answered by fasthttp's own text/plain "Error when
 // parsing request" or "Too big request header", with 400 for a body too large; it is
-// now the error shape, 413 request_too_large for the body. A body at the limit is read.
+// now the error shape, 413 request_too_large for the body (from the headers alone when
+// the client waits for 100 Continue). A body at the limit is read.
 func TestAdminUnreadableRequestInErrorShape(t *testing.T) {
 	t.Parallel()
 	_, base := startAdminGateway(t)
@@ -27,6 +28,8 @@ func TestAdminUnreadableRequestInErrorShape(t *testing.T) {
 		code       string
 	}{
 		{"body over the limit", "POST /admin/keys/a/revoke HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer tok\r\nContent-Length: " + strconv.Itoa(adminMaxBody+1) + "\r\n\r\n", 413, "request_too_large"},
+		// Answered from its headers, not "100 Continue" and then 413 for the body.
+		{"body over the limit, expecting 100-continue", "POST /admin/keys/a/revoke HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer tok\r\nExpect: 100-continue\r\nContent-Length: " + strconv.Itoa(adminMaxBody+1) + "\r\n\r\n", 413, "request_too_large"},
 		{"body at the limit", "POST /admin/endpoints/chat/weights HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer tok\r\nContent-Length: " + strconv.Itoa(adminMaxBody) + "\r\n\r\n" + strings.Repeat(" ", adminMaxBody), 400, "invalid_weights"},
 		{"length not a number", "POST /admin/reload HTTP/1.1\r\nHost: localhost\r\nContent-Length: ten\r\n\r\n", 400, "bad_request"},
 		{"headers over 8 KiB", "GET /admin/keys HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + strings.Repeat("p", 9<<10) + "\r\n\r\n", 431, "request_header_too_large"},

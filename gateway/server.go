@@ -266,8 +266,8 @@ func New(path string, opt Options) (*Server, error) {
 		Handler: s.serveAdmin, Name: "tollgate-admin", NoDefaultServerHeader: true, CloseOnShutdown: true,
 		ReadTimeout: cfg.Server.ReadTimeout, IdleTimeout: cfg.Server.IdleTimeout,
 		MaxRequestBodySize: adminMaxBody, ReadBufferSize: readBufferSize,
-		ErrorHandler: serveAdminParseError,
-		Logger:       fasthttpLogger{log},
+		ErrorHandler: serveAdminParseError, ExpectHandler: expectAdmin,
+		Logger: fasthttpLogger{log},
 	}
 	return s, nil
 }
@@ -1795,6 +1795,18 @@ func serveAdminParseError(ctx *fasthttp.RequestCtx, err error) {
 		e = &errReadTimeout
 	}
 	writeError(&ctx.Response, e)
+}
+
+// expectAdmin (the admin server's ExpectHandler) refuses from its headers a request
+// with `Expect: 100-continue` whose body is over adminMaxBody, 413 in the API's error
+// shape, rather than invite a body it would refuse (serveAdminParseError).
+func expectAdmin(ctx *fasthttp.RequestCtx) int {
+	if ctx.Request.Header.ContentLength() > adminMaxBody {
+		closeLingering(ctx)
+		writeError(&ctx.Response, &errTooLarge)
+		return errTooLarge.status
+	}
+	return fasthttp.StatusContinue
 }
 
 func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
