@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
@@ -28,6 +29,10 @@ func (r *request) scanAudio(ctx *fasthttp.RequestCtx) *apiError {
 	var ff formFields
 	if err := scanForm(r.body, boundary, &ff); err != nil {
 		e := apiError{400, "invalid_request_error", "invalid_multipart", "", "The multipart body could not be read: " + err.Error()}
+		var fe *formError
+		if errors.As(err, &fe) {
+			e.param = fe.param
+		}
 		return &e
 	}
 	if ff.model[0] < 0 || ff.model[1] == ff.model[0] {

@@ -35,7 +35,8 @@ const (
 )
 
 // The scan's errors. Their messages go to the client in a 400 invalid_request_error:
-// they say what is wrong in plain words and never quote the body.
+// they say what is wrong in plain words and never quote the body. Those about one of
+// the fields the gateway reads are formErrors, which name it in the error's param.
 var (
 	errFormBoundary         = errors.New("the multipart boundary must be 1 to 70 characters that RFC 2046 allows")
 	errFormNoDelimiter      = errors.New("the multipart body does not contain the boundary its Content-Type names")
@@ -48,17 +49,29 @@ var (
 	errFormNoName           = errors.New("a part of the multipart body has no Content-Disposition form-data header with a field name")
 	errFormDisposition      = errors.New("a part of the multipart body has a malformed or repeated Content-Disposition header")
 	errFormEscapedName      = errors.New("a part of the multipart body escapes its field name in a way servers read differently")
-	errFormFieldFile        = errors.New("the model, stream, stream_include_usage, response_format and prompt fields must be text, not files")
-	errFormModel            = errors.New("the model field must be valid UTF-8 on one line, at most 256 bytes")
-	errFormModelTwice       = errors.New("the multipart body gives the model field more than once")
-	errFormFileTwice        = errors.New("the multipart body has more than one file part")
-	errFormStream           = errors.New("the stream field must be true or false")
-	errFormStreamTwice      = errors.New("the multipart body gives the stream field more than once")
-	errFormStreamUsage      = errors.New("the stream_include_usage field must be true or false")
-	errFormStreamUsageTwice = errors.New("the multipart body gives the stream_include_usage field more than once")
-	errFormFormatTwice      = errors.New("the multipart body gives the response_format field more than once")
-	errFormPromptTwice      = errors.New("the multipart body gives the prompt field more than once")
+	errFormModel            = &formError{"model", "the model field must be valid UTF-8 on one line, at most 256 bytes"}
+	errFormModelTwice       = &formError{"model", "the multipart body gives the model field more than once"}
+	errFormFileTwice        = &formError{"file", "the multipart body has more than one file part"}
+	errFormStream           = &formError{"stream", "the stream field must be true or false"}
+	errFormStreamTwice      = &formError{"stream", "the multipart body gives the stream field more than once"}
+	errFormStreamUsage      = &formError{"stream_include_usage", "the stream_include_usage field must be true or false"}
+	errFormStreamUsageTwice = &formError{"stream_include_usage", "the multipart body gives the stream_include_usage field more than once"}
+	errFormFormatTwice      = &formError{"response_format", "the multipart body gives the response_format field more than once"}
+	errFormPromptTwice      = &formError{"prompt", "the multipart body gives the prompt field more than once"}
+	// errFormFieldFile, by field, is a text field sent as a file.
+	errFormFieldFile = [...]*formError{
+		formModel:       {"model", "the model field must be text, not a file"},
+		formStream:      {"stream", "the stream field must be text, not a file"},
+		formStreamUsage: {"stream_include_usage", "the stream_include_usage field must be text, not a file"},
+		formFormat:      {"response_format", "the response_format field must be text, not a file"},
+		formPrompt:      {"prompt", "the prompt field must be text, not a file"},
+	}
 )
+
+// formError is a scan error about the field param.
+type formError struct{ param, msg string }
+
+func (e *formError) Error() string { return e.msg }
 
 // formFields are what the gateway reads of an audio API body; the rest is forwarded
 // untouched. Spans are offsets into the scanned body.
@@ -265,7 +278,7 @@ func (f *formFields) take(p *formPart, body []byte, start, end int, seen *[formE
 	// Starlette hands a part with a filename over as an upload, Go's form as a file:
 	// neither is the text value the gateway would read.
 	if p.filename {
-		return errFormFieldFile
+		return errFormFieldFile[field]
 	}
 	v := body[start:end]
 	var ok bool

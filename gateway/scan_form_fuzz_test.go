@@ -10,7 +10,9 @@ import (
 // formErrors are scanForm's errors: it returns nothing else.
 var formErrors = []error{errFormBoundary, errFormNoDelimiter, errFormEmpty, errFormTruncated,
 	errFormBoundaryLine, errFormHeader, errFormHeaderSize, errFormParts, errFormNoName,
-	errFormDisposition, errFormEscapedName, errFormFieldFile, errFormModel, errFormModelTwice,
+	errFormDisposition, errFormEscapedName, errFormFieldFile[formModel], errFormFieldFile[formStream],
+	errFormFieldFile[formStreamUsage], errFormFieldFile[formFormat], errFormFieldFile[formPrompt],
+	errFormModel, errFormModelTwice,
 	errFormFileTwice, errFormStream, errFormStreamTwice, errFormStreamUsage,
 	errFormStreamUsageTwice, errFormFormatTwice, errFormPromptTwice}
 
