@@ -68,6 +68,11 @@ type upstreamConn struct {
 	// (zero), each read counts the next from its own start.
 	watched *Call
 	tick    time.Time
+	// writing, while set, is the call whose request is being written, whose client
+	// a write that stalls asks after every clientCheckEvery (watchWrite); wend is
+	// the write's own deadline, which the ticks never pass.
+	writing *Call
+	wend    time.Time
 	// firstByte and idle are the backend's first_byte_timeout and
 	// stream_idle_timeout; 0 is none.
 	firstByte, idle time.Duration
@@ -210,7 +215,7 @@ func (s socketSide) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s socketSide) Write(p []byte) (int, error)        { return s.c.Conn.Write(p) }
+func (s socketSide) Write(p []byte) (int, error)        { return s.c.writeSocket(p) }
 func (s socketSide) Close() error                       { return s.c.Conn.Close() }
 func (s socketSide) LocalAddr() net.Addr                { return s.c.Conn.LocalAddr() }
 func (s socketSide) RemoteAddr() net.Addr               { return s.c.Conn.RemoteAddr() }
@@ -249,7 +254,45 @@ func (c *upstreamConn) setWriteDeadline(t time.Time) error {
 	if c.firstByte > 0 {
 		t = nearer(t, time.Now().Add(c.firstByte))
 	}
+	if c.writing != nil {
+		c.wend = t
+		t = nearer(t, time.Now().Add(clientCheckEvery))
+	}
 	return c.Conn.SetWriteDeadline(t)
+}
+
+// watchWrite makes the request's write, from the next setWriteDeadline until
+// unwatchWrite, ask after call's client each time it has stalled for
+// clientCheckEvery: a large body (an audio file) written to an upstream that reads
+// it slowly is abandoned when its client hangs up, as the wait for the answer is
+// (watch). A write that goes through sooner reads no clock.
+func (c *upstreamConn) watchWrite(call *Call) { c.writing = call }
+
+// unwatchWrite ends the write's ticks, putting its own deadline back in force (a
+// later deadline costs nothing to set: deadline.Conn).
+func (c *upstreamConn) unwatchWrite() {
+	c.writing = nil
+	_ = c.Conn.SetWriteDeadline(c.wend)
+}
+
+// writeSocket writes p to the socket; while a watched call's request is written
+// (watchWrite), a write the tick's deadline interrupts asks after the client and goes
+// on under the next tick, until the write's own deadline.
+func (c *upstreamConn) writeSocket(p []byte) (int, error) {
+	done := 0
+	for {
+		n, err := c.Conn.Write(p[done:])
+		done += n
+		if err == nil || c.writing == nil || !deadline.IsTimeout(err) || !c.wend.IsZero() && !time.Now().Before(c.wend) {
+			return done, err
+		}
+		if err := c.writing.clientGone(); err != nil {
+			return done, &waitError{err}
+		}
+		if err := c.Conn.SetWriteDeadline(nearer(c.wend, time.Now().Add(clientCheckEvery))); err != nil {
+			return done, err
+		}
+	}
 }
 
 // SetReadDeadline is called by fasthttp once per request, after the request is sent.
@@ -297,7 +340,7 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 	if c.tls != nil {
 		return c.tls.Write(p)
 	}
-	return c.Conn.Write(p)
+	return c.writeSocket(p)
 }
 
 // heldBack reports whether c's TLS client holds anything of the upstream's that no

@@ -124,6 +124,9 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 			hc.CloseConn(cc)
 			return true, errStaleConn
 		}
+		if call != nil {
+			u.watchWrite(call)
+		}
 		err = u.setWriteDeadline(nearerSet(deadline, hc.WriteTimeout))
 	} else {
 		err = conn.SetWriteDeadline(nearerSet(deadline, hc.WriteTimeout))
@@ -146,8 +149,16 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		err = bw.Flush()
 	}
 	hc.ReleaseWriter(bw)
+	if u != nil && call != nil {
+		u.unwatchWrite()
+	}
 	if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {
 		err = fasthttp.ErrTimeout
+	}
+	if _, ok := errors.AsType[*waitError](err); ok {
+		// The client left while the request was written (watchWrite).
+		hc.CloseConn(cc)
+		return false, err
 	}
 	if err != nil {
 		if u != nil && fresh && err != fasthttp.ErrTimeout {
