@@ -91,6 +91,11 @@ func (c *Call) unwatchClient() {
 	}
 }
 
+// writeWatchMin is the request body above which a watched call's write asks after its
+// client while it stalls (watchWrite): a smaller one goes into the sockets' buffers
+// at once, and its call pays no tick deadline and clock reading for it.
+const writeWatchMin = 64 << 10
+
 // connRoundTrip is fasthttp's transport (transport.RoundTrip in fasthttp 1.79), with
 // call, when set, set on the connection while the answer is awaited, for its silent
 // ticks to ask after. A buffered answer is read whole (under the watch); a streamed
@@ -124,7 +129,7 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 			hc.CloseConn(cc)
 			return true, errStaleConn
 		}
-		if call != nil {
+		if call != nil && len(req.Body()) > writeWatchMin {
 			u.watchWrite(call)
 		}
 		err = u.setWriteDeadline(nearerSet(deadline, hc.WriteTimeout))
@@ -149,7 +154,7 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		err = bw.Flush()
 	}
 	hc.ReleaseWriter(bw)
-	if u != nil && call != nil {
+	if u != nil && u.writing != nil {
 		u.unwatchWrite()
 	}
 	if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {
