@@ -25,6 +25,8 @@ var (
 	errBadSeed    = &badRequest{msg: "seed: Input should be a valid integer", param: "seed"}
 	errBadStop    = &badRequest{msg: "stop: Input should be a valid string or list of strings", param: "stop"}
 	errBadOptions = &badRequest{msg: "Stream options can only be defined when `stream=True`.", param: "stream_options"}
+	// errOptionsType is pydantic's refusal of a stream_options that is no object.
+	errOptionsType = &badRequest{msg: "stream_options: Input should be a valid dictionary or instance of StreamOptions", param: "stream_options"}
 	// errSuffix is vLLM's create_completion refusal of suffix, which it never
 	// implemented.
 	errSuffix = &badRequest{msg: "suffix is not currently supported", serving: true}

@@ -39,7 +39,14 @@ func (st *state) parseCommon(key, v []byte) (known bool, e *badRequest) {
 		if isNull(v) {
 			return true, nil
 		}
-		st.streamOpts = true
+		// vLLM's validate_stream_options refuses stream_options without stream only
+		// when the value is truthy in Python: {} passes. One that is no object is
+		// refused after that check, by the field's validation.
+		st.streamOpts = pyTruthy(v)
+		if v[0] != '{' {
+			st.optsType = true
+			return true, nil
+		}
 		// vLLM's StreamOptions defaults include_usage to true when the object is given;
 		// an explicit null is falsy (should_include_usage reads it with bool()).
 		st.includeUsage = true
@@ -242,8 +249,8 @@ func (st *state) parseChat(body []byte) *badRequest {
 	if !ok {
 		return &badRequest{msg: "messages: Input should be a valid list of messages", param: "messages"}
 	}
-	if st.streamOpts && !st.stream {
-		return errBadOptions
+	if e := st.checkStreamOptions(); e != nil {
+		return e
 	}
 	if e := st.checkTopLogprobs(); e != nil {
 		return e
@@ -319,8 +326,8 @@ func (st *state) parseCompletions(body []byte) *badRequest {
 	if !st.parseInputs(prompt) {
 		return &badRequest{msg: "prompt: Input should be a string, a list of strings, a list of tokens or a list of token lists", param: "prompt"}
 	}
-	if st.streamOpts && !st.stream {
-		return errBadOptions
+	if e := st.checkStreamOptions(); e != nil {
+		return e
 	}
 	if zeroMax != nil {
 		if !st.echo {
@@ -1055,4 +1062,33 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, st *state) {
 // laxInt reads an integer field as vLLM's pydantic models do in lax mode: a whole
 // number written as a float (3.0, 5e3) or as a string ("3", "3.0"; jsonscan.Count) is
 // that integer; a fraction is not one.
+// checkStreamOptions is vLLM's validate_stream_options, then the stream_options
+// field's type check.
+func (st *state) checkStreamOptions() *badRequest {
+	switch {
+	case st.streamOpts && !st.stream:
+		return errBadOptions
+	case st.optsType:
+		return errOptionsType
+	}
+	return nil
+}
+
+// pyTruthy reports whether the JSON value v is true in Python's bool() once
+// decoded: false for false, null, 0, "", [] and {}.
+func pyTruthy(v []byte) bool {
+	switch v[0] {
+	case '{', '[':
+		return jsonscan.SkipSpace(v, 1) < len(v)-1
+	case '"':
+		return len(v) > 2
+	case 'f', 'n':
+		return false
+	case 't':
+		return true
+	}
+	f, ok := jsonscan.Float(v)
+	return !ok || f != 0
+}
+
 func laxInt(v []byte) (int64, bool) { return jsonscan.Count(v, math.MaxInt64) }

@@ -46,9 +46,10 @@ type state struct {
 	messages     []byte
 	tools        []byte
 	stream       bool
-	streamOpts   bool
+	streamOpts   bool // stream_options is truthy, as vLLM's check reads it
 	includeUsage bool
 	contUsage    bool
+	optsType     bool // stream_options is neither null nor an object
 	maxTokens    int64
 	n            int
 	seed         int64
