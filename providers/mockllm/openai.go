@@ -630,22 +630,22 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		b = append(b, `{"index":`...)
 		b = strconv.AppendInt(b, int64(i), 10)
 		if st.calls.n > 0 {
-			b = append(b, `,"message":{"role":"assistant","content":null,"refusal":null,"tool_calls":`...)
+			b = append(b, `,"message":{"role":"assistant","content":null,"refusal":null,"annotations":null,"audio":null,"function_call":null,"tool_calls":`...)
 			b = st.appendToolCalls(b)
 			b = append(b, `,"reasoning_content":null},"logprobs":null,"finish_reason":"tool_calls","stop_reason":null}`...)
 			continue
 		}
 		b = append(b, `,"message":{"role":"assistant","content":"`...)
 		b = p.appendText(b)
-		b = append(b, `","refusal":null,"tool_calls":[],"reasoning_content":null},"logprobs":`...)
+		b = append(b, `","refusal":null,"annotations":null,"audio":null,"function_call":null,"tool_calls":[],"reasoning_content":null},"logprobs":`...)
 		b = st.appendLogprobs(b, p, 0, p.n, 0, nil)
 		b = append(b, `,"finish_reason":`...)
 		b = appendFinish(b, st, p)
 		b = append(b, '}')
 	}
-	b = append(b, `],"usage":`...)
+	b = append(b, `],"service_tier":null,"system_fingerprint":null,"usage":`...)
 	b = st.appendUsage(b, st.promptTokens, generated, false)
-	b = append(b, `,"prompt_logprobs":null}`...)
+	b = append(b, `,"prompt_logprobs":null,"kv_transfer_params":null}`...)
 	st.out = b
 	s.setJSON(ctx, st, fasthttp.StatusOK)
 }
