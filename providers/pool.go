@@ -945,19 +945,31 @@ func (b *Backend) avoidFailed(call *Call, i int) int {
 	return i
 }
 
+// roundRobin rotates over the targets in service with a max_concurrency slot free,
+// or when every one is full, over those in service: a full target's turns (a slow
+// replica's) are spread over the others as an ejected target's are, rather than all
+// overflowing to the target after it in config order (takeAny).
 func (b *Backend) roundRobin() int {
-	return b.pool.rotate(b.next.Add(1))
+	p := &b.pool
+	k := b.next.Add(1)
+	if limit := p.limit(); limit > 0 {
+		if i := p.rotate(k, limit); i >= 0 {
+			return i
+		}
+	}
+	return p.rotate(k, 0)
 }
 
 // rotate returns the k-th target in service, counting round from the first (k taken
-// modulo their number); -1 when none is. Rotating over the targets in service, not
-// over all of them from k on, keeps an ejected target's turns from all going to the
-// one after it, which would carry twice the others' load.
-func (p *pool) rotate(k uint64) int {
+// modulo their number), with limit above 0 only those with fewer requests in flight;
+// -1 when none is. Rotating over the targets in service, not over all of them from k
+// on, keeps an ejected target's turns from all going to the one after it, which would
+// carry twice the others' load.
+func (p *pool) rotate(k uint64, limit int64) int {
 	states := p.states
 	up := 0
 	for _, st := range states {
-		if st.available() {
+		if st.available() && (limit <= 0 || st.slots.load() < limit) {
 			up++
 		}
 	}
@@ -969,13 +981,14 @@ func (p *pool) rotate(k uint64) int {
 	}
 	m := int(k % uint64(up))
 	for i, st := range states {
-		if st.available() {
+		if st.available() && (limit <= 0 || st.slots.load() < limit) {
 			if m == 0 {
 				return i
 			}
 			m--
 		}
 	}
+	// Slots taken or targets ejected since the count.
 	return -1
 }
 
@@ -984,7 +997,7 @@ func (p *pool) rotate(k uint64) int {
 func (b *Backend) leastLoaded() int {
 	states := b.pool.states
 	n := len(states)
-	i := b.pool.rotate(b.next.Add(1))
+	i := b.pool.rotate(b.next.Add(1), 0)
 	if i < 0 {
 		return -1
 	}
@@ -1014,7 +1027,7 @@ func (b *Backend) leastLoaded() int {
 // without go by their in-flight count, as in least_loaded.
 func (b *Backend) leastQueued() int {
 	p := &b.pool
-	i := p.rotate(b.next.Add(1))
+	i := p.rotate(b.next.Add(1), 0)
 	if i < 0 {
 		return -1
 	}
