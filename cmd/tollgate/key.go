@@ -55,6 +55,9 @@ func keyCmd(args []string, stdout, stderr io.Writer) int {
 	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
 		fmt.Fprint(stdout, keyUsage)
 		return 0
+	case len(args) == 1 && (args[0] == "--expires-at" || args[0] == "-expires-at"):
+		fmt.Fprintln(stderr, "tollgate key: --expires-at needs a value: the instant the key stops working, with its zone, e.g. 2026-12-31T23:59:59Z (RFC 3339)")
+		return 2
 	default:
 		// Not quoted: it may well be a key.
 		fmt.Fprintln(stderr, "tollgate key: unexpected argument: give the key on stdin (tollgate key --hash), never on the command line")

@@ -14,8 +14,9 @@ import (
 var keyExpiresLine = regexp.MustCompile(`^key: (sk-tg-[A-Za-z0-9_-]{43})\nauth\.keys entry: - \{name: NAME, sha256: "([0-9a-f]{64})", expires_at: "([^"]+)"\}\n$`)
 
 // `tollgate key --expires-at T` prints the entry with that expires_at, which a config
-// takes as it is; a value the config would refuse, or an instant already past, is
-// refused without a key made.
+// takes as it is; a value the config would refuse, an instant already past, or the flag
+// without its value (refused as such, not as a key on the command line) is refused
+// without a key made.
 func TestKeyCommandExpiresAt(t *testing.T) {
 	for _, args := range [][]string{
 		{"key", "--expires-at", "2099-12-31T23:59:59Z"},
@@ -52,7 +53,8 @@ func TestKeyCommandExpiresAt(t *testing.T) {
 		{[]string{"key", "--expires-at", "sk-looks-like-a-key"}, "tollgate key: --expires-at must be an RFC 3339 timestamp"},
 		{[]string{"key", "--expires-at="}, "tollgate key: --expires-at is empty"},
 		{[]string{"key", "--expires-at", "2020-01-01T00:00:00Z"}, "tollgate key: --expires-at is already past"},
-		{[]string{"key", "--expires-at"}, "tollgate key: unexpected argument"},
+		{[]string{"key", "--expires-at"}, "tollgate key: --expires-at needs a value"},
+		{[]string{"key", "-expires-at"}, "tollgate key: --expires-at needs a value"},
 		{[]string{"key", "--hash", "--expires-at", "2099-12-31T23:59:59Z"}, "tollgate key: unexpected argument"},
 	} {
 		var out, errb bytes.Buffer
