@@ -944,6 +944,10 @@ func yamlProblem(path string, data []byte, err error) string {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		if !isParserProblem(m[2]) {
+			if m[2] == "found character that cannot start any token" && tabIndents(data, m[1]) {
+				// The character is a tab, which most editors do not show.
+				return path + ":" + m[1] + ": " + m[2] + " (a tab indents this line: YAML indents with spaces)"
+			}
 			return path + ":" + m[1] + ": " + m[2]
 		}
 		line := parserLine(m[1], data)
@@ -976,6 +980,34 @@ func yamlProblem(path string, data []byte, err error) string {
 		}
 	}
 	return path + ": " + p
+}
+
+// tabIndents reports whether line l (1-based, as yaml.v3's scanner gives it) of data
+// has a tab in its indentation: before its first character other than a space or a
+// list's '-'.
+func tabIndents(data []byte, l string) bool {
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 || isUTF16(data) {
+		return false
+	}
+	ends := lineEnds(data)
+	if n > len(ends) {
+		return false
+	}
+	start := 0
+	if n > 1 {
+		start = ends[n-2]
+	}
+	for _, c := range data[start:ends[n-1]] {
+		switch c {
+		case ' ', '-':
+		case '\t':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // isReaderProblem reports whether p is one of yaml.v3's reader's problems
