@@ -963,12 +963,12 @@ func yamlProblem(path string, data []byte, err error) string {
 				return path + ":" + strconv.Itoa(at) + ": " + m[2] + " (in the " + what + " that begins on line " + strconv.Itoa(line) + ")"
 			}
 		}
-		return path + ":" + strconv.Itoa(line) + ": " + m[2]
+		return path + ":" + strconv.Itoa(line) + ": " + m[2] + flowRefHint(data, line, m[2])
 	}
 	if p := strings.TrimPrefix(msg, "yaml: "); isParserProblem(p) {
 		// yaml.v3 leaves out the line when both of the parser's marks are on the
 		// first one.
-		return path + ":1: " + p
+		return path + ":1: " + p + flowRefHint(data, 1, p)
 	}
 	if m := yamlUnknownAnchor.FindStringSubmatch(msg); m != nil && data != nil {
 		return anchorProblem(path, data, m[1])
@@ -980,6 +980,72 @@ func yamlProblem(path string, data []byte, err error) string {
 		}
 	}
 	return path + ": " + p
+}
+
+// flowRefHint says where the unquoted ${ is when a mapping in braces or a list in
+// brackets that begins on line l of data holds one: YAML ends an unquoted value at its
+// '{', and yaml.v3 words that as a missing ',' at the line the braces open.
+func flowRefHint(data []byte, l int, problem string) string {
+	if problem != "did not find expected ',' or '}'" && problem != "did not find expected ',' or ']'" {
+		return ""
+	}
+	if at := unquotedRefInFlow(data, l); at > 0 {
+		return " (an unquoted ${ on line " + strconv.Itoa(at) + `: inside { } or [ ] write "${VAR}", or the key on a line of its own)`
+	}
+	return ""
+}
+
+// unquotedRefInFlow is the line of the first ${ outside quotes and comments within the
+// flow collection that begins on line l of data (1-based), 0 when there is none.
+func unquotedRefInFlow(data []byte, l int) int {
+	if l < 1 || isUTF16(data) {
+		return 0
+	}
+	ends := lineEnds(data)
+	if l > len(ends) {
+		return 0
+	}
+	i := 0
+	if l > 1 {
+		i = ends[l-2]
+	}
+	line, depth := l, 0
+	var quote byte
+	for ; i < len(data); i++ {
+		c := data[i]
+		switch {
+		case c == '\n':
+			if depth == 0 {
+				return 0
+			}
+			line++
+		case quote == '"':
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				quote = 0
+			}
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#' && (i == 0 || data[i-1] == ' ' || data[i-1] == '\t'):
+			for i+1 < len(data) && data[i+1] != '\n' {
+				i++
+			}
+		case c == '$' && depth > 0 && i+1 < len(data) && data[i+1] == '{':
+			return line
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth--; depth <= 0 {
+				return 0
+			}
+		}
+	}
+	return 0
 }
 
 // tabIndents reports whether line l (1-based, as yaml.v3's scanner gives it) of data
