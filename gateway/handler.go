@@ -2550,6 +2550,8 @@ func (r *request) answerInstead(e *apiError) bool {
 	r.errKind = e.code
 	r.failStatus = e.status
 	h.SetStatusCode(e.status)
+	// The held header's status line says OK: the error's reason phrase instead.
+	h.SetStatusMessage(nil)
 	h.SetContentTypeBytes(strJSON)
 	h.DelBytes(hdrCacheCtl)
 	var body []byte
