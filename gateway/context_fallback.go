@@ -25,7 +25,7 @@ func (r *request) contextWindowExceeded(ctx *fasthttp.RequestCtx) bool {
 	}
 	if r.anthropicAPI {
 		// Rewritten as OpenAI's: a Messages API client reads its own API's shape.
-		providers.AnthropicErrorShape(&ctx.Response)
+		providers.AnthropicErrorShape(&ctx.Response, r.reqID)
 	}
 	r.errKind = errKindContext
 	return true

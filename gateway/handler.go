@@ -2069,7 +2069,7 @@ func (r *request) passUpstreamError(ctx *fasthttp.RequestCtx, ue *providers.Upst
 	if r.anthropicAPI {
 		// In the Messages API's shape, as its client's SDK reads it: here, after
 		// the context fallbacks read the upstream's own (its code, its words).
-		providers.AnthropicErrorShape(&ctx.Response)
+		providers.AnthropicErrorShape(&ctx.Response, r.reqID)
 	}
 	r.setHeaders(ctx)
 	if ue.RetryAfter > 0 {

@@ -180,7 +180,7 @@ func (b *Backend) Send(call *Call, out *fasthttp.Response, res *Result) error {
 		if err == nil && call.bridged != nil && res.Stream == nil {
 			err = b.bridgeAnswer(call.bridged, out, res)
 		} else if err == nil && call.messagesBridged && res.Stream == nil {
-			err = b.messagesAnswer(out, res)
+			err = b.messagesAnswer(call, out, res)
 		}
 		err = b.settle(l, err, res)
 		if err == nil || tries >= len(b.targets) || !errors.Is(err, errConnsBusy) || call.pin == b {

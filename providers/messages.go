@@ -200,8 +200,9 @@ func AppendAnthropicError(dst []byte, typ, msg, requestID string) []byte {
 // names, NotFoundError, and OpenAI's for a body it refuses), an OpenAI-shaped error
 // (error.message), a flat one (a string error, message, FastAPI's detail), or a page
 // with the status alone. An Anthropic SDK reads the type and message of the one shape
-// only, and clients branch on Anthropic's types.
-func AnthropicErrorShape(out *fasthttp.Response) {
+// only, and clients branch on Anthropic's types. The body written carries requestID,
+// the request's ID, as the gateway's own errors do.
+func AnthropicErrorShape(out *fasthttp.Response, requestID []byte) {
 	body := out.Body()
 	if jsonscan.Valid(body) {
 		if typ, ok := jsonscan.Field(body, "type"); ok && string(typ) == `"error"` {
@@ -237,7 +238,7 @@ func AnthropicErrorShape(out *fasthttp.Response) {
 		msg = []byte("The upstream model server answered " + strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + ".")
 	}
 	out.Header.SetContentTypeBytes(strJSON)
-	setAnswer(out, AppendAnthropicError(out.SwapBody(nil)[:0], AnthropicErrorType(status), b2s(msg), ""))
+	setAnswer(out, AppendAnthropicError(out.SwapBody(nil)[:0], AnthropicErrorType(status), b2s(msg), b2s(requestID)))
 }
 
 // Messages API stream events, by their type.

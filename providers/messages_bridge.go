@@ -89,11 +89,7 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 	*buf = body
 	if rerr != nil {
 		putBody(buf)
-		var id []byte
-		if call.Header != nil {
-			id = call.Header.PeekBytes(strRequestIDHeader)
-		}
-		writeAnthropicRefusal(out, rerr, id)
+		writeAnthropicRefusal(out, rerr, requestID(call))
 		return errRefusedRequest
 	}
 	kind, orig, model, opts, key, usage := call.Kind, call.Body, call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage
@@ -111,7 +107,7 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 			// A refusal of the chat call, in the Messages API's shape. An upstream's
 			// error goes as it came: the gateway shapes it once its context
 			// fallbacks have read it.
-			AnthropicErrorShape(out)
+			AnthropicErrorShape(out, requestID(call))
 		}
 		return err
 	}
@@ -124,6 +120,15 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 	}
 	putBody(buf)
 	return nil
+}
+
+// requestID is the request's ID, as the call sends it upstream (X-Request-Id), for
+// the Messages API's error bodies.
+func requestID(call *Call) []byte {
+	if call.Header == nil {
+		return nil
+	}
+	return call.Header.PeekBytes(strRequestIDHeader)
 }
 
 // writeAnthropicRefusal writes a request the bridge cannot translate as the Messages
@@ -141,7 +146,7 @@ func writeAnthropicRefusal(out *fasthttp.Response, rerr *requestError, requestID
 // messagesAnswer turns out's 2xx chat completion into a Messages API message, before
 // Send judges the attempt: an answer it cannot read is ErrBadResponse. An answer
 // holding an error object (a router's 200 that failed) goes as it came.
-func (b *Backend) messagesAnswer(out *fasthttp.Response, res *Result) error {
+func (b *Backend) messagesAnswer(call *Call, out *fasthttp.Response, res *Result) error {
 	if out.StatusCode() < 200 || out.StatusCode() > 299 {
 		return nil
 	}
@@ -155,7 +160,7 @@ func (b *Backend) messagesAnswer(out *fasthttp.Response, res *Result) error {
 			// the Messages API has no such answer, and an SDK would read an empty
 			// message. It goes as that API's error, 502, its message kept.
 			out.SetStatusCode(fasthttp.StatusBadGateway)
-			AnthropicErrorShape(out)
+			AnthropicErrorShape(out, requestID(call))
 			return nil
 		}
 		return ErrBadResponse

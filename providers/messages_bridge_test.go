@@ -549,7 +549,7 @@ func TestMessagesBridgeSend(t *testing.T) {
 		if !strings.Contains(string(out.Body()), `"param":"top_k"`) {
 			t.Errorf("body %s, want the upstream's", out.Body())
 		}
-		AnthropicErrorShape(&out)
+		AnthropicErrorShape(&out, nil)
 		if want := `{"type":"error","error":{"type":"invalid_request_error","message":"Invalid value for 'top_k'."}}`; string(out.Body()) != want {
 			t.Errorf("shaped body %s, want %s", out.Body(), want)
 		}

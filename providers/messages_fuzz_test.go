@@ -81,7 +81,7 @@ func FuzzAnthropicErrorShape(f *testing.F) {
 		var out fasthttp.Response
 		out.SetStatusCode(status)
 		out.SetBody(body)
-		AnthropicErrorShape(&out)
+		AnthropicErrorShape(&out, nil)
 		var e struct {
 			Type  string `json:"type"`
 			Error struct {

@@ -136,7 +136,7 @@ func TestAnthropicErrorShape(t *testing.T) {
 		var out fasthttp.Response
 		out.SetStatusCode(c.status)
 		out.SetBodyString(c.in)
-		AnthropicErrorShape(&out)
+		AnthropicErrorShape(&out, nil)
 		if got := string(out.Body()); got != c.want {
 			t.Errorf("%d %s:\n got %s\nwant %s", c.status, c.in, got, c.want)
 		}
