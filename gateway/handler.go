@@ -1710,10 +1710,14 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		}
 	}
 	r.setHeaders(ctx)
-	r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
-		slog.String("request_id", string(r.reqID)), slog.String("endpoint", ep.name),
-		slog.String("backend", r.backend), slog.String("target", r.rt.targetLabel(r.be, r.res.Target)), slog.Int("attempts", r.attempts),
-		slog.String("error", errString(last)))
+	if !errors.Is(last, providers.ErrUnsupported) {
+		// An operation the backend's API lacks was asked of no upstream: the
+		// gateway's own 400, which the access log names, not an upstream's failure.
+		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
+			slog.String("request_id", string(r.reqID)), slog.String("endpoint", ep.name),
+			slog.String("backend", r.backend), slog.String("target", r.rt.targetLabel(r.be, r.res.Target)), slog.Int("attempts", r.attempts),
+			slog.String("error", errString(last)))
+	}
 	return upstreamFailure(last)
 }
 
