@@ -1619,6 +1619,9 @@ type chatAnswer struct {
 	created, model, tier, usage                 []byte
 	content, refusal, calls, annotations, think []byte
 	finish, logprobs                            []byte
+	// stopStr is the choice's stop_reason when it is a string: vLLM names there
+	// the stop string that ended the answer (a number is a stop token's ID).
+	stopStr []byte
 	// blocks is the message's thinking_blocks (LiteLLM's field, which the Anthropic
 	// translation answers): the thinking the next turn must send back.
 	blocks []byte
@@ -1676,6 +1679,8 @@ func (c *chatAnswer) read(body []byte) bool {
 			c.finish = v
 		case "logprobs":
 			c.logprobs = v
+		case "stop_reason":
+			c.stopStr = v
 		}
 	}
 	if it.Reset(msg) != nil {

@@ -43,6 +43,7 @@ func (c *chatChunk) read(data []byte) bool {
 // vLLM's) its reasoning, blocks its thinking_blocks.
 type chatChoice struct {
 	finish, logprobs                                 []byte
+	stopStr                                          []byte // stop_reason, as chatAnswer's
 	content, reasoning, blocks, refusal, calls, anns []byte
 }
 
@@ -67,6 +68,8 @@ func (ch *chatChoice) read(c []byte) bool {
 			ch.finish = v
 		case "logprobs":
 			ch.logprobs = v
+		case "stop_reason":
+			ch.stopStr = v
 		}
 	}
 	if jsonscan.IsNull(ch.finish) {

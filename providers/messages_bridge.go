@@ -964,6 +964,17 @@ func stopReason(finish []byte) string {
 	return "end_turn"
 }
 
+// stopSequence is the stop sequence that ended a chat answer of finish_reason finish
+// (raw JSON), a JSON string, or nil: vLLM's stop_reason (stopStr) names the stop
+// string matched, which the Messages API answers as stop_reason stop_sequence and its
+// stop_sequence. OpenAI's API names none: such an answer stays end_turn.
+func stopSequence(finish, stopStr []byte) []byte {
+	if string(finish) != `"stop"` || !jsonscan.IsString(stopStr) || len(stopStr) <= 2 {
+		return nil
+	}
+	return stopStr
+}
+
 // calledStop is stop for an answer that called tools (called): tool_use where the
 // chat answer said it stopped (OpenAI's finish_reason is stop when tool_choice forced
 // a function), as Anthropic's answer that calls tools says, so that a client's tool
@@ -1053,13 +1064,28 @@ func appendMessagesAnswer(dst, chat, model []byte, u *Usage) ([]byte, bool) {
 	}
 	dst = append(dst, `],"stop_reason":"`...)
 	stop := calledStop(stopReason(c.finish), calls > 0)
-	if refused {
+	seq := stopSequence(c.finish, c.stopStr)
+	switch {
+	case refused:
 		stop = "refusal"
+	case stop == "end_turn" && seq != nil:
+		stop = "stop_sequence"
+	default:
+		seq = nil
 	}
 	dst = append(dst, stop...)
-	dst = append(dst, `","stop_sequence":null,"usage":`...)
+	dst = appendStopSeq(append(dst, `","stop_sequence":`...), seq)
+	dst = append(dst, `,"usage":`...)
 	dst = appendMsgUsage(dst, u)
 	return append(dst, '}'), true
+}
+
+// appendStopSeq appends a message's stop_sequence: seq, a JSON string, or null.
+func appendStopSeq(dst, seq []byte) []byte {
+	if seq == nil {
+		return append(dst, "null"...)
+	}
+	return append(dst, seq...)
 }
 
 // appendToolInput appends a tool call's arguments (a raw JSON string) as a tool_use
@@ -1102,6 +1128,9 @@ type msgStream struct {
 	relayQueue
 	model []byte
 	stop  string
+	// stopSeq is the stop sequence that ended the answer (stopSequence), copied
+	// from its chunk, or empty.
+	stopSeq []byte
 	// refused is set once a chunk carried the model's refusal (delta.refusal).
 	refused  bool
 	usage    Usage
@@ -1139,7 +1168,7 @@ var msgStreamPool = sync.Pool{New: func() any { return &msgStream{relayQueue: re
 func (s *msgStream) Close() error {
 	err := s.closeInner()
 	s.relayQueue.reset()
-	*s = msgStream{relayQueue: s.relayQueue, model: trimBuf(s.model), scratch: trimBuf(s.scratch),
+	*s = msgStream{relayQueue: s.relayQueue, model: trimBuf(s.model), scratch: trimBuf(s.scratch), stopSeq: trimBuf(s.stopSeq),
 		toolsBegun: s.toolsBegun[:0], held: s.held[:0], openArgs: trimBuf(s.openArgs)}
 	if cap(s.held) > maxOpenCalls {
 		s.held = nil
@@ -1301,6 +1330,7 @@ func (s *msgStream) take(iev *Event, _ *chatChunk) {
 func (s *msgStream) choice(c *chatChoice) error {
 	if c.finish != nil {
 		s.stop = stopReason(c.finish)
+		s.stopSeq = append(s.stopSeq[:0], stopSequence(c.finish, c.stopStr)...)
 	}
 	content := c.content
 	if !nonEmpty(content) && nonEmpty(c.refusal) {
@@ -1416,12 +1446,17 @@ func (s *msgStream) finish() {
 		stop = "end_turn"
 	}
 	stop = calledStop(stop, len(s.toolsBegun) > 0)
-	if s.refused {
+	var seq []byte
+	switch {
+	case s.refused:
 		stop = "refusal"
+	case stop == "end_turn" && len(s.stopSeq) > 0:
+		stop, seq = "stop_sequence", s.stopSeq
 	}
 	s.pend = append(s.pend, `{"type":"message_delta","delta":{"stop_reason":"`...)
 	s.pend = append(s.pend, stop...)
-	s.pend = append(s.pend, `","stop_sequence":null},"usage":`...)
+	s.pend = appendStopSeq(append(s.pend, `","stop_sequence":`...), seq)
+	s.pend = append(s.pend, `},"usage":`...)
 	if s.hasUsage {
 		s.pend = appendMsgUsage(s.pend, &s.usage)
 	} else {

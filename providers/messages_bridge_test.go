@@ -202,6 +202,16 @@ func TestMessagesBridgeAnswer(t *testing.T) {
 			`{"id":"ID","type":"message","role":"assistant","model":"backend-model","content":[{"type":"text","text":"Hel"}],` +
 				`"stop_reason":"max_tokens","stop_sequence":null,"usage":{"input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}`,
 			Usage{}},
+		{"stop string matched (vLLM's stop_reason)",
+			`{"choices":[{"index":0,"message":{"role":"assistant","content":"Hel"},"finish_reason":"stop","stop_reason":"lo\n"}]}`,
+			`{"id":"ID","type":"message","role":"assistant","model":"backend-model","content":[{"type":"text","text":"Hel"}],` +
+				`"stop_reason":"stop_sequence","stop_sequence":"lo\n","usage":{"input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}`,
+			Usage{}},
+		{"stop token (a number) is no stop sequence",
+			`{"choices":[{"index":0,"message":{"role":"assistant","content":"Hel"},"finish_reason":"stop","stop_reason":128009}]}`,
+			`{"id":"ID","type":"message","role":"assistant","model":"backend-model","content":[{"type":"text","text":"Hel"}],` +
+				`"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}`,
+			Usage{}},
 		{"content filter, empty",
 			`{"choices":[{"index":0,"message":{"role":"assistant","content":""},"finish_reason":"content_filter"}]}`,
 			`{"id":"ID","type":"message","role":"assistant","model":"backend-model","content":[],` +
