@@ -1428,7 +1428,8 @@ func (s *Server) refreshCert() {
 	cert, err := files.load()
 	if err != nil || cert == nil {
 		if err != nil {
-			s.log.Warn("server.tls files changed but do not load; the served certificate stays", "error", err.Error())
+			s.log.Warn("server.tls files changed but do not load; the served certificate stays",
+				"cert_file", files.CertFile, "key_file", files.KeyFile, "error", err.Error())
 		}
 		return
 	}
