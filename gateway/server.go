@@ -596,6 +596,7 @@ func (s *Server) Listen() error {
 	s.apiLn = api
 	s.admLn = deadline.Listener{Listener: newAcceptRetry(adm, "admin", s.log), FirstByte: idleTimeout(s.admin), Pending: &s.admNew}
 	if s.cert.Load() != nil {
+		api.PlainHTTP = plainHTTPAnswer
 		s.apiLn = deadline.NewTLSListener(api, &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			NextProtos: []string{"http/1.1"},
@@ -606,6 +607,15 @@ func (s *Server) Listen() error {
 	}
 	return nil
 }
+
+// plainHTTPAnswer is the answer to a client that sends a plain HTTP request to the
+// API listener under server.tls (deadline.Listener's PlainHTTP): 400 in the API's error
+// shape, where it would otherwise read an empty reply.
+var plainHTTPAnswer = func() []byte {
+	body := `{"error":{"message":"This port serves HTTPS: send the request over TLS (an https:// URL).","type":"invalid_request_error","param":null,"code":"https_required"}}`
+	return []byte("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}()
 
 // idleTimeout is how long srv waits for a kept-alive connection's next request, as
 // fasthttp has it: IdleTimeout, or ReadTimeout when unset.

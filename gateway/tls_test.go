@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -301,11 +303,21 @@ endpoints:
 	if !bytes.Equal(served(), leaf(p1)) {
 		t.Fatal("not serving the configured certificate")
 	}
-	if resp, err := http.Get("http://" + g.Addr() + "/v1/models"); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			t.Fatal("plain HTTP answered 200 on the TLS listener")
-		}
+	// A client given http:// for the TLS listener reads a 400 saying so, in the API's
+	// error shape, not an empty reply; the SDK reports it as an API error.
+	resp, err := http.Get("http://" + g.Addr() + "/v1/models")
+	if err != nil {
+		t.Fatalf("plain HTTP on the TLS listener: %v, want a 400 saying so", err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(raw), `"code":"https_required"`) {
+		t.Fatalf("plain HTTP on the TLS listener: %d %s", resp.StatusCode, raw)
+	}
+	plain := openai.NewClient(option.WithBaseURL("http://"+g.Addr()+"/v1"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	_, err = plain.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat", Messages: userMsg("hi")})
+	if apiErr, ok := errors.AsType[*openai.Error](err); !ok || apiErr.StatusCode != 400 || apiErr.Code != "https_required" {
+		t.Fatalf("the SDK over plain HTTP: %v, want a 400 https_required", err)
 	}
 
 	install(p2)

@@ -498,6 +498,11 @@ type Listener struct {
 	// of its first request (or closes), for a server that shuts down to end their
 	// wait (Pending.End).
 	Pending *Pending
+	// PlainHTTP, when set, is written to a client of NewTLSListener's whose first
+	// bytes are a plain HTTP request rather than a TLS handshake (a client given
+	// http:// for an https:// server), before the connection closes, as Go's
+	// net/http answers it: such a client otherwise reads an empty reply.
+	PlainHTTP []byte
 }
 
 // Accept waits for the next connection and wraps it.

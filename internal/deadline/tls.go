@@ -2,6 +2,7 @@ package deadline
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync/atomic"
 	"time"
@@ -30,7 +31,7 @@ func (l tlsListener) Accept() (net.Conn, error) {
 	}
 	raw := c.(*Conn)
 	raw.underTLS = true
-	tc := &tlsConn{Conn: tls.Server(raw, l.config), raw: raw}
+	tc := &tlsConn{Conn: tls.Server(raw, l.config), raw: raw, plain: l.PlainHTTP}
 	tc.waiting.Store(raw.firstByte > 0)
 	// The lines that count are those of what the client sent, not of its records.
 	tc.lines.on, raw.lines.on = raw.lines.on, false
@@ -49,6 +50,8 @@ type tlsConn struct {
 	askedAt atomic.Int64
 	// lines follows the line feeds read (Listener's Lines).
 	lines lineFeeds
+	// plain is Listener's PlainHTTP.
+	plain []byte
 }
 
 // SetDeadline sets both deadlines, the read one counting from the first byte of the
@@ -75,6 +78,7 @@ func (c *tlsConn) asked() {
 func (c *tlsConn) Read(b []byte) (n int, err error) {
 	if c.waiting.Load() && len(b) > 0 {
 		if err := c.Conn.Handshake(); err != nil {
+			c.answerPlainHTTP(err)
 			return 0, err
 		}
 		// The wait for the handshake's first byte made the read deadline asked
@@ -90,12 +94,33 @@ func (c *tlsConn) Read(b []byte) (n int, err error) {
 		}
 	} else {
 		n, err = c.Conn.Read(b)
+		if err != nil && n == 0 {
+			c.answerPlainHTTP(err)
+		}
 	}
 	if c.lines.on {
 		c.lines.add(b[:n])
 	}
 	return n, err
 }
+
+// answerPlainHTTP writes c.plain to a client whose handshake failed on a first record
+// that is the start of an HTTP request (the method and a space or a slash, as Go's
+// net/http tells it), on the raw connection, which the caller then closes.
+func (c *tlsConn) answerPlainHTTP(err error) {
+	var re tls.RecordHeaderError
+	if len(c.plain) == 0 || !errors.As(err, &re) || re.Conn == nil {
+		return
+	}
+	switch string(re.RecordHeader[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH":
+		_ = re.Conn.SetWriteDeadline(time.Now().Add(plainHTTPWrite))
+		_, _ = re.Conn.Write(c.plain)
+	}
+}
+
+// plainHTTPWrite bounds the write of the answer to a plain HTTP client.
+const plainHTTPWrite = time.Second
 
 // LineFeedIn reports whether a line feed came in the last n bytes the client sent
 // (after decryption), past the first skip of them, as Conn's does.
