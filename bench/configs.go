@@ -21,8 +21,9 @@ type gwConfig struct {
 }
 
 type gwServer struct {
-	Listen      string `yaml:"listen"`
-	AdminListen string `yaml:"admin_listen"`
+	Listen      string        `yaml:"listen"`
+	AdminListen string        `yaml:"admin_listen"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 type gwAuth struct {
@@ -44,6 +45,15 @@ type gwBackend struct {
 // Tollgate round start by redialling mockllm, while nginx keeps its upstream
 // connections 300 s.
 const upstreamKeepAlive = time.Hour
+
+// clientKeepAlive is how long the harness's client, nginx (keepalive_timeout) and
+// the gateway (server.idle_timeout) keep an idle client connection. A path's
+// client connections sit idle while the other paths take their rounds, longer the
+// longer the rounds: with the gateway's default of 90 s, a run of long rounds
+// (--duration 225s in 5 rounds on three paths) would have every later Tollgate
+// round start on connections the gateway had closed, failing as "conn closed"
+// and redialling, while nginx's rounds reused theirs.
+const clientKeepAlive = 300 * time.Second
 
 type gwRoute struct {
 	Backend string `yaml:"backend"`
@@ -141,7 +151,7 @@ func gatewayModel(k reqKind) string {
 // gatewayConfig builds the YAML for one scenario's gateway.
 func gatewayConfig(p gwParams) ([]byte, error) {
 	c := gwConfig{
-		Server: gwServer{Listen: p.Listen, AdminListen: p.Admin},
+		Server: gwServer{Listen: p.Listen, AdminListen: p.Admin, IdleTimeout: clientKeepAlive},
 		Auth:   gwAuth{Mode: "none"},
 		Backends: map[string]gwBackend{"m": {Provider: "openai", BaseURL: "http://" + p.Upstream + "/v1", Model: p.Model,
 			MaxConns: p.UpstreamConns, IdleConn: upstreamKeepAlive}},
@@ -231,7 +241,7 @@ func nginxConfig(p nginxParams) string {
 		w("    ", t, "_temp_path ", p.Dir, "/", t, ";")
 	}
 	w("    keepalive_requests 1000000;")
-	w("    keepalive_timeout 300s;")
+	w("    keepalive_timeout ", strconv.Itoa(int(clientKeepAlive/time.Second)), "s;")
 	w("    upstream stable {")
 	w("        server ", p.Upstream, ";")
 	w("        keepalive 256;")

@@ -119,6 +119,38 @@ func TestGatewayUpstreamIdleOutlastsRounds(t *testing.T) {
 	}
 }
 
+// A path's client connections sit idle between its rounds as well, for as long as
+// the other paths' rounds take: over the gateway's default idle_timeout of 90 s
+// from --duration 225s in 5 rounds on three paths (150s on four). The gateway must
+// keep them as long as nginx (keepalive_timeout) and the harness's client do, or
+// its later rounds start on connections it closed, failing as "conn closed" and
+// redialling, where nginx's rounds reuse theirs.
+func TestClientConnectionsIdleAlikeThroughBothProxies(t *testing.T) {
+	y, err := gatewayConfig(gwParams{Listen: "127.0.0.1:1", Admin: "127.0.0.1:2", Upstream: "127.0.0.1:3", Model: mockModel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := gateway.ParseConfig("tollgate.yaml", y, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nginx time.Duration
+	for line := range strings.Lines(nginxConfig(nginxParams{Dir: "/tmp/b", Listen: "127.0.0.1:1", Upstream: "127.0.0.1:3"})) {
+		// The first is the http block's: the client side (the upstream blocks follow).
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "keepalive_timeout "); ok {
+			if nginx, err = time.ParseDuration(strings.TrimSuffix(v, ";")); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	client := newClient("127.0.0.1:1", 1, time.Second, false, 0).MaxIdleConnDuration
+	if cfg.Server.IdleTimeout != nginx || client != nginx {
+		t.Fatalf("idle client connections kept %v by the gateway, %v by nginx, %v by the harness's client; want them alike",
+			cfg.Server.IdleTimeout, nginx, client)
+	}
+}
+
 func TestNginxConfig(t *testing.T) {
 	base := nginxParams{Dir: "/tmp/b", Listen: "127.0.0.1:18081", Upstream: "127.0.0.1:18001"}
 	stream := base

@@ -271,7 +271,7 @@ func newClient(addr string, conns int, timeout time.Duration, stream bool, readB
 	return &fasthttp.HostClient{
 		Addr:                     addr,
 		MaxConns:                 conns,
-		MaxIdleConnDuration:      5 * time.Minute,
+		MaxIdleConnDuration:      clientKeepAlive,
 		ReadTimeout:              timeout,
 		WriteTimeout:             timeout,
 		ReadBufferSize:           readBuf,
