@@ -1870,7 +1870,7 @@ func (r *request) thinkingRoom() int64 {
 func (r *request) capDropped() bool {
 	for _, ts := range [2][]router.Target{r.plan.Targets, r.plan.ContextTargets} {
 		for i := range ts {
-			if r.rt.backendList[ts[i].Backend].Uncapped(r.body) {
+			if r.rt.backendList[ts[i].Backend].Uncapped(r.call.Kind, r.body) {
 				return true
 			}
 		}

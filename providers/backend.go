@@ -47,6 +47,9 @@ type Backend struct {
 	// dropsCap is set when drop_params names max_tokens or max_completion_tokens
 	// (Uncapped).
 	dropsCap bool
+	// renamesCap is set for an OpenAI reasoning model, to which a chat call's
+	// max_tokens goes as max_completion_tokens.
+	renamesCap bool
 	// native is set when the upstream serves the Responses API itself; without it
 	// a Responses call goes through the bridge (bridge.go), as a chat call whose
 	// stream asks for its usage when bridgeUsage is set.
@@ -66,7 +69,8 @@ func New(name string, c Config) (*Backend, error) { return NewWith(name, c, nil)
 func build(name string, c Config, ps *Pools) (*Backend, error) {
 	cfg := c.withDefaults()
 	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg, dropsCap: dropsCap(cfg.DropParams),
-		native: nativeResponses(&cfg), bridgeUsage: true, messagesChat: messagesViaChat(&cfg), quotedModel: quoteModel(cfg.Model)}
+		renamesCap: (cfg.Provider == "openai" || cfg.Provider == "azure") && openAIReasoningModel(cfg.Model),
+		native:     nativeResponses(&cfg), bridgeUsage: true, messagesChat: messagesViaChat(&cfg), quotedModel: quoteModel(cfg.Model)}
 	b.busySets.New = func() any {
 		s := make(targetBits, (len(b.targets)+63)/64)
 		return &s

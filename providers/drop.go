@@ -66,27 +66,33 @@ func namedIn(k []byte, names []string) bool {
 
 // Uncapped reports whether the backend removes (drop_params) every max_tokens,
 // max_completion_tokens and max_output_tokens (the Responses API's) member of the
-// request body that is not null, and it holds one:
+// request body of a call of kind k that is not null, and it holds one:
 // the client's cap on the output then never reaches the upstream, and the gateway's
-// token estimate may not take it for the most the call produces.
-func (b *Backend) Uncapped(body []byte) bool {
+// token estimate may not take it for the most the call produces. A chat call's
+// max_tokens to an OpenAI reasoning model goes as max_completion_tokens, and is
+// dropped under that name.
+func (b *Backend) Uncapped(k Kind, body []byte) bool {
 	if !b.dropsCap {
 		return false
 	}
+	renamed := k == Chat && b.renamesCap
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return false
 	}
 	capped := false
 	for {
-		k, v, ok := it.Next()
+		key, v, ok := it.Next()
 		if !ok {
 			break
 		}
-		if (foldedKey(k, "max_tokens") || foldedKey(k, "max_completion_tokens") || foldedKey(k, "max_output_tokens")) && !jsonscan.IsNull(v) {
+		if (foldedKey(key, "max_tokens") || foldedKey(key, "max_completion_tokens") || foldedKey(key, "max_output_tokens")) && !jsonscan.IsNull(v) {
+			if renamed && isKey(key, "max_tokens") {
+				key = strMaxCompletionTokensKey
+			}
 			// Through the bridge, max_output_tokens goes up as the chat call's cap,
 			// which drop_params may name too: counted as dropped.
-			if !namedIn(k, b.cfg.DropParams) && (b.native || !foldedKey(k, "max_output_tokens")) {
+			if !namedIn(key, b.cfg.DropParams) && (b.native || !foldedKey(key, "max_output_tokens")) {
 				return false
 			}
 			capped = true

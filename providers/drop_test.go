@@ -121,7 +121,7 @@ func TestUncapped(t *testing.T) {
 		{[]string{"max_tokens"}, `{"input":"hi","max_output_tokens":64}`, false},
 	} {
 		b := &Backend{cfg: Config{DropParams: tc.drop}, dropsCap: dropsCap(tc.drop), native: true}
-		if got := b.Uncapped([]byte(tc.body)); got != tc.want {
+		if got := b.Uncapped(Chat, []byte(tc.body)); got != tc.want {
 			t.Errorf("drop %v, body %s: Uncapped %v, want %v", tc.drop, tc.body, got, tc.want)
 		}
 	}
@@ -129,17 +129,17 @@ func TestUncapped(t *testing.T) {
 	// any cap's name may remove it.
 	for _, drop := range [][]string{{"max_tokens"}, {"max_completion_tokens"}, {"max_output_tokens"}} {
 		b := &Backend{cfg: Config{DropParams: drop}, dropsCap: dropsCap(drop)}
-		if !b.Uncapped([]byte(`{"input":"hi","max_output_tokens":64}`)) {
+		if !b.Uncapped(Chat, []byte(`{"input":"hi","max_output_tokens":64}`)) {
 			t.Errorf("bridged, drop %v: capped", drop)
 		}
 	}
-	if b := (&Backend{cfg: Config{DropParams: []string{"temperature"}}}); b.Uncapped([]byte(`{"input":"hi","max_output_tokens":64}`)) {
+	if b := (&Backend{cfg: Config{DropParams: []string{"temperature"}}}); b.Uncapped(Chat, []byte(`{"input":"hi","max_output_tokens":64}`)) {
 		t.Error("bridged, dropping no cap: uncapped")
 	}
 	drop := []string{"temperature", "max_tokens"}
 	b := &Backend{cfg: Config{DropParams: drop}, dropsCap: dropsCap(drop)}
 	body := []byte(`{"model":"m","messages":[{"role":"user","content":"Hi"}],"max_tokens":10,"temperature":0.2}`)
-	if n := testing.AllocsPerRun(100, func() { b.Uncapped(body) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { b.Uncapped(Chat, body) }); n != 0 {
 		t.Errorf("Uncapped: %v allocations, want 0", n)
 	}
 }

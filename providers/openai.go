@@ -176,11 +176,12 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	forceUsage := o.forceUsage(call)
 	buf := bodyPool.Get().(*[]byte)
 	*buf = appendBody((*buf)[:0], call, o.model, forceUsage)
+	if o.reasoning && call.Kind == Chat {
+		// Renamed first: drop_params names the fields as the upstream would get them.
+		*buf = renameMaxTokens(*buf)
+	}
 	if len(o.drop) > 0 {
 		*buf = dropFields(*buf, o.drop)
-	}
-	if o.reasoning && call.Kind == Chat {
-		*buf = renameMaxTokens(*buf)
 	}
 	req.SetBodyRaw(*buf)
 

@@ -41,6 +41,7 @@ var (
 	strMaxTokens               = []string{"max_tokens"}
 	strMaxCompletionTokensName = []string{"max_completion_tokens"}
 	strMaxCompletionTokens     = []byte(`"max_completion_tokens"`)
+	strMaxCompletionTokensKey  = strMaxCompletionTokens[1 : len(strMaxCompletionTokens)-1]
 )
 
 // renameMaxTokens rewrites the request body b's max_tokens as max_completion_tokens,
