@@ -657,7 +657,12 @@ func includeUsage(v []byte) (usage, continuous bool, e *apiError) {
 				return false, false, &errTwice[keyIncludeUsage]
 			}
 			seen = true
-			usage, _ = jsonscan.Bool(val)
+			var isBool bool
+			if usage, isBool = jsonscan.Bool(val); !isBool && !jsonscan.IsNull(val) {
+				// OpenAI refuses it so; vLLM would read 1 or "yes" as true, and
+				// the client's usage would be cut while it asked for it.
+				return false, false, &errUsageType
+			}
 		case bytes.EqualFold(k, strIncludeUsage):
 			return false, false, &errFolded[keyIncludeUsage]
 		case bytes.EqualFold(k, strContinuousUsage):

@@ -121,6 +121,7 @@ func TestErrorBody(t *testing.T) {
 func FuzzScanBody(f *testing.F) {
 	for _, s := range []string{`{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`,
 		`{"model":"m","stream_options":{"include_usage":true},"max_tokens":5,"user":"x"}`, `{"model":1}`, `[]`, `{`,
+		`{"model":"m","stream":true,"stream_options":{"include_usage":"yes","continuous_usage_stats":1}}`,
 		`{"mod\u0065l":"chat","\u0073tream":true}`, `{"model":"a","model":"b"}`, `{"model":"m","prompt":[[1],"a",2]}`,
 		`{"model":"m","user":"a","safety_identifier":"b"}`, `{"model":"m","safety_identifier":"","user":"u","user":null}`,
 		`{"model":"m","safety\u005fidentifier":7,"user":"jos\u00e9"}`,
