@@ -520,3 +520,35 @@ func TestAdminErrorMessagesSayWhatIsWrong(t *testing.T) {
 		t.Errorf("with Redis down: message %q; want it to say the shared state in Redis failed, without Redis's own error", msg)
 	}
 }
+
+// An admin call whose Authorization header has two lines is refused 400
+// duplicate_authorization, whichever line holds the token: a proxy on the way may
+// read the other one, as the API refuses a key sent twice.
+func TestAdminAuthorizationTwiceRefused(t *testing.T) {
+	t.Parallel()
+	_, admin := startAdminGateway(t)
+	for _, lines := range [][]string{{"Bearer tok", "Bearer tok"}, {"Bearer tok", "Bearer wrong"}, {"Bearer wrong", "Bearer tok"}} {
+		req, _ := http.NewRequest("POST", admin+"/admin/endpoints/chat/canary/pause", nil)
+		for _, l := range lines {
+			req.Header.Add("Authorization", l)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Fatalf("Authorization %q: %d %s, want 400", lines, resp.StatusCode, raw)
+		}
+		var body map[string]any
+		if err := json.Unmarshal(raw, &body); err != nil {
+			t.Fatalf("not JSON: %s", raw)
+		}
+		checkAdminError(t, "two Authorization lines", body, "duplicate_authorization")
+	}
+	_, _, view := adminRaw(t, "GET", admin+"/admin/endpoints/chat", "", map[string]string{"Authorization": "Bearer tok"})
+	if st, _ := canaryOf(t, view); st != "stepping" {
+		t.Errorf("a refused pause changed the canary: %s", st)
+	}
+}

@@ -60,6 +60,9 @@ var (
 	// two identities, of which the gateway may pick neither; nginx refuses a second
 	// Authorization line with 400 too.
 	errKeyTwice = apiError{400, "invalid_request_error", "duplicate_api_key", "", "The request sends its Authorization, api-key or x-api-key header on more than one line: send one API key, once."}
+	// errAdminAuthTwice refuses an admin API call whose Authorization header has
+	// more than one line.
+	errAdminAuthTwice = apiError{400, "invalid_request_error", "duplicate_authorization", "", "The request sends its Authorization header on more than one line: send the admin token once."}
 )
 
 // appendError renders {"error":{"message","type","param","code"}}.
