@@ -329,6 +329,7 @@ func TestEndToEndErrors(t *testing.T) {
 		{"missing model", `{"messages":[]}`, 400, "missing_model"},
 		{"null model", `{"model":null,"messages":[]}`, 400, "missing_model"},
 		{"model not a string", `{"model":7,"messages":[]}`, 400, "invalid_type"},
+		{"stream_options not an object", `{"model":"chat","stream":true,"stream_options":"x","messages":[]}`, 400, "invalid_type"},
 		{"include_usage not a boolean", `{"model":"chat","stream":true,"stream_options":{"include_usage":1},"messages":[]}`, 400, "invalid_type"},
 		{"too large", `{"model":"chat","messages":[{"role":"user","content":"` + strings.Repeat("x", 70<<10) + `"}]}`, 413, "request_too_large"},
 	}

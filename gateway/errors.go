@@ -17,15 +17,16 @@ type apiError struct {
 
 // The errors the gateway itself answers with. Messages never hold keys or prompts.
 var (
-	errMalformed  = apiError{400, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."}
-	errNotObject  = apiError{400, "invalid_request_error", "invalid_json", "", "The request body must be a JSON object."}
-	errNoModel    = apiError{400, "invalid_request_error", "missing_model", "model", "You must provide a model parameter."}
-	errModelType  = apiError{400, "invalid_request_error", "invalid_type", "model", "The model parameter must be a string."}
-	errStreamType = apiError{400, "invalid_request_error", "invalid_type", "stream", "The stream parameter must be a boolean."}
-	errUsageType  = apiError{400, "invalid_request_error", "invalid_type", "stream_options.include_usage", "The stream_options.include_usage parameter must be a boolean."}
-	errTooLarge   = apiError{413, "invalid_request_error", "request_too_large", "", "The request body is larger than this gateway accepts."}
-	errNoKey      = apiError{401, "authentication_error", "missing_api_key", "", "You didn't provide an API key. Send it in the Authorization header as Bearer YOUR_KEY."}
-	errBadKey     = apiError{401, "authentication_error", "invalid_api_key", "", "Incorrect API key provided."}
+	errMalformed   = apiError{400, "invalid_request_error", "invalid_json", "", "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."}
+	errNotObject   = apiError{400, "invalid_request_error", "invalid_json", "", "The request body must be a JSON object."}
+	errNoModel     = apiError{400, "invalid_request_error", "missing_model", "model", "You must provide a model parameter."}
+	errModelType   = apiError{400, "invalid_request_error", "invalid_type", "model", "The model parameter must be a string."}
+	errStreamType  = apiError{400, "invalid_request_error", "invalid_type", "stream", "The stream parameter must be a boolean."}
+	errOptionsType = apiError{400, "invalid_request_error", "invalid_type", "stream_options", "The stream_options parameter must be an object."}
+	errUsageType   = apiError{400, "invalid_request_error", "invalid_type", "stream_options.include_usage", "The stream_options.include_usage parameter must be a boolean."}
+	errTooLarge    = apiError{413, "invalid_request_error", "request_too_large", "", "The request body is larger than this gateway accepts."}
+	errNoKey       = apiError{401, "authentication_error", "missing_api_key", "", "You didn't provide an API key. Send it in the Authorization header as Bearer YOUR_KEY."}
+	errBadKey      = apiError{401, "authentication_error", "invalid_api_key", "", "Incorrect API key provided."}
 	// errNotBearer is errBadKey for an Authorization header of another scheme (Basic):
 	// its challenge carries no error code (RFC 6750 3.1).
 	errNotBearer = errBadKey

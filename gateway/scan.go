@@ -285,6 +285,11 @@ func scanBody(body []byte, f *fields) *apiError {
 			if !once(keyStreamOptions) {
 				return &errTwice[keyStreamOptions]
 			}
+			if v[0] != '{' && !jsonscan.IsNull(v) {
+				// OpenAI refuses it so, and no upstream reads include_usage
+				// out of it.
+				return &errOptionsType
+			}
 			f.streamOptions = [2]int{off, off + len(v)}
 			var e *apiError
 			if f.includeUsage, f.continuousUsage, e = includeUsage(v); e != nil {
