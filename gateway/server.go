@@ -487,17 +487,9 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	if tc, ok := ctx.Conn().(tlsConn); ok && !tc.ConnectionState().HandshakeComplete {
 		return
 	}
-	e := &errUnreadable
-	var small *fasthttp.ErrSmallBuffer
-	var ne net.Error
-	switch {
-	case errors.As(err, &small):
-		e = &errHeaderTooLarge
-		if requestLineCut(ctx.Conn(), small) {
-			e = &errURITooLong
-		}
-	case errors.As(err, &ne) && ne.Timeout():
-		e = &errReadTimeout
+	e := unreadable(err)
+	if small, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok && requestLineCut(ctx.Conn(), small) {
+		e = &errURITooLong
 	}
 	closeLingering(ctx)
 	s.ownRequest(ctx).fail(ctx, e)
@@ -1794,18 +1786,23 @@ const adminMaxBody = 64 << 10
 // are, instead of fasthttp's text/plain 400 for each: 413 for a body over
 // adminMaxBody, 431 for headers over the read buffer, 408 for a read timeout.
 func serveAdminParseError(ctx *fasthttp.RequestCtx, err error) {
-	e := &errUnreadable
-	var small *fasthttp.ErrSmallBuffer
-	var ne net.Error
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+	e := unreadable(err)
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		e = &errTooLarge
-	case errors.As(err, &small):
-		e = &errHeaderTooLarge
-	case errors.As(err, &ne) && ne.Timeout():
-		e = &errReadTimeout
 	}
 	writeError(&ctx.Response, e)
+}
+
+// unreadable is the answer to a request fasthttp could not read because of err: 431
+// for headers over the read buffer, 408 for a read timeout, else 400 bad_request.
+func unreadable(err error) *apiError {
+	if _, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok {
+		return &errHeaderTooLarge
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return &errReadTimeout
+	}
+	return &errUnreadable
 }
 
 // expectAdmin (the admin server's ExpectHandler) refuses from its headers a request
