@@ -49,13 +49,14 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		writeError(&ctx.Response, &errShuttingDown)
 		return
 	}
-	if tok := rt.cfg.Server.AdminToken; tok != "" && len(ctx.Request.Header.PeekAll("Authorization")) > 1 {
+	tok := rt.cfg.Server.AdminToken
+	if tok != "" && len(ctx.Request.Header.PeekAll("Authorization")) > 1 {
 		// Which line counts is up to each proxy on the way: one token, once, as the
 		// API refuses a key sent twice (duplicate_api_key).
 		writeError(&ctx.Response, &errAdminAuthTwice)
 		return
 	}
-	if tok := rt.cfg.Server.AdminToken; tok != "" && !adminTokenOK(ctx.Request.Header.Peek("Authorization"), tok) {
+	if tok != "" && !adminTokenOK(ctx.Request.Header.Peek("Authorization"), tok) {
 		// RFC 9110 11.6.1: a 401 carries a challenge; RFC 6750 3.1: error only when a
 		// bearer token was sent, none for no credentials or those of another scheme
 		// (Basic), which the client may not know to be unsupported.
@@ -67,7 +68,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		writeError(&ctx.Response, &apiError{401, "authentication_error", "invalid_admin_token", "", "This admin API needs the admin token as a bearer token."})
 		return
 	}
-	if e := s.adminOrigin(ctx, rt.cfg.Server.AdminToken == ""); e != nil {
+	if e := s.adminOrigin(ctx, tok == ""); e != nil {
 		writeError(&ctx.Response, e)
 		return
 	}
