@@ -998,16 +998,9 @@ func flowRefHint(data []byte, l int, problem string) string {
 // unquotedRefInFlow is the line of the first ${ outside quotes and comments within the
 // flow collection that begins on line l of data (1-based), 0 when there is none.
 func unquotedRefInFlow(data []byte, l int) int {
-	if l < 1 || isUTF16(data) {
+	i, _, ok := lineSpan(data, l)
+	if !ok {
 		return 0
-	}
-	ends := lineEnds(data)
-	if l > len(ends) {
-		return 0
-	}
-	i := 0
-	if l > 1 {
-		i = ends[l-2]
 	}
 	line, depth := l, 0
 	var quote byte
@@ -1053,18 +1046,14 @@ func unquotedRefInFlow(data []byte, l int) int {
 // list's '-'.
 func tabIndents(data []byte, l string) bool {
 	n, err := strconv.Atoi(l)
-	if err != nil || n < 1 || isUTF16(data) {
+	if err != nil {
 		return false
 	}
-	ends := lineEnds(data)
-	if n > len(ends) {
+	start, end, ok := lineSpan(data, n)
+	if !ok {
 		return false
 	}
-	start := 0
-	if n > 1 {
-		start = ends[n-2]
-	}
-	for _, c := range data[start:ends[n-1]] {
+	for _, c := range data[start:end] {
 		switch c {
 		case ' ', '-':
 		case '\t':
@@ -1233,6 +1222,22 @@ func mistakeLine(data []byte, msg string, from int) int {
 		return from
 	}
 	return n
+}
+
+// lineSpan is where 1-based line n of data begins and ends (lineEnds, its line break
+// included); ok is false for a UTF-16 file, or a line data does not have.
+func lineSpan(data []byte, n int) (start, end int, ok bool) {
+	if n < 1 || isUTF16(data) {
+		return 0, 0, false
+	}
+	ends := lineEnds(data)
+	if n > len(ends) {
+		return 0, 0, false
+	}
+	if n > 1 {
+		start = ends[n-2]
+	}
+	return start, ends[n-1], true
 }
 
 // lineEnds lists where each line of UTF-8 data ends, its line break included, as
