@@ -11,16 +11,23 @@ import (
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
+// twoReplicasRevocations is two replicas' revocations sharing one Redis, started for t.
+func twoReplicasRevocations(t *testing.T) (rds *redistest.Server, a, b *revocations) {
+	t.Helper()
+	rds = redistest.Start(t)
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	rc := limiter.RedisConfig{URL: rds.URL()}
+	a, _ = unitRevocations(t, rc, &now)
+	b, _ = unitRevocations(t, rc, &now)
+	return rds, a, b
+}
+
 // TestRevokeRestoreAfterRedisLoss: a key restored on one replica right after Redis
 // came back empty (a restart without persistence) stays restored: another replica
 // writing back the revocations it knew skips a name marked restored.
 func TestRevokeRestoreAfterRedisLoss(t *testing.T) {
 	t.Parallel()
-	rds := redistest.Start(t)
-	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	rc := limiter.RedisConfig{URL: rds.URL()}
-	a, _ := unitRevocations(t, rc, &now)
-	b, _ := unitRevocations(t, rc, &now)
+	rds, a, b := twoReplicasRevocations(t)
 	ctx := context.Background()
 	poll := func(rvs ...*revocations) {
 		t.Helper()
@@ -75,11 +82,7 @@ func TestRevokeReasonWithKeyByHash(t *testing.T) {
 // longer configured that Redis holds revoked is restored and marked as before.
 func TestRestoreUnknownNameLeavesRedis(t *testing.T) {
 	t.Parallel()
-	rds := redistest.Start(t)
-	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	rc := limiter.RedisConfig{URL: rds.URL()}
-	a, _ := unitRevocations(t, rc, &now)
-	b, _ := unitRevocations(t, rc, &now)
+	rds, a, b := twoReplicasRevocations(t)
 	ctx := context.Background()
 	if _, _, err := a.revoke(ctx, "gone-key", "leaked"); err != nil {
 		t.Fatal(err)

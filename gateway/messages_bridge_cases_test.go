@@ -14,6 +14,7 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/anthropics/anthropic-sdk-go/v2/packages/ssestream"
 
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -165,16 +166,7 @@ func TestMessagesBridgeCaseForcedToolStopReason(t *testing.T) {
 	if len(m.Content) == 0 || m.Content[0].Type != "tool_use" || m.StopReason != anthropic.StopReasonToolUse {
 		t.Errorf("buffered: got stop_reason %q with content %s; want stop_reason tool_use with the tool_use block", m.StopReason, m.RawJSON())
 	}
-	s := c.Messages.NewStreaming(context.Background(), p)
-	var acc anthropic.Message
-	for s.Next() {
-		if err := acc.Accumulate(s.Current()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
-	}
+	acc := accumulated(t, c.Messages.NewStreaming(context.Background(), p))
 	if len(acc.Content) == 0 || acc.Content[0].Type != "tool_use" || acc.StopReason != anthropic.StopReasonToolUse {
 		t.Errorf("streamed: got stop_reason %q with content %s; want stop_reason tool_use", acc.StopReason, acc.RawJSON())
 	}
@@ -417,4 +409,20 @@ func TestMessagesBridgeCaseBetaOutputFormatDropped(t *testing.T) {
 	if b := f.last(); !strings.Contains(b, `"response_format"`) {
 		t.Errorf("got the call answered 200 with output_format dropped, chat body %s; want response_format json_schema in it (or a 400 naming output_format)", b)
 	}
+}
+
+// accumulated is the message stream s puts together, as the SDK's own accumulator
+// does; a stream error fails t.
+func accumulated(t *testing.T, s *ssestream.Stream[anthropic.MessageStreamEventUnion]) anthropic.Message {
+	t.Helper()
+	var acc anthropic.Message
+	for s.Next() {
+		if err := acc.Accumulate(s.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return acc
 }

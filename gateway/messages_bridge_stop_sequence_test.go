@@ -35,16 +35,7 @@ func TestMessagesBridgeStopSequence(t *testing.T) {
 	if m.StopReason != anthropic.StopReasonStopSequence || m.StopSequence != words[3] || strings.Contains(m.Content[0].Text, words[3]) {
 		t.Errorf("stop_reason %q stop_sequence %q text %q; want stop_sequence %q before it", m.StopReason, m.StopSequence, m.Content[0].Text, words[3])
 	}
-	s := c.Messages.NewStreaming(ctx, p)
-	var acc anthropic.Message
-	for s.Next() {
-		if err := acc.Accumulate(s.Current()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
-	}
+	acc := accumulated(t, c.Messages.NewStreaming(ctx, p))
 	if acc.StopReason != m.StopReason || acc.StopSequence != m.StopSequence || len(acc.Content) != 1 || acc.Content[0].Text != m.Content[0].Text {
 		t.Errorf("streamed stop_reason %q stop_sequence %q content %+v; want %q %q %q", acc.StopReason, acc.StopSequence, acc.Content, m.StopReason, m.StopSequence, m.Content[0].Text)
 	}
