@@ -3,8 +3,10 @@
 package pemfile
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"os"
@@ -40,18 +42,49 @@ func Read(path string) ([]byte, error) {
 	return b, nil
 }
 
-// CertPool reads a PEM bundle of CA certificates.
+// CertPool reads a PEM bundle of CA certificates. Every PEM block in it must be a
+// certificate that parses: a bundle where one does not (cut short in a copy, OpenSSL's
+// "TRUSTED CERTIFICATE", a key pasted in) is refused with the file and the block's line, where
+// x509.CertPool.AppendCertsFromPEM would skip it and trust the others, leaving the
+// upstreams that CA signed failing as unknown authority.
 func CertPool(path string) (*x509.CertPool, error) {
 	b, err := Read(path)
 	if err != nil {
 		return nil, errors.New("cannot be read: " + err.Error())
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
+	n := 0
+	for rest := b; ; {
+		i := bytes.Index(rest, pemBegin)
+		if i < 0 {
+			break
+		}
+		line := 1 + bytes.Count(b[:len(b)-len(rest)+i], newline)
+		block, next := pem.Decode(rest[i:])
+		if block == nil {
+			return nil, errors.New(path + ":" + strconv.Itoa(line) + ": PEM block is not complete")
+		}
+		rest = next
+		if block.Type != "CERTIFICATE" {
+			return nil, errors.New(path + ":" + strconv.Itoa(line) + ": PEM block is a " + strconv.Quote(block.Type) + ", not a CERTIFICATE")
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, errors.New(path + ":" + strconv.Itoa(line) + ": certificate does not parse: " + strings.TrimPrefix(err.Error(), "x509: "))
+		}
+		pool.AddCert(cert)
+		n++
+	}
+	if n == 0 {
 		return nil, errors.New("holds no PEM certificate")
 	}
 	return pool, nil
 }
+
+var (
+	pemBegin = []byte("-----BEGIN ")
+	newline  = []byte{'\n'}
+)
 
 // KeyPair reads a certificate (chain) and its private key. Its errors name the files
 // and never quote the key.
