@@ -2358,11 +2358,11 @@ func (s *bridgeStream) closeItem(st respStatus) {
 // closeCalls ends the first n function calls open, in output_index order, the last
 // with status st and the others completed; the calls left open move to the front.
 func (s *bridgeStream) closeCalls(n int, st respStatus) {
-	// Cut short (max_output_tokens, a content filter), the calls whose arguments are
-	// not whole are the ones cut: with interleaved calls that need not be the last.
+	// Cut short (max_output_tokens, a content filter, an error), the calls whose
+	// arguments are not whole are the ones cut: with interleaved calls that need not be the last.
 	// When every call is whole, the last takes the status, as a message would.
 	cut := -1
-	if st.incomplete() {
+	if st.incomplete() || st == statusFailed {
 		for i := range n {
 			if !s.wholeArgs(&s.calls[i]) {
 				cut = i
@@ -2726,10 +2726,12 @@ var (
 	strStreamFailed    = []byte(`"The upstream model server failed in the middle of the answer."`)
 )
 
-// fail ends the stream at a chat error object (data): response.failed, with the
-// error's code (its code, else its type) and message.
+// fail ends the stream at a chat error object (data): the items under way are done,
+// incomplete, and response.failed holds them with the error's code (its code, else
+// its type) and message.
 func (s *bridgeStream) fail(data []byte) {
 	s.begin()
+	s.closeItem(statusFailed)
 	s.head.status = statusFailed
 	s.head.errCode, s.head.errMsg = strServerErrorCode, strStreamFailed
 	e, _ := jsonscan.Field(data, "error")

@@ -432,6 +432,26 @@ func TestBridgeStreamEnds(t *testing.T) {
 		if !got.events[len(got.events)-2].Error {
 			t.Error("response.failed without Event.Error")
 		}
+		// The message begun is ended, incomplete, and is in the failed response's output.
+		if ty := types(evs); !strings.HasSuffix(ty, "output_text.delta output_text.done content_part.done output_item.done failed") {
+			t.Errorf("events %s", ty)
+		}
+		if out := last.Response.Output; len(out) != 1 || out[0].Type != "message" || out[0].Status != "incomplete" || len(out[0].Content) != 1 || out[0].Content[0].Text != "Hi" {
+			t.Errorf("output %s", last.Response.JSON.Output.Raw())
+		}
+	})
+	// Calls under way at an error: the one whose arguments are not whole is the one cut.
+	t.Run("error object in tool calls", func(t *testing.T) {
+		s := bridgeStreamOf(`{"model":"chat","input":"Hi"}`,
+			delta(`{"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{\"x\":"}},{"index":1,"id":"b","function":{"name":"g","arguments":"{}"}}]}`, ""),
+			`{"error":{"message":"engine died"}}`, "[DONE]")
+		defer s.Close()
+		evs := checkEvents(t, readBridged(s).events)
+		last := evs[len(evs)-1]
+		out := last.Response.Output
+		if last.Type != "response.failed" || len(out) != 2 || out[0].Status != "incomplete" || out[0].Arguments.OfString != `{"x":` || out[1].Status != "completed" {
+			t.Errorf("%s: %s", types(evs), last.Response.JSON.Output.Raw())
+		}
 	})
 	t.Run("cut", func(t *testing.T) {
 		s := bridgeStreamOf(`{"model":"chat","input":"Hi"}`, delta(`{"content":"Hi"}`, ""), "!cut")
