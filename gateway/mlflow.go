@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -30,13 +32,44 @@ import (
 // (listeners, auth, limiter, tracing, logging), which MLflow files do not have.
 type mlflowFile struct {
 	Endpoints []mlflowEndpoint `yaml:"endpoints"`
-	// Routes is the older name of endpoints in MLflow's gateway.
+	// Routes is the older name of endpoints in MLflow's gateway, in a file without
+	// endpoints.
 	Routes  []mlflowEndpoint `yaml:"routes"`
 	Server  ServerConfig     `yaml:"server"`
 	Auth    AuthConfig       `yaml:"auth"`
 	Limiter limiter.Config   `yaml:"limiter"`
 	Tracing tracing.Config   `yaml:"tracing"`
 	Logging LoggingConfig    `yaml:"logging"`
+	// traffic are the traffic routes of a file in MLflow's current format
+	// (mlflowTrafficFile).
+	traffic []mlflowRoute
+}
+
+// mlflowTrafficFile is MLflow's current format, read when the file has endpoints: its
+// routes: beside them are traffic routes, each splitting a task's calls between
+// endpoints by percentage.
+type mlflowTrafficFile struct {
+	Endpoints []mlflowEndpoint `yaml:"endpoints"`
+	Routes    []mlflowRoute    `yaml:"routes"`
+	Server    ServerConfig     `yaml:"server"`
+	Auth      AuthConfig       `yaml:"auth"`
+	Limiter   limiter.Config   `yaml:"limiter"`
+	Tracing   tracing.Config   `yaml:"tracing"`
+	Logging   LoggingConfig    `yaml:"logging"`
+}
+
+// mlflowRoute is one of MLflow's traffic routes.
+type mlflowRoute struct {
+	Name         string              `yaml:"name"`
+	TaskType     string              `yaml:"task_type"`
+	Destinations []mlflowDestination `yaml:"destinations"`
+	// RoutingStrategy is TRAFFIC_SPLIT, the one MLflow has (and its default).
+	RoutingStrategy string `yaml:"routing_strategy"`
+}
+
+type mlflowDestination struct {
+	Name              string `yaml:"name"`
+	TrafficPercentage int    `yaml:"traffic_percentage"`
 }
 
 type mlflowEndpoint struct {
@@ -59,6 +92,9 @@ type mlflowInfo struct {
 	Provider     string
 	Model        string
 	Limit        *limiter.MLflowLimit
+	// trafficRoute is set for a traffic route's endpoint, which MLflow serves but
+	// does not list.
+	trafficRoute bool
 }
 
 // isMLflow tells an MLflow gateway config from ours by its endpoint entries: one with
@@ -267,13 +303,36 @@ var mlflowProviders = map[string]mlflowProvider{
 // readMLflow decodes an MLflow gateway config as checkKeys and decodeRest do ours,
 // reporting what they find, and reports whether the file could be read.
 func readMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem string)) (*mlflowFile, bool) {
-	checkKeys(root, reflect.TypeOf(mlflowFile{}), "", cfg, report)
-	f := &mlflowFile{}
-	decoded, ok := decodeRest(root, cfg, f)
+	if !hasKey(root, "endpoints") {
+		checkKeys(root, reflect.TypeOf(mlflowFile{}), "", cfg, report)
+		f := &mlflowFile{}
+		decoded, ok := decodeRest(root, cfg, f)
+		for _, p := range decoded {
+			report(0, "", p)
+		}
+		return f, ok
+	}
+	checkKeys(root, reflect.TypeOf(mlflowTrafficFile{}), "", cfg, report)
+	tf := &mlflowTrafficFile{}
+	decoded, ok := decodeRest(root, cfg, tf)
 	for _, p := range decoded {
 		report(0, "", p)
 	}
-	return f, ok
+	return &mlflowFile{Endpoints: tf.Endpoints, Server: tf.Server, Auth: tf.Auth, Limiter: tf.Limiter,
+		Tracing: tf.Tracing, Logging: tf.Logging, traffic: tf.Routes}, ok
+}
+
+// hasKey reports whether the mapping n has key.
+func hasKey(n *yaml.Node, key string) bool {
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // fromMLflow turns an MLflow gateway config, as readMLflow read it, into ours: one
@@ -452,6 +511,49 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		cfg.Endpoints = append(cfg.Endpoints, ec)
 		keys.entries = append(keys.entries, mlflowSource{index: i, name: name, typKey: typKey, mp: mp, config: c})
 	}
+	for i, r := range f.traffic {
+		fromMLflowRoute(i, r, list, cfg, report)
+	}
+}
+
+// fromMLflowRoute adds the endpoint an MLflow traffic route makes: of its task_type,
+// with a route to each destination's backend (named after its endpoint) weighted by
+// its traffic_percentage. Without a sticky key each call goes to a destination drawn
+// by weight, as MLflow's TRAFFIC_SPLIT draws it; the endpoint has no limit, as in
+// MLflow, whose endpoints' limits hold for calls to the endpoints themselves.
+func fromMLflowRoute(i int, r mlflowRoute, endpoints []mlflowEndpoint, cfg *Config, report func(line int, key, problem string)) {
+	line := cfg.lineOf
+	p := "routes[" + strconv.Itoa(i) + "]"
+	typKey := p + ".task_type"
+	kind, ok := mlflowTypes[r.TaskType]
+	switch {
+	case r.TaskType == "":
+		report(line(typKey), typKey, "is required: llm/v1/chat, llm/v1/completions or llm/v1/embeddings")
+	case !ok:
+		report(line(typKey), typKey, "must be llm/v1/chat, llm/v1/completions or llm/v1/embeddings")
+	}
+	if r.RoutingStrategy != "" && r.RoutingStrategy != "TRAFFIC_SPLIT" {
+		k := p + ".routing_strategy"
+		report(line(k), k, "must be TRAFFIC_SPLIT")
+	}
+	if len(r.Destinations) == 0 {
+		k := p + ".destinations"
+		report(line(k), k, "needs at least one destination")
+	}
+	ec := EndpointConfig{Name: r.Name, Type: kind}
+	for j, d := range r.Destinations {
+		k := p + ".destinations[" + strconv.Itoa(j) + "].name"
+		e := slices.IndexFunc(endpoints, func(e mlflowEndpoint) bool { return e.Name == d.Name })
+		if e < 0 {
+			report(line(k), k, "endpoint "+strconv.Quote(d.Name)+" is not in endpoints")
+		} else if typ := cmp.Or(endpoints[e].EndpointType, endpoints[e].RouteType); ok && typ != r.TaskType {
+			report(line(k), k, "endpoint "+strconv.Quote(d.Name)+" is "+typ+", the route's task_type "+r.TaskType)
+		}
+		ec.Routes = append(ec.Routes, router.Route{Backend: d.Name, Weight: d.TrafficPercentage})
+	}
+	ec.mlflow = &mlflowInfo{EndpointType: r.TaskType, trafficRoute: true}
+	cfg.Endpoints = append(cfg.Endpoints, ec)
+	cfg.mlflowKeys.entries = append(cfg.mlflowKeys.entries, mlflowSource{index: i, name: r.Name, typKey: typKey, trafficRoute: true})
 }
 
 // mlflowKeys maps the keys of a config built from an MLflow file back onto the
@@ -470,6 +572,9 @@ type mlflowSource struct {
 	name, typKey string
 	mp           mlflowProvider
 	config       map[string]string
+	// trafficRoute: the entry is routes[index], a traffic route, which has no
+	// backend of its own.
+	trafficRoute bool
 }
 
 // key is the MLflow file's key for key, a key of the built config; keys of the
@@ -481,7 +586,7 @@ func (m *mlflowKeys) key(key string) string {
 		var src *mlflowSource
 		for i := range m.entries {
 			e := &m.entries[i]
-			if (rest == e.name || strings.HasPrefix(rest, e.name+".")) && (src == nil || len(e.name) > len(src.name)) {
+			if !e.trafficRoute && (rest == e.name || strings.HasPrefix(rest, e.name+".")) && (src == nil || len(e.name) > len(src.name)) {
 				src = e
 			}
 		}
@@ -505,6 +610,9 @@ func (m *mlflowKeys) key(key string) string {
 		return key
 	}
 	src, rest := &m.entries[i], rest[end+1:]
+	if src.trafficRoute {
+		return src.routeKey(rest)
+	}
 	p := m.list + "[" + strconv.Itoa(src.index) + "]"
 	switch {
 	case rest == "" || rest == ".name":
@@ -526,6 +634,31 @@ func (m *mlflowKeys) key(key string) string {
 	case strings.HasPrefix(rest, ".routes"), strings.HasPrefix(rest, ".fallbacks"):
 		// The one route goes to the backend the model block makes.
 		return p + ".model"
+	}
+	return p
+}
+
+// routeKey is the traffic route's key for rest, the key of the endpoint built from it
+// after "endpoints[i]": its routes are the route's destinations.
+func (src *mlflowSource) routeKey(rest string) string {
+	p := "routes[" + strconv.Itoa(src.index) + "]"
+	switch {
+	case rest == "" || rest == ".name":
+		return p + rest
+	case rest == ".type":
+		return src.typKey
+	case rest == ".routes":
+		return p + ".destinations"
+	case strings.HasPrefix(rest, ".routes["):
+		dest, field, _ := strings.Cut(rest[len(".routes"):], "].")
+		dest = p + ".destinations" + strings.TrimSuffix(dest, "]") + "]"
+		switch field {
+		case "weight":
+			return dest + ".traffic_percentage"
+		case "backend", "variant":
+			return dest + ".name"
+		}
+		return dest
 	}
 	return p
 }
@@ -670,7 +803,7 @@ func (r *request) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) *a
 	var b []byte
 	if len(name) > 0 {
 		ep := rt.endpoint(name)
-		if ep == nil || (allowed != nil && !allowed[ep.idx]) {
+		if ep == nil || (allowed != nil && !allowed[ep.idx]) || mlflowTrafficRoute(&rt.cfg.Endpoints[ep.idx]) {
 			ctx.SetStatusCode(404)
 			ctx.Response.Header.SetContentTypeBytes(strJSON)
 			b = append(b, `{"detail":`...)
@@ -684,7 +817,7 @@ func (r *request) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) *a
 		b = append(b, `{"endpoints":[`...)
 		n := 0
 		for i := range rt.cfg.Endpoints {
-			if allowed != nil && !allowed[i] {
+			if allowed != nil && !allowed[i] || mlflowTrafficRoute(&rt.cfg.Endpoints[i]) {
 				continue
 			}
 			if n > 0 {
@@ -699,6 +832,10 @@ func (r *request) serveMLflowEndpoints(ctx *fasthttp.RequestCtx, name []byte) *a
 	ctx.SetBody(b)
 	return nil
 }
+
+// mlflowTrafficRoute reports whether ec is an MLflow traffic route's endpoint, which
+// MLflow serves but does not list.
+func mlflowTrafficRoute(ec *EndpointConfig) bool { return ec.mlflow != nil && ec.mlflow.trafficRoute }
 
 func appendMLflowEndpoint(b []byte, ec *EndpointConfig, cfg *Config) []byte {
 	info := ec.mlflow
