@@ -68,7 +68,13 @@ var (
 
 // appendError renders {"error":{"message","type","param","code"}}.
 func appendError(dst []byte, e *apiError) []byte {
-	dst = append(dst, `{"error":{"message":`...)
+	return append(appendErrorMember(append(dst, '{'), e), '}')
+}
+
+// appendErrorMember appends e's "error" member, an object member without the
+// object's braces (a Responses API error event has it after its own members).
+func appendErrorMember(dst []byte, e *apiError) []byte {
+	dst = append(dst, `"error":{"message":`...)
 	dst = jsonscan.AppendQuote(dst, e.message)
 	dst = append(dst, `,"type":`...)
 	dst = jsonscan.AppendQuote(dst, e.typ)
@@ -84,7 +90,7 @@ func appendError(dst []byte, e *apiError) []byte {
 	} else {
 		dst = jsonscan.AppendQuote(dst, e.code)
 	}
-	return append(dst, "}}"...)
+	return append(dst, '}')
 }
 
 var (

@@ -51,10 +51,13 @@ var (
 	strEventPrefix        = []byte("event: ")
 	// strErrorEvent begins a Messages API stream's error event.
 	strErrorEvent = []byte("event: error\ndata: ")
-	strEventEnd   = []byte("\n\n")
-	strDoneEvent  = []byte("data: [DONE]\n\n")
-	strKeepAlive  = []byte(": keep-alive\n\n")
-	strModelsJSON = []byte("application/json")
+	// strRespErrorEvent begins a Responses API stream's error event, its sequence
+	// number next.
+	strRespErrorEvent = []byte("event: error\ndata: {\"type\":\"error\",\"sequence_number\":")
+	strEventEnd       = []byte("\n\n")
+	strDoneEvent      = []byte("data: [DONE]\n\n")
+	strKeepAlive      = []byte(": keep-alive\n\n")
+	strModelsJSON     = []byte("application/json")
 )
 
 // request is the per-request state of the pipeline, pooled and reset on release. For a
@@ -132,6 +135,9 @@ type request struct {
 	failStatus int
 	// gotEvent is set once the stream has given an event.
 	gotEvent bool
+	// respSeq is the sequence number after the last Responses API event relayed:
+	// the events count from 0, one each, natively and through the bridge.
+	respSeq int64
 	// abandoned is set when the client hung up while the upstream worked on the
 	// request, which the provider then aborted (providers.ErrClientLeftUpstream).
 	abandoned bool
@@ -2439,6 +2445,12 @@ func (r *request) nextEvent() {
 			// The Messages API's error event, as Anthropic sends overloaded_error.
 			r.out = append(r.out, strErrorEvent...)
 			r.out = providers.AppendAnthropicError(r.out, providers.AnthropicErrorType(e.status), e.message, "")
+		} else if r.call.Kind == providers.Responses {
+			// The API's own error event, as OpenAI sends one mid-stream: clients that
+			// read only the API's events (the Vercel AI SDK) take nothing else for
+			// an error, and the OpenAI SDKs raise on its error member.
+			r.out = strconv.AppendInt(append(r.out, strRespErrorEvent...), r.respSeq, 10)
+			r.out = append(appendErrorMember(append(r.out, ','), &e), '}')
 		} else {
 			r.out = append(r.out, strDataPrefix...)
 			r.out = appendError(r.out, &e)
@@ -2499,6 +2511,7 @@ func (r *request) nextEvent() {
 	}
 	r.out = append(r.out, strDataPrefix...)
 	if r.call.Kind == providers.Responses {
+		r.respSeq++
 		r.out = r.appendEvent(r.out, r.ev.Data)
 	} else if hide {
 		// That usage on a chunk with a choice (Gemini's OpenAI endpoint, llama.cpp
