@@ -309,6 +309,9 @@ func (c *upstreamConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *upstreamConn) Read(p []byte) (n int, err error) {
+	if c.head.bare {
+		return 0, errBareHeaderEnd
+	}
 	if c.tls != nil {
 		n, err = c.tls.Read(p)
 		// tls.Conn hands out what is left of one record's plaintext, up to len(p).
@@ -324,7 +327,10 @@ func (c *upstreamConn) Read(p []byte) (n int, err error) {
 	}
 	if n > 0 && c.head.state != headOff {
 		c.head.feed(p[:n])
-		if c.head.state == headOff && c.heading {
+		if c.head.bare {
+			// fasthttp would wait for the header's end past the first-byte bound.
+			err, c.readErr = errBareHeaderEnd, errBareHeaderEnd
+		} else if c.head.state == headOff && c.heading {
 			// The header is complete: from here the answer has fasthttp's deadline
 			// (with stream_idle_timeout, the next read sets the idle bound).
 			c.heading = false
@@ -726,13 +732,22 @@ func (c *upstreamConn) stale(look bool) bool {
 // reads it as chunked without a word, so the connection's header scan finds it.
 var errBothFramings = errors.Join(ErrBadResponse, errors.New("upstream answer names both Content-Length and Transfer-Encoding"))
 
+// errBareHeaderEnd is an answer whose header block does not end in CRLF CRLF: its
+// blank line, or the line before it, ends in a bare LF. fasthttp takes a header only
+// once a CRLF CRLF has come (a peer that knows no other end would frame the bytes
+// differently), so it waits for one that such an upstream never sends, until the
+// attempt's deadline, the first-byte bound having ended at that blank line.
+var errBareHeaderEnd = errors.Join(ErrBadResponse, errors.New("upstream answer header not ended by CRLF CRLF"))
+
 // headScan follows an answer's header through the reads that bring it, for its end
 // (where the first-byte bound ends, upstreamConn.heading) and the framing fields it
 // names (errBothFramings). It starts with each answer
 // (SetReadDeadline), skips interim 1xx headers as fasthttp does, and stops at the
-// final header's blank line, its lines ending in CRLF or a bare LF; a name is matched
-// in any case and may have blanks before its colon, as fasthttp takes it. It jumps
-// from one line to the next with bytes.IndexByte and allocates nothing.
+// final header's blank line; a line may end in CRLF or a bare LF, but a blank line
+// that does not make a CRLF CRLF with the line end before it stops the scan as one
+// fasthttp does not take (bare, errBareHeaderEnd). A name is matched in any case and
+// may have blanks before its colon, as fasthttp takes it. It jumps from one line to
+// the next with bytes.IndexByte and allocates nothing.
 type headScan struct {
 	state uint8
 	// at is how many bytes of the status line, or of the name being matched, came.
@@ -741,6 +756,9 @@ type headScan struct {
 	status byte
 	// fields are the framing fields the header named: hasLength, hasEncoding.
 	fields uint8
+	// crlf is set when the last line ended in CRLF, lastCR when the last read
+	// ended in a CR; bare when the header ended at a blank line without a CRLF CRLF.
+	crlf, lastCR, bare bool
 }
 
 const (
@@ -769,6 +787,22 @@ func (s *headScan) begin() { *s = headScan{state: headStatus} }
 func (s *headScan) bothFramings() bool { return s.fields == hasLength|hasEncoding }
 
 func (s *headScan) feed(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	s.scan(p)
+	s.lastCR = p[len(p)-1] == '\r'
+}
+
+// crBefore reports whether the byte before p[i] came as a CR: at i 0, the last read's.
+func (s *headScan) crBefore(p []byte, i int) bool {
+	if i > 0 {
+		return p[i-1] == '\r'
+	}
+	return s.lastCR
+}
+
+func (s *headScan) scan(p []byte) {
 	for i := 0; i < len(p); i++ {
 		switch s.state {
 		case headOff:
@@ -779,7 +813,7 @@ func (s *headScan) feed(p []byte) {
 			k := 9 - int(s.at)
 			if j := bytes.IndexByte(p[i:min(len(p), i+k+1)], '\n'); j >= 0 {
 				i += j
-				s.state = headStart
+				s.state, s.crlf = headStart, s.crBefore(p, i)
 				continue
 			}
 			if k >= len(p)-i {
@@ -794,11 +828,11 @@ func (s *headScan) feed(p []byte) {
 				return
 			}
 			i += j
-			s.state = headStart
+			s.state, s.crlf = headStart, s.crBefore(p, i)
 		case headStart:
 			switch c := lower(p[i]); c {
 			case '\n':
-				s.end()
+				s.end(false)
 			case '\r':
 				s.state = headCR
 			case 'c', 't':
@@ -806,6 +840,7 @@ func (s *headScan) feed(p []byte) {
 					// The whole line is here.
 					s.line(p[i : i+j])
 					i += j
+					s.crlf = s.crBefore(p, i)
 					continue
 				}
 				s.state, s.at = headLength, 1
@@ -817,7 +852,7 @@ func (s *headScan) feed(p []byte) {
 			}
 		case headCR:
 			if p[i] == '\n' {
-				s.end()
+				s.end(s.crlf)
 			} else {
 				s.state = headLine
 			}
@@ -877,7 +912,7 @@ func (s *headScan) name(p []byte, i int) int {
 			s.fields |= field
 			s.state = headLine
 		case b == '\n':
-			s.state = headStart
+			s.state, s.crlf = headStart, s.crBefore(p, i)
 		default:
 			s.state = headLine
 		}
@@ -886,8 +921,14 @@ func (s *headScan) name(p []byte, i int) int {
 	return i
 }
 
-// end ends a header at its blank line: an interim answer's is followed by another.
-func (s *headScan) end() {
+// end ends a header at its blank line, which makes a CRLF CRLF with the line end
+// before it when crlf: an interim answer's is followed by another. A header without
+// that end is the last the scan reads (bare).
+func (s *headScan) end(crlf bool) {
+	if !crlf {
+		s.state, s.bare = headOff, true
+		return
+	}
 	if s.status == '1' {
 		s.begin()
 		return

@@ -157,26 +157,32 @@ func TestStaleConnectionFailsWriteDeadline(t *testing.T) {
 }
 
 // headScanCases are answer headers (and what follows them) with the framing fields
-// the final header names, and whether it is complete.
+// the final header names, whether it is complete, and whether its end is one fasthttp
+// does not take (bare: no CRLF CRLF).
 var headScanCases = []struct {
 	name, head string
 	fields     uint8
-	done       bool
+	done, bare bool
 }{
-	{"Content-Length", "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhello", hasLength, true},
-	{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", hasEncoding, true},
-	{"both, Content-Length first", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", hasLength | hasEncoding, true},
-	{"both, Transfer-Encoding first", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", hasLength | hasEncoding, true},
-	{"any case, blanks before the colon", "HTTP/1.1 200 OK\r\nTRANSFER-encoding: chunked\r\ncontent-LENGTH \t: 5\r\n\r\n", hasLength | hasEncoding, true},
-	{"bare LF lines", "HTTP/1.1 200 OK\nContent-Length: 5\nTransfer-Encoding: chunked\n\n", hasLength | hasEncoding, true},
-	{"other names alike", "HTTP/1.1 200 OK\r\nContent-Lengthy: 5\r\nX-Content-Length: 5\r\nContent-Type: a\r\nTransfer: b\r\nContent-Length 5\r\n\r\n", 0, true},
-	{"named in a value", "HTTP/1.1 200 OK\r\nX-Note: content-length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", hasEncoding, true},
-	{"named in the body", "HTTP/1.1 200 OK\r\nContent-Length: 34\r\n\r\nTransfer-Encoding: chunked\r\n\r\n", hasLength, true},
-	{"interim answer's fields", "HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", hasEncoding, true},
-	{"both after two interim answers", "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", hasLength | hasEncoding, true},
-	{"cut in the header", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Enc", hasLength, false},
-	{"cut after a name's colon", "HTTP/1.1 200 OK\r\nTRANSFER-enCoding:", hasEncoding, false},
-	{"status line too short", "HTTP/1.1\r\nContent-Length: 5\r\n\r\n", hasLength, true},
+	{"Content-Length", "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhello", hasLength, true, false},
+	{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", hasEncoding, true, false},
+	{"both, Content-Length first", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", hasLength | hasEncoding, true, false},
+	{"both, Transfer-Encoding first", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", hasLength | hasEncoding, true, false},
+	{"any case, blanks before the colon", "HTTP/1.1 200 OK\r\nTRANSFER-encoding: chunked\r\ncontent-LENGTH \t: 5\r\n\r\n", hasLength | hasEncoding, true, false},
+	{"bare LF lines", "HTTP/1.1 200 OK\nContent-Length: 5\nTransfer-Encoding: chunked\n\n", hasLength | hasEncoding, true, true},
+	{"a bare LF blank line", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\n", hasLength, true, true},
+	{"a bare LF before the blank line", "HTTP/1.1 200 OK\r\nContent-Length: 5\n\r\n", hasLength, true, true},
+	{"a bare LF after the status line", "HTTP/1.1 200 OK\n\r\n", 0, true, true},
+	{"a bare LF inside", "HTTP/1.1 200 OK\r\nX-A: b\nContent-Length: 5\r\n\r\n", hasLength, true, false},
+	{"an interim answer's bare LF", "HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", 0, true, true},
+	{"other names alike", "HTTP/1.1 200 OK\r\nContent-Lengthy: 5\r\nX-Content-Length: 5\r\nContent-Type: a\r\nTransfer: b\r\nContent-Length 5\r\n\r\n", 0, true, false},
+	{"named in a value", "HTTP/1.1 200 OK\r\nX-Note: content-length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", hasEncoding, true, false},
+	{"named in the body", "HTTP/1.1 200 OK\r\nContent-Length: 34\r\n\r\nTransfer-Encoding: chunked\r\n\r\n", hasLength, true, false},
+	{"interim answer's fields", "HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", hasEncoding, true, false},
+	{"both after two interim answers", "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", hasLength | hasEncoding, true, false},
+	{"cut in the header", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Enc", hasLength, false, false},
+	{"cut after a name's colon", "HTTP/1.1 200 OK\r\nTRANSFER-enCoding:", hasEncoding, false, false},
+	{"status line too short", "HTTP/1.1\r\nContent-Length: 5\r\n\r\n", hasLength, true, false},
 }
 
 // headScan finds the same fields however the header is cut across reads.
@@ -186,8 +192,8 @@ func TestHeadScan(t *testing.T) {
 			p := []byte(tc.head)
 			check := func(how string, s *headScan) {
 				t.Helper()
-				if s.fields != tc.fields || (s.state == headOff) != tc.done {
-					t.Errorf("%s: fields %02b, done %v; want %02b, %v", how, s.fields, s.state == headOff, tc.fields, tc.done)
+				if s.fields != tc.fields || (s.state == headOff) != tc.done || s.bare != tc.bare {
+					t.Errorf("%s: fields %02b, done %v, bare %v; want %02b, %v, %v", how, s.fields, s.state == headOff, s.bare, tc.fields, tc.done, tc.bare)
 				}
 			}
 			for k := range len(p) + 1 {
@@ -219,23 +225,25 @@ func FuzzHeadScan(f *testing.F) {
 		s.begin()
 		s.feed(p[:k])
 		s.feed(p[k:])
-		fields, done := framingFields(p)
-		if s.fields != fields || (s.state == headOff) != done {
-			t.Fatalf("%q cut at %d: fields %02b, done %v; want %02b, %v", p, k, s.fields, s.state == headOff, fields, done)
+		fields, done, bare := framingFields(p)
+		if s.fields != fields || (s.state == headOff) != done || s.bare != bare {
+			t.Fatalf("%q cut at %d: fields %02b, done %v, bare %v; want %02b, %v, %v", p, k, s.fields, s.state == headOff, s.bare, fields, done, bare)
 		}
 	})
 }
 
 // framingFields reads p line by line as headScan should: the framing fields the
 // final header names (an interim 1xx one's forgotten; a line cut short counts once
-// its colon came), and whether it is complete.
-func framingFields(p []byte) (fields uint8, done bool) {
+// its colon came), whether it is complete, and whether the header that ended the
+// scan did so without a CRLF CRLF.
+func framingFields(p []byte) (fields uint8, done, bare bool) {
 	status := true
 	var digit byte
+	crlf := false
 	for {
 		line, rest, whole := bytes.Cut(p, []byte("\n"))
 		if !whole && status {
-			return fields, false
+			return fields, false, false
 		}
 		p = rest
 		switch {
@@ -245,8 +253,11 @@ func framingFields(p []byte) (fields uint8, done bool) {
 				digit = line[9]
 			}
 		case whole && (len(line) == 0 || string(line) == "\r"):
+			if len(line) == 0 || !crlf {
+				return fields, true, true
+			}
 			if digit != '1' {
-				return fields, true
+				return fields, true, false
 			}
 			fields, status = 0, true
 		default:
@@ -260,8 +271,9 @@ func framingFields(p []byte) (fields uint8, done bool) {
 			}
 		}
 		if !whole {
-			return fields, false
+			return fields, false, false
 		}
+		crlf = len(line) > 0 && line[len(line)-1] == '\r'
 	}
 }
 

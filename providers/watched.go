@@ -104,7 +104,8 @@ const writeWatchMin = 64 << 10
 // connection found stale, idle for idleLook or more, is closed before a byte is
 // written to it (errStaleConn, on which upstreamTransport takes another). An answer
 // whose header names both Content-Length and Transfer-Encoding fails with
-// errBothFramings, and one followed by bytes the upstream was not asked for leaves
+// errBothFramings, one whose header does not end in CRLF CRLF with errBareHeaderEnd,
+// and one followed by bytes the upstream was not asked for leaves
 // its connection closed rather than pooled. Its retry result is fasthttp's: the
 // caller (upstreamTransport) narrows it.
 func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, call *Call) (bool, error) {
@@ -195,7 +196,12 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	err = resp.ReadLimitBody(br, 0)
 	resp.SkipBody = skip
 	bodied := !skip && !noBody(resp.StatusCode())
-	if err == nil && u != nil && u.head.bothFramings() {
+	switch {
+	case u != nil && u.head.bare:
+		// Whatever fasthttp made of it: it reads a header so ended only when a
+		// CRLF CRLF came in the same reads, behind it.
+		err = errBareHeaderEnd
+	case err == nil && u != nil && u.head.bothFramings():
 		err = errBothFramings
 	}
 	if err == nil && bodied && !stream {
@@ -216,7 +222,7 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
-		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings), err
+		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings) && !errors.Is(err, errBareHeaderEnd), err
 	}
 	// The bytes after a 101 belong to another protocol: its connection is never
 	// reused (as fasthttp 1.79's transport has it).
