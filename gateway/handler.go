@@ -441,6 +441,10 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		}
 	}
 	if e := r.readBody(ctx); e != nil {
+		if e == &errShuttingDown {
+			r.cutOff(ctx)
+			return
+		}
 		r.fail(ctx, e)
 		return
 	}
@@ -544,6 +548,9 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 		// The request's buffer left with a stream: take one another stream gave back.
 		b = getBodyBuf()
 	}
+	// Listed for the shutdown's cut once the body is not all read ahead of the
+	// handler, so that a body that came whole costs no listing.
+	defer r.hang.leaveBody()
 	for len(b) <= maxBody {
 		if len(b) == cap(b) {
 			if len(b) >= bound {
@@ -556,6 +563,10 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 		if err == io.EOF && !bodyCut(ctx, len(b)) {
 			break
 		}
+		if err == nil && !r.hang.body && len(b) != bound && !r.hang.joinBody(ctx.Conn(), r.s, ctx.ConnID()) {
+			// The cut has run: the rest would be awaited past it.
+			err = errBodyCut
+		}
 		if err != nil {
 			// A client that stalled, a broken chunk, or a body cut short by the
 			// client's close (fasthttp's stream reports that as the body's end):
@@ -564,6 +575,11 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 			// chunk; the connection knows it timed out.
 			r.bodyBuf = b
 			ctx.SetConnectionClose()
+			if r.s.cut.Load() {
+				// shutdown_grace ran out while the body arrived (cutWaits).
+				closeLingering(ctx)
+				return &errShuttingDown
+			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || readEnd(ctx) == deadline.ReadTimedOut {
 				return &errReadTimeout
@@ -581,6 +597,9 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 	_ = ctx.Request.CloseBodyStream()
 	return nil
 }
+
+// errBodyCut ends the read of a body the shutdown's cut found still arriving.
+var errBodyCut = errors.New("shutdown_grace ran out while the request's body arrived")
 
 // bodyCut reports whether a request body whose stream ended after n bytes was cut
 // short: fewer bytes than its Content-Length, or, chunked, its connection closed by
@@ -876,6 +895,10 @@ type clientWatch struct {
 	// cut is set while a watch started after the shutdown's cut runs: it watches
 	// nothing, and its channel (cutNow) has fired already.
 	cut bool
+	// body is set, under its list's lock, while the watch is listed for the read
+	// of the request's body (joinBody), which the cut ends by the connection's read
+	// deadline.
+	body bool
 }
 
 // cutNow is the channel of a watch started once the shutdown has cut the waits: closed,
@@ -909,20 +932,11 @@ func (c *clientWatch) Watch() <-chan struct{} {
 	if c.s == nil {
 		return ch
 	}
-	l := c.shard()
-	l.mu.Lock()
-	if c.s.cut.Load() {
-		l.mu.Unlock()
+	if !c.join(false) {
 		c.w.Stop()
 		c.cut = true
 		return cutNow
 	}
-	c.prev, c.next = nil, l.head
-	if l.head != nil {
-		l.head.prev = c
-	}
-	l.head = c
-	l.mu.Unlock()
 	return ch
 }
 
@@ -933,31 +947,78 @@ func (c *clientWatch) Unwatch() {
 		return
 	}
 	if c.s != nil {
-		l := c.shard()
-		l.mu.Lock()
-		if c.prev != nil {
-			c.prev.next = c.next
-		} else {
-			l.head = c.next
-		}
-		if c.next != nil {
-			c.next.prev = c.prev
-		}
-		c.prev, c.next = nil, nil
-		l.mu.Unlock()
+		c.leave()
 	}
 	c.w.Stop()
+}
+
+// join lists c in its server's list, for the shutdown's cut, and reports true;
+// once the cut has run it lists nothing and reports false. body says what c waits
+// for: the rest of the request's body (joinBody), or the upstream (Watch).
+func (c *clientWatch) join(body bool) bool {
+	l := c.shard()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c.s.cut.Load() {
+		return false
+	}
+	c.body = body
+	c.prev, c.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = c
+	}
+	l.head = c
+	return true
+}
+
+// leave takes c off its server's list.
+func (c *clientWatch) leave() {
+	l := c.shard()
+	l.mu.Lock()
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next, c.body = nil, nil, false
+	l.mu.Unlock()
+}
+
+// joinBody lists the request's connection while the rest of its body is awaited
+// (readBody), for the shutdown's cut to end the read: a client still uploading when
+// shutdown_grace runs out is answered 503 shutting_down then, rather than holding the
+// shutdown until the process exits under it. It reports false once the cut has run.
+func (c *clientWatch) joinBody(conn net.Conn, s *Server, id uint64) bool {
+	c.conn, c.s, c.id = conn, s, id
+	return c.join(true)
+}
+
+// leaveBody takes the connection off the list once its body's read is over.
+func (c *clientWatch) leaveBody() {
+	if c.body {
+		c.leave()
+	}
 }
 
 // cutWaits ends the waits of the client watches running as their clients hanging up
 // would: it shuts the read side of each one's connection, which the watch sees as the
 // client's half-close (internal/hangup), while its write side stays open for the
-// answer (cutOff). A watch started after this fires at once. cut is set before.
+// answer (cutOff). A watch started after this fires at once. A body still arriving
+// (joinBody) has its read ended by its deadline instead. cut is set before.
 func (s *Server) cutWaits() {
 	for i := range s.waits {
 		l := &s.waits[i]
 		l.mu.Lock()
 		for c := l.head; c != nil; c = c.next {
+			if c.body {
+				// A body's read ends as at read_timeout, the connection left whole:
+				// the client, still sending, is answered and its close lingers.
+				_ = c.conn.SetReadDeadline(cutReadAt)
+				continue
+			}
 			if cr, ok := connwrap.Under[interface{ CloseRead() error }](c.conn); ok {
 				_ = cr.CloseRead()
 			}
@@ -965,6 +1026,10 @@ func (s *Server) cutWaits() {
 		l.mu.Unlock()
 	}
 }
+
+// cutReadAt is the read deadline the cut gives a connection whose body is awaited:
+// one long past, so that the read ends at once.
+var cutReadAt = time.Unix(1, 0)
 
 // ownRequest starts a request the gateway answers itself, outside the API pipeline (a
 // model listing, an unknown path, a wrong method, a request it could not read), with

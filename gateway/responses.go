@@ -415,6 +415,10 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		// The openai-go SDK's GetStreaming asks for the stream in a JSON body: without
 		// this refusal it would read the plain answer as a stream with no event.
 		if e := r.readBody(ctx); e != nil {
+			if e == &errShuttingDown {
+				r.cutOff(ctx)
+				return
+			}
 			r.fail(ctx, e)
 			return
 		}
