@@ -13,6 +13,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -91,12 +92,17 @@ type dupKey struct {
 
 // ServerConfig is the `server:` section.
 type ServerConfig struct {
-	Listen        string        `yaml:"listen"`
-	AdminListen   string        `yaml:"admin_listen"`
-	MaxBodyBytes  Size          `yaml:"max_body_bytes"`
-	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
-	ReadTimeout   time.Duration `yaml:"read_timeout"`
-	IdleTimeout   time.Duration `yaml:"idle_timeout"`
+	Listen       string `yaml:"listen"`
+	AdminListen  string `yaml:"admin_listen"`
+	MaxBodyBytes Size   `yaml:"max_body_bytes"`
+	// MaxBufferedBytes bounds the request bodies held in memory, all requests
+	// together (the buffers of those over 64 KiB): a body that would pass it gets 503
+	// overloaded. Left out: 1GiB, or half the Go runtime's memory limit when that is
+	// less, and never under MaxBodyBytes.
+	MaxBufferedBytes Size          `yaml:"max_buffered_bytes"`
+	ShutdownGrace    time.Duration `yaml:"shutdown_grace"`
+	ReadTimeout      time.Duration `yaml:"read_timeout"`
+	IdleTimeout      time.Duration `yaml:"idle_timeout"`
 	// AdminToken, when set, is required as a bearer token on /admin/ routes.
 	AdminToken string `yaml:"admin_token"`
 	// TLS, when set, serves the API listener over HTTPS.
@@ -1804,6 +1810,9 @@ func (c *Config) applyDefaults() {
 	if s.MaxBodyBytes == 0 && !c.holds("server.max_body_bytes") {
 		s.MaxBodyBytes = 8 << 20
 	}
+	if s.MaxBufferedBytes == 0 && !c.holds("server.max_buffered_bytes") {
+		s.MaxBufferedBytes = defaultMaxBuffered(s.MaxBodyBytes, debug.SetMemoryLimit(-1))
+	}
 	if s.ShutdownGrace == 0 && !c.holds("server.shutdown_grace") {
 		s.ShutdownGrace = 30 * time.Second
 	}
@@ -1877,6 +1886,13 @@ type keyProblem interface {
 	Problem() string
 }
 
+// defaultMaxBuffered is server.max_buffered_bytes left out: 1GiB, or half the Go
+// runtime's memory limit (GOMEMLIMIT, or what tollgate serve set from the cgroup's)
+// when that is less, but at least maxBody, so that a body of the largest size is taken.
+func defaultMaxBuffered(maxBody Size, memLimit int64) Size {
+	return max(min(1<<30, Size(memLimit/2)), maxBody)
+}
+
 // problems validates every section; each problem names its line.
 func (c *Config) problems() []string {
 	var out []string
@@ -1893,6 +1909,15 @@ func (c *Config) problems() []string {
 	case c.Server.MaxBodyBytes == 0:
 		// Written so (applyDefaults): every request with a body would get 413.
 		add("server.max_body_bytes", "must be more than 0 (leave it out for 8MiB)")
+	}
+	switch {
+	case c.Server.MaxBufferedBytes < 0:
+		add("server.max_buffered_bytes", "must not be negative")
+	case c.Server.MaxBufferedBytes == 0:
+		add("server.max_buffered_bytes", "must be more than 0 (leave it out for 1GiB or half the memory limit)")
+	case c.Server.MaxBufferedBytes < c.Server.MaxBodyBytes:
+		// One body of the largest size allowed would never be taken.
+		add("server.max_buffered_bytes", "must be at least server.max_body_bytes")
 	}
 	if c.Server.ShutdownGrace < 0 {
 		add("server.shutdown_grace", "must not be negative")

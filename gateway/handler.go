@@ -101,6 +101,9 @@ type request struct {
 
 	f    fields
 	body []byte
+	// bodyHeld is the capacity of bodyBuf counted against server.max_buffered_bytes
+	// (holdBody), 0 for none.
+	bodyHeld int
 	// bodyBuf holds the body read from the client (readBody), spliceBuf an MLflow
 	// invocation's body with its model spliced in (invocationBody), nameBuf an
 	// endpoint name read from the request's path (pathName).
@@ -269,6 +272,7 @@ func pooled(b []byte) []byte {
 
 func (r *request) release() {
 	rt := r.rt
+	r.dropBodyHold()
 	if r.kept != nil {
 		fasthttp.ReleaseResponse(r.kept)
 	}
@@ -556,7 +560,15 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 			if len(b) >= bound {
 				break
 			}
-			b = growBody(b, bound)
+			n := bodyCap(cap(b), bound)
+			if !r.holdBody(n) {
+				// server.max_buffered_bytes: the rest is dropped, as a 413's is.
+				r.bodyBuf = b
+				dropBody(ctx, readLimit(maxBody)-len(b))
+				ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
+				return &errOverloaded
+			}
+			b = growBody(b, n)
 		}
 		n, err := rs.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -624,12 +636,48 @@ func readEnd(ctx *fasthttp.RequestCtx) int {
 
 // growBody returns b with more room, twice its capacity (at least bodyChunk), but no
 // more than bound (bodyChunk at least, since the buffer goes back to the pool).
-func growBody(b []byte, bound int) []byte {
-	n := min(max(2*cap(b), bodyChunk), max(bound, bodyChunk))
+func growBody(b []byte, n int) []byte {
 	nb := make([]byte, len(b), n)
 	copy(nb, b)
 	return nb
 }
+
+// bodyCap is the capacity a body buffer of capacity c grows to: twice it, at least
+// bodyChunk, at most bound (the body's Content-Length, or one byte over the limit).
+func bodyCap(c, bound int) int {
+	return min(max(2*c, bodyChunk), max(bound, bodyChunk))
+}
+
+// holdBody counts a body buffer of capacity n against server.max_buffered_bytes in
+// place of the one it replaces, and reports false, counting nothing, when that would
+// take the bytes every request holds past it. Only buffers over maxPooledBuffer
+// count: smaller ones are the request's own pooled buffers, bounded by the requests
+// in flight, and their bodies touch no shared counter.
+func (r *request) holdBody(n int) bool {
+	if n <= maxPooledBuffer {
+		return true
+	}
+	// A body alone is always taken (the bound is at least max_body_bytes, but a
+	// chunked body's buffer may be one byte over that).
+	d := int64(n - r.bodyHeld)
+	if t := r.s.bodyBytes.Add(d); t > r.rt.maxBuffered && t != int64(n) {
+		r.s.bodyBytes.Add(-d)
+		return false
+	}
+	r.bodyHeld = n
+	return true
+}
+
+// dropBodyHold gives back what holdBody counted for the request's body buffer, which
+// the request no longer keeps.
+func (r *request) dropBodyHold() {
+	if r.bodyHeld > 0 {
+		r.s.bodyBytes.Add(-int64(r.bodyHeld))
+		r.bodyHeld = 0
+	}
+}
+
+var strOne = []byte("1")
 
 // leaveBody drops the body of a request answered without reading it (a wrong method,
 // an unknown path, a missing key, a model listing), up to readLimit, so that the

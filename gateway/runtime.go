@@ -46,6 +46,9 @@ type runtime struct {
 	keys     map[[sha256.Size]byte]*clientKey
 	authKeys bool
 	maxBody  int
+	// maxBuffered is server.max_buffered_bytes: the most the request bodies held
+	// may take, all requests together (holdBody).
+	maxBuffered int64
 	// models is the /v1/models body for callers that may use every endpoint.
 	models []byte
 	// created is the models' "created" time: when this config was built.
@@ -219,6 +222,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		authKeys:      cfg.Auth.Mode == "keys",
 		tagLen:        respTagLen,
 		maxBody:       int(cfg.Server.MaxBodyBytes),
+		maxBuffered:   int64(cfg.Server.MaxBufferedBytes),
 		log:           log,
 	}
 	rt.trusted, _ = parseTrustedProxies(cfg.Server.TrustedProxies)

@@ -105,6 +105,9 @@ type Server struct {
 	// handling counts the requests inside the API handler, which fasthttp's shutdown
 	// stops waiting for when the grace runs out.
 	handling atomic.Int64
+	// bodyBytes is the capacity of the request body buffers held over 64 KiB, all
+	// requests and configs together (holdBody), bounded by server.max_buffered_bytes.
+	bodyBytes atomic.Int64
 	// waits lists the client watches running (clientWatch: requests waiting in a
 	// backend's queue, for an upstream's answer, out a retry's pause), for cutWaits
 	// to end, in shards so that requests on many cores do not queue on one lock.
@@ -179,6 +182,7 @@ func New(path string, opt Options) (*Server, error) {
 		s.m.WatchLogDrops(q.Dropped)
 	}
 	s.m.WatchBackends(s.backendLoad)
+	s.m.WatchBodies(s.bodyLoad)
 	s.metrics = metrics.Handler(s.reg)
 	ropts := router.Options{Logger: log}
 	if cfg.Limiter.Store == "redis" {
@@ -1890,6 +1894,15 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 		}
 		writeError(&ctx.Response, &errNotFound)
 	}
+}
+
+// bodyLoad is the request bodies' load, for a scrape.
+func (s *Server) bodyLoad() metrics.BodyLoad {
+	l := metrics.BodyLoad{Held: s.bodyBytes.Load()}
+	if rt := s.rt.Load(); rt != nil {
+		l.Limit = rt.maxBuffered
+	}
+	return l
 }
 
 // backendLoad is the running config's backends' load, for a scrape: their targets'

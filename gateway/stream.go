@@ -90,6 +90,7 @@ func (r *request) hijackStream(ctx *fasthttp.RequestCtx) {
 	putBodyBuf(r.bodyBuf)
 	putBodyBuf(r.spliceBuf)
 	r.bodyBuf, r.spliceBuf = nil, nil
+	r.dropBodyHold()
 	r.s.hijacked.Add(1)
 	ctx.HijackSetNoResponse(true)
 	hijack(ctx, r.hijackFn)

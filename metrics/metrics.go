@@ -107,6 +107,7 @@ type Metrics struct {
 	tracing  *traceCollector
 	limiter  *limiterCollector
 	backends *backendCollector
+	bodies   *bodyCollector
 	// logDrops reads the log queue's count of dropped lines (WatchLogDrops).
 	logDrops atomic.Pointer[func() uint64]
 
@@ -234,6 +235,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.tracing = register(reg, &traceCollector{})
 	m.limiter = register(reg, &limiterCollector{})
 	m.backends = register(reg, &backendCollector{})
+	m.bodies = register(reg, &bodyCollector{})
 	// Unchecked (it describes nothing), so each Metrics on reg registers its own.
 	register(reg, sweeper{m})
 

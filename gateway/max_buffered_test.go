@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// server.max_buffered_bytes bounds the request bodies held in memory, all requests
+// together: while one client's large body is held, another's that would take the total
+// past the bound is refused 503 overloaded with Retry-After (its rest read and
+// dropped, the connection kept), and is taken once the first is answered. The held
+// bytes and the bound are gauges on /metrics, back to 0 after.
+func TestMaxBufferedBytes(t *testing.T) {
+	g := serveWithOptions(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 512KiB, max_buffered_bytes: 512KiB}
+auth: {mode: none}
+backends: {demo: {provider: mock, model: mock-1, mock: {max_tokens: 2}}}
+endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
+logging: {level: info, access_log: true}
+`, Options{})
+	body := func(n int) string {
+		head := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"user":"`
+		tail := `"}`
+		return head + strings.Repeat("a", n-len(head)-len(tail)) + tail
+	}
+	// send sends a request whose body has length bytes, the first of them part.
+	send := func(c *rawClient, id string, length int, part string) {
+		t.Helper()
+		if _, err := io.WriteString(c.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-Id: "+id+"\r\nContent-Length: "+strconv.Itoa(length)+"\r\n\r\n"+part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post := func(c *rawClient, id, b string) { t.Helper(); send(c, id, len(b), b) }
+	read := func(c *rawClient) (*http.Response, string) {
+		t.Helper()
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+
+	// A sends 300,000 bytes of a 400,000-byte body: its buffer, grown to the
+	// Content-Length, is held.
+	a := dialRaw(t, g, nil)
+	whole := body(400000)
+	send(a, "a", len(whole), whole[:300000])
+	if !pollFor(5*time.Second, func() bool {
+		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
+		return v == 400000
+	}) {
+		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
+		t.Fatalf("tollgate_request_body_buffered_bytes = %v while A's body arrives, want 400000", v)
+	}
+	if v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_limit_bytes"); v != 512<<10 {
+		t.Errorf("tollgate_request_body_buffered_limit_bytes = %v", v)
+	}
+
+	// B's body would take the total past 512 KiB.
+	b := dialRaw(t, g, nil)
+	post(b, "b1", body(200000))
+	resp, got := read(b)
+	if resp.StatusCode != 503 || !strings.Contains(got, `"code":"overloaded"`) || resp.Header.Get("Retry-After") != "1" || resp.Close {
+		t.Fatalf("B got %d %s (Retry-After %q, close %v); want 503 overloaded, Retry-After 1, the connection kept", resp.StatusCode, got, resp.Header.Get("Retry-After"), resp.Close)
+	}
+	if line := accessLine(t, g, "b1"); line["status"] != 503.0 || line["error"] != "overloaded" {
+		t.Errorf("access log %v", line)
+	}
+	// A body under 64 KiB counts nothing, and is taken.
+	post(b, "b2", body(60000))
+	if resp, got := read(b); resp.StatusCode != 200 {
+		t.Fatalf("B's small body got %d %s", resp.StatusCode, got)
+	}
+
+	// A's body ends: it is answered, and B's large body is taken on the same connection.
+	if _, err := io.WriteString(a.conn, whole[300000:]); err != nil {
+		t.Fatal(err)
+	}
+	if resp, got := read(a); resp.StatusCode != 200 {
+		t.Fatalf("A got %d %s", resp.StatusCode, got)
+	}
+	post(b, "b3", body(200000))
+	if resp, got := read(b); resp.StatusCode != 200 {
+		t.Fatalf("B's body after A's got %d %s", resp.StatusCode, got)
+	}
+	if !pollFor(5*time.Second, func() bool { v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes"); return v == 0 }) {
+		t.Error("tollgate_request_body_buffered_bytes not back to 0")
+	}
+}
+
+// A body alone is always taken, its chunked buffer one byte over the bound included.
+func TestMaxBufferedBytesBodyAlone(t *testing.T) {
+	g := serveWithOptions(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 256KiB, max_buffered_bytes: 256KiB}
+auth: {mode: none}
+backends: {demo: {provider: mock, model: mock-1, mock: {max_tokens: 2}}}
+endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
+`, Options{})
+	head := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"user":"`
+	b := head + strings.Repeat("a", 256<<10-len(head)-2) + `"}`
+	c := dialRaw(t, g, nil)
+	if _, err := io.WriteString(c.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+strconv.FormatInt(int64(len(b)), 16)+"\r\n"+b+"\r\n0\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a chunked body of max_body_bytes alone got %d %s", resp.StatusCode, got)
+	}
+}
+
+// Left out, the bound is 1GiB, or half the runtime's memory limit when less, and at
+// least max_body_bytes; written, 0, a negative size or one under max_body_bytes is
+// refused.
+func TestMaxBufferedBytesConfig(t *testing.T) {
+	for _, c := range []struct {
+		maxBody     Size
+		limit, want int64
+	}{
+		{8 << 20, 1<<63 - 1, 1 << 30},
+		{8 << 20, 900 << 20, 450 << 20},
+		{8 << 20, 10 << 20, 8 << 20},
+		{2 << 30, 1<<63 - 1, 2 << 30},
+	} {
+		if got := defaultMaxBuffered(c.maxBody, c.limit); int64(got) != c.want {
+			t.Errorf("defaultMaxBuffered(%d, %d) = %d, want %d", c.maxBody, c.limit, got, c.want)
+		}
+	}
+	const rest = "backends:\n  up: {provider: mock, model: m}\nendpoints:\n  - {name: chat, type: chat, routes: [{backend: up}]}\n"
+	cfg, problems := parseProblems(t, "server:\n  listen: \":8080\"\n"+rest, nil)
+	if len(problems) > 0 || cfg.Server.MaxBufferedBytes < cfg.Server.MaxBodyBytes || cfg.Server.MaxBufferedBytes > 1<<30 {
+		t.Errorf("left out: %d, problems %q", cfg.Server.MaxBufferedBytes, problems)
+	}
+	for y, want := range map[string]string{
+		"server:\n  max_buffered_bytes: 0\n":                              "t.yaml:2: server.max_buffered_bytes: must be more than 0 (leave it out for 1GiB or half the memory limit)",
+		"server:\n  max_buffered_bytes: 4MiB\n":                           "t.yaml:2: server.max_buffered_bytes: must be at least server.max_body_bytes",
+		"server:\n  max_body_bytes: 1MiB\n  max_buffered_bytes: 1MiB\n":   "",
+		"server:\n  max_body_bytes: 1MiB\n  max_buffered_bytes: 512KiB\n": "t.yaml:3: server.max_buffered_bytes: must be at least server.max_body_bytes",
+	} {
+		_, problems := parseProblems(t, y+rest, nil)
+		if want == "" && len(problems) > 0 || want != "" && !slices.Equal(problems, []string{want}) {
+			t.Errorf("%q: problems %q, want %q", y, problems, want)
+		}
+	}
+}
