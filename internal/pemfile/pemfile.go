@@ -61,7 +61,9 @@ func CertPool(path string) (*x509.CertPool, error) {
 		}
 		line := 1 + bytes.Count(b[:len(b)-len(rest)+i], newline)
 		block, next := pem.Decode(rest[i:])
-		if block == nil {
+		// pem.Decode goes on to the next block past one it cannot read: that one
+		// is not complete either.
+		if block == nil || bytes.Contains(rest[i+1:len(rest)-len(next)], pemBegin) {
 			return nil, errors.New(path + ":" + strconv.Itoa(line) + ": PEM block is not complete")
 		}
 		rest = next
