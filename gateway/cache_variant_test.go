@@ -71,6 +71,9 @@ func TestCacheAnswerOfCanaryNotServedToStable(t *testing.T) {
 				if code, out := adminCall(t, "PUT", "http://"+g.AdminAddr()+"/admin/endpoints/chat/weights", "", w); code != 200 {
 					t.Fatalf("PUT weights %s: %d %v", w, code, out)
 				}
+				// With Redis the weights take effect on every replica at one
+				// instant, shortly after the call.
+				waitInForce(t, g, "chat")
 			}
 			weights(`{"stable": 100, "canary": 0}`)
 			ask("stable", "miss")

@@ -27,7 +27,7 @@ func canaryUser(t *testing.T, cfg router.Config) string {
 	var p router.Plan
 	for i := range 10000 {
 		k := "review-user-" + strconv.Itoa(i)
-		e.Plan([]byte(k), &p)
+		e.Plan([]byte(k), time.Now(), &p)
 		if p.Route == 1 {
 			return k
 		}

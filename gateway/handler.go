@@ -1537,7 +1537,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	tr := r.rt.tr
 	_, rs := tr.Start(r.tctx, tracing.SpecRoute)
 	key := r.stickyKey(ctx)
-	ep.routing.Plan(key, &r.plan)
+	ep.routing.Plan(key, r.start, &r.plan)
 	if r.pin.b != nil {
 		r.pinPlan()
 	}

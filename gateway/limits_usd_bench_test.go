@@ -1,6 +1,9 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // usdBenchConfig is limitedBenchConfig with a priced backend behind a fallback and a
 // spend budget beside the requests and tokens limits, so that every request is
@@ -45,7 +48,7 @@ func BenchmarkUSDCostEstimate(b *testing.B) {
 	s := newTestServer(b, usdBenchConfig(startStaticUpstream(b)))
 	rt := s.rt.Load()
 	r := &request{rt: rt}
-	rt.endpoints["chat"].routing.Plan(nil, &r.plan)
+	rt.endpoints["chat"].routing.Plan(nil, time.Now(), &r.plan)
 	var sink int64
 	b.ReportAllocs()
 	for b.Loop() {

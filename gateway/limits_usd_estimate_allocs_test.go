@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate/providers"
 )
@@ -17,8 +18,8 @@ func TestUSDEstimateBoundsAllocs(t *testing.T) {
 	rt := s.rt.Load()
 	plain := &request{rt: rt, body: benchUnmarkedBody, call: providers.Call{Kind: providers.Chat}}
 	marked := &request{rt: rt, body: benchBoundsBody, call: providers.Call{Kind: providers.Chat}}
-	rt.endpoints["chat"].routing.Plan(nil, &plain.plan)
-	rt.endpoints["chat"].routing.Plan(nil, &marked.plan)
+	rt.endpoints["chat"].routing.Plan(nil, time.Now(), &plain.plan)
+	rt.endpoints["chat"].routing.Plan(nil, time.Now(), &marked.plan)
 	// At the anthropic fallback's prices: 20 prompt tokens at $6 a million (its
 	// one-hour write price), 64 output at $15, 5 searches at $0.01.
 	if got, want := marked.costEstimate(20, 64), int64(20*6_000+64*15_000+5*10_000_000); got != want {

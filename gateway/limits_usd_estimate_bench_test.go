@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"testing"
+	"time"
 )
 
 // usdBoundsBenchConfig is usdBenchConfig with its fallback an anthropic backend priced
@@ -72,7 +73,7 @@ func BenchmarkUSDCostEstimateBounds(b *testing.B) {
 	}{{"marked", benchBoundsBody}, {"unmarked", benchUnmarkedBody}} {
 		b.Run(bc.name, func(b *testing.B) {
 			r := &request{rt: rt, body: bc.body}
-			rt.endpoints["chat"].routing.Plan(nil, &r.plan)
+			rt.endpoints["chat"].routing.Plan(nil, time.Now(), &r.plan)
 			var sink int64
 			b.ReportAllocs()
 			for b.Loop() {

@@ -298,7 +298,7 @@ func (r *request) untag() *apiError {
 func (r *request) pinPlan() {
 	p := &r.plan
 	bi := r.pin.bi
-	if p.Targets[0].Backend != bi && !r.ep.routing.PlanFor(bi, p) {
+	if p.Targets[0].Backend != bi && !r.ep.routing.PlanFor(bi, r.start, p) {
 		k := -1
 		for j := range p.Targets {
 			if p.Targets[j].Backend == bi {

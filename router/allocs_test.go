@@ -16,8 +16,8 @@ func TestHotPathAllocations(t *testing.T) {
 		budget float64
 		fn     func()
 	}{
-		{"Plan with a sticky key", 0, func() { e.Plan(key, &p) }},
-		{"Plan without a key", 0, func() { e.Plan(nil, &p) }},
+		{"Plan with a sticky key", 0, func() { e.Plan(key, time.Now(), &p) }},
+		{"Plan without a key", 0, func() { e.Plan(nil, time.Now(), &p) }},
 		{"Observe", 0, func() { e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, true) }},
 		{"ObserveTTFT", 0, func() { e.ObserveTTFT(1, 40*time.Millisecond) }},
 		{"ObserveUnserved", 0, func() { e.ObserveUnserved(1) }},

@@ -20,7 +20,7 @@ func BenchmarkPlan(b *testing.B) {
 	var p Plan
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Plan(key, &p)
+		e.Plan(key, time.Now(), &p)
 	}
 }
 
@@ -30,7 +30,7 @@ func BenchmarkPlanRandom(b *testing.B) {
 	var p Plan
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Plan(nil, &p)
+		e.Plan(nil, time.Now(), &p)
 	}
 }
 
@@ -42,7 +42,7 @@ func BenchmarkPlanParallel(b *testing.B) {
 		key := []byte("user-1234567890")
 		var p Plan
 		for pb.Next() {
-			e.Plan(key, &p)
+			e.Plan(key, time.Now(), &p)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -216,6 +217,13 @@ type ctlState struct {
 	// by a reload brings them back.
 	prior   CanaryState
 	priorCW int32
+}
+
+// clone returns a copy of s that shares no slice with it.
+func (s *ctlState) clone() ctlState {
+	c := *s
+	c.override = slices.Clone(s.override)
+	return c
 }
 
 func (s *ctlState) equal(o *ctlState) bool {

@@ -350,7 +350,7 @@ func TestReloadKeepsOrResetsState(t *testing.T) {
 		t.Fatalf("after a reload with the same routes: %+v %+v", s.Canary, s.Routes)
 	}
 	var p Plan
-	e2.Plan([]byte("u"), &p)
+	e2.Plan([]byte("u"), time.Now(), &p)
 	if len(p.Targets) != 1 {
 		t.Fatalf("new fallbacks not used: %+v", p.Targets)
 	}

@@ -129,7 +129,7 @@ func TestPlanTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	var p Plan
-	e.Plan([]byte("someone"), &p)
+	e.Plan([]byte("someone"), time.Now(), &p)
 	want := []Target{
 		{Backend: 2, Name: "llama-v2", Variant: "llama-v2", Route: 1},
 		{Backend: 1, Name: "llama", Variant: "llama-v2", Route: -1},
@@ -143,7 +143,7 @@ func TestPlanTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2, _ := NewEndpoint("chat", Config{Routes: []Route{{Backend: "llama", Weight: 100}}, Fallbacks: []string{"llama", "gpt"}}, backends)
-	e2.Plan(nil, &p)
+	e2.Plan(nil, time.Now(), &p)
 	if len(p.Targets) != 2 || p.Targets[1].Name != "gpt" {
 		t.Fatalf("targets %+v", p.Targets)
 	}

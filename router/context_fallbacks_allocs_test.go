@@ -2,7 +2,10 @@
 
 package router
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // A plan with context fallbacks costs no allocation more than one without.
 func TestPlanContextTargetsAllocations(t *testing.T) {
@@ -10,7 +13,7 @@ func TestPlanContextTargetsAllocations(t *testing.T) {
 	e := mustEndpoint(t, "chat", cfg)
 	var p Plan
 	key := []byte("user-1")
-	if got := testing.AllocsPerRun(1000, func() { e.Plan(key, &p) }); got != 0 {
+	if got := testing.AllocsPerRun(1000, func() { e.Plan(key, time.Now(), &p) }); got != 0 {
 		t.Fatalf("%v allocations per Plan, want 0", got)
 	}
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -60,7 +61,7 @@ func TestPlanContextTargets(t *testing.T) {
 	}
 	var p Plan
 	for _, key := range []string{"a", "b", "c", "d", "e", "f"} {
-		e.Plan([]byte(key), &p)
+		e.Plan([]byte(key), time.Now(), &p)
 		if !slices.Equal(p.ContextTargets, want) {
 			t.Fatalf("route %d: context targets %+v, want %+v", p.Route, p.ContextTargets, want)
 		}
@@ -69,14 +70,14 @@ func TestPlanContextTargets(t *testing.T) {
 		}
 	}
 	p = Plan{}
-	if !e.PlanFor(2, &p) || !slices.Equal(p.ContextTargets, want) {
+	if !e.PlanFor(2, time.Now(), &p) || !slices.Equal(p.ContextTargets, want) {
 		t.Fatalf("PlanFor: %+v", p)
 	}
 	none, err := NewEndpoint("chat", Config{Routes: []Route{{Backend: "gpt", Weight: 100}}}, backends)
 	if err != nil {
 		t.Fatal(err)
 	}
-	none.Plan(nil, &p)
+	none.Plan(nil, time.Now(), &p)
 	if len(p.ContextTargets) != 0 {
 		t.Fatalf("no context_fallbacks: context targets %+v", p.ContextTargets)
 	}

@@ -14,13 +14,14 @@
 //     first Apply and before listening, so that a new replica routes as
 //     the others do (with Redis) from its first request. Router.Run runs
 //     for the process's lifetime.
-//   - Per request: Endpoint.Plan(key, &plan), then Endpoint.Observe for
+//   - Per request: Endpoint.Plan(key, arrival, &plan), then Endpoint.Observe for
 //     every attempt on a route target (Target.Route >= 0), so the canary's
 //     gates see its own attempts only.
 //
 // Plan and Observe take no lock and do not allocate: the live weights are
 // an immutable bucket table behind an atomic pointer, rebuilt when weights
-// change; counters are atomics. Choosing a replica within a backend and
+// change, with the table a change shared through Redis puts in force at its
+// instant (Plan compares the request's arrival with it); counters are atomics. Choosing a replica within a backend and
 // skipping an unhealthy one come after the plan, keyed by Target.Backend.
 //
 // The admin API calls Pause, Resume, Promote, Rollback, SetWeights and

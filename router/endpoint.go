@@ -179,10 +179,14 @@ func (e *Endpoint) Config() *Config { return &e.cfg }
 // requests are spread by weighted random.
 func (e *Endpoint) Sticky() *Sticky { return e.cfg.Sticky }
 
-// Plan fills p for a request whose sticky key is key; an empty key picks a
-// route by weighted random. It does not allocate.
-func (e *Endpoint) Plan(key []byte, p *Plan) {
-	t := e.st.Load().table.Load()
+// Plan fills p for a request whose sticky key is key and which arrived at now;
+// an empty key picks a route by weighted random. now picks the weights in force:
+// a change shared through Redis takes effect at one instant on every replica
+// (switchDelay), and a request is routed by the weights in force when it arrived,
+// so that every replica routes alike what arrived alike. The request path passes
+// the arrival time it has already read; Plan reads no clock. It does not allocate.
+func (e *Endpoint) Plan(key []byte, now time.Time, p *Plan) {
+	t := e.st.Load().tabs.Load().in(now)
 	var b uint32
 	if len(key) > 0 {
 		var d xxhash.Digest
@@ -206,12 +210,12 @@ func (e *Endpoint) Plan(key []byte, p *Plan) {
 
 // PlanFor plans the route whose own backend is backend (its index in the names given
 // to NewEndpoint), for a call that must reach that backend whatever its caller's
-// bucket (a response stored there); it reports false, p untouched, when no route's
-// backend is.
-func (e *Endpoint) PlanFor(backend int, p *Plan) bool {
+// bucket (a response stored there); now is the request's arrival, as for Plan. It
+// reports false, p untouched, when no route's backend is.
+func (e *Endpoint) PlanFor(backend int, now time.Time, p *Plan) bool {
 	for r, ts := range e.targets {
 		if len(ts) > 0 && ts[0].Backend == backend {
-			t := e.st.Load().table.Load()
+			t := e.st.Load().tabs.Load().in(now)
 			p.Route, p.Variant, p.Weight = r, e.variant[r], t.pct[r]
 			p.Retries, p.Targets, p.ContextTargets = e.cfg.Retries, ts, e.ctxTargets
 			return true
@@ -274,6 +278,50 @@ type table struct {
 	pct     []float64 // percent
 }
 
+// tables is what Plan routes by: the table in force and, while a change shared
+// through Redis waits for its instant, the table that replaces it then. It is
+// immutable and swapped whole, so that a request reads one consistent pair with
+// one atomic load, and the only cost a pending change adds to it is comparing the
+// request's arrival with the instant.
+type tables struct {
+	cur *table
+	// next, when not nil, replaces cur from the instant at (Unix nanoseconds) on.
+	next *table
+	at   int64
+	// state and nextState are the canary states cur and next belong to, for
+	// tollgate_canary_state, which follows the weights in force.
+	state, nextState CanaryState
+}
+
+// in returns the table in force at now.
+func (ts *tables) in(now time.Time) *table {
+	if ts.next != nil && now.UnixNano() >= ts.at {
+		return ts.next
+	}
+	return ts.cur
+}
+
+// stateIn returns the canary state in force at now.
+func (ts *tables) stateIn(now time.Time) CanaryState {
+	if ts.next != nil && now.UnixNano() >= ts.at {
+		return ts.nextState
+	}
+	return ts.state
+}
+
+// pending reports whether a change still waits for its instant at now.
+func (ts *tables) pending(now time.Time) bool {
+	return ts.next != nil && now.UnixNano() < ts.at
+}
+
+// newest is the table of the latest change, in force or pending.
+func (ts *tables) newest() *table {
+	if ts.next != nil {
+		return ts.next
+	}
+	return ts.cur
+}
+
 func buildTable(l *layout, w []int32) *table {
 	t := &table{weights: append([]int32(nil), w...), pct: make([]float64, len(w))}
 	for i, x := range w {
@@ -289,7 +337,7 @@ type state struct {
 	sig     uint64
 	variant []string
 	lay     layout
-	table   atomic.Pointer[table]
+	tabs    atomic.Pointer[tables]
 	stats   []routeStats
 	canary  int // route index, -1 without a canary
 
@@ -298,6 +346,10 @@ type state struct {
 	ctl ctlState
 	// win tracks the canary's local windows; nil without a canary.
 	win *canaryWindows
+	// from is the control state in force until at, while a change shared
+	// through Redis waits for that instant (see set).
+	from ctlState
+	at   time.Time
 	// ver is the shared state's version last applied.
 	ver int64
 	// unshared says the canary was rolled back here while the shared state
@@ -340,7 +392,7 @@ func newState(e *Endpoint) *state {
 		st.win = new(canaryWindows)
 		st.ctl = ctlState{state: StateStepping, cw: e.canary.start, reason: "configured"}
 	}
-	st.table.Store(buildTable(&st.lay, st.weightsFor(&st.ctl)))
+	st.tabs.Store(&tables{cur: buildTable(&st.lay, st.weightsFor(&st.ctl)), state: st.ctl.state})
 	return st
 }
 
@@ -358,10 +410,13 @@ func (st *state) weightsFor(c *ctlState) []int32 {
 	return w
 }
 
-// set makes next the current control state, rebuilding the table when the
-// weights change and starting a new window when next's does. It reports
+// set makes next the current control state, starting a new window when next's
+// does. Its weights take effect at the instant at; until then requests are routed
+// by the weights of from, the state in force meanwhile on every replica. A nil from
+// or an at not after now puts next in force at once. A change still pending from
+// before is replaced: the weights of the newest change, at its instant. It reports
 // whether anything changed. st.mu must be held.
-func (st *state) set(next ctlState) bool {
+func (st *state) set(next ctlState, from *ctlState, at, now time.Time) bool {
 	if st.ctl.equal(&next) {
 		return false
 	}
@@ -370,12 +425,51 @@ func (st *state) set(next ctlState) bool {
 		st.win.slotsStarted = false
 		st.hasCluster = false
 	}
-	w := st.weightsFor(&next)
-	if !equalWeights(w, st.table.Load().weights) {
-		st.table.Store(buildTable(&st.lay, w))
+	ts := st.tabs.Load()
+	t := st.tableFor(st.weightsFor(&next), ts)
+	st.at = time.Time{}
+	if from != nil && at.After(now) {
+		if f := st.tableFor(st.weightsFor(from), ts); f != t && !equalWeights(f.weights, t.weights) {
+			st.tabs.Store(&tables{cur: f, state: from.state, next: t, nextState: next.state, at: at.UnixNano()})
+			st.from, st.at = from.clone(), at
+			st.ctl = next
+			return true
+		}
 	}
+	st.tabs.Store(&tables{cur: t, state: next.state})
 	st.ctl = next
 	return true
+}
+
+// tableFor returns a table of ts with the weights w, or a new one.
+func (st *state) tableFor(w []int32, ts *tables) *table {
+	for _, t := range [2]*table{ts.cur, ts.next} {
+		if t != nil && equalWeights(w, t.weights) {
+			return t
+		}
+	}
+	return buildTable(&st.lay, w)
+}
+
+// inForce is the control state whose weights are in force at now: the one a
+// pending change replaces until its instant, else the current one. st.mu must be
+// held.
+func (st *state) inForce(now time.Time) ctlState {
+	if now.Before(st.at) {
+		return st.from
+	}
+	return st.ctl
+}
+
+// settle drops a pending change's old table once its instant has passed, so that
+// readers find the weights in force without comparing; it reports whether it did.
+// Plan is right without it. It does not need st.mu: a change stored meanwhile wins.
+func (st *state) settle(now time.Time) bool {
+	ts := st.tabs.Load()
+	if ts.next == nil || ts.pending(now) {
+		return false
+	}
+	return st.tabs.CompareAndSwap(ts, &tables{cur: ts.next, state: ts.nextState})
 }
 
 // localWindows returns the canary's traffic on this replica since the

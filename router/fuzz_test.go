@@ -81,13 +81,13 @@ func FuzzParseRemote(f *testing.F) {
 		if !ok {
 			return
 		}
-		enc := encodeState(rs.sig, &rs.ctl)
+		enc := encodeState(rs.sig, &rs.ctl, rs.from, rs.at)
 		h2 := map[string]string{"ver": ver}
 		for i := 0; i < len(enc); i += 2 {
 			h2[enc[i].(string)] = enc[i+1].(string)
 		}
 		rs2, ok := parseRemote(h2, 2)
-		if !ok || rs2.sig != rs.sig || !rs2.ctl.equal(&rs.ctl) {
+		if !ok || rs2.sig != rs.sig || !rs2.ctl.equal(&rs.ctl) || !rs2.at.Equal(rs.at) || (rs2.from == nil) != (rs.from == nil) {
 			t.Fatalf("round trip of %v: %+v then %+v (%v)", h, rs, rs2, ok)
 		}
 		if rs.ctl.since.Before(time.UnixMilli(-1 << 62)) {

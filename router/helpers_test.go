@@ -96,7 +96,7 @@ func assignments(e *Endpoint, keys [][]byte) []int {
 	out := make([]int, len(keys))
 	var p Plan
 	for i, k := range keys {
-		e.Plan(k, &p)
+		e.Plan(k, time.Now(), &p)
 		out[i] = p.Route
 	}
 	return out
@@ -108,7 +108,7 @@ func assignments(e *Endpoint, keys [][]byte) []int {
 func serveTraffic(e *Endpoint, n int, latency time.Duration) {
 	var p Plan
 	for i := 0; i < n; i++ {
-		e.Plan(strconv.AppendInt([]byte("served-"), int64(i), 10), &p)
+		e.Plan(strconv.AppendInt([]byte("served-"), int64(i), 10), time.Now(), &p)
 		e.Observe(p.Route, latency, 0, false)
 	}
 }
@@ -122,7 +122,7 @@ func setCanary(t testing.TB, r *Router, e *Endpoint, cw int32) {
 	defer st.mu.Unlock()
 	c := st.ctl
 	c.cw = cw
-	r.setLocked(e.name, st, c, evStep)
+	r.setLocked(e.name, st, c, evStep, nil, time.Time{})
 }
 
 // feed records n canary attempts, the first errs of them failed, each with

@@ -9,7 +9,7 @@ import (
 
 // liveTable returns a copy of the endpoint's live bucket table.
 func liveTable(e *Endpoint) [Buckets]uint8 {
-	return e.st.Load().table.Load().route
+	return e.st.Load().tabs.Load().newest().route
 }
 
 // stableMoves lists the buckets that moved between two routes neither of

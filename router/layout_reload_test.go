@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -27,13 +28,13 @@ func reloadTargets(t *testing.T, keys [][]byte, cfg1, cfg2 Config) (before, afte
 	r.Apply([]*Endpoint{e1})
 	var p Plan
 	for _, k := range keys {
-		e1.Plan(k, &p)
+		e1.Plan(k, time.Now(), &p)
 		before = append(before, p.Targets[0].Name)
 	}
 	e2 := mustEndpoint(t, "chat", cfg2)
 	r.Apply([]*Endpoint{e2})
 	for _, k := range keys {
-		e2.Plan(k, &p)
+		e2.Plan(k, time.Now(), &p)
 		after = append(after, p.Targets[0].Name)
 	}
 	return before, after

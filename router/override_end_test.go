@@ -47,7 +47,7 @@ func TestOverrideHoldsAcrossReloads(t *testing.T) {
 			}
 			var p Plan
 			for _, k := range userKeys(200) {
-				live.Plan(k, &p)
+				live.Plan(k, time.Now(), &p)
 				if p.Targets[0].Name != "llama" {
 					t.Fatalf("a user planned to %s, the backend the override drained", p.Targets[0].Name)
 				}

@@ -79,9 +79,9 @@ func overrideAgrees(t *testing.T, step string, canary float64, rs ...*replica) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !s.Override || s.Canary.Weight != canary {
+		if !s.Override || decidedWeight(s) != canary {
 			t.Fatalf("%s: replica %d has override %v, canary %s at %v %% (%q); want the operator's override, canary at %v %%",
-				step, i, s.Override, s.Canary.State, s.Canary.Weight, s.Canary.Reason, canary)
+				step, i, s.Override, s.Canary.State, decidedWeight(s), s.Canary.Reason, canary)
 		}
 	}
 }
@@ -117,9 +117,9 @@ func TestOverrideHoldsAcrossRollingReload(t *testing.T) {
 	round(a, b)
 	round(a, b)
 	for i, x := range []*replica{a, b} {
-		if s, _ := x.r.EndpointSnapshot("chat"); s.Override || s.Canary.State != StateStepping || s.Canary.Weight != 30 {
+		if s, _ := x.r.EndpointSnapshot("chat"); s.Override || s.Canary.State != StateStepping || decidedWeight(s) != 30 {
 			t.Fatalf("replica %d after the end of the override: override %v, canary %s at %v %%; want stepping on from 30 %%",
-				i, s.Override, s.Canary.State, s.Canary.Weight)
+				i, s.Override, s.Canary.State, decidedWeight(s))
 		}
 	}
 }

@@ -52,8 +52,10 @@ type Router struct {
 	log       *slog.Logger
 	now       func() time.Time
 	tickEvery time.Duration
-	newTicker func(time.Duration) (<-chan time.Time, func())
-	shared    *shared // nil without Redis
+	// switchDelay is how long after a shared change is written it takes effect.
+	switchDelay time.Duration
+	newTicker   func(time.Duration) (<-chan time.Time, func())
+	shared      *shared // nil without Redis
 
 	mu  sync.Mutex // guards eps
 	eps map[string]*Endpoint
@@ -83,6 +85,9 @@ func New(o Options) *Router {
 	if r.tickEvery <= 0 {
 		r.tickEvery = 500 * time.Millisecond
 	}
+	// A longer poll interval needs a longer delay: every replica must read the
+	// change before its instant.
+	r.switchDelay = max(switchDelay, r.tickEvery+switchMargin)
 	if r.newTicker == nil {
 		r.newTicker = func(d time.Duration) (<-chan time.Time, func()) {
 			t := time.NewTicker(d)
@@ -114,6 +119,25 @@ func defaultID() string {
 	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
 }
 
+// switchDelay is how long after a change is written to the shared state in Redis
+// every replica (the writer included) switches to its weights: the writer stamps the
+// change with its clock plus switchDelay, and each replica routes by the weights it
+// had until its clock reaches that instant. Every replica reads the shared state each
+// TickEvery (500 ms) and a read takes a round trip to Redis, so a delay longer than
+// both together (switchMargin) has every replica that polls on time learn of a
+// change before its instant: they all switch at once, and a user the change moves is
+// never sent to the new variant by one replica and the old one by another (back and
+// forth behind a load balancer). A replica that reads the change after its instant (a
+// slow or failed poll) switches when it reads it. The replicas' clocks are assumed in
+// sync (NTP, within milliseconds); a skew between two replicas is how long they
+// disagree.
+const switchDelay = 750 * time.Millisecond
+
+// switchMargin is what switchDelay allows above the poll interval for the poll's
+// round trip to Redis (the tick's timeout is far longer; a poll that slow switches
+// late, when it reads the change).
+const switchMargin = 250 * time.Millisecond
+
 // Apply makes eps, the complete set of endpoints of a new config snapshot,
 // the live ones. An endpoint whose name and routes match one already live
 // takes over its weights, canary state and counters, with the new canary
@@ -143,7 +167,7 @@ func (r *Router) Apply(eps []*Endpoint) {
 			fresh.mu.Lock()
 			c := fresh.ctl
 			c.since = now
-			fresh.set(c)
+			fresh.set(c, nil, time.Time{}, now)
 			fresh.mu.Unlock()
 			r.changes.Add(1)
 		}
@@ -156,8 +180,23 @@ func (r *Router) Apply(eps []*Endpoint) {
 }
 
 // Changes counts weight and state changes; the metrics side polls it and
-// rereads Snapshot when it moves.
-func (r *Router) Changes() uint64 { return r.changes.Load() }
+// rereads Snapshot when it moves. A shared change counts again when it takes
+// effect (its instant passed, seen by this call or by Run's tick), so the metrics
+// follow the weights in force.
+func (r *Router) Changes() uint64 {
+	r.settle()
+	return r.changes.Load()
+}
+
+// settle puts in force every pending change whose instant has passed.
+func (r *Router) settle() {
+	now := r.now()
+	for _, e := range r.live() {
+		if e.st.Load().settle(now) {
+			r.changes.Add(1)
+		}
+	}
+}
 
 // Leader reports whether this replica leads the canary decisions of any
 // endpoint; always true without Redis.
@@ -168,11 +207,14 @@ func (r *Router) Leader() bool {
 	return r.shared.leader.Load()
 }
 
-// setLocked makes c the state of st and logs the change. st.mu must be held.
-func (r *Router) setLocked(name string, st *state, c ctlState, event string) bool {
-	before := st.table.Load().weights
+// setLocked makes c the state of st and logs the change; its weights take effect
+// at the instant at, those of from being in force until then (at once for a nil
+// from: see state.set). st.mu must be held.
+func (r *Router) setLocked(name string, st *state, c ctlState, event string, from *ctlState, at time.Time) bool {
+	now := r.now()
+	before := st.tabs.Load().in(now).weights
 	prev := st.ctl.state
-	if !st.set(c) {
+	if !st.set(c, from, at, now) {
 		return false
 	}
 	r.changes.Add(1)
@@ -180,11 +222,15 @@ func (r *Router) setLocked(name string, st *state, c ctlState, event string) boo
 	if event == evRollback {
 		level = slog.LevelWarn
 	}
+	ts := st.tabs.Load()
 	attrs := []slog.Attr{
 		slog.String("endpoint", name),
 		slog.String("event", event),
-		slog.String("weights", formatWeights(st, st.table.Load().weights)),
+		slog.String("weights", formatWeights(st, ts.newest().weights)),
 		slog.String("previous_weights", formatWeights(st, before)),
+	}
+	if ts.pending(now) {
+		attrs = append(attrs, slog.Time("switch_at", time.Unix(0, ts.at).UTC()))
 	}
 	if st.canary >= 0 {
 		attrs = append(attrs,
@@ -380,7 +426,8 @@ func (r *Router) operate(ctx context.Context, name string, op opFunc) (EndpointS
 	c.override = slices.Clone(c.override)
 	ev, err := op(st.cfg, &c, r.now())
 	if err == nil && ev != "" {
-		r.setLocked(name, st, c, ev)
+		// Without Redis there is no other replica to agree with: at once.
+		r.setLocked(name, st, c, ev, nil, time.Time{})
 	}
 	st.mu.Unlock()
 	if err != nil {
@@ -435,6 +482,7 @@ func (r *Router) Run(ctx context.Context) error {
 
 // tick runs one round of the controllers.
 func (r *Router) tick(ctx context.Context) {
+	r.settle()
 	eps := r.live()
 	if r.shared != nil {
 		r.shared.tick(ctx, r, eps)
@@ -449,7 +497,7 @@ func (r *Router) tick(ctx context.Context) {
 		st.mu.Lock()
 		whole, recent, from := st.localWindows(now)
 		if next, ev := decide(st.cfg, st.ctl, whole, recent, from, now); ev != "" {
-			r.setLocked(e.name, st, next, ev)
+			r.setLocked(e.name, st, next, ev, nil, time.Time{})
 		}
 		st.mu.Unlock()
 	}

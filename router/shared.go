@@ -19,8 +19,10 @@ import (
 //
 //	P ep:{N}:leader           string: the ID of the replica that leads N, with an
 //	                          expiry (the lease)
-//	P ep:{N}                  hash: sig, ver, st, cw, since, ovr, why, and pst,
-//	                          pcw (the state an override interrupted)
+//	P ep:{N}                  hash: sig, ver, st, cw, since, ovr, why, pst,
+//	                          pcw (the state an override interrupted), at (the
+//	                          instant, Unix ms, its weights take effect) and
+//	                          fst, fcw, fovr (the state in force until then)
 //	P ep:{N}:w:SIG:SINCE      hash: the canary's window, summed over replicas:
 //	                          n (requests), e (errors), lI / tI (latency / TTFT
 //	                          histogram bucket I)
@@ -37,6 +39,15 @@ import (
 // goes through a compare-and-set on ver, so a decision, an operator's
 // command and a reload on another replica never overwrite one another
 // unseen. The {N} hash tag keeps an endpoint's keys in one cluster slot.
+//
+// Every write of the state hash (the leader's step, rollback or reset to its
+// config, an operator's operation, a rollback written back) carries at, the
+// writer's clock plus switchDelay, and the state in force until then (what the
+// hash put in force by the writer's clock: a change still pending is replaced).
+// Every replica, the writer included, routes by that state's weights until its
+// clock reaches at, so all of them switch at one instant, and a replica that
+// starts or comes back meanwhile routes as the others do. A hash without at
+// (written by an older build) takes effect at once.
 //
 // A replica whose routes differ from the hash's sig (mid-rollout of a new
 // config) ignores it; the leader resets it to its own config.
@@ -103,6 +114,18 @@ type remoteState struct {
 	sig uint64
 	ver int64
 	ctl ctlState
+	// at is when ctl's weights take effect, from's being in force until then;
+	// zero, and from nil, for a change in force at once (a hash without at).
+	at   time.Time
+	from *ctlState
+}
+
+// inForce is the state whose weights the hash puts in force at now.
+func (rs *remoteState) inForce(now time.Time) ctlState {
+	if rs.from != nil && now.Before(rs.at) {
+		return *rs.from
+	}
+	return rs.ctl
 }
 
 // parseRemote decodes a state hash; ok is false for a missing or
@@ -123,6 +146,17 @@ func parseRemote(f map[string]string, routes int) (rs remoteState, ok bool) {
 	}
 	rs.sig = sig
 	rs.ctl = ctlState{state: state, cw: int32(cw), since: time.UnixMilli(since), reason: f["why"]}
+	if a := f["at"]; a != "" {
+		at, err := strconv.ParseInt(a, 10, 64)
+		fst, ok1 := parseState(f["fst"])
+		fcw, err2 := strconv.ParseInt(f["fcw"], 10, 32)
+		fovr, ok3 := parseOverride(f["fovr"], routes)
+		if err != nil || !ok1 || err2 != nil || fcw < 0 || fcw > Buckets || !ok3 {
+			return rs, false
+		}
+		rs.at = time.UnixMilli(at)
+		rs.from = &ctlState{state: fst, cw: int32(fcw), override: fovr}
+	}
 	if p := f["pst"]; p != "" {
 		prior, ok := parseState(p)
 		pcw, err := strconv.ParseInt(f["pcw"], 10, 32)
@@ -131,47 +165,72 @@ func parseRemote(f map[string]string, routes int) (rs remoteState, ok bool) {
 		}
 		rs.ctl.prior, rs.ctl.priorCW = prior, int32(pcw)
 	}
-	if o := f["ovr"]; o != "" {
-		parts := strings.Split(o, ",")
-		if len(parts) != routes {
-			return rs, false
-		}
-		w := make([]int32, routes)
-		var sum int64
-		for i, p := range parts {
-			x, err := strconv.ParseInt(p, 10, 32)
-			if err != nil || x < 0 || x > Buckets {
-				return rs, false
-			}
-			w[i] = int32(x)
-			sum += x
-		}
-		if sum != Buckets {
-			return rs, false
-		}
-		rs.ctl.override = w
+	ovr, ok := parseOverride(f["ovr"], routes)
+	if !ok {
+		return rs, false
 	}
+	rs.ctl.override = ovr
 	return rs, true
 }
 
-func encodeState(sig uint64, c *ctlState) []any {
+// parseOverride decodes an override's weights: nil for "", ok false for weights
+// that are not one per route adding up to Buckets.
+func parseOverride(o string, routes int) ([]int32, bool) {
+	if o == "" {
+		return nil, true
+	}
+	parts := strings.Split(o, ",")
+	if len(parts) != routes {
+		return nil, false
+	}
+	w := make([]int32, routes)
+	var sum int64
+	for i, p := range parts {
+		x, err := strconv.ParseInt(p, 10, 32)
+		if err != nil || x < 0 || x > Buckets {
+			return nil, false
+		}
+		w[i] = int32(x)
+		sum += x
+	}
+	if sum != Buckets {
+		return nil, false
+	}
+	return w, true
+}
+
+func encodeOverride(override []int32) string {
 	var ovr strings.Builder
-	for i, x := range c.override {
+	for i, x := range override {
 		if i > 0 {
 			ovr.WriteByte(',')
 		}
 		ovr.WriteString(strconv.Itoa(int(x)))
 	}
-	return []any{
+	return ovr.String()
+}
+
+// encodeState encodes c, in force from at on, from's weights being in force until
+// then; a nil from puts c in force at once.
+func encodeState(sig uint64, c *ctlState, from *ctlState, at time.Time) []any {
+	fields := []any{
 		"sig", strconv.FormatUint(sig, 16),
 		"st", c.state.String(),
 		"cw", strconv.Itoa(int(c.cw)),
 		"since", strconv.FormatInt(c.since.UnixMilli(), 10),
-		"ovr", ovr.String(),
+		"ovr", encodeOverride(c.override),
 		"why", c.reason,
 		"pst", priorName(c.prior),
 		"pcw", strconv.Itoa(int(c.priorCW)),
 	}
+	if from == nil || at.IsZero() {
+		return append(fields, "at", "", "fst", "", "fcw", "", "fovr", "")
+	}
+	return append(fields,
+		"at", strconv.FormatInt(at.UnixMilli(), 10),
+		"fst", from.state.String(),
+		"fcw", strconv.Itoa(int(from.cw)),
+		"fovr", encodeOverride(from.override))
 }
 
 func priorName(s CanaryState) string {
@@ -181,11 +240,11 @@ func priorName(s CanaryState) string {
 	return s.String()
 }
 
-// cas writes c as the endpoint's state if the hash is still at version
-// expect; it returns the new version (at least floor), or 0 when someone
-// wrote first.
-func (s *shared) cas(ctx context.Context, name string, sig uint64, expect, floor int64, c *ctlState) (int64, error) {
-	args := append([]any{strconv.FormatInt(expect, 10), strconv.FormatInt(floor, 10)}, encodeState(sig, c)...)
+// cas writes c as the endpoint's state, taking effect at the instant at (from in
+// force until then), if the hash is still at version expect; it returns the new
+// version (at least floor), or 0 when someone wrote first.
+func (s *shared) cas(ctx context.Context, name string, sig uint64, expect, floor int64, c, from *ctlState, at time.Time) (int64, error) {
+	args := append([]any{strconv.FormatInt(expect, 10), strconv.FormatInt(floor, 10)}, encodeState(sig, c, from, at)...)
 	return casScript.Run(ctx, s.rdb, []string{s.stateKey(name)}, args...).Int64()
 }
 
@@ -219,8 +278,14 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 		// unavailable): writing the result shares it too.
 		now := r.now()
 		cur, pending := st.ctl, st.unshared
+		// from is what every replica routes by until the change's instant: what
+		// the shared state has in force now (a change still pending is replaced).
+		// This replica keeps what it has in force itself until then, the same but
+		// for a rollback of its own that Redis lacks, or a state Redis lacks.
+		from, local := st.inForce(now), st.inForce(now)
 		if ok && rs.sig == st.sig {
 			cur, pending = st.withUnshared(rs.ctl)
+			from = rs.inForce(now)
 		}
 		cur.override = append([]int32(nil), cur.override...)
 		ev, err := op(st.cfg, &cur, now)
@@ -239,13 +304,20 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 			st.mu.Unlock()
 			return err
 		}
-		ver, err := s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &cur)
+		// The operation takes effect on every replica at one instant, this one
+		// included, a rollback too: a user it moves must not bounce between
+		// variants behind a load balancer, and the gates take seconds anyway.
+		at := now.Add(r.switchDelay)
+		ver, err := s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &cur, &from, at)
 		if err != nil {
 			st.mu.Unlock()
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		if ver > 0 {
-			r.setLocked(e.name, st, cur, ev)
+			if !st.unshared {
+				local = from
+			}
+			r.setLocked(e.name, st, cur, ev, &local, at)
 			st.ver, st.unshared = ver, false
 			st.mu.Unlock()
 			return nil
@@ -261,7 +333,8 @@ var errContended = fmt.Errorf("%w: the state kept changing under concurrent upda
 
 // rollbackHere rolls the canary of e back on this replica alone, for an operator
 // whose rollback could not reach the shared state; poll shares it once Redis
-// answers again.
+// answers again. It takes effect at once: no other replica can learn of it to
+// switch at the same instant.
 func (s *shared) rollbackHere(r *Router, e *Endpoint, st *state) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -269,7 +342,7 @@ func (s *shared) rollbackHere(r *Router, e *Endpoint, st *state) {
 	c.override = slices.Clone(c.override)
 	if ev, err := opRollback(st.cfg, &c, r.now()); err == nil && ev != "" {
 		c.reason += unsharedNote
-		r.setLocked(e.name, st, c, ev)
+		r.setLocked(e.name, st, c, ev, nil, time.Time{})
 		st.unshared = true
 	}
 }
@@ -283,7 +356,8 @@ const unsharedNote = ", on one replica while the shared state was unavailable"
 // the merged windows then, and holding a failing canary until Redis is back would
 // send users to it for the whole outage. Rolling back is the safe direction, which
 // every replica that sees the breach takes alike; a step waits for the shared state,
-// so that replicas never move users to the canary on their own. Redis gets the
+// so that replicas never move users to the canary on their own. The rollback takes
+// effect at once, there being no replica to agree an instant with. Redis gets the
 // rollback once it answers again (see poll).
 func (s *shared) judgeHere(r *Router, eps []*Endpoint) {
 	now := r.now()
@@ -296,7 +370,7 @@ func (s *shared) judgeHere(r *Router, eps []*Endpoint) {
 		whole, recent, from := st.localWindows(now)
 		if next, ev := decide(st.cfg, st.ctl, whole, recent, from, now); ev == evRollback {
 			next.reason += unsharedNote
-			r.setLocked(e.name, st, next, ev)
+			r.setLocked(e.name, st, next, ev, nil, time.Time{})
 			st.unshared = true
 		}
 		st.mu.Unlock()
@@ -500,8 +574,10 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 			// failed over to a replica that lagged): the decisions and operations
 			// made since would be undone. This replica writes back the state it
 			// has, above every version it has seen, and the others follow it.
+			now := r.now()
 			var ver int64
-			if ver, err = s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &st.ctl); err == nil && ver > 0 {
+			from := rs.inForce(now)
+			if ver, err = s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &st.ctl, &from, now.Add(r.switchDelay)); err == nil && ver > 0 {
 				st.ver, st.unshared = ver, false
 				r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state in Redis was older than this replica's; wrote it back",
 					slog.String("endpoint", e.name), slog.Int64("redis_version", rs.ver), slog.Int64("version", ver))
@@ -517,8 +593,11 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 				synced[st] = true
 				break
 			}
+			// The others switch at the instant, from what Redis has in force;
+			// this replica has had the rollback in force since it made it.
+			from := rs.inForce(r.now())
 			var won bool
-			if won, err = s.publish(ctx, r, e.name, st, rs.ver, next, evRollback); won {
+			if won, err = s.publish(ctx, r, e.name, st, rs.ver, next, &from, evRollback); won {
 				st.unshared = false
 				r.log.LogAttrs(ctx, slog.LevelInfo, "router wrote a canary rollback made while the shared state was unavailable",
 					slog.String("endpoint", e.name), slog.String("reason", next.reason))
@@ -529,8 +608,9 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 		case rs.ver == 0 || s.leads(e.name):
 			// Nothing shared yet, or another config's state: the leader
 			// replaces it with this config's.
+			from := st.inForce(r.now())
 			var won bool
-			if won, err = s.publish(ctx, r, e.name, st, rs.ver, st.ctl, "publish"); won {
+			if won, err = s.publish(ctx, r, e.name, st, rs.ver, st.ctl, &from, "publish"); won {
 				st.unshared = false
 			}
 		}
@@ -555,7 +635,7 @@ func (s *shared) adoptLocked(r *Router, name string, st *state, rs remoteState) 
 		// being judged.
 		st.win.flushed.copyFrom(&st.stats[st.canary])
 	}
-	r.setLocked(name, st, rs.ctl, "sync")
+	r.setLocked(name, st, rs.ctl, "sync", rs.from, rs.at)
 	st.ver = rs.ver
 }
 
@@ -563,13 +643,24 @@ func (s *shared) adoptLocked(r *Router, name string, st *state, rs remoteState) 
 // the write wins, which it reports; st.mu must be held. The new version is
 // above every one this replica has seen: over a Redis that came back empty,
 // a low one would have the other replicas write their older state back over
-// this one.
-func (s *shared) publish(ctx context.Context, r *Router, name string, st *state, expect int64, next ctlState, event string) (bool, error) {
-	ver, err := s.cas(ctx, name, st.sig, expect, st.ver+1, &next)
+// this one. next takes effect switchDelay from now on every replica, from being
+// in force until then: the leader's steps and rollbacks alike, so that no user
+// bounces between variants while the replicas learn of it. This replica keeps
+// what it has in force until then too, which is from but for a rollback it made
+// alone (unshared), in force here already.
+func (s *shared) publish(ctx context.Context, r *Router, name string, st *state, expect int64, next ctlState, from *ctlState, event string) (bool, error) {
+	now := r.now()
+	at := now.Add(r.switchDelay)
+	ver, err := s.cas(ctx, name, st.sig, expect, st.ver+1, &next, from, at)
 	if err != nil || ver == 0 {
 		return false, err
 	}
-	r.setLocked(name, st, next, event)
+	local := from
+	if st.unshared {
+		in := st.inForce(now)
+		local = &in
+	}
+	r.setLocked(name, st, next, event, local, at)
 	st.ver = ver
 	return true, nil
 }
@@ -625,8 +716,16 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 			continue
 		}
 		j.st.cluster, j.st.clusterRecent, j.st.hasCluster = whole.summary(), recent.summary(), true
-		if next, ev := decide(j.st.cfg, j.st.ctl, whole, recent, j.from, now); ev != "" {
-			if _, err := s.publish(ctx, r, j.e.name, j.st, j.st.ver, next, ev); err != nil {
+		next, ev := decide(j.st.cfg, j.st.ctl, whole, recent, j.from, now)
+		if (ev == evStep || ev == evPromote) && j.st.tabs.Load().pending(now) {
+			// The last change has not taken effect yet: a step now would be judged
+			// on traffic at the weights before it, and would replace it before any
+			// user reached its weights. A rollback goes ahead, replacing it.
+			ev = ""
+		}
+		if ev != "" {
+			from := j.st.inForce(now)
+			if _, err := s.publish(ctx, r, j.e.name, j.st, j.st.ver, next, &from, ev); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -221,9 +221,9 @@ func TestSharedOperationAfterOutageIncludesTheUnsharedRollback(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Resume after the rollback: %v", err)
 	}
-	if cs := snap.Canary; cs.State != StateStepping || cs.Weight != 5 || cs.LocalOnly {
+	if cs := snap.Canary; cs.State != StateStepping || decidedWeight(snap) != 5 || cs.LocalOnly {
 		t.Fatalf("Resume after an unshared rollback answered %s at %v %%, local_only %v; want stepping at 5 %%, shared",
-			cs.State, cs.Weight, cs.LocalOnly)
+			cs.State, decidedWeight(snap), cs.LocalOnly)
 	}
 	round(a, b)
 	weightsAgree(t, "resumed", 5, a, b)

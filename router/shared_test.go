@@ -90,14 +90,38 @@ func retunedCanary() Config {
 	return c
 }
 
+// weightsAgree checks that every replica has the canary at want as last decided:
+// in force, or waiting for its instant, which must then be the same on each
+// (switch_test.go checks the weights in force on either side of it).
 func weightsAgree(t *testing.T, step string, want float64, rs ...*replica) {
 	t.Helper()
+	var at *time.Time
 	for i, x := range rs {
-		c := canaryOf(t, x.r, "chat")
-		if c.Weight != want {
-			t.Fatalf("%s: replica %d has the canary at %v %% (%s), want %v", step, i, c.Weight, c.State, want)
+		s, err := x.r.EndpointSnapshot("chat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := decidedWeight(s); w != want {
+			t.Fatalf("%s: replica %d has the canary at %v %% (%s), want %v", step, i, w, s.Canary.State, want)
+		}
+		// A replica may have its own rollback, made while Redis was unavailable,
+		// in force already.
+		if s.SwitchAt != nil {
+			if at != nil && !at.Equal(*s.SwitchAt) {
+				t.Fatalf("%s: replica %d switches at %v, another at %v", step, i, *s.SwitchAt, *at)
+			}
+			at = s.SwitchAt
 		}
 	}
+}
+
+// decidedWeight is the canary's weight as last decided: the pending one while a
+// change waits for its instant, else the one in force.
+func decidedWeight(s EndpointSnapshot) float64 {
+	if w, ok := s.PendingWeights[s.Canary.Variant]; ok {
+		return w
+	}
+	return s.Canary.Weight
 }
 
 func TestSharedReplicasAgreeAtEveryStep(t *testing.T) {
@@ -231,7 +255,7 @@ func TestSharedOperatorOnFollower(t *testing.T) {
 	round(a, b)
 	for _, x := range []*replica{a, b} {
 		s, _ := x.r.EndpointSnapshot("chat")
-		if !s.Override || s.Canary.State != StatePaused || s.Canary.Weight != 20 {
+		if !s.Override || s.Canary.State != StatePaused || decidedWeight(s) != 20 {
 			t.Fatalf("after reloads keeping the routes: override %v, canary %+v", s.Override, s.Canary)
 		}
 	}
@@ -462,10 +486,10 @@ func TestSharedRefusedOperationFollowsSharedState(t *testing.T) {
 			if _, err := tc.then(b.r); !errors.Is(err, ErrCanaryState) {
 				t.Fatalf("%s on another replica: %v, want ErrCanaryState", tc.name, err)
 			}
-			snap := canaryOf(t, b.r, "chat")
-			if snap.State != tc.want || snap.Weight != tc.weight {
+			snap, _ := b.r.EndpointSnapshot("chat")
+			if snap.Canary.State != tc.want || decidedWeight(snap) != tc.weight {
 				t.Fatalf("after the refused %s, replica b shows %s at %v %%, want %s at %v",
-					tc.name, snap.State, snap.Weight, tc.want, tc.weight)
+					tc.name, snap.Canary.State, decidedWeight(snap), tc.want, tc.weight)
 			}
 		})
 	}
@@ -726,8 +750,8 @@ func TestSharedStateRegressionWrittenBack(t *testing.T) {
 	}
 	round(a, b)
 	for i, x := range []*replica{a, b} {
-		if s := canaryOf(t, x.r, "chat"); s.State != StateRolledBack || s.Weight != 0 {
-			t.Fatalf("replica %d after Redis lost the rollback: canary %s at %v %%, want rolled_back at 0 %%", i, s.State, s.Weight)
+		if s, _ := x.r.EndpointSnapshot("chat"); s.Canary.State != StateRolledBack || decidedWeight(s) != 0 {
+			t.Fatalf("replica %d after Redis lost the rollback: canary %s at %v %%, want rolled_back at 0 %%", i, s.Canary.State, decidedWeight(s))
 		}
 	}
 }

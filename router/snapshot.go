@@ -14,9 +14,14 @@ type EndpointSnapshot struct {
 	Name   string          `json:"name"`
 	Routes []RouteSnapshot `json:"routes"`
 	// Override is true while operator weights replace the computed ones.
-	Override bool            `json:"override"`
-	Note     string          `json:"note,omitempty"`
-	Canary   *CanarySnapshot `json:"canary,omitempty"`
+	Override bool   `json:"override"`
+	Note     string `json:"note,omitempty"`
+	// PendingWeights are the weights (variant → percent) of a change shared
+	// through Redis that every replica switches to at SwitchAt; until then the
+	// routes' weights are those in force. Both are absent while nothing waits.
+	PendingWeights map[string]float64 `json:"pending_weights,omitempty"`
+	SwitchAt       *time.Time         `json:"switch_at,omitempty"`
+	Canary         *CanarySnapshot    `json:"canary,omitempty"`
 }
 
 // RouteSnapshot is one route's live weight and counters.
@@ -35,13 +40,15 @@ type RouteSnapshot struct {
 
 // CanarySnapshot is a canary's state and its current window.
 type CanarySnapshot struct {
-	Backend string      `json:"backend"`
-	Variant string      `json:"variant"`
-	State   CanaryState `json:"state"`
+	Backend string `json:"backend"`
+	Variant string `json:"variant"`
+	// State is the state last decided; while its weights wait for their
+	// instant (EndpointSnapshot.SwitchAt), Weight and Step are those in force.
+	State CanaryState `json:"state"`
 	// AfterOverride is, while an operator's weights override holds the canary
 	// paused, the state that ending the override (ClearWeights) brings back.
 	AfterOverride CanaryState `json:"after_override,omitempty"`
-	// Weight is the canary's live weight in percent.
+	// Weight is the canary's weight in force, in percent.
 	Weight float64 `json:"weight"`
 	// Step indexes Steps: the highest step at or below Weight, -1 below the
 	// first.
@@ -93,8 +100,18 @@ func (r *Router) snapshotOf(e *Endpoint) EndpointSnapshot {
 	st := e.st.Load()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	t := st.table.Load()
+	now := r.now()
+	ts := st.tabs.Load()
+	t := ts.in(now)
 	s := EndpointSnapshot{Name: e.name, Routes: make([]RouteSnapshot, len(e.backend))}
+	if ts.pending(now) {
+		s.PendingWeights = make(map[string]float64, len(e.variant))
+		for i, v := range e.variant {
+			s.PendingWeights[v] = ts.next.pct[i]
+		}
+		at := time.Unix(0, ts.at).UTC()
+		s.SwitchAt = &at
+	}
 	for i := range e.backend {
 		s.Routes[i] = RouteSnapshot{
 			Backend:          e.backend[i],
@@ -123,7 +140,7 @@ func (r *Router) snapshotOf(e *Endpoint) EndpointSnapshot {
 		if st.ctl.override != nil {
 			c.AfterOverride = st.ctl.prior
 		}
-		whole, recent, from := st.localWindows(r.now())
+		whole, recent, from := st.localWindows(now)
 		c.Window, c.Recent, c.RecentStart = whole.summary(), recent.summary(), from
 		for _, x := range st.cfg.steps {
 			c.Steps = append(c.Steps, int(x)*100/Buckets)
@@ -137,7 +154,7 @@ func (r *Router) snapshotOf(e *Endpoint) EndpointSnapshot {
 	return s
 }
 
-// RouteWeight is one route's live weight, the shape of a
+// RouteWeight is one route's weight in force, the shape of a
 // tollgate_route_weight sample.
 type RouteWeight struct {
 	Endpoint, Backend, Variant string
@@ -145,12 +162,13 @@ type RouteWeight struct {
 	Weight float64
 }
 
-// Weights returns every live route's weight, sorted by endpoint then route
-// order, for tollgate_route_weight.
+// Weights returns every live route's weight in force, sorted by endpoint then
+// route order, for tollgate_route_weight.
 func (r *Router) Weights() []RouteWeight {
 	var out []RouteWeight
+	now := r.now()
 	for _, e := range r.live() {
-		t := e.st.Load().table.Load()
+		t := e.st.Load().tabs.Load().in(now)
 		for i := range e.backend {
 			out = append(out, RouteWeight{Endpoint: e.name, Backend: e.backend[i], Variant: e.variant[i], Weight: t.pct[i]})
 		}
@@ -165,18 +183,18 @@ type EndpointCanaryState struct {
 	State    CanaryState
 }
 
-// CanaryStates returns the canary state of every live endpoint that has a
-// canary, sorted by endpoint, for tollgate_canary_state.
+// CanaryStates returns the canary state in force (that of the weights in force)
+// of every live endpoint that has a canary, sorted by endpoint, for
+// tollgate_canary_state.
 func (r *Router) CanaryStates() []EndpointCanaryState {
 	var out []EndpointCanaryState
+	now := r.now()
 	for _, e := range r.live() {
 		st := e.st.Load()
 		if st.canary < 0 {
 			continue
 		}
-		st.mu.Lock()
-		out = append(out, EndpointCanaryState{Endpoint: e.name, State: st.ctl.state})
-		st.mu.Unlock()
+		out = append(out, EndpointCanaryState{Endpoint: e.name, State: st.tabs.Load().stateIn(now)})
 	}
 	return slices.Clip(out)
 }

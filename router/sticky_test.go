@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 const stickyUsers = 100_000
@@ -84,7 +85,7 @@ func TestStickyRandomSharesWithoutKey(t *testing.T) {
 	var p Plan
 	count := [2]int{}
 	for range stickyUsers {
-		e.Plan(nil, &p)
+		e.Plan(nil, time.Now(), &p)
 		if p.Sticky {
 			t.Fatal("Plan without a key says Sticky")
 		}
