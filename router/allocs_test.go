@@ -10,14 +10,18 @@ import (
 func TestHotPathAllocations(t *testing.T) {
 	e := benchEndpoint(t)
 	key := []byte("user-1234567890")
+	now := time.Now()
+	pending := benchEndpoint(t)
+	pendAt(pending, now.Add(time.Second))
 	var p Plan
 	tests := []struct {
 		name   string
 		budget float64
 		fn     func()
 	}{
-		{"Plan with a sticky key", 0, func() { e.Plan(key, time.Now(), &p) }},
-		{"Plan without a key", 0, func() { e.Plan(nil, time.Now(), &p) }},
+		{"Plan with a sticky key", 0, func() { e.Plan(key, now, &p) }},
+		{"Plan without a key", 0, func() { e.Plan(nil, now, &p) }},
+		{"Plan while a change is pending", 0, func() { pending.Plan(key, now, &p) }},
 		{"Observe", 0, func() { e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, true) }},
 		{"ObserveTTFT", 0, func() { e.ObserveTTFT(1, 40*time.Millisecond) }},
 		{"ObserveUnserved", 0, func() { e.ObserveUnserved(1) }},

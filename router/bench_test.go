@@ -17,20 +17,43 @@ func benchEndpoint(b testing.TB) *Endpoint {
 func BenchmarkPlan(b *testing.B) {
 	e := benchEndpoint(b)
 	key := []byte("user-1234567890")
+	now := time.Now()
 	var p Plan
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Plan(key, time.Now(), &p)
+		e.Plan(key, now, &p)
 	}
+}
+
+// BenchmarkPlanPending is Plan while a change shared through Redis waits for its
+// instant: one comparison more.
+func BenchmarkPlanPending(b *testing.B) {
+	e := benchEndpoint(b)
+	key := []byte("user-1234567890")
+	now := time.Now()
+	pendAt(e, now.Add(time.Second))
+	var p Plan
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Plan(key, now, &p)
+	}
+}
+
+// pendAt gives e a change pending until at, to the weights in force.
+func pendAt(e *Endpoint, at time.Time) {
+	st := e.st.Load()
+	ts := st.tabs.Load()
+	st.tabs.Store(&tables{cur: ts.cur, next: ts.cur, at: at.UnixNano()})
 }
 
 // BenchmarkPlanRandom is the routing decision without a sticky key.
 func BenchmarkPlanRandom(b *testing.B) {
 	e := benchEndpoint(b)
+	now := time.Now()
 	var p Plan
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Plan(nil, time.Now(), &p)
+		e.Plan(nil, now, &p)
 	}
 }
 
@@ -40,9 +63,10 @@ func BenchmarkPlanParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		key := []byte("user-1234567890")
+		now := time.Now()
 		var p Plan
 		for pb.Next() {
-			e.Plan(key, time.Now(), &p)
+			e.Plan(key, now, &p)
 		}
 	})
 }
