@@ -21,7 +21,9 @@ import (
 //     no token (400), a Content-Encoding (415), and, with auth.mode keys, a missing,
 //     wrong, expired or doubled key (401, 400): curl sends the expectation for any
 //     body over 1 MiB, and a client with an expired key would upload it all for its
-//     401.
+//     401;
+//   - then, for such a call, a Content-Length the request bodies held leave no room
+//     for (server.max_buffered_bytes): 503 overloaded.
 //
 // Any other request is invited to send its body.
 func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
@@ -45,7 +47,7 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 		ctx.Response.Header.SetBytesKV(hdrAcceptEncoding, strIdentity)
 		return s.refuseHeaders(ctx, &errContentEncoding)
 	case !rt.authKeys:
-		return fasthttp.StatusContinue
+		return s.bodyRoom(ctx, rt)
 	}
 	// A key expired when the header arrived (as the handler judges it: r.start).
 	arrived := time.Now()
@@ -54,7 +56,7 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 	}
 	k, e := authenticate(rt, h, s.keyClock(arrived))
 	if e == nil {
-		return fasthttp.StatusContinue
+		return s.bodyRoom(ctx, rt)
 	}
 	closeLingering(ctx)
 	r := s.ownRequest(ctx)
@@ -70,6 +72,19 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 	}
 	r.fail(ctx, e)
 	return e.status
+}
+
+// bodyRoom invites an API call's body, or refuses it 503 overloaded when its
+// Content-Length, over 64 KiB, would take the request bodies held past
+// server.max_buffered_bytes as they are now (holdBody would refuse it as it
+// arrived, the upload wasted); a body alone is always invited.
+func (s *Server) bodyRoom(ctx *fasthttp.RequestCtx, rt *runtime) int {
+	n := int64(ctx.Request.Header.ContentLength())
+	if held := s.bodyBytes.Load(); n > maxPooledBuffer && held > 0 && held+n > rt.maxBuffered {
+		ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
+		return s.refuseHeaders(ctx, &errOverloaded)
+	}
+	return fasthttp.StatusContinue
 }
 
 // refuseHeaders answers a request from its headers with e and records it. fasthttp

@@ -73,6 +73,16 @@ logging: {level: info, access_log: true}
 	if line := accessLine(t, g, "b1"); line["status"] != 503.0 || line["error"] != "overloaded" {
 		t.Errorf("access log %v", line)
 	}
+	// Asked from its headers (Expect: 100-continue), such a body is refused before it
+	// is sent, the connection then closed.
+	e := dialRaw(t, g, nil)
+	if _, err := io.WriteString(e.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-Id: e1\r\nExpect: 100-continue\r\nContent-Length: 200000\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, got = read(e)
+	if resp.StatusCode != 503 || !strings.Contains(got, `"code":"overloaded"`) || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("an expectation for a body with no room got %d %s (Retry-After %q); want 503 overloaded", resp.StatusCode, got, resp.Header.Get("Retry-After"))
+	}
 	// A body under 64 KiB counts nothing, and is taken.
 	post(b, "b2", body(60000))
 	if resp, got := read(b); resp.StatusCode != 200 {
