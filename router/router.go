@@ -55,7 +55,9 @@ type Router struct {
 	// switchDelay is how long after a shared change is written it takes effect.
 	switchDelay time.Duration
 	newTicker   func(time.Duration) (<-chan time.Time, func())
-	shared      *shared // nil without Redis
+	// wait sleeps d or until ctx ends; tests that drive a fake clock advance it.
+	wait   func(ctx context.Context, d time.Duration) error
+	shared *shared // nil without Redis
 
 	mu  sync.Mutex // guards eps
 	eps map[string]*Endpoint
@@ -88,6 +90,7 @@ func New(o Options) *Router {
 	// A longer poll interval needs a longer delay: every replica must read the
 	// change before its instant.
 	r.switchDelay = max(switchDelay, r.tickEvery+switchMargin)
+	r.wait = sleepCtx
 	if r.newTicker == nil {
 		r.newTicker = func(d time.Duration) (<-chan time.Time, func()) {
 			t := time.NewTicker(d)
@@ -110,6 +113,17 @@ func New(o Options) *Router {
 		r.shared = &shared{rdb: o.Redis, prefix: prefix, id: id, ttl: ttl}
 	}
 	return r
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func defaultID() string {

@@ -43,7 +43,8 @@ import (
 // Every write of the state hash (the leader's step, rollback or reset to its
 // config, an operator's operation, a rollback written back) carries at, the
 // writer's clock plus switchDelay, and the state in force until then (what the
-// hash put in force by the writer's clock: a change still pending is replaced).
+// hash put in force by the writer's clock: a change still pending is replaced;
+// an operator's waits for its instant first, see operate).
 // Every replica, the writer included, routes by that state's weights until its
 // clock reaches at, so all of them switch at one instant, and a replica that
 // starts or comes back meanwhile routes as the others do. A hash without at
@@ -266,20 +267,35 @@ func (s *shared) release(ctx context.Context, eps []*Endpoint) {
 
 // operate applies an operator's op to the shared state and then locally.
 func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state, op opFunc) error {
-	for range 3 {
+	for tries, waits := 0, 0; tries < 3; {
 		f, err := s.rdb.HGetAll(ctx, s.stateKey(e.name)).Result()
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		st.mu.Lock()
 		rs, ok := parseRemote(f, len(st.lay.home))
+		now := r.now()
+		if ok && rs.sig == st.sig && rs.from != nil && now.Before(rs.at) && waits < maxOperateWaits {
+			// A change waits for its instant. Written now, this one would have the
+			// replicas route by the weights before that change until its own
+			// instant, and those that read it only after the first instant (a poll
+			// comes every half second) would take back a switch they had made:
+			// the users it moved would go to one variant and back. It is written
+			// once the first is in force, from the weights then in force.
+			st.mu.Unlock()
+			waits++
+			if err := r.wait(ctx, rs.at.Sub(now)); err != nil {
+				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			continue
+		}
 		// The operation applies to the shared state with what this replica
 		// holds that Redis lacks added to it (a rollback made while Redis was
 		// unavailable): writing the result shares it too.
-		now := r.now()
 		cur, pending := st.ctl, st.unshared
 		// from is what every replica routes by until the change's instant: what
-		// the shared state has in force now (a change still pending is replaced).
+		// the shared state has in force now (a change pending still after the
+		// waits above is replaced).
 		// This replica keeps what it has in force itself until then, the same but
 		// for a rollback of its own that Redis lacks, or a state Redis lacks.
 		from, local := st.inForce(now), st.inForce(now)
@@ -323,9 +339,15 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 			return nil
 		}
 		st.mu.Unlock()
+		tries++
 	}
 	return errContended
 }
+
+// maxOperateWaits bounds how many pending changes an operation waits out before it
+// is written anyway; the leader takes no step while one waits, so a second wait is
+// rare (a step taken just as the first took effect).
+const maxOperateWaits = 3
 
 // errContended says an operation lost every compare-and-set to other writers:
 // Redis answers, so nothing is applied on this replica alone.

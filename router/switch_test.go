@@ -152,10 +152,10 @@ func TestSwitchPendingInViewAndMetrics(t *testing.T) {
 	}
 }
 
-// A change made before a pending one takes effect replaces it: the weights in force
-// stay until the newest change's instant, then become the newest change's, on every
-// replica, one that starts meanwhile included.
-func TestSwitchLaterChangeReplacesPending(t *testing.T) {
+// An operator's change made while another waits for its instant is written at that
+// instant, from the weights it put in force: each change takes effect in turn, at
+// its own instant, on every replica, one that starts meanwhile included.
+func TestSwitchLaterChangeWaitsForPending(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
 	a.r.tick(bg)
@@ -166,12 +166,21 @@ func TestSwitchLaterChangeReplacesPending(t *testing.T) {
 	first := switchAt(t, a)
 	round(a, b)
 	c.clock.Advance(switchDelay / 2)
+	for i, x := range []*replica{a, b} {
+		if got, next := canaryPct(x, first.Add(-time.Millisecond)), canaryPct(x, first); got != 5 || next != 50 {
+			t.Fatalf("replica %d: canary at %v %% just before the first change's instant and %v %% at it, want 5 and 50",
+				i, got, next)
+		}
+	}
 	if _, err := b.r.SetWeights(bg, "chat", map[string]int{"stable": 80, "canary": 20}); err != nil {
 		t.Fatal(err)
 	}
+	if now := c.clock.Now(); now.Before(first) {
+		t.Fatalf("the second change was written at %v, before the first's instant %v", now, first)
+	}
 	second := switchAt(t, b)
-	if !second.After(first) {
-		t.Fatalf("second change at %v, not after the first's %v", second, first)
+	if want := first.Add(switchDelay); !second.Equal(want) {
+		t.Fatalf("second change at %v, want the first's instant %v plus %v", second, first, switchDelay)
 	}
 	round(a, b)
 	fresh := c.replica("fresh", sharedCanary())
@@ -183,10 +192,9 @@ func TestSwitchLaterChangeReplacesPending(t *testing.T) {
 			at   time.Time
 			want float64
 		}{
-			{first.Add(-time.Millisecond), 5},
-			{first, 5},
-			{first.Add(time.Millisecond), 5},
-			{second.Add(-time.Millisecond), 5},
+			{first, 50},
+			{first.Add(time.Millisecond), 50},
+			{second.Add(-time.Millisecond), 50},
 			{second, 20},
 		} {
 			if got := canaryPct(x, probe.at); got != probe.want {
