@@ -352,13 +352,20 @@ func (f *ccFleet) agree(what string, within time.Duration, ok func(ccView) strin
 }
 
 // checkMetrics compares each live replica's tollgate_route_weight and
-// tollgate_canary_state with its admin API.
+// tollgate_canary_state with its admin API. A change the controller made since the
+// replicas agreed (a step of a stepping canary) is waited out to its instant first.
 func (f *ccFleet) checkMetrics(what string) {
 	f.t.Helper()
 	for _, n := range f.nodes() {
 		var last string
-		for try := 0; ; try++ {
+		for try, waits := 0, 0; ; try++ {
 			v1, err1 := n.view()
+			if err1 == nil && v1.SwitchAt != nil && waits < 4 {
+				waits++
+				time.Sleep(time.Until(*v1.SwitchAt) + 20*time.Millisecond)
+				try--
+				continue
+			}
 			fams, err := promtest.Scrape("http://" + n.g.AdminAddr() + "/metrics")
 			v2, err2 := n.view()
 			if err1 != nil || err2 != nil || err != nil {
