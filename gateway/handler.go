@@ -562,8 +562,10 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 			}
 			n := bodyCap(cap(b), bound)
 			if !r.holdBody(n) {
-				// server.max_buffered_bytes: the rest is dropped, as a 413's is.
-				r.bodyBuf = b
+				// server.max_buffered_bytes: the rest is dropped, as a 413's is, and
+				// what the body held is given back now, not once the rest is in.
+				r.dropBodyHold()
+				r.bodyBuf = pooled(b)
 				dropBody(ctx, readLimit(maxBody)-len(b))
 				ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
 				return &errOverloaded

@@ -164,3 +164,67 @@ func TestMaxBufferedBytesConfig(t *testing.T) {
 		}
 	}
 }
+
+// A body refused for want of room gives back what it held at once, not once the rest
+// of it has been read and dropped: slow uploads that all grow together would otherwise
+// each keep a part of the bound while their refused rest trickles in, and refuse one
+// another until none is taken.
+func TestMaxBufferedBytesRefusedGivesBack(t *testing.T) {
+	g := serveWithOptions(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 512KiB, max_buffered_bytes: 512KiB}
+auth: {mode: none}
+backends: {demo: {provider: mock, model: mock-1, mock: {max_tokens: 2}}}
+endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
+`, Options{})
+	head := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"user":"`
+	whole := head + strings.Repeat("a", 300000-len(head)-2) + `"}`
+	held := func(want float64) {
+		t.Helper()
+		if !pollFor(5*time.Second, func() bool {
+			v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
+			return v == want
+		}) {
+			v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
+			t.Fatalf("tollgate_request_body_buffered_bytes = %v, want %v", v, want)
+		}
+	}
+	start := func(c *rawClient, part string) {
+		t.Helper()
+		if _, err := io.WriteString(c.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n"+part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(c *rawClient, part string) {
+		t.Helper()
+		if _, err := io.WriteString(c.conn, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A's buffer grows to its Content-Length: 300,000 held.
+	a := dialRaw(t, g, nil)
+	start(a, whole[:270000])
+	held(300000)
+	// B's grows to 128 KiB (431,072 held), then its growth to 256 KiB has no room.
+	b := dialRaw(t, g, nil)
+	start(b, whole[:100000])
+	held(300000 + 128<<10)
+	write(b, whole[100000:140000])
+	held(300000)
+	// Refused, B's rest is still read and dropped, then its 503 is sent.
+	write(b, whole[140000:])
+	resp, err := http.ReadResponse(b.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(got), `"code":"overloaded"`) {
+		t.Fatalf("B got %d %s, want 503 overloaded", resp.StatusCode, got)
+	}
+	write(a, whole[270000:])
+	if resp, err = http.ReadResponse(a.br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("A got %v %v", resp, err)
+	}
+	resp.Body.Close()
+	held(0)
+}
