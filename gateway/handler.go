@@ -101,8 +101,9 @@ type request struct {
 
 	f    fields
 	body []byte
-	// bodyHeld is the capacity of bodyBuf counted against server.max_buffered_bytes
-	// (holdBody), 0 for none.
+	// bodyHeld is the capacity of bodyBuf, and of spliceBuf once an invocation's
+	// body is spliced into it, counted against server.max_buffered_bytes (holdBody),
+	// 0 for none.
 	bodyHeld int
 	// bodyBuf holds the body read from the client (readBody), spliceBuf an MLflow
 	// invocation's body with its model spliced in (invocationBody), nameBuf an
@@ -459,6 +460,13 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		}
 		if r.spliceBuf, e = invocationBody(r.spliceBuf[:0], invocation, r.body); e != nil {
 			r.fail(ctx, e)
+			return
+		}
+		// The spliced copy is a body buffer too, held beside the one read.
+		if !r.holdBody(cap(r.bodyBuf) + cap(r.spliceBuf)) {
+			r.spliceBuf = pooled(r.spliceBuf)
+			ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
+			r.fail(ctx, &errOverloaded)
 			return
 		}
 		r.body = r.spliceBuf

@@ -228,3 +228,61 @@ endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 	resp.Body.Close()
 	held(0)
 }
+
+// An MLflow invocation's body is copied with its endpoint's name spliced in: that copy
+// is a body buffer too, counted against server.max_buffered_bytes beside the body
+// read, and refused 503 overloaded when it has no room.
+func TestMaxBufferedBytesInvocationSplice(t *testing.T) {
+	g := serveWithOptions(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 512KiB, max_buffered_bytes: 512KiB}
+auth: {mode: none}
+backends: {demo: {provider: mock, model: mock-1, mock: {max_tokens: 2}}}
+endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
+`, Options{})
+	head := `{"messages":[{"role":"user","content":"hi"}],"user":"`
+	body := func(n int) string { return head + strings.Repeat("a", n-len(head)-2) + `"}` }
+	post := func(c *rawClient, b string) (*http.Response, string) {
+		t.Helper()
+		if _, err := io.WriteString(c.conn, "POST /endpoints/chat/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(b))+"\r\n\r\n"+b); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(got)
+	}
+	c := dialRaw(t, g, nil)
+	// 200,000 bytes read and about as many spliced: both fit.
+	if resp, got := post(c, body(200000)); resp.StatusCode != 200 {
+		t.Fatalf("an invocation of 200,000 bytes got %d %s", resp.StatusCode, got)
+	}
+	// A holds 300,000: an invocation of 200,000 bytes has room to be read, not to
+	// be copied as well.
+	a := dialRaw(t, g, nil)
+	whole := `{"model":"chat",` + body(300000 - len(`{"model":"chat",`) + 1)[1:]
+	if _, err := io.WriteString(a.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n"+whole[:270000]); err != nil {
+		t.Fatal(err)
+	}
+	if !pollFor(5*time.Second, func() bool {
+		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
+		return v == 300000
+	}) {
+		t.Fatal("A's body not held")
+	}
+	resp, got := post(c, body(200000))
+	if resp.StatusCode != 503 || !strings.Contains(got, `"code":"overloaded"`) || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("an invocation whose copy has no room got %d %s (Retry-After %q); want 503 overloaded", resp.StatusCode, got, resp.Header.Get("Retry-After"))
+	}
+	if _, err := io.WriteString(a.conn, whole[270000:]); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(a.br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("A got %v %v", resp, err)
+	}
+	if !pollFor(5*time.Second, func() bool { v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes"); return v == 0 }) {
+		t.Error("tollgate_request_body_buffered_bytes not back to 0")
+	}
+}
