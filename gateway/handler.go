@@ -101,9 +101,10 @@ type request struct {
 
 	f    fields
 	body []byte
-	// bodyHeld is the capacity of bodyBuf, and of spliceBuf once an invocation's
-	// body is spliced into it, counted against server.max_buffered_bytes (holdBody),
-	// 0 for none.
+	// bodyHeld is what the request's body takes against server.max_buffered_bytes
+	// (holdBody): the capacity of bodyBuf while it is read, then with the length of
+	// the upstream's copy (and of spliceBuf once an invocation's body is spliced into
+	// it); 0 for none.
 	bodyHeld int
 	// bodyBuf holds the body read from the client (readBody), spliceBuf an MLflow
 	// invocation's body with its model spliced in (invocationBody), nameBuf an
@@ -462,8 +463,9 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 			r.fail(ctx, e)
 			return
 		}
-		// The spliced copy is a body buffer too, held beside the one read.
-		if !r.holdBody(cap(r.bodyBuf) + cap(r.spliceBuf)) {
+		// The spliced copy is a body buffer too, held beside the one read, and it is
+		// what the upstream's copy is made of (readBody).
+		if !r.holdBody(cap(r.bodyBuf) + cap(r.spliceBuf) + len(r.spliceBuf)) {
 			r.spliceBuf = pooled(r.spliceBuf)
 			ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
 			r.fail(ctx, &errOverloaded)
@@ -614,9 +616,17 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 		dropBody(ctx, readLimit(maxBody)-len(b))
 		return &errTooLarge
 	}
-	r.body = b
 	// Read to its end: leaveBody has nothing left to drop.
 	_ = ctx.Request.CloseBodyStream()
+	// The provider sends the upstream a copy of the body (its model rewritten, or
+	// translated), held as long as the request: a body over 64 KiB counts it too.
+	if len(b) > maxPooledBuffer && !r.holdBody(cap(b)+len(b)) {
+		r.dropBodyHold()
+		r.bodyBuf = pooled(b)
+		ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
+		return &errOverloaded
+	}
+	r.body = b
 	return nil
 }
 

@@ -286,3 +286,36 @@ endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 		t.Error("tollgate_request_body_buffered_bytes not back to 0")
 	}
 }
+
+// A body over 64 KiB counts, once read, the copy of it the provider sends upstream
+// too, for as long as the request: its buffer plus its length.
+func TestMaxBufferedBytesCountsUpstreamCopy(t *testing.T) {
+	g := serveWithOptions(t, `
+server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 1MiB, max_buffered_bytes: 1MiB}
+auth: {mode: none}
+backends: {demo: {provider: mock, model: mock-1, mock: {ttft: 400ms, max_tokens: 2}}}
+endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
+`, Options{})
+	head := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"user":"`
+	b := head + strings.Repeat("a", 100000-len(head)-2) + `"}`
+	c := dialRaw(t, g, nil)
+	if _, err := io.WriteString(c.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(b))+"\r\n\r\n"+b); err != nil {
+		t.Fatal(err)
+	}
+	// The buffer grows to the Content-Length: 100,000 bytes, and as many again.
+	if !pollFor(2*time.Second, func() bool { v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes"); return v == 200000 }) {
+		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
+		t.Fatalf("tollgate_request_body_buffered_bytes = %v while the upstream works, want 200000", v)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if !pollFor(2*time.Second, func() bool { v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes"); return v == 0 }) {
+		t.Error("tollgate_request_body_buffered_bytes not back to 0")
+	}
+}
