@@ -303,7 +303,10 @@ endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 		t.Fatal(err)
 	}
 	// The buffer grows to the Content-Length: 100,000 bytes, and as many again.
-	if !pollFor(2*time.Second, func() bool { v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes"); return v == 200000 }) {
+	if !pollFor(2*time.Second, func() bool {
+		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
+		return v == 200000
+	}) {
 		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
 		t.Fatalf("tollgate_request_body_buffered_bytes = %v while the upstream works, want 200000", v)
 	}
