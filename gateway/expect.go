@@ -77,10 +77,12 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 // bodyRoom invites an API call's body, or refuses it 503 overloaded when its
 // Content-Length, over 64 KiB, would take the request bodies held past
 // server.max_buffered_bytes as they are now (holdBody would refuse it as it
-// arrived, the upload wasted); a body alone is always invited.
+// arrived or once read, the upload wasted): read, it holds its buffer, grown to the
+// Content-Length, and the copy sent upstream, twice its length. A body alone is
+// always invited.
 func (s *Server) bodyRoom(ctx *fasthttp.RequestCtx, rt *runtime) int {
 	n := int64(ctx.Request.Header.ContentLength())
-	if held := s.bodyBytes.Load(); n > maxPooledBuffer && held > 0 && held+n > rt.maxBuffered {
+	if held := s.bodyBytes.Load(); n > maxPooledBuffer && held > 0 && held+2*n > rt.maxBuffered {
 		ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
 		return s.refuseHeaders(ctx, &errOverloaded)
 	}
