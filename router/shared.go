@@ -243,9 +243,15 @@ func priorName(s CanaryState) string {
 
 // cas writes c as the endpoint's state, taking effect at the instant at (from in
 // force until then), if the hash is still at version expect; it returns the new
-// version (at least floor), or 0 when someone wrote first.
-func (s *shared) cas(ctx context.Context, name string, sig uint64, expect, floor int64, c, from *ctlState, at time.Time) (int64, error) {
-	args := append([]any{strconv.FormatInt(expect, 10), strconv.FormatInt(floor, 10)}, encodeState(sig, c, from, at)...)
+// version (at least floor), or 0 when someone wrote first. A change that moves no
+// weight (a pause, an override ended at the weights it held) routes nobody
+// differently: it is written in force at once, as every replica applies it, so
+// that no later change waits for an instant no view shows. st.mu must be held.
+func (s *shared) cas(ctx context.Context, name string, st *state, expect, floor int64, c, from *ctlState, at time.Time) (int64, error) {
+	if from != nil && equalWeights(st.weightsFor(from), st.weightsFor(c)) {
+		from, at = nil, time.Time{}
+	}
+	args := append([]any{strconv.FormatInt(expect, 10), strconv.FormatInt(floor, 10)}, encodeState(st.sig, c, from, at)...)
 	return casScript.Run(ctx, s.rdb, []string{s.stateKey(name)}, args...).Int64()
 }
 
@@ -324,7 +330,7 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 		// included, a rollback too: a user it moves must not bounce between
 		// variants behind a load balancer, and the gates take seconds anyway.
 		at := now.Add(r.switchDelay)
-		ver, err := s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &cur, &from, at)
+		ver, err := s.cas(ctx, e.name, st, rs.ver, st.ver+1, &cur, &from, at)
 		if err != nil {
 			st.mu.Unlock()
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -599,7 +605,7 @@ func (s *shared) poll(ctx context.Context, r *Router, eps []*Endpoint) (map[*sta
 			now := r.now()
 			var ver int64
 			from := rs.inForce(now)
-			if ver, err = s.cas(ctx, e.name, st.sig, rs.ver, st.ver+1, &st.ctl, &from, now.Add(r.switchDelay)); err == nil && ver > 0 {
+			if ver, err = s.cas(ctx, e.name, st, rs.ver, st.ver+1, &st.ctl, &from, now.Add(r.switchDelay)); err == nil && ver > 0 {
 				st.ver, st.unshared = ver, false
 				r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state in Redis was older than this replica's; wrote it back",
 					slog.String("endpoint", e.name), slog.Int64("redis_version", rs.ver), slog.Int64("version", ver))
@@ -673,7 +679,7 @@ func (s *shared) adoptLocked(r *Router, name string, st *state, rs remoteState) 
 func (s *shared) publish(ctx context.Context, r *Router, name string, st *state, expect int64, next ctlState, from *ctlState, event string) (bool, error) {
 	now := r.now()
 	at := now.Add(r.switchDelay)
-	ver, err := s.cas(ctx, name, st.sig, expect, st.ver+1, &next, from, at)
+	ver, err := s.cas(ctx, name, st, expect, st.ver+1, &next, from, at)
 	if err != nil || ver == 0 {
 		return false, err
 	}
