@@ -313,14 +313,19 @@ func (o *openAI) events(t *Target, up, out *fasthttp.Response, forced bool) *sse
 }
 
 // notStreamed is the error of a stream answered with a content type other than
-// text/event-stream, nil for an event stream; with an error, up is released
-// (endAttempt).
+// text/event-stream, or in a Content-Encoding, nil for an uncoded event stream; with
+// an error, up is released (endAttempt).
 func notStreamed(t *Target, up *fasthttp.Response) error {
 	var err error
 	switch {
 	case up.BodyStream() == nil:
 		// A 2xx without a body (204): nothing to stream, not the API's answer.
 		err = errors.Join(ErrBadResponse, errors.New("upstream answered "+strconv.Itoa(up.StatusCode())+" without a body to stream"))
+	case coded(up.Header.ContentEncoding()):
+		// A stream's events are read as they come, not decoded: refused from the
+		// header, before the client has any of it, rather than at its first bytes,
+		// which may come after the header has gone out.
+		err = errors.Join(ErrBadResponse, errors.New("upstream stream in Content-Encoding "+string(up.Header.ContentEncoding())+", whose events the gateway does not decode"))
 	case hasPrefixFold(up.Header.ContentType(), strEventStream):
 		return nil
 	default:
