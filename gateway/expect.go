@@ -81,10 +81,9 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 // Content-Length, and the copy sent upstream, twice its length. A body alone is
 // always invited.
 func (s *Server) bodyRoom(ctx *fasthttp.RequestCtx, rt *runtime) int {
-	n := int64(ctx.Request.Header.ContentLength())
-	if held := s.bodyBytes.Load(); n > maxPooledBuffer && held > 0 && held+2*n > rt.maxBuffered {
-		ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
-		return s.refuseHeaders(ctx, &errOverloaded)
+	n := ctx.Request.Header.ContentLength()
+	if held := s.bodyBytes.Load(); n > maxPooledBuffer && held > 0 && held+int64(readHold(n, n)) > rt.maxBuffered {
+		return s.refuseHeaders(ctx, overloaded(ctx))
 	}
 	return fasthttp.StatusContinue
 }

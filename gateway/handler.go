@@ -465,10 +465,9 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		}
 		// The spliced copy is a body buffer too, held beside the one read, and it is
 		// what the upstream's copy is made of (readBody).
-		if !r.holdBody(cap(r.bodyBuf) + cap(r.spliceBuf) + len(r.spliceBuf)) {
+		if !r.holdBody(cap(r.bodyBuf) + readHold(cap(r.spliceBuf), len(r.spliceBuf))) {
 			r.spliceBuf = pooled(r.spliceBuf)
-			ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
-			r.fail(ctx, &errOverloaded)
+			r.fail(ctx, overloaded(ctx))
 			return
 		}
 		r.body = r.spliceBuf
@@ -572,13 +571,10 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 			}
 			n := bodyCap(cap(b), bound)
 			if !r.holdBody(n) {
-				// server.max_buffered_bytes: the rest is dropped, as a 413's is, and
-				// what the body held is given back now, not once the rest is in.
-				r.dropBodyHold()
-				r.bodyBuf = pooled(b)
+				// The rest is dropped, as a 413's is.
+				e := r.refuseBody(ctx, b)
 				dropBody(ctx, readLimit(maxBody)-len(b))
-				ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
-				return &errOverloaded
+				return e
 			}
 			b = growBody(b, n)
 		}
@@ -620,11 +616,8 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 	_ = ctx.Request.CloseBodyStream()
 	// The provider sends the upstream a copy of the body (its model rewritten, or
 	// translated), held as long as the request: a body over 64 KiB counts it too.
-	if len(b) > maxPooledBuffer && !r.holdBody(cap(b)+len(b)) {
-		r.dropBodyHold()
-		r.bodyBuf = pooled(b)
-		ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
-		return &errOverloaded
+	if len(b) > maxPooledBuffer && !r.holdBody(readHold(cap(b), len(b))) {
+		return r.refuseBody(ctx, b)
 	}
 	r.body = b
 	return nil
@@ -686,6 +679,25 @@ func (r *request) holdBody(n int) bool {
 	}
 	r.bodyHeld = n
 	return true
+}
+
+// readHold is what a body read whole into a buffer of capacity c holds against
+// server.max_buffered_bytes: the buffer, and the copy of its length n the provider
+// sends upstream.
+func readHold(c, n int) int { return c + n }
+
+// refuseBody refuses a body, b, that server.max_buffered_bytes has no room for, and
+// gives back at once what it held, not once the rest of it has been dropped.
+func (r *request) refuseBody(ctx *fasthttp.RequestCtx, b []byte) *apiError {
+	r.dropBodyHold()
+	r.bodyBuf = pooled(b)
+	return overloaded(ctx)
+}
+
+// overloaded is 503 overloaded, its Retry-After set on ctx's answer.
+func overloaded(ctx *fasthttp.RequestCtx) *apiError {
+	ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
+	return &errOverloaded
 }
 
 // dropBodyHold gives back what holdBody counted for the request's body buffer, which
