@@ -34,15 +34,20 @@ type mlflowFile struct {
 	Endpoints []mlflowEndpoint `yaml:"endpoints"`
 	// Routes is the older name of endpoints in MLflow's gateway, in a file without
 	// endpoints.
-	Routes  []mlflowEndpoint `yaml:"routes"`
-	Server  ServerConfig     `yaml:"server"`
-	Auth    AuthConfig       `yaml:"auth"`
-	Limiter limiter.Config   `yaml:"limiter"`
-	Tracing tracing.Config   `yaml:"tracing"`
-	Logging LoggingConfig    `yaml:"logging"`
+	Routes []mlflowEndpoint `yaml:"routes"`
+	Own    mlflowOwn        `yaml:",inline"`
 	// traffic are the traffic routes of a file in MLflow's current format
 	// (mlflowTrafficFile).
 	traffic []mlflowRoute
+}
+
+// mlflowOwn are Tollgate's own sections beside an MLflow file's endpoints.
+type mlflowOwn struct {
+	Server  ServerConfig   `yaml:"server"`
+	Auth    AuthConfig     `yaml:"auth"`
+	Limiter limiter.Config `yaml:"limiter"`
+	Tracing tracing.Config `yaml:"tracing"`
+	Logging LoggingConfig  `yaml:"logging"`
 }
 
 // mlflowTrafficFile is MLflow's current format, read when the file has endpoints: its
@@ -51,11 +56,7 @@ type mlflowFile struct {
 type mlflowTrafficFile struct {
 	Endpoints []mlflowEndpoint `yaml:"endpoints"`
 	Routes    []mlflowRoute    `yaml:"routes"`
-	Server    ServerConfig     `yaml:"server"`
-	Auth      AuthConfig       `yaml:"auth"`
-	Limiter   limiter.Config   `yaml:"limiter"`
-	Tracing   tracing.Config   `yaml:"tracing"`
-	Logging   LoggingConfig    `yaml:"logging"`
+	Own       mlflowOwn        `yaml:",inline"`
 }
 
 // mlflowRoute is one of MLflow's traffic routes.
@@ -318,8 +319,7 @@ func readMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 	for _, p := range decoded {
 		report(0, "", p)
 	}
-	return &mlflowFile{Endpoints: tf.Endpoints, Server: tf.Server, Auth: tf.Auth, Limiter: tf.Limiter,
-		Tracing: tf.Tracing, Logging: tf.Logging, traffic: tf.Routes}, ok
+	return &mlflowFile{Endpoints: tf.Endpoints, Own: tf.Own, traffic: tf.Routes}, ok
 }
 
 // hasKey reports whether the mapping n has key.
@@ -339,7 +339,8 @@ func hasKey(n *yaml.Node, key string) bool {
 // backend per endpoint, named after it. Problems name the MLflow file's own keys and
 // lines, those found later in the config built from it too (cfg.mlflowKeys).
 func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem string)) {
-	cfg.Server, cfg.Auth, cfg.Limiter, cfg.Tracing, cfg.Logging = f.Server, f.Auth, f.Limiter, f.Tracing, f.Logging
+	o := &f.Own
+	cfg.Server, cfg.Auth, cfg.Limiter, cfg.Tracing, cfg.Logging = o.Server, o.Auth, o.Limiter, o.Tracing, o.Logging
 	list, listKey := f.Endpoints, "endpoints"
 	if len(list) == 0 {
 		list, listKey = f.Routes, "routes"
