@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // server.max_buffered_bytes bounds the request bodies held in memory, all requests
@@ -23,42 +21,21 @@ backends: {demo: {provider: mock, model: mock-1, mock: {max_tokens: 2}}}
 endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 logging: {level: info, access_log: true}
 `, Options{})
-	body := func(n int) string {
-		head := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"user":"`
-		tail := `"}`
-		return head + strings.Repeat("a", n-len(head)-len(tail)) + tail
-	}
 	// send sends a request whose body has length bytes, the first of them part.
 	send := func(c *rawClient, id string, length int, part string) {
 		t.Helper()
-		if _, err := io.WriteString(c.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-Id: "+id+"\r\nContent-Length: "+strconv.Itoa(length)+"\r\n\r\n"+part); err != nil {
-			t.Fatal(err)
-		}
+		postBytes(t, c, "/v1/chat/completions", "X-Request-Id: "+id+"\r\n", length, part)
 	}
 	post := func(c *rawClient, id, b string) { t.Helper(); send(c, id, len(b), b) }
-	read := func(c *rawClient) (*http.Response, string) {
-		t.Helper()
-		resp, err := http.ReadResponse(c.br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(b)
-	}
+	body := func(n int) string { return padBody(chatPad, n) }
+	read := func(c *rawClient) (*http.Response, string) { t.Helper(); return nextAnswer(t, c) }
 
 	// A sends 300,000 bytes of a 400,000-byte body: its buffer, grown to the
 	// Content-Length, is held.
 	a := dialRaw(t, g, nil)
 	whole := body(400000)
 	send(a, "a", len(whole), whole[:300000])
-	if !pollFor(5*time.Second, func() bool {
-		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
-		return v == 400000
-	}) {
-		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
-		t.Fatalf("tollgate_request_body_buffered_bytes = %v while A's body arrives, want 400000", v)
-	}
+	waitBuffered(t, g, 400000, "while A's body arrives")
 	if v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_limit_bytes"); v != 512<<10 {
 		t.Errorf("tollgate_request_body_buffered_limit_bytes = %v", v)
 	}
@@ -76,9 +53,7 @@ logging: {level: info, access_log: true}
 	// Asked from its headers (Expect: 100-continue), such a body is refused before it
 	// is sent, the connection then closed.
 	e := dialRaw(t, g, nil)
-	if _, err := io.WriteString(e.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-Id: e1\r\nExpect: 100-continue\r\nContent-Length: 200000\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	postBytes(t, e, "/v1/chat/completions", "X-Request-Id: e1\r\nExpect: 100-continue\r\n", 200000, "")
 	resp, got = read(e)
 	if resp.StatusCode != 503 || !strings.Contains(got, `"code":"overloaded"`) || resp.Header.Get("Retry-After") != "1" {
 		t.Fatalf("an expectation for a body with no room got %d %s (Retry-After %q); want 503 overloaded", resp.StatusCode, got, resp.Header.Get("Retry-After"))
@@ -90,9 +65,7 @@ logging: {level: info, access_log: true}
 	}
 
 	// A's body ends: it is answered, and B's large body is taken on the same connection.
-	if _, err := io.WriteString(a.conn, whole[300000:]); err != nil {
-		t.Fatal(err)
-	}
+	writeRaw(t, a, whole[300000:])
 	if resp, got := read(a); resp.StatusCode != 200 {
 		t.Fatalf("A got %d %s", resp.StatusCode, got)
 	}
@@ -100,9 +73,7 @@ logging: {level: info, access_log: true}
 	if resp, got := read(b); resp.StatusCode != 200 {
 		t.Fatalf("B's body after A's got %d %s", resp.StatusCode, got)
 	}
-	if !pollFor(5*time.Second, func() bool { v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes"); return v == 0 }) {
-		t.Error("tollgate_request_body_buffered_bytes not back to 0")
-	}
+	waitBuffered(t, g, 0, "after the answers")
 }
 
 // A body alone is always taken, its chunked buffer one byte over the bound included.
@@ -113,19 +84,10 @@ auth: {mode: none}
 backends: {demo: {provider: mock, model: mock-1, mock: {max_tokens: 2}}}
 endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 `, Options{})
-	head := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"user":"`
-	b := head + strings.Repeat("a", 256<<10-len(head)-2) + `"}`
+	b := padBody(chatPad, 256<<10)
 	c := dialRaw(t, g, nil)
-	if _, err := io.WriteString(c.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+strconv.FormatInt(int64(len(b)), 16)+"\r\n"+b+"\r\n0\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
+	writeRaw(t, c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+strconv.FormatInt(int64(len(b)), 16)+"\r\n"+b+"\r\n0\r\n\r\n")
+	if resp, got := nextAnswer(t, c); resp.StatusCode != 200 {
 		t.Fatalf("a chunked body of max_body_bytes alone got %d %s", resp.StatusCode, got)
 	}
 }
@@ -176,30 +138,13 @@ auth: {mode: none}
 backends: {demo: {provider: mock, model: mock-1, mock: {max_tokens: 2}}}
 endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 `, Options{})
-	head := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"user":"`
-	whole := head + strings.Repeat("a", 300000-len(head)-2) + `"}`
-	held := func(want float64) {
-		t.Helper()
-		if !pollFor(5*time.Second, func() bool {
-			v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
-			return v == want
-		}) {
-			v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
-			t.Fatalf("tollgate_request_body_buffered_bytes = %v, want %v", v, want)
-		}
-	}
+	whole := padBody(chatPad, 300000)
+	held := func(want float64) { t.Helper(); waitBuffered(t, g, want, "") }
 	start := func(c *rawClient, part string) {
 		t.Helper()
-		if _, err := io.WriteString(c.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n"+part); err != nil {
-			t.Fatal(err)
-		}
+		postBytes(t, c, "/v1/chat/completions", "", 300000, part)
 	}
-	write := func(c *rawClient, part string) {
-		t.Helper()
-		if _, err := io.WriteString(c.conn, part); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(c *rawClient, part string) { t.Helper(); writeRaw(t, c, part) }
 	// A's buffer grows to its Content-Length: 300,000 held.
 	a := dialRaw(t, g, nil)
 	start(a, whole[:270000])
@@ -212,20 +157,13 @@ endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 	held(300000)
 	// Refused, B's rest is still read and dropped, then its 503 is sent.
 	write(b, whole[140000:])
-	resp, err := http.ReadResponse(b.br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 503 || !strings.Contains(string(got), `"code":"overloaded"`) {
+	if resp, got := nextAnswer(t, b); resp.StatusCode != 503 || !strings.Contains(got, `"code":"overloaded"`) {
 		t.Fatalf("B got %d %s, want 503 overloaded", resp.StatusCode, got)
 	}
 	write(a, whole[270000:])
-	if resp, err = http.ReadResponse(a.br, nil); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("A got %v %v", resp, err)
+	if resp, got := nextAnswer(t, a); resp.StatusCode != 200 {
+		t.Fatalf("A got %d %s", resp.StatusCode, got)
 	}
-	resp.Body.Close()
 	held(0)
 }
 
@@ -240,19 +178,11 @@ backends: {demo: {provider: mock, model: mock-1, mock: {max_tokens: 2}}}
 endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 `, Options{})
 	head := `{"messages":[{"role":"user","content":"hi"}],"user":"`
-	body := func(n int) string { return head + strings.Repeat("a", n-len(head)-2) + `"}` }
+	body := func(n int) string { return padBody(head, n) }
 	post := func(c *rawClient, b string) (*http.Response, string) {
 		t.Helper()
-		if _, err := io.WriteString(c.conn, "POST /endpoints/chat/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(b))+"\r\n\r\n"+b); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(c.br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(got)
+		postBytes(t, c, "/endpoints/chat/invocations", "", len(b), b)
+		return nextAnswer(t, c)
 	}
 	c := dialRaw(t, g, nil)
 	// 200,000 bytes read and about as many spliced: both fit.
@@ -263,28 +193,17 @@ endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 	// be copied as well.
 	a := dialRaw(t, g, nil)
 	whole := `{"model":"chat",` + body(300000 - len(`{"model":"chat",`) + 1)[1:]
-	if _, err := io.WriteString(a.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n"+whole[:270000]); err != nil {
-		t.Fatal(err)
-	}
-	if !pollFor(5*time.Second, func() bool {
-		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
-		return v == 300000
-	}) {
-		t.Fatal("A's body not held")
-	}
+	postBytes(t, a, "/v1/chat/completions", "", 300000, whole[:270000])
+	waitBuffered(t, g, 300000, "while A's body arrives")
 	resp, got := post(c, body(200000))
 	if resp.StatusCode != 503 || !strings.Contains(got, `"code":"overloaded"`) || resp.Header.Get("Retry-After") != "1" {
 		t.Fatalf("an invocation whose copy has no room got %d %s (Retry-After %q); want 503 overloaded", resp.StatusCode, got, resp.Header.Get("Retry-After"))
 	}
-	if _, err := io.WriteString(a.conn, whole[270000:]); err != nil {
-		t.Fatal(err)
+	writeRaw(t, a, whole[270000:])
+	if resp, got := nextAnswer(t, a); resp.StatusCode != 200 {
+		t.Fatalf("A got %d %s", resp.StatusCode, got)
 	}
-	if resp, err := http.ReadResponse(a.br, nil); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("A got %v %v", resp, err)
-	}
-	if !pollFor(5*time.Second, func() bool { v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes"); return v == 0 }) {
-		t.Error("tollgate_request_body_buffered_bytes not back to 0")
-	}
+	waitBuffered(t, g, 0, "after the answers")
 }
 
 // A body over 64 KiB counts, once read, the copy of it the provider sends upstream
@@ -296,29 +215,13 @@ auth: {mode: none}
 backends: {demo: {provider: mock, model: mock-1, mock: {ttft: 400ms, max_tokens: 2}}}
 endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 `, Options{})
-	head := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"user":"`
-	b := head + strings.Repeat("a", 100000-len(head)-2) + `"}`
+	b := padBody(chatPad, 100000)
 	c := dialRaw(t, g, nil)
-	if _, err := io.WriteString(c.conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(b))+"\r\n\r\n"+b); err != nil {
-		t.Fatal(err)
-	}
+	postBytes(t, c, "/v1/chat/completions", "", len(b), b)
 	// The buffer grows to the Content-Length: 100,000 bytes, and as many again.
-	if !pollFor(2*time.Second, func() bool {
-		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
-		return v == 200000
-	}) {
-		v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes")
-		t.Fatalf("tollgate_request_body_buffered_bytes = %v while the upstream works, want 200000", v)
-	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
+	waitBuffered(t, g, 200000, "while the upstream works")
+	if resp, _ := nextAnswer(t, c); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	if !pollFor(2*time.Second, func() bool { v, _ := gaugeValue(t, g.Server, "tollgate_request_body_buffered_bytes"); return v == 0 }) {
-		t.Error("tollgate_request_body_buffered_bytes not back to 0")
-	}
+	waitBuffered(t, g, 0, "after the answer")
 }
