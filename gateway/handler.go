@@ -1124,7 +1124,10 @@ func (s *Server) ownRequest(ctx *fasthttp.RequestCtx) *request {
 	// could not be read (serveParseError).
 	r.arrive(ctx)
 	route := ownRoute(ctx.Path())
-	r.anthropicAPI = route == routeMessages || route == routeCountTokens
+	// The model listings answer Anthropic's SDKs, known by their anthropic-version,
+	// in that API's shapes (models_anthropic.go), their errors included.
+	r.anthropicAPI = route == routeMessages || route == routeCountTokens ||
+		(route == routeModels || route == routeModel) && anthropicClient(&ctx.Request.Header)
 	if s.bind(r) {
 		r.startSpan(ctx, serverSpecs[ownMethod(ctx.Method())][route])
 	}
@@ -2471,8 +2474,9 @@ func appendUnescaped(dst, s []byte) []byte {
 	return dst
 }
 
-// serveModel answers GET /v1/models/{id}: the endpoint as OpenAI's model object, or
-// 404 when there is none or the caller's key may not use it.
+// serveModel answers GET /v1/models/{id}: the endpoint as OpenAI's model object
+// (Anthropic's for an Anthropic client), or 404 when there is none or the caller's key
+// may not use it.
 func (s *Server) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
 	r := s.ownRequest(ctx)
 	key, e := r.modelsCaller(ctx)
@@ -2490,17 +2494,35 @@ func (s *Server) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
 		return
 	}
 	ctx.Response.Header.SetContentTypeBytes(strModelsJSON)
+	if r.anthropicAPI {
+		ctx.Response.SetBodyRaw(r.rt.anthropicModel(id))
+		r.finish(ctx, 200)
+		return
+	}
 	// By the name asked for: an alias is a model of its own to the client.
 	ctx.Response.SetBodyRaw(r.rt.appendModel(nil, string(id)))
 	r.finish(ctx, 200)
 }
 
-// serveModels answers GET /v1/models: the endpoints the caller's key may use.
+// serveModels answers GET /v1/models: the endpoints the caller's key may use, as
+// OpenAI's list, or as a page of Anthropic's for an Anthropic client.
 func (s *Server) serveModels(ctx *fasthttp.RequestCtx) {
 	r := s.ownRequest(ctx)
 	key, e := r.modelsCaller(ctx)
 	if e != nil {
 		r.fail(ctx, e)
+		return
+	}
+	if r.anthropicAPI {
+		list := r.rt.anthropicAll
+		if key != nil {
+			list = key.anthropic
+		}
+		if e := writeAnthropicPage(ctx, list); e != nil {
+			r.fail(ctx, e)
+			return
+		}
+		r.finish(ctx, 200)
 		return
 	}
 	body := r.rt.models

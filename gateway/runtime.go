@@ -53,6 +53,10 @@ type runtime struct {
 	models []byte
 	// created is the models' "created" time: when this config was built.
 	created int64
+	// anthropic are the models of every endpoint in Anthropic's shape, and
+	// anthropicAll the list of them all (models_anthropic.go).
+	anthropic    []listedModel
+	anthropicAll []*listedModel
 
 	// series holds the metrics label sets this config uses; closing releases them,
 	// which removes from /metrics those the running config does not use (the
@@ -184,6 +188,8 @@ type clientKey struct {
 	all       bool
 	allowed   []bool
 	models    []byte
+	// anthropic is the models the key may use, in Anthropic's shape.
+	anthropic []*listedModel
 	// policy holds the key's own limits.
 	policy *limiter.Policy
 	// series counts the key's requests, tokens and cost.
@@ -404,6 +410,8 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 	}
 	rt.models = rt.modelsBody(all)
+	rt.anthropic = rt.anthropicModels()
+	rt.anthropicAll = rt.anthropicList(all)
 	for ki, kc := range cfg.Auth.Keys {
 		k := &clientKey{idx: ki, name: kc.Name, nameBytes: []byte(kc.Name), allowed: allowed[ki], policy: keyPolicies[ki],
 			scoreOwner: scoreOwnerShared + kc.Name, messagesOwner: messagesOwnerShared + kc.Name}
@@ -417,9 +425,10 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 		// A key that may call every endpoint lists them all: the runtime's body.
 		k.all = mayCallAll(&kc)
-		k.models = rt.models
+		k.models, k.anthropic = rt.models, rt.anthropicAll
 		if !k.all {
 			k.models = rt.modelsBody(k.allowed)
+			k.anthropic = rt.anthropicList(k.allowed)
 		}
 		if _, dup := rt.keys[k.hash]; dup {
 			rt.close()
