@@ -22,9 +22,10 @@ const (
 )
 
 // fuzzStatuses are the statuses the API answers with (README, "Errors"): anything else,
-// a 500 above all, is a gateway fault.
+// a 500 above all, is a gateway fault. 422 is the upstream's, passed on: vLLM (and
+// mockllm) answer it to an audio form whose file part has no filename.
 var fuzzStatuses = map[int]bool{200: true, 400: true, 401: true, 404: true, 405: true, 413: true,
-	414: true, 429: true, 431: true, 502: true, 503: true, 504: true}
+	414: true, 422: true, 429: true, 431: true, 502: true, 503: true, 504: true}
 
 // FuzzServeAPI sends the gateway well-formed HTTP requests with whatever method, path,
 // headers and body the fuzzer makes, over a real connection, on a config with client
