@@ -94,11 +94,12 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 }
 
 // appendChatRequest appends the chat completions request for the completions request
-// body: "prompt" becomes "messages" holding it as one user message, "model" is model,
-// "temperature" is multiplied by scale (unless 0) and, with forceUsage,
-// stream_options asks for usage. Every other member goes as it came (max_tokens, stop,
-// n, stream, user …), as MLflow passes a completions payload's parameters on; one the
-// chat API lacks is the upstream's to refuse.
+// body: "prompt" becomes "messages" holding it as one user message, "model" is model
+// (left out when model is empty: NoModel), "temperature" is multiplied by scale
+// (unless 0) and, with forceUsage, stream_options asks for usage. Every other member
+// goes as it came (max_tokens, stop, n, stream, user …), as MLflow passes a
+// completions payload's parameters on; one the chat API lacks is the upstream's to
+// refuse.
 func appendChatRequest(dst, body, model []byte, scale float64, forceUsage bool) ([]byte, *requestError) {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
@@ -125,6 +126,9 @@ func appendChatRequest(dst, body, model []byte, scale float64, forceUsage bool) 
 			continue
 		case isKey(k, "model"):
 			hasModel = true
+			if len(model) == 0 {
+				continue // NoModel: the call goes with none
+			}
 			v = model
 		case scale != 0 && isKey(k, "temperature"):
 			if f, ok := jsonscan.Float(v); ok {
@@ -144,7 +148,7 @@ func appendChatRequest(dst, body, model []byte, scale float64, forceUsage bool) 
 	if it.Err() != nil || !prompt {
 		return dst, errNoPrompt
 	}
-	if !hasModel {
+	if !hasModel && len(model) > 0 {
 		dst = appendMember(dst, strModelKey)
 		dst = append(dst, model...)
 	}

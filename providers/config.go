@@ -141,6 +141,10 @@ type Config struct {
 	// anthropic provider halves it (MLflow's temperature runs from 0 to 2,
 	// Anthropic's from 0 to 1); the MLflow config loader sets it, it is no YAML key.
 	ChatTemperatureScale float64 `yaml:"-"`
+	// NoModel sends calls with no model member, Model being empty (provider openai
+	// or azure): an upstream serving one model, or an Azure deployment, which its
+	// URL names. MLflow sends the calls of an endpoint without model.name so.
+	NoModel bool `yaml:"-"`
 
 	// resolver looks up targets' host names in place of the system's resolver;
 	// nil is the system's. Tests set it to answer names they control.
@@ -509,7 +513,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Model == "" {
-		errs = append(errs, fieldErr("model", "is required"))
+		if !c.NoModel || c.Provider != "openai" && c.Provider != "azure" {
+			errs = append(errs, fieldErr("model", "is required"))
+		}
 	} else if strings.ContainsFunc(c.Model, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		// It goes into JSON bodies escaped, but into an audio call's form as it is.
 		errs = append(errs, fieldErr("model", "must not hold control characters (line breaks, tabs)"))

@@ -21,6 +21,7 @@ import (
 
 // openAI speaks the OpenAI HTTP API: vLLM, OpenAI, TGI, Ollama, Together …
 type openAI struct {
+	// model is the backend's model as a JSON string, or nil to send none (NoModel).
 	model []byte
 	// rawModel is the model unquoted: the value of an audio call's model part.
 	rawModel []byte
@@ -112,6 +113,9 @@ func authCredentials(name, v string) (string, bool) {
 func newOpenAI(c *Config) *openAI {
 	o := &openAI{model: quoteModel(c.Model), rawModel: []byte(c.Model), drop: c.DropParams, reasoning: openAIReasoningModel(c.Model),
 		streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: int64(c.MaxResponseBytes)}
+	if c.NoModel && c.Model == "" {
+		o.model = nil // appendBody leaves the member out
+	}
 	if c.APIKey != "" {
 		o.auth = []byte("Bearer " + c.APIKey)
 		o.addSecret(c.APIKey)

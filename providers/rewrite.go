@@ -11,11 +11,15 @@ import (
 var includeUsageJSON = []byte(`{"include_usage":true}`)
 
 // appendBody appends the client's body with the model value replaced by model (a JSON
-// string, quotes included) and, when forceUsage is set, stream_options replaced or added
-// so that the upstream reports usage. Every other byte is forwarded untouched.
+// string, quotes included), or the model member left out when model is empty, and,
+// when forceUsage is set, stream_options replaced or added so that the upstream reports
+// usage. Every other byte is forwarded untouched.
 func appendBody(dst []byte, call *Call, model []byte, forceUsage bool) []byte {
 	b := call.Body
 	ms, me := call.Model[0], call.Model[1]
+	if len(model) == 0 {
+		ms, me = modelMember(b, ms, me)
+	}
 	if !forceUsage {
 		dst = append(dst, b[:ms]...)
 		dst = append(dst, model...)
@@ -27,7 +31,11 @@ func appendBody(dst []byte, call *Call, model []byte, forceUsage bool) []byte {
 		dst = append(dst, b[:ms]...)
 		dst = append(dst, model...)
 		dst = append(dst, b[me:end]...)
-		dst = append(dst, `,"stream_options":`...)
+		if lastNonSpace(dst) != '{' {
+			// Not when the model, left out, was the only member.
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"stream_options":`...)
 		dst = append(dst, includeUsageJSON...)
 		return append(dst, b[end:]...)
 	}
@@ -43,6 +51,62 @@ func appendBody(dst []byte, call *Call, model []byte, forceUsage bool) []byte {
 	dst = append(dst, b[me:ss]...)
 	dst = appendStreamOptions(dst, b[ss:se])
 	return append(dst, b[se:]...)
+}
+
+// modelMember is the span of body b that leaves the member out whose value is b[ms:me]
+// (the model's, which the gateway's scan found at the top level): its name, and the
+// comma that parts it from the member before it, or else from the one after it. A
+// member name holds no '"' but escaped, and "model" none at all. Where b is not so,
+// the value's own span comes back, and the value is left out alone.
+func modelMember(b []byte, ms, me int) (int, int) {
+	i := ms - 1
+	for i >= 0 && isSpace(b[i]) {
+		i--
+	}
+	if i < 0 || b[i] != ':' {
+		return ms, me
+	}
+	i--
+	for i >= 0 && isSpace(b[i]) {
+		i--
+	}
+	if i < 0 || b[i] != '"' {
+		return ms, me
+	}
+	i--
+	for i >= 0 && b[i] != '"' {
+		i--
+	}
+	if i < 0 {
+		return ms, me
+	}
+	start := i
+	for i--; i >= 0 && isSpace(b[i]); i-- {
+	}
+	if i >= 0 && b[i] == ',' {
+		return i, me
+	}
+	j := me
+	for j < len(b) && isSpace(b[j]) {
+		j++
+	}
+	if j < len(b) && b[j] == ',' {
+		return start, j + 1
+	}
+	return start, me
+}
+
+// isSpace reports whether c is JSON's whitespace.
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// lastNonSpace is the last byte of b that is not JSON's whitespace, or 0.
+func lastNonSpace(b []byte) byte {
+	for i := len(b) - 1; i >= 0; i-- {
+		if !isSpace(b[i]) {
+			return b[i]
+		}
+	}
+	return 0
 }
 
 // appendStreamOptions appends the client's stream_options object opts with
