@@ -2167,8 +2167,12 @@ func (c *Config) problems() []string {
 			}
 		}
 		addErr(p, limiter.ValidateLimits(e.Limits))
-		if _, err := router.NewEndpoint(e.Name, e.Config, backendNames); err != nil {
-			addErr(p, err)
+		// An MLflow traffic route whose destinations were refused has no routes to
+		// check (fromMLflowRoute).
+		if e.mlflow == nil || !e.mlflow.refused {
+			if _, err := router.NewEndpoint(e.Name, e.Config, backendNames); err != nil {
+				addErr(p, err)
+			}
 		}
 		if e.Sticky != nil && e.Sticky.From == router.StickyAPIKey && c.Auth.Mode == "none" {
 			// Without authentication no request has a key name to hash: every caller

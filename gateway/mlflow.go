@@ -96,6 +96,9 @@ type mlflowInfo struct {
 	// trafficRoute is set for a traffic route's endpoint, which MLflow serves but
 	// does not list.
 	trafficRoute bool
+	// refused: a problem of the traffic route's destinations was reported; its
+	// endpoint has no routes, whose checks would report it again.
+	refused bool
 }
 
 // isMLflow tells an MLflow gateway config from ours by its endpoint entries: one with
@@ -267,6 +270,12 @@ type mlflowProvider struct {
 	// their temperature on the way (0: as sent).
 	viaChat          bool
 	temperatureScale float64
+	// nameless: model.name may be left out: MLflow sends these providers' calls
+	// with no model (to a model server's /invocations, a TGI server's /generate).
+	// So does Tollgate, to the OpenAI-compatible routes of such a server of one
+	// model, or with namelessModel, where the server wants one it does not read.
+	nameless      bool
+	namelessModel string
 }
 
 // known is the set of config keys the provider takes: any other is an error, not a
@@ -289,21 +298,28 @@ var openaiMore = []string{"openai_api_type", "openai_api_version", "openai_deplo
 // mlflowProviders maps MLflow's provider names onto ours. The *_api_base keys of
 // mistral and togetherai, and the openai-compatible provider, are ours.
 var mlflowProviders = map[string]mlflowProvider{
-	"openai":    {"openai", "openai_api_key", "openai_api_base", "https://api.openai.com/v1", true, openaiMore, true, 0},
-	"azure":     {"azure", "openai_api_key", "openai_api_base", "", true, openaiMore, true, 0},
-	"azuread":   {"azure", "openai_api_key", "openai_api_base", "", true, openaiMore, true, 0},
-	"anthropic": {"anthropic", "anthropic_api_key", "anthropic_api_base", "https://api.anthropic.com/v1", true, []string{"anthropic_version"}, false, 0},
+	"openai": {provider: "openai", keyField: "openai_api_key", baseField: "openai_api_base", defaultBase: "https://api.openai.com/v1",
+		keyRequired: true, more: openaiMore, viaChat: true},
+	"azure":   {provider: "azure", keyField: "openai_api_key", baseField: "openai_api_base", keyRequired: true, more: openaiMore, viaChat: true},
+	"azuread": {provider: "azure", keyField: "openai_api_key", baseField: "openai_api_base", keyRequired: true, more: openaiMore, viaChat: true},
+	"anthropic": {provider: "anthropic", keyField: "anthropic_api_key", baseField: "anthropic_api_base", defaultBase: "https://api.anthropic.com/v1",
+		keyRequired: true, more: []string{"anthropic_version"}},
 	// MLflow's temperature runs from 0 to 2, Mistral's from 0 to 1: MLflow halves it.
-	"mistral":                               {"openai", "mistral_api_key", "mistral_api_base", "https://api.mistral.ai/v1", true, nil, true, 0.5},
-	"togetherai":                            {"openai", "togetherai_api_key", "togetherai_api_base", "https://api.together.xyz/v1", true, nil, false, 0},
-	"huggingface-text-generation-inference": {"openai", "", "hf_server_url", "", false, nil, false, 0},
-	"mlflow-model-serving":                  {"openai", "", "model_server_url", "", false, nil, false, 0},
-	"openai-compatible":                     {"openai", "api_key", "api_base", "", false, nil, false, 0},
+	"mistral": {provider: "openai", keyField: "mistral_api_key", baseField: "mistral_api_base", defaultBase: "https://api.mistral.ai/v1",
+		keyRequired: true, viaChat: true, temperatureScale: 0.5},
+	"togetherai": {provider: "openai", keyField: "togetherai_api_key", baseField: "togetherai_api_base", defaultBase: "https://api.together.xyz/v1",
+		keyRequired: true},
+	// TGI's Messages API reads no model, but its older versions refuse a call
+	// without one; its documentation sends "tgi".
+	"huggingface-text-generation-inference": {provider: "openai", baseField: "hf_server_url", nameless: true, namelessModel: "tgi"},
+	"mlflow-model-serving":                  {provider: "openai", baseField: "model_server_url", nameless: true},
+	"openai-compatible":                     {provider: "openai", keyField: "api_key", baseField: "api_base"},
 }
 
 // readMLflow decodes an MLflow gateway config as checkKeys and decodeRest do ours,
 // reporting what they find, and reports whether the file could be read.
 func readMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem string)) (*mlflowFile, bool) {
+	skipUnsupportedConfigs(root)
 	if !hasKey(root, "endpoints") {
 		checkKeys(root, reflect.TypeOf(mlflowFile{}), "", cfg, report)
 		f := &mlflowFile{}
@@ -320,6 +336,87 @@ func readMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 		report(0, "", p)
 	}
 	return &mlflowFile{Endpoints: tf.Endpoints, Own: tf.Own, traffic: tf.Routes}, ok
+}
+
+// skipUnsupportedConfigs sets aside the config of each entry whose provider Tollgate
+// does not map (fromMLflow): that provider is the entry's one problem, and its config
+// holds what that provider takes (bedrock's aws_config mapping), which read as ours
+// would be a second message for the same mistake. The value is replaced in the model
+// mapping, not changed where it is written: an anchor there may serve another entry.
+// A config merged in (<<) is covered by an own null one.
+func skipUnsupportedConfigs(root *yaml.Node) {
+	list := mergedValue(root, "endpoints")
+	if list == nil {
+		list = mergedValue(root, "routes")
+	}
+	if list == nil || list.Kind != yaml.SequenceNode {
+		return
+	}
+	for _, e := range list.Content {
+		model := mergedValue(e, "model")
+		if model == nil || model.Kind != yaml.MappingNode {
+			continue
+		}
+		if p := mergedValue(model, "provider"); p != nil && p.Kind == yaml.ScalarNode {
+			if _, ok := mlflowProviders[p.Value]; ok {
+				continue
+			}
+		}
+		c := mergedValue(model, "config")
+		if c == nil {
+			continue
+		}
+		null := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: c.Line, Column: c.Column}
+		own := false
+		for i := 0; i+1 < len(model.Content); i += 2 {
+			if k := model.Content[i]; !isMergeKey(k) && k.Value == "config" {
+				model.Content[i+1], own = null, true
+			}
+		}
+		if !own {
+			k := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "config", Line: c.Line, Column: c.Column}
+			model.Content = append(model.Content, k, null)
+		}
+	}
+}
+
+// mergedValue is the value yaml.v3 decodes for key of the mapping n, an alias
+// followed: its own, else that of the first mapping merged in (<<) that has it; nil
+// where there is none.
+func mergedValue(n *yaml.Node, key string) *yaml.Node {
+	return mergedValueSeen(n, key, map[*yaml.Node]bool{})
+}
+
+// mergedValueSeen is mergedValue, seen holding the mappings looked in: an anchor may
+// merge itself, which the parser accepts.
+func mergedValueSeen(n *yaml.Node, key string, seen map[*yaml.Node]bool) *yaml.Node {
+	if n == nil {
+		return nil
+	}
+	if n = deref(n); n.Kind != yaml.MappingNode || seen[n] {
+		return nil
+	}
+	seen[n] = true
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch {
+		case isMergeKey(k):
+			if v = deref(v); v.Kind == yaml.SequenceNode {
+				merges = append(merges, v.Content...)
+			} else {
+				merges = append(merges, v)
+			}
+		case k.Value == key:
+			return deref(v)
+		}
+	}
+	for _, m := range merges {
+		if v := mergedValueSeen(m, key, seen); v != nil {
+			return v
+		}
+	}
+	return nil
 }
 
 // hasKey reports whether the mapping n has key.
@@ -349,6 +446,9 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 	keys := &mlflowKeys{list: listKey}
 	cfg.mlflowKeys = keys
 	line := cfg.lineOf
+	// unfit marks the entries whose type or provider was refused: a traffic route
+	// naming one says nothing more of it (fromMLflowRoute).
+	unfit := make([]bool, len(list))
 	for i, e := range list {
 		p := listKey + "[" + strconv.Itoa(i) + "]"
 		typ, typKey := e.EndpointType, p+".endpoint_type"
@@ -365,8 +465,10 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		case !ok:
 			report(line(typKey), typKey, "must be llm/v1/chat, llm/v1/completions or llm/v1/embeddings")
 		}
+		unfit[i] = !ok
 		mp, ok := mlflowProviders[e.Model.Provider]
 		if !ok {
+			unfit[i] = true
 			names := make([]string, 0, len(mlflowProviders))
 			for n := range mlflowProviders {
 				names = append(names, n)
@@ -381,6 +483,7 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		}
 		if mp.provider == "anthropic" && kind != "" && kind != "chat" {
 			report(line(typKey), typKey, typ+" is not served by provider anthropic: Tollgate reaches Anthropic through its Messages API, which serves llm/v1/chat only")
+			unfit[i] = true
 		}
 		c := e.Model.Config
 		cp := p + ".model.config"
@@ -425,10 +528,21 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		// defaults of provider azure stand in for none of them (without a base, the
 		// openai provider's would send the key to OpenAI).
 		azureTyped := false
+		// typeSaid ends a message about a key of the other API type: the type is the
+		// provider's when openai_api_type is left out.
+		typeSaid := ", not " + apiType
+		if c["openai_api_type"] == "" {
+			typeSaid = " (left out, it is " + apiType + " for provider " + e.Model.Provider + ")"
+		}
 		switch apiType {
 		case "":
 		case "openai":
 			b.Provider = "openai"
+			// As MLflow's OpenAIConfig: a deployment is Azure's, and would be ignored.
+			if c["openai_deployment_name"] != "" {
+				k := cp + ".openai_deployment_name"
+				report(line(k), k, "applies only when openai_api_type is azure or azuread"+typeSaid)
+			}
 		case "azure", "azuread":
 			b.Provider = "azure"
 			azureTyped = c["openai_api_type"] != ""
@@ -437,8 +551,36 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 					report(line(cp), cp+"."+k, "is required when openai_api_type is "+apiType)
 				}
 			}
+			// As MLflow's OpenAIConfig: an organization is OpenAI's.
+			if c["openai_organization"] != "" {
+				k := cp + ".openai_organization"
+				report(line(k), k, "applies only when openai_api_type is openai"+typeSaid)
+			}
 		default:
 			report(line(cp+".openai_api_type"), cp+".openai_api_type", "must be openai, azure or azuread")
+		}
+		// nameless: model.name is left out where the upstream needs none (mp.nameless,
+		// or Azure, whose deployment in the URL names the model): the calls go up with
+		// no model, as MLflow sends them, or mp.namelessModel. Elsewhere the name goes
+		// as every call's model (MLflow sends it so), which those APIs require.
+		nameless := e.Model.Name == "" && (mp.nameless || b.Provider == "azure")
+		switch {
+		case e.Model.Name != "":
+		case nameless:
+			if b.Model = mp.namelessModel; b.Model == "" {
+				b.NoModel = true
+			}
+			if b.Provider == "azure" && !azureTyped && c["openai_deployment_name"] == "" {
+				k := cp + ".openai_deployment_name"
+				report(line(cp), k, "is required for provider "+e.Model.Provider+" without model.name (the deployment name in the Azure portal)")
+			}
+		default:
+			of := e.Model.Provider
+			if apiType == "openai" && of != "openai" {
+				of += " with openai_api_type openai"
+			}
+			k := p + ".model.name"
+			report(line(k), k, "is required for provider "+of+": each call sends it as its model (only the azure API types, mlflow-model-serving and huggingface-text-generation-inference take none)")
 		}
 		if apiType == "azuread" && b.APIKey != "" {
 			// An Azure AD (Entra ID) token goes in a bearer header, as MLflow sends
@@ -482,7 +624,8 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 				report(line(p+".model"), p+".model", fe.Error())
 				continue
 			}
-			if kp.Key() == "base_url" && b.BaseURL == "" || kp.Key() == "deployment" && azureTyped && c["openai_deployment_name"] == "" {
+			if kp.Key() == "base_url" && b.BaseURL == "" || kp.Key() == "deployment" && (azureTyped || nameless) && c["openai_deployment_name"] == "" ||
+				kp.Key() == "model" && e.Model.Name == "" {
 				continue // reported above, with the MLflow key to set
 			}
 			k := mlflowKeyPath(p, mp, c, kp.Key())
@@ -513,7 +656,7 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		keys.entries = append(keys.entries, mlflowSource{index: i, name: name, typKey: typKey, mp: mp, config: c})
 	}
 	for i, r := range f.traffic {
-		fromMLflowRoute(i, r, list, cfg, report)
+		fromMLflowRoute(i, r, list, unfit, cfg, report)
 	}
 }
 
@@ -522,7 +665,14 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 // its traffic_percentage. Without a sticky key each call goes to a destination drawn
 // by weight, as MLflow's TRAFFIC_SPLIT draws it; the endpoint has no limit, as in
 // MLflow, whose endpoints' limits hold for calls to the endpoints themselves.
-func fromMLflowRoute(i int, r mlflowRoute, endpoints []mlflowEndpoint, cfg *Config, report func(line int, key, problem string)) {
+//
+// The destinations are checked here, in MLflow's words. A destination refused (here,
+// or at its endpoint: unfit) leaves the percentages unsummed, the sum of the others
+// being that mistake again, and the endpoint without routes and marked refused, so
+// that the checks of the built config do not say it a second time. An endpoint named
+// twice gets one route, of the shares' sum, whose index is then not its destination's:
+// the router's checks left to a route not refused (router.MaxRoutes) name no index.
+func fromMLflowRoute(i int, r mlflowRoute, endpoints []mlflowEndpoint, unfit []bool, cfg *Config, report func(line int, key, problem string)) {
 	line := cfg.lineOf
 	p := "routes[" + strconv.Itoa(i) + "]"
 	typKey := p + ".task_type"
@@ -537,22 +687,56 @@ func fromMLflowRoute(i int, r mlflowRoute, endpoints []mlflowEndpoint, cfg *Conf
 		k := p + ".routing_strategy"
 		report(line(k), k, "must be TRAFFIC_SPLIT")
 	}
+	refused := false
 	if len(r.Destinations) == 0 {
 		k := p + ".destinations"
 		report(line(k), k, "needs at least one destination")
+		refused = true
 	}
 	ec := EndpointConfig{Name: r.Name, Type: kind}
+	sum := 0
 	for j, d := range r.Destinations {
-		k := p + ".destinations[" + strconv.Itoa(j) + "].name"
+		dp := p + ".destinations[" + strconv.Itoa(j) + "]"
 		e := slices.IndexFunc(endpoints, func(e mlflowEndpoint) bool { return e.Name == d.Name })
-		if e < 0 {
-			report(line(k), k, "endpoint "+strconv.Quote(d.Name)+" is not in endpoints")
-		} else if typ := cmp.Or(endpoints[e].EndpointType, endpoints[e].RouteType); ok && typ != r.TaskType {
-			report(line(k), k, "endpoint "+strconv.Quote(d.Name)+" is "+typ+", the route's task_type "+r.TaskType)
+		switch {
+		case d.Name == "":
+			report(line(dp+".name"), dp+".name", "is required")
+			refused = true
+		case e < 0:
+			report(line(dp+".name"), dp+".name", "endpoint "+strconv.Quote(d.Name)+" is not in endpoints")
+			refused = true
+		case unfit[e]:
+			refused = true // its endpoint's type or provider is reported there
+		case ok:
+			if typ := cmp.Or(endpoints[e].EndpointType, endpoints[e].RouteType); typ != r.TaskType {
+				report(line(dp+".name"), dp+".name", "endpoint "+strconv.Quote(d.Name)+" is "+typ+", the route's task_type "+r.TaskType)
+				refused = true
+			}
 		}
-		ec.Routes = append(ec.Routes, router.Route{Backend: d.Name, Weight: d.TrafficPercentage})
+		if d.TrafficPercentage < 0 || d.TrafficPercentage > 100 {
+			report(line(dp+".traffic_percentage"), dp+".traffic_percentage", "must be 0..100")
+			refused = true
+		}
+		sum += d.TrafficPercentage
+		// An endpoint named twice is drawn by its shares' sum, as MLflow draws it; one
+		// route each would be a backend routed twice.
+		if k := slices.IndexFunc(ec.Routes, func(rt router.Route) bool { return rt.Backend == d.Name }); k >= 0 {
+			ec.Routes[k].Weight += d.TrafficPercentage
+		} else {
+			ec.Routes = append(ec.Routes, router.Route{Backend: d.Name, Weight: d.TrafficPercentage})
+		}
 	}
-	ec.mlflow = &mlflowInfo{EndpointType: r.TaskType, trafficRoute: true}
+	if !refused && sum != 100 {
+		// Named traffic_percentage, as MLflow names the share: a percentage refused
+		// as written (a fraction, a string) drops this sum (dropKeyProblems).
+		k := p + ".destinations"
+		report(line(k), k, "traffic_percentage values add up to "+strconv.Itoa(sum)+", want 100")
+		refused = true
+	}
+	if refused {
+		ec.Routes = nil
+	}
+	ec.mlflow = &mlflowInfo{EndpointType: r.TaskType, trafficRoute: true, refused: refused}
 	cfg.Endpoints = append(cfg.Endpoints, ec)
 	cfg.mlflowKeys.entries = append(cfg.mlflowKeys.entries, mlflowSource{index: i, name: r.Name, typKey: typKey, trafficRoute: true})
 }
@@ -852,7 +1036,11 @@ func appendMLflowEndpoint(b []byte, ec *EndpointConfig, cfg *Config) []byte {
 	b = append(b, `,"endpoint_type":`...)
 	b = jsonscan.AppendQuote(b, info.EndpointType)
 	b = append(b, `,"model":{"name":`...)
-	b = jsonscan.AppendQuote(b, info.Model)
+	if info.Model == "" {
+		b = append(b, "null"...) // model.name left out, as MLflow lists it
+	} else {
+		b = jsonscan.AppendQuote(b, info.Model)
+	}
 	b = append(b, `,"provider":`...)
 	b = jsonscan.AppendQuote(b, info.Provider)
 	b = append(b, `},"endpoint_url":`...)

@@ -93,7 +93,7 @@ func TestMLflowTrafficRouteErrors(t *testing.T) {
     destinations:
       - {name: chat1, traffic_percentage: 50}
       - {name: chat2, traffic_percentage: 40}
-`, "ml.yaml:27: routes[0].destinations: weights add up to 90, want 100"},
+`, "ml.yaml:27: routes[0].destinations: traffic_percentage values add up to 90, want 100"},
 		{"percentage range", `  - name: r
     task_type: llm/v1/chat
     destinations:
