@@ -48,6 +48,12 @@ var (
 	errUpstreamBusy   = apiError{503, "server_error", "upstream_overloaded", "", "Every upstream replica is at its concurrency limit; retry shortly."}
 	errNoTarget       = apiError{503, "server_error", "no_healthy_upstream", "", "No upstream replica is in service for this model."}
 	errUnsupportedOp  = apiError{400, "invalid_request_error", "unsupported_operation", "model", "This backend does not support the operation."}
+
+	// errUpstreamTooLarge is an answer over the backend's max_response_bytes: a
+	// retry has the upstream generate about as large an answer again (an embeddings
+	// batch exactly as large), so the SDKs are told not to (writeError).
+	errUpstreamTooLarge = apiError{502, "server_error", "upstream_bad_response", "", "The upstream model server's answer is larger than this gateway passes on."}
+
 	// errClientHungUp ends a request whose client hung up while it waited (queued,
 	// or before a retry): nobody reads an answer, so none is written (hangUp).
 	errClientHungUp = apiError{499, "invalid_request_error", "client_gone", "", "The client closed the connection before the answer."}
@@ -112,6 +118,9 @@ func writeError(resp *fasthttp.Response, e *apiError) {
 		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallengeRevoked)
 	case &errKeyRevokedHeader:
 		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallenge)
+	case &errUpstreamTooLarge:
+		// A 502, which the SDKs would retry.
+		setShouldRetry(&resp.Header, false)
 	}
 	resp.SetStatusCode(e.status)
 	resp.Header.SetContentTypeBytes(strJSON)

@@ -1885,6 +1885,8 @@ func upstreamFailure(last error) *apiError {
 		return &errNoTarget
 	case errors.Is(last, providers.ErrTimeout):
 		return &errUpstreamSlow
+	case errors.Is(last, providers.ErrAnswerTooLarge):
+		return &errUpstreamTooLarge
 	case errors.Is(last, providers.ErrBadResponse):
 		var detail upstreamDetail
 		if errors.As(last, &detail) {
@@ -2150,7 +2152,11 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		ls.End()
 		r.errKind = "rate_limited"
 		h := &ctx.Response.Header
-		h.SetBytesKV(hdrRetryAfter, limiter.AppendRetryAfter(r.out[:0], refused.RetryAfter))
+		// Retried by the SDKs when its room comes back within the wait they all
+		// take as told (a requests-per-second limit, to the millisecond); not when
+		// it comes back later (a spent day budget), where their retries would be
+		// refused again or hold the caller for hours.
+		setShouldRetry(h, r.setWait(h, refused.RetryAfter))
 		r.setLimitHeaders(ctx)
 		// The message in the request's own buffer, the error on the request: a client
 		// hammering past its limit costs no garbage per refusal.
@@ -2222,7 +2228,8 @@ func refusedLocally(err error) bool {
 }
 
 // passUpstreamError answers with the upstream's own error response, already in
-// ctx.Response, and its Retry-After in whole seconds.
+// ctx.Response, and its wait: Retry-After in whole seconds and retry-after-ms, and
+// x-should-retry: false when the SDKs would retry it but not all wait it out as told.
 func (r *request) passUpstreamError(ctx *fasthttp.RequestCtx, ue *providers.UpstreamError) {
 	if r.anthropicAPI {
 		// In the Messages API's shape, as its client's SDK reads it: here, after
@@ -2231,7 +2238,10 @@ func (r *request) passUpstreamError(ctx *fasthttp.RequestCtx, ue *providers.Upst
 	}
 	r.setHeaders(ctx)
 	if ue.RetryAfter > 0 {
-		ctx.Response.Header.SetBytesKV(hdrRetryAfter, appendInt(r.out[:0], int64((ue.RetryAfter+time.Second-1)/time.Second)))
+		h := &ctx.Response.Header
+		if !r.setWait(h, ue.RetryAfter) && sdkRetries(ctx.Response.StatusCode()) {
+			setShouldRetry(h, false)
+		}
 	}
 }
 

@@ -16,6 +16,13 @@ func AppendRetryAfter(dst []byte, d time.Duration) []byte {
 	return strconv.AppendInt(dst, s, 10)
 }
 
+// RetryAfterMs is the retry-after-ms header value for d: whole milliseconds rounded
+// up, and at least 1, as AppendRetryAfter's seconds are: the official SDKs read it
+// before retry-after and take 0 for no wait given, falling back to their own backoff.
+func RetryAfterMs(d time.Duration) int64 {
+	return max(int64((d+time.Millisecond-1)/time.Millisecond), 1)
+}
+
 // AppendReset appends an x-ratelimit-reset-* header value for d the way OpenAI writes
 // it ("120ms", "1.5s", "6m0s"): Go's duration notation of d rounded up to the
 // millisecond, without allocating.

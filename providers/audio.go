@@ -36,7 +36,7 @@ func (o *openAI) sendForm(t *Target, call *Call, out *fasthttp.Response, res *Re
 }
 
 // wholeBody reads up's streamed body in full into up, up to max bytes, decoded when
-// the upstream coded it; over max the answer is invalid (errAnswerTooLarge).
+// the upstream coded it; over max the answer is invalid (ErrAnswerTooLarge).
 func wholeBody(up *fasthttp.Response, max int64) error {
 	body, err := readStreamed(up, max)
 	if err != nil {
@@ -50,7 +50,7 @@ func wholeBody(up *fasthttp.Response, max int64) error {
 
 // readStreamed reads up's streamed body in full, up to max bytes, and closes the
 // stream; decoded when the upstream coded it. A body over max is not cut to fit:
-// the answer is invalid (errAnswerTooLarge).
+// the answer is invalid (ErrAnswerTooLarge).
 func readStreamed(up *fasthttp.Response, max int64) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max+1))
 	_ = up.CloseBodyStream()
@@ -58,7 +58,7 @@ func readStreamed(up *fasthttp.Response, max int64) ([]byte, error) {
 		return nil, classifyBody(err)
 	}
 	if int64(len(body)) > max {
-		return nil, errAnswerTooLarge
+		return nil, ErrAnswerTooLarge
 	}
 	if enc := up.Header.ContentEncoding(); coded(enc) {
 		return uncoded(enc, body, max)

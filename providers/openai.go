@@ -501,7 +501,7 @@ func uncode(c, body []byte, max int64) ([]byte, error) {
 	}
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		return nil, errAnswerTooLarge
+		return nil, ErrAnswerTooLarge
 	case err != nil:
 		return nil, errors.Join(ErrBadResponse, errors.New("upstream answer does not decode as its Content-Encoding "+string(c)+" says"), err)
 	}
@@ -616,7 +616,7 @@ func setAnswer(out *fasthttp.Response, b []byte) {
 // passError copies an upstream error answer to out, reading a streamed body in full,
 // with any of secrets it quotes masked. A streamed body over max is not cut to fit
 // (the client would get a truncated body as the upstream's error): the answer is
-// invalid, errAnswerTooLarge, as a buffered one over the limit is.
+// invalid, ErrAnswerTooLarge, as a buffered one over the limit is.
 func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]byte) error {
 	ue := &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header)}
 	enc := up.Header.ContentEncoding()
@@ -834,11 +834,11 @@ func retryAfter(v []byte) time.Duration {
 	return 0
 }
 
-// errAnswerTooLarge is an upstream answer over the buffered-answer limit
+// ErrAnswerTooLarge is an upstream answer over the buffered-answer limit
 // (MaxResponseBytes): the upstream's invalid answer, not a connection failure. It is
 // not retried, since another attempt re-runs the whole generation for the same answer.
 // It names the key, for the operator reading the log of a legitimate large answer.
-var errAnswerTooLarge = errors.Join(ErrBadResponse, errors.New("upstream answer too large: over the backend's max_response_bytes"))
+var ErrAnswerTooLarge = errors.Join(ErrBadResponse, errors.New("upstream answer too large: over the backend's max_response_bytes"))
 
 // classify maps transport errors onto ErrTimeout or ErrConnect, keeping the cause, and
 // an answer that is not HTTP or is over the limit onto ErrBadResponse. Every
@@ -855,7 +855,7 @@ func classify(err error) error {
 		// The transport found the answer invalid already (errBothFramings).
 		return err
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		return errAnswerTooLarge
+		return ErrAnswerTooLarge
 	case notHTTP(err):
 		return errors.Join(ErrBadResponse, err)
 	case errors.Is(err, fasthttp.ErrNoFreeConns):

@@ -1747,7 +1747,7 @@ func verdictOf(err error) verdict {
 		}
 		return success
 	}
-	if err == errDeadlineSpent || errors.Is(err, errAnswerTooLarge) {
+	if err == errDeadlineSpent || errors.Is(err, ErrAnswerTooLarge) {
 		// Nothing was sent; or the answer was over the gateway's own buffered-answer
 		// limit, as it would be from any target.
 		return neutral

@@ -29,15 +29,15 @@ func TestUncodedAnswer(t *testing.T) {
 		{name: "br", enc: "br", body: fasthttp.AppendBrotliBytes(nil, plain), max: 1 << 10, want: plain},
 		{name: "zstd", enc: "zstd", body: fasthttp.AppendZstdBytes(nil, plain), max: 1 << 10, want: plain},
 		{name: "decoded size at the limit", enc: "gzip", body: fasthttp.AppendGzipBytes(nil, zeros), max: 1 << 20, want: zeros},
-		{name: "decoded size over the limit", enc: "gzip", body: fasthttp.AppendGzipBytes(nil, zeros), max: 1<<20 - 1, err: errAnswerTooLarge},
-		{name: "br over the limit", enc: "br", body: fasthttp.AppendBrotliBytes(nil, zeros), max: 64 << 10, err: errAnswerTooLarge},
+		{name: "decoded size over the limit", enc: "gzip", body: fasthttp.AppendGzipBytes(nil, zeros), max: 1<<20 - 1, err: ErrAnswerTooLarge},
+		{name: "br over the limit", enc: "br", body: fasthttp.AppendBrotliBytes(nil, zeros), max: 64 << 10, err: ErrAnswerTooLarge},
 		{name: "not what it says", enc: "gzip", body: plain, max: 1 << 10, err: ErrBadResponse},
 		{name: "unknown coding", enc: "compress", body: plain, max: 1 << 10, err: ErrBadResponse},
 		{name: "two codings, undone last first", enc: "gzip, br", body: fasthttp.AppendBrotliBytes(nil, fasthttp.AppendGzipBytes(nil, plain)), max: 1 << 10, want: plain},
 		{name: "identity in a list", enc: "identity ,\tGZIP, identity", body: fasthttp.AppendGzipBytes(nil, plain), max: 1 << 10, want: plain},
 		{name: "two codings applied the other way", enc: "gzip, br", body: fasthttp.AppendGzipBytes(nil, fasthttp.AppendBrotliBytes(nil, plain)), max: 1 << 10, err: ErrBadResponse},
 		{name: "an unknown coding in a list", enc: "gzip, compress", body: fasthttp.AppendGzipBytes(nil, plain), max: 1 << 10, err: ErrBadResponse},
-		{name: "inner coding over the limit", enc: "gzip, gzip", body: fasthttp.AppendGzipBytes(nil, fasthttp.AppendGzipBytes(nil, zeros)), max: 64 << 10, err: errAnswerTooLarge},
+		{name: "inner coding over the limit", enc: "gzip, gzip", body: fasthttp.AppendGzipBytes(nil, fasthttp.AppendGzipBytes(nil, zeros)), max: 64 << 10, err: ErrAnswerTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := uncoded([]byte(tc.enc), tc.body, tc.max)
