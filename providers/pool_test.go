@@ -295,8 +295,10 @@ func TestTimeouts(t *testing.T) {
 	})
 	t.Run("a steady stream outlives both bounds", func(t *testing.T) {
 		u := startReplica(t)
-		u.gap.Store(int64(40 * time.Millisecond))
-		b := newPoolBackend(t, Config{BaseURL: u.url(), FirstByteTimeout: 100 * time.Millisecond, StreamIdleTimeout: 100 * time.Millisecond}, nil)
+		// Three gaps of 100 ms, 300 ms in all, past both bounds of 250 ms; each gap
+		// 150 ms inside them, for a loaded machine's scheduling.
+		u.gap.Store(int64(100 * time.Millisecond))
+		b := newPoolBackend(t, Config{BaseURL: u.url(), FirstByteTimeout: 250 * time.Millisecond, StreamIdleTimeout: 250 * time.Millisecond}, nil)
 		for range 2 { // the second reuses the connection
 			if _, err := sendOnce(b, promptCall("x", true)); err != nil {
 				t.Fatal(err)
