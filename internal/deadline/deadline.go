@@ -48,8 +48,10 @@ type Conn struct {
 	// for reading and writing, in Unix nanoseconds; 0 is none.
 	wantR, setR int64
 	wantW, setW int64
-	// lines follows the line feeds read (Listener's Lines).
+	// lines follows the line feeds read (Listener's Lines), heads the requests'
+	// header blocks (Listener's Heads).
 	lines lineFeeds
+	heads heads
 	// ended, under mu, is set once Pending.End ended the connection's wait for its
 	// first byte: a wait begun after is bounded by endBound. inWait, under mu, is
 	// set during a wait.
@@ -253,8 +255,13 @@ func (c *Conn) rearm(dir int, err error) bool {
 	return c.apply(dir, set, want) == nil
 }
 
-// Read reads from the connection under the deadline last asked for.
+// Read reads from the connection under the deadline last asked for. Under a Listener
+// with Heads, a connection that read a request header line ended by a bare LF reads
+// no more: ErrBareLF.
 func (c *Conn) Read(b []byte) (n int, err error) {
+	if c.heads.bare > 0 {
+		return 0, ErrBareLF
+	}
 	if c.waiting.Load() && len(b) > 0 {
 		n, err = c.waitFirstRead(b)
 	} else {
@@ -267,6 +274,9 @@ func (c *Conn) Read(b []byte) (n int, err error) {
 	}
 	if c.lines.on {
 		c.lines.add(b[:n])
+	}
+	if c.heads.on {
+		c.heads.add(b[:n])
 	}
 	if err != nil {
 		c.noteReadEnd(err)
@@ -323,6 +333,12 @@ func (c *Conn) LineFeedIn(n, skip int) (found, known bool) {
 	}
 	return c.lines.in(n, skip)
 }
+
+// BareLF reports whether a line of the header of the request number r (from 1, in
+// the order c carries them) ended in a bare LF (heads): that request is to be refused
+// and c closed. known is false when c did not follow that request's header: c was not
+// accepted by a Listener with Heads, or stopped following its requests before it.
+func (c *Conn) BareLF(r int) (bare, known bool) { return c.heads.bareIn(r) }
 
 // Write writes to the connection under the deadline last asked for, or under
 // SetWriteStall.
@@ -494,6 +510,11 @@ type Listener struct {
 	// fields over it (431). It costs each read a search for its first line feed,
 	// which a request's header block answers within its request line.
 	Lines bool
+	// Heads, when set, has each connection follow the header blocks of the HTTP/1
+	// requests it reads (heads) and, once a line of one ends in a bare LF, read no
+	// more (ErrBareLF; BareLF tells it too). A request's header costs a search for
+	// each of its line feeds; its body, counted, none.
+	Heads bool
 	// Pending, when set with FirstByte, keeps each connection until it reads a byte
 	// of its first request (or closes), for a server that shuts down to end their
 	// wait (Pending.End).
@@ -513,6 +534,10 @@ func (l Listener) Accept() (net.Conn, error) {
 	}
 	w := Wrap(c)
 	w.lines.on = l.Lines
+	if l.Heads {
+		w.heads.on = true
+		w.heads.begin()
+	}
 	if l.FirstByte > 0 {
 		w.firstByte = l.FirstByte
 		w.waiting.Store(true)

@@ -35,6 +35,7 @@ func (l tlsListener) Accept() (net.Conn, error) {
 	tc.waiting.Store(raw.firstByte > 0)
 	// The lines that count are those of what the client sent, not of its records.
 	tc.lines.on, raw.lines.on = raw.lines.on, false
+	tc.heads, raw.heads = raw.heads, heads{}
 	return tc, nil
 }
 
@@ -48,8 +49,10 @@ type tlsConn struct {
 	waiting atomic.Bool
 	// askedAt is when the read deadline was asked for during the wait (Conn's).
 	askedAt atomic.Int64
-	// lines follows the line feeds read (Listener's Lines).
+	// lines follows the line feeds read (Listener's Lines), heads the requests'
+	// header blocks (Listener's Heads).
 	lines lineFeeds
+	heads heads
 	// plain is Listener's PlainHTTP.
 	plain []byte
 }
@@ -74,8 +77,12 @@ func (c *tlsConn) asked() {
 	}
 }
 
-// Read reads what the client sent, after the handshake.
+// Read reads what the client sent, after the handshake; once a request header line
+// ended in a bare LF, nothing (ErrBareLF), as Conn's.
 func (c *tlsConn) Read(b []byte) (n int, err error) {
+	if c.heads.bare > 0 {
+		return 0, ErrBareLF
+	}
 	if c.waiting.Load() && len(b) > 0 {
 		if err := c.Conn.Handshake(); err != nil {
 			c.answerPlainHTTP(err)
@@ -101,8 +108,15 @@ func (c *tlsConn) Read(b []byte) (n int, err error) {
 	if c.lines.on {
 		c.lines.add(b[:n])
 	}
+	if c.heads.on {
+		c.heads.add(b[:n])
+	}
 	return n, err
 }
+
+// BareLF reports whether a line of the header of the client's request number r ended
+// in a bare LF, as Conn's.
+func (c *tlsConn) BareLF(r int) (bare, known bool) { return c.heads.bareIn(r) }
 
 // answerPlainHTTP writes c.plain to a client whose handshake failed on a first record
 // that is the start of an HTTP request (the method and a space or a slash, as Go's
