@@ -12,6 +12,7 @@ import (
 // asks whether the request will be taken, from its headers alone; what the handler
 // would refuse from the headers before reading the body is refused now, with the
 // answer it would give, and the body never invited:
+//   - a header line ended by a bare LF (bareLF): 400;
 //   - a body whose end is unknown (unframed): 400;
 //   - a Content-Length over the live max_body_bytes: 413. With "100 Continue" the
 //     client uploads it all, the gateway closes the connection with the upload
@@ -28,6 +29,9 @@ import (
 // Any other request is invited to send its body.
 func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 	h := &ctx.Request.Header
+	if bareLF(ctx) {
+		return s.refuseHeaders(ctx, &errBareLF)
+	}
 	if unframed(h) {
 		return s.refuseHeaders(ctx, &errTransferCoding)
 	}

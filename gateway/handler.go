@@ -314,6 +314,13 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 
 // route answers the request by its path.
 func (s *Server) route(ctx *fasthttp.RequestCtx) {
+	if bareLF(ctx) {
+		// Its header was read whole (fasthttp found a CRLF CRLF, maybe in the
+		// body): nothing of it is served, and what follows is not read.
+		closeLingering(ctx)
+		s.ownRequest(ctx).fail(ctx, &errBareLF)
+		return
+	}
 	if !headerNamesValid(ctx.Request.Header.RawHeaders()) {
 		// fasthttp takes a name with a space in it (only the other bytes outside
 		// a token are refused) and closes the connection after the request.

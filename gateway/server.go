@@ -308,7 +308,7 @@ func readLimit(maxBody int) int {
 // no expectation: its handler refuses it after those 8 KiB.)
 //
 // It also notes the request's arrival on its connection (arrival), for an answer the
-// gateway gives when fasthttp has reset the header.
+// gateway gives when fasthttp has reset the header, and counts it (requestNumber).
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	rt := s.rt.Load()
 	if rt != nil && h.ContentLength() > readLimit(rt.maxBody) {
@@ -317,6 +317,7 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	ctx := ctxOf(h)
 	if ac, ok := connwrap.Under[*arrivalConn](ctx.Conn()); ok {
 		ac.a.note(ctx, rt)
+		ac.requests++
 	}
 	return fasthttp.RequestConfig{}
 }
@@ -372,6 +373,9 @@ func (a *arrival) client() []byte { return a.ip[:a.ipLen] }
 type arrivalConn struct {
 	net.Conn
 	a arrival
+	// requests counts the request headers read on the connection, through every
+	// fasthttp loop that serves it (a stream's connection is served anew after it).
+	requests int
 }
 
 // NetConn returns the connection c wraps, for the hang-up watch to find its socket.
@@ -584,13 +588,14 @@ func (s *Server) Listen() error {
 	// for its first byte as a kept-alive one waits for its next request, so that
 	// read_timeout counts from that byte: fasthttp counts it from the accept on a
 	// new connection, and answers one that sent nothing with a 408. It follows
-	// the line feeds read too, for requestLineCut. Under it, each connection is an
-	// arrivalConn (the arrival of its request, for serveParseError), and
-	// acceptRetry rides out the accept errors of a resource short for a moment
-	// (the open-file limit).
-	api := deadline.Listener{Listener: arrivalListener{newAcceptRetry(ln, "api", s.log)}, FirstByte: idleTimeout(s.api), Lines: true, Pending: &s.apiNew}
+	// the line feeds read too, for requestLineCut, and, on both listeners, each
+	// request's header block, whose lines must end in CRLF (errBareLF). Under
+	// it, each connection is an arrivalConn (the arrival of its request, for
+	// serveParseError), and acceptRetry rides out the accept errors of a
+	// resource short for a moment (the open-file limit).
+	api := deadline.Listener{Listener: arrivalListener{newAcceptRetry(ln, "api", s.log)}, FirstByte: idleTimeout(s.api), Lines: true, Heads: true, Pending: &s.apiNew}
 	s.apiLn = api
-	s.admLn = deadline.Listener{Listener: newAcceptRetry(adm, "admin", s.log), FirstByte: idleTimeout(s.admin), Pending: &s.admNew}
+	s.admLn = deadline.Listener{Listener: newAcceptRetry(adm, "admin", s.log), FirstByte: idleTimeout(s.admin), Heads: true, Pending: &s.admNew}
 	if s.cert.Load() != nil {
 		api.PlainHTTP = plainHTTPAnswer
 		s.apiLn = deadline.NewTLSListener(api, &tls.Config{
@@ -1798,8 +1803,13 @@ func serveAdminParseError(ctx *fasthttp.RequestCtx, err error) {
 }
 
 // unreadable is the answer to a request fasthttp could not read because of err: 431
-// for headers over the read buffer, 408 for a read timeout, else 400 bad_request.
+// for headers over the read buffer, 408 for a read timeout, else 400 bad_request, with
+// its own message for a header line ended by a bare LF (which its connection stopped
+// reading at, deadline.ErrBareLF).
 func unreadable(err error) *apiError {
+	if errors.Is(err, deadline.ErrBareLF) {
+		return &errBareLF
+	}
 	if _, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok {
 		return &errHeaderTooLarge
 	}
@@ -1825,6 +1835,11 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	// A client that does not take its answer loses the connection, instead of
 	// holding it for as long as it likes.
 	sendDeadline(ctx, time.Now(), 0)
+	if bareLF(ctx) {
+		closeLingering(ctx)
+		writeError(&ctx.Response, &errBareLF)
+		return
+	}
 	if unframed(&ctx.Request.Header) {
 		closeLingering(ctx)
 		writeError(&ctx.Response, &errTransferCoding)

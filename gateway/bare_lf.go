@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/tollgate/tollgate/internal/connwrap"
+)
+
+// errBareLF refuses a request with a line of its header (its request line, a field
+// line, or the empty line that ends it) ended by a bare LF rather than CRLF. RFC 9112
+// 2.2 lets a server take a bare LF for a line's end or refuse the message; fasthttp
+// ends a header block only at a CRLF CRLF, in it or after it: a request whose lines
+// all end in a bare LF would wait for read_timeout, and one with a CRLF CRLF in its
+// body would have its header end where a proxy in front may not see it end. The
+// connection is closed after the answer (the listeners' connections stop reading at
+// such a line, deadline.Listener's Heads).
+var errBareLF = apiError{400, "invalid_request_error", "bad_request", "",
+	"A line of the request's header ends in a bare LF: HTTP/1.1 lines end in CRLF (RFC 9112 2.2)."}
+
+// bareLiner is a connection that tells whether a line of the header of its request
+// number r ended in a bare LF, when it followed that header (deadline.Listener's
+// Heads).
+type bareLiner interface {
+	BareLF(r int) (bare, known bool)
+}
+
+// bareLF reports whether a line of the header of the request ctx carries ended in a
+// bare LF: as its connection saw it come, or, where the connection did not follow its
+// requests that far (one after a folded header line, or a test's), in the header
+// block fasthttp kept (RawHeaders), which lacks the request line. A connection is
+// asked by the request's number: one the client pipelined ahead of a refused request,
+// read in the same read, is served.
+func bareLF(ctx *fasthttp.RequestCtx) bool {
+	if c, ok := connwrap.Under[bareLiner](ctx.Conn()); ok {
+		if bare, known := c.BareLF(requestNumber(ctx)); known {
+			return bare
+		}
+	}
+	return bareLineEnd(ctx.Request.Header.RawHeaders())
+}
+
+// requestNumber is the number of ctx's request among those its connection carried:
+// counted by headerReceived on the API listener, whose connections fasthttp serves
+// anew after each stream; on the admin listener's, fasthttp's own count.
+func requestNumber(ctx *fasthttp.RequestCtx) int {
+	if ac, ok := connwrap.Under[*arrivalConn](ctx.Conn()); ok {
+		return ac.requests
+	}
+	return int(ctx.ConnRequestNum())
+}
+
+// bareLineEnd reports whether a line of raw, a header block as it came, ends in a
+// bare LF.
+func bareLineEnd(raw []byte) bool {
+	for i := 0; i < len(raw); {
+		j := bytes.IndexByte(raw[i:], '\n')
+		if j < 0 {
+			return false
+		}
+		if i += j; i == 0 || raw[i-1] != '\r' {
+			return true
+		}
+		i++
+	}
+	return false
+}
