@@ -173,6 +173,45 @@ func equalInts(a, b []int) bool {
 	return len(a) == len(b)
 }
 
+// TestBareLFAfterStream: a stream's connection is served anew after the stream (its
+// requests counted on): a request pipelined behind a stream, or sent after it, is
+// refused by its own number.
+func TestBareLFAfterStream(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, strings.Replace(mockConfig(startStaticSSEUpstream(t), "", ""), "shutdown_grace: 5s}", "shutdown_grace: 5s, read_timeout: 60s}", 1))
+	stream := post(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	for _, tc := range []struct {
+		name string
+		raw  string
+		want []int
+	}{
+		{"pipelined behind it", stream + getModels + bareLFs(getModels), []int{200, 200, 400}},
+		{"pipelined behind it, its header read whole", stream + strings.Replace(getModels, "Host: x\r\n", "Host: x\nX-A: b\r\n", 1), []int{200, 400}},
+		{"two streams, then one", stream + stream + bareLFs(stream), []int{200, 200, 400}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", g.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			checkBareLF(t, c, tc.raw, false, tc.want)
+		})
+	}
+	t.Run("sent after it", func(t *testing.T) {
+		c, err := net.Dial("tcp", g.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		checkBareLF(t, c, stream, false, []int{200})
+		checkBareLF(t, c, getModels, false, []int{200})
+		// Its header read whole: only the connection saw the request line's bare
+		// LF, in its third request, the first of fasthttp's loop after the stream.
+		checkBareLF(t, c, strings.Replace(getModels, "HTTP/1.1\r\n", "HTTP/1.1\n", 1), false, []int{400})
+	})
+}
+
 // TestBareLFRefusedTLS: under server.tls the header lines followed are those the
 // client sent, decrypted.
 func TestBareLFRefusedTLS(t *testing.T) {
