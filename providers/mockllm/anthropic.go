@@ -336,15 +336,16 @@ func onlyDigits(b []byte, zeros bool) bool {
 }
 
 // checkMessages refuses what the Messages API refuses in messages: a role but user and
-// assistant (a system prompt goes in the top-level system), content that is empty or
-// only whitespace, and a final assistant turn (a prefill) that ends in whitespace, or
-// any on a model without prefills. The final assistant message alone may be empty.
+// assistant (a system prompt goes in the top-level system; a model with capMidSystem
+// takes system messages placed as checkMidSystem says), content that is empty or only
+// whitespace, and a final assistant turn (a prefill) that ends in whitespace, or any
+// on a model without prefills. The final assistant message alone may be empty.
 // checkBlocks checks each message's blocks, the tool-use history among them, into h.
 func (st *state) checkMessages(h *history) *badRequest {
 	var a jsonscan.Array
 	a.Reset(st.messages)
 	empty := -1 // an assistant message with empty content, allowed if it is the last
-	var last []byte
+	var last, prevRole, prevContent []byte
 	assistant := false
 	for i := 0; ; i++ {
 		m, ok := a.Next()
@@ -361,7 +362,15 @@ func (st *state) checkMessages(h *history) *badRequest {
 		case `"assistant"`:
 			assistant = true
 		case `"system"`:
-			return errSystemRole
+			if st.caps&capMidSystem == 0 {
+				return errSystemRole
+			}
+			content, _ := jsonscan.Field(m, "content")
+			if e := st.checkMidSystem(h, i, content, prevRole, prevContent, a); e != nil {
+				return e
+			}
+			prevRole, prevContent, assistant = role, content, false
+			continue
 		default:
 			return &badRequest{msg: "messages." + strconv.Itoa(i) + ".role: Input should be 'user' or 'assistant'"}
 		}
@@ -384,6 +393,7 @@ func (st *state) checkMessages(h *history) *badRequest {
 			return e
 		}
 		last = content
+		prevRole, prevContent = role, content
 	}
 	if assistant && st.caps&capNoPrefill != 0 {
 		return errPrefill
@@ -392,6 +402,76 @@ func (st *state) checkMessages(h *history) *badRequest {
 		return errTrailingSpace
 	}
 	return nil
+}
+
+// checkMidSystem checks system message i, of content, as the API places one in
+// messages: not first, right after a user message (or an assistant message ending
+// in server tool use: the turn goes on after it), not after another system message,
+// and last or followed by an assistant message (next holds the messages after it);
+// its content a non-empty string or text blocks, their cache_control marks counted.
+func (st *state) checkMidSystem(h *history, i int, content, prevRole, prevContent []byte, next jsonscan.Array) *badRequest {
+	where := "messages." + strconv.Itoa(i)
+	switch string(prevRole) {
+	case "":
+		return &badRequest{msg: where + ": a system message cannot be the first message"}
+	case `"system"`:
+		return &badRequest{msg: where + ": consecutive system messages are not allowed"}
+	case `"assistant"`:
+		if !endsInServerToolUse(prevContent) {
+			return &badRequest{msg: where + ": a system message must follow a user message, or an assistant message that ends with server tool use"}
+		}
+	}
+	if m, ok := next.Next(); ok {
+		// A system message next is refused as such on its own turn.
+		if role, _ := jsonscan.Field(m, "role"); string(role) != `"assistant"` && string(role) != `"system"` {
+			return &badRequest{msg: where + ": a system message must be the last message or be followed by an assistant message"}
+		}
+	}
+	if len(content) == 0 {
+		return &badRequest{msg: where + ".content: Field required"}
+	}
+	if jsonscan.IsString(content) {
+		return st.checkText("messages", content)
+	}
+	var a jsonscan.Array
+	if !a.Reset(content) {
+		return &badRequest{msg: where + ".content: Input should be a valid list"}
+	}
+	for j := 0; ; j++ {
+		blk, ok := a.Next()
+		if !ok {
+			break
+		}
+		if t, _ := jsonscan.Field(blk, "type"); string(t) != `"text"` {
+			return &badRequest{msg: where + ".content." + strconv.Itoa(j) + ".type: a system message takes text blocks only"}
+		}
+		if _, ok := jsonscan.Field(blk, "cache_control"); ok {
+			h.marks++
+		}
+	}
+	if string(bytes.TrimSpace(content)) == "[]" {
+		return errEmptyContent(i)
+	}
+	return st.checkText("messages", content)
+}
+
+// endsInServerToolUse reports whether content, an assistant message's, ends with a
+// server_tool_use block.
+func endsInServerToolUse(content []byte) bool {
+	var a jsonscan.Array
+	if !a.Reset(content) {
+		return false
+	}
+	var blk []byte
+	for {
+		b, ok := a.Next()
+		if !ok {
+			break
+		}
+		blk = b
+	}
+	t, _ := jsonscan.Field(blk, "type")
+	return string(t) == `"server_tool_use"`
 }
 
 func errEmptyContent(i int) *badRequest {
@@ -695,6 +775,10 @@ func (st *state) checkThinkingBlocks() *badRequest {
 			break
 		}
 		role, _ := jsonscan.Field(m, "role")
+		if string(role) == `"system"` {
+			// A mid-conversation system message (checkMidSystem): no turn of its own.
+			continue
+		}
 		content, _ := jsonscan.Field(m, "content")
 		lastUser = string(role) == `"user"`
 		if lastUser {

@@ -53,13 +53,18 @@ const (
 	// off, at effort high and below (Sonnet 5.5: its "what's new" page, "Turn off
 	// up-front thinking").
 	capBetweenTools
+	// capMidSystem: a system message may sit in messages (mid-conversation system
+	// messages: Opus 4.8's "what's new" page; Claude Code 2.1.332 sends its reminders
+	// so to Opus 4.8 and every Claude 5 model, to none of Opus 4.7, Sonnet 4.6 or
+	// Haiku 4.5), where the API's placement rules allow it (checkMidSystem).
+	capMidSystem
 )
 
-// capsOpus48 are Opus 4.7's and 4.8's; the Claude 5 models take them and think by
-// default, which is all a Claude model of major version 5 or later that claudeModels
+// capsOpus48 are Opus 4.8's (Opus 4.7's but for mid-conversation system messages);
+// the Claude 5 models take them and think by default, which is all a Claude model of major version 5 or later that claudeModels
 // does not list is taken to do (claude5Later).
 const (
-	capsOpus48  = capAdaptiveOnly | capNoPrefill | capXHigh | capMax | capFormat
+	capsOpus48  = capAdaptiveOnly | capNoPrefill | capXHigh | capMax | capFormat | capMidSystem
 	capsClaude5 = capsOpus48 | capThinkByDefault
 )
 
@@ -87,7 +92,7 @@ var claudeModels = [...]claudeModel{
 	{[]byte("claude-opus-5"), capsClaude5 | capNoDisableHighEffort, nil},
 	{[]byte("claude-sonnet-5"), capsClaude5, nil},
 	{[]byte("claude-opus-4-8"), capsOpus48, nil},
-	{[]byte("claude-opus-4-7"), capsOpus48, nil},
+	{[]byte("claude-opus-4-7"), capsOpus48 &^ capMidSystem, nil},
 	{[]byte("claude-opus-4-6"), capNoPrefill | capMax | capFormat, nil},
 	{[]byte("claude-sonnet-4-6"), capNoPrefill | capMax | capFormat, nil},
 	{[]byte("claude-opus-4-5"), capFormat, nil},

@@ -55,10 +55,10 @@ func TestClaudeCapsOf(t *testing.T) {
 		caps  claudeCaps
 	}{
 		{"claude-opus-4-7", newest},
-		{"claude-opus-4-8", newest},
+		{"claude-opus-4-8", newest | capMidSystem},
 		{"claude-opus-4-7-20260416", newest},
 		{"anthropic.claude-opus-4-7-v1:0", newest},
-		{"us.anthropic.claude-opus-4-8-v1:0", newest},
+		{"us.anthropic.claude-opus-4-8-v1:0", newest | capMidSystem},
 		{"claude-opus-4-7@20260416", newest},
 		{"claude-opus-4-6", capNoPrefill | capMax | capFormat},
 		{"claude-sonnet-4-6", capNoPrefill | capMax | capFormat},
