@@ -290,23 +290,40 @@ func appendMessagesChat(dst, body, model []byte, stream, usage bool) (out []byte
 		*scratch = w.scratch
 		putBody(scratch)
 	}()
-	if r.system != nil {
-		if rerr = w.system(r.system); rerr != nil {
+	var a jsonscan.Array
+	a.Reset(r.messages)
+	lead := systemRun(a)
+	if r.system != nil || lead > 0 {
+		if rerr = w.system(r.system, a, lead); rerr != nil {
 			return w.dst, sp, rerr
 		}
 	}
-	var a jsonscan.Array
-	a.Reset(r.messages)
+	turns := false
 	for i := 0; ; i++ {
 		m, ok := a.Next()
 		if !ok {
 			break
 		}
-		if rerr = w.message(m, i); rerr != nil {
+		if i < lead {
+			continue
+		}
+		turns = true
+		// The system messages right after a user turn fold into it, and those
+		// after one (after an assistant turn) into it (chatWriter.fold).
+		fold := 0
+		if role, _ := jsonscan.Field(m, "role"); !isString(role, "assistant") {
+			fold = systemRun(a)
+		}
+		if rerr = w.message(m, i, a, fold); rerr != nil {
 			return w.dst, sp, rerr
 		}
+		for range fold {
+			a.Next()
+			i++
+		}
 	}
-	if w.n == 0 {
+	if w.n == 0 || !turns {
+		// System messages alone are no conversation.
 		return w.dst, sp, errMsgMessages
 	}
 	dst = append(w.dst, ']')
@@ -367,46 +384,53 @@ func (w *chatWriter) sep() {
 	w.n++
 }
 
-// system writes the system prompt: a string, or text blocks joined by a newline.
-func (w *chatWriter) system(s []byte) *requestError {
-	if jsonscan.IsString(s) {
-		if len(s) > 2 {
-			w.sep()
-			w.dst = append(w.dst, `{"role":"system","content":`...)
-			w.dst = append(append(w.dst, s...), '}')
-		}
-		return nil
-	}
-	var a jsonscan.Array
-	if !a.Reset(s) {
-		return errMsgSystem
-	}
+// system writes the system prompt: a string, or text blocks joined by a newline,
+// then the text of the lead system messages that open messages (a, from its first),
+// each after an empty line.
+func (w *chatWriter) system(s []byte, a jsonscan.Array, lead int) *requestError {
 	at := len(w.dst)
 	w.dst = append(w.dst, `{"role":"system","content":"`...)
-	n := 0
-	for j := 0; ; j++ {
-		blk, ok := a.Next()
-		if !ok {
-			break
+	text := len(w.dst)
+	switch {
+	case s == nil:
+	case jsonscan.IsString(s):
+		w.dst = append(w.dst, s[1:len(s)-1]...)
+	default:
+		var b jsonscan.Array
+		if !b.Reset(s) {
+			return errMsgSystem
 		}
-		typ, _ := jsonscan.Field(blk, "type")
-		text, _ := jsonscan.Field(blk, "text")
-		if !isString(typ, "text") || !jsonscan.IsString(text) {
-			return badRequest("system["+strconv.Itoa(j)+"]", "system must hold text blocks only.")
+		n := 0
+		for j := 0; ; j++ {
+			blk, ok := b.Next()
+			if !ok {
+				break
+			}
+			typ, _ := jsonscan.Field(blk, "type")
+			t, _ := jsonscan.Field(blk, "text")
+			if !isString(typ, "text") || !jsonscan.IsString(t) {
+				return badRequest("system["+strconv.Itoa(j)+"]", "system must hold text blocks only.")
+			}
+			if bytes.HasPrefix(t, strBillingHeader) {
+				// Claude Code's billing header, which changes with each request: it
+				// would begin every prompt apart, and no upstream prefix cache would
+				// hit (vLLM's own Messages API leaves it out too).
+				continue
+			}
+			if n > 0 {
+				w.dst = append(w.dst, `\n`...)
+			}
+			w.dst = append(w.dst, t[1:len(t)-1]...)
+			n++
 		}
-		if bytes.HasPrefix(text, strBillingHeader) {
-			// Claude Code's billing header, which changes with each request: it
-			// would begin every prompt apart, and no upstream prefix cache would
-			// hit (vLLM's own Messages API leaves it out too).
-			continue
-		}
-		if n > 0 {
-			w.dst = append(w.dst, `\n`...)
-		}
-		w.dst = append(w.dst, text[1:len(text)-1]...)
-		n++
 	}
-	if n == 0 {
+	for i := range lead {
+		m, _ := a.Next()
+		if rerr := w.systemText(m, i, len(w.dst) > text); rerr != nil {
+			return rerr
+		}
+	}
+	if len(w.dst) == text {
 		w.dst = w.dst[:at]
 		return nil
 	}
@@ -414,6 +438,89 @@ func (w *chatWriter) system(s []byte) *requestError {
 	w.dst = append(w.dst, `"}`...)
 	w.n++
 	return nil
+}
+
+// A mid-conversation system message (role "system" in messages: Opus 4.8 and the
+// Claude 5 models take them, and Claude Code sends its reminders in them) has no
+// place a chat template is sure to take: many render a system message only first, or
+// refuse one later. Its text goes where Claude Code puts the same reminders for other
+// models, and vLLM's own Messages API folds it: at the end of the user turn it
+// follows (the last tool message of a turn of tool results alone, so that no user
+// message comes between the tool results and the answer), into the system prompt when
+// it opens messages, and as a user message of its own after an assistant turn, as
+// the API places one only before an assistant turn or at the end.
+
+// systemRun counts the system messages a holds from where it is.
+func systemRun(a jsonscan.Array) int {
+	n := 0
+	for {
+		m, ok := a.Next()
+		if !ok {
+			return n
+		}
+		if role, _ := jsonscan.Field(m, "role"); !isString(role, "system") {
+			return n
+		}
+		n++
+	}
+}
+
+// fold appends the text of the n system messages a holds next (messages i+1 on),
+// each after an empty line, to the inside of a JSON string being written; joined
+// reports whether that string has text already.
+func (w *chatWriter) fold(a jsonscan.Array, n, i int, joined bool) *requestError {
+	for k := range n {
+		m, _ := a.Next()
+		at := len(w.dst)
+		if rerr := w.systemText(m, i+1+k, joined); rerr != nil {
+			return rerr
+		}
+		joined = joined || len(w.dst) > at
+	}
+	return nil
+}
+
+// systemText appends the text of system message m (message i), a string or text
+// blocks joined by a newline, to the inside of a JSON string, after an empty line
+// when joined.
+func (w *chatWriter) systemText(m []byte, i int, joined bool) *requestError {
+	content, _ := jsonscan.Field(m, "content")
+	if jsonscan.IsString(content) {
+		if len(content) > 2 {
+			if joined {
+				w.dst = append(w.dst, `\n\n`...)
+			}
+			w.dst = append(w.dst, content[1:len(content)-1]...)
+		}
+		return nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(content) {
+		return badRequest(msgField(i, ".content"), "content must be a string or a list of content blocks.")
+	}
+	n := 0
+	for j := 0; ; j++ {
+		blk, ok := a.Next()
+		if !ok {
+			return nil
+		}
+		typ, _ := jsonscan.Field(blk, "type")
+		text, _ := jsonscan.Field(blk, "text")
+		if !isString(typ, "text") || !jsonscan.IsString(text) {
+			return badRequest(blockField(i, j, ""), "a system message must hold text blocks only.")
+		}
+		if len(text) == 2 {
+			continue
+		}
+		switch {
+		case n > 0:
+			w.dst = append(w.dst, `\n`...)
+		case joined:
+			w.dst = append(w.dst, `\n\n`...)
+		}
+		w.dst = append(w.dst, text[1:len(text)-1]...)
+		n++
+	}
 }
 
 // Block types of the Messages API's content.
@@ -519,37 +626,67 @@ func (b *block) read(raw []byte) bool {
 
 // message writes message i: a user turn's tool results as tool messages, in order,
 // then the rest of its content as a user message; an assistant turn's text and tool
-// calls as one assistant message.
-func (w *chatWriter) message(m []byte, i int) *requestError {
+// calls as one assistant message; a system message (one after an assistant turn) as
+// a user message. The fold system messages a holds next join a user or system
+// message's text.
+func (w *chatWriter) message(m []byte, i int, a jsonscan.Array, fold int) *requestError {
 	role, _ := jsonscan.Field(m, "role")
 	content, _ := jsonscan.Field(m, "content")
+	if isString(role, "system") {
+		at := len(w.dst)
+		w.sep()
+		w.dst = append(w.dst, `{"role":"user","content":"`...)
+		text := len(w.dst)
+		if rerr := w.systemText(m, i, false); rerr != nil {
+			return rerr
+		}
+		if rerr := w.fold(a, fold, i, len(w.dst) > text); rerr != nil {
+			return rerr
+		}
+		if len(w.dst) == text {
+			w.dst = w.dst[:at]
+			w.n--
+			return nil
+		}
+		w.dst = append(w.dst, `"}`...)
+		return nil
+	}
 	user := isString(role, "user")
 	if !user && !isString(role, "assistant") {
-		return badRequest(msgField(i, ".role"), "role must be user or assistant.")
+		return badRequest(msgField(i, ".role"), "role must be user, assistant or system.")
 	}
 	if jsonscan.IsString(content) {
 		w.sep()
 		w.dst = append(w.dst, `{"role":`...)
 		w.dst = append(w.dst, role...)
 		w.dst = append(w.dst, `,"content":`...)
-		w.dst = append(append(w.dst, content...), '}')
+		if fold == 0 {
+			w.dst = append(append(w.dst, content...), '}')
+			return nil
+		}
+		w.dst = append(w.dst, content[:len(content)-1]...)
+		if rerr := w.fold(a, fold, i, len(content) > 2); rerr != nil {
+			return rerr
+		}
+		w.dst = append(w.dst, `"}`...)
 		return nil
 	}
-	var a jsonscan.Array
-	if !a.Reset(content) {
+	var blocks jsonscan.Array
+	if !blocks.Reset(content) {
 		return badRequest(msgField(i, ".content"), "content must be a string or a list of content blocks.")
 	}
 	if user {
-		return w.user(content, i)
+		return w.user(content, i, a, fold)
 	}
 	return w.assistant(content, i)
 }
 
-// user writes a user turn of blocks.
-func (w *chatWriter) user(content []byte, i int) *requestError {
+// user writes a user turn of blocks, the fold system messages sys holds next at its
+// end.
+func (w *chatWriter) user(content []byte, i int, sys jsonscan.Array, fold int) *requestError {
 	var a jsonscan.Array
 	var b block
-	texts, images, resultImages := 0, 0, 0
+	texts, images, resultImages, results := 0, 0, 0, 0
 	a.Reset(content)
 	for j := 0; ; j++ {
 		raw, ok := a.Next()
@@ -570,6 +707,7 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 				return rerr
 			}
 			resultImages += n
+			results++
 		case blkThinking:
 		case blkDocument:
 			return badRequest(blockField(i, j, ""), "document blocks are not supported"+msgChatNote)
@@ -580,6 +718,33 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 		}
 	}
 	if texts+images+resultImages == 0 {
+		if fold == 0 {
+			return nil
+		}
+		if results > 0 {
+			// Tool results alone: the system text ends the last tool message's, and
+			// no user message comes between the results and the answer.
+			joined := !bytes.HasSuffix(w.dst, strEmptyToolContent)
+			w.dst = w.dst[:len(w.dst)-2]
+			if rerr := w.fold(sys, fold, i, joined); rerr != nil {
+				return rerr
+			}
+			w.dst = append(w.dst, `"}`...)
+			return nil
+		}
+		at := len(w.dst)
+		w.sep()
+		w.dst = append(w.dst, `{"role":"user","content":"`...)
+		text := len(w.dst)
+		if rerr := w.fold(sys, fold, i, false); rerr != nil {
+			return rerr
+		}
+		if len(w.dst) == text {
+			w.dst = w.dst[:at]
+			w.n--
+			return nil
+		}
+		w.dst = append(w.dst, `"}`...)
 		return nil
 	}
 	w.sep()
@@ -590,6 +755,10 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 	}
 	a.Reset(content)
 	n := 0
+	// lastText is set while the last part written is a text part: the system
+	// messages folded into the turn join its text rather than add a part, as some
+	// chat templates join text parts without a separator.
+	lastText := false
 	for j := 0; ; j++ {
 		raw, ok := a.Next()
 		if !ok {
@@ -599,7 +768,16 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 		switch b.typ {
 		case blkText:
 			if !parts {
-				w.dst = append(w.dst, b.text...)
+				if fold == 0 {
+					w.dst = append(w.dst, b.text...)
+					continue
+				}
+				w.dst = append(w.dst, b.text[:len(b.text)-1]...)
+				if rerr := w.fold(sys, fold, i, len(b.text) > 2); rerr != nil {
+					return rerr
+				}
+				w.dst = append(w.dst, '"')
+				fold = 0
 				continue
 			}
 			if n > 0 {
@@ -608,11 +786,13 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 			n++
 			w.dst = append(w.dst, `{"type":"text","text":`...)
 			w.dst = append(append(w.dst, b.text...), '}')
+			lastText = true
 		case blkImage:
 			if n > 0 {
 				w.dst = append(w.dst, ',')
 			}
 			n++
+			lastText = false
 			if rerr := w.image(b.source, i, j, -1); rerr != nil {
 				return rerr
 			}
@@ -635,6 +815,7 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 					w.dst = append(w.dst, ',')
 				}
 				n++
+				lastText = false
 				src, _ := jsonscan.Field(part, "source")
 				if rerr := w.image(src, i, j, k); rerr != nil {
 					return rerr
@@ -643,11 +824,50 @@ func (w *chatWriter) user(content []byte, i int) *requestError {
 		}
 	}
 	if parts {
+		if fold > 0 {
+			if rerr := w.foldPart(sys, fold, i, lastText); rerr != nil {
+				return rerr
+			}
+		}
 		w.dst = append(w.dst, ']')
 	}
 	w.dst = append(w.dst, '}')
 	return nil
 }
+
+// strEmptyToolContent ends a tool message whose content is empty.
+var strEmptyToolContent = []byte(`:""}`)
+
+// foldPart appends the text of the fold system messages sys holds next to a user
+// message's content parts: to the last part's text when lastText (it is a text part),
+// else as a text part of its own.
+func (w *chatWriter) foldPart(sys jsonscan.Array, fold, i int, lastText bool) *requestError {
+	if lastText {
+		// The last part ends with its text's closing quote and brace.
+		joined := !bytes.HasSuffix(w.dst, strEmptyTextPart)
+		w.dst = w.dst[:len(w.dst)-2]
+		if rerr := w.fold(sys, fold, i, joined); rerr != nil {
+			return rerr
+		}
+		w.dst = append(w.dst, `"}`...)
+		return nil
+	}
+	at := len(w.dst)
+	w.dst = append(w.dst, `,{"type":"text","text":"`...)
+	text := len(w.dst)
+	if rerr := w.fold(sys, fold, i, false); rerr != nil {
+		return rerr
+	}
+	if len(w.dst) == text {
+		w.dst = w.dst[:at]
+		return nil
+	}
+	w.dst = append(w.dst, `"}`...)
+	return nil
+}
+
+// strEmptyTextPart ends a text part whose text is empty.
+var strEmptyTextPart = []byte(`"text":""}`)
 
 // image writes an image block's source as an image_url part: a base64 source as a
 // data: URL, a url source as its URL.
@@ -681,8 +901,9 @@ func (w *chatWriter) image(src []byte, i, j, k int) *requestError {
 }
 
 // toolResult writes a tool_result block as a tool message: its content a string, or
-// its text blocks joined; images reports how many image blocks it holds, which the
-// user message after the tool messages carries (a chat tool message holds text only).
+// its text blocks (and tool_reference blocks as the tools they load) joined; images
+// reports how many image blocks it holds, which the user message after the tool
+// messages carries (a chat tool message holds text only).
 func (w *chatWriter) toolResult(b *block, i, j int) (images int, rerr *requestError) {
 	if !jsonscan.IsString(b.toolUseID) {
 		return 0, badRequest(blockField(i, j, ".tool_use_id"), "tool_use_id must be a string.")
@@ -716,9 +937,26 @@ func (w *chatWriter) toolResult(b *block, i, j int) (images int, rerr *requestEr
 				images++
 				continue
 			}
+			if isString(typ, "tool_reference") {
+				// Claude Code's tool search answers with references to the deferred
+				// tools it loads, which Anthropic's API expands into their
+				// definitions: a chat model has them in tools already, and is told
+				// which are loaded.
+				name, _ := jsonscan.Field(raw, "tool_name")
+				if !jsonscan.IsString(name) {
+					return 0, badRequest(blockField(i, j, ".content["+strconv.Itoa(k)+"].tool_name"), "a tool_reference block needs a tool_name string.")
+				}
+				if texts > 0 {
+					w.dst = append(w.dst, `\n`...)
+				}
+				texts++
+				w.dst = append(w.dst, "Tool loaded: "...)
+				w.dst = append(w.dst, name[1:len(name)-1]...)
+				continue
+			}
 			text, _ := jsonscan.Field(raw, "text")
 			if !isString(typ, "text") || !jsonscan.IsString(text) {
-				return 0, badRequest(blockField(i, j, ".content["+strconv.Itoa(k)+"]"), "a tool result must hold text and image blocks only"+msgChatNote)
+				return 0, badRequest(blockField(i, j, ".content["+strconv.Itoa(k)+"]"), "a tool result must hold text, image and tool_reference blocks only"+msgChatNote)
 			}
 			if texts > 0 {
 				w.dst = append(w.dst, `\n`...)

@@ -16,6 +16,14 @@ func TestMessagesBridgeAllocs(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("request: %.1f allocations, budget 0", n)
 	}
+	for _, body := range []string{claudeCodeFirstTurn, claudeCodeToolSearchTurn} {
+		body := []byte(body)
+		if n := testing.AllocsPerRun(200, func() {
+			buf, _, _ = appendMessagesChat(buf[:0], body, model, true, true)
+		}); n != 0 {
+			t.Errorf("Claude Code's request, its system messages folded: %.1f allocations, budget 0", n)
+		}
+	}
 	chat := []byte(benchMsgsAnswer)
 	u := Usage{Input: 412, Output: 38}
 	if n := testing.AllocsPerRun(200, func() {

@@ -152,10 +152,14 @@ func TestMessagesBridgeRefusals(t *testing.T) {
 		{"server tool", `{"messages":[{"role":"user","content":"x"}],"tools":[{"name":"f"},{"type":"web_search_20250305","name":"web_search"}]}`, "tools[1]", "server tools"},
 		{"bash tool", `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"bash_20250124","name":"bash"}]}`, "tools[0]", "server tools"},
 		{"mcp servers", `{"messages":[{"role":"user","content":"x"}],"mcp_servers":[{"type":"url","url":"https://m"}]}`, "mcp_servers", "not supported"},
-		{"bad role", `{"messages":[{"role":"system","content":"x"}]}`, "messages[0].role", "user or assistant"},
+		{"bad role", `{"messages":[{"role":"tool","content":"x"}]}`, "messages[0].role", "user, assistant or system"},
+		{"system messages alone", `{"messages":[{"role":"system","content":"x"}]}`, "messages", "at least one"},
+		{"image in a system message", `{"messages":[{"role":"user","content":"x"},{"role":"system","content":[{"type":"image","source":{"type":"url","url":"https://x/a.png"}}]}]}`, "messages[1].content[0]", "text blocks only"},
+		{"system message content not a list", `{"messages":[{"role":"user","content":"x"},{"role":"system","content":{"type":"text"}}]}`, "messages[1].content", "string or a list"},
+		{"tool_reference without a name", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"tool_reference"}]}]}]}`, "messages[0].content[0].content[0].tool_name", "tool_name"},
 		{"image in a tool result without a source", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image"}]}]}]}`, "messages[0].content[0].content[0].source", "source object"},
 		{"image in a tool result, bad source", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"file"}}]}]}]}`, "messages[0].content[0].content[0].source.type", "base64 or url"},
-		{"document in a tool result", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"document","source":{}}]}]}]}`, "messages[0].content[0].content[0]", "text and image blocks"},
+		{"document in a tool result", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"document","source":{}}]}]}]}`, "messages[0].content[0].content[0]", "text, image and tool_reference blocks"},
 		{"file image source", `{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}]}`, "messages[0].content[0].source.type", "base64 or url"},
 		{"tool_use in a user turn", `{"messages":[{"role":"user","content":[{"type":"tool_use","id":"a","name":"b","input":{}}]}]}`, "messages[0].content[0]", "assistant"},
 		{"tool_choice type", `{"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"some"}}`, "tool_choice", "auto, any"},
@@ -628,6 +632,9 @@ func FuzzMessagesBridgeRequest(f *testing.F) {
 	f.Add(`{"model":"chat","max_tokens":8,"system":[{"type":"text","text":"a\u0041"}],"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}}]}]}`, false)
 	f.Add(`{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"}]},{"type":"text","text":"x"}]}],"tool_choice":{"type":"none"}}`, true)
 	f.Add(`{"m\u0065ssages" : [ { "role" : "assistant" , "content" : [ { "type" : "tool_use" , "id" : "i" , "name" : "n" , "input" : { "a" : [ 1 , 2 ] } } ] } ] }`, false)
+	f.Add(`{"messages":[{"role":"system","content":"a"},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"tool_reference","tool_name":"W"}]}]},`+
+		`{"role":"system","content":[{"type":"text","text":"b"}]},{"role":"assistant","content":"c"},{"role":"system","content":""},{"role":"system","content":"d"}]}`, true)
+	f.Add(`{"messages":[{"role":"user","content":[{"type":"text","text":""},{"type":"image","source":{"type":"url","url":"u"}}]},{"role":"system","content":"s"}]}`, false)
 	f.Fuzz(func(t *testing.T, body string, stream bool) {
 		out, sp, rerr := appendMessagesChat(nil, []byte(body), []byte(`"m"`), stream, true)
 		if rerr != nil {
