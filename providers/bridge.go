@@ -568,7 +568,7 @@ func (w *msgWriter) input(input []byte) *requestError {
 // inputItem is what the bridge reads of an input item; raw values, nil when absent or
 // null.
 type inputItem struct {
-	typ, role, content, callID, name, args, output, encrypted []byte
+	typ, role, content, callID, name, namespace, args, output, encrypted []byte
 }
 
 func itemField(i int, rest string) string { return "input[" + strconv.Itoa(i) + "]" + rest }
@@ -600,6 +600,8 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 			m.callID = v
 		case "name":
 			m.name = v
+		case "namespace":
+			m.namespace = v
 		case "arguments":
 			m.args = v
 		case "output":
@@ -619,6 +621,8 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 			return badRequest(itemField(i, ".name"), itemField(i, ".name")+" must be a string.")
 		case !jsonscan.IsString(m.args):
 			return badRequest(itemField(i, ".arguments"), itemField(i, ".arguments")+" must be a string.")
+		case m.namespace != nil && !jsonscan.IsString(m.namespace):
+			return badRequest(itemField(i, ".namespace"), itemField(i, ".namespace")+" must be a string.")
 		}
 		switch {
 		case !w.open:
@@ -636,7 +640,11 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 		w.dst = append(w.dst, `{"id":`...)
 		w.dst = append(w.dst, m.callID...)
 		w.dst = append(w.dst, `,"type":"function","function":{"name":`...)
-		w.dst = append(w.dst, m.name...)
+		if m.namespace != nil {
+			w.dst = appendNamespaced(w.dst, m.namespace, m.name)
+		} else {
+			w.dst = append(w.dst, m.name...)
+		}
 		w.dst = append(w.dst, `,"arguments":`...)
 		w.dst = append(w.dst, m.args...)
 		w.dst = append(w.dst, "}}"...)
@@ -1046,7 +1054,7 @@ func appendChatPart(dst, raw []byte, i int, field string, j int) ([]byte, *reque
 
 // bridgeTool is what the bridge reads of a tool; raw values, nil when absent or null.
 type bridgeTool struct {
-	typ, name, description, parameters, strict, size, location, filters []byte
+	typ, name, description, parameters, strict, size, location, filters, tools []byte
 }
 
 // appendBridgeTools appends chat's tools for the Responses API's: a function tool
@@ -1102,9 +1110,52 @@ func appendBridgeTools(dst, tools, allow []byte) (out, ws []byte, rerr *requestE
 				t.location = v
 			case "filters":
 				t.filters = v
+			case "tools":
+				t.tools = v
 			}
 		}
 		switch {
+		case isString(t.typ, "namespace"):
+			if !jsonscan.IsString(t.name) {
+				return dst, nil, badRequest(toolField(j, ".name"), toolField(j, ".name")+" must be a string.")
+			}
+			var fn jsonscan.Array
+			if !fn.Reset(t.tools) {
+				return dst, nil, badRequest(toolField(j, ".tools"), toolField(j, ".tools")+" must be a list of tools.")
+			}
+			for k := 0; ; k++ {
+				raw, ok := fn.Next()
+				if !ok {
+					break
+				}
+				typ, _ := jsonscan.Field(raw, "type")
+				name, _ := jsonscan.Field(raw, "name")
+				field := ".tools[" + strconv.Itoa(k) + "]"
+				switch {
+				case !isString(typ, "function"):
+					return dst, nil, badRequest(toolField(j, field+".type"), toolField(j, field+".type")+" is not supported: this model is served through a chat completions API, which takes function tools only in a namespace.")
+				case !jsonscan.IsString(name):
+					return dst, nil, badRequest(toolField(j, field+".name"), toolField(j, field+".name")+" must be a string.")
+				case allow != nil:
+					// allowed_tools names functions by name alone, none of a namespace.
+					continue
+				}
+				if n == 0 {
+					dst = append(dst, `,"tools":[`...)
+				} else {
+					dst = append(dst, ',')
+				}
+				n++
+				dst = append(dst, `{"type":"function","function":{"name":`...)
+				dst = appendNamespaced(dst, t.name, name)
+				desc, _ := jsonscan.Field(raw, "description")
+				params, _ := jsonscan.Field(raw, "parameters")
+				strict, _ := jsonscan.Field(raw, "strict")
+				dst = appendRawMember(dst, "description", nonNull(desc))
+				dst = appendRawMember(dst, "parameters", nonNull(params))
+				dst = appendRawMember(dst, "strict", nonNull(strict))
+				dst = append(dst, "}}"...)
+			}
 		case isString(t.typ, "function"):
 			if !jsonscan.IsString(t.name) {
 				return dst, nil, badRequest(toolField(j, ".name"), toolField(j, ".name")+" must be a string.")
@@ -1139,13 +1190,81 @@ func appendBridgeTools(dst, tools, allow []byte) (out, ws []byte, rerr *requestE
 			}
 			ws = raw
 		default:
-			return dst, nil, badRequest(toolField(j, ".type"), toolField(j, ".type")+" is not supported: this model is served through a chat completions API, which takes function tools and web search only.")
+			return dst, nil, badRequest(toolField(j, ".type"), toolField(j, ".type")+" is not supported: this model is served through a chat completions API, which takes function tools, namespaces of them and web search only.")
 		}
 	}
 	if n > 0 {
 		dst = append(dst, ']')
 	}
 	return dst, ws, nil
+}
+
+// A namespace tool groups function tools under a name (Codex CLI sends its sub-agent
+// tools so, and the function_call items calling them name the namespace beside the
+// function). Chat has no namespaces: each of its functions goes up as a function
+// named "<namespace>__<name>", as vLLM's own Responses API flattens them, and a call
+// of such a name comes back as that function of that namespace (splitNamespaced).
+
+var strNamespaceSep = []byte("__")
+
+// appendNamespaced appends the chat name of function fn of namespace ns, both raw
+// JSON strings: "<ns>__<fn>".
+func appendNamespaced(dst, ns, fn []byte) []byte {
+	dst = append(dst, ns[:len(ns)-1]...)
+	dst = append(dst, strNamespaceSep...)
+	return append(dst, fn[1:]...)
+}
+
+// splitNamespaced finds the namespaced function that name, a chat tool call's name (a
+// raw JSON string), names as appendNamespaced wrote it, among tools (the request's,
+// a JSON array): ns and fn are its namespace's and its own name, raw JSON strings in
+// tools; ok is false for a name of no namespaced function.
+func splitNamespaced(tools, name []byte) (ns, fn []byte, ok bool) {
+	if len(name) < 2 || bytes.Index(name, strNamespaceSep) < 0 {
+		return nil, nil, false
+	}
+	inner := name[1 : len(name)-1]
+	var a jsonscan.Array
+	if !a.Reset(tools) {
+		return nil, nil, false
+	}
+	for {
+		raw, more := a.Next()
+		if !more {
+			return nil, nil, false
+		}
+		typ, _ := jsonscan.Field(raw, "type")
+		n, _ := jsonscan.Field(raw, "name")
+		if !isString(typ, "namespace") || !jsonscan.IsString(n) {
+			continue
+		}
+		rest, found := bytes.CutPrefix(inner, n[1:len(n)-1])
+		if rest, found = bytes.CutPrefix(rest, strNamespaceSep); !found {
+			continue
+		}
+		list, _ := jsonscan.Field(raw, "tools")
+		var b jsonscan.Array
+		if !b.Reset(list) {
+			continue
+		}
+		for {
+			f, more := b.Next()
+			if !more {
+				break
+			}
+			if fname, _ := jsonscan.Field(f, "name"); jsonscan.IsString(fname) && bytes.Equal(fname[1:len(fname)-1], rest) {
+				return n, fname, true
+			}
+		}
+	}
+}
+
+// nonNull is raw, or nil for a JSON null.
+func nonNull(raw []byte) []byte {
+	if jsonscan.IsNull(raw) {
+		return nil
+	}
+	return raw
 }
 
 // appendWebSearchOptions appends chat's web_search_options for the Responses API's
@@ -1215,7 +1334,11 @@ func appendBridgeToolChoice(dst, tc, tools []byte) ([]byte, *requestError) {
 		return dst, errBridgeTC
 	}
 	dst = append(dst, `,"tool_choice":{"type":"function","function":{"name":`...)
-	dst = append(dst, name...)
+	if ns, _ := jsonscan.Field(tc, "namespace"); jsonscan.IsString(ns) {
+		dst = appendNamespaced(dst, ns, name)
+	} else {
+		dst = append(dst, name...)
+	}
 	return append(dst, "}}"...), nil
 }
 
@@ -1403,6 +1526,8 @@ func appendTextFormat(dst, text []byte) ([]byte, *requestError) {
 type bridgeEcho struct {
 	buf     []byte
 	a, b, c int
+	// tools is where the request's tools are in buf, for splitNamespaced.
+	tools [2]int
 	// instructions is set when the request had instructions.
 	instructions bool
 }
@@ -1414,6 +1539,25 @@ func (e *bridgeEcho) release() {
 		e.buf = make([]byte, 0, 512)
 	}
 	bridgeEchoPool.Put(e)
+}
+
+// toolsOf is the request's tools, a JSON array.
+func (e *bridgeEcho) toolsOf() []byte { return e.buf[e.tools[0]:e.tools[1]] }
+
+// appendCallName appends a function_call item's name, and namespace when the chat
+// call's name (a raw JSON string) names a function of a namespace tool.
+func (e *bridgeEcho) appendCallName(dst, name []byte) []byte {
+	dst = append(dst, `,"name":`...)
+	if !jsonscan.IsString(name) {
+		return append(dst, strEmptyString...)
+	}
+	ns, fn, ok := splitNamespaced(e.toolsOf(), name)
+	if !ok {
+		return append(dst, name...)
+	}
+	dst = append(dst, fn...)
+	dst = append(dst, `,"namespace":`...)
+	return append(dst, ns...)
 }
 
 // render renders r's members.
@@ -1440,7 +1584,9 @@ func (e *bridgeEcho) render(r *respRequest) {
 	b = append(b, `,"tool_choice":`...)
 	b = appendCompactOr(b, r.toolChoice, `"auto"`)
 	b = append(b, `,"tools":`...)
+	e.tools[0] = len(b)
 	b = appendCompactOr(b, r.tools, "[]")
+	e.tools[1] = len(b)
 	b = append(b, `,"top_logprobs":`...)
 	b = appendCompactOr(b, r.topLogprobs, "0")
 	b = append(b, `,"top_p":`...)
@@ -1825,12 +1971,7 @@ func appendBridgeAnswer(dst, chat []byte, e *bridgeEcho, model []byte, u *Usage)
 			out = appendItemID(append(out, '"'), "call_")
 			out = append(out, '"')
 		}
-		out = append(out, `,"name":`...)
-		if jsonscan.IsString(name) {
-			out = append(out, name...)
-		} else {
-			out = append(out, strEmptyString...)
-		}
+		out = e.appendCallName(out, name)
 		out = append(out, `,"arguments":`...)
 		out = appendArguments(out, args)
 		out = append(out, `,"status":`...)
@@ -1986,10 +2127,11 @@ type streamItem struct {
 	text, anns, logprobs []byte
 	nAnns                int
 	// tool is a function call's index in the chat stream; callID and name its raw
-	// JSON strings, args its arguments (the inside of a JSON string).
-	tool         int64
-	callID, name []byte
-	args         []byte
+	// JSON strings, ns its namespace's (empty for none: splitNamespaced), args its
+	// arguments (the inside of a JSON string).
+	tool             int64
+	callID, name, ns []byte
+	args             []byte
 	// blocks is a reasoning item's thinking blocks, a JSON array, empty for none.
 	blocks []byte
 }
@@ -1997,7 +2139,7 @@ type streamItem struct {
 // reset empties c for the pool; a buffer one long stream grew goes with it.
 func (c *streamItem) reset() {
 	*c = streamItem{parts: trimBuf(c.parts), text: trimBuf(c.text), anns: trimBuf(c.anns), logprobs: trimBuf(c.logprobs),
-		callID: trimBuf(c.callID), name: trimBuf(c.name), args: trimBuf(c.args), blocks: trimBuf(c.blocks)}
+		callID: trimBuf(c.callID), name: trimBuf(c.name), ns: trimBuf(c.ns), args: trimBuf(c.args), blocks: trimBuf(c.blocks)}
 }
 
 // bridgeStream is a chat completions stream read as a Responses API stream: each chat
@@ -2438,6 +2580,10 @@ func appendItem(dst []byte, c *streamItem, st respStatus) []byte {
 	dst = append(dst, c.callID...)
 	dst = append(dst, `,"name":`...)
 	dst = append(dst, c.name...)
+	if len(c.ns) > 0 {
+		dst = append(dst, `,"namespace":`...)
+		dst = append(dst, c.ns...)
+	}
 	dst = append(dst, `,"arguments":"`...)
 	dst = append(dst, c.args...)
 	dst = append(dst, `","status":`...)
@@ -2576,7 +2722,7 @@ func (s *bridgeStream) callDelta(n int64, numbered bool, id, name, args []byte) 
 	case c != nil:
 		if nonEmpty(name) && len(c.name) == 2 {
 			// The name came after the id.
-			c.name = append(c.name[:0], name...)
+			s.setCallName(c, name)
 		}
 	case n <= s.maxTool && slices.Contains(s.toolsBegun, n):
 		if !nonEmpty(args) {
@@ -2643,9 +2789,9 @@ func (s *bridgeStream) beginCall(n int64, id, name []byte) (*streamItem, error) 
 		c.callID = append(appendItemID(append(c.callID[:0], '"'), "call_"), '"')
 	}
 	if jsonscan.IsString(name) {
-		c.name = append(c.name[:0], name...)
+		s.setCallName(c, name)
 	} else {
-		c.name = append(c.name[:0], strEmptyString...)
+		c.name, c.ns = append(c.name[:0], strEmptyString...), c.ns[:0]
 	}
 	s.open(evItemAdded)
 	s.pend = append(s.pend, `,"output_index":`...)
@@ -2654,6 +2800,16 @@ func (s *bridgeStream) beginCall(n int64, id, name []byte) (*streamItem, error) 
 	s.pend = appendItem(s.pend, c, statusInProgress)
 	s.emit(evItemAdded, false)
 	return c, nil
+}
+
+// setCallName sets call c's name from the chat call's, name, a raw JSON string: with
+// its namespace when it names a function of a namespace tool.
+func (s *bridgeStream) setCallName(c *streamItem, name []byte) {
+	if ns, fn, ok := splitNamespaced(s.echo.toolsOf(), name); ok {
+		c.name, c.ns = append(c.name[:0], fn...), append(c.ns[:0], ns...)
+		return
+	}
+	c.name, c.ns = append(c.name[:0], name...), c.ns[:0]
 }
 
 // wholeCalls counts the calls open first whose arguments are a whole JSON value.

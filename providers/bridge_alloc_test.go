@@ -40,6 +40,24 @@ func TestBridgeAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { runBridgeStream(t, in, &r) }); n != 0 {
 		t.Errorf("stream of four tool calls interleaved: %.1f allocations, budget 0", n)
 	}
+	codex := []byte(codexTurn)
+	if n := testing.AllocsPerRun(200, func() {
+		var r respRequest
+		buf, _, _, _ = appendBridgeRequest(buf[:0], codex, &r, model, true, true)
+	}); n != 0 {
+		t.Errorf("Codex's request, a namespace tool flattened: %.1f allocations, budget 0", n)
+	}
+	var cr respRequest
+	_ = cr.read(codex)
+	in = newChunkEvents(delta(`{"role":"assistant","content":""}`, ""),
+		delta(`{"tool_calls":[{"index":0,"id":"call_0","type":"function","function":{"name":"multi_agent_v1__close_agent","arguments":"{\"target\":"}}]}`, ""),
+		delta(`{"tool_calls":[{"index":0,"function":{"arguments":"\"a1\"}"}}]}`, ""),
+		delta(`{"tool_calls":[{"index":1,"id":"call_1","type":"function","function":{"name":"exec_command","arguments":"{}"}}]}`, ""),
+		delta(`{}`, "tool_calls"), usageChunk, "[DONE]")
+	runBridgeStream(t, in, &cr)
+	if n := testing.AllocsPerRun(200, func() { runBridgeStream(t, in, &cr) }); n != 0 {
+		t.Errorf("stream calling a namespaced function: %.1f allocations, budget 0", n)
+	}
 }
 
 // TestBridgeThinkingAllocs pins the thinking round trip to no allocation: a reasoning

@@ -22,6 +22,10 @@ func FuzzBridgeRequest(f *testing.F) {
 		`"tool_choice":{"type":"allowed_tools","mode":"required","tools":[{"type":"function","name":"g"},{"type":"web_search_preview"}]}}`)
 	f.Add(`{"model":"chat","input":"x","previous_response_id":"resp_1"}`)
 	f.Add(`{"inp\u0075t":"x" , "metadata" : { "a" : "b" } }`)
+	f.Add(codexTurn)
+	f.Add(`{"model":"chat","input":[{"type":"function_call","call_id":"c","name":"f","namespace":"n","arguments":"{}"}],` +
+		`"tools":[{"type":"namespace","name":"n","tools":[{"type":"function","name":"f"},{"type":"function","name":"g","parameters":null}]}],` +
+		`"tool_choice":{"type":"function","name":"f","namespace":"n"}}`)
 	// Thinking blocks carried back in a reasoning item, before calls and before a user
 	// message; content that decodes to no blocks.
 	f.Add(`{"model":"chat","input":[{"role":"user","content":"x"},{"type":"reasoning","encrypted_content":"` +
@@ -71,8 +75,10 @@ func FuzzBridgeStream(f *testing.F) {
 		callChunk(0, "", "", `}`) + "\n" + delta(`{"content":"x"}`, "") + "\n" + callChunk(2, "", "", ` `) + "\n" + delta(`{}`, "length") + "\n[DONE]")
 	f.Add(delta(`{"tool_calls":[{"index":1,"id":"b","function":{"name":"g","arguments":""}},{"index":0,"id":"a","function":{"name":"f","arguments":"{}"}}]}`, "") + "\n" +
 		delta(`{"tool_calls":[{"index":1,"function":{"arguments":"{}"}},{"id":"c","function":{"name":"h"}}]}`, "") + "\n" + delta(`{}`, "stop") + "\n[DONE]")
+	f.Add(callChunk(0, "a", "n__f", `{}`) + "\n" + callChunk(1, "b", "n__g", `{}`) + "\n" + delta(`{}`, "tool_calls") + "\n" + usageChunk + "\n[DONE]")
 	f.Fuzz(func(t *testing.T, in string) {
-		s := bridgeStreamOf(`{"model":"chat","input":"x","text":{ "format" : {"type":"text"} }}`, strings.Split(in, "\n")...)
+		s := bridgeStreamOf(`{"model":"chat","input":"x","text":{ "format" : {"type":"text"} },`+
+			`"tools":[{"type":"namespace","name":"n","tools":[{"type":"function","name":"f"}]}]}`, strings.Split(in, "\n")...)
 		defer s.Close()
 		seq, done := -1, false
 		var items []string
