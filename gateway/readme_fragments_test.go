@@ -25,23 +25,24 @@ func TestReadmeFragmentsValidate(t *testing.T) {
 		blocks = append(blocks, b)
 		rest = tail
 	}
-	if len(blocks) != 6 {
-		t.Fatalf("found %d yaml blocks in README, want 6 (update this test)", len(blocks))
+	if len(blocks) != 7 {
+		t.Fatalf("found %d yaml blocks in README, want 7 (update this test)", len(blocks))
 	}
 	base := "backends:\n  llama: {provider: mock, model: m}\n  llama-v2: {provider: mock, model: m2}\n"
 	ep := "endpoints:\n  - {name: chat, type: chat, routes: [{backend: llama}]}\n"
 	// A spend budget (usd) needs a backend with a price.
 	priced := strings.Replace(base, "model: m}", "model: m, pricing: {input_per_million: 0.1, output_per_million: 0.2}}", 1)
 	frags := map[string]string{
-		"audio":         blocks[0],
-		"replica pools": blocks[1] + ep,
-		"rate limits":   priced + strings.Replace(blocks[3], "    ...\n", "    type: chat\n    routes: [{backend: llama}]\n", 1),
-		"canary":        base + blocks[4],
-		"tracing":       base + ep + blocks[5],
+		"coding agents": blocks[0],
+		"audio":         blocks[1],
+		"replica pools": blocks[2] + ep,
+		"rate limits":   priced + strings.Replace(blocks[4], "    ...\n", "    type: chat\n    routes: [{backend: llama}]\n", 1),
+		"canary":        base + blocks[5],
+		"tracing":       base + ep + blocks[6],
 	}
 	for name, y := range frags {
 		t.Run(name, func(t *testing.T) {
-			if _, err := ParseConfig("README.md", []byte(y), env(map[string]string{"TEAM_A_KEY": "k"})); err != nil {
+			if _, err := ParseConfig("README.md", []byte(y), env(map[string]string{"TEAM_A_KEY": "k", "ANTHROPIC_API_KEY": "sk-ant"})); err != nil {
 				t.Fatalf("%v\n---\n%s", err, y)
 			}
 		})
