@@ -307,12 +307,27 @@ func forwardedFor(elem []byte) (netip.Addr, bool) {
 		value = value[1 : len(value)-1]
 	}
 	// An obfuscated port (RFC 7239 6.3: "_" and letters, digits, ".", "_", "-")
-	// says nothing of the address before it.
-	if i := bytes.LastIndexByte(value, ':'); i > 0 && i+1 < len(value) && value[i+1] == '_' &&
+	// says nothing of the address before it. Anything else after ":_" is no port, and
+	// the value no node.
+	if i := bytes.LastIndexByte(value, ':'); i > 0 && obfPort(value[i+1:]) &&
 		(value[i-1] == ']' || bytes.IndexByte(value[:i], ':') < 0) {
 		value = value[:i]
 	}
 	return parseHop(b2s(value))
+}
+
+// obfPort reports whether s is an obfuscated port (RFC 7239 6.3's obfport): "_" and
+// one or more letters, digits, ".", "_" or "-".
+func obfPort(s []byte) bool {
+	if len(s) < 2 || s[0] != '_' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 var strFor = []byte("for")
