@@ -127,6 +127,8 @@ func TestPrefixHash(t *testing.T) {
 			`{"messages":[{"role":"user","content":[{"text":"hi","type":"text"}]}]}`, 100},
 		{"image part member order", Chat, `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/a.png","detail":"low"}}]}]}`,
 			`{"messages":[{"role":"user","content":[{"image_url":{"detail":"low","url":"https://x/a.png"},"type":"image_url"}]}]}`, 100},
+		{"escapes in a part's type", Chat, `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"u"}},{"type":"a&b"}]}]}`,
+			`{"messages":[{"role":"user","content":[{"type":"image\u005furl","image_url":{"url":"u"}},{"type":"a\u0026b"}]}]}`, 100},
 		{"same first n bytes", Chat, `{"messages":[{"role":"system","content":"abcdefgh"}]}`,
 			`{"messages":[{"role":"system","content":"abcdefgz"},{"role":"user","content":"x"}]}`, 10},
 		{"cut inside an escape run", Chat, `{"messages":[{"role":"s","content":"éééé"}]}`,

@@ -1493,9 +1493,17 @@ func (w *prefixWriter) part(b []byte, i int) (int, bool) {
 		return w.value(b, i)
 	}
 	kind := []byte("text")
+	var kindBuf [32]byte
 	if t := memberAt(b, i, "type"); t >= 0 && b[t] == '"' {
 		if e, err := jsonscan.Skip(b, t); err == nil {
 			kind = b[t+1 : e-1]
+			if bytes.IndexByte(kind, '\\') >= 0 {
+				// The type is a string like any other: "image\u005furl" is image_url,
+				// and hashes as the same prompt.
+				if u, ok := jsonscan.AppendUnquote(kindBuf[:0], b[t:e]); ok {
+					kind = u
+				}
+			}
 		}
 	}
 	if string(kind) == "input_text" || string(kind) == "output_text" {
