@@ -69,8 +69,10 @@ type mlflowRoute struct {
 }
 
 type mlflowDestination struct {
-	Name              string `yaml:"name"`
-	TrafficPercentage int    `yaml:"traffic_percentage"`
+	Name string `yaml:"name"`
+	// TrafficPercentage is required, as MLflow's RouteDestinationConfig has it: nil
+	// when left out, rather than a share of 0 that would load.
+	TrafficPercentage *int `yaml:"traffic_percentage"`
 }
 
 type mlflowEndpoint struct {
@@ -713,17 +715,24 @@ func fromMLflowRoute(i int, r mlflowRoute, endpoints []mlflowEndpoint, unfit []b
 				refused = true
 			}
 		}
-		if d.TrafficPercentage < 0 || d.TrafficPercentage > 100 {
+		pct := 0
+		switch {
+		case d.TrafficPercentage == nil:
+			report(line(dp+".traffic_percentage"), dp+".traffic_percentage", "is required")
+			refused = true
+		case *d.TrafficPercentage < 0 || *d.TrafficPercentage > 100:
 			report(line(dp+".traffic_percentage"), dp+".traffic_percentage", "must be 0..100")
 			refused = true
+		default:
+			pct = *d.TrafficPercentage
 		}
-		sum += d.TrafficPercentage
+		sum += pct
 		// An endpoint named twice is drawn by its shares' sum, as MLflow draws it; one
 		// route each would be a backend routed twice.
 		if k := slices.IndexFunc(ec.Routes, func(rt router.Route) bool { return rt.Backend == d.Name }); k >= 0 {
-			ec.Routes[k].Weight += d.TrafficPercentage
+			ec.Routes[k].Weight += pct
 		} else {
-			ec.Routes = append(ec.Routes, router.Route{Backend: d.Name, Weight: d.TrafficPercentage})
+			ec.Routes = append(ec.Routes, router.Route{Backend: d.Name, Weight: pct})
 		}
 	}
 	if !refused && sum != 100 {

@@ -155,6 +155,13 @@ ml.yaml:9: endpoints[0].model.provider: provider "amazon-bedrock" is not support
       - {name: chat1, traffic_percentage: 50}
       - {traffic_percentage: 50}
 `, `ml.yaml:14: routes[0].destinations[1].name: is required`},
+		{"destination without a percentage", "endpoints:\n" + mlflowChat("chat1") + mlflowChat("chat2") + `routes:
+  - name: r
+    task_type: llm/v1/chat
+    destinations:
+      - {name: chat1, traffic_percentage: 100}
+      - {name: chat2}
+`, `ml.yaml:21: routes[0].destinations[1].traffic_percentage: is required`},
 		{"percentage of a fraction", "endpoints:\n" + mlflowChat("chat1") + mlflowChat("chat2") + `routes:
   - name: r
     task_type: llm/v1/chat
