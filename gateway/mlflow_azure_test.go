@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -90,6 +92,43 @@ func TestMLflowAPITypeDecidesAuth(t *testing.T) {
 			if b.Provider != c.backend || b.APIKey != c.apiKey || b.Headers["Authorization"] != c.authz {
 				t.Fatalf("backend %s, api key %q, Authorization %q; want %s, %q, %q",
 					b.Provider, b.APIKey, b.Headers["Authorization"], c.backend, c.apiKey, c.authz)
+			}
+		})
+	}
+}
+
+// TestMLflowAzureProviderNameNeedsBaseOnly: provider azure or azuread without
+// openai_api_type needs openai_api_base alone, as README says: the deployment is then
+// model.name and the api-version the azure provider's default, so the calls go to
+// {base}/openai/deployments/{model.name}/chat/completions?api-version=2024-10-21.
+func TestMLflowAzureProviderNameNeedsBaseOnly(t *testing.T) {
+	up := startChatOnlyUpstream(t)
+	g := startGateway(t, `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
+endpoints:
+  - name: az
+    endpoint_type: llm/v1/completions
+    model: {provider: azure, name: gpt-4o, config: {openai_api_key: az-key, openai_api_base: "http://`+up.addr+`"}}
+  - name: azad
+    endpoint_type: llm/v1/completions
+    model: {provider: azuread, name: gpt-4o-mini, config: {openai_api_key: ad-token, openai_api_base: "http://`+up.addr+`"}}
+`)
+	for _, c := range []struct{ endpoint, path, apiKey, authz string }{
+		{"az", "/openai/deployments/gpt-4o/chat/completions", "az-key", ""},
+		{"azad", "/openai/deployments/gpt-4o-mini/chat/completions", "", "Bearer ad-token"},
+	} {
+		t.Run(c.endpoint, func(t *testing.T) {
+			resp, err := http.Post(g.url+"/endpoints/"+c.endpoint+"/invocations", "application/json", strings.NewReader(`{"prompt":"Say hello"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, raw)
+			}
+			r := up.last(t)
+			if r.path != c.path || r.query != "api-version=2024-10-21" || r.apiKey != c.apiKey || r.authz != c.authz {
+				t.Fatalf("upstream got %s?%s api-key %q Authorization %q; want %s?api-version=2024-10-21 %q %q", r.path, r.query, r.apiKey, r.authz, c.path, c.apiKey, c.authz)
 			}
 		})
 	}
