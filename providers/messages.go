@@ -202,14 +202,24 @@ func AppendAnthropicError(dst []byte, typ, msg, requestID string) []byte {
 // with the status alone. An Anthropic SDK reads the type and message of the one shape
 // only, and clients branch on Anthropic's types. The body written carries requestID,
 // the request's ID, as the gateway's own errors do.
+//
+// A context-window refusal (ContextWindowExceeded) in other words than Anthropic's
+// (vLLM's "This model's maximum context length is …", OpenAI's code
+// context_length_exceeded) is written as Anthropic's, 400 invalid_request_error, its
+// message opened with "prompt is too long: " and the upstream's words after it: that
+// phrase is all the Messages API's clients recognise the refusal by (LangChain's
+// ContextOverflowError, which its summarization middleware acts on; Claude Code's
+// compaction), and through an OpenAI-compatible backend none would see one.
 func AnthropicErrorShape(out *fasthttp.Response, requestID []byte) {
 	body := out.Body()
+	status := out.StatusCode()
+	overflow := ContextWindowExceeded(status, body)
 	if jsonscan.Valid(body) {
 		if typ, ok := jsonscan.Field(body, "type"); ok && string(typ) == `"error"` {
 			if e, ok := jsonscan.Field(body, "error"); ok && len(e) > 0 && e[0] == '{' {
 				t, _ := jsonscan.Field(e, "type")
 				m, _ := jsonscan.Field(e, "message")
-				if knownAnthropicError(t) && jsonscan.IsString(m) {
+				if knownAnthropicError(t) && jsonscan.IsString(m) && (!overflow || anthropicContextWords(m)) {
 					return
 				}
 			}
@@ -233,12 +243,35 @@ func AnthropicErrorShape(out *fasthttp.Response, requestID []byte) {
 			}
 		}
 	}
-	status := out.StatusCode()
+	if overflow {
+		if len(msg) == 0 {
+			// Refused by its code or type alone.
+			msg = strContextMessage[1 : len(strContextMessage)-1]
+		}
+		if !anthropicContextWords(msg) {
+			m := make([]byte, 0, len(strPromptTooLongPrefix)+len(msg))
+			msg = append(append(m, strPromptTooLongPrefix...), msg...)
+		}
+		status = fasthttp.StatusBadRequest
+		out.SetStatusCode(status)
+	}
 	if len(msg) == 0 {
 		msg = []byte("The upstream model server answered " + strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + ".")
 	}
 	out.Header.SetContentTypeBytes(strJSON)
 	setAnswer(out, AppendAnthropicError(out.SwapBody(nil)[:0], AnthropicErrorType(status), b2s(msg), b2s(requestID)))
+}
+
+// strPromptTooLongPrefix opens a context-window refusal's message for the Messages
+// API's clients, as Anthropic's own begins ("prompt is too long: 209353 tokens >
+// 200000 maximum").
+var strPromptTooLongPrefix = []byte("prompt is too long: ")
+
+// anthropicContextWords reports whether msg, a message (a JSON string, or its text),
+// already says a context-window refusal in Anthropic's words: "prompt is too long", or
+// "… exceed context limit" (its refusal of a prompt and max_tokens together).
+func anthropicContextWords(msg []byte) bool {
+	return bytes.Contains(msg, strPromptTooLong) || bytes.Contains(msg, strExceedContextLimit)
 }
 
 // Messages API stream events, by their type.
