@@ -100,7 +100,7 @@ func TestAnthropicCodedAnswerDecoded(t *testing.T) {
 		want         string
 	}{
 		{"message", codedAnswer("200 OK", msg), 200, `"content":"Hello"`},
-		{"error", codedAnswer("400 Bad Request", errJSON), 400, `"message":"prompt is too long"`},
+		{"error", codedAnswer("400 Bad Request", errJSON), 400, `exceeded: prompt is too long","type":"invalid_request_error"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, _ *http.Request) {

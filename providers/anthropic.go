@@ -617,8 +617,13 @@ func writeAnthropicError(out *fasthttp.Response, status int, typ, msg []byte) in
 		status = 503
 	}
 	if code == nil && string(typ) == "invalid_request_error" && contextTooLong(msg) {
-		// OpenAI's own answer names messages as the param.
+		// OpenAI's own answer names messages as the param. Its words go first:
+		// clients that read the message alone (LangChain.js's ChatOpenAI looks for
+		// "maximum context length", as OpenAI's says it; the openai Node SDK's
+		// error message carries no code) know the refusal by them.
 		code, param = strContextLengthExceeded, "messages"
+		m := make([]byte, 0, len(strContextLengthPrefix)+len(msg))
+		msg = append(append(m, strContextLengthPrefix...), msg...)
 	}
 	if oaTyp == nil {
 		oaTyp = []byte("server_error")
@@ -638,8 +643,11 @@ func writeAnthropicError(out *fasthttp.Response, status int, typ, msg []byte) in
 
 var (
 	strContextLengthExceeded = []byte("context_length_exceeded")
-	strPromptTooLong         = []byte("prompt is too long")
-	strExceedContextLimit    = []byte("exceed context limit")
+	// strContextLengthPrefix opens an Anthropic context-window refusal's message for
+	// OpenAI's clients, in OpenAI's words.
+	strContextLengthPrefix = []byte("This model's maximum context length was exceeded: ")
+	strPromptTooLong       = []byte("prompt is too long")
+	strExceedContextLimit  = []byte("exceed context limit")
 )
 
 // contextTooLong reports whether an invalid_request_error's message says the prompt

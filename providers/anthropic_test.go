@@ -382,8 +382,13 @@ func TestAnthropicErrorContextLength(t *testing.T) {
 			if e.Error.Code != nil {
 				code = *e.Error.Code
 			}
-			if code != c.code || e.Error.Type != "invalid_request_error" || e.Error.Message != c.msg {
-				t.Errorf("translated to %s, want code %q", out.Body(), c.code)
+			msg := c.msg
+			if c.code == "context_length_exceeded" {
+				// In OpenAI's words first, for clients that read the message alone.
+				msg = "This model's maximum context length was exceeded: " + c.msg
+			}
+			if code != c.code || e.Error.Type != "invalid_request_error" || e.Error.Message != msg {
+				t.Errorf("translated to %s, want code %q and message %q", out.Body(), c.code, msg)
 			}
 		})
 	}
