@@ -78,6 +78,11 @@ and suffix is refused; dimensions may not exceed --embedding-dim; a request whos
 client disconnects is aborted, and leaves the queue or frees its slot, at once.
 /metrics has vLLM's gauges, counters and the time_to_first_token,
 inter_token_latency and e2e_request_latency histograms.
+As vLLM's guided decoding: chat's response_format json_schema makes the content
+a JSON value of the schema (json_object: {}), and a tool_choice naming a
+function (or "required": the first function tool) makes the answer that call,
+its arguments an object of the function's parameters (finish_reason stop for a
+named one, tool_calls for required); max_tokens cuts the JSON like any text.
 With --api anthropic, thinking (enabled with budget_tokens, or adaptive) puts a
 thinking block with a signature first, and is validated as the Messages API does.
 The request's model decides the rest as Anthropic documents it: claude-opus-4-7,

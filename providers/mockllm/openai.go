@@ -237,6 +237,10 @@ func (st *state) parseChat(body []byte) *badRequest {
 			st.messages = v
 		case "tools":
 			st.tools = v
+		case "response_format":
+			st.respFormat = v
+		case "tool_choice":
+			st.toolChoice = v
 		}
 	}
 	if it.Err() != nil || !onlySpaceAfter(body, it.End()) {
@@ -605,6 +609,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 		st.plans = append(st.plans, p)
 	}
 	st.setToolCalls(st.tools)
+	st.setStructured(h, s.opts.MaxTokens, maxTokens)
 	for i := range st.plans {
 		steps = max(steps, st.plans[i].n)
 		generated += st.plans[i].n
@@ -633,6 +638,10 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, st *state) {
 			b = append(b, `,"message":{"role":"assistant","content":null,"refusal":null,"annotations":null,"audio":null,"function_call":null,"tool_calls":`...)
 			b = st.appendToolCalls(b)
 			b = append(b, `,"reasoning_content":null},"logprobs":null,"finish_reason":"tool_calls","stop_reason":null}`...)
+			continue
+		}
+		if st.format.on {
+			b = st.appendStructuredChoice(b, p, i)
 			continue
 		}
 		b = append(b, `,"message":{"role":"assistant","content":"`...)
@@ -876,7 +885,9 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		b = append(b, st.prefix...)
 		b = append(b, `{"index":`...)
 		b = strconv.AppendInt(b, int64(c), 10)
-		if st.kind == kChat {
+		if st.kind == kChat && st.format.on {
+			b = st.appendStructuredDelta(b, p, c)
+		} else if st.kind == kChat {
 			b = append(b, `,"delta":{"content":"`...)
 			b = p.appendToken(b, st.step)
 			b = append(b, `"},"logprobs":`...)
@@ -890,7 +901,7 @@ func (st *state) nextOpenAI() ([]byte, error) {
 			b = p.appendToken(b, st.step)
 			b = append(b, `","logprobs":`...)
 		}
-		if st.logprobs {
+		if st.logprobs && !st.format.on {
 			var echo *item
 			if st.step == 0 {
 				echo = st.echoOf(c)
@@ -905,7 +916,7 @@ func (st *state) nextOpenAI() ([]byte, error) {
 		// separate empty-delta finish chunk.
 		switch {
 		case st.step == p.n-1:
-			b = appendFinish(b, st, p)
+			b = st.appendChatFinish(b, p)
 		case st.kind == kChat:
 			b = append(b, "null"...)
 		default:
@@ -948,7 +959,7 @@ func (st *state) nextOpenAI() ([]byte, error) {
 			}
 			b = append(b, `,"finish_reason":`...)
 		}
-		b = appendFinish(b, st, p)
+		b = st.appendChatFinish(b, p)
 		b = append(b, '}')
 		b = st.endChunk(b, c, 0)
 		st.choice++

@@ -45,6 +45,9 @@ type state struct {
 	modelRaw     []byte
 	messages     []byte
 	tools        []byte
+	respFormat   []byte // chat: response_format, in the request
+	toolChoice   []byte // chat: tool_choice, in the request
+	forced       uint8  // chat: the tool call tool_choice forces (structured.go)
 	stream       bool
 	streamOpts   bool // stream_options is truthy, as vLLM's check reads it
 	includeUsage bool
