@@ -82,7 +82,8 @@ As vLLM's guided decoding: chat's response_format json_schema makes the content
 a JSON value of the schema (json_object: {}), and a tool_choice naming a
 function (or "required": the first function tool) makes the answer that call,
 its arguments an object of the function's parameters (finish_reason stop for a
-named one, tool_calls for required); max_tokens cuts the JSON like any text.
+named one, tool_calls for required); /v1/responses' text.format does the same
+for its output text; max_tokens cuts the JSON like any text.
 With --api anthropic, thinking (enabled with budget_tokens, or adaptive) puts a
 thinking block with a signature first, and is validated as the Messages API does.
 The request's model decides the rest as Anthropic documents it: claude-opus-4-7,

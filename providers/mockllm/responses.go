@@ -416,8 +416,11 @@ func (s *Server) createResponse(ctx *fasthttp.RequestCtx, st *state) {
 	if !s.admit(ctx, st) {
 		return
 	}
-	p := newPlan(h, s.opts.MaxTokens, st.maxTokensFor(st.promptTokens), st.hdr.tokens, 0, false)
+	reqMax := st.maxTokensFor(st.promptTokens)
+	p := newPlan(h, s.opts.MaxTokens, reqMax, st.hdr.tokens, 0, false)
 	st.plans = append(st.plans, p)
+	st.setTextFormat(h, s.opts.MaxTokens, reqMax)
+	p = st.plans[0]
 	st.idA, st.idB = s.nextID(h)
 	r.idC = mix(st.idA ^ st.idB ^ s.stored.salt)
 	r.convTokens += p.n
@@ -601,7 +604,7 @@ func (st *state) appendOutputMessage(b []byte, done bool) []byte {
 func (st *state) appendOutputText(b []byte, whole bool) []byte {
 	b = append(b, `{"type":"output_text","text":"`...)
 	if whole {
-		b = st.plans[0].appendText(b)
+		b = st.appendRespText(b)
 	}
 	return append(b, `","annotations":[],"logprobs":[]}`...)
 }
@@ -784,7 +787,13 @@ func (st *state) nextResponses() ([]byte, error) {
 		b = st.openEvent(b, "response.output_text.delta")
 		b = st.appendPartRef(b)
 		b = append(b, `,"delta":"`...)
-		b = p.appendToken(b, st.step)
+		if f := &st.format; f.on {
+			end := f.pieceEnd(p.off)
+			b = appendJSONText(b, f.text[p.off:end])
+			p.off = end
+		} else {
+			b = p.appendToken(b, st.step)
+		}
 		b = append(b, `","logprobs":[]`...)
 		st.emitted++
 		st.step++
@@ -803,7 +812,7 @@ func (st *state) nextResponses() ([]byte, error) {
 		b = st.openEvent(b, "response.output_text.done")
 		b = st.appendPartRef(b)
 		b = append(b, `,"text":"`...)
-		b = p.appendText(b)
+		b = st.appendRespText(b)
 		b = append(b, `","logprobs":[]`...)
 	case evPartDone:
 		b = st.openEvent(b, "response.content_part.done")

@@ -10,7 +10,8 @@ import (
 // response_format of type json_schema makes each choice's content a JSON value of the
 // schema, json_object a JSON object; a tool_choice that forces a call (a named
 // function, or "required") makes the answer that call, its arguments a JSON object of
-// the function's parameters. The JSON is the one the Messages API's structured outputs
+// the function's parameters. The Responses API's text.format does for its output text
+// what response_format does for chat's content. The JSON is the one the Messages API's structured outputs
 // and tool inputs get (appendSchemaValue, appendToolInput), deterministic for the
 // prompt, about four bytes a token (formatAnswer); max_tokens and stop strings cut it
 // as they cut text, leaving it unfinished. x-mock-tool-calls answers first, and
@@ -198,4 +199,42 @@ func (st *state) appendChatFinish(b []byte, p *plan) []byte {
 		return append(b, `"tool_calls","stop_reason":null`...)
 	}
 	return appendFinish(b, st, p)
+}
+
+// setTextFormat readies a Responses API answer whose text.format is json_schema (its
+// schema, flat in the format as the API has it) or json_object, as setStructured does
+// chat's response_format.
+func (st *state) setTextFormat(h uint64, capTokens int, reqMax int64) {
+	f, _ := jsonscan.Field(st.rsp.text, "format")
+	if len(f) == 0 || f[0] != '{' {
+		return
+	}
+	typ, _ := jsonscan.Field(f, "type")
+	switch string(typ) {
+	case string(strJSONSchemaType):
+		schema, ok := jsonscan.Field(f, "schema")
+		if !ok || len(schema) == 0 || schema[0] != '{' {
+			schema = objectSchema
+		}
+		st.format.text = appendSchemaValue(st.format.text[:0], schema, mix(h^golden), 0)
+	case string(strJSONObjectType):
+		st.format.text = appendSchemaValue(st.format.text[:0], objectSchema, mix(h^golden), 0)
+	default:
+		return
+	}
+	st.format.on = true
+	limit := capTokens
+	if reqMax > 0 && reqMax < int64(limit) {
+		limit = int(reqMax)
+	}
+	st.fitFormat(&st.plans[0], limit)
+}
+
+// appendRespText appends a Responses API answer's whole output text: the JSON of its
+// text.format, or the words.
+func (st *state) appendRespText(b []byte) []byte {
+	if st.format.on {
+		return appendJSONText(b, st.format.text)
+	}
+	return st.plans[0].appendText(b)
 }

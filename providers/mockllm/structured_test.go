@@ -8,6 +8,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 )
 
 // personSchema is the JSON schema LangChain's withStructuredOutput sends for a zod
@@ -192,4 +193,41 @@ func TestChatForcedToolChoice(t *testing.T) {
 			t.Errorf("answer %s; want x-mock-tool-calls' two calls", b)
 		}
 	})
+}
+
+// The Responses API's text.format json_schema (LangChain's withStructuredOutput with
+// useResponsesApi, the SDKs' responses.parse) makes the output text JSON of the schema,
+// as vLLM's Responses API answers it, streamed deltas and the plain answer alike.
+func TestResponsesTextFormat(t *testing.T) {
+	h := start(t, Options{Model: "mock-1", MaxTokens: 64})
+	client := h.sdk("")
+	body := `{"model":"mock-1","input":"Describe a person","max_output_tokens":60,` +
+		`"text":{"format":{"type":"json_schema","name":"extract","strict":true,"schema":` + personSchema + `}}}`
+	var p responses.ResponseNewParams
+	if err := json.Unmarshal([]byte(body), &p); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := client.Responses.New(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var who person
+	if err := json.Unmarshal([]byte(plain.OutputText()), &who); err != nil || !who.whole() || plain.Status != "completed" {
+		t.Fatalf("answer %s", plain.RawJSON())
+	}
+	s := readStream(t, client, p)
+	if s.err != nil || s.text != plain.OutputText() || s.final.OutputText() != plain.OutputText() ||
+		s.final.Usage.OutputTokens != plain.Usage.OutputTokens {
+		t.Errorf("stream %q (final %q, %d tokens, %v); plain %q (%d tokens)", s.text, s.final.OutputText(),
+			s.final.Usage.OutputTokens, s.err, plain.OutputText(), plain.Usage.OutputTokens)
+	}
+	cut := strings.Replace(body, `"max_output_tokens":60`, `"max_output_tokens":2`, 1)
+	_, b := h.must("POST", "/v1/responses", cut)
+	var r responses.Response
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != "incomplete" || r.Usage.OutputTokens != 2 || json.Valid([]byte(r.OutputText())) {
+		t.Errorf("cut answer %s; want 2 tokens of unfinished JSON, incomplete", b)
+	}
 }
