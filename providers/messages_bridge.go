@@ -384,6 +384,26 @@ func (w *chatWriter) sep() {
 	w.n++
 }
 
+// openUserText opens a user message whose content is a string: at is where it begins,
+// text where its text does, for closeUserText.
+func (w *chatWriter) openUserText() (at, text int) {
+	at = len(w.dst)
+	w.sep()
+	w.dst = append(w.dst, `{"role":"user","content":"`...)
+	return at, len(w.dst)
+}
+
+// closeUserText ends the message openUserText opened at at, or takes it back out when
+// no text came after text.
+func (w *chatWriter) closeUserText(at, text int) {
+	if len(w.dst) == text {
+		w.dst = w.dst[:at]
+		w.n--
+		return
+	}
+	w.dst = append(w.dst, `"}`...)
+}
+
 // system writes the system prompt: a string, or text blocks joined by a newline,
 // then the text of the lead system messages that open messages (a, from its first),
 // each after an empty line.
@@ -633,22 +653,14 @@ func (w *chatWriter) message(m []byte, i int, a jsonscan.Array, fold int) *reque
 	role, _ := jsonscan.Field(m, "role")
 	content, _ := jsonscan.Field(m, "content")
 	if isString(role, "system") {
-		at := len(w.dst)
-		w.sep()
-		w.dst = append(w.dst, `{"role":"user","content":"`...)
-		text := len(w.dst)
+		at, text := w.openUserText()
 		if rerr := w.systemText(m, i, false); rerr != nil {
 			return rerr
 		}
 		if rerr := w.fold(a, fold, i, len(w.dst) > text); rerr != nil {
 			return rerr
 		}
-		if len(w.dst) == text {
-			w.dst = w.dst[:at]
-			w.n--
-			return nil
-		}
-		w.dst = append(w.dst, `"}`...)
+		w.closeUserText(at, text)
 		return nil
 	}
 	user := isString(role, "user")
@@ -732,19 +744,11 @@ func (w *chatWriter) user(content []byte, i int, sys jsonscan.Array, fold int) *
 			w.dst = append(w.dst, `"}`...)
 			return nil
 		}
-		at := len(w.dst)
-		w.sep()
-		w.dst = append(w.dst, `{"role":"user","content":"`...)
-		text := len(w.dst)
+		at, text := w.openUserText()
 		if rerr := w.fold(sys, fold, i, false); rerr != nil {
 			return rerr
 		}
-		if len(w.dst) == text {
-			w.dst = w.dst[:at]
-			w.n--
-			return nil
-		}
-		w.dst = append(w.dst, `"}`...)
+		w.closeUserText(at, text)
 		return nil
 	}
 	w.sep()
