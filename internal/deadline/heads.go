@@ -3,6 +3,8 @@ package deadline
 import (
 	"bytes"
 	"errors"
+
+	"github.com/tollgate/tollgate/internal/jsonscan"
 )
 
 // ErrBareLF is what a connection accepted by a Listener with Heads reads once a line
@@ -265,7 +267,7 @@ func (h *heads) field(line []byte) {
 		h.unsure = true
 		return
 	}
-	value := trimBlanks(bytes.TrimSuffix(rest[1:], crlfCR))
+	value := bytes.Trim(bytes.TrimSuffix(rest[1:], crlfCR), " \t")
 	if !isLength {
 		if h.chunked || !equalFold(value, "chunked") {
 			// Twice, or another coding: fasthttp refuses the request, or frames
@@ -298,17 +300,6 @@ const (
 
 var crlfCR = []byte{'\r'}
 
-// trimBlanks is b without the spaces and tabs around it.
-func trimBlanks(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 // end is the empty line that ends a header block, or a chunked body's trailer: what
 // follows is the body, if any, or the next request.
 func (h *heads) end() {
@@ -335,13 +326,13 @@ func (h *heads) end() {
 func (h *heads) chunk(c byte) {
 	switch h.state {
 	case headChunkSize:
-		if d := unhex(c); d >= 0 && h.digits < 15 {
+		if d := jsonscan.HexDigit(c); d >= 0 && h.digits < 15 {
 			h.left = h.left<<4 | int64(d)
 			h.digits++
 			return
 		}
 		switch {
-		case h.digits == 0 || unhex(c) >= 0:
+		case h.digits == 0 || jsonscan.HexDigit(c) >= 0:
 			h.state = headOff
 		case c == '\r':
 			h.state = headChunkLF
@@ -388,18 +379,6 @@ func (h *heads) chunk(c byte) {
 			h.state, h.left, h.digits = headChunkSize, 0, 0
 		}
 	}
-}
-
-func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c-'a') + 10
-	case 'A' <= c && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }
 
 // equalFold reports whether b is name, a lower-case ASCII word, in any case.
