@@ -1140,21 +1140,11 @@ func appendBridgeTools(dst, tools, allow []byte) (out, ws []byte, rerr *requestE
 					// allowed_tools names functions by name alone, none of a namespace.
 					continue
 				}
-				if n == 0 {
-					dst = append(dst, `,"tools":[`...)
-				} else {
-					dst = append(dst, ',')
-				}
-				n++
-				dst = append(dst, `{"type":"function","function":{"name":`...)
-				dst = appendNamespaced(dst, t.name, name)
 				desc, _ := jsonscan.Field(raw, "description")
 				params, _ := jsonscan.Field(raw, "parameters")
 				strict, _ := jsonscan.Field(raw, "strict")
-				dst = appendRawMember(dst, "description", nonNull(desc))
-				dst = appendRawMember(dst, "parameters", nonNull(params))
-				dst = appendRawMember(dst, "strict", nonNull(strict))
-				dst = append(dst, "}}"...)
+				dst = appendChatTool(dst, n, t.name, name, nonNull(desc), nonNull(params), nonNull(strict))
+				n++
 			}
 		case isString(t.typ, "function"):
 			if !jsonscan.IsString(t.name) {
@@ -1163,18 +1153,8 @@ func appendBridgeTools(dst, tools, allow []byte) (out, ws []byte, rerr *requestE
 			if allow != nil && !listsTool(allow, t.name) {
 				continue
 			}
-			if n == 0 {
-				dst = append(dst, `,"tools":[`...)
-			} else {
-				dst = append(dst, ',')
-			}
+			dst = appendChatTool(dst, n, nil, t.name, t.description, t.parameters, t.strict)
 			n++
-			dst = append(dst, `{"type":"function","function":{"name":`...)
-			dst = append(dst, t.name...)
-			dst = appendRawMember(dst, "description", t.description)
-			dst = appendRawMember(dst, "parameters", t.parameters)
-			dst = appendRawMember(dst, "strict", t.strict)
-			dst = append(dst, "}}"...)
 		case isWebSearchType(t.typ):
 			if ws != nil {
 				return dst, nil, errBridgeWS2
@@ -1206,6 +1186,28 @@ func appendBridgeTools(dst, tools, allow []byte) (out, ws []byte, rerr *requestE
 // of such a name comes back as that function of that namespace (splitNamespaced).
 
 var strNamespaceSep = []byte("__")
+
+// appendChatTool appends a chat function tool named name (a raw JSON string, of
+// namespace ns when ns is not nil: appendNamespaced) to the request's tools, n of
+// which are written already; description, parameters and strict go as they are, nil
+// for none.
+func appendChatTool(dst []byte, n int, ns, name, description, parameters, strict []byte) []byte {
+	if n == 0 {
+		dst = append(dst, `,"tools":[`...)
+	} else {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `{"type":"function","function":{"name":`...)
+	if ns != nil {
+		dst = appendNamespaced(dst, ns, name)
+	} else {
+		dst = append(dst, name...)
+	}
+	dst = appendRawMember(dst, "description", description)
+	dst = appendRawMember(dst, "parameters", parameters)
+	dst = appendRawMember(dst, "strict", strict)
+	return append(dst, "}}"...)
+}
 
 // appendNamespaced appends the chat name of function fn of namespace ns, both raw
 // JSON strings: "<ns>__<fn>".
