@@ -458,20 +458,28 @@ func (st *state) checkMidSystem(h *history, i int, content, prevRole, prevConten
 // endsInServerToolUse reports whether content, an assistant message's, ends with a
 // server_tool_use block.
 func endsInServerToolUse(content []byte) bool {
-	var a jsonscan.Array
-	if !a.Reset(content) {
+	blk, ok := lastBlock(content)
+	if !ok {
 		return false
-	}
-	var blk []byte
-	for {
-		b, ok := a.Next()
-		if !ok {
-			break
-		}
-		blk = b
 	}
 	t, _ := jsonscan.Field(blk, "type")
 	return string(t) == `"server_tool_use"`
+}
+
+// lastBlock is the last element of content, a JSON array (nil when it is empty); ok
+// is false when content is no array.
+func lastBlock(content []byte) (blk []byte, ok bool) {
+	var a jsonscan.Array
+	if !a.Reset(content) {
+		return nil, false
+	}
+	for {
+		b, more := a.Next()
+		if !more {
+			return blk, true
+		}
+		blk = b
+	}
 }
 
 func errEmptyContent(i int) *badRequest {
@@ -525,17 +533,9 @@ func (st *state) blank(where string, raw []byte) *badRequest {
 // text that ends in whitespace.
 func (st *state) endsInSpace(content []byte) bool {
 	if !jsonscan.IsString(content) {
-		var a jsonscan.Array
-		if !a.Reset(content) {
+		blk, ok := lastBlock(content)
+		if !ok {
 			return false
-		}
-		var blk []byte
-		for {
-			b, ok := a.Next()
-			if !ok {
-				break
-			}
-			blk = b
 		}
 		if t, _ := jsonscan.Field(blk, "type"); string(t) != `"text"` {
 			return false
