@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -663,9 +664,14 @@ func growBody(b []byte, n int) []byte {
 }
 
 // bodyCap is the capacity a body buffer of capacity c grows to: twice it, at least
-// bodyChunk, at most bound (the body's Content-Length, or one byte over the limit).
+// bodyChunk, rounded up to a power of two, at most bound (the body's Content-Length,
+// or one byte over the limit). A buffer taken from the pool may have any capacity up
+// to maxPooledBuffer; rounding makes what a body holds against max_buffered_bytes
+// depend on the bytes that came alone, not on the buffer it started in.
 func bodyCap(c, bound int) int {
-	return min(max(2*c, bodyChunk), max(bound, bodyChunk))
+	n := max(2*c, bodyChunk)
+	n = 1 << bits.Len(uint(n-1))
+	return min(n, max(bound, bodyChunk))
 }
 
 // holdBody counts a body buffer of capacity n against server.max_buffered_bytes in

@@ -225,3 +225,35 @@ endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 	}
 	waitBuffered(t, g, 0, "after the answer")
 }
+
+// A body buffer grows to powers of two (or its bound), whatever capacity the pooled
+// buffer it started in had: what a body holds against max_buffered_bytes depends on
+// the bytes that came alone. A 60,000-byte buffer left by an earlier body grew to
+// 120,000, where a fresh one grows to 128 KiB.
+func TestBodyCap(t *testing.T) {
+	for _, c := range []struct{ c, bound, want int }{
+		{0, 300000, bodyChunk},
+		{bodyChunk, 300000, 2 * bodyChunk},
+		{60000, 300000, 128 << 10},
+		{64 << 10, 300000, 128 << 10},
+		{50001, 300000, 128 << 10},
+		{128 << 10, 300000, 256 << 10},
+		{256 << 10, 300000, 300000},
+		{8 << 10, 10000, 10000},
+		{0, 100, bodyChunk},
+	} {
+		if got := bodyCap(c.c, c.bound); got != c.want {
+			t.Errorf("bodyCap(%d, %d) = %d, want %d", c.c, c.bound, got, c.want)
+		}
+	}
+	// From any capacity the pool may hold, a body of 100,000 bytes ends in 128 KiB.
+	for c0 := 1; c0 <= maxPooledBuffer; c0 += 997 {
+		c := c0
+		for c < 100000 {
+			c = bodyCap(c, 300000)
+		}
+		if c != 128<<10 {
+			t.Fatalf("from %d: %d, want %d", c0, c, 128<<10)
+		}
+	}
+}
