@@ -150,6 +150,11 @@ type request struct {
 
 	// obsRoute is the plan route of the last attempt, for the router's gates.
 	obsRoute int
+	// hintHolds is set while the last attempt went to the backend a repeat of the
+	// request reaches first: the plan's first, or the first context fallback that
+	// backend's context-window refusal sent the request on to. Only that upstream's
+	// x-should-retry speaks for the request (passUpstreamError).
+	hintHolds bool
 	// kept is the last upstream error answer while a fallback is tried (keepAnswer);
 	// nil until a request needs one.
 	kept *fasthttp.Response
@@ -1673,7 +1678,14 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		t := &p.Targets[ti]
 		b := r.rt.backendList[t.Backend]
 		prevBackend, prevVariant, prevBe, prevSeries, prevRoute := r.backend, r.variant, r.be, r.series, r.obsRoute
-		prevTarget := r.res.Target
+		prevTarget, prevHint := r.res.Target, r.hintHolds
+		if !r.ctxPhase {
+			r.hintHolds = ti == 0
+		} else if ti > 0 {
+			// A later context fallback, reached after the first failed: a repeat
+			// goes to that one first.
+			r.hintHolds = false
+		}
 		r.backend = b.Name
 		// A fallback serves no route, so it has no variant: the canary's gates
 		// count none of its attempts, and a variant's header, series, log line
@@ -1743,7 +1755,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			// Retry-After, a timeout), as the gateway's own 400 would tell the
 			// client not to retry a valid request, and its own 503 to retry at once.
 			r.backend, r.variant, r.be, r.series, r.obsRoute = prevBackend, prevVariant, prevBe, prevSeries, prevRoute
-			r.res.Target = prevTarget
+			r.res.Target, r.hintHolds = prevTarget, prevHint
 			ctx.Response.Reset()
 			var ue *providers.UpstreamError
 			if errors.As(last, &ue) {
@@ -2241,8 +2253,12 @@ func refusedLocally(err error) bool {
 }
 
 // passUpstreamError answers with the upstream's own error response, already in
-// ctx.Response, and its wait: Retry-After in whole seconds and retry-after-ms, and
-// x-should-retry: false when the SDKs would retry it but not all wait it out as told.
+// ctx.Response, with its wait (Retry-After in whole seconds and retry-after-ms) and
+// its x-should-retry where that speaks for the request (hintHolds): a fallback's says
+// nothing of the plan's first backend, which the client's retry reaches first and
+// whose failure may have passed by then. The answer says x-should-retry: false,
+// whatever the upstream said, when the SDKs would retry it but not all wait it out as
+// told (setWait), as a limit's 429 does.
 func (r *request) passUpstreamError(ctx *fasthttp.RequestCtx, ue *providers.UpstreamError) {
 	if r.anthropicAPI {
 		// In the Messages API's shape, as its client's SDK reads it: here, after
@@ -2250,11 +2266,20 @@ func (r *request) passUpstreamError(ctx *fasthttp.RequestCtx, ue *providers.Upst
 		providers.AnthropicErrorShape(&ctx.Response, r.reqID)
 	}
 	r.setHeaders(ctx)
-	if ue.RetryAfter > 0 {
-		h := &ctx.Response.Header
-		if !r.setWait(h, ue.RetryAfter) && sdkRetries(ctx.Response.StatusCode()) {
-			setShouldRetry(h, false)
-		}
+	h := &ctx.Response.Header
+	hint := providers.RetryUnsaid
+	if r.hintHolds {
+		hint = ue.Retry
+	}
+	retried := hint == providers.RetryYes || hint == providers.RetryUnsaid && sdkRetries(ctx.Response.StatusCode())
+	if ue.RetryAfter > 0 && !r.setWait(h, ue.RetryAfter) && retried {
+		hint = providers.RetryNo
+	}
+	switch hint {
+	case providers.RetryYes:
+		setShouldRetry(h, true)
+	case providers.RetryNo:
+		setShouldRetry(h, false)
 	}
 }
 

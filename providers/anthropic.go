@@ -543,7 +543,7 @@ func (a *anthropic) passError(up, out *fasthttp.Response, status int) error {
 		}
 	}
 	status = translateAnthropicError(out, body, status, a.secrets)
-	return &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header)}
+	return &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header), Retry: retryHint(&up.Header)}
 }
 
 // anthropicErrors maps Anthropic's error types onto OpenAI's type and code, and the

@@ -618,7 +618,7 @@ func setAnswer(out *fasthttp.Response, b []byte) {
 // (the client would get a truncated body as the upstream's error): the answer is
 // invalid, ErrAnswerTooLarge, as a buffered one over the limit is.
 func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]byte) error {
-	ue := &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header)}
+	ue := &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header), Retry: retryHint(&up.Header)}
 	enc := up.Header.ContentEncoding()
 	if up.StreamBody && up.BodyStream() != nil {
 		body, err := readStreamed(up, max)

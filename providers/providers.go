@@ -177,6 +177,32 @@ var (
 type UpstreamError struct {
 	Status     int
 	RetryAfter time.Duration
+	// Retry is the upstream's x-should-retry.
+	Retry RetryHint
+}
+
+// RetryHint is what an upstream's x-should-retry says: OpenAI's and Anthropic's APIs
+// send it (vLLM does not), and their SDKs read it before the status, retrying on
+// "true" and not on "false" whatever the status. They compare it with those two
+// values exactly, so any other value is RetryUnsaid, as no header is.
+type RetryHint int8
+
+// The values of a RetryHint.
+const (
+	RetryUnsaid RetryHint = iota
+	RetryYes
+	RetryNo
+)
+
+// retryHint reads an upstream answer's x-should-retry.
+func retryHint(h *fasthttp.ResponseHeader) RetryHint {
+	switch string(peekFold(h, "X-Should-Retry")) {
+	case "true":
+		return RetryYes
+	case "false":
+		return RetryNo
+	}
+	return RetryUnsaid
 }
 
 // Error names the status only: the body may hold anything and goes to the client as is.
