@@ -87,7 +87,10 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 func (s *Server) bodyRoom(ctx *fasthttp.RequestCtx, rt *runtime) int {
 	n := ctx.Request.Header.ContentLength()
 	if held := s.bodyBytes.Load(); n > maxPooledBuffer && held > 0 && held+int64(readHold(n, n)) > rt.maxBuffered {
-		return s.refuseHeaders(ctx, overloaded(ctx))
+		closeLingering(ctx)
+		r := s.ownRequest(ctx)
+		r.fail(ctx, r.overloaded(ctx))
+		return errOverloaded.status
 	}
 	return fasthttp.StatusContinue
 }

@@ -480,7 +480,7 @@ func (s *Server) serveCall(ctx *fasthttp.RequestCtx, kind providers.Kind, invoca
 		// what the upstream's copy is made of (readBody).
 		if !r.holdBody(cap(r.bodyBuf) + readHold(cap(r.spliceBuf), len(r.spliceBuf))) {
 			r.spliceBuf = pooled(r.spliceBuf)
-			r.fail(ctx, overloaded(ctx))
+			r.fail(ctx, r.overloaded(ctx))
 			return
 		}
 		r.body = r.spliceBuf
@@ -709,12 +709,19 @@ func readHold(c, n int) int { return c + n }
 func (r *request) refuseBody(ctx *fasthttp.RequestCtx, b []byte) *apiError {
 	r.dropBodyHold()
 	r.bodyBuf = pooled(b)
-	return overloaded(ctx)
+	return r.overloaded(ctx)
 }
 
-// overloaded is 503 overloaded, its Retry-After set on ctx's answer.
-func overloaded(ctx *fasthttp.RequestCtx) *apiError {
-	ctx.Response.Header.SetBytesKV(hdrRetryAfter, strOne)
+// overloadWait is the wait a 503 overloaded asks for: the bodies held are let go as
+// their requests end, which nothing predicts, so a second, as a concurrency cap's 429
+// says.
+const overloadWait = time.Second
+
+// overloaded is 503 overloaded, its wait set on ctx's answer as a limit's 429 has it:
+// retry-after, retry-after-ms and x-should-retry (true: the SDKs wait a second out).
+func (r *request) overloaded(ctx *fasthttp.RequestCtx) *apiError {
+	h := &ctx.Response.Header
+	setShouldRetry(h, r.setWait(h, overloadWait))
 	return &errOverloaded
 }
 
@@ -726,8 +733,6 @@ func (r *request) dropBodyHold() {
 		r.bodyHeld = 0
 	}
 }
-
-var strOne = []byte("1")
 
 // leaveBody drops the body of a request answered without reading it (a wrong method,
 // an unknown path, a missing key, a model listing), up to readLimit, so that the
