@@ -1725,7 +1725,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 		r.queued += r.res.Queued
 		r.call.Sent, r.sentReq.Span = nil, nil
 		r.obsRoute = t.Route
-		if refused := refusedLocally(err); refused || unavailable(err) || errors.Is(err, providers.ErrUnsupported) {
+		if refused := refusedLocally(err); refused || unavailable(err) || (errors.Is(err, providers.ErrUnsupported) && r.res.Sent.IsZero()) {
 			// The backend answered without an upstream: it refused the call before
 			// leasing a target (a parameter its API cannot express), has no such
 			// operation (a Responses call to the Messages API), or had none to
@@ -1733,6 +1733,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			// upstream, so none is counted or traced (its span was started to
 			// pass traceparent upstream). Another attempt on this
 			// backend finds the same: go to the next backend of the plan at once.
+			// An operation found missing by asking the upstream (a token count
+			// through chat completions, whose server has no tokenizer) is an
+			// attempt, counted below, and goes on the same way.
 			tracing.Discard(as)
 			r.attempts--
 			i = max(i, p.Retries)
@@ -1889,7 +1892,14 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			}
 			continue
 		}
-		if errors.Is(err, providers.ErrBadResponse) || errors.Is(err, providers.ErrUnsupported) {
+		if errors.Is(err, providers.ErrUnsupported) {
+			// The upstream turned out to lack the operation (a token count on a
+			// server without a tokenizer): a retry finds the same, a fallback of
+			// another backend may have it, as when the backend knows it lacks it.
+			i = max(i, p.Retries)
+			continue
+		}
+		if errors.Is(err, providers.ErrBadResponse) {
 			break
 		}
 	}
@@ -1983,6 +1993,10 @@ func (r *request) countAttempt(ctx *fasthttp.RequestCtx, as trace.Span, b *provi
 	outcome := outcomeOf(err, ctx.Response.StatusCode())
 	if cut {
 		outcome = metrics.OutcomeShutdown
+	} else if err != nil && r.res.Status > 0 && errors.Is(err, providers.ErrUnsupported) {
+		// The upstream answered (a 404 for a tokenizer it lacks): the attempt's
+		// outcome is its answer's, not an upstream failure.
+		outcome = metrics.OutcomeForStatus(r.res.Status)
 	}
 	if a := r.rt.attempt(b, r.res.Target); err == nil && r.res.Stream != nil {
 		// A stream's attempt is counted when it ends, by how it ended.

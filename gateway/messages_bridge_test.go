@@ -267,7 +267,7 @@ func TestMessagesBridgeAzure(t *testing.T) {
 
 // What chat cannot express is refused with the Messages API's 400 naming the member,
 // before any upstream is asked; an upstream's error comes in the API's shape; a
-// token count is unsupported.
+// token count on an Azure deployment, which has no tokenizer, is unsupported.
 func TestMessagesBridgeErrors(t *testing.T) {
 	g, up, _ := startMessagesBridge(t)
 	c := bridgeSDK(g)
@@ -303,7 +303,7 @@ func TestMessagesBridgeErrors(t *testing.T) {
 			}
 		})
 	}
-	resp, body := msgPostTo(t, g, "/v1/messages/count_tokens", `{"model":"tgi","messages":[{"role":"user","content":"hi"}]}`)
+	resp, body := msgPostTo(t, g, "/v1/messages/count_tokens", `{"model":"az","messages":[{"role":"user","content":"hi"}]}`)
 	if resp.StatusCode != 400 || !strings.HasPrefix(body, `{"type":"error","error":{"type":"invalid_request_error"`) || !strings.Contains(body, "no token count") {
 		t.Errorf("count_tokens: %d %s", resp.StatusCode, body)
 	}

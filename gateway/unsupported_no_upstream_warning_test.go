@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// An operation the backend's API lacks (count_tokens through chat completions, a
+// An operation the backend's API lacks (count_tokens on an Azure deployment, a
 // tokenizer on Anthropic's API) is the gateway's own 400 unsupported_operation, asked
 // of no upstream: its access log line says so, and no `upstream failed` warning
 // (README: for a request that got no usable answer from its upstream, the 502 and
@@ -19,7 +19,7 @@ func TestUnsupportedOperationLogsNoUpstreamFailure(t *testing.T) {
 		g          *gw
 		path, body string
 	}{
-		{"count_tokens through chat", bridged, "/v1/messages/count_tokens", `{"model":"tgi","messages":[{"role":"user","content":"hi"}]}`},
+		{"count_tokens on azure", bridged, "/v1/messages/count_tokens", `{"model":"az","messages":[{"role":"user","content":"hi"}]}`},
 		{"tokenize on anthropic", e.g, "/tokenize", `{"model":"claude","prompt":"hi"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -61,18 +61,31 @@ func messagesViaChat(c *Config) bool {
 	return false
 }
 
-// errBridgeCountTokens refuses a token count on a backend that serves the Messages
-// API through chat completions, which counts no tokens without generating.
-var errBridgeCountTokens = &UnsupportedError{API: "chat completions", Kind: CountTokens,
-	Detail: "This model is served through a chat completions API, which has no token count: POST /v1/messages/count_tokens is not supported for it."}
+// A token count on a backend that serves the Messages API through chat completions
+// goes to the upstream's tokenizer (vLLM's POST /tokenize, at the server's root), in
+// its chat form: the messages and tools the chat call for the same body would carry,
+// which the server renders with the model's chat template and counts as its prompt.
+// errBridgeCountTokens refuses it on Azure's deployments, which have no tokenizer
+// API; errBridgeNoTokenizer where the upstream turns out to have none (OpenAI's API,
+// TGI, Ollama).
+var (
+	errBridgeCountTokens = &UnsupportedError{API: "chat completions", Kind: CountTokens,
+		Detail: "This model is served through Azure OpenAI's chat completions API, which has no token count: POST /v1/messages/count_tokens is not supported for it."}
+	errBridgeNoTokenizer = &UnsupportedError{API: "chat completions", Kind: CountTokens,
+		Detail: "This model is served through a chat completions API whose server has no tokenizer API (vLLM's POST /tokenize, which counts chat messages): POST /v1/messages/count_tokens is not supported for it."}
+)
 
 var strRequestIDHeader = []byte("X-Request-Id")
 
 // bridgeMessages serves a Messages API call on b through its chat completions API.
 // call is restored before it returns: the gateway sees its Messages call unchanged.
 func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result) error {
+	op := Chat
 	if call.Kind == CountTokens {
-		return errBridgeCountTokens
+		if b.cfg.Provider == "azure" {
+			return errBridgeCountTokens
+		}
+		op = Tokenize
 	}
 	src := call.Body
 	if len(b.cfg.DropParams) > 0 {
@@ -85,7 +98,14 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 		src = *dropped
 	}
 	buf := bodyPool.Get().(*[]byte)
-	body, sp, rerr := appendMessagesChat((*buf)[:0], src, b.bridgeModel(call), call.Stream, b.bridgeUsage)
+	var body []byte
+	var sp bridgeSpans
+	var rerr *requestError
+	if op == Tokenize {
+		body, sp, rerr = appendMessagesTokenize((*buf)[:0], src, b.bridgeModel(call))
+	} else {
+		body, sp, rerr = appendMessagesChat((*buf)[:0], src, b.bridgeModel(call), call.Stream, b.bridgeUsage)
+	}
 	*buf = body
 	if rerr != nil {
 		putBody(buf)
@@ -93,7 +113,7 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 		return errRefusedRequest
 	}
 	kind, orig, model, opts, key, usage := call.Kind, call.Body, call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage
-	call.Kind, call.Body, call.messagesBridged = Chat, body, true
+	call.Kind, call.Body, call.messagesBridged = op, body, true
 	call.Model, call.StreamOptions, call.CacheKey = sp.model, sp.streamOptions, [2]int{}
 	// A stream asks for its usage itself (stream_options), when the backend takes it.
 	call.IncludeUsage = call.Stream && b.bridgeUsage
@@ -103,6 +123,9 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 	res.IDEnds = IDEnds{}
 	if err != nil {
 		putBody(buf)
+		if op == Tokenize && noTokenizer(err) {
+			return errBridgeNoTokenizer
+		}
 		if _, refused := errors.AsType[*RequestError](err); refused {
 			// A refusal of the chat call, in the Messages API's shape. An upstream's
 			// error goes as it came: the gateway shapes it once its context
@@ -150,6 +173,9 @@ func (b *Backend) messagesAnswer(call *Call, out *fasthttp.Response, res *Result
 	if out.StatusCode() < 200 || out.StatusCode() > 299 {
 		return nil
 	}
+	if call.Kind == Tokenize {
+		return countAnswer(out)
+	}
 	p := bodyPool.Get().(*[]byte)
 	msg, ok := appendMessagesAnswer((*p)[:0], out.Body(), b.quotedModel, &res.Usage)
 	if !ok {
@@ -174,6 +200,37 @@ func (b *Backend) messagesAnswer(call *Call, out *fasthttp.Response, res *Result
 	putBody(p)
 	out.Header.SetContentTypeBytes(strJSON)
 	return nil
+}
+
+var strInputTokens = []byte(`{"input_tokens":`)
+
+// countAnswer turns out's 2xx tokenize answer ({"count", "max_model_len", "tokens"})
+// into the Messages API's token count, {"input_tokens": N}, N its count. An answer
+// without a count is another server's tokenizer (llama.cpp's /tokenize answers
+// {"tokens": [...]} for a body it does not read): errBridgeNoTokenizer, which says
+// nothing of the target's health, as its chat completions may serve well.
+func countAnswer(out *fasthttp.Response) error {
+	v, _ := jsonscan.Field(out.Body(), "count")
+	n, ok := jsonscan.Int(v)
+	if !ok || n < 0 {
+		return errBridgeNoTokenizer
+	}
+	out.ResetBody()
+	out.AppendBody(strInputTokens)
+	var num [24]byte
+	out.AppendBody(append(strconv.AppendInt(num[:0], n, 10), '}'))
+	out.Header.SetContentTypeBytes(strJSON)
+	return nil
+}
+
+// noTokenizer reports whether err, a tokenize call's, is the answer of a server
+// without vLLM's tokenizer API: 404 or 405 (no such route: OpenAI's API, Ollama),
+// or 422, the refusal of a body FastAPI's or axum's validation could not
+// read (TGI's own /tokenize takes {"inputs"}); vLLM answers its refusals 400.
+func noTokenizer(err error) bool {
+	ue, ok := errors.AsType[*UpstreamError](err)
+	return ok && (ue.Status == fasthttp.StatusNotFound || ue.Status == fasthttp.StatusMethodNotAllowed ||
+		ue.Status == fasthttp.StatusUnprocessableEntity)
 }
 
 // msgsRequest holds the raw members of a Messages API request the bridge reads,
@@ -267,6 +324,25 @@ func (r *msgsRequest) read(body []byte) *requestError {
 // whether a stream asks for its usage (stream_options). A request chat cannot
 // express gets a requestError naming the member.
 func appendMessagesChat(dst, body, model []byte, stream, usage bool) (out []byte, sp bridgeSpans, rerr *requestError) {
+	return appendMessagesRequest(dst, body, model, Chat, stream, usage)
+}
+
+// appendMessagesTokenize appends the tokenize request, in vLLM's chat form, for the
+// Messages API request body (a count_tokens one): the model, messages and tools of
+// the chat body appendMessagesChat writes for it, and add_generation_prompt, as the
+// chat call's prompt ends in the template's generation prompt. The body is translated
+// whole, so that a count refuses what a call would; the members after tools
+// (tool_choice, sampling, response_format, user) are left out, as the tokenize
+// request has no place for them and the chat template renders none of them.
+func appendMessagesTokenize(dst, body, model []byte) (out []byte, sp bridgeSpans, rerr *requestError) {
+	return appendMessagesRequest(dst, body, model, Tokenize, false, false)
+}
+
+var strGenerationPrompt = []byte(`,"add_generation_prompt":true}`)
+
+// appendMessagesRequest appends the body of operation op (Chat, or Tokenize) for the
+// Messages API request body.
+func appendMessagesRequest(dst, body, model []byte, op Kind, stream, usage bool) (out []byte, sp bridgeSpans, rerr *requestError) {
 	start := len(dst)
 	sp.streamOptions = [2]int{-1, -1}
 	var r msgsRequest
@@ -333,6 +409,7 @@ func appendMessagesChat(dst, body, model []byte, stream, usage bool) (out []byte
 			return dst, sp, rerr
 		}
 	}
+	prompt := len(dst)
 	if r.toolChoice != nil {
 		if dst, rerr = appendMsgToolChoice(dst, r.toolChoice, hasTools); rerr != nil {
 			return dst, sp, rerr
@@ -358,6 +435,9 @@ func appendMessagesChat(dst, body, model []byte, stream, usage bool) (out []byte
 		if u, _ := jsonscan.Field(r.metadata, "user_id"); jsonscan.IsString(u) {
 			dst = appendRawMember(dst, "user", u)
 		}
+	}
+	if op == Tokenize {
+		return append(dst[:prompt], strGenerationPrompt...), sp, nil
 	}
 	if stream {
 		dst = append(dst, `,"stream":true`...)

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -637,8 +638,17 @@ func FuzzMessagesBridgeRequest(f *testing.F) {
 	f.Add(`{"messages":[{"role":"user","content":[{"type":"text","text":""},{"type":"image","source":{"type":"url","url":"u"}}]},{"role":"system","content":"s"}]}`, false)
 	f.Fuzz(func(t *testing.T, body string, stream bool) {
 		out, sp, rerr := appendMessagesChat(nil, []byte(body), []byte(`"m"`), stream, true)
+		tok, tsp, terr := appendMessagesTokenize(nil, []byte(body), []byte(`"m"`))
+		if (rerr == nil) != (terr == nil) || rerr != nil && *rerr != *terr {
+			t.Fatalf("chat refused %+v, a count %+v, of %s", rerr, terr, body)
+		}
 		if rerr != nil {
 			return
+		}
+		// A count is the chat body up to its tools, then add_generation_prompt.
+		prompt, ok := bytes.CutSuffix(tok, strGenerationPrompt)
+		if !ok || !json.Valid(tok) || !bytes.HasPrefix(out, prompt) || string(tok[tsp.model[0]:tsp.model[1]]) != `"m"` {
+			t.Fatalf("tokenize body %s\nfor the chat body %s", tok, out)
 		}
 		var chat struct {
 			Messages []struct {
