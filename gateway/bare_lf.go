@@ -9,29 +9,33 @@ import (
 )
 
 // errBareLF refuses a request with a line of its header (its request line, a field
-// line, or the empty line that ends it) ended by a bare LF rather than CRLF. RFC 9112
-// 2.2 lets a server take a bare LF for a line's end or refuse the message; fasthttp
-// ends a header block only at a CRLF CRLF, in it or after it: a request whose lines
-// all end in a bare LF would wait for read_timeout, and one with a CRLF CRLF in its
-// body would have its header end where a proxy in front may not see it end. The
-// connection is closed after the answer (the listeners' connections stop reading at
-// such a line, deadline.Listener's Heads).
+// line, or the empty line that ends it), or of its chunked body's trailer, ended by a
+// bare LF rather than CRLF. RFC 9112 2.2 lets a server take a bare LF for a line's
+// end or refuse the message; fasthttp ends a header block, and a trailer, only at a
+// CRLF CRLF, in it or after it: a request whose lines all end in a bare LF would wait
+// for read_timeout, and one with a CRLF CRLF in its body, or in the request behind
+// it, would have its header or trailer end where a proxy in front may not see it end.
+// The connection is closed after the answer (the listeners' connections read nothing
+// past such a line, deadline.Listener's Heads).
 var errBareLF = apiError{400, "invalid_request_error", "bad_request", "",
-	"A line of the request's header ends in a bare LF: HTTP/1.1 lines end in CRLF (RFC 9112 2.2)."}
+	"A line of the request's header or trailer ends in a bare LF: HTTP/1.1 lines end in CRLF (RFC 9112 2.2)."}
 
-// bareLiner is a connection that tells whether a line of the header of its request
-// number r ended in a bare LF, when it followed that header (deadline.Listener's
-// Heads).
+// bareLiner is a connection that tells whether a line of the header or trailer of its
+// request number r ended in a bare LF, when it followed that request
+// (deadline.Listener's Heads).
 type bareLiner interface {
 	BareLF(r int) (bare, known bool)
 }
 
-// bareLF reports whether a line of the header of the request ctx carries ended in a
-// bare LF: as its connection saw it come, or, where the connection did not follow its
-// requests that far (one after a folded header line, or a test's), in the header
-// block fasthttp kept (RawHeaders), which lacks the request line. A connection is
-// asked by the request's number: one the client pipelined ahead of a refused request,
-// read in the same read, is served.
+// bareLF reports whether a line of the header of the request ctx carries, or of its
+// chunked body's trailer as far as it was read, ended in a bare LF: as its connection
+// saw it come, or, where the connection did not follow its requests that far (one
+// after a folded header line, or a test's), in the header block fasthttp kept
+// (RawHeaders), which lacks the request line and the trailer. A connection is asked
+// by the request's number: one the client pipelined ahead of a refused request, read
+// in the same read, is served. The handler asks before it routes the request, and
+// again where the read of a chunked body fails (readBody): a trailer that came after
+// the header ends the connection's reads at its bare LF.
 func bareLF(ctx *fasthttp.RequestCtx) bool {
 	if c, ok := connwrap.Under[bareLiner](ctx.Conn()); ok {
 		if bare, known := c.BareLF(requestNumber(ctx)); known {

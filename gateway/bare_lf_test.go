@@ -173,6 +173,67 @@ func equalInts(a, b []int) bool {
 	return len(a) == len(b)
 }
 
+// chunkedPost is a chat request with body sent as one chunk, then the last chunk and
+// trailer, the trailer's lines and the empty line that ends it.
+func chunkedPost(body, trailer string) string {
+	return "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n" + trailer
+}
+
+// TestBareLFTrailer: a line of a chunked body's trailer, which fasthttp reads as it
+// reads a header block, ended by a bare LF is refused as one of the header is, and
+// what follows is not read: whether the trailer came with the header (refused before
+// the body is looked at), a byte at a time (refused where the body's read meets it),
+// or after the header with a request behind it (whose CRLF CRLF fasthttp would take
+// for the trailer's end).
+func TestBareLFTrailer(t *testing.T) {
+	t.Parallel()
+	upstream, addr := chatCountUpstream(t)
+	g := startGateway(t, strings.Replace(mockConfig(addr, "", ""), "shutdown_grace: 5s}", "shutdown_grace: 5s, read_timeout: 60s}", 1))
+	for _, tc := range []struct {
+		name     string
+		raw      string
+		want     []int
+		upstream int64
+	}{
+		{"a trailer line a bare LF", chunkedPost(chatBody, "X-Sum: 1\n\r\n"), []int{400}, 0},
+		{"a trailer line a bare LF, a request behind it", chunkedPost(chatBody, "X-Sum: 1\r\nX-B: 2\n\r\n") + getModels, []int{400}, 0},
+		{"the trailer's empty line a bare LF, a request behind it", chunkedPost(chatBody, "X-Sum: 1\r\n\n") + getModels, []int{400}, 0},
+		{"the trailer just a bare LF, a request behind it", chunkedPost(chatBody, "\n") + getModels, []int{400}, 0},
+		{"a CRLF trailer, a request behind it", chunkedPost(chatBody, "X-Sum: 1\r\n\r\n") + getModels, []int{200, 200}, 1},
+	} {
+		head, rest, _ := strings.Cut(tc.raw, "\r\n\r\n")
+		head += "\r\n\r\n"
+		for _, how := range []string{"whole", "a byte a read", "the header first"} {
+			t.Run(tc.name+", "+how, func(t *testing.T) {
+				c, err := net.Dial("tcp", g.Addr())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				before := upstream.Load()
+				switch how {
+				case "whole":
+					checkBareLF(t, c, tc.raw, false, tc.want)
+				case "a byte a read":
+					checkBareLF(t, c, tc.raw, true, tc.want)
+				default:
+					if _, err := io.WriteString(c, head); err != nil {
+						t.Fatal(err)
+					}
+					// Most often the handler waits for the body by now; the answer
+					// is the same if not.
+					time.Sleep(20 * time.Millisecond)
+					checkBareLF(t, c, rest, false, tc.want)
+				}
+				if sent := upstream.Load() - before; sent != tc.upstream {
+					t.Errorf("%d requests went upstream, want %d", sent, tc.upstream)
+				}
+			})
+		}
+	}
+}
+
 // TestBareLFAfterStream: a stream's connection is served anew after the stream (its
 // requests counted on): a request pipelined behind a stream, or sent after it, is
 // refused by its own number.
@@ -248,6 +309,8 @@ func TestBareLFRefusedAdmin(t *testing.T) {
 	}{
 		{"every line a bare LF", bareLFs(healthz), []int{400}},
 		{"a bare LF in the middle", strings.Replace(healthz+healthz, "Host: x\r\n", "Host: x\nX-A: b\r\n", 1), []int{400}},
+		// The admin server reads a body whole, its trailer too, before the handler.
+		{"a trailer line a bare LF", "POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Sum: 1\n\r\n" + healthz, []int{400}},
 		{"CRLF", healthz + healthz, []int{200, 200}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -259,6 +322,22 @@ func TestBareLFRefusedAdmin(t *testing.T) {
 			checkBareLF(t, c, tc.raw, false, tc.want)
 		})
 	}
+	// A trailer of nothing but line ends fasthttp takes for the end of the
+	// connection, whatever ended the read (its ErrBrokenChunk): the admin server
+	// answers it as any request it cannot read, 400 bad_request all the same, and
+	// reads nothing after it.
+	t.Run("the trailer just a bare LF", func(t *testing.T) {
+		c, err := net.Dial("tcp", g.AdminAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		raw := "POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\n" + healthz
+		got, last, closeSaid, ended := exchangeAll(t, c, raw, false, 1)
+		if !equalInts(got, []int{400}) || !strings.Contains(last, `"code":"bad_request"`) || !closeSaid || !ended {
+			t.Errorf("statuses %v (%s), Connection: close %v, ended %v; want a 400 bad_request, the connection then closed", got, last, closeSaid, ended)
+		}
+	})
 }
 
 // TestBareLineEnd reads header blocks as RequestHeader.RawHeaders gives them.
@@ -320,15 +399,17 @@ func followedCtx(tb testing.TB, raw string) *fasthttp.RequestCtx {
 }
 
 // TestBareLFOfFollowedConn: on a connection that follows its requests, the request
-// is judged by what the connection saw, its request line included.
+// is judged by what the connection saw, the trailer read along with its header
+// included, which the header fasthttp parsed does not show.
 func TestBareLFOfFollowedConn(t *testing.T) {
 	for _, tc := range []struct {
 		name, raw string
 		bare      bool
 	}{
 		{"CRLF", getModels, false},
-		{"the request line a bare LF", strings.Replace(getModels, "HTTP/1.1\r\n", "HTTP/1.1\n", 1), true},
-		{"a field line a bare LF", strings.Replace(getModels, "Host: x\r\n", "Host: x\nX-A: b\r\n", 1), true},
+		{"a CRLF trailer", chunkedPost(chatBody, "X-Sum: 1\r\n\r\n"), false},
+		{"a trailer line a bare LF", chunkedPost(chatBody, "X-Sum: 1\n\r\n") + getModels, true},
+		{"the trailer's empty line a bare LF", chunkedPost(chatBody, "\n") + getModels, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := bareLF(followedCtx(t, tc.raw)); got != tc.bare {

@@ -321,8 +321,10 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx) {
 // route answers the request by its path.
 func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	if bareLF(ctx) {
-		// Its header was read whole (fasthttp found a CRLF CRLF, maybe in the
-		// body): nothing of it is served, and what follows is not read.
+		// A line of its trailer, read along with its header, ended in a bare LF
+		// (or of a header block fasthttp kept, on a connection that does not
+		// follow its requests): nothing of it is served, and what follows is not
+		// read.
 		closeLingering(ctx)
 		s.ownRequest(ctx).fail(ctx, &errBareLF)
 		return
@@ -612,6 +614,12 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx) *apiError {
 				// shutdown_grace ran out while the body arrived (cutWaits).
 				closeLingering(ctx)
 				return &errShuttingDown
+			}
+			if bareLF(ctx) {
+				// A line of the chunked body's trailer ended in a bare LF: the
+				// connection read nothing past it.
+				closeLingering(ctx)
+				return &errBareLF
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || readEnd(ctx) == deadline.ReadTimedOut {

@@ -256,8 +256,8 @@ func (c *Conn) rearm(dir int, err error) bool {
 }
 
 // Read reads from the connection under the deadline last asked for. Under a Listener
-// with Heads, a connection that read a request header line ended by a bare LF reads
-// no more: ErrBareLF.
+// with Heads, a read that brings a request header or trailer line ended by a bare LF
+// returns what came up to that LF, and the connection reads no more: ErrBareLF.
 func (c *Conn) Read(b []byte) (n int, err error) {
 	if c.heads.bare > 0 {
 		return 0, ErrBareLF
@@ -272,11 +272,11 @@ func (c *Conn) Read(b []byte) (n int, err error) {
 			}
 		}
 	}
+	if c.heads.on {
+		n = c.heads.add(b[:n])
+	}
 	if c.lines.on {
 		c.lines.add(b[:n])
-	}
-	if c.heads.on {
-		c.heads.add(b[:n])
 	}
 	if err != nil {
 		c.noteReadEnd(err)
@@ -334,10 +334,11 @@ func (c *Conn) LineFeedIn(n, skip int) (found, known bool) {
 	return c.lines.in(n, skip)
 }
 
-// BareLF reports whether a line of the header of the request number r (from 1, in
-// the order c carries them) ended in a bare LF (heads): that request is to be refused
-// and c closed. known is false when c did not follow that request's header: c was not
-// accepted by a Listener with Heads, or stopped following its requests before it.
+// BareLF reports whether a line of the header, or of the chunked body's trailer, of
+// the request number r (from 1, in the order c carries them) ended in a bare LF
+// (heads): that request is to be refused and c closed. known is false when c did not
+// follow that request: c was not accepted by a Listener with Heads, or stopped
+// following its requests before it.
 func (c *Conn) BareLF(r int) (bare, known bool) { return c.heads.bareIn(r) }
 
 // Write writes to the connection under the deadline last asked for, or under
@@ -510,10 +511,10 @@ type Listener struct {
 	// fields over it (431). It costs each read a search for its first line feed,
 	// which a request's header block answers within its request line.
 	Lines bool
-	// Heads, when set, has each connection follow the header blocks of the HTTP/1
-	// requests it reads (heads) and, once a line of one ends in a bare LF, read no
-	// more (ErrBareLF; BareLF tells it too). A request's header costs a search for
-	// each of its line feeds; its body, counted, none.
+	// Heads, when set, has each connection follow the header blocks and trailers
+	// of the HTTP/1 requests it reads (heads) and, once a line of one ends in a
+	// bare LF, read nothing past it (ErrBareLF; BareLF tells it too). A request's
+	// header costs a search for each of its line feeds; its body, counted, none.
 	Heads bool
 	// Pending, when set with FirstByte, keeps each connection until it reads a byte
 	// of its first request (or closes), for a server that shuts down to end their

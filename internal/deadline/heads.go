@@ -9,38 +9,40 @@ import (
 
 // ErrBareLF is what a connection accepted by a Listener with Heads reads once a line
 // of a request's header block (its request line, a field line, or the empty line that
-// ends it) ended in a bare LF rather than CRLF.
-var ErrBareLF = errors.New("a request header line ends in a bare LF, not CRLF")
+// ends it), or of its chunked body's trailer, ended in a bare LF rather than CRLF.
+var ErrBareLF = errors.New("a request header or trailer line ends in a bare LF, not CRLF")
 
 // heads follows the requests a connection carries, from its first byte, for header
-// lines that end in a bare LF. RFC 9112 2.2 lets a server take a bare LF as a line's
-// end or refuse the message; fasthttp does neither: it takes bare-LF lines inside a
-// header block but ends the block only where a CRLF CRLF comes, in it or anywhere
-// after it (a body), so that a request whose every line ends in a bare LF, or whose
-// empty line does, waits for read_timeout, and one whose body holds a CRLF CRLF has
-// its header end at the bare LF. A peer in front that reads such lines otherwise (a
-// proxy that passes the bytes on, taking a bare LF for no line end) frames the bytes
-// differently, which is how requests are smuggled. Once a header line ends in a bare
-// LF the connection reads no more (ErrBareLF): the server answers that request 400
-// and closes the connection, whether it was still waiting for the header's end or had
-// read it (Conn.BareLF asks after a request by its number: those the client pipelined
-// ahead of it, read along with it, are served first).
+// and trailer lines that end in a bare LF. RFC 9112 2.2 lets a server take a bare LF
+// as a line's end or refuse the message; fasthttp does neither: it takes bare-LF
+// lines inside a header block but ends the block only where a CRLF CRLF comes, in it
+// or anywhere after it (a body), so that a request whose every line ends in a bare
+// LF, or whose empty line does, waits for read_timeout, and one whose body holds a
+// CRLF CRLF has its header end at the bare LF. It reads a chunked body's trailer as
+// it reads a header block, and the same goes for its lines. A peer in front that
+// reads such lines otherwise (a proxy that passes the bytes on, taking a bare LF for
+// no line end) frames the bytes differently, which is how requests are smuggled.
+// Once a header or trailer line ends in a bare LF the connection reads no further
+// than that LF (ErrBareLF): fasthttp never frames what follows it, and the server
+// answers that request 400 and closes the connection, whether it was still reading
+// the request or had read its header (Conn.BareLF asks after a request by its
+// number: those the client pipelined ahead of it, read along with it, are served
+// first).
 //
 // To know where each request's header block begins, heads frames the requests as
 // fasthttp does: the empty lines before a request line are skipped, the block ends at
 // its first empty line, and the body that follows is a Content-Length's bytes, or
 // chunks up to the last one and its trailer. Where it could read the framing
 // otherwise than fasthttp (a Transfer-Encoding other than chunked, a Content-Length
-// it cannot read or given twice, a folded line, a trailer line ended by a bare LF) it
-// stops following the connection: fasthttp refuses most of these requests and closes
-// the connection, and folded lines and trailers, obsolete or all but unused in
-// requests, are rare. A body's bytes are counted, not looked at; a header costs a
-// search for each of its line feeds (BenchmarkHeadsRead: about 0.15 µs for an SDK's
-// chat request of 19 lines).
+// it cannot read or given twice, a folded line) it stops following the connection:
+// fasthttp refuses most of these requests and closes the connection, and folded
+// lines, obsolete, are rare. A body's bytes are counted, not looked at; a header
+// costs a search for each of its line feeds (BenchmarkHeadsRead: about 0.15 µs for an
+// SDK's chat request of 19 lines).
 type heads struct {
 	on bool
 	// requests counts the requests begun; bare is the number of the one a header
-	// line of which ended in a bare LF (0: none).
+	// or trailer line of which ended in a bare LF (0: none).
 	requests, bare int
 	state          uint8
 	// lastCR is set when the last byte read was a CR.
@@ -85,9 +87,9 @@ const (
 	headOff              // not followed any more
 )
 
-// bareIn reports whether the header of the connection's request number r (from 1)
-// had a line ended by a bare LF; known is false when heads did not follow it: it was
-// not on, or had stopped following the connection before that request.
+// bareIn reports whether the header or trailer of the connection's request number r
+// (from 1) had a line ended by a bare LF; known is false when heads did not follow
+// it: it was not on, or had stopped following the connection before that request.
 func (h *heads) bareIn(r int) (bare, known bool) {
 	return r == h.bare, r > 0 && r <= h.requests
 }
@@ -97,13 +99,16 @@ func (h *heads) begin() {
 	h.length, h.chunked, h.unsure = -1, false, false
 }
 
-// add follows b, the bytes the connection read next.
-func (h *heads) add(b []byte) {
+// add follows b, the bytes the connection read next, and returns how many of them
+// the reader is to have: all of them, or those up to the bare LF that ended a line of
+// a header block or a trailer, with which the connection's reads end.
+func (h *heads) add(b []byte) int {
 	if len(b) == 0 || h.state == headOff {
-		return
+		return len(b)
 	}
-	h.scan(b)
-	h.lastCR = b[len(b)-1] == '\r'
+	n := h.scan(b)
+	h.lastCR = b[n-1] == '\r'
+	return n
 }
 
 // crBefore reports whether the byte before b[i] came as a CR: at i 0, the last read's.
@@ -114,21 +119,12 @@ func (h *heads) crBefore(b []byte, i int) bool {
 	return h.lastCR
 }
 
-// bareLF is a line that ended in a bare LF: in a header block, the request is
-// refused; in a trailer, which fasthttp reads as it reads a header block, the
-// connection is no longer followed.
-func (h *heads) bareLF() {
-	if !h.trailer {
-		h.bare = h.requests
-	}
-	h.state = headOff
-}
-
-func (h *heads) scan(b []byte) {
+// scan follows b and returns how many of its bytes the reader is to have (add).
+func (h *heads) scan(b []byte) int {
 	for i := 0; i < len(b); {
 		switch h.state {
 		case headOff:
-			return
+			return len(b)
 		case headLead:
 			for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
 				i++
@@ -154,15 +150,15 @@ func (h *heads) scan(b []byte) {
 					}
 				}
 				if j < 0 {
-					return
+					return len(b)
 				}
 				if !h.crBefore(b, end) {
-					h.bareLF()
-					return
+					h.bare, h.state = h.requests, headOff
+					return end + 1
 				}
 				i, h.state = end+1, headStart
 				if i == len(b) {
-					return
+					return len(b)
 				}
 				c := b[i]
 				if c == '\r' || c == '\n' || c == ' ' || c == '\t' {
@@ -178,8 +174,8 @@ func (h *heads) scan(b []byte) {
 				i++
 				continue
 			case '\n':
-				h.bareLF()
-				return
+				h.bare, h.state = h.requests, headOff
+				return i + 1
 			case ' ', '\t':
 				// obs-fold: the line continues the one before it, which fasthttp
 				// joins to it.
@@ -200,7 +196,7 @@ func (h *heads) scan(b []byte) {
 			h.left -= int64(k)
 			i += k
 			if h.left > 0 {
-				return
+				return len(b)
 			}
 			if h.state == headBody {
 				h.begin()
@@ -212,6 +208,7 @@ func (h *heads) scan(b []byte) {
 			i++
 		}
 	}
+	return len(b)
 }
 
 // fieldLine begins a field line whose first byte is c: one whose name may be a

@@ -52,6 +52,14 @@ var headsCases = []struct {
 	{"a bare LF in a pipelined request", headsPost + "hello" + strings.Replace(headsGet, "Host: x\r\n", "Host: x\n", 1), true, false},
 	{"a bare LF after a chunked request", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\n\n\r\n0\r\n\r\n" + strings.ReplaceAll(headsGet, "\r\n", "\n"), true, false},
 
+	// A chunked body's trailer is read as a header block is.
+	{"a trailer line ended by a bare LF", headsChunked + "0\r\nX: y\n\r\n" + headsGet, true, false},
+	{"a trailer line ended by a bare LF, nothing after it", headsChunked + "1\r\nz\r\n0\r\nX-Sum: 1\r\nX: y\n", true, false},
+	{"a trailer's empty line a bare LF", headsChunked + "1\r\nz\r\n0\r\nX-Sum: 1\r\n\n" + headsGet, true, false},
+	{"a trailer of just a bare LF", headsChunked + "0\r\n\n" + headsGet, true, false},
+	{"a bare LF in the trailer of a pipelined request", headsGet + headsChunked + "0\r\nX: y\n\r\n", true, false},
+	{"a folded trailer line", headsChunked + "0\r\nX: y\r\n z\r\n\r\n" + headsGet, false, true},
+
 	{"a folded line", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + strings.ReplaceAll(headsGet, "\r\n", "\n"), false, false},
 	{"a Content-Length twice", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", false, false},
 	{"a Content-Length not a number", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1e3\r\n\r\na", false, false},
@@ -61,8 +69,10 @@ var headsCases = []struct {
 	{"a bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n" + headsGet, false, false},
 	{"a chunk not ended by CRLF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n0\r\n\r\n", false, false},
 	{"a chunk size line ended by a bare LF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\nz\r\n0\r\n\r\n", false, false},
-	{"a trailer line ended by a bare LF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: y\n\r\n" + headsGet, false, false},
 }
+
+// headsChunked is the header of a request with a chunked body.
+const headsChunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 // chunks is a chunk of each size, its size in hex, in upper case for odd sizes.
 func chunks(sizes ...int) string {
@@ -78,34 +88,53 @@ func chunks(sizes ...int) string {
 }
 
 // TestHeads follows each stream read whole, a byte at a time, and cut in two at every
-// byte: where the reads end makes no difference.
+// byte: where the reads end makes no difference, to what heads finds nor to what the
+// reader has, all of it or what came up to the bare LF refused.
 func TestHeads(t *testing.T) {
 	for _, tc := range headsCases {
 		t.Run(tc.name, func(t *testing.T) {
-			check := func(how string, h *heads) {
+			stream := []byte(tc.stream)
+			whole, read := follow(stream)
+			if (whole.bare > 0) != tc.bare || (whole.state != headOff) != tc.kept {
+				t.Errorf("bare %v, following %v (state %d); want %v, %v", whole.bare, whole.state != headOff, whole.state, tc.bare, tc.kept)
+			}
+			if tc.bare && (stream[read-1] != '\n' || read > 1 && stream[read-2] == '\r') || !tc.bare && read != len(stream) {
+				t.Errorf("the reader had %q of %q", stream[:read], stream)
+			}
+			bytewise := make([]int, len(stream)-1)
+			for i := range bytewise {
+				bytewise[i] = i + 1
+			}
+			check := func(how string, h *heads, n int) {
 				t.Helper()
-				if (h.bare > 0) != tc.bare || (h.state != headOff) != tc.kept {
-					t.Errorf("%s: bare %v, following %v (state %d); want %v, %v", how, h.bare, h.state != headOff, h.state, tc.bare, tc.kept)
+				if h.bare != whole.bare || h.state != whole.state || n != read {
+					t.Fatalf("%s: bare %v, state %d, %d bytes read; read whole: %v, %d, %d", how, h.bare, h.state, n, whole.bare, whole.state, read)
 				}
 			}
-			whole := newHeads()
-			whole.add([]byte(tc.stream))
-			check("read whole", whole)
-			bytewise := newHeads()
-			for i := range len(tc.stream) {
-				bytewise.add([]byte{tc.stream[i]})
-			}
-			check("a byte a read", bytewise)
-			for cut := 1; cut < len(tc.stream); cut++ {
-				h := newHeads()
-				h.add([]byte(tc.stream[:cut]))
-				h.add([]byte(tc.stream[cut:]))
-				if h.bare != whole.bare || h.state != whole.state {
-					t.Fatalf("cut at %d: bare %v, state %d; read whole: %v, %d", cut, h.bare, h.state, whole.bare, whole.state)
-				}
+			h, n := follow(stream, bytewise...)
+			check("a byte a read", h, n)
+			for cut := 1; cut < len(stream); cut++ {
+				h, n := follow(stream, cut)
+				check("cut at "+strconv.Itoa(cut), h, n)
 			}
 		})
 	}
+}
+
+// follow has heads follow stream in reads that end at each of cuts and at its end,
+// as a connection reads it: nothing after the read that brought a bare LF. It
+// returns the heads and how many bytes the reads gave the reader.
+func follow(stream []byte, cuts ...int) (*heads, int) {
+	h := newHeads()
+	read, from := 0, 0
+	for _, to := range append(cuts, len(stream)) {
+		if h.bare > 0 {
+			break
+		}
+		read += h.add(stream[from:to])
+		from = to
+	}
+	return h, read
 }
 
 func newHeads() *heads {
@@ -156,8 +185,8 @@ func TestHeadsReadBareLF(t *testing.T) {
 			}()
 			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			got, err := io.ReadAll(c)
-			if !errors.Is(err, ErrBareLF) || !strings.HasPrefix("GET / HTTP/1.1\nHost: x\n\n", string(got)) || len(got) == 0 {
-				t.Fatalf("read %q, %v; want the bytes sent, then ErrBareLF", got, err)
+			if !errors.Is(err, ErrBareLF) || string(got) != "GET / HTTP/1.1\n" {
+				t.Fatalf("read %q, %v; want the bytes sent up to the first bare LF, then ErrBareLF", got, err)
 			}
 			b, ok := c.(interface{ BareLF(int) (bool, bool) })
 			if !ok {
@@ -174,12 +203,13 @@ func TestHeadsReadBareLF(t *testing.T) {
 }
 
 // frame is where fasthttp's server reads a request in a stream: from start, its
-// header up to head, its body up to end; failed when it could not read it whole,
-// last when the connection closes after it (an error, Connection: close, HTTP/1.0,
-// a Transfer-Encoding the gateway refuses).
+// header up to head, its body up to end, the trailer of a chunked body from trailer
+// (0: none); failed when it could not read it whole, last when the connection closes
+// after it (an error, Connection: close, HTTP/1.0, a Transfer-Encoding the gateway
+// refuses).
 type frame struct {
-	start, head, end int
-	failed, last     bool
+	start, head, trailer, end int
+	failed, last              bool
 }
 
 // countingReader counts the bytes read through it.
@@ -198,7 +228,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // connection (its header, then its body by its framing, through a read buffer of
 // 8 KiB), up to the first it cannot read or after which the connection closes. A body
 // over 1 MiB, which a stream this test makes cannot hold, fails at once, rather than
-// have fasthttp make room for a chunk size read from random bytes.
+// have fasthttp make room for a chunk size read from random bytes. A chunked body is
+// read as ContinueReadBody reads it, its chunks and then its trailer, to tell where
+// the trailer begins.
 func fasthttpFrames(stream []byte) []frame {
 	cr := &countingReader{r: bytes.NewReader(stream)}
 	br := bufio.NewReaderSize(cr, 8<<10)
@@ -215,10 +247,22 @@ func fasthttpFrames(stream []byte) []frame {
 			return append(frames, f)
 		}
 		f.head = at()
-		err := req.ContinueReadBody(br, 1<<20, false)
+		var err error
+		// As the header framed it: once read, a chunked body has a length.
+		chunked := req.Header.ContentLength() == -1
+		if chunked {
+			if err = req.ReadBody(br, -1, 1<<20); err == nil {
+				f.trailer = at()
+				if err = req.Header.ReadTrailer(br); err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+			}
+		} else {
+			err = req.ContinueReadBody(br, 1<<20, false)
+		}
 		f.end = at()
 		f.failed = err != nil
-		f.last = err != nil || req.Header.ConnectionClose() || len(req.Header.Peek("Transfer-Encoding")) > 0 && req.Header.ContentLength() != -1
+		f.last = err != nil || req.Header.ConnectionClose() || len(req.Header.Peek("Transfer-Encoding")) > 0 && !chunked
 		frames = append(frames, f)
 		if f.last {
 			return frames
@@ -250,9 +294,14 @@ func headsTrace(stream []byte) (bareAt, bareReq, offAt int, states []uint8) {
 // hasBareLF reports whether a header block has a line ended by a bare LF, past the
 // empty lines before its request line.
 func hasBareLF(block []byte) bool {
-	block = bytes.TrimLeft(block, "\r\n")
-	for i, c := range block {
-		if c == '\n' && (i == 0 || block[i-1] != '\r') {
+	return bareLine(bytes.TrimLeft(block, "\r\n"))
+}
+
+// bareLine reports whether a line of b, a header block past its leading empty lines
+// or a trailer section, ends in a bare LF.
+func bareLine(b []byte) bool {
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
 			return true
 		}
 	}
@@ -260,11 +309,12 @@ func hasBareLF(block []byte) bool {
 }
 
 // checkHeads checks heads against fasthttp's reading of stream: it refuses a stream
-// only at a bare LF in a header block fasthttp reads (or fails to read) there, never
-// in a body (past the connection's last request, nothing counts); it refuses every
-// header block fasthttp reads with a bare LF, as long as it follows the stream; it
-// is between requests wherever fasthttp's next request begins; and it stops
-// following the stream only where offAllowed says.
+// only at a bare LF in a header block or a chunked body's trailer that fasthttp
+// reads (or fails to read) there, never in a body (past the connection's last
+// request, nothing counts); it refuses every header block and trailer fasthttp reads
+// with a bare LF, as long as it follows the stream; it is between requests wherever
+// fasthttp's next request begins; and it stops following the stream only where
+// offAllowed says.
 func checkHeads(t *testing.T, stream []byte) {
 	t.Helper()
 	frames := fasthttpFrames(stream)
@@ -277,20 +327,22 @@ func checkHeads(t *testing.T, stream []byte) {
 				ok = true
 				break
 			}
-			if bareAt >= f.start && (f.head == 0 || bareAt < f.head || f.failed) {
-				if f.head != 0 && bareAt < f.head && bareReq != k+1 {
-					t.Fatalf("refused at byte %d, in the header of request %d, as request %d (%+v): %q", bareAt, k+1, bareReq, frames, stream)
+			inHead := bareAt >= f.start && (f.head == 0 || bareAt < f.head)
+			inTrailer := f.trailer > 0 && bareAt >= f.trailer && bareAt < f.end
+			if inHead || inTrailer || bareAt >= f.start && f.failed {
+				if (inHead && f.head != 0 || inTrailer) && bareReq != k+1 {
+					t.Fatalf("refused at byte %d, in request %d, as request %d (%+v): %q", bareAt, k+1, bareReq, frames, stream)
 				}
 				ok = true
 				break
 			}
 		}
 		if !ok {
-			t.Fatalf("refused at byte %d, outside any header block fasthttp reads (%+v): %q", bareAt, frames, stream)
+			t.Fatalf("refused at byte %d, outside any header block or trailer fasthttp reads (%+v): %q", bareAt, frames, stream)
 		}
 	}
-	if offAt >= 0 && offAt != bareAt && !offAllowed(stream, frames, offAt) {
-		t.Fatalf("stopped following at byte %d, in a request fasthttp reads whole, not at the end of its header block nor at a trailer line's bare LF (%+v): %q", offAt, frames, stream)
+	if offAt >= 0 && offAt != bareAt && !offAllowed(frames, offAt) {
+		t.Fatalf("stopped following at byte %d, in a request fasthttp reads whole, not at the end of its header block (%+v): %q", offAt, frames, stream)
 	}
 	for _, f := range frames {
 		if !following(f.start) || bareAt >= 0 && bareAt < f.start {
@@ -308,20 +360,22 @@ func checkHeads(t *testing.T, stream []byte) {
 		if f.failed {
 			return
 		}
+		if f.trailer > 0 && following(f.trailer) && bareLine(stream[f.trailer:f.end]) && (bareAt < 0 || bareAt >= f.end) {
+			t.Fatalf("fasthttp reads a trailer with a bare LF, bytes %d to %d, which heads did not refuse (%+v): %q", f.trailer, f.end, frames, stream)
+		}
 	}
 }
 
-// offAllowed reports whether heads may stop following stream at byte off: in a
-// request fasthttp fails to read, or after which the connection closes; at the LF
-// that ends a header block (whose framing fields heads cannot read as fasthttp does);
-// or at a bare LF in a chunked body's trailer.
-func offAllowed(stream []byte, frames []frame, off int) bool {
+// offAllowed reports whether heads may stop following a stream at byte off, one
+// that is not a bare LF it refused: in a request fasthttp fails to read, or after
+// which the connection closes, or at the LF that ends a header block (whose framing
+// fields heads cannot read as fasthttp does).
+func offAllowed(frames []frame, off int) bool {
 	for _, f := range frames {
 		if off < f.start || f.head != 0 && off >= f.end && !f.last && !f.failed {
 			continue
 		}
-		return f.failed || f.last || off == f.head-1 ||
-			off >= f.head && stream[off] == '\n' && stream[off-1] != '\r'
+		return f.failed || f.last || off == f.head-1
 	}
 	return true
 }
@@ -344,14 +398,15 @@ func FuzzHeads(f *testing.F) {
 			return
 		}
 		checkHeads(t, stream)
-		whole := newHeads()
-		whole.add(stream)
-		h := newHeads()
+		whole, read := follow(stream)
+		bareAt, _, _, _ := headsTrace(stream)
+		if bareAt >= 0 && read != bareAt+1 || bareAt < 0 && read != len(stream) {
+			t.Fatalf("the reader had %d bytes, heads refusing at byte %d: %q", read, bareAt, stream)
+		}
 		c := min(int(cut), len(stream))
-		h.add(stream[:c])
-		h.add(stream[c:])
-		if h.bare != whole.bare || h.state != whole.state {
-			t.Fatalf("cut at %d: bare %v, state %d; read whole: %v, %d: %q", c, h.bare, h.state, whole.bare, whole.state, stream)
+		h, n := follow(stream, c)
+		if h.bare != whole.bare || h.state != whole.state || n != read {
+			t.Fatalf("cut at %d: bare %v, state %d, %d bytes read; read whole: %v, %d, %d: %q", c, h.bare, h.state, n, whole.bare, whole.state, read, stream)
 		}
 	})
 }
@@ -368,6 +423,7 @@ func TestHeadsBareIn(t *testing.T) {
 		{"the second of two", headsGet + strings.ReplaceAll(headsGet, "\r\n", "\n"), []answer{{false, true}, {true, true}, {false, false}}},
 		{"the first of three, sent together", strings.ReplaceAll(headsGet, "\r\n", "\n") + headsGet + headsGet, []answer{{true, true}, {false, false}, {false, false}}},
 		{"after a folded line", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + strings.ReplaceAll(headsGet, "\r\n", "\n"), []answer{{false, true}, {false, false}, {false, false}}},
+		{"the trailer of the second", headsGet + headsChunked + "0\r\n\n" + headsGet, []answer{{false, true}, {true, true}, {false, false}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHeads()

@@ -77,8 +77,8 @@ func (c *tlsConn) asked() {
 	}
 }
 
-// Read reads what the client sent, after the handshake; once a request header line
-// ended in a bare LF, nothing (ErrBareLF), as Conn's.
+// Read reads what the client sent, after the handshake, up to a request header or
+// trailer line ended by a bare LF, then nothing (ErrBareLF), as Conn's.
 func (c *tlsConn) Read(b []byte) (n int, err error) {
 	if c.heads.bare > 0 {
 		return 0, ErrBareLF
@@ -105,17 +105,17 @@ func (c *tlsConn) Read(b []byte) (n int, err error) {
 			c.answerPlainHTTP(err)
 		}
 	}
+	if c.heads.on {
+		n = c.heads.add(b[:n])
+	}
 	if c.lines.on {
 		c.lines.add(b[:n])
-	}
-	if c.heads.on {
-		c.heads.add(b[:n])
 	}
 	return n, err
 }
 
-// BareLF reports whether a line of the header of the client's request number r ended
-// in a bare LF, as Conn's.
+// BareLF reports whether a line of the header or trailer of the client's request
+// number r ended in a bare LF, as Conn's.
 func (c *tlsConn) BareLF(r int) (bare, known bool) { return c.heads.bareIn(r) }
 
 // answerPlainHTTP writes c.plain to a client whose handshake failed on a first record
