@@ -29,13 +29,16 @@ type bareLiner interface {
 
 // bareLF reports whether a line of the header of the request ctx carries, or of its
 // chunked body's trailer as far as it was read, ended in a bare LF: as its connection
-// saw it come, or, where the connection did not follow its requests that far (one
-// after a folded header line, or a test's), in the header block fasthttp kept
-// (RawHeaders), which lacks the request line and the trailer. A connection is asked
-// by the request's number: one the client pipelined ahead of a refused request, read
-// in the same read, is served. The handler asks before it routes the request, and
-// again where the read of a chunked body fails (readBody): a trailer that came after
-// the header ends the connection's reads at its bare LF.
+// saw it come, or, on a connection that does not follow its requests (a test's), in
+// the header block fasthttp kept (RawHeaders), which lacks the request line (fasthttp
+// keeps its method, target and version, not how it ended) and the trailer. The
+// listeners' connections follow every request fasthttp serves on them: they stop
+// following only at a request fasthttp refuses, or after which the connection
+// closes. A connection is asked by the request's number: one the client pipelined
+// ahead of a refused request, read in the same read, is served. The handler asks
+// before it routes the request, and again where the read of a chunked body fails
+// (readBody): a trailer that came after the header ends the connection's reads at
+// its bare LF.
 func bareLF(ctx *fasthttp.RequestCtx) bool {
 	if c, ok := connwrap.Under[bareLiner](ctx.Conn()); ok {
 		if bare, known := c.BareLF(requestNumber(ctx)); known {

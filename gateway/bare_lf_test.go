@@ -108,10 +108,17 @@ var bareLFCases = []struct {
 	{"pipelined, the third a bare LF", post(chatBody) + getModels + bareLFs(post(chatBody)) + getModels, false, []int{200, 200, 400}, 1},
 	{"after a chunked request", "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
 		strconv.FormatInt(int64(len(chatBody)), 16) + "\r\n" + chatBody + "\r\n0\r\n\r\n" + bareLFs(getModels), false, []int{200, 400}, 1},
-	// Read whole, from the header block fasthttp keeps (a header that never ends
-	// waits for read_timeout there).
-	{"after a folded header line, which the connection does not follow past", "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" +
+	// The connection follows a folded line, and a framing field written in ways
+	// fasthttp takes: what follows is judged, its request line included, which
+	// the header block fasthttp keeps does not hold.
+	{"after a folded header line", "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" +
 		strings.Replace(getModels, "Host: x\r\n", "Host: x\nX-B: c\r\n", 1), false, []int{200, 400}, 0},
+	{"after a folded header line, the request line a bare LF", "GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" +
+		strings.Replace(getModels, "HTTP/1.1\r\n", "HTTP/1.1\n", 1), false, []int{200, 400}, 0},
+	{"after a Content-Length past many blanks, the request line a bare LF", strings.Replace(post(chatBody), "Content-Length: ", "Content-Length:"+strings.Repeat(" ", 60), 1) +
+		strings.Replace(getModels, "HTTP/1.1\r\n", "HTTP/1.1\n", 1), false, []int{200, 400}, 1},
+	{"after a Content-Length folded onto its next line, the request line a bare LF", strings.Replace(post(chatBody), "Content-Length: ", "Content-Length:\r\n ", 1) +
+		strings.Replace(getModels, "HTTP/1.1\r\n", "HTTP/1.1\n", 1), false, []int{200, 400}, 1},
 	{"HTTP/1.0, every line a bare LF", strings.ReplaceAll(bareLFs(post(chatBody)), "HTTP/1.1", "HTTP/1.0"), false, []int{400}, 0},
 	{"expecting 100-continue", strings.Replace(post(""), "Host: x\r\n", "Host: x\nExpect: 100-continue\r\n", 1), false, []int{400}, 0},
 
@@ -311,6 +318,8 @@ func TestBareLFRefusedAdmin(t *testing.T) {
 		{"a bare LF in the middle", strings.Replace(healthz+healthz, "Host: x\r\n", "Host: x\nX-A: b\r\n", 1), []int{400}},
 		// The admin server reads a body whole, its trailer too, before the handler.
 		{"a trailer line a bare LF", "POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Sum: 1\n\r\n" + healthz, []int{400}},
+		{"after a folded line, the request line a bare LF", strings.Replace(healthz, "Host: x\r\n", "Host: x\r\nX-A: a\r\n b\r\n", 1) +
+			strings.Replace(healthz, "HTTP/1.1\r\n", "HTTP/1.1\n", 1), []int{200, 400}},
 		{"CRLF", healthz + healthz, []int{200, 200}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

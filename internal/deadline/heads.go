@@ -3,6 +3,7 @@ package deadline
 import (
 	"bytes"
 	"errors"
+	"math"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
@@ -31,14 +32,19 @@ var ErrBareLF = errors.New("a request header or trailer line ends in a bare LF, 
 //
 // To know where each request's header block begins, heads frames the requests as
 // fasthttp does: the empty lines before a request line are skipped, the block ends at
-// its first empty line, and the body that follows is a Content-Length's bytes, or
-// chunks up to the last one and its trailer. Where it could read the framing
-// otherwise than fasthttp (a Transfer-Encoding other than chunked, a Content-Length
-// it cannot read or given twice, a folded line) it stops following the connection:
-// fasthttp refuses most of these requests and closes the connection, and folded
-// lines, obsolete, are rare. A body's bytes are counted, not looked at; a header
-// costs a search for each of its line feeds (BenchmarkHeadsRead: about 0.15 µs for an
-// SDK's chat request of 19 lines).
+// its first empty line, a line that begins with a blank continues the one before it
+// (obs-fold, which fasthttp joins to it with a space), and the body that follows is
+// a Content-Length's bytes, or chunks up to the last one and its trailer. Where it
+// could read the framing otherwise than fasthttp (a Transfer-Encoding other than
+// chunked or given twice, a Content-Length that is no number or given twice, blanks
+// before a framing field's colon, a chunk's size or line ends as fasthttp does not
+// take them) it stops following the connection: fasthttp refuses each such request,
+// or frames it by its Content-Length and the gateway closes the connection after it
+// (Transfer-Encoding: identity). So no request after one it stopped at is served:
+// the header block fasthttp keeps (RawHeaders) lacks the request line, whose bare LF
+// only the connection sees. A body's bytes are counted, not looked at; a header costs
+// a search for each of its line feeds (BenchmarkHeadsRead: about 0.16 µs for an SDK's
+// chat request of 19 lines).
 type heads struct {
 	on bool
 	// requests counts the requests begun; bare is the number of the one a header
@@ -59,16 +65,16 @@ type heads struct {
 	left int64
 	// digits counts the digits of the chunk size read.
 	digits uint8
-	// keep is set while the field line being read may name a framing field: line
-	// holds its first n bytes, long is set when it had more.
-	keep, long bool
-	n          uint8
-	line       [fieldKeep]byte
+	// keep is set while the field line being read, or the one just ended until the
+	// next shows whether it is folded onto it, may name the framing (fieldLine):
+	// encoding says it is a Transfer-Encoding (else a Content-Length), field where
+	// in the line the bytes read are, matched how many bytes of its name, or of
+	// "chunked", came, value the Content-Length's digits read, cr that the last
+	// byte read was a CR.
+	keep, encoding, cr bool
+	field, matched     uint8
+	value              int64
 }
-
-// fieldKeep is how much of a field line heads keeps to read a framing field from:
-// "transfer-encoding: chunked" and a Content-Length of 18 digits with blanks around.
-const fieldKeep = 48
 
 const (
 	headLead      = iota // before a request line: empty lines skipped
@@ -87,6 +93,16 @@ const (
 	headOff              // not followed any more
 )
 
+// Where in a framing field line the bytes read are (heads.field).
+const (
+	fieldName      = iota // in the name
+	fieldColon            // after the name, where its colon belongs
+	fieldNameBlank        // in blanks after the name
+	fieldBlank            // after the colon, before the value
+	fieldValue            // in the value
+	fieldTail             // in the blanks after the value
+)
+
 // bareIn reports whether the header or trailer of the connection's request number r
 // (from 1) had a line ended by a bare LF; known is false when heads did not follow
 // it: it was not on, or had stopped following the connection before that request.
@@ -95,7 +111,7 @@ func (h *heads) bareIn(r int) (bare, known bool) {
 }
 
 func (h *heads) begin() {
-	h.state, h.trailer = headLead, false
+	h.state, h.trailer, h.keep = headLead, false, false
 	h.length, h.chunked, h.unsure = -1, false, false
 }
 
@@ -142,12 +158,7 @@ func (h *heads) scan(b []byte) int {
 					end = i + j
 				}
 				if h.keep {
-					if h.n == 0 && j >= 0 {
-						// The whole line is in this read.
-						h.field(b[i:end])
-					} else if h.collect(b[i:end]); j >= 0 {
-						h.field(h.line[:h.n])
-					}
+					h.read(b[i:end])
 				}
 				if j < 0 {
 					return len(b)
@@ -170,6 +181,9 @@ func (h *heads) scan(b []byte) int {
 			c := b[i]
 			switch c {
 			case '\r':
+				if h.keep {
+					h.commit()
+				}
 				h.state = headCR
 				i++
 				continue
@@ -177,16 +191,17 @@ func (h *heads) scan(b []byte) int {
 				h.bare, h.state = h.requests, headOff
 				return i + 1
 			case ' ', '\t':
-				// obs-fold: the line continues the one before it, which fasthttp
-				// joins to it.
-				h.unsure = true
+				if h.keep {
+					h.fold()
+					h.state = headField
+					continue
+				}
 			}
 			h.fieldLine(c)
 		case headCR:
 			if b[i] != '\n' {
 				// A line that begins with a CR, which fasthttp refuses.
 				h.state = headField
-				h.keep = false
 				continue
 			}
 			i++
@@ -211,91 +226,165 @@ func (h *heads) scan(b []byte) int {
 	return len(b)
 }
 
-// fieldLine begins a field line whose first byte is c: one whose name may be a
-// framing field's is kept (collect) to be read (field).
+// fieldLine begins a field line whose first byte is c, the line before it done with:
+// one whose name may be a framing field's is read as it comes (read).
 func (h *heads) fieldLine(c byte) {
+	if h.keep {
+		h.commit()
+	}
 	h.state = headField
-	h.keep = !h.trailer && (c|0x20 == 'c' || c|0x20 == 't')
-	h.n, h.long = 0, false
-}
-
-// collect keeps b, more of the field line being read, up to fieldKeep bytes of it.
-func (h *heads) collect(b []byte) {
-	k := copy(h.line[h.n:], b)
-	h.n += uint8(k)
-	if k < len(b) {
-		h.long = true
+	c |= 0x20
+	if h.keep = !h.trailer && (c == 'c' || c == 't'); h.keep {
+		h.encoding, h.cr = c == 't', false
+		h.field, h.matched, h.value = fieldName, 0, 0
 	}
 }
 
-// field reads the framing a field line names from line, the line but its LF, its CR
-// included (as kept, when it came in several reads). Only its first fieldKeep bytes
-// count, however it came: a framing field longer than that (its value after many
-// blanks) is read as one heads cannot read.
-func (h *heads) field(line []byte) {
-	h.keep = false
-	long := h.long
-	if len(line) > fieldKeep {
-		line, long = line[:fieldKeep], true
-	}
-	var rest []byte
-	isLength := false
-	switch {
-	case len(line) >= len(lengthName) && equalFold(line[:len(lengthName)], lengthName):
-		rest, isLength = line[len(lengthName):], true
-	case len(line) >= len(encodingName) && equalFold(line[:len(encodingName)], encodingName):
-		rest = line[len(encodingName):]
-	default:
-		return
-	}
-	// The name ends at its colon; fasthttp refuses blanks before it.
-	j := 0
-	for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t') {
-		j++
-	}
-	if j == len(rest) || rest[j] != ':' {
-		// Another name that begins so, or one cut short by what is kept.
-		if j == len(rest) && long {
-			h.unsure = true
+// read follows b, more of a field line that may name the framing, its LF left out,
+// as fasthttp reads the line: the name in any case, then at once its colon, the
+// value between blanks, the CR.
+func (h *heads) read(b []byte) {
+	for i := 0; i < len(b); {
+		if h.cr {
+			// A CR inside the line, which fasthttp refuses in a value.
+			h.unsure, h.keep = true, false
+			return
 		}
+		switch h.field {
+		case fieldName:
+			name := lengthName
+			if h.encoding {
+				name = encodingName
+			}
+			k := int(h.matched)
+			for ; i < len(b) && k < len(name); i, k = i+1, k+1 {
+				// The name's bytes are lower-case letters and '-', which a CR
+				// also turns into with 0x20 set.
+				if c := b[i]; c|0x20 != name[k] || c == '\r' {
+					h.keep = false
+					return
+				}
+			}
+			h.matched = uint8(k)
+			if k == len(name) {
+				h.field = fieldColon
+			}
+		case fieldColon, fieldNameBlank:
+			c := b[i]
+			i++
+			switch {
+			case c == ':' && h.field == fieldColon:
+				h.field = fieldBlank
+			case c == ' ':
+				h.field = fieldNameBlank
+			case c == ':' || c == '\t':
+				// Blanks before the colon, which fasthttp refuses.
+				h.unsure, h.keep = true, false
+				return
+			default:
+				// Another name, a space in it maybe.
+				h.keep = false
+				return
+			}
+		case fieldBlank, fieldTail:
+			for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+				i++
+			}
+			switch {
+			case i == len(b):
+			case b[i] == '\r':
+				h.cr = true
+				i++
+			case h.field == fieldTail:
+				// A blank inside the value.
+				h.unsure, h.keep = true, false
+				return
+			default:
+				h.field, h.matched, h.value = fieldValue, 0, 0
+				if i = h.readValue(b, i); i < 0 {
+					return
+				}
+			}
+		case fieldValue:
+			if i = h.readValue(b, i); i < 0 {
+				return
+			}
+		}
+	}
+}
+
+// readValue reads the value of a framing field from b[i:]: "chunked" in any case, or
+// the digits of a Content-Length short of overflowing (which fasthttp refuses), up to
+// a blank or a CR. It returns where it stopped in b, or -1 at a byte fasthttp
+// refuses in the value.
+func (h *heads) readValue(b []byte, i int) int {
+	if h.encoding {
+		k := int(h.matched)
+		for ; i < len(b) && k < len(chunkedName) && b[i]|0x20 == chunkedName[k]; i, k = i+1, k+1 {
+		}
+		h.matched = uint8(k)
+	} else {
+		v := h.value
+		for ; i < len(b) && '0' <= b[i] && b[i] <= '9' && v <= (math.MaxInt64-9)/10; i++ {
+			v = v*10 + int64(b[i]-'0')
+		}
+		h.value = v
+	}
+	if i == len(b) {
+		return i
+	}
+	switch b[i] {
+	case ' ', '\t':
+		h.field = fieldTail
+	case '\r':
+		h.cr = true
+	default:
+		h.unsure, h.keep = true, false
+		return -1
+	}
+	return i + 1
+}
+
+// fold is a line that begins with a blank after a framing field line (obs-fold),
+// which fasthttp joins to that line's value with a space between them: a value
+// empty so far becomes the folded line's; any other would hold a blank inside or at
+// its end, which fasthttp refuses.
+func (h *heads) fold() {
+	if h.field == fieldBlank {
+		h.cr = false
 		return
 	}
-	if long || j > 0 {
-		h.unsure = true
-		return
-	}
-	value := bytes.Trim(bytes.TrimSuffix(rest[1:], crlfCR), " \t")
-	if !isLength {
-		if h.chunked || !equalFold(value, "chunked") {
+	h.unsure, h.keep = true, false
+}
+
+// commit reads the framing the framing field line just ended names, the next line
+// showing that nothing is folded onto it. A line whose name has no colon after it is
+// refused by fasthttp, and names nothing.
+func (h *heads) commit() {
+	h.keep = false
+	switch {
+	case h.field < fieldBlank:
+	case h.encoding:
+		if h.chunked || int(h.matched) != len(chunkedName) {
 			// Twice, or another coding: fasthttp refuses the request, or frames
 			// it by its Content-Length (identity) and the gateway closes the
 			// connection after it.
 			h.unsure = true
 		}
 		h.chunked = true
-		return
-	}
-	if len(value) == 0 || len(value) > 18 || h.length >= 0 {
+	case h.field == fieldBlank || h.length >= 0:
+		// Empty, or twice.
 		h.unsure = true
-		return
+	default:
+		h.length = h.value
 	}
-	var n int64
-	for _, c := range value {
-		if c < '0' || c > '9' {
-			h.unsure = true
-			return
-		}
-		n = n*10 + int64(c-'0')
-	}
-	h.length = n
 }
 
 const (
 	lengthName   = "content-length"
 	encodingName = "transfer-encoding"
+	chunkedName  = "chunked"
 )
-
-var crlfCR = []byte{'\r'}
 
 // end is the empty line that ends a header block, or a chunked body's trailer: what
 // follows is the body, if any, or the next request.
@@ -376,21 +465,4 @@ func (h *heads) chunk(c byte) {
 			h.state, h.left, h.digits = headChunkSize, 0, 0
 		}
 	}
-}
-
-// equalFold reports whether b is name, a lower-case ASCII word, in any case.
-func equalFold(b []byte, name string) bool {
-	if len(b) != len(name) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != name[i] {
-			return false
-		}
-	}
-	return true
 }

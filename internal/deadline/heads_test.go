@@ -60,19 +60,37 @@ var headsCases = []struct {
 	{"a bare LF in the trailer of a pipelined request", headsGet + headsChunked + "0\r\nX: y\n\r\n", true, false},
 	{"a folded trailer line", headsChunked + "0\r\nX: y\r\n z\r\n\r\n" + headsGet, false, true},
 
-	{"a folded line", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + strings.ReplaceAll(headsGet, "\r\n", "\n"), false, false},
+	// fasthttp reads these framings as heads does, and keeps the connection.
+	{"a folded line", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + strings.ReplaceAll(headsGet, "\r\n", "\n"), true, false},
+	{"a folded line, then a request line ended by a bare LF", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\t c\r\n\r\n" + headsBareRequestLine, true, false},
+	{"a Content-Length after many blanks", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length:" + strings.Repeat(" ", 60) + "1" + strings.Repeat("\t", 60) + "\r\n\r\na" + headsBareRequestLine, true, false},
+	{"a Content-Length of many digits", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + strings.Repeat("0", 60) + "1\r\n\r\na" + headsBareRequestLine, true, false},
+	{"a Content-Length folded onto the next line", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n \r\n\t 3 \r\n\r\na\nb" + headsBareRequestLine, true, false},
+	{"a Transfer-Encoding folded onto the next line", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n" + headsBareRequestLine, true, false},
+	{"a framing name that only begins as one", "POST / HTTP/1.1\r\nHost: x\r\nContent-Lengths: 7\r\nTransfer-Encodings: gzip\r\nContent-Length: 1\r\n\r\na" + headsBareRequestLine, true, false},
+
+	// fasthttp refuses these, or closes the connection after them.
 	{"a Content-Length twice", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", false, false},
 	{"a Content-Length not a number", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1e3\r\n\r\na", false, false},
+	{"a Content-Length empty", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\na", false, false},
 	{"a Content-Length with a blank before its colon", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 1\r\n\r\na", false, false},
-	{"a Content-Length over the bytes kept", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length:" + strings.Repeat(" ", 40) + "1\r\n\r\na", false, false},
+	{"a Content-Length folded after its value", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n \r\n\r\na", false, false},
+	{"a Content-Length with a CR inside", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r2\r\n\r\na", false, false},
+	{"a Content-Length past any body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\na", false, false},
 	{"another transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 1\r\n\r\na", false, false},
+	{"chunked and another coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", false, false},
 	{"a bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n" + headsGet, false, false},
 	{"a chunk not ended by CRLF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n0\r\n\r\n", false, false},
 	{"a chunk size line ended by a bare LF", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\nz\r\n0\r\n\r\n", false, false},
 }
 
-// headsChunked is the header of a request with a chunked body.
-const headsChunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+const (
+	// headsChunked is the header of a request with a chunked body.
+	headsChunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+	// headsBareRequestLine is a request whose only bare LF ends its request line,
+	// which the header block fasthttp keeps does not hold.
+	headsBareRequestLine = "GET /v1/models HTTP/1.1\nHost: x\r\n\r\n"
+)
 
 // chunks is a chunk of each size, its size in hex, in upper case for odd sizes.
 func chunks(sizes ...int) string {
@@ -262,12 +280,25 @@ func fasthttpFrames(stream []byte) []frame {
 		}
 		f.end = at()
 		f.failed = err != nil
-		f.last = err != nil || req.Header.ConnectionClose() || len(req.Header.Peek("Transfer-Encoding")) > 0 && !chunked
+		f.last = err != nil || req.Header.ConnectionClose() || !chunked && transferCoded(req.Header.RawHeaders())
 		frames = append(frames, f)
 		if f.last {
 			return frames
 		}
 	}
+}
+
+// transferCoded reports whether a header block has a Transfer-Encoding line, which
+// fasthttp takes only as "chunked" (a body it reads chunked) or "identity" (dropped
+// from the header it parses), and after which the gateway closes the connection
+// unless the body is chunked (gateway's unframed).
+func transferCoded(block []byte) bool {
+	for _, line := range bytes.Split(block, []byte("\n")) {
+		if len(line) > len(encodingName) && bytes.EqualFold(line[:len(encodingName)], []byte(encodingName)) && line[len(encodingName)] == ':' {
+			return true
+		}
+	}
+	return false
 }
 
 // headsTrace follows stream a byte at a time: where heads refused it (-1: nowhere)
@@ -313,8 +344,9 @@ func bareLine(b []byte) bool {
 // reads (or fails to read) there, never in a body (past the connection's last
 // request, nothing counts); it refuses every header block and trailer fasthttp reads
 // with a bare LF, as long as it follows the stream; it is between requests wherever
-// fasthttp's next request begins; and it stops following the stream only where
-// offAllowed says.
+// fasthttp's next request begins; and it stops following the stream only where it
+// refuses it, or in a request that fasthttp fails to read or after which the
+// connection closes: a request it does not follow is never served.
 func checkHeads(t *testing.T, stream []byte) {
 	t.Helper()
 	frames := fasthttpFrames(stream)
@@ -342,7 +374,7 @@ func checkHeads(t *testing.T, stream []byte) {
 		}
 	}
 	if offAt >= 0 && offAt != bareAt && !offAllowed(frames, offAt) {
-		t.Fatalf("stopped following at byte %d, in a request fasthttp reads whole, not at the end of its header block (%+v): %q", offAt, frames, stream)
+		t.Fatalf("stopped following at byte %d, in a request fasthttp reads whole and keeps the connection after (%+v): %q", offAt, frames, stream)
 	}
 	for _, f := range frames {
 		if !following(f.start) || bareAt >= 0 && bareAt < f.start {
@@ -368,14 +400,13 @@ func checkHeads(t *testing.T, stream []byte) {
 
 // offAllowed reports whether heads may stop following a stream at byte off, one
 // that is not a bare LF it refused: in a request fasthttp fails to read, or after
-// which the connection closes, or at the LF that ends a header block (whose framing
-// fields heads cannot read as fasthttp does).
+// which the connection closes.
 func offAllowed(frames []frame, off int) bool {
 	for _, f := range frames {
 		if off < f.start || f.head != 0 && off >= f.end && !f.last && !f.failed {
 			continue
 		}
-		return f.failed || f.last || off == f.head-1
+		return f.failed || f.last
 	}
 	return true
 }
@@ -422,8 +453,9 @@ func TestHeadsBareIn(t *testing.T) {
 	}{
 		{"the second of two", headsGet + strings.ReplaceAll(headsGet, "\r\n", "\n"), []answer{{false, true}, {true, true}, {false, false}}},
 		{"the first of three, sent together", strings.ReplaceAll(headsGet, "\r\n", "\n") + headsGet + headsGet, []answer{{true, true}, {false, false}, {false, false}}},
-		{"after a folded line", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + strings.ReplaceAll(headsGet, "\r\n", "\n"), []answer{{false, true}, {false, false}, {false, false}}},
+		{"after a folded line", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + strings.ReplaceAll(headsGet, "\r\n", "\n"), []answer{{false, true}, {true, true}, {false, false}}},
 		{"the trailer of the second", headsGet + headsChunked + "0\r\n\n" + headsGet, []answer{{false, true}, {true, true}, {false, false}}},
+		{"after another transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 1\r\n\r\na" + headsBareRequestLine, []answer{{false, true}, {false, false}, {false, false}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHeads()
