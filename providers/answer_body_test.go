@@ -25,7 +25,7 @@ func readAnswer(t *testing.T, r io.Reader, max int) (*fasthttp.Response, error) 
 		t.Fatalf("header: %v", err)
 	}
 	resp.SkipBody = false
-	return resp, readBody(resp, br, max)
+	return resp, readBody(resp, br, max, nil)
 }
 
 const (
@@ -172,7 +172,7 @@ func FuzzReadBody(f *testing.F) {
 			t.Fatalf("header: %v", err)
 		}
 		ours.SkipBody = false
-		ourErr := readBody(ours, br, int(max))
+		ourErr := readBody(ours, br, int(max), nil)
 
 		if (theirErr == nil) != (ourErr == nil) ||
 			errors.Is(theirErr, fasthttp.ErrBodyTooLarge) != errors.Is(ourErr, fasthttp.ErrBodyTooLarge) {
@@ -217,7 +217,7 @@ func BenchmarkReadBody(b *testing.B) {
 					b.Fatal(err)
 				}
 				resp.SkipBody = false
-				if err := readBody(resp, br, 64<<20); err != nil {
+				if err := readBody(resp, br, 64<<20, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

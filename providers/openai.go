@@ -841,7 +841,8 @@ func retryAfter(v []byte) time.Duration {
 var ErrAnswerTooLarge = errors.Join(ErrBadResponse, errors.New("upstream answer too large: over the backend's max_response_bytes"))
 
 // classify maps transport errors onto ErrTimeout or ErrConnect, keeping the cause, and
-// an answer that is not HTTP or is over the limit onto ErrBadResponse. Every
+// an answer that is not HTTP or is over the limit onto ErrBadResponse; an answer the
+// call's Hold had no room for stays ErrAnswerNoRoom. Every
 // connection max_connections allows being busy is the gateway's own limit:
 // ErrOverloaded, which says nothing against the target.
 func classify(err error) error {
@@ -853,6 +854,9 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, ErrBadResponse):
 		// The transport found the answer invalid already (errBothFramings).
+		return err
+	case errors.Is(err, ErrAnswerNoRoom):
+		// The gateway's own bound on the answers it holds, not the upstream's.
 		return err
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return ErrAnswerTooLarge

@@ -1755,9 +1755,10 @@ func verdictOf(err error) verdict {
 		}
 		return success
 	}
-	if err == errDeadlineSpent || errors.Is(err, ErrAnswerTooLarge) {
+	if err == errDeadlineSpent || errors.Is(err, ErrAnswerTooLarge) || errors.Is(err, ErrAnswerNoRoom) {
 		// Nothing was sent; or the answer was over the gateway's own buffered-answer
-		// limit, as it would be from any target.
+		// limit, as it would be from any target, or found no room in the memory the
+		// gateway holds answers in.
 		return neutral
 	}
 	if errors.Is(err, ErrStreamCut) && errors.Is(err, errAttemptDeadline) {

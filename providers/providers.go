@@ -171,6 +171,11 @@ var (
 	ErrBadResponse = errors.New("upstream sent an invalid response")
 	// ErrUnsupported means the backend's API has no such operation.
 	ErrUnsupported = errors.New("operation not supported by this backend")
+	// ErrAnswerNoRoom means the call's Hold had no room for the buffer of its answer,
+	// read whole: the gateway's own memory bound, not the upstream's failure (no
+	// verdict on the target). The answer was not read on, and its connection was
+	// closed.
+	ErrAnswerNoRoom = errors.New("upstream answer not read on: no room to hold it in memory")
 )
 
 // UpstreamError is a non-2xx answer from the upstream, passed through to the client.
@@ -373,6 +378,10 @@ type Call struct {
 	// Tenants, when set, tells whose the call is, for a backend whose queue shares
 	// its slots among tenants (queue.fair): asked only when the call waits there.
 	Tenants Tenants
+	// Hold, when set, bounds the memory an answer read whole takes (not a stream's):
+	// its buffer grows past 64 KiB only as far as Hold allows, and an answer it has no
+	// room for ends the attempt with ErrAnswerNoRoom (see readBody).
+	Hold AnswerHold
 	// gone is the channel of the watch clientGone started (watching).
 	gone     <-chan struct{}
 	watching bool
@@ -415,6 +424,16 @@ func (c *Call) Unpin() { c.pin = nil }
 // SentReader reads the body of a request a call sends upstream; it must not keep it.
 type SentReader interface {
 	ReadSent(body []byte)
+}
+
+// AnswerHold counts the buffer of a call's answer, read whole, against a bound on
+// the memory such buffers take, all calls together. The gateway's request implements
+// it.
+type AnswerHold interface {
+	// HoldAnswer counts a buffer of n bytes for the call's answer, in place of the one
+	// it counted before, and reports false, counting nothing, when the bound has no
+	// room for it.
+	HoldAnswer(n int) bool
 }
 
 // ClientWatch watches the client a call is made for. The gateway's client connection

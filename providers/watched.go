@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +50,8 @@ var watchedKey any = watchedKeyType{}
 
 type watchedKeyType struct{}
 
-// watchedCall returns the call req's answer is awaited for, nil when it is not watched.
+// watchedCall returns the call req's answer is awaited for, nil when it is neither
+// watched nor held (watchClient).
 func watchedCall(req *fasthttp.Request) *Call {
 	c, _ := req.UserValue(watchedKey).(*Call)
 	return c
@@ -59,9 +59,10 @@ func watchedCall(req *fasthttp.Request) *Call {
 
 // watchClient marks req as sent for call, whose client is then watched while the
 // answer is awaited (calls with a ClientWatch only): a buffered answer until it is
-// read, a stream until its header came.
+// read, a stream until its header came; and whose Hold, when set, bounds a buffered
+// answer's buffer.
 func watchClient(req *fasthttp.Request, call *Call) {
-	if call.Client == nil {
+	if call.Client == nil && call.Hold == nil {
 		return
 	}
 	req.SetUserValue(watchedKey, call)
@@ -98,7 +99,8 @@ const writeWatchMin = 64 << 10
 
 // connRoundTrip is fasthttp's transport (transport.RoundTrip in fasthttp 1.79), with
 // call, when set, set on the connection while the answer is awaited, for its silent
-// ticks to ask after. A buffered answer is read whole (under the watch); a streamed
+// ticks to ask after (a call with a ClientWatch), and its Hold bounding the buffer of
+// a buffered answer. A buffered answer is read whole (under the watch); a streamed
 // one only to the end of its header, after which the stream's own watch takes over
 // (gateway/stream.go): its body goes to the caller as an upstreamBody. A pooled
 // connection found stale, idle for idleLook or more, is closed before a byte is
@@ -109,6 +111,14 @@ const writeWatchMin = 64 << 10
 // its connection closed rather than pooled. Its retry result is fasthttp's: the
 // caller (upstreamTransport) narrows it.
 func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, call *Call) (bool, error) {
+	var hold AnswerHold
+	if call != nil {
+		hold = call.Hold
+		if call.Client == nil {
+			// Held, not watched: call is the watched call from here on.
+			call = nil
+		}
+	}
 	timeout := req.GetTimeOut()
 	now := time.Now()
 	var deadline time.Time
@@ -205,7 +215,7 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		err = errBothFramings
 	}
 	if err == nil && bodied && !stream {
-		err = readBody(resp, br, hc.MaxResponseBodySize)
+		err = readBody(resp, br, hc.MaxResponseBodySize, hold)
 	}
 	if u != nil {
 		if call != nil {
@@ -222,7 +232,7 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
-		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings) && !errors.Is(err, errBareHeaderEnd), err
+		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings) && !errors.Is(err, errBareHeaderEnd) && !errors.Is(err, ErrAnswerNoRoom), err
 	}
 	// The bytes after a 101 belong to another protocol: its connection is never
 	// reused (as fasthttp 1.79's transport has it).
@@ -264,23 +274,32 @@ func noBody(status int) bool {
 // 48 MiB and stalls (a stalled proxy, a server that died after its header) holds the
 // gateway's memory for what it sent, not for what it said until the backend's timeout,
 // on every request it stalls. Read errors are kept as they came: a timeout inside a
-// chunk's framing stays a timeout, where fasthttp's ErrBrokenChunk hides it.
-func readBody(resp *fasthttp.Response, br *bufio.Reader, max int) error {
+// chunk's framing stays a timeout, where fasthttp's ErrBrokenChunk hides it. hold,
+// when set, counts the buffer once it grows past maxPooledBuffer: an answer it has no
+// room for fails with ErrAnswerNoRoom, the rest of it left unread (its connection is
+// not used again).
+func readBody(resp *fasthttp.Response, br *bufio.Reader, max int, hold AnswerHold) error {
 	b := resp.SwapBody(nil)[:0]
+	if cap(b) > maxPooledBuffer {
+		// A large buffer fasthttp's pool kept (a translated answer's read, given
+		// back whole): the body starts in a small one, so that what it holds, and
+		// hold counts, grows with what came.
+		b = nil
+	}
 	var err error
 	switch n := resp.Header.ContentLength(); {
 	case n >= 0:
 		if max > 0 && n > max {
 			err = fasthttp.ErrBodyTooLarge
 		} else {
-			b, err = readSized(br, b, n)
+			b, err = readSized(br, b, n, len(b)+n, hold)
 		}
 	case n == -1:
-		if b, err = readChunked(br, b, max); err == nil {
+		if b, err = readChunked(br, b, max, hold); err == nil {
 			err = cutShort(resp.Header.ReadTrailer(br))
 		}
 	default:
-		if b, err = readToClose(br, b, max); err == nil {
+		if b, err = readToClose(br, b, max, hold); err == nil {
 			resp.Header.SetContentLength(len(b))
 		}
 	}
@@ -288,12 +307,16 @@ func readBody(resp *fasthttp.Response, br *bufio.Reader, max int) error {
 	return err
 }
 
-// readSized appends the next n bytes of br to b.
-func readSized(br *bufio.Reader, b []byte, n int) ([]byte, error) {
+// readSized appends the next n bytes of br to b, whose buffer grows to at most limit
+// bytes (at least len(b)+n).
+func readSized(br *bufio.Reader, b []byte, n, limit int, hold AnswerHold) ([]byte, error) {
 	end := len(b) + n
 	for len(b) < end {
 		if len(b) == cap(b) {
-			b = growBody(b, end)
+			var err error
+			if b, err = growBody(b, limit, hold); err != nil {
+				return b, err
+			}
 		}
 		m, err := br.Read(b[len(b):min(cap(b), end)])
 		b = b[:len(b)+m]
@@ -306,14 +329,17 @@ func readSized(br *bufio.Reader, b []byte, n int) ([]byte, error) {
 
 // readToClose appends what br has up to its end to b, at most max bytes (0: no
 // bound).
-func readToClose(br *bufio.Reader, b []byte, max int) ([]byte, error) {
+func readToClose(br *bufio.Reader, b []byte, max int, hold AnswerHold) ([]byte, error) {
 	limit := math.MaxInt
 	if max > 0 {
 		limit = max + 1
 	}
 	for {
 		if len(b) == cap(b) {
-			b = growBody(b, limit)
+			var err error
+			if b, err = growBody(b, limit, hold); err != nil {
+				return b, err
+			}
 		}
 		m, err := br.Read(b[len(b):cap(b)])
 		b = b[:len(b)+m]
@@ -331,8 +357,14 @@ func readToClose(br *bufio.Reader, b []byte, max int) ([]byte, error) {
 
 // readChunked appends the data of a chunked body read from br to b, up to its last
 // chunk, at most max bytes (0: no bound): a chunk that would take the body past max
-// fails before a byte of it is read.
-func readChunked(br *bufio.Reader, b []byte, max int) ([]byte, error) {
+// fails before a byte of it is read. The buffer doubles as the body's bytes fill it,
+// whatever the chunks' sizes: grown to the end of each chunk, a body of many small
+// chunks would be copied at every one.
+func readChunked(br *bufio.Reader, b []byte, max int, hold AnswerHold) ([]byte, error) {
+	limit := math.MaxInt
+	if max > 0 {
+		limit = max
+	}
 	for {
 		n, err := chunkSize(br)
 		if err != nil || n == 0 {
@@ -341,7 +373,7 @@ func readChunked(br *bufio.Reader, b []byte, max int) ([]byte, error) {
 		if max > 0 && len(b)+n > max {
 			return b, fasthttp.ErrBodyTooLarge
 		}
-		if b, err = readSized(br, b, n); err != nil {
+		if b, err = readSized(br, b, n, limit, hold); err != nil {
 			return b, err
 		}
 		if err := chunkEnd(br); err != nil {
@@ -439,10 +471,19 @@ const minBodyRoom = 4 << 10
 
 // growBody gives b, which is full, room for more: to twice its capacity (minBodyRoom
 // at least), at most limit bytes in all. Doubling copies each byte of a body about
-// once, and keeps what a body holds under twice what came of it.
-func growBody(b []byte, limit int) []byte {
+// once, and keeps what a body holds under twice what came of it. A buffer past
+// maxPooledBuffer is first counted against hold, when set, in place of the one it
+// replaces: one hold has no room for is ErrAnswerNoRoom, b returned as it was.
+func growBody(b []byte, limit int, hold AnswerHold) ([]byte, error) {
 	n := min(max(2*cap(b), minBodyRoom), limit)
-	return slices.Grow(b, n-len(b))
+	if hold != nil && n > maxPooledBuffer && !hold.HoldAnswer(n) {
+		return b, ErrAnswerNoRoom
+	}
+	// Made to measure: its capacity is what hold counted, where append's growth
+	// would round it up.
+	nb := make([]byte, len(b), n)
+	copy(nb, b)
+	return nb, nil
 }
 
 // streamBody gives resp, whose header was read from br, its body as a stream: the
