@@ -95,10 +95,11 @@ type ServerConfig struct {
 	Listen       string `yaml:"listen"`
 	AdminListen  string `yaml:"admin_listen"`
 	MaxBodyBytes Size   `yaml:"max_body_bytes"`
-	// MaxBufferedBytes bounds the request bodies held in memory, all requests
-	// together (the buffers of those over 64 KiB): a body that would pass it gets 503
-	// overloaded. Left out: 1GiB, or half the Go runtime's memory limit when that is
-	// less, and never under MaxBodyBytes.
+	// MaxBufferedBytes bounds the request bodies and the upstream answers held in
+	// memory, all requests together (the buffers of those over 64 KiB; an answer's
+	// until it is written to its client): a body or an answer that would pass it gets
+	// 503 overloaded. Left out: 1GiB, or half the Go runtime's memory limit when that
+	// is less, and never under MaxBodyBytes.
 	MaxBufferedBytes Size          `yaml:"max_buffered_bytes"`
 	ShutdownGrace    time.Duration `yaml:"shutdown_grace"`
 	ReadTimeout      time.Duration `yaml:"read_timeout"`

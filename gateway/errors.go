@@ -44,7 +44,7 @@ var (
 	errUpstreamSlow   = apiError{504, "server_error", "upstream_timeout", "", "The upstream model server did not answer in time."}
 	errInternal       = apiError{500, "server_error", "internal_error", "", "The gateway failed to handle the request."}
 	errShuttingDown   = apiError{503, "server_error", "shutting_down", "", "The gateway is shutting down; retry on another replica."}
-	errOverloaded     = apiError{503, "server_error", "overloaded", "", "The gateway holds as many request bodies as it may at once; retry shortly."}
+	errOverloaded     = apiError{503, "server_error", "overloaded", "", "The gateway holds as many request bodies and upstream answers in memory as it may at once; retry shortly."}
 	errUpstreamBusy   = apiError{503, "server_error", "upstream_overloaded", "", "Every upstream replica is at its concurrency limit; retry shortly."}
 	errNoTarget       = apiError{503, "server_error", "no_healthy_upstream", "", "No upstream replica is in service for this model."}
 	errUnsupportedOp  = apiError{400, "invalid_request_error", "unsupported_operation", "model", "This backend does not support the operation."}

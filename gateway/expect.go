@@ -79,14 +79,14 @@ func (s *Server) expectContinue(ctx *fasthttp.RequestCtx) int {
 }
 
 // bodyRoom invites an API call's body, or refuses it 503 overloaded when its
-// Content-Length, over 64 KiB, would take the request bodies held past
+// Content-Length, over 64 KiB, would take the request bodies and answers held past
 // server.max_buffered_bytes as they are now (holdBody would refuse it as it
 // arrived or once read, the upload wasted): read, it holds its buffer, grown to the
 // Content-Length, and the copy sent upstream, twice its length. A body alone is
 // always invited.
 func (s *Server) bodyRoom(ctx *fasthttp.RequestCtx, rt *runtime) int {
 	n := ctx.Request.Header.ContentLength()
-	if held := s.bodyBytes.Load(); n > maxPooledBuffer && held > 0 && held+int64(readHold(n, n)) > rt.maxBuffered {
+	if held := s.buffered(); n > maxPooledBuffer && held > 0 && held+int64(readHold(n, n)) > rt.maxBuffered {
 		closeLingering(ctx)
 		r := s.ownRequest(ctx)
 		r.fail(ctx, r.overloaded(ctx))

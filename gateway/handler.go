@@ -107,6 +107,11 @@ type request struct {
 	// the upstream's copy (and of spliceBuf once an invocation's body is spliced into
 	// it); 0 for none.
 	bodyHeld int
+	// ansHeld is what the answer in the request's response takes against
+	// server.max_buffered_bytes (HoldAnswer, holdAnswerBody): its buffer while an
+	// upstream's answer is read whole, then the body the client is to get, until
+	// that is handed to fasthttp to write (finish); 0 for none.
+	ansHeld int
 	// bodyBuf holds the body read from the client (readBody), spliceBuf an MLflow
 	// invocation's body with its model spliced in (invocationBody), nameBuf an
 	// endpoint name read from the request's path (pathName).
@@ -281,6 +286,7 @@ func pooled(b []byte) []byte {
 func (r *request) release() {
 	rt := r.rt
 	r.dropBodyHold()
+	r.holdAnswerBody(nil)
 	if r.kept != nil {
 		fasthttp.ReleaseResponse(r.kept)
 	}
@@ -689,9 +695,10 @@ func bodyCap(c, bound int) int {
 
 // holdBody counts a body buffer of capacity n against server.max_buffered_bytes in
 // place of the one it replaces, and reports false, counting nothing, when that would
-// take the bytes every request holds past it. Only buffers over maxPooledBuffer
-// count: smaller ones are the request's own pooled buffers, bounded by the requests
-// in flight, and their bodies touch no shared counter.
+// take the bytes every request holds (bodies and answers, buffered) past it. Only
+// buffers over maxPooledBuffer count: smaller ones are the request's own pooled
+// buffers, bounded by the requests in flight, and their bodies touch no shared
+// counter.
 func (r *request) holdBody(n int) bool {
 	if n <= maxPooledBuffer {
 		return true
@@ -699,7 +706,7 @@ func (r *request) holdBody(n int) bool {
 	// A body alone is always taken (the bound is at least max_body_bytes, but a
 	// chunked body's buffer may be one byte over that).
 	d := int64(n - r.bodyHeld)
-	if t := r.s.bodyBytes.Add(d); t > r.rt.maxBuffered && t != int64(n) {
+	if t := r.s.bodyBytes.Add(d) + r.s.answerBytes.Load(); t > r.rt.maxBuffered && t != int64(n+r.ansHeld) {
 		r.s.bodyBytes.Add(-d)
 		return false
 	}
@@ -1444,6 +1451,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		Header:        &ctx.Request.Header,
 		Client:        &r.hang,
 		Tenants:       r,
+		Hold:          r,
 		// MLflow streams completions in its own chunk form.
 		DeltaText: invoked,
 	}
@@ -1679,6 +1687,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				r.keepAnswer(&ctx.Response)
 			}
 			ctx.Response.Reset()
+			r.holdAnswerBody(nil)
 		}
 		if r.s.cut.Load() {
 			// shutdown_grace ran out (cutOpen): nothing more goes upstream.
@@ -1730,6 +1739,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			}
 		}
 		err := b.Send(&r.call, &ctx.Response, &r.res)
+		r.holdAnswerBody(&ctx.Response)
 		r.queued += r.res.Queued
 		r.call.Sent, r.sentReq.Span = nil, nil
 		r.obsRoute = t.Route
@@ -1776,6 +1786,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			var ue *providers.UpstreamError
 			if errors.As(last, &ue) {
 				r.kept.CopyTo(&ctx.Response)
+				r.holdAnswerBody(&ctx.Response)
 				if i == total-1 {
 					r.passUpstreamError(ctx, ue)
 					return nil
@@ -1899,6 +1910,12 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				return nil
 			}
 			continue
+		}
+		if errors.Is(err, providers.ErrAnswerNoRoom) {
+			// The gateway's own bound: another attempt would have an upstream
+			// generate the answer again, to find no more room.
+			r.setHeaders(ctx)
+			return r.refuseAnswer(ctx)
 		}
 		if errors.Is(err, providers.ErrUnsupported) {
 			// The upstream turned out to lack the operation (a token count on a
@@ -2919,9 +2936,16 @@ func (r *request) endStream(werr error) error {
 	return err
 }
 
-// finish records a request answered within the handler and releases it.
+// finish records a request answered within the handler and releases it. An upstream
+// answer held against server.max_buffered_bytes stays held until fasthttp has
+// written it (holdUntilWritten).
 func (r *request) finish(ctx *fasthttp.RequestCtx, status int) {
 	sendDeadline(ctx, r.answeredAt(), len(ctx.Response.Body()))
+	if r.ansHeld > 0 {
+		// What the client gets now: the answer, or an error that replaced it.
+		r.holdAnswerBody(&ctx.Response)
+		r.holdUntilWritten(&ctx.Response)
+	}
 	r.setRequestIDHeader(&ctx.Response.Header)
 	r.setCacheHeader(&ctx.Response.Header)
 	r.record(status)

@@ -441,7 +441,7 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 	r.forwardRequestID(&ctx.Request.Header)
 	// Watched as a call's upstream wait is: a client that hangs up aborts it (499), and
 	// so does the shutdown once shutdown_grace runs out (503 shutting_down).
-	r.call = providers.Call{Kind: providers.Responses, Header: &ctx.Request.Header, Client: &r.hang}
+	r.call = providers.Call{Kind: providers.Responses, Header: &ctx.Request.Header, Client: &r.hang, Hold: r}
 	r.hang.conn, r.hang.s, r.hang.id = ctx.Conn(), r.s, ctx.ConnID()
 	if cap(r.spliceBuf) == 0 {
 		r.spliceBuf = getBodyBuf()
@@ -457,6 +457,7 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		r.call.Traced = tracing.Inject(actx, &ctx.Request.Header)
 	}
 	err := t.b.Forward(t.i, &r.call, ctx.Method(), path, ctx.URI().QueryString(), &ctx.Response, &r.res)
+	r.holdAnswerBody(&ctx.Response)
 	r.attempts = 1
 	gone := errors.Is(err, providers.ErrClientGone)
 	cut := gone && r.s.cut.Load()
@@ -475,6 +476,9 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 	case upstream:
 		r.errKind = "upstream_" + strconv.Itoa(ue.Status)
 		r.passUpstreamError(ctx, ue)
+	case errors.Is(err, providers.ErrAnswerNoRoom):
+		r.fail(ctx, r.refuseAnswer(ctx))
+		return
 	case err != nil:
 		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
 			slog.String("request_id", string(r.reqID)), slog.String("backend", r.backend),

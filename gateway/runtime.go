@@ -46,8 +46,8 @@ type runtime struct {
 	keys     map[[sha256.Size]byte]*clientKey
 	authKeys bool
 	maxBody  int
-	// maxBuffered is server.max_buffered_bytes: the most the request bodies held
-	// may take, all requests together (holdBody).
+	// maxBuffered is server.max_buffered_bytes: the most the request bodies and the
+	// upstream answers held may take, all requests together (holdBody, HoldAnswer).
 	maxBuffered int64
 	// models is the /v1/models body for callers that may use every endpoint.
 	models []byte

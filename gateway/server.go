@@ -106,8 +106,10 @@ type Server struct {
 	// stops waiting for when the grace runs out.
 	handling atomic.Int64
 	// bodyBytes is the capacity of the request body buffers held over 64 KiB, all
-	// requests and configs together (holdBody), bounded by server.max_buffered_bytes.
-	bodyBytes atomic.Int64
+	// requests and configs together (holdBody), and answerBytes that of the upstream
+	// answers held whole (HoldAnswer), bounded together by server.max_buffered_bytes
+	// (buffered).
+	bodyBytes, answerBytes atomic.Int64
 	// waits lists the client watches running (clientWatch: requests waiting in a
 	// backend's queue, for an upstream's answer, out a retry's pause), for cutWaits
 	// to end, in shards so that requests on many cores do not queue on one lock.
@@ -1911,9 +1913,9 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// bodyLoad is the request bodies' load, for a scrape.
+// bodyLoad is the load of the request bodies and answers held, for a scrape.
 func (s *Server) bodyLoad() metrics.BodyLoad {
-	l := metrics.BodyLoad{Held: s.bodyBytes.Load()}
+	l := metrics.BodyLoad{Held: s.bodyBytes.Load(), Answers: s.answerBytes.Load()}
 	if rt := s.rt.Load(); rt != nil {
 		l.Limit = rt.maxBuffered
 	}
