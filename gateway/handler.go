@@ -727,9 +727,9 @@ func (r *request) refuseBody(ctx *fasthttp.RequestCtx, b []byte) *apiError {
 	return r.overloaded(ctx)
 }
 
-// overloadWait is the wait a 503 overloaded asks for: the bodies held are let go as
-// their requests end, which nothing predicts, so a second, as a concurrency cap's 429
-// says.
+// overloadWait is the wait a 503 overloaded asks for: the bodies and answers held
+// are let go as their requests end, which nothing predicts, so a second, as a
+// concurrency cap's 429 says.
 const overloadWait = time.Second
 
 // overloaded is 503 overloaded, its wait set on ctx's answer as a limit's 429 has it:
