@@ -400,11 +400,8 @@ func appendBridgeRequest(dst, body []byte, r *respRequest, model []byte, stream,
 	dst = append(dst, model...)
 	dst = append(dst, `,"messages":[`...)
 	w := msgWriter{dst: dst, plain: r.plainHistory}
-	if r.instructions != nil && len(r.instructions) > 2 {
-		w.sep()
-		w.dst = append(w.dst, `{"role":"system","content":`...)
-		w.dst = append(w.dst, r.instructions...)
-		w.dst = append(w.dst, '}')
+	if rerr = w.system(r.instructions, r.input); rerr != nil {
+		return w.dst, sp, rerr, false
 	}
 	if rerr = w.input(r.input); rerr != nil {
 		return w.dst, sp, rerr, false
@@ -536,6 +533,122 @@ func (w *msgWriter) close() {
 	}
 	w.dst = append(w.dst, '}')
 	w.open, w.calls = false, false
+}
+
+// A developer message has no place in most chat templates: vLLM hands the role to
+// the model's template as it came, and Qwen3's leaves the message out without a
+// word, Qwen3.5's and later refuse it ("Unexpected message role."), Llama 3.1's
+// writes a header the model was never trained on. Nor has a second system message,
+// or one after the first turn: Qwen3.5's template refuses it ("System message must
+// be at the beginning."), Mistral's and Gemma's too. Codex CLI sends both, its
+// permissions in developer messages beside instructions, and more of them as the
+// session's settings change. So, as vLLM's own Responses API serving folds them,
+// instructions and the text of every system and developer message of input, in
+// their order, make one system message that opens the chat messages, each after an
+// empty line; a developer message later in the conversation is read from the start.
+
+// system writes the system message: instructions (a raw JSON string, nil when
+// absent) and the text of input's system and developer messages; none when all of
+// it is empty.
+func (w *msgWriter) system(instructions, input []byte) *requestError {
+	at := len(w.dst)
+	w.dst = append(w.dst, `{"role":"system","content":"`...)
+	text := len(w.dst)
+	if jsonscan.IsString(instructions) {
+		w.dst = append(w.dst, instructions[1:len(instructions)-1]...)
+	}
+	var a jsonscan.Array
+	if a.Reset(input) {
+		for i := 0; ; i++ {
+			item, ok := a.Next()
+			if !ok {
+				break
+			}
+			var typ, role, content []byte
+			var it jsonscan.Iter
+			if it.Reset(item) != nil {
+				// item refuses it.
+				continue
+			}
+			var buf keyBuf
+			for {
+				k, v, ok := it.Next()
+				if !ok {
+					break
+				}
+				if jsonscan.IsNull(v) {
+					v = nil
+				}
+				switch string(keyName(k, &buf)) {
+				case "type":
+					typ = v
+				case "role":
+					role = v
+				case "content":
+					content = v
+				}
+			}
+			if typ != nil && !isString(typ, "message") || !isString(role, "system") && !isString(role, "developer") || content == nil {
+				continue
+			}
+			var rerr *requestError
+			if w.dst, rerr = appendInstructionText(w.dst, content, i, len(w.dst) > text); rerr != nil {
+				return rerr
+			}
+		}
+	}
+	if len(w.dst) == text {
+		w.dst = w.dst[:at]
+		return nil
+	}
+	w.dst = append(w.dst, `"}`...)
+	w.n++
+	return nil
+}
+
+// appendInstructionText appends the text of a system or developer message's content (a
+// string, or text parts joined by a newline) to the inside of a JSON string, after
+// an empty line when joined; a chat system message holds text only.
+func appendInstructionText(dst, content []byte, i int, joined bool) ([]byte, *requestError) {
+	if jsonscan.IsString(content) {
+		if len(content) > 2 {
+			if joined {
+				dst = append(dst, `\n\n`...)
+			}
+			dst = append(dst, content[1:len(content)-1]...)
+		}
+		return dst, nil
+	}
+	var a jsonscan.Array
+	if !a.Reset(content) {
+		return dst, badRequest(itemField(i, ".content"), itemField(i, ".content")+" must be a string or a list of content parts.")
+	}
+	n := 0
+	for j := 0; ; j++ {
+		p, ok := a.Next()
+		if !ok {
+			return dst, nil
+		}
+		typ, _ := jsonscan.Field(p, "type")
+		if !isString(typ, "input_text") && !isString(typ, "output_text") {
+			return dst, badRequest(partParam(i, ".content", j, ".type"), partParam(i, ".content", j, ".type")+" is not supported in a system or developer message: this model is served through a chat completions API, whose system message holds text only.")
+		}
+		t, _ := jsonscan.Field(p, "text")
+		if !jsonscan.IsString(t) {
+			return dst, badRequest(partParam(i, ".content", j, ".text"), partParam(i, ".content", j, ".text")+" must be a string.")
+		}
+		if len(t) == 2 {
+			continue
+		}
+		switch {
+		case n > 0:
+			dst = append(dst, `\n`...)
+		case joined:
+			dst = append(dst, `\n\n`...)
+		}
+		dst = append(dst, t[1:len(t)-1]...)
+		n++
+	}
 }
 
 // input writes the messages of input, a string or a list of items.
@@ -702,6 +815,10 @@ func (w *msgWriter) message(m *inputItem, i int) *requestError {
 	}
 	if m.content == nil {
 		return badRequest(itemField(i, ".content"), itemField(i, ".content")+" is required.")
+	}
+	if role == "system" || role == "developer" {
+		// In the system message (msgWriter.system).
+		return nil
 	}
 	w.close()
 	w.sep()

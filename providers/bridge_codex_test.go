@@ -34,7 +34,7 @@ func TestBridgeCodexRequest(t *testing.T) {
 		t.Fatalf("refused: %s: %s", rerr.param, rerr.msg)
 	}
 	sameJSONText(t, got, `{"model":"chat","messages":[`+
-		`{"role":"developer","content":"<permissions instructions>read-only</permissions instructions>"},`+
+		`{"role":"system","content":"<permissions instructions>read-only</permissions instructions>"},`+
 		`{"role":"user","content":"<environment_context>\n  <cwd>/work</cwd>\n</environment_context>"},`+
 		`{"role":"user","content":"Say hello"}],`+
 		`"tools":[{"type":"function","function":{"name":"exec_command","description":"Runs a command in a PTY.","parameters":{"type":"object","properties":{"cmd":{"type":"string"}},"required":["cmd"],"additionalProperties":false},"strict":false}},`+

@@ -47,7 +47,7 @@ func TestBridgeRequest(t *testing.T) {
 				`{"type":"message","role":"user","content":[{"type":"input_text","text":"Look"},{"type":"input_image","image_url":"https://x/y.png","detail":"low"}]},` +
 				`{"type":"message","role":"assistant","id":"msg_1","status":"completed","content":[{"type":"output_text","text":"A cat.","annotations":[]}]},` +
 				`{"role":"user","content":[{"type":"input_text","text":"More"}]}]}`,
-			`{"model":"chat","messages":[{"role":"developer","content":"Rules."},` +
+			`{"model":"chat","messages":[{"role":"system","content":"Rules."},` +
 				`{"role":"user","content":[{"type":"text","text":"Look"},{"type":"image_url","image_url":{"url":"https://x/y.png","detail":"low"}}]},` +
 				`{"role":"assistant","content":"A cat."},{"role":"user","content":"More"}]}`, false},
 		{"image by file_id, file, audio",
