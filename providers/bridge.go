@@ -223,6 +223,8 @@ type respRequest struct {
 	temperature, topP, user, safety, metadata, tier, cacheKey, topLogprobs           []byte
 	prevID, conversation, prompt                                                     []byte
 	background                                                                       bool
+	// moreTools is set when input has an additional_tools item.
+	moreTools bool
 	// plainHistory is set for a backend whose chat API takes no thinking_blocks (all
 	// but Anthropic's translation): reasoning items are left out whole.
 	plainHistory bool
@@ -245,7 +247,7 @@ var (
 	errBridgeFmtT   = badRequest("text.format.type", "text.format.type must be text, json_object or json_schema.")
 	errBridgeName   = badRequest("text.format.name", "text.format.name is required for a json_schema format.")
 	errBridgeSchem  = badRequest("text.format.schema", "text.format.schema must be a JSON schema object.")
-	errBridgeTC     = badRequest("tool_choice", "tool_choice must be auto, none, required or {\"type\":\"function\",\"name\":...}: this model is served through a chat completions API, which can force a function tool only.")
+	errBridgeTC     = badRequest("tool_choice", "tool_choice must be auto, none, required, {\"type\":\"function\",\"name\":...} or {\"type\":\"custom\",\"name\":...}: this model is served through a chat completions API, which can force a function or custom tool only.")
 	errBridgeWS2    = badRequest("tools", "Only one web search tool may be given.")
 )
 
@@ -403,6 +405,7 @@ func appendBridgeRequest(dst, body []byte, r *respRequest, model []byte, stream,
 	if rerr = w.system(r.instructions, r.input); rerr != nil {
 		return w.dst, sp, rerr, false
 	}
+	r.moreTools = w.moreTools
 	if rerr = w.input(r.input); rerr != nil {
 		return w.dst, sp, rerr, false
 	}
@@ -412,11 +415,11 @@ func appendBridgeRequest(dst, body []byte, r *respRequest, model []byte, stream,
 	dst = append(w.dst, ']')
 	var ws []byte
 	allow := bridgeAllowed(r.toolChoice)
-	if dst, ws, rerr = appendBridgeTools(dst, r.tools, allow); rerr != nil {
+	if dst, ws, rerr = appendBridgeTools(dst, r, allow); rerr != nil {
 		return dst, sp, rerr, false
 	}
 	if r.toolChoice != nil {
-		if dst, rerr = appendBridgeToolChoice(dst, r.toolChoice, r.tools); rerr != nil {
+		if dst, rerr = appendBridgeToolChoice(dst, r.toolChoice, r); rerr != nil {
 			return dst, sp, rerr, false
 		}
 	}
@@ -514,6 +517,8 @@ type msgWriter struct {
 	thinking *[]byte
 	// plain leaves reasoning items out whole (respRequest.plainHistory).
 	plain bool
+	// moreTools is set by system when input has an additional_tools item.
+	moreTools bool
 }
 
 func (w *msgWriter) sep() {
@@ -587,6 +592,10 @@ func (w *msgWriter) system(instructions, input []byte) *requestError {
 				case "content":
 					content = v
 				}
+			}
+			if isString(typ, "additional_tools") {
+				w.moreTools = true
+				continue
 			}
 			if typ != nil && !isString(typ, "message") || !isString(role, "system") && !isString(role, "developer") || content == nil {
 				continue
@@ -681,7 +690,7 @@ func (w *msgWriter) input(input []byte) *requestError {
 // inputItem is what the bridge reads of an input item; raw values, nil when absent or
 // null.
 type inputItem struct {
-	typ, role, content, callID, name, namespace, args, output, encrypted []byte
+	typ, role, content, callID, name, namespace, args, output, encrypted, input []byte
 }
 
 func itemField(i int, rest string) string { return "input[" + strconv.Itoa(i) + "]" + rest }
@@ -721,19 +730,24 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 			m.output = v
 		case "encrypted_content":
 			m.encrypted = v
+		case "input":
+			m.input = v
 		}
 	}
 	switch {
 	case m.typ == nil || isString(m.typ, "message"):
 		return w.message(&m, i)
-	case isString(m.typ, "function_call"):
+	case isString(m.typ, "function_call"), isString(m.typ, "custom_tool_call"):
+		custom := isString(m.typ, "custom_tool_call")
 		switch {
 		case !jsonscan.IsString(m.callID):
 			return badRequest(itemField(i, ".call_id"), itemField(i, ".call_id")+" must be a string.")
 		case !jsonscan.IsString(m.name):
 			return badRequest(itemField(i, ".name"), itemField(i, ".name")+" must be a string.")
-		case !jsonscan.IsString(m.args):
+		case !custom && !jsonscan.IsString(m.args):
 			return badRequest(itemField(i, ".arguments"), itemField(i, ".arguments")+" must be a string.")
+		case custom && !jsonscan.IsString(m.input):
+			return badRequest(itemField(i, ".input"), itemField(i, ".input")+" must be a string.")
 		case m.namespace != nil && !jsonscan.IsString(m.namespace):
 			return badRequest(itemField(i, ".namespace"), itemField(i, ".namespace")+" must be a string.")
 		}
@@ -759,10 +773,23 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 			w.dst = append(w.dst, m.name...)
 		}
 		w.dst = append(w.dst, `,"arguments":`...)
-		w.dst = append(w.dst, m.args...)
+		if custom {
+			// The call of the function the custom tool went up as (bridge_custom.go).
+			w.dst = appendInputArguments(w.dst, m.input)
+		} else {
+			w.dst = append(w.dst, m.args...)
+		}
 		w.dst = append(w.dst, "}}"...)
 		return nil
-	case isString(m.typ, "function_call_output"):
+	case isString(m.typ, "additional_tools"):
+		// Tools "made available at this item": its tools went into the request's
+		// (appendBridgeTools), as chat has tools for the whole request only. The
+		// answer, the item after the whole input, may call any of them either way.
+		if m.role != nil && !isString(m.role, "developer") {
+			return badRequest(itemField(i, ".role"), itemField(i, ".role")+" must be developer.")
+		}
+		return nil
+	case isString(m.typ, "function_call_output"), isString(m.typ, "custom_tool_call_output"):
 		if !jsonscan.IsString(m.callID) {
 			return badRequest(itemField(i, ".call_id"), itemField(i, ".call_id")+" must be a string.")
 		}
@@ -792,8 +819,9 @@ func (w *msgWriter) item(raw []byte, i int) *requestError {
 		return nil
 	}
 	// item_reference names a stored item, and built-in tool calls (web_search_call,
-	// file_search_call, computer_call, mcp_*, ...) have no chat form.
-	return badRequest(itemField(i, ".type"), itemField(i, ".type")+" is not supported: this model is served through a chat completions API, which takes messages, function_call, function_call_output and reasoning items only.")
+	// file_search_call, computer_call, tool_search_call, mcp_*, ...) have no chat
+	// form.
+	return badRequest(itemField(i, ".type"), itemField(i, ".type")+" is not supported: this model is served through a chat completions API, which takes messages, function and custom tool calls and their outputs, reasoning and additional_tools items only.")
 }
 
 // message writes a message item.
@@ -1171,35 +1199,81 @@ func appendChatPart(dst, raw []byte, i int, field string, j int) ([]byte, *reque
 
 // bridgeTool is what the bridge reads of a tool; raw values, nil when absent or null.
 type bridgeTool struct {
-	typ, name, description, parameters, strict, size, location, filters, tools []byte
+	typ, name, description, parameters, strict, size, location, filters, tools, format []byte
 }
 
-// appendBridgeTools appends chat's tools for the Responses API's: a function tool
-// ({"type":"function","name",...}) as chat's ({"type":"function","function":{...}}).
-// The web search tool (web_search, web_search_preview) is returned for
-// appendWebSearchOptions; any other built-in tool is refused.
+// appendBridgeTools appends chat's tools for the Responses API request r's: a function
+// tool ({"type":"function","name",...}) as chat's ({"type":"function","function":
+// {...}}), a custom tool as a function taking its input as a string
+// (appendCustomChatTool), a namespace's as functions named for it (appendNamespaced).
+// The tools of input's additional_tools items join them. The web search tool
+// (web_search, web_search_preview) is returned for appendWebSearchOptions; any other
+// built-in tool is refused.
 //
 // With allow, the tools of a tool_choice of type allowed_tools (bridgeAllowed), only the
 // tools it names go up, every one still checked: chat has no such choice, and a model
 // sent no other tool can call no other.
-func appendBridgeTools(dst, tools, allow []byte) (out, ws []byte, rerr *requestError) {
-	if tools == nil {
-		return dst, nil, nil
-	}
-	var a jsonscan.Array
-	if !a.Reset(tools) {
-		return dst, nil, errBridgeTools
-	}
+func appendBridgeTools(dst []byte, r *respRequest, allow []byte) (out, ws []byte, rerr *requestError) {
 	n := 0
+	if r.tools != nil {
+		var a jsonscan.Array
+		if !a.Reset(r.tools) {
+			return dst, nil, errBridgeTools
+		}
+		if dst, rerr = appendToolList(dst, a, -1, allow, &n, &ws); rerr != nil {
+			return dst, nil, rerr
+		}
+	}
+	if r.moreTools {
+		var items jsonscan.Array
+		items.Reset(r.input)
+		for i := 0; ; i++ {
+			item, ok := items.Next()
+			if !ok {
+				break
+			}
+			if typ, _ := jsonscan.Field(item, "type"); !isString(typ, "additional_tools") {
+				continue
+			}
+			list, _ := jsonscan.Field(item, "tools")
+			var a jsonscan.Array
+			if !a.Reset(list) {
+				return dst, nil, badRequest(itemField(i, ".tools"), itemField(i, ".tools")+" must be a list of tools.")
+			}
+			if dst, rerr = appendToolList(dst, a, i, allow, &n, nil); rerr != nil {
+				return dst, nil, rerr
+			}
+		}
+	}
+	if n > 0 {
+		dst = append(dst, ']')
+	}
+	return dst, ws, nil
+}
+
+// listField names member rest of tool j of a list of tools: the request's tools (item
+// -1), or input item's (additional_tools).
+func listField(item, j int, rest string) string {
+	if item < 0 {
+		return toolField(j, rest)
+	}
+	return itemField(item, ".tools["+strconv.Itoa(j)+"]"+rest)
+}
+
+// appendToolList appends the chat tools for the list of tools a (appendBridgeTools), of
+// input item item (-1 for the request's tools), n of which are written already. The
+// web search tool goes into ws; ws nil refuses it, in an additional_tools item: the
+// bound of a call's web search spend (responsesWebSearch) reads the request's tools.
+func appendToolList(dst []byte, a jsonscan.Array, item int, allow []byte, n *int, ws *[]byte) ([]byte, *requestError) {
 	for j := 0; ; j++ {
 		raw, ok := a.Next()
 		if !ok {
-			break
+			return dst, nil
 		}
 		var t bridgeTool
 		var it jsonscan.Iter
 		if it.Reset(raw) != nil {
-			return dst, nil, badRequest(toolField(j, ""), toolField(j, "")+" must be an object.")
+			return dst, badRequest(listField(item, j, ""), listField(item, j, "")+" must be an object.")
 		}
 		var buf keyBuf
 		for {
@@ -1229,16 +1303,18 @@ func appendBridgeTools(dst, tools, allow []byte) (out, ws []byte, rerr *requestE
 				t.filters = v
 			case "tools":
 				t.tools = v
+			case "format":
+				t.format = v
 			}
 		}
 		switch {
 		case isString(t.typ, "namespace"):
 			if !jsonscan.IsString(t.name) {
-				return dst, nil, badRequest(toolField(j, ".name"), toolField(j, ".name")+" must be a string.")
+				return dst, badRequest(listField(item, j, ".name"), listField(item, j, ".name")+" must be a string.")
 			}
 			var fn jsonscan.Array
 			if !fn.Reset(t.tools) {
-				return dst, nil, badRequest(toolField(j, ".tools"), toolField(j, ".tools")+" must be a list of tools.")
+				return dst, badRequest(listField(item, j, ".tools"), listField(item, j, ".tools")+" must be a list of tools.")
 			}
 			for k := 0; ; k++ {
 				raw, ok := fn.Next()
@@ -1247,60 +1323,90 @@ func appendBridgeTools(dst, tools, allow []byte) (out, ws []byte, rerr *requestE
 				}
 				typ, _ := jsonscan.Field(raw, "type")
 				name, _ := jsonscan.Field(raw, "name")
-				field := ".tools[" + strconv.Itoa(k) + "]"
+				custom := isString(typ, "custom")
 				switch {
-				case !isString(typ, "function"):
-					return dst, nil, badRequest(toolField(j, field+".type"), toolField(j, field+".type")+" is not supported: this model is served through a chat completions API, which takes function tools only in a namespace.")
+				case !custom && !isString(typ, "function"):
+					f := listField(item, j, ".tools["+strconv.Itoa(k)+"].type")
+					return dst, badRequest(f, f+" is not supported: this model is served through a chat completions API, which takes function and custom tools only in a namespace.")
 				case !jsonscan.IsString(name):
-					return dst, nil, badRequest(toolField(j, field+".name"), toolField(j, field+".name")+" must be a string.")
+					f := listField(item, j, ".tools["+strconv.Itoa(k)+"].name")
+					return dst, badRequest(f, f+" must be a string.")
 				case allow != nil:
-					// allowed_tools names functions by name alone, none of a namespace.
+					// allowed_tools names tools by name alone, none of a namespace.
 					continue
 				}
 				desc, _ := jsonscan.Field(raw, "description")
-				params, _ := jsonscan.Field(raw, "parameters")
-				strict, _ := jsonscan.Field(raw, "strict")
-				dst = appendChatTool(dst, n, t.name, name, nonNull(desc), nonNull(params), nonNull(strict))
-				n++
+				if custom {
+					format, _ := jsonscan.Field(raw, "format")
+					syntax, def, ok := customFormat(nonNull(format))
+					if !ok {
+						f := listField(item, j, ".tools["+strconv.Itoa(k)+"].format")
+						return dst, badRequest(f, f+errCustomFormat)
+					}
+					dst = appendCustomChatTool(dst, *n, t.name, name, nonNull(desc), syntax, def)
+				} else {
+					params, _ := jsonscan.Field(raw, "parameters")
+					strict, _ := jsonscan.Field(raw, "strict")
+					dst = appendChatTool(dst, *n, t.name, name, nonNull(desc), nonNull(params), nonNull(strict))
+				}
+				*n++
 			}
-		case isString(t.typ, "function"):
+		case isString(t.typ, "function"), isString(t.typ, "custom"):
 			if !jsonscan.IsString(t.name) {
-				return dst, nil, badRequest(toolField(j, ".name"), toolField(j, ".name")+" must be a string.")
+				return dst, badRequest(listField(item, j, ".name"), listField(item, j, ".name")+" must be a string.")
+			}
+			if isString(t.typ, "function") {
+				if allow != nil && !listsTool(allow, t.name) {
+					continue
+				}
+				dst = appendChatTool(dst, *n, nil, t.name, t.description, t.parameters, t.strict)
+				*n++
+				continue
+			}
+			syntax, def, ok := customFormat(t.format)
+			if !ok {
+				return dst, badRequest(listField(item, j, ".format"), listField(item, j, ".format")+errCustomFormat)
 			}
 			if allow != nil && !listsTool(allow, t.name) {
 				continue
 			}
-			dst = appendChatTool(dst, n, nil, t.name, t.description, t.parameters, t.strict)
-			n++
+			dst = appendCustomChatTool(dst, *n, nil, t.name, t.description, syntax, def)
+			*n++
 		case isWebSearchType(t.typ):
-			if ws != nil {
-				return dst, nil, errBridgeWS2
-			}
-			if t.location != nil && t.location[0] != '{' {
-				return dst, nil, badRequest(toolField(j, ".user_location"), toolField(j, ".user_location")+" must be an object.")
-			}
-			if t.filters != nil {
-				return dst, nil, badRequest(toolField(j, ".filters"), toolField(j, ".filters")+" is not supported: this model is served through a chat completions API, whose web search takes search_context_size and user_location only.")
-			}
-			if allow != nil && !listsTool(allow, nil) {
+			switch {
+			case ws == nil:
+				return dst, badRequest(listField(item, j, ".type"), listField(item, j, ".type")+" is not supported in an additional_tools item: this model is served through a chat completions API; send the web search tool in tools.")
+			case *ws != nil:
+				return dst, errBridgeWS2
+			case t.location != nil && t.location[0] != '{':
+				return dst, badRequest(listField(item, j, ".user_location"), listField(item, j, ".user_location")+" must be an object.")
+			case t.filters != nil:
+				return dst, badRequest(listField(item, j, ".filters"), listField(item, j, ".filters")+" is not supported: this model is served through a chat completions API, whose web search takes search_context_size and user_location only.")
+			case allow != nil && !listsTool(allow, nil):
 				continue
 			}
-			ws = raw
+			*ws = raw
+		case isString(t.typ, "tool_search"):
+			// Tool search loads deferred tools into the model's context as it runs:
+			// the Responses API's server searches them (execution server), or the
+			// client through tool_search_call and tool_search_output items. A chat
+			// request's tools are fixed, and a chat API runs no search and has no
+			// such items.
+			return dst, badRequest(listField(item, j, ".type"), listField(item, j, ".type")+" tool_search is not supported: this model is served through a chat completions API, which has no tool search; send the tools themselves, without defer_loading.")
 		default:
-			return dst, nil, badRequest(toolField(j, ".type"), toolField(j, ".type")+" is not supported: this model is served through a chat completions API, which takes function tools, namespaces of them and web search only.")
+			return dst, badRequest(listField(item, j, ".type"), listField(item, j, ".type")+" is not supported: this model is served through a chat completions API, which takes function and custom tools, namespaces of them and web search only.")
 		}
 	}
-	if n > 0 {
-		dst = append(dst, ']')
-	}
-	return dst, ws, nil
 }
+
+// errCustomFormat ends the refusal of a custom tool's format.
+const errCustomFormat = ` must be {"type":"text"} or {"type":"grammar","syntax":"lark" or "regex","definition":...}.`
 
 // A namespace tool groups function tools under a name (Codex CLI sends its sub-agent
 // tools so, and the function_call items calling them name the namespace beside the
 // function). Chat has no namespaces: each of its functions goes up as a function
 // named "<namespace>__<name>", as vLLM's own Responses API flattens them, and a call
-// of such a name comes back as that function of that namespace (splitNamespaced).
+// of such a name comes back as that function of that namespace (lookupCall).
 
 var strNamespaceSep = []byte("__")
 
@@ -1332,50 +1438,6 @@ func appendNamespaced(dst, ns, fn []byte) []byte {
 	dst = append(dst, ns[:len(ns)-1]...)
 	dst = append(dst, strNamespaceSep...)
 	return append(dst, fn[1:]...)
-}
-
-// splitNamespaced finds the namespaced function that name, a chat tool call's name (a
-// raw JSON string), names as appendNamespaced wrote it, among tools (the request's,
-// a JSON array): ns and fn are its namespace's and its own name, raw JSON strings in
-// tools; ok is false for a name of no namespaced function.
-func splitNamespaced(tools, name []byte) (ns, fn []byte, ok bool) {
-	if len(name) < 2 || bytes.Index(name, strNamespaceSep) < 0 {
-		return nil, nil, false
-	}
-	inner := name[1 : len(name)-1]
-	var a jsonscan.Array
-	if !a.Reset(tools) {
-		return nil, nil, false
-	}
-	for {
-		raw, more := a.Next()
-		if !more {
-			return nil, nil, false
-		}
-		typ, _ := jsonscan.Field(raw, "type")
-		n, _ := jsonscan.Field(raw, "name")
-		if !isString(typ, "namespace") || !jsonscan.IsString(n) {
-			continue
-		}
-		rest, found := bytes.CutPrefix(inner, n[1:len(n)-1])
-		if rest, found = bytes.CutPrefix(rest, strNamespaceSep); !found {
-			continue
-		}
-		list, _ := jsonscan.Field(raw, "tools")
-		var b jsonscan.Array
-		if !b.Reset(list) {
-			continue
-		}
-		for {
-			f, more := b.Next()
-			if !more {
-				break
-			}
-			if fname, _ := jsonscan.Field(f, "name"); jsonscan.IsString(fname) && bytes.Equal(fname[1:len(fname)-1], rest) {
-				return n, fname, true
-			}
-		}
-	}
 }
 
 // nonNull is raw, or nil for a JSON null.
@@ -1432,12 +1494,12 @@ func appendWebSearchOptions(dst, ws []byte) []byte {
 	return append(dst, '}')
 }
 
-// appendBridgeToolChoice appends chat's tool_choice for the Responses API's: auto, none and
-// required as they are, {"type":"function","name"} as {"type":"function","function":
-// {"name"}}, allowed_tools as auto or required by its mode (appendBridgeTools sent only
-// the tools it names, each of which must be in tools); a choice of a built-in tool is
-// refused.
-func appendBridgeToolChoice(dst, tc, tools []byte) ([]byte, *requestError) {
+// appendBridgeToolChoice appends chat's tool_choice for the Responses API request r's
+// tc: auto, none and required as they are, {"type":"function","name"} and
+// {"type":"custom","name"} as {"type":"function","function":{"name"}}, allowed_tools
+// as auto or required by its mode (appendBridgeTools sent only the tools it names,
+// each of which must be one of r's); a choice of a built-in tool is refused.
+func appendBridgeToolChoice(dst, tc []byte, r *respRequest) ([]byte, *requestError) {
 	if isString(tc, "auto") || isString(tc, "none") || isString(tc, "required") {
 		return appendRawMember(dst, "tool_choice", tc), nil
 	}
@@ -1445,11 +1507,11 @@ func appendBridgeToolChoice(dst, tc, tools []byte) ([]byte, *requestError) {
 		return dst, errBridgeTC
 	}
 	if allow := bridgeAllowed(tc); allow != nil {
-		return appendAllowedChoice(dst, tc, allow, tools)
+		return appendAllowedChoice(dst, tc, allow, r)
 	}
 	typ, _ := jsonscan.Field(tc, "type")
 	name, _ := jsonscan.Field(tc, "name")
-	if !isString(typ, "function") || !jsonscan.IsString(name) {
+	if !isString(typ, "function") && !isString(typ, "custom") || !jsonscan.IsString(name) {
 		return dst, errBridgeTC
 	}
 	dst = append(dst, `,"tool_choice":{"type":"function","function":{"name":`...)
@@ -1479,9 +1541,9 @@ func bridgeAllowed(tc []byte) []byte {
 
 var strEmptyArray = []byte("[]")
 
-// listsTool reports whether list, an array of Responses API tools (the request's, or
-// allowed_tools'), has the function name (a JSON string), or with name nil a web search
-// tool.
+// listsTool reports whether list, an array of Responses API tools (the request's, an
+// additional_tools item's, or allowed_tools'), has the function or custom tool name (a
+// JSON string), or with name nil a web search tool.
 func listsTool(list, name []byte) bool {
 	var a jsonscan.Array
 	if !a.Reset(list) {
@@ -1499,8 +1561,32 @@ func listsTool(list, name []byte) bool {
 			}
 			continue
 		}
-		if n, _ := jsonscan.Field(raw, "name"); isString(typ, "function") && jsonscan.IsString(n) && sameString(n, name) {
+		if n, _ := jsonscan.Field(raw, "name"); (isString(typ, "function") || isString(typ, "custom")) && jsonscan.IsString(n) && sameString(n, name) {
 			return true
+		}
+	}
+}
+
+// requestLists reports whether the Responses API request r has the function or custom
+// tool name (listsTool) in its tools or an additional_tools item's.
+func requestLists(r *respRequest, name []byte) bool {
+	if listsTool(r.tools, name) {
+		return true
+	}
+	if !r.moreTools || name == nil {
+		return false
+	}
+	var items jsonscan.Array
+	items.Reset(r.input)
+	for {
+		item, ok := items.Next()
+		if !ok {
+			return false
+		}
+		if typ, _ := jsonscan.Field(item, "type"); isString(typ, "additional_tools") {
+			if list, _ := jsonscan.Field(item, "tools"); listsTool(list, name) {
+				return true
+			}
 		}
 	}
 }
@@ -1514,8 +1600,9 @@ func isWebSearchType(typ []byte) bool {
 
 // appendAllowedChoice appends chat's tool_choice for allowed_tools tc, whose list is
 // allow: auto or required by its mode, after checking that each tool it names is one
-// of tools (a function by name, or web search), as the Responses API refuses any other.
-func appendAllowedChoice(dst, tc, allow, tools []byte) ([]byte, *requestError) {
+// of r's (a function or custom tool by name, or web search), as the Responses API
+// refuses any other.
+func appendAllowedChoice(dst, tc, allow []byte, r *respRequest) ([]byte, *requestError) {
 	mode, _ := jsonscan.Field(tc, "mode")
 	if !isString(mode, "auto") && !isString(mode, "required") {
 		return dst, badRequest("tool_choice.mode", "tool_choice.mode must be auto or required.")
@@ -1535,19 +1622,19 @@ func appendAllowedChoice(dst, tc, allow, tools []byte) ([]byte, *requestError) {
 		typ, _ := jsonscan.Field(raw, "type")
 		name, _ := jsonscan.Field(raw, "name")
 		switch {
-		case isString(typ, "function") && jsonscan.IsString(name):
-			if !listsTool(tools, name) {
-				return dst, badRequest(param+".name", param+".name names no function in tools.")
+		case (isString(typ, "function") || isString(typ, "custom")) && jsonscan.IsString(name):
+			if !requestLists(r, name) {
+				return dst, badRequest(param+".name", param+".name names no function or custom tool in tools.")
 			}
 			functions++
-		case isString(typ, "function"):
+		case isString(typ, "function"), isString(typ, "custom"):
 			return dst, badRequest(param+".name", param+".name must be a string.")
 		case isWebSearchType(typ):
-			if !listsTool(tools, nil) {
+			if !listsTool(r.tools, nil) {
 				return dst, badRequest(param+".type", param+" names no web search tool in tools.")
 			}
 		default:
-			return dst, badRequest(param+".type", param+".type is not supported: this model is served through a chat completions API, which takes function tools and web search only.")
+			return dst, badRequest(param+".type", param+".type is not supported: this model is served through a chat completions API, which takes function and custom tools and web search only.")
 		}
 	}
 	switch {
@@ -1645,10 +1732,13 @@ func appendTextFormat(dst, text []byte) ([]byte, *requestError) {
 type bridgeEcho struct {
 	buf     []byte
 	a, b, c int
-	// tools is where the request's tools are in buf, for splitNamespaced.
+	// tools is where the request's tools are in buf, for callName.
 	tools [2]int
 	// instructions is set when the request had instructions.
 	instructions bool
+	// more holds the tools of the request's additional_tools items, a JSON array;
+	// empty when it has none.
+	more []byte
 }
 
 var bridgeEchoPool = sync.Pool{New: func() any { return &bridgeEcho{buf: make([]byte, 0, 512)} }}
@@ -1657,26 +1747,58 @@ func (e *bridgeEcho) release() {
 	if cap(e.buf) > maxPooledBuffer {
 		e.buf = make([]byte, 0, 512)
 	}
+	e.more = trimBuf(e.more)
 	bridgeEchoPool.Put(e)
 }
 
 // toolsOf is the request's tools, a JSON array.
 func (e *bridgeEcho) toolsOf() []byte { return e.buf[e.tools[0]:e.tools[1]] }
 
-// appendCallName appends a function_call item's name, and namespace when the chat
-// call's name (a raw JSON string) names a function of a namespace tool.
-func (e *bridgeEcho) appendCallName(dst, name []byte) []byte {
-	dst = append(dst, `,"name":`...)
+// callName is what a chat call of name (a raw JSON string) comes back as: the call of
+// fn, of namespace ns (nil for none), a custom tool's call when custom is set
+// (lookupCall among the request's tools and its additional_tools items').
+func (e *bridgeEcho) callName(name []byte) (fn, ns []byte, custom bool) {
 	if !jsonscan.IsString(name) {
-		return append(dst, strEmptyString...)
+		return strEmptyString, nil, false
 	}
-	ns, fn, ok := splitNamespaced(e.toolsOf(), name)
-	if !ok {
-		return append(dst, name...)
+	if fn, ns, custom, ok := lookupCall(e.toolsOf(), name); ok {
+		return fn, ns, custom
 	}
-	dst = append(dst, fn...)
-	dst = append(dst, `,"namespace":`...)
-	return append(dst, ns...)
+	if fn, ns, custom, ok := lookupCall(e.more, name); ok {
+		return fn, ns, custom
+	}
+	return name, nil, false
+}
+
+// appendMoreTools appends the tools of input's additional_tools items, a JSON array.
+func appendMoreTools(dst, input []byte) []byte {
+	dst = append(dst, '[')
+	n := 0
+	var items jsonscan.Array
+	items.Reset(input)
+	for {
+		item, ok := items.Next()
+		if !ok {
+			return append(dst, ']')
+		}
+		if typ, _ := jsonscan.Field(item, "type"); !isString(typ, "additional_tools") {
+			continue
+		}
+		list, _ := jsonscan.Field(item, "tools")
+		var a jsonscan.Array
+		a.Reset(list)
+		for {
+			t, ok := a.Next()
+			if !ok {
+				break
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, t...)
+			n++
+		}
+	}
 }
 
 // render renders r's members.
@@ -1717,6 +1839,10 @@ func (e *bridgeEcho) render(r *respRequest) {
 	b = append(b, `,"metadata":`...)
 	b = appendCompactOr(b, r.metadata, "{}")
 	e.buf = b
+	e.more = e.more[:0]
+	if r.moreTools {
+		e.more = appendMoreTools(e.more, r.input)
+	}
 }
 
 // appendCompactOr appends raw, valid JSON, without the white space between its
@@ -2082,7 +2208,12 @@ func appendBridgeAnswer(dst, chat []byte, e *bridgeEcho, model []byte, u *Usage)
 		if len(out) > start {
 			out = append(out, ',')
 		}
-		out = appendItemID(append(out, `{"type":"function_call","id":"`...), "fc_")
+		fn, ns, custom := e.callName(name)
+		if custom {
+			out = appendItemID(append(out, `{"type":"custom_tool_call","id":"`...), "ctc_")
+		} else {
+			out = appendItemID(append(out, `{"type":"function_call","id":"`...), "fc_")
+		}
 		out = append(out, `","call_id":`...)
 		if jsonscan.IsString(id) {
 			out = append(out, id...)
@@ -2090,9 +2221,19 @@ func appendBridgeAnswer(dst, chat []byte, e *bridgeEcho, model []byte, u *Usage)
 			out = appendItemID(append(out, '"'), "call_")
 			out = append(out, '"')
 		}
-		out = e.appendCallName(out, name)
-		out = append(out, `,"arguments":`...)
-		out = appendArguments(out, args)
+		out = append(out, `,"name":`...)
+		out = append(out, fn...)
+		if ns != nil {
+			out = append(out, `,"namespace":`...)
+			out = append(out, ns...)
+		}
+		if custom {
+			out = append(out, `,"input":`...)
+			out = appendCustomInput(out, args)
+		} else {
+			out = append(out, `,"arguments":`...)
+			out = appendArguments(out, args)
+		}
 		out = append(out, `,"status":`...)
 		last = len(out)
 		out = append(out, `"completed"}`...)
@@ -2203,6 +2344,8 @@ var (
 	evReasoningDone  = []byte("response.reasoning_text.done")
 	evArgsDelta      = []byte("response.function_call_arguments.delta")
 	evArgsDone       = []byte("response.function_call_arguments.done")
+	evInputDelta     = []byte("response.custom_tool_call_input.delta")
+	evInputDone      = []byte("response.custom_tool_call_input.done")
 	evCompleted      = []byte("response.completed")
 	evIncomplete     = []byte("response.incomplete")
 	evFailed         = []byte("response.failed")
@@ -2246,11 +2389,16 @@ type streamItem struct {
 	text, anns, logprobs []byte
 	nAnns                int
 	// tool is a function call's index in the chat stream; callID and name its raw
-	// JSON strings, ns its namespace's (empty for none: splitNamespaced), args its
+	// JSON strings, ns its namespace's (empty for none: lookupCall), args its
 	// arguments (the inside of a JSON string).
 	tool             int64
 	callID, name, ns []byte
 	args             []byte
+	// custom is set for a custom tool's call: input is its input so far (the inside
+	// of a JSON string), which scan reads from args.
+	custom bool
+	input  []byte
+	scan   inputScan
 	// blocks is a reasoning item's thinking blocks, a JSON array, empty for none.
 	blocks []byte
 }
@@ -2258,7 +2406,8 @@ type streamItem struct {
 // reset empties c for the pool; a buffer one long stream grew goes with it.
 func (c *streamItem) reset() {
 	*c = streamItem{parts: trimBuf(c.parts), text: trimBuf(c.text), anns: trimBuf(c.anns), logprobs: trimBuf(c.logprobs),
-		callID: trimBuf(c.callID), name: trimBuf(c.name), ns: trimBuf(c.ns), args: trimBuf(c.args), blocks: trimBuf(c.blocks)}
+		callID: trimBuf(c.callID), name: trimBuf(c.name), ns: trimBuf(c.ns), args: trimBuf(c.args), blocks: trimBuf(c.blocks),
+		input: trimBuf(c.input)}
 }
 
 // bridgeStream is a chat completions stream read as a Responses API stream: each chat
@@ -2305,7 +2454,7 @@ func acquireBridgeStream() *bridgeStream {
 // reset readies s for the pool; a buffer one long stream grew goes with it.
 func (s *bridgeStream) reset() {
 	s.relayQueue.reset()
-	s.echo.buf = trimBuf(s.echo.buf)
+	s.echo.buf, s.echo.more = trimBuf(s.echo.buf), trimBuf(s.echo.more)
 	s.head = respHead{}
 	s.model = trimBuf(s.model)
 	s.seq, s.usage, s.hasUsage, s.reasoning, s.tier = 0, Usage{}, false, 0, ServiceTier{}
@@ -2633,13 +2782,17 @@ func (s *bridgeStream) closeCalls(n int, st respStatus) {
 	}
 	for i := range n {
 		c := &s.calls[i]
-		s.open(evArgsDone)
-		s.ref(c, false)
-		s.pend = append(s.pend, `,"arguments":"`...)
-		s.pend = append(s.pend, c.args...)
-		s.pend = append(s.pend, `","name":`...)
-		s.pend = append(s.pend, c.name...)
-		s.emit(evArgsDone, false)
+		if c.custom {
+			s.inputDone(c)
+		} else {
+			s.open(evArgsDone)
+			s.ref(c, false)
+			s.pend = append(s.pend, `,"arguments":"`...)
+			s.pend = append(s.pend, c.args...)
+			s.pend = append(s.pend, `","name":`...)
+			s.pend = append(s.pend, c.name...)
+			s.emit(evArgsDone, false)
+		}
 		switch {
 		case cut < 0 && i == n-1, cut >= 0 && !s.wholeArgs(c):
 			s.itemDone(c, st)
@@ -2693,7 +2846,11 @@ func appendItem(dst []byte, c *streamItem, st respStatus) []byte {
 		}
 		return append(dst, '}')
 	}
-	dst = append(dst, `{"type":"function_call","id":"`...)
+	if c.custom {
+		dst = append(dst, `{"type":"custom_tool_call","id":"`...)
+	} else {
+		dst = append(dst, `{"type":"function_call","id":"`...)
+	}
 	dst = append(dst, c.id[:c.idLen]...)
 	dst = append(dst, `","call_id":`...)
 	dst = append(dst, c.callID...)
@@ -2703,8 +2860,13 @@ func appendItem(dst []byte, c *streamItem, st respStatus) []byte {
 		dst = append(dst, `,"namespace":`...)
 		dst = append(dst, c.ns...)
 	}
-	dst = append(dst, `,"arguments":"`...)
-	dst = append(dst, c.args...)
+	if c.custom {
+		dst = append(dst, `,"input":"`...)
+		dst = append(dst, c.input...)
+	} else {
+		dst = append(dst, `,"arguments":"`...)
+		dst = append(dst, c.args...)
+	}
 	dst = append(dst, `","status":`...)
 	dst = append(dst, st.itemStatus()...)
 	return append(dst, '}')
@@ -2859,6 +3021,10 @@ func (s *bridgeStream) callDelta(n int64, numbered bool, id, name, args []byte) 
 		return nil
 	}
 	c.args = append(c.args, args[1:len(args)-1]...)
+	if c.custom {
+		s.inputDelta(c, args)
+		return nil
+	}
 	s.open(evArgsDelta)
 	s.ref(c, false)
 	s.pend = append(s.pend, `,"delta":`...)
@@ -2896,7 +3062,7 @@ func (s *bridgeStream) beginCall(n int64, id, name []byte) (*streamItem, error) 
 	}
 	c := &s.calls[len(s.calls)-1]
 	c.kind, c.index, c.tool = itemCall, s.nItems, n
-	c.idLen = len(appendItemID(c.id[:0], "fc_"))
+	c.custom, c.input, c.scan = false, c.input[:0], inputScan{}
 	s.nItems++
 	// A call may first appear below the highest index begun (heads sent 1, 0).
 	s.maxTool = max(s.maxTool, n)
@@ -2912,6 +3078,11 @@ func (s *bridgeStream) beginCall(n int64, id, name []byte) (*streamItem, error) 
 	} else {
 		c.name, c.ns = append(c.name[:0], strEmptyString...), c.ns[:0]
 	}
+	prefix := "fc_"
+	if c.custom {
+		prefix = "ctc_"
+	}
+	c.idLen = len(appendItemID(c.id[:0], prefix))
 	s.open(evItemAdded)
 	s.pend = append(s.pend, `,"output_index":`...)
 	s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
@@ -2922,13 +3093,67 @@ func (s *bridgeStream) beginCall(n int64, id, name []byte) (*streamItem, error) 
 }
 
 // setCallName sets call c's name from the chat call's, name, a raw JSON string: with
-// its namespace when it names a function of a namespace tool.
+// its namespace when it names a tool of a namespace tool, a custom tool's call when it
+// names one (bridgeEcho.callName).
 func (s *bridgeStream) setCallName(c *streamItem, name []byte) {
-	if ns, fn, ok := splitNamespaced(s.echo.toolsOf(), name); ok {
-		c.name, c.ns = append(c.name[:0], fn...), append(c.ns[:0], ns...)
+	fn, ns, custom := s.echo.callName(name)
+	if custom && !c.custom && len(c.args) > 0 {
+		// The name came after arguments, which went out as a function call's: the
+		// input reads them too, the item done is the custom tool's call.
+		var ok bool
+		if s.scratch, ok = jsonscan.AppendUnescape(s.scratch[:0], c.args); ok {
+			c.input = c.scan.feed(c.input, s.scratch)
+		}
+	}
+	c.name, c.ns, c.custom = append(c.name[:0], fn...), append(c.ns[:0], ns...), custom
+}
+
+// inputDelta reads the arguments piece args (a raw JSON string) of custom tool call c:
+// the piece of its input it gives goes out in response.custom_tool_call_input.delta.
+func (s *bridgeStream) inputDelta(c *streamItem, args []byte) {
+	if st := c.scan.state; st == inputOther || st == inputDone {
 		return
 	}
-	c.name, c.ns = append(c.name[:0], name...), c.ns[:0]
+	var ok bool
+	if s.scratch, ok = jsonscan.AppendUnescape(s.scratch[:0], args[1:len(args)-1]); !ok {
+		return
+	}
+	at := len(c.input)
+	c.input = c.scan.feed(c.input, s.scratch)
+	s.inputPiece(c, at)
+}
+
+// inputPiece sends c.input from at on, when there is any, in
+// response.custom_tool_call_input.delta.
+func (s *bridgeStream) inputPiece(c *streamItem, at int) {
+	if len(c.input) == at {
+		return
+	}
+	s.open(evInputDelta)
+	s.ref(c, false)
+	s.pend = append(s.pend, `,"delta":"`...)
+	s.pend = append(s.pend, c.input[at:]...)
+	s.pend = append(s.pend, '"')
+	s.emit(evInputDelta, true)
+}
+
+// inputDone ends custom tool call c's input: what the scan kept goes out, or, when
+// the arguments were not {"input":"..."}, their whole text, which no delta gave
+// before; then response.custom_tool_call_input.done.
+func (s *bridgeStream) inputDone(c *streamItem) {
+	at := len(c.input)
+	if c.scan.found() {
+		c.input = c.scan.finish(c.input)
+	} else {
+		at, c.input = 0, append(c.input[:0], c.args...)
+	}
+	s.inputPiece(c, at)
+	s.open(evInputDone)
+	s.ref(c, false)
+	s.pend = append(s.pend, `,"input":"`...)
+	s.pend = append(s.pend, c.input...)
+	s.pend = append(s.pend, '"')
+	s.emit(evInputDone, false)
 }
 
 // wholeCalls counts the calls open first whose arguments are a whole JSON value.

@@ -32,6 +32,11 @@ func FuzzBridgeRequest(f *testing.F) {
 		base64.StdEncoding.EncodeToString([]byte(`[{"type":"thinking","thinking":"t","signature":"s"},{"type":"redacted_thinking","data":"d"}]`)) +
 		`"},{"type":"message","role":"assistant","content":"a"},{"type":"reasoning","encrypted_content":"WyBd"},` +
 		`{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"r"}]}`)
+	f.Add(codexCustomTurn)
+	f.Add(`{"model":"chat","input":[{"type":"additional_tools","role":"developer","tools":[{"type":"namespace","name":"n","tools":[{"type":"custom","name":"c"}]},` +
+		`{"type":"custom","name":"p","format":{"type":"grammar","syntax":"regex","definition":"\\d+"}}]},{"role":"developer","content":"d"},{"role":"user","content":"x"},` +
+		`{"type":"custom_tool_call","call_id":"c","name":"p","input":"1\"2"},{"type":"custom_tool_call_output","call_id":"c","output":"r"}],` +
+		`"tool_choice":{"type":"custom","name":"p"}}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		var r respRequest
 		out, sp, rerr, prev := appendBridgeRequest(nil, []byte(body), &r, []byte(`"m"`), true, true)
@@ -76,9 +81,12 @@ func FuzzBridgeStream(f *testing.F) {
 	f.Add(delta(`{"tool_calls":[{"index":1,"id":"b","function":{"name":"g","arguments":""}},{"index":0,"id":"a","function":{"name":"f","arguments":"{}"}}]}`, "") + "\n" +
 		delta(`{"tool_calls":[{"index":1,"function":{"arguments":"{}"}},{"id":"c","function":{"name":"h"}}]}`, "") + "\n" + delta(`{}`, "stop") + "\n[DONE]")
 	f.Add(callChunk(0, "a", "n__f", `{}`) + "\n" + callChunk(1, "b", "n__g", `{}`) + "\n" + delta(`{}`, "tool_calls") + "\n" + usageChunk + "\n[DONE]")
+	// Custom tools' calls, their input cut inside an escape and a surrogate pair.
+	f.Add(callChunk(0, "a", "p", `{\"input\":\"a\\`) + "\n" + callChunk(0, "", "", `n\\ud83d`) + "\n" + callChunk(1, "b", "n__c", `{\"in`) + "\n" +
+		callChunk(0, "", "", `\\ude00\"}`) + "\n" + callChunk(1, "", "", `put\":\"x\"}`) + "\n" + delta(`{}`, "length") + "\n" + usageChunk + "\n[DONE]")
 	f.Fuzz(func(t *testing.T, in string) {
 		s := bridgeStreamOf(`{"model":"chat","input":"x","text":{ "format" : {"type":"text"} },`+
-			`"tools":[{"type":"namespace","name":"n","tools":[{"type":"function","name":"f"}]}]}`, strings.Split(in, "\n")...)
+			`"tools":[{"type":"namespace","name":"n","tools":[{"type":"function","name":"f"},{"type":"custom","name":"c"}]},{"type":"custom","name":"p"}]}`, strings.Split(in, "\n")...)
 		defer s.Close()
 		seq, done := -1, false
 		var items []string

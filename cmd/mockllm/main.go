@@ -61,6 +61,8 @@ Per-request headers for tests:
                             {"n":i}), streamed one call after the other;
                             "N interleaved" streams the heads, then the
                             arguments' pieces by index in turn (0, 1, 0, 1)
+  x-mock-tool-arguments: J  with x-mock-tool-calls: every call's arguments are
+                            the JSON text J instead (streamed in two pieces)
 Every API response carries x-mock-saw-authorization: yes|no. As vLLM's, an
 answer's id is the request's X-Request-Id (else its body's request_id) after
 chatcmpl-, cmpl-, embd-, rerank- or score-.

@@ -616,6 +616,9 @@ type overrides struct {
 	// interleave streaming them interleaved (toolcalls.go).
 	toolCalls  int
 	interleave bool
+	// toolArgs is x-mock-tool-arguments: the arguments (JSON text) every one of
+	// those calls carries instead of {"n":i}; empty for those.
+	toolArgs []byte
 	// audioOpenAI is x-mock-audio-api: openai, the audio routes answering as
 	// OpenAI's API does (audio_openai.go).
 	audioOpenAI bool
@@ -723,6 +726,8 @@ func (st *state) scanHeaders(h *fasthttp.RequestHeader, rec bool) {
 				(len(mode) == 0 || string(mode) == "interleaved") {
 				o.toolCalls, o.interleave = n, len(mode) > 0
 			}
+		case "x-mock-tool-arguments":
+			o.toolArgs = append(o.toolArgs[:0], v...)
 		}
 	}
 }

@@ -151,7 +151,7 @@ func (st *state) reset() {
 	s := st.s
 	*st = state{
 		s:        s,
-		hdr:      overrides{retryAfter: st.hdr.retryAfter[:0], tier: st.hdr.tier[:0], cutAfter: -1, errorAfter: -1},
+		hdr:      overrides{retryAfter: st.hdr.retryAfter[:0], tier: st.hdr.tier[:0], toolArgs: st.hdr.toolArgs[:0], cutAfter: -1, errorAfter: -1},
 		items:    st.items[:0],
 		stopOff:  st.stopOff[:0],
 		stops:    st.stops[:0],

@@ -2,6 +2,7 @@ package mockllm
 
 import (
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 )
@@ -15,7 +16,8 @@ const maxToolCalls = 16
 // arguments ({"n": and i}). A stream sends them one call after the other, as vLLM
 // does, or with interleaved set, the heads of all, then each call's first piece of
 // arguments, then each one's second: index 0, 1, 0, 1, as some OpenAI-compatible
-// servers stream parallel calls.
+// servers stream parallel calls. x-mock-tool-arguments gives every call its
+// arguments instead, their two pieces split at the middle character.
 type chatCalls struct {
 	n          int
 	interleave bool
@@ -88,11 +90,27 @@ func (st *state) appendToolCalls(b []byte) []byte {
 		b = st.appendCallID(b, i)
 		b = append(b, `","type":"function","function":{"name":`...)
 		b = append(b, st.calls.name(i)...)
+		if args := st.hdr.toolArgs; len(args) > 0 {
+			b = append(b, `,"arguments":`...)
+			b = appendQuoteBytes(b, args)
+			b = append(b, "}}"...)
+			continue
+		}
 		b = append(b, `,"arguments":"{\"n\":`...)
 		b = strconv.AppendInt(b, int64(i), 10)
 		b = append(b, `}"}}`...)
 	}
 	return append(b, ']')
+}
+
+// argsHalf is where x-mock-tool-arguments' args split into a stream's two pieces: the
+// first character at or after their middle.
+func argsHalf(args []byte) int {
+	h := len(args) / 2
+	for h < len(args) && !utf8.RuneStart(args[h]) {
+		h++
+	}
+	return h
 }
 
 // appendToolDelta appends the choice of a stream's k-th tool call chunk: a call's
@@ -113,8 +131,20 @@ func (st *state) appendToolDelta(b []byte, k int) []byte {
 		b = append(b, c.name(call)...)
 		b = append(b, `,"arguments":""}}]}`...)
 	case 1:
+		if args := st.hdr.toolArgs; len(args) > 0 {
+			b = append(b, `,"function":{"arguments":`...)
+			b = appendQuoteBytes(b, args[:argsHalf(args)])
+			b = append(b, "}}]}"...)
+			break
+		}
 		b = append(b, `,"function":{"arguments":"{\"n\":"}}]}`...)
 	default:
+		if args := st.hdr.toolArgs; len(args) > 0 {
+			b = append(b, `,"function":{"arguments":`...)
+			b = appendQuoteBytes(b, args[argsHalf(args):])
+			b = append(b, "}}]}"...)
+			break
+		}
 		b = append(b, `,"function":{"arguments":"`...)
 		b = strconv.AppendInt(b, int64(call), 10)
 		b = append(b, `}"}}]}`...)
