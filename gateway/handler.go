@@ -1900,12 +1900,17 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				}
 				continue
 			}
-			if ue.RetryAfter > maxRetryAfterWait {
-				// The backend asks for a longer pause than the gateway waits: skip
-				// its retries and go to the next backend of the plan, if any.
+			if ue.RetryAfter > maxRetryAfterWait || ue.Retry == providers.RetryNo {
+				// The backend asks for a longer pause than the gateway waits, or
+				// says the same request would fail again (x-should-retry: false):
+				// skip its retries and go to the next backend of the plan, if any.
 				i = max(i, p.Retries)
 			}
-			if !ue.Retryable() || i == total-1 {
+			if !ue.Retryable() && ue.Retry != providers.RetryYes || i == total-1 {
+				// A 4xx but 429 is the request's own fault, which another attempt
+				// or backend would repeat, unless its upstream says that a retry
+				// may succeed (x-should-retry: true, which the SDKs retry whatever
+				// the status): then it is retried and falls back as a 5xx is.
 				r.passUpstreamError(ctx, ue)
 				return nil
 			}

@@ -210,7 +210,7 @@ logging: {level: error, access_log: false}
 
 // An upstream's x-should-retry speaks for its backend. The client's retry goes through
 // the same plan, so it holds where that retry reaches the same backend first: after
-// the gateway's own retries on it, when a fallback could not take the call and the
+// the gateway's own retries on it (none after a "false"), when a fallback could not take the call and the
 // first backend's answer stands, and from a context fallback a context-window refusal
 // sent the request to (the refusal comes again). A fallback's does not: the client's
 // retry goes to the first backend, whose failure (a 503, no replica free) may have
@@ -218,10 +218,19 @@ logging: {level: error, access_log: false}
 // follow their status rule.
 func TestUpstreamShouldRetryAfterRetriesAndFallbacks(t *testing.T) {
 	t.Run("after the gateway's retries on the same backend", func(t *testing.T) {
-		up, addr := startCountingUpstream(t, answerError(500, "X-Should-Retry", "false"))
+		up, addr := startCountingUpstream(t, answerError(500, "X-Should-Retry", "true"))
 		g := hintGateway(t, addr, 1, "", "")
 		resp, b := retryPost(t, g, "/v1/chat/completions", retryChat("chat"))
 		if resp.StatusCode != 500 || up.count() != 2 {
+			t.Fatalf("%d after %d attempts: %s", resp.StatusCode, up.count(), b)
+		}
+		checkHint(t, resp.Header, "true")
+	})
+	t.Run("false, which the gateway's retries heed too", func(t *testing.T) {
+		up, addr := startCountingUpstream(t, answerError(500, "X-Should-Retry", "false"))
+		g := hintGateway(t, addr, 1, "", "")
+		resp, b := retryPost(t, g, "/v1/chat/completions", retryChat("chat"))
+		if resp.StatusCode != 500 || up.count() != 1 {
 			t.Fatalf("%d after %d attempts: %s", resp.StatusCode, up.count(), b)
 		}
 		checkHint(t, resp.Header, "false")

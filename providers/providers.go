@@ -227,7 +227,8 @@ func (e *RequestError) Error() string {
 	return "request refused by the backend's translation: " + strconv.Itoa(e.Status)
 }
 
-// Retryable reports whether another attempt may succeed: 429, 5xx.
+// Retryable reports whether another attempt may succeed by the status alone: 429,
+// 5xx. An upstream's Retry, when it said one, overrides it (as the SDKs read it).
 func (e *UpstreamError) Retryable() bool { return e.Status == 429 || e.Status >= 500 }
 
 // Usage is the token count of one request.
