@@ -2,7 +2,6 @@ package providers
 
 import (
 	"bytes"
-	"io"
 	"math"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -35,30 +34,32 @@ func (o *openAI) sendForm(t *Target, call *Call, out *fasthttp.Response, res *Re
 	return o.passAudioAnswer(t, up, out, res)
 }
 
-// wholeBody reads up's streamed body in full into up, up to max bytes, decoded when
-// the upstream coded it; over max the answer is invalid (ErrAnswerTooLarge).
-func wholeBody(up *fasthttp.Response, max int64) error {
-	body, err := readStreamed(up, max)
+// wholeBody reads up's streamed body in full into up, up to max bytes and as hold
+// allows (readStreamed), decoded when the upstream coded it; over max the answer is
+// invalid (ErrAnswerTooLarge).
+func wholeBody(up *fasthttp.Response, max int64, hold AnswerHold) error {
+	body, err := readStreamed(up, max, hold)
 	if err != nil {
 		return err
 	}
 	up.Header.Del(fasthttp.HeaderContentEncoding)
-	// Into the response's own buffer, which passAnswer's swapBody hands on.
-	up.SetBody(body)
+	// As the response's own buffer, which passAnswer's swapBody hands on: not a
+	// copy of it, which would hold the answer twice over, once uncounted.
+	up.SwapBody(body)
 	return nil
 }
 
 // readStreamed reads up's streamed body in full, up to max bytes, and closes the
 // stream; decoded when the upstream coded it. A body over max is not cut to fit:
-// the answer is invalid (ErrAnswerTooLarge).
-func readStreamed(up *fasthttp.Response, max int64) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(up.BodyStream(), max+1))
+// the answer is invalid (ErrAnswerTooLarge). Its buffer grows with what came, as a
+// buffered answer's does (readBody), and hold, when set, counts it once past
+// maxPooledBuffer: a body it has no room for fails with ErrAnswerNoRoom, the rest
+// of it unread and its connection closed.
+func readStreamed(up *fasthttp.Response, max int64, hold AnswerHold) ([]byte, error) {
+	body, err := readToClose(up.BodyStream(), nil, int(max), hold)
 	_ = up.CloseBodyStream()
 	if err != nil {
 		return nil, classifyBody(err)
-	}
-	if int64(len(body)) > max {
-		return nil, ErrAnswerTooLarge
 	}
 	if enc := up.Header.ContentEncoding(); coded(enc) {
 		return uncoded(enc, body, max)

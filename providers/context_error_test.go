@@ -86,7 +86,7 @@ func passed(t *testing.T, status int, body string, anthropic bool) *fasthttp.Res
 		translateAnthropicError(out, up.Body(), status, nil)
 		return out
 	}
-	if err := passError(up, out, status, 64<<20, nil); err == nil {
+	if err := passError(up, out, status, 64<<20, nil, nil); err == nil {
 		t.Fatal("passError: no UpstreamError")
 	}
 	return out

@@ -20,7 +20,7 @@ func passFlat(t *testing.T, status int, body string, secrets [][]byte) (ct strin
 	up.SetStatusCode(status)
 	up.Header.SetContentType("application/json")
 	up.SetBody([]byte(body))
-	if err := passError(up, out, status, 64<<20, secrets); err == nil {
+	if err := passError(up, out, status, 64<<20, secrets, nil); err == nil {
 		t.Fatal("passError: no UpstreamError")
 	}
 	if out.StatusCode() != status {
@@ -127,7 +127,7 @@ func TestFlatVLLMErrorRewrittenInLinearSpace(t *testing.T) {
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	err := passError(up, out, 400, 64<<20, secrets)
+	err := passError(up, out, 400, 64<<20, secrets, nil)
 	runtime.ReadMemStats(&m1)
 	if err == nil {
 		t.Fatal("passError: no UpstreamError")

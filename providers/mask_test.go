@@ -258,7 +258,7 @@ func TestLargeEscapedErrorCheckedInLinearSpace(t *testing.T) {
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	err := passError(up, out, 400, 64<<20, secrets)
+	err := passError(up, out, 400, 64<<20, secrets, nil)
 	runtime.ReadMemStats(&m1)
 	if err == nil {
 		t.Fatal("passError: no UpstreamError")
@@ -286,7 +286,7 @@ func TestFlatErrorMasked(t *testing.T) {
 		out := fasthttp.AcquireResponse()
 		up.SetStatusCode(401)
 		up.SetBody([]byte(body))
-		if err := passError(up, out, 401, 64<<20, secrets); err == nil {
+		if err := passError(up, out, 401, 64<<20, secrets, nil); err == nil {
 			t.Fatal("passError: no UpstreamError")
 		}
 		got := string(out.Body())

@@ -72,7 +72,7 @@ func messagesRoundTrip(t *Target, req *fasthttp.Request, call *Call, out *fastht
 		}
 		// The gateway puts it in the Messages API's shape as it answers
 		// (AnthropicErrorShape), once the context fallbacks have read it.
-		return passError(up, out, status, maxBody, secrets)
+		return passError(up, out, status, maxBody, secrets, call.Hold)
 	}
 	if call.Stream {
 		if err := notStreamed(t, up); err != nil {

@@ -282,13 +282,13 @@ func (o *openAI) answer(t *Target, req *fasthttp.Request, call *Call, out *fasth
 		if !isErrorStatus(status) {
 			return nil, notAnswer(status)
 		}
-		return nil, passError(up, out, status, o.maxBody, o.secrets)
+		return nil, passError(up, out, status, o.maxBody, o.secrets, call.Hold)
 	}
 	if call.Stream {
 		if call.Kind.Form() && up.BodyStream() != nil && !hasPrefixFold(up.Header.ContentType(), strEventStream) {
 			// An audio upstream that does not stream (OpenAI's translations,
 			// whisper-1) answers whole, as it documents: that answer is passed on.
-			if err := wholeBody(up, o.maxBody); err != nil {
+			if err := wholeBody(up, o.maxBody, call.Hold); err != nil {
 				endAttempt(t, up)
 				return nil, err
 			}
@@ -616,12 +616,14 @@ func setAnswer(out *fasthttp.Response, b []byte) {
 // passError copies an upstream error answer to out, reading a streamed body in full,
 // with any of secrets it quotes masked. A streamed body over max is not cut to fit
 // (the client would get a truncated body as the upstream's error): the answer is
-// invalid, ErrAnswerTooLarge, as a buffered one over the limit is.
-func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]byte) error {
+// invalid, ErrAnswerTooLarge, as a buffered one over the limit is. A streamed body
+// is read as hold allows, as a buffered one was (readStreamed): one it has no room
+// for is ErrAnswerNoRoom.
+func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]byte, hold AnswerHold) error {
 	ue := &UpstreamError{Status: status, RetryAfter: upstreamRetryAfter(&up.Header), Retry: retryHint(&up.Header)}
 	enc := up.Header.ContentEncoding()
 	if up.StreamBody && up.BodyStream() != nil {
-		body, err := readStreamed(up, max)
+		body, err := readStreamed(up, max, hold)
 		if err != nil {
 			return err
 		}

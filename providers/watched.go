@@ -329,7 +329,7 @@ func readSized(br *bufio.Reader, b []byte, n, limit int, hold AnswerHold) ([]byt
 
 // readToClose appends what br has up to its end to b, at most max bytes (0: no
 // bound).
-func readToClose(br *bufio.Reader, b []byte, max int, hold AnswerHold) ([]byte, error) {
+func readToClose(br io.Reader, b []byte, max int, hold AnswerHold) ([]byte, error) {
 	limit := math.MaxInt
 	if max > 0 {
 		limit = max + 1
