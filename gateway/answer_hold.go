@@ -22,7 +22,12 @@ import (
 // count as one), until fasthttp has written it (heldAnswer). An answer with no room
 // ends its attempt with providers.ErrAnswerNoRoom, its upstream connection closed,
 // and the client gets 503 overloaded (refuseAnswer). A stream is not held whole and
-// counts nothing.
+// counts nothing, but the error answer a streaming call gets, and an audio answer a
+// streaming call gets whole, are read whole and count as above. An upstream's error
+// answer kept while the next backend is tried (keepAnswer) counts too, moved, not
+// copied, and never refused: it takes no more memory than it did, and a refusal
+// would only put the gateway's 503 in place of the upstream's answer, which is there
+// already; the next backend's answer finds the room it leaves.
 
 // buffered is what the request bodies and the answers held take together against
 // server.max_buffered_bytes now.
@@ -37,9 +42,11 @@ func (s *Server) buffered() int64 { return s.bodyBytes.Load() + s.answerBytes.Lo
 func (r *request) HoldAnswer(n int) bool {
 	// Added to one counter, then the other read, as holdBody does the other way
 	// round: of a body and an answer held at once, one sees the other (Go's atomics
-	// are sequentially consistent), and they do not both pass the bound unseen.
+	// are sequentially consistent), and they do not both pass the bound unseen. What
+	// the request holds itself (its body, an earlier answer kept for the
+	// fallbacks) is no other request's: with it alone, the answer is taken.
 	d := int64(n - r.ansHeld)
-	if t := r.s.answerBytes.Add(d) + r.s.bodyBytes.Load(); d > 0 && t > r.rt.maxBuffered && t != int64(n+r.bodyHeld) {
+	if t := r.s.answerBytes.Add(d) + r.s.bodyBytes.Load(); d > 0 && t > r.rt.maxBuffered && t != int64(n+r.bodyHeld+r.keptHeld) {
 		r.s.answerBytes.Add(-d)
 		return false
 	}
@@ -53,16 +60,85 @@ func (r *request) HoldAnswer(n int) bool {
 // answer, or nothing; nil resp is nothing. Only a body over maxPooledBuffer counts,
 // and this never refuses: the bytes are there already.
 func (r *request) holdAnswerBody(resp *fasthttp.Response) {
-	n := 0
-	if resp != nil && !resp.IsBodyStream() {
-		if c := cap(resp.Body()); c > maxPooledBuffer {
-			n = c
-		}
+	r.setAnswerHolds(bodyHold(resp), r.keptHeld)
+}
+
+// bodyHold is what resp's body takes against server.max_buffered_bytes: its
+// capacity when over maxPooledBuffer, else 0; 0 for nil resp or a body stream.
+func bodyHold(resp *fasthttp.Response) int {
+	if resp == nil || resp.IsBodyStream() {
+		return 0
 	}
-	if d := n - r.ansHeld; d != 0 {
+	if c := cap(resp.Body()); c > maxPooledBuffer {
+		return c
+	}
+	return 0
+}
+
+// setAnswerHolds counts ans as what the request's answer holds and kept as what its
+// kept answer holds, in place of what they held, in one step: an answer moved from
+// one to the other is never counted twice, nor missed, by another request's
+// HoldAnswer meanwhile.
+func (r *request) setAnswerHolds(ans, kept int) {
+	if d := ans + kept - r.ansHeld - r.keptHeld; d != 0 {
 		r.s.answerBytes.Add(int64(d))
-		r.ansHeld = n
 	}
+	r.ansHeld, r.keptHeld = ans, kept
+}
+
+// keepAnswer keeps the upstream's error answer in resp before the next backend is
+// tried, for the send loop to put back (restoreAnswer) should that backend make no
+// attempt (a fallback that cannot take the call, no target in service, every one
+// busy); resp is reset for that attempt after. A body over maxPooledBuffer (up to
+// max_response_bytes) is moved, not copied, and counts as kept; a smaller one is
+// copied, into kept's own buffer.
+func (r *request) keepAnswer(resp *fasthttp.Response) {
+	if r.kept == nil {
+		r.kept = fasthttp.AcquireResponse()
+	}
+	if bodyHold(resp) == 0 {
+		resp.CopyTo(r.kept)
+	} else {
+		r.kept.Reset()
+		resp.Header.CopyTo(&r.kept.Header)
+		r.kept.SetBodyRaw(takeBody(resp))
+	}
+	r.setAnswerHolds(bodyHold(resp), bodyHold(r.kept))
+}
+
+// restoreAnswer puts the answer keepAnswer kept back in resp, as the request's
+// answer, moved back when it was moved.
+func (r *request) restoreAnswer(resp *fasthttp.Response) {
+	if r.keptHeld == 0 {
+		r.kept.CopyTo(resp)
+	} else {
+		resp.Reset()
+		r.kept.Header.CopyTo(&resp.Header)
+		resp.SetBodyRaw(takeBody(r.kept))
+	}
+	r.setAnswerHolds(bodyHold(resp), bodyHold(r.kept))
+}
+
+// dropKept lets go of a large answer keepAnswer kept, which no longer stands: an
+// attempt made since, or an error that was no upstream's answer, replaced it. A
+// small one stays in kept's buffer, for the next to be copied into.
+func (r *request) dropKept() {
+	if r.keptHeld > 0 {
+		r.kept.ResetBody()
+		r.setAnswerHolds(r.ansHeld, 0)
+	}
+}
+
+// takeBody takes resp's body from it, without copying: its raw body (SetBodyRaw,
+// as a large answer is set) or its buffer's bytes, which it then no longer has.
+func takeBody(resp *fasthttp.Response) []byte {
+	b := resp.Body()
+	if old := resp.SwapBody(nil); unsafe.SliceData(old) != unsafe.SliceData(b) {
+		// b is the response's raw body, which SwapBody dropped: the response
+		// keeps its own buffer.
+		resp.SwapBody(old)
+	}
+	return b
 }
 
 // holdUntilWritten hands what the request's answer holds to fasthttp with resp's body,
@@ -73,15 +149,10 @@ func (r *request) holdUntilWritten(resp *fasthttp.Response) {
 	if r.ansHeld == 0 {
 		return
 	}
-	b := resp.Body()
-	if old := resp.SwapBody(nil); unsafe.SliceData(old) != unsafe.SliceData(b) {
-		// b is the response's raw body (a large one is set so, not copied): the
-		// response keeps its own buffer.
-		resp.SwapBody(old)
-	}
-	// Otherwise b was the response's buffer, now taken from it: resetting the
-	// response for the stream, fasthttp would give it to another response's body
-	// while it is still being written.
+	// Taken from the response, its buffer too: resetting the response for the
+	// stream, fasthttp would give that to another response's body while it is
+	// still being written.
+	b := takeBody(resp)
 	h := heldAnswers.Get().(*heldAnswer)
 	h.s, h.b, h.n = r.s, b, r.ansHeld
 	r.ansHeld = 0

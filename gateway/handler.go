@@ -110,8 +110,10 @@ type request struct {
 	// ansHeld is what the answer in the request's response takes against
 	// server.max_buffered_bytes (HoldAnswer, holdAnswerBody): its buffer while an
 	// upstream's answer is read whole, then the body the client is to get, until
-	// that is handed to fasthttp to write (finish); 0 for none.
-	ansHeld int
+	// that is handed to fasthttp to write (finish); 0 for none. keptHeld is what
+	// kept's body takes (keepAnswer): an upstream's error answer moved there while
+	// the next backend is tried.
+	ansHeld, keptHeld int
 	// bodyBuf holds the body read from the client (readBody), spliceBuf an MLflow
 	// invocation's body with its model spliced in (invocationBody), nameBuf an
 	// endpoint name read from the request's path (pathName).
@@ -286,7 +288,7 @@ func pooled(b []byte) []byte {
 func (r *request) release() {
 	rt := r.rt
 	r.dropBodyHold()
-	r.holdAnswerBody(nil)
+	r.setAnswerHolds(0, 0)
 	if r.kept != nil {
 		fasthttp.ReleaseResponse(r.kept)
 	}
@@ -1685,6 +1687,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				// take the call, no target in service, every one busy): the
 				// upstream's answer must then still be there to pass on.
 				r.keepAnswer(&ctx.Response)
+			} else {
+				// An older upstream answer no longer stands.
+				r.dropKept()
 			}
 			ctx.Response.Reset()
 			r.holdAnswerBody(nil)
@@ -1785,8 +1790,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			ctx.Response.Reset()
 			var ue *providers.UpstreamError
 			if errors.As(last, &ue) {
-				r.kept.CopyTo(&ctx.Response)
-				r.holdAnswerBody(&ctx.Response)
+				r.restoreAnswer(&ctx.Response)
 				if i == total-1 {
 					r.passUpstreamError(ctx, ue)
 					return nil
@@ -1804,6 +1808,9 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 			r.attempts--
 			return r.ended()
 		}
+		// The attempt reached an upstream: its outcome, not an earlier answer,
+		// is the request's from here on.
+		r.dropKept()
 		// The shutdown cut the wait for the upstream's answer (cutWaits) and the
 		// upstream request was aborted as for a client that hung up: the attempt's
 		// outcome is the shutdown's, and the route gets no verdict, as a stream the
@@ -2330,15 +2337,6 @@ func (r *request) passUpstreamError(ctx *fasthttp.RequestCtx, ue *providers.Upst
 	case providers.RetryNo:
 		setShouldRetry(h, false)
 	}
-}
-
-// keepAnswer keeps a copy of the upstream's error answer in resp before a fallback is
-// tried, for the send loop to put back should the fallback refuse the call locally.
-func (r *request) keepAnswer(resp *fasthttp.Response) {
-	if r.kept == nil {
-		r.kept = fasthttp.AcquireResponse()
-	}
-	resp.CopyTo(r.kept)
 }
 
 // maxRetryAfterWait is the longest upstream Retry-After the gateway waits out before
