@@ -1410,11 +1410,10 @@ const errCustomFormat = ` must be {"type":"text"} or {"type":"grammar","syntax":
 
 var strNamespaceSep = []byte("__")
 
-// appendChatTool appends a chat function tool named name (a raw JSON string, of
-// namespace ns when ns is not nil: appendNamespaced) to the request's tools, n of
-// which are written already; description, parameters and strict go as they are, nil
-// for none.
-func appendChatTool(dst []byte, n int, ns, name, description, parameters, strict []byte) []byte {
+// openChatTool opens a chat function tool named name (a raw JSON string, of namespace
+// ns when ns is not nil: appendNamespaced) in the request's tools, n of which are
+// written already, up to the members after its name.
+func openChatTool(dst []byte, n int, ns, name []byte) []byte {
 	if n == 0 {
 		dst = append(dst, `,"tools":[`...)
 	} else {
@@ -1426,6 +1425,15 @@ func appendChatTool(dst []byte, n int, ns, name, description, parameters, strict
 	} else {
 		dst = append(dst, name...)
 	}
+	return dst
+}
+
+// appendChatTool appends a chat function tool named name (a raw JSON string, of
+// namespace ns when ns is not nil: appendNamespaced) to the request's tools, n of
+// which are written already; description, parameters and strict go as they are, nil
+// for none.
+func appendChatTool(dst []byte, n int, ns, name, description, parameters, strict []byte) []byte {
+	dst = openChatTool(dst, n, ns, name)
 	dst = appendRawMember(dst, "description", description)
 	dst = appendRawMember(dst, "parameters", parameters)
 	dst = appendRawMember(dst, "strict", strict)

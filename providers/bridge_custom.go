@@ -69,17 +69,7 @@ func customFormat(f []byte) (syntax, definition []byte, ok bool) {
 // written already: description (nil for none) and the grammar (syntax and definition,
 // nil for text) go into its descriptions.
 func appendCustomChatTool(dst []byte, n int, ns, name, description, syntax, definition []byte) []byte {
-	if n == 0 {
-		dst = append(dst, `,"tools":[`...)
-	} else {
-		dst = append(dst, ',')
-	}
-	dst = append(dst, `{"type":"function","function":{"name":`...)
-	if ns != nil {
-		dst = appendNamespaced(dst, ns, name)
-	} else {
-		dst = append(dst, name...)
-	}
+	dst = openChatTool(dst, n, ns, name)
 	dst = append(dst, `,"description":"`...)
 	if jsonscan.IsString(description) && len(description) > 2 {
 		dst = append(dst, description[1:len(description)-1]...)
