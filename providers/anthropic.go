@@ -501,7 +501,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	}
 	defer endAttempt(t, up)
 	if coded(up.Header.ContentEncoding()) {
-		if err := decodeBody(up, a.maxBody); err != nil {
+		if err := decodeBody(up, a.maxBody, call.Hold); err != nil {
 			return err
 		}
 	}

@@ -87,7 +87,7 @@ func messagesRoundTrip(t *Target, req *fasthttp.Request, call *Call, out *fastht
 		return nil
 	}
 	if coded(up.Header.ContentEncoding()) {
-		if err := decodeBody(up, maxBody); err != nil {
+		if err := decodeBody(up, maxBody, call.Hold); err != nil {
 			endAttempt(t, up)
 			return err
 		}

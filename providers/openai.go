@@ -298,7 +298,7 @@ func (o *openAI) answer(t *Target, req *fasthttp.Request, call *Call, out *fasth
 			return nil, err
 		}
 	} else if coded(up.Header.ContentEncoding()) {
-		if err := decodeBody(up, o.maxBody); err != nil {
+		if err := decodeBody(up, o.maxBody, call.Hold); err != nil {
 			endAttempt(t, up)
 			return nil, err
 		}
@@ -442,11 +442,18 @@ var (
 // decodeBody replaces up's buffered body, coded as its Content-Encoding says, by the
 // body decoded. Every request asks for identity, but an upstream or a proxy in front
 // of it (one that compresses whatever it passes) may code the answer anyway; the
-// gateway reads it and passes it on uncoded, without its Content-Encoding.
-func decodeBody(up *fasthttp.Response, max int64) error {
+// gateway reads it and passes it on uncoded, without its Content-Encoding. hold, when
+// set, counts the decoded buffer in place of the coded one it read (readBody), once it
+// is over maxPooledBuffer: decoded answers grow past what came (a few KiB of gzip can
+// hold max bytes), and one it has no room for is ErrAnswerNoRoom, its decoded buffer
+// let go rather than held while it is written.
+func decodeBody(up *fasthttp.Response, max int64, hold AnswerHold) error {
 	b, err := uncoded(up.Header.ContentEncoding(), up.Body(), max)
 	if err != nil {
 		return err
+	}
+	if hold != nil && cap(b) > maxPooledBuffer && !hold.HoldAnswer(cap(b)) {
+		return ErrAnswerNoRoom
 	}
 	up.SwapBody(b)
 	up.Header.SetContentEncodingBytes(nil)
@@ -642,7 +649,7 @@ func passError(up, out *fasthttp.Response, status int, max int64, secrets [][]by
 		return ue
 	}
 	if coded(enc) {
-		if err := decodeBody(up, max); err != nil {
+		if err := decodeBody(up, max, hold); err != nil {
 			return err
 		}
 	}

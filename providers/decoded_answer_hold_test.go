@@ -1,0 +1,72 @@
+package providers
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// A coded answer grows as it is decoded (a few KiB of gzip hold a megabyte): the
+// decoded buffer is counted against the call's Hold in place of the coded one read,
+// and one it has no room for is ErrAnswerNoRoom, no verdict on the target; with room
+// the answer comes decoded and the hold counts the decoded buffer.
+func TestSendDecodedAnswerHold(t *testing.T) {
+	const n = 1 << 20
+	body := bigAnswer(n)
+	var z bytes.Buffer
+	w := gzip.NewWriter(&z)
+	_, _ = io.WriteString(w, body)
+	_ = w.Close()
+	if z.Len() > 64<<10 {
+		t.Fatalf("gzip of %d bytes: the coded answer should fit the pooled size", z.Len())
+	}
+	answer := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: " +
+		strconv.Itoa(z.Len()) + "\r\n\r\n" + z.String()
+	u := startScript(t, func(_ int, c net.Conn, _ *http.Request) bool {
+		_, _ = io.WriteString(c, answer)
+		return true
+	})
+	b := newTestBackend(t, Config{Provider: "openai", BaseURL: "http://" + u.addr + "/v1", Model: "m"})
+	out := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(out)
+
+	call := promptCall("hi", false)
+	h := &boundHold{limit: 512 << 10}
+	call.Hold = h
+	var res Result
+	err := b.Send(call, out, &res)
+	if !errors.Is(err, ErrAnswerNoRoom) || errors.Is(err, ErrBadResponse) {
+		t.Fatalf("err = %v, want ErrAnswerNoRoom", err)
+	}
+	if res.Judged || res.Failed {
+		t.Errorf("judged %v failed %v: want no verdict", res.Judged, res.Failed)
+	}
+	if len(h.asked) == 0 || h.asked[len(h.asked)-1] < n {
+		t.Errorf("asked %v: want the decoded buffer, at least %d", h.asked, n)
+	}
+
+	call = promptCall("hi", false)
+	h = &boundHold{}
+	call.Hold = h
+	out.Reset()
+	res = Result{}
+	if err := b.Send(call, out, &res); err != nil {
+		t.Fatalf("with room: %v", err)
+	}
+	if got := out.Body(); string(got) != body || len(out.Header.ContentEncoding()) != 0 {
+		t.Fatalf("answer of %d bytes, Content-Encoding %q: want the %d decoded, uncoded", len(got), out.Header.ContentEncoding(), n)
+	}
+	if h.held < n {
+		t.Errorf("held %d, want the decoded buffer (at least %d)", h.held, n)
+	}
+	if n := b.Targets()[0].InFlight(); n != 0 {
+		t.Errorf("%d attempts still in flight", n)
+	}
+}
