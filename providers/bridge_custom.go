@@ -142,8 +142,6 @@ type inputScan struct {
 // is the input.
 func (s *inputScan) found() bool { return s.state == inputString || s.state == inputDone }
 
-func jsonSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
 // inputPunct is the byte each state before the value waits for.
 var inputPunct = [...]byte{inputStart: '{', inputKey: '"', inputColon: ':', inputValue: '"'}
 
@@ -159,7 +157,7 @@ func (s *inputScan) feed(dst, text []byte) []byte {
 		c := text[i]
 		switch s.state {
 		case inputStart, inputKey, inputColon, inputValue:
-			if jsonSpace(c) {
+			if isSpace(c) {
 				continue
 			}
 			if c != inputPunct[s.state] {
