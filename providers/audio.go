@@ -62,7 +62,7 @@ func readStreamed(up *fasthttp.Response, max int64, hold AnswerHold) ([]byte, er
 		return nil, classifyBody(err)
 	}
 	if enc := up.Header.ContentEncoding(); coded(enc) {
-		return uncoded(enc, body, max)
+		return uncodedHeld(enc, body, max, hold)
 	}
 	return body, nil
 }

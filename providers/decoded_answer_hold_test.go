@@ -70,3 +70,48 @@ func TestSendDecodedAnswerHold(t *testing.T) {
 		t.Errorf("%d attempts still in flight", n)
 	}
 }
+
+// A streaming call's error answer, read whole, is held as a buffered answer is when
+// coded too: its decoded buffer is asked of the call's Hold, ErrAnswerNoRoom without
+// room, the upstream's error passed on decoded with it.
+func TestSendStreamedDecodedErrorHold(t *testing.T) {
+	const n = 1 << 20
+	body := `{"error":{"message":"` + string(bytes.Repeat([]byte("x"), n)) + `"}}`
+	var z bytes.Buffer
+	w := gzip.NewWriter(&z)
+	_, _ = io.WriteString(w, body)
+	_ = w.Close()
+	answer := "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: " +
+		strconv.Itoa(z.Len()) + "\r\n\r\n" + z.String()
+	u := startScript(t, func(_ int, c net.Conn, _ *http.Request) bool {
+		_, _ = io.WriteString(c, answer)
+		return true
+	})
+	b := newTestBackend(t, Config{Provider: "openai", BaseURL: "http://" + u.addr + "/v1", Model: "m"})
+	out := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(out)
+
+	call := promptCall("hi", true)
+	h := &boundHold{limit: 512 << 10}
+	call.Hold = h
+	var res Result
+	if err := b.Send(call, out, &res); !errors.Is(err, ErrAnswerNoRoom) {
+		t.Fatalf("err = %v, want ErrAnswerNoRoom", err)
+	}
+	if len(h.asked) == 0 || h.asked[len(h.asked)-1] < n {
+		t.Errorf("asked %v: want the decoded buffer, at least %d", h.asked, n)
+	}
+
+	call = promptCall("hi", true)
+	h = &boundHold{}
+	call.Hold = h
+	out.Reset()
+	res = Result{}
+	var ue *UpstreamError
+	if err := b.Send(call, out, &res); !errors.As(err, &ue) || ue.Status != 500 {
+		t.Fatalf("with room: %v, want the upstream's 500", err)
+	}
+	if len(out.Body()) < n || h.held < n {
+		t.Errorf("answer of %d bytes, held %d: want the error decoded whole and held", len(out.Body()), h.held)
+	}
+}

@@ -442,22 +442,29 @@ var (
 // decodeBody replaces up's buffered body, coded as its Content-Encoding says, by the
 // body decoded. Every request asks for identity, but an upstream or a proxy in front
 // of it (one that compresses whatever it passes) may code the answer anyway; the
-// gateway reads it and passes it on uncoded, without its Content-Encoding. hold, when
-// set, counts the decoded buffer in place of the coded one it read (readBody), once it
-// is over maxPooledBuffer: decoded answers grow past what came (a few KiB of gzip can
-// hold max bytes), and one it has no room for is ErrAnswerNoRoom, its decoded buffer
-// let go rather than held while it is written.
+// gateway reads it and passes it on uncoded, without its Content-Encoding, the
+// decoded buffer held as uncodedHeld holds it.
 func decodeBody(up *fasthttp.Response, max int64, hold AnswerHold) error {
-	b, err := uncoded(up.Header.ContentEncoding(), up.Body(), max)
+	b, err := uncodedHeld(up.Header.ContentEncoding(), up.Body(), max, hold)
 	if err != nil {
 		return err
-	}
-	if hold != nil && cap(b) > maxPooledBuffer && !hold.HoldAnswer(cap(b)) {
-		return ErrAnswerNoRoom
 	}
 	up.SwapBody(b)
 	up.Header.SetContentEncodingBytes(nil)
 	return nil
+}
+
+// uncodedHeld is uncoded(enc, body, max), its buffer counted by hold, when set, in
+// place of the coded one read (readBody, readToClose) once it is over
+// maxPooledBuffer: a decoded answer grows past what came (a few KiB of gzip can hold
+// max bytes), and one hold has no room for is ErrAnswerNoRoom, its buffer let go
+// rather than held while it is passed on.
+func uncodedHeld(enc, body []byte, max int64, hold AnswerHold) ([]byte, error) {
+	b, err := uncoded(enc, body, max)
+	if err == nil && hold != nil && cap(b) > maxPooledBuffer && !hold.HoldAnswer(cap(b)) {
+		return nil, ErrAnswerNoRoom
+	}
+	return b, err
 }
 
 // uncoded is body, coded in the content codings enc lists, decoded into a new slice:
