@@ -464,7 +464,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		if !isErrorStatus(status) {
 			return notAnswer(status)
 		}
-		return a.passError(up, out, status)
+		return a.passError(up, out, status, call.Hold)
 	}
 	created := a.now().Unix()
 	if call.Stream {
@@ -522,8 +522,9 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 const maxErrorBody = 64 << 10
 
 // passError translates an Anthropic error answer into OpenAI's shape with the matching
-// status, reading a streamed body in full.
-func (a *anthropic) passError(up, out *fasthttp.Response, status int) error {
+// status, reading a streamed body in full. A coded one is decoded as hold allows, as
+// any answer is (uncodedHeld): one it has no room for is ErrAnswerNoRoom.
+func (a *anthropic) passError(up, out *fasthttp.Response, status int, hold AnswerHold) error {
 	var body []byte
 	if up.StreamBody && up.BodyStream() != nil {
 		// Not up.Body(), which would read the stream whole, however long.
@@ -538,7 +539,7 @@ func (a *anthropic) passError(up, out *fasthttp.Response, status int) error {
 	}
 	if enc := up.Header.ContentEncoding(); coded(enc) {
 		var err error
-		if body, err = uncoded(enc, body, a.maxBody); err != nil {
+		if body, err = uncodedHeld(enc, body, a.maxBody, hold); err != nil {
 			return err
 		}
 	}

@@ -54,9 +54,15 @@ func wholeBody(up *fasthttp.Response, max int64, hold AnswerHold) error {
 // the answer is invalid (ErrAnswerTooLarge). Its buffer grows with what came, as a
 // buffered answer's does (readBody), and hold, when set, counts it once past
 // maxPooledBuffer: a body it has no room for fails with ErrAnswerNoRoom, the rest
-// of it unread and its connection closed.
+// of it unread and its connection closed. A body whose Content-Length is given grows
+// to that length, not past it (fasthttp's stream ends there): its buffer is made to
+// measure, as a buffered answer's is.
 func readStreamed(up *fasthttp.Response, max int64, hold AnswerHold) ([]byte, error) {
-	body, err := readToClose(up.BodyStream(), nil, int(max), hold)
+	bound := max
+	if n := up.Header.ContentLength(); n > 0 && int64(n) < max {
+		bound = int64(n)
+	}
+	body, err := readToClose(up.BodyStream(), nil, int(bound), hold)
 	_ = up.CloseBodyStream()
 	if err != nil {
 		return nil, classifyBody(err)

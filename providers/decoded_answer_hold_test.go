@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -113,5 +114,58 @@ func TestSendStreamedDecodedErrorHold(t *testing.T) {
 	}
 	if len(out.Body()) < n || h.held < n {
 		t.Errorf("answer of %d bytes, held %d: want the error decoded whole and held", len(out.Body()), h.held)
+	}
+}
+
+// An Anthropic error answer coded by a proxy in front of the API is decoded under the
+// call's Hold too, buffered or streamed: ErrAnswerNoRoom when the decoded body has no
+// room, else the error translated with the upstream's status and its message whole.
+func TestAnthropicDecodedErrorHold(t *testing.T) {
+	const n = 1 << 20
+	body := `{"type":"error","error":{"type":"invalid_request_error","message":"` + strings.Repeat("x", n) + `"}}`
+	var z bytes.Buffer
+	w := gzip.NewWriter(&z)
+	_, _ = io.WriteString(w, body)
+	_ = w.Close()
+	answer := "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: " +
+		strconv.Itoa(z.Len()) + "\r\n\r\n" + z.String()
+	u := startScript(t, func(_ int, c net.Conn, _ *http.Request) bool {
+		_, _ = io.WriteString(c, answer)
+		return true
+	})
+	b := newTestBackend(t, Config{Provider: "anthropic", BaseURL: "http://" + u.addr, Model: "claude-x", APIKey: "k"})
+	out := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(out)
+	for _, stream := range []bool{false, true} {
+		call := promptCall("hi", stream)
+		h := &boundHold{limit: 512 << 10}
+		call.Hold = h
+		var res Result
+		out.Reset()
+		if err := b.Send(call, out, &res); !errors.Is(err, ErrAnswerNoRoom) {
+			t.Fatalf("stream %v: err = %v, want ErrAnswerNoRoom", stream, err)
+		}
+		if len(h.asked) == 0 || h.asked[len(h.asked)-1] < n {
+			t.Errorf("stream %v: asked %v, want the decoded buffer, at least %d", stream, h.asked, n)
+		}
+
+		call = promptCall("hi", stream)
+		h = &boundHold{}
+		call.Hold = h
+		res = Result{}
+		out.Reset()
+		var ue *UpstreamError
+		if err := b.Send(call, out, &res); !errors.As(err, &ue) || ue.Status != 400 {
+			t.Fatalf("stream %v with room: %v, want the upstream's 400", stream, err)
+		}
+		if got := out.Body(); !bytes.Contains(got, []byte(`"invalid_request_error"`)) || bytes.Count(got, []byte("x")) < n {
+			t.Errorf("stream %v: answer of %d bytes, want the error translated with its message whole", stream, len(got))
+		}
+		if h.held < n {
+			t.Errorf("stream %v: held %d, want the decoded buffer (at least %d)", stream, h.held, n)
+		}
+	}
+	if n := b.Targets()[0].InFlight(); n != 0 {
+		t.Errorf("%d attempts still in flight", n)
 	}
 }
