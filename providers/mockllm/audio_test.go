@@ -526,7 +526,7 @@ func TestAudioFaults(t *testing.T) {
 		t.Errorf("error rate: %d %s", resp.StatusCode, b)
 	}
 	_, m := he.must("GET", "/metrics", "")
-	if !bytes.Contains(m, []byte(`mockllm_requests_total{route="/v1/audio/translations"} 1`)) {
+	if !bytes.Contains(m, []byte(`mockllm_requests_total{route="/v1/audio/translations"} 1.0`)) {
 		t.Errorf("metrics do not count the route")
 	}
 }

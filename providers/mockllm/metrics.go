@@ -36,7 +36,7 @@ func (s *Server) writeMetrics(ctx *fasthttp.RequestCtx) {
 		b = append(b, `",engine="0",finished_reason="`...)
 		b = append(b, reason...)
 		b = append(b, `"} `...)
-		b = strconv.AppendFloat(b, float64(s.finished[i].Load()), 'f', 1, 64)
+		b = appendPromFloat(b, float64(s.finished[i].Load()))
 		b = append(b, '\n')
 	}
 
@@ -52,7 +52,7 @@ func (s *Server) writeMetrics(ctx *fasthttp.RequestCtx) {
 		b = append(b, `mockllm_requests_total{route="`...)
 		b = append(b, routeNames[r]...)
 		b = append(b, `"} `...)
-		b = strconv.AppendInt(b, s.routes[r].Load(), 10)
+		b = appendPromFloat(b, float64(s.routes[r].Load()))
 		b = append(b, '\n')
 	}
 	b = appendCounter(b, "mockllm_injected_errors_total", "Errors answered on purpose (error rate, x-mock-status, x-mock-error-after).", nil, s.injected.Load())
@@ -88,14 +88,14 @@ func appendSample(b []byte, name string, label []byte) []byte {
 func appendGauge(b []byte, name, help string, label []byte, v float64) []byte {
 	b = appendHelpType(b, name, help, "gauge")
 	b = appendSample(b, name, label)
-	b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	b = appendPromFloat(b, v)
 	return append(b, '\n')
 }
 
 func appendCounter(b []byte, name, help string, label []byte, v int64) []byte {
 	b = appendHelpType(b, name, help, "counter")
 	b = appendSample(b, name, label)
-	b = strconv.AppendFloat(b, float64(v), 'f', 1, 64)
+	b = appendPromFloat(b, float64(v))
 	return append(b, '\n')
 }
 
@@ -171,29 +171,62 @@ func appendHistogram(b []byte, name, help string, label []byte, h *histogram) []
 		b = append(b, label...)
 		b = append(b, `",engine="0",le="`...)
 		if i < len(h.bounds) {
-			b = appendPyFloat(b, h.bounds[i])
+			b = appendPromFloat(b, h.bounds[i])
 		} else {
 			b = append(b, "+Inf"...)
 		}
 		b = append(b, `"} `...)
-		b = strconv.AppendFloat(b, float64(cum), 'f', 1, 64)
+		b = appendPromFloat(b, float64(cum))
 		b = append(b, '\n')
 	}
 	b = appendSample(b, name+"_count", label)
-	b = strconv.AppendFloat(b, float64(cum), 'f', 1, 64)
+	b = appendPromFloat(b, float64(cum))
 	b = append(b, '\n')
 	b = appendSample(b, name+"_sum", label)
-	b = appendPyFloat(b, time.Duration(h.sumNs.Load()).Seconds())
+	b = appendPromFloat(b, time.Duration(h.sumNs.Load()).Seconds())
 	return append(b, '\n')
 }
 
-// appendPyFloat appends f as Python's repr does for ordinary values: the shortest
-// digits, with ".0" on a whole number.
+// appendPyFloat appends f as Python's repr (and so json.dumps) does for finite
+// values: the shortest digits, with ".0" on a whole number, in exponent form below
+// 1e-4 and from 1e16 on (1e-05, 1.5e+16), where Go's exponent has as many digits.
 func appendPyFloat(b []byte, f float64) []byte {
+	if a := math.Abs(f); a != 0 && (a < 1e-4 || a >= 1e16) && !math.IsInf(f, 0) {
+		return strconv.AppendFloat(b, f, 'e', -1, 64)
+	}
 	start := len(b)
 	b = strconv.AppendFloat(b, f, 'f', -1, 64)
 	if !bytes.ContainsAny(b[start:], ".nN") {
 		b = append(b, ".0"...)
 	}
 	return b
+}
+
+// appendPromFloat appends a sample value or le bound as prometheus_client writes one
+// (utils.floatToGoString): +Inf, -Inf and NaN by those names, else Python's repr,
+// except that a positive value with more than six digits before the point goes in
+// Go's exponent form, the mantissa's trailing zeros dropped (1234567.0 is
+// 1.234567e+06, 10000000.0 is 1e+07).
+func appendPromFloat(b []byte, f float64) []byte {
+	switch {
+	case math.IsInf(f, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(f, -1):
+		return append(b, "-Inf"...)
+	case math.IsNaN(f):
+		return append(b, "NaN"...)
+	}
+	start := len(b)
+	b = appendPyFloat(b, f)
+	s := b[start:]
+	dot := bytes.IndexByte(s, '.')
+	if f <= 0 || dot <= 6 {
+		return b
+	}
+	var m [32]byte
+	mant := append(append(append(append(m[:0], s[0]), '.'), s[1:dot]...), s[dot+1:]...)
+	mant = bytes.TrimRight(mant, "0.")
+	b = append(b[:start], mant...)
+	b = append(b, "e+0"...)
+	return strconv.AppendInt(b, int64(dot-1), 10)
 }
