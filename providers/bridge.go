@@ -2407,6 +2407,10 @@ type streamItem struct {
 	custom bool
 	input  []byte
 	scan   inputScan
+	// held is set while a call's item is not added yet (addCall): its name, which
+	// says its kind, has not come, or a call before it is held. Its pieces wait in
+	// args, which keeps them anyway.
+	held bool
 	// blocks is a reasoning item's thinking blocks, a JSON array, empty for none.
 	blocks []byte
 }
@@ -2436,8 +2440,8 @@ type bridgeStream struct {
 	items  []byte
 	nItems int
 	// cur is the reasoning item or message under way. calls are the function_call
-	// items under way, in output_index order (see callDelta); cur is none while
-	// there are any. The slice keeps the state of the calls done behind its end,
+	// items under way, in output_index order, those held for a name last (see
+	// callDelta); cur is none while there are any. The slice keeps the state of the calls done behind its end,
 	// their buffers reused by the next ones.
 	cur   streamItem
 	calls []streamItem
@@ -2790,6 +2794,10 @@ func (s *bridgeStream) closeCalls(n int, st respStatus) {
 	}
 	for i := range n {
 		c := &s.calls[i]
+		if c.held {
+			// Done while held: nameless, or behind a nameless call done first.
+			s.addCall(c)
+		}
 		if c.custom {
 			s.inputDone(c)
 		} else {
@@ -2813,6 +2821,8 @@ func (s *bridgeStream) closeCalls(n int, st respStatus) {
 		s.calls[i-n], s.calls[i] = s.calls[i], s.calls[i-n]
 	}
 	s.calls = s.calls[:len(s.calls)-n]
+	// Calls named but held behind those done are first now.
+	s.addHeld()
 }
 
 // itemDone writes item c, whole with status st, into the response's output and
@@ -2980,11 +2990,12 @@ func (s *bridgeStream) annotation(ann []byte) {
 }
 
 // callDelta implements callRelay: the first delta of a call (its index, id and name)
-// begins a function_call item, its arguments come in pieces.
+// begins a function_call item (or a custom tool's custom_tool_call), its arguments
+// come in pieces.
 //
 // Each chat index is its own item, begun (response.output_item.added, its name in
-// it) when the index first appears, and its argument deltas name it, so a stream
-// whose parallel calls interleave (index 0, 1, 0, 1: some OpenAI-compatible servers
+// it) when the index first appears (named: below), and its argument deltas name it,
+// so a stream whose parallel calls interleave (index 0, 1, 0, 1: some OpenAI-compatible servers
 // send them so, and chat clients join them by index) is served as calls one after
 // the other are. A call is done once its arguments can take no more: when a new call
 // begins, the calls open first whose arguments are already a whole JSON value are
@@ -2997,6 +3008,16 @@ func (s *bridgeStream) annotation(ann []byte) {
 // or reasoning item taking the next output_index, so that every event names an item
 // whose index is below those begun after it. Adding to a call done is
 // errToolReopened, more than maxOpenCalls calls open errTooManyCalls.
+//
+// A call whose first delta names no tool (some servers send the id and arguments
+// first, the name in a later delta) is held: its item is added once the name comes,
+// of the kind the name says, the pieces held going out then in one delta of that
+// kind (addCall), so that a client never sees an item change its kind or name. The
+// calls begun after it wait too (items are added in output_index order), their
+// pieces held alike. A call done while held (its arguments whole as the next
+// begins, text after it, the stream's end) is added then, one without a name as a
+// function_call whose name is empty. Held calls count against maxOpenCalls; what
+// they hold is the arguments their items keep anyway.
 func (s *bridgeStream) callDelta(n int64, numbered bool, id, name, args []byte) error {
 	switch {
 	case numbered:
@@ -3009,9 +3030,11 @@ func (s *bridgeStream) callDelta(n int64, numbered bool, id, name, args []byte) 
 	c := s.openCall(n)
 	switch {
 	case c != nil:
-		if nonEmpty(name) && len(c.name) == 2 {
-			// The name came after the id.
+		if c.held && nonEmpty(name) && len(c.name) == 2 {
+			// The name came after the id: its item can be added, with those
+			// held after it up to one still nameless.
 			s.setCallName(c, name)
+			s.addHeld()
 		}
 	case n <= s.maxTool && slices.Contains(s.toolsBegun, n):
 		if !nonEmpty(args) {
@@ -3029,16 +3052,26 @@ func (s *bridgeStream) callDelta(n int64, numbered bool, id, name, args []byte) 
 		return nil
 	}
 	c.args = append(c.args, args[1:len(args)-1]...)
+	if !c.held {
+		s.callArgs(c, args[1:len(args)-1])
+	}
+	return nil
+}
+
+// callArgs sends piece, arguments of call c (the inside of a JSON string), in c's
+// kind's delta: a function's response.function_call_arguments.delta, or the piece of
+// a custom tool's input it gives (inputDelta).
+func (s *bridgeStream) callArgs(c *streamItem, piece []byte) {
 	if c.custom {
-		s.inputDelta(c, args)
-		return nil
+		s.inputDelta(c, piece)
+		return
 	}
 	s.open(evArgsDelta)
 	s.ref(c, false)
-	s.pend = append(s.pend, `,"delta":`...)
-	s.pend = append(s.pend, args...)
+	s.pend = append(s.pend, `,"delta":"`...)
+	s.pend = append(s.pend, piece...)
+	s.pend = append(s.pend, '"')
 	s.emit(evArgsDelta, true)
-	return nil
 }
 
 // openCall is the function call of chat index n open, nil when there is none.
@@ -3086,44 +3119,70 @@ func (s *bridgeStream) beginCall(n int64, id, name []byte) (*streamItem, error) 
 	} else {
 		c.name, c.ns = append(c.name[:0], strEmptyString...), c.ns[:0]
 	}
+	c.held = len(c.name) == 2 || len(s.calls) > 1 && s.calls[len(s.calls)-2].held
+	if !c.held {
+		s.addCall(c)
+	}
+	return c, nil
+}
+
+// addCall adds call c's item (response.output_item.added), of the kind its name says
+// (a custom tool's call, else a function's: nameless, too), then sends what came of
+// its arguments while it was held, in one delta of that kind.
+func (s *bridgeStream) addCall(c *streamItem) {
+	c.held = false
 	prefix := "fc_"
 	if c.custom {
 		prefix = "ctc_"
 	}
 	c.idLen = len(appendItemID(c.id[:0], prefix))
+	// The item is added without arguments, as when its name came first; those
+	// held follow as its deltas.
+	held := c.args
+	c.args = c.args[:0]
 	s.open(evItemAdded)
 	s.pend = append(s.pend, `,"output_index":`...)
 	s.pend = strconv.AppendInt(s.pend, int64(c.index), 10)
 	s.pend = append(s.pend, `,"item":`...)
 	s.pend = appendItem(s.pend, c, statusInProgress)
 	s.emit(evItemAdded, false)
-	return c, nil
+	if c.args = held; len(held) > 0 {
+		s.callArgs(c, held)
+	}
 }
 
-// setCallName sets call c's name from the chat call's, name, a raw JSON string: with
-// its namespace when it names a tool of a namespace tool, a custom tool's call when it
-// names one (bridgeEcho.callName).
-func (s *bridgeStream) setCallName(c *streamItem, name []byte) {
-	fn, ns, custom := s.echo.callName(name)
-	if custom && !c.custom && len(c.args) > 0 {
-		// The name came after arguments, which went out as a function call's: the
-		// input reads them too, the item done is the custom tool's call.
-		var ok bool
-		if s.scratch, ok = jsonscan.AppendUnescape(s.scratch[:0], c.args); ok {
-			c.input = c.scan.feed(c.input, s.scratch)
+// addHeld adds the items of the calls held whose names came, in output_index order,
+// up to the first still nameless.
+func (s *bridgeStream) addHeld() {
+	for i := range s.calls {
+		c := &s.calls[i]
+		switch {
+		case !c.held:
+		case len(c.name) == 2:
+			return
+		default:
+			s.addCall(c)
 		}
 	}
+}
+
+// setCallName sets call c, not added yet, its name from the chat call's, name, a raw
+// JSON string: with its namespace when it names a tool of a namespace tool, a custom
+// tool's call when it names one (bridgeEcho.callName).
+func (s *bridgeStream) setCallName(c *streamItem, name []byte) {
+	fn, ns, custom := s.echo.callName(name)
 	c.name, c.ns, c.custom = append(c.name[:0], fn...), append(c.ns[:0], ns...), custom
 }
 
-// inputDelta reads the arguments piece args (a raw JSON string) of custom tool call c:
-// the piece of its input it gives goes out in response.custom_tool_call_input.delta.
-func (s *bridgeStream) inputDelta(c *streamItem, args []byte) {
+// inputDelta reads piece, arguments of custom tool call c (the inside of a JSON
+// string): the piece of its input it gives goes out in
+// response.custom_tool_call_input.delta.
+func (s *bridgeStream) inputDelta(c *streamItem, piece []byte) {
 	if st := c.scan.state; st == inputOther || st == inputDone {
 		return
 	}
 	var ok bool
-	if s.scratch, ok = jsonscan.AppendUnescape(s.scratch[:0], args[1:len(args)-1]); !ok {
+	if s.scratch, ok = jsonscan.AppendUnescape(s.scratch[:0], piece); !ok {
 		return
 	}
 	at := len(c.input)

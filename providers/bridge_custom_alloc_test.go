@@ -10,7 +10,7 @@ import (
 // TestBridgeCustomToolAllocs pins Codex's custom tools to the bridge's budget of no
 // allocation: the request with its freeform tools and custom tool calls, the answer's
 // custom_tool_call items, and a stream whose call input is read piece by piece (the
-// pooled stream warm); an additional_tools item's too.
+// pooled stream warm), its calls named first or late; an additional_tools item's too.
 func TestBridgeCustomToolAllocs(t *testing.T) {
 	model := quoteModel("qwen")
 	buf := make([]byte, 0, 8192)
@@ -48,6 +48,20 @@ func TestBridgeCustomToolAllocs(t *testing.T) {
 		runBridgeStream(t, in, r)
 		if n := testing.AllocsPerRun(200, func() { runBridgeStream(t, in, r) }); n != 0 {
 			t.Errorf("stream of a custom tool call: %.1f allocations, budget 0", n)
+		}
+		// The same calls named late (after their first pieces, the second after the
+		// first's name), held till then.
+		late := []string{data[0], delta(`{"tool_calls":[{"index":0,"id":"call_0","type":"function","function":{"arguments":""}}]}`, "")}
+		late = append(late, data[2:5]...)
+		late = append(late, delta(`{"tool_calls":[{"index":1,"id":"call_1","type":"function","function":{"arguments":"{\"input\":"}}]}`, ""),
+			delta(`{"tool_calls":[{"index":0,"function":{"name":"apply_patch"}}]}`, ""))
+		late = append(late, data[5:len(data)-4]...)
+		late = append(late, delta(`{"tool_calls":[{"index":1,"function":{"name":"web__run","arguments":"\"x\"}"}}]}`, ""),
+			delta(`{}`, "tool_calls"), usageChunk, "[DONE]")
+		in = newChunkEvents(late...)
+		runBridgeStream(t, in, r)
+		if n := testing.AllocsPerRun(200, func() { runBridgeStream(t, in, r) }); n != 0 {
+			t.Errorf("stream of custom tool calls named late: %.1f allocations, budget 0", n)
 		}
 	}
 }

@@ -463,8 +463,8 @@ func FuzzInputScan(f *testing.F) {
 }
 
 // A server that names a call after its first arguments (the head's name empty): the
-// item done is the custom tool's call, its input whole, though the first pieces went
-// out as a function call's arguments.
+// call's item is added when the name comes, the custom tool's call, and its input
+// deltas, the held piece's included, join into the input whole.
 func TestBridgeCustomToolNamedLate(t *testing.T) {
 	s := customStreamOf(t, codexCustomTurn, delta(`{"role":"assistant","content":""}`, ""),
 		delta(`{"tool_calls":[{"index":0,"id":"call_0","type":"function","function":{"name":"","arguments":"{\"input\":\"ab"}}]}`, ""),
@@ -476,6 +476,15 @@ func TestBridgeCustomToolNamedLate(t *testing.T) {
 		t.Fatal(got.err)
 	}
 	evs := checkEvents(t, got.events)
+	if want := "created in_progress output_item.added custom_tool_call_input.delta custom_tool_call_input.delta custom_tool_call_input.done output_item.done completed"; types(evs) != want {
+		t.Fatalf("events %s; want %s", types(evs), want)
+	}
+	if added := evs[2].Item; added.Type != "custom_tool_call" || !strings.HasPrefix(added.ID, "ctc_") || added.Name != "apply_patch" {
+		t.Errorf("added %s", evs[2].RawJSON())
+	}
+	if d := evs[3].Delta + evs[4].Delta; d != "abc" {
+		t.Errorf("deltas join into %q", d)
+	}
 	last := evs[len(evs)-1]
 	if out := last.Response.Output; len(out) != 1 || out[0].Type != "custom_tool_call" || out[0].Name != "apply_patch" || out[0].Input != "abc" {
 		t.Fatalf("%s: %s", types(evs), last.RawJSON())

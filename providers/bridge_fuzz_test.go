@@ -84,6 +84,13 @@ func FuzzBridgeStream(f *testing.F) {
 	// Custom tools' calls, their input cut inside an escape and a surrogate pair.
 	f.Add(callChunk(0, "a", "p", `{\"input\":\"a\\`) + "\n" + callChunk(0, "", "", `n\\ud83d`) + "\n" + callChunk(1, "b", "n__c", `{\"in`) + "\n" +
 		callChunk(0, "", "", `\\ude00\"}`) + "\n" + callChunk(1, "", "", `put\":\"x\"}`) + "\n" + delta(`{}`, "length") + "\n" + usageChunk + "\n[DONE]")
+	// Calls named after their first pieces (a custom tool's, a function's), one never
+	// named, and a named one begun while a call before it waits for its name.
+	f.Add(delta(`{"tool_calls":[{"index":0,"id":"a","function":{"arguments":"{\"input\":\"a"}}]}`, "") + "\n" + callChunk(1, "b", "n__f", `{`) + "\n" +
+		delta(`{"tool_calls":[{"index":0,"function":{"name":"p","arguments":"b\"}"}}]}`, "") + "\n" + callChunk(1, "", "", `}`) + "\n" +
+		delta(`{"tool_calls":[{"index":2,"id":"c","function":{"name":"","arguments":"{}"}}]}`, "") + "\n" +
+		delta(`{"tool_calls":[{"index":3,"id":"d","function":{"arguments":"{\"in"}}]}`, "") + "\n" +
+		delta(`{"tool_calls":[{"index":3,"function":{"name":"n__c","arguments":"put\":\"x\"}"}}]}`, "") + "\n" + delta(`{}`, "tool_calls") + "\n" + usageChunk + "\n[DONE]")
 	f.Fuzz(func(t *testing.T, in string) {
 		s := bridgeStreamOf(`{"model":"chat","input":"x","text":{ "format" : {"type":"text"} },`+
 			`"tools":[{"type":"namespace","name":"n","tools":[{"type":"function","name":"f"},{"type":"custom","name":"c"}]},{"type":"custom","name":"p"}]}`, strings.Split(in, "\n")...)
