@@ -110,7 +110,8 @@ func (ch *chatChoice) read(c []byte) bool {
 // readChunk reads the chat chunk in q.iev for r to translate: the chunk's own members
 // and usage, then, the stream begun, its choice of index 0 (a bridge asks for one).
 // The chunk that ends the answer (the usage chunk after the finish_reason chunk, or a
-// finish_reason chunk with usage) finishes the stream.
+// finish_reason chunk with usage where usage was not asked for on every chunk)
+// finishes the stream.
 func (q *relayQueue) readChunk(r relay) error {
 	iev, c := &q.iev, &q.chunk
 	if !c.read(iev.Data) {
@@ -152,9 +153,10 @@ func (q *relayQueue) readChunk(r relay) error {
 		if err := r.choice(&q.choice); err != nil {
 			return err
 		}
-		if iev.HasUsage && q.finished {
+		if iev.HasUsage && q.finished && !q.continuous {
 			// Usage on the finish_reason chunk itself (Mistral's, Gemini's,
-			// LiteLLM's, older llama.cpp's): the last chunk too.
+			// LiteLLM's, older llama.cpp's): the last chunk too. Asked for on
+			// every chunk, it is not: the usage chunk or [DONE] ends the stream.
 			r.finish()
 			q.drain = true
 		}

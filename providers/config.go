@@ -52,6 +52,14 @@ type Config struct {
 	// (for provider azure, only with api_version 2024-09-01-preview or later); turn off
 	// for servers that reject stream_options.
 	StreamUsage *bool `yaml:"stream_usage"`
+	// StreamUsageContinuous asks, on a Messages API stream served through chat
+	// completions (messages_api chat, or provider azure), for usage on every chunk
+	// (stream_options.continuous_usage_stats, which vLLM and SGLang take) besides the
+	// usage chunk, so that message_start carries the prompt's tokens. Default true for
+	// openai with messages_api chat, false for azure; turn off for servers that refuse
+	// unknown stream_options members (OpenAI's API: 400 unknown_parameter). It rides
+	// on include_usage, so stream_usage false turns it off too.
+	StreamUsageContinuous *bool `yaml:"stream_usage_continuous"`
 	// Mock configures the built-in mock upstream (provider: mock).
 	Mock MockConfig `yaml:"mock"`
 

@@ -29,24 +29,63 @@ const (
 )
 
 func (c *Config) validateMessagesAPI() []error {
+	var errs []error
 	switch c.MessagesAPI {
 	case "":
-		return nil
 	case MessagesNative:
 		if c.Provider == "azure" {
-			return []error{fieldErr("messages_api", "must be chat for provider azure: deployment URLs have no Messages API (leave it out)")}
+			errs = append(errs, fieldErr("messages_api", "must be chat for provider azure: deployment URLs have no Messages API (leave it out)"))
 		}
 	case MessagesChat:
 		switch c.Provider {
 		case "anthropic":
-			return []error{fieldErr("messages_api", "must be native for provider anthropic, which serves the Messages API itself (leave it out)")}
+			errs = append(errs, fieldErr("messages_api", "must be native for provider anthropic, which serves the Messages API itself (leave it out)"))
 		case "mock":
-			return []error{fieldErr("messages_api", "must be native for provider mock, which serves the Messages API itself (leave it out)")}
+			errs = append(errs, fieldErr("messages_api", "must be native for provider mock, which serves the Messages API itself (leave it out)"))
 		}
 	default:
-		return []error{fieldErr("messages_api", "must be native or chat")}
+		errs = append(errs, fieldErr("messages_api", "must be native or chat"))
 	}
-	return nil
+	if v := c.StreamUsageContinuous; v != nil {
+		switch {
+		case !messagesViaChat(c):
+			errs = append(errs, fieldErr("stream_usage_continuous",
+				"applies only to a backend that serves the Messages API through chat completions (messages_api: chat, or provider azure)"))
+		case *v && c.StreamUsage != nil && !*c.StreamUsage:
+			errs = append(errs, fieldErr("stream_usage_continuous",
+				"needs stream_usage: continuous_usage_stats comes with include_usage, which stream_usage: false does not send"))
+		}
+	}
+	return errs
+}
+
+// streamUsageContinuous reports whether a Messages API stream served through chat
+// completions asks for usage on every chunk (continuous_usage_stats): by default on
+// openai backends, whose servers behind the bridge are mostly vLLM and SGLang, which
+// take it; not on azure, whose API refuses members it does not know.
+func (c *Config) streamUsageContinuous() bool {
+	if c.StreamUsageContinuous != nil {
+		return *c.StreamUsageContinuous
+	}
+	return c.Provider == "openai"
+}
+
+// continuousUsageJSON is the stream_options a bridged Messages stream sends where the
+// backend takes continuous_usage_stats: usage on every chunk, the first (the role's)
+// included, which message_start reads the prompt's tokens from, and the usage chunk.
+var continuousUsageJSON = []byte(`{"include_usage":true,"continuous_usage_stats":true}`)
+
+// msgsStreamOptions is the stream_options object a bridged Messages stream on b
+// sends, nil for none (stream_usage false); continuous is set when it asks for usage
+// on every chunk.
+func (b *Backend) msgsStreamOptions() (opts []byte, continuous bool) {
+	switch {
+	case !b.bridgeUsage:
+		return nil, false
+	case b.cfg.streamUsageContinuous():
+		return continuousUsageJSON, true
+	}
+	return includeUsageJSON, false
 }
 
 // messagesViaChat reports whether a backend of config c serves the Messages API
@@ -98,13 +137,14 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 		src = *dropped
 	}
 	buf := bodyPool.Get().(*[]byte)
+	streamOpts, continuous := b.msgsStreamOptions()
 	var body []byte
 	var sp bridgeSpans
 	var rerr *requestError
 	if op == Tokenize {
 		body, sp, rerr = appendMessagesTokenize((*buf)[:0], src, b.bridgeModel(call))
 	} else {
-		body, sp, rerr = appendMessagesChat((*buf)[:0], src, b.bridgeModel(call), call.Stream, b.bridgeUsage)
+		body, sp, rerr = appendMessagesChat((*buf)[:0], src, b.bridgeModel(call), call.Stream, streamOpts)
 	}
 	*buf = body
 	if rerr != nil {
@@ -116,7 +156,7 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 	call.Kind, call.Body, call.messagesBridged = op, body, true
 	call.Model, call.StreamOptions, call.CacheKey = sp.model, sp.streamOptions, [2]int{}
 	// A stream asks for its usage itself (stream_options), when the backend takes it.
-	call.IncludeUsage = call.Stream && b.bridgeUsage
+	call.IncludeUsage = call.Stream && streamOpts != nil
 	err := b.Send(call, out, res)
 	call.Kind, call.Body, call.messagesBridged = kind, orig, false
 	call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage = model, opts, key, usage
@@ -137,6 +177,7 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 	if res.Stream != nil {
 		s := msgStreamPool.Get().(*msgStream)
 		s.in, s.chat = res.Stream, buf
+		s.continuous = continuous
 		s.model = append(s.model[:0], b.quotedModel...)
 		res.Stream = s
 		return nil
@@ -320,11 +361,11 @@ func (r *msgsRequest) read(body []byte) *requestError {
 }
 
 // appendMessagesChat appends the chat completions body for the Messages API request
-// body: model is the model value it carries, stream whether it streams, usage
-// whether a stream asks for its usage (stream_options). A request chat cannot
-// express gets a requestError naming the member.
-func appendMessagesChat(dst, body, model []byte, stream, usage bool) (out []byte, sp bridgeSpans, rerr *requestError) {
-	return appendMessagesRequest(dst, body, model, Chat, stream, usage)
+// body: model is the model value it carries, stream whether it streams, opts the
+// stream_options object a stream sends (nil: none). A request chat cannot express
+// gets a requestError naming the member.
+func appendMessagesChat(dst, body, model []byte, stream bool, opts []byte) (out []byte, sp bridgeSpans, rerr *requestError) {
+	return appendMessagesRequest(dst, body, model, Chat, stream, opts)
 }
 
 // appendMessagesTokenize appends the tokenize request, in vLLM's chat form, for the
@@ -335,14 +376,14 @@ func appendMessagesChat(dst, body, model []byte, stream, usage bool) (out []byte
 // (tool_choice, sampling, response_format, user) are left out, as the tokenize
 // request has no place for them and the chat template renders none of them.
 func appendMessagesTokenize(dst, body, model []byte) (out []byte, sp bridgeSpans, rerr *requestError) {
-	return appendMessagesRequest(dst, body, model, Tokenize, false, false)
+	return appendMessagesRequest(dst, body, model, Tokenize, false, nil)
 }
 
 var strGenerationPrompt = []byte(`,"add_generation_prompt":true}`)
 
 // appendMessagesRequest appends the body of operation op (Chat, or Tokenize) for the
 // Messages API request body.
-func appendMessagesRequest(dst, body, model []byte, op Kind, stream, usage bool) (out []byte, sp bridgeSpans, rerr *requestError) {
+func appendMessagesRequest(dst, body, model []byte, op Kind, stream bool, opts []byte) (out []byte, sp bridgeSpans, rerr *requestError) {
 	start := len(dst)
 	sp.streamOptions = [2]int{-1, -1}
 	var r msgsRequest
@@ -441,10 +482,10 @@ func appendMessagesRequest(dst, body, model []byte, op Kind, stream, usage bool)
 	}
 	if stream {
 		dst = append(dst, `,"stream":true`...)
-		if usage {
+		if opts != nil {
 			dst = append(dst, `,"stream_options":`...)
-			sp.streamOptions = [2]int{len(dst) - start, len(dst) - start + len(includeUsageJSON)}
-			dst = append(dst, includeUsageJSON...)
+			sp.streamOptions = [2]int{len(dst) - start, len(dst) - start + len(opts)}
+			dst = append(dst, opts...)
 		}
 	}
 	return append(dst, '}'), sp, nil
@@ -1508,7 +1549,10 @@ func (s *msgStream) Next(ev *Event) error { return s.pull(ev, s) }
 // streamUsage implements relay: message_delta carries the usage.
 func (s *msgStream) streamUsage() (Usage, bool) { return s.usage, s.hasUsage }
 
-// begin implements relay: message_start, once.
+// begin implements relay: message_start, once, at the first chunk (Azure's prompt
+// filter chunk aside), whose usage, when it has one (the usage on every chunk the
+// stream asked for: vLLM's role chunk carries the prompt's tokens), is the
+// message's so far, as message_delta writes the final one; else it says 0 tokens.
 func (s *msgStream) begin() {
 	if s.begun {
 		return
@@ -1518,7 +1562,13 @@ func (s *msgStream) begin() {
 	s.pend = appendItemID(s.pend, "msg_")
 	s.pend = append(s.pend, `","type":"message","role":"assistant","model":`...)
 	s.pend = append(s.pend, s.model...)
-	s.pend = append(s.pend, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}`...)
+	s.pend = append(s.pend, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
+	if s.hasUsage {
+		s.pend = appendMsgUsage(s.pend, &s.usage)
+	} else {
+		s.pend = append(s.pend, `{"input_tokens":0,"output_tokens":0}`...)
+	}
+	s.pend = append(s.pend, `}}`...)
 	s.mark(evMsgStart, false)
 }
 
@@ -1639,7 +1689,8 @@ func (s *msgStream) delta(typ, key string, v []byte) {
 	s.mark(evBlockDelta, true)
 }
 
-// take implements relay: the message's usage is the usage chunk's.
+// take implements relay: the message's usage is the last chunk's that has one: the
+// usage chunk's, or, with usage on every chunk, the latest, never a sum.
 func (s *msgStream) take(iev *Event, _ *chatChunk) {
 	if iev.HasUsage {
 		s.usage, s.hasUsage = iev.Usage, true

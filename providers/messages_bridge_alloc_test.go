@@ -12,14 +12,14 @@ func TestMessagesBridgeAllocs(t *testing.T) {
 	body := []byte(benchMsgsBody)
 	model := quoteModel("chat")
 	if n := testing.AllocsPerRun(200, func() {
-		buf, _, _ = appendMessagesChat(buf[:0], body, model, true, true)
+		buf, _, _ = appendMessagesChat(buf[:0], body, model, true, continuousUsageJSON)
 	}); n != 0 {
 		t.Errorf("request: %.1f allocations, budget 0", n)
 	}
 	for _, body := range []string{claudeCodeFirstTurn, claudeCodeToolSearchTurn} {
 		body := []byte(body)
 		if n := testing.AllocsPerRun(200, func() {
-			buf, _, _ = appendMessagesChat(buf[:0], body, model, true, true)
+			buf, _, _ = appendMessagesChat(buf[:0], body, model, true, continuousUsageJSON)
 		}); n != 0 {
 			t.Errorf("Claude Code's request, its system messages folded: %.1f allocations, budget 0", n)
 		}
@@ -32,8 +32,13 @@ func TestMessagesBridgeAllocs(t *testing.T) {
 		t.Errorf("answer: %.1f allocations, budget 0", n)
 	}
 	in := benchMsgsDeltas()
-	runMsgStream(t, in)
-	if n := testing.AllocsPerRun(200, func() { runMsgStream(t, in) }); n != 0 {
+	runMsgStream(t, in, false)
+	if n := testing.AllocsPerRun(200, func() { runMsgStream(t, in, false) }); n != 0 {
 		t.Errorf("stream of 16 text deltas and a tool call: %.1f allocations, budget 0", n)
+	}
+	in = benchMsgsContinuous()
+	runMsgStream(t, in, true)
+	if n := testing.AllocsPerRun(200, func() { runMsgStream(t, in, true) }); n != 0 {
+		t.Errorf("stream with usage on every chunk: %.1f allocations, budget 0", n)
 	}
 }

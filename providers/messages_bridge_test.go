@@ -59,7 +59,11 @@ func TestMessagesBridgeConfig(t *testing.T) {
 }
 
 func msgsChat(body string, stream, usage bool) (string, bridgeSpans, *requestError) {
-	out, sp, rerr := appendMessagesChat(nil, []byte(body), []byte(`"chat"`), stream, usage)
+	var opts []byte
+	if usage {
+		opts = includeUsageJSON
+	}
+	out, sp, rerr := appendMessagesChat(nil, []byte(body), []byte(`"chat"`), stream, opts)
 	return string(out), sp, rerr
 }
 
@@ -637,7 +641,7 @@ func FuzzMessagesBridgeRequest(f *testing.F) {
 		`{"role":"system","content":[{"type":"text","text":"b"}]},{"role":"assistant","content":"c"},{"role":"system","content":""},{"role":"system","content":"d"}]}`, true)
 	f.Add(`{"messages":[{"role":"user","content":[{"type":"text","text":""},{"type":"image","source":{"type":"url","url":"u"}}]},{"role":"system","content":"s"}]}`, false)
 	f.Fuzz(func(t *testing.T, body string, stream bool) {
-		out, sp, rerr := appendMessagesChat(nil, []byte(body), []byte(`"m"`), stream, true)
+		out, sp, rerr := appendMessagesChat(nil, []byte(body), []byte(`"m"`), stream, continuousUsageJSON)
 		tok, tsp, terr := appendMessagesTokenize(nil, []byte(body), []byte(`"m"`))
 		if (rerr == nil) != (terr == nil) || rerr != nil && *rerr != *terr {
 			t.Fatalf("chat refused %+v, a count %+v, of %s", rerr, terr, body)
@@ -668,7 +672,7 @@ func FuzzMessagesBridgeRequest(f *testing.F) {
 		if string(out[sp.model[0]:sp.model[1]]) != `"m"` {
 			t.Fatalf("model span %v in %s", sp.model, out)
 		}
-		if stream && string(out[sp.streamOptions[0]:sp.streamOptions[1]]) != `{"include_usage":true}` {
+		if stream && string(out[sp.streamOptions[0]:sp.streamOptions[1]]) != `{"include_usage":true,"continuous_usage_stats":true}` {
 			t.Fatalf("stream_options span %v in %s", sp.streamOptions, out)
 		}
 	})
@@ -732,11 +736,12 @@ func benchMsgsDeltas() *chunkEvents {
 }
 
 // runMsgStream reads a bridged stream of in to its end, in rewound, and returns how
-// many events it gave.
-func runMsgStream(tb testing.TB, in *chunkEvents) int {
+// many events it gave; continuous is whether the stream asked for usage on every
+// chunk.
+func runMsgStream(tb testing.TB, in *chunkEvents, continuous bool) int {
 	in.i = 0
 	s := msgStreamPool.Get().(*msgStream)
-	s.in = in
+	s.in, s.continuous = in, continuous
 	s.model = append(s.model[:0], `"gpt-4o"`...)
 	n := 0
 	var ev Event
@@ -759,7 +764,7 @@ func BenchmarkMessagesBridgeRequest(b *testing.B) {
 	buf := make([]byte, 0, 4096)
 	body := []byte(benchMsgsBody)
 	for b.Loop() {
-		buf, _, _ = appendMessagesChat(buf[:0], body, model, true, true)
+		buf, _, _ = appendMessagesChat(buf[:0], body, model, true, continuousUsageJSON)
 	}
 }
 
@@ -778,6 +783,6 @@ func BenchmarkMessagesBridgeStream(b *testing.B) {
 	b.ReportAllocs()
 	in := benchMsgsDeltas()
 	for b.Loop() {
-		runMsgStream(b, in)
+		runMsgStream(b, in, false)
 	}
 }

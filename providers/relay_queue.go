@@ -21,6 +21,11 @@ type relayQueue struct {
 	// drain: the end came before the inner stream's (at the usage chunk), which is
 	// ended too before the stream ends (endInner).
 	ended, done, drain bool
+	// continuous is set when the chat stream was asked for usage on every chunk
+	// (continuous_usage_stats): usage on the finish_reason chunk is then no sign of
+	// the end, which the usage chunk after it brings, with the final usage (vLLM's
+	// alone has the prompt's cached tokens).
+	continuous bool
 	// chunk and choice are what readChunk read of the chat chunk in iev.
 	chunk  chatChunk
 	choice chatChoice
@@ -150,7 +155,7 @@ func (q *relayQueue) closeInner() error {
 func (q *relayQueue) reset() {
 	q.in, q.chat, q.iev = nil, nil, Event{}
 	q.begun, q.finished = false, false
-	q.ended, q.done, q.drain = false, false, false
+	q.ended, q.done, q.drain, q.continuous = false, false, false, false
 	q.chunk, q.choice = chatChunk{}, chatChoice{}
 	q.pend, q.marks, q.next = trimBuf(q.pend), q.marks[:0], 0
 }
