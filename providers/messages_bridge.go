@@ -3,7 +3,9 @@ package providers
 import (
 	"bytes"
 	"errors"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
@@ -62,12 +64,19 @@ func (c *Config) validateMessagesAPI() []error {
 // streamUsageContinuous reports whether a Messages API stream served through chat
 // completions asks for usage on every chunk (continuous_usage_stats): by default on
 // openai backends, whose servers behind the bridge are mostly vLLM and SGLang, which
-// take it; not on azure, whose API refuses members it does not know.
+// take it, but for OpenAI's own API (a base_url on api.openai.com); not on azure:
+// those refuse members they do not know.
 func (c *Config) streamUsageContinuous() bool {
 	if c.StreamUsageContinuous != nil {
 		return *c.StreamUsageContinuous
 	}
-	return c.Provider == "openai"
+	return c.Provider == "openai" && !onOpenAI(c.BaseURL)
+}
+
+// onOpenAI reports whether base names OpenAI's own API.
+func onOpenAI(base string) bool {
+	u, err := url.Parse(base)
+	return err == nil && strings.EqualFold(u.Hostname(), "api.openai.com")
 }
 
 // continuousUsageJSON is the stream_options a bridged Messages stream sends where the

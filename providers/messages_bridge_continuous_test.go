@@ -102,3 +102,25 @@ func TestMessagesBridgeStreamOptionsSent(t *testing.T) {
 		})
 	}
 }
+
+// By default a bridged Messages stream asks for continuous_usage_stats on openai
+// backends but for OpenAI's own API, which refuses members it does not know.
+func TestStreamUsageContinuousDefault(t *testing.T) {
+	on, off := true, false
+	for _, c := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{Provider: "openai", BaseURL: "http://vllm:8000/v1"}, true},
+		{Config{Provider: "openai", BaseURL: "https://api.openai.com/v1"}, false},
+		{Config{Provider: "openai", BaseURL: "https://API.OpenAI.com:443/v1"}, false},
+		{Config{Provider: "openai", BaseURL: "https://api.openai.com.example/v1"}, true},
+		{Config{Provider: "openai", BaseURL: "https://api.openai.com/v1", StreamUsageContinuous: &on}, true},
+		{Config{Provider: "openai", BaseURL: "http://vllm:8000/v1", StreamUsageContinuous: &off}, false},
+		{Config{Provider: "azure", BaseURL: "https://x.openai.azure.com"}, false},
+	} {
+		if got := c.cfg.streamUsageContinuous(); got != c.want {
+			t.Errorf("%s %s (key %v): %v, want %v", c.cfg.Provider, c.cfg.BaseURL, c.cfg.StreamUsageContinuous != nil, got, c.want)
+		}
+	}
+}
