@@ -55,8 +55,10 @@ type Backend struct {
 	// stream asks for its usage when bridgeUsage is set.
 	native, bridgeUsage bool
 	// messagesChat is set when the backend serves the Messages API through its chat
-	// completions API (messages_bridge.go): azure, and openai with messages_api chat.
-	messagesChat bool
+	// completions API (messages_bridge.go): azure, and openai with messages_api chat;
+	// messagesContinuous when such a stream asks for usage on every chunk
+	// (streamUsageContinuous).
+	messagesChat, messagesContinuous bool
 	// quotedModel is Model as a JSON string.
 	quotedModel []byte
 }
@@ -70,7 +72,8 @@ func build(name string, c Config, ps *Pools) (*Backend, error) {
 	cfg := c.withDefaults()
 	b := &Backend{Name: name, Model: cfg.Model, Pricing: cfg.Pricing, cfg: cfg, dropsCap: dropsCap(cfg.DropParams),
 		renamesCap: (cfg.Provider == "openai" || cfg.Provider == "azure") && openAIReasoningModel(cfg.Model),
-		native:     nativeResponses(&cfg), bridgeUsage: true, messagesChat: messagesViaChat(&cfg), quotedModel: quoteModel(cfg.Model)}
+		native:     nativeResponses(&cfg), bridgeUsage: true, messagesChat: messagesViaChat(&cfg),
+		messagesContinuous: cfg.streamUsageContinuous(), quotedModel: quoteModel(cfg.Model)}
 	b.busySets.New = func() any {
 		s := make(targetBits, (len(b.targets)+63)/64)
 		return &s

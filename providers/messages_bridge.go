@@ -91,7 +91,7 @@ func (b *Backend) msgsStreamOptions() (opts []byte, continuous bool) {
 	switch {
 	case !b.bridgeUsage:
 		return nil, false
-	case b.cfg.streamUsageContinuous():
+	case b.messagesContinuous:
 		return continuousUsageJSON, true
 	}
 	return includeUsageJSON, false

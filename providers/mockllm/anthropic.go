@@ -229,6 +229,7 @@ func (st *state) parseMessages(body []byte) *badRequest {
 		}
 	}
 	h := promptHash(st.s.opts.Seed, 0, false, st.messages)
+	n += toolsBytes(tools)
 	if system != nil {
 		n += contentBytes(system)
 		h = mix(h ^ xxhash.Sum64(system))

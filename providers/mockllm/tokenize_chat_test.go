@@ -9,7 +9,7 @@ import (
 // members of TokenizeChatRequest (add_generation_prompt, tools, chat_template_kwargs
 // …), as a gateway sends a Messages API token count it serves through chat
 // completions; the count is the prompt_tokens a chat call with the same messages and
-// tools reports.
+// tools reports, the tools counted in both, as a chat template renders them.
 func TestTokenizeChatForm(t *testing.T) {
 	h := start(t, Options{Seed: 2})
 	messages := `[{"role":"system","content":"Be brief."},{"role":"user","content":"What is the weather in Paris?"},` +
@@ -17,12 +17,21 @@ func TestTokenizeChatForm(t *testing.T) {
 		`{"role":"tool","tool_call_id":"call_1","content":"Sunny, 24 degrees."}]`
 	tools := `[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]`
 	_, ub := h.must("POST", "/v1/chat/completions", `{"model":"mock-1","max_tokens":1,"messages":`+messages+`,"tools":`+tools+`}`)
-	want := decode[chatResp](t, ub).Usage.PromptTokens
-	for _, body := range []string{
-		`{"model":"mock-1","messages":` + messages + `,"tools":` + tools + `,"add_generation_prompt":true}`,
-		`{"model":"mock-1","messages":` + messages + `,"add_generation_prompt":true,"add_special_tokens":false,"chat_template_kwargs":{"enable_thinking":false},"tools":null}`,
-		`{"messages":` + messages + `,"continue_final_message":true,"add_generation_prompt":false,"return_token_strs":true}`,
+	withTools := decode[chatResp](t, ub).Usage.PromptTokens
+	_, ub = h.must("POST", "/v1/chat/completions", `{"model":"mock-1","max_tokens":1,"messages":`+messages+`}`)
+	bare := decode[chatResp](t, ub).Usage.PromptTokens
+	if withTools <= bare {
+		t.Fatalf("prompt_tokens %d with tools, %d without: the tools should count", withTools, bare)
+	}
+	for _, c := range []struct {
+		body string
+		want int
+	}{
+		{`{"model":"mock-1","messages":` + messages + `,"tools":` + tools + `,"add_generation_prompt":true}`, withTools},
+		{`{"model":"mock-1","messages":` + messages + `,"add_generation_prompt":true,"add_special_tokens":false,"chat_template_kwargs":{"enable_thinking":false},"tools":null}`, bare},
+		{`{"messages":` + messages + `,"continue_final_message":true,"add_generation_prompt":false,"return_token_strs":true}`, bare},
 	} {
+		body, want := c.body, c.want
 		resp, b := h.must("POST", "/tokenize", body)
 		tok := decode[struct {
 			Count  int   `json:"count"`
