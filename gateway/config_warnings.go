@@ -19,6 +19,10 @@ const (
 	warnAbsentKeyFile = "an API key field names a file that is not there (or not a regular file): its path is sent as the key, as MLflow does, until the file appears; the file is watched"
 )
 
+// warnMLflowNameless follows the key of an MLflow endpoint's model.name left out where
+// the upstream is the provider's own API (OpenAI, Anthropic, Mistral, Together AI).
+const warnMLflowNameless = "left out, so each call goes to the provider's own API without a model, which it refuses (as it refuses MLflow's \"model\": null): name the model"
+
 // configWarnings are the warnings of rt's config at now, each as
 // FILE:LINE: key: warning: what, in the config's order of sections.
 func configWarnings(rt *runtime, now time.Time) []string {
@@ -53,6 +57,10 @@ func configWarnings(rt *runtime, now time.Time) []string {
 	for i := range c.Endpoints {
 		if cn := c.Endpoints[i].Canary; cn != nil && cn.MaxErrorRate == nil && cn.MaxP99 == 0 && cn.MaxTTFTP99 == 0 {
 			warn("endpoints["+strconv.Itoa(i)+"].canary", warnUngatedCanary)
+		}
+		if m := c.Endpoints[i].mlflow; m != nil && m.hostedNameless != "" {
+			// Already the MLflow file's key, which problemAt would map again.
+			out = append(out, c.path+":"+strconv.Itoa(c.lineOf(m.hostedNameless))+": "+m.hostedNameless+": warning: "+warnMLflowNameless)
 		}
 	}
 	if rt.responsesUnsigned() {

@@ -101,6 +101,10 @@ type mlflowInfo struct {
 	// refused: a problem of the traffic route's destinations was reported; its
 	// endpoint has no routes, whose checks would report it again.
 	refused bool
+	// hostedNameless is the MLflow key of the model.name left out of an endpoint
+	// whose upstream is its provider's own API, which refuses calls without a
+	// model (warnMLflowNameless); "" for any other.
+	hostedNameless string
 }
 
 // isMLflow tells an MLflow gateway config from ours by its endpoint entries: one with
@@ -272,11 +276,10 @@ type mlflowProvider struct {
 	// their temperature on the way (0: as sent).
 	viaChat          bool
 	temperatureScale float64
-	// nameless: model.name may be left out: MLflow sends these providers' calls
-	// with no model (to a model server's /invocations, a TGI server's /generate).
-	// So does Tollgate, to the OpenAI-compatible routes of such a server of one
-	// model, or with namelessModel, where the server wants one it does not read.
-	nameless      bool
+	// namelessModel is the model sent for an endpoint without model.name, where the
+	// server wants one it does not read; "" sends none (NoModel). MLflow sends a
+	// model server's and a TGI server's calls with none (to /invocations,
+	// /generate), and every other provider's with "model": null.
 	namelessModel string
 }
 
@@ -313,8 +316,8 @@ var mlflowProviders = map[string]mlflowProvider{
 		keyRequired: true},
 	// TGI's Messages API reads no model, but its older versions refuse a call
 	// without one; its documentation sends "tgi".
-	"huggingface-text-generation-inference": {provider: "openai", baseField: "hf_server_url", nameless: true, namelessModel: "tgi"},
-	"mlflow-model-serving":                  {provider: "openai", baseField: "model_server_url", nameless: true},
+	"huggingface-text-generation-inference": {provider: "openai", baseField: "hf_server_url", namelessModel: "tgi"},
+	"mlflow-model-serving":                  {provider: "openai", baseField: "model_server_url"},
 	"openai-compatible":                     {provider: "openai", keyField: "api_key", baseField: "api_base"},
 }
 
@@ -561,14 +564,14 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		default:
 			report(line(cp+".openai_api_type"), cp+".openai_api_type", "must be openai, azure or azuread")
 		}
-		// nameless: model.name is left out where the upstream needs none (mp.nameless,
-		// or Azure, whose deployment in the URL names the model): the calls go up with
-		// no model, as MLflow sends them, or mp.namelessModel. Elsewhere the name goes
-		// as every call's model (MLflow sends it so), which those APIs require.
-		nameless := e.Model.Name == "" && (mp.nameless || b.Provider == "azure")
-		switch {
-		case e.Model.Name != "":
-		case nameless:
+		// nameless: model.name is left out, which MLflow takes on every provider. The
+		// calls go up without a model: MLflow sends none to a model server and to an
+		// Azure deployment (whose URL names the model), and "model": null to the
+		// others, which an OpenAI-style server reads as none. A TGI server's calls get
+		// mp.namelessModel; Anthropic's Messages API takes no call without the member,
+		// which goes as "" (refused as Anthropic refuses MLflow's null).
+		nameless := e.Model.Name == ""
+		if nameless {
 			if b.Model = mp.namelessModel; b.Model == "" {
 				b.NoModel = true
 			}
@@ -576,13 +579,6 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 				k := cp + ".openai_deployment_name"
 				report(line(cp), k, "is required for provider "+e.Model.Provider+" without model.name (the deployment name in the Azure portal)")
 			}
-		default:
-			of := e.Model.Provider
-			if apiType == "openai" && of != "openai" {
-				of += " with openai_api_type openai"
-			}
-			k := p + ".model.name"
-			report(line(k), k, "is required for provider "+of+": each call sends it as its model (only the azure API types, mlflow-model-serving and huggingface-text-generation-inference take none)")
 		}
 		if apiType == "azuread" && b.APIKey != "" {
 			// An Azure AD (Entra ID) token goes in a bearer header, as MLflow sends
@@ -601,6 +597,14 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 			}
 		}
 		b.BaseURL = mlflowBaseURL(b.BaseURL, strings.HasSuffix(e.Model.Provider, "text-generation-inference"))
+		// hostedNameless: a call without a model to the provider's own API (OpenAI,
+		// Anthropic, Mistral, Together AI) is refused there, as MLflow's is: the
+		// endpoint loads, as in MLflow, with a warning.
+		hostedNameless := ""
+		if nameless && b.Provider != "azure" && b.BaseURL != "" &&
+			(b.BaseURL == mp.defaultBase || apiType == "openai" && b.BaseURL == mlflowProviders["openai"].defaultBase) {
+			hostedNameless = p + ".model.name"
+		}
 		if b.Provider == "azure" {
 			setAzure(&b, c["openai_deployment_name"], c["openai_api_version"])
 		}
@@ -640,7 +644,7 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		// and log show the backend's name, which is the endpoint's, and MLflow's
 		// names (any length, any letter) need not be labels.
 		ec.Routes = []router.Route{{Backend: name, Weight: 100}}
-		ec.mlflow = &mlflowInfo{EndpointType: typ, Provider: e.Model.Provider, Model: e.Model.Name, Limit: e.Limit}
+		ec.mlflow = &mlflowInfo{EndpointType: typ, Provider: e.Model.Provider, Model: e.Model.Name, Limit: e.Limit, hostedNameless: hostedNameless}
 		if e.Limit != nil {
 			if err := e.Limit.Validate(); err != nil {
 				for _, fe := range flatten(err) {

@@ -103,27 +103,6 @@ ml.yaml:9: endpoints[0].model.provider: provider "amazon-bedrock" is not support
         openai_organization: org-1
 `, "ml.yaml:13: endpoints[0].model.config.openai_organization: applies only when openai_api_type is openai, not azure"},
 
-		{"no model name on openai", `endpoints:
-  - name: a
-    endpoint_type: llm/v1/chat
-    model:
-      provider: openai
-      config: {openai_api_key: sk-o}
-`, "ml.yaml:4: endpoints[0].model.name: is required for provider openai: each call sends it as its model (only the azure API types, mlflow-model-serving and huggingface-text-generation-inference take none)"},
-		{"no model name on anthropic", `endpoints:
-  - name: a
-    endpoint_type: llm/v1/chat
-    model:
-      provider: anthropic
-      config: {anthropic_api_key: k}
-`, "ml.yaml:4: endpoints[0].model.name: is required for provider anthropic: each call sends it as its model (only the azure API types, mlflow-model-serving and huggingface-text-generation-inference take none)"},
-		{"no model name on provider azure of the openai type", `endpoints:
-  - name: a
-    endpoint_type: llm/v1/chat
-    model:
-      provider: azure
-      config: {openai_api_key: k, openai_api_type: openai}
-`, "ml.yaml:4: endpoints[0].model.name: is required for provider azure with openai_api_type openai: each call sends it as its model (only the azure API types, mlflow-model-serving and huggingface-text-generation-inference take none)"},
 		{"no model name nor deployment on provider azure", `endpoints:
   - name: a
     endpoint_type: llm/v1/chat

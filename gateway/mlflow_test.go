@@ -256,8 +256,8 @@ func TestMLflowBackendErrors(t *testing.T) {
 			"ml.yaml:8: endpoints[0].model.config.api_base: must start with http:// or https://"},
 		{"base URL with credentials", "provider: openai\n      name: m\n      config:\n        openai_api_key: k\n        openai_api_base: https://u:p@x/v1",
 			"ml.yaml:9: endpoints[0].model.config.openai_api_base: must not hold credentials (use api_key)"},
-		{"model name", "provider: openai\n      config:\n        openai_api_key: k",
-			"ml.yaml:4: endpoints[0].model.name: is required"},
+		{"model name", "provider: openai\n      name: \"gpt\\t4o\"\n      config:\n        openai_api_key: k",
+			"ml.yaml:6: endpoints[0].model.name: must not hold control characters"},
 		{"anthropic version", "provider: anthropic\n      name: m\n      config:\n        anthropic_api_key: k\n        anthropic_version: \"2023 06 01\"",
 			"ml.yaml:9: endpoints[0].model.config.anthropic_version: "},
 	}

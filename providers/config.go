@@ -152,7 +152,9 @@ type Config struct {
 	ChatTemperatureScale float64 `yaml:"-"`
 	// NoModel sends calls with no model member, Model being empty (provider openai
 	// or azure): an upstream serving one model, or an Azure deployment, which its
-	// URL names. MLflow sends the calls of an endpoint without model.name so.
+	// URL names. MLflow sends the calls of an endpoint without model.name so (or with
+	// "model": null, which an OpenAI-style server reads as none). Provider anthropic
+	// sends "model": "" instead: its Messages API takes no call without the member.
 	NoModel bool `yaml:"-"`
 
 	// resolver looks up targets' host names in place of the system's resolver;
@@ -522,7 +524,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Model == "" {
-		if !c.NoModel || c.Provider != "openai" && c.Provider != "azure" {
+		if !c.NoModel || c.Provider != "openai" && c.Provider != "azure" && c.Provider != "anthropic" {
 			errs = append(errs, fieldErr("model", "is required"))
 		}
 	} else if strings.ContainsFunc(c.Model, func(r rune) bool { return r < ' ' || r == 0x7f }) {

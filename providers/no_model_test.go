@@ -41,7 +41,8 @@ func TestAppendBodyNoModel(t *testing.T) {
 }
 
 // TestNoModelBackend: NoModel takes the place of a model for providers openai and
-// azure only, whose calls then go without one; an Anthropic call cannot.
+// azure, whose calls then go without one, and anthropic, whose Messages API calls
+// carry "model": "" (the member is required there); a mock backend still needs one.
 func TestNoModelBackend(t *testing.T) {
 	for _, c := range []struct {
 		cfg  Config
@@ -49,7 +50,9 @@ func TestNoModelBackend(t *testing.T) {
 	}{
 		{Config{Provider: "openai", BaseURL: "http://127.0.0.1:1/v1", NoModel: true}, ""},
 		{Config{Provider: "azure", BaseURL: "https://r.openai.azure.com", Deployment: "d", NoModel: true}, ""},
-		{Config{Provider: "anthropic", BaseURL: "https://api.anthropic.com/v1", APIKey: "k", NoModel: true}, "model: is required"},
+		{Config{Provider: "anthropic", BaseURL: "https://api.anthropic.com/v1", APIKey: "k", NoModel: true}, ""},
+		{Config{Provider: "anthropic", BaseURL: "https://api.anthropic.com/v1", APIKey: "k"}, "model: is required"},
+		{Config{Provider: "mock", NoModel: true}, "model: is required"},
 		{Config{Provider: "openai", BaseURL: "http://127.0.0.1:1/v1"}, "model: is required"},
 	} {
 		err := c.cfg.Validate()
@@ -63,6 +66,9 @@ func TestNoModelBackend(t *testing.T) {
 	}
 	if o := newOpenAI(&Config{Provider: "openai", NoModel: true}); o.model != nil {
 		t.Errorf("NoModel backend's model = %s, want none", o.model)
+	}
+	if a := newAnthropic(&Config{Provider: "anthropic", NoModel: true}); string(a.model) != `""` {
+		t.Errorf("NoModel anthropic backend's model = %s, want \"\"", a.model)
 	}
 	got, rerr := appendChatRequest(nil, []byte(`{"model":"c","prompt":"a"}`), nil, 0, false)
 	if want := `{"messages":[{"role":"user","content":"a"}]}`; rerr != nil || string(got) != want {
