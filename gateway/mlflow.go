@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -72,7 +73,110 @@ type mlflowDestination struct {
 	Name string `yaml:"name"`
 	// TrafficPercentage is required, as MLflow's RouteDestinationConfig has it: nil
 	// when left out, rather than a share of 0 that would load.
-	TrafficPercentage *int `yaml:"traffic_percentage"`
+	TrafficPercentage *mlflowPercentage `yaml:"traffic_percentage"`
+}
+
+// mlflowPercentage is a traffic_percentage as written, read by value as MLflow's
+// pydantic model reads its int field.
+type mlflowPercentage struct{ n yaml.Node }
+
+// UnmarshalYAML keeps the value for value to read: any refusal is then reported
+// once, at its key, with the route's other checks.
+func (p *mlflowPercentage) UnmarshalYAML(n *yaml.Node) error {
+	p.n = *n
+	return nil
+}
+
+// value reads the percentage as pydantic 2 reads an int field in lax mode, as MLflow's
+// RouteDestinationConfig.traffic_percentage is read: a whole number however written
+// (50, 50.0, "50", " 50 ", "+50", "5_0", "50.00"), and true and false as 1 and 0. A
+// fraction (50.5, "50.5"), a word, a string pydantic does not read as a number
+// ("50.", "0x32", "1e2") and a value of another kind are refused, the problem
+// saying what to write. YAML's own forms of a number (0x32, 5_0) are read as the
+// rest of the file is. A whole number past int's range is one out of 0..100.
+func (p *mlflowPercentage) value() (int, string) {
+	n := &p.n
+	const want = "must be a whole number, not "
+	if n.Kind != yaml.ScalarNode {
+		return 0, want + cmp.Or(yamlTags[n.ShortTag()], "a value tagged "+n.ShortTag())
+	}
+	switch tag := n.ShortTag(); tag {
+	case "!!int":
+		var v int
+		if n.Decode(&v) != nil {
+			if f := 0.0; n.Decode(&f) == nil {
+				return 0, "must be 0..100" // past int's range
+			}
+			return 0, want + n.Value // tagged !!int, and not one
+		}
+		return v, ""
+	case "!!float":
+		var f float64
+		switch {
+		case n.Decode(&f) != nil || math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f):
+			return 0, want + n.Value
+		case f < math.MinInt32 || f > math.MaxInt32:
+			return 0, "must be 0..100"
+		}
+		return int(f), ""
+	case "!!bool":
+		var b bool
+		if n.Decode(&b) != nil {
+			return 0, want + strconv.Quote(n.Value)
+		}
+		if b {
+			return 1, ""
+		}
+		return 0, ""
+	case "!!str":
+		v, ok, big := pydanticInt(n.Value)
+		switch {
+		case !ok:
+			return 0, want + strconv.Quote(n.Value)
+		case big:
+			return 0, "must be 0..100"
+		}
+		return v, ""
+	default:
+		return 0, want + cmp.Or(yamlTags[tag], "a value tagged "+tag)
+	}
+}
+
+// pydanticInt reads s as pydantic 2 reads a string for an int field: surrounding
+// whitespace dropped, an optional sign, ASCII digits with single underscores between
+// them, and an optional point followed by zeros alone. big reports a number past
+// int32's range (a percentage out of range all the same).
+func pydanticInt(s string) (v int, ok, big bool) {
+	s = strings.TrimSpace(s)
+	if whole, frac, found := strings.Cut(s, "."); found {
+		if frac == "" || strings.Trim(frac, "0") != "" {
+			return 0, false, false
+		}
+		s = whole
+	}
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	if s == "" {
+		return 0, false, false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case '0' <= c && c <= '9':
+			if !big {
+				v = v*10 + int(c-'0')
+				big = v > math.MaxInt32
+			}
+		case c == '_' && i > 0 && i < len(s)-1 && s[i-1] != '_' && s[i+1] != '_':
+		default:
+			return 0, false, false
+		}
+	}
+	if neg {
+		v = -v
+	}
+	return v, true, big
 }
 
 type mlflowEndpoint struct {
@@ -719,16 +823,16 @@ func fromMLflowRoute(i int, r mlflowRoute, endpoints []mlflowEndpoint, unfit []b
 				refused = true
 			}
 		}
-		pct := 0
-		switch {
-		case d.TrafficPercentage == nil:
-			report(line(dp+".traffic_percentage"), dp+".traffic_percentage", "is required")
-			refused = true
-		case *d.TrafficPercentage < 0 || *d.TrafficPercentage > 100:
-			report(line(dp+".traffic_percentage"), dp+".traffic_percentage", "must be 0..100")
-			refused = true
-		default:
-			pct = *d.TrafficPercentage
+		pct, problem := 0, "is required"
+		if d.TrafficPercentage != nil {
+			pct, problem = d.TrafficPercentage.value()
+		}
+		if problem == "" && (pct < 0 || pct > 100) {
+			problem = "must be 0..100"
+		}
+		if problem != "" {
+			report(line(dp+".traffic_percentage"), dp+".traffic_percentage", problem)
+			pct, refused = 0, true
 		}
 		sum += pct
 		// An endpoint named twice is drawn by its shares' sum, as MLflow draws it; one
@@ -740,8 +844,9 @@ func fromMLflowRoute(i int, r mlflowRoute, endpoints []mlflowEndpoint, unfit []b
 		}
 	}
 	if !refused && sum != 100 {
-		// Named traffic_percentage, as MLflow names the share: a percentage refused
-		// as written (a fraction, a string) drops this sum (dropKeyProblems).
+		// Named traffic_percentage, as MLflow names the share. A percentage refused
+		// above (a fraction, a word) leaves the sum unsaid: it would be that mistake
+		// again.
 		k := p + ".destinations"
 		report(line(k), k, "traffic_percentage values add up to "+strconv.Itoa(sum)+", want 100")
 		refused = true
