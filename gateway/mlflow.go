@@ -129,54 +129,15 @@ func (p *mlflowPercentage) value() (int, string) {
 		}
 		return 0, ""
 	case "!!str":
-		v, ok, big := pydanticInt(n.Value)
-		switch {
-		case !ok:
+		// Past int32, capped there: out of 0..100 all the same.
+		v, ok := jsonscan.CountText([]byte(n.Value), math.MaxInt32+1)
+		if !ok {
 			return 0, want + strconv.Quote(n.Value)
-		case big:
-			return 0, "must be 0..100"
 		}
-		return v, ""
+		return int(v), ""
 	default:
 		return 0, want + cmp.Or(yamlTags[tag], "a value tagged "+tag)
 	}
-}
-
-// pydanticInt reads s as pydantic 2 reads a string for an int field: surrounding
-// whitespace dropped, an optional sign, ASCII digits with single underscores between
-// them, and an optional point followed by zeros alone. big reports a number past
-// int32's range (a percentage out of range all the same).
-func pydanticInt(s string) (v int, ok, big bool) {
-	s = strings.TrimSpace(s)
-	if whole, frac, found := strings.Cut(s, "."); found {
-		if frac == "" || strings.Trim(frac, "0") != "" {
-			return 0, false, false
-		}
-		s = whole
-	}
-	neg := false
-	if s != "" && (s[0] == '+' || s[0] == '-') {
-		neg, s = s[0] == '-', s[1:]
-	}
-	if s == "" {
-		return 0, false, false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case '0' <= c && c <= '9':
-			if !big {
-				v = v*10 + int(c-'0')
-				big = v > math.MaxInt32
-			}
-		case c == '_' && i > 0 && i < len(s)-1 && s[i-1] != '_' && s[i+1] != '_':
-		default:
-			return 0, false, false
-		}
-	}
-	if neg {
-		v = -v
-	}
-	return v, true, big
 }
 
 type mlflowEndpoint struct {

@@ -472,6 +472,10 @@ func Count(raw []byte, limit int64) (n int64, ok bool) {
 	return int64(f), true
 }
 
+// CountText reads s, the text of a string (a JSON string's, decoded, or a YAML
+// scalar's), as pydantic's lax mode reads one for an int field: countString.
+func CountText(s []byte, limit int64) (int64, bool) { return countString(s, limit) }
+
 // countString reads s, a JSON string's text, as pydantic-core's str_as_int does:
 // Unicode space around it, one sign, digits with single underscores between them,
 // leading zeros, and a fraction of zeros only ("5000.0", not "5000." nor "5e3"). The
