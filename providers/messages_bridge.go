@@ -1522,12 +1522,19 @@ type msgStream struct {
 	// are: a call that begins while they are a whole JSON value closes it (a server
 	// streaming calls one after the other), else it is held.
 	openArgs []byte
-	scratch  []byte
+	// unnamed is set while the tool call open has no name yet (its first delta named
+	// none: some servers send the id and the first arguments before the name): its
+	// block is not begun, its pieces wait in openArgs and its id in openID until the
+	// name comes or it ends (startUnnamed).
+	unnamed bool
+	openID  []byte
+	scratch []byte
 }
 
 // heldCall is a tool call held back while another is open: its index, its id and
-// name (raw JSON strings, or empty), and its arguments so far, the pieces' strings
-// joined without their quotes (each piece a whole JSON string, so no escape is cut).
+// name (raw JSON strings, or empty; the name set when it comes after the id), and
+// its arguments so far, the pieces' strings joined without their quotes (each piece
+// a whole JSON string, so no escape is cut).
 type heldCall struct {
 	n        int64
 	id, name []byte
@@ -1541,7 +1548,7 @@ func (s *msgStream) Close() error {
 	err := s.closeInner()
 	s.relayQueue.reset()
 	*s = msgStream{relayQueue: s.relayQueue, model: trimBuf(s.model), scratch: trimBuf(s.scratch), stopSeq: trimBuf(s.stopSeq),
-		toolsBegun: s.toolsBegun[:0], held: s.held[:0], openArgs: trimBuf(s.openArgs)}
+		toolsBegun: s.toolsBegun[:0], held: s.held[:0], openArgs: trimBuf(s.openArgs), openID: trimBuf(s.openID)}
 	if cap(s.held) > maxOpenCalls {
 		s.held = nil
 	}
@@ -1581,30 +1588,46 @@ func (s *msgStream) begin() {
 	s.mark(evMsgStart, false)
 }
 
-// closeBlock writes content_block_stop for the block open, if any, then the tool
-// calls held back while it was open (flushHeld).
+// closeBlock writes content_block_stop for the block open, if any (a tool call
+// still waiting for its name begun first, without one: startUnnamed), then the
+// tool calls held back while it was open that are ready (flushHeld).
 func (s *msgStream) closeBlock() {
 	if s.open == openNone {
 		return
+	}
+	if s.unnamed {
+		s.startUnnamed(nil)
 	}
 	s.open = openNone
 	s.pend = append(s.pend, `{"type":"content_block_stop","index":`...)
 	s.pend = strconv.AppendInt(s.pend, int64(s.blocks-1), 10)
 	s.pend = append(s.pend, '}')
 	s.mark(evBlockStop, false)
-	s.flushHeld(false)
+	s.flushHeld(flushReady)
 }
 
+// How far flushHeld writes the tool calls held: up to the first not ready (its
+// arguments not a whole JSON value yet, or no name yet: its pieces or its name may
+// still come), up to the first not done (its arguments not whole: a call begins
+// after them, so one without a name goes out without it), or all.
+const (
+	flushReady = iota
+	flushDone
+	flushAll
+)
+
 // flushHeld writes the tool calls held back as whole tool_use blocks, in the order
-// they began: each its start, its arguments in one input_json_delta, its stop. With
-// all unset it stops at the first whose arguments are not a whole JSON value yet (its
-// pieces may still come); the rest stay held. A piece that comes for one written is
+// they began: each its start, its arguments in one input_json_delta, its stop; as
+// far as until says, the rest staying held. A piece that comes for one written is
 // errToolReopened, as for any call closed.
-func (s *msgStream) flushHeld(all bool) {
+func (s *msgStream) flushHeld(until int) {
 	w := 0
 	for w < len(s.held) {
 		h := &s.held[w]
-		if !all {
+		if until == flushReady && !nonEmpty(h.name) {
+			break
+		}
+		if until != flushAll {
 			var whole bool
 			if s.scratch, whole = wholeJSON(s.scratch[:0], h.args); !whole {
 				break
@@ -1637,11 +1660,38 @@ func (s *msgStream) flushHeld(all bool) {
 	s.held = s.held[:done]
 }
 
+// beginTool begins chat tool call n as the block open, id and name its raw JSON
+// strings: its tool_use block at once when it has a name, else once the name comes
+// (or it ends: startUnnamed), the block open before it closed now either way.
+func (s *msgStream) beginTool(n int64, id, name []byte) {
+	s.toolsBegun = append(s.toolsBegun, n)
+	s.openArgs = s.openArgs[:0]
+	if nonEmpty(name) {
+		s.startTool(n, id, name)
+		return
+	}
+	s.closeBlock()
+	s.open, s.tool, s.unnamed = openTool, n, true
+	s.openID = append(s.openID[:0], id...)
+}
+
+// startUnnamed begins the block of the tool call open that waited for its name,
+// name (nil when it ends without one): its start, then the pieces of its arguments
+// that came so far in one input_json_delta.
+func (s *msgStream) startUnnamed(name []byte) {
+	s.unnamed, s.open = false, openNone
+	s.startTool(s.tool, s.openID, name)
+	if len(s.openArgs) > 0 {
+		s.scratch = append(append(append(s.scratch[:0], '"'), s.openArgs...), '"')
+		s.delta("input_json_delta", "partial_json", s.scratch)
+	}
+}
+
 // startTool begins a tool_use block for chat tool call n, id and name its raw JSON
 // strings (an id made up when empty, an empty name when none).
 func (s *msgStream) startTool(n int64, id, name []byte) {
 	s.openBlock(openTool)
-	s.tool, s.openArgs = n, s.openArgs[:0]
+	s.tool = n
 	s.pend = append(s.pend, `{"type":"tool_use","id":`...)
 	if nonEmpty(id) {
 		s.pend = append(s.pend, id...)
@@ -1674,7 +1724,7 @@ func (s *msgStream) openBlock(k int) {
 	s.closeBlock()
 	if k != openTool && len(s.held) > 0 {
 		// Text after tool calls (rare): the calls held go first.
-		s.flushHeld(true)
+		s.flushHeld(flushAll)
 	}
 	s.open = k
 	s.pend = append(s.pend, `{"type":"content_block_start","index":`...)
@@ -1732,6 +1782,17 @@ func (s *msgStream) choice(c *chatChoice) error {
 // callDelta implements callRelay: a call not begun begins a tool_use block (the one
 // open closed), a piece of its arguments is an input_json_delta. Adding to a call
 // whose block was closed is errToolReopened.
+//
+// A call whose first delta names no tool (some servers and tool parsers send the id,
+// and even the first arguments, before the name) waits for its name, as the
+// client's tool_use block must name its tool at its start: when open, its block
+// begins once the name comes, the pieces held then in one input_json_delta, the
+// rest streamed (beginTool); when held behind another, it takes the name and is
+// written whole when its turn comes, those after it waiting behind it (flushHeld). A
+// call done before its name comes (its arguments whole as the next call begins,
+// text after it, the stream's end) goes out then with an empty name, as one never
+// named always did; a name that comes for a call done is dropped, as is any delta
+// without arguments for it.
 func (s *msgStream) callDelta(n int64, numbered bool, id, name, args []byte) error {
 	switch {
 	case numbered:
@@ -1746,14 +1807,22 @@ func (s *msgStream) callDelta(n int64, numbered bool, id, name, args []byte) err
 	}
 	switch h := s.heldAt(n); {
 	case s.open == openTool && s.tool == n:
+		if s.unnamed && nonEmpty(name) {
+			s.startUnnamed(name)
+		}
 	case h >= 0:
-		// Held back: its pieces join until its block is written, which may be now
-		// when no block is open and it is first.
+		// Held back: its pieces (and its name, when it came after its id) join
+		// until its block is written, which may be now when no block is open and
+		// it is first.
+		c := &s.held[h]
+		if !nonEmpty(c.name) && nonEmpty(name) {
+			c.name = append(c.name[:0], name...)
+		}
 		if jsonscan.IsString(args) {
-			s.held[h].args = append(s.held[h].args, args[1:len(args)-1]...)
+			c.args = append(c.args, args[1:len(args)-1]...)
 		}
 		if s.open == openNone {
-			s.flushHeld(false)
+			s.flushHeld(flushReady)
 		}
 		return nil
 	case containsInt(s.toolsBegun, n):
@@ -1766,14 +1835,18 @@ func (s *msgStream) callDelta(n int64, numbered bool, id, name, args []byte) err
 	case s.open == openTool && s.openWhole() && len(s.held) == 0:
 		// The call open is whole: this one follows it.
 		s.closeBlock()
-		s.toolsBegun = append(s.toolsBegun, n)
-		s.startTool(n, id, name)
+		s.beginTool(n, id, name)
 	case s.open == openTool || len(s.held) > 0:
 		// Another call is open and not whole (its pieces interleave with this
 		// one's), or calls are held before it: this one waits its turn.
 		if s.open == openTool && s.openWhole() {
 			// The open one is whole: it closes, the held ones whole go after it.
 			s.closeBlock()
+		}
+		if s.open == openNone {
+			// A call begins after them: the held ones first whose arguments are
+			// whole are done, those still without a name too.
+			s.flushHeld(flushDone)
 		}
 		if len(s.held) < cap(s.held) {
 			s.held = s.held[:len(s.held)+1]
@@ -1790,12 +1863,13 @@ func (s *msgStream) callDelta(n int64, numbered bool, id, name, args []byte) err
 		}
 		return nil
 	default:
-		s.toolsBegun = append(s.toolsBegun, n)
-		s.startTool(n, id, name)
+		s.beginTool(n, id, name)
 	}
 	if nonEmpty(args) {
 		s.openArgs = append(s.openArgs, args[1:len(args)-1]...)
-		s.delta("input_json_delta", "partial_json", args)
+		if !s.unnamed {
+			s.delta("input_json_delta", "partial_json", args)
+		}
 	}
 	return nil
 }
@@ -1822,7 +1896,7 @@ func containsInt(s []int64, n int64) bool {
 func (s *msgStream) finish() {
 	s.begin()
 	s.closeBlock()
-	s.flushHeld(true)
+	s.flushHeld(flushAll)
 	stop := s.stop
 	if stop == "" {
 		stop = "end_turn"

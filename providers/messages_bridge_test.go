@@ -683,6 +683,7 @@ func FuzzMessagesBridgeRequest(f *testing.F) {
 func FuzzMessagesBridgeStream(f *testing.F) {
 	f.Add(strings.Join([]string{delta(`{"content":"Hi"}`, ""), callDelta(0, "a", "f", `{"x":1}`), delta(`{}`, "tool_calls"), usageChunk, "[DONE]"}, "\n"))
 	f.Add(strings.Join([]string{callDelta(1, "a", "f", `{`), callDelta(0, "b", "g", `}`), "!ping", "[DONE]"}, "\n"))
+	f.Add(strings.Join([]string{msgNameless(0, "a", `{`), callDelta(1, "b", "", `{`), msgNameOf(1, "g"), msgPiece(0, `}`), msgNameOf(0, "f"), "[DONE]"}, "\n"))
 	f.Fuzz(func(t *testing.T, in string) {
 		s := msgStreamOf(strings.Split(in, "\n")...)
 		defer s.Close()
