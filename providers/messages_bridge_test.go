@@ -687,7 +687,12 @@ func FuzzMessagesBridgeStream(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		s := msgStreamOf(strings.Split(in, "\n")...)
 		defer s.Close()
-		done := false
+		// The stream's grammar as the SDKs read it: message_start first, content
+		// blocks one at a time numbered from 0, each delta and stop naming the block
+		// open, message_delta and message_stop with none open, nothing after
+		// message_stop or an error but the end.
+		done, started, ended := false, false, false
+		open, next := int64(-1), int64(0)
 		for range 10000 {
 			var ev Event
 			if err := s.Next(&ev); err != nil {
@@ -706,6 +711,41 @@ func FuzzMessagesBridgeStream(f *testing.F) {
 			typ, _ := jsonscan.Field(ev.Data, "type")
 			if !json.Valid(ev.Data) || string(typ) != `"`+string(ev.Name)+`"` {
 				t.Fatalf("event %s: %s", ev.Name, ev.Data)
+			}
+			if ended {
+				t.Fatalf("event after message_stop or an error: %s", ev.Data)
+			}
+			idx := int64(-2)
+			if v, ok := jsonscan.Field(ev.Data, "index"); ok {
+				idx, _ = jsonscan.Int(v)
+			}
+			switch name := string(ev.Name); {
+			case name == "error":
+				ended = true
+			case name == "message_start":
+				if started {
+					t.Fatalf("a second message_start: %s", ev.Data)
+				}
+				started = true
+			case !started:
+				t.Fatalf("%s before message_start", ev.Data)
+			case name == "content_block_start":
+				if open != -1 || idx != next {
+					t.Fatalf("block %d started with %d open, %d next: %s", idx, open, next, ev.Data)
+				}
+				open, next = idx, next+1
+			case name == "content_block_delta", name == "content_block_stop":
+				if idx != open || open < 0 {
+					t.Fatalf("%s for block %d, %d open", ev.Data, idx, open)
+				}
+				if name == "content_block_stop" {
+					open = -1
+				}
+			case name == "message_delta", name == "message_stop":
+				if open != -1 {
+					t.Fatalf("%s with block %d open", ev.Data, open)
+				}
+				ended = name == "message_stop"
 			}
 		}
 	})
