@@ -64,19 +64,33 @@ func (c *Config) validateMessagesAPI() []error {
 // streamUsageContinuous reports whether a Messages API stream served through chat
 // completions asks for usage on every chunk (continuous_usage_stats): by default on
 // openai backends, whose servers behind the bridge are mostly vLLM and SGLang, which
-// take it, but for OpenAI's own API (a base_url on api.openai.com); not on azure:
-// those refuse members they do not know.
+// take it, but for OpenAI's own API (a base_url or a target on api.openai.com or a
+// regional host of it); not on azure: those refuse members they do not know.
 func (c *Config) streamUsageContinuous() bool {
 	if c.StreamUsageContinuous != nil {
 		return *c.StreamUsageContinuous
 	}
-	return c.Provider == "openai" && !onOpenAI(c.BaseURL)
+	if c.Provider != "openai" || onOpenAI(c.BaseURL) {
+		return false
+	}
+	for _, t := range c.Targets {
+		if onOpenAI(t) {
+			return false
+		}
+	}
+	return true
 }
 
-// onOpenAI reports whether base names OpenAI's own API.
+// onOpenAI reports whether base names OpenAI's own API: api.openai.com, or a host
+// under it (eu.api.openai.com and us.api.openai.com serve data residency projects,
+// the same API, refusing the same members).
 func onOpenAI(base string) bool {
 	u, err := url.Parse(base)
-	return err == nil && strings.EqualFold(u.Hostname(), "api.openai.com")
+	if err != nil {
+		return false
+	}
+	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	return h == "api.openai.com" || strings.HasSuffix(h, ".api.openai.com")
 }
 
 // continuousUsageJSON is the stream_options a bridged Messages stream sends where the
