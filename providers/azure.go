@@ -24,7 +24,7 @@ const azureStreamOptionsSince = "2024-09-01"
 func newAzure(c *Config) *openAI {
 	cc := *c
 	cc.APIKey = ""
-	if cc.StreamUsage == nil && cc.APIVersion < azureStreamOptionsSince {
+	if cc.azureUsageOff() {
 		off := false
 		cc.StreamUsage = &off
 	}
@@ -34,6 +34,13 @@ func newAzure(c *Config) *openAI {
 		o.addSecret(c.APIKey)
 	}
 	return o
+}
+
+// azureUsageOff reports whether an azure backend of config c streams without usage
+// though stream_usage is not set: its api_version, given, is older than
+// azureStreamOptionsSince (left out, it is defaultAzureAPIVersion, which takes them).
+func (c *Config) azureUsageOff() bool {
+	return c.Provider == "azure" && c.StreamUsage == nil && c.APIVersion != "" && c.APIVersion < azureStreamOptionsSince
 }
 
 // azureURLs points a target's operations at the deployment:

@@ -57,10 +57,10 @@ type Config struct {
 	// (stream_options.continuous_usage_stats, which vLLM and SGLang take) besides the
 	// usage chunk, so that message_start carries the prompt's tokens. Default true for
 	// openai with messages_api chat but on api.openai.com (or a regional host of it,
-	// eu.api.openai.com), which refuses unknown
-	// stream_options members (400 unknown_parameter), false for azure; turn off for
-	// other servers that refuse it. It rides
-	// on include_usage, so stream_usage false turns it off too.
+	// eu.api.openai.com), which refuses unknown stream_options members (400
+	// unknown_parameter), false for azure; turn off for other servers that refuse it.
+	// It rides on include_usage, so stream_usage false turns it off too (as does an
+	// azure api_version older than stream_options, unless stream_usage is true).
 	StreamUsageContinuous *bool `yaml:"stream_usage_continuous"`
 	// Mock configures the built-in mock upstream (provider: mock).
 	Mock MockConfig `yaml:"mock"`

@@ -56,6 +56,10 @@ func (c *Config) validateMessagesAPI() []error {
 		case *v && c.StreamUsage != nil && !*c.StreamUsage:
 			errs = append(errs, fieldErr("stream_usage_continuous",
 				"needs stream_usage: continuous_usage_stats comes with include_usage, which stream_usage: false does not send"))
+		case *v && c.azureUsageOff():
+			errs = append(errs, fieldErr("stream_usage_continuous",
+				"needs stream_usage: continuous_usage_stats comes with include_usage, which api_version "+c.APIVersion+
+					" does not send unless stream_usage is true (stream_options came with "+azureStreamOptionsSince+"-preview)"))
 		}
 	}
 	return errs
