@@ -1564,7 +1564,20 @@ var msgStreamPool = sync.Pool{New: func() any { return &msgStream{relayQueue: re
 // Close implements Events.
 func (s *msgStream) Close() error {
 	err := s.closeInner()
+	s.reset()
+	msgStreamPool.Put(s)
+	return err
+}
+
+// reset readies s for the pool; a buffer one long stream grew goes with it, the
+// buffers of the calls it held too (flushHeld keeps them for the next).
+func (s *msgStream) reset() {
 	s.relayQueue.reset()
+	held := s.held[:cap(s.held)]
+	for i := range held {
+		h := &held[i]
+		h.id, h.name, h.args = trimBuf(h.id), trimBuf(h.name), trimBuf(h.args)
+	}
 	*s = msgStream{relayQueue: s.relayQueue, model: trimBuf(s.model), scratch: trimBuf(s.scratch), stopSeq: trimBuf(s.stopSeq),
 		toolsBegun: s.toolsBegun[:0], held: s.held[:0], openArgs: trimBuf(s.openArgs), openID: trimBuf(s.openID)}
 	if cap(s.held) > maxOpenCalls {
@@ -1573,8 +1586,6 @@ func (s *msgStream) Close() error {
 	if cap(s.toolsBegun) > maxOpenCalls {
 		s.toolsBegun = nil
 	}
-	msgStreamPool.Put(s)
-	return err
 }
 
 // Next implements Events.
