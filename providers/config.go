@@ -56,9 +56,10 @@ type Config struct {
 	// completions (messages_api chat, or provider azure), for usage on every chunk
 	// (stream_options.continuous_usage_stats, which vLLM and SGLang take) besides the
 	// usage chunk, so that message_start carries the prompt's tokens. Default true for
-	// openai with messages_api chat but on api.openai.com (or a regional host of it,
-	// eu.api.openai.com), which refuses unknown stream_options members (400
-	// unknown_parameter), false for azure; turn off for other servers that refuse it.
+	// openai with messages_api chat but on OpenAI's API (api.openai.com, a regional
+	// host of it) or an Azure OpenAI resource's host, which refuse unknown
+	// stream_options members (400 unknown_parameter), false for azure; turn off for
+	// other servers that refuse it.
 	// It rides on include_usage, so stream_usage false turns it off too (as does an
 	// azure api_version older than stream_options, unless stream_usage is true).
 	StreamUsageContinuous *bool `yaml:"stream_usage_continuous"`

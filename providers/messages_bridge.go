@@ -85,16 +85,26 @@ func (c *Config) streamUsageContinuous() bool {
 	return true
 }
 
-// onOpenAI reports whether base names OpenAI's own API: api.openai.com, or a host
-// under it (eu.api.openai.com and us.api.openai.com serve data residency projects,
-// the same API, refusing the same members).
+// onOpenAI reports whether base names OpenAI's own API or Azure's, which refuse
+// request members they do not know: api.openai.com, or a host under it
+// (eu.api.openai.com and us.api.openai.com serve data residency projects, the same
+// API), and an Azure OpenAI resource's hosts (its v1 API reached with provider
+// openai: *.openai.azure.com, *.cognitiveservices.azure.com, *.services.ai.azure.com).
 func onOpenAI(base string) bool {
 	u, err := url.Parse(base)
 	if err != nil {
 		return false
 	}
 	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-	return h == "api.openai.com" || strings.HasSuffix(h, ".api.openai.com")
+	if h == "api.openai.com" {
+		return true
+	}
+	for _, s := range [...]string{".api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"} {
+		if strings.HasSuffix(h, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // continuousUsageJSON is the stream_options a bridged Messages stream sends where the

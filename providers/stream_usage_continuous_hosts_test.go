@@ -9,7 +9,8 @@ import (
 // own API, which refuses continuous_usage_stats as api.openai.com does, and so does a
 // pool whose targets are on it: a bridged Messages stream on such a backend asks for
 // the usage chunk alone by default, as on api.openai.com. Other hosts (vLLM replicas,
-// a name that only begins like OpenAI's) still ask for usage on every chunk.
+// a name that only begins like OpenAI's) still ask for usage on every chunk. Azure's
+// OpenAI hosts, reached with provider openai (its v1 API), refuse it alike.
 func TestStreamUsageContinuousOpenAIHosts(t *testing.T) {
 	for _, c := range []struct {
 		name    string
@@ -26,6 +27,10 @@ func TestStreamUsageContinuousOpenAIHosts(t *testing.T) {
 		{"vLLM replicas", "", []string{"http://vllm-0:8000/v1", "http://vllm-1:8000/v1"}, true},
 		{"a host named like OpenAI's", "https://api.openai.com.example/v1", nil, true},
 		{"a host ending like OpenAI's", "https://myapi.openai.com/v1", nil, true},
+		{"Azure's v1 API", "https://res.openai.azure.com/openai/v1", nil, false},
+		{"Azure AI Foundry", "https://res.services.ai.azure.com/openai/v1", nil, false},
+		{"Azure AI services", "https://res.cognitiveservices.azure.com/openai/v1", nil, false},
+		{"a host named like Azure's", "https://openai.azure.com.example/v1", nil, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := Config{Provider: "openai", BaseURL: c.base, Targets: c.targets, Model: "m", MessagesAPI: "chat"}
