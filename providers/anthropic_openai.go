@@ -998,6 +998,10 @@ func (s *anthropicStream) start(msg []byte, ev *Event) (bool, error) {
 	s.out = append(s.out, `"role":"assistant","content":""`...)
 	s.out = append(s.out, strChunkClose...)
 	ev.Data = s.out
+	// The prompt's tokens, exact from the start: what a stream cut before its usage
+	// chunk is settled with. The output count here (Anthropic writes 1) is none yet.
+	ev.Usage, ev.SoFar = s.usage.usage(), true
+	ev.Usage.Output = 0
 	return true, nil
 }
 
@@ -1222,7 +1226,7 @@ func (s *anthropicStream) reasoning(text []byte, ev *Event) {
 	s.out = append(s.out, `"reasoning_content":`...)
 	s.out = append(s.out, text...)
 	s.out = append(s.out, strChunkClose...)
-	ev.Data, ev.Content = s.out, true
+	ev.Data, ev.Content, ev.OutputBytes = s.out, true, len(text)-2
 }
 
 // thinkingDone emits the thinking_blocks delta of the thinking block that ended: its
@@ -1299,7 +1303,7 @@ func (s *anthropicStream) arguments(ord int, args []byte, ev *Event) {
 	s.out = append(s.out, args...)
 	s.out = append(s.out, "}}]"...)
 	s.out = append(s.out, strChunkClose...)
-	ev.Data, ev.Content = s.out, true
+	ev.Data, ev.Content, ev.OutputBytes = s.out, true, len(args)-2
 }
 
 // content emits a content delta holding text, a raw JSON string.
@@ -1309,7 +1313,7 @@ func (s *anthropicStream) content(text []byte, ev *Event) {
 	s.out = append(s.out, `"content":`...)
 	s.out = append(s.out, text...)
 	s.out = append(s.out, strChunkClose...)
-	ev.Data, ev.Content = s.out, true
+	ev.Data, ev.Content, ev.OutputBytes = s.out, true, len(text)-2
 }
 
 // streamFailure is an error event in the middle of an Anthropic stream, such as

@@ -289,9 +289,10 @@ var (
 
 // inspectMessageEvent reads what the gateway needs of a Messages API stream event
 // (data, its JSON): the usage (message_start's, then message_delta's, which the
-// event ev carries whole: input from the start, output from the delta), generated
-// content (text, a tool call's input, thinking, a tool_use block begun), and an
-// error event. It reports whether the event is one JSON object and whether it is the
+// event ev carries whole: input from the start, output from the delta; message_start
+// carries the prompt's as the usage so far), generated content (text, a tool call's
+// input, thinking, a tool_use block begun) and the size of its text, and an error
+// event. It reports whether the event is one JSON object and whether it is the
 // stream's last: message_stop, or an error event, after which Anthropic sends
 // nothing more (read on, an upstream that then stays silent would hold the client's
 // stream until its timeout).
@@ -326,6 +327,11 @@ func (s *sseReader) inspectMessageEvent(data []byte, ev *Event) (ok, stop bool) 
 	case bytes.Equal(typ, strMessageStart):
 		if u, ok := jsonscan.Field(message, "usage"); ok && !jsonscan.IsNull(u) {
 			s.msgUsage.read(u)
+			// The prompt's tokens, exact from the start: what a stream cut before
+			// message_delta is settled with. The output count there (Anthropic
+			// writes 1) is none yet.
+			ev.Usage, ev.SoFar = s.msgUsage.usage(), true
+			ev.Usage.Output = 0
 		}
 	case bytes.Equal(typ, strMessageDelta):
 		if usage != nil && !jsonscan.IsNull(usage) {
@@ -333,7 +339,8 @@ func (s *sseReader) inspectMessageEvent(data []byte, ev *Event) (ok, stop bool) 
 			ev.Usage, ev.HasUsage = s.msgUsage.usage(), true
 		}
 	case bytes.Equal(typ, strBlockDelta):
-		ev.Content = hasText(delta, strTextKey) || hasText(delta, strPartialJSON) || hasText(delta, strThinkingKey)
+		ev.OutputBytes = textBytes(delta, strTextKey) + textBytes(delta, strPartialJSON) + textBytes(delta, strThinkingKey)
+		ev.Content = ev.OutputBytes > 0
 	case bytes.Equal(typ, strBlockStart):
 		if t, ok := jsonscan.Field(block, "type"); ok {
 			ev.Content = bytes.Equal(t, strToolUse) || bytes.Equal(t, strServerTool)

@@ -509,6 +509,17 @@ type Event struct {
 	Usage    Usage
 	// Content is set when the chunk carries generated text or a tool call.
 	Content bool
+	// OutputBytes is the size of the generated text the event carries: content,
+	// reasoning, a refusal, a tool call's arguments, each the inside of its JSON
+	// string as sent. The gateway estimates the output tokens of a stream cut before
+	// its usage came from it (about four bytes a token).
+	OutputBytes int
+	// SoFar is set when Usage holds the stream's usage so far rather than its final
+	// count (HasUsage unset): the prompt's tokens once the stream began (Anthropic's
+	// message_start; its output count there is no count yet and is left at 0), and,
+	// where usage on every chunk was asked for (continuous_usage_stats), the tokens
+	// generated so far. A stream cut before its usage is settled with it.
+	SoFar bool
 	// Error is set when the chunk is an error object (an upstream failing mid-stream
 	// sends one in place of a chunk).
 	Error bool

@@ -29,9 +29,13 @@ type relayQueue struct {
 	// chunk and choice are what readChunk read of the chat chunk in iev.
 	chunk  chatChunk
 	choice chatChoice
-	pend   []byte
-	marks  []queuedEvent
-	next   int
+	// gen is the size of the generated text of the chat chunks read (their
+	// OutputBytes) not yet given to an event: it goes with the next content event
+	// yielded.
+	gen   int
+	pend  []byte
+	marks []queuedEvent
+	next  int
 }
 
 // queuedEvent is an event waiting in relayQueue.pend: its bytes end at end, where the
@@ -75,8 +79,16 @@ func (q *relayQueue) pull(ev *Event, r relay) error {
 			}
 			q.next++
 			*ev = Event{Data: q.pend[start:m.end], Name: m.name, Content: m.content, Error: m.err}
+			if m.content {
+				ev.OutputBytes, q.gen = q.gen, 0
+			}
 			if m.usage {
 				ev.Usage, ev.HasUsage = r.streamUsage()
+			} else if u, ok := r.streamUsage(); ok {
+				// The usage so far, where the chat stream gives it before its end
+				// (asked for on every chunk): a stream cut before the event that
+				// carries the final one is settled with it.
+				ev.Usage, ev.SoFar = u, true
 			}
 			return nil
 		}
@@ -105,6 +117,7 @@ func (q *relayQueue) pull(ev *Event, r relay) error {
 		case q.iev.Error:
 			r.fail(q.iev.Data)
 		default:
+			q.gen += q.iev.OutputBytes
 			if err := q.readChunk(r); err != nil {
 				// What a bridge cannot lay out (a tool call resumed after it was
 				// done) may be a valid chat stream: the target is not judged by it.
@@ -156,7 +169,7 @@ func (q *relayQueue) reset() {
 	q.in, q.chat, q.iev = nil, nil, Event{}
 	q.begun, q.finished = false, false
 	q.ended, q.done, q.drain, q.continuous = false, false, false, false
-	q.chunk, q.choice = chatChunk{}, chatChoice{}
+	q.chunk, q.choice, q.gen = chatChunk{}, chatChoice{}, 0
 	q.pend, q.marks, q.next = trimBuf(q.pend), q.marks[:0], 0
 }
 

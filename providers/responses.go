@@ -24,7 +24,7 @@ var (
 // event carries (whole in response.created, response.in_progress and the terminal
 // events; usage only in the terminal ones), whether it carries generated content (a
 // *.delta event with a non-empty delta: text, a refusal, a function call's arguments,
-// reasoning), and whether it is an error (the error event, response.failed, or an
+// reasoning) and the size of its text, and whether it is an error (the error event, response.failed, or an
 // error object in place of an event). final reports a terminal event, which ends the
 // stream; ok that data is one JSON object, as every event of the stream is.
 func inspectResponseEvent(data []byte, ev *Event) (final, ok bool) {
@@ -61,6 +61,9 @@ func inspectResponseEvent(data []byte, ev *Event) (final, ok bool) {
 		ev.Error = true
 	case bytes.HasSuffix(typ, strDeltaType):
 		ev.Content = len(delta) > 2 && delta[0] == '"'
+		if ev.Content {
+			ev.OutputBytes = len(delta) - 2
+		}
 	}
 	return final, true
 }

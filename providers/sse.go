@@ -520,7 +520,7 @@ func inspectChunk(data []byte, ev *Event) bool {
 		case "choices":
 			choices = !isEmptyArray(v) && !jsonscan.IsNull(v)
 			if choices {
-				ev.Content = hasContent(v)
+				ev.Content, ev.OutputBytes = generated(v)
 			}
 		case "usage":
 			if !jsonscan.IsNull(v) && parseUsage(v, &ev.Usage) {
@@ -558,17 +558,24 @@ var (
 	strReasoningKey = []byte(`"reasoning_content"`)
 	strReasoningAlt = []byte(`"reasoning"`)
 	strRefusalKey   = []byte(`"refusal"`)
+	strArgumentsKey = []byte(`"arguments"`)
 )
 
-// hasContent reports whether a choices array carries generated tokens: text, a tool
-// call, a refusal, or a reasoning model's thinking (delta.reasoning_content, as vLLM's
-// reasoning parsers and DeepSeek stream it, or delta.reasoning, as OpenRouter and
-// newer vLLM do). Thinking tokens are generated and billed like any other, so they
-// mark the first token for TTFT and the limits' rule that a stream hung up on after
-// its first tokens keeps its estimate.
-func hasContent(v []byte) bool {
-	return hasText(v, strContentKey) || hasText(v, strTextKey) || bytes.Contains(v, strToolCalls) ||
-		hasText(v, strReasoningKey) || hasText(v, strReasoningAlt) || hasText(v, strRefusalKey)
+// generated reads what a choices array carries of generated tokens: content reports
+// any (text, a tool call, a refusal, or a reasoning model's thinking:
+// delta.reasoning_content, as vLLM's reasoning parsers and DeepSeek stream it, or
+// delta.reasoning, as OpenRouter and newer vLLM do), n the size of their text (tool
+// calls' arguments included; reasoning counted once where a server sends both
+// names). Thinking tokens are generated and billed like any other, so they mark the
+// first token for TTFT, and count in what a stream cut before its usage is charged.
+func generated(v []byte) (content bool, n int) {
+	reasoning := textBytes(v, strReasoningKey)
+	if reasoning == 0 {
+		reasoning = textBytes(v, strReasoningAlt)
+	}
+	n = textBytes(v, strContentKey) + textBytes(v, strTextKey) + reasoning + textBytes(v, strRefusalKey) +
+		textBytes(v, strArgumentsKey)
+	return n > 0 || bytes.Contains(v, strToolCalls), n
 }
 
 // hasText reports whether v holds key, a quoted member name, with a non-empty string
@@ -588,6 +595,35 @@ func hasText(v, key []byte) bool {
 				return true
 			}
 		}
+	}
+}
+
+// textBytes is the size of the string values member key (a quoted name) has in v,
+// each the inside of the string as written (escapes as they are), found as hasText
+// finds them; 0 for none. A quoted name never matches inside a string, where its
+// quotes would be escaped.
+func textBytes(v, key []byte) int {
+	n := 0
+	for {
+		i := bytes.Index(v, key)
+		if i < 0 {
+			return n
+		}
+		v = v[i+len(key):]
+		j := jsonscan.SkipSpace(v, 0)
+		if j >= len(v) || v[j] != ':' {
+			continue
+		}
+		j = jsonscan.SkipSpace(v, j+1)
+		if j >= len(v) || v[j] != '"' {
+			continue
+		}
+		end, err := jsonscan.Skip(v, j)
+		if err != nil {
+			return n
+		}
+		n += end - j - 2
+		v = v[end:]
 	}
 }
 

@@ -47,6 +47,9 @@ const (
 	// (Anthropic's usage.server_tool_use.web_search_requests), which the GenAI
 	// conventions have no name for.
 	KeyWebSearches = attribute.Key("tollgate.web_search.requests")
+	// KeyUsageEstimated marks gen_ai.usage.* as the gateway's estimate of a stream
+	// cut before the upstream gave its usage, not the upstream's count.
+	KeyUsageEstimated = attribute.Key("tollgate.usage.estimated")
 	// KeyCache says what an endpoint's answer cache did for the request: hit,
 	// miss or bypass; left out on an endpoint without one.
 	KeyCache = attribute.Key("tollgate.cache")
@@ -680,6 +683,15 @@ func SetUsage(span trace.Span, inTok, outTok int64) {
 		return
 	}
 	span.SetAttributes(genai.GenAIUsageInputTokensKey.Int64(inTok), genai.GenAIUsageOutputTokensKey.Int64(outTok))
+}
+
+// SetUsageEstimated marks the span's token counts (SetUsage) as the gateway's
+// estimate: tollgate.usage.estimated true.
+func SetUsageEstimated(span trace.Span) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(KeyUsageEstimated.Bool(true))
 }
 
 // SetCacheUsage records the input tokens read from and written to the upstream's
