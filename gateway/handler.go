@@ -137,6 +137,17 @@ type request struct {
 	usage   providers.Usage
 	ttft    time.Duration
 	errKind string
+	// soFar is the usage a stream reported before its end (providers.Event.SoFar,
+	// or a choice's own usage, whose prompt is the request's), outBytes the size of
+	// the generated text its events carried; a stream cut before its usage came is
+	// settled with them (streamedUsage), usageEst then set when the counts are the
+	// gateway's estimate rather than the upstream's.
+	soFar    providers.Usage
+	outBytes int64
+	usageEst bool
+	// estTokens is the token estimate the limits were charged at admission, 0 when
+	// none was.
+	estTokens int64
 	// streamAttempt counts a stream's attempt when the stream ends, by how it
 	// ended; streamErr is how the upstream failed it, when it did.
 	streamAttempt *metrics.Attempt
@@ -2164,6 +2175,16 @@ func (r *request) costEstimate(in, out int64) int64 {
 // audioBytesPerSecond is the rate an audio file's length is estimated at.
 const audioBytesPerSecond = 16000
 
+// promptEstimate is the prompt's part of the request's token estimate: text at about 4
+// bytes a token; images, audio and video at their own rates (promptMedia); a rerank's
+// or score's pairs each a few tokens more (the separators a cross-encoder puts between
+// query and document). Admission charges it, and a stream cut before its usage came
+// is settled with it when the upstream gave no prompt count (streamedUsage).
+func (r *request) promptEstimate() int64 {
+	text, media := r.f.input(r.call.Kind)
+	return text/4 + media + 1 + rerankPairTokens*r.f.pairs(r.call.Kind)
+}
+
 // takeLimits charges the request to its limits before any upstream is called: one
 // request, and an estimate of its tokens (prompt size plus max_tokens per completion)
 // and, for a spend budget (usd), of their cost, that Settle trues up with the real
@@ -2194,11 +2215,7 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		est *= c
 	}
-	// Text at about 4 bytes a token; images, audio and video at their own rates
-	// (promptMedia); a rerank's or score's pairs each a few tokens more (the
-	// separators a cross-encoder puts between query and document).
-	text, media := r.f.input(r.call.Kind)
-	in := text/4 + media + 1 + rerankPairTokens*r.f.pairs(r.call.Kind)
+	in := r.promptEstimate()
 	amounts := limiter.Amounts{Tokens: est + in}
 	if r.cacheEntry != nil || r.call.Kind.Tokenizer() {
 		// Answered from the cache, or a token count or conversion, which no model
@@ -2210,6 +2227,7 @@ func (r *request) takeLimits(ctx *fasthttp.RequestCtx) *apiError {
 	err := r.rt.lim.TakeAmounts(context.Background(), pol, &r.subj, amounts, &r.ticket)
 	if err == nil {
 		r.limited = true
+		r.estTokens = amounts.Tokens
 		if ls.IsRecording() {
 			tracing.SetLimit(ls, r.rt.limitStore, "allowed", "")
 		}
@@ -2744,7 +2762,15 @@ func (r *request) nextEvent() {
 		tier := r.usage.Tier
 		r.usage = r.ev.Usage
 		r.usage.Tier = tier
+	} else if r.ev.HasUsage {
+		// A choice's own usage: its prompt is the request's (every choice reads the
+		// whole prompt), its output that choice's alone, which is no count of the
+		// request's output.
+		r.soFar = providers.Usage{Input: r.ev.Usage.Input, CachedInput: r.ev.Usage.CachedInput}
+	} else if r.ev.SoFar {
+		r.soFar = r.ev.Usage
 	}
+	r.outBytes += int64(r.ev.OutputBytes)
 	if len(r.ev.Usage.Tier.Bytes()) > 0 {
 		// OpenAI names the tier in every chunk: the last one naming it prices the
 		// stream, whether or not a chunk with usage comes.
@@ -2872,6 +2898,12 @@ func (r *request) endStream(werr error) error {
 		r.errKind = "client_gone"
 		status = 499
 	}
+	if werr != nil || failed {
+		// Cut (the client gone, the shutdown, the upstream failing): the usage
+		// comes last, so one cut after its first tokens counts what it streamed,
+		// for the attempt's span as for the request's settlement.
+		r.streamedUsage()
+	}
 	// A stream's length follows its output, so the canary judges it by time to first
 	// token, and by whether the upstream finished it; one that never had a token, by
 	// how long it took to end.
@@ -2976,7 +3008,8 @@ func (r *request) setRequestIDHeader(h *fasthttp.ResponseHeader) {
 	}
 }
 
-// usageKnown reports whether the upstream gave the request's token counts. Providers
+// usageKnown reports whether the request has token counts: the upstream's, or the
+// gateway's estimate of a stream cut before its usage came (streamedUsage). Providers
 // leave the counts at zero when none came (a stream without its usage chunk, an answer
 // without "usage") or when a count in it could not be believed, the zero that makes
 // record keep the limits' estimate; the GenAI conventions then leave gen_ai.usage.* out
@@ -2984,10 +3017,14 @@ func (r *request) setRequestIDHeader(h *fasthttp.ResponseHeader) {
 func (r *request) usageKnown() bool { return r.usage.Counted() }
 
 // setUsage puts the upstream's token counts on a span: gen_ai.usage.input_tokens
-// counts the prompt cache's tokens too, which the cache attributes tell apart.
+// counts the prompt cache's tokens too, which the cache attributes tell apart. The
+// gateway's estimate of a cut stream's (streamedUsage) is marked as one.
 func (r *request) setUsage(span trace.Span) {
 	tracing.SetUsage(span, r.usage.Input, r.usage.Output)
 	tracing.SetCacheUsage(span, r.usage.CachedInput, r.usage.CacheWrite)
+	if r.usageEst {
+		tracing.SetUsageEstimated(span)
+	}
 }
 
 // setServed puts on a span what the answer says besides its tokens: the service tier
@@ -3016,10 +3053,12 @@ func (r *request) record(status int) {
 		shutdownCut := r.errKind == "shutdown_cut"
 		failedEarly := (shutdownCut || r.upFailed) && r.ttft == 0
 		if actual == 0 && r.usage.AudioMillis == 0 && r.attempts > 0 && (status < 400 && !failedEarly || status == 499 && (r.ttft > 0 || r.abandoned)) {
-			// Answered without a usage count, a client that hung up on a stream
-			// after its first tokens (the usage comes last), or one that hung up
-			// while the upstream worked on its request (for how long, nobody will
-			// say): the estimate stands. An error answer generated nothing and is
+			// Answered without a usage count, a client that hung up on an audio
+			// stream after its first words (priced by the audio's length, which
+			// only the usage gives; other streams cut after their first tokens
+			// count what they streamed: streamedUsage), or one that hung up while
+			// the upstream worked on its request (for how long, nobody will say):
+			// the estimate stands. An error answer generated nothing and is
 			// refunded, as is a stream the upstream failed (cut, timeout, bad
 			// event, its own error event) or the shutdown cut before its first
 			// token: its client got an error, not tokens.
@@ -3051,7 +3090,8 @@ func (r *request) record(status int) {
 		if c := r.f.completions(r.call.Kind); c > 1 {
 			perChoice /= c
 		}
-		if r.ttft > 0 && perChoice > 1 {
+		if r.ttft > 0 && perChoice > 1 && !r.usageEst {
+			// Not from an estimate of a cut stream's output: its bytes time no token.
 			tpot = (latency - r.ttft) / time.Duration(perChoice-1)
 		}
 		series.Done(status, latency, r.ttft, tpot, r.usage.Input, r.usage.Output, cost)
@@ -3113,6 +3153,7 @@ func (r *request) record(status int) {
 		cachedTokens: r.usage.CachedInput,
 		cacheWrites:  r.usage.CacheWrite,
 		cost:         cost,
+		estimated:    r.usageEst,
 		serviceTier:  b2s(r.usage.Tier.Bytes()),
 		webSearches:  r.usage.WebSearches,
 		audioMillis:  r.usage.AudioMillis,

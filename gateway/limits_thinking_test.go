@@ -117,12 +117,13 @@ func remainingTokens(t *testing.T, g *gw, body string) (int, int, string) {
 	return resp.StatusCode, rem, string(b)
 }
 
-// TestThinkingBlockHangUpKeepsEstimate: a stream the client hangs up on once a thinking
-// block has reached it keeps its estimate charged, as after its first tokens, whether
-// the block's text came as reasoning_content, was left out (Opus 4.7's omitted display:
-// an empty text and its signature) or redacted: Anthropic bills the thinking as output
-// tokens either way. Memory store, and Redis shared by two replicas.
-func TestThinkingBlockHangUpKeepsEstimate(t *testing.T) {
+// TestThinkingBlockHangUpChargesStreamed: a stream the client hangs up on once a
+// thinking block has reached it is charged what it streamed, as after its first tokens,
+// whether the block's text came as reasoning_content, was left out (Opus 4.7's omitted
+// display: an empty text and its signature) or redacted: Anthropic bills the thinking
+// as output tokens either way, at least one token here. The prompt's tokens are
+// message_start's, exact. Memory store, and Redis shared by two replicas.
+func TestThinkingBlockHangUpChargesStreamed(t *testing.T) {
 	up := startThinkingAnthropic(t)
 	cfg := func(lim string) string {
 		return `
@@ -151,7 +152,7 @@ endpoints:
 				a, b = startGateway(t, cfg(lim)), startGateway(t, cfg(lim))
 			}
 			for _, tc := range []struct{ mode, want string }{
-				// The contrast: thinking text shown as reasoning_content keeps it.
+				// Thinking text shown as reasoning_content ("hmm": one token).
 				{"shown", `"reasoning_content"`},
 				{"omitted", `"thinking_blocks"`},
 				{"redacted", `"thinking_blocks"`},
@@ -164,20 +165,22 @@ endpoints:
 						`"messages":[{"role":"user","content":"` + mode + `"}]}`
 					hangUpAfterN(t, a, id, "", body, tc.want, 1)
 					line := afAccess(t, a, id)
-					if afNum(line, "status") != 499 {
-						t.Fatalf("access log %v, want status 499", line)
+					if afNum(line, "status") != 499 || afNum(line, "input_tokens") != 10 || afNum(line, "output_tokens") != 1 ||
+						line["usage_estimated"] != true {
+						t.Fatalf("access log %v, want status 499, input_tokens 10 (message_start's), output_tokens 1, usage_estimated true", line)
 					}
 					// The settlement reaches Redis shortly after the request ends.
 					time.Sleep(100 * time.Millisecond)
 					// What admission leaves for the next request of this user: 1000 less
-					// its own estimate (~300), less the hung-up stream's (~300) if kept.
+					// its own estimate (35 bytes of prompt: 9, and 300), less the 11
+					// tokens the hung-up stream was charged, not its ~300 estimate.
 					st, rem, resp := remainingTokens(t, b, `{"model":"lim","user":"`+user+`","max_tokens":300,"messages":[{"role":"user","content":"plain"}]}`)
 					if st != 200 {
 						t.Fatalf("next request: %d %s", st, resp)
 					}
-					if rem > 1000-2*300 {
+					if want := 1000 - 309 - 11; rem < want-1 || rem > want {
 						t.Errorf("after a stream hung up on once its %s thinking block had come, the next request was left %d "+
-							"of 1000 tokens, want the hung-up stream's ~300-token estimate kept (access log ttft_ms %v)", mode, rem, line["ttft_ms"])
+							"of 1000 tokens, want %d (access log ttft_ms %v)", mode, rem, want, line["ttft_ms"])
 					}
 				})
 			}

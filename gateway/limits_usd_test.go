@@ -116,7 +116,8 @@ func withinNano(got, want float64) bool { return math.Abs(got-want) <= 2 }
 // exactly the cost tollgate_cost_usd_total adds for it: an answer, a stream whose
 // client asked for its usage and one whose usage the gateway asked for, each settled
 // when it ends (a stream in progress holds its estimate); a stream cut before its usage
-// keeps the estimate, and an error answer is refunded.
+// is settled at the cost of what it streamed, which the counter counts too, and an
+// error answer is refunded.
 func TestUSDBudgetSettlesAtCost(t *testing.T) {
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 64, Seed: 3})
 	g := startGateway(t, usdTestConfig(addr, "{per: api_key, "+slowBudget+"}", "", ""))
@@ -177,14 +178,17 @@ func TestUSDBudgetSettlesAtCost(t *testing.T) {
 	}
 	step("a stream whose usage the gateway asked for", 0)
 
-	// Cut after two tokens: no usage, so the estimate stands and nothing is costed.
-	before := usdProbe(t, g)
-	resp, _ = stream(params, option.WithHeader("x-mock-cut-after", "2"))
-	kept := before - nanoOf(t, resp.Header, "X-Ratelimit-Remaining-Usd")
-	if kept <= 0 {
-		t.Fatalf("a cut stream's estimate: %d", kept)
+	// Cut after two tokens, before its usage: settled at the cost of what it
+	// streamed (its prompt as estimated, its text at 4 bytes a token), which the
+	// cost counter counts too.
+	costBefore := costNano(t, g, "paid")
+	if _, err := stream(params, option.WithHeader("x-mock-cut-after", "2")); err == nil {
+		t.Fatal("a cut stream ended without an error")
 	}
-	step("a stream cut before its usage", kept)
+	step("a stream cut before its usage", 0)
+	if c := costNano(t, g, "paid") - costBefore; c <= 0 {
+		t.Fatalf("a stream cut after two tokens costs %v nano-dollars", c)
+	}
 
 	_, err = c.Chat.Completions.New(ctx, params, option.WithHeader("x-mock-status", "500"))
 	var apiErr *openai.Error
@@ -194,7 +198,7 @@ func TestUSDBudgetSettlesAtCost(t *testing.T) {
 	step("an error answer", 0)
 
 	// A stream is settled when it ends: while it runs it holds its estimate.
-	before = usdProbe(t, g)
+	before := usdProbe(t, g)
 	s := c.Chat.Completions.NewStreaming(ctx, params, option.WithResponseInto(&resp), option.WithHeader("x-mock-tpot", "40ms"))
 	if !s.Next() {
 		t.Fatalf("no first chunk: %v", s.Err())

@@ -23,6 +23,9 @@ type accessEntry struct {
 	inputTokens, outputTokens, cachedTokens, cacheWrites         int64
 	webSearches, audioMillis                                     int64
 	cost, queueMS, ttftMS, latencyMS                             float64
+	// estimated is set when the token counts (and the cost) are the gateway's
+	// estimate of a stream cut before its usage came.
+	estimated bool
 }
 
 // logAccess writes e as the "request" line: straight into a pooled buffer when the
@@ -50,6 +53,7 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.Int64("cached_input_tokens", e.cachedTokens),
 		slog.Int64("cache_write_input_tokens", e.cacheWrites),
 		slog.Float64("cost_usd", e.cost),
+		estimatedAttr(e.estimated),
 		tierAttr(e.serviceTier),
 		searchesAttr(e.webSearches),
 		audioAttr(e.audioMillis),
@@ -62,6 +66,15 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 		slog.String("error", e.errKind),
 		slog.String("cache", e.cache),
 	)
+}
+
+// estimatedAttr is the access line's usage_estimated, true when the tokens are the
+// gateway's estimate of a cut stream's; otherwise the empty attribute.
+func estimatedAttr(estimated bool) slog.Attr {
+	if !estimated {
+		return slog.Attr{}
+	}
+	return slog.Bool("usage_estimated", true)
 }
 
 // tierAttr is the access line's service_tier, copied as the request ID is; with no
@@ -241,6 +254,11 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 	b = strconv.AppendInt(b, e.cacheWrites, 10)
 	b = append(b, `,"cost_usd":`...)
 	b = appendJSONFloat(b, e.cost)
+	if e.estimated {
+		// Only for a stream cut before its usage came: its tokens and cost are
+		// the gateway's estimate of what it streamed.
+		b = append(b, `,"usage_estimated":true`...)
+	}
 	if e.serviceTier != "" {
 		// Only when the answer named the tier that served it.
 		b = append(b, `,"service_tier":`...)

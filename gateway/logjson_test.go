@@ -56,6 +56,9 @@ func TestAccessLineMatchesSlog(t *testing.T) {
 			key: "bad\xffutf8", errKind: "line\u2028para\u2029", status: 502, cost: 3e-9,
 			ttftMS: 1e21, latencyMS: -0.5, inputTokens: -1, outputTokens: math.MaxInt64},
 		{endpoint: "ünïcödé 日本語 😀", cost: 1e-6, ttftMS: 9.999999e20, latencyMS: 123456789.123},
+		// A stream cut before its usage: its counts are the gateway's estimate.
+		{endpoint: "chat", status: 499, inputTokens: 13, outputTokens: 7, cost: 1.272e-05, estimated: true,
+			serviceTier: "flex", errKind: "client_gone"},
 	}
 	for i := range entries {
 		e := &entries[i]

@@ -12,15 +12,16 @@ import (
 // A stream the upstream failed before its first token generated nothing: its token
 // estimate is refunded, as an error answer's is, whether the client got a 502 (the
 // header still held) or a 200 and an error event (the header had gone out while the
-// upstream made the stream wait). One failed after its first token keeps the estimate
-// charged: the usage comes last, and the tokens were made.
+// upstream made the stream wait). One failed after its first token is charged what it
+// streamed (its usage, which comes last, never came): the prompt as estimated and its
+// text at 4 bytes a token, at least one.
 func TestStreamFailedBeforeFirstTokenRefunded(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		idle     bool   // the backend has a 300 ms stream_idle_timeout
 		want     string // in the first stream's body
-		refunded bool
+		refunded bool   // else charged the prompt and a token
 		script   func(c net.Conn)
 	}{
 		{"empty stream answered 502", false, "upstream_stream_cut", true, func(c net.Conn) {
@@ -37,7 +38,7 @@ func TestStreamFailedBeforeFirstTokenRefunded(t *testing.T) {
 			writeChunk(c, "data: [DONE]\n\n")
 			writeChunk(c, "")
 		}},
-		{"cut after the first token keeps the estimate", false, "upstream_stream_cut", false, func(c net.Conn) {
+		{"cut after the first token charges what it streamed", false, "upstream_stream_cut", false, func(c net.Conn) {
 			writeChunk(c, sseChunk("Hel"))
 		}},
 	} {
@@ -74,11 +75,12 @@ func TestStreamFailedBeforeFirstTokenRefunded(t *testing.T) {
 			accessLine(t, g, resp1.Header.Get("X-Request-Id"))
 			resp2, _ := postChat(t, g, body)
 			r2, _ := strconv.Atoi(resp2.Header.Get("x-ratelimit-remaining-tokens"))
-			// The second request's remaining counts its own estimate, plus the
-			// first's when that one was kept.
+			// The second request's remaining counts its own estimate, plus what the
+			// first was charged when it was not refunded: its prompt (the estimate
+			// less max_tokens 8) and "Hel", one token.
 			want := r1
 			if !tc.refunded {
-				want = r1 - est
+				want = r1 - (est - 8 + 1)
 			}
 			if r2 != want {
 				t.Errorf("after the first stream (status %d): remaining %d, want %d (estimate %d, refunded %v)", resp1.StatusCode, r2, want, est, tc.refunded)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,12 +88,12 @@ func hangUpAfterN(t *testing.T, g *gw, id, mode, body, want string, n int) {
 	resp.Body.Close()
 }
 
-// TestReasoningStreamHangUpKeepsEstimate: a client that hangs up on a stream after
-// its first tokens keeps the estimate charged (README, Limits), whether those tokens
+// TestReasoningStreamHangUpChargesStreamed: a client that hangs up on a stream after
+// its first tokens is charged what it streamed (README, Limits), whether those tokens
 // came as delta.content or as a reasoning model's delta.reasoning_content or
 // delta.reasoning, or as a refusal: each is generated and billed, and marks the first
-// token.
-func TestReasoningStreamHangUpKeepsEstimate(t *testing.T) {
+// token. Each delta here is "hmm ", 4 bytes, one token.
+func TestReasoningStreamHangUpChargesStreamed(t *testing.T) {
 	t.Parallel()
 	up := thinkingUpstream(t)
 	g := startGateway(t, mockConfig(up, "", `  - name: lim
@@ -100,6 +101,8 @@ func TestReasoningStreamHangUpKeepsEstimate(t *testing.T) {
     routes: [{backend: up}]
     limits: [{per: user, tokens: 1000, window: day}]
 `))
+	// The prompt, [{"role":"user","content":"think"}], as estimated: 35 bytes / 4 + 1.
+	const prompt = 9
 	for _, tc := range []struct{ mode, user, want string }{
 		{"content", "u-content", `"content":"hmm `},
 		{"reasoning_content", "u-reasoning-content", `"reasoning_content":"hmm `},
@@ -110,16 +113,19 @@ func TestReasoningStreamHangUpKeepsEstimate(t *testing.T) {
 			id := "hang-" + tc.mode
 			body := `{"model":"lim","user":"` + tc.user + `","stream":true,"max_tokens":300,"messages":[{"role":"user","content":"think"}]}`
 			hangUpAfter(t, g, id, tc.mode, body, tc.want)
-			if line := afAccess(t, g, id); afNum(line, "status") != 499 {
-				t.Fatalf("access log %v, want status 499", line)
+			line := afAccess(t, g, id)
+			out := afNum(line, "output_tokens")
+			if afNum(line, "status") != 499 || afNum(line, "input_tokens") != prompt || out < 3 || out > 100 || line["usage_estimated"] != true {
+				t.Fatalf("access log %v, want status 499, input_tokens %d, output_tokens from 3 (the deltas read) to well under max_tokens 300, "+
+					"usage_estimated true", line, prompt)
 			}
-			// What admission leaves for the next request of this user: 1000 less
-			// its own estimate (~300), less the hung-up stream's (~300) if it was
-			// kept.
+			// What admission leaves for the next request of this user: 1000 less its
+			// own estimate (309), less what the hung-up stream was charged: the same
+			// tokens its access log line counts, not its 309-token estimate.
 			rem := remainingTokensPlain(t, g, `{"model":"lim","user":"`+tc.user+`","max_tokens":300,"messages":[{"role":"user","content":"think"}]}`)
-			if rem > 1000-2*300 {
-				t.Errorf("after a %s stream the client hung up on once %q deltas had reached it, the next request was left %d of 1000 tokens: "+
-					"the hung-up stream's ~300-token estimate was refunded, not kept", tc.mode, tc.want, rem)
+			if want := 1000 - (prompt + 300) - (prompt + int(out)); rem < want-1 || rem > want {
+				t.Errorf("after a %s stream the client hung up on once %q deltas had reached it (access log: %d in, %d out), "+
+					"the next request was left %d of 1000 tokens, want %d", tc.mode, tc.want, prompt, out, rem, want)
 			}
 		})
 	}
@@ -173,11 +179,13 @@ func TestForcedUsageKeepsContinuousUsageOff(t *testing.T) {
 	}
 }
 
-// TestContinuousUsageCutStreamKeepsEstimate: with continuous_usage_stats and n > 1,
-// each chunk's usage is that of its own choice (vLLM's serving_chat.py; mockllm
+// TestContinuousUsageCutStreamNotCountedByOneChoice: with continuous_usage_stats and
+// n > 1, each chunk's usage is that of its own choice (vLLM's serving_chat.py; mockllm
 // likewise). A stream cut before its final usage-only chunk must not be counted by the
-// last chunk's usage, one choice's tokens: it has no total, and keeps the estimate.
-func TestContinuousUsageCutStreamKeepsEstimate(t *testing.T) {
+// last chunk's usage, one choice's tokens: its prompt's tokens are the request's (each
+// choice reads the whole prompt), exact, and its output is estimated from the text of
+// both choices relayed, 4 bytes a token.
+func TestContinuousUsageCutStreamNotCountedByOneChoice(t *testing.T) {
 	_, up := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 3})
 	g := startGateway(t, mockConfig(up, "", ""))
 	const body = `{"model":"chat","stream":true,"n":2,"max_tokens":16,"stream_options":{"include_usage":true,"continuous_usage_stats":true},"messages":[{"role":"user","content":"hi"}]}`
@@ -190,9 +198,18 @@ func TestContinuousUsageCutStreamKeepsEstimate(t *testing.T) {
 	if !strings.Contains(string(b), "upstream_stream_cut") || relayed < 4 {
 		t.Fatalf("want a stream cut after several tokens of both choices; got %d content chunks:\n%s", relayed, b)
 	}
+	text := 0
+	for _, m := range regexp.MustCompile(`"content":"([^"]*)"`).FindAllSubmatch(b, -1) {
+		text += len(m[1])
+	}
+	prompt := regexp.MustCompile(`"prompt_tokens":(\d+)`).FindSubmatch(b)
+	if prompt == nil {
+		t.Fatalf("no chunk carried a usage:\n%s", b)
+	}
 	line := afAccess(t, g, "cont-cut")
-	if out := afNum(line, "output_tokens"); out != 0 && out < int64(relayed) {
-		t.Errorf("a cut n=2 stream that relayed %d content chunks (one token each) is counted as %d output tokens (access log %v): "+
-			"the last chunk's per-choice usage taken for the request's", relayed, out, line)
+	if in, out := afNum(line, "input_tokens"), afNum(line, "output_tokens"); strconv.FormatInt(in, 10) != string(prompt[1]) ||
+		out != int64((text+3)/4) || line["usage_estimated"] != true {
+		t.Errorf("a cut n=2 stream that relayed %d content chunks (%d bytes), its prompt %s tokens: access log %v; "+
+			"want the prompt's tokens, %d output tokens (4 bytes a token) and usage_estimated", relayed, text, prompt[1], line, (text+3)/4)
 	}
 }
