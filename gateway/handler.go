@@ -2898,12 +2898,12 @@ func (r *request) endStream(werr error) error {
 		r.errKind = "client_gone"
 		status = 499
 	}
-	if werr != nil || failed {
-		// Cut (the client gone, the shutdown, the upstream failing): the usage
-		// comes last, so one cut after its first tokens counts what it streamed,
-		// for the attempt's span as for the request's settlement.
-		r.streamedUsage()
-	}
+	// Cut (the client gone, the shutdown, the upstream failing) before its usage came
+	// (the usage comes last), or ended by an upstream that sends none (stream_usage
+	// false, a server that ignores stream_options): a stream that had its first
+	// tokens counts what it streamed, for the attempt's span as for the request's
+	// settlement. One whose usage came keeps it (streamedUsage leaves it).
+	r.streamedUsage()
 	// A stream's length follows its output, so the canary judges it by time to first
 	// token, and by whether the upstream finished it; one that never had a token, by
 	// how long it took to end.

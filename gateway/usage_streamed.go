@@ -1,7 +1,7 @@
 package gateway
 
 // streamedUsage gives a stream cut after its first tokens, before its usage came (the
-// usage comes last), the usage of what it streamed, as LiteLLM and OpenAI's own billing
+// usage comes last), or one whose upstream sent none, the usage of what it streamed, as LiteLLM and OpenAI's own billing
 // count a stream stopped midway, rather than leaving its whole estimate (max_tokens,
 // 32000 for Claude Code, whose users stop answers all the time) charged. Best first:
 //   - the usage the stream reported so far (vLLM's continuous_usage_stats on every
