@@ -339,7 +339,12 @@ func (s *sseReader) inspectMessageEvent(data []byte, ev *Event) (ok, stop bool) 
 			ev.Usage, ev.HasUsage = s.msgUsage.usage(), true
 		}
 	case bytes.Equal(typ, strBlockDelta):
-		ev.OutputBytes = textBytes(delta, strTextKey) + textBytes(delta, strPartialJSON) + textBytes(delta, strThinkingKey)
+		// A delta is of one kind: the first found with text is its size.
+		for _, key := range [...][]byte{strTextKey, strPartialJSON, strThinkingKey} {
+			if ev.OutputBytes = textBytes(delta, key); ev.OutputBytes > 0 {
+				break
+			}
+		}
 		ev.Content = ev.OutputBytes > 0
 	case bytes.Equal(typ, strBlockStart):
 		if t, ok := jsonscan.Field(block, "type"); ok {

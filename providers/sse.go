@@ -565,18 +565,26 @@ var (
 // any (text, a tool call, a refusal, or a reasoning model's thinking:
 // delta.reasoning_content, as vLLM's reasoning parsers and DeepSeek stream it, or
 // delta.reasoning, as OpenRouter and newer vLLM do), n the size of their text (tool
-// calls' arguments included; reasoning counted once where a server sends both
-// names). Thinking tokens are generated and billed like any other, so they mark the
-// first token for TTFT, and count in what a stream cut before its usage is charged.
+// calls' arguments included), that of the first kind of text found: a chunk carries
+// one (a server sending reasoning under both names counts once), and one that
+// carries two is no matter for what n is for, an estimate of four bytes a token.
+// Thinking tokens are generated and billed like any other, so they mark the first
+// token for TTFT, and count in what a stream cut before its usage is charged. Each
+// key is looked for only while none before it had text: a chunk of content, most of
+// a stream, is read once, as a first-token check alone would read it.
 func generated(v []byte) (content bool, n int) {
-	reasoning := textBytes(v, strReasoningKey)
-	if reasoning == 0 {
-		reasoning = textBytes(v, strReasoningAlt)
+	for _, key := range textKeys {
+		if n = textBytes(v, key); n > 0 {
+			return true, n
+		}
 	}
-	n = textBytes(v, strContentKey) + textBytes(v, strTextKey) + reasoning + textBytes(v, strRefusalKey) +
-		textBytes(v, strArgumentsKey)
-	return n > 0 || bytes.Contains(v, strToolCalls), n
+	return bytes.Contains(v, strToolCalls), 0
 }
+
+// textKeys are the members generated reads the text of, the commonest first: a
+// chat stream's content, then a tool call's arguments, a reasoning model's thinking,
+// a legacy completion's text, a refusal.
+var textKeys = [...][]byte{strContentKey, strArgumentsKey, strReasoningKey, strReasoningAlt, strTextKey, strRefusalKey}
 
 // hasText reports whether v holds key, a quoted member name, with a non-empty string
 // for its value. Whitespace may stand around the colon: Python's json.dumps writes
