@@ -586,30 +586,11 @@ func generated(v []byte) (content bool, n int) {
 // a legacy completion's text, a refusal.
 var textKeys = [...][]byte{strContentKey, strArgumentsKey, strReasoningKey, strReasoningAlt, strTextKey, strRefusalKey}
 
-// hasText reports whether v holds key, a quoted member name, with a non-empty string
-// for its value. Whitespace may stand around the colon: Python's json.dumps writes
-// `"content": "Hi"`, and so do the servers built on it.
-func hasText(v, key []byte) bool {
-	for {
-		i := bytes.Index(v, key)
-		if i < 0 {
-			return false
-		}
-		v = v[i+len(key):]
-		j := jsonscan.SkipSpace(v, 0)
-		if j < len(v) && v[j] == ':' {
-			j = jsonscan.SkipSpace(v, j+1)
-			if j+1 < len(v) && v[j] == '"' && v[j+1] != '"' {
-				return true
-			}
-		}
-	}
-}
-
 // textBytes is the size of the string values member key (a quoted name) has in v,
-// each the inside of the string as written (escapes as they are), found as hasText
-// finds them; 0 for none. A quoted name never matches inside a string, where its
-// quotes would be escaped.
+// each the inside of the string as written (escapes as they are); 0 for none.
+// Whitespace may stand around the colon: Python's json.dumps writes
+// `"content": "Hi"`, and so do the servers built on it. A quoted name never matches
+// inside a string, where its quotes would be escaped.
 func textBytes(v, key []byte) int {
 	n := 0
 	for {
