@@ -229,7 +229,7 @@ func (st *state) parseMessages(body []byte) *badRequest {
 		}
 	}
 	h := promptHash(st.s.opts.Seed, 0, false, st.messages)
-	n += toolsBytes(tools)
+	n += st.toolsBytes(tools)
 	if system != nil {
 		n += contentBytes(system)
 		h = mix(h ^ xxhash.Sum64(system))

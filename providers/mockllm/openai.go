@@ -262,7 +262,7 @@ func (st *state) parseChat(body []byte) *badRequest {
 	// vLLM's chat answers logprobs only when top_logprobs is not None, and an
 	// explicit null is.
 	st.logprobs = st.logprobs && !st.topNull
-	st.promptTokens = promptTokens(n + toolsBytes(st.tools))
+	st.promptTokens = promptTokens(n + st.toolsBytes(st.tools))
 	st.setStops()
 	return nil
 }

@@ -98,32 +98,19 @@ func messagesBytes(raw []byte) (n int, ok bool) {
 }
 
 // toolsBytes is what a tools array adds to a prompt's size: its JSON without the
-// blanks between tokens (a chat template renders the tools' schemas as JSON text, so
-// vLLM counts them in the prompt; Anthropic counts them in input_tokens), 0 for none
-// (absent, null, [], or a value that is no array).
-func toolsBytes(raw []byte) int {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) < 2 || raw[0] != '[' {
+// blanks between tokens (jsonscan.AppendCompact, into st.scratch; a chat template
+// renders the tools' schemas as JSON text, so vLLM counts them in the prompt;
+// Anthropic counts them in input_tokens), 0 for none (absent, null, [], or a value
+// that is no array).
+func (st *state) toolsBytes(raw []byte) int {
+	if raw = bytes.TrimSpace(raw); len(raw) < 2 || raw[0] != '[' {
 		return 0
 	}
-	n, in, esc := 0, false, false
-	for _, c := range raw {
-		switch {
-		case esc:
-			esc = false
-		case in && c == '\\':
-			esc = true
-		case c == '"':
-			in = !in
-		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
-			continue
-		}
-		n++
+	st.scratch = jsonscan.AppendCompact(st.scratch[:0], raw)
+	if n := len(st.scratch); n > 2 {
+		return n
 	}
-	if n <= 2 {
-		return 0
-	}
-	return n
+	return 0
 }
 
 // appendUnquoted appends the decoded string raw to dst; ok is false when raw is no

@@ -74,7 +74,7 @@ func (s *Server) tokenize(ctx *fasthttp.RequestCtx, st *state) {
 			s.badRequest(ctx, st, e)
 			return
 		}
-		raw, count = messages, promptTokens(n+toolsBytes(chatForm.tools))
+		raw, count = messages, promptTokens(n+st.toolsBytes(chatForm.tools))
 	case prompt != nil:
 		if !jsonscan.IsString(prompt) {
 			s.badRequest(ctx, st, &badRequest{msg: "prompt: Input should be a valid string", param: "prompt"})

@@ -22,7 +22,8 @@ func TestToolsBytes(t *testing.T) {
 		{"[ {\n\t\"a\" : \"b c\" } ]", 13},
 		{`[{"a":"q\" x"}]`, 15},
 	} {
-		if got := toolsBytes([]byte(c.raw)); got != c.want {
+		var st state
+		if got := st.toolsBytes([]byte(c.raw)); got != c.want {
 			t.Errorf("toolsBytes(%q) = %d, want %d", c.raw, got, c.want)
 		}
 	}
