@@ -21,19 +21,10 @@ import (
 func TestSendDecodedAnswerHold(t *testing.T) {
 	const n = 1 << 20
 	body := bigAnswer(n)
-	var z bytes.Buffer
-	w := gzip.NewWriter(&z)
-	_, _ = io.WriteString(w, body)
-	_ = w.Close()
-	if z.Len() > 64<<10 {
-		t.Fatalf("gzip of %d bytes: the coded answer should fit the pooled size", z.Len())
+	u, coded := startGzipUpstream(t, "200 OK", body)
+	if coded > 64<<10 {
+		t.Fatalf("gzip of %d bytes: the coded answer should fit the pooled size", coded)
 	}
-	answer := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: " +
-		strconv.Itoa(z.Len()) + "\r\n\r\n" + z.String()
-	u := startScript(t, func(_ int, c net.Conn, _ *http.Request) bool {
-		_, _ = io.WriteString(c, answer)
-		return true
-	})
 	b := newTestBackend(t, Config{Provider: "openai", BaseURL: "http://" + u.addr + "/v1", Model: "m"})
 	out := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(out)
@@ -78,16 +69,7 @@ func TestSendDecodedAnswerHold(t *testing.T) {
 func TestSendStreamedDecodedErrorHold(t *testing.T) {
 	const n = 1 << 20
 	body := `{"error":{"message":"` + string(bytes.Repeat([]byte("x"), n)) + `"}}`
-	var z bytes.Buffer
-	w := gzip.NewWriter(&z)
-	_, _ = io.WriteString(w, body)
-	_ = w.Close()
-	answer := "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: " +
-		strconv.Itoa(z.Len()) + "\r\n\r\n" + z.String()
-	u := startScript(t, func(_ int, c net.Conn, _ *http.Request) bool {
-		_, _ = io.WriteString(c, answer)
-		return true
-	})
+	u, _ := startGzipUpstream(t, "500 Internal Server Error", body)
 	b := newTestBackend(t, Config{Provider: "openai", BaseURL: "http://" + u.addr + "/v1", Model: "m"})
 	out := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(out)
@@ -123,16 +105,7 @@ func TestSendStreamedDecodedErrorHold(t *testing.T) {
 func TestAnthropicDecodedErrorHold(t *testing.T) {
 	const n = 1 << 20
 	body := `{"type":"error","error":{"type":"invalid_request_error","message":"` + strings.Repeat("x", n) + `"}}`
-	var z bytes.Buffer
-	w := gzip.NewWriter(&z)
-	_, _ = io.WriteString(w, body)
-	_ = w.Close()
-	answer := "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: " +
-		strconv.Itoa(z.Len()) + "\r\n\r\n" + z.String()
-	u := startScript(t, func(_ int, c net.Conn, _ *http.Request) bool {
-		_, _ = io.WriteString(c, answer)
-		return true
-	})
+	u, _ := startGzipUpstream(t, "400 Bad Request", body)
 	b := newTestBackend(t, Config{Provider: "anthropic", BaseURL: "http://" + u.addr, Model: "claude-x", APIKey: "k"})
 	out := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(out)
@@ -168,4 +141,20 @@ func TestAnthropicDecodedErrorHold(t *testing.T) {
 	if n := b.Targets()[0].InFlight(); n != 0 {
 		t.Errorf("%d attempts still in flight", n)
 	}
+}
+
+// startGzipUpstream answers every request with body, gzipped, under status (a status
+// line's code and reason), its Content-Length the coded size, which it returns.
+func startGzipUpstream(t *testing.T, status, body string) (*scriptUpstream, int) {
+	var z bytes.Buffer
+	w := gzip.NewWriter(&z)
+	_, _ = io.WriteString(w, body)
+	_ = w.Close()
+	answer := "HTTP/1.1 " + status + "\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: " +
+		strconv.Itoa(z.Len()) + "\r\n\r\n" + z.String()
+	u := startScript(t, func(_ int, c net.Conn, _ *http.Request) bool {
+		_, _ = io.WriteString(c, answer)
+		return true
+	})
+	return u, z.Len()
 }
