@@ -110,7 +110,8 @@ func TestMessagesBridgeCountTokensUpstreamErrors(t *testing.T) {
 // shape, saying the upstream has no tokenizer, without a retry. The upstream was
 // asked, so the attempt counts, as the upstream's 4xx; the target stays in service,
 // and no "upstream failed" warning names a failure. An endpoint with a fallback whose
-// server counts gets its count.
+// server counts gets its count (through a backend of its own: gpt, found without a
+// tokenizer, is not asked again for a while, TestCountTokensNoTokenizerRemembered).
 func TestMessagesBridgeCountTokensNoTokenizer(t *testing.T) {
 	counter, counterAddr := startMock(t, mockllm.Options{Model: "vllm-up", Seed: 3})
 	addr := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
@@ -126,10 +127,11 @@ func TestMessagesBridgeCountTokensNoTokenizer(t *testing.T) {
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   gpt: {provider: openai, base_url: "http://`+addr+`/v1", model: up-model, timeout: 5s, messages_api: chat}
+  gpt-2: {provider: openai, base_url: "http://`+addr+`/v1", model: up-model, timeout: 5s, messages_api: chat}
   vllm: {provider: openai, base_url: "http://`+counterAddr+`/v1", model: vllm-up, timeout: 5s, messages_api: chat}
 endpoints:
   - {name: gpt, type: chat, routes: [{backend: gpt}], retries: 2}
-  - {name: gpt-fb, type: chat, routes: [{backend: gpt}], retries: 2, fallbacks: [vllm]}
+  - {name: gpt-fb, type: chat, routes: [{backend: gpt-2}], retries: 2, fallbacks: [vllm]}
 `)
 	resp, body := msgPostTo(t, g, "/v1/messages/count_tokens", `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`, "X-Request-Id", "count-404")
 	if resp.StatusCode != 400 || !strings.HasPrefix(body, `{"type":"error","error":{"type":"invalid_request_error","message":"This model is served through a chat completions API whose server has no tokenizer API`) ||

@@ -61,6 +61,10 @@ type Backend struct {
 	messagesChat, messagesContinuous bool
 	// quotedModel is Model as a JSON string.
 	quotedModel []byte
+	// noTokenizerUntil is when, in Unix nanoseconds of the pool's clock, a token
+	// count through chat completions asks the upstream's tokenizer again after it
+	// was found to have none (tokenizerMissing); 0 until then.
+	noTokenizerUntil atomic.Int64
 }
 
 // New builds a backend from its validated config, keeping its targets' health and load

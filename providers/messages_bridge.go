@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tollgate/tollgate/internal/jsonscan"
 	"github.com/valyala/fasthttp"
@@ -151,6 +152,21 @@ var (
 		Detail: "This model is served through a chat completions API whose server has no tokenizer API (vLLM's POST /tokenize, which counts chat messages): POST /v1/messages/count_tokens is not supported for it."}
 )
 
+// noTokenizerFor is how long a backend whose upstream was found without a tokenizer
+// (errBridgeNoTokenizer) refuses its token counts so without asking it: a client
+// such as Claude Code counts before each turn and after large tool results, and
+// every count would otherwise cost the upstream a request and the client a round
+// trip to learn the same. A reload builds the backend anew, which asks at once
+// (the upstream replaced, or vLLM put behind it).
+const noTokenizerFor = 60 * time.Second
+
+// tokenizerMissing reports whether b's upstream was found without a tokenizer less
+// than noTokenizerFor ago; the clock is read only then.
+func (b *Backend) tokenizerMissing() bool {
+	until := b.noTokenizerUntil.Load()
+	return until != 0 && b.pool.now().UnixNano() < until
+}
+
 var strRequestIDHeader = []byte("X-Request-Id")
 
 // bridgeMessages serves a Messages API call on b through its chat completions API.
@@ -189,6 +205,12 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 		writeAnthropicRefusal(out, rerr, requestID(call))
 		return errRefusedRequest
 	}
+	if op == Tokenize && b.tokenizerMissing() {
+		// Refused as the upstream's answer would have it refused, after the
+		// translation, which refuses what it cannot express first either way.
+		putBody(buf)
+		return errBridgeNoTokenizer
+	}
 	kind, orig, model, opts, key, usage := call.Kind, call.Body, call.Model, call.StreamOptions, call.CacheKey, call.IncludeUsage
 	call.Kind, call.Body, call.messagesBridged = op, body, true
 	call.Model, call.StreamOptions, call.CacheKey = sp.model, sp.streamOptions, [2]int{}
@@ -200,7 +222,10 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 	res.IDEnds = IDEnds{}
 	if err != nil {
 		putBody(buf)
-		if op == Tokenize && noTokenizer(err) {
+		if op == Tokenize && (noTokenizer(err) || errors.Is(err, errBridgeNoTokenizer)) {
+			// Concurrent counts that found it out together store about the same
+			// instant: the last store wins.
+			b.noTokenizerUntil.Store(b.pool.now().Add(noTokenizerFor).UnixNano())
 			return errBridgeNoTokenizer
 		}
 		if _, refused := errors.AsType[*RequestError](err); refused {

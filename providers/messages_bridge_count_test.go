@@ -149,6 +149,9 @@ func TestMessagesBridgeCountTokensSend(t *testing.T) {
 		{"another tokenizer's answer", 200, `{"tokens":[]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The backend remembers the answer (TestMessagesBridgeNoTokenizerRemembered):
+			// each case, and those after them, ask the upstream afresh.
+			t.Cleanup(func() { b.noTokenizerUntil.Store(0) })
 			out, res, err := send(t, tc.status, tc.answer)
 			var ue *UnsupportedError
 			if !errors.As(err, &ue) || ue != errBridgeNoTokenizer || !errors.Is(err, ErrUnsupported) {
