@@ -48,6 +48,22 @@ func bareLF(ctx *fasthttp.RequestCtx) bool {
 	return bareLineEnd(ctx.Request.Header.RawHeaders())
 }
 
+// unreadBareLF reports whether the request the admin server could not read on ctx's
+// connection (its ErrorHandler's) had a line of its header or trailer ended by a bare
+// LF. A read that meets the line fails with the connection's deadline.ErrBareLF
+// (unreadable), but for a trailer of nothing but a bare LF, which fasthttp reads as a
+// chunked body's end cut short and fails with its own broken-chunk error, not
+// wrapping the connection's. fasthttp numbers ctx's request (ConnRequestNum) only
+// once it has read it: the one it failed on is the one after.
+func unreadBareLF(ctx *fasthttp.RequestCtx) bool {
+	c, ok := connwrap.Under[bareLiner](ctx.Conn())
+	if !ok {
+		return false
+	}
+	bare, _ := c.BareLF(int(ctx.ConnRequestNum()) + 1)
+	return bare
+}
+
 // requestNumber is the number of ctx's request among those its connection carried:
 // counted by headerReceived on the API listener, whose connections fasthttp serves
 // anew after each stream; on the admin listener's, fasthttp's own count.

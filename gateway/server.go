@@ -1795,11 +1795,15 @@ const adminMaxBody = 64 << 10
 // serveAdminParseError (the admin server's ErrorHandler) answers a request the admin
 // listener could not read in the API's error shape, as the admin API's other errors
 // are, instead of fasthttp's text/plain 400 for each: 413 for a body over
-// adminMaxBody, 431 for headers over the read buffer, 408 for a read timeout.
+// adminMaxBody, 431 for headers over the read buffer, 408 for a read timeout, and
+// the API listener's 400 for a header or trailer line ended by a bare LF.
 func serveAdminParseError(ctx *fasthttp.RequestCtx, err error) {
 	e := unreadable(err)
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = &errTooLarge
+	case e == &errUnreadable && unreadBareLF(ctx):
+		e = &errBareLF
 	}
 	writeError(&ctx.Response, e)
 }
