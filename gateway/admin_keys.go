@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -110,12 +111,17 @@ type keyList struct {
 	Next string    `json:"next,omitempty"`
 }
 
+// errLimitMessage refuses a limit of GET /admin/keys: it names the range, as a
+// number past it (past int64) is a whole number from 1 up all the same.
+var errLimitMessage = "`limit` must be a whole number of keys from 1 to " + strconv.Itoa(math.MaxInt) + ", in decimal digits."
+
 // keyPage is the page of keys GET /admin/keys's query asks for: in name order (byte
 // order, as strings compare), those after the name `after` gives (a name no key has
 // still places the page: keys removed by a reload between two pages do not restart
 // the listing), at most `limit` of them (every one without); next is the page's last
 // name when more follow. A parameter other than these two, one given twice or a limit
-// that is not a whole number from 1 up is refused.
+// that is not decimal digits making a whole number from 1 to math.MaxInt is refused
+// (a sign too, which strconv.Atoi would take).
 func keyPage(q *fasthttp.Args, keys []*clientKey) (page []*clientKey, next string, err *apiError) {
 	limit := -1
 	var after []byte
@@ -129,8 +135,8 @@ func keyPage(q *fasthttp.Args, keys []*clientKey) (page []*clientKey, next strin
 				return bad("limit", "`limit` is given more than once.")
 			}
 			n, perr := strconv.Atoi(string(value))
-			if perr != nil || n < 1 {
-				return bad("limit", "`limit` must be a whole number of keys, 1 or more.")
+			if perr != nil || n < 1 || value[0] < '0' || value[0] > '9' {
+				return bad("limit", errLimitMessage)
 			}
 			limit = n
 		case "after":

@@ -73,6 +73,8 @@ func TestAdminKeysPages(t *testing.T) {
 				{"limit=2&after=ops%2Fbatch", []string{"team-a"}, ""},
 				{"limit=3", []string{"guest", "ops/batch", "team-a"}, ""},
 				{"limit=1000", []string{"guest", "ops/batch", "team-a"}, ""},
+				{"limit=9223372036854775807", []string{"guest", "ops/batch", "team-a"}, ""},
+				{"limit=01", []string{"guest"}, "guest"},
 				{"after=guest", []string{"ops/batch", "team-a"}, ""},
 				{"after=h", []string{"ops/batch", "team-a"}, ""},
 				{"after=", []string{"guest", "ops/batch", "team-a"}, ""},
@@ -194,6 +196,10 @@ func TestAdminKeysPageRefusals(t *testing.T) {
 		{"limit=", "limit"},
 		{"limit", "limit"},
 		{"limit=99999999999999999999", "limit"},
+		{"limit=9223372036854775808", "limit"},
+		{"limit=-9223372036854775809", "limit"},
+		{"limit=%2B5", "limit"},
+		{"limit=0x10", "limit"},
 		{"limit=1&limit=2", "limit"},
 		{"after=a&after=b", "after"},
 		{"limt=5", "limt"},
@@ -210,8 +216,15 @@ func TestAdminKeysPageRefusals(t *testing.T) {
 				}
 				body := decodeObject(t, raw)
 				checkAdminError(t, c.query, body, "invalid_parameter")
-				if e := body["error"].(map[string]any); e["param"] != c.param || e["type"] != "invalid_request_error" {
+				e := body["error"].(map[string]any)
+				if e["param"] != c.param || e["type"] != "invalid_request_error" {
 					t.Errorf("?%s: %v, want param %q", c.query, e, c.param)
+				}
+				// A limit refused says what it may be: past int64 is a whole
+				// number too, so the message gives the range.
+				if msg, _ := e["message"].(string); c.param == "limit" && !strings.Contains(c.query, "&limit") &&
+					msg != "`limit` must be a whole number of keys from 1 to 9223372036854775807, in decimal digits." {
+					t.Errorf("?%s: message %q", c.query, msg)
 				}
 			}
 		})
