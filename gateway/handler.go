@@ -2752,22 +2752,26 @@ func (r *request) nextEvent() {
 		}
 		return
 	}
-	if r.ev.HasUsage && (r.ev.UsageOnly || !r.f.continuousUsage || r.f.completions(r.call.Kind) <= 1) {
-		// With several completions and vLLM's continuous_usage_stats, a chunk that
-		// carries choices carries the usage of its own choice only: the request's
-		// total comes in the usage-only chunk, and a stream cut before it keeps the
-		// estimate rather than count one choice's tokens. Without those stats a
-		// choice chunk's usage is the request's: Gemini's OpenAI endpoint and older
-		// llama.cpp servers put it on the last chunk with a choice.
+	switch {
+	case r.ev.HasUsage && (r.ev.UsageOnly || !r.f.continuousUsage):
+		// The request's usage: the usage-only chunk's, or without vLLM's
+		// continuous_usage_stats a choice chunk's (Gemini's OpenAI endpoint and
+		// older llama.cpp servers put it on the last chunk with a choice).
 		tier := r.usage.Tier
 		r.usage = r.ev.Usage
 		r.usage.Tier = tier
-	} else if r.ev.HasUsage {
-		// A choice's own usage: its prompt is the request's (every choice reads the
-		// whole prompt), its output that choice's alone, which is no count of the
-		// request's output.
+	case r.ev.HasUsage && r.f.completions(r.call.Kind) <= 1:
+		// With continuous_usage_stats a chunk that carries a choice carries the
+		// usage so far, the final one coming in the usage-only chunk; the role
+		// chunk's (the prompt's tokens, none generated) too, which is no usage of a
+		// stream cut before its first token: that one is refunded.
+		r.soFar = r.ev.Usage
+	case r.ev.HasUsage:
+		// With several completions, a choice's own usage: its prompt is the
+		// request's (every choice reads the whole prompt), its output that
+		// choice's alone, which is no count of the request's output.
 		r.soFar = providers.Usage{Input: r.ev.Usage.Input, CachedInput: r.ev.Usage.CachedInput}
-	} else if r.ev.SoFar {
+	case r.ev.SoFar:
 		r.soFar = r.ev.Usage
 	}
 	r.outBytes += int64(r.ev.OutputBytes)
