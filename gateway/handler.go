@@ -139,9 +139,10 @@ type request struct {
 	errKind string
 	// soFar is the usage a stream reported before its end (providers.Event.SoFar,
 	// or a choice's own usage, whose prompt is the request's), outBytes the size of
-	// the generated text its events carried; a stream cut before its usage came is
-	// settled with them (streamedUsage), usageEst then set when the counts are the
-	// gateway's estimate rather than the upstream's.
+	// the generated text its events carried (an answer's without usage: its
+	// providers.Result.OutputBytes); a stream cut before its usage came is settled
+	// with them (streamedUsage, answeredUsage), usageEst then set when the counts are
+	// the gateway's estimate rather than the upstream's.
 	soFar    providers.Usage
 	outBytes int64
 	usageEst bool
@@ -1866,6 +1867,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				r.aspan, r.sent = as, r.res.Sent
 				r.startAnswer(as)
 			} else {
+				r.answeredUsage()
 				if r.usageKnown() {
 					r.setUsage(as)
 				}
@@ -3013,16 +3015,17 @@ func (r *request) setRequestIDHeader(h *fasthttp.ResponseHeader) {
 }
 
 // usageKnown reports whether the request has token counts: the upstream's, or the
-// gateway's estimate of a stream cut before its usage came (streamedUsage). Providers
-// leave the counts at zero when none came (a stream without its usage chunk, an answer
-// without "usage") or when a count in it could not be believed, the zero that makes
-// record keep the limits' estimate; the GenAI conventions then leave gen_ai.usage.* out
+// gateway's estimate of a stream or an answer without usage (streamedUsage,
+// answeredUsage). Providers leave the counts at zero when none came (a stream without
+// its usage chunk, an answer without "usage") or when a count in it could not be
+// believed; the gateway estimates the first, and the zero left makes record keep the
+// limits' estimate or refund it; the GenAI conventions then leave gen_ai.usage.* out
 // of the spans rather than report 0 tokens. The answer's service tier is no count.
 func (r *request) usageKnown() bool { return r.usage.Counted() }
 
 // setUsage puts the upstream's token counts on a span: gen_ai.usage.input_tokens
 // counts the prompt cache's tokens too, which the cache attributes tell apart. The
-// gateway's estimate of a cut stream's (streamedUsage) is marked as one.
+// gateway's estimate (streamedUsage, answeredUsage) is marked as one.
 func (r *request) setUsage(span trace.Span) {
 	tracing.SetUsage(span, r.usage.Input, r.usage.Output)
 	tracing.SetCacheUsage(span, r.usage.CachedInput, r.usage.CacheWrite)
@@ -3057,12 +3060,15 @@ func (r *request) record(status int) {
 		shutdownCut := r.errKind == "shutdown_cut"
 		failedEarly := (shutdownCut || r.upFailed) && r.ttft == 0
 		if actual == 0 && r.usage.AudioMillis == 0 && r.attempts > 0 && (status < 400 && !failedEarly || status == 499 && (r.ttft > 0 || r.abandoned)) {
-			// Answered without a usage count, a client that hung up on an audio
-			// stream after its first words (priced by the audio's length, which
-			// only the usage gives; other streams cut after their first tokens
-			// count what they streamed: streamedUsage), or one that hung up while
-			// the upstream worked on its request (for how long, nobody will say):
-			// the estimate stands. An error answer generated nothing and is
+			// Answered without a usage count (an audio answer, one whose usage
+			// held none to believe, a 200 holding an error object, a background
+			// response; other answers without usage count what they answered:
+			// answeredUsage), a client that hung up on an audio stream after its
+			// first words (priced by the audio's length, which only the usage
+			// gives; other streams cut after their first tokens count what they
+			// streamed: streamedUsage), or one that hung up while the upstream
+			// worked on its request (for how long, nobody will say): the estimate
+			// stands. An error answer generated nothing and is
 			// refunded, as is a stream the upstream failed (cut, timeout, bad
 			// event, its own error event) or the shutdown cut before its first
 			// token: its client got an error, not tokens.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,26 +13,28 @@ import (
 )
 
 // bigUsageUpstream answers every chat with a completion of 5005 tokens (5 in, 5000
-// out), its usage left null when the request's X-Test-Upstream is "nousage".
+// out); when the request's X-Test-Upstream is "nousage", with its usage left null and
+// 20000 bytes of text, which the gateway counts as 5000 tokens.
 func bigUsageUpstream(t *testing.T) string {
 	t.Helper()
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, req *http.Request) {
-		usage := `{"prompt_tokens":5,"completion_tokens":5000,"total_tokens":5005}`
+		usage, text := `{"prompt_tokens":5,"completion_tokens":5000,"total_tokens":5005}`, "hi"
 		if req.Header.Get("X-Test-Upstream") == "nousage" {
-			usage = "null"
+			usage, text = "null", strings.Repeat("x", 20000)
 		}
-		body := `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"length"}],"usage":` + usage + `}`
+		body := `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` + text + `"},"finish_reason":"length"}],"usage":` + usage + `}`
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
 	})
 	return addr
 }
 
-// TestKeptEstimateOverBurstChargedWhole: an answer without a usage count keeps its
-// estimate charged (README, Rate limits), also an estimate above the bucket's burst,
-// which Take charges only the whole bucket so that it fits once the bucket is full:
-// the settlement charges the rest, as it does for a usage count above the burst. A
-// request with max_tokens 5000 on a 1000-token/day bucket leaves ~4000 tokens owed,
-// and the next request waits ~4 days, whether the upstream reported its usage or not.
+// TestKeptEstimateOverBurstChargedWhole: a request whose estimate is above the
+// bucket's burst, which Take charges only the whole bucket so that it fits once the
+// bucket is full, is charged the rest at its settlement, with a usage count above the
+// burst, and with an answer without usage, charged its prompt's estimate and its text
+// (README, Rate limits), here its whole estimate. A request with max_tokens 5000 on a
+// 1000-token/day bucket leaves ~4000 tokens owed, and the next request waits ~4 days,
+// whether the upstream reported its usage or not.
 func TestKeptEstimateOverBurstChargedWhole(t *testing.T) {
 	up := bigUsageUpstream(t)
 	// ~4000 tokens owed past the bucket, at 86.4 s a token (1000 a day).
@@ -46,7 +49,7 @@ func TestKeptEstimateOverBurstChargedWhole(t *testing.T) {
 			g := startGateway(t, usageConfig(up, lim))
 			for _, tc := range []struct{ name, upstream string }{
 				{"usage counted past the burst", "usage"},
-				{"usage unknown keeps the estimate past the burst", "nousage"},
+				{"usage unknown charged its text past the burst", "nousage"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					user := "u-" + tc.upstream

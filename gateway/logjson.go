@@ -69,7 +69,7 @@ func logAccess(log *slog.Logger, e *accessEntry) {
 }
 
 // estimatedAttr is the access line's usage_estimated, true when the tokens are the
-// gateway's estimate of a cut stream's; otherwise the empty attribute.
+// gateway's estimate (streamedUsage, answeredUsage); otherwise the empty attribute.
 func estimatedAttr(estimated bool) slog.Attr {
 	if !estimated {
 		return slog.Attr{}
@@ -255,8 +255,9 @@ func appendAccessLine(b []byte, now time.Time, e *accessEntry) []byte {
 	b = append(b, `,"cost_usd":`...)
 	b = appendJSONFloat(b, e.cost)
 	if e.estimated {
-		// Only for a stream cut before its usage came: its tokens and cost are
-		// the gateway's estimate of what it streamed.
+		// Only for a stream cut before its usage came, or a stream or an answer
+		// that came without usage: its tokens and cost are the gateway's estimate
+		// of what it streamed or answered.
 		b = append(b, `,"usage_estimated":true`...)
 	}
 	if e.serviceTier != "" {

@@ -506,7 +506,7 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 		}
 	}
 	b := out.SwapBody(nil)
-	b, ok := appendChatCompletion(b[:0], up.Body(), created, &res.Usage)
+	b, ok := appendChatCompletion(b[:0], up.Body(), created, &res.Usage, res)
 	if !ok {
 		setAnswer(out, b[:0])
 		return ErrBadResponse

@@ -276,11 +276,13 @@ func (c *contentBlock) read(raw []byte) bool {
 // citations as annotations (appendAnnotations), and the tier usage names as
 // service_tier. Server tool blocks (server_tool_use, web_search_tool_result, an error
 // one included) are Anthropic's own work: the client declared no such function, and
-// the text answers from what the searches gave; u counts them (Usage.WebSearches). ok
-// is false when body is not a Messages API answer.
-func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bool) {
+// the text answers from what the searches gave; u counts them (Usage.WebSearches). An
+// answer without usage sets res's NoUsage (res not nil) and OutputBytes, the size of
+// its content's generated text. ok is false when body is not a Messages API answer.
+func appendChatCompletion(dst, body []byte, created int64, u *Usage, res *Result) ([]byte, bool) {
 	var id, model, content, stop []byte
 	var au anthropicUsage
+	usage := false
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return dst, false
@@ -303,6 +305,7 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 		case "stop_reason":
 			stop = v
 		case "usage":
+			usage = usage || !jsonscan.IsNull(v)
 			au.read(v)
 		}
 	}
@@ -439,6 +442,9 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage) ([]byte, bo
 	dst = appendServiceTier(dst, &au)
 	*u = au.usage()
 	u.Paused = string(stop) == `"pause_turn"`
+	if !usage && res != nil {
+		res.NoUsage, res.OutputBytes = true, contentBytes(content)
+	}
 	return append(dst, '}'), true
 }
 

@@ -19,7 +19,7 @@ func TestAnthropicServiceTier(t *testing.T) {
 		body := `{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","stop_sequence":null,` +
 			`"usage":{"input_tokens":1000000,"output_tokens":1000000,"service_tier":"priority"}}`
 		var u Usage
-		if _, ok := appendChatCompletion(nil, []byte(body), 1, &u); !ok {
+		if _, ok := appendChatCompletion(nil, []byte(body), 1, &u, nil); !ok {
 			t.Fatal("answer refused")
 		}
 		if got := u.Tier.String(); got != "priority" {
@@ -88,7 +88,7 @@ func TestAnthropicServiceTierTranslated(t *testing.T) {
 			body := `{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","stop_sequence":null,` +
 				`"usage":{"input_tokens":10,"output_tokens":2,` + c.usage + `}}`
 			var u Usage
-			out, ok := appendChatCompletion(nil, []byte(body), 1, &u)
+			out, ok := appendChatCompletion(nil, []byte(body), 1, &u, nil)
 			if !ok {
 				t.Fatal("answer refused")
 			}

@@ -149,7 +149,7 @@ func TestAnthropicResponseGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			var u Usage
-			out, ok := appendChatCompletion([]byte("junk"), body, 1700000000, &u)
+			out, ok := appendChatCompletion([]byte("junk"), body, 1700000000, &u, nil)
 			var got []byte
 			if !ok {
 				if !strings.HasPrefix(name, "err_") {
@@ -979,7 +979,7 @@ func FuzzAnthropicResponse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var u Usage
-		out, ok := appendChatCompletion(nil, body, 1, &u)
+		out, ok := appendChatCompletion(nil, body, 1, &u, nil)
 		if ok && !json.Valid(out) {
 			t.Fatalf("translation is not JSON:\n%s\n->\n%s", body, out)
 		}

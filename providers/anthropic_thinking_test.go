@@ -389,7 +389,7 @@ func TestAnthropicThinkingAnswerSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	var u Usage
-	out, ok := appendChatCompletion(nil, body, 1, &u)
+	out, ok := appendChatCompletion(nil, body, 1, &u, nil)
 	if !ok {
 		t.Fatal("refused the answer")
 	}

@@ -31,7 +31,7 @@ func TestAnthropicWebSearchAllocs(t *testing.T) {
 		}
 		buf := make([]byte, 0, 4096)
 		var u Usage
-		if n := testing.AllocsPerRun(100, func() { buf, _ = appendChatCompletion(buf[:0], body, 1, &u) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { buf, _ = appendChatCompletion(buf[:0], body, 1, &u, nil) }); n != 0 {
 			t.Errorf("%.1f allocations per answer, budget 0", n)
 		}
 	})

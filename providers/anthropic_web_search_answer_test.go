@@ -83,7 +83,7 @@ func TestAnthropicWebSearchAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var u Usage
-	out, ok := appendChatCompletion(nil, body, 1, &u)
+	out, ok := appendChatCompletion(nil, body, 1, &u, nil)
 	if !ok {
 		t.Fatal("answer refused")
 	}
@@ -125,7 +125,7 @@ func TestAnthropicWebSearchNoAnnotations(t *testing.T) {
 		`{"id":"m","model":"c","content":[{"type":"text","text":"Plain.","citations":null}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}`,
 	} {
 		var u Usage
-		out, ok := appendChatCompletion(nil, []byte(body), 1, &u)
+		out, ok := appendChatCompletion(nil, []byte(body), 1, &u, nil)
 		if !ok || strings.Contains(string(out), "annotations") {
 			t.Errorf("%s -> %s", body, out)
 		}
@@ -141,7 +141,7 @@ func TestAnthropicPauseTurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	var u Usage
-	out, ok := appendChatCompletion(nil, body, 1, &u)
+	out, ok := appendChatCompletion(nil, body, 1, &u, nil)
 	var cc openai.ChatCompletion
 	if !ok || json.Unmarshal(out, &cc) != nil {
 		t.Fatalf("translated %s", out)

@@ -34,7 +34,7 @@ func BenchmarkAnthropicWebSearch(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			buf, _ = appendChatCompletion(buf[:0], body, 1700000000, &u)
+			buf, _ = appendChatCompletion(buf[:0], body, 1700000000, &u, nil)
 		}
 	})
 	b.Run("stream", func(b *testing.B) {

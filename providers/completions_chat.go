@@ -74,7 +74,7 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 		return nil
 	}
 	defer endAttempt(t, up)
-	ok, isError := scanAnswer(up.Body(), &res.Usage)
+	ok, isError := scanAnswerTo(up.Body(), &res.Usage, res)
 	if !ok {
 		return ErrBadResponse
 	}

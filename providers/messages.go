@@ -94,7 +94,7 @@ func messagesRoundTrip(t *Target, req *fasthttp.Request, call *Call, out *fastht
 	}
 	defer endAttempt(t, up)
 	var u anthropicUsage
-	ok, isError := scanMessage(up.Body(), &u)
+	ok, isError := scanMessage(up.Body(), &u, res)
 	if !ok {
 		return ErrBadResponse
 	}
@@ -109,26 +109,38 @@ func messagesRoundTrip(t *Target, req *fasthttp.Request, call *Call, out *fastht
 }
 
 // scanMessage reads a Messages API answer: ok when it is one JSON object, its usage
-// into u, and whether it is an error object ("type": "error").
-func scanMessage(body []byte, u *anthropicUsage) (ok, isError bool) {
+// into u, and whether it is an error object ("type": "error"). One without usage
+// sets res's NoUsage (res not nil), and OutputBytes to the size of its content's
+// generated text.
+func scanMessage(body []byte, u *anthropicUsage, res *Result) (ok, isError bool) {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return false, false
 	}
+	var content []byte
+	usage := false
 	for {
 		k, v, more := it.Next()
 		if !more {
-			return it.Err() == nil && jsonscan.SkipSpace(body, it.End()) == len(body), isError
+			break
 		}
 		switch string(k) {
 		case "usage":
 			if !jsonscan.IsNull(v) {
+				usage = true
 				u.read(v)
 			}
 		case "type":
 			isError = string(v) == `"error"`
+		case "content":
+			content = v
 		}
 	}
+	ok = it.Err() == nil && jsonscan.SkipSpace(body, it.End()) == len(body)
+	if ok && res != nil && !usage && !isError {
+		res.NoUsage, res.OutputBytes = true, contentBytes(content)
+	}
+	return ok, isError
 }
 
 // anthropicErrorTypes are the Messages API's error types by the status they come

@@ -102,15 +102,15 @@ func TestMessagesStreamEnds(t *testing.T) {
 
 func TestScanMessage(t *testing.T) {
 	var u anthropicUsage
-	ok, isErr := scanMessage([]byte(`{"id":"msg_1","type":"message","content":[],"usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":3}} `), &u)
+	ok, isErr := scanMessage([]byte(`{"id":"msg_1","type":"message","content":[],"usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":3}} `), &u, nil)
 	if got := u.usage(); !ok || isErr || got.Input != 15 || got.Output != 3 {
 		t.Errorf("ok %v error %v usage %+v", ok, isErr, got)
 	}
-	if ok, isErr := scanMessage([]byte(`{"type":"error","error":{"type":"api_error","message":"x"}}`), &u); !ok || !isErr {
+	if ok, isErr := scanMessage([]byte(`{"type":"error","error":{"type":"api_error","message":"x"}}`), &u, nil); !ok || !isErr {
 		t.Errorf("error object: ok %v error %v", ok, isErr)
 	}
 	for _, bad := range []string{`{"type":"message"`, `{"a":1} {"b":2}`, `[1]`, `<html>`} {
-		if ok, _ := scanMessage([]byte(bad), &u); ok {
+		if ok, _ := scanMessage([]byte(bad), &u, nil); ok {
 			t.Errorf("%s read as a message", bad)
 		}
 	}

@@ -218,7 +218,7 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 // attempt ends (endAttempt).
 func (o *openAI) passAnswer(t *Target, up, out *fasthttp.Response, res *Result) error {
 	defer endAttempt(t, up)
-	ok, isError := scanAnswerIDs(up.Body(), &res.Usage, &res.IDEnds)
+	ok, isError := scanAnswerTo(up.Body(), &res.Usage, res)
 	if !ok {
 		return ErrBadResponse
 	}

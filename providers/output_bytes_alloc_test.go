@@ -28,3 +28,23 @@ func TestOutputBytesAllocs(t *testing.T) {
 		t.Errorf("inspectResponseEvent: %v allocations, %d bytes", n, ev.OutputBytes)
 	}
 }
+
+// TestAnswerOutputBytesAllocs: sizing the generated text of an answer that came
+// without usage costs no allocation either.
+func TestAnswerOutputBytesAllocs(t *testing.T) {
+	var res Result
+	for _, answer := range []string{
+		`{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","reasoning_content":"hmm","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}}]}`,
+		`{"id":"resp_1","object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Hi"}]}]}`,
+	} {
+		b := []byte(answer)
+		if n := testing.AllocsPerRun(1000, func() { res = Result{}; scanAnswerTo(b, &res.Usage, &res) }); n != 0 || res.OutputBytes == 0 {
+			t.Errorf("scanAnswerTo %s: %v allocations, %d bytes", answer, n, res.OutputBytes)
+		}
+	}
+	b := []byte(`{"id":"msg_1","type":"message","content":[{"type":"text","text":"Hi"},{"type":"tool_use","id":"t","name":"f","input":{"a":1}}]}`)
+	var u anthropicUsage
+	if n := testing.AllocsPerRun(1000, func() { res = Result{}; scanMessage(b, &u, &res) }); n != 0 || res.OutputBytes == 0 {
+		t.Errorf("scanMessage: %v allocations, %d bytes", n, res.OutputBytes)
+	}
+}

@@ -470,6 +470,14 @@ type Result struct {
 	// previous_response_id strings (responseIDs), for the gateway to tag a Responses
 	// API answer's IDs without scanning it again.
 	IDEnds IDEnds
+	// NoUsage is set on a 2xx answer read whole that came without usage (no usage
+	// member, or null), as some OpenAI-compatible servers answer, OutputBytes then
+	// the size of its generated text as a stream's events count it (Event.OutputBytes):
+	// the gateway estimates its tokens by it, as it does a stream's that came without
+	// usage. Not on an answer holding an error object, nor on a Responses API answer
+	// whose work is still to come (a background response, queued or in progress).
+	NoUsage     bool
+	OutputBytes int
 	// Judged and Failed are the verdict the target's health took of an attempt that
 	// ended without a stream to read (Judge's, knowing also whether the attempt
 	// waited in the queue: a deadline spent there is no verdict). A stream's verdict

@@ -289,32 +289,51 @@ func wholeFloat(v []byte) (int64, bool) {
 // the object has an error member: a router that answered 200 before the model failed
 // puts the error there (OpenRouter), and it may quote the backend's key.
 func scanAnswer(body []byte, u *Usage) (ok, isError bool) {
-	return scanAnswerIDs(body, u, nil)
+	return scanAnswerTo(body, u, nil)
 }
 
-// scanAnswerIDs is scanAnswer that also notes the answer's IDs in ids, when not nil.
-func scanAnswerIDs(body []byte, u *Usage, ids *IDEnds) (ok, isError bool) {
+// scanAnswerTo is scanAnswer that also notes in res, when not nil, the answer's IDs
+// (IDEnds) and, for an answer without usage, NoUsage and the size of its generated
+// text: its choices' (chat, legacy completions) or a Responses API answer's output's,
+// sized once the scan is over and found no usage, which most answers have, after them.
+func scanAnswerTo(body []byte, u *Usage, res *Result) (ok, isError bool) {
 	var it jsonscan.Iter
 	if it.Reset(body) != nil {
 		return false, false
 	}
+	var choices, output []byte
+	usage, pending := false, false
 	for {
-		k, v, ok := it.Next()
-		if !ok {
-			return it.Err() == nil && jsonscan.SkipSpace(body, it.End()) == len(body), isError
+		k, v, more := it.Next()
+		if !more {
+			break
 		}
-		if ids != nil {
-			ids.note(k, v, it.ValueOffset())
+		if res != nil {
+			res.IDEnds.note(k, v, it.ValueOffset())
 		}
 		switch string(k) {
 		case "usage":
 			if !jsonscan.IsNull(v) {
+				usage = true
 				parseUsage(v, u)
 			}
 		case "service_tier":
 			u.Tier.read(v)
 		case "error":
 			isError = isError || !jsonscan.IsNull(v)
+		case "choices":
+			choices = v
+		case "output":
+			output = v
+		case "status":
+			// A Responses API answer's: a background response answers at once,
+			// queued, and generates later.
+			pending = string(v) == `"queued"` || string(v) == `"in_progress"`
 		}
 	}
+	ok = it.Err() == nil && jsonscan.SkipSpace(body, it.End()) == len(body)
+	if ok && res != nil && !usage && !isError && !pending {
+		res.NoUsage, res.OutputBytes = true, choicesBytes(choices)+outputBytes(output)
+	}
+	return ok, isError
 }

@@ -591,7 +591,13 @@ var textKeys = [...][]byte{strContentKey, strArgumentsKey, strReasoningKey, strR
 // Whitespace may stand around the colon: Python's json.dumps writes
 // `"content": "Hi"`, and so do the servers built on it. A quoted name never matches
 // inside a string, where its quotes would be escaped.
-func textBytes(v, key []byte) int {
+func textBytes(v, key []byte) int { return valueBytes(v, key, '"') }
+
+// valueBytes is textBytes for the values of member key that open begins: strings
+// ('"'), their insides, or objects ('{'), whole as written (a tool_use block's input).
+// A value found is skipped whole: a member of the same name inside it is not counted
+// again.
+func valueBytes(v, key []byte, open byte) int {
 	n := 0
 	for {
 		i := bytes.Index(v, key)
@@ -604,14 +610,17 @@ func textBytes(v, key []byte) int {
 			continue
 		}
 		j = jsonscan.SkipSpace(v, j+1)
-		if j >= len(v) || v[j] != '"' {
+		if j >= len(v) || v[j] != open {
 			continue
 		}
 		end, err := jsonscan.Skip(v, j)
 		if err != nil {
 			return n
 		}
-		n += end - j - 2
+		n += end - j
+		if open == '"' {
+			n -= 2
+		}
 		v = v[end:]
 	}
 }

@@ -77,7 +77,7 @@ func TestUsageAnthropicPromptCache(t *testing.T) {
 		body := `{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","stop_sequence":null,` +
 			`"usage":{"input_tokens":13,"cache_creation_input_tokens":200,"cache_read_input_tokens":2000,"output_tokens":9}}`
 		var u Usage
-		out, ok := appendChatCompletion(nil, []byte(body), 1, &u)
+		out, ok := appendChatCompletion(nil, []byte(body), 1, &u, nil)
 		if !ok {
 			t.Fatal("answer refused")
 		}
