@@ -74,6 +74,9 @@
 -- (tails): parsing and formatting them as text cost a call about a sixth more.
 -- A debt that a conversion capped to the new bucket's span (rescale) has a NUL and
 -- 'c' between the TAT and the span; the versions that read the span read past them.
+-- Before those, a capped value may hold what the cap let go (lets): a NUL, 'f' and
+-- four little-endian doubles, which the versions that read the mark read past too (a
+-- value without them let nothing go that this version knows of).
 local blob = ARGV[1]
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])
@@ -82,7 +85,7 @@ local out = {}
 local sunpack, pack, call = struct.unpack, struct.pack, redis.call
 local floor, ceil = math.floor, math.ceil
 local byte, fmt = string.byte, string.format
-local debts, scales, spans, capped, tails, dirty, ndirty = {}, {}, {}, {}, {}, {}, 0
+local debts, scales, spans, capped, lets, tails, dirty, ndirty = {}, {}, {}, {}, {}, {}, {}, 0
 local late = ARGV[3] and now >= tonumber(ARGV[3])
 if late and ARGV[2] == '0' then
   return redis.error_reply('TGLATE this call reached Redis past the time it was to run by')
@@ -90,8 +93,9 @@ end
 local mark = ARGV[2] and ARGV[2] ~= '0' and KEYS[#KEYS]
 local marking = mark and late
 local oks, nok = {}, 0
--- The mark of a capped debt, and its byte as the value's 19th from the end.
-local CAPPED_MARK, CAPPED = '\0c', 99
+-- The mark of a capped debt, and its byte as the value's 19th from the end; the byte
+-- that starts what its cap let go, the value's 53rd from the end.
+local CAPPED_MARK, CAPPED, LET = '\0c', 99, 102
 -- How long a fenced marker stays: longer than a call can take to reach Redis, and
 -- than a request answered without Redis takes to settle its true-up.
 local FENCE_MS = 900000
@@ -111,7 +115,13 @@ if #KEYS > 0 then
       if byte(v, -9) == 0 then
         if byte(v, -18) == 0 then
           spans[k], scales[k] = sunpack('<dxd', v, #v - 16)
-          capped[k] = byte(v, -19) == CAPPED and byte(v, -20) == 0
+          if byte(v, -19) == CAPPED and byte(v, -20) == 0 then
+            capped[k] = true
+            if byte(v, -53) == LET and byte(v, -54) == 0 then
+              local f, o, civ, ctau = sunpack('<dddd', v, #v - 51)
+              lets[k] = {f, o, civ, ctau}
+            end
+          end
         else
           scales[k] = sunpack('<d', v, #v - 7)
         end
@@ -160,6 +170,16 @@ end
 -- read under another limit (a replica still on the old one during a rolling reload,
 -- or a later reload) keeps the units the bucket had free, never more, so that the
 -- old limit cannot spend them again.
+--
+-- The cap also records what it let go (lets[key]): the units of the spent bucket
+-- beyond the new one, and the units of the overdraft (owed beyond the old bucket),
+-- which a lowered rate keeps in time, so fewer of them; and which rule's take
+-- converted the debt. A request admitted before the reload settles later under its
+-- own rule (adjust), and its refund must leave the bucket as it would have left it
+-- settled before: the refund takes the overdraft's units off first, each worth what
+-- the conversion kept of it, then what the cap let go, which the bucket no longer
+-- owes, and only then the bucket's own units. Taken off the capped debt alone, 3000
+-- of 6000 tokens refunded after a reload to 600/hour freed the whole spent bucket.
 local function rescale(key, iv, tau)
   local sc = scales[key]
   if sc then
@@ -173,6 +193,7 @@ local function rescale(key, iv, tau)
     else
       d = spent * r
       if d > tau then
+        lets[key] = {(d - tau) / iv, (debt - spent) / sc, iv, tau}
         d = tau
         capped[key] = true
       end
@@ -201,20 +222,71 @@ local function convert(key, iv)
   scales[key] = iv
 end
 
+-- refund is the part of a refund of u units, settled under a rule of interval iv
+-- other than the one whose take capped key's debt, that comes off the bucket, in
+-- units: the overdraft's units at the conversion come first, each worth what the
+-- conversion kept of it in the capping rule's units (less than one under a lowered
+-- rate, which kept the overdraft in time), then the units the cap let go, worth
+-- nothing to the bucket, then the rest, whole. With nothing left of either, the
+-- refunds have undone the cap, as if they had settled before it: the bucket is no
+-- longer capped, and one that a take under another rule read since (a replica still
+-- on the old limit, a reload raising it again) goes back to what the capping rule
+-- read, whose units the rest of the refund comes off and any rule then converts as
+-- owed, as it would have without the cap: left marked, a raise back to 6000/hour
+-- would find the room that 600/hour left (300 tokens) where the same refund settled
+-- before the reload leaves 300 owed and 5700 free. What is let go only ever shrinks
+-- after the cap, and goes when the bucket is full (adjust, and the key's expiry).
+local function refund(key, let, iv, u)
+  local cut = 0
+  local o = let[2]
+  if o > 0 then
+    local a = u < o and u or o
+    let[2], u = o - a, u - a
+    local m = iv / let[3]
+    cut = m < 1 and a * m or a
+  end
+  local f = let[1]
+  if u > 0 and f > 0 then
+    local b = u < f and u or f
+    let[1], u = f - b, u - b
+  end
+  if let[1] <= 0 and let[2] <= 0 then
+    lets[key] = nil
+    -- Settlements' conversions keep the capping rule's bucket, in other units.
+    local held, burst = spans[key] / scales[key], let[4] / let[3]
+    if held - burst > burst * slack_span or burst - held > burst * slack_span then
+      rescale(key, let[3], let[4])
+    end
+    capped[key] = false
+  end
+  touch(key)
+  return cut + u
+end
+
 -- adjust settles delta units of key under a rule of interval iv whose bucket spans
 -- tau. A key that owes nothing (full, or gone from Redis as full: a long request
 -- settles after its charge refilled) owes it under no rule: what the settlement
 -- charges is charged under the settling rule's bucket, whose span it records, as a
 -- take's debt records its own. Without it a later reload would read the whole debt
--- as overdraft (rescale) and, lowering the rate, keep it in time, not in units.
+-- as overdraft (rescale) and, lowering the rate, keep it in time, not in units. A
+-- refund under a rule other than the one whose take capped the debt is a request's
+-- admitted before the cap (refund); one under that rule, a request's it admitted.
 local function adjust(key, iv, tau, delta)
+  local let = lets[key]
   if debts[key] == 0 then
-    scales[key], spans[key], capped[key] = iv, tau, false
-  elseif scales[key] ~= iv then
+    scales[key], spans[key], capped[key], lets[key], let = iv, tau, false, nil, nil
+  elseif let and delta < 0 and (iv ~= let[3] or tau ~= let[4]) then
+    delta = -refund(key, let, iv, -delta)
+  end
+  if scales[key] ~= iv then
     convert(key, iv)
   end
   local debt = debts[key] + delta * iv
-  if debt < 0 then debt = 0 end
+  if debt <= 0 then
+    -- Full: owes nothing under no rule, as its key, deleted, reads in the next call.
+    debt = 0
+    capped[key], lets[key] = false, nil
+  end
   set_debt(key, debt)
 end
 
@@ -351,6 +423,10 @@ for i = 1, ndirty do
     end
     if capped[key] then
       tail = CAPPED_MARK .. tail
+      local let = lets[key]
+      if let then
+        tail = pack('<BBdddd', 0, LET, let[1], let[2], let[3], let[4]) .. tail
+      end
     end
     call('SET', key, fmt('%.17g', now + debt) .. tail, 'PX', ceil(debt / 1000) + 1)
   else

@@ -36,6 +36,47 @@ type memEntry struct {
 	// charges it (see at).
 	iv, tau float64
 	conc    int64
+	// let is what a conversion that capped the debt let go, zero when nothing: its
+	// fields are numbers only, so the shards' maps of entries hold no pointers for
+	// the collector to scan.
+	let letGo
+}
+
+// letGo is what a conversion of a bucket's debt to a smaller bucket (a reload that
+// lowered its limit) let go, as check.lua records it (lets): the units of the spent
+// bucket beyond the new one, and the units of the overdraft at the conversion (owed
+// beyond the old bucket, which a lowered rate keeps in time, so fewer of them), and
+// the rule whose take converted it. A request admitted before the reload settles
+// under its own rule, and its refund must leave the bucket as it would have left it
+// settled before the reload (refund). It only ever shrinks after the conversion and
+// goes when the bucket is full: a full bucket owes nothing a refund could take back.
+type letGo struct {
+	units, over float64
+	// iv and tau are the converting rule's interval (before any share) and bucket
+	// span: refunds under it are of requests admitted after the conversion.
+	iv, tau float64
+}
+
+// refund is the part of a refund of u units (u > 0), settled under a rule of interval
+// iv other than l's, that comes off the bucket, in units of the bucket: the
+// overdraft's units first, each worth what the conversion kept of it (less than one
+// under a lowered rate), then the units the cap let go, worth nothing to the bucket,
+// then the rest, whole. Taken off the capped debt alone, 3000 of 6000 tokens refunded
+// after a reload to 600/hour freed the whole spent bucket.
+func (l *letGo) refund(u, iv float64) float64 {
+	var cut float64
+	if l.over > 0 {
+		a := min(u, l.over)
+		l.over -= a
+		u -= a
+		cut = a * min(iv/l.iv, 1)
+	}
+	if l.units > 0 {
+		b := min(u, l.units)
+		l.units -= b
+		u -= b
+	}
+	return cut + u
 }
 
 // at converts e's debt to the bucket a take charges: interval iv, span tau. A reload
@@ -47,13 +88,33 @@ type memEntry struct {
 // a client that spent 600/hour for ten hours at 60/hour. What the debt owes beyond the
 // old span (an overdraft) carries over in units, but for no longer than the old rule
 // would have held the client. The fallback's share scales the debt and its bucket's
-// span alike, so a change of share keeps the debt in time, as before.
-func (e *memEntry) at(iv, tau, now float64) {
+// span alike, so a change of share keeps the debt in time, as before. What a cap lets
+// go is kept (letGo) for the refunds of requests admitted before it: unit is the time
+// a unit of the bucket takes to refill (iv times the share).
+func (e *memEntry) at(iv, unit, tau, now float64) {
+	if e.let.iv != 0 && e.tat <= now {
+		// Refilled since: what was let go is worth nothing.
+		e.let = letGo{}
+	}
 	if e.iv == iv && e.tau == tau {
 		return
 	}
 	if e.iv > 0 && e.tat > now {
-		e.tat = now + rescale(e.tat-now, e.tau, iv/e.iv, tau)
+		debt, r := e.tat-now, iv/e.iv
+		spent := min(debt, e.tau)
+		if let := spent*r - tau; let > 0 {
+			// One process converts a bucket only at a reload, but one lowered,
+			// raised, spent again and lowered again before it refills lets go at
+			// each lowering: for the refunds of the requests admitted before
+			// either, what it let go adds up, to at most the old bucket (no
+			// refund takes back more of it) and a ten years' overdraft.
+			e.let = letGo{
+				units: min(e.let.units+let/unit, e.tau*r/unit),
+				over:  min(e.let.over+(debt-spent)*r/unit, maxDebt*r/unit),
+				iv:    iv, tau: tau,
+			}
+		}
+		e.tat = now + rescale(debt, e.tau, r, tau)
 	}
 	e.iv, e.tau = iv, tau
 }
@@ -197,7 +258,7 @@ func (m *memStore) take(t *Ticket, share float64, now int64) error {
 			continue
 		}
 		tau := burst * iv
-		e.at(r.interval, tau, nowf)
+		e.at(r.interval, iv, tau, nowf)
 		if r.kind.metered() && t.cost[i] > burst {
 			// locate caps an estimate at the full burst, but a replica's share
 			// holds only burst/share: a larger charge could never fit and would be
@@ -315,9 +376,16 @@ func (m *memStore) settle(t *Ticket, actual Amounts, share float64, now int64) {
 				// its own bucket, whose span a reload rescales the debt by (at),
 				// as a take's debt is. Without it the whole debt would read as
 				// overdraft, and a lowered rate would keep it in time.
-				e.iv, e.tau = r.interval, burst*iv
+				e.iv, e.tau, e.let = r.interval, burst*iv, letGo{}
 			} else {
-				// A request admitted before a reload settles under its own rule.
+				// A request admitted before a reload settles under its own rule,
+				// its refund first off what the reload's conversion let go; one
+				// admitted under the converting rule, after it, off the bucket.
+				if l := &e.let; delta < 0 && (l.units > 0 || l.over > 0) && (r.interval != l.iv || burst*iv != l.tau) {
+					if delta = -l.refund(-delta, r.interval); l.units <= 0 && l.over <= 0 {
+						e.let = letGo{}
+					}
+				}
 				e.in(r.interval, nowf)
 			}
 			e.tat = min(max(max(e.tat, nowf)+delta*iv, nowf), nowf+maxDebt)

@@ -145,7 +145,7 @@ func (m *memStore) peek(r *rule, bucket uint64, now int64) Reading {
 	tau := r.burst * r.interval
 	// On the copy: the debt converted to the rule's bucket, as take converts it
 	// (a reload that changed the limit).
-	e.at(r.interval, tau, nowf)
+	e.at(r.interval, r.interval, tau, nowf)
 	debt := max(e.tat-nowf, 0)
 	return Reading{Source: FromMemory, Quota: quotaOf(r, (tau-debt+slack(nowf, tau))/r.interval, time.Duration(debt))}
 }
@@ -250,6 +250,7 @@ func (s *redisStore) rateReading(r *rule, k keyID, v string, now float64) Readin
 // charged under and a NUL, and the interval (or only a NUL and the interval, as an
 // earlier version wrote it, or the TAT alone); a NUL and 'c' before the span mark a
 // debt a conversion capped, which converts keeping its free units (rescaleCapped).
+// What the cap let go, before the mark, is for settlements: a check reads past it.
 func rateDebt(v string, now, iv, tau float64) float64 {
 	text, _, _ := strings.Cut(v, "\x00")
 	tat, err := strconv.ParseFloat(text, 64)
