@@ -193,10 +193,16 @@ func TestRedisReplicasPrefetchAddsUpAcrossShutdown(t *testing.T) {
 	if err := rc.ScriptFlush(bg).Err(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond)
-	// Replica 0 shuts down (what it holds goes back) and a new one takes its place.
-	mu.Lock()
+	// Replica 0 shuts down (what it holds goes back) and a new one takes its place,
+	// once it has answered from prefetched units (on a loaded machine that may take
+	// longer than the run's first second).
+	mu.RLock()
 	old := ls[0]
+	mu.RUnlock()
+	for old.Stats().LocalChecks == 0 && time.Until(stop) > 300*time.Millisecond {
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
 	ls[0] = newRedisLimiter(t, cfg)
 	mu.Unlock()
 	if err := old.Close(); err != nil {
