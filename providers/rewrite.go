@@ -149,7 +149,10 @@ func isKey(k []byte, name string) bool {
 	if string(k) == name {
 		return true
 	}
-	if len(k) <= len(name) || bytes.IndexByte(k, '\\') < 0 {
+	// An escape takes at most 6 bytes a byte it spells (\u0041; a surrogate pair 12
+	// for 4): a key longer than 6 times name spells a longer string, and is never
+	// decoded into more than buf holds for the short names asked for.
+	if len(k) <= len(name) || len(k) > 6*len(name) || bytes.IndexByte(k, '\\') < 0 {
 		return false
 	}
 	var buf [64]byte
