@@ -692,6 +692,10 @@ func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
 			"\x00" + strings.Join(bc.DropParams, ",") + "\x00" + strconv.FormatBool(bc.CompletionsViaChat) +
 			"\x00" + strconv.FormatFloat(bc.CompletionsTemperatureScale, 'g', -1, 64) +
 			"\x00" + strconv.FormatFloat(bc.ChatTemperatureScale, 'g', -1, 64))
+		if bc.DeveloperRole == providers.DeveloperAsSystem {
+			// Left out otherwise: developer_role developer is the default.
+			b.WriteString("\x00developer_role:system")
+		}
 	}
 	for _, r := range ec.Routes {
 		backend("route", r.Backend)

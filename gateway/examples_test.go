@@ -58,7 +58,7 @@ func TestReadmeConfig(t *testing.T) {
 	).Replace(block)
 	vars := env(map[string]string{
 		"TEAM_A_KEY": "key-a", "HACK_KEY": "key-h", "VLLM_KEY": "k", "OPENAI_API_KEY": "sk-o",
-		"ANTHROPIC_API_KEY": "sk-a", "AZURE_OPENAI_API_KEY": "sk-z",
+		"ANTHROPIC_API_KEY": "sk-a", "AZURE_OPENAI_API_KEY": "sk-z", "DEEPSEEK_API_KEY": "sk-d",
 		"TOLLGATE_RESPONSE_SECRET": "0123456789abcdef0123456789abcdef",
 	})
 	if _, err := ParseConfig("README.md", []byte(block), vars); err != nil {

@@ -117,6 +117,11 @@ type Config struct {
 	// DropParams are top-level fields of the client's request never sent to this
 	// backend (an upstream that refuses them: temperature on a reasoning model).
 	DropParams []string `yaml:"drop_params"`
+	// DeveloperRole is the role a chat completions call's developer messages go to
+	// this backend as (provider openai or azure): developer (the default: as they
+	// came) or system, for an upstream that refuses the developer role or whose
+	// chat template drops it (DeepSeek's API, vLLM with Qwen3's template).
+	DeveloperRole string `yaml:"developer_role"`
 
 	// ResponsesAPI is how the backend serves OpenAI's Responses API: native (the
 	// upstream's own /responses; the default for openai, and mock's only way) or
@@ -574,6 +579,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateAzure()...)
 	errs = append(errs, c.validateAnthropic()...)
 	errs = append(errs, c.validateDropParams()...)
+	errs = append(errs, c.validateDeveloperRole()...)
 	errs = append(errs, c.validateResponsesAPI()...)
 	errs = append(errs, c.validateMessagesAPI()...)
 	errs = append(errs, c.validatePool()...)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -63,8 +64,11 @@ func FuzzDropFields(f *testing.F) {
 		f.Add(b, "temperature")
 	}
 	f.Add([]byte(`{"a":1,"b":2}`), "a")
+	f.Add([]byte(`{"model":"m","messages":[{"role":"developer","content":"a"},{"r\u006fle":"develop\u0065r"},{"role":"user","content":"developer"}]}`), "temperature")
+	f.Add([]byte(` {"messages" : [ null, {"role":"developer","role":"user"}, {"role":"user","role":"developer"} ] } `), "model")
 	f.Fuzz(func(t *testing.T, body []byte, name string) {
 		valid := json.Valid(body)
+		checkDeveloperAsSystem(t, body, valid)
 		in := slices.Clone(body)
 		out := dropFields(in, []string{name, "messages"})
 		if !valid {
@@ -95,6 +99,36 @@ func FuzzDropFields(f *testing.F) {
 			t.Fatalf("%s: %s left in %s", body, k, out)
 		}
 	})
+}
+
+// checkDeveloperAsSystem checks that developerAsSystem turns valid JSON into valid
+// JSON with the same members, but for the role of every element of messages whose role
+// is developer, which reads system, as a JSON parser that keeps the last of equal
+// names reads both.
+func checkDeveloperAsSystem(t *testing.T, body []byte, valid bool) {
+	out := developerAsSystem(slices.Clone(body))
+	if !valid {
+		return
+	}
+	if !json.Valid(out) {
+		t.Fatalf("%s with developer roles as system is not JSON: %s", body, out)
+	}
+	var want, got any
+	if json.Unmarshal(body, &want) != nil || json.Unmarshal(out, &got) != nil {
+		t.Fatalf("%s or %s does not decode", body, out)
+	}
+	if obj, ok := want.(map[string]any); ok {
+		if msgs, ok := obj["messages"].([]any); ok {
+			for _, m := range msgs {
+				if m, ok := m.(map[string]any); ok && m["role"] == "developer" {
+					m["role"] = "system"
+				}
+			}
+		}
+	}
+	if !reflect.DeepEqual(want, got) {
+		t.Fatalf("%s\nbecame %s", body, out)
+	}
 }
 
 // Uncapped: true only when every non-null cap the body names is dropped, matched as

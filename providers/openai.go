@@ -35,6 +35,9 @@ type openAI struct {
 	streamUsage bool
 	timeout     time.Duration
 	maxBody     int64
+	// developerAsSystem sends a chat call's developer messages as system messages
+	// (developer_role: system).
+	developerAsSystem bool
 	// secrets are the key and header values sent upstream (and the credentials of an
 	// Authorization-like header without its scheme), and the values of the targets'
 	// URL query: an error answer that quotes one ("Incorrect API key provided:
@@ -112,7 +115,7 @@ func authCredentials(name, v string) (string, bool) {
 
 func newOpenAI(c *Config) *openAI {
 	o := &openAI{model: quoteModel(c.Model), rawModel: []byte(c.Model), drop: c.DropParams, reasoning: openAIReasoningModel(c.Model),
-		streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: int64(c.MaxResponseBytes)}
+		developerAsSystem: c.DeveloperRole == DeveloperAsSystem, streamUsage: c.streamUsage(), timeout: c.Timeout, maxBody: int64(c.MaxResponseBytes)}
 	if c.NoModel && c.Model == "" {
 		o.model = nil // appendBody leaves the member out
 	}
@@ -186,6 +189,11 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	}
 	if len(o.drop) > 0 {
 		*buf = dropFields(*buf, o.drop)
+	}
+	if o.developerAsSystem && call.Kind == Chat && call.bridged == nil && !call.messagesBridged {
+		// A bridge's chat body holds no developer message: the Responses bridge
+		// folds them into its system message, and the Messages API has none.
+		*buf = developerAsSystem(*buf)
 	}
 	req.SetBodyRaw(*buf)
 
