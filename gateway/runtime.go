@@ -239,7 +239,13 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 	backendIdx := map[string]int{}
 	for i, name := range names {
 		backendIdx[name] = i
-		b, err := providers.NewWith(name, cfg.Backends[name], pools)
+		bc := cfg.Backends[name]
+		var hl *healthLog
+		if log != nil {
+			hl = &healthLog{log: log}
+			bc.OnHealth = hl.note
+		}
+		b, err := providers.NewWith(name, bc, pools)
 		if err != nil {
 			rt.close()
 			return nil, cfg.buildError("backends."+name, err)
@@ -247,7 +253,6 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		rt.backends[name] = b
 		rt.backendList = append(rt.backendList, b)
 		rt.spend = append(rt.spend, spendPricesOf(&b.Pricing, cfg.Backends[name].Provider, cfg.Backends[name].DropParams))
-		bc := cfg.Backends[name]
 		// A backend's replica is picked per attempt, so the spec names none:
 		// send records the target each attempt went to.
 		specs := &[providers.KindCount]*tracing.Spec{}
@@ -269,7 +274,13 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		for i, t := range targets {
 			urls[i] = t.URL
 		}
-		for i, label := range targetLabels(urls) {
+		labels := targetLabels(urls)
+		if hl != nil {
+			// Before the backend starts: its first health check, or request, may
+			// be the first to move a target.
+			hl.labels = labels
+		}
+		for i, label := range labels {
 			tm := targetMetrics{url: urls[i], label: label, a: m.Attempt(name, label)}
 			if rt.byIDSpecs[b] != nil {
 				// A backend with the Responses API: the IDs of its responses are tagged.

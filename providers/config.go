@@ -163,6 +163,11 @@ type Config struct {
 	// "model": null, which an OpenAI-style server reads as none). Provider anthropic
 	// sends "model": "" instead: its Messages API takes no call without the member.
 	NoModel bool `yaml:"-"`
+	// OnHealth, when set, is told of each target of the backend leaving service or
+	// coming back (HealthChange), once per passage, from the goroutine that found
+	// it: a request's, or the active checks'. The gateway sets it to log them; it
+	// is no YAML key.
+	OnHealth func(HealthChange) `yaml:"-"`
 
 	// resolver looks up targets' host names in place of the system's resolver;
 	// nil is the system's. Tests set it to answer names they control.

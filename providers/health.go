@@ -50,6 +50,32 @@ type targetState struct {
 	// then.
 	checked    bool
 	firstCheck chan struct{}
+	// outAt is when the target last went out of service, for how long it was out
+	// when it comes back.
+	outAt time.Time
+}
+
+// shift is a target's passage out of service or back into it, found under the
+// target's lock, for its backend to report once the lock is let go (noteShift). Its
+// zero value is no passage.
+type shift struct {
+	out, back bool
+	// d is the length of the ejection that took the target out, or how long the
+	// target was out when it came back.
+	d time.Duration
+}
+
+// moved is the shift from being in service (was) to being in service as the target
+// is now, at now; the caller holds st.mu.
+func (st *targetState) moved(was bool, now time.Time) shift {
+	switch is := st.available(); {
+	case was && !is:
+		st.outAt = now
+		return shift{out: true}
+	case !was && is:
+		return shift{back: true, d: now.Sub(st.outAt)}
+	}
+	return shift{}
 }
 
 // available reports whether the target takes ordinary requests.
@@ -70,14 +96,16 @@ func (b *Backend) report(l lease, v verdict) {
 	switch v {
 	case success:
 		if l.probe {
-			st.restore(b.pool.now())
+			b.noteShift(l.i, st.restore(b.pool.now()), HealthChange{Cause: CauseTrialPassed})
 			b.pool.kick(l.i)
 		} else if st.fails.Load() != 0 {
 			st.fails.Store(0)
 		}
 	case failure:
-		if l.probe || st.fails.Add(1) >= b.pool.set.ejectAfter {
-			st.eject(b.pool.now(), &b.pool.set, l.probe)
+		if l.probe {
+			b.noteShift(l.i, st.eject(b.pool.now(), &b.pool.set, true), HealthChange{Cause: CauseTrialFailed})
+		} else if n := st.fails.Add(1); n >= b.pool.set.ejectAfter {
+			b.noteShift(l.i, st.eject(b.pool.now(), &b.pool.set, false), HealthChange{Cause: CauseEjected, Failures: int(n)})
 		}
 	default:
 		if l.probe {
@@ -86,16 +114,94 @@ func (b *Backend) report(l lease, v verdict) {
 	}
 }
 
-// eject takes the target out of service. The length doubles with each ejection that
-// follows the last one before the target has served for the longest length, so that a
-// target that keeps failing is tried less and less often.
-func (st *targetState) eject(now time.Time, set *poolSettings, probe bool) {
+// HealthChange is a target of a backend leaving service or coming back, as the
+// backend's Config.OnHealth is told of it: once per passage, not per request.
+type HealthChange struct {
+	// Backend is the backend's name; Target is the target's place in its Targets,
+	// and URL its URL as configured, which may hold credentials: what is shown of
+	// a target is its host (the gateway's metrics label).
+	Backend string
+	Target  int
+	URL     string
+	// Up is set when the target came back into service, unset when it left.
+	Up    bool
+	Cause HealthCause
+	// Failures is how many failed requests in a row ejected the target
+	// (CauseEjected).
+	Failures int
+	// For is how long an ejection keeps the target out before its trial
+	// (CauseEjected, CauseTrialFailed).
+	For time.Duration
+	// Status is the status of the active check that took the target out
+	// (CauseCheckFailed), 0 when no answer came; Err is then why, an error that
+	// matches ErrTimeout, ErrConnect or ErrBadResponse.
+	Status int
+	Err    error
+	// Out is how long the target was out of service (Up).
+	Out time.Duration
+}
+
+// HealthCause is why a target left service or came back.
+type HealthCause uint8
+
+// The causes of a HealthChange.
+const (
+	// CauseEjected: eject_after failed requests in a row ejected the target.
+	CauseEjected HealthCause = iota + 1
+	// CauseTrialFailed: the trial stream that brought the target back failed, and
+	// ejected it again, for longer.
+	CauseTrialFailed
+	// CauseCheckFailed: active health checks found the target down.
+	CauseCheckFailed
+	// CauseTrialPassed: the trial request after its ejection succeeded.
+	CauseTrialPassed
+	// CauseCheckPassed: an active check passed, past the target's ejection or after
+	// checks had found it down.
+	CauseCheckPassed
+	// CauseChecksOff: no backend runs active checks on the target any more (a reload
+	// turned them off), and what they had found went with them.
+	CauseChecksOff
+)
+
+var causeNames = [...]string{"", "ejected", "trial_failed", "health_check_failed", "trial_passed", "health_check_passed", "checks_off"}
+
+// String names the cause as logs write it.
+func (c HealthCause) String() string {
+	if int(c) < len(causeNames) {
+		return causeNames[c]
+	}
+	return ""
+}
+
+// noteShift tells the backend's OnHealth of target i's passage sh, described by c;
+// nothing when sh is none or no one listens. It runs after the target's lock is let
+// go, so that the listener may take its time.
+func (b *Backend) noteShift(i int, sh shift, c HealthChange) {
+	f := b.cfg.OnHealth
+	if f == nil || !sh.out && !sh.back {
+		return
+	}
+	c.Backend, c.Target, c.URL, c.Up = b.Name, i, b.targets[i].URL, sh.back
+	if sh.back {
+		c.Out = sh.d
+	} else {
+		c.For = sh.d
+	}
+	f(c)
+}
+
+// eject takes the target out of service, for a shift out when it was in service.
+// The length doubles with each ejection that follows the last one before the target
+// has served for the longest length, so that a target that keeps failing is tried
+// less and less often.
+func (st *targetState) eject(now time.Time, set *poolSettings, probe bool) shift {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.ejected.Load() && !probe {
 		// A request sent before the ejection: it is already counted.
-		return
+		return shift{}
 	}
+	was := st.available()
 	if !st.ejected.Load() && now.Sub(st.backAt) >= set.ejectMax {
 		st.ejections = 0
 	}
@@ -114,18 +220,23 @@ func (st *targetState) eject(now time.Time, set *poolSettings, probe bool) {
 	st.fails.Store(0)
 	st.ejected.Store(true)
 	st.probing.Store(false)
+	sh := st.moved(was, now)
+	sh.d = d
+	return sh
 }
 
 // restore brings an ejected target back after its probe succeeded.
-func (st *targetState) restore(now time.Time) {
+func (st *targetState) restore(now time.Time) shift {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	was := st.available()
 	if st.ejected.Load() {
 		st.backAt = now
 		st.ejected.Store(false)
 	}
 	st.fails.Store(0)
 	st.probing.Store(false)
+	return st.moved(was, now)
 }
 
 // observe counts one active check. A check that passes once an ejection has run out
@@ -136,9 +247,10 @@ func (st *targetState) restore(now time.Time) {
 // that starts while a backend is down would otherwise count its targets healthy, and
 // be ready behind its load balancer, for unhealthy_threshold intervals. Envoy and
 // nginx's mandatory checks start hosts the same way.
-func (st *targetState) observe(ok bool, now time.Time, set *poolSettings) {
+func (st *targetState) observe(ok bool, now time.Time, set *poolSettings) shift {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	was := st.available()
 	healthyAfter, unhealthyAfter := set.healthyAfter, set.unhealthyAfter
 	if !st.checked {
 		healthyAfter, unhealthyAfter = 1, 1
@@ -160,19 +272,21 @@ func (st *targetState) observe(ok bool, now time.Time, set *poolSettings) {
 			st.fails.Store(0)
 			st.ejected.Store(false)
 		}
-		return
+		return st.moved(was, now)
 	}
 	st.passed = 0
 	if st.failed++; st.failed >= unhealthyAfter && !st.down.Load() {
 		st.leftAt.Store(now.UnixNano())
 		st.down.Store(true)
 	}
+	return st.moved(was, now)
 }
 
-// forgetChecks clears what active checks found, their first check included.
-func (st *targetState) forgetChecks() {
+// forgetChecks clears what active checks found, their first check included, at now.
+func (st *targetState) forgetChecks(now time.Time) shift {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	was := st.available()
 	st.passed, st.failed = 0, 0
 	st.down.Store(false)
 	if st.checked {
@@ -181,6 +295,7 @@ func (st *targetState) forgetChecks() {
 		st.firstCheck = nil
 	}
 	st.checked = false
+	return st.moved(was, now)
 }
 
 // firstChecked returns a channel closed once the target has had its first active
@@ -303,7 +418,11 @@ func (b *Backend) check(i int) {
 		a.authorize(&req.Header)
 	}
 	err := p.checkers[i].DoTimeout(req, resp, p.set.checkTimeout)
-	ok := err == nil && resp.StatusCode() >= 200 && resp.StatusCode() < 300
+	status := 0
+	if err == nil {
+		status = resp.StatusCode()
+	}
+	ok := status >= 200 && status < 300
 	fasthttp.ReleaseRequest(req)
 	fasthttp.ReleaseResponse(resp)
 	st := p.states[i]
@@ -314,15 +433,21 @@ func (b *Backend) check(i int) {
 		p.mu.Unlock()
 		return
 	}
-	was := st.available()
-	st.observe(ok, p.now(), &p.set)
-	now := st.available()
+	sh := st.observe(ok, p.now(), &p.set)
 	p.mu.Unlock()
 	switch {
-	case !was && now:
+	case sh.back:
+		b.noteShift(i, sh, HealthChange{Cause: CauseCheckPassed})
 		p.kick(i)
-	case was && !now && p.queue.waiting.Load() != 0:
-		p.leftService()
+	case sh.out:
+		c := HealthChange{Cause: CauseCheckFailed, Status: status}
+		if err != nil {
+			c.Err = classify(err)
+		}
+		b.noteShift(i, sh, c)
+		if p.queue.waiting.Load() != 0 {
+			p.leftService()
+		}
 	}
 }
 
@@ -348,8 +473,8 @@ func (b *Backend) Retire() {
 		p.cancel()
 	}
 	if p.set.active {
-		for _, t := range b.targets {
-			p.pools.releaseChecks(b.Name, t.URL)
+		for i, t := range b.targets {
+			b.noteShift(i, p.pools.releaseChecks(b.Name, t.URL), HealthChange{Cause: CauseChecksOff})
 		}
 	}
 	b.dropIdleConns()
@@ -378,13 +503,16 @@ func (p *Pools) deactivate(b *Backend) {
 }
 
 // releaseChecks gives back a checking backend's share in the target's checks, as
-// release does, leaving its reference to the target's state.
-func (p *Pools) releaseChecks(backend, url string) {
+// release does, leaving its reference to the target's state; it returns the target's
+// shift back into service when that was the last share and the checks had found the
+// target down.
+func (p *Pools) releaseChecks(backend, url string) shift {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if st := p.targets[poolKey{backend, url}]; st != nil {
 		if st.checkers--; st.checkers == 0 {
-			st.forgetChecks()
+			return st.forgetChecks(p.now())
 		}
 	}
+	return shift{}
 }

@@ -127,23 +127,28 @@ func (p *Pools) acquire(backend, url string, checks bool, conns int64) *targetSt
 // release gives back what acquire took. When the last backend that checked the
 // target goes, say because a reload turned active checks off, what the checks found
 // goes with it: only a check brings a target they took down back, and none is left
-// to run.
-func (p *Pools) release(backend, url string, checks bool) {
+// to run. It returns the target's shift back into service then, for a target still
+// used by another backend.
+func (p *Pools) release(backend, url string, checks bool) shift {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := poolKey{backend, url}
 	st := p.targets[k]
 	if st == nil {
-		return
+		return shift{}
 	}
+	var sh shift
 	if checks {
 		if st.checkers--; st.checkers == 0 {
-			st.forgetChecks()
+			sh = st.forgetChecks(p.now())
 		}
 	}
 	if st.refs--; st.refs <= 0 {
 		delete(p.targets, k)
+		// No backend uses the target any more: it is in no service to come back to.
+		return shift{}
 	}
+	return sh
 }
 
 // acquireQueue returns the wait queue of the backend named name. It is kept here, by
@@ -442,7 +447,7 @@ func (b *Backend) stop() {
 	}
 	for i, t := range b.targets {
 		p.states[i].conns.leave(t.client)
-		p.pools.release(b.Name, t.URL, checks)
+		b.noteShift(i, p.pools.release(b.Name, t.URL, checks), HealthChange{Cause: CauseChecksOff})
 	}
 	p.pools.releaseQueue(b.Name)
 	p.pools.deactivate(b)
@@ -1724,7 +1729,7 @@ func (s *leasedStream) Close() error {
 	if trial && v == failure {
 		// The trial failed after all: the target goes out again, for longer, as on
 		// any failed trial, instead of taking eject_after more failures.
-		b.pool.states[l.i].eject(b.pool.now(), &b.pool.set, false)
+		b.noteShift(l.i, b.pool.states[l.i].eject(b.pool.now(), &b.pool.set, false), HealthChange{Cause: CauseTrialFailed})
 	} else {
 		b.report(l, v)
 	}
