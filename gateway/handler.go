@@ -1957,10 +1957,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 	if !errors.Is(last, providers.ErrUnsupported) {
 		// An operation the backend's API lacks was asked of no upstream: the
 		// gateway's own 400, which the access log names, not an upstream's failure.
-		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
-			slog.String("request_id", string(r.reqID)), slog.String("endpoint", ep.name),
-			slog.String("backend", r.backend), slog.String("target", r.rt.targetLabel(r.be, r.res.Target)), slog.Int("attempts", r.attempts),
-			slog.String("error", errString(last)))
+		r.warnUpstreamFailed(ep.name, r.attempts, last)
 	}
 	return upstreamFailure(last)
 }

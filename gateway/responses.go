@@ -2,14 +2,12 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"hash"
-	"log/slog"
 	"net/url"
 	"strconv"
 	"sync"
@@ -480,10 +478,7 @@ func (s *Server) serveResponse(ctx *fasthttp.RequestCtx, rest []byte) {
 		r.fail(ctx, r.refuseAnswer(ctx))
 		return
 	case err != nil:
-		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed",
-			slog.String("request_id", string(r.reqID)), slog.String("backend", r.backend),
-			slog.String("target", r.rt.targetLabel(r.be, r.res.Target)), slog.Int("attempts", 1),
-			slog.String("error", errString(err)))
+		r.warnUpstreamFailed("", 1, err)
 		r.fail(ctx, upstreamFailure(err))
 		return
 	default:

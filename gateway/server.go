@@ -467,6 +467,7 @@ func (s *Server) install(rt *runtime) {
 		s.limiters = append(s.limiters, liveLimiter{rt.lim, rt.limRef})
 	}
 	carryCaches(s.rt.Load(), rt, s.m)
+	carryUpstreamLogs(s.rt.Load(), rt)
 	if s.revokes != nil {
 		// Before the swap: no request meets a key of rt without its revocation.
 		if orphans := s.revokes.attach(rt); len(orphans) > 0 {
