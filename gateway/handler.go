@@ -3171,6 +3171,9 @@ func (r *request) record(status int) {
 		errKind:      r.errKind,
 		cache:        cacheResultNames[r.cacheRes],
 	}
+	// A request that reached no endpoint is named as its metrics series names it:
+	// refused before its model was read, or naming none.
+	e.endpoint = metrics.UnknownEndpoint
 	if r.ep != nil {
 		e.endpoint = r.ep.name
 	}
