@@ -211,6 +211,9 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 			return nil
 		}
 		r.responses = call.Kind == Responses
+		if call.Kind == Chat {
+			r.end.start(call.Choices, call.IncludeUsage || forceUsage)
+		}
 		res.Stream = r
 		return nil
 	}

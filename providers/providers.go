@@ -352,6 +352,9 @@ type Call struct {
 	IncludeUsage bool
 	// MaxTokens is the client's max_tokens (or max_completion_tokens), 0 when absent.
 	MaxTokens int64
+	// Choices is the choices a chat call asks for (its n), 0 for one: a chat stream
+	// whose body ends without [DONE] is whole once each of them has finished.
+	Choices int64
 	// DeltaText has a completions stream (served through chat or by the upstream's
 	// legacy completions) sent as MLflow's invocations route streams completions:
 	// text_completion_chunk objects with each chunk's text in choices[].text and in
@@ -504,7 +507,8 @@ type Event struct {
 	Name []byte
 	// Done marks the stream's clean end: [DONE], or for a Responses API stream the
 	// end after its terminal event (response.completed, response.incomplete,
-	// response.failed). The event carries no data.
+	// response.failed), or for a chat stream the body's clean end once its answer
+	// was whole (chatEnd). The event carries no data.
 	Done bool
 	// Terminal is set on Done when the stream ended with its own terminal event
 	// (a Responses API one, message_stop, transcript.text.done): no [DONE] follows.

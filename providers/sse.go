@@ -38,6 +38,9 @@ type sseReader struct {
 	// audio is set for an audio API stream (inspectAudioEvent): vLLM's ends with
 	// [DONE], OpenAI's with transcript.text.done (final).
 	audio bool
+	// end follows a chat completions stream toward its end, for one whose body
+	// ends without [DONE] (chatEnd); off for other streams.
+	end chatEnd
 	// begun is set once the stream's first line is read; skipLF when the last line
 	// ended with a CR that may be half of a CRLF; lfOnly once a line ended in LF.
 	begun, skipLF, lfOnly bool
@@ -94,7 +97,7 @@ func acquireSSE() *sseReader { return ssePool.Get().(*sseReader) }
 func (s *sseReader) reset(up *fasthttp.Response, t *Target, body io.Reader, forced bool) {
 	s.up, s.t, s.done, s.forced, s.secrets = up, t, false, forced, nil
 	s.responses, s.final = false, false
-	s.messages, s.msgUsage, s.audio = false, anthropicUsage{}, false
+	s.messages, s.msgUsage, s.audio, s.end = false, anthropicUsage{}, false, chatEnd{}
 	s.begun, s.skipLF, s.lfOnly = false, false, false
 	s.evented, s.stray = false, false
 	s.aborted.Store(false)
@@ -438,6 +441,13 @@ func (s *sseReader) Next(ev *Event) error {
 	}
 	for {
 		if err := s.readEvent(); err != nil {
+			if err == io.EOF && s.end.whole && !s.aborted.Load() {
+				// A chat stream whose body ended cleanly with every choice
+				// finished and its usage come: whole, without [DONE].
+				s.done = true
+				ev.Done = true
+				return nil
+			}
 			return s.streamErr(err)
 		}
 		if len(s.data) == 0 {
@@ -475,8 +485,12 @@ func (s *sseReader) Next(ev *Event) error {
 			if ok, s.final = inspectAudioEvent(s.data, ev); !ok {
 				return errEventNotJSON
 			}
-		} else if !inspectChunk(s.data, ev) {
-			return errEventNotJSON
+		} else {
+			choices, ok := readChunk(s.data, ev)
+			if !ok {
+				return errEventNotJSON
+			}
+			s.end.note(ev, choices)
 		}
 		if ev.Error && len(s.secrets) > 0 {
 			// An error event goes to the client as it came: never with the key.
@@ -504,22 +518,29 @@ func classifyStream(err error) error {
 // generated content. It reports whether the chunk is one JSON object, as every chunk
 // of an OpenAI-format stream is: reading it validates it as it goes.
 func inspectChunk(data []byte, ev *Event) bool {
+	_, ok := readChunk(data, ev)
+	return ok
+}
+
+// readChunk is inspectChunk, returning also the chunk's choices array, raw (nil when
+// it has none, or an empty one), for chatEnd.
+func readChunk(data []byte, ev *Event) (choices []byte, ok bool) {
 	var it jsonscan.Iter
 	if it.Reset(data) != nil {
-		return false
+		return nil, false
 	}
 	// A chunk with usage and no choice (choices empty, null or missing: not every
 	// OpenAI-compatible server writes []) is the usage chunk.
-	choices := false
 	for {
-		k, v, ok := it.Next()
-		if !ok {
+		k, v, more := it.Next()
+		if !more {
 			break
 		}
 		switch string(k) {
 		case "choices":
-			choices = !isEmptyArray(v) && !jsonscan.IsNull(v)
-			if choices {
+			choices = nil
+			if !isEmptyArray(v) && !jsonscan.IsNull(v) {
+				choices = v
 				ev.Content, ev.OutputBytes = generated(v)
 			}
 		case "usage":
@@ -533,10 +554,10 @@ func inspectChunk(data []byte, ev *Event) bool {
 		}
 	}
 	if it.Err() != nil || jsonscan.SkipSpace(data, it.End()) != len(data) {
-		return false
+		return nil, false
 	}
-	ev.UsageOnly = ev.HasUsage && !choices
-	return true
+	ev.UsageOnly = ev.HasUsage && choices == nil
+	return choices, true
 }
 
 func isEmptyArray(v []byte) bool {
