@@ -206,22 +206,6 @@ local function rescale(key, iv, tau)
   scales[key], spans[key] = iv, tau
 end
 
--- convert converts key's debt to interval iv keeping the units it owes, and the span
--- it was charged under with them: a request admitted before a reload settles under
--- its own rule, and the next take brings the debt within its own bucket (rescale).
-local function convert(key, iv)
-  local sc = scales[key]
-  if sc then
-    local r = iv / sc
-    local debt = debts[key] * r
-    if debt > MAX_DEBT then debt = MAX_DEBT end
-    debts[key] = debt
-    local span = spans[key]
-    if span then spans[key] = span * r end
-  end
-  scales[key] = iv
-end
-
 -- refund is the part of a refund of u units, settled under a rule of interval iv
 -- other than the one whose take capped key's debt, that comes off the bucket, in
 -- units: the overdraft's units at the conversion come first, each worth what the
@@ -278,10 +262,30 @@ local function adjust(key, iv, tau, delta)
   elseif let and delta < 0 and (iv ~= let[3] or tau ~= let[4]) then
     delta = -refund(key, let, iv, -delta)
   end
-  if scales[key] ~= iv then
-    convert(key, iv)
+  local sc = scales[key]
+  local debt = debts[key]
+  if sc == nil then
+    scales[key] = iv
+    debt = debt + delta * iv
+  elseif sc ~= iv and debt > 0 then
+    -- A take under another rule converted the bucket (a request admitted before a
+    -- reload, settled after a check under the new limit): it stays on that rule, so
+    -- that what it owes refills at that rule's rate, as it does settled before the
+    -- check (memory.go's settleOn). A refund gives back units of the bucket; a charge
+    -- fills the bucket in units, and an overdraft past it is kept in units or in
+    -- time, whichever is shorter (rescale).
+    if delta < 0 then
+      debt = debt + delta * sc
+    else
+      local room = (spans[key] or 0) - debt
+      if room < 0 then room = 0 end
+      local fill = room / sc
+      if fill > delta then fill = delta end
+      debt = debt + fill * sc + (delta - fill) * (iv < sc and iv or sc)
+    end
+  else
+    debt = debt + delta * iv
   end
-  local debt = debts[key] + delta * iv
   if debt <= 0 then
     -- Full: owes nothing under no rule, as its key, deleted, reads in the next call.
     debt = 0

@@ -138,22 +138,23 @@ func rescaleCapped(debt, span, r, tau float64) float64 {
 	return min(max(tau-(span-spent)*r, 0)+(debt-spent)*min(r, 1), maxDebt)
 }
 
-// in converts e's debt to interval iv keeping the units it owes, and the span it was
-// charged under with them: a request admitted before a reload settles under its own
-// rule, and the next take brings the debt within its own bucket (at), as check.lua's
-// settlements do.
-func (e *memEntry) in(iv, now float64) {
-	if e.iv == iv {
-		return
+// settleOn is debt d, owed on a bucket spanning tau at cur a unit, after a settlement
+// of delta units under a rule of unit time iv other than the one that converted the
+// bucket (a request admitted before a reload that changed the limit, settled after a
+// check under the new one), as check.lua's adjust counts it. The bucket stays on the
+// rule that converted it, so that what it owes refills at that rule's rate, as it does
+// when the request settled before the check: converted back to the settling rule, a
+// spent bucket lowered from 6000/hour to 600/hour refilled at 6000/hour until its next
+// check. A refund gives back units of the bucket; a charge fills the bucket in units,
+// and what it owes past the bucket (an overdraft) is kept in units or in time,
+// whichever is shorter, as a conversion keeps one (rescale): never longer than the old
+// rule would have held the client.
+func settleOn(d, tau, cur, iv, delta float64) float64 {
+	if delta < 0 {
+		return d + delta*cur
 	}
-	if e.iv > 0 {
-		r := iv / e.iv
-		if e.tat > now {
-			e.tat = now + min((e.tat-now)*r, maxDebt)
-		}
-		e.tau *= r
-	}
-	e.iv = iv
+	in := min(delta, max(tau-d, 0)/cur)
+	return d + in*cur + (delta-in)*min(iv, cur)
 }
 
 func newMemStore() *memStore {
@@ -386,7 +387,12 @@ func (m *memStore) settle(t *Ticket, actual Amounts, share float64, now int64) {
 						e.let = letGo{}
 					}
 				}
-				e.in(r.interval, nowf)
+				if e.iv > 0 && e.iv != r.interval {
+					// Settled on the bucket as the rule that converted it
+					// holds it, which it stays on (settleOn).
+					e.tat = nowf + settleOn(e.tat-nowf, e.tau, e.iv*(iv/r.interval), iv, delta)
+					delta = 0
+				}
 			}
 			e.tat = min(max(max(e.tat, nowf)+delta*iv, nowf), nowf+maxDebt)
 		}
