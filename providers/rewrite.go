@@ -151,11 +151,12 @@ func isKey(k []byte, name string) bool {
 	}
 	// An escape takes at most 6 bytes a byte it spells (\u0041; a surrogate pair 12
 	// for 4): a key longer than 6 times name spells a longer string, and is never
-	// decoded into more than buf holds for the short names asked for.
+	// decoded into more than buf holds for the names asked for, the longest of them
+	// (continuous_usage_stats, 22 bytes) escaped whole included.
 	if len(k) <= len(name) || len(k) > 6*len(name) || bytes.IndexByte(k, '\\') < 0 {
 		return false
 	}
-	var buf [64]byte
+	var buf [6 * 24]byte
 	u, ok := jsonscan.AppendUnescape(buf[:0], k)
 	return ok && string(u) == name
 }
