@@ -1,10 +1,25 @@
 package providers
 
+import "github.com/tollgate/tollgate/internal/jsonscan"
+
 // The generated text of an answer read whole that came without usage, sized as a
 // stream's events are (textBytes, Event.OutputBytes) for the gateway to estimate its
 // output tokens by: the inside of each string as written, escapes as they are.
 
 var strInputKey = []byte(`"input"`)
+
+// usageNone reports whether an answer's usage value v gives no usage: null, or an
+// empty object, which holds no count, believable or not (a stream's usage chunk of {}
+// is one without counts too, and estimated as one).
+func usageNone(v []byte) bool {
+	if jsonscan.IsNull(v) {
+		return true
+	}
+	if len(v) < 2 || v[0] != '{' {
+		return false
+	}
+	return jsonscan.SkipSpace(v, 1) == len(v)-1
+}
 
 // choiceKeys are the members of a chat completion's choices (or a legacy
 // completion's) whose strings are generated text: a message's content, its tool

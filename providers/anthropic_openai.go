@@ -305,7 +305,7 @@ func appendChatCompletion(dst, body []byte, created int64, u *Usage, res *Result
 		case "stop_reason":
 			stop = v
 		case "usage":
-			usage = usage || !jsonscan.IsNull(v)
+			usage = usage || !usageNone(v)
 			au.read(v)
 		}
 	}

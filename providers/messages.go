@@ -127,7 +127,7 @@ func scanMessage(body []byte, u *anthropicUsage, res *Result) (ok, isError bool)
 		switch string(k) {
 		case "usage":
 			if !jsonscan.IsNull(v) {
-				usage = true
+				usage = usage || !usageNone(v)
 				u.read(v)
 			}
 		case "type":

@@ -474,8 +474,9 @@ type Result struct {
 	// API answer's IDs without scanning it again.
 	IDEnds IDEnds
 	// NoUsage is set on a 2xx answer read whole that came without usage (no usage
-	// member, or null), as some OpenAI-compatible servers answer, OutputBytes then
-	// the size of its generated text as a stream's events count it (Event.OutputBytes):
+	// member, null, or an empty object), as some OpenAI-compatible servers answer,
+	// OutputBytes then the size of its generated text as a stream's events count it
+	// (Event.OutputBytes):
 	// the gateway estimates its tokens by it, as it does a stream's that came without
 	// usage. Not on an answer holding an error object, nor on a Responses API answer
 	// whose work is still to come (a background response, queued or in progress).

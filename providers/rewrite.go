@@ -318,7 +318,7 @@ func scanAnswerTo(body []byte, u *Usage, res *Result) (ok, isError bool) {
 		switch string(k) {
 		case "usage":
 			if !jsonscan.IsNull(v) {
-				usage = true
+				usage = usage || !usageNone(v)
 				parseUsage(v, u)
 			}
 		case "service_tier":
