@@ -1183,10 +1183,14 @@ func (s *redisStore) keyCall(tag, bucket uint64) *call {
 	return c
 }
 
-// mergeAdjusts folds the settlements of one bucket in a round into one (in place): a hot
-// key settles once per round instead of once per request. The sum lands where the
-// settlements would one by one with the charges first and the refunds after, an order
-// they could as well have arrived in.
+// mergeAdjusts folds the settlements of one bucket in a round into as few as it can (in
+// place): a hot key settles about once per round instead of once per request. Only
+// settlements of one sign fold, into the last of the bucket's so far: charges add up
+// as they would one by one, and so do refunds, but a refund and a charge do not, once
+// a reload lowered the bucket's limit (check.lua's refund takes a refund of a request
+// admitted before it off what the lowered burst let go first, and a charge off
+// nothing of it), so each run of one sign lands as the settlements would one by one in
+// the order they came.
 func (s *redisStore) mergeAdjusts(adjs []adjustOp) []adjustOp {
 	if len(adjs) < 2 {
 		return adjs
@@ -1196,7 +1200,7 @@ func (s *redisStore) mergeAdjusts(adjs []adjustOp) []adjustOp {
 	for _, a := range adjs {
 		if a.op == opAdjust {
 			k := keyID{a.tag, a.bucket}
-			if j, ok := s.adjIndex[k]; ok && out[j].interval == a.interval && out[j].tau == a.tau {
+			if j, ok := s.adjIndex[k]; ok && out[j].interval == a.interval && out[j].tau == a.tau && (out[j].delta < 0) == (a.delta < 0) {
 				out[j].delta += a.delta
 				continue
 			}
