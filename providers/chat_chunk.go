@@ -38,7 +38,7 @@ func (c *chatChunk) read(data []byte) bool {
 }
 
 // chatChoice is what a bridge reads of a chunk's choice: raw values, nil when absent.
-// finish is its finish_reason, nil for null too, logprobs its logprobs; the others are
+// finish is its finish_reason, nil for null and "" too, logprobs its logprobs; the others are
 // its delta's members, reasoning its reasoning_content or else (OpenRouter's, newer
 // vLLM's) its reasoning, blocks its thinking_blocks.
 type chatChoice struct {
@@ -72,7 +72,9 @@ func (ch *chatChoice) read(c []byte) bool {
 			ch.stopStr = v
 		}
 	}
-	if jsonscan.IsNull(ch.finish) {
+	if jsonscan.IsNull(ch.finish) || string(ch.finish) == `""` {
+		// An empty finish_reason, which some servers write on the chunks before
+		// the last, is none.
 		ch.finish = nil
 	}
 	if it.Reset(delta) != nil {

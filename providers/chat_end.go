@@ -64,7 +64,8 @@ func (e *chatEnd) note(ev *Event, choices []byte) {
 	}
 }
 
-// finish marks the choices of choices that carry a finish_reason other than null, read
+// finish marks the choices of choices that carry a finish_reason other than null or "",
+// which some servers write on the chunks before the last, read
 // as a bridge reads a choice (chatChoice), its delta left unread; a choice without an
 // index is the first.
 func (e *chatEnd) finish(choices []byte) {
@@ -94,7 +95,7 @@ func (e *chatEnd) finish(choices []byte) {
 				finish = v
 			}
 		}
-		if len(finish) == 0 || jsonscan.IsNull(finish) || it.Err() != nil {
+		if len(finish) == 0 || jsonscan.IsNull(finish) || string(finish) == `""` || it.Err() != nil {
 			continue
 		}
 		var i int64

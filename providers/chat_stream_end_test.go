@@ -31,6 +31,9 @@ var (
 	endFinishSpaced  = `data: {"id": "x", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}` + "\n\n"
 	// A content string that names finish_reason is no finish_reason.
 	endContentNamed = endChunk(`{"index":0,"delta":{"content":"\"finish_reason\": \"stop\""},"finish_reason":null}`)
+	// An empty finish_reason, as some servers write on the chunks before the last, is
+	// none.
+	endContentEmpty = endChunk(`{"index":0,"delta":{"content":"hi"},"finish_reason":""}`)
 )
 
 // A chat stream whose body ends cleanly without data: [DONE] (some OpenAI-compatible
@@ -69,6 +72,8 @@ func TestChatStreamEndsWithoutDone(t *testing.T) {
 		{"no finish_reason", endContent + endUsage, chunkedEnd, true, false, 0, false},
 		{"no finish_reason, no usage asked", endContent, chunkedEnd, false, true, 0, false},
 		{"finish_reason named in content only", endContentNamed + endUsage, chunkedEnd, true, false, 0, false},
+		{"an empty finish_reason", endContentEmpty + endContentEmpty + endUsage, chunkedEnd, true, false, 0, false},
+		{"an empty finish_reason, no usage asked", endContentEmpty, chunkedEnd, false, true, 0, false},
 		{"a choice not finished", endContent + endContent1 + endFinish + endUsage, chunkedEnd, true, false, 2, false},
 		{"usage on every chunk, the usage chunk not come", endContentSoFar + endFinishSoFar, chunkedEnd, true, false, 0, false},
 		{"chunked body cut", endContent + endFinish + endUsage, brokenChunks, true, false, 0, false},
