@@ -271,9 +271,13 @@ func (s *shared) release(ctx context.Context, eps []*Endpoint) {
 	_, _ = pipe.Exec(ctx)
 }
 
-// operate applies an operator's op to the shared state and then locally.
+// operate applies an operator's op to the shared state and then locally. Operations
+// made at once on one endpoint (from one replica or several) take turns: each waits
+// for the change written before it to take effect, and is written then. Only
+// compare-and-sets lost to writes that put nothing to wait for (a pause, a state
+// written back) use up its tries; how long it waits in all is bounded by ctx.
 func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state, op opFunc) error {
-	for tries, waits := 0, 0; tries < 3; {
+	for tries := 0; tries < 3; {
 		f, err := s.rdb.HGetAll(ctx, s.stateKey(e.name)).Result()
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -281,18 +285,21 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 		st.mu.Lock()
 		rs, ok := parseRemote(f, len(st.lay.home))
 		now := r.now()
-		if ok && rs.sig == st.sig && rs.from != nil && now.Before(rs.at) && waits < maxOperateWaits {
+		if ok && rs.sig == st.sig && rs.from != nil && now.Before(rs.at) {
 			// A change waits for its instant. Written now, this one would have the
 			// replicas route by the weights before that change until its own
 			// instant, and those that read it only after the first instant (a poll
 			// comes every half second) would take back a switch they had made:
 			// the users it moved would go to one variant and back. It is written
 			// once the first is in force, from the weights then in force.
+			// A write lost to that change was no failure: the state moved on, and
+			// this operation is written from it once it is in force. Only running
+			// out of time (ctx) ends the turns.
 			st.mu.Unlock()
-			waits++
 			if err := r.wait(ctx, rs.at.Sub(now)); err != nil {
-				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+				return fmt.Errorf("%w: %w", errContended, err)
 			}
+			tries = 0
 			continue
 		}
 		// The operation applies to the shared state with what this replica
@@ -300,8 +307,7 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 		// unavailable): writing the result shares it too.
 		cur, pending := st.ctl, st.unshared
 		// from is what every replica routes by until the change's instant: what
-		// the shared state has in force now (a change pending still after the
-		// waits above is replaced).
+		// the shared state has in force now (no change of it waits: see above).
 		// This replica keeps what it has in force itself until then, the same but
 		// for a rollback of its own that Redis lacks, or a state Redis lacks.
 		from, local := st.inForce(now), st.inForce(now)
@@ -350,13 +356,9 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 	return errContended
 }
 
-// maxOperateWaits bounds how many pending changes an operation waits out before it
-// is written anyway; the leader takes no step while one waits, so a second wait is
-// rare (a step taken just as the first took effect).
-const maxOperateWaits = 3
-
-// errContended says an operation lost every compare-and-set to other writers:
-// Redis answers, so nothing is applied on this replica alone.
+// errContended says an operation lost every compare-and-set to other writers, or
+// ran out of time waiting for their changes to take effect: Redis answers, so
+// nothing is applied on this replica alone.
 var errContended = fmt.Errorf("%w: the state kept changing under concurrent updates; try again", ErrUnavailable)
 
 // rollbackHere rolls the canary of e back on this replica alone, for an operator
