@@ -675,8 +675,8 @@ func (c *Config) endpointConfig(name string) *EndpointConfig {
 
 // cacheFingerprint is what an endpoint's cached answers depend on: its cache settings,
 // its type, and the backends its routes, fallbacks and context fallbacks reach with
-// their providers and models. Weights, retries, limits and the rest may change under a
-// cache.
+// their providers, models and what shapes the requests they are sent. Weights,
+// retries, limits and the rest may change under a cache.
 func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
 	var b strings.Builder
 	cc := ec.Cache
@@ -695,6 +695,19 @@ func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
 		if bc.DeveloperRole == providers.DeveloperAsSystem {
 			// Left out otherwise: developer_role developer is the default.
 			b.WriteString("\x00developer_role:system")
+		}
+		// A Messages API call goes up translated to chat completions, or natively;
+		// Azure's api-version and the anthropic-version sent when the client sends
+		// none pick the upstream API's version. Each is left out when not set, so
+		// that the fingerprints of backends without them stay as they were.
+		if bc.MessagesAPI == providers.MessagesChat {
+			b.WriteString("\x00messages_api:chat")
+		}
+		if bc.APIVersion != "" {
+			b.WriteString("\x00api_version:" + bc.APIVersion)
+		}
+		if bc.AnthropicVersion != "" {
+			b.WriteString("\x00anthropic_version:" + bc.AnthropicVersion)
 		}
 	}
 	for _, r := range ec.Routes {
