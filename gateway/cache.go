@@ -120,7 +120,7 @@ const (
 	cacheNone   cacheResult = iota // the endpoint has no cache
 	cacheMiss                      // looked up and not found
 	cacheHit                       // answered from the cache
-	cacheBypass                    // not looked up: a stream, a Responses call, Cache-Control, a refusal before
+	cacheBypass                    // not looked up: a stream, a Responses call, anthropic-beta, Cache-Control, a refusal before
 	cacheError                     // a Redis store's lookup failed: a miss to the client
 )
 
@@ -134,6 +134,9 @@ var (
 	hdrAge     = []byte("Age")
 	strNoStore = []byte("no-store")
 )
+
+// hdrAnthropicBeta names the Anthropic API betas a request asks for.
+const hdrAnthropicBeta = "Anthropic-Beta"
 
 // answerCache is one endpoint's answers, kept in memory: an LRU by bytes under
 // maxBytes, each entry served until its ttl has passed. It outlives the runtimes that
@@ -408,17 +411,34 @@ func (c *answerCache) pushRecent(e *cacheEntry) {
 }
 
 // cacheDecide sets what the endpoint's cache does for the request once its call is
-// known: a stream, a Responses API call (which creates a stored response) or a token
-// count or conversion (an answer cheaper than a lookup's bookkeeping) neither reads
-// nor fills it; Cache-Control no-store neither, no-cache skips the lookup and
-// keeps the fresh answer. The lookup itself waits for the limits (serveCached).
+// known: a stream, a Responses API call (which creates a stored response), a token
+// count or conversion (an answer cheaper than a lookup's bookkeeping) or a request
+// with anthropic-beta neither reads nor fills it; Cache-Control no-store neither,
+// no-cache skips the lookup and keeps the fresh answer. The lookup itself waits for
+// the limits (serveCached).
 func (r *request) cacheDecide(ctx *fasthttp.RequestCtx) {
 	if r.call.Stream || r.call.Kind == providers.Responses || r.call.Kind.Tokenizer() || r.call.Kind.Form() {
+		return
+	}
+	if hasLine(&ctx.Request.Header, hdrAnthropicBeta) {
+		// Forwarded upstream, where Anthropic's betas change what the answer holds
+		// (interleaved thinking, context management ...): the same body under other
+		// betas is another request, which the body alone does not tell apart.
 		return
 	}
 	r.cacheGen = r.ep.cache.gen.Load()
 	noCache, noStore := cacheDirectives(&ctx.Request.Header)
 	r.cacheLook, r.cacheFill = !noCache && !noStore, !noStore
+}
+
+// hasLine reports whether the request has a line of header name that is not empty.
+func hasLine(h *fasthttp.RequestHeader, name string) bool {
+	for _, v := range h.PeekAll(name) {
+		if len(bytes.Trim(v, " \t")) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // cacheDirectives reads the request's Cache-Control lines (one list, RFC 9111 5.2)
