@@ -371,8 +371,10 @@ func (st *state) scanContent(raw []byte, i int, field string) *badRequest {
 }
 
 // prepareResponse seeds the answer from the request and the conversation it
-// continues, and counts its input tokens. Instructions are not carried to a
-// follow-up, as OpenAI's are not: the conversation holds the inputs and outputs.
+// continues, and counts its input tokens: the turn's instructions, input and tools
+// (rendered into the prompt as the chat route's are, toolsBytes). Instructions and
+// tools are not carried to a follow-up, as OpenAI's are not: the conversation holds
+// the inputs and outputs.
 func (st *state) prepareResponse() uint64 {
 	r := &st.rsp
 	convIn := mix(r.prevConv ^ mix(r.dig.Sum64()+golden))
@@ -383,7 +385,7 @@ func (st *state) prepareResponse() uint64 {
 	h := mix(mix(convIn^instr) ^ mix(uint64(st.s.opts.Seed)+golden))
 	r.conv = mix(convIn ^ h) // the output is h's
 	st.promptTokens = r.prevTokens
-	if turn := r.instrBytes + r.inputBytes; turn > 0 || r.prevID == nil {
+	if turn := r.instrBytes + r.inputBytes + st.toolsBytes(r.tools); turn > 0 || r.prevID == nil {
 		st.promptTokens += promptTokens(turn)
 	}
 	r.convTokens = r.prevTokens
