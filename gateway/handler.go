@@ -3121,8 +3121,9 @@ func (r *request) record(status int) {
 				keyName = r.key.name
 			}
 			tracing.SetRequestID(sp, r.reqID, keyName)
-			// What served the request, as its metrics and access log name it; the
-			// routing span keeps the route chosen before any attempt.
+			// What served the request, as its metrics and access log name it (none
+			// there: no attribute here); the routing span keeps the route chosen
+			// before any attempt.
 			if r.backend != "" {
 				sp.SetAttributes(tracing.KeyBackend.String(r.backend))
 			}
@@ -3173,10 +3174,18 @@ func (r *request) record(status int) {
 		cache:        cacheResultNames[r.cacheRes],
 	}
 	// A request that reached no endpoint is named as its metrics series names it:
-	// refused before its model was read, or naming none.
+	// refused before its model was read, or naming none. So is one no backend
+	// served (refused by the gateway: auth, a limit), and one no route served (a
+	// fallback's, its backend's refusal, a cache hit): backend and variant "none".
 	e.endpoint = metrics.UnknownEndpoint
 	if r.ep != nil {
 		e.endpoint = r.ep.name
+	}
+	if e.backend == "" {
+		e.backend = metrics.None
+	}
+	if e.variant == "" {
+		e.variant = metrics.None
 	}
 	if r.key != nil {
 		e.key = r.key.name

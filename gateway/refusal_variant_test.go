@@ -60,7 +60,7 @@ logging: {level: info, format: json}
 			if got := resp.Header.Get("X-Tollgate-Backend"); got != c.backend {
 				t.Errorf("x-tollgate-backend %q, want %q, the backend that answered", got, c.backend)
 			}
-			if line := afAccess(t, g, id); line["variant"] != "" || line["backend"] != c.backend {
+			if line := afAccess(t, g, id); line["variant"] != "none" || line["backend"] != c.backend {
 				t.Errorf("access log backend %q variant %q, want %q and none", line["backend"], line["variant"], c.backend)
 			}
 			code := strconv.Itoa(c.status)
