@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"sync"
 	"unsafe"
 
@@ -200,15 +198,9 @@ func (h *heldAnswer) Close() error {
 // refuseAnswer is the answer to a request whose upstream answer found no room under
 // server.max_buffered_bytes (providers.ErrAnswerNoRoom): 503 overloaded, its
 // wait set (overloaded), as for a body with no room, and a line for the operator saying
-// why. Its limits settle as for any upstream failure: nothing reached the client.
+// why (warnAnswerRefused, throttled). Its limits settle as for any upstream failure:
+// nothing reached the client.
 func (r *request) refuseAnswer(ctx *fasthttp.RequestCtx) *apiError {
-	endpoint := ""
-	if r.ep != nil {
-		endpoint = r.ep.name
-	}
-	r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream answer refused: server.max_buffered_bytes has no room for it",
-		slog.String("request_id", string(r.reqID)), slog.String("endpoint", endpoint), slog.String("backend", r.backend),
-		slog.String("target", r.rt.targetLabel(r.be, r.res.Target)),
-		slog.Int64("buffered_bytes", r.s.buffered()), slog.Int64("max_buffered_bytes", r.rt.maxBuffered))
+	r.warnAnswerRefused()
 	return r.overloaded(ctx)
 }

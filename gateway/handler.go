@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log/slog"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -2684,9 +2683,7 @@ func (r *request) nextEvent() {
 			// stream ends there, one error event, counted as upstream_error.
 			return
 		}
-		r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream stream failed",
-			slog.String("request_id", string(r.reqID)), slog.String("endpoint", r.ep.name), slog.String("backend", r.backend),
-			slog.String("target", r.rt.targetLabel(r.be, r.res.Target)), slog.String("error", err.Error()))
+		r.warnStreamFailed(err)
 		e := errUpstreamDown
 		e.message = "The upstream model server ended the stream early."
 		e.code = "upstream_stream_cut"

@@ -66,9 +66,9 @@ type runtime struct {
 	keepSeries atomic.Bool
 	// unrouted is the metrics series of requests that named no endpoint.
 	unrouted *metrics.Route
-	// upstreamLogs throttle the "upstream failed" warnings by backend name, "" for a
-	// request that reached none; carried from the runtime a reload replaces.
-	upstreamLogs map[string]*upstreamLog
+	// upstreamLogs throttle the warnings of failed upstream calls by backend name, ""
+	// for a request that reached none; carried from the runtime a reload replaces.
+	upstreamLogs map[string]*backendLogs
 	attempts     map[*providers.Backend][]targetMetrics
 	// respTags finds the target a response ID's tag names (responseTag); byID and
 	// byIDSpecs are the metrics series and client span of the calls on a stored
@@ -224,7 +224,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		byID:          map[*providers.Backend]*metrics.Route{},
 		byIDSpecs:     map[*providers.Backend]*tracing.Spec{},
 		upstreamSpecs: map[*providers.Backend]*[providers.KindCount]*tracing.Spec{},
-		upstreamLogs:  map[string]*upstreamLog{"": {}},
+		upstreamLogs:  map[string]*backendLogs{"": {}},
 		tr:            tr,
 		lim:           lim,
 		limitStore:    limitStoreName(cfg.Limiter.Store),
@@ -256,7 +256,7 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 		}
 		rt.backends[name] = b
 		rt.backendList = append(rt.backendList, b)
-		rt.upstreamLogs[name] = &upstreamLog{}
+		rt.upstreamLogs[name] = &backendLogs{}
 		rt.spend = append(rt.spend, spendPricesOf(&b.Pricing, cfg.Backends[name].Provider, cfg.Backends[name].DropParams))
 		// A backend's replica is picked per attempt, so the spec names none:
 		// send records the target each attempt went to.

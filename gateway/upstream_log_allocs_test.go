@@ -9,7 +9,7 @@ import (
 )
 
 // A failure whose warning the throttle leaves out costs no allocation: in an outage
-// every failed request of a backend goes through it.
+// (or an overload) every failed request of a backend goes through it.
 func TestUpstreamFailedWarningLeftOutAllocs(t *testing.T) {
 	s := newTestServer(t, benchConfig(deadAddr(t)))
 	r := s.acquireRequest()
@@ -17,12 +17,24 @@ func TestUpstreamFailedWarningLeftOutAllocs(t *testing.T) {
 	defer func() { r.rt = nil; r.release() }()
 	r.rt, r.backend = s.rt.Load(), "up"
 	r.reqID = append(r.reqID[:0], "req-1"...)
-	f := r.rt.upstreamLogOf("up")
-	f.next.Store(1 << 62)
-	if n := testing.AllocsPerRun(100, func() { r.warnUpstreamFailed("chat", 1, providers.ErrConnect) }); n != 0 {
-		t.Fatalf("%v allocations per failure left out of the log, want 0", n)
-	}
-	if f.left.Load() == 0 {
-		t.Fatal("the failures were not counted as left out")
+	for _, c := range []struct {
+		name string
+		w    upstreamWarning
+		warn func()
+	}{
+		{"upstream failed", warnFailed, func() { r.warnUpstreamFailed("chat", 1, providers.ErrConnect) }},
+		{"upstream stream failed", warnStreamFailed, func() { r.warnStreamFailed(providers.ErrStreamCut) }},
+		{"upstream answer refused", warnAnswerRefused, r.warnAnswerRefused},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := r.rt.upstreamLogOf("up", c.w)
+			f.next.Store(1 << 62)
+			if n := testing.AllocsPerRun(100, c.warn); n != 0 {
+				t.Fatalf("%v allocations per failure left out of the log, want 0", n)
+			}
+			if f.left.Load() == 0 {
+				t.Fatal("the failures were not counted as left out")
+			}
+		})
 	}
 }

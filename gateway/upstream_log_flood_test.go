@@ -49,7 +49,7 @@ logging: {access_log: false}
 
 	// Once the interval has run out, the next failure goes out, naming its request
 	// and counting every failure left out before it.
-	s.rt.Load().upstreamLogOf("a").next.Store(0)
+	s.rt.Load().upstreamLogOf("a", warnFailed).next.Store(0)
 	proxyOnce(s, ctx)
 	lines = failedLines(t, logs.String())
 	last := lines["a"][len(lines["a"])-1]
