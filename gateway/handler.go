@@ -1461,7 +1461,7 @@ func (r *request) run(ctx *fasthttp.RequestCtx, kind providers.Kind, invoked boo
 		Stream:        r.f.stream && kind.Generates(),
 		IncludeUsage:  r.f.includeUsage,
 		MaxTokens:     r.f.maxTokens,
-		Choices:       r.f.choices,
+		Choices:       r.f.streamChoices(kind),
 		Header:        &ctx.Request.Header,
 		Client:        &r.hang,
 		Tenants:       r,

@@ -172,6 +172,19 @@ func (f *fields) completions(kind providers.Kind) int64 {
 	return max(f.nBounded(), 1)
 }
 
+// streamChoices is how many choices the answer to a request of kind holds, for a
+// stream's end (providers.Call.Choices; 0 is one): a legacy completion's n for each
+// of its prompts, as each prompt is answered n choices, indexed on from the last
+// prompt's; n for chat. best_of is left out: it chooses among the completions it
+// generates and answers n of them, and OpenAI does not stream it.
+func (f *fields) streamChoices(kind providers.Kind) int64 {
+	if kind == providers.Completions && f.prompts > 1 {
+		// Up to 2^40 choices times 2^15 prompts: no overflow.
+		return max(f.choices, 1) * f.prompts
+	}
+	return f.choices
+}
+
 // endUser is the span of the string that names the request's end user: OpenAI's
 // safety_identifier, which replaces the deprecated user (openai-go marks User
 // deprecated), when it is a non-empty string, else user; {-1, -1} without either.

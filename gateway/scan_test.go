@@ -99,6 +99,37 @@ func TestCompletionsAskedFor(t *testing.T) {
 	}
 }
 
+// The choices a stream's answer holds, which its end waits for when the body ends
+// without [DONE]: chat's n; a legacy completion's n for each prompt, best_of left out
+// (it is not streamed); 0 stands for one.
+func TestStreamChoices(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		kind providers.Kind
+		body string
+		want int64
+	}{
+		{"chat", providers.Chat, `{"model":"m"}`, 0},
+		{"chat with n", providers.Chat, `{"model":"m","n":3}`, 3},
+		{"chat ignores prompt", providers.Chat, `{"model":"m","prompt":["a","b"]}`, 0},
+		{"prompt string", providers.Completions, `{"model":"m","prompt":"a"}`, 0},
+		{"prompt string with n", providers.Completions, `{"model":"m","prompt":"a","n":2}`, 2},
+		{"prompt strings", providers.Completions, `{"model":"m","prompt":["a","b","c"]}`, 3},
+		{"prompt token arrays times n", providers.Completions, `{"model":"m","prompt":[[1],[2]],"n":3}`, 6},
+		{"best_of left out", providers.Completions, `{"model":"m","prompt":["a","b"],"best_of":4}`, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var f fields
+			if e := scanBody([]byte(c.body), &f); e != nil {
+				t.Fatal(e.message)
+			}
+			if got := f.streamChoices(c.kind); got != c.want {
+				t.Errorf("%s on %s: %d choices, want %d", c.body, c.kind, got, c.want)
+			}
+		})
+	}
+}
+
 func TestErrorBody(t *testing.T) {
 	e := modelNotFound([]byte("gpt-</script>\"x"))
 	var got struct {

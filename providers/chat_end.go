@@ -12,10 +12,13 @@ import (
 // at its usage chunk, or at its finish_reason chunk (relayQueue.readChunk), and a
 // chat stream passed on whole is whole at the same point: once every choice has had
 // its finish_reason and, when usage was asked for, the usage came after it. A stream
-// whose body ends before that was cut.
+// whose body ends before that was cut. A legacy completions stream ends the same way:
+// its chunks' choices carry an index and a finish_reason as chat's do (text in place
+// of delta), and its usage comes as chat's.
 type chatEnd struct {
-	// on is set for a chat completions stream, usage when its usage was asked for (by
-	// the client, or by the gateway on its behalf), one when it answers one choice.
+	// on is set for a chat or legacy completions stream, usage when its usage was
+	// asked for (by the client, or by the gateway on its behalf), one when it answers
+	// one choice.
 	on, usage, one bool
 	// left counts the choices whose finish_reason has not come yet; finished marks,
 	// by index, those whose has.
@@ -33,8 +36,8 @@ type chatEnd struct {
 // of more choices is whole only at its [DONE].
 const maxEndChoices = 128
 
-// start follows a chat stream that answers choices choices (the call's n; 0 is one),
-// its usage asked for when usage is set.
+// start follows a chat or completions stream that answers choices choices
+// (Call.Choices; 0 is one), its usage asked for when usage is set.
 func (e *chatEnd) start(choices int64, usage bool) {
 	*e = chatEnd{on: true, usage: usage, one: choices <= 1, left: int(min(max(choices, 1), maxEndChoices+1))}
 }

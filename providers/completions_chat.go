@@ -70,7 +70,11 @@ func (c *completionsChat) Send(t *Target, call *Call, out *fasthttp.Response, re
 		return err
 	}
 	if call.Stream {
-		res.Stream = acquireTextStream(c.events(t, up, out, c.forceUsage(call)), call.DeltaText, false)
+		forceUsage := c.forceUsage(call)
+		r := c.events(t, up, out, forceUsage)
+		// The upstream's stream is chat's, and ends as chat's does.
+		r.end.start(call.Choices, call.IncludeUsage || forceUsage)
+		res.Stream = acquireTextStream(r, call.DeltaText, false)
 		return nil
 	}
 	defer endAttempt(t, up)

@@ -204,6 +204,11 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 	}
 	if call.Stream {
 		r := o.events(t, up, out, forceUsage)
+		if call.Kind == Chat || call.Kind == Completions {
+			// A legacy completions stream ends as chat's: its chunks' choices
+			// carry an index and a finish_reason, its usage comes as chat's.
+			r.end.start(call.Choices, call.IncludeUsage || forceUsage)
+		}
 		if call.DeltaText && call.Kind == Completions {
 			// MLflow's invocation route streams completions as its
 			// text_completion_chunks, as the providers serving them through chat do.
@@ -211,9 +216,6 @@ func (o *openAI) Send(t *Target, call *Call, out *fasthttp.Response, res *Result
 			return nil
 		}
 		r.responses = call.Kind == Responses
-		if call.Kind == Chat {
-			r.end.start(call.Choices, call.IncludeUsage || forceUsage)
-		}
 		res.Stream = r
 		return nil
 	}

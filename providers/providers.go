@@ -352,8 +352,10 @@ type Call struct {
 	IncludeUsage bool
 	// MaxTokens is the client's max_tokens (or max_completion_tokens), 0 when absent.
 	MaxTokens int64
-	// Choices is the choices a chat call asks for (its n), 0 for one: a chat stream
-	// whose body ends without [DONE] is whole once each of them has finished.
+	// Choices is the choices a chat or legacy completions call's answer holds (a
+	// chat call's n, a completions call's n for each of its prompts), 0 for one: such
+	// a stream whose body ends without [DONE] is whole once each of them has
+	// finished (chatEnd).
 	Choices int64
 	// DeltaText has a completions stream (served through chat or by the upstream's
 	// legacy completions) sent as MLflow's invocations route streams completions:
@@ -508,8 +510,8 @@ type Event struct {
 	Name []byte
 	// Done marks the stream's clean end: [DONE], or for a Responses API stream the
 	// end after its terminal event (response.completed, response.incomplete,
-	// response.failed), or for a chat stream the body's clean end once its answer
-	// was whole (chatEnd). The event carries no data.
+	// response.failed), or for a chat or legacy completions stream the body's clean
+	// end once its answer was whole (chatEnd). The event carries no data.
 	Done bool
 	// Terminal is set on Done when the stream ended with its own terminal event
 	// (a Responses API one, message_stop, transcript.text.done): no [DONE] follows.

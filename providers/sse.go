@@ -38,8 +38,8 @@ type sseReader struct {
 	// audio is set for an audio API stream (inspectAudioEvent): vLLM's ends with
 	// [DONE], OpenAI's with transcript.text.done (final).
 	audio bool
-	// end follows a chat completions stream toward its end, for one whose body
-	// ends without [DONE] (chatEnd); off for other streams.
+	// end follows a chat or legacy completions stream toward its end, for one
+	// whose body ends without [DONE] (chatEnd); off for other streams.
 	end chatEnd
 	// begun is set once the stream's first line is read; skipLF when the last line
 	// ended with a CR that may be half of a CRLF; lfOnly once a line ended in LF.
@@ -442,8 +442,8 @@ func (s *sseReader) Next(ev *Event) error {
 	for {
 		if err := s.readEvent(); err != nil {
 			if err == io.EOF && s.end.whole && !s.aborted.Load() {
-				// A chat stream whose body ended cleanly with every choice
-				// finished and its usage come: whole, without [DONE].
+				// A chat or completions stream whose body ended cleanly with
+				// every choice finished and its usage come: whole, without [DONE].
 				s.done = true
 				ev.Done = true
 				return nil
