@@ -116,14 +116,23 @@ func (e *chatEnd) finish(choices []byte) {
 }
 
 // endsUnfinished reports whether choices ends with a choice whose last member is
-// "finish_reason":null, as OpenAI and vLLM write every chunk but the finishing one: a
-// look at its last bytes, a quarter of what finishNamed's look through the whole array
-// costs, on every chunk a stream relays. The one choice of a stream that answers one
-// has not finished then. Compared in two parts of at most 16 bytes, which the compiler
-// does in registers, without a call.
+// "finish_reason":null, as OpenAI and vLLM write every chat chunk but the finishing
+// one, or whose last two are "finish_reason":null,"stop_reason":null, as vLLM writes
+// every legacy completions chunk but the finishing one: a look at its last bytes, a
+// quarter of what finishNamed's look through the whole array costs, on every chunk a
+// stream relays. The one choice of a stream that answers one has not finished then.
+// Compared in parts of at most 16 bytes, which the compiler does in registers,
+// without a call.
 func endsUnfinished(choices []byte) bool {
 	n := len(choices)
-	return n >= 22 && string(choices[n-15:]) == `_reason":null}]` && string(choices[n-22:n-15]) == `"finish`
+	if n < 22 || string(choices[n-15:]) != `_reason":null}]` {
+		return false
+	}
+	if string(choices[n-22:n-15]) == `"finish` {
+		return true
+	}
+	return n >= 41 && string(choices[n-20:n-15]) == `"stop` &&
+		string(choices[n-41:n-26]) == `"finish_reason"` && string(choices[n-26:n-20]) == `:null,`
 }
 
 // strFinishKey is the name finishNamed looks for, less its opening quote: JSON has

@@ -130,3 +130,30 @@ func TestCompletionsStreamEndsWithoutDone(t *testing.T) {
 		}
 	}
 }
+
+// endsUnfinished spares a chunk's full read when its one choice ends unfinished, as
+// OpenAI and vLLM write chat chunks and vLLM writes completions chunks (stop_reason
+// last); any other ending goes on to finishNamed's look, never to a wrong answer.
+func TestEndsUnfinished(t *testing.T) {
+	for _, c := range []struct {
+		choices string
+		want    bool
+	}{
+		{`[{"index":0,"delta":{"content":"hi"},"logprobs":null,"finish_reason":null}]`, true},
+		{`[{"text":"hi","index":0,"logprobs":null,"finish_reason":null}]`, true},
+		{`[{"index":0,"text":"hi","logprobs":null,"finish_reason":null,"stop_reason":null}]`, true},
+		{`[{"finish_reason":null,"stop_reason":null}]`, true},
+		{`[{"index":0,"text":"","logprobs":null,"finish_reason":"stop","stop_reason":null}]`, false},
+		{`[{"index":0,"text":"","finish_reason":"length","stop_reason":null}]`, false},
+		{`[{"index":0,"delta":{},"finish_reason":"stop"}]`, false},
+		{`[{"index":0,"text":"hi","finish_reason": null, "stop_reason": null}]`, false},
+		{`[{"index":0,"text":"hi","logprobs":null,"stop_reason":null}]`, false},
+		{`[{"index":0,"text":"hi","my_finish_reason":null,"stop_reason":null}]`, false},
+		{`[{"stop_reason":null}]`, false},
+		{`_reason":null}]`, false},
+	} {
+		if got := endsUnfinished([]byte(c.choices)); got != c.want {
+			t.Errorf("endsUnfinished(%s) = %v, want %v", c.choices, got, c.want)
+		}
+	}
+}
