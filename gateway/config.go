@@ -721,9 +721,21 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 				kc.slip(n, k, path, name, known, "unknown key"+suggest(name, fields))
 				continue
 			}
+			f, ok := fields[k.Value]
+			if !ok && isNull(v) && secretFieldIn(path, fields) {
+				if hint := suggest(k.Value, fields); !strings.HasPrefix(hint, " (did you mean") {
+					// A value with its field name left out ({name: a, sk-live-…}), which
+					// YAML reads as a key with no value, near no field name: in a mapping
+					// that holds a secret it may be one, so it is named by its mapping
+					// alone (README: config errors never quote one), and set aside after
+					// the walk, as a key run into its value is.
+					kc.report(k.Line, path, "holds a value with no field name before it"+hint)
+					*kc.slips = append(*kc.slips, typeFault{key: path, m: n, dupK: k})
+					continue
+				}
+			}
 			p := join(path, k.Value)
 			lines[p] = k.Line
-			f, ok := fields[k.Value]
 			if !ok {
 				if k.Value == "" {
 					// An empty key (a bare anchor or "":) still gets its file and line.
@@ -794,6 +806,17 @@ func (kc keyChecker) slip(n, k *yaml.Node, path, name string, known bool, unknow
 		kc.report(k.Line, p, unknown)
 	}
 	*kc.slips = append(*kc.slips, typeFault{key: p, m: n, dupK: k})
+}
+
+// secretFieldIn reports whether the mapping at path, of the fields given, has a field
+// that holds a secret (secretKey): a client key, a backend's api_key, the admin token.
+func secretFieldIn[V any](path string, fields map[string]V) bool {
+	for name := range fields {
+		if secretKey(join(path, name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // isNull reports whether n is a value left out, as YAML reads a key with no ": ".
