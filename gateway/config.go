@@ -2109,6 +2109,13 @@ func (c *Config) problems() []string {
 			}
 		}
 	}
+	for i, k := range c.Auth.Keys {
+		// A name is logged, shown by the admin API and a metric label; a name that is
+		// a client key (a variable pasted for both) would publish it.
+		if j, ok := keyHashes[sha256.Sum256([]byte(k.Name))]; ok && k.Name != "" {
+			add("auth.keys["+strconv.Itoa(i)+"].name", "is the key of auth.keys["+strconv.Itoa(j)+"]: a name is logged and shown, a key never")
+		}
+	}
 	c.combinedLimitProblems(add)
 	if c.Auth.Mode == "keys" && len(c.Auth.Keys) == 0 {
 		add("auth.keys", "mode keys needs at least one key")
