@@ -2169,8 +2169,11 @@ func appendBridgeAnswer(dst, chat []byte, e *bridgeEcho, model []byte, u *Usage)
 		_, calls = a.Next()
 		a.Reset(c.calls)
 	}
-	text := jsonscan.IsString(c.content) && (len(c.content) > 2 || !calls)
-	refusal := jsonscan.IsString(c.refusal)
+	// An empty content or refusal string is no part (servers send content "" beside
+	// a refusal, and refusal "" beside text), as a stream's empty deltas begin none;
+	// a message with neither holds an empty output_text part.
+	refusal := nonEmpty(c.refusal)
+	text := jsonscan.IsString(c.content) && (len(c.content) > 2 || !calls && !refusal)
 	if text || refusal || !calls {
 		if len(out) > start {
 			out = append(out, ',')
