@@ -2147,7 +2147,8 @@ func appendBridgeAnswer(dst, chat []byte, e *bridgeEcho, model []byte, u *Usage)
 	// last is the offset of the status value of the last item that has one.
 	last := -1
 	blocks := nonEmptyArray(c.blocks)
-	if nonEmpty(c.think) || blocks {
+	reasoning := nonEmpty(c.think) || blocks
+	if reasoning {
 		// A reasoning item even without text: a redacted block, or a thinking block
 		// whose text the model left out (Opus 4.7's omitted display), goes back in it.
 		out = appendItemID(append(out, `{"type":"reasoning","id":"`...), "rs_")
@@ -2171,10 +2172,12 @@ func appendBridgeAnswer(dst, chat []byte, e *bridgeEcho, model []byte, u *Usage)
 	}
 	// An empty content or refusal string is no part (servers send content "" beside
 	// a refusal, and refusal "" beside text), as a stream's empty deltas begin none;
-	// a message with neither holds an empty output_text part.
+	// an answer of neither, nor calls nor reasoning, is one message with an empty
+	// output_text part. An answer cut while it reasoned is the reasoning item alone,
+	// as OpenAI's is and the same answer streamed is.
 	refusal := nonEmpty(c.refusal)
-	text := jsonscan.IsString(c.content) && (len(c.content) > 2 || !calls && !refusal)
-	if text || refusal || !calls {
+	text := jsonscan.IsString(c.content) && (len(c.content) > 2 || !calls && !refusal && !reasoning)
+	if text || refusal || !calls && !reasoning {
 		if len(out) > start {
 			out = append(out, ',')
 		}
