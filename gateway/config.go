@@ -848,6 +848,12 @@ func (kc keyChecker) merges(n *yaml.Node, t reflect.Type, path string) {
 		}
 		if !ok {
 			kc.report(k.Line, join(path, k.Value), "must be a mapping, an alias of one, or a list of them")
+			kc.dropMerge(n, k, path)
+			continue
+		}
+		if name := selfMerge(list, k); name != "" {
+			kc.report(k.Line, join(path, k.Value), "*"+name+" is the mapping this merge key is in, or holds it: a mapping cannot merge itself")
+			kc.dropMerge(n, k, path)
 			continue
 		}
 		for j := len(list) - 1; j >= 0; j-- {
@@ -859,6 +865,40 @@ func (kc keyChecker) merges(n *yaml.Node, t reflect.Type, path string) {
 			kc.check(at.n, t, path)
 		}
 	}
+}
+
+// dropMerge takes refused merge key k out of mapping n after the walk: yaml.v3 would
+// stop at it with an error naming no line or key, and the rest of the file would go
+// unchecked. n, at path, is then checked without what the merge would have brought:
+// what the checks find missing in it (a provider, a model) is that problem again.
+func (kc keyChecker) dropMerge(n, k *yaml.Node, path string) {
+	*kc.slips = append(*kc.slips, typeFault{key: join(path, k.Value), m: n, dupK: k})
+	kc.cfg.refused = append(kc.cfg.refused, path)
+}
+
+// selfMerge is the anchor of the first alias in list whose mapping holds merge key k
+// (the mapping k is in, or one around it), "" when none does. yaml.v3 decodes such a
+// merge into itself until it notices the loop ("value contains itself").
+func selfMerge(list []*yaml.Node, k *yaml.Node) string {
+	for _, m := range list {
+		if m.Kind == yaml.AliasNode && m.Alias != nil && holds(m.Alias, k) {
+			return m.Value
+		}
+	}
+	return ""
+}
+
+// holds reports whether node k is n or under it, not through aliases.
+func holds(n, k *yaml.Node) bool {
+	if n == k {
+		return true
+	}
+	for _, c := range n.Content {
+		if holds(c, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasFraction reports whether n is a number with a fraction (2.7, 5e-1) and t a

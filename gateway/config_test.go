@@ -167,12 +167,12 @@ func TestConfigYAMLMergeKey(t *testing.T) {
 }
 
 // TestConfigBadMergeKey checks merge keys whose value is not a mapping to merge, and
-// an anchor that merges itself, which the parser accepts.
+// an anchor that merges itself, which the parser accepts: each at its line and key.
 func TestConfigBadMergeKey(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"scalar", "backends:\n  b: {<<: 3, provider: mock, model: m}\n", "t.yaml:2: backends.b.<<: must be a mapping, an alias of one, or a list of them"},
 		{"list of scalars", "backends:\n  b: {<<: [x], provider: mock, model: m}\n", "t.yaml:2: backends.b.<<: must be a mapping"},
-		{"merges itself", "backends:\n  b: &b {<<: *b, provider: mock, model: m}\n", "t.yaml: anchor 'b' value contains itself"},
+		{"merges itself", "backends:\n  b: &b {<<: *b, provider: mock, model: m}\n", "t.yaml:2: backends.b.<<: *b is the mapping this merge key is in, or holds it: a mapping cannot merge itself"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
