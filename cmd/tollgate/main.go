@@ -101,6 +101,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	if *config == "" && cmd != "version" {
+		// `--config "$CONFIG"` with CONFIG unset: opening "" would say
+		// "open : no such file or directory", as if a file had gone missing.
+		fmt.Fprintf(stderr, "tollgate %s: --config is empty: name the config file (default %s)\n", cmd, fs.Lookup("config").DefValue)
+		return 2
+	}
 	switch cmd {
 	case "version":
 		fmt.Fprintln(stdout, "tollgate", buildVersion())
