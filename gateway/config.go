@@ -1747,6 +1747,15 @@ func tagProblem(cfg *Config, root *yaml.Node, err error) (string, []typeFault) {
 	msg := err.Error()
 	m := yamlTagMismatch.FindStringSubmatch(msg)
 	if m == nil && msg != yamlBadBinary {
+		if strings.TrimPrefix(msg, "yaml: ") == yamlExcessiveAliasing {
+			if n, key := aliasBomb(root); n != nil {
+				at := cfg.path + ":" + strconv.Itoa(n.Line) + ": "
+				if key != "" {
+					at += key + ": "
+				}
+				return at + "the document's aliases expand to too many values (a YAML bomb?)", nil
+			}
+		}
 		return yamlProblem(cfg.path, nil, err), nil
 	}
 	n, key := failingScalar(root, "", msg)
@@ -1785,6 +1794,76 @@ func tagProblem(cfg *Config, root *yaml.Node, err error) (string, []typeFault) {
 		return at + problem, nil
 	}
 	return at + key + ": " + problem, faults
+}
+
+// yamlExcessiveAliasing is yaml.v3's message for a document whose aliases expand to
+// far more values than it holds (a "billion laughs"); it names no line.
+const yamlExcessiveAliasing = "document contains excessive aliasing"
+
+// aliasBudget is about how many values yaml.v3 decodes before it starts to judge a
+// document's aliasing excessive (its allowedAliasRatio falls from 400000 on).
+const aliasBudget = 400000
+
+// aliasBomb finds, in document order, the alias at which the values that the aliases
+// read so far expand to pass aliasBudget, and its key path: where the document's
+// expansion gets out of hand. It returns nil when none does.
+func aliasBomb(root *yaml.Node) (*yaml.Node, string) {
+	sizes := map[*yaml.Node]int64{}
+	var total int64
+	var walk func(n *yaml.Node, path string) (*yaml.Node, string)
+	walk = func(n *yaml.Node, path string) (*yaml.Node, string) {
+		switch n.Kind {
+		case yaml.AliasNode:
+			if n.Alias != nil {
+				total += expandedSize(n.Alias, sizes)
+				if total > aliasBudget {
+					return n, path
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				if a, ap := walk(v, join(path, k.Value)); a != nil {
+					if isMergeKey(k) {
+						// Named as the merge checks name it, not by list index.
+						ap = join(path, k.Value)
+					}
+					return a, ap
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				if a, ap := walk(c, path+"["+strconv.Itoa(i)+"]"); a != nil {
+					return a, ap
+				}
+			}
+		}
+		return nil, ""
+	}
+	return walk(root, "")
+}
+
+// expandedSize is the number of values n stands for with its aliases expanded,
+// counted up to just over aliasBudget. sizes holds those already counted.
+func expandedSize(n *yaml.Node, sizes map[*yaml.Node]int64) int64 {
+	if s, ok := sizes[n]; ok {
+		return s
+	}
+	// An anchor that holds an alias of itself counts once.
+	sizes[n] = 1
+	s := int64(1)
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		s = expandedSize(n.Alias, sizes)
+	} else {
+		for _, c := range n.Content {
+			if s += expandedSize(c, sizes); s > aliasBudget {
+				s = aliasBudget + 1
+				break
+			}
+		}
+	}
+	sizes[n] = s
+	return s
 }
 
 // failingScalar finds, in document order, the first scalar under n (a key or a value,
