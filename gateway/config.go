@@ -1048,6 +1048,10 @@ func yamlProblem(path string, data []byte, err error) string {
 		if line := badCharLine(data); line > 0 {
 			return path + ":" + strconv.Itoa(line) + ": " + p
 		}
+	} else if data != nil {
+		// A scanner problem on the first line: yaml.v3 leaves out a line 0. (Those
+		// of the decoder, with no line of their own, come with data nil.)
+		return yamlProblem(path, data, errors.New("line 1: "+p))
 	}
 	return path + ": " + p
 }
