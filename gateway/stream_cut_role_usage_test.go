@@ -69,22 +69,7 @@ func roleUsageUpstream(t *testing.T) string {
 // event (the role chunk, or the Messages API's message_start) and hangs up.
 func readFirstEvent(t *testing.T, g *gw, path, body string, hdr map[string]string) {
 	t.Helper()
-	req, err := http.NewRequest("POST", g.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+cutKey)
-	req.Header.Set("x-api-key", cutKey)
-	req.Header.Set("anthropic-version", "2023-06-01")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := postCutStream(t, g, path, body, hdr)
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		b, _ := io.ReadAll(resp.Body)

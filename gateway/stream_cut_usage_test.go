@@ -60,10 +60,9 @@ type cutRead struct {
 	body         string
 }
 
-// readCutStream posts body to path on g with the cut tests' key and hdr, reads its
-// events until n of them carried generated text (chat deltas' content, Messages API
-// text deltas), and hangs up; with n 0 it reads the stream to its end.
-func readCutStream(t *testing.T, g *gw, path, body string, hdr map[string]string, n int) cutRead {
+// postCutStream posts body to path on g with the cut tests' key and hdr, on a
+// connection of its own, and returns the answer, its body for the caller to close.
+func postCutStream(t *testing.T, g *gw, path, body string, hdr map[string]string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest("POST", g.url+path, strings.NewReader(body))
 	if err != nil {
@@ -81,6 +80,15 @@ func readCutStream(t *testing.T, g *gw, path, body string, hdr map[string]string
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// readCutStream posts body to path on g with the cut tests' key and hdr, reads its
+// events until n of them carried generated text (chat deltas' content, Messages API
+// text deltas), and hangs up; with n 0 it reads the stream to its end.
+func readCutStream(t *testing.T, g *gw, path, body string, hdr map[string]string, n int) cutRead {
+	t.Helper()
+	resp := postCutStream(t, g, path, body, hdr)
 	defer resp.Body.Close()
 	got := cutRead{status: resp.StatusCode}
 	if resp.StatusCode != 200 {
