@@ -84,7 +84,27 @@ func carryUpstreamLogs(old, rt *runtime) {
 // the request, its endpoint when it has one, the backend and the target its last
 // attempt went to, and, when earlier lines were left out, how many (suppressed).
 func (r *request) warnUpstreamFailed(endpoint string, attempts int, err error) {
-	suppressed, ok := r.allowWarning(warnFailed)
+	r.warnUpstream(warnFailed, "upstream failed", endpoint, attempts, err)
+}
+
+// warnStreamFailed logs that the request's stream ended badly after its 200 (err), as
+// its backend's throttle of the warning lets it: the line names the request, its
+// endpoint, the backend and the target the stream came from, and, when earlier lines
+// were left out, how many (suppressed).
+func (r *request) warnStreamFailed(err error) {
+	endpoint := ""
+	if r.ep != nil {
+		endpoint = r.ep.name
+	}
+	r.warnUpstream(warnStreamFailed, "upstream stream failed", endpoint, -1, err)
+}
+
+// warnUpstream writes warning w's line msg, as its backend's throttle of w lets it:
+// the request, its endpoint when it has one, the backend and target, the attempts
+// when attempts is 0 or more, err, and, when earlier lines were left out, how many
+// (suppressed).
+func (r *request) warnUpstream(w upstreamWarning, msg, endpoint string, attempts int, err error) {
+	suppressed, ok := r.allowWarning(w)
 	if !ok {
 		return
 	}
@@ -96,40 +116,18 @@ func (r *request) warnUpstreamFailed(endpoint string, attempts int, err error) {
 	}
 	attrs[n] = slog.String("backend", r.backend)
 	attrs[n+1] = slog.String("target", r.rt.targetLabel(r.be, r.res.Target))
-	attrs[n+2] = slog.Int("attempts", attempts)
-	attrs[n+3] = slog.String("error", errString(err))
-	n += 4
+	n += 2
+	if attempts >= 0 {
+		attrs[n] = slog.Int("attempts", attempts)
+		n++
+	}
+	attrs[n] = slog.String("error", errString(err))
+	n++
 	if suppressed > 0 {
 		attrs[n] = slog.Int64("suppressed", suppressed)
 		n++
 	}
-	r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failed", attrs[:n]...)
-}
-
-// warnStreamFailed logs that the request's stream ended badly after its 200 (err), as
-// its backend's throttle of the warning lets it: the line names the request, its
-// endpoint, the backend and the target the stream came from, and, when earlier lines
-// were left out, how many (suppressed).
-func (r *request) warnStreamFailed(err error) {
-	suppressed, ok := r.allowWarning(warnStreamFailed)
-	if !ok {
-		return
-	}
-	attrs := [6]slog.Attr{slog.String("request_id", string(r.reqID))}
-	n := 1
-	if r.ep != nil {
-		attrs[n] = slog.String("endpoint", r.ep.name)
-		n++
-	}
-	attrs[n] = slog.String("backend", r.backend)
-	attrs[n+1] = slog.String("target", r.rt.targetLabel(r.be, r.res.Target))
-	attrs[n+2] = slog.String("error", errString(err))
-	n += 3
-	if suppressed > 0 {
-		attrs[n] = slog.Int64("suppressed", suppressed)
-		n++
-	}
-	r.s.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream stream failed", attrs[:n]...)
+	r.s.log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs[:n]...)
 }
 
 // warnAnswerRefused logs that the request's upstream answer found no room under
