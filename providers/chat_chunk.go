@@ -37,6 +37,12 @@ func (c *chatChunk) read(data []byte) bool {
 	return it.Err() == nil
 }
 
+// finishes reports whether v, a choice's finish_reason, says it has finished: not
+// absent, null or "", which some servers write on the chunks before the last.
+func finishes(v []byte) bool {
+	return len(v) > 0 && !jsonscan.IsNull(v) && string(v) != `""`
+}
+
 // chatChoice is what a bridge reads of a chunk's choice: raw values, nil when absent.
 // finish is its finish_reason, nil for null and "" too, logprobs its logprobs; the others are
 // its delta's members, reasoning its reasoning_content or else (OpenRouter's, newer
@@ -72,9 +78,7 @@ func (ch *chatChoice) read(c []byte) bool {
 			ch.stopStr = v
 		}
 	}
-	if jsonscan.IsNull(ch.finish) || string(ch.finish) == `""` {
-		// An empty finish_reason, which some servers write on the chunks before
-		// the last, is none.
+	if !finishes(ch.finish) {
 		ch.finish = nil
 	}
 	if it.Reset(delta) != nil {

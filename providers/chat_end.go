@@ -98,7 +98,7 @@ func (e *chatEnd) finish(choices []byte) {
 				finish = v
 			}
 		}
-		if len(finish) == 0 || jsonscan.IsNull(finish) || string(finish) == `""` || it.Err() != nil {
+		if !finishes(finish) || it.Err() != nil {
 			continue
 		}
 		var i int64
