@@ -1579,7 +1579,7 @@ func TestAnthropicFaultsRefusedRequestDecidesNoTrial(t *testing.T) {
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
 backends:
   pool: {provider: anthropic, targets: ["`+fake.url+`/v1", "http://`+caddr+`/v1"], model: `+afModel+`, api_key: `+afAnthropicKey+`,
-         health: {eject_after: 2, eject_for: 150ms}}
+         health: {eject_after: 2, eject_for: 700ms}}
 endpoints:
   - {name: chat, type: chat, routes: [{backend: pool}], retries: 1}
 `)
@@ -1604,8 +1604,12 @@ endpoints:
 		}
 		return up() == 0, "the replica answering 500 was not ejected"
 	})
-	// The ejection runs out; the next request is the replica's trial.
-	time.Sleep(250 * time.Millisecond)
+	// The ejection runs out; the next request is the replica's trial. A failed trial
+	// ejects it for twice eject_for, longer than the four requests below take on a
+	// loaded machine.
+	chaosEventually(t, 5*time.Second, func() (bool, string) {
+		return up() == 1, "the replica's ejection did not run out"
+	})
 	sent := fake.requests()
 	resp, b := e.post(t, "/v1/chat/completions", `{"model":"chat","n":2,"messages":[{"role":"user","content":"hi"}]}`, map[string]string{"X-Request-Id": "af-trial"})
 	afCheckError(t, resp, b, afWant{400, "invalid_request_error", "", "n"}, "af-trial")
