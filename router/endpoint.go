@@ -373,6 +373,16 @@ type canaryWindows struct {
 	prevAt       time.Time
 	slot         int64
 	slotsStarted bool
+	// opening says the current window begins at an instant still to come (its
+	// since): a change shared through Redis opens its window when its weights
+	// take effect, the attempts observed until then having been served at the
+	// weights before it. start is copied when a tick, or a read of the windows,
+	// first finds the instant passed (openWindow).
+	opening bool
+	// rebase says a window opened after the last flush: the next flush writes
+	// the counts since start, not since flushed, so that the attempts observed
+	// before the window opened go to none.
+	rebase bool
 	// flushed holds the counters as last written to Redis; only the Run
 	// goroutine touches it.
 	flushed window
@@ -421,9 +431,17 @@ func (st *state) set(next ctlState, from *ctlState, at, now time.Time) bool {
 		return false
 	}
 	if !st.ctl.since.Equal(next.since) && st.win != nil {
-		st.win.start.copyFrom(&st.stats[st.canary])
-		st.win.slotsStarted = false
 		st.hasCluster = false
+		// A window that begins at an instant still to come opens then
+		// (openWindow). One opened now on a replica in step with Redis flushes
+		// from now: what it observed since its last flush was served at the
+		// weights before the change (a change read after its instant).
+		st.win.opening = next.since.After(now)
+		if !st.win.opening {
+			st.win.start.copyFrom(&st.stats[st.canary])
+			st.win.slotsStarted = false
+			st.win.rebase = st.ver != 0
+		}
 	}
 	ts := st.tabs.Load()
 	t := st.tableFor(st.weightsFor(&next), ts)
@@ -472,12 +490,29 @@ func (st *state) settle(now time.Time) bool {
 	return st.tabs.CompareAndSwap(ts, &tables{cur: ts.next, state: ts.nextState})
 }
 
+// openWindow opens the current window if it waits for an instant (opening) that
+// now has reached: the canary's traffic counts toward it from here. st.mu must be
+// held.
+func (st *state) openWindow(now time.Time) {
+	w := st.win
+	if w == nil || !w.opening || now.Before(st.ctl.since) {
+		return
+	}
+	w.opening, w.slotsStarted, w.rebase = false, false, true
+	w.start.copyFrom(&st.stats[st.canary])
+}
+
 // localWindows returns the canary's traffic on this replica since the
 // window began (whole) and over the last one to two slots (recent, which
-// began at from). Calls at least once a slot keep recent accurate; Run
-// ticks far more often. st.mu must be held.
+// began at from); both are empty while the window waits for its instant.
+// Calls at least once a slot keep recent accurate; Run ticks far more often.
+// st.mu must be held.
 func (st *state) localWindows(now time.Time) (whole, recent *window, from time.Time) {
+	st.openWindow(now)
 	w := st.win
+	if w.opening {
+		return new(window), new(window), st.ctl.since
+	}
 	var cum window
 	cum.copyFrom(&st.stats[st.canary])
 	k := st.cfg.slot(st.ctl.since, now)

@@ -248,11 +248,27 @@ func priorName(s CanaryState) string {
 // differently: it is written in force at once, as every replica applies it, so
 // that no later change waits for an instant no view shows. st.mu must be held.
 func (s *shared) cas(ctx context.Context, name string, st *state, expect, floor int64, c, from *ctlState, at time.Time) (int64, error) {
-	if from != nil && equalWeights(st.weightsFor(from), st.weightsFor(c)) {
+	if !st.movesWeights(from, c) {
 		from, at = nil, time.Time{}
 	}
 	args := append([]any{strconv.FormatInt(expect, 10), strconv.FormatInt(floor, 10)}, encodeState(st.sig, c, from, at)...)
 	return casScript.Run(ctx, s.rdb, []string{s.stateKey(name)}, args...).Int64()
+}
+
+// movesWeights reports whether the change from the state from (nil: none) to c
+// moves weights, and so is written to take effect at an instant (see cas).
+func (st *state) movesWeights(from, c *ctlState) bool {
+	return from != nil && !equalWeights(st.weightsFor(from), st.weightsFor(c))
+}
+
+// openAtInstant starts the window that the change c opens (its since is not prev,
+// the window of the state it was made from) at the instant at when c moves weights
+// and so waits for that instant: every replica routes by the weights before c until
+// then, and the canary must not be judged at c's weights on that traffic.
+func (st *state) openAtInstant(c, from *ctlState, prev, at time.Time) {
+	if !c.since.Equal(prev) && st.movesWeights(from, c) {
+		c.since = at
+	}
 }
 
 // release gives up the leader lease if Redis says this replica holds it, whatever
@@ -316,6 +332,7 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 			from = rs.inForce(now)
 		}
 		cur.override = append([]int32(nil), cur.override...)
+		prev := cur.since
 		ev, err := op(st.cfg, &cur, now)
 		if ev == "" && err == nil && pending {
 			ev = evRollback
@@ -336,6 +353,7 @@ func (s *shared) operate(ctx context.Context, r *Router, e *Endpoint, st *state,
 		// included, a rollback too: a user it moves must not bounce between
 		// variants behind a load balancer, and the gates take seconds anyway.
 		at := now.Add(r.switchDelay)
+		st.openAtInstant(&cur, &from, prev, at)
 		ver, err := s.cas(ctx, e.name, st, rs.ver, st.ver+1, &cur, &from, at)
 		if err != nil {
 			st.mu.Unlock()
@@ -465,6 +483,16 @@ func (s *shared) flush(ctx context.Context, r *Router, eps []*Endpoint) error {
 		// reads; its counts wait and go to the shared window once poll
 		// has adopted or published one.
 		synced := st.ver != 0
+		st.openWindow(now)
+		if st.win.opening {
+			// The window begins at the instant its change takes effect: what
+			// the canary serves until then goes to no window (see openWindow).
+			st.mu.Unlock()
+			continue
+		}
+		if st.win.rebase && synced {
+			st.win.flushed, st.win.rebase = st.win.start, false
+		}
 		key := s.windowKey(e.name, st.sig, st.ctl.since)
 		slot := slotKey(key, st.cfg.slot(st.ctl.since, now))
 		// The slots matter for two slot lengths; the whole window for as long as
@@ -681,6 +709,7 @@ func (s *shared) adoptLocked(r *Router, name string, st *state, rs remoteState) 
 func (s *shared) publish(ctx context.Context, r *Router, name string, st *state, expect int64, next ctlState, from *ctlState, event string) (bool, error) {
 	now := r.now()
 	at := now.Add(r.switchDelay)
+	st.openAtInstant(&next, from, st.ctl.since, at)
 	ver, err := s.cas(ctx, name, st, expect, st.ver+1, &next, from, at)
 	if err != nil || ver == 0 {
 		return false, err

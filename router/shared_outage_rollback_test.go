@@ -43,6 +43,7 @@ func TestSharedBreachRollsBackWhileRedisDown(t *testing.T) {
 	c.clock.Advance(time.Minute)
 	round(a)
 	weightsAgree(t, "before", 10, a)
+	pastSwitch(c, a)
 
 	c.srv.Kill()
 	// Half the canary's attempts fail: max_error_rate is 0.02, min_requests 100.
@@ -80,6 +81,7 @@ func TestSharedOutageRollbackReachesEveryReplica(t *testing.T) {
 			c.clock.Advance(time.Minute)
 			round(a, b)
 			weightsAgree(t, "before", 10, a, b)
+			pastSwitch(c, a, b)
 
 			c.srv.Kill()
 			feed(a.e, 1, 200, 100, 100*time.Millisecond, 0)

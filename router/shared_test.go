@@ -92,6 +92,14 @@ func retunedCanary() Config {
 	return c
 }
 
+// pastSwitch moves the clock past the instant of a change the replicas wait for and
+// ticks them: the window the change opened begins there, and attempts observed
+// before it count toward no window.
+func pastSwitch(c *cluster, rs ...*replica) {
+	c.clock.Advance(switchDelay)
+	round(rs...)
+}
+
 // weightsAgree checks that every replica has the canary at want as last decided:
 // in force, or waiting for its instant, which must then be the same on each
 // (switch_test.go checks the weights in force on either side of it).
@@ -149,6 +157,7 @@ func TestSharedReplicasAgreeAtEveryStep(t *testing.T) {
 		c.clock.Advance(time.Minute)
 		round(a, b)
 		weightsAgree(t, "step", want, a, b)
+		pastSwitch(c, a, b)
 		pa, pb := assignments(a.e, keys), assignments(b.e, keys)
 		for i := range keys {
 			if pa[i] != pb[i] {
@@ -309,6 +318,7 @@ func TestSharedOverrideEndAtZeroWeightStepsFromStart(t *testing.T) {
 						s.Override, decidedWeight(s), s.Canary.State)
 				}
 			}
+			pastSwitch(c, a, b)
 			feed(a.e, 1, 100, 0, 100*time.Millisecond, 0)
 			c.clock.Advance(time.Minute)
 			round(a, b)
@@ -560,6 +570,7 @@ func TestSharedLeaderHandover(t *testing.T) {
 	if !b.r.Leader() {
 		t.Fatal("b did not take over after a stopped")
 	}
+	pastSwitch(c, b)
 	feed(b.e, 1, 100, 0, 100*time.Millisecond, 0)
 	c.clock.Advance(time.Minute)
 	round(b)
@@ -578,6 +589,7 @@ func TestSharedLeaderHandover(t *testing.T) {
 		d.r.tick(bg)
 		time.Sleep(25 * time.Millisecond)
 	}
+	pastSwitch(c, d)
 	feed(d.e, 1, 100, 0, 100*time.Millisecond, 0)
 	c.clock.Advance(time.Minute)
 	round(d)
@@ -593,6 +605,7 @@ func TestSharedRedisDown(t *testing.T) {
 	c.clock.Advance(time.Minute)
 	round(a, b)
 	weightsAgree(t, "before", 10, a, b)
+	pastSwitch(c, a, b)
 
 	c.srv.Kill()
 	if _, err := b.r.Pause(bg, "chat"); !errors.Is(err, ErrUnavailable) {
@@ -616,6 +629,7 @@ func TestSharedRedisDown(t *testing.T) {
 	round(a, b)
 	round(a, b)
 	weightsAgree(t, "after restart", 25, a, b)
+	pastSwitch(c, a, b)
 	feed(a.e, 1, 200, 0, 100*time.Millisecond, 0)
 	c.clock.Advance(time.Minute)
 	round(a, b)
@@ -659,6 +673,7 @@ func TestSharedHeldCountsDoNotLandInALaterWindow(t *testing.T) {
 	c.clock.Advance(time.Minute)
 	a.r.tick(bg)
 	weightsAgree(t, "first step", 10, a)
+	pastSwitch(c, a)
 
 	// d starts and serves without reaching Redis (no Sync, no tick): its
 	// canary attempts fail during the 10 % window.
