@@ -26,8 +26,9 @@ import (
 //	P ep:{N}:w:SIG:SINCE      hash: the canary's window, summed over replicas:
 //	                          n (requests), e (errors), lI / tI (latency / TTFT
 //	                          histogram bucket I)
-//	P ep:{N}:w:SIG:SINCE:K    the same for slot K of the window alone; the
-//	                          leader sums the last two for the recent span
+//	P ep:{N}:w:SIG:SINCE:L:K  the same for slot K of the window alone, its slots
+//	                          being L ms long; the leader sums the last two for
+//	                          the recent span
 //
 // Every replica adds what its canary saw to the current window each tick
 // (HINCRBY of the deltas since its last flush; a replica not yet in step
@@ -108,7 +109,13 @@ func (s *shared) windowKey(name string, sig uint64, since time.Time) string {
 	return s.prefix + "ep:{" + name + "}:w:" + strconv.FormatUint(sig, 16) + ":" + strconv.FormatInt(since.UnixMilli(), 10)
 }
 
-func slotKey(window string, k int64) string { return window + ":" + strconv.FormatInt(k, 10) }
+// slotKey names slot k of a window whose slots are slotLen long. The length is part
+// of the name: it follows canary.interval, and a reload that changes the interval
+// mid-window would otherwise read, by the new length's indexes, slots written
+// under the old one, which hold the traffic of other times.
+func slotKey(window string, slotLen time.Duration, k int64) string {
+	return window + ":" + strconv.FormatInt(slotLen.Milliseconds(), 10) + ":" + strconv.FormatInt(k, 10)
+}
 
 // remoteState is a decoded state hash.
 type remoteState struct {
@@ -494,7 +501,7 @@ func (s *shared) flush(ctx context.Context, r *Router, eps []*Endpoint) error {
 			st.win.flushed, st.win.rebase = st.win.start, false
 		}
 		key := s.windowKey(e.name, st.sig, st.ctl.since)
-		slot := slotKey(key, st.cfg.slot(st.ctl.since, now))
+		slot := slotKey(key, st.cfg.slotLen, st.cfg.slot(st.ctl.since, now))
 		// The slots matter for two slot lengths; the whole window for as long as
 		// the canary may wait for min_requests in it, so a quiet canary's counts
 		// outlive long gaps in its traffic.
@@ -745,14 +752,15 @@ func (s *shared) decide(ctx context.Context, r *Router, eps []*Endpoint, synced 
 		active := st.ctl.state == StateStepping || st.ctl.state == StatePaused
 		key := s.windowKey(e.name, st.sig, st.ctl.since)
 		k := st.cfg.slot(st.ctl.since, now)
-		from := st.ctl.since.Add(time.Duration(max(k-1, 0)) * st.cfg.slotLen)
+		slotLen := st.cfg.slotLen
+		from := st.ctl.since.Add(time.Duration(max(k-1, 0)) * slotLen)
 		since := st.ctl.since
 		st.mu.Unlock()
 		if active {
 			jobs = append(jobs, job{e: e, st: st, from: from, since: since,
 				whole: pipe.HGetAll(ctx, key),
-				prev:  pipe.HGetAll(ctx, slotKey(key, k-1)),
-				cur:   pipe.HGetAll(ctx, slotKey(key, k)),
+				prev:  pipe.HGetAll(ctx, slotKey(key, slotLen, k-1)),
+				cur:   pipe.HGetAll(ctx, slotKey(key, slotLen, k)),
 			})
 		}
 	}
