@@ -8,9 +8,12 @@ import (
 	"github.com/tollgate/tollgate/internal/redistest"
 )
 
-// budget is $0.01 a day: 10^7 nano-dollars, refilled at about 0.12 a second, so that a
-// test against Redis's clock sees its figures move by a unit at most.
-var budget = Limit{Per: "api_key", USD: 0.01, Window: "day"}
+// budget is a burst of $0.01, 10^7 nano-dollars, refilled at $0.00001 a day: 10^4
+// nano-dollars, about 0.12 a second, so that a test against Redis's clock sees its
+// figures move by a unit at most. (A refill of the whole $0.01 a day, 116 a second,
+// moves them by a unit every 9 ms: a loaded machine takes longer than that between
+// a charge and the check that reads it.)
+var budget = Limit{Per: "api_key", USD: 0.00001, Window: "day", Burst: 0.01}
 
 // usdRemaining is what the usd bucket of pol has left for s, read by a check that
 // costs nothing and settles at nothing.
@@ -114,12 +117,12 @@ func TestUSDBucketRefuses(t *testing.T) {
 			if !errors.As(err, &ref) {
 				t.Fatalf("Take past the budget = %v, want *Refused", err)
 			}
-			if ref.Limit.USD != 0.01 || ref.Limit.Window != "day" || ref.RetryAfter <= 0 {
+			if ref.Limit.USD != budget.USD || ref.Limit.Burst != 0.01 || ref.Limit.Window != "day" || ref.RetryAfter <= 0 {
 				t.Fatalf("refused by %+v, retry %v", ref.Limit, ref.RetryAfter)
 			}
-			// 600000 of the 1000000 are missing: at 10^7 a day, 5184 s.
-			if d := ref.RetryAfter - 5184*time.Second; d < -2*time.Second || d > time.Millisecond {
-				t.Errorf("retry after %v, want 5184s", ref.RetryAfter)
+			// 600000 of the 1000000 are missing: at 10^4 a day, 60 days.
+			if d := ref.RetryAfter - 60*24*time.Hour; d < -2*time.Second || d > time.Millisecond {
+				t.Errorf("retry after %v, want 60 days", ref.RetryAfter)
 			}
 			if tk.USD.Remaining > 400_001 || tk.Requests.Remaining != 96 {
 				t.Errorf("refusal's quotas: usd %+v, requests %+v (want 400000 left, the refusal charging no request)", tk.USD, tk.Requests)
@@ -144,11 +147,13 @@ func TestUSDEstimateAboveBurst(t *testing.T) {
 			}
 			l.SettleAmounts(&tk, Amounts{NanoUSD: KeepEstimate})
 			barrier(t, l)
-			// 20000001 nano-dollars owed past the bucket: 172800 s and a hair at 10^7 a day.
+			// 20000001 nano-dollars owed past the bucket: 2000 days and 8.64 s at 10^4 a
+			// day.
+			want := 2000*24*time.Hour + 8640*time.Millisecond
 			err := l.TakeAmounts(bg, pol, alice, Amounts{NanoUSD: 1}, &tk)
 			var ref *Refused
-			if !errors.As(err, &ref) || ref.RetryAfter < 172799*time.Second || ref.RetryAfter > 172801*time.Second {
-				t.Fatalf("after the overdraft: %v (%+v), want refused for about 48h", err, ref)
+			if !errors.As(err, &ref) || ref.RetryAfter < want-time.Second || ref.RetryAfter > want+time.Second {
+				t.Fatalf("after the overdraft: %v (%+v), want refused for about %v", err, ref, want)
 			}
 		})
 	}
@@ -255,7 +260,7 @@ func TestUSDRedisDownShare(t *testing.T) {
 }
 
 // A reload keeps a usd bucket and what it has spent, also one that changes the
-// amount: $0.006 spent of $0.01 leaves $0.014 of a raised $0.02.
+// amount and burst: $0.006 spent of $0.01 leaves $0.014 of a raised $0.02.
 func TestUSDReloadKeepsBucket(t *testing.T) {
 	srv := redistest.Start(t)
 	clk := newTestClock()
@@ -282,7 +287,7 @@ func TestUSDReloadKeepsBucket(t *testing.T) {
 				t.Cleanup(func() { _ = next.Close() })
 			}
 			raised := budget
-			raised.USD = 0.02
+			raised.USD, raised.Burst = 2*budget.USD, 0.02
 			after := mustPolicy(t, "usd-reload", raised)
 			if got := usdRemaining(t, next, after, alice); !near(got, 14_000_000) {
 				t.Fatalf("after the reload: %d remaining, want 14000000", got)
