@@ -13,9 +13,15 @@ import (
 // the first one after it goes to Redis again.
 func TestRefusalCached(t *testing.T) {
 	srv := redistest.Start(t)
-	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}})
-	// 10 a second, 2 at once: one request every 100ms once the burst is spent.
-	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 600, Window: "minute", Burst: 2})
+	// The limiter's clock, which times the cached refusal, moves only when the test
+	// moves it: the 20 refusals below come before the retry time however long a
+	// loaded machine takes over them. Redis's clock refills the bucket, at one
+	// request a second: slow enough that no request is let in before the test sleeps
+	// out the retry time.
+	clk := newTestClock()
+	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}}, func(o *options) { o.now = clk.now })
+	// 1 a second, 2 at once: one request a second once the burst is spent.
+	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 60, Window: "minute", Burst: 2})
 	if got := admitN(t, l, pol, alice, 0, 2); got != 2 {
 		t.Fatalf("admitted %d of the burst of 2", got)
 	}
@@ -28,10 +34,10 @@ func TestRefusalCached(t *testing.T) {
 	before := l.Stats()
 	for range 20 {
 		err := l.Take(bg, pol, alice, 0, &tk)
-		if !errors.As(err, &ref) || ref.Limit.Requests != 600 {
-			t.Fatalf("Take = %v, want the 600/minute limit to refuse", err)
+		if !errors.As(err, &ref) || ref.Limit.Requests != 60 {
+			t.Fatalf("Take = %v, want the 60/minute limit to refuse", err)
 		}
-		if tk.RetryAfter <= 0 || tk.RetryAfter > first || tk.Requests.Remaining != 0 || tk.Requests.Limit != 600 {
+		if tk.RetryAfter <= 0 || tk.RetryAfter > first || tk.Requests.Remaining != 0 || tk.Requests.Limit != 60 {
 			t.Fatalf("RetryAfter %v (first %v), Requests %+v", tk.RetryAfter, first, tk.Requests)
 		}
 	}
@@ -39,6 +45,8 @@ func TestRefusalCached(t *testing.T) {
 	if after.RoundTrips != before.RoundTrips || after.RefusedLocally-before.RefusedLocally != 20 || after.Refused-before.Refused != 20 {
 		t.Errorf("stats %+v -> %+v: want 20 refusals without a round trip", before, after)
 	}
+	// The retry time passes on both clocks: the limiter's, and Redis's, which refills.
+	clk.advance(first + 10*time.Millisecond)
 	time.Sleep(first + 10*time.Millisecond)
 	if err := l.Take(bg, pol, alice, 0, &tk); err != nil {
 		t.Fatalf("Take after the retry time = %v", err)
