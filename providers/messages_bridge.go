@@ -222,7 +222,7 @@ func (b *Backend) bridgeMessages(call *Call, out *fasthttp.Response, res *Result
 	res.IDEnds = IDEnds{}
 	if err != nil {
 		putBody(buf)
-		if op == Tokenize && (noTokenizer(err) || errors.Is(err, errBridgeNoTokenizer)) {
+		if op == Tokenize && (noTokenizer(err, out.Body()) || errors.Is(err, errBridgeNoTokenizer)) {
 			// Concurrent counts that found it out together store about the same
 			// instant: the last store wins.
 			b.noTokenizerUntil.Store(b.pool.now().Add(noTokenizerFor).UnixNano())
@@ -326,14 +326,37 @@ func countAnswer(out *fasthttp.Response) error {
 	return nil
 }
 
-// noTokenizer reports whether err, a tokenize call's, is the answer of a server
-// without vLLM's tokenizer API: 404 or 405 (no such route: OpenAI's API, Ollama),
-// or 422, the refusal of a body FastAPI's or axum's validation could not
-// read (TGI's own /tokenize takes {"inputs"}); vLLM answers its refusals 400.
-func noTokenizer(err error) bool {
+// noTokenizer reports whether err, a tokenize call's answered with body, is the answer
+// of a server without vLLM's tokenizer API: 404 or 405 (no such route: OpenAI's API,
+// Ollama), or 422, the refusal of a body FastAPI's or axum's validation could not
+// read (TGI's own /tokenize takes {"inputs"}); vLLM answers its refusals 400. vLLM's
+// 404 for a model it does not serve (unknownModel) is no such answer: the route is
+// there, and another model's counts, or another replica's, would be served.
+func noTokenizer(err error, body []byte) bool {
 	ue, ok := errors.AsType[*UpstreamError](err)
-	return ok && (ue.Status == fasthttp.StatusNotFound || ue.Status == fasthttp.StatusMethodNotAllowed ||
-		ue.Status == fasthttp.StatusUnprocessableEntity)
+	if !ok {
+		return false
+	}
+	switch ue.Status {
+	case fasthttp.StatusNotFound:
+		return !unknownModel(body)
+	case fasthttp.StatusMethodNotAllowed, fasthttp.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
+// unknownModel reports whether body, an upstream's 404 as passError wrote it (a flat
+// error already in OpenAI's shape), is vLLM's answer for a model it does not serve:
+// an error of type NotFoundError (its _check_model). A route that does not exist is
+// FastAPI's {"detail":"Not Found"}, or another server's own body.
+func unknownModel(body []byte) bool {
+	e, ok := jsonscan.Field(body, "error")
+	if !ok {
+		return false
+	}
+	typ, _ := jsonscan.Field(e, "type")
+	return string(typ) == `"NotFoundError"`
 }
 
 // msgsRequest holds the raw members of a Messages API request the bridge reads,
