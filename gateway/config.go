@@ -61,6 +61,9 @@ type Config struct {
 	// (of the wrong type, given twice, a fraction where a whole number belongs): the
 	// rest of the file is still checked, but not those values again.
 	refused []string
+	// unread are the key paths whose value an environment problem left unknown (an
+	// unset or malformed ${VAR}): that problem is the one reported for them.
+	unread []string
 }
 
 // keyFile is a file an API key was read from, with the SHA-256 of what it held then;
@@ -255,7 +258,10 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	// envKeys are the key paths whose value an environment problem left unknown: that
 	// problem is the one reported for them (dropKeyProblems).
 	var envKeys []string
-	unknownValue := func(key string) { envKeys = append(envKeys, key) }
+	unknownValue := func(key string) {
+		envKeys = append(envKeys, key)
+		cfg.unread = append(cfg.unread, key)
+	}
 	envProblem := func(n *yaml.Node, problem string) {
 		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": "+problem)
 	}
@@ -757,6 +763,13 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 				continue
 			}
 			if name, ok := runOn(k); ok && t.Elem().Kind() == reflect.String && isNull(v) {
+				if secretKey(join(path, name)) && strings.Trim(k.Value[len(name):], " \t=:") == "" {
+					// A headers entry of a name alone ({sk-…:} in a flow mapping): a
+					// key pasted as the name, maybe, so the name is not quoted.
+					kc.report(k.Line, path, providers.HeaderEmptyProblem)
+					*kc.slips = append(*kc.slips, typeFault{key: path, m: n, dupK: k})
+					continue
+				}
 				// A headers value or an MLflow provider's config key: any name.
 				kc.slip(n, k, path, name, true, "")
 				continue
@@ -2033,6 +2046,12 @@ type keyProblem interface {
 	Problem() string
 }
 
+// keyAt is a keyProblem placed at the line of another key path than the one it
+// names (At): a header entry whose name the message leaves out.
+type keyAt interface {
+	At() string
+}
+
 // defaultMaxBuffered is server.max_buffered_bytes left out: 1GiB, or half the Go
 // runtime's memory limit (GOMEMLIMIT, or what tollgate serve set from the cgroup's)
 // when that is less, but at least maxBody, so that a body of the largest size is taken.
@@ -2352,10 +2371,16 @@ func (c *Config) problems() []string {
 
 // problemAt is one problem of a key path, as FILE:LINE: key: what.
 func (c *Config) problemAt(key, problem string) string {
+	return c.problemAtLine(key, key, problem)
+}
+
+// problemAtLine is one problem of a key path at the line of key path at (key or one
+// below it), as FILE:LINE: key: what.
+func (c *Config) problemAtLine(key, at, problem string) string {
 	if c.mlflowKeys != nil {
-		key = c.mlflowKeys.key(key)
+		key, at = c.mlflowKeys.key(key), c.mlflowKeys.key(at)
 	}
-	return c.path + ":" + strconv.Itoa(c.lineOf(key)) + ": " + key + ": " + problem
+	return c.path + ":" + strconv.Itoa(c.lineOf(at)) + ": " + key + ": " + problem
 }
 
 // errProblems lists the problems an error joins, each under prefix and, for a
@@ -2365,7 +2390,17 @@ func (c *Config) errProblems(prefix string, err error) []string {
 	for _, e := range flatten(err) {
 		var kp keyProblem
 		if errors.As(e, &kp) {
-			out = append(out, c.problemAt(join(prefix, kp.Key()), kp.Problem()))
+			key := join(prefix, kp.Key())
+			if ka, ok := kp.(keyAt); ok {
+				// Its message names key alone, so dropKeyProblems could not tell it is
+				// about a value already reported; it is left out here.
+				at := join(prefix, ka.At())
+				if !slices.Contains(c.refused, at) && !slices.Contains(c.unread, at) {
+					out = append(out, c.problemAtLine(key, at, kp.Problem()))
+				}
+				continue
+			}
+			out = append(out, c.problemAt(key, kp.Problem()))
 		} else {
 			out = append(out, c.problemAt(prefix, e.Error()))
 		}

@@ -495,17 +495,31 @@ func (m *MockConfig) validate() []error {
 }
 
 // FieldError is one invalid configuration key.
-type FieldError struct{ key, problem string }
+type FieldError struct {
+	key, problem string
+	// at is the key whose line the problem is at, when that is not key: a header
+	// entry that the message must not name (its name may be a secret).
+	at string
+}
 
 // Key is the dotted path of the key, relative to the backend.
 func (e *FieldError) Key() string { return e.key }
+
+// At is the dotted path, relative to the backend, of the key whose line the problem
+// is at: Key, or one below it that Key leaves unnamed.
+func (e *FieldError) At() string {
+	if e.at != "" {
+		return e.at
+	}
+	return e.key
+}
 
 // Problem says what is wrong with it.
 func (e *FieldError) Problem() string { return e.problem }
 
 func (e *FieldError) Error() string { return e.key + ": " + e.problem }
 
-func fieldErr(key, problem string) error { return &FieldError{key, problem} }
+func fieldErr(key, problem string) error { return &FieldError{key: key, problem: problem} }
 
 // Validate reports every problem with the backend's settings.
 func (c *Config) Validate() error {
@@ -600,7 +614,16 @@ const WhitespaceProblem = "has leading or trailing whitespace (a trailing newlin
 // space. It does not quote the value.
 const LineBreakProblem = "holds a line break or NUL (a secret file of two lines?)"
 
-// validateSecrets refuses a header whose name is not a token, and an api_key or
+// HeaderNameProblem and HeaderEmptyProblem are the problems of a headers entry whose
+// name is not an HTTP token, or whose value is empty: said of the headers key, at the
+// entry's line, without its name, which may be a key pasted where the value belongs.
+const (
+	HeaderNameProblem  = "holds a header whose name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~ only); the name is not quoted, as it may be a secret"
+	HeaderEmptyProblem = "holds a header with an empty value (a key written as a header's name?): give it a value or take it out; the name is not quoted, as it may be a secret"
+)
+
+// validateSecrets refuses a header whose name is not a token or whose value is empty,
+// and an api_key or
 // header value with surrounding whitespace or a line break inside, as the gateway
 // refuses a client key: sent, it works (the newline of a secret file read through
 // ${VAR} goes out as a space, which the upstream strips or reads), but an upstream
@@ -620,8 +643,13 @@ func (c *Config) validateSecrets() []error {
 		same := slices.IndexFunc(names[:i], func(n string) bool { return strings.EqualFold(n, k) })
 		switch {
 		case !httpguts.ValidHeaderFieldName(k):
-			// Sent, it makes every request malformed, refused by the upstream.
-			errs = append(errs, fieldErr("headers."+k, "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"))
+			// Sent, it makes every request malformed, refused by the upstream. The
+			// name is not quoted: a key pasted where the value belongs may be it.
+			errs = append(errs, &FieldError{key: "headers", at: "headers." + k, problem: HeaderNameProblem})
+		case v == "":
+			// A key pasted as a name with nothing after it ({sk-…:}) reads so; an
+			// empty value is sent as a header of no value, which selects nothing.
+			errs = append(errs, &FieldError{key: "headers", at: "headers." + k, problem: HeaderEmptyProblem})
 		case same >= 0:
 			// One header: which value went out would change from one build of the
 			// backend to the next (map order), an Authorization among them.
