@@ -2,6 +2,10 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -695,8 +699,9 @@ func (c *Config) endpointConfig(name string) *EndpointConfig {
 
 // cacheFingerprint is what an endpoint's cached answers depend on: its cache settings,
 // its type, and the backends its routes, fallbacks and context fallbacks reach with
-// their providers, models and what shapes the requests they are sent. Weights,
-// retries, limits and the rest may change under a cache.
+// their providers, models and what shapes the requests they are sent (their headers
+// by a hash: headersDigest). Weights, retries, limits and the rest may change under a
+// cache. It is made as a config loads (carryCaches), never per request.
 func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
 	var b strings.Builder
 	cc := ec.Cache
@@ -729,6 +734,9 @@ func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
 		if bc.AnthropicVersion != "" {
 			b.WriteString("\x00anthropic_version:" + bc.AnthropicVersion)
 		}
+		if h := headersDigest(bc.Headers); h != "" {
+			b.WriteString("\x00headers:" + h)
+		}
 	}
 	for _, r := range ec.Routes {
 		backend("route", r.Backend)
@@ -740,6 +748,36 @@ func cacheFingerprint(cfg *Config, ec *EndpointConfig) string {
 		backend("context_fallback", f)
 	}
 	return b.String()
+}
+
+// headersDigest is the SHA-256 (hex) of a backend's headers, "" when it has none
+// but credentials: they go upstream with every call and may pick what answers (a
+// tenant, a model revision). A hash, so that no value (a header may hold a secret)
+// is kept in a fingerprint or a Redis key. Names are taken in lower case and in
+// order, as they are one header in any case; Authorization, Proxy-Authorization,
+// Api-Key and X-Api-Key are left out, as api_key is: a key rotated keeps the cache.
+func headersDigest(headers map[string]string) string {
+	names := make([]string, 0, len(headers))
+	for k := range headers {
+		switch strings.ToLower(k) {
+		case "authorization", "proxy-authorization", "api-key", "x-api-key":
+			continue
+		}
+		names = append(names, k)
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	slices.SortFunc(names, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for _, k := range names {
+		for _, s := range [2]string{strings.ToLower(k), headers[k]} {
+			h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+			h.Write([]byte(s))
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // cachedLocalCodes are the statuses of the gateway's own answers on an endpoint with
