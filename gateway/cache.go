@@ -124,7 +124,7 @@ const (
 	cacheNone   cacheResult = iota // the endpoint has no cache
 	cacheMiss                      // looked up and not found
 	cacheHit                       // answered from the cache
-	cacheBypass                    // not looked up: a stream, a Responses call, anthropic-beta, Cache-Control, a refusal before
+	cacheBypass                    // not looked up: a stream, a Responses call, anthropic-beta, two anthropic-version lines, Cache-Control, a refusal before
 	cacheError                     // a Redis store's lookup failed: a miss to the client
 )
 
@@ -185,11 +185,14 @@ type cacheEntry struct {
 	// canary made is not served to a request routed to the stable backend, nor
 	// once the canary is rolled back.
 	route string
-	// body, answer and ctype view one buffer, never written after it was filled.
-	body, answer, ctype []byte
-	backend             string
-	stored              time.Time
-	size                int64
+	// version is the client's anthropic-version (empty without one), which goes
+	// upstream and picks the shape of the answer to the same body. body, version,
+	// answer and ctype view one buffer, never written after it was filled.
+	body, version, answer, ctype []byte
+
+	backend string
+	stored  time.Time
+	size    int64
 	// prev and next link the recency list (toward mru and toward lru), older and
 	// newer the list by the time stored.
 	prev, next   *cacheEntry
@@ -207,21 +210,24 @@ func newAnswerCache(cc *CacheConfig, fingerprint string, m *metrics.Cache) *answ
 	return c
 }
 
-// cacheHash picks the entry of a request by body from owner on route. A collision
-// only costs a miss: the entry's owner, route and body are compared whole before it
-// is served.
-func cacheHash(owner, route string, body []byte) uint64 {
+// cacheHash picks the entry of a request by body from owner on route, sent with
+// anthropic-version version. A collision only costs a miss: the entry's owner, route,
+// version and body are compared whole before it is served.
+func cacheHash(owner, route string, version, body []byte) uint64 {
 	h := xxhash.Sum64(body)
 	if owner != "" {
 		h ^= xxhash.Sum64String(owner) * 0x9e3779b97f4a7c15
 	}
+	if len(version) > 0 {
+		h ^= xxhash.Sum64(version) * 0x165667b19e3779f9
+	}
 	return h ^ xxhash.Sum64String(route)*0xc2b2ae3d27d4eb4f
 }
 
-// get finds the answer to body from owner on route, and its age. An expired one is
-// dropped.
-func (c *answerCache) get(owner, route string, body []byte) (*cacheEntry, time.Duration) {
-	h := cacheHash(owner, route, body)
+// get finds the answer to body from owner on route, sent with version, and its age.
+// An expired one is dropped.
+func (c *answerCache) get(owner, route string, version, body []byte) (*cacheEntry, time.Duration) {
+	h := cacheHash(owner, route, version, body)
 	c.mu.Lock()
 	if c.retired.Load() {
 		c.mu.Unlock()
@@ -238,28 +244,29 @@ func (c *answerCache) get(owner, route string, body []byte) (*cacheEntry, time.D
 	c.mu.Unlock()
 	// Compared outside the lock: the entry's bytes are never written, and a body
 	// of megabytes must not hold every other request of the endpoint.
-	if e == nil || e.owner != owner || e.route != route || !bytes.Equal(e.body, body) {
+	if e == nil || e.owner != owner || e.route != route || !bytes.Equal(e.version, version) || !bytes.Equal(e.body, body) {
 		return nil, 0
 	}
 	return e, now.Sub(e.stored)
 }
 
 // put keeps answer (of content type ctype, made by backend) for body from owner on
-// route, copying them, unless the entry would be over max_entry_bytes or the cache
+// route, sent with version, copying them, unless the entry would be over max_entry_bytes or the cache
 // was purged since gen was read (the request's lookup): an answer asked for before a
 // purge is not kept after it. An entry with the same hash (the same request stored
 // again, or the rare collision) is replaced.
-func (c *answerCache) put(owner, route string, body, answer, ctype []byte, backend string, gen uint64) bool {
-	size := int64(len(owner)+len(body)+len(answer)+len(ctype)) + cacheEntryOverhead
+func (c *answerCache) put(owner, route string, version, body, answer, ctype []byte, backend string, gen uint64) bool {
+	size := int64(len(owner)+len(version)+len(body)+len(answer)+len(ctype)) + cacheEntryOverhead
 	if size > c.maxEntry || c.retired.Load() {
 		return false
 	}
-	buf := make([]byte, len(body)+len(answer)+len(ctype))
-	n := copy(buf, body)
-	n += copy(buf[n:], answer)
+	buf := make([]byte, len(body)+len(version)+len(answer)+len(ctype))
+	b := copy(buf, body)
+	v := b + copy(buf[b:], version)
+	n := v + copy(buf[v:], answer)
 	copy(buf[n:], ctype)
-	e := &cacheEntry{hash: cacheHash(owner, route, body), owner: owner, route: route, backend: backend, size: size,
-		body: buf[:len(body):len(body)], answer: buf[len(body):n:n], ctype: buf[n:]}
+	e := &cacheEntry{hash: cacheHash(owner, route, version, body), owner: owner, route: route, backend: backend, size: size,
+		body: buf[:b:b], version: buf[b:v:v], answer: buf[v:n:n], ctype: buf[n:]}
 	if bytes.Equal(ctype, strJSON) {
 		// The usual type needs no bytes of its own.
 		e.ctype = strJSON
@@ -417,9 +424,10 @@ func (c *answerCache) pushRecent(e *cacheEntry) {
 // cacheDecide sets what the endpoint's cache does for the request once its call is
 // known: a stream, a Responses API call (which creates a stored response), a token
 // count or conversion (an answer cheaper than a lookup's bookkeeping) or a request
-// with anthropic-beta neither reads nor fills it; Cache-Control no-store neither,
-// no-cache skips the lookup and keeps the fresh answer. The lookup itself waits for
-// the limits (serveCached).
+// with anthropic-beta, or with anthropic-version on two lines, neither reads nor
+// fills it; Cache-Control no-store neither, no-cache skips the lookup and keeps the
+// fresh answer. The client's anthropic-version is part of the key (cacheVersion). The
+// lookup itself waits for the limits (serveCached).
 func (r *request) cacheDecide(ctx *fasthttp.RequestCtx) {
 	if r.call.Stream || r.call.Kind == providers.Responses || r.call.Kind.Tokenizer() || r.call.Kind.Form() {
 		return
@@ -430,10 +438,33 @@ func (r *request) cacheDecide(ctx *fasthttp.RequestCtx) {
 		// betas is another request, which the body alone does not tell apart.
 		return
 	}
+	v, ok := anthropicVersion(&ctx.Request.Header)
+	if !ok {
+		return
+	}
+	r.cacheVersion = v
 	r.cacheGen = r.ep.cache.gen.Load()
 	noCache, noStore := cacheDirectives(&ctx.Request.Header)
 	r.cacheLook, r.cacheFill = !noCache && !noStore, !noStore
 }
+
+// anthropicVersion is the request's anthropic-version, nil when it sends none: it
+// goes upstream (a Messages API call's body is written for it, and Anthropic answers
+// in its shape), so an answer is kept and served under it. ok is false for a request
+// sending it on two lines or more, which is not looked up: which one the upstream
+// reads is its own choice. The value views the request's header.
+func anthropicVersion(h *fasthttp.RequestHeader) (v []byte, ok bool) {
+	for _, l := range h.PeekAll(hdrAnthropicVersionName) {
+		if v != nil {
+			return nil, false
+		}
+		v = l
+	}
+	return v, true
+}
+
+// hdrAnthropicVersionName names the Anthropic API version a request is written for.
+const hdrAnthropicVersionName = "Anthropic-Version"
 
 // hasLine reports whether the request has a line of header name that is not empty.
 func hasLine(h *fasthttp.RequestHeader, name string) bool {
@@ -508,7 +539,7 @@ func (r *request) lookupCache() (*cacheEntry, time.Duration) {
 	if r.ep.cache.remote != nil {
 		return r.lookupRemote(r.ep.cache)
 	}
-	e, age := r.ep.cache.get(r.cacheOwner(), r.cacheRoute, r.body)
+	e, age := r.ep.cache.get(r.cacheOwner(), r.cacheRoute, r.cacheVersion, r.body)
 	if e == nil {
 		r.cacheRes = cacheMiss
 	}
@@ -544,10 +575,10 @@ func (r *request) fillCache(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if c := r.ep.cache; c.remote != nil {
-		c.putRemote(r.cacheOwner(), r.cacheRoute, r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen, r.cacheStoreGen)
+		c.putRemote(r.cacheOwner(), r.cacheRoute, r.cacheVersion, r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen, r.cacheStoreGen)
 		return
 	}
-	r.ep.cache.put(r.cacheOwner(), r.cacheRoute, r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen)
+	r.ep.cache.put(r.cacheOwner(), r.cacheRoute, r.cacheVersion, r.body, answer, resp.Header.ContentType(), r.backend, r.cacheGen)
 }
 
 // cacheableAnswer reports whether a 200's body may be served again: one JSON object

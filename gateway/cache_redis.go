@@ -35,9 +35,9 @@ import (
 // FP is a hash of the cache's fingerprint (cacheFingerprint): replicas on other
 // settings, during a rolling reload, never read each other's entries. SHA256 is that
 // of the owner (the caller's key name, or none), the backend of the route the request
-// was planned on and the body as sent; the value holds them whole and they are
-// compared on a hit, so a collision never serves another
-// request's answer.
+// was planned on, the client's anthropic-version (or none) and the body as sent; the
+// value holds them whole and they are compared on a hit, so a collision never serves
+// another request's answer.
 const (
 	cacheKeyPrefix = "tollgate:cache:{"
 	// cacheStoreWorkers write the queued stores; cacheQueueLen and cacheQueueBytes
@@ -56,8 +56,8 @@ const (
 	// per interval and kind, counting those it stands for.
 	cacheLogEvery = 10 * time.Second
 	// cacheValueVersion is the first byte of every value (appendCacheValue): 2 since
-	// the value holds the route.
-	cacheValueVersion = 2
+	// the value holds the route, 3 since it holds the anthropic-version.
+	cacheValueVersion = 3
 )
 
 // cacheLookupLua reads the endpoint's generation and the entry under it in one
@@ -361,15 +361,19 @@ func (c *deadlineCtx) start(d time.Duration) {
 // deadline has passed (its channel closed, or about to be).
 func (c *deadlineCtx) stop() bool { return c.timer.Stop() }
 
-// entryHash is the SHA-256 of owner's length, owner, route's length, route and body:
-// what a value ends with (appendCacheValue), so that the store hashes it in place.
-func (lk *remoteLookup) entryHash(owner, route string, body []byte) {
+// entryHash is the SHA-256 of owner's length, owner, route's length, route,
+// version's length, version and body: what a value ends with (appendCacheValue), so
+// that the store hashes it in place.
+func (lk *remoteLookup) entryHash(owner, route string, version, body []byte) {
 	lk.h.Reset()
 	for _, s := range [2]string{owner, route} {
 		n := binary.PutUvarint(lk.vlen[:], uint64(len(s)))
 		lk.h.Write(lk.vlen[:n])
 		lk.h.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
 	}
+	n := binary.PutUvarint(lk.vlen[:], uint64(len(version)))
+	lk.h.Write(lk.vlen[:n])
+	lk.h.Write(version)
 	lk.h.Write(body)
 	hex.Encode(lk.key[:], lk.h.Sum(lk.sum[:0]))
 }
@@ -390,14 +394,14 @@ func (r *request) lookupRemote(c *answerCache) (*cacheEntry, time.Duration) {
 		r.cacheRes, r.cacheFill = cacheError, false
 		return nil, 0
 	}
-	owner, route := r.cacheOwner(), r.cacheRoute
-	if int64(len(owner)+len(r.body)) > c.maxEntry {
+	owner, route, version := r.cacheOwner(), r.cacheRoute, r.cacheVersion
+	if int64(len(owner)+len(version)+len(r.body)) > c.maxEntry {
 		// No entry this large is ever kept: no round trip to find none.
 		r.cacheRes = cacheMiss
 		return nil, 0
 	}
 	lk := lookupPool.Get().(*remoteLookup)
-	lk.entryHash(owner, route, r.body)
+	lk.entryHash(owner, route, version, r.body)
 	lk.args = [6]any{"evalsha", cacheLookupSHA, 2, rm.genArg, rm.prefix, &lk.key}
 	ctx := &lk.ctx
 	ctx.start(q.timeout)
@@ -439,7 +443,7 @@ func (r *request) lookupRemote(c *answerCache) (*cacheEntry, time.Duration) {
 		return nil, 0
 	}
 	e := decodeCacheValue(value[1:])
-	if e == nil || e.owner != owner || e.route != route || !bytes.Equal(e.body, r.body) {
+	if e == nil || e.owner != owner || e.route != route || !bytes.Equal(e.version, version) || !bytes.Equal(e.body, r.body) {
 		// Another request's answer under this hash (a collision), or a value this
 		// gateway cannot read: never served.
 		r.cacheRes = cacheMiss
@@ -500,9 +504,10 @@ func cutNumber(s string) (int64, string, bool) {
 // bytes the key hashes begin. A value holds, in order: cacheValueVersion, the time it
 // was stored (Unix milliseconds, 8 bytes big-endian), then each as a uvarint length
 // and its bytes: the backend that made the answer, its content type, the answer, the
-// owner (the caller's key name, empty when shared), the route's backend; last the
-// request body, to the end. What follows the answer is what the key's hash is of.
-func appendCacheValue(dst []byte, stored time.Time, backend string, ctype, answer []byte, owner, route string, body []byte) ([]byte, int) {
+// owner (the caller's key name, empty when shared), the route's backend, the client's
+// anthropic-version (empty without one); last the request body, to the end. What
+// follows the answer is what the key's hash is of.
+func appendCacheValue(dst []byte, stored time.Time, backend string, ctype, answer []byte, owner, route string, version, body []byte) ([]byte, int) {
 	dst = append(dst, cacheValueVersion)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(stored.UnixMilli()))
 	dst = binary.AppendUvarint(dst, uint64(len(backend)))
@@ -516,14 +521,16 @@ func appendCacheValue(dst []byte, stored time.Time, backend string, ctype, answe
 	dst = append(dst, owner...)
 	dst = binary.AppendUvarint(dst, uint64(len(route)))
 	dst = append(dst, route...)
+	dst = binary.AppendUvarint(dst, uint64(len(version)))
+	dst = append(dst, version...)
 	dst = append(dst, body...)
 	return dst, from
 }
 
 // cacheValueSize is the length of the value appendCacheValue makes, near enough to
 // size its buffer and bound it by max_entry_bytes.
-func cacheValueSize(backend string, ctype, answer []byte, owner, route string, body []byte) int {
-	return 1 + 8 + 5*binary.MaxVarintLen32 + len(backend) + len(ctype) + len(answer) + len(owner) + len(route) + len(body)
+func cacheValueSize(backend string, ctype, answer []byte, owner, route string, version, body []byte) int {
+	return 1 + 8 + 6*binary.MaxVarintLen32 + len(backend) + len(ctype) + len(answer) + len(owner) + len(route) + len(version) + len(body)
 }
 
 // decodeCacheValue reads the value s (its version byte read) as an entry that views
@@ -548,12 +555,13 @@ func decodeCacheValue(s string) *cacheEntry {
 	answer, ok3 := field()
 	owner, ok4 := field()
 	route, ok5 := field()
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+	version, ok6 := field()
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
 		return nil
 	}
 	e := &cacheEntry{backend: unsafe.String(unsafe.SliceData(backend), len(backend)), ctype: ctype, answer: answer,
 		owner: unsafe.String(unsafe.SliceData(owner), len(owner)), route: unsafe.String(unsafe.SliceData(route), len(route)),
-		body: b[p:len(b):len(b)]}
+		version: version, body: b[p:len(b):len(b)]}
 	if bytes.Equal(ctype, strJSON) {
 		e.ctype = strJSON
 	}
@@ -572,12 +580,13 @@ type cacheStoreJob struct {
 	key hexKey
 }
 
-// putRemote queues answer for its endpoint's Redis entries, unless it would be over
+// putRemote queues answer (to body from owner on route, sent with version) for its
+// endpoint's Redis entries, unless it would be over
 // max_entry_bytes or the cache was purged on this replica since the request was
 // looked up. A full queue drops it, counted.
-func (c *answerCache) putRemote(owner, route string, body, answer, ctype []byte, backend string, gen, storeGen uint64) {
+func (c *answerCache) putRemote(owner, route string, version, body, answer, ctype []byte, backend string, gen, storeGen uint64) {
 	rm := c.remote
-	size := cacheValueSize(backend, ctype, answer, owner, route, body)
+	size := cacheValueSize(backend, ctype, answer, owner, route, version, body)
 	if int64(size) > c.maxEntry || c.retired.Load() {
 		return
 	}
@@ -596,7 +605,7 @@ func (c *answerCache) putRemote(owner, route string, body, answer, ctype []byte,
 		return
 	}
 	j := &cacheStoreJob{rm: rm, gen: storeGen}
-	j.value, j.hashFrom = appendCacheValue(make([]byte, 0, size), time.Now(), backend, ctype, answer, owner, route, body)
+	j.value, j.hashFrom = appendCacheValue(make([]byte, 0, size), time.Now(), backend, ctype, answer, owner, route, version, body)
 	select {
 	case q.queue <- j:
 	default:

@@ -71,7 +71,7 @@ func storeCount(t *testing.T, reg *prometheus.Registry, result string) float64 {
 func putN(c *answerCache, n int) {
 	for i := range n {
 		body := []byte(`{"model":"chat","messages":[{"role":"user","content":"` + strconv.Itoa(i) + `"}]}`)
-		c.putRemote("", "up", body, benchChatResp, strJSON, "up", c.gen.Load(), 0)
+		c.putRemote("", "up", nil, body, benchChatResp, strJSON, "up", c.gen.Load(), 0)
 	}
 }
 
@@ -245,7 +245,7 @@ func TestRedisCacheCollision(t *testing.T) {
 		"{ttl: 1h, store: redis}", "{ttl: 1h, store: redis, max_entry_bytes: 300}", -1))
 	rm := s.rt.Load().endpoints["chat"].cache.remote
 	lk := &remoteLookup{h: sha256.New()}
-	lk.entryHash("", "up", benchChatBody)
+	lk.entryHash("", "up", nil, benchChatBody)
 	key := rm.prefix.(string) + "0:" + string(lk.key[:])
 	other := []byte(`{"model":"chat","messages":[{"role":"user","content":"something else entirely"}]}`)
 	for _, tc := range []struct {
@@ -261,7 +261,7 @@ func TestRedisCacheCollision(t *testing.T) {
 		{"this request's", "", "up", benchChatBody, "hit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			value, _ := appendCacheValue(nil, time.Now(), "up", strJSON, []byte(`{"planted":true}`), tc.owner, tc.route, tc.body)
+			value, _ := appendCacheValue(nil, time.Now(), "up", strJSON, []byte(`{"planted":true}`), tc.owner, tc.route, nil, tc.body)
 			if _, err := redistest.Command(rds.Addr(), "SET", key, string(value), "PX", "3600000"); err != nil {
 				t.Fatal(err)
 			}

@@ -10,25 +10,26 @@ import (
 // an entry within them or to none, without a panic, and a value the gateway wrote
 // decodes to what it was made of.
 func FuzzCacheValue(f *testing.F) {
-	f.Add("up", []byte("application/json"), []byte(`{"object":"list"}`), "team-a", "up", []byte(`{"model":"embed","input":"x"}`), []byte{})
-	f.Add("", []byte{}, []byte{}, "", "", []byte{}, []byte{cacheValueVersion, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	f.Fuzz(func(t *testing.T, backend string, ctype, answer []byte, owner, route string, body, raw []byte) {
+	f.Add("up", []byte("application/json"), []byte(`{"object":"list"}`), "team-a", "up", []byte("2023-06-01"), []byte(`{"model":"embed","input":"x"}`), []byte{})
+	f.Add("", []byte{}, []byte{}, "", "", []byte{}, []byte{}, []byte{cacheValueVersion, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, backend string, ctype, answer []byte, owner, route string, version, body, raw []byte) {
 		decodeCacheValue(string(raw))
-		v, from := appendCacheValue(nil, time.UnixMilli(1_800_000_000_000), backend, ctype, answer, owner, route, body)
-		if len(v) > cacheValueSize(backend, ctype, answer, owner, route, body) {
-			t.Fatalf("value of %d bytes, sized %d", len(v), cacheValueSize(backend, ctype, answer, owner, route, body))
+		v, from := appendCacheValue(nil, time.UnixMilli(1_800_000_000_000), backend, ctype, answer, owner, route, version, body)
+		if len(v) > cacheValueSize(backend, ctype, answer, owner, route, version, body) {
+			t.Fatalf("value of %d bytes, sized %d", len(v), cacheValueSize(backend, ctype, answer, owner, route, version, body))
 		}
 		e := decodeCacheValue(string(v))
 		if e == nil {
 			t.Fatal("a value the gateway wrote does not decode")
 		}
-		if e.backend != backend || !bytes.Equal(e.ctype, ctype) || !bytes.Equal(e.answer, answer) || e.owner != owner || e.route != route || !bytes.Equal(e.body, body) {
+		if e.backend != backend || !bytes.Equal(e.ctype, ctype) || !bytes.Equal(e.answer, answer) || e.owner != owner || e.route != route || !bytes.Equal(e.version, version) || !bytes.Equal(e.body, body) {
 			t.Fatalf("decoded %+v", e)
 		}
 		lk := lookupPool.Get().(*remoteLookup)
 		defer lookupPool.Put(lk)
-		lk.entryHash(owner, route, body)
-		// The store hashes the value's tail; the lookup hashes owner, route and body.
+		lk.entryHash(owner, route, version, body)
+		// The store hashes the value's tail; the lookup hashes owner, route, version
+		// and body.
 		j := cacheStoreJob{value: v, hashFrom: from}
 		j.hashKey()
 		if j.key != lk.key {

@@ -82,30 +82,30 @@ func TestAnswerCacheLRU(t *testing.T) {
 	body := func(i int) []byte { return []byte(`{"n":` + strconv.Itoa(i) + `}`) }
 	answer := bytes.Repeat([]byte("a"), 80)
 	for i := range 4 {
-		if !c.put("k", "up", body(i), answer, strJSON, "up", 0) {
+		if !c.put("k", "up", nil, body(i), answer, strJSON, "up", 0) {
 			t.Fatalf("entry %d not kept", i)
 		}
 	}
-	if e, _ := c.get("k", "up", body(0)); e == nil {
+	if e, _ := c.get("k", "up", nil, body(0)); e == nil {
 		t.Fatal("entry 0 missing")
 	}
-	c.put("k", "up", body(4), answer, strJSON, "up", 0)
-	if e, _ := c.get("k", "up", body(1)); e != nil {
+	c.put("k", "up", nil, body(4), answer, strJSON, "up", 0)
+	if e, _ := c.get("k", "up", nil, body(1)); e != nil {
 		t.Error("entry 1, the least recently used, is still there")
 	}
 	for _, i := range []int{0, 2, 3, 4} {
-		if e, _ := c.get("k", "up", body(i)); e == nil || !bytes.Equal(e.answer, answer) || e.backend != "up" {
+		if e, _ := c.get("k", "up", nil, body(i)); e == nil || !bytes.Equal(e.answer, answer) || e.backend != "up" {
 			t.Errorf("entry %d missing", i)
 		}
 	}
 	if b, n := c.held(); b > int64(c.maxBytes) || n != 4 {
 		t.Errorf("holds %d bytes in %d entries", b, n)
 	}
-	if c.put("k", "up", body(5), bytes.Repeat([]byte("a"), 300), strJSON, "up", 0) {
+	if c.put("k", "up", nil, body(5), bytes.Repeat([]byte("a"), 300), strJSON, "up", 0) {
 		t.Error("an entry over max_entry_bytes was kept")
 	}
 	// Another owner, the same body: another entry.
-	if e, _ := c.get("other", "up", body(0)); e != nil {
+	if e, _ := c.get("other", "up", nil, body(0)); e != nil {
 		t.Error("another owner read the entry")
 	}
 }
@@ -114,22 +114,22 @@ func TestAnswerCacheLRU(t *testing.T) {
 // expired ones are freed by the next request.
 func TestAnswerCacheTTL(t *testing.T) {
 	c, now := newUnitCache(t, CacheConfig{TTL: time.Minute, MaxBytes: 1 << 20, MaxEntryBytes: 1 << 10})
-	c.put("", "up", []byte("a"), []byte("{}"), strJSON, "up", 0)
+	c.put("", "up", nil, []byte("a"), []byte("{}"), strJSON, "up", 0)
 	*now = now.Add(30 * time.Second)
-	c.put("", "up", []byte("b"), []byte("{}"), strJSON, "up", 0)
+	c.put("", "up", nil, []byte("b"), []byte("{}"), strJSON, "up", 0)
 	*now = now.Add(29 * time.Second)
-	if e, age := c.get("", "up", []byte("a")); e == nil || age != 59*time.Second {
+	if e, age := c.get("", "up", nil, []byte("a")); e == nil || age != 59*time.Second {
 		t.Fatalf("before its ttl: %v, age %v", e, age)
 	}
 	*now = now.Add(time.Second)
-	if e, _ := c.get("", "up", []byte("a")); e != nil {
+	if e, _ := c.get("", "up", nil, []byte("a")); e != nil {
 		t.Error("served at its ttl")
 	}
 	if _, n := c.held(); n != 1 {
 		t.Errorf("%d entries held, want 1 (the expired one freed)", n)
 	}
 	*now = now.Add(time.Hour)
-	c.get("", "up", []byte("x"))
+	c.get("", "up", nil, []byte("x"))
 	if b, n := c.held(); b != 0 || n != 0 {
 		t.Errorf("holds %d bytes in %d entries after every ttl passed", b, n)
 	}
@@ -139,13 +139,13 @@ func TestAnswerCacheTTL(t *testing.T) {
 // answer: the body is compared whole.
 func TestAnswerCacheCollision(t *testing.T) {
 	c, _ := newUnitCache(t, CacheConfig{TTL: time.Hour, MaxBytes: 1 << 20, MaxEntryBytes: 1 << 10})
-	c.put("", "up", []byte("a"), []byte(`{"for":"a"}`), strJSON, "up", 0)
+	c.put("", "up", nil, []byte("a"), []byte(`{"for":"a"}`), strJSON, "up", 0)
 	// Plant the entry of "a" under the hash of "b", as a collision would.
 	c.mu.Lock()
-	e := c.byHash[cacheHash("", "up", []byte("a"))]
-	c.byHash[cacheHash("", "up", []byte("b"))] = e
+	e := c.byHash[cacheHash("", "up", nil, []byte("a"))]
+	c.byHash[cacheHash("", "up", nil, []byte("b"))] = e
 	c.mu.Unlock()
-	if got, _ := c.get("", "up", []byte("b")); got != nil {
+	if got, _ := c.get("", "up", nil, []byte("b")); got != nil {
 		t.Fatalf("b served a's answer %s", got.answer)
 	}
 }

@@ -205,6 +205,9 @@ type request struct {
 	// cacheRoute is the backend of the route the request was planned on: its entries
 	// are apart from those of the endpoint's other routes (cacheOwner).
 	cacheRoute string
+	// cacheVersion is the client's anthropic-version, part of the cache's key; it
+	// views the request's header.
+	cacheVersion []byte
 
 	// hang watches the client's connection while the request waits: in a backend's
 	// queue (the call's Client) and before a retry (pause).
