@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"sort"
 	"strings"
 	"testing"
 
@@ -12,7 +13,8 @@ import (
 // model listings (GET /v1/models, /v1/models/{id}, MLflow's /api/2.0/endpoints/)
 // check the key through the same auth as a chat call, so a wrong key there, the
 // cheapest probe for a stolen one, gets its tollgate.auth span with
-// error.type=invalid_api_key too, and no other span is marked.
+// error.type=invalid_api_key too, as does the request's span (a 4xx's), and no
+// other span is marked.
 func TestModelListBadKeyMarkedInTrace(t *testing.T) {
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
 	g, exp := startTracedGateway(t, mockConfig(addr, "", "")+`auth: {mode: keys, keys: [{name: team-a, key: sk-team-a-1234, endpoints: [chat]}]}
@@ -43,8 +45,9 @@ tracing: {exporter: none, sample_ratio: 1}
 					}
 				}
 			}
-			if len(marked) != 1 || !strings.HasSuffix(marked[0], ": invalid_api_key") {
-				t.Errorf("spans with error.type: %q, want one span marked error.type=invalid_api_key", marked)
+			sort.Strings(marked)
+			if len(marked) != 2 || marked[0] != tc.method+" "+spanPath(tc.path)+": invalid_api_key" || marked[1] != "tollgate.auth: invalid_api_key" {
+				t.Errorf("spans with error.type: %q, want the request's and tollgate.auth marked error.type=invalid_api_key", marked)
 			}
 			if len(spans["tollgate.auth"]) != 1 {
 				t.Errorf("%d tollgate.auth spans, want 1", len(spans["tollgate.auth"]))
@@ -63,4 +66,16 @@ tracing: {exporter: none, sample_ratio: 1}
 	if v, ok := attr(as[0].Snapshot(), "error.type"); ok {
 		t.Errorf("auth span of a valid key marked error.type=%s", v.Emit())
 	}
+}
+
+// spanPath is the route a listing's span is named by: its path with the name
+// left out.
+func spanPath(path string) string {
+	switch path {
+	case "/v1/models/chat":
+		return "/v1/models/{model}"
+	case "/api/2.0/endpoints/chat":
+		return "/api/2.0/endpoints/{name}"
+	}
+	return path
 }

@@ -3140,10 +3140,16 @@ func (r *request) record(status int) {
 			// attempt's span is.
 			if status >= 500 || r.upFailed && r.errKind != "" || r.errKind == "shutdown_cut" {
 				tracing.RecordError(sp, errors.New(r.errKind), r.errKind)
-			} else if r.errKind == errClientHungUp.code {
-				// The client hung up, while its request waited or on its stream:
-				// marked, but sampled like any request (README, Tracing).
-				tracing.RecordRefusal(sp, r.errKind)
+			} else if status >= 400 || r.errKind == errClientHungUp.code {
+				// A 4xx, the gateway's own answer or an upstream's passed on, or a
+				// client that hung up on its stream: marked with the access log's
+				// error type, but no Error status (HTTP conventions: a server's 4xx
+				// is no failure of it) and sampled like any request (README, Tracing).
+				errType := r.errKind
+				if errType == "" {
+					errType = strconv.Itoa(status)
+				}
+				tracing.RecordRefusal(sp, errType)
 			}
 		}
 		sp.End()
