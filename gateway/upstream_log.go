@@ -132,24 +132,25 @@ func (r *request) warnUpstream(w upstreamWarning, msg, endpoint string, attempts
 
 // warnAnswerRefused logs that the request's upstream answer found no room under
 // server.max_buffered_bytes, as its backend's throttle of the warning lets it: the
-// line names the request, its endpoint, the backend and target that answered, what is
-// held against the bound and the bound, and, when earlier lines were left out, how
-// many (suppressed).
+// line names the request, its endpoint when it has one, the backend and target that
+// answered, what is held against the bound and the bound, and, when earlier lines
+// were left out, how many (suppressed).
 func (r *request) warnAnswerRefused() {
 	suppressed, ok := r.allowWarning(warnAnswerRefused)
 	if !ok {
 		return
 	}
-	endpoint := ""
+	attrs := [7]slog.Attr{slog.String("request_id", string(r.reqID))}
+	n := 1
 	if r.ep != nil {
-		endpoint = r.ep.name
+		attrs[n] = slog.String("endpoint", r.ep.name)
+		n++
 	}
-	attrs := [7]slog.Attr{
-		slog.String("request_id", string(r.reqID)), slog.String("endpoint", endpoint), slog.String("backend", r.backend),
-		slog.String("target", r.rt.targetLabel(r.be, r.res.Target)),
-		slog.Int64("buffered_bytes", r.s.buffered()), slog.Int64("max_buffered_bytes", r.rt.maxBuffered),
-	}
-	n := 6
+	attrs[n] = slog.String("backend", r.backend)
+	attrs[n+1] = slog.String("target", r.rt.targetLabel(r.be, r.res.Target))
+	attrs[n+2] = slog.Int64("buffered_bytes", r.s.buffered())
+	attrs[n+3] = slog.Int64("max_buffered_bytes", r.rt.maxBuffered)
+	n += 4
 	if suppressed > 0 {
 		attrs[n] = slog.Int64("suppressed", suppressed)
 		n++
