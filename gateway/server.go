@@ -484,8 +484,8 @@ func (s *Server) install(rt *runtime) {
 // nginx does; errHeaderTooLarge is for header fields.
 var errURITooLong = apiError{414, "invalid_request_error", "uri_too_long", "", "The request's URL is over 8 KiB."}
 
-// serveParseError answers requests fasthttp could not read, in OpenAI's error shape,
-// and closes the connection, lingering (closeLingering): fasthttp has read no more
+// serveParseError answers requests fasthttp could not read, in the error shape of the
+// API their path names (routeUnread), and closes the connection, lingering (closeLingering): fasthttp has read no more
 // than its 8 KiB buffer of the request, and a client may still be sending the rest of
 // it (a long header, the body after it, a request line it is still writing when its
 // time runs out); closing over unread bytes sends a reset, which loses the answer to
@@ -499,11 +499,57 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 		return
 	}
 	e := unreadable(err)
-	if small, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok && requestLineCut(ctx.Conn(), small) {
-		e = &errURITooLong
+	if head, rest, ok := quotedHead(err); ok {
+		if _, small := errors.AsType[*fasthttp.ErrSmallBuffer](err); small && requestLineCut(ctx.Conn(), head, rest) {
+			e = &errURITooLong
+		}
+		routeUnread(ctx, head)
 	}
 	closeLingering(ctx)
 	s.ownRequest(ctx).fail(ctx, e)
+}
+
+// quotedHead is the start of the header block fasthttp could not read that err quotes
+// (its first 200 bytes, or all of a block under 400), and the rest of err's text after
+// that quote; ok is false for an error not in reading a request's header, or without
+// the quote (fasthttp's SecureErrorLogMessage).
+func quotedHead(err error) (head, rest string, ok bool) {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "error when reading request headers: ") {
+		return "", "", false
+	}
+	_, quoted, ok := strings.Cut(msg, "contents: ")
+	if !ok {
+		return "", "", false
+	}
+	first, qerr := strconv.QuotedPrefix(quoted)
+	if qerr != nil {
+		return "", "", false
+	}
+	head, qerr = strconv.Unquote(first)
+	if qerr != nil {
+		return "", "", false
+	}
+	return head, quoted[len(first):], true
+}
+
+// routeUnread sets on ctx the method and path of the request line that head, the
+// quoted start of a header block fasthttp could not read, begins with: fasthttp resets
+// the header before its error handler runs, and the answer is in the shape of the API
+// the path names (Anthropic's on /v1/messages, whose SDKs read no other), the span
+// named by its route. A request line cut at the quote's end (414) gives its path when a
+// '?' ends the path inside the quote; one cut inside its path gives none.
+func routeUnread(ctx *fasthttp.RequestCtx, head string) {
+	method, target, ok := strings.Cut(strings.TrimLeft(head, "\r\n"), " ")
+	if !ok || method == "" {
+		return
+	}
+	end := strings.IndexAny(target, "? \r\n")
+	if end <= 0 {
+		return
+	}
+	ctx.Request.Header.SetMethod(method)
+	ctx.Request.SetRequestURI(target[:end])
 }
 
 // lineFeeder is a connection that tells whether a line feed came in what it read
@@ -512,30 +558,19 @@ type lineFeeder interface {
 	LineFeedIn(n, skip int) (found, known bool)
 }
 
-// requestLineCut reports whether the header block that err refused for filling the
-// read buffer had not even ended its request line there, which is then 414 rather
-// than 431. fasthttp resets the header before the error handler runs and keeps the
-// buffer to itself, but the buffer is the last readBufferSize bytes read from the
-// connection c, which tells whether a line feed came in them, past the empty lines
-// fasthttp skips ahead of a request line (those its error quotes at the buffer's
-// start). Where c cannot tell (a request pipelined behind another in one read, or
-// whose empty lines came in one read with its request line), the bytes quoted
-// decide: the buffer's first and last 200. A line feed in the first shows that a line ended in the buffer, as does in the
-// last a line feed, a character no URL has (a space, a quote) or a colon. Without the
-// quote (fasthttp's SecureErrorLogMessage) it is 431.
-func requestLineCut(c net.Conn, err error) bool {
-	_, quoted, ok := strings.Cut(err.Error(), "contents: ")
-	if !ok {
-		return false
-	}
-	first, err := strconv.QuotedPrefix(quoted)
-	if err != nil {
-		return false
-	}
-	head, err := strconv.Unquote(first)
-	if err != nil {
-		return false
-	}
+// requestLineCut reports whether the header block that fasthttp refused for filling
+// the read buffer had not even ended its request line there, which is then 414
+// rather than 431; head and rest are quotedHead's. fasthttp resets the header before
+// the error handler runs and keeps the buffer to itself, but the buffer is the last
+// readBufferSize bytes read from the connection c, which tells whether a line feed
+// came in them, past the empty lines fasthttp skips ahead of a request line (those
+// its error quotes at the buffer's start). Where c cannot tell (a request pipelined
+// behind another in one read, or whose empty lines came in one read with its request
+// line), the bytes quoted decide: the buffer's first and last 200. A line feed in the
+// first shows that a line ended in the buffer, as does in the last a line feed, a
+// character no URL has (a space, a quote) or a colon. Without the quote (fasthttp's
+// SecureErrorLogMessage) it is 431.
+func requestLineCut(c net.Conn, head, rest string) bool {
 	line := strings.TrimLeft(head, "\r\n")
 	if lf, ok := connwrap.Under[lineFeeder](c); ok {
 		if found, known := lf.LineFeedIn(readBufferSize, len(head)-len(line)); known {
@@ -545,7 +580,7 @@ func requestLineCut(c net.Conn, err error) bool {
 	if strings.ContainsRune(line, '\n') {
 		return false
 	}
-	tail, ok := strings.CutPrefix(quoted[len(first):], "...")
+	tail, ok := strings.CutPrefix(rest, "...")
 	if !ok {
 		// The whole buffer was quoted: shorter than 400 bytes.
 		return true
