@@ -95,7 +95,7 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 		k = keyNamed(byIdx, strings.TrimRight(name, "/"))
 	}
 	if k == nil {
-		writeError(&ctx.Response, &apiError{404, "invalid_request_error", "key_not_found", "", "No key is named `" + name + "` in auth.keys."})
+		writeError(&ctx.Response, &errKeyNotFound)
 		return
 	}
 	b := keyReads{now: s.keyClock(time.Now())}

@@ -616,7 +616,7 @@ func (s *Server) serveKeyChange(ctx *fasthttp.RequestCtx, rt *runtime, path stri
 	// A name no longer configured may still be restored: its revocation stays
 	// until then.
 	if !configured && (revoke || rv.rdb == nil && rv.get(name) == nil) {
-		writeError(&ctx.Response, keyNotFound(name))
+		writeError(&ctx.Response, &errKeyNotFound)
 		return
 	}
 	opCtx, cancel := context.WithTimeout(context.Background(), 2*revokeTimeout)
@@ -646,7 +646,7 @@ func (s *Server) serveKeyChange(ctx *fasthttp.RequestCtx, rt *runtime, path stri
 		return
 	}
 	if !configured && !was {
-		writeError(&ctx.Response, keyNotFound(name))
+		writeError(&ctx.Response, &errKeyNotFound)
 		return
 	}
 	view.Changed = was
@@ -655,10 +655,10 @@ func (s *Server) serveKeyChange(ctx *fasthttp.RequestCtx, rt *runtime, path stri
 	writeJSON(ctx, 200, view)
 }
 
-// keyNotFound is the admin API's 404 for a key name not configured (nor revoked).
-func keyNotFound(name string) *apiError {
-	return &apiError{404, "invalid_request_error", "key_not_found", "", "No key is named `" + name + "` in auth.keys."}
-}
+// errKeyNotFound is the admin API's 404 for a key name not configured (nor revoked,
+// for a restore). It does not repeat the name: a key pasted in its place would come
+// back in the answer.
+var errKeyNotFound = apiError{404, "invalid_request_error", "key_not_found", "", "No key in auth.keys has the name this path gives; the path names a key by its name, never by the key itself."}
 
 // revokeFailed answers 503 for a change Redis did not take; its error goes to the
 // log, not the answer.
