@@ -218,6 +218,66 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
 
+// newConfigError is the ConfigError of problems, each value they quote bounded
+// (boundQuoted), and of the config's tls files.
+func newConfigError(problems, tlsFiles []string) *ConfigError {
+	for i, p := range problems {
+		problems[i] = boundQuoted(p)
+	}
+	return &ConfigError{Problems: problems, tlsFiles: tlsFiles}
+}
+
+// maxQuoted is the most bytes of a value that a config error quotes.
+const maxQuoted = 64
+
+// boundQuoted cuts each quoted value in a config problem ("…", or `…` as yaml.v3 and
+// the size and duration messages quote) that is over maxQuoted bytes to its first maxQuoted (its runes whole), followed by "…" and its
+// length in bytes. A problem quotes the value it refuses so that its writer sees what
+// was read; a value pasted whole into a key (a file, a runaway template's output)
+// would otherwise come back whole in validate's output, the failed reload's log line
+// and the admin API's answer, megabytes of each. Every problem passes here, those of
+// router, limiter and providers included, so the values they quote are bounded
+// where they are joined.
+func boundQuoted(s string) string {
+	var b strings.Builder
+	from := 0 // s[from:] is not written to b yet
+	for i := 0; i < len(s); {
+		j := strings.IndexAny(s[i:], "\"`")
+		if j < 0 {
+			break
+		}
+		i += j
+		lit, err := strconv.QuotedPrefix(s[i:])
+		if err != nil {
+			i++
+			continue
+		}
+		if v, err := strconv.Unquote(lit); err == nil && len(v) > maxQuoted {
+			cut := maxQuoted
+			for cut > 0 && !utf8.RuneStart(v[cut]) {
+				cut--
+			}
+			b.WriteString(s[from:i])
+			if lit[0] == '`' {
+				b.WriteString(lit[:1+cut])
+				b.WriteByte('`')
+			} else {
+				b.WriteString(strconv.Quote(v[:cut]))
+			}
+			b.WriteString("… (")
+			b.WriteString(strconv.Itoa(len(v)))
+			b.WriteString(" bytes)")
+			from = i + len(lit)
+		}
+		i += len(lit)
+	}
+	if from == 0 {
+		return s
+	}
+	b.WriteString(s[from:])
+	return b.String()
+}
+
 // LoadConfig reads, expands and validates a config file.
 func LoadConfig(path string) (*Config, error) {
 	cfg, _, err := readConfig(path, os.LookupEnv)
@@ -230,17 +290,17 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	if twoBOMs(data) {
 		// yaml.v3 takes the first and misreads the text after the second: a
 		// misspelled key somewhere below, not the file's first bytes.
-		return nil, &ConfigError{Problems: []string{path + ":1: the file begins with two byte order marks (U+FEFF): save it with one or none"}}
+		return nil, newConfigError([]string{path + ":1: the file begins with two byte order marks (U+FEFF): save it with one or none"}, nil)
 	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
-		return nil, &ConfigError{Problems: []string{yamlProblem(path, data, err)}}
+		return nil, newConfigError([]string{yamlProblem(path, data, err)}, nil)
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].ShortTag() == "!!null" {
 		// Nothing, comments, or a document start alone: what a half-written file
 		// may hold.
-		return nil, &ConfigError{Problems: []string{path + ":1: the file is empty"}}
+		return nil, newConfigError([]string{path + ":1: the file is empty"}, nil)
 	}
 	var more yaml.Node
 	if err := dec.Decode(&more); err != io.EOF {
@@ -249,9 +309,9 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 			line = more.Content[0].Line
 		}
 		if err != nil {
-			return nil, &ConfigError{Problems: []string{yamlProblem(path, data, err)}}
+			return nil, newConfigError([]string{yamlProblem(path, data, err)}, nil)
 		}
-		return nil, &ConfigError{Problems: []string{path + ":" + strconv.Itoa(line) + ": a second YAML document (after ---) is not read: one config per file"}}
+		return nil, newConfigError([]string{path + ":" + strconv.Itoa(line) + ": a second YAML document (after ---) is not read: one config per file"}, nil)
 	}
 	root := doc.Content[0]
 	var problems []string
@@ -334,7 +394,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 			problems = dropKeyProblems(problems, checked, path, refusedKeys(cfg.refused, translated))
 			problems = dropKeyProblems(problems, read, path, cfg.refused)
 		}
-		return nil, &ConfigError{Problems: dropKeyProblems(problems, nEnv, path, envKeys), tlsFiles: cfg.tlsFiles()}
+		return nil, newConfigError(dropKeyProblems(problems, nEnv, path, envKeys), cfg.tlsFiles())
 	}
 	return cfg, nil
 }

@@ -507,7 +507,7 @@ func (c *Config) buildError(key string, err error) error {
 	if errors.As(err, &ce) {
 		return err
 	}
-	return &ConfigError{Problems: c.errProblems(key, err)}
+	return newConfigError(c.errProblems(key, err), nil)
 }
 
 // attempt finds the attempt counters of the target an attempt went to.

@@ -2148,7 +2148,7 @@ func inFile(path string, err error) error {
 	for _, line := range strings.Split(err.Error(), "\n") {
 		problems = append(problems, path+": "+line)
 	}
-	return &ConfigError{Problems: problems}
+	return newConfigError(problems, nil)
 }
 
 // loopback reports whether a listener's address is on the loopback interface only.
