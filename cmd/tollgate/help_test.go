@@ -28,6 +28,47 @@ func TestHelpExitsZeroAndNamesCommands(t *testing.T) {
 	}
 }
 
+// `tollgate help`, as `go help`, is the usage asked for: on stdout with exit 0, the
+// top-level one, or with a command named that command's, as `tollgate COMMAND --help`
+// prints it. A command help does not know, or an argument after it, is a usage error.
+func TestHelpCommand(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		like []string // the command line whose --help it prints
+	}{
+		{[]string{"help"}, []string{"--help"}},
+		{[]string{"help", "help"}, []string{"--help"}},
+		{[]string{"help", "validate"}, []string{"validate", "--help"}},
+		{[]string{"help", "key"}, []string{"key", "--help"}},
+	} {
+		name := strings.Join(c.args, " ")
+		code, stdout, stderr := runBinary(t, []string{"TOLLGATE_RUNTIME_TUNING=off"}, c.args...)
+		if code != 0 || stderr != "" || !strings.Contains(stdout, "Usage:") {
+			t.Errorf("tollgate %s: exit %d, stdout %q, stderr %q; want the usage on stdout and exit 0", name, code, stdout, stderr)
+			continue
+		}
+		if _, want, _ := runBinary(t, []string{"TOLLGATE_RUNTIME_TUNING=off"}, c.like...); stdout != want {
+			t.Errorf("tollgate %s printed %q, want what tollgate %s prints, %q", name, stdout, strings.Join(c.like, " "), want)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"help", "frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"help", "validate", "prod.yaml"}, `unexpected argument "prod.yaml"`},
+	} {
+		name := strings.Join(c.args, " ")
+		code, stdout, stderr := runBinary(t, []string{"TOLLGATE_RUNTIME_TUNING=off"}, c.args...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, c.says) {
+			t.Errorf("tollgate %s: exit %d, stdout %q, stderr %q; want exit 2 saying %s", name, code, stdout, stderr, c.says)
+		}
+	}
+	if _, stdout, _ := runBinary(t, []string{"TOLLGATE_RUNTIME_TUNING=off"}, "--help"); !strings.Contains(stdout, "tollgate help") {
+		t.Errorf("the usage does not name tollgate help: %q", stdout)
+	}
+}
+
 // A usage error is not help: the error and the usage after it go to stderr, with exit
 // 2, and stdout stays empty for whatever reads it.
 func TestUsageErrorGoesToStderr(t *testing.T) {

@@ -52,6 +52,7 @@ const usage = `Usage:
   tollgate version                    print the version
   tollgate key [--expires-at T]       make a client API key (that expires at T, RFC 3339)
   tollgate key --hash                 hash a client API key read on stdin
+  tollgate help [COMMAND]             print this usage, or COMMAND's (as --help, -h)
 
 Flags:
 `
@@ -61,8 +62,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	if cmd == "help" {
+		// `tollgate help [COMMAND]` is `tollgate [COMMAND] --help`, as `go help` is:
+		// the usage on stdout, exit 0.
+		switch {
+		case len(args) > 1:
+			fmt.Fprintf(stderr, "tollgate help: unexpected argument %q (tollgate help [COMMAND])\n", args[1])
+			return 2
+		case len(args) == 0 || args[0] == "help":
+			cmd = "serve"
+		default:
+			cmd = args[0]
+		}
+		args = []string{"--help"}
+	}
 	if !slices.Contains(commands, cmd) {
-		fmt.Fprintf(stderr, "tollgate: unknown command %q (serve, validate, version, key)\n", cmd)
+		fmt.Fprintf(stderr, "tollgate: unknown command %q (serve, validate, version, key, help)\n", cmd)
 		return 2
 	}
 	if cmd == "key" {
