@@ -485,15 +485,15 @@ func (s *Server) install(rt *runtime) {
 var errURITooLong = apiError{414, "invalid_request_error", "uri_too_long", "", "The request's URL is over 8 KiB."}
 
 // serveParseError answers requests fasthttp could not read, in the error shape of the
-// API their path names (routeUnread), and closes the connection, lingering (closeLingering): fasthttp has read no more
-// than its 8 KiB buffer of the request, and a client may still be sending the rest of
-// it (a long header, the body after it, a request line it is still writing when its
-// time runs out); closing over unread bytes sends a reset, which loses the answer to
-// a client that writes its whole request before it reads (Python's requests, whose
-// SDKs then send it again). A connection that sent no byte of a request gets no
-// answer and is not counted: one idle past its wait for its first byte, or reset
-// during it, reads as ended (deadline.Listener's FirstByte), and one whose TLS
-// handshake failed carries nothing.
+// API their path names (routeUnread), and closes the connection, lingering
+// (closeLingering): fasthttp has read no more than its 8 KiB buffer of the request,
+// and a client may still be sending the rest of it (a long header, the body after it,
+// a request line it is still writing when its time runs out); closing over unread
+// bytes sends a reset, which loses the answer to a client that writes its whole
+// request before it reads (Python's requests, whose SDKs then send it again). A
+// connection that sent no byte of a request gets no answer and is not counted: one
+// idle past its wait for its first byte, or reset during it, reads as ended
+// (deadline.Listener's FirstByte), and one whose TLS handshake failed carries nothing.
 func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	if tc, ok := ctx.Conn().(tlsConn); ok && !tc.ConnectionState().HandshakeComplete {
 		return
@@ -514,8 +514,8 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 // that quote; ok is false for an error not in reading a request's header, or without
 // the quote (fasthttp's SecureErrorLogMessage).
 func quotedHead(err error) (head, rest string, ok bool) {
-	msg := err.Error()
-	if !strings.HasPrefix(msg, "error when reading request headers: ") {
+	_, msg, ok := strings.Cut(err.Error(), "error when reading request headers: ")
+	if !ok {
 		return "", "", false
 	}
 	_, quoted, ok := strings.Cut(msg, "contents: ")
