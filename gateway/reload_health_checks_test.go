@@ -88,7 +88,11 @@ backends:` + tail
 	g := startGateway(t, strings.ReplaceAll(withUp, "SLOW", slow))
 	t.Cleanup(func() { close(release) }) // before the gateway's stop
 	waitFor(t, func() bool { return checks.Load() >= 2 })
-	go tryPostChat(g.url, `{"model":"hold","messages":[{"role":"user","content":"hi"}]}`)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tryPostChat(g.url, `{"model":"hold","messages":[{"role":"user","content":"hi"}]}`)
+	}()
 	waitFor(t, func() bool { return arrived.Load() == 1 })
 
 	if err := os.WriteFile(g.path, []byte(strings.ReplaceAll(withoutUp, "SLOW", slow)), 0o644); err != nil {
@@ -97,11 +101,29 @@ backends:` + tail
 	if err := g.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	// A check under way at the reload may still arrive; none after it.
-	time.Sleep(100 * time.Millisecond)
+	// A check under way at the reload may still arrive; none after it. It ends
+	// within its timeout (1s), but reaches the upstream when its goroutine runs,
+	// which on a loaded machine may be well after the reload: wait for the checks
+	// to have stopped for longer than that timeout, then count.
+	last, quiet := checks.Load(), time.Now()
+	if !pollFor(20*time.Second, func() bool {
+		if n := checks.Load(); n != last {
+			last, quiet = n, time.Now()
+		}
+		return time.Since(quiet) > 1500*time.Millisecond
+	}) {
+		t.Fatalf("the removed backend's health checks (every 20ms) still arriving 20s after the reload, %d in all", last)
+	}
 	before := checks.Load()
 	time.Sleep(300 * time.Millisecond)
 	if n := checks.Load() - before; n != 0 {
 		t.Errorf("the removed backend made %d health checks (every 20ms) while a request of the old config was in flight", n)
+	}
+	// The upstream holds that request 10 s: checks that went on until it ended
+	// would have kept the wait above from seeing them stop.
+	select {
+	case <-finished:
+		t.Fatal("the old config's request ended before the checks were counted: they may have gone on while it ran")
+	default:
 	}
 }
