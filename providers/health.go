@@ -392,9 +392,15 @@ func (b *Backend) watch(ctx context.Context, i int) {
 		case <-ctx.Done():
 			return
 		case <-checks:
-			b.check(i)
+			// A tick and the stop may be ready together, and select picks either:
+			// a retired backend starts no check (nor read) after its stop.
+			if ctx.Err() == nil {
+				b.check(i)
+			}
 		case <-reads:
-			buf = b.readLoad(i, buf)
+			if ctx.Err() == nil {
+				buf = b.readLoad(i, buf)
+			}
 		}
 	}
 }
