@@ -46,7 +46,8 @@ func TestServeRidesOutOpenFileLimit(t *testing.T) {
 		resp.Body.Close()
 		got <- resp.Status
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// In flight once the gateway has it, before the burst.
+	waitUntil(t, func() bool { return inFlight(admin, "chat") == 1 })
 	// The burst: more connections than the limit allows, held a moment, then closed.
 	var conns []net.Conn
 	for range 100 {

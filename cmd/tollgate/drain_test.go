@@ -89,6 +89,7 @@ func TestDrainGraceEndAnswersStreamAwaitingHeader(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string]clientResult{}
 	var wg sync.WaitGroup
+	coldHeader := make(chan struct{}) // closed when the cold stream's client has its header
 	for _, ep := range []string{"held", "cold"} {
 		wg.Add(1)
 		go func() {
@@ -97,6 +98,9 @@ func TestDrainGraceEndAnswersStreamAwaitingHeader(t *testing.T) {
 			var res clientResult
 			resp, err := c.Post("http://"+api+"/v1/chat/completions", "application/json",
 				strings.NewReader(`{"model":"`+ep+`","stream":true,"max_tokens":8000,"messages":[{"role":"user","content":"hi"}]}`))
+			if ep == "cold" {
+				close(coldHeader)
+			}
 			if err != nil {
 				res.err = err.Error()
 			} else {
@@ -112,7 +116,14 @@ func TestDrainGraceEndAnswersStreamAwaitingHeader(t *testing.T) {
 			mu.Unlock()
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	// SIGTERM finds both where the test wants them: the cold stream's header sent, the
+	// held request in the handler.
+	select {
+	case <-coldHeader:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the cold stream's client had no answer header within 20s")
+	}
+	waitUntilWithin(t, 20*time.Second, func() bool { return inFlight(admin, "held") == 1 })
 	signaled := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	code, ok := exitStatus(t, cmd, 20*time.Second)

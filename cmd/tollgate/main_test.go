@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/internal/freeport"
+	"github.com/tollgate/tollgate/internal/promtest"
 )
 
 // binary and mockBinary are the tollgate and mockllm programs, built once for the package.
@@ -170,7 +171,8 @@ func TestSecondSignalStopsDraining(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// The drain waits for it only once the gateway has it.
+	waitUntilWithin(t, 20*time.Second, func() bool { return inFlight(admin, "chat") == 1 })
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -201,9 +203,22 @@ func startServe(t *testing.T, path string) (*exec.Cmd, *bytes.Buffer) {
 	return cmd, logs
 }
 
+// waitUntil polls cond for up to 20 s: a gateway process starting, reloading or
+// draining beside the whole -race suite on two cores can take seconds to get there.
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	waitUntilWithin(t, 5*time.Second, cond)
+	waitUntilWithin(t, 20*time.Second, cond)
+}
+
+// inFlight is the gateway's tollgate_in_flight_requests for endpoint, read from its
+// admin listener; -1 when it cannot be read.
+func inFlight(admin, endpoint string) float64 {
+	fams, err := promtest.Scrape("http://" + admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	n, _ := promtest.Sum(fams, "tollgate_in_flight_requests", func(l map[string]string) bool { return l["endpoint"] == endpoint })
+	return n
 }
 
 func waitUntilWithin(t *testing.T, d time.Duration, cond func() bool) {

@@ -25,7 +25,8 @@ import (
 func TestServeSIGTERMDrainsThenExits(t *testing.T) {
 	dir := t.TempDir()
 	api, admin := freePort(t), freePort(t)
-	path := writeFile(t, dir, "tollgate.yaml", opsCfg(api, admin, "1500ms", "10s"))
+	// The request's first token 3s away: the drain outlasts the checks below.
+	path := writeFile(t, dir, "tollgate.yaml", opsCfg(api, admin, "3s", "10s"))
 	cmd, logs := startServe(t, path)
 	waitUntil(t, func() bool { return statusOf("http://"+admin+"/readyz") == 200 })
 	got := make(chan int, 1)
@@ -40,19 +41,36 @@ func TestServeSIGTERMDrainsThenExits(t *testing.T) {
 		resp.Body.Close()
 		got <- resp.StatusCode
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// The drain waits for it only once the gateway has it.
+	waitUntil(t, func() bool { return inFlight(admin, "chat") == 1 })
 	cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(200 * time.Millisecond)
-	if code := statusOf("http://" + admin + "/readyz"); code != 503 {
-		t.Errorf("/readyz during the drain: observed %d, expected 503", code)
+	// The drain begins when the signal has been handled: not ready from then on.
+	readyz := 0
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if readyz = statusOf("http://" + admin + "/readyz"); readyz != 200 {
+			break
+		}
 	}
-	if code := statusOf("http://" + admin + "/healthz"); code != 200 {
-		t.Errorf("/healthz during the drain: observed %d, expected 200 (liveness must not fail, or the kubelet kills the draining pod)", code)
+	if readyz != 503 {
+		t.Errorf("/readyz during the drain: observed %d, expected 503", readyz)
 	}
 	cmd.Process.Signal(syscall.SIGHUP)
-	if c, err := net.DialTimeout("tcp", api, 500*time.Millisecond); err == nil {
-		c.Close()
+	// The API listener closes right after /readyz turns: poll for that, not for a
+	// scheduling race.
+	accepting := true
+	for end := time.Now().Add(5 * time.Second); accepting && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", api, 500*time.Millisecond)
+		if accepting = err == nil; accepting {
+			c.Close()
+		}
+	}
+	if accepting {
 		t.Errorf("API listener still accepts new connections during the drain")
+	}
+	// Still draining (the admin listener closes only after the drain): the refusal
+	// above was the drain's, not the exit's.
+	if code := statusOf("http://" + admin + "/healthz"); code != 200 {
+		t.Errorf("/healthz during the drain: observed %d, expected 200 (liveness must not fail, or the kubelet kills the draining pod)", code)
 	}
 	select {
 	case code := <-got:
