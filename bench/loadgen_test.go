@@ -192,9 +192,13 @@ func TestRunClosedLoop(t *testing.T) {
 }
 
 // The same pacer drives a path that keeps up and one whose 2 workers cannot
-// (20 ms answers at 200 req/s): the send lag is the pacer's own and stays alike,
-// the slow path's shortfall shows as its wait for a worker, as requests that
-// found no free worker, and as an achieved rate below the offered one.
+// (20 ms answers at 200 req/s): the send lag is the pacer's own, the slow path's
+// shortfall shows as its wait for a worker, as requests that found no free
+// worker, and as an achieved rate below the offered one. The slow path's send lag
+// is held against the worker wait it must leave out (hundreds of ms by the end of
+// the run; a lag that held it would be at least as long), not against the fast
+// path's lag: both are the pacer's scheduling, which a loaded machine stretches
+// to tens of ms on one run and not the other.
 func TestRunLoadSendLagExcludesWorkerWait(t *testing.T) {
 	fast, slow := startStandIn(t, ""), startStandIn(t, "")
 	slow.delay = func(int64) time.Duration { return 20 * time.Millisecond }
@@ -208,9 +212,9 @@ func TestRunLoadSendLagExcludesWorkerWait(t *testing.T) {
 	if f.OK == 0 || sl.OK == 0 || sl.OK != sl.Measured {
 		t.Fatalf("setup: ok %d, and %d of %d", f.OK, sl.OK, sl.Measured)
 	}
-	if sl.SendLag.P99 > 10*f.SendLag.P99+10_000 {
-		t.Errorf("send lag p99 %.0f µs on the slow path against %.0f µs on the fast one: the wait for a worker is in it",
-			sl.SendLag.P99, f.SendLag.P99)
+	if 4*sl.SendLag.P99 > sl.WorkerWait.P99 {
+		t.Errorf("send lag p99 %.0f µs on the slow path against a worker wait p99 of %.0f µs: the wait for a worker is in it",
+			sl.SendLag.P99, sl.WorkerWait.P99)
 	}
 	if sl.SendLag.Count != sl.OK || sl.WorkerWait.Count != sl.OK {
 		t.Errorf("send lag %d and worker wait %d samples for %d answers", sl.SendLag.Count, sl.WorkerWait.Count, sl.OK)
