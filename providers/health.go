@@ -369,35 +369,42 @@ func (b *Backend) Healthy() bool {
 
 var strGet = []byte("GET")
 
-// watch runs a target's active checks and load reads until ctx ends.
-func (b *Backend) watch(ctx context.Context, i int) {
+// watchChecks runs a target's active checks until ctx ends, and watchLoad its load
+// reads: apart, so that a check that takes its whole timeout does not hold up the
+// reads (the load would go stale, and the target rank after every target read), nor
+// a /metrics that hangs for the reads' timeout hold up the checks that would find the
+// target down.
+func (b *Backend) watchChecks(ctx context.Context, i int) {
 	p := &b.pool
 	defer p.wg.Done()
-	var checks, reads <-chan time.Time
-	var buf []byte
-	if p.set.active {
-		t := time.NewTicker(p.set.interval)
-		defer t.Stop()
-		checks = t.C
-		b.check(i)
-	}
-	if p.set.balance == vllmQueue {
-		t := time.NewTicker(p.set.metricsInterval)
-		defer t.Stop()
-		reads = t.C
-		buf = b.readLoad(i, buf)
-	}
+	t := time.NewTicker(p.set.interval)
+	defer t.Stop()
+	b.check(i)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-checks:
+		case <-t.C:
 			// A tick and the stop may be ready together, and select picks either:
-			// a retired backend starts no check (nor read) after its stop.
+			// a retired backend starts no check after its stop.
 			if ctx.Err() == nil {
 				b.check(i)
 			}
-		case <-reads:
+		}
+	}
+}
+
+func (b *Backend) watchLoad(ctx context.Context, i int) {
+	p := &b.pool
+	defer p.wg.Done()
+	t := time.NewTicker(p.set.metricsInterval)
+	defer t.Stop()
+	buf := b.readLoad(i, nil)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 			if ctx.Err() == nil {
 				buf = b.readLoad(i, buf)
 			}

@@ -361,6 +361,7 @@ func (b *Backend) initPool(ps *Pools) {
 			p.checkers = append(p.checkers, &fasthttp.HostClient{
 				SecureErrorLogMessage: true,
 				Addr:                  t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, TLSConfig: t.client.TLSConfig, DialTimeout: dial,
+				// One for the checks, one for the load reads: each runs on its own.
 				MaxConns: 2, MaxIdleConnDuration: t.client.MaxIdleConnDuration,
 				// Checks and load reads every few seconds keep a connection busy for good:
 				// replaced at the age request connections are, it follows a DNS change too.
@@ -396,8 +397,14 @@ func (b *Backend) Start(ctx context.Context) {
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	for i := range p.states {
-		p.wg.Add(1)
-		go b.watch(ctx, i)
+		if p.set.active {
+			p.wg.Add(1)
+			go b.watchChecks(ctx, i)
+		}
+		if p.set.balance == vllmQueue {
+			p.wg.Add(1)
+			go b.watchLoad(ctx, i)
+		}
 	}
 }
 
