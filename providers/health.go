@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,11 @@ type targetState struct {
 	ejected atomic.Bool
 	down    atomic.Bool
 	probing atomic.Bool
+	// removed is set while the backend in service under the name (Activate) does not
+	// have the target: a reload took it out of the config. The replaced config's
+	// requests still finish on it, but its slots go to a waiter only when none of
+	// that waiter's targets kept is in service (queue.serveLocked).
+	removed atomic.Bool
 	// until is when the ejection runs out, leftAt when the target last went out of
 	// service, both in Unix nanoseconds.
 	until  atomic.Int64
@@ -80,6 +86,9 @@ func (st *targetState) moved(was bool, now time.Time) shift {
 
 // available reports whether the target takes ordinary requests.
 func (st *targetState) available() bool { return !st.ejected.Load() && !st.down.Load() }
+
+// kept reports whether the target is in service and in the config in service.
+func (st *targetState) kept() bool { return st.available() && !st.removed.Load() }
 
 // up reports whether the target counts as healthy: in service, or ejected with the
 // ejection run out (now in Unix nanoseconds) and not found down by active checks. Such
@@ -500,6 +509,11 @@ func (p *Pools) activate(b *Backend) *Backend {
 	defer p.mu.Unlock()
 	old := p.active[b.Name]
 	p.active[b.Name] = b
+	for k, st := range p.targets {
+		if k.backend == b.Name {
+			st.removed.Store(!slices.Contains(b.pool.states, st))
+		}
+	}
 	if old == b {
 		return nil
 	}

@@ -812,9 +812,10 @@ func (p *pool) offerTrialLocked(i int) {
 	if !st.ejected.Load() || st.probing.Load() || st.down.Load() || p.now().UnixNano() < st.until.Load() {
 		return
 	}
+	removed := st.removed.Load()
 	for k, w := range q.list {
 		j := slices.Index(w.states, st)
-		if j < 0 || !w.takes(j) {
+		if j < 0 || !w.takes(j) || removed && w.keepsAny() {
 			continue
 		}
 		if !st.probing.CompareAndSwap(false, true) {
@@ -2082,6 +2083,12 @@ func (w *waiter) takes(i int) bool {
 	return !w.avoid.has(i) || !inServiceOutside(w.states, &w.avoid)
 }
 
+// keepsAny reports whether a target of the waiter's backend in service is one the
+// backend in service under its name has too (a reload kept it).
+func (w *waiter) keepsAny() bool {
+	return slices.ContainsFunc(w.states, (*targetState).kept)
+}
+
 // stranded reports whether no target the waiter can take is in service: none of its
 // backend's, or a pinned call's own.
 func (w *waiter) stranded() bool {
@@ -2239,12 +2246,15 @@ func (q *queue) serveLocked(st *targetState, limit int64) {
 	if !st.available() {
 		return
 	}
+	removed := st.removed.Load()
 	for k := 0; k < len(q.list); {
 		w := q.list[k]
 		i := slices.Index(w.states, st)
-		if i < 0 || !w.takes(i) {
-			// A backend before or after a reload that dropped the target, or a
-			// retry that waits for a target that has not failed it.
+		if i < 0 || !w.takes(i) || removed && w.keepsAny() {
+			// A backend before or after a reload that dropped the target (a
+			// waiter queued before it takes a target the reload removed only while
+			// none it kept is in service), or a retry that waits for a target that
+			// has not failed it.
 			k++
 			continue
 		}
