@@ -85,10 +85,11 @@ func appendFormBody(dst []byte, call *Call, model []byte) []byte {
 // passAudioAnswer gives out up, a 2xx audio API answer on t read whole: a JSON answer
 // (json, verbose_json) as passAnswer gives one, its usage read; a text one (text, srt,
 // vtt) as it came, under its own content type, or text/plain when it names none and
-// is not JSON.
+// is not a JSON object (the audio API's JSON answers are objects; a transcript may
+// read as another JSON value: "7", "null").
 func (o *openAI) passAudioAnswer(t *Target, up, out *fasthttp.Response, res *Result) error {
 	ct := up.Header.ContentType()
-	if len(ct) == 0 && jsonscan.Valid(up.Body()) || len(ct) > 0 && bytes.Equal(jsonType(ct), ct) {
+	if len(ct) == 0 && jsonObject(up.Body()) || len(ct) > 0 && bytes.Equal(jsonType(ct), ct) {
 		return o.passAnswer(t, up, out, res)
 	}
 	if len(ct) == 0 {
@@ -102,6 +103,12 @@ func (o *openAI) passAudioAnswer(t *Target, up, out *fasthttp.Response, res *Res
 }
 
 var strTextPlain = []byte("text/plain; charset=utf-8")
+
+// jsonObject reports whether b is a JSON object, around whitespace.
+func jsonObject(b []byte) bool {
+	i := jsonscan.SkipSpace(b, 0)
+	return i < len(b) && b[i] == '{' && jsonscan.Valid(b)
+}
 
 // maxAudioMillis bounds the audio duration an answer is believed to report: a year.
 const maxAudioMillis = 365 * 24 * 3600 * 1000
