@@ -1,5 +1,7 @@
 package gateway
 
+import "github.com/tollgate/tollgate/providers"
+
 // streamedUsage gives a stream cut after its first tokens, before its usage came (the
 // usage comes last), or one whose upstream sent none, the usage of what it streamed, as LiteLLM and OpenAI's own billing
 // count a stream stopped midway, rather than leaving its whole estimate (max_tokens,
@@ -39,9 +41,20 @@ func (r *request) streamedUsage() {
 // message's text, thinking and tool input), rather than leaving its whole estimate
 // charged while the metrics and the access log count nothing. An answer whose usage
 // came but held no believable count, a background response whose work is still to
-// come, and a call that generates nothing keep the estimate (record).
+// come, and the calls no token count settles (an audio API's, priced by its duration;
+// a tokenizer call's, charged nothing) keep the estimate (record). An embeddings
+// call, a rerank or a score generates nothing: its prompt's estimate is its usage,
+// output none.
 func (r *request) answeredUsage() {
-	if !r.res.NoUsage || r.usage.Counted() || r.f.completions(r.call.Kind) == 0 {
+	if !r.res.NoUsage || r.usage.Counted() {
+		return
+	}
+	switch r.call.Kind {
+	case providers.Embeddings, providers.Rerank, providers.Score:
+		r.usage.Input, r.usageEst = r.promptEstimate(), true
+		return
+	}
+	if r.f.completions(r.call.Kind) == 0 {
 		return
 	}
 	r.outBytes = int64(r.res.OutputBytes)
