@@ -140,10 +140,13 @@ type state struct {
 	failed   bool // ended by an error event (x-mock-error-after)
 	ttftD    time.Duration
 	tpotD    time.Duration
-	prefix   []byte
-	ev       []byte
-	pending  []byte
-	jsonOff  int
+	// paceAt is when the last step's content was due (real timers only): each later
+	// step is due tpotD after the one before, whenever a timer woke for it.
+	paceAt  time.Time
+	prefix  []byte
+	ev      []byte
+	pending []byte
+	jsonOff int
 }
 
 // reset clears the request fields and keeps every buffer's capacity.
@@ -236,10 +239,22 @@ func isNull(raw []byte) bool { return string(raw) == "null" }
 // waitContent sleeps before content of generation step step: TTFT before the first,
 // TPOT before each later step (the choices of one step come out together). It
 // returns errGone when the client left meanwhile.
+//
+// With real timers a stream is paced by the clock, as an engine's steps are: step k
+// is due TTFT plus k TPOTs after the first wait began, so a timer that wakes late
+// (a Go timer in an idle process may wake up to a millisecond after its time) delays
+// that step alone, not every step after it; a stream of 1ms TPOT would otherwise run
+// at about two thirds of its token rate, at a rate that moves with the machine's
+// load. A step already due (a client that reads slower than the rate) is not waited
+// for. Options.Sleep waits each TPOT whole, as its recorded sleeps show.
 func (st *state) waitContent(step int) error {
+	real := st.s.opts.Sleep == nil
 	if !st.started {
 		st.started = true
 		st.lastStep = step
+		if real {
+			st.paceAt = time.Now().Add(st.ttftD)
+		}
 		if !st.wait(st.ttftD) {
 			return errGone
 		}
@@ -250,11 +265,21 @@ func (st *state) waitContent(step int) error {
 	if step != st.lastStep {
 		st.lastStep = step
 		d = st.tpotD
+		if real && d > 0 {
+			d = st.stepDelay(time.Now())
+		}
 	}
 	if !st.wait(d) {
 		return errGone
 	}
 	return nil
+}
+
+// stepDelay moves the pace to the next step's due time and returns how long from now
+// that is: negative when it is already due.
+func (st *state) stepDelay(now time.Time) time.Duration {
+	st.paceAt = st.paceAt.Add(st.tpotD)
+	return st.paceAt.Sub(now)
 }
 
 // The latency histograms observe what the request was meant to take, as vLLM's engine
