@@ -378,44 +378,25 @@ func (b *Backend) Healthy() bool {
 
 var strGet = []byte("GET")
 
-// watchChecks runs a target's active checks until ctx ends, and watchLoad its load
-// reads: apart, so that a check that takes its whole timeout does not hold up the
-// reads (the load would go stale, and the target rank after every target read), nor
-// a /metrics that hangs for the reads' timeout hold up the checks that would find the
-// target down.
-func (b *Backend) watchChecks(ctx context.Context, i int) {
-	p := &b.pool
+// every runs run now and then each interval until ctx ends, on a goroutine of the
+// pool's wait group. A target's active checks and its load reads each run on their
+// own: a check that takes its whole timeout must not hold up the reads (the load
+// would go stale, and the target rank after every target read), nor a /metrics that
+// hangs for the reads' timeout the checks that would find the target down.
+func (p *pool) every(ctx context.Context, interval time.Duration, run func()) {
 	defer p.wg.Done()
-	t := time.NewTicker(p.set.interval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
-	b.check(i)
+	run()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			// A tick and the stop may be ready together, and select picks either:
-			// a retired backend starts no check after its stop.
+			// a retired backend starts no check or read after its stop.
 			if ctx.Err() == nil {
-				b.check(i)
-			}
-		}
-	}
-}
-
-func (b *Backend) watchLoad(ctx context.Context, i int) {
-	p := &b.pool
-	defer p.wg.Done()
-	t := time.NewTicker(p.set.metricsInterval)
-	defer t.Stop()
-	buf := b.readLoad(i, nil)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if ctx.Err() == nil {
-				buf = b.readLoad(i, buf)
+				run()
 			}
 		}
 	}

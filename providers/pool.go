@@ -399,11 +399,12 @@ func (b *Backend) Start(ctx context.Context) {
 	for i := range p.states {
 		if p.set.active {
 			p.wg.Add(1)
-			go b.watchChecks(ctx, i)
+			go p.every(ctx, p.set.interval, func() { b.check(i) })
 		}
 		if p.set.balance == vllmQueue {
+			var buf []byte
 			p.wg.Add(1)
-			go b.watchLoad(ctx, i)
+			go p.every(ctx, p.set.metricsInterval, func() { buf = b.readLoad(i, buf) })
 		}
 	}
 }
