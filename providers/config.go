@@ -677,6 +677,17 @@ func checkURL(raw string) error {
 	if u.User != nil {
 		return errors.New("must not hold credentials (use api_key)")
 	}
+	if strings.IndexByte(raw, ' ') >= 0 {
+		// url.Parse takes one in a path or query, and the request line would carry
+		// it as it is ("POST /v1 /chat/completions HTTP/1.1"), malformed.
+		return errors.New("holds a space, which no request line can carry (escape it as %20)")
+	}
+	if strings.IndexByte(raw, '#') >= 0 {
+		// Never sent: operations go after the URL, so with a fragment an openai
+		// backend's requests lose it and an azure one's go to the fragment's
+		// host root, their paths read as part of the fragment.
+		return errors.New("has a fragment (#...), which is never sent (escape a # of the path or query as %23)")
+	}
 	if p := URLPortProblem(u); p != "" {
 		return errors.New(p)
 	}
