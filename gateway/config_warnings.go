@@ -33,7 +33,11 @@ func configWarnings(rt *runtime, now time.Time) []string {
 		warn("server.admin_listen", warnAdminOpen)
 	}
 	for _, name := range c.backendNames() {
-		if c.Backends[name].TLS.InsecureSkipVerify {
+		b := c.Backends[name]
+		for _, w := range b.URLWarnings() {
+			warn("backends."+name+"."+w.Key(), w.Problem())
+		}
+		if b.TLS.InsecureSkipVerify {
 			warn("backends."+name+".tls.insecure_skip_verify", warnInsecureTLS)
 		}
 	}

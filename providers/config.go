@@ -900,3 +900,55 @@ func (c *Config) validatePool() []error {
 	}
 	return errs
 }
+
+// operationPaths are the paths a backend's requests add to its base_url or target,
+// the longer of two that end alike first.
+var operationPaths = [...]Kind{Chat, Completions, Embeddings, Responses, Rerank, Score, CountTokens, Messages, Transcription, Translation}
+
+// URLWarnings are the backend's URLs that hold what each request adds to them, an
+// operation's path or (azure) a deployment's, as an API's documentation shows a whole
+// endpoint URL: every request would go to that path twice. Warnings, not errors: a
+// proxy in front may map such a path on. Each is a key (base_url, targets[i]) and
+// what it does; a URL that does not parse is Validate's.
+func (c *Config) URLWarnings() []*FieldError {
+	if c.Provider == "mock" {
+		return nil
+	}
+	var out []*FieldError
+	for i, raw := range append([]string{c.BaseURL}, c.Targets...) {
+		u, err := url.Parse(raw)
+		if raw == "" || err != nil {
+			continue
+		}
+		key := "base_url"
+		if i > 0 {
+			key = "targets[" + strconv.Itoa(i-1) + "]"
+		}
+		p := strings.TrimRight(u.Path, "/")
+		if c.Provider == "azure" {
+			switch {
+			case strings.Contains(p+"/", "/openai/deployments/"):
+				out = append(out, &FieldError{key: key, problem: "names a deployment (/openai/deployments/…), which each request's path adds itself: give the resource's endpoint (https://RESOURCE.openai.azure.com) and the deployment in deployment"})
+				continue
+			case strings.HasSuffix(p, "/openai/v1"):
+				out = append(out, &FieldError{key: key, problem: "is Azure OpenAI's v1 API (/openai/v1), which provider azure does not speak (its requests go to /openai/deployments/… after it): reach it with provider openai, or give the resource's endpoint alone"})
+				continue
+			}
+		}
+		for _, k := range operationPaths {
+			op := k.Path()
+			if !strings.HasSuffix(p, op) {
+				continue
+			}
+			base := "http://HOST:8000/v1, https://api.openai.com/v1"
+			if c.Provider == "anthropic" {
+				base = "https://api.anthropic.com/v1"
+			} else if c.Provider == "azure" {
+				base = "https://RESOURCE.openai.azure.com"
+			}
+			out = append(out, &FieldError{key: key, problem: "ends in " + op + ", a path each request adds itself (…" + op + op + "): give the API's base (" + base + ")"})
+			break
+		}
+	}
+	return out
+}
