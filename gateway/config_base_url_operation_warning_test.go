@@ -71,3 +71,36 @@ endpoints:
 		t.Errorf("Validate refuses a config with warnings only: %v", err)
 	}
 }
+
+// An anthropic backend's base_url as the Anthropic SDKs take it
+// (https://api.anthropic.com, no /v1) had each request go to /messages, answered 404;
+// it loads with a warning, and a URL ending in /v1 (an Anthropic-compatible server's
+// path included) gets none.
+func TestCheckConfigWarnsAnthropicBaseURLWithoutV1(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "tollgate.yaml")
+	conf := `backends:
+  sdk: {provider: anthropic, base_url: "https://api.anthropic.com", model: claude-sonnet-4-5}
+  slash: {provider: anthropic, base_url: "https://api.anthropic.com/", model: claude-sonnet-4-5}
+  pool: {provider: anthropic, targets: ["http://10.0.0.1:8000/v1", "http://10.0.0.2:8000/anthropic"], model: m}
+  compat: {provider: anthropic, base_url: "https://api.example.com/anthropic/v1/", model: m}
+endpoints:
+  - {name: chat, type: chat, routes: [{backend: sdk, weight: 25}, {backend: slash, weight: 25}, {backend: pool, weight: 25}, {backend: compat, weight: 25}]}
+`
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := CheckConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const w = ": warning: does not end in /v1: each request adds /messages to it, and Anthropic's API (and the servers that speak it) answer at …/v1/messages: give https://api.anthropic.com/v1, or the server's …/v1"
+	want := []string{
+		path + ":4: backends.pool.targets[1]" + w,
+		path + ":2: backends.sdk.base_url" + w,
+		path + ":3: backends.slash.base_url" + w,
+	}
+	if strings.Join(warnings, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(warnings, "\n"), strings.Join(want, "\n"))
+	}
+}

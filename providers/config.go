@@ -947,8 +947,18 @@ func (c *Config) URLWarnings() []*FieldError {
 				base = "https://RESOURCE.openai.azure.com"
 			}
 			out = append(out, &FieldError{key: key, problem: "ends in " + op + ", a path each request adds itself (…" + op + op + "): give the API's base (" + base + ")"})
+			p = "/v1"
 			break
+		}
+		if c.Provider == "anthropic" && !strings.HasSuffix(p, "/v1") {
+			out = append(out, &FieldError{key: key, problem: anthropicNoV1})
 		}
 	}
 	return out
 }
+
+// anthropicNoV1 warns of an anthropic backend's URL whose path does not end in /v1,
+// as the Anthropic SDKs' base URL (https://api.anthropic.com) does not: the gateway
+// adds /messages to it, where Anthropic's API, and the servers that speak it, answer
+// under /v1/messages.
+const anthropicNoV1 = "does not end in /v1: each request adds /messages to it, and Anthropic's API (and the servers that speak it) answer at …/v1/messages: give https://api.anthropic.com/v1, or the server's …/v1"
