@@ -2508,10 +2508,19 @@ func (c *Config) listenProblems(add func(key, problem string)) {
 }
 
 // sameHost reports whether two listen hosts may take the same address: equal, or
-// either one all addresses (empty, 0.0.0.0 or ::). Names are not resolved.
+// either one all addresses (empty, 0.0.0.0 or ::). Names are not resolved (validate
+// may run on another machine), but for localhost, on which Go listens at 127.0.0.1
+// (IPv4 first): "localhost:8080" beside "127.0.0.1:8080" passed here and then failed
+// to listen at start.
 func sameHost(a, b string) bool {
 	all := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
-	return a == b || all(a) || all(b)
+	local := func(h string) string {
+		if strings.EqualFold(h, "localhost") {
+			return "127.0.0.1"
+		}
+		return h
+	}
+	return local(a) == local(b) || all(a) || all(b)
 }
 
 // combinedLimitProblems finds the keys whose limits, with those of an endpoint the
