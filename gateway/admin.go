@@ -148,6 +148,12 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 			writeError(&ctx.Response, methodNotAllowed(ctx, strPutPostDelete))
 			return
 		}
+		if rt.endpoints[name] == nil {
+			// No endpoint is the first thing wrong: weights for one, however
+			// written, would not make it exist.
+			writeError(&ctx.Response, s.routingError(name, "", router.ErrUnknownModel))
+			return
+		}
 		weights, ok := parseWeights(ctx.PostBody())
 		if !ok {
 			writeError(&ctx.Response, &apiError{400, "invalid_request_error", "invalid_weights", "", "Invalid weights for `" + name + "`: the body must be a JSON object" + ` of route (its backend or variant name) to weight, e.g. {"stable": 90, "canary": 10}.`})
