@@ -167,6 +167,14 @@ func serve(path string, stderr io.Writer) int {
 	defer closeLogs(logs)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		// The first SIGTERM or SIGINT drains; a second one while it drains ends the
+		// process at once, as the signal does by default. So does a second one while
+		// the gateway starts: a start held up (a config path naming a FIFO nothing
+		// writes, a Redis that does not answer) is not left deaf to Ctrl-C.
+		stop()
+	}()
 	s, err := gateway.New(path, gateway.Options{LogOutput: logs})
 	if err != nil {
 		// After the warnings New may have queued.
@@ -175,12 +183,6 @@ func serve(path string, stderr io.Writer) int {
 	}
 	mem.log(s.Logger())
 	go mem.follow(ctx, memlimit.FromCgroup, s.Logger(), memLimitRefresh)
-	go func() {
-		<-ctx.Done()
-		// The first SIGTERM or SIGINT drains; a second one while it drains ends the
-		// process at once, as the signal does by default.
-		stop()
-	}()
 	go func() {
 		for range hup {
 			_ = s.Reload()
