@@ -69,7 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case len(args) > 1:
 			fmt.Fprintf(stderr, "tollgate help: unexpected argument %q (tollgate help [COMMAND])\n", args[1])
 			return 2
-		case len(args) == 0 || args[0] == "help":
+		case len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+			// `tollgate help --help` is `tollgate [COMMAND] --help` with the command help.
 			cmd = "serve"
 		default:
 			cmd = args[0]
