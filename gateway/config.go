@@ -2401,8 +2401,10 @@ func (c *Config) problems() []string {
 		}
 		addErr(p, limiter.ValidateLimits(e.Limits))
 		// An MLflow traffic route whose destinations were refused has no routes to
-		// check (fromMLflowRoute).
-		if e.mlflow == nil || !e.mlflow.refused {
+		// check (fromMLflowRoute). An MLflow endpoint without a name has its one route
+		// to a backend named after it, whose empty name is the name's problem, said
+		// above: the route's would name the model block as required.
+		if e.mlflow == nil || !e.mlflow.refused && (e.Name != "" || e.mlflow.trafficRoute) {
 			if _, err := router.NewEndpoint(e.Name, e.Config, backendNames); err != nil {
 				addErr(p, err)
 			}
