@@ -353,6 +353,8 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 	mlflow := isMLflow(root)
 	var mlflowRef func(n *yaml.Node, key string)
 	if mlflow {
+		// A provider's config that is not read names no variable to read.
+		skipUnsupportedConfigs(root, true)
 		// MLflow's $VAR, read in the same pass as ${VAR}: a value either gives is
 		// not read again (a secret that begins with '$' stays the secret).
 		mlflowRef = func(n *yaml.Node, key string) { expandMLflowRef(n, key, env, malformedEnv) }

@@ -389,7 +389,7 @@ var mlflowProviders = map[string]mlflowProvider{
 // readMLflow decodes an MLflow gateway config as checkKeys and decodeRest do ours,
 // reporting what they find, and reports whether the file could be read.
 func readMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem string)) (*mlflowFile, bool) {
-	skipUnsupportedConfigs(root)
+	skipUnsupportedConfigs(root, false)
 	if !hasKey(root, "endpoints") {
 		checkKeys(root, reflect.TypeOf(mlflowFile{}), "", cfg, report)
 		f := &mlflowFile{}
@@ -414,7 +414,12 @@ func readMLflow(root *yaml.Node, cfg *Config, report func(line int, key, problem
 // would be a second message for the same mistake. The value is replaced in the model
 // mapping, not changed where it is written: an anchor there may serve another entry.
 // A config merged in (<<) is covered by an own null one.
-func skipUnsupportedConfigs(root *yaml.Node) {
+//
+// Called early, before the environment is read, it sets aside only what that reading
+// would otherwise look into to no end (the variables of a config not read, their being
+// unset a problem beside the provider's): an entry's own config holding no anchor, of a
+// provider named without a variable.
+func skipUnsupportedConfigs(root *yaml.Node, early bool) {
 	list := mergedValue(root, "endpoints")
 	if list == nil {
 		list = mergedValue(root, "routes")
@@ -428,12 +433,12 @@ func skipUnsupportedConfigs(root *yaml.Node) {
 			continue
 		}
 		if p := mergedValue(model, "provider"); p != nil && p.Kind == yaml.ScalarNode {
-			if _, ok := mlflowProviders[p.Value]; ok {
+			if _, ok := mlflowProviders[p.Value]; ok || early && strings.Contains(p.Value, "$") {
 				continue
 			}
 		}
 		c := mergedValue(model, "config")
-		if c == nil {
+		if c == nil || early && !ownUnanchored(model, "config") {
 			continue
 		}
 		null := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: c.Line, Column: c.Column}
@@ -448,6 +453,26 @@ func skipUnsupportedConfigs(root *yaml.Node) {
 			model.Content = append(model.Content, k, null)
 		}
 	}
+}
+
+// ownUnanchored reports whether the mapping n has key itself (not merged in), its
+// value written there (no alias) and holding no anchor another key could name.
+func ownUnanchored(n *yaml.Node, key string) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !isMergeKey(k) && k.Value == key {
+			return !holdsAnchor(n.Content[i+1])
+		}
+	}
+	return false
+}
+
+// holdsAnchor reports whether n, or a node written inside it, is an alias or has an
+// anchor.
+func holdsAnchor(n *yaml.Node) bool {
+	if n.Anchor != "" || n.Kind == yaml.AliasNode {
+		return true
+	}
+	return slices.ContainsFunc(n.Content, holdsAnchor)
 }
 
 // mergedValue is the value yaml.v3 decodes for key of the mapping n, an alias
