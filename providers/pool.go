@@ -2084,10 +2084,17 @@ func (w *waiter) takes(i int) bool {
 	return !w.avoid.has(i) || !inServiceOutside(w.states, &w.avoid)
 }
 
-// keepsAny reports whether a target of the waiter's backend in service is one the
-// backend in service under its name has too (a reload kept it).
+// keepsAny reports whether a target of the waiter's backend in service, one it takes
+// (takes), is one the backend in service under its name has too (a reload kept it).
+// A kept target the waiter does not take (a retry's failed one, another than a pinned
+// call's own) is none it would be handed a slot on.
 func (w *waiter) keepsAny() bool {
-	return slices.ContainsFunc(w.states, (*targetState).kept)
+	for j, st := range w.states {
+		if st.kept() && w.takes(j) {
+			return true
+		}
+	}
+	return false
 }
 
 // stranded reports whether no target the waiter can take is in service: none of its
