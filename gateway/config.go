@@ -252,7 +252,12 @@ func boundQuoted(s string) string {
 			i++
 			continue
 		}
-		if v, err := strconv.Unquote(lit); err == nil && len(v) > maxQuoted {
+		v, err := strconv.Unquote(lit)
+		if lit[0] == '`' {
+			// As written: Go's raw strings drop every '\r', which a value may hold.
+			v = lit[1 : len(lit)-1]
+		}
+		if err == nil && len(v) > maxQuoted {
 			cut := maxQuoted
 			for cut > 0 && !utf8.RuneStart(v[cut]) {
 				cut--
