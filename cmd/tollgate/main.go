@@ -57,6 +57,11 @@ const usage = `Usage:
 Flags:
 `
 
+// isHelpFlag reports whether arg asks for a command's usage, as its flag set takes it.
+func isHelpFlag(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "--h"
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -66,10 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// `tollgate help [COMMAND]` is `tollgate [COMMAND] --help`, as `go help` is:
 		// the usage on stdout, exit 0.
 		switch {
-		case len(args) > 1:
-			fmt.Fprintf(stderr, "tollgate help: unexpected argument %q (tollgate help [COMMAND])\n", args[1])
+		case len(args) > 2 || len(args) == 2 && !isHelpFlag(args[1]):
+			fmt.Fprintf(stderr, "tollgate help: unexpected argument %q (tollgate help [COMMAND])\n", args[len(args)-1])
 			return 2
-		case len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+		case len(args) == 0 || args[0] == "help" || isHelpFlag(args[0]):
 			// `tollgate help --help` is `tollgate [COMMAND] --help` with the command help.
 			cmd = "serve"
 		default:
