@@ -454,7 +454,7 @@ func (r *request) cacheDecide(ctx *fasthttp.RequestCtx) {
 // sending it on two lines or more, which is not looked up: which one the upstream
 // reads is its own choice. The value views the request's header.
 func anthropicVersion(h *fasthttp.RequestHeader) (v []byte, ok bool) {
-	for _, l := range h.PeekAll(hdrAnthropicVersionName) {
+	for _, l := range h.PeekAll(hdrAnthropicVersion) {
 		if v != nil {
 			return nil, false
 		}
@@ -462,9 +462,6 @@ func anthropicVersion(h *fasthttp.RequestHeader) (v []byte, ok bool) {
 	}
 	return v, true
 }
-
-// hdrAnthropicVersionName names the Anthropic API version a request is written for.
-const hdrAnthropicVersionName = "Anthropic-Version"
 
 // hasLine reports whether the request has a line of header name that is not empty.
 func hasLine(h *fasthttp.RequestHeader, name string) bool {

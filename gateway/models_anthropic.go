@@ -27,12 +27,13 @@ type listedModel struct {
 	object []byte
 }
 
-var hdrAnthropicVersion = []byte("anthropic-version")
+// hdrAnthropicVersion names the Anthropic API version a request is written for.
+const hdrAnthropicVersion = "Anthropic-Version"
 
 // anthropicClient reports whether a request comes from an Anthropic SDK (or a client
 // written against Anthropic's API), by the anthropic-version header it sends.
 func anthropicClient(h *fasthttp.RequestHeader) bool {
-	return len(h.PeekBytes(hdrAnthropicVersion)) > 0
+	return len(h.Peek(hdrAnthropicVersion)) > 0
 }
 
 // anthropicModels renders the model objects of every endpoint and alias, in the order
