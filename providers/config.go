@@ -924,37 +924,39 @@ func (c *Config) URLWarnings() []*FieldError {
 		if i > 0 {
 			key = "targets[" + strconv.Itoa(i-1) + "]"
 		}
-		p := strings.TrimRight(u.Path, "/")
-		if c.Provider == "azure" {
-			switch {
-			case strings.Contains(p+"/", "/openai/deployments/"):
-				out = append(out, &FieldError{key: key, problem: "names a deployment (/openai/deployments/…), which each request's path adds itself: give the resource's endpoint (https://RESOURCE.openai.azure.com) and the deployment in deployment"})
-				continue
-			case strings.HasSuffix(p, "/openai/v1"):
-				out = append(out, &FieldError{key: key, problem: "is Azure OpenAI's v1 API (/openai/v1), which provider azure does not speak (its requests go to /openai/deployments/… after it): reach it with provider openai, or give the resource's endpoint alone"})
-				continue
-			}
+		if w := c.urlWarning(strings.TrimRight(u.Path, "/")); w != "" {
+			out = append(out, &FieldError{key: key, problem: w})
 		}
-		for _, k := range operationPaths {
-			op := k.Path()
-			if !strings.HasSuffix(p, op) {
-				continue
-			}
+	}
+	return out
+}
+
+// urlWarning is what a URL of the backend whose path is p (no trailing slash) does
+// wrong, or "" (URLWarnings).
+func (c *Config) urlWarning(p string) string {
+	if c.Provider == "azure" {
+		switch {
+		case strings.Contains(p+"/", "/openai/deployments/"):
+			return "names a deployment (/openai/deployments/…), which each request's path adds itself: give the resource's endpoint (https://RESOURCE.openai.azure.com) and the deployment in deployment"
+		case strings.HasSuffix(p, "/openai/v1"):
+			return "is Azure OpenAI's v1 API (/openai/v1), which provider azure does not speak (its requests go to /openai/deployments/… after it): reach it with provider openai, or give the resource's endpoint alone"
+		}
+	}
+	for _, k := range operationPaths {
+		if op := k.Path(); strings.HasSuffix(p, op) {
 			base := "http://HOST:8000/v1, https://api.openai.com/v1"
 			if c.Provider == "anthropic" {
 				base = "https://api.anthropic.com/v1"
 			} else if c.Provider == "azure" {
 				base = "https://RESOURCE.openai.azure.com"
 			}
-			out = append(out, &FieldError{key: key, problem: "ends in " + op + ", a path each request adds itself (…" + op + op + "): give the API's base (" + base + ")"})
-			p = "/v1"
-			break
-		}
-		if c.Provider == "anthropic" && !strings.HasSuffix(p, "/v1") {
-			out = append(out, &FieldError{key: key, problem: anthropicNoV1})
+			return "ends in " + op + ", a path each request adds itself (…" + op + op + "): give the API's base (" + base + ")"
 		}
 	}
-	return out
+	if c.Provider == "anthropic" && !strings.HasSuffix(p, "/v1") {
+		return anthropicNoV1
+	}
+	return ""
 }
 
 // anthropicNoV1 warns of an anthropic backend's URL whose path does not end in /v1,
