@@ -233,3 +233,19 @@ func TestProviderHeadersReplaceEveryClientLine(t *testing.T) {
 		})
 	}
 }
+
+// An h2c upgrade's HTTP2-Settings is the client connection's, so it stays behind even
+// when no Connection header names it (a client that sent Upgrade without Connection).
+func TestCopyForwardHeadersDropsHTTP2Settings(t *testing.T) {
+	client := parseHeader(t, "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Keep: 1\r\n")
+	var up fasthttp.RequestHeader
+	copyForwardHeaders(&up, &Call{Header: client})
+	for k := range up.All() {
+		if strings.EqualFold(string(k), "HTTP2-Settings") || strings.EqualFold(string(k), "Upgrade") {
+			t.Errorf("%s forwarded", k)
+		}
+	}
+	if got := string(up.Peek("X-Keep")); got != "1" {
+		t.Errorf("X-Keep %q upstream, want 1", got)
+	}
+}

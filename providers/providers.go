@@ -782,11 +782,13 @@ func rootOperationURL(base, op string) string {
 // the operator's too, made with the backend's `headers:`. Content-Length and
 // Content-Encoding describe the client's body, not the one the gateway sends (the
 // model rewritten, stream_options added; the gateway takes uncoded bodies only).
+// HTTP2-Settings belongs to an h2c upgrade of the client's connection (RFC 9113, 3.2),
+// which the gateway does not make: it is dropped whether or not Connection names it.
 var hopHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Authorization", "Api-Key", "X-Api-Key",
 	"Cookie", "Accept-Encoding", "Content-Length", "Content-Encoding", "Host", "Expect",
-	"Openai-Organization", "Openai-Project",
+	"Openai-Organization", "Openai-Project", "Http2-Settings",
 }
 
 // copyForwardHeaders copies the client's headers into up, without hop-by-hop headers or
