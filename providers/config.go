@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
 	"gopkg.in/yaml.v3"
 
+	"github.com/tollgate/tollgate/internal/headerconf"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
@@ -614,13 +614,10 @@ const WhitespaceProblem = "has leading or trailing whitespace (a trailing newlin
 // space. It does not quote the value.
 const LineBreakProblem = "holds a line break or NUL (a secret file of two lines?)"
 
-// HeaderNameProblem and HeaderEmptyProblem are the problems of a headers entry whose
-// name is not an HTTP token, or whose value is empty: said of the headers key, at the
-// entry's line, without its name, which may be a key pasted where the value belongs.
-const (
-	HeaderNameProblem  = "holds a header whose name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~ only); the name is not quoted, as it may be a secret"
-	HeaderEmptyProblem = "holds a header with an empty value (a key written as a header's name?): give it a value or take it out; the name is not quoted, as it may be a secret"
-)
+// HeaderEmptyProblem is the problem of a headers entry whose value is empty: said of
+// the headers key, at the entry's line, without its name, which may be a key pasted
+// where the value belongs (headerconf).
+const HeaderEmptyProblem = headerconf.EmptyProblem
 
 // validateSecrets refuses a header whose name is not a token or whose value is empty,
 // and an api_key or
@@ -641,15 +638,12 @@ func (c *Config) validateSecrets() []error {
 	for i, k := range names {
 		v := c.Headers[k]
 		same := slices.IndexFunc(names[:i], func(n string) bool { return strings.EqualFold(n, k) })
-		switch {
-		case !httpguts.ValidHeaderFieldName(k):
-			// Sent, it makes every request malformed, refused by the upstream. The
-			// name is not quoted: a key pasted where the value belongs may be it.
-			errs = append(errs, &FieldError{key: "headers", at: "headers." + k, problem: HeaderNameProblem})
-		case v == "":
-			// A key pasted as a name with nothing after it ({sk-…:}) reads so; an
-			// empty value is sent as a header of no value, which selects nothing.
-			errs = append(errs, &FieldError{key: "headers", at: "headers." + k, problem: HeaderEmptyProblem})
+		switch p := headerconf.Unquoted(k, v); {
+		case p != "":
+			// A name that is not a token makes every request malformed; an empty value
+			// is sent as a header of no value, which selects nothing. A key pasted as a
+			// name with nothing after it ({sk-…:}) reads so: the name is not quoted.
+			errs = append(errs, &FieldError{key: "headers", at: "headers." + k, problem: p})
 		case same >= 0:
 			// One header: which value went out would change from one build of the
 			// backend to the next (map order), an Authorization among them.

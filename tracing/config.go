@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
+	"github.com/tollgate/tollgate/internal/headerconf"
 )
 
 // Exporters accepted in tracing.exporter.
@@ -135,9 +135,12 @@ func (c Config) Validate() error {
 	sort.Strings(keys)
 	for i, k := range keys {
 		same := slices.IndexFunc(keys[:i], func(n string) bool { return strings.EqualFold(n, k) })
-		switch {
-		case !httpguts.ValidHeaderFieldName(k):
-			add("headers."+k, "is not a valid HTTP header name")
+		switch p := headerconf.Unquoted(k, c.Headers[k]); {
+		case p != "":
+			// Said of headers at the entry's line, without its name: a collector's API
+			// key pasted as a name with nothing after it ({key} or {key:}) reads so, and
+			// sent as a name it would authenticate nothing.
+			errs = append(errs, &FieldError{key: "headers", at: "headers." + k, problem: p})
 		case same >= 0:
 			// One header (gRPC metadata keys are lower case): which value went out
 			// would change with map order.
@@ -245,10 +248,24 @@ func grpcMetadataProblem(k, v string) string {
 }
 
 // FieldError is one invalid configuration key.
-type FieldError struct{ key, problem string }
+type FieldError struct {
+	key, problem string
+	// at is the key whose line the problem is at, when that is not key: a headers
+	// entry the message must not name.
+	at string
+}
 
 // Key returns the dotted path of the key relative to Config, e.g. "sample_ratio".
 func (e *FieldError) Key() string { return e.key }
+
+// At is the dotted path of the key whose line the problem is at: Key, or a headers
+// entry that Key leaves unnamed.
+func (e *FieldError) At() string {
+	if e.at != "" {
+		return e.at
+	}
+	return e.key
+}
 
 // Problem says what is wrong with the key's value.
 func (e *FieldError) Problem() string { return e.problem }
