@@ -139,22 +139,30 @@ func rescaleCapped(debt, span, r, tau float64) float64 {
 }
 
 // settleOn is debt d, owed on a bucket spanning tau at cur a unit, after a settlement
-// of delta units under a rule of unit time iv other than the one that converted the
-// bucket (a request admitted before a reload that changed the limit, settled after a
-// check under the new one), as check.lua's adjust counts it. The bucket stays on the
-// rule that converted it, so that what it owes refills at that rule's rate, as it does
-// when the request settled before the check: converted back to the settling rule, a
-// spent bucket lowered from 6000/hour to 600/hour refilled at 6000/hour until its next
-// check. A refund gives back units of the bucket; a charge fills the bucket in units,
-// and what it owes past the bucket (an overdraft) is kept in units or in time,
-// whichever is shorter, as a conversion keeps one (rescale): never longer than the old
-// rule would have held the client.
-func settleOn(d, tau, cur, iv, delta float64) float64 {
+// of delta units under a rule of unit time iv and bucket span other than the one that
+// converted the bucket (a request admitted before a reload that changed the limit,
+// settled after a check under the new one), as check.lua's adjust counts it; held is
+// what the conversion let go (letGo.units). The bucket stays on the rule that
+// converted it, so that what it owes refills at that rule's rate, as it does when the
+// request settled before the check: converted back to the settling rule, a spent
+// bucket lowered from 6000/hour to 600/hour refilled at 6000/hour until its next
+// check. A refund gives back units of the bucket. A charge is counted as settled
+// before the check and then converted (rescale): it fills the bucket in units, the
+// units the settling rule's bucket still had room for past that are let go (let), and
+// only those past it, an overdraft of the old bucket (over), are kept in units or in
+// time, whichever is shorter: never longer than the old rule would have held the
+// client. Counted all as overdraft, 10000 tokens used of a 100 estimated under
+// 6000/hour held a client lowered to 600/hour 94 minutes past a spent bucket, not 40.
+func settleOn(d, tau, cur, iv, span, held, delta float64) (debt, let, over float64) {
 	if delta < 0 {
-		return d + delta*cur
+		return d + delta*cur, 0, 0
 	}
 	in := min(delta, max(tau-d, 0)/cur)
-	return d + in*cur + (delta-in)*min(iv, cur)
+	// What the old bucket owed: the units of the new one, what the conversion let
+	// go, and an overdraft past the new bucket, kept at the old rate.
+	owed := min(d, tau)/cur + held + max(d-tau, 0)/iv
+	fit := max(min(delta, span/iv-owed), in)
+	return d + in*cur + (delta-fit)*min(iv, cur), fit - in, delta - fit
 }
 
 func newMemStore() *memStore {
@@ -390,8 +398,17 @@ func (m *memStore) settle(t *Ticket, actual Amounts, share float64, now int64) {
 				if e.iv > 0 && e.iv != r.interval {
 					// Settled on the bucket as the rule that converted it
 					// holds it, which it stays on (settleOn).
-					e.tat = nowf + settleOn(e.tat-nowf, e.tau, e.iv*(iv/r.interval), iv, delta)
-					delta = 0
+					d, let, over := settleOn(e.tat-nowf, e.tau, e.iv*(iv/r.interval), iv, burst*iv, e.let.units, delta)
+					e.tat, delta = nowf+d, 0
+					if let > 0 || (over > 0 && r.interval < e.iv) {
+						// Kept for the refunds of the other requests admitted
+						// before the reload, as a conversion keeps what it lets go.
+						if e.let.iv == 0 {
+							e.let.iv, e.let.tau = e.iv, e.tau
+						}
+						e.let.units += let
+						e.let.over += over
+					}
 				}
 			}
 			e.tat = min(max(max(e.tat, nowf)+delta*iv, nowf), nowf+maxDebt)
