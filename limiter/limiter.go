@@ -608,12 +608,22 @@ func (l *Limiter) sweep() {
 	defer l.wg.Done()
 	t := time.NewTicker(l.opt.sweepEvery)
 	defer t.Stop()
+	// The redis store's cached refusals are read back in Redis (recheckRefusals).
+	var refusals <-chan time.Time
+	var buf []recheck
+	if l.rs != nil {
+		r := time.NewTicker(recheckEvery)
+		defer r.Stop()
+		refusals = r.C
+	}
 	for {
 		select {
 		case <-l.stop:
 			return
 		case <-t.C:
 			l.mem.sweep(l.nanotime())
+		case <-refusals:
+			buf = l.rs.recheckRefusals(buf)
 		}
 	}
 }

@@ -1,9 +1,15 @@
 package limiter
 
 import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Cached refusals: when Redis refuses a request because a requests bucket is empty, it
@@ -40,6 +46,9 @@ type refusal struct {
 	// bucket stayed refused, and what was vouched for under it still holds); one
 	// after the entry was voided or expired starts a new one.
 	gen uint64
+	// seq is refusals.seqs when Redis last refused the bucket: a read of the bucket
+	// begun after it says whether capacity came back since (recheckRefusals).
+	seq uint64
 }
 
 // vouch is a check Redis refused for want of requests bucket at (rule ref of pol),
@@ -89,6 +98,7 @@ type refusals struct {
 	refused map[keyID]refusal
 	vouched map[uint64]vouch // by checkID
 	gens    uint64           // refusal.gen of the last entry made
+	seqs    uint64           // refusal.seq of the last refusal remembered
 	n       atomic.Int32     // len(refused), read without the lock
 	hits    atomic.Uint64    // requests refused from the cache
 	// returned maps a bucket that capacity is on its way back to (an undo, a give-back
@@ -165,7 +175,8 @@ func (s *redisStore) rememberRefusal(t *Ticket, w *waiter, i int, retry, reset t
 		s.gens++
 		e = refusal{interval: r.interval, burst: r.burst, gen: s.gens}
 	}
-	e.until, e.retryAt, e.resetAt = v.until, v.retryAt, now+int64(reset)
+	s.seqs++
+	e.until, e.retryAt, e.resetAt, e.seq = v.until, v.retryAt, now+int64(reset), s.seqs
 	s.refused[k] = e
 	s.refusals.n.Store(int32(len(s.refused)))
 	if _, ok := s.vouched[id]; ok || len(s.vouched) < maxHeld {
@@ -237,4 +248,94 @@ func (s *redisStore) sweepRefusals() {
 			delete(s.vouched, id)
 		}
 	}
+}
+
+// Capacity can come back to a refused bucket before the retry Redis gave: another
+// replica's check undone (its request gave up waiting), its prefetched units given
+// back, a compensation. Only refunds on this replica void its cache as they are queued
+// (returningLocked), so while a replica holds refusals, it reads their buckets in Redis
+// every recheckEvery, one pipelined call of at most maxRecheck GETs, and voids each
+// entry whose bucket admits a request again: the next request on it goes to Redis. A
+// client hammering past its limit thus costs Redis at most four such reads a second
+// per replica, not a check per request, and a refund elsewhere is seen within about
+// recheckEvery rather than the cache's 10 s.
+const (
+	recheckEvery = 250 * time.Millisecond
+	maxRecheck   = 1024
+)
+
+// recheck is a refused bucket read by recheckRefusals: its key and its rule's
+// interval and span in microseconds, as check.lua counts them.
+type recheck struct {
+	k       keyID
+	iv, tau float64
+}
+
+// recheckRefusals reads the buckets of the refusals held (up to maxRecheck of them,
+// which ones left to map order) and voids each entry whose bucket admits a request
+// again by Redis's clock, as last seen by the heartbeat (clockOff), and that Redis has
+// not refused again since the read began. A failed read, or a Redis whose clock the
+// replica has not seen yet, voids nothing: the entries stand as they would without
+// the read, and the limiter's heartbeat alone decides whether Redis is down.
+func (s *redisStore) recheckRefusals(buf []recheck) []recheck {
+	off := s.clockOff.Load()
+	if s.refusals.n.Load() == 0 || off == 0 || s.l.degraded.Load() {
+		return buf
+	}
+	now := s.l.nanotime()
+	buf = buf[:0]
+	s.rmu.Lock()
+	seq := s.seqs
+	for k, e := range s.refused {
+		if len(buf) == maxRecheck {
+			break
+		}
+		if now < e.until {
+			iv := e.interval / 1e3
+			buf = append(buf, recheck{k: k, iv: iv, tau: e.burst * iv})
+		}
+	}
+	s.rmu.Unlock()
+	if len(buf) == 0 {
+		return buf
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	cmds, _ := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range buf {
+			var k keyArg
+			k.set(buf[i].k.tag, buf[i].k.bucket)
+			p.Get(ctx, k.String())
+		}
+		return nil
+	})
+	if len(cmds) != len(buf) {
+		return buf
+	}
+	// Redis's clock now, low by up to the heartbeat's round trip: a bucket reads as
+	// owing that much more, the side that voids nothing it should not.
+	at := float64(time.Since(s.clockBase).Microseconds() + off)
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for i, c := range cmds {
+		r := &buf[i]
+		v, err := c.(*redis.StringCmd).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			// Gone: full.
+		case err != nil:
+			continue
+		default:
+			num, _, _ := strings.Cut(v, "\x00")
+			tat, perr := strconv.ParseFloat(num, 64)
+			if perr != nil || tat-at+r.iv-r.tau > at*0x1p-49+r.tau*0x1p-44 {
+				continue
+			}
+		}
+		if e, ok := s.refused[r.k]; ok && e.seq <= seq {
+			delete(s.refused, r.k)
+		}
+	}
+	s.refusals.n.Store(int32(len(s.refused)))
+	return buf
 }
