@@ -1785,7 +1785,7 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 					// failed (a canary whose upstream is down is rolled back,
 					// not judged on the few trials that reach it); every one
 					// busy is the gateway's own limit and counts for nothing.
-					ep.routing.ObserveUnserved(t.Route)
+					ep.routing.ObserveUnserved(t.Route, r.start)
 				}
 				r.servedByNoRoute(t)
 				if refused {
@@ -1839,12 +1839,12 @@ func (r *request) send(ctx *fasthttp.RequestCtx) *apiError {
 				// deadline spent waiting in it) are not the route's, and the
 				// attempt is timed from when it went upstream, not from its wait
 				// in the backend's queue: a canary is judged by what its upstream did.
-				ep.routing.Observe(t.Route, now.Sub(r.res.Sent), 0, r.res.Failed)
+				ep.routing.Observe(t.Route, r.start, now.Sub(r.res.Sent), 0, r.res.Failed)
 			case errors.Is(err, providers.ErrClientLeftUpstream) && !r.res.Sent.IsZero() && !cut:
 				// Its client gave up while the upstream worked on it: no verdict,
 				// but the upstream took at least this long, which the latency gate
 				// must see (clients that give up on slow answers would hide them).
-				ep.routing.Observe(t.Route, now.Sub(r.res.Sent), 0, false)
+				ep.routing.Observe(t.Route, r.start, now.Sub(r.res.Sent), 0, false)
 			}
 			if err == nil {
 				// The answer is complete: what is left is bookkeeping, so its
@@ -2927,11 +2927,11 @@ func (r *request) endStream(werr error) error {
 		// The upstream ended the stream, or failed it before the client went
 		// away ([DONE] too when the client went away only after it, which the
 		// target's health counts as well).
-		r.ep.routing.Observe(r.obsRoute, lat, ttft, failed)
+		r.ep.routing.Observe(r.obsRoute, r.start, lat, ttft, failed)
 	case ttft > 0:
 		// The client went away: a stream it abandoned has no verdict, as the
 		// target's health takes none, but how long its first token took is known.
-		r.ep.routing.ObserveTTFT(r.obsRoute, ttft)
+		r.ep.routing.ObserveTTFT(r.obsRoute, r.start, ttft)
 	}
 	// The attempt's outcome, for the metric and its span alike.
 	outcome := metrics.OutcomeOK

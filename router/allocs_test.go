@@ -22,9 +22,9 @@ func TestHotPathAllocations(t *testing.T) {
 		{"Plan with a sticky key", 0, func() { e.Plan(key, now, &p) }},
 		{"Plan without a key", 0, func() { e.Plan(nil, now, &p) }},
 		{"Plan while a change is pending", 0, func() { pending.Plan(key, now, &p) }},
-		{"Observe", 0, func() { e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, true) }},
-		{"ObserveTTFT", 0, func() { e.ObserveTTFT(1, 40*time.Millisecond) }},
-		{"ObserveUnserved", 0, func() { e.ObserveUnserved(1) }},
+		{"Observe", 0, func() { e.Observe(1, now, 230*time.Millisecond, 40*time.Millisecond, true) }},
+		{"ObserveTTFT", 0, func() { e.ObserveTTFT(1, now, 40*time.Millisecond) }},
+		{"ObserveUnserved", 0, func() { e.ObserveUnserved(1, now) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

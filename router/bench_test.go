@@ -74,18 +74,20 @@ func BenchmarkPlanParallel(b *testing.B) {
 // BenchmarkObserve records one attempt on the canary route.
 func BenchmarkObserve(b *testing.B) {
 	e := benchEndpoint(b)
+	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, false)
+		e.Observe(1, now, 230*time.Millisecond, 40*time.Millisecond, false)
 	}
 }
 
 // BenchmarkObserveTTFT records a first token of a canary stream with no verdict.
 func BenchmarkObserveTTFT(b *testing.B) {
 	e := benchEndpoint(b)
+	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		e.ObserveTTFT(1, 40*time.Millisecond)
+		e.ObserveTTFT(1, now, 40*time.Millisecond)
 	}
 }
 
@@ -93,10 +95,11 @@ func BenchmarkObserveTTFT(b *testing.B) {
 // contended case.
 func BenchmarkObserveParallel(b *testing.B) {
 	e := benchEndpoint(b)
+	now := time.Now()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			e.Observe(1, 230*time.Millisecond, 40*time.Millisecond, false)
+			e.Observe(1, now, 230*time.Millisecond, 40*time.Millisecond, false)
 		}
 	})
 }

@@ -31,7 +31,7 @@ func (s slice) play(e *Endpoint, route int) {
 		if i < s.slow {
 			lat = s.slowLatency
 		}
-		e.Observe(route, lat, ttft, i >= s.n-s.errs)
+		e.Observe(route, time.Now(), lat, ttft, i >= s.n-s.errs)
 	}
 }
 

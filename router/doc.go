@@ -15,8 +15,9 @@
 //     the others do (with Redis) from its first request. Router.Run runs
 //     for the process's lifetime.
 //   - Per request: Endpoint.Plan(key, arrival, &plan), then Endpoint.Observe for
-//     every attempt on a route target (Target.Route >= 0), so the canary's
-//     gates see its own attempts only.
+//     every attempt on a route target (Target.Route >= 0), with the same
+//     arrival, so the canary's gates see its own attempts only, and each in
+//     the window of the weights that routed it.
 //
 // Plan and Observe take no lock and do not allocate: the live weights are
 // an immutable bucket table behind an atomic pointer, rebuilt when weights

@@ -3,6 +3,7 @@ package router
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -231,27 +232,39 @@ func bucketOf(h uint64) uint32 {
 	return uint32((uint64(uint32(h^(h>>32))) * Buckets) >> 32)
 }
 
-// Observe records one attempt on route (Target.Route): its latency, its
-// time to first token (0 when not streamed) and whether it failed with a
-// 5xx or a timeout. Fallback attempts (route -1) are ignored. It does not
-// allocate or lock.
-func (e *Endpoint) Observe(route int, latency, ttft time.Duration, failed bool) {
+// Observe records one attempt on route (Target.Route) of a request that arrived at
+// arrival (the time given to Plan): its latency, its time to first token (0 when
+// not streamed) and whether it failed with a 5xx or a timeout. An attempt on the
+// canary counts toward its window only if its request arrived once the window had
+// opened: one that arrived before was routed at the weights before the window's
+// change, however late it ends, and counts in the route's totals alone. Fallback
+// attempts (route -1) are ignored. It does not allocate or lock.
+func (e *Endpoint) Observe(route int, arrival time.Time, latency, ttft time.Duration, failed bool) {
 	st := e.st.Load()
 	if route < 0 || route >= len(st.stats) {
+		return
+	}
+	if st.before(route, arrival) {
+		st.stats[route].observeBefore(failed)
 		return
 	}
 	st.stats[route].observe(latency, ttft, failed)
 }
 
-// ObserveUnserved records an attempt on route that its backend could not send
-// upstream because every one of its targets was out of service (none free for a
-// last-resort trial either): a failed attempt for the error-rate gate and
-// min_requests, with no latency or TTFT. A canary whose replicas are all ejected
-// fails its users, whether or not a fallback then serves them, and is judged so.
+// ObserveUnserved records an attempt on route, of a request that arrived at arrival,
+// that its backend could not send upstream because every one of its targets was out
+// of service (none free for a last-resort trial either): a failed attempt for the
+// error-rate gate and min_requests, with no latency or TTFT. A canary whose replicas
+// are all ejected fails its users, whether or not a fallback then serves them, and is
+// judged so; as in Observe, only on requests that arrived once its window opened.
 // Fallback attempts (route -1) are ignored. It does not allocate or lock.
-func (e *Endpoint) ObserveUnserved(route int) {
+func (e *Endpoint) ObserveUnserved(route int, arrival time.Time) {
 	st := e.st.Load()
 	if route < 0 || route >= len(st.stats) {
+		return
+	}
+	if st.before(route, arrival) {
+		st.stats[route].observeBefore(true)
 		return
 	}
 	st.stats[route].refuse()
@@ -261,11 +274,12 @@ func (e *Endpoint) ObserveUnserved(route int) {
 // no verdict: its client went away after the first token, so whether the upstream
 // would have finished well is unknown, while how long the first token took is the
 // upstream's. It feeds the TTFT gate only and counts as no attempt (neither error nor
-// success), as the target's health takes no verdict of such a stream either. Fallback
-// attempts (route -1) are ignored. It does not allocate or lock.
-func (e *Endpoint) ObserveTTFT(route int, ttft time.Duration) {
+// success), as the target's health takes no verdict of such a stream either; a request
+// that arrived before the canary's window opened (arrival, as in Observe) feeds none.
+// Fallback attempts (route -1) are ignored. It does not allocate or lock.
+func (e *Endpoint) ObserveTTFT(route int, arrival time.Time, ttft time.Duration) {
 	st := e.st.Load()
-	if route < 0 || route >= len(st.stats) || ttft <= 0 {
+	if route < 0 || route >= len(st.stats) || ttft <= 0 || st.before(route, arrival) {
 		return
 	}
 	st.stats[route].ttft[histIndex(ttft)].Add(1)
@@ -340,6 +354,10 @@ type state struct {
 	tabs    atomic.Pointer[tables]
 	stats   []routeStats
 	canary  int // route index, -1 without a canary
+	// opens is when the canary's current window opens (ctl.since), in Unix
+	// nanoseconds, for Observe to tell without a lock the attempts of requests
+	// that arrived before it; math.MinInt64 while no window has a start.
+	opens atomic.Int64
 
 	mu  sync.Mutex // guards everything below
 	cfg *canaryCfg
@@ -402,6 +420,7 @@ func newState(e *Endpoint) *state {
 		st.win = new(canaryWindows)
 		st.ctl = ctlState{state: StateStepping, cw: e.canary.start, reason: "configured"}
 	}
+	st.opens.Store(math.MinInt64)
 	st.tabs.Store(&tables{cur: buildTable(&st.lay, st.weightsFor(&st.ctl)), state: st.ctl.state})
 	return st
 }
@@ -432,6 +451,7 @@ func (st *state) set(next ctlState, from *ctlState, at, now time.Time) bool {
 	}
 	if !st.ctl.since.Equal(next.since) && st.win != nil {
 		st.hasCluster = false
+		st.opens.Store(next.since.UnixNano())
 		// A window that begins at an instant still to come opens then
 		// (openWindow). One opened now on a replica in step with Redis flushes
 		// from now: what it observed since its last flush was served at the
@@ -477,6 +497,13 @@ func (st *state) inForce(now time.Time) ctlState {
 		return st.from
 	}
 	return st.ctl
+}
+
+// before reports whether an attempt on route of a request that arrived at arrival
+// belongs to no window: route is the canary and the request arrived before its
+// window opened.
+func (st *state) before(route int, arrival time.Time) bool {
+	return route == st.canary && arrival.UnixNano() < st.opens.Load()
 }
 
 // settle drops a pending change's old table once its instant has passed, so that

@@ -109,7 +109,7 @@ func serveTraffic(e *Endpoint, n int, latency time.Duration) {
 	var p Plan
 	for i := 0; i < n; i++ {
 		e.Plan(strconv.AppendInt([]byte("served-"), int64(i), 10), time.Now(), &p)
-		e.Observe(p.Route, latency, 0, false)
+		e.Observe(p.Route, time.Now(), latency, 0, false)
 	}
 }
 
@@ -126,10 +126,13 @@ func setCanary(t testing.TB, r *Router, e *Endpoint, cw int32) {
 }
 
 // feed records n canary attempts, the first errs of them failed, each with
-// the given latency and TTFT.
+// the given latency and TTFT. Their requests arrived at the real clock's now, as
+// serveTraffic's are planned: after every instant the fake clocks reach, so they
+// count toward the window open when they are fed.
 func feed(e *Endpoint, route, n, errs int, latency, ttft time.Duration) {
+	arrival := time.Now()
 	for i := 0; i < n; i++ {
-		e.Observe(route, latency, ttft, i < errs)
+		e.Observe(route, arrival, latency, ttft, i < errs)
 	}
 }
 

@@ -31,7 +31,7 @@ func TestObserveTTFTFeedsOnlyTheTTFTGate(t *testing.T) {
 			r.Apply([]*Endpoint{e})
 			feed(e, 1, tt.attempts, 0, 100*time.Millisecond, 100*time.Millisecond)
 			for range tt.ttfts {
-				e.ObserveTTFT(1, tt.ttft)
+				e.ObserveTTFT(1, clock.Now(), tt.ttft)
 			}
 			w := canaryOf(t, r, "chat").Window
 			if w.Requests != uint64(tt.attempts) || w.Errors != 0 {

@@ -29,11 +29,11 @@ func TestObserveUnservedCountsAsFailedAttempt(t *testing.T) {
 			r.Apply([]*Endpoint{e})
 			feed(e, 1, tt.attempts, 0, 100*time.Millisecond, 0)
 			for range tt.unserved {
-				e.ObserveUnserved(1)
+				e.ObserveUnserved(1, clock.Now())
 			}
 			// Fallbacks and out-of-range routes are not the canary's.
-			e.ObserveUnserved(-1)
-			e.ObserveUnserved(7)
+			e.ObserveUnserved(-1, clock.Now())
+			e.ObserveUnserved(7, clock.Now())
 			w := canaryOf(t, r, "chat").Window
 			if w.Requests != uint64(tt.attempts+tt.unserved) || w.Errors != uint64(tt.unserved) {
 				t.Fatalf("window %d attempts, %d errors; want %d, %d", w.Requests, w.Errors, tt.attempts+tt.unserved, tt.unserved)

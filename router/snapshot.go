@@ -119,7 +119,7 @@ func (r *Router) snapshotOf(e *Endpoint) EndpointSnapshot {
 			ConfiguredWeight: e.cfg.Routes[i].Weight,
 			Weight:           t.pct[i],
 			Requests:         st.stats[i].requests(),
-			Errors:           st.stats[i].errors.Load(),
+			Errors:           st.stats[i].errors.Load() + st.stats[i].beforeErrors.Load(),
 		}
 	}
 	if st.ctl.override != nil {

@@ -113,8 +113,12 @@ func (h *histCounts) quantileBucket(q float64) int {
 type routeStats struct {
 	errors   atomic.Uint64
 	unserved atomic.Uint64
-	lat      [histBuckets]atomic.Uint64
-	ttft     [histBuckets]atomic.Uint64
+	// before and beforeErrors count the attempts of requests that arrived before
+	// the canary's window opened (Observe): the route's totals count them, no
+	// window does.
+	before, beforeErrors atomic.Uint64
+	lat                  [histBuckets]atomic.Uint64
+	ttft                 [histBuckets]atomic.Uint64
 	// The pad keeps the next route's hot counters off this one's last
 	// cache line.
 	_ [64]byte
@@ -129,6 +133,14 @@ func (s *routeStats) observe(latency, ttft time.Duration, failed bool) {
 	}
 	if ttft > 0 {
 		s.ttft[histIndex(ttft)].Add(1)
+	}
+}
+
+// observeBefore counts an attempt in the route's totals alone (routeStats.before).
+func (s *routeStats) observeBefore(failed bool) {
+	s.before.Add(1)
+	if failed {
+		s.beforeErrors.Add(1)
 	}
 }
 
@@ -159,8 +171,10 @@ func (w *window) copyFrom(s *routeStats) {
 	}
 }
 
+// requests is the route's total of attempts, those that count toward no window
+// included.
 func (s *routeStats) requests() uint64 {
-	n := s.unserved.Load()
+	n := s.unserved.Load() + s.before.Load()
 	for i := range s.lat {
 		n += s.lat[i].Load()
 	}
