@@ -544,21 +544,23 @@ func inServiceOutside(states []*targetState, set *targetSet) bool {
 }
 
 // takeAny takes a slot on target i, else on another target in service with one free,
-// leaving out those in avoid; -1 when none has. Under vllm_queue the others go by their
-// rank (leastQueued): the overflow of a full target goes to the next least queued, and
-// to a target whose load was not read only once every target read is full. Otherwise
-// they go in config order from i.
+// leaving out those in avoid, and those a reload removed while a target it kept is in
+// service (passes); -1 when none has. Under vllm_queue the others go by their rank
+// (leastQueued): the overflow of a full target goes to the next least queued, and to a
+// target whose load was not read only once every target read is full. Otherwise they
+// go in config order from i.
 func (p *pool) takeAny(i int, avoid *targetSet) int {
 	limit := p.limit()
 	n := len(p.states)
+	var kept int8
 	if p.set.balance == vllmQueue && limit > 0 && n > 1 {
-		if st := p.states[i]; !avoid.has(i) && st.available() && st.slots.take(limit) {
+		if st := p.states[i]; !avoid.has(i) && st.available() && !p.passes(i, avoid, &kept) && st.slots.take(limit) {
 			return i
 		}
 		// A take lost to a concurrent call leaves that target full, and the next rank
 		// skips it; the bound keeps slots freed and taken meanwhile from looping here.
 		for range n {
-			j := p.rankQueued(i, avoid, limit)
+			j := p.rankQueued(i, avoid, limit, &kept)
 			if j < 0 {
 				return -1
 			}
@@ -575,11 +577,33 @@ func (p *pool) takeAny(i int, avoid *targetSet) int {
 		if avoid.has(j) {
 			continue
 		}
-		if st := p.states[j]; st.available() && st.slots.take(limit) {
+		if st := p.states[j]; st.available() && !p.passes(j, avoid, &kept) && st.slots.take(limit) {
 			return j
 		}
 	}
 	return -1
+}
+
+// passes reports whether a call of p that leaves out the targets in avoid passes over
+// target j: a reload removed it (p is the backend it replaced) while a target it kept,
+// one not in avoid, is in service. The replaced config's requests take a removed
+// target only then, as its waiters do (queue.serveLocked, waiter.keepsAny): a reload
+// that drains a target drains it. kept holds what was found of the kept targets for
+// the rest of one pick: 0 not looked yet, 1 one in service, -1 none.
+func (p *pool) passes(j int, avoid *targetSet, kept *int8) bool {
+	if !p.states[j].removed.Load() {
+		return false
+	}
+	if *kept == 0 {
+		*kept = -1
+		for k, st := range p.states {
+			if !avoid.has(k) && st.kept() {
+				*kept = 1
+				break
+			}
+		}
+	}
+	return *kept > 0
 }
 
 // waitFor is how long a call may wait in the queue.
@@ -739,12 +763,14 @@ func (p *pool) kick(i int) {
 }
 
 // trial claims the probe of a target whose ejection has run out, not one in avoid (a
-// retry's failed targets, while another is in service): the one request that decides
-// whether it comes back.
+// retry's failed targets, while another is in service) nor one a reload removed while
+// a target it kept is in service (passes): the one request that decides whether it
+// comes back.
 func (p *pool) trial(avoid *targetSet) (lease, bool) {
 	var now int64
+	var kept int8
 	for i, st := range p.states {
-		if avoid.has(i) || !st.ejected.Load() || st.probing.Load() || st.down.Load() {
+		if avoid.has(i) || !st.ejected.Load() || st.probing.Load() || st.down.Load() || p.passes(i, avoid, &kept) {
 			continue
 		}
 		if now == 0 {
@@ -1045,20 +1071,21 @@ func (b *Backend) leastQueued() int {
 	if i < 0 {
 		return -1
 	}
-	return p.rankQueued(i, nil, 0)
+	return p.rankQueued(i, nil, 0, nil)
 }
 
 // rankQueued is leastQueued's pick among the targets in service, scanning from target i
-// (ties go to the first scanned), leaving out those in skip and, with limit above 0,
-// those with no slot free under it; -1 when none is left.
-func (p *pool) rankQueued(i int, skip *targetSet, limit int64) int {
+// (ties go to the first scanned), leaving out those in skip, with limit above 0 those
+// with no slot free under it, and with kept set those the call passes over (passes,
+// which kept is for); -1 when none is left.
+func (p *pool) rankQueued(i int, skip *targetSet, limit int64, kept *int8) int {
 	states := p.states
 	n := len(states)
 	since := p.now().UnixNano() - int64(p.set.metricsStale)
 	best, least, cache := -1, int64(0), 0.0
 	blind, fewest := -1, int64(0)
 	for range n {
-		if st := states[i]; !skip.has(i) && st.available() {
+		if st := states[i]; !skip.has(i) && st.available() && (kept == nil || !p.passes(i, skip, kept)) {
 			if inflight := st.slots.load(); limit <= 0 || inflight < limit {
 				if s, c, ok := st.load.score(inflight, since); ok {
 					if best < 0 || s < least || (s == least && c < cache) {
