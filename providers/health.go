@@ -33,8 +33,9 @@ type targetState struct {
 	probing atomic.Bool
 	// removed is set while the backend in service under the name (Activate) does not
 	// have the target: a reload took it out of the config. The replaced config's
-	// requests still finish on it, but its slots go to a waiter only when none of
-	// that waiter's targets kept is in service (queue.serveLocked).
+	// requests still finish on it, but its slots and its trial go to one of them only
+	// when none of that request's targets kept is in service (queue.serveLocked and
+	// offerTrialLocked for a waiter, pool.passes for takeAny and trial).
 	removed atomic.Bool
 	// until is when the ejection runs out, leftAt when the target last went out of
 	// service, both in Unix nanoseconds.
