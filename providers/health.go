@@ -2,6 +2,8 @@ package providers
 
 import (
 	"context"
+	"errors"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -476,6 +478,9 @@ func (b *Backend) Retire() {
 	if p.cancel != nil {
 		p.cancel()
 	}
+	// A check or read under way ends now, its outcome dropped, rather than running
+	// on to its timeout against a target that hangs.
+	p.probes.stop()
 	if p.set.active {
 		for i, t := range b.targets {
 			b.noteShift(i, p.pools.releaseChecks(b.Name, t.URL), HealthChange{Cause: CauseChecksOff})
@@ -524,4 +529,87 @@ func (p *Pools) releaseChecks(backend, url string) shift {
 		}
 	}
 	return shift{}
+}
+
+// errProbesStopped is the error of a check or load read dialling after its backend
+// stopped them.
+var errProbesStopped = errors.New("health checks and load reads stopped")
+
+// probeConns holds the connections of a backend's active checks and load reads, so
+// that Retire and Close end the ones under way: fasthttp's DoTimeout takes no context,
+// and a target that accepts a check and never answers (a vLLM whose engine is stuck)
+// would hold it for its whole timeout, which Close waits out, and with it the
+// gateway's exit. Closed, the connection fails the check at once; a dial already
+// under way ends within its own bound (connect_timeout and the check's timeout), its
+// connection closed as it is made.
+type probeConns struct {
+	mu      sync.Mutex
+	stopped bool
+	// open are at most two per target (a checker's MaxConns).
+	open []*probeConn
+}
+
+// dial is dial with its connections held in r.
+func (r *probeConns) dial(dial fasthttp.DialFuncWithTimeout) fasthttp.DialFuncWithTimeout {
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		r.mu.Lock()
+		stopped := r.stopped
+		r.mu.Unlock()
+		if stopped {
+			return nil, errProbesStopped
+		}
+		c, err := dial(addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		pc := &probeConn{Conn: c, r: r}
+		r.mu.Lock()
+		if r.stopped {
+			r.mu.Unlock()
+			_ = c.Close()
+			return nil, errProbesStopped
+		}
+		r.open = append(r.open, pc)
+		r.mu.Unlock()
+		return pc, nil
+	}
+}
+
+// stop closes the connections open, and fails every dial from now on.
+func (r *probeConns) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	open := r.open
+	r.open = nil
+	r.mu.Unlock()
+	for _, c := range open {
+		_ = c.Conn.Close()
+	}
+}
+
+// probeConn is a connection of a backend's checks or reads, held in its probeConns
+// until closed.
+type probeConn struct {
+	net.Conn
+	r *probeConns
+}
+
+func (c *probeConn) Close() error {
+	r := c.r
+	r.mu.Lock()
+	if i := slices.Index(r.open, c); i >= 0 {
+		r.open = slices.Delete(r.open, i, i+1)
+	}
+	r.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// Handshake is that of the connection dialled, which has made any TLS handshake
+// already: fasthttp takes a connection with this method for a TLS one, and does not
+// wrap it in a TLS client of its own.
+func (c *probeConn) Handshake() error {
+	if h, ok := c.Conn.(interface{ Handshake() error }); ok {
+		return h.Handshake()
+	}
+	return nil
 }

@@ -315,6 +315,9 @@ type pool struct {
 	checkers   []*fasthttp.HostClient
 	healthURLs []string
 	loadURLs   []string
+	// probes holds the checkers' connections, for Retire and Close to end the checks
+	// and reads under way.
+	probes probeConns
 
 	// trials fire when a target's ejection runs out, to hand its trial to the first
 	// request in line (trialDue): with no request arriving, nothing else would.
@@ -360,7 +363,7 @@ func (b *Backend) initPool(ps *Pools) {
 			p.loadURLs = append(p.loadURLs, root+p.set.metricsPath)
 			p.checkers = append(p.checkers, &fasthttp.HostClient{
 				SecureErrorLogMessage: true,
-				Addr:                  t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, TLSConfig: t.client.TLSConfig, DialTimeout: dial,
+				Addr:                  t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, TLSConfig: t.client.TLSConfig, DialTimeout: p.probes.dial(dial),
 				// One for the checks, one for the load reads: each runs on its own.
 				MaxConns: 2, MaxIdleConnDuration: t.client.MaxIdleConnDuration,
 				// Checks and load reads every few seconds keep a connection busy for good:
@@ -449,6 +452,9 @@ func (b *Backend) stop() {
 	if cancel != nil {
 		cancel()
 	}
+	// A check or read under way ends now, its outcome dropped (closed is set),
+	// rather than at its timeout: the wait below holds a shutdown.
+	p.probes.stop()
 	p.wg.Wait()
 	for _, c := range p.checkers {
 		c.CloseIdleConnections()
