@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -20,7 +19,7 @@ func TestServeRidesOutOpenFileLimit(t *testing.T) {
 	dir := t.TempDir()
 	api, admin := freePort(t), freePort(t)
 	path := writeFile(t, dir, "tollgate.yaml", opsCfg(api, admin, "1500ms", "10s"))
-	logs := &bytes.Buffer{}
+	logs := &lineBuffer{}
 	// A low open-file limit, soft and hard (the Go runtime raises the soft one to the
 	// hard one at start).
 	cmd := exec.Command("sh", "-c", `ulimit -n 64 && exec "$0" --config "$1"`, binary, path)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -189,11 +190,31 @@ func TestSecondSignalStopsDraining(t *testing.T) {
 	}
 }
 
+// lineBuffer collects a child process's log lines, written from another goroutine.
+type lineBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+// String is what was written so far: a child process's stderr, read while the
+// process writes it (exec copies it in from a pipe on a goroutine of its own).
+func (b *lineBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (b *lineBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
 // startServe runs the binary on the config at path until the test ends; logs gathers
 // its stderr.
-func startServe(t *testing.T, path string) (*exec.Cmd, *bytes.Buffer) {
+func startServe(t *testing.T, path string) (*exec.Cmd, *lineBuffer) {
 	t.Helper()
-	logs := &bytes.Buffer{}
+	logs := &lineBuffer{}
 	cmd := exec.Command(binary, "--config", path)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {

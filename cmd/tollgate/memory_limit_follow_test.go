@@ -8,25 +8,12 @@ import (
 	"math"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 )
-
-// lineBuffer collects log lines written from another goroutine.
-type lineBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lineBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
 
 // lines returns the msg of each line written so far, with the line.
 func (b *lineBuffer) lines(t *testing.T) []map[string]any {

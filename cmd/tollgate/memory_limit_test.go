@@ -117,7 +117,7 @@ func TestServeLogsMemoryLimit(t *testing.T) {
 	path := writeFile(t, dir, "tollgate.yaml", "server: {listen: \""+api+"\", admin_listen: \""+admin+"\"}\n"+
 		"backends:\n  demo: {provider: mock, model: m}\n"+
 		"endpoints:\n  - {name: chat, type: chat, routes: [{backend: demo}]}\n")
-	var logs bytes.Buffer
+	var logs lineBuffer
 	cmd := exec.Command(binary, "serve", "--config", path)
 	cmd.Env = append(os.Environ(), "GOMEMLIMIT=300MiB")
 	cmd.Stderr = &logs

@@ -26,7 +26,7 @@ type replica struct {
 	cmd    *exec.Cmd
 	api    string
 	admin  string
-	logs   *bytes.Buffer // read only once exited is closed, or for a failure report
+	logs   *lineBuffer
 	exited chan struct{} // closed when the process has ended and logs are complete
 }
 
@@ -85,7 +85,7 @@ func startReplicas(t *testing.T, n int, body string) []*replica {
 // ends.
 func startReplica(t *testing.T, dir string, i int, body string) *replica {
 	t.Helper()
-	r := &replica{api: freePort(t), admin: freePort(t), logs: &bytes.Buffer{}, exited: make(chan struct{})}
+	r := &replica{api: freePort(t), admin: freePort(t), logs: &lineBuffer{}, exited: make(chan struct{})}
 	cfg := "server: {listen: \"" + r.api + "\", admin_listen: \"" + r.admin + "\", shutdown_grace: 2s}\n" + body
 	path := writeFile(t, dir, "r"+strconv.Itoa(i)+".yaml", cfg)
 	r.cmd = exec.Command(binary, "--config", path)

@@ -5,7 +5,6 @@ package main
 // directory or $TMPDIR.
 
 import (
-	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -126,7 +125,7 @@ func TestServeWritesNothingToCwdOrTmp(t *testing.T) {
 	conf, cwd, tmp := t.TempDir(), t.TempDir(), t.TempDir()
 	api, admin := freePort(t), freePort(t)
 	path := writeFile(t, conf, "tollgate.yaml", opsCfg(api, admin, "1ms", "2s"))
-	logs := &bytes.Buffer{}
+	logs := &lineBuffer{}
 	cmd := exec.Command(binary, "--config", path)
 	cmd.Dir = cwd
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -20,7 +19,7 @@ func TestSecondSignalEndsHeldStart(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	var logs lineBuffer
 	cmd := exec.Command(binary, "serve", "--config", fifo)
 	cmd.Env = append(os.Environ(), "TOLLGATE_RUNTIME_TUNING=off")
 	cmd.Stderr = &logs

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"os/exec"
@@ -69,7 +68,7 @@ func TestServeReexecsTuned(t *testing.T) {
 			path := writeFile(t, dir, "tollgate.yaml", "server: {listen: \""+api+"\", admin_listen: \""+admin+"\"}\n"+
 				"backends:\n  up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\", model: m}\n"+
 				"endpoints:\n  - {name: one, type: chat, routes: [{backend: up}]}\n")
-			var logs bytes.Buffer
+			var logs lineBuffer
 			cmd := exec.Command(binary, "serve", "--config", path)
 			cmd.Env = append(withoutGODEBUG(os.Environ()), c.extra...)
 			cmd.Stderr = &logs
