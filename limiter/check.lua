@@ -214,12 +214,14 @@ end
 -- nothing to the bucket, then the rest, whole. With nothing left of either, the
 -- refunds have undone the cap, as if they had settled before it: the bucket is no
 -- longer capped, and one that a take under another rule read since (a replica still
--- on the old limit, a reload raising it again) goes back to what the capping rule
--- read, whose units the rest of the refund comes off and any rule then converts as
--- owed, as it would have without the cap: left marked, a raise back to 6000/hour
--- would find the room that 600/hour left (300 tokens) where the same refund settled
--- before the reload leaves 300 owed and 5700 free. What is let go only ever shrinks
--- after the cap, and goes when the bucket is full (adjust, and the key's expiry).
+-- on the old limit, a reload raising it again) owes, within its bucket, what the
+-- capping rule read, converted back as owed, and the rest of the refund comes off
+-- that: left marked, a raise back to 6000/hour would find the room that 600/hour left
+-- (300 tokens) where the same refund settled before the reload leaves 300 owed and
+-- 5700 free. An overdraft charged since stays as charged: moved to the capping rule
+-- and back it would be kept in time one way and in units the other, and 9900 tokens
+-- overdrawn at 6000/hour came back as 990. What is let go only ever shrinks after
+-- the cap, and goes when the bucket is full (adjust, and the key's expiry).
 local function refund(key, let, iv, u)
   local cut = 0
   local o = let[2]
@@ -237,11 +239,18 @@ local function refund(key, let, iv, u)
   if let[1] <= 0 and let[2] <= 0 then
     lets[key] = nil
     -- Settlements' conversions keep the capping rule's bucket, in other units.
-    local held, burst = spans[key] / scales[key], let[4] / let[3]
+    local sc, span, debt = scales[key], spans[key], debts[key]
+    local held, burst = span / sc, let[4] / let[3]
     if held - burst > burst * slack_span or burst - held > burst * slack_span then
+      local spent = debt < span and debt or span
+      debts[key] = spent
       rescale(key, let[3], let[4])
+      capped[key] = false
+      rescale(key, sc, span)
+      debts[key] = debts[key] + (debt - spent)
+    else
+      capped[key] = false
     end
-    capped[key] = false
   end
   touch(key)
   return cut + u
