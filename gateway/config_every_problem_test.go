@@ -165,7 +165,7 @@ func TestConfigMLflowRefusedValueReportedOnce(t *testing.T) {
 			"t.yaml:5: endpoints[0].model.provider: must be a string, not a list"},
 		{"limit calls not a number",
 			chat + model + "    limit: {calls: x, renewal_period: minute}\n",
-			"t.yaml:8: endpoints[0].limit.calls: must be a number, not a string"},
+			"t.yaml:8: endpoints[0].limit.calls: must be a whole number, not \"x\""},
 		{"limit calls with a fraction",
 			chat + model + "    limit: {calls: 2.5, renewal_period: minute}\n",
 			"t.yaml:8: endpoints[0].limit.calls: must be a whole number, not 2.5"},

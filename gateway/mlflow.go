@@ -73,28 +73,29 @@ type mlflowDestination struct {
 	Name string `yaml:"name"`
 	// TrafficPercentage is required, as MLflow's RouteDestinationConfig has it: nil
 	// when left out, rather than a share of 0 that would load.
-	TrafficPercentage *mlflowPercentage `yaml:"traffic_percentage"`
+	TrafficPercentage *mlflowInt `yaml:"traffic_percentage"`
 }
 
-// mlflowPercentage is a traffic_percentage as written, read by value as MLflow's
-// pydantic model reads its int field.
-type mlflowPercentage struct{ n yaml.Node }
+// mlflowInt is an int field of MLflow's pydantic models as written (a destination's
+// traffic_percentage, a limit's calls), read by value as pydantic reads it.
+type mlflowInt struct{ n yaml.Node }
 
 // UnmarshalYAML keeps the value for value to read: any refusal is then reported
-// once, at its key, with the route's other checks.
-func (p *mlflowPercentage) UnmarshalYAML(n *yaml.Node) error {
+// once, at its key, with the entry's other checks.
+func (p *mlflowInt) UnmarshalYAML(n *yaml.Node) error {
 	p.n = *n
 	return nil
 }
 
-// value reads the percentage as pydantic 2 reads an int field in lax mode, as MLflow's
-// RouteDestinationConfig.traffic_percentage is read: a whole number however written
-// (50, 50.0, "50", " 50 ", "+50", "5_0", "50.00"), and true and false as 1 and 0. A
-// fraction (50.5, "50.5"), a word, a string pydantic does not read as a number
-// ("50.", "0x32", "1e2") and a value of another kind are refused, the problem
+// value reads the field as pydantic 2 reads an int field in lax mode, as MLflow's
+// RouteDestinationConfig.traffic_percentage and Limit.calls are read: a whole number
+// however written (50, 50.0, "50", " 50 ", "+50", "5_0", "50.00"), and true and false
+// as 1 and 0. A fraction (50.5, "50.5"), a word, a string pydantic does not read as a
+// number ("50.", "0x32", "1e2") and a value of another kind are refused, the problem
 // saying what to write. YAML's own forms of a number (0x32, 5_0) are read as the
-// rest of the file is. A whole number past int's range is one out of 0..100.
-func (p *mlflowPercentage) value() (int, string) {
+// rest of the file is. A whole number past int's range is capped there, for the
+// caller's range check to refuse.
+func (p *mlflowInt) value() (int, string) {
 	n := &p.n
 	const want = "must be a whole number, not "
 	if n.Kind != yaml.ScalarNode {
@@ -105,20 +106,17 @@ func (p *mlflowPercentage) value() (int, string) {
 		var v int
 		if n.Decode(&v) != nil {
 			if f := 0.0; n.Decode(&f) == nil {
-				return 0, "must be 0..100" // past int's range
+				return capInt(f), "" // past int's range
 			}
 			return 0, want + n.Value // tagged !!int, and not one
 		}
 		return v, ""
 	case "!!float":
 		var f float64
-		switch {
-		case n.Decode(&f) != nil || math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f):
+		if n.Decode(&f) != nil || math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f) {
 			return 0, want + n.Value
-		case f < math.MinInt32 || f > math.MaxInt32:
-			return 0, "must be 0..100"
 		}
-		return int(f), ""
+		return capInt(f), ""
 	case "!!bool":
 		var b bool
 		if n.Decode(&b) != nil {
@@ -129,8 +127,7 @@ func (p *mlflowPercentage) value() (int, string) {
 		}
 		return 0, ""
 	case "!!str":
-		// Past int32, capped there: out of 0..100 all the same.
-		v, ok := jsonscan.CountText([]byte(n.Value), math.MaxInt32+1)
+		v, ok := jsonscan.CountText([]byte(n.Value), math.MaxInt)
 		if !ok {
 			return 0, want + strconv.Quote(n.Value)
 		}
@@ -140,12 +137,31 @@ func (p *mlflowPercentage) value() (int, string) {
 	}
 }
 
+// capInt is f, a whole number, capped at int's range.
+func capInt(f float64) int {
+	switch {
+	case f >= math.MaxInt:
+		return math.MaxInt
+	case f <= math.MinInt:
+		return math.MinInt
+	}
+	return int(f)
+}
+
+// mlflowLimit is an endpoint's limit block as written: MLflow's Limit model, whose
+// calls is an int field read as pydantic reads one ("10" is 10).
+type mlflowLimit struct {
+	Calls         *mlflowInt `yaml:"calls"`
+	RenewalPeriod string     `yaml:"renewal_period"`
+	Key           string     `yaml:"key"`
+}
+
 type mlflowEndpoint struct {
-	Name         string               `yaml:"name"`
-	EndpointType string               `yaml:"endpoint_type"`
-	RouteType    string               `yaml:"route_type"`
-	Model        mlflowModel          `yaml:"model"`
-	Limit        *limiter.MLflowLimit `yaml:"limit"`
+	Name         string       `yaml:"name"`
+	EndpointType string       `yaml:"endpoint_type"`
+	RouteType    string       `yaml:"route_type"`
+	Model        mlflowModel  `yaml:"model"`
+	Limit        *mlflowLimit `yaml:"limit"`
 }
 
 type mlflowModel struct {
@@ -734,18 +750,30 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		// and log show the backend's name, which is the endpoint's, and MLflow's
 		// names (any length, any letter) need not be labels.
 		ec.Routes = []router.Route{{Backend: name, Weight: 100}}
-		ec.mlflow = &mlflowInfo{EndpointType: typ, Provider: e.Model.Provider, Model: e.Model.Name, Limit: e.Limit, hostedNameless: hostedNameless}
+		ec.mlflow = &mlflowInfo{EndpointType: typ, Provider: e.Model.Provider, Model: e.Model.Name, hostedNameless: hostedNameless}
 		if e.Limit != nil {
-			if err := e.Limit.Validate(); err != nil {
+			l := &limiter.MLflowLimit{RenewalPeriod: e.Limit.RenewalPeriod, Key: e.Limit.Key}
+			ec.mlflow.Limit = l
+			callsProblem := ""
+			if e.Limit.Calls != nil {
+				var calls int
+				calls, callsProblem = e.Limit.Calls.value()
+				l.Calls = int64(calls)
+			}
+			if callsProblem != "" {
+				k := p + ".limit.calls"
+				report(line(k), k, callsProblem)
+			}
+			if err := l.Validate(); err != nil {
 				for _, fe := range flatten(err) {
 					var kp keyProblem
-					if errors.As(fe, &kp) {
+					if errors.As(fe, &kp) && (callsProblem == "" || kp.Key() != "calls") {
 						k := p + ".limit." + kp.Key()
 						report(line(k), k, kp.Problem())
 					}
 				}
-			} else {
-				ec.Limits = []limiter.Limit{e.Limit.Limit()}
+			} else if callsProblem == "" {
+				ec.Limits = []limiter.Limit{l.Limit()}
 			}
 		}
 		cfg.Endpoints = append(cfg.Endpoints, ec)
