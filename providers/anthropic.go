@@ -3,7 +3,6 @@ package providers
 import (
 	"bytes"
 	"errors"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -517,30 +516,27 @@ func (a *anthropic) Send(t *Target, call *Call, out *fasthttp.Response, res *Res
 	return nil
 }
 
-// maxErrorBody bounds how much of an error answer is read: Anthropic's are a few hundred
-// bytes, and a proxy's HTML page says nothing the status does not.
-const maxErrorBody = 64 << 10
-
 // passError translates an Anthropic error answer into OpenAI's shape with the matching
-// status, reading a streamed body in full. A coded one is decoded as hold allows, as
-// any answer is (uncodedHeld): one it has no room for is ErrAnswerNoRoom.
+// status, reading a streamed body in full as the other providers' passError does: up
+// to the backend's max_response_bytes and as hold allows. A body over either is not
+// cut to fit, which would lose its message (or pass on a part of it as the whole):
+// the answer is invalid, ErrAnswerTooLarge, or has no room, ErrAnswerNoRoom, as a
+// buffered one is.
 func (a *anthropic) passError(up, out *fasthttp.Response, status int, hold AnswerHold) error {
 	var body []byte
 	if up.StreamBody && up.BodyStream() != nil {
 		// Not up.Body(), which would read the stream whole, however long.
 		var err error
-		body, err = io.ReadAll(io.LimitReader(up.BodyStream(), min(a.maxBody, maxErrorBody)))
-		_ = up.CloseBodyStream()
-		if err != nil {
-			return classifyBody(err)
+		if body, err = readStreamed(up, a.maxBody, hold); err != nil {
+			return err
 		}
 	} else {
 		body = up.Body()
-	}
-	if enc := up.Header.ContentEncoding(); coded(enc) {
-		var err error
-		if body, err = uncodedHeld(enc, body, a.maxBody, hold); err != nil {
-			return err
+		if enc := up.Header.ContentEncoding(); coded(enc) {
+			var err error
+			if body, err = uncodedHeld(enc, body, a.maxBody, hold); err != nil {
+				return err
+			}
 		}
 	}
 	status = translateAnthropicError(out, body, status, a.secrets)

@@ -264,9 +264,10 @@ func TestAnthropicSendErrors(t *testing.T) {
 	}
 }
 
-// A streamed request's error answer is read up to maxErrorBody, however long the
-// upstream makes it (an error page a proxy keeps writing, a body that never ends):
-// the attempt ends with the error instead of reading on.
+// A streamed request's error answer is read up to the backend's max_response_bytes,
+// however long the upstream makes it (an error page a proxy keeps writing, a body
+// that never ends): the attempt ends there, the answer invalid (ErrAnswerTooLarge)
+// rather than cut to fit, instead of reading on.
 func TestAnthropicStreamErrorBodyBounded(t *testing.T) {
 	up := startUpstream(t, func(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(503)
@@ -280,14 +281,14 @@ func TestAnthropicStreamErrorBodyBounded(t *testing.T) {
 			}
 		})
 	})
-	be := newTestBackend(t, anthropicConfig(up.URL))
+	cfg := anthropicConfig(up.URL)
+	cfg.MaxResponseBytes = 1 << 20
+	be := newTestBackend(t, cfg)
 	var out fasthttp.Response
 	var res Result
 	start := time.Now()
-	err := be.Send(chatCall(chatBody, true), &out, &res)
-	var ue *UpstreamError
-	if !errors.As(err, &ue) || ue.Status != 503 {
-		t.Fatalf("err = %#v", err)
+	if err := be.Send(chatCall(chatBody, true), &out, &res); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Fatalf("err = %v, want ErrAnswerTooLarge", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the error answer took %v: it was read past its bound", d)
