@@ -344,6 +344,11 @@ type arrival struct {
 	// (appendRequestID); idLen 0 is none.
 	id [maxRequestID]byte
 	ip [16]byte
+	// anthropic is whether the request's target names the Messages API (or is a model
+	// listing an Anthropic SDK asked for), whose error shape its answer takes when the
+	// request cannot be read on: fasthttp fails its URI (a Host that is no host) or
+	// its body, neither error saying the path, the second after resetting the header.
+	anthropic bool
 }
 
 // note keeps what ctx's request header says now, under rt's trusted proxies.
@@ -355,8 +360,34 @@ func (a *arrival) note(ctx *fasthttp.RequestCtx, rt *runtime) {
 	}
 	var buf [16]byte
 	a.ipLen = copy(a.ip[:], requestClient(ctx, rt, &buf))
+	route := ownRoute(targetPath(ctx.Request.Header.RequestURI()))
+	a.anthropic = route == routeMessages || route == routeCountTokens ||
+		(route == routeModels || route == routeModel) && anthropicClient(&ctx.Request.Header)
 	a.set = true
 }
+
+// targetPath is the path of target, a request line's target as it came (before
+// fasthttp parses it): up to its query, and in the absolute form
+// (http://host/path) after its scheme and authority; nil when it has none.
+func targetPath(target []byte) []byte {
+	if len(target) > 0 && target[0] != '/' {
+		_, rest, ok := bytes.Cut(target, strSchemeEnd)
+		if !ok {
+			return nil
+		}
+		i := bytes.IndexByte(rest, '/')
+		if i < 0 {
+			return nil
+		}
+		target = rest[i:]
+	}
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	return target
+}
+
+var strSchemeEnd = []byte("://")
 
 // appendID appends the request's ID to dst: the client's own, or a new one.
 func (a *arrival) appendID(dst []byte) []byte {
@@ -499,14 +530,21 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 		return
 	}
 	e := unreadable(err)
-	if head, rest, ok := quotedHead(err); ok {
+	head, rest, quoted := quotedHead(err)
+	if quoted {
 		if _, small := errors.AsType[*fasthttp.ErrSmallBuffer](err); small && requestLineCut(ctx.Conn(), head, rest) {
 			e = &errURITooLong
 		}
 		routeUnread(ctx, head)
 	}
 	closeLingering(ctx)
-	s.ownRequest(ctx).fail(ctx, e)
+	r := s.ownRequest(ctx)
+	if a := arrivalOf(ctx.Conn()); !quoted && a != nil && a.anthropic {
+		// The header was read (headerReceived), then its URI or its body failed:
+		// fasthttp's error quotes no header to route by.
+		r.anthropicAPI = true
+	}
+	r.fail(ctx, e)
 }
 
 // quotedHead is the start of the header block fasthttp could not read that err quotes
@@ -543,6 +581,16 @@ func routeUnread(ctx *fasthttp.RequestCtx, head string) {
 	method, target, ok := strings.Cut(strings.TrimLeft(head, "\r\n"), " ")
 	if !ok || method == "" {
 		return
+	}
+	// A target after more than one space (which fasthttp refuses), or in the
+	// absolute form, has its path all the same.
+	target = strings.TrimLeft(target, " ")
+	if !strings.HasPrefix(target, "/") {
+		if _, rest, ok := strings.Cut(target, "://"); ok {
+			if i := strings.IndexByte(rest, '/'); i >= 0 && !strings.ContainsAny(rest[:i], " \r\n") {
+				target = rest[i:]
+			}
+		}
 	}
 	end := strings.IndexAny(target, "? \r\n")
 	if end <= 0 {
