@@ -467,6 +467,11 @@ func (b *Backend) check(i int) {
 // requests); Close closes the rest. Calling it again does nothing.
 func (b *Backend) Retire() {
 	p := &b.pool
+	// A check or read under way ends now, its outcome dropped (retired is set by
+	// then), rather than running on to its timeout against a target that hangs. Its
+	// connection is closed once the lock is let go: closing a TLS one writes an alert,
+	// which a peer that reads nothing can hold for seconds. Again, it does nothing.
+	defer p.probes.stop()
 	// Held while the checks are given back: a Close under way waits, and gives back
 	// what is left.
 	p.mu.Lock()
@@ -478,9 +483,6 @@ func (b *Backend) Retire() {
 	if p.cancel != nil {
 		p.cancel()
 	}
-	// A check or read under way ends now, its outcome dropped, rather than running
-	// on to its timeout against a target that hangs.
-	p.probes.stop()
 	if p.set.active {
 		for i, t := range b.targets {
 			b.noteShift(i, p.pools.releaseChecks(b.Name, t.URL), HealthChange{Cause: CauseChecksOff})
