@@ -451,14 +451,18 @@ func (st *state) set(next ctlState, from *ctlState, at, now time.Time) bool {
 	}
 	if !st.ctl.since.Equal(next.since) && st.win != nil {
 		st.hasCluster = false
+		// Observe counts an attempt whose request arrived before next's window
+		// opens in the route's totals alone from here on, so the window's counts
+		// start now, also for one that opens at an instant still to come
+		// (openWindow): the attempts that arrive after it then count from it, not
+		// from this replica's first read of its counters after it.
 		st.opens.Store(next.since.UnixNano())
-		// A window that begins at an instant still to come opens then
-		// (openWindow). One opened now on a replica in step with Redis flushes
-		// from now: what it observed since its last flush was served at the
-		// weights before the change (a change read after its instant).
+		st.win.start.copyFrom(&st.stats[st.canary])
+		// One opened now on a replica in step with Redis flushes from now: what it
+		// observed since its last flush was served at the weights before the
+		// change (a change read after its instant).
 		st.win.opening = next.since.After(now)
 		if !st.win.opening {
-			st.win.start.copyFrom(&st.stats[st.canary])
 			st.win.slotsStarted = false
 			st.win.rebase = st.ver != 0
 		}
@@ -518,15 +522,15 @@ func (st *state) settle(now time.Time) bool {
 }
 
 // openWindow opens the current window if it waits for an instant (opening) that
-// now has reached: the canary's traffic counts toward it from here. st.mu must be
-// held.
+// now has reached: the canary's traffic counts toward it from its start, taken when
+// the change was read (set), which only attempts arriving from the instant on have
+// added to. st.mu must be held.
 func (st *state) openWindow(now time.Time) {
 	w := st.win
 	if w == nil || !w.opening || now.Before(st.ctl.since) {
 		return
 	}
 	w.opening, w.slotsStarted, w.rebase = false, false, true
-	w.start.copyFrom(&st.stats[st.canary])
 }
 
 // localWindows returns the canary's traffic on this replica since the

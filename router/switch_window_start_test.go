@@ -33,7 +33,7 @@ func TestSwitchWindowStartsAtInstant(t *testing.T) {
 			at := switchAt(t, a)
 
 			for _, x := range []*replica{a, b} {
-				feed(x.e, 1, 100, 50, 100*time.Millisecond, 0)
+				observeArrived(x.e, 1, 100, 50, c.clock.Now())
 			}
 			if tc.flushEarly {
 				round(a, b)

@@ -113,3 +113,42 @@ func TestLocalWindowCountsAttemptsByArrival(t *testing.T) {
 		t.Fatalf("canary %s at %v %%, want rolled back by the failures of requests that arrived at its step", s.State, s.Weight)
 	}
 }
+
+// An attempt whose request arrived once a step took effect counts toward its window
+// however soon after the instant it ends: before the replica's next read of its
+// counters too, where the window's counts used to begin.
+func TestSwitchWindowCountsAttemptsEndedBeforeFirstTick(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
+	a.r.tick(bg) // a leads
+	round(a, b)
+	feed(a.e, 1, 200, 0, 100*time.Millisecond, 0)
+	c.clock.Advance(time.Minute)
+	round(a, b)
+	weightsAgree(t, "after the step", 10, a, b)
+	at := switchAt(t, a)
+
+	// Before the instant: attempts of the old share, which count toward no window.
+	for _, x := range []*replica{a, b} {
+		observeArrived(x.e, 1, 40, 40, c.clock.Now())
+	}
+	c.clock.Advance(at.Sub(c.clock.Now()) + 100*time.Millisecond)
+	// After the instant, before either replica reads its counters again.
+	for _, x := range []*replica{a, b} {
+		observeArrived(x.e, 1, 30, 0, at.Add(50*time.Millisecond))
+	}
+	round(a, b)
+	round(a, b)
+	for i, x := range []*replica{a, b} {
+		s := canaryOf(t, x.r, "chat")
+		if s.State != StateStepping || s.Weight != 10 {
+			t.Fatalf("replica %d: canary %s at %v %% (%s), want stepping at 10 %%", i, s.State, s.Weight, s.Reason)
+		}
+		if s.Window.Requests != 30 || s.Window.Errors != 0 {
+			t.Errorf("replica %d: its window %+v, want the 30 attempts that arrived after the instant, none failed", i, s.Window)
+		}
+	}
+	if s := canaryOf(t, a.r, "chat"); s.Cluster == nil || s.Cluster.Requests != 60 {
+		t.Errorf("the leader's merged window %+v, want the 60 attempts that arrived after the instant", s.Cluster)
+	}
+}
