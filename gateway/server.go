@@ -360,7 +360,7 @@ func (a *arrival) note(ctx *fasthttp.RequestCtx, rt *runtime) {
 	}
 	var buf [16]byte
 	a.ipLen = copy(a.ip[:], requestClient(ctx, rt, &buf))
-	route := ownRoute(targetPath(ctx.Request.Header.RequestURI()))
+	route := targetRoute(ctx.Request.Header.RequestURI())
 	a.anthropic = route == routeMessages || route == routeCountTokens ||
 		(route == routeModels || route == routeModel) && anthropicClient(&ctx.Request.Header)
 	a.set = true
@@ -388,6 +388,46 @@ func targetPath(target []byte) []byte {
 }
 
 var strSchemeEnd = []byte("://")
+
+// targetRoute is the route of target, a request line's target as it came, by its
+// path as the handler routes it (ctx.Path(), decoded and cleaned): a path with a
+// percent-escape, a fragment, or an empty or dot segment (/v1/%6Dessages,
+// /v1//messages) is parsed as fasthttp parses it first; any other is the same either
+// way, and is compared as it came.
+func targetRoute(target []byte) int {
+	path := targetPath(target)
+	// A route's own path, every client's, is clean: it costs no second look.
+	if route := ownRoute(path); ownRoutes[route] == string(path) || cleanPath(path) {
+		return route
+	}
+	u := fasthttp.AcquireURI()
+	route := routeNone
+	// With a host, as the request's URI is parsed: a path that begins with "//"
+	// is not taken for an authority.
+	if u.Parse(strSomeHost, path) == nil {
+		route = ownRoute(u.Path())
+	}
+	fasthttp.ReleaseURI(u)
+	return route
+}
+
+var strSomeHost = []byte("host")
+
+// cleanPath reports whether path has nothing that fasthttp's parse would decode or
+// clean away: no percent-escape, no fragment, no empty or dot segment.
+func cleanPath(path []byte) bool {
+	for i, c := range path {
+		switch c {
+		case '%', '#':
+			return false
+		case '/':
+			if i+1 < len(path) && (path[i+1] == '/' || path[i+1] == '.') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // appendID appends the request's ID to dst: the client's own, or a new one.
 func (a *arrival) appendID(dst []byte) []byte {
