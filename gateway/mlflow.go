@@ -754,7 +754,8 @@ func fromMLflow(f *mlflowFile, cfg *Config, report func(line int, key, problem s
 		if e.Limit != nil {
 			l := &limiter.MLflowLimit{RenewalPeriod: e.Limit.RenewalPeriod, Key: e.Limit.Key}
 			ec.mlflow.Limit = l
-			callsProblem := ""
+			// Required, as MLflow's Limit has it: left out, or null, it is nil.
+			callsProblem := "is required"
 			if e.Limit.Calls != nil {
 				var calls int
 				calls, callsProblem = e.Limit.Calls.value()
