@@ -326,15 +326,16 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 
 // arrival is what the gateway keeps of a request's header from its arrival
 // (headerReceived) until the connection's next request begins (connState): when, the
-// client's own request ID, the client's address. fasthttp reads up to 8 KiB of a
-// body before the handler runs, and when that fails (the body stalls past
-// read_timeout, or the client's close cuts it short of its Content-Length) it resets
-// the header and only then calls serveParseError: without this the answer and its
-// access log line would get a new request ID, the proxy's address in place of the
-// client X-Forwarded-For names behind server.trusted_proxies, and a latency counted
-// from the error, not from the request (ALB, Envoy and nginx with
-// proxy_request_buffering off pass bodies on as they come). The connection's serving
-// goroutine alone reads and writes it.
+// client's own request ID, the client's address, whether it is a Messages API call.
+// fasthttp reads up to 8 KiB of a body before the handler runs, and when that fails
+// (the body stalls past read_timeout, or the client's close cuts it short of its
+// Content-Length) it resets the header and only then calls serveParseError: without
+// this the answer and its access log line would get a new request ID, the proxy's
+// address in place of the client X-Forwarded-For names behind server.trusted_proxies,
+// OpenAI's error shape in place of the Messages API's, and a latency counted from the
+// error, not from the request (ALB, Envoy and nginx with proxy_request_buffering off
+// pass bodies on as they come). The connection's serving goroutine alone reads and
+// writes it.
 type arrival struct {
 	// set is whether the rest holds the connection's current request.
 	set          bool
@@ -556,7 +557,7 @@ func (s *Server) install(rt *runtime) {
 var errURITooLong = apiError{414, "invalid_request_error", "uri_too_long", "", "The request's URL is over 8 KiB."}
 
 // serveParseError answers requests fasthttp could not read, in the error shape of the
-// API their path names (routeUnread), and closes the connection, lingering
+// API their path names (routeUnread, or the arrival's for a header read), and closes the connection, lingering
 // (closeLingering): fasthttp has read no more than its 8 KiB buffer of the request,
 // and a client may still be sending the rest of it (a long header, the body after it,
 // a request line it is still writing when its time runs out); closing over unread
