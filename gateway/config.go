@@ -22,6 +22,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"golang.org/x/net/http/httpguts"
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/internal/pemfile"
@@ -336,7 +337,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 			return
 		}
 		unknownValue(key)
-		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": "+key+": environment variable "+name+" is not set")
+		problems = append(problems, path+":"+strconv.Itoa(n.Line)+": "+sayableKey(key)+": environment variable "+name+" is not set")
 	}
 	report := func(line int, key, problem string) {
 		if key == "" {
@@ -353,7 +354,7 @@ func ParseConfig(path string, data []byte, env func(string) (string, bool)) (*Co
 		if problem != keyRefProblem {
 			unknownValue(key)
 		}
-		report(n.Line, key, problem)
+		report(n.Line, sayableKey(key), problem)
 	}
 	mlflow := isMLflow(root)
 	var mlflowRef func(n *yaml.Node, key string)
@@ -829,7 +830,9 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 			if isMergeKey(k) {
 				continue
 			}
-			if name, ok := runOn(k); ok && t.Elem().Kind() == reflect.String && isNull(v) {
+			// A value an environment problem left unknown reads as null too: that
+			// problem is the one said.
+			if name, ok := runOn(k); ok && t.Elem().Kind() == reflect.String && isNull(v) && !slices.Contains(kc.cfg.unread, join(path, k.Value)) {
 				if secretKey(join(path, name)) && strings.Trim(k.Value[len(name):], " \t=:") == "" {
 					// A headers entry of a name alone ({sk-…:} in a flow mapping): a
 					// key pasted as the name, maybe, so the name is not quoted.
@@ -855,6 +858,21 @@ func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 			kc.check(c, t.Elem(), p)
 		}
 	}
+}
+
+// sayableKey is key, a key path, as a message may say it: an entry of a headers
+// mapping whose name is not an HTTP token is said by the mapping's key alone, as its
+// other problems are (headerconf): a secret pasted where the value belongs reads as
+// such a name.
+func sayableKey(key string) string {
+	i := strings.Index(key, ".headers.")
+	if i < 0 {
+		return key
+	}
+	if name := key[i+len(".headers."):]; httpguts.ValidHeaderFieldName(name) {
+		return key
+	}
+	return key[:i+len(".headers")]
 }
 
 // runOn reports the name a mapping key begins with when a space, a tab, '=' or ':'
