@@ -2,6 +2,7 @@ package providers
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -160,16 +161,18 @@ func (c *upstreamConn) Close() error {
 }
 
 // handshake makes c a TLS client connection with cfg, its handshake over by end (zero:
-// no bound), which is the dial's own: the handshake is part of connecting, as nginx's
-// proxy_connect_timeout counts it. fasthttp would otherwise make the handshake inside
-// the first request's write, where no read deadline is set yet: a target that accepts
-// the connection and never answers the ClientHello would hold the request for good.
-// On failure c is closed.
-func (c *upstreamConn) handshake(cfg *tls.Config, end time.Time) error {
+// no bound), which is the dial's own, or when ctx ends: the handshake is part of
+// connecting, as nginx's proxy_connect_timeout counts it. fasthttp would otherwise
+// make the handshake inside the first request's write, where no read deadline is set
+// yet: a target that accepts the connection and never answers the ClientHello would
+// hold the request for good. On failure c is closed.
+func (c *upstreamConn) handshake(ctx context.Context, cfg *tls.Config, end time.Time) error {
 	c.tls = tls.Client(socketSide{c}, cfg)
 	err := c.Conn.SetDeadline(end)
 	if err == nil {
-		err = c.tls.Handshake()
+		// crypto/tls closes the socket when ctx ends; one that cannot end (a
+		// request's dial) makes this Handshake.
+		err = c.tls.HandshakeContext(ctx)
 	}
 	if err == nil {
 		// Moving the deadlines later is free (deadline.Conn): fasthttp sets its own

@@ -30,12 +30,12 @@ type dialer struct {
 	turn atomic.Uint32
 }
 
-// dial connects to addr (host:port) by end (zero: no bound). An IP literal is dialled
-// as it is; a name is looked up for each dial, its addresses ordered as RFC 8305
-// section 4 says (families interleaved, the one the resolver sorted first leading),
-// each family's addresses rotated by one from the previous dial's.
-func (d *dialer) dial(addr string, end time.Time) (net.Conn, error) {
-	ctx := context.Background()
+// dial connects to addr (host:port) by end (zero: no bound), or until ctx ends. An IP
+// literal is dialled as it is; a name is looked up for each dial, its addresses
+// ordered as RFC 8305 section 4 says (families interleaved, the one the resolver
+// sorted first leading), each family's addresses rotated by one from the previous
+// dial's.
+func (d *dialer) dial(ctx context.Context, addr string, end time.Time) (net.Conn, error) {
 	if !end.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, end)

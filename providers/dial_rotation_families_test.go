@@ -3,6 +3,7 @@
 package providers
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"testing"
@@ -31,7 +32,7 @@ func TestDialRotationKeepsFamiliesInterleaved(t *testing.T) {
 	d := &dialer{resolver: fakeDNS(t, name, net.ParseIP("127.0.0.21"), net.ParseIP("127.0.0.22"),
 		net.ParseIP("127.0.0.23"), net.ParseIP("::1"))}
 	for i := range 4 {
-		c, err := d.dial(net.JoinHostPort(name, strconv.Itoa(p)), time.Now().Add(600*time.Millisecond))
+		c, err := d.dial(context.Background(), net.JoinHostPort(name, strconv.Itoa(p)), time.Now().Add(600*time.Millisecond))
 		if err != nil {
 			t.Errorf("new connection %d: %v", i, err)
 			continue

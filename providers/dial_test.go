@@ -71,7 +71,7 @@ func TestDialMixedFamiliesStillRaced(t *testing.T) {
 	// Two dials: the rotation starts one at each address.
 	for i := range 2 {
 		start := time.Now()
-		c, err := d.dial(net.JoinHostPort(name, strconv.Itoa(p)), start.Add(connect))
+		c, err := d.dial(context.Background(), net.JoinHostPort(name, strconv.Itoa(p)), start.Add(connect))
 		if err != nil {
 			t.Fatalf("dial %d: %v", i, err)
 		}
@@ -183,7 +183,7 @@ func TestDialRotatesFirstAddress(t *testing.T) {
 	d := &dialer{resolver: fakeDNS(t, name, net.ParseIP("127.0.0.1"), net.ParseIP("127.0.0.2"))}
 	var got []string
 	for range 4 {
-		c, err := d.dial(net.JoinHostPort(name, strconv.Itoa(p)), time.Now().Add(5*time.Second))
+		c, err := d.dial(context.Background(), net.JoinHostPort(name, strconv.Itoa(p)), time.Now().Add(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +214,7 @@ func TestDialLiteralNotLookedUp(t *testing.T) {
 				asked = true
 				return nil, errors.New("no resolver here")
 			}}}
-			c, err := d.dial(ln.Addr().String(), time.Now().Add(5*time.Second))
+			c, err := d.dial(context.Background(), ln.Addr().String(), time.Now().Add(5*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}

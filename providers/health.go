@@ -467,8 +467,9 @@ func (b *Backend) check(i int) {
 // requests); Close closes the rest. Calling it again does nothing.
 func (b *Backend) Retire() {
 	p := &b.pool
-	// A check or read under way ends now, its outcome dropped (retired is set by
-	// then), rather than running on to its timeout against a target that hangs. Its
+	// A check or read under way ends now, connecting or not, its outcome dropped
+	// (retired is set by then), rather than running on to its timeout against a
+	// target that hangs, or to connect_timeout against one that black-holes. Its
 	// connection is closed once the lock is let go: closing a TLS one writes an alert,
 	// which a peer that reads nothing can hold for seconds. Again, it does nothing.
 	defer p.probes.stop()
@@ -537,31 +538,45 @@ func (p *Pools) releaseChecks(backend, url string) shift {
 // stopped them.
 var errProbesStopped = errors.New("health checks and load reads stopped")
 
-// probeConns holds the connections of a backend's active checks and load reads, so
-// that Retire and Close end the ones under way: fasthttp's DoTimeout takes no context,
-// and a target that accepts a check and never answers (a vLLM whose engine is stuck)
-// would hold it for its whole timeout, which Close waits out, and with it the
-// gateway's exit. Closed, the connection fails the check at once; a dial already
-// under way ends within its own bound (connect_timeout and the check's timeout), its
-// connection closed as it is made.
+// probeConns holds the connections of a backend's active checks and load reads, and
+// the context of their dials, so that Retire and Close end the ones under way:
+// fasthttp's DoTimeout takes no context, and a target that accepts a check and never
+// answers (a vLLM whose engine is stuck) would hold it for its whole timeout, which
+// Close waits out, and with it the gateway's exit; one whose address black-holes (a
+// deleted pod's IP, its SYNs unanswered) would hold the check's dial for
+// connect_timeout. Closed, the connection fails the check
+// at once; cancelled, the dial does, wherever it is (resolving, connecting, in a
+// proxy's or the TLS handshake), having made no connection.
 type probeConns struct {
 	mu      sync.Mutex
 	stopped bool
+	// ctx is the dials' context, made by the first and cancelled by stop.
+	ctx    context.Context
+	cancel context.CancelFunc
 	// open are at most two per target (a checker's MaxConns).
 	open []*probeConn
 }
 
-// dial is dial with its connections held in r.
-func (r *probeConns) dial(dial fasthttp.DialFuncWithTimeout) fasthttp.DialFuncWithTimeout {
+// dial is dial under r's context, its connections held in r.
+func (r *probeConns) dial(dial contextDial) fasthttp.DialFuncWithTimeout {
 	return func(addr string, timeout time.Duration) (net.Conn, error) {
 		r.mu.Lock()
-		stopped := r.stopped
-		r.mu.Unlock()
-		if stopped {
+		if r.stopped {
+			r.mu.Unlock()
 			return nil, errProbesStopped
 		}
-		c, err := dial(addr, timeout)
+		if r.ctx == nil {
+			r.ctx, r.cancel = context.WithCancel(context.Background())
+		}
+		ctx := r.ctx
+		r.mu.Unlock()
+		c, err := dial(ctx, addr, timeout)
 		if err != nil {
+			if ctx.Err() != nil {
+				// The stop's, whatever the dial made of it (a proxy's connection
+				// closed under its CONNECT reads as a failed CONNECT).
+				return nil, errProbesStopped
+			}
 			return nil, err
 		}
 		pc := &probeConn{Conn: c, r: r}
@@ -577,13 +592,18 @@ func (r *probeConns) dial(dial fasthttp.DialFuncWithTimeout) fasthttp.DialFuncWi
 	}
 }
 
-// stop closes the connections open, and fails every dial from now on.
+// stop ends the dials under way, closes the connections open, and fails every dial
+// from now on.
 func (r *probeConns) stop() {
 	r.mu.Lock()
 	r.stopped = true
+	cancel := r.cancel
 	open := r.open
 	r.open = nil
 	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 	for _, c := range open {
 		_ = c.Conn.Close()
 	}

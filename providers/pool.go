@@ -348,7 +348,8 @@ func (b *Backend) initPool(ps *Pools) {
 	for _, t := range b.targets {
 		st := ps.acquire(b.Name, t.URL, p.set.active, int64(b.cfg.MaxConnections))
 		p.states = append(p.states, st)
-		// The checkers dial past the gate: their connections are not the requests'.
+		// The checkers dial past the gate (t.dial, under the context probes cancels):
+		// their connections are not the requests'.
 		dial := t.client.DialTimeout
 		if background {
 			root := "http://"
@@ -363,7 +364,7 @@ func (b *Backend) initPool(ps *Pools) {
 			p.loadURLs = append(p.loadURLs, root+p.set.metricsPath)
 			p.checkers = append(p.checkers, &fasthttp.HostClient{
 				SecureErrorLogMessage: true,
-				Addr:                  t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, TLSConfig: t.client.TLSConfig, DialTimeout: p.probes.dial(dial),
+				Addr:                  t.client.Addr, Name: "tollgate", IsTLS: t.client.IsTLS, TLSConfig: t.client.TLSConfig, DialTimeout: p.probes.dial(t.dial),
 				// One for the checks, one for the load reads: each runs on its own.
 				MaxConns: 2, MaxIdleConnDuration: t.client.MaxIdleConnDuration,
 				// Checks and load reads every few seconds keep a connection busy for good:
@@ -452,8 +453,9 @@ func (b *Backend) stop() {
 	if cancel != nil {
 		cancel()
 	}
-	// A check or read under way ends now, its outcome dropped (closed is set),
-	// rather than at its timeout: the wait below holds a shutdown.
+	// A check or read under way ends now, connecting or not, its outcome dropped
+	// (closed is set), rather than at its timeout or connect_timeout: the wait below
+	// holds a shutdown.
 	p.probes.stop()
 	p.wg.Wait()
 	for _, c := range p.checkers {

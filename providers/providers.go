@@ -4,6 +4,7 @@ package providers
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -558,7 +559,13 @@ type Target struct {
 	// copies its operation's URI instead of parsing a URL.
 	uris     [KindCount]fasthttp.URI
 	inFlight atomic.Int64
+	// dial is the client's dial (its DialTimeout) under a context, which ends it
+	// wherever it is: resolving, connecting, in a proxy's or the TLS handshake.
+	dial contextDial
 }
+
+// contextDial connects to addr within timeout (zero: no bound), or until ctx ends.
+type contextDial func(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error)
 
 // setURL points operation k at u.
 func (t *Target) setURL(k Kind, u string) {
@@ -668,9 +675,11 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		return nil, err
 	}
 	// An https target's TLS handshake is made here too, within the same bound: a
-	// connection is had once it can carry the request.
+	// connection is had once it can carry the request. Requests dial with a ctx that
+	// never ends; health checks and /metrics reads with one their backend's stop
+	// cancels (probeConns).
 	var tlsCfg clientTLS
-	hc.DialTimeout = func(addr string, timeout time.Duration) (netConn, error) {
+	dialCtx := func(ctx context.Context, addr string, timeout time.Duration) (netConn, error) {
 		if connect > 0 && (timeout <= 0 || connect < timeout) {
 			timeout = connect
 		}
@@ -687,9 +696,9 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 			// in-memory pipe) takes the place of the TCP dial.
 			c, err = dial(addr)
 		case viaProxy != nil:
-			c, err = viaProxy(addr, end)
+			c, err = viaProxy(ctx, addr, end)
 		default:
-			c, err = direct.dial(addr, end)
+			c, err = direct.dial(ctx, addr, end)
 		}
 		if err != nil {
 			return nil, err
@@ -706,12 +715,15 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 			return nil, err
 		}
 		u := wrapUpstream(c)
-		if err := u.handshake(cfg, end); err != nil {
+		if err := u.handshake(ctx, cfg, end); err != nil {
 			return nil, err
 		}
 		return u, nil
 	}
-	t := &Target{URL: raw, client: hc}
+	hc.DialTimeout = func(addr string, timeout time.Duration) (netConn, error) {
+		return dialCtx(context.Background(), addr, timeout)
+	}
+	t := &Target{URL: raw, client: hc, dial: dialCtx}
 	for _, k := range []Kind{Chat, Completions, Embeddings, Responses, Rerank, Score, Messages, CountTokens, Transcription, Translation} {
 		t.setURL(k, operationURL(raw, k.Path()))
 	}

@@ -40,12 +40,12 @@ func (c *Config) validateProxy() []error {
 }
 
 // proxyDial is the dial through the backend's proxy, nil when it has none:
-// dial(target, end) connects to the proxy with d and has it open a tunnel to target
-// (host:port), the whole of it over by end (zero: no bound): the connection to the
-// proxy, and its answer to CONNECT or its SOCKS5 handshake. end is the direct dial's
-// own (connect_timeout, within what is left of the attempt): a proxy that accepts and
-// never answers would otherwise hold the request for good.
-func proxyDial(rawURL string, d net.Dialer) (func(target string, end time.Time) (net.Conn, error), error) {
+// dial(ctx, target, end) connects to the proxy with d and has it open a tunnel to
+// target (host:port), the whole of it over by end (zero: no bound) or when ctx ends:
+// the connection to the proxy, and its answer to CONNECT or its SOCKS5 handshake. end
+// is the direct dial's own (connect_timeout, within what is left of the attempt): a
+// proxy that accepts and never answers would otherwise hold the request for good.
+func proxyDial(rawURL string, d net.Dialer) (func(ctx context.Context, target string, end time.Time) (net.Conn, error), error) {
 	if rawURL == "" {
 		return nil, nil
 	}
@@ -66,8 +66,8 @@ func proxyDial(rawURL string, d net.Dialer) (func(target string, end time.Time) 
 			}
 			auth = base64.StdEncoding.EncodeToString([]byte(cred))
 		}
-		return func(target string, end time.Time) (net.Conn, error) {
-			return dialConnect(d, addr, auth, target, end)
+		return func(ctx context.Context, target string, end time.Time) (net.Conn, error) {
+			return dialConnect(ctx, d, addr, auth, target, end)
 		}, nil
 	case "socks5", "socks5h":
 		// x/net's SOCKS5 dialer bounds its handshake only by the context of
@@ -77,8 +77,7 @@ func proxyDial(rawURL string, d net.Dialer) (func(target string, end time.Time) 
 		if err != nil || !ok {
 			return nil, errors.New("proxy: cannot be used")
 		}
-		return func(target string, end time.Time) (net.Conn, error) {
-			ctx := context.Background()
+		return func(ctx context.Context, target string, end time.Time) (net.Conn, error) {
 			if !end.IsZero() {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithDeadline(ctx, end)
@@ -100,15 +99,18 @@ func proxyDial(rawURL string, d net.Dialer) (func(target string, end time.Time) 
 const maxConnectAnswer = 64 << 10
 
 // dialConnect connects to the HTTP proxy at addr with d and opens a tunnel to target
-// with CONNECT (RFC 9110, section 9.3.6), all by end; auth is the Basic
-// Proxy-Authorization token, "" for none.
-func dialConnect(d net.Dialer, addr, auth, target string, end time.Time) (net.Conn, error) {
+// with CONNECT (RFC 9110, section 9.3.6), all by end or until ctx ends; auth is the
+// Basic Proxy-Authorization token, "" for none.
+func dialConnect(ctx context.Context, d net.Dialer, addr, auth, target string, end time.Time) (net.Conn, error) {
 	d.Deadline = end
-	c, err := d.Dial("tcp", addr)
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, &proxyError{addr, "unreachable", err}
 	}
 	_ = c.SetDeadline(end)
+	// ctx ending closes the connection, which ends the exchange under way.
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
 	// An IPv6 zone names the interface this host dials from, nothing the proxy could
 	// use: it is not sent (RFC 6874), as in every request's Host.
 	target = withoutZone(target)
@@ -143,6 +145,11 @@ func dialConnect(d net.Dialer, addr, auth, target string, end time.Time) (net.Co
 		// target the proxy's policy refuses.
 		_ = c.Close()
 		return nil, &proxyError{addr, "answered CONNECT with status " + strconv.Itoa(resp.StatusCode), nil}
+	}
+	if !stop() {
+		// ctx ended as the answer came: the connection is closed, or being closed.
+		_ = c.Close()
+		return nil, &proxyError{addr, "CONNECT given up", ctx.Err()}
 	}
 	_ = c.SetDeadline(time.Time{})
 	if n := br.Buffered(); n > 0 {

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -38,7 +39,7 @@ func TestProxyConnectAnswerOpensTunnel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := dial("10.255.255.1:8000", time.Now().Add(5*time.Second))
+			conn, err := dial(context.Background(), "10.255.255.1:8000", time.Now().Add(5*time.Second))
 			if err != nil {
 				t.Fatalf("dial through the proxy: %v", err)
 			}
@@ -83,7 +84,7 @@ func TestProxyDialBoundedByEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := dial("10.255.255.1:8000", time.Now().Add(200*time.Millisecond))
+			conn, err := dial(context.Background(), "10.255.255.1:8000", time.Now().Add(200*time.Millisecond))
 			if err == nil {
 				conn.Close()
 				t.Fatal("dial through the proxy succeeded")
@@ -112,7 +113,7 @@ func TestProxyConnectTargetWithoutZone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := dial("[fe80::1%eth0]:8000", time.Now().Add(5*time.Second))
+	conn, err := dial(context.Background(), "[fe80::1%eth0]:8000", time.Now().Add(5*time.Second))
 	if err != nil {
 		t.Fatalf("dial through the proxy: %v", err)
 	}

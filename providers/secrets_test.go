@@ -5,6 +5,7 @@ package providers
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -236,7 +237,7 @@ func TestProxyDialErrorsLeaveCredentialsOut(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := dial("10.255.255.1:8000", time.Now().Add(200*time.Millisecond))
+			conn, err := dial(context.Background(), "10.255.255.1:8000", time.Now().Add(200*time.Millisecond))
 			if err == nil {
 				conn.Close()
 				t.Fatal("dial through the proxy succeeded")

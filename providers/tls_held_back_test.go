@@ -3,6 +3,7 @@ package providers
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -87,7 +88,7 @@ func tlsLoopbackPair(t testing.TB, max uint16) (*upstreamConn, *tls.Conn, *corkC
 	srv := tls.Server(cork, tlsServerConfig(t, max))
 	shook := make(chan error, 1)
 	go func() { shook <- srv.Handshake() }()
-	if err := u.handshake(&tls.Config{InsecureSkipVerify: true}, time.Now().Add(5*time.Second)); err != nil {
+	if err := u.handshake(context.Background(), &tls.Config{InsecureSkipVerify: true}, time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-shook; err != nil {
