@@ -21,14 +21,7 @@ type Held struct {
 
 // Hold binds a loopback port without listening on it.
 func Hold() (*Held, error) {
-	// Close-on-exec set after the socket call, under the fork lock as the standard
-	// library does where SOCK_CLOEXEC (Linux's) is missing.
-	syscall.ForkLock.RLock()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err == nil {
-		syscall.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
+	fd, err := tcpSocket()
 	if err != nil {
 		return nil, err
 	}
@@ -82,4 +75,16 @@ func (h *Held) Close() error {
 
 func reusePort(fd int) error {
 	return syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+}
+
+// tcpSocket is a new IPv4 TCP socket, close-on-exec: set after the socket call, under
+// the fork lock as the standard library does where SOCK_CLOEXEC (Linux's) is missing.
+func tcpSocket() (int, error) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	return fd, err
 }

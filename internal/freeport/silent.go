@@ -24,12 +24,7 @@ type Silent struct {
 
 // ListenSilent starts a Silent address.
 func ListenSilent() (*Silent, error) {
-	syscall.ForkLock.RLock()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err == nil {
-		syscall.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
+	fd, err := tcpSocket()
 	if err != nil {
 		return nil, err
 	}
