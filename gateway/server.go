@@ -46,8 +46,11 @@ type Server struct {
 	// level is the level of the logger New built from logging:, set again by every
 	// reload; nil when the logger came in through Options.
 	level *slog.LevelVar
-	// boot is the config the server started with: the one its listeners, server
-	// timeouts, log format and the router's Redis client were built from.
+	// boot is the server:, limiter: and logging: sections of the config the server
+	// started with: the ones its listeners, server timeouts, log format and the
+	// router's Redis client were built from, which each reload is compared with. The
+	// rest (keys, endpoints, the line index) is left to the running runtime, so that
+	// a reload frees the config it replaces.
 	boot *Config
 	rt   atomic.Pointer[runtime]
 	// cert is the API listener's certificate when server.tls is set at start; every
@@ -159,7 +162,8 @@ func New(path string, opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{path: path, log: opt.Logger, boot: cfg, lastHash: hash, reg: prometheus.NewRegistry(),
+	boot := &Config{Server: cfg.Server, Limiter: cfg.Limiter, Logging: cfg.Logging}
+	s := &Server{path: path, log: opt.Logger, boot: boot, lastHash: hash, reg: prometheus.NewRegistry(),
 		reloaded: make(chan struct{}, 1)}
 	cert, err := cfg.Server.TLS.load()
 	if err != nil {
