@@ -1229,7 +1229,16 @@ func (s *redisStore) exec(ctx context.Context, calls []*call, eval bool) {
 		c.cmd = redis.NewCmd(ctx, c.args...)
 		_ = pipe.Process(ctx, onceCmd{c.cmd})
 	}
-	_, _ = pipe.Exec(ctx)
+	if _, err := pipe.Exec(ctx); err != nil {
+		// go-redis leaves the commands without a reply or an error when Redis refuses
+		// the connection itself (AUTH failing with WRONGPASS after a password
+		// rotation): they were never sent, and Redis's refusal is what each failed of.
+		for _, c := range calls {
+			if c.cmd.Err() == nil && c.cmd.Val() == nil {
+				c.cmd.SetErr(err)
+			}
+		}
+	}
 	s.roundTrips.Add(1)
 	s.scriptCalls.Add(uint64(len(calls)))
 }
