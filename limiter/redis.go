@@ -352,7 +352,12 @@ func (ms *members) release(target string) bool {
 
 // newClient speaks RESP2: with RESP3 go-redis peeks at the socket for push messages
 // before every command, a system call per round trip for a feature the limiter does
-// not use, as are CLIENT SETINFO and maintenance notifications.
+// not use, as are CLIENT SETINFO and maintenance notifications. Its retries are off
+// (MaxRetries -1): go-redis retries READONLY, LOADING and MASTERDOWN, refusals that
+// outlast a round, after a backoff of 10 ms and up, until the round's deadline, which
+// is then the error logged rather than Redis's own; each caller tries again on its
+// own schedule (a heartbeat, the next request). A pooled connection Redis closed is
+// dropped when it is taken from the pool, not retried.
 func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, bool, error) {
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	if rc.URL != "" {
@@ -370,6 +375,7 @@ func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, boo
 			o.PoolSize = rc.PoolSize
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = round, round, round
+		o.MaxRetries = -1
 		o.ContextTimeoutEnabled = true
 		o.DisableIdentity = true
 		o.Protocol = 2
@@ -383,6 +389,7 @@ func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, boo
 		DialTimeout:              round,
 		ReadTimeout:              round,
 		WriteTimeout:             round,
+		MaxRetries:               -1,
 		ContextTimeoutEnabled:    true,
 		DisableIdentity:          true,
 		Protocol:                 2,
