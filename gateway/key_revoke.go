@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -226,7 +227,9 @@ func (rv *revocations) publishLocked() {
 	rv.m.SetKeysRevoked(names)
 }
 
-// errRevokeUnshared is a revocation or restore that Redis did not take.
+// errRevokeUnshared is a revocation or restore that Redis did not take. Redis's
+// error follows it after a colon, on the same line (errors.Join would break the
+// logged line in two).
 var errRevokeUnshared = errors.New("key revocations: redis")
 
 // revoke revokes name for reason: in Redis first when shared (nothing changes when
@@ -249,7 +252,7 @@ func (rv *revocations) revoke(ctx context.Context, name, reason string) (r *revo
 	defer rv.syncMu.Unlock()
 	res, err := revokeScript.Run(ctx, rv.rdb, revokeKeys, name, val, newEpoch()).Slice()
 	if err != nil {
-		return nil, false, errors.Join(errRevokeUnshared, err)
+		return nil, false, fmt.Errorf("%w: %w", errRevokeUnshared, err)
 	}
 	if len(res) == 2 {
 		// Revoked already: Redis's revocation stands, and applies here now.
@@ -282,7 +285,7 @@ func (rv *revocations) restore(ctx context.Context, name string, configured bool
 	}
 	res, err := restoreScript.Run(ctx, rv.rdb, revokeKeys, name, newEpoch(), mark).Slice()
 	if err != nil {
-		return false, errors.Join(errRevokeUnshared, err)
+		return false, fmt.Errorf("%w: %w", errRevokeUnshared, err)
 	}
 	if len(res) == 1 {
 		// Unknown everywhere: nothing was written.
