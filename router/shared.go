@@ -454,19 +454,38 @@ func (st *state) withUnshared(rs ctlState) (ctlState, bool) {
 func (s *shared) tick(ctx context.Context, r *Router, eps []*Endpoint) {
 	ctx, cancel := context.WithTimeout(ctx, max(2*r.tickEvery, time.Second))
 	defer cancel()
-	err := errors.Join(s.flush(ctx, r, eps), s.lease(ctx, r, eps))
+	ferr := s.flush(ctx, r, eps)
+	lerr := s.lease(ctx, r, eps)
 	synced, perr := s.poll(ctx, r, eps)
-	err = errors.Join(err, perr, s.decide(ctx, r, eps, synced))
-	if err != nil {
+	if msg := oneLine(ferr, lerr, perr, s.decide(ctx, r, eps, synced)); msg != "" {
 		if !s.failing.Swap(true) {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "router shared state unavailable; weights held as they are, "+
 				"except that a canary breaching a gate on this replica's own traffic is rolled back",
-				slog.String("error", err.Error()))
+				slog.String("error", msg))
 		}
 		s.judgeHere(r, eps)
 	} else if s.failing.Swap(false) {
 		r.log.LogAttrs(ctx, slog.LevelInfo, "router shared state available again")
 	}
+}
+
+// oneLine is the texts of errs that are not nil, each once, joined by "; ": a log
+// line's error. errors.Join (as poll and decide join their endpoints' errors) puts a
+// line break between texts, and a Redis that is down fails each step of a tick, and
+// each endpoint, with the same error.
+func oneLine(errs ...error) string {
+	var seen []string
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		for text := range strings.SplitSeq(err.Error(), "\n") {
+			if !slices.Contains(seen, text) {
+				seen = append(seen, text)
+			}
+		}
+	}
+	return strings.Join(seen, "; ")
 }
 
 // flush adds what each canary saw since the last flush to its window and
