@@ -57,6 +57,9 @@ type Reading struct {
 	Quota Quota
 	// InUse is the slots of a concurrency limit taken now.
 	InUse int64
+	// Err is why an Unavailable reading has none: Redis's error (WRONGPASS, a
+	// connection refused, a timeout), for the admin API's log. Nil otherwise.
+	Err error
 }
 
 // peekScript reads buckets without changing them: Redis's clock as check.lua counts
@@ -190,7 +193,11 @@ func (s *redisStore) peek(ctx context.Context, probes []Probe, out []Reading) {
 	for i, g := range groups {
 		cmds[i] = pipe.Eval(ctx, peekScript, g.keys, string(g.kinds))
 	}
-	_, _ = pipe.Exec(ctx)
+	if _, err := pipe.Exec(ctx); err != nil {
+		for _, c := range cmds {
+			failUnsent(c, err)
+		}
+	}
 	for gi, g := range groups {
 		vals, err := cmds[gi].Slice()
 		if err == nil && len(vals) != len(g.keys)+1 {
@@ -205,7 +212,7 @@ func (s *redisStore) peek(ctx context.Context, probes []Probe, out []Reading) {
 		}
 		for j, pi := range g.at {
 			if err != nil {
-				out[pi] = Reading{Source: Unavailable}
+				out[pi] = Reading{Source: Unavailable, Err: err}
 				continue
 			}
 			p := &probes[pi]

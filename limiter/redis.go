@@ -1227,6 +1227,16 @@ type onceCmd struct{ *redis.Cmd }
 
 func (onceCmd) NoRetry() bool { return true }
 
+// failUnsent gives cmd its pipeline's error err when go-redis left it with neither
+// a reply nor an error, as it does when Redis refuses the connection itself (AUTH
+// failing with WRONGPASS after a password rotation): cmd was never sent, and Redis's
+// refusal is what it failed of.
+func failUnsent(cmd *redis.Cmd, err error) {
+	if cmd.Err() == nil && cmd.Val() == nil {
+		cmd.SetErr(err)
+	}
+}
+
 func (s *redisStore) exec(ctx context.Context, calls []*call, eval bool) {
 	pipe := s.c.Pipeline()
 	for _, c := range calls {
@@ -1237,13 +1247,8 @@ func (s *redisStore) exec(ctx context.Context, calls []*call, eval bool) {
 		_ = pipe.Process(ctx, onceCmd{c.cmd})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		// go-redis leaves the commands without a reply or an error when Redis refuses
-		// the connection itself (AUTH failing with WRONGPASS after a password
-		// rotation): they were never sent, and Redis's refusal is what each failed of.
 		for _, c := range calls {
-			if c.cmd.Err() == nil && c.cmd.Val() == nil {
-				c.cmd.SetErr(err)
-			}
+			failUnsent(c.cmd, err)
 		}
 	}
 	s.roundTrips.Add(1)
