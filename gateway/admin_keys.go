@@ -85,7 +85,7 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 			views[i] = b.view(rt, k)
 		}
 		// The page's buckets in one read: one round trip to Redis, not one a key.
-		b.read(peekCtx, rt, views)
+		s.readKeys(peekCtx, &b, rt, views)
 		writeJSON(ctx, 200, keyList{Keys: views, Next: next})
 		return
 	}
@@ -100,7 +100,7 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 	}
 	b := keyReads{now: s.keyClock(time.Now())}
 	views := []keyView{b.view(rt, k)}
-	b.read(peekCtx, rt, views)
+	s.readKeys(peekCtx, &b, rt, views)
 	writeJSON(ctx, 200, views[0])
 }
 
@@ -247,10 +247,24 @@ func (b *keyReads) view(rt *runtime, k *clientKey) keyView {
 	return v
 }
 
-// read fills the gathered buckets' figures into views, made by view in turn.
-func (b *keyReads) read(ctx context.Context, rt *runtime, views []keyView) {
+// read fills the gathered buckets' figures into views, made by view in turn. It
+// returns the error of the first bucket Redis could not give, if any.
+func (b *keyReads) read(ctx context.Context, rt *runtime, views []keyView) error {
+	var first error
 	for i, r := range rt.lim.Peek(ctx, b.probes) {
 		views[b.at[i][0]].Limits[b.at[i][1]].read(r)
+		if first == nil {
+			first = r.Err
+		}
+	}
+	return first
+}
+
+// readKeys is b.read, with a warning naming Redis's error when buckets read
+// unavailable: the answer says only that Redis did not give them.
+func (s *Server) readKeys(ctx context.Context, b *keyReads, rt *runtime, views []keyView) {
+	if err := b.read(ctx, rt, views); err != nil {
+		s.log.Warn("admin keys: limit buckets not read from Redis; they read unavailable", "error", err.Error())
 	}
 }
 
