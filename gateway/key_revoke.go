@@ -39,10 +39,12 @@ import (
 //	                               written), n (one more with each change)
 //
 // Every replica polls them each second in one round trip, which carries the hash
-// only when epoch or n moved. A replica that cannot reach Redis keeps the
-// revocations it knows. An epoch other than the one a replica knew, or the meta
-// missing while the replica knows revocations, is Redis's data lost (a restart
-// without persistence, a failover to an empty replica): the replica writes back
+// only when epoch or n moved or the hash has another number of names than the
+// replica applied. A replica that cannot reach Redis keeps the revocations it
+// knows. An epoch other than the one a replica knew, the meta missing while the
+// replica knows revocations, or the hash short of them at the epoch and n applied,
+// is Redis's data lost (a restart without persistence, a failover to an empty
+// replica, an eviction under maxmemory): the replica writes back
 // what it knows, so that a lost Redis never restores a key; every replica doing so
 // leaves the union of what they knew.
 const (
@@ -333,7 +335,7 @@ func (rv *revocations) poll(ctx context.Context) error {
 		// one): the answer must say whether Redis still has them.
 		epoch = "-"
 	}
-	res, err := pollRevokesScript.Run(ctx, rv.rdb, revokeKeys, epoch, rv.n).Slice()
+	res, err := pollRevokesScript.Run(ctx, rv.rdb, revokeKeys, epoch, rv.n, held).Slice()
 	if err != nil {
 		return err
 	}
@@ -345,7 +347,10 @@ func (rv *revocations) poll(ctx context.Context) error {
 	epoch, _ = res[0].(string)
 	n, _ := res[1].(int64)
 	fetched := pairs(res[2])
-	lost := held > 0 && (epoch == "" || rv.epoch != "" && epoch != rv.epoch)
+	// Lost: the meta hash gone, another epoch, or the hash short of the names applied
+	// at this very epoch and count (evicted alone: allkeys-lru).
+	lost := held > 0 && (epoch == "" || rv.epoch != "" && epoch != rv.epoch ||
+		epoch == rv.epoch && n == rv.n && len(fetched) < held)
 	if !lost {
 		if epoch != "" {
 			rv.apply(fetched, first)
@@ -500,12 +505,16 @@ if had == 0 and ARGV[3] ~= '1' then return {0} end
 redis.call('HSET', KEYS[2], 'r:' .. ARGV[1], '1')
 local e = bump(ARGV[2])
 return {had, e[1], e[2]}`)
-	// pollRevokesScript is {epoch, n} while they are ARGV[1] and ARGV[2], else
-	// {epoch, n, the hash}; epoch is "" when the meta hash is missing.
+	// pollRevokesScript is {epoch, n} while they are ARGV[1] and ARGV[2] and the hash
+	// holds ARGV[3] names, else {epoch, n, the hash}; epoch is "" when the meta hash is
+	// missing. HLEN reads the hash each time, keeping it as recently used as the meta
+	// hash under maxmemory-policy allkeys-lru, and finds it short of the names applied
+	// when Redis evicted it alone.
 	pollRevokesScript = redis.NewScript(`
 local m = redis.call('HMGET', KEYS[2], 'epoch', 'n')
 local e, n = m[1] or '', tonumber(m[2] or '0')
-if e == ARGV[1] and n == tonumber(ARGV[2]) then return {e, n} end
+local size = redis.call('HLEN', KEYS[1])
+if e == ARGV[1] and n == tonumber(ARGV[2]) and size == tonumber(ARGV[3]) then return {e, n} end
 return {e, n, redis.call('HGETALL', KEYS[1])}`)
 	// repairScript writes the revocations ARGV[2..] (name, revocation pairs) that
 	// the hash lacks and no restore since marked, and counts a change: {epoch, n, the
