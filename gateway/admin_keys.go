@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -67,37 +70,44 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 		writeError(&ctx.Response, methodNotAllowed(ctx, strGetHead))
 		return
 	}
-	byIdx := make([]*clientKey, len(rt.cfg.Auth.Keys))
-	for _, k := range rt.keys {
-		byIdx[k.idx] = k
-	}
-	peekCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if !one {
-		page, next, err := keyPage(ctx.QueryArgs(), byIdx)
+		page, next, err := keyPage(ctx.QueryArgs(), rt.keysByName)
 		if err != nil {
 			writeError(&ctx.Response, err)
 			return
 		}
-		b := keyReads{now: s.keyClock(time.Now())}
-		views := make([]keyView, len(page))
-		for i, k := range page {
-			views[i] = b.view(rt, k)
+		l := &keyListing{rt: rt, log: s.log, keys: page, next: next, wait: keyReadWait}
+		l.reads.now = s.keyClock(time.Now())
+		ctx.SetStatusCode(200)
+		ctx.Response.Header.SetContentTypeBytes(strJSON)
+		if len(page) <= keyChunk {
+			// Within a chunk: read and written whole, with its length.
+			for !l.ended {
+				l.fill()
+			}
+			ctx.SetBody(l.out)
+			return
 		}
-		// The page's buckets in one read: one round trip to Redis, not one a key.
-		s.readKeys(peekCtx, &b, rt, views)
-		writeJSON(ctx, 200, keyList{Keys: views, Next: next})
+		// Written a chunk at a time as the client takes it (chunked), holding no
+		// more than a chunk: built whole (every view, then its encoding), the
+		// listing of 10,000 keys, most with 125 limits, held 635 MB at once
+		// (BenchmarkAdminKeysList). The runtime is held until fasthttp closes the
+		// stream, once written or dropped.
+		l.held = rt.acquire()
+		ctx.Response.SetBodyStream(l, -1)
 		return
 	}
-	k := keyNamed(byIdx, name)
+	k := rt.keyNamed(name)
 	if k == nil {
 		// A slash at the end is none of the name's, as for an endpoint's.
-		k = keyNamed(byIdx, strings.TrimRight(name, "/"))
+		k = rt.keyNamed(strings.TrimRight(name, "/"))
 	}
 	if k == nil {
 		writeError(&ctx.Response, &errKeyNotFound)
 		return
 	}
+	peekCtx, cancel := context.WithTimeout(context.Background(), keyReadWait)
+	defer cancel()
 	b := keyReads{now: s.keyClock(time.Now())}
 	views := []keyView{b.view(rt, k)}
 	s.readKeys(peekCtx, &b, rt, views)
@@ -105,24 +115,179 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 }
 
 // keyList is GET /admin/keys's answer: a page of keys in name order, and the name to
-// pass as after for the next page (none on the last).
+// pass as after for the next page (none on the last). keyListing writes it.
 type keyList struct {
 	Keys []keyView `json:"keys"`
 	Next string    `json:"next,omitempty"`
+}
+
+// keyChunk is how many keys a listing reads (one Peek: one Redis round trip) and
+// encodes at a time.
+const keyChunk = 256
+
+// keyReadWait is how long an answer of GET /admin/keys may wait on Redis in all, its
+// chunks together; the chunks read after it has passed read unavailable.
+const keyReadWait = 5 * time.Second
+
+// keyListing writes keyList for keys and next, a chunk of keys at a time: it reads
+// their buckets, encodes their views and hands the bytes out before it reads the next
+// chunk, so that it holds a chunk's views and encoding, whatever the number of keys.
+// The bytes are json.Marshal's of keyList. It is the body stream of a listing of more
+// than a chunk, read by fasthttp as it writes the answer.
+type keyListing struct {
+	rt   *runtime
+	held bool // rt acquired, released by Close
+	// log takes the listing's one warning of buckets Redis could not give (warned).
+	log    *slog.Logger
+	warned bool
+	keys   []*clientKey
+	next   string
+	// wait is what is left of keyReadWait: only the time spent reading Redis
+	// counts, not the client's taking the answer.
+	wait time.Duration
+
+	reads keyReads
+	views []keyView
+	buf   bytes.Buffer
+	enc   *json.Encoder
+	// out is what the last fill made and was not yet handed out.
+	out []byte
+	// listed is how many keys were encoded.
+	listed  int
+	started bool
+	ended   bool
+}
+
+// fill encodes the next piece of the listing into out: the opening and the next chunk
+// of keys, and after the last one the closing.
+func (l *keyListing) fill() {
+	l.buf.Reset()
+	if l.enc == nil {
+		l.enc = json.NewEncoder(&l.buf)
+		l.views = make([]keyView, 0, min(len(l.keys), keyChunk))
+	}
+	if !l.started {
+		l.started = true
+		l.buf.WriteString(`{"keys":[`)
+	}
+	if n := min(len(l.keys), keyChunk); n > 0 {
+		chunk := l.keys[:n]
+		l.keys = l.keys[n:]
+		l.reads.reset()
+		l.views = l.views[:0]
+		for _, k := range chunk {
+			l.views = append(l.views, l.reads.view(l.rt, k))
+		}
+		l.read()
+		for i := range l.views {
+			if l.listed > 0 {
+				l.buf.WriteByte(',')
+			}
+			l.listed++
+			l.encode(&l.views[i])
+		}
+		clear(l.views)
+	}
+	if len(l.keys) == 0 {
+		l.buf.WriteByte(']')
+		if l.next != "" {
+			l.buf.WriteString(`,"next":`)
+			l.encode(l.next)
+		}
+		l.buf.WriteByte('}')
+		l.ended = true
+	}
+	l.out = l.buf.Bytes()
+}
+
+// read reads the chunk's buckets, in one Peek, within what is left of wait; past it,
+// they read unavailable without a call.
+func (l *keyListing) read() {
+	if l.wait <= 0 {
+		for i := range l.reads.at {
+			l.views[l.reads.at[i][0]].Limits[l.reads.at[i][1]].read(limiter.Reading{Source: limiter.Unavailable})
+		}
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), l.wait)
+	err := l.reads.read(ctx, l.rt, l.views)
+	cancel()
+	if err != nil && !l.warned {
+		l.warned = true
+		warnUnread(l.log, err)
+	}
+	l.wait -= time.Since(start)
+}
+
+// encode appends v as json.Marshal writes it (the encoder adds a newline, taken off).
+func (l *keyListing) encode(v any) {
+	if err := l.enc.Encode(v); err != nil {
+		// A view is strings, numbers and bools: nothing json cannot encode.
+		panic(err)
+	}
+	l.buf.Truncate(l.buf.Len() - 1)
+}
+
+// Read implements io.Reader.
+func (l *keyListing) Read(p []byte) (int, error) {
+	for len(l.out) == 0 {
+		if l.ended {
+			return 0, io.EOF
+		}
+		l.fill()
+	}
+	n := copy(p, l.out)
+	l.out = l.out[n:]
+	return n, nil
+}
+
+// WriteTo writes the listing a chunk at a time: fasthttp frames each write as one
+// HTTP chunk, instead of one for each of its 4 KiB reads.
+func (l *keyListing) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		for len(l.out) == 0 {
+			if l.ended {
+				return total, nil
+			}
+			l.fill()
+		}
+		n, err := w.Write(l.out)
+		total += int64(n)
+		l.out = l.out[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// SupportsBodyWriteTo tells fasthttp WriteTo may stand for Read.
+func (l *keyListing) SupportsBodyWriteTo() bool { return true }
+
+// Close lets go of the runtime and of what the listing holds.
+func (l *keyListing) Close() error {
+	if l.held {
+		l.held = false
+		l.rt.release()
+	}
+	*l = keyListing{ended: true}
+	return nil
 }
 
 // errLimitMessage refuses a limit of GET /admin/keys: it names the range, as a
 // number past it (past int64) is a whole number from 1 up all the same.
 var errLimitMessage = "`limit` must be a whole number of keys from 1 to " + strconv.Itoa(math.MaxInt) + ", in decimal digits."
 
-// keyPage is the page of keys GET /admin/keys's query asks for: in name order (byte
-// order, as strings compare), those after the name `after` gives (a name no key has
-// still places the page: keys removed by a reload between two pages do not restart
-// the listing), at most `limit` of them (every one without); next is the page's last
-// name when more follow. A parameter other than these two, one given twice or a limit
-// that is not decimal digits making a whole number from 1 to math.MaxInt is refused
-// (a sign too, which strconv.Atoi would take).
-func keyPage(q *fasthttp.Args, keys []*clientKey) (page []*clientKey, next string, err *apiError) {
+// keyPage is the page of keys GET /admin/keys's query asks for, of sorted (keys in
+// name order): in name order (byte order, as strings compare), those after the name
+// `after` gives (a name no key has still places the page: keys removed by a reload
+// between two pages do not restart the listing), at most `limit` of them (every one
+// without); next is the page's last name when more follow. A parameter other than
+// these two, one given twice or a limit that is not decimal digits making a whole
+// number from 1 to math.MaxInt is refused (a sign too, which strconv.Atoi would take).
+// The page is part of sorted, not a copy.
+func keyPage(q *fasthttp.Args, sorted []*clientKey) (page []*clientKey, next string, err *apiError) {
 	limit := -1
 	var after []byte
 	bad := func(param, msg string) (page []*clientKey, next string, err *apiError) {
@@ -148,13 +313,6 @@ func keyPage(q *fasthttp.Args, keys []*clientKey) (page []*clientKey, next strin
 			return bad(string(name), "GET /admin/keys takes `limit` and `after` only, not `"+string(name)+"`.")
 		}
 	}
-	sorted := make([]*clientKey, 0, len(keys))
-	for _, k := range keys {
-		if k != nil {
-			sorted = append(sorted, k)
-		}
-	}
-	slices.SortFunc(sorted, func(a, b *clientKey) int { return strings.Compare(a.name, b.name) })
 	if after != nil {
 		from, found := slices.BinarySearchFunc(sorted, string(after), func(k *clientKey, name string) int { return strings.Compare(k.name, name) })
 		if found {
@@ -169,13 +327,13 @@ func keyPage(q *fasthttp.Args, keys []*clientKey) (page []*clientKey, next strin
 	return sorted, next, nil
 }
 
-func keyNamed(keys []*clientKey, name string) *clientKey {
-	for _, k := range keys {
-		if k != nil && k.name == name {
-			return k
-		}
+// keyNamed is the key of that name, nil for none: a binary search of keysByName.
+func (rt *runtime) keyNamed(name string) *clientKey {
+	i, found := slices.BinarySearchFunc(rt.keysByName, name, func(k *clientKey, name string) int { return strings.Compare(k.name, name) })
+	if !found {
+		return nil
 	}
-	return nil
+	return rt.keysByName[i]
 }
 
 // keyReads gathers the buckets of the keys' views, to read them in one go.
@@ -187,6 +345,11 @@ type keyReads struct {
 	views int
 	// now is the instant the keys' expiry is judged at.
 	now time.Time
+}
+
+// reset readies b for the next views, keeping its room.
+func (b *keyReads) reset() {
+	b.probes, b.at, b.views = b.probes[:0], b.at[:0], 0
 }
 
 // view is k's view without its buckets' figures: its own limits, one per endpoint
@@ -211,7 +374,7 @@ func (b *keyReads) view(rt *runtime, k *clientKey) keyView {
 	probe := func(lv limitView, pol *limiter.Policy, i int, endpoint string) {
 		b.at = append(b.at, [2]int{place, len(v.Limits)})
 		v.Limits = append(v.Limits, lv)
-		b.probes = append(b.probes, limiter.Probe{Policy: pol, Limit: i, Subject: limiter.Subject{APIKey: []byte(k.name), Endpoint: []byte(endpoint)}})
+		b.probes = append(b.probes, limiter.Probe{Policy: pol, Limit: i, Subject: limiter.Subject{APIKey: k.nameBytes, Endpoint: []byte(endpoint)}})
 	}
 	for i, l := range kc.Limits {
 		lv := limitViewOf("key", l)
@@ -264,8 +427,14 @@ func (b *keyReads) read(ctx context.Context, rt *runtime, views []keyView) error
 // unavailable: the answer says only that Redis did not give them.
 func (s *Server) readKeys(ctx context.Context, b *keyReads, rt *runtime, views []keyView) {
 	if err := b.read(ctx, rt, views); err != nil {
-		s.log.Warn("admin keys: limit buckets not read from Redis; they read unavailable", "error", err.Error())
+		warnUnread(s.log, err)
 	}
+}
+
+// warnUnread logs err, Redis's error for buckets of GET /admin/keys that read
+// unavailable: once an answer.
+func warnUnread(log *slog.Logger, err error) {
+	log.Warn("admin keys: limit buckets not read from Redis; they read unavailable", "error", err.Error())
 }
 
 // limitViewOf is l as configured; its bucket's figures come with read.

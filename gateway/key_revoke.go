@@ -595,7 +595,7 @@ func keyVerbPath(rt *runtime, path string) bool {
 	if !strings.HasSuffix(p, "/revoke") && !strings.HasSuffix(p, "/restore") {
 		return false
 	}
-	return !slices.ContainsFunc(rt.cfg.Auth.Keys, func(k KeyConfig) bool { return k.Name == path || k.Name == p })
+	return rt.keyNamed(path) == nil && rt.keyNamed(p) == nil
 }
 
 // serveKeyChange answers POST /admin/keys/{name}/revoke and .../restore; path is

@@ -41,11 +41,14 @@ type runtime struct {
 	backendList []*providers.Backend
 	// spend are the backends' dearest prices, their tiers' included, indexed like
 	// backendList: a spend budget's estimate.
-	spend    []spendPrices
-	routing  []*router.Endpoint
-	keys     map[[sha256.Size]byte]*clientKey
-	authKeys bool
-	maxBody  int
+	spend   []spendPrices
+	routing []*router.Endpoint
+	keys    map[[sha256.Size]byte]*clientKey
+	// keysByName are the keys in name order (byte order): the admin API's listing
+	// and its lookup by name (keyNamed), sorted once with the config, not per call.
+	keysByName []*clientKey
+	authKeys   bool
+	maxBody    int
 	// maxBuffered is server.max_buffered_bytes: the most the request bodies and the
 	// upstream answers held may take, all requests together (holdBody, HoldAnswer).
 	maxBuffered int64
@@ -451,7 +454,9 @@ func buildRuntime(cfg *Config, log *slog.Logger, met *metrics.Metrics, tr *traci
 			return nil, cfg.buildError("auth.keys["+strconv.Itoa(ki)+"]", errors.New("same key as another entry"))
 		}
 		rt.keys[k.hash] = k
+		rt.keysByName = append(rt.keysByName, k)
 	}
+	slices.SortFunc(rt.keysByName, func(a, b *clientKey) int { return strings.Compare(a.name, b.name) })
 	if log != nil && rt.responsesUnsigned() {
 		log.Warn(warnNoRespSecret)
 	}
