@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -254,11 +255,12 @@ func TestAdminKeysListingBytes(t *testing.T) {
 // ("remaining": null), every key listed once.
 func TestAdminKeysListingRedisGoneMidway(t *testing.T) {
 	t.Parallel()
-	const n = 2*keyChunk + 10
+	const n = 3*keyChunk + 10
 	r := redistest.Start(t)
-	s := newTestServer(t, listingConfig(startStaticUpstream(t), n, false,
+	logs := &syncBuffer{}
+	s := newServerWith(t, listingConfig(startStaticUpstream(t), n, false,
 		`limiter: {store: redis, redis: {url: "`+r.URL()+`"}}
-`))
+`), Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	ctx := adminHandle(s, "GET", "/admin/keys")
 	stream := ctx.Response.BodyStream()
 	if ctx.Response.StatusCode() != 200 || stream == nil {
@@ -294,6 +296,10 @@ func TestAdminKeysListingRedisGoneMidway(t *testing.T) {
 				t.Fatalf("key %d (%s): %+v, want source %s", i, k.Name, k.Limits, want)
 			}
 		}
+	}
+	// The two chunks read after Redis went: one warning for the answer, naming why.
+	if c := strings.Count(logs.String(), "admin keys: limit buckets not read from Redis"); c != 1 {
+		t.Errorf("%d warnings of buckets read unavailable, want 1:\n%s", c, logs.String())
 	}
 }
 
