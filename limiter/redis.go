@@ -357,7 +357,8 @@ func (ms *members) release(target string) bool {
 // outlast a round, after a backoff of 10 ms and up, until the round's deadline, which
 // is then the error logged rather than Redis's own; each caller tries again on its
 // own schedule (a heartbeat, the next request). A pooled connection Redis closed is
-// dropped when it is taken from the pool, not retried.
+// dropped when it is taken from the pool, not retried: go-redis checks a plain
+// socket, and a TLS one through checkedTLS.
 func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, bool, error) {
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	if rc.URL != "" {
@@ -375,6 +376,11 @@ func newClient(rc *RedisConfig, round time.Duration) (redis.UniversalClient, boo
 			o.PoolSize = rc.PoolSize
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = round, round, round
+		if o.TLSConfig != nil {
+			// rediss://: a connection Redis closed is dropped before a use, not
+			// found by a call that then fails (checkedTLS).
+			o.Dialer = dialTLS(o.TLSConfig, round)
+		}
 		o.MaxRetries = -1
 		o.ContextTimeoutEnabled = true
 		o.DisableIdentity = true
