@@ -94,6 +94,10 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 		// (BenchmarkAdminKeysList). The runtime is held until fasthttp closes the
 		// stream, once written or dropped.
 		l.held = rt.acquire()
+		l.ctx, l.writeWait = ctx, keyWriteWait
+		if d := s.keyWriteWait.Load(); d > 0 {
+			l.writeWait = time.Duration(d)
+		}
 		ctx.Response.SetBodyStream(l, -1)
 		return
 	}
@@ -129,6 +133,12 @@ const keyChunk = 256
 // chunks together; the chunks read after it has passed read unavailable.
 const keyReadWait = 5 * time.Second
 
+// keyWriteWait is how long a listing written by chunks waits for its client to take
+// each chunk: the listing holds its runtime until it ends, and a client that stopped
+// reading (a pager left open, a stopped process) would otherwise keep a runtime a
+// reload retired, its config and series, for as long as it stays connected.
+const keyWriteWait = 30 * time.Second
+
 // keyListing writes keyList for keys and next, a chunk of keys at a time: it reads
 // their buckets, encodes their views and hands the bytes out before it reads the next
 // chunk, so that it holds a chunk's views and encoding, whatever the number of keys.
@@ -145,6 +155,10 @@ type keyListing struct {
 	// wait is what is left of keyReadWait: only the time spent reading Redis
 	// counts, not the client's taking the answer.
 	wait time.Duration
+	// ctx is the request the listing answers, whose connection WriteTo gives
+	// writeWait to take each chunk (keyWriteWait); nil when read through Read.
+	ctx       *fasthttp.RequestCtx
+	writeWait time.Duration
 
 	reads keyReads
 	views []keyView
@@ -252,6 +266,10 @@ func (l *keyListing) WriteTo(w io.Writer) (int64, error) {
 				return total, nil
 			}
 			l.fill()
+		}
+		if l.ctx != nil {
+			// fasthttp takes the deadline off once the answer is written.
+			_ = l.ctx.SetWriteDeadline(time.Now().Add(l.writeWait))
 		}
 		n, err := w.Write(l.out)
 		total += int64(n)

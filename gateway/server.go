@@ -84,6 +84,9 @@ type Server struct {
 	// expirySkew moves the clock client keys expire by (keyClock), in nanoseconds:
 	// tests use it to pass a key's expires_at without waiting for it.
 	expirySkew atomic.Int64
+	// keyWriteWait, when set, stands for keyWriteWait (admin_keys.go), in
+	// nanoseconds: tests use it to drop a stalled listing without waiting for it.
+	keyWriteWait atomic.Int64
 	// pools keeps target health and load across reloads.
 	pools *providers.Pools
 	// routerRedis is the router's client, closed at shutdown.
