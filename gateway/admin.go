@@ -135,7 +135,7 @@ func (s *Server) serveOperator(ctx *fasthttp.RequestCtx) {
 		// POST /admin/keys/{name}/revoke and /restore (key_revoke.go).
 		s.serveKeyChange(ctx, rt, name)
 	case op == adminKeys, op == adminKey:
-		s.serveKeys(ctx, rt, name, op == adminKey)
+		s.serveKeys(ctx, name, op == adminKey)
 	case op == adminWeights && method == "DELETE":
 		before, _ := s.router.EndpointSnapshot(name)
 		snap, err := s.router.ClearWeights(opCtx, name)

@@ -64,12 +64,25 @@ type limitView struct {
 	usd bool
 }
 
-// serveKeys answers GET /admin/keys (name "") and GET /admin/keys/{name}.
-func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, one bool) {
+// serveKeys answers GET /admin/keys (name "") and GET /admin/keys/{name}, from the
+// running runtime, held while it reads and writes: one a reload retired would have its
+// limiter closed under the reads, which would read unavailable.
+func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, name string, one bool) {
 	if !ctx.IsGet() && !ctx.IsHead() {
 		writeError(&ctx.Response, methodNotAllowed(ctx, strGetHead))
 		return
 	}
+	rt := s.hold()
+	if rt == nil {
+		writeError(&ctx.Response, &errShuttingDown)
+		return
+	}
+	held := true
+	defer func() {
+		if held {
+			rt.release()
+		}
+	}()
 	if !one {
 		page, next, err := keyPage(ctx.QueryArgs(), rt.keysByName)
 		if err != nil {
@@ -93,7 +106,7 @@ func (s *Server) serveKeys(ctx *fasthttp.RequestCtx, rt *runtime, name string, o
 		// listing of 10,000 keys, most with 125 limits, held 635 MB at once
 		// (BenchmarkAdminKeysList). The runtime is held until fasthttp closes the
 		// stream, once written or dropped.
-		l.held = rt.acquire()
+		l.held, held = true, false
 		l.ctx, l.writeWait = ctx, keyWriteWait
 		if d := s.keyWriteWait.Load(); d > 0 {
 			l.writeWait = time.Duration(d)

@@ -1391,17 +1391,27 @@ func (r *request) auth(ctx *fasthttp.RequestCtx) *apiError {
 // after the answer), but not once shutdown_grace has run out (cutOpen) or the
 // gateway has stopped.
 func (s *Server) bind(r *request) bool {
+	if s.cut.Load() {
+		return false
+	}
+	r.rt = s.hold()
+	return r.rt != nil
+}
+
+// hold is the running runtime, acquired (to be released by its holder): one a reload
+// retires between its load and its acquire is passed over for its successor. Nil
+// when there is none (the gateway stopped) or reloads outran four tries.
+func (s *Server) hold() *runtime {
 	for range 4 {
 		rt := s.rt.Load()
-		if rt == nil || s.cut.Load() {
-			return false
+		if rt == nil {
+			return nil
 		}
 		if rt.acquire() {
-			r.rt = rt
-			return true
+			return rt
 		}
 	}
-	return false
+	return nil
 }
 
 // run serves the call once its client is authenticated and its body read; invoked is

@@ -623,7 +623,7 @@ func (s *Server) serveKeyChange(ctx *fasthttp.RequestCtx, rt *runtime, path stri
 		writeError(&ctx.Response, e)
 		return
 	}
-	configured := slices.ContainsFunc(rt.cfg.Auth.Keys, func(k KeyConfig) bool { return k.Name == name })
+	configured := rt.keyNamed(name) != nil
 	rv := s.revokes
 	// A name no longer configured may still be restored: its revocation stays
 	// until then.
