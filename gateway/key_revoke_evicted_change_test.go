@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/tollgate/tollgate/internal/redistest"
-	"github.com/tollgate/tollgate/providers/mockllm"
 )
 
 // The revocations' hash evicted, and a revoke made on another replica before any poll
@@ -17,16 +15,7 @@ import (
 // restored until then).
 func TestKeyRevokeHashEvictedBeforeAChange(t *testing.T) {
 	t.Parallel()
-	rds := redistest.Start(t)
-	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
-	cfg := revokeConfig(addr, rds.URL(), "")
-	gs := []*gw{startGateway(t, cfg), startGateway(t, cfg)}
-	if status, out := keyChange(t, gs[0], "team-a", "revoke", `{"reason":"leaked"}`); status != 200 {
-		t.Fatalf("revoke: %d %v", status, out)
-	}
-	waitFor(t, func() bool {
-		return strings.Contains(gs[1].logs.String(), "client key revoked (shared through Redis)")
-	})
+	rds, _, gs := revokedOnTwo(t)
 	// The eviction and the change in one go, before either replica polls again.
 	if _, err := redistest.Command(rds.Addr(), "DEL", revokeHashKey); err != nil {
 		t.Fatal(err)

@@ -19,21 +19,7 @@ import (
 // restored. The polls read the hash too, which keeps it as recently used as the meta.
 func TestKeyRevokeHashEvicted(t *testing.T) {
 	t.Parallel()
-	rds := redistest.Start(t)
-	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
-	cfg := revokeConfig(addr, rds.URL(), "")
-	gs := []*gw{startGateway(t, cfg), startGateway(t, cfg)}
-	if status, out := keyChange(t, gs[0], "team-a", "revoke", `{"reason":"leaked"}`); status != 200 {
-		t.Fatalf("revoke: %d %v", status, out)
-	}
-	for _, g := range gs {
-		waitFor(t, func() bool { return isRevoked(revChat(g.client(option.WithAPIKey(revKeyA)))) })
-	}
-	// Both replicas have read the set: each has polled since the revoke.
-	waitFor(t, func() bool {
-		return strings.Contains(gs[1].logs.String(), "client key revoked (shared through Redis)")
-	})
-
+	rds, cfg, gs := revokedOnTwo(t)
 	if _, err := redistest.Command(rds.Addr(), "DEL", revokeHashKey); err != nil {
 		t.Fatal(err)
 	}
@@ -65,4 +51,24 @@ func TestKeyRevokeHashEvicted(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// revokedOnTwo is two gateways sharing one Redis (its config cfg) once team-a, revoked
+// on the first, is refused by both and the second has read the set.
+func revokedOnTwo(t *testing.T) (*redistest.Server, string, []*gw) {
+	rds := redistest.Start(t)
+	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
+	cfg := revokeConfig(addr, rds.URL(), "")
+	gs := []*gw{startGateway(t, cfg), startGateway(t, cfg)}
+	if status, out := keyChange(t, gs[0], "team-a", "revoke", `{"reason":"leaked"}`); status != 200 {
+		t.Fatalf("revoke: %d %v", status, out)
+	}
+	for _, g := range gs {
+		waitFor(t, func() bool { return isRevoked(revChat(g.client(option.WithAPIKey(revKeyA)))) })
+	}
+	// Both replicas have read the set: each has polled since the revoke.
+	waitFor(t, func() bool {
+		return strings.Contains(gs[1].logs.String(), "client key revoked (shared through Redis)")
+	})
+	return rds, cfg, gs
 }
