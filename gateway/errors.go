@@ -54,6 +54,11 @@ var (
 	// batch exactly as large), so the SDKs are told not to (writeError).
 	errUpstreamTooLarge = apiError{502, "server_error", "upstream_bad_response", "", "The upstream model server's answer is larger than this gateway passes on."}
 
+	// errUpstreamHeaderTooLarge is an answer whose header is over the backend's
+	// max_response_header_bytes: a retry gets the same header (a load balancer's
+	// cookie), so the SDKs are told not to (writeError).
+	errUpstreamHeaderTooLarge = apiError{502, "server_error", "upstream_bad_response", "", "The upstream model server's answer has a header larger than this gateway reads."}
+
 	// errClientHungUp ends a request whose client hung up while it waited (queued,
 	// or before a retry): nobody reads an answer, so none is written (hangUp).
 	errClientHungUp = apiError{499, "invalid_request_error", "client_gone", "", "The client closed the connection before the answer."}
@@ -118,7 +123,7 @@ func writeError(resp *fasthttp.Response, e *apiError) {
 		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallengeRevoked)
 	case &errKeyRevokedHeader:
 		resp.Header.SetBytesKV(hdrWWWAuthenticate, strAPIChallenge)
-	case &errUpstreamTooLarge:
+	case &errUpstreamTooLarge, &errUpstreamHeaderTooLarge:
 		// A 502, which the SDKs would retry.
 		setShouldRetry(&resp.Header, false)
 	}

@@ -1987,6 +1987,8 @@ func upstreamFailure(last error) *apiError {
 		return &errUpstreamSlow
 	case errors.Is(last, providers.ErrAnswerTooLarge):
 		return &errUpstreamTooLarge
+	case errors.Is(last, providers.ErrHeaderTooLarge):
+		return &errUpstreamHeaderTooLarge
 	case errors.Is(last, providers.ErrBadResponse):
 		var detail upstreamDetail
 		if errors.As(last, &detail) {

@@ -57,11 +57,15 @@ func (h *healthLog) note(c providers.HealthChange) {
 
 // checkErrorClass names the class of a failed health check's error as the error
 // codes of the gateway's answers do (upstream_timeout, upstream_unreachable,
-// upstream_bad_response), without its text.
+// upstream_bad_response, with a header over max_response_header_bytes apart),
+// without its text.
 func checkErrorClass(err error) string {
 	switch {
 	case errors.Is(err, providers.ErrTimeout):
 		return "timeout"
+	case errors.Is(err, providers.ErrHeaderTooLarge):
+		// The one bad answer a config key mends: max_response_header_bytes.
+		return "header_too_large"
 	case errors.Is(err, providers.ErrBadResponse):
 		return "bad_response"
 	case errors.Is(err, providers.ErrConnect):

@@ -142,6 +142,15 @@ type Config struct {
 	// for a backend whose answers are legitimately larger: OpenAI's largest embeddings
 	// answer, 2048 inputs of 3072 float dimensions, is about 80 MB.
 	MaxResponseBytes Size `yaml:"max_response_bytes"`
+	// MaxResponseHeaderBytes bounds an answer's header (from its status line to the
+	// blank line that ends it; a chunked body's trailer too) on every call, and on the
+	// backend's health checks and metrics reads: default 4KiB, MinResponseHeaderBytes
+	// to MaxResponseHeaderBytesLimit. The header is read into a buffer of this size,
+	// which every open upstream connection holds, a stream's for its whole length. An
+	// answer whose header is over it gets 502 upstream_bad_response. Raise it for an
+	// upstream whose headers are legitimately larger: a load balancer's stickiness
+	// cookie, the headers a CDN or an API gateway (Azure API Management) adds.
+	MaxResponseHeaderBytes Size `yaml:"max_response_header_bytes"`
 	// CompletionsViaChat serves completions calls (provider openai or azure) through
 	// the upstream's chat completions API: the prompt goes as one user message and the
 	// answer comes back as a text_completion. MLflow AI Gateway's openai, azure and
@@ -175,7 +184,8 @@ type Config struct {
 }
 
 // Size is a byte count written as 8MiB, 512KB, 1048576 …: a backend's
-// max_response_bytes, and the gateway's server.max_body_bytes.
+// max_response_bytes and max_response_header_bytes, and the gateway's
+// server.max_body_bytes.
 type Size int64
 
 // UnmarshalYAML reads a size with an optional unit.
@@ -577,6 +587,14 @@ func (c *Config) Validate() error {
 		errs = append(errs, fieldErr("max_response_bytes", "must be at most 1GiB: the answer is held whole in memory"))
 	}
 	switch {
+	case c.MaxResponseHeaderBytes < 0:
+		errs = append(errs, fieldErr("max_response_header_bytes", "must not be negative"))
+	case c.MaxResponseHeaderBytes > 0 && c.MaxResponseHeaderBytes < MinResponseHeaderBytes:
+		errs = append(errs, fieldErr("max_response_header_bytes", "must be at least 1KiB: a status line and the fields an API answers with take most of that"))
+	case c.MaxResponseHeaderBytes > MaxResponseHeaderBytesLimit:
+		errs = append(errs, fieldErr("max_response_header_bytes", "must be at most 1MiB: every open upstream connection holds a buffer this size"))
+	}
+	switch {
 	case c.Provider == "mock":
 		// The mock answers in process: a URL given to it would never be called.
 		if c.BaseURL != "" {
@@ -724,6 +742,9 @@ func (c *Config) withDefaults() Config {
 	if d.MaxResponseBytes == 0 {
 		d.MaxResponseBytes = DefaultMaxResponseBytes
 	}
+	if d.MaxResponseHeaderBytes == 0 {
+		d.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
 	switch d.Provider {
 	case "azure":
 		if d.APIVersion == "" {
@@ -751,6 +772,22 @@ const DefaultMaxResponseBytes = 64 << 20
 // let a runaway upstream take the gateway's memory. It also keeps the bound an int
 // on a 32-bit build.
 const MaxResponseBytesLimit = 1 << 30
+
+// DefaultMaxResponseHeaderBytes is MaxResponseHeaderBytes' default: above the headers
+// API servers answer with, and small because every open upstream connection holds a
+// read buffer this size, a stream's for as long as it runs (the gateway's memory per
+// open stream, bench/RESULTS.md streams-10k, is held to a 40 KB target). nginx's
+// proxy_buffer_size defaults to the same 4 KiB on x86 and refuses a larger header as
+// "upstream sent too big header".
+const DefaultMaxResponseHeaderBytes = 4 << 10
+
+// MinResponseHeaderBytes is the smallest MaxResponseHeaderBytes.
+const MinResponseHeaderBytes = 1 << 10
+
+// MaxResponseHeaderBytesLimit is the largest MaxResponseHeaderBytes: far above any
+// header an API answers with, while a buffer of it on each of thousands of open
+// streams is already gigabytes.
+const MaxResponseHeaderBytesLimit = 1 << 20
 
 // DefaultIdleConnTimeout is IdleConnTimeout's default: under the 5s keep-alive
 // timeout of uvicorn, which serves vLLM's API.

@@ -448,7 +448,7 @@ func (b *Backend) check(i int) {
 	case sh.out:
 		c := HealthChange{Cause: CauseCheckFailed, Status: status}
 		if err != nil {
-			c.Err = classify(err)
+			c.Err = classify(headerFit(err, p.checkers[i].ReadBufferSize, false))
 		}
 		b.noteShift(i, sh, c)
 		if p.queue.waiting.Load() != 0 {

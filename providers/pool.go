@@ -371,6 +371,9 @@ func (b *Backend) initPool(ps *Pools) {
 				// replaced at the age request connections are, it follows a DNS change too.
 				MaxConnDuration:          maxConnAge,
 				NoDefaultUserAgentHeader: true, MaxResponseBodySize: 8 << 20,
+				// The requests' bound on an answer's header: a check through the load
+				// balancer whose cookie the backend's requests take must take it too.
+				ReadBufferSize: t.client.ReadBufferSize,
 			})
 		}
 		t.client.DialTimeout = gatedDial(dial, &st.conns, t.client, b.cfg.ConnectTimeout, b.cfg.FirstByteTimeout, b.cfg.StreamIdleTimeout)
@@ -1804,8 +1807,8 @@ func verdictOf(err error) verdict {
 		}
 		return success
 	}
-	if err == errDeadlineSpent || errors.Is(err, ErrAnswerTooLarge) || errors.Is(err, ErrAnswerNoRoom) {
-		// Nothing was sent; or the answer was over the gateway's own buffered-answer
+	if err == errDeadlineSpent || errors.Is(err, ErrAnswerTooLarge) || errors.Is(err, ErrHeaderTooLarge) || errors.Is(err, ErrAnswerNoRoom) {
+		// Nothing was sent; or the answer, or its header, was over the gateway's own
 		// limit, as it would be from any target, or found no room in the memory the
 		// gateway holds answers in.
 		return neutral

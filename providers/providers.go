@@ -642,8 +642,10 @@ func newTarget(raw string, cfg *Config, name string) (*Target, error) {
 		DisablePathNormalizing:        true,
 		MaxResponseBodySize:           int(cfg.MaxResponseBytes),
 		// Small buffers: every open stream holds one connection, and bodies larger
-		// than a buffer stream through it anyway.
-		ReadBufferSize:  4 << 10,
+		// than a buffer stream through it anyway. An answer's header must fit in the
+		// read buffer (over it: ErrHeaderTooLarge, headerFit), so its size is the
+		// backend's max_response_header_bytes.
+		ReadBufferSize:  int(cfg.MaxResponseHeaderBytes),
 		WriteBufferSize: 4 << 10,
 		// An upstream may close a kept-alive connection just as the gateway sends
 		// on it, and fasthttp does not look at a pooled connection before using it

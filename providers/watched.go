@@ -203,7 +203,8 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		u.watch(call, now)
 	}
 	br := hc.AcquireReader(conn)
-	err = resp.ReadLimitBody(br, 0)
+	// The header must fit in br's buffer, of the backend's max_response_header_bytes.
+	err = headerFit(resp.ReadLimitBody(br, 0), hc.ReadBufferSize, false)
 	resp.SkipBody = skip
 	bodied := !skip && !noBody(resp.StatusCode())
 	switch {
@@ -215,7 +216,7 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		err = errBothFramings
 	}
 	if err == nil && bodied && !stream {
-		err = readBody(resp, br, hc.MaxResponseBodySize, hold)
+		err = headerFit(readBody(resp, br, hc.MaxResponseBodySize, hold), hc.ReadBufferSize, true)
 	}
 	if u != nil {
 		if call != nil {
@@ -232,7 +233,8 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
-		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings) && !errors.Is(err, errBareHeaderEnd) && !errors.Is(err, ErrAnswerNoRoom), err
+		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings) && !errors.Is(err, errBareHeaderEnd) &&
+			!errors.Is(err, ErrAnswerNoRoom) && !errors.Is(err, ErrHeaderTooLarge), err
 	}
 	// The bytes after a 101 belong to another protocol: its connection is never
 	// reused (as fasthttp 1.79's transport has it).
@@ -567,7 +569,9 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 	if errors.Is(err, io.EOF) {
 		b.fullyRead = true
 	} else if err != nil {
-		err = withoutContents(err)
+		// A trailer over br's buffer is named by headerFit, without fasthttp's
+		// error, which may quote it.
+		err = withoutContents(headerFit(err, b.hc.ReadBufferSize, true))
 	}
 	return n, err
 }
