@@ -414,3 +414,25 @@ func TestMaxResponseHeaderBytesStreamEventByEvent(t *testing.T) {
 		}
 	}
 }
+
+// A header over max_response_header_bytes is the gateway's own bound, as an answer
+// over max_response_bytes is: it does not count against the target, which every
+// target behind the same load balancer would fail alike.
+func TestMaxResponseHeaderBytesNoEjection(t *testing.T) {
+	t.Parallel()
+	rt := hdrRoutes[0]
+	var calls atomic.Int64
+	g := startGateway(t, hdrConfig(rt, startSizedUpstream(t, rt, 6000, &calls), "health: {eject_after: 1, eject_for: 1m}"))
+	for i := range 3 {
+		resp, body := postPath(t, g, rt.path, rt.call)
+		if resp.StatusCode != 502 || !strings.Contains(body, `"code":"upstream_bad_response"`) {
+			t.Fatalf("request %d: %d %q, want 502 upstream_bad_response from the target, still in service", i, resp.StatusCode, body)
+		}
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("the upstream got %d calls for 3 requests, want 3", n)
+	}
+	if line := logLinesWith(g.logs.String(), "out of service"); line != "" {
+		t.Errorf("target taken out of service: %s", line)
+	}
+}
