@@ -176,6 +176,19 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		hc.CloseConn(cc)
 		return false, err
 	}
+	// An upstream may answer before it has read the whole request (a 413 for a body
+	// over its limit, a 400 from the header alone) and close the connection on the
+	// rest of it, which fails the write with a reset or a broken pipe while its
+	// answer waits in the socket (RFC 9112 section 9.5: a client that sends a body
+	// should watch for an answer while it sends). That answer is the request's, as
+	// Go's net/http takes it, on a connection that served nothing before: one taken
+	// from the pool may hold bytes the upstream sent while it sat idle (a 408 before
+	// it closed), which no request asked for. The upstream has closed the connection,
+	// so its answer has all come: refusalWait bounds the read.
+	var writeErr error
+	if err != nil && u != nil && fresh && closedByUpstream(err) {
+		writeErr, err = err, nil
+	}
 	if err != nil {
 		if u != nil && fresh && err != fasthttp.ErrTimeout {
 			err = u.writeRefusal(err)
@@ -183,8 +196,15 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 		hc.CloseConn(cc)
 		return true, err
 	}
-	if err := conn.SetReadDeadline(nearerSet(deadline, hc.ReadTimeout)); err != nil {
+	readBy := nearerSet(deadline, hc.ReadTimeout)
+	if writeErr != nil {
+		readBy = nearer(readBy, time.Now().Add(refusalWait))
+	}
+	if err := conn.SetReadDeadline(readBy); err != nil {
 		hc.CloseConn(cc)
+		if writeErr != nil {
+			return true, u.writeRefusal(writeErr)
+		}
 		return true, err
 	}
 	if req.Header.IsHead() {
@@ -233,12 +253,16 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
+		if writeErr != nil {
+			// No answer came before the close: the write's failure is the attempt's.
+			return true, u.writeRefusal(writeErr)
+		}
 		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errBothFramings) && !errors.Is(err, errBareHeaderEnd) &&
 			!errors.Is(err, ErrAnswerNoRoom) && !errors.Is(err, ErrHeaderTooLarge), err
 	}
 	// The bytes after a 101 belong to another protocol: its connection is never
 	// reused (as fasthttp 1.79's transport has it).
-	closeConn := reset || req.ConnectionClose() || resp.ConnectionClose() ||
+	closeConn := reset || writeErr != nil || req.ConnectionClose() || resp.ConnectionClose() ||
 		resp.StatusCode() == fasthttp.StatusSwitchingProtocols
 	if stream && bodied {
 		streamBody(resp, hc, cc, conn, br, u, closeConn)
