@@ -253,6 +253,7 @@ func connRoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthtt
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
+		err = withoutContents(err)
 		if writeErr != nil {
 			// No answer came before the close: the write's failure is the attempt's.
 			return true, u.writeRefusal(writeErr)
@@ -600,17 +601,32 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// withoutContents is err without the bytes fasthttp quotes in a header parse error
-// ("…: buffer size=N, contents: …"): a chunked body's trailer is parsed into the
-// carrier's header, which fasthttp alone can make keep its client's
-// SecureErrorLogMessage, and a malformed trailer may carry a credential.
+// withoutContents is err without the upstream's bytes that fasthttp quotes in a
+// header or trailer parse error: the buffer's contents ("…: buffer size=N, contents:
+// …"), there because a chunked body's trailer is parsed into the carrier's header,
+// which fasthttp alone can make keep its client's SecureErrorLogMessage, and a
+// field's value ("invalid header value %q", "invalid trailer value %q"), which
+// fasthttp quotes whatever that setting says. Either may carry a credential: an
+// upstream that echoes the request's Authorization header back (a debugging echo).
 func withoutContents(err error) error {
 	msg := err.Error()
-	i := strings.Index(msg, ", contents: ")
-	if i < 0 {
+	cut := msg
+	if i := strings.Index(cut, ", contents: "); i >= 0 {
+		cut = cut[:i]
+	}
+	if strings.HasPrefix(cut, "error when reading response ") {
+		if i := strings.IndexByte(cut, '"'); i >= 0 {
+			j := strings.LastIndexByte(cut, '"')
+			if j == i {
+				j = len(cut) - 1
+			}
+			cut = cut[:i] + "(left out)" + cut[j+1:]
+		}
+	}
+	if cut == msg {
 		return err
 	}
-	return errors.Join(ErrBadResponse, errors.New(msg[:i]))
+	return errors.Join(ErrBadResponse, errors.New(cut))
 }
 
 // CloseWithError implements fasthttp.ReadCloserWithError; err, when set, is why the
