@@ -275,3 +275,76 @@ func (s *redisStore) addLeases(ctx context.Context, held []heldSlot, nowUS int64
 	_, err := pipe.Exec(ctx)
 	return cmds, err
 }
+
+// sentReleases keeps the releases Redis answered lately, the last maxPendingAdjust of
+// them at most, in a ring that grows to that once and is then overwritten oldest
+// first: the flusher records them by call, never a request.
+type sentReleases struct {
+	mu   sync.Mutex
+	ops  []sentRelease
+	next int // once the ring is full, the oldest, overwritten next
+	// server names the Redis that answered the last heartbeat (heartbeatScript).
+	server string
+}
+
+type sentRelease struct {
+	tag, bucket, member uint64
+	at                  int64 // the limiter's nanotime when Redis answered
+}
+
+// add records the releases among ops, a call Redis answered at now.
+func (r *sentReleases) add(ops []adjustOp, now int64) {
+	r.mu.Lock()
+	for i := range ops {
+		a := &ops[i]
+		if a.op != opRelease {
+			continue
+		}
+		e := sentRelease{tag: a.tag, bucket: a.bucket, member: a.member, at: now}
+		if len(r.ops) < maxPendingAdjust {
+			r.ops = append(r.ops, e)
+			continue
+		}
+		r.ops[r.next] = e
+		r.next = (r.next + 1) % len(r.ops)
+	}
+	r.mu.Unlock()
+}
+
+// resendReleases queues again the releases Redis answered within the last lease,
+// once the heartbeat finds that another Redis answers than before (heartbeatScript):
+// a failover, or a Redis restarted. A Sentinel failover promotes the replica while
+// the old primary still answers, until Sentinel demotes it (11 s after SENTINEL
+// FAILOVER, measured), and a client moves over only once told of the promotion (a
+// second after it, measured): a release sent in between is answered OK by the old
+// primary and lost with whatever it wrote then, and the slot it released, taken
+// before the promotion, stays in the promoted replica, renewed by no heartbeat, its
+// cap short of it for the whole lease. The client reports no error to go on; the
+// heartbeat answered by another Redis is the first sign. A release is a ZREM of a
+// unique lease, harmless twice, so all those a failover may have lost go again, not
+// only those since the promotion, which the replica cannot know: from the last
+// maxPendingAdjust, those younger than the lease, as an older slot has lapsed by now,
+// as many as the settlement queue has room for. A Redis restarted from a snapshot
+// older than them is left to the lease.
+func (s *redisStore) resendReleases() {
+	since := s.l.nanotime() - int64(s.leaseUS*1e3)
+	n := 0
+	s.mu.Lock()
+	s.sent.mu.Lock()
+	// Newest first, those sent after the promotion above all, while the queue has
+	// room: past it they are duplicates, not settlements dropped.
+	ops := s.sent.ops
+	for k := range ops {
+		e := &ops[(s.sent.next-1-k+2*len(ops))%len(ops)]
+		if e.at < since || len(s.adjs) >= maxPendingAdjust {
+			break
+		}
+		s.adjs = append(s.adjs, adjustOp{op: opRelease, bucket: e.bucket, tag: e.tag, member: e.member})
+		n++
+	}
+	s.sent.mu.Unlock()
+	s.mu.Unlock()
+	if n > 0 {
+		s.kickLater()
+	}
+}

@@ -24,16 +24,25 @@ import (
 var checkScript string
 
 // heartbeatScript registers one replica until ARGV[2] ms from now (Redis's clock) and
-// returns how many replicas are registered and alive, and Redis's clock as check.lua
+// returns how many replicas are registered and alive, Redis's clock as check.lua
 // counts it (microseconds since 1700000000), which the replica's concurrency leases
-// are renewed from.
+// are renewed from, and which Redis answered: its process (run_id) and the history
+// of its data set (master_replid, new when a replica is promoted), read after the
+// writes, which a replica refuses first (resendReleases). An INFO that Redis refuses
+// (an ACL without @dangerous) names no server, which then never changes.
 const heartbeatScript = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {redis.call('ZCARD', KEYS[1]), (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2])}
+local function info(section, field)
+	local r = redis.pcall('INFO', section)
+	if type(r) ~= 'string' then return '' end
+	return string.match(r, field .. ':(%x+)') or ''
+end
+local server = info('server', 'run_id') .. ' ' .. info('replication', 'master_replid')
+return {redis.call('ZCARD', KEYS[1]), (tonumber(t[1]) - 1700000000) * 1000000 + tonumber(t[2]), server}
 `
 
 const (
@@ -208,6 +217,9 @@ type redisStore struct {
 	// retry holds settlements whose call failed until Redis answers a heartbeat; a
 	// limiter built by NewFrom on the same Redis shares its predecessor's.
 	retry *retryList
+	// sent holds the releases Redis answered lately, to send again when another
+	// Redis answers the heartbeat (resendReleases).
+	sent sentReleases
 	// target names the Redis the store talks to, credentials and pool aside.
 	target string
 	// markTTL is the lifetime in milliseconds of a call's marker, boxed once; noMark,
@@ -467,23 +479,36 @@ func (s *redisStore) heartbeat() (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	ttl := 3 * s.l.opt.heartbeatEvery.Milliseconds()
-	r, err := s.hb.Run(ctx, s.c, []string{replicasKey}, s.member, ttl).Int64Slice()
+	r, err := s.hb.Run(ctx, s.c, []string{replicasKey}, s.member, ttl).Slice()
 	if err != nil {
 		return 0, err
 	}
-	if len(r) != 2 {
-		return 0, errors.New("limiter: heartbeat reply of " + strconv.Itoa(len(r)) + " values, want 2")
+	if len(r) != 3 {
+		return 0, errors.New("limiter: heartbeat reply of " + strconv.Itoa(len(r)) + " values, want 3")
+	}
+	live, okLive := r[0].(int64)
+	clock, okClock := r[1].(int64)
+	server, okServer := r[2].(string)
+	if !okLive || !okClock || !okServer {
+		return 0, errors.New("limiter: heartbeat reply not a count, a clock and a server")
 	}
 	// Redis read its clock before the reply came: the offset is low by at most the
 	// round trip, which makes markAfter early, the safe side.
-	s.clockOff.Store(r[1] - time.Since(s.clockBase).Microseconds())
+	s.clockOff.Store(clock - time.Since(s.clockBase).Microseconds())
+	s.sent.mu.Lock()
+	moved := s.sent.server != "" && server != s.sent.server
+	s.sent.server = server
+	s.sent.mu.Unlock()
+	if moved {
+		s.resendReleases()
+	}
 	// Redis answered, so a failed renewal is left to the next heartbeat: the lease
 	// outlasts a few of them (minLeaseBeats), and degrading every check for it
 	// would cost more than it saves.
 	rctx, rcancel := context.WithTimeout(context.Background(), s.timeout)
-	_ = s.renewLeases(rctx, r[1])
+	_ = s.renewLeases(rctx, clock)
 	rcancel()
-	return r[0], nil
+	return live, nil
 }
 
 func (s *redisStore) load() error {
@@ -1266,6 +1291,7 @@ func (s *redisStore) parse(c *call) {
 	if err != nil {
 		s.sendAgain(c.ops, err)
 	} else {
+		s.sent.add(c.ops, s.l.nanotime())
 		need := 0
 		for i := range c.recs {
 			need += takeRecBytes + int(c.recs[i].nb)*bucketBytes
