@@ -324,19 +324,21 @@ func (r *sentReleases) add(ops []adjustOp, now int64) {
 // unique lease, harmless twice, so all those a failover may have lost go again, not
 // only those since the promotion, which the replica cannot know: from the last
 // maxPendingAdjust, those younger than the lease, as an older slot has lapsed by now,
-// as many as the settlement queue has room for. A Redis restarted from a snapshot
-// older than them is left to the lease.
+// while the settlement queue is less than half full: the other half is for the
+// settlements of requests that end before the flusher takes the queue, which would
+// otherwise be dropped, a release among them holding its slot for the whole lease. A
+// Redis restarted from a snapshot older than them is left to the lease.
 func (s *redisStore) resendReleases() {
 	since := s.l.nanotime() - int64(s.leaseUS*1e3)
 	n := 0
 	s.mu.Lock()
 	s.sent.mu.Lock()
-	// Newest first, those sent after the promotion above all, while the queue has
-	// room: past it they are duplicates, not settlements dropped.
+	// Newest first, those sent after the promotion above all, while the queue is
+	// under half full: past it they are duplicates, not settlements dropped.
 	ops := s.sent.ops
 	for k := range ops {
 		e := &ops[(s.sent.next-1-k+2*len(ops))%len(ops)]
-		if e.at < since || len(s.adjs) >= maxPendingAdjust {
+		if e.at < since || len(s.adjs) >= maxPendingAdjust/2 {
 			break
 		}
 		s.adjs = append(s.adjs, adjustOp{op: opRelease, bucket: e.bucket, tag: e.tag, member: e.member})

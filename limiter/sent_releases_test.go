@@ -6,8 +6,8 @@ import (
 )
 
 // The releases kept to send again after a failover are the last maxPendingAdjust
-// Redis answered, sent again newest first, none older than the lease, and no more
-// than the settlement queue has room for.
+// Redis answered, sent again newest first, none older than the lease, and only while
+// the settlement queue is under half full.
 func TestResendReleasesKeptNewestFirst(t *testing.T) {
 	l := &Limiter{epoch: time.Now().Add(-time.Hour)}
 	s := &redisStore{l: l, leaseUS: float64(time.Minute / time.Microsecond), later: make(chan struct{}, 1)}
@@ -26,10 +26,10 @@ func TestResendReleasesKeptNewestFirst(t *testing.T) {
 			len(s.sent.ops), s.sent.ops[0].member, s.sent.ops[5].member, maxPendingAdjust)
 	}
 
-	t.Run("newest first while the queue has room", func(t *testing.T) {
-		s.adjs = make([]adjustOp, maxPendingAdjust-2)
+	t.Run("newest first while the queue is under half full", func(t *testing.T) {
+		s.adjs = make([]adjustOp, maxPendingAdjust/2-2)
 		s.resendReleases()
-		got := s.adjs[maxPendingAdjust-2:]
+		got := s.adjs[maxPendingAdjust/2-2:]
 		if len(got) != 2 || got[0].member != maxPendingAdjust+4 || got[1].member != maxPendingAdjust+3 || got[0].op != opRelease {
 			t.Fatalf("queued %+v, want the releases of %d and %d", got, maxPendingAdjust+4, maxPendingAdjust+3)
 		}
