@@ -292,12 +292,15 @@ type sentRelease struct {
 	at                  int64 // the limiter's nanotime when Redis answered
 }
 
-// add records the releases among ops, a call Redis answered at now.
+// add records the releases among ops, a call Redis answered at now, but those sent
+// again (resendReleases): recorded anew, each move within the lease would send them
+// once more than the last, and a server that changes every heartbeat would send
+// them forever, each time younger than the lease.
 func (r *sentReleases) add(ops []adjustOp, now int64) {
 	r.mu.Lock()
 	for i := range ops {
 		a := &ops[i]
-		if a.op != opRelease {
+		if a.op != opRelease || a.again {
 			continue
 		}
 		e := sentRelease{tag: a.tag, bucket: a.bucket, member: a.member, at: now}
@@ -341,7 +344,7 @@ func (s *redisStore) resendReleases() {
 		if e.at < since || len(s.adjs) >= maxPendingAdjust/2 {
 			break
 		}
-		s.adjs = append(s.adjs, adjustOp{op: opRelease, bucket: e.bucket, tag: e.tag, member: e.member})
+		s.adjs = append(s.adjs, adjustOp{op: opRelease, again: true, bucket: e.bucket, tag: e.tag, member: e.member})
 		n++
 	}
 	s.sent.mu.Unlock()

@@ -129,6 +129,9 @@ type waiter struct {
 
 type adjustOp struct {
 	op uint8
+	// again marks a release sent again after another Redis answered the heartbeat
+	// (resendReleases): sentReleases keeps the first send only.
+	again bool
 	// at is, for opIfAdjust, the bucket's position among those the failed call
 	// checked, its byte in the call's marker.
 	at       uint16
