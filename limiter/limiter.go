@@ -299,14 +299,15 @@ func New(cfg Config, logger *slog.Logger) (*Limiter, error) {
 // too, for the fallback share, so a memory store after it counts it), in the
 // in-process buckets for one the memory store or the fallback admitted; a switch to
 // another Redis leaves the slots the old one held uncounted by the new one until their
-// requests end. On the same Redis it also
-// shares prev's settlements kept to send again after a failed call (a release during
-// a Redis blip). prev goes on settling its own tickets into the same buckets and list
-// until it is closed; closing it leaves them to the new limiter, which sends what is
-// kept once Redis answers its heartbeat. Both register in Redis as the same replica,
-// as do all limiters of a chain of reloads in each Redis they use: the live replica
-// count, which sets the share each replica answers from while Redis fails, counts the
-// process once while prev still runs requests.
+// requests end. On the same Redis it also shares prev's settlements kept to send again
+// after a failed call (a release during a Redis blip), and the releases Redis answered
+// lately, sent again once another Redis answers the heartbeat (resendReleases), by
+// whichever limiter notices first. prev goes on settling its own tickets into the same
+// buckets and list until it is closed; closing it leaves them to the new limiter, which
+// sends what is kept once Redis answers its heartbeat. Both register in Redis as the
+// same replica, as do all limiters of a chain of reloads in each Redis they use: the
+// live replica count, which sets the share each replica answers from while Redis fails,
+// counts the process once while prev still runs requests.
 func NewFrom(cfg Config, logger *slog.Logger, prev *Limiter) (*Limiter, error) {
 	return newLimiter(cfg, logger, defaultOptions(), prev)
 }
@@ -351,6 +352,7 @@ func newLimiter(cfg Config, logger *slog.Logger, o options, prev *Limiter) (*Lim
 		l.rs = rs
 		if prev != nil && prev.rs != nil && prev.rs.target == rs.target {
 			rs.retry = prev.rs.retry
+			rs.sent = prev.rs.sent
 		}
 		// One bounded probe up front, so a limiter whose Redis is down starts degraded
 		// instead of making its first requests wait for the timeout.

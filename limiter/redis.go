@@ -221,8 +221,9 @@ type redisStore struct {
 	// limiter built by NewFrom on the same Redis shares its predecessor's.
 	retry *retryList
 	// sent holds the releases Redis answered lately, to send again when another
-	// Redis answers the heartbeat (resendReleases).
-	sent sentReleases
+	// Redis answers the heartbeat (resendReleases); a limiter built by NewFrom on the
+	// same Redis shares its predecessor's, which may have closed before the move.
+	sent *sentReleases
 	// target names the Redis the store talks to, credentials and pool aside.
 	target string
 	// markTTL is the lifetime in milliseconds of a call's marker, boxed once; noMark,
@@ -294,6 +295,7 @@ func newRedisStore(l *Limiter, cfg *Config) (*redisStore, error) {
 		bySlot:   make(map[int]*call),
 		adjIndex: make(map[keyID]int),
 		retry:    &retryList{},
+		sent:     &sentReleases{},
 		target:   redisTarget(&cfg.Redis),
 		// A failed call's marker must outlive the wait for Redis to answer a
 		// heartbeat again and the round that then carries its compensation.

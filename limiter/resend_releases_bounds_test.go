@@ -10,7 +10,7 @@ import (
 // second fills the whole ring that way.
 func resendStore(n int) *redisStore {
 	l := &Limiter{epoch: time.Now().Add(-time.Hour)}
-	s := &redisStore{l: l, leaseUS: float64(DefaultConcurrencyLease / time.Microsecond), later: make(chan struct{}, 1)}
+	s := &redisStore{l: l, leaseUS: float64(DefaultConcurrencyLease / time.Microsecond), later: make(chan struct{}, 1), sent: &sentReleases{}}
 	now := l.nanotime()
 	for m := range uint64(n) {
 		s.sent.add([]adjustOp{{op: opRelease, tag: 1, bucket: 2, member: m}}, now)

@@ -10,7 +10,7 @@ import (
 // the settlement queue is under half full.
 func TestResendReleasesKeptNewestFirst(t *testing.T) {
 	l := &Limiter{epoch: time.Now().Add(-time.Hour)}
-	s := &redisStore{l: l, leaseUS: float64(time.Minute / time.Microsecond), later: make(chan struct{}, 1)}
+	s := &redisStore{l: l, leaseUS: float64(time.Minute / time.Microsecond), later: make(chan struct{}, 1), sent: &sentReleases{}}
 	rel := func(m uint64) []adjustOp {
 		return []adjustOp{{op: opRelease, tag: 1, bucket: 2, member: m}, {op: opAdjust, tag: 1, bucket: 3, delta: 1}}
 	}
@@ -39,7 +39,7 @@ func TestResendReleasesKeptNewestFirst(t *testing.T) {
 	})
 	t.Run("none older than the lease", func(t *testing.T) {
 		var r redisStore
-		r.l, r.leaseUS, r.later = l, s.leaseUS, s.later
+		r.l, r.leaseUS, r.later, r.sent = l, s.leaseUS, s.later, &sentReleases{}
 		for m := range uint64(4) {
 			at := now
 			if m < 2 {
