@@ -310,7 +310,7 @@ func (s *Server) routingError(name, verb string, err error) *apiError {
 			"Invalid weights for " + q + ": " + strings.TrimPrefix(err.Error(), router.ErrInvalidWeights.Error()+": ")}
 	case errors.Is(err, router.ErrUnavailable):
 		s.log.Warn("admin operation not applied: shared routing state unavailable", "endpoint", name, "error", err.Error())
-		return &apiError{503, "invalid_request_error", "shared_state_unavailable", "",
+		return &apiError{503, "server_error", "shared_state_unavailable", "",
 			"The shared routing state in Redis could not be read or written, so nothing was changed; try again."}
 	}
 	s.log.Error("admin operation failed", "endpoint", name, "error", err.Error())

@@ -442,6 +442,10 @@ func TestAdminSharedAcrossReplicas(t *testing.T) {
 		t.Errorf("resume with Redis down: %d %v, want 503", code, body)
 	}
 	checkAdminError(t, "resume with Redis down", body, "shared_state_unavailable")
+	// The gateway's side failed, as for the cache's and the revocations' 503s.
+	if e, _ := body["error"].(map[string]any); e["type"] != "server_error" {
+		t.Errorf("resume with Redis down: type %v, want server_error", e["type"])
+	}
 	code, body = adminCall(t, "PUT", a+"/admin/endpoints/chat/weights", "tok", `{"stable": 50, "canary": 50}`)
 	if code != 503 {
 		t.Errorf("weights with Redis down: %d %v, want 503", code, body)
