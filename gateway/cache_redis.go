@@ -712,9 +712,9 @@ func (s *Server) purgeRemote(ctx *fasthttp.RequestCtx, c *answerCache, name stri
 	gen, err := rm.rc.c.Incr(rctx, rm.genKey).Result()
 	cancel()
 	if err != nil {
-		s.log.Warn("answer cache purge failed: redis did not answer", "endpoint", name, "error", err.Error())
+		s.log.Warn("answer cache purge failed: redis did not take it", "endpoint", name, "error", err.Error())
 		writeError(&ctx.Response, &apiError{503, "server_error", "cache_unavailable", "",
-			"The answer cache's Redis did not answer: the other replicas may still serve its entries. Try again."})
+			"The answer cache's Redis did not take the purge (it did not answer, or refused it): the other replicas may still serve its entries. Try again."})
 		return
 	}
 	s.log.Info("answer cache purged", "endpoint", name, "store", cacheStoreRedis, "generation", gen)
