@@ -302,7 +302,15 @@ func TestMaxResponseHeaderBytesHealthChecks(t *testing.T) {
 				}
 				return
 			}
-			if !strings.Contains(line, `"reason":"health_check_failed"`) || !strings.Contains(line, `"error":"header_too_large"`) {
+			// The warning follows the check's verdict: under load it may come after
+			// the upstream has seen later checks.
+			want := func(line string) bool {
+				return strings.Contains(line, `"reason":"health_check_failed"`) && strings.Contains(line, `"error":"header_too_large"`)
+			}
+			if !waitWithin(5*time.Second, func() bool {
+				line = logLinesWith(g.logs.String(), "upstream target out of service")
+				return want(line)
+			}) {
 				t.Fatalf("out of service line %q, want health_check_failed with error header_too_large", line)
 			}
 			if strings.Contains(g.logs.String(), hdrSecret) {
