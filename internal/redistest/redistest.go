@@ -240,13 +240,28 @@ func StartSentinel(t testing.TB, master *Server, name string) string {
 // and returns their addresses as seeds for a cluster client.
 func StartCluster(t testing.TB, masters int) []string {
 	t.Helper()
+	return startCluster(t, masters, 0)
+}
+
+// StartClusterReplicas starts a Redis Cluster as StartCluster does, each of its
+// masters (at least 3) with one replica, and returns the addresses of every node,
+// masters and replicas; it waits until every replica has its master's data in sync,
+// so that CLUSTER FAILOVER on one promotes it.
+func StartClusterReplicas(t testing.TB, masters int) []string {
+	t.Helper()
+	return startCluster(t, masters, 1)
+}
+
+func startCluster(t testing.TB, masters, replicas int) []string {
+	t.Helper()
 	if masters < 3 {
 		t.Fatalf("redistest: a Redis Cluster needs at least 3 masters, got %d", masters)
 	}
 	bin := lookBinary(t, "redis-server")
 	cli := lookBinary(t, "redis-cli")
-	addrs := make([]string, 0, masters)
-	for i := range masters {
+	nodes := masters * (1 + replicas)
+	addrs := make([]string, 0, nodes)
+	for i := range nodes {
 		dir := filepath.Join(t.TempDir(), "node"+strconv.Itoa(i))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatalf("redistest: %v", err)
@@ -280,7 +295,7 @@ func StartCluster(t testing.TB, masters int) []string {
 		addrs = append(addrs, s.Addr())
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
@@ -293,6 +308,22 @@ func StartCluster(t testing.TB, masters int) []string {
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("redistest: cluster node %s not ok: %q %v", a, info, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if replicas == 0 {
+		return addrs
+	}
+	for _, a := range addrs {
+		for {
+			info, err := Command(a, "INFO", "replication")
+			if err == nil && (strings.Contains(info, "role:master") && strings.Contains(info, "connected_slaves:"+strconv.Itoa(replicas)) ||
+				strings.Contains(info, "master_link_status:up")) {
+				break
+			}
+			if time.Now().After(deadline.Add(startTimeout)) {
+				t.Fatalf("redistest: cluster node %s replication not up: %q %v", a, info, err)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
