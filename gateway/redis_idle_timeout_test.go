@@ -1,23 +1,12 @@
 package gateway
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/freeport"
 	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/providers/mockllm"
 )
@@ -151,52 +140,6 @@ func TestRedisIdleTimeoutPlain(t *testing.T) {
 func TestRedisIdleTimeoutTLS(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	port := redisTLSPort(t, srv)
+	port := srv.TLSPort(t)
 	idleBursts(t, srv, "rediss://127.0.0.1:"+strconv.Itoa(port)+"/0?skip_verify=true")
-}
-
-// redisTLSPort has srv listen for TLS too, on a port it returns, with a self-signed
-// certificate (clients connect with skip_verify); its plain port stays for the test's
-// own commands.
-func redisTLSPort(t *testing.T, srv *redistest.Server) int {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IsCA:         true,
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cert, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	port, err := freeport.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := redistest.Command(srv.Addr(), "CONFIG", "SET", "tls-cert-file", cert, "tls-key-file", keyFile,
-		"tls-ca-cert-file", cert, "tls-auth-clients", "no", "tls-port", strconv.Itoa(port)); err != nil {
-		t.Fatal(err)
-	}
-	return port
 }

@@ -1,71 +1,14 @@
 package limiter
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/freeport"
 	"github.com/tollgate/tollgate/internal/redistest"
 )
-
-// tlsPort has srv listen for TLS too, on a port it returns, with a self-signed
-// certificate (clients connect with skip_verify); its plain port stays for the test's
-// own commands.
-func tlsPort(t *testing.T, srv *redistest.Server) int {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IsCA:         true,
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cert, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	port, err := freeport.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := redistest.Command(srv.Addr(), "CONFIG", "SET", "tls-cert-file", cert, "tls-key-file", keyFile,
-		"tls-ca-cert-file", cert, "tls-auth-clients", "no", "tls-port", strconv.Itoa(port)); err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
 
 // TestRedisTLSConnClosedWhileIdle closes every connection of a limiter that reaches
 // Redis over TLS (Redis's idle timeout, CLIENT KILL, a restart, as while the gateway
@@ -74,7 +17,7 @@ func tlsPort(t *testing.T, srv *redistest.Server) int {
 // answered from Redis all the same, on new connections: the limiter never degrades.
 func TestRedisTLSConnClosedWhileIdle(t *testing.T) {
 	srv := redistest.Start(t)
-	port := tlsPort(t, srv)
+	port := srv.TLSPort(t)
 	url := "rediss://127.0.0.1:" + strconv.Itoa(port) + "/0?skip_verify=true"
 	var lb logBuffer
 	log := slog.New(slog.NewTextHandler(&lb, nil))
