@@ -21,7 +21,7 @@ func TestRedisTLSConnClosedWhileIdle(t *testing.T) {
 	url := "rediss://127.0.0.1:" + strconv.Itoa(port) + "/0?skip_verify=true"
 	var lb logBuffer
 	log := slog.New(slog.NewTextHandler(&lb, nil))
-	l := newRedisLimiterLog(t, Config{Redis: RedisConfig{URL: url}, Timeout: 500 * time.Millisecond, Prefetch: durationPtr(0)}, log)
+	l := newRedisLimiterLog(t, Config{Redis: RedisConfig{URL: url}, Timeout: 5 * time.Second, Prefetch: durationPtr(0)}, log)
 	chat := mustPolicy(t, "chat", Limit{Per: "api_key", Requests: 1000, Window: "day"})
 	pol := mustPolicy(t, "key:team-a", peekLimits...)
 	if rs := l.Peek(bg, probesOf(pol, alice)); rs[0].Source != FromRedis {
