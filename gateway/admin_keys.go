@@ -258,11 +258,8 @@ func (l *keyListing) encode(v any) {
 
 // Read implements io.Reader.
 func (l *keyListing) Read(p []byte) (int, error) {
-	for len(l.out) == 0 {
-		if l.ended {
-			return 0, io.EOF
-		}
-		l.fill()
+	if !l.more() {
+		return 0, io.EOF
 	}
 	n := copy(p, l.out)
 	l.out = l.out[n:]
@@ -273,13 +270,7 @@ func (l *keyListing) Read(p []byte) (int, error) {
 // HTTP chunk, instead of one for each of its 4 KiB reads.
 func (l *keyListing) WriteTo(w io.Writer) (int64, error) {
 	var total int64
-	for {
-		for len(l.out) == 0 {
-			if l.ended {
-				return total, nil
-			}
-			l.fill()
-		}
+	for l.more() {
 		if l.ctx != nil {
 			// fasthttp takes the deadline off once the answer is written.
 			_ = l.ctx.SetWriteDeadline(time.Now().Add(l.writeWait))
@@ -291,6 +282,19 @@ func (l *keyListing) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
+	return total, nil
+}
+
+// more fills out with the listing's next piece when it is empty, and reports whether
+// it holds bytes to hand out (false once the listing has ended).
+func (l *keyListing) more() bool {
+	for len(l.out) == 0 {
+		if l.ended {
+			return false
+		}
+		l.fill()
+	}
+	return true
 }
 
 // SupportsBodyWriteTo tells fasthttp WriteTo may stand for Read.
