@@ -171,7 +171,20 @@ func (s *Server) startLocked() error {
 		default:
 		}
 		if reply, err := Command(s.Addr(), "PING"); err == nil && reply == "PONG" {
-			return nil
+			// The answer may come from another process's server: another test
+			// binary's port finder can hand out the same free port, or take this
+			// one while a test has the server killed, and the loser of the race to
+			// bind it exits after the winner answered its PING. A test sharing
+			// another's server loses it when that test ends (connection refused
+			// mid-test), so the server must be this process's own.
+			pid, err := processID(s.Addr())
+			if err == nil && pid == cmd.Process.Pid {
+				return nil
+			}
+			if err == nil {
+				s.killLocked()
+				return errors.New("port " + strconv.Itoa(s.port) + " is another redis-server's (pid " + strconv.Itoa(pid) + ")")
+			}
 		}
 		if time.Now().After(deadline) {
 			s.killLocked()
@@ -179,6 +192,20 @@ func (s *Server) startLocked() error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// processID is the process ID the server at addr reports (INFO server).
+func processID(addr string) (int, error) {
+	info, err := Command(addr, "INFO", "server")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("redistest: INFO server without process_id")
 }
 
 func (s *Server) killLocked() {
