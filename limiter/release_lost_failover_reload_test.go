@@ -1,7 +1,6 @@
 package limiter
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -15,36 +14,12 @@ import (
 // promoted replica answers its heartbeat, as it sends the settlements the old one
 // kept after a failed call.
 func TestReleaseLostInFailoverFreedAcrossReload(t *testing.T) {
-	primary, replica := redistest.Start(t), redistest.Start(t)
-	if _, err := redistest.Command(primary.Addr(), "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := strings.Cut(primary.Addr(), ":")
-	if _, err := redistest.Command(replica.Addr(), "REPLICAOF", host, port); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "replication link", func() bool {
-		info, _ := redistest.Command(replica.Addr(), "INFO", "replication")
-		return strings.Contains(info, "master_link_status:up")
-	})
-	proxy := startSwitchProxy(t, primary.Addr())
-	cfg := Config{Store: "redis", Timeout: 2 * time.Second, Redis: RedisConfig{URL: "redis://" + proxy.addr() + "/0"}}
-	old := newRedisLimiter(t, cfg)
-	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Concurrency: 1})
-
-	var tk Ticket
-	if err := old.Take(bg, pol, alice, 0, &tk); err != nil || tk.src != srcRedis {
-		t.Fatalf("Take = %v from %d, want a slot from Redis", err, tk.src)
-	}
-	key := concurrencyKey(t, primary.Addr())
-	waitFor(t, 5*time.Second, "the slot on the replica", func() bool {
-		n, _ := redistest.Command(replica.Addr(), "ZCARD", key)
-		return n == "1"
-	})
+	r := startReleaseRig(t, Config{Store: "redis", Timeout: 2 * time.Second})
+	old, replica, key := r.l, r.replica, r.key
 	if _, err := redistest.Command(replica.Addr(), "REPLICAOF", "NO", "ONE"); err != nil {
 		t.Fatal(err)
 	}
-	old.Settle(&tk, 0)
+	old.Settle(&r.tk, 0)
 	barrier(t, old)
 	if n, _ := redistest.Command(replica.Addr(), "ZCARD", key); n != "1" {
 		t.Fatalf("the promoted replica holds %s slots, want the one released on the old primary", n)
@@ -52,7 +27,7 @@ func TestReleaseLostInFailoverFreedAcrossReload(t *testing.T) {
 
 	o := defaultOptions()
 	o.heartbeatEvery, o.probeEvery, o.sweepEvery = 100*time.Millisecond, 50*time.Millisecond, time.Hour
-	next, err := newLimiter(cfg, nil, o, old)
+	next, err := newLimiter(r.cfg, nil, o, old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +37,7 @@ func TestReleaseLostInFailoverFreedAcrossReload(t *testing.T) {
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
-	proxy.switchTo(replica.Addr())
+	r.proxy.switchTo(replica.Addr())
 
 	deadline := time.Now().Add(5 * time.Second)
 	for {

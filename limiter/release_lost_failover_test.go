@@ -23,37 +23,14 @@ import (
 // moves to the promoted replica as the Sentinel client does (it closes the
 // connections to the old primary). The slot must free within a few heartbeats.
 func TestReleaseLostInFailoverFreed(t *testing.T) {
-	primary, replica := redistest.Start(t), redistest.Start(t)
-	// A replica's first sync otherwise waits 5 s for others to share it.
-	if _, err := redistest.Command(primary.Addr(), "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := strings.Cut(primary.Addr(), ":")
-	if _, err := redistest.Command(replica.Addr(), "REPLICAOF", host, port); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "replication link", func() bool {
-		info, _ := redistest.Command(replica.Addr(), "INFO", "replication")
-		return strings.Contains(info, "master_link_status:up")
-	})
-	proxy := startSwitchProxy(t, primary.Addr())
-	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: "redis://" + proxy.addr() + "/0"}})
-	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Concurrency: 1})
-
-	var tk Ticket
-	if err := l.Take(bg, pol, alice, 0, &tk); err != nil || tk.src != srcRedis {
-		t.Fatalf("Take = %v from %d, want a slot from Redis", err, tk.src)
-	}
-	key := concurrencyKey(t, primary.Addr())
-	waitFor(t, 5*time.Second, "the slot on the replica", func() bool {
-		n, _ := redistest.Command(replica.Addr(), "ZCARD", key)
-		return n == "1"
-	})
+	r := startReleaseRig(t, Config{})
+	l, primary, replica, pol, key := r.l, r.primary, r.replica, r.pol, r.key
+	tk := &r.tk
 	// Sentinel promotes the replica; the old primary answers on.
 	if _, err := redistest.Command(replica.Addr(), "REPLICAOF", "NO", "ONE"); err != nil {
 		t.Fatal(err)
 	}
-	l.Settle(&tk, 0)
+	l.Settle(tk, 0)
 	barrier(t, l)
 	if n, _ := redistest.Command(primary.Addr(), "ZCARD", key); n != "0" {
 		t.Fatalf("the release did not reach the old primary: %s slots", n)
@@ -61,14 +38,14 @@ func TestReleaseLostInFailoverFreed(t *testing.T) {
 	if n, _ := redistest.Command(replica.Addr(), "ZCARD", key); n != "1" {
 		t.Fatalf("the promoted replica holds %s slots, want the one released on the old primary", n)
 	}
-	proxy.switchTo(replica.Addr())
+	r.proxy.switchTo(replica.Addr())
 
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := l.Take(bg, pol, alice, 0, &tk)
+		err := l.Take(bg, pol, alice, 0, tk)
 		if err == nil {
 			src := tk.src
-			l.Settle(&tk, 0)
+			l.Settle(tk, 0)
 			if src == srcRedis {
 				return
 			}
@@ -81,6 +58,50 @@ func TestReleaseLostInFailoverFreed(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// releaseRig is a limiter on cfg (its Redis URL set) reaching a primary with a
+// replica through a switchProxy (cfg, with that URL), holding tk, a slot of pol (a cap of 1) taken from
+// Redis, the slot's concurrency set key already on the replica.
+type releaseRig struct {
+	primary, replica *redistest.Server
+	proxy            *switchProxy
+	cfg              Config
+	l                *Limiter
+	pol              *Policy
+	key              string
+	tk               Ticket
+}
+
+func startReleaseRig(t *testing.T, cfg Config) *releaseRig {
+	t.Helper()
+	r := &releaseRig{primary: redistest.Start(t), replica: redistest.Start(t)}
+	// A replica's first sync otherwise waits 5 s for others to share it.
+	if _, err := redistest.Command(r.primary.Addr(), "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(r.primary.Addr(), ":")
+	if _, err := redistest.Command(r.replica.Addr(), "REPLICAOF", host, port); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "replication link", func() bool {
+		info, _ := redistest.Command(r.replica.Addr(), "INFO", "replication")
+		return strings.Contains(info, "master_link_status:up")
+	})
+	r.proxy = startSwitchProxy(t, r.primary.Addr())
+	cfg.Redis.URL = "redis://" + r.proxy.addr() + "/0"
+	r.cfg = cfg
+	r.l = newRedisLimiter(t, cfg)
+	r.pol = mustPolicy(t, "chat", Limit{Per: "api_key", Concurrency: 1})
+	if err := r.l.Take(bg, r.pol, alice, 0, &r.tk); err != nil || r.tk.src != srcRedis {
+		t.Fatalf("Take = %v from %d, want a slot from Redis", err, r.tk.src)
+	}
+	r.key = concurrencyKey(t, r.primary.Addr())
+	waitFor(t, 5*time.Second, "the slot on the replica", func() bool {
+		n, _ := redistest.Command(r.replica.Addr(), "ZCARD", r.key)
+		return n == "1"
+	})
+	return r
 }
 
 // concurrencyKey is the one concurrency bucket (a sorted set of leases) in Redis at addr.

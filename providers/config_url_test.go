@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -32,11 +31,7 @@ func TestConfigURLPortRefused(t *testing.T) {
 			cfg := c.cfg
 			cfg.Provider, cfg.Model = "openai", "m"
 			var got []string
-			for _, e := range flattenErr(cfg.Validate()) {
-				var fe *FieldError
-				if !errors.As(e, &fe) {
-					t.Fatalf("not a FieldError: %v", e)
-				}
+			for _, fe := range fieldErrors(t, cfg.Validate()) {
 				got = append(got, fe.Error())
 			}
 			if !slices.Equal(got, c.want) {
@@ -69,11 +64,7 @@ func TestSecretValueLineBreakRefused(t *testing.T) {
 			}
 			cfg.BaseURL, cfg.Model = "http://127.0.0.1:1/v1", "m"
 			var got []string
-			for _, e := range flattenErr(cfg.Validate()) {
-				var fe *FieldError
-				if !errors.As(e, &fe) {
-					t.Fatalf("not a FieldError: %v", e)
-				}
+			for _, fe := range fieldErrors(t, cfg.Validate()) {
 				if strings.Contains(fe.Error(), key) {
 					t.Errorf("problem quotes the value: %v", fe)
 				}

@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"errors"
 	"slices"
 	"testing"
 )
@@ -30,11 +29,7 @@ func TestMaxResponseHeaderBytesValidated(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := Config{Provider: "openai", BaseURL: "http://127.0.0.1:8000/v1", Model: "m", MaxResponseHeaderBytes: c.v}
 			var got []string
-			for _, e := range flattenErr(cfg.Validate()) {
-				var fe *FieldError
-				if !errors.As(e, &fe) {
-					t.Fatalf("not a FieldError: %v", e)
-				}
+			for _, fe := range fieldErrors(t, cfg.Validate()) {
 				got = append(got, fe.Error())
 			}
 			if !slices.Equal(got, c.want) {

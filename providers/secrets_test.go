@@ -276,11 +276,7 @@ func TestSecretValueWhitespaceRefused(t *testing.T) {
 			cfg := c.cfg
 			cfg.Provider, cfg.BaseURL, cfg.Model = "openai", "http://127.0.0.1:1/v1", "m"
 			var got []string
-			for _, e := range flattenErr(cfg.Validate()) {
-				var fe *FieldError
-				if !errors.As(e, &fe) {
-					t.Fatalf("not a FieldError: %v", e)
-				}
+			for _, fe := range fieldErrors(t, cfg.Validate()) {
 				if strings.Contains(fe.Error(), key) {
 					t.Errorf("problem quotes the value: %v", fe)
 				}
@@ -294,6 +290,21 @@ func TestSecretValueWhitespaceRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fieldErrors is each of err's problems (see flattenErr), every one a *FieldError, or
+// fails t.
+func fieldErrors(t *testing.T, err error) []*FieldError {
+	t.Helper()
+	var out []*FieldError
+	for _, e := range flattenErr(err) {
+		fe, ok := errors.AsType[*FieldError](e)
+		if !ok {
+			t.Fatalf("not a FieldError: %v", e)
+		}
+		out = append(out, fe)
+	}
+	return out
 }
 
 func flattenErr(err error) []error {
