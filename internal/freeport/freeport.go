@@ -12,9 +12,11 @@ import (
 // the second one unable to start.
 var given sync.Map
 
-// Get is a loopback port that was unused a moment ago and that no earlier call in this
-// process returned. Another process can still take it before the caller's process
-// binds it; callers that must not fail retry the start on a new port.
+// Get is a loopback port that was unused a moment ago, that no earlier call in this
+// process returned, and that no other process calling Get holds (see reserve). A
+// process that does not call Get, or an outgoing connection's local port, can still
+// take it before the caller's process binds it; callers that must not fail retry the
+// start on a new port.
 func Get() (int, error) {
 	for {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -23,7 +25,7 @@ func Get() (int, error) {
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		if _, taken := given.LoadOrStore(port, struct{}{}); !taken {
+		if _, taken := given.LoadOrStore(port, struct{}{}); !taken && reserve(port) {
 			return port, nil
 		}
 	}

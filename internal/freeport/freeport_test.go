@@ -2,8 +2,12 @@ package freeport
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -96,4 +100,57 @@ func TestHold(t *testing.T) {
 		t.Fatalf("port not given back: %v", err)
 	}
 	ln.Close()
+}
+
+// A port Get gave one process is never given to another while that one lives (two
+// test binaries run at once), and is again once it has exited.
+func TestGetReservedAcrossProcesses(t *testing.T) {
+	if os.Getenv("FREEPORT_CHILD") != "" {
+		return
+	}
+	p, err := Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := func() string {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestReserveChild$")
+		cmd.Env = append(os.Environ(), "FREEPORT_CHILD="+strconv.Itoa(p))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	out := child()
+	if !strings.Contains(out, "reserved: false") {
+		t.Fatalf("another process reserved port %d this one was given:\n%s", p, out)
+	}
+	// A process's reservations end with it.
+	_, v, _ := strings.Cut(out, "own: ")
+	q, err := strconv.Atoi(strings.Fields(v + " x")[0])
+	if err != nil {
+		t.Fatalf("child's own port in %q", out)
+	}
+	if !reserve(q) {
+		t.Fatalf("port %d is still reserved after the child that was given it exited", q)
+	}
+}
+
+// TestReserveChild runs only as TestGetReservedAcrossProcesses's child process: it
+// tries to reserve the parent's port, then is given one of its own.
+func TestReserveChild(t *testing.T) {
+	v := os.Getenv("FREEPORT_CHILD")
+	if v == "" {
+		return
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("reserved: %v\n", reserve(p))
+	q, err := Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("own: %d\n", q)
 }
