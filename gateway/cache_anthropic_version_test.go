@@ -32,7 +32,7 @@ func TestCacheAnthropicVersionKeyed(t *testing.T) {
 			cache, limiter := "{ttl: 1h}", ""
 			if store == "redis" {
 				rds := redistest.Start(t)
-				cache, limiter = "{ttl: 1h, store: redis}", "limiter: {store: redis, redis: {url: \""+rds.URL()+"\"}}\n"
+				cache, limiter = "{ttl: 1h, store: redis}", "limiter: {store: redis, redis: {url: \""+rds.URL()+"\"}, timeout: 5s}\n"
 			}
 			g := startGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}

@@ -309,6 +309,8 @@ func TestScoreRefusals(t *testing.T) {
 // score and a rerank of the same endpoint never serve each other, even for a body
 // both APIs take (vLLM's rerank ignores queries, its score API query): their shapes
 // differ. So in memory and in Redis, for every caller's entries and shared ones.
+// Redis gets 5 s (limiter.timeout): a store slowed past the default 50 ms on a loaded
+// machine is counted an error, not stored, and the test would wait for it in vain.
 func TestScoreCache(t *testing.T) {
 	t.Parallel()
 	rds := redistest.Start(t)
@@ -321,8 +323,8 @@ func TestScoreCache(t *testing.T) {
 		{"memory with keys", "{ttl: 1h}", "auth: {keys: [{name: a, key: sk-score-a}, {name: b, key: sk-score-b}]}\n",
 			[][2]string{{"Authorization", "Bearer sk-score-a"}, {"Authorization", "Bearer sk-score-b"}}},
 		{"memory shared", "{ttl: 1h, shared: true}", "auth: {keys: [{name: a, key: sk-score-a}]}\n", [][2]string{{"Authorization", "Bearer sk-score-a"}}},
-		{"redis", "{ttl: 1h, store: redis}", "limiter: {redis: {url: \"" + rds.URL() + "\"}}\n", [][2]string{{"", ""}}},
-		{"redis with keys", "{ttl: 1h, store: redis}", "limiter: {redis: {url: \"" + rds.URL() + "\"}}\nauth: {keys: [{name: a, key: sk-score-a}]}\n",
+		{"redis", "{ttl: 1h, store: redis}", "limiter: {redis: {url: \"" + rds.URL() + "\"}, timeout: 5s}\n", [][2]string{{"", ""}}},
+		{"redis with keys", "{ttl: 1h, store: redis}", "limiter: {redis: {url: \"" + rds.URL() + "\"}, timeout: 5s}\nauth: {keys: [{name: a, key: sk-score-a}]}\n",
 			[][2]string{{"Authorization", "Bearer sk-score-a"}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
