@@ -275,6 +275,8 @@ func TestPeekAfterLimitChanged(t *testing.T) {
 
 // While Redis does not answer, each reading says so rather than the whole peek failing.
 func TestPeekRedisDown(t *testing.T) {
+	// Not parallel: the first peek must reach Redis within a 50ms timeout, which other
+	// tests' load can exceed.
 	srv := redistest.Start(t)
 	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, Timeout: 50 * time.Millisecond})
 	pol := mustPolicy(t, "key:team-a", peekLimits...)
@@ -301,6 +303,7 @@ func TestPeekRedisDown(t *testing.T) {
 
 // On Redis Cluster a peek reads buckets of different slots in one go.
 func TestPeekRedisCluster(t *testing.T) {
+	t.Parallel()
 	addrs := redistest.StartCluster(t, 3)
 	l := newRedisLimiter(t, Config{Redis: RedisConfig{Addrs: addrs}, Prefetch: durationPtr(0)})
 	x, y, xy := splitSlots(t, l, 50, 30)

@@ -39,6 +39,7 @@ func TestRefusalRecheckOnHungRedisEndsAtTimeout(t *testing.T) {
 // On Redis Cluster the buckets read are spread over the nodes by their hash tags: a
 // refund on another replica is seen there too.
 func TestRefusalRecheckOnCluster(t *testing.T) {
+	t.Parallel()
 	addrs := redistest.StartCluster(t, 3)
 	cfg := Config{Redis: RedisConfig{Addrs: addrs}}
 	a, b := newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)

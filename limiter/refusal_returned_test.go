@@ -18,6 +18,7 @@ import (
 // endpoint's bucket were empty (README: "a request refused by one limit consumes none
 // of the others"): once the charge is back, the next request goes to Redis and fits.
 func TestRefusalNotCachedForBriefClusterCharge(t *testing.T) {
+	t.Parallel()
 	addrs := redistest.StartCluster(t, 3)
 	l := newRedisLimiter(t, Config{Redis: RedisConfig{Addrs: addrs}, Prefetch: durationPtr(0)})
 	x, y, xy := splitSlots(t, l, 1, 1)

@@ -70,6 +70,7 @@ func migrate(t *testing.T, addrs []string, key string) (slot string) {
 // by Redis, not fall back to the replica's share: Redis refuses a call with TRYAGAIN
 // when some of its keys are missing, and a call's marker hardly ever exists.
 func TestRedisClusterSlotMigratingAnsweredByRedis(t *testing.T) {
+	t.Parallel()
 	addrs := redistest.StartCluster(t, 3)
 	off := time.Duration(0)
 	var logs logBuffer
@@ -115,6 +116,7 @@ func TestRedisClusterSlotMigratingAnsweredByRedis(t *testing.T) {
 // limit with no request in flight), which the node the slot moves to serves. The check
 // stays all or nothing, and a slot taken during the migration is released.
 func TestRedisClusterSlotMigratingKeysSplit(t *testing.T) {
+	t.Parallel()
 	addrs := redistest.StartCluster(t, 3)
 	l := newRedisLimiter(t, Config{Redis: RedisConfig{Addrs: addrs}, Prefetch: durationPtr(0)})
 	pol := mustPolicy(t, "chat",
@@ -169,6 +171,7 @@ func TestRedisClusterSlotMigratingKeysSplit(t *testing.T) {
 // cluster serves the others) is not Redis failing: its requests are answered from
 // the replica's share, and every other check still by Redis.
 func TestRedisClusterSlotRefusalDegradesNothing(t *testing.T) {
+	t.Parallel()
 	addrs := redistest.StartCluster(t, 3)
 	for _, a := range addrs {
 		if _, err := redistest.Command(a, "CONFIG", "SET", "cluster-require-full-coverage", "no"); err != nil {
