@@ -15,6 +15,7 @@ import (
 // share. When they end, their slots leave the replica's count (no slot is kept there
 // after its request), and Redis, back, has the whole cap free.
 func TestFallbackShareCountsRedisAdmittedRequests(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Replicas: 2}
 	a, b := newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)

@@ -15,6 +15,7 @@ import (
 // Each holds a lease like a request Redis admitted, which the heartbeat that finds
 // Redis back adds to it before checks go there again.
 func TestFallbackSlotsCountedWhenRedisReturns(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	// One replica's share is the whole cap.
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Replicas: 1}

@@ -13,6 +13,7 @@ import (
 // the whole lease. The requests settling afterwards release nothing twice and do not
 // fail on the closed limiter.
 func TestRedisCloseReleasesSlotsStillHeld(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, ConcurrencyLease: time.Hour}
 	closing, other := newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)

@@ -15,6 +15,7 @@ import (
 // back with its next heartbeat, so that the cap counts them again: the fleet never has
 // more than `concurrency` requests in flight once that heartbeat has run.
 func TestRedisRestartKeepsConcurrencyCap(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}}
 	a, b := newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)
@@ -116,6 +117,8 @@ func TestRedisLeaseAddedBackOnlyWhileHeld(t *testing.T) {
 // requests still in flight after it, and the new limiter sends them once Redis
 // answers its heartbeat: the slots do not stay taken until their leases end.
 func TestRedisReloadDuringBlipKeepsKeptReleases(t *testing.T) {
+	// Not parallel: the checks that must reach Redis do so within a 200-300ms timeout,
+	// which other tests' load can exceed.
 	srv := redistest.Start(t)
 	cfg := Config{Store: "redis", Redis: RedisConfig{URL: srv.URL()}, Timeout: 200 * time.Millisecond, ConcurrencyLease: time.Hour}
 	old := newRedisLimiter(t, cfg)

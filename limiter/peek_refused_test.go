@@ -16,6 +16,7 @@ import (
 // refusal as its error, not an empty reply's type mismatch; with Redis down the error
 // names the connection's failure.
 func TestPeekRefusedAtConnection(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	if _, err := redistest.Command(srv.Addr(), "CONFIG", "SET", "requirepass", "old-pw"); err != nil {
 		t.Fatal(err)

@@ -67,6 +67,7 @@ func undo(t *testing.T, l *Limiter, tk *Ticket) {
 }
 
 func TestRefusalCacheSeesRefundOnAnotherReplica(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	a, b, pol, bTk := twoReplicas(t, srv)
 	undo(t, b, bTk)

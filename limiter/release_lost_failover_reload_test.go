@@ -14,6 +14,7 @@ import (
 // promoted replica answers its heartbeat, as it sends the settlements the old one
 // kept after a failed call.
 func TestReleaseLostInFailoverFreedAcrossReload(t *testing.T) {
+	t.Parallel()
 	r := startReleaseRig(t, Config{Store: "redis", Timeout: 2 * time.Second})
 	old, replica, key := r.l, r.replica, r.key
 	if _, err := redistest.Command(replica.Addr(), "REPLICAOF", "NO", "ONE"); err != nil {

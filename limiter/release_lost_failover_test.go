@@ -23,6 +23,7 @@ import (
 // moves to the promoted replica as the Sentinel client does (it closes the
 // connections to the old primary). The slot must free within a few heartbeats.
 func TestReleaseLostInFailoverFreed(t *testing.T) {
+	t.Parallel()
 	r := startReleaseRig(t, Config{})
 	l, primary, replica, pol, key := r.l, r.primary, r.replica, r.pol, r.key
 	tk := &r.tk

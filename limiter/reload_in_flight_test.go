@@ -18,6 +18,7 @@ import (
 // is admitted while the first still runs, unless the new store counts in the gateway
 // too (the redis store's share while Redis fails).
 func TestReloadCarriesRequestsInFlightWhereTheirSlotIsKept(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	dead := redistest.Start(t)
 	dead.Kill()
