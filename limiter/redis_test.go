@@ -169,6 +169,8 @@ func splitSlots(t *testing.T, l *Limiter, nx, ny int64) (x, y, xy *Policy) {
 }
 
 func TestRedisAccuracyRequests(t *testing.T) {
+	// Not parallel: 50 closed-loop clients load the machine, and the 1% bound tolerates
+	// under 0.2 s of refill that no check is there to take.
 	srv := redistest.Start(t)
 	var ls []*Limiter
 	for range 3 {
@@ -237,6 +239,8 @@ func saturate(t *testing.T, srv *redistest.Server, ls []*Limiter, pol *Policy, w
 }
 
 func TestRedisAccuracyTokens(t *testing.T) {
+	// Not parallel: 50 closed-loop clients load the machine, and the 1% bound tolerates
+	// under 0.1 s of refill that no check is there to take.
 	srv := redistest.Start(t)
 	rc := redisClient(t, srv.Addr())
 	var ls []*Limiter
@@ -462,6 +466,8 @@ func TestRedisBatchAdmitsFullBurst(t *testing.T) {
 }
 
 func TestRedisConcurrency(t *testing.T) {
+	// Not parallel: the slots must outlive a.Close by 500ms of a 1s lease renewed by
+	// heartbeats every 100ms, which other tests' load can delay.
 	srv := redistest.Start(t)
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, ConcurrencyLease: time.Second}
 	a, b := newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)
@@ -502,6 +508,8 @@ func TestRedisConcurrency(t *testing.T) {
 // request running longer than concurrency_lease keeps its slot, and the cap holds. A
 // released slot is not renewed back.
 func TestRedisConcurrencyLeaseRenewedWhileInFlight(t *testing.T) {
+	// Not parallel: heartbeats every 100ms must renew a 1s lease, and other tests' load
+	// can delay them.
 	srv := redistest.Start(t)
 	l := newRedisLimiter(t, Config{Redis: RedisConfig{URL: srv.URL()}, ConcurrencyLease: time.Second})
 	pol := mustPolicy(t, "chat", Limit{Per: "api_key", Concurrency: 1})
@@ -535,6 +543,8 @@ func TestRedisConcurrencyLeaseRenewedWhileInFlight(t *testing.T) {
 // with NOAUTH), never after a timeout, when Redis may have run it and sending it again
 // would refund twice.
 func TestRedisSettlementsAfterErrors(t *testing.T) {
+	// Not parallel: its calls must reach Redis within a 200ms timeout; one that other
+	// tests' load makes time out fails as a timeout, not as the fault under test.
 	tests := []struct {
 		name        string
 		fault, heal func(t *testing.T, srv *redistest.Server)
@@ -617,6 +627,8 @@ func TestRedisSettlementsAfterErrors(t *testing.T) {
 // runs the script once it resumes, taking a slot that no request holds. That slot must
 // be released once Redis answers again, not held for the whole lease.
 func TestRedisStalledCheckReleasesItsSlot(t *testing.T) {
+	// Not parallel: the checks that must reach Redis do so within a 100ms timeout, which
+	// other tests' load can exceed.
 	for _, mode := range []string{"allow", "deny"} {
 		t.Run(mode, func(t *testing.T) {
 			srv := redistest.Start(t)
@@ -767,6 +779,8 @@ func TestRedisScriptReload(t *testing.T) {
 }
 
 func TestRedisFaults(t *testing.T) {
+	// Not parallel: 16 clients load the machine, and every Take must end within the
+	// timeout and 150ms of slack.
 	// Above the default (50ms): on a 2-core machine running other tests under -race, a
 	// healthy round trip right after the heal (new connections, the script loaded again)
 	// took 59ms, and the limiter rightly called Redis down a second time, failing the
@@ -945,6 +959,7 @@ func TestRedisDownTokenEstimateAboveShare(t *testing.T) {
 }
 
 func TestRedisReplicaCount(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}}
 	ls := []*Limiter{newRedisLimiter(t, cfg), newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)}
@@ -954,6 +969,7 @@ func TestRedisReplicaCount(t *testing.T) {
 }
 
 func TestRedisCluster(t *testing.T) {
+	t.Parallel()
 	addrs := redistest.StartCluster(t, 3)
 	cfg := Config{Redis: RedisConfig{Addrs: addrs}}
 	a, b := newRedisLimiter(t, cfg), newRedisLimiter(t, cfg)
