@@ -16,6 +16,8 @@ import (
 // a max_tokens of any size per full bucket from an upstream that reports no usage. An
 // estimate within the bucket, charged whole at Take, is not charged again.
 func TestKeepEstimateChargesWholeEstimate(t *testing.T) {
+	// Not parallel: the late store's checks must reach Redis within a 100ms timeout,
+	// which other tests' load can exceed.
 	// 1000 tokens a day: one token per 86.4 s.
 	lim := Limit{Per: "user", Tokens: 1000, Window: "day"}
 	const iv = 86400 * time.Second / 1000

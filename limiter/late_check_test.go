@@ -29,6 +29,8 @@ func holdRounds(t *testing.T, l *Limiter) (resume func()) {
 // was: served from the replica's share, it stays counted and its tokens are trued up;
 // not served, all of it goes back. Either side may come first.
 func TestRedisLateCheckSettledAsItsRequestWasAnswered(t *testing.T) {
+	// Not parallel: the checks that must reach Redis do so within a 100ms timeout, which
+	// other tests' load can exceed.
 	tests := []struct {
 		name string
 		mode string
@@ -104,6 +106,8 @@ func TestRedisLateCheckSettledAsItsRequestWasAnswered(t *testing.T) {
 // check's charge is settled as its request was, exactly once, however often the
 // compensation reaches Redis.
 func TestRedisStalledCheckSettledOnce(t *testing.T) {
+	// Not parallel: the checks that must reach Redis do so within a 100ms timeout, which
+	// other tests' load can exceed.
 	tests := []struct {
 		mode             string
 		requests, tokens int64

@@ -16,6 +16,8 @@ import (
 // library's retries of the refusal ran into; once the Redis is a primary again, limits
 // are global again without a restart.
 func TestRedisReadOnlyReplicaNamed(t *testing.T) {
+	// Not parallel: its checks must reach Redis within a 50ms timeout, and its log, which
+	// gets every limiter's Redis client messages, must not say "deadline exceeded".
 	primary := redistest.Start(t)
 	srv := redistest.Start(t)
 	var lb logBuffer

@@ -12,6 +12,8 @@ import (
 // retry time are refused without a round trip, with the retry time counting down, and
 // the first one after it goes to Redis again.
 func TestRefusalCached(t *testing.T) {
+	// Not parallel: Redis's clock refills a request a second, so the three checks that
+	// spend the burst and get refused must take under a second.
 	srv := redistest.Start(t)
 	// The limiter's clock, which times the cached refusal, moves only when the test
 	// moves it: the 20 refusals below come before the retry time however long a

@@ -94,6 +94,8 @@ func admitTokens(t *testing.T, l *Limiter, pol *Policy, est int64) *Ticket {
 // lowered limit and under the old one (a raise back to it, or a replica still on it),
 // the bucket is the same in both orders.
 func TestReloadLoweredRefundAsIfSettledBefore(t *testing.T) {
+	// Not parallel: under the old limit Redis's clock refills a token every 0.6 s, and
+	// both orders' runs must read the same.
 	type request struct{ est, used int64 }
 	cases := []struct {
 		name string

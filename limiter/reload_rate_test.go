@@ -113,6 +113,8 @@ func TestReloadChangingRateKeepsUnitsOwed(t *testing.T) {
 // the client wait, for what it owes in units at the new rate, but never longer than the
 // old limit would have held it.
 func TestReloadSpentBucketWaitsOneRefillOfNewLimit(t *testing.T) {
+	// Not parallel: the retry bound allows a second of Redis's clock between spending and
+	// checking, and 601 checks spend 600/hour only within its 6 s refill.
 	cases := []struct {
 		name          string
 		before, after Limit

@@ -15,6 +15,7 @@ import (
 // (SCRIPT FLUSH, as a restart does): never more in flight than the cap, every check
 // answered by Redis (NOSCRIPT loads the script again), and every slot back at the end.
 func TestRedisReplicasConcurrencyCapExactAcrossScriptFlush(t *testing.T) {
+	// Not parallel: 24 closed-loop clients load the machine for the whole run.
 	srv := redistest.Start(t)
 	rc := redisClient(t, srv.Addr())
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}}
@@ -90,6 +91,8 @@ func TestRedisReplicasConcurrencyCapExactAcrossScriptFlush(t *testing.T) {
 // keeps them taken for concurrency_lease after its last heartbeat, no shorter, and
 // they free then without it.
 func TestRedisKilledReplicaSlotsFreeAfterLease(t *testing.T) {
+	// Not parallel: the half-lease bound assumes the dead replica's heartbeats ran every
+	// 100ms, which other tests' load can delay.
 	srv := redistest.Start(t)
 	const lease = time.Second
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, ConcurrencyLease: lease, Timeout: 2 * time.Second, Store: "redis"}
@@ -145,6 +148,7 @@ func TestRedisKilledReplicaSlotsFreeAfterLease(t *testing.T) {
 // what Redis has left add up to the burst and the refill since the start, exactly
 // (no more admitted than the limit, and no prefetched unit lost at the shutdown).
 func TestRedisReplicasPrefetchAddsUpAcrossShutdown(t *testing.T) {
+	// Not parallel: 30 closed-loop clients load the machine for the whole run.
 	srv := redistest.Start(t)
 	rc := redisClient(t, srv.Addr())
 	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, Prefetch: durationPtr(time.Second)}

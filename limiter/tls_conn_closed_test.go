@@ -16,6 +16,8 @@ import (
 // first call on each found it closed. A check, a read (Peek) and the heartbeats are
 // answered from Redis all the same, on new connections: the limiter never degrades.
 func TestRedisTLSConnClosedWhileIdle(t *testing.T) {
+	// Not parallel: its logger gets the Redis client messages of every limiter in the
+	// process, and must not say "unavailable".
 	srv := redistest.Start(t)
 	port := srv.TLSPort(t)
 	url := "rediss://127.0.0.1:" + strconv.Itoa(port) + "/0?skip_verify=true"
