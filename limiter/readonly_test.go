@@ -34,7 +34,9 @@ func TestRedisReadOnlyReplicaNamed(t *testing.T) {
 	if _, err := redistest.Command(srv.Addr(), "REPLICAOF", host, port); err != nil {
 		t.Fatal(err)
 	}
+	// The warning follows the flag (setDegraded), so the log is waited for too.
 	waitFor(t, 10*time.Second, "degraded", l.Degraded)
+	waitFor(t, 10*time.Second, "the degraded warning", func() bool { return strings.Contains(lb.String(), "redis unavailable") })
 	if err := l.Take(bg, pol, alice, 0, &tk); err != nil || tk.src != srcFallback {
 		t.Fatalf("Take = %v from %d, want answered by the fallback share", err, tk.src)
 	}
