@@ -408,6 +408,7 @@ func TestAdminKeysContract(t *testing.T) {
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 11})
 	g := startGateway(t, keysConfig(addr, ""))
 	c := g.client(option.WithAPIKey(keysTeamA))
+	t.Parallel()
 	if _, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model: "paid", Messages: userMsg("hi"), MaxTokens: openai.Int(4),
 	}); err != nil {

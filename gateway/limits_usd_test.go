@@ -275,6 +275,7 @@ logging: {level: error, access_log: false}
 func TestUSDBudgetRefusalSDK(t *testing.T) {
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 8, Seed: 2})
 	g := startGateway(t, usdTestConfig(addr, "{per: api_key, usd: 0.0001, window: day}", "{per: endpoint, requests: 1000, window: minute}", ""))
+	t.Parallel()
 	c := usdClient(g)
 	ctx := context.Background()
 	params := openai.ChatCompletionNewParams{Model: "paid", Messages: userMsg("hi"), MaxTokens: openai.Int(8)}

@@ -128,6 +128,7 @@ func testSDKRetriesOnLimitRefusals(t *testing.T, limiterYAML string) {
 // the SDKs' retry a second later may find it back.
 func TestShouldRetryOnGatewayErrors(t *testing.T) {
 	t.Run("answer over max_response_bytes", func(t *testing.T) {
+	t.Parallel()
 		up, _ := floatEmbeddingsUpstream(t)
 		g := startGateway(t, embedConfig(up.URL, "max_response_bytes: 1MiB"))
 		resp, b := retryPost(t, g, "/v1/embeddings", string(embeddingsRequest(64)))

@@ -205,6 +205,7 @@ func TestSetWaitBound(t *testing.T) {
 // whatever its wait, and an error without a wait gets none.
 func TestRetryHeadersOnUpstreamErrors(t *testing.T) {
 	inTwoHours := time.Now().Add(2 * time.Hour).UTC().Format(http.TimeFormat)
+	t.Parallel()
 	for _, c := range []struct {
 		name, path string
 		status     int
