@@ -90,6 +90,7 @@ func TestAdminWeightsRefusesNull(t *testing.T) {
 // Rolling back a canary a gate already rolled back changes nothing: it answers 200
 // rolled_back and keeps the gate's reason (the only place that says which gate fired)
 // and its window start.
+// Not t.Parallel: driveLoad's four clients send as fast as they can.
 func TestAdminRollbackOfRolledBackCanaryKeepsReason(t *testing.T) {
 	_, stable := startMock(t, mockllm.Options{MaxTokens: 2})
 	_, canary := startMock(t, mockllm.Options{MaxTokens: 2, ErrorRate: 1, Seed: 1})

@@ -353,6 +353,7 @@ func TestAdminWeightsByVariantOrBackendUntilEnded(t *testing.T) {
 // Promoting a canary the controller already promoted changes nothing: it answers 200
 // promoted and keeps the controller's reason and window start, as a rollback of a
 // rolled-back canary does.
+// Not t.Parallel: driveLoad's four clients send as fast as they can.
 func TestAdminPromoteOfPromotedCanaryKeepsReason(t *testing.T) {
 	_, stable := startMock(t, mockllm.Options{MaxTokens: 2})
 	_, canary := startMock(t, mockllm.Options{MaxTokens: 2})

@@ -263,6 +263,7 @@ func checkTeamA(t *testing.T, k keyJSON, h http.Header, since time.Duration, sou
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
+// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestAdminKeysShowWhatTheHeadersSaid(t *testing.T) {
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
@@ -349,6 +350,7 @@ func TestAdminKeysShowWhatTheHeadersSaid(t *testing.T) {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
+// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestAdminKeysSharedByGateways(t *testing.T) {
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 11})
@@ -366,6 +368,7 @@ func TestAdminKeysSharedByGateways(t *testing.T) {
 
 // While Redis does not answer, each limit read there says so, and the rest of the
 // answer stands.
+// Not t.Parallel: it kills Redis under a 50 ms limiter timeout.
 func TestAdminKeysRedisDown(t *testing.T) {
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 11})
@@ -405,10 +408,10 @@ func TestAdminKeysRedisDown(t *testing.T) {
 // are in the API's error shape; HEAD is GET without a body and other methods are 405
 // with Allow; the admin token and the cross-site rules apply as on every /admin/ path.
 func TestAdminKeysContract(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 11})
 	g := startGateway(t, keysConfig(addr, ""))
 	c := g.client(option.WithAPIKey(keysTeamA))
-	t.Parallel()
 	if _, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model: "paid", Messages: userMsg("hi"), MaxTokens: openai.Int(4),
 	}); err != nil {

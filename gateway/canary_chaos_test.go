@@ -677,6 +677,7 @@ func ccFollows(v, answer ccView) bool {
 // with documented status codes, the metrics match the admin API and a route at 0 %
 // serves nobody. Last the canary upstream starts failing: the gate rolls it back on
 // every replica and it gets no more traffic.
+// Not t.Parallel: replicas must agree within ccFollow under the load it makes itself.
 func TestCanaryChaosReplicasAgree(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -1052,6 +1053,7 @@ func TestCanaryChaosReplicasAgree(t *testing.T) {
 // same way on another, before that one's next tick: the second call finds the shared
 // state already where it asks for, and its answer must show that state, not the one
 // its replica held before.
+// Not t.Parallel: the second call must reach b before b's next tick (500 ms).
 func TestCanaryChaosRepeatedOperation(t *testing.T) {
 	rds := redistest.Start(t)
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})

@@ -74,6 +74,7 @@ func driveLoad(g *gw, stop chan struct{}) *sync.WaitGroup {
 	return &wg
 }
 
+// Not t.Parallel: driveLoad loads the machine, and a poll must see every 400 ms step.
 func TestCanaryPromotedWhenHealthy(t *testing.T) {
 	_, stable := startMock(t, mockllm.Options{MaxTokens: 2})
 	_, canary := startMock(t, mockllm.Options{MaxTokens: 2})
@@ -101,6 +102,7 @@ func TestCanaryPromotedWhenHealthy(t *testing.T) {
 	}
 }
 
+// Not t.Parallel: driveLoad loads the machine, and the gate must act before step two.
 func TestCanaryRolledBackWhenFaulty(t *testing.T) {
 	_, stable := startMock(t, mockllm.Options{MaxTokens: 2})
 	_, canary := startMock(t, mockllm.Options{MaxTokens: 2, ErrorRate: 0.3, Seed: 3})

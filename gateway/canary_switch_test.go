@@ -22,6 +22,7 @@ func waitInForce(t *testing.T, g *gw, endpoint string) {
 // user on both at one instant, the answer's switch_at: every request answered before
 // it went to the old variant, whichever replica it reached, and every request sent
 // after it goes to the new one on both.
+// Not t.Parallel: it must read switch_at before that instant, under a second away.
 func TestCanarySwitchAtOneInstantOnEveryReplica(t *testing.T) {
 	stable, canary := answerFrom(t, "stable"), answerFrom(t, "canary")
 	cfg := variantCacheConfig(stable, canary, "100", "0", "null",

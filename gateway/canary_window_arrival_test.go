@@ -17,6 +17,7 @@ import (
 // ended well after that instant, count toward no window, so they cannot roll back
 // the canary the operator's weights hold (a paused canary is still judged by its
 // gates). Requests that arrive after the instant count.
+// Not t.Parallel: the weights must switch within the failures' 2 s upstream delay.
 func TestCanaryWindowCountsAttemptsByArrival(t *testing.T) {
 	var failing atomic.Bool
 	var arrived atomic.Int32

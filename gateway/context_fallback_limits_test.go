@@ -15,6 +15,7 @@ import (
 // served it cost (the route's refusal costs nothing): the spend budget's bucket loses
 // the cost tollgate_cost_usd_total counts for the context fallback, the token limit's
 // the tokens its answer counted.
+// Not t.Parallel: the budget refills ~1 nano-dollar a second; withinNano allows 2.
 func TestContextFallbackLimits(t *testing.T) {
 	u := startCtxUpstreams(t)
 	limits := `    limits: [{per: endpoint, ` + slowBudget + `}, {per: endpoint, tokens: 1000, window: day, burst: 1000000}]

@@ -21,6 +21,7 @@ import (
 // well-formed answer, and the metrics and the access log must each count every
 // answer once (README: "Every request on the API listener is counted in
 // tollgate_requests_total and has an access log line").
+// Not t.Parallel: its 90 clients load the machine as the load-faults tests do.
 func TestShutdownDrainRefusalsCounted(t *testing.T) {
 	mock, up := startMock(t, mockllm.Options{Model: "up-model", MaxTokens: 12, TTFT: 2 * time.Millisecond, TPOT: 60 * time.Millisecond, Seed: 5})
 	g := startGateway(t, loadfConfig(up, up, "a", 500))

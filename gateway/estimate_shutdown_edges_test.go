@@ -146,6 +146,7 @@ func cutAtShutdown(t *testing.T, g *gw, wait time.Duration, bodies ...string) []
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
+// Not t.Parallel: beside others, its probe once beat the cut stream's settlement.
 func TestShutdownCutBeforeFirstTokenIsRefunded(t *testing.T) {
 	rd := redistest.Start(t)
 	_, cold := startMock(t, mockllm.Options{TTFT: 2 * time.Second, MaxTokens: 4000})

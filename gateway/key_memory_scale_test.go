@@ -88,6 +88,7 @@ func builtRuntimeHeap(t *testing.T, keys, endpoints int, withLimits bool) int64 
 // (limiter.Policy.Joined). Built per key and endpoint, 10,000 keys over 500 endpoints
 // held about 1 GB (3 GB with one limit per key and endpoint) per config, twice during
 // a reload, and `tollgate validate` needed as much.
+// Not t.Parallel: it measures the process's live heap.
 func TestKeyMemoryDoesNotGrowWithEndpoints(t *testing.T) {
 	const endpoints, few, many = 200, 10, 510
 	for _, c := range []struct {

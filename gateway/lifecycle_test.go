@@ -26,6 +26,7 @@ import (
 
 // TestReloadUnderLoad swaps configs (good and bad) while clients keep calling: no
 // request may fail, and a bad config must leave the running one in place.
+// Not t.Parallel: its eight clients send as fast as they can across the reloads.
 func TestReloadUnderLoad(t *testing.T) {
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 4})
 	cfgA := mockConfig(addr, "", "")

@@ -93,6 +93,7 @@ func tokensUsedUpstream(t *testing.T, total int) string {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
+// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestLimitsOverdraftMakesNextWait(t *testing.T) {
 	for _, store := range []string{"memory", "redis", "redis-prefetch-off"} {
 		t.Run(store, func(t *testing.T) {
@@ -221,6 +222,7 @@ logging: {level: error, access_log: false}
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
+// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestLimitsRefusedRequestConsumesNothing(t *testing.T) {
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {

@@ -38,6 +38,7 @@ func bigUsageUpstream(t *testing.T) string {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
+// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestKeptEstimateOverBurstChargedWhole(t *testing.T) {
 	up := bigUsageUpstream(t)
 	// ~4000 tokens owed past the bucket, at 86.4 s a token (1000 a day).

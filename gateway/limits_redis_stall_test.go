@@ -112,6 +112,8 @@ func TestLimitsReloadDuringRedisOutageKeepsReplicaShare(t *testing.T) {
 //     gateway takes back its request and its whole token estimate;
 //   - allow: the request was served from the replica's share: its request stays
 //     counted and its tokens are trued up to the real count, not left at the estimate.
+//
+// Not t.Parallel: it stalls Redis past a 100 ms limiter timeout.
 func TestLimitsStalledRedisCheckChargesOnlyWhatWasServed(t *testing.T) {
 	for _, mode := range []string{"deny", "allow"} {
 		t.Run(mode, func(t *testing.T) {

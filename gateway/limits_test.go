@@ -39,6 +39,7 @@ auth:
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
+// Not t.Parallel: its second request must come within the first's second.
 func TestRateLimitAndSDKRetry(t *testing.T) {
 	t.Run("memory", func(t *testing.T) { testRateLimitAndSDKRetry(t, "") })
 	t.Run("redis", func(t *testing.T) {

@@ -55,6 +55,7 @@ func spendUntilRefused(t *testing.T, gs ...*gw) []int {
 // default 50ms is served from the replica's share, and a true-up sent after a timeout
 // is dropped rather than risk counting it twice (README), which is not what this
 // checks.
+// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestUSDBudgetSharedByGateways(t *testing.T) {
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 12, Seed: 5})
@@ -84,6 +85,7 @@ func TestUSDBudgetSharedByGateways(t *testing.T) {
 
 // While Redis is down a gateway answers from its share of the budget (burst ÷
 // replicas): it spends half of it, then refuses.
+// Not t.Parallel: it kills Redis under a 50 ms limiter timeout.
 func TestUSDRedisDownFallbackShare(t *testing.T) {
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 12, Seed: 5})

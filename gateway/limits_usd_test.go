@@ -118,6 +118,7 @@ func withinNano(got, want float64) bool { return math.Abs(got-want) <= 2 }
 // when it ends (a stream in progress holds its estimate); a stream cut before its usage
 // is settled at the cost of what it streamed, which the counter counts too, and an
 // error answer is refunded.
+// Not t.Parallel: the budget refills ~1 nano-dollar a second; withinNano allows 2.
 func TestUSDBudgetSettlesAtCost(t *testing.T) {
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 64, Seed: 3})
 	g := startGateway(t, usdTestConfig(addr, "{per: api_key, "+slowBudget+"}", "", ""))
@@ -217,6 +218,7 @@ func TestUSDBudgetSettlesAtCost(t *testing.T) {
 
 // A request that may fall back to a dearer backend is estimated at the dearer prices,
 // and settled at what the backend that served it cost.
+// Not t.Parallel: the budget refills ~1 nano-dollar a second; withinNano allows 2.
 func TestUSDFallbackToDearerBackend(t *testing.T) {
 	_, cheap := startMock(t, mockllm.Options{MaxTokens: 16, ErrorRate: 1, Seed: 1})
 	_, dear := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 1})
@@ -273,9 +275,9 @@ logging: {level: error, access_log: false}
 // a message naming the budget in dollars and never the key, retry-after and the -usd
 // headers; the rejection counts under its limit's name.
 func TestUSDBudgetRefusalSDK(t *testing.T) {
+	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 8, Seed: 2})
 	g := startGateway(t, usdTestConfig(addr, "{per: api_key, usd: 0.0001, window: day}", "{per: endpoint, requests: 1000, window: minute}", ""))
-	t.Parallel()
 	c := usdClient(g)
 	ctx := context.Background()
 	params := openai.ChatCompletionNewParams{Model: "paid", Messages: userMsg("hi"), MaxTokens: openai.Int(8)}

@@ -8,6 +8,7 @@ import (
 // A body asked for with Expect: 100-continue is refused from its headers when what it
 // would hold once read, its buffer and the copy sent upstream (twice its
 // Content-Length), has no room, not invited and refused after its upload.
+// Not t.Parallel: A's buffer must be seen, and E refused, within the upstream's 1 s TTFT.
 func TestMaxBufferedBytesExpectCountsUpstreamCopy(t *testing.T) {
 	g := serveWithOptions(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 1MiB, max_buffered_bytes: 1MiB}

@@ -208,6 +208,7 @@ endpoints: [{name: chat, type: chat, routes: [{backend: demo}]}]
 
 // A body over 64 KiB counts, once read, the copy of it the provider sends upstream
 // too, for as long as the request: its buffer plus its length.
+// Not t.Parallel: the gauge must be read within the upstream's 400 ms TTFT.
 func TestMaxBufferedBytesCountsUpstreamCopy(t *testing.T) {
 	g := serveWithOptions(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 1MiB, max_buffered_bytes: 1MiB}

@@ -43,6 +43,7 @@ func startMockOn(t *testing.T, h *freeport.Held) *mockllm.Server {
 	return srv
 }
 
+// Not t.Parallel: one health check late past 200 ms ejects a replica and skews the count.
 func TestPoolBalancingEjectionAndRecovery(t *testing.T) {
 	var mocks []*mockllm.Server
 	var addrs []string

@@ -19,6 +19,7 @@ import (
 // TestRedisDown kills Redis under load: with on_redis_error allow no request fails,
 // with deny the limited requests get 503; no request hangs, and both recover when
 // Redis is back.
+// Not t.Parallel: it kills Redis under a 50 ms limiter timeout.
 func TestRedisDown(t *testing.T) {
 	rds := redistest.Start(t)
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
@@ -219,6 +220,7 @@ func redisCommands(t *testing.T, addr string, cmds ...[]string) {
 // does before the process exits: its concurrency slot in Redis is released (other
 // replicas would otherwise refuse that key for the whole concurrency_lease) and its
 // upstream request aborted.
+// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestShutdownGraceExpiryReleasesStreamLeases(t *testing.T) {
 	rds := redistest.Start(t)
 	addr, upstreamClosed, release := silentStreamUpstream(t)

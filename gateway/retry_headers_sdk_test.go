@@ -42,6 +42,7 @@ func answersSeen(t *testing.T, g *gw, endpoint string, code int) float64 {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
+// Not t.Parallel: the per-second retry must come back within 900 ms.
 func TestSDKRetriesOnLimitRefusals(t *testing.T) {
 	t.Run("memory", func(t *testing.T) { testSDKRetriesOnLimitRefusals(t, "") })
 	t.Run("redis", func(t *testing.T) {
@@ -127,8 +128,8 @@ func testSDKRetriesOnLimitRefusals(t *testing.T, limiterYAML string) {
 // call is one attempt. A 502 for an upstream that could not be reached says nothing:
 // the SDKs' retry a second later may find it back.
 func TestShouldRetryOnGatewayErrors(t *testing.T) {
-	t.Run("answer over max_response_bytes", func(t *testing.T) {
 	t.Parallel()
+	t.Run("answer over max_response_bytes", func(t *testing.T) {
 		up, _ := floatEmbeddingsUpstream(t)
 		g := startGateway(t, embedConfig(up.URL, "max_response_bytes: 1MiB"))
 		resp, b := retryPost(t, g, "/v1/embeddings", string(embeddingsRequest(64)))

@@ -90,6 +90,7 @@ func checkWait(t *testing.T, h http.Header, lo, hi int64, want string) {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
+// Not t.Parallel: the per-second case needs its second request within 100 ms.
 func TestRetryHeadersOnLimitRefusals(t *testing.T) {
 	t.Run("memory", func(t *testing.T) { testRetryHeadersOnLimitRefusals(t, "") })
 	t.Run("redis", func(t *testing.T) {
@@ -204,8 +205,8 @@ func TestSetWaitBound(t *testing.T) {
 // says x-should-retry: false, on the Messages API too; a 400 is no SDK's retry
 // whatever its wait, and an error without a wait gets none.
 func TestRetryHeadersOnUpstreamErrors(t *testing.T) {
-	inTwoHours := time.Now().Add(2 * time.Hour).UTC().Format(http.TimeFormat)
 	t.Parallel()
+	inTwoHours := time.Now().Add(2 * time.Hour).UTC().Format(http.TimeFormat)
 	for _, c := range []struct {
 		name, path string
 		status     int

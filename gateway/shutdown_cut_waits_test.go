@@ -52,6 +52,7 @@ logging: {level: info, access_log: true}
 // count in tollgate_requests_total, its spans ended (an error, its attempt's outcome
 // shutdown), its token estimate refunded and its Redis lease given back: it did not
 // die with the process.
+// Not t.Parallel: it sets go-redis's logger and OpenTelemetry's error handler.
 func TestShutdownGraceEndAnswersRequestsStillWaiting(t *testing.T) {
 	rds := redistest.Start(t)
 	aborted := make(chan string, 8)

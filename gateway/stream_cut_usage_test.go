@@ -194,6 +194,7 @@ func ceil4(n int) int64 { return int64((n + 3) / 4) }
 // and the cost counter say the same, the access log that it is an estimate. A stream
 // with its usage is settled with it, and one the client left after its header, before
 // its first token, is refunded, as before.
+// Not t.Parallel: a client slow to hang up lets more than 24 bytes past what it read.
 func TestStreamCutChargedWhatItStreamed(t *testing.T) {
 	_, addr := startMock(t, mockllm.Options{TPOT: 10 * time.Millisecond, MaxTokens: 4000, Seed: 9})
 	const est = 2000 + cutPromptEst
@@ -317,6 +318,7 @@ func readHeaderOnly(t *testing.T, g *gw, body string, hdr map[string]string) cut
 // call (translated) and for a Messages API call (passed on), and vLLM's own Messages
 // API's. Through the Messages API bridge the chat stream carries its usage on every
 // chunk (continuous_usage_stats), and the usage so far is exact, output included.
+// Not t.Parallel: a client slow to hang up lets more than 24 bytes past what it read.
 func TestStreamCutUsageFromItsStart(t *testing.T) {
 	_, addr := startMock(t, mockllm.Options{TPOT: 10 * time.Millisecond, MaxTokens: 4000, Seed: 9})
 	_, caddr := startMock(t, mockllm.Options{Model: afModel, API: mockllm.APIAnthropic, APIKey: afAnthropicKey,

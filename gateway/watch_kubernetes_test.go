@@ -117,6 +117,7 @@ endpoints:
 // The watcher must not install the half-written prefix: here the prefix is a valid
 // config without its auth: section, so installing it serves the API without
 // authentication until the rest arrives.
+// Not t.Parallel: the watch must begin within 250 ms, the writes within a second.
 func TestWatchInPlaceWriteNotReadHalfWritten(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tollgate.yaml")
 	head := `server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0"}
