@@ -199,8 +199,8 @@ func firstDiff(got, want []byte) string {
 // several, is byte for byte the one a single read and encoding of its keys makes (same
 // keys, order, fields, escaping and next), with the memory store and with Redis; HEAD
 // answers its headers and no body.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestAdminKeysListingBytes(t *testing.T) {
+	t.Parallel()
 	const n = 2*keyChunk + 99
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {

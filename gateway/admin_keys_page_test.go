@@ -50,7 +50,8 @@ func (l keyListJSON) names() []string {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
+// Not t.Parallel: a view's reset must be within 50 ms of what the headers said before
+// the answer reached the client (checkTeamA).
 func TestAdminKeysPages(t *testing.T) {
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 // limiter (its Redis moved) while the read waits on the old Redis closes the old
 // limiter only after the answer, so the key's buckets read from Redis, not
 // unavailable.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestAdminKeysReadSurvivesLimiterReload(t *testing.T) {
+	t.Parallel()
 	rds, next := redistest.Start(t), redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 11})
 	cfg := func(r *redistest.Server) string {

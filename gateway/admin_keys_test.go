@@ -263,7 +263,8 @@ func checkTeamA(t *testing.T, k keyJSON, h http.Header, since time.Duration, sou
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
+// Not t.Parallel: a view's reset must be within 50 ms of what the headers said before
+// the answer reached the client.
 func TestAdminKeysShowWhatTheHeadersSaid(t *testing.T) {
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
@@ -350,7 +351,8 @@ func TestAdminKeysShowWhatTheHeadersSaid(t *testing.T) {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
+// Not t.Parallel: a view's reset must be within 50 ms of what the headers said before
+// the answer reached the client (checkTeamA).
 func TestAdminKeysSharedByGateways(t *testing.T) {
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 11})

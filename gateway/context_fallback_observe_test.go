@@ -19,8 +19,8 @@ import (
 // backend that served it with variant none (a context fallback serves no route, so
 // neither A/B variant gets its answers and no route's gates count its attempts), the
 // route's own refusal counted for its route as any 4xx.
-// Not t.Parallel: its tracing sets OpenTelemetry's process-wide error handler.
 func TestContextFallbackObserved(t *testing.T) {
+	t.Parallel()
 	u := startCtxUpstreams(t)
 	g, exp := startTracedGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 1MiB}

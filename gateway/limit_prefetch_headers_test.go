@@ -14,7 +14,7 @@ import (
 // burst, 1000 tokens, taken out of the Redis bucket) the request is more than the held
 // units cover and goes to Redis, where the held units go back ahead of it: a single
 // replica admits what its headers said fits, as the memory store does.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
+// Not t.Parallel: its Redis checks have the default 50 ms limiter timeout.
 func TestLimitPrefetchAdmitsWhatRemainingSaid(t *testing.T) {
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {

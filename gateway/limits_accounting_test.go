@@ -93,8 +93,8 @@ func tokensUsedUpstream(t *testing.T, total int) string {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestLimitsOverdraftMakesNextWait(t *testing.T) {
+	t.Parallel()
 	for _, store := range []string{"memory", "redis", "redis-prefetch-off"} {
 		t.Run(store, func(t *testing.T) {
 			up := tokensUsedUpstream(t, 1_200_000)
@@ -222,8 +222,8 @@ logging: {level: error, access_log: false}
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestLimitsRefusedRequestConsumesNothing(t *testing.T) {
+	t.Parallel()
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
 			up := endingUpstream(t)

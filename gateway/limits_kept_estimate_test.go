@@ -38,8 +38,8 @@ func bigUsageUpstream(t *testing.T) string {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestKeptEstimateOverBurstChargedWhole(t *testing.T) {
+	t.Parallel()
 	up := bigUsageUpstream(t)
 	// ~4000 tokens owed past the bucket, at 86.4 s a token (1000 a day).
 	const minWait, maxWait = 4000 * 86400 / 1000, 4100 * 86400 / 1000

@@ -19,8 +19,8 @@ import (
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestReloadLoweringRateKeepsSpentBucketSpent(t *testing.T) {
+	t.Parallel()
 	t.Run("memory", func(t *testing.T) { testReloadLoweringRate(t, "") })
 	t.Run("redis", func(t *testing.T) {
 		testReloadLoweringRate(t, `limiter: {store: redis, redis: {url: "`+redistest.Start(t).URL()+`"}, timeout: 5s}

@@ -126,8 +126,8 @@ func remainingTokens(t *testing.T, g *gw, body string) (int, int, string) {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestThinkingBlockHangUpChargesStreamed(t *testing.T) {
+	t.Parallel()
 	up := startThinkingAnthropic(t)
 	cfg := func(lim string) string {
 		return `

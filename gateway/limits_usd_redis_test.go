@@ -55,8 +55,8 @@ func spendUntilRefused(t *testing.T, gs ...*gw) []int {
 // default 50ms is served from the replica's share, and a true-up sent after a timeout
 // is dropped rather than risk counting it twice (README), which is not what this
 // checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestUSDBudgetSharedByGateways(t *testing.T) {
+	t.Parallel()
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 12, Seed: 5})
 	cfg := usdTestConfig(addr, "{per: api_key, "+tinyBudget+"}", "", `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}, timeout: 5s}

@@ -220,7 +220,8 @@ func redisCommands(t *testing.T, addr string, cmds ...[]string) {
 // does before the process exits: its concurrency slot in Redis is released (other
 // replicas would otherwise refuse that key for the whole concurrency_lease) and its
 // upstream request aborted.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
+// Not t.Parallel: its leases must be released within a 300 ms grace, with the default
+// 50 ms limiter timeout.
 func TestShutdownGraceExpiryReleasesStreamLeases(t *testing.T) {
 	rds := redistest.Start(t)
 	addr, upstreamClosed, release := silentStreamUpstream(t)

@@ -13,7 +13,7 @@ import (
 // completion) is as open as a stream: once Serve has returned, the process about to
 // exit, its lease is no longer taken in Redis, and the request ending afterwards
 // releases nothing twice.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
+// Not t.Parallel: its Redis calls have the default 50 ms limiter timeout.
 func TestShutdownGraceExpiryReleasesNonStreamLeases(t *testing.T) {
 	rds := redistest.Start(t)
 	up, arrived, release := heldChatUpstream(t)

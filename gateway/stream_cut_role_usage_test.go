@@ -96,8 +96,8 @@ func readFirstEvent(t *testing.T, g *gw, path, body string, hdr map[string]strin
 // key's series, and no gen_ai.usage on its spans. Through the Messages API bridge,
 // which asks for that usage itself, alike. A stream that ends whole is settled with
 // its final usage, exact.
-// Not t.Parallel: its tracing sets OpenTelemetry's process-wide error handler.
 func TestStreamCutAfterRoleUsageRefunded(t *testing.T) {
+	t.Parallel()
 	addr := roleUsageUpstream(t)
 	const continuous = `"stream_options":{"include_usage":true,"continuous_usage_stats":true},`
 	chat := `{"model":"paid","stream":true,"max_tokens":2000,` + continuous + `"messages":` + cutMessages + `}`

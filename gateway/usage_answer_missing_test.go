@@ -74,8 +74,8 @@ func noUsageUpstream(t *testing.T) string {
 // tollgate_tokens_total, the cost counter, the key's series and both spans
 // (tollgate.usage.estimated) carry it. A background response, whose work is still to
 // come, keeps its estimate charged; an answer with its usage is settled with it.
-// Not t.Parallel: its tracing sets OpenTelemetry's process-wide error handler.
 func TestAnswerWithoutUsageChargedWhatItAnswered(t *testing.T) {
+	t.Parallel()
 	addr := noUsageUpstream(t)
 	cfg := cutUsageConfig(addr, `  claude: {provider: anthropic, base_url: "http://`+addr+`/v1", model: `+afModel+`, api_key: `+afAnthropicKey+`, timeout: 30s,
            pricing: {input_per_million: 0.37, output_per_million: 1.13}}

@@ -110,8 +110,8 @@ func TestUsageGarbageCountDiscarded(t *testing.T) {
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
-// Not t.Parallel: its Redis limiter sets go-redis's process-wide logger.
 func TestUsageDebtHeldToTenYears(t *testing.T) {
+	t.Parallel()
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
 			extra := ""
