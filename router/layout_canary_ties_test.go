@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"sync/atomic"
 	"testing"
 )
 
@@ -79,13 +80,28 @@ func TestCanaryStepsBelowHomeKeepStableRoutesUsers(t *testing.T) {
 // 0 → 5 → 10 → 25 → 50 → 75 → 100 %: the other routes must never exchange
 // a bucket between two consecutive steps.
 func TestCanaryChainRandomEndpoints(t *testing.T) {
+	t.Parallel()
 	canaryChain(t, func(l *layout, home []int32, c int, cw int32, out []int32) { canaryWeights(home, l.byID, c, cw, out) })
 }
 
+// chainTrial is one random endpoint of canaryChain: its routes' backends and
+// configured weights, and which route is the canary.
+type chainTrial struct {
+	backend []string
+	home    []int32
+	c       int
+}
+
+// chainParts is how many parallel subtests share canaryChain's trials: the
+// trials are CPU-bound and independent (about 25 s in all under -race).
+const chainParts = 8
+
 func canaryChain(t *testing.T, cwf func(l *layout, home []int32, c int, cw int32, out []int32)) {
+	// Every trial's endpoint is drawn first, in trial order from one seed, so
+	// the same trials are checked however the subtests are scheduled.
 	r := rand.New(rand.NewSource(1))
-	bad := 0
-	for trial := 0; trial < 300 && bad < 5; trial++ {
+	trials := make([]chainTrial, 300)
+	for trial := range trials {
 		n := 2 + r.Intn(15)
 		home := make([]int32, n)
 		left := 100
@@ -99,28 +115,41 @@ func canaryChain(t *testing.T, cwf func(l *layout, home []int32, c int, cw int32
 		for i := range backend {
 			backend[i] = fmt.Sprintf("b%02d-%d", r.Intn(100), i)
 		}
-		c := r.Intn(n)
-		lay := newLayout(uint64(trial), backend, home)
-		var prev [Buckets]uint8
-		prevW := int32(-1)
-		for _, cw := range []int32{0, 500, 1000, 2500, 5000, 7500, 10000} {
-			w := make([]int32, n)
-			cwf(&lay, home, c, cw, w)
-			var tb [Buckets]uint8
-			lay.assign(w, &tb)
-			if prevW >= 0 {
-				ex := 0
-				for b := range tb {
-					if prev[b] != tb[b] && prev[b] != uint8(c) && tb[b] != uint8(c) {
-						ex++
+		trials[trial] = chainTrial{backend: backend, home: home, c: r.Intn(n)}
+	}
+	// The subtests take every chainParts-th trial, so that each gets endpoints
+	// of every size, and stop starting trials once five failures are reported
+	// among them all.
+	var bad atomic.Int32
+	for part := range chainParts {
+		t.Run(fmt.Sprintf("part %d", part), func(t *testing.T) {
+			t.Parallel()
+			for trial := part; trial < len(trials) && bad.Load() < 5; trial += chainParts {
+				backend, home, c := trials[trial].backend, trials[trial].home, trials[trial].c
+				n := len(home)
+				lay := newLayout(uint64(trial), backend, home)
+				var prev [Buckets]uint8
+				prevW := int32(-1)
+				for _, cw := range []int32{0, 500, 1000, 2500, 5000, 7500, 10000} {
+					w := make([]int32, n)
+					cwf(&lay, home, c, cw, w)
+					var tb [Buckets]uint8
+					lay.assign(w, &tb)
+					if prevW >= 0 {
+						ex := 0
+						for b := range tb {
+							if prev[b] != tb[b] && prev[b] != uint8(c) && tb[b] != uint8(c) {
+								ex++
+							}
+						}
+						if ex > 0 {
+							t.Errorf("routes %v weights %v canary route %d: %d buckets moved between non-canary routes stepping the canary %d → %d", backend, home, c, ex, prevW, cw)
+							bad.Add(1)
+						}
 					}
-				}
-				if ex > 0 {
-					t.Errorf("routes %v weights %v canary route %d: %d buckets moved between non-canary routes stepping the canary %d → %d", backend, home, c, ex, prevW, cw)
-					bad++
+					prev, prevW = tb, cw
 				}
 			}
-			prev, prevW = tb, cw
-		}
+		})
 	}
 }
