@@ -66,6 +66,7 @@ func kept(before, after []string, backend string) float64 {
 }
 
 func TestReloadAddingVariantKeepsOtherUsers(t *testing.T) {
+	t.Parallel()
 	keys := userKeys(stickyUsers)
 	before, after := reloadTargets(t, keys,
 		Config{Routes: []Route{{Backend: "a", Weight: 90}, {Backend: "b", Weight: 10}}, Sticky: &Sticky{From: StickyUser}},
@@ -91,6 +92,7 @@ func TestReloadAddingVariantKeepsOtherUsers(t *testing.T) {
 }
 
 func TestReloadReorderingRoutesMovesNobody(t *testing.T) {
+	t.Parallel()
 	keys := userKeys(stickyUsers)
 	tests := []struct {
 		name       string
@@ -125,6 +127,7 @@ func TestReloadReorderingRoutesMovesNobody(t *testing.T) {
 }
 
 func TestReloadWeightChangeKeepsUnchangedRoute(t *testing.T) {
+	t.Parallel()
 	keys := userKeys(stickyUsers)
 	before, after := reloadTargets(t, keys,
 		Config{Routes: []Route{{Backend: "a", Weight: 40}, {Backend: "b", Weight: 30}, {Backend: "c", Weight: 30}}, Sticky: &Sticky{From: StickyUser}},
@@ -149,6 +152,7 @@ func TestReloadWeightChangeKeepsUnchangedRoute(t *testing.T) {
 }
 
 func TestReloadRaisingCanaryMovesOntoIt(t *testing.T) {
+	t.Parallel()
 	keys := userKeys(stickyUsers)
 	before, after := reloadTargets(t, keys,
 		Config{Routes: []Route{{Backend: "c", Weight: 5}, {Backend: "a", Weight: 57}, {Backend: "b", Weight: 38}}, Sticky: &Sticky{From: StickyUser}, Canary: &Canary{Backend: "c"}},
@@ -203,6 +207,7 @@ func TestLayoutHomeListsExact(t *testing.T) {
 // same backend whatever the order of the routes in the config, also when
 // routes of equal weight tie in the Sainte-Laguë order of the pool.
 func TestLayoutIgnoresRouteOrder(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		backend    []string
@@ -292,7 +297,8 @@ func BenchmarkNewLayoutKept(b *testing.B) {
 // TestLayoutKeptListsAreTheBuiltOnes: an endpoint built again with the same
 // seed, backends and weights shares the home lists built first, which are
 // those homeLists builds; any difference in what they are a function of
-// builds them anew.
+// builds them anew. It runs alone: another test's newLayout could empty the
+// package's layoutCache between its two builds.
 func TestLayoutKeptListsAreTheBuiltOnes(t *testing.T) {
 	names, home := sixteen(), sixteenWeights()
 	a := newLayout(xxhashSeed("kept"), names, home)

@@ -17,6 +17,7 @@ import (
 // The replicas run on the real clock (a fake one moved by each waiting call would
 // move it for all of them at once), so the calls take a switch delay each.
 func TestSharedConcurrentOperationsTakeTurns(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	var rs []*Router
 	for _, id := range []string{"a", "b", "c", "d", "e"} {

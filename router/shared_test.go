@@ -134,6 +134,9 @@ func decidedWeight(s EndpointSnapshot) float64 {
 	return s.Canary.Weight
 }
 
+// TestSharedReplicasAgreeAtEveryStep runs alone: its replicas' leader lease lasts
+// 300 ms of real time, and a tick delayed past that by parallel CPU-bound tests
+// would hand the lead to another replica.
 func TestSharedReplicasAgreeAtEveryStep(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.replica("a", sharedCanary()), c.replica("b", sharedCanary())
@@ -533,6 +536,8 @@ func TestStopReleasesLeaseAfterCutTick(t *testing.T) {
 	}
 }
 
+// TestSharedLeaderHandover runs alone: goleak.VerifyNone would count the goroutines
+// of tests running beside it.
 func TestSharedLeaderHandover(t *testing.T) {
 	// The redis-server started below is waited on by a redistest goroutine until the
 	// test's cleanup stops it, after this check.

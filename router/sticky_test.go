@@ -10,6 +10,7 @@ import (
 const stickyUsers = 100_000
 
 func TestStickySameVariantEveryCallAndReplica(t *testing.T) {
+	t.Parallel()
 	keys := userKeys(stickyUsers)
 	cfg := canaryConfig(Canary{})
 	// Two routers stand for two replicas that share nothing but the config.
@@ -47,6 +48,7 @@ func TestStickySaltedByEndpoint(t *testing.T) {
 }
 
 func TestStickySharesMatchWeights(t *testing.T) {
+	t.Parallel()
 	keys := userKeys(stickyUsers)
 	tests := []struct {
 		name    string
@@ -108,6 +110,7 @@ func moves(before, after []int) map[[2]int]int {
 }
 
 func TestStickyCanaryStepsOnlyMoveUsersOntoTheCanary(t *testing.T) {
+	t.Parallel()
 	keys := userKeys(stickyUsers)
 	tests := []struct {
 		name   string
@@ -169,6 +172,7 @@ func TestStickyCanaryStepsOnlyMoveUsersOntoTheCanary(t *testing.T) {
 // increments on the bucket table itself: raising the canary never takes a
 // bucket away from it, and the other routes never trade buckets.
 func TestLayoutCanaryChainIsMonotone(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		home   []int32
@@ -223,6 +227,7 @@ func TestLayoutCanaryChainIsMonotone(t *testing.T) {
 }
 
 func TestStickyMultiRouteOverride(t *testing.T) {
+	t.Parallel()
 	keys := userKeys(stickyUsers)
 	cfg := Config{
 		Routes: []Route{{Backend: "a", Weight: 40}, {Backend: "b", Weight: 30}, {Backend: "c", Weight: 20}, {Backend: "d", Weight: 10}},
@@ -281,6 +286,7 @@ func TestStickyMultiRouteOverride(t *testing.T) {
 // the same way (it lost to g or gained from g); the other routes never
 // trade with each other.
 func TestLayoutSingleGainerProperty(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for n := 2; n <= 6; n++ {
 		home := randomWeights(rng, n)

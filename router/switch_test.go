@@ -53,6 +53,8 @@ func switchAt(t *testing.T, x *replica) time.Time {
 // every replica at one instant, switchDelay after the change was written: each
 // replica, the writer included, routes them as before until just before it, and by
 // the new weights from it on, whether it read the change before the instant or after.
+// It runs alone: its replicas' leader lease lasts 300 ms of real time, and a tick
+// delayed past that by parallel CPU-bound tests would hand the lead to another replica.
 func TestSwitchAtOneInstantOnEveryReplica(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
