@@ -14,7 +14,8 @@ import (
 // gateway to its open-file limit, and accept(2) fails with EMFILE until some close.
 // The gateway rides it out, as nginx and net/http do: it keeps serving, the request in
 // flight gets its answer, and the connections over the limit wait in the listen queue
-// meanwhile. fasthttp alone takes the error for the listener's end.
+// meanwhile. fasthttp alone takes the error for the listener's end. It runs alone: it
+// must see the request in flight within the 1.5 s to its first token.
 func TestServeRidesOutOpenFileLimit(t *testing.T) {
 	dir := t.TempDir()
 	api, admin := freePort(t), freePort(t)

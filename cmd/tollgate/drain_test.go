@@ -67,7 +67,8 @@ type clientResult struct {
 // SIGTERM, and a second process on the same Redis reading the buckets afterwards.
 // Redis gets a timeout no loaded test machine reaches: past the default 50ms a check
 // is answered from the replica's share and a true-up sent after a timeout is dropped
-// (README), which is not what this checks.
+// (README), which is not what this checks. It runs alone: it bounds the exit at 4 s
+// after SIGTERM, which the parallel load tests could stretch.
 func TestDrainGraceEndAnswersStreamAwaitingHeader(t *testing.T) {
 	rds := redistest.Start(t)
 	held := heldHeaderUpstream(t)

@@ -18,6 +18,7 @@ var keyExpiresLine = regexp.MustCompile(`^key: (sk-tg-[A-Za-z0-9_-]{43})\nauth\.
 // without its value (refused as such, not as a key on the command line) is refused
 // without a key made.
 func TestKeyCommandExpiresAt(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"key", "--expires-at", "2099-12-31T23:59:59Z"},
 		{"key", "--expires-at=2099-12-31T18:00:00-05:00"},

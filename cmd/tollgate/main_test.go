@@ -100,6 +100,7 @@ func TestValidate(t *testing.T) {
 
 // TestSignals runs the binary: SIGHUP reloads the config, SIGTERM exits cleanly.
 func TestSignals(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	api, admin := freePort(t), freePort(t)
 	cfg := func(endpoints string) string {
@@ -148,7 +149,8 @@ func TestSignals(t *testing.T) {
 }
 
 // A second SIGTERM while the gateway drains a request ends it at once, instead of
-// after shutdown_grace.
+// after shutdown_grace. It runs alone: the second SIGTERM, sent 1 s after the first,
+// ends the process only if the gateway has taken the first in by then.
 func TestSecondSignalStopsDraining(t *testing.T) {
 	dir := t.TempDir()
 	api, admin := freePort(t), freePort(t)

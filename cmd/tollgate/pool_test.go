@@ -61,6 +61,8 @@ func (m *mockProcess) served() int {
 // under concurrent load, kills one with SIGKILL mid-load, and brings it back: no
 // request fails (every one was retried on a live replica before anything was sent to
 // its client), the dead replica is marked down, and the restarted one serves again.
+// It runs alone: with 200 ms health-check timeouts and one failure enough to eject,
+// the parallel load tests could get a live replica ejected and requests failed.
 func TestPoolSurvivesAKilledReplica(t *testing.T) {
 	addrs := []string{freePort(t), freePort(t), freePort(t)}
 	var mocks []*mockProcess

@@ -20,7 +20,8 @@ import (
 // must report not-ready on /readyz during the drain (so the endpoints controller and
 // any LB probing it stop sending), the in-flight request must finish with 200, and the
 // process must exit 0 (a non-zero exit marks the pod Failed and pages people). A SIGHUP
-// (a config-reloader sidecar) arriving during the drain must not disturb it.
+// (a config-reloader sidecar) arriving during the drain must not disturb it. It runs
+// alone: its checks must all be done within the request's 3 s to its first token.
 func TestServeSIGTERMDrainsThenExits(t *testing.T) {
 	dir := t.TempDir()
 	api, admin := freePort(t), freePort(t)
@@ -122,6 +123,7 @@ func TestServePortInUse(t *testing.T) {
 // directory. Serving, a reload and a shutdown must write nothing to the working
 // directory or $TMPDIR (a write there fails in production and litters hosts elsewhere).
 func TestServeWritesNothingToCwdOrTmp(t *testing.T) {
+	t.Parallel()
 	conf, cwd, tmp := t.TempDir(), t.TempDir(), t.TempDir()
 	api, admin := freePort(t), freePort(t)
 	path := writeFile(t, conf, "tollgate.yaml", opsCfg(api, admin, "1ms", "2s"))

@@ -45,6 +45,7 @@ func startStalledStderr(t *testing.T) (cmd *exec.Cmd, api, admin string) {
 // keep serving and drop or buffer log lines: the gateway queues them (logq) and drops
 // what exceeds the queue, never an answer.
 func TestStalledStderrReaderKeepsAnswering(t *testing.T) {
+	t.Parallel()
 	_, api, admin := startStalledStderr(t)
 	c := &http.Client{Timeout: 5 * time.Second}
 	post := func() (int, error) {
@@ -75,6 +76,7 @@ func TestStalledStderrReaderKeepsAnswering(t *testing.T) {
 // to wait on the blocked write, and the process on them, until the orchestrator's
 // SIGKILL; the queued lines now get 1 s to be written at exit.
 func TestStalledStderrReaderLetsShutdownFinish(t *testing.T) {
+	t.Parallel()
 	cmd, api, _ := startStalledStderr(t)
 	c := &http.Client{Timeout: time.Second}
 	// Fill the pipe: ~400 B an access line, 64 KiB of buffer.
@@ -98,6 +100,7 @@ func TestStalledStderrReaderLetsShutdownFinish(t *testing.T) {
 // With a reader that reads, the queue costs nothing at exit: every access line and the
 // shutdown's own lines are written before the process ends.
 func TestShutdownWritesEveryQueuedLogLine(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	api, admin := freePort(t), freePort(t)
 	path := writeFile(t, dir, "tollgate.yaml", strings.Replace(opsCfg(api, admin, "0ms", "1s"), "access_log: false", "access_log: true", 1))

@@ -15,6 +15,7 @@ import (
 // drain does (README: "a second SIGTERM/SIGINT ... ends the process at once (a second
 // Ctrl-C)"), rather than leaving only SIGKILL.
 func TestSecondSignalEndsHeldStart(t *testing.T) {
+	t.Parallel()
 	fifo := filepath.Join(t.TempDir(), "tollgate.yaml")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)

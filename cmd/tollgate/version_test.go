@@ -12,6 +12,7 @@ import (
 // given, as make build does: a GOFLAGS=-buildvcs=false in the environment would leave it
 // out).
 func TestVersionOfBuiltBinary(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Fatalf("git is needed to build from the checkout: %v", err)
 	}
