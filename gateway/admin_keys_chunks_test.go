@@ -200,7 +200,6 @@ func firstDiff(got, want []byte) string {
 // keys, order, fields, escaping and next), with the memory store and with Redis; HEAD
 // answers its headers and no body.
 func TestAdminKeysListingBytes(t *testing.T) {
-	t.Parallel()
 	const n = 2*keyChunk + 99
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {

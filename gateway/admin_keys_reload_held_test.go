@@ -15,7 +15,6 @@ import (
 // limiter only after the answer, so the key's buckets read from Redis, not
 // unavailable.
 func TestAdminKeysReadSurvivesLimiterReload(t *testing.T) {
-	t.Parallel()
 	rds, next := redistest.Start(t), redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 11})
 	cfg := func(r *redistest.Server) string {

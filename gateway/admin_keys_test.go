@@ -410,7 +410,6 @@ func TestAdminKeysRedisDown(t *testing.T) {
 // are in the API's error shape; HEAD is GET without a body and other methods are 405
 // with Allow; the admin token and the cross-site rules apply as on every /admin/ path.
 func TestAdminKeysContract(t *testing.T) {
-	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 16, Seed: 11})
 	g := startGateway(t, keysConfig(addr, ""))
 	c := g.client(option.WithAPIKey(keysTeamA))

@@ -656,7 +656,6 @@ func TestAnthropicFaultsUpstreamErrors(t *testing.T) {
 // the SDK parses, streamed or not. Azure gets its deployment URL, api-version and
 // api-key, and never the Anthropic key or a bearer token.
 func TestAnthropicFaultsFallback(t *testing.T) {
-	t.Parallel()
 	e := startAnthropicFaults(t)
 	c := e.sdk()
 	ctx := context.Background()

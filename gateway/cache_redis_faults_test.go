@@ -171,11 +171,12 @@ func TestRedisCacheRedisDown(t *testing.T) {
 		}
 		return resp.Header.Get("X-Tollgate-Cache"), time.Since(start)
 	}
-	post("kept")
-	waitStored(t, g, "chat", 1)
-	if res, _ := post("kept"); res != "hit" {
-		t.Fatalf("before the outage: %q", res)
-	}
+	// A store slowed past the 100 ms timeout by a loaded machine is dropped (counted
+	// an error): the question is asked again until one is kept.
+	waitFor(t, func() bool {
+		res, _ := post("kept")
+		return res == "hit"
+	})
 	for _, outage := range []struct {
 		name       string
 		stop, back func()

@@ -12,7 +12,6 @@ import (
 // A quoted value over 64 bytes is cut there and says its length, in whichever
 // package's problem it is quoted.
 func TestConfigErrorBoundsQuotedValues(t *testing.T) {
-	t.Parallel()
 	long := strings.Repeat("x", 1<<20)
 	for _, tc := range []struct {
 		name, yaml, key string

@@ -20,7 +20,6 @@ import (
 // neither A/B variant gets its answers and no route's gates count its attempts), the
 // route's own refusal counted for its route as any 4xx.
 func TestContextFallbackObserved(t *testing.T) {
-	t.Parallel()
 	u := startCtxUpstreams(t)
 	g, exp := startTracedGateway(t, `
 server: {listen: "127.0.0.1:0", admin_listen: "127.0.0.1:0", max_body_bytes: 1MiB}

@@ -94,7 +94,6 @@ func tokensUsedUpstream(t *testing.T, total int) string {
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
 func TestLimitsOverdraftMakesNextWait(t *testing.T) {
-	t.Parallel()
 	for _, store := range []string{"memory", "redis", "redis-prefetch-off"} {
 		t.Run(store, func(t *testing.T) {
 			up := tokensUsedUpstream(t, 1_200_000)
@@ -223,7 +222,6 @@ logging: {level: error, access_log: false}
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
 func TestLimitsRefusedRequestConsumesNothing(t *testing.T) {
-	t.Parallel()
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
 			up := endingUpstream(t)

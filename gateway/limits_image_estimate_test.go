@@ -79,7 +79,6 @@ logging: {level: error, access_log: false}
 // imageTokens each, its string's bytes left out of the text. Audio inline is charged a
 // token per KiB of its base64.
 func TestMediaEstimateCharged(t *testing.T) {
-	t.Parallel()
 	up, _ := recordingChatUpstream(t)
 	eps := ""
 	for _, name := range []string{"byurl", "inline", "escaped", "audio"} {

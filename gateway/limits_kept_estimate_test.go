@@ -39,7 +39,6 @@ func bigUsageUpstream(t *testing.T) string {
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
 func TestKeptEstimateOverBurstChargedWhole(t *testing.T) {
-	t.Parallel()
 	up := bigUsageUpstream(t)
 	// ~4000 tokens owed past the bucket, at 86.4 s a token (1000 a day).
 	const minWait, maxWait = 4000 * 86400 / 1000, 4100 * 86400 / 1000

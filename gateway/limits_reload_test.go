@@ -20,7 +20,6 @@ import (
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
 func TestReloadLoweringRateKeepsSpentBucketSpent(t *testing.T) {
-	t.Parallel()
 	t.Run("memory", func(t *testing.T) { testReloadLoweringRate(t, "") })
 	t.Run("redis", func(t *testing.T) {
 		testReloadLoweringRate(t, `limiter: {store: redis, redis: {url: "`+redistest.Start(t).URL()+`"}, timeout: 5s}

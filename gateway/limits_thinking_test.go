@@ -127,7 +127,6 @@ func remainingTokens(t *testing.T, g *gw, body string) (int, int, string) {
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
 func TestThinkingBlockHangUpChargesStreamed(t *testing.T) {
-	t.Parallel()
 	up := startThinkingAnthropic(t)
 	cfg := func(lim string) string {
 		return `

@@ -56,7 +56,6 @@ func spendUntilRefused(t *testing.T, gs ...*gw) []int {
 // is dropped rather than risk counting it twice (README), which is not what this
 // checks.
 func TestUSDBudgetSharedByGateways(t *testing.T) {
-	t.Parallel()
 	rds := redistest.Start(t)
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 12, Seed: 5})
 	cfg := usdTestConfig(addr, "{per: api_key, "+tinyBudget+"}", "", `limiter: {store: redis, redis: {url: "`+rds.URL()+`"}, timeout: 5s}

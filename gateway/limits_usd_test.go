@@ -275,7 +275,6 @@ logging: {level: error, access_log: false}
 // a message naming the budget in dollars and never the key, retry-after and the -usd
 // headers; the rejection counts under its limit's name.
 func TestUSDBudgetRefusalSDK(t *testing.T) {
-	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{MaxTokens: 8, Seed: 2})
 	g := startGateway(t, usdTestConfig(addr, "{per: api_key, usd: 0.0001, window: day}", "{per: endpoint, requests: 1000, window: minute}", ""))
 	c := usdClient(g)

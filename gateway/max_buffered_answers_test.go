@@ -162,7 +162,6 @@ func TestMaxBufferedAnswers(t *testing.T) {
 // An answer alone is always taken, larger than the bound too: an embeddings answer of
 // megabytes from mockllm under a bound of 256 KiB.
 func TestMaxBufferedAnswerAlone(t *testing.T) {
-	t.Parallel()
 	_, addr := startMock(t, mockllm.Options{EmbeddingDim: 65536})
 	g := startGateway(t, answerConfig(addr, "256KiB", "", "  - {name: embed, type: embeddings, routes: [{backend: up}]}\n"))
 	resp, got := postWith(t, g.url+"/v1/embeddings", `{"model":"embed","input":["a","b","c","d"]}`, nil)
@@ -185,7 +184,6 @@ func TestMaxBufferedAnswerAlone(t *testing.T) {
 // a 16 MB answer keeps it held once its request has ended (its access log line
 // written), and another answer finds no room meanwhile; once read, it is given back.
 func TestMaxBufferedAnswerHeldUntilWritten(t *testing.T) {
-	t.Parallel()
 	const size = 16_000_000
 	answer := chatAnswerOf(size)
 	addr, _ := scriptedUpstream(t, func(_ int, c net.Conn, req *http.Request) {
@@ -248,7 +246,6 @@ func TestMaxBufferedAnswerHeldUntilWritten(t *testing.T) {
 // error answer passed on, a client that hangs up while its answer arrives, an
 // attempt that timed out in its answer and a fallback that served.
 func TestMaxBufferedAnswerGivenBack(t *testing.T) {
-	t.Parallel()
 	const size = 1_000_000
 	errBody := `{"error":{"message":"` + strings.Repeat("e", 300_000) + `","type":"server_error","param":null,"code":null}}`
 	stalled := make(chan struct{})

@@ -113,7 +113,6 @@ func wantClosed(t *testing.T, closed chan error, what string) {
 // its wait, the access log says overloaded, and nothing is retried. Alone, each is
 // taken however large, and passed on whole. After each, nothing is held.
 func TestMaxBufferedStreamedCallAnswers(t *testing.T) {
-	t.Parallel()
 	const heldSize = 800_000
 	addr, release, closed := pickedUpstream(t, heldSize)
 	g := startGateway(t, heldConfig(addr))
@@ -185,7 +184,6 @@ func TestMaxBufferedStreamedCallAnswers(t *testing.T) {
 // cannot take the call, the kept answer reaches the client whole; when the client
 // hangs up meanwhile, it is let go with the rest.
 func TestMaxBufferedKeptAnswer(t *testing.T) {
-	t.Parallel()
 	const errSize, spareSize = 500_000, 400_000
 	addr, _, _ := pickedUpstream(t, 1000)
 	releaseSpare := make(chan struct{})

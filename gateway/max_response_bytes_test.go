@@ -140,7 +140,6 @@ func TestLargeFloatEmbeddingsBatchPassedOnUnderMaxResponseBytes(t *testing.T) {
 // answer over it is the upstream's invalid answer (502 upstream_bad_response), one
 // under it is passed on whole.
 func TestMaxResponseBytesBoundsBufferedAnswer(t *testing.T) {
-	t.Parallel()
 	const inputs = 64 // about 2.5 MB
 	up, sizeOf := floatEmbeddingsUpstream(t)
 	size := sizeOf(inputs)

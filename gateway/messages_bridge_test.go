@@ -127,7 +127,6 @@ func TestMessagesBridgeSDK(t *testing.T) {
 // A stream comes back as the Messages API's named events, which the SDK accumulates
 // into the message; the raw stream ends with message_stop, no [DONE].
 func TestMessagesBridgeStream(t *testing.T) {
-	t.Parallel()
 	g, _, _ := startMessagesBridge(t)
 	c := bridgeSDK(g)
 	for _, ep := range []string{"tgi", "az"} {

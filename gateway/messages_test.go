@@ -130,7 +130,6 @@ func msgRemaining(t *testing.T, resp *http.Response) int64 {
 // the backend's model and key and the client's anthropic-version, never the
 // client's key.
 func TestMessagesAnthropicBackend(t *testing.T) {
-	t.Parallel()
 	e := startMessages(t, "")
 	c := e.sdk()
 	var resp *http.Response

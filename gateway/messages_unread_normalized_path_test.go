@@ -14,7 +14,6 @@ import (
 // reset the header by then, the path read from the request line at its arrival) as a
 // header fasthttp cannot read. A path that cleans to another one keeps OpenAI's.
 func TestMessagesUnreadNormalizedPathShape(t *testing.T) {
-	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, strings.Replace(mockConfig(up, "", ""), "shutdown_grace: 5s}",
 		"shutdown_grace: 5s, read_timeout: 300ms}", 1))

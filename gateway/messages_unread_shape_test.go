@@ -36,7 +36,6 @@ func anthropicShaped(body string) bool {
 // read_timeout or ends short of its Content-Length (fasthttp resets the header before
 // its error handler runs). The same requests to /v1/chat/completions keep OpenAI's.
 func TestMessagesUnreadRequestShape(t *testing.T) {
-	t.Parallel()
 	_, up := startMock(t, mockllm.Options{MaxTokens: 2})
 	g := startGateway(t, strings.Replace(mockConfig(up, "", ""), "shutdown_grace: 5s}",
 		"shutdown_grace: 5s, read_timeout: 300ms}", 1))

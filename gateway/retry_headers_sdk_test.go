@@ -128,7 +128,6 @@ func testSDKRetriesOnLimitRefusals(t *testing.T, limiterYAML string) {
 // call is one attempt. A 502 for an upstream that could not be reached says nothing:
 // the SDKs' retry a second later may find it back.
 func TestShouldRetryOnGatewayErrors(t *testing.T) {
-	t.Parallel()
 	t.Run("answer over max_response_bytes", func(t *testing.T) {
 		up, _ := floatEmbeddingsUpstream(t)
 		g := startGateway(t, embedConfig(up.URL, "max_response_bytes: 1MiB"))

@@ -205,7 +205,6 @@ func TestSetWaitBound(t *testing.T) {
 // says x-should-retry: false, on the Messages API too; a 400 is no SDK's retry
 // whatever its wait, and an error without a wait gets none.
 func TestRetryHeadersOnUpstreamErrors(t *testing.T) {
-	t.Parallel()
 	inTwoHours := time.Now().Add(2 * time.Hour).UTC().Format(http.TimeFormat)
 	for _, c := range []struct {
 		name, path string

@@ -17,7 +17,6 @@ import (
 // retry went back to the very replica that had just failed it, and the client got its
 // 500 while 79 healthy replicas sat idle.
 func TestRetryAvoidsFailedTargetPast64(t *testing.T) {
-	t.Parallel()
 	const targets, bad = 80, 70
 	var badAttempts atomic.Int64
 	addr := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {

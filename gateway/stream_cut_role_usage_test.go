@@ -97,7 +97,6 @@ func readFirstEvent(t *testing.T, g *gw, path, body string, hdr map[string]strin
 // which asks for that usage itself, alike. A stream that ends whole is settled with
 // its final usage, exact.
 func TestStreamCutAfterRoleUsageRefunded(t *testing.T) {
-	t.Parallel()
 	addr := roleUsageUpstream(t)
 	const continuous = `"stream_options":{"include_usage":true,"continuous_usage_stats":true},`
 	chat := `{"model":"paid","stream":true,"max_tokens":2000,` + continuous + `"messages":` + cutMessages + `}`

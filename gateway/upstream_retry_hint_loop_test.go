@@ -43,7 +43,6 @@ func hintUpstream(t *testing.T) (*atomic.Int64, string) {
 // gets from the route's backend carries that backend's hint. (The route's one target
 // is not ejected by the cases' 5xx answers, which would end its retries early.)
 func TestShouldRetryHeededByRetries(t *testing.T) {
-	t.Parallel()
 	up, addr := hintUpstream(t)
 	spare, spareAddr := startCountingUpstream(t, answerChat)
 	g := startGateway(t, `
@@ -104,7 +103,6 @@ logging: {level: error, access_log: false}
 // A "true" with a Retry-After over the longest wait skips the retries, as the wait
 // alone does; a "false" with a short wait is not retried nor waited for.
 func TestShouldRetryFallbackServes(t *testing.T) {
-	t.Parallel()
 	up, addr := hintUpstream(t)
 	spare, spareAddr := startCountingUpstream(t, answerChat)
 	g := startGateway(t, `

@@ -41,7 +41,6 @@ func checkHint(t *testing.T, h http.Header, want string) {
 // says "true" but its wait is one not every SDK takes as told (60 s or more), the
 // gateway's "false" wins, as for a limit's 429.
 func TestUpstreamShouldRetryPassedOn(t *testing.T) {
-	t.Parallel()
 	for _, c := range []struct {
 		name, path string
 		status     int
@@ -106,7 +105,6 @@ func answerAnthropicError(status int, typ string, hdrs ...string) func(*fasthttp
 // translates into OpenAI's shape: its 529 as a 503, which the SDKs retry as they do a
 // 529, so what the upstream said of the request still holds.
 func TestUpstreamShouldRetryAnthropicBackend(t *testing.T) {
-	t.Parallel()
 	for _, c := range []struct {
 		name           string
 		status         int
@@ -219,7 +217,6 @@ logging: {level: error, access_log: false}
 // passed by then, and a fallback's "false" would keep the client from it; the SDKs then
 // follow their status rule.
 func TestUpstreamShouldRetryAfterRetriesAndFallbacks(t *testing.T) {
-	t.Parallel()
 	t.Run("after the gateway's retries on the same backend", func(t *testing.T) {
 		up, addr := startCountingUpstream(t, answerError(500, "X-Should-Retry", "true"))
 		g := hintGateway(t, addr, 1, "", "")
@@ -290,7 +287,6 @@ func TestUpstreamShouldRetryAfterRetriesAndFallbacks(t *testing.T) {
 // nothing of the first backend, leaves the SDK its status rule: a 429 retried twice,
 // each retry reaching the first backend again.
 func TestSDKRetriesUpstreamShouldRetry(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	chat := func(g *gw) error {
 		c := openai.NewClient(option.WithBaseURL(g.url+"/v1"), option.WithAPIKey("unused"))

@@ -75,7 +75,6 @@ func noUsageUpstream(t *testing.T) string {
 // (tollgate.usage.estimated) carry it. A background response, whose work is still to
 // come, keeps its estimate charged; an answer with its usage is settled with it.
 func TestAnswerWithoutUsageChargedWhatItAnswered(t *testing.T) {
-	t.Parallel()
 	addr := noUsageUpstream(t)
 	cfg := cutUsageConfig(addr, `  claude: {provider: anthropic, base_url: "http://`+addr+`/v1", model: `+afModel+`, api_key: `+afAnthropicKey+`, timeout: 30s,
            pricing: {input_per_million: 0.37, output_per_million: 1.13}}

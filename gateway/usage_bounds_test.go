@@ -111,7 +111,6 @@ func TestUsageGarbageCountDiscarded(t *testing.T) {
 // is answered from the replica's share and a true-up sent after a timeout is dropped
 // (README), which is not what this checks.
 func TestUsageDebtHeldToTenYears(t *testing.T) {
-	t.Parallel()
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
 			extra := ""
